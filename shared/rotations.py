@@ -1,0 +1,247 @@
+"""Rotation conversions: axis-angle, quaternion, matrix and 6D, plus mirroring.
+
+One implementation serves both sides: every function takes numpy arrays (the Blender add-on) or
+torch tensors (the backend, differentiable, any device and float dtype) and returns the same kind.
+torch is imported only when a tensor is passed, so the add-on never needs it.
+
+Conventions
+- axis-angle: (..., 3), the rotation vector (axis × angle in radians).
+- quaternion: (..., 4), scalar first (w, x, y, z), like Blender; outputs have w >= 0.
+- matrix: (..., 3, 3), rotating column vectors (x' = R @ x).
+- 6D: (..., 6), the first two *rows* of the matrix (pytorch3d's ``matrix_to_rotation_6d``,
+  the convention InterHandGen's data uses); decoded by Gram-Schmidt.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+_SMALL = 1e-6  # below this angle² the Taylor expansions are exact to float64 precision
+
+
+def _numpy_ops() -> SimpleNamespace:
+    return SimpleNamespace(
+        sqrt=np.sqrt, sin=np.sin, cos=np.cos, atan2=np.arctan2, where=np.where,
+        stack=lambda seq, axis: np.stack(seq, axis),
+        clamp_min=np.maximum, abs=np.abs,
+    )
+
+
+_NUMPY = _numpy_ops()
+_TORCH: SimpleNamespace | None = None
+
+
+def _torch_ops() -> SimpleNamespace:
+    global _TORCH
+    if _TORCH is None:
+        import torch
+
+        _TORCH = SimpleNamespace(
+            sqrt=torch.sqrt, sin=torch.sin, cos=torch.cos, atan2=torch.atan2, where=torch.where,
+            stack=lambda seq, axis: torch.stack(seq, axis),
+            clamp_min=lambda x, v: torch.clamp(x, min=v), abs=torch.abs,
+        )
+    return _TORCH
+
+
+def _ops(x: Any) -> SimpleNamespace:
+    if isinstance(x, np.ndarray):
+        return _NUMPY
+    if type(x).__module__.startswith("torch"):
+        return _torch_ops()
+    raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def _as_array(x: Any) -> Any:
+    if isinstance(x, (list, tuple, float, int)):
+        return np.asarray(x, dtype=np.float64)
+    return x
+
+
+def _check_last(x: Any, size: int, what: str) -> None:
+    if x.shape[-1:] != (size,):
+        raise ValueError(f"{what} must have shape (..., {size}), got {tuple(x.shape)}")
+
+
+def _check_matrix(x: Any) -> None:
+    if tuple(x.shape[-2:]) != (3, 3):
+        raise ValueError(f"rotation matrices must have shape (..., 3, 3), got {tuple(x.shape)}")
+
+
+def _matrix(rows: list[list[Any]], xp: SimpleNamespace) -> Any:
+    return xp.stack([xp.stack(r, -1) for r in rows], -2)
+
+
+def axis_angle_to_matrix(axis_angle: Any) -> Any:
+    """Rodrigues' formula, with Taylor terms near zero so gradients stay finite there."""
+    aa = _as_array(axis_angle)
+    _check_last(aa, 3, "axis-angles")
+    xp = _ops(aa)
+    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
+    t2 = x * x + y * y + z * z
+    small = t2 < _SMALL
+    t2_safe = xp.where(small, xp.clamp_min(t2, 0.0) + 1.0, t2)
+    t = xp.sqrt(t2_safe)
+    a = xp.where(small, 1.0 - t2 / 6.0, xp.sin(t) / t)  # sin(t)/t
+    b = xp.where(small, 0.5 - t2 / 24.0, (1.0 - xp.cos(t)) / t2_safe)  # (1-cos t)/t²
+    return _matrix(
+        [
+            [1.0 - b * (y * y + z * z), b * x * y - a * z, b * x * z + a * y],
+            [b * x * y + a * z, 1.0 - b * (x * x + z * z), b * y * z - a * x],
+            [b * x * z - a * y, b * y * z + a * x, 1.0 - b * (x * x + y * y)],
+        ],
+        xp,
+    )
+
+
+def quaternion_to_matrix(quaternion: Any) -> Any:
+    q = _as_array(quaternion)
+    _check_last(q, 4, "quaternions")
+    xp = _ops(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    s = 2.0 / xp.clamp_min(w * w + x * x + y * y + z * z, 1e-12)
+    return _matrix(
+        [
+            [1.0 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+            [s * (x * y + z * w), 1.0 - s * (x * x + z * z), s * (y * z - x * w)],
+            [s * (x * z - y * w), s * (y * z + x * w), 1.0 - s * (x * x + y * y)],
+        ],
+        xp,
+    )
+
+
+def matrix_to_quaternion(matrix: Any) -> Any:
+    """Shepperd's method: each of the four candidate formulas is used where it is best conditioned."""
+    m = _as_array(matrix)
+    _check_matrix(m)
+    xp = _ops(m)
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    trace = m00 + m11 + m22
+
+    def half_root(v: Any) -> Any:  # 2·sqrt(v), kept away from 0 so unused branches stay finite
+        return 2.0 * xp.sqrt(xp.clamp_min(v, 1e-12))
+
+    s0 = half_root(1.0 + trace)
+    s1 = half_root(1.0 + m00 - m11 - m22)
+    s2 = half_root(1.0 - m00 + m11 - m22)
+    s3 = half_root(1.0 - m00 - m11 + m22)
+    cands = [
+        [0.25 * s0, (m21 - m12) / s0, (m02 - m20) / s0, (m10 - m01) / s0],
+        [(m21 - m12) / s1, 0.25 * s1, (m01 + m10) / s1, (m02 + m20) / s1],
+        [(m02 - m20) / s2, (m01 + m10) / s2, 0.25 * s2, (m12 + m21) / s2],
+        [(m10 - m01) / s3, (m02 + m20) / s3, (m12 + m21) / s3, 0.25 * s3],
+    ]
+    use0 = (trace > m00) & (trace > m11) & (trace > m22)
+    use1 = (~use0) & (m00 >= m11) & (m00 >= m22)
+    use2 = (~use0) & (~use1) & (m11 >= m22)
+    comps = []
+    for k in range(4):
+        comps.append(
+            xp.where(use0, cands[0][k], xp.where(use1, cands[1][k], xp.where(use2, cands[2][k], cands[3][k])))
+        )
+    q = xp.stack(comps, -1)
+    return _canonical_quaternion(q, xp)
+
+
+def _canonical_quaternion(q: Any, xp: SimpleNamespace) -> Any:
+    norm = xp.sqrt(xp.clamp_min((q * q).sum(-1), 1e-24))
+    q = q / norm[..., None]
+    sign = xp.where(q[..., 0] < 0, -1.0, 1.0)
+    return q * sign[..., None]
+
+
+def axis_angle_to_quaternion(axis_angle: Any) -> Any:
+    aa = _as_array(axis_angle)
+    _check_last(aa, 3, "axis-angles")
+    xp = _ops(aa)
+    t2 = (aa * aa).sum(-1)
+    small = t2 < _SMALL
+    t = xp.sqrt(xp.where(small, xp.clamp_min(t2, 0.0) + 1.0, t2))
+    half = 0.5 * t
+    k = xp.where(small, 0.5 - t2 / 48.0, xp.sin(half) / t)  # sin(t/2)/t
+    w = xp.where(small, 1.0 - t2 / 8.0, xp.cos(half))
+    q = xp.stack([w, aa[..., 0] * k, aa[..., 1] * k, aa[..., 2] * k], -1)
+    return _canonical_quaternion(q, xp)
+
+
+def quaternion_to_axis_angle(quaternion: Any) -> Any:
+    """Angles come out in [0, π]."""
+    q = _as_array(quaternion)
+    _check_last(q, 4, "quaternions")
+    xp = _ops(q)
+    q = _canonical_quaternion(q, xp)
+    w, v = q[..., 0], q[..., 1:]
+    s2 = (v * v).sum(-1)
+    small = s2 < _SMALL
+    s = xp.sqrt(xp.where(small, s2 + 1.0, s2))
+    angle = 2.0 * xp.atan2(s, w)
+    # angle / sin(angle/2); near 0 it tends to 2/w · (1 + s²/(6w²)) (w ≈ 1 there)
+    k = xp.where(small, 2.0 / w * (1.0 + s2 / (6.0 * w * w)), angle / s)
+    return v * k[..., None]
+
+
+def matrix_to_axis_angle(matrix: Any) -> Any:
+    return quaternion_to_axis_angle(matrix_to_quaternion(matrix))
+
+
+def matrix_to_rot6d(matrix: Any) -> Any:
+    m = _as_array(matrix)
+    _check_matrix(m)
+    return m[..., :2, :].reshape(*m.shape[:-2], 6)
+
+
+def rot6d_to_matrix(rot6d: Any) -> Any:
+    r = _as_array(rot6d)
+    _check_last(r, 6, "6D rotations")
+    xp = _ops(r)
+    a1, a2 = r[..., 0:3], r[..., 3:6]
+    b1 = a1 / xp.sqrt(xp.clamp_min((a1 * a1).sum(-1), 1e-24))[..., None]
+    a2 = a2 - (b1 * a2).sum(-1)[..., None] * b1
+    b2 = a2 / xp.sqrt(xp.clamp_min((a2 * a2).sum(-1), 1e-24))[..., None]
+    b3 = _cross(b1, b2, xp)
+    return xp.stack([b1, b2, b3], -2)
+
+
+def axis_angle_to_rot6d(axis_angle: Any) -> Any:
+    return matrix_to_rot6d(axis_angle_to_matrix(axis_angle))
+
+
+def rot6d_to_axis_angle(rot6d: Any) -> Any:
+    return matrix_to_axis_angle(rot6d_to_matrix(rot6d))
+
+
+def _cross(a: Any, b: Any, xp: SimpleNamespace) -> Any:
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return xp.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], -1)
+
+
+# Mirroring through the plane x = 0 (left ↔ right): a point (x, y, z) becomes (-x, y, z); a rotation
+# R becomes S R S with S = diag(-1, 1, 1), i.e. the rotation vector (x, y, z) becomes (x, -y, -z).
+def mirror_axis_angle(axis_angle: Any) -> Any:
+    aa = _as_array(axis_angle)
+    _check_last(aa, 3, "axis-angles")
+    xp = _ops(aa)
+    return xp.stack([aa[..., 0], -aa[..., 1], -aa[..., 2]], -1)
+
+
+def mirror_points(points: Any) -> Any:
+    p = _as_array(points)
+    _check_last(p, 3, "points")
+    xp = _ops(p)
+    return xp.stack([-p[..., 0], p[..., 1], p[..., 2]], -1)
+
+
+def rotation_angle(matrix: Any) -> Any:
+    """Angle of each rotation in radians, in [0, π]."""
+    m = _as_array(matrix)
+    xp = _ops(m)
+    c = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0) * 0.5
+    s = xp.sqrt(xp.clamp_min(((m[..., 2, 1] - m[..., 1, 2]) ** 2 + (m[..., 0, 2] - m[..., 2, 0]) ** 2
+                              + (m[..., 1, 0] - m[..., 0, 1]) ** 2) * 0.25, 0.0))
+    return xp.atan2(s, c)

@@ -1,0 +1,107 @@
+"""The hand skeleton: MANO's 16 joints, InterHand2.6M's 21 keypoints, sides and parameter sizes.
+
+One home for these conventions; the backend, the add-on and every file format import them.
+
+Pose parameters of one hand, on every hand model:
+    global_orient (3)   axis-angle of the wrist, about the wrist joint, in the model frame
+    hand_pose     (45)  15 axis-angles, MANO joint order 1..15, each relative to its parent and
+                        expressed in world-aligned axes (MANO's convention, not bone-local axes)
+    betas         (10)  shape coefficients of the model's linear shape space
+    transl        (3)   translation added to every vertex, metres
+The zero pose is the flat hand on every model (MANO with ``flat_hand_mean=True``).
+
+Model frame (both models, right hand, zero pose): metres, fingers along -X, thumb towards +Z,
+palm facing -Y (back of the hand +Y). The left hand is the mirror image through the plane x = 0.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Side = Literal["left", "right"]
+SIDES: tuple[Side, Side] = ("left", "right")
+
+NUM_JOINTS = 16
+NUM_KEYPOINTS = 21
+NUM_FINGER_JOINTS = 15
+HAND_POSE_DIM = 3 * NUM_FINGER_JOINTS
+NUM_BETAS = 10
+
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+
+# MANO joint order (smplx / the MANO pickle's kintree_table).
+JOINT_NAMES: tuple[str, ...] = (
+    "wrist",
+    "index1", "index2", "index3",
+    "middle1", "middle2", "middle3",
+    "pinky1", "pinky2", "pinky3",
+    "ring1", "ring2", "ring3",
+    "thumb1", "thumb2", "thumb3",
+)
+JOINT_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
+
+# The three joints of each finger, proximal to distal, as MANO joint indices.
+FINGER_JOINTS: dict[str, tuple[int, int, int]] = {
+    "index": (1, 2, 3),
+    "middle": (4, 5, 6),
+    "pinky": (7, 8, 9),
+    "ring": (10, 11, 12),
+    "thumb": (13, 14, 15),
+}
+
+# InterHand2.6M's per-hand keypoint order: for each finger tip→base, then the wrist.
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "thumb4", "thumb3", "thumb2", "thumb1",
+    "index4", "index3", "index2", "index1",
+    "middle4", "middle3", "middle2", "middle1",
+    "ring4", "ring3", "ring2", "ring1",
+    "pinky4", "pinky3", "pinky2", "pinky1",
+    "wrist",
+)
+
+# Our 21-point "extended joints" are the 16 MANO joints followed by the 5 fingertips in
+# FINGERS order (thumb, index, middle, ring, pinky). KEYPOINT_FROM_EXTENDED[i] is the row
+# of that array holding keypoint i of the InterHand2.6M order.
+TIP_OFFSET = NUM_JOINTS
+_EXTENDED_NAMES = JOINT_NAMES + tuple(f"{f}4" for f in FINGERS)
+KEYPOINT_FROM_EXTENDED: tuple[int, ...] = tuple(_EXTENDED_NAMES.index(n) for n in KEYPOINT_NAMES)
+
+# Fingertip vertex ids of the MANO topology (smplx's choice), in FINGERS order.
+MANO_TIP_VERTEX_IDS: tuple[int, ...] = (744, 320, 443, 554, 671)
+
+# Bones drawn between keypoints (InterHand2.6M indices), e.g. for overlays.
+KEYPOINT_PARENTS: tuple[int, ...] = tuple(
+    -1 if n == "wrist" else (KEYPOINT_NAMES.index("wrist") if n.endswith("1") else i + 1)
+    for i, n in enumerate(KEYPOINT_NAMES)
+)
+
+# Model frame → Blender (Z-up): the model's +Y (back of a flat hand) becomes Blender's +Z.
+MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def check_side(side: str) -> Side:
+    """Return ``side`` if it names a hand, else raise a ValueError that says what is allowed."""
+    if side not in SIDES:
+        raise ValueError(f"unknown hand side {side!r}: use 'left' or 'right'")
+    return side  # type: ignore[return-value]
+
+
+def other_side(side: Side) -> Side:
+    return "left" if check_side(side) == "right" else "right"
+
+
+def keypoints_from_extended(extended: np.ndarray) -> np.ndarray:
+    """Reorder (..., 21, 3) [16 MANO joints + 5 tips] into the InterHand2.6M keypoint order.
+
+    Works on numpy arrays and torch tensors alike (plain indexing)."""
+    return extended[..., list(KEYPOINT_FROM_EXTENDED), :]
+
+
+def joint_children(parents: tuple[int, ...] = JOINT_PARENTS) -> list[list[int]]:
+    children: list[list[int]] = [[] for _ in parents]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+    return children
