@@ -1,0 +1,135 @@
+"""Settings: one TOML config file plus environment-variable overrides.
+
+Every path the backend needs from the user (MANO model files, later each engine's weights) is a
+registered ``Setting``. Its value comes from, in order: the environment variable, the config
+file, the default. ``handforge doctor`` and the ``hello`` capabilities list each setting with
+where its value came from and, when missing, the exact line to add.
+
+Config file: ``$HANDFORGE_CONFIG`` or ``~/.config/handforge/config.toml``, e.g.::
+
+    [mano]
+    model_dir = "/data/mano/models"     # holds MANO_RIGHT.pkl and MANO_LEFT.pkl (or .npz)
+
+Nothing is ever downloaded: a setting names a local file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Source = Literal["env", "file", "default", "unset"]
+
+
+class ConfigError(RuntimeError):
+    """The config file cannot be read; the message names it and the problem."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str                 # "section.name" in the config file
+    env: str                 # environment variable that overrides it
+    help: str                # what it is, for doctor and error messages
+    default: Any = None
+    kind: Literal["path", "str", "int", "float"] = "path"
+
+    @property
+    def section(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    def how_to_set(self) -> str:
+        return (f"set the environment variable {self.env}=<value>, or add to {config_path()}:\n"
+                f"    [{self.section}]\n    {self.name} = \"<value>\"")
+
+
+_SETTINGS: dict[str, Setting] = {}
+
+
+def register(setting: Setting) -> Setting:
+    """Declare a setting (idempotent for an identical declaration)."""
+    known = _SETTINGS.get(setting.key)
+    if known is not None and known != setting:
+        raise ValueError(f"setting {setting.key} is already declared differently")
+    _SETTINGS[setting.key] = setting
+    return setting
+
+
+def settings() -> list[Setting]:
+    return sorted(_SETTINGS.values(), key=lambda s: s.key)
+
+
+def config_path() -> Path:
+    env = os.environ.get("HANDFORGE_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return base / "handforge" / "config.toml"
+
+
+def _read_file() -> dict[str, Any]:
+    path = config_path()
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
+
+
+def _convert(setting: Setting, raw: Any, source: str) -> Any:
+    try:
+        if setting.kind == "path":
+            return Path(str(raw)).expanduser()
+        if setting.kind == "int":
+            return int(raw)
+        if setting.kind == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{setting.key} from {source} must be a {setting.kind}, got {raw!r}") from None
+
+
+def get(key: str) -> tuple[Any, Source]:
+    """The value of a registered setting and where it came from ("unset" when it has none)."""
+    setting = _SETTINGS.get(key)
+    if setting is None:
+        raise KeyError(f"unknown setting {key!r}; known: {', '.join(sorted(_SETTINGS))}")
+    raw = os.environ.get(setting.env)
+    if raw:
+        return _convert(setting, raw, f"${setting.env}"), "env"
+    section = _read_file().get(setting.section, {})
+    if isinstance(section, dict) and setting.name in section:
+        return _convert(setting, section[setting.name], str(config_path())), "file"
+    if setting.default is not None:
+        return setting.default, "default"
+    return None, "unset"
+
+
+def value(key: str) -> Any:
+    return get(key)[0]
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every setting with its value and source, JSON-ready (for doctor and capabilities)."""
+    rows = []
+    for s in settings():
+        val, source = get(s.key)
+        rows.append({"key": s.key, "env": s.env, "help": s.help,
+                     "value": None if val is None else str(val), "source": source})
+    return rows
+
+
+MANO_DIR = register(Setting(
+    key="mano.model_dir",
+    env="HANDFORGE_MANO_DIR",
+    help="folder with the MANO model files MANO_RIGHT.pkl and MANO_LEFT.pkl from mano.is.tue.mpg.de "
+         "(or the .npz files written by `handforge convert-mano`)",
+))
