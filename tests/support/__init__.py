@@ -1,0 +1,1 @@
+"""Helpers for tests: synthetic model files, subprocess servers, Blender drivers."""
