@@ -58,6 +58,7 @@ def _ops(x: Any) -> SimpleNamespace:
 def _as_array(x: Any) -> Any:
     if isinstance(x, (list, tuple, float, int)):
         return np.asarray(x, dtype=np.float64)
+    _ops(x)  # raises for anything that is neither numpy nor torch
     return x
 
 

@@ -81,7 +81,13 @@ def _param(value: Any, name: str, size: int, device: torch.device, dtype: torch.
         if batch is None:
             raise PoseFormatError(f"{name} is required")
         return torch.zeros(batch, size, device=device, dtype=dtype)
-    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value, dtype=np.float64))
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            t = torch.tensor(np.array(value, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise PoseFormatError(f"{name} must be numbers, got {type(value).__name__}") from None
     if not t.is_floating_point():
         t = t.to(dtype)
     if name == "hand_pose" and t.ndim >= 2 and tuple(t.shape[-2:]) == (15, 3):

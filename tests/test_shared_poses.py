@@ -1,0 +1,175 @@
+"""Pose containers and the motion `.npz` format: round trips, mirroring, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from handforge_shared.poses import (
+    HandPose,
+    MotionClip,
+    PoseFormatError,
+    TwoHandPose,
+    check_hand_model,
+    read_npz,
+    stack_poses,
+)
+from handforge_shared.skeleton import (
+    JOINT_NAMES,
+    JOINT_PARENTS,
+    KEYPOINT_FROM_EXTENDED,
+    KEYPOINT_NAMES,
+    keypoints_from_extended,
+)
+
+
+def random_pose(rng, batch=()):
+    return HandPose(
+        global_orient=rng.normal(size=batch + (3,)),
+        hand_pose=rng.normal(scale=0.3, size=batch + (45,)),
+        betas=rng.normal(size=batch + (10,)),
+        transl=rng.normal(scale=0.1, size=batch + (3,)),
+    )
+
+
+def random_clip(rng, frames=7, with_gap=True):
+    present = np.ones(frames, dtype=bool)
+    if with_gap:
+        present[2] = False
+    return MotionClip(
+        hands={"left": random_pose(rng, (frames,)), "right": random_pose(rng, (frames,))},
+        present={"left": present},
+        fps=24.0,
+        extra={"source": "test", "seed": 3},
+    )
+
+
+def test_skeleton_tables_are_consistent():
+    assert len(JOINT_NAMES) == len(JOINT_PARENTS) == 16
+    assert all(p < j for j, p in enumerate(JOINT_PARENTS))  # parents come first
+    assert len(KEYPOINT_NAMES) == 21 and sorted(KEYPOINT_FROM_EXTENDED) == list(range(21))
+    extended = np.arange(21 * 3, dtype=float).reshape(21, 3)
+    kp = keypoints_from_extended(extended)
+    assert KEYPOINT_NAMES[-1] == "wrist" and np.array_equal(kp[-1], extended[0])
+    assert np.array_equal(kp[KEYPOINT_NAMES.index("index1")], extended[JOINT_NAMES.index("index1")])
+    assert np.array_equal(kp[KEYPOINT_NAMES.index("thumb4")], extended[16])  # first fingertip
+    assert np.array_equal(kp[KEYPOINT_NAMES.index("pinky4")], extended[20])
+
+
+def test_hand_pose_vector_dict_round_trip():
+    rng = np.random.default_rng(0)
+    pose = random_pose(rng, (4,))
+    assert pose.batch_shape == (4,)
+    again = HandPose.from_vector(pose.to_vector())
+    for field in ("global_orient", "hand_pose", "betas", "transl"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(pose, field))
+    single = pose[1]
+    restored = HandPose.from_dict(json.loads(json.dumps(single.to_dict())))
+    np.testing.assert_array_equal(restored.hand_pose, pose.hand_pose[1])
+    assert stack_poses([pose[0], pose[1]]).batch_shape == (2,)
+
+
+def test_mirroring_is_an_involution_and_swaps_two_hands():
+    rng = np.random.default_rng(1)
+    pose = random_pose(rng)
+    twice = pose.mirrored().mirrored()
+    np.testing.assert_allclose(twice.to_vector(), pose.to_vector())
+    np.testing.assert_allclose(pose.mirrored().transl, pose.transl * [-1, 1, 1])
+    np.testing.assert_allclose(pose.mirrored().hand_pose.reshape(15, 3), pose.hand_pose.reshape(15, 3) * [1, -1, -1])
+    two = TwoHandPose(left=pose, right=None).mirrored()
+    assert two.left is None and two.right is not None
+
+
+def test_motion_clip_npz_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    clip = random_clip(rng)
+    path = clip.save(tmp_path / "clip.npz")
+    loaded = MotionClip.load(path)
+    assert loaded.num_frames == 7 and loaded.fps == 24.0 and loaded.hand_model == "open"
+    assert loaded.extra == {"source": "test", "seed": 3}
+    for side in ("left", "right"):
+        np.testing.assert_allclose(loaded.hands[side].to_vector(), clip.hands[side].to_vector(), atol=1e-6)
+        np.testing.assert_array_equal(loaded.present[side], clip.present[side])
+    assert loaded.frame(2).left is None and loaded.frame(2).right is not None
+    assert not list(tmp_path.glob(".*part")), "no temporary file left behind"
+    # The file is a plain npz: no pickled objects anywhere.
+    arrays, meta = read_npz(path)
+    assert all(a.dtype != object for a in arrays.values()) and meta["units"] == "m"
+
+
+def test_clip_from_frames_marks_missing_hands():
+    rng = np.random.default_rng(3)
+    frames = [TwoHandPose(right=random_pose(rng)), TwoHandPose(left=random_pose(rng), right=random_pose(rng))]
+    clip = MotionClip.from_frames(frames, fps=30)
+    assert list(clip.present["left"]) == [False, True]
+    assert clip.mirrored().present["right"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(global_orient=np.zeros(4)), r"global_orient must have shape \(\.\.\., 3\)"),
+        (dict(hand_pose=np.zeros(44)), r"hand_pose must have shape \(\.\.\., 45\)"),
+        (dict(betas=np.full(10, np.nan)), r"betas has a non-finite value"),
+        (dict(transl=np.array([0.0, np.inf, 0.0])), r"transl has a non-finite value"),
+        (dict(transl=np.zeros((2, 3))), r"every field of a hand pose needs the same batch shape"),
+        (dict(transl=["a", "b", "c"]), r"transl must be numbers"),
+    ],
+)
+def test_bad_hand_poses_are_rejected_clearly(kwargs, message):
+    fields = HandPose.zeros().to_dict()
+    fields.update(kwargs)
+    with pytest.raises(PoseFormatError, match=message):
+        HandPose(**fields)
+
+
+def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
+    rng = np.random.default_rng(4)
+    with pytest.raises(PoseFormatError, match="unknown hand model 'smpl'"):
+        check_hand_model("smpl")
+    with pytest.raises(PoseFormatError, match="fps must be a positive number"):
+        MotionClip(hands={"right": random_pose(rng, (3,))}, fps=0)
+    with pytest.raises(PoseFormatError, match="same number of frames"):
+        MotionClip(hands={"right": random_pose(rng, (3,)), "left": random_pose(rng, (4,))})
+    with pytest.raises(PoseFormatError, match="batched over frames"):
+        MotionClip(hands={"right": random_pose(rng)})
+    with pytest.raises(PoseFormatError, match="no such file"):
+        MotionClip.load(tmp_path / "missing.npz")
+    with pytest.raises(PoseFormatError, match="ending in .npz"):
+        random_clip(rng).save(tmp_path / "clip.npy")
+
+    good = random_clip(rng).save(tmp_path / "good.npz")
+    with np.load(good) as data:
+        arrays = {k: data[k] for k in data.files}
+    # A NaN inside the file.
+    broken = dict(arrays)
+    broken["right_hand_pose"] = broken["right_hand_pose"].copy()
+    broken["right_hand_pose"][1, 4] = np.nan
+    np.savez(tmp_path / "nan.npz", **broken)
+    with pytest.raises(PoseFormatError, match=r"nan.npz: hand_pose has a non-finite value"):
+        MotionClip.load(tmp_path / "nan.npz")
+    # A missing array and an unknown hand model.
+    np.savez(tmp_path / "short.npz", **{k: v for k, v in arrays.items() if k != "left_betas"})
+    with pytest.raises(PoseFormatError, match=r"missing arrays \['left_betas'\]"):
+        MotionClip.load(tmp_path / "short.npz")
+    meta = json.loads(str(arrays["meta"]))
+    meta["hand_model"] = "robot"
+    np.savez(tmp_path / "robot.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError, match="unknown hand model 'robot'"):
+        MotionClip.load(tmp_path / "robot.npz")
+    meta["hand_model"], meta["version"] = "open", 99
+    np.savez(tmp_path / "future.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError, match="upgrade HandForge"):
+        MotionClip.load(tmp_path / "future.npz")
+    # Pickled objects are refused, not executed.
+    np.savez(tmp_path / "pickled.npz", **dict(arrays, extra=np.array([{"x": 1}], dtype=object)))
+    with pytest.raises(PoseFormatError, match="pickled objects"):
+        MotionClip.load(tmp_path / "pickled.npz")
+    # Not an npz at all.
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip")
+    with pytest.raises(PoseFormatError, match="not a readable .npz|not a valid .npz"):
+        MotionClip.load(tmp_path / "garbage.npz")
+    assert zipfile.is_zipfile(good)
