@@ -47,7 +47,12 @@ def _torch_ops() -> SimpleNamespace:
     return _TORCH
 
 
-def _ops(x: Any) -> SimpleNamespace:
+def array_ops(x: Any) -> SimpleNamespace:
+    """The few array functions this module needs, from numpy or torch to match ``x``.
+
+    Other shared modules that must work on both (e.g. anatomy) use this instead of their own
+    dispatch: sqrt, sin, cos, atan2, where, stack(seq, axis), clamp_min, abs.
+    """
     if isinstance(x, np.ndarray):
         return _NUMPY
     if type(x).__module__.startswith("torch"):
@@ -58,7 +63,7 @@ def _ops(x: Any) -> SimpleNamespace:
 def _as_array(x: Any) -> Any:
     if isinstance(x, (list, tuple, float, int)):
         return np.asarray(x, dtype=np.float64)
-    _ops(x)  # raises for anything that is neither numpy nor torch
+    array_ops(x)  # raises for anything that is neither numpy nor torch
     return x
 
 
@@ -80,7 +85,7 @@ def axis_angle_to_matrix(axis_angle: Any) -> Any:
     """Rodrigues' formula, with Taylor terms near zero so gradients stay finite there."""
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
-    xp = _ops(aa)
+    xp = array_ops(aa)
     x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
     t2 = x * x + y * y + z * z
     small = t2 < _SMALL
@@ -101,7 +106,7 @@ def axis_angle_to_matrix(axis_angle: Any) -> Any:
 def quaternion_to_matrix(quaternion: Any) -> Any:
     q = _as_array(quaternion)
     _check_last(q, 4, "quaternions")
-    xp = _ops(q)
+    xp = array_ops(q)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     s = 2.0 / xp.clamp_min(w * w + x * x + y * y + z * z, 1e-12)
     return _matrix(
@@ -118,7 +123,7 @@ def matrix_to_quaternion(matrix: Any) -> Any:
     """Shepperd's method: each of the four candidate formulas is used where it is best conditioned."""
     m = _as_array(matrix)
     _check_matrix(m)
-    xp = _ops(m)
+    xp = array_ops(m)
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
@@ -159,7 +164,7 @@ def _canonical_quaternion(q: Any, xp: SimpleNamespace) -> Any:
 def axis_angle_to_quaternion(axis_angle: Any) -> Any:
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
-    xp = _ops(aa)
+    xp = array_ops(aa)
     t2 = (aa * aa).sum(-1)
     small = t2 < _SMALL
     t = xp.sqrt(xp.where(small, xp.clamp_min(t2, 0.0) + 1.0, t2))
@@ -174,7 +179,7 @@ def quaternion_to_axis_angle(quaternion: Any) -> Any:
     """Angles come out in [0, π]."""
     q = _as_array(quaternion)
     _check_last(q, 4, "quaternions")
-    xp = _ops(q)
+    xp = array_ops(q)
     q = _canonical_quaternion(q, xp)
     w, v = q[..., 0], q[..., 1:]
     s2 = (v * v).sum(-1)
@@ -199,7 +204,7 @@ def matrix_to_rot6d(matrix: Any) -> Any:
 def rot6d_to_matrix(rot6d: Any) -> Any:
     r = _as_array(rot6d)
     _check_last(r, 6, "6D rotations")
-    xp = _ops(r)
+    xp = array_ops(r)
     a1, a2 = r[..., 0:3], r[..., 3:6]
     b1 = a1 / xp.sqrt(xp.clamp_min((a1 * a1).sum(-1), 1e-24))[..., None]
     a2 = a2 - (b1 * a2).sum(-1)[..., None] * b1
@@ -227,21 +232,21 @@ def _cross(a: Any, b: Any, xp: SimpleNamespace) -> Any:
 def mirror_axis_angle(axis_angle: Any) -> Any:
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
-    xp = _ops(aa)
+    xp = array_ops(aa)
     return xp.stack([aa[..., 0], -aa[..., 1], -aa[..., 2]], -1)
 
 
 def mirror_points(points: Any) -> Any:
     p = _as_array(points)
     _check_last(p, 3, "points")
-    xp = _ops(p)
+    xp = array_ops(p)
     return xp.stack([-p[..., 0], p[..., 1], p[..., 2]], -1)
 
 
 def rotation_angle(matrix: Any) -> Any:
     """Angle of each rotation in radians, in [0, π]."""
     m = _as_array(matrix)
-    xp = _ops(m)
+    xp = array_ops(m)
     c = (m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0) * 0.5
     s = xp.sqrt(xp.clamp_min(((m[..., 2, 1] - m[..., 1, 2]) ** 2 + (m[..., 0, 2] - m[..., 2, 0]) ** 2
                               + (m[..., 1, 0] - m[..., 0, 1]) ** 2) * 0.25, 0.0))
