@@ -7,7 +7,7 @@ names the field and says what was expected.
 Motion file format (``.npz``, version 1), written atomically:
     meta                  0-d unicode array holding a JSON object:
                           {"format": "handforge.motion", "version": 1, "fps", "num_frames",
-                           "hand_model", "units": "m", "frame": MODEL_FRAME, "sides", "extra"}
+                           "hand_model", "units": "m", "frame": MODEL_FRAME_DESCRIPTION, "sides", "extra"}
     <side>_global_orient  (T, 3)   float32   for each side present in the clip
     <side>_hand_pose      (T, 45)
     <side>_betas          (T, 10)
@@ -28,10 +28,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .rotations import mirror_axis_angle, mirror_points
-from .skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side, check_side, other_side
+from .skeleton import HAND_POSE_DIM, MODEL_FRAME_DESCRIPTION, NUM_BETAS, SIDES, Side, check_side, other_side
 
 HAND_MODELS = ("open", "mano")
-MODEL_FRAME = "handforge-model: metres; right hand at zero pose has fingers -X, thumb +Z, palm -Y"
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -292,7 +291,7 @@ class MotionClip:
             "num_frames": self.num_frames,
             "hand_model": self.hand_model,
             "units": "m",
-            "frame": MODEL_FRAME,
+            "frame": MODEL_FRAME_DESCRIPTION,
             "sides": [s for s in SIDES if s in self.hands],
             "extra": dict(self.extra),
         }

@@ -77,6 +77,11 @@ KEYPOINT_PARENTS: tuple[int, ...] = tuple(
     for i, n in enumerate(KEYPOINT_NAMES)
 )
 
+MODEL_FRAME_DESCRIPTION = (
+    "handforge model frame: metres; the right hand at zero pose has fingers along -X, thumb towards +Z, "
+    "palm facing -Y; the left hand is its mirror image through x = 0"
+)
+
 # Model frame → Blender (Z-up): the model's +Y (back of a flat hand) becomes Blender's +Z.
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
