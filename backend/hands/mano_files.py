@@ -1,0 +1,355 @@
+"""MANO model files: find them, read them without chumpy, validate them, convert them to `.npz`.
+
+The user downloads MANO (mano.is.tue.mpg.de, non-commercial research licence; HandForge never
+ships or downloads it) and points the setting ``mano.model_dir`` / ``$HANDFORGE_MANO_DIR`` at the
+folder holding ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` (or the ``.npz`` files that ``handforge
+convert-mano`` writes from them, which are preferred when both exist).
+
+The released pickles store ``shapedirs`` as a chumpy object, and chumpy does not work with current
+numpy. ``read_mano_pickle`` unpickles with a restricted ``Unpickler``: chumpy classes become a
+stand-in that keeps the pickled state (a leaf ``chumpy.ch.Ch`` keeps its value under ``x``), scipy
+sparse matrices are rebuilt from their arrays, and every other global is refused, because
+unpickling can run arbitrary code. Nothing here changes the data: the left-hand ``shapedirs`` fix
+and the pose conventions are applied where the model is built (``mano.py``, ``mano_params``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import copyreg
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handforge import config
+from handforge.hands.base import HandModelError
+from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
+from handforge_shared.skeleton import HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side
+
+MANO_URL = "https://mano.is.tue.mpg.de"
+MANO_NPZ_FORMAT = "handforge.mano"
+MANO_NPZ_VERSION = 1
+NUM_VERTICES = 778
+NUM_FACES = 1538
+NUM_POSE_CORRECTIVES = 9 * (NUM_JOINTS - 1)
+KINTREE_ROOT = 4294967295  # the real files' "no parent" (uint32 −1) in kintree_table[0, 0]
+
+# name → (shape with None for "any", kind); the arrays smplx and HandForge use.
+REQUIRED: dict[str, tuple[tuple[int | None, ...], str]] = {
+    "v_template": ((NUM_VERTICES, 3), "float"),
+    "f": ((NUM_FACES, 3), "int"),
+    "J_regressor": ((NUM_JOINTS, NUM_VERTICES), "float"),
+    "shapedirs": ((NUM_VERTICES, 3, None), "float"),
+    "posedirs": ((NUM_VERTICES, 3, NUM_POSE_CORRECTIVES), "float"),
+    "kintree_table": ((2, NUM_JOINTS), "int"),
+    "weights": ((NUM_VERTICES, NUM_JOINTS), "float"),
+    "hands_components": ((HAND_POSE_DIM, HAND_POSE_DIM), "float"),
+    "hands_mean": ((HAND_POSE_DIM,), "float"),
+}
+# Also in the real files; kept when present, never needed.
+OPTIONAL: dict[str, tuple[tuple[int | None, ...], str]] = {
+    "J": ((NUM_JOINTS, 3), "float"),
+    "hands_coeffs": ((None, HAND_POSE_DIM), "float"),
+}
+TEXT_KEYS = ("bs_style", "bs_type")
+
+
+class MANOFileError(HandModelError):
+    """A MANO model file is missing, unreadable or not a MANO file; the message says what to do."""
+
+
+def how_to_get_mano() -> str:
+    return (f"download MANO from {MANO_URL} (free registration, non-commercial research licence), "
+            f"unpack it and point HandForge at its models/ folder: {config.MANO_DIR.how_to_set()}")
+
+
+# ---------------------------------------------------------------------- where the files are
+def file_name(side: Side, ext: str) -> str:
+    return f"MANO_{check_side(side).upper()}.{ext}"
+
+
+def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
+    """The folder holding the MANO files: ``model_dir`` or the ``mano.model_dir`` setting."""
+    source = "the model_dir argument"
+    if model_dir is None:
+        model_dir, where = config.get(config.MANO_DIR.key)
+        if model_dir is None:
+            raise MANOFileError(f"MANO model files are not configured: {how_to_get_mano()}")
+        source = f"${config.MANO_DIR.env}" if where == "env" else f"{config.config_path()} [mano] model_dir"
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise MANOFileError(f"the MANO folder {path} (from {source}) does not exist or is not a folder: "
+                            f"{how_to_get_mano()}")
+    return path
+
+
+def find_model_file(model_dir: Path, side: Side) -> Path:
+    """``MANO_<SIDE>.npz`` (converted) or ``.pkl`` in ``model_dir`` or its ``mano/`` subfolder."""
+    for folder in (model_dir, model_dir / "mano"):
+        for ext in ("npz", "pkl"):
+            candidate = folder / file_name(side, ext)
+            if candidate.is_file():
+                return candidate
+    raise MANOFileError(f"{model_dir / file_name(side, 'pkl')} is missing (no {file_name(side, 'pkl')} or "
+                        f"{file_name(side, 'npz')} in {model_dir}): {how_to_get_mano()}")
+
+
+def side_from_name(path: Path) -> Side:
+    name = path.name.upper()
+    sides = [s for s in SIDES if s.upper() in name]
+    if len(sides) != 1:
+        raise MANOFileError(f"cannot tell which hand {path} is: its name must contain RIGHT or LEFT "
+                            "(e.g. MANO_RIGHT.pkl)")
+    return sides[0]
+
+
+# ---------------------------------------------------------------------- restricted unpickling
+class _StandIn:
+    """Replaces a pickled class: keeps the state the pickle gives it, runs none of the class's code."""
+
+    pickled_class = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_StandIn":
+        return object.__new__(cls)
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["pickled_state"] = state
+
+
+class _ChumpyStandIn(_StandIn):
+    """Any chumpy object; chumpy pickles a dict, in which a leaf ``Ch`` keeps its value under 'x'."""
+
+
+class _SparseStandIn(_StandIn):
+    """A scipy sparse matrix: rebuilt from its pickled arrays, not through scipy's own setstate."""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    # Protocol-2 pickles from Python 3 store bytes as _codecs.encode(str, 'latin1'); allow only that.
+    if codecs.lookup(encoding).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return codecs.encode(text, "latin1", errors)
+
+
+def _numpy_multiarray() -> Any:
+    core = getattr(np, "_core", None)
+    return core.multiarray if core is not None and hasattr(core, "multiarray") else np.core.multiarray
+
+
+_MULTIARRAY = _numpy_multiarray()
+_ALLOWED: dict[tuple[str, str], Any] = {
+    **{(m, "_reconstruct"): _MULTIARRAY._reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): _MULTIARRAY.scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    **{(m, "_reconstructor"): copyreg._reconstructor for m in ("copy_reg", "copyreg")},
+    **{(m, t.__name__): t for m in ("__builtin__", "builtins") for t in (object, set, frozenset)},
+    ("_codecs", "encode"): _latin1_encode,
+}
+_SPARSE_CLASSES = ("csc_matrix", "csr_matrix", "coo_matrix")
+
+
+class _MANOUnpickler(pickle.Unpickler):
+    def __init__(self, fh: Any, path: Path) -> None:
+        super().__init__(fh, encoding="latin1")
+        self.path = path
+        self.stand_ins: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _ALLOWED.get((module, name))
+        if allowed is not None:
+            return allowed
+        if module == "chumpy" or module.startswith("chumpy."):
+            return self._stand_in(_ChumpyStandIn, f"{module}.{name}")
+        if module.startswith("scipy.sparse") and name in _SPARSE_CLASSES:
+            return self._stand_in(_SparseStandIn, name)
+        raise MANOFileError(
+            f"{self.path} is not a MANO model file: it asks to load the Python object {module}.{name}, and a MANO "
+            "pickle only holds numpy arrays, scipy sparse matrices and chumpy arrays (HandForge refuses anything "
+            f"else because unpickling can run code). Use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}."
+        )
+
+    def _stand_in(self, base: type, qualname: str) -> type:
+        if qualname not in self.stand_ins:
+            self.stand_ins[qualname] = type(qualname.rsplit(".", 1)[-1], (base,), {"pickled_class": qualname})
+        return self.stand_ins[qualname]
+
+
+def _plain_value(value: Any, key: str, path: Path) -> Any:
+    """Turn stand-ins into numpy arrays (a leaf chumpy Ch → its value, a sparse matrix → dense)."""
+    if isinstance(value, _SparseStandIn):
+        return _dense_from_sparse(value, key, path)
+    if isinstance(value, _ChumpyStandIn):
+        state = value.__dict__.get("pickled_state")
+        if value.pickled_class.endswith(".Ch") and isinstance(state, dict) and "x" in state:
+            return np.asarray(_plain_value(state["x"], key, path), dtype=np.float64)
+        raise MANOFileError(
+            f"{path}: entry {key!r} is a chumpy {value.pickled_class} expression, not a plain chumpy array, so "
+            f"it cannot be read without chumpy; this is not a MANO file as released at {MANO_URL}"
+        )
+    return value
+
+
+def _dense_from_sparse(value: _SparseStandIn, key: str, path: Path) -> np.ndarray:
+    from scipy import sparse
+
+    state = value.__dict__.get("pickled_state")
+    try:
+        shape = tuple(int(s) for s in state.get("_shape", state.get("shape")))
+        if value.pickled_class == "coo_matrix":
+            coords = state.get("coords") or (state["row"], state["col"])
+            matrix = sparse.coo_matrix((state["data"], tuple(coords)), shape=shape)
+        else:
+            cls = getattr(sparse, value.pickled_class)
+            matrix = cls((state["data"], state["indices"], state["indptr"]), shape=shape)
+        return np.asarray(matrix.toarray(), dtype=np.float64)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise MANOFileError(f"{path}: entry {key!r} is a damaged scipy sparse matrix ({exc})") from None
+
+
+def read_mano_pickle(path: str | Path) -> dict[str, Any]:
+    """The raw dict of a MANO pickle with chumpy and sparse values as plain numpy arrays (unvalidated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MANOFileError(f"{path} does not exist: {how_to_get_mano()}")
+    try:
+        with path.open("rb") as fh:
+            data = _MANOUnpickler(fh, path).load()
+    except MANOFileError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, UnicodeDecodeError, MemoryError) as exc:
+        raise MANOFileError(f"{path} is not a readable MANO pickle ({type(exc).__name__}: {exc}); "
+                            f"download it again from {MANO_URL}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise MANOFileError(f"{path} is not a MANO model file: it holds a {type(data).__name__}, not a dict of "
+                            f"named arrays; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
+    return {k: _plain_value(v, k, path) for k, v in data.items()}
+
+
+# ---------------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class ManoData:
+    """One side's validated MANO arrays: floats float64, integers int64, ``J_regressor`` dense."""
+
+    side: Side
+    arrays: dict[str, np.ndarray]
+    path: Path
+    info: dict[str, str] = field(default_factory=dict)  # bs_style, bs_type when the file has them
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def _checked_array(value: Any, key: str, shape: tuple[int | None, ...], kind: str, path: Path) -> np.ndarray:
+    fix = f"this is not a MANO model file (or a damaged one): use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}"
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise MANOFileError(f"{path}: {key!r} is not an array ({exc}); {fix}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise MANOFileError(f"{path}: {key!r} must hold numbers, got dtype {arr.dtype}; {fix}")
+    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise MANOFileError(f"{path}: {key!r} has shape {arr.shape}, MANO's is {want}; {fix}")
+    if kind == "int":
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise MANOFileError(f"{path}: {key!r} must hold integers, got dtype {arr.dtype}; {fix}")
+        return arr.astype(np.int64)
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise MANOFileError(f"{path}: {key!r} has non-finite values (NaN or inf); {fix}")
+    return arr
+
+
+def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoData:
+    """Check keys, shapes, dtypes and the skeleton; raise ``MANOFileError`` naming the file and the fix."""
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise MANOFileError(f"{path} is not a MANO model file: it lacks {', '.join(missing)} "
+                            f"(has {', '.join(sorted(data)) or 'nothing'}); use MANO_RIGHT.pkl / MANO_LEFT.pkl "
+                            f"from {MANO_URL}")
+    arrays = {k: _checked_array(data[k], k, *REQUIRED[k], path) for k in REQUIRED}
+    arrays.update({k: _checked_array(data[k], k, *OPTIONAL[k], path) for k in OPTIONAL if k in data})
+    if arrays["shapedirs"].shape[2] < NUM_BETAS:
+        raise MANOFileError(f"{path}: 'shapedirs' has {arrays['shapedirs'].shape[2]} shape components, "
+                            f"HandForge needs {NUM_BETAS}")
+    faces = arrays["f"]
+    if faces.min() < 0 or faces.max() >= NUM_VERTICES:
+        raise MANOFileError(f"{path}: faces index vertices outside 0..{NUM_VERTICES - 1}")
+    parents = arrays["kintree_table"][0].copy()
+    if parents[0] not in (KINTREE_ROOT, -1):
+        raise MANOFileError(f"{path}: kintree_table's root joint has parent {parents[0]}, expected {KINTREE_ROOT}")
+    parents[0] = -1
+    if tuple(parents.tolist()) != JOINT_PARENTS:
+        raise MANOFileError(f"{path}: kintree_table's joint tree {parents.tolist()} is not MANO's "
+                            f"{list(JOINT_PARENTS)}")
+    if not np.allclose(arrays["weights"].sum(1), 1.0, atol=1e-3):
+        raise MANOFileError(f"{path}: skinning 'weights' rows must sum to 1")
+    info = {k: str(data[k]) for k in TEXT_KEYS if k in data}
+    return ManoData(side=side, arrays=arrays, path=path, info=info)
+
+
+# ---------------------------------------------------------------------- .npz (converted) files
+def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise MANOFileError(f"{path} does not exist: {how_to_get_mano()}")
+    try:
+        arrays, meta = read_npz(path)
+    except PoseFormatError as exc:
+        raise MANOFileError(f"{exc}; re-create it with `handforge convert-mano`") from None
+    if meta.get("format") != MANO_NPZ_FORMAT or meta.get("version") != MANO_NPZ_VERSION:
+        raise MANOFileError(f"{path} is not a MANO file converted by HandForge (format {meta.get('format')!r} "
+                            f"v{meta.get('version')!r}); re-create it with `handforge convert-mano`")
+    return arrays, meta
+
+
+def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
+    """Read and validate one MANO file (``.pkl`` as released, or ``.npz`` from ``convert-mano``)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        arrays, meta = read_mano_npz(path)
+        file_side = meta.get("side")
+        if file_side not in SIDES:
+            raise MANOFileError(f"{path}: its metadata names no hand side; re-create it with `handforge convert-mano`")
+        data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
+    elif path.suffix == ".pkl":
+        data = read_mano_pickle(path)
+        file_side = side or side_from_name(path)
+    else:
+        raise MANOFileError(f"{path}: MANO files are .pkl (as downloaded) or .npz (from `handforge convert-mano`)")
+    if side is not None and file_side != check_side(side):
+        raise MANOFileError(f"{path} holds the {file_side} hand, but the {side} hand was asked for")
+    return validate_mano_arrays(data, path, file_side)
+
+
+def load_mano_dir(model_dir: str | Path | None = None) -> dict[Side, ManoData]:
+    """Both sides from a folder (default: the ``mano.model_dir`` setting)."""
+    folder = resolve_model_dir(model_dir)
+    return {side: load_mano_file(find_model_file(folder, side), side) for side in SIDES}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_mano_npz(data: ManoData, path: str | Path) -> Path:
+    """Write validated MANO data as a plain `.npz` (no pickled objects), atomically.
+
+    The arrays are stored unchanged (float64, ``J_regressor`` dense), so smplx can also read the
+    file (``smplx.MANO(path, ext="npz")``); HandForge applies the left-hand fix when it loads it.
+    """
+    meta = {"format": MANO_NPZ_FORMAT, "version": MANO_NPZ_VERSION, "side": data.side,
+            "source": data.path.name, "source_sha256": sha256(data.path), **data.info,
+            "licence": f"MANO model data: non-commercial research use only ({MANO_URL}); do not redistribute"}
+    return write_npz_atomic(path, {**data.arrays, "meta": np.array(json.dumps(meta))})
