@@ -11,6 +11,9 @@ Forward model every rig describes (MANO's, with world-aligned joint rotations R_
     v_posed  = v_shaped + pose_dirs · vec(R_1..15 − I)            (MANO only)
     G_0 = [R_0 | J_0],  G_k = G_parent(k) · [R_k | J_k − J_parent(k)]
     v        = Σ_k skin_weights[:, k] · (G_k · [I | −J_k]) · v_posed + transl
+vec(R_1..15 − I) stacks the 15 finger joints' R_k − I, each flattened row-major: component
+9(k−1) + 3i + j of pose_dirs multiplies element (i, j) of R_k − I (smplx's pose-feature order;
+MANO's ``posedirs`` are stored this way).
 """
 
 from __future__ import annotations

@@ -1,0 +1,72 @@
+"""handforge convert-mano: turn the downloaded MANO pickles into plain `.npz` files, once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "convert-mano"
+HELP = ("convert MANO_RIGHT.pkl / MANO_LEFT.pkl (from mano.is.tue.mpg.de) into plain .npz files that load "
+        "without chumpy or pickle")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", type=Path,
+                        help="MANO .pkl files to convert (default: MANO_RIGHT.pkl and MANO_LEFT.pkl in --model-dir)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="folder with the MANO pickles (default: the mano.model_dir setting, $HANDFORGE_MANO_DIR)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the .npz files (default: next to each .pkl, where HandForge looks first)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing .npz files")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from handforge.hands import mano_files
+    from handforge_shared import mano_params
+    from handforge_shared.skeleton import SIDES
+
+    try:
+        if args.files:
+            sources = list(args.files)
+        else:
+            folder = mano_files.resolve_model_dir(args.model_dir)
+            sources = []
+            for side in SIDES:
+                pkl = next((d / mano_files.file_name(side, "pkl") for d in (folder, folder / "mano")
+                            if (d / mano_files.file_name(side, "pkl")).is_file()), None)
+                if pkl is None:
+                    raise mano_files.MANOFileError(
+                        f"{folder / mano_files.file_name(side, 'pkl')} is missing: {mano_files.how_to_get_mano()}")
+                sources.append(pkl)
+        targets = [(args.out or src.parent) / f"{src.stem}.npz" for src in sources]
+        existing = [t for t in targets if t.exists() and not args.force]
+        if existing:
+            raise mano_files.MANOFileError(f"{', '.join(map(str, existing))} already exist(s); add --force to "
+                                           "overwrite")
+        for src in sources:
+            if src.suffix != ".pkl":
+                raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
+                                               f"{mano_files.MANO_URL}")
+        # Read and check every input before writing anything.
+        datas = [mano_files.load_mano_file(src) for src in sources]
+        loaded = {}
+        for src, target, data in zip(sources, targets, datas):
+            mano_files.write_mano_npz(data, target)
+            check = mano_files.load_mano_file(target)  # the written file must read back identically
+            if any(not np.array_equal(data[k], check[k]) for k in data.arrays):
+                target.unlink(missing_ok=True)
+                raise mano_files.MANOFileError(f"{target} did not read back identically; it was removed")
+            loaded[data.side] = data
+            print(f"wrote {target} ({data.side} hand, from {src})")
+    except mano_files.MANOFileError as exc:
+        print(f"handforge convert-mano: {exc}", file=sys.stderr)
+        return 2
+    if set(loaded) == {"left", "right"} and mano_params.left_shapedirs_need_fix(loaded["left"]["shapedirs"],
+                                                                              loaded["right"]["shapedirs"]):
+        print("note: the left model has the known shapedirs sign bug (smplx issue #48); the .npz keeps the data "
+              "as released and HandForge fixes it whenever it loads MANO")
+    print("the .npz files hold MANO data under its non-commercial licence: keep them private, like the .pkl files")
+    return 0
