@@ -1,0 +1,240 @@
+"""Readers for InterHand2.6M annotations (CC BY-NC 4.0; the data is never shipped).
+
+``InterHand2.6M_{split}_MANO_NeuralAnnot.json``::
+
+    {capture_id: {frame_idx: {"right": {"pose": [48], "shape": [10], "trans": [3]} | null,
+                              "left":  ... | null}}}
+
+``pose`` is the world-frame axis-angle of the wrist (3) and the 15 finger joints (45), ``trans``
+is in metres. A hand is missing when its value is ``null`` or its key is absent. The finger pose is
+*mean-relative* (the dataset was fitted with smplx's default ``flat_hand_mean=False``), and the
+means live in the MANO files, which this module cannot read: the readers return mean-relative
+poses tagged ``extra["pose_convention"] = "mean_relative"`` unless you pass ``hands_mean`` (per
+side, (45,), e.g. ``ManoModel.hands_mean_arrays()``), and ``to_flat`` converts later. The
+formula lives in ``mano_params``. Use these poses with the MANO hand model (``hand_model="mano"``).
+
+``InterHand2.6M_{split}_camera.json``::
+
+    {capture_id: {"campos": {cam: [3] mm}, "camrot": {cam: 3x3}, "focal": {cam: [fx, fy]},
+                  "princpt": {cam: [cx, cy]}}}
+
+becomes OpenCV cameras in metres: ``X_cam = R X_world + t`` with ``t = -R campos / 1000``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
+from .poses import HandPose, MotionClip, PoseFormatError, TwoHandPose
+from .skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side
+
+SOURCE = "InterHand2.6M MANO_NeuralAnnot"
+MM_PER_M = 1000.0
+
+# capture id → frame index → the hands annotated in that frame
+ManoAnnotations = dict[str, dict[int, dict[Side, HandPose]]]
+
+
+def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[Mapping[str, Any], str]:
+    if isinstance(source, Mapping):
+        return source, what
+    path = Path(source)
+    if not path.is_file():
+        raise PoseFormatError(f"{path}: no such file (the InterHand2.6M {what} JSON)")
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {type(data).__name__}")
+    return data, str(path)
+
+
+def _hand(value: Any, where: str) -> HandPose | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise PoseFormatError(f"{where}: expected an object with pose, shape and trans, or null")
+    missing = [k for k in ("pose", "shape", "trans") if k not in value]
+    if missing:
+        raise PoseFormatError(f"{where}: missing {', '.join(missing)}")
+    try:
+        pose = np.asarray(value["pose"], dtype=np.float64)
+        shape = np.asarray(value["shape"], dtype=np.float64)
+        trans = np.asarray(value["trans"], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PoseFormatError(f"{where}: pose, shape and trans must be lists of numbers ({exc})") from None
+    for name, arr, size in (("pose", pose, 3 + HAND_POSE_DIM), ("shape", shape, NUM_BETAS), ("trans", trans, 3)):
+        if arr.shape != (size,):
+            raise PoseFormatError(f"{where}: {name} must hold {size} numbers, got shape {arr.shape}")
+    try:
+        return HandPose(global_orient=pose[:3], hand_pose=pose[3:], betas=shape, transl=trans)
+    except PoseFormatError as exc:
+        raise PoseFormatError(f"{where}: {exc}") from None
+
+
+def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> ManoAnnotations:
+    """Parse a ``MANO_NeuralAnnot.json`` (path or loaded dict); hand poses stay mean-relative."""
+    data, name = _load_json(source, "MANO_NeuralAnnot")
+    out: ManoAnnotations = {}
+    for capture, frames in data.items():
+        if not isinstance(frames, Mapping):
+            raise PoseFormatError(f"{name}: capture {capture}: expected an object keyed by frame index")
+        parsed: dict[int, dict[Side, HandPose]] = {}
+        for frame, hands in frames.items():
+            where = f"{name}: capture {capture} frame {frame}"
+            try:
+                index = int(frame)
+            except ValueError:
+                raise PoseFormatError(f"{where}: frame keys must be integers") from None
+            if hands is None:
+                hands = {}
+            if not isinstance(hands, Mapping):
+                raise PoseFormatError(f"{where}: expected an object with 'right' and/or 'left'")
+            unknown = [k for k in hands if k not in SIDES]
+            if unknown:
+                raise PoseFormatError(f"{where}: unknown hands {unknown}; expected 'right' and 'left'")
+            poses = {s: _hand(hands.get(s), f"{where} {s}") for s in SIDES}
+            parsed[index] = {s: p for s, p in poses.items() if p is not None}
+        out[str(capture)] = dict(sorted(parsed.items()))
+    return out
+
+
+def _hands_mean(hands_mean: Mapping[Side, Any], side: Side) -> np.ndarray:
+    if side not in hands_mean:
+        raise PoseFormatError(f"hands_mean has no {side} hand; give both sides' means (MANO's hands_mean)")
+    mean = np.asarray(hands_mean[side], dtype=np.float64)
+    if mean.shape != (HAND_POSE_DIM,) or not np.all(np.isfinite(mean)):
+        raise PoseFormatError(f"hands_mean[{side!r}] must be {HAND_POSE_DIM} finite numbers, got shape {mean.shape}")
+    return mean
+
+
+def to_flat(clip: MotionClip, hands_mean: Mapping[Side, Any]) -> MotionClip:
+    """A mean-relative clip (``extra["pose_convention"]``) with HandForge's flat hand poses."""
+    convention = clip.extra.get("pose_convention", FLAT)
+    if convention == FLAT:
+        return clip
+    if convention != MEAN_RELATIVE:
+        raise PoseFormatError(f"unknown pose_convention {convention!r} in the clip's metadata")
+    hands = {}
+    for side, pose in clip.hands.items():
+        flat = flat_from_mean_relative(pose.hand_pose, _hands_mean(hands_mean, side))
+        hands[side] = pose.replace(hand_pose=np.where(clip.present[side][:, None], flat, 0.0))
+    return replace(clip, hands=hands, extra={**clip.extra, "pose_convention": FLAT})
+
+
+def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations, fps: float = 30.0,
+                  hands_mean: Mapping[Side, Any] | None = None) -> dict[str, MotionClip]:
+    """One ``MotionClip`` per capture: its annotated frames in frame order, with presence masks.
+
+    ``extra`` records the source, the capture id, each clip frame's InterHand2.6M ``frame_indices``
+    and the ``pose_convention`` ("flat" when ``hands_mean`` is given, else "mean_relative").
+    Captures with no annotated hand at all are left out. ``fps`` is the annotation rate you read
+    (30 or 5 for the two InterHand2.6M versions).
+    """
+    annotations = _as_annotations(source)
+    clips = {}
+    for capture, frames in annotations.items():
+        indices = list(frames)
+        if not any(frames[i] for i in indices):
+            continue
+        two_hand = [TwoHandPose(**frames[i]) if frames[i] else None for i in indices]
+        clip = _clip(two_hand, fps, {"source": SOURCE, "capture": capture, "frame_indices": indices,
+                                     "pose_convention": MEAN_RELATIVE})
+        clips[capture] = clip if hands_mean is None else to_flat(clip, hands_mean)
+    return clips
+
+
+def frame_poses(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations,
+                hands_mean: Mapping[Side, Any] | None = None) -> dict[tuple[str, int], TwoHandPose]:
+    """Every annotated frame with at least one hand, keyed by (capture id, frame index).
+
+    Hand poses are flat when ``hands_mean`` is given, else mean-relative.
+    """
+    out = {}
+    for capture, frames in _as_annotations(source).items():
+        for index, hands in frames.items():
+            if not hands:
+                continue
+            if hands_mean is not None:
+                hands = {s: p.replace(hand_pose=flat_from_mean_relative(p.hand_pose, _hands_mean(hands_mean, s)))
+                         for s, p in hands.items()}
+            out[(capture, index)] = TwoHandPose(**hands)
+    return out
+
+
+def _as_annotations(source: Any) -> ManoAnnotations:
+    """Parsed annotations as they are; a path or raw JSON dict is parsed."""
+    parsed = isinstance(source, Mapping) and all(
+        isinstance(frames, Mapping) and all(
+            isinstance(k, int) and isinstance(hands, Mapping) and all(isinstance(p, HandPose) for p in hands.values())
+            for k, hands in frames.items())
+        for frames in source.values())
+    return source if parsed else read_mano_annotations(source)
+
+
+def _clip(frames: list[TwoHandPose | None], fps: float, extra: dict[str, Any]) -> MotionClip:
+    sides = [s for s in SIDES if any(f is not None and f.hand(s) is not None for f in frames)]
+    hands, present = {}, {}
+    for s in sides:
+        present[s] = np.array([f is not None and f.hand(s) is not None for f in frames])
+        poses = [f.hand(s) if f is not None and f.hand(s) is not None else HandPose.zeros() for f in frames]
+        hands[s] = HandPose(**{k: np.stack([getattr(p, k) for p in poses]) for k in ("global_orient", "hand_pose",
+                                                                                      "betas", "transl")})
+    return MotionClip(hands=hands, present=present, fps=fps, hand_model="mano", extra=extra)
+
+
+# ---------------------------------------------------------------------- cameras
+@dataclass(frozen=True)
+class InterHandCamera:
+    """An InterHand2.6M camera in the OpenCV convention, metres: x_img ~ K (R X_world + t)."""
+
+    K: np.ndarray  # (3, 3)
+    R: np.ndarray  # (3, 3) world → camera rotation
+    t: np.ndarray  # (3,) metres
+
+    @property
+    def position(self) -> np.ndarray:
+        """The camera centre in world coordinates, metres."""
+        return -self.R.T @ self.t
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) world points in metres → (..., 2) pixel coordinates."""
+        cam = np.asarray(points, dtype=np.float64) @ self.R.T + self.t
+        uvw = cam @ self.K.T
+        return uvw[..., :2] / uvw[..., 2:3]
+
+
+def read_cameras(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, dict[str, InterHandCamera]]:
+    """Parse ``InterHand2.6M_{split}_camera.json`` (path or loaded dict): capture → camera id → camera."""
+    data, name = _load_json(source, "camera")
+    out: dict[str, dict[str, InterHandCamera]] = {}
+    for capture, fields in data.items():
+        where = f"{name}: capture {capture}"
+        if not isinstance(fields, Mapping) or any(k not in fields for k in ("campos", "camrot", "focal", "princpt")):
+            raise PoseFormatError(f"{where}: expected campos, camrot, focal and princpt")
+        cams = {}
+        for cam in fields["campos"]:
+            try:
+                pos = np.asarray(fields["campos"][cam], dtype=np.float64).reshape(3)
+                rot = np.asarray(fields["camrot"][cam], dtype=np.float64).reshape(3, 3)
+                fx, fy = np.asarray(fields["focal"][cam], dtype=np.float64).reshape(2)
+                cx, cy = np.asarray(fields["princpt"][cam], dtype=np.float64).reshape(2)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PoseFormatError(f"{where} camera {cam}: missing or malformed values ({exc})") from None
+            if not all(np.all(np.isfinite(a)) for a in (pos, rot, [fx, fy, cx, cy])):
+                raise PoseFormatError(f"{where} camera {cam}: non-finite values")
+            if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-4):
+                raise PoseFormatError(f"{where} camera {cam}: camrot is not a rotation matrix")
+            K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+            cams[str(cam)] = InterHandCamera(K=K, R=rot, t=-rot @ pos / MM_PER_M)
+        out[str(capture)] = cams
+    return out
