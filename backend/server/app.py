@@ -1,0 +1,484 @@
+"""The backend's socket loop: one ROUTER socket, one thread, never blocked by a job.
+
+The loop decodes and validates each request, queues jobs on the worker pool, forwards the
+workers' progress and results, enforces deadlines, and sends heartbeats to clients with jobs in
+flight. Every job gets exactly one terminal event (``result``, ``error`` or ``cancelled``) unless
+its client is gone. Nothing a client sends can stop the loop: a bad message gets a typed ``error``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from handforge import __version__
+from handforge.server import capabilities, security
+from handforge.server.jobs import JobContext
+from handforge.server.registry import Registry, default_registry
+from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
+from handforge_shared.protocol import (
+    CLIENT_TYPES,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_HOST,
+    DEFAULT_LIMITS,
+    DEFAULT_PORT,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Limits,
+    Message,
+    MessageType,
+    ProtocolError,
+    decode,
+    encode,
+    endpoint,
+    error_from,
+    error_message,
+    wants_zero_copy,
+)
+
+log = logging.getLogger("handforge.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT                  # 0: any free port (see endpoint_file)
+    curve_secret: Path | None = None          # the server's .key_secret file
+    curve_clients: Path | None = None         # folder of authorised client .key files
+    max_queue: int = 32                       # jobs waiting to start; one more answers "busy"
+    cpu_workers: int = 4                      # threads for "cpu"-class jobs
+    devices: tuple[str, ...] | None = None    # serial workers for "gpu"-class jobs; None: every GPU, else the CPU
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    progress_interval_s: float = 0.05
+    shutdown_grace_s: float = 2.0
+    limits: Limits = DEFAULT_LIMITS
+    endpoint_file: Path | None = None         # written once listening (for tests and scripts)
+
+
+@dataclass
+class _ProbeDone:
+    devices: list[dict[str, Any]]
+    compute: list[str]
+    error: str | None
+
+
+class Server:
+    """``Server(config).serve()`` runs until SIGINT/SIGTERM (in the main thread) or ``stop()``."""
+
+    def __init__(self, config: ServerConfig = ServerConfig(), registry: Registry | None = None) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.instance = os.urandom(8).hex()  # a restarted backend is a different instance
+        self.endpoint: str | None = None
+        self.failure: str | None = None      # set when the server stopped because of an error
+        self._started = time.time()
+        self._context = zmq.Context()
+        self._router: zmq.Socket | None = None
+        self._auth = None
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._pool = WorkerPool(self._post, config.cpu_workers)
+        self._jobs: dict[tuple[bytes, str], Job] = {}
+        self._pending_hellos: list[tuple[bytes, Message]] = []
+        self._devices: list[dict[str, Any]] | None = None
+        self._compute: list[str] = []
+        self._stop_reason: str | None = None
+        self._ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ life cycle
+    def bind(self) -> str:
+        """Check the security settings and start listening; returns the endpoint."""
+        cfg = self.config
+        security.check_bind(cfg.host, cfg.curve_secret, cfg.curve_clients)
+        router = self._context.socket(zmq.ROUTER)
+        router.linger = 0
+        router.router_mandatory = 1   # sending to a vanished client raises: we cancel its jobs
+        router.router_handover = 1    # a client that reconnects keeps its identity
+        router.sndhwm = 10_000
+        router.rcvhwm = 1_000
+        router.maxmsgsize = cfg.limits.max_message_bytes
+        if ":" in cfg.host.strip("[]"):
+            router.ipv6 = True
+        if cfg.curve_secret is not None:
+            self._auth = security.start_authenticator(self._context, cfg.curve_clients)
+            security.configure_router(router, cfg.curve_secret)
+        address = endpoint(cfg.host, cfg.port) if cfg.port else endpoint(cfg.host, 0).rsplit(":", 1)[0] + ":*"
+        try:
+            router.bind(address)
+        except zmq.ZMQError as exc:
+            router.close()
+            raise security.SecurityError(
+                f"cannot listen on {address}: {exc} (is another `handforge serve` running? choose another --port)"
+            ) from None
+        self._router = router
+        self.endpoint = router.last_endpoint.decode()
+        if cfg.endpoint_file is not None:
+            _write_atomic(cfg.endpoint_file, self.endpoint)
+        threading.Thread(target=self._probe, name="handforge-probe", daemon=True).start()
+        return self.endpoint
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to stop (thread-safe); running jobs are cancelled and their clients told."""
+        self._stop_reason = self._stop_reason or reason
+        self._wake()
+
+    def serve(self) -> None:
+        if self._router is None:
+            self.bind()
+        restore = self._install_signal_handlers()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        log.info("HandForge backend %s (protocol v%d) listening on %s%s", __version__, PROTOCOL_VERSION,
+                 self.endpoint, " with CurveZMQ" if self._auth else "")
+        next_heartbeat = time.monotonic() + self.config.heartbeat_s
+        try:
+            while self._stop_reason is None:
+                ready = dict(poller.poll(self._poll_timeout_ms(next_heartbeat)))
+                if self._wake_r.fileno() in ready:
+                    self._drain_wake()
+                self._drain_events()
+                if self._router in ready:
+                    self._drain_router()
+                now = time.monotonic()
+                self._enforce_deadlines(now)
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + self.config.heartbeat_s
+        finally:
+            restore()
+            self._shutdown()
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_signal(signum, frame):
+            self._stop_reason = self._stop_reason or f"received {signal.Signals(signum).name}"
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old_fd = signal.set_wakeup_fd(self._wake_w.fileno())  # wakes the poll when a signal arrives
+
+        def restore() -> None:
+            signal.set_wakeup_fd(old_fd)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+        return restore
+
+    def _shutdown(self) -> None:
+        reason = self._stop_reason or "stopped"
+        log.info("stopping (%s): cancelling %d job(s)", reason, len(self._jobs))
+        for job in list(self._jobs.values()):
+            self._pool.remove(job)
+            job.ctx.request_stop("shutdown")
+            self._send(job.client, Message(MessageType.CANCELLED, id=self._new_id(), job=job.job_id, data={
+                "reason": "shutdown", "message": f"the backend is shutting down ({reason})"}))
+            self._close(job)
+        for identity, hello in self._pending_hellos:
+            self._send(identity, error_message(ErrorCode.INTERNAL, "the backend is shutting down", msg_id=hello.id))
+        self._pool.stop(self.config.shutdown_grace_s)
+        if self._router is not None:
+            self._router.close(linger=1000)  # give the notices above a moment to leave
+        if self._auth is not None:
+            self._auth.stop()
+        self._context.term()
+        self._wake_r.close()
+        self._wake_w.close()
+        if self.config.endpoint_file is not None:
+            Path(self.config.endpoint_file).unlink(missing_ok=True)
+        log.info("stopped")
+
+    # ------------------------------------------------------------------ plumbing
+    def _post(self, event: object) -> None:
+        """From any thread: hand an event to the loop."""
+        self._events.put(event)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # buffer full (the loop is awake anyway) or closed
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _poll_timeout_ms(self, next_heartbeat: float) -> int:
+        now = time.monotonic()
+        until = next_heartbeat
+        for job in self._jobs.values():
+            deadline = job.next_deadline()
+            if deadline is not None:
+                until = min(until, deadline)
+        return max(0, int((until - now) * 1000) + 1)
+
+    def _new_id(self) -> str:
+        return f"{self.instance[:8]}.{next(self._ids)}"
+
+    def _send(self, identity: bytes, message: Message) -> bool:
+        try:
+            frames = encode(message)
+        except ProtocolError as exc:
+            log.error("cannot encode a %s message: %s", message.type, exc)
+            return False
+        return self._send_frames(identity, frames, message.type)
+
+    def _send_frames(self, identity: bytes, frames: list, what: str) -> bool:
+        try:
+            self._router.send_multipart([identity, *frames], flags=zmq.NOBLOCK, copy=not wants_zero_copy(frames))
+            return True
+        except zmq.Again:
+            log.warning("client %s is not reading (queue full): dropped a %s message", _peer(identity), what)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._forget_client(identity, "disconnected")
+            else:
+                log.error("sending to %s failed: %s", _peer(identity), exc)
+        return False
+
+    def _drain_router(self) -> None:
+        for _ in range(256):  # then let worker events through
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity = frames[0].bytes
+            try:
+                self._handle(identity, frames[1:])
+            except Exception:  # a bug here must not stop the loop
+                log.exception("unexpected failure while handling a message from %s", _peer(identity))
+                self._send(identity, error_message(ErrorCode.INTERNAL, "the backend failed to handle the message",
+                                                   "the backend log has the traceback"))
+
+    def _handle(self, identity: bytes, frames: list) -> None:
+        msg = None
+        try:
+            msg = decode(frames, limits=self.config.limits, accept=CLIENT_TYPES, local_role="backend")
+            handler = {MessageType.HELLO: self._on_hello, MessageType.SUBMIT: self._on_submit,
+                       MessageType.CANCEL: self._on_cancel, MessageType.PING: self._on_ping,
+                       MessageType.BYE: self._on_bye}[msg.type]
+            handler(identity, msg)
+        except ProtocolError as exc:
+            log.info("refused a %s from %s: [%s] %s", msg.type if msg else "message", _peer(identity), exc.code, exc)
+            self._send(identity, error_from(exc, msg_id=msg.id if msg else "", job=msg.job if msg else None))
+
+    # ------------------------------------------------------------------ requests
+    def _on_hello(self, identity: bytes, msg: Message) -> None:
+        client = (msg.data or {}).get("client", "unknown client")
+        log.info("hello from %s (%s)", _peer(identity), client)
+        if self._devices is None:
+            self._pending_hellos.append((identity, msg))  # answered once the device probe is done
+        else:
+            self._welcome(identity, msg)
+
+    def _welcome(self, identity: bytes, msg: Message) -> None:
+        data = capabilities.welcome_data(
+            registry=self.registry, limits=self.config.limits, devices=self._devices, compute=self._compute,
+            server={"name": "handforge", "version": __version__, "instance": self.instance,
+                    "started": self._started, "endpoint": self.endpoint, "curve": self._auth is not None,
+                    "heartbeat_s": self.config.heartbeat_s, "max_queue": self.config.max_queue})
+        self._send(identity, Message(MessageType.WELCOME, id=msg.id, data=data))
+
+    def _on_ping(self, identity: bytes, msg: Message) -> None:
+        self._send(identity, Message(MessageType.PONG, id=msg.id, data={
+            "instance": self.instance, "jobs": self._job_ids(identity), "time": time.time()}))
+
+    def _on_bye(self, identity: bytes, msg: Message) -> None:
+        self._forget_client(identity, "said bye")
+
+    def _on_submit(self, identity: bytes, msg: Message) -> None:
+        if (identity, msg.job) in self._jobs:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {msg.job!r} is already used by another of your jobs",
+                                "use a fresh id for each job")
+        kind = self.registry.kind(msg.kind)
+        self.registry.require_available(kind)
+        params = kind.schema.validate(msg.params, msg.arrays)
+        if kind.check is not None:
+            kind.check(params, msg.arrays)
+        wait_limit = _requested_timeout(msg.data)
+        waiting = self._pool.waiting()
+        if waiting >= self.config.max_queue:
+            raise ProtocolError(ErrorCode.BUSY, f"the backend is busy: {waiting} jobs are waiting "
+                                f"(limit {self.config.max_queue})",
+                                "try again when a job has finished, or start the backend with a larger --max-queue")
+        now = time.monotonic()
+        job = Job(identity, msg.job, kind, params, dict(msg.arrays), ctx=None, accepted_at=now,
+                  deadline=None if wait_limit is None else now + wait_limit)
+        job.ctx = JobContext(msg.job, kind.name, lambda f, m, p, job=job: self._post(Progress(job, f, m, p)),
+                             self.config.progress_interval_s)
+        self._jobs[(identity, msg.job)] = job
+        position = self._pool.enqueue(job)
+        log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
+        self._send(identity, Message(MessageType.ACCEPTED, id=msg.id, job=msg.job, data={
+            "position": position, "instance": self.instance, "kind_timeout": kind.timeout, "timeout": wait_limit,
+            "device_class": kind.device}))
+
+    def _on_cancel(self, identity: bytes, msg: Message) -> None:
+        job = self._jobs.get((identity, msg.job))
+        if job is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_JOB, f"no job {msg.job!r} of yours is queued or running",
+                                "it may have finished already (its last event is on its way), or it was never "
+                                "accepted", job=msg.job)
+        job.cancel_requested = True
+        if self._pool.remove(job):
+            self._terminal(job, cancelled="cancelled")
+        else:  # running: it stops at its next step and the worker reports it
+            job.ctx.request_stop("cancelled")
+
+    # ------------------------------------------------------------------ worker events, deadlines
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, _ProbeDone):
+                self._on_probe(event)
+            elif isinstance(event, Started):
+                event.job.started_at = time.monotonic()
+                event.job.device = event.device
+            elif event.job.done:
+                continue  # timed out, cancelled or its client left: drop what the worker still says
+            elif isinstance(event, Progress):
+                self._send(event.job.client, Message(MessageType.PROGRESS, id=self._new_id(), job=event.job.job_id,
+                                                     data={"fraction": event.fraction, "message": event.message},
+                                                     arrays=event.preview))
+            elif isinstance(event, Finished):
+                self._terminal(event.job, result=event.result, error=event.error, cancelled=event.cancelled)
+
+    def _terminal(self, job: Job, *, result=None, error=None, cancelled: str | None = None) -> None:
+        """Send the job's one terminal event and forget it."""
+        mid = self._new_id()
+        if job.cancel_requested or cancelled is not None:
+            reason = "cancelled" if job.cancel_requested else cancelled
+            message = Message(MessageType.CANCELLED, id=mid, job=job.job_id, data={"reason": reason, "message": ""})
+        elif error is not None:
+            message = error_message(error[0], error[1], error[2], msg_id=mid, job=job.job_id)
+        else:
+            message = Message(MessageType.RESULT, id=mid, job=job.job_id, data=result.data, arrays=result.arrays)
+        try:
+            frames = encode(message)  # no copies: the arrays' own buffers
+        except ProtocolError as exc:  # a result the protocol cannot carry (dtype, non-JSON data)
+            message = error_message(ErrorCode.INTERNAL, f"the result of {job.kind.name} cannot be sent: {exc}",
+                                    exc.hint, msg_id=mid, job=job.job_id)
+            frames = encode(message)
+        outcome = message.data.get("code") if message.type == MessageType.ERROR else str(message.type)
+        log.info("job %s (%s) -> %s after %.2f s", job.job_id, job.kind.name, outcome,
+                 time.monotonic() - job.accepted_at)
+        self._close(job)
+        self._send_frames(job.client, frames, message.type)
+
+    def _close(self, job: Job) -> None:
+        job.done = True
+        self._jobs.pop((job.client, job.job_id), None)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for job in list(self._jobs.values()):
+            deadline = job.next_deadline()
+            if deadline is None or now < deadline or job.done:
+                continue
+            self._pool.remove(job)
+            job.ctx.request_stop("timeout")
+            if job.cancel_requested:
+                self._terminal(job, cancelled="cancelled")
+                continue
+            if job.run_deadline is not None and job.run_deadline <= now:
+                text = f"job {job.job_id} ({job.kind.name}) ran past the {job.kind.timeout:g} s limit of its kind"
+                hint = "ask for less work per job (a smaller batch or fewer steps)"
+            else:
+                state = "running" if job.started_at else "still waiting in the queue"
+                text = (f"job {job.job_id} ({job.kind.name}) did not finish within the {job.deadline - job.accepted_at:g} s "
+                        f"asked for in its submit (it was {state})")
+                hint = "ask for a longer timeout, or submit when the backend is less busy"
+            self._terminal(job, error=(ErrorCode.TIMEOUT, text, hint))
+
+    def _heartbeat(self) -> None:
+        clients: dict[bytes, list[str]] = defaultdict(list)
+        for client, job_id in self._jobs:
+            clients[client].append(job_id)
+        for client, ids in clients.items():
+            self._send(client, Message(MessageType.HEARTBEAT, id=self._new_id(), data={
+                "instance": self.instance, "jobs": ids, "time": time.time()}))
+
+    def _job_ids(self, identity: bytes) -> list[str]:
+        return [job_id for client, job_id in self._jobs if client == identity]
+
+    def _forget_client(self, identity: bytes, why: str) -> None:
+        jobs = [job for (client, _), job in self._jobs.items() if client == identity]
+        if jobs:
+            log.info("client %s %s: cancelling its %d job(s)", _peer(identity), why, len(jobs))
+        for job in jobs:
+            self._pool.remove(job)
+            job.ctx.request_stop("client gone")
+            self._close(job)
+
+    # ------------------------------------------------------------------ device probe
+    def _probe(self) -> None:
+        error = None
+        try:
+            devices = capabilities.probe_devices()
+            compute = capabilities.compute_devices(devices, self.config.devices)
+            capabilities.hand_models()  # warm up: imports the hand models before the first job needs them
+        except Exception as exc:
+            log.exception("device probe failed")
+            devices, compute, error = [{"name": "cpu", "type": "cpu"}], ["cpu"], str(exc)
+        self._post(_ProbeDone(devices, compute, error))
+
+    def _on_probe(self, done: _ProbeDone) -> None:
+        if done.error is not None and self.config.devices:
+            self.failure = done.error
+            self.stop(f"bad --devices: {done.error}")
+        self._devices, self._compute = done.devices, done.compute
+        self._pool.start_devices(done.compute)
+        log.info("devices: %s; GPU-class jobs run on %s",
+                 ", ".join(f"{d['name']} ({d.get('description', '')})" for d in done.devices), ", ".join(done.compute))
+        pending, self._pending_hellos = self._pending_hellos, []
+        for identity, hello in pending:
+            self._welcome(identity, hello)
+
+
+def _requested_timeout(data: dict[str, Any] | None) -> float | None:
+    value = (data or {}).get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ProtocolError(ErrorCode.INVALID_PARAMS, f"data.timeout: must be a positive number of seconds, got "
+                            f"{value!r}", field="data.timeout")
+    return float(value)
+
+
+def _peer(identity: bytes) -> str:
+    text = identity.decode("ascii", "replace")
+    return text if text.isprintable() and identity.isascii() else identity.hex()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+__all__ = ["Server", "ServerConfig"]

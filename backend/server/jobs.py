@@ -1,0 +1,118 @@
+"""What a job handler sees: its context, its result, and the errors it may raise.
+
+A handler is ``def handler(ctx: JobContext, params: dict, arrays: dict[str, np.ndarray]) -> JobResult``.
+It runs on a worker thread, never on the socket thread, and knows nothing of the transport:
+
+    def denoise(ctx, params, arrays):
+        for step in range(params["steps"]):
+            ...                                     # one step of work on ctx.device
+            ctx.progress((step + 1) / params["steps"], f"step {step + 1}", preview=small_image)
+        return JobResult({"seed": params["seed"]}, {"image": image})
+
+``ctx.progress`` (and ``ctx.check_cancelled``) raise ``JobCancelled`` once the job was cancelled,
+timed out or the backend is shutting down, so a handler that reports progress at each step stops
+at its next step without further code. Input arrays are read-only views of the received frames.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from handforge_shared.protocol import ErrorCode
+
+
+@dataclass
+class JobResult:
+    """What a handler returns: JSON ``data`` and named ``arrays`` (sent zero-copy when large; do not
+    modify them after returning)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class JobError(Exception):
+    """A failure the handler can name: becomes an ``error`` with this code (e.g. ``missing_weights``
+    with the setting to fill as ``hint``). Any other exception becomes ``internal``."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = ErrorCode(code)
+        self.message = message
+        self.hint = hint
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler by ``ctx.progress``/``ctx.check_cancelled``/``ctx.wait`` once the job
+    must stop; let it propagate (clean up with ``try/finally`` if needed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+ProgressSink = Callable[[float, str, dict[str, np.ndarray]], None]
+
+
+class JobContext:
+    """Per-job handle given to the handler: progress, cooperative cancel, the device to run on."""
+
+    def __init__(self, job_id: str, kind: str, sink: ProgressSink, min_interval_s: float = 0.05) -> None:
+        self.job_id = job_id
+        self.kind = kind
+        self.device = "cpu"  # set by the worker that runs the job: "cpu" or "cuda:N"
+        self._sink = sink
+        self._min_interval = min_interval_s
+        self._last_sent = -float("inf")
+        self._stop = threading.Event()
+        self._reason = ""
+
+    # ---------------------------------------------------------------- for handlers
+    def progress(self, fraction: float, message: str = "",
+                 preview: np.ndarray | Mapping[str, np.ndarray] | None = None) -> None:
+        """Report progress (0..1) with an optional preview array (or named arrays).
+
+        Updates closer together than the server's progress interval are dropped (except the final
+        one, fraction 1) so that a fast loop cannot flood the client. Raises ``JobCancelled``
+        when the job must stop.
+        """
+        self.check_cancelled()
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_sent < self._min_interval:
+            return
+        self._last_sent = now
+        if preview is None:
+            previews = {}
+        elif isinstance(preview, Mapping):
+            previews = {name: np.array(a, copy=True) for name, a in preview.items()}
+        else:
+            previews = {"preview": np.array(preview, copy=True)}  # the handler may reuse its buffer
+        self._sink(fraction, str(message), previews)
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the job was cancelled, timed out or the backend is stopping."""
+        if self._stop.is_set():
+            raise JobCancelled(self._reason)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep that wakes up (raising ``JobCancelled``) as soon as the job must stop."""
+        if self._stop.wait(max(0.0, seconds)):
+            raise JobCancelled(self._reason)
+
+    # ---------------------------------------------------------------- for the server
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._reason = reason
+            self._stop.set()
+
+
+__all__ = ["JobCancelled", "JobContext", "JobError", "JobResult"]

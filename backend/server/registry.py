@@ -1,0 +1,188 @@
+"""Job kinds and engines: what the backend can run, and whether it can run it here.
+
+An engine (``motion``, ``image``...) registers its job kinds in ``handforge/engines/<engine>/jobs.py``,
+which defines ``register_jobs(registry)``; the server imports those modules when it starts
+(registration must stay cheap: import heavy libraries inside the handlers). An engine that
+fails to import is listed as unavailable with the reason, instead of taking the server down.
+
+    registry.add_engine(Engine("motion", "HandDiffuse-style motion", settings=("motion.checkpoint",)))
+    registry.add_kind(JobKind("motion.inbetween", inbetween, Schema(...), device="gpu", timeout=600,
+                              engine="motion"))
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from handforge import config
+from handforge.server.jobs import JobContext, JobResult
+from handforge.server.schema import Schema
+from handforge_shared.protocol import ErrorCode, ProtocolError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[JobContext, dict[str, Any], dict[str, np.ndarray]], JobResult]
+Check = Callable[[dict[str, Any], Mapping[str, np.ndarray]], None]
+DeviceClass = Literal["gpu", "cpu"]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job.
+
+    ``device``: "gpu" jobs run one at a time per compute device (a CUDA GPU, or the CPU when there
+    is none); "cpu" jobs are light and run concurrently on a thread pool. ``timeout``: the longest
+    a job of this kind may run, in seconds. ``check``: cross-field rules the declarative schema
+    cannot say, run before queueing (raise ``ProtocolError``, e.g. via ``schema.invalid``).
+    ``returns`` documents the result's data keys and arrays for ``welcome``.
+    """
+
+    name: str
+    handler: Handler
+    schema: Schema = field(default_factory=Schema)
+    device: DeviceClass = "cpu"
+    timeout: float = 60.0
+    engine: str = "builtin"
+    description: str = ""
+    returns: Mapping[str, str] = field(default_factory=dict)
+    check: Check | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.engine, "device": self.device, "timeout": self.timeout,
+                "description": self.description, "returns": dict(self.returns), **self.schema.describe()}
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    available: bool
+    reason: str = ""
+    hint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"available": self.available, "reason": self.reason, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A family of job kinds sharing weights. By default it is available when each of its
+    ``settings`` (config keys naming local weight files/folders) is set and exists; pass
+    ``availability`` (returning '' or the reason) for anything finer."""
+
+    name: str
+    description: str = ""
+    settings: tuple[str, ...] = ()
+    availability: Callable[[], str] | None = None
+
+    def status(self) -> EngineStatus:
+        try:
+            for key in self.settings:
+                setting = next(s for s in config.settings() if s.key == key)
+                value, _ = config.get(key)
+                if value is None:
+                    return EngineStatus(False, f"{key} is not set ({setting.help})", setting.how_to_set())
+                if setting.kind == "path" and not Path(value).exists():
+                    return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
+            reason = self.availability() if self.availability else ""
+        except Exception as exc:  # a broken check must not break hello
+            log.exception("availability check of engine %s failed", self.name)
+            return EngineStatus(False, f"availability check failed: {exc}")
+        return EngineStatus(not reason, reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {"description": self.description, "settings": list(self.settings), **self.status().to_json()}
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, JobKind] = {}
+        self._engines: dict[str, Engine] = {}
+
+    def add_engine(self, engine: Engine) -> Engine:
+        if engine.name in self._engines:
+            raise ValueError(f"engine {engine.name!r} is registered twice")
+        self._engines[engine.name] = engine
+        return engine
+
+    def add_kind(self, kind: JobKind) -> JobKind:
+        if kind.name in self._kinds:
+            raise ValueError(f"job kind {kind.name!r} is registered twice")
+        if kind.engine not in self._engines:
+            raise ValueError(f"job kind {kind.name!r} names engine {kind.engine!r}: register the engine first")
+        if kind.device not in ("gpu", "cpu") or not kind.timeout > 0:
+            raise ValueError(f"job kind {kind.name!r}: device must be 'gpu' or 'cpu' and timeout positive")
+        self._kinds[kind.name] = kind
+        return kind
+
+    def kind(self, name: str) -> JobKind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise ProtocolError(ErrorCode.UNKNOWN_KIND, f"this backend has no job kind {name!r}",
+                                f"known kinds: {', '.join(sorted(self._kinds))} (see welcome.kinds); "
+                                "a newer backend may have it") from None
+
+    def engine(self, name: str) -> Engine:
+        return self._engines[name]
+
+    def kinds(self) -> list[JobKind]:
+        return list(self._kinds.values())
+
+    def engines(self) -> list[Engine]:
+        return list(self._engines.values())
+
+    def require_available(self, kind: JobKind) -> None:
+        """Raise ``missing_weights`` when the kind's engine cannot run here."""
+        status = self._engines[kind.engine].status()
+        if not status.available:
+            raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine {kind.engine!r} cannot run: {status.reason}",
+                                status.hint)
+
+    def describe_kinds(self) -> dict[str, Any]:
+        return {k.name: k.describe() for k in self._kinds.values()}
+
+    def describe_engines(self) -> dict[str, Any]:
+        return {e.name: e.describe() for e in self._engines.values()}
+
+
+def discover_engines(registry: Registry, package: str = "handforge.engines") -> None:
+    """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module.
+
+    Only the ``jobs`` modules are imported, so the models behind them load when a job runs.
+    """
+    try:
+        root = importlib.import_module(package)
+    except ModuleNotFoundError:
+        return  # no engines installed yet
+    for info in pkgutil.iter_modules(root.__path__):
+        module_name = f"{package}.{info.name}.jobs"
+        if not info.ispkg or importlib.util.find_spec(module_name) is None:
+            continue
+        try:
+            importlib.import_module(module_name).register_jobs(registry)
+        except Exception as exc:
+            log.exception("engine module %s failed to register", module_name)
+            if info.name not in {e.name for e in registry.engines()}:
+                registry.add_engine(Engine(info.name, f"failed to load ({module_name})",
+                                           availability=lambda exc=exc: f"failed to load: {exc}"))
+
+
+def default_registry() -> Registry:
+    """The built-in kinds plus every engine found under ``handforge.engines``."""
+    from handforge.server.builtin_jobs import register_jobs
+
+    registry = Registry()
+    register_jobs(registry)
+    discover_engines(registry)
+    return registry
+
+
+__all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "default_registry",
+           "discover_engines"]

@@ -1,0 +1,73 @@
+"""Who may connect: loopback by default; any other address only with CurveZMQ keys.
+
+Keys are zmq.auth certificate files (``handforge keys`` writes them): the server holds its
+``*.key_secret``; each authorised client's public ``*.key`` lies in the ``--curve-clients`` folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from handforge_shared.protocol import is_loopback
+
+log = logging.getLogger(__name__)
+ZAP_DOMAIN = "handforge"
+
+
+class SecurityError(RuntimeError):
+    """The server may not start with these settings; the message says how to fix it."""
+
+
+def check_bind(host: str, curve_secret: Path | None, curve_clients: Path | None) -> None:
+    if (curve_secret is None) != (curve_clients is None):
+        raise SecurityError("CurveZMQ needs both --curve-secret (the server's .key_secret file) and "
+                            "--curve-clients (the folder of authorised client .key files)")
+    if not is_loopback(host) and curve_secret is None:
+        raise SecurityError(
+            f"refusing to listen on {host}: only loopback (127.0.0.1) is allowed without encryption and "
+            "client authentication. Create keys with `handforge keys --out keys --name server` and "
+            "`handforge keys --out keys/clients --name <client>`, then run `handforge serve --bind "
+            f"{host} --curve-secret keys/server.key_secret --curve-clients keys/clients`")
+
+
+def load_secret(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a ``.key_secret`` certificate file."""
+    if not path.is_file():
+        raise SecurityError(f"CurveZMQ key file {path} does not exist (create one with `handforge keys`)")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as exc:
+        raise SecurityError(f"cannot read CurveZMQ key file {path}: {exc}") from None
+    if not secret:
+        raise SecurityError(f"{path} holds only a public key: pass the matching .key_secret file")
+    return public, secret
+
+
+def start_authenticator(context: zmq.Context, clients_dir: Path) -> ThreadAuthenticator:
+    """ZAP handler that accepts exactly the client public keys found in ``clients_dir``."""
+    if not clients_dir.is_dir():
+        raise SecurityError(f"--curve-clients {clients_dir} is not a folder of client public keys (*.key)")
+    keys = sorted(clients_dir.glob("*.key"))
+    if not keys:
+        log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
+    auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
+    auth.start()
+    auth.configure_curve(domain="*", location=str(clients_dir))
+    log.info("CurveZMQ on: %d authorised client key(s) from %s", len(keys), clients_dir)
+    return auth
+
+
+def configure_router(socket: zmq.Socket, secret_file: Path) -> None:
+    public, secret = load_secret(secret_file)
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_server = True
+    socket.zap_domain = ZAP_DOMAIN.encode()
+
+
+__all__ = ["SecurityError", "check_bind", "configure_router", "load_secret", "start_authenticator"]

@@ -1,0 +1,179 @@
+"""Worker threads: jobs run here, never on the socket thread.
+
+Two queues: "gpu"-class jobs are taken one at a time by one thread per compute device (each CUDA
+GPU, or the CPU when there is none), so heavy work is serialised per device; "cpu"-class jobs are
+taken by a small thread pool and run concurrently. Workers never touch the socket: they report
+through ``post`` (which the server drains on its own thread), in order, for each job:
+``Started``, ``Progress``*, then exactly one ``Finished``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from handforge.server.jobs import JobCancelled, JobContext, JobError, JobResult
+from handforge.server.registry import JobKind
+from handforge_shared.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Job:
+    """The server's record of one accepted job."""
+
+    client: bytes
+    job_id: str
+    kind: JobKind
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    ctx: JobContext
+    accepted_at: float
+    deadline: float | None = None         # request deadline (monotonic), from the submit's data.timeout
+    started_at: float | None = None
+    device: str | None = None
+    cancel_requested: bool = False
+    done: bool = False                    # a terminal event was sent (or the client is gone)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_deadline(self) -> float | None:
+        return None if self.started_at is None else self.started_at + self.kind.timeout
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.deadline, self.run_deadline) if t is not None]
+        return min(times) if times else None
+
+
+@dataclass
+class Started:
+    job: Job
+    device: str
+
+
+@dataclass
+class Progress:
+    job: Job
+    fraction: float
+    message: str
+    preview: dict[str, np.ndarray]
+
+
+@dataclass
+class Finished:
+    job: Job
+    result: JobResult | None = None
+    error: tuple[str, str, str] | None = None   # code, message, hint
+    cancelled: str | None = None                # reason
+
+
+Event = Started | Progress | Finished
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.items: deque[Job] = deque()
+        self.cond = threading.Condition()
+
+
+class WorkerPool:
+    def __init__(self, post: Callable[[Event], None], cpu_threads: int = 4) -> None:
+        self._post = post
+        self._queues = {"gpu": _Queue(), "cpu": _Queue()}
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        for i in range(max(1, cpu_threads)):
+            self._spawn("cpu", "cpu", f"handforge-cpu-{i}")
+
+    def start_devices(self, devices: list[str]) -> None:
+        """One serial worker per compute device for "gpu"-class jobs (called once devices are known)."""
+        for device in devices or ["cpu"]:
+            self._spawn("gpu", device, f"handforge-gpu-{device}")
+
+    def _spawn(self, lane: str, device: str, name: str) -> None:
+        thread = threading.Thread(target=self._work, args=(lane, device), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def enqueue(self, job: Job) -> int:
+        """Queue a job; returns how many jobs of its class wait ahead of it."""
+        queue = self._queues[job.kind.device]
+        with queue.cond:
+            queue.items.append(job)
+            queue.cond.notify()
+            return len(queue.items) - 1
+
+    def remove(self, job: Job) -> bool:
+        """Take a job out of its queue if it has not started; True if it was still waiting."""
+        queue = self._queues[job.kind.device]
+        with queue.cond:
+            try:
+                queue.items.remove(job)
+                return True
+            except ValueError:
+                return False
+
+    def waiting(self) -> int:
+        return sum(len(q.items) for q in self._queues.values())
+
+    def stop(self, grace_s: float) -> None:
+        """Stop taking jobs and wait up to ``grace_s`` for the running ones (threads are daemons)."""
+        self._stopping = True
+        for queue in self._queues.values():
+            with queue.cond:
+                queue.items.clear()
+                queue.cond.notify_all()
+        end = time.monotonic() + grace_s
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning("workers still busy after %.1f s, left behind: %s", grace_s, ", ".join(stuck))
+
+    def _work(self, lane: str, device: str) -> None:
+        queue = self._queues[lane]
+        while True:
+            with queue.cond:
+                while not queue.items and not self._stopping:
+                    queue.cond.wait()
+                if self._stopping:
+                    return
+                job = queue.items.popleft()
+            self._run(job, device)
+
+    def _run(self, job: Job, device: str) -> None:
+        job.ctx.device = device
+        self._post(Started(job, device))
+        try:
+            job.ctx.check_cancelled()
+            result = job.kind.handler(job.ctx, job.params, job.arrays)
+            if result is None:
+                result = JobResult()
+            if not isinstance(result, JobResult):
+                raise TypeError(f"the handler of {job.kind.name!r} returned {type(result).__name__}, not JobResult")
+            outcome = Finished(job, result=result)
+        except JobCancelled as exc:
+            outcome = Finished(job, cancelled=exc.reason)
+        except JobError as exc:
+            outcome = Finished(job, error=(exc.code, exc.message, exc.hint))
+        except Exception as exc:
+            log.exception("job %s (%s) failed", job.job_id, job.kind.name)
+            outcome = Finished(job, error=(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", _hint_for(exc)))
+        self._post(outcome)
+
+
+def _hint_for(exc: Exception) -> str:
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+        return ("the device ran out of memory: try a smaller batch or resolution, or close other programs "
+                "using the GPU; the backend carries on")
+    return "the backend log has the traceback; the backend carries on"
+
+
+__all__ = ["Event", "Finished", "Job", "Progress", "Started", "WorkerPool"]

@@ -1,0 +1,685 @@
+"""HandForge client: talk to a backend (``handforge serve``) from Blender, scripts or ``blender -b``.
+
+pyzmq and numpy only, no threads: everything happens in the calls below, on the caller's thread.
+
+Non-blocking (a Blender timer calls ``poll()`` every few tenths of a second)::
+
+    client = Client()                                   # tcp://127.0.0.1:5780; connects in the background
+    handle = client.submit("forward_hands", arrays={"right.global_orient": go, "right.hand_pose": hp})
+    for event in client.poll():                         # never blocks (timeout 0)
+        if isinstance(event, Progress): ...             # event.job == handle.id
+        elif isinstance(event, Result): ...             # event.arrays["right.vertices"]
+        elif isinstance(event, Error): ...              # event.code, event.message, event.hint
+    handle.cancel()
+
+Blocking (scripts, ``blender -b``)::
+
+    with Client() as client:
+        result = client.run("sleep", {"steps": 3}, timeout=30, on_progress=lambda p: print(p.fraction))
+
+Every submitted job ends with exactly one of ``Result``, ``Error`` or ``Cancelled``, also when the
+backend dies or restarts: the client watches the connection, the backend's heartbeats and its own
+deadlines, and reports a lost job as ``Error(code="backend_lost")``. It reconnects by itself.
+A ``Client`` belongs to the thread that created it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import zmq
+import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
+
+from . import __version__
+from .protocol import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    SERVER_TYPES,
+    ErrorCode,
+    Limits,
+    Message,
+    MessageType,
+    ProtocolError,
+    check_outgoing,
+    decode,
+    encode,
+    new_id,
+    wants_zero_copy,
+)
+
+log = logging.getLogger(__name__)
+
+# What the client accepts from its backend (the backend's own limits bound what we send).
+RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_message_bytes=2**40)
+_TICK_S = 0.05  # how often blocking waits re-check deadlines
+
+
+# ------------------------------------------------------------------------------------------ events
+@dataclass(frozen=True)
+class Event:
+    job: str | None
+
+
+@dataclass(frozen=True)
+class Connected(Event):
+    """A ``welcome`` arrived: at start-up and again after every reconnect."""
+
+    endpoint: str
+    instance: str
+    capabilities: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Disconnected(Event):
+    endpoint: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Accepted(Event):
+    position: int  # jobs waiting ahead of this one
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    fraction: float
+    message: str
+    preview: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result(Event):
+    """``arrays`` are read-only views of the received frames: copy one before modifying it."""
+
+    data: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    """A failed job (``job`` set) or a connection problem (``job`` None). ``code``: see ``ErrorCode``."""
+
+    code: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class Cancelled(Event):
+    reason: str  # "cancelled" (asked for), "shutdown" (the backend stopped)
+    message: str = ""
+
+
+TERMINAL_EVENTS = (Result, Error, Cancelled)
+UNAVAILABLE_CODES = frozenset({ErrorCode.NO_BACKEND, ErrorCode.BACKEND_LOST, ErrorCode.AUTH_FAILED})
+
+
+class JobFailed(Exception):
+    """Raised by the blocking API for an ``Error``; carries its code, message and hint."""
+
+    def __init__(self, code: str, message: str, hint: str = "", job: str | None = None) -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.code, self.message, self.hint, self.job = str(code), message, hint, job
+
+    @classmethod
+    def from_event(cls, event: Error | Cancelled) -> "JobFailed":
+        if isinstance(event, Cancelled):
+            return JobCancelledError("cancelled", event.message or f"job {event.job} was cancelled ({event.reason})",
+                                     job=event.job)
+        kind = BackendUnavailable if event.code in UNAVAILABLE_CODES else JobFailed
+        return kind(event.code, event.message, event.hint, event.job)
+
+
+class BackendUnavailable(JobFailed):
+    """No backend answers, the connection was lost, or the backend refused our key."""
+
+
+class JobCancelledError(JobFailed):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ keys
+@dataclass(frozen=True)
+class CurveKeys:
+    """CurveZMQ keys of a client: the server's public key and the client's own key pair (z85)."""
+
+    server_public: bytes
+    client_public: bytes
+    client_secret: bytes
+
+    @classmethod
+    def from_files(cls, server_public_file: str | os.PathLike, client_secret_file: str | os.PathLike) -> "CurveKeys":
+        """From ``handforge keys`` files: the server's ``.key`` and this client's ``.key_secret``."""
+        server_public, _ = zmq.auth.load_certificate(Path(server_public_file))
+        client_public, client_secret = zmq.auth.load_certificate(Path(client_secret_file))
+        if not client_secret:
+            raise ValueError(f"{client_secret_file} holds no secret key: pass this client's .key_secret file")
+        return cls(server_public, client_public, client_secret)
+
+
+# ------------------------------------------------------------------------------------------ jobs
+class JobHandle:
+    """A submitted job. ``state``: "sent" → "queued" → "running" → "done"; ``outcome`` is its
+    terminal event (``Result``/``Error``/``Cancelled``) once done."""
+
+    def __init__(self, client: "Client", job_id: str, kind: str, deadline: float | None) -> None:
+        self.client = client
+        self.id = job_id
+        self.kind = kind
+        self.state = "sent"
+        self.position: int | None = None
+        self.fraction = 0.0
+        self.message = ""
+        self.preview: dict[str, np.ndarray] = {}
+        self.outcome: Result | Error | Cancelled | None = None
+        self.sent_at = time.monotonic()
+        self.deadline = deadline  # monotonic; None: only the backend's own limits apply
+        self.instance: str | None = None  # the backend instance that accepted it
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def cancel(self) -> None:
+        self.client.cancel(self.id)
+
+    def wait(self, timeout: float | None = None) -> Result | Error | Cancelled | None:
+        """Block until the job ends (or ``timeout``); returns its outcome (None on timeout).
+        Its events stay queued for ``poll()``."""
+        self.client._wait(lambda: self.done, timeout)
+        return self.outcome
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.kind} {self.state} {self.fraction:.0%}>"
+
+
+# ------------------------------------------------------------------------------------------ client
+class Client:
+    """One connection to one backend.
+
+    ``connect_timeout``: how long to wait for any answer before saying there is no backend.
+    ``lost_after``: how long the backend may stay silent while jobs run before they are reported
+    lost (default: four of the backend's heartbeat intervals, at least 3 s).
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, curve: CurveKeys | None = None,
+                 name: str = f"handforge-client/{__version__}", connect_timeout: float = 5.0,
+                 lost_after: float | None = None, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self._lost_after_arg = lost_after
+        self.capabilities: dict[str, Any] | None = None
+        self.instance: str | None = None
+        self.connected = False
+        self._limits = DEFAULT_LIMITS
+        self._heartbeat_s = DEFAULT_HEARTBEAT_S
+        self._ids = itertools.count(1)
+        self._prefix = new_id()[:8]
+        self._jobs: dict[str, JobHandle] = {}
+        self._pending: list[Event] = []
+        self._replies: dict[str, Message | Error | None] = {}
+        self._pings: dict[str, set[str]] = {}       # ping id -> jobs submitted before it
+        self._cancel_ids: set[str] = set()
+        self._cancel_on_reconnect: set[str] = set()
+        self._created = time.monotonic()
+        self._last_heard: float | None = None
+        self._last_ping = 0.0
+        self._ever_connected = False
+        self._tcp_connected = False     # a TCP connection was made (even if its handshake then failed)
+        self._handshake_error: Error | None = None
+        self._closed = False
+        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        sock = self._socket
+        sock.routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
+        sock.linger = 0
+        sock.sndhwm = 1000
+        sock.rcvhwm = 10_000
+        sock.reconnect_ivl = 100
+        sock.reconnect_ivl_max = 1000
+        sock.heartbeat_ivl = 1000       # ZMTP pings: a dead TCP peer is noticed within heartbeat_timeout
+        sock.heartbeat_timeout = 5000
+        if endpoint.startswith("tcp://["):
+            sock.ipv6 = True
+        if curve is not None:
+            sock.curve_serverkey = curve.server_public
+            sock.curve_publickey = curve.client_public
+            sock.curve_secretkey = curve.client_secret
+        self._monitor = sock.get_monitor_socket()
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self._monitor.close(linger=0)
+            sock.close(linger=0)
+            raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected tcp://HOST:PORT)") from None
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+
+    # ---------------------------------------------------------------- non-blocking API
+    def submit(self, kind: str, params: Mapping[str, Any] | None = None,
+               arrays: Mapping[str, np.ndarray] | None = None, *, timeout: float | None = None) -> JobHandle:
+        """Send a job; never blocks. ``timeout``: seconds the job may take from now, queue included
+        (the backend enforces it and answers ``timeout``). Raises ``ProtocolError`` at once for what
+        can never be sent (an unsupported dtype, a message over the backend's limits).
+
+        Large arrays are sent without a copy: do not modify them until the job is accepted.
+        """
+        self._check_open()
+        job_id = new_id()
+        message = Message(MessageType.SUBMIT, id=self._next_id(), job=job_id, kind=kind, params=dict(params or {}),
+                          arrays=dict(arrays or {}), data={"timeout": timeout} if timeout is not None else None)
+        grace = max(2.0, self._heartbeat_s)
+        handle = JobHandle(self, job_id, kind, None if timeout is None else time.monotonic() + timeout + grace)
+        self._jobs[job_id] = handle
+        if self._handshake_error is not None:  # it could not reach the backend: say why at once
+            err = self._handshake_error
+            self._fail(handle, err.code, err.message, err.hint)
+            return handle
+        try:
+            self._send(message)
+        except Exception:
+            self._jobs.pop(job_id, None)
+            raise
+        return handle
+
+    def cancel(self, job: str | JobHandle) -> None:
+        """Ask the backend to stop a job; its ``Cancelled`` event follows (or its result, if it had
+        already finished)."""
+        job_id = job.id if isinstance(job, JobHandle) else job
+        handle = self._jobs.get(job_id)
+        if handle is None or handle.done:
+            return
+        self._send_cancel(job_id)
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        """Events that arrived since the last call. ``timeout`` 0 (default): never blocks; otherwise
+        waits up to ``timeout`` seconds for the first one."""
+        self._check_open()
+        end = time.monotonic() + timeout
+        self._pump(0.0)
+        while not self._pending and timeout > 0:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            self._pump(min(remaining, _TICK_S))
+        events, self._pending = self._pending, []
+        return events
+
+    def jobs(self) -> list[JobHandle]:
+        """Jobs still in flight."""
+        return list(self._jobs.values())
+
+    # ---------------------------------------------------------------- blocking API
+    def run(self, kind: str, params: Mapping[str, Any] | None = None,
+            arrays: Mapping[str, np.ndarray] | None = None, *, timeout: float | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> Result:
+        """Submit a job and wait for its end: returns the ``Result`` or raises ``JobFailed``
+        (``BackendUnavailable`` when no backend answers, ``JobCancelledError`` when cancelled).
+        Never waits forever: a dead backend is noticed by heartbeats."""
+        handle = self.submit(kind, params, arrays, timeout=timeout)
+        while True:
+            self._wait(lambda: handle.done or any(e.job == handle.id for e in self._pending), None)
+            mine = [e for e in self._pending if e.job == handle.id]
+            self._pending = [e for e in self._pending if e.job != handle.id]
+            for event in mine:
+                if isinstance(event, Progress) and on_progress is not None:
+                    on_progress(event)
+            if handle.done:
+                break
+        if isinstance(handle.outcome, Result):
+            return handle.outcome
+        raise JobFailed.from_event(handle.outcome)
+
+    def hello(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The backend's capabilities (``welcome`` data). The first answer after the backend starts
+        may take seconds: it probes its devices."""
+        reply = self._request(MessageType.HELLO, {"client": self.name, "protocol": PROTOCOL_VERSION}, timeout)
+        return reply.data or {}
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Round trip to the backend's socket loop, in seconds."""
+        start = time.perf_counter()
+        self._request(MessageType.PING, None, timeout or self.connect_timeout)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        """Tell the backend we leave (it cancels our jobs) and close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.connected:
+            try:
+                self._socket.send_multipart(encode(Message(MessageType.BYE, id=self._next_id())), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._socket.close(linger=100 if self.connected else 0)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- internals: sending
+    def _next_id(self) -> str:
+        return f"{self._prefix}.{next(self._ids)}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this HandForge client is closed")
+
+    def _send(self, message: Message) -> None:
+        frames = encode(message)
+        check_outgoing(frames, self._limits)
+        try:
+            self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=not wants_zero_copy(frames))
+        except zmq.Again:
+            raise BackendUnavailable(ErrorCode.NO_BACKEND, f"too many requests are waiting for the backend at "
+                                     f"{self.endpoint}", self._start_hint()) from None
+
+    def _send_cancel(self, job_id: str) -> None:
+        mid = self._next_id()
+        self._cancel_ids.add(mid)
+        try:
+            self._send(Message(MessageType.CANCEL, id=mid, job=job_id))
+        except BackendUnavailable:
+            pass  # the job will be reported lost anyway
+
+    def _request(self, mtype: MessageType, data: dict | None, timeout: float) -> Message:
+        self._check_open()
+        mid = self._next_id()
+        self._replies[mid] = None
+        self._send(Message(mtype, id=mid, data=data))
+        start = time.monotonic()
+
+        def answered() -> bool:
+            if self._replies[mid] is not None:
+                return True
+            if self._handshake_error is not None:
+                return True
+            if not self._ever_connected and time.monotonic() - start > self.connect_timeout:
+                return True
+            return False
+
+        self._wait(answered, timeout)
+        reply = self._replies.pop(mid)
+        if isinstance(reply, Message):
+            return reply
+        if isinstance(reply, Error):
+            raise JobFailed(reply.code, reply.message, reply.hint)
+        if self._handshake_error is not None:
+            raise JobFailed.from_event(self._handshake_error)
+        if not self._ever_connected:
+            raise BackendUnavailable(*self._no_backend())
+        raise BackendUnavailable(ErrorCode.BACKEND_LOST, f"the backend at {self.endpoint} did not answer "
+                                 f"{mtype} within {timeout:g} s", "it may be overloaded or stuck: see its log")
+
+    def _no_backend(self) -> tuple[str, str, str]:
+        if self._tcp_connected:  # something listens there, but the handshake never completes
+            return (ErrorCode.AUTH_FAILED, f"the backend at {self.endpoint} accepts connections but the security "
+                    "handshake never completes", "check the CurveZMQ keys: the server public key given to this "
+                    "client must match the backend's --curve-secret, and the backend may require keys")
+        return ErrorCode.NO_BACKEND, f"no backend at {self.endpoint}", self._start_hint()
+
+    def _start_hint(self) -> str:
+        return "start it with `handforge serve`" + ("" if "127.0.0.1" in self.endpoint or "localhost" in
+                                                    self.endpoint else ", check the address and that its port is reachable")
+
+    # ---------------------------------------------------------------- internals: receiving
+    def _wait(self, done: Callable[[], bool], timeout: float | None) -> None:
+        end = None if timeout is None else time.monotonic() + timeout
+        self._pump(0.0)
+        while not done():
+            remaining = _TICK_S if end is None else min(_TICK_S, end - time.monotonic())
+            if remaining <= 0:
+                return
+            self._pump(remaining)
+
+    def _pump(self, timeout: float) -> None:
+        """Read everything available (waiting up to ``timeout`` for something), then check deadlines."""
+        if timeout > 0:
+            self._poller.poll(int(timeout * 1000) or 1)
+        self._drain_monitor()
+        for _ in range(10_000):
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                message = decode(frames, limits=RECEIVE_LIMITS, accept=SERVER_TYPES, local_role="client")
+            except ProtocolError as exc:
+                log.warning("ignored a malformed message from the backend: %s", exc)
+                self._last_heard = time.monotonic()
+                if exc.code == ErrorCode.UNSUPPORTED_VERSION:
+                    self._pending.append(Error(None, exc.code, exc.message, exc.hint))
+                continue
+            self._on_message(message)
+        self._check_deadlines(time.monotonic())
+
+    def _drain_monitor(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_CONNECTED:
+                self._tcp_connected = True
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._on_connected()
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._on_disconnected("the connection was closed")
+            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                          zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                self._on_handshake_failed(kind, event.get("value"))
+
+    def _on_connected(self) -> None:
+        self.connected = True
+        self._ever_connected = True
+        self._handshake_error = None
+        self._last_heard = time.monotonic()
+        try:  # refresh capabilities and learn which backend instance this is
+            self._send(Message(MessageType.HELLO, id=self._next_id(), data={"client": self.name,
+                                                                            "protocol": PROTOCOL_VERSION}))
+        except BackendUnavailable:
+            pass
+        for job_id in self._cancel_on_reconnect:  # jobs we reported lost must not run on
+            self._send_cancel(job_id)
+        self._cancel_on_reconnect.clear()
+
+    def _on_disconnected(self, reason: str) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        self._pending.append(Disconnected(None, self.endpoint, reason))
+        for handle in list(self._jobs.values()):
+            if handle.state != "sent":  # accepted: it cannot report back on a new connection
+                self._lose(handle, f"the connection to the backend at {self.endpoint} was lost while job "
+                                   f"{handle.id} ({handle.kind}) was {handle.state}")
+
+    def _on_handshake_failed(self, kind: int, value: Any) -> None:
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            message = f"the backend at {self.endpoint} refused this client's CurveZMQ key"
+            hint = "ask its operator to add your public .key file to the backend's --curve-clients folder"
+        else:
+            message = f"the security handshake with the backend at {self.endpoint} failed"
+            hint = ("the backend may require CurveZMQ keys (connect with curve=CurveKeys.from_files(server.key, "
+                    "client.key_secret)), not use them, or have another public key than the one given")
+        first = self._handshake_error is None
+        self._handshake_error = Error(None, ErrorCode.AUTH_FAILED, message, hint)
+        if first:
+            self._pending.append(self._handshake_error)
+        for handle in list(self._jobs.values()):
+            self._fail(handle, ErrorCode.AUTH_FAILED, message, hint)
+
+    def _on_message(self, message: Message) -> None:
+        now = time.monotonic()
+        self._last_heard = now
+        data = message.data or {}
+        instance = data.get("instance") or (data.get("server") or {}).get("instance")
+        if isinstance(instance, str):
+            self._note_instance(instance)
+        mtype = message.type
+        if mtype == MessageType.WELCOME:
+            self._on_welcome(message)
+        elif mtype == MessageType.PONG:
+            self._on_job_list(data.get("jobs"), self._pings.pop(message.id, None))
+        elif mtype == MessageType.HEARTBEAT:
+            self._on_job_list(data.get("jobs"), {h.id for h in self._jobs.values() if h.state != "sent"})
+        if message.id in self._replies and mtype in (MessageType.WELCOME, MessageType.PONG, MessageType.ERROR):
+            self._replies[message.id] = message if mtype != MessageType.ERROR else _error_event(message)
+            return
+        if mtype == MessageType.ERROR and message.id in self._cancel_ids:
+            self._cancel_ids.discard(message.id)  # e.g. unknown_job: it had finished already
+            log.debug("cancel of %s answered: %s", message.job, data.get("message"))
+            return
+        handle = self._jobs.get(message.job) if message.job else None
+        if handle is None:
+            if mtype == MessageType.ERROR:
+                self._pending.append(_error_event(message))
+            return  # events of jobs we no longer wait for (reported lost, or closed)
+        if mtype == MessageType.ACCEPTED:
+            handle.state, handle.instance = "queued", self.instance
+            handle.position = int(data.get("position", 0))
+            self._pending.append(Accepted(handle.id, handle.position))
+        elif mtype == MessageType.PROGRESS:
+            handle.state = "running"
+            handle.fraction = float(data.get("fraction", 0.0))
+            handle.message = str(data.get("message", ""))
+            handle.preview = message.arrays
+            self._pending.append(Progress(handle.id, handle.fraction, handle.message, message.arrays))
+        elif mtype == MessageType.RESULT:
+            self._finish(handle, Result(handle.id, data, message.arrays))
+        elif mtype == MessageType.CANCELLED:
+            self._finish(handle, Cancelled(handle.id, str(data.get("reason", "cancelled")), str(data.get("message", ""))))
+        elif mtype == MessageType.ERROR:
+            self._finish(handle, _error_event(message))
+
+    def _on_welcome(self, message: Message) -> None:
+        data = message.data or {}
+        self.capabilities = data
+        self._limits = Limits.from_json(data.get("limits") or {})
+        server = data.get("server") or {}
+        heartbeat = server.get("heartbeat_s")
+        if isinstance(heartbeat, (int, float)) and heartbeat > 0:
+            self._heartbeat_s = float(heartbeat)
+        self._pending.append(Connected(None, self.endpoint, str(server.get("instance", "")), data))
+
+    def _note_instance(self, instance: str) -> None:
+        if self.instance is not None and instance != self.instance:
+            for handle in list(self._jobs.values()):
+                if handle.instance is not None and handle.instance != instance:
+                    self._lose(handle, f"the backend at {self.endpoint} restarted: job {handle.id} ({handle.kind}) "
+                                       "was lost with it")
+        self.instance = instance
+
+    def _on_job_list(self, listed: Any, expected: set[str] | None) -> None:
+        """The backend's list of our live jobs: a job it should know and does not is lost."""
+        if not isinstance(listed, list) or expected is None:
+            return
+        for job_id in expected - set(listed):
+            handle = self._jobs.get(job_id)
+            if handle is not None and not handle.done:
+                self._lose(handle, f"the backend at {self.endpoint} has no record of job {job_id} ({handle.kind}): "
+                                   "it restarted or the request was lost")
+
+    def _check_deadlines(self, now: float) -> None:
+        if not self._jobs:
+            return
+        for handle in list(self._jobs.values()):
+            if handle.deadline is not None and now > handle.deadline:
+                self._send_cancel(handle.id)
+                self._fail(handle, ErrorCode.TIMEOUT, f"job {handle.id} ({handle.kind}) got no answer from the "
+                           f"backend in time", "ask for a longer timeout, or check the backend's log")
+        if not self._jobs:
+            return
+        since = max(self._last_heard or self._created, min(h.sent_at for h in self._jobs.values()))
+        silence = now - since
+        if not self._ever_connected:
+            if silence > self.connect_timeout:
+                code, message, hint = self._no_backend()
+                for handle in list(self._jobs.values()):
+                    self._fail(handle, code, message, hint)
+            return
+        if silence > self._lost_after():
+            for handle in list(self._jobs.values()):
+                self._lose(handle, f"the backend at {self.endpoint} stopped answering ({silence:.1f} s without a "
+                                   f"word) while job {handle.id} ({handle.kind}) was {handle.state}")
+        elif now - (self._last_heard or 0.0) >= self._heartbeat_s and now - self._last_ping >= self._heartbeat_s:
+            self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
+            mid = self._next_id()
+            self._pings[mid] = {h.id for h in self._jobs.values()}
+            try:
+                self._send(Message(MessageType.PING, id=mid))
+            except BackendUnavailable:
+                self._pings.pop(mid, None)
+
+    def _lost_after(self) -> float:
+        return self._lost_after_arg or max(4 * self._heartbeat_s, 3.0)
+
+    def _lose(self, handle: JobHandle, message: str) -> None:
+        self._cancel_on_reconnect.add(handle.id)
+        self._fail(handle, ErrorCode.BACKEND_LOST, message, "submit it again once the backend is back "
+                   "(`handforge serve`); the client reconnects by itself")
+
+    def _fail(self, handle: JobHandle, code: str, message: str, hint: str) -> None:
+        self._finish(handle, Error(handle.id, str(code), message, hint))
+
+    def _finish(self, handle: JobHandle, outcome: Result | Error | Cancelled) -> None:
+        if handle.done:
+            return
+        handle.outcome = outcome
+        handle.state = "done"
+        self._jobs.pop(handle.id, None)
+        self._pending.append(outcome)
+
+
+def _error_event(message: Message) -> Error:
+    data = message.data or {}
+    return Error(message.job, str(data.get("code", ErrorCode.INTERNAL)), str(data.get("message", "")),
+                 str(data.get("hint", "")))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def hand_rigs(result: Result) -> dict[str, Any]:
+    """The ``HandRig`` of each side in a ``hand_model`` result."""
+    from .rig import HandRig
+
+    rigs = {}
+    for side, meta in result.data["rigs"].items():
+        prefix = f"{side}."
+        arrays = {name[len(prefix):]: a for name, a in result.arrays.items() if name.startswith(prefix)}
+        rigs[side] = HandRig.from_arrays(meta, arrays)
+    return rigs
+
+
+def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``forward_hands`` input arrays from ``{side: HandPose}`` (batched or single), float32 (B, n)."""
+    from .poses import POSE_FIELDS
+
+    out = {}
+    for side, pose in poses.items():
+        for name, size in POSE_FIELDS.items():
+            out[f"{side}.{name}"] = np.asarray(getattr(pose, name), dtype=np.float32).reshape(-1, size)
+    return out
+
+
+__all__ = ["Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
+           "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "hand_rigs",
+           "pose_arrays"]

@@ -1,0 +1,434 @@
+"""HandForge wire protocol, version 1: the one definition both the backend and its clients import.
+
+Transport: ZeroMQ, one ROUTER socket on the backend, one DEALER socket per client. A message is a
+multipart ZeroMQ message (on the ROUTER side, after the identity frame)::
+
+    frame 0      header: UTF-8 JSON object (fields below)
+    frame 1..n   raw bytes of the arrays that ``header["arrays"]`` lists, in order
+                 (C order, little-endian)
+
+Header fields: ``v`` protocol version, ``type``, ``id`` (unique per message; a reply carries the id
+of its request), ``job``, ``kind``, ``params``, ``arrays`` ([{name, dtype, shape}]), ``data``.
+Unknown header fields are ignored, so that new optional fields do not break old peers; a breaking
+change raises ``PROTOCOL_VERSION``. The shape of an ``error`` message never changes, so a peer of
+any version can read why it was refused.
+
+Nothing on the wire is ever pickled: arrays travel as raw bytes described by dtype and shape, and
+``decode`` checks every frame against its description before making a (zero-copy, read-only)
+numpy view of it. numpy and the standard library only: the Blender add-on carries this file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5780
+DEFAULT_HEARTBEAT_S = 2.0
+# pyzmq copies frames below 64 KiB anyway; above it we hand it the array's own buffer.
+ZERO_COPY_THRESHOLD = 64 * 1024
+MAX_NAME_LENGTH = 128
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+
+
+class MessageType(StrEnum):
+    # client -> server
+    HELLO = "hello"
+    SUBMIT = "submit"
+    CANCEL = "cancel"
+    PING = "ping"
+    BYE = "bye"
+    # server -> client
+    WELCOME = "welcome"
+    ACCEPTED = "accepted"
+    PROGRESS = "progress"
+    RESULT = "result"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    PONG = "pong"
+    HEARTBEAT = "heartbeat"
+
+
+CLIENT_TYPES = frozenset({MessageType.HELLO, MessageType.SUBMIT, MessageType.CANCEL, MessageType.PING,
+                          MessageType.BYE})
+SERVER_TYPES = frozenset(set(MessageType) - CLIENT_TYPES)
+# Header fields a message of each type cannot do without (besides ``v``, ``type`` and ``id``).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    MessageType.SUBMIT: ("job", "kind"),
+    MessageType.CANCEL: ("job",),
+    MessageType.ACCEPTED: ("job",),
+    MessageType.PROGRESS: ("job",),
+    MessageType.RESULT: ("job",),
+    MessageType.CANCELLED: ("job",),
+}
+TERMINAL_TYPES = frozenset({MessageType.RESULT, MessageType.ERROR, MessageType.CANCELLED})
+
+
+class ErrorCode(StrEnum):
+    """``error`` codes. The first group travels on the wire; the second is raised by the client
+    library itself (the backend never sends them)."""
+
+    BAD_MESSAGE = "bad_message"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_LARGE = "too_large"
+    UNKNOWN_KIND = "unknown_kind"
+    UNKNOWN_JOB = "unknown_job"
+    INVALID_PARAMS = "invalid_params"
+    BUSY = "busy"
+    MISSING_WEIGHTS = "missing_weights"
+    TIMEOUT = "timeout"
+    INTERNAL = "internal"
+    # client side only
+    NO_BACKEND = "no_backend"
+    BACKEND_LOST = "backend_lost"
+    AUTH_FAILED = "auth_failed"
+
+
+WIRE_ERROR_CODES = frozenset(list(ErrorCode)[: list(ErrorCode).index(ErrorCode.NO_BACKEND)])
+
+# Wire dtype name -> numpy dtype (explicitly little-endian).
+DTYPES: dict[str, np.dtype] = {
+    "uint8": np.dtype("<u1"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "float16": np.dtype("<f2"),
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+    "bool": np.dtype("?"),
+}
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits a backend enforces; announced in ``welcome`` so clients can check before sending."""
+
+    max_header_bytes: int = 64 * 1024
+    max_arrays: int = 16
+    max_message_bytes: int = 256 * 1024 * 1024
+
+    def to_json(self) -> dict[str, int]:
+        return {"max_header_bytes": self.max_header_bytes, "max_arrays": self.max_arrays,
+                "max_message_bytes": self.max_message_bytes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Limits":
+        known = cls()
+        values = {}
+        for name in ("max_header_bytes", "max_arrays", "max_message_bytes"):
+            raw = data.get(name, getattr(known, name))
+            values[name] = raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 \
+                else getattr(known, name)
+        return cls(**values)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol (or a limit); becomes an ``error`` reply with this code.
+
+    ``msg_id``/``job`` are filled in when they could be read from the offending header, so that the
+    reply can name the request it answers.
+    """
+
+    def __init__(self, code: str, message: str, hint: str = "", *, msg_id: str = "",
+                 job: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = ErrorCode(code)
+        self.message = message
+        self.hint = hint
+        self.msg_id = msg_id
+        self.job = job
+        self.field = field  # e.g. "params.steps" or "arrays.right.hand_pose", for invalid_params
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+@dataclass
+class Message:
+    """One protocol message. ``arrays`` keeps its order: it is the order of the binary frames."""
+
+    type: str
+    id: str = ""
+    job: str | None = None
+    kind: str | None = None
+    params: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+    def header(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"v": self.v, "type": str(self.type), "id": self.id}
+        for key in ("job", "kind", "params", "data"):
+            value = getattr(self, key)
+            if value is not None:
+                head[key] = value
+        return head
+
+
+def new_id() -> str:
+    """A fresh random id for a message or a job (64 bits, hex)."""
+    return secrets.token_hex(8)
+
+
+# --------------------------------------------------------------------------------------- encode
+def wire_array(name: str, array: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """The header entry and the C-contiguous little-endian array that go on the wire for ``array``."""
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"array name {name!r} is not allowed",
+                            "use letters, digits, '_', '.', ':' or '-', starting with a letter or '_'")
+    arr = np.asarray(array)
+    wire = next((n for n, dt in DTYPES.items() if arr.dtype.kind == dt.kind and arr.dtype.itemsize == dt.itemsize),
+                None)
+    if wire is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE,
+                            f"array {name!r} has dtype {arr.dtype}, which the protocol does not carry",
+                            f"convert it to one of {', '.join(DTYPES)}")
+    arr = np.asarray(arr, dtype=DTYPES[wire], order="C")  # keeps 0-d arrays 0-d
+    return {"name": name, "dtype": wire, "shape": list(arr.shape)}, arr
+
+
+def encode(message: Message) -> list[bytes | memoryview]:
+    """Frames for ``message``: the JSON header, then each array's raw buffer (not copied)."""
+    entries, buffers = [], []
+    for name, array in message.arrays.items():
+        entry, arr = wire_array(name, array)
+        entries.append(entry)
+        buffers.append(memoryview(arr.reshape(-1)).cast("B"))
+    head = message.header()
+    if entries:
+        head["arrays"] = entries
+    try:
+        text = json.dumps(head, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is not plain JSON: {exc}",
+                            "params and data may hold only JSON values (finite numbers, str, bool, None, "
+                            "lists, dicts with str keys); send arrays as arrays") from None
+    return [text.encode("utf-8"), *buffers]
+
+
+def payload_size(frames: Sequence[Any]) -> int:
+    return sum(memoryview(f).nbytes for f in frames)
+
+
+def wants_zero_copy(frames: Sequence[Any]) -> bool:
+    """Whether to send these frames with ``copy=False`` (any frame above the zero-copy threshold)."""
+    return any(memoryview(f).nbytes >= ZERO_COPY_THRESHOLD for f in frames[1:])
+
+
+def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> None:
+    """Raise ``too_large`` before sending what the receiver would refuse."""
+    header = memoryview(frames[0]).nbytes
+    if header > limits.max_header_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"the header is {header} bytes; the limit is "
+                            f"{limits.max_header_bytes}", "send large values as arrays, not in params")
+    if len(frames) - 1 > limits.max_arrays:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(frames) - 1} arrays in one message; the limit is "
+                            f"{limits.max_arrays}", "stack arrays of the same kind into one")
+    total = payload_size(frames)
+    if total > limits.max_message_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
+                            f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
+
+
+# --------------------------------------------------------------------------------------- decode
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short_str(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
+
+
+def version_hint(remote: Any, local_role: str) -> str:
+    """What to upgrade when a peer speaks protocol ``remote``; ``local_role`` is "backend" or "client"."""
+    other = "client (the Blender add-on or the handforge_shared package)" if local_role == "backend" \
+        else "backend (`pip install -U handforge`, then restart `handforge serve`)"
+    me = "backend (`pip install -U handforge`, then restart `handforge serve`)" if local_role == "backend" \
+        else "client (the Blender add-on or the handforge_shared package)"
+    if _is_int(remote) and remote > PROTOCOL_VERSION:
+        return f"the other side speaks protocol v{remote} and this {local_role} v{PROTOCOL_VERSION}: upgrade the {me}"
+    return (f"the other side speaks protocol v{remote} and this {local_role} v{PROTOCOL_VERSION}: "
+            f"upgrade the {other}")
+
+
+def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS, accept: Iterable[str] = CLIENT_TYPES,
+           local_role: str = "backend") -> Message:
+    """Parse and strictly check one multipart message; raise ``ProtocolError`` for anything wrong.
+
+    ``frames`` are buffers (bytes, memoryview, zmq.Frame); the returned arrays are read-only views
+    of them (no copy). ``accept`` is the set of message types this side may receive. Nothing but
+    ``ProtocolError`` escapes, whatever the input.
+    """
+    try:
+        return _decode(frames, limits, frozenset(accept), local_role)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # defensive: a decoder bug must still become a typed reply
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"malformed message ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role: str) -> Message:
+    if len(frames) == 0:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "empty message", "frame 0 must be the JSON header")
+    views = [memoryview(f).cast("B") for f in frames]
+    if views[0].nbytes > limits.max_header_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {views[0].nbytes} bytes exceeds "
+                            f"{limits.max_header_bytes}", "send large values as arrays, not in params")
+    try:
+        head = json.loads(views[0].tobytes().decode("utf-8"), parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame 0 is not a UTF-8 JSON header: {exc}",
+                            "frame 0 must be a JSON object such as {\"v\": 1, \"type\": \"ping\", \"id\": \"1\"}") \
+            from None
+    if not isinstance(head, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the header is a JSON {type(head).__name__}, not an object")
+    msg_id = head["id"] if _short_str(head.get("id")) else ""
+    job = head["job"] if _short_str(head.get("job")) else None
+
+    def fail(code: str, message: str, hint: str = "") -> ProtocolError:
+        return ProtocolError(code, message, hint, msg_id=msg_id, job=job)
+
+    version = head.get("v")
+    mtype = head.get("type")
+    if not _is_int(version):
+        raise fail(ErrorCode.BAD_MESSAGE, "the header has no integer protocol version 'v'",
+                   f"this side speaks protocol v{PROTOCOL_VERSION}")
+    if version != PROTOCOL_VERSION:
+        # An error keeps its shape across versions: read it so the peer's reason is not lost.
+        if not (mtype == MessageType.ERROR and MessageType.ERROR in accept and isinstance(head.get("data"), dict)):
+            raise fail(ErrorCode.UNSUPPORTED_VERSION,
+                       f"protocol v{version} is not supported (this {local_role} speaks v{PROTOCOL_VERSION})",
+                       version_hint(version, local_role))
+    if not isinstance(mtype, str) or mtype not in accept:
+        allowed = ", ".join(sorted(accept))
+        raise fail(ErrorCode.BAD_MESSAGE, f"unknown message type {mtype!r} for this side", f"send one of: {allowed}")
+    if not _short_str(head.get("id")):
+        raise fail(ErrorCode.BAD_MESSAGE, "the header needs an 'id': a non-empty string of at most "
+                   f"{MAX_NAME_LENGTH} characters")
+    for key in ("job", "kind"):
+        if key in head and head[key] is not None and not _short_str(head[key]):
+            raise fail(ErrorCode.BAD_MESSAGE, f"'{key}' must be a non-empty string of at most "
+                       f"{MAX_NAME_LENGTH} characters")
+    for key in REQUIRED_FIELDS.get(mtype, ()):
+        if head.get(key) is None:
+            raise fail(ErrorCode.BAD_MESSAGE, f"a {mtype} message needs '{key}'")
+    for key in ("params", "data"):
+        if head.get(key) is not None and not isinstance(head[key], dict):
+            raise fail(ErrorCode.BAD_MESSAGE, f"'{key}' must be a JSON object")
+    arrays = _decode_arrays(head.get("arrays"), views, limits, fail)
+    return Message(type=MessageType(mtype), id=head["id"], job=head.get("job"), kind=head.get("kind"),
+                   params=head.get("params"), data=head.get("data"), arrays=arrays, v=version)
+
+
+def _decode_arrays(entries: Any, views: list[memoryview], limits: Limits, fail) -> dict[str, np.ndarray]:
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise fail(ErrorCode.BAD_MESSAGE, "'arrays' must be a list of {name, dtype, shape}")
+    if len(entries) > limits.max_arrays:
+        raise fail(ErrorCode.TOO_LARGE, f"{len(entries)} arrays in one message; the limit is {limits.max_arrays}",
+                   "stack arrays of the same kind into one")
+    if len(views) != 1 + len(entries):
+        raise fail(ErrorCode.BAD_MESSAGE, f"the header describes {len(entries)} arrays but "
+                   f"{len(views) - 1} binary frames follow it", "send one frame per entry of 'arrays', in order")
+    total = sum(v.nbytes for v in views)
+    if total > limits.max_message_bytes:
+        raise fail(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
+                   f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
+    out: dict[str, np.ndarray] = {}
+    for index, (entry, view) in enumerate(zip(entries, views[1:])):
+        where = f"arrays[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"name", "dtype", "shape"}:
+            raise fail(ErrorCode.BAD_MESSAGE, f"{where} must be an object with exactly name, dtype and shape")
+        name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
+        if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+            raise fail(ErrorCode.BAD_MESSAGE, f"{where} has an invalid name {name!r}")
+        if name in out:
+            raise fail(ErrorCode.BAD_MESSAGE, f"array name {name!r} appears twice")
+        if dtype not in DTYPES:
+            raise fail(ErrorCode.BAD_MESSAGE, f"array {name!r} has unknown dtype {dtype!r}",
+                       f"use one of {', '.join(DTYPES)}")
+        if not isinstance(shape, list) or len(shape) > 32 or not all(_is_int(d) and d >= 0 for d in shape):
+            raise fail(ErrorCode.BAD_MESSAGE, f"array {name!r} has an invalid shape {shape!r}",
+                       "a shape is a list of at most 32 non-negative integers")
+        nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+        if nbytes != view.nbytes:
+            raise fail(ErrorCode.BAD_MESSAGE, f"array {name!r} ({dtype}, shape {shape}) needs {nbytes} bytes "
+                       f"but its frame has {view.nbytes}")
+        if dtype == "bool" and nbytes and np.frombuffer(view, dtype=np.uint8).max() > 1:
+            raise fail(ErrorCode.BAD_MESSAGE, f"bool array {name!r} holds bytes other than 0 and 1")
+        arr = np.frombuffer(view, dtype=DTYPES[dtype]).reshape(shape)
+        arr.flags.writeable = False
+        out[name] = arr
+    return out
+
+
+# --------------------------------------------------------------------------------------- helpers
+def error_message(code: str, message: str, hint: str = "", *, msg_id: str = "", job: str | None = None,
+                  **extra: Any) -> Message:
+    data = {"code": str(ErrorCode(code)), "message": message, "hint": hint, **extra}
+    return Message(type=MessageType.ERROR, id=msg_id or new_id(), job=job, data=data)
+
+
+def error_from(exc: ProtocolError, *, msg_id: str = "", job: str | None = None) -> Message:
+    """The ``error`` reply for a ``ProtocolError`` (ids from the exception win when it has them)."""
+    extra = {"field": exc.field} if exc.field else {}
+    return error_message(exc.code, exc.message, exc.hint, msg_id=exc.msg_id or msg_id, job=exc.job or job, **extra)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind/connect host is this machine only (names other than localhost count as remote)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+    host = host.strip("[]")
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+DEFAULT_ENDPOINT = endpoint()
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+__all__ = [
+    "CLIENT_TYPES", "DEFAULT_ENDPOINT", "DEFAULT_HEARTBEAT_S", "DEFAULT_HOST", "DEFAULT_LIMITS", "DEFAULT_PORT",
+    "DTYPES", "ErrorCode", "FLOAT_DTYPES", "Limits", "Message", "MessageType", "PROTOCOL_VERSION", "ProtocolError",
+    "REQUIRED_FIELDS", "SERVER_TYPES", "TERMINAL_TYPES", "WIRE_ERROR_CODES", "ZERO_COPY_THRESHOLD", "check_outgoing",
+    "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "payload_size", "version_hint",
+    "wants_zero_copy", "wire_array",
+]

@@ -1,0 +1,158 @@
+"""Run a real HandForge backend (``python -m handforge serve``) in a subprocess, for tests.
+
+    from tests.support.server import running_server
+
+    with running_server("--heartbeat", "0.2") as server:   # a free loopback port; waits until it answers
+        with server.client() as client:                     # a handforge_shared.client.Client
+            client.run("ping")
+        server.kill()                                       # SIGKILL, e.g. to test recovery
+        server.restart()                                    # same port, new process
+
+As a fixture: ``yield`` from ``running_server(...)`` inside a (module-scoped) pytest fixture. The
+server logs to a file (``server.log()`` returns it; ``ServerError`` messages include its tail), and
+is always stopped when the block ends. Extra arguments go to ``handforge serve`` as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from handforge_shared.client import BackendUnavailable, Client, CurveKeys
+
+
+class ServerError(RuntimeError):
+    """The server subprocess did not start or stop as expected (the message has its log tail)."""
+
+
+@dataclass
+class ServerProcess:
+    endpoint: str
+    process: subprocess.Popen
+    args: tuple[str, ...]
+    workdir: Path
+    log_path: Path
+    curve: CurveKeys | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        """Everything the current server process wrote to stderr/stdout so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, **kwargs) -> Client:
+        """A client connected to this server (with its CurveZMQ keys, if it was started with some)."""
+        kwargs.setdefault("curve", self.curve)
+        return Client(self.endpoint, **kwargs)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        return self._stop(signal.SIGTERM, timeout)
+
+    def interrupt(self, timeout: float = 15.0) -> int:
+        """SIGINT (Ctrl-C) and wait; returns the exit code."""
+        return self._stop(signal.SIGINT, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies without telling anyone."""
+        if self.alive:
+            self.process.kill()
+        self.process.wait(10)
+
+    def restart(self, ready_timeout: float = 60.0) -> "ServerProcess":
+        """Start a new server process on the same port with the same arguments (kill the old one first)."""
+        if self.alive:
+            self.kill()
+        new = _spawn(self.args, self.port, self.workdir, self.env, self.curve, ready_timeout)
+        self.process, self.endpoint, self.log_path = new.process, new.endpoint, new.log_path
+        return self
+
+    def _stop(self, sig: int, timeout: float) -> int:
+        if self.alive:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+                raise ServerError(f"the server ignored {signal.Signals(sig).name} for {timeout:g} s\n{self._tail()}")
+        return self.process.returncode
+
+    def _tail(self, lines: int = 40) -> str:
+        return "--- server log (tail) ---\n" + "\n".join(self.log().splitlines()[-lines:])
+
+
+def start_server(*args: str, port: int = 0, env: dict[str, str] | None = None, curve: CurveKeys | None = None,
+                 workdir: Path | None = None, ready_timeout: float = 60.0) -> ServerProcess:
+    """Start ``handforge serve ARGS`` on loopback (``port`` 0: a free one) and wait until it answers a
+    ping. ``curve``: client keys to reach a server started with ``--curve-secret``. Stop it with
+    ``terminate()``/``kill()``, or use ``running_server`` which always does."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="handforge-serve-"))
+    return _spawn(tuple(args), port, workdir, dict(env or {}), curve, ready_timeout)
+
+
+def _spawn(args: tuple[str, ...], port: int, workdir: Path, env: dict[str, str], curve: CurveKeys | None,
+           ready_timeout: float) -> ServerProcess:
+    stamp = time.monotonic_ns()
+    endpoint_file, log_path = workdir / f"endpoint-{stamp}", workdir / f"serve-{stamp}.log"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    command = [sys.executable, "-m", "handforge", "serve", "--port", str(port), "--endpoint-file",
+               str(endpoint_file), *args]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir)
+    server = ServerProcess("", process, args, workdir, log_path, curve, env)
+    deadline = time.monotonic() + ready_timeout
+    while not endpoint_file.exists():
+        if not server.alive:
+            raise ServerError(f"`{' '.join(command[1:])}` exited with {process.returncode}\n{server._tail()}")
+        if time.monotonic() > deadline:
+            server.kill()
+            raise ServerError(f"the server did not listen within {ready_timeout:g} s\n{server._tail()}")
+        time.sleep(0.02)
+    server.endpoint = endpoint_file.read_text().strip()
+    wait_ready(server.endpoint, max(1.0, deadline - time.monotonic()), curve=curve)
+    return server
+
+
+def wait_ready(endpoint: str, timeout: float = 30.0, curve: CurveKeys | None = None) -> float:
+    """Ping ``endpoint`` until it answers; returns the seconds it took. Raises ``BackendUnavailable``."""
+    start = time.monotonic()
+    with Client(endpoint, curve=curve, connect_timeout=timeout) as client:
+        while True:
+            try:
+                client.ping(timeout=max(0.1, timeout - (time.monotonic() - start)))
+                return time.monotonic() - start
+            except BackendUnavailable:
+                if time.monotonic() - start > timeout:
+                    raise
+
+
+@contextlib.contextmanager
+def running_server(*args: str, **kwargs) -> Iterator[ServerProcess]:
+    """``start_server`` as a context manager: the server is stopped (SIGTERM, then SIGKILL) on exit."""
+    server = start_server(*args, **kwargs)
+    try:
+        yield server
+    finally:
+        try:
+            server.terminate(timeout=10)
+        except ServerError:
+            pass
+
+
+__all__ = ["ServerError", "ServerProcess", "running_server", "start_server", "wait_ready"]
