@@ -1,0 +1,285 @@
+"""Keyframes: key the current pose, write motion clips in bulk, read the rigs back into clips.
+
+Bulk writes use ``keyframe_points.add`` + ``foreach_set`` (two orders of magnitude faster than a
+``keyframe_insert`` loop, see ``benchmarks/blender_import.py``). F-curves are reached through the
+layered/slotted action API (Blender 4.4+: action → layer → keyframe strip → channelbag for the
+ID's slot; Blender 5.0 removed ``Action.fcurves``), with the legacy ``Action.fcurves`` kept only
+for 4.2/4.3.
+
+Generated keys have keyframe type ``GENERATED``. Writing a clip replaces earlier generated keys in
+its frame range and never touches any other key: where the artist has a key, the artist's key
+stays and the generated one is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from . import pose as pose_conv
+from . import rig as rig_build
+from .shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
+from .shared.skeleton import JOINT_NAMES, NUM_JOINTS
+
+GENERATED = "GENERATED"
+# Keyframe attributes copied when an F-curve is rebuilt, so kept keys come back unchanged.
+_POINT_FLOATS = {"co": 2, "handle_left": 2, "handle_right": 2, "back": 1, "amplitude": 1, "period": 1}
+_POINT_ENUMS = ("handle_left_type", "handle_right_type", "interpolation", "type", "easing")
+_POINT_BOOLS = ("select_control_point", "select_left_handle", "select_right_handle")
+_FRAME_EPS = 1e-3
+
+
+def _enum_value(struct, prop: str, item: str) -> int:
+    return struct.bl_rna.properties[prop].enum_items[item].value
+
+
+@dataclass
+class Channel:
+    data_path: str
+    index: int
+    group: str
+    values: np.ndarray  # (T,) one value per frame written
+
+
+# ---------------------------------------------------------------------- actions (4.2 … 5.x)
+def _layered() -> bool:
+    return hasattr(bpy.types, "ActionChannelbag") or hasattr(bpy.types, "ActionChannelBag")
+
+
+def ensure_channelbag(id_block, action_name: str):
+    """The channel container of ``id_block``'s action (created if needed): a channelbag of its
+    slot on Blender 4.4+, the action itself before."""
+    ad = id_block.animation_data or id_block.animation_data_create()
+    if ad.action is None:
+        ad.action = bpy.data.actions.new(action_name)
+    action = ad.action
+    if not _layered():
+        return action
+    if ad.action_slot is None:
+        slot = next(iter(ad.action_suitable_slots), None)
+        if slot is None:
+            slot = action.slots.new(id_type=id_block.id_type, name=id_block.name)
+        ad.action_slot = slot
+    layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
+    strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
+    return strip.channelbag(ad.action_slot, ensure=True)
+
+
+def find_channelbag(id_block):
+    """The existing channel container of ``id_block``, or None."""
+    ad = id_block.animation_data
+    if ad is None or ad.action is None:
+        return None
+    if not _layered():
+        return ad.action
+    if ad.action_slot is None:
+        return None
+    for layer in ad.action.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(ad.action_slot)
+            if bag is not None:
+                return bag
+    return None
+
+
+def ensure_fcurve(bag, data_path: str, index: int, group: str):
+    fc = bag.fcurves.find(data_path, index=index)
+    if fc is not None:
+        return fc
+    if _layered():
+        fc = bag.fcurves.new(data_path, index=index)
+        grp = bag.groups.get(group) or bag.groups.new(group)
+        fc.group = grp
+        return fc
+    return bag.fcurves.new(data_path, index=index, action_group=group)
+
+
+# ---------------------------------------------------------------------- bulk writing
+def _read_points(kps) -> dict[str, np.ndarray]:
+    n = len(kps)
+    out: dict[str, np.ndarray] = {}
+    for name, width in _POINT_FLOATS.items():
+        buf = np.empty(n * width, dtype=np.float32)
+        kps.foreach_get(name, buf)
+        out[name] = buf.reshape(n, width) if width > 1 else buf
+    for name in _POINT_ENUMS:
+        buf = np.empty(n, dtype=np.int32)
+        kps.foreach_get(name, buf)
+        out[name] = buf
+    for name in _POINT_BOOLS:
+        buf = np.empty(n, dtype=bool)
+        kps.foreach_get(name, buf)
+        out[name] = buf
+    return out
+
+
+def _write_points(kps, points: dict[str, np.ndarray]) -> None:
+    for name, arr in points.items():
+        kps.foreach_set(name, np.ascontiguousarray(arr).ravel())
+
+
+def _new_points(frames: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(frames)
+    co = np.stack([frames, values], axis=1).astype(np.float32)
+    kf = bpy.types.Keyframe
+    return {
+        "co": co, "handle_left": co.copy(), "handle_right": co.copy(),  # recalculated by update()
+        "back": np.full(n, 1.70158, np.float32), "amplitude": np.full(n, 0.8, np.float32),
+        "period": np.full(n, 4.1, np.float32),
+        "handle_left_type": np.full(n, _enum_value(kf, "handle_left_type", "AUTO_CLAMPED"), np.int32),
+        "handle_right_type": np.full(n, _enum_value(kf, "handle_right_type", "AUTO_CLAMPED"), np.int32),
+        "interpolation": np.full(n, _enum_value(kf, "interpolation", "BEZIER"), np.int32),
+        "type": np.full(n, _enum_value(kf, "type", GENERATED), np.int32),
+        "easing": np.full(n, _enum_value(kf, "easing", "AUTO"), np.int32),
+        "select_control_point": np.zeros(n, bool), "select_left_handle": np.zeros(n, bool),
+        "select_right_handle": np.zeros(n, bool),
+    }
+
+
+def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
+    """Write generated keys onto one F-curve; returns how many were written.
+
+    Earlier GENERATED keys inside [frames.min(), frames.max()] are replaced; every other key is
+    kept exactly, and frames where such a key exists are skipped."""
+    kps = fc.keyframe_points
+    old = _read_points(kps)
+    lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
+    old_frames = old["co"][:, 0]
+    drop = (old["type"] == _enum_value(bpy.types.Keyframe, "type", GENERATED)) & (old_frames >= lo) & (old_frames <= hi)
+    kept = {k: v[~drop] for k, v in old.items()}
+    kept_frames = np.sort(kept["co"][:, 0])
+    if len(kept_frames):  # leave out frames the artist has keyed
+        pos = np.clip(np.searchsorted(kept_frames, frames), 1, len(kept_frames)) - 1
+        near = np.minimum(np.abs(kept_frames[pos] - frames),
+                          np.abs(kept_frames[np.minimum(pos + 1, len(kept_frames) - 1)] - frames))
+        free = near > _FRAME_EPS
+    else:
+        free = np.ones(len(frames), bool)
+    new = _new_points(frames[free], values[free])
+    merged = {k: np.concatenate([kept[k], new[k]]) for k in new}
+    if drop.any():
+        kps.clear()
+        kps.add(len(merged["co"]))
+    else:
+        kps.add(int(free.sum()))
+    _write_points(kps, merged)
+    fc.update()  # sorts by frame and recalculates the auto handles
+    return int(free.sum())
+
+
+def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> int:
+    bag = ensure_channelbag(id_block, action_name)
+    total = 0
+    for ch in channels:
+        fc = ensure_fcurve(bag, ch.data_path, ch.index, ch.group)
+        total += write_generated(fc, frames, np.asarray(ch.values, dtype=np.float64))
+    return total
+
+
+# ---------------------------------------------------------------------- rig channels
+def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
+    """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses."""
+    frames = pose_conv.bone_frames(arm_obj)
+    local, location = pose_conv.params_to_local(frames, poses.global_orient, poses.hand_pose, poses.transl)
+    channels = []
+    for k, name in enumerate(JOINT_NAMES):
+        pb = arm_obj.pose.bones[name]
+        prop, values = pose_conv.rotation_channels(local[:, k], pb.rotation_mode, pose_conv._channel_values(pb))
+        path = f'pose.bones["{name}"].{prop}'
+        channels += [Channel(path, i, name, values[:, i]) for i in range(values.shape[1])]
+    wrist = JOINT_NAMES[0]
+    channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i]) for i in range(3)]
+    return channels
+
+
+def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
+    keys = rig_build.corrective_keys(arm_obj)
+    if not keys:
+        return []
+    aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
+    from .shared.rotations import axis_angle_to_matrix
+
+    values = rig_build.corrective_values(axis_angle_to_matrix(aa))
+    return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
+
+
+def scene_fps(scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float) -> dict:
+    """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
+
+    Clip frame i lands on scene frame ``frame_start + i · scene_fps / clip_fps`` (same time).
+    Returns a summary: keys written, frame range, and warnings for the user."""
+    scene = context.scene
+    missing = [s for s in clip.hands if s not in hands]
+    if len(missing) == len(clip.hands):
+        raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
+                              "add hands first (HandForge > Add Hands)")
+    step = scene_fps(scene) / clip.fps
+    all_frames = frame_start + np.arange(clip.num_frames) * step
+    warnings = [f"the clip has no {s} hand" for s in hands if s not in clip.hands]
+    warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
+    written = 0
+    for side, poses in clip.hands.items():
+        arm_obj = hands.get(side)
+        if arm_obj is None:
+            continue
+        if arm_obj.handforge.hand_model != clip.hand_model:
+            warnings.append(f"the clip was made for the {clip.hand_model} hand, the {side} rig is {arm_obj.handforge.hand_model}")
+        present = clip.present[side]
+        if not present.any():
+            continue
+        sel = poses[np.flatnonzero(present)]
+        if np.abs(sel.betas - pose_conv.rig_betas(arm_obj)).max() > 1e-4:
+            warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
+        frames = all_frames[present]
+        written += write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action")
+        mesh_obj = rig_build.hand_mesh(arm_obj)
+        correctives = corrective_channels(arm_obj, sel)
+        if correctives and mesh_obj is not None:
+            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives")
+    last = int(np.ceil(all_frames[-1]))
+    if last > scene.frame_end:
+        scene.frame_end = last
+    scene.frame_set(scene.frame_current)  # re-evaluate: the rigs show the new keys
+    return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]), "warnings": warnings}
+
+
+def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
+    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (what is shown)."""
+    if frame_end < frame_start:
+        raise ValueError(f"the frame range {frame_start}..{frame_end} is empty")
+    scene = context.scene
+    models = {obj.handforge.hand_model for obj in hands.values()}
+    if len(models) != 1:
+        raise PoseFormatError(f"the hands are of different hand models ({', '.join(sorted(models))}): export them one at a time")
+    current = scene.frame_current
+    per_side: dict[str, list[HandPose]] = {s: [] for s in hands}
+    try:
+        for frame in range(frame_start, frame_end + 1):
+            scene.frame_set(frame)
+            for side, obj in hands.items():
+                per_side[side].append(pose_conv.read_pose(obj))
+    finally:
+        scene.frame_set(current)
+    return MotionClip(hands={s: stack_poses(p) for s, p in per_side.items()}, fps=scene_fps(scene),
+                      hand_model=models.pop(), extra={"source": "blender", "frame_start": frame_start})
+
+
+def key_pose(arm_obj, frame: float) -> int:
+    """Insert ordinary (artist) keys of the rig's current pose at ``frame``."""
+    count = 0
+    for name in JOINT_NAMES:
+        pb = arm_obj.pose.bones[name]
+        prop = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(pb.rotation_mode, "rotation_euler")
+        pb.keyframe_insert(prop, frame=frame, group=name)
+        count += 4 if prop != "rotation_euler" else 3
+    arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0])
+    keys = rig_build.corrective_keys(arm_obj)
+    for kb in keys or ():
+        kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
+    return count + 3 + len(keys or ())

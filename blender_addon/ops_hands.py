@@ -1,0 +1,100 @@
+"""Operators that create and reshape hands."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
+
+from . import fingers, hands, rig
+from .errors import reports_errors
+from .properties import TARGET_ITEMS
+from .shared.rig import HandRig
+from .shared.skeleton import NUM_BETAS
+
+
+class HANDFORGE_OT_add_hands(bpy.types.Operator):
+    """Add a left and a right hand rig (armature, skinned mesh, shape keys) to the scene"""
+
+    bl_idname = "handforge.add_hands"
+    bl_label = "Add Hands"
+    bl_options = {"REGISTER", "UNDO"}
+
+    source: EnumProperty(
+        name="Source",
+        items=[("OPEN", "Open Hand", "The open default hand (CC0), built in: works without a backend"),
+               ("FILE", "Rig File", "A HandForge rig file (.npz) exported by the backend (e.g. MANO)")],
+        default="OPEN",
+    )
+    filepath: StringProperty(name="Rig File", subtype="FILE_PATH",
+                             description="A rig .npz (handforge.rig): its mirror image gives the other hand")
+    filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH",
+                                  description="Optional rig .npz for the left hand (else the mirror of the first)")
+    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH")
+
+    @reports_errors
+    def execute(self, context):
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        if self.source == "OPEN":
+            rigs = hands.open_hand_rigs()
+        else:
+            if not self.filepath:
+                raise ValueError("choose a rig file (.npz) to build the hands from")
+            first = HandRig.load(bpy.path.abspath(self.filepath))
+            rigs = {first.side: first}
+            other = "left" if first.side == "right" else "right"
+            if self.filepath_left:
+                second = HandRig.load(bpy.path.abspath(self.filepath_left))
+                if second.side == first.side:
+                    raise ValueError(f"both rig files are {first.side} hands: give one left and one right")
+                rigs[second.side] = second
+            else:
+                rigs[other] = first.mirrored()
+        wanted = hands.TARGET_SIDES[self.sides]
+        made = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
+        for obj in made.values():
+            fingers.sync_sliders(obj)
+        self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model)")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_set_shape(bpy.types.Operator):
+    """Change the shape of the hands (shape keys and skeleton); the pose is kept"""
+
+    bl_idname = "handforge.set_shape"
+    bl_label = "Set Shape"
+    bl_options = {"REGISTER", "UNDO"}
+
+    betas: FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3.0, soft_max=3.0)
+    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH")
+
+    @reports_errors
+    def execute(self, context):
+        targets = hands.scene_hands(context.scene, self.sides)
+        for obj in targets.values():
+            rig.set_shape(context, obj, np.array(self.betas))
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        targets = hands.scene_hands(context.scene, self.sides, required=False)
+        if targets:
+            self.betas = next(iter(targets.values())).handforge.betas
+        return context.window_manager.invoke_props_dialog(self)
+
+
+class HANDFORGE_OT_update_correctives(bpy.types.Operator):
+    """Recompute the MANO pose-corrective shape keys from the current pose (after posing bones by hand)"""
+
+    bl_idname = "handforge.update_correctives"
+    bl_label = "Update Correctives"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @reports_errors
+    def execute(self, context):
+        for obj in hands.scene_hands(context.scene).values():
+            rig.update_correctives(obj)
+        return {"FINISHED"}
+
+
+CLASSES = (HANDFORGE_OT_add_hands, HANDFORGE_OT_set_shape, HANDFORGE_OT_update_correctives)

@@ -1,0 +1,150 @@
+"""Posing operators: presets, mirror, reset, copy and paste."""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from . import fingers, hands, presets
+from . import pose as pose_conv
+from .errors import reports_errors
+from .properties import TARGET_ITEMS
+from .shared.poses import HandPose, PoseFormatError
+from .shared.skeleton import other_side
+
+CLIPBOARD_FORMAT = "handforge.pose"
+_last_copied = ""
+
+
+def _target(op, context) -> str:
+    return op.sides if op.sides != "SCENE" else context.scene.handforge.target
+
+
+SIDES_WITH_SCENE = [("SCENE", "Panel Setting", "The hands chosen in the HandForge panel")] + TARGET_ITEMS
+
+
+def _posed(obj, pose: HandPose, fingers_only: bool) -> None:
+    pose_conv.write_pose(obj, pose, fingers_only=fingers_only)
+    fingers.sync_sliders(obj)
+
+
+class HANDFORGE_OT_apply_preset(bpy.types.Operator):
+    """Pose the fingers of the hands with a named pose from the HandForge pose library"""
+
+    bl_idname = "handforge.apply_preset"
+    bl_label = "Apply Preset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    preset: EnumProperty(name="Preset", items=presets.enum_items)
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+
+    @reports_errors
+    def execute(self, context):
+        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+            current = pose_conv.read_pose(obj, visual=False)
+            _posed(obj, current.replace(hand_pose=presets.hand_pose(self.preset, side)), fingers_only=True)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
+    """Give one hand the mirror image of the other hand's pose"""
+
+    bl_idname = "handforge.mirror_pose"
+    bl_label = "Mirror Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    direction: EnumProperty(name="Direction", items=[
+        ("LEFT_TO_RIGHT", "Left → Right", "Pose the right hand like the left"),
+        ("RIGHT_TO_LEFT", "Right → Left", "Pose the left hand like the right")])
+    include_placement: BoolProperty(name="Include Placement", default=False,
+                                    description="Mirror the wrist's orientation and position too, not only the fingers")
+
+    @reports_errors
+    def execute(self, context):
+        source = "left" if self.direction == "LEFT_TO_RIGHT" else "right"
+        found = hands.scene_hands(context.scene, "BOTH")
+        if len(found) < 2:
+            raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
+        src, dst = found[source], found[other_side(source)]
+        mirrored = pose_conv.read_pose(src).mirrored()
+        if not self.include_placement:
+            mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=mirrored.hand_pose)
+        _posed(dst, mirrored, fingers_only=not self.include_placement)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_reset_pose(bpy.types.Operator):
+    """Straighten the fingers (the flat hand); optionally put the hands back where Add Hands placed them"""
+
+    bl_idname = "handforge.reset_pose"
+    bl_label = "Reset Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    include_placement: BoolProperty(name="Include Placement", default=False,
+                                    description="Also reset the wrist's orientation and position")
+
+    @reports_errors
+    def execute(self, context):
+        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+            pose = hands.DEFAULT_PLACEMENT[side] if self.include_placement else pose_conv.read_pose(obj, visual=False)
+            _posed(obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_copy_pose(bpy.types.Operator):
+    """Copy the pose of the hands to the clipboard (as MANO parameters in JSON)"""
+
+    bl_idname = "handforge.copy_pose"
+    bl_label = "Copy Pose"
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+
+    @reports_errors
+    def execute(self, context):
+        found = hands.scene_hands(context.scene, _target(self, context))
+        text = json.dumps({"format": CLIPBOARD_FORMAT, "hands": {s: pose_conv.read_pose(o).to_dict() for s, o in found.items()}})
+        context.window_manager.clipboard = text
+        global _last_copied
+        _last_copied = text  # for when the system clipboard is unavailable (e.g. blender -b)
+        self.report({"INFO"}, f"copied the {' and '.join(found)} hand pose")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_paste_pose(bpy.types.Operator):
+    """Pose the hands from a pose on the clipboard; a hand missing there gets the mirror of the other"""
+
+    bl_idname = "handforge.paste_pose"
+    bl_label = "Paste Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    fingers_only: BoolProperty(name="Fingers Only", default=False,
+                               description="Keep each hand's orientation and position, paste only the fingers")
+    text: StringProperty(name="Pose", default="", options={"HIDDEN", "SKIP_SAVE"},
+                         description="A copied pose (JSON) to paste instead of the clipboard's (for scripts)")
+
+    @reports_errors
+    def execute(self, context):
+        try:
+            data = json.loads(self.text or context.window_manager.clipboard or _last_copied)
+            ok = isinstance(data, dict) and data.get("format") == CLIPBOARD_FORMAT
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            raise PoseFormatError("the clipboard holds no HandForge pose: copy one with Copy Pose first")
+        copied = {s: HandPose.from_dict(p) for s, p in data["hands"].items() if s in ("left", "right")}
+        if not copied:
+            raise PoseFormatError("the copied pose has no hands")
+        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+            pose = copied[side] if side in copied else copied[other_side(side)].mirrored()
+            if self.fingers_only:
+                pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
+            _posed(obj, pose, fingers_only=self.fingers_only)
+        return {"FINISHED"}
+
+
+CLASSES = (HANDFORGE_OT_apply_preset, HANDFORGE_OT_mirror_pose, HANDFORGE_OT_reset_pose,
+           HANDFORGE_OT_copy_pose, HANDFORGE_OT_paste_pose)

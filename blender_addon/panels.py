@@ -1,0 +1,73 @@
+"""The sidebar tab *HandForge* (3D viewport)."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import hands
+from .shared.skeleton import FINGERS
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HandForge"
+
+
+class HANDFORGE_PT_hands(_Panel, bpy.types.Panel):
+    bl_label = "Hands"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.handforge
+        layout.operator("handforge.add_hands", icon="VIEW_PAN")
+        col = layout.column(align=True)
+        col.prop(props, "left")
+        col.prop(props, "right")
+        row = layout.row(align=True)
+        row.operator("handforge.set_shape", icon="SHAPEKEY_DATA")
+        row.operator("handforge.update_correctives", text="", icon="FILE_REFRESH")
+        found = hands.scene_hands(context.scene, "BOTH", required=False)
+        if found:
+            row = layout.row(align=True)
+            for side, obj in found.items():
+                row.prop(obj.handforge, "use_limits", text=f"Limits {side.capitalize()}", toggle=True)
+
+
+class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
+    bl_label = "Pose"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.handforge
+        layout.row().prop(props, "target", expand=True)
+        layout.operator_menu_enum("handforge.apply_preset", "preset", text="Preset", icon="PRESET")
+        row = layout.row(align=True)
+        row.operator("handforge.mirror_pose", text="L → R").direction = "LEFT_TO_RIGHT"
+        row.operator("handforge.mirror_pose", text="R → L").direction = "RIGHT_TO_LEFT"
+        row = layout.row(align=True)
+        row.operator("handforge.reset_pose", icon="LOOP_BACK")
+        row.operator("handforge.copy_pose", text="", icon="COPYDOWN")
+        row.operator("handforge.paste_pose", text="", icon="PASTEDOWN")
+        found = hands.scene_hands(context.scene, props.target, required=False)
+        for side, obj in found.items():
+            box = layout.box()
+            box.label(text=f"{side.capitalize()} hand: curl / spread")
+            for finger in FINGERS:
+                row = box.row(align=True)
+                row.prop(obj.handforge, f"curl_{finger}")
+                row.prop(obj.handforge, f"spread_{finger}", text="")
+
+
+class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
+    bl_label = "Animation"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator("handforge.key_pose", icon="KEY_HLT")
+        row = layout.row(align=True)
+        row.operator("handforge.import_motion", icon="IMPORT")
+        row.operator("handforge.export_motion", icon="EXPORT")
+
+
+CLASSES = (HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation)

@@ -1,0 +1,235 @@
+"""The one home of the conversion between MANO pose parameters and a hand rig's bone channels.
+
+A HandForge armature's bone k rests in the joint's anatomical frame (``HandRig.joint_frames()``,
+columns = flexion axis, bone direction, abduction axis), carried into Blender's Z-up frame by
+``MODEL_TO_BLENDER`` (M): the bone's rest matrix is B_k = M·F_k. MANO's world-aligned joint rotation
+R_k (relative to the parent, in model axes) then becomes the bone-local rotation
+
+    L_k = B_kᵀ · (M R_k Mᵀ) · B_k = F_kᵀ R_k F_k         (M cancels out)
+
+and back R_k = F_k L_k F_kᵀ. ``transl`` is the wrist bone's location: loc = F_0ᵀ · transl.
+The frames are read from the bones themselves, so the conversion is exact for whatever rest pose
+the armature has (e.g. after a shape change). Numbers are computed in float64 with numpy; Blender
+stores them as float32.
+
+Finger bones use Euler mode 'YZX' (x = flexion, see ``shared/anatomy``), the wrist a quaternion;
+a bone the user switched to another rotation mode is read and written in that mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .shared.poses import HandPose
+from .shared.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
+from .shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
+
+WRIST = JOINT_NAMES[0]
+FINGER_ROTATION_MODE = "YZX"
+WRIST_ROTATION_MODE = "QUATERNION"
+
+
+# ---------------------------------------------------------------------- pure numpy (vectorised)
+def frames_from_rest_matrices(rest: np.ndarray) -> np.ndarray:
+    """(16, 3, 3) model-frame joint frames F_k = Mᵀ·B_k from the bones' rest rotations B_k."""
+    return MODEL_TO_BLENDER.T @ np.asarray(rest, dtype=np.float64)
+
+
+def local_from_world(frames: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """(..., 16, 3, 3) world-aligned joint rotations R → bone-local rotations Fᵀ R F."""
+    return np.swapaxes(frames, -1, -2) @ world @ frames
+
+
+def world_from_local(frames: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """(..., 16, 3, 3) bone-local rotations L → world-aligned joint rotations F L Fᵀ."""
+    return frames @ local @ np.swapaxes(frames, -1, -2)
+
+
+def params_to_local(frames: np.ndarray, global_orient: np.ndarray, hand_pose: np.ndarray,
+                    transl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pose parameters (batch dims allowed) → bone-local rotations (..., 16, 3, 3), wrist location (..., 3)."""
+    go = np.asarray(global_orient, dtype=np.float64)
+    hp = np.asarray(hand_pose, dtype=np.float64)
+    aa = np.concatenate([go[..., None, :], hp.reshape(*hp.shape[:-1], NUM_JOINTS - 1, 3)], axis=-2)
+    local = local_from_world(frames, axis_angle_to_matrix(aa))
+    location = np.einsum("ji,...j->...i", frames[0], np.asarray(transl, dtype=np.float64))
+    return local, location
+
+
+def local_to_params(frames: np.ndarray, local: np.ndarray, location: np.ndarray) -> dict[str, np.ndarray]:
+    """Inverse of ``params_to_local``: global_orient, hand_pose, transl (betas are the rig's)."""
+    aa = matrix_to_axis_angle(world_from_local(frames, np.asarray(local, dtype=np.float64)))
+    transl = np.einsum("ij,...j->...i", frames[0], np.asarray(location, dtype=np.float64))
+    return {
+        "global_orient": aa[..., 0, :],
+        "hand_pose": aa[..., 1:, :].reshape(*aa.shape[:-2], 3 * (NUM_JOINTS - 1)),
+        "transl": transl,
+    }
+
+
+def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
+    """Blender Euler angles (..., 3) (x, y, z) in rotation mode ``order`` → matrices (..., 3, 3).
+
+    Blender applies the axes in the order written ('YZX': Y first), so R = R_last ··· R_first."""
+    a = np.asarray(angles, dtype=np.float64)
+    out = np.broadcast_to(np.eye(3), a.shape[:-1] + (3, 3))
+    for axis in order:  # left-multiply: the first axis ends up rightmost
+        i = "XYZ".index(axis)
+        vec = np.zeros(a.shape[:-1] + (3,))
+        vec[..., i] = a[..., i]
+        out = axis_angle_to_matrix(vec) @ out
+    return out
+
+
+def matrix_to_euler(m: np.ndarray, order: str, compat: np.ndarray | None = None) -> np.ndarray:
+    """Matrices (..., 3, 3) → Blender Euler angles (..., 3) for any of the six orders.
+
+    With ``compat`` (same shape as the result) each angle is moved by whole turns, and the
+    equivalent second solution is taken where it is closer, so that keys interpolate smoothly."""
+    m = np.asarray(m, dtype=np.float64)
+    i, j, k = ("XYZ".index(c) for c in order)  # first, second, third axis applied
+    # R = R_k(c) R_j(b) R_i(a); parity decides the signs (XYZ, YZX, ZXY are even).
+    sign = 1.0 if (j - i) % 3 == 1 else -1.0
+    b = np.arcsin(np.clip(-sign * m[..., k, i], -1.0, 1.0))
+    a = np.arctan2(sign * m[..., k, j], m[..., k, k])
+    c = np.arctan2(sign * m[..., j, i], m[..., i, i])
+    first = np.zeros(m.shape[:-2] + (3,))
+    first[..., i], first[..., j], first[..., k] = a, b, c
+    if compat is None:
+        return first
+    compat = np.asarray(compat, dtype=np.float64)
+    second = first.copy()
+    second[..., i], second[..., j], second[..., k] = a + np.pi, np.pi - b, c + np.pi
+    candidates = []
+    for sol in (first, second):
+        sol = compat + (sol - compat + np.pi) % (2 * np.pi) - np.pi  # nearest by whole turns
+        candidates.append(sol)
+    dist = [np.abs(s - compat).sum(-1) for s in candidates]
+    return np.where((dist[1] < dist[0])[..., None], candidates[1], candidates[0])
+
+
+def continuous_quaternions(quats: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Flip signs along axis 0 so neighbouring quaternions (w, x, y, z) lie in one hemisphere."""
+    q = np.array(quats, dtype=np.float64)
+    ref = previous
+    for t in range(q.shape[0]):
+        if ref is not None and np.sum(q[t] * ref) < 0:
+            q[t] = -q[t]
+        ref = q[t]
+    return q
+
+
+def rotation_channels(local: np.ndarray, mode: str, previous: np.ndarray | None = None) -> tuple[str, np.ndarray]:
+    """Bone-local rotations (T, 3, 3) → (data path property, (T, C) channel values) in ``mode``.
+
+    ``previous`` (C,) is the channel's current value; results stay continuous with it."""
+    if mode == "QUATERNION":
+        return "rotation_quaternion", continuous_quaternions(matrix_to_quaternion(local), previous)
+    if mode == "AXIS_ANGLE":
+        aa = matrix_to_axis_angle(local)
+        angle = np.linalg.norm(aa, axis=-1, keepdims=True)
+        axis = np.where(angle > 1e-12, aa / np.maximum(angle, 1e-12), np.array([0.0, 1.0, 0.0]))
+        return "rotation_axis_angle", np.concatenate([angle, axis], axis=-1)
+    values = np.zeros(local.shape[:-2] + (3,))
+    ref = previous
+    for t in range(local.shape[0]):  # each frame compatible with the one before
+        values[t] = matrix_to_euler(local[t], mode, ref)
+        ref = values[t]
+    return "rotation_euler", values
+
+
+def channels_to_matrix(values: np.ndarray, mode: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if mode == "QUATERNION":
+        return quaternion_to_matrix(v)
+    if mode == "AXIS_ANGLE":
+        return axis_angle_to_matrix(v[..., 1:] / np.maximum(np.linalg.norm(v[..., 1:], axis=-1, keepdims=True), 1e-12) * v[..., :1])
+    return euler_to_matrix(v, mode)
+
+
+# ---------------------------------------------------------------------- the rig (bpy objects)
+def bone_frames(arm_obj) -> np.ndarray:
+    """(16, 3, 3) model-frame joint frames of a HandForge armature, from its rest bones."""
+    bones = arm_obj.data.bones
+    rest = np.array([np.array(bones[name].matrix_local)[:3, :3] for name in JOINT_NAMES])
+    return frames_from_rest_matrices(rest)
+
+
+def _channel_values(pbone) -> np.ndarray:
+    mode = pbone.rotation_mode
+    if mode == "QUATERNION":
+        return np.array(pbone.rotation_quaternion, dtype=np.float64)
+    if mode == "AXIS_ANGLE":
+        return np.array(pbone.rotation_axis_angle, dtype=np.float64)
+    return np.array(pbone.rotation_euler, dtype=np.float64)
+
+
+def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Bone-local rotations (16, 3, 3) and wrist location (3,) of the rig's current pose.
+
+    ``visual``: what is shown (after constraints such as joint limits), from the evaluated pose
+    matrices; otherwise the animation channels themselves (exact inverse of ``write_local``)."""
+    pbones = arm_obj.pose.bones
+    if not visual:
+        local = np.stack([channels_to_matrix(_channel_values(pbones[n]), pbones[n].rotation_mode) for n in JOINT_NAMES])
+        return local, np.array(pbones[WRIST].location, dtype=np.float64)
+    bones = arm_obj.data.bones
+    local = np.zeros((NUM_JOINTS, 3, 3))
+    location = np.zeros(3)
+    for k, name in enumerate(JOINT_NAMES):
+        pb, bone = pbones[name], bones[name]
+        pose = np.array(pb.matrix)
+        rest = np.array(bone.matrix_local)
+        if pb.parent is None:
+            rel_pose, rel_rest = pose, rest
+        else:  # this bone's pose relative to its parent's pose, as if it had no own transform
+            rel_pose = np.linalg.inv(np.array(pb.parent.matrix)) @ pose
+            rel_rest = np.linalg.inv(np.array(bone.parent.matrix_local)) @ rest
+        basis = np.linalg.inv(rel_rest) @ rel_pose
+        rot = basis[:3, :3] / np.linalg.norm(basis[:3, :3], axis=0, keepdims=True)
+        local[k] = rot
+        if k == 0:
+            location = basis[:3, 3]
+    return local, location
+
+
+def write_local(arm_obj, local: np.ndarray, location: np.ndarray | None, joints: range | list[int] | None = None) -> None:
+    """Set bone channels from bone-local rotations (16, 3, 3) (only ``joints`` if given)."""
+    pbones = arm_obj.pose.bones
+    for k in joints if joints is not None else range(NUM_JOINTS):
+        pb = pbones[JOINT_NAMES[k]]
+        mode = pb.rotation_mode
+        prop, values = rotation_channels(local[k][None], mode, _channel_values(pb))
+        setattr(pb, prop, values[0].tolist())
+    if location is not None:
+        pbones[WRIST].location = np.asarray(location, dtype=np.float64).tolist()
+
+
+def rig_betas(arm_obj) -> np.ndarray:
+    return np.array(arm_obj.handforge.betas, dtype=np.float64)[:NUM_BETAS]
+
+
+def read_pose(arm_obj, visual: bool | None = None) -> HandPose:
+    """The rig's current pose as MANO parameters. ``visual`` defaults to "joint limits are on"."""
+    if visual is None:
+        visual = bool(arm_obj.handforge.use_limits)
+    local, location = read_local(arm_obj, visual=visual)
+    params = local_to_params(bone_frames(arm_obj), local, location)
+    return HandPose(betas=rig_betas(arm_obj), **params)
+
+
+def write_pose(arm_obj, pose: HandPose, fingers_only: bool = False) -> None:
+    """Pose the rig from MANO parameters (betas are the rig's own: see ``rig.set_shape``)."""
+    if pose.batch_shape:
+        raise ValueError("write_pose takes one pose, not a batch")
+    local, location = params_to_local(bone_frames(arm_obj), pose.global_orient, pose.hand_pose, pose.transl)
+    joints = range(1, NUM_JOINTS) if fingers_only else None
+    write_local(arm_obj, local, None if fingers_only else location, joints)
+    from . import rig  # the pose correctives follow every pose written
+
+    rig.update_correctives(arm_obj)

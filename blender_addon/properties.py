@@ -1,0 +1,92 @@
+"""Blender properties: per hand object (``Object.handforge``) and per scene (``Scene.handforge``)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty, StringProperty
+
+from .shared.skeleton import FINGERS, NUM_BETAS
+
+SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]
+TARGET_ITEMS = [
+    ("BOTH", "Both", "Both hands"),
+    ("LEFT", "Left", "The left hand"),
+    ("RIGHT", "Right", "The right hand"),
+]
+
+
+def _limits_changed(self, context):
+    from . import rig
+
+    if self.is_hand and self.id_data.type == "ARMATURE":
+        rig.set_limits(self.id_data, self.use_limits)
+
+
+def _finger_updater(finger: str):
+    def update(self, context):
+        from . import fingers
+
+        if self.is_hand and self.id_data.type == "ARMATURE":
+            fingers.apply_finger(self.id_data, finger)
+
+    return update
+
+
+def _hand_props_annotations() -> dict:
+    ann = {
+        "is_hand": BoolProperty(name="HandForge Hand", default=False, options={"HIDDEN"}),
+        "is_hand_mesh": BoolProperty(name="HandForge Hand Mesh", default=False, options={"HIDDEN"}),
+        "side": EnumProperty(name="Side", items=SIDE_ITEMS, default="right"),
+        "hand_model": StringProperty(name="Hand Model", default="open",
+                                     description="The hand model this rig was built from (open or mano)"),
+        "betas": FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS,
+                                     description="Shape coefficients; change them with Set Shape"),
+        "use_limits": BoolProperty(name="Joint Limits", default=False, update=_limits_changed,
+                                   description="Limit each finger joint to its anatomical range of motion"),
+    }
+    for finger in FINGERS:
+        ann[f"curl_{finger}"] = FloatProperty(
+            name=finger.capitalize(), min=0.0, max=1.0, default=0.0, subtype="FACTOR",
+            update=_finger_updater(finger), description=f"Curl the {finger}: 0 straight, 1 fully curled")
+        ann[f"spread_{finger}"] = FloatProperty(
+            name=finger.capitalize(), min=-1.0, max=1.0, default=0.0, subtype="FACTOR",
+            update=_finger_updater(finger),
+            description=f"Spread the {finger} away from the middle finger (negative: towards it)")
+    return ann
+
+
+HandProps = type("HANDFORGE_PG_hand", (bpy.types.PropertyGroup,), {"__annotations__": _hand_props_annotations()})
+
+
+def _is_hand_of(side: str):
+    def poll(self, obj):
+        return obj.type == "ARMATURE" and obj.handforge.is_hand and obj.handforge.side == side
+
+    return poll
+
+
+class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
+    left: PointerProperty(name="Left Hand", type=bpy.types.Object, poll=_is_hand_of("left"),
+                          description="The left hand rig the HandForge tools act on")
+    right: PointerProperty(name="Right Hand", type=bpy.types.Object, poll=_is_hand_of("right"),
+                           description="The right hand rig the HandForge tools act on")
+    target: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH",
+                         description="Which hands the pose tools act on")
+    job_seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of generated results")
+
+
+CLASSES = (HandProps, HANDFORGE_PG_scene)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Object.handforge = PointerProperty(type=HandProps)
+    bpy.types.Scene.handforge = PointerProperty(type=HANDFORGE_PG_scene)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.handforge
+    del bpy.types.Object.handforge
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

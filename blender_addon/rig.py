@@ -1,0 +1,338 @@
+"""Build a hand rig in the scene from a ``HandRig``: armature, skinned mesh, shape keys, widgets.
+
+Everything is in Blender's frame (Z-up, metres): model points p become ``MODEL_TO_BLENDER @ p``.
+Bone k's rest matrix is M·F_k with F_k the joint's anatomical frame, so bone Y runs along the
+finger and local X is the flexion axis (curling = rotating about X; see ``pose``). The rig data
+needed later (rest joints and their shape directions, for shape changes) is stored on the
+armature datablock, so saved files work without the add-on's assets.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from . import pose as pose_conv
+from .shared import anatomy
+from .shared.rig import HandRig, anatomical_frames
+from .shared.skeleton import (
+    FINGER_JOINTS,
+    FINGERS,
+    JOINT_NAMES,
+    JOINT_PARENTS,
+    MODEL_TO_BLENDER,
+    NUM_BETAS,
+    NUM_JOINTS,
+    joint_children,
+)
+
+M = MODEL_TO_BLENDER
+COLLECTION_NAME = "HandForge"
+WIDGET_COLLECTION_NAME = "HandForge Widgets"
+TIP_NAMES = tuple(f"{f}4" for f in FINGERS)  # fingertip marker bones, thumb..pinky
+LIMIT_CONSTRAINT = "HandForge Limit"
+# Bone colour sets per finger (Blender's theme palettes), the wrist gets its own.
+FINGER_PALETTE = {"thumb": "THEME01", "index": "THEME09", "middle": "THEME03", "ring": "THEME04", "pinky": "THEME06"}
+WRIST_PALETTE = "THEME02"
+SKIN_COLOUR = (0.80, 0.57, 0.47, 1.0)
+BETA_KEY = "beta_{:d}"
+CORRECTIVE_KEY = "pose_{:02d}_{:d}{:d}"  # joint, row, column of (R − I)
+
+
+class RigBuildError(RuntimeError):
+    pass
+
+
+def _finger_of(joint: int) -> str | None:
+    for finger, joints in FINGER_JOINTS.items():
+        if joint in joints:
+            return finger
+    return None
+
+
+def _to_blender(points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float64) @ M.T
+
+
+def hand_collection(scene) -> bpy.types.Collection:
+    coll = bpy.data.collections.get(COLLECTION_NAME)
+    if coll is None:
+        coll = bpy.data.collections.new(COLLECTION_NAME)
+    if coll.name not in scene.collection.children:
+        scene.collection.children.link(coll)
+    return coll
+
+
+# ---------------------------------------------------------------------- widgets
+def _widget(scene, name: str, verts: list, edges: list) -> bpy.types.Object:
+    obj = bpy.data.objects.get(name)
+    if obj is not None and obj.type == "MESH":
+        return obj
+    coll = bpy.data.collections.get(WIDGET_COLLECTION_NAME)
+    if coll is None:
+        coll = bpy.data.collections.new(WIDGET_COLLECTION_NAME)
+        hand_collection(scene).children.link(coll)
+        coll.hide_viewport = True
+        coll.hide_render = True
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(verts, edges, [])
+    obj = bpy.data.objects.new(name, mesh)
+    coll.objects.link(obj)
+    return obj
+
+
+def _ring_widget(scene) -> bpy.types.Object:
+    """A ring around the bone's middle (scaled by bone length): click it to rotate a joint."""
+    n = 16
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    verts = [(0.3 * np.cos(a), 0.5, 0.3 * np.sin(a)) for a in t]
+    return _widget(scene, "WGT_handforge_ring", verts, [(i, (i + 1) % n) for i in range(n)])
+
+
+def _tip_widget(scene) -> bpy.types.Object:
+    """Three small circles: a sphere-like marker at the fingertip."""
+    n = 12
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    verts, edges = [], []
+    for plane in range(3):
+        base = len(verts)
+        for a in t:
+            p = [0.0, 0.0, 0.0]
+            p[plane], p[(plane + 1) % 3] = 0.25 * np.cos(a), 0.25 * np.sin(a)
+            verts.append(tuple(p))
+        edges += [(base + i, base + (i + 1) % n) for i in range(n)]
+    return _widget(scene, "WGT_handforge_tip", verts, edges)
+
+
+# ---------------------------------------------------------------------- building
+def _edit_mode(context, obj):
+    """Enter edit mode on ``obj`` (needed for edit bones); returns a callable that leaves it."""
+    view_layer = context.view_layer
+    previous = view_layer.objects.active
+    if context.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+
+    def leave():
+        bpy.ops.object.mode_set(mode="OBJECT")
+        if previous is not None and previous.name in view_layer.objects:
+            view_layer.objects.active = previous
+
+    return leave
+
+
+def _extended_joints(rest: np.ndarray, dirs: np.ndarray, betas: np.ndarray | None) -> np.ndarray:
+    b = np.zeros(dirs.shape[2])
+    if betas is not None:
+        b[: min(len(betas), len(b))] = np.asarray(betas, dtype=np.float64)[: len(b)]
+    return rest + dirs @ b
+
+
+def _set_bones(context, arm_obj, extended: np.ndarray, side: str, create: bool) -> None:
+    """Create (or move) the 16 joint bones and 5 tip bones to the given (21, 3) rest joints."""
+    frames = anatomical_frames(extended, side)
+    children = joint_children()
+    tip_of = {FINGER_JOINTS[f][2]: 16 + i for i, f in enumerate(FINGERS)}
+    leave = _edit_mode(context, arm_obj)
+    try:
+        ebones = arm_obj.data.edit_bones
+        for k, name in enumerate(JOINT_NAMES):
+            eb = ebones.new(name) if create else ebones[name]
+            end = extended[4] if k == 0 else extended[children[k][0] if children[k] else tip_of[k]]
+            length = float(np.linalg.norm(end - extended[k]))
+            head = M @ extended[k]
+            eb.head = head.tolist()
+            eb.tail = (head + length * (M @ frames[k][:, 1])).tolist()
+            eb.align_roll((M @ frames[k][:, 2]).tolist())
+            if create:
+                eb.use_deform = True
+                if JOINT_PARENTS[k] >= 0:
+                    eb.parent = ebones[JOINT_NAMES[JOINT_PARENTS[k]]]
+        for i, finger in enumerate(FINGERS):
+            distal = FINGER_JOINTS[finger][2]
+            eb = ebones.new(TIP_NAMES[i]) if create else ebones[TIP_NAMES[i]]
+            parent = ebones[JOINT_NAMES[distal]]
+            head = M @ extended[16 + i]
+            eb.head = head.tolist()
+            eb.tail = (head + 0.4 * parent.length * (M @ frames[distal][:, 1])).tolist()
+            eb.align_roll((M @ frames[distal][:, 2]).tolist())
+            if create:
+                eb.use_deform = False
+                eb.parent = parent
+    finally:
+        leave()
+
+
+def _style_bones(scene, arm_obj) -> None:
+    ring, tip = _ring_widget(scene), _tip_widget(scene)
+    for k, name in enumerate(JOINT_NAMES):
+        pb = arm_obj.pose.bones[name]
+        finger = _finger_of(k)
+        pb.custom_shape = ring
+        pb.bone.color.palette = FINGER_PALETTE[finger] if finger else WRIST_PALETTE
+        if k == 0:
+            pb.rotation_mode = pose_conv.WRIST_ROTATION_MODE
+            pb.custom_shape_scale_xyz = (2.2, 1.0, 2.2)
+        else:
+            pb.rotation_mode = pose_conv.FINGER_ROTATION_MODE
+            pb.lock_location = (True, True, True)
+        pb.lock_scale = (True, True, True)
+    for name, finger in zip(TIP_NAMES, FINGERS):
+        pb = arm_obj.pose.bones[name]
+        pb.custom_shape = tip
+        pb.bone.color.palette = FINGER_PALETTE[finger]
+        pb.lock_location = pb.lock_rotation = pb.lock_scale = (True, True, True)
+        pb.lock_rotation_w = True
+
+
+def _build_mesh(name: str, rig: HandRig) -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(_to_blender(rig.rest_vertices).tolist(), [], np.asarray(rig.faces).tolist())
+    mesh.polygons.foreach_set("use_smooth", np.ones(len(mesh.polygons), dtype=bool))
+    mesh.update()
+    mat = bpy.data.materials.get("HandForge Skin") or bpy.data.materials.new("HandForge Skin")
+    mat.diffuse_color = SKIN_COLOUR
+    mesh.materials.append(mat)
+    return mesh
+
+
+def _add_vertex_groups(mesh_obj, weights: np.ndarray) -> None:
+    for k, name in enumerate(JOINT_NAMES):
+        group = mesh_obj.vertex_groups.new(name=name)
+        ids = np.flatnonzero(weights[:, k] > 0)
+        # vertex_groups.add takes one weight per call: batch the vertices that share a weight.
+        values, inverse = np.unique(weights[ids, k].astype(np.float32), return_inverse=True)
+        for i, w in enumerate(values):
+            group.add(ids[inverse == i].tolist(), float(w), "REPLACE")
+
+
+def _add_shape_keys(mesh_obj, rig: HandRig) -> None:
+    mesh_obj.shape_key_add(name="Basis", from_mix=False)
+    base = rig.rest_vertices
+    for i in range(rig.num_betas):
+        kb = mesh_obj.shape_key_add(name=BETA_KEY.format(i), from_mix=False)
+        kb.slider_min, kb.slider_max = -10.0, 10.0
+        kb.data.foreach_set("co", _to_blender(base + rig.shape_dirs[:, :, i]).ravel().astype(np.float32))
+    if rig.pose_dirs.shape[2]:
+        for c in range(rig.pose_dirs.shape[2]):
+            joint, elem = divmod(c, 9)
+            kb = mesh_obj.shape_key_add(name=CORRECTIVE_KEY.format(joint + 1, *divmod(elem, 3)), from_mix=False)
+            kb.slider_min, kb.slider_max = -2.0, 2.0
+            kb.data.foreach_set("co", _to_blender(base + rig.pose_dirs[:, :, c]).ravel().astype(np.float32))
+
+
+def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.Object:
+    """Create one hand (armature + skinned mesh child) from ``rig``; returns the armature object."""
+    scene = context.scene
+    collection = collection or hand_collection(scene)
+    arm = bpy.data.armatures.new(name)
+    arm.display_type = "OCTAHEDRAL"
+    arm_obj = bpy.data.objects.new(name, arm)
+    arm_obj.show_in_front = True
+    collection.objects.link(arm_obj)
+
+    extended_rest = rig.rest_extended_joints(None)
+    extended_dirs = np.concatenate([rig.joint_shape_dirs, rig.shape_dirs[rig.tip_vertex_ids]], axis=0)
+    # What shape changes need later, kept with the file (ID properties, float64 lists).
+    arm["handforge_rest_joints"] = extended_rest.ravel().tolist()
+    arm["handforge_joint_shape_dirs"] = extended_dirs.ravel().tolist()
+    arm["handforge_num_betas"] = int(rig.num_betas)
+    props = arm_obj.handforge
+    props.is_hand = True
+    props.side = rig.side
+    props.hand_model = rig.hand_model
+    _set_bones(context, arm_obj, extended_rest, rig.side, create=True)
+    _style_bones(scene, arm_obj)
+
+    mesh_obj = bpy.data.objects.new(f"{name} Mesh", _build_mesh(f"{name} Mesh", rig))
+    collection.objects.link(mesh_obj)
+    mesh_obj.parent = arm_obj
+    mod = mesh_obj.modifiers.new("HandForge Armature", "ARMATURE")
+    mod.object = arm_obj
+    mod.use_deform_preserve_volume = False  # linear blend skinning, like the hand models
+    _add_vertex_groups(mesh_obj, np.asarray(rig.skin_weights))
+    _add_shape_keys(mesh_obj, rig)
+    mesh_obj.handforge.is_hand_mesh = True
+    return arm_obj
+
+
+def hand_mesh(arm_obj):
+    for child in arm_obj.children:
+        if child.type == "MESH" and child.handforge.is_hand_mesh:
+            return child
+    return None
+
+
+def _stored_joints(arm_obj) -> tuple[np.ndarray, np.ndarray]:
+    arm = arm_obj.data
+    s = int(arm["handforge_num_betas"])
+    rest = np.array(arm["handforge_rest_joints"], dtype=np.float64).reshape(21, 3)
+    dirs = np.array(arm["handforge_joint_shape_dirs"], dtype=np.float64).reshape(21, 3, s)
+    return rest, dirs
+
+
+def set_shape(context, arm_obj, betas) -> None:
+    """Change the hand's shape: shape keys, rest skeleton, and the current pose kept as it was."""
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.shape != (NUM_BETAS,) or not np.all(np.isfinite(betas)):
+        raise ValueError(f"betas must be {NUM_BETAS} finite numbers")
+    current = pose_conv.read_pose(arm_obj, visual=False)
+    rest, dirs = _stored_joints(arm_obj)
+    _set_bones(context, arm_obj, _extended_joints(rest, dirs, betas), arm_obj.handforge.side, create=False)
+    arm_obj.handforge.betas = betas.tolist()
+    mesh_obj = hand_mesh(arm_obj)
+    if mesh_obj is not None and mesh_obj.data.shape_keys is not None:
+        keys = mesh_obj.data.shape_keys.key_blocks
+        for i, b in enumerate(betas):
+            kb = keys.get(BETA_KEY.format(i))
+            if kb is not None:
+                kb.value = float(b)
+    pose_conv.write_pose(arm_obj, current)
+
+
+def corrective_values(world_rotations: np.ndarray) -> np.ndarray:
+    """MANO pose-corrective weights vec(R_k − I), k = 1..15, from (..., 16, 3, 3) rotations."""
+    r = np.asarray(world_rotations)[..., 1:, :, :] - np.eye(3)
+    return r.reshape(*r.shape[:-3], 9 * (NUM_JOINTS - 1))
+
+
+def corrective_keys(arm_obj) -> list | None:
+    """The rig's pose-corrective shape keys in MANO's order, or None if it has none (open hand)."""
+    mesh_obj = hand_mesh(arm_obj)
+    if mesh_obj is None or mesh_obj.data.shape_keys is None:
+        return None
+    blocks = mesh_obj.data.shape_keys.key_blocks
+    first = blocks.get(CORRECTIVE_KEY.format(1, 0, 0))
+    if first is None:
+        return None
+    return [blocks[CORRECTIVE_KEY.format(j, r, c)] for j in range(1, NUM_JOINTS) for r in range(3) for c in range(3)]
+
+
+def update_correctives(arm_obj) -> None:
+    """Set the pose-corrective shape keys from the current (visual) pose."""
+    keys = corrective_keys(arm_obj)
+    if not keys:
+        return
+    local, _ = pose_conv.read_local(arm_obj, visual=bool(arm_obj.handforge.use_limits))
+    values = corrective_values(pose_conv.world_from_local(pose_conv.bone_frames(arm_obj), local))
+    for kb, v in zip(keys, values):
+        kb.value = float(v)
+
+
+# ---------------------------------------------------------------------- joint limits
+def set_limits(arm_obj, enabled: bool) -> None:
+    """Add (once) and switch Limit Rotation constraints with the anatomical ranges on or off."""
+    limits = anatomy.blender_rotation_limits(arm_obj.handforge.side)
+    for name, box in limits.items():
+        pb = arm_obj.pose.bones[name]
+        con = pb.constraints.get(LIMIT_CONSTRAINT)
+        if con is None:
+            con = pb.constraints.new("LIMIT_ROTATION")
+            con.name = LIMIT_CONSTRAINT
+            con.owner_space = "LOCAL"
+            con.euler_order = anatomy.BLENDER_EULER_MODE
+            con.use_limit_x = con.use_limit_y = con.use_limit_z = True
+            for key, value in box.items():
+                setattr(con, key, value)
+        con.mute = not enabled

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Build the HandForge Blender extension: ``python build_addon.py`` → ``dist/handforge-<version>.zip``.
+
+The zip holds ``blender_manifest.toml``, the add-on code (``blender_addon/``), a copy of the
+project's ``shared/`` package as the add-on's ``shared`` subpackage (with the open hand's CC0 rig,
+so hands can be added without a backend) and pyzmq wheels for every platform Blender ships on,
+for Python 3.11 (Blender 4.2–4.5) and 3.13 (Blender 5.x). Blender installs the wheels itself;
+nothing runs pip inside Blender.
+
+Wheels are fetched once with ``pip download`` into a cache folder (``.cache/wheels``); later builds
+are offline. ``--wheels-from DIR`` takes them from a folder instead, ``--no-wheels`` leaves them out
+(for a quick local build; such a zip needs pyzmq already importable in Blender).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ADDON_DIR = ROOT / "blender_addon"
+SHARED_DIR = ROOT / "shared"
+DEFAULT_CACHE = ROOT / ".cache" / "wheels"
+
+ADDON_ID = "handforge"
+BLENDER_VERSION_MIN = "4.2.0"
+PYZMQ_VERSION = "27.3.0"
+# (pip --platform, what it is for). The macOS wheels of pyzmq are universal2 (arm64 + x86_64).
+PLATFORMS = (
+    ("manylinux_2_28_x86_64", "Linux x86_64"),
+    ("macosx_11_0_arm64", "macOS arm64"),
+    ("macosx_10_15_x86_64", "macOS x86_64"),
+    ("win_amd64", "Windows x64"),
+)
+# Blender 4.2–4.5 bundle Python 3.11, Blender 5.x Python 3.13.
+PYTHON_VERSIONS = ("3.11", "3.13")
+
+# Files of shared/ the add-on needs: the code and the open hand's rig (CC0).
+SHARED_PATTERNS = ("*.py", "assets/open_hand_right.npz", "assets/open_hand_right.json")
+SKIP_DIRS = {"__pycache__"}
+
+
+class BuildError(RuntimeError):
+    """The build cannot go on; the message says what to do."""
+
+
+def project_version() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["project"]["version"]
+
+
+def manifest_text(version: str, wheel_names: list[str]) -> str:
+    wheels = "".join(f'  "./wheels/{name}",\n' for name in wheel_names)
+    return f'''schema_version = "1.0.0"
+
+id = "{ADDON_ID}"
+version = "{version}"
+name = "HandForge"
+tagline = "Two-hand MANO rigs: posing, keyframes, AI motion and images"
+maintainer = "HandForge developers"
+type = "add-on"
+tags = ["Animation", "Rigging", "Import-Export"]
+
+blender_version_min = "{BLENDER_VERSION_MIN}"
+
+license = ["SPDX:GPL-3.0-or-later"]
+
+wheels = [
+{wheels}]
+
+[permissions]
+network = "Talks to the HandForge backend process over ZeroMQ"
+files = "Reads and writes motion clips, poses and generated images"
+'''
+
+
+def _files(base: Path, patterns: tuple[str, ...]) -> list[Path]:
+    out = []
+    for path in sorted(base.rglob("*")):
+        rel = path.relative_to(base)
+        if path.is_file() and not SKIP_DIRS & set(rel.parts) and any(fnmatch.fnmatch(rel.as_posix(), p) for p in patterns):
+            out.append(path)
+    return out
+
+
+# ---------------------------------------------------------------------- wheels
+def _wheel_key(platform: str, python: str) -> str:
+    return f"pyzmq=={PYZMQ_VERSION} {platform} cp{python.replace('.', '')}"
+
+
+def fetch_wheels(cache: Path) -> list[Path]:
+    """Every pyzmq wheel the extension needs, downloaded once into ``cache`` (then offline)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    index_path = cache / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    found: list[Path] = []
+    for platform, label in PLATFORMS:
+        for python in PYTHON_VERSIONS:
+            key = _wheel_key(platform, python)
+            cached = cache / index.get(key, "-")
+            if not cached.is_file():
+                cached = _pip_download(cache, platform, python, label)
+                index[key] = cached.name
+                index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+            found.append(cached)
+    return sorted(set(found))
+
+
+def _pip_download(cache: Path, platform: str, python: str, label: str) -> Path:
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
+               "--platform", platform, "--python-version", python, "--dest", tmp, f"pyzmq=={PYZMQ_VERSION}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or len(got) != 1:
+            raise BuildError(
+                f"could not download the pyzmq {PYZMQ_VERSION} wheel for {label} / Python {python}:\n"
+                f"{proc.stderr.strip()}\nConnect to PyPI once (wheels are cached in {cache}), or pass "
+                "--wheels-from DIR with the wheels, or --no-wheels for a local test build"
+            )
+        target = cache / got[0].name
+        os.replace(got[0], target)
+        return target
+
+
+def wheels_from_dir(folder: Path) -> list[Path]:
+    wheels = sorted(folder.glob("pyzmq-*.whl"))
+    if not wheels:
+        raise BuildError(f"no pyzmq-*.whl in {folder}")
+    return wheels
+
+
+# ---------------------------------------------------------------------- the zip
+def build(out: Path, wheels: list[Path]) -> Path:
+    version = project_version()
+    if not (ADDON_DIR / "__init__.py").is_file():
+        raise BuildError(f"{ADDON_DIR}/__init__.py is missing: run this from a HandForge checkout")
+    entries: list[tuple[Path, str]] = [(p, p.relative_to(ADDON_DIR).as_posix()) for p in _files(ADDON_DIR, ("*.py",))]
+    entries += [(p, "shared/" + p.relative_to(SHARED_DIR).as_posix()) for p in _files(SHARED_DIR, SHARED_PATTERNS)]
+    if not any(name == "shared/assets/open_hand_right.npz" for _, name in entries):
+        raise BuildError("shared/assets/open_hand_right.npz is missing: run `handforge bake-open-hand`")
+    entries += [(w, f"wheels/{w.name}") for w in wheels]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".zip.part")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("blender_manifest.toml", manifest_text(version, [w.name for w in wheels]))
+            for path, name in entries:
+                # Wheels are zips already; storing them saves time and nothing else.
+                kind = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED
+                zf.write(path, name, compress_type=kind)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="zip to write (default dist/handforge-<version>.zip)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--wheels-from", type=Path, metavar="DIR", help="take the pyzmq wheels from DIR")
+    group.add_argument("--no-wheels", action="store_true", help="leave the wheels out (local tests only)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="wheel cache (default .cache/wheels)")
+    args = parser.parse_args(argv)
+    out = args.out or ROOT / "dist" / f"{ADDON_ID}-{project_version()}.zip"
+    try:
+        if args.no_wheels:
+            wheels = []
+        elif args.wheels_from:
+            wheels = wheels_from_dir(args.wheels_from)
+        else:
+            wheels = fetch_wheels(args.cache)
+        path = build(out, wheels)
+    except BuildError as exc:
+        print(f"build_addon: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheels)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

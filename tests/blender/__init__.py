@@ -1,0 +1,1 @@
+"""Scripts that run inside Blender (the bpy module) in a subprocess, and the harness that runs them."""

@@ -1,0 +1,70 @@
+"""Run a test script inside Blender (the ``bpy`` module) in a fresh subprocess.
+
+bpy state is process-global, so every Blender session is its own process with its own temporary
+Blender user directory (``BLENDER_USER_RESOURCES``) where the script installs the add-on zip as an
+extension, exactly as a user would. A script batches many checks and hands back a JSON summary and
+numpy arrays; the pytest side does the asserting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def build_zip(out_dir: Path) -> Path:
+    """Build the real extension zip (wheels from the build cache, downloaded once)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import build_addon
+    finally:
+        sys.path.pop(0)
+    out = Path(out_dir) / "handforge-test.zip"
+    if build_addon.main(["--out", str(out)]) != 0:
+        raise RuntimeError("build_addon.py failed (see its message above)")
+    return out
+
+
+class BlenderSession:
+    """The outcome of one script: ``results`` (JSON) and ``arrays`` (npz), or the failure output."""
+
+    def __init__(self, results: dict[str, Any], arrays: dict[str, np.ndarray], log: str):
+        self.results = results
+        self.arrays = arrays
+        self.log = log
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.results:
+            raise KeyError(f"the Blender script did not report {key!r}; its output:\n{self.log[-4000:]}")
+        return self.results[key]
+
+
+def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any] | None = None,
+                timeout: float = 300.0, env: dict[str, str] | None = None) -> BlenderSession:
+    """Run ``tests/blender/<script>`` in a new Python process that imports bpy."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"zip": str(zip_path), "work": str(work_dir), "args": args or {}}
+    spec_path = work_dir / "session.json"
+    spec_path.write_text(json.dumps(spec))
+    full_env = dict(os.environ)
+    full_env.update({"BLENDER_USER_RESOURCES": str(work_dir / "blender_user"), "PYTHONPATH": str(HERE)})
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, str(HERE / script), str(spec_path)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=work_dir)
+    log = proc.stdout + proc.stderr
+    result_path = work_dir / "results.json"
+    if proc.returncode != 0 or not result_path.is_file():
+        raise RuntimeError(f"Blender script {script} failed (exit {proc.returncode}):\n{log[-6000:]}")
+    arrays_path = work_dir / "arrays.npz"
+    arrays = dict(np.load(arrays_path)) if arrays_path.is_file() else {}
+    return BlenderSession(json.loads(result_path.read_text()), arrays, log)

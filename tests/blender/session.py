@@ -1,0 +1,88 @@
+"""Imported by the scripts that run inside Blender: install and enable the add-on, hand back results.
+
+Only the add-on's operators (``bpy.ops.handforge.*``) and plain bpy are used to drive it; nothing
+imports the add-on's internals.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+ADDON_MODULE = "bl_ext.user_default.handforge"
+
+
+class Session:
+    def __init__(self) -> None:
+        spec = json.loads(Path(sys.argv[1]).read_text())
+        self.zip = spec["zip"]
+        self.work = Path(spec["work"])
+        self.args: dict[str, Any] = spec["args"]
+        self.results: dict[str, Any] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def install(self) -> None:
+        """Install the zip as an extension into the (temporary) user repository and enable it."""
+        result = bpy.ops.extensions.package_install_files(filepath=self.zip, repo="user_default", enable_on_install=True)
+        self.results["install"] = sorted(result)
+        self.results["enabled"] = ADDON_MODULE in bpy.context.preferences.addons
+        for obj in list(bpy.data.objects):  # the startup scene's cube, light and camera
+            bpy.data.objects.remove(obj)
+
+    def check(self, name: str, fn) -> None:
+        """Run one check; an exception is recorded (with traceback) instead of ending the session."""
+        try:
+            value = fn()
+            if value is not None:
+                self.results[name] = value
+        except Exception:  # noqa: BLE001 - reported to pytest
+            self.results[f"{name}__error"] = traceback.format_exc()
+
+    def finish(self) -> None:
+        if self.arrays:
+            np.savez(self.work / "arrays.npz", **self.arrays)
+        (self.work / "results.json").write_text(json.dumps(self.results, indent=1, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    return str(value)
+
+
+def ui_context() -> dict[str, Any]:
+    """A context override with the window's 3D viewport, for operators that want one (undo)."""
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    return {"window": window, "screen": window.screen, "area": area,
+            "region": next(r for r in area.regions if r.type == "WINDOW")}
+
+
+def hand(side: str):
+    return getattr(bpy.context.scene.handforge, side)
+
+
+def evaluated_vertices(arm_obj) -> np.ndarray:
+    """The deformed mesh of a hand, in the armature's space (= world space here), (V, 3)."""
+    mesh_obj = next(c for c in arm_obj.children if c.type == "MESH")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    ev = mesh_obj.evaluated_get(depsgraph)
+    co = np.empty(len(ev.data.vertices) * 3, dtype=np.float32)
+    ev.data.vertices.foreach_get("co", co)
+    mw = np.array(mesh_obj.matrix_world)
+    pts = co.reshape(-1, 3).astype(np.float64)
+    return pts @ mw[:3, :3].T + mw[:3, 3]
+
+
+def bone_rotation(arm_obj, name: str) -> np.ndarray:
+    """A pose bone's rotation channels as a bone-local matrix (3, 3) (any rotation mode)."""
+    pb = arm_obj.pose.bones[name]
+    return np.array(pb.matrix_basis)[:3, :3]
