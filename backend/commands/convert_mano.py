@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
                     raise mano_files.MANOFileError(
                         f"{folder / mano_files.file_name(side, 'pkl')} is missing: {mano_files.how_to_get_mano()}")
                 sources.append(pkl)
+        for src in sources:
+            if src.suffix != ".pkl":
+                raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
+                                               f"{mano_files.MANO_URL}")
         targets = [(args.out or src.parent) / f"{src.stem}.npz" for src in sources]
         existing = [t for t in targets if t.exists() and not args.force]
         if existing:
             raise mano_files.MANOFileError(f"{', '.join(map(str, existing))} already exist(s); add --force to "
                                            "overwrite")
-        for src in sources:
-            if src.suffix != ".pkl":
-                raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
-                                               f"{mano_files.MANO_URL}")
         # Read and check every input before writing anything.
         datas = [mano_files.load_mano_file(src) for src in sources]
         loaded = {}

@@ -99,13 +99,16 @@ def find_model_file(model_dir: Path, side: Side) -> Path:
                         f"{file_name(side, 'npz')} in {model_dir}): {how_to_get_mano()}")
 
 
-def side_from_name(path: Path) -> Side:
+def side_from_name(path: Path, default: Side | None = None) -> Side:
+    """The hand a MANO pickle holds, from its name (as smplx tells it), else ``default``."""
     name = path.name.upper()
     sides = [s for s in SIDES if s.upper() in name]
-    if len(sides) != 1:
+    if len(sides) == 1:
+        return sides[0]
+    if default is None:
         raise MANOFileError(f"cannot tell which hand {path} is: its name must contain RIGHT or LEFT "
                             "(e.g. MANO_RIGHT.pkl)")
-    return sides[0]
+    return default
 
 
 # ---------------------------------------------------------------------- restricted unpickling
@@ -246,24 +249,28 @@ class ManoData:
         return self.arrays[key]
 
 
+def _not_mano(path: Path, problem: str) -> MANOFileError:
+    return MANOFileError(f"{path}: {problem}; this is not a MANO model file (or a damaged one): use "
+                         f"MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
+
+
 def _checked_array(value: Any, key: str, shape: tuple[int | None, ...], kind: str, path: Path) -> np.ndarray:
-    fix = f"this is not a MANO model file (or a damaged one): use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}"
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise MANOFileError(f"{path}: {key!r} is not an array ({exc}); {fix}") from None
+        raise _not_mano(path, f"{key!r} is not an array ({exc})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise MANOFileError(f"{path}: {key!r} must hold numbers, got dtype {arr.dtype}; {fix}")
+        raise _not_mano(path, f"{key!r} must hold numbers, got dtype {arr.dtype}")
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
-        raise MANOFileError(f"{path}: {key!r} has shape {arr.shape}, MANO's is {want}; {fix}")
+        raise _not_mano(path, f"{key!r} has shape {arr.shape}, MANO's is {want}")
     if kind == "int":
         if not np.issubdtype(arr.dtype, np.integer):
-            raise MANOFileError(f"{path}: {key!r} must hold integers, got dtype {arr.dtype}; {fix}")
+            raise _not_mano(path, f"{key!r} must hold integers, got dtype {arr.dtype}")
         return arr.astype(np.int64)
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
-        raise MANOFileError(f"{path}: {key!r} has non-finite values (NaN or inf); {fix}")
+        raise _not_mano(path, f"{key!r} has non-finite values (NaN or inf)")
     return arr
 
 
@@ -277,20 +284,19 @@ def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoDa
     arrays = {k: _checked_array(data[k], k, *REQUIRED[k], path) for k in REQUIRED}
     arrays.update({k: _checked_array(data[k], k, *OPTIONAL[k], path) for k in OPTIONAL if k in data})
     if arrays["shapedirs"].shape[2] < NUM_BETAS:
-        raise MANOFileError(f"{path}: 'shapedirs' has {arrays['shapedirs'].shape[2]} shape components, "
-                            f"HandForge needs {NUM_BETAS}")
+        raise _not_mano(path, f"'shapedirs' has {arrays['shapedirs'].shape[2]} shape components, HandForge "
+                              f"needs {NUM_BETAS}")
     faces = arrays["f"]
     if faces.min() < 0 or faces.max() >= NUM_VERTICES:
-        raise MANOFileError(f"{path}: faces index vertices outside 0..{NUM_VERTICES - 1}")
+        raise _not_mano(path, f"faces 'f' index vertices outside 0..{NUM_VERTICES - 1}")
     parents = arrays["kintree_table"][0].copy()
     if parents[0] not in (KINTREE_ROOT, -1):
-        raise MANOFileError(f"{path}: kintree_table's root joint has parent {parents[0]}, expected {KINTREE_ROOT}")
+        raise _not_mano(path, f"kintree_table's root joint has parent {parents[0]}, expected {KINTREE_ROOT}")
     parents[0] = -1
     if tuple(parents.tolist()) != JOINT_PARENTS:
-        raise MANOFileError(f"{path}: kintree_table's joint tree {parents.tolist()} is not MANO's "
-                            f"{list(JOINT_PARENTS)}")
+        raise _not_mano(path, f"kintree_table's joint tree {parents.tolist()} is not MANO's {list(JOINT_PARENTS)}")
     if not np.allclose(arrays["weights"].sum(1), 1.0, atol=1e-3):
-        raise MANOFileError(f"{path}: skinning 'weights' rows must sum to 1")
+        raise _not_mano(path, "skinning 'weights' rows must sum to 1")
     info = {k: str(data[k]) for k in TEXT_KEYS if k in data}
     return ManoData(side=side, arrays=arrays, path=path, info=info)
 
@@ -321,7 +327,7 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
         data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
     elif path.suffix == ".pkl":
         data = read_mano_pickle(path)
-        file_side = side or side_from_name(path)
+        file_side = side_from_name(path, default=side)
     else:
         raise MANOFileError(f"{path}: MANO files are .pkl (as downloaded) or .npz (from `handforge convert-mano`)")
     if side is not None and file_side != check_side(side):

@@ -260,23 +260,27 @@ def _chumpy_state(x: np.ndarray) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _fake_chumpy_ch() -> Iterator[type]:
-    """A class pickled as ``chumpy.ch.Ch``, importable from temporary fake modules while it lives."""
-    saved = {name: sys.modules.get(name) for name in ("chumpy", "chumpy.ch")}
-    package, module = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
+def fake_chumpy_class(module_name: str = "chumpy.ch", class_name: str = "Ch") -> Iterator[type]:
+    """A class that pickles as ``module_name.class_name`` with chumpy's leaf state (``_chumpy_state``),
+    importable from temporary fake modules while the context lives (chumpy itself is never needed)."""
+    names = ["chumpy", module_name] if module_name != "chumpy" else ["chumpy"]
+    saved = {name: sys.modules.get(name) for name in names}
+    modules = {name: types.ModuleType(name) for name in names}
 
-    class Ch:
+    class FakeChumpy:
         def __init__(self, x: np.ndarray) -> None:
             self.x = x
 
         def __getstate__(self) -> dict[str, Any]:
             return _chumpy_state(self.x)
 
-    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
-    package.ch, module.Ch = module, Ch  # type: ignore[attr-defined]
-    sys.modules["chumpy"], sys.modules["chumpy.ch"] = package, module
+    FakeChumpy.__module__, FakeChumpy.__qualname__, FakeChumpy.__name__ = module_name, class_name, class_name
+    setattr(modules[module_name], class_name, FakeChumpy)
+    if module_name != "chumpy":
+        setattr(modules["chumpy"], module_name.split(".", 1)[1], modules[module_name])
+    sys.modules.update(modules)
     try:
-        yield Ch
+        yield FakeChumpy
     finally:
         for name, mod in saved.items():
             if mod is None:
@@ -293,7 +297,7 @@ def write_mano_pickle(data: dict[str, Any], path: str | Path, chumpy_shapedirs: 
         with path.open("wb") as fh:
             pickle.dump(data, fh, protocol=2)
         return path
-    with _fake_chumpy_ch() as ch_class, path.open("wb") as fh:
+    with fake_chumpy_class() as ch_class, path.open("wb") as fh:
         pickle.dump({**data, "shapedirs": ch_class(data["shapedirs"])}, fh, protocol=2)
     return path
 

@@ -1,0 +1,288 @@
+"""MANO model files: the synthetic files look like the released ones, load without chumpy, and every bad
+file (missing, not MANO, wrong shapes, a pickle that would run code) is refused with a clear message."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import pickletools
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from scipy import sparse
+
+from handforge.cli import main as cli_main
+from handforge.hands.base import HandModelError
+from handforge.hands.mano_files import (
+    MANOFileError,
+    find_model_file,
+    load_mano_dir,
+    load_mano_file,
+    read_mano_pickle,
+    resolve_model_dir,
+)
+from handforge_shared.skeleton import MANO_TIP_VERTEX_IDS
+from tests.support.synthetic_mano import (  # noqa: F401 - fixtures
+    fake_chumpy_class,
+    synthetic_mano,
+    synthetic_mano_dir,
+    write_mano_pickle,
+    write_synthetic_mano,
+)
+
+
+@pytest.fixture(scope="module")
+def plain_dir(tmp_path_factory) -> Path:
+    """The same synthetic model pickled without the chumpy reference (what smplx loads directly)."""
+    return write_synthetic_mano(tmp_path_factory.mktemp("plain"), chumpy_shapedirs=False)
+
+
+def _globals(path: Path) -> set[str]:
+    return {arg for op, arg, _ in pickletools.genops(path.read_bytes()) if op.name == "GLOBAL"}
+
+
+def test_synthetic_pickle_is_in_the_released_format(synthetic_mano_dir, plain_dir):
+    path = synthetic_mano_dir / "MANO_RIGHT.pkl"
+    assert path.read_bytes()[:2] == b"\x80\x02"  # protocol 2
+    assert "chumpy.ch Ch" in _globals(path)
+    assert importlib.util.find_spec("chumpy") is None, "chumpy must not be installed"
+    with pytest.raises(ModuleNotFoundError, match="chumpy"):
+        with path.open("rb") as fh:
+            pickle.load(fh, encoding="latin1")  # what smplx does: needs chumpy
+    with (plain_dir / "MANO_RIGHT.pkl").open("rb") as fh:
+        raw = pickle.load(fh, encoding="latin1")
+    expected = {"hands_components": (45, 45), "f": (1538, 3), "J_regressor": (16, 778), "kintree_table": (2, 16),
+                "J": (16, 3), "hands_coeffs": (1554, 45), "weights": (778, 16), "posedirs": (778, 3, 135),
+                "hands_mean": (45,), "v_template": (778, 3), "shapedirs": (778, 3, 10)}
+    assert set(raw) == set(expected) | {"bs_style", "bs_type"}
+    for key, shape in expected.items():
+        assert raw[key].shape == shape, key
+    assert isinstance(raw["J_regressor"], sparse.csc_matrix)
+    assert raw["f"].dtype == np.uint32 and raw["kintree_table"].dtype == np.int64
+    assert raw["kintree_table"][0, 0] == 4294967295
+    assert all(raw[k].dtype == np.float64 for k in ("v_template", "posedirs", "weights", "hands_mean", "shapedirs"))
+    assert (raw["bs_style"], raw["bs_type"]) == ("lbs", "lrotmin")
+    assert np.linalg.matrix_rank(raw["hands_components"]) == 45
+
+
+def test_synthetic_mesh_has_mano_topology_and_a_hand_shape():
+    right = synthetic_mano()["right"]
+    mesh = trimesh.Trimesh(right["v_template"], right["f"], process=False)
+    edge_use = Counter(map(tuple, np.sort(mesh.edges, axis=1)))
+    assert mesh.euler_number == 1 and max(edge_use.values()) == 2  # one manifold disk
+    assert sum(1 for c in edge_use.values() if c == 1) == 16  # the 16-vertex wrist opening
+    assert mesh.volume > 1e-4  # faces wound outwards, a closed-ish hand volume (m³)
+    tips = right["v_template"][list(MANO_TIP_VERTEX_IDS)]
+    joints = right["J_regressor"] @ right["v_template"]
+    # Each fingertip vertex is its finger's farthest point from the wrist; the thumb points to +Z.
+    assert np.all(np.linalg.norm(tips - joints[0], axis=1) > 0.09)
+    assert tips[0, 2] > 0.05 and tips[4, 2] < -0.05
+
+
+def test_left_is_the_mirror_image_and_the_bug_option_unflips_x():
+    models = synthetic_mano()
+    right, left = models["right"], models["left"]
+    np.testing.assert_array_equal(left["v_template"], right["v_template"] * [-1, 1, 1])
+    np.testing.assert_array_equal(left["shapedirs"][:, 0], -right["shapedirs"][:, 0])
+    buggy = synthetic_mano(reproduce_left_bug=True)["left"]
+    np.testing.assert_array_equal(buggy["shapedirs"][:, 0], right["shapedirs"][:, 0])
+    np.testing.assert_array_equal(buggy["shapedirs"][:, 1:], left["shapedirs"][:, 1:])
+
+
+def test_chumpy_pickle_loads_without_chumpy(synthetic_mano_dir, plain_dir):
+    for side in ("right", "left"):
+        name = f"MANO_{side.upper()}.pkl"
+        ours = load_mano_file(synthetic_mano_dir / name)
+        with (plain_dir / name).open("rb") as fh:
+            reference = pickle.load(fh, encoding="latin1")
+        assert ours.side == side and ours.info == {"bs_style": "lbs", "bs_type": "lrotmin"}
+        for key, arr in ours.arrays.items():
+            expected = reference[key].toarray() if sparse.issparse(reference[key]) else reference[key]
+            np.testing.assert_array_equal(arr, expected, err_msg=key)
+        assert ours["shapedirs"].dtype == np.float64 and ours["f"].dtype == np.int64
+
+
+def test_model_dir_comes_from_the_setting(synthetic_mano_dir, monkeypatch):
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(synthetic_mano_dir))
+    assert resolve_model_dir() == synthetic_mano_dir
+    assert set(load_mano_dir()) == {"left", "right"}
+
+
+# ---------------------------------------------------------------------- refused files
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(pickle.dumps({"v_template": _RunsCode(marker)}, protocol=2))
+    with pytest.raises(MANOFileError, match=r"not a MANO model file: it asks to load the Python object (posix|os)\.system"):
+        read_mano_pickle(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [
+    (eval, ("1+1",)),
+    (getattr, (np.ndarray, "tofile")),
+    (importlib.import_module, ("os",)),
+    (np.load, ("x.npy",)),
+])
+def test_other_globals_are_refused(tmp_path, payload):
+    class Evil:
+        def __reduce__(self):
+            return payload
+
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(pickle.dumps({"f": Evil()}, protocol=2))
+    with pytest.raises(MANOFileError, match="refuses anything else because unpickling can run code"):
+        load_mano_file(path)
+
+
+def test_only_latin1_bytes_decoding_is_allowed(tmp_path):
+    import _codecs
+
+    class Rot13:
+        def __reduce__(self):
+            return (_codecs.encode, ("abc", "rot13"))
+
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(pickle.dumps({"f": Rot13()}, protocol=2))
+    with pytest.raises(MANOFileError, match="not a readable MANO pickle.*rot13"):
+        read_mano_pickle(path)
+
+
+def test_chumpy_expressions_are_refused(tmp_path):
+    with fake_chumpy_class("chumpy.ch_ops", "add") as add:
+        data = pickle.dumps({"shapedirs": add(np.zeros(3))}, protocol=2)
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(data)
+    with pytest.raises(MANOFileError, match=r"'shapedirs' is a chumpy chumpy\.ch_ops\.add expression"):
+        read_mano_pickle(path)
+
+
+def _write_variant(tmp_path: Path, **changes) -> Path:
+    data = {**synthetic_mano()["right"], **changes}
+    data = {k: v for k, v in data.items() if v is not None}
+    return write_mano_pickle(data, tmp_path / "MANO_RIGHT.pkl")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"posedirs": None}, r"MANO_RIGHT\.pkl is not a MANO model file: it lacks posedirs"),
+    ({"v_template": np.zeros((700, 3))}, r"'v_template' has shape \(700, 3\), MANO's is \(778, 3\)"),
+    ({"posedirs": np.zeros((778, 3, 134))}, r"'posedirs' has shape \(778, 3, 134\)"),
+    ({"hands_mean": np.full(45, np.nan)}, r"'hands_mean' has non-finite values"),
+    ({"f": np.zeros((1538, 3))}, r"'f' must hold integers"),
+    ({"weights": np.full((778, 16), 0.5)}, r"'weights' rows must sum to 1"),
+    ({"kintree_table": np.array([[4294967295] + [0] * 15, list(range(16))])}, r"kintree_table's joint tree"),
+    ({"shapedirs": np.zeros((778, 3, 5))}, r"'shapedirs' has 5 shape components, HandForge needs 10"),
+    ({"weights": np.array(["a"] * 778)}, r"'weights' must hold numbers"),
+])
+def test_malformed_mano_data_is_refused_with_the_file_named(tmp_path, changes, message):
+    path = _write_variant(tmp_path, **changes)
+    with pytest.raises(MANOFileError, match=message) as info:
+        load_mano_file(path)
+    assert str(path) in str(info.value) and "mano.is.tue.mpg.de" in str(info.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable MANO pickle"),
+    (b"\x80\x02garbage", "not a readable MANO pickle"),
+    (pickle.dumps([1, 2, 3], protocol=2), "holds a list, not a dict of named arrays"),
+])
+def test_files_that_are_not_mano_pickles(tmp_path, content, message):
+    path = tmp_path / "MANO_LEFT.pkl"
+    path.write_bytes(content)
+    with pytest.raises(MANOFileError, match=message):
+        load_mano_file(path)
+
+
+def test_errors_are_hand_model_errors():
+    assert issubclass(MANOFileError, HandModelError)
+
+
+def test_missing_files_say_where_to_get_mano(tmp_path, monkeypatch):
+    monkeypatch.delenv("HANDFORGE_MANO_DIR", raising=False)
+    with pytest.raises(MANOFileError, match="not configured: download MANO from https://mano.is.tue.mpg.de") as info:
+        resolve_model_dir()
+    assert "HANDFORGE_MANO_DIR" in str(info.value) and "[mano]" in str(info.value)
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(MANOFileError, match=r"nowhere \(from \$HANDFORGE_MANO_DIR\) does not exist"):
+        resolve_model_dir()
+    write_mano_pickle(synthetic_mano()["right"], tmp_path / "MANO_RIGHT.pkl")
+    with pytest.raises(MANOFileError, match=r"MANO_LEFT\.pkl is missing.*HANDFORGE_MANO_DIR"):
+        load_mano_dir(tmp_path)
+    assert find_model_file(tmp_path, "right") == tmp_path / "MANO_RIGHT.pkl"
+    with pytest.raises(MANOFileError, match="does not exist"):
+        load_mano_file(tmp_path / "MANO_LEFT.pkl")
+    with pytest.raises(MANOFileError, match="cannot tell which hand"):
+        load_mano_file(write_mano_pickle(synthetic_mano()["right"], tmp_path / "hand.pkl"))
+    with pytest.raises(MANOFileError, match="holds the right hand, but the left hand was asked for"):
+        load_mano_file(tmp_path / "MANO_RIGHT.pkl", side="left")
+
+
+def test_smplx_folder_layout_is_found(tmp_path, synthetic_mano_dir):
+    # smplx.create(path, "mano") expects path/mano/MANO_RIGHT.pkl; accept that folder too.
+    (tmp_path / "mano").mkdir()
+    for side in ("RIGHT", "LEFT"):
+        (tmp_path / "mano" / f"MANO_{side}.pkl").write_bytes((synthetic_mano_dir / f"MANO_{side}.pkl").read_bytes())
+    assert set(load_mano_dir(tmp_path)) == {"left", "right"}
+
+
+# ---------------------------------------------------------------------- handforge convert-mano
+def test_convert_mano_writes_plain_npz_that_reads_back_identically(tmp_path, synthetic_mano_dir, capsys):
+    out = tmp_path / "converted"
+    assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "MANO_RIGHT.npz" in printed and "non-commercial" in printed
+    for side in ("right", "left"):
+        npz = out / f"MANO_{side.upper()}.npz"
+        with np.load(npz, allow_pickle=False) as data:  # no pickled object anywhere
+            assert all(data[k].dtype != object for k in data.files)
+        converted = load_mano_file(npz)
+        original = load_mano_file(synthetic_mano_dir / f"MANO_{side.upper()}.pkl")
+        assert converted.side == side and converted.info == original.info
+        assert converted.arrays.keys() == original.arrays.keys()
+        for key in original.arrays:
+            np.testing.assert_array_equal(converted[key], original[key])
+    assert sorted(p.name for p in out.iterdir()) == ["MANO_LEFT.npz", "MANO_RIGHT.npz"]  # no temporary files
+    # A second run refuses to overwrite unless told to.
+    assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out), "--force"]) == 0
+
+
+def test_convert_mano_leaves_nothing_behind_on_a_bad_file(tmp_path, synthetic_mano_dir, capsys):
+    good = tmp_path / "MANO_RIGHT.pkl"
+    good.write_bytes((synthetic_mano_dir / "MANO_RIGHT.pkl").read_bytes())
+    bad = tmp_path / "MANO_LEFT.pkl"
+    bad.write_bytes(pickle.dumps({"v_template": np.zeros((778, 3))}, protocol=2))
+    assert cli_main(["convert-mano", "--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "MANO_LEFT.pkl is not a MANO model file: it lacks" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MANO_LEFT.pkl", "MANO_RIGHT.pkl"]
+
+
+def test_convert_mano_explicit_files_and_bad_npz(tmp_path, synthetic_mano_dir, capsys):
+    src = synthetic_mano_dir / "MANO_RIGHT.pkl"
+    assert cli_main(["convert-mano", str(src), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    npz = tmp_path / "MANO_RIGHT.npz"
+    assert load_mano_file(npz).side == "right"
+    # A .npz that is not ours is refused with the fix.
+    np.savez(tmp_path / "MANO_LEFT.npz", meta=np.array('{"format": "other"}'), v_template=np.zeros((778, 3)))
+    with pytest.raises(MANOFileError, match="not a MANO file converted by HandForge.*convert-mano"):
+        load_mano_file(tmp_path / "MANO_LEFT.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(MANOFileError, match="re-create it with `handforge convert-mano`"):
+        load_mano_file(tmp_path / "broken.npz")
+    assert cli_main(["convert-mano", str(npz)]) == 2
+    assert "reads the .pkl files" in capsys.readouterr().err
