@@ -42,9 +42,9 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+        for obj in hands.scene_hands(context.scene, _target(self, context)).values():
             current = pose_conv.read_pose(obj, visual=False)
-            _posed(obj, current.replace(hand_pose=presets.hand_pose(self.preset, side)), fingers_only=True)
+            _posed(obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
         return {"FINISHED"}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 
 from . import hands
+from .presets import label
+from .shared import pose_library
 from .shared.skeleton import FINGERS
 
 
@@ -12,6 +14,21 @@ class _Panel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "HandForge"
+
+
+class HANDFORGE_MT_presets(bpy.types.Menu):
+    """Named poses of the HandForge pose library, one column per category"""
+
+    bl_idname = "HANDFORGE_MT_presets"
+    bl_label = "Presets"
+
+    def draw(self, context):
+        row = self.layout.row()
+        for category in pose_library.categories():
+            col = row.column()
+            col.label(text=category.capitalize())
+            for name in pose_library.names(category):
+                col.operator("handforge.apply_preset", text=label(name)).preset = name
 
 
 class HANDFORGE_PT_hands(_Panel, bpy.types.Panel):
@@ -41,7 +58,7 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
         layout = self.layout
         props = context.scene.handforge
         layout.row().prop(props, "target", expand=True)
-        layout.operator_menu_enum("handforge.apply_preset", "preset", text="Preset", icon="PRESET")
+        layout.menu("HANDFORGE_MT_presets", icon="PRESET")
         row = layout.row(align=True)
         row.operator("handforge.mirror_pose", text="L → R").direction = "LEFT_TO_RIGHT"
         row.operator("handforge.mirror_pose", text="R → L").direction = "RIGHT_TO_LEFT"
@@ -70,4 +87,4 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row.operator("handforge.export_motion", icon="EXPORT")
 
 
-CLASSES = (HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation)
+CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation)

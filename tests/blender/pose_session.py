@@ -1,0 +1,161 @@
+"""Blender session: presets, mirroring, reset, copy/paste, finger sliders, joint limits, errors."""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+import numpy as np
+
+from session import Session, hand
+
+s = Session()
+s.install()
+a = s.args
+SIDES = ("left", "right")
+JOINTS = a["joints"]
+
+
+def rotations(side: str) -> np.ndarray:
+    """(16, 3, 3) bone-local rotations of the channels, and the wrist location."""
+    arm = hand(side)
+    return np.array([np.array(arm.pose.bones[n].matrix_basis)[:3, :3] for n in JOINTS])
+
+
+def location(side: str) -> np.ndarray:
+    return np.array(hand(side).pose.bones["wrist"].location)
+
+
+def error_of(call) -> str:
+    try:
+        call()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""
+
+
+assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+for side in SIDES:
+    s.arrays[f"placement_rot_{side}"] = rotations(side)
+    s.arrays[f"placement_loc_{side}"] = location(side)
+
+
+def presets():
+    names = a["presets"]
+    for name in names:
+        assert bpy.ops.handforge.apply_preset(preset=name, sides="BOTH") == {"FINISHED"}
+        for side in SIDES:
+            s.arrays[f"preset_{name}_{side}"] = rotations(side)
+    return names
+
+
+s.check("presets", presets)
+
+
+def paste(pose_json: str, sides: str = "BOTH"):
+    assert bpy.ops.handforge.paste_pose(text=pose_json, sides=sides) == {"FINISHED"}
+
+
+def mirror():
+    paste(a["random_pose"])
+    for side in SIDES:
+        s.arrays[f"before_mirror_{side}"] = rotations(side)
+        s.arrays[f"before_mirror_loc_{side}"] = location(side)
+    assert bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT") == {"FINISHED"}
+    s.arrays["mirror_l2r_right"] = rotations("right")
+    s.arrays["mirror_l2r_right_loc"] = location("right")
+    s.arrays["mirror_l2r_left"] = rotations("left")
+    paste(a["random_pose"])
+    assert bpy.ops.handforge.mirror_pose(direction="RIGHT_TO_LEFT", include_placement=True) == {"FINISHED"}
+    s.arrays["mirror_r2l_left"] = rotations("left")
+    s.arrays["mirror_r2l_left_loc"] = location("left")
+    return True
+
+
+s.check("mirror", mirror)
+
+
+def reset():
+    paste(a["random_pose"])
+    assert bpy.ops.handforge.reset_pose(sides="RIGHT") == {"FINISHED"}
+    s.arrays["reset_right"], s.arrays["reset_right_loc"] = rotations("right"), location("right")
+    s.arrays["reset_left_untouched"] = rotations("left")
+    assert bpy.ops.handforge.reset_pose(sides="BOTH", include_placement=True) == {"FINISHED"}
+    for side in SIDES:
+        s.arrays[f"reset_all_{side}"], s.arrays[f"reset_all_loc_{side}"] = rotations(side), location(side)
+    return True
+
+
+s.check("reset", reset)
+
+
+def copy_paste():
+    paste(a["random_pose"])
+    before = {side: rotations(side) for side in SIDES}
+    assert bpy.ops.handforge.copy_pose(sides="BOTH") == {"FINISHED"}
+    bpy.ops.handforge.reset_pose(sides="BOTH", include_placement=True)
+    assert bpy.ops.handforge.paste_pose(sides="BOTH") == {"FINISHED"}
+    err = {side: float(np.abs(rotations(side) - before[side]).max()) for side in SIDES}
+    # only the right hand on the clipboard: pasting onto the left gives its mirror image
+    right_only = json.loads(a["random_pose"])
+    right_only["hands"].pop("left")
+    paste(json.dumps(right_only), sides="LEFT")
+    s.arrays["paste_mirrored_left"] = rotations("left")
+    bad = error_of(lambda: bpy.ops.handforge.paste_pose(text="not a pose", sides="BOTH"))
+    return {"roundtrip_error": err, "bad_clipboard": bad}
+
+
+s.check("copy_paste", copy_paste)
+
+
+def sliders():
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    right = hand("right")
+    right.handforge.curl_index = 1.0
+    right.handforge.spread_pinky = 0.5
+    right.handforge.curl_thumb = 0.5
+    s.arrays["sliders_right"] = rotations("right")
+    s.arrays["sliders_left"] = rotations("left")
+    bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT")
+    synced = {k: getattr(right.handforge, k) for k in ("curl_index", "curl_middle", "curl_pinky", "spread_index")}
+    return {"synced_after_fist": synced}
+
+
+s.check("sliders", sliders)
+
+
+def limits():
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    right = hand("right")
+    right.pose.bones["index2"].rotation_euler = (2.5, 0.0, 0.0)  # 143°: beyond the PIP's range
+    right.pose.bones["index1"].rotation_euler = (0.3, 0.0, -0.9)  # abduction far beyond ±20°
+    bpy.context.view_layer.update()
+    free = np.array(right.pose.bones["index2"].matrix)
+    right.handforge.use_limits = True
+    bpy.context.view_layer.update()
+    limited = np.array(right.pose.bones["index2"].matrix)
+    muted = [c.mute for c in right.pose.bones["index2"].constraints]
+    assert bpy.ops.handforge.export_motion(filepath=a["limits_clip"], frame_start=1, frame_end=1, sides="RIGHT") == {"FINISHED"}
+    right.handforge.use_limits = False
+    bpy.context.view_layer.update()
+    back = np.array(right.pose.bones["index2"].matrix)
+    return {"changed_when_on": float(np.abs(free - limited).max()), "back_when_off": float(np.abs(free - back).max()),
+            "constraints_muted_when_on": muted}
+
+
+s.check("limits", limits)
+
+
+def errors():
+    scene = bpy.data.scenes.new("Empty")
+    bpy.context.window.scene = scene
+    return {
+        "preset_without_hands": error_of(lambda: bpy.ops.handforge.apply_preset(preset="fist")),
+        "mirror_without_hands": error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT")),
+        "missing_rig_file": error_of(lambda: bpy.ops.handforge.add_hands(source="FILE", filepath="/nonexistent/rig.npz")),
+        "objects_after": len(scene.objects),
+    }
+
+
+s.check("errors", errors)
+s.finish()

@@ -1,0 +1,161 @@
+"""Posing in real Blender: presets, mirroring, reset, copy/paste, finger sliders, joint limits.
+
+Expected joint rotations come from the shared modules (pose library, anatomy, HandPose.mirrored)
+and the open hand's joint frames: bone-local rotation = Fᵀ·R·F.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from handforge_shared import anatomy, pose_library
+from handforge_shared.poses import HandPose, MotionClip
+from handforge_shared.rig import load_open_hand_rig
+from handforge_shared.rotations import axis_angle_to_matrix
+from handforge_shared.skeleton import FINGER_JOINTS, JOINT_NAMES, SIDES
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+ATOL = 2e-6
+RIGHT_PLACEMENT = HandPose(global_orient=[0.0, -np.pi / 2, 0.0], hand_pose=np.zeros(45), betas=np.zeros(10),
+                           transl=[0.12, 0.0, 0.0])
+PLACEMENT = {"right": RIGHT_PLACEMENT, "left": RIGHT_PLACEMENT.mirrored()}
+
+
+def frames(side: str) -> np.ndarray:
+    return load_open_hand_rig(side).joint_frames()
+
+
+def expected_local(pose: HandPose, side: str) -> np.ndarray:
+    """(16, 3, 3) bone-local rotations of a pose on the open hand rig of ``side``."""
+    f = frames(side)
+    aa = np.concatenate([pose.global_orient[None], pose.hand_pose.reshape(15, 3)])
+    return np.swapaxes(f, -1, -2) @ axis_angle_to_matrix(aa) @ f
+
+
+def expected_location(pose: HandPose, side: str) -> np.ndarray:
+    return frames(side)[0].T @ pose.transl
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("pose_session")
+    rng = np.random.default_rng(11)
+    random_pose = {s: HandPose(global_orient=rng.normal(0, 0.5, 3), hand_pose=rng.normal(0, 0.3, 45),
+                               betas=np.zeros(10), transl=rng.uniform(-0.1, 0.1, 3)) for s in SIDES}
+    args = {"joints": list(JOINT_NAMES), "presets": list(pose_library.names()),
+            "random_pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in random_pose.items()}}),
+            "limits_clip": str(work / "limits.npz")}
+    result = run_blender("pose_session.py", addon_zip, work / "blender", args)
+    result.random_pose = random_pose
+    result.limits_clip = work / "limits.npz"
+    return result
+
+
+def _no_error(session, name):
+    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
+
+
+def test_added_hands_are_placed_side_by_side(session):
+    for side in SIDES:
+        np.testing.assert_allclose(session.arrays[f"placement_rot_{side}"], expected_local(PLACEMENT[side], side), atol=ATOL)
+        np.testing.assert_allclose(session.arrays[f"placement_loc_{side}"], expected_location(PLACEMENT[side], side), atol=ATOL)
+
+
+def test_every_library_pose_is_a_preset_with_the_library_rotations(session):
+    _no_error(session, "presets")
+    names = session["presets"]
+    assert len(names) >= 20
+    for must in ("flat", "relaxed", "fist", "point", "pinch", "ok", "thumbs_up", "victory",
+                 "count_1", "count_2", "count_3", "count_4", "count_5"):
+        assert must in names
+    for name in names:
+        for side in SIDES:
+            pose = pose_library.get(name, side).replace(global_orient=PLACEMENT[side].global_orient)
+            got = session.arrays[f"preset_{name}_{side}"]
+            np.testing.assert_allclose(got[1:], expected_local(pose, side)[1:], atol=ATOL, err_msg=f"{name} {side}")
+            # the wrist keeps its placement
+            np.testing.assert_allclose(got[0], expected_local(PLACEMENT[side], side)[0], atol=ATOL)
+    fist = session.arrays["preset_fist_right"]
+    assert np.abs(fist[1:] - np.eye(3)).max() > 0.5  # a fist is far from the flat hand
+
+
+def test_mirror_left_to_right_gives_the_mirrored_finger_pose(session):
+    _no_error(session, "mirror")
+    left = session.random_pose["left"]
+    right_before = session.random_pose["right"]
+    target = right_before.replace(hand_pose=left.mirrored().hand_pose)
+    np.testing.assert_allclose(session.arrays["mirror_l2r_right"], expected_local(target, "right"), atol=ATOL)
+    np.testing.assert_allclose(session.arrays["mirror_l2r_right_loc"], expected_location(right_before, "right"), atol=ATOL)
+    np.testing.assert_allclose(session.arrays["mirror_l2r_left"], expected_local(left, "left"), atol=ATOL)
+
+
+def test_mirror_right_to_left_with_placement_is_the_mirror_image(session):
+    _no_error(session, "mirror")
+    target = session.random_pose["right"].mirrored()
+    np.testing.assert_allclose(session.arrays["mirror_r2l_left"], expected_local(target, "left"), atol=ATOL)
+    np.testing.assert_allclose(session.arrays["mirror_r2l_left_loc"], expected_location(target, "left"), atol=ATOL)
+
+
+def test_reset_straightens_fingers_and_optionally_the_placement(session):
+    _no_error(session, "reset")
+    right = session.random_pose["right"]
+    np.testing.assert_allclose(session.arrays["reset_right"][1:], np.broadcast_to(np.eye(3), (15, 3, 3)), atol=ATOL)
+    np.testing.assert_allclose(session.arrays["reset_right"][0], expected_local(right, "right")[0], atol=ATOL)
+    np.testing.assert_allclose(session.arrays["reset_right_loc"], expected_location(right, "right"), atol=ATOL)
+    np.testing.assert_allclose(session.arrays["reset_left_untouched"], expected_local(session.random_pose["left"], "left"), atol=ATOL)
+    for side in SIDES:
+        np.testing.assert_allclose(session.arrays[f"reset_all_{side}"], expected_local(PLACEMENT[side], side), atol=ATOL)
+        np.testing.assert_allclose(session.arrays[f"reset_all_loc_{side}"], expected_location(PLACEMENT[side], side), atol=ATOL)
+
+
+def test_copy_then_paste_restores_the_pose(session):
+    _no_error(session, "copy_paste")
+    result = session["copy_paste"]
+    assert max(result["roundtrip_error"].values()) < ATOL
+    mirrored = session.random_pose["right"].mirrored()
+    np.testing.assert_allclose(session.arrays["paste_mirrored_left"], expected_local(mirrored, "left"), atol=ATOL)
+    assert "no HandForge pose" in result["bad_clipboard"]
+
+
+def test_finger_sliders_pose_one_finger_by_anatomy(session):
+    _no_error(session, "sliders")
+    angles = anatomy.curl_spread_angles({"index": 1.0, "thumb": 0.5}, {"pinky": 0.5})
+    world = anatomy.anatomical_to_matrix(angles, frames("right"), "right")
+    f = frames("right")[1:]
+    local = np.swapaxes(f, -1, -2) @ world @ f
+    got = session.arrays["sliders_right"]
+    touched = [j for finger in ("index", "thumb", "pinky") for j in FINGER_JOINTS[finger]]
+    np.testing.assert_allclose(got[touched], local[[j - 1 for j in touched]], atol=ATOL)
+    untouched = [j for j in range(1, 16) if j not in touched]
+    np.testing.assert_allclose(got[untouched], np.broadcast_to(np.eye(3), (len(untouched), 3, 3)), atol=ATOL)
+    assert np.abs(got[FINGER_JOINTS["index"][1]] - np.eye(3)).max() > 0.5  # the index really curled
+    synced = session["sliders"]["synced_after_fist"]
+    assert synced["curl_index"] > 0.8 and synced["curl_pinky"] > 0.8 and abs(synced["spread_index"]) < 0.1
+
+
+def test_joint_limits_clamp_what_is_shown_and_exported(session):
+    _no_error(session, "limits")
+    result = session["limits"]
+    assert result["changed_when_on"] > 1e-3 and result["back_when_off"] < 1e-6
+    assert result["constraints_muted_when_on"] == [False]
+    clip = MotionClip.load(session.limits_clip)
+    angles = anatomy.hand_pose_to_anatomical(clip.hands["right"].hand_pose[0], frames("right"), "right")
+    lo, hi = anatomy.LIMITS_RAD[..., 0], anatomy.LIMITS_RAD[..., 1]
+    assert np.all(angles >= lo - 1e-4) and np.all(angles <= hi + 1e-4)
+    index2 = JOINT_NAMES.index("index2") - 1
+    assert abs(angles[index2, 0] - hi[index2, 0]) < 1e-4  # flexion stopped at its maximum
+
+
+def test_user_errors_are_reported_and_change_nothing(session):
+    _no_error(session, "errors")
+    result = session["errors"]
+    assert "Add Hands" in result["preset_without_hands"]
+    assert "Add Hands" in result["mirror_without_hands"]
+    assert "/nonexistent/rig.npz" in result["missing_rig_file"]
+    assert result["objects_after"] == 0
