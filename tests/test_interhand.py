@@ -1,0 +1,183 @@
+"""InterHand2.6M readers on small fixtures written by the test: MANO_NeuralAnnot.json (null and missing hands,
+several captures and frames) → MotionClip / TwoHandPose → .npz and back; the mean-relative convention; cameras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import smplx
+import torch
+
+from handforge.hands.mano import load_mano
+from handforge_shared import interhand
+from handforge_shared.poses import MotionClip, PoseFormatError
+from handforge_shared.rotations import axis_angle_to_matrix
+from tests.support.synthetic_mano import synthetic_mano_dir, write_synthetic_mano  # noqa: F401 - fixture
+
+
+def _hand(rng: np.random.Generator) -> dict:
+    return {"pose": rng.normal(scale=0.4, size=48).tolist(), "shape": rng.normal(size=10).tolist(),
+            "trans": rng.normal(scale=0.2, size=3).tolist()}
+
+
+@pytest.fixture
+def annotations() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "0": {
+            "0": {"right": _hand(rng), "left": _hand(rng)},
+            "6": {"right": None, "left": _hand(rng)},  # null hand
+            "3": {"right": _hand(rng)},                 # missing key; out of order on purpose
+            "12": {"right": None, "left": None},        # no hand at all
+        },
+        "7": {"100": {"left": _hand(rng)}, "105": {"left": _hand(rng), "right": None}},
+        "9": {"1": {"right": None, "left": None}},     # a capture without any hand
+    }
+
+
+@pytest.fixture
+def annotation_file(tmp_path, annotations) -> Path:
+    path = tmp_path / "InterHand2.6M_test_MANO_NeuralAnnot.json"
+    path.write_text(json.dumps(annotations))
+    return path
+
+
+def test_reader_handles_null_and_missing_hands(annotation_file, annotations):
+    parsed = interhand.read_mano_annotations(annotation_file)
+    assert list(parsed) == ["0", "7", "9"]
+    assert list(parsed["0"]) == [0, 3, 6, 12]  # numeric frame order
+    assert set(parsed["0"][0]) == {"left", "right"} and set(parsed["0"][3]) == {"right"}
+    assert set(parsed["0"][6]) == {"left"} and parsed["0"][12] == {} and parsed["9"][1] == {}
+    raw = annotations["0"]["0"]["right"]
+    pose = parsed["0"][0]["right"]
+    np.testing.assert_array_equal(pose.global_orient, raw["pose"][:3])
+    np.testing.assert_array_equal(pose.hand_pose, raw["pose"][3:])
+    np.testing.assert_array_equal(pose.betas, raw["shape"])
+    np.testing.assert_array_equal(pose.transl, raw["trans"])
+
+
+def test_capture_clips_round_trip_through_npz(tmp_path, annotation_file, annotations):
+    clips = interhand.capture_clips(annotation_file, fps=5.0)
+    assert set(clips) == {"0", "7"}  # capture 9 has no hand
+    clip = clips["0"]
+    assert clip.hand_model == "mano" and clip.fps == 5.0 and clip.num_frames == 4
+    assert clip.extra == {"source": interhand.SOURCE, "capture": "0", "frame_indices": [0, 3, 6, 12],
+                          "pose_convention": "mean_relative"}
+    assert clip.present["right"].tolist() == [True, True, False, False]
+    assert clip.present["left"].tolist() == [True, False, True, False]
+    np.testing.assert_array_equal(clip.hands["left"].hand_pose[2], annotations["0"]["6"]["left"]["pose"][3:])
+    assert set(clips["7"].hands) == {"left"} and clips["7"].present["left"].all()
+    path = clip.save(tmp_path / "capture0.npz")
+    loaded = MotionClip.load(path)
+    assert loaded.extra == clip.extra and loaded.fps == clip.fps
+    for side in ("left", "right"):
+        assert np.array_equal(loaded.present[side], clip.present[side])
+        np.testing.assert_allclose(loaded.hands[side].to_vector(), clip.hands[side].to_vector(), atol=1e-6)
+    # A frame of the clip is the annotated two-hand pose; an empty frame has no hand.
+    frame = clip.frame(0)
+    np.testing.assert_allclose(frame.right.hand_pose, annotations["0"]["0"]["right"]["pose"][3:])
+
+
+def test_flat_conversion_uses_each_sides_mean(annotation_file):
+    rng = np.random.default_rng(1)
+    means = {"right": rng.normal(size=45), "left": rng.normal(size=45)}
+    relative = interhand.capture_clips(annotation_file)
+    flat = interhand.capture_clips(annotation_file, hands_mean=means)
+    assert flat["0"].extra["pose_convention"] == "flat"
+    for side in ("left", "right"):
+        present = relative["0"].present[side]
+        np.testing.assert_allclose(flat["0"].hands[side].hand_pose[present],
+                                   relative["0"].hands[side].hand_pose[present] + means[side])
+        assert not flat["0"].hands[side].hand_pose[~present].any()  # absent frames stay zero
+        np.testing.assert_array_equal(flat["0"].hands[side].global_orient, relative["0"].hands[side].global_orient)
+    converted = interhand.to_flat(relative["0"], means)
+    np.testing.assert_array_equal(converted.hands["right"].hand_pose, flat["0"].hands["right"].hand_pose)
+    assert interhand.to_flat(converted, means) is converted  # already flat
+    frames = interhand.frame_poses(annotation_file, hands_mean=means)
+    assert sorted(frames) == [("0", 0), ("0", 3), ("0", 6), ("7", 100), ("7", 105)]
+    np.testing.assert_allclose(frames[("0", 6)].left.hand_pose, flat["0"].hands["left"].hand_pose[2])
+    with pytest.raises(PoseFormatError, match="hands_mean has no left hand"):
+        interhand.capture_clips(annotation_file, hands_mean={"right": means["right"]})
+    with pytest.raises(PoseFormatError, match=r"hands_mean\['right'\] must be 45 finite numbers"):
+        interhand.to_flat(relative["0"], {"right": np.zeros(44), "left": means["left"]})
+
+
+def test_interhand_poses_on_mano_match_smplx_used_as_the_dataset_says(tmp_path, annotation_file, synthetic_mano_dir):
+    """REFERENCE §7: smplx with its default flat_hand_mean=False, pose[:3] / pose[3:], shape, trans."""
+    model = load_mano(synthetic_mano_dir).to(dtype=torch.float64)
+    plain = write_synthetic_mano(tmp_path / "plain", chumpy_shapedirs=False)  # smplx cannot read chumpy
+    clip = interhand.capture_clips(annotation_file, hands_mean=model.hands_mean_arrays())["0"]
+    raw = interhand.read_mano_annotations(annotation_file)["0"][0]
+    for side in ("right", "left"):
+        reference = _smplx_default(plain, side)
+        hand = raw[side]
+        expected = reference(global_orient=torch.tensor(hand.global_orient[None]),
+                             hand_pose=torch.tensor(hand.hand_pose[None]), betas=torch.tensor(hand.betas[None]),
+                             transl=torch.tensor(hand.transl[None]))
+        ours = model.forward_pose(side, clip.hands[side][0])
+        torch.testing.assert_close(ours.vertices, expected.vertices, rtol=0, atol=1e-6)
+
+
+def _smplx_default(folder: Path, side: str) -> smplx.MANO:
+    """smplx loaded the ordinary way, with its default flat_hand_mean=False."""
+    return smplx.MANO(str(folder / f"MANO_{side.upper()}.pkl"), is_rhand=side == "right", use_pca=False,
+                      dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda a: a["0"]["0"]["right"].update(pose=[0.0] * 47), r"capture 0 frame 0 right: pose must hold 48"),
+    (lambda a: a["0"]["0"]["left"].update(shape=[float("nan")] * 10), r"capture 0 frame 0 left: betas has a non-finite"),
+    (lambda a: a["0"]["0"]["left"].pop("trans"), r"frame 0 left: missing trans"),
+    (lambda a: a["0"].update({"x": {}}), r"capture 0 frame x: frame keys must be integers"),
+    (lambda a: a["0"]["0"].update(middle=None), r"unknown hands \['middle'\]"),
+    (lambda a: a["0"]["0"].update(right=[1, 2]), r"frame 0 right: expected an object"),
+    (lambda a: a.update({"5": [1]}), r"capture 5: expected an object keyed by frame index"),
+])
+def test_malformed_annotations_are_refused(tmp_path, annotations, mutate, message):
+    mutate(annotations)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(annotations))
+    with pytest.raises(PoseFormatError, match=message) as info:
+        interhand.capture_clips(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(PoseFormatError, match="no such file"):
+        interhand.read_mano_annotations(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(PoseFormatError, match="not a readable JSON file"):
+        interhand.read_mano_annotations(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(PoseFormatError, match="expected a JSON object keyed by capture id"):
+        interhand.read_cameras(tmp_path / "list.json")
+
+
+# ---------------------------------------------------------------------- cameras
+def test_cameras_become_opencv_cameras_in_metres(tmp_path):
+    rng = np.random.default_rng(2)
+    rot = axis_angle_to_matrix(rng.normal(size=3))
+    campos_mm = np.array([150.0, -820.0, 1200.0])
+    data = {"0": {"campos": {"400262": campos_mm.tolist()}, "camrot": {"400262": rot.tolist()},
+                  "focal": {"400262": [1200.0, 1190.0]}, "princpt": {"400262": [160.0, 250.0]}}}
+    path = tmp_path / "InterHand2.6M_test_camera.json"
+    path.write_text(json.dumps(data))
+    cam = interhand.read_cameras(path)["0"]["400262"]
+    np.testing.assert_allclose(cam.K, [[1200.0, 0, 160.0], [0, 1190.0, 250.0], [0, 0, 1]])
+    np.testing.assert_allclose(cam.position, campos_mm / 1000.0, atol=1e-12)
+    # InterHand2.6M's own projection, in millimetres: x_cam = R (X - campos), u = fx x/z + cx.
+    world_mm = np.array([[10.0, 20.0, 30.0], [-50.0, 5.0, 80.0]])
+    x_cam = (world_mm - campos_mm) @ rot.T
+    expected = np.stack([1200.0 * x_cam[:, 0] / x_cam[:, 2] + 160.0, 1190.0 * x_cam[:, 1] / x_cam[:, 2] + 250.0], 1)
+    np.testing.assert_allclose(cam.project(world_mm / 1000.0), expected, rtol=1e-10)
+    np.testing.assert_allclose(cam.t, x_cam[0] / 1000.0 - (world_mm[0] / 1000.0) @ rot.T, atol=1e-12)
+    data["0"]["camrot"]["400262"] = (2 * rot).tolist()
+    path.write_text(json.dumps(data))
+    with pytest.raises(PoseFormatError, match="camera 400262: camrot is not a rotation matrix"):
+        interhand.read_cameras(path)
+    del data["0"]["focal"]
+    with pytest.raises(PoseFormatError, match="capture 0: expected campos, camrot, focal and princpt"):
+        interhand.read_cameras(data)
