@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -376,7 +377,7 @@ def read_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, 
             arrays = {k: data[k] for k in data.files}
     except ValueError as exc:
         raise PoseFormatError(f"{path}: holds pickled objects or is not a valid .npz ({exc})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise PoseFormatError(f"{path}: not a readable .npz file ({exc})") from None
     if "meta" not in arrays:
         raise PoseFormatError(f"{path}: no 'meta' entry; not a HandForge file")

@@ -59,11 +59,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def ui_context() -> dict[str, Any]:
-    """A context override with the window's 3D viewport, for operators that want one (undo)."""
+    """A context override with the main window, for operators that want one (undo). No area:
+    an area override crashes Blender 4.5 in background mode when it pushes an undo step."""
     window = bpy.context.window_manager.windows[0]
-    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
-    return {"window": window, "screen": window.screen, "area": area,
-            "region": next(r for r in area.regions if r.type == "WINDOW")}
+    return {"window": window, "screen": window.screen}
+
+
+def init_undo() -> None:
+    """Background mode starts with undo off; the first explicit push turns it on."""
+    with bpy.context.temp_override(**ui_context()):
+        bpy.ops.ed.undo_push(message="HandForge test start")
 
 
 def hand(side: str):

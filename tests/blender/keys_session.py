@@ -1,0 +1,113 @@
+"""Blender session: keyframing — artist keys, clip import (exact frames and values, GENERATED keys,
+artist keys kept, regenerate, presence, retiming), one undo step per import, bad files."""
+
+from __future__ import annotations
+
+import bpy
+
+from session import Session, hand, init_undo, ui_context
+
+s = Session()
+s.install()
+a = s.args
+SIDES = ("left", "right")
+UI = ui_context()
+
+
+def as_user(op, **kwargs):
+    """Call an operator the way a button does: with the UI context and an undo push."""
+    with bpy.context.temp_override(**UI):
+        return op("EXEC_DEFAULT", True, **kwargs)
+
+
+def snapshot() -> dict:
+    out = {}
+    for side in SIDES:
+        ad = hand(side).animation_data
+        if ad is None or ad.action is None:
+            continue
+        bag = None
+        for layer in ad.action.layers:
+            for strip in layer.strips:
+                bag = strip.channelbag(ad.action_slot) or bag
+        for fc in bag.fcurves:
+            out[f"{side}|{fc.data_path}|{fc.array_index}"] = [
+                [kp.co[0], kp.co[1], kp.type, kp.interpolation, kp.handle_left_type, kp.handle_right_type]
+                for kp in fc.keyframe_points]
+    return out
+
+
+def error_of(call) -> str:
+    try:
+        call()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""
+
+
+scene = bpy.context.scene
+scene.render.fps, scene.render.fps_base = 24, 1.0
+assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+init_undo()
+as_user(bpy.ops.handforge.paste_pose, text=a["artist_pose"], sides="BOTH")
+for frame in a["artist_frames"]:
+    scene.frame_set(frame)
+    assert as_user(bpy.ops.handforge.key_pose, sides="BOTH") == {"FINISHED"}
+# the artist makes one key constant with vector handles: it must stay so
+fc_probe = hand("right").animation_data.action.layers[0].strips[0].channelbag(hand("right").animation_data.action_slot).fcurves.find('pose.bones["index1"].rotation_euler', index=0)
+fc_probe.keyframe_points[0].interpolation = "CONSTANT"
+fc_probe.keyframe_points[0].handle_left_type = "VECTOR"
+as_user(bpy.ops.handforge.key_pose, sides="LEFT")  # an undo step after the artist's edits (frame 40 again)
+s.results["artist"] = snapshot()
+s.results["layered"] = hand("right").animation_data.action.is_action_layered
+
+
+def first_import():
+    assert as_user(bpy.ops.handforge.import_motion, filepath=a["clip1"], frame_start=a["start"]) == {"FINISHED"}
+    return snapshot()
+
+
+s.check("import1", first_import)
+
+
+def second_import():
+    assert as_user(bpy.ops.handforge.import_motion, filepath=a["clip2"], frame_start=a["start"]) == {"FINISHED"}
+    return snapshot()
+
+
+s.check("import2", second_import)
+
+
+def undo_twice():
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    after_one = snapshot()
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    return {"one": after_one, "two": snapshot()}
+
+
+s.check("undo", undo_twice)
+
+
+def presence_and_retiming():
+    assert bpy.ops.handforge.import_motion(filepath=a["clip_gaps"], frame_start=200) == {"FINISHED"}
+    snap = snapshot()
+    return {"gaps": {k: v for k, v in snap.items() if any(200 <= key[0] < 300 for key in v)},
+            "frame_end": scene.frame_end}
+
+
+s.check("gaps", presence_and_retiming)
+
+
+def bad_files():
+    before = snapshot()
+    return {
+        "corrupt": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["corrupt"])),
+        "missing": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["work"] + "/nope.npz")),
+        "unchanged": snapshot() == before,
+    }
+
+
+s.check("bad", bad_files)
+s.finish()

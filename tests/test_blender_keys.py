@@ -1,0 +1,163 @@
+"""Keyframing in real Blender: clip import writes exactly the clip's frames and values as GENERATED
+keys, keeps the artist's keys, replaces its own keys on re-import, and is undone by one undo."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from handforge_shared.poses import HandPose, MotionClip
+from handforge_shared.rig import load_open_hand_rig
+from handforge_shared.rotations import axis_angle_to_matrix
+from handforge_shared.skeleton import JOINT_NAMES, SIDES
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+START = 1
+NUM_FRAMES = 30
+ARTIST_FRAMES = [5, 40]
+
+
+def clip_of(rng, n, fps=24.0, present=None) -> MotionClip:
+    hands = {s: HandPose(global_orient=rng.normal(0, 0.5, (n, 3)), hand_pose=rng.normal(0, 0.3, (n, 45)),
+                         betas=np.zeros((n, 10)), transl=rng.uniform(-0.1, 0.1, (n, 3))) for s in SIDES}
+    return MotionClip(hands=hands, fps=fps, present=present or {})
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("keys_session")
+    rng = np.random.default_rng(3)
+    clips = {"clip1": clip_of(rng, NUM_FRAMES), "clip2": clip_of(rng, NUM_FRAMES)}
+    gaps = np.ones(10, bool)
+    gaps[3:6] = False
+    clips["clip_gaps"] = clip_of(rng, 10, fps=48.0, present={"left": gaps})
+    for name, clip in clips.items():
+        clip.save(work / f"{name}.npz")
+    (work / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip")
+    artist = {s: HandPose(global_orient=np.zeros(3), hand_pose=rng.normal(0, 0.2, 45), betas=np.zeros(10),
+                          transl=np.zeros(3)) for s in SIDES}
+    args = {name: str(work / f"{name}.npz") for name in clips} | {
+        "corrupt": str(work / "corrupt.npz"), "work": str(work), "start": START, "artist_frames": ARTIST_FRAMES,
+        "artist_pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in artist.items()}})}
+    result = run_blender("keys_session.py", addon_zip, work / "blender", args)
+    result.clips = clips
+    return result
+
+
+def _no_error(session, name):
+    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
+
+
+def _keys(snapshot, side, path, index):
+    return snapshot[f"{side}|{path}|{index}"]
+
+
+def _rotation_keys(snapshot, side: str) -> dict[str, dict[float, np.ndarray]]:
+    """Per bone, per frame: the keyed bone-local rotation matrix (from Euler YZX or quaternion keys)."""
+    values: dict[str, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    modes = {}
+    for key, points in snapshot.items():
+        s, path, index = key.split("|")
+        if s != side or ".rotation_" not in path:
+            continue
+        bone = path.split('"')[1]
+        modes[bone] = path.rsplit(".", 1)[1]
+        for frame, value, *_ in points:
+            values[bone][frame][int(index)] = value
+    out: dict[str, dict[float, np.ndarray]] = {}
+    for bone, per_frame in values.items():
+        out[bone] = {}
+        for frame, comps in per_frame.items():
+            if modes[bone] == "rotation_euler":
+                x, y, z = comps[0], comps[1], comps[2]
+                out[bone][frame] = Rotation.from_euler("yzx", [y, z, x]).as_matrix()  # Blender 'YZX'
+            else:
+                w, x, y, z = (comps[i] for i in range(4))
+                out[bone][frame] = Rotation.from_quat([x, y, z, w]).as_matrix()
+    return out
+
+
+def _expected_local(clip: MotionClip, side: str) -> np.ndarray:
+    f = load_open_hand_rig(side).joint_frames()
+    p = clip.hands[side]
+    aa = np.concatenate([p.global_orient[:, None], p.hand_pose.reshape(-1, 15, 3)], axis=1)
+    return np.swapaxes(f, -1, -2) @ axis_angle_to_matrix(aa) @ f  # (T, 16, 3, 3)
+
+
+def _check_import(snapshot, artist, clip):
+    frames = [float(START + i) for i in range(NUM_FRAMES)]
+    for side in SIDES:
+        expected = _expected_local(clip, side)
+        rot = _rotation_keys(snapshot, side)
+        assert set(rot) == set(JOINT_NAMES)
+        for k, bone in enumerate(JOINT_NAMES):
+            keyed = rot[bone]
+            assert sorted(keyed) == sorted(set(frames) | set(map(float, ARTIST_FRAMES)))
+            for i, frame in enumerate(frames):
+                if frame in ARTIST_FRAMES:
+                    continue
+                np.testing.assert_allclose(keyed[frame], expected[i, k], atol=2e-6, err_msg=f"{side} {bone} {frame}")
+        loc = [_keys(snapshot, side, 'pose.bones["wrist"].location', i) for i in range(3)]
+        f0 = load_open_hand_rig(side).joint_frames()[0]
+        want = clip.hands[side].transl @ f0  # location = F0ᵀ·transl
+        for i in range(3):
+            gen = {p[0]: p[1] for p in loc[i] if p[2] == "GENERATED"}
+            assert sorted(gen) == [f for f in frames if f not in ARTIST_FRAMES]
+            np.testing.assert_allclose([gen[f] for f in sorted(gen)],
+                                       [want[int(f) - START, i] for f in sorted(gen)], atol=1e-6)
+    # every artist key is exactly as it was (value, type, interpolation, handles)
+    for key, points in artist.items():
+        now = {p[0]: p for p in snapshot[key]}
+        for p in points:
+            assert now[p[0]] == p, key
+        types = {p[0]: p[2] for p in snapshot[key]}
+        assert all(types[f] == "GENERATED" for f in frames if f not in ARTIST_FRAMES)
+
+
+def test_artist_keys_are_ordinary_keys_on_a_layered_action(session):
+    assert session["layered"] is True
+    artist = session["artist"]
+    assert artist and all(p[2] == "KEYFRAME" for points in artist.values() for p in points)
+    probe = _keys(artist, "right", 'pose.bones["index1"].rotation_euler', 0)[0]
+    assert probe[3] == "CONSTANT" and probe[4] == "VECTOR"
+
+
+def test_import_writes_exactly_the_clip_and_keeps_artist_keys(session):
+    _no_error(session, "import1")
+    _check_import(session["import1"], session["artist"], session.clips["clip1"])
+
+
+def test_reimport_replaces_generated_keys_only(session):
+    _no_error(session, "import2")
+    _check_import(session["import2"], session["artist"], session.clips["clip2"])
+
+
+def test_one_undo_undoes_one_import(session):
+    _no_error(session, "undo")
+    assert session["undo"]["one"] == session["import1"]
+    assert session["undo"]["two"] == session["artist"]
+
+
+def test_presence_gaps_and_retiming(session):
+    _no_error(session, "gaps")
+    gaps = session["gaps"]["gaps"]
+    # 48 fps clip into a 24 fps scene: keys every half frame from 200; the left hand is absent in 3..5
+    right = sorted(p[0] for p in _keys(gaps, "right", 'pose.bones["index1"].rotation_euler', 0) if p[0] >= 200)
+    left = sorted(p[0] for p in _keys(gaps, "left", 'pose.bones["index1"].rotation_euler', 0) if p[0] >= 200)
+    assert right == [200 + 0.5 * i for i in range(10)]
+    assert left == [200 + 0.5 * i for i in range(10) if not 3 <= i < 6]
+    assert session["gaps"]["frame_end"] >= 205
+
+
+def test_bad_files_are_reported_and_change_nothing(session):
+    _no_error(session, "bad")
+    bad = session["bad"]
+    assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
+    assert bad["unchanged"] is True
