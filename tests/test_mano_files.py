@@ -106,6 +106,27 @@ def test_chumpy_pickle_loads_without_chumpy(synthetic_mano_dir, plain_dir):
         assert ours["shapedirs"].dtype == np.float64 and ours["f"].dtype == np.int64
 
 
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_older_pickle_protocols_load_too(tmp_path, protocol):
+    # Protocols 0/1 rebuild objects through copyreg._reconstructor instead of NEWOBJ.
+    right = synthetic_mano()["right"]
+    path = write_mano_pickle(right, tmp_path / "MANO_RIGHT.pkl", protocol=protocol)
+    assert "copy_reg _reconstructor" in _globals(path)
+    np.testing.assert_array_equal(load_mano_file(path)["shapedirs"], right["shapedirs"])
+
+
+def test_unused_entries_that_cannot_be_read_are_skipped(tmp_path):
+    right = synthetic_mano()["right"]
+    with fake_chumpy_class("chumpy.ch_ops", "add") as add:
+        extra = add(np.zeros(3))
+        with fake_chumpy_class() as ch:
+            data = pickle.dumps({**right, "shapedirs": ch(right["shapedirs"]), "pose_prior": extra}, protocol=2)
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(data)
+    assert "pose_prior" not in read_mano_pickle(path)
+    assert load_mano_file(path).side == "right"
+
+
 def test_model_dir_comes_from_the_setting(synthetic_mano_dir, monkeypatch):
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(synthetic_mano_dir))
     assert resolve_model_dir() == synthetic_mano_dir

@@ -171,6 +171,8 @@ def unavailable_reason() -> str:
     try:
         _smplx()
         folder, _ = config.get(config.MANO_DIR.key)
+        if folder is None:
+            load_mano_dir(None)  # raises the "not configured" error with today's config path
         key = _files_key(folder)
         if key not in _REASONS:
             try:
@@ -183,10 +185,8 @@ def unavailable_reason() -> str:
         return str(exc)
 
 
-def _files_key(folder: Path | None) -> tuple:
+def _files_key(folder: Path) -> tuple:
     """Identifies the MANO files' current state, so checks are redone only when they change."""
-    if folder is None:
-        return (None,)
     stats = []
     for sub in ("", "mano"):
         for side in SIDES:

@@ -232,7 +232,15 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise MANOFileError(f"{path} is not a MANO model file: it holds a {type(data).__name__}, not a dict of "
                             f"named arrays; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
-    return {k: _plain_value(v, k, path) for k, v in data.items()}
+    plain = {}
+    for key, value in data.items():
+        try:
+            plain[key] = _plain_value(value, key, path)
+        except MANOFileError:
+            if key in REQUIRED or key in OPTIONAL:
+                raise
+            # An entry HandForge never uses (e.g. a chumpy expression in a related model file): skip it.
+    return plain
 
 
 # ---------------------------------------------------------------------- validation

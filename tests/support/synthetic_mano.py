@@ -289,16 +289,17 @@ def fake_chumpy_class(module_name: str = "chumpy.ch", class_name: str = "Ch") ->
                 sys.modules[name] = mod
 
 
-def write_mano_pickle(data: dict[str, Any], path: str | Path, chumpy_shapedirs: bool = True) -> Path:
+def write_mano_pickle(data: dict[str, Any], path: str | Path, chumpy_shapedirs: bool = True,
+                      protocol: int = 2) -> Path:
     """Write one model dict as the released files are written: protocol 2, chumpy ``shapedirs``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not chumpy_shapedirs:
         with path.open("wb") as fh:
-            pickle.dump(data, fh, protocol=2)
+            pickle.dump(data, fh, protocol=protocol)
         return path
     with fake_chumpy_class() as ch_class, path.open("wb") as fh:
-        pickle.dump({**data, "shapedirs": ch_class(data["shapedirs"])}, fh, protocol=2)
+        pickle.dump({**data, "shapedirs": ch_class(data["shapedirs"])}, fh, protocol=protocol)
     return path
 
 
