@@ -86,8 +86,8 @@ def main() -> int:
 
             t_ours = _time(run_ours, args.repeats, device)
             t_base = _time(run_smplx, args.repeats, device)
-            print(f"  {device.type:4s} batch {batch:5d}: HandForge {1e3 * t_ours:8.2f} ms   smplx {1e3 * t_base:8.2f} ms"
-                  f"   ratio {t_ours / t_base:5.2f}   ({batch / t_ours:,.0f} hands/s)")
+            print(f"  {device.type:4s} batch {batch:5d}: HandForge {1e3 * t_ours:8.2f} ms   "
+                  f"smplx {1e3 * t_base:8.2f} ms   ratio {t_ours / t_base:5.2f}   ({batch / t_ours:,.0f} hands/s)")
     return 0
 
 

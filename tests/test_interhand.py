@@ -129,7 +129,8 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda a: a["0"]["0"]["right"].update(pose=[0.0] * 47), r"capture 0 frame 0 right: pose must hold 48"),
-    (lambda a: a["0"]["0"]["left"].update(shape=[float("nan")] * 10), r"capture 0 frame 0 left: betas has a non-finite"),
+    (lambda a: a["0"]["0"]["left"].update(shape=[float("nan")] * 10),
+     r"capture 0 frame 0 left: betas has a non-finite"),
     (lambda a: a["0"]["0"]["left"].pop("trans"), r"frame 0 left: missing trans"),
     (lambda a: a["0"].update({"x": {}}), r"capture 0 frame x: frame keys must be integers"),
     (lambda a: a["0"]["0"].update(middle=None), r"unknown hands \['middle'\]"),

@@ -18,7 +18,7 @@ from handforge.hands.mano import load_mano, unavailable_reason
 from handforge_shared import mano_params
 from handforge_shared.poses import HandPose
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
-from handforge_shared.skeleton import JOINT_PARENTS, KEYPOINT_NAMES, MANO_TIP_VERTEX_IDS, FINGERS
+from handforge_shared.skeleton import FINGERS, JOINT_NAMES, JOINT_PARENTS, KEYPOINT_NAMES, MANO_TIP_VERTEX_IDS
 from tests.support.synthetic_mano import (  # noqa: F401 - fixtures
     mano_dir_setting,
     synthetic_mano_buggy_dir,
@@ -79,14 +79,8 @@ def test_vertices_and_joints_equal_smplx(model, plain_dir, side):
         if name.endswith("4"):
             expected = reference.vertices[:, MANO_TIP_VERTEX_IDS[FINGERS.index(name[:-1])]]
         else:
-            expected = reference.joints[:, _joint_index(name)]
+            expected = reference.joints[:, JOINT_NAMES.index(name)]
         torch.testing.assert_close(ours.keypoints[:, i], expected, rtol=0, atol=1e-6)
-
-
-def _joint_index(name: str) -> int:
-    from handforge_shared.skeleton import JOINT_NAMES
-
-    return JOINT_NAMES.index(name)
 
 
 @pytest.mark.parametrize("side", SIDES)

@@ -211,7 +211,7 @@ def _dense_from_sparse(value: _SparseStandIn, key: str, path: Path) -> np.ndarra
             cls = getattr(sparse, value.pickled_class)
             matrix = cls((state["data"], state["indices"], state["indptr"]), shape=shape)
         return np.asarray(matrix.toarray(), dtype=np.float64)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, MemoryError) as exc:
         raise MANOFileError(f"{path}: entry {key!r} is a damaged scipy sparse matrix ({exc})") from None
 
 
@@ -226,7 +226,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     except MANOFileError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, UnicodeDecodeError, MemoryError) as exc:
+            KeyError, MemoryError, RecursionError) as exc:
         raise MANOFileError(f"{path} is not a readable MANO pickle ({type(exc).__name__}: {exc}); "
                             f"download it again from {MANO_URL}") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
