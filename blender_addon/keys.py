@@ -120,9 +120,9 @@ def _write_points(kps, points: dict[str, np.ndarray]) -> None:
         kps.foreach_set(name, np.ascontiguousarray(arr).ravel())
 
 
-def _new_points(frames: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
-    n = len(frames)
-    co = np.stack([frames, values], axis=1).astype(np.float32)
+def _new_points(co: np.ndarray) -> dict[str, np.ndarray]:
+    """Attributes of new generated keys at ``co`` (n, 2), for a curve that is rebuilt."""
+    n = len(co)
     kf = bpy.types.Keyframe
     return {
         "co": co, "handle_left": co.copy(), "handle_right": co.copy(),  # recalculated by update()
@@ -144,29 +144,37 @@ def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
     Earlier GENERATED keys inside [frames.min(), frames.max()] are replaced; every other key is
     kept exactly, and frames where such a key exists are skipped."""
     kps = fc.keyframe_points
-    old = _read_points(kps)
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    n_old = len(kps)
+    old_co = np.empty((n_old, 2), np.float32)
+    old_type = np.empty(n_old, np.int32)
+    if n_old:
+        kps.foreach_get("co", old_co.ravel())
+        kps.foreach_get("type", old_type)
     lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
-    old_frames = old["co"][:, 0]
-    drop = (old["type"] == _enum_value(bpy.types.Keyframe, "type", GENERATED)) & (old_frames >= lo) & (old_frames <= hi)
-    kept = {k: v[~drop] for k, v in old.items()}
-    kept_frames = np.sort(kept["co"][:, 0])
+    drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
+    kept_frames = np.sort(old_co[~drop, 0])
     if len(kept_frames):  # leave out frames the artist has keyed
-        pos = np.clip(np.searchsorted(kept_frames, frames), 1, len(kept_frames)) - 1
-        near = np.minimum(np.abs(kept_frames[pos] - frames),
-                          np.abs(kept_frames[np.minimum(pos + 1, len(kept_frames) - 1)] - frames))
-        free = near > _FRAME_EPS
+        pos = np.searchsorted(kept_frames, frames)
+        before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
+        after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
+        free = np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
     else:
         free = np.ones(len(frames), bool)
-    new = _new_points(frames[free], values[free])
-    merged = {k: np.concatenate([kept[k], new[k]]) for k in new}
-    if drop.any():
+    new_co = np.stack([frames[free], values[free]], axis=1).astype(np.float32)
+    count = len(new_co)
+    if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
+        kept = {k: v[~drop] for k, v in _read_points(kps).items()}
+        new = _new_points(new_co)
         kps.clear()
-        kps.add(len(merged["co"]))
-    else:
-        kps.add(int(free.sum()))
-    _write_points(kps, merged)
+        kps.add(len(kept["co"]) + count)
+        _write_points(kps, {k: np.concatenate([kept[k], new[k]]) for k in new})
+    elif count:  # append: new points get the user's default interpolation and handle types
+        kps.add(count)
+        kps.foreach_set("co", np.concatenate([old_co, new_co]).ravel())
+        kps.foreach_set("type", np.concatenate([old_type, np.full(count, generated, np.int32)]))
     fc.update()  # sorts by frame and recalculates the auto handles
-    return int(free.sum())
+    return count
 
 
 def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> int:

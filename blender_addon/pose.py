@@ -114,14 +114,31 @@ def matrix_to_euler(m: np.ndarray, order: str, compat: np.ndarray | None = None)
 
 
 def continuous_quaternions(quats: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """Flip signs along axis 0 so neighbouring quaternions (w, x, y, z) lie in one hemisphere."""
+    """Flip signs along axis 0 so neighbouring quaternions (w, x, y, z) lie in one hemisphere
+    (and the first in the hemisphere of ``previous``): keys then interpolate the short way."""
     q = np.array(quats, dtype=np.float64)
-    ref = previous
-    for t in range(q.shape[0]):
-        if ref is not None and np.sum(q[t] * ref) < 0:
-            q[t] = -q[t]
-        ref = q[t]
+    if len(q) > 1:
+        steps = np.where(np.sum(q[1:] * q[:-1], axis=-1) < 0, -1.0, 1.0)
+        q *= np.concatenate([[1.0], np.cumprod(steps)])[:, None]
+    if previous is not None and np.dot(q[0], previous) < 0:
+        q = -q
     return q
+
+
+def continuous_euler(local: np.ndarray, mode: str, previous: np.ndarray | None = None) -> np.ndarray:
+    """(T, 3, 3) rotations → (T, 3) Euler angles without jumps: the first frame compatible with
+    ``previous``, every later one within half a turn of the one before (whole-turn unwrapping)."""
+    first = matrix_to_euler(local, mode)
+    if previous is not None:
+        start = matrix_to_euler(local[0], mode, previous)
+        if np.abs((start - first[0] + np.pi) % (2 * np.pi) - np.pi).max() > 1e-6:
+            # frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π): use it throughout
+            i, j, k = ("XYZ".index(c) for c in mode)
+            first[:, i] += np.pi
+            first[:, j] = np.pi - first[:, j]
+            first[:, k] += np.pi
+        first[0] = start
+    return np.unwrap(first, axis=0)
 
 
 def rotation_channels(local: np.ndarray, mode: str, previous: np.ndarray | None = None) -> tuple[str, np.ndarray]:
@@ -135,12 +152,7 @@ def rotation_channels(local: np.ndarray, mode: str, previous: np.ndarray | None 
         angle = np.linalg.norm(aa, axis=-1, keepdims=True)
         axis = np.where(angle > 1e-12, aa / np.maximum(angle, 1e-12), np.array([0.0, 1.0, 0.0]))
         return "rotation_axis_angle", np.concatenate([angle, axis], axis=-1)
-    values = np.zeros(local.shape[:-2] + (3,))
-    ref = previous
-    for t in range(local.shape[0]):  # each frame compatible with the one before
-        values[t] = matrix_to_euler(local[t], mode, ref)
-        ref = values[t]
-    return "rotation_euler", values
+    return "rotation_euler", continuous_euler(local, mode, previous)
 
 
 def channels_to_matrix(values: np.ndarray, mode: str) -> np.ndarray:
