@@ -1,6 +1,6 @@
 """MANO forward (+ backward) through HandForge's layer vs smplx's MANO called directly.
 
-Prints the time per batch for both and their ratio (the cost of HandForge's input checks, keypoint
+Prints the median time per batch for both (calls interleaved) and their ratio (the cost of HandForge's input checks, keypoint
 selection and reordering), on the CPU and, when present, on CUDA. Uses the MANO files of the
 ``mano.model_dir`` setting when they load, otherwise the synthetic MANO-format model of the tests
 (same sizes, so the same cost).
@@ -35,16 +35,24 @@ def _model_dir(tmp: Path) -> tuple[Path, str]:
     return write_synthetic_mano(tmp, chumpy_shapedirs=False), "synthetic MANO-format model"
 
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm up
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+
+
+def _median_times(fns, repeats: int, device: torch.device) -> list[float]:
+    """Median seconds per call of each function, calls interleaved so load changes hit both alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn()  # warm up
     for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
+        for fn, bucket in zip(fns, times):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            bucket.append(time.perf_counter() - start)
+    return [sorted(bucket)[len(bucket) // 2] for bucket in times]
 
 
 def main() -> int:
@@ -84,8 +92,7 @@ def main() -> int:
                 tips = out.vertices[:, list(ours.right.tip_vertex_ids.tolist())]
                 (out.vertices.sum() + out.joints.sum() + tips.sum()).backward()
 
-            t_ours = _time(run_ours, args.repeats, device)
-            t_base = _time(run_smplx, args.repeats, device)
+            t_ours, t_base = _median_times([run_ours, run_smplx], args.repeats, device)
             print(f"  {device.type:4s} batch {batch:5d}: HandForge {1e3 * t_ours:8.2f} ms   "
                   f"smplx {1e3 * t_base:8.2f} ms   ratio {t_ours / t_base:5.2f}   ({batch / t_ours:,.0f} hands/s)")
     return 0
