@@ -6,11 +6,13 @@ Every module registers its classes here; the manifest (``blender_manifest.toml``
 
 from __future__ import annotations
 
+import atexit
+
 import bpy
 
-from . import ops_hands, ops_keys, ops_pose, panels, properties
+from . import connection, ops_backend, ops_hands, ops_keys, ops_pose, panels, preferences, properties
 
-_CLASS_MODULES = (ops_hands, ops_pose, ops_keys, panels)
+_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, panels)
 
 
 def register() -> None:
@@ -18,9 +20,12 @@ def register() -> None:
     for module in _CLASS_MODULES:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
+    atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
 def unregister() -> None:
+    atexit.unregister(connection.shutdown)
+    connection.shutdown()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

@@ -5,23 +5,24 @@ from __future__ import annotations
 import functools
 import traceback
 
+from .connection import BackendError
 from .hands import NoHandsError
 from .rig import RigBuildError
 from .shared.poses import PoseFormatError
 
 # Problems with the user's input or scene: reported as they are, with how to fix them.
-USER_ERRORS: tuple[type[BaseException], ...] = (NoHandsError, RigBuildError, PoseFormatError, ValueError,
+USER_ERRORS: tuple[type[BaseException], ...] = (NoHandsError, RigBuildError, PoseFormatError, BackendError, ValueError,
                                                 FileNotFoundError, PermissionError)
 
 
-def reports_errors(execute):
-    """Wrap an operator's ``execute``: a user error becomes ``self.report`` + CANCELLED, anything
-    else is reported with its type (and printed with a traceback) instead of a bare Python error."""
+def reports_errors(method):
+    """Wrap an operator's ``execute`` or ``invoke``: a user error becomes ``self.report`` + CANCELLED,
+    anything else is reported with its type (and printed with a traceback) instead of a bare
+    Python error. (Blender checks the argument count, so the wrapper keeps it.)"""
 
-    @functools.wraps(execute)
-    def wrapper(self, context):
+    def run(self, *args):
         try:
-            return execute(self, context)
+            return method(self, *args)
         except USER_ERRORS as exc:
             self.report({"ERROR"}, str(exc))
         except Exception as exc:  # noqa: BLE001 - the user gets a message, the console the traceback
@@ -29,4 +30,15 @@ def reports_errors(execute):
             self.report({"ERROR"}, f"HandForge failed ({type(exc).__name__}: {exc}); see the system console")
         return {"CANCELLED"}
 
-    return wrapper
+    if method.__code__.co_argcount == 3:  # invoke(self, context, event)
+        @functools.wraps(method)
+        def invoke(self, context, event):
+            return run(self, context, event)
+
+        return invoke
+
+    @functools.wraps(method)
+    def execute(self, context):
+        return run(self, context)
+
+    return execute

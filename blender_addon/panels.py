@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
 from . import hands
@@ -87,4 +89,64 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row.operator("handforge.export_motion", icon="EXPORT")
 
 
-CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation)
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        layout.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+# Engines whose kinds have their own buttons elsewhere (hands) or are only for diagnostics.
+_HIDDEN_ENGINES = {"builtin", "hands"}
+
+
+class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
+    bl_label = "Backend"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.window_manager.handforge
+        _wrapped(layout.box(), props.status, icon="LINKED" if props.connected else "UNLINKED")
+        row = layout.row(align=True)
+        row.operator("handforge.start_backend", icon="PLAY")
+        row.operator("handforge.connect", icon="URL")
+        row.operator("handforge.stop_backend", text="", icon="CANCEL")
+        if not props.connected:
+            return
+        col = layout.column(align=True)
+        col.label(text="Hand models")
+        for model in props.hand_models:
+            row = col.row(align=True)
+            row.enabled = model.available
+            op = row.operator("handforge.backend_hands", text=f"Add {model.name} hands",
+                              icon="CHECKMARK" if model.available else "ERROR")
+            op.model = model.name
+        layout.operator("handforge.check_backend", icon="MOD_MESHDEFORM")
+        for engine in props.engines:
+            if engine.name in _HIDDEN_ENGINES:
+                continue
+            box = layout.box()
+            box.label(text=engine.name.capitalize(), icon="CHECKMARK" if engine.available else "ERROR")
+            if not engine.available:
+                _wrapped(box, engine.reason)
+            for kind in props.kinds:
+                if kind.engine == engine.name:
+                    row = box.row()
+                    row.enabled = engine.available
+                    row.operator("handforge.run_job", text=kind.name).kind = kind.name
+
+
+class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
+    bl_label = "Jobs"
+
+    @classmethod
+    def poll(cls, context):
+        return len(context.window_manager.handforge.jobs) > 0
+
+    def draw(self, context):
+        for job in context.window_manager.handforge.jobs:
+            row = self.layout.row(align=True)
+            row.progress(factor=job.fraction, type="BAR", text=f"{job.label}: {job.message}")
+            row.operator("handforge.cancel_job", text="", icon="CANCEL").job_id = job.job_id
+
+
+CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,
+           HANDFORGE_PT_backend, HANDFORGE_PT_jobs)

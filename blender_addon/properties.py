@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .shared.skeleton import FINGERS, NUM_BETAS
 
@@ -75,7 +84,41 @@ class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
     job_seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of generated results")
 
 
-CLASSES = (HandProps, HANDFORGE_PG_scene)
+# ---------------------------------------------------------------------- backend state (runtime only)
+class HANDFORGE_PG_engine(bpy.types.PropertyGroup):
+    available: BoolProperty()
+    reason: StringProperty()
+    description: StringProperty()
+
+
+class HANDFORGE_PG_kind(bpy.types.PropertyGroup):
+    engine: StringProperty()
+    description: StringProperty()
+
+
+class HANDFORGE_PG_hand_model(bpy.types.PropertyGroup):
+    available: BoolProperty()
+    reason: StringProperty()
+
+
+class HANDFORGE_PG_job(bpy.types.PropertyGroup):
+    job_id: StringProperty()
+    label: StringProperty()
+    fraction: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty()
+
+
+class HANDFORGE_PG_backend(bpy.types.PropertyGroup):
+    status: StringProperty(name="Status", default="Not connected")
+    connected: BoolProperty()
+    engines: CollectionProperty(type=HANDFORGE_PG_engine)
+    kinds: CollectionProperty(type=HANDFORGE_PG_kind)
+    hand_models: CollectionProperty(type=HANDFORGE_PG_hand_model)
+    jobs: CollectionProperty(type=HANDFORGE_PG_job)
+
+
+CLASSES = (HandProps, HANDFORGE_PG_scene, HANDFORGE_PG_engine, HANDFORGE_PG_kind, HANDFORGE_PG_hand_model,
+           HANDFORGE_PG_job, HANDFORGE_PG_backend)
 
 
 def register() -> None:
@@ -83,9 +126,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Object.handforge = PointerProperty(type=HandProps)
     bpy.types.Scene.handforge = PointerProperty(type=HANDFORGE_PG_scene)
+    bpy.types.WindowManager.handforge = PointerProperty(type=HANDFORGE_PG_backend)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.handforge
     del bpy.types.Scene.handforge
     del bpy.types.Object.handforge
     for cls in reversed(CLASSES):

@@ -1,0 +1,318 @@
+"""The connection to the backend: start a local one, connect, keep the status and capabilities.
+
+All of it runs on Blender's main thread. The client library (``shared/client``) never blocks in
+``poll()``; a ``bpy.app.timers`` timer polls it a few times a second while connected, and job
+operators poll it too. Under ``blender -b`` (no timers) the operators wait in a loop instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import bpy
+
+from . import preferences
+from .shared.client import Client, Connected, CurveKeys, Disconnected, Error
+
+TICK_S = 0.25
+
+
+class BackendError(RuntimeError):
+    """The backend cannot be reached or started; the message says what to do."""
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.client: Client | None = None
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self.endpoint = ""
+        self.since = 0.0
+        self.connect_timeout = 60.0
+        self.status = "Not connected"
+        self.problem = ""  # the last connection problem, with its fix
+        self.capabilities: dict | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.connected and self.capabilities is not None
+
+
+BACKEND = Backend()
+
+
+# ---------------------------------------------------------------------- addresses and keys
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    url = urlparse(address.strip())
+    if url.scheme != "tcp" or not url.hostname or url.port is None:
+        raise BackendError(f"the backend address {address!r} is not valid: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5780")
+    return url.hostname, url.port
+
+
+def _curve_keys(prefs) -> CurveKeys | None:
+    if not prefs.server_public_key and not prefs.client_secret_key:
+        return None
+    if not (prefs.server_public_key and prefs.client_secret_key):
+        raise BackendError("a remote backend needs both keys: set Server Public Key (.key) and Client Secret Key "
+                           "(.key_secret) in the HandForge preferences (create them with `handforge keys`)")
+    try:
+        return CurveKeys.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot read the CurveZMQ keys: {exc}") from None
+
+
+# ---------------------------------------------------------------------- lifecycle
+def connect(address: str | None = None, blocking: bool = False) -> None:
+    """Connect to ``address`` (default: the preferences'). ``blocking``: wait for the welcome."""
+    prefs = preferences.get()
+    address = address or prefs.address
+    host, _ = parse_address(address)
+    remote = not _is_loopback(host)
+    if remote and not bpy.app.online_access:
+        raise BackendError(f"{host} is not this computer and Blender's online access is off: enable "
+                           "Preferences > System > Network > Allow Online Access, or use a local backend")
+    keys = _curve_keys(prefs)
+    if remote and keys is None:
+        raise BackendError(f"a backend on another computer ({host}) only accepts clients with CurveZMQ keys: set "
+                           "them in the HandForge preferences (create them with `handforge keys`)")
+    disconnect(stop_local=False)
+    try:
+        BACKEND.client = Client(address, curve=keys, connect_timeout=prefs.connect_timeout)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+    BACKEND.endpoint, BACKEND.since, BACKEND.connect_timeout = address, time.monotonic(), prefs.connect_timeout
+    BACKEND.capabilities, BACKEND.problem = None, ""
+    _set_status(f"Connecting to {address}…")
+    if blocking:
+        _wait_welcome()
+    else:
+        _ensure_timer()
+
+
+def start_local(blocking: bool = False) -> None:
+    """Start the configured backend command as a subprocess and connect to it."""
+    prefs = preferences.get()
+    host, port = parse_address(prefs.address)
+    if not _is_loopback(host):
+        raise BackendError(f"a local backend listens on this computer: set the address to tcp://127.0.0.1:{port}")
+    if BACKEND.process is not None and BACKEND.process.poll() is None:
+        raise BackendError(f"a local backend is already running (pid {BACKEND.process.pid}): stop it first")
+    try:
+        command = shlex.split(prefs.server_command.format(port=port, python=sys.executable), posix=os.name != "nt")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BackendError(f"the start command {prefs.server_command!r} is not valid ({exc}): e.g. "
+                           "`handforge serve --port {port}`") from None
+    if not command:
+        raise BackendError("the start command is empty: set it in the HandForge preferences")
+    log = Path(tempfile.gettempdir()) / f"handforge-backend-{os.getpid()}.log"
+    try:
+        with open(log, "wb") as fh:
+            BACKEND.process = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise BackendError(f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
+                           "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
+                           "command (HandForge preferences)") from None
+    BACKEND.log_path = log
+    try:
+        connect(f"tcp://{host}:{port}", blocking=blocking)
+    except BackendError:
+        stop_process()
+        raise
+    if not blocking:
+        _set_status(f"Starting the local backend (pid {BACKEND.process.pid})…")
+
+
+def disconnect(stop_local: bool = True) -> None:
+    if BACKEND.client is not None:
+        BACKEND.client.close()
+    BACKEND.client, BACKEND.capabilities = None, None
+    if stop_local:
+        stop_process()
+    _set_status("Not connected")
+
+
+def stop_process(timeout: float = 10.0) -> None:
+    proc = BACKEND.process
+    BACKEND.process = None
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()  # the backend cancels its jobs and says goodbye
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def process_exit() -> str:
+    """'' while the local backend runs (or there is none); why it stopped otherwise."""
+    proc = BACKEND.process
+    if proc is None or proc.poll() is None:
+        return ""
+    tail = ""
+    if BACKEND.log_path is not None and BACKEND.log_path.is_file():
+        lines = [line for line in BACKEND.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        tail = lines[-1] if lines else ""
+    return f"the local backend exited with code {proc.returncode}" + (f": {tail}" if tail else "") + \
+        (f" (log: {BACKEND.log_path})" if BACKEND.log_path else "")
+
+
+def require_client() -> Client:
+    if BACKEND.client is None:
+        raise BackendError("not connected to a backend: press Start Local Backend or Connect in the HandForge panel")
+    return BACKEND.client
+
+
+# ---------------------------------------------------------------------- polling
+def pump(timeout: float = 0.0) -> None:
+    """Read what the backend sent (waiting up to ``timeout``); update the status. Main thread only."""
+    client = BACKEND.client
+    if client is None:
+        return
+    for event in client.poll(timeout):
+        if isinstance(event, Connected):
+            BACKEND.capabilities, BACKEND.problem = event.capabilities, ""
+            _set_status(_connected_text(event.capabilities))
+        elif isinstance(event, Disconnected):
+            _set_status(f"Connection to {BACKEND.endpoint} lost: reconnecting…")
+        elif isinstance(event, Error) and event.job is None:
+            BACKEND.problem = str(event)
+            _set_status(f"Backend problem: {event}")
+    if not BACKEND.connected:
+        exited = process_exit()
+        if exited:
+            BACKEND.problem = exited
+            _set_status(exited[0].upper() + exited[1:])
+        elif time.monotonic() - BACKEND.since > min(5.0, BACKEND.connect_timeout) and BACKEND.capabilities is None:
+            hint = "starting (it probes its devices first)…" if BACKEND.process is not None else \
+                "start it with `handforge serve` or press Start Local Backend"
+            _set_status(f"No answer from {BACKEND.endpoint} yet: {hint}")
+
+
+def _wait_welcome() -> None:
+    while BACKEND.capabilities is None:
+        pump(0.1)
+        exited = process_exit()
+        if exited:
+            raise BackendError(exited)
+        if time.monotonic() - BACKEND.since > BACKEND.connect_timeout:
+            hint = "its log is " + str(BACKEND.log_path) if BACKEND.process is not None else \
+                "start it with `handforge serve` (or Start Local Backend), or check the address"
+            raise BackendError(f"no backend answered at {BACKEND.endpoint} within {BACKEND.connect_timeout:g} s: {hint}")
+
+
+def _tick():
+    if BACKEND.client is None:
+        return None  # stop the timer
+    try:
+        pump()
+    except Exception as exc:  # noqa: BLE001 - a timer must never raise into Blender's loop
+        _set_status(f"Backend polling failed: {exc}")
+    return TICK_S
+
+
+def _ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=TICK_S, persistent=True)
+
+
+# ---------------------------------------------------------------------- capabilities
+def kind_status(kind: str) -> tuple[bool, str]:
+    """(can run, why not) for a job kind on the connected backend."""
+    caps = BACKEND.capabilities
+    if caps is None:
+        return False, "not connected to a backend (HandForge panel > Backend)"
+    info = (caps.get("kinds") or {}).get(kind)
+    if info is None:
+        return False, f"this backend has no job kind {kind!r}: update the backend"
+    engine = (caps.get("engines") or {}).get(info.get("engine"), {})
+    if not engine.get("available", True):
+        return False, f"engine {info.get('engine')} cannot run: {_with_hint(engine)}"
+    return True, info.get("description", "")
+
+
+def hand_model_status(name: str) -> tuple[bool, str]:
+    caps = BACKEND.capabilities
+    if caps is None:
+        return False, "not connected to a backend"
+    info = (caps.get("hand_models") or {}).get(name)
+    if info is None:
+        return False, f"the backend does not know the hand model {name!r}"
+    if not info.get("available"):
+        return False, _with_hint(info)
+    return True, ""
+
+
+def _with_hint(info: dict) -> str:
+    """An unavailable item's reason, with its hint unless the reason already says it."""
+    reason, hint = info.get("reason") or "", info.get("hint") or ""
+    return f"{reason} ({hint})" if hint and hint not in reason else reason
+
+
+def _connected_text(caps: dict) -> str:
+    server = caps.get("server") or {}
+    version = (caps.get("versions") or {}).get("handforge", "?")
+    devices = ", ".join(caps.get("compute_devices") or []) or "cpu"
+    return f"Connected to HandForge {version} at {BACKEND.endpoint} ({devices})" + \
+        (f", pid {server['pid']}" if server.get("pid") else "")
+
+
+def _set_status(text: str) -> None:
+    BACKEND.status = text
+    try:
+        wm = bpy.context.window_manager
+        wm.handforge.status = text
+        wm.handforge.connected = BACKEND.connected
+        _sync_capabilities(wm.handforge)
+        for window in wm.windows:
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D":
+                    area.tag_redraw()
+    except AttributeError:  # during registration or shutdown
+        pass
+
+
+def _sync_capabilities(props) -> None:
+    caps = BACKEND.capabilities or {}
+    engines = caps.get("engines") or {}
+    props.engines.clear()
+    for name, info in engines.items():
+        item = props.engines.add()
+        item.name, item.available = name, bool(info.get("available"))
+        item.reason, item.description = _with_hint(info), info.get("description", "")
+    props.kinds.clear()
+    for name, info in (caps.get("kinds") or {}).items():
+        item = props.kinds.add()
+        item.name, item.engine, item.description = name, info.get("engine", ""), info.get("description", "")
+    props.hand_models.clear()
+    for name, info in (caps.get("hand_models") or {}).items():
+        item = props.hand_models.add()
+        item.name, item.available = name, bool(info.get("available"))
+        item.reason = _with_hint(info)
+
+
+def shutdown() -> None:
+    """On unregister / quit: close the socket and stop the backend we started."""
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+    if BACKEND.client is not None:
+        BACKEND.client.close()
+        BACKEND.client = None
+    stop_process()

@@ -1,0 +1,162 @@
+"""Backend results into the scene: motion → generated keyframes, images → image datablocks
+(optionally a camera background or a textured plane), hand rigs → hands, vertices → meshes.
+
+Array names follow the protocol's job conventions: ``<side>.<pose field>`` for hand parameters
+((T, n) for motion), ``<side>.present`` (T,) bool, ``<side>.vertices``, and images as (H, W, 3|4)
+uint8 or float arrays named ``image``, ``images`` ((N, H, W, C)) or ``<name>.image``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import bpy
+import numpy as np
+
+from . import hands, keys
+from .shared.poses import POSE_FIELDS, HandPose, MotionClip, PoseFormatError
+from .shared.skeleton import MODEL_TO_BLENDER, SIDES
+
+
+# ---------------------------------------------------------------------- motion
+def motion_from_arrays(data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> MotionClip | None:
+    """A clip from result arrays ``<side>.global_orient`` (T, 3) etc., or None if there is none."""
+    sides = [s for s in SIDES if f"{s}.global_orient" in arrays and f"{s}.hand_pose" in arrays]
+    if not sides or arrays[f"{sides[0]}.global_orient"].ndim != 2:
+        return None
+    hands_, present = {}, {}
+    for side in sides:
+        frames = arrays[f"{side}.global_orient"].shape[0]
+        fields = {}
+        for name, size in POSE_FIELDS.items():
+            value = arrays.get(f"{side}.{name}")
+            fields[name] = np.zeros((frames, size)) if value is None else np.asarray(value, dtype=np.float64)
+        hands_[side] = HandPose(**fields)
+        if f"{side}.present" in arrays:
+            present[side] = np.asarray(arrays[f"{side}.present"], dtype=bool)
+    return MotionClip(hands=hands_, present=present, fps=float(data.get("fps", 30.0)),
+                      hand_model=str(data.get("hand_model", data.get("model", "open"))))
+
+
+def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:
+    found = hands.scene_hands(context.scene, "BOTH")
+    start = context.scene.frame_current if frame_start is None else frame_start
+    summary = keys.import_clip(context, clip, found, start)
+    text = f"{clip.num_frames} frames of motion keyed at {summary['frame_start']:g}-{summary['frame_end']:g}"
+    return text + "".join(f"; {w}" for w in summary["warnings"])
+
+
+# ---------------------------------------------------------------------- images
+def image_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """name → (H, W, C) image arrays found in a result."""
+    out = {}
+    for name, arr in arrays.items():
+        if name == "images" and arr.ndim == 4:
+            out.update({f"image_{i:03d}": a for i, a in enumerate(arr)})
+        elif (name == "image" or name.endswith(".image")) and arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+            out[name] = arr
+    return out
+
+
+def image_datablock(name: str, pixels: np.ndarray) -> bpy.types.Image:
+    """An image datablock from (H, W, C) pixels, top row first (uint8 0..255 or float 0..1)."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
+        raise PoseFormatError(f"image {name!r} must be (H, W, 1|3|4), got {arr.shape}")
+    rgba = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    if not np.all(np.isfinite(rgba)):
+        raise PoseFormatError(f"image {name!r} has non-finite pixels")
+    if rgba.shape[2] == 1:
+        rgba = np.repeat(rgba, 3, axis=2)
+    if rgba.shape[2] == 3:
+        rgba = np.concatenate([rgba, np.ones(rgba.shape[:2] + (1,), np.float32)], axis=2)
+    height, width = rgba.shape[:2]
+    image = bpy.data.images.new(name, width=width, height=height, alpha=True)
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # Blender stores the bottom row first
+    image.pack()  # kept inside the .blend: the result has no file of its own
+    return image
+
+
+def show_on_camera(context, image) -> None:
+    camera = context.scene.camera
+    if camera is None:
+        raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
+    cam = camera.data
+    bg = next((b for b in cam.background_images if b.image == image), None) or cam.background_images.new()
+    bg.image = image
+    cam.show_background_images = True
+
+
+def show_on_plane(context, image, name: str) -> bpy.types.Object:
+    """A plane with the image's aspect ratio (1 m wide), textured with an emission-free material."""
+    width, height = image.size
+    aspect = height / max(width, 1)
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([(-0.5, -0.5 * aspect, 0), (0.5, -0.5 * aspect, 0), (0.5, 0.5 * aspect, 0), (-0.5, 0.5 * aspect, 0)],
+                     [], [(0, 1, 2, 3)])
+    uv = mesh.uv_layers.new(name="UVMap")
+    uv.data.foreach_set("uv", np.array([0, 0, 1, 0, 1, 1, 0, 1], dtype=np.float32))
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:  # Blender < 5.0 creates materials without nodes
+        mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    bsdf = nodes.get("Principled BSDF")
+    mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new(name, mesh)
+    obj.rotation_euler = (np.pi / 2, 0.0, 0.0)  # stand it up, facing the front view
+    context.scene.collection.objects.link(obj)
+    return obj
+
+
+def import_images(context, arrays: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
+    """Image datablocks for every image in ``arrays``; ``target`` CAMERA or PLANE also shows them."""
+    found = image_arrays(arrays)
+    # check every image first, so a bad one leaves the scene untouched
+    for name, pixels in found.items():
+        if pixels.ndim != 3 or not (np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.uint8):
+            raise PoseFormatError(f"image {name!r} must be uint8 or float (H, W, C)")
+    if target == "CAMERA" and found and context.scene.camera is None:
+        raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
+    made = []
+    for name, pixels in found.items():
+        image = image_datablock(f"{label} {name}", pixels)
+        if target == "CAMERA":
+            show_on_camera(context, image)
+        elif target == "PLANE":
+            show_on_plane(context, image, image.name)
+        made.append(image.name)
+    return made
+
+
+# ---------------------------------------------------------------------- meshes
+def vertices_object(context, name: str, vertices_model: np.ndarray, faces: np.ndarray) -> bpy.types.Object:
+    """A mesh object (replaced if it exists) with model-frame vertices shown in Blender's frame."""
+    old = bpy.data.objects.get(name)
+    if old is not None:
+        bpy.data.objects.remove(old)
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata((np.asarray(vertices_model, dtype=np.float64) @ MODEL_TO_BLENDER.T).tolist(), [],
+                     np.asarray(faces).tolist())
+    obj = bpy.data.objects.new(name, mesh)
+    obj.display_type = "WIRE"
+    context.scene.collection.objects.link(obj)
+    return obj
+
+
+def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray], label: str,
+                 image_target: str = "IMAGE") -> str:
+    """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise."""
+    parts = []
+    clip = motion_from_arrays(data, arrays)
+    if clip is not None and clip.num_frames > 1:
+        parts.append(import_motion(context, clip))
+    images = import_images(context, arrays, label, image_target)
+    if images:
+        parts.append(f"{len(images)} image(s): {', '.join(images)}")
+    if not parts:
+        shown = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
+        parts.append(f"result {shown}" + (f", arrays {sorted(arrays)}" if arrays else ""))
+    return f"{label}: " + "; ".join(parts)

@@ -1,0 +1,185 @@
+"""One mechanism for every backend job: ``JobOperator``.
+
+A subclass says what to send (``job_request``) and what to do with the result (``job_apply``).
+Invoked from the UI, the operator submits the job and stays modal: a window timer polls the client
+(never blocking), progress goes to the status bar and the panel, Esc or the panel's Cancel cancels,
+and the outcome ends the operator — the result applied (one undo step), or the error reported
+with its fix. Run from a script or under ``blender -b`` (``execute``), the same operator waits in a
+loop instead; Ctrl-C cancels the job. bpy is only touched here, on the main thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import bpy
+
+from . import connection
+from .errors import USER_ERRORS
+from .shared.client import Cancelled, Error, JobFailed, JobHandle, Result
+from .shared.protocol import ProtocolError
+
+POLL_S = 0.1
+CANCEL_WAIT_S = 10.0
+
+
+@dataclass
+class RunningJob:
+    operator: str
+    label: str
+    handle: JobHandle
+    started: float = field(default_factory=time.monotonic)
+    cancel_requested: float | None = None
+
+
+RUNNING: dict[str, RunningJob] = {}
+
+
+def running(operator: str | None = None) -> list[RunningJob]:
+    return [j for j in RUNNING.values() if operator is None or j.operator == operator]
+
+
+def cancel(job_id: str = "") -> int:
+    """Ask the backend to cancel a job (or every job); returns how many were asked."""
+    jobs = [j for j in RUNNING.values() if not job_id or j.handle.id == job_id]
+    for job in jobs:
+        if job.cancel_requested is None:
+            job.cancel_requested = time.monotonic()
+            job.handle.cancel()
+    return len(jobs)
+
+
+def _sync_panel() -> None:
+    props = bpy.context.window_manager.handforge
+    props.jobs.clear()
+    for job in RUNNING.values():
+        item = props.jobs.add()
+        item.job_id, item.label = job.handle.id, job.label
+        item.fraction, item.message = job.handle.fraction, job.handle.message or job.handle.state
+
+
+def _status_text(job: RunningJob) -> str:
+    h = job.handle
+    state = f"{h.fraction:.0%} {h.message}".strip() if h.state == "running" else h.state
+    return f"HandForge: {job.label} — {state} — Esc to cancel"
+
+
+class JobOperator:
+    """Mixin for operators that run one backend job (combine with ``bpy.types.Operator``)."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    job_kind = ""  # the kind, when it does not depend on the operator's properties
+
+    # ---------------------------------------------------------------- what subclasses define
+    def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(kind, params, arrays) to submit; raise a user error if the scene is not ready."""
+        raise NotImplementedError
+
+    def job_apply(self, context, result: Result) -> str:
+        """Put the result into the scene; returns a short message for the user."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- availability
+    @classmethod
+    def poll(cls, context):
+        if connection.BACKEND.client is None:
+            cls.poll_message_set("Not connected to a backend: HandForge panel > Backend")
+            return False
+        if running(cls.bl_idname):
+            cls.poll_message_set("This job is running: wait for it or cancel it")
+            return False
+        if cls.job_kind:
+            ok, why = connection.kind_status(cls.job_kind)
+            if not ok:
+                cls.poll_message_set(why)
+                return False
+        return True
+
+    # ---------------------------------------------------------------- running
+    def _start(self, context) -> RunningJob | None:
+        try:
+            kind, params, arrays = self.job_request(context)
+            ok, why = connection.kind_status(kind)
+            if not ok and connection.BACKEND.capabilities is not None:
+                raise ValueError(f"cannot run {kind}: {why}")
+            handle = connection.require_client().submit(kind, params, arrays)
+        except (*USER_ERRORS, JobFailed, ProtocolError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        job = RunningJob(self.bl_idname, self.bl_label, handle)
+        RUNNING[handle.id] = job
+        _sync_panel()
+        return job
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        self._job = self._start(context)
+        if self._job is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(POLL_S, window=context.window)
+        wm.modal_handler_add(self)
+        context.workspace.status_text_set(_status_text(self._job))
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            cancel(job.handle.id)
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        connection.pump()
+        if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
+            return self._end(context, job, note="the backend did not confirm the cancel in time")
+        if not job.handle.done:
+            context.workspace.status_text_set(_status_text(job))
+            _sync_panel()
+            return {"PASS_THROUGH"}
+        return self._end(context, job)
+
+    def execute(self, context):
+        """Blocking: for scripts and ``blender -b`` (Ctrl-C cancels)."""
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        shown = -1.0
+        try:
+            while not job.handle.done:
+                connection.pump(POLL_S)
+                if job.handle.fraction - shown >= 0.1:
+                    shown = job.handle.fraction
+                    print(_status_text(job).replace(" — Esc to cancel", ""), flush=True)
+        except KeyboardInterrupt:
+            cancel(job.handle.id)
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            while not job.handle.done and time.monotonic() < deadline:
+                connection.pump(POLL_S)
+            if not job.handle.done:
+                return self._end(context, job, note="the backend did not confirm the cancel in time")
+        return self._end(context, job)
+
+    def _end(self, context, job: RunningJob, note: str = ""):
+        RUNNING.pop(job.handle.id, None)
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            context.window_manager.event_timer_remove(timer)
+            self._timer = None
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        _sync_panel()
+        outcome = job.handle.outcome
+        if isinstance(outcome, Result):
+            try:
+                self.report({"INFO"}, self.job_apply(context, outcome))
+            except USER_ERRORS as exc:
+                self.report({"ERROR"}, f"{job.label}: the result could not be used: {exc}")
+                return {"CANCELLED"}
+            return {"FINISHED"}
+        if isinstance(outcome, Cancelled) or note:
+            self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else ""))
+        elif isinstance(outcome, Error):
+            self.report({"ERROR"}, f"{job.label} failed [{outcome.code}]: {outcome}")
+        return {"CANCELLED"}

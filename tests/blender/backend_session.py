@@ -1,0 +1,189 @@
+"""Blender session with a real backend subprocess started by the add-on: connect, capabilities,
+hand rigs and forward_hands through the operators, a cancelled job, results imported, and the
+backend killed mid-job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from session import ADDON_MODULE, Session, evaluated_vertices
+
+s = Session()
+s.install()
+a = s.args
+wm = bpy.context.window_manager
+
+
+def error_of(call) -> str:
+    try:
+        call()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""
+
+
+def children() -> list[int]:
+    """Processes whose parent is this one (Linux /proc): the backend the add-on started."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                out.append(int(entry.name))
+    return out
+
+
+def scene_state() -> dict:
+    return {"objects": sorted(o.name for o in bpy.data.objects), "images": sorted(i.name for i in bpy.data.images),
+            "actions": sorted((ac.name, sum(len(fc.keyframe_points) for layer in ac.layers for strip in layer.strips
+                                            for bag in strip.channelbags for fc in bag.fcurves))
+                              for ac in bpy.data.actions)}
+
+
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+prefs.connect_timeout = 2.0
+
+
+def no_backend():
+    prefs.address = f"tcp://127.0.0.1:{a['unused_port']}"
+    start = time.monotonic()
+    message = error_of(lambda: bpy.ops.handforge.connect())
+    return {"message": message, "seconds": time.monotonic() - start, "status": wm.handforge.status}
+
+
+s.check("no_backend", no_backend)
+
+
+def bad_settings():
+    prefs.address = "http://example.com"
+    bad_address = error_of(lambda: bpy.ops.handforge.connect())
+    prefs.address = "tcp://192.0.2.7:5780"
+    remote_without_keys = error_of(lambda: bpy.ops.handforge.connect())
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = "/nonexistent/handforge serve --port {port}"
+    bad_command = error_of(lambda: bpy.ops.handforge.start_backend())
+    return {"bad_address": bad_address, "remote_without_keys": remote_without_keys, "bad_command": bad_command}
+
+
+s.check("bad_settings", bad_settings)
+
+
+def start():
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    t = time.monotonic()
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    props = wm.handforge
+    return {"seconds": time.monotonic() - t, "status": props.status, "connected": props.connected,
+            "engines": {e.name: [e.available, e.reason] for e in props.engines},
+            "kinds": {k.name: k.engine for k in props.kinds},
+            "hand_models": {m.name: [m.available, m.reason] for m in props.hand_models},
+            "children": len(children())}
+
+
+s.check("start", start)
+
+
+def mano_missing():
+    return error_of(lambda: bpy.ops.handforge.backend_hands(model="mano"))
+
+
+s.check("mano_missing", mano_missing)
+
+
+def forward_check():
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.paste_pose(text=a["pose"], sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.check_backend() == {"FINISHED"}
+    out = {}
+    for side in ("left", "right"):
+        backend = bpy.data.objects[f"HandForge Backend.{side[0].upper()}"]
+        co = np.empty(len(backend.data.vertices) * 3, np.float32)
+        backend.data.vertices.foreach_get("co", co)
+        blender = evaluated_vertices(getattr(bpy.context.scene.handforge, side))
+        out[side] = {"reported": backend["handforge_max_deviation_m"],
+                     "measured": float(np.abs(co.reshape(-1, 3) - blender).max()),
+                     "moved": float(np.abs(blender - blender.mean(0)).max())}
+    return out
+
+
+s.check("forward", forward_check)
+
+
+def backend_rigs():
+    before = {o.name for o in bpy.data.objects if o.type == "ARMATURE"}
+    assert bpy.ops.handforge.backend_hands(model="open", use_shape=True, betas=[0.5] + [0.0] * 9) == {"FINISHED"}
+    new = [bpy.data.objects[n] for n in {o.name for o in bpy.data.objects if o.type == "ARMATURE"} - before]
+    return {o.handforge.side: {"model": o.handforge.hand_model, "betas": list(o.handforge.betas),
+                               "bones": len(o.data.bones)} for o in new}
+
+
+s.check("backend_rigs", backend_rigs)
+
+
+def cancelled_sleep():
+    timer = threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C, as in blender -b
+    t = time.monotonic()
+    timer.start()
+    result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 200, "step_seconds": 0.05}')
+    seconds = time.monotonic() - t
+    after = bpy.ops.handforge.run_job(kind="ping")
+    return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after)}
+
+
+s.check("cancel", cancelled_sleep)
+
+
+def results_imported():
+    bpy.context.scene.frame_set(1)
+    before = scene_state()
+    assert bpy.ops.handforge.run_job(kind="echo", params='{"text": "hi"}', inputs=a["echo_inputs"],
+                                     image_target="PLANE") == {"FINISHED"}
+    after = scene_state()
+    image = next(i for i in bpy.data.images if i.name.startswith("echo"))
+    px = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(px)
+    right = bpy.context.scene.handforge.right
+    fc = right.animation_data.action.layers[0].strips[0].channelbag(right.animation_data.action_slot).fcurves
+    gen = sum(1 for f in fc for k in f.keyframe_points if k.type == "GENERATED")
+    return {"new_objects": sorted(set(after["objects"]) - set(before["objects"])),
+            "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
+            "generated_keys_right": gen}
+
+
+s.check("results", results_imported)
+
+
+def killed_mid_job():
+    before = scene_state()
+    pids = children()
+    killer = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
+    t = time.monotonic()
+    killer.start()
+    message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}'))
+    seconds = time.monotonic() - t
+    return {"message": message, "seconds": seconds, "unchanged": scene_state() == before, "killed": len(pids),
+            "status": wm.handforge.status}
+
+
+s.check("killed", killed_mid_job)
+
+
+def stop():
+    assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
+    return {"status": wm.handforge.status, "children_alive": len(children())}
+
+
+s.check("stop", stop)
+s.finish()

@@ -1,0 +1,137 @@
+"""The add-on with a real backend: it starts `handforge serve` as a subprocess, connects, reads the
+capabilities, and runs jobs through its operators (hand rigs, forward_hands, a cancelled sleep job,
+results imported as keys and images); a backend killed mid-job is reported and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+from handforge_shared.poses import HandPose
+from handforge_shared.skeleton import SIDES
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("backend_session")
+    rng = np.random.default_rng(5)
+    pose = {s: HandPose(global_orient=rng.normal(0, 0.5, 3), hand_pose=rng.normal(0, 0.3, 45), betas=np.zeros(10),
+                        transl=rng.uniform(-0.1, 0.1, 3)) for s in SIDES}
+    frames = 5
+    inputs = {f"{s}.{k}": rng.normal(0, 0.2, (frames, n)).astype(np.float32)
+              for s in SIDES for k, n in (("global_orient", 3), ("hand_pose", 45))}
+    image = np.zeros((8, 16, 3), np.uint8)
+    image[:4, :, 0] = 255  # top half red, bottom half black
+    inputs["image"] = image
+    np.savez(work / "echo_inputs.npz", **inputs)
+    args = {"port": free_port(), "unused_port": free_port(),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
+            "pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in pose.items()}}),
+            "echo_inputs": str(work / "echo_inputs.npz")}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}  # MANO is not configured
+    result = run_blender("backend_session.py", addon_zip, work / "blender", args, env=env, timeout=400)
+    result.image = image
+    return result
+
+
+def _no_error(session, name):
+    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
+
+
+def test_no_backend_is_reported_quickly_with_the_fix(session):
+    _no_error(session, "no_backend")
+    result = session["no_backend"]
+    assert "no backend answered" in result["message"] and "handforge serve" in result["message"]
+    assert result["seconds"] < 10
+
+
+def test_bad_settings_are_reported(session):
+    _no_error(session, "bad_settings")
+    result = session["bad_settings"]
+    assert "tcp://HOST:PORT" in result["bad_address"]
+    assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
+    assert "/nonexistent/handforge" in result["bad_command"]
+
+
+def test_starts_a_local_backend_and_reads_capabilities(session):
+    _no_error(session, "start")
+    result = session["start"]
+    assert result["connected"] is True and "Connected" in result["status"]
+    assert result["children"] == 1
+    assert {"ping", "sleep", "echo", "hand_model", "forward_hands"} <= set(result["kinds"])
+    assert result["kinds"]["forward_hands"] == "hands"
+    assert result["engines"]["hands"][0] is True
+    assert result["hand_models"]["open"] == [True, ""]
+    available, reason = result["hand_models"]["mano"]
+    assert available is False and reason  # shown greyed out in the panel, with this reason
+
+
+def test_unavailable_hand_model_is_refused_with_the_reason(session):
+    _no_error(session, "mano_missing")
+    message = session["mano_missing"]
+    assert "mano" in message.lower() and session["start"]["hand_models"]["mano"][1].split(":")[0] in message
+
+
+def test_forward_hands_through_the_operator_matches_blender(session):
+    _no_error(session, "forward")
+    for side in SIDES:
+        result = session["forward"][side]
+        assert result["measured"] < 1e-4 and result["reported"] < 1e-4
+        assert result["moved"] > 0.05  # a real, posed hand
+
+
+def test_hand_rigs_from_the_backend(session):
+    _no_error(session, "backend_rigs")
+    rigs = session["backend_rigs"]
+    assert set(rigs) == set(SIDES)
+    for side in SIDES:
+        assert rigs[side]["model"] == "open" and rigs[side]["bones"] == 21
+        assert rigs[side]["betas"][0] == pytest.approx(0.5)
+
+
+def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
+    _no_error(session, "cancel")
+    result = session["cancel"]
+    assert result["result"] == ["CANCELLED"]
+    assert result["seconds"] < 5  # the job would take 10 s
+    assert result["ping_after"] == ["FINISHED"]
+
+
+def test_results_become_keys_and_images(session):
+    _no_error(session, "results")
+    result = session["results"]
+    assert result["generated_keys_right"] > 0
+    assert result["image_size"] == [16, 8]
+    pixels = np.array(result["pixels"])
+    np.testing.assert_allclose(pixels, session.image / 255.0, atol=1e-6)  # top row first, as sent
+    assert any(name.startswith("echo image") for name in result["new_objects"])  # the textured plane
+
+
+def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):
+    _no_error(session, "killed")
+    result = session["killed"]
+    assert result["killed"] == 1
+    assert "backend_lost" in result["message"]
+    assert result["seconds"] < 15  # noticed by heartbeats, never a hang (the job would take 20 s)
+    assert result["unchanged"] is True
+
+
+def test_stop_leaves_no_backend_process(session):
+    _no_error(session, "stop")
+    assert session["stop"]["children_alive"] == 0
+    assert session["stop"]["status"] == "Not connected"
