@@ -32,6 +32,9 @@ class Session:
         result = bpy.ops.extensions.package_install_files(filepath=self.zip, repo="user_default", enable_on_install=True)
         self.results["install"] = sorted(result)
         self.results["enabled"] = ADDON_MODULE in bpy.context.preferences.addons
+        # Blender unpacks the extension's wheel for this platform into its own site-packages
+        site = Path(bpy.utils.user_resource("EXTENSIONS", path=".local"))
+        self.results["unpacked_wheels"] = sorted(p.name for p in site.glob("lib/python*/site-packages/*.dist-info"))
         for obj in list(bpy.data.objects):  # the startup scene's cube, light and camera
             bpy.data.objects.remove(obj)
 

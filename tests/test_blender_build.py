@@ -1,0 +1,112 @@
+"""build_addon.py: the extension zip (manifest, code, shared copy, open hand rig, wheels) and
+Blender's own validation of it. The install itself is tested in test_blender_rig.py."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import build_addon
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+BLENDER_EXT_CLI = next((ROOT / ".venv").glob("lib/python*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"),
+                       None)
+
+
+@pytest.fixture(scope="module")
+def contents(addon_zip):  # noqa: F811 - fixture
+    with zipfile.ZipFile(addon_zip) as zf:
+        names = zf.namelist()
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+    return names, manifest
+
+
+def test_manifest_declares_the_extension(contents):
+    _, manifest = contents
+    assert manifest["id"] == "handforge" and manifest["type"] == "add-on"
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert manifest["version"] == build_addon.project_version()
+    assert set(manifest["permissions"]) == {"network", "files"}
+
+
+def test_zip_holds_code_shared_copy_and_open_hand(contents):
+    names, _ = contents
+    for module in ("__init__.py", "rig.py", "pose.py", "keys.py", "jobs.py", "connection.py", "importers.py", "panels.py"):
+        assert module in names
+    for module in ("shared/__init__.py", "shared/skeleton.py", "shared/client.py", "shared/protocol.py",
+                   "shared/anatomy.py", "shared/pose_library.py"):
+        assert module in names
+    assert "shared/assets/open_hand_right.npz" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+# Blender's own platform test (bl_pkg: manylinux for linux, universal2 fits both Macs).
+PLATFORMS = {
+    "Linux x86_64": lambda plat: plat.startswith("manylinux") and plat.endswith("_x86_64"),
+    "macOS arm64": lambda plat: plat.startswith("macosx") and plat.endswith(("_arm64", "_universal2")),
+    "macOS x86_64": lambda plat: plat.startswith("macosx") and plat.endswith(("_x86_64", "_universal2")),
+    "Windows x64": lambda plat: plat == "win_amd64",
+}
+
+
+def _fits_python(python_tag: str, abi: str, version: int) -> bool:
+    """cp311 for 3.11 only; a stable-ABI (abi3) wheel for its version and every later one."""
+    built_for = int(python_tag.removeprefix("cp")[1:])
+    return built_for == version or (abi == "abi3" and built_for <= version)
+
+
+def test_wheels_cover_every_platform_and_python(contents):
+    names, manifest = contents
+    wheels = [w.removeprefix("./") for w in manifest["wheels"]]
+    assert sorted(wheels) == sorted(n for n in names if n.endswith(".whl"))
+    tags = [Path(w).stem.split("-")[-3:] for w in wheels]  # python tag, abi tag, platform tag
+    for platform, fits_platform in PLATFORMS.items():
+        for version in (11, 13):  # Blender 4.2-4.5, Blender 5.x
+            assert any(fits_platform(plat) and _fits_python(py, abi, version) for py, abi, plat in tags), \
+                (platform, version, wheels)
+
+
+@pytest.mark.skipif(BLENDER_EXT_CLI is None, reason="bpy's extension tool is not installed")
+def test_blender_validates_the_zip(addon_zip):  # noqa: F811 - fixture
+    proc = subprocess.run([sys.executable, str(BLENDER_EXT_CLI), "validate", str(addon_zip)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success" in proc.stdout
+
+
+def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("the cache should have every wheel")
+
+    build_addon.fetch_wheels(build_addon.DEFAULT_CACHE)  # fills the cache (once per machine)
+    monkeypatch.setattr(build_addon, "_pip_download", no_download)
+    assert build_addon.main(["--out", str(tmp_path / "again.zip")]) == 0
+    assert build_addon.main(["--out", str(tmp_path / "bare.zip"), "--no-wheels"]) == 0
+    with zipfile.ZipFile(tmp_path / "bare.zip") as zf:
+        assert not [n for n in zf.namelist() if n.endswith(".whl")]
+        assert 'wheels = [\n]' in zf.read("blender_manifest.toml").decode()
+
+
+def test_missing_wheels_folder_is_a_clear_error(tmp_path, capsys):
+    assert build_addon.main(["--out", str(tmp_path / "x.zip"), "--wheels-from", str(tmp_path)]) == 1
+    assert "no pyzmq-*.whl" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_addon_code_never_imports_torch_or_the_backend():
+    for path in (ROOT / "blender_addon").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""] if node.level == 0 else []
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] not in {"torch", "handforge", "handforge_shared", "diffusers"}, (path.name, mod)
