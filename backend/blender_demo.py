@@ -1,0 +1,90 @@
+"""The demo's Blender part: two hands posed with presets, keyed, saved as a .blend and rendered.
+
+Blender runs as the ``bpy`` module in a subprocess (its state is process-global, and whatever
+happens there cannot take the demo down), with a temporary Blender user folder into which the
+HandForge extension is installed like a user would. The keypoints read from the Blender rigs are
+checked against the backend's hand model for the same presets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from handforge.hands import load_hand_model
+from handforge_shared import pose_library
+from handforge_shared.poses import HandPose
+
+PRESETS = ("flat", "fist", "point", "pinch", "ok", "victory")
+RENDERED = ("fist", "point", "ok", "victory")
+FRAME_STEP = 12
+REPO = Path(__file__).resolve().parent.parent
+# Where Add Hands puts the hands (blender_addon/hands.py): palms down, side by side.
+_RIGHT_PLACEMENT = {"global_orient": np.array([0.0, -np.pi / 2, 0.0]), "transl": np.array([0.12, 0.0, 0.0])}
+
+
+class BlenderDemoError(RuntimeError):
+    pass
+
+
+def unavailable_reason() -> str:
+    """'' when the Blender part can run here, else why not."""
+    if importlib.util.find_spec("bpy") is None:
+        return "the bpy module is not installed (pip install bpy==4.5.15, on Python 3.11)"
+    if not (REPO / "build_addon.py").is_file():
+        return "the add-on is built from a HandForge checkout (build_addon.py not found)"
+    return ""
+
+
+def build_addon_zip(work: Path) -> Path:
+    """The extension zip, without wheels: the demo's Blender (bpy) already has pyzmq."""
+    zip_path = work / "handforge.zip"
+    proc = subprocess.run([sys.executable, str(REPO / "build_addon.py"), "--no-wheels", "--out", str(zip_path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BlenderDemoError(f"building the add-on failed: {proc.stderr.strip()}")
+    return zip_path
+
+
+def expected_keypoints(model, preset: str, side: str) -> np.ndarray:
+    right = pose_library.get(preset, "right").replace(**_RIGHT_PLACEMENT)
+    pose: HandPose = right if side == "right" else right.mirrored()
+    with torch.no_grad():
+        return model.forward_pose(side, pose).keypoints[0].double().numpy()
+
+
+def run_blender_demo(out_dir: str | os.PathLike, width: int = 640, height: int = 400, timeout: float = 300.0) -> dict[str, Any]:
+    """Run the Blender session; returns its report with the keypoint check against the backend."""
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="handforge-blender-demo-") as tmp:
+        work = Path(tmp)
+        spec = {"zip": str(build_addon_zip(work)), "out": str(out), "presets": list(PRESETS), "render": list(RENDERED),
+                "frame_step": FRAME_STEP, "width": width, "height": height}
+        (work / "spec.json").write_text(json.dumps(spec))
+        env = {**os.environ, "BLENDER_USER_RESOURCES": str(work / "blender_user")}
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "handforge.blender_demo_scene", str(work / "spec.json")],
+                              capture_output=True, text=True, env=env, timeout=timeout, cwd=work)
+        if proc.returncode != 0 or not (out / "blender.json").is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+            raise BlenderDemoError(f"the Blender session failed (exit {proc.returncode}):\n{tail}")
+    report = json.loads((out / "blender.json").read_text())
+    report["seconds"] = time.perf_counter() - start
+    model = load_hand_model("open")
+    worst = 0.0
+    for item in report["keyed"]:
+        for side, points in item["keypoints"].items():
+            worst = max(worst, float(np.abs(np.array(points) - expected_keypoints(model, item["preset"], side)).max()))
+    report["max_keypoint_deviation_mm"] = worst * 1000.0
+    (out / "blender.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report

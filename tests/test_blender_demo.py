@@ -1,0 +1,51 @@
+"""The demo's Blender part: hands added, posed with presets and keyed through the add-on in a bpy
+subprocess, saved as a .blend and rendered with Workbench; Blender's keypoints match the backend's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handforge.blender_demo import PRESETS, RENDERED, run_blender_demo, unavailable_reason
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow,
+              pytest.mark.skipif(bool(unavailable_reason()), reason=unavailable_reason() or "available")]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("blender_demo")
+    return out, run_blender_demo(out, width=320, height=200)
+
+
+def test_every_preset_is_keyed_on_both_hands(demo):
+    out, report = demo
+    assert [k["preset"] for k in report["keyed"]] == list(PRESETS)
+    frames = [k["frame"] for k in report["keyed"]]
+    assert frames == sorted(set(frames))
+    assert all(set(k["keypoints"]) == {"left", "right"} for k in report["keyed"])
+    assert json.loads((out / "blender.json").read_text())["keyed"] == report["keyed"]
+
+
+def test_blender_keypoints_match_the_backend(demo):
+    _, report = demo
+    assert report["max_keypoint_deviation_mm"] < 0.1
+
+
+def test_blend_file_and_renders_are_written(demo):
+    out, report = demo
+    blend = out / report["blend"]
+    assert blend.is_file() and blend.stat().st_size > 100_000
+    renders = [k["render"] for k in report["keyed"] if "render" in k]
+    assert len(renders) == len(RENDERED)
+    for name in renders:
+        pixels = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.float64)
+        assert pixels.shape == (200, 320, 3)
+        background = np.median(pixels.reshape(-1, 3), axis=0)
+        hand_pixels = np.abs(pixels - background).sum(-1) > 30
+        assert 0.03 < hand_pixels.mean() < 0.6, (name, hand_pixels.mean())  # both hands in view, not filling it
+        # one hand on each side of the picture
+        assert hand_pixels[:, :160].mean() > 0.01 and hand_pixels[:, 160:].mean() > 0.01
