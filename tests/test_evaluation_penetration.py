@@ -1,0 +1,224 @@
+"""Sealing, exact penetration metrics and the differentiable penetration loss, on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from handforge.evaluation.penetration import (
+    M3_TO_CM3,
+    intersection_volume,
+    penetration_depths,
+    penetration_loss,
+    penetration_metrics,
+    vertex_normals,
+)
+from handforge.evaluation.proximity import SurfaceQuery
+from handforge.evaluation.seal import MeshTopologyError, as_sealed, seal_topology
+from handforge.hands.base import load_hand_model
+from handforge_shared import pose_library
+from handforge_shared.rig import load_open_hand_rig
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_hand_model("open")
+
+
+def posed(model, side, name, transl=(0.0, 0.0, 0.0), global_orient=(0.0, 0.0, 0.0)):
+    pose = pose_library.get(name, side)
+    return model(side, torch.tensor([global_orient]), pose.hand_pose, transl=torch.tensor([transl])).vertices[0]
+
+
+def box(size, center):
+    return trimesh.creation.box(extents=(size, size, size), transform=trimesh.transformations.translation_matrix(center))
+
+
+# ----------------------------------------------------------------------------- sealing
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_sealing_makes_the_open_hand_a_closed_volume_of_hand_size(side):
+    rig = load_open_hand_rig(side)
+    open_mesh = trimesh.Trimesh(rig.rest_vertices, rig.faces, process=False)
+    assert not open_mesh.is_watertight  # the wrist is open: no volume without sealing
+    topo = seal_topology(rig.faces)
+    assert len(topo.loops) == 1 and len(topo.loops[0]) == 20  # the open hand's one wrist loop
+    mesh = topo.mesh(rig.rest_vertices)
+    assert mesh.is_watertight and mesh.is_winding_consistent and mesh.is_volume
+    # An adult hand displaces roughly 300-450 cm³ of water up to the wrist crease; this hand
+    # (18.6 cm long, slender palm, cut at the wrist joint) measures 278 cm³.
+    assert 200 < mesh.volume * M3_TO_CM3 < 500
+
+
+def test_sealed_posed_hands_stay_closed_and_follow_the_pose(model):
+    topo = as_sealed(model.faces("right"))
+    for name in ("fist", "ok", "spread"):
+        verts = posed(model, "right", name)
+        mesh = topo.mesh(verts)
+        assert mesh.is_watertight and mesh.is_volume, name
+        cap = mesh.vertices[-1]
+        assert np.allclose(cap, verts[topo.loops[0]].detach().numpy().mean(0))
+
+
+def test_sealing_torch_matches_numpy_and_is_differentiable(model):
+    topo = as_sealed(model.faces("left"))
+    verts = posed(model, "left", "relaxed").detach().requires_grad_(True)
+    sealed = topo.seal(verts)
+    assert sealed.shape == (verts.shape[0] + 1, 3)
+    assert np.allclose(sealed.detach().numpy(), topo.seal(verts.detach().numpy()))
+    sealed[-1].sum().backward()  # the cap vertex moves with its loop
+    assert torch.allclose(verts.grad[topo.loops[0]], torch.full((len(topo.loops[0]), 3), 1 / len(topo.loops[0])))
+
+
+def test_closed_meshes_are_left_alone_and_broken_ones_rejected():
+    cube = trimesh.creation.box()
+    topo = seal_topology(cube.faces)
+    assert topo.loops == () and np.array_equal(topo.faces, cube.faces)
+    fin = np.concatenate([cube.faces, [[0, 1, 8]]])  # a third face on edge (0, 1)
+    with pytest.raises(MeshTopologyError, match="more than two faces"):
+        seal_topology(fin, 9)
+    with pytest.raises(MeshTopologyError, match="integer"):
+        seal_topology(np.zeros((3, 3)))
+    with pytest.raises(MeshTopologyError, match="needs"):
+        topo.seal(np.zeros((5, 3)))
+
+
+# ----------------------------------------------------------------------------- exact metrics
+def test_two_boxes_known_overlap_volume_and_depth():
+    a = box(0.05, (0.0, 0.0, 0.0))            # [-2.5, 2.5] cm
+    b = box(0.05, (0.03, 0.035, 0.04))        # one corner of each box lies inside the other
+    m = penetration_metrics(a.vertices, b.vertices, a.faces, b.faces)
+    assert m.volume[0] == pytest.approx(0.02 * 0.015 * 0.01, rel=1e-9)
+    # A's corner (2.5, 2.5, 2.5) cm is inside B, 1 cm from B's face z = 1.5 cm; B's corner
+    # (0.5, 1.0, 1.5) cm is inside A, 1 cm from A's face z = 2.5 cm.
+    assert m.max_depth[0] == pytest.approx(0.01, abs=1e-12)
+    assert m.mean_depth[0] == pytest.approx(0.01, abs=1e-12)
+    assert (m.penetrating_a[0], m.penetrating_b[0]) == (1, 1)
+    apart = box(0.05, (0.06, 0.0, 0.0))
+    assert penetration_metrics(a.vertices, apart.vertices, a.faces, apart.faces).volume[0] == 0.0
+
+
+def test_two_spheres_lens_volume_and_depth():
+    r, d = 0.03, 0.036
+    a = trimesh.creation.icosphere(subdivisions=4, radius=r)
+    b = a.copy()
+    b.apply_translation((d, 0.0, 0.0))
+    m = penetration_metrics(a.vertices, b.vertices, a.faces, b.faces)
+    lens = np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12  # two equal spheres, centres d apart
+    assert m.volume[0] == pytest.approx(lens, rel=0.01)
+    # B's point nearest A's centre is d - r from it, hence r - (d - r) inside A's surface.
+    assert m.max_depth[0] == pytest.approx(2 * r - d, rel=0.02)
+
+
+def test_hand_against_a_translated_copy_of_itself(model):
+    faces = model.faces("right")
+    verts = posed(model, "right", "relaxed").detach()
+    mesh = as_sealed(faces).mesh(verts)
+    delta = 0.002
+    shift = torch.tensor([0.0, delta, 0.0])  # along the palm normal
+    m = penetration_metrics(verts, verts + shift, faces, faces)
+    # To first order the overlap loses delta times the area the hand shows along the shift:
+    # V(A ∩ (A + δu)) ≈ V − δ · ½ ∫ |n·u| dA.
+    shadow = 0.5 * np.sum(mesh.area_faces * np.abs(mesh.face_normals[:, 1]))
+    assert m.volume[0] == pytest.approx(mesh.volume - delta * shadow, rel=0.01)
+    # Every vertex of the copy is delta from its original on the surface, so no depth exceeds delta.
+    assert 0.8 * delta < m.max_depth[0] <= delta + 1e-9
+    far = penetration_metrics(verts, verts + torch.tensor([0.0, 0.3, 0.0]), faces, faces)
+    assert far.volume[0] == 0 and far.max_depth[0] == 0 and far.penetrating_a[0] == 0
+
+
+def test_metrics_refuse_meshes_that_are_not_volumes():
+    a = box(0.05, (0.0, 0.0, 0.0))
+    inverted = a.faces[:, ::-1]  # wound inwards: negative volume
+    with pytest.raises(MeshTopologyError, match="does not enclose a volume"):
+        penetration_metrics(a.vertices, a.vertices, a.faces, inverted)
+    with pytest.raises(ValueError, match="same N"):
+        penetration_metrics(np.zeros((2, 8, 3)), np.zeros((3, 8, 3)), a.faces, a.faces)
+
+
+def test_surface_query_matches_brute_force_and_trimesh(model):
+    mesh = as_sealed(model.faces("right")).mesh(posed(model, "right", "spread").detach())
+    rng = np.random.default_rng(0)
+    lo, hi = mesh.bounds
+    points = np.concatenate([rng.uniform(lo, hi, (300, 3)), mesh.vertices[::7] + rng.normal(0, 0.002, (230, 3))])
+    ours = SurfaceQuery(mesh).signed_distance(points)
+    brute = np.array([np.linalg.norm(trimesh.triangles.closest_point(mesh.triangles, np.repeat(p[None], len(mesh.faces), 0)) - p,
+                                     axis=1).min() for p in points[:60]])
+    assert np.allclose(np.abs(ours[:60]), brute, atol=1e-12)
+    assert np.array_equal(ours > 0, mesh.contains(points))  # the spread hand has no self-intersections
+
+
+# ----------------------------------------------------------------------------- differentiable loss
+def test_vertex_normals_are_angle_weighted_like_trimesh():
+    mesh = trimesh.creation.icosphere(2)
+    mesh.vertices += np.random.default_rng(1).normal(0, 0.02, mesh.vertices.shape)
+    ours = vertex_normals(torch.tensor(mesh.vertices[None]), mesh.faces)[0].numpy()
+    assert np.allclose(ours, mesh.vertex_normals, atol=1e-12)
+
+
+@pytest.mark.parametrize("transl", [(-0.186, 0.04, 0.0), (0.05, 0.0, 0.0)], ids=["stacked", "far"])
+def test_loss_is_zero_with_a_zero_gradient_when_hands_are_apart(model, transl):
+    # stacked: the left hand lies 4 cm above the right one, bounding boxes overlapping, no contact
+    left = posed(model, "left", "flat", transl=transl).detach().requires_grad_(True)
+    right = posed(model, "right", "flat").detach().requires_grad_(True)
+    assert penetration_metrics(left, right, model.faces("left"), model.faces("right")).volume[0] == 0
+    loss = penetration_loss(left, right, model.faces("left"), model.faces("right"))
+    assert loss.item() == 0.0
+    grad_left, grad_right = torch.autograd.grad(loss, [left, right])
+    assert grad_left is not None and grad_right is not None
+    assert not grad_left.any() and not grad_right.any()
+
+
+@pytest.mark.parametrize("delta, tolerance", [(0.001, 0.001), (0.003, 0.0025)])
+def test_fast_depths_agree_with_exact_depths_on_a_translated_copy(model, delta, tolerance):
+    faces = model.faces("right")
+    verts = posed(model, "right", "relaxed").detach()
+    copy = verts + torch.tensor([0.0, delta, 0.0])
+    fast_a, fast_b = penetration_depths(verts, copy, faces, faces)
+    exact_a = np.maximum(SurfaceQuery(as_sealed(faces).mesh(copy)).signed_distance(verts.numpy()), 0)
+    fast_a = fast_a.numpy()
+    assert ((fast_a > 0) == (exact_a > 0)).mean() > 0.9   # same verdict for most vertices
+    assert np.abs(fast_a - exact_a).max() < tolerance     # errors stay below the vertex spacing
+    assert fast_b.max() > 0.5 * delta                      # and the other direction sees it too
+
+
+def test_batched_loss_equals_the_loss_of_each_pair(model):
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                         (("flat", (-0.17, 0.01, 0.0)), ("fist", (-0.17, 0.02, 0.0)), ("ok", (-0.4, 0.0, 0.0)))]).detach()
+    rights = torch.stack([posed(model, "right", n) for n in ("relaxed", "pinch", "fist")]).detach()
+    batched = penetration_loss(lefts, rights, faces_l, faces_r)
+    single = torch.stack([penetration_loss(lefts[i], rights[i], faces_l, faces_r) for i in range(3)])
+    assert torch.allclose(batched, single)
+    assert batched[0] > 0 and batched[1] > 0 and batched[2] == 0
+
+
+@pytest.mark.slow
+def test_gradient_descent_on_the_loss_separates_interpenetrating_hands(model):
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    names = ("fist", "flat", "pinch")
+    right = torch.stack([posed(model, "right", n) for n in ("relaxed", "fist", "relaxed")]).detach()
+    hand_pose = torch.tensor(np.stack([pose_library.get(n, "left").hand_pose for n in names]), dtype=torch.float32)
+    transl = torch.tensor([[-0.17, 0.01, 0.0], [-0.15, 0.0, 0.01], [-0.16, 0.015, 0.005]], requires_grad=True)
+    orient = torch.zeros(3, 3, requires_grad=True)
+    before = penetration_metrics(model("left", orient, hand_pose, transl=transl).vertices, right, faces_l, faces_r)
+    assert (before.volume * M3_TO_CM3 > 30).all()
+    optimiser = torch.optim.Adam([transl, orient], lr=2e-3)  # 2 mm / 0.002 rad steps
+    for _ in range(30):
+        loss = penetration_loss(model("left", orient, hand_pose, transl=transl).vertices, right, faces_l, faces_r)
+        optimiser.zero_grad()
+        loss.sum().backward()
+        optimiser.step()
+    after = penetration_metrics(model("left", orient, hand_pose, transl=transl).vertices, right, faces_l, faces_r)
+    assert (after.volume * M3_TO_CM3 < 0.05).all(), after.volume * M3_TO_CM3
+    assert (after.max_depth < 0.001).all()
+
+
+def test_loss_rejects_bad_input(model):
+    with pytest.raises(TypeError, match="torch"):
+        penetration_loss(np.zeros((1609, 3)), np.zeros((1609, 3)), model.faces("left"), model.faces("right"))
+    with pytest.raises(ValueError, match="same batch"):
+        penetration_loss(torch.zeros(2, 1609, 3), torch.zeros(3, 1609, 3), model.faces("left"), model.faces("right"))
+    with pytest.raises(ValueError, match="NaN"):
+        penetration_loss(torch.full((1609, 3), float("nan")), torch.zeros(1609, 3), model.faces("left"), model.faces("right"))
