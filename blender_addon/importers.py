@@ -111,15 +111,21 @@ def show_on_plane(context, image, name: str) -> bpy.types.Object:
     return obj
 
 
-def import_images(context, arrays: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
-    """Image datablocks for every image in ``arrays``; ``target`` CAMERA or PLANE also shows them."""
+def check_images(context, arrays: Mapping[str, np.ndarray], target: str) -> dict[str, np.ndarray]:
+    """The images of a result, checked before anything is written (a bad one changes nothing)."""
     found = image_arrays(arrays)
-    # check every image first, so a bad one leaves the scene untouched
     for name, pixels in found.items():
-        if pixels.ndim != 3 or not (np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.uint8):
-            raise PoseFormatError(f"image {name!r} must be uint8 or float (H, W, C)")
+        if not (np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.uint8):
+            raise PoseFormatError(f"image {name!r} must be uint8 or float (H, W, C), got {pixels.dtype}")
+        if np.issubdtype(pixels.dtype, np.floating) and not np.all(np.isfinite(pixels)):
+            raise PoseFormatError(f"image {name!r} has non-finite pixels")
     if target == "CAMERA" and found and context.scene.camera is None:
         raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
+    return found
+
+
+def import_images(context, found: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
+    """Image datablocks for checked images (``check_images``); CAMERA or PLANE also shows them."""
     made = []
     for name, pixels in found.items():
         image = image_datablock(f"{label} {name}", pixels)
@@ -148,14 +154,20 @@ def vertices_object(context, name: str, vertices_model: np.ndarray, faces: np.nd
 
 def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray], label: str,
                  image_target: str = "IMAGE") -> str:
-    """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise."""
-    parts = []
+    """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise.
+    Everything is checked first, so a result that cannot be used leaves the scene as it was."""
     clip = motion_from_arrays(data, arrays)
     if clip is not None and clip.num_frames > 1:
+        hands.scene_hands(context.scene, "BOTH")  # raises (before any change) if there are none
+    else:
+        clip = None
+    images = check_images(context, arrays, image_target)
+    parts = []
+    if clip is not None:
         parts.append(import_motion(context, clip))
-    images = import_images(context, arrays, label, image_target)
     if images:
-        parts.append(f"{len(images)} image(s): {', '.join(images)}")
+        made = import_images(context, images, label, image_target)
+        parts.append(f"{len(made)} image(s): {', '.join(made)}")
     if not parts:
         shown = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
         parts.append(f"result {shown}" + (f", arrays {sorted(arrays)}" if arrays else ""))

@@ -120,6 +120,8 @@ def test_results_become_keys_and_images(session):
     pixels = np.array(result["pixels"])
     np.testing.assert_allclose(pixels, session.image / 255.0, atol=1e-6)  # top row first, as sent
     assert any(name.startswith("echo image") for name in result["new_objects"])  # the textured plane
+    assert "no active camera" in result["no_camera"] and result["unchanged_after_refusal"] is True
+    assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
 
 
 def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):

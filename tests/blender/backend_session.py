@@ -138,7 +138,7 @@ def cancelled_sleep():
     timer.start()
     result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 200, "step_seconds": 0.05}')
     seconds = time.monotonic() - t
-    after = bpy.ops.handforge.run_job(kind="ping")
+    after = bpy.ops.handforge.run_job("INVOKE_DEFAULT", kind="ping")  # a button press: blocking under -b
     return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after)}
 
 
@@ -157,9 +157,18 @@ def results_imported():
     right = bpy.context.scene.handforge.right
     fc = right.animation_data.action.layers[0].strips[0].channelbag(right.animation_data.action_slot).fcurves
     gen = sum(1 for f in fc for k in f.keyframe_points if k.type == "GENERATED")
+    state = scene_state()
+    no_camera = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
+    unchanged_after_refusal = scene_state() == state
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    bpy.context.scene.collection.objects.link(cam)
+    bpy.context.scene.camera = cam
+    assert bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA") == {"FINISHED"}
     return {"new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
-            "generated_keys_right": gen}
+            "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
+            "camera_backgrounds": [b.image.name for b in cam.data.background_images],
+            "camera_shows": cam.data.show_background_images}
 
 
 s.check("results", results_imported)
