@@ -3,7 +3,7 @@
 Blender runs as the ``bpy`` module in a subprocess (its state is process-global, and whatever
 happens there cannot take the demo down), with a temporary Blender user folder into which the
 HandForge extension is installed like a user would. The keypoints read from the Blender rigs are
-checked against the backend's hand model for the same presets.
+checked against the backend's hand model for the parameters the add-on reads from the rigs.
 """
 
 from __future__ import annotations
@@ -22,15 +22,12 @@ import numpy as np
 import torch
 
 from handforge.hands import load_hand_model
-from handforge_shared import pose_library
-from handforge_shared.poses import HandPose
+from handforge_shared.poses import MotionClip
 
 PRESETS = ("flat", "fist", "point", "pinch", "ok", "victory")
 RENDERED = ("fist", "point", "ok", "victory")
 FRAME_STEP = 12
 REPO = Path(__file__).resolve().parent.parent
-# Where Add Hands puts the hands (blender_addon/hands.py): palms down, side by side.
-_RIGHT_PLACEMENT = {"global_orient": np.array([0.0, -np.pi / 2, 0.0]), "transl": np.array([0.12, 0.0, 0.0])}
 
 
 class BlenderDemoError(RuntimeError):
@@ -56,11 +53,9 @@ def build_addon_zip(work: Path) -> Path:
     return zip_path
 
 
-def expected_keypoints(model, preset: str, side: str) -> np.ndarray:
-    right = pose_library.get(preset, "right").replace(**_RIGHT_PLACEMENT)
-    pose: HandPose = right if side == "right" else right.mirrored()
+def backend_keypoints(model, clip: MotionClip, side: str, frame_index: int) -> np.ndarray:
     with torch.no_grad():
-        return model.forward_pose(side, pose).keypoints[0].double().numpy()
+        return model.forward_pose(side, clip.hands[side][frame_index]).keypoints[0].double().numpy()
 
 
 def run_blender_demo(out_dir: str | os.PathLike, width: int = 640, height: int = 400, timeout: float = 300.0) -> dict[str, Any]:
@@ -81,10 +76,12 @@ def run_blender_demo(out_dir: str | os.PathLike, width: int = 640, height: int =
     report = json.loads((out / "blender.json").read_text())
     report["seconds"] = time.perf_counter() - start
     model = load_hand_model("open")
+    clip = MotionClip.load(out / report["poses"])  # frame 1 is clip frame 0
     worst = 0.0
     for item in report["keyed"]:
         for side, points in item["keypoints"].items():
-            worst = max(worst, float(np.abs(np.array(points) - expected_keypoints(model, item["preset"], side)).max()))
+            expected = backend_keypoints(model, clip, side, item["frame"] - 1)
+            worst = max(worst, float(np.abs(np.array(points) - expected).max()))
     report["max_keypoint_deviation_mm"] = worst * 1000.0
     (out / "blender.json").write_text(json.dumps(report, indent=1) + "\n")
     return report

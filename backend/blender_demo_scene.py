@@ -6,7 +6,8 @@ Installs the HandForge extension zip into the temporary Blender user folder give
 ``BLENDER_USER_RESOURCES``, then works like an artist, through the add-on's operators: add both
 hands, pose them with presets, key each pose, and save ``hands.blend`` and Workbench renders.
 Writes ``blender.json``: per keyed frame the preset and the 21 keypoints of each hand read from
-the rig's bones (model frame, metres), so the caller can check them against the backend.
+the rig's bones (model frame, metres), and ``keyed_poses.npz``, the animation as a motion clip,
+so the caller can check the keypoints against the backend's for the same parameters.
 """
 
 from __future__ import annotations
@@ -88,10 +89,12 @@ def main() -> int:
             bpy.ops.render.render(write_still=True)
             item["render"] = Path(scene.render.filepath).name
     timings["render_s"] = time.perf_counter() - t
+    # the rigs' poses as MANO parameters (the add-on's own reading), for the check against the backend
+    bpy.ops.handforge.export_motion(filepath=str(out / "keyed_poses.npz"), frame_start=1, frame_end=keyed[-1]["frame"])
     scene.frame_set(1)
     blend = out / "hands.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=True)
-    report = {"blender": bpy.app.version_string, "blend": blend.name, "keyed": keyed,
+    report = {"blender": bpy.app.version_string, "blend": blend.name, "keyed": keyed, "poses": "keyed_poses.npz",
               "fps": scene.render.fps / scene.render.fps_base, "timings": timings,
               "camera_fov_deg": math.degrees(scene.camera.data.angle)}
     (out / "blender.json").write_text(json.dumps(report, indent=1) + "\n")
