@@ -36,13 +36,14 @@ Loss (torch, batched, differentiable): ``penetration_depths`` and ``penetration_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from handforge.evaluation.common import maybe_progress, vertex_pairs
 from handforge.evaluation.proximity import SurfaceQuery
 from handforge.evaluation.seal import MeshTopologyError, SealedTopology, as_sealed
 
@@ -175,10 +176,10 @@ class PenetrationMetrics:
 def penetration_metrics(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any,
                         progress: bool = False) -> PenetrationMetrics:
     """Exact penetration volume and depths for N pairs of hands ((N, V, 3) each, or one (V, 3) pair)."""
-    va, vb = _as_numpy_pairs(verts_a, verts_b)
+    va, vb = vertex_pairs(verts_a, verts_b)
     topo_a, topo_b = as_sealed(faces_a, va.shape[1]), as_sealed(faces_b, vb.shape[1])
     rows = []
-    for i in _maybe_progress(range(len(va)), progress):
+    for i in maybe_progress(range(len(va)), progress, "penetration"):
         mesh_a, mesh_b = topo_a.mesh(va[i]), topo_b.mesh(vb[i])
         depth_a = inside_depths(va[i], mesh_b)
         depth_b = inside_depths(vb[i], mesh_a)
@@ -215,23 +216,3 @@ def inside_depths(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
         return np.zeros(0)
     signed = SurfaceQuery(mesh).signed_distance(candidates)  # positive inside
     return signed[signed > 0]
-
-
-def _as_numpy_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
-    if a.ndim == 2 and b.ndim == 2:
-        a, b = a[None], b[None]
-    if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != 3 or b.shape[-1] != 3 or len(a) != len(b):
-        raise ValueError(f"vertices must be (N, V, 3) for both hands with the same N, got {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("vertices contain NaN or inf")
-    return a.astype(np.float64), b.astype(np.float64)
-
-
-def _maybe_progress(items: Iterable, progress: bool) -> Iterable:
-    if not progress:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="penetration", unit="pair")

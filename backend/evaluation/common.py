@@ -1,0 +1,32 @@
+"""Small helpers the metric modules share: input checking and progress bars."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+
+def as_numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Two hands' vertices as float64 (N, V, 3) arrays (one (V, 3) pair becomes N = 1), checked."""
+    a, b = as_numpy(a), as_numpy(b)
+    if a.ndim == 2 and b.ndim == 2:
+        a, b = a[None], b[None]
+    if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != 3 or b.shape[-1] != 3 or len(a) != len(b):
+        raise ValueError(f"vertices must be (N, V, 3) for both hands with the same N, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("vertices contain NaN or inf")
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def maybe_progress(items: Iterable, progress: bool, desc: str) -> Iterable:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="pair")

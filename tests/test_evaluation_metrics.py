@@ -1,0 +1,206 @@
+"""Contact, joint-limit, motion and distribution metrics against hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.linalg import sqrtm
+from scipy.special import gammaln
+
+from handforge.evaluation.contact import contact_mask, contact_metrics, contact_pairs
+from handforge.evaluation.distribution import (
+    diversity,
+    feature_statistics,
+    frechet_distance,
+    frechet_feature_distance,
+    kid,
+)
+from handforge.evaluation.limits import joint_frames, joint_limit_metrics, joint_limit_violations
+from handforge.evaluation.motion import clip_keypoints, finite_difference, keyframe_error, smoothness
+from handforge.hands.base import load_hand_model
+from handforge_shared import anatomy, pose_library
+from handforge_shared.poses import HandPose, MotionClip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_hand_model("open")
+
+
+def box(size, center):
+    return trimesh.creation.box(extents=(size, size, size), transform=trimesh.transformations.translation_matrix(center))
+
+
+# ----------------------------------------------------------------------------- contact
+def test_contact_of_two_boxes_with_a_known_gap():
+    a, b = box(0.05, (0, 0, 0)), box(0.05, (0.053, 0, 0))  # 3 mm apart face to face
+    near = contact_metrics(a.vertices, b.vertices, a.faces, b.faces, threshold=0.005)
+    assert near.ratio_a[0] == 0.5 and near.ratio_b[0] == 0.5 and near.in_contact[0]  # the facing 4 of 8 corners
+    far = contact_metrics(a.vertices, b.vertices, a.faces, b.faces, threshold=0.002)
+    assert far.ratio_a[0] == 0 and not far.in_contact[0]
+    pairs = contact_pairs(a.vertices, b.vertices, 0.005)
+    assert len(pairs) == 4 and np.allclose(np.linalg.norm(a.vertices[pairs[:, 0]] - b.vertices[pairs[:, 1]], axis=1), 0.003)
+    inside = box(0.05, (0.02, 0, 0))  # overlapping: corners inside the other box are in contact too
+    assert contact_mask(inside.vertices, a, threshold=0.0).sum() == 4
+
+
+def test_contact_ratio_of_hands(model):
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    right = model.forward_pose("right", pose_library.get("flat", "right")).vertices[0]
+    left = pose_library.get("flat", "left")
+    # the left hand lies flat above the right one: 12 mm apart, then 2 mm apart (closest points)
+    apart = model("left", left.global_orient, left.hand_pose, transl=torch.tensor([[-0.186, 0.05, 0.0]])).vertices[0]
+    touching = model("left", left.global_orient, left.hand_pose, transl=torch.tensor([[-0.186, 0.04, 0.0]])).vertices[0]
+    m = contact_metrics(torch.stack([apart, touching]), torch.stack([right, right]), faces_l, faces_r, threshold=0.005)
+    assert not m.in_contact[0] and m.ratio_a[0] == 0 and m.ratio_b[0] == 0
+    assert m.in_contact[1] and 0.001 < m.ratio_a[1] < 0.2 and 0.001 < m.ratio_b[1] < 0.2
+    wide = contact_metrics(touching, right, faces_l, faces_r, threshold=0.015)
+    assert wide.ratio_a[0] > m.ratio_a[1] and wide.ratio_b[0] > m.ratio_b[1]  # a wider band holds more
+    with pytest.raises(ValueError, match="metres"):
+        contact_metrics(apart, right, faces_l, faces_r, threshold=-1.0)
+
+
+# ----------------------------------------------------------------------------- joint limits
+def test_library_poses_are_within_limits_and_known_violations_are_measured():
+    names = pose_library.names()
+    for side in ("right", "left"):
+        poses = np.stack([pose_library.get(n, side).hand_pose for n in names])
+        assert joint_limit_metrics(poses, side).max_violation_deg.max() < 0.01
+    angles = np.zeros((15, 3))
+    angles[1, 0] = np.radians(anatomy.LIMITS_DEG[1, 0, 1] + 20.0)  # index PIP flexed 20° past its limit
+    angles[4, 2] = np.radians(anatomy.LIMITS_DEG[4, 2, 0] - 7.0)   # middle PIP twisted 7° the wrong way
+    hand_pose = anatomy.anatomical_to_hand_pose(angles, joint_frames("right"), "right")
+    m = joint_limit_metrics(hand_pose, "right")
+    assert m.max_violation_deg == pytest.approx(20.0, abs=1e-6)
+    assert m.total_violation_deg == pytest.approx(27.0, abs=1e-6)
+    mirrored = HandPose(np.zeros(3), hand_pose, np.zeros(10), np.zeros(3)).mirrored()
+    assert joint_limit_metrics(mirrored.hand_pose, "left").total_violation_deg == pytest.approx(27.0, abs=1e-6)
+    assert joint_limit_metrics(hand_pose[None], "right").summary()["limit_violating_fraction"] == 1.0
+
+
+def test_joint_limit_violations_are_differentiable():
+    angles = torch.zeros(15, 3, dtype=torch.float64)
+    angles[1, 0] = np.radians(130.0)
+    hand_pose = anatomy.anatomical_to_hand_pose(angles, joint_frames("right"), "right").requires_grad_(True)
+    violation = joint_limit_violations(hand_pose, "right")
+    violation.square().sum().backward()
+    assert hand_pose.grad is not None and hand_pose.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- motion
+def test_a_known_jittery_signal():
+    fps, eps = 30.0, 0.001
+    t = np.arange(60)
+    x = np.zeros((60, 2, 3))
+    x[:, 0, 0] = eps * (-1.0) ** t  # keypoint 0 shakes ±1 mm every frame, keypoint 1 stands still
+    s = smoothness(x, fps)
+    assert s.per_keypoint_acceleration[0] == pytest.approx(4 * eps * fps**2)
+    assert s.per_keypoint_jerk[0] == pytest.approx(8 * eps * fps**3)
+    assert s.per_keypoint_jerk[1] == 0 and s.jitter == pytest.approx(4 * eps * fps**3)
+    assert s.max_jerk == pytest.approx(8 * eps * fps**3)
+
+
+def test_a_smooth_sinusoid_has_its_analytic_acceleration():
+    fps, amplitude, hz = 60.0, 0.02, 1.0
+    t = np.arange(240) / fps  # four whole periods
+    x = np.zeros((240, 1, 3))
+    x[:, 0, 1] = amplitude * np.sin(2 * np.pi * hz * t)
+    s = smoothness(x, fps)
+    omega = 2 * np.pi * hz
+    assert s.mean_acceleration == pytest.approx(amplitude * omega**2 * 2 / np.pi, rel=0.01)  # mean |sin| = 2/π
+    assert s.jitter == pytest.approx(amplitude * omega**3 * 2 / np.pi, rel=0.01)
+
+
+def test_absent_frames_are_left_out_of_the_differences():
+    x = np.zeros((20, 1, 3))
+    x[10] = 5.0  # garbage in a frame where the hand is missing
+    present = np.ones(20, dtype=bool)
+    present[10] = False
+    acc, valid = finite_difference(x, 30.0, 2, present)
+    assert not valid[8:11].any() and valid[:8].all() and valid[11:].all()
+    assert smoothness(x, 30.0, present).max_jerk == 0
+
+
+def test_keyframe_error_on_a_known_offset():
+    rng = np.random.default_rng(0)
+    motion = rng.normal(size=(50, 21, 3))
+    keys = motion[[0, 24, 49]] + np.array([0.003, 0.0, 0.004])  # 5 mm off at every keypoint
+    mean, per_key = keyframe_error(motion, keys, [0, 24, 49])
+    assert mean == pytest.approx(0.005) and np.allclose(per_key, 0.005)
+    with pytest.raises(ValueError, match="0..49"):
+        keyframe_error(motion, keys, [0, 24, 50])
+
+
+def test_clip_keypoints_follow_the_hand_model(model):
+    pose = pose_library.get("fist", "right")
+    frames = HandPose(*(np.repeat(np.asarray(getattr(pose, k))[None], 5, 0)
+                        for k in ("global_orient", "hand_pose", "betas", "transl")))
+    clip = MotionClip(hands={"right": frames}, fps=30, hand_model="open")
+    keypoints = clip_keypoints(clip, model)["right"]
+    assert keypoints.shape == (5, 21, 3)
+    assert np.allclose(keypoints[0], model.forward_pose("right", pose).keypoints[0].detach().numpy(), atol=1e-6)
+    assert smoothness(keypoints, 30.0).jitter < 1e-3  # a held pose does not move
+
+
+# ----------------------------------------------------------------------------- distributions
+def test_frechet_distance_of_identical_and_of_analytic_gaussians():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(500, 8))
+    assert frechet_feature_distance(f, f) == pytest.approx(0.0, abs=1e-9)
+    # diagonal covariances: d² = |Δμ|² + Σ (σ₁ − σ₂)²
+    mu1, mu2 = np.zeros(3), np.array([1.0, -2.0, 0.5])
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(5.25 + 1.0 + 1.0 + 0.0)
+    # full covariances: agrees with the textbook sqrtm formula where that one is well behaved
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    c1, c2 = a @ a.T + np.eye(4), b @ b.T + np.eye(4)
+    textbook = np.trace(c1 + c2 - 2 * sqrtm(c1 @ c2).real)
+    assert frechet_distance(np.zeros(4), c1, np.zeros(4), c2) == pytest.approx(textbook, rel=1e-9)
+
+
+def test_frechet_distance_of_sampled_sets_with_a_known_shift():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40000, 4))
+    y = 2.0 * rng.normal(size=(40000, 4)) + np.array([3.0, 0.0, 0.0, 0.0])
+    # N(0, I) vs N(μ, 4I): |μ|² + 4 (1 − 2)² = 9 + 4
+    assert frechet_feature_distance(x, y) == pytest.approx(13.0, rel=0.02)
+
+
+def test_frechet_distance_stays_finite_with_singular_covariances():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(5, 16)), rng.normal(size=(6, 16))  # fewer samples than dimensions
+    value = frechet_feature_distance(x, y)
+    assert np.isfinite(value) and value > 0
+    mu, cov = feature_statistics(np.ones((10, 3)))  # constant features: a zero covariance
+    assert frechet_distance(mu, cov, mu, cov) == 0.0
+
+
+def test_kid_matches_the_definition_and_has_interhandgens_linear_variant():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 5)), rng.normal(size=(30, 5)) + 0.5
+    mean, std = kid(x, y, num_subsets=1, subset_size=30)  # one subset = the whole sets
+    k = lambda a, b: (a @ b / 5 + 1.0) ** 3  # noqa: E731 - the standard cubic kernel
+    xx = sum(k(x[i], x[j]) for i in range(30) for j in range(30) if i != j) / (30 * 29)
+    yy = sum(k(y[i], y[j]) for i in range(30) for j in range(30) if i != j) / (30 * 29)
+    xy = sum(k(x[i], y[j]) for i in range(30) for j in range(30)) / 900
+    assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-10) and std == 0
+    big_x, big_y = rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8)) + 0.5
+    linear, _ = kid(big_x, big_y, degree=1, num_subsets=10, subset_size=1000)
+    assert linear == pytest.approx(8 * 0.25 / 8, rel=0.15)  # degree 1: γ |Δμ|² with γ = 1/D
+    same, spread = kid(big_x, rng.normal(size=(2000, 8)), num_subsets=10, subset_size=500)
+    assert abs(same) < 3 * spread + 1e-3
+    assert kid(big_x, big_y, num_subsets=10, subset_size=500)[0] > 10 * abs(same)
+
+
+def test_diversity_of_identical_and_of_gaussian_samples():
+    assert diversity(np.ones((50, 6))) == 0.0
+    rng = np.random.default_rng(4)
+    sigma, dim = 0.5, 6
+    f = sigma * rng.normal(size=(2000, dim))
+    expected = 2 * sigma * np.exp(gammaln((dim + 1) / 2) - gammaln(dim / 2))  # E|x − y|, x, y ~ N(0, σ²I)
+    assert diversity(f, num_pairs=None) == pytest.approx(expected, rel=0.02)
+    assert diversity(f, num_pairs=5000, seed=1) == pytest.approx(expected, rel=0.03)
+    with pytest.raises(ValueError, match="at least 2"):
+        diversity(np.ones((1, 6)))
