@@ -258,10 +258,12 @@ class Client:
             sock.curve_serverkey = curve.server_public
             sock.curve_publickey = curve.client_public
             sock.curve_secretkey = curve.client_secret
-        self._monitor = sock.get_monitor_socket()
+        # Connection events (connected, lost, handshake refused) arrive on an inproc PAIR socket.
+        self._monitor = sock.get_monitor_socket(addr=f"inproc://handforge-monitor-{new_id()}")
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
+            sock.disable_monitor()
             self._monitor.close(linger=0)
             sock.close(linger=0)
             raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected tcp://HOST:PORT)") from None
@@ -455,12 +457,16 @@ class Client:
         """Read everything available (waiting up to ``timeout`` for something), then check deadlines."""
         if timeout > 0:
             self._poller.poll(int(timeout * 1000) or 1)
+        self._drain_socket()
         self._drain_monitor()
-        for _ in range(10_000):
+        self._check_deadlines(time.monotonic())
+
+    def _drain_socket(self) -> None:
+        for _ in range(100_000):
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                break
+                return
             try:
                 message = decode(frames, limits=RECEIVE_LIMITS, accept=SERVER_TYPES, local_role="client")
             except ProtocolError as exc:
@@ -470,7 +476,6 @@ class Client:
                     self._pending.append(Error(None, exc.code, exc.message, exc.hint))
                 continue
             self._on_message(message)
-        self._check_deadlines(time.monotonic())
 
     def _drain_monitor(self) -> None:
         while True:
@@ -484,6 +489,7 @@ class Client:
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._on_connected()
             elif kind == zmq.EVENT_DISCONNECTED:
+                self._drain_socket()  # what the backend said before it went comes first
                 self._on_disconnected("the connection was closed")
             elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):

@@ -57,7 +57,7 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> ThreadAuthen
         log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
     auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
     auth.start()
-    auth.configure_curve(domain="*", location=str(clients_dir))
+    auth.configure_curve(domain=ZAP_DOMAIN, location=str(clients_dir))  # "*" only covers an empty domain
     log.info("CurveZMQ on: %d authorised client key(s) from %s", len(keys), clients_dir)
     return auth
 

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from handforge_shared.client import BackendUnavailable, Client, CurveKeys
+import zmq
+
+from handforge_shared.client import TERMINAL_EVENTS, BackendUnavailable, Client, CurveKeys, Event, JobHandle
+from handforge_shared.protocol import SERVER_TYPES, Message, decode, encode
 
 
 class ServerError(RuntimeError):
@@ -137,9 +140,10 @@ def wait_ready(endpoint: str, timeout: float = 30.0, curve: CurveKeys | None = N
             try:
                 client.ping(timeout=max(0.1, timeout - (time.monotonic() - start)))
                 return time.monotonic() - start
-            except BackendUnavailable:
-                if time.monotonic() - start > timeout:
+            except BackendUnavailable as exc:
+                if exc.code == "auth_failed" or time.monotonic() - start > timeout:
                     raise
+                time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -155,4 +159,56 @@ def running_server(*args: str, **kwargs) -> Iterator[ServerProcess]:
             pass
 
 
-__all__ = ["ServerError", "ServerProcess", "running_server", "start_server", "wait_ready"]
+class RawPeer:
+    """A bare DEALER socket speaking raw frames, for sending what a well-behaved client never would.
+
+        with RawPeer(server.endpoint) as peer:
+            peer.send([b"not json"])
+            reply = peer.recv()            # a decoded Message (an ``error`` here)
+    """
+
+    def __init__(self, endpoint: str, curve: CurveKeys | None = None) -> None:
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.linger = 0
+        if curve is not None:
+            self.socket.curve_serverkey = curve.server_public
+            self.socket.curve_publickey = curve.client_public
+            self.socket.curve_secretkey = curve.client_secret
+        self.socket.connect(endpoint)
+
+    def send(self, frames: list[bytes] | Message) -> None:
+        self.socket.send_multipart(encode(frames) if isinstance(frames, Message) else frames)
+
+    def recv(self, timeout: float = 10.0) -> Message:
+        """The next message from the server, decoded; raises ``TimeoutError`` if none comes."""
+        if not self.socket.poll(int(timeout * 1000)):
+            raise TimeoutError(f"no message from the server within {timeout:g} s")
+        return decode(self.socket.recv_multipart(), accept=SERVER_TYPES, local_role="client")
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def __enter__(self) -> "RawPeer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def collect(client: Client, handles: list[JobHandle] | JobHandle, timeout: float = 30.0) -> dict[str, list[Event]]:
+    """Poll ``client`` until every handle has ended; returns each job's events in arrival order
+    (other events are dropped). Raises ``TimeoutError`` naming the jobs still running."""
+    handles = [handles] if isinstance(handles, JobHandle) else list(handles)
+    events: dict[str, list[Event]] = {h.id: [] for h in handles}
+    end = time.monotonic() + timeout
+    while not all(any(isinstance(e, TERMINAL_EVENTS) for e in events[h.id]) for h in handles):
+        if time.monotonic() > end:
+            running = [h for h in handles if not h.done]
+            raise TimeoutError(f"jobs still running after {timeout:g} s: {running}")
+        for event in client.poll(0.05):
+            if event.job in events:
+                events[event.job].append(event)
+    return events
+
+
+__all__ = ["RawPeer", "ServerError", "ServerProcess", "collect", "running_server", "start_server", "wait_ready"]

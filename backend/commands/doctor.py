@@ -1,0 +1,116 @@
+"""handforge doctor: what this backend can do here, and what to fill in for what it cannot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from typing import Any
+
+from handforge_shared.protocol import DEFAULT_ENDPOINT
+
+NAME = "doctor"
+HELP = "check the installation: versions, devices, hand models, engine weights, settings, a running backend"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers)")
+    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                        help=f"backend to look for (default {DEFAULT_ENDPOINT})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from handforge import config
+    from handforge.server import capabilities
+    from handforge.server.registry import default_registry
+
+    devices = capabilities.probe_devices()
+    report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
+                                       compute=capabilities.compute_devices(devices), server=None)
+    report["backend"] = _running_backend(args.endpoint)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print("\n".join(_text(report, config)))
+    return 0
+
+
+def _limits():
+    from handforge_shared.protocol import DEFAULT_LIMITS
+
+    return DEFAULT_LIMITS
+
+
+def _running_backend(endpoint: str) -> dict[str, Any]:
+    from handforge_shared.client import Client, JobFailed
+
+    try:
+        with Client(endpoint, connect_timeout=1.0) as client:
+            seconds = client.ping(timeout=1.0)
+            return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
+                    "instance": client.instance}
+    except (JobFailed, ValueError) as exc:
+        return {"endpoint": endpoint, "running": False, "reason": str(exc)}
+
+
+def _gib(n: int | None) -> str:
+    return "" if not n else f", {n / 2**30:.1f} GiB"
+
+
+def _text(report: dict[str, Any], config) -> list[str]:
+    v = report["versions"]
+    lines = [f"HandForge {v['handforge']} (wire protocol v{v['protocol']}), Python {v['python']}", "", "Packages:"]
+    for name in ("numpy", "pyzmq", "libzmq", "torch", "smplx", "diffusers", "transformers", "safetensors", "bpy"):
+        lines.append(f"  {name:13s} {v.get(name) or 'not installed'}")
+    lines += ["", "Devices:"]
+    for d in report["devices"]:
+        extra = f", {d['threads']} threads" if d.get("threads") else ""
+        lines.append(f"  {d['name']:8s} {d.get('description', '')}{extra}{_gib(d.get('memory_bytes'))}")
+        if d.get("note"):
+            lines.append(f"           {d['note']}")
+    lines.append(f"  GPU-class jobs run on: {', '.join(report['compute_devices'])}"
+                 + ("" if any(d["type"] == "cuda" for d in report["devices"]) else " (no CUDA GPU found)"))
+    lines += ["", "Hand models:"]
+    for name, status in report["hand_models"].items():
+        lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
+        if not status["available"]:
+            lines += _indented("why: ", status["reason"])
+            if status["hint"] and status["hint"] not in status["reason"]:
+                lines += _indented("fix: ", status["hint"])
+    lines += ["", "Engines (job kinds):"]
+    kinds_by_engine: dict[str, list[str]] = {}
+    for kind, spec in report["kinds"].items():
+        kinds_by_engine.setdefault(spec["engine"], []).append(kind)
+    for name, engine in report["engines"].items():
+        state = "available" if engine["available"] else "NOT available"
+        lines.append(f"  {name:8s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
+        if not engine["available"]:
+            lines += _indented("why: ", engine["reason"])
+            if engine["hint"]:
+                lines += _indented("fix: ", engine["hint"])
+    lines += ["", f"Settings (config file {config.config_path()}"
+                  f"{'' if config.config_path().is_file() else ', not created yet'}):"]
+    known = {s.key: s for s in config.settings()}
+    for row in report["settings"]:
+        if "error" in row:
+            lines.append(f"  {row['error']}")
+            continue
+        value = row["value"] if row["value"] is not None else "(not set)"
+        lines.append(f"  {row['key']} = {value}   [from {row['source']}]")
+        lines.append(f"           {row['help']}")
+        if row["value"] is None:
+            lines += _indented("to set: ", known[row["key"]].how_to_set())
+    backend = report["backend"]
+    lines += ["", "Backend:"]
+    if backend["running"]:
+        lines.append(f"  running at {backend['endpoint']} (ping {backend['ping_ms']} ms)")
+    else:
+        lines.append(f"  none at {backend['endpoint']}: start one with `handforge serve`")
+    return lines
+
+
+def _indented(label: str, text: str, width: int = 100) -> list[str]:
+    """``text`` under a label, long lines wrapped, its own line breaks (config snippets) kept."""
+    pad = " " * 11
+    rows = [w for line in text.splitlines() for w in (textwrap.wrap(line, width) or [""])] or [""]
+    return [pad + label + rows[0]] + [pad + " " * len(label) + r for r in rows[1:]]

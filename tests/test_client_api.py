@@ -1,0 +1,108 @@
+"""The client library's own contract: the non-blocking calls never block, mistakes are caught before
+anything is sent, handles track their job, and the blocking API raises typed errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from handforge_shared.client import (
+    Accepted,
+    Client,
+    JobCancelledError,
+    JobHandle,
+    Progress,
+    Result,
+    pose_arrays,
+)
+from handforge_shared.poses import HandPose
+from handforge_shared.protocol import ErrorCode, ProtocolError
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.timeout(120)
+NOWHERE = "tcp://127.0.0.1:9"  # discard port: nothing answers
+
+
+def test_poll_never_blocks_without_a_backend():
+    with Client(NOWHERE, connect_timeout=30) as client:
+        handles = [client.submit("sleep", {"steps": 1}) for _ in range(20)]
+        worst = 0.0
+        for _ in range(50):
+            start = time.perf_counter()
+            assert client.poll() == []
+            worst = max(worst, time.perf_counter() - start)
+        assert worst < 0.02
+        assert all(h.state == "sent" and not h.done for h in handles)
+
+
+def test_what_can_never_be_sent_is_refused_at_once():
+    with Client(NOWHERE) as client:
+        with pytest.raises(ProtocolError, match="int16"):
+            client.submit("echo", arrays={"a": np.zeros(3, np.int16)})
+        with pytest.raises(ProtocolError) as info:
+            client.submit("echo", arrays={f"a{i}": np.zeros(1) for i in range(17)})
+        assert info.value.code == ErrorCode.TOO_LARGE
+        with pytest.raises(ProtocolError, match="JSON"):
+            client.submit("echo", {"text": float("inf")})
+        assert client.jobs() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        client.submit("ping")
+    with pytest.raises(ValueError, match="tcp://HOST:PORT"):
+        Client("localhost:5780")
+
+
+def test_pose_arrays_builds_forward_hands_inputs():
+    pose = HandPose(global_orient=np.zeros((2, 3)), hand_pose=np.zeros((2, 45)), betas=np.zeros((2, 10)),
+                    transl=np.zeros((2, 3)))
+    arrays = pose_arrays({"left": pose})
+    assert {k: v.shape for k, v in arrays.items()} == {"left.global_orient": (2, 3), "left.hand_pose": (2, 45),
+                                                       "left.betas": (2, 10), "left.transl": (2, 3)}
+    assert all(v.dtype == np.float32 for v in arrays.values())
+
+
+@pytest.fixture(scope="module")
+def client():
+    with running_server("--heartbeat", "0.25") as server, server.client() as c:
+        yield c
+
+
+def test_a_handle_follows_its_job(client):
+    handle = client.submit("sleep", {"steps": 3, "step_seconds": 0.05})
+    assert isinstance(handle, JobHandle) and handle.state == "sent" and client.jobs() == [handle]
+    states = set()
+    while not handle.done:
+        for event in client.poll(0.02):
+            if isinstance(event, Accepted):
+                assert event.position == 0
+            states.add(handle.state)
+    assert "running" in states and handle.state == "done"
+    assert handle.fraction == 1.0 and handle.message == "step 3/3"
+    assert isinstance(handle.outcome, Result) and client.jobs() == []
+    assert handle.wait(0) is handle.outcome
+
+
+def test_run_reports_progress_and_returns_read_only_arrays(client):
+    seen = []
+    result = client.run("echo", {"text": "x"}, {"a": np.arange(6.0).reshape(2, 3)}, on_progress=seen.append)
+    assert isinstance(result, Result) and not result.arrays["a"].flags.writeable
+    np.testing.assert_array_equal(result.arrays["a"], np.arange(6.0).reshape(2, 3))
+    progress = []
+    client.run("sleep", {"steps": 2, "step_seconds": 0.02}, on_progress=progress.append)
+    assert [p.fraction for p in progress] == [0.5, 1.0] and all(isinstance(p, Progress) for p in progress)
+
+
+def test_run_raises_when_its_job_is_cancelled(client):
+    with pytest.raises(JobCancelledError) as info:  # e.g. a `blender -b` script aborting from its progress callback
+        client.run("sleep", {"steps": 100, "step_seconds": 0.05}, on_progress=lambda p: client.cancel(p.job))
+    assert info.value.code == "cancelled"
+    handle = client.submit("sleep", {"steps": 100, "step_seconds": 0.05})
+    handle.cancel()
+    assert handle.wait(10).reason == "cancelled"
+
+
+def test_ping_and_hello(client):
+    assert 0 < client.ping() < 1.0
+    caps = client.hello()
+    assert caps["server"]["heartbeat_s"] == 0.25 and client.capabilities == caps

@@ -1,0 +1,65 @@
+"""Several clients at once: 8 clients x 50 jobs, each client on its own thread; every job is answered
+exactly once, with its own data."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from handforge_shared.client import TERMINAL_EVENTS, Result
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.timeout(180)
+CLIENTS, JOBS = 8, 50
+
+
+def _one_client(server, index: int, report: dict) -> None:
+    with server.client() as client:
+        expected, terminal = {}, Counter()
+        for j in range(JOBS):
+            tag = np.full((16, 3), index * 1000 + j, np.float32)
+            if j % 10 == 9:  # some jobs with progress, through the GPU-class lane
+                handle = client.submit("sleep.gpu", {"steps": 2, "step_seconds": 0.001})
+                expected[handle.id] = None
+            else:
+                handle = client.submit("echo", {"text": f"{index}/{j}"}, {"tag": tag})
+                expected[handle.id] = (f"{index}/{j}", tag)
+        end = time.monotonic() + 120
+        outcomes = {}
+        while len(outcomes) < JOBS and time.monotonic() < end:
+            for event in client.poll(0.05):
+                if isinstance(event, TERMINAL_EVENTS):
+                    terminal[event.job] += 1
+                    outcomes[event.job] = event
+        for _ in range(5):  # anything arriving late would be a duplicate
+            for event in client.poll(0.05):
+                if isinstance(event, TERMINAL_EVENTS):
+                    terminal[event.job] += 1
+        report[index] = (expected, outcomes, terminal)
+
+
+def test_eight_clients_fifty_jobs_each_every_job_answered_exactly_once():
+    with running_server("--heartbeat", "0.5", "--max-queue", str(CLIENTS * JOBS)) as server:
+        report: dict = {}
+        threads = [threading.Thread(target=_one_client, args=(server, i, report)) for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(150)
+        assert len(report) == CLIENTS
+        for index, (expected, outcomes, terminal) in report.items():
+            assert set(outcomes) == set(expected), f"client {index}: missing {set(expected) - set(outcomes)}"
+            assert set(terminal.values()) == {1}, f"client {index}: {terminal.most_common(3)}"
+            for job, want in expected.items():
+                got = outcomes[job]
+                assert isinstance(got, Result), got
+                if want is not None:
+                    assert got.data["text"] == want[0]
+                    np.testing.assert_array_equal(got.arrays["tag"], want[1])
+        log = server.log()
+        assert log.count(" accepted, ") == CLIENTS * JOBS
+        assert log.count(" -> result after ") == CLIENTS * JOBS

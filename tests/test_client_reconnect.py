@@ -1,0 +1,107 @@
+"""The client never loses a job silently: a killed, restarted or hung backend turns the jobs in flight
+into `backend_lost` errors, and the same client works again once a backend is back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from handforge_shared.client import Connected, Disconnected, Error, Progress, Result
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _until(client, predicate, timeout, what):
+    seen, end = [], time.monotonic() + timeout
+    while not predicate(seen):
+        assert time.monotonic() < end, f"{what} did not happen within {timeout} s; events: {seen}"
+        seen += client.poll(0.05)
+    return seen
+
+
+def _running(client, handle, timeout=30):
+    return _until(client, lambda seen: any(isinstance(e, Progress) and e.job == handle.id for e in seen), timeout,
+                  "first progress")
+
+
+@pytest.fixture
+def server():
+    with running_server("--heartbeat", "0.25") as s:
+        yield s
+
+
+def test_killed_and_restarted_backend_the_client_reports_the_lost_job_and_works_again(server):
+    with server.client() as client:
+        _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "welcome")
+        first_instance = client.instance
+        handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+        _running(client, handle)
+        killed = time.monotonic()
+        server.kill()
+        seen = _until(client, lambda seen: handle.done, 10, "the lost job to be reported")
+        assert time.monotonic() - killed < 3
+        assert isinstance(handle.outcome, Error) and handle.outcome.code == "backend_lost"
+        assert handle.id in handle.outcome.message and "handforge serve" in handle.outcome.hint
+        assert any(isinstance(e, Disconnected) for e in seen)
+        assert [e for e in seen if e.job == handle.id] == [handle.outcome]  # exactly one terminal event
+
+        server.restart()
+        assert client.run("echo", {"text": "again"}, timeout=30).data["text"] == "again"
+        _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "a new welcome")
+        assert client.instance != first_instance and client.connected
+
+
+def test_a_job_submitted_while_the_backend_restarts_waits_for_it(server):
+    with server.client(lost_after=30) as client:
+        assert client.run("ping").data["pong"]
+        server.kill()
+        _until(client, lambda seen: any(isinstance(e, Disconnected) for e in seen), 10, "disconnect")
+        handle = client.submit("echo", {"text": "queued while down"})
+        server.restart()
+        _until(client, lambda seen: handle.done, 30, "the job to finish")
+        assert isinstance(handle.outcome, Result) and handle.outcome.data["text"] == "queued while down"
+
+
+def test_a_hung_backend_is_reported_lost(server):
+    with server.client() as client:
+        _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "welcome")  # heartbeat 0.25 s
+        handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+        _running(client, handle)
+        os.kill(server.process.pid, signal.SIGSTOP)  # alive but silent: no heartbeat, no FIN
+        try:
+            stopped = time.monotonic()
+            _until(client, lambda seen: handle.done, 15, "the hung backend to be noticed")
+            waited = time.monotonic() - stopped
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert isinstance(handle.outcome, Error) and handle.outcome.code == "backend_lost"
+        assert "stopped answering" in handle.outcome.message
+        assert 2.5 < waited < 4.5  # lost_after: four heartbeats, at least 3 s (before ZMTP's own 5 s timeout)
+
+
+def test_no_backend_is_a_clear_error_not_a_hang():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    from handforge_shared.client import BackendUnavailable, Client
+
+    with Client(f"tcp://127.0.0.1:{port}", connect_timeout=0.5) as client:
+        start = time.monotonic()
+        handle = client.submit("ping")
+        assert client.poll() == [] and time.monotonic() - start < 0.1  # non-blocking while waiting
+        seen = _until(client, lambda seen: handle.done, 5, "no-backend error")
+        assert 0.4 < time.monotonic() - start < 2.0
+        assert handle.outcome in seen
+        assert handle.outcome.code == "no_backend"
+        assert handle.outcome.message == f"no backend at tcp://127.0.0.1:{port}"
+        assert "start it with `handforge serve`" in handle.outcome.hint
+        with pytest.raises(BackendUnavailable, match="handforge serve"):
+            client.run("ping")
+        with pytest.raises(BackendUnavailable, match=f"no backend at tcp://127.0.0.1:{port}"):
+            client.hello()

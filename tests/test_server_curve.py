@@ -1,0 +1,79 @@
+"""Remote use: `handforge keys` makes CurveZMQ key pairs; a backend bound beyond loopback with keys
+accepts exactly the clients whose public key it holds."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from handforge_shared.client import BackendUnavailable, Client, CurveKeys
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _keys(out, name, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handforge", "keys", "--out", str(out), "--name", name, *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keys")
+    for out, name in ((root / "server", "server"), (root / "clients", "alice"), (root / "others", "mallory")):
+        done = _keys(out, name)
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(keys):
+    alice = CurveKeys.from_files(keys / "server/server.key", keys / "clients/alice.key_secret")
+    with running_server("--bind", "0.0.0.0", "--curve-secret", str(keys / "server/server.key_secret"),
+                        "--curve-clients", str(keys / "clients"), curve=alice) as s:
+        s.endpoint = s.endpoint.replace("0.0.0.0", "127.0.0.1")
+        yield s
+
+
+def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
+    secret = keys / "clients/alice.key_secret"
+    assert (keys / "clients/alice.key").is_file() and secret.is_file()
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert "secret" not in (keys / "clients/alice.key").read_text().split("curve")[1]  # public file: no secret key
+    again = _keys(keys / "clients", "alice")
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_the_authorised_key_is_accepted(server):
+    with server.client() as client:  # alice's keys
+        assert client.run("echo", {"text": "hi"}).data["text"] == "hi"
+        assert client.hello()["server"]["curve"] is True
+
+
+def test_an_unknown_client_key_is_refused(server, keys):
+    mallory = CurveKeys.from_files(keys / "server/server.key", keys / "others/mallory.key_secret")
+    with Client(server.endpoint, curve=mallory, connect_timeout=3) as client:
+        with pytest.raises(BackendUnavailable) as info:
+            client.run("ping")
+    assert info.value.code == "auth_failed" and "refused this client's CurveZMQ key" in info.value.message
+    assert "--curve-clients" in info.value.hint
+
+
+def test_a_client_without_keys_is_refused(server):
+    with Client(server.endpoint, connect_timeout=2) as client:
+        with pytest.raises(BackendUnavailable) as info:
+            client.run("ping")
+    assert info.value.code == "auth_failed" and "CurveZMQ" in info.value.hint
+
+
+def test_a_client_with_the_wrong_server_key_is_refused(server, keys):
+    wrong = CurveKeys.from_files(keys / "others/mallory.key", keys / "clients/alice.key_secret")
+    with Client(server.endpoint, curve=wrong, connect_timeout=2) as client:
+        with pytest.raises(BackendUnavailable) as info:
+            client.run("ping")
+    assert info.value.code == "auth_failed"
+    with server.client() as client:  # the backend is unharmed
+        assert client.ping() < 1.0

@@ -1,0 +1,40 @@
+"""`handforge doctor` tells a newcomer what works and exactly which setting to fill for what does not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _doctor(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", "tcp://127.0.0.1:1", *args],
+                          capture_output=True, text=True, timeout=100, env={**os.environ, **env})
+
+
+def test_doctor_names_the_mano_setting_when_mano_is_not_configured():
+    done = _doctor(HANDFORGE_MANO_DIR="")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in ("HandForge 0.1.0 (wire protocol v1)", "torch ", "pyzmq", "Devices:", "cpu ",
+                     "open     available", "mano     NOT available", "mano.model_dir = (not set)",
+                     "HANDFORGE_MANO_DIR=<value>", "[mano]", "model_dir = \"<value>\"",
+                     "hands    available: hand_model, forward_hands",
+                     "none at tcp://127.0.0.1:1: start one with `handforge serve`"):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+
+
+def test_doctor_json_is_what_hello_reports(tmp_path):
+    done = _doctor("--json", HANDFORGE_MANO_DIR=str(tmp_path / "nowhere"))
+    report = json.loads(done.stdout)
+    assert {"versions", "devices", "hand_models", "kinds", "engines", "settings", "limits"} <= set(report)
+    mano = report["hand_models"]["mano"]
+    assert not mano["available"] and "HANDFORGE_MANO_DIR" in mano["hint"]
+    setting = next(s for s in report["settings"] if s["key"] == "mano.model_dir")
+    assert setting["source"] == "env" and setting["value"].endswith("nowhere")
+    assert report["backend"]["running"] is False

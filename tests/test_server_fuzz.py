@@ -1,0 +1,57 @@
+"""A live backend fed malformed multipart messages answers each with the typed error the decoder
+names, answers version mismatches with what to upgrade, and keeps serving."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+
+from handforge_shared import protocol as P
+from tests.support.malformed import malformed_messages
+from tests.support.server import RawPeer, running_server
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server("--heartbeat", "1") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def peer(server):
+    with RawPeer(server.endpoint) as p:
+        yield p
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames=malformed_messages)
+def test_every_malformed_message_gets_a_typed_error(server, peer, frames):
+    try:
+        P.decode(frames)
+    except P.ProtocolError as exc:
+        expected = exc
+    else:
+        assume(False)  # valid by chance: not what this test is about
+    peer.send(frames)
+    reply = peer.recv(timeout=10)
+    assert reply.type == "error", reply
+    assert reply.data["code"] == expected.code and reply.data["message"] == expected.message
+    assert reply.id == (expected.msg_id or reply.id)
+
+
+@pytest.mark.parametrize("version, upgrade", [(2, "upgrade the backend"), (0, "upgrade the client")])
+def test_version_mismatch_names_the_side_to_upgrade(peer, version, upgrade):
+    peer.send([f'{{"v": {version}, "type": "hello", "id": "h{version}"}}'.encode()])
+    reply = peer.recv()
+    assert reply.type == "error" and reply.id == f"h{version}"
+    assert reply.data["code"] == "unsupported_version"
+    assert upgrade in reply.data["hint"] and f"v{version}" in reply.data["message"] + reply.data["hint"]
+
+
+def test_the_server_is_unharmed(server):
+    with server.client() as client:
+        assert client.run("echo", {"text": "ok"}).data["text"] == "ok"
+    assert server.alive
+    assert "unexpected failure" not in server.log() and "Traceback" not in server.log()

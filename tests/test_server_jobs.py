@@ -1,0 +1,222 @@
+"""The backend's job life cycle over real loopback sockets: progress, results, cancel, timeouts, busy,
+failures, scheduling and validation. One server subprocess for the module."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from handforge_shared.client import Accepted, Cancelled, Error, JobFailed, Progress, Result
+from handforge_shared.protocol import ErrorCode, Message, MessageType, ProtocolError
+from tests.support.server import RawPeer, collect, running_server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server("--heartbeat", "0.25", "--max-queue", "3", "--cpu-workers", "3",
+                        "--max-message-mb", "1", env={"HANDFORGE_MANO_DIR": ""}) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+def _timed_events(client, handles, timeout=30.0):
+    """(arrival time, event) for the given jobs until all ended."""
+    ids = {h.id for h in handles}
+    out, end = [], time.monotonic() + timeout
+    while not all(h.done for h in handles):
+        assert time.monotonic() < end, f"jobs did not end: {handles}"
+        out += [(time.monotonic(), e) for e in client.poll(0.02) if e.job in ids]
+    out += [(time.monotonic(), e) for e in client.poll() if e.job in ids]
+    return out
+
+
+def _first_progress(client, handle, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for event in client.poll(0.02):
+            if event.job == handle.id and isinstance(event, Progress):
+                return event
+    raise AssertionError(f"no progress from {handle}")
+
+
+def test_submit_reports_accepted_progress_then_one_result(client):
+    handle = client.submit("sleep", {"steps": 4, "step_seconds": 0.06})
+    events = collect(client, handle)[handle.id]
+    assert isinstance(events[0], Accepted)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [round(p.fraction, 2) for p in progress] == [0.25, 0.5, 0.75, 1.0]
+    assert progress[-1].message == "step 4/4"
+    assert isinstance(events[-1], Result) and events[-1].data["steps"] == 4
+    assert sum(isinstance(e, (Result, Error, Cancelled)) for e in events) == 1
+    assert handle.state == "done" and handle.outcome is events[-1]
+
+
+def test_cancel_stops_a_running_job_at_its_next_step(client):
+    handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+    _first_progress(client, handle)
+    asked = time.monotonic()
+    handle.cancel()
+    events = collect(client, handle, timeout=10)[handle.id]
+    assert isinstance(events[-1], Cancelled) and events[-1].reason == "cancelled"
+    assert time.monotonic() - asked < 2.0
+    assert len([e for e in events if isinstance(e, Progress)]) < 50
+    assert client.run("ping").data["pong"] is True  # and the worker is free again
+
+
+def test_cancel_a_queued_job_and_an_unknown_one(server, client):
+    running = client.submit("sleep.gpu", {"steps": 400, "step_seconds": 0.05})
+    _first_progress(client, running)
+    queued = client.submit("sleep.gpu", {"steps": 2})
+    end = time.monotonic() + 5
+    while queued.state == "sent" and time.monotonic() < end:
+        client.poll(0.02)
+    assert queued.state == "queued" and queued.position == 0
+    queued.cancel()
+    assert isinstance(collect(client, queued, timeout=5)[queued.id][-1], Cancelled)
+    assert not running.done  # cancelling the queued job left the running one alone
+    running.cancel()
+    assert isinstance(collect(client, running, timeout=5)[running.id][-1], Cancelled)
+    with RawPeer(server.endpoint) as peer:
+        peer.send(Message(MessageType.CANCEL, id="c1", job="no-such-job"))
+        reply = peer.recv()
+    assert reply.type == "error" and reply.data["code"] == "unknown_job" and reply.job == "no-such-job"
+
+
+def test_a_job_past_its_timeout_is_stopped_and_reported(client):
+    start = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        client.run("sleep", {"steps": 100, "step_seconds": 0.1}, timeout=0.6)
+    assert info.value.code == ErrorCode.TIMEOUT and "0.6 s" in info.value.message
+    assert time.monotonic() - start < 3.0
+
+
+def test_a_job_that_ignores_cancel_still_times_out_on_time(client):
+    start = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        client.run("sleep", {"steps": 1, "step_seconds": 2.5, "cooperative": False}, timeout=0.5)
+    assert info.value.code == ErrorCode.TIMEOUT
+    assert time.monotonic() - start < 2.5  # reported at the deadline, not when the handler returned
+    assert client.ping() < 1.0
+
+
+def test_a_full_queue_answers_busy(client):
+    running = client.submit("sleep.gpu", {"steps": 400, "step_seconds": 0.05})
+    _first_progress(client, running)
+    waiting = [client.submit("sleep.gpu", {"steps": 1}) for _ in range(3)]  # --max-queue 3
+    refused = client.submit("sleep.gpu", {"steps": 1})
+    events = collect(client, [refused], timeout=5)[refused.id]
+    assert isinstance(events[-1], Error) and events[-1].code == "busy"
+    assert "--max-queue" in events[-1].hint
+    assert [h.state for h in waiting] == ["queued"] * 3 and [h.position for h in waiting] == [0, 1, 2]
+    for h in [running, *waiting]:
+        h.cancel()
+    assert all(isinstance(evs[-1], Cancelled) for evs in collect(client, [running, *waiting]).values())
+
+
+def test_a_job_that_raises_becomes_an_internal_error_and_the_server_carries_on(client):
+    with pytest.raises(JobFailed) as info:
+        client.run("sleep", {"steps": 3, "step_seconds": 0.01, "fail_at": 2})
+    assert info.value.code == ErrorCode.INTERNAL
+    assert "RuntimeError: sleep failed at step 2" in info.value.message
+    assert client.run("echo", {"text": "still here"}).data["text"] == "still here"
+
+
+def test_gpu_class_jobs_run_one_at_a_time_light_jobs_concurrently(client):
+    gpu = [client.submit("sleep.gpu", {"steps": 3, "step_seconds": 0.1}) for _ in range(2)]
+    timeline = _timed_events(client, gpu)
+    first_done = next(t for t, e in timeline if isinstance(e, Result))
+    second_start = next(t for t, e in timeline if isinstance(e, Progress) and e.job == gpu[1].id)
+    assert second_start > first_done
+    cpu = [client.submit("sleep", {"steps": 3, "step_seconds": 0.1}) for _ in range(2)]
+    timeline = _timed_events(client, cpu)
+    first_done = next(t for t, e in timeline if isinstance(e, Result))
+    both_started = [next(t for t, e in timeline if isinstance(e, Progress) and e.job == h.id) for h in cpu]
+    assert max(both_started) < first_done
+
+
+def test_ping_is_answered_while_jobs_run(client):
+    running = client.submit("sleep.gpu", {"steps": 400, "step_seconds": 0.05})
+    _first_progress(client, running)
+    assert max(client.ping() for _ in range(5)) < 0.5
+    running.cancel()
+    collect(client, running)
+
+
+def _pose(batch=2):
+    return {"right.global_orient": np.zeros((batch, 3), np.float32), "right.hand_pose": np.zeros((batch, 45), np.float32)}
+
+
+@pytest.mark.parametrize("arrays, params, field, needle", [
+    ({**_pose(), "right.hand_pose": np.zeros((2, 45), np.int32)}, {}, "arrays.right.hand_pose", "dtype int32"),
+    ({**_pose(), "right.hand_pose": np.zeros((2, 44), np.float32)}, {}, "arrays.right.hand_pose", "(batch_right, 45)"),
+    ({**_pose(), "right.hand_pose": np.full((2, 45), np.nan, np.float32)}, {}, "arrays.right.hand_pose", "NaN"),
+    ({**_pose(), "right.transl": np.zeros((3, 3), np.float32)}, {}, "arrays.right.transl", "batch_right is 3"),
+    ({**_pose(), "right.betas": np.full((2, 10), 500.0)}, {}, "arrays.right.betas", "above 20"),
+    ({"right.global_orient": np.zeros((2, 3), np.float32)}, {}, "arrays.right.hand_pose", "required with"),
+    ({}, {}, "arrays.right.global_orient", "no hand given"),
+    (_pose(), {"model": "smpl"}, "params.model", "'open', 'mano'"),
+    (_pose(), {"modle": "open"}, "params.modle", "not a parameter"),
+])
+def test_invalid_requests_are_refused_before_queueing_naming_the_field(client, arrays, params, field, needle):
+    with pytest.raises(JobFailed) as info:
+        client.run("forward_hands", params, arrays)
+    assert info.value.code == ErrorCode.INVALID_PARAMS
+    assert info.value.message.startswith(field) and needle in info.value.message, info.value.message
+
+
+def test_unknown_kind_and_bad_timeout(client):
+    with pytest.raises(JobFailed) as info:
+        client.run("teleport")
+    assert info.value.code == ErrorCode.UNKNOWN_KIND and "forward_hands" in info.value.hint
+    with pytest.raises(JobFailed) as info:
+        client.run("ping", timeout=-1)
+    assert info.value.code == ErrorCode.INVALID_PARAMS and "data.timeout" in info.value.message
+
+
+def test_oversized_requests_are_refused_and_the_server_stays_up(server, client):
+    client.hello()  # learns the server's 1 MiB limit: the client refuses locally
+    with pytest.raises(ProtocolError) as info:
+        client.submit("echo", arrays={"a": np.zeros(2**20, np.uint8)})
+    assert info.value.code == ErrorCode.TOO_LARGE
+    header = (b'{"v":1,"type":"submit","id":"big","job":"big","kind":"echo","arrays":['
+              b'{"name":"a","dtype":"uint8","shape":[600000]},{"name":"b","dtype":"uint8","shape":[600000]}]}')
+    with RawPeer(server.endpoint) as peer:
+        peer.send([header, bytes(600_000), bytes(600_000)])
+        reply = peer.recv()
+        assert reply.type == "error" and reply.data["code"] == "too_large" and reply.id == "big"
+    with RawPeer(server.endpoint) as peer:  # one frame over the limit: libzmq drops that connection
+        peer.send([b"{}", bytes(2**20 + 10)])
+        with pytest.raises(TimeoutError):
+            peer.recv(timeout=1.0)
+    assert client.run("echo", {"text": "up"}).data["text"] == "up"
+
+
+def test_duplicate_job_ids_are_refused(server):
+    submit = Message(MessageType.SUBMIT, id="s1", job="same", kind="sleep", params={"steps": 40, "step_seconds": 0.05})
+    with RawPeer(server.endpoint) as peer:
+        peer.send(submit)
+        assert peer.recv().type == "accepted"
+        peer.send(Message(MessageType.SUBMIT, id="s2", job="same", kind="ping"))
+        replies = [peer.recv() for _ in range(2)]
+        refusal = next(r for r in replies if r.id == "s2")
+        assert refusal.data["code"] == "bad_message" and "already used" in refusal.data["message"]
+        peer.send(Message(MessageType.CANCEL, id="c", job="same"))
+        while (reply := peer.recv()).type != "cancelled":
+            assert reply.type in ("progress", "heartbeat")
+
+
+@pytest.mark.parametrize("kind, arrays", [("hand_model", {}), ("forward_hands", _pose())])
+def test_mano_without_its_files_is_missing_weights_naming_the_setting(client, kind, arrays):
+    with pytest.raises(JobFailed) as info:
+        client.run(kind, {"model": "mano"}, arrays)
+    assert info.value.code == ErrorCode.MISSING_WEIGHTS
+    assert "HANDFORGE_MANO_DIR" in info.value.hint and "model_dir" in info.value.hint

@@ -1,0 +1,79 @@
+"""Starting and stopping the backend: clean shutdown on SIGTERM/SIGINT with clients told, clients that
+vanish mid-job, and refusals at start-up (remote bind without keys, unknown devices)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from handforge_shared.client import Cancelled, Disconnected
+from handforge_shared.protocol import Message, MessageType
+from tests.support.server import RawPeer, running_server
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("stop", ["terminate", "interrupt"])
+def test_stopping_cancels_running_jobs_and_tells_their_clients(stop):
+    with running_server("--heartbeat", "0.25") as server, server.client() as client:
+        handles = [client.submit("sleep", {"steps": 400, "step_seconds": 0.05}),
+                   client.submit("sleep", {"steps": 400, "step_seconds": 0.05})]
+        end = time.monotonic() + 30
+        while not all(h.state == "running" for h in handles):
+            assert time.monotonic() < end, handles
+            client.poll(0.05)
+        started = time.monotonic()
+        assert getattr(server, stop)() == 0  # clean exit
+        assert time.monotonic() - started < 5
+        seen, end = [], time.monotonic() + 5
+        while not (all(h.done for h in handles) and any(isinstance(e, Disconnected) for e in seen)):
+            assert time.monotonic() < end, seen
+            seen += client.poll(0.05)
+        for handle in handles:
+            outcome = handle.outcome
+            assert isinstance(outcome, Cancelled) and outcome.reason == "shutdown"
+            assert "shutting down" in outcome.message
+            assert outcome in seen and seen.index(outcome) < seen.index(next(e for e in seen if isinstance(e, Disconnected)))
+        signal_name = "SIGTERM" if stop == "terminate" else "SIGINT"
+        assert f"stopping (received {signal_name}): cancelling 2 job(s)" in server.log()
+        assert not client.connected
+
+
+def test_a_client_that_vanishes_mid_job_does_not_hurt():
+    with running_server("--heartbeat", "0.2") as server:
+        with RawPeer(server.endpoint) as peer:
+            peer.send(Message(MessageType.SUBMIT, id="s", job="orphan", kind="sleep.gpu",
+                              params={"steps": 1000, "step_seconds": 0.05}))
+            while peer.recv().type != "progress":
+                pass
+        # The peer is gone; its job holds the only GPU-class worker until the server notices.
+        with server.client() as client:
+            start = time.monotonic()
+            result = client.run("sleep.gpu", {"steps": 1, "step_seconds": 0.01}, timeout=20)
+            assert result.data["steps"] == 1
+            assert time.monotonic() - start < 5  # far less than the orphan's 50 s
+        assert "disconnected: cancelling its 1 job(s)" in server.log()
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_remote_bind_without_keys_is_refused():
+    done = _serve("--bind", "0.0.0.0")
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in done.stderr and "handforge keys" in done.stderr
+
+
+def test_half_a_curve_configuration_is_refused(tmp_path):
+    done = _serve("--curve-secret", str(tmp_path / "server.key_secret"))
+    assert done.returncode == 2 and "--curve-clients" in done.stderr
+
+
+def test_unknown_devices_are_refused():
+    done = _serve("--devices", "cuda:7")
+    assert done.returncode == 2 and "unknown device(s) cuda:7" in done.stderr

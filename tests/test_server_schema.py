@@ -1,0 +1,105 @@
+"""Request schemas: declarative, JSON-describable, and every rejection names its field."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from handforge.server.registry import default_registry
+from handforge.server.schema import ANY_ARRAY, ArraySpec, Boolean, Integer, ListOf, Number, Schema, String
+from handforge_shared.protocol import ErrorCode, ProtocolError
+
+SCHEMA = Schema(
+    params={"steps": Integer(default=10, min=1, max=50), "strength": Number(min=0, max=1),
+            "mode": String(default="fast", choices=("fast", "good")), "loop": Boolean(default=False),
+            "seed": Integer(default=None, nullable=True),
+            "sides": ListOf(default=["right"], item=String(choices=("left", "right")), max_items=2, unique=True)},
+    arrays={"keys": ArraySpec(shape=("frames", 48), min=-10, max=10),
+            "times": ArraySpec(shape=("frames",), dtypes=("int32", "int64"), finite=False),
+            "mask": ArraySpec(shape=("frames",), dtypes=("bool",), required=False, requires=("times",))},
+    dims={"frames": (2, 100)},
+)
+
+
+def _ok_arrays(frames=5):
+    return {"keys": np.zeros((frames, 48), np.float32), "times": np.arange(frames, dtype=np.int32)}
+
+
+def _rejected(params, arrays, field, code=ErrorCode.INVALID_PARAMS) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        SCHEMA.validate(params, arrays)
+    assert info.value.code == code
+    assert info.value.field == field and str(info.value).startswith(field), info.value
+    return info.value
+
+
+def test_valid_request_gets_defaults():
+    params = SCHEMA.validate({"strength": 0.5, "sides": ["left", "right"]}, _ok_arrays())
+    assert params == {"steps": 10, "strength": 0.5, "mode": "fast", "loop": False, "seed": None,
+                      "sides": ["left", "right"]}
+
+
+@pytest.mark.parametrize("params, field, needle", [
+    ({}, "params.strength", "required"),
+    ({"strength": "0.5"}, "params.strength", "number"),
+    ({"strength": 1.5}, "params.strength", "between 0 and 1"),
+    ({"strength": True}, "params.strength", "number"),
+    ({"strength": 0.5, "steps": 2.0}, "params.steps", "integer"),
+    ({"strength": 0.5, "steps": 0}, "params.steps", "between 1 and 50"),
+    ({"strength": 0.5, "mode": "slow"}, "params.mode", "'fast', 'good'"),
+    ({"strength": 0.5, "loop": 1}, "params.loop", "true or false"),
+    ({"strength": 0.5, "sides": ["right", "right"]}, "params.sides", "repeat"),
+    ({"strength": 0.5, "sides": ["up"]}, "params.sides[0]", "one of"),
+    ({"strength": 0.5, "stepz": 3}, "params.stepz", "not a parameter"),
+])
+def test_bad_params_are_named(params, field, needle):
+    assert needle in str(_rejected(params, _ok_arrays(), field))
+
+
+def test_bad_arrays_are_named():
+    good = {"strength": 0.5}
+    nan = _ok_arrays()
+    nan["keys"] = nan["keys"].copy()
+    nan["keys"][3, 7] = np.nan
+    assert "index [3, 7]" in str(_rejected(good, nan, "arrays.keys"))
+    assert "dtype float64; send int32 or int64" in str(
+        _rejected(good, {**_ok_arrays(), "times": np.arange(5.0)}, "arrays.times"))
+    assert "shape (frames, 48), got (5, 47)" in str(
+        _rejected(good, {**_ok_arrays(), "keys": np.zeros((5, 47))}, "arrays.keys"))
+    assert "is 4 here but 5" in str(_rejected(good, {**_ok_arrays(), "times": np.arange(4, dtype=np.int32)},
+                                              "arrays.times"))
+    assert "between 2 and 100" in str(_rejected(good, _ok_arrays(frames=1), "arrays.keys"))
+    assert "above 10" in str(_rejected(good, {**_ok_arrays(), "keys": np.full((5, 48), 11.0)}, "arrays.keys"))
+    assert "is required" in str(_rejected(good, {"keys": _ok_arrays()["keys"]}, "arrays.times"))
+    assert "not an input" in str(_rejected(good, {**_ok_arrays(), "extra": np.zeros(1)}, "arrays.extra"))
+    mask_only = {"keys": _ok_arrays()["keys"], "mask": np.ones(5, bool)}
+    _rejected(good, mask_only, "arrays.times")
+
+
+def test_size_limit_and_extra_arrays():
+    schema = Schema(extra_arrays=ANY_ARRAY, max_bytes=100)
+    schema.validate({}, {"anything": np.zeros(10, np.uint8), "more": np.full(2, np.nan)})  # finite not required
+    with pytest.raises(ProtocolError) as info:
+        schema.validate({}, {"big": np.zeros(101, np.uint8)})
+    assert info.value.code == ErrorCode.TOO_LARGE
+
+
+def test_schema_definitions_are_checked():
+    with pytest.raises(ValueError, match="need bounds"):
+        Schema(arrays={"x": ArraySpec(shape=("n",))})
+    with pytest.raises(ValueError, match="unknown dtypes"):
+        ArraySpec(dtypes=("float128",))
+
+
+def test_every_builtin_kind_describes_itself_as_json():
+    registry = default_registry()
+    described = json.loads(json.dumps(registry.describe_kinds()))
+    assert {"ping", "echo", "sleep", "sleep.gpu", "hand_model", "forward_hands"} <= set(described)
+    fh = described["forward_hands"]
+    assert fh["device"] == "gpu" and fh["arrays"]["right.hand_pose"]["shape"] == ["batch_right", 45]
+    assert fh["dims"]["batch_right"] == [1, 4096]
+    assert described["sleep"]["params"]["steps"] == {"type": "integer", "required": False, "doc": "number of steps",
+                                                     "default": 10, "min": 1, "max": 100000}
+    assert set(json.loads(json.dumps(registry.describe_engines()))) >= {"builtin", "hands"}
