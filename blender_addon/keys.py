@@ -191,12 +191,17 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses."""
     frames = pose_conv.bone_frames(arm_obj)
     local, location = pose_conv.params_to_local(frames, poses.global_orient, poses.hand_pose, poses.transl)
-    channels = []
+    pbones = arm_obj.pose.bones
+    by_mode: dict[str, list[int]] = {}
     for k, name in enumerate(JOINT_NAMES):
-        pb = arm_obj.pose.bones[name]
-        prop, values = pose_conv.rotation_channels(local[:, k], pb.rotation_mode, pose_conv._channel_values(pb))
-        path = f'pose.bones["{name}"].{prop}'
-        channels += [Channel(path, i, name, values[:, i]) for i in range(values.shape[1])]
+        by_mode.setdefault(pbones[name].rotation_mode, []).append(k)
+    channels = []
+    for mode, joints in by_mode.items():  # one vectorised conversion per rotation mode
+        current = np.stack([pose_conv.channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
+        prop, values = pose_conv.rotation_channels(local[:, joints], mode, current)
+        for i, k in enumerate(joints):
+            name = JOINT_NAMES[k]
+            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[:, i, c]) for c in range(values.shape[-1])]
     wrist = JOINT_NAMES[0]
     channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i]) for i in range(3)]
     return channels

@@ -114,37 +114,39 @@ def matrix_to_euler(m: np.ndarray, order: str, compat: np.ndarray | None = None)
 
 
 def continuous_quaternions(quats: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """Flip signs along axis 0 so neighbouring quaternions (w, x, y, z) lie in one hemisphere
-    (and the first in the hemisphere of ``previous``): keys then interpolate the short way."""
+    """(T, ..., 4) quaternions (w, x, y, z) with signs flipped along axis 0 so that neighbours lie
+    in one hemisphere, the first in that of ``previous`` (..., 4): keys interpolate the short way."""
     q = np.array(quats, dtype=np.float64)
     if len(q) > 1:
         steps = np.where(np.sum(q[1:] * q[:-1], axis=-1) < 0, -1.0, 1.0)
-        q *= np.concatenate([[1.0], np.cumprod(steps)])[:, None]
-    if previous is not None and np.dot(q[0], previous) < 0:
-        q = -q
+        q *= np.concatenate([np.ones_like(steps[:1]), np.cumprod(steps, axis=0)])[..., None]
+    if previous is not None:
+        q *= np.where(np.sum(q[0] * previous, axis=-1) < 0, -1.0, 1.0)[..., None]
     return q
 
 
 def continuous_euler(local: np.ndarray, mode: str, previous: np.ndarray | None = None) -> np.ndarray:
-    """(T, 3, 3) rotations → (T, 3) Euler angles without jumps: the first frame compatible with
-    ``previous``, every later one within half a turn of the one before (whole-turn unwrapping)."""
+    """(T, ..., 3, 3) rotations → (T, ..., 3) Euler angles without jumps: the first frame compatible
+    with ``previous`` (..., 3), every later one within half a turn of the one before."""
     first = matrix_to_euler(local, mode)
     if previous is not None:
         start = matrix_to_euler(local[0], mode, previous)
-        if np.abs((start - first[0] + np.pi) % (2 * np.pi) - np.pi).max() > 1e-6:
-            # frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π): use it throughout
+        # where frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π), use it throughout
+        other = np.abs((start - first[0] + np.pi) % (2 * np.pi) - np.pi).max(axis=-1) > 1e-6
+        if np.any(other):
             i, j, k = ("XYZ".index(c) for c in mode)
-            first[:, i] += np.pi
-            first[:, j] = np.pi - first[:, j]
-            first[:, k] += np.pi
+            flipped = first.copy()
+            flipped[..., i] += np.pi
+            flipped[..., j] = np.pi - flipped[..., j]
+            flipped[..., k] += np.pi
+            first = np.where(other[..., None], flipped, first)
         first[0] = start
     return np.unwrap(first, axis=0)
 
 
 def rotation_channels(local: np.ndarray, mode: str, previous: np.ndarray | None = None) -> tuple[str, np.ndarray]:
-    """Bone-local rotations (T, 3, 3) → (data path property, (T, C) channel values) in ``mode``.
-
-    ``previous`` (C,) is the channel's current value; results stay continuous with it."""
+    """Bone-local rotations (T, ..., 3, 3) → (data path property, (T, ..., C) channel values) in
+    ``mode``. ``previous`` (..., C) are the channels' current values; results stay continuous with them."""
     if mode == "QUATERNION":
         return "rotation_quaternion", continuous_quaternions(matrix_to_quaternion(local), previous)
     if mode == "AXIS_ANGLE":
@@ -172,7 +174,7 @@ def bone_frames(arm_obj) -> np.ndarray:
     return frames_from_rest_matrices(rest)
 
 
-def _channel_values(pbone) -> np.ndarray:
+def channel_values(pbone) -> np.ndarray:
     mode = pbone.rotation_mode
     if mode == "QUATERNION":
         return np.array(pbone.rotation_quaternion, dtype=np.float64)
@@ -188,7 +190,7 @@ def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     matrices; otherwise the animation channels themselves (exact inverse of ``write_local``)."""
     pbones = arm_obj.pose.bones
     if not visual:
-        local = np.stack([channels_to_matrix(_channel_values(pbones[n]), pbones[n].rotation_mode) for n in JOINT_NAMES])
+        local = np.stack([channels_to_matrix(channel_values(pbones[n]), pbones[n].rotation_mode) for n in JOINT_NAMES])
         return local, np.array(pbones[WRIST].location, dtype=np.float64)
     bones = arm_obj.data.bones
     local = np.zeros((NUM_JOINTS, 3, 3))
@@ -216,7 +218,7 @@ def write_local(arm_obj, local: np.ndarray, location: np.ndarray | None, joints:
     for k in joints if joints is not None else range(NUM_JOINTS):
         pb = pbones[JOINT_NAMES[k]]
         mode = pb.rotation_mode
-        prop, values = rotation_channels(local[k][None], mode, _channel_values(pb))
+        prop, values = rotation_channels(local[k][None], mode, channel_values(pb))
         setattr(pb, prop, values[0].tolist())
     if location is not None:
         pbones[WRIST].location = np.asarray(location, dtype=np.float64).tolist()
