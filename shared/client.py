@@ -29,7 +29,7 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,6 +39,20 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from . import __version__
+from .events import (
+    TERMINAL_EVENTS,
+    Accepted,
+    BackendUnavailable,
+    Cancelled,
+    Connected,
+    Disconnected,
+    Error,
+    Event,
+    JobCancelledError,
+    JobFailed,
+    Progress,
+    Result,
+)
 from .protocol import (
     DEFAULT_ENDPOINT,
     DEFAULT_HEARTBEAT_S,
@@ -62,93 +76,6 @@ log = logging.getLogger(__name__)
 # What the client accepts from its backend (the backend's own limits bound what we send).
 RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_message_bytes=2**40)
 _TICK_S = 0.05  # how often blocking waits re-check deadlines
-
-
-# ------------------------------------------------------------------------------------------ events
-@dataclass(frozen=True)
-class Event:
-    job: str | None
-
-
-@dataclass(frozen=True)
-class Connected(Event):
-    """A ``welcome`` arrived: at start-up and again after every reconnect."""
-
-    endpoint: str
-    instance: str
-    capabilities: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Disconnected(Event):
-    endpoint: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Accepted(Event):
-    position: int  # jobs waiting ahead of this one
-
-
-@dataclass(frozen=True)
-class Progress(Event):
-    fraction: float
-    message: str
-    preview: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Result(Event):
-    """``arrays`` are read-only views of the received frames: copy one before modifying it."""
-
-    data: dict[str, Any]
-    arrays: dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Error(Event):
-    """A failed job (``job`` set) or a connection problem (``job`` None). ``code``: see ``ErrorCode``."""
-
-    code: str
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
-
-
-@dataclass(frozen=True)
-class Cancelled(Event):
-    reason: str  # "cancelled" (asked for), "shutdown" (the backend stopped)
-    message: str = ""
-
-
-TERMINAL_EVENTS = (Result, Error, Cancelled)
-UNAVAILABLE_CODES = frozenset({ErrorCode.NO_BACKEND, ErrorCode.BACKEND_LOST, ErrorCode.AUTH_FAILED})
-
-
-class JobFailed(Exception):
-    """Raised by the blocking API for an ``Error``; carries its code, message and hint."""
-
-    def __init__(self, code: str, message: str, hint: str = "", job: str | None = None) -> None:
-        super().__init__(f"{message} ({hint})" if hint else message)
-        self.code, self.message, self.hint, self.job = str(code), message, hint, job
-
-    @classmethod
-    def from_event(cls, event: Error | Cancelled) -> "JobFailed":
-        if isinstance(event, Cancelled):
-            return JobCancelledError("cancelled", event.message or f"job {event.job} was cancelled ({event.reason})",
-                                     job=event.job)
-        kind = BackendUnavailable if event.code in UNAVAILABLE_CODES else JobFailed
-        return kind(event.code, event.message, event.hint, event.job)
-
-
-class BackendUnavailable(JobFailed):
-    """No backend answers, the connection was lost, or the backend refused our key."""
-
-
-class JobCancelledError(JobFailed):
-    pass
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -462,7 +389,8 @@ class Client:
         self._check_deadlines(time.monotonic())
 
     def _drain_socket(self) -> None:
-        for _ in range(100_000):
+        # Checking EVENTS first is much cheaper than letting recv raise zmq.Again when nothing is there.
+        while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -478,7 +406,7 @@ class Client:
             self._on_message(message)
 
     def _drain_monitor(self) -> None:
-        while True:
+        while self._monitor.get(zmq.EVENTS) & zmq.POLLIN:
             try:
                 event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.Again:

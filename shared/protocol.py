@@ -16,6 +16,19 @@ any version can read why it was refused.
 Nothing on the wire is ever pickled: arrays travel as raw bytes described by dtype and shape, and
 ``decode`` checks every frame against its description before making a (zero-copy, read-only)
 numpy view of it. numpy and the standard library only: the Blender add-on carries this file.
+
+``data`` of each type (besides the specification's fields; all optional for forward compatibility):
+    hello      {client: str, protocol: int}
+    welcome    {server: {name, version, instance, started, endpoint, curve, heartbeat_s, max_queue},
+                protocol, versions, limits, devices, compute_devices, hand_models, kinds, engines, settings}
+    submit     {timeout: seconds the job may take from acceptance, queue included}   (+ kind, params, arrays)
+    accepted   {position: jobs of its class waiting ahead, instance, timeout, kind_timeout, device_class}
+    progress   {fraction: 0..1, message}                       (+ optional preview arrays)
+    result     the job kind's data                             (+ its arrays)
+    cancelled  {reason: "cancelled" | "shutdown", message}
+    error      {code, message, hint, field?}                   (field: e.g. "arrays.right.hand_pose")
+    pong, heartbeat  {instance, jobs: ids of the peer's jobs still queued or running, time}
+``instance`` identifies one run of the backend: a new value means it restarted (and lost its jobs).
 """
 
 from __future__ import annotations

@@ -103,3 +103,21 @@ def test_every_builtin_kind_describes_itself_as_json():
     assert described["sleep"]["params"]["steps"] == {"type": "integer", "required": False, "doc": "number of steps",
                                                      "default": 10, "min": 1, "max": 100000}
     assert set(json.loads(json.dumps(registry.describe_engines()))) >= {"builtin", "hands"}
+
+
+def test_engine_availability_follows_its_settings(tmp_path, monkeypatch):
+    from handforge import config
+    from handforge.server.registry import Engine
+
+    config.register(config.Setting(key="testengine.weights", env="HANDFORGE_TEST_ENGINE_WEIGHTS",
+                                   help="weights of a test engine"))
+    engine = Engine("testengine", settings=("testengine.weights",))
+    monkeypatch.delenv("HANDFORGE_TEST_ENGINE_WEIGHTS", raising=False)
+    status = engine.status()
+    assert not status.available and "testengine.weights is not set" in status.reason
+    assert "HANDFORGE_TEST_ENGINE_WEIGHTS=<value>" in status.hint
+    monkeypatch.setenv("HANDFORGE_TEST_ENGINE_WEIGHTS", str(tmp_path / "missing.safetensors"))
+    assert "does not exist" in engine.status().reason
+    (tmp_path / "missing.safetensors").write_bytes(b"")
+    assert engine.status().available
+    assert not Engine("broken", settings=("no.such",)).status().available

@@ -258,6 +258,8 @@ class Server:
 
     def _drain_router(self) -> None:
         for _ in range(256):  # then let worker events through
+            if not self._router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a raised zmq.Again
+                return
             try:
                 frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -347,7 +349,7 @@ class Server:
 
     # ------------------------------------------------------------------ worker events, deadlines
     def _drain_events(self) -> None:
-        while True:
+        while not self._events.empty():
             try:
                 event = self._events.get_nowait()
             except queue.Empty:

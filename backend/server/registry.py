@@ -83,8 +83,11 @@ class Engine:
 
     def status(self) -> EngineStatus:
         try:
+            known = {s.key: s for s in config.settings()}
             for key in self.settings:
-                setting = next(s for s in config.settings() if s.key == key)
+                setting = known.get(key)
+                if setting is None:
+                    return EngineStatus(False, f"engine {self.name!r} names an undeclared setting {key!r}")
                 value, _ = config.get(key)
                 if value is None:
                     return EngineStatus(False, f"{key} is not set ({setting.help})", setting.how_to_set())

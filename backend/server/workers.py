@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -41,7 +41,6 @@ class Job:
     device: str | None = None
     cancel_requested: bool = False
     done: bool = False                    # a terminal event was sent (or the client is gone)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_deadline(self) -> float | None:
