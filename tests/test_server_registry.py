@@ -1,0 +1,129 @@
+"""What later engines rely on: registering their own kinds and engines, progress previews, typed
+errors from handlers, weights checked before queueing, and engine discovery that survives a broken
+engine. The server runs in-process on a thread here, on real loopback sockets."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from handforge import config
+from handforge.server import ArraySpec, Engine, Integer, JobError, JobKind, JobResult, Registry, Schema, invalid
+from handforge.server.app import Server, ServerConfig
+from handforge.server.registry import discover_engines
+from handforge_shared.client import Client, JobFailed, Progress
+from handforge_shared.protocol import ErrorCode
+
+pytestmark = pytest.mark.timeout(120)
+WEIGHTS = config.register(config.Setting(key="paint.weights", env="HANDFORGE_TEST_PAINT_WEIGHTS",
+                                         help="weights of the test painter"))
+
+
+def paint(ctx, params, arrays):
+    image = np.zeros((8, 8, 3), np.uint8)
+    for step in range(params["steps"]):
+        image[step % 8] = 255
+        ctx.progress((step + 1) / params["steps"], f"step {step + 1}", preview=image)  # the buffer is reused
+    return JobResult({"steps": params["steps"], "device": ctx.device}, {"image": image})
+
+
+def truncated_checkpoint(ctx, params, arrays):
+    raise JobError(ErrorCode.MISSING_WEIGHTS, "the checkpoint is truncated", "download it again")
+
+
+def _registry() -> Registry:
+    registry = Registry()
+    registry.add_engine(Engine("paint", "a test painter"))
+    registry.add_engine(Engine("gated", "needs weights", settings=(WEIGHTS.key,)))
+
+    def check(params, arrays):
+        if params["steps"] % 2:
+            raise invalid("params.steps", "must be even")
+
+    registry.add_kind(JobKind("paint", paint, Schema(params={"steps": Integer(default=4, min=1, max=64)}),
+                              device="gpu", engine="paint", check=check))
+    registry.add_kind(JobKind("gated", paint, Schema(params={"steps": Integer(default=2)}), engine="gated"))
+    registry.add_kind(JobKind("late_failure", truncated_checkpoint, engine="paint"))
+    registry.add_kind(JobKind("unsendable", lambda ctx, p, a: JobResult({}, {"x": np.zeros(3, np.int16)}),
+                              engine="paint"))
+    registry.add_kind(JobKind("keys", lambda ctx, p, a: JobResult({"frames": int(a["keys"].shape[0])}),
+                              Schema(arrays={"keys": ArraySpec(shape=("frames", 2, 61))}, dims={"frames": (2, 600)}),
+                              engine="paint"))
+    return registry
+
+
+@pytest.fixture(scope="module")
+def client():
+    server = Server(ServerConfig(port=0, heartbeat_s=0.25, progress_interval_s=0.0), registry=_registry())
+    endpoint = server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    with Client(endpoint) as c:
+        yield c
+    server.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_progress_carries_previews_copied_at_each_step(client):
+    progress = []
+    result = client.run("paint", {"steps": 4}, on_progress=progress.append)
+    assert [p.fraction for p in progress] == [0.25, 0.5, 0.75, 1.0]
+    for step, event in enumerate(progress):
+        assert isinstance(event, Progress) and event.preview["preview"].shape == (8, 8, 3)
+        assert event.preview["preview"].dtype == np.uint8
+        assert (event.preview["preview"][:, 0, 0] == 255).sum() == step + 1  # that step's image, not the last
+    assert result.arrays["image"].shape == (8, 8, 3) and result.data["device"] == "cpu"
+
+
+def test_cross_field_checks_run_before_queueing(client):
+    with pytest.raises(JobFailed) as info:
+        client.run("paint", {"steps": 3})
+    assert info.value.code == ErrorCode.INVALID_PARAMS and "params.steps: must be even" in info.value.message
+
+
+def test_an_engine_without_weights_is_refused_before_queueing(client, monkeypatch):
+    monkeypatch.delenv(WEIGHTS.env, raising=False)
+    with pytest.raises(JobFailed) as info:
+        client.run("gated")
+    assert info.value.code == ErrorCode.MISSING_WEIGHTS and "paint.weights is not set" in info.value.message
+    assert "HANDFORGE_TEST_PAINT_WEIGHTS=<value>" in info.value.hint
+    engines = client.hello()["engines"]
+    assert engines["gated"]["available"] is False and engines["paint"]["available"] is True
+
+
+def test_typed_errors_from_handlers_and_unsendable_results(client):
+    with pytest.raises(JobFailed) as info:
+        client.run("late_failure")
+    assert (info.value.code, info.value.message, info.value.hint) == (
+        "missing_weights", "the checkpoint is truncated", "download it again")
+    with pytest.raises(JobFailed) as info:
+        client.run("unsendable")
+    assert info.value.code == ErrorCode.INTERNAL and "int16" in info.value.message
+    assert client.run("keys", arrays={"keys": np.zeros((24, 2, 61), np.float32)}).data["frames"] == 24
+
+
+def test_engine_discovery_registers_good_engines_and_reports_broken_ones(tmp_path, monkeypatch):
+    root = tmp_path / "fake_engines"
+    for name, body in {"good": """
+        from handforge.server import Engine, JobKind, JobResult
+        def register_jobs(registry):
+            registry.add_engine(Engine("good"))
+            registry.add_kind(JobKind("good.run", lambda ctx, p, a: JobResult(), engine="good"))
+        """, "broken": "import no_such_module_anywhere\n"}.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text("")
+        (root / name / "jobs.py").write_text(textwrap.dedent(body))
+    (root / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    discover_engines(registry, package="fake_engines")
+    assert [k.name for k in registry.kinds()] == ["good.run"]
+    status = registry.engine("broken").status()
+    assert not status.available and "no_such_module_anywhere" in status.reason
+    for module in [m for m in sys.modules if m.startswith("fake_engines")]:
+        monkeypatch.delitem(sys.modules, module)
