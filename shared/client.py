@@ -160,7 +160,7 @@ class Client:
         self._pending: list[Event] = []
         self._replies: dict[str, Message | Error | None] = {}
         self._pings: dict[str, set[str]] = {}       # ping id -> jobs submitted before it
-        self._cancel_ids: set[str] = set()
+        self._cancel_ids: dict[str, None] = {}      # ids of our cancel requests (ordered, bounded)
         self._cancel_on_reconnect: set[str] = set()
         self._created = time.monotonic()
         self._last_heard: float | None = None
@@ -324,7 +324,8 @@ class Client:
 
     def _send_cancel(self, job_id: str) -> None:
         mid = self._next_id()
-        self._cancel_ids.add(mid)
+        self._cancel_ids[mid] = None
+        _trim(self._cancel_ids)
         try:
             self._send(Message(MessageType.CANCEL, id=mid, job=job_id))
         except BackendUnavailable:
@@ -480,7 +481,7 @@ class Client:
             self._replies[message.id] = message if mtype != MessageType.ERROR else _error_event(message)
             return
         if mtype == MessageType.ERROR and message.id in self._cancel_ids:
-            self._cancel_ids.discard(message.id)  # e.g. unknown_job: it had finished already
+            self._cancel_ids.pop(message.id, None)  # e.g. unknown_job: it had finished already
             log.debug("cancel of %s answered: %s", message.job, data.get("message"))
             return
         handle = self._jobs.get(message.job) if message.job else None
@@ -559,6 +560,7 @@ class Client:
             self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
             mid = self._next_id()
             self._pings[mid] = {h.id for h in self._jobs.values()}
+            _trim(self._pings)  # pings a dead backend never answers
             try:
                 self._send(Message(MessageType.PING, id=mid))
             except BackendUnavailable:
@@ -582,6 +584,12 @@ class Client:
         handle.state = "done"
         self._jobs.pop(handle.id, None)
         self._pending.append(outcome)
+
+
+def _trim(ordered: dict, keep: int = 256) -> None:
+    """Forget the oldest entries of a bookkeeping dict, so a long session does not grow it forever."""
+    for key in list(ordered)[: max(0, len(ordered) - keep)]:
+        del ordered[key]
 
 
 def _error_event(message: Message) -> Error:
