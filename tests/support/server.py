@@ -128,7 +128,11 @@ def _spawn(args: tuple[str, ...], port: int, workdir: Path, env: dict[str, str],
             raise ServerError(f"the server did not listen within {ready_timeout:g} s\n{server._tail()}")
         time.sleep(0.02)
     server.endpoint = endpoint_file.read_text().strip()
-    wait_ready(server.endpoint, max(1.0, deadline - time.monotonic()), curve=curve)
+    try:
+        wait_ready(server.endpoint, max(1.0, deadline - time.monotonic()), curve=curve)
+    except BaseException:
+        server.kill()  # never leave a server behind
+        raise
     return server
 
 
