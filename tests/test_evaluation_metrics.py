@@ -42,8 +42,11 @@ def test_contact_of_two_boxes_with_a_known_gap():
     assert far.ratio_a[0] == 0 and not far.in_contact[0]
     pairs = contact_pairs(a.vertices, b.vertices, 0.005)
     assert len(pairs) == 4 and np.allclose(np.linalg.norm(a.vertices[pairs[:, 0]] - b.vertices[pairs[:, 1]], axis=1), 0.003)
-    inside = box(0.05, (0.02, 0, 0))  # overlapping: corners inside the other box are in contact too
-    assert contact_mask(inside.vertices, a, threshold=0.0).sum() == 4
+    # overlapping: corner (-0.5, -1.5, -2) cm lies inside A (in contact at any threshold); corner
+    # (-0.5, -1.5, 3) cm is 5 mm above A's top face; the other six are 1 cm or more away
+    overlapping = box(0.05, (0.02, 0.01, 0.005))
+    assert contact_mask(overlapping.vertices, a, threshold=0.0).sum() == 1
+    assert contact_mask(overlapping.vertices, a, threshold=0.006).sum() == 2
 
 
 def test_contact_ratio_of_hands(model):

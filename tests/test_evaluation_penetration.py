@@ -13,6 +13,7 @@ from handforge.evaluation.penetration import (
     penetration_depths,
     penetration_loss,
     penetration_metrics,
+    self_penetration_volume,
     vertex_normals,
 )
 from handforge.evaluation.proximity import SurfaceQuery
@@ -89,7 +90,8 @@ def test_two_boxes_known_overlap_volume_and_depth():
     a = box(0.05, (0.0, 0.0, 0.0))            # [-2.5, 2.5] cm
     b = box(0.05, (0.03, 0.035, 0.04))        # one corner of each box lies inside the other
     m = penetration_metrics(a.vertices, b.vertices, a.faces, b.faces)
-    assert m.volume[0] == pytest.approx(0.02 * 0.015 * 0.01, rel=1e-9)
+    assert m.volume[0] == pytest.approx(0.02 * 0.015 * 0.01, rel=1e-4)
+    assert intersection_volume(a, b, method="manifold") == pytest.approx(0.02 * 0.015 * 0.01, rel=1e-9)
     # A's corner (2.5, 2.5, 2.5) cm is inside B, 1 cm from B's face z = 1.5 cm; B's corner
     # (0.5, 1.0, 1.5) cm is inside A, 1 cm from A's face z = 2.5 cm.
     assert m.max_depth[0] == pytest.approx(0.01, abs=1e-12)
@@ -99,16 +101,37 @@ def test_two_boxes_known_overlap_volume_and_depth():
     assert penetration_metrics(a.vertices, apart.vertices, a.faces, apart.faces).volume[0] == 0.0
 
 
-def test_two_spheres_lens_volume_and_depth():
-    r, d = 0.03, 0.036
+@pytest.mark.parametrize("r, d, rel, facets", [(0.03, 0.036, 0.002, 0.01), (0.01, 0.019, 0.03, 0.03),
+                                               (0.01, 0.0195, 0.03, 0.08)])
+def test_two_spheres_lens_volume_and_depth(r, d, rel, facets):
     a = trimesh.creation.icosphere(subdivisions=4, radius=r)
     b = a.copy()
-    b.apply_translation((d, 0.0, 0.0))
+    b.apply_translation(d * np.array([0.6, 0.8, 0.0]))
     m = penetration_metrics(a.vertices, b.vertices, a.faces, b.faces)
-    lens = np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12  # two equal spheres, centres d apart
-    assert m.volume[0] == pytest.approx(lens, rel=0.01)
-    # B's point nearest A's centre is d - r from it, hence r - (d - r) inside A's surface.
-    assert m.max_depth[0] == pytest.approx(2 * r - d, rel=0.02)
+    exact = intersection_volume(a, b, method="manifold")  # of these polyhedra
+    lens = np.pi * (4 * r + d) * (2 * r - d) ** 2 / 12    # of true spheres, centres d apart
+    assert exact == pytest.approx(lens, rel=facets)    # thin lenses feel the facets
+    assert m.volume[0] == pytest.approx(exact, rel=rel)   # down to 0.004 cm³ for the last case
+    # B's point nearest A's centre is d - r from it, hence 2r - d inside A's surface.
+    assert m.max_depth[0] == pytest.approx(2 * r - d, rel=0.05)
+
+
+def test_a_mesh_that_overlaps_itself_counts_once():
+    cm = 0.01
+    first, second = box(2 * cm, (cm, cm, cm)), box(2 * cm, (2 * cm, cm, cm))  # [0,2] and [1,3] cm in x
+    both = trimesh.util.concatenate([first, second])  # one closed mesh whose two parts overlap by 4 cm³
+    assert both.volume == pytest.approx(16 * cm**3)   # the signed volume counts the overlap twice
+    assert self_penetration_volume(both.vertices, both.faces) == pytest.approx(4 * cm**3, rel=1e-3)
+    other = box(2 * cm, (1.5 * cm, cm, cm))            # [0.5, 2.5] cm in x: inside the union
+    inside = intersection_volume(both, other)
+    assert inside == pytest.approx(8 * cm**3, rel=1e-3)
+
+
+def test_self_penetration_of_library_poses(model):
+    faces = model.faces("right")
+    assert self_penetration_volume(posed(model, "right", "flat"), faces) * M3_TO_CM3 < 0.01
+    # LBS sinks the curled fingers of the fist into each other and into the palm
+    assert self_penetration_volume(posed(model, "right", "fist"), faces) * M3_TO_CM3 > 0.5
 
 
 def test_hand_against_a_translated_copy_of_itself(model):
@@ -131,7 +154,7 @@ def test_hand_against_a_translated_copy_of_itself(model):
 def test_metrics_refuse_meshes_that_are_not_volumes():
     a = box(0.05, (0.0, 0.0, 0.0))
     inverted = a.faces[:, ::-1]  # wound inwards: negative volume
-    with pytest.raises(MeshTopologyError, match="does not enclose a volume"):
+    with pytest.raises(MeshTopologyError, match="positive volume"):
         penetration_metrics(a.vertices, a.vertices, a.faces, inverted)
     with pytest.raises(ValueError, match="same N"):
         penetration_metrics(np.zeros((2, 8, 3)), np.zeros((3, 8, 3)), a.faces, a.faces)

@@ -73,7 +73,7 @@ def seal_topology(faces: Any, num_vertices: int | None = None) -> SealedTopology
     """Find the boundary loops of a triangle mesh and build the faces that close them.
 
     ``faces`` (F, 3) integer array or tensor, consistently wound. Raises ``MeshTopologyError`` if an
-    edge is shared by more than two faces or the result is still not closed.
+    edge is shared by more than two faces, the winding is inconsistent, or the result is not closed.
     """
     f = faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
     if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
@@ -84,6 +84,8 @@ def seal_topology(faces: Any, num_vertices: int | None = None) -> SealedTopology
     sorted_edges = np.sort(edges, axis=1)
     if _max_edge_use(sorted_edges) > 2:
         raise MeshTopologyError("an edge is shared by more than two faces: the mesh is not a manifold surface")
+    if _max_edge_use(edges) > 1:
+        raise MeshTopologyError("two faces walk an edge in the same direction: the faces are not consistently wound")
     boundary = edges[group_rows(sorted_edges, require_count=1)]
     if not len(boundary):
         return SealedTopology(faces=f, num_vertices=n, loops=())
