@@ -16,7 +16,7 @@ from handforge.evaluation.penetration import (
     self_penetration_volume,
     vertex_normals,
 )
-from handforge.evaluation.proximity import SurfaceQuery
+from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
 from handforge.evaluation.seal import MeshTopologyError, as_sealed, seal_topology
 from handforge.hands.base import load_hand_model
 from handforge_shared import pose_library
@@ -245,3 +245,17 @@ def test_loss_rejects_bad_input(model):
         penetration_loss(torch.zeros(2, 1609, 3), torch.zeros(3, 1609, 3), model.faces("left"), model.faces("right"))
     with pytest.raises(ValueError, match="NaN"):
         penetration_loss(torch.full((1609, 3), float("nan")), torch.zeros(1609, 3), model.faces("left"), model.faces("right"))
+
+
+def test_volume_is_zero_when_boxes_overlap_but_the_hands_do_not(model):
+    # stacked flat hands: bounding boxes overlap, no face of either lies near the other hand
+    right = posed(model, "right", "flat")
+    for dy in (0.05, 0.2):
+        left = posed(model, "left", "flat", transl=(-0.186, dy, 0.0))
+        mesh_l, mesh_r = as_sealed(model.faces("left")).mesh(left), as_sealed(model.faces("right")).mesh(right)
+        assert intersection_volume(mesh_l, mesh_r) == 0.0
+    a, b = box(0.01, (0.0, 0.0, 0.0)), box(0.01, (0.005, 0.005, 0.005))
+    queries = [SurfaceQuery(a), SurfaceQuery(b)]
+    assert positive_winding_volume(queries, 5e-4) == pytest.approx(0.005**3, rel=1e-3)
+    # a focus on no faces leaves no line to integrate along (the corpus summary met this case)
+    assert positive_winding_volume(queries, 5e-4, focus=[np.zeros(0, int), np.zeros(0, int)]) == 0.0

@@ -193,6 +193,8 @@ def positive_winding_volume(queries: list[SurfaceQuery], spacing: float,
     shape = np.ceil((hi - lo) / spacing).astype(np.int64)
     keep = np.ones(shape, dtype=bool) if focus is None else _shadow_mask(queries, focus, lo, spacing, shape)
     crossings = [q.grid_crossings(lo, spacing, keep) for q in queries]
+    if any(len(c[0]) == 0 for c in crossings):
+        return 0.0  # some mesh is not crossed by any line: nothing is inside all of them
     line = np.concatenate([c[0] for c in crossings])
     x = np.concatenate([c[1] for c in crossings])
     steps = np.zeros((len(line), len(queries)))  # winding change per mesh at each crossing
