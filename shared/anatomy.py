@@ -177,11 +177,13 @@ def _check_angles(angles: Any) -> None:
 
 
 def _finger_frames(frames: Any) -> np.ndarray:
+    """The 15 finger joints' frames from (..., 16, 3, 3) or (..., 15, 3, 3) (batched frames, e.g.
+    one rig per hand shape, broadcast against the angles' batch shape)."""
     f = np.asarray(frames, dtype=np.float64)
-    if f.shape == (16, 3, 3):
-        f = f[1:]
-    if f.shape != (NUM_FINGER_JOINTS, 3, 3):
-        raise ValueError(f"joint frames must have shape (16, 3, 3) or (15, 3, 3), got {f.shape}")
+    if f.shape[-3:] == (16, 3, 3):
+        f = f[..., 1:, :, :]
+    if f.shape[-3:] != (NUM_FINGER_JOINTS, 3, 3):
+        raise ValueError(f"joint frames must have shape (..., 16, 3, 3) or (..., 15, 3, 3), got {f.shape}")
     return f
 
 

@@ -1,0 +1,218 @@
+"""Writing a corpus to disk: chunks in worker processes, clip files, splits and the summary.
+
+Layout of a corpus directory:
+    clips/NNNNNN.npz        one ``MotionClip`` per sequence (``shared/poses.py`` format, open hand)
+    splits.json             train / validation / test clip names (by person group, see below)
+    summary.json            statistics (``summary``), settings and timing
+    contact_sheet.png       thumbnails of sampled clips
+    histograms.png          lengths, kinds, templates, speeds, resolver success, penetration
+
+The corpus is built in a hidden sibling directory and renamed into place at the end, so an
+interrupted or failed run leaves nothing behind. Clips that share a person group (same hand
+shape and resolved interactions) always land in the same split, so validation and test clips
+are never near-copies of training clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handforge.corpus.generator import CORPUS_VERSION, CorpusSettings, Generator
+from handforge.corpus.summary import (
+    clip_record,
+    contact_sheet,
+    evaluate_sample,
+    histograms,
+    resolver_summary,
+    summarise,
+    write_json,
+)
+from handforge_shared.poses import MotionClip
+
+SPLIT_SHARES = (("train", 0.90), ("validation", 0.05), ("test", 0.05))
+SPLITS_FORMAT = "handforge.corpus-splits"
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be written as asked; the message says what to change."""
+
+
+# ---------------------------------------------------------------------- chunk work
+_GENERATOR: Generator | None = None
+
+
+def _init_worker(settings: CorpusSettings) -> None:
+    global _GENERATOR
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+    _GENERATOR = Generator(settings=settings)
+
+
+def _run_chunk(job: tuple[int, int, int, str]) -> dict[str, Any]:
+    seed, chunk, count, clip_dir = job
+    assert _GENERATOR is not None
+    return run_chunk(_GENERATOR, seed, chunk, count, Path(clip_dir))
+
+
+def run_chunk(generator: Generator, seed: int, chunk: int, count: int, clip_dir: Path) -> dict[str, Any]:
+    """Generate one chunk and write its clips; return the records the summary needs."""
+    start = time.perf_counter()
+    report = generator.chunk(seed, chunk, count)
+    records = []
+    for seq in report.sequences:
+        seq.clip.save(clip_dir / f"{seq.name}.npz")
+        records.append(clip_record(seq.name, seq.group, seq.clip))
+    outcomes = [{"template": r.template, "ok": r.ok, "max_depth": r.max_depth,
+                 "max_gap": float(r.contact_gaps.max(initial=0.0))} for r in report.resolved]
+    return {"chunk": chunk, "records": records, "resolver": outcomes, "seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------- splits
+def split_of(seed: int, group: str) -> str:
+    """The split of a person group: a stable hash of (seed, group) against ``SPLIT_SHARES``."""
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2 ** 64
+    edge = 0.0
+    for name, share in SPLIT_SHARES:
+        edge += share
+        if u < edge:
+            return name
+    return SPLIT_SHARES[-1][0]
+
+
+def make_splits(seed: int, records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    splits: dict[str, list[str]] = {name: [] for name, _ in SPLIT_SHARES}
+    for r in records:
+        splits[split_of(seed, r["group"])].append(r["name"])
+    return splits
+
+
+# ---------------------------------------------------------------------- the whole corpus
+def check_output(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CorpusError(f"{out} already exists and is not an empty directory: choose a new --out, or remove it")
+    if not out.parent.exists():
+        raise CorpusError(f"the parent directory {out.parent} does not exist: create it first")
+
+
+def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
+                 settings: CorpusSettings | None = None, stats_sample: int = 200, figures: bool = True,
+                 progress: bool = True) -> dict[str, Any]:
+    """Generate ``sequences`` clips from ``seed`` into ``out``; returns the summary."""
+    out = Path(out).expanduser().resolve()
+    if sequences < 1:
+        raise CorpusError(f"--sequences must be at least 1, got {sequences}")
+    if workers < 1:
+        raise CorpusError(f"--workers must be at least 1, got {workers}")
+    if stats_sample < 0:
+        raise CorpusError(f"--stats-sample must be 0 or more, got {stats_sample}")
+    if not 0 <= seed < 2 ** 63:
+        raise CorpusError(f"--seed must be a non-negative integer below 2**63, got {seed}")
+    settings = settings or CorpusSettings()
+    if settings.chunk_size < 1:
+        raise CorpusError(f"the chunk size must be at least 1, got {settings.chunk_size}")
+    check_output(out)
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    clip_dir = work / "clips"
+    clip_dir.mkdir(parents=True)
+    try:
+        started = time.perf_counter()
+        chunks = [(seed, c, min(settings.chunk_size, sequences - c * settings.chunk_size), str(clip_dir))
+                  for c in range(math.ceil(sequences / settings.chunk_size))]
+        results = _generate(chunks, settings, workers, progress, sequences)
+        gen_seconds = time.perf_counter() - started
+        records = [r for res in sorted(results, key=lambda x: x["chunk"]) for r in res["records"]]
+        splits = make_splits(seed, records)
+        write_json(work / "splits.json", {"format": SPLITS_FORMAT, "version": 1, "seed": seed,
+                                          "rule": "person groups hashed with the seed: 90/5/5", **splits})
+        summary = _summary(work, seed, records, results, splits, settings, workers, stats_sample, figures,
+                           gen_seconds)
+        summary["timing"]["total_seconds"] = time.perf_counter() - started
+        write_json(work / "summary.json", summary)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bool, total: int) -> list[dict]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="clip", desc="corpus", disable=not progress, smoothing=0.05)
+    results = []
+    try:
+        if workers == 1:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                generator = Generator(settings=settings)
+                for job in chunks:
+                    results.append(run_chunk(generator, job[0], job[1], job[2], Path(job[3])))
+                    bar.update(job[2])
+            finally:
+                torch.set_num_threads(before)
+        else:
+            ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
+            with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(settings,)) as pool:
+                for res in pool.imap_unordered(_run_chunk, chunks):
+                    results.append(res)
+                    bar.update(len(res["records"]))
+    finally:
+        bar.close()
+    return results
+
+
+def _summary(work: Path, seed: int, records, results, splits, settings, workers, stats_sample, figures,
+             gen_seconds) -> dict[str, Any]:
+    from handforge.hands import load_hand_model
+
+    model = load_hand_model("open")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 31,)))
+    picked = sorted(rng.choice(len(records), size=min(stats_sample, len(records)), replace=False))
+    sample = [(records[i]["name"], MotionClip.load(work / "clips" / f"{records[i]['name']}.npz")) for i in picked]
+    started = time.perf_counter()
+    evaluation = evaluate_sample(sample, model, rng) if sample else {"sample_clips": 0}
+    resolver = resolver_summary(o for res in results for o in res["resolver"])
+    summary = summarise(records, splits, resolver, evaluation, {
+        "seed": seed, "sequences": len(records), "workers": workers, "corpus_version": CORPUS_VERSION,
+        "hand_model": "open", "fps": 30, **{k: v for k, v in asdict(settings).items() if k != "resolver"},
+        "resolver": asdict(settings.resolver)})
+    summary["timing"] = {"generation_seconds": gen_seconds, "sequences_per_second": len(records) / gen_seconds,
+                         "evaluation_seconds": time.perf_counter() - started}
+    if figures:
+        contact_sheet(work / "contact_sheet.png", _sheet_clips(sample), model)
+        histograms(work / "histograms.png", records, summary)
+    return summary
+
+
+def _sheet_clips(sample: list[tuple[str, MotionClip]], count: int = 24) -> list[tuple[str, MotionClip]]:
+    """Up to ``count`` sampled clips, interactions first (they are the interesting thumbnails)."""
+    two = [s for s in sample if s[1].extra["corpus"].get("contact_frames")]
+    one = [s for s in sample if not s[1].extra["corpus"].get("contact_frames")]
+    return (two[: max(count * 2 // 3, count - len(one))] + one)[:count]
+
+
+def load_splits(corpus: str | os.PathLike) -> dict[str, list[Path]]:
+    """Clip paths per split of a corpus directory (for training commands)."""
+    corpus = Path(corpus)
+    data = json.loads((corpus / "splits.json").read_text())
+    if data.get("format") != SPLITS_FORMAT:
+        raise CorpusError(f"{corpus / 'splits.json'} is not a HandForge corpus split file")
+    return {name: [corpus / "clips" / f"{n}.npz" for n in data[name]] for name, _ in SPLIT_SHARES}
