@@ -1,0 +1,117 @@
+"""The demo (main job): two open hands in named poses, written as glTF meshes + a JSON of labels.
+
+Needs no licensed file and no weights. Each scene is one ``TwoHandPose``; we write
+``<scene>.glb`` (both hands, coloured, model frame) and ``demo.json`` with, per scene and hand,
+the pose parameters and the 21 keypoints (InterHand2.6M order, metres).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import trimesh
+
+from handforge.hands import HandModel, load_hand_model
+from handforge_shared import pose_library
+from handforge_shared.poses import HandPose, TwoHandPose
+from handforge_shared.anatomy import anatomical_to_hand_pose
+from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, SIDES
+
+log = logging.getLogger(__name__)
+
+# Both hands palm down, fingers pointing away from the viewer (model -Z), thumbs facing each other.
+_RIGHT_ORIENT = np.array([0.0, -np.pi / 2, 0.0])
+_SEPARATION = 0.10  # metres from the origin to each wrist
+SINGLE_HAND_SCENES = ("flat", "fist", "point", "pinch")
+CLASP_TEMPLATE = "interlocked"
+COLOURS = {"left": (0.87, 0.63, 0.52, 1.0), "right": (0.80, 0.55, 0.45, 1.0)}
+
+
+@dataclass
+class DemoScene:
+    name: str
+    pose: TwoHandPose
+    description: str
+
+
+def side_by_side(right_hand: HandPose) -> TwoHandPose:
+    """Place a right-hand pose and its mirror image next to each other, palms down."""
+    right = right_hand.replace(global_orient=_RIGHT_ORIENT, transl=np.array([_SEPARATION, 0.0, 0.0]))
+    return TwoHandPose(left=right.mirrored(), right=right)
+
+
+def clasp(model: HandModel, seed: int = 0) -> DemoScene:
+    """Both hands clasped with interlocked fingers: a corpus template, penetration resolved."""
+    from handforge.corpus.resolver import Instance, Resolver
+    from handforge.corpus.templates import draw, get_template
+
+    template = get_template(CLASP_TEMPLATE)
+    resolver = Resolver(model)
+    instance = Instance(template, draw(template, np.random.default_rng(seed)),
+                        betas={side: np.zeros(10) for side in SIDES})
+    resolved = resolver.resolve([instance])[0]
+    hands = {
+        side: HandPose(global_orient=resolved.global_orient[side],
+                       hand_pose=anatomical_to_hand_pose(resolved.angles[side], resolver.frames[side], side),
+                       betas=resolved.betas[side], transl=resolved.transl[side])
+        for side in SIDES
+    }
+    depth_mm = resolved.max_depth * 1000
+    return DemoScene("clasp", TwoHandPose(**hands),
+                     f"{template.description} (penetration resolved: deepest vertex {depth_mm:.1f} mm)")
+
+
+def scenes(model: HandModel) -> list[DemoScene]:
+    result = [DemoScene(name, side_by_side(pose_library.get(name, side="right")), pose_library.describe(name))
+              for name in SINGLE_HAND_SCENES]
+    result.append(clasp(model))
+    return result
+
+
+def hand_mesh(model: HandModel, side: str, pose: HandPose) -> tuple[trimesh.Trimesh, np.ndarray]:
+    with torch.no_grad():
+        out = model.forward_pose(side, pose)
+    mesh = trimesh.Trimesh(out.vertices[0].numpy(), model.faces(side).numpy(), process=False)
+    mesh.visual.face_colors = np.array(COLOURS[side]) * 255
+    return mesh, out.keypoints[0].numpy()
+
+
+def run_demo(out_dir: str | os.PathLike) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_hand_model("open")
+    report: dict[str, Any] = {
+        "hand_model": "open",
+        "units": "m",
+        "frame": MODEL_FRAME_DESCRIPTION,
+        "keypoint_names": list(KEYPOINT_NAMES),
+        "scenes": {},
+    }
+    for scene in scenes(model):
+        gltf = trimesh.Scene()
+        hands = {}
+        for side, pose in scene.pose.hands.items():
+            mesh, keypoints = hand_mesh(model, side, pose)
+            gltf.add_geometry(mesh, node_name=f"{side}_hand", geom_name=f"{side}_hand")
+            hands[side] = {"params": pose.to_dict(), "keypoints": keypoints.round(6).tolist()}
+        path = out / f"{scene.name}.glb"
+        _write_atomic(path, gltf.export(file_type="glb"))
+        report["scenes"][scene.name] = {"description": scene.description, "mesh": path.name, "hands": hands}
+        log.info("wrote %s", path)
+    json_path = out / "demo.json"
+    _write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode())
+    report["json"] = str(json_path)
+    return report
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,40 @@
+"""The demo (the README's main job) through the real command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import trimesh
+
+from handforge.hands import load_hand_model
+from handforge_shared.poses import HandPose
+from handforge_shared.skeleton import KEYPOINT_NAMES
+
+
+def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stdout
+    report = json.loads((out / "demo.json").read_text())
+    assert report["keypoint_names"] == list(KEYPOINT_NAMES)
+    assert set(report["scenes"]) == {"flat", "fist", "point", "pinch", "clasp"}
+    model = load_hand_model("open")
+    for name, scene in report["scenes"].items():
+        glb = trimesh.load(out / scene["mesh"])
+        assert len(glb.geometry) == 2, name
+        for side, hand in scene["hands"].items():
+            pose = HandPose.from_dict(hand["params"])
+            expected = model.forward_pose(side, pose)
+            np.testing.assert_allclose(np.array(hand["keypoints"]), expected.keypoints[0].detach().numpy(), atol=2e-6)
+            mesh = glb.geometry[f"{side}_hand"]
+            np.testing.assert_allclose(mesh.vertices, expected.vertices[0].detach().numpy(), atol=1e-5)
+    tips = {n: np.array(report["scenes"][n]["hands"]["right"]["keypoints"]) for n in ("flat", "fist")}
+    wrist, middle_tip = KEYPOINT_NAMES.index("wrist"), KEYPOINT_NAMES.index("middle4")
+    assert (np.linalg.norm(tips["fist"][middle_tip] - tips["fist"][wrist])
+            < np.linalg.norm(tips["flat"][middle_tip] - tips["flat"][wrist]) - 0.05)
+    assert not list(out.glob(".*.part")), "no partial files left"
