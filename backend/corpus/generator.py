@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from handforge.corpus import motion as M
 from handforge.corpus.placement import FORWARD, RIGHT, UP, PalmFrame, rotate, unit
@@ -112,8 +111,7 @@ class Generator:
             for template in self._group_templates(plan, group, [kinds[i] for i in group["members"]]):
                 inst = Instance(template, draw(template, plan), {"left": betas, "right": betas})
                 instances.append((g, inst))
-        with _one_thread():
-            resolved = self.resolver.resolve([inst for _, inst in instances])
+        resolved = self.resolver.resolve([inst for _, inst in instances])
         for (g, _), res in zip(instances, resolved):
             if res.ok:
                 groups[g].setdefault("resolved", []).append(res)
@@ -182,7 +180,7 @@ class Generator:
                 angles = pose_library.anatomical(str(rng.choice(FREE_POSES)))
                 turn = axis_angle_to_matrix(unit(rng.normal(size=3)) * np.radians(rng.uniform(0, 35)))
                 target = tl.last.with_angles(angles).moved(rotation=turn)
-                tl.move(target, rng.uniform(0.3, 0.8) / speed, M.finger_delays(rng, rng.uniform(0.0, 0.3)))
+                tl.move(target, _dur(rng, 0.3, 0.8, speed), M.finger_delays(rng, rng.uniform(0.0, 0.3)))
                 tl.hold(rng.uniform(0.15, 1.0) / speed)
             timelines[side] = tl
         frames = _length(max(tl.time for tl in timelines.values()), rng)
@@ -202,7 +200,7 @@ class Generator:
             if side in active and what == "counting":
                 tl.hold(rng.uniform(0.2, 0.6))
                 for n in range(1, 6):
-                    tl.move(tl.last.with_angles(pose_library.anatomical(f"count_{n}")), rng.uniform(0.25, 0.5) / speed,
+                    tl.move(tl.last.with_angles(pose_library.anatomical(f"count_{n}")), _dur(rng, 0.3, 0.6, speed),
                             M.finger_delays(rng, 0.25))
                     tl.hold(rng.uniform(0.2, 0.7) / speed)
             elif side in active:
@@ -249,18 +247,18 @@ class Generator:
         if first:
             pair.hold(rng.uniform(0.2, 0.6))
         # to the spot just apart, shaping the non-gripping fingers on the way (each finger its own pace)
-        pair.move(apart, rng.uniform(0.5, 1.1) / speed, {side: M.finger_delays(rng, 0.25) for side in SIDES})
+        pair.move(apart, _dur(rng, 0.5, 1.1, speed), {side: M.finger_delays(rng, 0.25) for side in SIDES})
         arrive = {side: contact[side] if side not in template.grip else contact[side].with_angles(apart[side].angles)
                   for side in SIDES}
-        pair.move(arrive, rng.uniform(0.35, 0.7) / speed)
+        pair.move(arrive, _dur(rng, 0.35, 0.7, speed))
         if template.grip:
-            pair.move(contact, rng.uniform(0.3, 0.6) / speed, {side: M.finger_delays(rng, 0.3) for side in SIDES})
+            pair.move(contact, _dur(rng, 0.3, 0.6, speed), {side: M.finger_delays(rng, 0.3) for side in SIDES})
         t0 = pair.time
         pair.hold(hold)
         contacts.append([t0, t0 + hold, res.template])
         if template.grip:
-            pair.move(arrive, rng.uniform(0.25, 0.5) / speed, {side: M.finger_delays(rng, 0.3) for side in SIDES})
-        pair.move(apart, rng.uniform(0.35, 0.7) / speed)
+            pair.move(arrive, _dur(rng, 0.25, 0.5, speed), {side: M.finger_delays(rng, 0.3) for side in SIDES})
+        pair.move(apart, _dur(rng, 0.35, 0.7, speed))
 
     def _interaction(self, rng, hands, resolved, speed):
         chosen = list(rng.permutation(len(resolved)))[: int(rng.integers(1, 3))]
@@ -281,10 +279,10 @@ class Generator:
         template = TEMPLATES[res.template]
         away = unit(np.asarray(template.approach) if template.approach is not None
                     else contact["right"].centre - contact["left"].centre)
-        gap = rng.uniform(0.08, 0.2)
+        gap = rng.uniform(0.06, 0.14)
         apart = {"left": contact["left"].moved(shift=-away * gap / 2), "right": contact["right"].moved(shift=away * gap / 2)}
         pair = M.PairTimeline(apart).hold(rng.uniform(0.2, 0.5))
-        half = 1.0 / rng.uniform(1.5, 3.0) / 2.0 / max(speed, 0.8)
+        half = 1.0 / rng.uniform(1.2, 2.5) / 2.0  # clapping at 1.2–2.5 Hz
         touch = rng.uniform(0.0, 0.06)
         contacts = []
         for _ in range(int(rng.integers(3, 9))):
@@ -306,13 +304,13 @@ class Generator:
             apart = self._apart(rng, hands, res, contact, rng.uniform(0.025, 0.05))
             if k == 0:
                 pair.hold(rng.uniform(0.2, 0.5))
-                pair.move(apart, rng.uniform(0.5, 0.9) / speed, {side: M.finger_delays(rng, 0.2) for side in SIDES})
+                pair.move(apart, _dur(rng, 0.5, 0.9, speed), {side: M.finger_delays(rng, 0.2) for side in SIDES})
             else:
-                pair.move(apart, rng.uniform(0.25, 0.45) / speed)
-            pair.move(contact, rng.uniform(0.2, 0.4) / speed)
+                pair.move(apart, _dur(rng, 0.25, 0.45, speed))
+            pair.move(contact, _dur(rng, 0.2, 0.4, speed))
             hold = rng.uniform(0.15, 0.6) / speed
             contacts.append([pair.time, pair.time + hold, res.template])
-            pair.hold(hold).move(apart, rng.uniform(0.2, 0.35) / speed)
+            pair.hold(hold).move(apart, _dur(rng, 0.2, 0.35, speed))
         pair.hold(rng.uniform(0.2, 0.6))
         return self._finish(rng, pair, contacts, [r.template for r in order])
 
@@ -343,6 +341,15 @@ class Generator:
 
 
 # ---------------------------------------------------------------------- helpers
+MIN_MOVE = 0.25  # s: no transition faster than this, whatever the clip's speed (REFERENCE §12: 0.2–0.6 s)
+
+
+def _dur(rng: np.random.Generator, low: float, high: float, speed: float) -> float:
+    """A transition's duration: uniform in [low, high] seconds at normal speed, scaled by the
+    clip's speed, never below ``MIN_MOVE``."""
+    return max(rng.uniform(low, high) / speed, MIN_MOVE)
+
+
 def _length(seconds: float, rng: np.random.Generator) -> int:
     """Frames for a timeline of ``seconds``: its length plus a short tail, within 60…300."""
     frames = int(round(seconds * M.FPS)) + int(rng.integers(0, 10))
@@ -373,19 +380,6 @@ def _waving_palm(rng, side, centre) -> PalmFrame:
     """Fingers up, palm facing forward (a wave)."""
     return PalmFrame(centre + np.array([0.0, 0.08, 0.0]), unit(UP + rng.normal(0.0, 0.15, size=3)),
                      unit(FORWARD + rng.normal(0.0, 0.15, size=3)))
-
-
-class _one_thread:
-    """torch on one thread inside the block: results then do not depend on the thread count (and
-    worker processes do not oversubscribe the cores)."""
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
-        return False
 
 
 __all__ = ["CorpusSettings", "Generator", "KINDS", "Sequence", "ChunkReport", "CORPUS_VERSION"]

@@ -242,7 +242,7 @@ def wrist_path(rng: np.random.Generator, frames: int, amplitude: float, fps: flo
         for _ in range(2):
             freq = rng.uniform(0.15, 0.8)
             path[:, axis] += rng.normal(0.0, 0.5) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
-    duration = frames / fps
+    duration = (frames - 1) / fps  # the last frame's time: the path is back at rest there
     path *= fade(t, 0.0, duration, min(0.6, duration / 4))[:, None]
     peak = np.abs(path).max()
     return path * (amplitude / peak if peak > 0 else 0.0)
@@ -255,7 +255,8 @@ def sway(rng: np.random.Generator, frames: int, degrees: float, fps: float = FPS
     for axis in range(3):
         freq = rng.uniform(0.1, 0.5)
         aa[:, axis] = np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi)) * rng.normal(0.0, 1.0)
-    aa *= fade(t, 0.0, frames / fps, min(0.6, frames / fps / 4))[:, None]
+    duration = (frames - 1) / fps
+    aa *= fade(t, 0.0, duration, min(0.6, duration / 4))[:, None]
     peak = np.linalg.norm(aa, axis=1).max()
     aa *= np.radians(degrees) / peak if peak > 0 else 0.0
     return axis_angle_to_matrix(aa)

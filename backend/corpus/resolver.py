@@ -21,8 +21,9 @@ pair rigidly or blend away from it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from handforge.corpus.regions import compute_regions
 from handforge.corpus.templates import Arrangement, Template
 from handforge.evaluation.penetration import penetration_depths
 from handforge.hands import HandModel
-from handforge_shared.anatomy import LIMITS_RAD, anatomical_to_hand_pose
+from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handforge_shared.skeleton import SIDES
 
@@ -129,8 +130,13 @@ class Resolver:
 
     # ------------------------------------------------------------------ optimisation
     def resolve(self, instances: Sequence[Instance]) -> list[Resolved]:
+        """Resolve a batch; runs torch on one thread (see ``one_thread``)."""
         if not instances:
             return []
+        with one_thread():
+            return self._resolve(instances)
+
+    def _resolve(self, instances: Sequence[Instance]) -> list[Resolved]:
         s = self.settings
         dev, dt = self.device, self.dtype
         tensor = lambda a: torch.tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
@@ -152,7 +158,6 @@ class Resolver:
         centre = tensor([i.arrangement.palms["right"].centre for i in instances])
         wrist = tensor([self.model.rig("right").shaped(i.betas["right"])[1][0] for i in instances])
         r0 = axis_angle_to_matrix(orient["right"])
-        lo, hi = tensor(LIMITS_RAD[..., 0]), tensor(LIMITS_RAD[..., 1])
         closing = max(1, min(s.closing, s.iterations // 2)) if any(i.template.grip for i in instances) else 0
         gripping = torch.tensor([bool(i.template.grip) for i in instances], device=dev)
 
@@ -227,14 +232,15 @@ class Resolver:
                 for p, keep in zip(params, frozen):  # Adam's momentum must not move finished rows
                     p[~active] = keep[~active]
                 moving = active.nonzero()[:, 0]
-                for side in SIDES:  # project the fingers back into the joint limits
+                for side in SIDES:  # project the fingers back into the joint limits (coupling included)
                     b = base(side, step + 1, moving)
-                    d_angles[side][moving] = torch.minimum(torch.maximum(b + d_angles[side][moving], lo), hi) - b
+                    d_angles[side][moving] = clamp_to_limits(b + d_angles[side][moving]) - b
 
         every = torch.arange(n, device=dev)
         with torch.no_grad():
             orient_r, transl_r = right_placement(every)
-            final = {side: (base(side, s.iterations + closing, every) + d_angles[side]).cpu().double().numpy()
+            # clamped again in float64: float32 rounding may leave an angle a hair outside its range
+            final = {side: clamp_to_limits((base(side, s.iterations + closing, every) + d_angles[side]).cpu().double().numpy())
                      for side in SIDES}
         worst, gaps_np = worst_all, gaps_all
         as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
@@ -252,3 +258,16 @@ class Resolver:
                 ok=bool(worst[b] <= PENETRATION_TOLERANCE and (gaps_np[b, :c] <= CONTACT_TOLERANCE).all()),
             ))
         return results
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block. The resolver's tensors are small (a few dozen hands):
+    extra threads only add synchronisation, and on a busy 2-core machine they made it 5x slower
+    (56 s instead of 10 s for 20 instances). Results then also do not depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,181 @@
+"""The corpus generator and ``handforge corpus``: determinism, limits, held contacts, smoothness, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handforge.cli import main
+from handforge.corpus import build
+from handforge.corpus.build import CorpusError, load_splits, write_corpus
+from handforge.corpus.generator import CorpusSettings, Generator
+from handforge.evaluation.contact import contact_metrics
+from handforge.evaluation.limits import joint_limit_metrics
+from handforge.evaluation.motion import clip_keypoints, smoothness
+from handforge.evaluation.penetration import penetration_metrics
+from handforge.hands import load_hand_model
+from handforge_shared.poses import MotionClip
+
+SMALL = CorpusSettings(chunk_size=12)
+# Stated bounds. Held contact frames (exact, wrist-sealed): deepest vertex and overlap volume.
+HELD_MAX_DEPTH_M = 0.0025
+HELD_MAX_VOLUME_CM3 = 0.1
+# Smoothness of all 42 keypoints: a minimum-jerk finger movement of 8 cm in 0.2 s peaks at
+# 60·0.08/0.2³ = 600 m/s³; 6 Hz tapping of the fingertips about 1000 m/s³; clapping at 3 Hz keeps
+# both whole hands accelerating (a clip mean of ~80 m/s³). Frame noise of ε adds ~8·ε·fps³ of
+# jitter: 2 mm → ~430 m/s³.
+MAX_JERK = 3000.0   # m/s³, any keypoint, any frame
+MAX_JITTER = 150.0  # m/s³, mean over a clip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_hand_model("open")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    summary = write_corpus(out, sequences=24, seed=5, workers=1, settings=SMALL, stats_sample=6, progress=False)
+    clips = {p.stem: MotionClip.load(p) for p in sorted((out / "clips").glob("*.npz"))}
+    return out, summary, clips
+
+
+def test_corpus_files_summary_and_splits(corpus):
+    out, summary, clips = corpus
+    assert sorted(clips) == [f"{i:06d}" for i in range(24)]
+    for clip in clips.values():
+        assert clip.hand_model == "open" and clip.fps == 30.0 and 60 <= clip.num_frames <= 300
+        assert set(clip.hands) == {"left", "right"}
+        assert clip.extra["corpus"]["kind"] in ("gestures", "periodic", "interaction", "clapping", "count_on_hand")
+    splits = json.loads((out / "splits.json").read_text())
+    names = splits["train"] + splits["validation"] + splits["test"]
+    assert sorted(names) == sorted(clips) and len(set(names)) == len(names)
+    groups = {}
+    for name in names:  # a person group never spans two splits
+        split = next(s for s in ("train", "validation", "test") if name in splits[s])
+        groups.setdefault(clips[name].extra["corpus"]["group"], set()).add(split)
+    assert all(len(s) == 1 for s in groups.values())
+    assert {k: len(v) for k, v in load_splits(out).items()} == {k: len(splits[k]) for k in ("train", "validation", "test")}
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["sequences"] == 24 and on_disk["frames"] == sum(c.num_frames for c in clips.values())
+    assert on_disk["evaluation"]["held_contact_frames"]["frames"] >= 1
+    assert on_disk["timing"]["sequences_per_second"] > 0
+    for png in ("contact_sheet.png", "histograms.png"):
+        with Image.open(out / png) as im:
+            assert im.size[0] > 300 and im.size[1] > 150
+    assert not list(out.parent.glob(".c.partial-*"))
+
+
+def test_every_frame_is_within_the_joint_limits(corpus):
+    _, _, clips = corpus
+    for name, clip in clips.items():
+        for side, pose in clip.hands.items():
+            worst = joint_limit_metrics(pose.hand_pose, side).max_violation_deg.max()
+            assert worst < 1e-3, f"{name} {side}: {worst:.4f}° outside the limits"  # float32 storage only
+
+
+def test_held_interactions_touch_without_penetrating(corpus, model):
+    _, _, clips = corpus
+    spans = [(clip, a, b) for clip in clips.values() for a, b, _ in clip.extra["corpus"]["contact_frames"]]
+    assert len(spans) >= 3, "the test corpus should hold some interactions"
+    rng = np.random.default_rng(1)  # exact metrics cost ~0.5 s a frame: a dozen spans, first/last frame
+    picked = [spans[i] for i in sorted(rng.choice(len(spans), size=min(6, len(spans)), replace=False))]
+    frames = [(clip, f) for clip, a, b in picked for f in (a, b)]
+    verts = {}
+    for side in ("left", "right"):
+        params = {k: np.stack([getattr(c.hands[side], k)[f] for c, f in frames])
+                  for k in ("global_orient", "hand_pose", "betas", "transl")}
+        verts[side] = model(side, **params).vertices.detach().numpy()
+    faces = {s: model.faces(s) for s in ("left", "right")}
+    pen = penetration_metrics(verts["left"], verts["right"], faces["left"], faces["right"])
+    assert pen.max_depth.max() < HELD_MAX_DEPTH_M
+    assert pen.volume.max() * 1e6 < HELD_MAX_VOLUME_CM3
+    touching = contact_metrics(verts["left"], verts["right"], faces["left"], faces["right"])
+    assert touching.in_contact.all()
+
+
+def test_motions_are_smooth(corpus, model):
+    _, _, clips = corpus
+    rng = np.random.default_rng(0)
+    for name, clip in clips.items():
+        kp = clip_keypoints(clip, model)
+        both = np.concatenate([kp["left"], kp["right"]], axis=1)
+        s = smoothness(both, clip.fps)
+        assert s.max_jerk < MAX_JERK and s.jitter < MAX_JITTER, (name, s.max_jerk, s.jitter)
+    # the bound means something: 2 mm of frame noise alone breaks it
+    noisy = smoothness(both + rng.normal(0, 0.002, both.shape), clip.fps)
+    assert noisy.jitter > MAX_JITTER
+
+
+def test_same_seed_same_clips_other_seed_different(model):
+    gen = Generator(model=model, settings=CorpusSettings(chunk_size=5))
+    a = gen.chunk(seed=3, chunk=1, count=5)
+    b = gen.chunk(seed=3, chunk=1, count=5)
+    c = gen.chunk(seed=4, chunk=1, count=5)
+    for x, y in zip(a.sequences, b.sequences):
+        assert x.name == y.name and x.clip.extra == y.clip.extra
+        for side in ("left", "right"):
+            np.testing.assert_array_equal(x.clip.hands[side].to_vector(), y.clip.hands[side].to_vector())
+    assert [s.name for s in a.sequences] == [f"{i:06d}" for i in range(5, 10)]
+    differs = [not np.array_equal(x.clip.hands["right"].to_vector()[:60], y.clip.hands["right"].to_vector()[:60])
+               for x, y in zip(a.sequences, c.sequences)]
+    assert all(differs)
+
+
+@pytest.mark.slow
+def test_worker_processes_write_the_same_corpus(tmp_path):
+    settings = CorpusSettings(chunk_size=4)
+    one = write_corpus(tmp_path / "one", 8, seed=9, workers=1, settings=settings, stats_sample=0, figures=False,
+                       progress=False)
+    two = write_corpus(tmp_path / "two", 8, seed=9, workers=2, settings=settings, stats_sample=0, figures=False,
+                       progress=False)
+    assert one["splits"] == two["splits"]
+    for path in sorted((tmp_path / "one" / "clips").glob("*.npz")):
+        with np.load(path) as x, np.load(tmp_path / "two" / "clips" / path.name) as y:
+            assert sorted(x.files) == sorted(y.files)
+            for key in x.files:
+                np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_command_refuses_bad_arguments_and_keeps_existing_data(tmp_path, capsys):
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep me")
+    assert main(["corpus", "--out", str(existing), "--sequences", "3", "--quiet"]) == 2
+    assert "not an empty directory" in capsys.readouterr().err
+    assert (existing / "notes.txt").read_text() == "keep me" and len(list(existing.iterdir())) == 1
+    assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "0", "--quiet"]) == 2
+    assert "--sequences must be at least 1" in capsys.readouterr().err
+    assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "2", "--workers", "0", "--quiet"]) == 2
+    assert main(["corpus", "--out", str(tmp_path / "no" / "such" / "dir"), "--sequences", "2", "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = build.run_chunk
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "run_chunk", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_corpus(tmp_path / "c", 4, seed=1, settings=CorpusSettings(chunk_size=2), stats_sample=0,
+                     figures=False, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_splits_file_is_checked(tmp_path):
+    (tmp_path / "splits.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(CorpusError, match="not a HandForge corpus split file"):
+        load_splits(tmp_path)
+    assert isinstance(Path(tmp_path), Path)
