@@ -58,18 +58,27 @@ def backend_keypoints(model, clip: MotionClip, side: str, frame_index: int) -> n
         return model.forward_pose(side, clip.hands[side][frame_index]).keypoints[0].double().numpy()
 
 
-def run_blender_demo(out_dir: str | os.PathLike, width: int = 640, height: int = 400, timeout: float = 300.0) -> dict[str, Any]:
-    """Run the Blender session; returns its report with the keypoint check against the backend."""
+def run_blender_demo(out_dir: str | os.PathLike, pasted: dict[str, dict[str, Any]] | None = None, width: int = 640,
+                     height: int = 400, timeout: float = 300.0) -> dict[str, Any]:
+    """Run the Blender session; returns its report with the keypoint check against the backend.
+
+    ``pasted``: extra two-hand poses keyed (and rendered) after the presets, name → {side: pose
+    parameters as ``HandPose.to_dict()``}, e.g. the demo's interaction."""
     out = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="handforge-blender-demo-") as tmp:
         work = Path(tmp)
-        spec = {"zip": str(build_addon_zip(work)), "out": str(out), "presets": list(PRESETS), "render": list(RENDERED),
+        pasted = dict(pasted or {})
+        spec = {"zip": str(build_addon_zip(work)), "out": str(out), "presets": list(PRESETS), "pasted": pasted,
+                "render": list(RENDERED) + list(pasted),
                 "frame_step": FRAME_STEP, "width": width, "height": height}
         (work / "spec.json").write_text(json.dumps(spec))
         env = {**os.environ, "BLENDER_USER_RESOURCES": str(work / "blender_user")}
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "handforge.blender_demo_scene", str(work / "spec.json")],
-                              capture_output=True, text=True, env=env, timeout=timeout, cwd=work)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "handforge.blender_demo_scene", str(work / "spec.json")],
+                                  capture_output=True, text=True, env=env, timeout=timeout, cwd=work)
+        except subprocess.TimeoutExpired:
+            raise BlenderDemoError(f"the Blender session took longer than {timeout:g} s and was stopped") from None
         if proc.returncode != 0 or not (out / "blender.json").is_file():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
             raise BlenderDemoError(f"the Blender session failed (exit {proc.returncode}):\n{tail}")

@@ -34,7 +34,7 @@ def keypoints(arm) -> list:
     return (pts @ MODEL_TO_BLENDER).round(7).tolist()  # row vectors: p_model = Mᵀ p_blender
 
 
-def setup_render(scene, out: Path, width: int, height: int) -> None:
+def setup_render(scene, width: int, height: int):
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.shading.light = "STUDIO"
     scene.display.shading.color_type = "MATERIAL"
@@ -46,10 +46,34 @@ def setup_render(scene, out: Path, width: int, height: int) -> None:
     cam_data.lens = 40
     cam = bpy.data.objects.new("HandForge Camera", cam_data)
     scene.collection.objects.link(cam)
-    target = Vector((0.0, 0.07, -0.01))  # between the hands (palms down, fingers towards +Y)
-    cam.location = Vector((0.0, 0.46, 0.30))  # in front of the fingertips, above
-    cam.rotation_euler = (target - cam.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
+    return cam
+
+
+def frame_hands(cam, meshes) -> None:
+    """Aim the camera at the hands from the front (fingertip side) and above, as close as fits them."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    points = []
+    for obj in meshes:
+        ev = obj.evaluated_get(depsgraph)
+        co = np.empty(len(ev.data.vertices) * 3, np.float32)
+        ev.data.vertices.foreach_get("co", co)
+        mw = np.array(obj.matrix_world)
+        points.append(co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3])
+    pts = np.concatenate(points)
+    back = np.array([0.0, 0.84, 0.55])  # from the hands towards the camera: in front of the fingertips, above
+    back /= np.linalg.norm(back)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    x, y = pts @ right, pts @ up
+    target = right * (x.min() + x.max()) / 2 + up * (y.min() + y.max()) / 2 + back * (pts @ back).mean()
+    rel = pts - target
+    margin = 0.9  # of the half field of view
+    tx, ty = math.tan(cam.data.angle_x / 2) * margin, math.tan(cam.data.angle_y / 2) * margin
+    distance = float(np.max(np.maximum(np.abs(rel @ right) / tx, np.abs(rel @ up) / ty) + rel @ back))
+    cam.location = Vector((target + back * distance).tolist())
+    cam.rotation_euler = Vector((-back).tolist()).to_track_quat("-Z", "Y").to_euler()
 
 
 def main() -> int:
@@ -69,22 +93,31 @@ def main() -> int:
     t = time.perf_counter()
     bpy.ops.handforge.add_hands()
     keyed = []
-    for i, preset in enumerate(spec["presets"]):
-        frame = 1 + i * spec["frame_step"]
+    frame = 1
+    for preset in spec["presets"]:  # named poses from the preset library, on both hands
         scene.frame_set(frame)
         bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH")
         bpy.ops.handforge.key_pose(sides="BOTH")
         keyed.append({"frame": frame, "preset": preset})
+        frame += spec["frame_step"]
+    for name, hands_params in spec["pasted"].items():  # whole two-hand poses (e.g. an interaction)
+        scene.frame_set(frame)
+        bpy.ops.handforge.paste_pose(text=json.dumps({"format": "handforge.pose", "hands": hands_params}), sides="BOTH")
+        bpy.ops.handforge.key_pose(sides="BOTH")
+        keyed.append({"frame": frame, "preset": name})
+        frame += spec["frame_step"]
     scene.frame_start, scene.frame_end = 1, keyed[-1]["frame"]
     timings["pose_and_key_s"] = time.perf_counter() - t
 
-    setup_render(scene, out, spec["width"], spec["height"])
+    cam = setup_render(scene, spec["width"], spec["height"])
     t = time.perf_counter()
     hands = {"left": scene.handforge.left, "right": scene.handforge.right}
+    meshes = [child for arm in hands.values() for child in arm.children if child.type == "MESH"]
     for item in keyed:
         scene.frame_set(item["frame"])
         item["keypoints"] = {side: keypoints(arm) for side, arm in hands.items()}
         if item["preset"] in spec["render"]:
+            frame_hands(cam, meshes)
             scene.render.filepath = str(out / f"hands_{item['frame']:03d}_{item['preset']}.png")
             bpy.ops.render.render(write_still=True)
             item["render"] = Path(scene.render.filepath).name
@@ -93,10 +126,11 @@ def main() -> int:
     bpy.ops.handforge.export_motion(filepath=str(out / "keyed_poses.npz"), frame_start=1, frame_end=keyed[-1]["frame"])
     scene.frame_set(1)
     blend = out / "hands.blend"
+    bpy.context.preferences.filepaths.save_version = 0  # no hands.blend1 backups
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=True)
     report = {"blender": bpy.app.version_string, "blend": blend.name, "keyed": keyed, "poses": "keyed_poses.npz",
               "fps": scene.render.fps / scene.render.fps_base, "timings": timings,
-              "camera_fov_deg": math.degrees(scene.camera.data.angle)}
+              "camera_fov_deg": math.degrees(cam.data.angle)}
     (out / "blender.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0
 

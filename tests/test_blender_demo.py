@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from handforge.blender_demo import PRESETS, RENDERED, run_blender_demo, unavailable_reason
+from handforge_shared.poses import HandPose
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow,
               pytest.mark.skipif(bool(unavailable_reason()), reason=unavailable_reason() or "available")]
@@ -18,12 +19,16 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow,
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("blender_demo")
-    return out, run_blender_demo(out, width=320, height=200)
+    rng = np.random.default_rng(2)
+    pasted = {"random_pair": {side: HandPose(global_orient=rng.normal(0, 0.4, 3), hand_pose=rng.normal(0, 0.3, 45),
+                                             betas=np.zeros(10), transl=rng.uniform(-0.1, 0.1, 3)).to_dict()
+                              for side in ("left", "right")}}
+    return out, run_blender_demo(out, pasted=pasted, width=320, height=200)
 
 
 def test_every_preset_is_keyed_on_both_hands(demo):
     out, report = demo
-    assert [k["preset"] for k in report["keyed"]] == list(PRESETS)
+    assert [k["preset"] for k in report["keyed"]] == list(PRESETS) + ["random_pair"]
     frames = [k["frame"] for k in report["keyed"]]
     assert frames == sorted(set(frames))
     assert all(set(k["keypoints"]) == {"left", "right"} for k in report["keyed"])
@@ -40,8 +45,9 @@ def test_blend_file_and_renders_are_written(demo):
     blend = out / report["blend"]
     assert blend.is_file() and blend.stat().st_size > 100_000
     renders = [k["render"] for k in report["keyed"] if "render" in k]
-    assert len(renders) == len(RENDERED)
-    for name in renders:
+    assert len(renders) == len(RENDERED) + 1
+    assert not list(out.glob("*.blend1"))
+    for name in renders[:-1]:  # the presets: hands side by side
         pixels = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.float64)
         assert pixels.shape == (200, 320, 3)
         background = np.median(pixels.reshape(-1, 3), axis=0)
