@@ -56,7 +56,7 @@ WAVE_BASES = ("flat", "spread", "blade", "relaxed")
 @dataclass
 class CorpusSettings:
     chunk_size: int = 128
-    sequences_per_group: int = 24     # how many sequences share one person and their instances
+    sequences_per_group: int = 32     # how many sequences share one person and their instances
     instances_per_group: int = 4
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
 
@@ -102,8 +102,11 @@ class Generator:
         others = [i for i in needing if kinds[i] != "count_on_hand"]
         groups: list[dict[str, Any]] = []
         for members, counting_group in ((others, False), (counting, True)):
-            for start in range(0, len(members), s.sequences_per_group):
-                groups.append({"members": members[start:start + s.sequences_per_group], "counting": counting_group})
+            if not members:
+                continue
+            count_groups = max(1, round(len(members) / s.sequences_per_group))  # about that many per group
+            for part in np.array_split(np.array(members), count_groups):
+                groups.append({"members": [int(i) for i in part], "counting": counting_group})
         instances: list[tuple[int, Instance]] = []
         for g, group in enumerate(groups):
             betas = plan.normal(0.0, BETA_SIGMA, size=NUM_BETAS)
