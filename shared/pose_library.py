@@ -54,14 +54,15 @@ def finger(mcp: float, pip: float, dip: float | None = None, abd: float = 0.0, t
 
 
 STRAIGHT = finger(0, 0, 0)
-CURLED = finger(88, 100, 65)          # into the palm, as in a fist
+CURLED = finger(78, 92, 50)           # into the palm, as in a fist (tighter sinks the skin into
+                                      # itself under linear blend skinning)
 HALF = finger(45, 50, 30)
 HOOKED = finger(0, 90, 60)
 
 # Thumb postures: (CMC, MCP, IP), each (flex, abd, twist).
 T_REST: Finger = ((0, 0, 0), (0, 0, 0), (0, 0, 0))
 T_ALONG: Finger = ((0, -25, 5), (5, 0, 0), (5, 0, 0))                 # pressed to the index's side
-T_OVER_FIST: Finger = ((8, -14, 35), (53, -7, 6), (75, -3, 0))        # over index/middle phalanges
+T_OVER_FIST: Finger = ((5, -10, 30), (40, -5, 5), (45, 0, 0))         # over index/middle phalanges
 T_UP: Finger = ((0, -15, 15), (-5, 0, 0), (-10, 0, 0))                # extended beside a fist
 T_ACROSS: Finger = ((61, -24, 43), (55, -8, 8), (74, -4, 0))          # folded to the ring base
 T_PINCH: Finger = ((51, -18, 29), (13, -5, 5), (-1, -2, 0))           # tip to a half-bent index tip
