@@ -1,9 +1,10 @@
 """Backend results into the scene: motion → generated keyframes, images → image datablocks
 (optionally a camera background or a textured plane), hand rigs → hands, vertices → meshes.
 
-Array names follow the protocol's job conventions: ``<side>.<pose field>`` for hand parameters
-((T, n) for motion), ``<side>.present`` (T,) bool, ``<side>.vertices``, and images as (H, W, 3|4)
-uint8 or float arrays named ``image``, ``images`` ((N, H, W, C)) or ``<name>.image``.
+A motion result is a ``MotionClip`` as it travels on the wire: the arrays of ``to_arrays()``
+(``<side>.<field>``, ``shared.poses.hand_array_name``) and ``metadata()`` in ``data["motion"]``.
+Images are (H, W, 3|4) uint8 or float arrays named ``image``, ``images`` ((N, H, W, C)) or
+``<name>.image``; per-hand vertices are ``<side>.vertices``.
 """
 
 from __future__ import annotations
@@ -14,28 +15,19 @@ import bpy
 import numpy as np
 
 from . import hands, keys
-from .shared.poses import POSE_FIELDS, HandPose, MotionClip, PoseFormatError
-from .shared.skeleton import MODEL_TO_BLENDER, SIDES
+from .shared.poses import MotionClip, PoseFormatError
+from .shared.skeleton import MODEL_TO_BLENDER
 
 
 # ---------------------------------------------------------------------- motion
 def motion_from_arrays(data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> MotionClip | None:
-    """A clip from result arrays ``<side>.global_orient`` (T, 3) etc., or None if there is none."""
-    sides = [s for s in SIDES if f"{s}.global_orient" in arrays and f"{s}.hand_pose" in arrays]
-    if not sides or arrays[f"{sides[0]}.global_orient"].ndim != 2:
+    """The clip of a motion result (``data["motion"]`` + its arrays), or None if it holds none."""
+    meta = data.get("motion")
+    if meta is None:
         return None
-    hands_, present = {}, {}
-    for side in sides:
-        frames = arrays[f"{side}.global_orient"].shape[0]
-        fields = {}
-        for name, size in POSE_FIELDS.items():
-            value = arrays.get(f"{side}.{name}")
-            fields[name] = np.zeros((frames, size)) if value is None else np.asarray(value, dtype=np.float64)
-        hands_[side] = HandPose(**fields)
-        if f"{side}.present" in arrays:
-            present[side] = np.asarray(arrays[f"{side}.present"], dtype=bool)
-    return MotionClip(hands=hands_, present=present, fps=float(data.get("fps", 30.0)),
-                      hand_model=str(data.get("hand_model", data.get("model", "open"))))
+    if not isinstance(meta, Mapping):
+        raise PoseFormatError("the result's 'motion' entry is not a motion's metadata")
+    return MotionClip.from_arrays(meta, arrays, strict=False)
 
 
 def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:

@@ -13,6 +13,7 @@ from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .shared.client import hand_rigs, pose_arrays
+from .shared.poses import hand_array_name
 from .shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
 
@@ -138,7 +139,7 @@ class HANDFORGE_OT_check_backend(jobs.JobOperator, bpy.types.Operator):
         found = hands.scene_hands(context.scene, "BOTH")
         worst = 0.0
         for side in self._sides:
-            verts = np.asarray(result.arrays[f"{side}.vertices"])[0]
+            verts = np.asarray(result.arrays[hand_array_name(side, "vertices")])[0]
             mesh_obj = rig.hand_mesh(found[side])
             faces = np.array([p.vertices[:] for p in mesh_obj.data.polygons])
             obj = importers.vertices_object(context, f"HandForge Backend.{side[0].upper()}", verts, faces)

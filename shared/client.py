@@ -601,11 +601,12 @@ def _error_event(message: Message) -> Error:
 # ------------------------------------------------------------------------------------------ helpers
 def hand_rigs(result: Result) -> dict[str, Any]:
     """The ``HandRig`` of each side in a ``hand_model`` result."""
+    from .poses import hand_array_name
     from .rig import HandRig
 
     rigs = {}
     for side, meta in result.data["rigs"].items():
-        prefix = f"{side}."
+        prefix = hand_array_name(side, "")
         arrays = {name[len(prefix):]: a for name, a in result.arrays.items() if name.startswith(prefix)}
         rigs[side] = HandRig.from_arrays(meta, arrays)
     return rigs
@@ -613,12 +614,12 @@ def hand_rigs(result: Result) -> dict[str, Any]:
 
 def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``forward_hands`` input arrays from ``{side: HandPose}`` (batched or single), float32 (B, n)."""
-    from .poses import POSE_FIELDS
+    from .poses import POSE_FIELDS, hand_array_name
 
     out = {}
     for side, pose in poses.items():
         for name, size in POSE_FIELDS.items():
-            out[f"{side}.{name}"] = np.asarray(getattr(pose, name), dtype=np.float32).reshape(-1, size)
+            out[hand_array_name(side, name)] = np.asarray(getattr(pose, name), dtype=np.float32).reshape(-1, size)
     return out
 
 

@@ -8,12 +8,13 @@ Motion file format (``.npz``, version 1), written atomically:
     meta                  0-d unicode array holding a JSON object:
                           {"format": "handforge.motion", "version": 1, "fps", "num_frames",
                            "hand_model", "units": "m", "frame": MODEL_FRAME_DESCRIPTION, "sides", "extra"}
-    <side>_global_orient  (T, 3)   float32   for each side present in the clip
-    <side>_hand_pose      (T, 45)
-    <side>_betas          (T, 10)
-    <side>_transl         (T, 3)
-    <side>_present        (T,)     bool      False where the hand is missing in that frame
-No pickled objects: files load with ``allow_pickle=False``.
+    <side>.global_orient  (T, 3)   float32   for each side present in the clip
+    <side>.hand_pose      (T, 45)
+    <side>.betas          (T, 10)
+    <side>.transl         (T, 3)
+    <side>.present        (T,)     bool      False where the hand is missing in that frame
+No pickled objects: files load with ``allow_pickle=False``. A motion travels over the wire the
+same way: the arrays of ``to_arrays()`` plus ``metadata()`` in the result's ``data["motion"]``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ POSE_FIELDS: dict[str, int] = {
     "betas": NUM_BETAS,
     "transl": 3,
 }
+
+
+def hand_array_name(side: Side, name: str) -> str:
+    """The one naming of per-hand arrays, in motion files and on the wire: ``right.hand_pose``."""
+    return f"{check_side(side)}.{name}"
 
 
 class PoseFormatError(ValueError):
@@ -280,8 +286,8 @@ class MotionClip:
         arrays: dict[str, np.ndarray] = {}
         for s, pose in self.hands.items():
             for k in POSE_FIELDS:
-                arrays[f"{s}_{k}"] = getattr(pose, k).astype(np.float32)
-            arrays[f"{s}_present"] = np.asarray(self.present[s], dtype=bool)
+                arrays[hand_array_name(s, k)] = getattr(pose, k).astype(np.float32)
+            arrays[hand_array_name(s, "present")] = np.asarray(self.present[s], dtype=bool)
         return arrays
 
     def metadata(self) -> dict[str, Any]:
@@ -298,7 +304,9 @@ class MotionClip:
         }
 
     @classmethod
-    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "MotionClip":
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    strict: bool = True) -> "MotionClip":
+        """Rebuild a clip; ``strict`` (files) also refuses arrays that are not part of it."""
         if meta.get("format") != MOTION_FORMAT:
             raise PoseFormatError(f"not a HandForge motion (format {meta.get('format')!r}, expected {MOTION_FORMAT!r})")
         if meta.get("version") != MOTION_VERSION:
@@ -311,17 +319,17 @@ class MotionClip:
         sides = meta.get("sides")
         if not isinstance(sides, list) or not sides:
             raise PoseFormatError("motion metadata has no 'sides' list")
-        expected = {f"{s}_{k}" for s in sides for k in (*POSE_FIELDS, "present")}
-        missing = sorted(expected - set(arrays))
-        if missing:
-            raise PoseFormatError(f"motion file is missing arrays {missing}")
-        unknown = sorted(set(arrays) - expected - {"meta"})
-        if unknown:
-            raise PoseFormatError(f"motion file has unexpected arrays {unknown}")
         for s in sides:
             check_side(s)
-        hands = {s: HandPose(**{k: arrays[f"{s}_{k}"] for k in POSE_FIELDS}) for s in sides}
-        present = {s: np.asarray(arrays[f"{s}_present"]) for s in sides}
+        expected = {hand_array_name(s, k) for s in sides for k in (*POSE_FIELDS, "present")}
+        missing = sorted(expected - set(arrays))
+        if missing:
+            raise PoseFormatError(f"motion is missing arrays {missing}")
+        unknown = sorted(set(arrays) - expected - {"meta"})
+        if unknown and strict:
+            raise PoseFormatError(f"motion file has unexpected arrays {unknown}")
+        hands = {s: HandPose(**{k: arrays[hand_array_name(s, k)] for k in POSE_FIELDS}) for s in sides}
+        present = {s: np.asarray(arrays[hand_array_name(s, "present")]) for s in sides}
         clip = cls(
             hands=hands,
             present=present,

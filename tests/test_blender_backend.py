@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from handforge_shared.poses import HandPose
+from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import SIDES
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
 from tests.blender.harness import run_blender
@@ -33,8 +33,12 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     pose = {s: HandPose(global_orient=rng.normal(0, 0.5, 3), hand_pose=rng.normal(0, 0.3, 45), betas=np.zeros(10),
                         transl=rng.uniform(-0.1, 0.1, 3)) for s in SIDES}
     frames = 5
-    inputs = {f"{s}.{k}": rng.normal(0, 0.2, (frames, n)).astype(np.float32)
-              for s in SIDES for k, n in (("global_orient", 3), ("hand_pose", 45))}
+    # A motion result as an engine sends it: the clip's arrays plus its metadata in data["motion"].
+    clip = MotionClip(hands={s: HandPose(global_orient=rng.normal(0, 0.2, (frames, 3)),
+                                         hand_pose=rng.normal(0, 0.2, (frames, 45)),
+                                         betas=np.zeros((frames, 10)), transl=np.zeros((frames, 3)))
+                             for s in SIDES})
+    inputs = clip.to_arrays()
     image = np.zeros((8, 16, 3), np.uint8)
     image[:4, :, 0] = 255  # top half red, bottom half black
     inputs["image"] = image
@@ -42,7 +46,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     args = {"port": free_port(), "unused_port": free_port(),
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
             "pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in pose.items()}}),
-            "echo_inputs": str(work / "echo_inputs.npz")}
+            "echo_inputs": str(work / "echo_inputs.npz"),
+            "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}})}
     env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}  # MANO is not configured
     result = run_blender("backend_session.py", addon_zip, work / "blender", args, env=env, timeout=400)
     result.image = image

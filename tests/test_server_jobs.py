@@ -173,6 +173,17 @@ def test_invalid_requests_are_refused_before_queueing_naming_the_field(client, a
     assert info.value.message.startswith(field) and needle in info.value.message, info.value.message
 
 
+def test_echo_returns_data_and_arrays_and_checks_the_data_type(client):
+    arrays = {"right.global_orient": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    result = client.run("echo", {"text": "t", "data": {"motion": {"fps": 30}}}, arrays)
+    assert result.data == {"text": "t", "motion": {"fps": 30}}
+    np.testing.assert_array_equal(result.arrays["right.global_orient"], arrays["right.global_orient"])
+    with pytest.raises(JobFailed) as info:
+        client.run("echo", {"data": [1, 2]})
+    assert info.value.code == ErrorCode.INVALID_PARAMS and info.value.message.startswith("params.data")
+    assert "must be a JSON object" in info.value.message
+
+
 def test_unknown_kind_and_bad_timeout(client):
     with pytest.raises(JobFailed) as info:
         client.run("teleport")

@@ -146,14 +146,14 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
         arrays = {k: data[k] for k in data.files}
     # A NaN inside the file.
     broken = dict(arrays)
-    broken["right_hand_pose"] = broken["right_hand_pose"].copy()
-    broken["right_hand_pose"][1, 4] = np.nan
+    broken["right.hand_pose"] = broken["right.hand_pose"].copy()
+    broken["right.hand_pose"][1, 4] = np.nan
     np.savez(tmp_path / "nan.npz", **broken)
     with pytest.raises(PoseFormatError, match=r"nan.npz: hand_pose has a non-finite value"):
         MotionClip.load(tmp_path / "nan.npz")
     # A missing array and an unknown hand model.
-    np.savez(tmp_path / "short.npz", **{k: v for k, v in arrays.items() if k != "left_betas"})
-    with pytest.raises(PoseFormatError, match=r"missing arrays \['left_betas'\]"):
+    np.savez(tmp_path / "short.npz", **{k: v for k, v in arrays.items() if k != "left.betas"})
+    with pytest.raises(PoseFormatError, match=r"missing arrays \['left.betas'\]"):
         MotionClip.load(tmp_path / "short.npz")
     meta = json.loads(str(arrays["meta"]))
     meta["hand_model"] = "robot"
@@ -164,6 +164,9 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
     np.savez(tmp_path / "future.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
     with pytest.raises(PoseFormatError, match="upgrade HandForge"):
         MotionClip.load(tmp_path / "future.npz")
+    np.savez(tmp_path / "more.npz", **dict(arrays, stray=np.zeros(2)))
+    with pytest.raises(PoseFormatError, match=r"unexpected arrays \['stray'\]"):
+        MotionClip.load(tmp_path / "more.npz")
     # Pickled objects are refused, not executed.
     np.savez(tmp_path / "pickled.npz", **dict(arrays, extra=np.array([{"x": 1}], dtype=object)))
     with pytest.raises(PoseFormatError, match="pickled objects"):

@@ -15,8 +15,10 @@ import numpy as np
 
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
-from handforge.server.schema import ANY_ARRAY, ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid
-from handforge_shared.poses import HAND_MODELS, POSE_FIELDS
+from handforge.server.schema import (
+    ANY_ARRAY, ArraySpec, Boolean, Integer, JsonObject, ListOf, Number, Schema, String, invalid,
+)
+from handforge_shared.poses import HAND_MODELS, POSE_FIELDS, hand_array_name
 from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import NUM_BETAS, SIDES
 
@@ -34,7 +36,7 @@ def ping(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarra
 
 
 def echo(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
-    return JobResult({"text": params["text"]}, dict(arrays))
+    return JobResult({**params["data"], "text": params["text"]}, dict(arrays))
 
 
 def sleep(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -106,7 +108,7 @@ def hand_model(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.
             rig = replace(rig, rest_vertices=vertices, rest_joints=joints)
             meta["betas"] = [float(b) for b in betas]
         rigs[side] = meta
-        out.update({f"{side}.{name}": array for name, array in rig.to_arrays().items()})
+        out.update({hand_array_name(side, name): array for name, array in rig.to_arrays().items()})
         ctx.progress((i + 1) / len(params["sides"]), f"{side} rig")
     return JobResult({"model": params["model"], "rigs": rigs}, out)
 
@@ -115,24 +117,24 @@ def forward_hands(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, 
     import torch
 
     model = _hand_model(params["model"], ctx.device)
-    sides = [s for s in SIDES if f"{s}.global_orient" in arrays]
-    total = sum(arrays[f"{s}.global_orient"].shape[0] for s in sides)
+    sides = [s for s in SIDES if hand_array_name(s, "global_orient") in arrays]
+    total = sum(arrays[hand_array_name(s, "global_orient")].shape[0] for s in sides)
     done, out = 0, {}
     for side in sides:
-        batch = arrays[f"{side}.global_orient"].shape[0]
+        batch = arrays[hand_array_name(side, "global_orient")].shape[0]
         vertices, keypoints = [], []
         for start in range(0, batch, FORWARD_CHUNK):
             ctx.check_cancelled()
             chunk = slice(start, start + FORWARD_CHUNK)
-            inputs = {f: _tensor(arrays.get(f"{side}.{f}"), chunk, ctx.device) for f in POSE_FIELDS}
+            inputs = {f: _tensor(arrays.get(hand_array_name(side, f)), chunk, ctx.device) for f in POSE_FIELDS}
             with torch.no_grad():
                 result = model(side, **inputs)
             vertices.append(result.vertices.float().cpu().numpy())
             keypoints.append(result.keypoints.float().cpu().numpy())
             done += len(vertices[-1])
             ctx.progress(done / total, f"{side} hand: {done}/{total}")
-        out[f"{side}.vertices"] = np.concatenate(vertices)
-        out[f"{side}.keypoints"] = np.concatenate(keypoints)
+        out[hand_array_name(side, "vertices")] = np.concatenate(vertices)
+        out[hand_array_name(side, "keypoints")] = np.concatenate(keypoints)
     return JobResult({"model": params["model"], "sides": sides}, out)
 
 
@@ -154,15 +156,16 @@ def _pose_arrays() -> dict[str, ArraySpec]:
     for side in SIDES:
         for name, size in POSE_FIELDS.items():
             core = name in ("global_orient", "hand_pose")
-            specs[f"{side}.{name}"] = ArraySpec(
+            specs[hand_array_name(side, name)] = ArraySpec(
                 shape=(f"batch_{side}", size), required=False, min=-limits[name], max=limits[name],
-                requires=(f"{side}.hand_pose",) if name == "global_orient" else (f"{side}.global_orient",),
+                requires=((hand_array_name(side, "hand_pose"),) if name == "global_orient"
+                          else (hand_array_name(side, "global_orient"),)),
                 doc=f"{side} hand: {docs[name]}" + ("" if core else " (optional)"))
     return specs
 
 
 def _check_forward(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    if not any(f"{side}.global_orient" in arrays for side in SIDES):
+    if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
     _check_model_available(params, arrays)
@@ -176,10 +179,12 @@ def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("hands", "hand models: the open hand always, MANO when its files are configured"))
     registry.add_kind(JobKind("ping", ping, description="a job that returns at once (measures the job path)",
                               returns={"pong": "true", "time": "server time (s)", "device": "device it ran on"}))
-    registry.add_kind(JobKind("echo", echo, Schema(params={"text": String(doc="returned as is", default="")},
+    registry.add_kind(JobKind("echo", echo, Schema(params={"text": String(doc="returned as is", default=""),
+                                                           "data": JsonObject(doc="returned as the result's data",
+                                                                              default={})},
                                                    extra_arrays=ANY_ARRAY),
-                              description="returns its text and arrays unchanged",
-                              returns={"text": "the text", "*": "each input array"}))
+                              description="returns its text, data and arrays unchanged (a stand-in for any result)",
+                              returns={"text": "the text", "*": "each data entry and each input array"}))
     sleep_doc = "sleeps in steps with progress; cancellable at each step (for tests)"
     registry.add_kind(JobKind("sleep", sleep, SLEEP_SCHEMA, timeout=600, description=sleep_doc,
                               returns={"steps": "steps done", "device": "device it ran on"}))

@@ -155,6 +155,18 @@ class ListOf(Param):
 
 
 @dataclass(frozen=True)
+class JsonObject(Param):
+    """A JSON object passed through as is (its size is bounded by the header limit)."""
+
+    type_name = "object"
+
+    def _check(self, value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise invalid(where, f"must be a JSON object, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
 class ArraySpec:
     """One named input array.
 

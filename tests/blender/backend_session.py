@@ -148,7 +148,7 @@ s.check("cancel", cancelled_sleep)
 def results_imported():
     bpy.context.scene.frame_set(1)
     before = scene_state()
-    assert bpy.ops.handforge.run_job(kind="echo", params='{"text": "hi"}', inputs=a["echo_inputs"],
+    assert bpy.ops.handforge.run_job(kind="echo", params=a["echo_params"], inputs=a["echo_inputs"],
                                      image_target="PLANE") == {"FINISHED"}
     after = scene_state()
     image = next(i for i in bpy.data.images if i.name.startswith("echo"))
