@@ -20,15 +20,12 @@ import trimesh
 
 from handforge.hands import HandModel, load_hand_model
 from handforge_shared import pose_library
-from handforge_shared.poses import HandPose, TwoHandPose
+from handforge_shared.poses import HandPose, TwoHandPose, side_by_side
 from handforge_shared.anatomy import anatomical_to_hand_pose
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, SIDES
 
 log = logging.getLogger(__name__)
 
-# Both hands palm down, fingers pointing away from the viewer (model -Z), thumbs facing each other.
-_RIGHT_ORIENT = np.array([0.0, -np.pi / 2, 0.0])
-_SEPARATION = 0.10  # metres from the origin to each wrist
 SINGLE_HAND_SCENES = ("flat", "fist", "point", "pinch")
 CLASP_TEMPLATE = "interlocked"
 COLOURS = {"left": (0.87, 0.63, 0.52, 1.0), "right": (0.80, 0.55, 0.45, 1.0)}
@@ -39,12 +36,6 @@ class DemoScene:
     name: str
     pose: TwoHandPose
     description: str
-
-
-def side_by_side(right_hand: HandPose) -> TwoHandPose:
-    """Place a right-hand pose and its mirror image next to each other, palms down."""
-    right = right_hand.replace(global_orient=_RIGHT_ORIENT, transl=np.array([_SEPARATION, 0.0, 0.0]))
-    return TwoHandPose(left=right.mirrored(), right=right)
 
 
 def clasp(model: HandModel, seed: int = 0) -> DemoScene:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import pose as pose_conv
 from . import rig as rig_build
-from .shared.poses import HandPose
+from .shared.poses import side_by_side
 from .shared.rig import HandRig, load_open_hand_rig
 from .shared.skeleton import SIDES
 
-# Both hands palm down, fingers pointing away from the front view (+Y), wrists 24 cm apart:
-# a rotation about the vertical (the model's +Y) by ∓90°, mirror images of each other.
-_RIGHT_PLACEMENT = HandPose(global_orient=[0.0, -np.pi / 2, 0.0], hand_pose=np.zeros(45),
-                            betas=np.zeros(10), transl=[0.12, 0.0, 0.0])
-DEFAULT_PLACEMENT = {"right": _RIGHT_PLACEMENT, "left": _RIGHT_PLACEMENT.mirrored()}
+DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}
 
 
