@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .rotations import is_torch
 from .skeleton import HAND_POSE_DIM
 
 FLAT = "flat"
@@ -38,10 +39,6 @@ POSE_CONVENTIONS = (FLAT, MEAN_RELATIVE)
 # smplx issue #48: in the released MANO_LEFT.pkl the x row of shapedirs has the right hand's sign.
 # A correctly mirrored left model has shapedirs[:, 0] = -right[:, 0]; the buggy one has +right.
 LEFT_SHAPEDIRS_BUG_THRESHOLD = 1.0
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
 
 
 def _check_pose(hand_pose: Any, what: str = "hand_pose") -> None:
@@ -110,7 +107,7 @@ def hand_pose_to_pca(hand_pose: Any, hands_components: Any, num_comps: int | Non
     _check_pose(hand_pose)
     basis = _components(hands_components, num_comps)
     relative = hand_pose if hands_mean is None else mean_relative_from_flat(hand_pose, hands_mean)
-    if _is_torch(basis):
+    if is_torch(basis):
         import torch
 
         pinv = torch.linalg.pinv(basis)

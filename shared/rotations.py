@@ -47,6 +47,11 @@ def _torch_ops() -> SimpleNamespace:
     return _TORCH
 
 
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    return type(x).__module__.startswith("torch")
+
+
 def array_ops(x: Any) -> SimpleNamespace:
     """The few array functions this module needs, from numpy or torch to match ``x``.
 
@@ -55,7 +60,7 @@ def array_ops(x: Any) -> SimpleNamespace:
     """
     if isinstance(x, np.ndarray):
         return _NUMPY
-    if type(x).__module__.startswith("torch"):
+    if is_torch(x):
         return _torch_ops()
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
 
