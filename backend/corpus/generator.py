@@ -25,7 +25,7 @@ import numpy as np
 
 from handforge.corpus import motion as M
 from handforge.corpus.placement import FORWARD, RIGHT, UP, PalmFrame, rotate, unit
-from handforge.corpus.resolver import OPEN_SHARE, Instance, Resolved, Resolver, ResolverSettings
+from handforge.corpus.resolver import GRIP_SHORT, Instance, Resolved, Resolver, ResolverSettings, opened
 from handforge.corpus.templates import TEMPLATES, Template, draw
 from handforge.hands import HandModel, load_hand_model
 from handforge_shared import pose_library
@@ -231,16 +231,33 @@ class Generator:
         return {side: hands[side].state_from_pose(res.angles[side], res.global_orient[side], res.transl[side])
                 for side in SIDES}
 
+    @staticmethod
+    def _away(res: Resolved, contact: dict[str, M.HandState]) -> np.ndarray:
+        """The direction along which the right hand leaves this interaction (scene frame)."""
+        return res.approach
+
+    def _far(self, rng, res: Resolved, contact: dict[str, M.HandState]) -> dict[str, M.HandState]:
+        """Where a visit starts and ends: the right hand well clear along the approach direction,
+        both hands relaxed."""
+        relaxed = pose_library.anatomical("relaxed")
+        turn = axis_angle_to_matrix(unit(rng.normal(size=3)) * np.radians(rng.uniform(0.0, 25.0)))
+        away = self._away(res, contact)
+        return {"left": contact["left"].with_angles(relaxed),
+                "right": contact["right"].with_angles(relaxed).moved(rotation=turn,
+                                                                     shift=away * rng.uniform(0.16, 0.24))}
+
     def _apart(self, rng, hands, res: Resolved, contact: dict[str, M.HandState], distance: float) -> dict:
         """The pair before/after touching: the right hand backed off along the approach direction,
         gripping fingers open."""
         template = TEMPLATES[res.template]
-        away = unit(np.asarray(template.approach) if template.approach is not None
-                    else contact["right"].centre - contact["left"].centre)
-        turn = axis_angle_to_matrix(unit(rng.normal(size=3)) * np.radians(rng.uniform(0.0, 15.0)))
+        away = self._away(res, contact)
+        # a grip slides straight in (its open fingers already sit between or around the other
+        # hand's); a touch may arrive turned a little
+        tilt = 3.0 if template.grip else 15.0
+        turn = axis_angle_to_matrix(unit(rng.normal(size=3)) * np.radians(rng.uniform(0.0, tilt)))
         apart = {"left": contact["left"], "right": contact["right"].moved(rotation=turn, shift=away * distance)}
         for side in template.grip:
-            apart[side] = apart[side].with_angles(contact[side].angles * OPEN_SHARE)
+            apart[side] = apart[side].with_angles(opened(contact[side].angles))
         return apart
 
     def _visit(self, pair: M.PairTimeline, rng, res: Resolved, contact, apart, speed, hold: float,
@@ -251,37 +268,54 @@ class Generator:
             pair.hold(rng.uniform(0.2, 0.6))
         # to the spot just apart, shaping the non-gripping fingers on the way (each finger its own pace)
         pair.move(apart, _dur(rng, 0.5, 1.1, speed), {side: M.finger_delays(rng, 0.25) for side in SIDES})
+        # a grip arrives a centimetre short with its fingers open, then closes them while settling in
+        # (as in the resolver, where the fingers close while the hands find their place)
+        short = self._away(res, contact) * (GRIP_SHORT if template.grip else 0.0)  # the path the resolver checked
         arrive = {side: contact[side] if side not in template.grip else contact[side].with_angles(apart[side].angles)
                   for side in SIDES}
+        arrive["right"] = arrive["right"].moved(shift=short)
         pair.move(arrive, _dur(rng, 0.35, 0.7, speed))
         if template.grip:
-            pair.move(contact, _dur(rng, 0.3, 0.6, speed), {side: M.finger_delays(rng, 0.3) for side in SIDES})
+            # all fingers together, as the resolver closed them: staggered fingers would pass
+            # through combinations it never checked (interlaced fingers collide then)
+            pair.move(contact, _dur(rng, 0.3, 0.6, speed))
         t0 = pair.time
         pair.hold(hold)
         contacts.append([t0, t0 + hold, res.template])
         if template.grip:
-            pair.move(arrive, _dur(rng, 0.25, 0.5, speed), {side: M.finger_delays(rng, 0.3) for side in SIDES})
+            pair.move(arrive, _dur(rng, 0.25, 0.5, speed))
         pair.move(apart, _dur(rng, 0.35, 0.7, speed))
 
     def _interaction(self, rng, hands, resolved, speed):
+        """One or two interactions, each entered from and left to a state with the hands well
+        apart; between two, the right hand swings round the left one (a bent path), not through it."""
         chosen = list(rng.permutation(len(resolved)))[: int(rng.integers(1, 3))]
-        contact0 = self._contact_states(hands, resolved[chosen[0]])
-        pair = M.PairTimeline({side: self._relaxed_near(rng, hands, contact0, side) for side in SIDES})
         contacts: list = []
+        pair = None
+        previous_away = None
         for k, idx in enumerate(chosen):
             res = resolved[idx]
             contact = self._contact_states(hands, res)
+            far = self._far(rng, res, contact)
+            away = self._away(res, contact)
+            if pair is None:
+                pair = M.PairTimeline(far)
+            else:
+                bend = previous_away + away
+                if np.linalg.norm(bend) < 0.5:  # nearly opposite sides: go round above
+                    bend = UP
+                pair.move(far, _dur(rng, 0.7, 1.2, speed), via={"right": unit(bend) * 0.12})
             apart = self._apart(rng, hands, res, contact, rng.uniform(0.06, 0.14))
             self._visit(pair, rng, res, contact, apart, speed, rng.uniform(0.4, 2.0) / speed, contacts, k == 0)
+            pair.move(far, _dur(rng, 0.4, 0.8, speed))
+            previous_away = away
         pair.hold(rng.uniform(0.2, 0.8))
         return self._finish(rng, pair, contacts, [resolved[i].template for i in chosen])
 
     def _clapping(self, rng, hands, resolved, speed):
         res = next((r for r in resolved if r.template == "clap"), resolved[0])
         contact = self._contact_states(hands, res)
-        template = TEMPLATES[res.template]
-        away = unit(np.asarray(template.approach) if template.approach is not None
-                    else contact["right"].centre - contact["left"].centre)
+        away = res.approach
         gap = rng.uniform(0.06, 0.14)
         apart = {"left": contact["left"].moved(shift=-away * gap / 2), "right": contact["right"].moved(shift=away * gap / 2)}
         pair = M.PairTimeline(apart).hold(rng.uniform(0.2, 0.5))
@@ -300,7 +334,7 @@ class Generator:
         if rng.random() < 0.3:
             order = order[::-1]
         first = self._contact_states(hands, order[0])
-        pair = M.PairTimeline({side: self._relaxed_near(rng, hands, first, side) for side in SIDES})
+        pair = M.PairTimeline(self._far(rng, order[0], first))
         contacts: list = []
         for k, res in enumerate(order):
             contact = self._contact_states(hands, res)
@@ -316,13 +350,6 @@ class Generator:
             pair.hold(hold).move(apart, _dur(rng, 0.2, 0.35, speed))
         pair.hold(rng.uniform(0.2, 0.6))
         return self._finish(rng, pair, contacts, [r.template for r in order])
-
-    def _relaxed_near(self, rng, hands, contact, side) -> M.HandState:
-        """A starting state: the hand relaxed, some way from where it will touch."""
-        sign = -1.0 if side == "left" else 1.0
-        offset = np.array([sign * rng.uniform(0.05, 0.15), rng.uniform(-0.08, 0.02), rng.uniform(0.0, 0.08)])
-        turn = axis_angle_to_matrix(unit(rng.normal(size=3)) * np.radians(rng.uniform(0.0, 30.0)))
-        return contact[side].with_angles(pose_library.anatomical("relaxed")).moved(rotation=turn, shift=offset)
 
     def _finish(self, rng, pair: M.PairTimeline, contacts, templates, sway_deg: float = 10.0):
         """Render, then move the pair together: a random placement in front of the body, a slow

@@ -170,10 +170,11 @@ class PairTimeline:
             tl.hold(seconds)
         return self
 
-    def move(self, states: dict[str, HandState], seconds: float,
-             delays: dict[str, np.ndarray] | None = None) -> "PairTimeline":
+    def move(self, states: dict[str, HandState], seconds: float, delays: dict[str, np.ndarray] | None = None,
+             via: dict[str, np.ndarray] | None = None) -> "PairTimeline":
         for side, tl in self.hands.items():
-            tl.move(states.get(side, tl.last), seconds, None if delays is None else delays.get(side))
+            tl.move(states.get(side, tl.last), seconds, None if delays is None else delays.get(side),
+                    None if via is None else via.get(side))
         return self
 
     def render(self, frames: int, fps: float = FPS) -> dict[str, HandTrack]:

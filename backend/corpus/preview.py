@@ -14,19 +14,6 @@ import numpy as np
 HAND_COLOURS = {"left": (0.85, 0.55, 0.45), "right": (0.45, 0.6, 0.85)}
 
 
-def view_rotation(azimuth_deg: float = 0.0, elevation_deg: float = 0.0) -> np.ndarray:
-    """Rotation taking model coordinates to view coordinates (x right, y up, z towards the viewer).
-
-    The default looks at the palm side of a right hand at zero pose from below (-Y model axis
-    becomes +z towards the viewer), fingers pointing left.
-    """
-    base = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # model -Y → +z (viewer)
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    ry = np.array([[np.cos(az), 0, np.sin(az)], [0, 1, 0], [-np.sin(az), 0, np.cos(az)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(el), -np.sin(el)], [0, np.sin(el), np.cos(el)]])
-    return rx @ ry @ base
-
-
 def scene_rotation(azimuth_deg: float = 0.0, elevation_deg: float = 0.0) -> np.ndarray:
     """Rotation taking scene coordinates (x right, y up, z towards the person's body) to view
     coordinates; the default is the person's own view of their hands (from behind and above when
@@ -42,7 +29,7 @@ def draw_hands(ax, meshes: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, f
     """Draw (vertices (V,3), faces (F,3), rgb) meshes on a 2-D matplotlib Axes."""
     from matplotlib.collections import PolyCollection
 
-    rot = view_rotation() if rotation is None else rotation
+    rot = scene_rotation() if rotation is None else rotation
     polys, depths, colours = [], [], []
     light = np.array([0.3, 0.5, 1.0]) / np.linalg.norm([0.3, 0.5, 1.0])
     for verts, faces, rgb in meshes:

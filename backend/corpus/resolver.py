@@ -5,8 +5,9 @@ hand model, the right hand's rigid placement (a rotation about its palm centre a
 and the finger angles of both hands (anatomical, projected back into the joint limits after every
 step). The objective:
 
-    penetration   ``handforge.evaluation.penetration.penetration_loss``: summed depth of the
-                  vertices of each hand inside the other (wrist-sealed meshes)
+    penetration   the summed depth of the vertices of each hand inside the other (wrist-sealed
+                  meshes): ``handforge.evaluation.penetration.penetration_depths``, i.e. what
+                  ``penetration_loss`` sums; the per-vertex depths also decide when to stop
     contact       for each intended contact, the gap between the two regions (closest vertex
                   pair) beyond ``CONTACT_SLACK``: pulls them together, stops pulling once touching
     stay close    squared change of the finger angles and of the right hand's rotation, so the
@@ -40,7 +41,18 @@ from handforge_shared.skeleton import SIDES
 PENETRATION_TOLERANCE = 0.002  # m, deepest vertex of either hand inside the other
 CONTACT_TOLERANCE = 0.004      # m, gap between the closest vertices of two touching regions
 CONTACT_SLACK = 0.001          # m, gaps below this are not pulled closer (contact, not squeeze)
-OPEN_SHARE = 0.3               # grips start from this share of their finger angles
+OPEN_SHARE = 0.3               # grips start from this share of their finger flexion
+GRIP_SHORT = 0.01              # m: a grip arrives this far short, fingers open, then closes in
+CLOSING_TOLERANCE = 0.003      # m, deepest penetration allowed on the way into a grip
+CLOSING_CHECKS = (0.0, 0.25, 0.5, 0.75)
+
+
+def opened(angles):
+    """A gripping hand's fingers before they close: flexion scaled by ``OPEN_SHARE``, spread and
+    twist kept (interlaced fingers need their spread to pass between the other hand's). numpy or
+    torch, (..., 15, 3)."""
+    return angles * angles.new_tensor([OPEN_SHARE, 1.0, 1.0]) if hasattr(angles, "new_tensor") \
+        else angles * np.array([OPEN_SHARE, 1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class Resolved:
     betas: Mapping[str, np.ndarray]
     max_depth: float                  # m
     contact_gaps: np.ndarray          # (C,) m
+    approach: np.ndarray              # (3,) unit: the way the right hand leaves (scene frame)
+    closing_depth: float              # m, deepest penetration on the way into a grip (0: no grip)
     ok: bool
 
 
@@ -100,7 +114,7 @@ class Resolver:
         """Vertex ids of a region, or of a union written "a+b"."""
         return np.unique(np.concatenate([self.regions[part] for part in name.split("+")]))
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ contacts
     def contact_gaps(self, left: torch.Tensor, right: torch.Tensor, contacts: Sequence[Sequence[tuple[str, str]]]
                      ) -> torch.Tensor:
         """(B, C) gap between the closest vertices of each instance's contacts (0 past its last).
@@ -140,11 +154,12 @@ class Resolver:
         s = self.settings
         dev, dt = self.device, self.dtype
         tensor = lambda a: torch.tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
-        frames, orient, transl = {}, {}, {}
+        frames, orient, transl, palms = {}, {}, {}, {}
         for side in SIDES:
             rig = self.model.rig(side)
             joints = [rig.shaped(inst.betas[side])[1] for inst in instances]
             frames[side] = np.broadcast_to(self.frames[side], (len(instances), *self.frames[side].shape))
+            palms[side] = [(rest_palm(j, self.frames[side]).centre, j[0]) for j in joints]
             placed = [place(rest_palm(j, self.frames[side]), j[0], inst.arrangement.palms[side])
                       for j, inst in zip(joints, instances)]
             orient[side] = tensor([p[0] for p in placed])
@@ -174,8 +189,9 @@ class Resolver:
         contacts = [i.template.contacts for i in instances]
 
         def base(side: str, step: int, rows: torch.Tensor) -> torch.Tensor:
-            ramp = 1.0 if step >= closing else OPEN_SHARE + (1.0 - OPEN_SHARE) * step / closing
-            return target[side][rows] * (1.0 - grip[side][rows] * (1.0 - ramp))
+            ramp = 1.0 if step >= closing else step / closing  # 0 = opened, 1 = the target
+            full = target[side][rows]
+            return full + grip[side][rows] * (1.0 - ramp) * (opened(full) - full)
 
         def right_placement(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # rotate about the palm centre c: x' = T (R0 (x − w) + w + t0 − c) + c + Δt, so the
@@ -240,24 +256,60 @@ class Resolver:
         with torch.no_grad():
             orient_r, transl_r = right_placement(every)
             # clamped again in float64: float32 rounding may leave an angle a hair outside its range
-            final = {side: clamp_to_limits((base(side, s.iterations + closing, every) + d_angles[side]).cpu().double().numpy())
-                     for side in SIDES}
+            final = {side: clamp_to_limits((base(side, s.iterations + closing, every) + d_angles[side])
+                                           .cpu().double().numpy()) for side in SIDES}
         worst, gaps_np = worst_all, gaps_all
         as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+        placement = {"left": (as_np(orient["left"]), as_np(transl["left"])), "right": (as_np(orient_r), as_np(transl_r))}
+        approach = np.stack([_approach(inst.template, *(_palm_centre(placement[side][0][b], placement[side][1][b],
+                                                                    *palms[side][b]) for side in SIDES))
+                             for b, inst in enumerate(instances)])
+        closing_worst = self._check_closing(instances, final, placement, betas, frames, approach)
         results = []
         for b, inst in enumerate(instances):
             c = len(inst.template.contacts)
             results.append(Resolved(
                 template=inst.template.name,
                 angles={side: final[side][b] for side in SIDES},
-                global_orient={"left": as_np(orient["left"][b]), "right": as_np(orient_r[b])},
-                transl={"left": as_np(transl["left"][b]), "right": as_np(transl_r[b])},
+                global_orient={side: placement[side][0][b] for side in SIDES},
+                transl={side: placement[side][1][b] for side in SIDES},
                 betas={side: np.asarray(inst.betas[side], dtype=np.float64) for side in SIDES},
                 max_depth=float(worst[b]),
                 contact_gaps=gaps_np[b, :c].astype(np.float64),
-                ok=bool(worst[b] <= PENETRATION_TOLERANCE and (gaps_np[b, :c] <= CONTACT_TOLERANCE).all()),
+                approach=approach[b],
+                closing_depth=float(closing_worst[b]),
+                ok=bool(worst[b] <= PENETRATION_TOLERANCE and (gaps_np[b, :c] <= CONTACT_TOLERANCE).all()
+                        and closing_worst[b] <= CLOSING_TOLERANCE),
             ))
         return results
+
+    def _check_closing(self, instances, final, placement, betas, frames, approach) -> np.ndarray:
+        """Per instance, the deepest penetration along the path a motion takes into a grip: the
+        right hand ``GRIP_SHORT`` back along ``approach`` with the gripping fingers ``opened``, then
+        fingers and hand together (one shared fraction s) into the resolved state. Checked at
+        s = 0, ¼, ½, ¾; 0 for instances that do not grip."""
+        worst = np.zeros(len(instances))
+        rows = [b for b, inst in enumerate(instances) if inst.template.grip]
+        if not rows:
+            return worst
+        dt, dev = self.dtype, self.device
+        t = lambda a: torch.tensor(np.asarray(a), dtype=dt, device=dev)  # noqa: E731
+        for frac in CLOSING_CHECKS:
+            verts = {}
+            for side in SIDES:
+                angles = []
+                for b in rows:
+                    full = final[side][b]
+                    grips = side in instances[b].template.grip
+                    angles.append(opened(full) + frac * (full - opened(full)) if grips else full)
+                shift = (1.0 - frac) * GRIP_SHORT * approach[rows] if side == "right" else 0.0
+                hp = anatomical_to_hand_pose(t(np.stack(angles)), frames[side][rows], side)
+                verts[side] = self.model(side, t(placement[side][0][rows]), hp, betas[side][rows],
+                                         t(placement[side][1][rows] + shift)).vertices
+            depth_l, depth_r = penetration_depths(verts["left"], verts["right"], self.faces["left"], self.faces["right"])
+            deepest = torch.maximum(depth_l.amax(-1), depth_r.amax(-1)).cpu().numpy()
+            worst[rows] = np.maximum(worst[rows], deepest)
+        return worst
 
 
 @contextmanager
@@ -271,3 +323,14 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _palm_centre(global_orient: np.ndarray, transl: np.ndarray, rest_centre: np.ndarray, wrist: np.ndarray
+                 ) -> np.ndarray:
+    return axis_angle_to_matrix(global_orient) @ (rest_centre - wrist) + wrist + transl
+
+
+def _approach(template: Template, left_centre: np.ndarray, right_centre: np.ndarray) -> np.ndarray:
+    """The template's approach direction, else from the left palm centre to the right one."""
+    away = np.asarray(template.approach, dtype=np.float64) if template.approach is not None else right_centre - left_centre
+    return away / max(np.linalg.norm(away), 1e-9)

@@ -225,8 +225,7 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("hold_fingers", "the right hand holds the left hand's fingers",
              (("middle_middle", "palm"),
               ("ring_proximal+ring_middle+pinky_proximal+pinky_middle", "middle_middle+middle_distal")),
-             _hold_fingers, grip=("right",),
-             approach=(0.0, -1.0, 0.0)),
+             _hold_fingers, grip=("right",), approach=(0.0, -1.0, 0.0)),  # from below
     Template("wrist_hold", "the right hand holds the left wrist from above",
              (("back", "palm"), ("wrist", "middle_middle")), _wrist_hold, grip=("right",), approach=(0.0, 1.0, 0.0)),
     Template("palm_on_back", "the right palm rests on the back of the left hand", (("back", "palm"),),
