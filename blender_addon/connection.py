@@ -7,7 +7,6 @@ operators poll it too. Under ``blender -b`` (no timers) the operators wait in a 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 import subprocess
@@ -21,6 +20,7 @@ import bpy
 
 from . import preferences
 from .shared.client import Client, Connected, CurveKeys, Disconnected, Error
+from .shared.protocol import is_loopback
 
 TICK_S = 0.25
 
@@ -50,15 +50,6 @@ BACKEND = Backend()
 
 
 # ---------------------------------------------------------------------- addresses and keys
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_address(address: str) -> tuple[str, int]:
     url = urlparse(address.strip())
     if url.scheme != "tcp" or not url.hostname or url.port is None:
@@ -84,7 +75,7 @@ def connect(address: str | None = None, blocking: bool = False) -> None:
     prefs = preferences.get()
     address = address or prefs.address
     host, _ = parse_address(address)
-    remote = not _is_loopback(host)
+    remote = not is_loopback(host)
     if remote and not bpy.app.online_access:
         raise BackendError(f"{host} is not this computer and Blender's online access is off: enable "
                            "Preferences > System > Network > Allow Online Access, or use a local backend")
@@ -110,7 +101,7 @@ def start_local(blocking: bool = False) -> None:
     """Start the configured backend command as a subprocess and connect to it."""
     prefs = preferences.get()
     host, port = parse_address(prefs.address)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise BackendError(f"a local backend listens on this computer: set the address to tcp://127.0.0.1:{port}")
     if BACKEND.process is not None and BACKEND.process.poll() is None:
         raise BackendError(f"a local backend is already running (pid {BACKEND.process.pid}): stop it first")
