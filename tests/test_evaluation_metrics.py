@@ -9,7 +9,7 @@ import trimesh
 from scipy.linalg import sqrtm
 from scipy.special import gammaln
 
-from handforge.evaluation.contact import contact_mask, contact_metrics, contact_pairs
+from handforge.evaluation.contact import contact_mask, contact_metrics, contact_pairs, pair_metrics
 from handforge.evaluation.distribution import (
     diversity,
     feature_statistics,
@@ -19,6 +19,7 @@ from handforge.evaluation.distribution import (
 )
 from handforge.evaluation.limits import joint_frames, joint_limit_metrics, joint_limit_violations
 from handforge.evaluation.motion import clip_keypoints, finite_difference, keyframe_error, smoothness
+from handforge.evaluation.penetration import penetration_metrics
 from handforge.hands.base import load_hand_model
 from handforge_shared import anatomy, pose_library
 from handforge_shared.poses import HandPose, MotionClip
@@ -207,3 +208,18 @@ def test_diversity_of_identical_and_of_gaussian_samples():
     assert diversity(f, num_pairs=5000, seed=1) == pytest.approx(expected, rel=0.03)
     with pytest.raises(ValueError, match="at least 2"):
         diversity(np.ones((1, 6)))
+
+
+def test_pair_metrics_equal_the_separate_metrics(model):
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    right = model.forward_pose("right", pose_library.get("flat", "right")).vertices[0]
+    left = pose_library.get("flat", "left")
+    lefts = torch.cat([model("left", left.global_orient, left.hand_pose, transl=torch.tensor([[-0.186, dy, 0.0]])).vertices
+                       for dy in (0.02, 0.04, 0.06)])  # overlapping, 2 mm apart, 12 mm apart
+    rights = torch.stack([right] * 3)
+    penetration, contact = pair_metrics(lefts, rights, faces_l, faces_r, threshold=0.004)
+    alone = penetration_metrics(lefts, rights, faces_l, faces_r)
+    for field in ("volume", "max_depth", "mean_depth", "penetrating_a", "penetrating_b"):
+        assert np.array_equal(getattr(penetration, field), getattr(alone, field)), field
+    assert np.array_equal(contact.count_a, contact_metrics(lefts, rights, faces_l, faces_r, threshold=0.004).count_a)
+    assert penetration.volume[0] > 0 and penetration.volume[2] == 0 and contact.in_contact[1]

@@ -1,12 +1,14 @@
 """Evaluation metrics shared by the corpus checks and every engine.
 
 Modules, one job each:
-    seal          close the open wrist so hands enclose volumes
-    proximity     exact signed distance from points to a closed mesh
-    penetration   penetration volume and depth (exact), and a differentiable penetration loss
-    contact       contact/proximity ratio and contact pairs
-    limits        joint-limit violations (against ``handforge_shared.anatomy``)
-    motion        acceleration, jitter (jerk) and keyframe adherence of keypoint trajectories
-    distribution  Fréchet distance, KID and diversity of feature sets
-    features      the feature network the Fréchet distance is computed on, and its training
+    seal              close the open wrist so hands enclose volumes
+    proximity         exact signed distance, winding numbers and overlap volumes of closed meshes
+    penetration       penetration volume and depth, and a differentiable penetration loss
+    contact           contact/proximity ratio and contact pairs
+    limits            joint-limit violations (against ``handforge_shared.anatomy``)
+    motion            acceleration, jitter (jerk) and keyframe adherence of keypoint trajectories
+    distribution      Fréchet distance, KID and diversity of feature sets
+    features          the feature networks the distribution metrics use, and their checkpoints
+    feature_training  the recipe that trains them (``handforge train-features``)
+    report            every metric for a set of clips in one call (``handforge evaluate``)
 """

@@ -26,6 +26,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from handforge.evaluation.common import maybe_progress, vertex_pairs
+from handforge.evaluation.penetration import HandPair, PenetrationMetrics, collect_penetration
 from handforge.evaluation.proximity import SurfaceQuery
 from handforge.evaluation.seal import as_sealed
 
@@ -52,15 +53,27 @@ class ContactMetrics:
 def contact_metrics(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any,
                     threshold: float = DEFAULT_THRESHOLD, progress: bool = False) -> ContactMetrics:
     """Contact ratios of N pairs of hands ((N, V, 3) each, or one (V, 3) pair), threshold in metres."""
+    return pair_metrics(verts_a, verts_b, faces_a, faces_b, threshold, progress, volume=False)[1]
+
+
+def pair_metrics(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any, threshold: float = DEFAULT_THRESHOLD,
+                 progress: bool = False, volume: bool = True) -> tuple[PenetrationMetrics | None, ContactMetrics]:
+    """Penetration and contact of N pairs at once, sharing the distance queries (``volume=False``:
+    contact only)."""
     _check_threshold(threshold)
     va, vb = vertex_pairs(verts_a, verts_b)
     topo_a, topo_b = as_sealed(faces_a, va.shape[1]), as_sealed(faces_b, vb.shape[1])
     counts = np.zeros((len(va), 2), dtype=np.int64)
-    for i in maybe_progress(range(len(va)), progress, "contact"):
-        counts[i, 0] = contact_mask(va[i], topo_b.mesh(vb[i]), threshold).sum()
-        counts[i, 1] = contact_mask(vb[i], topo_a.mesh(va[i]), threshold).sum()
-    return ContactMetrics(ratio_a=counts[:, 0] / va.shape[1], ratio_b=counts[:, 1] / vb.shape[1],
-                          count_a=counts[:, 0], count_b=counts[:, 1], in_contact=counts.sum(1) > 0)
+    rows = []
+    for i in maybe_progress(range(len(va)), progress, "hand pairs"):
+        pair = HandPair(topo_a.mesh(va[i]), topo_b.mesh(vb[i]), margin=threshold)
+        signed_a, signed_b = pair.open_signed()
+        counts[i] = (signed_a >= -threshold).sum(), (signed_b >= -threshold).sum()
+        if volume:
+            rows.append(pair.penetration())
+    contact = ContactMetrics(ratio_a=counts[:, 0] / va.shape[1], ratio_b=counts[:, 1] / vb.shape[1],
+                             count_a=counts[:, 0], count_b=counts[:, 1], in_contact=counts.sum(1) > 0)
+    return (collect_penetration(rows) if volume else None), contact
 
 
 def contact_mask(points: np.ndarray, mesh: trimesh.Trimesh, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:

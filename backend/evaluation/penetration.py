@@ -55,7 +55,7 @@ from scipy.spatial import cKDTree
 
 from handforge.evaluation.common import as_numpy, maybe_progress, vertex_pairs
 from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
-from handforge.evaluation.seal import MeshTopologyError, SealedTopology, as_sealed
+from handforge.evaluation.seal import OPEN_VERTICES, MeshTopologyError, SealedTopology, as_sealed
 
 M3_TO_CM3 = 1e6
 DEFAULT_SPACING = 5e-4  # m between the integration lines of the winding-number volume
@@ -192,42 +192,67 @@ def penetration_metrics(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any, 
     """
     va, vb = vertex_pairs(verts_a, verts_b)
     topo_a, topo_b = as_sealed(faces_a, va.shape[1]), as_sealed(faces_b, vb.shape[1])
-    rows = []
-    for i in maybe_progress(range(len(va)), progress, "penetration"):
-        mesh_a, mesh_b = topo_a.mesh(va[i]), topo_b.mesh(vb[i])
-        query_a, query_b = SurfaceQuery(mesh_a), SurfaceQuery(mesh_b)
-        depth_a = inside_depths(va[i], query_b)
-        depth_b = inside_depths(vb[i], query_a)
-        depths = np.concatenate([depth_a, depth_b])
-        volume = intersection_volume(mesh_a, mesh_b, method, spacing, queries=(query_a, query_b))
-        rows.append((volume, depths.max(initial=0.0), depths.mean() if len(depths) else 0.0, len(depth_a), len(depth_b)))
-    cols = list(zip(*rows))
+    pairs = (HandPair(topo_a.mesh(va[i]), topo_b.mesh(vb[i])) for i in range(len(va)))
+    return collect_penetration([p.penetration(method, spacing) for p in maybe_progress(pairs, progress, "penetration")])
+
+
+def collect_penetration(rows: list[tuple]) -> PenetrationMetrics:
+    cols = list(zip(*rows)) if rows else [[]] * 5
     return PenetrationMetrics(*(np.asarray(c, dtype=np.int64 if k >= 3 else np.float64) for k, c in enumerate(cols)))
 
 
+class HandPair:
+    """Two posed, sealed hands and the exact signed distance of each one's vertices to the other
+    (positive inside; −inf for vertices outside the other's bounding box grown by ``margin``).
+    Sealed-mesh vertices: the original ones first, then the cap centres."""
+
+    def __init__(self, mesh_a: trimesh.Trimesh, mesh_b: trimesh.Trimesh, margin: float = 0.0) -> None:
+        for name, mesh in (("A", mesh_a), ("B", mesh_b)):
+            _check_volume(mesh, name)
+        self.query_a, self.query_b = SurfaceQuery(mesh_a), SurfaceQuery(mesh_b)
+        self.margin = margin
+        self.signed_a = _signed_near(self.query_a.vertices, self.query_b, margin)
+        self.signed_b = _signed_near(self.query_b.vertices, self.query_a, margin)
+
+    def penetration(self, method: str = "winding", spacing: float = DEFAULT_SPACING) -> tuple:
+        """(volume, max depth, mean depth, penetrating A, penetrating B); the depths count only the
+        hands' own vertices, not the centres of the caps that seal them."""
+        a, b = self.open_signed()
+        depths = np.concatenate([a[a > 0], b[b > 0]])
+        return (self.volume(method, spacing), depths.max(initial=0.0), depths.mean() if len(depths) else 0.0,
+                int((a > 0).sum()), int((b > 0).sum()))
+
+    def volume(self, method: str = "winding", spacing: float = DEFAULT_SPACING) -> float:
+        qa, qb = self.query_a, self.query_b
+        lo = np.maximum(qa.mesh.bounds[0], qb.mesh.bounds[0])
+        hi = np.minimum(qa.mesh.bounds[1], qb.mesh.bounds[1])
+        if np.any(lo >= hi):
+            return 0.0  # the bounding boxes do not even overlap
+        if method == "winding":
+            focus = [_faces_near(qa, qb, self.signed_a), _faces_near(qb, qa, self.signed_b)]
+            return positive_winding_volume([qa, qb], spacing, focus=focus)
+        if method == "manifold":
+            overlap = trimesh.boolean.intersection([qa.mesh, qb.mesh], engine="manifold", check_volume=False)
+            return float(overlap.volume) if len(overlap.faces) else 0.0
+        raise ValueError(f"unknown volume method {method!r}: use 'winding' or 'manifold'")
+
+    def open_signed(self) -> tuple[np.ndarray, np.ndarray]:
+        """``signed_a`` and ``signed_b`` without the cap centres."""
+        return (self.signed_a[: self.query_a.mesh.metadata.get(OPEN_VERTICES, len(self.signed_a))],
+                self.signed_b[: self.query_b.mesh.metadata.get(OPEN_VERTICES, len(self.signed_b))])
+
+
 def intersection_volume(mesh_a: trimesh.Trimesh, mesh_b: trimesh.Trimesh, method: str = "winding",
-                        spacing: float = DEFAULT_SPACING, queries: tuple[SurfaceQuery, SurfaceQuery] | None = None
-                        ) -> float:
+                        spacing: float = DEFAULT_SPACING) -> float:
     """Volume (m³) of the region inside both closed meshes.
 
     ``"winding"`` (default): inside means a positive winding number, so a hand that intersects
-    itself counts as the union of its parts; integrated exactly along lines ``spacing`` apart.
+    itself counts as the union of its parts; integrated exactly along lines ``spacing`` apart,
+    only where the region can be (near faces that lie inside or close to the other mesh).
     ``"manifold"``: manifold3d's exact boolean; exact for meshes without self-intersections, but
     it counts the region where a hand overlaps itself twice.
     """
-    for name, mesh in (("A", mesh_a), ("B", mesh_b)):
-        _check_volume(mesh, name)
-    lo = np.maximum(mesh_a.bounds[0], mesh_b.bounds[0])
-    hi = np.minimum(mesh_a.bounds[1], mesh_b.bounds[1])
-    if np.any(lo >= hi):
-        return 0.0  # the bounding boxes do not even overlap
-    if method == "winding":
-        qa, qb = queries or (SurfaceQuery(mesh_a), SurfaceQuery(mesh_b))
-        return positive_winding_volume([qa, qb], spacing, focus=[_faces_near(qa, qb), _faces_near(qb, qa)])
-    if method == "manifold":
-        overlap = trimesh.boolean.intersection([mesh_a, mesh_b], engine="manifold", check_volume=False)
-        return float(overlap.volume) if len(overlap.faces) else 0.0
-    raise ValueError(f"unknown volume method {method!r}: use 'winding' or 'manifold'")
+    return HandPair(mesh_a, mesh_b).volume(method, spacing)
 
 
 def self_penetration_volume(vertices: Any, faces: Any, spacing: float = DEFAULT_SPACING) -> float:
@@ -239,30 +264,28 @@ def self_penetration_volume(vertices: Any, faces: Any, spacing: float = DEFAULT_
     return max(float(mesh.volume) - positive_winding_volume([SurfaceQuery(mesh)], spacing), 0.0)
 
 
-def inside_depths(points: np.ndarray, query: SurfaceQuery) -> np.ndarray:
-    """Distances (m) to the surface of the closed mesh of ``query`` of those ``points`` inside it."""
-    points = np.asarray(points, dtype=np.float64)
+def _signed_near(points: np.ndarray, query: SurfaceQuery, margin: float) -> np.ndarray:
     lo, hi = query.mesh.bounds
-    candidates = points[np.all((points >= lo) & (points <= hi), axis=1)]
-    if not len(candidates):
-        return np.zeros(0)
-    signed = query.signed_distance(candidates)  # positive inside
-    return signed[signed > 0]
+    near = np.all((points >= lo - margin) & (points <= hi + margin), axis=1)
+    signed = np.full(len(points), -np.inf)
+    if near.any():
+        signed[near] = query.signed_distance(points[near])
+    return signed
 
 
-def _faces_near(query: SurfaceQuery, other: SurfaceQuery) -> np.ndarray:
+def _faces_near(query: SurfaceQuery, other: SurfaceQuery, signed: np.ndarray) -> np.ndarray:
     """Faces of ``query``'s mesh that can bound the region inside both meshes.
 
-    A face bounding it lies (partly) inside the other mesh, so each of its vertices is inside the
-    other mesh or within the face's longest edge L of its surface; a point that close to the surface
-    is within L + L' of one of its vertices (L' the other mesh's longest edge).
+    Such a face lies partly inside the other mesh, so each of its vertices is inside it or within
+    the face's longest edge of its surface: any vertex with a known signed distance tells. A face
+    with no vertex in the other's bounding box has none; it is kept if its own box overlaps it.
     """
-    reach = query.longest_edge + other.longest_edge
-    near = other.tree.query(query.vertices, distance_upper_bound=reach)[0] < reach
+    corner = signed[query.faces]  # (F, 3); −inf outside the other's box
+    close = np.any(corner > -query.face_longest[:, None], axis=1)
     lo, hi = other.mesh.bounds
-    boxed = np.flatnonzero(~near & np.all((query.vertices >= lo) & (query.vertices <= hi), axis=1))
-    near[boxed] = other.winding_numbers(query.vertices[boxed]) > 0  # deep inside: far from every vertex
-    return np.flatnonzero(near[query.faces].any(1))
+    tri = query.vertices[query.faces]
+    spanning = np.all(np.isinf(corner), axis=1) & np.all((tri.max(1) >= lo) & (tri.min(1) <= hi), axis=1)
+    return np.flatnonzero(close | spanning)
 
 
 def _check_volume(mesh: trimesh.Trimesh, name: str) -> None:

@@ -56,7 +56,7 @@ class SurfaceQuery:
         for c in np.unique(size_class):
             ids = np.flatnonzero(size_class == c)
             self.groups.append((ids, cKDTree(centroid[ids]), float(radius[ids].max())))
-        self.longest_edge = float(np.linalg.norm(triangles - np.roll(triangles, 1, axis=1), axis=2).max())
+        self.face_longest = np.linalg.norm(triangles - np.roll(triangles, 1, axis=1), axis=2).max(1)
         self._ray_triangles = triangles @ _RAY_FRAME  # x along the ray, (y, z) across it
         shadow = self._ray_triangles[:, :, 1:]
         self._shadow_edges = np.roll(shadow, -1, axis=1) - shadow  # edge k: corner k → k + 1

@@ -25,6 +25,9 @@ from scipy.sparse.csgraph import connected_components
 from trimesh.grouping import group_rows
 
 
+OPEN_VERTICES = "handforge_open_vertices"  # mesh.metadata key: how many vertices precede the caps
+
+
 class MeshTopologyError(ValueError):
     """The faces cannot be sealed into a closed surface; the message says why."""
 
@@ -66,7 +69,9 @@ class SealedTopology:
         v = vertices.detach().cpu().numpy() if isinstance(vertices, torch.Tensor) else np.asarray(vertices)
         if v.ndim != 2:
             raise MeshTopologyError(f"mesh() takes one hand's vertices (V, 3), got shape {v.shape}")
-        return trimesh.Trimesh(self.seal(v.astype(np.float64)), self.faces, process=False, validate=False)
+        mesh = trimesh.Trimesh(self.seal(v.astype(np.float64)), self.faces, process=False, validate=False)
+        mesh.metadata[OPEN_VERTICES] = self.num_vertices  # the cap centres come after these
+        return mesh
 
 
 def seal_topology(faces: Any, num_vertices: int | None = None) -> SealedTopology:

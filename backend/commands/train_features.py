@@ -1,0 +1,50 @@
+"""handforge train-features: train the evaluation feature networks on a motion corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "train-features"
+HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", required=True, help="folder written by `handforge corpus` (or any folder of motion .npz clips)")
+    parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs for each network")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same corpus + seed: same checkpoint)")
+    parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (by name)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
+    from handforge.evaluation.features import FeatureError
+
+    if not args.out.endswith(".safetensors"):
+        print(f"handforge train-features: --out must end in .safetensors, got {args.out}", file=sys.stderr)
+        return 2
+    if args.epochs < 1:
+        print("handforge train-features: --epochs must be at least 1", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        data = load_corpus(args.corpus, max_clips=args.max_clips, progress=not args.quiet)
+        nets = train(data, TrainSettings(epochs_frame=args.epochs, epochs_motion=args.epochs, seed=args.seed),
+                     progress=not args.quiet)
+        nets.recipe["command"] = (f"handforge train-features --corpus CORPUS --out {args.out.rsplit('/', 1)[-1]} "
+                                  f"--epochs {args.epochs} --seed {args.seed}"
+                                  + (f" --max-clips {args.max_clips}" if args.max_clips else ""))
+        path = nets.save(args.out)
+    except FeatureError as exc:
+        print(f"handforge train-features: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: trained on {data.source['clips_used']} clips; results "
+          f"{json.dumps(nets.recipe['results'], indent=None)}")
+    return 0

@@ -1,0 +1,335 @@
+"""How HandForge's feature networks are trained (``handforge train-features``): the recipe.
+
+Data: a folder of motion clips (``.npz``, ``MotionClip``), e.g. the output of ``handforge corpus``
+(``clips/`` and ``splits.json``). Clips without ``splits.json`` are split 90/10 by a hash of their
+name. Keypoints come from the clip's own hand model (the open hand needs nothing; MANO clips need
+the MANO files). Clips without both hands are skipped.
+
+Targets, from the corpus metadata (``extra["corpus"]``):
+    frame network   per frame, the interaction template held in that frame (``contact_frames``:
+                    "clap", "palm_on_back", ...) or "free"; plus reconstruction of the 126 canonical
+                    coordinates from the 128-d feature (weight ``recon_weight``) so that the
+                    feature keeps finger and placement detail the classes do not need.
+    motion network  per clip, its kind ("gestures", "interaction", "clapping", "count_on_hand",
+                    and "periodic_tapping" / "_waving" / "_counting"), and which templates it holds
+                    (multi-label).
+Clips without corpus metadata (real datasets) are labelled "unlabelled": they train the
+reconstruction only. Class imbalance is met with cross-entropy weights ∝ 1/√frequency.
+
+Recipe: every ``frame_stride``-th frame; motion crops of ``window`` frames up to the whole clip,
+``windows_per_clip`` per clip and epoch; 1 mm Gaussian keypoint noise; Adam (lr 1e-3, cosine decay), batch 512 frames
+/ 64 crops; seeded (``torch.manual_seed`` and numpy ``default_rng``), single-threaded data order.
+Results (validation accuracy, Fréchet distance train ↔ validation) go into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from handforge.evaluation.distribution import frechet_feature_distance
+from handforge.evaluation.features import (
+    FeatureError,
+    FeatureNetworks,
+    FrameNet,
+    FrameNetConfig,
+    MotionNet,
+    MotionNetConfig,
+    canonical_axes,
+    canonical_frames,
+    canonical_motion,
+    two_hand_keypoints,
+)
+from handforge_shared.poses import MotionClip, PoseFormatError
+
+FREE = "free"
+UNLABELLED = "unlabelled"
+
+
+@dataclass
+class TrainSettings:
+    epochs_frame: int = 8
+    epochs_motion: int = 8
+    batch_frame: int = 512
+    batch_motion: int = 64
+    lr: float = 1e-3
+    frame_stride: int = 3
+    window: int = 64
+    windows_per_clip: int = 4
+    recon_weight: float = 1.0
+    noise: float = 0.001  # m
+    seed: int = 0
+
+
+@dataclass
+class CorpusData:
+    names: list[str]
+    splits: list[str]                 # "train" / "validation" / "test" per clip
+    keypoints: list[np.ndarray]       # (T, 42, 3) float32 per clip, both hands present
+    frame_labels: list[np.ndarray]    # (T,) template name per frame
+    motion_labels: list[str]
+    templates: list[set[str]]
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def load_corpus(folder: str | Path, max_clips: int | None = None, progress: bool = False) -> CorpusData:
+    """Read every clip of a corpus folder and compute its two-hand keypoints."""
+    from handforge.hands import load_hand_model
+
+    folder = Path(folder)
+    clip_dir = folder / "clips" if (folder / "clips").is_dir() else folder
+    files = sorted(clip_dir.glob("*.npz"))[: max_clips or None]
+    if not files:
+        raise FeatureError(f"{folder}: no motion clips (.npz) found; give the folder written by `handforge corpus`")
+    split_of = _splits(folder)
+    models: dict[str, Any] = {}
+    data = CorpusData([], [], [], [], [], [], {"folder": folder.name, "clips_found": len(files)})
+    made = _corpus_settings(folder)
+    if made:
+        data.source["corpus_settings"] = made
+    iterator = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="keypoints", unit="clip")
+    for path in iterator:
+        try:
+            clip = MotionClip.load(path)
+        except PoseFormatError as exc:
+            raise FeatureError(f"cannot read {path}: {exc}") from None
+        if clip.hand_model not in models:
+            models[clip.hand_model] = load_hand_model(clip.hand_model)
+        keypoints, both = two_hand_keypoints(clip, models[clip.hand_model])
+        if not len(both) or not both.all():
+            continue  # the networks need both hands in every frame
+        info = clip.extra.get("corpus", {}) if isinstance(clip.extra, dict) else {}
+        labels = np.full(clip.num_frames, FREE if info else UNLABELLED, dtype=object)
+        for start, end, template in info.get("contact_frames", []):
+            labels[start:end + 1] = template
+        data.names.append(path.stem)
+        data.splits.append(split_of.get(path.stem) or _hash_split(path.stem))
+        data.keypoints.append(keypoints.astype(np.float32))
+        data.frame_labels.append(labels)
+        data.motion_labels.append(_motion_class(info))
+        data.templates.append({t for _, _, t in info.get("contact_frames", [])})
+    if not data.names:
+        raise FeatureError(f"{folder}: none of the {len(files)} clips has both hands in every frame")
+    if "train" not in data.splits:
+        raise FeatureError(f"{folder}: no clip is in the training split")
+    data.source["clips_used"] = len(data.names)
+    data.source["hand_models"] = sorted(models)
+    return data
+
+
+def train(data: CorpusData, settings: TrainSettings | None = None, progress: bool = False) -> FeatureNetworks:
+    """Train both networks on ``data`` (the train split) and report on the validation split."""
+    s = settings or TrainSettings()
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    train_ids = [i for i, sp in enumerate(data.splits) if sp == "train"]
+    val_ids = [i for i, sp in enumerate(data.splits) if sp == "validation"] or train_ids
+
+    frame_classes = sorted({str(x) for i in train_ids for x in np.unique(data.frame_labels[i])})
+    motion_classes = sorted({data.motion_labels[i] for i in train_ids})
+    templates = sorted({t for i in train_ids for t in data.templates[i]})
+    frame_net = FrameNet(FrameNetConfig(classes=frame_classes))
+    motion_net = MotionNet(MotionNetConfig(classes=motion_classes, templates=templates))
+
+    frames_x, frames_y = _frames(data, train_ids, frame_classes, s.frame_stride)
+    frame_loss = _fit_frames(frame_net, frames_x, frames_y, frame_classes, s, rng, progress)
+    motion_loss = _fit_motion(motion_net, data, train_ids, motion_classes, templates, s, rng, progress)
+    frame_net.eval()
+    motion_net.eval()
+
+    nets = FeatureNetworks(frame_net, motion_net)
+    val_x, val_y = _frames(data, val_ids, frame_classes, s.frame_stride)
+    results = {"final_frame_loss": frame_loss, "final_motion_loss": motion_loss,
+               "train_frames": int(len(frames_x)), "validation_frames": int(len(val_x))}
+    with torch.no_grad():
+        val_feat = frame_net(val_x)
+        known = val_y >= 0
+        if known.any() and UNLABELLED not in frame_classes:
+            pred = frame_net.classify(val_feat).argmax(-1)
+            results["frame_validation_accuracy"] = float((pred[known] == val_y[known]).float().mean())
+            results["frame_majority_baseline"] = float(torch.bincount(val_y[known]).max() / known.sum())
+        train_feat = frame_net(frames_x[torch.randperm(len(frames_x))[: len(val_x)]])
+        results["frame_fd_train_validation"] = frechet_feature_distance(train_feat.numpy(), val_feat.numpy())
+        if UNLABELLED not in motion_classes:
+            hits = [int(motion_net.classify(motion_net(canonical_motion(data.keypoints[i])[None])).argmax())
+                    == motion_classes.index(data.motion_labels[i]) for i in val_ids
+                    if data.motion_labels[i] in motion_classes]
+            results["motion_validation_accuracy"] = float(np.mean(hits)) if hits else None
+    nets.recipe = {"settings": asdict(s), "data": data.source, "results": results,
+                   "splits": {k: data.splits.count(k) for k in sorted(set(data.splits))}}
+    made = data.source.get("corpus_settings", {})
+    if "seed" in made and "sequences" in made:
+        nets.recipe["corpus_command"] = f"handforge corpus --out CORPUS --sequences {made['sequences']} --seed {made['seed']}"
+    return nets
+
+
+# ----------------------------------------------------------------------------- training loops
+def _fit_frames(net: FrameNet, x: torch.Tensor, y: torch.Tensor, classes: list[str], s: TrainSettings,
+                rng: np.random.Generator, progress: bool) -> float:
+    weights = _class_weights(y, len(classes))
+    steps = s.epochs_frame * math.ceil(len(x) / s.batch_frame)
+    optimiser, schedule = _optimiser(net, s.lr, steps)
+    net.train()
+    loss_value = float("nan")
+    bar = _bar(steps, "frame net", progress)
+    for _ in range(s.epochs_frame):
+        order = torch.from_numpy(rng.permutation(len(x)))
+        for start in range(0, len(x), s.batch_frame):
+            idx = order[start:start + s.batch_frame]
+            clean = x[idx]
+            noisy = clean + torch.from_numpy(rng.normal(0, s.noise * 10.0, clean.shape).astype(np.float32))
+            feat = net(noisy)
+            loss = s.recon_weight * nn.functional.mse_loss(net.reconstruct(feat), clean)
+            labelled = y[idx] >= 0
+            if labelled.any():
+                loss = loss + nn.functional.cross_entropy(net.classify(feat[labelled]), y[idx][labelled], weight=weights)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            loss_value = float(loss.detach())
+            bar.update(1)
+    bar.close()
+    return loss_value
+
+
+def _fit_motion(net: MotionNet, data: CorpusData, ids: list[int], classes: list[str], templates: list[str],
+                s: TrainSettings, rng: np.random.Generator, progress: bool) -> float:
+    clips = [(canonical_motion(data.keypoints[i]), data.motion_labels[i], data.templates[i]) for i in ids]
+    y_all = torch.tensor([classes.index(c) if c != UNLABELLED else -1 for _, c, _ in clips])
+    weights = _class_weights(y_all, len(classes))
+    per_epoch = len(clips) * s.windows_per_clip
+    steps = s.epochs_motion * math.ceil(per_epoch / s.batch_motion)
+    optimiser, schedule = _optimiser(net, s.lr, steps)
+    net.train()
+    loss_value = float("nan")
+    bar = _bar(steps, "motion net", progress)
+    for _ in range(s.epochs_motion):
+        order = rng.permutation(np.repeat(np.arange(len(clips)), s.windows_per_clip))
+        for start in range(0, len(order), s.batch_motion):
+            batch = order[start:start + s.batch_motion]
+            crops, y, multi = [], [], []
+            for c in batch:
+                seq, label, held = clips[c]
+                # crops from `window` frames up to the whole clip: features are taken on whole clips
+                w = int(rng.integers(min(s.window, len(seq)), len(seq) + 1))
+                first = int(rng.integers(0, len(seq) - w + 1))
+                crop = canonical_motion_window(seq, first, w)
+                crops.append(crop + torch.from_numpy(rng.normal(0, s.noise * 10.0, crop.shape).astype(np.float32)))
+                y.append(int(y_all[c]))
+                multi.append([t in held for t in templates])
+            x, mask = _pad(crops)
+            feat = net(x, mask)
+            y_t = torch.tensor(y)
+            loss = feat.new_zeros(())
+            if (y_t >= 0).any():
+                loss = loss + nn.functional.cross_entropy(net.classify(feat[y_t >= 0]), y_t[y_t >= 0], weight=weights)
+            if templates:
+                loss = loss + nn.functional.binary_cross_entropy_with_logits(net.templates(feat), torch.tensor(multi, dtype=torch.float32))
+            if not loss.requires_grad:
+                continue  # nothing to learn from unlabelled motion
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            loss_value = float(loss.detach())
+            bar.update(1)
+    bar.close()
+    return loss_value
+
+
+def canonical_motion_window(canonical: torch.Tensor, first: int, length: int) -> torch.Tensor:
+    """A crop of an already canonical (T, 126) motion, re-expressed in the frame of its own first
+    frame (what ``canonical_motion`` gives for the cropped keypoints)."""
+    k = canonical[first:first + length].reshape(length, -1, 3)
+    origin, axes = canonical_axes(k[0])
+    return ((k - origin) @ axes).reshape(length, -1)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _frames(data: CorpusData, ids: list[int], classes: list[str], stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    keypoints = np.concatenate([data.keypoints[i][::stride] for i in ids])
+    labels = np.concatenate([data.frame_labels[i][::stride] for i in ids])
+    index = {c: k for k, c in enumerate(classes)}
+    y = torch.tensor([index.get(str(lab), -1) if lab != UNLABELLED else -1 for lab in labels])
+    return canonical_frames(keypoints), y
+
+
+def _class_weights(y: torch.Tensor, count: int) -> torch.Tensor:
+    freq = torch.bincount(y[y >= 0], minlength=count).float().clamp_min(1.0)
+    w = freq.rsqrt()
+    return w / (w * freq).sum() * freq.sum()
+
+
+def _optimiser(net: nn.Module, lr: float, steps: int):
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1))
+
+
+def _pad(crops: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(c) for c in crops)
+    x = torch.zeros(len(crops), length, crops[0].shape[1])
+    mask = torch.zeros(len(crops), length, dtype=torch.bool)
+    for b, c in enumerate(crops):
+        x[b, : len(c)] = c
+        mask[b, : len(c)] = True
+    return x, mask
+
+
+def _motion_class(info: dict[str, Any]) -> str:
+    kind = info.get("kind")
+    if not kind:
+        return UNLABELLED
+    return f"periodic_{info['periodic']}" if kind == "periodic" and info.get("periodic") else str(kind)
+
+
+def _splits(folder: Path) -> dict[str, str]:
+    path = folder / "splits.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FeatureError(f"{path}: not readable JSON ({exc})") from None
+    return {name: split for split in ("train", "validation", "test") for name in raw.get(split, [])}
+
+
+def _corpus_settings(folder: Path) -> dict[str, Any]:
+    """The settings ``handforge corpus`` recorded in the folder's summary, if it has one."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        return dict(summary.get("settings", {}))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return {}
+
+
+def _hash_split(name: str) -> str:
+    return "validation" if int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10 == 0 else "train"
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, progress: bool):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step")

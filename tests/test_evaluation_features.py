@@ -1,0 +1,175 @@
+"""The feature network: training on a real (small) corpus, checkpoints, invariances, the shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.cli import main
+from handforge.evaluation.distribution import diversity, frechet_feature_distance
+from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
+from handforge.evaluation.features import (
+    SHIPPED_CHECKPOINT,
+    FeatureError,
+    FeatureNetworks,
+    canonical_frames,
+    load_features,
+)
+
+TINY = dict(epochs_frame=1, epochs_motion=1, windows_per_clip=1, batch_frame=256, batch_motion=8)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    assert main(["corpus", "--out", str(out), "--sequences", "16", "--seed", "5", "--no-figures", "--quiet",
+                 "--stats-sample", "0"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(corpus):
+    return load_corpus(corpus)
+
+
+def random_rigid(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q)), np.array([0.3, -0.2, 0.5])
+
+
+def test_corpus_clips_become_labelled_two_hand_keypoints(data):
+    assert len(data.names) == 16 and {"train"} <= set(data.splits)
+    for keypoints, labels in zip(data.keypoints, data.frame_labels):
+        assert keypoints.shape[1:] == (42, 3) and len(labels) == len(keypoints)
+        # left then right, InterHand2.6M order: wrist to middle MCP is the palm, whatever the pose
+        for wrist, mcp in ((20, 11), (41, 32)):
+            palm = np.linalg.norm(keypoints[:, wrist] - keypoints[:, mcp], axis=-1)
+            assert np.all((palm > 0.06) & (palm < 0.16)) and np.ptp(palm) < 0.005  # rigid palm
+    assert any(len(t) for t in data.templates)  # some clips hold interactions
+    held = np.concatenate(data.frame_labels)
+    assert "free" in set(held) and len(set(held)) > 1
+
+
+def test_train_features_command_writes_a_checkpoint_that_loads(corpus, tmp_path):
+    out = tmp_path / "features.safetensors"
+    assert main(["train-features", "--corpus", str(corpus), "--out", str(out), "--epochs", "1", "--max-clips", "6",
+                 "--quiet"]) == 0
+    nets = load_features(out)
+    assert out.stat().st_size < 2_000_000
+    recipe = nets.recipe
+    assert recipe["settings"]["seed"] == 0 and recipe["data"]["clips_used"] == 6
+    assert recipe["corpus_command"] == "handforge corpus --out CORPUS --sequences 16 --seed 5"
+    assert {"frame_validation_accuracy", "frame_fd_train_validation"} <= set(recipe["results"])
+    rng = np.random.default_rng(0)
+    frames = load_corpus(corpus).keypoints[0]
+    f = nets.frame_features(frames[rng.choice(len(frames), 10)])
+    m = nets.motion_features([frames, frames[:70]])
+    assert f.shape == (10, 128) and m.shape == (2, 128) and np.isfinite(f).all() and np.isfinite(m).all()
+
+
+def subset(data, count):
+    return type(data)(*(getattr(data, f)[:count] for f in ("names", "splits", "keypoints", "frame_labels",
+                                                            "motion_labels", "templates")), data.source)
+
+
+def test_training_is_reproducible_with_a_seed(data):
+    small = subset(data, 5)
+    a = train(small, TrainSettings(**TINY, seed=1))
+    b = train(small, TrainSettings(**TINY, seed=1))
+    c = train(small, TrainSettings(**TINY, seed=2))
+    for name, tensor in a.frame.state_dict().items():
+        assert torch.equal(tensor, b.frame.state_dict()[name]), name
+    assert not torch.equal(a.frame.embed[0].weight, c.frame.embed[0].weight)
+
+
+def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
+    nets = train(subset(data, 5), TrainSettings(**TINY))
+    path = nets.save(tmp_path / "f.safetensors")
+    again = FeatureNetworks.load(path)
+    frames = data.keypoints[0][:20]
+    assert np.array_equal(nets.frame_features(frames), again.frame_features(frames))
+    assert np.array_equal(nets.motion_features([frames]), again.motion_features([frames]))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(FeatureError, match="not a readable"):
+        FeatureNetworks.load(broken)
+    with pytest.raises(FeatureError, match="train-features"):
+        FeatureNetworks.load(tmp_path / "missing.safetensors")
+    with pytest.raises(FeatureError, match=".safetensors"):
+        nets.save(tmp_path / "f.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.safetensors", "f.safetensors"]  # no partial files
+
+
+def test_command_refuses_bad_input_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "f.safetensors"
+    assert main(["train-features", "--corpus", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
+    assert "no motion clips" in capsys.readouterr().err
+    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "f.pt"), "--quiet"]) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_features_do_not_depend_on_where_the_pair_is(data):
+    nets = load_features(SHIPPED_CHECKPOINT)
+    frames = data.keypoints[1]
+    rotation, shift = random_rigid(3)
+    moved = frames @ rotation.T + shift
+    assert np.allclose(canonical_frames(frames), canonical_frames(moved), atol=1e-4)
+    assert np.allclose(nets.frame_features(frames), nets.frame_features(moved), atol=1e-3)
+    assert np.allclose(nets.motion_features([frames]), nets.motion_features([moved]), atol=1e-3)
+    with pytest.raises(FeatureError, match="42, 3"):
+        nets.frame_features(frames[:, :21])
+
+
+def test_shipped_features_tell_corpus_frames_from_implausible_ones(data):
+    nets = load_features(SHIPPED_CHECKPOINT)
+    assert SHIPPED_CHECKPOINT.stat().st_size < 2_000_000
+    recipe = nets.recipe
+    assert recipe["data"]["clips_used"] >= 1000 and "corpus_command" in recipe
+    frames = np.concatenate(data.keypoints)
+    rng = np.random.default_rng(0)
+    half = rng.permutation(len(frames))
+    a, b = frames[half[: len(half) // 2]], frames[half[len(half) // 2:]]
+    same = frechet_feature_distance(nets.frame_features(a), nets.frame_features(b))
+    # the same frames with the left hand moved 5 cm along x, and with the fingers' keypoints shuffled
+    moved = b + np.concatenate([np.tile([0.05, 0.0, 0.0], (21, 1)), np.zeros((21, 3))])
+    shuffled = b[:, np.concatenate([rng.permutation(21), 21 + rng.permutation(21)])]
+    assert frechet_feature_distance(nets.frame_features(a), nets.frame_features(moved)) > 3 * same
+    assert frechet_feature_distance(nets.frame_features(a), nets.frame_features(shuffled)) > 20 * same
+
+
+
+def test_shipped_networks_recognise_a_corpus_they_never_saw(data):
+    """The test corpus has another seed than the training corpus: its clips are new to the networks."""
+    nets = load_features(SHIPPED_CHECKPOINT)
+    assert nets.recipe["results"]["motion_validation_accuracy"] > 0.9
+    classes = nets.motion.cfg.classes
+    with torch.no_grad():
+        predicted = [classes[int(nets.motion.classify(torch.from_numpy(f)).argmax())]
+                     for f in nets.motion_features(data.keypoints)]
+    assert np.mean([p == t for p, t in zip(predicted, data.motion_labels)]) >= 0.75
+    frames = np.concatenate(data.keypoints)
+    labels = np.concatenate(data.frame_labels).astype(str)
+    with torch.no_grad():
+        logits = nets.frame.classify(torch.from_numpy(nets.frame_features(frames)))
+    guess = np.array(nets.frame.cfg.classes)[logits.argmax(-1).numpy()]
+    held = labels != "free"
+    assert held.any() and np.mean(guess[held] == labels[held]) > 0.5  # which interaction is held
+    assert np.mean(guess == labels) > np.mean(labels == "free")       # better than always "free"
+
+
+def test_evaluate_command_reports_every_metric(corpus, tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--clips", str(corpus), "--reference", str(corpus), "--frames", "6", "--max-clips", "6",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["clips"] == 6
+    assert {"smoothness", "joint_limits", "penetration", "contact", "diversity_frames", "diversity_motions",
+            "vs_reference_frames", "vs_reference_motions"} <= set(report)
+    assert report["joint_limits"]["right"]["limit_violation_max_deg"] < 0.1  # the corpus respects the limits
+    assert report["smoothness"]["jitter"] > 0 and report["penetration"]["penetration_volume_cm3"] >= 0
+    assert report["vs_reference_motions"]["frechet"] == pytest.approx(0.0, abs=1e-6)  # the same clips
+    assert main(["evaluate", "--clips", str(tmp_path / "none")]) == 2
