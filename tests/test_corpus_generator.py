@@ -198,3 +198,15 @@ def test_transitions_stay_nearly_free_of_penetration(corpus, model):
             dl, dr = penetration_depths(v["left"], v["right"], model.faces("left"), model.faces("right"))
         worst = max(worst, float(torch.maximum(dl.amax(), dr.amax())))
     assert worst < 0.005  # measured over 256 clips: 10 of 14,689 free frames above 2 mm, none above 5 mm
+
+
+def test_failed_statistics_keep_the_finished_corpus(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ValueError("metric exploded")
+
+    monkeypatch.setattr(build, "evaluate_sample", broken)
+    code = main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "3", "--stats-sample", "2", "--quiet"])
+    assert code == 1 and "the corpus is complete" in capsys.readouterr().err
+    assert len(list((tmp_path / "c" / "clips").glob("*.npz"))) == 3 and (tmp_path / "c" / "splits.json").is_file()
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["evaluation"] == {"error": "ValueError: metric exploded"} and summary["sequences"] == 3

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handforge.corpus.build import CorpusError, write_corpus
+    from handforge.corpus.build import CorpusError, SummaryError, write_corpus
     from handforge.corpus.generator import CorpusSettings
 
     try:
@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     except CorpusError as exc:
         print(f"handforge corpus: {exc}", file=sys.stderr)
         return 2
+    except SummaryError as exc:
+        print(f"handforge corpus: {exc}", file=sys.stderr)
+        return 1
     timing = summary["timing"]
     held = summary["evaluation"].get("held_contact_frames", {})
     print(f"wrote {summary['sequences']} clips ({summary['frames']} frames) to {args.out} in "

@@ -74,7 +74,7 @@ def run_chunk(generator: Generator, seed: int, chunk: int, count: int, clip_dir:
     for seq in report.sequences:
         seq.clip.save(clip_dir / f"{seq.name}.npz")
         records.append(clip_record(seq.name, seq.group, seq.clip))
-    outcomes = [{"template": r.template, "ok": r.ok, "max_depth": r.max_depth,
+    outcomes = [{"template": r.template, "ok": r.ok, "max_depth": r.max_depth, "closing_depth": r.closing_depth,
                  "max_gap": float(r.contact_gaps.max(initial=0.0))} for r in report.resolved]
     return {"chunk": chunk, "records": records, "resolver": outcomes, "seconds": time.perf_counter() - start}
 
@@ -110,7 +110,12 @@ def check_output(out: Path) -> None:
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
                  settings: CorpusSettings | None = None, stats_sample: int = 200, figures: bool = True,
                  progress: bool = True) -> dict[str, Any]:
-    """Generate ``sequences`` clips from ``seed`` into ``out``; returns the summary."""
+    """Generate ``sequences`` clips from ``seed`` into ``out``; returns the summary.
+
+    The clips and splits appear at ``out`` all at once, when every clip is written (a failure
+    before that leaves nothing). The statistics and figures come after: if they fail, the corpus
+    stays, ``summary.json`` records the error under ``evaluation`` and ``SummaryError`` is raised.
+    """
     out = Path(out).expanduser().resolve()
     if sequences < 1:
         raise CorpusError(f"--sequences must be at least 1, got {sequences}")
@@ -127,8 +132,8 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     work = out.parent / f".{out.name}.partial-{os.getpid()}"
     clip_dir = work / "clips"
     clip_dir.mkdir(parents=True)
+    started = time.perf_counter()
     try:
-        started = time.perf_counter()
         chunks = [(seed, c, min(settings.chunk_size, sequences - c * settings.chunk_size), str(clip_dir))
                   for c in range(math.ceil(sequences / settings.chunk_size))]
         results = _generate(chunks, settings, workers, progress, sequences)
@@ -137,9 +142,10 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         splits = make_splits(seed, records)
         write_json(work / "splits.json", {"format": SPLITS_FORMAT, "version": 1, "seed": seed,
                                           "rule": "person groups hashed with the seed: 90/5/5", **splits})
-        summary = _summary(work, seed, records, results, splits, settings, workers, stats_sample, figures,
-                           gen_seconds)
-        summary["timing"]["total_seconds"] = time.perf_counter() - started
+        resolver = resolver_summary(o for res in results for o in res["resolver"])
+        summary = summarise(records, splits, resolver, {"pending": True}, _settings(seed, len(records), workers,
+                                                                                      settings))
+        summary["timing"] = {"generation_seconds": gen_seconds, "sequences_per_second": len(records) / gen_seconds}
         write_json(work / "summary.json", summary)
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -147,7 +153,26 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    try:
+        _evaluate(out, seed, records, summary, stats_sample, figures)
+    except Exception as exc:  # the corpus itself is complete: keep it, say what failed
+        summary["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
+        raise SummaryError(f"the corpus is complete in {out}, but its statistics failed: {type(exc).__name__}: "
+                           f"{exc}") from exc
+    finally:
+        summary["timing"]["total_seconds"] = time.perf_counter() - started
+        write_json(out / "summary.json", summary)
     return summary
+
+
+class SummaryError(RuntimeError):
+    """The corpus was written but its statistics or figures could not be made."""
+
+
+def _settings(seed: int, count: int, workers: int, settings: CorpusSettings) -> dict[str, Any]:
+    return {"seed": seed, "sequences": count, "workers": workers, "corpus_version": CORPUS_VERSION,
+            "hand_model": "open", "fps": 30, **{k: v for k, v in asdict(settings).items() if k != "resolver"},
+            "resolver": asdict(settings.resolver)}
 
 
 def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bool, total: int) -> list[dict]:
@@ -179,27 +204,21 @@ def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bo
     return results
 
 
-def _summary(work: Path, seed: int, records, results, splits, settings, workers, stats_sample, figures,
-             gen_seconds) -> dict[str, Any]:
+def _evaluate(out: Path, seed: int, records: list[dict[str, Any]], summary: dict[str, Any], stats_sample: int,
+              figures: bool) -> None:
+    """Evaluation-module statistics on a sample of clips, and the figures; fills ``summary``."""
     from handforge.hands import load_hand_model
 
+    started = time.perf_counter()
     model = load_hand_model("open")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 31,)))
     picked = sorted(rng.choice(len(records), size=min(stats_sample, len(records)), replace=False))
-    sample = [(records[i]["name"], MotionClip.load(work / "clips" / f"{records[i]['name']}.npz")) for i in picked]
-    started = time.perf_counter()
-    evaluation = evaluate_sample(sample, model, rng) if sample else {"sample_clips": 0}
-    resolver = resolver_summary(o for res in results for o in res["resolver"])
-    summary = summarise(records, splits, resolver, evaluation, {
-        "seed": seed, "sequences": len(records), "workers": workers, "corpus_version": CORPUS_VERSION,
-        "hand_model": "open", "fps": 30, **{k: v for k, v in asdict(settings).items() if k != "resolver"},
-        "resolver": asdict(settings.resolver)})
-    summary["timing"] = {"generation_seconds": gen_seconds, "sequences_per_second": len(records) / gen_seconds,
-                         "evaluation_seconds": time.perf_counter() - started}
+    sample = [(records[i]["name"], MotionClip.load(out / "clips" / f"{records[i]['name']}.npz")) for i in picked]
+    summary["evaluation"] = evaluate_sample(sample, model, rng) if sample else {"sample_clips": 0}
+    summary["timing"]["evaluation_seconds"] = time.perf_counter() - started
     if figures:
-        contact_sheet(work / "contact_sheet.png", _sheet_clips(sample), model)
-        histograms(work / "histograms.png", records, summary)
-    return summary
+        contact_sheet(out / "contact_sheet.png", _sheet_clips(sample), model)
+        histograms(out / "histograms.png", records, summary)
 
 
 def _sheet_clips(sample: list[tuple[str, MotionClip]], count: int = 24) -> list[tuple[str, MotionClip]]:

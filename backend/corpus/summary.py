@@ -15,10 +15,11 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from handforge.evaluation.contact import contact_metrics
+from handforge.evaluation.contact import pair_metrics
+from handforge.evaluation.features import FeatureError, load_features
 from handforge.evaluation.limits import joint_limit_metrics
 from handforge.evaluation.motion import clip_keypoints, smoothness
-from handforge.evaluation.penetration import penetration_metrics
+from handforge.evaluation.report import evaluate_clips
 from handforge.hands import HandModel
 from handforge_shared.poses import MotionClip
 
@@ -49,9 +50,6 @@ def evaluate_sample(clips: list[tuple[str, MotionClip]], model: HandModel, rng: 
     same measures minus the feature-based ones. ``held_contact_frames``: exact penetration and
     contact on frames where a template's contact is held — the corpus's own promise.
     """
-    from handforge.evaluation.features import FeatureError, load_features
-    from handforge.evaluation.report import evaluate_clips
-
     plain = [clip for _, clip in clips]
     out: dict[str, Any] = {"sample_clips": len(clips)}
     try:
@@ -91,8 +89,7 @@ def _pair_metrics(model: HandModel, pairs: list[tuple[MotionClip, int]]) -> dict
         return {"frames": 0}
     faces = {s: model.faces(s) for s in ("left", "right")}
     verts = _vertices(model, pairs)
-    pen = penetration_metrics(verts["left"], verts["right"], faces["left"], faces["right"])
-    con = contact_metrics(verts["left"], verts["right"], faces["left"], faces["right"])
+    pen, con = pair_metrics(verts["left"], verts["right"], faces["left"], faces["right"])
     return {"frames": len(pairs), **pen.summary(), "max_depth_mm_worst": float(pen.max_depth.max() * 1e3),
             "penetration_volume_cm3_worst": float(pen.volume.max() * 1e6), **con.summary(),
             "depths_mm": (pen.max_depth * 1e3).round(3).tolist()}
@@ -133,21 +130,24 @@ def summarise(records: list[dict[str, Any]], splits: dict[str, list[str]], resol
 
 
 def resolver_summary(outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Per template: instances drawn, resolved, and the resolved ones' depth and contact gap."""
+    """Per template: instances drawn, resolved, and the resolved ones' worst penetration depth,
+    contact gap and penetration on the way into a grip (the loss's per-vertex test)."""
     per: dict[str, dict[str, list]] = {}
     for o in outcomes:
-        d = per.setdefault(o["template"], {"ok": [], "depth": [], "gap": []})
+        d = per.setdefault(o["template"], {"ok": [], "depth": [], "gap": [], "closing": []})
         d["ok"].append(o["ok"])
         if o["ok"]:
             d["depth"].append(o["max_depth"])
             d["gap"].append(o["max_gap"])
+            d["closing"].append(o.get("closing_depth", 0.0))
     total = sum(len(d["ok"]) for d in per.values())
     return {
         "instances": total,
         "resolved": int(sum(sum(d["ok"]) for d in per.values())),
         "per_template": {name: {"instances": len(d["ok"]), "resolved": int(sum(d["ok"])),
                                 "max_depth_mm": float(max(d["depth"], default=0.0) * 1e3),
-                                "max_contact_gap_mm": float(max(d["gap"], default=0.0) * 1e3)}
+                                "max_contact_gap_mm": float(max(d["gap"], default=0.0) * 1e3),
+                                "max_closing_depth_mm": float(max(d["closing"], default=0.0) * 1e3)}
                          for name, d in sorted(per.items())},
     }
 
