@@ -53,7 +53,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .rotations import array_ops, axis_angle_to_matrix, matrix_to_axis_angle
+from .rotations import array_ops, axis_angle_to_matrix, is_torch, matrix_to_axis_angle
 from .skeleton import FINGER_JOINTS, FINGERS, JOINT_NAMES, NUM_FINGER_JOINTS, Side, check_side
 
 # Euler mode of the anatomical decomposition, as Blender names it (see the module docstring).
@@ -148,11 +148,7 @@ _ABD_COLUMN = np.array([0.0, 1.0, 0.0])
 # numpy/torch dispatch comes from ``rotations.array_ops`` (one home); these few helpers add what
 # it lacks without importing torch (``new_tensor`` puts constants on the input's device/dtype).
 def _as_input(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x
-    if type(x).__module__.startswith("torch"):
-        return x
-    return np.asarray(x, dtype=np.float64)
+    return x if isinstance(x, np.ndarray) or is_torch(x) else np.asarray(x, dtype=np.float64)
 
 
 def _const(value: np.ndarray, like: Any) -> Any:
