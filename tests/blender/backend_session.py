@@ -13,20 +13,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from session import ADDON_MODULE, Session, evaluated_vertices
+from session import ADDON_MODULE, Session, error_of, evaluated_vertices
 
 s = Session()
 s.install()
 a = s.args
 wm = bpy.context.window_manager
-
-
-def error_of(call) -> str:
-    try:
-        call()
-    except RuntimeError as exc:
-        return str(exc)
-    return ""
 
 
 def children() -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import Session, hand, init_undo, ui_context
+from session import Session, error_of, hand, init_undo, ui_context
 
 s = Session()
 s.install()
@@ -35,14 +35,6 @@ def snapshot() -> dict:
                 [kp.co[0], kp.co[1], kp.type, kp.interpolation, kp.handle_left_type, kp.handle_right_type]
                 for kp in fc.keyframe_points]
     return out
-
-
-def error_of(call) -> str:
-    try:
-        call()
-    except RuntimeError as exc:
-        return str(exc)
-    return ""
 
 
 scene = bpy.context.scene

@@ -7,7 +7,7 @@ import json
 import bpy
 import numpy as np
 
-from session import Session, hand
+from session import Session, error_of, hand
 
 s = Session()
 s.install()
@@ -24,14 +24,6 @@ def rotations(side: str) -> np.ndarray:
 
 def location(side: str) -> np.ndarray:
     return np.array(hand(side).pose.bones["wrist"].location)
-
-
-def error_of(call) -> str:
-    try:
-        call()
-    except RuntimeError as exc:
-        return str(exc)
-    return ""
 
 
 assert bpy.ops.handforge.add_hands() == {"FINISHED"}

@@ -61,6 +61,15 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def error_of(call) -> str:
+    """The message of the RuntimeError an operator raises (what the user sees), or ''."""
+    try:
+        call()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""
+
+
 def ui_context() -> dict[str, Any]:
     """A context override with the main window, for operators that want one (undo). No area:
     an area override crashes Blender 4.5 in background mode when it pushes an undo step."""
