@@ -64,7 +64,7 @@ def run_blender_demo(out_dir: str | os.PathLike, pasted: dict[str, dict[str, Any
 
     ``pasted``: extra two-hand poses keyed (and rendered) after the presets, name → {side: pose
     parameters as ``HandPose.to_dict()``}, e.g. the demo's interaction."""
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # Blender runs in a temporary folder: a relative path would land there
     with tempfile.TemporaryDirectory(prefix="handforge-blender-demo-") as tmp:
         work = Path(tmp)
         pasted = dict(pasted or {})

@@ -4,6 +4,7 @@ subprocess, saved as a .blend and rendered with Workbench; Blender's keypoints m
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -23,7 +24,12 @@ def demo(tmp_path_factory):
     pasted = {"random_pair": {side: HandPose(global_orient=rng.normal(0, 0.4, 3), hand_pose=rng.normal(0, 0.3, 45),
                                              betas=np.zeros(10), transl=rng.uniform(-0.1, 0.1, 3)).to_dict()
                               for side in ("left", "right")}}
-    return out, run_blender_demo(out, pasted=pasted, width=320, height=200)
+    cwd = os.getcwd()
+    os.chdir(out.parent)  # a relative output folder, as `handforge demo` passes by default
+    try:
+        return out, run_blender_demo(out.name, pasted=pasted, width=320, height=200)
+    finally:
+        os.chdir(cwd)
 
 
 def test_every_preset_is_keyed_on_both_hands(demo):
