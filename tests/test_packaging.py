@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _folders(base: str, name: str) -> set[str]:
     found = set()
-    for init in (ROOT / base).rglob("__init__.py"):
-        rel = init.parent.relative_to(ROOT / base)
+    marked = [*(ROOT / base).rglob("__init__.py"), *(ROOT / base).rglob("assets/")]
+    for path in marked:
+        rel = (path.parent if path.is_file() else path).relative_to(ROOT / base)
         if "__pycache__" in rel.parts:
             continue
         found.add(".".join([name, *rel.parts]))
