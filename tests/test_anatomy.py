@@ -13,18 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from handforge.hands import load_hand_model
 from handforge_shared import anatomy as A
 from handforge_shared.poses import HandPose
 from handforge_shared.rig import load_open_hand_rig
 from handforge_shared.skeleton import FINGER_JOINTS, JOINT_NAMES, KEYPOINT_NAMES
 
 FRAMES = {side: load_open_hand_rig(side).joint_frames() for side in ("left", "right")}
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 def keypoints(model, side, angles):

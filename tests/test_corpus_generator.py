@@ -17,7 +17,6 @@ from handforge.evaluation.contact import contact_metrics
 from handforge.evaluation.limits import joint_limit_metrics
 from handforge.evaluation.motion import clip_keypoints, smoothness
 from handforge.evaluation.penetration import penetration_metrics
-from handforge.hands import load_hand_model
 from handforge_shared.poses import MotionClip
 
 SMALL = CorpusSettings(chunk_size=12)
@@ -31,11 +30,6 @@ HELD_MAX_VOLUME_CM3 = 0.25
 # jitter: 2 mm → ~430 m/s³.
 MAX_JERK = 3000.0   # m/s³, any keypoint, any frame
 MAX_JITTER = 150.0  # m/s³, mean over a clip
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from handforge.corpus.resolver import CONTACT_TOLERANCE, PENETRATION_TOLERANCE, 
 from handforge.corpus.templates import TEMPLATES, Arrangement, draw, get_template
 from handforge.evaluation.contact import contact_pairs
 from handforge.evaluation.penetration import penetration_metrics
-from handforge.hands import load_hand_model
 from handforge_shared.anatomy import anatomical_to_hand_pose, within_limits
 
 # Stated thresholds for resolved interactions, measured exactly (wrist-sealed meshes): the deepest
@@ -20,11 +19,6 @@ from handforge_shared.anatomy import anatomical_to_hand_pose, within_limits
 # The resolver bounds the depth (2 mm, by the loss's vertex test); the volume follows from it.
 MAX_DEPTH_M = 0.0025
 MAX_VOLUME_CM3 = 0.25
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 def vertices(model, res):

@@ -20,14 +20,8 @@ from handforge.evaluation.distribution import (
 from handforge.evaluation.limits import joint_frames, joint_limit_metrics, joint_limit_violations
 from handforge.evaluation.motion import clip_keypoints, finite_difference, keyframe_error, smoothness
 from handforge.evaluation.penetration import penetration_metrics
-from handforge.hands.base import load_hand_model
 from handforge_shared import anatomy, pose_library
 from handforge_shared.poses import HandPose, MotionClip
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 def box(size, center):

@@ -18,14 +18,8 @@ from handforge.evaluation.penetration import (
 )
 from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
 from handforge.evaluation.seal import MeshTopologyError, as_sealed, seal_topology
-from handforge.hands.base import load_hand_model
 from handforge_shared import pose_library
 from handforge_shared.rig import load_open_hand_rig
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 def posed(model, side, name, transl=(0.0, 0.0, 0.0), global_orient=(0.0, 0.0, 0.0)):

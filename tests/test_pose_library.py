@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handforge.hands import load_hand_model
 from handforge_shared import anatomy as A
 from handforge_shared import pose_library as PL
 from handforge_shared.poses import HandPose
@@ -13,11 +12,6 @@ from handforge_shared.rig import load_open_hand_rig
 from handforge_shared.skeleton import KEYPOINT_NAMES
 
 LONG_FINGERS = ("index", "middle", "ring", "pinky")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_hand_model("open")
 
 
 @pytest.fixture(scope="module")
