@@ -165,9 +165,12 @@ def process_exit() -> str:
         (f" (log: {BACKEND.log_path})" if BACKEND.log_path else "")
 
 
+NOT_CONNECTED = "not connected to a backend: press Start Local Backend or Connect in the HandForge panel"
+
+
 def require_client() -> Client:
     if BACKEND.client is None:
-        raise BackendError("not connected to a backend: press Start Local Backend or Connect in the HandForge panel")
+        raise BackendError(NOT_CONNECTED)
     return BACKEND.client
 
 
@@ -225,27 +228,31 @@ def _ensure_timer() -> None:
 
 
 # ---------------------------------------------------------------------- capabilities
-def kind_status(kind: str) -> tuple[bool, str]:
-    """(can run, why not) for a job kind on the connected backend."""
+def _reported(section: str, name: str, unknown: str) -> tuple[dict | None, str]:
+    """The connected backend's capability entry ``section``/``name``, or None and why not."""
     caps = BACKEND.capabilities
     if caps is None:
-        return False, "not connected to a backend (HandForge panel > Backend)"
-    info = (caps.get("kinds") or {}).get(kind)
+        return None, NOT_CONNECTED
+    info = (caps.get(section) or {}).get(name)
+    return info, ("" if info is not None else unknown)
+
+
+def kind_status(kind: str) -> tuple[bool, str]:
+    """(can run, why not) for a job kind on the connected backend."""
+    info, why = _reported("kinds", kind, f"this backend has no job kind {kind!r}: update the backend")
     if info is None:
-        return False, f"this backend has no job kind {kind!r}: update the backend"
-    engine = (caps.get("engines") or {}).get(info.get("engine"), {})
-    if not engine.get("available", True):
+        return False, why
+    engine, _ = _reported("engines", info.get("engine"), "")
+    if engine is not None and not engine.get("available", True):
         return False, f"engine {info.get('engine')} cannot run: {_with_hint(engine)}"
     return True, info.get("description", "")
 
 
 def hand_model_status(name: str) -> tuple[bool, str]:
-    caps = BACKEND.capabilities
-    if caps is None:
-        return False, "not connected to a backend"
-    info = (caps.get("hand_models") or {}).get(name)
+    """(available, why not) for a hand model on the connected backend."""
+    info, why = _reported("hand_models", name, f"the backend does not know the hand model {name!r}")
     if info is None:
-        return False, f"the backend does not know the hand model {name!r}"
+        return False, why
     if not info.get("available"):
         return False, _with_hint(info)
     return True, ""
