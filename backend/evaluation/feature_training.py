@@ -37,6 +37,7 @@ from torch import nn
 
 from handforge.evaluation.distribution import frechet_feature_distance
 from handforge.evaluation.features import (
+    SCALE,
     FeatureError,
     FeatureNetworks,
     FrameNet,
@@ -189,18 +190,12 @@ def _fit_frames(net: FrameNet, x: torch.Tensor, y: torch.Tensor, classes: list[s
         for start in range(0, len(x), s.batch_frame):
             idx = order[start:start + s.batch_frame]
             clean = x[idx]
-            noisy = clean + torch.from_numpy(rng.normal(0, s.noise * 10.0, clean.shape).astype(np.float32))
-            feat = net(noisy)
+            feat = net(_jittered(clean, s, rng))
             loss = s.recon_weight * nn.functional.mse_loss(net.reconstruct(feat), clean)
             labelled = y[idx] >= 0
             if labelled.any():
                 loss = loss + nn.functional.cross_entropy(net.classify(feat[labelled]), y[idx][labelled], weight=weights)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            loss_value = float(loss.detach())
-            bar.update(1)
+            loss_value = _step(loss, optimiser, schedule, bar)
     bar.close()
     return loss_value
 
@@ -227,7 +222,7 @@ def _fit_motion(net: MotionNet, data: CorpusData, ids: list[int], classes: list[
                 w = int(rng.integers(min(s.window, len(seq)), len(seq) + 1))
                 first = int(rng.integers(0, len(seq) - w + 1))
                 crop = canonical_motion_window(seq, first, w)
-                crops.append(crop + torch.from_numpy(rng.normal(0, s.noise * 10.0, crop.shape).astype(np.float32)))
+                crops.append(_jittered(crop, s, rng))
                 y.append(int(y_all[c]))
                 multi.append([t in held for t in templates])
             x, mask = _pad(crops)
@@ -240,14 +235,23 @@ def _fit_motion(net: MotionNet, data: CorpusData, ids: list[int], classes: list[
                 loss = loss + nn.functional.binary_cross_entropy_with_logits(net.templates(feat), torch.tensor(multi, dtype=torch.float32))
             if not loss.requires_grad:
                 continue  # nothing to learn from unlabelled motion
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            loss_value = float(loss.detach())
-            bar.update(1)
+            loss_value = _step(loss, optimiser, schedule, bar)
     bar.close()
     return loss_value
+
+
+def _jittered(x: torch.Tensor, s: TrainSettings, rng: np.random.Generator) -> torch.Tensor:
+    """Training noise on canonical keypoints (``s.noise`` is in metres, the keypoints are scaled)."""
+    return x + torch.from_numpy(rng.normal(0, s.noise * SCALE, x.shape).astype(np.float32))
+
+
+def _step(loss: torch.Tensor, optimiser, schedule, bar) -> float:
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    bar.update(1)
+    return float(loss.detach())
 
 
 def canonical_motion_window(canonical: torch.Tensor, first: int, length: int) -> torch.Tensor:
