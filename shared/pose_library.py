@@ -71,6 +71,7 @@ T_TRIPOD: Finger = ((57, -20, 26), (19, -4, 5), (1, -1, 0))           # to index
 T_LATERAL: Finger = ((-14, -12, 24), (50, -5, 3), (70, -2, 0))        # pad on the index's side
 T_OPPOSED: Finger = ((45, -5, 35), (15, 0, 5), (10, 0, 0))            # facing the finger pads
 T_WIDE: Finger = ((35, 20, 30), (10, 0, 0), (5, 0, 0))                # opposed, spread wide
+T_SPHERE: Finger = ((50, -5, 40), (20, 0, 5), (15, 0, 0))              # opposed around a ball
 
 
 def _pose(name: str, category: str, description: str, thumb: Finger = T_REST,
@@ -175,7 +176,7 @@ _SPECS: tuple[PoseSpec, ...] = (
           thumb=T_WIDE, index=finger(30, 45, 30, abd=12), middle=finger(30, 45, 30, abd=2),
           ring=finger(32, 45, 30, abd=-8), pinky=finger(35, 45, 30, abd=-14), feix=10),
     _pose("power_sphere", POWER, "power sphere: palm and fingers around a ball",
-          thumb=((50, -5, 40), (20, 0, 5), (15, 0, 0)), index=finger(40, 50, 35, abd=10),
+          thumb=T_SPHERE, index=finger(40, 50, 35, abd=10),
           middle=finger(42, 52, 35, abd=1), ring=finger(45, 55, 35, abd=-8), pinky=finger(50, 55, 35, abd=-12),
           feix=11),
     _pose("index_extension", POWER, "index finger extension: wrap with the index along the tool (knife)",
@@ -210,7 +211,7 @@ _SPECS: tuple[PoseSpec, ...] = (
           thumb=T_WIDE, index=finger(35, 30, 20, abd=14), middle=finger(35, 30, 20, abd=3),
           ring=finger(35, 30, 20, abd=-10), pinky=finger(38, 30, 20, abd=-14), feix=12),
     _pose("precision_sphere", PRECISION, "precision sphere: fingertips around a ball",
-          thumb=((50, -5, 40), (20, 0, 5), (15, 0, 0)), index=finger(30, 45, 30, abd=12),
+          thumb=T_SPHERE, index=finger(30, 45, 30, abd=12),
           middle=finger(30, 45, 30, abd=2), ring=finger(32, 45, 30, abd=-8), pinky=finger(35, 45, 30, abd=-14),
           feix=13),
     _pose("tripod", PRECISION, "tripod: thumb, index and middle tips together",
