@@ -165,7 +165,7 @@ def process_exit() -> str:
         (f" (log: {BACKEND.log_path})" if BACKEND.log_path else "")
 
 
-NOT_CONNECTED = "not connected to a backend: press Start Local Backend or Connect in the HandForge panel"
+NOT_CONNECTED = "Not connected to a backend: press Start Local Backend or Connect in the HandForge panel"
 
 
 def require_client() -> Client:

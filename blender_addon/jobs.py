@@ -85,7 +85,7 @@ class JobOperator:
     @classmethod
     def poll(cls, context):
         if connection.BACKEND.client is None:
-            cls.poll_message_set("Not connected to a backend: HandForge panel > Backend")
+            cls.poll_message_set(connection.NOT_CONNECTED)
             return False
         if running(cls.bl_idname):
             cls.poll_message_set("This job is running: wait for it or cancel it")
