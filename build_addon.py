@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Build the HandForge Blender extension: ``python build_addon.py`` → ``dist/handforge-<version>.zip``.
 
-The zip holds ``blender_manifest.toml``, the add-on code (``blender_addon/``), a copy of the
-project's ``shared/`` package as the add-on's ``shared`` subpackage (with the open hand's CC0 rig,
-so hands can be added without a backend) and pyzmq wheels for every platform Blender ships on,
-for Python 3.11 (Blender 4.2–4.5) and 3.13 (Blender 5.x). Blender installs the wheels itself;
-nothing runs pip inside Blender.
+The zip holds ``blender_manifest.toml``, the add-on code (``blender_addon/``), the project's shared
+package ``handforge_shared`` as a pure wheel built here (with the open hand's CC0 rig, so hands can
+be added without a backend; the add-on imports it as ``handforge_shared``, as the backend does) and
+pyzmq wheels for every platform Blender ships on, for Python 3.11 (Blender 4.2–4.5) and 3.13
+(Blender 5.x). Blender installs the wheels itself; nothing runs pip inside Blender.
 
 Wheels are fetched once with ``pip download`` into a cache folder (``.cache/wheels``); later builds
 are offline. ``--wheels-from DIR`` takes them from a folder instead, ``--no-wheels`` leaves them out
@@ -15,19 +15,23 @@ are offline. ``--wheels-from DIR`` takes them from a folder instead, ``--no-whee
 from __future__ import annotations
 
 import argparse
+import base64
 import fnmatch
+import hashlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ADDON_DIR = ROOT / "blender_addon"
-SHARED_DIR = ROOT / "shared"
+SHARED_DIR = ROOT / "shared" / "handforge_shared"
+SHARED_PACKAGE = "handforge_shared"
 DEFAULT_CACHE = ROOT / ".cache" / "wheels"
 
 ADDON_ID = "handforge"
@@ -53,8 +57,11 @@ class BuildError(RuntimeError):
 
 
 def project_version() -> str:
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        return tomllib.load(fh)["project"]["version"]
+    """The version, read from the one place it is written (``handforge_shared.__version__``)."""
+    found = re.search(r'^__version__ = "([^"]+)"', (SHARED_DIR / "__init__.py").read_text(), re.M)
+    if not found:
+        raise BuildError(f"{SHARED_DIR / '__init__.py'} has no __version__ line")
+    return found.group(1)
 
 
 def manifest_text(version: str, wheel_names: list[str]) -> str:
@@ -138,23 +145,55 @@ def wheels_from_dir(folder: Path) -> list[Path]:
     return wheels
 
 
+# ---------------------------------------------------------------------- the shared wheel
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def shared_wheel(version: str) -> tuple[str, bytes]:
+    """``handforge_shared`` as a pure-Python wheel (PEP 427), in memory: (file name, bytes).
+
+    Only what the add-on needs goes in (the code and the open hand's rig); numpy and pyzmq are not
+    declared as requirements because Blender ships numpy and the zip carries pyzmq's wheels."""
+    files = _files(SHARED_DIR, SHARED_PATTERNS)
+    if not any(p.relative_to(SHARED_DIR).as_posix() == "assets/open_hand_right.npz" for p in files):
+        raise BuildError(f"{SHARED_DIR}/assets/open_hand_right.npz is missing: run `handforge bake-open-hand`")
+    dist_info = f"{SHARED_PACKAGE}-{version}.dist-info"
+    members = [(f"{SHARED_PACKAGE}/{p.relative_to(SHARED_DIR).as_posix()}", p.read_bytes()) for p in files]
+    members += [
+        (f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {SHARED_PACKAGE}\nVersion: {version}\n"
+         "Summary: HandForge conventions, formats, protocol and client (shared by backend and add-on)\n"
+         "License: GPL-3.0-or-later\n".encode()),
+        (f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: handforge build_addon\nRoot-Is-Purelib: true\n"
+         b"Tag: py3-none-any\n"),
+    ]
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in members)
+    members.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible bytes
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return f"{SHARED_PACKAGE}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
 # ---------------------------------------------------------------------- the zip
 def build(out: Path, wheels: list[Path]) -> Path:
     version = project_version()
     if not (ADDON_DIR / "__init__.py").is_file():
         raise BuildError(f"{ADDON_DIR}/__init__.py is missing: run this from a HandForge checkout")
     entries: list[tuple[Path, str]] = [(p, p.relative_to(ADDON_DIR).as_posix()) for p in _files(ADDON_DIR, ("*.py",))]
-    entries += [(p, "shared/" + p.relative_to(SHARED_DIR).as_posix()) for p in _files(SHARED_DIR, SHARED_PATTERNS)]
-    if not any(name == "shared/assets/open_hand_right.npz" for _, name in entries):
-        raise BuildError("shared/assets/open_hand_right.npz is missing: run `handforge bake-open-hand`")
     entries += [(w, f"wheels/{w.name}") for w in wheels]
+    shared_name, shared_bytes = shared_wheel(version)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".zip.part")
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("blender_manifest.toml", manifest_text(version, [w.name for w in wheels]))
+            zf.writestr("blender_manifest.toml", manifest_text(version, [shared_name, *(w.name for w in wheels)]))
+            zf.writestr(f"wheels/{shared_name}", shared_bytes, compress_type=zipfile.ZIP_STORED)
             for path, name in entries:
                 # Wheels are zips already; storing them saves time and nothing else.
                 kind = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED

@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import bpy
 
 from . import preferences
-from .shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from .shared.protocol import is_loopback
+from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
+from handforge_shared.protocol import is_loopback
 
 TICK_S = 0.25
 

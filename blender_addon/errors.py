@@ -8,7 +8,7 @@ import traceback
 from .connection import BackendError
 from .hands import NoHandsError
 from .rig import RigBuildError
-from .shared.poses import PoseFormatError
+from handforge_shared.poses import PoseFormatError
 
 # Problems with the user's input or scene: reported as they are, with how to fix them.
 USER_ERRORS: tuple[type[BaseException], ...] = (NoHandsError, RigBuildError, PoseFormatError, BackendError, ValueError,

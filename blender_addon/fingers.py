@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import pose as pose_conv
-from .shared import anatomy
-from .shared.skeleton import FINGER_JOINTS, FINGERS
+from handforge_shared import anatomy
+from handforge_shared.skeleton import FINGER_JOINTS, FINGERS
 
 _syncing = False  # set while sliders are written from the pose, so their callbacks do nothing
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from . import pose as pose_conv
 from . import rig as rig_build
-from .shared.poses import side_by_side
-from .shared.rig import HandRig, load_open_hand_rig
-from .shared.skeleton import SIDES
+from handforge_shared.poses import side_by_side
+from handforge_shared.rig import HandRig, load_open_hand_rig
+from handforge_shared.skeleton import SIDES
 
 DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}

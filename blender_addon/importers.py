@@ -15,8 +15,8 @@ import bpy
 import numpy as np
 
 from . import hands, keys
-from .shared.poses import MotionClip, PoseFormatError
-from .shared.skeleton import MODEL_TO_BLENDER
+from handforge_shared.poses import MotionClip, PoseFormatError
+from handforge_shared.skeleton import MODEL_TO_BLENDER
 
 
 # ---------------------------------------------------------------------- motion

@@ -18,8 +18,8 @@ import bpy
 
 from . import connection
 from .errors import USER_ERRORS
-from .shared.client import Cancelled, Error, JobFailed, JobHandle, Result
-from .shared.protocol import ProtocolError
+from handforge_shared.client import Cancelled, Error, JobFailed, JobHandle, Result
+from handforge_shared.protocol import ProtocolError
 
 POLL_S = 0.1
 CANCEL_WAIT_S = 10.0

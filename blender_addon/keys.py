@@ -20,8 +20,8 @@ import numpy as np
 
 from . import pose as pose_conv
 from . import rig as rig_build
-from .shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
-from .shared.skeleton import JOINT_NAMES, NUM_JOINTS
+from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
+from handforge_shared.skeleton import JOINT_NAMES, NUM_JOINTS
 
 GENERATED = "GENERATED"
 # Keyframe attributes copied when an F-curve is rebuilt, so kept keys come back unchanged.
@@ -212,7 +212,7 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     if not keys:
         return []
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
-    from .shared.rotations import axis_angle_to_matrix
+    from handforge_shared.rotations import axis_angle_to_matrix
 
     values = rig_build.corrective_values(axis_angle_to_matrix(aa))
     return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]

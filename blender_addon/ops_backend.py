@@ -12,9 +12,9 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, StringPro
 from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
-from .shared.client import hand_rigs, pose_arrays
-from .shared.poses import hand_array_name
-from .shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
+from handforge_shared.client import hand_rigs, pose_arrays
+from handforge_shared.poses import hand_array_name
+from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
 
 class HANDFORGE_OT_start_backend(bpy.types.Operator):

@@ -9,8 +9,8 @@ from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 from . import fingers, hands, rig
 from .errors import reports_errors
 from .properties import TARGET_ITEMS
-from .shared.rig import HandRig
-from .shared.skeleton import NUM_BETAS
+from handforge_shared.rig import HandRig
+from handforge_shared.skeleton import NUM_BETAS
 
 
 class HANDFORGE_OT_add_hands(bpy.types.Operator):

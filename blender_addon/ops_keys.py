@@ -9,7 +9,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_WITH_SCENE, _target
-from .shared.poses import MotionClip
+from handforge_shared.poses import MotionClip
 
 
 class HANDFORGE_OT_key_pose(bpy.types.Operator):

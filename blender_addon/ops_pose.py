@@ -11,8 +11,8 @@ from . import fingers, hands, presets
 from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import TARGET_ITEMS
-from .shared.poses import HandPose, PoseFormatError
-from .shared.skeleton import other_side
+from handforge_shared.poses import HandPose, PoseFormatError
+from handforge_shared.skeleton import other_side
 
 CLIPBOARD_FORMAT = "handforge.pose"
 _last_copied = ""

@@ -8,8 +8,8 @@ import bpy
 
 from . import hands
 from .presets import label
-from .shared import pose_library
-from .shared.skeleton import FINGERS
+from handforge_shared import pose_library
+from handforge_shared.skeleton import FINGERS
 
 
 class _Panel:

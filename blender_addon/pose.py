@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shared.poses import HandPose
-from .shared.rotations import (
+from handforge_shared.poses import HandPose
+from handforge_shared.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
-from .shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
+from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
 
 WRIST = JOINT_NAMES[0]
 FINGER_ROTATION_MODE = "YZX"

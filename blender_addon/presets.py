@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import pose as pose_conv
-from .shared import anatomy, pose_library
+from handforge_shared import anatomy, pose_library
 
 
 def label(name: str) -> str:

@@ -14,7 +14,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from .shared.skeleton import FINGERS, NUM_BETAS
+from handforge_shared.skeleton import FINGERS, NUM_BETAS
 
 SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]
 TARGET_ITEMS = [

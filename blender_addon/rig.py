@@ -13,9 +13,9 @@ import bpy
 import numpy as np
 
 from . import pose as pose_conv
-from .shared import anatomy
-from .shared.rig import HandRig, anatomical_frames
-from .shared.skeleton import (
+from handforge_shared import anatomy
+from handforge_shared.rig import HandRig, anatomical_frames
+from handforge_shared.skeleton import (
     FINGER_JOINTS,
     FINGERS,
     JOINT_NAMES,

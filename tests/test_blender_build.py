@@ -1,4 +1,4 @@
-"""build_addon.py: the extension zip (manifest, code, shared copy, open hand rig, wheels) and
+"""build_addon.py: the extension zip (manifest, code, the handforge_shared wheel with the open hand rig, wheels) and
 Blender's own validation of it. The install itself is tested in test_blender_rig.py."""
 
 from __future__ import annotations
@@ -36,15 +36,38 @@ def test_manifest_declares_the_extension(contents):
     assert set(manifest["permissions"]) == {"network", "files"}
 
 
-def test_zip_holds_code_shared_copy_and_open_hand(contents):
-    names, _ = contents
+def test_zip_holds_code_and_the_shared_wheel_with_the_open_hand(contents, addon_zip, tmp_path):  # noqa: F811
+    names, manifest = contents
     for module in ("__init__.py", "rig.py", "pose.py", "keys.py", "jobs.py", "connection.py", "importers.py", "panels.py"):
         assert module in names
-    for module in ("shared/__init__.py", "shared/skeleton.py", "shared/client.py", "shared/protocol.py",
-                   "shared/anatomy.py", "shared/pose_library.py"):
-        assert module in names
-    assert "shared/assets/open_hand_right.npz" in names
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith("shared/")], "the shared code travels as a wheel, not a copy"
+    version = build_addon.project_version()
+    wheel = f"wheels/handforge_shared-{version}-py3-none-any.whl"
+    assert wheel in names and f"./{wheel}" in manifest["wheels"]
+    with zipfile.ZipFile(addon_zip) as zf:
+        (tmp_path / "shared.whl").write_bytes(zf.read(wheel))
+    with zipfile.ZipFile(tmp_path / "shared.whl") as whl:
+        inner = whl.namelist()
+        record = whl.read(f"handforge_shared-{version}.dist-info/RECORD").decode()
+    for module in ("__init__.py", "skeleton.py", "client.py", "protocol.py", "anatomy.py", "pose_library.py",
+                   "assets/open_hand_right.npz"):
+        assert f"handforge_shared/{module}" in inner
+    assert set(inner) == {line.split(",")[0] for line in record.splitlines()}, "RECORD lists every file"
+    assert not [n for n in names + inner if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_shared_wheel_installs_with_pip_and_imports(tmp_path):
+    """pip (an independent wheel installer) accepts the wheel and the package imports from it."""
+    name, data = build_addon.shared_wheel(build_addon.project_version())
+    (tmp_path / name).write_bytes(data)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(target), str(tmp_path / name)], check=True)
+    probe = ("import handforge_shared, handforge_shared.rig as r; "
+             "print(handforge_shared.__file__); print(r.load_open_hand_rig('right').num_vertices)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out[0].startswith(str(target)) and out[1] == "1609"
 
 
 # Blender's own platform test (bl_pkg: manylinux for linux, universal2 fits both Macs).
@@ -66,7 +89,7 @@ def test_wheels_cover_every_platform_and_python(contents):
     names, manifest = contents
     wheels = [w.removeprefix("./") for w in manifest["wheels"]]
     assert sorted(wheels) == sorted(n for n in names if n.endswith(".whl"))
-    tags = [Path(w).stem.split("-")[-3:] for w in wheels]  # python tag, abi tag, platform tag
+    tags = [Path(w).stem.split("-")[-3:] for w in wheels if w.startswith("wheels/pyzmq-")]  # python tag, abi tag, platform tag
     for platform, fits_platform in PLATFORMS.items():
         for version in (11, 13):  # Blender 4.2-4.5, Blender 5.x
             assert any(fits_platform(plat) and _fits_python(py, abi, version) for py, abi, plat in tags), \
@@ -89,8 +112,8 @@ def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch):
     assert build_addon.main(["--out", str(tmp_path / "again.zip")]) == 0
     assert build_addon.main(["--out", str(tmp_path / "bare.zip"), "--no-wheels"]) == 0
     with zipfile.ZipFile(tmp_path / "bare.zip") as zf:
-        assert not [n for n in zf.namelist() if n.endswith(".whl")]
-        assert 'wheels = [\n]' in zf.read("blender_manifest.toml").decode()
+        assert [n for n in zf.namelist() if n.endswith(".whl")] == [
+            f"wheels/handforge_shared-{build_addon.project_version()}-py3-none-any.whl"]
 
 
 def test_missing_wheels_folder_is_a_clear_error(tmp_path, capsys):
@@ -109,4 +132,4 @@ def test_addon_code_never_imports_torch_or_the_backend():
             else:
                 continue
             for mod in mods:
-                assert mod.split(".")[0] not in {"torch", "handforge", "handforge_shared", "diffusers"}, (path.name, mod)
+                assert mod.split(".")[0] not in {"torch", "handforge", "diffusers"}, (path.name, mod)

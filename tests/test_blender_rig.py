@@ -21,6 +21,7 @@ from handforge_shared.poses import POSE_FIELDS, HandPose, MotionClip
 from handforge_shared.rig import load_open_hand_rig
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+import build_addon
 from build_addon import PYZMQ_VERSION
 from tests.blender.harness import run_blender
 from tests.support.synthetic_mano import write_synthetic_mano
@@ -89,7 +90,9 @@ def _backend_vertices(model, side: str, pose: HandPose) -> np.ndarray:
 def test_extension_installs_and_enables(session):
     assert session["install"] == ["FINISHED"]
     assert session["enabled"] is True
-    assert session["unpacked_wheels"] == [f"pyzmq-{PYZMQ_VERSION}.dist-info"]
+    assert session["unpacked_wheels"] == [f"handforge_shared-{build_addon.project_version()}.dist-info",
+                                          f"pyzmq-{PYZMQ_VERSION}.dist-info"]
+    assert session["shared_from"].startswith(session["extension_site"]), "the add-on runs on its own wheel"
 
 
 def test_add_hands_builds_two_complete_rigs(session):

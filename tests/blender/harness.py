@@ -57,7 +57,9 @@ def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any
     spec_path = work_dir / "session.json"
     spec_path.write_text(json.dumps(spec))
     full_env = dict(os.environ)
-    full_env.update({"BLENDER_USER_RESOURCES": str(work_dir / "blender_user"), "PYTHONPATH": str(HERE)})
+    # the scripts' own folder first; a PYTHONPATH already set (a work tree's sources) is kept after it
+    python_path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    full_env.update({"BLENDER_USER_RESOURCES": str(work_dir / "blender_user"), "PYTHONPATH": python_path})
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, str(HERE / script), str(spec_path)], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=work_dir)

@@ -35,6 +35,10 @@ class Session:
         # Blender unpacks the extension's wheel for this platform into its own site-packages
         site = Path(bpy.utils.user_resource("EXTENSIONS", path=".local"))
         self.results["unpacked_wheels"] = sorted(p.name for p in site.glob("lib/python*/site-packages/*.dist-info"))
+        import handforge_shared  # the add-on's own copy (from its wheel), not the development install
+
+        self.results["shared_from"] = str(Path(handforge_shared.__file__).resolve())
+        self.results["extension_site"] = str(site.resolve())
         for obj in list(bpy.data.objects):  # the startup scene's cube, light and camera
             bpy.data.objects.remove(obj)
 

@@ -27,7 +27,7 @@ from handforge_shared.poses import MotionClip
 PRESETS = ("flat", "fist", "point", "pinch", "ok", "victory")
 RENDERED = ("fist", "point", "ok", "victory")
 FRAME_STEP = 12
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout: backend/handforge/this file
 
 
 class BlenderDemoError(RuntimeError):
