@@ -1,0 +1,132 @@
+"""The one sample representation every engine reads (see the package docstring for the layout).
+
+numpy here; the torch datasets convert at the last moment (``as_tensors``) so that the stores
+and the readers stay usable without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from handforge_shared.poses import POSE_FIELDS, HandPose, MotionClip
+from handforge_shared.rotations import mirror_axis_angle, mirror_points
+from handforge_shared.skeleton import SIDES
+
+HAND_AXIS = SIDES  # the order of the hand axis in every array: 0 = left, 1 = right
+FIELDS: dict[str, int] = dict(POSE_FIELDS)  # global_orient 3, hand_pose 45, betas 10, transl 3
+DTYPE = np.float32
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file cannot be read; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What is known about one clip besides its frames.
+
+    ``source``: "handforge-corpus" or "InterHand2.6M"; ``name``: the clip file's stem or the
+    capture id; ``split``: "train" / "validation" / "test" (None for a plain folder of clips);
+    ``group``: the person group (corpus) or capture id (InterHand2.6M), the unit splits keep
+    together; ``pose_convention``: "flat" (HandForge's) or "mean_relative" (raw InterHand2.6M);
+    ``extra``: the clip file's own metadata (the corpus keeps kind, templates, contact_frames
+    under ``extra["corpus"]``).
+    """
+
+    source: str
+    name: str
+    split: str | None
+    fps: float
+    num_frames: int
+    hand_model: str
+    group: str | None = None
+    pose_convention: str = "flat"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"extra": dict(self.extra)}
+
+
+def clip_arrays(clip: MotionClip) -> dict[str, np.ndarray]:
+    """A clip in the representation: each field (T, 2, D) float32, ``present`` (T, 2) bool.
+
+    A hand the clip lacks is all zeros and never present; so is a hand in frames where it is absent.
+    """
+    t = clip.num_frames
+    out = {name: np.zeros((t, len(HAND_AXIS), size), dtype=DTYPE) for name, size in FIELDS.items()}
+    out["present"] = np.zeros((t, len(HAND_AXIS)), dtype=bool)
+    for h, side in enumerate(HAND_AXIS):
+        pose = clip.hands.get(side)
+        if pose is None:
+            continue
+        mask = clip.present[side]
+        out["present"][:, h] = mask
+        for name in FIELDS:
+            out[name][:, h] = np.where(mask[:, None], getattr(pose, name), 0.0)
+    return out
+
+
+def mirror_arrays(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """The mirror image of a sample (numpy or torch, any leading shape): the hands swap places and
+    each is mirrored through x = 0 (``handforge_shared.rotations``), as ``MotionClip.mirrored`` does.
+
+    An involution: mirroring twice gives the sample back. Keys other than the pose fields and
+    ``present`` pass through unchanged.
+    """
+    out = dict(sample)
+    swap = [1, 0]
+    hand_pose = sample["hand_pose"]
+    joints = hand_pose.reshape(*hand_pose.shape[:-1], -1, 3)
+    out["global_orient"] = mirror_axis_angle(sample["global_orient"][..., swap, :])
+    out["hand_pose"] = mirror_axis_angle(joints[..., swap, :, :]).reshape(hand_pose.shape)
+    out["betas"] = sample["betas"][..., swap, :]
+    out["transl"] = mirror_points(sample["transl"][..., swap, :])
+    out["present"] = sample["present"][..., swap]
+    return out
+
+
+def arrays_to_clip(arrays: Mapping[str, np.ndarray], info: ClipInfo) -> MotionClip:
+    """Back from the representation to a ``MotionClip`` (hands never present are left out)."""
+    hands, present = {}, {}
+    for h, side in enumerate(HAND_AXIS):
+        mask = np.asarray(arrays["present"][:, h], dtype=bool)
+        if mask.any():
+            hands[side] = HandPose(**{name: np.asarray(arrays[name][:, h]) for name in FIELDS})
+            present[side] = mask
+    if not hands:
+        raise DatasetError(f"{info.name}: no hand is present in any frame")
+    return MotionClip(hands=hands, present=present, fps=info.fps, hand_model=info.hand_model,
+                      extra=dict(info.extra))
+
+
+class ClipSource(Protocol):
+    """Anything the datasets read clips from: ``ClipFiles`` (corpus, folders) or ``ClipList``."""
+
+    clips: Sequence[ClipInfo]
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> MotionClip: ...
+
+
+@dataclass(frozen=True)
+class ClipList:
+    """Clips already in memory (InterHand2.6M: its JSON is parsed whole anyway), with their infos."""
+
+    clips: tuple[ClipInfo, ...]
+    motions: tuple[MotionClip, ...]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def load(self, index: int) -> MotionClip:
+        return self.motions[index]
+
+    def iter_clips(self, progress: bool = False, desc: str = "clips") -> Iterator[tuple[ClipInfo, MotionClip]]:
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self.clips)), desc=desc, unit="clip", disable=not progress):
+            yield self.clips[i], self.motions[i]
