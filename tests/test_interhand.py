@@ -12,7 +12,7 @@ import smplx
 import torch
 
 from handforge.hands.mano import load_mano
-from handforge_shared import interhand
+from handforge.datasets import interhand_files as interhand
 from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.rotations import axis_angle_to_matrix
 from tests.support.synthetic_mano import synthetic_mano_dir, write_synthetic_mano  # noqa: F401 - fixture

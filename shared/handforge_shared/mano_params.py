@@ -20,7 +20,7 @@ PCA poses (smplx ``use_pca=True``, MANO's original ``ncomps``) are coefficients 
 Each side has its own ``hands_mean`` and ``hands_components`` (the left ones are the mirror images
 of the right ones in the real files); always use the ones of the hand the pose belongs to.
 Units: MANO and InterHand2.6M MANO parameters are in metres; only InterHand2.6M's joint and camera
-files use millimetres (converted in ``interhand``).
+files use millimetres (converted in ``handforge.datasets.interhand_files``).
 """
 
 from __future__ import annotations

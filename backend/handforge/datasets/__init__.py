@@ -23,6 +23,7 @@ Reading
     ``open_corpus(folder, split=..., max_clips=...)``  a ``handforge corpus`` folder (splits.json)
     ``open_motion_folder(folder)``                       any folder of ``.npz`` motion clips
     ``open_interhand(root, split=..., fps=...)``         InterHand2.6M annotations/{train,val,test}
+    (``interhand_files`` parses the dataset's JSON files: MANO annotations, cameras.)
     Each gives a clip source (``.clips`` infos, ``.load(i)``, ``.iter_clips(progress=...)``).
     ``ClipStore.build(source, cache=FOLDER)`` puts all frames in one contiguous array set
     (memory-mapped with a cache folder), and ``FrameDataset`` / ``WindowDataset`` serve samples
@@ -36,6 +37,7 @@ Example::
     batch["hand_pose"].shape  # (32, 64, 2, 45)
 """
 
+from handforge.datasets import interhand_files
 from handforge.datasets.corpus import (
     SPLITS,
     SPLITS_FORMAT,
@@ -63,6 +65,6 @@ from handforge.datasets.torch_datasets import FrameDataset, WindowDataset
 __all__ = [
     "FIELDS", "HAND_AXIS", "SPLITS", "SPLITS_FORMAT", "ClipFiles", "ClipInfo", "ClipList", "ClipStore",
     "DatasetError", "FrameDataset", "WindowDataset", "annotation_file", "arrays_to_clip", "clip_arrays",
-    "interhand_clips", "load_clip", "mirror_arrays", "open_corpus", "open_interhand", "open_motion_folder",
+    "interhand_clips", "interhand_files", "load_clip", "mirror_arrays", "open_corpus", "open_interhand", "open_motion_folder",
     "read_clip_info", "read_splits",
 ]

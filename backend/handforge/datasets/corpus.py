@@ -27,6 +27,11 @@ CORPUS_SOURCE = "handforge-corpus"
 FOLDER_SOURCE = "motion-folder"
 
 
+def clip_path(folder: str | os.PathLike, name: str) -> Path:
+    """Where a corpus folder keeps clip ``name``."""
+    return Path(folder) / "clips" / f"{name}.npz"
+
+
 def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
     """Clip names per split from a corpus folder's ``splits.json``."""
     path = Path(folder) / "splits.json"
@@ -166,7 +171,7 @@ def open_corpus(folder: str | os.PathLike, split: str | Sequence[str] | None = N
     if not clip_dir.is_dir():
         raise DatasetError(f"{clip_dir}: no clips folder; give the folder `handforge corpus --out` wrote")
     split_of = {name: s for s, names in read_splits(root).items() for name in names}
-    paths = [clip_dir / f"{name}.npz" for name in sorted(split_of)]
+    paths = [clip_path(root, name) for name in sorted(split_of)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise DatasetError(f"{clip_dir}: splits.json lists {len(missing)} clips that are not there "

@@ -5,9 +5,12 @@ shipped) keeps one annotation folder per split, as its release lays them out::
 
     ROOT/annotations/{train,val,test}/InterHand2.6M_{split}_MANO_NeuralAnnot.json
 
-Each capture becomes one clip (``handforge_shared.interhand.capture_clips``: annotated frames in
-order, presence masks, ``extra["frame_indices"]``); its split is the folder it came from ("val" is
-called "validation" here, like the corpus), its group the capture id.
+Each capture is read as one clip (``interhand_files.capture_clips``: annotated frames in order,
+presence masks, ``extra["frame_indices"]``) and cut where its frame indices jump by more than the
+capture's annotation step: a capture holds many recorded sequences one after another, and a motion
+window must not span two of them. The pieces are named ``<capture>/<k>`` (a capture without jumps
+keeps its id); their split is the folder they came from ("val" is called "validation" here, like the
+corpus), their group the capture id.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from handforge.datasets import interhand_files as interhand
 from handforge.datasets.corpus import select_clips
 from handforge.datasets.representation import ClipInfo, ClipList, DatasetError
-from handforge_shared import interhand
-from handforge_shared.poses import PoseFormatError
+from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.skeleton import Side
 
 INTERHAND_SOURCE = "InterHand2.6M"
@@ -45,7 +50,7 @@ def interhand_clips(source: str | os.PathLike | Mapping[str, Any], split: str, f
     """One split's captures as clips; ``source`` is an annotation file or its parsed JSON.
 
     Hand poses stay mean-relative (``ClipInfo.pose_convention``) unless ``hands_mean`` is given
-    (``ManoModel.hands_mean_arrays()``): see ``handforge_shared.interhand``.
+    (``ManoModel.hands_mean_arrays()``): see ``interhand_files``.
     """
     if split not in SPLIT_FOLDERS:
         raise DatasetError(f"unknown split {split!r}: use {', '.join(SPLIT_FOLDERS)}")
@@ -53,11 +58,32 @@ def interhand_clips(source: str | os.PathLike | Mapping[str, Any], split: str, f
         clips = interhand.capture_clips(source, fps=fps, hands_mean=hands_mean)
     except PoseFormatError as exc:
         raise DatasetError(str(exc)) from None
-    infos = tuple(ClipInfo(source=INTERHAND_SOURCE, name=capture, split=split, fps=clip.fps,
-                           num_frames=clip.num_frames, hand_model=clip.hand_model, group=capture,
-                           pose_convention=clip.extra["pose_convention"], extra=dict(clip.extra))
-                  for capture, clip in clips.items())
-    return ClipList(clips=infos, motions=tuple(clips.values()))
+    infos, motions = [], []
+    for capture, whole in clips.items():
+        pieces = continuous_pieces(whole)
+        for k, clip in enumerate(pieces):
+            infos.append(ClipInfo(source=INTERHAND_SOURCE, name=capture if len(pieces) == 1 else f"{capture}/{k}",
+                                  split=split, fps=clip.fps, num_frames=clip.num_frames, hand_model=clip.hand_model,
+                                  group=capture, pose_convention=clip.extra["pose_convention"], extra=dict(clip.extra)))
+            motions.append(clip)
+    return ClipList(clips=tuple(infos), motions=tuple(motions))
+
+
+def continuous_pieces(clip: MotionClip) -> list[MotionClip]:
+    """A capture's clip cut where ``extra["frame_indices"]`` jumps by more than its smallest step;
+    pieces in which no hand is annotated are dropped."""
+    indices = np.asarray(clip.extra["frame_indices"])
+    cuts = np.flatnonzero(np.diff(indices) > np.diff(indices).min()) + 1 if len(indices) > 1 else []
+    bounds = [0, *map(int, cuts), len(indices)]
+    pieces = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        present = {s: m[a:b] for s, m in clip.present.items()}
+        if not any(m.any() for m in present.values()):
+            continue
+        pieces.append(MotionClip(hands={s: p[a:b] for s, p in clip.hands.items()}, present=present, fps=clip.fps,
+                                 hand_model=clip.hand_model,
+                                 extra={**clip.extra, "frame_indices": indices[a:b].tolist()}))
+    return pieces
 
 
 def open_interhand(root: str | os.PathLike, split: str | Sequence[str] | None = None, fps: float = 30.0,

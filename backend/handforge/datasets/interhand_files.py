@@ -1,4 +1,6 @@
-"""Readers for InterHand2.6M annotations (CC BY-NC 4.0; the data is never shipped).
+"""Readers for InterHand2.6M's JSON files (CC BY-NC 4.0; the data is never shipped); numpy only.
+
+``handforge.datasets.interhand`` finds them in the dataset's split folders.
 
 ``InterHand2.6M_{split}_MANO_NeuralAnnot.json``::
 
@@ -31,9 +33,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
-from .poses import HandPose, MotionClip, PoseFormatError, TwoHandPose
-from .skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side
+from handforge_shared.mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
+from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, TwoHandPose
+from handforge_shared.skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side
 
 SOURCE = "InterHand2.6M MANO_NeuralAnnot"
 MM_PER_M = 1000.0

@@ -1,0 +1,309 @@
+"""handforge.datasets on a tiny corpus made by the real generator and on synthetic InterHand2.6M
+annotation files: values equal to MotionClip.load's and the InterHand reader's, splits, windows,
+mirroring, DataLoader workers, memory-mapped stores and clear errors for bad folders."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from handforge.corpus.build import write_corpus
+from handforge.corpus.generator import CorpusSettings
+from handforge.datasets import (
+    FIELDS,
+    HAND_AXIS,
+    ClipStore,
+    DatasetError,
+    FrameDataset,
+    WindowDataset,
+    arrays_to_clip,
+    clip_arrays,
+    interhand_files,
+    mirror_arrays,
+    open_corpus,
+    open_interhand,
+    open_motion_folder,
+)
+from handforge_shared.poses import MotionClip
+
+KEYS = (*FIELDS, "present")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """12 generated clips; splits.json rewritten so each split holds whole person groups."""
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    write_corpus(out, sequences=12, seed=3, settings=CorpusSettings(chunk_size=12, sequences_per_group=3),
+                 stats_sample=0, figures=False, progress=False)
+    groups: dict[str, list[str]] = {}
+    for path in sorted((out / "clips").glob("*.npz")):
+        groups.setdefault(MotionClip.load(path).extra["corpus"]["group"], []).append(path.stem)
+    assert len(groups) >= 3, "the fixture needs three person groups"
+    names = list(groups.values())
+    splits = json.loads((out / "splits.json").read_text())
+    splits.update(validation=names[0], test=names[1], train=[n for g in names[2:] for n in g])
+    (out / "splits.json").write_text(json.dumps(splits))
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(corpus) -> dict[str, MotionClip]:
+    return {p.stem: MotionClip.load(p) for p in sorted((corpus / "clips").glob("*.npz"))}
+
+
+def _expected(clip: MotionClip) -> dict[str, np.ndarray]:
+    """The representation written out by hand from MotionClip.load's values."""
+    t = clip.num_frames
+    out = {k: np.zeros((t, 2, n), np.float32) for k, n in FIELDS.items()} | {"present": np.zeros((t, 2), bool)}
+    for h, side in enumerate(("left", "right")):
+        if side in clip.hands:
+            out["present"][:, h] = clip.present[side]
+            for k in FIELDS:
+                out[k][:, h] = getattr(clip.hands[side], k)
+    return out
+
+
+def _assert_sample(sample: dict, expected: dict[str, np.ndarray]) -> None:
+    for k in KEYS:
+        assert sample[k].dtype == (torch.bool if k == "present" else torch.float32), k
+        np.testing.assert_array_equal(sample[k].numpy(), expected[k], err_msg=k)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_frames_and_windows_equal_the_loaded_clips(corpus, loaded, tmp_path, cached):
+    source = open_corpus(corpus)
+    assert [c.name for c in source.clips] == sorted(loaded) and HAND_AXIS == ("left", "right")
+    assert [c.num_frames for c in source.clips] == [c.num_frames for c in loaded.values()]
+    store = ClipStore.build(source, cache=tmp_path / "store" if cached else None)
+    assert store.num_frames == sum(c.num_frames for c in loaded.values())
+
+    frames = FrameDataset(store)
+    assert len(frames) == store.num_frames
+    for i in np.random.default_rng(0).choice(len(frames), 40, replace=False):
+        sample, info = frames[int(i)], frames.info(int(i))
+        expected = _expected(loaded[info.name])
+        assert info.source == "handforge-corpus" and info.hand_model == "open" and info.fps == 30.0
+        _assert_sample(sample, {k: v[int(sample["frame"])] for k, v in expected.items()})
+
+    length, stride = 48, 20
+    windows = WindowDataset(store, length=length, stride=stride)
+    assert len(windows) == sum((c.num_frames - length) // stride + 1 for c in loaded.values())
+    for i in range(len(windows)):
+        sample = windows[i]
+        first = int(sample["frame"])
+        assert first % stride == 0
+        expected = _expected(loaded[windows.info(i).name])
+        _assert_sample(sample, {k: v[first:first + length] for k, v in expected.items()})
+    whole = WindowDataset(store, length=None)
+    assert [int(whole[i]["present"].shape[0]) for i in range(len(whole))] == [c.num_frames for c in loaded.values()]
+
+
+def test_representation_round_trips_to_clips(loaded):
+    clip = next(iter(loaded.values()))
+    back = arrays_to_clip(clip_arrays(clip), _info(clip))
+    for side in clip.hands:
+        np.testing.assert_array_equal(back.hands[side].to_vector(), clip.hands[side].to_vector())
+        np.testing.assert_array_equal(back.present[side], clip.present[side])
+
+
+def _info(clip: MotionClip):
+    from handforge.datasets import ClipInfo
+
+    return ClipInfo(source="test", name="x", split=None, fps=clip.fps, num_frames=clip.num_frames,
+                    hand_model=clip.hand_model, extra=dict(clip.extra))
+
+
+def test_splits_hold_whole_person_groups_and_max_clips_takes_the_first(corpus, loaded):
+    splits = json.loads((corpus / "splits.json").read_text())
+    for split in ("train", "validation", "test"):
+        source = open_corpus(corpus, split=split)
+        assert [c.name for c in source.clips] == sorted(splits[split])
+        assert {c.split for c in source.clips} == {split}
+        assert all(c.group == loaded[c.name].extra["corpus"]["group"] for c in source.clips)
+        store = ClipStore.build(source)
+        names = {FrameDataset(store).info(i).name for i in range(0, store.num_frames, 7)}
+        assert names <= set(splits[split])
+    groups = {s: {c.group for c in open_corpus(corpus, split=s).clips} for s in ("train", "validation", "test")}
+    assert not (groups["train"] & groups["validation"]) and not (groups["train"] & groups["test"])
+    both = open_corpus(corpus, split=["validation", "test"])
+    assert len(both) == len(splits["validation"]) + len(splits["test"])
+    first = open_corpus(corpus, max_clips=3)
+    assert [c.name for c in first.clips] == sorted(loaded)[:3]
+    assert [c.name for c in open_corpus(corpus).select("test", max_clips=1).clips] == sorted(splits["test"])[:1]
+
+
+def test_dataloader_with_two_workers(corpus, tmp_path):
+    store = ClipStore.build(open_corpus(corpus, split="train"), cache=tmp_path / "store")
+    assert len(pickle.dumps(store)) < 1000  # a memory-mapped store travels as its folder name
+    for dataset in (WindowDataset(store, length=32, stride=32, mirror=True), FrameDataset(ClipStore.build(
+            open_corpus(corpus, split="train")), stride=5, both_hands=True)):
+        loader = DataLoader(dataset, batch_size=16, shuffle=False, num_workers=2)
+        batches = list(loader)
+        assert sum(len(b["clip"]) for b in batches) == len(dataset)
+        stacked = {k: torch.cat([b[k] for b in batches]) for k in (*KEYS, "clip", "frame", "mirrored")}
+        for i in (0, len(dataset) // 2, len(dataset) - 1):
+            for k, v in dataset[i].items():
+                assert torch.equal(stacked[k][i], v), k
+
+
+def test_cache_is_reused_while_the_corpus_is_unchanged(corpus, tmp_path):
+    source = open_corpus(corpus, split="train")
+    store = ClipStore.build(source, cache=tmp_path / "store")
+    stamp = (tmp_path / "store" / "hand_pose.npy").stat().st_mtime_ns
+    again = ClipStore.build(source, cache=tmp_path / "store")
+    assert (tmp_path / "store" / "hand_pose.npy").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.arrays["hand_pose"], store.arrays["hand_pose"])
+    smaller = ClipStore.build(source.select(max_clips=2), cache=tmp_path / "store")  # another selection: rebuilt
+    assert len(smaller) == 2 and smaller.num_frames == sum(c.num_frames for c in source.clips[:2])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="not a clip-store cache"):
+        ClipStore.build(source, cache=tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # never deleted
+
+
+def test_mirroring_is_an_involution_and_matches_the_clip_mirror(loaded, corpus):
+    clip = next(c for c in loaded.values())
+    arrays = clip_arrays(clip)
+    mirrored = mirror_arrays(arrays)
+    np.testing.assert_array_equal(clip_arrays(clip.mirrored())["hand_pose"], mirrored["hand_pose"])
+    for k in KEYS:
+        np.testing.assert_array_equal(clip_arrays(clip.mirrored())[k], mirrored[k], err_msg=k)
+        np.testing.assert_array_equal(mirror_arrays(mirrored)[k], arrays[k], err_msg=k)
+    assert not np.array_equal(mirrored["transl"], arrays["transl"])
+    # the same on tensors with a batch axis, and against the frame's TwoHandPose.mirrored
+    tensors = {k: torch.from_numpy(v[None]) for k, v in arrays.items()}
+    np.testing.assert_array_equal(mirror_arrays(tensors)["global_orient"][0].numpy(), mirrored["global_orient"])
+    frame = clip.frame(10).mirrored()
+    np.testing.assert_array_equal(mirrored["hand_pose"][10, 0], frame.left.hand_pose.astype(np.float32))
+    np.testing.assert_array_equal(mirrored["transl"][10, 1], frame.right.transl.astype(np.float32))
+    windows = WindowDataset(ClipStore.build(open_corpus(corpus, max_clips=2)), length=30, mirror=True)
+    half = len(windows) // 2
+    assert not windows[1]["mirrored"] and windows[half + 1]["mirrored"]
+    for k in KEYS:
+        assert torch.equal(windows[half + 1][k], mirror_arrays(windows[1])[k]), k
+
+
+# ----------------------------------------------------------------------------- InterHand2.6M
+def _hand(rng: np.random.Generator) -> dict:
+    return {"pose": rng.normal(scale=0.4, size=48).tolist(), "shape": rng.normal(size=10).tolist(),
+            "trans": rng.normal(scale=0.2, size=3).tolist()}
+
+
+@pytest.fixture
+def interhand_root(tmp_path) -> tuple[Path, dict]:
+    """The release's layout: annotations/{train,val}/InterHand2.6M_{split}_MANO_NeuralAnnot.json."""
+    rng = np.random.default_rng(0)
+    data = {
+        "train": {"0": {"0": {"right": _hand(rng), "left": _hand(rng)}, "3": {"right": _hand(rng)},
+                        "6": {"right": None, "left": _hand(rng)}, "9": {"right": _hand(rng), "left": _hand(rng)},
+                        "30": {"right": _hand(rng), "left": _hand(rng)}, "33": {"right": _hand(rng)}},  # a jump
+                  "4": {"1": {"left": _hand(rng)}, "2": {"left": _hand(rng), "right": _hand(rng)}}},
+        "val": {"8": {"10": {"right": _hand(rng), "left": None}, "11": {"right": _hand(rng), "left": _hand(rng)}}},
+    }
+    for folder, content in data.items():
+        path = tmp_path / "annotations" / folder / f"InterHand2.6M_{folder}_MANO_NeuralAnnot.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
+    return tmp_path, data
+
+
+def test_interhand_reads_into_the_same_representation(interhand_root):
+    root, data = interhand_root
+    source = open_interhand(root, fps=5.0)
+    assert [(c.name, c.split, c.group) for c in source.clips] == [
+        ("0/0", "train", "0"), ("0/1", "train", "0"), ("4", "train", "4"), ("8", "validation", "8")]
+    reference = interhand_files.capture_clips(root / "annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json",
+                                              fps=5.0)
+    store = ClipStore.build(source)
+    # capture 0 is cut at its jump 9 → 30 (annotation step 3 there); capture 4 stays whole
+    for c, (name, rows) in enumerate((("0", slice(0, 4)), ("0", slice(4, 6)), ("4", slice(0, 2)))):
+        info = source.clips[c]
+        assert info.source == "InterHand2.6M" and info.hand_model == "mano" and info.fps == 5.0
+        assert info.pose_convention == "mean_relative"
+        assert info.extra["frame_indices"] == reference[name].extra["frame_indices"][rows]
+        for k, v in clip_arrays(reference[name]).items():
+            np.testing.assert_array_equal(store.frames(c)[k], v[rows].astype(v.dtype if k == "present" else np.float32),
+                                          err_msg=k)
+    # both-hand frames are exactly the annotated frames with two hands, values as the reader gives them
+    frames = FrameDataset(store, both_hands=True)
+    annotated = interhand_files.frame_poses(root / "annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json")
+    two = [key for key, pose in annotated.items() if pose.left is not None and pose.right is not None]
+    got = [(frames.info(i).group, frames.info(i).extra["frame_indices"][int(frames[i]["frame"])])
+           for i in range(len(frames)) if frames.info(i).split == "train"]
+    assert got == two
+    sample = frames[0]
+    np.testing.assert_array_equal(sample["hand_pose"][1].numpy(), np.float32(annotated[two[0]].right.hand_pose))
+    assert [c.name for c in open_interhand(root, split="validation").clips] == ["8"]
+    means = {"left": np.full(45, 0.1), "right": np.full(45, -0.2)}
+    flat = open_interhand(root, split="train", hands_mean=means)
+    assert flat.clips[0].pose_convention == "flat"
+    np.testing.assert_allclose(flat.load(0).hands["right"].hand_pose[0],
+                               np.asarray(data["train"]["0"]["0"]["right"]["pose"][3:]) - 0.2)
+
+
+def test_interhand_folder_errors(interhand_root, tmp_path):
+    root, _ = interhand_root
+    with pytest.raises(DatasetError, match="no test/InterHand2.6M_test_MANO_NeuralAnnot.json"):
+        open_interhand(root, split="test")
+    with pytest.raises(DatasetError, match="unknown split 'val'"):
+        open_interhand(root, split="val")
+    with pytest.raises(DatasetError, match="no InterHand2.6M MANO annotations"):
+        open_interhand(tmp_path / "annotations" / "nothing")
+    bad = root / "annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json"
+    bad.write_text("{not json")
+    with pytest.raises(DatasetError, match="InterHand2.6M_train_MANO_NeuralAnnot.json: not a readable JSON"):
+        open_interhand(root, split="train")
+
+
+# ----------------------------------------------------------------------------- bad folders
+def test_bad_corpus_folders_say_what_is_wrong(corpus, tmp_path):
+    with pytest.raises(DatasetError, match="no clips folder"):
+        open_corpus(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    (copy / "splits.json").unlink()
+    with pytest.raises(DatasetError, match=r"splits.json: no such file"):
+        open_corpus(copy)
+    shutil.copy(corpus / "splits.json", copy / "splits.json")
+    (copy / "clips" / "000004.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file"):
+        open_corpus(copy)
+    (copy / "clips" / "000004.npz").unlink()
+    with pytest.raises(DatasetError, match=r"lists 1 clips that are not there \(first: 000004.npz\)"):
+        open_corpus(copy)
+    with pytest.raises(DatasetError, match="unknown split"):
+        open_corpus(corpus, split="val")
+    with pytest.raises(DatasetError, match="max_clips must be a positive integer"):
+        open_corpus(corpus, max_clips=0)
+    (copy / "splits.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(DatasetError, match="not a HandForge corpus split file"):
+        open_corpus(copy)
+    store = ClipStore.build(open_corpus(corpus, max_clips=1))
+    with pytest.raises(DatasetError, match="none of the 1 clips is 100000 frames long"):
+        WindowDataset(store, length=100000)
+    with pytest.raises(DatasetError, match="stride must be a positive integer"):
+        FrameDataset(store, stride=0)
+
+
+def test_a_clip_damaged_after_indexing_is_named(corpus, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    source = open_corpus(copy, max_clips=2)
+    (copy / "clips" / "000001.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DatasetError, match=r"000001\.npz"):
+        ClipStore.build(source)
+
+
+def test_plain_motion_folders(corpus, loaded, tmp_path):
+    source = open_motion_folder(corpus / "clips", max_clips=2)
+    assert [c.split for c in source.clips] == [None, None] and [c.name for c in source.clips] == sorted(loaded)[:2]
+    with pytest.raises(DatasetError, match="no motion clips"):
+        open_motion_folder(tmp_path)
