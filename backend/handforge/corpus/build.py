@@ -16,7 +16,6 @@ are never near-copies of training clips.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -38,10 +37,10 @@ from handforge.corpus.summary import (
     summarise,
     write_json,
 )
+from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, DatasetError, clip_path, load_clip, read_splits
 from handforge_shared.poses import MotionClip
 
-SPLIT_SHARES = (("train", 0.90), ("validation", 0.05), ("test", 0.05))
-SPLITS_FORMAT = "handforge.corpus-splits"
+SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
 
 
 class CorpusError(ValueError):
@@ -213,7 +212,7 @@ def _evaluate(out: Path, seed: int, records: list[dict[str, Any]], summary: dict
     model = load_hand_model("open")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 ** 31,)))
     picked = sorted(rng.choice(len(records), size=min(stats_sample, len(records)), replace=False))
-    sample = [(records[i]["name"], MotionClip.load(out / "clips" / f"{records[i]['name']}.npz")) for i in picked]
+    sample = [(records[i]["name"], load_clip(clip_path(out, records[i]["name"]))) for i in picked]
     summary["evaluation"] = evaluate_sample(sample, model, rng) if sample else {"sample_clips": 0}
     summary["timing"]["evaluation_seconds"] = time.perf_counter() - started
     if figures:
@@ -229,9 +228,8 @@ def _sheet_clips(sample: list[tuple[str, MotionClip]], count: int = 24) -> list[
 
 
 def load_splits(corpus: str | os.PathLike) -> dict[str, list[Path]]:
-    """Clip paths per split of a corpus directory (for training commands)."""
-    corpus = Path(corpus)
-    data = json.loads((corpus / "splits.json").read_text())
-    if data.get("format") != SPLITS_FORMAT:
-        raise CorpusError(f"{corpus / 'splits.json'} is not a HandForge corpus split file")
-    return {name: [corpus / "clips" / f"{n}.npz" for n in data[name]] for name, _ in SPLIT_SHARES}
+    """Clip paths per split of a corpus directory; training reads corpora with ``handforge.datasets``."""
+    try:
+        return {split: [clip_path(corpus, n) for n in names] for split, names in read_splits(corpus).items()}
+    except DatasetError as exc:
+        raise CorpusError(str(exc)) from None
