@@ -41,6 +41,7 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.part-"))
     try:
         yield tmp
+        _usual_permissions(tmp)
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
@@ -53,14 +54,33 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         raise
 
 
+def _usual_permissions(root: Path) -> None:
+    """mkdtemp and some writers create owner-only entries: give them what the umask gives new files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root.chmod(0o777 & ~umask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def save_model(model: Any, folder: str | Path) -> Path:
     """Write ``model`` (a ModelMixin) as a checkpoint folder, atomically; returns the folder."""
     if not callable(getattr(model, "save_pretrained", None)):
         raise CheckpointError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
                               "diffusers.ModelMixin and ConfigMixin so that they save as config JSON + safetensors")
     with atomic_folder(folder) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        write_model(model, tmp)
     return Path(folder)
+
+
+def write_model(model: Any, folder: Path) -> None:
+    """``save_pretrained`` into ``folder`` (not atomic: for a folder inside ``atomic_folder``), without
+    the path the model was loaded from (diffusers records it as ``_name_or_path``)."""
+    model.save_pretrained(str(folder), safe_serialization=True)
+    config_file = Path(folder) / CONFIG_NAME
+    config = json.loads(config_file.read_text())
+    config.pop("_name_or_path", None)
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def checkpoint_class(folder: str | Path) -> str:
@@ -92,7 +112,21 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    _own_cpu_memory(model)
+    return model
+
+
+def _own_cpu_memory(model: Any) -> None:
+    """Copy CPU tensors out of the loaded file's buffer: its tensors are not 64-byte aligned, so
+    vectorised kernels sum in another order and results differ from the saved model's in the last
+    bits (seen with Conv1d); the copies give bit-identical outputs."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
 
 
 def checkpoint_signature(path: str | Path) -> tuple:
@@ -117,4 +151,4 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 
 __all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_signature",
-           "load_model", "save_model"]
+           "load_model", "save_model", "write_model"]
