@@ -54,12 +54,16 @@ def test_corpus_clips_become_labelled_two_hand_keypoints(data):
     assert "free" in set(held) and len(set(held)) > 1
 
 
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def test_train_features_command_writes_a_checkpoint_that_loads(corpus, tmp_path):
-    out = tmp_path / "features.safetensors"
+    out = tmp_path / "features"
     assert main(["train-features", "--corpus", str(corpus), "--out", str(out), "--epochs", "1", "--max-clips", "6",
                  "--quiet"]) == 0
     nets = load_features(out)
-    assert out.stat().st_size < 2_000_000
+    assert folder_bytes(out) < 2_000_000
     recipe = nets.recipe
     assert recipe["settings"]["seed"] == 0 and recipe["data"]["clips_used"] == 6
     assert recipe["corpus_command"] == "handforge corpus --out CORPUS --sequences 16 --seed 5"
@@ -88,28 +92,45 @@ def test_training_is_reproducible_with_a_seed(data):
 
 def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
     nets = train(subset(data, 5), TrainSettings(**TINY))
-    path = nets.save(tmp_path / "f.safetensors")
+    path = nets.save(tmp_path / "f")
+    assert sorted(str(p.relative_to(path)) for p in path.rglob("*.*")) == [
+        "frame/config.json", "frame/diffusion_pytorch_model.safetensors", "motion/config.json",
+        "motion/diffusion_pytorch_model.safetensors", "recipe.json"]
     again = FeatureNetworks.load(path)
     frames = data.keypoints[0][:20]
     assert np.array_equal(nets.frame_features(frames), again.frame_features(frames))
     assert np.array_equal(nets.motion_features([frames]), again.motion_features([frames]))
-    broken = tmp_path / "broken.safetensors"
-    broken.write_bytes(b"not a checkpoint")
+    assert again.recipe == json.loads(json.dumps(nets.recipe))
+    broken = tmp_path / "broken"
+    (broken / "frame").mkdir(parents=True)
+    (broken / "frame" / "config.json").write_text("not json")
     with pytest.raises(FeatureError, match="not a readable"):
         FeatureNetworks.load(broken)
+    swapped = tmp_path / "swapped"  # each net's folder holds the other's checkpoint
+    swapped.mkdir()
+    (path / "frame").rename(swapped / "motion")
+    (path / "motion").rename(swapped / "frame")
+    with pytest.raises(FeatureError, match="holds a MotionNet checkpoint, not a FrameNet"):
+        FeatureNetworks.load(swapped)
     with pytest.raises(FeatureError, match="train-features"):
-        FeatureNetworks.load(tmp_path / "missing.safetensors")
-    with pytest.raises(FeatureError, match=".safetensors"):
-        nets.save(tmp_path / "f.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.safetensors", "f.safetensors"]  # no partial files
+        FeatureNetworks.load(tmp_path / "missing")
+    old_format = tmp_path / "features_v1.safetensors"
+    old_format.write_bytes(b"x")
+    with pytest.raises(FeatureError, match="is a file: feature checkpoints are folders"):
+        FeatureNetworks.load(old_format)
+    with pytest.raises(FeatureError, match="are folders"):
+        nets.save(tmp_path / "f.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "f", "features_v1.safetensors", "swapped"]
 
 
 def test_command_refuses_bad_input_and_leaves_nothing(tmp_path, capsys):
-    out = tmp_path / "f.safetensors"
+    out = tmp_path / "f"
     assert main(["train-features", "--corpus", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
     assert "no motion clips" in capsys.readouterr().err
-    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "f.pt"), "--quiet"]) == 2
     assert not list(tmp_path.iterdir())
+    (tmp_path / "taken").write_text("a file")
+    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "taken"), "--quiet"]) == 2
+    assert "not a file" in capsys.readouterr().err and [p.name for p in tmp_path.iterdir()] == ["taken"]
 
 
 def test_features_do_not_depend_on_where_the_pair_is(data):
@@ -126,7 +147,7 @@ def test_features_do_not_depend_on_where_the_pair_is(data):
 
 def test_shipped_features_tell_corpus_frames_from_implausible_ones(data):
     nets = load_features(SHIPPED_CHECKPOINT)
-    assert SHIPPED_CHECKPOINT.stat().st_size < 2_000_000
+    assert folder_bytes(SHIPPED_CHECKPOINT) < 2_000_000
     recipe = nets.recipe
     assert recipe["data"]["clips_used"] >= 1000 and "corpus_command" in recipe
     frames = np.concatenate(data.keypoints)
@@ -146,7 +167,7 @@ def test_shipped_networks_recognise_a_corpus_they_never_saw(data):
     """The test corpus has another seed than the training corpus: its clips are new to the networks."""
     nets = load_features(SHIPPED_CHECKPOINT)
     assert nets.recipe["results"]["motion_validation_accuracy"] > 0.9
-    classes = nets.motion.cfg.classes
+    classes = nets.motion.config.classes
     with torch.no_grad():
         predicted = [classes[int(nets.motion.classify(torch.from_numpy(f)).argmax())]
                      for f in nets.motion_features(data.keypoints)]
@@ -155,7 +176,7 @@ def test_shipped_networks_recognise_a_corpus_they_never_saw(data):
     labels = np.concatenate(data.frame_labels).astype(str)
     with torch.no_grad():
         logits = nets.frame.classify(torch.from_numpy(nets.frame_features(frames)))
-    guess = np.array(nets.frame.cfg.classes)[logits.argmax(-1).numpy()]
+    guess = np.array(nets.frame.config.classes)[logits.argmax(-1).numpy()]
     held = labels != "free"
     assert held.any() and np.mean(guess[held] == labels[held]) > 0.5  # which interaction is held
     assert np.mean(guess == labels) > np.mean(labels == "free")       # better than always "free"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
@@ -12,7 +13,8 @@ HELP = "train the feature networks of the evaluation metrics (Fréchet distance,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="folder written by `handforge corpus` (or any folder of motion .npz clips)")
-    parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write (frame/, motion/, recipe.json); "
+                                                    "an existing one is replaced once the new one is complete")
     parser.add_argument("--epochs", type=int, default=8, help="epochs for each network")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (by name)")
@@ -26,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
     from handforge.evaluation.features import FeatureError
 
-    if not args.out.endswith(".safetensors"):
-        print(f"handforge train-features: --out must end in .safetensors, got {args.out}", file=sys.stderr)
+    if Path(args.out).is_file() or args.out.endswith(".safetensors"):
+        print(f"handforge train-features: --out is a checkpoint folder (frame/, motion/, recipe.json), not a file: "
+              f"got {args.out}", file=sys.stderr)
         return 2
     if args.epochs < 1:
         print("handforge train-features: --epochs must be at least 1", file=sys.stderr)
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         data = load_corpus(args.corpus, max_clips=args.max_clips, progress=not args.quiet)
         nets = train(data, TrainSettings(epochs_frame=args.epochs, epochs_motion=args.epochs, seed=args.seed),
                      progress=not args.quiet)
-        nets.recipe["command"] = (f"handforge train-features --corpus CORPUS --out {args.out.rsplit('/', 1)[-1]} "
+        nets.recipe["command"] = (f"handforge train-features --corpus CORPUS --out {Path(args.out).name} "
                                   f"--epochs {args.epochs} --seed {args.seed}"
                                   + (f" --max-clips {args.max_clips}" if args.max_clips else ""))
         path = nets.save(args.out)

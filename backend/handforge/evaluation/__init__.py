@@ -8,7 +8,8 @@ Modules, one job each:
     limits            joint-limit violations (against ``handforge_shared.anatomy``)
     motion            acceleration, jitter (jerk) and keyframe adherence of keypoint trajectories
     distribution      Fréchet distance, KID and diversity of feature sets
-    features          the feature networks the distribution metrics use, and their checkpoints
+    features          the features the distribution metrics use, and their checkpoint folders
+    feature_models    the two feature networks (diffusers models)
     feature_training  the recipe that trains them (``handforge train-features``)
     report            every metric for a set of clips in one call (``handforge evaluate``)
 """

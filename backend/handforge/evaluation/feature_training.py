@@ -36,14 +36,11 @@ import torch
 from torch import nn
 
 from handforge.evaluation.distribution import frechet_feature_distance
+from handforge.evaluation.feature_models import FrameNet, MotionNet
 from handforge.evaluation.features import (
     SCALE,
     FeatureError,
     FeatureNetworks,
-    FrameNet,
-    FrameNetConfig,
-    MotionNet,
-    MotionNetConfig,
     canonical_axes,
     canonical_frames,
     canonical_motion,
@@ -141,8 +138,8 @@ def train(data: CorpusData, settings: TrainSettings | None = None, progress: boo
     frame_classes = sorted({str(x) for i in train_ids for x in np.unique(data.frame_labels[i])})
     motion_classes = sorted({data.motion_labels[i] for i in train_ids})
     templates = sorted({t for i in train_ids for t in data.templates[i]})
-    frame_net = FrameNet(FrameNetConfig(classes=frame_classes))
-    motion_net = MotionNet(MotionNetConfig(classes=motion_classes, templates=templates))
+    frame_net = FrameNet(classes=frame_classes)
+    motion_net = MotionNet(classes=motion_classes, template_names=templates)
 
     frames_x, frames_y = _frames(data, train_ids, frame_classes, s.frame_stride)
     frame_loss = _fit_frames(frame_net, frames_x, frames_y, frame_classes, s, rng, progress)

@@ -15,20 +15,19 @@ the pair is in the world:
 A frame network gets one canonical frame; a motion network gets a whole sequence in the
 canonical frame of its first frame (so wrist paths and waving stay visible).
 
-    FrameNet    MLP 126 → 256 → 256 → 128 (LayerNorm, GELU); the 128-d embedding is the feature.
-    MotionNet   per-frame Linear 126 → 96, three 1-D convolutions over time (kernel 5, dilations
-                1, 2, 4, GELU, residual), mean and max over time → 128-d feature.
-Both carry small heads for their training targets (``feature_training.py``); evaluation uses only
-the embedding. A checkpoint is one ``.safetensors`` file holding both networks, their configs,
-the class names and the training recipe and results (JSON in the file's metadata).
+The networks, FrameNet (an MLP) and MotionNet (dilated temporal convolutions), are in
+``feature_models.py`` (diffusers models, imported only when networks are loaded or built). A
+checkpoint is a folder in the one format of every engine (``handforge.engines.checkpoints``):
+``frame/`` and ``motion/`` (each ``config.json``, holding the class names too, and safetensors
+weights) and ``recipe.json`` (how it was trained, and the results).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
@@ -39,13 +38,16 @@ from handforge.evaluation.common import as_numpy
 from handforge_shared.poses import MotionClip
 from handforge_shared.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 
-FORMAT = "handforge.features"
-VERSION = 1
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "features_v1.safetensors"
+if TYPE_CHECKING:
+    from handforge.evaluation.feature_models import FrameNet, MotionNet
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "features_v1"
+RECIPE = "recipe.json"
+LAYOUT = "frame/ and motion/ model folders plus recipe.json"
 FEATURES = config.register(config.Setting(
     key="evaluation.features",
     env="HANDFORGE_FEATURES",
-    help="feature-network checkpoint (.safetensors, from `handforge train-features`) used for the Fréchet "
+    help="feature-network checkpoint folder (from `handforge train-features`) used for the Fréchet "
          "distance, KID and diversity; default: the one shipped with HandForge",
     default=SHIPPED_CHECKPOINT,
 ))
@@ -94,66 +96,6 @@ def _keypoints(keypoints: Any, ndim: int) -> torch.Tensor:
     return k
 
 
-# ----------------------------------------------------------------------------- networks
-@dataclass
-class FrameNetConfig:
-    hidden: int = 256
-    feature_dim: int = 128
-    classes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class MotionNetConfig:
-    channels: int = 96
-    feature_dim: int = 128
-    kernel: int = 5
-    dilations: tuple[int, ...] = (1, 2, 4)
-    classes: list[str] = field(default_factory=list)     # motion kinds (softmax)
-    templates: list[str] = field(default_factory=list)   # interactions present (sigmoid)
-
-
-class FrameNet(nn.Module):
-    def __init__(self, cfg: FrameNetConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Sequential(
-            nn.Linear(INPUT_DIM, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
-            nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
-            nn.Linear(cfg.hidden, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim),
-        )
-        self.classify = nn.Linear(cfg.feature_dim, max(len(cfg.classes), 1))
-        self.reconstruct = nn.Linear(cfg.feature_dim, INPUT_DIM)  # keeps finger detail in the feature
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 126) canonical frames → (N, feature_dim) features."""
-        return self.embed(x)
-
-
-class MotionNet(nn.Module):
-    def __init__(self, cfg: MotionNetConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        c = cfg.channels
-        self.inp = nn.Sequential(nn.Linear(INPUT_DIM, c), nn.GELU())
-        self.convs = nn.ModuleList(nn.Conv1d(c, c, cfg.kernel, dilation=d, padding=d * (cfg.kernel // 2))
-                                   for d in cfg.dilations)
-        self.out = nn.Sequential(nn.Linear(2 * c, cfg.feature_dim), nn.LayerNorm(cfg.feature_dim))
-        self.classify = nn.Linear(cfg.feature_dim, max(len(cfg.classes), 1))
-        self.templates = nn.Linear(cfg.feature_dim, max(len(cfg.templates), 1))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, 126) canonical motions (``mask`` (B, T) True on real frames) → (B, feature_dim)."""
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        m = mask[:, None, :].to(x.dtype)
-        h = self.inp(x).transpose(1, 2) * m  # (B, C, T); padding kept at zero
-        for conv in self.convs:
-            h = (h + nn.functional.gelu(conv(h))) * m
-        mean = h.sum(-1) / m.sum(-1).clamp_min(1.0)
-        peak = h.masked_fill(m == 0, float("-inf")).amax(-1)
-        return self.out(torch.cat([mean, peak], dim=-1))
-
-
 # ----------------------------------------------------------------------------- checkpoints
 @dataclass
 class FeatureNetworks:
@@ -161,56 +103,42 @@ class FeatureNetworks:
     motion: MotionNet
     recipe: dict[str, Any] = field(default_factory=dict)   # how it was trained, and the results
 
-    def save(self, path: str | Path) -> Path:
-        """Write one .safetensors file atomically (no partial file on failure)."""
-        from safetensors.torch import save_file
+    def save(self, folder: str | Path) -> Path:
+        """Write the checkpoint folder atomically (no partial folder on failure)."""
+        from handforge.engines.checkpoints import CheckpointError, atomic_folder, write_model
 
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise FeatureError(f"{path}: feature checkpoints are .safetensors files; give a path ending in .safetensors")
-        tensors = {f"frame.{k}": v.detach().cpu().contiguous() for k, v in self.frame.state_dict().items()}
-        tensors |= {f"motion.{k}": v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
-        meta = {"format": FORMAT, "version": VERSION, "frame": asdict(self.frame.cfg),
-                "motion": asdict(self.motion.cfg), "recipe": self.recipe}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
+        folder = Path(folder)
+        if folder.suffix == ".safetensors":
+            raise FeatureError(f"{folder}: feature checkpoints are folders ({LAYOUT}); give a folder path, "
+                               "e.g. features_v2")
         try:
-            save_file(tensors, str(tmp), metadata={"handforge": json.dumps(meta)})
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+            with atomic_folder(folder) as tmp:
+                write_model(self.frame, tmp / "frame")
+                write_model(self.motion, tmp / "motion")
+                (tmp / RECIPE).write_text(json.dumps(self.recipe, indent=1) + "\n")
+        except CheckpointError as exc:
+            raise FeatureError(str(exc)) from None
+        return folder
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureNetworks":
-        from safetensors import SafetensorError, safe_open
+    def load(cls, folder: str | Path) -> "FeatureNetworks":
+        from handforge.engines.checkpoints import CheckpointError, load_model
+        from handforge.evaluation.feature_models import FrameNet, MotionNet
 
-        path = Path(path)
-        if not path.is_file():
-            raise FeatureError(f"{path}: no such feature checkpoint; train one with `handforge train-features` "
-                               f"or point {FEATURES.env} / [{FEATURES.section}] {FEATURES.name} at one")
+        folder = Path(folder)
+        where = f"point {FEATURES.env} / [{FEATURES.section}] {FEATURES.name} at one"
+        if folder.is_file():
+            raise FeatureError(f"{folder} is a file: feature checkpoints are folders ({LAYOUT}) written by "
+                               f"`handforge train-features`; {where}")
+        if not folder.is_dir():
+            raise FeatureError(f"{folder}: no such feature checkpoint; train one with `handforge train-features` "
+                               f"or {where}")
         try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {}).get("handforge", "{}"))
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        except (SafetensorError, OSError, json.JSONDecodeError) as exc:
-            raise FeatureError(f"{path}: not a readable feature checkpoint ({exc})") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise FeatureError(f"{path}: not a HandForge feature checkpoint v{VERSION} "
-                               f"(format {meta.get('format')!r} v{meta.get('version')!r})")
-        motion_cfg = dict(meta["motion"], dilations=tuple(meta["motion"]["dilations"]))
-        nets = cls(FrameNet(FrameNetConfig(**meta["frame"])), MotionNet(MotionNetConfig(**motion_cfg)),
-                   meta.get("recipe", {}))
-        for name, net in (("frame", nets.frame), ("motion", nets.motion)):
-            state = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise FeatureError(f"{path}: the {name} network's weights do not match its config ({exc})") from None
-        nets.frame.eval()
-        nets.motion.eval()
-        return nets
+            frame, motion = load_model(FrameNet, folder / "frame"), load_model(MotionNet, folder / "motion")
+            recipe = json.loads((folder / RECIPE).read_text()) if (folder / RECIPE).is_file() else {}
+        except (CheckpointError, OSError, ValueError) as exc:
+            raise FeatureError(f"{folder}: not a readable feature checkpoint ({exc})") from None
+        return cls(frame, motion, recipe)
 
     # ------------------------------------------------------------------ features
     @torch.no_grad()
@@ -218,13 +146,13 @@ class FeatureNetworks:
         """(N, 42, 3) two-hand keypoints (metres) → (N, 128) features."""
         x = canonical_frames(keypoints)
         return torch.cat([self.frame(x[s:s + batch_size]) for s in range(0, len(x), batch_size)] or
-                         [torch.zeros(0, self.frame.cfg.feature_dim)]).numpy()
+                         [torch.zeros(0, self.frame.config.feature_dim)]).numpy()
 
     @torch.no_grad()
     def motion_features(self, motions: Iterable[Any]) -> np.ndarray:
         """A (T, 42, 3) keypoint sequence per motion → (N, 128) features (one motion at a time)."""
         rows = [self.motion(canonical_motion(m)[None])[0] for m in motions]
-        return torch.stack(rows).numpy() if rows else np.zeros((0, self.motion.cfg.feature_dim), np.float32)
+        return torch.stack(rows).numpy() if rows else np.zeros((0, self.motion.config.feature_dim), np.float32)
 
 
 def load_features(path: str | Path | None = None) -> FeatureNetworks:
