@@ -126,7 +126,7 @@ def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
 def test_command_refuses_bad_input_and_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "f"
     assert main(["train-features", "--corpus", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
-    assert "no motion clips" in capsys.readouterr().err
+    assert "nowhere: no such folder" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     (tmp_path / "taken").write_text("a file")
     assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "taken"), "--quiet"]) == 2

@@ -46,7 +46,6 @@ from handforge.evaluation.features import (
     canonical_motion,
     two_hand_keypoints,
 )
-from handforge_shared.poses import MotionClip, PoseFormatError
 
 FREE = "free"
 UNLABELLED = "unlabelled"
@@ -79,47 +78,45 @@ class CorpusData:
 
 
 def load_corpus(folder: str | Path, max_clips: int | None = None, progress: bool = False) -> CorpusData:
-    """Read every clip of a corpus folder and compute its two-hand keypoints."""
+    """Read every clip of a corpus folder (or a plain folder of clips) and compute its two-hand keypoints.
+
+    Clips are read through ``handforge.datasets`` like every other consumer of the corpus; a plain
+    folder without ``splits.json`` gets a hashed train/validation split per clip name."""
+    from handforge.datasets import DatasetError, open_corpus, open_motion_folder
     from handforge.hands import load_hand_model
 
     folder = Path(folder)
-    clip_dir = folder / "clips" if (folder / "clips").is_dir() else folder
-    files = sorted(clip_dir.glob("*.npz"))[: max_clips or None]
-    if not files:
-        raise FeatureError(f"{folder}: no motion clips (.npz) found; give the folder written by `handforge corpus`")
-    split_of = _splits(folder)
     models: dict[str, Any] = {}
-    data = CorpusData([], [], [], [], [], [], {"folder": folder.name, "clips_found": len(files)})
-    made = _corpus_settings(folder)
-    if made:
-        data.source["corpus_settings"] = made
-    iterator = files
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(files, desc="keypoints", unit="clip")
-    for path in iterator:
-        try:
-            clip = MotionClip.load(path)
-        except PoseFormatError as exc:
-            raise FeatureError(f"cannot read {path}: {exc}") from None
-        if clip.hand_model not in models:
-            models[clip.hand_model] = load_hand_model(clip.hand_model)
-        keypoints, both = two_hand_keypoints(clip, models[clip.hand_model])
-        if not len(both) or not both.all():
-            continue  # the networks need both hands in every frame
-        info = clip.extra.get("corpus", {}) if isinstance(clip.extra, dict) else {}
-        labels = np.full(clip.num_frames, FREE if info else UNLABELLED, dtype=object)
-        for start, end, template in info.get("contact_frames", []):
-            labels[start:end + 1] = template
-        data.names.append(path.stem)
-        data.splits.append(split_of.get(path.stem) or _hash_split(path.stem))
-        data.keypoints.append(keypoints.astype(np.float32))
-        data.frame_labels.append(labels)
-        data.motion_labels.append(_motion_class(info))
-        data.templates.append({t for _, _, t in info.get("contact_frames", [])})
+    try:
+        if (folder / "splits.json").is_file():
+            source = open_corpus(folder, max_clips=max_clips)
+        else:
+            source = open_motion_folder(folder / "clips" if (folder / "clips").is_dir() else folder, max_clips=max_clips)
+        data = CorpusData([], [], [], [], [], [], {"folder": folder.name, "clips_found": len(source.clips)})
+        made = _corpus_settings(folder)
+        if made:
+            data.source["corpus_settings"] = made
+        # clips load lazily: a damaged file raises here, inside the try, with its path
+        for info, clip in source.iter_clips(progress=progress, desc="keypoints"):
+            if clip.hand_model not in models:
+                models[clip.hand_model] = load_hand_model(clip.hand_model)
+            keypoints, both = two_hand_keypoints(clip, models[clip.hand_model])
+            if not len(both) or not both.all():
+                continue  # the networks need both hands in every frame
+            corpus_info = info.extra.get("corpus", {}) if isinstance(info.extra, dict) else {}
+            labels = np.full(clip.num_frames, FREE if corpus_info else UNLABELLED, dtype=object)
+            for start, end, template in corpus_info.get("contact_frames", []):
+                labels[start:end + 1] = template
+            data.names.append(info.name)
+            data.splits.append(info.split or _hash_split(info.name))
+            data.keypoints.append(keypoints.astype(np.float32))
+            data.frame_labels.append(labels)
+            data.motion_labels.append(_motion_class(corpus_info))
+            data.templates.append({t for _, _, t in corpus_info.get("contact_frames", [])})
+    except DatasetError as exc:
+        raise FeatureError(str(exc)) from None
     if not data.names:
-        raise FeatureError(f"{folder}: none of the {len(files)} clips has both hands in every frame")
+        raise FeatureError(f"{folder}: none of the {len(source.clips)} clips has both hands in every frame")
     if "train" not in data.splits:
         raise FeatureError(f"{folder}: no clip is in the training split")
     data.source["clips_used"] = len(data.names)
@@ -294,17 +291,6 @@ def _motion_class(info: dict[str, Any]) -> str:
     if not kind:
         return UNLABELLED
     return f"periodic_{info['periodic']}" if kind == "periodic" and info.get("periodic") else str(kind)
-
-
-def _splits(folder: Path) -> dict[str, str]:
-    path = folder / "splits.json"
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FeatureError(f"{path}: not readable JSON ({exc})") from None
-    return {name: split for split in ("train", "validation", "test") for name in raw.get(split, [])}
 
 
 def _corpus_settings(folder: Path) -> dict[str, Any]:
