@@ -53,7 +53,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .rotations import array_ops, axis_angle_to_matrix, is_torch, matrix_to_axis_angle
+from .rotations import (
+    array_ops,
+    axis_angle_to_matrix,
+    euler_to_matrix,
+    is_torch,
+    matrix_to_axis_angle,
+    matrix_to_euler,
+)
 from .skeleton import FINGER_JOINTS, FINGERS, JOINT_NAMES, NUM_FINGER_JOINTS, Side, check_side
 
 # Euler mode of the anatomical decomposition, as Blender names it (see the module docstring).
@@ -190,35 +197,13 @@ def _side_signs(side: Side) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the conversion
-def euler_yzx_to_matrix(x: Any, y: Any, z: Any) -> Any:
-    """Blender 'YZX' Euler → matrix: Rx(x) · Rz(z) · Ry(y) (numpy or torch, any batch shape)."""
-    xp = array_ops(x)
-    cx, sx, cy, sy, cz, sz = xp.cos(x), xp.sin(x), xp.cos(y), xp.sin(y), xp.cos(z), xp.sin(z)
-    rows = [
-        [cz * cy, -sz, cz * sy],
-        [cx * sz * cy + sx * sy, cx * cz, cx * sz * sy - sx * cy],
-        [sx * sz * cy - cx * sy, sx * cz, sx * sz * sy + cx * cy],
-    ]
-    return xp.stack([xp.stack(r, -1) for r in rows], -2)
-
-
-def matrix_to_euler_yzx(m: Any) -> tuple[Any, Any, Any]:
-    """Inverse of ``euler_yzx_to_matrix``: (x, y, z) with |z| <= 90° (atan2 throughout, so torch
-    gradients stay finite away from the |z| = 90° gimbal lock)."""
-    xp = array_ops(m)
-    # cos(z) ≥ 0 by construction; the clamp keeps sqrt's gradient finite at the (unreachable) lock
-    z = xp.atan2(-m[..., 0, 1], xp.sqrt(xp.clamp_min(m[..., 0, 0] ** 2 + m[..., 0, 2] ** 2, 1e-30)))
-    x = xp.atan2(m[..., 2, 1], m[..., 1, 1])
-    y = xp.atan2(m[..., 0, 2], m[..., 0, 0])
-    return x, y, z
-
-
 def anatomical_to_matrix(angles: Any, frames: Any, side: Side) -> Any:
     """(..., 15, 3) anatomical angles (radians) → (..., 15, 3, 3) world-aligned joint rotations."""
     a = _as_input(angles)
     _check_angles(a)
     e = a * _const(_side_signs(side), a)
-    r_anat = euler_yzx_to_matrix(e[..., 0], e[..., 2], e[..., 1])
+    xp = array_ops(a)
+    r_anat = euler_to_matrix(xp.stack([e[..., 0], e[..., 2], e[..., 1]], -1), BLENDER_EULER_MODE)
     f = _const(_finger_frames(frames), a)
     return f @ r_anat @ _swap(f)
 
@@ -229,8 +214,8 @@ def matrix_to_anatomical(matrices: Any, frames: Any, side: Side) -> Any:
     if tuple(m.shape[-3:]) != (NUM_FINGER_JOINTS, 3, 3):
         raise ValueError(f"joint rotations must have shape (..., 15, 3, 3), got {tuple(m.shape)}")
     f = _const(_finger_frames(frames), m)
-    x, y, z = matrix_to_euler_yzx(_swap(f) @ m @ f)
-    return array_ops(m).stack([x, z, y], -1) * _const(_side_signs(side), m)
+    e = matrix_to_euler(_swap(f) @ m @ f, BLENDER_EULER_MODE)  # |abd| <= 90°: one solution
+    return array_ops(m).stack([e[..., 0], e[..., 2], e[..., 1]], -1) * _const(_side_signs(side), m)
 
 
 def anatomical_to_hand_pose(angles: Any, frames: Any, side: Side) -> Any:
