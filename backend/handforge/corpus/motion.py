@@ -5,10 +5,11 @@ the palm's rotation (T, 3, 3) and the palm centre (T, 3) in the scene frame (``p
 Working on the palm rather than on ``global_orient``/``transl`` makes rotations of the hand turn
 it about its middle, as people do; ``to_pose`` converts to the shared pose parameters at the end.
 
-Timing follows REFERENCE.md §12: transitions have the bell-shaped velocity of a minimum-jerk
-profile (10τ³ − 15τ⁴ + 6τ⁵, zero velocity and acceleration at both ends, so chained segments are
-smooth), fingers start at slightly different times (per-finger phase offsets), a single gesture
-takes about 0.2–0.6 s, tapping stays below 7 Hz. Overlays (tapping, waving, wrist paths) fade
+Transitions have the bell-shaped velocity of a minimum-jerk profile (10τ³ − 15τ⁴ + 6τ⁵, zero
+velocity and acceleration at both ends, so chained segments are smooth; Flash & Hogan, "The
+coordination of arm movements: an experimentally confirmed mathematical model", J Neurosci 5(7),
+1985). Our own choices: fingers start at slightly different times (per-finger phase offsets), a
+single gesture takes a few tenths of a second, tapping stays at 2–6 Hz. Overlays (tapping, waving, wrist paths) fade
 in and out with the same profile so that they add no jerk at their ends. Finger angles are
 clamped to the joint limits after everything is added.
 """
