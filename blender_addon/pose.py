@@ -207,7 +207,7 @@ def read_pose(arm_obj, visual: bool | None = None) -> HandPose:
 
 
 def write_pose(arm_obj, pose: HandPose, fingers_only: bool = False) -> None:
-    """Pose the rig from MANO parameters (betas are the rig's own: see ``rig.set_shape``)."""
+    """Pose the rig from MANO parameters (betas are the rig's own: see ``hands.set_shape``)."""
     if pose.batch_shape:
         raise ValueError("write_pose takes one pose, not a batch")
     local, location = params_to_local(bone_frames(arm_obj), pose.global_orient, pose.hand_pose, pose.transl)
