@@ -1,4 +1,5 @@
-"""Per-finger curl and spread sliders: anatomical angles (``shared/anatomy``) onto the finger bones."""
+"""Per-finger curl and spread sliders: anatomical angles (``handforge_shared.anatomy``, which also
+holds their inverse) onto the finger bones, and back."""
 
 from __future__ import annotations
 
@@ -22,9 +23,7 @@ def apply_finger(arm_obj, finger: str) -> None:
     world = anatomy.anatomical_to_matrix(angles, frames, props.side)  # (15, 3, 3)
     local = np.concatenate([np.eye(3)[None], pose_conv.local_from_world(frames[1:], world)])
     pose_conv.write_local(arm_obj, local, None, joints=list(FINGER_JOINTS[finger]))
-    from . import rig
-
-    rig.update_correctives(arm_obj)
+    pose_conv.update_correctives(arm_obj)
 
 
 def sync_sliders(arm_obj) -> None:
@@ -33,18 +32,11 @@ def sync_sliders(arm_obj) -> None:
     props = arm_obj.handforge
     pose = pose_conv.read_pose(arm_obj, visual=False)
     angles = anatomy.hand_pose_to_anatomical(pose.hand_pose, pose_conv.bone_frames(arm_obj), props.side)
+    curl, spread = anatomy.curl_spread_of(angles)
     _syncing = True
     try:
         for finger in FINGERS:
-            rows = [j - 1 for j in FINGER_JOINTS[finger]]
-            shares = anatomy.CURL_SHARE["thumb" if finger == "thumb" else "finger"]
-            full = np.array([s * anatomy.LIMITS_RAD[r, 0, 1] for r, s in zip(rows, shares)])
-            curl = float(np.clip(np.dot(angles[rows, 0], full) / np.dot(full, full), 0.0, 1.0))
-            lo, hi = anatomy.LIMITS_RAD[rows[0], 1]
-            direction = -1.0 if finger in ("ring", "pinky") else 1.0
-            abd = angles[rows[0], 1]  # inverse of curl_spread_angles' abduction mapping
-            spread = direction * abd / (hi if abd > 0 else -lo)
-            setattr(props, f"curl_{finger}", curl)
-            setattr(props, f"spread_{finger}", float(np.clip(spread, -1.0, 1.0)))
+            setattr(props, f"curl_{finger}", curl[finger])
+            setattr(props, f"spread_{finger}", spread[finger])
     finally:
         _syncing = False

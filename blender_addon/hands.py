@@ -1,4 +1,4 @@
-"""The hands of a scene: adding a pair, finding them, their default placement."""
+"""The hands of a scene: adding a pair, finding them, their default placement, their shape."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> dict[str
         setattr(context.scene.handforge, side, arm_obj)
         out[side] = arm_obj
     return out
+
+
+def set_shape(context, arm_obj, betas) -> None:
+    """Change a hand's shape (rest skeleton, shape keys) and keep its pose as it was."""
+    current = pose_conv.read_pose(arm_obj, visual=False)
+    rig_build.reshape(context, arm_obj, betas)
+    pose_conv.write_pose(arm_obj, current)
 
 
 def scene_hands(scene, target: str = "BOTH", required: bool = True) -> dict[str, object]:

@@ -285,7 +285,7 @@ def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: 
 
 def key_pose(arm_obj, frame: float) -> int:
     """Insert ordinary (artist) keys of the rig's current pose at ``frame``."""
-    rig_build.update_correctives(arm_obj)  # bones may have been rotated by hand since
+    pose_conv.update_correctives(arm_obj)  # bones may have been rotated by hand since
     count = 0
     for name in JOINT_NAMES:
         pb = arm_obj.pose.bones[name]

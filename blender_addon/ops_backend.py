@@ -114,7 +114,7 @@ class HANDFORGE_OT_backend_hands(jobs.JobOperator, bpy.types.Operator):
         made = hands.add_hands(context, rigs, name="MANO Hand" if self.model == "mano" else "Hand")
         if self.use_shape:
             for obj in made.values():
-                rig.set_shape(context, obj, np.array(self.betas))
+                hands.set_shape(context, obj, np.array(self.betas))
         return f"added {self.model} hands from the backend"
 
 

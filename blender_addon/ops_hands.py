@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 
-from . import fingers, hands, rig
+from . import fingers, hands
+from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import TARGET_ITEMS
 from handforge_shared.rig import HandRig
@@ -73,7 +74,7 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
     def execute(self, context):
         targets = hands.scene_hands(context.scene, self.sides)
         for obj in targets.values():
-            rig.set_shape(context, obj, np.array(self.betas))
+            hands.set_shape(context, obj, np.array(self.betas))
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -93,7 +94,7 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         for obj in hands.scene_hands(context.scene).values():
-            rig.update_correctives(obj)
+            pose_conv.update_correctives(obj)
         return {"FINISHED"}
 
 

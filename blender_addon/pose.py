@@ -12,26 +12,29 @@ The frames are read from the bones themselves, so the conversion is exact for wh
 the armature has (e.g. after a shape change). Numbers are computed in float64 with numpy; Blender
 stores them as float32.
 
-Finger bones use Euler mode 'YZX' (x = flexion, see ``shared/anatomy``), the wrist a quaternion;
-a bone the user switched to another rotation mode is read and written in that mode.
+Finger bones use Euler mode 'YZX' (x = flexion, see ``handforge_shared.anatomy``), the wrist a
+quaternion (``rig`` sets them); a bone the user switched to another rotation mode is read and
+written in that mode. Every pose written also sets the rig's pose-corrective shape keys.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import rig
 from handforge_shared.poses import HandPose
 from handforge_shared.rotations import (
     axis_angle_to_matrix,
+    euler_other_solution,
+    euler_to_matrix,
     matrix_to_axis_angle,
+    matrix_to_euler,
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
 
 WRIST = JOINT_NAMES[0]
-FINGER_ROTATION_MODE = "YZX"
-WRIST_ROTATION_MODE = "QUATERNION"
 
 
 # ---------------------------------------------------------------------- pure numpy (vectorised)
@@ -72,44 +75,15 @@ def local_to_params(frames: np.ndarray, local: np.ndarray, location: np.ndarray)
     }
 
 
-def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
-    """Blender Euler angles (..., 3) (x, y, z) in rotation mode ``order`` → matrices (..., 3, 3).
-
-    Blender applies the axes in the order written ('YZX': Y first), so R = R_last ··· R_first."""
-    a = np.asarray(angles, dtype=np.float64)
-    out = np.broadcast_to(np.eye(3), a.shape[:-1] + (3, 3))
-    for axis in order:  # left-multiply: the first axis ends up rightmost
-        i = "XYZ".index(axis)
-        vec = np.zeros(a.shape[:-1] + (3,))
-        vec[..., i] = a[..., i]
-        out = axis_angle_to_matrix(vec) @ out
-    return out
-
-
-def matrix_to_euler(m: np.ndarray, order: str, compat: np.ndarray | None = None) -> np.ndarray:
-    """Matrices (..., 3, 3) → Blender Euler angles (..., 3) for any of the six orders.
-
-    With ``compat`` (same shape as the result) each angle is moved by whole turns, and the
-    equivalent second solution is taken where it is closer, so that keys interpolate smoothly."""
-    m = np.asarray(m, dtype=np.float64)
-    i, j, k = ("XYZ".index(c) for c in order)  # first, second, third axis applied
-    # R = R_k(c) R_j(b) R_i(a); parity decides the signs (XYZ, YZX, ZXY are even).
-    sign = 1.0 if (j - i) % 3 == 1 else -1.0
-    b = np.arcsin(np.clip(-sign * m[..., k, i], -1.0, 1.0))
-    a = np.arctan2(sign * m[..., k, j], m[..., k, k])
-    c = np.arctan2(sign * m[..., j, i], m[..., i, i])
-    first = np.zeros(m.shape[:-2] + (3,))
-    first[..., i], first[..., j], first[..., k] = a, b, c
-    if compat is None:
-        return first
+def euler_near(m: np.ndarray, order: str, compat: np.ndarray) -> np.ndarray:
+    """Blender Euler angles (..., 3) of matrices (..., 3, 3) nearest to ``compat`` (same shape): each
+    angle moved by whole turns, and the equivalent second solution taken where it is closer, so
+    that keys interpolate smoothly."""
     compat = np.asarray(compat, dtype=np.float64)
-    second = first.copy()
-    second[..., i], second[..., j], second[..., k] = a + np.pi, np.pi - b, c + np.pi
-    candidates = []
-    for sol in (first, second):
-        sol = compat + (sol - compat + np.pi) % (2 * np.pi) - np.pi  # nearest by whole turns
-        candidates.append(sol)
-    dist = [np.abs(s - compat).sum(-1) for s in candidates]
+    first = matrix_to_euler(np.asarray(m, dtype=np.float64), order)
+    candidates = [compat + (sol - compat + np.pi) % (2 * np.pi) - np.pi  # nearest by whole turns
+                  for sol in (first, euler_other_solution(first, order))]
+    dist = [np.abs(c - compat).sum(-1) for c in candidates]
     return np.where((dist[1] < dist[0])[..., None], candidates[1], candidates[0])
 
 
@@ -130,16 +104,11 @@ def continuous_euler(local: np.ndarray, mode: str, previous: np.ndarray | None =
     with ``previous`` (..., 3), every later one within half a turn of the one before."""
     first = matrix_to_euler(local, mode)
     if previous is not None:
-        start = matrix_to_euler(local[0], mode, previous)
+        start = euler_near(local[0], mode, previous)
         # where frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π), use it throughout
         other = np.abs((start - first[0] + np.pi) % (2 * np.pi) - np.pi).max(axis=-1) > 1e-6
         if np.any(other):
-            i, j, k = ("XYZ".index(c) for c in mode)
-            flipped = first.copy()
-            flipped[..., i] += np.pi
-            flipped[..., j] = np.pi - flipped[..., j]
-            flipped[..., k] += np.pi
-            first = np.where(other[..., None], flipped, first)
+            first = np.where(other[..., None], euler_other_solution(first, mode), first)
         first[0] = start
     return np.unwrap(first, axis=0)
 
@@ -238,12 +207,21 @@ def read_pose(arm_obj, visual: bool | None = None) -> HandPose:
 
 
 def write_pose(arm_obj, pose: HandPose, fingers_only: bool = False) -> None:
-    """Pose the rig from MANO parameters (betas are the rig's own: see ``rig.set_shape``)."""
+    """Pose the rig from MANO parameters (betas are the rig's own: see ``hands.set_shape``)."""
     if pose.batch_shape:
         raise ValueError("write_pose takes one pose, not a batch")
     local, location = params_to_local(bone_frames(arm_obj), pose.global_orient, pose.hand_pose, pose.transl)
     joints = range(1, NUM_JOINTS) if fingers_only else None
     write_local(arm_obj, local, None if fingers_only else location, joints)
-    from . import rig  # the pose correctives follow every pose written
+    update_correctives(arm_obj)
 
-    rig.update_correctives(arm_obj)
+
+def update_correctives(arm_obj) -> None:
+    """Set the pose-corrective shape keys (MANO hands) from the current (visual) pose."""
+    keys = rig.corrective_keys(arm_obj)
+    if not keys:
+        return
+    local, _ = read_local(arm_obj, visual=bool(arm_obj.handforge.use_limits))
+    values = rig.corrective_values(world_from_local(bone_frames(arm_obj), local))
+    for kb, v in zip(keys, values):
+        kb.value = float(v)

@@ -4,7 +4,8 @@ Everything is in Blender's frame (Z-up, metres): model points p become ``MODEL_T
 Bone k's rest matrix is M·F_k with F_k the joint's anatomical frame, so bone Y runs along the
 finger and local X is the flexion axis (curling = rotating about X; see ``pose``). The rig data
 needed later (rest joints and their shape directions, for shape changes) is stored on the
-armature datablock, so saved files work without the add-on's assets.
+armature datablock, so saved files work without the add-on's assets. Posing is ``pose``'s job
+(which imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import pose as pose_conv
 from handforge_shared import anatomy
 from handforge_shared.rig import HandRig, anatomical_frames
 from handforge_shared.skeleton import (
@@ -37,6 +37,9 @@ WRIST_PALETTE = "THEME02"
 SKIN_COLOUR = (0.80, 0.57, 0.47, 1.0)
 BETA_KEY = "beta_{:d}"
 CORRECTIVE_KEY = "pose_{:02d}_{:d}{:d}"  # joint, row, column of (R − I)
+# Finger bones rotate in the anatomical Euler mode (x = flexion); the wrist, free in 3D, as a quaternion.
+FINGER_ROTATION_MODE = anatomy.BLENDER_EULER_MODE
+WRIST_ROTATION_MODE = "QUATERNION"
 
 
 class RigBuildError(RuntimeError):
@@ -172,10 +175,10 @@ def _style_bones(scene, arm_obj) -> None:
         pb.custom_shape = ring
         pb.bone.color.palette = FINGER_PALETTE[finger] if finger else WRIST_PALETTE
         if k == 0:
-            pb.rotation_mode = pose_conv.WRIST_ROTATION_MODE
+            pb.rotation_mode = WRIST_ROTATION_MODE
             pb.custom_shape_scale_xyz = (2.2, 1.0, 2.2)
         else:
-            pb.rotation_mode = pose_conv.FINGER_ROTATION_MODE
+            pb.rotation_mode = FINGER_ROTATION_MODE
             pb.lock_location = (True, True, True)
         pb.lock_scale = (True, True, True)
     for name, finger in zip(TIP_NAMES, FINGERS):
@@ -197,12 +200,12 @@ def _build_mesh(name: str, rig: HandRig) -> bpy.types.Mesh:
     return mesh
 
 
-def _add_vertex_groups(mesh_obj, weights: np.ndarray) -> None:
+def _add_vertex_groups(mesh_obj, skin_weights: np.ndarray) -> None:
     for k, name in enumerate(JOINT_NAMES):
         group = mesh_obj.vertex_groups.new(name=name)
-        ids = np.flatnonzero(weights[:, k] > 0)
+        ids = np.flatnonzero(skin_weights[:, k] > 0)
         # vertex_groups.add takes one weight per call: batch the vertices that share a weight.
-        values, inverse = np.unique(weights[ids, k].astype(np.float32), return_inverse=True)
+        values, inverse = np.unique(skin_weights[ids, k].astype(np.float32), return_inverse=True)
         for i, w in enumerate(values):
             group.add(ids[inverse == i].tolist(), float(w), "REPLACE")
 
@@ -272,12 +275,12 @@ def _stored_joints(arm_obj) -> tuple[np.ndarray, np.ndarray]:
     return rest, dirs
 
 
-def set_shape(context, arm_obj, betas) -> None:
-    """Change the hand's shape: shape keys, rest skeleton, and the current pose kept as it was."""
+def reshape(context, arm_obj, betas) -> None:
+    """Change the hand's shape: rest skeleton and shape keys. The bones' channels are left as they
+    are, so the pose changes with the frames (``hands.set_shape`` keeps the pose instead)."""
     betas = np.asarray(betas, dtype=np.float64)
     if betas.shape != (NUM_BETAS,) or not np.all(np.isfinite(betas)):
         raise ValueError(f"betas must be {NUM_BETAS} finite numbers")
-    current = pose_conv.read_pose(arm_obj, visual=False)
     rest, dirs = _stored_joints(arm_obj)
     _set_bones(context, arm_obj, _extended_joints(rest, dirs, betas), arm_obj.handforge.side, create=False)
     arm_obj.handforge.betas = betas.tolist()
@@ -288,7 +291,6 @@ def set_shape(context, arm_obj, betas) -> None:
             kb = keys.get(BETA_KEY.format(i))
             if kb is not None:
                 kb.value = float(b)
-    pose_conv.write_pose(arm_obj, current)
 
 
 def corrective_values(world_rotations: np.ndarray) -> np.ndarray:
@@ -307,17 +309,6 @@ def corrective_keys(arm_obj) -> list | None:
     if first is None:
         return None
     return [blocks[CORRECTIVE_KEY.format(j, r, c)] for j in range(1, NUM_JOINTS) for r in range(3) for c in range(3)]
-
-
-def update_correctives(arm_obj) -> None:
-    """Set the pose-corrective shape keys from the current (visual) pose."""
-    keys = corrective_keys(arm_obj)
-    if not keys:
-        return
-    local, _ = pose_conv.read_local(arm_obj, visual=bool(arm_obj.handforge.use_limits))
-    values = corrective_values(pose_conv.world_from_local(pose_conv.bone_frames(arm_obj), local))
-    for kb, v in zip(keys, values):
-        kb.value = float(v)
 
 
 # ---------------------------------------------------------------------- joint limits

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -49,8 +49,7 @@ def test_round_trip_anatomical_axis_angle(angles, side):
 def test_round_trip_axis_angle_anatomical(hand_pose):
     # Any rotation (within |abd| < 90°) has exactly one anatomical decomposition.
     angles = A.hand_pose_to_anatomical(hand_pose, FRAMES["right"], "right")
-    if np.abs(angles[:, 1]).max() > np.radians(85):
-        return
+    assume(np.abs(angles[:, 1]).max() <= np.radians(85))
     again = A.anatomical_to_matrix(angles, FRAMES["right"], "right")
     from handforge_shared.rotations import axis_angle_to_matrix
 
@@ -158,7 +157,7 @@ def test_every_joint_has_documented_limits():
         assert (arr[:, 0] < arr[:, 1]).all(), name
         assert arr[0, 0] <= 0.0 <= arr[0, 1], f"{name}: the rest pose must be allowed"
         assert len(lim.why) > 20
-    # textbook anchors (REFERENCE §12)
+    # textbook anchors (AAOS 1965 and Kapandji, cited in anatomy's docstring)
     assert A.JOINT_LIMITS["index1"].flex[1] == 90 and A.JOINT_LIMITS["pinky1"].flex[1] == 95
     assert A.JOINT_LIMITS["middle2"].flex[1] >= 100 and A.JOINT_LIMITS["ring3"].flex[1] >= 80
 
@@ -212,6 +211,39 @@ def test_curl_and_spread_sliders(model):
     assert A.within_limits(spread)
     s = keypoints(model, "right", spread)
     assert np.linalg.norm(s[kp("pinky4")] - s[kp("ring4")]) > np.linalg.norm(flat[kp("pinky4")] - flat[kp("ring4")])
+
+
+FINGER_NAMES = ("thumb", "index", "middle", "ring", "pinky")
+slider = st.floats(-1.0, 1.0, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(curl=st.fixed_dictionaries({f: st.floats(0.0, 1.0) for f in FINGER_NAMES}),
+       spread=st.fixed_dictionaries({f: slider for f in FINGER_NAMES}))
+def test_curl_spread_of_inverts_the_sliders(curl, spread):
+    # Curl alone and spread alone come back exactly; together the flexion coupling narrows the
+    # MCP abduction, which then reads as less spread.
+    got_curl, _ = A.curl_spread_of(A.curl_spread_angles(curl=curl))
+    _, got_spread = A.curl_spread_of(A.curl_spread_angles(spread=spread))
+    for f in FINGER_NAMES:
+        assert got_curl[f] == pytest.approx(curl[f], abs=1e-12)
+        assert got_spread[f] == pytest.approx(spread[f], abs=1e-12)
+    both_curl, both_spread = A.curl_spread_of(A.curl_spread_angles(curl=curl, spread=spread))
+    for f in FINGER_NAMES:
+        assert both_curl[f] == pytest.approx(curl[f], abs=1e-12)
+        assert abs(both_spread[f]) <= abs(spread[f]) + 1e-12
+
+
+def test_curl_spread_of_fits_any_pose():
+    # A pose off the synergy (only the PIP bent) reads as a partial curl; out-of-range values clip.
+    angles = np.zeros((15, 3))
+    angles[JOINT_NAMES.index("index2") - 1, 0] = np.radians(110)
+    curl, spread = A.curl_spread_of(angles)
+    assert 0.2 < curl["index"] < 0.8 and curl["middle"] == 0.0 and spread["index"] == 0.0
+    angles[JOINT_NAMES.index("index1") - 1, 1] = np.radians(90)
+    assert A.curl_spread_of(angles)[1]["index"] == 1.0
+    with pytest.raises(ValueError, match=r"\(15, 3\)"):
+        A.curl_spread_of(np.zeros(45))
 
 
 def test_bad_shapes_are_clear_errors():

@@ -106,7 +106,8 @@ def test_flat_conversion_uses_each_sides_mean(annotation_file):
 
 
 def test_interhand_poses_on_mano_match_smplx_used_as_the_dataset_says(tmp_path, annotation_file, synthetic_mano_dir):
-    """REFERENCE §7: smplx with its default flat_hand_mean=False, pose[:3] / pose[3:], shape, trans."""
+    """As https://github.com/facebookresearch/InterHand2.6M says: smplx with its default
+    flat_hand_mean=False, pose[:3] / pose[3:], shape, trans."""
     model = load_mano(synthetic_mano_dir).to(dtype=torch.float64)
     plain = write_synthetic_mano(tmp_path / "plain", chumpy_shapedirs=False)  # smplx cannot read chumpy
     clip = interhand.capture_clips(annotation_file, hands_mean=model.hands_mean_arrays())["0"]

@@ -1,13 +1,15 @@
-"""Rotation conversions: round trips (property-based), numpy/torch agreement, gradients, mirroring."""
+"""Rotation conversions: round trips (property-based), scipy as an independent oracle, numpy/torch
+agreement, gradients, mirroring, Blender's Euler modes and slerp."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.spatial.transform import Rotation, Slerp
 
 from handforge_shared import rotations as rot
 
@@ -44,8 +46,7 @@ def test_axis_angle_matrix_round_trip(aa):
 @settings(max_examples=300, deadline=None)
 @given(quaternion_parts)
 def test_quaternion_matrix_round_trip(q):
-    if np.linalg.norm(q) < 1e-3:
-        return
+    assume(np.linalg.norm(q) >= 1e-3)
     q = q / np.linalg.norm(q)
     q = q if q[0] >= 0 else -q
     m = rot.quaternion_to_matrix(q)
@@ -134,3 +135,131 @@ def test_bad_inputs_are_explained():
         rot.matrix_to_quaternion(np.zeros((3, 4)))
     with pytest.raises(TypeError, match="numpy array or a torch tensor"):
         rot.axis_angle_to_matrix("not numbers")
+
+
+# ---------------------------------------------------------------------- scipy as the oracle
+# scipy.spatial.transform is written independently of this module: agreeing with it checks the
+# conventions (rotation vectors, scalar-first quaternions, column-vector matrices), not only that
+# our own conversions invert each other.
+def _wxyz(rotation: Rotation) -> np.ndarray:
+    q = np.roll(rotation.as_quat(), 1, axis=-1)  # scipy stores (x, y, z, w)
+    return q * np.where(q[..., :1] < 0, -1.0, 1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(axis_angles)
+def test_axis_angle_matrix_quaternion_agree_with_scipy(aa):
+    truth = Rotation.from_rotvec(aa)
+    np.testing.assert_allclose(rot.axis_angle_to_matrix(aa), truth.as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(rot.matrix_to_quaternion(truth.as_matrix()), _wxyz(truth), atol=1e-9)
+    np.testing.assert_allclose(rot.quaternion_to_matrix(_wxyz(truth)), truth.as_matrix(), atol=1e-12)
+    # Axis-angle back from a matrix: scipy's and ours are the same rotation vector (angle in [0, π]);
+    # at exactly π both signs are valid, so compare the rotations there.
+    back = rot.matrix_to_axis_angle(truth.as_matrix())
+    if np.linalg.norm(truth.as_rotvec()) < np.pi - 1e-6:
+        np.testing.assert_allclose(back, truth.as_rotvec(), atol=1e-8)
+    np.testing.assert_allclose(Rotation.from_rotvec(back).as_matrix(), truth.as_matrix(), atol=1e-9)
+    # 6D is defined on matrices: the first two rows of scipy's matrix, decoded back to it.
+    six = rot.matrix_to_rot6d(truth.as_matrix())
+    np.testing.assert_allclose(six, truth.as_matrix()[:2].ravel(), atol=0)
+    np.testing.assert_allclose(rot.rot6d_to_matrix(six), truth.as_matrix(), atol=1e-12)
+
+
+def test_scipy_agreement_in_batches_and_torch():
+    truth = Rotation.random(64, random_state=1)
+    m = truth.as_matrix()
+    np.testing.assert_allclose(rot.axis_angle_to_matrix(truth.as_rotvec()), m, atol=1e-12)
+    np.testing.assert_allclose(rot.matrix_to_quaternion(torch.tensor(m)).numpy(), _wxyz(truth), atol=1e-9)
+    np.testing.assert_allclose(rot.quaternion_to_axis_angle(_wxyz(truth)), truth.as_rotvec(), atol=1e-9)
+
+
+euler_angles = arrays(np.float64, (3,), elements=st.floats(-np.pi, np.pi, allow_nan=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(euler_angles, st.sampled_from(rot.EULER_ORDERS))
+def test_euler_agrees_with_scipy_extrinsic(angles, order):
+    # Blender's mode 'YZX' applies Y first about the fixed axes: scipy's extrinsic (lower-case)
+    # 'yzx' with the angles listed in that order.
+    in_order = [angles["XYZ".index(c)] for c in order]
+    truth = Rotation.from_euler(order.lower(), in_order)
+    m = rot.euler_to_matrix(angles, order)
+    np.testing.assert_allclose(m, truth.as_matrix(), atol=1e-12)
+    expected = truth.as_euler(order.lower())  # scipy: middle angle in [-π/2, π/2], like ours
+    assume(np.pi / 2 - abs(expected[1]) > 1e-3)  # gimbal lock: the first and last angles are not unique
+    back = rot.matrix_to_euler(m, order)
+    gap = np.array([back["XYZ".index(c)] for c in order]) - expected
+    np.testing.assert_allclose((gap + np.pi) % (2 * np.pi) - np.pi, 0.0, atol=1e-8)  # +π and −π are one angle
+    np.testing.assert_allclose(rot.euler_to_matrix(rot.euler_other_solution(back, order), order), m, atol=1e-12)
+
+
+def test_euler_torch_agrees_and_has_finite_gradients():
+    rng = np.random.default_rng(2)
+    angles = rng.uniform(-1.4, 1.4, size=(10, 3))
+    for order in rot.EULER_ORDERS:
+        m = rot.euler_to_matrix(angles, order)
+        t = torch.tensor(m, requires_grad=True)
+        back = rot.matrix_to_euler(t, order)
+        np.testing.assert_allclose(back.detach().numpy(), rot.matrix_to_euler(m, order), atol=1e-12)
+        np.testing.assert_allclose(rot.euler_to_matrix(back, order).detach().numpy(), m, atol=1e-12)
+        back.sum().backward()
+        assert torch.isfinite(t.grad).all()
+    with pytest.raises(ValueError, match="unknown Euler order 'XYX'"):
+        rot.euler_to_matrix(angles, "XYX")
+
+
+@settings(max_examples=100, deadline=None)
+@given(axis_angles, axis_angles, st.floats(0.0, 1.0))
+def test_slerp_agrees_with_scipy(aa0, aa1, s):
+    r0, r1 = Rotation.from_rotvec(aa0), Rotation.from_rotvec(aa1)
+    relative = np.linalg.norm((r1 * r0.inv()).as_rotvec())
+    assume(relative < np.pi - 1e-3)  # at a half turn both ways round are equally short
+    expected = Slerp([0.0, 1.0], Rotation.concatenate([r0, r1]))([s]).as_matrix()[0]
+    np.testing.assert_allclose(rot.slerp_matrix(r0.as_matrix(), r1.as_matrix(), np.array(s)), expected, atol=1e-7)
+    q = rot.slerp_quaternion(_wxyz(r0), -_wxyz(r1), np.array(s))  # either sign of q1: the short way
+    np.testing.assert_allclose(rot.quaternion_to_matrix(q), expected, atol=1e-7)
+
+
+def test_slerp_batches_keeps_equal_rotations_and_runs_on_torch():
+    rng = np.random.default_rng(4)
+    r0, r1 = Rotation.random(2, random_state=3).as_matrix()
+    s = np.linspace(0.0, 1.0, 7)
+    out = rot.slerp_matrix(r0, r1, s)
+    assert out.shape == (7, 3, 3)
+    np.testing.assert_allclose(out[0], r0, atol=1e-12)
+    np.testing.assert_allclose(out[-1], r1, atol=1e-12)
+    # constant angular speed: equal steps turn by equal angles
+    steps = rot.rotation_angle(np.swapaxes(out[:-1], -1, -2) @ out[1:])
+    np.testing.assert_allclose(steps, steps[0], atol=1e-9)
+    np.testing.assert_array_equal(rot.slerp_matrix(r0, r0.copy(), s), np.broadcast_to(r0, (7, 3, 3)))
+    q0, q1 = (torch.tensor(rot.matrix_to_quaternion(r), requires_grad=True) for r in (r0, r0 @ rot.axis_angle_to_matrix(rng.normal(size=3) * 1e-3)))
+    q = rot.slerp_quaternion(q0, q1, 0.3)  # nearly equal: the normalised-lerp branch
+    q.sum().backward()
+    assert torch.isfinite(q0.grad).all() and torch.isfinite(q1.grad).all()
+    np.testing.assert_allclose(rot.slerp_matrix(torch.tensor(r0), torch.tensor(r1), torch.tensor(s)).numpy(), out,
+                               atol=1e-12)
+
+
+_MATHUTILS = """
+import json, sys
+import bpy, mathutils  # mathutils is importable once bpy is
+cases = json.load(sys.stdin)
+print(json.dumps([[list(r) for r in mathutils.Euler(e, mode).to_matrix()] for e, mode in cases]))
+"""
+
+
+@pytest.mark.slow
+def test_euler_orders_are_blenders():
+    """Blender's own ``mathutils.Euler.to_matrix`` for every mode (bpy in a subprocess)."""
+    pytest.importorskip("bpy")
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(6)
+    cases = [(rng.uniform(-2, 2, size=3).tolist(), order) for order in rot.EULER_ORDERS for _ in range(3)]
+    out = subprocess.run([sys.executable, "-c", _MATHUTILS], input=json.dumps(cases), capture_output=True,
+                         text=True, timeout=120, check=True)
+    blender = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    for (angles, order), expected in zip(cases, blender):
+        np.testing.assert_allclose(rot.euler_to_matrix(np.array(angles), order), expected, atol=1e-6)

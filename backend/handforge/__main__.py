@@ -1,3 +1,6 @@
+"""``python -m handforge``: the same as the ``handforge`` command."""
+
 from handforge.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,9 +32,26 @@ keeps rotations about the flexion axis but reverses those about the other two.
 
 Joint limits
 ------------
-``JOINT_LIMITS`` (degrees) hold active ranges of motion for an adult hand (REFERENCE.md §12,
-clinical goniometry, individual ranges vary by ±10°). They are measured from the anatomical
-neutral; our zero is the rig's flat rest pose, which on the open hand and MANO is close to it.
+``JOINT_LIMITS`` (degrees) hold active ranges of motion for an adult hand, from clinical
+goniometry (individual ranges vary by about ±10°):
+- flexion/extension of the finger MCP (90°/45°), PIP (100°/0°) and DIP (90°/10°), the thumb MCP
+  (50°) and IP (80°/20°): American Academy of Orthopaedic Surgeons, "Joint Motion: Method of
+  Measuring and Recording" (1965). Ours differ within the ±10° of individual variation: 30° of
+  MCP hyperextension (the rest pose is already slightly extended), 110° of PIP flexion, 60° of
+  thumb MCP flexion, 15° of thumb IP hyperextension;
+- the thumb CMC's arcs (about 53° flexion–extension and 42° abduction–adduction, with axial
+  rotation in opposition): Cooney et al., "The kinesiology of the thumb trapeziometacarpal
+  joint", J Bone Joint Surg Am 63(9), 1981;
+- MCP flexion growing from the index towards the little finger, and the collateral ligaments
+  that tighten as the MCP flexes so that bent fingers can hardly be spread: I. A. Kapandji,
+  "The Physiology of the Joints", vol. 1, The Upper Limb.
+The MCP abduction magnitudes (±20° index and little finger, ±15° middle and ring), the little
+finger's 95° of MCP flexion, the share of abduction lost in flexion (``MCP_ABD_COUPLING``) and the
+tolerances on hinge joints are our own approximations within these descriptions, not figures
+from one published table. Everyday use needs far less than these maxima (Hume et al.,
+"Functional range of motion of the joints of the hand", J Hand Surg Am 15(2), 1990).
+The ranges are measured from the anatomical neutral; our zero is the rig's flat rest pose, which
+on the open hand and MANO is close to it.
 Where the textbook says "none" (hinge joints) we still allow a few degrees: the rig's hinge axes
 are estimated from joint positions, not measured, and real phalanges have a little passive play.
 Finger MCP abduction shrinks as the MCP flexes (collateral ligaments tighten): the allowed
@@ -53,7 +70,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .rotations import array_ops, axis_angle_to_matrix, is_torch, matrix_to_axis_angle
+from .rotations import (
+    array_ops,
+    axis_angle_to_matrix,
+    euler_to_matrix,
+    is_torch,
+    matrix_to_axis_angle,
+    matrix_to_euler,
+)
 from .skeleton import FINGER_JOINTS, FINGERS, JOINT_NAMES, NUM_FINGER_JOINTS, Side, check_side
 
 # Euler mode of the anatomical decomposition, as Blender names it (see the module docstring).
@@ -66,8 +90,9 @@ FINGER_JOINT_NAMES: tuple[str, ...] = JOINT_NAMES[1:]
 # so the sign is flipped there to give "positive = towards the thumb" on both hands.
 SIDE_SIGN: dict[str, float] = {"right": -1.0, "left": 1.0}
 
-# Share of the MCP abduction range that is lost at 90° MCP flexion (REFERENCE §12: "shrinks as
-# the MCP flexes"; in full flexion the fingers can barely be spread, so most of it goes).
+# Share of the MCP abduction range that is lost at 90° MCP flexion: the collateral ligaments
+# tighten in flexion and bent fingers can barely be spread (Kapandji, above), so most of it goes.
+# The share itself is our estimate.
 MCP_ABD_COUPLING = 0.6
 
 
@@ -115,9 +140,9 @@ def _build_limits() -> dict[str, JointLimit]:
     # arc (~50°) plus palmar abduction (45–60°) both load onto our flexion axis.
     limits["thumb1"] = JointLimit(
         (-20.0, 75.0), (-30.0, 35.0), (-20.0, 50.0),
-        "CMC: ~50° flexion/extension arc plus 45–60° palmar abduction, both along the tilted "
+        "CMC: ~53° flexion/extension arc plus palmar abduction (Cooney et al. 1981), both along the tilted "
         "flexion axis (on the open hand, full opposition to the little-finger base needs ~66°); "
-        "45–60° radial abduction arc (the rest thumb already lies abducted in the palm plane, so "
+        "~42° abduction arc (the rest thumb already lies abducted in the palm plane, so "
         "-30..+35°); axial rotation up to ~45° accompanies opposition (+ = pronation)",
     )
     limits["thumb2"] = JointLimit(
@@ -190,35 +215,13 @@ def _side_signs(side: Side) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the conversion
-def euler_yzx_to_matrix(x: Any, y: Any, z: Any) -> Any:
-    """Blender 'YZX' Euler → matrix: Rx(x) · Rz(z) · Ry(y) (numpy or torch, any batch shape)."""
-    xp = array_ops(x)
-    cx, sx, cy, sy, cz, sz = xp.cos(x), xp.sin(x), xp.cos(y), xp.sin(y), xp.cos(z), xp.sin(z)
-    rows = [
-        [cz * cy, -sz, cz * sy],
-        [cx * sz * cy + sx * sy, cx * cz, cx * sz * sy - sx * cy],
-        [sx * sz * cy - cx * sy, sx * cz, sx * sz * sy + cx * cy],
-    ]
-    return xp.stack([xp.stack(r, -1) for r in rows], -2)
-
-
-def matrix_to_euler_yzx(m: Any) -> tuple[Any, Any, Any]:
-    """Inverse of ``euler_yzx_to_matrix``: (x, y, z) with |z| <= 90° (atan2 throughout, so torch
-    gradients stay finite away from the |z| = 90° gimbal lock)."""
-    xp = array_ops(m)
-    # cos(z) ≥ 0 by construction; the clamp keeps sqrt's gradient finite at the (unreachable) lock
-    z = xp.atan2(-m[..., 0, 1], xp.sqrt(xp.clamp_min(m[..., 0, 0] ** 2 + m[..., 0, 2] ** 2, 1e-30)))
-    x = xp.atan2(m[..., 2, 1], m[..., 1, 1])
-    y = xp.atan2(m[..., 0, 2], m[..., 0, 0])
-    return x, y, z
-
-
 def anatomical_to_matrix(angles: Any, frames: Any, side: Side) -> Any:
     """(..., 15, 3) anatomical angles (radians) → (..., 15, 3, 3) world-aligned joint rotations."""
     a = _as_input(angles)
     _check_angles(a)
     e = a * _const(_side_signs(side), a)
-    r_anat = euler_yzx_to_matrix(e[..., 0], e[..., 2], e[..., 1])
+    xp = array_ops(a)
+    r_anat = euler_to_matrix(xp.stack([e[..., 0], e[..., 2], e[..., 1]], -1), BLENDER_EULER_MODE)
     f = _const(_finger_frames(frames), a)
     return f @ r_anat @ _swap(f)
 
@@ -229,8 +232,8 @@ def matrix_to_anatomical(matrices: Any, frames: Any, side: Side) -> Any:
     if tuple(m.shape[-3:]) != (NUM_FINGER_JOINTS, 3, 3):
         raise ValueError(f"joint rotations must have shape (..., 15, 3, 3), got {tuple(m.shape)}")
     f = _const(_finger_frames(frames), m)
-    x, y, z = matrix_to_euler_yzx(_swap(f) @ m @ f)
-    return array_ops(m).stack([x, z, y], -1) * _const(_side_signs(side), m)
+    e = matrix_to_euler(_swap(f) @ m @ f, BLENDER_EULER_MODE)  # |abd| <= 90°: one solution
+    return array_ops(m).stack([e[..., 0], e[..., 2], e[..., 1]], -1) * _const(_side_signs(side), m)
 
 
 def anatomical_to_hand_pose(angles: Any, frames: Any, side: Side) -> Any:
@@ -327,9 +330,26 @@ def blender_euler_to_anatomical(euler: Any, side: Side) -> np.ndarray:
     return np.stack([e[..., 0], e[..., 2], e[..., 1]], -1) * _side_signs(side)
 
 
-# DIP flexion ≈ 2/3 of PIP flexion in natural motion (REFERENCE §12); a slider curls all three
-# joints of a finger together along this synergy.
+# In natural grasping the DIP flexes about 2/3 as much as the PIP (the coupling Rijpkema & Girard,
+# "Computer animation of knowledge-based human grasping", SIGGRAPH 1991, build on). A slider curls
+# all three joints of a finger together, each to this share of its own maximum flexion, which
+# approximates that synergy.
 CURL_SHARE = {"finger": (0.85, 1.0, 0.67), "thumb": (0.45, 0.8, 0.9)}
+
+
+# Spreading moves a finger away from the middle finger: radial (+) for thumb, index (and the
+# middle finger itself), ulnar (−) for ring and pinky.
+_SPREAD_DIRECTION = {"thumb": 1.0, "index": 1.0, "middle": 1.0, "ring": -1.0, "pinky": -1.0}
+
+
+def _finger_rows(finger: str) -> list[int]:
+    return [j - 1 for j in FINGER_JOINTS[finger]]
+
+
+def _full_curl(finger: str) -> np.ndarray:
+    """(3,) flexion (radians) of the finger's three joints at curl = 1."""
+    shares = CURL_SHARE["thumb" if finger == "thumb" else "finger"]
+    return np.array([share * LIMITS_RAD[row, 0, 1] for row, share in zip(_finger_rows(finger), shares)])
 
 
 def curl_spread_angles(curl: Mapping[str, float] | None = None,
@@ -340,20 +360,38 @@ def curl_spread_angles(curl: Mapping[str, float] | None = None,
     maximum flexion, DIP ≈ 2/3 PIP). ``spread[finger]`` in [-1, 1]: MCP abduction (CMC for the
     thumb) as a fraction of its range, positive = away from the middle finger (for the thumb:
     away from the index). Values outside the ranges are clipped; the result is within the limits.
+    ``curl_spread_of`` is the inverse.
     """
     angles = np.zeros((NUM_FINGER_JOINTS, 3))
     for finger in FINGERS:
         c = float(np.clip((curl or {}).get(finger, 0.0), 0.0, 1.0))
         sp = float(np.clip((spread or {}).get(finger, 0.0), -1.0, 1.0))
-        rows = [j - 1 for j in FINGER_JOINTS[finger]]
-        shares = CURL_SHARE["thumb" if finger == "thumb" else "finger"]
-        for row, share in zip(rows, shares):
-            angles[row, 0] = c * share * LIMITS_RAD[row, 0, 1]
-        # Away from the middle finger is radial (+) for index and thumb, ulnar (−) for ring, pinky.
-        direction = {"thumb": 1.0, "index": 1.0, "middle": 1.0, "ring": -1.0, "pinky": -1.0}[finger]
+        rows = _finger_rows(finger)
+        angles[rows, 0] = c * _full_curl(finger)
         lo, hi = LIMITS_RAD[rows[0], 1]
-        angles[rows[0], 1] = direction * sp * (hi if direction * sp > 0 else -lo)
+        abd = _SPREAD_DIRECTION[finger] * sp
+        angles[rows[0], 1] = abd * (hi if abd > 0 else -lo)
     return clamp_to_limits(angles)
+
+
+def curl_spread_of(angles: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """The per-finger sliders (curl, spread) that best describe anatomical angles (15, 3) radians:
+    the inverse of ``curl_spread_angles``. Curl is the least-squares fit of the finger's three
+    flexions to its curl synergy, spread the MCP (thumb: CMC) abduction as a fraction of the static
+    range; both clipped to their slider ranges. Exact on ``curl_spread_angles``' output wherever
+    the flexion coupling did not narrow the abduction (a straight finger, or no spread)."""
+    a = np.asarray(angles, dtype=np.float64)
+    if a.shape != (NUM_FINGER_JOINTS, 3):
+        raise ValueError(f"anatomical angles must have shape (15, 3), got {a.shape}")
+    curl, spread = {}, {}
+    for finger in FINGERS:
+        rows = _finger_rows(finger)
+        full = _full_curl(finger)
+        curl[finger] = float(np.clip(a[rows, 0] @ full / (full @ full), 0.0, 1.0))
+        lo, hi = LIMITS_RAD[rows[0], 1]
+        abd = a[rows[0], 1]
+        spread[finger] = float(np.clip(_SPREAD_DIRECTION[finger] * abd / (hi if abd > 0 else -lo), -1.0, 1.0))
+    return curl, spread
 
 
 def anatomical_from_degrees(table: Mapping[str, tuple[float, float, float]]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Rotation conversions: axis-angle, quaternion, matrix and 6D, plus mirroring.
+"""Rotation conversions: axis-angle, quaternion, matrix, 6D and Blender's Euler modes; mirroring; slerp.
 
 One implementation serves both sides: every function takes numpy arrays (the Blender add-on) or
 torch tensors (the backend, differentiable, any device and float dtype) and returns the same kind.
@@ -10,6 +10,8 @@ Conventions
 - matrix: (..., 3, 3), rotating column vectors (x' = R @ x).
 - 6D: (..., 6), the first two *rows* of the matrix (pytorch3d's ``matrix_to_rotation_6d``,
   the convention InterHandGen's data uses); decoded by Gram-Schmidt.
+- Euler: (..., 3), angles (x, y, z) about the parent's axes in one of Blender's six modes
+  ('YZX': Y applied first, R = Rx · Rz · Ry), as ``mathutils.Euler`` stores them.
 """
 
 from __future__ import annotations
@@ -256,3 +258,105 @@ def rotation_angle(matrix: Any) -> Any:
     s = xp.sqrt(xp.clamp_min(((m[..., 2, 1] - m[..., 1, 2]) ** 2 + (m[..., 0, 2] - m[..., 2, 0]) ** 2
                               + (m[..., 1, 0] - m[..., 0, 1]) ** 2) * 0.25, 0.0))
     return xp.atan2(s, c)
+
+
+# ---------------------------------------------------------------------- Euler angles (Blender's)
+# Blender's Euler modes name the axes in the order they are applied to the object: mode 'YZX' turns
+# about Y first, then Z, then X, all about the fixed parent axes, so R = Rx · Rz · Ry (scipy calls
+# this extrinsic 'yzx'). Angles are stored per axis, (x, y, z), whatever the mode. See
+# https://docs.blender.org/api/current/mathutils.html#mathutils.Euler
+EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
+
+
+def _check_order(order: str) -> tuple[int, int, int]:
+    if order not in EULER_ORDERS:
+        raise ValueError(f"unknown Euler order {order!r}: use one of {', '.join(EULER_ORDERS)}")
+    i, j, k = ("XYZ".index(c) for c in order)
+    return i, j, k
+
+
+def _elementary(angle: Any, axis: int, xp: SimpleNamespace) -> Any:
+    """(..., 3, 3) rotations by ``angle`` about coordinate axis 0, 1 or 2."""
+    c, s = xp.cos(angle), xp.sin(angle)
+    one, zero = c * 0.0 + 1.0, c * 0.0
+    rows = {
+        0: [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+        1: [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+        2: [[c, -s, zero], [s, c, zero], [zero, zero, one]],
+    }[axis]
+    return _matrix(rows, xp)
+
+
+def euler_to_matrix(euler: Any, order: str) -> Any:
+    """Blender Euler angles (..., 3), (x, y, z) radians in mode ``order`` → matrices (..., 3, 3)."""
+    e = _as_array(euler)
+    _check_last(e, 3, "Euler angles")
+    i, j, k = _check_order(order)
+    xp = array_ops(e)
+    return _elementary(e[..., k], k, xp) @ _elementary(e[..., j], j, xp) @ _elementary(e[..., i], i, xp)
+
+
+def matrix_to_euler(matrix: Any, order: str) -> Any:
+    """Inverse of ``euler_to_matrix``: (..., 3) angles (x, y, z), the middle axis' angle in [-π/2, π/2].
+
+    Written with atan2 throughout (no arcsin), so it stays accurate and torch gradients stay finite
+    everywhere but at the gimbal lock (middle angle ±90°)."""
+    m = _as_array(matrix)
+    _check_matrix(m)
+    i, j, k = _check_order(order)
+    xp = array_ops(m)
+    # R = R_k(c) R_j(b) R_i(a); the cyclic orders (XYZ, YZX, ZXY) and the others differ in sign.
+    sign = 1.0 if (j - i) % 3 == 1 else -1.0
+    # cos(b) ≥ 0; the clamp keeps sqrt's gradient finite at the lock
+    b = xp.atan2(-sign * m[..., k, i], xp.sqrt(xp.clamp_min(m[..., k, j] ** 2 + m[..., k, k] ** 2, 1e-30)))
+    a = xp.atan2(sign * m[..., k, j], m[..., k, k])
+    c = xp.atan2(sign * m[..., j, i], m[..., i, i])
+    by_axis = {i: a, j: b, k: c}
+    return xp.stack([by_axis[0], by_axis[1], by_axis[2]], -1)
+
+
+def euler_other_solution(euler: Any, order: str) -> Any:
+    """The second Euler triple of the same rotations: (a + π, π − b, c + π) in the order's axes."""
+    e = _as_array(euler)
+    _check_last(e, 3, "Euler angles")
+    i, j, _ = _check_order(order)
+    xp = array_ops(e)
+    return xp.stack([e[..., n] + np.pi if n != j else np.pi - e[..., n] for n in range(3)], -1)
+
+
+# ---------------------------------------------------------------------- interpolation
+_NLERP_ABOVE = 0.9995  # |cos Ω| above this: normalised lerp is exact enough and sin Ω is not divided by
+
+
+def slerp_quaternion(q0: Any, q1: Any, s: Any) -> Any:
+    """Quaternions (..., 4) from ``q0`` to ``q1`` at fractions ``s`` (...) along the shortest arc
+    (Shoemake 1985, "Animating rotation with quaternion curves", SIGGRAPH). Inputs broadcast."""
+    q0, q1 = _as_array(q0), _as_array(q1)
+    s = q0.new_tensor(s) if is_torch(q0) and not is_torch(s) else _as_array(s)
+    _check_last(q0, 4, "quaternions")
+    _check_last(q1, 4, "quaternions")
+    xp = array_ops(q0)
+    dot = (q0 * q1).sum(-1)
+    q1 = xp.where((dot < 0.0)[..., None], -q1, q1)  # the shorter of the two arcs
+    dot = xp.abs(dot)
+    near = dot > _NLERP_ABOVE
+    omega = xp.atan2(xp.sqrt(xp.clamp_min(1.0 - dot * dot, 1e-30)), dot)  # clamp: finite gradients
+    sin_omega = xp.where(near, 1.0, xp.sin(omega))
+    s = s[..., None]
+    lerp = q0 + s * (q1 - q0)
+    arc = (xp.sin((1.0 - s) * omega[..., None]) * q0 + xp.sin(s * omega[..., None]) * q1) / sin_omega[..., None]
+    q = xp.where(near[..., None], lerp, arc)
+    return q / xp.sqrt((q * q).sum(-1))[..., None]
+
+
+def slerp_matrix(r0: Any, r1: Any, s: Any) -> Any:
+    """Rotations (..., 3, 3) from ``r0`` to ``r1`` at fractions ``s`` (...) along the shortest arc.
+    Where ``r0`` and ``r1`` are equal (to ``np.allclose``'s tolerance) ``r0`` itself comes back,
+    so a rotation that does not change is not perturbed by a quaternion round trip."""
+    r0, r1 = _as_array(r0), _as_array(r1)
+    _check_matrix(r0)
+    _check_matrix(r1)
+    xp = array_ops(r0)
+    q = slerp_quaternion(matrix_to_quaternion(r0), matrix_to_quaternion(r1), s)
+    same = (xp.abs(r0 - r1) <= 1e-8 + 1e-5 * xp.abs(r1)).all(-1).all(-1)
+    return xp.where(same[..., None, None], r0, quaternion_to_matrix(q))

@@ -371,7 +371,7 @@ class Generator:
 
 
 # ---------------------------------------------------------------------- helpers
-MIN_MOVE = 0.25  # s: no transition faster than this, whatever the clip's speed (REFERENCE §12: 0.2–0.6 s)
+MIN_MOVE = 0.25  # s: no transition faster than this, whatever the clip's speed (our floor: no twitches)
 
 
 def _dur(rng: np.random.Generator, low: float, high: float, speed: float) -> float:

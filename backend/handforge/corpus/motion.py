@@ -5,10 +5,11 @@ the palm's rotation (T, 3, 3) and the palm centre (T, 3) in the scene frame (``p
 Working on the palm rather than on ``global_orient``/``transl`` makes rotations of the hand turn
 it about its middle, as people do; ``to_pose`` converts to the shared pose parameters at the end.
 
-Timing follows REFERENCE.md §12: transitions have the bell-shaped velocity of a minimum-jerk
-profile (10τ³ − 15τ⁴ + 6τ⁵, zero velocity and acceleration at both ends, so chained segments are
-smooth), fingers start at slightly different times (per-finger phase offsets), a single gesture
-takes about 0.2–0.6 s, tapping stays below 7 Hz. Overlays (tapping, waving, wrist paths) fade
+Transitions have the bell-shaped velocity of a minimum-jerk profile (10τ³ − 15τ⁴ + 6τ⁵, zero
+velocity and acceleration at both ends, so chained segments are smooth; Flash & Hogan, "The
+coordination of arm movements: an experimentally confirmed mathematical model", J Neurosci 5(7),
+1985). Our own choices: fingers start at slightly different times (per-finger phase offsets), a
+single gesture takes a few tenths of a second, tapping stays at 2–6 Hz. Overlays (tapping, waving, wrist paths) fade
 in and out with the same profile so that they add no jerk at their ends. Finger angles are
 clamped to the joint limits after everything is added.
 """
@@ -22,12 +23,7 @@ import numpy as np
 from handforge.corpus.placement import PalmFrame, rest_palm
 from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits
 from handforge_shared.rig import HandRig
-from handforge_shared.rotations import (
-    axis_angle_to_matrix,
-    matrix_to_axis_angle,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
-)
+from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle, slerp_matrix
 from handforge_shared.skeleton import FINGER_JOINTS, FINGERS, NUM_FINGER_JOINTS
 
 FPS = 30.0
@@ -146,7 +142,7 @@ class Timeline:
             track.centre[sel] = a.centre + s[:, None] * (b.centre - a.centre)
             if via is not None:
                 track.centre[sel] += (4.0 * s * (1.0 - s))[:, None] * via
-            track.rotation[sel] = _slerp(a.rotation, b.rotation, s)
+            track.rotation[sel] = slerp_matrix(a.rotation, b.rotation, s)
         return track
 
 
@@ -179,24 +175,6 @@ class PairTimeline:
 
     def render(self, frames: int, fps: float = FPS) -> dict[str, HandTrack]:
         return {side: tl.render(frames, fps) for side, tl in self.hands.items()}
-
-
-def _slerp(r0: np.ndarray, r1: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Rotations (n, 3, 3) from ``r0`` to ``r1`` at fractions ``s`` along the shortest arc.
-    (Quaternion slerp written out: scipy's ``Slerp`` costs ~1 ms a call in object overhead, and
-    the corpus calls this thousands of times.)"""
-    if np.allclose(r0, r1):
-        return np.repeat(r0[None], len(s), 0)
-    q0, q1 = matrix_to_quaternion(r0), matrix_to_quaternion(r1)
-    dot = float(q0 @ q1)
-    if dot < 0.0:
-        q1, dot = -q1, -dot
-    if dot > 0.9995:  # nearly the same rotation: normalised lerp is exact enough
-        q = q0[None] + s[:, None] * (q1 - q0)[None]
-    else:
-        omega = np.arccos(dot)
-        q = (np.sin((1.0 - s) * omega)[:, None] * q0 + np.sin(s * omega)[:, None] * q1) / np.sin(omega)
-    return quaternion_to_matrix(q / np.linalg.norm(q, axis=1, keepdims=True))
 
 
 # ---------------------------------------------------------------------- overlays

@@ -7,7 +7,7 @@ Every function takes the two hands' vertices and their faces (an (F, 3) array/te
 Metrics (numpy, one call for a batch of pairs): ``penetration_metrics``
     volume      m³, volume of the region inside both sealed hands. InterHandGen reports the mean
                 over samples in cm³ (× ``M3_TO_CM3``); unlike its evaluation, a mesh that is not a
-                volume is an error here, never a silent 0 (REFERENCE.md §1, its issue #5). Inside
+                volume is an error here, never a silent 0 (https://github.com/jyunlee/InterHandGen/issues/5). Inside
                 means a positive winding number, so where a hand intersects itself (LBS sinks the
                 fingers of a tight fist into the palm: 34 of the 46 library poses do so on the open
                 hand) its overlapping parts count once. Lines 0.5 mm apart are cut exactly at the

@@ -4,7 +4,7 @@ MANO is open at the wrist (one 16-vertex boundary loop) and so is the open hand 
 loop). An open surface has no inside: volumes, booleans and inside/outside tests are undefined.
 InterHandGen's evaluation fed the open MANO meshes to trimesh's boolean, which raised "Not all
 meshes are volumes!"; a ``try/except`` turned that into a penetration of 0 for every sample
-(REFERENCE.md §1, its issue #5). We close every boundary loop with a fan of triangles to one new
+(https://github.com/jyunlee/InterHandGen/issues/5). We close every boundary loop with a fan of triangles to one new
 vertex at the loop's centroid, wound against the loop's edges so the cap's normals face outwards.
 
 Boundary loops are found from the faces alone (edges used by exactly one face), so any hand

@@ -83,6 +83,7 @@ class ManoLayer(HandLayer):
         return self._arrays[key]
 
     def rig(self) -> HandRig:
+        # MANO's file keys (v_template, weights, ...) are its on-disk format; HandRig names them.
         a = self._arrays
         j_regressor, shapedirs = a["J_regressor"], a["shapedirs"]
         return HandRig(

@@ -39,7 +39,9 @@ NUM_FACES = 1538
 NUM_POSE_CORRECTIVES = 9 * (NUM_JOINTS - 1)
 KINTREE_ROOT = 4294967295  # the real files' "no parent" (uint32 −1) in kintree_table[0, 0]
 
-# name → (shape with None for "any", kind); the arrays smplx and HandForge use.
+# name → (shape with None for "any", kind); the arrays smplx and HandForge use, under MANO's own
+# file keys (the on-disk format; ``ManoLayer.rig`` gives them HandRig's names, e.g. v_template →
+# rest_vertices, weights → skin_weights).
 REQUIRED: dict[str, tuple[tuple[int | None, ...], str]] = {
     "v_template": ((NUM_VERTICES, 3), "float"),
     "f": ((NUM_FACES, 3), "int"),

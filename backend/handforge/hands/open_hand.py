@@ -26,30 +26,27 @@ class RigLayer(HandLayer):
         self._rig = rig
         self.side = rig.side
         self.model_name = rig.hand_model
-        f32 = torch.float32
-        self.register_buffer("v_template", torch.tensor(np.array(rig.rest_vertices), dtype=f32))
-        self.register_buffer("shapedirs", torch.tensor(np.array(rig.shape_dirs), dtype=f32))
-        self.register_buffer("j_template", torch.tensor(np.array(rig.rest_joints), dtype=f32))
-        self.register_buffer("j_shapedirs", torch.tensor(np.array(rig.joint_shape_dirs), dtype=f32))
-        self.register_buffer("weights", torch.tensor(np.array(rig.skin_weights), dtype=f32))
-        self.register_buffer("faces", torch.tensor(np.array(rig.faces), dtype=torch.long))
-        self.register_buffer("tip_vertex_ids", torch.tensor(np.array(rig.tip_vertex_ids), dtype=torch.long))
+        # The rig's arrays as buffers under the rig's own names (so they follow .to(device)).
+        for name in ("rest_vertices", "shape_dirs", "rest_joints", "joint_shape_dirs", "skin_weights"):
+            self.register_buffer(name, torch.tensor(np.array(getattr(rig, name)), dtype=torch.float32))
+        for name in ("faces", "tip_vertex_ids"):
+            self.register_buffer(name, torch.tensor(np.array(getattr(rig, name)), dtype=torch.long))
 
     @property
     def num_betas(self) -> int:
-        return self.shapedirs.shape[2]
+        return self.shape_dirs.shape[2]
 
     @property
     def num_vertices(self) -> int:
-        return self.v_template.shape[0]
+        return self.rest_vertices.shape[0]
 
     def posed_vertices_and_joints(self, global_orient, hand_pose, betas):
         batch = global_orient.shape[0]
-        verts = self.v_template + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
-        joints = self.j_template + torch.einsum("jcs,bs->bjc", self.j_shapedirs, betas)
+        verts = self.rest_vertices + torch.einsum("vcs,bs->bvc", self.shape_dirs, betas)
+        joints = self.rest_joints + torch.einsum("jcs,bs->bjc", self.joint_shape_dirs, betas)
         aa = torch.cat([global_orient, hand_pose], dim=1).reshape(batch, -1, 3)
         posed_joints, transforms = rigid_transforms(axis_angle_to_matrix(aa), joints)
-        return skin(verts, self.weights, transforms), posed_joints
+        return skin(verts, self.skin_weights, transforms), posed_joints
 
     def rig(self) -> HandRig:
         return self._rig

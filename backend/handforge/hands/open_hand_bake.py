@@ -13,7 +13,9 @@ What the bake does, and why:
    we sample adult phenotypes, flatten each sample the same way and keep the 10 leading principal
    components as ``betas`` (unit beta = one standard deviation of the samples), so the open hand
    has a linear shape space like MANO's.
-The fingertips are the vertices of each distal bone farthest from its joint.
+The fingertips are the vertices of each distal bone farthest from its joint. Every posing here
+(the flattening, the phenotype samples) goes through ``handforge.hands.lbs``, the skinning the
+open hand itself runs.
 
 ``compare_with_anny`` poses anny itself with our parameters (through anny's 'world' pose
 parameterization and anny's skinning) so tests can measure how close the baked rig stays to it.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handforge.hands.lbs import rigid_transforms, skin
 from handforge_shared.rig import OPEN_HAND_RIG, HandRig
 from handforge_shared.skeleton import FINGER_JOINTS, JOINT_PARENTS, NUM_JOINTS
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -72,7 +75,7 @@ class AnnyHand:
 
     model: torch.nn.Module
     bone_joint: list[int]
-    weights: np.ndarray           # (V, 16) anny weights merged onto MANO joints
+    skin_weights: np.ndarray      # (V, 16) anny weights merged onto MANO joints
 
     @classmethod
     def load(cls) -> "AnnyHand":
@@ -91,7 +94,7 @@ class AnnyHand:
         for col in range(idx.shape[1]):
             np.add.at(weights, (np.arange(nverts), np.asarray(bone_joint)[idx[:, col]]), w[:, col])
         weights /= weights.sum(1, keepdims=True)
-        return cls(model=model, bone_joint=bone_joint, weights=weights)
+        return cls(model=model, bone_joint=bone_joint, skin_weights=weights)
 
     @property
     def faces(self) -> np.ndarray:
@@ -144,25 +147,24 @@ def _apply(transform: torch.Tensor, points: torch.Tensor) -> np.ndarray:
     return (points @ transform[:3, :3].T + transform[:3, 3]).numpy()
 
 
-def lbs_transforms(local_rots: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posed joints (16, 3) and skinning transforms (16, 4, 4): the LBS of ``lbs.rigid_transforms``."""
-    glob_r = np.zeros((NUM_JOINTS, 3, 3))
-    glob_t = np.zeros((NUM_JOINTS, 3))
-    for k, p in enumerate(JOINT_PARENTS):
-        if p < 0:
-            glob_r[k], glob_t[k] = local_rots[k], joints[k]
-        else:
-            glob_r[k] = glob_r[p] @ local_rots[k]
-            glob_t[k] = glob_t[p] + glob_r[p] @ (joints[k] - joints[p])
-    transforms = np.tile(np.eye(4), (NUM_JOINTS, 1, 1))
-    transforms[:, :3, :3] = glob_r
-    transforms[:, :3, 3] = glob_t - np.einsum("kij,kj->ki", glob_r, joints)
-    return glob_t, transforms
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64))
 
 
-def _skin(verts: np.ndarray, weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    blended = np.einsum("vk,kij->vij", weights, transforms)
-    return np.einsum("vij,vj->vi", blended[:, :3, :3], verts) + blended[:, :3, 3]
+def skinning_transforms(local_rots: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """Homogeneous skinning transforms (16, 4, 4) of ``lbs.rigid_transforms`` (what anny's 'world'
+    pose parameterization takes)."""
+    _, transforms = rigid_transforms(_tensor(local_rots)[None], _tensor(joints)[None])
+    homogeneous = np.tile(np.eye(4), (NUM_JOINTS, 1, 1))
+    homogeneous[:, :3] = transforms[0].numpy()
+    return homogeneous
+
+
+def posed_hand(local_rots: np.ndarray, verts: np.ndarray, joints: np.ndarray,
+               skin_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) and joints (16, 3) of a hand posed by ``lbs``, float64 throughout."""
+    posed, transforms = rigid_transforms(_tensor(local_rots)[None], _tensor(joints)[None])
+    return skin(_tensor(verts), _tensor(skin_weights), transforms)[0].numpy(), posed[0].numpy()
 
 
 def tip_vertex_ids(verts: np.ndarray, joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -227,19 +229,17 @@ def _sample_phenotypes(rng: np.random.Generator, n: int) -> list[dict[str, float
 def bake(num_samples: int = _DEFAULT_SAMPLES, num_betas: int = 10, seed: int = _SEED) -> Bake:
     hand = AnnyHand.load()
     verts, joints = hand.relaxed()
-    weights = hand.weights
+    weights = hand.skin_weights
     tips = tip_vertex_ids(verts, joints, weights)
     flatten = flattening_rotations(joints, verts[tips], hand.metacarpal_heads())
-    flat_joints, flat_transforms = lbs_transforms(flatten, joints)
-    flat_verts = _skin(verts, weights, flat_transforms)
+    flat_verts, flat_joints = posed_hand(flatten, verts, joints, weights)
 
     rng = np.random.default_rng(seed)
     rows = []
     with torch.no_grad():
         for pheno in _sample_phenotypes(rng, num_samples):
-            v, j = hand.relaxed(pheno)
-            fj, ft = lbs_transforms(flatten, j)
-            rows.append(np.concatenate([_skin(v, weights, ft).ravel(), fj.ravel()]))
+            fv, fj = posed_hand(flatten, *hand.relaxed(pheno), weights)
+            rows.append(np.concatenate([fv.ravel(), fj.ravel()]))
     data = np.asarray(rows)
     mean_row = np.concatenate([flat_verts.ravel(), flat_joints.ravel()])
     centred = data - mean_row
@@ -273,8 +273,8 @@ def compare_with_anny(hand: AnnyHand, bake_result: Bake, global_orient: np.ndarr
                       hand_pose: np.ndarray) -> np.ndarray:
     """anny's own vertices for our pose parameters (betas = 0): the flattening pose composed with ours."""
     aa = np.concatenate([global_orient, hand_pose]).reshape(NUM_JOINTS, 3)
-    _, ours = lbs_transforms(axis_angle_to_matrix(aa), bake_result.rig.rest_joints)
-    _, flat = lbs_transforms(bake_result.flatten_local, bake_result.relaxed_joints)
+    ours = skinning_transforms(axis_angle_to_matrix(aa), bake_result.rig.rest_joints)
+    flat = skinning_transforms(bake_result.flatten_local, bake_result.relaxed_joints)
     return hand.pose_world(ours @ flat)
 
 
