@@ -13,6 +13,7 @@ stays and the generated one is left out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import bpy
@@ -21,6 +22,7 @@ import numpy as np
 from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
+from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import JOINT_NAMES, NUM_JOINTS
 
 GENERATED = "GENERATED"
@@ -31,6 +33,7 @@ _POINT_BOOLS = ("select_control_point", "select_left_handle", "select_right_hand
 _FRAME_EPS = 1e-3
 
 
+@functools.cache
 def _enum_value(struct, prop: str, item: str) -> int:
     return struct.bl_rna.properties[prop].enum_items[item].value
 
@@ -44,6 +47,7 @@ class Channel:
 
 
 # ---------------------------------------------------------------------- actions (4.2 … 5.x)
+@functools.cache
 def _layered() -> bool:
     return hasattr(bpy.types, "ActionChannelbag") or hasattr(bpy.types, "ActionChannelBag")
 
@@ -138,30 +142,40 @@ def _new_points(co: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
-    """Write generated keys onto one F-curve; returns how many were written.
+def _free_frames(kept_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Which of ``frames`` have no key of ``kept_frames`` (sorted) on them."""
+    if not len(kept_frames):
+        return np.ones(len(frames), bool)
+    pos = np.searchsorted(kept_frames, frames)
+    before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
+    after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
+    return np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
 
-    Earlier GENERATED keys inside [frames.min(), frames.max()] are replaced; every other key is
-    kept exactly, and frames where such a key exists are skipped."""
+
+def write_generated(fc, co: np.ndarray) -> np.ndarray:
+    """Write generated keys ``co`` ((n, 2) float32 frame, value) onto one F-curve; returns the
+    frames left out because another key is there.
+
+    Earlier GENERATED keys inside the clip's frame range are replaced; every other key is kept
+    exactly, and frames where such a key exists are skipped."""
     kps = fc.keyframe_points
     generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
     n_old = len(kps)
+    if n_old == 0:  # a new curve: the floor of bpy writing (add + foreach_set + update)
+        kps.add(len(co))
+        kps.foreach_set("co", co.ravel())
+        kps.foreach_set("type", np.full(len(co), generated, np.int32))
+        fc.update()
+        return co[:0, 0]
     old_co = np.empty((n_old, 2), np.float32)
     old_type = np.empty(n_old, np.int32)
-    if n_old:
-        kps.foreach_get("co", old_co.ravel())
-        kps.foreach_get("type", old_type)
+    kps.foreach_get("co", old_co.ravel())
+    kps.foreach_get("type", old_type)
+    frames = co[:, 0]
     lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
     drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
-    kept_frames = np.sort(old_co[~drop, 0])
-    if len(kept_frames):  # leave out frames the artist has keyed
-        pos = np.searchsorted(kept_frames, frames)
-        before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
-        after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
-        free = np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
-    else:
-        free = np.ones(len(frames), bool)
-    new_co = np.stack([frames[free], values[free]], axis=1).astype(np.float32)
+    free = _free_frames(np.sort(old_co[~drop, 0]), frames)
+    new_co = co[free]
     count = len(new_co)
     if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
         kept = {k: v[~drop] for k, v in _read_points(kps).items()}
@@ -174,23 +188,36 @@ def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
         kps.foreach_set("co", np.concatenate([old_co, new_co]).ravel())
         kps.foreach_set("type", np.concatenate([old_type, np.full(count, generated, np.int32)]))
     fc.update()  # sorts by frame and recalculates the auto handles
-    return count
+    return frames[~free]
 
 
-def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> int:
+def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> tuple[int, set[float]]:
+    """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""
+    if not channels:
+        return 0, set()
     bag = ensure_channelbag(id_block, action_name)
-    total = 0
-    for ch in channels:
-        fc = ensure_fcurve(bag, ch.data_path, ch.index, ch.group)
-        total += write_generated(fc, frames, np.asarray(ch.values, dtype=np.float64))
-    return total
+    co = np.empty((len(channels), len(frames), 2), np.float32)  # every channel's keys, built at once
+    co[:, :, 0] = frames
+    co[:, :, 1] = np.stack([ch.values for ch in channels])
+    written, skipped = 0, set()
+    for ch, ch_co in zip(channels, co):
+        left_out = write_generated(ensure_fcurve(bag, ch.data_path, ch.index, ch.group), ch_co)
+        written += len(ch_co) - len(left_out)
+        skipped.update(left_out.tolist())
+    return written, skipped
 
 
 # ---------------------------------------------------------------------- rig channels
 def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
-    """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses."""
+    """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses.
+
+    The bone-local rotation Fᵀ·R(a)·F of ``pose.params_to_local`` is built as R(Fᵀ·a): turning a
+    rotation into another orthonormal frame turns its axis, so one (T, 16, 3) product replaces two
+    (T, 16, 3, 3) matrix products (this was a third of an import's time)."""
     frames = pose_conv.bone_frames(arm_obj)
-    local, location = pose_conv.params_to_local(frames, poses.global_orient, poses.hand_pose, poses.transl)
+    aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
+    local = axis_angle_to_matrix((aa[:, :, None, :] @ frames)[:, :, 0])  # Fᵀ·a per joint
+    location = poses.transl @ frames[0]  # = F₀ᵀ·transl
     pbones = arm_obj.pose.bones
     by_mode: dict[str, list[int]] = {}
     for k, name in enumerate(JOINT_NAMES):
@@ -199,9 +226,10 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     for mode, joints in by_mode.items():  # one vectorised conversion per rotation mode
         current = np.stack([pose_conv.channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
         prop, values = pose_conv.rotation_channels(local[:, joints], mode, current)
+        values = np.moveaxis(values, 0, -1)  # (joints, C, T): each channel's values contiguous
         for i, k in enumerate(joints):
             name = JOINT_NAMES[k]
-            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[:, i, c]) for c in range(values.shape[-1])]
+            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[i, c]) for c in range(values.shape[1])]
     wrist = JOINT_NAMES[0]
     channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i]) for i in range(3)]
     return channels
@@ -212,10 +240,12 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     if not keys:
         return []
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
-    from handforge_shared.rotations import axis_angle_to_matrix
-
     values = rig_build.corrective_values(axis_angle_to_matrix(aa))
     return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
+
+
+def _frame_list(frames) -> str:
+    return ", ".join(f"{f:g}" for f in sorted(frames))
 
 
 def scene_fps(scene) -> float:
@@ -237,6 +267,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     warnings = [f"the clip has no {s} hand" for s in hands if s not in clip.hands]
     warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
     written = 0
+    skipped_frames: dict[str, list[float]] = {}
     for side, poses in clip.hands.items():
         arm_obj = hands.get(side)
         if arm_obj is None:
@@ -246,20 +277,26 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         present = clip.present[side]
         if not present.any():
             continue
-        sel = poses[np.flatnonzero(present)]
+        sel = poses if present.all() else poses[np.flatnonzero(present)]
         if np.abs(sel.betas - pose_conv.rig_betas(arm_obj)).max() > 1e-4:
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
-        written += write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action")
+        count, skipped = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action")
+        written += count
         mesh_obj = rig_build.hand_mesh(arm_obj)
         correctives = corrective_channels(arm_obj, sel)
         if correctives and mesh_obj is not None:
-            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives")
+            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives")[0]
+        if skipped:
+            skipped_frames[side] = sorted(skipped)
+            warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "
+                            f"{_frame_list(skipped)}, so the clip was not keyed there")
     last = int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last
     scene.frame_set(scene.frame_current)  # re-evaluate: the rigs show the new keys
-    return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]), "warnings": warnings}
+    return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
+            "warnings": warnings, "skipped": skipped_frames}
 
 
 def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:

@@ -161,3 +161,23 @@ def test_bad_files_are_reported_and_change_nothing(session):
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
     assert bad["unchanged"] is True
+
+
+def test_import_benchmark_writes_the_floors_keys(addon_zip, tmp_path):  # noqa: F811 - fixture
+    """benchmarks/blender_import.py runs HandForge's import and the pure-bpy floor interleaved, checks
+    that both write the same keys (it raises otherwise) and prints min/median and the ratio."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "blender_import.py"), "--frames", "60",
+                           "--repeats", "3", "--zip", str(addon_zip)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = {line.split(" min ")[0].split("(")[0].strip(): line for line in proc.stdout.splitlines() if " min " in line}
+    assert {"HandForge import", "pure bpy", "import_motion operator"} <= set(lines), proc.stdout
+    ratio = float(proc.stdout.split("ratio (min/min): ")[1].split("x")[0])
+    assert ratio > 0
