@@ -299,25 +299,97 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             "warnings": warnings, "skipped": skipped_frames}
 
 
-def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
-    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (what is shown)."""
+def _channel_prop(mode: str) -> str:
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
+
+
+def curves_alone(arm_obj) -> bool:
+    """Whether the rig shows exactly its action's F-curves: no NLA, drivers or active constraints
+    (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""
+    ad = arm_obj.animation_data
+    if ad is not None and (len(ad.nla_tracks) or len(ad.drivers)):
+        return False
+    return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
+
+
+def _sample(fc, frames: np.ndarray) -> np.ndarray:
+    evaluate = fc.evaluate
+    return np.fromiter((evaluate(f) for f in frames), np.float64, len(frames))
+
+
+def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bone-local rotations (T, 16, 3, 3) and wrist locations (T, 3) read from the F-curves at
+    ``frames``, a channel without a curve keeping its current value."""
+    bag = find_channelbag(arm_obj)
+    pbones = arm_obj.pose.bones
+    local = np.empty((len(frames), NUM_JOINTS, 3, 3))
+    for k, name in enumerate(JOINT_NAMES):
+        pb = pbones[name]
+        path = f'pose.bones["{name}"].{_channel_prop(pb.rotation_mode)}'
+        current = pose_conv.channel_values(pb)
+        values = np.repeat(current[None], len(frames), axis=0)
+        for c in range(len(current)):
+            fc = bag.fcurves.find(path, index=c) if bag is not None else None
+            if fc is not None and not fc.mute:
+                values[:, c] = _sample(fc, frames)
+        local[:, k] = pose_conv.channels_to_matrix(values, pb.rotation_mode)
+    location = np.repeat(np.array(pbones[JOINT_NAMES[0]].location, dtype=np.float64)[None], len(frames), axis=0)
+    for c in range(3):
+        fc = bag.fcurves.find(f'pose.bones["{JOINT_NAMES[0]}"].location', index=c) if bag is not None else None
+        if fc is not None and not fc.mute:
+            location[:, c] = _sample(fc, frames)
+    return local, location
+
+
+def check_export(hands: dict[str, object], frame_start: int, frame_end: int) -> str:
+    """The clip's hand model, after checking what can be checked before any work."""
     if frame_end < frame_start:
-        raise ValueError(f"the frame range {frame_start}..{frame_end} is empty")
-    scene = context.scene
+        raise ValueError(f"the frame range {frame_start}..{frame_end} is empty: set End at or after Start")
     models = {obj.handforge.hand_model for obj in hands.values()}
     if len(models) != 1:
         raise PoseFormatError(f"the hands are of different hand models ({', '.join(sorted(models))}): export them one at a time")
-    current = scene.frame_current
-    per_side: dict[str, list[HandPose]] = {s: [] for s in hands}
-    try:
-        for frame in range(frame_start, frame_end + 1):
-            scene.frame_set(frame)
-            for side, obj in hands.items():
-                per_side[side].append(pose_conv.read_pose(obj))
-    finally:
-        scene.frame_set(current)
-    return MotionClip(hands={s: stack_poses(p) for s, p in per_side.items()}, fps=scene_fps(scene),
-                      hand_model=models.pop(), extra={"source": "blender", "frame_start": frame_start})
+    return models.pop()
+
+
+def export_steps(context, hands: dict[str, object], frame_start: int, frame_end: int, result: dict):
+    """Sample the rigs over [frame_start, frame_end] into ``result["clip"]`` (what is shown).
+
+    A generator: it yields the fraction done, so an operator can show progress and stop early. A
+    rig that shows just its keys is read from its F-curves in one go; one with joint limits, NLA
+    or drivers is evaluated frame by frame (``scene.frame_set``), its frame restored at the end."""
+    hand_model = check_export(hands, frame_start, frame_end)
+    scene = context.scene
+    frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
+    bulk = {s: obj for s, obj in hands.items() if curves_alone(obj)}
+    slow = {s: obj for s, obj in hands.items() if s not in bulk}
+    per_side: dict[str, HandPose] = {}
+    for side, obj in bulk.items():
+        local, location = sample_channels(obj, frames)
+        params = pose_conv.local_to_params(pose_conv.bone_frames(obj), local, location)
+        per_side[side] = HandPose(betas=np.repeat(pose_conv.rig_betas(obj)[None], len(frames), axis=0), **params)
+    if slow:
+        current = scene.frame_current
+        sampled: dict[str, list[HandPose]] = {s: [] for s in slow}
+        try:
+            for i, frame in enumerate(range(frame_start, frame_end + 1)):
+                scene.frame_set(frame)
+                for side, obj in slow.items():
+                    sampled[side].append(pose_conv.read_pose(obj))
+                yield (i + 1) / len(frames)
+        finally:
+            scene.frame_set(current)
+        per_side.update({s: stack_poses(p) for s, p in sampled.items()})
+    result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,
+                                extra={"source": "blender", "frame_start": frame_start})
+    yield 1.0
+
+
+def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
+    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (all at once)."""
+    result: dict = {}
+    for _ in export_steps(context, hands, frame_start, frame_end, result):
+        pass
+    return result["clip"]
 
 
 def key_pose(arm_obj, frame: float) -> int:
@@ -326,7 +398,7 @@ def key_pose(arm_obj, frame: float) -> int:
     count = 0
     for name in JOINT_NAMES:
         pb = arm_obj.pose.bones[name]
-        prop = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(pb.rotation_mode, "rotation_euler")
+        prop = _channel_prop(pb.rotation_mode)
         pb.keyframe_insert(prop, frame=frame, group=name)
         count += 4 if prop != "rotation_euler" else 3
     arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0])

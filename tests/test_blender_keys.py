@@ -38,6 +38,7 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     gaps = np.ones(10, bool)
     gaps[3:6] = False
     clips["clip_gaps"] = clip_of(rng, 10, fps=48.0, present={"left": gaps})
+    clips["clip_long"] = clip_of(rng, 600)
     for name, clip in clips.items():
         clip.save(work / f"{name}.npz")
     (work / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip")
@@ -161,6 +162,36 @@ def test_bad_files_are_reported_and_change_nothing(session):
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
     assert bad["unchanged"] is True
+
+
+def test_export_of_600_frames_is_fast_and_gives_the_clip_back(session):
+    _no_error(session, "export")
+    export = session["export"]
+    assert export["seconds"] < 1.0, export
+    assert export["frame_after"] == export["frame_before"]  # the frame-by-frame path restores it
+    want = session.clips["clip_long"]
+    for key in ("path", "path_limits"):
+        got = MotionClip.load(export[key])
+        assert got.num_frames == (600 if key == "path" else 30)
+        for side in SIDES:
+            limited = key == "path_limits" and side == "left"  # what is shown: the limits clamp the fingers
+            for field in ("global_orient",) if limited else ("global_orient", "hand_pose"):
+                expected = axis_angle_to_matrix(getattr(want.hands[side], field)[:got.num_frames].reshape(got.num_frames, -1, 3))
+                actual = axis_angle_to_matrix(getattr(got.hands[side], field).reshape(got.num_frames, -1, 3))
+                np.testing.assert_allclose(actual, expected, atol=2e-5, err_msg=f"{key} {side} {field}")
+            np.testing.assert_allclose(got.hands[side].transl, want.hands[side].transl[:got.num_frames], atol=1e-6)
+            if limited:
+                assert np.abs(got.hands[side].hand_pose - want.hands[side].hand_pose[:30]).max() > 0.05
+
+
+def test_paths_and_ranges_are_checked_before_any_work(session):
+    _no_error(session, "checked_first")
+    bad = session["checked_first"]
+    assert "choose where to write" in bad["export_empty"]
+    assert "does not exist" in bad["export_no_folder"] and "folder" in bad["export_folder"]
+    assert "frame range 20..10 is empty" in bad["export_range"]
+    assert "choose a HandForge motion clip" in bad["import_empty"]
+    assert bad["seconds"] < 0.5, bad
 
 
 def test_import_benchmark_writes_the_floors_keys(addon_zip, tmp_path):  # noqa: F811 - fixture

@@ -102,4 +102,50 @@ def bad_files():
 
 
 s.check("bad", bad_files)
+
+
+def export_long():
+    """Import 600 frames of two hands, export them back: timed, and checked against the clip."""
+    import time
+
+    import numpy as np
+
+    assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1001) == {"FINISHED"}
+    start = time.perf_counter()
+    out = a["work"] + "/exported.npz"
+    assert bpy.ops.handforge.export_motion(filepath=out, frame_start=1001, frame_end=1600) == {"FINISHED"}
+    seconds = time.perf_counter() - start
+    frame_before = scene.frame_current
+    hand("left").handforge.use_limits = True  # limits on: frame by frame (what is shown), same values here
+    out_limits = a["work"] + "/exported_limits.npz"
+    start = time.perf_counter()
+    assert bpy.ops.handforge.export_motion(filepath=out_limits, frame_start=1001, frame_end=1030) == {"FINISHED"}
+    slow_seconds = time.perf_counter() - start
+    hand("left").handforge.use_limits = False
+    return {"seconds": seconds, "path": out, "path_limits": out_limits, "slow_seconds_30": slow_seconds,
+            "frame_before": frame_before, "frame_after": scene.frame_current}
+
+
+s.check("export", export_long)
+
+
+def checked_first():
+    """Bad paths and ranges are reported at once, with what to choose, and nothing is done."""
+    import time
+
+    start = time.perf_counter()
+    out = {
+        "export_empty": error_of(lambda: bpy.ops.handforge.export_motion(filepath="", frame_start=1, frame_end=600)),
+        "export_no_folder": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath=a["work"] + "/no/such/folder/m.npz", frame_start=1, frame_end=600)),
+        "export_folder": error_of(lambda: bpy.ops.handforge.export_motion(filepath=a["work"], frame_start=1, frame_end=600)),
+        "export_range": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath=a["work"] + "/r.npz", frame_start=20, frame_end=10)),
+        "import_empty": error_of(lambda: bpy.ops.handforge.import_motion(filepath="")),
+    }
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+s.check("checked_first", checked_first)
 s.finish()
