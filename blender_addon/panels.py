@@ -109,13 +109,16 @@ class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
         row.operator("handforge.start_backend", icon="PLAY")
         row.operator("handforge.connect", icon="URL")
         row.operator("handforge.stop_backend", text="", icon="CANCEL")
-        if not props.connected:
+        if not props.connected and not props.kinds:
             return
+        # a local backend that exited keeps its last capabilities on show, greyed out (the status says why)
+        layout = layout.column()
+        layout.enabled = props.connected
         col = layout.column(align=True)
         col.label(text="Hand models")
         for model in props.hand_models:
             row = col.row(align=True)
-            row.enabled = model.available
+            row.enabled = model.available and props.connected
             op = row.operator("handforge.backend_hands", text=f"Add {model.name} hands",
                               icon="CHECKMARK" if model.available else "ERROR")
             op.model = model.name
