@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import hands, keys
 from .errors import reports_errors
-from .ops_pose import SIDES_WITH_SCENE, _target
+from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -51,7 +51,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     bl_label = "Key Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     @reports_errors
     def execute(self, context):
