@@ -152,12 +152,36 @@ def _free_frames(kept_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
 
 
-def write_generated(fc, co: np.ndarray) -> np.ndarray:
+def blend_towards(co: np.ndarray, artist: np.ndarray, frames: int, periodic: bool) -> np.ndarray:
+    """Generated keys ``co`` (n, 2) eased into and out of the artist keys ``artist`` (m, 2): a key
+    d frames from the nearest artist key moves towards its value with weight smoothstep(1 - d/(frames+1)),
+    so the motion arrives at the artist's pose instead of jumping to it. ``periodic``: angles, the
+    artist's value taken by whole turns nearest the generated one."""
+    if frames <= 0 or not len(artist) or not len(co):
+        return co
+    artist = artist[np.argsort(artist[:, 0])]
+    pos = np.clip(np.searchsorted(artist[:, 0], co[:, 0]), 1, max(len(artist) - 1, 1))
+    candidates = np.stack([pos - 1, np.minimum(pos, len(artist) - 1)], axis=1)
+    dist = np.abs(artist[candidates, 0] - co[:, 0:1])
+    nearest = candidates[np.arange(len(co)), dist.argmin(axis=1)]
+    w = np.clip(1.0 - dist.min(axis=1) / (frames + 1), 0.0, 1.0)
+    w = w * w * (3.0 - 2.0 * w)
+    value = co[:, 1].astype(np.float64)
+    target = artist[nearest, 1].astype(np.float64)
+    if periodic:
+        target = value + (target - value + np.pi) % (2 * np.pi) - np.pi
+    out = co.copy()
+    out[:, 1] = (1.0 - w) * value + w * target
+    return out
+
+
+def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
     """Write generated keys ``co`` ((n, 2) float32 frame, value) onto one F-curve; returns the
     frames left out because another key is there.
 
     Earlier GENERATED keys inside the clip's frame range are replaced; every other key is kept
-    exactly, and frames where such a key exists are skipped."""
+    exactly, and frames where such a key exists are skipped. ``blend`` > 0: keys that many frames
+    around an artist key ease into it (``blend_towards``)."""
     kps = fc.keyframe_points
     generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
     n_old = len(kps)
@@ -175,7 +199,7 @@ def write_generated(fc, co: np.ndarray) -> np.ndarray:
     lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
     drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
     free = _free_frames(np.sort(old_co[~drop, 0]), frames)
-    new_co = co[free]
+    new_co = blend_towards(co[free], old_co[old_type != generated], blend, fc.data_path.endswith("rotation_euler"))
     count = len(new_co)
     if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
         kept = {k: v[~drop] for k, v in _read_points(kps).items()}
@@ -191,7 +215,8 @@ def write_generated(fc, co: np.ndarray) -> np.ndarray:
     return frames[~free]
 
 
-def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> tuple[int, set[float]]:
+def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
+                   blend: int = 0) -> tuple[int, set[float]]:
     """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""
     if not channels:
         return 0, set()
@@ -201,7 +226,7 @@ def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action
     co[:, :, 1] = np.stack([ch.values for ch in channels])
     written, skipped = 0, set()
     for ch, ch_co in zip(channels, co):
-        left_out = write_generated(ensure_fcurve(bag, ch.data_path, ch.index, ch.group), ch_co)
+        left_out = write_generated(ensure_fcurve(bag, ch.data_path, ch.index, ch.group), ch_co, blend)
         written += len(ch_co) - len(left_out)
         skipped.update(left_out.tolist())
     return written, skipped
@@ -252,11 +277,12 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float) -> dict:
+def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0) -> dict:
     """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
 
     Clip frame i lands on scene frame ``frame_start + i · scene_fps / clip_fps`` (same time).
-    Returns a summary: keys written, frame range, and warnings for the user."""
+    ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
+    Returns a summary: keys written, frame range, frames skipped per side, warnings for the user."""
     scene = context.scene
     missing = [s for s in clip.hands if s not in hands]
     if len(missing) == len(clip.hands):
@@ -281,12 +307,13 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         if np.abs(sel.betas - pose_conv.rig_betas(arm_obj)).max() > 1e-4:
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
-        count, skipped = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action")
+        count, skipped = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action", blend)
         written += count
         mesh_obj = rig_build.hand_mesh(arm_obj)
         correctives = corrective_channels(arm_obj, sel)
         if correctives and mesh_obj is not None:
-            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives")[0]
+            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives",
+                                      blend)[0]
         if skipped:
             skipped_frames[side] = sorted(skipped)
             warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "
@@ -299,7 +326,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             "warnings": warnings, "skipped": skipped_frames}
 
 
-def _channel_prop(mode: str) -> str:
+def channel_prop(mode: str) -> str:
     return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
 
 
@@ -325,7 +352,7 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     local = np.empty((len(frames), NUM_JOINTS, 3, 3))
     for k, name in enumerate(JOINT_NAMES):
         pb = pbones[name]
-        path = f'pose.bones["{name}"].{_channel_prop(pb.rotation_mode)}'
+        path = f'pose.bones["{name}"].{channel_prop(pb.rotation_mode)}'
         current = pose_conv.channel_values(pb)
         values = np.repeat(current[None], len(frames), axis=0)
         for c in range(len(current)):
@@ -398,7 +425,7 @@ def key_pose(arm_obj, frame: float) -> int:
     count = 0
     for name in JOINT_NAMES:
         pb = arm_obj.pose.bones[name]
-        prop = _channel_prop(pb.rotation_mode)
+        prop = channel_prop(pb.rotation_mode)
         pb.keyframe_insert(prop, frame=frame, group=name)
         count += 4 if prop != "rotation_euler" else 3
     arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0])
@@ -406,3 +433,66 @@ def key_pose(arm_obj, frame: float) -> int:
     for kb in keys or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
     return count + 3 + len(keys or ())
+
+
+# ---------------------------------------------------------------------- generated keys as a set
+def hand_fcurves(arm_obj) -> list:
+    """Every F-curve that animates a hand: its armature's and its correctives' shape keys'."""
+    out = []
+    mesh_obj = rig_build.hand_mesh(arm_obj)
+    for id_block in (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
+        bag = find_channelbag(id_block) if id_block is not None else None
+        if bag is not None:
+            out.extend(bag.fcurves)
+    return out
+
+
+def _key_types(fc) -> np.ndarray:
+    kinds = np.empty(len(fc.keyframe_points), np.int32)
+    fc.keyframe_points.foreach_get("type", kinds)
+    return kinds
+
+
+def select_generated(arm_obj) -> int:
+    """Select exactly the generated keys (others deselected, handles too); returns how many."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        is_generated = _key_types(fc) == generated
+        for name in _POINT_BOOLS:
+            fc.keyframe_points.foreach_set(name, is_generated if name == "select_control_point" else np.zeros_like(is_generated))
+        fc.select = bool(is_generated.any())
+        count += int(is_generated.sum())
+    return count
+
+
+def delete_generated(arm_obj) -> int:
+    """Delete every generated key (all other keys stay exactly); returns how many were deleted."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        is_generated = _key_types(fc) == generated
+        if not is_generated.any():
+            continue
+        kept = {k: v[~is_generated] for k, v in _read_points(fc.keyframe_points).items()}
+        fc.keyframe_points.clear()
+        fc.keyframe_points.add(len(kept["co"]))
+        _write_points(fc.keyframe_points, kept)
+        fc.update()
+        count += int(is_generated.sum())
+    return count
+
+
+def generated_to_artist(arm_obj) -> int:
+    """Turn generated keys into ordinary keys (KEYFRAME): imports then leave them alone."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    keyframe = _enum_value(bpy.types.Keyframe, "type", "KEYFRAME")
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        kinds = _key_types(fc)
+        is_generated = kinds == generated
+        if is_generated.any():
+            kinds[is_generated] = keyframe
+            fc.keyframe_points.foreach_set("type", kinds)
+            count += int(is_generated.sum())
+    return count

@@ -72,6 +72,9 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     frame_start: IntProperty(name="Start Frame", default=-1, description="Where the clip's first frame goes (-1: the current frame)")
+    blend: IntProperty(name="Blend Frames", default=0, min=0, soft_max=24,
+                       description="Ease the clip into and out of your own keys over this many frames instead of "
+                                   "jumping to them (0: no easing)")
 
     @reports_errors
     def execute(self, context):
@@ -79,7 +82,7 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         found = hands.scene_hands(context.scene, "BOTH")
         clip = MotionClip.load(path)
         start = context.scene.frame_current if self.frame_start < 0 else self.frame_start
-        summary = keys.import_clip(context, clip, found, start)
+        summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
@@ -155,4 +158,61 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (HANDFORGE_OT_key_pose, HANDFORGE_OT_import_motion, HANDFORGE_OT_export_motion)
+class _GeneratedKeysOperator:
+    """Shared by the generated-key tools: which hands, and 'nothing to do' said out loud."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    done = ""  # past tense of what the tool does, for its report
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+
+    def act(self, arm_obj) -> int:
+        raise NotImplementedError
+
+    @reports_errors
+    def execute(self, context):
+        found = hands.scene_hands(context.scene, _target(self, context))
+        count = sum(self.act(obj) for obj in found.values())
+        if not count:
+            self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "
+                                  "(Import Motion or a backend job makes them)")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{self.done} {count} generated keys on the {' and '.join(found)} hand")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_select_generated_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Select the generated keys of the hands (and only them), e.g. to move or scale them in the Dope Sheet"""
+
+    bl_idname = "handforge.select_generated_keys"
+    bl_label = "Select Generated Keys"
+    done = "selected"
+
+    def act(self, arm_obj) -> int:
+        return keys.select_generated(arm_obj)
+
+
+class HANDFORGE_OT_delete_generated_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Delete the generated keys of the hands; your own keys stay exactly as they are"""
+
+    bl_idname = "handforge.delete_generated_keys"
+    bl_label = "Delete Generated Keys"
+    done = "deleted"
+
+    def act(self, arm_obj) -> int:
+        return keys.delete_generated(arm_obj)
+
+
+class HANDFORGE_OT_make_artist_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Turn the generated keys of the hands into your own keys: later imports keep them"""
+
+    bl_idname = "handforge.make_artist_keys"
+    bl_label = "Make Artist Keys"
+    done = "turned into artist keys"
+
+    def act(self, arm_obj) -> int:
+        return keys.generated_to_artist(arm_obj)
+
+
+CLASSES = (HANDFORGE_OT_key_pose, HANDFORGE_OT_import_motion, HANDFORGE_OT_export_motion,
+           HANDFORGE_OT_select_generated_keys, HANDFORGE_OT_delete_generated_keys, HANDFORGE_OT_make_artist_keys)

@@ -87,6 +87,12 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("handforge.import_motion", icon="IMPORT")
         row.operator("handforge.export_motion", icon="EXPORT")
+        col = layout.column(align=True)
+        col.label(text="Generated keys")
+        row = col.row(align=True)
+        row.operator("handforge.select_generated_keys", text="Select", icon="RESTRICT_SELECT_OFF")
+        row.operator("handforge.delete_generated_keys", text="Delete", icon="TRASH")
+        row.operator("handforge.make_artist_keys", text="Make Mine", icon="KEYTYPE_KEYFRAME_VEC")
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
