@@ -108,8 +108,6 @@ def export_long():
     """Import 600 frames of two hands, export them back: timed, and checked against the clip."""
     import time
 
-    import numpy as np
-
     assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1001) == {"FINISHED"}
     start = time.perf_counter()
     out = a["work"] + "/exported.npz"
@@ -152,13 +150,15 @@ s.check("checked_first", checked_first)
 
 def bone_angle_steps(side: str, bone: str, frames) -> list[float]:
     """Angle (rad) the bone turns from each frame to the next, as evaluated by Blender."""
+    import itertools
+
     import numpy as np
 
     mats = []
     for f in frames:
         scene.frame_set(f)
         mats.append(np.array(hand(side).pose.bones[bone].matrix_basis)[:3, :3])
-    return [float(np.arccos(np.clip((np.trace(m0.T @ m1) - 1) / 2, -1, 1))) for m0, m1 in zip(mats, mats[1:])]
+    return [float(np.arccos(np.clip((np.trace(m0.T @ m1) - 1) / 2, -1, 1))) for m0, m1 in itertools.pairwise(mats)]
 
 
 def skipped_and_blended():
