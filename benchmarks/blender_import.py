@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
-"""Importing a two-hand motion clip into Blender: HandForge's bulk importer vs a keyframe_insert loop.
+"""Importing a two-hand motion clip into Blender: HandForge's importer vs the fastest pure-bpy writer.
 
-    .venv/bin/python benchmarks/blender_import.py [--frames 600] [--repeats 3] [--zip dist/handforge-X.zip]
+    .venv/bin/python benchmarks/blender_import.py [--frames 600] [--repeats 7] [--zip dist/handforge-X.zip]
 
 Builds the extension (unless --zip is given), installs it into a temporary Blender user directory
 (real bpy), adds both hands and imports a random smooth clip with ``handforge.import_motion``
-(parameters → bone channels → ``keyframe_points.add`` + ``foreach_set``). The baseline, in the same
-process, writes the same channel values the usual way: per frame, set each bone's channels and call
-``keyframe_insert`` (as the SMPL-X add-ons do for AMASS). Both results are checked to be equal.
-Prints both times (best of --repeats) and the ratio.
+(pose parameters → bone channels → keys). The floor, in the same process, writes the very
+same keys (read back from HandForge's result) with nothing but bpy: per channel ``fcurves.new`` +
+``keyframe_points.add`` + ``foreach_set`` of ``co`` and ``type`` + ``update``. The two are run
+interleaved (alternating which goes first), each on cleared rigs, and checked to give equal keys.
+A third, the ``import_motion`` operator, adds reading the file. Prints min and median of each
+and the ratio of HandForge's import to the floor (the target: at most 1.3x).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -41,40 +44,73 @@ def smooth_clip(num_frames: int, seed: int = 0):
     return MotionClip(hands=hands, fps=30.0)
 
 
-def fcurve_values(arm_obj) -> dict[tuple[str, int], np.ndarray]:
-    ad = arm_obj.animation_data
-    bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
-    out = {}
-    for fc in bag.fcurves:
-        co = np.empty(2 * len(fc.keyframe_points), np.float32)
-        fc.keyframe_points.foreach_get("co", co)
-        out[(fc.data_path, fc.array_index)] = co.reshape(-1, 2)
+def channelbag(id_block, create: bool = False):
+    import bpy
+
+    ad = id_block.animation_data
+    if create:
+        ad = ad or id_block.animation_data_create()
+        ad.action = bpy.data.actions.new(f"{id_block.name} Floor")
+        ad.action_slot = ad.action.slots.new(id_type=id_block.id_type, name=id_block.name)
+        strip = ad.action.layers.new("Layer").strips.new(type="KEYFRAME")
+        return strip.channelbag(ad.action_slot, ensure=True)
+    return ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+
+
+def animated_ids(arms) -> list:
+    """The ID blocks HandForge animates: the armatures and, where there are correctives, their shape keys."""
+    out = []
+    for arm in arms:
+        out.append(arm)
+        for child in arm.children:
+            keys = getattr(child.data, "shape_keys", None)
+            if keys is not None and keys.animation_data is not None:
+                out.append(keys)
     return out
 
 
-def keyframe_insert_loop(arms, channels, frame_start: int) -> None:
-    """The baseline: per frame, set every channel's value and insert a key for it."""
-    for arm_obj in arms:
-        by_bone = {}
-        for (path, index), co in channels[arm_obj.name].items():
-            bone, prop = path.split('"')[1], path.rsplit(".", 1)[1]
-            by_bone.setdefault((bone, prop), {})[index] = co[:, 1]
-        num_frames = len(next(iter(channels[arm_obj.name].values())))
-        pbones = arm_obj.pose.bones
-        for f in range(num_frames):
-            frame = frame_start + f
-            for (bone, prop), comps in by_bone.items():
-                pb = pbones[bone]
-                getattr(pb, prop)[:] = [comps[i][f] for i in range(len(comps))]
-                pb.keyframe_insert(prop, frame=frame, group=bone)
+def fcurve_keys(id_block) -> dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray]]:
+    """(path, index, group) → (co (n, 2), type (n,)) of every F-curve of the ID's action."""
+    out = {}
+    for fc in channelbag(id_block).fcurves:
+        n = len(fc.keyframe_points)
+        co, kind = np.empty(2 * n, np.float32), np.empty(n, np.int32)
+        fc.keyframe_points.foreach_get("co", co)
+        fc.keyframe_points.foreach_get("type", kind)
+        out[(fc.data_path, fc.array_index, fc.group.name if fc.group else "")] = (co.reshape(-1, 2), kind)
+    return out
 
 
-def main() -> int:
+def floor_writer(ids, keys) -> None:
+    """The fastest pure-bpy writer of given keys: one F-curve per channel, filled in bulk."""
+    for id_block in ids:
+        bag = channelbag(id_block, create=True)
+        for (path, index, group), (co, kind) in keys[id_block.name].items():
+            fc = bag.fcurves.new(path, index=index)
+            fc.group = bag.groups.get(group) or bag.groups.new(group)
+            kps = fc.keyframe_points
+            kps.add(len(kind))
+            kps.foreach_set("co", co.ravel())
+            kps.foreach_set("type", kind)
+            fc.update()
+
+
+def clear(ids) -> None:
+    import bpy
+
+    for id_block in ids:
+        ad = id_block.animation_data
+        if ad is not None and ad.action is not None:
+            bpy.data.actions.remove(ad.action)
+        id_block.animation_data_clear()
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=600)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--zip", type=Path, help="an extension zip (default: build one)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
     zip_path = args.zip
@@ -85,7 +121,7 @@ def main() -> int:
         zip_path = tmp / "handforge.zip"
         if build_addon.main(["--out", str(zip_path)]) != 0:
             return 1
-    os.environ["BLENDER_USER_RESOURCES"] = str(tmp / "blender_user")  # before bpy is imported
+    os.environ.setdefault("BLENDER_USER_RESOURCES", str(tmp / "blender_user"))  # before bpy is imported
     import bpy
 
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
@@ -95,35 +131,52 @@ def main() -> int:
     scene.render.fps, scene.render.fps_base = 30, 1.0
     bpy.ops.handforge.add_hands()
     arms = [scene.handforge.left, scene.handforge.right]
-    clip = smooth_clip(args.frames)
     clip_path = tmp / "clip.npz"
-    clip.save(clip_path)
-    num_channels = None
+    smooth_clip(args.frames).save(clip_path)
 
-    ours, baseline = [], []
-    for _ in range(args.repeats):
-        for arm in arms:
-            arm.animation_data_clear()
-        start = time.perf_counter()
+    from importlib import import_module
+
+    from handforge_shared.poses import MotionClip
+
+    keys_module = import_module("bl_ext.user_default.handforge.keys")  # the add-on's own copy
+    clip = MotionClip.load(clip_path)
+
+    def ours():  # what import_motion does once the file is read (and what a backend result takes)
+        keys_module.import_clip(bpy.context, clip, {"left": arms[0], "right": arms[1]}, 1)
+
+    def operator():
         bpy.ops.handforge.import_motion(filepath=str(clip_path), frame_start=1)
-        ours.append(time.perf_counter() - start)
-        channels = {arm.name: fcurve_values(arm) for arm in arms}
-        num_channels = sum(len(c) for c in channels.values())
-        for arm in arms:
-            arm.animation_data_clear()
-        start = time.perf_counter()
-        keyframe_insert_loop(arms, channels, frame_start=1)
-        baseline.append(time.perf_counter() - start)
-        for arm in arms:  # the same keys, either way
-            for key, co in fcurve_values(arm).items():
-                np.testing.assert_allclose(co, channels[arm.name][key], atol=1e-6)
 
-    best_ours, best_base = min(ours), min(baseline)
-    print(f"clip: 2 hands x {args.frames} frames, {num_channels} animated channels, "
-          f"{num_channels * args.frames} keys (bpy {bpy.app.version_string})")
-    print(f"HandForge import (params -> channels -> keyframe_points.add + foreach_set): {best_ours * 1000:8.1f} ms")
-    print(f"keyframe_insert loop (same channel values):                              {best_base * 1000:8.1f} ms")
-    print(f"speed-up: {best_base / best_ours:.1f}x")
+    bpy.ops.handforge.import_motion(filepath=str(clip_path), frame_start=1)  # warm-up; the keys to match
+    ids = animated_ids(arms)
+    keys = {i.name: fcurve_keys(i) for i in ids}
+    num_channels = sum(len(k) for k in keys.values())
+    num_keys = sum(len(kind) for per_id in keys.values() for _, kind in per_id.values())
+    times: dict[str, list[float]] = {"handforge": [], "floor": [], "operator": []}
+    writers = {"handforge": ours, "floor": lambda: floor_writer(ids, keys), "operator": operator}
+    orders = (("handforge", "floor", "operator"), ("floor", "operator", "handforge"), ("operator", "handforge", "floor"))
+    for r in range(args.repeats):
+        for name in orders[r % 3]:
+            clear(ids)
+            start = time.perf_counter()
+            writers[name]()
+            times[name].append(time.perf_counter() - start)
+            written = {i.name: fcurve_keys(i) for i in ids}  # the same keys, either way
+            for id_name, per_id in keys.items():
+                assert written[id_name].keys() == per_id.keys(), f"{name}: other channels on {id_name}"
+                for channel, (co, kind) in per_id.items():
+                    np.testing.assert_allclose(written[id_name][channel][0], co, atol=1e-6)
+                    np.testing.assert_array_equal(written[id_name][channel][1], kind)
+
+    print(f"clip: 2 hands x {args.frames} frames, {num_channels} channels, {num_keys} keys, "
+          f"{args.repeats} interleaved runs (bpy {bpy.app.version_string})")
+    for name, label in (("handforge", "HandForge import (clip -> params -> channels -> keys)"),
+                        ("floor", "pure bpy (fcurves.new + add + foreach_set co, type + update)"),
+                        ("operator", "import_motion operator (+ reading the .npz file)")):
+        print(f"{label:62s} min {min(times[name]) * 1000:7.1f} ms   median {statistics.median(times[name]) * 1000:7.1f} ms")
+    ratio = min(times["handforge"]) / min(times["floor"])
+    print(f"ratio (min/min): {ratio:.2f}x   (median/median: "
+          f"{statistics.median(times['handforge']) / statistics.median(times['floor']):.2f}x)")
     return 0
 
 

@@ -10,9 +10,9 @@ import atexit
 
 import bpy
 
-from . import connection, ops_backend, ops_hands, ops_keys, ops_pose, panels, preferences, properties
+from . import connection, keying_set, ops_backend, ops_hands, ops_keys, ops_pose, panels, preferences, properties
 
-_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, panels)
+_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, keying_set, panels)
 
 
 def register() -> None:

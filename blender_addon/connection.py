@@ -8,6 +8,7 @@ operators poll it too. Under ``blender -b`` (no timers) the operators wait in a 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -112,15 +113,15 @@ def start_local(blocking: bool = False) -> None:
                            "`handforge serve --port {port}`") from None
     if not command:
         raise BackendError("the start command is empty: set it in the HandForge preferences")
-    log = Path(tempfile.gettempdir()) / f"handforge-backend-{os.getpid()}.log"
+    log = Path(tempfile.gettempdir()) / f"handforge-backend-{os.getpid()}.log"  # its error output (and logs)
     try:
         with open(log, "wb") as fh:
-            BACKEND.process = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise BackendError(f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
                            "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
                            "command (HandForge preferences)") from None
-    BACKEND.log_path = log
+    BACKEND.log_path, BACKEND.problem = log, ""
     try:
         connect(f"tcp://{host}:{port}", blocking=blocking)
     except BackendError:
@@ -152,31 +153,73 @@ def stop_process(timeout: float = 10.0) -> None:
         proc.wait(5)
 
 
+EXIT_LINES = 3  # lines of the backend's error output quoted when it has exited
+
+
+# A log record of the backend's own (``2026-01-31 12:00:00,000 INFO handforge...``) below WARNING says
+# nothing about why it stopped; tracebacks, warnings and errors do.
+_ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+ (DEBUG|INFO) ")
+
+
+def _error_tail(path: Path | None) -> list[str]:
+    if path is None or not path.is_file():
+        return []
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return [line for line in lines if not _ROUTINE_LOG.match(line)][-EXIT_LINES:]
+
+
+RESTART_HINT = "press Start Local Backend to start it again"
+
+
 def process_exit() -> str:
-    """'' while the local backend runs (or there is none); why it stopped otherwise."""
+    """'' while the local backend runs (or there is none); why it stopped otherwise: its exit
+    code, what to do, and the last lines of its error output."""
     proc = BACKEND.process
     if proc is None or proc.poll() is None:
         return ""
-    tail = ""
-    if BACKEND.log_path is not None and BACKEND.log_path.is_file():
-        lines = [line for line in BACKEND.log_path.read_text(errors="replace").splitlines() if line.strip()]
-        tail = lines[-1] if lines else ""
-    return f"the local backend exited with code {proc.returncode}" + (f": {tail}" if tail else "") + \
-        (f" (log: {BACKEND.log_path})" if BACKEND.log_path else "")
+    tail = _error_tail(BACKEND.log_path)
+    return f"the local backend exited with code {proc.returncode} ({RESTART_HINT})" + \
+        (f": {' | '.join(tail)}" if tail else "") + (f"; log: {BACKEND.log_path}" if BACKEND.log_path else "")
+
+
+def check_local() -> str:
+    """Notice at once that the local backend has exited (a cheap ``waitpid``): the client is closed,
+    job buttons grey out with the reason, and '' is returned while all is well."""
+    exited = process_exit()
+    if not exited:
+        return BACKEND.problem if BACKEND.client is None and BACKEND.problem.startswith("the local backend exited") else ""
+    if BACKEND.client is not None:
+        BACKEND.client.close()
+        BACKEND.client = None
+    BACKEND.process = None  # gone; its reason stays in ``problem`` until the next start or connect
+    BACKEND.problem = exited
+    _set_status(exited[0].upper() + exited[1:])
+    return exited
 
 
 NOT_CONNECTED = "Not connected to a backend: press Start Local Backend or Connect in the HandForge panel"
 
 
+def unavailable() -> str:
+    """Why no job can be sent now ('' if one can): the local backend's exit, or no connection."""
+    dead = check_local()
+    if dead:
+        return dead[0].upper() + dead[1:]
+    return NOT_CONNECTED if BACKEND.client is None else ""
+
+
 def require_client() -> Client:
-    if BACKEND.client is None:
-        raise BackendError(NOT_CONNECTED)
+    why = unavailable()
+    if why:
+        raise BackendError(why)
     return BACKEND.client
 
 
 # ---------------------------------------------------------------------- polling
 def pump(timeout: float = 0.0) -> None:
     """Read what the backend sent (waiting up to ``timeout``); update the status. Main thread only."""
+    if check_local():
+        return
     client = BACKEND.client
     if client is None:
         return
@@ -190,11 +233,9 @@ def pump(timeout: float = 0.0) -> None:
             BACKEND.problem = str(event)
             _set_status(f"Backend problem: {event}")
     if not BACKEND.connected:
-        exited = process_exit()
-        if exited:
-            BACKEND.problem = exited
-            _set_status(exited[0].upper() + exited[1:])
-        elif time.monotonic() - BACKEND.since > min(5.0, BACKEND.connect_timeout) and BACKEND.capabilities is None:
+        if check_local():
+            return
+        if time.monotonic() - BACKEND.since > min(5.0, BACKEND.connect_timeout) and BACKEND.capabilities is None:
             hint = "starting (it probes its devices first)…" if BACKEND.process is not None else \
                 "start it with `handforge serve` or press Start Local Backend"
             _set_status(f"No answer from {BACKEND.endpoint} yet: {hint}")
@@ -203,9 +244,8 @@ def pump(timeout: float = 0.0) -> None:
 def _wait_welcome() -> None:
     while BACKEND.capabilities is None:
         pump(0.1)
-        exited = process_exit()
-        if exited:
-            raise BackendError(exited)
+        if BACKEND.client is None and BACKEND.problem:
+            raise BackendError(BACKEND.problem)
         if time.monotonic() - BACKEND.since > BACKEND.connect_timeout:
             hint = "its log is " + str(BACKEND.log_path) if BACKEND.process is not None else \
                 "start it with `handforge serve` (or Start Local Backend), or check the address"
@@ -231,8 +271,8 @@ def _ensure_timer() -> None:
 def _reported(section: str, name: str, unknown: str) -> tuple[dict | None, str]:
     """The connected backend's capability entry ``section``/``name``, or None and why not."""
     caps = BACKEND.capabilities
-    if caps is None:
-        return None, NOT_CONNECTED
+    if caps is None or BACKEND.client is None:
+        return None, unavailable() or NOT_CONNECTED
     info = (caps.get(section) or {}).get(name)
     return info, ("" if info is not None else unknown)
 

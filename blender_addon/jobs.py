@@ -84,8 +84,9 @@ class JobOperator:
     # ---------------------------------------------------------------- availability
     @classmethod
     def poll(cls, context):
-        if connection.BACKEND.client is None:
-            cls.poll_message_set(connection.NOT_CONNECTED)
+        why = connection.unavailable()  # a local backend that has exited is noticed here, at once
+        if why:
+            cls.poll_message_set(why)
             return False
         if running(cls.bl_idname):
             cls.poll_message_set("This job is running: wait for it or cancel it")
@@ -132,6 +133,8 @@ class JobOperator:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         connection.pump()
+        if not job.handle.done and connection.BACKEND.client is None:  # the local backend exited
+            return self._end(context, job, failure=connection.BACKEND.problem)
         if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
             return self._end(context, job, note="the backend did not confirm the cancel in time")
         if not job.handle.done:
@@ -149,6 +152,8 @@ class JobOperator:
         try:
             while not job.handle.done:
                 connection.pump(POLL_S)
+                if connection.BACKEND.client is None:  # the local backend exited: no answer will come
+                    return self._end(context, job, failure=connection.BACKEND.problem)
                 if job.handle.fraction - shown >= 0.1:
                     shown = job.handle.fraction
                     print(_status_text(job).replace(" — Esc to cancel", ""), flush=True)
@@ -161,7 +166,7 @@ class JobOperator:
                 return self._end(context, job, note="the backend did not confirm the cancel in time")
         return self._end(context, job)
 
-    def _end(self, context, job: RunningJob, note: str = ""):
+    def _end(self, context, job: RunningJob, note: str = "", failure: str = ""):
         RUNNING.pop(job.handle.id, None)
         timer = getattr(self, "_timer", None)
         if timer is not None:
@@ -171,6 +176,11 @@ class JobOperator:
             context.workspace.status_text_set(None)
         _sync_panel()
         outcome = job.handle.outcome
+        if isinstance(outcome, Error) and not failure:
+            failure = connection.check_local()  # the connection was lost because the local backend exited
+        if failure:
+            self.report({"ERROR"}, f"{job.label} failed: {failure}")
+            return {"CANCELLED"}
         if isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))

@@ -13,6 +13,7 @@ stays and the generated one is left out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import bpy
@@ -21,6 +22,7 @@ import numpy as np
 from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
+from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import JOINT_NAMES, NUM_JOINTS
 
 GENERATED = "GENERATED"
@@ -31,6 +33,7 @@ _POINT_BOOLS = ("select_control_point", "select_left_handle", "select_right_hand
 _FRAME_EPS = 1e-3
 
 
+@functools.cache
 def _enum_value(struct, prop: str, item: str) -> int:
     return struct.bl_rna.properties[prop].enum_items[item].value
 
@@ -44,6 +47,7 @@ class Channel:
 
 
 # ---------------------------------------------------------------------- actions (4.2 … 5.x)
+@functools.cache
 def _layered() -> bool:
     return hasattr(bpy.types, "ActionChannelbag") or hasattr(bpy.types, "ActionChannelBag")
 
@@ -138,30 +142,64 @@ def _new_points(co: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
-    """Write generated keys onto one F-curve; returns how many were written.
+def _free_frames(kept_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Which of ``frames`` have no key of ``kept_frames`` (sorted) on them."""
+    if not len(kept_frames):
+        return np.ones(len(frames), bool)
+    pos = np.searchsorted(kept_frames, frames)
+    before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
+    after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
+    return np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
 
-    Earlier GENERATED keys inside [frames.min(), frames.max()] are replaced; every other key is
-    kept exactly, and frames where such a key exists are skipped."""
+
+def blend_towards(co: np.ndarray, artist: np.ndarray, frames: int, periodic: bool) -> np.ndarray:
+    """Generated keys ``co`` (n, 2) eased into and out of the artist keys ``artist`` (m, 2): a key
+    d frames from the nearest artist key moves towards its value with weight smoothstep(1 - d/(frames+1)),
+    so the motion arrives at the artist's pose instead of jumping to it. ``periodic``: angles, the
+    artist's value taken by whole turns nearest the generated one."""
+    if frames <= 0 or not len(artist) or not len(co):
+        return co
+    artist = artist[np.argsort(artist[:, 0])]
+    pos = np.clip(np.searchsorted(artist[:, 0], co[:, 0]), 1, max(len(artist) - 1, 1))
+    candidates = np.stack([pos - 1, np.minimum(pos, len(artist) - 1)], axis=1)
+    dist = np.abs(artist[candidates, 0] - co[:, 0:1])
+    nearest = candidates[np.arange(len(co)), dist.argmin(axis=1)]
+    w = np.clip(1.0 - dist.min(axis=1) / (frames + 1), 0.0, 1.0)
+    w = w * w * (3.0 - 2.0 * w)
+    value = co[:, 1].astype(np.float64)
+    target = artist[nearest, 1].astype(np.float64)
+    if periodic:
+        target = value + (target - value + np.pi) % (2 * np.pi) - np.pi
+    out = co.copy()
+    out[:, 1] = (1.0 - w) * value + w * target
+    return out
+
+
+def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
+    """Write generated keys ``co`` ((n, 2) float32 frame, value) onto one F-curve; returns the
+    frames left out because another key is there.
+
+    Earlier GENERATED keys inside the clip's frame range are replaced; every other key is kept
+    exactly, and frames where such a key exists are skipped. ``blend`` > 0: keys that many frames
+    around an artist key ease into it (``blend_towards``)."""
     kps = fc.keyframe_points
     generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
     n_old = len(kps)
+    if n_old == 0:  # a new curve: the floor of bpy writing (add + foreach_set + update)
+        kps.add(len(co))
+        kps.foreach_set("co", co.ravel())
+        kps.foreach_set("type", np.full(len(co), generated, np.int32))
+        fc.update()
+        return co[:0, 0]
     old_co = np.empty((n_old, 2), np.float32)
     old_type = np.empty(n_old, np.int32)
-    if n_old:
-        kps.foreach_get("co", old_co.ravel())
-        kps.foreach_get("type", old_type)
+    kps.foreach_get("co", old_co.ravel())
+    kps.foreach_get("type", old_type)
+    frames = co[:, 0]
     lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
     drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
-    kept_frames = np.sort(old_co[~drop, 0])
-    if len(kept_frames):  # leave out frames the artist has keyed
-        pos = np.searchsorted(kept_frames, frames)
-        before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
-        after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
-        free = np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
-    else:
-        free = np.ones(len(frames), bool)
-    new_co = np.stack([frames[free], values[free]], axis=1).astype(np.float32)
+    free = _free_frames(np.sort(old_co[~drop, 0]), frames)
+    new_co = blend_towards(co[free], old_co[old_type != generated], blend, fc.data_path.endswith("rotation_euler"))
     count = len(new_co)
     if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
         kept = {k: v[~drop] for k, v in _read_points(kps).items()}
@@ -174,23 +212,37 @@ def write_generated(fc, frames: np.ndarray, values: np.ndarray) -> int:
         kps.foreach_set("co", np.concatenate([old_co, new_co]).ravel())
         kps.foreach_set("type", np.concatenate([old_type, np.full(count, generated, np.int32)]))
     fc.update()  # sorts by frame and recalculates the auto handles
-    return count
+    return frames[~free]
 
 
-def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str) -> int:
+def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
+                   blend: int = 0) -> tuple[int, set[float]]:
+    """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""
+    if not channels:
+        return 0, set()
     bag = ensure_channelbag(id_block, action_name)
-    total = 0
-    for ch in channels:
-        fc = ensure_fcurve(bag, ch.data_path, ch.index, ch.group)
-        total += write_generated(fc, frames, np.asarray(ch.values, dtype=np.float64))
-    return total
+    co = np.empty((len(channels), len(frames), 2), np.float32)  # every channel's keys, built at once
+    co[:, :, 0] = frames
+    co[:, :, 1] = np.stack([ch.values for ch in channels])
+    written, skipped = 0, set()
+    for ch, ch_co in zip(channels, co):
+        left_out = write_generated(ensure_fcurve(bag, ch.data_path, ch.index, ch.group), ch_co, blend)
+        written += len(ch_co) - len(left_out)
+        skipped.update(left_out.tolist())
+    return written, skipped
 
 
 # ---------------------------------------------------------------------- rig channels
 def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
-    """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses."""
+    """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses.
+
+    The bone-local rotation Fᵀ·R(a)·F of ``pose.params_to_local`` is built as R(Fᵀ·a): turning a
+    rotation into another orthonormal frame turns its axis, so one (T, 16, 3) product replaces two
+    (T, 16, 3, 3) matrix products (this was a third of an import's time)."""
     frames = pose_conv.bone_frames(arm_obj)
-    local, location = pose_conv.params_to_local(frames, poses.global_orient, poses.hand_pose, poses.transl)
+    aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
+    local = axis_angle_to_matrix((aa[:, :, None, :] @ frames)[:, :, 0])  # Fᵀ·a per joint
+    location = poses.transl @ frames[0]  # = F₀ᵀ·transl
     pbones = arm_obj.pose.bones
     by_mode: dict[str, list[int]] = {}
     for k, name in enumerate(JOINT_NAMES):
@@ -199,9 +251,10 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     for mode, joints in by_mode.items():  # one vectorised conversion per rotation mode
         current = np.stack([pose_conv.channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
         prop, values = pose_conv.rotation_channels(local[:, joints], mode, current)
+        values = np.moveaxis(values, 0, -1)  # (joints, C, T): each channel's values contiguous
         for i, k in enumerate(joints):
             name = JOINT_NAMES[k]
-            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[:, i, c]) for c in range(values.shape[-1])]
+            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[i, c]) for c in range(values.shape[1])]
     wrist = JOINT_NAMES[0]
     channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i]) for i in range(3)]
     return channels
@@ -212,21 +265,24 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     if not keys:
         return []
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
-    from handforge_shared.rotations import axis_angle_to_matrix
-
     values = rig_build.corrective_values(axis_angle_to_matrix(aa))
     return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
+
+
+def _frame_list(frames) -> str:
+    return ", ".join(f"{f:g}" for f in sorted(frames))
 
 
 def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float) -> dict:
+def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0) -> dict:
     """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
 
     Clip frame i lands on scene frame ``frame_start + i · scene_fps / clip_fps`` (same time).
-    Returns a summary: keys written, frame range, and warnings for the user."""
+    ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
+    Returns a summary: keys written, frame range, frames skipped per side, warnings for the user."""
     scene = context.scene
     missing = [s for s in clip.hands if s not in hands]
     if len(missing) == len(clip.hands):
@@ -237,6 +293,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     warnings = [f"the clip has no {s} hand" for s in hands if s not in clip.hands]
     warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
     written = 0
+    skipped_frames: dict[str, list[float]] = {}
     for side, poses in clip.hands.items():
         arm_obj = hands.get(side)
         if arm_obj is None:
@@ -246,41 +303,120 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         present = clip.present[side]
         if not present.any():
             continue
-        sel = poses[np.flatnonzero(present)]
+        sel = poses if present.all() else poses[np.flatnonzero(present)]
         if np.abs(sel.betas - pose_conv.rig_betas(arm_obj)).max() > 1e-4:
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
-        written += write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action")
+        count, skipped = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action", blend)
+        written += count
         mesh_obj = rig_build.hand_mesh(arm_obj)
         correctives = corrective_channels(arm_obj, sel)
         if correctives and mesh_obj is not None:
-            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives")
+            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives",
+                                      blend)[0]
+        if skipped:
+            skipped_frames[side] = sorted(skipped)
+            warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "
+                            f"{_frame_list(skipped)}, so the clip was not keyed there")
     last = int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last
     scene.frame_set(scene.frame_current)  # re-evaluate: the rigs show the new keys
-    return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]), "warnings": warnings}
+    return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
+            "warnings": warnings, "skipped": skipped_frames}
 
 
-def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
-    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (what is shown)."""
+def channel_prop(mode: str) -> str:
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
+
+
+def curves_alone(arm_obj) -> bool:
+    """Whether the rig shows exactly its action's F-curves: no NLA, drivers or active constraints
+    (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""
+    ad = arm_obj.animation_data
+    if ad is not None and (len(ad.nla_tracks) or len(ad.drivers)):
+        return False
+    return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
+
+
+def _sample(fc, frames: np.ndarray) -> np.ndarray:
+    evaluate = fc.evaluate
+    return np.fromiter((evaluate(f) for f in frames), np.float64, len(frames))
+
+
+def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bone-local rotations (T, 16, 3, 3) and wrist locations (T, 3) read from the F-curves at
+    ``frames``, a channel without a curve keeping its current value."""
+    bag = find_channelbag(arm_obj)
+    pbones = arm_obj.pose.bones
+    local = np.empty((len(frames), NUM_JOINTS, 3, 3))
+    for k, name in enumerate(JOINT_NAMES):
+        pb = pbones[name]
+        path = f'pose.bones["{name}"].{channel_prop(pb.rotation_mode)}'
+        current = pose_conv.channel_values(pb)
+        values = np.repeat(current[None], len(frames), axis=0)
+        for c in range(len(current)):
+            fc = bag.fcurves.find(path, index=c) if bag is not None else None
+            if fc is not None and not fc.mute:
+                values[:, c] = _sample(fc, frames)
+        local[:, k] = pose_conv.channels_to_matrix(values, pb.rotation_mode)
+    location = np.repeat(np.array(pbones[JOINT_NAMES[0]].location, dtype=np.float64)[None], len(frames), axis=0)
+    for c in range(3):
+        fc = bag.fcurves.find(f'pose.bones["{JOINT_NAMES[0]}"].location', index=c) if bag is not None else None
+        if fc is not None and not fc.mute:
+            location[:, c] = _sample(fc, frames)
+    return local, location
+
+
+def check_export(hands: dict[str, object], frame_start: int, frame_end: int) -> str:
+    """The clip's hand model, after checking what can be checked before any work."""
     if frame_end < frame_start:
-        raise ValueError(f"the frame range {frame_start}..{frame_end} is empty")
-    scene = context.scene
+        raise ValueError(f"the frame range {frame_start}..{frame_end} is empty: set End at or after Start")
     models = {obj.handforge.hand_model for obj in hands.values()}
     if len(models) != 1:
         raise PoseFormatError(f"the hands are of different hand models ({', '.join(sorted(models))}): export them one at a time")
-    current = scene.frame_current
-    per_side: dict[str, list[HandPose]] = {s: [] for s in hands}
-    try:
-        for frame in range(frame_start, frame_end + 1):
-            scene.frame_set(frame)
-            for side, obj in hands.items():
-                per_side[side].append(pose_conv.read_pose(obj))
-    finally:
-        scene.frame_set(current)
-    return MotionClip(hands={s: stack_poses(p) for s, p in per_side.items()}, fps=scene_fps(scene),
-                      hand_model=models.pop(), extra={"source": "blender", "frame_start": frame_start})
+    return models.pop()
+
+
+def export_steps(context, hands: dict[str, object], frame_start: int, frame_end: int, result: dict):
+    """Sample the rigs over [frame_start, frame_end] into ``result["clip"]`` (what is shown).
+
+    A generator: it yields the fraction done, so an operator can show progress and stop early. A
+    rig that shows just its keys is read from its F-curves in one go; one with joint limits, NLA
+    or drivers is evaluated frame by frame (``scene.frame_set``), its frame restored at the end."""
+    hand_model = check_export(hands, frame_start, frame_end)
+    scene = context.scene
+    frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
+    bulk = {s: obj for s, obj in hands.items() if curves_alone(obj)}
+    slow = {s: obj for s, obj in hands.items() if s not in bulk}
+    per_side: dict[str, HandPose] = {}
+    for side, obj in bulk.items():
+        local, location = sample_channels(obj, frames)
+        params = pose_conv.local_to_params(pose_conv.bone_frames(obj), local, location)
+        per_side[side] = HandPose(betas=np.repeat(pose_conv.rig_betas(obj)[None], len(frames), axis=0), **params)
+    if slow:
+        current = scene.frame_current
+        sampled: dict[str, list[HandPose]] = {s: [] for s in slow}
+        try:
+            for i, frame in enumerate(range(frame_start, frame_end + 1)):
+                scene.frame_set(frame)
+                for side, obj in slow.items():
+                    sampled[side].append(pose_conv.read_pose(obj))
+                yield (i + 1) / len(frames)
+        finally:
+            scene.frame_set(current)
+        per_side.update({s: stack_poses(p) for s, p in sampled.items()})
+    result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,
+                                extra={"source": "blender", "frame_start": frame_start})
+    yield 1.0
+
+
+def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
+    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (all at once)."""
+    result: dict = {}
+    for _ in export_steps(context, hands, frame_start, frame_end, result):
+        pass
+    return result["clip"]
 
 
 def key_pose(arm_obj, frame: float) -> int:
@@ -289,7 +425,7 @@ def key_pose(arm_obj, frame: float) -> int:
     count = 0
     for name in JOINT_NAMES:
         pb = arm_obj.pose.bones[name]
-        prop = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(pb.rotation_mode, "rotation_euler")
+        prop = channel_prop(pb.rotation_mode)
         pb.keyframe_insert(prop, frame=frame, group=name)
         count += 4 if prop != "rotation_euler" else 3
     arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0])
@@ -297,3 +433,66 @@ def key_pose(arm_obj, frame: float) -> int:
     for kb in keys or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
     return count + 3 + len(keys or ())
+
+
+# ---------------------------------------------------------------------- generated keys as a set
+def hand_fcurves(arm_obj) -> list:
+    """Every F-curve that animates a hand: its armature's and its correctives' shape keys'."""
+    out = []
+    mesh_obj = rig_build.hand_mesh(arm_obj)
+    for id_block in (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
+        bag = find_channelbag(id_block) if id_block is not None else None
+        if bag is not None:
+            out.extend(bag.fcurves)
+    return out
+
+
+def _key_types(fc) -> np.ndarray:
+    kinds = np.empty(len(fc.keyframe_points), np.int32)
+    fc.keyframe_points.foreach_get("type", kinds)
+    return kinds
+
+
+def select_generated(arm_obj) -> int:
+    """Select exactly the generated keys (others deselected, handles too); returns how many."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        is_generated = _key_types(fc) == generated
+        for name in _POINT_BOOLS:
+            fc.keyframe_points.foreach_set(name, is_generated if name == "select_control_point" else np.zeros_like(is_generated))
+        fc.select = bool(is_generated.any())
+        count += int(is_generated.sum())
+    return count
+
+
+def delete_generated(arm_obj) -> int:
+    """Delete every generated key (all other keys stay exactly); returns how many were deleted."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        is_generated = _key_types(fc) == generated
+        if not is_generated.any():
+            continue
+        kept = {k: v[~is_generated] for k, v in _read_points(fc.keyframe_points).items()}
+        fc.keyframe_points.clear()
+        fc.keyframe_points.add(len(kept["co"]))
+        _write_points(fc.keyframe_points, kept)
+        fc.update()
+        count += int(is_generated.sum())
+    return count
+
+
+def generated_to_artist(arm_obj) -> int:
+    """Turn generated keys into ordinary keys (KEYFRAME): imports then leave them alone."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    keyframe = _enum_value(bpy.types.Keyframe, "type", "KEYFRAME")
+    count = 0
+    for fc in hand_fcurves(arm_obj):
+        kinds = _key_types(fc)
+        is_generated = kinds == generated
+        if is_generated.any():
+            kinds[is_generated] = keyframe
+            fc.keyframe_points.foreach_set("type", kinds)
+            count += int(is_generated.sum())
+    return count

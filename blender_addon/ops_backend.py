@@ -75,7 +75,7 @@ class HANDFORGE_OT_cancel_job(bpy.types.Operator):
     bl_idname = "handforge.cancel_job"
     bl_label = "Cancel Job"
 
-    job_id: StringProperty(name="Job", default="")
+    job_id: StringProperty(name="Job", default="", description="The job to cancel (empty: every running job)")
 
     def execute(self, context):
         count = jobs.cancel(self.job_id)
@@ -94,9 +94,10 @@ class HANDFORGE_OT_backend_hands(jobs.JobOperator, bpy.types.Operator):
     bl_label = "Add Hands from Backend"
     job_kind = "hand_model"
 
-    model: EnumProperty(name="Hand Model", items=MODEL_ITEMS, default="mano")
+    model: EnumProperty(name="Hand Model", items=MODEL_ITEMS, default="mano", description="Which hand model to build")
     use_shape: BoolProperty(name="Shape", default=False, description="Give the hands a shape")
-    betas: FloatVectorProperty(name="Betas", size=NUM_BETAS, default=(0.0,) * NUM_BETAS)
+    betas: FloatVectorProperty(name="Betas", size=NUM_BETAS, default=(0.0,) * NUM_BETAS,
+                               description="Shape coefficients of the new hands (with Shape on)")
 
     @classmethod
     def description(cls, context, properties):
@@ -119,8 +120,7 @@ class HANDFORGE_OT_backend_hands(jobs.JobOperator, bpy.types.Operator):
 
 
 class HANDFORGE_OT_check_backend(jobs.JobOperator, bpy.types.Operator):
-    """Send the current pose of the hands to the backend (forward_hands) and show its meshes next to
-    Blender's: they should coincide"""
+    """Send the current pose of the hands to the backend (forward_hands) and show its meshes next to Blender's: they should coincide"""
 
     bl_idname = "handforge.check_backend"
     bl_label = "Check Against Backend"
@@ -164,7 +164,7 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
     inputs: StringProperty(name="Inputs", subtype="FILE_PATH", default="",
                            description="Optional .npz whose arrays are sent with the job (else: the current hand poses, "
                                        "if the job takes them)")
-    image_target: EnumProperty(name="Images", default="IMAGE", items=[
+    image_target: EnumProperty(name="Images", default="IMAGE", description="Where images in the result go", items=[
         ("IMAGE", "Image", "Image datablocks only"),
         ("CAMERA", "Camera Background", "Also show them behind the active camera"),
         ("PLANE", "Textured Plane", "Also show them on a plane in the scene")])

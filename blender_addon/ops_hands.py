@@ -6,12 +6,15 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 
-from . import fingers, hands
+from . import fingers, hands, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import TARGET_ITEMS
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
+
+BETAS_DESCRIPTION = "Shape coefficients (components of the hand model's shape space; 0: the mean hand)"
+PAIR_SPACING_M = 0.6  # a new pair of hands goes this far to the right (+X) of the scene's rightmost hand
 
 
 class HANDFORGE_OT_add_hands(bpy.types.Operator):
@@ -25,13 +28,13 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
         name="Source",
         items=[("OPEN", "Open Hand", "The open default hand (CC0), built in: works without a backend"),
                ("FILE", "Rig File", "A HandForge rig file (.npz) exported by the backend (e.g. MANO)")],
-        default="OPEN",
+        default="OPEN", description="Where the hand rigs come from",
     )
     filepath: StringProperty(name="Rig File", subtype="FILE_PATH",
                              description="A rig .npz (handforge.rig): its mirror image gives the other hand")
     filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH",
                                   description="Optional rig .npz for the left hand (else the mirror of the first)")
-    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH")
+    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to add")
 
     @reports_errors
     def execute(self, context):
@@ -53,10 +56,18 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
             else:
                 rigs[other] = first.mirrored()
         wanted = hands.TARGET_SIDES[self.sides]
+        existing = [o for o in context.scene.objects if o.type == "ARMATURE" and o.handforge.is_hand]
         made = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
+        beside = ""
+        if existing:  # never stacked exactly on the hands already there
+            x = max(o.matrix_world.translation.x for o in existing) + PAIR_SPACING_M
+            for obj in made.values():
+                obj.location.x = x
+            beside = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; "
+                      "the HandForge tools now act on the new ones")
         for obj in made.values():
             fingers.sync_sliders(obj)
-        self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model)")
+        self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model){beside}")
         return {"FINISHED"}
 
 
@@ -67,8 +78,9 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
     bl_label = "Set Shape"
     bl_options = {"REGISTER", "UNDO"}
 
-    betas: FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3.0, soft_max=3.0)
-    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH")
+    betas: FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3.0, soft_max=3.0,
+                               description=BETAS_DESCRIPTION)
+    sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to reshape")
 
     @reports_errors
     def execute(self, context):
@@ -83,6 +95,13 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
             self.betas = next(iter(targets.values())).handforge.betas
         return context.window_manager.invoke_props_dialog(self)
 
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "sides")
+        col = layout.column(align=True)
+        for i in range(NUM_BETAS):
+            col.prop(self, "betas", index=i, text=f"Shape {i + 1}" + (" (overall)" if i == 0 else ""))
+
 
 class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     """Recompute the MANO pose-corrective shape keys from the current pose (after posing bones by hand)"""
@@ -93,8 +112,16 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for obj in hands.scene_hands(context.scene).values():
+        found = hands.scene_hands(context.scene)
+        with_correctives = {s: o for s, o in found.items() if rig.corrective_keys(o)}
+        if not with_correctives:
+            models = sorted({o.handforge.hand_model for o in found.values()})
+            self.report({"INFO"}, f"nothing to update: the {' and '.join(found)} hand ({', '.join(models)} model) has "
+                                  "no pose correctives (MANO hands have them; the open hand does not)")
+            return {"CANCELLED"}
+        for obj in with_correctives.values():
             pose_conv.update_correctives(obj)
+        self.report({"INFO"}, f"updated the pose correctives of the {' and '.join(with_correctives)} hand")
         return {"FINISHED"}
 
 

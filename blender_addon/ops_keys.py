@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import hands, keys
 from .errors import reports_errors
-from .ops_pose import SIDES_WITH_SCENE, _target
+from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from handforge_shared.poses import MotionClip
+
+MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
+
+
+def motion_file_to_read(filepath: str) -> str:
+    """The absolute path of an existing motion file, or a ValueError that says what to choose."""
+    if not filepath.strip():
+        raise ValueError("no file chosen: choose a HandForge motion clip (.npz) to import")
+    path = bpy.path.abspath(filepath)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder: choose a motion clip (.npz) inside it")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file; choose an existing motion clip (.npz)")
+    return path
+
+
+def motion_file_to_write(filepath: str) -> str:
+    """The absolute path to write a motion clip to, checked before any work is done."""
+    if not filepath.strip() or os.path.basename(filepath) in ("", ".npz"):
+        raise ValueError("no file chosen: choose where to write the motion clip, e.g. //motion.npz")
+    path = bpy.path.abspath(filepath)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder: choose a file name inside it, e.g. motion.npz")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise ValueError(f"the folder {folder} does not exist: create it or choose another folder")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"the folder {folder} is not writable: choose another folder")
+    return path
 
 
 class HANDFORGE_OT_key_pose(bpy.types.Operator):
@@ -19,7 +51,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     bl_label = "Key Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     @reports_errors
     def execute(self, context):
@@ -40,12 +72,17 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     frame_start: IntProperty(name="Start Frame", default=-1, description="Where the clip's first frame goes (-1: the current frame)")
+    blend: IntProperty(name="Blend Frames", default=0, min=0, soft_max=24,
+                       description="Ease the clip into and out of your own keys over this many frames instead of "
+                                   "jumping to them (0: no easing)")
 
     @reports_errors
     def execute(self, context):
-        clip = MotionClip.load(bpy.path.abspath(self.filepath))
+        path = motion_file_to_read(self.filepath)  # checked before any work
+        found = hands.scene_hands(context.scene, "BOTH")
+        clip = MotionClip.load(path)
         start = context.scene.frame_current if self.frame_start < 0 else self.frame_start
-        summary = keys.import_clip(context, clip, hands.scene_hands(context.scene, "BOTH"), start)
+        summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
@@ -63,17 +100,119 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     frame_start: IntProperty(name="Start", default=-1, description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, description="Last frame (-1: the scene's end)")
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH",
+                        description="Which hands to export")
 
     @reports_errors
     def execute(self, context):
         scene = context.scene
+        self._path = motion_file_to_write(self.filepath)  # everything is checked before any work
         start = scene.frame_start if self.frame_start < 0 else self.frame_start
         end = scene.frame_end if self.frame_end < 0 else self.frame_end
-        clip = keys.export_clip(context, hands.scene_hands(scene, _target(self, context)), start, end)
-        path = clip.save(bpy.path.abspath(self.filepath))
+        found = hands.scene_hands(scene, _target(self, context))
+        keys.check_export(found, start, end)
+        self._result = {}
+        self._steps = keys.export_steps(context, found, start, end, self._result)
+        if bpy.app.background or context.window is None:  # no UI to show progress in: all at once
+            for _ in self._steps:
+                pass
+            return self._finish()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.0, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            self._steps.close()  # restores the scene's frame
+            self._end_ui(context)
+            self.report({"WARNING"}, "export cancelled: nothing was written")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        until = time.perf_counter() + MODAL_SLICE_S
+        try:
+            for done in self._steps:
+                context.window_manager.progress_update(int(100 * done))
+                context.workspace.status_text_set(f"HandForge: exporting motion, {100 * done:.0f} % (Esc cancels)")
+                if time.perf_counter() > until:
+                    return {"RUNNING_MODAL"}
+        except Exception as exc:  # noqa: BLE001 - reported like any operator error
+            self._end_ui(context)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._end_ui(context)
+        return self._finish()
+
+    def _end_ui(self, context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+
+    def _finish(self):
+        clip = self._result["clip"]
+        path = clip.save(self._path)
         self.report({"INFO"}, f"wrote {clip.num_frames} frames to {path}")
         return {"FINISHED"}
 
 
-CLASSES = (HANDFORGE_OT_key_pose, HANDFORGE_OT_import_motion, HANDFORGE_OT_export_motion)
+class _GeneratedKeysOperator:
+    """Shared by the generated-key tools: which hands, and 'nothing to do' said out loud."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    done = ""  # past tense of what the tool does, for its report
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+
+    def act(self, arm_obj) -> int:
+        raise NotImplementedError
+
+    @reports_errors
+    def execute(self, context):
+        found = hands.scene_hands(context.scene, _target(self, context))
+        count = sum(self.act(obj) for obj in found.values())
+        if not count:
+            self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "
+                                  "(Import Motion or a backend job makes them)")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{self.done} {count} generated keys on the {' and '.join(found)} hand")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_select_generated_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Select the generated keys of the hands (and only them), e.g. to move or scale them in the Dope Sheet"""
+
+    bl_idname = "handforge.select_generated_keys"
+    bl_label = "Select Generated Keys"
+    done = "selected"
+
+    def act(self, arm_obj) -> int:
+        return keys.select_generated(arm_obj)
+
+
+class HANDFORGE_OT_delete_generated_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Delete the generated keys of the hands; your own keys stay exactly as they are"""
+
+    bl_idname = "handforge.delete_generated_keys"
+    bl_label = "Delete Generated Keys"
+    done = "deleted"
+
+    def act(self, arm_obj) -> int:
+        return keys.delete_generated(arm_obj)
+
+
+class HANDFORGE_OT_make_artist_keys(_GeneratedKeysOperator, bpy.types.Operator):
+    """Turn the generated keys of the hands into your own keys: later imports keep them"""
+
+    bl_idname = "handforge.make_artist_keys"
+    bl_label = "Make Artist Keys"
+    done = "turned into artist keys"
+
+    def act(self, arm_obj) -> int:
+        return keys.generated_to_artist(arm_obj)
+
+
+CLASSES = (HANDFORGE_OT_key_pose, HANDFORGE_OT_import_motion, HANDFORGE_OT_export_motion,
+           HANDFORGE_OT_select_generated_keys, HANDFORGE_OT_delete_generated_keys, HANDFORGE_OT_make_artist_keys)

@@ -22,6 +22,7 @@ def _target(op, context) -> str:
     return op.sides if op.sides != "SCENE" else context.scene.handforge.target
 
 
+SIDES_DESCRIPTION = "Which hands to act on (Panel Setting: the hands chosen in the HandForge panel)"
 SIDES_WITH_SCENE = [("SCENE", "Panel Setting", "The hands chosen in the HandForge panel")] + TARGET_ITEMS
 
 
@@ -37,8 +38,9 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     bl_label = "Apply Preset"
     bl_options = {"REGISTER", "UNDO"}
 
-    preset: EnumProperty(name="Preset", items=presets.enum_items)
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    preset: EnumProperty(name="Preset", items=presets.enum_items, description="The named pose to apply")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
+                        description=SIDES_DESCRIPTION)
 
     @reports_errors
     def execute(self, context):
@@ -55,7 +57,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
     bl_label = "Mirror Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    direction: EnumProperty(name="Direction", items=[
+    direction: EnumProperty(name="Direction", description="Which hand gives its pose to the other", items=[
         ("LEFT_TO_RIGHT", "Left → Right", "Pose the right hand like the left"),
         ("RIGHT_TO_LEFT", "Right → Left", "Pose the left hand like the right")])
     include_placement: BoolProperty(name="Include Placement", default=False,
@@ -82,7 +84,8 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
     bl_label = "Reset Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
+                        description=SIDES_DESCRIPTION)
     include_placement: BoolProperty(name="Include Placement", default=False,
                                     description="Also reset the wrist's orientation and position")
 
@@ -100,7 +103,8 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
     bl_idname = "handforge.copy_pose"
     bl_label = "Copy Pose"
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
+                        description=SIDES_DESCRIPTION)
 
     @reports_errors
     def execute(self, context):
@@ -120,7 +124,8 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
     bl_label = "Paste Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
+                        description=SIDES_DESCRIPTION)
     fingers_only: BoolProperty(name="Fingers Only", default=False,
                                description="Keep each hand's orientation and position, paste only the fingers")
     text: StringProperty(name="Pose", default="", options={"HIDDEN", "SKIP_SAVE"},

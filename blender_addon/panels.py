@@ -87,6 +87,12 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("handforge.import_motion", icon="IMPORT")
         row.operator("handforge.export_motion", icon="EXPORT")
+        col = layout.column(align=True)
+        col.label(text="Generated keys")
+        row = col.row(align=True)
+        row.operator("handforge.select_generated_keys", text="Select", icon="RESTRICT_SELECT_OFF")
+        row.operator("handforge.delete_generated_keys", text="Delete", icon="TRASH")
+        row.operator("handforge.make_artist_keys", text="Make Mine", icon="KEYTYPE_KEYFRAME_VEC")
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
@@ -109,13 +115,16 @@ class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
         row.operator("handforge.start_backend", icon="PLAY")
         row.operator("handforge.connect", icon="URL")
         row.operator("handforge.stop_backend", text="", icon="CANCEL")
-        if not props.connected:
+        if not props.connected and not props.kinds:
             return
+        # a local backend that exited keeps its last capabilities on show, greyed out (the status says why)
+        layout = layout.column()
+        layout.enabled = props.connected
         col = layout.column(align=True)
         col.label(text="Hand models")
         for model in props.hand_models:
             row = col.row(align=True)
-            row.enabled = model.available
+            row.enabled = model.available and props.connected
             op = row.operator("handforge.backend_hands", text=f"Add {model.name} hands",
                               icon="CHECKMARK" if model.available else "ERROR")
             op.model = model.name

@@ -45,7 +45,7 @@ def _hand_props_annotations() -> dict:
     ann = {
         "is_hand": BoolProperty(name="HandForge Hand", default=False, options={"HIDDEN"}),
         "is_hand_mesh": BoolProperty(name="HandForge Hand Mesh", default=False, options={"HIDDEN"}),
-        "side": EnumProperty(name="Side", items=SIDE_ITEMS, default="right"),
+        "side": EnumProperty(name="Side", items=SIDE_ITEMS, default="right", description="Which hand this rig is"),
         "hand_model": StringProperty(name="Hand Model", default="open",
                                      description="The hand model this rig was built from (open or mano)"),
         "betas": FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS,
@@ -86,35 +86,36 @@ class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
 
 # ---------------------------------------------------------------------- backend state (runtime only)
 class HANDFORGE_PG_engine(bpy.types.PropertyGroup):
-    available: BoolProperty()
-    reason: StringProperty()
-    description: StringProperty()
+    available: BoolProperty(name="Available", description="Whether the engine can run on the backend")
+    reason: StringProperty(name="Reason", description="Why the engine cannot run, and how to fix it")
+    description: StringProperty(name="Description", description="What the engine does")
 
 
 class HANDFORGE_PG_kind(bpy.types.PropertyGroup):
-    engine: StringProperty()
-    description: StringProperty()
+    engine: StringProperty(name="Engine", description="The engine that runs this job kind")
+    description: StringProperty(name="Description", description="What this job kind does")
 
 
 class HANDFORGE_PG_hand_model(bpy.types.PropertyGroup):
-    available: BoolProperty()
-    reason: StringProperty()
+    available: BoolProperty(name="Available", description="Whether the backend can build this hand model")
+    reason: StringProperty(name="Reason", description="Why the hand model is unavailable, and how to fix it")
 
 
 class HANDFORGE_PG_job(bpy.types.PropertyGroup):
-    job_id: StringProperty()
-    label: StringProperty()
-    fraction: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
-    message: StringProperty()
+    job_id: StringProperty(name="Job", description="The backend's id of the job")
+    label: StringProperty(name="Label", description="What the job is doing")
+    fraction: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR", description="How much of the job is done")
+    message: StringProperty(name="Message", description="The job's latest progress message")
 
 
 class HANDFORGE_PG_backend(bpy.types.PropertyGroup):
-    status: StringProperty(name="Status", default="Not connected")
-    connected: BoolProperty()
-    engines: CollectionProperty(type=HANDFORGE_PG_engine)
-    kinds: CollectionProperty(type=HANDFORGE_PG_kind)
-    hand_models: CollectionProperty(type=HANDFORGE_PG_hand_model)
-    jobs: CollectionProperty(type=HANDFORGE_PG_job)
+    status: StringProperty(name="Status", default="Not connected", description="The connection to the backend")
+    connected: BoolProperty(name="Connected", description="Whether a backend is connected and answering")
+    engines: CollectionProperty(type=HANDFORGE_PG_engine, name="Engines", description="The backend's engines")
+    kinds: CollectionProperty(type=HANDFORGE_PG_kind, name="Job Kinds", description="The job kinds the backend runs")
+    hand_models: CollectionProperty(type=HANDFORGE_PG_hand_model, name="Hand Models",
+                                    description="The hand models the backend knows")
+    jobs: CollectionProperty(type=HANDFORGE_PG_job, name="Jobs", description="Jobs running now")
 
 
 CLASSES = (HandProps, HANDFORGE_PG_scene, HANDFORGE_PG_engine, HANDFORGE_PG_kind, HANDFORGE_PG_hand_model,

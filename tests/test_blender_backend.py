@@ -133,9 +133,21 @@ def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):
     _no_error(session, "killed")
     result = session["killed"]
     assert result["killed"] == 1
-    assert "backend_lost" in result["message"]
-    assert result["seconds"] < 15  # noticed by heartbeats, never a hang (the job would take 20 s)
+    assert "exited with code -9" in result["message"]
+    assert result["seconds"] < 5  # the exit is noticed at once, never a hang (the job would take 20 s)
     assert result["unchanged"] is True
+
+
+def test_a_dead_local_backend_greys_job_buttons_out_with_the_reason(session):
+    _no_error(session, "dead")
+    dead = session["dead"]
+    assert dead["job_poll"] is False and dead["hands_poll"] is False and dead["start_poll"] is True
+    assert "exited with code -9" in dead["click"] and "Start Local Backend" in dead["click"]
+    assert "exited with code -9" in dead["status"] and dead["connected"] is False
+    assert dead["seconds"] < 1.0  # no wait per click
+    assert "exited with code 3" in dead["start_dies"] and "RuntimeError: boom, the GPU is gone" in dead["start_dies"]
+    assert "Traceback: device probe" in dead["start_dies"]  # the last lines of its error output
+    assert dead["start_dies_seconds"] < 10 and dead["after_start_poll"] is False
 
 
 def test_stop_leaves_no_backend_process(session):

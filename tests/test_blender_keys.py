@@ -38,6 +38,10 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     gaps = np.ones(10, bool)
     gaps[3:6] = False
     clips["clip_gaps"] = clip_of(rng, 10, fps=48.0, present={"left": gaps})
+    clips["clip_long"] = clip_of(rng, 600)
+    still = HandPose(global_orient=np.zeros((21, 3)), hand_pose=np.tile(rng.normal(0, 0.3, 45), (21, 1)),
+                     betas=np.zeros((21, 10)), transl=np.zeros((21, 3)))
+    clips["clip_still"] = MotionClip(hands={s: still for s in SIDES}, fps=24.0)  # one pose held
     for name, clip in clips.items():
         clip.save(work / f"{name}.npz")
     (work / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip")
@@ -161,3 +165,95 @@ def test_bad_files_are_reported_and_change_nothing(session):
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
     assert bad["unchanged"] is True
+
+
+def test_export_of_600_frames_is_fast_and_gives_the_clip_back(session):
+    _no_error(session, "export")
+    export = session["export"]
+    assert export["seconds"] < 1.0, export
+    assert export["frame_after"] == export["frame_before"]  # the frame-by-frame path restores it
+    want = session.clips["clip_long"]
+    for key in ("path", "path_limits"):
+        got = MotionClip.load(export[key])
+        assert got.num_frames == (600 if key == "path" else 30)
+        for side in SIDES:
+            limited = key == "path_limits" and side == "left"  # what is shown: the limits clamp the fingers
+            for field in ("global_orient",) if limited else ("global_orient", "hand_pose"):
+                expected = axis_angle_to_matrix(getattr(want.hands[side], field)[:got.num_frames].reshape(got.num_frames, -1, 3))
+                actual = axis_angle_to_matrix(getattr(got.hands[side], field).reshape(got.num_frames, -1, 3))
+                np.testing.assert_allclose(actual, expected, atol=2e-5, err_msg=f"{key} {side} {field}")
+            np.testing.assert_allclose(got.hands[side].transl, want.hands[side].transl[:got.num_frames], atol=1e-6)
+            if limited:
+                assert np.abs(got.hands[side].hand_pose - want.hands[side].hand_pose[:30]).max() > 0.05
+
+
+def test_paths_and_ranges_are_checked_before_any_work(session):
+    _no_error(session, "checked_first")
+    bad = session["checked_first"]
+    assert "choose where to write" in bad["export_empty"]
+    assert "does not exist" in bad["export_no_folder"] and "folder" in bad["export_folder"]
+    assert "frame range 20..10 is empty" in bad["export_range"]
+    assert "choose a HandForge motion clip" in bad["import_empty"]
+    assert bad["seconds"] < 0.5, bad
+
+
+def test_import_reports_frames_skipped_for_artist_keys_and_can_blend_into_them(session):
+    _no_error(session, "skipped")
+    result = session["skipped"]
+    for blend in ("0", "5"):
+        assert "right hand: your keys were kept at frame 2010" in result[blend]["printed"]
+        assert "left hand: your keys were kept at frame 2010" in result[blend]["printed"]
+    jump = max(result["0"]["steps"])
+    assert jump > 0.2  # the held pose and the artist's differ: without blending, one jump into the key
+    assert sorted(result["0"]["steps"])[-3] < 1e-3  # ... and stillness elsewhere (one jump in, one out)
+    eased = result["5"]["steps"]
+    assert max(eased) < 0.4 * jump  # eased in and out over several frames
+    assert sum(eased) > 1.9 * jump * 0.9  # still arriving at the artist's pose and leaving it
+
+
+def test_keying_set_holds_exactly_the_pose_channels(session):
+    _no_error(session, "keying_set")
+    paths = session["keying_set"]["paths"]
+    want = set()
+    for side in SIDES:
+        for bone in JOINT_NAMES:
+            prop = "rotation_quaternion" if bone == "wrist" else "rotation_euler"
+            want.add(f'{side}|pose.bones["{bone}"].{prop}|True')  # every component of each
+        want.add(f'{side}|pose.bones["wrist"].location|True')
+    assert len(paths) == len(want) and set(paths) == want
+
+
+def test_generated_key_tools(session):
+    _no_error(session, "tools")
+    tools = session["tools"]
+    before = tools["before"]
+    assert before["left"]["GENERATED"] > 0 and before["right"]["GENERATED"] > 0
+    for side in SIDES:  # exactly the generated keys are selected
+        assert tools["selected"][side] == {"GENERATED": before[side]["GENERATED"], "KEYFRAME": 0}
+    made = tools["after_make_left"]
+    assert made["left"] == {"GENERATED": 0, "KEYFRAME": before["left"]["KEYFRAME"] + before["left"]["GENERATED"]}
+    assert made["right"] == before["right"]
+    deleted = tools["after_delete_right"]
+    assert deleted["right"] == {"GENERATED": 0, "KEYFRAME": before["right"]["KEYFRAME"]}
+    assert tools["right_artist_kept"] is True
+    assert tools["nothing_left"] == ["CANCELLED"]
+
+
+def test_import_benchmark_writes_the_floors_keys(addon_zip, tmp_path):  # noqa: F811 - fixture
+    """benchmarks/blender_import.py runs HandForge's import and the pure-bpy floor interleaved, checks
+    that both write the same keys (it raises otherwise) and prints min/median and the ratio."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "blender_import.py"), "--frames", "60",
+                           "--repeats", "3", "--zip", str(addon_zip)], check=False, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = {line.split(" min ")[0].split("(")[0].strip(): line for line in proc.stdout.splitlines() if " min " in line}
+    assert {"HandForge import", "pure bpy", "import_motion operator"} <= set(lines), proc.stdout
+    ratio = float(proc.stdout.split("ratio (min/min): ")[1].split("x")[0])
+    assert ratio > 0

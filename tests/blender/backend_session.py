@@ -181,6 +181,29 @@ def killed_mid_job():
 s.check("killed", killed_mid_job)
 
 
+def dead_backend():
+    """After the local backend has exited: job buttons are off at once, with the exit code and the
+    end of its error output; Start Local Backend is offered; a start that dies says why."""
+    t = time.monotonic()
+    out = {"job_poll": bpy.ops.handforge.run_job.poll(), "hands_poll": bpy.ops.handforge.check_backend.poll(),
+           "start_poll": bpy.ops.handforge.start_backend.poll(),
+           "click": error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 1}')),
+           "status": wm.handforge.status, "connected": wm.handforge.connected}
+    out["seconds"] = time.monotonic() - t
+    prefs.server_command = ('{python} -c "import sys; sys.stderr.write(chr(10).join(['
+                            "'starting', 'Traceback: device probe', 'RuntimeError: boom, the GPU is gone']));"
+                            ' sys.exit(3)"')
+    t = time.monotonic()
+    out["start_dies"] = error_of(lambda: bpy.ops.handforge.start_backend())
+    out["start_dies_seconds"] = time.monotonic() - t
+    out["after_start_poll"] = bpy.ops.handforge.run_job.poll()
+    prefs.server_command = a["command"]
+    return out
+
+
+s.check("dead", dead_backend)
+
+
 def stop():
     assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
     return {"status": wm.handforge.status, "children_alive": len(children())}

@@ -102,4 +102,126 @@ def bad_files():
 
 
 s.check("bad", bad_files)
+
+
+def export_long():
+    """Import 600 frames of two hands, export them back: timed, and checked against the clip."""
+    import time
+
+    assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1001) == {"FINISHED"}
+    start = time.perf_counter()
+    out = a["work"] + "/exported.npz"
+    assert bpy.ops.handforge.export_motion(filepath=out, frame_start=1001, frame_end=1600) == {"FINISHED"}
+    seconds = time.perf_counter() - start
+    frame_before = scene.frame_current
+    hand("left").handforge.use_limits = True  # limits on: frame by frame (what is shown), same values here
+    out_limits = a["work"] + "/exported_limits.npz"
+    start = time.perf_counter()
+    assert bpy.ops.handforge.export_motion(filepath=out_limits, frame_start=1001, frame_end=1030) == {"FINISHED"}
+    slow_seconds = time.perf_counter() - start
+    hand("left").handforge.use_limits = False
+    return {"seconds": seconds, "path": out, "path_limits": out_limits, "slow_seconds_30": slow_seconds,
+            "frame_before": frame_before, "frame_after": scene.frame_current}
+
+
+s.check("export", export_long)
+
+
+def checked_first():
+    """Bad paths and ranges are reported at once, with what to choose, and nothing is done."""
+    import time
+
+    start = time.perf_counter()
+    out = {
+        "export_empty": error_of(lambda: bpy.ops.handforge.export_motion(filepath="", frame_start=1, frame_end=600)),
+        "export_no_folder": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath=a["work"] + "/no/such/folder/m.npz", frame_start=1, frame_end=600)),
+        "export_folder": error_of(lambda: bpy.ops.handforge.export_motion(filepath=a["work"], frame_start=1, frame_end=600)),
+        "export_range": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath=a["work"] + "/r.npz", frame_start=20, frame_end=10)),
+        "import_empty": error_of(lambda: bpy.ops.handforge.import_motion(filepath="")),
+    }
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+s.check("checked_first", checked_first)
+
+
+def bone_angle_steps(side: str, bone: str, frames) -> list[float]:
+    """Angle (rad) the bone turns from each frame to the next, as evaluated by Blender."""
+    import itertools
+
+    import numpy as np
+
+    mats = []
+    for f in frames:
+        scene.frame_set(f)
+        mats.append(np.array(hand(side).pose.bones[bone].matrix_basis)[:3, :3])
+    return [float(np.arccos(np.clip((np.trace(m0.T @ m1) - 1) / 2, -1, 1))) for m0, m1 in itertools.pairwise(mats)]
+
+
+def skipped_and_blended():
+    """An artist key inside an imported range: the frame is reported; with Blend the motion eases in."""
+    import io
+    from contextlib import redirect_stdout
+
+    out = {}
+    scene.frame_set(2010)
+    as_user(bpy.ops.handforge.paste_pose, text=a["artist_pose"], sides="BOTH")
+    assert as_user(bpy.ops.handforge.key_pose, sides="BOTH") == {"FINISHED"}
+    for blend in (0, 5):
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            assert bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=2000, blend=blend) == {"FINISHED"}
+        out[blend] = {"printed": printed.getvalue(), "steps": bone_angle_steps("right", "index2", range(2000, 2021))}
+    scene.frame_set(2010)
+    out["at_artist_key"] = [list(hand("right").pose.bones["index2"].rotation_euler)]
+    return out
+
+
+s.check("skipped", skipped_and_blended)
+
+
+def keying_set():
+    """The HandForge keying set keys exactly the pose channels of both hands."""
+    scene.frame_set(3000)
+    ks = next(k for k in scene.keying_sets_all if k.bl_label == "HandForge Pose")
+    before = len(ks.paths)
+    ks.refresh()  # a relative keying set: its paths come from the add-on's iterator, for this scene
+    sides = {hand(side).name: side for side in SIDES}
+    paths = sorted(f"{sides.get(p.id.name, p.id.name)}|{p.data_path}|{p.use_entire_array}" for p in ks.paths)
+    return {"paths": paths, "before": before}
+
+
+s.check("keying_set", keying_set)
+
+
+def generated_key_tools():
+    def counts():
+        snap = snapshot()
+        return {side: {kind: sum(p[2] == kind for k, pts in snap.items() if k.startswith(side) for p in pts)
+                       for kind in ("GENERATED", "KEYFRAME")} for side in SIDES}
+
+    def selected(side):
+        ad = hand(side).animation_data
+        bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+        return {kind: sum(kp.select_control_point for fc in bag.fcurves for kp in fc.keyframe_points if kp.type == kind)
+                for kind in ("GENERATED", "KEYFRAME")}
+
+    out = {"before": counts()}
+    assert bpy.ops.handforge.select_generated_keys(sides="BOTH") == {"FINISHED"}
+    out["selected"] = {side: selected(side) for side in SIDES}
+    artist_before = {k: [p for p in v if p[2] == "KEYFRAME"] for k, v in snapshot().items()}
+    assert bpy.ops.handforge.make_artist_keys(sides="LEFT") == {"FINISHED"}
+    out["after_make_left"] = counts()
+    assert bpy.ops.handforge.delete_generated_keys(sides="RIGHT") == {"FINISHED"}
+    out["after_delete_right"] = counts()
+    right_artist_now = {k: [p for p in v if p[2] == "KEYFRAME"] for k, v in snapshot().items() if k.startswith("right")}
+    out["right_artist_kept"] = right_artist_now == {k: v for k, v in artist_before.items() if k.startswith("right")}
+    out["nothing_left"] = sorted(bpy.ops.handforge.delete_generated_keys(sides="BOTH"))
+    return out
+
+
+s.check("tools", generated_key_tools)
 s.finish()

@@ -1,0 +1,50 @@
+"""The HandForge keying set: I in the viewport (with it active) keys exactly the hands' pose channels.
+
+Per hand: every joint bone's rotation in its rotation mode, the wrist's location and, on MANO
+hands, the pose-corrective shape keys (so a keyed pose deforms the same on playback). Nothing else
+(no scale, no fingertip marker bones). Blender's keying set API: ``bpy.types.KeyingSetInfo``.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import hands, keys, rig
+from . import pose as pose_conv
+from handforge_shared.skeleton import JOINT_NAMES
+
+KEYING_SET_ID = "HANDFORGE_KS_pose"
+
+
+def pose_paths(arm_obj) -> list[tuple[object, str, str]]:
+    """(ID, data path, group) of every channel the keying set keys on one hand (all array indices)."""
+    pbones = arm_obj.pose.bones
+    out = [(arm_obj, f'pose.bones["{name}"].{keys.channel_prop(pbones[name].rotation_mode)}', name)
+           for name in JOINT_NAMES]
+    out.append((arm_obj, f'pose.bones["{JOINT_NAMES[0]}"].location', JOINT_NAMES[0]))
+    mesh_obj = rig.hand_mesh(arm_obj)
+    for kb in rig.corrective_keys(arm_obj) or ():
+        out.append((mesh_obj.data.shape_keys, f'key_blocks["{kb.name}"].value', "Pose Correctives"))
+    return out
+
+
+class HANDFORGE_KS_pose(bpy.types.KeyingSetInfo):
+    """The pose of the HandForge hands: joint rotations, wrist location and pose correctives"""
+
+    bl_idname = KEYING_SET_ID
+    bl_label = "HandForge Pose"
+
+    def poll(ksi, context):
+        return bool(hands.scene_hands(context.scene, "BOTH", required=False))
+
+    def iterator(ksi, context, ks):
+        for arm_obj in hands.scene_hands(context.scene, "BOTH", required=False).values():
+            ksi.generate(context, ks, arm_obj)
+
+    def generate(ksi, context, ks, arm_obj):
+        pose_conv.update_correctives(arm_obj)  # bones may have been rotated by hand since
+        for id_block, path, group in pose_paths(arm_obj):
+            ks.paths.add(id_block, path, index=-1, group_method="NAMED", group_name=group)
+
+
+CLASSES = (HANDFORGE_KS_pose,)

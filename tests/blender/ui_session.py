@@ -1,0 +1,100 @@
+"""Blender session: what the add-on says — every operator and property described (one line each),
+shape sliders labelled, Add Hands on a scene with hands, operators with nothing to do."""
+
+from __future__ import annotations
+
+import bpy
+
+from session import ADDON_MODULE, Session, hand
+
+s = Session()
+s.install()
+
+
+def undescribed() -> dict:
+    """Operators and properties of the add-on whose tooltip is empty or broken over lines."""
+    missing, broken = [], []
+
+    def look(owner: str, rna) -> None:
+        for prop in rna.properties:
+            if prop.identifier in ("rna_type", "bl_idname", "name") or prop.is_hidden:
+                continue
+            text = prop.description
+            (missing if not text.strip() else broken if "\n" in text else []).append(f"{owner}.{prop.identifier}")
+
+    for name in dir(bpy.ops.handforge):
+        rna = getattr(bpy.ops.handforge, name).get_rna_type()
+        if not rna.description.strip():
+            missing.append(f"handforge.{name}")
+        elif "\n" in rna.description:
+            broken.append(f"handforge.{name}")
+        look(f"handforge.{name}", rna)
+    seen = set()
+
+    def walk(rna) -> None:  # the add-on's property groups, reached from where they hang
+        if rna.identifier in seen:
+            return
+        seen.add(rna.identifier)
+        look(rna.identifier, rna)
+        for prop in rna.properties:
+            if prop.type in ("POINTER", "COLLECTION") and prop.fixed_type.identifier.startswith("HANDFORGE"):
+                walk(prop.fixed_type)
+
+    for owner in (bpy.types.Object, bpy.types.Scene, bpy.types.WindowManager):
+        walk(owner.bl_rna.properties["handforge"].fixed_type)
+    look("preferences", bpy.context.preferences.addons[ADDON_MODULE].preferences.bl_rna)
+    return {"missing": missing, "broken": broken, "operators": len(dir(bpy.ops.handforge)), "groups": sorted(seen)}
+
+
+s.check("described", undescribed)
+
+
+def shape_labels() -> list[str]:
+    """The labels the Set Shape dialog gives its ten sliders (read from its draw code's layout)."""
+    labels = []
+
+    class Recorder:  # stands in for a UILayout: records the slider labels drawn
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self.record(name, args, kwargs)
+
+        def record(self, name, args, kwargs):
+            if name == "prop" and len(args) > 1 and args[1] == "betas":
+                labels.append(kwargs.get("text", ""))
+            return self
+
+    op_cls = bpy.types.HANDFORGE_OT_set_shape
+    fake = type("Op", (), {"layout": Recorder()})()
+    op_cls.draw(fake, bpy.context)
+    return labels
+
+
+s.check("shape_labels", shape_labels)
+
+
+def add_twice() -> dict:
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    first = {side: hand(side).name for side in ("left", "right")}
+    first_x = [bpy.data.objects[n].matrix_world.translation.x for n in first.values()]
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    second = {side: hand(side).name for side in ("left", "right")}
+    second_x = [bpy.data.objects[n].matrix_world.translation.x for n in second.values()]
+    return {"first": first, "second": second, "first_x": first_x, "second_x": second_x,
+            "armatures": sum(o.type == "ARMATURE" for o in bpy.data.objects)}
+
+
+s.check("add_twice", add_twice)
+
+
+def nothing_to_do() -> dict:
+    """Update Correctives on open hands (which have none): it says so and changes nothing."""
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        result = bpy.ops.handforge.update_correctives()
+    return {"result": sorted(result), "printed": out.getvalue()}
+
+
+s.check("nothing_to_do", nothing_to_do)
+s.finish()

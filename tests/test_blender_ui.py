@@ -1,0 +1,48 @@
+"""What the add-on tells the user in real Blender: descriptions, labels, and no silent no-ops."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    return run_blender("ui_session.py", addon_zip, tmp_path_factory.mktemp("ui_session") / "blender")
+
+
+def _no_error(session, name):
+    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
+
+
+def test_every_operator_and_property_has_a_one_line_description(session):
+    _no_error(session, "described")
+    described = session["described"]
+    assert described["operators"] >= 15
+    assert {"HANDFORGE_PG_hand", "HANDFORGE_PG_scene", "HANDFORGE_PG_backend", "HANDFORGE_PG_job"} <= set(described["groups"])
+    assert described["missing"] == [] and described["broken"] == []
+
+
+def test_shape_sliders_are_labelled(session):
+    _no_error(session, "shape_labels")
+    labels = session["shape_labels"]
+    assert len(labels) == 10 and len(set(labels)) == 10 and all(labels)
+
+
+def test_add_hands_on_a_scene_with_hands_adds_a_pair_beside_them(session):
+    _no_error(session, "add_twice")
+    result = session["add_twice"]
+    assert result["armatures"] == 4
+    assert set(result["first"].values()).isdisjoint(result["second"].values())  # the tools act on the new pair
+    assert min(result["second_x"]) > max(result["first_x"]) + 0.3  # beside, not stacked on the first pair
+
+
+def test_an_operator_with_nothing_to_do_says_so(session):
+    _no_error(session, "nothing_to_do")
+    result = session["nothing_to_do"]
+    assert result["result"] == ["CANCELLED"]
+    assert "no pose correctives" in result["printed"]
