@@ -42,13 +42,7 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 FORMAT = "handforge.features"
 VERSION = 1
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "features_v1.safetensors"
-FEATURES = config.register(config.Setting(
-    key="evaluation.features",
-    env="HANDFORGE_FEATURES",
-    help="feature-network checkpoint (.safetensors, from `handforge train-features`) used for the Fréchet "
-         "distance, KID and diversity; default: the one shipped with HandForge",
-    default=SHIPPED_CHECKPOINT,
-))
+from handforge.evaluation.settings import FEATURES  # noqa: E402 (declared where config finds it)
 
 _WRIST, _INDEX1, _MIDDLE1, _PINKY1 = (KEYPOINT_NAMES.index(n) for n in ("wrist", "index1", "middle1", "pinky1"))
 INPUT_DIM = 2 * NUM_KEYPOINTS * 3

@@ -80,9 +80,9 @@ def _hand_model(name: str, device: str):
 
 
 def _mano_hint() -> str:
-    from handforge import config
+    from handforge.hands.settings import MANO_DIR
 
-    return config.MANO_DIR.how_to_set()
+    return MANO_DIR.how_to_set()
 
 
 def _check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

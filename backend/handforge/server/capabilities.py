@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from handforge import __version__, config
+from handforge.hands.settings import MANO_DIR
 from handforge.server.registry import Registry
 from handforge_shared.protocol import PROTOCOL_VERSION, Limits
 
@@ -80,7 +81,7 @@ def hand_models() -> dict[str, dict[str, Any]]:
         reasons = {"open": "", "mano": f"MANO support cannot be loaded: {type(exc).__name__}: {exc}"}
     out = {}
     for name, reason in reasons.items():
-        hint = config.MANO_DIR.how_to_set() if name == "mano" and reason else ""
+        hint = MANO_DIR.how_to_set() if name == "mano" and reason else ""
         out[name] = {"available": not reason, "reason": reason, "hint": hint}
     return out
 
