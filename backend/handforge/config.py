@@ -73,8 +73,9 @@ def _discover() -> None:
     """Import every ``handforge/**/settings.py`` once (their ``register`` calls fill ``_SETTINGS``).
 
     The files are found on disk rather than with ``pkgutil.walk_packages``, which would import every
-    package of the backend on the way. A settings module that imports this one (they all do) while
-    discovery runs on the same thread finds it already running and returns.
+    package of the backend on the way; a settings module and the packages above it must stay light
+    (no torch), since the first ``get`` imports them. A settings module that calls back into this one
+    while discovery runs on the same thread finds it already running and returns.
     """
     global _discovery_state
     with _discovery_lock:
