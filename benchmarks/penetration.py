@@ -26,7 +26,7 @@ import trimesh
 from handforge.evaluation.penetration import penetration_depths, penetration_loss, penetration_metrics
 from handforge.evaluation.proximity import SurfaceQuery
 from handforge.evaluation.seal import as_sealed
-from handforge.hands.base import load_hand_model
+from handforge.hands import load_hand_model
 from handforge_shared import pose_library
 
 

@@ -13,7 +13,7 @@ from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from handforge_shared.client import hand_rigs, pose_arrays
-from handforge_shared.poses import hand_array_name
+from handforge_shared.poses import HAND_MODEL_LABELS, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
 
@@ -83,8 +83,7 @@ class HANDFORGE_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-MODEL_ITEMS = [("open", "Open Hand", "The open default hand (CC0)"),
-               ("mano", "MANO", "MANO, from the model files configured on the backend")]
+MODEL_ITEMS = [(name, label, description) for name, (label, description) in HAND_MODEL_LABELS.items()]
 
 
 class HANDFORGE_OT_backend_hands(jobs.JobOperator, bpy.types.Operator):

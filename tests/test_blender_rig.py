@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from handforge.hands.base import load_hand_model
+from handforge.hands import load_hand_model
 from handforge.hands.mano import load_mano
 from handforge.hands.open_hand import RigLayer
 from handforge_shared import anatomy

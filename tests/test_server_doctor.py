@@ -37,4 +37,16 @@ def test_doctor_json_is_what_hello_reports(tmp_path):
     assert not mano["available"] and "HANDFORGE_MANO_DIR" in mano["hint"]
     setting = next(s for s in report["settings"] if s["key"] == "mano.model_dir")
     assert setting["source"] == "env" and setting["value"].endswith("nowhere")
+    features = next(s for s in report["settings"] if s["key"] == "evaluation.features")
+    assert features["source"] == "default" and features["value"].endswith(".safetensors")
     assert report["backend"]["running"] is False
+
+
+def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():
+    probe = ("import sys; from handforge import config; keys = [s.key for s in config.settings()]; "
+             "value, source = config.get('evaluation.features'); "
+             "print(keys, source, 'handforge.evaluation.features' in sys.modules, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    # declared in light settings modules: neither the feature network nor torch was imported to know them
+    assert done.stdout.split() == ["['evaluation.features',", "'mano.model_dir']", "default", "False", "False"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -35,10 +36,23 @@ def truncated_checkpoint(ctx, params, arrays):
     raise JobError(ErrorCode.MISSING_WEIGHTS, "the checkpoint is truncated", "download it again")
 
 
+WARM_UPS: list[str] = []  # the thread each warm-up ran on
+
+
+def _warm_up() -> None:
+    time.sleep(0.2)  # slow enough that an early hello would overtake it
+    WARM_UPS.append(threading.current_thread().name)
+
+
+def _broken_capabilities() -> dict:
+    raise RuntimeError("this engine's capabilities hook is broken")
+
+
 def _registry() -> Registry:
     registry = Registry()
-    registry.add_engine(Engine("paint", "a test painter"))
-    registry.add_engine(Engine("gated", "needs weights", settings=(WEIGHTS.key,)))
+    registry.add_engine(Engine("paint", "a test painter", warm_up=_warm_up,
+                               capabilities=lambda: {"brushes": ["round", "flat"], "kinds": "not yours"}))
+    registry.add_engine(Engine("gated", "needs weights", settings=(WEIGHTS.key,), capabilities=_broken_capabilities))
 
     def check(params, arrays):
         if params["steps"] % 2:
@@ -67,6 +81,16 @@ def client():
     server.stop()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_engines_add_welcome_fields_and_are_warmed_up_once_on_a_thread_before_hello(client):
+    welcome = client.hello()
+    assert WARM_UPS and WARM_UPS[0] != threading.current_thread().name, "warm-up did not run before hello"
+    assert welcome["brushes"] == ["round", "flat"]
+    assert "paint" in welcome["kinds"]  # an engine cannot overwrite the server's own fields
+    assert welcome["engines"]["gated"]["available"] is False  # a broken hook does not break hello
+    client.hello()
+    assert len(WARM_UPS) == 1
 
 
 def test_progress_carries_previews_copied_at_each_step(client):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from handforge.server.registry import default_registry
+from handforge.server import default_registry
 from handforge.server.schema import ANY_ARRAY, ArraySpec, Boolean, Integer, ListOf, Number, Schema, String
 from handforge_shared.protocol import ErrorCode, ProtocolError
 

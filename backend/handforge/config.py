@@ -1,9 +1,12 @@
 """Settings: one TOML config file plus environment-variable overrides.
 
 Every path the backend needs from the user (MANO model files, later each engine's weights) is a
-registered ``Setting``. Its value comes from, in order: the environment variable, the config
-file, the default. ``handforge doctor`` and the ``hello`` capabilities list each setting with
-where its value came from and, when missing, the exact line to add.
+registered ``Setting``, declared in a light module named ``settings.py`` beside the code that uses it
+(``handforge/hands/settings.py``, ``handforge/engines/<engine>/settings.py``...). This module imports
+every such module before it answers, so each key is known whatever was imported first. A value
+comes from, in order: the environment variable, the config file, the default. ``handforge doctor``
+and the ``hello`` capabilities list each setting with where its value came from and, when missing,
+the exact line to add.
 
 Config file: ``$HANDFORGE_CONFIG`` or ``~/.config/handforge/config.toml``, e.g.::
 
@@ -15,7 +18,9 @@ Nothing is ever downloaded: a setting names a local file or folder.
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +55,9 @@ class Setting:
 
 
 _SETTINGS: dict[str, Setting] = {}
+_SETTINGS_MODULE = "settings"
+_discovery_lock = threading.RLock()
+_discovery_state = "not started"  # → "running" → "done"
 
 
 def register(setting: Setting) -> Setting:
@@ -61,7 +69,40 @@ def register(setting: Setting) -> Setting:
     return setting
 
 
+def _discover() -> None:
+    """Import every ``handforge/**/settings.py`` once (their ``register`` calls fill ``_SETTINGS``).
+
+    The files are found on disk rather than with ``pkgutil.walk_packages``, which would import every
+    package of the backend on the way; a settings module and the packages above it must stay light
+    (no torch), since the first ``get`` imports them. A settings module that calls back into this one
+    while discovery runs on the same thread finds it already running and returns.
+    """
+    global _discovery_state
+    with _discovery_lock:
+        if _discovery_state != "not started":
+            return
+        _discovery_state = "running"
+        try:
+            for root in importlib.import_module("handforge").__path__:
+                for path in sorted(Path(root).rglob(f"{_SETTINGS_MODULE}.py")):
+                    parts = path.relative_to(root).with_suffix("").parts
+                    importlib.import_module(".".join(("handforge", *parts)))
+        finally:
+            _discovery_state = "done"
+
+
+def setting(key: str) -> Setting:
+    """The declared setting ``key`` ("section.name")."""
+    _discover()
+    try:
+        return _SETTINGS[key]
+    except KeyError:
+        raise KeyError(f"unknown setting {key!r}; known: {', '.join(sorted(_SETTINGS))}") from None
+
+
 def settings() -> list[Setting]:
+    """Every declared setting, sorted by key."""
+    _discover()
     return sorted(_SETTINGS.values(), key=lambda s: s.key)
 
 
@@ -99,17 +140,15 @@ def _convert(setting: Setting, raw: Any, source: str) -> Any:
 
 def get(key: str) -> tuple[Any, Source]:
     """The value of a registered setting and where it came from ("unset" when it has none)."""
-    setting = _SETTINGS.get(key)
-    if setting is None:
-        raise KeyError(f"unknown setting {key!r}; known: {', '.join(sorted(_SETTINGS))}")
-    raw = os.environ.get(setting.env)
+    declared = setting(key)
+    raw = os.environ.get(declared.env)
     if raw:
-        return _convert(setting, raw, f"${setting.env}"), "env"
-    section = _read_file().get(setting.section, {})
-    if isinstance(section, dict) and setting.name in section:
-        return _convert(setting, section[setting.name], str(config_path())), "file"
-    if setting.default is not None:
-        return setting.default, "default"
+        return _convert(declared, raw, f"${declared.env}"), "env"
+    section = _read_file().get(declared.section, {})
+    if isinstance(section, dict) and declared.name in section:
+        return _convert(declared, section[declared.name], str(config_path())), "file"
+    if declared.default is not None:
+        return declared.default, "default"
     return None, "unset"
 
 
@@ -125,11 +164,3 @@ def describe() -> list[dict[str, Any]]:
         rows.append({"key": s.key, "env": s.env, "help": s.help,
                      "value": None if val is None else str(val), "source": source})
     return rows
-
-
-MANO_DIR = register(Setting(
-    key="mano.model_dir",
-    env="HANDFORGE_MANO_DIR",
-    help="folder with the MANO model files MANO_RIGHT.pkl and MANO_LEFT.pkl from mano.is.tue.mpg.de "
-         "(or the .npz files written by `handforge convert-mano`)",
-))

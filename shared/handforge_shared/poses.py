@@ -32,7 +32,12 @@ import numpy as np
 from .rotations import mirror_axis_angle, mirror_points
 from .skeleton import HAND_POSE_DIM, MODEL_FRAME_DESCRIPTION, NUM_BETAS, SIDES, Side, check_side, other_side
 
-HAND_MODELS = ("open", "mano")
+# The one list of hand-model names (motion files, the wire, the add-on's menus: name -> label, description);
+# the backend maps each to its loader in handforge.hands.registry. The first is the default: no licence needed.
+HAND_MODEL_LABELS = {"open": ("Open Hand", "The open default hand (CC0)"),
+                     "mano": ("MANO", "MANO, from the model files configured on the backend")}
+HAND_MODELS = tuple(HAND_MODEL_LABELS)
+DEFAULT_HAND_MODEL = HAND_MODELS[0]
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -223,7 +228,7 @@ class MotionClip:
 
     hands: Mapping[Side, HandPose]
     fps: float = 30.0
-    hand_model: str = "open"
+    hand_model: str = DEFAULT_HAND_MODEL
     present: Mapping[Side, np.ndarray] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.server import capabilities
-    from handforge.server.registry import default_registry
+    from handforge.server.builtin_jobs import default_registry
 
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
@@ -58,6 +58,8 @@ def _gib(n: int | None) -> str:
 
 
 def _text(report: dict[str, Any], config) -> list[str]:
+    from handforge.server.capabilities import CORE_FIELDS
+
     v = report["versions"]
     lines = [f"HandForge {v['handforge']} (wire protocol v{v['protocol']}), Python {v['python']}", "", "Packages:"]
     for name in ("numpy", "pyzmq", "libzmq", "torch", "smplx", "diffusers", "transformers", "safetensors", "bpy"):
@@ -70,13 +72,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
             lines.append(f"           {d['note']}")
     lines.append(f"  GPU-class jobs run on: {', '.join(report['compute_devices'])}"
                  + ("" if any(d["type"] == "cuda" for d in report["devices"]) else " (no CUDA GPU found)"))
-    lines += ["", "Hand models:"]
-    for name, status in report["hand_models"].items():
-        lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
-        if not status["available"]:
-            lines += _indented("why: ", status["reason"])
-            if status["hint"] and status["hint"] not in status["reason"]:
-                lines += _indented("fix: ", status["hint"])
+    for field in (f for f in report if f not in CORE_FIELDS and f != "backend"):  # what engines add
+        lines += ["", f"{field.replace('_', ' ').capitalize()}:", *_engine_field(report[field])]
     lines += ["", "Engines (job kinds):"]
     kinds_by_engine: dict[str, list[str]] = {}
     for kind, spec in report["kinds"].items():
@@ -106,6 +103,20 @@ def _text(report: dict[str, Any], config) -> list[str]:
         lines.append(f"  running at {backend['endpoint']} (ping {backend['ping_ms']} ms)")
     else:
         lines.append(f"  none at {backend['endpoint']}: start one with `handforge serve`")
+    return lines
+
+
+def _engine_field(value: Any) -> list[str]:
+    """An engine's welcome field: a table of ``{available, reason, hint}`` per name, else its JSON."""
+    if not (isinstance(value, dict) and all(isinstance(v, dict) and "available" in v for v in value.values())):
+        return _indented("", json.dumps(value, default=str))
+    lines = []
+    for name, status in value.items():
+        lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
+        if not status["available"]:
+            lines += _indented("why: ", status.get("reason", ""))
+            if status.get("hint") and status["hint"] not in status.get("reason", ""):
+                lines += _indented("fix: ", status["hint"])
     return lines
 
 

@@ -41,16 +41,11 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 if TYPE_CHECKING:
     from handforge.evaluation.feature_models import FrameNet, MotionNet
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "features_v1"
+# declared in evaluation/settings.py, where config finds every key without importing this module
+from handforge.evaluation.settings import FEATURES  # noqa: E402
+
 RECIPE = "recipe.json"
 LAYOUT = "frame/ and motion/ model folders plus recipe.json"
-FEATURES = config.register(config.Setting(
-    key="evaluation.features",
-    env="HANDFORGE_FEATURES",
-    help="feature-network checkpoint folder (from `handforge train-features`) used for the Fréchet "
-         "distance, KID and diversity; default: the one shipped with HandForge",
-    default=SHIPPED_CHECKPOINT,
-))
 
 _WRIST, _INDEX1, _MIDDLE1, _PINKY1 = (KEYPOINT_NAMES.index(n) for n in ("wrist", "index1", "middle1", "pinky1"))
 INPUT_DIM = 2 * NUM_KEYPOINTS * 3

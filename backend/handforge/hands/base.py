@@ -141,28 +141,4 @@ class HandModel(nn.Module):
         return self.layer(side).rig()
 
 
-def available_hand_models() -> dict[str, str]:
-    """Each hand model name → '' if it can be loaded here, else the reason it cannot."""
-    from handforge.hands import mano
-
-    return {"open": "", "mano": mano.unavailable_reason()}
-
-
-def load_hand_model(name: str = "open", device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32, **options: Any) -> HandModel:
-    """Load a hand model by name: ``open`` (always available) or ``mano`` (needs the user's files)."""
-    if name == "open":
-        from handforge.hands.open_hand import load_open_hand
-
-        model = load_open_hand(**options)
-    elif name == "mano":
-        from handforge.hands.mano import load_mano
-
-        model = load_mano(**options)
-    else:
-        raise HandModelError(f"unknown hand model {name!r}: use 'open' or 'mano'")
-    return model.to(device=device, dtype=dtype)
-
-
-__all__ = ["HandLayer", "HandModel", "HandModelError", "HandOutput", "SIDES", "NUM_JOINTS",
-           "available_hand_models", "load_hand_model"]
+__all__ = ["HandLayer", "HandModel", "HandModelError", "HandOutput", "SIDES", "NUM_JOINTS"]

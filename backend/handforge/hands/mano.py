@@ -32,6 +32,7 @@ import torch
 from handforge import config
 from handforge.hands.base import HandLayer, HandModel, HandModelError
 from handforge.hands.mano_files import ManoData, MANOFileError, load_mano_dir
+from handforge.hands.settings import MANO_DIR
 from handforge_shared import mano_params
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import MANO_TIP_VERTEX_IDS, NUM_BETAS, SIDES, Side
@@ -171,7 +172,7 @@ def unavailable_reason() -> str:
     """'' when MANO can be loaded here; otherwise why not and which setting to fill."""
     try:
         _smplx()
-        folder, _ = config.get(config.MANO_DIR.key)
+        folder, _ = config.get(MANO_DIR.key)
         if folder is None:
             load_mano_dir(None)  # raises the "not configured" error with today's config path
         key = _files_key(folder)

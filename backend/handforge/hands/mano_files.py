@@ -28,6 +28,7 @@ import numpy as np
 
 from handforge import config
 from handforge.hands.base import HandModelError
+from handforge.hands.settings import MANO_DIR
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
 from handforge_shared.skeleton import HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side
 
@@ -67,7 +68,7 @@ class MANOFileError(HandModelError):
 
 def how_to_get_mano() -> str:
     return (f"download MANO from {MANO_URL} (free registration, non-commercial research licence), "
-            f"unpack it and point HandForge at its models/ folder: {config.MANO_DIR.how_to_set()}")
+            f"unpack it and point HandForge at its models/ folder: {MANO_DIR.how_to_set()}")
 
 
 # ---------------------------------------------------------------------- where the files are
@@ -79,10 +80,10 @@ def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
     """The folder holding the MANO files: ``model_dir`` or the ``mano.model_dir`` setting."""
     source = "the model_dir argument"
     if model_dir is None:
-        model_dir, where = config.get(config.MANO_DIR.key)
+        model_dir, where = config.get(MANO_DIR.key)
         if model_dir is None:
             raise MANOFileError(f"MANO model files are not configured: {how_to_get_mano()}")
-        source = f"${config.MANO_DIR.env}" if where == "env" else f"{config.config_path()} [mano] model_dir"
+        source = f"${MANO_DIR.env}" if where == "env" else f"{config.config_path()} [mano] model_dir"
     path = Path(model_dir).expanduser()
     if not path.is_dir():
         raise MANOFileError(f"the MANO folder {path} (from {source}) does not exist or is not a folder: "

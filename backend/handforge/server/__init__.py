@@ -13,8 +13,9 @@ What an engine needs to plug in (it never sees the transport)::
         ...  ctx.progress(fraction, message, preview=None); ctx.check_cancelled(); ctx.device
 """
 
+from handforge.server.builtin_jobs import default_registry
 from handforge.server.jobs import JobCancelled, JobContext, JobError, JobResult
-from handforge.server.registry import Engine, EngineStatus, JobKind, Registry, default_registry
+from handforge.server.registry import Engine, EngineStatus, JobKind, Registry
 from handforge.server.schema import (
     ANY_ARRAY,
     ArraySpec,

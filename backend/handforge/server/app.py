@@ -27,8 +27,9 @@ import zmq
 from handforge import __version__
 from handforge.server import capabilities, security
 from handforge.server.jobs import JobContext
+from handforge.server.builtin_jobs import default_registry
 from handforge.server.model_cache import DEFAULT_BUDGET, ModelCache
-from handforge.server.registry import Registry, default_registry, discover_engines
+from handforge.server.registry import Registry, discover_engines
 from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
 from handforge_shared.protocol import (
     CLIENT_TYPES,
@@ -446,7 +447,7 @@ class Server:
         try:
             devices = capabilities.probe_devices()
             compute = capabilities.compute_devices(devices, self.config.devices)
-            capabilities.hand_models()  # warm up: imports the hand models before the first job needs them
+            self.registry.warm_up()  # e.g. imports the hand models before the first hello or job needs them
         except Exception as exc:
             log.exception("device probe failed")
             devices, compute, error = [{"name": "cpu", "type": "cpu"}], ["cpu"], str(exc)

@@ -1,4 +1,4 @@
-"""What the backend can do here: versions, devices, hand models, engines, settings.
+"""What the backend can do here: versions, devices, engines (and what each adds), settings.
 
 ``welcome`` (the answer to ``hello``) and ``handforge doctor`` both report it, from these functions.
 Probing devices imports torch (seconds), so the server does it on a thread at start-up.
@@ -18,6 +18,9 @@ from handforge.server.registry import Registry
 from handforge_shared.protocol import PROTOCOL_VERSION, Limits
 
 OPTIONAL_PACKAGES = ("torch", "smplx", "diffusers", "transformers", "safetensors", "bpy")
+# The fields of ``welcome`` the server itself gives; engines add their own (``Engine.capabilities``).
+CORE_FIELDS = ("server", "protocol", "versions", "limits", "devices", "compute_devices", "kinds", "engines",
+               "settings")
 
 
 def versions() -> dict[str, Any]:
@@ -70,24 +73,10 @@ def compute_devices(devices: list[dict[str, Any]], requested: tuple[str, ...] | 
     return [d for d in known if d.startswith("cuda:")] or ["cpu"]
 
 
-def hand_models() -> dict[str, dict[str, Any]]:
-    """Each hand model: available here, or why not and which setting to fill."""
-    try:
-        from handforge.hands import available_hand_models
-
-        reasons = available_hand_models()
-    except Exception as exc:  # e.g. the MANO adapter is not part of this build
-        reasons = {"open": "", "mano": f"MANO support cannot be loaded: {type(exc).__name__}: {exc}"}
-    out = {}
-    for name, reason in reasons.items():
-        hint = config.MANO_DIR.how_to_set() if name == "mano" and reason else ""
-        out[name] = {"available": not reason, "reason": reason, "hint": hint}
-    return out
-
-
 def welcome_data(*, registry: Registry, limits: Limits, devices: list[dict[str, Any]],
                  compute: list[str], server: dict[str, Any]) -> dict[str, Any]:
-    """The ``welcome`` payload (also what ``handforge doctor`` prints)."""
+    """The ``welcome`` payload (also what ``handforge doctor`` prints): ``CORE_FIELDS`` plus the fields
+    the engines add (the hands engine: ``hand_models``)."""
     try:
         settings = config.describe()
     except config.ConfigError as exc:
@@ -99,11 +88,11 @@ def welcome_data(*, registry: Registry, limits: Limits, devices: list[dict[str, 
         "limits": limits.to_json(),
         "devices": devices,
         "compute_devices": compute,
-        "hand_models": hand_models(),
+        **registry.capabilities(reserved=CORE_FIELDS),
         "kinds": registry.describe_kinds(),
         "engines": registry.describe_engines(),
         "settings": settings,
     }
 
 
-__all__ = ["compute_devices", "hand_models", "probe_devices", "versions", "welcome_data"]
+__all__ = ["CORE_FIELDS", "compute_devices", "probe_devices", "versions", "welcome_data"]

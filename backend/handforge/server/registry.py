@@ -18,7 +18,7 @@ import logging
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 
@@ -74,12 +74,20 @@ class EngineStatus:
 class Engine:
     """A family of job kinds sharing weights. By default it is available when each of its
     ``settings`` (config keys naming local weight files/folders) is set and exists; pass
-    ``availability`` (returning '' or the reason) for anything finer."""
+    ``availability`` (returning '' or the reason) for anything finer.
+
+    ``capabilities``: what the engine adds to ``welcome`` (and ``handforge doctor``), as top-level
+    fields, e.g. the hands engine's ``{"hand_models": ...}``; called for every hello, so keep it cheap.
+    ``warm_up``: run once on a thread when the server starts, before the first hello is answered
+    (imports, file checks; not whole models).
+    """
 
     name: str
     description: str = ""
     settings: tuple[str, ...] = ()
     availability: Callable[[], str] | None = None
+    capabilities: Callable[[], dict[str, Any]] | None = None
+    warm_up: Callable[[], None] | None = None
 
     def status(self) -> EngineStatus:
         try:
@@ -154,6 +162,37 @@ class Registry:
     def describe_engines(self) -> dict[str, Any]:
         return {e.name: e.describe() for e in self._engines.values()}
 
+    def capabilities(self, reserved: Iterable[str] = ()) -> dict[str, Any]:
+        """The fields every engine adds to ``welcome``, merged. A failing hook or a field that is
+        ``reserved`` or already given by another engine is logged and left out: hello must answer."""
+        out: dict[str, Any] = {}
+        taken = set(reserved)
+        for engine in self._engines.values():
+            if engine.capabilities is None:
+                continue
+            try:
+                fields = dict(engine.capabilities())
+            except Exception:
+                log.exception("capabilities of engine %s failed", engine.name)
+                continue
+            for key, value in fields.items():
+                if key in taken:
+                    log.error("engine %s reports welcome field %r, which is already taken", engine.name, key)
+                    continue
+                taken.add(key)
+                out[key] = value
+        return out
+
+    def warm_up(self) -> None:
+        """Each engine's ``warm_up``; a failure is logged (its jobs then say what is wrong)."""
+        for engine in self._engines.values():
+            if engine.warm_up is None:
+                continue
+            try:
+                engine.warm_up()
+            except Exception:
+                log.exception("warm-up of engine %s failed", engine.name)
+
 
 def discover_engines(registry: Registry, package: str = "handforge.engines") -> None:
     """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module.
@@ -177,15 +216,4 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
                                            availability=lambda exc=exc: f"failed to load: {exc}"))
 
 
-def default_registry() -> Registry:
-    """The built-in kinds plus every engine found under ``handforge.engines``."""
-    from handforge.server.builtin_jobs import register_jobs
-
-    registry = Registry()
-    register_jobs(registry)
-    discover_engines(registry)
-    return registry
-
-
-__all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "default_registry",
-           "discover_engines"]
+__all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "discover_engines"]
