@@ -38,7 +38,7 @@ def test_doctor_json_is_what_hello_reports(tmp_path):
     setting = next(s for s in report["settings"] if s["key"] == "mano.model_dir")
     assert setting["source"] == "env" and setting["value"].endswith("nowhere")
     features = next(s for s in report["settings"] if s["key"] == "evaluation.features")
-    assert features["source"] == "default" and features["value"].endswith(".safetensors")
+    assert features["source"] == "default" and features["value"].endswith("assets/features_v1")
     assert report["backend"]["running"] is False
 
 

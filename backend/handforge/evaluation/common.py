@@ -7,6 +7,11 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from handforge_shared.skeleton import NUM_KEYPOINTS
+
+# The feature networks' input: both hands' 21 keypoints, (x, y, z) each.
+INPUT_DIM = 2 * NUM_KEYPOINTS * 3
+
 
 def as_numpy(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

@@ -19,7 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from handforge.evaluation.features import INPUT_DIM
+from handforge.evaluation.common import INPUT_DIM
 
 
 class FrameNet(ModelMixin, ConfigMixin):

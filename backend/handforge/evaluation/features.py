@@ -34,21 +34,20 @@ import torch
 from torch import nn
 
 from handforge import config
-from handforge.evaluation.common import as_numpy
+from handforge.evaluation.common import INPUT_DIM, as_numpy  # noqa: F401 - INPUT_DIM re-exported
+
+# declared in evaluation/settings.py, where config finds every key without importing this module
+from handforge.evaluation.settings import FEATURES, SHIPPED_CHECKPOINT  # noqa: F401 - re-exported
 from handforge_shared.poses import MotionClip
 from handforge_shared.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 if TYPE_CHECKING:
     from handforge.evaluation.feature_models import FrameNet, MotionNet
 
-# declared in evaluation/settings.py, where config finds every key without importing this module
-from handforge.evaluation.settings import FEATURES  # noqa: E402
-
 RECIPE = "recipe.json"
 LAYOUT = "frame/ and motion/ model folders plus recipe.json"
 
 _WRIST, _INDEX1, _MIDDLE1, _PINKY1 = (KEYPOINT_NAMES.index(n) for n in ("wrist", "index1", "middle1", "pinky1"))
-INPUT_DIM = 2 * NUM_KEYPOINTS * 3
 SCALE = 10.0  # metres → decimetres
 
 
