@@ -146,3 +146,16 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('samples = 3\n[camera]\npreset = "egocentric"\n')
     assert load_spec(good).camera.focal == (16.0, 24.0)
+
+
+def test_command_exports_and_reports_bad_specs(tmp_path, capsys):
+    from handforge.cli import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 2}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--engine", "none", "--quiet"]) == 0
+    card = json.loads((tmp_path / "out" / "dataset_card.json").read_text())
+    assert card["samples"] == 2 and card["command"].startswith("handforge export") and "open" in card["hand_model"]
+    spec.write_text(json.dumps({"samples": 0}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "bad")]) == 2
+    assert "samples: expected a whole number" in capsys.readouterr().err

@@ -96,10 +96,38 @@ def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -
     return record, files
 
 
+CONTACT_SHEET_SAMPLES = 12
+
+
+def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, tile: int = 256) -> Path:
+    """``contact_sheet.png``: the first samples' RGB (else mesh) images with their keypoints drawn over."""
+    from PIL import Image
+
+    from handforge.render.overlay import draw_skeletons
+
+    rows = -(-len(samples) // columns)
+    sheet = Image.new("RGB", (columns * tile, rows * tile))
+    for k, sample in enumerate(samples):
+        name = sample["files"].get("rgb") or sample["files"].get("mesh")
+        folder = out / writers.SAMPLES / f"{sample['index']:06d}"
+        image = Image.open(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
+                                                                                         sample["camera"]["height"]))
+        draw_skeletons(image, {s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool))
+                               for s, h in sample["hands"].items()})
+        image = image.resize((tile, round(tile * image.height / image.width)))
+        sheet.paste(image, ((k % columns) * tile, (k // columns) * tile))
+    path = out / "contact_sheet.png"
+    tmp = path.with_name(".contact_sheet.png.tmp")
+    sheet.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
 def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool = True,
-           limit: int | None = None) -> dict[str, Any]:
+           limit: int | None = None, rgb: Callable | None = None) -> dict[str, Any]:
     """Export ``spec`` into ``out``; ``limit`` stops after that many new samples (the aggregate files
-    are then written for what is finished). Returns a summary."""
+    are then written for what is finished); ``rgb``: a running ``BlenderRGB`` to reuse (else one is
+    started when the spec wants RGB). Returns a summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     removed = writers.clean_partial(out)
@@ -111,8 +139,7 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        rgb = None
-        if "rgb" in spec.outputs and spec.render.engine != "none" and pending:
+        if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
             from handforge.render.blender import BlenderRGB
 
             rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
@@ -134,5 +161,7 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
                 "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
                 "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name}
     writers.write_card(out, samples, settings)
+    if samples:
+        contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])
     return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),
             "seconds": seconds}
