@@ -20,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
 
     from handforge.export.run import export
     from handforge.export.spec import SpecError, load_spec, parse_spec

@@ -48,7 +48,8 @@ def library_pair(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPos
     names = spec.poses.names or pose_library.names()
     right_name, left_name = (str(n) for n in rng.choice(names, 2))
     base = side_by_side(separation=float(rng.uniform(0.1, 0.3)))
-    betas = np.clip(rng.normal(0.0, spec.hands.shape_sigma, NUM_BETAS), -3, 3) if spec.hands.shape_sigma else np.zeros(NUM_BETAS)
+    sigma = spec.hands.shape_sigma
+    betas = np.clip(rng.normal(0.0, sigma, NUM_BETAS), -3, 3) if sigma else np.zeros(NUM_BETAS)
     hands = {}
     for side, name in (("right", right_name), ("left", left_name)):
         placed = base.hand(side)
