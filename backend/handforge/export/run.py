@@ -1,0 +1,167 @@
+"""The export loop: sample a scene, pose the hands, render (GL + optional Blender RGB), label, write.
+
+Resumable: finished samples (a ``labels.json`` in their folder) are skipped, half-written ones
+removed; the aggregate files (COCO, InterHand2.6M-style, the card) are rebuilt from the finished
+samples at the end, so an interrupted and resumed run gives the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from handforge.export import writers
+from handforge.export.labels import HAND_MODEL_LICENCES, hand_labels, hand_type, union_box
+from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
+from handforge.export.spec import ExportSpec
+from handforge.hands import load_hand_model
+from handforge.render.camera import to_blender
+from handforge.render.gl import renderer
+from handforge.render.overlay import skeleton_image
+from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, MODEL_TO_BLENDER, SIDES
+
+FORMAT = "handforge.labelled_render"
+VERSION = 1
+CONVENTIONS = {
+    "world": MODEL_FRAME_DESCRIPTION + "; the hand parameters' frame",
+    "camera": "OpenCV: x_cam = R x_world + t (metres), x right, y down, z forward; pixel = K x_cam / z",
+    "pixels": "(0, 0) is the top-left image corner; pixel (i, j) has its centre at (i + 0.5, j + 0.5)",
+    "boxes": "[x, y, width, height] in pixels; bbox: visible mask pixels; bbox_projected: the whole hand",
+    "keypoints": list(KEYPOINT_NAMES),
+    "visible": "1 when the keypoint is in the image and the nearest surface at its pixel is its own hand, "
+               "at most 20 mm in front of it (depth buffer)",
+    "depth": "depth.npy: float32 camera z in metres, 0 on the background",
+    "normals": "normals.npy: float32 unit face normals in the camera frame",
+}
+
+
+def _hands(model, scene) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    with torch.no_grad():
+        for side in SIDES:
+            pose = scene.hands.hand(side)
+            if pose is None:
+                continue
+            result = model.forward_pose(side, pose)
+            out[side] = {"pose": pose, "vertices": result.vertices[0].double().numpy(),
+                         "keypoints": result.keypoints[0].double().numpy(),
+                         "root": result.joints[0, 0].double().numpy(),
+                         "faces": model.faces(side).numpy()}
+    return out
+
+
+def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One sample's labels and image files (name → array)."""
+    scene = sample_scene(spec, index)
+    hands = _hands(model, scene)
+    centre = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
+    camera, camera_params = sample_camera(spec, scene.rng, centre)
+    sample_look(spec, scene)
+    sides = list(hands)
+    images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides],
+                       normals="normals" in spec.outputs)
+    labels = {s: hand_labels(s, k, hands[s]["pose"], hands[s]["keypoints"], hands[s]["root"], hands[s]["vertices"],
+                             camera, images) for k, s in enumerate(sides)}
+    files: dict[str, np.ndarray] = {}
+    if "rgb" in spec.outputs and rgb is not None:
+        rgba = rgb(scene, camera, hands)  # (H, W, 4) float in [0, 1], straight alpha
+        background = background_image(scene.background, camera.width, camera.height)
+        alpha = rgba[..., 3:4]
+        files["rgb.png"] = np.round((rgba[..., :3] * alpha + background * (1 - alpha)) * 255).astype(np.uint8)
+    if "mesh" in spec.outputs:
+        files["mesh.png"] = images.mesh
+    for k, s in enumerate(sides):  # the masks are always written: COCO's RLE masks come from them
+        files[f"mask_{s}.png"] = images.mask(k)
+    if "skeleton" in spec.outputs:
+        files["skeleton.png"] = skeleton_image(camera.width, camera.height, {
+            s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool)) for s, h in labels.items()})
+    if "depth" in spec.outputs:
+        files["depth.npy"] = images.depth
+    if "normals" in spec.outputs:
+        files["normals.npy"] = images.normals
+    record = {
+        "format": FORMAT, "version": VERSION, "index": index, "seed": spec.seed, "origin": scene.origin,
+        "hand_model": spec.hand_model, "hand_model_licence": HAND_MODEL_LICENCES[spec.hand_model],
+        "camera": {**camera.to_dict(), "blender": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict()},
+        "camera_params": camera_params, "lighting": scene.lighting, "background": scene.background,
+        "skin_tone": scene.skin_tone, "hands": labels, "hand_type": hand_type(labels),
+        "bbox": union_box([h["bbox"] for h in labels.values()]),
+        "files": {Path(n).stem: n for n in sorted(files)}, "conventions": CONVENTIONS,
+    }
+    return record, files
+
+
+CONTACT_SHEET_SAMPLES = 12
+
+
+def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, tile: int = 256) -> Path:
+    """``contact_sheet.png``: the first samples' RGB (else mesh) images with their keypoints drawn over."""
+    from PIL import Image
+
+    from handforge.render.overlay import draw_skeletons
+
+    rows = -(-len(samples) // columns)
+    sheet = Image.new("RGB", (columns * tile, rows * tile))
+    for k, sample in enumerate(samples):
+        name = sample["files"].get("rgb") or sample["files"].get("mesh")
+        folder = out / writers.SAMPLES / f"{sample['index']:06d}"
+        image = Image.open(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
+                                                                                         sample["camera"]["height"]))
+        draw_skeletons(image, {s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool))
+                               for s, h in sample["hands"].items()})
+        image = image.resize((tile, round(tile * image.height / image.width)))
+        sheet.paste(image, ((k % columns) * tile, (k // columns) * tile))
+    path = out / "contact_sheet.png"
+    tmp = path.with_name(".contact_sheet.png.tmp")
+    sheet.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool = True,
+           limit: int | None = None, rgb: Callable | None = None) -> dict[str, Any]:
+    """Export ``spec`` into ``out``; ``limit`` stops after that many new samples (the aggregate files
+    are then written for what is finished); ``rgb``: a running ``BlenderRGB`` to reuse (else one is
+    started when the spec wants RGB). Returns a summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    removed = writers.clean_partial(out)
+    pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
+    skipped = spec.samples - len(pending)
+    if limit is not None:
+        pending = pending[:limit]
+    model = load_hand_model(spec.hand_model)
+    gl = renderer()
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
+            from handforge.render.blender import BlenderRGB
+
+            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
+        iterator = pending
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
+        for index in iterator:
+            record, files = make_sample(spec, index, model, gl, rgb)
+            writers.write_sample(out, index, record, files)
+    seconds = time.perf_counter() - start
+    samples = writers.finished_labels(out)
+    hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
+    writers.write_coco(out, samples)
+    writers.write_interhand(out, samples, hands_mean)
+    settings = {"command": command or "handforge.export.run.export", "spec": spec.to_dict(),
+                "hand_model": spec.hand_model, "hand_model_licence": HAND_MODEL_LICENCES[spec.hand_model],
+                "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
+                "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name}
+    writers.write_card(out, samples, settings)
+    if samples:
+        contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])
+    return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),
+            "seconds": seconds}

@@ -1,0 +1,157 @@
+"""Scene samplers: each sample's hands, camera, lighting, background and skin tone from (seed, index).
+
+Every sample draws from its own generator ``np.random.default_rng([seed, index])``, so a sample is
+the same whatever else is exported, in any order, resumed or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handforge.export.spec import ExportSpec
+from handforge.render.camera import Camera, look_at
+from handforge_shared import pose_library
+from handforge_shared.poses import HandPose, MotionClip, TwoHandPose, side_by_side
+from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from handforge_shared.skeleton import NUM_BETAS
+
+WORLD_UP = np.array([0.0, 1.0, 0.0])  # the model frame's up (Blender's +Z)
+SENSOR_MM = 36.0  # focal lengths are full-frame equivalents
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class Scene:
+    index: int
+    hands: TwoHandPose
+    origin: str                       # where the pose came from
+    rng: np.random.Generator = field(repr=False)
+    camera: Camera | None = None
+    camera_params: dict[str, float] = field(default_factory=dict)
+    lighting: dict[str, Any] = field(default_factory=dict)
+    background: dict[str, Any] = field(default_factory=dict)
+    skin_tone: str = ""
+
+
+def _tilted(pose: HandPose, rng: np.random.Generator, sigma: float = 0.3) -> HandPose:
+    turn = axis_angle_to_matrix(rng.normal(0.0, sigma, 3))
+    return pose.replace(global_orient=matrix_to_axis_angle(turn @ axis_angle_to_matrix(pose.global_orient)))
+
+
+def library_pair(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPose, str]:
+    """Two named poses, placed side by side with random spacing, height and wrist tilts."""
+    names = spec.poses.names or pose_library.names()
+    right_name, left_name = (str(n) for n in rng.choice(names, 2))
+    base = side_by_side(separation=float(rng.uniform(0.1, 0.3)))
+    sigma = spec.hands.shape_sigma
+    betas = np.clip(rng.normal(0.0, sigma, NUM_BETAS), -3, 3) if sigma else np.zeros(NUM_BETAS)
+    hands = {}
+    for side, name in (("right", right_name), ("left", left_name)):
+        placed = base.hand(side)
+        pose = pose_library.get(name, side=side).replace(
+            global_orient=placed.global_orient, betas=betas,
+            transl=placed.transl + np.array([0.0, rng.uniform(-0.03, 0.03), rng.uniform(-0.04, 0.04)]))
+        hands[side] = _tilted(pose, rng)
+    return TwoHandPose(**hands), f"library:{right_name}+{left_name}"
+
+
+@lru_cache(maxsize=8)
+def _clip(path: str) -> MotionClip:
+    return MotionClip.load(path)
+
+
+@lru_cache(maxsize=2)
+def _corpus(folder: str, split: str):
+    from handforge.datasets import open_corpus
+
+    return open_corpus(folder, split=split)
+
+
+def clip_frame(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPose, str]:
+    """A random frame of a random clip (motion files or the corpus), with the clip's own shapes."""
+    if spec.poses.source == "files":
+        path = spec.poses.files[int(rng.integers(len(spec.poses.files)))]
+        clip, name = _clip(str(path)), Path(path).name
+    else:
+        files = _corpus(spec.poses.corpus, spec.poses.split)
+        if len(files) == 0:
+            raise ValueError(f"{spec.poses.corpus}: no clips in split {spec.poses.split!r}")
+        index = int(rng.integers(len(files)))
+        clip, name = _clip(str(files.paths[index])), files.paths[index].name
+    frame = int(rng.integers(clip.num_frames))
+    hands = {s: p[frame] for s, p in clip.hands.items() if clip.present[s][frame]}
+    if not hands:
+        return clip_frame(spec, rng)  # a frame without hands: draw again (same stream, still deterministic)
+    return TwoHandPose(**hands), f"{spec.poses.source}:{name}#{frame}"
+
+
+def sample_scene(spec: ExportSpec, index: int) -> Scene:
+    rng = np.random.default_rng([spec.seed, index])
+    hands, origin = library_pair(spec, rng) if spec.poses.source == "library" else clip_frame(spec, rng)
+    return Scene(index=index, hands=hands, origin=origin, rng=rng)
+
+
+def sample_camera(spec: ExportSpec, rng: np.random.Generator, centre: np.ndarray) -> tuple[Camera, dict[str, float]]:
+    """A camera on a sphere about ``centre``: azimuth 0 is the person's side (+Z of the model frame,
+    where the side-by-side hands' wrists point), elevation above the hands, roll about the view axis."""
+    c = spec.camera
+    params = {k: float(rng.uniform(*getattr(c, k))) for k in ("distance", "elevation", "azimuth", "focal", "roll")}
+    el, az = np.radians(params["elevation"]), np.radians(params["azimuth"])
+    direction = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+    R, t = look_at(centre + params["distance"] * direction, centre, up=WORLD_UP, roll=np.radians(params["roll"]))
+    focal_px = params["focal"] / SENSOR_MM * max(spec.width, spec.height)
+    return Camera.from_fov(R, t, spec.width, spec.height, focal_px), params
+
+
+def sample_look(spec: ExportSpec, scene: Scene) -> None:
+    """Lighting, background and skin tone, drawn after the camera."""
+    rng = scene.rng
+    scene.lighting = {"preset": str(rng.choice(spec.lighting)), "rotation_deg": float(rng.uniform(0, 360))}
+    kind = str(rng.choice(spec.background.kinds))
+    bg: dict[str, Any] = {"kind": kind}
+    if kind == "solid":
+        bg["colour"] = rng.uniform(0, 1, 3).round(4).tolist()
+    elif kind == "gradient":
+        bg["colours"] = rng.uniform(0, 1, (2, 3)).round(4).tolist()
+        bg["angle_deg"] = float(rng.uniform(0, 360))
+    else:
+        files = background_images(spec.background.folder)
+        bg["image"] = str(files[int(rng.integers(len(files)))])
+        bg["crop"] = rng.uniform(0, 1, 2).round(4).tolist()
+    scene.background = bg
+    scene.skin_tone = str(rng.choice(spec.hands.skin_tones))
+
+
+@lru_cache(maxsize=4)
+def background_images(folder: str) -> tuple[Path, ...]:
+    files = tuple(sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+    if not files:
+        raise ValueError(f"background.folder {folder}: no .png or .jpg images in it")
+    return files
+
+
+def background_image(background: dict[str, Any], width: int, height: int) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1], sRGB."""
+    kind = background["kind"]
+    if kind == "solid":
+        return np.broadcast_to(np.float32(background["colour"]), (height, width, 3)).copy()
+    if kind == "gradient":
+        a = np.radians(background["angle_deg"])
+        ys, xs = np.mgrid[0:height, 0:width] + 0.5
+        s = ((xs / width - 0.5) * np.cos(a) + (ys / height - 0.5) * np.sin(a)) / np.sqrt(0.5) + 0.5
+        c0, c1 = (np.float32(c) for c in background["colours"])
+        return (c0 + np.clip(s, 0, 1)[..., None] * (c1 - c0)).astype(np.float32)
+    from PIL import Image
+
+    with Image.open(background["image"]) as img:
+        img = img.convert("RGB")
+        scale = max(width / img.width, height / img.height)
+        img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))))
+        fx, fy = background["crop"]
+        x0, y0 = round(fx * (img.width - width)), round(fy * (img.height - height))
+        return np.asarray(img.crop((x0, y0, x0 + width, y0 + height)), dtype=np.float32) / 255.0

@@ -1,0 +1,233 @@
+"""The batch specification of ``handforge export SPEC`` (a JSON or TOML file), checked on load.
+
+Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently)::
+
+    seed = 0
+    samples = 100
+    hand_model = "open"                  # or "mano" (your MANO files; non-commercial licence)
+    width = 256
+    height = 256
+    outputs = ["rgb", "mesh", "masks", "skeleton", "depth", "normals"]
+
+    [poses]
+    source = "library"                   # "library" (pairs of named poses), "files" or "corpus"
+    names = []                           # library: the poses to draw from (empty: all 46)
+    files = []                           # files: motion clips (.npz)
+    corpus = ""                          # corpus: a `handforge corpus` folder
+    split = "test"
+
+    [camera]
+    preset = "third_person"              # or "egocentric": defaults for the ranges below
+    distance = [0.4, 0.8]                # metres from the hands' centre
+    elevation = [0, 45]                  # degrees above the hands
+    azimuth = [120, 240]                 # degrees about the vertical; 0 = from the person's side
+    focal = [35, 70]                     # mm on a 36 mm (full-frame) sensor
+    roll = [-10, 10]                     # degrees
+
+    [render]
+    engine = "workbench"                 # "workbench", "cycles" or "none" (no RGB, no Blender)
+    samples = 16                         # Cycles samples per pixel
+
+    lighting = ["studio", "soft", "rim", "top"]
+    [background]
+    kinds = ["solid", "gradient"]        # and/or "images"
+    folder = ""                          # images: a folder of .png/.jpg
+
+    [hands]
+    shape_sigma = 1.0                    # betas ~ N(0, sigma²), clipped to ±3 (one person: both hands)
+    skin_tones = []                      # sRGB hex colours (empty: the 10 Monk Skin Tone scale colours)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
+POSE_SOURCES = ("library", "files", "corpus")
+ENGINES = ("workbench", "cycles", "none")
+LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
+BACKGROUNDS = ("solid", "gradient", "images")
+# The Monk Skin Tone scale (Monk, 2019; https://skintone.google/), sRGB
+MONK_SKIN_TONES = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a",
+                   "292420")
+CAMERA_PRESETS = {
+    # in front of the person, looking back at their hands
+    "third_person": {"distance": [0.4, 0.8], "elevation": [0.0, 45.0], "azimuth": [120.0, 240.0],
+                     "focal": [35.0, 70.0], "roll": [-10.0, 10.0]},
+    # from the person's eyes: behind and above the hands, wide lens
+    "egocentric": {"distance": [0.3, 0.5], "elevation": [35.0, 65.0], "azimuth": [-25.0, 25.0],
+                   "focal": [16.0, 24.0], "roll": [-15.0, 15.0]},
+}
+
+
+class SpecError(ValueError):
+    """The specification is invalid; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class PoseSource:
+    source: str = "library"
+    names: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    corpus: str = ""
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class CameraRanges:
+    preset: str = "third_person"
+    distance: tuple[float, float] = (0.4, 0.8)
+    elevation: tuple[float, float] = (0.0, 45.0)
+    azimuth: tuple[float, float] = (120.0, 240.0)
+    focal: tuple[float, float] = (35.0, 70.0)
+    roll: tuple[float, float] = (-10.0, 10.0)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    engine: str = "workbench"
+    samples: int = 16
+
+
+@dataclass(frozen=True)
+class Background:
+    kinds: tuple[str, ...] = ("solid", "gradient")
+    folder: str = ""
+
+
+@dataclass(frozen=True)
+class HandSettings:
+    shape_sigma: float = 1.0
+    skin_tones: tuple[str, ...] = MONK_SKIN_TONES
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    seed: int = 0
+    samples: int = 100
+    hand_model: str = "open"
+    width: int = 256
+    height: int = 256
+    outputs: tuple[str, ...] = OUTPUTS
+    poses: PoseSource = PoseSource()
+    camera: CameraRanges = CameraRanges()
+    render: RenderSettings = RenderSettings()
+    lighting: tuple[str, ...] = LIGHTING_PRESETS
+    background: Background = Background()
+    hands: HandSettings = HandSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = [values]
+    values = tuple(values)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise SpecError(f"{where}: {bad or 'nothing'} is not allowed; choose from {', '.join(allowed)}")
+    return values
+
+
+def _range(value: Any, where: str, low: float, high: float) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: expected [min, max], got {value!r}") from None
+    if not (low <= lo <= hi <= high):
+        raise SpecError(f"{where}: [{lo}, {hi}] must satisfy {low} <= min <= max <= {high}")
+    return lo, hi
+
+
+def _section(cls, data: Any, where: str, defaults: Mapping[str, Any] | None = None):
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: expected a table/object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    return {**(defaults or {}), **data}
+
+
+def _positive_int(value: Any, where: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise SpecError(f"{where}: expected a whole number from 1 to {high}, got {value!r}")
+    return value
+
+
+def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
+    top = _section(ExportSpec, data, "spec")
+    seed = top.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"seed: expected a whole number >= 0, got {seed!r}")
+    hand_model = top.get("hand_model", "open")
+    if hand_model not in ("open", "mano"):
+        raise SpecError(f"hand_model: {hand_model!r} is unknown; use 'open' or 'mano'")
+
+    poses = _section(PoseSource, top.get("poses", {}), "poses")
+    source = _choices(poses.get("source", "library"), POSE_SOURCES, "poses.source")[0]
+    if source == "files" and not poses.get("files"):
+        raise SpecError("poses.files: give at least one motion clip (.npz) for source = 'files'")
+    if source == "corpus" and not poses.get("corpus"):
+        raise SpecError("poses.corpus: give the folder `handforge corpus --out` wrote for source = 'corpus'")
+    pose_source = PoseSource(source=source, names=tuple(poses.get("names", ())), files=tuple(poses.get("files", ())),
+                             corpus=str(poses.get("corpus", "")), split=str(poses.get("split", "test")))
+
+    cam_in = top.get("camera", {})
+    preset = cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person"
+    if preset not in CAMERA_PRESETS:
+        raise SpecError(f"camera.preset: {preset!r} is unknown; use {' or '.join(CAMERA_PRESETS)}")
+    cam = _section(CameraRanges, cam_in, "camera", CAMERA_PRESETS[preset])
+    camera = CameraRanges(preset=preset, distance=_range(cam["distance"], "camera.distance", 0.05, 100.0),
+                          elevation=_range(cam["elevation"], "camera.elevation", -90.0, 90.0),
+                          azimuth=_range(cam["azimuth"], "camera.azimuth", -360.0, 360.0),
+                          focal=_range(cam["focal"], "camera.focal", 4.0, 500.0),
+                          roll=_range(cam["roll"], "camera.roll", -180.0, 180.0))
+
+    ren = _section(RenderSettings, top.get("render", {}), "render")
+    render = RenderSettings(engine=_choices(ren.get("engine", "workbench"), ENGINES, "render.engine")[0],
+                            samples=_positive_int(ren.get("samples", 16), "render.samples", 4096))
+    outputs = _choices(top.get("outputs", OUTPUTS), OUTPUTS, "outputs")
+    if render.engine == "none" and "rgb" in outputs:
+        outputs = tuple(o for o in outputs if o != "rgb")
+
+    bg = _section(Background, top.get("background", {}), "background")
+    background = Background(kinds=_choices(bg.get("kinds", ("solid", "gradient")), BACKGROUNDS, "background.kinds"),
+                            folder=str(bg.get("folder", "")))
+    if "images" in background.kinds:
+        folder = Path(background.folder).expanduser()
+        if not background.folder or not folder.is_dir():
+            raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
+    hands_in = _section(HandSettings, top.get("hands", {}), "hands")
+    sigma = hands_in.get("shape_sigma", 1.0)
+    if not isinstance(sigma, (int, float)) or not 0 <= sigma <= 3:
+        raise SpecError(f"hands.shape_sigma: expected a number from 0 to 3, got {sigma!r}")
+    tones = tuple(str(t).lstrip("#").lower() for t in (hands_in.get("skin_tones") or MONK_SKIN_TONES))
+    for tone in tones:
+        if len(tone) != 6 or any(c not in "0123456789abcdef" for c in tone):
+            raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
+    return ExportSpec(seed=seed, samples=_positive_int(top.get("samples", 100), "samples", 10_000_000),
+                      hand_model=hand_model, width=_positive_int(top.get("width", 256), "width", 8192),
+                      height=_positive_int(top.get("height", 256), "height", 8192), outputs=outputs,
+                      poses=pose_source, camera=camera, render=render,
+                      lighting=_choices(top.get("lighting", LIGHTING_PRESETS), LIGHTING_PRESETS, "lighting"),
+                      background=background, hands=HandSettings(shape_sigma=float(sigma), skin_tones=tones))
+
+
+def load_spec(path: str | os.PathLike) -> ExportSpec:
+    """Read a ``.json`` or ``.toml`` specification."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from None
+    return parse_spec(data)

@@ -1,0 +1,231 @@
+"""Dataset writers: one folder per sample (written whole or not at all), COCO keypoints, InterHand2.6M-style
+annotations and the dataset card, the last three rebuilt from the finished samples' JSON files.
+
+Layout of an export folder::
+
+    samples/000042/labels.json   self-describing labels (see ``handforge.export.labels``)
+    samples/000042/rgb.png mesh.png mask_left.png mask_right.png skeleton.png depth.npy normals.npy
+    coco.json                    COCO keypoints (21 per hand, skeleton, boxes, RLE masks)
+    interhand/annotations/export/InterHand2.6M_export_{MANO_NeuralAnnot,camera,joint_3d,data}.json
+    dataset_card.md, dataset_card.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+
+from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
+
+SAMPLES = "samples"
+LABELS = "labels.json"
+PARTIAL_PREFIX = ".partial-"
+SPLIT = "export"  # the InterHand2.6M-style split name
+COCO_CATEGORIES = {"right": 1, "left": 2}
+MM_PER_M = 1000.0
+
+
+def dumps(data: Any) -> str:
+    """Deterministic JSON (sorted keys) so equal labels are equal bytes."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sample_dir(out: Path, index: int) -> Path:
+    return out / SAMPLES / f"{index:06d}"
+
+
+def is_finished(out: Path, index: int) -> bool:
+    return (sample_dir(out, index) / LABELS).is_file()
+
+
+def clean_partial(out: Path) -> int:
+    """Remove what an interrupted run left half-written; returns how many."""
+    root = out / SAMPLES
+    stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
+def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
+    """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all.
+    ``images``: file name → array (.png: uint8 or bool image; .npy: raw float32 array)."""
+    final = sample_dir(out, index)
+    partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, array in images.items():
+        if name.endswith(".npy"):
+            np.save(partial / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        else:
+            Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1)).save(partial / name)
+    (partial / LABELS).write_text(dumps(labels) + "\n", encoding="utf-8")
+    if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return final
+
+
+def finished_labels(out: Path) -> list[dict[str, Any]]:
+    root = out / SAMPLES
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob(f"*/{LABELS}"))] if root.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------- COCO
+def coco_keypoints(hand: dict[str, Any], width: int, height: int) -> tuple[list[float], int]:
+    """COCO's flat [x, y, v] × 21: v = 2 visible, 1 in the image but hidden, 0 outside (x = y = 0)."""
+    flat, labelled = [], 0
+    for (x, y), visible in zip(hand["keypoints_2d"], hand["visible"]):
+        inside = 0 <= x < width and 0 <= y < height
+        v = 2 if visible else (1 if inside else 0)
+        flat += [round(x, 3), round(y, 3), v] if v else [0, 0, 0]
+        labelled += v > 0
+    return flat, labelled
+
+
+def write_coco(out: Path, samples: list[dict[str, Any]]) -> Path:
+    from pycocotools import mask as mask_utils
+
+    skeleton = [[k + 1, p + 1] for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
+    coco: dict[str, Any] = {
+        "info": {"description": "HandForge labelled renders", "keypoint_convention":
+                 "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},
+        "categories": [{"id": cid, "name": f"{side}_hand", "supercategory": "hand",
+                        "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
+                       for side, cid in COCO_CATEGORIES.items()],
+        "images": [], "annotations": []}
+    for sample in samples:
+        image_id = sample["index"] + 1
+        width, height = sample["camera"]["width"], sample["camera"]["height"]
+        folder = f"{SAMPLES}/{sample['index']:06d}"
+        coco["images"].append({"id": image_id, "file_name": f"{folder}/{sample['files'].get('rgb', sample['files'].get('mesh'))}",
+                               "width": width, "height": height})
+        for side, hand in sorted(sample["hands"].items()):
+            if hand["bbox"] is None:
+                continue
+            mask = np.asarray(Image.open(out / folder / sample["files"][f"mask_{side}"])) > 127
+            rle = mask_utils.encode(np.asfortranarray(mask))
+            keypoints, labelled = coco_keypoints(hand, width, height)
+            coco["annotations"].append({
+                "id": image_id * 2 + (side == "right"), "image_id": image_id, "category_id": COCO_CATEGORIES[side],
+                "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                "keypoints": keypoints, "num_keypoints": labelled})
+    path = out / "coco.json"
+    write_atomic(path, dumps(coco))
+    return path
+
+
+# ----------------------------------------------------------------------------- InterHand2.6M style
+def interhand_paths(out: Path) -> dict[str, Path]:
+    folder = out / "interhand" / "annotations" / SPLIT
+    return {kind: folder / f"InterHand2.6M_{SPLIT}_{kind}.json" for kind in ("MANO_NeuralAnnot", "camera", "joint_3d", "data")}
+
+
+def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[str, np.ndarray] | None) -> dict[str, Path]:
+    """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
+    https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
+    sample index. MANO poses are mean-relative as in the release (``hands_mean`` added back; the
+    open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
+    the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5)."""
+    mano: dict[str, Any] = {}
+    cameras = {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}
+    joints: dict[str, Any] = {}
+    data: dict[str, Any] = {"images": [], "annotations": []}
+    for sample in samples:
+        i = sample["index"]
+        frame = {}
+        for side in SIDES:
+            hand = sample["hands"].get(side)
+            if hand is None:
+                frame[side] = None
+                continue
+            p = hand["params_world"]
+            pose = np.asarray(p["hand_pose"]) - (hands_mean[side] if hands_mean else 0.0)
+            frame[side] = {"pose": [*p["global_orient"], *pose.tolist()], "shape": p["betas"], "trans": p["transl"]}
+        mano[str(i)] = frame
+        cam = sample["camera"]
+        R, t, K = np.asarray(cam["R"]), np.asarray(cam["t"]), np.asarray(cam["K"])
+        key = str(i)
+        cameras["campos"][key] = (-R.T @ t * MM_PER_M).tolist()
+        cameras["camrot"][key] = R.tolist()
+        cameras["focal"][key] = [K[0, 0], K[1, 1]]
+        cameras["princpt"][key] = [K[0, 2] - 0.5, K[1, 2] - 0.5]
+        world = np.zeros((2 * NUM_KEYPOINTS, 3))
+        valid = np.zeros(2 * NUM_KEYPOINTS)
+        for slot, side in enumerate(("right", "left")):  # InterHand2.6M: right 0–20, left 21–41
+            hand = sample["hands"].get(side)
+            if hand is not None:
+                world[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_world"]) * MM_PER_M
+                valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
+        joints[str(i)] = {"world_coord": world.tolist(), "joint_valid": valid.tolist(),
+                          "hand_type": sample["hand_type"], "hand_type_valid": 1}
+        folder = f"{SAMPLES}/{i:06d}"
+        data["images"].append({"id": i, "file_name": f"{folder}/{sample['files'].get('rgb', sample['files'].get('mesh'))}",
+                               "width": cam["width"], "height": cam["height"], "capture": 0, "subject": 0,
+                               "seq_name": "handforge", "camera": key, "frame_idx": i})
+        data["annotations"].append({"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": valid.tolist(),
+                                    "hand_type": sample["hand_type"], "hand_type_valid": 1})
+    paths = interhand_paths(out)
+    write_atomic(paths["MANO_NeuralAnnot"], dumps({"0": mano}))
+    write_atomic(paths["camera"], dumps({"0": cameras}))
+    write_atomic(paths["joint_3d"], dumps({"0": joints}))
+    write_atomic(paths["data"], dumps(data))
+    return paths
+
+
+# ------------------------------------------------------------------------------------ dataset card
+def ranges(values: Iterable[float]) -> list[float] | None:
+    values = list(values)
+    return [round(min(values), 4), round(max(values), 4)] if values else None
+
+
+def write_card(out: Path, samples: list[dict[str, Any]], settings: dict[str, Any]) -> Path:
+    """``dataset_card.json`` and a readable ``dataset_card.md``: counts, parameter ranges, settings,
+    licences, the command."""
+    hand_types: dict[str, int] = {}
+    for s in samples:
+        hand_types[s["hand_type"]] = hand_types.get(s["hand_type"], 0) + 1
+    visible = [v for s in samples for h in s["hands"].values() for v in h["visible"]]
+    card = {
+        "samples": len(samples), "hand_types": dict(sorted(hand_types.items())),
+        "visible_keypoint_fraction": round(float(np.mean(visible)), 4) if visible else None,
+        "ranges": {k: ranges(s["camera_params"][k] for s in samples)
+                   for k in ("distance", "elevation", "azimuth", "focal", "roll")},
+        "lighting": sorted({s["lighting"]["preset"] for s in samples}),
+        "backgrounds": sorted({s["background"]["kind"] for s in samples}),
+        "skin_tones": sorted({s["skin_tone"] for s in samples}),
+        **settings}
+    write_atomic(out / "dataset_card.json", json.dumps(card, indent=1, sort_keys=True) + "\n")
+    lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
+             f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
+             f"- visible keypoints: {card['visible_keypoint_fraction']}",
+             f"- hand model: {settings['hand_model']} — licence: {settings['hand_model_licence']}",
+             f"- render: {settings['render']}", f"- image size: {settings['width']}×{settings['height']}",
+             *(f"- camera {k}: {v}" for k, v in card["ranges"].items()),
+             f"- lighting: {', '.join(card['lighting'])}; backgrounds: {', '.join(card['backgrounds'])}",
+             f"- skin tones: {', '.join(card['skin_tones'])} (Monk Skin Tone scale, https://skintone.google/)",
+             "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
+             "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
+             "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", ""]
+    write_atomic(out / "dataset_card.md", "\n".join(lines))
+    return out / "dataset_card.md"

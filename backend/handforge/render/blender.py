@@ -1,0 +1,103 @@
+"""Realistic RGB from Blender: one bpy worker process per export (``blender_worker``), scene built
+once, every sample a vertex update, a camera and lights, and a render (Workbench or Cycles).
+
+bpy runs in its own process: its state is process-global and a crash there must not take the
+export down. Vertices travel as ``.npy`` files in a private temporary folder; requests and replies
+are JSON lines (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from handforge.render.camera import Camera, to_blender
+from handforge_shared.skeleton import MODEL_TO_BLENDER
+
+REPLY = "HANDFORGE_WORKER "
+
+
+class BlenderRenderError(RuntimeError):
+    pass
+
+
+class BlenderRGB:
+    """``with BlenderRGB("workbench") as rgb: rgba = rgb(scene, camera, hands)``; ``rebuild=True``
+    builds a fresh scene for every image (the naive baseline of ``benchmarks/export.py``)."""
+
+    def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 300.0):
+        if engine not in ("workbench", "cycles"):
+            raise ValueError(f"unknown Blender engine {engine!r}: use 'workbench' or 'cycles'")
+        self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._proc: subprocess.Popen | None = None
+        self._faces_written: set[str] = set()
+
+    def __enter__(self) -> "BlenderRGB":
+        self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
+        self.work = Path(self._tmp.name)
+        self._log = open(self.work / "blender.log", "w+")
+        self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker"], cwd=self.work,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                      env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user")})
+        self.version = self._reply().get("ready")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._proc is not None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()
+        self._tmp.cleanup()
+
+    def _reply(self) -> dict[str, Any]:
+        for line in self._proc.stdout:
+            if line.startswith(REPLY):
+                reply = json.loads(line[len(REPLY):])
+                if "error" in reply:
+                    raise BlenderRenderError(f"Blender failed:\n{reply['error']}")
+                return reply
+        self._log.seek(0)
+        tail = "\n".join(self._log.read().strip().splitlines()[-20:])
+        raise BlenderRenderError(f"the Blender worker stopped (exit {self._proc.poll()}):\n{tail}")
+
+    def render(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
+               lighting: dict[str, Any], skin_tone: str) -> np.ndarray:
+        """(H, W, 4) float32 RGBA in [0, 1] (sRGB, straight alpha) of the hands (world = model frame)."""
+        request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
+                                   "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
+                                   "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
+                                   "target": (MODEL_TO_BLENDER @ np.asarray(target, dtype=np.float64)).tolist(),
+                                   "out": str(self.work / "render.png")}
+        for side, verts in vertices.items():
+            path = self.work / f"{side}_vertices.npy"
+            np.save(path, (np.asarray(verts) @ MODEL_TO_BLENDER.T).astype(np.float32), allow_pickle=False)
+            request["vertices"][side] = str(path)
+            faces_path = self.work / f"{side}_faces.npy"
+            if side not in self._faces_written:
+                np.save(faces_path, np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
+                self._faces_written.add(side)
+            request["faces"][side] = str(faces_path)
+        self._proc.stdin.write(json.dumps(request) + "\n")
+        self._proc.stdin.flush()
+        out = Path(self._reply()["out"])
+        with Image.open(out) as img:
+            return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+
+    def __call__(self, scene, camera: Camera, hands: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+        """The export loop's interface: a sampled scene and its posed hands."""
+        target = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
+        return self.render(camera, {s: h["vertices"] for s, h in hands.items()},
+                           {s: h["faces"] for s, h in hands.items()}, target, scene.lighting, scene.skin_tone)

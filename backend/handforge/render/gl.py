@@ -1,0 +1,177 @@
+"""The fast GL path: mesh images, per-mesh instance masks, depth and normals in one pass.
+
+moderngl on a headless EGL context: Mesa's llvmpipe on a CPU machine (``EGL_PLATFORM=surfaceless``,
+no display, no GPU), NVIDIA's EGL on GPU machines. Needs the ``moderngl`` package and the system's
+libEGL (Debian: ``libegl1 libgl1-mesa-dri``).
+
+The mesh image is AttentionHand's conditioning image (Cho et al., ECCV 2024,
+https://arxiv.org/abs/2407.18034): flat-shaded hands, base colour (1, 1, 0.9), ambient 0.3 plus
+three directional lights, on black; both hands are depth-composited by the z-buffer. Normals are
+per face (screen-space derivatives of the camera-frame position), turned towards the camera.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from handforge.render.camera import Camera
+
+BASE_COLOUR = (1.0, 1.0, 0.9)
+AMBIENT = 0.3
+# towards each light, camera frame (x right, y down, z forward): the viewer, upper left, upper right
+LIGHT_DIRECTIONS = ((0.0, 0.0, -1.0), (-0.6, -0.6, -0.5), (0.6, -0.6, -0.5))
+LIGHT_INTENSITY = 0.8 / len(LIGHT_DIRECTIONS)
+
+_VERTEX = """
+#version 330
+uniform mat4 world_to_camera;
+uniform mat4 projection;
+in vec3 in_position;
+out vec3 v_camera;
+void main() {
+    vec4 cam = world_to_camera * vec4(in_position, 1.0);
+    v_camera = cam.xyz;
+    gl_Position = projection * cam;
+}
+"""
+
+_FRAGMENT = """
+#version 330
+uniform vec3 base_colour;
+uniform float ambient;
+uniform vec3 light_directions[3];
+uniform float light_intensity;
+uniform float instance;
+in vec3 v_camera;
+layout(location = 0) out vec4 out_colour;
+layout(location = 1) out vec4 out_geometry;   // normal xyz, depth z
+layout(location = 2) out float out_instance;
+void main() {
+    vec3 n = normalize(cross(dFdx(v_camera), dFdy(v_camera)));
+    if (dot(n, v_camera) > 0.0) n = -n;       // towards the camera, whatever the winding
+    float shade = ambient;
+    for (int i = 0; i < 3; ++i) shade += light_intensity * max(dot(n, normalize(light_directions[i])), 0.0);
+    out_colour = vec4(clamp(base_colour * shade, 0.0, 1.0), 1.0);
+    out_geometry = vec4(n, v_camera.z);
+    out_instance = instance / 255.0;
+}
+"""
+
+
+class GLUnavailable(RuntimeError):
+    """No headless GL context here; the message says what to install."""
+
+
+@dataclass
+class GLImages:
+    """One rendered view. Pixel (row j, column i) is the image pixel centred at (i + 0.5, j + 0.5)."""
+
+    mesh: np.ndarray       # (H, W, 3) uint8, the AttentionHand-style mesh image
+    instance: np.ndarray   # (H, W) uint8: 0 background, k + 1 where mesh k is nearest
+    depth: np.ndarray      # (H, W) float32 camera z in metres, 0 on the background
+    normals: np.ndarray | None  # (H, W, 3) float32 unit normals in the camera frame (0 on the background)
+
+    def mask(self, index: int) -> np.ndarray:
+        """(H, W) bool: where mesh ``index`` is visible."""
+        return self.instance == index + 1
+
+
+def create_context():
+    """A standalone headless GL 3.3 context on EGL."""
+    os.environ.setdefault("EGL_PLATFORM", "surfaceless")  # Mesa: no display server needed
+    try:
+        import moderngl
+    except ImportError:
+        raise GLUnavailable("the GL renderer needs moderngl: pip install moderngl (in the backend extra)") from None
+    try:
+        return moderngl.create_standalone_context(require=330, backend="egl")
+    except Exception as exc:  # noqa: BLE001 - glcontext raises plain Exceptions
+        raise GLUnavailable(f"no headless EGL context ({exc}); on Debian/Ubuntu install libegl1 and "
+                            "libgl1-mesa-dri (Mesa's llvmpipe renders on the CPU)") from None
+
+
+class GLRenderer:
+    """Renders meshes (world-frame vertices, triangle faces) through a ``Camera``. Reuses its context,
+    program and framebuffers; a new image size allocates new framebuffers once."""
+
+    def __init__(self) -> None:
+        self.ctx = create_context()
+        self.program = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
+        self.program["base_colour"].value = BASE_COLOUR
+        self.program["ambient"].value = AMBIENT
+        self.program["light_directions"].value = LIGHT_DIRECTIONS
+        self.program["light_intensity"].value = LIGHT_INTENSITY
+        self._size: tuple[int, int] | None = None
+        self._index_buffers: dict[bytes, tuple[object, int]] = {}
+        self._vertex_buffers: list = []
+
+    @property
+    def renderer_name(self) -> str:
+        return self.ctx.info["GL_RENDERER"]
+
+    def _framebuffer(self, width: int, height: int):
+        if self._size != (width, height):
+            size = (width, height)
+            self._targets = (self.ctx.texture(size, 4, dtype="f1"), self.ctx.texture(size, 4, dtype="f4"),
+                             self.ctx.texture(size, 1, dtype="f1"))
+            self._fbo = self.ctx.framebuffer(color_attachments=self._targets,
+                                             depth_attachment=self.ctx.depth_renderbuffer(size))
+            self._size = size
+        return self._fbo
+
+    def _indices(self, faces: np.ndarray):
+        faces = np.ascontiguousarray(faces, dtype=np.int32)
+        key = faces.tobytes()[:4096] + bytes(str(faces.shape), "ascii")
+        if key not in self._index_buffers:
+            self._index_buffers[key] = (self.ctx.buffer(faces.tobytes()), faces.size)
+        return self._index_buffers[key]
+
+    def render(self, camera: Camera, meshes: Sequence[tuple[np.ndarray, np.ndarray]],
+               normals: bool = False) -> GLImages:
+        """``meshes``: (vertices (V, 3) world metres, faces (F, 3)) per instance, at most 255."""
+        if not 0 < len(meshes) < 256:
+            raise ValueError(f"render 1 to 255 meshes, got {len(meshes)}")
+        W, H = camera.width, camera.height
+        fbo = self._framebuffer(W, H)
+        depths = np.concatenate([camera.to_camera(v)[:, 2] for v, _ in meshes])
+        near = float(np.clip(depths.min() * 0.5, 1e-3, None)) if np.any(depths > 0) else 1e-3
+        far = float(max(depths.max() * 2.0, near * 10.0))
+        self.program["world_to_camera"].write(camera.world_to_camera.T.astype("f4").tobytes())
+        self.program["projection"].write(camera.gl_projection(near, far).T.astype("f4").tobytes())
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        while len(self._vertex_buffers) < len(meshes):
+            self._vertex_buffers.append(None)
+        for k, (vertices, faces) in enumerate(meshes):
+            data = np.ascontiguousarray(vertices, dtype="f4").tobytes()
+            vbo = self._vertex_buffers[k]
+            if vbo is None or vbo.size != len(data):
+                vbo = self._vertex_buffers[k] = self.ctx.buffer(reserve=len(data))
+            vbo.write(data)
+            ibo, _ = self._indices(faces)
+            vao = self.ctx.vertex_array(self.program, [(vbo, "3f", "in_position")], index_buffer=ibo,
+                                        index_element_size=4)
+            self.program["instance"].value = float(k + 1)
+            vao.render()
+            vao.release()
+        colour = np.frombuffer(fbo.read(components=3, attachment=0), np.uint8).reshape(H, W, 3)[::-1]
+        geometry = np.frombuffer(fbo.read(components=4, attachment=1, dtype="f4"), np.float32).reshape(H, W, 4)[::-1]
+        instance = np.frombuffer(fbo.read(components=1, attachment=2), np.uint8).reshape(H, W)[::-1]
+        return GLImages(mesh=colour.copy(), instance=instance.copy(), depth=geometry[..., 3].copy(),
+                        normals=geometry[..., :3].copy() if normals else None)
+
+
+_renderer: GLRenderer | None = None
+
+
+def renderer() -> GLRenderer:
+    """The process's GL renderer (one context per process)."""
+    global _renderer
+    if _renderer is None:
+        _renderer = GLRenderer()
+    return _renderer

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Labelled export throughput: HandForge's loop vs a naive one, interleaved in the same run.
+
+    .venv/bin/python benchmarks/export.py [--samples 4] [--rounds 2] [--cycles-samples 4] [--sizes 256 512]
+
+Ours: one Blender worker for the whole run (scene built once; per sample a vertex update, camera,
+lights and a render), labels, masks, depth and the mesh image from one GL pass. Naive: the same
+samples with the Blender scene rebuilt from factory settings for every image, as a script that
+builds a scene per sample does. Both produce the same files. Prints samples per second per size and
+engine, and the ratio, plus the GL mesh image time (512², this machine's GL) and the GL-only
+(no RGB) export rate. Rounds alternate ours/naive so machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def gl_mesh_image_ms(size: int = 512, repeats: int = 50) -> float:
+    import torch
+
+    from handforge.hands import load_hand_model
+    from handforge.render.camera import Camera, look_at
+    from handforge.render.gl import renderer
+    from handforge_shared import pose_library
+    from handforge_shared.poses import side_by_side
+
+    model = load_hand_model("open")
+    meshes = []
+    for side, pose in side_by_side(pose_library.get("fist"), separation=0.12).hands.items():
+        with torch.no_grad():
+            meshes.append((model.forward_pose(side, pose).vertices[0].numpy(), model.faces(side).numpy()))
+    centre = np.concatenate([v for v, _ in meshes]).mean(0)
+    R, t = look_at(centre + np.array([0.0, 0.45, 0.2]), centre, up=(0, 1, 0))
+    camera = Camera.from_fov(R, t, size, size, 1.4 * size)
+    gl = renderer()
+    gl.render(camera, meshes)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        gl.render(camera, meshes)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def rate(spec, rgb, count: int, offset: int) -> float:
+    """Samples per second making and writing ``count`` samples starting at ``offset``."""
+    from handforge.export import writers
+    from handforge.export.run import make_sample
+    from handforge.hands import load_hand_model
+    from handforge.render.gl import renderer
+
+    model, gl = load_hand_model("open"), renderer()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for index in range(offset, offset + count):
+            record, files = make_sample(spec, index, model, gl, rgb)
+            writers.write_sample(Path(tmp), index, record, files)
+        return count / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=4, help="samples per method, size, engine and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cycles-samples", type=int, default=4, help="Cycles samples per pixel")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    args = parser.parse_args()
+
+    from handforge.export.spec import parse_spec
+    from handforge.render.blender import BlenderRGB
+    from handforge.render.gl import renderer
+
+    print(f"GL ({renderer().renderer_name}): mesh image + masks + depth, 512²: "
+          f"{gl_mesh_image_ms():.1f} ms (median of 50)")
+    for size in args.sizes:
+        spec = parse_spec({"samples": 1000, "width": size, "height": size, "render": {"engine": "none"}})
+        print(f"GL-only export (labels, mesh, masks, skeleton, depth, normals, files) {size}²: "
+              f"{rate(spec, None, 3 * args.samples, 0):.1f} samples/s")
+    for engine in ("workbench", "cycles"):
+        with BlenderRGB(engine, args.cycles_samples) as ours, BlenderRGB(engine, args.cycles_samples, rebuild=True) as naive:
+            for size in args.sizes:
+                spec = parse_spec({"samples": 1000, "width": size, "height": size,
+                                   "render": {"engine": engine, "samples": args.cycles_samples}})
+                rate(spec, ours, 1, 999)  # warm-up: the first render compiles shaders / builds the scene
+                rate(spec, naive, 1, 999)
+                results = {"ours": [], "naive": []}
+                for r in range(args.rounds):
+                    offset = r * args.samples
+                    results["ours"].append(rate(spec, ours, args.samples, offset))
+                    results["naive"].append(rate(spec, naive, args.samples, offset))
+                a, b = (statistics.mean(results[k]) for k in ("ours", "naive"))
+                label = engine + (f" ({args.cycles_samples} spp)" if engine == "cycles" else "")
+                print(f"{label:18s} {size}²: ours {a:.2f} samples/s ({60 * a:.0f}/min), naive {b:.2f} samples/s "
+                      f"-> {a / b:.2f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

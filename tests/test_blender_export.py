@@ -1,0 +1,59 @@
+"""Labelled export with Blender RGB: one bpy worker for the module; its renders against the GL path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handforge.export.run import _hands, export
+from handforge.export.sampler import sample_camera, sample_look, sample_scene
+from handforge.export.spec import parse_spec
+from handforge.hands import load_hand_model
+from handforge.render.blender import BlenderRGB
+from handforge.render.gl import renderer
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+SPEC = {"seed": 2, "samples": 3, "width": 128, "height": 96, "render": {"engine": "workbench"},
+        "camera": {"distance": [0.3, 0.45]}}
+
+
+@pytest.fixture(scope="module")
+def blender():
+    with BlenderRGB("workbench") as rgb:
+        yield rgb
+
+
+def test_blender_render_and_gl_masks_overlap(blender):
+    spec = parse_spec(SPEC)
+    model, gl = load_hand_model("open"), renderer()
+    for index in range(spec.samples):
+        scene = sample_scene(spec, index)
+        hands = _hands(model, scene)
+        camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+        sample_look(spec, scene)
+        rgba = blender(scene, camera, hands)
+        images = gl.render(camera, [(h["vertices"], h["faces"]) for h in hands.values()])
+        theirs, ours = rgba[..., 3] > 0.5, images.instance > 0
+        iou = (theirs & ours).sum() / (theirs | ours).sum()
+        assert ours.sum() > 200 and iou > 0.9, (index, iou)
+
+
+def test_export_writes_composited_rgb_with_labels(blender, tmp_path):
+    summary = export(parse_spec(SPEC), tmp_path, command="test", progress=False, rgb=blender)
+    assert summary["written"] == 3
+    for folder in sorted((tmp_path / "samples").iterdir()):
+        labels = json.loads((folder / "labels.json").read_text())
+        rgb = np.asarray(Image.open(folder / labels["files"]["rgb"]))
+        assert rgb.shape == (96, 128, 3)
+        hands = np.zeros((96, 128), bool)
+        for side in labels["hands"]:
+            hands |= np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
+        background = rgb[~hands].reshape(-1, 3).astype(float)
+        if labels["background"]["kind"] == "solid":  # the background is where the hands are not
+            assert np.abs(background.mean(0) - np.array(labels["background"]["colour"]) * 255).max() < 3
+        assert np.abs(rgb[hands].astype(float).mean(0) - background.mean(0)).max() > 5  # hands drawn on it
+    assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "coco.json").is_file()

@@ -1,0 +1,161 @@
+"""Labelled export without Blender (GL images and labels): formats, visibility, resume, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from handforge.datasets.interhand_files import read_cameras, read_mano_annotations
+from handforge.export.run import export
+from handforge.export.spec import SpecError, load_spec, parse_spec
+from handforge.export.writers import interhand_paths
+from handforge.hands import load_hand_model
+
+SPEC = {"seed": 5, "samples": 6, "width": 160, "height": 120, "render": {"engine": "none"},
+        "camera": {"distance": [0.3, 0.5]}}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "full"
+    export(parse_spec(SPEC), out, command="test", progress=False)
+    return out
+
+
+def labels(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("samples/*/labels.json"))]
+
+
+def test_pycocotools_reads_what_the_samples_say(exported):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(exported / "coco.json"))
+    samples = {s["index"] + 1: s for s in labels(exported)}
+    assert sorted(coco.getImgIds()) == sorted(samples)
+    assert len(coco.cats) == 2 and all(len(c["keypoints"]) == 21 and len(c["skeleton"]) == 20 for c in coco.cats.values())
+    annotations = coco.loadAnns(coco.getAnnIds())
+    assert len(annotations) >= len(samples)
+    for ann in annotations:
+        sample = samples[ann["image_id"]]
+        side = coco.cats[ann["category_id"]]["name"].split("_")[0]
+        hand = sample["hands"][side]
+        folder = exported / "samples" / f"{sample['index']:06d}"
+        mask = np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
+        assert np.array_equal(coco.annToMask(ann).astype(bool), mask)
+        assert ann["bbox"] == hand["bbox"] == mask_utils.toBbox(coco.annToRLE(ann)).tolist()
+        kp = np.array(ann["keypoints"]).reshape(21, 3)
+        visible = kp[:, 2] == 2
+        assert np.array_equal(visible, np.array(hand["visible"], bool))
+        assert np.allclose(kp[visible, :2], np.array(hand["keypoints_2d"])[visible], atol=1e-3)
+
+
+def test_masks_hold_visible_keypoints_and_visibility_matches_depth(exported):
+    fractions = []
+    for sample in labels(exported):
+        folder = exported / "samples" / f"{sample['index']:06d}"
+        depth = np.load(folder / "depth.npy")
+        for side, hand in sample["hands"].items():
+            mask = np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
+            uv = np.array(hand["keypoints_2d"])
+            z = np.array(hand["keypoints_camera"])[:, 2]
+            visible = np.array(hand["visible"], bool)
+            col, row = np.floor(uv).astype(int).T
+            inside = (col >= 0) & (col < 160) & (row >= 0) & (row < 120)
+            assert mask[row[visible], col[visible]].all()
+            c, r = np.clip(col, 0, 159), np.clip(row, 0, 119)
+            # an independent depth test: in the image, own mask, surface no more than 2 cm in front
+            expected = inside & mask[r, c] & (depth[r, c] >= z - 0.02)
+            assert np.array_equal(visible, expected)
+            fractions.append(visible.mean())
+    assert 0.1 < np.mean(fractions) < 0.99  # some keypoints hidden, most seen
+
+
+def test_camera_parameters_give_the_camera_frame_keypoints(exported):
+    model = load_hand_model("open")
+    for sample in labels(exported)[:3]:
+        for side, hand in sample["hands"].items():
+            p = hand["params_camera"]
+            with torch.no_grad():
+                out = model(side, p["global_orient"], p["hand_pose"], p["betas"], p["transl"])
+            assert np.allclose(out.keypoints[0].numpy(), hand["keypoints_camera"], atol=1e-5)
+
+
+def test_interhand_files_round_trip_through_the_reader(exported):
+    paths = interhand_paths(exported)
+    annotations = read_mano_annotations(paths["MANO_NeuralAnnot"])["0"]
+    cameras = read_cameras(paths["camera"])["0"]
+    joints = json.loads(paths["joint_3d"].read_text())["0"]
+    data = json.loads(paths["data"].read_text())
+    assert len(data["images"]) == len(data["annotations"]) == len(annotations) == 6
+    for sample in labels(exported):
+        i = sample["index"]
+        for side, hand in sample["hands"].items():
+            pose = annotations[i][side]
+            params = hand["params_world"]
+            assert np.allclose(pose.global_orient, params["global_orient"]) and np.allclose(pose.transl, params["transl"])
+            assert np.allclose(pose.hand_pose, params["hand_pose"]) and np.allclose(pose.betas, params["betas"])
+            uv = cameras[str(i)].project(np.array(hand["keypoints_world"]))
+            assert np.allclose(uv, np.array(hand["keypoints_2d"]) - 0.5, atol=1e-6)  # their pixel-centre convention
+            slot = 0 if side == "right" else 21
+            assert np.allclose(np.array(joints[str(i)]["world_coord"])[slot:slot + 21] / 1000, hand["keypoints_world"])
+        assert joints[str(i)]["hand_type"] == sample["hand_type"]
+
+
+def test_interrupted_and_resumed_run_is_byte_identical(exported, tmp_path):
+    spec = parse_spec(SPEC)
+    out = tmp_path / "resumed"
+    first = export(spec, out, command="test", progress=False, limit=2)
+    assert first["written"] == 2
+    stale = out / "samples" / ".partial-000003"  # what a kill in the middle of a sample leaves
+    stale.mkdir()
+    (stale / "mesh.png").write_bytes(b"half")
+    second = export(spec, out, command="test", progress=False)
+    assert (second["written"], second["skipped"], second["removed_partial"]) == (4, 2, 1)
+    files = sorted(p.relative_to(exported) for p in exported.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for rel in files:
+        assert (exported / rel).read_bytes() == (out / rel).read_bytes(), rel
+    assert export(spec, out, command="test", progress=False)["written"] == 0
+
+
+def test_another_seed_gives_another_dataset(exported, tmp_path):
+    export(parse_spec({**SPEC, "seed": 6, "samples": 1}), tmp_path, progress=False)
+    ours = json.loads((tmp_path / "samples/000000/labels.json").read_text())
+    assert ours["hands"]["right"]["keypoints_2d"] != labels(exported)[0]["hands"]["right"]["keypoints_2d"]
+
+
+def test_bad_specs_say_what_is_wrong(tmp_path):
+    with pytest.raises(SpecError, match="unknown keys.*camra"):
+        parse_spec({"camra": {}})
+    with pytest.raises(SpecError, match="camera.distance"):
+        parse_spec({"camera": {"distance": [2, 1]}})
+    with pytest.raises(SpecError, match="render.engine.*eevee"):
+        parse_spec({"render": {"engine": "eevee"}})
+    with pytest.raises(SpecError, match="background.folder"):
+        parse_spec({"background": {"kinds": ["images"]}})
+    bad = tmp_path / "spec.toml"
+    bad.write_text("samples = [")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+    good = tmp_path / "good.toml"
+    good.write_text('samples = 3\n[camera]\npreset = "egocentric"\n')
+    assert load_spec(good).camera.focal == (16.0, 24.0)
+
+
+def test_command_exports_and_reports_bad_specs(tmp_path, capsys):
+    from handforge.cli import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 2}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--engine", "none", "--quiet"]) == 0
+    card = json.loads((tmp_path / "out" / "dataset_card.json").read_text())
+    assert card["samples"] == 2 and card["command"].startswith("handforge export") and "open" in card["hand_model"]
+    spec.write_text(json.dumps({"samples": 0}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "bad")]) == 2
+    assert "samples: expected a whole number" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""The camera model without Blender: round trips, the GL matrix and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handforge.render.camera import Camera, CameraError, from_blender, look_at, to_blender
+
+
+def test_look_at_centres_the_target_and_keeps_up_up():
+    R, t = look_at([0.0, -1.0, 0.5], [0.0, 0.0, 0.0], up=(0, 0, 1))
+    cam = Camera.from_fov(R, t, 200, 100, 150.0)
+    (u, v), z = cam.project(np.zeros(3))
+    assert (u, v) == pytest.approx((100.0, 50.0)) and z == pytest.approx(np.sqrt(1.25))
+    (_, v_above), _ = cam.project([0.0, 0.0, 0.1])
+    assert v_above < 50.0  # higher in the world is higher in the image (smaller row)
+
+
+@pytest.mark.parametrize("fit", ["AUTO", "HORIZONTAL", "VERTICAL"])
+@pytest.mark.parametrize("size", [(640, 480), (300, 700)])
+def test_blender_round_trip(fit, size):
+    R, t = look_at([0.3, -0.8, 0.4], [0.0, 0.1, 0.0], roll=0.3)
+    K = np.array([[500.0, 0, 0.4 * size[0]], [0, 520.0, 0.55 * size[1]], [0, 0, 1]])
+    cam = Camera(K, R, t, *size)
+    back = from_blender(to_blender(cam, sensor_size=24.0, sensor_fit=fit))
+    assert np.allclose(back.K, K) and np.allclose(back.R, R) and np.allclose(back.t, t)
+
+
+def test_gl_projection_maps_pixels_to_ndc():
+    R, t = look_at([0.0, -1.0, 0.0], [0.0, 0.0, 0.0])
+    cam = Camera(np.array([[300.0, 0, 90], [0, 310.0, 70], [0, 0, 1]]), R, t, 160, 120)
+    points = np.random.default_rng(0).normal(0, 0.1, (20, 3))
+    uv, _ = cam.project(points)
+    clip = np.c_[cam.to_camera(points), np.ones(20)] @ cam.gl_projection(0.01, 10.0).T
+    ndc = clip[:, :3] / clip[:, 3:]
+    assert np.allclose((ndc[:, 0] + 1) / 2 * 160, uv[:, 0]) and np.allclose((1 - ndc[:, 1]) / 2 * 120, uv[:, 1])
+    assert np.all(np.abs(ndc[:, 2]) < 1)
+
+
+def test_bad_cameras_say_what_is_wrong():
+    with pytest.raises(CameraError, match="rotation"):
+        Camera(np.eye(3), np.diag([1.0, 1.0, -1.0]), np.zeros(3), 10, 10)
+    with pytest.raises(CameraError, match="shape"):
+        Camera(np.eye(2), np.eye(3), np.zeros(3), 10, 10)
+    with pytest.raises(CameraError, match="sensor_fit"):
+        to_blender(Camera.from_fov(np.eye(3), np.zeros(3), 10, 10, 10.0), sensor_fit="DIAGONAL")
