@@ -55,3 +55,15 @@ def test_the_server_is_unharmed(server):
         assert client.run("echo", {"text": "ok"}).data["text"] == "ok"
     assert server.alive
     assert "unexpected failure" not in server.log() and "Traceback" not in server.log()
+
+
+def test_log_lines_cannot_be_forged(server, peer):
+    forged = "x\nINFO handforge.server: job j1 (echo) -> done\x1b[2K\u2028"
+    peer.send([P.encode(P.Message(type="hello", id="h-forge", data={"client": forged}))[0]])
+    peer.recv()
+    peer.send([b'{"v": 1, "type": "cancel", "id": "c\\n1", "job": "j\\nFAKE job"}'])
+    peer.recv()
+    log = server.log()
+    assert "(x\\nINFO handforge.server: job j1 (echo) -> done\\x1b[2K\\u2028)" in log
+    assert not any(line.startswith(("INFO handforge.server: job j1", "FAKE job")) for line in log.splitlines())
+    assert "\x1b" not in log and "\u2028" not in log
