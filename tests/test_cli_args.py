@@ -36,5 +36,5 @@ def test_a_device_this_machine_lacks_is_refused_before_the_server_starts():
     done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", "--devices", "cpu,cuda:7"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [
-        "handforge serve: bad --devices: unknown device(s) cuda:7: this machine has cpu"]
+    (line,) = done.stderr.splitlines()  # one line, no traceback, no server log
+    assert line.startswith("handforge serve: bad --devices: unknown device(s) cuda:7: this machine has cpu")
