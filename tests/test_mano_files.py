@@ -26,6 +26,7 @@ from handforge.hands.mano_files import (
     resolve_model_dir,
 )
 from handforge_shared.skeleton import MANO_TIP_VERTEX_IDS
+from tests.support.capped import run_capped
 from tests.support.synthetic_mano import (  # noqa: F401 - fixtures
     fake_chumpy_class,
     synthetic_mano,
@@ -308,3 +309,67 @@ def test_convert_mano_explicit_files_and_bad_npz(tmp_path, synthetic_mano_dir, c
         load_mano_file(tmp_path / "broken.npz")
     assert cli_main(["convert-mano", str(npz)]) == 2
     assert "reads the .pkl files" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- hostile pickles: bounded and typed
+def _refused_in_capped_process(path: Path) -> str:
+    """Load ``path`` in a child under an address-space cap; return the MANOFileError message it printed."""
+    result = run_capped(f"""
+        from handforge.hands.mano_files import MANOFileError, read_mano_pickle
+        try:
+            read_mano_pickle({str(path)!r})
+        except MANOFileError as exc:
+            print("REFUSED", exc)
+    """)
+    assert result.returncode == 0 and result.stdout.startswith("REFUSED"), (result.returncode, result.stderr[-2000:])
+    message = result.stdout.removeprefix("REFUSED ").strip()
+    assert str(path) in message
+    return message
+
+
+def _hostile(tmp_path: Path, body: bytes) -> Path:
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(b"\x80\x02" + body + b".")
+    return path
+
+
+def test_a_huge_memo_index_is_refused_before_anything_is_allocated(tmp_path):
+    # LONG_BINPUT 2**31-2: the C unpickler would grow its memo table to 16 GB for this 9-byte file.
+    path = _hostile(tmp_path, b"}r\xfe\xff\xff\x7f")
+    assert "memo index 2147483646" in _refused_in_capped_process(path)
+
+
+def test_deep_nesting_is_refused_before_it_is_hashed_or_walked(tmp_path):
+    deep_key = b"}(" + b")" + b"\x85" * 500_000 + b"K\x01u"  # {((((...)))): 1}: hashing it overflows the C stack
+    assert "nested more than 64 deep" in _refused_in_capped_process(_hostile(tmp_path, deep_key))
+    deep_value = b"}(X\x01\x00\x00\x00f" + b"]" * 20_000 + b"a" * 19_999 + b"u"  # {'f': [[[...]]]}
+    assert "nested more than 64 deep" in _refused_in_capped_process(_hostile(tmp_path, deep_value))
+
+
+def test_array_and_codec_tricks_are_refused_without_allocating(tmp_path):
+    reconstruct = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x7f\x85C\x01b\x87R"
+    assert "_reconstruct" in _refused_in_capped_process(_hostile(tmp_path, reconstruct))
+    direct = b"cnumpy\nndarray\nJ\x00\x00\x00\x7f\x85\x85R"
+    assert "builds a numpy object from sizes in the file" in _refused_in_capped_process(_hostile(tmp_path, direct))
+    codec = b"c_codecs\nencode\nX\x03\x00\x00\x00abcX\x08\x00\x00\x00no-codec\x86R"
+    assert "refusing _codecs.encode with encoding 'no-codec'" in _refused_in_capped_process(_hostile(tmp_path, codec))
+
+
+def test_a_pickle_longer_than_any_mano_file_is_refused_quickly(tmp_path):
+    path = _hostile(tmp_path, b"N0" * 200_000)
+    with pytest.raises(MANOFileError, match="more than 100000 pickle opcodes") as info:
+        read_mano_pickle(path)
+    assert str(path) in str(info.value)
+    (tmp_path / "big.pkl").write_bytes(b"\0" * (65 << 20))
+    with pytest.raises(MANOFileError, match="has 68,157,440 bytes"):
+        read_mano_pickle(tmp_path / "big.pkl")
+
+
+@pytest.mark.parametrize("body", [
+    b"}(X\x01\x00\x00\x00fcnumpy\ndtype\nX\x05\x00\x00\x00V9999K\x00K\x01\x87Ru",   # a dtype of 10 kB items
+    b"}(X\x01\x00\x00\x00fccopy_reg\n_reconstructor\ncnumpy\nndarray\ncnumpy\nndarray\nJ\x00\x00\x00\x7f\x87Ru",
+    b"}(X\x01\x00\x00\x00f]q\x00h\x00h\x00\x86au",  # a list put inside itself, then changed
+])
+def test_other_malformed_pickles_end_in_one_clear_error(tmp_path, body):
+    message = _refused_in_capped_process(_hostile(tmp_path, body))
+    assert "is not a readable MANO pickle" in message and "mano.is.tue.mpg.de" in message

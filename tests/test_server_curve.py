@@ -3,12 +3,15 @@ accepts exactly the clients whose public key it holds."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 import sys
 
 import pytest
+import zmq
 
+from handforge.server import security
 from handforge_shared.client import BackendUnavailable, Client, CurveKeys
 from tests.support.server import running_server
 
@@ -23,15 +26,18 @@ def _keys(out, name, *extra) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     root = tmp_path_factory.mktemp("keys")
-    for out, name in ((root / "server", "server"), (root / "clients", "alice"), (root / "others", "mallory")):
+    for out, name in ((root / "server", "server"), (root / "alice", "alice"), (root / "others", "mallory")):
         done = _keys(out, name)
         assert done.returncode == 0, done.stderr
+    # As the README says: only the client's public key goes into the server's client-key folder.
+    (root / "clients").mkdir()
+    shutil.copy(root / "alice/alice.key", root / "clients/alice.key")
     return root
 
 
 @pytest.fixture(scope="module")
 def server(keys):
-    alice = CurveKeys.from_files(keys / "server/server.key", keys / "clients/alice.key_secret")
+    alice = CurveKeys.from_files(keys / "server/server.key", keys / "alice/alice.key_secret")
     with running_server("--bind", "0.0.0.0", "--curve-secret", str(keys / "server/server.key_secret"),
                         "--curve-clients", str(keys / "clients"), curve=alice) as s:
         s.endpoint = s.endpoint.replace("0.0.0.0", "127.0.0.1")
@@ -39,11 +45,11 @@ def server(keys):
 
 
 def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
-    secret = keys / "clients/alice.key_secret"
-    assert (keys / "clients/alice.key").is_file() and secret.is_file()
+    secret = keys / "alice/alice.key_secret"
+    assert (keys / "alice/alice.key").is_file() and secret.is_file()
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    assert "secret" not in (keys / "clients/alice.key").read_text().split("curve")[1]  # public file: no secret key
-    again = _keys(keys / "clients", "alice")
+    assert "secret" not in (keys / "alice/alice.key").read_text().split("curve")[1]  # public file: no secret key
+    again = _keys(keys / "alice", "alice")
     assert again.returncode != 0 and "--force" in again.stderr
 
 
@@ -70,10 +76,26 @@ def test_a_client_without_keys_is_refused(server):
 
 
 def test_a_client_with_the_wrong_server_key_is_refused(server, keys):
-    wrong = CurveKeys.from_files(keys / "others/mallory.key", keys / "clients/alice.key_secret")
+    wrong = CurveKeys.from_files(keys / "others/mallory.key", keys / "alice/alice.key_secret")
     with Client(server.endpoint, curve=wrong, connect_timeout=2) as client:
         with pytest.raises(BackendUnavailable) as info:
             client.run("ping")
     assert info.value.code == "auth_failed"
     with server.client() as client:  # the backend is unharmed
         assert client.ping() < 1.0
+
+
+def test_keys_says_where_each_file_goes_and_the_server_warns_of_secrets_among_client_keys(tmp_path, caplog):
+    done = _keys(tmp_path / "bob-keys", "bob")
+    assert done.returncode == 0
+    assert f"copy only {tmp_path / 'bob-keys/bob.key'} into the folder passed as --curve-clients" in done.stdout
+    assert "never put bob.key_secret in the --curve-clients folder" in done.stdout
+    server = _keys(tmp_path / "server", "server")
+    assert f"--curve-secret {tmp_path / 'server/server.key_secret'}" in server.stdout
+    # A folder that a careless workflow left a secret key in: the server says so.
+    context = zmq.Context()
+    with caplog.at_level("WARNING", logger="handforge.server.security"):
+        auth = security.start_authenticator(context, tmp_path / "bob-keys")
+    auth.stop()
+    context.term()
+    assert "holds client secret key(s) bob.key_secret: move them to their clients" in caplog.text

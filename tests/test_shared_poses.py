@@ -17,6 +17,7 @@ from handforge_shared.poses import (
     read_npz,
     stack_poses,
 )
+from tests.support.capped import run_capped
 from handforge_shared.skeleton import (
     JOINT_NAMES,
     JOINT_PARENTS,
@@ -176,3 +177,103 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
     with pytest.raises(PoseFormatError, match="not a readable .npz|not a valid .npz"):
         MotionClip.load(tmp_path / "garbage.npz")
     assert zipfile.is_zipfile(good)
+
+
+# ---------------------------------------------------------------------- hostile files
+def _entries(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_every_corrupted_byte_gives_a_pose_format_error_naming_the_file(tmp_path):
+    rng = np.random.default_rng(10)
+    original = random_clip(rng).save(tmp_path / "good.npz").read_bytes()
+    bad = tmp_path / "bad.npz"
+    outcomes = set()
+    for position in rng.choice(len(original), size=300, replace=False):
+        damaged = bytearray(original)
+        damaged[position] ^= 1 << int(rng.integers(8))
+        for content in (bytes(damaged), original[:position]):
+            bad.write_bytes(content)
+            try:
+                MotionClip.load(bad)
+                outcomes.add("loaded")  # a flipped bit the zip format does not cover (e.g. a timestamp)
+            except PoseFormatError as exc:
+                assert str(bad) in str(exc)
+                outcomes.add("refused")
+    assert "refused" in outcomes
+
+
+def test_sizes_are_checked_from_the_zip_directory_before_inflating(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (34 << 20,)  # 272 MiB of float64 zeros (just over the limit), about 1 MB compressed
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("right.hand_pose.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            chunk = bytes(1 << 24)
+            for _ in range(17):
+                fh.write(chunk)
+        archive.writestr("meta.npy", b"")
+    assert bomb.stat().st_size < 2 << 20
+    result = run_capped(f"""
+        from handforge_shared.poses import MotionClip, PoseFormatError
+        try:
+            MotionClip.load({str(bomb)!r})
+        except PoseFormatError as exc:
+            print(exc)
+    """, cap_bytes=768 << 20)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{bomb}: its arrays take 285,212,8" in result.stdout and "more than the 268,435,456" in result.stdout
+
+
+def test_an_array_header_must_match_the_stored_bytes(tmp_path):
+    path = tmp_path / "liar.npz"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (1 << 40,)  # 8 TiB announced, 8 bytes stored
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("right.betas.npy", "w") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.write(bytes(8))
+    with pytest.raises(PoseFormatError, match=r"liar.npz: array 'right.betas' says shape \(1099511627776,\)"):
+        read_npz(path)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("right.hand_pose", lambda a: a.astype(str), r"array 'right.hand_pose' has dtype <U"),
+    ("right.hand_pose", lambda a: a.astype(np.complex64) + 1j, "has dtype complex64"),
+    ("right.transl", lambda a: np.zeros(len(a), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")]), "has dtype"),
+    ("right.present", lambda a: a.astype(np.float32), "right_present must be a bool array"),
+])
+def test_dtypes_are_strict(tmp_path, name, value, message):
+    arrays = _entries(random_clip(np.random.default_rng(1)).save(tmp_path / "good.npz"))
+    np.savez(tmp_path / "typed.npz", **dict(arrays, **{name: value(arrays[name])}))
+    with pytest.raises(PoseFormatError, match=message) as info:
+        MotionClip.load(tmp_path / "typed.npz")
+    assert str(tmp_path / "typed.npz") in str(info.value)
+
+
+def test_text_complex_and_bool_values_are_not_numbers():
+    fields = HandPose.zeros().to_dict()
+    for bad, dtype in ((["0.5", "0", "0"], "<U3"), (np.array([0, 0, 1j]), "complex128")):
+        with pytest.raises(PoseFormatError, match=f"transl must be numbers.*{dtype}"):
+            HandPose(**dict(fields, transl=bad))
+    pose = random_pose(np.random.default_rng(2), (3,))
+    with pytest.raises(PoseFormatError, match="fps must be a positive number, got True"):
+        MotionClip(hands={"right": pose}, fps=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sides": ["middle"]}, "'sides' must list 'left' and/or 'right'"),
+    ({"sides": [["right"]]}, "'sides' must list"),
+    ({"fps": "0.5"}, "fps must be a positive number"),
+    ({"fps": True}, "fps must be a positive number"),
+    ({"extra": 3}, "extra metadata"),
+])
+def test_bad_metadata_names_the_file(tmp_path, change, message):
+    arrays = _entries(random_clip(np.random.default_rng(3)).save(tmp_path / "good.npz"))
+    meta = {**json.loads(str(arrays["meta"])), **change}
+    np.savez(tmp_path / "meta.npz", **dict(arrays, meta=np.array(json.dumps(meta))))
+    with pytest.raises(PoseFormatError, match=message) as info:
+        MotionClip.load(tmp_path / "meta.npz")
+    assert str(tmp_path / "meta.npz") in str(info.value)

@@ -20,6 +20,7 @@ same way: the arrays of ``to_arrays()`` plus ``metadata()`` in the result's ``da
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -38,6 +39,10 @@ HAND_MODEL_LABELS = {"open": ("Open Hand", "The open default hand (CC0)"),
                      "mano": ("MANO", "MANO, from the model files configured on the backend")}
 HAND_MODELS = tuple(HAND_MODEL_LABELS)
 DEFAULT_HAND_MODEL = HAND_MODELS[0]
+REAL_KINDS = "iuf"  # numpy dtype kinds that are real numbers (no bool, text, complex, structured, object)
+# What read_npz accepts uncompressed, from the zip directory before inflating anything: an hour of
+# two-hand motion at 30 fps is about 55 MB, the converted MANO files about 8 MB.
+MAX_NPZ_BYTES = 256 << 20
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -66,9 +71,13 @@ def check_hand_model(name: str) -> str:
 
 def _as_float_array(value: Any, name: str, size: int) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise PoseFormatError(f"{name} must be numbers, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in REAL_KINDS:
+        # np.asarray(..., float) would parse text ("0.5") and drop imaginary parts; refuse both.
+        raise PoseFormatError(f"{name} must be numbers (integers or floats), got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
     if arr.ndim == 0 or arr.shape[-1] != size:
         raise PoseFormatError(f"{name} must have shape (..., {size}), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -238,7 +247,8 @@ class MotionClip:
         for side in self.hands:
             check_side(side)
         check_hand_model(self.hand_model)
-        if not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps) and self.fps > 0):
+        if isinstance(self.fps, bool) or not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps)
+                                              and self.fps > 0):
             raise PoseFormatError(f"fps must be a positive number, got {self.fps!r}")
         lengths = {s: p.batch_shape for s, p in self.hands.items()}
         for s, shape in lengths.items():
@@ -336,8 +346,8 @@ class MotionClip:
         sides = meta.get("sides")
         if not isinstance(sides, list) or not sides:
             raise PoseFormatError("motion metadata has no 'sides' list")
-        for s in sides:
-            check_side(s)
+        if not all(isinstance(s, str) and s in SIDES for s in sides) or len(set(sides)) != len(sides):
+            raise PoseFormatError(f"motion metadata 'sides' must list 'left' and/or 'right' once each, got {sides!r}")
         expected = {hand_array_name(s, k) for s in sides for k in (*POSE_FIELDS, "present")}
         missing = sorted(expected - set(arrays))
         if missing:
@@ -369,7 +379,7 @@ class MotionClip:
         arrays, meta = read_npz(path)
         try:
             return cls.from_arrays(meta, arrays)
-        except PoseFormatError as exc:
+        except (ValueError, TypeError) as exc:  # PoseFormatError, or a check elsewhere (e.g. a side's name)
             raise PoseFormatError(f"{path}: {exc}") from None
 
 
@@ -393,24 +403,71 @@ def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) 
     return path
 
 
-def read_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load every array of an `.npz` (never unpickling) and its JSON ``meta`` entry."""
+def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load every array of an `.npz` (never unpickling) and its JSON ``meta`` entry.
+
+    Sizes come from the zip directory and each array's header and are checked before anything is
+    inflated; only booleans, integers and floats (and the 0-d text ``meta``) are accepted. Every
+    problem, whatever the damaged bytes make zipfile, zlib or numpy raise, is a ``PoseFormatError``
+    naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except ValueError as exc:
-        raise PoseFormatError(f"{path}: holds pickled objects or is not a valid .npz ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise PoseFormatError(f"{path}: not a readable .npz file ({exc})") from None
-    if "meta" not in arrays:
+        arrays = _read_npz_arrays(path, max_bytes)
+    except PoseFormatError as exc:
+        raise PoseFormatError(f"{path}: {exc}") from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, NotImplementedError (compression), EOFError, ...
+        raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    meta_array = arrays.pop("meta", None)
+    if meta_array is None:
         raise PoseFormatError(f"{path}: no 'meta' entry; not a HandForge file")
+    if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
+        raise PoseFormatError(f"{path}: 'meta' must be one JSON text, got {meta_array.dtype} {meta_array.shape}")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except json.JSONDecodeError as exc:
+        meta = json.loads(str(meta_array))
+    except (ValueError, RecursionError) as exc:
         raise PoseFormatError(f"{path}: 'meta' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise PoseFormatError(f"{path}: 'meta' must be a JSON object")
     return arrays, meta
+
+
+def _read_npz_arrays(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        total = sum(member.file_size for member in members)
+        if total > max_bytes:
+            raise PoseFormatError(f"its arrays take {total:,} bytes uncompressed, more than the {max_bytes:,} "
+                                  "HandForge reads from one file")
+        arrays: dict[str, np.ndarray] = {}
+        for member in members:
+            name = member.filename.removesuffix(".npy")
+            if name == member.filename or name in arrays:
+                raise PoseFormatError(f"holds {member.filename!r}, not one .npy array per name")
+            with archive.open(member) as fh:
+                arrays[name] = _read_npy(fh, name, member.file_size)
+    return arrays
+
+
+def _read_npy(fh: Any, name: str, stored_size: int) -> np.ndarray:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise PoseFormatError(f"array {name!r} is in .npy format version {version}, HandForge reads 1.0 and 2.0")
+    if dtype.hasobject:
+        raise PoseFormatError(f"array {name!r} holds pickled objects; HandForge files never do")
+    if dtype.kind not in "b" + REAL_KINDS and not (name == "meta" and dtype.kind == "U"):
+        raise PoseFormatError(f"array {name!r} has dtype {dtype}; HandForge files hold booleans, integers and floats")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if fh.tell() + nbytes != stored_size:  # the header's shape must account for exactly the stored bytes
+        raise PoseFormatError(f"array {name!r} says shape {shape} ({nbytes:,} bytes) but stores "
+                              f"{stored_size - fh.tell():,} bytes")
+    data = bytearray(nbytes)
+    if fh.readinto(data) != nbytes:
+        raise PoseFormatError(f"array {name!r} is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")

@@ -261,6 +261,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf, which nothing downstream can use or send back
+        raise ValueError(f"the number {text} overflows to infinity")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -276,6 +283,11 @@ def _is_int(value: Any) -> bool:
 
 def _short_str(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
+
+
+# Built once: json.loads with these hooks would build a new decoder for every message.
+_HEADER_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant,
+                                   object_pairs_hook=_unique_keys)
 
 
 def version_hint(remote: Any, local_role: str) -> str:
@@ -314,8 +326,7 @@ def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role
         raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {views[0].nbytes} bytes exceeds "
                             f"{limits.max_header_bytes}", "send large values as arrays, not in params")
     try:
-        head = json.loads(views[0].tobytes().decode("utf-8"), parse_constant=_reject_constant,
-                          object_pairs_hook=_unique_keys)
+        head = _HEADER_DECODER.decode(views[0].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame 0 is not a UTF-8 JSON header: {exc}",
                             "frame 0 must be a JSON object such as {\"v\": 1, \"type\": \"ping\", \"id\": \"1\"}") \

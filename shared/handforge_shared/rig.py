@@ -166,11 +166,16 @@ class HandRig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HandRig":
         arrays, meta = read_npz(path)
-        return cls.from_arrays(meta, arrays)
+        try:
+            return cls.from_arrays(meta, arrays)
+        except (ValueError, TypeError) as exc:  # PoseFormatError, or a check elsewhere (e.g. a side's name)
+            raise PoseFormatError(f"{path}: {exc}") from None
 
 
 def _array(value: Any, name: str, dtype: type, shape: tuple[int | None, ...]) -> np.ndarray:
     arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":  # astype would parse text and drop imaginary parts
+        raise PoseFormatError(f"rig field {name} must be numbers, got dtype {arr.dtype}")
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise PoseFormatError(f"rig field {name} must have shape {want}, got {arr.shape}")

@@ -29,7 +29,15 @@ def run(args: argparse.Namespace) -> int:
     public_file, secret_file = zmq.auth.create_certificates(args.out, args.name)
     os.chmod(secret_file, 0o600)
     print(f"public key: {public_file}\nsecret key: {secret_file} (keep it private)")
-    print("server: handforge serve --bind 0.0.0.0 --curve-secret server.key_secret --curve-clients DIR_OF_CLIENT_KEYS\n"
-          "client: put the client's .key in the server's --curve-clients folder, and give the client the server's "
-          ".key and its own .key_secret")
+    print(where_they_go(args.name, Path(public_file), Path(secret_file)))
     return 0
+
+
+def where_they_go(name: str, public: Path, secret: Path) -> str:
+    """Where each file of a new pair must go; a secret key never goes into the server's client-key folder."""
+    if name == "server":
+        return (f"on the server: handforge serve --bind 0.0.0.0 --curve-secret {secret} --curve-clients CLIENT_KEYS_DIR\n"
+                f"to every client: a copy of {public} (public); {secret} never leaves the server")
+    return (f"on the server: copy only {public} into the folder passed as --curve-clients\n"
+            f"on the client '{name}': {secret} plus the server's server.key; never put {secret.name} in the "
+            "--curve-clients folder (the server only needs public keys there)")

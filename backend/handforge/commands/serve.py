@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -13,27 +15,104 @@ NAME = "serve"
 HELP = "run the backend server that Blender and scripts talk to (ZeroMQ, loopback by default)"
 
 
+MIN_MESSAGE_MB = 1.0  # below this not even a hand model's rig fits in a reply
+
+
+def _positive_seconds(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _message_mb(text: str) -> float:
+    value = _finite(text)
+    if value < MIN_MESSAGE_MB:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_MB:g} (MiB), got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text!r}")
+    return value
+
+
+def _device_list(text: str) -> tuple[str, ...]:
+    devices = tuple(d.strip() for d in text.split(",") if d.strip())
+    bad = [d for d in devices if not re.fullmatch(r"cpu|cuda:\d+", d)]
+    if not devices or bad:
+        raise argparse.ArgumentTypeError(f"must be cpu or cuda:N, comma-separated (e.g. cuda:0,cuda:1), got {text!r}")
+    return devices
+
+
+def _check_devices_exist(devices: tuple[str, ...] | None) -> str | None:
+    """Why the requested devices cannot be used, or None; probes CUDA (imports torch) only when one is asked for."""
+    if not devices or all(d == "cpu" for d in devices):
+        return None
+    from handforge.server import capabilities
+
+    try:
+        capabilities.compute_devices(capabilities.probe_devices(), devices)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _memory_size(text: str) -> int:
+    from handforge.server.model_cache import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default=DEFAULT_HOST, metavar="HOST",
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs CurveZMQ keys)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, see --endpoint-file)")
     parser.add_argument("--curve-secret", type=Path, metavar="FILE",
                         help="the server's CurveZMQ secret key (a .key_secret file from `handforge keys`)")
     parser.add_argument("--curve-clients", type=Path, metavar="DIR",
                         help="folder with the public keys (*.key) of the clients allowed to connect")
-    parser.add_argument("--max-queue", type=int, default=32, metavar="N",
+    parser.add_argument("--max-queue", type=_at_least_one, default=32, metavar="N",
                         help="jobs that may wait to start; more are answered 'busy' (default 32)")
-    parser.add_argument("--cpu-workers", type=int, default=4, metavar="N",
+    parser.add_argument("--cpu-workers", type=_at_least_one, default=4, metavar="N",
                         help="threads for light (cpu-class) jobs (default 4)")
-    parser.add_argument("--devices", metavar="LIST",
+    parser.add_argument("--devices", type=_device_list, metavar="LIST",
                         help="comma-separated devices for GPU-class jobs, e.g. cuda:0,cuda:1 or cpu "
                              "(default: every CUDA GPU, else the CPU)")
-    parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S, metavar="SECONDS",
+    parser.add_argument("--heartbeat", type=_positive_seconds, default=DEFAULT_HEARTBEAT_S, metavar="SECONDS",
                         help=f"heartbeat interval to clients with jobs in flight (default {DEFAULT_HEARTBEAT_S:g})")
-    parser.add_argument("--max-message-mb", type=float, default=DEFAULT_LIMITS.max_message_bytes / 2**20,
+    parser.add_argument("--max-message-mb", type=_message_mb, default=DEFAULT_LIMITS.max_message_bytes / 2**20,
                         metavar="MB", help="largest request accepted, in MiB (default 256)")
-    parser.add_argument("--model-memory", default="8GiB", metavar="SIZE",
+    parser.add_argument("--model-memory", type=_memory_size, default="8GiB", metavar="SIZE",
                         help="memory for cached models per device, e.g. 8GiB or 512MB; the least recently used "
                              "models are unloaded past it (default 8GiB)")
     parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
@@ -47,27 +126,22 @@ def run(args: argparse.Namespace) -> int:
     from handforge.server.app import Server, ServerConfig
     from handforge.server.security import SecurityError
 
-    for name in ("max_queue", "cpu_workers"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
-    if args.heartbeat <= 0 or args.max_message_mb <= 0 or not 0 <= args.port <= 65535:
-        raise SystemExit("--heartbeat and --max-message-mb must be positive, --port between 0 and 65535")
-    from handforge.server.model_cache import parse_size
-
-    try:
-        model_memory = parse_size(args.model_memory)
-    except ValueError as exc:
-        raise SystemExit(f"--model-memory: {exc}") from None
     for package in args.engine_package:
         if not _importable(package):
-            raise SystemExit(f"--engine-package {package}: no such Python package (is its folder on PYTHONPATH?)")
-    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
+            print(f"handforge serve: --engine-package {package}: no such Python package (is its folder on "
+                  "PYTHONPATH?)", file=sys.stderr)
+            return 2
+    devices = args.devices
+    problem = _check_devices_exist(devices)
+    if problem:
+        print(f"handforge serve: bad --devices: {problem}", file=sys.stderr)
+        return 2
     config = ServerConfig(
         host=args.bind, port=args.port, curve_secret=args.curve_secret, curve_clients=args.curve_clients,
         max_queue=args.max_queue, cpu_workers=args.cpu_workers, devices=devices, heartbeat_s=args.heartbeat,
         limits=Limits(max_header_bytes=DEFAULT_LIMITS.max_header_bytes, max_arrays=DEFAULT_LIMITS.max_arrays,
                       max_message_bytes=int(args.max_message_mb * 2**20)),
-        endpoint_file=args.endpoint_file, model_memory_bytes=model_memory,
+        endpoint_file=args.endpoint_file, model_memory_bytes=args.model_memory,
         engine_packages=tuple(args.engine_package))
     server = Server(config)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import copyreg
 import hashlib
+import io
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import numpy as np
 from handforge import config
 from handforge.hands.base import HandModelError
 from handforge.hands.settings import MANO_DIR
+from handforge.hands.pickle_limits import check_pickle_bounds
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
 from handforge_shared.skeleton import HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side
 
@@ -60,6 +62,10 @@ OPTIONAL: dict[str, tuple[tuple[int | None, ...], str]] = {
     "hands_coeffs": ((None, HAND_POSE_DIM), "float"),
 }
 TEXT_KEYS = ("bs_style", "bs_type")
+# The released pickles are about 4 MB (15 MB at pickle protocol 0); anything far larger is not MANO.
+MAX_PICKLE_BYTES = 64 << 20
+MAX_ARRAY_ELEMENTS = 4 << 20  # the largest MANO array (posedirs) has 315,090; a sparse matrix densifies to this
+MAX_ITEMSIZE = 1024
 
 
 class MANOFileError(HandModelError):
@@ -137,9 +143,43 @@ class _SparseStandIn(_StandIn):
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     # Protocol-2 pickles from Python 3 store bytes as _codecs.encode(str, 'latin1'); allow only that.
-    if codecs.lookup(encoding).name != "iso8859-1":
+    try:
+        latin1 = isinstance(encoding, str) and codecs.lookup(encoding).name == "iso8859-1"
+    except LookupError:
+        latin1 = False
+    if not latin1 or errors != "strict" or not isinstance(text, str):
         raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return codecs.encode(text, "latin1", errors)
+    return codecs.encode(text, "latin1")
+
+
+def _bounded_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    # numpy pickles an array as an empty one (shape (0,)) filled by __setstate__ from the file's bytes;
+    # a large shape here would allocate memory the file never pays for.
+    if subtype is not np.ndarray or _elements(shape) > MAX_ARRAY_ELEMENTS:
+        raise pickle.UnpicklingError(f"refusing numpy _reconstruct({subtype!r}, shape {shape!r})")
+    return _MULTIARRAY._reconstruct(subtype, shape, dtype)
+
+
+def _bounded_dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.itemsize > MAX_ITEMSIZE or dtype.hasobject:
+        raise pickle.UnpicklingError(f"refusing numpy dtype {dtype!r}")
+    return dtype
+
+
+def _plain_reconstructor(cls: type, base: type, state: Any) -> Any:
+    # Protocols 0/1 rebuild plain classes (chumpy, sparse stand-ins) this way; with another base it would
+    # run that base's constructor (numpy.ndarray's allocates from a shape in the file).
+    if base is not object or not issubclass(cls, _StandIn):
+        raise pickle.UnpicklingError(f"refusing copyreg._reconstructor({cls!r}, {base!r})")
+    return copyreg._reconstructor(cls, base, state)
+
+
+def _elements(shape: Any) -> int:
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"refusing array shape {shape!r}")
+    return int(np.prod(dims, dtype=object))
 
 
 def _numpy_multiarray() -> Any:
@@ -149,11 +189,11 @@ def _numpy_multiarray() -> Any:
 
 _MULTIARRAY = _numpy_multiarray()
 _ALLOWED: dict[tuple[str, str], Any] = {
-    **{(m, "_reconstruct"): _MULTIARRAY._reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "_reconstruct"): _bounded_reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(m, "scalar"): _MULTIARRAY.scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(m, "_reconstructor"): copyreg._reconstructor for m in ("copy_reg", "copyreg")},
+    ("numpy", "dtype"): _bounded_dtype,
+    **{(m, "_reconstructor"): _plain_reconstructor for m in ("copy_reg", "copyreg")},
     **{(m, t.__name__): t for m in ("__builtin__", "builtins") for t in (object, set, frozenset)},
     ("_codecs", "encode"): _latin1_encode,
 }
@@ -193,7 +233,10 @@ def _plain_value(value: Any, key: str, path: Path) -> Any:
     if isinstance(value, _ChumpyStandIn):
         state = value.__dict__.get("pickled_state")
         if value.pickled_class.endswith(".Ch") and isinstance(state, dict) and "x" in state:
-            return np.asarray(_plain_value(state["x"], key, path), dtype=np.float64)
+            try:
+                return np.asarray(_plain_value(state["x"], key, path), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise MANOFileError(f"{path}: entry {key!r} is a chumpy array without numbers ({exc})") from None
         raise MANOFileError(
             f"{path}: entry {key!r} is a chumpy {value.pickled_class} expression, not a plain chumpy array, so "
             f"it cannot be read without chumpy; this is not a MANO file as released at {MANO_URL}"
@@ -207,6 +250,8 @@ def _dense_from_sparse(value: _SparseStandIn, key: str, path: Path) -> np.ndarra
     state = value.__dict__.get("pickled_state")
     try:
         shape = tuple(int(s) for s in state.get("_shape", state.get("shape")))
+        if _elements(shape) > MAX_ARRAY_ELEMENTS:
+            raise ValueError(f"shape {shape} is larger than any MANO array")
         if value.pickled_class == "coo_matrix":
             coords = state.get("coords") or (state["row"], state["col"])
             matrix = sparse.coo_matrix((state["data"], tuple(coords)), shape=shape)
@@ -214,7 +259,7 @@ def _dense_from_sparse(value: _SparseStandIn, key: str, path: Path) -> np.ndarra
             cls = getattr(sparse, value.pickled_class)
             matrix = cls((state["data"], state["indices"], state["indptr"]), shape=shape)
         return np.asarray(matrix.toarray(), dtype=np.float64)
-    except (AttributeError, KeyError, TypeError, ValueError, MemoryError) as exc:
+    except Exception as exc:  # whatever the damaged state makes scipy raise
         raise MANOFileError(f"{path}: entry {key!r} is a damaged scipy sparse matrix ({exc})") from None
 
 
@@ -223,13 +268,16 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MANOFileError(f"{path} does not exist: {how_to_get_mano()}")
+    if path.stat().st_size > MAX_PICKLE_BYTES:
+        raise MANOFileError(f"{path} is not a MANO model file: it has {path.stat().st_size:,} bytes, a MANO pickle "
+                            f"has a few MB; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
+    raw = path.read_bytes()[:MAX_PICKLE_BYTES + 1]
     try:
-        with path.open("rb") as fh:
-            data = _MANOUnpickler(fh, path).load()
+        check_pickle_bounds(raw)  # before unpickling: the C unpickler trusts sizes and indices in the file
+        data = _MANOUnpickler(io.BytesIO(raw), path).load()
     except MANOFileError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, MemoryError, RecursionError) as exc:
+    except Exception as exc:  # any malformed byte: one message naming the file, never a traceback
         raise MANOFileError(f"{path} is not a readable MANO pickle ({type(exc).__name__}: {exc}); "
                             f"download it again from {MANO_URL}") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import tempfile
@@ -52,6 +53,19 @@ from handforge_shared.protocol import (
 )
 
 log = logging.getLogger("handforge.server")
+# Control characters (newlines, ANSI escapes, C1 codes, line separators) from job ids, client names and
+# error messages are escaped so that a client cannot forge or hide log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control_characters(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if _CONTROL.search(message):
+        record.msg, record.args = _CONTROL.sub(lambda m: ascii(m.group())[1:-1], message), None
+    return True
+
+
+log.addFilter(_escape_control_characters)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> ThreadAuthen
     if not clients_dir.is_dir():
         raise SecurityError(f"--curve-clients {clients_dir} is not a folder of client public keys (*.key)")
     keys = sorted(clients_dir.glob("*.key"))
+    secrets = sorted(p.name for p in clients_dir.glob("*.key_secret"))
+    if secrets:
+        log.warning("%s holds client secret key(s) %s: move them to their clients; the server needs only the "
+                    "public .key files there", clients_dir, ", ".join(secrets))
     if not keys:
         log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
     auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
