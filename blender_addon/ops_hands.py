@@ -9,7 +9,9 @@ from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 from . import fingers, hands
 from . import pose as pose_conv
 from .errors import reports_errors
+from .forearm import add_forearm
 from .properties import TARGET_ITEMS
+from handforge_shared.forearm import ForearmSpec
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
 
@@ -32,6 +34,10 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
     filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH",
                                   description="Optional rig .npz for the left hand (else the mirror of the first)")
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH")
+    forearm: EnumProperty(name="Forearm", default="NONE", items=[
+        ("NONE", "None", "The bare hand, open at the wrist"),
+        ("SKIN", "Skin", "A capped forearm continuing the skin (for realistic renders)"),
+        ("SLEEVE", "Sleeve", "A capped forearm in a sleeve")])
 
     @reports_errors
     def execute(self, context):
@@ -54,8 +60,10 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
                 rigs[other] = first.mirrored()
         wanted = hands.TARGET_SIDES[self.sides]
         made = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
-        for obj in made.values():
+        for side, obj in made.items():
             fingers.sync_sliders(obj)
+            if self.forearm != "NONE":
+                add_forearm(context, obj, rigs[side], ForearmSpec(style=self.forearm.lower()))
         self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model)")
         return {"FINISHED"}
 
