@@ -21,6 +21,7 @@ from handforge_shared.skeleton import FINGER_JOINTS, FINGERS
 # dorsal) surface; between the two it is on the side of a finger.
 _FACING = 0.35
 TIP_RADIUS = 0.009   # m around the fingertip vertex
+KNUCKLE_RADIUS = 0.012  # m around the dorsal skin point over the proximal joint
 WRIST_DEPTH = 0.025  # m: vertices within this distance of the wrist joint along the hand's axis
 
 
@@ -66,9 +67,11 @@ def compute_regions(rig: HandRig) -> dict[str, np.ndarray]:
         regions[f"{finger}_proximal"] = dominant == proximal
         regions[f"{finger}_middle"] = dominant == middle
         regions[f"{finger}_distal"] = dominant == distal
-        # the knuckle: the back of the hand around the proximal joint
-        near = np.linalg.norm(verts - joints[proximal], axis=1) < 0.014
-        regions[f"{finger}_knuckle"] = near & dorsal
+        # the knuckle: the back of the hand around the proximal joint, i.e. around the dorsal skin point
+        # nearest the joint (joint centres lie mid-depth, 9-18 mm under that skin)
+        dorsal_ids = np.flatnonzero(dorsal)
+        above = verts[dorsal_ids[np.linalg.norm(verts[dorsal_ids] - joints[proximal], axis=1).argmin()]]
+        regions[f"{finger}_knuckle"] = (np.linalg.norm(verts - above, axis=1) < KNUCKLE_RADIUS) & dorsal
     out = {name: np.flatnonzero(regions[name]).astype(np.int64) for name in region_names()}
     empty = [name for name, ids in out.items() if not len(ids)]
     if empty:
