@@ -61,7 +61,7 @@ class BlenderExport:
     pixel_aspect: tuple[float, float] = (1.0, 1.0)
 
     @classmethod
-    def from_request(cls, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> "BlenderExport":
+    def from_request(cls, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> BlenderExport:
         frames = [int(f) for f in params["frames"]]
         T = len(frames)
         poses, matrices = {}, {}
@@ -117,10 +117,10 @@ def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[s
             rotation, translation = M.T @ A[:3, :3] @ M, M.T @ A[:3, 3]
             result = model.forward_pose(side, pose)
             root = result.joints[0, 0].double().numpy()
-            move = lambda points: points @ rotation.T + translation  # noqa: E731 - the one rigid move
+            vertices, keypoints = result.vertices[0].double().numpy(), result.keypoints[0].double().numpy()
             out[side] = {"pose": moved_pose(pose, root - pose.transl, rotation, translation),
-                         "vertices": move(result.vertices[0].double().numpy()),
-                         "keypoints": move(result.keypoints[0].double().numpy()), "root": move(root),
+                         "vertices": vertices @ rotation.T + translation,
+                         "keypoints": keypoints @ rotation.T + translation, "root": rotation @ root + translation,
                          "faces": model.faces(side).numpy()}
     return out
 
