@@ -10,9 +10,10 @@ import atexit
 
 import bpy
 
-from . import connection, keying_set, ops_backend, ops_hands, ops_keys, ops_pose, panels, preferences, properties
+from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_keys, ops_pose, panels, preferences,
+               properties)
 
-_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, keying_set, panels)
+_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, keying_set, panels)
 
 
 def register() -> None:

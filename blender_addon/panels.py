@@ -87,6 +87,7 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("handforge.import_motion", icon="IMPORT")
         row.operator("handforge.export_motion", icon="EXPORT")
+        layout.operator("handforge.export_renders", icon="RENDER_STILL")
         col = layout.column(align=True)
         col.label(text="Generated keys")
         row = col.row(align=True)
@@ -100,8 +101,8 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
         layout.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
-# Engines whose kinds have their own buttons elsewhere (hands) or are only for diagnostics.
-_HIDDEN_ENGINES = {"builtin", "hands"}
+# Engines whose kinds have their own buttons elsewhere (hands, export) or are only for diagnostics.
+_HIDDEN_ENGINES = {"builtin", "hands", "export"}
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):

@@ -38,3 +38,29 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     assert (np.linalg.norm(tips["fist"][middle_tip] - tips["fist"][wrist])
             < np.linalg.norm(tips["flat"][middle_tip] - tips["flat"][wrist]) - 0.05)
     assert not list(out.glob(".*.part")), "no partial files left"
+    _check_labelled_export(out / "labelled", proc.stdout)
+
+
+def _check_labelled_export(folder, stdout):
+    """The demo's small labelled set: COCO that pycocotools reads, labels that agree with their own
+    camera, and a contact sheet with the keypoints drawn over the images."""
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    from handforge.demo import LABELLED_SPEC
+    from handforge.render.camera import Camera
+    from handforge.render.overlay import FINGER_COLOURS
+
+    assert "contact_sheet.png" in stdout
+    coco = COCO(str(folder / "coco.json"))
+    assert len(coco.getImgIds()) == LABELLED_SPEC["samples"] and len(coco.getAnnIds()) >= LABELLED_SPEC["samples"]
+    for path in sorted(folder.glob("samples/*/labels.json")):
+        sample = json.loads(path.read_text())
+        camera = Camera.from_dict(sample["camera"])
+        for hand in sample["hands"].values():
+            uv, _ = camera.project(np.array(hand["keypoints_world"]))
+            np.testing.assert_allclose(uv, np.array(hand["keypoints_2d"]), atol=1e-6)
+    sheet = np.asarray(Image.open(folder / "contact_sheet.png").convert("RGB")).astype(int)
+    drawn = {finger: int((np.abs(sheet - colour).sum(-1) < 6).sum()) for finger, colour in FINGER_COLOURS.items()
+             if finger != "wrist"}
+    assert all(count > 20 for count in drawn.values()), drawn  # every finger's bones drawn over the images

@@ -1,8 +1,11 @@
-"""The demo (main job): two open hands in named poses, written as glTF meshes + a JSON of labels.
+"""The demo (main job): two open hands in named poses, written as glTF meshes + a JSON of labels,
+and a small labelled export.
 
 Needs no licensed file and no weights. Each scene is one ``TwoHandPose``; we write
 ``<scene>.glb`` (both hands, coloured, model frame) and ``demo.json`` with, per scene and hand,
-the pose parameters and the 21 keypoints (InterHand2.6M order, metres).
+the pose parameters and the 21 keypoints (InterHand2.6M order, metres). ``export_labelled`` writes
+a few labelled samples (GL images only, a few seconds) with ``handforge.export`` and its contact
+sheet, the keypoints drawn over the mesh images.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, S
 log = logging.getLogger(__name__)
 
 SINGLE_HAND_SCENES = ("flat", "fist", "point", "pinch")
+# The labelled set: pairs of these poses, random cameras; GL only (no Blender), so a few seconds.
+LABELLED_SPEC = {"seed": 0, "samples": 8, "width": 256, "height": 256, "render": {"engine": "none"},
+                 "outputs": ["mesh", "masks", "skeleton", "depth"], "camera": {"distance": [0.45, 0.7]},
+                 "poses": {"names": [*SINGLE_HAND_SCENES, "ok", "victory"]}}
 CLASP_TEMPLATE = "interlocked"
 COLOURS = {"left": (0.87, 0.63, 0.52, 1.0), "right": (0.80, 0.55, 0.45, 1.0)}
 
@@ -106,3 +113,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def export_labelled(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The demo's labelled set (``LABELLED_SPEC``) in ``out_dir``: samples, COCO and InterHand2.6M-style
+    files, the dataset card and ``contact_sheet.png``. ``{"unavailable": why}`` when there is no GL here."""
+    from handforge.export.run import export
+    from handforge.export.spec import parse_spec
+    from handforge.render.gl import GLUnavailable
+
+    out = Path(out_dir)
+    try:
+        summary = export(parse_spec(LABELLED_SPEC), out, command="handforge demo", progress=False)
+    except GLUnavailable as exc:
+        return {"unavailable": str(exc)}
+    return {**summary, "folder": str(out), "contact_sheet": str(out / "contact_sheet.png")}

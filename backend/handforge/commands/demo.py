@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 NAME = "demo"
-HELP = "build two open hands in named poses and a two-hand clasp; write glTF meshes and a JSON of labels"
+HELP = ("build two open hands in named poses and a two-hand clasp; write glTF meshes, a JSON of labels "
+        "and a small labelled export")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:8s} {scene['mesh']:14s} {scene['description']}")
     print(f"meshes (glTF binary) and labels written to {args.out}/ ; parameters and 21 keypoints per hand "
           f"in {report['json']}")
+    _labelled_part(Path(args.out) / "labelled")
     if not args.no_blender:
         from handforge_shared import pose_library
 
@@ -31,6 +33,18 @@ def run(args: argparse.Namespace) -> int:
                         for name, scene in report["scenes"].items() if name not in pose_library.names()}
         return _blender_part(Path(args.out) / "blender", interactions)
     return 0
+
+
+def _labelled_part(out: Path) -> None:
+    from handforge.demo import export_labelled
+
+    labelled = export_labelled(out)
+    if "unavailable" in labelled:
+        print(f"labelled export skipped: {labelled['unavailable']}")
+        return
+    print(f"labelled export: {labelled['finished']} samples (mesh images, masks, 2D/3D keypoints; COCO and "
+          f"InterHand2.6M-style files) in {out}/ ({labelled['written']} made in {labelled['seconds']:.1f} s, the "
+          f"others kept from an earlier run); keypoints drawn over the images in {labelled['contact_sheet']}")
 
 
 def _blender_part(out: Path, interactions: dict) -> int:

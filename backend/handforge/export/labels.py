@@ -52,13 +52,19 @@ def union_box(boxes: list[list[float] | None]) -> list[float] | None:
     return [x0, y0, x1 - x0, y1 - y0]
 
 
+def moved_pose(pose: HandPose, root_rest: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> HandPose:
+    """The same hand moved rigidly by x → rotation·x + translation: the wrist rotation turned and the
+    translation set so the wrist (``root_rest`` + transl; rotation is about it) lands where it goes."""
+    rot = rotation @ axis_angle_to_matrix(np.asarray(pose.global_orient, dtype=np.float64))
+    transl = rotation @ (root_rest + pose.transl) + translation - root_rest
+    return pose.replace(global_orient=matrix_to_axis_angle(rot), transl=transl)
+
+
 def pose_in_camera(pose: HandPose, root_rest: np.ndarray, camera: Camera) -> dict[str, list[float]]:
-    """The same hand's parameters in the camera frame: the wrist rotation turned by R and the
-    translation moved so the wrist (``root_rest`` + transl; rotation is about it) lands at R·wrist + t."""
-    rot = camera.R @ axis_angle_to_matrix(np.asarray(pose.global_orient, dtype=np.float64))
-    transl = camera.R @ (root_rest + pose.transl) + camera.t - root_rest
-    return {"global_orient": matrix_to_axis_angle(rot).tolist(), "hand_pose": np.asarray(pose.hand_pose).tolist(),
-            "betas": np.asarray(pose.betas).tolist(), "transl": transl.tolist()}
+    """The same hand's parameters in the camera frame."""
+    moved = moved_pose(pose, root_rest, camera.R, camera.t)
+    return {"global_orient": np.asarray(moved.global_orient).tolist(), "hand_pose": np.asarray(pose.hand_pose).tolist(),
+            "betas": np.asarray(pose.betas).tolist(), "transl": np.asarray(moved.transl).tolist()}
 
 
 def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarray, root: np.ndarray,

@@ -57,12 +57,20 @@ def _hands(model, scene) -> dict[str, dict[str, np.ndarray]]:
 
 
 def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One sample's labels and image files (name → array)."""
+    """One sampled scene's labels and image files (name → array)."""
     scene = sample_scene(spec, index)
     hands = _hands(model, scene)
     centre = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
-    camera, camera_params = sample_camera(spec, scene.rng, centre)
+    camera, scene.camera_params = sample_camera(spec, scene.rng, centre)
     sample_look(spec, scene)
+    return label_scene(spec, scene, hands, camera, gl, rgb)
+
+
+def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]], camera, gl,
+                rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The labels and image files of a scene whose hands are posed (``_hands``' form, world frame) and
+    whose camera and look are chosen: every export (sampled or from a Blender scene) ends here."""
+    index = scene.index
     sides = list(hands)
     images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides],
                        normals="normals" in spec.outputs)
@@ -89,7 +97,7 @@ def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -
         "format": FORMAT, "version": VERSION, "index": index, "seed": spec.seed, "origin": scene.origin,
         "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
         "camera": {**camera.to_dict(), "blender": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict()},
-        "camera_params": camera_params, "lighting": scene.lighting, "background": scene.background,
+        "camera_params": scene.camera_params, "lighting": scene.lighting, "background": scene.background,
         "skin_tone": scene.skin_tone, "hands": labels, "hand_type": hand_type(labels),
         "bbox": union_box([h["bbox"] for h in labels.values()]),
         "files": {Path(n).stem: n for n in sorted(files)}, "conventions": CONVENTIONS,
@@ -129,6 +137,17 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
     """Export ``spec`` into ``out``; ``limit`` stops after that many new samples (the aggregate files
     are then written for what is finished); ``rgb``: a running ``BlenderRGB`` to reuse (else one is
     started when the spec wants RGB). Returns a summary."""
+    return write_dataset(spec, out, lambda index, model, gl, rgb: make_sample(spec, index, model, gl, rgb),
+                         command=command or "handforge.export.run.export", progress=progress, limit=limit, rgb=rgb)
+
+
+def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: str, progress: bool | Callable = True,
+                  limit: int | None = None, rgb: Callable | None = None, model=None,
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` for
+    each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
+    a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
+    raise to stop: finished samples stay). ``settings``: extra fields of the dataset card."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     removed = writers.clean_partial(out)
@@ -136,7 +155,7 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
-    model = load_hand_model(spec.hand_model)
+    model = model if model is not None else load_hand_model(spec.hand_model)
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -145,23 +164,25 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
 
             rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
         iterator = pending
-        if progress:
+        if progress is True:
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
-        for index in iterator:
-            record, files = make_sample(spec, index, model, gl, rgb)
+        for done, index in enumerate(iterator):
+            record, files = make(index, model, gl, rgb)
             writers.write_sample(out, index, record, files)
+            if callable(progress):
+                progress(done + 1, len(pending))
     seconds = time.perf_counter() - start
     samples = writers.finished_labels(out)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
     writers.write_coco(out, samples)
     writers.write_interhand(out, samples, hands_mean)
-    settings = {"command": command or "handforge.export.run.export", "spec": spec.to_dict(),
-                "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
-                "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
-                "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name}
-    writers.write_card(out, samples, settings)
+    card = {"command": command, "spec": spec.to_dict(),
+            "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
+            "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
+            "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name, **(settings or {})}
+    writers.write_card(out, samples, card)
     if samples:
         contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])
     return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),

@@ -30,6 +30,8 @@ PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 COCO_CATEGORIES = {"right": 1, "left": 2}
 MM_PER_M = 1000.0
+# the camera parameters the card gives ranges of (a Blender scene's cameras have distance and focal only)
+CAMERA_RANGES = ("distance", "elevation", "azimuth", "focal", "roll")
 
 
 def dumps(data: Any) -> str:
@@ -209,8 +211,8 @@ def write_card(out: Path, samples: list[dict[str, Any]], settings: dict[str, Any
     card = {
         "samples": len(samples), "hand_types": dict(sorted(hand_types.items())),
         "visible_keypoint_fraction": round(float(np.mean(visible)), 4) if visible else None,
-        "ranges": {k: ranges(s["camera_params"][k] for s in samples)
-                   for k in ("distance", "elevation", "azimuth", "focal", "roll")},
+        "ranges": {k: ranges(s["camera_params"][k] for s in samples if k in s["camera_params"])
+                   for k in CAMERA_RANGES if any(k in s["camera_params"] for s in samples)},
         "lighting": sorted({s["lighting"]["preset"] for s in samples}),
         "backgrounds": sorted({s["background"]["kind"] for s in samples}),
         "skin_tones": sorted({s["skin_tone"] for s in samples}),

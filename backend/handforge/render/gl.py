@@ -13,6 +13,7 @@ per face (screen-space derivatives of the camera-frame position), turned towards
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -166,12 +167,12 @@ class GLRenderer:
                         normals=geometry[..., :3].copy() if normals else None)
 
 
-_renderer: GLRenderer | None = None
+_renderers = threading.local()
 
 
 def renderer() -> GLRenderer:
-    """The process's GL renderer (one context per process)."""
-    global _renderer
-    if _renderer is None:
-        _renderer = GLRenderer()
-    return _renderer
+    """This thread's GL renderer: an EGL context is current on one thread only, and the backend runs
+    jobs on several worker threads."""
+    if getattr(_renderers, "gl", None) is None:
+        _renderers.gl = GLRenderer()
+    return _renderers.gl

@@ -1,0 +1,134 @@
+"""Job kind ``export_renders``: the add-on's *Export Labelled Renders* (``blender_addon/ops_export.py``).
+
+The request holds the scene's hand poses per exported frame, each armature's ``matrix_world`` and
+each camera's Blender settings (``handforge.export.blender_scene`` says how they are read); the job
+writes the labelled dataset into a folder on the backend's machine, with progress (and its ETA) and
+cancel between samples. Everything that can be checked (shapes, the camera list, the folder) is
+checked before the job is queued.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from handforge.engines.hands.jobs import MODEL_PARAM, _check_model_available, _hand_model
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
+from handforge_shared.poses import POSE_FIELDS, hand_array_name
+from handforge_shared.protocol import ErrorCode
+from handforge_shared.skeleton import SIDES
+
+KIND = "export_renders"
+MAX_FRAMES = 100_000
+MAX_CAMERAS = 64
+MAX_SAMPLES = 1_000_000
+SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+TIMEOUT_S = 7 * 24 * 3600  # a long Cycles export runs for days; cancel stops it
+
+
+def _arrays() -> dict[str, ArraySpec]:
+    specs: dict[str, ArraySpec] = {}
+    for side in SIDES:
+        for name, size in POSE_FIELDS.items():
+            specs[hand_array_name(side, name)] = ArraySpec(
+                shape=("frames", size), required=False, min=-100.0, max=100.0,
+                requires=(hand_array_name(side, "matrix_world"),) if name == "global_orient" else (),
+                doc=f"{side} hand: {name} per exported frame, the rig's own space (as Export Motion writes)")
+        specs[hand_array_name(side, "matrix_world")] = ArraySpec(
+            shape=("frames", 4, 4), required=False, requires=(hand_array_name(side, "global_orient"),),
+            doc=f"{side} hand: the armature object's matrix_world per exported frame (Blender world)")
+    specs["camera.matrix_world"] = ArraySpec(shape=("cameras", "frames", 4, 4), doc="each camera's matrix_world")
+    specs["camera.lens"] = ArraySpec(shape=("cameras", "frames"), min=0.01, max=10_000.0, doc="focal length, mm")
+    specs["camera.sensor"] = ArraySpec(shape=("cameras", "frames", 2), min=0.01, max=10_000.0,
+                                       doc="sensor width and height, mm")
+    specs["camera.shift"] = ArraySpec(shape=("cameras", "frames", 2), min=-100.0, max=100.0, doc="shift x, y")
+    return specs
+
+
+def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    from handforge.export.blender_scene import BlenderExportError, check_folder, request_signature
+
+    frames, cameras = len(params["frames"]), len(params["cameras"])
+    if arrays["camera.lens"].shape != (cameras, frames):
+        raise invalid("arrays.camera.lens", f"must have shape ({cameras}, {frames}): one value per camera in "
+                      "params.cameras and frame in params.frames")
+    if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
+        raise invalid("arrays.right.global_orient", "no hand given", "send the poses of the left and/or right hand")
+    for k, camera in enumerate(params["cameras"]):
+        if not isinstance(camera.get("name"), str) or camera.get("sensor_fit") not in SENSOR_FITS:
+            raise invalid(f"params.cameras[{k}]", "must be {\"name\": str, \"sensor_fit\": "
+                          f"{' | '.join(SENSOR_FITS)}}}, got {camera!r}")
+    if frames * cameras > MAX_SAMPLES:
+        raise invalid("params.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
+                      "export a shorter frame range, a larger frame step or fewer cameras")
+    _check_model_available(params, arrays)
+    try:
+        check_folder(params["out"], request_signature(params, arrays))
+    except BlenderExportError as exc:
+        raise invalid("params.out", str(exc)) from None
+
+
+def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    from handforge.export.blender_scene import (BlenderExport, BlenderExportError, check_folder,
+                                                export_blender_scene, request_signature)
+    from handforge.render.camera import CameraError
+    from handforge.render.gl import GLUnavailable
+
+    signature = request_signature(params, arrays)
+    try:
+        out = check_folder(params["out"], signature)  # again: another job may have used it since
+        request = BlenderExport.from_request(params, arrays)
+        for c in range(len(request.cameras)):  # every camera converts, before any sample is written
+            for f in range(len(request.frames)):
+                request.camera(f, c)
+    except (BlenderExportError, CameraError) as exc:
+        raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+    model = _hand_model(ctx, params["model"])
+
+    def progress(done: int, total: int, eta: float) -> None:
+        ctx.progress(done / total, f"{done}/{total} samples, {eta:.0f} s left")
+
+    ctx.progress(0.0, f"exporting {request.spec.samples} samples")
+    try:
+        summary = export_blender_scene(request, out, signature, model, command=params["command"] or
+                                       "Blender: HandForge › Export Labelled Renders", progress=progress)
+    except GLUnavailable as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "install the GL renderer's system packages") from None
+    return JobResult({"out": str(out), "samples": request.spec.samples, **summary}, {})
+
+
+def register_jobs(registry: Registry) -> None:
+    registry.add_engine(Engine("export", "labelled renders of a Blender scene's hands and cameras "
+                               "(images, masks, keypoints; COCO and InterHand2.6M-style files)"))
+    registry.add_kind(JobKind(
+        KIND, export_renders, engine="export", device="gpu", timeout=TIMEOUT_S, check=_check,
+        schema=Schema(
+            params={"model": MODEL_PARAM,
+                    "out": String(doc="dataset folder on the backend's machine (absolute); new, empty, or this "
+                                      "request's own unfinished export (resumed)", max_length=1024),
+                    "frames": ListOf(doc="the scene frame of each exported frame", min_items=1, max_items=MAX_FRAMES,
+                                     item=Integer()),
+                    "cameras": ListOf(doc="per camera {name, sensor_fit}", min_items=1, max_items=MAX_CAMERAS,
+                                      item=JsonObject()),
+                    "width": Integer(doc="image width, pixels", min=8, max=8192),
+                    "height": Integer(doc="image height, pixels", min=8, max=8192),
+                    "pixel_aspect": ListOf(doc="Blender's pixel aspect x, y", default=[1.0, 1.0], min_items=2,
+                                           max_items=2, item=Number(min=0.01, max=100.0)),
+                    "engine": String(doc="RGB images: Blender Workbench, Cycles, or none (GL images and labels)",
+                                     default="workbench", choices=("workbench", "cycles", "none")),
+                    "samples": Integer(doc="Cycles samples per pixel", default=16, min=1, max=4096),
+                    "seed": Integer(doc="lighting, background and skin tone per sample come from (seed, index)",
+                                    default=0, min=0, max=2**31 - 1),
+                    "command": String(doc="what made the request, for the dataset card", default="",
+                                      max_length=1024)},
+            arrays=_arrays(),
+            dims={"frames": (1, MAX_FRAMES), "cameras": (1, MAX_CAMERAS)}),
+        description="labelled renders of the hands over frames and cameras, written to a folder",
+        returns={"out": "the dataset folder", "samples": "frames × cameras",
+                 "written / skipped / finished": "samples written now, already there, in the folder"}))
+
+
+__all__ = ["export_renders", "register_jobs"]

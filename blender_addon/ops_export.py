@@ -1,0 +1,173 @@
+"""*Export Labelled Renders*: the hands over a frame range, seen by the scene's cameras, as a
+labelled dataset written by the backend (job ``export_renders``).
+
+The add-on reads what the scene shows — the hands' poses per frame (the Export Motion reader),
+each armature's and camera's ``matrix_world`` and each camera's lens, sensor and shift — and sends
+it; the backend converts the cameras with its one camera model, renders and labels. Everything is
+checked here before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from . import hands, jobs, keys
+from handforge_shared.poses import POSE_FIELDS, hand_array_name
+
+MAX_SAMPLES = 1_000_000
+CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera object in the scene"),
+                ("ACTIVE", "Active Camera", "Only the scene's active camera")]
+ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"),
+                ("cycles", "Cycles", "Realistic RGB images (Blender Cycles; slow)"),
+                ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
+
+
+def scene_cameras(scene, which: str) -> list:
+    """The cameras to export from, checked: perspective and unscaled."""
+    if which == "ACTIVE":
+        if scene.camera is None or scene.camera.type != "CAMERA":
+            raise ValueError("the scene has no active camera: set one (Scene properties › Camera) or export "
+                             "from All Cameras")
+        cameras = [scene.camera]
+    else:
+        cameras = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
+        if not cameras:
+            raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
+    for cam in cameras:
+        if cam.data.type != "PERSP":
+            raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras are "
+                             "exported (Camera properties › Lens › Type)")
+    return cameras
+
+
+def _unscaled(obj, matrix: np.ndarray) -> np.ndarray:
+    scale = np.linalg.norm(matrix[:3, :3], axis=0)
+    if not np.allclose(scale, 1.0, atol=1e-4):
+        raise ValueError(f"{obj.name!r} is scaled ({', '.join(f'{s:.3g}' for s in scale)}): apply or clear its "
+                         "scale (Object › Apply › Scale) before exporting")
+    return matrix
+
+
+def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[str, np.ndarray]:
+    """The request's arrays: poses per frame (read as Export Motion reads them), the armatures' and
+    cameras' world matrices and the cameras' lens, sensor and shift at each frame."""
+    scene = context.scene
+    clip = keys.export_clip(context, found, frames[0], frames[-1])
+    rows = np.asarray(frames) - frames[0]
+    arrays: dict[str, np.ndarray] = {}
+    for side, pose in clip.hands.items():
+        for name in POSE_FIELDS:
+            arrays[hand_array_name(side, name)] = np.asarray(getattr(pose, name))[rows].astype(np.float32)
+    T, C = len(frames), len(cameras)
+    arm_matrices = {side: np.empty((T, 4, 4)) for side in found}
+    cam_matrices, lens = np.empty((C, T, 4, 4)), np.empty((C, T))
+    sensor, shift = np.empty((C, T, 2)), np.empty((C, T, 2))
+    current = scene.frame_current
+    try:
+        for t, frame in enumerate(frames):
+            scene.frame_set(frame)  # animated cameras, lenses and armature objects
+            for side, obj in found.items():
+                arm_matrices[side][t] = _unscaled(obj, np.array(obj.matrix_world))
+            for c, cam in enumerate(cameras):
+                cam_matrices[c, t] = _unscaled(cam, np.array(cam.matrix_world))
+                data = cam.data
+                lens[c, t] = data.lens
+                sensor[c, t] = data.sensor_width, data.sensor_height
+                shift[c, t] = data.shift_x, data.shift_y
+    finally:
+        scene.frame_set(current)
+    for side, matrices in arm_matrices.items():
+        arrays[hand_array_name(side, "matrix_world")] = matrices
+    arrays.update({"camera.matrix_world": cam_matrices, "camera.lens": lens, "camera.sensor": sensor,
+                   "camera.shift": shift})
+    return arrays
+
+
+def output_folder(directory: str) -> str:
+    if not directory.strip():
+        raise ValueError("no output folder chosen: choose a folder for the dataset")
+    path = bpy.path.abspath(directory)
+    if not os.path.isabs(path):
+        raise ValueError(f"{directory!r} is relative and the .blend is not saved: save it first or choose an "
+                         "absolute folder")
+    return os.path.normpath(path)
+
+
+class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
+    """Export labelled renders of the hands over a frame range, seen by the scene's cameras: images, masks, 2D/3D keypoints, COCO and InterHand2.6M-style files (written by the backend)"""
+
+    bl_idname = "handforge.export_renders"
+    bl_label = "Export Labelled Renders"
+    bl_options = {"REGISTER"}  # writes files, changes nothing in the scene
+    job_kind = "export_renders"
+
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", default="",
+                              description="Dataset folder (on the backend's machine): new, empty, or this export's "
+                                          "own unfinished one (resumed)")
+    filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    frame_start: IntProperty(name="Start", default=-1, description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, description="Last frame (-1: the scene's end)")
+    frame_step: IntProperty(name="Step", default=1, min=1, description="Export every n-th frame")
+    cameras: EnumProperty(name="Cameras", items=CAMERA_ITEMS, default="ALL", description="Which cameras to export from")
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=8192,
+                              description="Image width in pixels (0: the scene's render resolution)")
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=8192,
+                              description="Image height in pixels (0: the scene's render resolution)")
+    engine: EnumProperty(name="RGB", items=ENGINE_ITEMS, default="workbench", description="How the RGB images are made")
+    samples: IntProperty(name="Cycles Samples", default=16, min=1, max=4096, description="Cycles samples per pixel")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Lighting, background and skin tone per image come "
+                                                                  "from the seed and the image's index")
+
+    def _resolution(self, scene) -> tuple[int, int]:
+        pct = scene.render.resolution_percentage / 100.0
+        return (self.resolution_x or max(1, round(scene.render.resolution_x * pct)),
+                self.resolution_y or max(1, round(scene.render.resolution_y * pct)))
+
+    def job_request(self, context):
+        scene = context.scene
+        out = output_folder(self.directory)
+        start = scene.frame_start if self.frame_start < 0 else self.frame_start
+        end = scene.frame_end if self.frame_end < 0 else self.frame_end
+        found = hands.scene_hands(scene, "BOTH")
+        model = keys.check_export(found, start, end)  # a non-empty range, one hand model
+        frames = list(range(start, end + 1, self.frame_step))
+        cameras = scene_cameras(scene, self.cameras)
+        if len(frames) * len(cameras) > MAX_SAMPLES:
+            raise ValueError(f"{len(frames)} frames × {len(cameras)} cameras is more than {MAX_SAMPLES} images: "
+                             "raise Step or narrow the frame range")
+        width, height = self._resolution(scene)
+        if min(width, height) < 8:
+            raise ValueError(f"the images would be {width}×{height} pixels: use at least 8 on each side")
+        arrays = read_scene(context, found, cameras, frames)
+        self._summary = f"{len(frames)} frames × {len(cameras)} cameras"
+        params = {"model": model, "out": out, "frames": frames, "width": width, "height": height,
+                  "cameras": [{"name": c.name, "sensor_fit": c.data.sensor_fit} for c in cameras],
+                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y],
+                  "engine": self.engine, "samples": self.samples, "seed": self.seed,
+                  "command": f"Blender {bpy.app.version_string}: HandForge › Export Labelled Renders of "
+                             f"{bpy.path.basename(bpy.data.filepath) or 'an unsaved scene'}, frames {start}-{end} "
+                             f"step {self.frame_step}, {self.cameras.lower()} cameras, {width}×{height}, {self.engine}"}
+        return "export_renders", params, arrays
+
+    def job_apply(self, context, result):
+        data = result.data
+        return (f"{data['finished']} labelled images ({self._summary}) in {data['out']}: {data['written']} new, "
+                f"{data['skipped']} already there")
+
+    def invoke(self, context, event):
+        if not self.directory and not bpy.app.background and context.window is not None:
+            context.window_manager.fileselect_add(self)  # the folder browser shows the options too
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
+        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
+
+
+CLASSES = (HANDFORGE_OT_export_renders,)

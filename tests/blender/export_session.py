@@ -1,0 +1,125 @@
+"""Blender session: Export Labelled Renders through a real backend the add-on starts. Two keyed
+poses, one armature moved, two cameras (one animated, one with a vertical sensor fit and a shift),
+a non-square pixel aspect; the rigs' keypoints projected by Blender's own ``world_to_camera_view``
+are handed back as the oracle for the labels."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import bpy
+import numpy as np
+from bpy_extras.object_utils import world_to_camera_view
+from mathutils import Vector
+
+from session import ADDON_MODULE, Session, error_of
+from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+
+
+def start():
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    return {"kinds": sorted(k.name for k in bpy.context.window_manager.handforge.kinds)}
+
+
+s.check("start", start)
+s.results["refused_without_hands"] = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
+
+
+def add_camera(name: str, location, target=(0.0, 0.0, 0.0)):
+    cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+    scene.collection.objects.link(cam)
+    cam.location = location
+    cam.rotation_euler = (Vector(target) - Vector(location)).to_track_quat("-Z", "Y").to_euler()
+    return cam
+
+
+def build_scene():
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    refused = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
+    for frame, pose in ((1, a["pose_a"]), (9, a["pose_b"])):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.paste_pose(text=pose, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    scene.frame_start, scene.frame_end = 1, 9
+    right = scene.handforge.right  # an armature moved as an object: its hand moves with it
+    right.location = (0.04, -0.03, 0.02)
+    right.rotation_euler = (0.2, -0.1, 0.4)
+    first = add_camera("Cam A", (0.1, -0.55, 0.35))
+    first.data.lens, first.data.sensor_fit, first.data.sensor_height = 30.0, "VERTICAL", 20.0
+    first.data.shift_x, first.data.shift_y = 0.05, -0.03
+    second = add_camera("Cam B", (-0.2, -0.6, 0.3))
+    second.data.lens = 45.0
+    for frame, location in ((1, (-0.2, -0.6, 0.3)), (9, (0.25, -0.5, 0.45))):  # a moving camera
+        second.location = location
+        second.rotation_euler = (Vector((0, 0, 0)) - Vector(location)).to_track_quat("-Z", "Y").to_euler()
+        second.keyframe_insert("location", frame=frame)
+        second.keyframe_insert("rotation_euler", frame=frame)
+    scene.camera = first
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 160, 120, 100
+    scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = 1.0, 1.2
+    return {"no_camera": refused}
+
+
+s.check("scene", build_scene)
+
+
+def refusals():
+    os.makedirs(a["foreign"], exist_ok=True)
+    with open(os.path.join(a["foreign"], "notes.txt"), "w") as fh:
+        fh.write("not a dataset")
+    return {"empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
+                                                                             frame_end=2)),
+            "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),
+            "foreign_folder": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["foreign"])),
+            "nothing_written": not os.path.exists(a["out"])}
+
+
+s.check("refusals", refusals)
+
+
+def oracle():
+    """Per exported frame and camera, each rig's 21 keypoints (bone heads) projected by Blender,
+    in pixels (origin top-left), and in the world (model axes)."""
+    frames, cameras = [1, 5, 9], [bpy.data.objects["Cam A"], bpy.data.objects["Cam B"]]
+    W, H = scene.render.resolution_x, scene.render.resolution_y
+    pixels = np.zeros((len(frames), len(cameras), 2, 21, 2))
+    world = np.zeros((len(frames), 2, 21, 3))
+    for f, frame in enumerate(frames):
+        scene.frame_set(frame)
+        for h, side in enumerate(("left", "right")):
+            arm = getattr(scene.handforge, side)
+            points = [arm.matrix_world @ arm.pose.bones[name].head for name in KEYPOINT_NAMES]
+            world[f, h] = np.array([list(p) for p in points]) @ MODEL_TO_BLENDER  # Mᵀ p, as row vectors
+            for c, cam in enumerate(cameras):
+                for k, p in enumerate(points):
+                    x, y, _ = world_to_camera_view(scene, cam, p)
+                    pixels[f, c, h, k] = x * W, (1.0 - y) * H
+    scene.frame_set(1)
+    s.arrays["pixels"], s.arrays["world"] = pixels, world
+
+
+def export():
+    frame = scene.frame_current
+    result = bpy.ops.handforge.export_renders(directory=a["out"], frame_step=4, engine="none", seed=3)
+    rerun = bpy.ops.handforge.export_renders(directory=a["out"], frame_step=4, engine="none", seed=3)
+    rgb = bpy.ops.handforge.export_renders(directory=a["rgb_out"], frame_start=5, frame_end=5, cameras="ACTIVE",
+                                           resolution_x=96, resolution_y=72, engine="workbench")
+    return {"result": sorted(result), "rerun": sorted(rerun), "rgb": sorted(rgb),
+            "frame_restored": scene.frame_current == frame}
+
+
+s.check("oracle", oracle)
+s.check("export", export)
+s.check("stop", lambda: sorted(bpy.ops.handforge.stop_backend()))
+s.finish()
+print(json.dumps({k: v for k, v in s.results.items() if k.endswith("__error")})[:4000])

@@ -1,0 +1,117 @@
+"""Export Labelled Renders from Blender through a real backend: the labels' 2D keypoints are where
+Blender's own camera projection (``world_to_camera_view``) puts the rigs' keypoints, for a moved
+armature, an animated camera, a shifted vertically fitted sensor and non-square pixels; pycocotools
+reads the COCO file; bad input is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handforge_shared.poses import HandPose
+from handforge_shared.skeleton import SIDES
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+def _pose(rng) -> str:
+    hands = {s: HandPose(global_orient=rng.normal(0, 0.3, 3), hand_pose=rng.normal(0, 0.25, 45), betas=np.zeros(10),
+                         transl=np.array([0.09 if s == "right" else -0.09, 0.0, 0.0]) + rng.uniform(-0.02, 0.02, 3))
+             for s in SIDES}
+    return json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in hands.items()}})
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("export_session")
+    rng = np.random.default_rng(11)
+    args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
+            "pose_a": _pose(rng), "pose_b": _pose(rng), "out": str(work / "renders"),
+            "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign")}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    result = run_blender("export_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    result.out, result.rgb_out = work / "renders", work / "rgb"
+    return result
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
+
+
+def _labels(folder) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("samples/*/labels.json"))]
+
+
+def test_bad_input_is_refused_before_anything_is_written(session):
+    _no_error(session, "start", "scene", "refusals")
+    assert "export_renders" in session["start"]["kinds"]
+    assert "no hands" in session["refused_without_hands"] and "Add Hands" in session["refused_without_hands"]
+    assert "no camera" in session["scene"]["no_camera"]
+    refusals = session["refusals"]
+    assert "frame range 5..2 is empty" in refusals["empty_range"]
+    assert "save it first" in refusals["relative"]
+    assert "not empty" in refusals["foreign_folder"] and "choose an empty" in refusals["foreign_folder"]
+    assert refusals["nothing_written"] is True
+
+
+def test_labels_put_keypoints_where_blender_projects_the_rigs(session):
+    _no_error(session, "oracle", "export")
+    assert session["export"]["result"] == ["FINISHED"] and session["export"]["frame_restored"] is True
+    samples = _labels(session.out)
+    assert [s["index"] for s in samples] == list(range(6))  # 3 frames (1, 5, 9) × 2 cameras
+    pixels, world = session.arrays["pixels"], session.arrays["world"]
+    worst_px = worst_m = 0.0
+    for sample in samples:
+        f, c = divmod(sample["index"], 2)
+        assert sample["camera_params"]["frame"] == [1, 5, 9][f]
+        assert sample["camera_params"]["blender_camera"] == ["Cam A", "Cam B"][c]
+        assert (sample["camera"]["width"], sample["camera"]["height"]) == (160, 120)
+        for h, side in enumerate(("left", "right")):
+            hand = sample["hands"][side]
+            worst_px = max(worst_px, np.abs(np.array(hand["keypoints_2d"]) - pixels[f, c, h]).max())
+            worst_m = max(worst_m, np.abs(np.array(hand["keypoints_world"]) - world[f, h]).max())
+    assert worst_px < 0.5, worst_px
+    assert worst_m < 2e-4, worst_m
+    # the hands are in view and labelled visible somewhere: the comparison is about real projections
+    assert np.mean([v for s in samples for h in s["hands"].values() for v in h["visible"]]) > 0.3
+    # the moving camera sees the hands from elsewhere at frame 9 than at frame 1
+    assert np.abs(pixels[2, 1] - pixels[0, 1]).max() > 10
+
+
+def test_pycocotools_reads_the_export_and_the_card_says_where_it_came_from(session):
+    from pycocotools.coco import COCO
+
+    _no_error(session, "export")
+    coco = COCO(str(session.out / "coco.json"))
+    assert len(coco.getImgIds()) == 6 and len(coco.getAnnIds()) >= 6
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        assert coco.annToMask(ann).sum() == ann["area"] > 0
+    card = json.loads((session.out / "dataset_card.json").read_text())
+    assert card["cameras"] == ["Cam A", "Cam B"] and card["frames"] == [1, 9]
+    assert "Export Labelled Renders" in card["command"]
+    assert (session.out / "contact_sheet.png").is_file()
+    assert session["export"]["rerun"] == ["FINISHED"]  # the same request resumes in its own folder
+
+
+def test_workbench_rgb_from_the_active_camera(session):
+    _no_error(session, "export")
+    assert session["export"]["rgb"] == ["FINISHED"]
+    (sample,) = _labels(session.rgb_out)
+    assert sample["camera_params"]["blender_camera"] == "Cam A" and sample["camera_params"]["frame"] == 5
+    folder = session.rgb_out / "samples" / "000000"
+    rgb = np.asarray(Image.open(folder / "rgb.png").convert("RGB"), dtype=float)
+    assert rgb.shape == (72, 96, 3)
+    hands = np.zeros((72, 96), bool)
+    for side in sample["hands"]:
+        hands |= np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
+    assert hands.mean() > 0.01
+    assert np.abs(rgb[hands].mean(0) - rgb[~hands].mean(0)).max() > 5  # the hands are drawn where the masks say

@@ -1,0 +1,92 @@
+"""The backend's side of Export Labelled Renders (job ``export_renders``) through a real server, no
+Blender: an armature's transform carries its hand (the labels' world parameters give the labels'
+world keypoints again), progress with the time left, a rerun that resumes, and requests refused
+before anything is written (shapes and the folder before the job is queued).
+The comparison with Blender's own camera projection is tests/test_blender_export_renders.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.hands import load_hand_model
+from handforge_shared.client import JobFailed, Progress
+from handforge_shared.poses import HandPose, hand_array_name
+from handforge_shared.rotations import axis_angle_to_matrix
+from tests.support.server import running_server
+
+pytestmark = pytest.mark.timeout(300)
+FRAMES, CAMERAS = 2, 2
+
+
+def _request(out, rng, armature_rotation=(0.3, -0.2, 0.5)) -> tuple[dict, dict]:
+    arrays = {}
+    for side, x in (("left", -0.09), ("right", 0.09)):
+        arrays[hand_array_name(side, "global_orient")] = rng.normal(0, 0.3, (FRAMES, 3)).astype(np.float32)
+        arrays[hand_array_name(side, "hand_pose")] = rng.normal(0, 0.2, (FRAMES, 45)).astype(np.float32)
+        arrays[hand_array_name(side, "transl")] = np.tile([x, 0.0, 0.0], (FRAMES, 1)).astype(np.float32)
+        matrix = np.eye(4)
+        if side == "right":  # a rotated and moved armature object
+            matrix[:3, :3], matrix[:3, 3] = axis_angle_to_matrix(np.array(armature_rotation)), (0.03, -0.02, 0.01)
+        arrays[hand_array_name(side, "matrix_world")] = np.tile(matrix, (FRAMES, 1, 1))
+    cameras = np.tile(np.eye(4), (CAMERAS, FRAMES, 1, 1))
+    cameras[..., 2, 3] = [[0.5, 0.55], [0.6, 0.65]]  # above the hands, looking down Blender's -Z
+    arrays.update({"camera.matrix_world": cameras, "camera.lens": np.full((CAMERAS, FRAMES), 35.0),
+                   "camera.sensor": np.tile([36.0, 24.0], (CAMERAS, FRAMES, 1)),
+                   "camera.shift": np.zeros((CAMERAS, FRAMES, 2))})
+    params = {"out": str(out), "frames": [1, 3], "width": 96, "height": 72, "engine": "none",
+              "cameras": [{"name": "A", "sensor_fit": "AUTO"}, {"name": "B", "sensor_fit": "VERTICAL"}]}
+    return params, arrays
+
+
+@pytest.fixture(scope="module")
+def client():
+    with running_server() as server, server.client() as c:
+        yield c
+
+
+def test_moved_armature_carries_its_hand_and_progress_has_the_time_left(client, tmp_path):
+    params, arrays = _request(tmp_path / "renders", np.random.default_rng(1))
+    progress: list[Progress] = []
+    result = client.run("export_renders", params, arrays, on_progress=progress.append)
+    assert result.data["finished"] == FRAMES * CAMERAS and result.data["written"] == FRAMES * CAMERAS
+    assert any("s left" in p.message for p in progress)
+    model = load_hand_model("open")
+    for path in sorted((tmp_path / "renders" / "samples").glob("*/labels.json")):
+        sample = json.loads(path.read_text())
+        for side, hand in sample["hands"].items():
+            with torch.no_grad():
+                again = model.forward_pose(side, HandPose.from_dict(hand["params_world"])).keypoints[0].numpy()
+            np.testing.assert_allclose(again, np.array(hand["keypoints_world"]), atol=1e-5)
+    right = json.loads((tmp_path / "renders/samples/000000/labels.json").read_text())["hands"]["right"]
+    with torch.no_grad():  # the rig's own (unmoved) keypoints differ: the move was applied
+        unmoved = model.forward_pose("right", HandPose(global_orient=arrays["right.global_orient"][0],
+                                                       hand_pose=arrays["right.hand_pose"][0], betas=np.zeros(10),
+                                                       transl=arrays["right.transl"][0])).keypoints[0].numpy()
+    assert np.abs(unmoved - np.array(right["keypoints_world"])).max() > 0.01
+    again = client.run("export_renders", params, arrays)  # the same request resumes in its own folder
+    assert again.data["skipped"] == FRAMES * CAMERAS and again.data["written"] == 0
+
+
+def test_requests_that_cannot_work_are_refused_before_anything_is_written(client, tmp_path):
+    rng = np.random.default_rng(2)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    params, arrays = _request(foreign, rng)
+    with pytest.raises(JobFailed, match="not empty") as failure:
+        client.run("export_renders", params, arrays)
+    assert failure.value.code == "invalid_params"
+
+    params, arrays = _request(tmp_path / "out", rng)
+    with pytest.raises(JobFailed, match="one value per camera"):
+        client.run("export_renders", {**params, "cameras": params["cameras"][:1]}, arrays)
+    with pytest.raises(JobFailed, match="not an absolute path"):
+        client.run("export_renders", {**params, "out": "relative/folder"}, arrays)
+    scaled = dict(arrays, **{"left.matrix_world": arrays["left.matrix_world"] * np.array([2, 2, 2, 1])[:, None]})
+    with pytest.raises(JobFailed, match="scale"):
+        client.run("export_renders", params, scaled)
+    assert not (tmp_path / "out").exists()
