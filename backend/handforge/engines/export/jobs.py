@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from handforge.engines.hands.jobs import MODEL_PARAM, _check_model_available, _hand_model
+from handforge.engines.hands.jobs import MODEL_PARAM, cached_hand_model, check_model_available
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -64,7 +64,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if frames * cameras > MAX_SAMPLES:
         raise invalid("params.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
                       "export a shorter frame range, a larger frame step or fewer cameras")
-    _check_model_available(params, arrays)
+    check_model_available(params, arrays)
     try:
         check_folder(params["out"], request_signature(params, arrays))
     except BlenderExportError as exc:
@@ -86,7 +86,7 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
                 request.camera(f, c)
     except (BlenderExportError, CameraError) as exc:
         raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
-    model = _hand_model(ctx, params["model"])
+    model = cached_hand_model(ctx, params["model"])
 
     def progress(done: int, total: int, eta: float) -> None:
         ctx.progress(done / total, f"{done}/{total} samples, {eta:.0f} s left")

@@ -27,7 +27,7 @@ POSE_LIMIT = 4 * np.pi
 BETAS_LIMIT = 20.0
 TRANSL_LIMIT = 100.0
 
-def _hand_model(ctx: JobContext, name: str):
+def cached_hand_model(ctx: JobContext, name: str):
     """A loaded HandModel from the server's model cache (once per model and device; reloaded when
     its files change); a model that cannot load becomes ``missing_weights``."""
     from handforge import config
@@ -42,7 +42,7 @@ def _hand_model(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
-def _check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     status = entry(params["model"]).status()
     if not status["available"]:
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {params['model']!r} is not available here: "
@@ -50,7 +50,7 @@ def _check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarr
 
 
 def hand_model(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
-    model = _hand_model(ctx, params["model"])  # a "cpu"-class job: rigs are numpy, no need for the GPU
+    model = cached_hand_model(ctx, params["model"])  # a "cpu"-class job: rigs are numpy, no need for the GPU
     betas = arrays.get("betas")
     rigs, out = {}, {}
     for i, side in enumerate(params["sides"]):
@@ -70,7 +70,7 @@ def hand_model(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.
 def forward_hands(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
-    model = _hand_model(ctx, params["model"])
+    model = cached_hand_model(ctx, params["model"])
     sides = [s for s in SIDES if hand_array_name(s, "global_orient") in arrays]
     total = sum(arrays[hand_array_name(s, "global_orient")].shape[0] for s in sides)
     done, out = 0, {}
@@ -122,7 +122,7 @@ def _check_forward(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> 
     if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
-    _check_model_available(params, arrays)
+    check_model_available(params, arrays)
 
 
 def capabilities() -> dict[str, Any]:
@@ -142,7 +142,7 @@ def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("hands", "hand models: the open hand always, MANO when its files are configured",
                                capabilities=capabilities, warm_up=warm_up))
     registry.add_kind(JobKind(
-        "hand_model", hand_model, engine="hands", timeout=120, check=_check_model_available,
+        "hand_model", hand_model, engine="hands", timeout=120, check=check_model_available,
         schema=Schema(params={"model": MODEL_PARAM,
                               "sides": ListOf(doc="hands to return", default=list(SIDES), min_items=1, max_items=2,
                                               unique=True, item=String(choices=SIDES))},
@@ -160,4 +160,5 @@ def register_jobs(registry: Registry) -> None:
                  "<side>.keypoints": "(B, 21, 3) float32, InterHand2.6M keypoint order"}))
 
 
-__all__ = ["capabilities", "forward_hands", "hand_model", "register_jobs", "warm_up"]
+__all__ = ["MODEL_PARAM", "cached_hand_model", "capabilities", "check_model_available", "forward_hands", "hand_model",
+           "register_jobs", "warm_up"]
