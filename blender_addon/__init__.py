@@ -11,6 +11,7 @@ import atexit
 import bpy
 
 from . import connection, keying_set, ops_backend, ops_hands, ops_keys, ops_pose, panels, preferences, properties
+from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, keying_set, panels)
 
@@ -20,12 +21,14 @@ def register() -> None:
     for module in _CLASS_MODULES:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
+    fingers.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
     connection.shutdown()
+    fingers.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)
