@@ -83,6 +83,10 @@ class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
     target: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH",
                          description="Which hands the pose tools act on")
     job_seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of generated results")
+    pose_search: StringProperty(name="Search", default="", options={"TEXTEDIT_UPDATE"},
+                                description="Show only library poses whose name, category or description has these words")
+    user_pose_name: StringProperty(name="Name", default="",
+                                   description="The name Save Pose gives the current finger pose in your user library")
 
 
 # ---------------------------------------------------------------------- backend state (runtime only)
