@@ -143,8 +143,16 @@ def follow_animation(arm_obj) -> None:
     sync_sliders(arm_obj, keep=animated)
 
 
+def _posable(obj) -> bool:
+    """A complete HandForge rig outside edit mode (not one being built or reshaped)."""
+    if obj.type != "ARMATURE" or not obj.handforge.is_hand or obj.mode == "EDIT":
+        return False
+    bones = obj.data.bones
+    return all(name in bones for name in JOINT_NAMES)
+
+
 def _hands(scene):
-    return [obj for obj in scene.objects if obj.type == "ARMATURE" and obj.handforge.is_hand]
+    return [obj for obj in scene.objects if _posable(obj)]
 
 
 @persistent

@@ -40,6 +40,12 @@ def _no_error(session, name):
     assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
 
 
+def test_the_slider_handlers_never_fail(session):
+    # frame-change and update handlers run on every change (also while hands are built): an error
+    # there is only printed by Blender, so the log is read
+    assert "Error in bpy.app.handlers" not in session.log, session.log[-3000:]
+
+
 def test_a_slider_set_to_its_own_value_moves_nothing(session):
     _no_error(session, "same_value")
     for preset, moved in session["same_value"].items():
