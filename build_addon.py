@@ -183,7 +183,8 @@ def build(out: Path, wheels: list[Path]) -> Path:
     version = project_version()
     if not (ADDON_DIR / "__init__.py").is_file():
         raise BuildError(f"{ADDON_DIR}/__init__.py is missing: run this from a HandForge checkout")
-    entries: list[tuple[Path, str]] = [(p, p.relative_to(ADDON_DIR).as_posix()) for p in _files(ADDON_DIR, ("*.py",))]
+    entries: list[tuple[Path, str]] = [(p, p.relative_to(ADDON_DIR).as_posix())
+                                    for p in _files(ADDON_DIR, ("*.py", "thumbnails/*.png"))]  # pose browser
     entries += [(w, f"wheels/{w.name}") for w in wheels]
     shared_name, shared_bytes = shared_wheel(version)
 

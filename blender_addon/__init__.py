@@ -12,6 +12,8 @@ import bpy
 
 from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_keys, ops_pose, panels, preferences,
                properties)
+from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
+from . import ops_library  # the pose browser's user library
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, keying_set, panels)
 
@@ -21,12 +23,16 @@ def register() -> None:
     for module in _CLASS_MODULES:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
+    fingers.register()
+    ops_library.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
     connection.shutdown()
+    fingers.unregister()
+    ops_library.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

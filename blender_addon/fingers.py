@@ -1,42 +1,188 @@
-"""Per-finger curl and spread sliders: anatomical angles (``handforge_shared.anatomy``, which also
-holds their inverse) onto the finger bones, and back."""
+"""Per-finger curl and spread sliders: offsets on the finger's current pose, keyable.
+
+A slider's change moves its finger by the difference of the anatomical angles its old and new
+values stand for (``anatomy.slider_angles``): the flexion of the finger's three joints for curl,
+the MCP (thumb: CMC) abduction for spread. Every other angle, finger and the wrist stay exactly,
+so a slider set to the value it shows moves nothing, and a nudge after a preset keeps the rest of
+the preset (an OK ring stays closed).
+
+The bones are the truth. A slider shows what the bones show (``anatomy.curl_spread_of``) and is
+re-read after every pose operator, every frame change and every change of the rig, so it follows
+keyed bones when scrubbing. A slider can be keyed itself (I over it): on every frame change an
+animated slider moves its finger to the keyed value, on top of what the bones' own keys give.
+With auto-keying on, a slider tweak keys the bones it moved (and the slider, when it is animated).
+"""
 
 from __future__ import annotations
 
+import bpy
 import numpy as np
+from bpy.app.handlers import persistent
 
+from . import keys
 from . import pose as pose_conv
+from . import rig
 from handforge_shared import anatomy
-from handforge_shared.skeleton import FINGER_JOINTS, FINGERS
+from handforge_shared.skeleton import FINGERS, JOINT_NAMES
+
+KINDS = ("curl", "spread")
+# Sliders are float32: a value within this of what the bones show is the same value.
+SAME_VALUE = 1e-6
 
 _syncing = False  # set while sliders are written from the pose, so their callbacks do nothing
 
 
-def apply_finger(arm_obj, finger: str) -> None:
-    """Pose one finger from its curl and spread sliders (other fingers and the wrist stay)."""
+def slider_path(kind: str, finger: str) -> str:
+    return f"handforge.{kind}_{finger}"
+
+
+def _finger_angles(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The channels' bone-local rotations (16, 3, 3) and their anatomical angles (15, 3)."""
+    local, _ = pose_conv.read_local(arm_obj, visual=False)
+    world = pose_conv.world_from_local(frames, local)
+    return local, anatomy.matrix_to_anatomical(world[1:], frames, arm_obj.handforge.side)
+
+
+def move_fingers(arm_obj, sliders) -> list[int]:
+    """Move the fingers of ``sliders`` ((kind, finger) pairs) from what the bones show to the
+    sliders' values, as offsets. Returns the joints (1..15) whose channels were written."""
+    props = arm_obj.handforge
+    frames = pose_conv.bone_frames(arm_obj)
+    local, angles = _finger_angles(arm_obj, frames)
+    shown = dict(zip(KINDS, anatomy.curl_spread_of(angles)))
+    delta = np.zeros_like(angles)
+    for kind, finger in sliders:
+        wanted, now = getattr(props, f"{kind}_{finger}"), shown[kind][finger]
+        if abs(wanted - now) <= SAME_VALUE:
+            continue
+        if kind == "curl":
+            delta += anatomy.slider_angles(finger, wanted, 0.0) - anatomy.slider_angles(finger, now, 0.0)
+        else:
+            delta += anatomy.slider_angles(finger, 0.0, wanted) - anatomy.slider_angles(finger, 0.0, now)
+    joints = [int(row) + 1 for row in np.flatnonzero(np.any(delta != 0.0, axis=1))]
+    if not joints:
+        return []
+    world = anatomy.anatomical_to_matrix(angles + delta, frames, props.side)
+    local[1:] = pose_conv.local_from_world(frames[1:], world)
+    pose_conv.write_local(arm_obj, local, None, joints=joints)
+    pose_conv.update_correctives(arm_obj)
+    return joints
+
+
+def slider_changed(context, arm_obj, kind: str, finger: str) -> None:
+    """A slider was set (UI or script): move its finger, and auto-key when Blender would."""
     if _syncing:
         return
-    props = arm_obj.handforge
-    angles = anatomy.curl_spread_angles({finger: getattr(props, f"curl_{finger}")},
-                                        {finger: getattr(props, f"spread_{finger}")})
-    frames = pose_conv.bone_frames(arm_obj)
-    world = anatomy.anatomical_to_matrix(angles, frames, props.side)  # (15, 3, 3)
-    local = np.concatenate([np.eye(3)[None], pose_conv.local_from_world(frames[1:], world)])
-    pose_conv.write_local(arm_obj, local, None, joints=list(FINGER_JOINTS[finger]))
-    pose_conv.update_correctives(arm_obj)
+    joints = move_fingers(arm_obj, [(kind, finger)])
+    if context.scene.tool_settings.use_keyframe_insert_auto:
+        _autokey(context.scene, arm_obj, joints, slider_path(kind, finger))
 
 
-def sync_sliders(arm_obj) -> None:
-    """Set the sliders to the curl and spread that best describe the current finger pose."""
+def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
+    """Key what a slider moved at the current frame, as Blender's auto-keying keys a transform:
+    with the chosen key type, only channels that have curves when "Only Insert Available" is on."""
+    only_available = bpy.context.preferences.edit.use_keyframe_insert_available
+    bag = keys.find_channelbag(arm_obj)
+
+    def wanted(path: str) -> bool:
+        return not only_available or (bag is not None and bag.fcurves.find(path) is not None)
+
+    frame, keytype = scene.frame_current, scene.tool_settings.keyframe_type
+    for k in joints:
+        name = JOINT_NAMES[k]
+        prop = keys.channel_prop(arm_obj.pose.bones[name].rotation_mode)
+        if wanted(f'pose.bones["{name}"].{prop}'):
+            arm_obj.pose.bones[name].keyframe_insert(prop, frame=frame, group=name, keytype=keytype)
+    correctives = rig.corrective_keys(arm_obj) if joints else None
+    for kb in correctives or ():
+        kb.keyframe_insert("value", frame=frame, group="Pose Correctives", keytype=keytype)
+    if slider in animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
+        arm_obj.keyframe_insert(slider, frame=frame, group="HandForge Sliders", keytype=keytype)
+
+
+def animated_paths(arm_obj) -> set[str]:
+    """Data paths of the rig's own properties that an active F-curve or driver sets."""
+    paths: set[str] = set()
+    bag = keys.find_channelbag(arm_obj)
+    if bag is not None:
+        paths |= {fc.data_path for fc in bag.fcurves if not fc.mute and len(fc.keyframe_points)}
+    ad = arm_obj.animation_data
+    if ad is not None:
+        paths |= {d.data_path for d in ad.drivers if not d.mute}
+    return paths
+
+
+def animated_sliders(arm_obj) -> list[tuple[str, str]]:
+    paths = animated_paths(arm_obj)
+    return [(kind, finger) for finger in FINGERS for kind in KINDS if slider_path(kind, finger) in paths]
+
+
+def sync_sliders(arm_obj, keep=()) -> None:
+    """Set the sliders to the curl and spread the bones show (except ``keep``: animated sliders,
+    which the animation sets). Writes only sliders that differ, so it can run on every update."""
     global _syncing
     props = arm_obj.handforge
-    pose = pose_conv.read_pose(arm_obj, visual=False)
-    angles = anatomy.hand_pose_to_anatomical(pose.hand_pose, pose_conv.bone_frames(arm_obj), props.side)
-    curl, spread = anatomy.curl_spread_of(angles)
+    _, angles = _finger_angles(arm_obj, pose_conv.bone_frames(arm_obj))
+    shown = dict(zip(KINDS, anatomy.curl_spread_of(angles)))
     _syncing = True
     try:
         for finger in FINGERS:
-            setattr(props, f"curl_{finger}", curl[finger])
-            setattr(props, f"spread_{finger}", spread[finger])
+            for kind in KINDS:
+                name = f"{kind}_{finger}"
+                if (kind, finger) not in keep and abs(getattr(props, name) - shown[kind][finger]) > SAME_VALUE:
+                    setattr(props, name, shown[kind][finger])
     finally:
         _syncing = False
+
+
+def follow_animation(arm_obj) -> None:
+    """After the animation set the channels: animated sliders move their fingers, the others follow the bones."""
+    animated = animated_sliders(arm_obj)
+    if animated:
+        move_fingers(arm_obj, animated)
+    sync_sliders(arm_obj, keep=animated)
+
+
+def _posable(obj) -> bool:
+    """A complete HandForge rig outside edit mode (not one being built or reshaped)."""
+    if obj.type != "ARMATURE" or not obj.handforge.is_hand or obj.mode == "EDIT":
+        return False
+    bones = obj.data.bones
+    return all(name in bones for name in JOINT_NAMES)
+
+
+def _hands(scene):
+    return [obj for obj in scene.objects if _posable(obj)]
+
+
+@persistent
+def _on_frame_change(scene, depsgraph=None):
+    for arm_obj in _hands(scene):
+        follow_animation(arm_obj)
+
+
+@persistent
+def _on_depsgraph_update(scene, depsgraph):
+    """Bones rotated by hand (or by a script): the sliders show the new pose."""
+    if _syncing:
+        return
+    changed = {update.id.original for update in depsgraph.updates if isinstance(update.id, bpy.types.Object)}
+    for arm_obj in _hands(scene):
+        if arm_obj in changed:
+            sync_sliders(arm_obj, keep=animated_sliders(arm_obj))
+
+
+_HANDLERS = ((bpy.app.handlers.frame_change_post, _on_frame_change),
+             (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update))
+
+
+def register() -> None:
+    for handlers, fn in _HANDLERS:
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def unregister() -> None:
+    for handlers, fn in _HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)

@@ -331,11 +331,14 @@ def channel_prop(mode: str) -> str:
 
 
 def curves_alone(arm_obj) -> bool:
-    """Whether the rig shows exactly its action's F-curves: no NLA, drivers or active constraints
-    (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""
+    """Whether the rig shows exactly its action's F-curves: no NLA, drivers, keyed sliders or active
+    constraints (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""
     ad = arm_obj.animation_data
     if ad is not None and (len(ad.nla_tracks) or len(ad.drivers)):
         return False
+    bag = find_channelbag(arm_obj)
+    if bag is not None and any(fc.data_path.startswith("handforge.") for fc in bag.fcurves):
+        return False  # keyed finger sliders move the bones on each frame (fingers.follow_animation)
     return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
 
 

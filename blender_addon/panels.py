@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import hands
+from . import hands, library
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.skeleton import FINGERS
@@ -76,6 +76,38 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
                 row = box.row(align=True)
                 row.prop(obj.handforge, f"curl_{finger}")
                 row.prop(obj.handforge, f"spread_{finger}", text="")
+
+
+class HANDFORGE_PT_pose_library(_Panel, bpy.types.Panel):
+    """The pose browser: thumbnails of the library poses and the artist's own, applied to the
+    hands chosen above (Both, Left or Right)"""
+
+    bl_label = "Pose Library"
+    bl_parent_id = "HANDFORGE_PT_pose"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.handforge
+        layout.prop(props, "pose_search", text="", icon="VIEWZOOM")
+        grid = layout.grid_flow(row_major=True, columns=0, even_columns=True, align=False)
+        for name in library.builtin_names(props.pose_search):
+            cell = grid.column(align=True)
+            cell.template_icon(icon_value=library.thumbnail_icon(name), scale=4.0)
+            cell.operator("handforge.apply_preset", text=label(name)).preset = name
+        box = layout.box()
+        box.label(text="Your poses", icon="USER")
+        try:
+            mine = library.user_names(props.pose_search)
+        except ValueError as exc:  # an unreadable user library: say so, the built-in poses still work
+            _wrapped(box, str(exc), icon="ERROR")
+            mine = []
+        for name in mine:
+            row = box.row(align=True)
+            row.operator("handforge.apply_user_pose", text=name, icon="ARMATURE_DATA").name = name
+            row.operator("handforge.delete_user_pose", text="", icon="X").name = name
+        row = box.row(align=True)
+        row.prop(props, "user_pose_name", text="")
+        row.operator("handforge.save_user_pose", icon="ADD").name = props.user_pose_name
 
 
 class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
@@ -160,3 +192,4 @@ class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
 
 CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,
            HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
+CLASSES += (HANDFORGE_PT_pose_library,)

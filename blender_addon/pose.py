@@ -159,7 +159,13 @@ def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     matrices; otherwise the animation channels themselves (exact inverse of ``write_local``)."""
     pbones = arm_obj.pose.bones
     if not visual:
-        local = np.stack([channels_to_matrix(channel_values(pbones[n]), pbones[n].rotation_mode) for n in JOINT_NAMES])
+        by_mode: dict[str, list[int]] = {}
+        for k, name in enumerate(JOINT_NAMES):
+            by_mode.setdefault(pbones[name].rotation_mode, []).append(k)
+        local = np.empty((NUM_JOINTS, 3, 3))
+        for mode, joints in by_mode.items():  # one conversion per mode: this runs on every frame change
+            values = np.array([channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
+            local[joints] = channels_to_matrix(values, mode)
         return local, np.array(pbones[WRIST].location, dtype=np.float64)
     bones = arm_obj.data.bones
     local = np.zeros((NUM_JOINTS, 3, 3))

@@ -31,12 +31,12 @@ def _limits_changed(self, context):
         rig.set_limits(self.id_data, self.use_limits)
 
 
-def _finger_updater(finger: str):
+def _slider_updater(kind: str, finger: str):
     def update(self, context):
         from . import fingers
 
         if self.is_hand and self.id_data.type == "ARMATURE":
-            fingers.apply_finger(self.id_data, finger)
+            fingers.slider_changed(context, self.id_data, kind, finger)
 
     return update
 
@@ -56,11 +56,12 @@ def _hand_props_annotations() -> dict:
     for finger in FINGERS:
         ann[f"curl_{finger}"] = FloatProperty(
             name=finger.capitalize(), min=0.0, max=1.0, default=0.0, subtype="FACTOR",
-            update=_finger_updater(finger), description=f"Curl the {finger}: 0 straight, 1 fully curled")
+            update=_slider_updater("curl", finger),
+            description=f"Curl the {finger} (0 straight, 1 fully curled) from its current pose; keyable")
         ann[f"spread_{finger}"] = FloatProperty(
             name=finger.capitalize(), min=-1.0, max=1.0, default=0.0, subtype="FACTOR",
-            update=_finger_updater(finger),
-            description=f"Spread the {finger} away from the middle finger (negative: towards it)")
+            update=_slider_updater("spread", finger),
+            description=f"Spread the {finger} away from the middle finger (negative: towards it) from its current pose; keyable")
     return ann
 
 
@@ -82,6 +83,10 @@ class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
     target: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH",
                          description="Which hands the pose tools act on")
     job_seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of generated results")
+    pose_search: StringProperty(name="Search", default="", options={"TEXTEDIT_UPDATE"},
+                                description="Show only library poses whose name, category or description has these words")
+    user_pose_name: StringProperty(name="Name", default="",
+                                   description="The name Save Pose gives the current finger pose in your user library")
 
 
 # ---------------------------------------------------------------------- backend state (runtime only)

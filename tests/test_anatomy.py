@@ -257,3 +257,33 @@ def test_bad_shapes_are_clear_errors():
         A.anatomical_to_hand_pose(np.zeros((15, 3)), FRAMES["right"], "middle")
     with pytest.raises(ValueError, match="unknown finger joints"):
         A.anatomical_from_degrees({"index4": (1, 2, 3)})
+
+
+@settings(max_examples=60, deadline=None)
+@given(finger=st.sampled_from(FINGER_NAMES), base=st.integers(0, 2**31 - 1),
+       old=st.tuples(st.floats(0.05, 0.95), st.floats(-0.9, 0.9)), new=st.tuples(st.floats(0.05, 0.95), st.floats(-0.9, 0.9)))
+def test_slider_offsets_move_only_their_own_reading(finger, base, old, new):
+    # Any pose whose finger reads (old curl, old spread): adding the difference of the two slider
+    # angles makes it read the new values, and leaves every other finger's reading alone.
+    rng = np.random.default_rng(base)
+    angles = rng.normal(0.0, 0.2, (15, 3))
+    rows = [j - 1 for j in FINGER_JOINTS[finger]]
+    full = A.slider_angles(finger, 1.0, 0.0)[rows, 0]
+    off_synergy = angles[rows, 0] - (angles[rows, 0] @ full) / (full @ full) * full  # reads as no curl
+    angles[rows, 0] = off_synergy
+    angles[rows[0], 1] = 0.0
+    angles += A.slider_angles(finger, *old)
+    before_curl, before_spread = A.curl_spread_of(angles)
+    assert before_curl[finger] == pytest.approx(old[0], abs=1e-12)
+    assert before_spread[finger] == pytest.approx(old[1], abs=1e-12)
+    moved = angles + A.slider_angles(finger, *new) - A.slider_angles(finger, *old)
+    got_curl, got_spread = A.curl_spread_of(moved)
+    assert got_curl[finger] == pytest.approx(new[0], abs=1e-12)
+    assert got_spread[finger] == pytest.approx(new[1], abs=1e-12)
+    for f in FINGER_NAMES:
+        if f != finger:
+            assert (got_curl[f], got_spread[f]) == (before_curl[f], before_spread[f])
+    np.testing.assert_array_equal(np.delete(moved, rows, axis=0), np.delete(angles, rows, axis=0))
+    np.testing.assert_array_equal(moved[rows, 2], angles[rows, 2])  # twist never moves
+    with pytest.raises(ValueError, match="unknown finger"):
+        A.slider_angles("toe", 0.0, 0.0)

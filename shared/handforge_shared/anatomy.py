@@ -352,6 +352,22 @@ def _full_curl(finger: str) -> np.ndarray:
     return np.array([share * LIMITS_RAD[row, 0, 1] for row, share in zip(_finger_rows(finger), shares)])
 
 
+def slider_angles(finger: str, curl: float, spread: float) -> np.ndarray:
+    """(15, 3) anatomical angles (radians) that one finger's curl and spread stand for, neither
+    clipped nor limited: linear in curl, piecewise linear in spread (its range differs on each
+    side of zero). The add-on's sliders move a finger by the difference of two of these, so that
+    a slider is an offset on whatever pose the finger has."""
+    if finger not in FINGERS:
+        raise ValueError(f"unknown finger {finger!r}; use one of {', '.join(FINGERS)}")
+    angles = np.zeros((NUM_FINGER_JOINTS, 3))
+    rows = _finger_rows(finger)
+    angles[rows, 0] = float(curl) * _full_curl(finger)
+    lo, hi = LIMITS_RAD[rows[0], 1]
+    abd = _SPREAD_DIRECTION[finger] * float(spread)
+    angles[rows[0], 1] = abd * (hi if abd > 0 else -lo)
+    return angles
+
+
 def curl_spread_angles(curl: Mapping[str, float] | None = None,
                        spread: Mapping[str, float] | None = None) -> np.ndarray:
     """Anatomical angles (15, 3) radians from per-finger sliders.
@@ -362,15 +378,8 @@ def curl_spread_angles(curl: Mapping[str, float] | None = None,
     away from the index). Values outside the ranges are clipped; the result is within the limits.
     ``curl_spread_of`` is the inverse.
     """
-    angles = np.zeros((NUM_FINGER_JOINTS, 3))
-    for finger in FINGERS:
-        c = float(np.clip((curl or {}).get(finger, 0.0), 0.0, 1.0))
-        sp = float(np.clip((spread or {}).get(finger, 0.0), -1.0, 1.0))
-        rows = _finger_rows(finger)
-        angles[rows, 0] = c * _full_curl(finger)
-        lo, hi = LIMITS_RAD[rows[0], 1]
-        abd = _SPREAD_DIRECTION[finger] * sp
-        angles[rows[0], 1] = abd * (hi if abd > 0 else -lo)
+    angles = sum(slider_angles(finger, np.clip((curl or {}).get(finger, 0.0), 0.0, 1.0),
+                               np.clip((spread or {}).get(finger, 0.0), -1.0, 1.0)) for finger in FINGERS)
     return clamp_to_limits(angles)
 
 

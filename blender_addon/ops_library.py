@@ -1,0 +1,98 @@
+"""Pose browser operators: apply, save and delete the artist's own poses (``library``).
+
+Built-in poses are applied by ``handforge.apply_preset``; these act on the user library.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from . import fingers, hands, library
+from . import pose as pose_conv
+from .errors import reports_errors
+from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+
+ONE_SIDE = [("RIGHT", "Right", "The right hand"), ("LEFT", "Left", "The left hand")]
+
+
+class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
+    """Pose the fingers of the hands with one of your saved poses"""
+
+    bl_idname = "handforge.apply_user_pose"
+    bl_label = "Apply User Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    name: StringProperty(name="Name", description="The saved pose to apply")
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+
+    @reports_errors
+    def execute(self, context):
+        poses = library.load_user_poses()
+        if self.name not in poses:
+            raise ValueError(f"there is no user pose named {self.name!r}: save one with Save Pose first")
+        for obj in hands.scene_hands(context.scene, _target(self, context)).values():
+            current = pose_conv.read_pose(obj, visual=False)
+            pose_conv.write_pose(obj, current.replace(hand_pose=library.hand_pose_of(poses[self.name], obj)),
+                                 fingers_only=True)
+            fingers.sync_sliders(obj)
+        return {"FINISHED"}
+
+
+def _default_side(context) -> str:
+    return "LEFT" if context.scene.handforge.target == "LEFT" else "RIGHT"
+
+
+class HANDFORGE_OT_save_user_pose(bpy.types.Operator):
+    """Save the finger pose of one hand to your user pose library (kept across add-on updates)"""
+
+    bl_idname = "handforge.save_user_pose"
+    bl_label = "Save Pose"
+
+    name: StringProperty(name="Name", description="The name to save the pose under")
+    side: EnumProperty(name="From", items=ONE_SIDE, description="The hand whose finger pose is saved")
+    overwrite: BoolProperty(name="Overwrite", default=False, description="Replace a saved pose of the same name")
+
+    def invoke(self, context, event):
+        self.side = _default_side(context)
+        self.name = self.name or context.scene.handforge.user_pose_name
+        return context.window_manager.invoke_props_dialog(self)
+
+    @reports_errors
+    def execute(self, context):
+        obj = hands.scene_hands(context.scene, self.side)[self.side.lower()]
+        path = library.save_user_pose(self.name, library.finger_angles(obj), overwrite=self.overwrite)
+        self.report({"INFO"}, f"saved {library.check_name(self.name)!r} to {path}")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_delete_user_pose(bpy.types.Operator):
+    """Delete one of your saved poses from the user pose library"""
+
+    bl_idname = "handforge.delete_user_pose"
+    bl_label = "Delete User Pose"
+
+    name: StringProperty(name="Name", description="The saved pose to delete")
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+    @reports_errors
+    def execute(self, context):
+        library.delete_user_pose(self.name)
+        self.report({"INFO"}, f"deleted {self.name!r}")
+        return {"FINISHED"}
+
+
+CLASSES = (HANDFORGE_OT_apply_user_pose, HANDFORGE_OT_save_user_pose, HANDFORGE_OT_delete_user_pose)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    library.unregister()

@@ -1,0 +1,111 @@
+"""Blender session: the pose browser (thumbnails, search) and the user pose library, across an
+add-on update (reinstall) and a disable/enable."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from session import ADDON_MODULE, Session, error_of, hand
+
+s = Session()
+s.install()
+a = s.args
+JOINTS = a["joints"]
+
+
+def rotations(side: str) -> np.ndarray:
+    arm = hand(side)
+    return np.array([np.array(arm.pose.bones[n].matrix_basis)[:3, :3] for n in JOINTS])
+
+
+def addon_library():
+    """The installed add-on's browser module (for what only a drawn panel would show)."""
+    return importlib.import_module(f"{ADDON_MODULE}.library")
+
+
+assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+
+
+def covered(preview) -> float:
+    """The share of a preview's pixels the hand covers (alpha > 0.5)."""
+    pixels = np.empty(len(preview.image_pixels_float), np.float32)
+    preview.image_pixels_float.foreach_get(pixels)
+    return float((pixels.reshape(-1, 4)[:, 3] > 0.5).mean())
+
+
+def thumbnails():
+    lib = addon_library()
+    folder = Path(lib.THUMBNAILS)
+    sizes = {}
+    for name in a["presets"]:
+        image = bpy.data.images.load(str(folder / f"{name}.png"))
+        sizes[name] = list(image.size) + [image.channels]
+        bpy.data.images.remove(image)
+    return {"folder": str(folder), "sizes": sizes,
+            # icon ids exist only with a UI (0 in background mode): the loaded previews are checked
+            "previews": {name: [*lib.thumbnail(name).image_size, covered(lib.thumbnail(name))] for name in a["presets"]},
+            "search_pinch": lib.builtin_names("pinch"), "search_count": lib.builtin_names("COUNT"),
+            "search_none": lib.builtin_names("no such pose"), "search_all": len(lib.builtin_names(""))}
+
+
+s.check("thumbnails", thumbnails)
+
+
+def round_trip():
+    right = hand("right")
+    out = {}
+    assert bpy.ops.handforge.apply_preset(preset="ok", sides="BOTH") == {"FINISHED"}
+    right.handforge.curl_pinky = 0.3  # the artist's own variation
+    s.arrays["saved_right"] = rotations("right")
+    assert bpy.ops.handforge.save_user_pose(name="My OK", side="RIGHT") == {"FINISHED"}
+    out["path"] = str(addon_library().user_library_path())
+    out["no_name"] = error_of(lambda: bpy.ops.handforge.save_user_pose(name="  ", side="RIGHT"))
+    out["taken"] = error_of(lambda: bpy.ops.handforge.save_user_pose(name="My OK", side="RIGHT"))
+    out["overwrite"] = sorted(bpy.ops.handforge.save_user_pose(name="My OK", side="RIGHT", overwrite=True))
+    assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.apply_user_pose(name="My OK", sides="LEFT") == {"FINISHED"}
+    s.arrays["applied_left"] = rotations("left")
+    s.arrays["right_untouched"] = rotations("right")
+    out["user_names"] = addon_library().user_names()
+    out["user_search"] = addon_library().user_names("ok"), addon_library().user_names("fist")
+    return out
+
+
+s.check("round_trip", round_trip)
+
+
+def after_update():
+    assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+    # an add-on update: the same extension installed over itself, then disabled and enabled
+    result = bpy.ops.extensions.package_install_files(filepath=s.zip, repo="user_default", enable_on_install=True)
+    bpy.ops.preferences.addon_disable(module=ADDON_MODULE)
+    bpy.ops.preferences.addon_enable(module=ADDON_MODULE)
+    out = {"reinstall": sorted(result), "enabled": ADDON_MODULE in bpy.context.preferences.addons,
+           "user_names": addon_library().user_names()}
+    assert bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT") == {"FINISHED"}
+    s.arrays["after_update_right"] = rotations("right")
+    return out
+
+
+s.check("after_update", after_update)
+
+
+def bad_library():
+    path = Path(addon_library().user_library_path())
+    kept = path.read_bytes()
+    out = {"missing": error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Nobody", sides="RIGHT"))}
+    path.write_text("{not json")
+    out["corrupt"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
+    path.write_bytes(kept)
+    assert bpy.ops.handforge.delete_user_pose(name="My OK") == {"FINISHED"}
+    out["after_delete"] = addon_library().user_names()
+    out["deleted_again"] = error_of(lambda: bpy.ops.handforge.delete_user_pose(name="My OK"))
+    return out
+
+
+s.check("bad_library", bad_library)
+s.finish()

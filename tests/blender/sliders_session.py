@@ -1,0 +1,137 @@
+"""Blender session: finger sliders as offsets on the current pose, keyed sliders on playback,
+sliders following the bones when scrubbing, auto-keying of slider tweaks."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from session import Session, hand
+
+s = Session()
+s.install()
+a = s.args
+JOINTS = a["joints"]
+SLIDERS = [f"{kind}_{finger}" for finger in a["fingers"] for kind in ("curl", "spread")]
+scene = bpy.context.scene
+
+
+def rotations(side: str) -> np.ndarray:
+    arm = hand(side)
+    return np.array([np.array(arm.pose.bones[n].matrix_basis)[:3, :3] for n in JOINTS])
+
+
+def shown_tip(side: str, name: str) -> np.ndarray:
+    """Head of a fingertip marker bone as evaluated (what the viewport shows), world metres."""
+    bpy.context.view_layer.update()
+    arm = hand(side)
+    return np.array(arm.matrix_world @ arm.pose.bones[name].head)
+
+
+def sliders_of(side: str) -> dict[str, float]:
+    return {name: getattr(hand(side).handforge, name) for name in SLIDERS}
+
+
+assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+scene.tool_settings.use_keyframe_insert_auto = False
+
+
+def same_value():
+    out = {}
+    for preset in ("pinch", "fist", "ok"):
+        bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH")
+        before = {side: rotations(side) for side in ("left", "right")}
+        for side in ("left", "right"):
+            props = hand(side).handforge
+            for name in SLIDERS:
+                setattr(props, name, getattr(props, name))
+        out[preset] = max(float(np.abs(rotations(side) - before[side]).max()) for side in ("left", "right"))
+    return out
+
+
+s.check("same_value", same_value)
+
+
+def nudge():
+    bpy.ops.handforge.apply_preset(preset="ok", sides="BOTH")
+    props = hand("right").handforge
+    s.arrays["ok_before"] = rotations("right")
+    gap_before = float(np.linalg.norm(shown_tip("right", "thumb4") - shown_tip("right", "index4")))
+    curl_before = props.curl_thumb
+    props.curl_thumb = curl_before + 0.01
+    s.arrays["ok_after"] = rotations("right")
+    gap_after = float(np.linalg.norm(shown_tip("right", "thumb4") - shown_tip("right", "index4")))
+    props.spread_index = props.spread_index - 0.05
+    s.arrays["ok_spread"] = rotations("right")
+    return {"gap_before": gap_before, "gap_after": gap_after, "curl_before": curl_before,
+            "curl_after": props.curl_thumb}
+
+
+s.check("nudge", nudge)
+
+
+def keyed_slider():
+    right = hand("right")
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    scene.frame_set(1)
+    right.handforge.curl_index = 0.0
+    right.keyframe_insert("handforge.curl_index", frame=1)
+    right.handforge.curl_index = 1.0
+    right.keyframe_insert("handforge.curl_index", frame=11)
+    for visit, frame in enumerate((11, 6, 1, 11)):
+        scene.frame_set(frame)
+        name = f"keyed_{frame}" if visit < 3 else f"keyed_again_{frame}"
+        s.arrays[name] = rotations("right")
+        s.arrays[f"{name}_tip"] = shown_tip("right", "index4")
+    bpy.ops.handforge.export_motion(filepath=a["keyed_clip"], frame_start=1, frame_end=11, sides="RIGHT")
+    right.animation_data_clear()
+    return True
+
+
+s.check("keyed_slider", keyed_slider)
+
+
+def scrubbing():
+    right = hand("right")
+    scene.frame_set(1)
+    bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT")
+    bpy.ops.handforge.key_pose(sides="RIGHT")
+    scene.frame_set(10)
+    bpy.ops.handforge.apply_preset(preset="flat", sides="RIGHT")
+    bpy.ops.handforge.key_pose(sides="RIGHT")
+    out = {}
+    for visit, frame in enumerate((1, 10, 1)):
+        scene.frame_set(frame)
+        out[f"at_{frame}" if visit < 2 else f"again_at_{frame}"] = sliders_of("right")
+    # a bone turned by hand: the sliders show it after the update
+    right.pose.bones["middle1"].rotation_euler[0] = 0.8
+    right.pose.bones["middle2"].rotation_euler[0] = 0.9
+    bpy.context.view_layer.update()
+    out["after_hand_turn"] = sliders_of("right")
+    right.animation_data_clear()
+    return out
+
+
+s.check("scrubbing", scrubbing)
+
+
+def auto_keying():
+    right = hand("right")
+    bpy.ops.handforge.reset_pose(sides="RIGHT")
+    tool = scene.tool_settings
+    tool.use_keyframe_insert_auto = True
+    tool.keyframe_type = "BREAKDOWN"
+    scene.frame_set(20)
+    right.handforge.curl_middle = 0.5
+    tool.use_keyframe_insert_auto = False
+    scene.frame_set(25)
+    right.handforge.curl_ring = 0.5
+    keyed = {}
+    action = right.animation_data.action if right.animation_data else None
+    for fc in (action.fcurves if action else ()):
+        keyed.setdefault(fc.data_path, []).extend((kp.co[0], kp.type) for kp in fc.keyframe_points)
+    return {"keyed": keyed}
+
+
+s.check("auto_keying", auto_keying)
+s.finish()
