@@ -212,11 +212,30 @@ def test_oversized_requests_are_refused_and_the_server_stays_up(server, client):
         peer.send([header, bytes(600_000), bytes(600_000)])
         reply = peer.recv()
         assert reply.type == "error" and reply.data["code"] == "too_large" and reply.id == "big"
-    with RawPeer(server.endpoint) as peer:  # one frame over the limit: libzmq drops that connection
-        peer.send([b"{}", bytes(2**20 + 10)])
+    with RawPeer(server.endpoint) as peer:  # one frame over the announced limit: a typed refusal
+        peer.send([b'{"v":1,"type":"ping","id":"one-frame"}', bytes(2**20 + 10)])
+        reply = peer.recv()
+        assert reply.type == "error" and reply.data["code"] == "too_large" and reply.id == "one-frame"
+        peer.send([b"{}", bytes(2**20 + 10)])  # whatever the header says
+        assert peer.recv().data["code"] == "too_large"
+    with RawPeer(server.endpoint) as peer:  # over the socket's hard limit (2x): libzmq drops the connection
+        peer.send([b"{}", bytes(2 * 2**20 + 10)])
         with pytest.raises(TimeoutError):
             peer.recv(timeout=1.0)
+    end = time.monotonic() + 10
+    while "by the backend after a frame over its hard limit of 2097152 bytes" not in server.log():
+        assert time.monotonic() < end, server.log()
+        time.sleep(0.05)
     assert client.run("echo", {"text": "up"}).data["text"] == "up"
+
+
+def test_a_large_submit_before_the_welcome_waits_for_the_limits_instead_of_losing_the_connection(server):
+    with server.client() as client:  # submitted at once: the 1 MiB limit is not known yet
+        over = client.submit("echo", arrays={"a": np.zeros(3 * 2**20, np.uint8)})
+        under = client.submit("echo", {"text": "fits"}, arrays={"a": np.zeros(2**20 - 4096, np.uint8)})
+        outcomes = collect(client, [over, under])
+    assert outcomes[over.id][-1].code == ErrorCode.TOO_LARGE and "1.0 MiB" in outcomes[over.id][-1].message
+    assert isinstance(outcomes[under.id][-1], Result) and outcomes[under.id][-1].data["text"] == "fits"
 
 
 def test_duplicate_job_ids_are_refused(server):
