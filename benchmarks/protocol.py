@@ -1,18 +1,23 @@
 """Round-trip latency and array throughput of the HandForge server + client, against bare pyzmq.
 
-Both servers run as separate processes on loopback, measured in the same run:
-- baseline: a pyzmq REP socket echoing every multipart message back (no header, no checks);
-- HandForge: `handforge serve` with our client: a `ping` message (answered by the socket loop),
-  a `ping` job (submit -> accepted -> worker -> result), and an `echo` job carrying a 512x512x4
+Both servers run as separate processes on loopback for the whole run, and the figures are taken
+in interleaved blocks (baseline, HandForge, baseline, ...) so that both see the same machine load;
+each ratio is computed within a block, and the min and median over blocks are printed.
+
+- baseline: a bare DEALER/ROUTER exchange that JSON-decodes the request header and JSON-encodes a
+  reply header on each side (the floor of any JSON-header protocol), echoing array frames back;
+- HandForge: `handforge serve` with our client: a `ping` message (answered by the socket loop), a
+  `ping` job (submit -> accepted -> worker -> result), and an `echo` job carrying a 512x512x4
   float32 array (4 MiB) both ways, as a rendered image or depth map would travel.
 
-    python benchmarks/protocol.py [--repeats 2000] [--echo-repeats 60]
+    python benchmarks/protocol.py [--blocks 10] [--pings 300] [--echoes 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,111 +30,127 @@ import zmq
 from handforge_shared.client import Client
 
 BASELINE_SERVER = r"""
-import sys, zmq
+import json, zmq
 ctx = zmq.Context()
-rep = ctx.socket(zmq.REP)
-port = rep.bind_to_random_port("tcp://127.0.0.1")
+router = ctx.socket(zmq.ROUTER)
+port = router.bind_to_random_port("tcp://127.0.0.1")
 print(port, flush=True)
 while True:
-    frames = rep.recv_multipart(copy=False)
-    rep.send_multipart(frames, copy=False)
+    identity, header, *arrays = router.recv_multipart(copy=False)
+    request = json.loads(header.bytes)
+    reply = json.dumps({"v": 1, "type": "pong", "id": request["id"]}).encode()
+    router.send_multipart([identity, reply, *arrays], copy=False)
 """
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())}
+class Baseline:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER], stdout=subprocess.PIPE, text=True)
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(f"tcp://127.0.0.1:{int(self.proc.stdout.readline())}")
+        self.ids = iter(range(10**9))
+
+    def ping(self) -> None:
+        import json
+
+        self.sock.send(json.dumps({"v": 1, "type": "ping", "id": str(next(self.ids))}).encode())
+        json.loads(self.sock.recv())
+
+    def echo(self, image: np.ndarray) -> None:
+        import json
+
+        self.sock.send_multipart([json.dumps({"v": 1, "type": "submit", "id": str(next(self.ids))}).encode(), image],
+                                 copy=False)
+        header, data = self.sock.recv_multipart(copy=False)
+        json.loads(header.bytes)
+        np.frombuffer(data.buffer, np.float32).reshape(image.shape)  # the same view the client makes
+
+    def close(self) -> None:
+        self.sock.close()
+        self.proc.kill()
+        self.proc.wait()
 
 
-def _timed(call, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        call()
+class HandForge:
+    def __init__(self) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
+        endpoint_file = workdir / "endpoint"
+        with (workdir / "serve.log").open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
+                                          str(endpoint_file)], stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        while not endpoint_file.exists():
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited: {(workdir / 'serve.log').read_text()}")
+            time.sleep(0.05)
+        self.client = Client(endpoint_file.read_text().strip())
+        self.client.hello(timeout=120)  # the device probe is done: the server is fully up
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def job(self) -> None:
+        self.client.run("ping")
+
+    def echo(self, image: np.ndarray) -> None:
+        assert self.client.run("echo", arrays={"image": image}).arrays["image"].shape == image.shape
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def _median_ms(call, repeats: int) -> float:
     out = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         out.append(time.perf_counter() - start)
-    return out
-
-
-def bench_baseline(repeats: int, echo_repeats: int, image: np.ndarray) -> dict[str, list[float]]:
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(proc.stdout.readline())
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.linger = 0
-        sock.connect(f"tcp://127.0.0.1:{port}")
-        small = b'{"v":1,"type":"ping","id":"1"}'
-
-        def ping():
-            sock.send(small)
-            sock.recv()
-
-        def echo():
-            sock.send_multipart([small, image], copy=False)
-            frames = sock.recv_multipart(copy=False)
-            np.frombuffer(frames[1].buffer, np.float32)  # same view the client makes
-
-        return {"ping": _timed(ping, repeats, 100), "echo": _timed(echo, echo_repeats, 5)}
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def bench_handforge(repeats: int, echo_repeats: int, image: np.ndarray) -> dict[str, list[float]]:
-    workdir = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
-    endpoint_file = workdir / "endpoint"
-    with (workdir / "serve.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
-                                 str(endpoint_file)], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        while not endpoint_file.exists():
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited: {(workdir / 'serve.log').read_text()}")
-            time.sleep(0.05)
-        with Client(endpoint_file.read_text().strip()) as client:
-            client.hello(timeout=120)  # the device probe is done: the server is fully up
-            out = {"ping": _timed(client.ping, repeats, 100),
-                   "job": _timed(lambda: client.run("ping"), repeats // 4, 50)}
-
-            def echo():
-                result = client.run("echo", arrays={"image": image})
-                assert result.arrays["image"].shape == image.shape
-
-            out["echo"] = _timed(echo, echo_repeats, 5)
-            return out
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    return statistics.median(out) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2000, help="round trips for the latency figures")
-    parser.add_argument("--echo-repeats", type=int, default=60, help="round trips of the 4 MiB echo")
+    parser.add_argument("--blocks", type=int, default=10, help="interleaved blocks (each: baseline then HandForge)")
+    parser.add_argument("--pings", type=int, default=300, help="round trips per block for the latency figures")
+    parser.add_argument("--echoes", type=int, default=10, help="4 MiB echoes per block")
     args = parser.parse_args(argv)
     image = np.random.default_rng(0).random((512, 512, 4), dtype=np.float32)
-    mib = image.nbytes / 2**20
+    base, ours = Baseline(), HandForge()
+    rows: dict[str, list[tuple[float, float]]] = {"ping message": [], "ping job": [], "echo 4 MiB job": []}
+    try:
+        for call in (base.ping, ours.ping, ours.job):  # warm-up
+            for _ in range(50):
+                call()
+        for _ in range(3):
+            base.echo(image), ours.echo(image)
+        for block in range(args.blocks):
+            # alternate which side goes first, so neither always follows the other's garbage
+            first_base = block % 2 == 0
+            for name, b, o, n in (("ping message", base.ping, ours.ping, args.pings),
+                                  ("ping job", base.ping, ours.job, args.pings // 4),
+                                  ("echo 4 MiB job", lambda: base.echo(image), lambda: ours.echo(image), args.echoes)):
+                if first_base:
+                    tb, to = _median_ms(b, n), _median_ms(o, n)
+                else:
+                    to, tb = _median_ms(o, n), _median_ms(b, n)
+                rows[name].append((tb, to))
+    finally:
+        base.close()
+        ours.close()
 
-    base = bench_baseline(args.repeats, args.echo_repeats, image)
-    ours = bench_handforge(args.repeats, args.echo_repeats, image)
-
-    print(f"loopback, {os.cpu_count()} CPU cores, pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}")
-    print(f"{'round trip':34s} {'p50 ms':>8s} {'p99 ms':>8s}   {'p50 vs bare REQ/REP':>20s}")
-    b = _stats(base["ping"])
-    rows = [("bare pyzmq REQ/REP, small message", base["ping"]), ("HandForge ping message", ours["ping"]),
-            ("HandForge ping job (submit..result)", ours["job"])]
-    for label, seconds in rows:
-        s = _stats(seconds)
-        print(f"{label:34s} {s['p50']:8.3f} {s['p99']:8.3f}   {s['p50'] / b['p50']:19.2f}x")
-    print()
-    print(f"echo of a 512x512x4 float32 array ({mib:.0f} MiB each way)")
-    be, oe = _stats(base["echo"]), _stats(ours["echo"])
-    for label, s in (("bare pyzmq REQ/REP", be), ("HandForge echo job", oe)):
-        throughput = 2 * mib / (s["p50"] / 1000)
-        print(f"{label:34s} p50 {s['p50']:7.2f} ms  p99 {s['p99']:7.2f} ms  {throughput:7.0f} MiB/s (both ways)")
-    print(f"{'ratio HandForge / bare (p50 time)':34s} {oe['p50'] / be['p50']:.2f}x")
+    print(f"loopback, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}, pyzmq {zmq.__version__} / "
+          f"libzmq {zmq.zmq_version()}; {args.blocks} interleaved blocks, medians per block")
+    print("baseline: bare DEALER/ROUTER, one JSON header decoded and encoded per side (arrays echoed as frames)")
+    print(f"{'round trip':16s} {'baseline ms':>18s} {'HandForge ms':>18s} {'ratio (per block)':>20s}")
+    print(f"{'':16s} {'min':>8s} {'median':>9s} {'min':>8s} {'median':>9s} {'min':>9s} {'median':>10s}")
+    for name, pairs in rows.items():
+        tb, to = [p[0] for p in pairs], [p[1] for p in pairs]
+        ratios = [o / b for b, o in pairs]
+        print(f"{name:16s} {min(tb):8.3f} {statistics.median(tb):9.3f} {min(to):8.3f} {statistics.median(to):9.3f} "
+              f"{min(ratios):8.2f}x {statistics.median(ratios):9.2f}x")
     return 0
 
 

@@ -171,10 +171,15 @@ def _error_tail(path: Path | None) -> list[str]:
 RESTART_HINT = "press Start Local Backend to start it again"
 
 
-def process_exit() -> str:
+def process_exit(grace: float = 0.0) -> str:
     """'' while the local backend runs (or there is none); why it stopped otherwise: its exit
-    code, what to do, and the last lines of its error output."""
+    code, what to do, and the last lines of its error output. ``grace``: seconds to wait for an exit."""
     proc = BACKEND.process
+    if proc is not None and grace > 0:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
     if proc is None or proc.poll() is None:
         return ""
     tail = _error_tail(BACKEND.log_path)
@@ -182,10 +187,12 @@ def process_exit() -> str:
         (f": {' | '.join(tail)}" if tail else "") + (f"; log: {BACKEND.log_path}" if BACKEND.log_path else "")
 
 
-def check_local() -> str:
+def check_local(grace: float = 0.0) -> str:
     """Notice at once that the local backend has exited (a cheap ``waitpid``): the client is closed,
-    job buttons grey out with the reason, and '' is returned while all is well."""
-    exited = process_exit()
+    job buttons grey out with the reason, and '' is returned while all is well. ``grace``: seconds to
+    wait for an exit, when the connection was lost: a killed process closes its sockets before the
+    kernel reports its exit, so the loss can be seen first."""
+    exited = process_exit(grace)
     if not exited:
         return BACKEND.problem if BACKEND.client is None and BACKEND.problem.startswith("the local backend exited") else ""
     if BACKEND.client is not None:

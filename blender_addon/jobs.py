@@ -10,6 +10,9 @@ loop instead; Ctrl-C cancels the job. bpy is only touched here, on the main thre
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,7 @@ from handforge_shared.protocol import ProtocolError
 
 POLL_S = 0.1
 CANCEL_WAIT_S = 10.0
+LOST_EXIT_GRACE_S = 1.0  # a lost connection: how long to wait for the local backend's exit status
 
 
 @dataclass
@@ -49,6 +53,25 @@ def cancel(job_id: str = "") -> int:
             job.cancel_requested = time.monotonic()
             job.handle.cancel()
     return len(jobs)
+
+
+@contextlib.contextmanager
+def ctrl_c_pressed():
+    """While a blocking job waits, Ctrl-C (SIGINT) sets the event it yields instead of raising.
+
+    A ``KeyboardInterrupt`` can surface inside a Blender callback (a property update), which prints
+    and swallows it, and the job would run on; an event is read by the wait loop whatever runs when
+    the signal lands. Off the main thread signals cannot be caught: the event then never fires.
+    """
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _sync_panel() -> None:
@@ -149,15 +172,15 @@ class JobOperator:
         if job is None:
             return {"CANCELLED"}
         shown = -1.0
-        try:
-            while not job.handle.done:
+        with ctrl_c_pressed() as pressed:
+            while not job.handle.done and not pressed.is_set():
                 connection.pump(POLL_S)
                 if connection.BACKEND.client is None:  # the local backend exited: no answer will come
                     return self._end(context, job, failure=connection.BACKEND.problem)
                 if job.handle.fraction - shown >= 0.1:
                     shown = job.handle.fraction
                     print(_status_text(job).replace(" — Esc to cancel", ""), flush=True)
-        except KeyboardInterrupt:
+        if pressed.is_set() and not job.handle.done:
             cancel(job.handle.id)
             deadline = time.monotonic() + CANCEL_WAIT_S
             while not job.handle.done and time.monotonic() < deadline:
@@ -176,8 +199,8 @@ class JobOperator:
             context.workspace.status_text_set(None)
         _sync_panel()
         outcome = job.handle.outcome
-        if isinstance(outcome, Error) and not failure:
-            failure = connection.check_local()  # the connection was lost because the local backend exited
+        if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
+            failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
         if failure:
             self.report({"ERROR"}, f"{job.label} failed: {failure}")
             return {"CANCELLED"}

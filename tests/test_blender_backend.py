@@ -113,7 +113,7 @@ def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
     _no_error(session, "cancel")
     result = session["cancel"]
     assert result["result"] == ["CANCELLED"]
-    assert result["seconds"] < 5  # the job would take 10 s
+    assert result["seconds"] < 10  # the job would take 20 s
     assert result["ping_after"] == ["FINISHED"]
 
 

@@ -13,7 +13,8 @@ import zmq
 
 from handforge.server import security
 from handforge_shared.client import BackendUnavailable, Client, CurveKeys
-from tests.support.server import running_server
+from handforge_shared.protocol import Message, MessageType
+from tests.support.server import RawPeer, running_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,12 +27,14 @@ def _keys(out, name, *extra) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     root = tmp_path_factory.mktemp("keys")
-    for out, name in ((root / "server", "server"), (root / "alice", "alice"), (root / "others", "mallory")):
+    for out, name in ((root / "server", "server"), (root / "alice", "alice"), (root / "carol", "carol"),
+                      (root / "others", "mallory")):
         done = _keys(out, name)
         assert done.returncode == 0, done.stderr
     # As the README says: only the client's public key goes into the server's client-key folder.
     (root / "clients").mkdir()
     shutil.copy(root / "alice/alice.key", root / "clients/alice.key")
+    shutil.copy(root / "carol/carol.key", root / "clients/carol.key")
     return root
 
 
@@ -66,6 +69,28 @@ def test_an_unknown_client_key_is_refused(server, keys):
             client.run("ping")
     assert info.value.code == "auth_failed" and "refused this client's CurveZMQ key" in info.value.message
     assert "--curve-clients" in info.value.hint
+    mallory_public = (keys / "others/mallory.key").read_text().split('public-key = "')[1].split('"')[0]
+    assert f"its public key {mallory_public} is not in" in server.log()  # the operator sees who was refused
+    assert "refused a CurveZMQ client from 127.0.0.1" in server.log()
+
+
+def test_a_job_belongs_to_the_key_that_submitted_it_not_to_the_routing_id(server, keys):
+    alice = CurveKeys.from_files(keys / "server/server.key", keys / "alice/alice.key_secret")
+    carol = CurveKeys.from_files(keys / "server/server.key", keys / "carol/carol.key_secret")
+    with RawPeer(server.endpoint, curve=alice, routing_id=b"shared-id") as owner:
+        owner.send(Message(MessageType.SUBMIT, id="s", job="alices-job", kind="sleep",
+                           params={"steps": 40, "step_seconds": 0.05}))
+        assert owner.recv().type == "accepted"
+        with RawPeer(server.endpoint, curve=carol, routing_id=b"shared-id") as other:  # same routing id
+            other.send(Message(MessageType.PING, id="p"))
+            other.send(Message(MessageType.CANCEL, id="c", job="alices-job"))
+            with pytest.raises(TimeoutError):  # nothing of alice's reaches carol, and carol cannot cancel it
+                while True:
+                    leaked = other.recv(timeout=3.0)
+                    assert leaked.job != "alices-job", leaked
+        while (event := owner.recv()).type in ("progress", "heartbeat"):
+            pass
+        assert event.type == "result" and event.job == "alices-job"
 
 
 def test_a_client_without_keys_is_refused(server):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import zmq
-import zmq.auth
-from zmq.utils.monitor import recv_monitor_message
 
 from . import __version__
 from .events import (
@@ -75,7 +74,12 @@ log = logging.getLogger(__name__)
 
 # What the client accepts from its backend (the backend's own limits bound what we send).
 RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_message_bytes=2**40)
+# What any backend accepts (`handforge serve --max-message-mb` is at least 1): before its welcome says its
+# limits, a larger message waits for it instead of risking a dropped connection.
+UNWELCOMED_LIMITS = Limits(max_message_bytes=2**20)
 _TICK_S = 0.05  # how often blocking waits re-check deadlines
+# Plain ints: pyzmq's enum flags build a new enum object on every ``&``, on the hot path of every message.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -90,6 +94,8 @@ class CurveKeys:
     @classmethod
     def from_files(cls, server_public_file: str | os.PathLike, client_secret_file: str | os.PathLike) -> "CurveKeys":
         """From ``handforge keys`` files: the server's ``.key`` and this client's ``.key_secret``."""
+        import zmq.auth  # only with CurveZMQ: it pulls in asyncio
+
         server_public, _ = zmq.auth.load_certificate(Path(server_public_file))
         client_public, client_secret = zmq.auth.load_certificate(Path(client_secret_file))
         if not client_secret:
@@ -152,7 +158,8 @@ class Client:
         self.capabilities: dict[str, Any] | None = None
         self.instance: str | None = None
         self.connected = False
-        self._limits = DEFAULT_LIMITS
+        self._limits: Limits | None = None     # the backend's, from its welcome
+        self._held: list[Message] = []          # submits too large to send before the welcome
         self._heartbeat_s = DEFAULT_HEARTBEAT_S
         self._ids = itertools.count(1)
         self._prefix = new_id()[:8]
@@ -219,7 +226,11 @@ class Client:
             self._fail(handle, err.code, err.message, err.hint)
             return handle
         try:
-            self._send(message)
+            if self._limits is None and not _fits(message, UNWELCOMED_LIMITS):
+                check_outgoing(encode(message), DEFAULT_LIMITS)  # what no backend takes fails at once
+                self._held.append(message)  # sent (or refused as too_large) once the welcome says the limits
+            else:
+                self._send(message)
         except Exception:
             self._jobs.pop(job_id, None)
             raise
@@ -273,10 +284,12 @@ class Client:
             return handle.outcome
         raise JobFailed.from_event(handle.outcome)
 
-    def hello(self, timeout: float = 60.0) -> dict[str, Any]:
-        """The backend's capabilities (``welcome`` data). The first answer after the backend starts
-        may take seconds: it probes its devices."""
-        reply = self._request(MessageType.HELLO, {"client": self.name, "protocol": PROTOCOL_VERSION}, timeout)
+    def hello(self, timeout: float = 60.0, *, devices: bool = True) -> dict[str, Any]:
+        """The backend's capabilities (``welcome`` data). ``devices``: wait until the backend knows its
+        devices (the first seconds after it starts: it probes them); False answers at once, with
+        ``devices`` and ``compute_devices`` None until then."""
+        reply = self._request(MessageType.HELLO, {"client": self.name, "protocol": PROTOCOL_VERSION,
+                                                  "devices": devices}, timeout)
         return reply.data or {}
 
     def ping(self, timeout: float | None = None) -> float:
@@ -315,7 +328,7 @@ class Client:
 
     def _send(self, message: Message) -> None:
         frames = encode(message)
-        check_outgoing(frames, self._limits)
+        check_outgoing(frames, self._limits or UNWELCOMED_LIMITS)
         try:
             self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=not wants_zero_copy(frames))
         except zmq.Again:
@@ -374,10 +387,10 @@ class Client:
     # ---------------------------------------------------------------- internals: receiving
     def _wait(self, done: Callable[[], bool], timeout: float | None) -> None:
         end = None if timeout is None else time.monotonic() + timeout
-        self._pump(0.0)
-        while not done():
+        while not done():  # each pump polls first, then reads: no separate read before the first poll
             remaining = _TICK_S if end is None else min(_TICK_S, end - time.monotonic())
             if remaining <= 0:
+                self._pump(0.0)  # what has arrived by now still counts
                 return
             self._pump(remaining)
 
@@ -391,9 +404,9 @@ class Client:
 
     def _drain_socket(self) -> None:
         # Checking EVENTS first is much cheaper than letting recv raise zmq.Again when nothing is there.
-        while self._socket.get(zmq.EVENTS) & zmq.POLLIN:
+        while self._socket.get(_EVENTS) & _POLLIN:
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self._socket.recv_multipart(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:
@@ -407,12 +420,11 @@ class Client:
             self._on_message(message)
 
     def _drain_monitor(self) -> None:
-        while self._monitor.get(zmq.EVENTS) & zmq.POLLIN:
+        while self._monitor.get(_EVENTS) & _POLLIN:
             try:
-                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+                kind, value = read_monitor_event(self._monitor)
             except zmq.Again:
                 return
-            kind = event["event"]
             if kind == zmq.EVENT_CONNECTED:
                 self._tcp_connected = True
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
@@ -422,7 +434,7 @@ class Client:
                 self._on_disconnected("the connection was closed")
             elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-                self._on_handshake_failed(kind, event.get("value"))
+                self._on_handshake_failed(kind, value)
 
     def _on_connected(self) -> None:
         self.connected = True
@@ -510,6 +522,17 @@ class Client:
         data = message.data or {}
         self.capabilities = data
         self._limits = Limits.from_json(data.get("limits") or {})
+        held, self._held = self._held, []
+        for message in held:
+            handle = self._jobs.get(message.job)
+            if handle is None or handle.done:
+                continue
+            try:
+                self._send(message)
+            except ProtocolError as exc:
+                self._fail(handle, exc.code, exc.message, exc.hint)
+            except BackendUnavailable as exc:
+                self._fail(handle, exc.code, exc.message, exc.hint)
         server = data.get("server") or {}
         heartbeat = server.get("heartbeat_s")
         if isinstance(heartbeat, (int, float)) and heartbeat > 0:
@@ -586,6 +609,23 @@ class Client:
         self._pending.append(outcome)
 
 
+def read_monitor_event(monitor: zmq.Socket) -> tuple[int, int]:
+    """(event, value) of one socket-monitor message, without blocking (raises ``zmq.Again``).
+
+    The two frames are parsed here (libzmq's zmq_socket_monitor: a 16-bit event and a 32-bit value, then
+    the endpoint): pyzmq's ``zmq.utils.monitor`` would import asyncio, which costs start-up time."""
+    frames = monitor.recv_multipart(zmq.NOBLOCK)
+    return struct.unpack("=HI", frames[0][:6]) if len(frames[0]) >= 6 else (0, 0)
+
+
+def _fits(message: Message, limits: Limits) -> bool:
+    try:
+        check_outgoing(encode(message), limits)
+        return True
+    except ProtocolError:
+        return False
+
+
 def _trim(ordered: dict, keep: int = 256) -> None:
     """Forget the oldest entries of a bookkeeping dict, so a long session does not grow it forever."""
     for key in list(ordered)[: max(0, len(ordered) - keep)]:
@@ -623,6 +663,6 @@ def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
+__all__ = ["read_monitor_event", "Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
            "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "hand_rigs",
            "pose_arrays"]

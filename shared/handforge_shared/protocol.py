@@ -18,9 +18,12 @@ Nothing on the wire is ever pickled: arrays travel as raw bytes described by dty
 numpy view of it. numpy and the standard library only: the Blender add-on carries this file.
 
 ``data`` of each type (besides the specification's fields; all optional for forward compatibility):
-    hello      {client: str, protocol: int}
+    hello      {client: str, protocol: int, devices: bool (true: answer once the devices are known)}
     welcome    {server: {name, version, instance, started, endpoint, curve, heartbeat_s, max_queue},
                 protocol, versions, limits, devices, compute_devices, hand_models, kinds, engines, settings}
+               devices and compute_devices are null until the backend's device probe (which imports
+               torch) has ended; a hello without ``devices: true`` is answered at once, and its sender
+               gets a second, complete welcome (with a fresh id) when the probe ends.
     submit     {timeout: seconds the job may take from acceptance, queue included}   (+ kind, params, arrays)
     accepted   {position: jobs of its class waiting ahead, instance, timeout, kind_timeout, device_class}
     progress   {fraction: 0..1, message}                       (+ optional preview arrays)
@@ -339,6 +342,11 @@ def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role
     def fail(code: str, message: str, hint: str = "") -> ProtocolError:
         return ProtocolError(code, message, hint, msg_id=msg_id, job=job)
 
+    total = sum(v.nbytes for v in views)
+    if total > limits.max_message_bytes:  # first: whatever else the header says, the size alone is refused
+        raise fail(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
+                   f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
+
     version = head.get("v")
     mtype = head.get("type")
     if not _is_int(version):
@@ -382,10 +390,6 @@ def _decode_arrays(entries: Any, views: list[memoryview], limits: Limits, fail) 
     if len(views) != 1 + len(entries):
         raise fail(ErrorCode.BAD_MESSAGE, f"the header describes {len(entries)} arrays but "
                    f"{len(views) - 1} binary frames follow it", "send one frame per entry of 'arrays', in order")
-    total = sum(v.nbytes for v in views)
-    if total > limits.max_message_bytes:
-        raise fail(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
-                   f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
     out: dict[str, np.ndarray] = {}
     for index, (entry, view) in enumerate(zip(entries, views[1:])):
         where = f"arrays[{index}]"

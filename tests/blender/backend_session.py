@@ -4,6 +4,7 @@ backend killed mid-job."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import threading
@@ -124,12 +125,37 @@ def backend_rigs():
 s.check("backend_rigs", backend_rigs)
 
 
+def once_running(action, also=lambda: True, deadline_s: float = 60.0) -> threading.Thread:
+    """Run ``action`` from a thread once a job runs on the backend (and ``also()`` holds): events, not a
+    fixed delay, so a busy machine cannot make it land before the job or after its end."""
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+
+    def wait_then_act() -> None:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if any(job.handle.state == "running" for job in list(jobs.RUNNING.values())) and also():
+                action()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=wait_then_act, daemon=True)
+    thread.start()
+    return thread
+
+
+def ctrl_c_once_running() -> threading.Thread:
+    """Ctrl-C (as in blender -b) once the job runs and the operator has installed its SIGINT handler."""
+    before = signal.getsignal(signal.SIGINT)
+    return once_running(lambda: os.kill(os.getpid(), signal.SIGINT),
+                        also=lambda: signal.getsignal(signal.SIGINT) is not before)
+
+
 def cancelled_sleep():
-    timer = threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C, as in blender -b
+    presser = ctrl_c_once_running()
     t = time.monotonic()
-    timer.start()
-    result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 200, "step_seconds": 0.05}')
+    result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
     seconds = time.monotonic() - t
+    presser.join()
     after = bpy.ops.handforge.run_job("INVOKE_DEFAULT", kind="ping")  # a button press: blocking under -b
     return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after)}
 
@@ -169,11 +195,11 @@ s.check("results", results_imported)
 def killed_mid_job():
     before = scene_state()
     pids = children()
-    killer = threading.Timer(1.0, lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
     t = time.monotonic()
-    killer.start()
+    killer = once_running(lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
     message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}'))
     seconds = time.monotonic() - t
+    killer.join()
     return {"message": message, "seconds": seconds, "unchanged": scene_state() == before, "killed": len(pids),
             "status": wm.handforge.status}
 

@@ -171,9 +171,11 @@ class RawPeer:
             reply = peer.recv()            # a decoded Message (an ``error`` here)
     """
 
-    def __init__(self, endpoint: str, curve: CurveKeys | None = None) -> None:
+    def __init__(self, endpoint: str, curve: CurveKeys | None = None, routing_id: bytes | None = None) -> None:
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.linger = 0
+        if routing_id is not None:
+            self.socket.routing_id = routing_id
         if curve is not None:
             self.socket.curve_serverkey = curve.server_public
             self.socket.curve_publickey = curve.client_public

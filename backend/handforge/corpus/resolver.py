@@ -29,6 +29,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from handforge.corpus.adam import Adam
 from handforge.corpus.placement import place, rest_palm
 from handforge.corpus.regions import compute_regions
 from handforge.corpus.templates import Arrangement, Template
@@ -181,7 +182,7 @@ class Resolver:
         d_rot = torch.zeros(n, 3, dtype=dt, device=dev, requires_grad=True)
         d_tr = torch.zeros(n, 3, dtype=dt, device=dev, requires_grad=True)
         params = [d_angles["left"], d_angles["right"], d_rot, d_tr]
-        opt = torch.optim.Adam([
+        opt = Adam([  # not torch.optim: it imports torch._dynamo (seconds) on first use
             {"params": params[:2], "lr": s.lr_angles},
             {"params": [d_rot], "lr": s.lr_rotation},
             {"params": [d_tr], "lr": s.lr_translation},

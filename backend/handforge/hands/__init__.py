@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from handforge.hands.base import HandLayer, HandModel, HandModelError, HandOutput
     from handforge.hands.registry import available_hand_models, load_hand_model
 
-_HOMES = {"HandLayer": "base", "HandModel": "base", "HandModelError": "base", "HandOutput": "base",
+_HOMES = {"HandLayer": "base", "HandModel": "base", "HandModelError": "errors", "HandOutput": "base",
           "available_hand_models": "registry", "load_hand_model": "registry"}
 
 

@@ -15,13 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from handforge.hands.errors import HandModelError
 from handforge_shared.poses import POSE_FIELDS, HandPose, PoseFormatError, TwoHandPose
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import KEYPOINT_FROM_EXTENDED, NUM_JOINTS, SIDES, Side, check_side
-
-
-class HandModelError(RuntimeError):
-    """A hand model cannot be loaded or used; the message says what to do."""
 
 
 @dataclass

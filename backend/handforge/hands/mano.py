@@ -23,22 +23,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from handforge import config
 from handforge.hands.base import HandLayer, HandModel, HandModelError
-from handforge.hands.mano_files import ManoData, MANOFileError, load_mano_dir
-from handforge.hands.settings import MANO_DIR
+from handforge.hands.mano_status import SMPLX_MISSING, unavailable_reason
+from handforge.hands.mano_files import ManoData, load_mano_dir
 from handforge_shared import mano_params
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import MANO_TIP_VERTEX_IDS, NUM_BETAS, SIDES, Side
 
-SMPLX_MISSING = ("the MANO hand model needs the smplx package (non-commercial research licence, opt-in): "
-                 "install it with `pip install 'handforge[mano]'`")
 
 
 def _smplx() -> Any:
@@ -163,41 +159,6 @@ def load_mano(model_dir: str | os.PathLike | None = None) -> ManoModel:
     """MANO from ``model_dir`` (default: the ``mano.model_dir`` setting / $HANDFORGE_MANO_DIR)."""
     _smplx()
     return build_mano(load_mano_dir(model_dir))
-
-
-_REASONS: dict[tuple, str] = {}
-
-
-def unavailable_reason() -> str:
-    """'' when MANO can be loaded here; otherwise why not and which setting to fill."""
-    try:
-        _smplx()
-        folder, _ = config.get(MANO_DIR.key)
-        if folder is None:
-            load_mano_dir(None)  # raises the "not configured" error with today's config path
-        key = _files_key(folder)
-        if key not in _REASONS:
-            try:
-                load_mano_dir(folder)
-                _REASONS[key] = ""
-            except MANOFileError as exc:
-                _REASONS[key] = str(exc)
-        return _REASONS[key]
-    except (HandModelError, config.ConfigError) as exc:
-        return str(exc)
-
-
-def _files_key(folder: Path) -> tuple:
-    """Identifies the MANO files' current state, so checks are redone only when they change."""
-    stats = []
-    for sub in ("", "mano"):
-        for side in SIDES:
-            for ext in ("npz", "pkl"):
-                path = Path(folder).expanduser() / sub / f"MANO_{side.upper()}.{ext}"
-                with contextlib.suppress(OSError):
-                    st = path.stat()
-                    stats.append((str(path), st.st_mtime_ns, st.st_size))
-    return (str(folder), tuple(stats))
 
 
 __all__ = ["ManoLayer", "ManoModel", "build_mano", "load_mano", "unavailable_reason"]

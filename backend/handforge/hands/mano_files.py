@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from handforge import config
-from handforge.hands.base import HandModelError
+from handforge.hands.errors import HandModelError
 from handforge.hands.settings import MANO_DIR
 from handforge.hands.pickle_limits import check_pickle_bounds
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic

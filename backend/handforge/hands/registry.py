@@ -54,7 +54,7 @@ def _load_mano(**options: Any) -> "HandModel":
 
 
 def _mano_unavailable_reason() -> str:
-    from handforge.hands.mano import unavailable_reason
+    from handforge.hands.mano_status import unavailable_reason  # without torch: the welcome asks at start-up
 
     return unavailable_reason()
 

@@ -32,6 +32,7 @@ from handforge.server.builtin_jobs import default_registry
 from handforge.server.model_cache import DEFAULT_BUDGET, ModelCache
 from handforge.server.registry import Registry, discover_engines
 from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
+from handforge_shared.client import read_monitor_event
 from handforge_shared.protocol import (
     CLIENT_TYPES,
     DEFAULT_HEARTBEAT_S,
@@ -66,6 +67,14 @@ def _escape_control_characters(record: logging.LogRecord) -> bool:
 
 
 log.addFilter(_escape_control_characters)
+# libzmq closes a connection that sends a frame over the socket's hard limit; between the announced limit and
+# this one the message reaches Python, which answers it with a typed ``too_large``.
+HARD_LIMIT_FACTOR = 2
+# The device probe imports torch (seconds, holding the GIL for long stretches): it starts once the first
+# hello is answered, a job or a hello that asks for devices arrives, or the backend has been idle this long.
+PROBE_IDLE_DELAY_S = 0.5
+# Plain ints: pyzmq's enum flags build a new enum object on every ``&``, on the hot path of every message.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,15 @@ class Server:
             s.setblocking(False)
         self._pool = WorkerPool(self._post, config.cpu_workers)
         self._jobs: dict[tuple[bytes, str], Job] = {}
-        self._pending_hellos: list[tuple[bytes, Message]] = []
+        self._pending_hellos: list[tuple[bytes, Message]] = []  # asked for devices before the probe ended
+        self._provisional: set[bytes] = set()                   # welcomed before it: welcomed again after
+        self._peer_keys: dict[bytes, str] = {}                  # routing id -> CurveZMQ key of its connection
+        self._monitor: zmq.Socket | None = None
+        self._probe_thread: threading.Thread | None = None
+        self._handlers = {MessageType.HELLO: self._on_hello, MessageType.SUBMIT: self._on_submit,
+                          MessageType.CANCEL: self._on_cancel, MessageType.PING: self._on_ping,
+                          MessageType.BYE: self._on_bye}
+        self._peers: dict[int, str] = {}                        # connection fd -> peer address, for the log
         self._devices: list[dict[str, Any]] | None = None
         self._compute: list[str] = []
         self._stop_reason: str | None = None
@@ -129,10 +146,14 @@ class Server:
         router = self._context.socket(zmq.ROUTER)
         router.linger = 0
         router.router_mandatory = 1   # sending to a vanished client raises: we cancel its jobs
-        router.router_handover = 1    # a client that reconnects keeps its identity
+        # A client that reconnects keeps its identity; with CurveZMQ a routing id in use is not handed over
+        # (another key's connection could take a client's results), and heartbeats free a dead one in seconds.
+        router.router_handover = 0 if cfg.curve_secret is not None else 1
+        router.heartbeat_ivl = 1000
+        router.heartbeat_timeout = 5000
         router.sndhwm = 10_000
         router.rcvhwm = 1_000
-        router.maxmsgsize = cfg.limits.max_message_bytes
+        router.maxmsgsize = self.hard_limit_bytes
         if ":" in cfg.host.strip("[]"):
             router.ipv6 = True
         if cfg.curve_secret is not None:
@@ -147,11 +168,17 @@ class Server:
                 f"cannot listen on {address}: {exc} (is another `handforge serve` running? choose another --port)"
             ) from None
         self._router = router
+        self._monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.endpoint = router.last_endpoint.decode()
         if cfg.endpoint_file is not None:
             _write_atomic(cfg.endpoint_file, self.endpoint)
-        threading.Thread(target=self._probe, name="handforge-probe", daemon=True).start()
         return self.endpoint
+
+    @property
+    def hard_limit_bytes(self) -> int:
+        """The socket's own limit per frame: above it libzmq drops the connection (logged), below it the
+        announced ``max_message_bytes`` is checked in Python and answered with ``too_large``."""
+        return HARD_LIMIT_FACTOR * self.config.limits.max_message_bytes
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the loop to stop (thread-safe); running jobs are cancelled and their clients told."""
@@ -165,18 +192,27 @@ class Server:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         log.info("HandForge backend %s (protocol v%d) listening on %s%s", __version__, PROTOCOL_VERSION,
                  self.endpoint, " with CurveZMQ" if self._auth else "")
         next_heartbeat = time.monotonic() + self.config.heartbeat_s
+        probe_at = time.monotonic() + PROBE_IDLE_DELAY_S
         try:
             while self._stop_reason is None:
-                ready = dict(poller.poll(self._poll_timeout_ms(next_heartbeat)))
+                timeout_ms = self._poll_timeout_ms(next_heartbeat)
+                if self._probe_thread is None:
+                    timeout_ms = min(timeout_ms, max(0, int((probe_at - time.monotonic()) * 1000) + 1))
+                ready = dict(poller.poll(timeout_ms))
                 if self._wake_r.fileno() in ready:
                     self._drain_wake()
                 self._drain_events()
                 if self._router in ready:
                     self._drain_router()
+                if self._monitor in ready:
+                    self._drain_monitor()
                 now = time.monotonic()
+                if self._probe_thread is None and (now >= probe_at or self._provisional or self._jobs):
+                    self._start_probe()
                 self._enforce_deadlines(now)
                 if now >= next_heartbeat:
                     self._heartbeat()
@@ -214,6 +250,9 @@ class Server:
         for identity, hello in self._pending_hellos:
             self._send(identity, error_message(ErrorCode.INTERNAL, "the backend is shutting down", msg_id=hello.id))
         self._pool.stop(self.config.shutdown_grace_s)
+        if self._monitor is not None:
+            self._router.disable_monitor()
+            self._monitor.close(linger=0)
         if self._router is not None:
             self._router.close(linger=1000)  # give the notices above a moment to leave
         if self._auth is not None:
@@ -279,28 +318,46 @@ class Server:
 
     def _drain_router(self) -> None:
         for _ in range(256):  # then let worker events through
-            if not self._router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a raised zmq.Again
+            if not self._router.get(_EVENTS) & _POLLIN:  # cheaper than a raised zmq.Again
                 return
             try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self._router.recv_multipart(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
             identity = frames[0].bytes
             try:
+                if self._auth is not None:
+                    self._note_key(identity, frames[-1].get("User-Id"))
                 self._handle(identity, frames[1:])
             except Exception:  # a bug here must not stop the loop
                 log.exception("unexpected failure while handling a message from %s", _peer(identity))
                 self._send(identity, error_message(ErrorCode.INTERNAL, "the backend failed to handle the message",
                                                    "the backend log has the traceback"))
 
+    def _note_key(self, identity: bytes, key: str) -> None:
+        """With CurveZMQ a job belongs to the key that submitted it: a routing id now used by a connection
+        with another key does not inherit the jobs of the one before (they are cancelled, never sent)."""
+        previous = self._peer_keys.get(identity)
+        if previous is not None and previous != key:
+            log.warning("routing id %s is now used by CurveZMQ key %s (was %s): its jobs are cancelled",
+                        _peer(identity), key, previous)
+            self._forget_client(identity, "was replaced by a connection with another key")
+        self._peer_keys[identity] = key
+
+    def _drain_monitor(self) -> None:
+        while self._monitor.get(_EVENTS) & _POLLIN:
+            kind, fd = read_monitor_event(self._monitor)
+            if kind == zmq.EVENT_ACCEPTED:
+                self._peers[fd] = _peer_address(fd)
+            elif kind == zmq.EVENT_DISCONNECTED:
+                log.info("connection from %s closed (by the client, or by the backend after a frame over its "
+                         "hard limit of %d bytes)", self._peers.pop(fd, "an unknown peer"), self.hard_limit_bytes)
+
     def _handle(self, identity: bytes, frames: list) -> None:
         msg = None
         try:
             msg = decode(frames, limits=self.config.limits, accept=CLIENT_TYPES, local_role="backend")
-            handler = {MessageType.HELLO: self._on_hello, MessageType.SUBMIT: self._on_submit,
-                       MessageType.CANCEL: self._on_cancel, MessageType.PING: self._on_ping,
-                       MessageType.BYE: self._on_bye}[msg.type]
-            handler(identity, msg)
+            self._handlers[msg.type](identity, msg)
         except ProtocolError as exc:
             log.info("refused a %s from %s: [%s] %s", msg.type if msg else "message", _peer(identity), exc.code, exc)
             self._send(identity, error_from(exc, msg_id=msg.id if msg else "", job=msg.job if msg else None))
@@ -309,14 +366,19 @@ class Server:
     def _on_hello(self, identity: bytes, msg: Message) -> None:
         client = (msg.data or {}).get("client", "unknown client")
         log.info("hello from %s (%s)", _peer(identity), client)
-        if self._devices is None:
-            self._pending_hellos.append((identity, msg))  # answered once the device probe is done
+        if self._devices is None and (msg.data or {}).get("devices") is True:
+            self._pending_hellos.append((identity, msg))  # asked to wait for the device probe
+            self._start_probe()
+        elif self._devices is None:
+            self._provisional.add(identity)  # devices unknown yet: a full welcome follows the probe
+            self._welcome(identity, msg)
         else:
             self._welcome(identity, msg)
 
     def _welcome(self, identity: bytes, msg: Message) -> None:
         data = capabilities.welcome_data(
-            registry=self.registry, limits=self.config.limits, devices=self._devices, compute=self._compute,
+            registry=self.registry, limits=self.config.limits, devices=self._devices,
+            compute=self._compute if self._devices is not None else None,
             server={"name": "handforge", "version": __version__, "instance": self.instance,
                     "started": self._started, "endpoint": self.endpoint, "curve": self._auth is not None,
                     "heartbeat_s": self.config.heartbeat_s, "max_queue": self.config.max_queue})
@@ -328,6 +390,7 @@ class Server:
 
     def _on_bye(self, identity: bytes, msg: Message) -> None:
         self._forget_client(identity, "said bye")
+        self._peer_keys.pop(identity, None)
 
     def _on_submit(self, identity: bytes, msg: Message) -> None:
         if (identity, msg.job) in self._jobs:
@@ -456,6 +519,11 @@ class Server:
             self._close(job)
 
     # ------------------------------------------------------------------ device probe
+    def _start_probe(self) -> None:
+        if self._probe_thread is None:
+            self._probe_thread = threading.Thread(target=self._probe, name="handforge-probe", daemon=True)
+            self._probe_thread.start()
+
     def _probe(self) -> None:
         error = None
         try:
@@ -478,6 +546,9 @@ class Server:
         pending, self._pending_hellos = self._pending_hellos, []
         for identity, hello in pending:
             self._welcome(identity, hello)
+        provisional, self._provisional = self._provisional, set()
+        for identity in provisional:
+            self._welcome(identity, Message(MessageType.HELLO, id=self._new_id()))
 
 
 def _requested_timeout(data: dict[str, Any] | None) -> float | None:
@@ -493,6 +564,16 @@ def _requested_timeout(data: dict[str, Any] | None) -> float | None:
 def _peer(identity: bytes) -> str:
     text = identity.decode("ascii", "replace")
     return text if text.isprintable() and identity.isascii() else identity.hex()
+
+
+def _peer_address(fd: int) -> str:
+    """host:port of the peer of a connection libzmq accepted (read through a duplicate of its descriptor)."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as dup:  # the family is read from the descriptor
+            host, port = dup.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, ValueError):
+        return f"connection {fd}"
 
 
 def _write_atomic(path: Path, text: str) -> None:

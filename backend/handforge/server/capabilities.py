@@ -6,6 +6,7 @@ Probing devices imports torch (seconds), so the server does it on a thread at st
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -23,14 +24,15 @@ CORE_FIELDS = ("server", "protocol", "versions", "limits", "devices", "compute_d
                "settings")
 
 
+@functools.cache  # installed versions do not change while the server runs; reading them takes ~0.1 s
+def _installed_versions() -> dict[str, Any]:
+    return {name: _dist_version(name) for name in ("numpy", *OPTIONAL_PACKAGES)}
+
+
 def versions() -> dict[str, Any]:
     """Versions of HandForge, the protocol, Python and the packages it uses (None: not installed)."""
-    out: dict[str, Any] = {"handforge": __version__, "protocol": PROTOCOL_VERSION,
-                           "python": platform.python_version(), "numpy": _dist_version("numpy"),
-                           "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
-    for name in OPTIONAL_PACKAGES:
-        out[name] = _dist_version(name)
-    return out
+    return {"handforge": __version__, "protocol": PROTOCOL_VERSION, "python": platform.python_version(),
+            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), **_installed_versions()}
 
 
 def _dist_version(name: str) -> str | None:

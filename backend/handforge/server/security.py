@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from handforge_shared.protocol import is_loopback
 
@@ -39,6 +38,8 @@ def load_secret(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a ``.key_secret`` certificate file."""
     if not path.is_file():
         raise SecurityError(f"CurveZMQ key file {path} does not exist (create one with `handforge keys`)")
+    import zmq.auth  # only with CurveZMQ: it pulls in asyncio
+
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (ValueError, OSError) as exc:
@@ -48,8 +49,12 @@ def load_secret(path: Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def start_authenticator(context: zmq.Context, clients_dir: Path) -> ThreadAuthenticator:
-    """ZAP handler that accepts exactly the client public keys found in ``clients_dir``."""
+def start_authenticator(context: zmq.Context, clients_dir: Path) -> Any:
+    """ZAP handler (a started ``zmq.auth.thread.ThreadAuthenticator``) that accepts exactly the client
+    public keys found in ``clients_dir`` and logs every refused client with its address and key."""
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
     if not clients_dir.is_dir():
         raise SecurityError(f"--curve-clients {clients_dir} is not a folder of client public keys (*.key)")
     keys = sorted(clients_dir.glob("*.key"))
@@ -59,10 +64,28 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> ThreadAuthen
                     "public .key files there", clients_dir, ", ".join(secrets))
     if not keys:
         log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
-    auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
+    authorised = set(zmq.auth.load_certificates(clients_dir))  # z85 public keys, read once at start
+
+    class LoggingAuthenticator(ThreadAuthenticator):
+        address = "?"
+
+        async def handle_zap_message(self, msg: list[bytes]) -> None:
+            # frame 3 is the peer's address (ZAP, https://rfc.zeromq.org/spec/27/); the key check below logs it
+            self.address = msg[3].decode("ascii", "replace") if len(msg) > 3 else "?"
+            await super().handle_zap_message(msg)
+
+    class KeysFolder:
+        def callback(self, domain: str, key: bytes) -> bool:
+            if key in authorised:
+                return True
+            log.warning("refused a CurveZMQ client from %s: its public key %s is not in %s", auth.address,
+                        key.decode("ascii", "replace"), clients_dir)
+            return False
+
+    auth = LoggingAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
     auth.start()
-    auth.configure_curve(domain=ZAP_DOMAIN, location=str(clients_dir))  # "*" only covers an empty domain
-    log.info("CurveZMQ on: %d authorised client key(s) from %s", len(keys), clients_dir)
+    auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=KeysFolder())
+    log.info("CurveZMQ on: %d authorised client key(s) from %s", len(authorised), clients_dir)
     return auth
 
 

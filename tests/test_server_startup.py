@@ -1,0 +1,70 @@
+"""Start-up: the first welcome does not wait for the device probe (which imports torch); a client that
+asks for devices gets them once known, and every client welcomed early gets a complete welcome then."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from handforge.server import Engine, Registry
+from handforge.server.app import Server, ServerConfig
+from handforge_shared.client import Client, Connected
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows():
+    probe_may_end = threading.Event()
+    registry = Registry()
+    registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
+    server = Server(ServerConfig(port=0, heartbeat_s=0.25), registry=registry)
+    endpoint = server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        with Client(endpoint) as early, Client(endpoint) as patient:
+            first = early.hello(timeout=30, devices=False)
+            assert first["devices"] is None and first["compute_devices"] is None  # the probe has not ended
+            assert "slow" in first["engines"] and first["limits"]["max_message_bytes"] > 0
+            waiting = threading.Thread(target=lambda: results.append(patient.hello(timeout=30)))
+            results: list[dict] = []
+            waiting.start()
+            time.sleep(0.3)  # the hello with devices=True is in; it must not be answered before the probe ends
+            assert not results
+            probe_may_end.set()
+            waiting.join(30)
+            assert results and results[0]["devices"][0]["name"] == "cpu" and results[0]["compute_devices"] == ["cpu"]
+            end, complete = time.monotonic() + 30, None
+            while complete is None and time.monotonic() < end:  # the early client is told the devices too
+                complete = next((e for e in early.poll(0.05) if isinstance(e, Connected)
+                                 and e.capabilities.get("devices")), None)
+            assert complete is not None and early.capabilities["compute_devices"] == ["cpu"]
+    finally:
+        probe_may_end.set()
+        server.stop()
+        thread.join(10)
+
+
+def test_serve_without_curve_imports_neither_torch_nor_zmq_auth_before_its_first_welcome():
+    code = ("import sys, threading\n"
+            "from handforge.server import app\n"
+            "from handforge_shared.client import Client\n"
+            "app.PROBE_IDLE_DELAY_S = 60  # the probe starts after the first welcome, not while we connect\n"
+            "seen = []\n"
+            "welcome = app.Server._welcome\n"
+            "app.Server._welcome = lambda self, *a: (seen.append(sorted(m for m in ('torch', 'zmq.auth', "
+            "'asyncio', 'smplx') if m in sys.modules)), welcome(self, *a))\n"
+            "server = app.Server(app.ServerConfig(port=0))\n"
+            "endpoint = server.bind()\n"
+            "threading.Thread(target=server.serve, daemon=True).start()\n"
+            "with Client(endpoint) as c:\n"
+            "    c.hello(devices=False)\n"
+            "print(seen[0])\n"
+            "server.stop()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
