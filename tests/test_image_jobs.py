@@ -19,6 +19,7 @@ from tests.support.server import running_server
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = tiny_sd.IMAGE_SIZE
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
