@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from handforge.engines.image.conditioning import condition, crop_camera, depth_image, local_box
+from handforge.engines.image.conditioning import (
+    condition,
+    crop_camera,
+    depth_image,
+    local_box,
+)
 from handforge.export.run import make_sample
 from handforge.export.spec import parse_spec
 from handforge.hands import load_hand_model
@@ -45,7 +49,7 @@ def test_global_view_is_the_exports_sample(sample):
 
 
 def test_local_view_is_the_hand_box_cropped_and_resized(sample):
-    model, record, files, hands, camera = sample
+    model, _, _, hands, camera = sample
     cond = condition(model, hands, camera, local_size=(96, 64))
     crop, local = cond.crop, cond.local_view
     assert local.camera.width == 96 and local.camera.height == 64

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
 from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
+
 from tests.support import tiny_sd
 from tests.support.server import running_server
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from handforge.cli import main
 from safetensors.torch import load_file, save_file
 
-from handforge.cli import main
 from tests.support import tiny_sd
 
 
@@ -31,7 +31,7 @@ def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
 
 
 def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):
-    root, sd, guidance = weights
+    _, sd, guidance = weights
     assert main(["models", "check", str(sd)]) == 0
     assert main(["models", "check", str(guidance), "--hash"]) == 0
     out = capsys.readouterr().out
@@ -53,7 +53,7 @@ def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):
 
 def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_error(weights, tmp_path, monkeypatch,
                                                                                    capsys):
-    root, sd, guidance = weights
+    guidance = weights[2]
     monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
     assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", "mine"]) == 0
     assert (tmp_path / "models" / "guidance" / "mine" / "config.json").is_file()

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from handforge.engines.image import tas
 from handforge.engines.image.loading import WeightsError, build_pipeline, load_sd
 from handforge.engines.image.tokens import hand_tokens, split_words
+
 from tests.support import tiny_sd
 
 PROMPT = "a man holding two hands"

@@ -4,19 +4,18 @@ training runs; bad data folders are named."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from handforge.cli import main
 from handforge.engines.image.data import GuidancePairs
 from handforge.engines.image.loading import load_controlnet, load_sd
 from handforge.engines.image.train import GuidanceObjective
 from handforge.export.run import export
 from handforge.export.spec import parse_spec
+from PIL import Image
+
 from tests.support import tiny_sd
 
 SIZE = tiny_sd.IMAGE_SIZE

@@ -49,15 +49,15 @@ def tokenizer(folder: Path):
 
 
 def _randomise(module: torch.nn.Module, seed: int, scale: float = 0.2) -> None:
-    """Random weights everywhere (ControlNet's zero convolutions too, so that control matters)."""
+    """Random weights everywhere (ControlNet's zero convolutions too, so that control matters): matrices
+    and kernels ~ N(0, scale²/fan_in), biases ~ N(0, 0.02²), normalisation gains left at 1."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
             if "norm" in name and name.endswith("weight"):
                 continue
-            p.copy_(torch.randn(p.shape, generator=generator) * scale / max(1.0, p[0].numel() ** 0.5)
-                    * (p[0].numel() ** 0.5 if p.ndim == 1 else 1.0) if p.ndim > 1 else
-                    torch.randn(p.shape, generator=generator) * 0.02)
+            noise = torch.randn(p.shape, generator=generator)
+            p.copy_(noise * scale / max(1.0, p[0].numel() ** 0.5) if p.ndim > 1 else noise * 0.02)
 
 
 def unet_config() -> dict:
@@ -70,7 +70,12 @@ def unet_config() -> dict:
 def build_sd(folder: Path, seed: int = 0) -> Path:
     """A tiny SD 1.x in the diffusers layout (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
     scheduler/), as ``StableDiffusionPipeline.save_pretrained`` writes it."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)

@@ -12,14 +12,15 @@ u' = (u − x0)·s), which gives the same image at full sharpness and exact labe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
-
-from handforge.render.camera import Camera
 from handforge_shared.poses import HandPose
 from handforge_shared.skeleton import SIDES
+
+from handforge.render.camera import Camera
 
 CONTROL_KINDS = ("mesh", "depth", "normals", "skeleton")
 LOCAL_MARGIN = 0.15  # of the hands' box size on each side: the crop keeps a little context
@@ -106,7 +107,7 @@ def render_view(camera: Camera, meshes: Mapping[str, Mapping[str, Any]], gl=None
 def local_box(box: list[float], width: int, height: int, margin: float = LOCAL_MARGIN) -> list[float]:
     """The crop [x, y, w, h] around ``box``: grown by ``margin`` on each side, then widened to the
     output's aspect ratio (width / height) about its centre, so resizing it does not distort."""
-    x, y, w, h = box
+    _, _, w, h = box
     w, h = max(w, 1.0) * (1 + 2 * margin), max(h, 1.0) * (1 + 2 * margin)
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     aspect = width / height

@@ -8,18 +8,33 @@ the job kind and is available when either is.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from handforge_shared.poses import (
+    DEFAULT_HAND_MODEL,
+    HAND_MODELS,
+    POSE_FIELDS,
+    hand_array_name,
+)
+from handforge_shared.protocol import ErrorCode, ProtocolError
+from handforge_shared.skeleton import SIDES
 
 from handforge import config
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
-from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid
-from handforge_shared.poses import DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, hand_array_name
-from handforge_shared.protocol import ErrorCode, ProtocolError
-from handforge_shared.skeleton import SIDES
+from handforge.server.schema import (
+    ArraySpec,
+    Boolean,
+    Integer,
+    ListOf,
+    Number,
+    Schema,
+    String,
+    invalid,
+)
 
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")

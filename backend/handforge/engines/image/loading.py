@@ -9,8 +9,9 @@ files likewise). Sampling uses DDIM built from the model's scheduler config.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -28,7 +29,12 @@ def _local(path: str | Path, what: str) -> Path:
 
 def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = None) -> dict[str, Any]:
     """The SD 1.x components (vae, text_encoder, tokenizer, unet, scheduler: DDIM), on the CPU."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path = _local(path, "Stable Diffusion weights")

@@ -15,8 +15,8 @@ paper's global and local branches share its weights) and the control image the m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -66,8 +66,8 @@ class HandImagePipeline(DiffusionPipeline):
         """(1, 77, d) embeddings and the prompt's token count (start/end tokens excluded, truncated)."""
         ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        length = int(len(self.tokenizer(prompt, truncation=True, max_length=self.tokenizer.model_max_length)
-                         .input_ids)) - 2
+        length = len(self.tokenizer(prompt, truncation=True, max_length=self.tokenizer.model_max_length)
+                         .input_ids) - 2
         return self.text_encoder(ids.to(device))[0], length
 
     def control_tensor(self, image: np.ndarray, count: int, device, dtype) -> torch.Tensor:
@@ -138,4 +138,4 @@ def _step_parameters(scheduler) -> set[str]:
     return set(inspect.signature(scheduler.step).parameters)
 
 
-__all__ = ["Generated", "HandImagePipeline", "LATENT_RGB", "latent_preview"]
+__all__ = ["LATENT_RGB", "Generated", "HandImagePipeline", "latent_preview"]

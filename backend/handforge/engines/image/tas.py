@@ -19,7 +19,7 @@ pass; sampling itself keeps the fast (SDPA) processors.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -152,5 +152,16 @@ def tas_update(unet, latents: torch.Tensor, timestep, text_embeddings: torch.Ten
     return (latents - alpha * grad.to(latents.dtype)).detach(), loss.detach()
 
 
-__all__ = ["AttentionStore", "DEFAULT_STRENGTH", "RecordingProcessor", "attention_scores", "gaussian_kernel",
-           "map_size", "recording", "step_size", "tas_loss", "tas_update", "token_scores"]
+__all__ = [
+    "DEFAULT_STRENGTH",
+    "AttentionStore",
+    "RecordingProcessor",
+    "attention_scores",
+    "gaussian_kernel",
+    "map_size",
+    "recording",
+    "step_size",
+    "tas_loss",
+    "tas_update",
+    "token_scores",
+]

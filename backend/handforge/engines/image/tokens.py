@@ -15,8 +15,8 @@ split is checked against the tokenizer's own tokenization of the whole prompt.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 HAND_WORD_PARTS = ("hand", "finger", "gesture")
 # CLIP's pre-tokenizer pattern (openai/CLIP simple_tokenizer.py) with Python's re: contractions,
@@ -95,4 +95,4 @@ def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[
     return chosen, tagger
 
 
-__all__ = ["ChosenToken", "HAND_WORD_PARTS", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]
+__all__ = ["HAND_WORD_PARTS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]

@@ -88,7 +88,6 @@ class GuidanceObjective:
 
     def _tas(self, noisy, x0, t, text, input_ids):
         """One TAS update per sample (its own hand tokens) and the residual noise it leaves."""
-        import torch
 
         from handforge.engines.image import tas
         from handforge.engines.image.tokens import hand_tokens

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from handforge import config
-from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, MODELS_DIR, SD_CONFIG, SD_MODEL
+from handforge.engines.image.settings import (
+    CONTROLNETS,
+    GUIDANCE,
+    MODELS_DIR,
+    SD_CONFIG,
+    SD_MODEL,
+)
 
 NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
 SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
