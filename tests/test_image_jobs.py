@@ -104,6 +104,24 @@ def test_cancel_between_steps(served):
                     return
 
 
+def test_refine_hands_regenerates_only_the_hands_box(served):
+    server, _ = served
+    with server.client() as client:
+        params, arrays = request(seed=3, tas=False)
+        plain = client.run("image.generate", params, arrays, timeout=600)
+        messages = []
+        refined = client.run("image.generate", {**params, "refine_hands": True, "refine_strength": 0.7}, arrays,
+                             timeout=600, on_progress=lambda e: messages.append(e.message))
+        assert plain.data["refined_box"] is None
+        x, y, w, h = refined.data["refined_box"]
+        assert "hands step 2/2" in messages  # 0.7 of 3 steps: the last 2 again
+        inside = np.zeros((SIZE, SIZE), bool)
+        inside[max(0, round(y)):round(y + h), max(0, round(x)):round(x + w)] = True
+        a, b = plain.arrays["images"][0], refined.arrays["images"][0]
+        assert np.array_equal(a[~inside], b[~inside])  # the scene around the hands is untouched
+        assert not np.array_equal(a[inside], b[inside])
+
+
 def test_missing_weights_name_the_setting(served):
     server, guidance = served
     shutil.rmtree(guidance)

@@ -171,22 +171,37 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     steps = params["steps"]
     tas_steps = steps // 2 if params["tas_steps"] is None else params["tas_steps"]
 
-    def on_step(i: int, total: int, latents) -> None:
-        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
-
+    passes = 2 if params["refine_hands"] and cond.local_view is not None else 1
     device = "cpu" if params["cpu_offload"] else ctx.device
-    generator = torch.Generator(device=device).manual_seed(params["seed"])
-    out = pipe(params["prompt"], [cond.global_view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
-               num_inference_steps=steps, guidance_scale=params["guidance_scale"],
-               control_scales=params["control_scale"], num_images=params["batch"], generator=generator,
-               tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
-               on_step=on_step)
+
+    def run(view, phase: int, **extra):
+        def on_step(i: int, total: int, latents) -> None:
+            label = "hands " if phase else ""
+            ctx.progress((phase + (i + 1) / total) / passes, f"{label}step {i + 1}/{total}",
+                         preview=latent_preview(latents))
+
+        return pipe(params["prompt"], [view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
+                    num_inference_steps=steps, guidance_scale=params["guidance_scale"],
+                    control_scales=params["control_scale"], num_images=params["batch"],
+                    generator=torch.Generator(device=device).manual_seed(params["seed"] + phase),
+                    tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
+                    on_step=on_step, **extra)
+
+    out = run(cond.global_view, 0)
+    images = out.images
+    if passes == 2:  # the hands' box again at full resolution, blended back (refine.py)
+        from handforge.engines.image.refine import cut, paste
+
+        size = (params["width"], params["height"])
+        local = run(cond.local_view, 1, init_images=cut(images, cond.crop, size), strength=params["refine_strength"])
+        images = paste(images, local.images, cond.crop)
     view = cond.global_view
     data = {"engine": params["engine"], "seed": params["seed"], "controls": kinds,
             "tas": {"tokens": [t.__dict__ for t in tokens], "tagger": tagger, "steps": tas_steps if tokens else 0,
                     "losses": out.tas_losses},
-            "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box}
-    return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}})
+            "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
+            "refined_box": cond.crop if passes == 2 else None}
+    return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
 
 
 def _pose_specs() -> dict[str, ArraySpec]:
@@ -234,6 +249,10 @@ def register_jobs(registry: Registry) -> None:
                                 choices=DTYPES),
                 "attention_slicing": Boolean(doc="less GPU memory, a little slower", default=False),
                 "cpu_offload": Boolean(doc="keep models on the CPU until each runs (8 GB GPUs)", default=False),
+                "refine_hands": Boolean(doc="regenerate the hands' box at full resolution and blend it back",
+                                        default=False),
+                "refine_strength": Number(doc="how much of the box is regenerated (image-to-image strength)",
+                                          default=0.6, min=0.05, max=1.0),
             },
             arrays={"camera.K": ArraySpec(shape=(3, 3), doc="OpenCV intrinsics for width × height"),
                     "camera.R": ArraySpec(shape=(3, 3), doc="world→camera rotation"),

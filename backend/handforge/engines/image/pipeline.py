@@ -81,7 +81,11 @@ class HandImagePipeline(DiffusionPipeline):
                  control_scales: float | Sequence[float] = 1.0, num_images: int = 1,
                  generator: torch.Generator | None = None, tas_tokens: Sequence[int] = (),
                  tas_strength: float = tas.DEFAULT_STRENGTH, tas_steps: int = 0,
-                 on_step: Callable[[int, int, torch.Tensor], None] | None = None, eta: float = 0.0) -> Generated:
+                 on_step: Callable[[int, int, torch.Tensor], None] | None = None, eta: float = 0.0,
+                 init_images: np.ndarray | None = None, strength: float = 1.0) -> Generated:
+        """``init_images`` (num_images, H, W, 3) uint8 with ``strength`` < 1: start from them noised to
+        that fraction of the schedule (image-to-image, as diffusers' img2img pipelines) and run only
+        the remaining steps."""
         nets = self.controlnets
         if len(control_images) != len(nets):
             raise ValueError(f"{len(nets)} ControlNet(s) need as many control images, got {len(control_images)}")
@@ -101,10 +105,18 @@ class HandImagePipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (num_images, self.unet.config.in_channels, height // self.vae_scale_factor,
                  width // self.vae_scale_factor)
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        if init_images is None:
+            latents = noise * self.scheduler.init_noise_sigma
+        else:
+            kept = min(len(timesteps), max(1, round(len(timesteps) * strength)))
+            timesteps = timesteps[len(timesteps) - kept:]
+            pixels = torch.from_numpy(np.ascontiguousarray(init_images)).permute(0, 3, 1, 2).to(device, self.vae.dtype)
+            encoded = self.vae.encode(pixels / 127.5 - 1.0).latent_dist.sample(generator)
+            latents = self.scheduler.add_noise(encoded.to(dtype) * self.vae.config.scaling_factor, noise, timesteps[:1])
         step_kwargs = {"eta": eta, "generator": generator} if "eta" in _step_parameters(self.scheduler) else {}
         tas_losses = []
-        timesteps = self.scheduler.timesteps
         for i, t in enumerate(timesteps):
             if tas_tokens and i < tas_steps:
                 alpha = tas.step_size(i, len(timesteps), tas_strength)
