@@ -49,4 +49,7 @@ def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first()
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=100)
     assert done.returncode == 0, done.stderr
     # declared in light settings modules: neither the feature network nor torch was imported to know them
-    assert done.stdout.split() == ["['evaluation.features',", "'mano.model_dir']", "default", "False", "False"]
+    keys = ["evaluation.features", "image.controlnets", "image.guidance", "image.models_dir", "image.sd_config",
+            "image.sd_model", "mano.model_dir"]
+    assert done.stdout.split() == [f"{'[' if i == 0 else ''}'{k}'{']' if i == len(keys) - 1 else ','}"
+                                   for i, k in enumerate(keys)] + ["default", "False", "False"]

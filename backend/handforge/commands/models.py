@@ -1,0 +1,98 @@
+"""handforge models: the image engines' weights — what is needed and present, checks, import, fetch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "models"
+HELP = "list, check, import or (on request) download the weights of the image engines"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.add_parser("list", help="what each engine needs and what is configured (default)")
+    check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
+    check.add_argument("path", nargs="?", help="an SD folder or ControlNet folder (default: the configured ones)")
+    check.add_argument("--kind", choices=("sd", "controlnet"), help="what PATH holds (default: guessed)")
+    check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
+    imp = sub.add_parser("import", help="copy a checked SD or ControlNet folder into the models folder")
+    imp.add_argument("path")
+    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet"), required=True)
+    imp.add_argument("--name", help="folder name there (default: the source's)")
+    fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
+    fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
+    fetch.add_argument("--kind", choices=("sd", "guidance", "controlnet"))
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _print_status(as_json: bool) -> int:
+    from handforge.engines.image.weights import status
+
+    report = status()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for engine, info in report.items():
+        print(f"{engine}: {'ready' if info['ready'] else 'missing weights'}")
+        for row in info["needs"]:
+            mark = "ok" if row["present"] else ("not found" if row["value"] else "not set")
+            print(f"  {row['setting']} = {row['value'] or '-'} [{mark}]  {row['help']}")
+            if not row["present"]:
+                print("    " + row["how_to_set"].replace("\n", "\n    "))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from handforge import config
+    from handforge.engines.image.controls import available
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+    from handforge.engines.image.weights import check_controlnet, check_sd
+
+    if args.path:
+        kind = args.kind or ("sd" if (Path(args.path) / "unet").is_dir() else "controlnet")
+        targets = [(kind, args.path)]
+    else:
+        targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
+        folder = config.value(CONTROLNETS.key)
+        targets += [("controlnet", Path(folder) / n) for n in available(folder)]
+        targets = [(k, p) for k, p in targets if p is not None]
+        if not targets:
+            print("no image weights are configured; see `handforge models list`", file=sys.stderr)
+            return 1
+    failed = False
+    for kind, path in targets:
+        report = (check_sd if kind == "sd" else check_controlnet)(path, digest=args.hash)
+        print(f"{'ok' if report.ok else 'FAILED'}  {kind}  {path}")
+        for line in report.notes:
+            print(f"    {line}")
+        for line in report.problems:
+            print(f"    problem: {line}")
+        failed |= not report.ok
+    return 1 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from handforge.engines.image import weights
+
+    action = args.action or "list"
+    try:
+        if action == "list":
+            return _print_status(args.json)
+        if action == "check":
+            return _check(args)
+        if action == "import":
+            target = weights.import_weights(args.path, args.kind, args.name)
+            key = {"sd": "sd_model", "guidance": "guidance", "controlnet": "controlnets"}[args.kind]
+            value = target if args.kind != "controlnet" else target.parent
+            print(f"imported into {target}\nset it in the config file:\n    [image]\n    {key} = \"{value}\"")
+            return 0
+        target = weights.fetch(args.name, args.kind)
+        print(f"downloaded into {target}")
+        return 0
+    except (ValueError, FileExistsError, ConnectionError) as exc:
+        print(f"handforge models {action}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,65 @@
+"""Which ControlNets the ``controlnet`` engine uses and which of our renders each one takes.
+
+ControlNets live as folders in ``image.controlnets``; a job names them as ``"folder"`` or
+``"folder:kind"`` (kind: mesh, depth, normals, skeleton). Without a kind it is read from the folder's
+name, as the public SD 1.5 ControlNets are named (``control_v11f1p_sd15_depth``, ``sd-controlnet-normal``,
+``control_v11p_sd15_openpose``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from handforge.engines.image.conditioning import CONTROL_KINDS
+
+_NAME_HINTS = (("depth", "depth"), ("normal", "normals"), ("openpose", "skeleton"), ("pose", "skeleton"),
+               ("skeleton", "skeleton"), ("keypoint", "skeleton"), ("mesh", "mesh"))
+
+
+class ControlError(ValueError):
+    """A control that names no ControlNet here or no render we make; the message says what to write."""
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    kind: str
+    path: Path
+
+
+def kind_from_name(name: str) -> str | None:
+    lowered = name.lower()
+    return next((kind for hint, kind in _NAME_HINTS if hint in lowered), None)
+
+
+def available(folder: str | Path | None) -> list[str]:
+    """The ControlNet folders in ``folder`` (those holding a config.json)."""
+    if folder is None or not Path(folder).is_dir():
+        return []
+    return sorted(p.name for p in Path(folder).iterdir() if (p / "config.json").is_file())
+
+
+def resolve(specs: list[str], folder: str | Path) -> list[Control]:
+    """``specs`` ("name" or "name:kind"; empty: every ControlNet in ``folder``) → Controls."""
+    names = available(folder)
+    specs = specs or names
+    if not specs:
+        raise ControlError(f"no ControlNet folders in {folder}: put SD 1.x ControlNets there (diffusers layout)")
+    out = []
+    for spec in specs:
+        name, _, kind = spec.partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+            raise ControlError(f"{spec!r}: a ControlNet is named by its folder's name in {folder}")
+        if name not in names:
+            raise ControlError(f"no ControlNet {name!r} in {folder}; there are: {', '.join(names) or 'none'}")
+        kind = kind or kind_from_name(name)
+        if kind not in CONTROL_KINDS:
+            raise ControlError(f"{spec!r}: say which render it takes, as '{name}:KIND' with KIND one of "
+                               f"{', '.join(CONTROL_KINDS)}")
+        out.append(Control(name, kind, Path(folder) / name))
+    return out
+
+
+__all__ = ["Control", "ControlError", "available", "kind_from_name", "resolve"]

@@ -1,0 +1,66 @@
+"""Training pairs for the guidance module from a folder in the labelled export's format.
+
+Per sample ``samples/NNNNNN/``: ``rgb.png`` (the image to learn), ``mesh.png`` (its mesh image),
+``labels.json`` (the hands' projected boxes) and a caption: ``caption.txt`` beside them if there
+is one (AttentionHand captions its images with a vision-language model, arXiv:2407.18034, supp. B),
+else ``default_caption``. Each item holds the global pair at ``size`` and the local pair: the hands'
+box (``conditioning.local_box``: the same crop the generator uses) cropped and resized to ``size``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from handforge.engines.image.conditioning import local_box
+from handforge.export.labels import union_box
+
+SAMPLES = "samples"
+
+
+class GuidancePairs(torch.utils.data.Dataset):
+    def __init__(self, folder: str | Path, tokenizer, size: int = 512, default_caption: str = "two hands") -> None:
+        self.folder = Path(folder)
+        self.samples = sorted(p for p in (self.folder / SAMPLES).glob("[0-9]*")
+                              if (p / "rgb.png").is_file() and (p / "mesh.png").is_file() and (p / "labels.json").is_file())
+        if not self.samples:
+            raise ValueError(f"{self.folder}: no samples with rgb.png, mesh.png and labels.json under {SAMPLES}/ "
+                             "(export with an RGB engine: handforge export SPEC --engine cycles)")
+        self.tokenizer = tokenizer
+        self.size = size
+        self.default_caption = default_caption
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _caption(self, sample: Path) -> str:
+        file = sample / "caption.txt"
+        return file.read_text().strip().splitlines()[0] if file.is_file() else self.default_caption
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        rgb = Image.open(sample / "rgb.png").convert("RGB")
+        mesh = Image.open(sample / "mesh.png").convert("RGB")
+        labels = json.loads((sample / "labels.json").read_text())
+        # the whole projected hands' box, as the generator's local view (conditioning.Conditioning.box)
+        box = union_box([h.get("bbox_projected") for h in labels.get("hands", {}).values()]) or [0, 0, rgb.width, rgb.height]
+        x, y, w, h = local_box(box, self.size, self.size)
+        crop = (round(x), round(y), round(x + w), round(y + h))  # PIL pads outside the image with black
+        size = (self.size, self.size)
+        ids = self.tokenizer(self._caption(sample), padding="max_length", truncation=True,
+                             max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids[0]
+        return {"rgb": _tensor(rgb.resize(size, Image.BICUBIC)) * 2 - 1, "mesh": _tensor(mesh.resize(size, Image.BILINEAR)),
+                "rgb_local": _tensor(rgb.crop(crop).resize(size, Image.BICUBIC)) * 2 - 1,
+                "mesh_local": _tensor(mesh.crop(crop).resize(size, Image.BILINEAR)), "input_ids": ids}
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    """(3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+__all__ = ["GuidancePairs"]

@@ -1,0 +1,267 @@
+"""The ``image.generate`` job kind and the image engines' availability (light at import: torch,
+diffusers and the pipeline are imported inside the handler).
+
+Engines in ``welcome.engines``: ``attentionhand`` (image.sd_model + image.guidance) and ``controlnet``
+(image.sd_model + image.controlnets), so a client greys out each with its own reason; ``image`` owns
+the job kind and is available when either is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from handforge_shared.poses import (
+    DEFAULT_HAND_MODEL,
+    HAND_MODELS,
+    POSE_FIELDS,
+    hand_array_name,
+)
+from handforge_shared.protocol import ErrorCode, ProtocolError
+from handforge_shared.skeleton import SIDES
+
+from handforge import config
+from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import (
+    ArraySpec,
+    Boolean,
+    Integer,
+    ListOf,
+    Number,
+    Schema,
+    String,
+    invalid,
+)
+
+ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+POSE_LIMIT = 4 * np.pi
+
+_engines: dict[str, Engine] = {
+    "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
+                                             "(arXiv:2407.18034)", settings=ENGINES["attentionhand"]),
+    "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, mesh)",
+                         settings=ENGINES["controlnet"]),
+}
+
+
+def _image_availability() -> str:
+    reasons = [f"{name}: {engine.status().reason}" for name, engine in _engines.items() if not engine.status().available]
+    return "" if len(reasons) < len(_engines) else "; ".join(reasons)
+
+
+def _require_engine(name: str) -> None:
+    status = _engines[name].status()
+    if not status.available:
+        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine {name!r} cannot run: {status.reason}", status.hint)
+
+
+def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    if params["width"] % 8 or params["height"] % 8:
+        raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
+                      "round the camera's resolution to a multiple of 8")
+    if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
+        raise invalid("arrays.right.global_orient", "no hand given",
+                      "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
+    if params["tas_steps"] is not None and params["tas_steps"] > params["steps"]:
+        raise invalid("params.tas_steps", f"{params['tas_steps']} is more than the {params['steps']} steps")
+    if params["engine"] == "attentionhand" and params["controls"]:
+        raise invalid("params.controls", "controls choose ControlNets of the controlnet engine",
+                      "leave them out for attentionhand, or set engine to 'controlnet'")
+    _require_engine(params["engine"])
+    if params["engine"] == "controlnet":
+        from handforge.engines.image.controls import ControlError, resolve
+
+        try:
+            resolve(params["controls"], config.value(CONTROLNETS.key))
+        except ControlError as exc:
+            raise invalid("params.controls", str(exc)) from None
+
+
+def _torch_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+def _pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
+    """The pipeline of these weights, dtype and offload setting from the server's model cache."""
+    from handforge.engines.checkpoints import checkpoint_signature
+    from handforge.engines.image.loading import WeightsError, build_pipeline
+
+    sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    dtype = _torch_dtype(params["dtype"], ctx.device)
+    offload = params["cpu_offload"]
+    if offload and not ctx.device.startswith("cuda"):
+        raise JobError(ErrorCode.INVALID_PARAMS, "cpu_offload moves models between the CPU and a GPU; this job "
+                       f"runs on {ctx.device}", "turn cpu_offload off")
+
+    def load(device: str):
+        pipe = build_pipeline(sd, weights, sd_config, dtype=dtype, device="cpu" if offload else device)
+        if offload:  # each model goes to the GPU only while it runs (diffusers + accelerate)
+            pipe.enable_model_cpu_offload(device=device)
+        return pipe
+
+    key = ("image", str(sd), tuple(weights), str(dtype), offload, tuple(checkpoint_signature(w) for w in weights))
+    try:
+        return ctx.model(key, load, checkpoint=sd)
+    except WeightsError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc),
+                       f"check {SD_MODEL.key}, {GUIDANCE.key} and {CONTROLNETS.key} (handforge models check)") from None
+
+
+def _hands(arrays: Mapping[str, np.ndarray]):
+    from handforge_shared.poses import HandPose
+
+    hands = {}
+    for side in SIDES:
+        if hand_array_name(side, "global_orient") not in arrays:
+            continue
+        fields = {name: np.asarray(arrays[hand_array_name(side, name)], np.float64).reshape(size)
+                  for name, size in POSE_FIELDS.items() if hand_array_name(side, name) in arrays}
+        hands[side] = HandPose(**fields)
+    return hands
+
+
+def _hand_model(ctx: JobContext, name: str):
+    """The hand model on the CPU (conditioning renders with numpy and GL), through the model cache."""
+    from handforge.hands.base import HandModelError
+    from handforge.hands.registry import entry, load_hand_model
+
+    model_entry = entry(name)
+    files = config.value(model_entry.setting.key) if model_entry.setting is not None else None
+    try:
+        return ctx.model(("image", "hands", name), lambda device: load_hand_model(name), checkpoint=files)
+    except HandModelError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
+
+
+def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    import torch
+
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.image.controls import resolve
+    from handforge.engines.image.pipeline import latent_preview
+    from handforge.engines.image.tokens import hand_tokens
+    from handforge.render.camera import Camera, CameraError
+
+    try:
+        camera = Camera(arrays["camera.K"], arrays["camera.R"], arrays["camera.t"], params["width"], params["height"])
+    except CameraError as exc:
+        raise JobError(ErrorCode.INVALID_PARAMS, f"arrays.camera: {exc}") from None
+    hand_model = _hand_model(ctx, params["hand_model"])
+    cond = condition(hand_model, _hands(arrays), camera)
+    if params["engine"] == "attentionhand":
+        weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
+    else:
+        controls = resolve(params["controls"], config.value(CONTROLNETS.key))
+        weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
+    pipe = _pipeline(ctx, params, weights)
+    if params["attention_slicing"]:
+        pipe.enable_attention_slicing()
+    else:
+        pipe.disable_attention_slicing()
+
+    tokens, tagger = hand_tokens(params["prompt"], pipe.tokenizer) if params["tas"] else ([], "")
+    steps = params["steps"]
+    tas_steps = steps // 2 if params["tas_steps"] is None else params["tas_steps"]
+
+    passes = 2 if params["refine_hands"] and cond.local_view is not None else 1
+    device = "cpu" if params["cpu_offload"] else ctx.device
+
+    def run(view, phase: int, **extra):
+        def on_step(i: int, total: int, latents) -> None:
+            label = "hands " if phase else ""
+            ctx.progress((phase + (i + 1) / total) / passes, f"{label}step {i + 1}/{total}",
+                         preview=latent_preview(latents))
+
+        return pipe(params["prompt"], [view.images[k] for k in kinds], negative_prompt=params["negative_prompt"],
+                    num_inference_steps=steps, guidance_scale=params["guidance_scale"],
+                    control_scales=params["control_scale"], num_images=params["batch"],
+                    generator=torch.Generator(device=device).manual_seed(params["seed"] + phase),
+                    tas_tokens=[t.index for t in tokens], tas_strength=params["tas_strength"], tas_steps=tas_steps,
+                    on_step=on_step, **extra)
+
+    out = run(cond.global_view, 0)
+    images = out.images
+    if passes == 2:  # the hands' box again at full resolution, blended back (refine.py)
+        from handforge.engines.image.refine import cut, paste
+
+        size = (params["width"], params["height"])
+        local = run(cond.local_view, 1, init_images=cut(images, cond.crop, size), strength=params["refine_strength"])
+        images = paste(images, local.images, cond.crop)
+    view = cond.global_view
+    data = {"engine": params["engine"], "seed": params["seed"], "controls": kinds,
+            "tas": {"tokens": [t.__dict__ for t in tokens], "tagger": tagger, "steps": tas_steps if tokens else 0,
+                    "losses": out.tas_losses},
+            "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
+            "refined_box": cond.crop if passes == 2 else None}
+    return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
+
+
+def _pose_specs() -> dict[str, ArraySpec]:
+    specs = {}
+    for side in SIDES:
+        for name, size in POSE_FIELDS.items():
+            core = name in ("global_orient", "hand_pose")
+            specs[hand_array_name(side, name)] = ArraySpec(
+                shape=(1, size), required=False, min=-100.0, max=100.0,
+                requires=(hand_array_name(side, "hand_pose" if name == "global_orient" else "global_orient"),),
+                doc=f"{side} hand {name} (one pose; HandPose fields)" + ("" if core else ", optional"))
+    return specs
+
+
+def register_jobs(registry: Registry) -> None:
+    for engine in _engines.values():
+        registry.add_engine(engine)
+    registry.add_engine(Engine("image", "hand image generation with the attentionhand or controlnet engine",
+                               availability=_image_availability))
+    registry.add_kind(JobKind(
+        "image.generate", generate, engine="image", device="gpu", timeout=1800, check=_check,
+        schema=Schema(
+            params={
+                "prompt": String(doc="what the image shows", max_length=2000),
+                "negative_prompt": String(doc="what it must not show", default="", max_length=2000),
+                "engine": String(doc="attentionhand or controlnet", default="attentionhand", choices=tuple(ENGINES)),
+                "controls": ListOf(doc="controlnet engine: ControlNet folders, 'name' or 'name:kind' (kind: mesh, "
+                                       "depth, normals, skeleton); empty: all", default=[], max_items=8,
+                                   item=String(max_length=200)),
+                "seed": Integer(doc="random seed", default=0, min=0, max=2**63 - 1),
+                "steps": Integer(doc="sampling steps (DDIM)", default=20, min=1, max=200),
+                "guidance_scale": Number(doc="classifier-free guidance scale", default=7.5, min=1.0, max=30.0),
+                "control_scale": Number(doc="ControlNet conditioning scale", default=1.0, min=0.0, max=3.0),
+                "tas": Boolean(doc="text attention stage on hand-related tokens", default=True),
+                "tas_strength": Number(doc="TAS step size at the first step (halved by the last)", default=20.0,
+                                       min=0.0, max=200.0),
+                "tas_steps": Integer(doc="TAS at the first N steps (default: half)", default=None, nullable=True,
+                                     min=0, max=200),
+                "width": Integer(doc="image width = the camera's (multiple of 8)", default=512, min=64, max=2048),
+                "height": Integer(doc="image height = the camera's (multiple of 8)", default=512, min=64, max=2048),
+                "batch": Integer(doc="images with consecutive noise from one seed", default=1, min=1, max=16),
+                "hand_model": String(doc="hand model of the pose parameters", default=DEFAULT_HAND_MODEL,
+                                     choices=HAND_MODELS),
+                "dtype": String(doc="weights' precision (auto: float16 on CUDA, float32 on the CPU)", default="auto",
+                                choices=DTYPES),
+                "attention_slicing": Boolean(doc="less GPU memory, a little slower", default=False),
+                "cpu_offload": Boolean(doc="keep models on the CPU until each runs (8 GB GPUs)", default=False),
+                "refine_hands": Boolean(doc="regenerate the hands' box at full resolution and blend it back",
+                                        default=False),
+                "refine_strength": Number(doc="how much of the box is regenerated (image-to-image strength)",
+                                          default=0.6, min=0.05, max=1.0),
+            },
+            arrays={"camera.K": ArraySpec(shape=(3, 3), doc="OpenCV intrinsics for width × height"),
+                    "camera.R": ArraySpec(shape=(3, 3), doc="world→camera rotation"),
+                    "camera.t": ArraySpec(shape=(3,), doc="world→camera translation, metres"),
+                    **_pose_specs()}),
+        description="prompt + posed hands + camera → images whose hands follow the pose, with their labels",
+        returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
+                 "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
+                 "tas": "tokens attended (index, token, word), tagger, per-step losses"}))
+
+
+__all__ = ["generate", "register_jobs"]

@@ -1,0 +1,98 @@
+"""Which CLIP tokens the text attention stage attends: every BPE piece of each hand-related word.
+
+AttentionHand's hand-related tagging (Park et al., ECCV 2024, arXiv:2407.18034, supplement C) keeps
+a word when its part-of-speech tag is VBG ("holding", "waving") or when it names the hand ("hand",
+"fingers", "gesture"). The tags are NLTK's perceptron tagger's when NLTK and its tagger data are
+installed; otherwise an offline rule stands in for VBG (below).
+
+The published code passes NLTK *word* indices on as CLIP *token* indices, so it attends the word
+before (the start token shifts everything by one) and loses track after any word that CLIP splits
+into several BPE pieces. Here each word is tokenized on its own and every one of its pieces is
+chosen, at its position in the tokenized prompt (1 + offset: index 0 is the start token), and the
+split is checked against the tokenizer's own tokenization of the whole prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+HAND_WORD_PARTS = ("hand", "finger", "gesture")
+# CLIP's pre-tokenizer pattern (openai/CLIP simple_tokenizer.py) with Python's re: contractions,
+# letter runs, single digits, runs of other non-space characters.
+_PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+", re.IGNORECASE)
+_DETERMINERS = {"a", "an", "the", "this", "that", "his", "her", "their", "my", "your", "our", "its"}
+# Common words ending in "ing" that are not present participles (the fallback rule's exceptions).
+_ING_NOUNS = {
+    "thing", "things", "something", "anything", "nothing", "everything", "morning", "evening", "ceiling",
+    "ring", "king", "wing", "string", "spring", "sing", "bring", "swing", "sling", "sting", "during", "clothing",
+    "wedding", "pudding", "building", "painting", "drawing", "ping", "ding", "icing", "awning", "lightning",
+    "offspring", "herring", "pending", "boring", "interesting", "amazing", "stunning", "charming",
+}
+
+
+@dataclass(frozen=True)
+class ChosenToken:
+    index: int   # position in the encoded prompt (0 is the start token)
+    token: str   # the BPE piece
+    word: str    # the word it belongs to
+
+
+def _fallback_vbg(words: Sequence[str]) -> list[bool]:
+    """Offline stand-in for the VBG tag: a word of 5+ letters ending in "ing", not a known noun or
+    adjective in "ing", and not right after a determiner ("a painting")."""
+    out = []
+    for k, word in enumerate(words):
+        w = word.lower()
+        after_determiner = k > 0 and words[k - 1].lower() in _DETERMINERS
+        out.append(len(w) >= 5 and w.endswith("ing") and w not in _ING_NOUNS and not after_determiner)
+    return out
+
+
+def tag_vbg(words: Sequence[str]) -> tuple[list[bool], str]:
+    """Whether each word is tagged VBG, and which tagger said so ("nltk" or "fallback")."""
+    try:
+        import nltk
+
+        nltk.data.find("taggers/averaged_perceptron_tagger_eng")
+        return [tag == "VBG" for _, tag in nltk.pos_tag(list(words))], "nltk"
+    except (ImportError, LookupError):
+        return _fallback_vbg(words), "fallback"
+
+
+def is_hand_word(word: str) -> bool:
+    return any(part in word.lower() for part in HAND_WORD_PARTS)
+
+
+def split_words(prompt: str) -> list[str]:
+    """The prompt cut as CLIP's tokenizer cuts it before BPE (lower case, whitespace collapsed)."""
+    return _PIECES.findall(" ".join(prompt.split()).lower())
+
+
+def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[list[ChosenToken], str]:
+    """The tokens of the hand-related words of ``prompt``, for ``tokenizer`` (a CLIP tokenizer), and
+    the tagger used. Tokens past the text encoder's window (``max_length``, default the tokenizer's,
+    minus the start and end tokens) are dropped, as the encoder never sees them."""
+    pieces = split_words(prompt)
+    words = [p for p in pieces if p[0].isalpha()]
+    vbg, tagger = tag_vbg(words)
+    chosen_words = {i for i, (w, v) in enumerate(zip(words, vbg)) if v or is_hand_word(w)}
+    limit = (max_length or tokenizer.model_max_length) - 1
+    chosen, position, word_index, pieced = [], 1, 0, []
+    for piece in pieces:
+        tokens = tokenizer.tokenize(piece)
+        pieced += tokens
+        if piece[0].isalpha():
+            if word_index in chosen_words:
+                chosen += [ChosenToken(position + k, t, piece) for k, t in enumerate(tokens) if position + k < limit]
+            word_index += 1
+        position += len(tokens)
+    whole = tokenizer.tokenize(prompt)
+    if pieced != whole:
+        raise ValueError(f"cannot align the words of {prompt!r} with the tokenizer's tokens ({whole} whole, "
+                         f"{pieced} word by word); is this a CLIP tokenizer?")
+    return chosen, tagger
+
+
+__all__ = ["HAND_WORD_PARTS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]

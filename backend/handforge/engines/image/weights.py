@@ -1,0 +1,204 @@
+"""What each image engine needs, what is present, and whether the files hold what their configs say.
+
+A check reads only the safetensors headers (names, shapes, dtypes; no weights are loaded) and
+compares them with the model its config.json describes, built on the meta device (no memory), so a
+truncated download, a file of another model or an SD 2.x file where 1.x is needed is named before a
+job runs. ``fetch`` (an explicit user action, never called by jobs) downloads public weights with
+huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handforge import config
+from handforge.engines.image.settings import (
+    CONTROLNETS,
+    GUIDANCE,
+    MODELS_DIR,
+    SD_CONFIG,
+    SD_MODEL,
+)
+
+NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
+SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
+# Public diffusers-layout repositories `handforge models fetch` knows by a short name.
+KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
+         "controlnet-depth": ("lllyasviel/control_v11f1p_sd15_depth", "controlnet"),
+         "controlnet-normal": ("lllyasviel/control_v11p_sd15_normalbae", "controlnet"),
+         "controlnet-openpose": ("lllyasviel/control_v11p_sd15_openpose", "controlnet")}
+_SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
+             "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+             "text_encoder/model.safetensors"]
+_FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets"}
+_CONTROLNET_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
+@dataclass
+class Report:
+    path: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def default_models_dir() -> Path:
+    return Path(config.value(MODELS_DIR.key) or Path.home() / ".cache" / "handforge" / "models")
+
+
+def _header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(file), framework="pt") as f:
+        for name in f.keys():
+            info = f.get_slice(name)
+            out[name] = (tuple(info.get_shape()), info.get_dtype())
+    return out
+
+
+def _expected(cls, folder: Path) -> dict[str, tuple[int, ...]]:
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = cls.from_config(cls.load_config(str(folder)))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False) -> dict[str, Any]:
+    """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``."""
+    file = folder / weights
+    if not (folder / "config.json").is_file():
+        report.problems.append(f"{folder}: no config.json")
+        return {}
+    if not file.is_file():
+        report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
+        return {}
+    try:
+        found = _header(file)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        report.problems.append(f"{file}: not a readable safetensors file ({exc})")
+        return {}
+    expected = _expected(cls, folder)
+    missing = sorted(set(expected) - set(found))
+    wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k][0]) != expected[k])
+    if missing:
+        report.problems.append(f"{file}: {len(missing)} tensors missing, e.g. {missing[0]}")
+    if wrong:
+        k = wrong[0]
+        report.problems.append(f"{file}: {len(wrong)} tensors of the wrong shape, e.g. {k} {found[k][0]} "
+                               f"(config says {expected[k]})")
+    dtypes = sorted({d for _, d in found.values()})
+    report.notes.append(f"{file.relative_to(report.path) if file.is_relative_to(report.path) else file}: "
+                        f"{len(found)} tensors, {', '.join(dtypes)}"
+                        + (f", sha256 {_sha256(file)}" if digest else ""))
+    return json.loads((folder / "config.json").read_text())
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_sd(path: str | Path, digest: bool = False) -> Report:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig
+
+    path = Path(path)
+    report = Report(str(path))
+    if path.is_file():
+        report.notes.append("single-file checkpoint: checked when loaded (needs image.sd_config)")
+        if config.value(SD_CONFIG.key) is None:
+            report.problems.append(f"{path} is one file: set image.sd_config to a local diffusers SD 1.x folder")
+        return report
+    unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest)
+    check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
+    text_file = path / "text_encoder" / "model.safetensors"
+    if not text_file.is_file():
+        report.problems.append(f"{text_file}: missing")
+    else:
+        width = CLIPTextConfig.from_pretrained(str(path / "text_encoder")).hidden_size
+        header = _header(text_file)
+        report.notes.append(f"text_encoder: {len(header)} tensors, width {width}")
+        if unet and unet.get("cross_attention_dim") != width:
+            report.problems.append(f"the UNet attends {unet.get('cross_attention_dim')}-wide text, the text encoder "
+                                   f"gives {width}")
+        elif width != SD15_TEXT_WIDTH:
+            report.notes.append(f"text width {width}, not SD 1.x's {SD15_TEXT_WIDTH}: public SD 1.5 ControlNets "
+                                "will not fit")
+    for part in ("tokenizer", "scheduler"):
+        if not (path / part).is_dir():
+            report.problems.append(f"{path / part}: missing")
+    return report
+
+
+def check_controlnet(path: str | Path, digest: bool = False) -> Report:
+    from diffusers import ControlNetModel
+
+    report = Report(str(path))
+    check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest)
+    return report
+
+
+def status() -> dict[str, Any]:
+    """Per engine: each setting it needs, its value and whether it is present."""
+    out = {}
+    for engine, settings in NEEDS.items():
+        rows = []
+        for setting in settings:
+            value, source = config.get(setting.key)
+            rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
+                         "present": value is not None and Path(value).exists(), "help": setting.help,
+                         "how_to_set": setting.how_to_set()})
+        out[engine] = {"ready": all(r["present"] for r in rows), "needs": rows}
+    return out
+
+
+def import_weights(source: str | Path, kind: str, name: str | None = None, models_dir: Path | None = None) -> Path:
+    """Copy a checked SD folder, guidance module or ControlNet folder (``kind``: sd, guidance,
+    controlnet) into the models folder; returns where it went."""
+    if kind not in _FOLDERS:
+        raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(_FOLDERS)}")
+    source = Path(source).expanduser()
+    report = (check_sd if kind == "sd" else check_controlnet)(source)
+    if not report.ok:
+        raise ValueError(f"{source} does not check out: " + "; ".join(report.problems))
+    target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or source.name)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose another --name or remove it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    return target
+
+
+def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = None) -> Path:
+    """Download public diffusers weights (a short name of KNOWN or a hub repository id); only the
+    files the engines read. Without network this fails with a message saying so."""
+    repo, known_kind = KNOWN.get(name_or_repo, (name_or_repo, None))
+    kind = kind or known_kind
+    if kind not in ("sd", "guidance", "controlnet"):
+        raise ValueError(f"say what {name_or_repo!r} is: --kind sd, guidance or controlnet")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    folder = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
+    try:
+        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else _CONTROLNET_FILES)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(exc).__name__}); without "
+                              "network, copy the weights here and use `handforge models import`") from None
+    return folder
+
+
+__all__ = ["KNOWN", "NEEDS", "Report", "check_controlnet", "check_sd", "fetch", "import_weights", "status"]

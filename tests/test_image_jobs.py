@@ -1,0 +1,134 @@
+"""``image.generate`` end to end: a real server (subprocess) with tiny SD/ControlNet weights in the
+diffusers layout, a real client: progress with latent previews, labels, cancel, both engines,
+missing weights."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from handforge.render.camera import look_at
+from handforge_shared import pose_library
+from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
+
+from tests.support import tiny_sd
+from tests.support.server import running_server
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = tiny_sd.IMAGE_SIZE
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image")
+    sd = tiny_sd.build_sd(root / "sd")
+    guidance = tiny_sd.build_controlnet(root / "guidance", sd, seed=1)
+    tiny_sd.build_controlnet(root / "controlnets" / "control_sd15_depth", sd, seed=2)
+    tiny_sd.build_controlnet(root / "controlnets" / "my_net", sd, seed=3)
+    env = {"HANDFORGE_SD_MODEL": str(sd), "HANDFORGE_IMAGE_GUIDANCE": str(guidance),
+           "HANDFORGE_CONTROLNETS": str(root / "controlnets"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as server:
+        yield server, guidance
+
+
+def request(**params):
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    K = np.array([[150.0, 0, SIZE / 2], [0, 150.0, SIZE / 2], [0, 0, 1]])
+    arrays = {"camera.K": K, "camera.R": R, "camera.t": t,
+              **pose_arrays({"right": pose_library.get("fist", side="right")})}
+    return {"prompt": "a man holding two hands", "width": SIZE, "height": SIZE, "steps": 3, **params}, arrays
+
+
+def test_generate_reports_previews_and_returns_images_with_labels(served):
+    server, _ = served
+    with server.client() as client:
+        engines = client.hello()["engines"]
+        assert engines["attentionhand"]["available"] and engines["controlnet"]["available"]
+        previews = []
+        params, arrays = request(batch=2, seed=7)
+        result = client.run("image.generate", params, arrays, timeout=600,
+                            on_progress=lambda e: previews.append((e.message, e.preview.get("preview"))))
+        images = result.arrays["images"]
+        assert images.shape == (2, SIZE, SIZE, 3) and images.dtype == np.uint8
+        steps = [(m, p) for m, p in previews if m.startswith("step")]
+        assert [m for m, _ in steps][-1] == "step 3/3"
+        assert all(p.shape == (2, SIZE // 8, SIZE // 8, 3) and p.dtype == np.uint8 for _, p in steps)
+        tas = result.data["tas"]
+        assert {t["word"] for t in tas["tokens"]} == {"holding", "hands"} and tas["steps"] == 1
+        assert len(tas["losses"]) == 1
+        labels = result.data["hands"]["right"]
+        uv = np.array(labels["keypoints_2d"])
+        assert uv.shape == (21, 2) and np.all((uv > 0) & (uv < SIZE))
+        mesh = result.arrays["control.mesh"]
+        assert mesh.shape == (SIZE, SIZE, 3) and (mesh.sum(-1) > 0).mean() > 0.02
+        # the same seed again: the same images (the pipeline came from the model cache)
+        again = client.run("image.generate", params, arrays, timeout=600)
+        assert np.array_equal(again.arrays["images"], images)
+        off = client.run("image.generate", {**params, "tas": False}, arrays, timeout=600)
+        assert off.data["tas"]["tokens"] == [] and not np.array_equal(off.arrays["images"], images)
+
+
+def test_controlnet_engine_uses_the_named_controlnets(served):
+    server, _ = served
+    with server.client() as client:
+        params, arrays = request(engine="controlnet", controls=["control_sd15_depth", "my_net:normals"], steps=2)
+        result = client.run("image.generate", params, arrays, timeout=600)
+        assert result.data["controls"] == ["depth", "normals"]
+        assert set(result.arrays) == {"images", "control.depth", "control.normals"}
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.generate", {**params, "controls": ["my_net"]}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "my_net:KIND" in failed.value.message
+        with pytest.raises(JobFailed, match="no ControlNet 'nope'"):
+            client.run("image.generate", {**params, "controls": ["nope:depth"]}, arrays, timeout=60)
+
+
+def test_cancel_between_steps(served):
+    server, _ = served
+    with server.client() as client:
+        params, arrays = request(steps=200, tas=False)
+        job = client.submit("image.generate", params, arrays, timeout=600)
+        seen = 0
+        while True:
+            for event in client.poll(timeout=30):
+                if isinstance(event, Progress) and event.message.startswith("step"):
+                    seen += 1
+                    if seen == 2:
+                        job.cancel()
+                if isinstance(event, (Cancelled, Result)):
+                    assert isinstance(event, Cancelled) and 2 <= seen < 200
+                    return
+
+
+def test_refine_hands_regenerates_only_the_hands_box(served):
+    server, _ = served
+    with server.client() as client:
+        params, arrays = request(seed=3, tas=False)
+        plain = client.run("image.generate", params, arrays, timeout=600)
+        messages = []
+        refined = client.run("image.generate", {**params, "refine_hands": True, "refine_strength": 0.7}, arrays,
+                             timeout=600, on_progress=lambda e: messages.append(e.message))
+        assert plain.data["refined_box"] is None
+        x, y, w, h = refined.data["refined_box"]
+        assert "hands step 2/2" in messages  # 0.7 of 3 steps: the last 2 again
+        inside = np.zeros((SIZE, SIZE), bool)
+        inside[max(0, round(y)):round(y + h), max(0, round(x)):round(x + w)] = True
+        a, b = plain.arrays["images"][0], refined.arrays["images"][0]
+        assert np.array_equal(a[~inside], b[~inside])  # the scene around the hands is untouched
+        assert not np.array_equal(a[inside], b[inside])
+
+
+def test_missing_weights_name_the_setting(served):
+    server, guidance = served
+    shutil.rmtree(guidance)
+    with server.client() as client:
+        assert "image.guidance" in client.hello()["engines"]["attentionhand"]["reason"]
+        params, arrays = request()
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.generate", params, arrays, timeout=60)
+        assert failed.value.code == "missing_weights" and "image.guidance" in failed.value.message
+        assert "HANDFORGE_IMAGE_GUIDANCE" in failed.value.hint

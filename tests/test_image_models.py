@@ -1,0 +1,66 @@
+"""``handforge models``: what the image engines need, file checks against configs, import, fetch offline."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from handforge.cli import main
+from safetensors.torch import load_file, save_file
+
+from tests.support import tiny_sd
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    sd = tiny_sd.build_sd(root / "sd")
+    return root, sd, tiny_sd.build_controlnet(root / "guidance", sd)
+
+
+def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
+    root, sd, guidance = weights
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "attentionhand: ready" in out and "controlnet: missing weights" in out
+    assert "image.controlnets = - [not set]" in out and "HANDFORGE_CONTROLNETS" in out
+
+
+def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):
+    _, sd, guidance = weights
+    assert main(["models", "check", str(sd)]) == 0
+    assert main(["models", "check", str(guidance), "--hash"]) == 0
+    out = capsys.readouterr().out
+    assert "ok  sd" in out and "sha256" in out and "F32" in out
+    bad = tmp_path / "bad"
+    shutil.copytree(guidance, bad)
+    tensors = load_file(bad / "diffusion_pytorch_model.safetensors")
+    name = next(k for k in tensors if k.endswith("conv_in.weight"))
+    tensors[name] = tensors[name][:, :2].contiguous()
+    del tensors[next(k for k in tensors if "mid_block" in k)]
+    save_file(tensors, bad / "diffusion_pytorch_model.safetensors")
+    assert main(["models", "check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "1 tensors missing" in out and f"{name} (" in out and "wrong shape" in out
+    (bad / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 100)
+    assert main(["models", "check", str(bad)]) == 1
+    assert "not a readable safetensors file" in capsys.readouterr().out
+
+
+def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_error(weights, tmp_path, monkeypatch,
+                                                                                   capsys):
+    guidance = weights[2]
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", "mine"]) == 0
+    assert (tmp_path / "models" / "guidance" / "mine" / "config.json").is_file()
+    assert 'guidance = "' in capsys.readouterr().out
+    assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", "mine"]) == 2
+    assert "exists" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["models", "fetch", "controlnet-depth"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot download lllyasviel/control_v11f1p_sd15_depth" in err and "handforge models import" in err

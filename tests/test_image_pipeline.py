@@ -1,0 +1,134 @@
+"""Hand image generation on tiny random SD 1.x / ControlNet / CLIP components saved in the diffusers
+layout and loaded through the users' code path: token choice, TAS, the whole pipeline, and agreement
+with diffusers' StableDiffusionControlNetPipeline when TAS is off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from handforge.engines.image import tas
+from handforge.engines.image.loading import WeightsError, build_pipeline, load_sd
+from handforge.engines.image.tokens import hand_tokens, split_words
+
+from tests.support import tiny_sd
+
+PROMPT = "a man holding two hands"
+SIZE = tiny_sd.IMAGE_SIZE
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    sd = tiny_sd.build_sd(root / "sd")
+    return sd, tiny_sd.build_controlnet(root / "guidance", sd, seed=1), tiny_sd.build_controlnet(root / "depth", sd, seed=2)
+
+
+@pytest.fixture(scope="module")
+def pipe(weights):
+    sd, guidance, _ = weights
+    return build_pipeline(sd, [guidance])
+
+
+def control(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
+    tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
+    chosen, tagger = hand_tokens(PROMPT, tok)
+    assert tagger == "fallback"  # NLTK's tagger data is not installed here
+    ids = tok(PROMPT).input_ids
+    pieces = {w: tok.tokenize(w) for w in split_words(PROMPT)}
+    assert len(pieces["holding"]) == 4 and len(pieces["man"]) == 2 and len(pieces["hands"]) == 2
+    # a(1) ma n(2,3) h ol d ing(4-7) two(8) hand s(9,10)
+    assert [c.index for c in chosen] == [4, 5, 6, 7, 9, 10]
+    assert [c.word for c in chosen] == ["holding"] * 4 + ["hands"] * 2
+    assert [ids[c.index] for c in chosen] == tok.convert_tokens_to_ids(pieces["holding"] + pieces["hands"])
+    assert hand_tokens("a painting of a fist", tok)[0] == []  # "a painting" is a noun: nothing to attend
+    assert [c.word for c in hand_tokens("Waving, FINGERS spread", tok)[0]] == ["waving"] * 4 + ["fingers"] * len(tok.tokenize("fingers"))
+    long = "b " * 73 + "holding"  # start + 73 + 4 pieces + end: two pieces fit in the 77-token window
+    assert [c.index for c in hand_tokens(long, tok)[0]] == [74, 75]
+    assert [c.index for c in hand_tokens("a " * 80 + "hand", tok)[0]] == []
+
+
+def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):
+    chosen, _ = hand_tokens(PROMPT, pipe.tokenizer)
+    indices = [c.index for c in chosen]
+    text, length = pipe.encode_text(PROMPT, "cpu")
+    assert length == 10
+    pipe.scheduler.set_timesteps(20)
+    t = pipe.scheduler.timesteps[0]
+    latents = torch.randn(2, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(0))
+    text = text.repeat(2, 1, 1)
+    with torch.no_grad():
+        before = tas.attention_scores(pipe.unet, latents, t, text, length, indices)
+    assert before.shape == (2, len(indices)) and torch.all((before > 0) & (before <= 1))
+    updated, loss = tas.tas_update(pipe.unet, latents, t, text, length, indices, alpha=tas.DEFAULT_STRENGTH)
+    with torch.no_grad():
+        after = tas.attention_scores(pipe.unet, updated, t, text, length, indices)
+    assert torch.allclose(loss, tas.tas_loss(before))
+    assert torch.all(tas.tas_loss(after) < tas.tas_loss(before))  # the weakest chosen token gained
+    assert after.mean() > before.mean()
+    assert not torch.equal(updated, latents)
+    # the recording processors are gone again: sampling keeps its fast attention
+    assert not any(isinstance(p, tas.RecordingProcessor) for p in pipe.unet.attn_processors.values())
+
+
+def test_step_size_falls_from_strength_to_half():
+    assert tas.step_size(0, 50) == 20 and tas.step_size(49, 50) == pytest.approx(10)
+    assert tas.step_size(10, 50) > tas.step_size(11, 50)
+    k = tas.gaussian_kernel()
+    assert k.shape == (3, 3) and float(k.sum()) == pytest.approx(1.0) and k[1, 1] == k.max()
+
+
+def test_pipeline_runs_with_tas_and_is_seeded(pipe):
+    chosen = [c.index for c in hand_tokens(PROMPT, pipe.tokenizer)[0]]
+    steps = []
+    kw = dict(num_inference_steps=4, guidance_scale=7.5, num_images=2, tas_tokens=chosen, tas_steps=2)
+    out = pipe(PROMPT, [control()], generator=torch.Generator().manual_seed(1),
+               on_step=lambda i, n, latents: steps.append((i, n, tuple(latents.shape))), **kw)
+    assert out.images.shape == (2, SIZE, SIZE, 3) and out.images.dtype == np.uint8
+    assert steps == [(i, 4, (2, 4, SIZE // 8, SIZE // 8)) for i in range(4)]
+    assert len(out.tas_losses) == 2 and all(len(step) == 2 for step in out.tas_losses)
+    again = pipe(PROMPT, [control()], generator=torch.Generator().manual_seed(1), **kw)
+    assert np.array_equal(out.images, again.images)
+    no_tas = pipe(PROMPT, [control()], generator=torch.Generator().manual_seed(1), **{**kw, "tas_steps": 0})
+    assert not np.array_equal(out.images, no_tas.images) and no_tas.tas_losses == []
+    other_control = pipe(PROMPT, [control(5)], generator=torch.Generator().manual_seed(1), **{**kw, "tas_steps": 0})
+    assert not np.array_equal(other_control.images, no_tas.images)  # the guidance module is used
+
+
+def test_tas_off_equals_diffusers_controlnet_pipeline(weights, pipe):
+    from diffusers import StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    sd, guidance, depth = weights
+    for nets in ([guidance], [guidance, depth]):
+        ours = pipe if len(nets) == 1 else build_pipeline(sd, nets)
+        reference = StableDiffusionControlNetPipeline(
+            vae=ours.vae, text_encoder=ours.text_encoder, tokenizer=ours.tokenizer, unet=ours.unet,
+            controlnet=ours.controlnets if len(nets) > 1 else ours.controlnet, scheduler=ours.scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        reference.set_progress_bar_config(disable=True)
+        images = [control(k) for k in range(len(nets))]
+        scales = [1.0, 0.6][:len(nets)]
+        expected = reference(PROMPT, image=[Image.fromarray(i) for i in images] if len(nets) > 1 else
+                             Image.fromarray(images[0]), num_inference_steps=3, guidance_scale=6.0,
+                             negative_prompt="blurry", controlnet_conditioning_scale=scales if len(nets) > 1 else 1.0,
+                             num_images_per_prompt=2, generator=torch.Generator().manual_seed(3), output_type="np").images
+        got = ours(PROMPT, images, negative_prompt="blurry", num_inference_steps=3, guidance_scale=6.0,
+                   control_scales=scales, num_images=2, generator=torch.Generator().manual_seed(3))
+        assert np.abs(got.images.astype(int) - np.round(expected * 255).astype(int)).max() <= 1
+
+
+def test_missing_and_wrong_weights_are_named(tmp_path, weights):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_sd(tmp_path / "nothing")
+    (tmp_path / "half" / "unet").mkdir(parents=True)
+    with pytest.raises(WeightsError, match="no vae, text_encoder, tokenizer, scheduler"):
+        load_sd(tmp_path / "half")
+    single = tmp_path / "model.safetensors"
+    single.write_bytes(b"")
+    with pytest.raises(WeightsError, match="image.sd_config"):
+        load_sd(single)
