@@ -10,12 +10,13 @@ import atexit
 
 import bpy
 
-from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_keys, ops_pose, panels, preferences,
-               properties)
+from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_image, ops_keys, ops_pose, panels,
+               preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import ops_library  # the pose browser's user library
 
-_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, keying_set, panels)
+_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
+                  panels)
 
 
 def register() -> None:
@@ -23,6 +24,7 @@ def register() -> None:
     for module in _CLASS_MODULES:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
+    ops_image.register()
     fingers.register()
     ops_library.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
@@ -33,6 +35,7 @@ def unregister() -> None:
     connection.shutdown()
     fingers.unregister()
     ops_library.unregister()
+    ops_image.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import hands, library
+from . import connection, hands, library, ops_image
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.skeleton import FINGERS
@@ -128,13 +128,25 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row.operator("handforge.make_artist_keys", text="Make Mine", icon="KEYTYPE_KEYFRAME_VEC")
 
 
+class HANDFORGE_PT_image(_Panel, bpy.types.Panel):
+    bl_label = "Generate Image"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(context.scene, ops_image.PROMPT_PROP, text="", icon="TEXT")
+        layout.operator("handforge.generate_image", icon="IMAGE_DATA")
+        ok, why = connection.kind_status(ops_image.JOB_KIND)
+        if not ok and context.window_manager.handforge.kinds:  # say why the button is grey (missing weights)
+            _wrapped(layout.box(), why, icon="ERROR")
+
+
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
     for i, line in enumerate(textwrap.wrap(text, width) or [""]):
         layout.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
-# Engines whose kinds have their own buttons elsewhere (hands, export) or are only for diagnostics.
-_HIDDEN_ENGINES = {"builtin", "hands", "export"}
+# Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
+_HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
@@ -191,5 +203,5 @@ class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
 
 
 CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,
-           HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
+           HANDFORGE_PT_image, HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
 CLASSES += (HANDFORGE_PT_pose_library,)

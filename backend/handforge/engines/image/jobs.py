@@ -23,6 +23,7 @@ from handforge_shared.skeleton import SIDES
 
 from handforge import config
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.render.camera import SENSOR_FITS
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import (
@@ -63,6 +64,10 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["width"] % 8 or params["height"] % 8:
         raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
                       "round the camera's resolution to a multiple of 8")
+    given = [n for n in ("camera.K", "camera.matrix_world") if n in arrays]
+    if len(given) != 1:
+        raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
+                      "sensor/shift (Blender's settings)" + (", not both" if given else ""))
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
@@ -141,6 +146,40 @@ def _hand_model(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
+def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
+    """The OpenCV camera in the hand models' axes: given as K/R/t, or as a Blender camera's settings
+    converted by the one camera model (``from_blender``) as the labelled export does."""
+    from handforge.render.camera import BlenderCamera, Camera, CameraError, from_blender
+    from handforge_shared.skeleton import MODEL_TO_BLENDER
+
+    try:
+        if "camera.K" in arrays:
+            return Camera(arrays["camera.K"], arrays["camera.R"], arrays["camera.t"], params["width"], params["height"])
+        (sensor_w, sensor_h), (shift_x, shift_y) = arrays["camera.sensor"], arrays["camera.shift"]
+        aspect_x, aspect_y = params["pixel_aspect"]
+        settings = BlenderCamera(matrix_world=arrays["camera.matrix_world"], lens=float(arrays["camera.lens"][0]),
+                                 sensor_width=float(sensor_w), sensor_height=float(sensor_h),
+                                 sensor_fit=params["sensor_fit"], shift_x=float(shift_x), shift_y=float(shift_y),
+                                 resolution_x=params["width"], resolution_y=params["height"],
+                                 pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y)
+        return from_blender(settings, world_to_blender=MODEL_TO_BLENDER)
+    except CameraError as exc:
+        raise JobError(ErrorCode.INVALID_PARAMS, f"arrays.camera: {exc}") from None
+
+
+def _placed(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> dict:
+    """Hands posed in their armature's space moved by ``<side>.matrix_world`` into the Blender world
+    (as the labelled export moves them); hands without one are already in the world."""
+    from handforge.export.blender_scene import posed_hands
+
+    moved = {s: hand_array_name(s, "matrix_world") for s in hands if hand_array_name(s, "matrix_world") in arrays}
+    if not moved:
+        return hands
+    matrices = {s: np.asarray(arrays[name], np.float64) for s, name in moved.items()}
+    return {**hands, **{s: h["pose"] for s, h in posed_hands(hand_model, {s: hands[s] for s in moved},
+                                                            matrices).items()}}
+
+
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
@@ -148,14 +187,10 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.image.tokens import hand_tokens
-    from handforge.render.camera import Camera, CameraError
 
-    try:
-        camera = Camera(arrays["camera.K"], arrays["camera.R"], arrays["camera.t"], params["width"], params["height"])
-    except CameraError as exc:
-        raise JobError(ErrorCode.INVALID_PARAMS, f"arrays.camera: {exc}") from None
+    camera = _camera(params, arrays)
     hand_model = _hand_model(ctx, params["hand_model"])
-    cond = condition(hand_model, _hands(arrays), camera)
+    cond = condition(hand_model, _placed(hand_model, _hands(arrays), arrays), camera)
     if params["engine"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
     else:
@@ -245,6 +280,9 @@ def register_jobs(registry: Registry) -> None:
                 "batch": Integer(doc="images with consecutive noise from one seed", default=1, min=1, max=16),
                 "hand_model": String(doc="hand model of the pose parameters", default=DEFAULT_HAND_MODEL,
                                      choices=HAND_MODELS),
+                "sensor_fit": String(doc="Blender camera: its sensor fit", default="AUTO", choices=SENSOR_FITS),
+                "pixel_aspect": ListOf(doc="Blender camera: the scene's pixel aspect x, y", default=[1.0, 1.0],
+                                       min_items=2, max_items=2, item=Number(min=0.01, max=100.0)),
                 "dtype": String(doc="weights' precision (auto: float16 on CUDA, float32 on the CPU)", default="auto",
                                 choices=DTYPES),
                 "attention_slicing": Boolean(doc="less GPU memory, a little slower", default=False),
@@ -254,9 +292,25 @@ def register_jobs(registry: Registry) -> None:
                 "refine_strength": Number(doc="how much of the box is regenerated (image-to-image strength)",
                                           default=0.6, min=0.05, max=1.0),
             },
-            arrays={"camera.K": ArraySpec(shape=(3, 3), doc="OpenCV intrinsics for width × height"),
-                    "camera.R": ArraySpec(shape=(3, 3), doc="world→camera rotation"),
-                    "camera.t": ArraySpec(shape=(3,), doc="world→camera translation, metres"),
+            arrays={"camera.K": ArraySpec(shape=(3, 3), required=False, requires=("camera.R", "camera.t"),
+                                          doc="OpenCV intrinsics for width × height"),
+                    "camera.R": ArraySpec(shape=(3, 3), required=False, requires=("camera.K",),
+                                          doc="world→camera rotation"),
+                    "camera.t": ArraySpec(shape=(3,), required=False, requires=("camera.K",),
+                                          doc="world→camera translation, metres"),
+                    "camera.matrix_world": ArraySpec(shape=(4, 4), required=False,
+                                                     requires=("camera.lens", "camera.sensor", "camera.shift"),
+                                                     doc="or a Blender camera: its matrix_world (Blender world)"),
+                    "camera.lens": ArraySpec(shape=(1,), required=False, min=0.01, requires=("camera.matrix_world",),
+                                             doc="Blender camera: focal length, mm"),
+                    "camera.sensor": ArraySpec(shape=(2,), required=False, min=0.01,
+                                               requires=("camera.matrix_world",),
+                                               doc="Blender camera: sensor width, height, mm"),
+                    "camera.shift": ArraySpec(shape=(2,), required=False, requires=("camera.matrix_world",),
+                                              doc="Blender camera: shift x, y"),
+                    **{hand_array_name(s, "matrix_world"): ArraySpec(
+                        shape=(4, 4), required=False, requires=(hand_array_name(s, "global_orient"),),
+                        doc=f"the {s} hand's armature matrix_world (with a Blender camera)") for s in SIDES},
                     **_pose_specs()}),
         description="prompt + posed hands + camera → images whose hands follow the pose, with their labels",
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",

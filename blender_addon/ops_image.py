@@ -1,0 +1,154 @@
+"""*Generate Image*: a prompt and the posed rigs seen by the active camera become images whose
+hands follow the pose (backend job ``image.generate``), one image datablock per variant.
+
+The rigs' current poses (``pose.read_pose``), their armatures' and the camera's ``matrix_world`` and
+the camera's lens, sensor and shift are sent as Blender has them; the backend converts them with its
+one camera model, as for *Export Labelled Renders*. Each image keeps its seed, prompt and the
+backend's labels (``handforge_labels``, JSON) so it can be exported with them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from . import hands, jobs
+from . import pose as pose_conv
+from .ops_export import scene_cameras
+from handforge_shared.poses import POSE_FIELDS, hand_array_name
+
+JOB_KIND = "image.generate"
+ENGINE_ITEMS = [("attentionhand", "AttentionHand", "SD 1.x + the mesh-image guidance module + text attention stage"),
+                ("controlnet", "ControlNet", "SD 1.x + your ControlNets on renders of the hands")]
+PROMPT_PROP = "handforge_image_prompt"  # Scene property: the panel keeps the prompt
+
+
+def _resolution(scene, width: int, height: int) -> tuple[int, int]:
+    pct = scene.render.resolution_percentage / 100.0
+    size = (width or max(1, round(scene.render.resolution_x * pct)),
+            height or max(1, round(scene.render.resolution_y * pct)))
+    if size[0] % 8 or size[1] % 8 or min(size) < 64:
+        raise ValueError(f"the image would be {size[0]}×{size[1]} pixels: image generation needs multiples of 8, "
+                         "at least 64 (set Width/Height or the scene's render resolution)")
+    return size
+
+
+def read_request(scene, camera) -> tuple[dict[str, np.ndarray], str]:
+    """The rigs' current poses and placement and the camera's Blender settings as arrays, and the
+    rigs' hand model."""
+    found = hands.scene_hands(scene, "BOTH")
+    arrays: dict[str, np.ndarray] = {}
+    for side, obj in found.items():
+        pose = pose_conv.read_pose(obj)
+        for name in POSE_FIELDS:
+            arrays[hand_array_name(side, name)] = np.asarray(getattr(pose, name), np.float32).reshape(1, -1)
+        arrays[hand_array_name(side, "matrix_world")] = np.array(obj.matrix_world, np.float64)
+    data = camera.data
+    arrays.update({"camera.matrix_world": np.array(camera.matrix_world, np.float64),
+                   "camera.lens": np.array([data.lens], np.float64),
+                   "camera.sensor": np.array([data.sensor_width, data.sensor_height], np.float64),
+                   "camera.shift": np.array([data.shift_x, data.shift_y], np.float64)})
+    models = {obj.handforge.hand_model for obj in found.values()}
+    if len(models) != 1:
+        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): "
+                         "use one pair of hands")
+    return arrays, models.pop()
+
+
+def store_image(name: str, pixels: np.ndarray):
+    """An image datablock holding ``pixels`` (H, W, 3) uint8, top row first, packed into the .blend."""
+    height, width = pixels.shape[:2]
+    image = bpy.data.images.get(name)
+    if image is not None and tuple(image.size) != (width, height):
+        bpy.data.images.remove(image)
+        image = None
+    if image is None:
+        image = bpy.data.images.new(name, width, height, alpha=False)
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :3] = pixels[::-1] / 255.0  # Blender's rows go bottom-up
+    image.pixels.foreach_set(rgba.ravel())
+    image.pack()
+    return image
+
+
+def show_behind(camera, image) -> None:
+    """The image as the camera's background (the one HandForge set before is replaced)."""
+    data = camera.data
+    backgrounds = [b for b in data.background_images if b.image is not None and "handforge_seed" in b.image]
+    background = backgrounds[0] if backgrounds else data.background_images.new()
+    background.image = image
+    data.show_background_images = True
+
+
+class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
+    """Generate images from the prompt whose hands follow the rigs' pose, seen by the active camera (backend image engines)"""
+
+    bl_idname = "handforge.generate_image"
+    bl_label = "Generate Image"
+    job_kind = JOB_KIND
+
+    prompt: StringProperty(name="Prompt", default="", description="What the image shows (empty: the panel's prompt)")
+    negative_prompt: StringProperty(name="Negative Prompt", default="", description="What the image must not show")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
+    steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="attentionhand", description="Image engine")
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=2048,
+                              description="Image width, a multiple of 8 (0: the scene's render resolution)")
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=2048,
+                              description="Image height, a multiple of 8 (0: the scene's render resolution)")
+    variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
+    set_background: BoolProperty(name="Camera Background", default=True,
+                                 description="Show the first image as the camera's background")
+
+    def job_request(self, context):
+        scene = context.scene
+        prompt = (self.prompt or getattr(scene, PROMPT_PROP, "")).strip()
+        if not prompt:
+            raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
+        camera = scene_cameras(scene, "ACTIVE")[0]
+        width, height = _resolution(scene, self.resolution_x, self.resolution_y)
+        arrays, model = read_request(scene, camera)
+        self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.name}
+        params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
+                  "steps": self.steps, "width": width, "height": height, "batch": self.variants,
+                  "hand_model": model, "sensor_fit": camera.data.sensor_fit,
+                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y]}
+        return JOB_KIND, params, arrays
+
+    def job_apply(self, context, result):
+        images = np.asarray(result.arrays["images"])
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
+        request, labels = self._request, json.dumps({"hands": result.data.get("hands"),
+                                                     "camera": result.data.get("camera")})
+        made = []
+        for variant, pixels in enumerate(images):
+            name = f"HandForge seed {request['seed']}" + (f" v{variant + 1}" if len(images) > 1 else "")
+            image = store_image(name, pixels)
+            image["handforge_seed"], image["handforge_variant"] = request["seed"], variant
+            image["handforge_prompt"], image["handforge_labels"] = request["prompt"], labels
+            made.append(image)
+        camera = context.scene.objects.get(request["camera"])
+        if self.set_background and camera is not None:
+            show_behind(camera, made[0])
+        return f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
+        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
+
+
+CLASSES = (HANDFORGE_OT_generate_image,)
+
+
+def register() -> None:
+    setattr(bpy.types.Scene, PROMPT_PROP, StringProperty(
+        name="Prompt", default="", description="What Generate Image shows, e.g. two hands holding a mug"))
+
+
+def unregister() -> None:
+    delattr(bpy.types.Scene, PROMPT_PROP)

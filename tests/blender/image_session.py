@@ -1,0 +1,79 @@
+"""Blender session: Generate Image through real backends the add-on starts — first one without
+image weights (the button is greyed out with the missing-weights reason), then one pointed at tiny
+random SD weights (the operator makes image datablocks of the requested size)."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from session import ADDON_MODULE, Session, error_of
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+WEIGHTS = ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE")
+
+
+def start(env: dict[str, str]):
+    for key in WEIGHTS:  # the backend the add-on starts inherits this process's environment
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+
+
+def build_scene():
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.paste_pose(text=a["pose"], sides="BOTH") == {"FINISHED"}
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location = (0.0, -0.5, 0.15)
+    cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    setattr(scene, "handforge_image_prompt", "two hands waving")
+
+
+s.check("scene", build_scene)
+
+
+def without_weights():
+    start({})
+    engines = {e.name: [e.available, e.reason] for e in bpy.context.window_manager.handforge.engines}
+    result = {"poll": bpy.ops.handforge.generate_image.poll(), "engines": engines,
+              "message": error_of(lambda: bpy.ops.handforge.generate_image())}
+    assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
+    return result
+
+
+s.check("without_weights", without_weights)
+
+
+def with_weights():
+    start({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_IMAGE_GUIDANCE": a["guidance"]})
+    poll = bpy.ops.handforge.generate_image.poll()
+    result = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=2, resolution_x=a["size"],
+                                              resolution_y=a["size"])
+    made = sorted((i for i in bpy.data.images if "handforge_seed" in i), key=lambda i: i.name)
+    for image in made:
+        pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        s.arrays[image.name] = pixels.reshape(image.size[1], image.size[0], 4)
+    background = scene.camera.data.background_images
+    return {"poll": poll, "result": sorted(result),
+            "images": {i.name: {"size": list(i.size), "seed": i["handforge_seed"], "prompt": i["handforge_prompt"],
+                                "labels": i["handforge_labels"], "packed": i.packed_file is not None} for i in made},
+            "background": background[0].image.name if len(background) else "",
+            "show_background": scene.camera.data.show_background_images}
+
+
+s.check("with_weights", with_weights)
+s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
+s.finish()

@@ -1,0 +1,65 @@
+"""Generate Image from Blender through a real backend the add-on starts: greyed out with the
+missing-weights reason when no image weights are configured; with tiny random SD weights (the
+diffusers layout real weights come in) it makes one image datablock per variant, of the requested
+size, labelled, named with the seed and shown behind the camera."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from handforge_shared import pose_library
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.support import tiny_sd
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+SIZE = tiny_sd.IMAGE_SIZE
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("image_session")
+    sd = tiny_sd.build_sd(work / "sd")
+    guidance = tiny_sd.build_controlnet(work / "guidance", sd, seed=1)
+    pose = {s: pose_library.get("fist", side=s).to_dict() for s in ("left", "right")}
+    args = {"port": free_port(), "size": SIZE, "sd": str(sd), "guidance": str(guidance),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+            "pose": json.dumps({"format": "handforge.pose", "hands": pose})}
+    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_CONTROLNETS")}
+    return run_blender("image_session.py", addon_zip, work / "blender", args, env=env, timeout=900)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def test_button_is_greyed_out_with_the_missing_weights_reason(session):
+    _no_error(session, "scene", "without_weights")
+    found = session["without_weights"]
+    assert found["poll"] is False
+    assert found["engines"]["image"][0] is False and "image.sd_model" in found["engines"]["image"][1]
+    assert "image.sd_model" in found["message"] and "engine image cannot run" in found["message"]
+
+
+def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
+    _no_error(session, "scene", "with_weights")
+    found = session["with_weights"]
+    assert found["poll"] is True and found["result"] == ["FINISHED"]
+    images = found["images"]
+    assert sorted(images) == ["HandForge seed 5 v1", "HandForge seed 5 v2"]
+    for name, image in images.items():
+        assert image["size"] == [SIZE, SIZE] and image["seed"] == 5 and image["packed"]
+        assert image["prompt"] == "two hands waving"
+        uv = np.array(json.loads(image["labels"])["hands"]["right"]["keypoints_2d"])
+        assert uv.shape == (21, 2) and np.all((uv > 0) & (uv < SIZE))  # the rigs are in view
+        pixels = session.arrays[name]
+        assert pixels.shape == (SIZE, SIZE, 4) and pixels[..., :3].std() > 0.01  # a picture, not a blank
+    assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])
+    assert found["background"] == "HandForge seed 5 v1" and found["show_background"] is True
