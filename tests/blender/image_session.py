@@ -9,7 +9,6 @@ import os
 import bpy
 import numpy as np
 from mathutils import Vector
-
 from session import ADDON_MODULE, Session, error_of
 
 s = Session()
@@ -38,7 +37,7 @@ def build_scene():
     cam.location = (0.0, -0.5, 0.15)
     cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
-    setattr(scene, "handforge_image_prompt", "two hands waving")
+    scene.handforge_image_prompt = "two hands waving"
 
 
 s.check("scene", build_scene)

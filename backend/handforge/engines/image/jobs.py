@@ -149,8 +149,9 @@ def _hand_model(ctx: JobContext, name: str):
 def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
     """The OpenCV camera in the hand models' axes: given as K/R/t, or as a Blender camera's settings
     converted by the one camera model (``from_blender``) as the labelled export does."""
-    from handforge.render.camera import BlenderCamera, Camera, CameraError, from_blender
     from handforge_shared.skeleton import MODEL_TO_BLENDER
+
+    from handforge.render.camera import BlenderCamera, Camera, CameraError, from_blender
 
     try:
         if "camera.K" in arrays:
