@@ -119,15 +119,22 @@ def decode_anchor(vector: torch.Tensor, wrists: WristJoints) -> dict[str, torch.
 
 
 def decode_other(vector: torch.Tensor, rotation: torch.Tensor, wrist: torch.Tensor, wrists: WristJoints,
-                 betas: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The other hand's vector → canonical right-hand parameters, placed from the anchor's wrist
-    ``rotation`` (B, 3, 3) and ``wrist`` joint (B, 3). ``betas`` replaces the vector's shape
-    (e.g. the anchor's, for a MANO hand whose shape space the model never saw). Differentiable."""
+                 betas: torch.Tensor | None = None, mirror: bool = False) -> dict[str, torch.Tensor]:
+    """The other hand's vector → its parameters, placed from the canonical anchor's wrist
+    ``rotation`` (B, 3, 3) and ``wrist`` joint (B, 3). ``betas`` replaces the vector's shape (e.g.
+    the anchor's, for a MANO hand whose shape space the model never saw). ``mirror``: the pair was
+    mirrored into its canonical form, so the hand goes back as a left hand (``transl`` from the
+    left side's own wrist joint: MANO's left hand is not exactly the mirrored right one).
+    Differentiable."""
     betas = vector[..., SHAPE] if betas is None else betas
     rot = rotation @ rot6d_to_matrix(vector[..., ROOT])
     position = wrist + (rotation @ vector[..., TRANSL][..., None])[..., 0]
-    return {"global_orient": matrix_to_axis_angle(rot), "hand_pose": vector[..., POSE], "betas": betas,
-            "transl": position - wrists(OTHER, betas)}
+    orient, pose = matrix_to_axis_angle(rot), vector[..., POSE]
+    if mirror:
+        orient, position = mirror_axis_angle(orient), mirror_points(position)
+        pose = mirror_axis_angle(pose.reshape(*pose.shape[:-1], 15, 3)).reshape(pose.shape)
+    return {"global_orient": orient, "hand_pose": pose, "betas": betas,
+            "transl": position - wrists(ANCHOR if mirror else OTHER, betas)}
 
 
 def within_limits(hand_pose: torch.Tensor, frames: np.ndarray, side: Side) -> torch.Tensor:
