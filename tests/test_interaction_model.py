@@ -24,8 +24,8 @@ from handforge.training.loop import TrainSettings, train
 from tests.support.interaction import synthetic_pairs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # module scope: before the module fixtures that train
     """Tiny tensors: a second thread only waits on a busy machine (3 s a step instead of 0.1 s here)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

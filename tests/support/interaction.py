@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from handforge.engines.interaction.data import Pairs
-from handforge.engines.interaction.model import InteractionDenoiser
+from handforge.engines.interaction.model import InteractionDenoiser, training_loss
 from handforge.engines.interaction.representation import WristJoints
 from handforge_shared import pose_library
 
@@ -26,19 +26,27 @@ def synthetic_pairs(n: int, seed: int = 0, spread: float = 0.04) -> Pairs:
                              for _ in range(n)]) for side in ("left", "right")}
     orient = np.stack([random_rotations(rng, n, 0.5), random_rotations(rng, n)], axis=1)
     transl = np.stack([rng.normal(0.0, 0.02, (n, 3)), rng.normal(0.0, spread, (n, 3))], axis=1)
-    transl[:, 1, 0] -= 0.08  # the right hand's wrist beside the left's, fingers crossing
+    transl[:, 1, 0] -= 0.02  # the right wrist near the left one: the hands overlap
     betas = np.repeat(rng.normal(0.0, 1.0, (n, 1, 10)), 2, axis=1)
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     return Pairs({"global_orient": t(orient), "hand_pose": t(np.stack([poses["left"], poses["right"]], 1)),
                   "betas": t(betas), "transl": t(transl)})
 
 
-def tiny_denoiser(hand_model, seed: int = 0, pairs: Pairs | None = None) -> InteractionDenoiser:
+def tiny_denoiser(hand_model, seed: int = 0, steps: int = 200) -> InteractionDenoiser:
+    """A small denoiser fitted for ``steps`` Adam steps to synthetic pairs (a plain loop: seconds)."""
     torch.manual_seed(seed)
     net = InteractionDenoiser(width=32, hidden=64, layers=3, heads=2, attention_layers=1, dropout=0.0,
                               num_train_timesteps=100)
-    anchors, others = (pairs or synthetic_pairs(256, seed)).vectors(WristJoints.of(hand_model))
+    anchors, others = synthetic_pairs(512, seed).vectors(WristJoints.of(hand_model))
     net.fit_normalisation(anchors, others)
+    scheduler, optimiser = net.noise_scheduler(), torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(steps):
+        rows = torch.randint(0, len(anchors), (128,))
+        loss, _ = training_loss(net, anchors[rows], others[rows], scheduler)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
     return net.eval()
 
 
