@@ -98,14 +98,14 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
         sampler = ctx.model(f"interaction templates on {params['model']}", lambda device: TemplateSampler(hand_model))
         found = sampler(settings, anchor, templates=params["templates"], progress=progress)
     else:
-        found = _learned(ctx, hand_model, params["model"])(settings, anchor, progress=progress)
+        found = _learned(ctx, hand_model, params["model"], params)(settings, anchor, progress=progress)
     ctx.progress(1.0, f"{params['count']} candidates")
     data = {"engine": params["engine"], "model": params["model"], "anchor_side": params["anchor_side"],
             "count": params["count"], "best_score": float(found.score[0]), **found.extra}
     return JobResult(data, found.arrays())
 
 
-def _learned(ctx: JobContext, hand_model: Any, model_name: str):
+def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
     from pathlib import Path
 
     from handforge.engines.interaction.model import InteractionDenoiser
@@ -117,6 +117,10 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str):
                        "train one (`handforge train interaction --corpus DIR --out RUN`) and point at RUN/model: "
                        + CHECKPOINT.how_to_set() + "; or use engine 'templates', which needs no weights")
     denoiser = ctx.pretrained(InteractionDenoiser, folder)
+    most = denoiser.config.num_train_timesteps
+    if params["steps"] > most:
+        raise JobError("invalid_params", f"steps ({params['steps']}) exceeds the {most} diffusion steps the model at "
+                       f"{folder} was trained with", f"ask for at most {most} steps")
     return ctx.model(f"interaction pipeline {folder.resolve()} {model_name}",
                      lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder)
 
