@@ -13,7 +13,9 @@
    ``cfg_scale``, as the reference's ``cf_scale``), then over the last ``guidance_steps`` steps
    x0 ← x0 − w_k ∇ L_pen(x0), L_pen the summed penetration depth of the two hands' vertices
    (``handforge.evaluation.penetration_loss``: nearest vertex and its normal on wrist-sealed
-   meshes), w_k = ``penetration_guidance`` · 0.8^(steps left). The gradient of the whole batch
+   meshes), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's step at most
+   ``guidance_max_step`` long (unclipped, a deep overlap threw the hands centimetres apart:
+   measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor). The gradient of the whole batch
    is ONE backward pass (the loss is a sum of independent per-pair terms); the reference computes
    it per sample, which its README warns "significantly increases sampling time".
    ``per_sample_guidance=True`` does that, for the benchmark.
@@ -33,6 +35,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from handforge.engines.interaction.model import ANCHOR as ANCHOR_MODE
 from handforge.engines.interaction.model import OTHER, OTHER_FREE, InteractionDenoiser
@@ -60,8 +63,9 @@ class SampleSettings:
     seed: int = 0
     steps: int = 20                    # DDIM steps per hand
     cfg_scale: float = 0.1             # classifier-free guidance s (0: plain conditional)
-    penetration_guidance: float = 0.02  # anti-penetration strength w (0: off)
+    penetration_guidance: float = 1.0  # anti-penetration strength w (0: off)
     guidance_steps: int = 10           # the last K steps are guided
+    guidance_max_step: float = 0.15    # per step and sample, the longest guidance step (normalised units)
     per_sample_guidance: bool = False  # the reference's way (one backward per sample): benchmarks only
 
 
@@ -92,8 +96,9 @@ def plausibility(hand_model: Any, hands: Mapping[str, Mapping[str, torch.Tensor]
         depth_l, depth_r = penetration_depths(verts["left"], verts["right"], hand_model.faces("left"),
                                               hand_model.faces("right"))
         depth = torch.maximum(depth_l.amax(-1), depth_r.amax(-1)).double().cpu().numpy()
-        gap = torch.stack([torch.cdist(verts["left"][i], verts["right"][i]).amin() for i in range(len(depth))])
-        gap = np.where(depth > 0, 0.0, gap.double().cpu().numpy())
+        left, right = verts["left"].double().cpu().numpy(), verts["right"].double().cpu().numpy()
+        gap = np.array([cKDTree(left[i]).query(right[i])[0].min() for i in range(len(depth))])  # 10x cdist's speed
+        gap = np.where(depth > 0, 0.0, gap)
     limit = np.zeros(len(depth))
     for side in generated:
         violation = joint_limit_violations(hands[side]["hand_pose"].detach().double().cpu().numpy(), side,
@@ -169,7 +174,10 @@ class InteractionPipeline:
             x0 = x0_c + s.cfg_scale * (x0_c - x0_u)
             if s.penetration_guidance > 0 and k >= guided_from:
                 weight = s.penetration_guidance * 0.8 ** (len(scheduler.timesteps) - 1 - k)
-                x0 = x0 - weight * self._gradient(penetration, x0, s.per_sample_guidance)
+                step = self._gradient(penetration, x0, s.per_sample_guidance)
+                # deep overlaps have large gradients that would throw the hands apart: clip each step
+                length = step.norm(dim=-1, keepdim=True)
+                x0 = x0 - weight * step * torch.clamp(s.guidance_max_step / length.clamp_min(1e-12), max=1.0)
             x = scheduler.step(x0, t, x, eta=0.0).prev_sample
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
