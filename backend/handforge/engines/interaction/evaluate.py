@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="model folder (default: interaction.checkpoint)")
     parser.add_argument("--samples", type=int, default=500, help="samples per row (features, diversity, FD, KID, P/R)")
     parser.add_argument("--mesh-samples", type=int, default=150, help="of those, pairs measured on meshes (slow)")
-    parser.add_argument("--template-samples", type=int, default=150, help="samples of the templates engine")
+    parser.add_argument("--template-samples", type=int, default=150, help="samples of the templates engine (> 5)")
     parser.add_argument("--reference", type=int, default=2000, help="reference frames")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
@@ -44,6 +44,8 @@ def knn_precision_recall(real, fake, k: int = 5) -> tuple[float, float]:
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
 
     def radii(x):
+        if len(x) <= k:
+            raise ValueError(f"k-NN precision/recall with k = {k} needs more than {k} samples per set, got {len(x)}")
         return np.sort(cdist(x, x), axis=1)[:, k]  # column 0 is the point itself
 
     precision = (cdist(fake, real) <= radii(real)[None]).any(axis=1).mean()
