@@ -38,23 +38,29 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.data import load_pairs
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
     from handforge.engines.interaction.representation import SHAPE, WristJoints
-    from handforge.hands import load_hand_model
+    from handforge.hands import HandModelError, load_hand_model
     from handforge.training.loop import TrainSettings, train
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    hands_mean = None
-    hand_model = load_hand_model("open")
-    if args.interhand is not None:
-        mano = load_hand_model("mano")
-        hands_mean = mano.right.hands_mean_arrays() if hasattr(mano.right, "hands_mean_arrays") else None
+    if args.corpus is None and args.interhand is None:
+        print("handforge train interaction: give --corpus DIR and/or --interhand ROOT")
+        return 2
+    vectors = []  # each source encoded on its own hand model (wrist joints differ)
     try:
-        pairs = load_pairs(args.corpus, "train", interhand=args.interhand, hands_mean=hands_mean,
-                           stride=args.stride, max_clips=args.max_clips)
-    except ValueError as exc:
+        if args.corpus is not None:
+            pairs = load_pairs(args.corpus, "train", stride=args.stride, max_clips=args.max_clips)
+            vectors.append(pairs.vectors(WristJoints.of(load_hand_model("open"))))
+        if args.interhand is not None:
+            mano = load_hand_model("mano")  # InterHand2.6M poses are MANO's, mean-relative: made flat-relative
+            pairs = load_pairs(interhand=args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
+                               stride=args.stride, max_clips=args.max_clips)
+            vectors.append(pairs.vectors(WristJoints.of(mano)))
+    except (ValueError, HandModelError) as exc:
         print(f"handforge train interaction: {exc}")
         return 2
-    anchors, others = pairs.vectors(WristJoints.of(hand_model))
+    anchors, others = torch.cat([v[0] for v in vectors]), torch.cat([v[1] for v in vectors])
+    count = len(anchors)
     if not args.keep_shapes:
         # The corpus has one hand shape per person group, a few dozen in all: a model fitted to
         # them fails on held-out shapes (held-out x0 error 600x the training one, even nearly
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     model = InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers)
     model.fit_normalisation(anchors, others)
     scheduler = model.noise_scheduler()
-    print(f"{len(pairs)} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")
     dataset = torch.utils.data.TensorDataset(anchors, others)
     settings = TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              lr_schedule="cosine", warmup_steps=min(500, args.steps // 10), ema_decay=0.999,
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
         print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
     result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
-    summary = {"pairs": len(pairs), "steps": result.step, "last_loss": result.last_loss,
+    summary = {"pairs": count, "steps": result.step, "last_loss": result.last_loss,
                "model": str(result.model_dir) if result.model_dir else None}
     print(json.dumps(summary))
     return 0
