@@ -152,11 +152,11 @@ class InteractionPipeline:
         condition = self.denoiser.normalise(condition, 0)
         anchor_verts = self.hand_model(side, **world_anchor).vertices
         other_side = "left" if mirror else "right"
-        betas = None if self.own_shapes else world_anchor["betas"]
+        betas = world_anchor["betas"]  # one person: the generated hand takes the anchor's shape
 
         def decode(x0: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
             return decode_other(self.denoiser.denormalise(x0, 1), rotation[rows], wrist[rows], self.wrists,
-                                None if betas is None else betas[rows], mirror)
+                                betas[rows], mirror)
 
         def penetration(x0: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
             verts = self.hand_model(other_side, **decode(x0, rows)).vertices
