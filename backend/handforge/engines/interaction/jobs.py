@@ -1,0 +1,182 @@
+"""The job kind ``interaction.sample``: candidates for the other hand around the artist's hand, or
+whole two-hand interactions. Light at import (the server imports it at start): torch, diffusers
+and the engine's modules are imported inside the handler.
+
+For the add-on (the *Sample interaction* and *Key candidates* operators):
+
+    params  engine        "learned" (the diffusion model; default) or "templates" (no weights)
+            model         hand model of the anchor and the result: "open" or "mano"
+            anchor_side   "left" / "right": the artist's hand of that side, sent as the anchor.*
+                          arrays, is the anchor and comes back unchanged; "none": both hands free
+            count         candidates (1–256), returned best first
+            seed          same seed, same request → same candidates
+            steps         DDIM steps per hand (learned)
+            cfg_scale     classifier-free guidance s (learned; 0 = plain conditional)
+            penetration_guidance, guidance_steps   anti-penetration strength and how many of the
+                          last steps it acts on (learned; 0 = off)
+            templates     restrict the templates engine to these template names (empty: all)
+    arrays  anchor.global_orient (3,), anchor.hand_pose (45,) required with an anchor side;
+            anchor.betas (10,), anchor.transl (3,) optional (zeros). Pose conventions of the README.
+    result  left.<field> / right.<field> (count, n) float32 for global_orient, hand_pose, betas,
+            transl (apply row i of the non-anchor side to the other rig); score (count,) in (0, 1],
+            higher is more plausible, with its parts max_depth (m), gap (m), limit (degrees);
+            data: anchor_side, engine, model, count, and for templates the template of each row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from handforge import config
+from handforge.engines.interaction.settings import CHECKPOINT
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import ArraySpec, Integer, ListOf, Number, Schema, String, invalid
+
+ENGINES = ("learned", "templates")
+HAND_MODELS = ("open", "mano")
+ANCHOR_SIDES = ("none", "left", "right")
+ANCHOR_FIELDS = {"global_orient": 3, "hand_pose": 45, "betas": 10, "transl": 3}
+REQUIRED_ANCHOR = ("global_orient", "hand_pose")
+LIMITS = {"global_orient": 4 * np.pi, "hand_pose": 4 * np.pi, "betas": 20.0, "transl": 10.0}
+MAX_COUNT = 256
+
+
+def _template_names() -> tuple[str, ...]:
+    from handforge.corpus.templates import template_names
+
+    return template_names()
+
+
+def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    side = params["anchor_side"]
+    sent = sorted(name for name in arrays if name.startswith("anchor."))
+    if side == "none" and sent:
+        raise invalid(f"arrays.{sent[0]}", "anchor arrays were sent but anchor_side is 'none'",
+                      "set anchor_side to the side of the hand you sent, or send no anchor arrays")
+    for name in REQUIRED_ANCHOR:
+        if side != "none" and f"anchor.{name}" not in arrays:
+            raise invalid(f"arrays.anchor.{name}", f"anchor_side is {side!r} but anchor.{name} is missing",
+                          "send the anchor hand's anchor.global_orient (3,) and anchor.hand_pose (45,)")
+    if params["guidance_steps"] > params["steps"]:
+        raise invalid("params.guidance_steps", f"guidance_steps ({params['guidance_steps']}) exceeds steps "
+                      f"({params['steps']})", "guide at most every step")
+    unknown = [n for n in params["templates"] if n not in _template_names()]
+    if unknown:
+        raise invalid("params.templates", f"unknown template {unknown[0]!r}", "known: " + ", ".join(_template_names()))
+    if params["templates"] and params["engine"] != "templates":
+        raise invalid("params.templates", "templates only apply to engine 'templates'",
+                      "set engine to 'templates' or leave templates empty")
+    from handforge.hands import available_hand_models
+
+    reason = available_hand_models().get(params["model"], "")
+    if reason:
+        from handforge_shared.protocol import ErrorCode, ProtocolError
+
+        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {params['model']!r} is not available here: "
+                            f"{reason}", config.MANO_DIR.how_to_set())
+
+
+def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    from handforge.engines.interaction.pipeline import SampleSettings
+
+    hand_model = ctx.model(f"hand model {params['model']}", lambda device: _load_hand(params["model"], device))
+    settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
+                              cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
+                              guidance_steps=params["guidance_steps"])
+    anchor = None
+    if params["anchor_side"] != "none":
+        anchor = {"side": params["anchor_side"]}
+        for name, size in ANCHOR_FIELDS.items():
+            anchor[name] = np.asarray(arrays.get(f"anchor.{name}", np.zeros(size)), dtype=np.float32).reshape(size)
+    progress = lambda fraction, message: ctx.progress(0.98 * fraction, message)  # noqa: E731
+    if params["engine"] == "templates":
+        from handforge.engines.interaction.templates import TemplateSampler
+
+        sampler = ctx.model(f"interaction templates on {params['model']}", lambda device: TemplateSampler(hand_model))
+        found = sampler(settings, anchor, templates=params["templates"], progress=progress)
+    else:
+        found = _learned(ctx, hand_model, params["model"], params)(settings, anchor, progress=progress)
+    ctx.progress(1.0, f"{params['count']} candidates")
+    data = {"engine": params["engine"], "model": params["model"], "anchor_side": params["anchor_side"],
+            "count": params["count"], "best_score": float(found.score[0]), **found.extra}
+    return JobResult(data, found.arrays())
+
+
+def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
+    from pathlib import Path
+
+    from handforge.engines.interaction.model import InteractionDenoiser
+    from handforge.engines.interaction.pipeline import InteractionPipeline
+
+    folder = Path(config.value(CHECKPOINT.key))
+    if not folder.is_dir():
+        raise JobError("missing_weights", f"no interaction checkpoint at {folder}",
+                       "train one (`handforge train interaction --corpus DIR --out RUN`) and point at RUN/model: "
+                       + CHECKPOINT.how_to_set() + "; or use engine 'templates', which needs no weights")
+    denoiser = ctx.pretrained(InteractionDenoiser, folder)
+    most = denoiser.config.num_train_timesteps
+    if params["steps"] > most:
+        raise JobError("invalid_params", f"steps ({params['steps']}) exceeds the {most} diffusion steps the model at "
+                       f"{folder} was trained with", f"ask for at most {most} steps")
+    return ctx.model(f"interaction pipeline {folder.resolve()} {model_name}",
+                     lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder)
+
+
+def _load_hand(name: str, device: str):
+    from handforge.hands import HandModelError, load_hand_model
+
+    try:
+        return load_hand_model(name, device=device)
+    except HandModelError as exc:
+        raise JobError("missing_weights", str(exc), config.MANO_DIR.how_to_set()) from None
+
+
+def _anchor_arrays() -> dict[str, ArraySpec]:
+    docs = {"global_orient": "wrist axis-angle", "hand_pose": "15 finger-joint axis-angles (MANO order)",
+            "betas": "shape (default zeros)", "transl": "translation, metres (default zeros)"}
+    return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-LIMITS[name], max=LIMITS[name],
+                                        doc=f"the anchor hand's {docs[name]}")
+            for name, size in ANCHOR_FIELDS.items()}
+
+
+SCHEMA = Schema(
+    params={
+        "engine": String(doc="'learned': the diffusion model (needs interaction.checkpoint, shipped); "
+                             "'templates': the corpus's interaction templates, no weights", default="learned",
+                         choices=ENGINES),
+        "model": String(doc="hand model of the anchor and the result", default="open", choices=HAND_MODELS),
+        "anchor_side": String(doc="side of the artist's hand sent as anchor.* (returned unchanged), or 'none' "
+                                  "for both hands free", default="none", choices=ANCHOR_SIDES),
+        "count": Integer(doc="candidates, returned best (highest score) first", default=16, min=1, max=MAX_COUNT),
+        "seed": Integer(doc="random seed: the same request and seed give the same candidates", default=0, min=0,
+                        max=2**31 - 1),
+        "steps": Integer(doc="DDIM steps per hand (learned engine)", default=20, min=2, max=200),
+        "cfg_scale": Number(doc="classifier-free guidance s, x0 = x0_c + s (x0_c - x0_u) (learned engine)",
+                            default=0.1, min=0.0, max=10.0),
+        "penetration_guidance": Number(doc="anti-penetration guidance strength (learned engine; 0 = off)",
+                                       default=1.0, min=0.0, max=100.0),
+        "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
+                                  default=10, min=0, max=200),
+        "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],
+                            max_items=64, unique=True, item=String(max_length=64)),
+    },
+    arrays=_anchor_arrays())
+
+
+def register_jobs(registry: Registry) -> None:
+    registry.add_engine(Engine("interaction", "two-hand interaction sampling (InterHandGen): the learned model "
+                               "and the always-available templates", availability=lambda: ""))
+    registry.add_kind(JobKind(
+        "interaction.sample", sample, SCHEMA, engine="interaction", device="gpu", timeout=600, check=_check,
+        description="candidates for the other hand around an anchor hand (or both hands), sorted by plausibility",
+        returns={"<side>.<field>": "(count, n) float32 pose parameters of both hands, best candidate first",
+                 "score": "(count,) plausibility in (0, 1], higher is better",
+                 "max_depth": "(count,) deepest penetration, m", "gap": "(count,) distance between the hands, m",
+                 "limit": "(count,) worst joint-limit violation of the generated hands, degrees",
+                 "best_score": "the first candidate's score", "templates": "template of each row (templates engine)"}))
+
+
+__all__ = ["SCHEMA", "register_jobs", "sample"]

@@ -1,0 +1,105 @@
+"""The job ``interaction.sample`` through a real backend and client: the learned engine (a tiny
+checkpoint through ``interaction.checkpoint``) around the artist's hand, progress, cancel, the
+templates engine, and inputs rejected with what was wrong."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.engines.checkpoints import save_model
+from handforge.hands import load_hand_model
+from handforge_shared import pose_library
+from handforge_shared.client import Cancelled, JobFailed, Progress, Result
+from tests.support.interaction import tiny_denoiser
+from tests.support.server import running_server
+
+REPO = Path(__file__).resolve().parents[1]
+FIELDS = ("global_orient", "hand_pose", "betas", "transl")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folder = save_model(tiny_denoiser(load_hand_model("open"), steps=0), tmp_path_factory.mktemp("ckpt") / "tiny")
+    finally:
+        torch.set_num_threads(before)
+    env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(folder),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as server:
+        yield server
+
+
+def anchor_arrays(side: str = "left") -> dict[str, np.ndarray]:
+    pose = pose_library.get("pinch", side=side)
+    return {f"anchor.{f}": np.asarray(getattr(pose, f), np.float32) for f in FIELDS}
+
+
+def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
+    arrays = anchor_arrays("left")
+    with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
+        assert client.hello()["engines"]["interaction"]["available"]
+        events = []
+        result = client.run("interaction.sample", {"anchor_side": "left", "count": 5, "seed": 3, "steps": 6,
+                                                   "guidance_steps": 3}, arrays, timeout=120,
+                            on_progress=events.append)
+    steps = [e for e in events if e.message.startswith("other hand: step")]
+    assert len(steps) >= 2 and steps == sorted(steps, key=lambda e: e.fraction)
+    assert result.data["engine"] == "learned" and result.data["count"] == 5
+    for f in FIELDS:
+        assert np.array_equal(result.arrays[f"left.{f}"], np.repeat(arrays[f"anchor.{f}"][None], 5, axis=0))
+        assert result.arrays[f"right.{f}"].shape[0] == 5 and np.isfinite(result.arrays[f"right.{f}"]).all()
+    score = result.arrays["score"]
+    assert score.shape == (5,) and np.all(np.diff(score) <= 0) and result.data["best_score"] == pytest.approx(score[0])
+
+
+def test_cancel_stops_sampling(server):
+    with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
+        handle = client.submit("interaction.sample", {"count": 64, "steps": 100, "guidance_steps": 100})
+        sampling = False
+        for _ in range(1200):  # until it is sampling (past loading), at most a minute
+            sampling = any(isinstance(e, Progress) and "step" in e.message for e in client.poll(0.05))
+            if sampling or handle.done:
+                break
+        assert sampling, handle.outcome
+        asked = time.monotonic()
+        handle.cancel()
+        outcome = handle.wait(60)
+    assert isinstance(outcome, Cancelled)
+    assert time.monotonic() - asked < 30  # at the next step, not after 100
+
+
+def test_templates_engine_needs_no_weights(server):
+    with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
+        result = client.run("interaction.sample", {"engine": "templates", "count": 1, "seed": 1,
+                                                   "anchor_side": "right", "templates": ["clap"]},
+                            anchor_arrays("right"), timeout=120)
+    assert result.data["templates"] == ["clap"]
+    assert np.array_equal(result.arrays["right.hand_pose"][0], anchor_arrays("right")["anchor.hand_pose"])
+
+
+@pytest.mark.parametrize("params, arrays, message", [
+    ({"anchor_side": "left"}, {}, "anchor.global_orient is missing"),
+    ({}, anchor_arrays("left"), "anchor_side is 'none'"),
+    ({"anchor_side": "up"}, {}, "anchor_side"),
+    ({"count": 0}, {}, "count"),
+    ({"steps": 5, "guidance_steps": 6}, {}, "guidance_steps"),
+    ({"penetration_guidance": -1.0}, {}, "penetration_guidance"),
+    ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),
+    ({"model": "smpl"}, {}, "model"),
+    ({"steps": 150}, {}, "exceeds the 100 diffusion steps"),
+    ({"anchor_side": "left"}, {**anchor_arrays("left"), "anchor.transl": np.array([0, np.nan, 0], np.float32)},
+     "anchor.transl"),
+])
+def test_bad_inputs_are_refused_with_what_was_wrong(server, params, arrays, message):
+    with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
+        with pytest.raises(JobFailed) as info:
+            client.run("interaction.sample", params, arrays, timeout=30)
+    assert message in info.value.message + info.value.hint

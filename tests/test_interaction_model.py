@@ -1,0 +1,77 @@
+"""The interaction engine's representation and denoiser: vectors decode back to the same hands
+(either anchor side), and a tiny model's training loss falls through the one training loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from handforge.engines.interaction.model import InteractionDenoiser, training_loss
+from handforge.engines.interaction.representation import (
+    OTHER,
+    WristJoints,
+    anchor_frame,
+    canonical,
+    decode_anchor,
+    decode_other,
+    encode,
+    pair_from_batch,
+)
+from handforge.hands import load_hand_model
+from handforge.training.loop import TrainSettings, train
+from tests.support.interaction import synthetic_pairs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # module scope: before the module fixtures that train
+    """Tiny tensors: a second thread only waits on a busy machine (3 s a step instead of 0.1 s here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hand_model():
+    return load_hand_model("open", dtype=torch.float64)
+
+
+def vertices(model, side, hand):
+    return model(side, **{k: v.double() for k, v in hand.items()}).vertices
+
+
+@pytest.mark.parametrize("anchor_side", ["left", "right"])
+def test_vectors_decode_to_the_same_hands_for_either_anchor_side(hand_model, anchor_side):
+    pair = pair_from_batch(synthetic_pairs(8, seed=3).arrays)
+    pair = {s: {k: v.double() for k, v in h.items()} for s, h in pair.items()}
+    wrists = WristJoints.of(hand_model)
+    canon = canonical(pair, anchor_side)
+    anchor, other = encode(canon, wrists)
+    rotation, wrist = anchor_frame(canon["left"], wrists)
+    back = decode_other(other, rotation, wrist, wrists, mirror=anchor_side == "right")
+    other_side = "left" if anchor_side == "right" else "right"
+    error = (vertices(hand_model, other_side, back) - vertices(hand_model, other_side, pair[other_side])).abs().max()
+    assert error < 1e-9
+    # the anchor vector keeps the anchor's articulation: decoded, it has the same shape up to a rigid motion
+    decoded = decode_anchor(anchor, wrists)
+    assert torch.allclose(decoded["hand_pose"], canon["left"]["hand_pose"], atol=1e-12)
+    assert torch.allclose(anchor[:, 55:], anchor.new_tensor([1, 0, 0, 0, 1, 0, 0, 0, 0]).expand(8, 9))
+
+
+def test_tiny_model_loss_falls(tmp_path, hand_model):
+    torch.manual_seed(0)
+    anchors, others = synthetic_pairs(512, seed=1).vectors(WristJoints.of(hand_model))
+    net = InteractionDenoiser(width=32, hidden=64, layers=3, heads=2, attention_layers=1, dropout=0.0,
+                              num_train_timesteps=100)
+    net.fit_normalisation(anchors.float(), others.float())
+    scheduler = net.noise_scheduler()
+    dataset = torch.utils.data.TensorDataset(anchors.float(), others.float())
+    result = train(net, dataset, lambda m, b: training_loss(m, *b, scheduler),
+                   TrainSettings(out=tmp_path / "run", steps=120, batch_size=64, lr=3e-3, log_every=10,
+                                 ema_decay=None, checkpoint_every=120, progress=False))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert result.model_dir is not None and (result.model_dir / "config.json").is_file()
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:2]) / 2, losses
+    assert OTHER == "right"

@@ -1,0 +1,125 @@
+"""Sampling interactions: the artist's hand comes back unchanged, anti-penetration guidance lowers
+penetration on a fixed seed, the batched guidance gradient equals the per-sample one, results are
+valid rig parameters within the joint limits, on the open hand and on (synthetic) MANO, and the
+templates engine works without weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
+from handforge.engines.interaction.templates import TemplateSampler
+from handforge.evaluation.limits import joint_limit_violations
+from handforge.evaluation.penetration import penetration_loss
+from handforge.hands import load_hand_model
+from handforge_shared import pose_library
+from tests.support.interaction import synthetic_pairs, tiny_denoiser
+from tests.support.synthetic_mano import synthetic_mano_dir  # noqa: F401 - fixture
+
+FIELDS = ("global_orient", "hand_pose", "betas", "transl")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():  # module scope: before the module fixtures that train
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def open_hand():
+    return load_hand_model("open")
+
+
+@pytest.fixture(scope="module")
+def pipe(open_hand):
+    return InteractionPipeline(tiny_denoiser(open_hand), open_hand)
+
+
+def artist_hand(side: str, name: str = "fist") -> dict:
+    pose = pose_library.get(name, side=side)
+    rng = np.random.default_rng(7)
+    return {"side": side, "global_orient": rng.normal(0, 0.5, 3).astype(np.float32),
+            "hand_pose": np.asarray(pose.hand_pose, np.float32), "betas": rng.normal(0, 1, 10).astype(np.float32),
+            "transl": np.array([0.05, -0.02, 0.1], np.float32)}
+
+
+def penetration(model, found) -> np.ndarray:
+    t = {s: {f: torch.from_numpy(found.hands[s][f]) for f in FIELDS} for s in ("left", "right")}
+    with torch.no_grad():
+        verts = {s: model(s, **t[s]).vertices for s in t}
+    return penetration_loss(verts["left"], verts["right"], model.faces("left"), model.faces("right")).numpy()
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_conditioned_samples_keep_the_artists_hand_exactly(pipe, side):
+    anchor = artist_hand(side)
+    found = pipe(SampleSettings(count=6, seed=1, steps=8, guidance_steps=3), anchor)
+    for f in FIELDS:
+        assert found.hands[side][f].dtype == np.float32
+        assert np.array_equal(found.hands[side][f], np.repeat(anchor[f][None], 6, axis=0)), f
+    other = "left" if side == "right" else "right"
+    assert not np.allclose(found.hands[other]["hand_pose"][0], found.hands[other]["hand_pose"][1])
+    assert np.all(np.diff(found.score) <= 0) and np.all((found.score > 0) & (found.score <= 1))
+    assert found.anchor_side == side
+
+
+def test_anti_penetration_guidance_lowers_penetration_on_a_fixed_seed(pipe, open_hand):
+    pair = synthetic_pairs(4, seed=11).arrays  # its first left hand: the tiny model overlaps with it
+    anchor = {"side": "left", **{f: pair[f][0, 0].numpy() for f in FIELDS}}
+    plain = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=0.0), anchor)
+    guided = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=1.0, guidance_steps=6), anchor)
+    before, after = penetration(open_hand, plain).mean(), penetration(open_hand, guided).mean()
+    assert before > 0.01  # the tiny model puts hands into each other: something to fix
+    assert after < 0.5 * before, (before, after)
+
+
+def test_batched_guidance_gradient_is_the_per_sample_gradient(pipe):
+    a = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0), artist_hand("right"))
+    b = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0,
+                            per_sample_guidance=True), artist_hand("right"))
+    for f in FIELDS:
+        np.testing.assert_allclose(a.hands["left"][f], b.hands["left"][f], atol=2e-4)
+
+
+def test_free_samples_are_valid_rig_parameters_within_the_joint_limits(pipe, open_hand):
+    found = pipe(SampleSettings(count=8, seed=5, steps=8, guidance_steps=4))
+    assert found.anchor_side is None
+    for side in ("left", "right"):
+        hand = found.hands[side]
+        assert {f: hand[f].shape for f in FIELDS} == {"global_orient": (8, 3), "hand_pose": (8, 45),
+                                                      "betas": (8, 10), "transl": (8, 3)}
+        assert all(np.isfinite(hand[f]).all() for f in FIELDS)
+        violation = joint_limit_violations(hand["hand_pose"].astype(np.float64), side, open_hand.rig(side))
+        assert np.degrees(violation).max() < 0.05
+    assert np.all(found.limit < 0.05)
+
+
+def test_mano_anchor_works_and_the_other_hand_shares_its_shape(synthetic_mano_dir):
+    mano = load_hand_model("mano", model_dir=synthetic_mano_dir)
+    pipe = InteractionPipeline(tiny_denoiser(load_hand_model("open")), mano)
+    anchor = artist_hand("right", "pinch")
+    found = pipe(SampleSettings(count=4, seed=2, steps=6, guidance_steps=3), anchor)
+    assert np.array_equal(found.hands["right"]["hand_pose"], np.repeat(anchor["hand_pose"][None], 4, axis=0))
+    assert np.array_equal(found.hands["left"]["betas"], np.repeat(anchor["betas"][None], 4, axis=0))
+    with torch.no_grad():
+        verts = mano("left", **{f: torch.from_numpy(found.hands["left"][f]) for f in FIELDS}).vertices
+    assert verts.shape == (4, 778, 3) and torch.isfinite(verts).all()
+    violation = joint_limit_violations(found.hands["left"]["hand_pose"].astype(np.float64), "left", mano.rig("left"))
+    assert np.degrees(violation).max() < 0.05
+
+
+@pytest.mark.parametrize("model", ["open", "mano"])
+def test_templates_engine_places_the_other_hand_around_the_artists_hand(model, open_hand, synthetic_mano_dir):
+    hand_model = open_hand if model == "open" else load_hand_model("mano", model_dir=synthetic_mano_dir)
+    sampler = TemplateSampler(hand_model, open_hand=open_hand)
+    anchor = artist_hand("right", "relaxed")
+    found = sampler(SampleSettings(count=2, seed=0), anchor, templates=["clap", "palm_on_back"])
+    assert np.array_equal(found.hands["right"]["transl"], np.repeat(anchor["transl"][None], 2, axis=0))
+    assert set(found.extra["templates"]) <= {"clap", "palm_on_back"}
+    assert np.all(np.diff(found.score) <= 0)
+    # placed onto the artist's hand: the hands are close, not where the template put them
+    assert found.gap.max() < 0.02 and found.max_depth.max() < 0.01
