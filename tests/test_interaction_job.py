@@ -47,7 +47,7 @@ def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
     with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
         assert client.hello()["engines"]["interaction"]["available"]
         events = []
-        result = client.run("interaction.sample", {"anchor_side": "left", "count": 5, "seed": 3, "steps": 6,
+        result = client.run("interaction.sample", {"engine": "learned", "anchor_side": "left", "count": 5, "seed": 3, "steps": 6,
                                                    "guidance_steps": 3}, arrays, timeout=120,
                             on_progress=events.append)
     steps = [e for e in events if e.message.startswith("other hand: step")]
@@ -62,7 +62,8 @@ def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
 
 def test_cancel_stops_sampling(server):
     with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
-        handle = client.submit("interaction.sample", {"count": 64, "steps": 100, "guidance_steps": 100})
+        handle = client.submit("interaction.sample", {"engine": "learned", "count": 64, "steps": 100,
+                                                        "guidance_steps": 100})
         sampling = False
         for _ in range(1200):  # until it is sampling (past loading), at most a minute
             sampling = any(isinstance(e, Progress) and "step" in e.message for e in client.poll(0.05))
@@ -94,7 +95,7 @@ def test_templates_engine_needs_no_weights(server):
     ({"penetration_guidance": -1.0}, {}, "penetration_guidance"),
     ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),
     ({"model": "smpl"}, {}, "model"),
-    ({"steps": 150}, {}, "exceeds the 100 diffusion steps"),
+    ({"engine": "learned", "steps": 150}, {}, "exceeds the 100 diffusion steps"),
     ({"anchor_side": "left"}, {**anchor_arrays("left"), "anchor.transl": np.array([0, np.nan, 0], np.float32)},
      "anchor.transl"),
 ])
