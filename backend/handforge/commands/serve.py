@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"heartbeat interval to clients with jobs in flight (default {DEFAULT_HEARTBEAT_S:g})")
     parser.add_argument("--max-message-mb", type=float, default=DEFAULT_LIMITS.max_message_bytes / 2**20,
                         metavar="MB", help="largest request accepted, in MiB (default 256)")
+    parser.add_argument("--model-memory", default="8GiB", metavar="SIZE",
+                        help="memory for cached models per device, e.g. 8GiB or 512MB; the least recently used "
+                             "models are unloaded past it (default 8GiB)")
+    parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
+                        help="also load the engines of this Python package (each <engine>/jobs.py), besides "
+                             "handforge.engines; repeatable")
     parser.add_argument("--endpoint-file", type=Path, metavar="FILE",
                         help="write the endpoint (tcp://host:port) here once listening; removed on exit")
 
@@ -46,13 +52,23 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
     if args.heartbeat <= 0 or args.max_message_mb <= 0 or not 0 <= args.port <= 65535:
         raise SystemExit("--heartbeat and --max-message-mb must be positive, --port between 0 and 65535")
+    from handforge.server.model_cache import parse_size
+
+    try:
+        model_memory = parse_size(args.model_memory)
+    except ValueError as exc:
+        raise SystemExit(f"--model-memory: {exc}") from None
+    for package in args.engine_package:
+        if not _importable(package):
+            raise SystemExit(f"--engine-package {package}: no such Python package (is its folder on PYTHONPATH?)")
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else None
     config = ServerConfig(
         host=args.bind, port=args.port, curve_secret=args.curve_secret, curve_clients=args.curve_clients,
         max_queue=args.max_queue, cpu_workers=args.cpu_workers, devices=devices, heartbeat_s=args.heartbeat,
         limits=Limits(max_header_bytes=DEFAULT_LIMITS.max_header_bytes, max_arrays=DEFAULT_LIMITS.max_arrays,
                       max_message_bytes=int(args.max_message_mb * 2**20)),
-        endpoint_file=args.endpoint_file)
+        endpoint_file=args.endpoint_file, model_memory_bytes=model_memory,
+        engine_packages=tuple(args.engine_package))
     server = Server(config)
     try:
         server.bind()
@@ -65,3 +81,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge serve: {server.failure}", file=sys.stderr)
         return 2
     return 0
+
+
+def _importable(package: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False

@@ -27,7 +27,8 @@ import zmq
 from handforge import __version__
 from handforge.server import capabilities, security
 from handforge.server.jobs import JobContext
-from handforge.server.registry import Registry, default_registry
+from handforge.server.model_cache import DEFAULT_BUDGET, ModelCache
+from handforge.server.registry import Registry, default_registry, discover_engines
 from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
 from handforge_shared.protocol import (
     CLIENT_TYPES,
@@ -66,6 +67,8 @@ class ServerConfig:
     shutdown_grace_s: float = 2.0
     limits: Limits = DEFAULT_LIMITS
     endpoint_file: Path | None = None         # written once listening (for tests and scripts)
+    model_memory_bytes: int = DEFAULT_BUDGET  # per device, for the model cache shared by every engine
+    engine_packages: tuple[str, ...] = ()     # packages of engines besides handforge.engines (e.g. tests.engines)
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Server:
     def __init__(self, config: ServerConfig = ServerConfig(), registry: Registry | None = None) -> None:
         self.config = config
         self.registry = registry or default_registry()
+        for package in config.engine_packages:
+            discover_engines(self.registry, package)
+        self.models = ModelCache(config.model_memory_bytes)
         self.instance = os.urandom(8).hex()  # a restarted backend is a different instance
         self.endpoint: str | None = None
         self.failure: str | None = None      # set when the server stopped because of an error
@@ -327,7 +333,7 @@ class Server:
         job = Job(identity, msg.job, kind, params, dict(msg.arrays), ctx=None, accepted_at=now,
                   deadline=None if wait_limit is None else now + wait_limit)
         job.ctx = JobContext(msg.job, kind.name, lambda f, m, p, job=job: self._post(Progress(job, f, m, p)),
-                             self.config.progress_interval_s)
+                             self.config.progress_interval_s, models=self.models)
         self._jobs[(identity, msg.job)] = job
         position = self._pool.enqueue(job)
         log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)

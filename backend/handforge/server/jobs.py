@@ -9,6 +9,10 @@ It runs on a worker thread, never on the socket thread, and knows nothing of the
             ctx.progress((step + 1) / params["steps"], f"step {step + 1}", preview=small_image)
         return JobResult({"seed": params["seed"]}, {"image": image})
 
+Models come from the server's model cache (``model_cache.py``): ``ctx.pretrained(ModelClass, folder)``
+loads a checkpoint folder once per device and reuses it across jobs; ``ctx.model(key, loader,
+checkpoint=path)`` does the same for anything else.
+
 ``ctx.progress`` (and ``ctx.check_cancelled``) raise ``JobCancelled`` once the job was cancelled,
 timed out or the backend is shutting down, so a handler that reports progress at each step stops
 at its next step without further code. Input arrays are read-only views of the received frames.
@@ -19,11 +23,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 import numpy as np
 
 from handforge_shared.protocol import ErrorCode
+
+if TYPE_CHECKING:
+    from handforge.server.model_cache import ModelCache
 
 
 @dataclass
@@ -61,10 +69,13 @@ ProgressSink = Callable[[float, str, dict[str, np.ndarray]], None]
 class JobContext:
     """Per-job handle given to the handler: progress, cooperative cancel, the device to run on."""
 
-    def __init__(self, job_id: str, kind: str, sink: ProgressSink, min_interval_s: float = 0.05) -> None:
+    def __init__(self, job_id: str, kind: str, sink: ProgressSink, min_interval_s: float = 0.05,
+                 models: "ModelCache | None" = None) -> None:
         self.job_id = job_id
         self.kind = kind
         self.device = "cpu"  # set by the worker that runs the job: "cpu" or "cuda:N"
+        self.loaded: list[str] = []  # the models this job had to load (the others came from the cache)
+        self._models = models
         self._sink = sink
         self._min_interval = min_interval_s
         self._last_sent = -float("inf")
@@ -107,6 +118,31 @@ class JobContext:
         """Sleep that wakes up (raising ``JobCancelled``) as soon as the job must stop."""
         if self._stop.wait(max(0.0, seconds)):
             raise JobCancelled(self._reason)
+
+    def model(self, key: Hashable, loader: Callable[[str], Any], checkpoint: str | Path | None = None) -> Any:
+        """The model cached under ``key`` for this job's device, loaded with ``loader(ctx.device)`` the
+        first time (reported as progress "loading <key>"), and again when ``checkpoint`` (a file or
+        folder) changed on disk. Do not modify it: later jobs share it."""
+        from handforge.server.model_cache import shared_cache
+
+        self.check_cancelled()
+        cache = self._models if self._models is not None else shared_cache()
+
+        def on_load(message: str) -> None:
+            self.loaded.append(message.removeprefix("loading "))
+            self.progress(0.0, message)
+
+        return cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load)
+
+    def pretrained(self, cls: type, folder: str | Path, dtype: Any = None) -> Any:
+        """A ModelMixin checkpoint folder (``engines.checkpoints``) through the model cache, keyed by
+        the class and the folder, in eval mode on this job's device."""
+        from handforge.engines.checkpoints import load_model
+
+        folder = Path(folder).resolve()
+        key = f"{cls.__name__} {folder}" + ("" if dtype is None else f" ({dtype})")
+        return self.model(key,
+                          lambda device: load_model(cls, folder, device=device, dtype=dtype), checkpoint=folder)
 
     # ---------------------------------------------------------------- for the server
     def request_stop(self, reason: str) -> None:

@@ -1,0 +1,41 @@
+"""Engines: one folder each, ``handforge/engines/<engine>/``, and nothing outside it.
+
+The split follows the model codebases of the field (MDM keeps model, diffusion, training, sampling
+and data apart; diffusers makes models, schedulers and pipelines swappable):
+
+    model.py      the networks: diffusers ``ModelMixin`` + ``ConfigMixin`` subclasses
+                  (``@register_to_config`` on ``__init__``); checkpoints are local folders written by
+                  ``checkpoints.save_model`` and read by ``checkpoints.load_model`` (config JSON +
+                  safetensors, never a hub download, never pickle)
+    pipeline.py   sampling (diffusers schedulers; a ``DiffusionPipeline`` subclass where it fits)
+    train.py      ``add_arguments(parser)`` + ``run(args) -> int`` for ``handforge train <engine>``;
+                  the optimisation itself is ``handforge.training.loop.train``
+    evaluate.py   ``add_arguments(parser)`` + ``run(args) -> int`` for ``handforge eval <engine>``
+    jobs.py       ``register_jobs(registry)``: the server imports it at start, so it stays light
+                  (import torch and diffusers inside the handlers); handlers get their models from
+                  the server's model cache: ``ctx.pretrained(ModelClass, folder)``
+
+This package itself must stay light too: the server imports it at start. A worked example engine
+lives in ``tests/engines/example/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+
+PACKAGE = __name__
+
+
+def engines_with(module: str, package: str = PACKAGE) -> list[str]:
+    """Names of the engines in ``package`` that have a ``<engine>.<module>`` module (e.g. "train")."""
+    root = importlib.import_module(package)
+    found = []
+    for info in pkgutil.iter_modules(root.__path__):
+        if info.ispkg and importlib.util.find_spec(f"{package}.{info.name}.{module}") is not None:
+            found.append(info.name)
+    return sorted(found)
+
+
+__all__ = ["PACKAGE", "engines_with"]

@@ -1,0 +1,120 @@
+"""The one checkpoint format of every engine: a local folder holding a diffusers model.
+
+A model is a diffusers ``ModelMixin`` + ``ConfigMixin`` subclass whose ``__init__`` is decorated with
+``@register_to_config``; its checkpoint is what ``save_pretrained`` writes (``config.json`` naming the
+class and its arguments, ``diffusion_pytorch_model.safetensors`` holding the weights) and nothing
+else: no pickle, no hub download (https://huggingface.co/docs/diffusers/api/models/overview).
+
+    save_model(net, "runs/motion/model")                 # atomic: a crash leaves the old folder intact
+    net = load_model(MotionNet, "runs/motion/model", device="cuda:0", dtype=torch.float16)
+    checkpoint_signature("runs/motion/model")            # changes whenever a file in it changes
+
+diffusers takes seconds to import: this module imports it only inside its functions, so the server
+may import it at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder is missing, unreadable or holds another model; the message names the folder."""
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``folder``; on success it replaces ``folder`` in one
+    rename (the old one, if any, is removed afterwards), on failure it is deleted."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a checkpoint folder; choose another path")
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.part-"))
+    try:
+        yield tmp
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_model(model: Any, folder: str | Path) -> Path:
+    """Write ``model`` (a ModelMixin) as a checkpoint folder, atomically; returns the folder."""
+    if not callable(getattr(model, "save_pretrained", None)):
+        raise CheckpointError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
+                              "diffusers.ModelMixin and ConfigMixin so that they save as config JSON + safetensors")
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+    return Path(folder)
+
+
+def checkpoint_class(folder: str | Path) -> str:
+    """The model class a checkpoint folder was saved from (its config's ``_class_name``)."""
+    folder = Path(folder)
+    config_file = folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder (a folder written by save_pretrained, "
+                              f"holding {CONFIG_NAME} and the .safetensors weights)")
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}")
+    try:
+        config = json.loads(config_file.read_text())
+        return str(config["_class_name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
+
+
+def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
+    """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
+    eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable or holds another class."""
+    folder = Path(folder)
+    saved_as = checkpoint_class(folder)
+    if saved_as != cls.__name__:
+        raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
+                              "point the setting at a checkpoint of this model")
+    try:
+        model = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
+                              f"{exc})") from None
+    return model.to(device).eval()
+
+
+def checkpoint_signature(path: str | Path) -> tuple:
+    """What changes when a checkpoint on disk changes: (name, size, mtime_ns, inode) of every file
+    under ``path`` (a folder or one file); empty when nothing is there."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    else:
+        return ()
+    rows = []
+    for file in files:
+        try:
+            st = file.stat()
+        except FileNotFoundError:  # replaced while we looked: the next call sees the new one
+            continue
+        rows.append((str(file.relative_to(path)) if file != path else file.name, st.st_size, st.st_mtime_ns,
+                     st.st_ino))
+    return tuple(rows)
+
+
+__all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_signature",
+           "load_model", "save_model"]

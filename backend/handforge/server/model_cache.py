@@ -1,0 +1,182 @@
+"""The server's model cache, shared by every engine: each model loads once per device and is reused.
+
+From a job handler, through its ``JobContext``:
+
+    def sample(ctx, params, arrays):
+        net = ctx.pretrained(MotionNet, folder)          # a ModelMixin checkpoint folder, on ctx.device
+        hands = ctx.model(("hands", "mano"), lambda device: load_hand_model("mano", device=device),
+                          checkpoint=mano_dir)           # anything else: a key and a loader(device)
+        ...
+
+- A model is loaded once per (key, device) and reused by later jobs; two jobs asking for the same
+  model at once load it once (the second waits for the first).
+- Loading shows as job progress ("loading <key>") and is recorded in ``ctx.loaded``.
+- ``checkpoint``: a file or folder whose stat signature (``engines.checkpoints.checkpoint_signature``)
+  is checked on every request; when a file in it changed on disk, the model is loaded again.
+- Each device has a memory budget (bytes of parameters and buffers; ``handforge serve
+  --model-memory``, default ``DEFAULT_BUDGET``); loading past it evicts the least recently used
+  models of that device. A model larger than the whole budget is still loaded (the job needs it) and
+  is the first to go.
+- Handlers must not move or modify a cached model in place (it is shared): wrap it in
+  ``torch.no_grad()`` and keep per-job state outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Hashable
+
+from handforge.engines.checkpoints import checkpoint_signature
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET = 8 * 2**30  # bytes per device: room for a few engines' models beside the activations
+
+Loader = Callable[[str], Any]
+
+
+@dataclass
+class _Entry:
+    model: Any
+    nbytes: int
+    signature: tuple | None
+    loaded_at: float
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of a torch module's parameters and buffers (shared tensors counted once); 0 for others."""
+    seen, total = set(), 0
+    for tensors in (getattr(model, "parameters", None), getattr(model, "buffers", None)):
+        if not callable(tensors):
+            continue
+        for tensor in tensors():
+            key = (tensor.data_ptr(), tensor.device)
+            if key not in seen or not key[0]:  # data_ptr 0: no storage (meta), nothing to share
+                seen.add(key)
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+class ModelCache:
+    """Models per (key, device), least recently used first out under a per-device byte budget."""
+
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET) -> None:
+        if budget_bytes < 0:
+            raise ValueError(f"the model memory budget must be at least 0 bytes, got {budget_bytes}")
+        self.budget_bytes = int(budget_bytes)
+        self._entries: OrderedDict[tuple[Hashable, str], _Entry] = OrderedDict()  # oldest use first
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[Hashable, str], threading.Lock] = {}
+        self.loads = 0       # how many times a loader ran (for tests and logs)
+        self.evictions = 0
+
+    def get(self, key: Hashable, loader: Loader, device: str = "cpu", checkpoint: str | Path | None = None,
+            on_load: Callable[[str], None] | None = None) -> Any:
+        """The model cached for (``key``, ``device``), loading it with ``loader(device)`` when it is
+        missing or its ``checkpoint`` changed; ``on_load(message)`` is called just before loading."""
+        slot = (key, device)
+        signature = None if checkpoint is None else checkpoint_signature(checkpoint)
+        with self._lock:
+            model = self._hit(slot, signature)
+            if model is not None:
+                return model
+            load_lock = self._loading.setdefault(slot, threading.Lock())
+        with load_lock:  # one load per slot at a time; other slots load concurrently
+            with self._lock:
+                model = self._hit(slot, signature)  # a concurrent request may have loaded it meanwhile
+                if model is not None:
+                    return model
+                stale = self._entries.pop(slot, None)
+            del stale  # a changed checkpoint: let the old copy go before loading the new one
+            if on_load is not None:
+                on_load(f"loading {_name(key)}")
+            started = time.monotonic()
+            model = loader(device)
+            entry = _Entry(model, model_bytes(model), signature, time.monotonic())
+            with self._lock:
+                self.loads += 1
+                self._entries[slot] = entry
+                self._evict(device, keep=slot)
+            log.info("loaded %s on %s in %.2f s (%.1f MiB)", _name(key), device, entry.loaded_at - started,
+                     entry.nbytes / 2**20)
+            return model
+
+    def _hit(self, slot: tuple[Hashable, str], signature: tuple | None) -> Any:
+        entry = self._entries.get(slot)
+        if entry is None or entry.signature != signature:
+            return None
+        self._entries.move_to_end(slot)
+        return entry.model
+
+    def _evict(self, device: str, keep: tuple[Hashable, str]) -> None:
+        while self.used(device, locked=True) > self.budget_bytes:
+            victim = next((slot for slot in self._entries if slot[1] == device and slot != keep), None)
+            if victim is None:
+                log.warning("%s alone (%.1f MiB) exceeds the model memory budget of %s (%.1f MiB)", _name(keep[0]),
+                            self._entries[keep].nbytes / 2**20, device, self.budget_bytes / 2**20)
+                return
+            entry = self._entries.pop(victim)
+            self.evictions += 1
+            log.info("evicted %s from %s (%.1f MiB) to stay within the model memory budget", _name(victim[0]),
+                     device, entry.nbytes / 2**20)
+        if device.startswith("cuda") and "torch" in sys.modules:
+            sys.modules["torch"].cuda.empty_cache()
+
+    def used(self, device: str, locked: bool = False) -> int:
+        """Bytes of the models cached on ``device``."""
+        if locked:
+            return sum(e.nbytes for (_, d), e in self._entries.items() if d == device)
+        with self._lock:
+            return self.used(device, locked=True)
+
+    def cached(self) -> list[tuple[Hashable, str]]:
+        """The (key, device) pairs cached now, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _name(key: Hashable) -> str:
+    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
+          "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'8GiB', '512MB', '300' (bytes) → bytes; ``ValueError`` saying the accepted forms otherwise."""
+    match = _SIZE.match(str(text))
+    unit = match and _UNITS.get(match.group(2).lower())
+    if not unit:
+        raise ValueError(f"{text!r} is not a size: give a number of bytes with an optional unit, e.g. 8GiB, "
+                         "512MB, 300KiB or 1000")
+    return int(float(match.group(1)) * unit)
+
+
+_shared: ModelCache | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_cache() -> ModelCache:
+    """The process-wide cache a ``JobContext`` uses when the server gave it none (handlers called
+    directly, e.g. from scripts and tests)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = ModelCache()
+        return _shared
+
+
+__all__ = ["DEFAULT_BUDGET", "ModelCache", "model_bytes", "parse_size", "shared_cache"]

@@ -1,0 +1,1 @@
+"""Training shared by every engine: ``loop.train`` (accelerate, EMA, checkpoints, exact resume)."""

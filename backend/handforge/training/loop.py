@@ -1,0 +1,258 @@
+"""The one training loop of every engine, on accelerate (https://huggingface.co/docs/accelerate).
+
+An engine hands it a model, a torch ``Dataset``, a loss function and ``TrainSettings``:
+
+    from handforge.training.loop import TrainSettings, train
+
+    result = train(MotionNet(...), dataset, lambda model, batch: model_loss(model, batch),
+                   TrainSettings(out="runs/motion", steps=20_000, batch_size=64, seed=0))
+    result.model_dir          # runs/motion/model: save_pretrained of the EMA weights
+
+- Devices and mixed precision through ``accelerate.Accelerator``: ``python -m handforge train ...``
+  runs on one device; ``accelerate launch -m handforge train ...`` on several GPUs or machines.
+- ``loss_fn(model, batch)`` returns the loss tensor, or ``(loss, {name: float})`` to log more.
+- The run folder ``out`` holds ``log.jsonl`` (one JSON object per logged step), ``checkpoints/step-N``
+  (``accelerator.save_state``: model, optimiser, LR schedule, RNG states, the EMA weights) and, at
+  the end, ``model/`` (a ModelMixin checkpoint folder, EMA weights when EMA is on).
+- Exact resume: running again with the same settings continues from the newest checkpoint and ends
+  with the same weights as a run that never stopped. The data order is a permutation drawn from
+  (seed, epoch) alone, resumed mid-epoch by skipping the batches already seen; the global RNGs
+  (dropout, noise in the loss) are restored from the checkpoint. Keep ``num_workers`` at 0 or make
+  the dataset deterministic per index for this to hold.
+- EMA of the weights with diffusers' ``EMAModel`` (decay warm-up (1 + t) / (10 + t), capped at
+  ``ema_decay``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from handforge.engines.checkpoints import atomic_folder, save_model
+
+CHECKPOINTS = "checkpoints"
+LOG = "log.jsonl"
+MODEL = "model"
+
+
+class TrainingError(RuntimeError):
+    """Settings or a run folder that cannot be used; the message says what to change."""
+
+
+@dataclass
+class TrainSettings:
+    out: str | Path                      # run folder
+    steps: int                           # optimiser steps in all
+    batch_size: int = 32                 # per device
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"        # any name of diffusers.optimization.get_scheduler, e.g. "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0        # max gradient norm; None: no clipping
+    seed: int = 0
+    mixed_precision: str = "no"          # "no", "fp16" or "bf16"
+    ema_decay: float | None = 0.999      # None: no EMA
+    checkpoint_every: int = 500          # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2            # the newest N are kept
+    log_every: int = 10
+    num_workers: int = 0
+    resume: bool = True                  # continue from the newest checkpoint in out/checkpoints
+    stop_after: int | None = None        # stop (with a checkpoint) after this many steps: a time-limited run
+    progress: bool = True                # tqdm bar with ETA
+
+
+@dataclass
+class TrainResult:
+    model: Any                # the trained model (EMA weights when EMA is on), on the training device
+    model_dir: Path | None    # where it was saved; None when the run stopped early (stop_after)
+    step: int                 # steps done
+    last_loss: float
+    resumed_from: int = 0     # the step the run resumed at (0: a fresh run)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EpochPermutation(torch.utils.data.Sampler):
+    """Indices in an order drawn from (seed, epoch) only, so that any epoch can be replayed exactly."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any, Any], Any],
+          settings: TrainSettings, collate_fn: Callable | None = None,
+          optimizer: torch.optim.Optimizer | None = None) -> TrainResult:
+    """Train ``model`` (a ModelMixin) on ``dataset`` with ``loss_fn(model, batch)``; see the module doc."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    s = settings
+    _check(model, dataset, s)
+    out = Path(s.out)
+    accelerator = Accelerator(mixed_precision=s.mixed_precision,
+                              project_config=ProjectConfiguration(project_dir=str(out)))
+    set_seed(s.seed)
+    sampler = EpochPermutation(len(dataset), s.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, drop_last=True,
+                                         collate_fn=collate_fn, num_workers=s.num_workers,
+                                         generator=torch.Generator().manual_seed(s.seed))  # not the global RNG
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    # accelerate steps a prepared scheduler once per process and step: count its steps that way
+    schedule = get_scheduler(s.lr_schedule, optimizer, num_warmup_steps=s.warmup_steps * accelerator.num_processes,
+                             num_training_steps=s.steps * accelerator.num_processes)
+    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
+    if len(loader) == 0:
+        raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {s.batch_size} per "
+                            f"device: lower batch_size")
+    ema = None
+    if s.ema_decay is not None:
+        ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=s.ema_decay)
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    checkpoint = _newest_checkpoint(out) if s.resume else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = json.loads((checkpoint / "step.json").read_text())["step"]
+    resumed_from = step
+    log = _Log(out / LOG, accelerator.is_main_process, after_step=step)
+    bar = tqdm(total=s.steps, initial=step, desc=f"training {out.name}", unit="step",
+               disable=not (s.progress and accelerator.is_local_main_process))
+    stop = min(s.steps, s.stop_after) if s.stop_after is not None else s.steps
+    last_loss, started = float("nan"), time.monotonic()
+    while step < stop:
+        epoch, seen = divmod(step, len(loader))
+        batches = accelerator.skip_first_batches(loader, seen) if seen else loader
+        batches.set_epoch(epoch)  # accelerate's loaders pass their own epoch count to the sampler at each pass
+        for batch in batches:
+            model.train()
+            with accelerator.autocast():
+                returned = loss_fn(model, batch)
+            loss, extra = returned if isinstance(returned, tuple) else (returned, {})
+            accelerator.backward(loss)
+            if s.grad_clip is not None and accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), s.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.step(accelerator.unwrap_model(model).parameters())
+            step += 1
+            last_loss = float(accelerator.reduce(loss.detach(), "mean"))
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4g}")
+            if step % s.log_every == 0 or step == stop:
+                log.write({"step": step, "epoch": epoch, "loss": last_loss, "lr": schedule.get_last_lr()[0],
+                           "seconds": round(time.monotonic() - started, 3),
+                           **{k: float(v) for k, v in extra.items()}})
+            if step % s.checkpoint_every == 0 or step == stop:
+                _save_checkpoint(accelerator, out, step, s.keep_checkpoints)
+            if step >= stop:
+                break
+    bar.close()
+
+    trained = accelerator.unwrap_model(model)
+    if ema is not None:
+        ema.copy_to(trained.parameters())
+    model_dir = None
+    if step >= s.steps:
+        model_dir = out / MODEL
+        if accelerator.is_main_process:
+            save_model(trained, model_dir)
+    accelerator.wait_for_everyone()
+    return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
+
+
+def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
+    if not callable(getattr(model, "save_pretrained", None)):
+        raise TrainingError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
+                            "diffusers.ModelMixin and ConfigMixin (see handforge.engines)")
+    problems = [f"{name} must be at least {low}, got {getattr(s, name)}"
+                for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
+                                  ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
+                if getattr(s, name) < low]
+    if s.mixed_precision not in ("no", "fp16", "bf16"):
+        problems.append(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {s.mixed_precision!r}")
+    if s.ema_decay is not None and not 0.0 < s.ema_decay < 1.0:
+        problems.append(f"ema_decay must be between 0 and 1 (or None for no EMA), got {s.ema_decay}")
+    if s.stop_after is not None and s.stop_after < 1:
+        problems.append(f"stop_after must be at least 1 (or None), got {s.stop_after}")
+    if problems:
+        raise TrainingError("training settings: " + "; ".join(problems))
+    out = Path(s.out)
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} is a file; the run folder must be a folder (choose another out)")
+    settings_file = out / "settings.json"
+    mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
+    mine = json.loads(json.dumps(mine, default=str))
+    if s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None:
+        theirs = json.loads(settings_file.read_text())
+        changed = sorted(k for k in mine if k != "steps" and theirs.get(k) != mine[k])
+        if changed:
+            raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}); resume with the "
+                                "same settings, or choose a new out folder (or resume=False to start over)")
+    out.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(mine, indent=1) + "\n")
+
+
+def _newest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
+    target = out / CHECKPOINTS / f"step-{step:08d}"
+    if accelerator.num_processes == 1:
+        with atomic_folder(target) as tmp:  # a run killed while saving leaves the previous checkpoint intact
+            accelerator.save_state(str(tmp))
+            (tmp / "step.json").write_text(json.dumps({"step": step}))
+    else:  # every process writes its own shards into the same folder
+        accelerator.save_state(str(target))
+        if accelerator.is_main_process:
+            (target / "step.json").write_text(json.dumps({"step": step}))
+        accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for old in sorted((out / CHECKPOINTS).glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class _Log:
+    """``log.jsonl``: a resumed run first drops the lines written after its checkpoint."""
+
+    def __init__(self, path: Path, write: bool, after_step: int) -> None:
+        self.path, self.enabled = path, write
+        self.rows: list[dict[str, Any]] = []
+        if write and path.is_file():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
+            path.write_text("".join(line + "\n" for line in kept))
+        elif write and after_step == 0:
+            path.write_text("")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.enabled:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+
+__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "train"]

@@ -1,0 +1,45 @@
+"""``handforge train <engine>`` and ``handforge eval <engine>`` dispatch to the engine's own modules
+(here the example engine of tests/engines), and an unknown engine gets the list of known ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handforge.cli import main
+
+EXAMPLE = ["--package", "tests.engines", "example"]
+
+
+def test_train_then_eval_the_example_engine(tmp_path, capsys):
+    untrained = tmp_path / "untrained"
+    assert main(["train", *EXAMPLE, "--out", str(untrained), "--steps", "1", "--lr", "0", "--quiet"]) == 0
+    assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run"), "--steps", "150", "--quiet"]) == 0
+    assert f"wrote {tmp_path / 'run' / 'model'}" in capsys.readouterr().out
+    scores = []
+    for run in (untrained, tmp_path / "run"):
+        assert main(["eval", *EXAMPLE, "--checkpoint", str(run / "model")]) == 0
+        scores.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mse"])
+    assert scores[1] < 0.5 * scores[0], scores
+    assert main(["eval", *EXAMPLE, "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
+
+
+def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):
+    assert main(["train", "--package", "tests.engines", "nosuch"]) == 2
+    assert "unknown engine 'nosuch'; engines with a train.py: example" in capsys.readouterr().err
+    assert main(["eval", "nosuch"]) == 2
+    assert "unknown engine 'nosuch'" in capsys.readouterr().err
+    assert main(["train", "--package", "no.such.package", "x"]) == 2
+    assert "no Python package 'no.such.package'" in capsys.readouterr().err
+
+
+def test_engine_options_are_the_engines_own(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *EXAMPLE, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: handforge train example" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", *EXAMPLE, "--steps", "x"])
+    assert "--steps: invalid int value" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""The server's model cache on its own: once per (key, device), LRU under a byte budget, reload when
+the checkpoint changes on disk, one load for concurrent requests, and loading as job progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from handforge.server.jobs import JobContext
+from handforge.server.model_cache import ModelCache, model_bytes, parse_size
+
+
+def linear_loader(size: int, calls: list):
+    def load(device: str) -> torch.nn.Module:
+        calls.append(device)
+        return torch.nn.Linear(size, size, bias=False).to(device)  # size * size * 4 bytes
+    return load
+
+
+def test_a_model_loads_once_per_key_and_device():
+    cache, calls = ModelCache(), []
+    a = cache.get("a", linear_loader(4, calls), "cpu")
+    assert cache.get("a", linear_loader(4, calls), "cpu") is a
+    assert calls == ["cpu"] and cache.loads == 1
+    assert cache.get("a", linear_loader(4, calls), "meta") is not a  # another device: its own copy
+    assert calls == ["cpu", "meta"] and model_bytes(a) == 64
+
+
+def test_least_recently_used_models_are_evicted_per_device_under_the_budget():
+    cache, calls = ModelCache(budget_bytes=2 * 64 + 10), []
+    for key in ("a", "b"):
+        cache.get(key, linear_loader(4, calls), "cpu")
+    cache.get("a", linear_loader(4, calls), "cpu")       # a is now the most recently used
+    cache.get("c", linear_loader(4, calls), "cpu")       # over budget: b goes
+    assert cache.cached() == [("a", "cpu"), ("c", "cpu")] and cache.evictions == 1
+    cache.get("d", linear_loader(4, calls), "meta")      # other device, own budget: nothing evicted
+    assert cache.used("cpu") == 128 and cache.used("meta") == 64 and cache.evictions == 1
+    big = cache.get("big", linear_loader(8, calls), "cpu")  # larger than the budget alone: loaded, alone
+    assert cache.cached() == [("d", "meta"), ("big", "cpu")] and big.weight.shape == (8, 8)
+
+
+def test_a_changed_checkpoint_is_loaded_again(tmp_path):
+    weights = tmp_path / "ckpt"
+    weights.mkdir()
+    (weights / "w.bin").write_bytes(b"1")
+    cache, calls = ModelCache(), []
+    first = cache.get("m", linear_loader(2, calls), checkpoint=weights)
+    assert cache.get("m", linear_loader(2, calls), checkpoint=weights) is first
+    (weights / "w.bin").write_bytes(b"22")
+    second = cache.get("m", linear_loader(2, calls), checkpoint=weights)
+    assert second is not first and len(calls) == 2 and cache.cached() == [("m", "cpu")]
+
+
+def test_concurrent_requests_for_one_model_load_it_once():
+    cache, calls, started = ModelCache(), [], threading.Event()
+
+    def slow(device):
+        started.set()
+        time.sleep(0.3)
+        calls.append(device)
+        return torch.nn.Linear(2, 2)
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get("slow", slow))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 4 and all(m is got[0] for m in got)
+
+
+def test_a_job_context_reports_loading_as_progress():
+    events = []
+    cache = ModelCache()
+    ctx = JobContext("j1", "kind", lambda f, m, p: events.append((f, m)), models=cache)
+    ctx.model("hands/open", linear_loader(2, []))
+    assert events == [(0.0, "loading hands/open")] and ctx.loaded == ["hands/open"]
+    again = JobContext("j2", "kind", lambda f, m, p: events.append((f, m)), models=cache)
+    again.model("hands/open", linear_loader(2, []))
+    assert again.loaded == [] and len(events) == 1
+
+
+def test_sizes_parse_with_units_and_bad_ones_say_the_accepted_forms():
+    assert parse_size("8GiB") == 8 * 2**30 and parse_size("512MB") == 512_000_000
+    assert parse_size("300") == 300 and parse_size("1.5 KiB") == 1536
+    for bad in ("lots", "-1GB", "8 GiBs", ""):
+        with pytest.raises(ValueError, match="e.g. 8GiB"):
+            parse_size(bad)
+    with pytest.raises(ValueError, match="at least 0"):
+        ModelCache(-1)

@@ -1,0 +1,68 @@
+"""The one training loop (handforge.training.loop) on the example engine's tiny model: the loss falls,
+and a run stopped and resumed ends with exactly the weights of a run that never stopped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from handforge.engines.checkpoints import load_model
+from handforge.training.loop import TrainingError, TrainSettings, train
+from tests.engines.example.model import Points, TinyNet, loss
+
+
+def settings(out, **overrides) -> TrainSettings:
+    # dropout and the loss's input noise draw from the global RNG: resume must restore it
+    base = dict(out=out, steps=30, batch_size=16, lr=3e-3, seed=7, ema_decay=0.9, checkpoint_every=4,
+                log_every=1, progress=False)
+    return TrainSettings(**{**base, **overrides})
+
+
+def fresh_model() -> TinyNet:
+    torch.manual_seed(0)
+    return TinyNet(width=16, dropout=0.1)
+
+
+def test_loss_falls_and_the_run_folder_has_log_checkpoints_and_model(tmp_path):
+    result = train(fresh_model(), Points(200), loss, settings(tmp_path / "run", steps=120, lr=1e-2))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 121))
+    first, last = sum(r["loss"] for r in rows[:10]) / 10, sum(r["loss"] for r in rows[-10:]) / 10
+    assert last < 0.5 * first, (first, last)
+    assert result.step == 120 and result.model_dir == tmp_path / "run" / "model"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-00000116", "step-00000120"]
+    loaded = load_model(TinyNet, result.model_dir)  # the EMA weights, as a ModelMixin checkpoint
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    whole = train(fresh_model(), Points(100), loss, settings(tmp_path / "whole"))
+    # 100 items / 16 = 6 batches per epoch: stopping at 10 resumes in the middle of the second epoch
+    first = train(fresh_model(), Points(100), loss, settings(tmp_path / "parts", stop_after=10))
+    assert first.step == 10 and first.model_dir is None
+    torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts with
+    rest = train(TinyNet(width=16, dropout=0.1), Points(100), loss, settings(tmp_path / "parts"))
+    assert rest.resumed_from == 10  # stop_after leaves a checkpoint where it stopped
+    assert rest.step == 30
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, rest.model.state_dict()[name]), name
+    log = [json.loads(line)["step"] for line in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]
+    assert log == list(range(1, 31))  # one line per step, none twice
+    whole_log = (tmp_path / "whole" / "log.jsonl").read_text().splitlines()
+    parts_log = (tmp_path / "parts" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(a)["loss"] for a in whole_log] == [json.loads(b)["loss"] for b in parts_log]
+
+
+def test_bad_settings_are_refused_with_what_to_change(tmp_path):
+    with pytest.raises(TrainingError, match="batch_size must be at least 1"):
+        train(fresh_model(), Points(10), loss, settings(tmp_path / "a", batch_size=0))
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        train(fresh_model(), Points(10), loss, settings(tmp_path / "b", batch_size=16))
+    with pytest.raises(TrainingError, match="not a diffusers ModelMixin"):
+        train(torch.nn.Linear(3, 3), Points(10), loss, settings(tmp_path / "c"))
+    train(fresh_model(), Points(40), loss, settings(tmp_path / "d", stop_after=2))
+    with pytest.raises(TrainingError, match="other settings.*lr"):
+        train(fresh_model(), Points(40), loss, settings(tmp_path / "d", lr=0.1))
