@@ -21,6 +21,7 @@ from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
 from handforge.engines.motion.observation import Observation
 from handforge.engines.motion.pipeline import Guidance, MotionPipeline
 from handforge.engines.motion.synthesis import synthesize
+from handforge.evaluation.limits import joint_limit_violations
 from handforge.hands import load_hand_model
 from handforge_shared.poses import MotionClip
 
@@ -121,6 +122,7 @@ def test_trajectory_follows_the_wrist_path_and_generates_fingers(trained):
         np.testing.assert_array_equal(clip.hands[side].transl, path["transl"][:, h])
         fingers = clip.hands[side].hand_pose
         assert np.isfinite(fingers).all() and np.abs(fingers).max() < np.pi
+        assert joint_limit_violations(fingers, side).max() < 1e-6  # free joints end inside their limits
         assert np.abs(fingers - path["hand_pose"][:, h]).max() > 0.1  # generated, not copied
 
 
@@ -163,3 +165,17 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
                         guidance=Guidance(strength=20.0, iterations=3, last_fraction=1.0))[0]
     assert penetration(plain) > 0
     assert penetration(guided) < 0.9 * penetration(plain)
+
+
+def test_key_blend_fades_the_generated_part_into_each_key():
+    from handforge.engines.motion.pipeline import key_blend, smooth_free
+
+    mask = torch.zeros(1, 12, 2, dtype=torch.bool)
+    mask[0, [0, 11], 0] = True
+    weight = key_blend(mask, 4)
+    assert weight[0, [0, 11], 0].tolist() == [0.0, 0.0]
+    assert weight[0, 4:8, 0].tolist() == [1.0] * 4 and bool((weight[0, :, 1] == 1).all())
+    assert bool((weight[0, 1:5, 0].diff() > 0).all())  # rises monotonically away from the key
+    noisy = torch.randn(1, 40, 3, generator=torch.Generator().manual_seed(0))
+    smooth = smooth_free(noisy, 2.0)
+    assert smooth.shape == noisy.shape and smooth.diff(dim=1).abs().mean() < 0.5 * noisy.diff(dim=1).abs().mean()

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
     parser.add_argument("--guidance", choices=("auto", "off"), default="auto", help="penetration guidance")
+    parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
+                        "(default: the pipeline's)")
     parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -148,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     from handforge.datasets import DatasetError, open_corpus
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.motion.model import MotionDenoiser
-    from handforge.engines.motion.pipeline import Guidance, MotionPipeline
+    from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, Guidance, MotionPipeline
     from handforge.engines.motion.settings import CHECKPOINT
     from handforge.engines.motion.spline import spline_inbetween
+    from handforge.engines.motion.synthesis import within_limits
     from handforge.evaluation.features import load_features
     from handforge.evaluation.report import evaluate_clips
     from handforge.hands import load_hand_model
@@ -179,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
     guidance = Guidance() if args.guidance == "auto" else None
+    smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     features = load_features()
     rows, full = [], {}
     for task in tasks:
@@ -188,11 +192,11 @@ def run(args: argparse.Namespace) -> int:
         learned = []
         for s in range(0, len(observations), args.batch):
             chunk = observations[s:s + args.batch]
-            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance)
-            learned += [o.clip(v) for o, v in zip(chunk, values)]
+            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing)
+            learned += [o.clip(within_limits(v)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()
-        spline = [o.clip(spline_inbetween(o)) for o in observations]
+        spline = [o.clip(within_limits(spline_inbetween(o))) for o in observations]
         spline_seconds = time.monotonic() - started
         for engine, generated, seconds in (("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
                                            ("spline", spline, spline_seconds)):

@@ -60,6 +60,8 @@ def _common_params() -> dict[str, Any]:
         "variation": Number(doc="how far the motion may stray from the keys' linear in-between, in (0, 1]: "
                                 "1 = a fresh sample, small values stay close to the in-between",
                             default=1.0, min=0.01, max=1.0),
+        "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
+                                "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
         "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
                                            "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'",
                                        default="auto", choices=("auto", "on", "off")),
@@ -240,7 +242,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     with torch.no_grad():
         clips = synthesize(observation, engine, pipeline, num_samples=params["num_samples"], steps=params["steps"],
                            seed=params["seed"], variation=params["variation"], guidance=guidance, callback=on_step,
-                           extra={"motion_engine": meta})
+                           smoothing=params["smoothing"], extra={"motion_engine": meta})
     arrays = clips[0].to_arrays()
     if len(clips) > 1:
         for side in SIDES:

@@ -26,6 +26,8 @@ from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
 from handforge.engines.motion.observation import Observation
 
 DEFAULT_STEPS = 20
+DEFAULT_SMOOTHING = 1.0  # frames: σ of the Gaussian applied to the generated part (see ``smooth_free``)
+BLEND_FRAMES = 4         # the generated part fades into each key over this many frames (``key_blend``)
 SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of MDM and HandDiffuse
 
 
@@ -67,17 +69,19 @@ class MotionPipeline:
 
     def __call__(self, observation: Observation, num_samples: int = 1, steps: int = DEFAULT_STEPS, seed: int = 0,
                  variation: float = 1.0, guidance: Guidance | None = None,
-                 callback: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+                 callback: Callable[[int, int], None] | None = None,
+                 smoothing: float = DEFAULT_SMOOTHING) -> dict[str, np.ndarray]:
         """Rig values {global_orient, hand_pose, transl}: (num_samples, T, 2, size) float64, keys exact.
 
         ``callback(step, steps)`` is called after every denoising step (progress, cancellation)."""
-        values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback)
+        values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback, smoothing)
         return {name: np.stack([v[name] for v in values]) for name in values[0]}
 
     @torch.no_grad()
     def batch(self, observations: list[Observation], steps: int = DEFAULT_STEPS, seed: int = 0,
               variation: float = 1.0, guidance: Guidance | None = None,
-              callback: Callable[[int, int], None] | None = None) -> list[dict[str, np.ndarray]]:
+              callback: Callable[[int, int], None] | None = None,
+              smoothing: float = DEFAULT_SMOOTHING) -> list[dict[str, np.ndarray]]:
         """One denoising run for several observations of the same length: their rig values (T, 2, size)."""
         model, device = self.model, self.device
         if not 0.0 < variation <= 1.0:
@@ -108,8 +112,37 @@ class MotionPipeline:
             x = scheduler.step(x0, t, x, generator=generator).prev_sample
             if callback is not None:
                 callback(i + 1, len(timesteps))
+        residual = smooth_free(x0 - fill, smoothing) if smoothing > 0 else x0 - fill
+        x0 = torch.where(mask, keys, fill + residual * key_blend(mask, BLEND_FRAMES))
         motion = model.denormalise(x0).double().cpu().numpy()
         return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
+
+
+def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, C) weights in [0, 1]: 0 at each channel's keys, rising smoothly (smoothstep) to 1 at
+    ``frames`` from the nearest key, 1 for channels without keys. Multiplying the generated part
+    by it makes every channel arrive at its keys without a jump in position or velocity."""
+    b, t, c = mask.shape
+    index = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
+    prev = torch.where(mask, index, torch.full_like(index, -10 * t)).cummax(1).values
+    nxt = torch.where(mask, index, torch.full_like(index, 10 * t)).flip(1).cummin(1).values.flip(1)
+    distance = torch.minimum(index - prev, nxt - index).float()
+    u = (distance / max(frames, 1)).clamp(0, 1)
+    return u * u * (3 - 2 * u)
+
+
+def smooth_free(residual: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian filter (σ in frames) along time of (B, T, C): applied to the generated part only (its
+    difference from the keys' in-between), it removes the frame-to-frame noise a short-trained
+    denoiser leaves at few DDIM steps while keeping the motion; the keys are imposed after it."""
+    radius = max(1, int(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=residual.dtype, device=residual.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    b, t, c = residual.shape
+    x = residual.permute(0, 2, 1).reshape(b * c, 1, t)
+    x = torch.nn.functional.pad(x, (radius, radius), mode="replicate")
+    return torch.nn.functional.conv1d(x, kernel).reshape(b, c, t).permute(0, 2, 1)
 
 
 class _Guide:
@@ -154,4 +187,4 @@ class _Guide:
         return x0
 
 
-__all__ = ["DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]

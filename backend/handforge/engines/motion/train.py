@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--corpus", help="a `handforge corpus` folder (uses its train split)")
     data.add_argument("--motion-folder", help="any folder of HandForge motion .npz clips")
-    data.add_argument("--interhand", help="InterHand2.6M root (annotations/train ...)")
+    data.add_argument("--interhand", help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
     parser.add_argument("--out", required=True, help="run folder (log.jsonl, checkpoints, model/)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -51,9 +51,13 @@ def open_training_windows(args: argparse.Namespace):
     if args.corpus:
         source = open_corpus(args.corpus, split="train", max_clips=args.max_clips)
     elif args.motion_folder:
-        source = open_motion_folder(args.motion_folder)
-    else:
-        source = open_interhand(args.interhand, split="train")
+        source = open_motion_folder(args.motion_folder, max_clips=args.max_clips)
+    else:  # InterHand2.6M poses are relative to MANO's mean pose: made flat with MANO's hands_mean
+        from handforge.hands import load_hand_model
+
+        mano = load_hand_model("mano")
+        source = open_interhand(args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
+                                max_clips=args.max_clips)
     store = ClipStore.build(source, progress=not args.quiet)
     windows = WindowDataset(store, length=args.window, stride=max(1, args.window // 4), mirror=True)
     both = store.arrays["present"].all(axis=1)
@@ -62,8 +66,6 @@ def open_training_windows(args: argparse.Namespace):
     starts = store.starts[windows.clip_ids] + windows.firsts
     keep = np.flatnonzero(complete[starts + args.window] - complete[starts] == args.window)
     keep = np.concatenate([keep, keep + base])  # the mirrored copies
-    if args.max_clips is not None and args.motion_folder:
-        keep = keep[: args.max_clips * 8]
     return Subset(windows, keep.tolist()), store
 
 
