@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=int, default=128, help="windows per task")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
-    parser.add_argument("--guidance", choices=("auto", "off"), default="auto", help="penetration guidance")
+    parser.add_argument("--guidance", choices=("auto", "off"), default="off", help="penetration guidance (jobs: off by default)")
     parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
     parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")

@@ -63,8 +63,9 @@ def _common_params() -> dict[str, Any]:
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
                                 "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
         "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
-                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'",
-                                       default="auto", choices=("auto", "on", "off")),
+                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'. Off by "
+                                           "default: at its current strength it adds frame-to-frame jitter "
+                                           "(README 'Motion')", default="off", choices=("auto", "on", "off")),
     }
 
 
