@@ -1,0 +1,17 @@
+"""The motion engine: two-hand motion through keys at any frames and joints, along wrist paths, or
+from nothing (HandDiffuse, arXiv 2312.04867, on MDM's backbone; README "Motion").
+
+    representation.py   the 198-number frame (6D rotations + canonical wrist translation) ↔ rig values
+    kinematics.py       25 points per hand from the hand model's kinematic tree (losses, guidance)
+    observation.py      keys: values + a per-frame, per-hand, per-part mask; exact write-back
+    keysets.py          random key sets for training
+    model.py            MotionDenoiser (diffusers ModelMixin): x0 from noisy motion, keys, mask, t
+    losses.py           reconstruction, positions, velocity, interaction, bone length
+    pipeline.py         DDIM sampling with keys imposed each step, penetration guidance
+    spline.py           the spline engine (always available; fallback and baseline)
+    synthesis.py        one call for both engines
+    settings.py         ``motion.checkpoint`` (default: the shipped assets/motion_v1)
+    train.py / evaluate.py / jobs.py   ``handforge train|eval motion`` and the server's job kinds
+
+This package stays light: the server imports ``jobs`` (and through it ``settings``) at start.
+"""

@@ -1,0 +1,214 @@
+"""Evaluate the motion engines on held-out clips (``handforge eval motion --corpus DIR``).
+
+Tasks, each on windows cut from the held-out clips (validation and test splits by default):
+
+    gap15 / gap30 / gap60   in-betweening: the first and last 5 frames keyed, a gap of 15/30/60
+                            frames between (HandDiffuse's key-frame task, with three gap lengths)
+    trajectory              both wrists' translations keyed at every frame of 60, the rest free
+    unconditional           60 frames, no keys
+
+Rows: ground truth (the windows themselves), the learned engine, the spline engine. Metrics from
+``handforge.evaluation`` (``evaluate_clips``): Fréchet distance of the motion features to the
+ground-truth windows, diversity, jitter and acceleration, penetration volume and depth and contact
+ratio on ``--frames`` drawn two-hand frames, joint-limit violations; and the keyframe error: the
+largest rotation angle (rad) between a keyed rotation and the result's, and the largest keyed
+wrist-translation error (m).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+KEY_FRAMES = 5
+TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
+    parser.add_argument("--splits", default="validation,test", help="held-out splits to cut windows from")
+    parser.add_argument("--checkpoint", default=None, help="motion checkpoint (default: motion.checkpoint)")
+    parser.add_argument("--windows", type=int, default=128, help="windows per task")
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
+    parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
+    parser.add_argument("--guidance", choices=("auto", "off"), default="off", help="penetration guidance (jobs: off by default)")
+    parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
+                        "(default: the pipeline's)")
+    parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", help="write the full report here (JSON)")
+
+
+def task_window(task: str) -> int:
+    return {"gap15": 15 + 2 * KEY_FRAMES, "gap30": 30 + 2 * KEY_FRAMES, "gap60": 60 + 2 * KEY_FRAMES}.get(task, 60)
+
+
+def task_mask(task: str, frames: int) -> np.ndarray:
+    from handforge.engines.motion import representation as rep
+
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    if task.startswith("gap"):
+        mask[:KEY_FRAMES] = mask[-KEY_FRAMES:] = True
+    elif task == "trajectory":
+        mask[:, :, rep.TRANSL_PART] = True
+    return mask
+
+
+def cut_windows(clips: list, length: int, count: int, seed: int) -> list:
+    """Up to ``count`` windows of ``length`` frames, spread over the clips (both hands present)."""
+    rng = np.random.default_rng(seed)
+    spans = [(i, s) for i, c in enumerate(clips) if set(c.hands) == {"left", "right"}
+             for s in range(0, c.num_frames - length + 1, max(1, length // 2))]
+    if not spans:
+        raise ValueError(f"no clip has {length} frames with both hands")
+    picked = rng.choice(len(spans), size=min(count, len(spans)), replace=False)
+    return [_window(clips[spans[k][0]], spans[k][1], length) for k in sorted(picked)]
+
+
+def _window(clip, start: int, length: int):
+    from dataclasses import replace
+
+    hands = {side: pose[start:start + length] for side, pose in clip.hands.items()}
+    present = {side: m[start:start + length] for side, m in clip.present.items()}
+    return replace(clip, hands=hands, present=present)
+
+
+def observation_of(window, mask: np.ndarray):
+    from handforge.engines.motion.observation import Observation
+
+    sides = ("left", "right")
+    values = {f: np.stack([getattr(window.hands[s], f) for s in sides], 1) for f in ("global_orient", "hand_pose", "transl")}
+    betas = np.stack([window.hands[s].betas[0] for s in sides])
+    return Observation(**values, part_mask=mask, betas=betas, hand_model=window.hand_model, fps=window.fps)
+
+
+def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
+    from handforge_shared.rotations import axis_angle_to_matrix, rotation_angle
+
+    worst_angle, worst_transl = 0.0, 0.0
+    for clip, obs in zip(clips, observations):
+        for h, side in enumerate(("left", "right")):
+            pose = clip.hands[side]
+            for name in ("global_orient", "hand_pose"):
+                keyed = obs._keyed(name, obs.part_mask)[:, h].reshape(obs.num_frames, -1, 3)[..., 0]
+                if keyed.any():
+                    got = getattr(pose, name).reshape(obs.num_frames, -1, 3)[keyed]
+                    want = getattr(obs, name)[:, h].reshape(obs.num_frames, -1, 3)[keyed]
+                    rel = np.swapaxes(axis_angle_to_matrix(want), -1, -2) @ axis_angle_to_matrix(got)
+                    worst_angle = max(worst_angle, float(np.max(rotation_angle(rel))))
+            keyed = obs.part_mask[:, h, -1]
+            if keyed.any():
+                worst_transl = max(worst_transl, float(np.abs(pose.transl[keyed] - obs.transl[keyed, h]).max()))
+    return {"keyframe_rotation_error_rad": worst_angle, "keyframe_translation_error_m": worst_transl}
+
+
+def summarise(report: dict[str, Any]) -> dict[str, float | None]:
+    def get(*path):
+        node = report
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return node
+
+    limits = [v.get("limit_violation_max_deg") for v in (report.get("joint_limits") or {}).values()]
+    return {
+        "fd_motion": get("vs_reference_motions", "frechet"),
+        "diversity": get("diversity_motions"),
+        "jitter": get("smoothness", "jitter"),
+        "acceleration": get("smoothness", "mean_acceleration"),
+        "pen_volume_cm3": get("penetration", "penetration_volume_cm3"),
+        "pen_depth_mm": get("penetration", "max_depth_mm"),
+        "contact_ratio": get("contact", "contact_ratio"),
+        "limit_max_deg": float(np.mean(limits)) if limits else None,
+        "key_rot_rad": report.get("keyframe_rotation_error_rad"),
+        "key_transl_m": report.get("keyframe_translation_error_m"),
+        "seconds": report.get("seconds"),
+    }
+
+
+def format_table(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    columns = list(rows[0][2])
+    head = "| task | engine | " + " | ".join(columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 2)]
+    for task, engine, values in rows:
+        cells = ["–" if v is None else f"{v:.3g}" for v in values.values()]
+        lines.append(f"| {task} | {engine} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from handforge.datasets import DatasetError, open_corpus
+    from handforge.engines.checkpoints import CheckpointError, load_model
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, Guidance, MotionPipeline
+    from handforge.engines.motion.settings import CHECKPOINT
+    from handforge.engines.motion.spline import spline_inbetween
+    from handforge.engines.motion.synthesis import within_limits
+    from handforge.evaluation.features import load_features
+    from handforge.evaluation.report import evaluate_clips
+    from handforge.hands import load_hand_model
+    from handforge import config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        print(f"handforge eval motion: unknown tasks {unknown}; choose from {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    try:
+        clips = []
+        for split in args.splits.split(","):
+            source = open_corpus(args.corpus, split=split)
+            clips += [source.load(i) for i in range(len(source))]
+        model = load_model(MotionDenoiser, args.checkpoint or config.value(CHECKPOINT.key))
+    except (DatasetError, CheckpointError) as exc:
+        print(f"handforge eval motion: {exc}", file=sys.stderr)
+        return 2
+    hand_models = {c.hand_model for c in clips}
+    if len(hand_models) != 1:
+        print(f"handforge eval motion: clips of several hand models {sorted(hand_models)}", file=sys.stderr)
+        return 2
+    hands = load_hand_model(hand_models.pop())
+    pipe = MotionPipeline(model, hands)
+    guidance = Guidance() if args.guidance == "auto" else None
+    smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
+    features = load_features()
+    rows, full = [], {}
+    for task in tasks:
+        windows = cut_windows(clips, task_window(task), args.windows, args.seed)
+        observations = [observation_of(w, task_mask(task, w.num_frames)) for w in windows]
+        started = time.monotonic()
+        learned = []
+        for s in range(0, len(observations), args.batch):
+            chunk = observations[s:s + args.batch]
+            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing)
+            learned += [o.clip(within_limits(v)) for o, v in zip(chunk, values)]
+        learned_seconds = time.monotonic() - started
+        started = time.monotonic()
+        spline = [o.clip(within_limits(spline_inbetween(o))) for o in observations]
+        spline_seconds = time.monotonic() - started
+        for engine, generated, seconds in (("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
+                                           ("spline", spline, spline_seconds)):
+            report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,
+                                    seed=args.seed)
+            report.update(keyframe_errors(generated, observations), seconds=seconds / len(windows))
+            full[f"{task}/{engine}"] = report
+            rows.append((task, engine, summarise(report)))
+            print(f"{task:13s} {engine:12s} " + json.dumps(rows[-1][2]), flush=True)
+    print()
+    print(format_table(rows))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full}, fh, indent=1)
+    return 0

@@ -1,0 +1,306 @@
+"""The motion engine's job kinds: ``motion.inbetween``, ``motion.trajectory``, ``motion.generate``.
+
+Light at import (the server imports it at start): torch, diffusers and the model load inside the
+handlers, through the server's model cache.
+
+Inputs are per-frame arrays named as in motion files (``<side>.<field>``): frame 0 of the arrays
+is the first frame of the generated range, so a Blender frame range [a, b] travels as b - a + 1
+rows. Every job returns one ``MotionClip`` in the motion format the add-on imports
+(``clip.to_arrays()`` + ``data["motion"] = clip.metadata()``), the first sample; with
+``num_samples`` > 1 every sample also comes packed as ``samples.<side>`` (N, T, 51) =
+[global_orient 3 | hand_pose 45 | transl 3] per frame (betas as in the clip).
+
+``engine``: "learned" (the diffusion model of ``motion.checkpoint``; falls back to "spline", saying
+so in ``data["engine"]`` and ``data["warning"]``, when no checkpoint is there) or "spline".
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from handforge import config
+from handforge.engines.motion.settings import CHECKPOINT
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import ArraySpec, Integer, Number, Schema, String, invalid
+from handforge_shared.poses import HAND_MODELS, hand_array_name
+from handforge_shared.protocol import ErrorCode
+from handforge_shared.skeleton import NUM_BETAS, SIDES
+
+PARTS = 17                 # representation.PARTS (kept literal: this module stays light)
+MAX_FRAMES = 512           # the denoiser's max_frames
+MAX_SAMPLES = 8
+ROTATION_LIMIT = 4 * np.pi
+TRANSL_LIMIT = 100.0
+BETAS_LIMIT = 20.0
+
+PART_DOC = ("per frame, which parts are keys (1) or free (0): column 0 the wrist rotation (global_orient), "
+            "columns 1-15 the finger joints in MANO order (hand_pose[3j-3:3j]), column 16 the wrist "
+            "translation (transl)")
+
+
+def _common_params() -> dict[str, Any]:
+    return {
+        "engine": String(doc="'learned': the diffusion model (motion.checkpoint), falling back to 'spline' when "
+                             "no checkpoint is configured; 'spline': rotation splines and cubic wrist paths "
+                             "through the keys", default="learned", choices=("learned", "spline")),
+        "hand_model": String(doc="the hand model the keys' values and betas belong to; the result uses it too",
+                             default="open", choices=HAND_MODELS),
+        "fps": Number(doc="frames per second of the motion (stored in the result)", default=30.0, min=1.0, max=1000.0),
+        "seed": Integer(doc="random seed: the same seed and inputs give the same motion", default=0, min=0,
+                        max=2**31 - 1),
+        "num_samples": Integer(doc="motions to generate (the first is the result's clip; all are in "
+                                   "samples.<side>)", default=1, min=1, max=MAX_SAMPLES),
+        "steps": Integer(doc="DDIM denoising steps (learned engine): more is slower and a little finer",
+                         default=20, min=1, max=1000),
+        "variation": Number(doc="how far the motion may stray from the keys' linear in-between, in (0, 1]: "
+                                "1 = a fresh sample, small values stay close to the in-between",
+                            default=1.0, min=0.01, max=1.0),
+        "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
+                                "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
+        "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
+                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'. Off by "
+                                           "default: at its current strength it adds frame-to-frame jitter "
+                                           "(README 'Motion')", default="off", choices=("auto", "on", "off")),
+    }
+
+
+def _side_arrays(fields: dict[str, tuple[int, float, str]], required: bool = False) -> dict[str, ArraySpec]:
+    specs = {}
+    for side in SIDES:
+        for name, (size, limit, doc) in fields.items():
+            shape = ("frames",) if size == 0 else ("frames", size)
+            dtypes = ("uint8",) if name == "mask" else ("float32", "float64")
+            specs[hand_array_name(side, name)] = ArraySpec(
+                shape=shape, dtypes=dtypes, required=False, min=0 if name == "mask" else -limit,
+                max=1 if name == "mask" else limit, doc=f"{side} hand: {doc}")
+        specs[hand_array_name(side, "betas")] = ArraySpec(
+            shape=(NUM_BETAS,), required=False, min=-BETAS_LIMIT, max=BETAS_LIMIT,
+            doc=f"{side} hand: shape coefficients, carried into the result unchanged (zeros when absent)")
+    return specs
+
+
+KEY_FIELDS = {
+    "global_orient": (3, ROTATION_LIMIT, "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are ignored)"),
+    "hand_pose": (45, ROTATION_LIMIT, "(T, 45) finger joint rotation keys, axis-angle, MANO order"),
+    "transl": (3, TRANSL_LIMIT, "(T, 3) wrist translation keys, metres, model frame"),
+    "mask": (PARTS, 1, f"(T, {PARTS}) uint8 key mask, {PART_DOC}"),
+}
+PATH_FIELDS = {
+    "transl": (3, TRANSL_LIMIT, "(T, 3) the wrist path, metres, model frame, one row per frame"),
+    "global_orient": (3, ROTATION_LIMIT, "(T, 3) optional wrist rotations along the path (axis-angle); "
+                                         "without them the wrist rotation is generated"),
+}
+DIMS = {"frames": (2, MAX_FRAMES)}
+RETURNS = {
+    "motion": "the clip's metadata (MotionClip.metadata()); with the arrays <side>.<field> it is the motion",
+    "<side>.<field>": "global_orient, hand_pose, betas, transl, present per frame (MotionClip.to_arrays())",
+    "samples.<side>": "(N, T, 51) float32 every sample: global_orient | hand_pose | transl",
+    "engine": "the engine that ran ('learned' or 'spline')",
+    "warning": "why the learned engine fell back to the spline engine (only then)",
+    "seconds": "time spent generating",
+}
+
+
+# ------------------------------------------------------------------------------------- checks
+def _frames(arrays: Mapping[str, np.ndarray]) -> int:
+    return next(a.shape[0] for n, a in arrays.items() if not n.endswith(".betas"))
+
+
+def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    sides = [s for s in SIDES if hand_array_name(s, "mask") in arrays]
+    if not sides:
+        raise invalid("arrays.right.mask", "no keys given",
+                      f"send <side>.mask ({PARTS} columns per frame) with <side>.global_orient, .hand_pose and "
+                      ".transl for the left and/or right hand")
+    for side in SIDES:
+        names = [hand_array_name(side, f) for f in KEY_FIELDS]
+        given = [n for n in names if n in arrays]
+        if given and len(given) != len(names):
+            missing = sorted(set(names) - set(given))
+            raise invalid(f"arrays.{missing[0]}", f"is required with arrays.{given[0]}",
+                          f"send all of {', '.join(names)} for the {side} hand")
+    keyed = sum(int(np.asarray(arrays[hand_array_name(s, "mask")]).any(axis=1).sum()) for s in sides)
+    if keyed == 0:
+        raise invalid(f"arrays.{hand_array_name(sides[0], 'mask')}", "keys no frame (all zeros)",
+                      "set a row's columns to 1 where the values are keys; use motion.generate for no keys")
+    _observed(inbetween_observation, params, arrays)
+
+
+def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    sides = [s for s in SIDES if hand_array_name(s, "transl") in arrays]
+    if not sides:
+        raise invalid("arrays.right.transl", "no wrist path given",
+                      "send <side>.transl (T, 3) for the left and/or right wrist")
+    for side in SIDES:
+        if hand_array_name(side, "global_orient") in arrays and side not in sides:
+            raise invalid(f"arrays.{hand_array_name(side, 'transl')}",
+                          f"is required with arrays.{hand_array_name(side, 'global_orient')}")
+    _observed(trajectory_observation, params, arrays)
+
+
+# ------------------------------------------------------------------------------------- observations
+def _betas(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.stack([np.asarray(arrays.get(hand_array_name(s, "betas"), np.zeros(NUM_BETAS)), dtype=np.float64)
+                     for s in SIDES])
+
+
+def inbetween_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
+    from handforge.engines.motion.observation import Observation
+
+    t = _frames(arrays)
+    values = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
+    mask = np.zeros((t, 2, PARTS), dtype=bool)
+    for h, side in enumerate(SIDES):
+        if hand_array_name(side, "mask") not in arrays:
+            continue
+        mask[:, h] = np.asarray(arrays[hand_array_name(side, "mask")]) > 0
+        for f in values:
+            values[f][:, h] = arrays[hand_array_name(side, f)]
+    return Observation(**values, part_mask=mask, betas=_betas(arrays), hand_model=params["hand_model"],
+                       fps=params["fps"])
+
+
+def trajectory_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
+    from handforge.engines.motion.observation import Observation
+
+    t = _frames(arrays)
+    values = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
+    mask = np.zeros((t, 2, PARTS), dtype=bool)
+    for h, side in enumerate(SIDES):
+        if hand_array_name(side, "transl") in arrays:
+            values["transl"][:, h] = arrays[hand_array_name(side, "transl")]
+            mask[:, h, PARTS - 1] = True
+        if hand_array_name(side, "global_orient") in arrays:
+            values["global_orient"][:, h] = arrays[hand_array_name(side, "global_orient")]
+            mask[:, h, 0] = True
+    return Observation(**values, part_mask=mask, betas=_betas(arrays), hand_model=params["hand_model"],
+                       fps=params["fps"])
+
+
+def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
+    from handforge.engines.motion.observation import Observation
+
+    t = params["num_frames"]
+    zeros = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
+    return Observation(**zeros, part_mask=np.zeros((t, 2, PARTS), dtype=bool), betas=_betas(arrays),
+                       hand_model=params["hand_model"], fps=params["fps"])
+
+
+# ------------------------------------------------------------------------------------- running
+def _hand_model(ctx: JobContext, name: str):
+    from handforge.hands import HandModelError, load_hand_model
+
+    try:
+        return ctx.model(("hand_model", name), lambda device: load_hand_model(name, device=device))
+    except HandModelError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "configure mano.model_dir (handforge doctor)") from None
+
+
+def _pipeline(ctx: JobContext, hand_model_name: str):
+    """The learned pipeline, or (None, why) when no checkpoint is there."""
+    from handforge.engines.checkpoints import CheckpointError
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.pipeline import MotionPipeline
+
+    value = config.value(CHECKPOINT.key)
+    if not value or not Path(value).is_dir():
+        return None, f"no motion checkpoint at {value!r}; {CHECKPOINT.how_to_set()}"
+    try:
+        model = ctx.pretrained(MotionDenoiser, value)
+    except CheckpointError as exc:
+        return None, str(exc)
+    return MotionPipeline(model, _hand_model(ctx, hand_model_name)), ""
+
+
+def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
+    import torch
+
+    from handforge.engines.motion.pipeline import Guidance
+    from handforge.engines.motion.synthesis import synthesize
+
+    started = time.monotonic()
+    engine, warning, pipeline = params["engine"], "", None
+    if engine == "learned":
+        pipeline, warning = _pipeline(ctx, params["hand_model"])
+        if pipeline is None:
+            engine = "spline"
+        elif observation.num_frames > pipeline.model.config.max_frames:
+            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames is more than the model's "
+                           f"{pipeline.model.config.max_frames}", "generate a shorter range")
+    guidance = None
+    if params["penetration_guidance"] != "off":
+        guidance = Guidance(near=float("inf") if params["penetration_guidance"] == "on" else Guidance.near)
+
+    def on_step(step: int, total: int) -> None:
+        ctx.progress(step / total, f"denoising step {step}/{total}" if engine == "learned" else "spline")
+
+    meta = {"engine": engine, "seed": params["seed"], "steps": params["steps"], "variation": params["variation"]}
+    with torch.no_grad():
+        clips = synthesize(observation, engine, pipeline, num_samples=params["num_samples"], steps=params["steps"],
+                           seed=params["seed"], variation=params["variation"], guidance=guidance, callback=on_step,
+                           smoothing=params["smoothing"], extra={"motion_engine": meta})
+    arrays = clips[0].to_arrays()
+    if len(clips) > 1:
+        for side in SIDES:
+            arrays[f"samples.{side}"] = np.stack([np.concatenate(
+                [c.hands[side].global_orient, c.hands[side].hand_pose, c.hands[side].transl], -1) for c in clips]
+            ).astype(np.float32)
+    data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
+                            "seconds": round(time.monotonic() - started, 3)}
+    if warning:
+        data["warning"] = warning
+    return JobResult(data, arrays)
+
+
+def _observed(build, params, arrays):
+    from handforge.engines.motion.observation import ObservationError
+
+    try:
+        return build(params, arrays)
+    except ObservationError as exc:
+        raise invalid("arrays", str(exc)) from None
+
+
+def inbetween(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    return _run(ctx, params, _observed(inbetween_observation, params, arrays))
+
+
+def trajectory(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    return _run(ctx, params, _observed(trajectory_observation, params, arrays))
+
+
+def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    return _run(ctx, params, _observed(generate_observation, params, arrays))
+
+
+def register_jobs(registry: Registry) -> None:
+    registry.add_engine(Engine("motion", "two-hand motion: in-betweening of keys at any frames and joints, wrist "
+                                         "paths, generation (learned diffusion model, spline fallback)"))
+    common = _common_params()
+    registry.add_kind(JobKind(
+        "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
+        schema=Schema(params=common, arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
+        description="motion through the animator's keys: any frames, any joints of either hand, kept exactly",
+        returns=RETURNS))
+    registry.add_kind(JobKind(
+        "motion.trajectory", trajectory, engine="motion", device="gpu", timeout=600, check=_check_trajectory,
+        schema=Schema(params=common, arrays=_side_arrays(PATH_FIELDS), dims=DIMS),
+        description="fingers (and free wrist rotations) generated along given wrist paths, followed exactly",
+        returns=RETURNS))
+    registry.add_kind(JobKind(
+        "motion.generate", generate, engine="motion", device="gpu", timeout=600,
+        schema=Schema(params={**common, "num_frames": Integer(doc="frames to generate", default=120, min=2,
+                                                              max=MAX_FRAMES)},
+                      arrays={hand_array_name(s, "betas"): ArraySpec(
+                          shape=(NUM_BETAS,), required=False, min=-BETAS_LIMIT, max=BETAS_LIMIT,
+                          doc=f"{s} hand: shape coefficients (zeros when absent)") for s in SIDES}),
+        description="two-hand motion from nothing (unconditional), placed around the model origin",
+        returns=RETURNS))
+
+
+__all__ = ["generate", "inbetween", "register_jobs", "trajectory"]

@@ -1,0 +1,102 @@
+"""The motion denoiser: an encoder-only transformer predicting the clean motion x0 (MDM, Tevet et al.,
+arXiv 2209.14916; HandDiffuse, arXiv 2312.04867), conditioned on keys at any frames and channels.
+
+Input per frame: the noisy motion x_t, the observation and its mask (the conditioning of Flexible
+Motion In-betweening, Cohan et al., arXiv 2405.11126: key values plus a per-frame, per-channel mask
+beside the noisy motion). Our observation is the keys *interpolated* along time per channel
+(``interpolate_keys``; zero for a channel without keys) and the network predicts x0 as a correction
+of it: with few training steps on a CPU this starts the model at the linear in-between instead of
+at the mean pose. A timestep token (sinusoidal embedding → MLP) is prepended, as in MDM; sinusoidal
+frame positions (offset at random in training) let one model take clips of any length up to
+``max_frames``.
+
+Everything is in normalised units: ``(motion - data_mean) / data_std`` per channel, statistics of
+the training set kept in the config so a checkpoint folder is self-contained.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from handforge.engines.motion.representation import FRAME_DIM
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(...,) positions → (..., dim) sinusoidal embedding (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def interpolate_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per channel, the keys linearly interpolated along time, held before the first and after the
+    last key, zero where a channel has no key. ``values`` (B, T, C), ``mask`` (B, T, C) bool."""
+    b, t, c = values.shape
+    frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
+    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
+    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < t
+    v_prev = values.gather(1, prev.clamp(0, t - 1))
+    v_next = values.gather(1, nxt.clamp(0, t - 1))
+    span = (nxt - prev).clamp_min(1).to(values.dtype)
+    w = ((frames - prev).to(values.dtype) / span).clamp(0, 1)
+    both = v_prev + w * (v_next - v_prev)
+    out = torch.where(has_prev & has_next, both, torch.where(has_prev, v_prev, torch.where(has_next, v_next, 0.0)))
+    return torch.where(mask, values, out)
+
+
+class MotionDenoiser(ModelMixin, ConfigMixin):
+    """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
+
+    @register_to_config
+    def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
+                 ff_size: int = 512, dropout: float = 0.1, max_frames: int = 512,
+                 num_train_timesteps: int = 1000, data_mean: list[float] | None = None,
+                 data_std: list[float] | None = None) -> None:
+        super().__init__()
+        mean = torch.tensor(data_mean if data_mean is not None else [0.0] * frame_dim, dtype=torch.float32)
+        std = torch.tensor(data_std if data_std is not None else [1.0] * frame_dim, dtype=torch.float32)
+        if mean.shape != (frame_dim,) or std.shape != (frame_dim,) or not bool((std > 0).all()):
+            raise ValueError(f"data_mean and data_std need {frame_dim} values each, std positive")
+        self.register_buffer("channel_mean", mean, persistent=False)
+        self.register_buffer("channel_std", std, persistent=False)
+        self.input = nn.Linear(3 * frame_dim, d_model)
+        self.time_mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, num_heads, ff_size, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, frame_dim)
+        nn.init.zeros_(self.output.weight)  # start as the interpolated keys
+        nn.init.zeros_(self.output.bias)
+
+    def normalise(self, motion: torch.Tensor) -> torch.Tensor:
+        return (motion - self.channel_mean) / self.channel_std
+
+    def denormalise(self, motion: torch.Tensor) -> torch.Tensor:
+        return motion * self.channel_std + self.channel_mean
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, observation: torch.Tensor,
+                mask: torch.Tensor, position_offset: torch.Tensor | int = 0) -> torch.Tensor:
+        """``observation``: ``interpolate_keys(keys, mask)`` in normalised units; ``mask`` bool or 0/1."""
+        b, t, _ = sample.shape
+        if t > self.config.max_frames:
+            raise ValueError(f"{t} frames is more than this model's max_frames={self.config.max_frames}")
+        mask = mask.to(sample.dtype)
+        h = self.input(torch.cat([sample, observation, mask], dim=-1))
+        positions = torch.arange(t, device=sample.device).unsqueeze(0) + torch.as_tensor(
+            position_offset, device=sample.device).reshape(-1, 1)
+        h = h + sinusoidal(positions, self.config.d_model).to(h.dtype)
+        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
+        token = self.time_mlp(sinusoidal(timestep, self.config.d_model).to(h.dtype)).unsqueeze(1)
+        h = self.encoder(torch.cat([token, h], dim=1))[:, 1:]
+        return observation + self.output(self.norm(h))
+
+
+__all__ = ["MotionDenoiser", "interpolate_keys", "sinusoidal"]

@@ -1,0 +1,190 @@
+"""Sampling the motion denoiser with a diffusers DDIM scheduler (Song et al., arXiv 2010.02502).
+
+    pipe = MotionPipeline(model, hand_model)
+    values = pipe(observation, num_samples=2, steps=20, seed=0)     # {field: (N, T, 2, size)}
+
+At every step the network predicts x0, the observed channels of x0 are replaced by the keys (MDM's
+in-painting, as for its in-betweening) and, when enabled, a penetration-guidance step moves the
+free channels of x0 so that the hands do not pass through each other; the scheduler then steps to
+the next noise level. ``variation`` in (0, 1] is how much of the schedule runs: 1 starts from pure
+noise, smaller values start from the keys' linear in-between noised to that level (SDEdit, Meng et
+al., arXiv 2108.01073), keeping the result closer to it. The whole clip is denoised at once (any
+length up to the model's ``max_frames``; training used random crops of up to 96 frames at random
+frame offsets up to 256, so 200-frame clips work directly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from handforge.engines.motion import representation as rep
+from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
+from handforge.engines.motion.observation import Observation
+
+DEFAULT_STEPS = 20
+DEFAULT_SMOOTHING = 1.0  # frames: σ of the Gaussian applied to the generated part (see ``smooth_free``)
+BLEND_FRAMES = 4         # the generated part fades into each key over this many frames (``key_blend``)
+SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of MDM and HandDiffuse
+
+
+def make_train_scheduler(num_train_timesteps: int = 1000):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=SCHEDULE,
+                         prediction_type="sample", clip_sample=False)
+
+
+def make_sampler(num_train_timesteps: int = 1000):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=SCHEDULE,
+                         prediction_type="sample", clip_sample=False, set_alpha_to_one=True)
+
+
+@dataclass
+class Guidance:
+    """Penetration guidance: after the keys are imposed, ``iterations`` gradient steps of
+    ``strength`` on the differentiable penetration loss (``handforge.evaluation.penetration``)
+    over all frames at once (one backward per iteration), during the last ``last_fraction`` of the
+    steps, only while some pair of wrists is closer than ``near`` metres in the current estimate."""
+
+    strength: float = 20.0
+    iterations: int = 1
+    last_fraction: float = 0.3
+    near: float = 0.2
+
+
+class MotionPipeline:
+    def __init__(self, model: MotionDenoiser, hand_model: Any = None) -> None:
+        self.model = model
+        self.hand_model = hand_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __call__(self, observation: Observation, num_samples: int = 1, steps: int = DEFAULT_STEPS, seed: int = 0,
+                 variation: float = 1.0, guidance: Guidance | None = None,
+                 callback: Callable[[int, int], None] | None = None,
+                 smoothing: float = DEFAULT_SMOOTHING) -> dict[str, np.ndarray]:
+        """Rig values {global_orient, hand_pose, transl}: (num_samples, T, 2, size) float64, keys exact.
+
+        ``callback(step, steps)`` is called after every denoising step (progress, cancellation)."""
+        values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback, smoothing)
+        return {name: np.stack([v[name] for v in values]) for name in values[0]}
+
+    @torch.no_grad()
+    def batch(self, observations: list[Observation], steps: int = DEFAULT_STEPS, seed: int = 0,
+              variation: float = 1.0, guidance: Guidance | None = None,
+              callback: Callable[[int, int], None] | None = None,
+              smoothing: float = DEFAULT_SMOOTHING) -> list[dict[str, np.ndarray]]:
+        """One denoising run for several observations of the same length: their rig values (T, 2, size)."""
+        model, device = self.model, self.device
+        if not 0.0 < variation <= 1.0:
+            raise ValueError(f"variation must be in (0, 1], got {variation}")
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        if len({o.num_frames for o in observations}) != 1:
+            raise ValueError("a batch needs observations of one length")
+        dtype = next(model.parameters()).dtype
+        mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
+        keys = model.normalise(torch.as_tensor(np.stack([o.motion() for o in observations]), device=device,
+                                               dtype=dtype))
+        fill = interpolate_keys(keys, mask)
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
+
+        scheduler = make_sampler(model.config.num_train_timesteps)
+        scheduler.set_timesteps(steps)
+        first = min(steps - 1, int(round(steps * (1.0 - variation))))
+        timesteps = scheduler.timesteps[first:]
+        x = scheduler.add_noise(fill, noise, timesteps[:1]) if first > 0 else noise
+        guide = _Guide(self, observations, guidance) if guidance is not None else None
+        x0 = fill
+        for i, t in enumerate(timesteps):
+            x0 = torch.where(mask, keys, model(x, t.to(device), fill, mask))
+            if guide is not None and i >= len(timesteps) * (1.0 - guidance.last_fraction):
+                x0 = guide(x0, mask)
+            x = scheduler.step(x0, t, x, generator=generator).prev_sample
+            if callback is not None:
+                callback(i + 1, len(timesteps))
+        residual = smooth_free(x0 - fill, smoothing) if smoothing > 0 else x0 - fill
+        x0 = torch.where(mask, keys, fill + residual * key_blend(mask, BLEND_FRAMES))
+        motion = model.denormalise(x0).double().cpu().numpy()
+        return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
+
+
+def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, C) weights in [0, 1]: 0 at each channel's keys, rising smoothly (smoothstep) to 1 at
+    ``frames`` from the nearest key, 1 for channels without keys. Multiplying the generated part
+    by it makes every channel arrive at its keys without a jump in position or velocity."""
+    b, t, c = mask.shape
+    index = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
+    prev = torch.where(mask, index, torch.full_like(index, -10 * t)).cummax(1).values
+    nxt = torch.where(mask, index, torch.full_like(index, 10 * t)).flip(1).cummin(1).values.flip(1)
+    distance = torch.minimum(index - prev, nxt - index).float()
+    u = (distance / max(frames, 1)).clamp(0, 1)
+    return u * u * (3 - 2 * u)
+
+
+def smooth_free(residual: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian filter (σ in frames) along time of (B, T, C): applied to the generated part only (its
+    difference from the keys' in-between), it removes the frame-to-frame noise a short-trained
+    denoiser leaves at few DDIM steps while keeping the motion; the keys are imposed after it."""
+    radius = max(1, int(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=residual.dtype, device=residual.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    b, t, c = residual.shape
+    x = residual.permute(0, 2, 1).reshape(b * c, 1, t)
+    x = torch.nn.functional.pad(x, (radius, radius), mode="replicate")
+    return torch.nn.functional.conv1d(x, kernel).reshape(b, c, t).permute(0, 2, 1)
+
+
+class _Guide:
+    """One batched penetration-guidance step on x0 (normalised units), free channels only."""
+
+    def __init__(self, pipe: MotionPipeline, observations: list[Observation], settings: Guidance) -> None:
+        if pipe.hand_model is None:
+            raise ValueError("penetration guidance needs the hand model: MotionPipeline(model, hand_model)")
+        self.pipe, self.settings = pipe, settings
+        device, frames = pipe.device, observations[0].num_frames
+        # one row per frame of every observation, as the guidance flattens (B, T) into frames
+        self.origin = torch.as_tensor(np.repeat(np.stack([o.origin for o in observations]), frames, 0),
+                                      dtype=torch.float32, device=device)[:, None]
+        self.betas = torch.as_tensor(np.repeat(np.stack([o.betas for o in observations]), frames, 0),
+                                     dtype=torch.float32, device=device)
+
+    def __call__(self, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from handforge.evaluation.penetration import penetration_loss
+        from handforge_shared.rotations import matrix_to_axis_angle
+
+        model, hands = self.pipe.model, self.pipe.hand_model
+        s = self.settings
+        wrists = rep.translations(model.denormalise(x0))
+        if float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
+            return x0
+        for _ in range(s.iterations):
+            with torch.enable_grad():
+                x = x0.detach().float().requires_grad_(True)
+                motion = model.denormalise(x)
+                flat = motion.reshape(-1, rep.FRAME_DIM)
+                rot = rep.rotation_matrices(flat)                                   # (N, 2, 16, 3, 3)
+                aa = matrix_to_axis_angle(rot)
+                transl = rep.translations(flat) + self.origin
+                verts = [hands(side, aa[:, h, 0], aa[:, h, 1:].reshape(len(flat), 45), self.betas[:, h],
+                               transl[:, h]).vertices
+                         for h, side in enumerate(rep.HAND_AXIS)]
+                loss = penetration_loss(verts[0], verts[1], hands.faces("left"), hands.faces("right")).sum()
+                if float(loss.detach()) == 0.0:
+                    break
+                grad, = torch.autograd.grad(loss, x)
+            x0 = torch.where(mask, x0, x0 - s.strength * grad.to(x0.dtype))
+        return x0
+
+
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]

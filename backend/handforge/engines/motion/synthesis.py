@@ -1,0 +1,58 @@
+"""One call for both engines: keys in, motion clips out (used by the jobs and the evaluation).
+
+    clips = synthesize(observation, engine="learned", pipeline=MotionPipeline(model, hands),
+                       num_samples=2, steps=20, seed=0)
+
+``engine="spline"`` (or ``pipeline=None``) runs the spline engine; it is deterministic, so its
+samples are identical. Free finger joints outside the anatomical limits (``handforge_shared.anatomy``,
+on the open hand's joint frames, which MANO's match within a degree or two) are moved to the
+nearest pose inside them; every clip then reproduces the keys exactly (``Observation.clip``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from handforge.engines.motion.observation import Observation
+from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, DEFAULT_STEPS, Guidance, MotionPipeline
+from handforge.engines.motion.spline import spline_inbetween
+from handforge_shared.poses import MotionClip
+
+ENGINES = ("learned", "spline")
+
+
+def synthesize(observation: Observation, engine: str = "learned", pipeline: MotionPipeline | None = None,
+               num_samples: int = 1, steps: int = DEFAULT_STEPS, seed: int = 0, variation: float = 1.0,
+               guidance: Guidance | None = None, callback: Callable[[int, int], None] | None = None,
+               smoothing: float = DEFAULT_SMOOTHING, extra: dict | None = None) -> list[MotionClip]:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown motion engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "spline" or pipeline is None:
+        values = within_limits(spline_inbetween(observation))
+        if callback is not None:
+            callback(1, 1)
+        return [observation.clip(values, extra)] * num_samples
+    batch = within_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
+                                   guidance=guidance, callback=callback, smoothing=smoothing))
+    return [observation.clip({k: v[i] for k, v in batch.items()}, extra) for i in range(num_samples)]
+
+
+def within_limits(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``values`` (..., 2, size) with every finger joint outside its anatomical range clamped into it."""
+    from handforge.evaluation.limits import joint_frames
+    from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits, hand_pose_to_anatomical
+
+    hand_pose = np.array(values["hand_pose"], dtype=np.float64)
+    for h, side in enumerate(("left", "right")):
+        frames = joint_frames(side)
+        pose = hand_pose[..., h, :]
+        angles = hand_pose_to_anatomical(pose, frames, side)
+        clamped = clamp_to_limits(angles)
+        outside = np.repeat(np.abs(clamped - angles).max(-1) > 1e-9, 3, axis=-1)   # (..., 45)
+        hand_pose[..., h, :] = np.where(outside, anatomical_to_hand_pose(clamped, frames, side), pose)
+    return {**values, "hand_pose": hand_pose}
+
+
+__all__ = ["ENGINES", "synthesize", "within_limits"]

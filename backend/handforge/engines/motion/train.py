@@ -1,0 +1,134 @@
+"""Train the motion denoiser (``handforge train motion --corpus DIR --out RUN``).
+
+Data: a ``handforge corpus`` folder (its train split), any folder of motion ``.npz`` clips
+(``--motion-folder``), or InterHand2.6M (``--interhand ROOT``), through ``handforge.datasets``:
+windows of ``--window`` frames in which both hands are present, mirrored left↔right to double
+them. The optimisation is the one training loop (``handforge.training.loop``): AdamW, EMA,
+periodic checkpoints, exact resume; the model lands in ``RUN/model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--corpus", help="a `handforge corpus` folder (uses its train split)")
+    data.add_argument("--motion-folder", help="any folder of HandForge motion .npz clips")
+    data.add_argument("--interhand", help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
+    parser.add_argument("--out", required=True, help="run folder (log.jsonl, checkpoints, model/)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--warmup-steps", type=int, default=200, help="linear LR warm-up, then cosine decay")
+    parser.add_argument("--window", type=int, default=96, help="frames per training window (crops are shorter)")
+    parser.add_argument("--min-length", type=int, default=24, help="shortest random crop of a window")
+    parser.add_argument("--d-model", type=int, default=192)
+    parser.add_argument("--layers", type=int, default=4, help="transformer layers (HandDiffuse: 8)")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ff-size", type=int, default=512, help="feed-forward width (HandDiffuse: 1024)")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (tests)")
+    parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
+                        help="the hand model of the clips (joint positions for the losses)")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--stop-after", type=int, default=None, help="stop (resumably) after this many steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def open_training_windows(args: argparse.Namespace):
+    """The training windows (a torch Dataset) of the data the arguments name."""
+    import numpy as np
+    from torch.utils.data import Subset
+
+    from handforge.datasets import ClipStore, WindowDataset, open_corpus, open_interhand, open_motion_folder
+
+    if args.corpus:
+        source = open_corpus(args.corpus, split="train", max_clips=args.max_clips)
+    elif args.motion_folder:
+        source = open_motion_folder(args.motion_folder, max_clips=args.max_clips)
+    else:  # InterHand2.6M poses are relative to MANO's mean pose: made flat with MANO's hands_mean
+        from handforge.hands import load_hand_model
+
+        mano = load_hand_model("mano")
+        source = open_interhand(args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
+                                max_clips=args.max_clips)
+    store = ClipStore.build(source, progress=not args.quiet)
+    windows = WindowDataset(store, length=args.window, stride=max(1, args.window // 4), mirror=True)
+    both = store.arrays["present"].all(axis=1)
+    complete = np.concatenate([[0], np.cumsum(both)])
+    base = len(windows.clip_ids)
+    starts = store.starts[windows.clip_ids] + windows.firsts
+    keep = np.flatnonzero(complete[starts + args.window] - complete[starts] == args.window)
+    keep = np.concatenate([keep, keep + base])  # the mirrored copies
+    return Subset(windows, keep.tolist()), store
+
+
+def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the representation over the store (origins: each clip's first frame)."""
+    import numpy as np
+
+    from handforge.engines.motion import representation as rep
+
+    from handforge.datasets import mirror_arrays
+    from handforge_shared.rotations import mirror_points
+
+    rng = np.random.default_rng(seed)
+    origins = np.repeat(store.arrays["transl"][store.starts[:-1]].mean(1), np.diff(store.starts), axis=0)
+    rows = np.sort(rng.choice(store.num_frames, size=min(sample_frames, store.num_frames), replace=False))
+    frames = {k: np.asarray(v[rows], dtype=np.float64) if v.dtype != bool else np.asarray(v[rows])
+              for k, v in store.arrays.items()}
+    mirrored = mirror_arrays(frames)  # the training windows are mirrored too
+    both = np.concatenate([
+        rep.encode(frames["global_orient"], frames["hand_pose"], frames["transl"], origins[rows]),
+        rep.encode(mirrored["global_orient"], mirrored["hand_pose"], mirrored["transl"], mirror_points(origins[rows]))])
+    std = np.maximum(both.std(0), 0.02)  # near-constant channels would blow up the noise otherwise
+    return both.mean(0).tolist(), std.tolist()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from diffusers import DDPMScheduler
+
+    from handforge.datasets import DatasetError
+    from handforge.engines.motion.losses import MotionObjective
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.pipeline import make_train_scheduler
+    from handforge.hands import load_hand_model
+    from handforge.training.loop import TrainingError, TrainSettings, train
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        windows, store = open_training_windows(args)
+    except DatasetError as exc:
+        print(f"handforge train motion: {exc}", file=sys.stderr)
+        return 2
+    if len(windows) < args.batch_size:
+        print(f"handforge train motion: only {len(windows)} windows of {args.window} frames with both hands; "
+              "lower --window or --batch-size, or give more clips", file=sys.stderr)
+        return 2
+    mean, std = data_statistics(store, seed=args.seed)
+    model = MotionDenoiser(d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
+                           dropout=args.dropout, data_mean=mean, data_std=std)
+    scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
+    objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
+    print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+    try:
+        result = train(model, windows, objective, TrainSettings(
+            out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine",
+            warmup_steps=args.warmup_steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+            ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet))
+    except TrainingError as exc:
+        print(f"handforge train motion: {exc}", file=sys.stderr)
+        return 2
+    where = result.model_dir or f"{args.out} (stopped at step {result.step}; run again to continue)"
+    print(f"wrote {where} (last loss {result.last_loss:.4g})")
+    return 0

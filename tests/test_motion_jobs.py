@@ -1,0 +1,129 @@
+"""The motion jobs end to end: a real backend (subprocess) with a tiny motion checkpoint, a real
+client; in-betweening with both engines keeps the keys exactly, wrist paths are followed,
+generation works, progress comes per denoising step, jobs cancel, bad inputs are refused with a
+message saying what to fix, and a missing checkpoint falls back to the spline engine."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.engines.checkpoints import save_model
+from handforge.engines.motion.model import MotionDenoiser
+from handforge_shared.client import Cancelled, JobFailed
+from handforge_shared.poses import MotionClip
+from tests.support.server import running_server
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES = 30
+PARTS = 17
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    torch.manual_seed(0)
+    net = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64)
+    torch.nn.init.normal_(net.output.weight, std=0.05)  # untrained but not the plain in-between
+    folder = save_model(net, tmp_path_factory.mktemp("motion") / "tiny")
+    env = {"HANDFORGE_MOTION_CHECKPOINT": str(folder),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as srv:
+        yield srv
+
+
+def keys() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for side, x in (("left", -0.1), ("right", 0.1)):
+        arrays[f"{side}.global_orient"] = (0.4 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
+        arrays[f"{side}.hand_pose"] = (0.3 * rng.normal(size=(FRAMES, 45))).astype(np.float32)
+        arrays[f"{side}.transl"] = (np.array([x, 0.0, 0.0]) + 0.01 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
+        mask = np.zeros((FRAMES, PARTS), dtype=np.uint8)
+        mask[[0, FRAMES - 1]] = 1
+        arrays[f"{side}.mask"] = mask
+        arrays[f"{side}.betas"] = (0.2 * rng.normal(size=10)).astype(np.float32)
+    arrays["right.mask"][12, 3:7] = 1  # some finger joints of the right hand at frame 12
+    return arrays
+
+
+def clip_of(result) -> MotionClip:
+    return MotionClip.from_arrays(result.data["motion"], result.arrays, strict=False)
+
+
+def assert_keys_kept(clip: MotionClip, arrays: dict[str, np.ndarray]) -> None:
+    for side in ("left", "right"):
+        mask = arrays[f"{side}.mask"].astype(bool)
+        pose = clip.hands[side]
+        np.testing.assert_array_equal(pose.global_orient[mask[:, 0]], arrays[f"{side}.global_orient"][mask[:, 0]])
+        np.testing.assert_array_equal(pose.transl[mask[:, 16]], arrays[f"{side}.transl"][mask[:, 16]])
+        joints = np.repeat(mask[:, 1:16], 3, axis=1)
+        np.testing.assert_array_equal(pose.hand_pose[joints], arrays[f"{side}.hand_pose"][joints])
+        np.testing.assert_allclose(pose.betas, np.repeat(arrays[f"{side}.betas"][None], FRAMES, 0), atol=1e-7)
+
+
+@pytest.mark.parametrize("engine", ["learned", "spline"])
+def test_inbetween_keeps_every_key(server, engine):
+    arrays = keys()
+    messages = []
+    with server.client() as client:
+        result = client.run("motion.inbetween", {"engine": engine, "steps": 6, "num_samples": 2, "seed": 1}, arrays,
+                            timeout=120, on_progress=lambda e: messages.append(e.message))
+    assert result.data["engine"] == engine and "warning" not in result.data
+    clip = clip_of(result)
+    assert clip.num_frames == FRAMES and clip.hand_model == "open"
+    assert_keys_kept(clip, arrays)
+    assert result.arrays["samples.left"].shape == (2, FRAMES, 51)
+    assert np.isfinite(result.arrays["samples.right"]).all()
+    if engine == "learned":
+        assert "denoising step 6/6" in messages
+        assert not np.array_equal(result.arrays["samples.left"][0], result.arrays["samples.left"][1])
+
+
+def test_trajectory_and_generate(server):
+    path = np.stack([np.linspace(-0.2, -0.05, FRAMES), np.zeros(FRAMES), np.linspace(0, 0.1, FRAMES)], 1)
+    with server.client() as client:
+        result = client.run("motion.trajectory", {"steps": 4}, {"left.transl": path.astype(np.float32)}, timeout=120)
+        clip = clip_of(result)
+        np.testing.assert_array_equal(clip.hands["left"].transl, path.astype(np.float32))
+        assert np.isfinite(clip.hands["right"].hand_pose).all()
+        made = client.run("motion.generate", {"num_frames": 25, "steps": 3, "engine": "learned"}, {}, timeout=120)
+    assert clip_of(made).num_frames == 25 and made.data["engine"] == "learned"
+
+
+def test_a_long_job_cancels(server):
+    with server.client() as client:
+        job = client.submit("motion.inbetween", {"steps": 1000}, keys())
+        deadline = time.monotonic() + 60
+        while job.fraction == 0.0 and time.monotonic() < deadline:
+            client.poll(0.2)
+        job.cancel()
+        assert isinstance(job.wait(60), Cancelled)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update({"left.mask": np.zeros((FRAMES, PARTS), np.uint8),
+                         "right.mask": np.zeros((FRAMES, PARTS), np.uint8)}), "keys no frame"),
+    (lambda a: a.update({"left.mask": np.full((FRAMES, PARTS), 2, np.uint8)}), "left.mask"),
+    (lambda a: a.update({"right.transl": a["right.transl"][:-1]}), "frames"),
+    (lambda a: a.pop("left.hand_pose"), "left.hand_pose"),
+    (lambda a: a["left.transl"].__setitem__((0, 0), np.nan), "left.transl"),
+])
+def test_bad_inputs_are_refused_with_what_to_fix(server, change, message):
+    arrays = keys()
+    change(arrays)
+    with server.client() as client, pytest.raises(JobFailed, match=message):
+        client.run("motion.inbetween", {"engine": "spline"}, arrays, timeout=60)
+
+
+def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
+    env = {"HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "none"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as srv, srv.client() as client:
+        result = client.run("motion.inbetween", {"engine": "learned"}, keys(), timeout=60)
+    assert result.data["engine"] == "spline" and "no motion checkpoint" in result.data["warning"]
+    assert_keys_kept(clip_of(result), keys())
