@@ -52,7 +52,7 @@ from handforge.engines.interaction.representation import (
 from handforge.evaluation.limits import joint_frames, joint_limit_violations
 from handforge.evaluation.penetration import penetration_depths, penetration_loss
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
-from handforge_shared.skeleton import SIDES, Side
+from handforge_shared.skeleton import SIDES
 
 Progress = Callable[[float, str], None]
 
