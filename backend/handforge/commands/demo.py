@@ -42,9 +42,12 @@ def _labelled_part(out: Path) -> None:
     if "unavailable" in labelled:
         print(f"labelled export skipped: {labelled['unavailable']}")
         return
+    kept = labelled["finished"] - labelled["written"]
+    made = f"{labelled['written']} made in {labelled['seconds']:.1f} s" + (
+        f", {kept} kept from an earlier run" if kept else "")
     print(f"labelled export: {labelled['finished']} samples (mesh images, masks, 2D/3D keypoints; COCO and "
-          f"InterHand2.6M-style files) in {out}/ ({labelled['written']} made in {labelled['seconds']:.1f} s, the "
-          f"others kept from an earlier run); keypoints drawn over the images in {labelled['contact_sheet']}")
+          f"InterHand2.6M-style files) in {out}/ ({made}); keypoints drawn over the images in "
+          f"{labelled['contact_sheet']}")
 
 
 def _blender_part(out: Path, interactions: dict) -> int:
