@@ -47,11 +47,12 @@ def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
     with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
         assert client.hello()["engines"]["interaction"]["available"]
         events = []
-        result = client.run("interaction.sample", {"engine": "learned", "anchor_side": "left", "count": 5, "seed": 3, "steps": 6,
-                                                   "guidance_steps": 3}, arrays, timeout=120,
+        result = client.run("interaction.sample", {"engine": "learned", "anchor_side": "left", "count": 5, "seed": 3,
+                                                   "steps": 6, "guidance_steps": 3}, arrays, timeout=120,
                             on_progress=events.append)
+    # progress is coalesced when it comes faster than it is sent: at least one denoising step shows, in order
     steps = [e for e in events if e.message.startswith("other hand: step")]
-    assert len(steps) >= 2 and steps == sorted(steps, key=lambda e: e.fraction)
+    assert len(steps) >= 1 and steps == sorted(steps, key=lambda e: e.fraction)
     assert result.data["engine"] == "learned" and result.data["count"] == 5
     for f in FIELDS:
         assert np.array_equal(result.arrays[f"left.{f}"], np.repeat(arrays[f"anchor.{f}"][None], 5, axis=0))
