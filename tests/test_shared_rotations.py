@@ -215,9 +215,10 @@ def test_slerp_agrees_with_scipy(aa0, aa1, s):
     relative = np.linalg.norm((r1 * r0.inv()).as_rotvec())
     assume(relative < np.pi - 1e-3)  # at a half turn both ways round are equally short
     expected = Slerp([0.0, 1.0], Rotation.concatenate([r0, r1]))([s]).as_matrix()[0]
-    np.testing.assert_allclose(rot.slerp_matrix(r0.as_matrix(), r1.as_matrix(), np.array(s)), expected, atol=1e-7)
+    # below 0.063 rad apart slerp is a normalised lerp (rotations._NLERP_ABOVE): at most ~1e-6 off the true arc
+    np.testing.assert_allclose(rot.slerp_matrix(r0.as_matrix(), r1.as_matrix(), np.array(s)), expected, atol=2e-6)
     q = rot.slerp_quaternion(_wxyz(r0), -_wxyz(r1), np.array(s))  # either sign of q1: the short way
-    np.testing.assert_allclose(rot.quaternion_to_matrix(q), expected, atol=1e-7)
+    np.testing.assert_allclose(rot.quaternion_to_matrix(q), expected, atol=2e-6)
 
 
 def test_slerp_batches_keeps_equal_rotations_and_runs_on_torch():
