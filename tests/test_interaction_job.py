@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from handforge.engines.checkpoints import save_model
 from handforge.hands import load_hand_model
@@ -18,6 +17,7 @@ from handforge_shared import pose_library
 from handforge_shared.client import Cancelled, JobFailed, Progress, Result
 from tests.support.interaction import tiny_denoiser
 from tests.support.server import running_server
+from tests.support.threads import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("global_orient", "hand_pose", "betas", "transl")
@@ -25,12 +25,8 @@ FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         folder = save_model(tiny_denoiser(load_hand_model("open"), steps=0), tmp_path_factory.mktemp("ckpt") / "tiny")
-    finally:
-        torch.set_num_threads(before)
     env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(folder),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as server:

@@ -22,15 +22,7 @@ from handforge.engines.interaction.representation import (
 from handforge.hands import load_hand_model
 from handforge.training.loop import TrainSettings, train
 from tests.support.interaction import synthetic_pairs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # module scope: before the module fixtures that train
-    """Tiny tensors: a second thread only waits on a busy machine (3 s a step instead of 0.1 s here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.support.threads import one_thread  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")

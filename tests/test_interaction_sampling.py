@@ -17,16 +17,9 @@ from handforge.hands import load_hand_model
 from handforge_shared import pose_library
 from tests.support.interaction import synthetic_pairs, tiny_denoiser
 from tests.support.synthetic_mano import synthetic_mano_dir  # noqa: F401 - fixture
+from tests.support.threads import one_thread  # noqa: F401 - fixture
 
 FIELDS = ("global_orient", "hand_pose", "betas", "transl")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # module scope: before the module fixtures that train
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

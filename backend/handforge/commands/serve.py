@@ -42,24 +42,23 @@ def _finite(text: str) -> float:
     return value
 
 
-def _at_least_one(text: str) -> int:
+def _whole(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
     return value
+
+
+def _at_least_one(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text!r}")
-    return value
+    return _whole(text, 0, 65535)
 
 
 def _device_list(text: str) -> tuple[str, ...]:
