@@ -104,10 +104,10 @@ def test_thumb_states(keypoints):
     for name in ("ok", "pinch", "tip_pinch", "palmar_pinch"):  # thumb and index tips touch
         points = keypoints[name]
         assert np.linalg.norm(kp(points, "thumb4") - kp(points, "index4")) < 0.015, name
-    # counting 4: the thumb is folded across the palm, towards the little finger
+    # counting 4: the thumb lies across the palm, its tip towards the ring finger's base (its MCP and
+    # IP stay nearly straight: bent further, the thickened skin of a skinned thumb sinks into the palm)
     c4 = keypoints["count_4"]
     assert np.linalg.norm(kp(c4, "thumb4") - kp(c4, "ring1")) < 0.5 * np.linalg.norm(kp(flat, "thumb4") - kp(flat, "ring1"))
-    assert np.linalg.norm(kp(c4, "thumb4") - kp(c4, "thumb1")) < 0.8 * thumb_len  # folded, not straight
     # thumbs up and count_5: the thumb stays long and out of the palm
     for name in ("thumbs_up", "count_5", "call_me"):
         points = keypoints[name]

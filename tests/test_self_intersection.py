@@ -24,7 +24,8 @@ def model():
 def _measure(model, name, side="right"):
     pose = pose_library.get(name, side)
     out = model(side, pose.global_orient, pose.hand_pose)
-    return self_intersection(out.vertices[0].numpy(), model.faces(side).numpy())
+    return self_intersection(out.vertices[0].numpy(), model.faces(side).numpy(),
+                             skin_weights=model.rig(side).skin_weights)
 
 
 def test_library_poses_stay_within_the_measured_self_intersection(model):
@@ -34,9 +35,12 @@ def test_library_poses_stay_within_the_measured_self_intersection(model):
     assert rows["flat"].buried_vertices == 0 and rows["flat"].volume < 1e-8
     assert sum(r.buried_faces for r in rows.values()) < 4500
     assert sum(r.volume for r in rows.values()) < 18e-6
-    assert max(r.max_depth for r in rows.values()) < 0.023
-    for name in ("fist", "point", "thumbs_up", "tip_pinch", "claw"):
-        assert rows[name].max_depth < 0.005, (name, rows[name])
+    # No finger sinks more than 2 mm into the palm or another finger (the bound); what is left
+    # are the creases of bent joints (fold depth), which no pose can avoid under linear blend skinning.
+    worst = max(rows, key=lambda n: rows[n].max_part_depth)
+    assert rows[worst].max_part_depth <= 0.002, (worst, rows[worst])
+    assert max(r.max_fold_depth for r in rows.values()) < 0.006
+    assert max(r.max_depth for r in rows.values()) < 0.006
 
 
 def test_the_measure_sees_a_finger_pushed_through_the_palm(model):
@@ -47,6 +51,9 @@ def test_the_measure_sees_a_finger_pushed_through_the_palm(model):
         pose[j - 1] = frames[j][:, 0] * 2.2
     deep = self_intersection(model("right", np.zeros(3), pose.ravel()).vertices[0].numpy(), rig.faces)
     assert deep.buried_faces > 50 and deep.max_depth > 0.005 and deep.volume > 1e-7
+    parts = self_intersection(model("right", np.zeros(3), pose.ravel()).vertices[0].numpy(), rig.faces,
+                              with_volume=False, skin_weights=rig.skin_weights)
+    assert parts.max_part_depth > 0.005 and parts.worst_parts[0] == "wrist" and parts.worst_parts[1].startswith("middle")
     # The left hand is the mirror: the same figures.
     left = self_intersection(model("left", np.zeros(3), (pose * [1, -1, -1]).ravel()).vertices[0].numpy(),
                              model.faces("left").numpy())

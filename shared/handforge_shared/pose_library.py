@@ -17,6 +17,10 @@ Thumb postures that must touch something (pinches, OK, tripod, fist, counting 4)
 fitting the thumb's angles, within the joint limits, to the contact on the open hand (thumb tip to
 the target), then rounded; other rigs get the same anatomical angles, so the contact is approximate
 there.
+Then every pose was relaxed, never tightened, until no part sinks more than 1.75 mm into a part that
+is not its neighbour on the open hand (``handforge.evaluation.self_intersection``, ``max_part_depth``;
+the thumb's MCP and IP flexion first, then the little finger's PIP/DIP): linear blend skinning
+thickens a bent thumb, so a thumb laid over curled fingers at anatomical angles passes through them.
 """
 
 from __future__ import annotations
@@ -62,11 +66,11 @@ HOOKED = finger(0, 90, 60)
 # Thumb postures: (CMC, MCP, IP), each (flex, abd, twist).
 T_REST: Finger = ((0, 0, 0), (0, 0, 0), (0, 0, 0))
 T_ALONG: Finger = ((0, -25, 5), (5, 0, 0), (5, 0, 0))                 # pressed to the index's side
-T_OVER_FIST: Finger = ((5, -10, 30), (40, -5, 5), (45, 0, 0))         # over index/middle phalanges
+T_OVER_FIST: Finger = ((5, -10, 30), (39, -5, 5), (44, 0, 0))         # over index/middle phalanges
 T_UP: Finger = ((0, -15, 15), (-5, 0, 0), (-10, 0, 0))                # extended beside a fist
-T_ACROSS: Finger = ((61, -24, 43), (55, -8, 8), (74, -4, 0))          # folded to the ring base
+T_ACROSS: Finger = ((61, -24, 43), (18, -8, 8), (24, -4, 0))          # folded to the ring base
 T_PINCH: Finger = ((51, -18, 29), (13, -5, 5), (-1, -2, 0))           # tip to a half-bent index tip
-T_OK: Finger = ((32, -9, 22), (32, -4, 4), (42, -2, 0))               # tip to a curled index tip
+T_OK: Finger = ((32, -9, 22), (23, -4, 4), (30, -2, 0))               # tip to a curled index tip
 T_TRIPOD: Finger = ((57, -20, 26), (19, -4, 5), (1, -1, 0))           # to index + middle tips
 T_LATERAL: Finger = ((-14, -12, 24), (50, -5, 3), (70, -2, 0))        # pad on the index's side
 T_OPPOSED: Finger = ((45, -5, 35), (15, 0, 5), (10, 0, 0))            # facing the finger pads
@@ -161,17 +165,17 @@ _SPECS: tuple[PoseSpec, ...] = (
           thumb=((45, -10, 35), (10, 0, 5), (10, 0, 0)), index=finger(35, 45, 30), middle=finger(38, 45, 30),
           ring=finger(40, 48, 30), pinky=finger(45, 50, 32), feix=1),
     _pose("small_diameter", POWER, "small diameter: wraps a thin cylinder (broom handle), thumb over the fingers",
-          thumb=((15, -15, 35), (45, -5, 5), (55, 0, 0)), index=finger(70, 85, 50), middle=finger(72, 88, 50),
-          ring=finger(75, 90, 52), pinky=finger(80, 92, 55), feix=2),
+          thumb=((15, -15, 35), (23, -5, 5), (26, 0, 0)), index=finger(70, 85, 50), middle=finger(72, 88, 50),
+          ring=finger(75, 90, 52), pinky=finger(80, 89, 52), feix=2),
     _pose("medium_wrap", POWER, "medium wrap: wraps a mid-size cylinder, thumb adducted over it",
-          thumb=((25, -18, 30), (30, -5, 5), (30, 0, 0)), index=finger(55, 65, 40), middle=finger(57, 68, 42),
+          thumb=((25, -18, 30), (13, -5, 5), (13, 0, 0)), index=finger(55, 65, 40), middle=finger(57, 68, 42),
           ring=finger(60, 70, 44), pinky=finger(65, 72, 45), feix=3),
     _pose("adducted_thumb", POWER, "adducted thumb: cylinder wrap with the thumb pressed alongside",
           thumb=T_ALONG, index=finger(55, 65, 40), middle=finger(57, 68, 42), ring=finger(60, 70, 44),
           pinky=finger(65, 72, 45), feix=4),
     _pose("light_tool", POWER, "light tool: small wrap with a looser index (hammer, handle)",
-          thumb=((15, -15, 35), (40, -5, 5), (45, 0, 0)), index=finger(60, 70, 40), middle=finger(72, 88, 50),
-          ring=finger(75, 90, 52), pinky=finger(80, 92, 55), feix=5),
+          thumb=((15, -15, 35), (22, -5, 5), (25, 0, 0)), index=finger(60, 70, 40), middle=finger(72, 88, 50),
+          ring=finger(75, 90, 52), pinky=finger(80, 88, 52), feix=5),
     _pose("power_disk", POWER, "power disk: palm and spread fingers around a lid",
           thumb=T_WIDE, index=finger(30, 45, 30, abd=12), middle=finger(30, 45, 30, abd=2),
           ring=finger(32, 45, 30, abd=-8), pinky=finger(35, 45, 30, abd=-14), feix=10),
@@ -181,7 +185,7 @@ _SPECS: tuple[PoseSpec, ...] = (
           feix=11),
     _pose("index_extension", POWER, "index finger extension: wrap with the index along the tool (knife)",
           thumb=((15, -15, 35), (40, -5, 5), (40, 0, 0)), index=finger(25, 10, 5), middle=finger(72, 88, 50),
-          ring=finger(75, 90, 52), pinky=finger(80, 92, 55), feix=17),
+          ring=finger(75, 90, 52), pinky=finger(80, 89, 53), feix=17),
     _pose("fixed_hook", POWER, "hook: fingers hooked at the middle and end joints (bag handle)",
           thumb=T_ALONG, index=HOOKED, middle=HOOKED, ring=HOOKED, pinky=HOOKED, feix=15),
     _pose("extension_type", POWER, "extension type: flat object between the thumb and the extended fingers",
