@@ -81,7 +81,8 @@ def _index_changed(self, context):
 
 
 class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
-    candidates: CollectionProperty(type=HANDFORGE_PG_interaction_candidate, name="Candidates")
+    candidates: CollectionProperty(type=HANDFORGE_PG_interaction_candidate, name="Candidates",
+                                  description="The last sampling's candidates, best first")
     index: IntProperty(name="Candidate", min=0, update=_index_changed,
                        description="The candidate shown on the rig(s), 0 the most plausible")
     anchor_side: StringProperty(name="Anchor", description="The side kept as posed ('none': both sampled)")

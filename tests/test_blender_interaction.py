@@ -66,6 +66,10 @@ def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
     assert np.array_equal(arrays["right_c0_again"], arrays["right_c0"])
     assert not np.allclose(arrays["right_c2"], arrays["right_c0"], atol=1e-3)  # the index property poses too
     assert found["after_cancel"]["count"] == 0
+    assert found["panel_before"]["operators"] == ["handforge.sample_interaction"] and not found["panel_before"]["bad"]
+    drawn = found["panel"]
+    assert not drawn["bad"] and "handforge.interaction_apply" in drawn["operators"]
+    assert any(text.startswith(f"Score {scores[0]:.3f}") for text in drawn["labels"])  # the shown candidate's scores
     assert np.array_equal(arrays["right_cancelled"], arrays["right0"])  # exactly as before the browse
 
 

@@ -81,8 +81,37 @@ def scene_setup():
 s.check("setup", scene_setup)
 
 
+ICONS = set(bpy.types.UILayout.bl_rna.functions["operator"].parameters["icon"].enum_items.keys())
+
+
+def panel() -> dict:
+    """What the Interaction panel draws (its draw code run on a recording layout): texts, operators,
+    properties that do not exist, icons Blender does not know."""
+    drawn = {"labels": [], "operators": [], "bad": []}
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self.record(name, args, kwargs)
+
+        def record(self, name, args, kwargs):
+            if kwargs.get("icon", "NONE") not in ICONS:
+                drawn["bad"].append(kwargs["icon"])
+            if name == "label":
+                drawn["labels"].append(kwargs.get("text", ""))
+            elif name == "operator":
+                drawn["operators"].append(args[0])
+                return type("Props", (), {})()
+            elif name == "prop" and not hasattr(args[0], args[1]):
+                drawn["bad"].append(args[1])
+            return self
+
+    bpy.types.HANDFORGE_PT_interaction.draw(type("Panel", (), {"layout": Recorder()})(), bpy.context)
+    return drawn
+
+
 def sample_and_step():
-    found = {"result": sorted(sample()), "browse": browse(), "closest": closest_mm()}
+    found = {"panel_before": panel(), "result": sorted(sample()), "browse": browse(), "closest": closest_mm(),
+             "panel": panel()}
     s.arrays["left_after_sample"], s.arrays["right_c0"] = channels("left"), channels("right")
     assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
     found["after_next"] = browse()
