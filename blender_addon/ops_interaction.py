@@ -76,15 +76,18 @@ class HANDFORGE_PG_interaction_candidate(bpy.types.PropertyGroup):
 
 
 def _index_changed(self, context):
-    if not _quiet:
-        show_candidate(self)
+    if _quiet:
+        return
+    if self.index > len(self.candidates):  # typed past the end: the last one
+        _set_index(self, len(self.candidates))
+    show_candidate(self)
 
 
 class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
     candidates: CollectionProperty(type=HANDFORGE_PG_interaction_candidate, name="Candidates",
                                   description="The last sampling's candidates, best first")
-    index: IntProperty(name="Candidate", min=0, update=_index_changed,
-                       description="The candidate shown on the rig(s), 0 the most plausible")
+    index: IntProperty(name="Candidate", default=1, min=1, update=_index_changed,
+                       description="The candidate shown on the rig(s), 1 the most plausible")
     anchor_side: StringProperty(name="Anchor", description="The side kept as posed ('none': both sampled)")
     posed_sides: StringProperty(name="Posed", description="Sides the candidates pose, comma-separated")
     rig_names: StringProperty(name="Rigs", description="JSON: side → the rig object's name")
@@ -109,6 +112,20 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
 
 
 _quiet = False  # set while the index is written by code that shows the candidate itself
+
+
+def _set_index(state, value: int) -> None:
+    global _quiet
+    _quiet = True
+    try:
+        state.index = value
+    finally:
+        _quiet = False
+
+
+def shown(state):
+    """The candidate the index points at (1-based)."""
+    return state.candidates[min(max(state.index, 1), len(state.candidates)) - 1]
 
 
 def browse_state(context) -> HANDFORGE_PG_interaction_browse:
@@ -195,7 +212,7 @@ def show_candidate(state) -> None:
     """Pose the browsed rig(s) with the candidate at ``state.index`` (never raises: an index update)."""
     try:
         rigs = _browse_rigs(state)
-        candidate = state.candidates[min(state.index, len(state.candidates) - 1)]
+        candidate = shown(state)
         for side in state.posed_sides.split(","):
             _pose_rig(rigs[side], _candidate_pose(candidate, side, rigs[side]))
         state.message = ""
@@ -211,24 +228,14 @@ def end_browse(context, restore: bool) -> None:
             obj = bpy.data.objects.get(json.loads(state.rig_names).get(side, ""))
             if obj is not None and obj.type == "ARMATURE":
                 _restore(obj, saved)
-    global _quiet
-    _quiet = True
-    try:
-        state.candidates.clear()
-        state.index = 0
-    finally:
-        _quiet = False
+    state.candidates.clear()
+    _set_index(state, 1)
     state.previous = state.rig_names = state.posed_sides = state.anchor_side = state.message = state.summary = ""
 
 
 def _step(context, delta: int) -> int:
     state = browse_state(context)
-    global _quiet
-    _quiet = True
-    try:
-        state.index = (state.index + delta) % len(state.candidates)
-    finally:
-        _quiet = False
+    _set_index(state, (state.index - 1 + delta) % len(state.candidates) + 1)
     show_candidate(state)
     if state.message:
         raise ValueError(state.message)
@@ -300,12 +307,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
         state.rig_names = json.dumps(request["rigs"])
         state.previous = json.dumps({side: _snapshot(rigs[side]) for side in posed})
         state.summary = f"{result.data.get('engine', self.engine)} engine, {request['model']} hands"
-        global _quiet
-        _quiet = True
-        try:
-            state.index = 0
-        finally:
-            _quiet = False
+        _set_index(state, 1)
         show_candidate(state)
         notes = []
         anchor = request["anchor_side"]
@@ -370,9 +372,9 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
     def execute(self, context):
         state = browse_state(context)
         index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
-        score = state.candidates[index].score
+        score = shown(state).score
         end_browse(context, restore=False)
-        self.report({"INFO"}, f"applied candidate {index + 1} (score {score:.3f})")
+        self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
         return {"FINISHED"}
 
 
@@ -451,9 +453,9 @@ def draw_panel(layout, context) -> None:
     box = layout.box()
     row = box.row(align=True)
     row.operator(HANDFORGE_OT_interaction_previous.bl_idname, text="", icon="TRIA_LEFT")
-    row.prop(state, "index", text=f"of {len(state.candidates)}")
+    row.prop(state, "index", text=f"Candidate (of {len(state.candidates)})")
     row.operator(HANDFORGE_OT_interaction_next.bl_idname, text="", icon="TRIA_RIGHT")
-    candidate = state.candidates[min(state.index, len(state.candidates) - 1)]
+    candidate = shown(state)
     box.label(text=f"Score {candidate.score:.3f}   depth {candidate.max_depth * 1000:.1f} mm   "
                    f"gap {candidate.gap * 1000:.1f} mm")
     if candidate.template:

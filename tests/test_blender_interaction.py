@@ -59,12 +59,13 @@ def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
     assert np.array_equal(arrays["left_after_sample"], arrays["left0"])  # the anchor stays as posed
     assert not np.allclose(arrays["right_c0"], arrays["right0"], atol=1e-3)
     assert session["setup"]["closest_before"] > 50 and found["closest"] < TOUCHING_MM  # moved rig, still in contact
-    assert found["after_next"]["index"] == 1 and found["after_previous"]["index"] == 0
+    assert found["after_next"]["index"] == 2 and found["after_previous"]["index"] == 1
     assert not np.allclose(arrays["right_c1"], arrays["right_c0"], atol=1e-3)  # stepping changes the pose
     gap_mm = found["browse"]["gaps"][1] * 1000  # in Blender, the hands are as far apart as the backend measured
     assert abs(found["closest_c1"] - gap_mm) < 2.0 if gap_mm > 2.0 else found["closest_c1"] < 4.0
     assert np.array_equal(arrays["right_c0_again"], arrays["right_c0"])
     assert not np.allclose(arrays["right_c2"], arrays["right_c0"], atol=1e-3)  # the index property poses too
+    assert found["past_end"]["index"] == COUNT and np.array_equal(arrays["right_past_end"], arrays["right_c2"])
     assert found["after_cancel"]["count"] == 0
     assert found["panel_before"]["operators"] == ["handforge.sample_interaction"] and not found["panel_before"]["bad"]
     drawn = found["panel"]

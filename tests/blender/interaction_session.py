@@ -120,8 +120,11 @@ def sample_and_step():
     assert bpy.ops.handforge.interaction_previous() == {"FINISHED"}
     found["after_previous"] = browse()
     s.arrays["right_c0_again"] = channels("right")
-    bpy.context.window_manager.handforge_interaction.index = 2  # the panel's index field
+    bpy.context.window_manager.handforge_interaction.index = 3  # the panel's index field (1: the best)
     s.arrays["right_c2"] = channels("right")
+    bpy.context.window_manager.handforge_interaction.index = 99  # past the end: the last one
+    found["past_end"] = browse()
+    s.arrays["right_past_end"] = channels("right")
     assert bpy.ops.handforge.interaction_cancel() == {"FINISHED"}
     found["after_cancel"] = browse()
     s.arrays["right_cancelled"] = channels("right")
