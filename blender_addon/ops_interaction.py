@@ -43,6 +43,15 @@ ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; t
 
 
 # ---------------------------------------------------------------------- pure numpy
+def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
+    """rig_world⁻¹ · source_world, checked rigid: the candidates keep their size only between rigs of one scale."""
+    T = np.linalg.inv(rig_world) @ source_world
+    if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
+        raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "
+                         "Scale) or give both the same")
+    return T
+
+
 def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_world: np.ndarray,
                    rig_wrist_head: np.ndarray) -> dict[str, np.ndarray]:
     """Pose parameters (batched) meant for a rig whose armature had ``source_world`` → the same
@@ -51,10 +60,7 @@ def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_wo
     A rig shows global_orient R as the wrist bone's armature-space rotation M·R·F and transl t as
     its head at h + M·t (``pose``: h the rest head, M model→Blender axes). With T = rig_world⁻¹ ·
     source_world: R' = Mᵀ·T·M·R and t' = Mᵀ·(T(h + M·t) − h)."""
-    T = np.linalg.inv(rig_world) @ source_world
-    if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
-        raise ValueError("the hand rigs' objects are scaled or sheared relative to each other: clear their scale "
-                         "(Object › Clear › Scale) or apply it to both")
+    T = relative_transform(source_world, rig_world)
     M, rotation, shift = MODEL_TO_BLENDER, T[:3, :3], T[:3, 3]
     out = dict(pose)
     R = axis_angle_to_matrix(np.asarray(pose["global_orient"], np.float64))
@@ -272,6 +278,8 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
             pose = pose_conv.read_pose(found[side])
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
         reference = found["left" if side == "none" else side]
+        for rig in found.values():
+            relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
                          "rigs": {s: rig.name for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,

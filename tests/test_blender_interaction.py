@@ -115,3 +115,10 @@ def test_mano_rig_on_a_backend_without_mano_files_says_so(session):
     found = session["mano"]
     assert "mano" in found["message"] and "HANDFORGE_MANO_DIR" in found["message"]
     assert found["browse"]["count"] == 0
+
+
+def test_scaled_rig_is_refused_and_a_loaded_file_drops_the_candidates(session):
+    _no_error(session, "scaled_and_load")
+    found = session["scaled_and_load"]
+    assert "scaled differently" in found["scaled"] and "Clear" in found["scaled"]
+    assert found["before_load"] == 1 and found["after_load"]["count"] == 0

@@ -219,5 +219,20 @@ def mano_rig_without_mano_files():
 
 
 s.check("mano", mano_rig_without_mano_files)
+
+
+def scaled_rig_and_file_load():
+    hand("right").scale = (2.0, 2.0, 2.0)
+    try:
+        scaled = error_of(lambda: sample(anchor="LEFT"))
+    finally:
+        hand("right").scale = (1.0, 1.0, 1.0)
+    assert sorted(sample(count=1, anchor="LEFT")) == ["FINISHED"]
+    before = browse()["count"]
+    bpy.ops.wm.read_homefile(use_empty=True)  # another file: no candidates of this one's rigs left
+    return {"scaled": scaled, "before_load": before, "after_load": browse()}
+
+
+s.check("scaled_and_load", scaled_rig_and_file_load)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
