@@ -420,10 +420,9 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         models = {rig.handforge.hand_model for rig in rigs.values()}
         if len(models) != 1:
             raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
-        clip_hands = {side: HandPose(**{name: np.stack([np.asarray(json.loads(c.poses)[side][name])
-                                                        for c in list(state.candidates)[:count]])
-                                        for name in KEPT_FIELDS},
-                                     betas=np.repeat(pose_conv.rig_betas(rig)[None], count, axis=0))
+        rows = [json.loads(c.poses) for c in list(state.candidates)[:count]]
+        clip_hands = {side: HandPose(betas=np.repeat(pose_conv.rig_betas(rig)[None], count, axis=0),
+                                     **{name: np.array([row[side][name] for row in rows]) for name in KEPT_FIELDS})
                       for side, rig in rigs.items()}
         scene = context.scene
         clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
@@ -435,7 +434,8 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             raise ValueError(f"the candidates could not be keyed: {exc}") from None
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"keyed {count} candidates on frames {start}-{start + count - 1} ({summary['keys']} keys)")
+        self.report({"INFO"}, f"keyed {count} candidates on frames {start}-{start + count - 1} "
+                              f"({summary['keys']} keys)")
         return {"FINISHED"}
 
 
