@@ -14,9 +14,10 @@ from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_i
                preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import ops_library  # the pose browser's user library
+from . import ops_interaction  # Sample Interaction, its candidates browsed, applied or keyed
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
-                  panels)
+                  ops_interaction, panels)
 
 
 def register() -> None:
@@ -25,6 +26,7 @@ def register() -> None:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
     ops_image.register()
+    ops_interaction.register()
     fingers.register()
     ops_library.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
@@ -36,6 +38,7 @@ def unregister() -> None:
     fingers.unregister()
     ops_library.unregister()
     ops_image.unregister()
+    ops_interaction.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

@@ -39,6 +39,20 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
             < np.linalg.norm(tips["flat"][middle_tip] - tips["flat"][wrist]) - 0.05)
     assert not list(out.glob(".*.part")), "no partial files left"
     _check_labelled_export(out / "labelled", proc.stdout)
+    _check_interaction(out / "interaction.npz", proc.stdout)
+
+
+def _check_interaction(path, stdout):
+    """The other hand sampled around a posed hand: the anchor kept, candidates best first, reported."""
+    from handforge.commands.demo import INTERACTION_ANCHOR, INTERACTION_COUNT
+    from handforge_shared import pose_library
+
+    found = np.load(path)
+    anchor = pose_library.get(INTERACTION_ANCHOR, side="left")
+    np.testing.assert_array_equal(found["left.hand_pose"][0], np.asarray(anchor.hand_pose, np.float32))
+    score = found["score"]
+    assert score.shape == (INTERACTION_COUNT,) and np.all(np.diff(score) <= 0) and score[0] > 0
+    assert f"interaction: {INTERACTION_COUNT} candidates" in stdout and f"best score {score[0]:.3f}" in stdout
 
 
 def _check_labelled_export(folder, stdout):

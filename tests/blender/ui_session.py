@@ -41,7 +41,9 @@ def undescribed() -> dict:
                 walk(prop.fixed_type)
 
     for owner in (bpy.types.Object, bpy.types.Scene, bpy.types.WindowManager):
-        walk(owner.bl_rna.properties["handforge"].fixed_type)
+        for prop in owner.bl_rna.properties:  # ``handforge`` and the features' own (``handforge_interaction``)
+            if prop.identifier.startswith("handforge") and prop.type == "POINTER":
+                walk(prop.fixed_type)
     look("preferences", bpy.context.preferences.addons[ADDON_MODULE].preferences.bl_rna)
     return {"missing": missing, "broken": broken, "operators": len(dir(bpy.ops.handforge)), "groups": sorted(seen)}
 

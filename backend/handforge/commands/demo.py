@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"meshes (glTF binary) and labels written to {args.out}/ ; parameters and 21 keypoints per hand "
           f"in {report['json']}")
     _labelled_part(Path(args.out) / "labelled")
+    _interaction_part(Path(args.out))
     if not args.no_blender:
         from handforge_shared import pose_library
 
@@ -68,3 +69,36 @@ def _blender_part(out: Path, interactions: dict) -> int:
     print(f"  {out / report['blend']} and Workbench renders {', '.join(renders)}; Blender's keypoints agree with "
           f"the backend within {report['max_keypoint_deviation_mm']:.4f} mm ({report['seconds']:.0f} s)")
     return 0
+
+
+INTERACTION_ANCHOR, INTERACTION_COUNT = "cupped", 4
+
+
+def _interaction_part(out: Path) -> None:
+    """The right hand sampled around a posed left hand, as the add-on's Sample Interaction does (job
+    ``interaction.sample``'s default engine, the templates: no weights); the candidates, best first,
+    in ``interaction.npz`` (the job's result arrays)."""
+    import io
+    import time
+
+    import numpy as np
+
+    from handforge.demo import _write_atomic
+    from handforge.engines.interaction.pipeline import SampleSettings
+    from handforge.engines.interaction.templates import TemplateSampler
+    from handforge.hands import load_hand_model
+    from handforge_shared import pose_library
+
+    started = time.perf_counter()
+    pose = pose_library.get(INTERACTION_ANCHOR, side="left")
+    anchor = {"side": "left", **{name: np.asarray(getattr(pose, name), np.float32)
+                                 for name in ("global_orient", "hand_pose", "betas", "transl")}}
+    found = TemplateSampler(load_hand_model("open"))(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
+    seconds = time.perf_counter() - started
+    buffer = io.BytesIO()
+    np.savez(buffer, **found.arrays())
+    _write_atomic(out / "interaction.npz", buffer.getvalue())
+    print(f"interaction: {len(found.score)} candidates for the right hand around a left hand posed "
+          f"'{INTERACTION_ANCHOR}' in {seconds:.1f} s; best score {found.score[0]:.3f} (template "
+          f"{found.extra['templates'][0]}, max depth {found.max_depth[0] * 1000:.1f} mm, gap "
+          f"{found.gap[0] * 1000:.1f} mm); all, best first, in {out / 'interaction.npz'}")

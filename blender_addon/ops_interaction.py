@@ -1,0 +1,504 @@
+"""Interaction: the other hand around the artist's hand (backend job ``interaction.sample``).
+
+*Sample Interaction* sends the anchor rig's pose (or none: both hands free) and keeps the
+candidates, best first, in the window manager: plain numbers and the rigs' names, never Python
+references to Blender data, at most ``MAX_CANDIDATES``, and outside the undo history (the window
+manager is not undone). Browsing (Next / Previous / the index) poses the rig(s) as a preview
+without undo steps, so the last undo step still holds the artist's pose: *Apply* keeps the shown
+candidate as one undo step, *Cancel* writes back the channels saved before the first preview.
+*Key Candidates* keys N candidates on consecutive frames (generated keys; the artist's keys stay).
+
+The backend answers in the anchor rig's armature space; ``into_rig_space`` carries a candidate into
+the other rig's space, so rigs moved or rotated as objects still meet where the backend put them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+import numpy as np
+from bpy.app.handlers import persistent
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from . import connection, fingers, hands, jobs, keys
+from . import pose as pose_conv
+from . import rig as rig_build
+from .errors import USER_ERRORS, reports_errors
+from handforge_shared.poses import HandPose, MotionClip, PoseFormatError
+from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
+
+JOB_KIND = "interaction.sample"
+MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager keeps
+SENT_FIELDS = ("global_orient", "hand_pose", "betas", "transl")
+KEPT_FIELDS = ("global_orient", "hand_pose", "transl")  # the rig keeps its own shape
+GUIDANCE_STEPS = 10
+ENGINE_ITEMS = [("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)"),
+                ("learned", "Learned", "The diffusion model (InterHandGen), the shipped checkpoint")]
+ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; the other hand is sampled"),
+                ("LEFT", "Left", "The left hand stays as posed; the right hand is sampled"),
+                ("RIGHT", "Right", "The right hand stays as posed; the left hand is sampled"),
+                ("NONE", "Both Free", "Both hands are sampled")]
+
+
+# ---------------------------------------------------------------------- pure numpy
+def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
+    """rig_world⁻¹ · source_world, checked rigid: the candidates keep their size only between rigs of one scale."""
+    T = np.linalg.inv(rig_world) @ source_world
+    if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
+        raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "
+                         "Scale) or give both the same")
+    return T
+
+
+def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_world: np.ndarray,
+                   rig_wrist_head: np.ndarray) -> dict[str, np.ndarray]:
+    """Pose parameters (batched) meant for a rig whose armature had ``source_world`` → the same
+    hand in world space for a rig whose armature has ``rig_world``.
+
+    A rig shows global_orient R as the wrist bone's armature-space rotation M·R·F and transl t as
+    its head at h + M·t (``pose``: h the rest head, M model→Blender axes). With T = rig_world⁻¹ ·
+    source_world: R' = Mᵀ·T·M·R and t' = Mᵀ·(T(h + M·t) − h)."""
+    T = relative_transform(source_world, rig_world)
+    M, rotation, shift = MODEL_TO_BLENDER, T[:3, :3], T[:3, 3]
+    out = dict(pose)
+    R = axis_angle_to_matrix(np.asarray(pose["global_orient"], np.float64))
+    out["global_orient"] = matrix_to_axis_angle(M.T @ rotation @ M @ R)
+    head = np.asarray(rig_wrist_head, np.float64) + np.asarray(pose["transl"], np.float64) @ M.T
+    out["transl"] = (head @ rotation.T + shift - rig_wrist_head) @ M
+    return out
+
+
+# ---------------------------------------------------------------------- stored state (window manager)
+class HANDFORGE_PG_interaction_candidate(bpy.types.PropertyGroup):
+    score: FloatProperty(name="Score", description="Plausibility in (0, 1], higher is better")
+    max_depth: FloatProperty(name="Max Depth", unit="LENGTH", description="Deepest penetration between the hands")
+    gap: FloatProperty(name="Gap", unit="LENGTH", description="Distance between the hands")
+    limit: FloatProperty(name="Limit", description="Worst joint-limit violation, degrees")
+    template: StringProperty(name="Template", description="The template it came from (templates engine)")
+    poses: StringProperty(name="Poses", options={"HIDDEN"},
+                          description="JSON: side → global_orient, hand_pose, transl, in that rig's space")
+
+
+def _index_changed(self, context):
+    if _quiet:
+        return
+    if self.index > len(self.candidates):  # typed past the end: the last one
+        _set_index(self, len(self.candidates))
+    show_candidate(self)
+
+
+class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
+    candidates: CollectionProperty(type=HANDFORGE_PG_interaction_candidate, name="Candidates",
+                                  description="The last sampling's candidates, best first")
+    index: IntProperty(name="Candidate", default=1, min=1, update=_index_changed,
+                       description="The candidate shown on the rig(s), 1 the most plausible")
+    anchor_side: StringProperty(name="Anchor", description="The side kept as posed ('none': both sampled)")
+    posed_sides: StringProperty(name="Posed", description="Sides the candidates pose, comma-separated")
+    rig_names: StringProperty(name="Rigs", description="JSON: side → the rig object's name")
+    previous: StringProperty(name="Previous", options={"HIDDEN"},
+                             description="JSON: the posed rigs' channels before the first preview")
+    summary: StringProperty(name="Summary", description="Engine, hand model and time of the sampling")
+    message: StringProperty(name="Message", description="Why the preview could not be shown")
+
+
+class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
+    """What the panel's Sample Interaction button sends (kept with the scene)."""
+
+    anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="templates", description="Interaction engine")
+    count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
+    steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
+    penetration_guidance: FloatProperty(name="Penetration Guidance", default=1.0, min=0.0, max=100.0,
+                                        description="Push the hands apart where they overlap (learned engine; 0 off)")
+    key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
+                           description="How many candidates Key Candidates keys (0: all)")
+
+
+_quiet = False  # set while the index is written by code that shows the candidate itself
+
+
+def _set_index(state, value: int) -> None:
+    global _quiet
+    _quiet = True
+    try:
+        state.index = value
+    finally:
+        _quiet = False
+
+
+def shown(state):
+    """The candidate the index points at (1-based)."""
+    return state.candidates[min(max(state.index, 1), len(state.candidates)) - 1]
+
+
+def browse_state(context) -> HANDFORGE_PG_interaction_browse:
+    return context.window_manager.handforge_interaction
+
+
+def browsing(context) -> bool:
+    return len(browse_state(context).candidates) > 0
+
+
+# ---------------------------------------------------------------------- rigs
+def _rig_by_name(name: str):
+    obj = bpy.data.objects.get(name)
+    if obj is None or obj.type != "ARMATURE" or not obj.handforge.is_hand:
+        raise ValueError(f"the hand rig {name!r} of the candidates is gone or renamed: sample again")
+    return obj
+
+
+def _browse_rigs(state) -> dict[str, object]:
+    return {side: _rig_by_name(name) for side, name in json.loads(state.rig_names or "{}").items()}
+
+
+def active_hand(context):
+    obj = context.active_object
+    if obj is not None and obj.type == "MESH" and obj.handforge.is_hand_mesh and obj.parent is not None:
+        obj = obj.parent  # the hand's mesh was clicked: its rig
+    if obj is None or obj.type != "ARMATURE" or not obj.handforge.is_hand:
+        raise ValueError("the active object is not a HandForge hand: click a hand (rig or mesh), or choose Left, "
+                         "Right or Both Free as the anchor")
+    return obj
+
+
+def anchor_and_rigs(context, anchor: str) -> tuple[str, dict[str, object]]:
+    """('left' | 'right' | 'none', side → rig) for a request, checked: both rigs, one hand model."""
+    found = hands.scene_hands(context.scene, "BOTH")
+    missing = [side for side in SIDES if side not in found]
+    if missing:
+        raise ValueError(f"no {missing[0]} hand in the scene: interaction needs both hands (HandForge › Add Hands)")
+    side = {"LEFT": "left", "RIGHT": "right", "NONE": "none"}.get(anchor)
+    if anchor == "ACTIVE":
+        rig = active_hand(context)
+        side = rig.handforge.side
+        found[side] = rig
+    models = {rig.handforge.hand_model for rig in found.values()}
+    if len(models) != 1:
+        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): use one pair of hands")
+    return side, found
+
+
+def _snapshot(rig) -> dict:
+    """The rig's animation channels and corrective shape-key values, as written (float32 exact)."""
+    bones = {pb.name: {"mode": pb.rotation_mode, "rotation_quaternion": list(pb.rotation_quaternion),
+                       "rotation_euler": list(pb.rotation_euler), "rotation_axis_angle": list(pb.rotation_axis_angle),
+                       "location": list(pb.location), "scale": list(pb.scale)} for pb in rig.pose.bones}
+    shape_keys = {kb.name: kb.value for kb in (rig_build.corrective_keys(rig) or [])}
+    return {"bones": bones, "shape_keys": shape_keys}
+
+
+def _restore(rig, saved: dict) -> None:
+    for name, channels in saved["bones"].items():
+        pb = rig.pose.bones.get(name)
+        if pb is None:
+            continue
+        pb.rotation_mode = channels["mode"]
+        for prop in ("rotation_quaternion", "rotation_euler", "rotation_axis_angle", "location", "scale"):
+            setattr(pb, prop, channels[prop])
+    for kb in rig_build.corrective_keys(rig) or []:
+        if kb.name in saved["shape_keys"]:
+            kb.value = saved["shape_keys"][kb.name]
+    fingers.sync_sliders(rig)
+
+
+def _candidate_pose(candidate, side: str, rig) -> HandPose:
+    fields = json.loads(candidate.poses)[side]
+    return HandPose(betas=pose_conv.rig_betas(rig), **{name: np.asarray(fields[name]) for name in KEPT_FIELDS})
+
+
+def _pose_rig(rig, pose: HandPose) -> None:
+    pose_conv.write_pose(rig, pose)
+    fingers.sync_sliders(rig)
+
+
+def show_candidate(state) -> None:
+    """Pose the browsed rig(s) with the candidate at ``state.index`` (never raises: an index update)."""
+    try:
+        rigs = _browse_rigs(state)
+        candidate = shown(state)
+        for side in state.posed_sides.split(","):
+            _pose_rig(rigs[side], _candidate_pose(candidate, side, rigs[side]))
+        state.message = ""
+    except (*USER_ERRORS, KeyError, IndexError) as exc:
+        state.message = str(exc)
+
+
+def end_browse(context, restore: bool) -> None:
+    """Forget the candidates; ``restore``: first put the previewed rigs back as they were."""
+    state = browse_state(context)
+    if restore and state.previous:
+        for side, saved in json.loads(state.previous).items():
+            obj = bpy.data.objects.get(json.loads(state.rig_names).get(side, ""))
+            if obj is not None and obj.type == "ARMATURE":
+                _restore(obj, saved)
+    state.candidates.clear()
+    _set_index(state, 1)
+    state.previous = state.rig_names = state.posed_sides = state.anchor_side = state.message = state.summary = ""
+
+
+def _step(context, delta: int) -> int:
+    state = browse_state(context)
+    _set_index(state, (state.index - 1 + delta) % len(state.candidates) + 1)
+    show_candidate(state)
+    if state.message:
+        raise ValueError(state.message)
+    return state.index
+
+
+# ---------------------------------------------------------------------- operators
+class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
+    """Sample the other hand around the anchor hand (or both hands) on the backend, then browse the candidates on the rigs, best first"""
+
+    bl_idname = "handforge.sample_interaction"
+    bl_label = "Sample Interaction"
+    bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
+    job_kind = JOB_KIND
+
+    anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="templates", description="Interaction engine")
+    count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
+    seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
+    steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
+    penetration_guidance: FloatProperty(name="Penetration Guidance", default=1.0, min=0.0, max=100.0,
+                                        description="Push the hands apart where they overlap (learned engine; 0 off)")
+
+    def job_request(self, context):
+        if browsing(context):
+            end_browse(context, restore=True)  # the anchor is read as the artist posed it, not a preview
+        side, found = anchor_and_rigs(context, self.anchor)
+        model = next(iter(found.values())).handforge.hand_model
+        ok, why = connection.hand_model_status(model)
+        if not ok and connection.BACKEND.capabilities is not None:
+            raise ValueError(f"the hands are {model} hands, which the backend cannot use: {why}")
+        arrays = {}
+        if side != "none":
+            pose = pose_conv.read_pose(found[side])
+            arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
+        reference = found["left" if side == "none" else side]
+        for rig in found.values():
+            relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
+        self._request = {"anchor_side": side, "model": model, "reference": reference.name,
+                         "rigs": {s: rig.name for s, rig in found.items()}}
+        params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
+                  "steps": self.steps, "penetration_guidance": self.penetration_guidance,
+                  "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
+        return JOB_KIND, params, arrays
+
+    def job_apply(self, context, result):
+        request, arrays = self._request, result.arrays
+        count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
+        rigs = {side: _rig_by_name(name) for side, name in request["rigs"].items()}
+        reference = np.array(rigs["left" if request["anchor_side"] == "none" else request["anchor_side"]].matrix_world)
+        posed = [s for s in SIDES if s != request["anchor_side"]]
+        per_side = {}
+        for side, rig in rigs.items():
+            pose = {name: np.asarray(arrays[f"{side}.{name}"], np.float64)[:count] for name in SENT_FIELDS}
+            shapes = {name: pose[name].shape for name in KEPT_FIELDS}
+            if shapes != {"global_orient": (count, 3), "hand_pose": (count, 45), "transl": (count, 3)}:
+                raise ValueError(f"the backend sent {side} poses of shapes {shapes} for {count} candidates")
+            per_side[side] = into_rig_space(pose, reference, np.array(rig.matrix_world),
+                                            np.array(rig.data.bones[JOINT_NAMES[0]].head_local))
+        state = browse_state(context)
+        state.candidates.clear()
+        templates = result.data.get("templates") or [""] * count
+        for i in range(count):
+            item = state.candidates.add()
+            for name in ("score", "max_depth", "gap", "limit"):
+                setattr(item, name, float(np.asarray(arrays[name])[i]))
+            item.template = str(templates[i])
+            item.poses = json.dumps({side: {name: per_side[side][name][i].tolist() for name in KEPT_FIELDS}
+                                     for side in rigs})
+        state.anchor_side, state.posed_sides = request["anchor_side"], ",".join(posed)
+        state.rig_names = json.dumps(request["rigs"])
+        state.previous = json.dumps({side: _snapshot(rigs[side]) for side in posed})
+        state.summary = f"{result.data.get('engine', self.engine)} engine, {request['model']} hands"
+        _set_index(state, 1)
+        show_candidate(state)
+        notes = []
+        anchor = request["anchor_side"]
+        if anchor != "none":
+            other = posed[0]
+            if np.abs(pose_conv.rig_betas(rigs[other]) - pose_conv.rig_betas(rigs[anchor])).max() > 1e-4:
+                notes.append(f" (the {other} hand's shape differs from the {anchor} one's, which the candidates "
+                             "were made for: Set Shape matches them)")
+        best = state.candidates[0]
+        return (f"{count} candidates, best score {best.score:.3f} (max depth {best.max_depth * 1000:.1f} mm, gap "
+                f"{best.gap * 1000:.1f} mm): Next/Previous to browse, Apply to keep{''.join(notes)}")
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
+        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
+
+
+class _BrowseOperator:
+    @classmethod
+    def poll(cls, context):
+        if not browsing(context):
+            cls.poll_message_set("No interaction candidates: press Sample Interaction first")
+            return False
+        return True
+
+
+class HANDFORGE_OT_interaction_next(_BrowseOperator, bpy.types.Operator):
+    """Show the next interaction candidate on the rig(s)"""
+
+    bl_idname = "handforge.interaction_next"
+    bl_label = "Next Candidate"
+    bl_options = {"REGISTER"}  # a preview, not an undo step
+
+    @reports_errors
+    def execute(self, context):
+        _step(context, +1)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_interaction_previous(_BrowseOperator, bpy.types.Operator):
+    """Show the previous interaction candidate on the rig(s)"""
+
+    bl_idname = "handforge.interaction_previous"
+    bl_label = "Previous Candidate"
+    bl_options = {"REGISTER"}
+
+    @reports_errors
+    def execute(self, context):
+        _step(context, -1)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
+    """Keep the shown interaction candidate on the rig(s) (one undo step) and end browsing"""
+
+    bl_idname = "handforge.interaction_apply"
+    bl_label = "Apply Candidate"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @reports_errors
+    def execute(self, context):
+        state = browse_state(context)
+        index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
+        score = shown(state).score
+        end_browse(context, restore=False)
+        self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
+    """Stop browsing the interaction candidates and put the rig(s) back as they were"""
+
+    bl_idname = "handforge.interaction_cancel"
+    bl_label = "Cancel Candidates"
+    bl_options = {"REGISTER"}  # back to the state of the last undo step
+
+    @reports_errors
+    def execute(self, context):
+        end_browse(context, restore=True)
+        return {"FINISHED"}
+
+
+class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
+    """Key interaction candidates on consecutive frames from the current one, on both hands (generated keys; your own keys stay), and end browsing"""
+
+    bl_idname = "handforge.interaction_key"
+    bl_label = "Key Candidates"
+    bl_options = {"REGISTER", "UNDO"}
+
+    count: IntProperty(name="Count", default=0, min=0, max=MAX_CANDIDATES,
+                       description="How many candidates, best first (0: all)")
+
+    @reports_errors
+    def execute(self, context):
+        state = browse_state(context)
+        available = len(state.candidates)
+        count = self.count or available
+        if count > available:
+            raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
+        rigs = _browse_rigs(state)
+        models = {rig.handforge.hand_model for rig in rigs.values()}
+        if len(models) != 1:
+            raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
+        rows = [json.loads(c.poses) for c in list(state.candidates)[:count]]
+        clip_hands = {side: HandPose(betas=np.repeat(pose_conv.rig_betas(rig)[None], count, axis=0),
+                                     **{name: np.array([row[side][name] for row in rows]) for name in KEPT_FIELDS})
+                      for side, rig in rigs.items()}
+        scene = context.scene
+        clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
+        end_browse(context, restore=True)  # the keys define the pose now; the channels go back first
+        start = scene.frame_current
+        try:
+            summary = keys.import_clip(context, clip, rigs, start)
+        except PoseFormatError as exc:
+            raise ValueError(f"the candidates could not be keyed: {exc}") from None
+        for warning in summary["warnings"]:
+            self.report({"WARNING"}, warning)
+        self.report({"INFO"}, f"keyed {count} candidates on frames {start}-{start + count - 1} "
+                              f"({summary['keys']} keys)")
+        return {"FINISHED"}
+
+
+def draw_panel(layout, context) -> None:
+    """The Interaction panel's contents (``panels.HANDFORGE_PT_interaction``)."""
+    settings = context.scene.handforge_interaction
+    col = layout.column(align=True)
+    col.prop(settings, "anchor")
+    col.prop(settings, "engine")
+    row = col.row(align=True)
+    row.prop(settings, "count")
+    row.prop(settings, "seed")
+    if settings.engine == "learned":
+        row = col.row(align=True)
+        row.prop(settings, "steps")
+        row.prop(settings, "penetration_guidance", text="Guidance")
+    op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
+    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance"):
+        setattr(op, name, getattr(settings, name))
+    state = browse_state(context)
+    if not len(state.candidates):
+        return
+    box = layout.box()
+    row = box.row(align=True)
+    row.operator(HANDFORGE_OT_interaction_previous.bl_idname, text="", icon="TRIA_LEFT")
+    row.prop(state, "index", text=f"Candidate (of {len(state.candidates)})")
+    row.operator(HANDFORGE_OT_interaction_next.bl_idname, text="", icon="TRIA_RIGHT")
+    candidate = shown(state)
+    box.label(text=f"Score {candidate.score:.3f}   depth {candidate.max_depth * 1000:.1f} mm   "
+                   f"gap {candidate.gap * 1000:.1f} mm")
+    if candidate.template:
+        box.label(text=f"Template: {candidate.template}")
+    if state.message:
+        box.label(text=state.message, icon="ERROR")
+    row = box.row(align=True)
+    row.operator(HANDFORGE_OT_interaction_apply.bl_idname, text="Apply", icon="CHECKMARK")
+    row.operator(HANDFORGE_OT_interaction_cancel.bl_idname, text="Cancel", icon="CANCEL")
+    row = box.row(align=True)
+    row.prop(settings, "key_count", text="Key")
+    row.operator(HANDFORGE_OT_interaction_key.bl_idname, icon="KEY_HLT").count = settings.key_count
+
+
+CLASSES = (HANDFORGE_PG_interaction_candidate, HANDFORGE_PG_interaction_browse, HANDFORGE_PG_interaction_settings,
+           HANDFORGE_OT_sample_interaction, HANDFORGE_OT_interaction_next, HANDFORGE_OT_interaction_previous,
+           HANDFORGE_OT_interaction_apply, HANDFORGE_OT_interaction_cancel, HANDFORGE_OT_interaction_key)
+
+
+@persistent
+def _forget_on_load(*_args) -> None:
+    """Another file: the candidates named rigs of the one before."""
+    state = getattr(bpy.context.window_manager, "handforge_interaction", None)
+    if state is not None and len(state.candidates):
+        end_browse(bpy.context, restore=False)
+
+
+def register() -> None:
+    bpy.app.handlers.load_post.append(_forget_on_load)
+    bpy.types.WindowManager.handforge_interaction = PointerProperty(type=HANDFORGE_PG_interaction_browse)
+    bpy.types.Scene.handforge_interaction = PointerProperty(type=HANDFORGE_PG_interaction_settings)
+
+
+def unregister() -> None:
+    if _forget_on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_forget_on_load)
+    del bpy.types.Scene.handforge_interaction
+    del bpy.types.WindowManager.handforge_interaction

@@ -1,0 +1,238 @@
+"""Blender session: Sample Interaction through a real backend the add-on starts — clear errors
+without a backend, hands or an active hand; candidates that pose the other rig (moved as an object)
+next to the anchor; Next/Previous; Cancel restores the channels; Apply is one undo step; Key
+Candidates keys N consecutive frames on both rigs around the artist's keys; the learned engine
+with both hands free; a MANO rig on a backend without MANO files."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from session import ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, ui_context
+
+s = Session()
+s.install()
+a = s.args
+
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+UI = ui_context()
+SIDES = ("left", "right")
+
+
+def as_user(op, **kwargs):
+    """Call an operator the way a button does: with the UI context and an undo push."""
+    with bpy.context.temp_override(**UI):
+        return op("EXEC_DEFAULT", True, **kwargs)
+
+
+def channels(side: str) -> np.ndarray:
+    """Every pose bone's matrix_basis: the channels as written."""
+    return np.array([np.array(pb.matrix_basis) for pb in hand(side).pose.bones])
+
+
+def browse() -> dict:
+    state = bpy.context.window_manager.handforge_interaction
+    return {"count": len(state.candidates), "index": state.index, "message": state.message,
+            "scores": [c.score for c in state.candidates], "depths": [c.max_depth for c in state.candidates],
+            "gaps": [c.gap for c in state.candidates]}
+
+
+def closest_mm() -> float:
+    """The closest distance between the two hands' meshes in world space, mm."""
+    from scipy.spatial import cKDTree
+
+    left, right = (evaluated_vertices(hand(side)) for side in SIDES)
+    return float(cKDTree(left).query(right)[0].min() * 1000)
+
+
+def sample(**kwargs):
+    return bpy.ops.handforge.sample_interaction(**{"engine": "templates", "count": a["count"], "seed": 3, **kwargs})
+
+
+def errors_before_hands():
+    found = {"no_backend_poll": bpy.ops.handforge.sample_interaction.poll(),
+             "no_backend": error_of(lambda: sample())}
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    found["no_hands"] = error_of(lambda: sample())
+    found["next_poll"] = bpy.ops.handforge.interaction_next.poll()
+    found["apply_poll"] = bpy.ops.handforge.interaction_apply.poll()
+    return found
+
+
+s.check("errors_before_hands", errors_before_hands)
+
+
+def scene_setup():
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.paste_pose(text=a["pose"], sides="BOTH") == {"FINISHED"}
+    hand("right").location = (0.4, 0.1, 0.0)  # the other rig moved as an object: candidates still meet the anchor
+    hand("right").rotation_euler = (0.0, 0.0, 0.7)
+    bpy.context.view_layer.objects.active = None
+    no_active = error_of(lambda: sample())
+    bpy.context.view_layer.objects.active = hand("left")
+    init_undo()
+    s.arrays["left0"], s.arrays["right0"] = channels("left"), channels("right")
+    return {"no_active": no_active, "closest_before": closest_mm()}
+
+
+s.check("setup", scene_setup)
+
+
+ICONS = set(bpy.types.UILayout.bl_rna.functions["operator"].parameters["icon"].enum_items.keys())
+
+
+def panel() -> dict:
+    """What the Interaction panel draws (its draw code run on a recording layout): texts, operators,
+    properties that do not exist, icons Blender does not know."""
+    drawn = {"labels": [], "operators": [], "bad": []}
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self.record(name, args, kwargs)
+
+        def record(self, name, args, kwargs):
+            if kwargs.get("icon", "NONE") not in ICONS:
+                drawn["bad"].append(kwargs["icon"])
+            if name == "label":
+                drawn["labels"].append(kwargs.get("text", ""))
+            elif name == "operator":
+                drawn["operators"].append(args[0])
+                return type("Props", (), {})()
+            elif name == "prop" and not hasattr(args[0], args[1]):
+                drawn["bad"].append(args[1])
+            return self
+
+    bpy.types.HANDFORGE_PT_interaction.draw(type("Panel", (), {"layout": Recorder()})(), bpy.context)
+    return drawn
+
+
+def sample_and_step():
+    found = {"panel_before": panel(), "result": sorted(sample()), "browse": browse(), "closest": closest_mm(),
+             "panel": panel()}
+    s.arrays["left_after_sample"], s.arrays["right_c0"] = channels("left"), channels("right")
+    assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
+    found["after_next"] = browse()
+    found["closest_c1"] = closest_mm()
+    s.arrays["right_c1"] = channels("right")
+    assert bpy.ops.handforge.interaction_previous() == {"FINISHED"}
+    found["after_previous"] = browse()
+    s.arrays["right_c0_again"] = channels("right")
+    bpy.context.window_manager.handforge_interaction.index = 3  # the panel's index field (1: the best)
+    s.arrays["right_c2"] = channels("right")
+    bpy.context.window_manager.handforge_interaction.index = 99  # past the end: the last one
+    found["past_end"] = browse()
+    s.arrays["right_past_end"] = channels("right")
+    assert bpy.ops.handforge.interaction_cancel() == {"FINISHED"}
+    found["after_cancel"] = browse()
+    s.arrays["right_cancelled"] = channels("right")
+    return found
+
+
+s.check("templates", sample_and_step)
+
+
+def apply_and_undo():
+    assert sorted(sample()) == ["FINISHED"]
+    assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
+    s.arrays["right_shown"] = channels("right")
+    found = {"apply": sorted(as_user(bpy.ops.handforge.interaction_apply)), "after_apply": browse()}
+    s.arrays["right_applied"] = channels("right")
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    s.arrays["right_undone"], s.arrays["left_undone"] = channels("right"), channels("left")
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.redo()
+    s.arrays["right_redone"] = channels("right")
+    return found
+
+
+s.check("apply", apply_and_undo)
+
+
+def fcurve_frames(side: str) -> dict:
+    ad = hand(side).animation_data
+    bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+    fc = bag.fcurves.find('pose.bones["index1"].rotation_euler', index=0)
+    return {"frames": [kp.co[0] for kp in fc.keyframe_points], "types": [kp.type for kp in fc.keyframe_points],
+            "values": [kp.co[1] for kp in fc.keyframe_points]}
+
+
+def key_candidates():
+    bpy.context.view_layer.objects.active = hand("left")
+    for frame in (5, 30):  # the artist's keys around the frames the candidates go to
+        bpy.context.scene.frame_set(frame)
+        assert as_user(bpy.ops.handforge.key_pose, sides="BOTH") == {"FINISHED"}
+    artist = {side: fcurve_frames(side) for side in SIDES}
+    bpy.context.scene.frame_set(10)
+    assert sorted(sample()) == ["FINISHED"]
+    shown = []
+    for _ in range(3):
+        shown.append(channels("right"))
+        bpy.ops.handforge.interaction_next()
+    found = {"artist": artist, "result": sorted(as_user(bpy.ops.handforge.interaction_key, count=3)),
+             "after": browse(), "keys": {side: fcurve_frames(side) for side in SIDES}}
+    keyed = []
+    for frame in (10, 11, 12):
+        bpy.context.scene.frame_set(frame)
+        keyed.append(channels("right"))
+    s.arrays["key_shown"], s.arrays["key_keyed"] = np.array(shown), np.array(keyed)
+    bpy.context.scene.frame_set(10)
+    found["too_many"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=2))  # no candidates any more
+    assert sorted(sample(count=2)) == ["FINISHED"]
+    found["more_than_sampled"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=5))
+    bpy.ops.handforge.interaction_cancel()
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    found["undone"] = {side: fcurve_frames(side) for side in SIDES}
+    return found
+
+
+s.check("key", key_candidates)
+
+
+def learned_both_free():
+    for side in SIDES:  # no animation: the rigs show their channels
+        hand(side).animation_data_clear()
+    before = {side: channels(side) for side in SIDES}
+    result = sample(engine="learned", anchor="NONE", count=2, steps=4)
+    found = {"result": sorted(result), "browse": browse(), "closest": closest_mm(),
+             "moved": {side: bool(np.abs(channels(side) - before[side]).max() > 1e-3) for side in SIDES}}
+    bpy.ops.handforge.interaction_cancel()
+    found["restored"] = {side: bool(np.array_equal(channels(side), before[side])) for side in SIDES}
+    return found
+
+
+s.check("learned", learned_both_free)
+
+
+def mano_rig_without_mano_files():
+    for side in SIDES:
+        hand(side).handforge.hand_model = "mano"
+    try:
+        return {"message": error_of(lambda: sample(anchor="LEFT")), "browse": browse()}
+    finally:
+        for side in SIDES:
+            hand(side).handforge.hand_model = "open"
+
+
+s.check("mano", mano_rig_without_mano_files)
+
+
+def scaled_rig_and_file_load():
+    hand("right").scale = (2.0, 2.0, 2.0)
+    try:
+        scaled = error_of(lambda: sample(anchor="LEFT"))
+    finally:
+        hand("right").scale = (1.0, 1.0, 1.0)
+    assert sorted(sample(count=1, anchor="LEFT")) == ["FINISHED"]
+    before = browse()["count"]
+    bpy.ops.wm.read_homefile(use_empty=True)  # another file: no candidates of this one's rigs left
+    return {"scaled": scaled, "before_load": before, "after_load": browse()}
+
+
+s.check("scaled_and_load", scaled_rig_and_file_load)
+s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
+s.finish()

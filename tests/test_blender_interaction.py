@@ -1,0 +1,124 @@
+"""Interaction in Blender, end to end: the add-on starts a real backend, *Sample Interaction* sends
+the active hand as the anchor, the candidates pose the other rig next to it (also when that rig is
+moved as an object), Next/Previous/the index step through them, Cancel restores the channels bit
+for bit, Apply is one undo step, Key Candidates keys N consecutive frames on both rigs and leaves
+the artist's keys; the learned engine (shipped checkpoint) with both hands free; clear errors
+without a backend, hands, an active hand, or MANO files for a MANO rig."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from handforge_shared import pose_library
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+COUNT = 3
+TOUCHING_MM = 15.0  # the templates are settled into contact; the rigs start 8 cm apart
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("interaction_session")
+    pose = {s: pose_library.get("relaxed", side=s).to_dict() for s in ("left", "right")}
+    args = {"port": free_port(), "count": COUNT,
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+            "pose": json.dumps({"format": "handforge.pose", "hands": pose})}
+    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_INTERACTION_CHECKPOINT")}
+    return run_blender("interaction_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def test_clear_errors_without_backend_hands_or_active_hand(session):
+    _no_error(session, "errors_before_hands", "setup")
+    found = session["errors_before_hands"]
+    assert found["no_backend_poll"] is False and "Start Local Backend" in found["no_backend"]
+    assert "no hands in the scene" in found["no_hands"] and "Add Hands" in found["no_hands"]
+    assert found["next_poll"] is False and found["apply_poll"] is False
+    assert "active object is not a HandForge hand" in session["setup"]["no_active"]
+    assert "Traceback" not in session.log
+
+
+def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
+    _no_error(session, "templates")
+    found, arrays = session["templates"], session.arrays
+    assert found["result"] == ["FINISHED"]
+    scores = found["browse"]["scores"]
+    assert found["browse"]["count"] == COUNT and scores == sorted(scores, reverse=True) and 0 < scores[-1] <= 1
+    assert np.array_equal(arrays["left_after_sample"], arrays["left0"])  # the anchor stays as posed
+    assert not np.allclose(arrays["right_c0"], arrays["right0"], atol=1e-3)
+    assert session["setup"]["closest_before"] > 50 and found["closest"] < TOUCHING_MM  # moved rig, still in contact
+    assert found["after_next"]["index"] == 2 and found["after_previous"]["index"] == 1
+    assert not np.allclose(arrays["right_c1"], arrays["right_c0"], atol=1e-3)  # stepping changes the pose
+    gap_mm = found["browse"]["gaps"][1] * 1000  # in Blender, the hands are as far apart as the backend measured
+    assert abs(found["closest_c1"] - gap_mm) < 2.0 if gap_mm > 2.0 else found["closest_c1"] < 4.0
+    assert np.array_equal(arrays["right_c0_again"], arrays["right_c0"])
+    assert not np.allclose(arrays["right_c2"], arrays["right_c0"], atol=1e-3)  # the index property poses too
+    assert found["past_end"]["index"] == COUNT and np.array_equal(arrays["right_past_end"], arrays["right_c2"])
+    assert found["after_cancel"]["count"] == 0
+    assert found["panel_before"]["operators"] == ["handforge.sample_interaction"] and not found["panel_before"]["bad"]
+    drawn = found["panel"]
+    assert not drawn["bad"] and "handforge.interaction_apply" in drawn["operators"]
+    assert any(text.startswith(f"Score {scores[0]:.3f}") for text in drawn["labels"])  # the shown candidate's scores
+    assert np.array_equal(arrays["right_cancelled"], arrays["right0"])  # exactly as before the browse
+
+
+def test_apply_is_one_undo_step(session):
+    _no_error(session, "apply")
+    found, arrays = session["apply"], session.arrays
+    assert found["apply"] == ["FINISHED"] and found["after_apply"]["count"] == 0
+    assert np.allclose(arrays["right_applied"], arrays["right_shown"], atol=1e-6)
+    assert np.array_equal(arrays["right_undone"], arrays["right0"])  # one undo: the pose before the browse
+    assert np.array_equal(arrays["left_undone"], arrays["left0"])
+    assert np.allclose(arrays["right_redone"], arrays["right_shown"], atol=1e-6)
+
+
+def test_key_candidates_writes_consecutive_frames_and_keeps_the_artist_keys(session):
+    _no_error(session, "key")
+    found, arrays = session["key"], session.arrays
+    assert found["result"] == ["FINISHED"] and found["after"]["count"] == 0
+    for side in ("left", "right"):
+        keys, artist = found["keys"][side], found["artist"][side]
+        assert artist["frames"] == [5.0, 30.0]
+        assert keys["frames"] == [5.0, 10.0, 11.0, 12.0, 30.0]
+        assert keys["types"] == ["KEYFRAME", "GENERATED", "GENERATED", "GENERATED", "KEYFRAME"]
+        assert [keys["values"][0], keys["values"][-1]] == artist["values"]  # the artist's keys untouched
+        assert found["undone"][side]["frames"] == [5.0, 30.0]  # one undo removes them all
+    assert np.allclose(arrays["key_keyed"], arrays["key_shown"], atol=1e-4)  # frame i shows candidate i
+    assert not np.allclose(arrays["key_keyed"][0], arrays["key_keyed"][1], atol=1e-3)
+    assert "No interaction candidates" in found["too_many"]
+    assert "only 2 candidates" in found["more_than_sampled"]
+
+
+def test_learned_engine_with_both_hands_free(session):
+    _no_error(session, "learned")
+    found = session["learned"]
+    assert found["result"] == ["FINISHED"] and found["browse"]["count"] == 2
+    assert found["moved"] == {"left": True, "right": True}
+    assert found["closest"] < 50  # the two sampled hands are placed together, across the moved rig
+    assert found["restored"] == {"left": True, "right": True}
+
+
+def test_mano_rig_on_a_backend_without_mano_files_says_so(session):
+    _no_error(session, "mano")
+    found = session["mano"]
+    assert "mano" in found["message"] and "HANDFORGE_MANO_DIR" in found["message"]
+    assert found["browse"]["count"] == 0
+
+
+def test_scaled_rig_is_refused_and_a_loaded_file_drops_the_candidates(session):
+    _no_error(session, "scaled_and_load")
+    found = session["scaled_and_load"]
+    assert "scaled differently" in found["scaled"] and "Clear" in found["scaled"]
+    assert found["before_load"] == 1 and found["after_load"]["count"] == 0
