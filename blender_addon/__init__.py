@@ -14,9 +14,11 @@ from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_i
                preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import ops_library  # the pose browser's user library
+from . import ops_motion  # motion engine buttons: In-between, Follow Wrist Path, Generate, Regenerate
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
                   panels)
+_CLASS_MODULES = _CLASS_MODULES[:-1] + (ops_motion,) + _CLASS_MODULES[-1:]  # before the panels that draw them
 
 
 def register() -> None:
@@ -25,6 +27,7 @@ def register() -> None:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
     ops_image.register()
+    ops_motion.register()
     fingers.register()
     ops_library.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
@@ -36,6 +39,7 @@ def unregister() -> None:
     fingers.unregister()
     ops_library.unregister()
     ops_image.unregister()
+    ops_motion.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

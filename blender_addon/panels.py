@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import connection, hands, library, ops_image
+from . import connection, hands, library, ops_image, ops_motion
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.skeleton import FINGERS
@@ -205,3 +205,16 @@ class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
 CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,
            HANDFORGE_PT_image, HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
 CLASSES += (HANDFORGE_PT_pose_library,)
+
+
+class HANDFORGE_PT_motion(_Panel, bpy.types.Panel):
+    """The motion engine's buttons (``ops_motion``)"""
+
+    bl_label = "Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        ops_motion.draw_panel(self.layout, context)
+
+
+CLASSES += (HANDFORGE_PT_motion,)
