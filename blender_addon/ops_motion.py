@@ -390,22 +390,26 @@ def _is_path_object(self, obj) -> bool:
     return not (obj.type == "ARMATURE" and obj.handforge.is_hand)
 
 
-class HandForgeMotionSettings(bpy.types.PropertyGroup):
+class HANDFORGE_PG_motion(bpy.types.PropertyGroup):
     """What the Motion panel's buttons send (``Scene.handforge_motion``)."""
 
     frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
     steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
     variation: FloatProperty(name="Variation", default=1.0, min=0.01, max=1.0,
                              description="How far the motion may stray from the keys' plain in-between")
-    seed: IntProperty(name="Seed", default=0, min=0)
-    num_samples: IntProperty(name="Samples", default=1, min=1, max=8)
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate (the first is keyed)")
     fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
-                        default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"})
-    left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=_is_path_object)
-    right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=_is_path_object)
-    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE")
+                        default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
+                        description="Which of your keys In-between goes through; the other parts are generated")
+    left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=_is_path_object,
+                               description="Curve or animated object the left wrist follows")
+    right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=_is_path_object,
+                                description="Curve or animated object the right wrist follows")
+    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
+                                 description="Whether the wrist rotation along a path is generated or kept as animated")
 
 
 def _common(op, settings) -> None:
@@ -449,10 +453,10 @@ CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDF
 
 
 def register() -> None:
-    bpy.utils.register_class(HandForgeMotionSettings)
-    bpy.types.Scene.handforge_motion = PointerProperty(type=HandForgeMotionSettings)
+    bpy.utils.register_class(HANDFORGE_PG_motion)
+    bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion)
 
 
 def unregister() -> None:
     del bpy.types.Scene.handforge_motion
-    bpy.utils.unregister_class(HandForgeMotionSettings)
+    bpy.utils.unregister_class(HANDFORGE_PG_motion)

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"meshes (glTF binary) and labels written to {args.out}/ ; parameters and 21 keypoints per hand "
           f"in {report['json']}")
     _labelled_part(Path(args.out) / "labelled")
+    _motion_part(Path(args.out))
     if not args.no_blender:
         from handforge_shared import pose_library
 
@@ -68,3 +69,15 @@ def _blender_part(out: Path, interactions: dict) -> int:
     print(f"  {out / report['blend']} and Workbench renders {', '.join(renders)}; Blender's keypoints agree with "
           f"the backend within {report['max_keypoint_deviation_mm']:.4f} mm ({report['seconds']:.0f} s)")
     return 0
+
+
+def _motion_part(out: Path) -> None:
+    from handforge.demo_motion import KEYED, inbetween_keyed_poses
+
+    motion = inbetween_keyed_poses(out)
+    engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
+              f"the {motion['engine']} engine (shipped checkpoint, {motion['steps']} DDIM steps)")
+    loading = f" ({motion['seconds']:.1f} s with loading the model)" if motion["loaded"] else ""
+    kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
+    print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
+          f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")
