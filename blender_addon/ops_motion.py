@@ -60,11 +60,20 @@ def frame_range(scene, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def motion_hands(scene, target: str, start: int, end: int) -> tuple[dict[str, object], dict[str, object], str]:
-    """(hands to write, every hand of the scene, their hand model), checked."""
+def motion_hands(scene, target: str) -> tuple[dict[str, object], dict[str, object]]:
+    """(hands to write, every hand of the scene), checked to be of one hand model."""
     chosen = hands.scene_hands(scene, target)
     every = hands.scene_hands(scene, "BOTH")
-    return chosen, every, keys.check_export(every, start, end)
+    hand_model(every)
+    return chosen, every
+
+
+def hand_model(every: dict[str, object]) -> str:
+    models = {obj.handforge.hand_model for obj in every.values()}
+    if len(models) != 1:
+        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): the motion engine "
+                         "moves a pair of one model; add a matching pair (HandForge > Add Hands)")
+    return models.pop()
 
 
 def _generated_type() -> int:
@@ -273,7 +282,7 @@ class _MotionJob(jobs.JobOperator):
             raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
                              f"choose 0-{self.num_samples - 1}")
         kind, extra, arrays, write, every = self.motion_request(context, start, end)
-        params = {"engine": self.engine, "hand_model": keys.check_export(every, start, end), "fps": keys.scene_fps(scene),
+        params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
                   "variation": self.variation, **extra}
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
@@ -304,7 +313,7 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
                         description="Which of your keys the motion goes through; the other parts are generated")
 
     def motion_request(self, context, start, end):
-        chosen, every, _ = motion_hands(context.scene, _target(self, context), start, end)
+        chosen, every = motion_hands(context.scene, _target(self, context))
         arrays = inbetween_arrays(chosen, every, start, end, set(self.fixed))
         return self.job_kind, {}, arrays, list(chosen), every
 
@@ -326,7 +335,7 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}
         if not paths:
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
-        _, every, _ = motion_hands(context.scene, "BOTH", start, end)
+        _, every = motion_hands(context.scene, "BOTH")
         arrays = trajectory_arrays(context.scene, every, paths, start, end, self.wrist_rotation)
         return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
 
@@ -341,7 +350,7 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     def motion_request(self, context, start, end):
-        chosen, every, _ = motion_hands(context.scene, _target(self, context), start, end)
+        chosen, every = motion_hands(context.scene, _target(self, context))
         arrays = {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
         return self.job_kind, {"num_frames": end - start + 1}, arrays, list(chosen), every
 

@@ -83,6 +83,17 @@ def test_without_rigs_the_error_says_to_add_hands(session):
         assert "no hands in the scene" in message and "Add Hands" in message
 
 
+def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
+    _no_error(session, "panel")
+    drawn = session["panel"]
+    assert [d[1] for d in drawn if d[0] == "operator"] == [
+        "handforge.motion_inbetween", "handforge.motion_follow_path", "handforge.motion_generate",
+        "handforge.motion_regenerate"]
+    set_on = {(d[1], d[2]) for d in drawn if d[0] == "set"}
+    assert {("handforge.motion_inbetween", "engine"), ("handforge.motion_inbetween", "fixed"),
+            ("handforge.motion_follow_path", "right_path"), ("handforge.motion_generate", "steps")} <= set_on
+
+
 def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
     _no_error(session, "bad")
     bad = session["bad"]

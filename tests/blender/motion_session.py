@@ -112,6 +112,36 @@ as_user(ops.key_pose, sides="LEFT")  # the artist's last edit is an undo step (f
 s.results["artist"] = snapshot()
 
 
+def panel():
+    """The Motion panel draws (into a recording stand-in for a UILayout) its buttons with the settings."""
+    from types import SimpleNamespace
+
+    drawn = []
+
+    class Button:
+        def __init__(self, idname):
+            object.__setattr__(self, "idname", idname)
+
+        def __setattr__(self, name, value):
+            drawn.append(["set", self.idname, name])
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if name == "operator":
+                    drawn.append(["operator", args[0]])
+                    return Button(args[0])
+                return Layout()
+            return call
+
+    bpy.context.scene.handforge_motion.engine = "spline"
+    bpy.types.HANDFORGE_PT_motion.draw(SimpleNamespace(layout=Layout()), bpy.context)
+    return drawn
+
+
+s.check("panel", panel)
+
+
 def bad_inputs():
     before = snapshot()
     out = {
