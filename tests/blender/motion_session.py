@@ -212,10 +212,11 @@ def follow_path():
         empty.keyframe_insert("location", frame=frame)
     curve_data = bpy.data.curves.new("Wrist Curve", "CURVE")
     curve_data.dimensions = "3D"
-    spline = curve_data.splines.new("POLY")
-    spline.points.add(len(a["curve_points"]) - 1)
-    for point, co in zip(spline.points, a["curve_points"]):
-        point.co = (*co, 1.0)
+    spline = curve_data.splines.new("BEZIER")  # as an artist draws one: smooth, automatic handles
+    spline.bezier_points.add(len(a["curve_points"]) - 1)
+    for point, co in zip(spline.bezier_points, a["curve_points"]):
+        point.co = co
+        point.handle_left_type = point.handle_right_type = "AUTO"
     curve = bpy.data.objects.new("Wrist Curve", curve_data)
     scene.collection.objects.link(curve)
     result, printed = as_user(ops.motion_follow_path, frame_start=200, frame_end=229, engine="learned", steps=2,
