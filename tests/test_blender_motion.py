@@ -104,6 +104,8 @@ def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
     assert "no wrist path" in bad["no_path"]
     assert "'Nope' is not an object" in bad["bad_path"]
     assert "no motion yet" in bad["no_last"]
+    assert "Keyed Sample 2 does not exist with 2 sample(s)" in bad["no_sample"]
+    assert "different hand models (mano, open)" in bad["models"]
     assert bad["unchanged"] is True
 
 
@@ -152,6 +154,22 @@ def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
     assert _generated_frames(again["keys"]) == _generated_frames(learned["keys"])  # replaced, not added
     finger = 'left|pose.bones["middle2"].rotation_euler|0'
     assert not np.allclose(again["curves"][finger], learned["curves"][finger], atol=1e-4)
+
+
+def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
+    _no_error(session, "sample")
+    found = session["sample"]
+    before = found["before"]
+    for sample in ("0", "1"):  # (JSON keys)
+        assert found[sample]["result"] == ["FINISHED"], found[sample]["printed"]
+        after = found[sample]["keys"]
+        assert {k: v for k, v in after.items() if k.startswith("left")} == {
+            k: v for k, v in before.items() if k.startswith("left")}
+        assert _artist(after) == session["artist"]
+        assert _generated_frames(after) == _generated_frames(before)
+    finger = 'right|pose.bones["ring2"].rotation_euler|0'
+    generated = lambda keys: [p[1] for p in keys[finger] if p[2] == "GENERATED"]  # noqa: E731
+    assert not np.allclose(generated(found["1"]["keys"]), generated(found["0"]["keys"]), atol=1e-4)
 
 
 def test_generate_motion_keys_only_the_chosen_hand(session):

@@ -152,7 +152,11 @@ def bad_inputs():
         "no_path": error_of(lambda: ops.motion_follow_path(frame_start=1, frame_end=20)),
         "bad_path": error_of(lambda: ops.motion_follow_path(frame_start=1, frame_end=20, right_path="Nope")),
         "no_last": error_of(lambda: ops.motion_regenerate()),
+        "no_sample": error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=24, num_samples=2, sample=2)),
     }
+    hand("left").handforge.hand_model = "mano"  # as if the left rig came from another hand model
+    out["models"] = error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=24))
+    hand("left").handforge.hand_model = "open"
     out["unchanged"] = snapshot() == before
     return out
 
@@ -189,6 +193,20 @@ def regenerate():
 
 
 s.check("regenerate", regenerate)
+
+
+def second_sample_right_only():
+    """The same two-sample request keying its first, then its second sample, on the right hand only."""
+    before = snapshot()
+    out = {"before": before}
+    for sample in (0, 1):
+        result, printed = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="learned", steps=3,
+                                  seed=1, num_samples=2, sample=sample, sides="RIGHT")
+        out[sample] = {"result": result, "printed": printed, "keys": snapshot()}
+    return out
+
+
+s.check("sample", second_sample_right_only)
 
 
 def generate():
