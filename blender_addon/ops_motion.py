@@ -106,13 +106,11 @@ def artist_key_mask(arm_obj, start: int, end: int) -> np.ndarray:
     return mask
 
 
-def sampled_poses(arm_obj, start: int, end: int) -> HandPose:
-    """The rig's animation channels at every frame of [start, end] (the keys' values where keyed)."""
-    frames = np.arange(start, end + 1, dtype=np.float64)
-    local, location = keys.sample_channels(arm_obj, frames)
-    params = pose_conv.local_to_params(pose_conv.bone_frames(arm_obj), local, location)
-    betas = np.repeat(pose_conv.rig_betas(arm_obj)[None], len(frames), axis=0)
-    return HandPose(betas=betas, **params)
+def animated_poses(context, every: dict[str, object], start: int, end: int) -> dict[str, HandPose]:
+    """Every hand's pose at each frame of [start, end] as Export Motion reads it (``keys.export_clip``):
+    from the F-curves in bulk (the keys' values where keyed), or frame by frame where joint limits,
+    keyed finger sliders, NLA or drivers change what is shown."""
+    return dict(keys.export_clip(context, every, start, end).hands)
 
 
 def _pose_arrays(side: str, poses: HandPose, fields=("global_orient", "hand_pose", "transl")) -> dict[str, np.ndarray]:
@@ -121,7 +119,7 @@ def _pose_arrays(side: str, poses: HandPose, fields=("global_orient", "hand_pose
     return out
 
 
-def inbetween_arrays(chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
+def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
     """Keys of the chosen hands (the fixed parts at the artist's keyed frames) and the other hand's
     animation at every frame (so that the generated hands move with it)."""
     columns = [c for part in fixed for c in FIXED_COLUMNS[part]]
@@ -142,8 +140,9 @@ def inbetween_arrays(chosen: dict, every: dict, start: int, end: int, fixed: set
                                  "the range, or choose the other hand only")
         else:
             mask = np.ones((end - start + 1, PARTS), bool)
-        arrays.update(_pose_arrays(side, sampled_poses(obj, start, end)))
         arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)
+    for side, poses in animated_poses(context, every, start, end).items():  # after the checks: may be frame by frame
+        arrays.update(_pose_arrays(side, poses))
     return arrays
 
 
@@ -184,11 +183,13 @@ def wrist_translations(arm_obj, world: np.ndarray) -> np.ndarray:
     return (local - np.array(arm_obj.data.bones[WRIST].head_local)) @ MODEL_TO_BLENDER
 
 
-def trajectory_arrays(scene, every: dict, paths: dict[str, str], start: int, end: int,
+def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, end: int,
                       wrist_rotation: str) -> dict[str, np.ndarray]:
     """Each driven wrist's path (and its animated rotation if kept); an undriven hand of the scene
     follows its own animated wrist, so that the generated hands move with it."""
+    scene = context.scene
     arrays: dict[str, np.ndarray] = {}
+    positions = {}
     for side, name in paths.items():
         if side not in every:
             raise ValueError(f"a path is set for the {side} hand, which the scene does not have: add hands first "
@@ -199,15 +200,15 @@ def trajectory_arrays(scene, every: dict, paths: dict[str, str], start: int, end
                              "animated empty")
         if obj == every[side] or obj.parent == every[side]:
             raise ValueError(f"the {side} wrist path {name!r} is (part of) the hand itself: choose a curve or an empty")
-        transl = wrist_translations(every[side], _object_positions(scene, obj, start, end))
-        arrays[hand_array_name(side, "transl")] = transl
-        poses = sampled_poses(every[side], start, end)
-        arrays[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
-        if wrist_rotation == "ANIMATION":
-            arrays[hand_array_name(side, "global_orient")] = poses.global_orient
-    for side, obj in every.items():
-        if side not in paths:
-            arrays.update(_pose_arrays(side, sampled_poses(obj, start, end), ("global_orient", "transl")))
+        positions[side] = _object_positions(scene, obj, start, end)
+    for side, poses in animated_poses(context, every, start, end).items():
+        if side in paths:
+            arrays[hand_array_name(side, "transl")] = wrist_translations(every[side], positions[side])
+            arrays[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
+            if wrist_rotation == "ANIMATION":
+                arrays[hand_array_name(side, "global_orient")] = poses.global_orient
+        else:
+            arrays.update(_pose_arrays(side, poses, ("global_orient", "transl")))
     return arrays
 
 
@@ -314,7 +315,7 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
 
     def motion_request(self, context, start, end):
         chosen, every = motion_hands(context.scene, _target(self, context))
-        arrays = inbetween_arrays(chosen, every, start, end, set(self.fixed))
+        arrays = inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
         return self.job_kind, {}, arrays, list(chosen), every
 
 
@@ -336,7 +337,7 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         if not paths:
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
         _, every = motion_hands(context.scene, "BOTH")
-        arrays = trajectory_arrays(context.scene, every, paths, start, end, self.wrist_rotation)
+        arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
         return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
 
 

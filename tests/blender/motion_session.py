@@ -184,7 +184,15 @@ def undo_once():
 
 
 s.check("undo", undo_once)
-s.check("learned", lambda: inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"}))
+def learned():
+    hand("left").handforge.use_limits = True  # the left hand is then read frame by frame, as shown
+    try:
+        return inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"})
+    finally:
+        hand("left").handforge.use_limits = False
+
+
+s.check("learned", learned)
 
 
 def regenerate():
