@@ -6,7 +6,8 @@ import textwrap
 
 import bpy
 
-from . import connection, hands, library, ops_image, ops_motion
+from . import connection, hands, library, ops_image
+from . import ops_motion  # the Motion panel's settings and buttons
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.skeleton import FINGERS
@@ -147,6 +148,7 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
 
 # Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
 _HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
+_HIDDEN_ENGINES |= {"motion"}  # the Motion panel (ops_motion)
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
