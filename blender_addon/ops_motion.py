@@ -430,6 +430,7 @@ def _common(op, settings) -> None:
 def draw_panel(layout, context) -> None:
     """The Motion panel (``panels.HANDFORGE_PT_motion``): settings, then one button per job."""
     settings = context.scene.handforge_motion
+    layout.row().prop(context.scene.handforge, "target", expand=True)  # the hands In-between and Generate key
     row = layout.row(align=True)
     row.prop(settings, "frame_start")
     row.prop(settings, "frame_end")
