@@ -15,9 +15,10 @@ from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_i
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import ops_library  # the pose browser's user library
 from . import ops_interaction  # Sample Interaction, its candidates browsed, applied or keyed
+from . import ops_motion  # motion engine buttons: In-between, Follow Wrist Path, Generate, Regenerate
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
-                  ops_interaction, panels)
+                  ops_interaction, ops_motion, panels)  # the panels last: they draw the others' operators
 
 
 def register() -> None:
@@ -27,6 +28,7 @@ def register() -> None:
             bpy.utils.register_class(cls)
     ops_image.register()
     ops_interaction.register()
+    ops_motion.register()
     fingers.register()
     ops_library.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
@@ -39,6 +41,7 @@ def unregister() -> None:
     ops_library.unregister()
     ops_image.unregister()
     ops_interaction.unregister()
+    ops_motion.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import connection, hands, library, ops_image, ops_interaction
+from . import connection, hands, library, ops_image, ops_interaction, ops_motion
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.skeleton import FINGERS
@@ -147,6 +147,7 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
 
 # Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
 _HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
+_HIDDEN_ENGINES |= {"motion"}  # the Motion panel (ops_motion)
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
@@ -215,3 +216,16 @@ class HANDFORGE_PT_interaction(_Panel, bpy.types.Panel):
 
 
 CLASSES += (HANDFORGE_PT_interaction,)
+
+
+class HANDFORGE_PT_motion(_Panel, bpy.types.Panel):
+    """The motion engine's buttons (``ops_motion``)"""
+
+    bl_label = "Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        ops_motion.draw_panel(self.layout, context)
+
+
+CLASSES += (HANDFORGE_PT_motion,)

@@ -20,6 +20,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
+    assert "motion: two keyed poses" in proc.stdout and (out / "inbetween.npz").is_file()  # tests/test_demo_motion.py
     report = json.loads((out / "demo.json").read_text())
     assert report["keypoint_names"] == list(KEYPOINT_NAMES)
     assert set(report["scenes"]) == {"flat", "fist", "point", "pinch", "clasp"}

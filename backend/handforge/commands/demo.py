@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
           f"in {report['json']}")
     _labelled_part(Path(args.out) / "labelled")
     _interaction_part(Path(args.out))
+    _motion_part(Path(args.out))
     if not args.no_blender:
         from handforge_shared import pose_library
 
@@ -102,3 +103,15 @@ def _interaction_part(out: Path) -> None:
           f"'{INTERACTION_ANCHOR}' in {seconds:.1f} s; best score {found.score[0]:.3f} (template "
           f"{found.extra['templates'][0]}, max depth {found.max_depth[0] * 1000:.1f} mm, gap "
           f"{found.gap[0] * 1000:.1f} mm); all, best first, in {out / 'interaction.npz'}")
+
+
+def _motion_part(out: Path) -> None:
+    from handforge.demo_motion import KEYED, inbetween_keyed_poses
+
+    motion = inbetween_keyed_poses(out)
+    engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
+              f"the {motion['engine']} engine (shipped checkpoint, {motion['steps']} DDIM steps)")
+    loading = f" ({motion['seconds']:.1f} s with the first call's imports and model loading)" if motion["loaded"] else ""
+    kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
+    print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
+          f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")

@@ -1,0 +1,473 @@
+"""Motion from the backend's motion engine, onto the rigs as GENERATED keys (one undo step each):
+
+- *In-between* (``motion.inbetween``): the artist's keys on the chosen hands in a frame range are
+  the constraints (per frame and part: wrist rotation, each finger joint, wrist location), the
+  parts left free are generated; the other hand in the scene goes along as it is animated.
+- *Follow Wrist Path* (``motion.trajectory``): a curve object (travelled at constant speed over the
+  range) or any animated object (an empty) drives each wrist; the fingers are generated.
+- *Generate Motion* (``motion.generate``): two-hand motion over the range from nothing.
+- *Regenerate*: the last of these requests again with a new seed; its GENERATED keys are replaced.
+
+The artist's keys are never changed: ``keys.import_clip`` writes only where no other key is
+(per F-curve) and replaces only GENERATED keys inside the written range. Everything is checked in
+Blender before a request is sent (rigs, range, keys, hand model, path objects).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import bpy
+import numpy as np
+from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from . import hands, importers, jobs, keys
+from . import pose as pose_conv
+from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from handforge_shared.poses import HandPose, MotionClip, hand_array_name
+from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
+
+KINDS = ("motion.inbetween", "motion.trajectory", "motion.generate")
+PARTS = 17           # per hand: wrist rotation, 15 finger joints (MANO order), wrist location
+WRIST_LOCATION = PARTS - 1
+MAX_FRAMES = 512     # the motion jobs' limit
+WRIST = JOINT_NAMES[0]
+
+ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (the backend's motion.checkpoint)"),
+                ("spline", "Spline", "Rotation splines and cubic wrist paths through the keys")]
+FIXED_ITEMS = [("WRIST_ROTATION", "Wrist Rotation", "Your wrist rotation keys are kept; otherwise it is generated"),
+               ("WRIST_LOCATION", "Wrist Location", "Your wrist location keys are kept; otherwise it is generated"),
+               ("FINGERS", "Fingers", "Your finger keys are kept; otherwise the fingers are generated")]
+FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, PARTS - 1)), "WRIST_LOCATION": [WRIST_LOCATION]}
+ROTATION_ITEMS = [("GENERATE", "Generate", "The wrist rotation is generated along the path"),
+                  ("ANIMATION", "Keep Animation", "The wrist keeps its own animated rotation")]
+
+# The last motion request (kind, params, arrays, which hands, where): what Regenerate sends again.
+LAST_REQUEST: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------------- reading the scene
+def frame_range(scene, start: int, end: int) -> tuple[int, int]:
+    """The operator's range (-1: the scene's), at least 2 and at most MAX_FRAMES frames."""
+    start = scene.frame_start if start < 0 else start
+    end = scene.frame_end if end < 0 else end
+    if end <= start:
+        raise ValueError(f"the frame range {start}-{end} has fewer than 2 frames: set End after Start")
+    if end - start + 1 > MAX_FRAMES:
+        raise ValueError(f"the frame range {start}-{end} has {end - start + 1} frames; the motion engine takes at "
+                         f"most {MAX_FRAMES}: split it into shorter ranges")
+    return start, end
+
+
+def motion_hands(scene, target: str) -> tuple[dict[str, object], dict[str, object]]:
+    """(hands to write, every hand of the scene), checked to be of one hand model."""
+    chosen = hands.scene_hands(scene, target)
+    every = hands.scene_hands(scene, "BOTH")
+    hand_model(every)
+    return chosen, every
+
+
+def hand_model(every: dict[str, object]) -> str:
+    models = {obj.handforge.hand_model for obj in every.values()}
+    if len(models) != 1:
+        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): the motion engine "
+                         "moves a pair of one model; add a matching pair (HandForge > Add Hands)")
+    return models.pop()
+
+
+def _generated_type() -> int:
+    return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[keys.GENERATED].value
+
+
+def artist_key_mask(arm_obj, start: int, end: int) -> np.ndarray:
+    """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part."""
+    mask = np.zeros((end - start + 1, PARTS), bool)
+    bag = keys.find_channelbag(arm_obj)
+    if bag is None:
+        return mask
+    pbones = arm_obj.pose.bones
+    part_of = {f'pose.bones["{name}"].{keys.channel_prop(pbones[name].rotation_mode)}': k
+               for k, name in enumerate(JOINT_NAMES)}
+    part_of[f'pose.bones["{WRIST}"].location'] = WRIST_LOCATION
+    generated = _generated_type()
+    for fc in bag.fcurves:
+        part = part_of.get(fc.data_path)
+        if part is None or fc.mute or not len(fc.keyframe_points):
+            continue
+        n = len(fc.keyframe_points)
+        co, kinds = np.empty(2 * n, np.float32), np.empty(n, np.int32)
+        fc.keyframe_points.foreach_get("co", co)
+        fc.keyframe_points.foreach_get("type", kinds)
+        frames = co[0::2][kinds != generated].astype(np.float64)
+        rows = np.rint(frames)
+        on = (np.abs(frames - rows) < 1e-3) & (rows >= start) & (rows <= end)  # keys on whole frames only
+        mask[(rows[on] - start).astype(int), part] = True
+    return mask
+
+
+def animated_poses(context, every: dict[str, object], start: int, end: int) -> dict[str, HandPose]:
+    """Every hand's pose at each frame of [start, end] as Export Motion reads it (``keys.export_clip``):
+    from the F-curves in bulk (the keys' values where keyed), or frame by frame where joint limits,
+    keyed finger sliders, NLA or drivers change what is shown."""
+    return dict(keys.export_clip(context, every, start, end).hands)
+
+
+def _pose_arrays(side: str, poses: HandPose, fields=("global_orient", "hand_pose", "transl")) -> dict[str, np.ndarray]:
+    out = {hand_array_name(side, f): np.asarray(getattr(poses, f), np.float64) for f in fields}
+    out[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
+    return out
+
+
+def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, fixed: set[str]) -> dict[str, np.ndarray]:
+    """Keys of the chosen hands (the fixed parts at the artist's keyed frames) and the other hand's
+    animation at every frame (so that the generated hands move with it)."""
+    columns = [c for part in fixed for c in FIXED_COLUMNS[part]]
+    if not columns:
+        raise ValueError("no part is kept: choose at least one of Wrist Rotation, Wrist Location, Fingers "
+                         "(use Generate Motion for motion without keys)")
+    arrays: dict[str, np.ndarray] = {}
+    for side, obj in every.items():
+        if side in chosen:
+            found = artist_key_mask(obj, start, end)
+            mask = np.zeros_like(found)
+            mask[:, columns] = found[:, columns]
+            keyed = np.flatnonzero(mask.any(axis=1)) + start
+            if len(keyed) < 2:
+                where = f"only at frame {keyed[0]}" if len(keyed) else "on no frame"
+                raise ValueError(f"the {side} hand is keyed {where} of {start}-{end} (on the kept parts): in-betweening "
+                                 "needs keys on at least 2 frames; key the pose at another frame (Key Pose), widen "
+                                 "the range, or choose the other hand only")
+        else:
+            mask = np.ones((end - start + 1, PARTS), bool)
+        arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)
+    for side, poses in animated_poses(context, every, start, end).items():  # after the checks: may be frame by frame
+        arrays.update(_pose_arrays(side, poses))
+    return arrays
+
+
+def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
+    """(T, 3) world positions: along a curve at constant speed, else the object's own (animated) location."""
+    if obj.type == "CURVE":
+        if len(obj.data.splines) != 1:
+            raise ValueError(f"the curve {obj.name!r} has {len(obj.data.splines)} splines: a wrist path needs one")
+        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        mesh = evaluated.to_mesh()
+        try:
+            points = np.empty(len(mesh.vertices) * 3, np.float64)
+            mesh.vertices.foreach_get("co", points)
+        finally:
+            evaluated.to_mesh_clear()
+        points = points.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
+        if len(points) < 2:
+            raise ValueError(f"the curve {obj.name!r} has no length: draw a path with at least two points")
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+        at = np.linspace(0.0, arc[-1], end - start + 1)
+        return np.stack([np.interp(at, arc, points[:, i]) for i in range(3)], axis=1)
+    current = scene.frame_current
+    out = []
+    try:
+        for frame in range(start, end + 1):
+            scene.frame_set(frame)
+            out.append(np.array(obj.matrix_world.translation, np.float64))
+    finally:
+        scene.frame_set(current)
+    return np.array(out)
+
+
+def wrist_translations(arm_obj, world: np.ndarray) -> np.ndarray:
+    """World wrist positions (T, 3) → the rig's ``transl``: the wrist head is rest head + M·transl
+    in armature space (``pose``: loc = F₀ᵀ·transl, B₀ = M·F₀)."""
+    inverse = np.linalg.inv(np.array(arm_obj.matrix_world))
+    local = world @ inverse[:3, :3].T + inverse[:3, 3]
+    return (local - np.array(arm_obj.data.bones[WRIST].head_local)) @ MODEL_TO_BLENDER
+
+
+def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, end: int,
+                      wrist_rotation: str) -> dict[str, np.ndarray]:
+    """Each driven wrist's path (and its animated rotation if kept); an undriven hand of the scene
+    follows its own animated wrist, so that the generated hands move with it."""
+    scene = context.scene
+    arrays: dict[str, np.ndarray] = {}
+    positions = {}
+    for side, name in paths.items():
+        if side not in every:
+            raise ValueError(f"a path is set for the {side} hand, which the scene does not have: add hands first "
+                             "(HandForge > Add Hands) or clear that path")
+        obj = scene.objects.get(name)
+        if obj is None:
+            raise ValueError(f"the {side} wrist path {name!r} is not an object of this scene: choose a curve or an "
+                             "animated empty")
+        if obj == every[side] or obj.parent == every[side]:
+            raise ValueError(f"the {side} wrist path {name!r} is (part of) the hand itself: choose a curve or an empty")
+        positions[side] = _object_positions(scene, obj, start, end)
+    for side, poses in animated_poses(context, every, start, end).items():
+        if side in paths:
+            arrays[hand_array_name(side, "transl")] = wrist_translations(every[side], positions[side])
+            arrays[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
+            if wrist_rotation == "ANIMATION":
+                arrays[hand_array_name(side, "global_orient")] = poses.global_orient
+        else:
+            arrays.update(_pose_arrays(side, poses, ("global_orient", "transl")))
+    return arrays
+
+
+# ---------------------------------------------------------------------- writing the result
+def result_clip(result, request: dict[str, Any]) -> MotionClip:
+    """The chosen sample of a motion result, for the hands the request writes, checked."""
+    clip = importers.motion_from_arrays(result.data, result.arrays)
+    if clip is None:
+        raise ValueError("the backend's result holds no motion: update the backend")
+    if clip.num_frames != request["frames"]:
+        raise ValueError(f"the backend sent {clip.num_frames} frames for a {request['frames']}-frame range")
+    sample = request.get("sample", 0)
+    chosen = {}
+    for side in request["write"]:
+        if side not in clip.hands:
+            continue
+        poses = clip.hands[side]
+        packed = result.arrays.get(f"samples.{side}")
+        if sample and packed is not None and sample < len(packed):
+            values = np.asarray(packed[sample], np.float64)
+            poses = HandPose(global_orient=values[:, :3], hand_pose=values[:, 3:48], transl=values[:, 48:51],
+                             betas=poses.betas)
+        chosen[side] = poses
+    if not chosen:
+        raise ValueError("the backend's motion has none of the hands asked for")
+    return MotionClip(hands=chosen, fps=clip.fps, hand_model=clip.hand_model, extra=dict(clip.extra))
+
+
+def write_result(context, result, request: dict[str, Any]) -> str:
+    clip = result_clip(result, request)
+    found = hands.scene_hands(context.scene, "BOTH", required=False)
+    rigs = {side: found[side] for side in clip.hands if side in found}
+    if not rigs:
+        raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
+    summary = keys.import_clip(context, clip, rigs, request["frame_start"])
+    # frames the artist keyed are left out on purpose: not worth a warning here
+    notes = [w for w in summary["warnings"] if "your keys were kept" not in w]
+    engine = result.data.get("engine", request["params"].get("engine", ""))
+    if result.data.get("warning"):
+        notes.append(str(result.data["warning"]))
+    seconds = result.data.get("seconds")
+    text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
+            f"{summary['frame_start']:g}-{summary['frame_end']:g} ({engine}, seed {request['params']['seed']}"
+            + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")")
+    return text + "".join(f"; {n}" for n in notes)
+
+
+# ---------------------------------------------------------------------- operators
+class _MotionJob(jobs.JobOperator):
+    """What every motion button sends and how its result lands on the rigs."""
+
+    frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
+    steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
+    variation: FloatProperty(name="Variation", default=1.0, min=0.01, max=1.0,
+                             description="How far the motion may stray from the keys' plain in-between (1: a fresh "
+                                         "sample; small values stay close to it)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
+    sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
+                        description="Which of the generated motions is keyed (0: the first)")
+
+    def motion_request(self, context, start: int, end: int) -> tuple[str, dict, dict, list[str], dict]:
+        """(kind, extra params, arrays, hands to write, every hand) of this button."""
+        raise NotImplementedError
+
+    def job_request(self, context):
+        scene = context.scene
+        start, end = frame_range(scene, self.frame_start, self.frame_end)
+        if self.sample >= self.num_samples:
+            raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
+                             f"choose 0-{self.num_samples - 1}")
+        kind, extra, arrays, write, every = self.motion_request(context, start, end)
+        params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
+                  "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
+                  "variation": self.variation, **extra}
+        self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
+                         "frames": end - start + 1, "sample": self.sample, "label": self.bl_label}
+        LAST_REQUEST.clear()
+        LAST_REQUEST.update(self._request)
+        return kind, params, arrays
+
+    def job_apply(self, context, result):
+        return write_result(context, result, self._request)
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
+        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
+
+
+class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
+    """Generate the motion between your keys in the frame range: your keys stay, the rest become generated keys"""
+
+    bl_idname = "handforge.motion_inbetween"
+    bl_label = "In-between"
+    job_kind = "motion.inbetween"
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
+                        default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
+                        description="Which of your keys the motion goes through; the other parts are generated")
+
+    def motion_request(self, context, start, end):
+        chosen, every = motion_hands(context.scene, _target(self, context))
+        arrays = inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
+        return self.job_kind, {}, arrays, list(chosen), every
+
+
+class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
+    """Move the wrists along curves or animated empties over the frame range; the fingers are generated"""
+
+    bl_idname = "handforge.motion_follow_path"
+    bl_label = "Follow Wrist Path"
+    job_kind = "motion.trajectory"
+
+    left_path: StringProperty(name="Left Path", default="", description="Curve or animated object the left wrist follows")
+    right_path: StringProperty(name="Right Path", default="",
+                               description="Curve or animated object the right wrist follows")
+    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
+                                 description="Whether the wrist rotation is generated or kept as animated")
+
+    def motion_request(self, context, start, end):
+        paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}
+        if not paths:
+            raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
+        _, every = motion_hands(context.scene, "BOTH")
+        arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
+        return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
+
+
+class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
+    """Generate two-hand motion over the frame range from nothing (placed around the hands' origin)"""
+
+    bl_idname = "handforge.motion_generate"
+    bl_label = "Generate Motion"
+    job_kind = "motion.generate"
+
+    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+
+    def motion_request(self, context, start, end):
+        chosen, every = motion_hands(context.scene, _target(self, context))
+        arrays = {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
+        return self.job_kind, {"num_frames": end - start + 1}, arrays, list(chosen), every
+
+
+class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
+    """Run the last motion request again with a new seed: its generated keys are replaced, yours stay"""
+
+    bl_idname = "handforge.motion_regenerate"
+    bl_label = "Regenerate"
+
+    seed: IntProperty(name="Seed", default=-1, min=-1, description="Seed of the new motion (-1: the last seed + 1)")
+
+    @classmethod
+    def poll(cls, context):
+        if not LAST_REQUEST:
+            cls.poll_message_set("no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
+            return False
+        if not super().poll(context):
+            return False
+        ok, why = jobs.connection.kind_status(LAST_REQUEST["kind"])
+        if not ok:
+            cls.poll_message_set(why)
+        return ok
+
+    def job_request(self, context):
+        if not LAST_REQUEST:
+            raise ValueError("no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
+        request = copy.copy(LAST_REQUEST)
+        request["params"] = dict(request["params"], seed=request["params"]["seed"] + 1 if self.seed < 0 else self.seed)
+        request["label"] = f"Regenerate ({LAST_REQUEST['label']})"
+        LAST_REQUEST["params"] = request["params"]  # the next Regenerate continues from this seed
+        self._request = request
+        return request["kind"], request["params"], request["arrays"]
+
+    def job_apply(self, context, result):
+        return write_result(context, result, self._request)
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)
+        return jobs.JobOperator.invoke(self, context, None)
+
+
+# ---------------------------------------------------------------------- panel settings
+def _is_path_object(self, obj) -> bool:
+    return not (obj.type == "ARMATURE" and obj.handforge.is_hand)
+
+
+class HANDFORGE_PG_motion(bpy.types.PropertyGroup):
+    """What the Motion panel's buttons send (``Scene.handforge_motion``)."""
+
+    frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
+    steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
+    variation: FloatProperty(name="Variation", default=1.0, min=0.01, max=1.0,
+                             description="How far the motion may stray from the keys' plain in-between")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate (the first is keyed)")
+    fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
+                        default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
+                        description="Which of your keys In-between goes through; the other parts are generated")
+    left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=_is_path_object,
+                               description="Curve or animated object the left wrist follows")
+    right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=_is_path_object,
+                                description="Curve or animated object the right wrist follows")
+    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
+                                 description="Whether the wrist rotation along a path is generated or kept as animated")
+
+
+def _common(op, settings) -> None:
+    for name in ("frame_start", "frame_end", "engine", "steps", "variation", "seed", "num_samples"):
+        setattr(op, name, getattr(settings, name))
+
+
+def draw_panel(layout, context) -> None:
+    """The Motion panel (``panels.HANDFORGE_PT_motion``): settings, then one button per job."""
+    settings = context.scene.handforge_motion
+    layout.row().prop(context.scene.handforge, "target", expand=True)  # the hands In-between and Generate key
+    row = layout.row(align=True)
+    row.prop(settings, "frame_start")
+    row.prop(settings, "frame_end")
+    layout.row().prop(settings, "engine", expand=True)
+    col = layout.column(align=True)
+    col.prop(settings, "steps")
+    col.prop(settings, "variation")
+    row = col.row(align=True)
+    row.prop(settings, "seed")
+    row.prop(settings, "num_samples")
+    layout.row().prop(settings, "fixed", expand=True)
+    op = layout.operator(HANDFORGE_OT_motion_inbetween.bl_idname, icon="IPO_BEZIER")
+    _common(op, settings)
+    op.fixed = settings.fixed
+    col = layout.column(align=True)
+    col.prop(settings, "left_path")
+    col.prop(settings, "right_path")
+    col.prop(settings, "wrist_rotation", text="")
+    op = layout.operator(HANDFORGE_OT_motion_follow_path.bl_idname, icon="CURVE_PATH")
+    _common(op, settings)
+    op.left_path = settings.left_path.name if settings.left_path else ""
+    op.right_path = settings.right_path.name if settings.right_path else ""
+    op.wrist_rotation = settings.wrist_rotation
+    row = layout.row(align=True)
+    _common(row.operator(HANDFORGE_OT_motion_generate.bl_idname, icon="ANIM"), settings)
+    row.operator(HANDFORGE_OT_motion_regenerate.bl_idname, icon="FILE_REFRESH")
+
+
+CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDFORGE_OT_motion_generate,
+           HANDFORGE_OT_motion_regenerate)
+
+
+def register() -> None:
+    bpy.utils.register_class(HANDFORGE_PG_motion)
+    bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.handforge_motion
+    bpy.utils.unregister_class(HANDFORGE_PG_motion)

@@ -1,0 +1,268 @@
+"""Blender session: the motion buttons through a real backend the add-on starts — checks without a
+backend, rigs or keys; In-between (spline and learned) between artist keys, one undo step;
+Regenerate; Generate Motion; Follow Wrist Path along an animated empty and a curve."""
+
+from __future__ import annotations
+
+import io
+import os
+from contextlib import redirect_stdout
+
+import bpy
+import numpy as np
+from session import ADDON_MODULE, Session, error_of, hand, init_undo, ui_context
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+scene.render.fps, scene.render.fps_base = 30, 1.0
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+SIDES = ("left", "right")
+UI = ui_context()
+ops = bpy.ops.handforge
+
+
+def as_user(op, **kwargs):
+    """Call an operator the way a button does (UI context, one undo push); returns (result, printed reports)."""
+    printed = io.StringIO()
+    with redirect_stdout(printed), bpy.context.temp_override(**UI):
+        result = op("EXEC_DEFAULT", True, **kwargs)
+    return sorted(result), printed.getvalue()
+
+
+def bag_of(obj):
+    ad = obj.animation_data
+    if ad is None or ad.action is None:
+        return None
+    for layer in ad.action.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(ad.action_slot)
+            if bag is not None:
+                return bag
+    return None
+
+
+def _key(kp) -> list:
+    """A key as stored: frame, value, type, interpolation, handle types; the handles' positions where
+    the artist set them (FREE, ALIGNED), not where Blender computes them from the neighbours (AUTO…)."""
+    out = [kp.co[0], kp.co[1], kp.type, kp.interpolation, kp.handle_left_type, kp.handle_right_type]
+    if {kp.handle_left_type, kp.handle_right_type} & {"FREE", "ALIGNED"}:
+        out += [kp.handle_left[0], kp.handle_left[1], kp.handle_right[0], kp.handle_right[1]]
+    return out
+
+
+def snapshot() -> dict:
+    """Every key of both rigs (float32 values as stored)."""
+    out = {}
+    for side in SIDES:
+        bag = bag_of(hand(side))
+        for fc in bag.fcurves if bag is not None else ():
+            out[f"{side}|{fc.data_path}|{fc.array_index}"] = [_key(kp) for kp in fc.keyframe_points]
+    return out
+
+
+def evaluated(frames) -> dict:
+    """Every rig F-curve evaluated at ``frames``."""
+    return {f"{side}|{fc.data_path}|{fc.array_index}": [fc.evaluate(f) for f in frames]
+            for side in SIDES for fc in (bag_of(hand(side)).fcurves if bag_of(hand(side)) else ())}
+
+
+def wrist_world(side: str) -> list[float]:
+    obj = hand(side)
+    return list(obj.matrix_world @ obj.pose.bones["wrist"].head)
+
+
+def no_backend():
+    """No backend: the buttons are greyed out with the reason; nothing raises a Python error."""
+    return {name: {"poll": getattr(ops, name).poll(), "message": error_of(lambda: getattr(ops, name)())}
+            for name in ("motion_inbetween", "motion_generate", "motion_follow_path", "motion_regenerate")}
+
+
+s.check("no_backend", no_backend)
+
+
+def start():
+    os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert ops.start_backend() == {"FINISHED"}
+    return {name: ops.motion_inbetween.poll() for name in ("inbetween",)}
+
+
+s.check("start", start)
+s.check("no_rigs", lambda: {"inbetween": error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=20)),
+                            "generate": error_of(lambda: ops.motion_generate(frame_start=1, frame_end=20))})
+
+assert ops.add_hands() == {"FINISHED"}
+init_undo()
+for frame, pose in zip(a["artist_frames"], a["artist_poses"]):
+    scene.frame_set(frame)
+    as_user(ops.paste_pose, text=pose, sides="BOTH")
+    as_user(ops.key_pose, sides="BOTH")
+# the artist shapes one curve by hand (free handles, constant): it must stay exactly so
+probe = bag_of(hand("right")).fcurves.find('pose.bones["index2"].rotation_euler', index=0).keyframe_points[1]
+probe.handle_left_type = probe.handle_right_type = "FREE"
+probe.handle_left = (probe.co[0] - 3.0, probe.co[1] + 0.2)
+probe.handle_right = (probe.co[0] + 2.0, probe.co[1] - 0.1)
+bag_of(hand("left")).fcurves.find('pose.bones["wrist"].location', index=0).keyframe_points[0].interpolation = "CONSTANT"
+scene.frame_set(1)
+as_user(ops.key_pose, sides="LEFT")  # the artist's last edit is an undo step (frame 1 again)
+s.results["artist"] = snapshot()
+
+
+def panel():
+    """The Motion panel draws (into a recording stand-in for a UILayout) its buttons with the settings."""
+    from types import SimpleNamespace
+
+    drawn = []
+
+    class Button:
+        def __init__(self, idname):
+            object.__setattr__(self, "idname", idname)
+
+        def __setattr__(self, name, value):
+            drawn.append(["set", self.idname, name])
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if name == "operator":
+                    drawn.append(["operator", args[0]])
+                    return Button(args[0])
+                return Layout()
+            return call
+
+    bpy.context.scene.handforge_motion.engine = "spline"
+    bpy.types.HANDFORGE_PT_motion.draw(SimpleNamespace(layout=Layout()), bpy.context)
+    return drawn
+
+
+s.check("panel", panel)
+
+
+def bad_inputs():
+    before = snapshot()
+    out = {
+        "no_keys": error_of(lambda: ops.motion_inbetween(frame_start=30, frame_end=40)),
+        "one_key": error_of(lambda: ops.motion_inbetween(frame_start=15, frame_end=40)),
+        "range": error_of(lambda: ops.motion_inbetween(frame_start=20, frame_end=10)),
+        "nothing_kept": error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=20, fixed=set())),
+        "no_path": error_of(lambda: ops.motion_follow_path(frame_start=1, frame_end=20)),
+        "bad_path": error_of(lambda: ops.motion_follow_path(frame_start=1, frame_end=20, right_path="Nope")),
+        "no_last": error_of(lambda: ops.motion_regenerate()),
+        "no_sample": error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=24, num_samples=2, sample=2)),
+    }
+    hand("left").handforge.hand_model = "mano"  # as if the left rig came from another hand model
+    out["models"] = error_of(lambda: ops.motion_inbetween(frame_start=1, frame_end=24))
+    hand("left").handforge.hand_model = "open"
+    out["unchanged"] = snapshot() == before
+    return out
+
+
+s.check("bad", bad_inputs)
+
+START, END = a["artist_frames"][0], a["artist_frames"][-1]
+FRAMES = list(range(START, END + 1))
+
+
+def inbetween(engine: str, **kwargs):
+    result, printed = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine=engine, sides="BOTH",
+                              **kwargs)
+    return {"result": result, "printed": printed, "keys": snapshot(), "at_keys": evaluated(a["artist_frames"]),
+            "curves": evaluated(FRAMES)}
+
+
+s.check("spline", lambda: inbetween("spline"))
+
+
+def undo_once():
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    return {"keys": snapshot()}  # (undo replaces the scene: ``bpy.context.scene`` from here on)
+
+
+s.check("undo", undo_once)
+def learned():
+    hand("left").handforge.use_limits = True  # the left hand is then read frame by frame, as shown
+    try:
+        return inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"})
+    finally:
+        hand("left").handforge.use_limits = False
+
+
+s.check("learned", learned)
+
+
+def regenerate():
+    result, printed = as_user(ops.motion_regenerate)
+    return {"result": result, "printed": printed, "keys": snapshot(), "curves": evaluated(FRAMES)}
+
+
+s.check("regenerate", regenerate)
+
+
+def second_sample_right_only():
+    """The same two-sample request keying its first, then its second sample, on the right hand only."""
+    before = snapshot()
+    out = {"before": before}
+    for sample in (0, 1):
+        result, printed = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="learned", steps=3,
+                                  seed=1, num_samples=2, sample=sample, sides="RIGHT")
+        out[sample] = {"result": result, "printed": printed, "keys": snapshot()}
+    return out
+
+
+s.check("sample", second_sample_right_only)
+
+
+def generate():
+    result, printed = as_user(ops.motion_generate, frame_start=100, frame_end=129, engine="learned", steps=2,
+                              sides="RIGHT")
+    keys = snapshot()
+    return {"result": result, "printed": printed,
+            "right": sorted({k[0] for key, v in keys.items() if key.startswith("right") for k in v if k[0] >= 100}),
+            "left": sorted({k[0] for key, v in keys.items() if key.startswith("left") for k in v if k[0] >= 100})}
+
+
+s.check("generate", generate)
+
+
+def follow_path():
+    scene = bpy.context.scene
+    empty = bpy.data.objects.new("Wrist Target", None)
+    scene.collection.objects.link(empty)
+    for frame, location in zip((200, 229), a["empty_path"]):
+        empty.location = location
+        empty.keyframe_insert("location", frame=frame)
+    curve_data = bpy.data.curves.new("Wrist Curve", "CURVE")
+    curve_data.dimensions = "3D"
+    spline = curve_data.splines.new("BEZIER")  # as an artist draws one: smooth, automatic handles
+    spline.bezier_points.add(len(a["curve_points"]) - 1)
+    for point, co in zip(spline.bezier_points, a["curve_points"]):
+        point.co = co
+        point.handle_left_type = point.handle_right_type = "AUTO"
+    curve = bpy.data.objects.new("Wrist Curve", curve_data)
+    scene.collection.objects.link(curve)
+    result, printed = as_user(ops.motion_follow_path, frame_start=200, frame_end=229, engine="learned", steps=2,
+                              right_path=empty.name, left_path=curve.name)
+    wrists, targets = {"left": [], "right": []}, []
+    for frame in range(200, 230):
+        scene.frame_set(frame)
+        targets.append(list(empty.matrix_world.translation))
+        for side in SIDES:
+            wrists[side].append(wrist_world(side))
+    return {"result": result, "printed": printed, "wrists": wrists, "empty": targets}
+
+
+s.check("path", follow_path)
+
+
+def stop():
+    assert ops.stop_backend() == {"FINISHED"}
+    return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
+
+
+s.check("stopped", stop)
+s.finish()

@@ -1,0 +1,195 @@
+"""The motion buttons in real Blender through a real backend (started by the add-on): In-between with
+the spline and the learned engine (the shipped checkpoint, 3 steps) writes GENERATED keys between
+the artist's keys, leaves the artist's keys bit for bit, goes through the keys, and is undone by one
+undo; Regenerate replaces its own keys; Generate Motion and Follow Wrist Path (an animated empty, a
+curve) land on the chosen hands; bad input is reported before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+from handforge_shared import pose_library
+from handforge_shared.poses import side_by_side
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+ARTIST_FRAMES = [1, 12, 24]
+POSES = ["flat", "fist", "point"]
+EMPTY_PATH = [[0.10, 0.05, 0.02], [0.25, 0.15, 0.10]]
+CURVE_POINTS = [[-0.1, 0.0, 0.0], [-0.2, 0.1, 0.05], [-0.3, 0.1, 0.15]]
+
+
+def _pose_text(name: str, turn: float, lift: float) -> str:
+    placed = side_by_side(pose_library.get(name, side="right"))
+    hands = {}
+    for side, pose in placed.hands.items():
+        pose = pose.replace(hand_pose=pose_library.get(name, side=side).hand_pose,
+                            global_orient=pose.global_orient + np.array([turn, 0.0, 0.0]),
+                            transl=pose.transl + np.array([0.0, lift, 0.0]))
+        hands[side] = pose.to_dict()
+    return json.dumps({"format": "handforge.pose", "hands": hands})
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("motion_session")
+    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT), "artist_frames": ARTIST_FRAMES,
+            "artist_poses": [_pose_text(n, 0.3 * i, 0.05 * i) for i, n in enumerate(POSES)],
+            "empty_path": EMPTY_PATH, "curve_points": CURVE_POINTS,
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    return run_blender("motion_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def _artist(keys):
+    return {k: [p for p in v if p[2] != "GENERATED"] for k, v in keys.items()}
+
+
+def _generated_frames(keys):
+    return {k: sorted(p[0] for p in v if p[2] == "GENERATED") for k, v in keys.items()}
+
+
+def _between(first: int, last: int) -> list[float]:
+    return [float(f) for f in range(first, last + 1) if f not in ARTIST_FRAMES]
+
+
+def test_without_a_backend_the_buttons_say_why(session):
+    _no_error(session, "no_backend")
+    for name, found in session["no_backend"].items():
+        assert found["poll"] is False, name
+        if name != "motion_regenerate":
+            assert "backend" in found["message"].lower(), (name, found["message"])
+    assert "no motion yet" in session["no_backend"]["motion_regenerate"]["message"]
+
+
+def test_without_rigs_the_error_says_to_add_hands(session):
+    _no_error(session, "start", "no_rigs")
+    assert session["start"]["inbetween"] is True
+    for message in session["no_rigs"].values():
+        assert "no hands in the scene" in message and "Add Hands" in message
+
+
+def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
+    _no_error(session, "panel")
+    drawn = session["panel"]
+    assert [d[1] for d in drawn if d[0] == "operator"] == [
+        "handforge.motion_inbetween", "handforge.motion_follow_path", "handforge.motion_generate",
+        "handforge.motion_regenerate"]
+    set_on = {(d[1], d[2]) for d in drawn if d[0] == "set"}
+    assert {("handforge.motion_inbetween", "engine"), ("handforge.motion_inbetween", "fixed"),
+            ("handforge.motion_follow_path", "right_path"), ("handforge.motion_generate", "steps")} <= set_on
+
+
+def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
+    _no_error(session, "bad")
+    bad = session["bad"]
+    assert "keyed on no frame of 30-40" in bad["no_keys"] and "at least 2 frames" in bad["no_keys"]
+    assert "only at frame 24 of 15-40" in bad["one_key"]
+    assert "fewer than 2 frames" in bad["range"]
+    assert "no part is kept" in bad["nothing_kept"]
+    assert "no wrist path" in bad["no_path"]
+    assert "'Nope' is not an object" in bad["bad_path"]
+    assert "no motion yet" in bad["no_last"]
+    assert "Keyed Sample 2 does not exist with 2 sample(s)" in bad["no_sample"]
+    assert "different hand models (mano, open)" in bad["models"]
+    assert bad["unchanged"] is True
+
+
+def _check_inbetween(result, artist_before):
+    assert result["result"] == ["FINISHED"], result["printed"]
+    keys = result["keys"]
+    assert _artist(keys) == artist_before  # bit for bit: frame, value, type, interpolation, handles
+    between = _between(ARTIST_FRAMES[0], ARTIST_FRAMES[-1])
+    for key, frames in _generated_frames(keys).items():
+        assert frames == between, key  # every frame between the keys, none on them
+    for key, values in result["at_keys"].items():  # the curves go through the artist's keys
+        keyed = {p[0]: p[1] for p in artist_before[key]}
+        assert values == [keyed[float(f)] for f in ARTIST_FRAMES], key
+
+
+def test_spline_inbetween_goes_through_the_keys_and_keeps_them(session):
+    _no_error(session, "spline")
+    artist = session["artist"]
+    assert artist and all(p[2] == "KEYFRAME" for points in artist.values() for p in points)
+    _check_inbetween(session["spline"], artist)
+    # a motion, not a jump: mid-range values differ from the keys, and each frame moves a little
+    curve = np.array(session["spline"]["curves"]['right|pose.bones["index2"].rotation_euler|0'])
+    span = np.abs(np.diff(curve[[0, 11, 23]])).max()
+    assert span > 0.3 and np.abs(np.diff(curve)).max() < 0.5 * span
+
+
+def test_one_undo_step_removes_the_inbetween(session):
+    _no_error(session, "spline", "undo")
+    assert session["undo"]["keys"] == session["artist"]  # exactly the artist's keys again, nothing generated
+
+
+def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
+    _no_error(session, "learned")
+    learned = session["learned"]
+    _check_inbetween(learned, session["artist"])
+    assert "learned" in learned["printed"] and "seed 1" in learned["printed"]
+    finger = 'right|pose.bones["index2"].rotation_euler|0'
+    assert not np.allclose(learned["curves"][finger], session["spline"]["curves"][finger], atol=1e-3)
+
+
+def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
+    _no_error(session, "learned", "regenerate")
+    again, learned = session["regenerate"], session["learned"]
+    assert again["result"] == ["FINISHED"] and "seed 2" in again["printed"], again["printed"]
+    assert _artist(again["keys"]) == session["artist"]
+    assert _generated_frames(again["keys"]) == _generated_frames(learned["keys"])  # replaced, not added
+    finger = 'left|pose.bones["middle2"].rotation_euler|0'
+    assert not np.allclose(again["curves"][finger], learned["curves"][finger], atol=1e-4)
+
+
+def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
+    _no_error(session, "sample")
+    found = session["sample"]
+    before = found["before"]
+    for sample in ("0", "1"):  # (JSON keys)
+        assert found[sample]["result"] == ["FINISHED"], found[sample]["printed"]
+        after = found[sample]["keys"]
+        assert {k: v for k, v in after.items() if k.startswith("left")} == {
+            k: v for k, v in before.items() if k.startswith("left")}
+        assert _artist(after) == session["artist"]
+        assert _generated_frames(after) == _generated_frames(before)
+    finger = 'right|pose.bones["ring2"].rotation_euler|0'
+    generated = lambda keys: [p[1] for p in keys[finger] if p[2] == "GENERATED"]  # noqa: E731
+    assert not np.allclose(generated(found["1"]["keys"]), generated(found["0"]["keys"]), atol=1e-4)
+
+
+def test_generate_motion_keys_only_the_chosen_hand(session):
+    _no_error(session, "generate")
+    found = session["generate"]
+    assert found["result"] == ["FINISHED"], found["printed"]
+    assert found["right"] == [float(f) for f in range(100, 130)] and found["left"] == []
+
+
+def test_follow_wrist_path_puts_the_wrists_on_the_path(session):
+    _no_error(session, "path")
+    found = session["path"]
+    assert found["result"] == ["FINISHED"], found["printed"]
+    right, left = np.array(found["wrists"]["right"]), np.array(found["wrists"]["left"])
+    np.testing.assert_allclose(right, found["empty"], atol=1e-4)  # the animated empty, frame by frame
+    np.testing.assert_allclose(left[[0, -1]], np.array(CURVE_POINTS)[[0, -1]], atol=1e-4)  # the curve's ends
+    steps = np.linalg.norm(np.diff(left, axis=0), axis=1)
+    assert steps.std() < 0.05 * steps.mean()  # constant speed along the curve
+
+
+def test_stopped_backend_greys_the_buttons_out(session):
+    _no_error(session, "stopped")
+    assert session["stopped"]["poll"] is False and session["stopped"]["message"]

@@ -1,0 +1,27 @@
+"""The demo's motion step: the learned engine (shipped checkpoint) in-betweens two keyed two-hand
+poses through the ``motion.inbetween`` handler and writes a clip that keeps the keys bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from handforge.demo_motion import KEYED, NUM_FRAMES, inbetween_keyed_poses, keyed_arrays
+from handforge_shared import pose_library
+from handforge_shared.poses import MotionClip
+
+
+def test_demo_inbetween_runs_the_learned_engine_and_keeps_the_keys(tmp_path):
+    report = inbetween_keyed_poses(tmp_path, steps=4)
+    assert report["engine"] == "learned" and not report["warning"]
+    assert report["key_error"] == 0.0 and report["frames"] == NUM_FRAMES
+    clip = MotionClip.load(report["path"])
+    keys = keyed_arrays()
+    for side in ("left", "right"):
+        pose = clip.hands[side].hand_pose
+        np.testing.assert_array_equal(pose[[0, -1]], keys[f"{side}.hand_pose"][[0, -1]].astype(np.float32))
+        # the fingers travel from the first pose to the second, without jumps
+        fist = pose_library.get(KEYED[1], side=side).hand_pose
+        distance = np.linalg.norm(pose - fist, axis=1)
+        assert distance[0] > 1.0 and distance[-1] < 1e-6
+        assert 0.2 * distance[0] < distance[NUM_FRAMES // 2] < 0.8 * distance[0]
+        assert np.abs(np.diff(distance)).max() < 0.2 * distance[0]
