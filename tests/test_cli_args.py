@@ -22,6 +22,7 @@ from handforge.cli import main as cli_main
     (["--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["--devices", "gpu7"], "argument --devices: must be cpu or cuda:N"),
     (["--devices", ","], "argument --devices: must be cpu or cuda:N"),
+    (["--torch-threads", "0"], "argument --torch-threads: must be at least 1"),
 ])
 def test_bad_serve_arguments_give_one_line_and_status_2(capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -38,3 +39,12 @@ def test_a_device_this_machine_lacks_is_refused_before_the_server_starts():
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()  # one line, no traceback, no server log
     assert line.startswith("handforge serve: bad --devices: unknown device(s) cuda:7: this machine has cpu")
+
+
+def test_torch_threads_limits_torch_whether_or_not_it_is_imported_yet():
+    code = ("import sys; from handforge.commands.serve import limit_torch_threads; "
+            "limit_torch_threads(1); import torch; before = torch.get_num_threads(); "
+            "limit_torch_threads(2); print(before, torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2"]
