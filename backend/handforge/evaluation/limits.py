@@ -13,6 +13,7 @@ Neither reference evaluation measures joint limits; the plausibility check here 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,19 @@ from handforge_shared.skeleton import Side, check_side
 
 
 def joint_frames(side: Side, rig: HandRig | None = None) -> np.ndarray:
-    """(16, 3, 3) joint frames of ``side`` of ``rig`` (default: the open hand)."""
+    """(16, 3, 3) joint frames of ``side`` of ``rig`` (default: the open hand's, cached read-only)."""
     check_side(side)
     if rig is None:
-        rig = load_open_hand_rig(side)
+        return _open_hand_frames(side)
     return (rig if rig.side == side else rig.mirrored()).joint_frames()
+
+
+@lru_cache(maxsize=2)
+def _open_hand_frames(side: Side) -> np.ndarray:
+    # Loading the rig is most of the motion engine's joint-limit clamp, which runs on every sample.
+    frames = load_open_hand_rig(side).joint_frames()
+    frames.setflags(write=False)
+    return frames
 
 
 def joint_limit_violations(hand_pose: Any, side: Side, rig: HandRig | None = None) -> Any:
