@@ -137,6 +137,9 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         parse_spec({"camera": {"distance": [2, 1]}})
     with pytest.raises(SpecError, match="render.engine.*eevee"):
         parse_spec({"render": {"engine": "eevee"}})
+    with pytest.raises(SpecError, match="render.forearm.*'arm'.*skin, sleeve, none"):
+        parse_spec({"render": {"forearm": "arm"}})
+    assert parse_spec({}).render.forearm == "skin"  # realistic renders get a forearm by default
     with pytest.raises(SpecError, match="background.folder"):
         parse_spec({"background": {"kinds": ["images"]}})
     bad = tmp_path / "spec.toml"

@@ -118,10 +118,12 @@ def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[s
             result = model.forward_pose(side, pose)
             root = result.joints[0, 0].double().numpy()
             vertices, keypoints = result.vertices[0].double().numpy(), result.keypoints[0].double().numpy()
+            joints = result.joints[0].double().numpy()
             out[side] = {"pose": moved_pose(pose, root - pose.transl, rotation, translation),
                          "vertices": vertices @ rotation.T + translation,
                          "keypoints": keypoints @ rotation.T + translation, "root": rotation @ root + translation,
-                         "faces": model.faces(side).numpy()}
+                         "joints": joints @ rotation.T + translation,
+                         "faces": model.faces(side).numpy(), "rig": model.rig(side)}
     return out
 
 

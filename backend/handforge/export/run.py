@@ -21,6 +21,7 @@ from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
+from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer
 from handforge.render.overlay import skeleton_image
@@ -52,7 +53,8 @@ def _hands(model, scene) -> dict[str, dict[str, np.ndarray]]:
             out[side] = {"pose": pose, "vertices": result.vertices[0].double().numpy(),
                          "keypoints": result.keypoints[0].double().numpy(),
                          "root": result.joints[0, 0].double().numpy(),
-                         "faces": model.faces(side).numpy()}
+                         "joints": result.joints[0].double().numpy(),
+                         "faces": model.faces(side).numpy(), "rig": model.rig(side)}
     return out
 
 
@@ -64,6 +66,21 @@ def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -
     camera, scene.camera_params = sample_camera(spec, scene.rng, centre)
     sample_look(spec, scene)
     return label_scene(spec, scene, hands, camera, gl, rgb)
+
+
+def with_forearms(hands: dict[str, dict[str, Any]], style: str) -> dict[str, dict[str, Any]]:
+    """The hands as the RGB renderer draws them: each mesh continued by a capped forearm
+    (``handforge_shared.forearm``) unless ``style`` is "none". A 2D hand detector misses arm-less
+    hands in egocentric views; the labels, masks and mesh image stay the hand's own."""
+    if style == "none":
+        return hands
+    spec = ForearmSpec(style=style)
+    out = {}
+    for side, hand in hands.items():
+        arm_vertices, arm_faces = forearm_mesh(hand["rig"], hand["vertices"], hand["joints"], spec)
+        out[side] = {**hand, "vertices": np.concatenate([hand["vertices"], arm_vertices]),
+                     "faces": np.concatenate([hand["faces"], arm_faces + len(hand["vertices"])])}
+    return out
 
 
 def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]], camera, gl,
@@ -78,7 +95,7 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
                              camera, images) for k, s in enumerate(sides)}
     files: dict[str, np.ndarray] = {}
     if "rgb" in spec.outputs and rgb is not None:
-        rgba = rgb(scene, camera, hands)  # (H, W, 4) float in [0, 1], straight alpha
+        rgba = rgb(scene, camera, with_forearms(hands, spec.render.forearm))  # (H, W, 4), straight alpha
         background = background_image(scene.background, camera.width, camera.height)
         alpha = rgba[..., 3:4]
         files["rgb.png"] = np.round((rgba[..., :3] * alpha + background * (1 - alpha)) * 255).astype(np.uint8)

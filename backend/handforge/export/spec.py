@@ -27,6 +27,8 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     [render]
     engine = "workbench"                 # "workbench", "cycles" or "none" (no RGB, no Blender)
     samples = 16                         # Cycles samples per pixel
+    forearm = "skin"                     # "skin", "sleeve" or "none": a forearm in the RGB renders only
+                                         # (never in the masks, labels or mesh image: those are the hand's)
 
     lighting = ["studio", "soft", "rim", "top"]
     [background]
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
+FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
 POSE_SOURCES = ("library", "files", "corpus")
 ENGINES = ("workbench", "cycles", "none")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
@@ -92,6 +95,7 @@ class CameraRanges:
 class RenderSettings:
     engine: str = "workbench"
     samples: int = 16
+    forearm: str = "skin"
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,8 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
 
     ren = _section(RenderSettings, top.get("render", {}), "render")
     render = RenderSettings(engine=_choices(ren.get("engine", "workbench"), ENGINES, "render.engine")[0],
-                            samples=_positive_int(ren.get("samples", 16), "render.samples", 4096))
+                            samples=_positive_int(ren.get("samples", 16), "render.samples", 4096),
+                            forearm=_choices(ren.get("forearm", "skin"), FOREARMS, "render.forearm")[0])
     outputs = _choices(top.get("outputs", OUTPUTS), OUTPUTS, "outputs")
     if render.engine == "none" and "rgb" in outputs:
         outputs = tuple(o for o in outputs if o != "rgb")

@@ -39,7 +39,7 @@ class BlenderRGB:
         self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
-        self._faces_written: set[str] = set()
+        self._topology: dict[str, tuple[int, ...]] | None = None
 
     def __enter__(self) -> "BlenderRGB":
         self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
@@ -81,15 +81,18 @@ class BlenderRGB:
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
                                    "target": (MODEL_TO_BLENDER @ np.asarray(target, dtype=np.float64)).tolist(),
                                    "out": str(self.work / "render.png")}
+        # The worker keeps its meshes between requests; new sides or a new topology (a forearm
+        # switched on, another hand model) rebuild them.
+        topology = {side: np.asarray(faces[side]).shape for side in vertices}
+        if topology != self._topology:
+            request["rebuild"], self._topology = True, topology
+            for side in vertices:
+                np.save(self.work / f"{side}_faces.npy", np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
         for side, verts in vertices.items():
             path = self.work / f"{side}_vertices.npy"
             np.save(path, (np.asarray(verts) @ MODEL_TO_BLENDER.T).astype(np.float32), allow_pickle=False)
             request["vertices"][side] = str(path)
-            faces_path = self.work / f"{side}_faces.npy"
-            if side not in self._faces_written:
-                np.save(faces_path, np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
-                self._faces_written.add(side)
-            request["faces"][side] = str(faces_path)
+            request["faces"][side] = str(self.work / f"{side}_faces.npy")
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
         out = Path(self._reply()["out"])
