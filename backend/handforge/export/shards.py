@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections import Counter, deque
@@ -57,7 +56,7 @@ class WorkerStartError(RuntimeError):
 def plan_chunks(pending: list[int], workers: int, chunk_size: int | None = None) -> list[list[int]]:
     """Cut ``pending`` (in order) into chunks: ``chunk_size`` each, else small enough that every worker
     gets ``CHUNKS_PER_WORKER`` of them and at most ``MAX_CHUNK``."""
-    size = chunk_size or max(1, min(MAX_CHUNK, math.ceil(len(pending) / (workers * CHUNKS_PER_WORKER))))
+    size = chunk_size or max(1, min(MAX_CHUNK, len(pending) // (workers * CHUNKS_PER_WORKER)))
     return [pending[k:k + size] for k in range(0, len(pending), size)]
 
 
