@@ -27,8 +27,8 @@ def reference(tmp_path_factory) -> dict[str, bytes]:
 
 
 def local(out: Path, workers: int, **kwargs) -> dict:
-    return export_sharded(spec(), out, lambda: LocalPool(spec().to_dict(), str(out)), workers, command=COMMAND,
-                          progress=False, **kwargs)
+    pool = lambda: LocalPool(spec().to_dict(), str(out), workers)  # noqa: E731
+    return export_sharded(spec(), out, pool, workers, command=COMMAND, progress=False, **kwargs)
 
 
 def test_two_worker_processes_write_the_single_process_dataset(reference, tmp_path):

@@ -108,6 +108,6 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     else:
         from handforge.export.local_pool import LocalPool
 
-        factory = lambda: LocalPool(spec.to_dict(), args.out)  # noqa: E731
+        factory = lambda: LocalPool(spec.to_dict(), args.out, workers)  # noqa: E731
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
                           die_after=parse_fault(os.environ.get(FAULT_ENV, "")))

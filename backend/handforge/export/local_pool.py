@@ -27,14 +27,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _serve(conn: Connection, spec_json: str, out: str, die_after: int | None, parent: int) -> None:
+def _serve(conn: Connection, spec_json: str, out: str, die_after: int | None, parent: int, threads: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the line above took effect
         return
     from handforge.export.worker import SampleWorker
 
     try:
-        worker = SampleWorker(json.loads(spec_json), out, die_after)
+        worker = SampleWorker(json.loads(spec_json), out, die_after, threads)
     except Exception as exc:  # e.g. no GL here: fatal for the run, said once by the driver
         conn.send_bytes(json.dumps({"fatal": f"{type(exc).__name__}: {exc}"}).encode())
         return
@@ -54,10 +54,12 @@ def _serve(conn: Connection, spec_json: str, out: str, die_after: int | None, pa
 
 
 class LocalPool:
-    """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on local processes."""
+    """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on local processes;
+    ``workers``: how many will run at once, so each gets its share of the CPUs' threads."""
 
-    def __init__(self, spec: dict[str, Any], out: str):
+    def __init__(self, spec: dict[str, Any], out: str, workers: int = 1):
         self.spec_json, self.out = json.dumps(spec), str(out)
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
         self.context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and a GL state
         self.workers: dict[int, tuple[Any, Connection]] = {}
 
@@ -73,8 +75,8 @@ class LocalPool:
 
     def start(self, slot: int, die_after: int | None = None) -> None:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=_serve, args=(theirs, self.spec_json, self.out, die_after, os.getpid()),
-                                       name=f"handforge-export-{slot}", daemon=True)
+        args = (theirs, self.spec_json, self.out, die_after, os.getpid(), self.threads)
+        process = self.context.Process(target=_serve, args=args, name=f"handforge-export-{slot}", daemon=True)
         process.start()
         theirs.close()
         self.workers[slot] = (process, ours)

@@ -136,6 +136,7 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
             with pool_factory() as pool:
                 failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
                                                          die_after, poll_seconds, out)
+            writers.clean_partial(out)  # what dead workers left of samples that were given up
         seconds = time.perf_counter() - start
         samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
         # a failed sample that a replaced worker finished after all is not a failure

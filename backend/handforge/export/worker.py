@@ -32,12 +32,17 @@ def parse_fault(text: str) -> int | None:
 
 
 class SampleWorker:
-    """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``."""
+    """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``.
+    ``threads``: torch's CPU threads in this worker (None: torch's default)."""
 
-    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None = None):
+    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None = None, threads: int | None = None):
+        import torch
+
         from handforge.hands import load_hand_model
         from handforge.render.gl import renderer
 
+        if threads:  # N workers each with every core's threads would oversubscribe the CPUs (Ray sets its own)
+            torch.set_num_threads(threads)
         self.spec, self.out, self.die_after = parse_spec(spec), Path(out), die_after
         self.model = load_hand_model(self.spec.hand_model)
         self.gl = renderer()  # this process's own EGL context
