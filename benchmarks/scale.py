@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -27,7 +28,7 @@ def timed_export(kind: str, workers: int, spec, out: Path) -> tuple[float, float
     from handforge.export.shards import export_sharded
 
     marks: list[tuple[float, int]] = []
-    progress = lambda done, total: marks.append((time.perf_counter(), done))  # noqa: E731
+    progress = lambda done, total: marks.append((time.perf_counter(), done))
     start = time.perf_counter()
     if kind == "process":
         export(spec, out, command="benchmark", progress=progress)
@@ -35,11 +36,11 @@ def timed_export(kind: str, workers: int, spec, out: Path) -> tuple[float, float
         if kind == "local":
             from handforge.export.local_pool import LocalPool
 
-            factory = lambda: LocalPool(spec.to_dict(), str(out), workers)  # noqa: E731
+            factory = lambda: LocalPool(spec.to_dict(), str(out), workers)
         else:
             from handforge.export.ray_pool import RayPool
 
-            factory = lambda: RayPool(spec.to_dict(), str(out), None, workers)  # noqa: E731
+            factory = lambda: RayPool(spec.to_dict(), str(out), None, workers)
         export_sharded(spec, out, factory, workers, command="benchmark", progress=progress)
     total = time.perf_counter() - start
     (t0, n0), (t1, n1) = marks[0], marks[-1]
@@ -73,6 +74,7 @@ def main() -> int:
             for kind, workers in (runs if r % 2 == 0 else runs[::-1]):
                 out = Path(tmp) / f"{kind}{workers}-{r}"
                 rates[(kind, workers)].append(timed_export(kind, workers, spec, out))
+                shutil.rmtree(out)  # outside the timing: deleting thousands of files is slow here
                 e2e, steady = rates[(kind, workers)][-1]
                 print(f"  round {r}: {kind:7s} × {workers}: {e2e:6.2f} samples/s end to end, {steady:6.2f} steady",
                       flush=True)

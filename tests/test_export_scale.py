@@ -27,7 +27,7 @@ def reference(tmp_path_factory) -> dict[str, bytes]:
 
 
 def local(out: Path, workers: int, **kwargs) -> dict:
-    pool = lambda: LocalPool(spec().to_dict(), str(out), workers)  # noqa: E731
+    pool = lambda: LocalPool(spec().to_dict(), str(out), workers)
     return export_sharded(spec(), out, pool, workers, command=COMMAND, progress=False, **kwargs)
 
 
@@ -38,9 +38,9 @@ def test_two_worker_processes_write_the_single_process_dataset(reference, tmp_pa
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_samples_redone(reference, tmp_path):
-    # slot 0's first worker exits abruptly after 1 sample, inside its first chunk of 2 (40 // (2 × 8))
+    # each first worker that gets work exits abruptly after 1 sample, inside its first chunk of 2 (40 // (2 × 8))
     summary = local(tmp_path / "data", 2, die_after=1)
-    assert summary["worker_restarts"] == 1 and summary["failed"] == {}
+    assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
     assert tree(tmp_path / "data") == reference
 
 

@@ -41,7 +41,7 @@ def test_two_ray_workers_write_the_single_process_dataset(local_ray, reference, 
 
 def test_a_ray_worker_killed_mid_run_is_replaced_and_the_result_is_identical(local_ray, reference, tmp_path):
     summary = on_ray(tmp_path / "data", die_after=3)  # mid-chunk: chunks of 40 // (2 × 8) = 2
-    assert summary["worker_restarts"] == 1 and summary["failed"] == {}
+    assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
     assert tree(tmp_path / "data") == reference
 
 
@@ -52,3 +52,19 @@ def test_a_stopped_ray_driver_resumes(local_ray, reference, tmp_path):
     second = on_ray(out)
     assert (second["skipped"], second["written"]) == (15, SPEC["samples"] - 15)
     assert tree(out) == reference
+
+
+def test_the_command_runs_on_ray_and_survives_a_killed_worker(local_ray, reference, tmp_path, monkeypatch, capsys):
+    import json
+
+    from handforge.cli import main
+
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HANDFORGE_EXPORT_FAULT", "die_after=1")
+    assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--quiet"]) == 0
+    assert "worker(s) died and were replaced; their unfinished samples were redone" in capsys.readouterr().out
+    result, expected = tree(tmp_path / "data"), dict(reference)
+    for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
+        result.pop(name), expected.pop(name)
+    assert result == expected

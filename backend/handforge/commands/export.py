@@ -103,11 +103,11 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         from handforge.export.ray_pool import RayPool
 
         RayPool.check_installed()
-        factory = lambda: RayPool(spec.to_dict(), args.out, args.ray or None, workers,  # noqa: E731
+        factory = lambda: RayPool(spec.to_dict(), args.out, args.ray or None, workers,
                                   gpus_per_worker=args.gpus_per_worker)
     else:
         from handforge.export.local_pool import LocalPool
 
-        factory = lambda: LocalPool(spec.to_dict(), args.out, workers)  # noqa: E731
+        factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
                           die_after=parse_fault(os.environ.get(FAULT_ENV, "")))

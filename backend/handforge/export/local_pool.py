@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from handforge.export.shards import Event
@@ -58,7 +59,7 @@ class LocalPool:
     ``workers``: how many will run at once, so each gets its share of the CPUs' threads."""
 
     def __init__(self, spec: dict[str, Any], out: str, workers: int = 1):
-        self.spec_json, self.out = json.dumps(spec), str(out)
+        self.spec_json, self.out = json.dumps(spec), str(Path(out).absolute())
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self.context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and a GL state
         self.workers: dict[int, tuple[Any, Connection]] = {}

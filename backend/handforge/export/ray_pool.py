@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from handforge.export.shards import Event
@@ -59,7 +60,8 @@ class RayPool:
     def __init__(self, spec: dict[str, Any], out: str, address: str | None, workers: int,
                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0):
         self.ray = _import_ray()
-        self.spec, self.out, self.address, self.workers = spec, str(out), address, workers
+        # absolute: actors run in other folders (and on a cluster, the same path must be the shared storage)
+        self.spec, self.out, self.address, self.workers = spec, str(Path(out).absolute()), address, workers
         self.options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker, "max_restarts": 0}
         self.actors: dict[int, Any] = {}
         self.pending: dict[Any, tuple[int, str, int | None]] = {}  # object ref → (slot, "ready"|"run", chunk)

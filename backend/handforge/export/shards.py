@@ -160,7 +160,7 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, die_after, pol
     bar = _Bar(progress, sum(map(len, chunks)), f"export ({workers} workers, {pool.describe()})")
     try:
         for slot in range(workers):
-            pool.start(slot, die_after if slot == 0 else None)
+            pool.start(slot, die_after)
         while queue or busy:
             while idle and queue:
                 slot, chunk = idle.pop(), queue.popleft()

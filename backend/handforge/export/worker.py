@@ -16,8 +16,9 @@ from typing import Any
 from handforge.export import writers
 from handforge.export.spec import parse_spec
 
-# Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes the
-# first worker of slot 0 exit abruptly (no clean-up, like SIGKILL) after writing K samples.
+# Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
+# first worker (not their replacements) exit abruptly (no clean-up, like SIGKILL) after K samples;
+# every worker, so that one dies whichever of them gets the work.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
 
 
