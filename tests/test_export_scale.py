@@ -98,6 +98,27 @@ def test_ray_without_ray_installed_says_what_to_install(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_a_ray_address_nothing_answers_at_is_refused_at_once(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data",
+                          "--ray", "127.0.0.1:9"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--ray 127.0.0.1:9: no Ray head answers there" in run.stderr, run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monkeypatch):
+    from handforge.export.shards import WorkerStartError
+    from handforge.export.spec import parse_spec
+
+    (tmp_path / "no-mano").mkdir()
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))  # the workers inherit it
+    mano = parse_spec({**SPEC, "hand_model": "mano"})
+    out = tmp_path / "data"
+    with pytest.raises(WorkerStartError, match="an export worker could not start: MANOFileError"):
+        export_sharded(mano, out, lambda: LocalPool(mano.to_dict(), str(out), 2), 2, command=COMMAND, progress=False)
+    assert not out.exists()  # nothing left behind
+
+
 def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):
     out = tmp_path / "data"
     out.mkdir()

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     scale = parser.add_argument_group("scale-out (the dataset is the same bytes whatever you choose here)")
     scale.add_argument("--workers", type=int, metavar="N",
-                       help="render in N worker processes (default: in this process; with --ray: this machine's CPUs)")
+                       help="render in N worker processes (default: in this process; with --ray: the CPUs of this "
+                            "machine or of the cluster)")
     scale.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                        help="run the workers on Ray: a local Ray started for the run, or the cluster at ADDRESS "
                             "(the --out folder must then be shared storage); needs handforge[cluster]")
@@ -103,6 +104,9 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         from handforge.export.ray_pool import RayPool
 
         RayPool.check_installed()
+        RayPool.check_address(args.ray)
+        if args.ray and args.workers is None:
+            workers = RayPool.cluster_workers(args.ray)
         factory = lambda: RayPool(spec.to_dict(), args.out, args.ray or None, workers,
                                   gpus_per_worker=args.gpus_per_worker)
     else:

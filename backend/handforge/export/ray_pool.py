@@ -29,6 +29,15 @@ def _import_ray():
     return ray
 
 
+def _connect(ray, **kwargs: Any) -> None:
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:  # most often a cluster with token authentication and no token here
+        raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. A cluster started by `ray start` (Ray 2.60) "
+                             "wants its token: RAY_AUTH_MODE=token with ~/.ray/auth_token or RAY_AUTH_TOKEN "
+                             "(https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
+
+
 class _Actor:
     """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
@@ -57,6 +66,30 @@ class RayPool:
         """Raise ``RayUnavailable`` (what to install) before anything is started."""
         _import_ray()
 
+    @staticmethod
+    def check_address(address: str, timeout: float = 5.0) -> None:
+        """A ``host:port`` head that nothing answers at is an error at once (Ray itself retries for minutes)."""
+        import socket
+
+        if not address or "://" in address or address == "auto":
+            return
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--ray {address}: expected HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except OSError as exc:
+            raise RayUnavailable(f"--ray {address}: no Ray head answers there ({exc}); start one with "
+                                 "`ray start --head --port 6379` or check the address") from None
+
+    @staticmethod
+    def cluster_workers(address: str, cpus_per_worker: float = 1.0) -> int:
+        """How many workers the cluster at ``address`` has CPUs for (connects; the pool then reuses it)."""
+        ray = _import_ray()
+        if not ray.is_initialized():
+            _connect(ray, address=address, logging_level=logging.WARNING)
+        return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
+
     def __init__(self, spec: dict[str, Any], out: str, address: str | None, workers: int,
                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0):
         self.ray = _import_ray()
@@ -75,7 +108,7 @@ class RayPool:
                 kwargs["address"] = self.address
             else:  # enough CPUs that every worker is placed even on a small machine
                 kwargs.update(num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
-            ray.init(**kwargs)
+            _connect(ray, **kwargs)
             self._started = True
         self.actor_class = ray.remote(_Actor)
         return self

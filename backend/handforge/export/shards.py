@@ -115,12 +115,24 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     """Export ``spec`` into ``out`` with ``workers`` workers from ``pool_factory()`` (a context manager
     giving a ``Pool``). ``die_after``: the fault injection of ``handforge.export.worker.FAULT_ENV``.
     Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
-    from handforge.export.run import finalise
-
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, die_after,
+                              poll_seconds)
+    except BaseException:
+        if created and not any(out.iterdir()):  # e.g. no cluster at the address: leave nothing behind
+            out.rmdir()
+        raise
+
+
+def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, die_after,
+                   poll_seconds) -> dict[str, Any]:
+    from handforge.export.run import finalise
+
     with run_lock(out):
         removed = writers.clean_partial(out)
         pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
