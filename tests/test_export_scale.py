@@ -15,7 +15,7 @@ import pytest
 
 from handforge.commands.export import reproducing_command
 from handforge.export.local_pool import LocalPool
-from handforge.export.shards import ExportBusy, export_sharded, failure_summary, plan_chunks, run_lock
+from handforge.export.shards import MAX_CHUNK, ExportBusy, export_sharded, failure_summary, plan_chunks, run_lock
 from tests.support.scale import COMMAND, SPEC, single_process, spec, tree
 
 pytestmark = pytest.mark.slow
@@ -133,7 +133,7 @@ def test_chunks_cover_the_pending_samples_in_order():
     for workers in (1, 2, 5):
         chunks = plan_chunks(pending, workers)
         assert [i for c in chunks for i in c] == pending
-        assert max(map(len, chunks)) <= 32 and len(chunks) >= min(len(pending), workers * 8)
+        assert max(map(len, chunks)) <= MAX_CHUNK and len(chunks) >= min(len(pending), workers * 8)
     assert plan_chunks(pending, 2, chunk_size=10)[0] == pending[:10]
     assert plan_chunks([], 3) == []
 

@@ -26,7 +26,7 @@ from handforge.export import writers
 from handforge.export.spec import ExportSpec
 
 MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
-MAX_CHUNK = 32           # samples per chunk at most: a dead worker costs at most this much work
+MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
 CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
 
 
