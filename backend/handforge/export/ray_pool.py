@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60
 
 
 class RayUnavailable(RuntimeError):
-    """Ray is not installed; the message says what to install."""
+    """Ray cannot be used (not installed, no head at the address, no token): the message says what to do."""
 
 
 def _import_ray():
@@ -48,7 +49,7 @@ class _Actor:
         try:
             self.worker, self.error = SampleWorker(spec, out, die_after), None
         except Exception as exc:
-            self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {os.uname().nodename})"
+            self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {socket.gethostname()})"
 
     def ready(self) -> dict[str, str]:
         return {"fatal": self.error} if self.error else {"ready": self.worker.renderer_name}
@@ -69,8 +70,6 @@ class RayPool:
     @staticmethod
     def check_address(address: str, timeout: float = 5.0) -> None:
         """A ``host:port`` head that nothing answers at is an error at once (Ray itself retries for minutes)."""
-        import socket
-
         if not address or "://" in address or address == "auto":
             return
         host, _, port = address.rpartition(":")
