@@ -75,7 +75,7 @@ def setup() -> Path:
     steps = [
         [py, "-m", "pip", "install", "--quiet", "--upgrade", "pip", "setuptools>=69", "wheel"],
         [py, "-m", "pip", "install", "--quiet", TORCH],
-        [py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"],
+        [py, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev,cluster]"],
     ]
     for cmd in steps:
         if _run(cmd) != 0:

@@ -17,11 +17,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override the spec's seed")
     parser.add_argument("--engine", choices=("workbench", "cycles", "none"), help="override render.engine")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group("scale-out (the dataset is the same bytes whatever you choose here)")
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="render in N worker processes (default: in this process; with --ray: the CPUs of this "
+                            "machine or of the cluster)")
+    scale.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="run the workers on Ray: a local Ray started for the run, or the cluster at ADDRESS "
+                            "(the --out folder must then be shared storage); needs handforge[cluster]")
+    scale.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F",
+                       help="with --ray: GPUs each worker reserves (e.g. 1 for NVIDIA EGL or Cycles on GPU)")
+
+
+# options that change where samples are rendered, not what: left out of the card's command
+SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker")
+
+
+def reproducing_command(argv: list[str], ray_address: str | None) -> str:
+    """``handforge export …`` as typed, without the scale-out options (they do not change the dataset)."""
+    kept, skip = [], False
+    for k, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in SCALE_OPTIONS:
+            # a separate value follows, except after a bare --ray without an address
+            skip = "=" not in token and (name != "--ray" or bool(ray_address) and argv[k + 1:k + 2] == [ray_address])
+            continue
+        kept.append(token)
+    return shlex.join(["handforge", "export", *kept])
 
 
 def run(args: argparse.Namespace) -> int:
 
+    from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
+    from handforge.export.shards import ExportBusy, WorkerStartError
     from handforge.export.spec import SpecError, load_spec, parse_spec
     from handforge.render.blender import BlenderRenderError
     from handforge.render.gl import GLUnavailable
@@ -35,12 +66,52 @@ def run(args: argparse.Namespace) -> int:
             if args.engine != "none" and "rgb" not in overrides["outputs"]:
                 overrides["outputs"] = ["rgb", *overrides["outputs"]]
         spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
-        command = shlex.join(["handforge", "export", *sys.argv[sys.argv.index("export") + 1:]]) \
+        command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
             if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
-        summary = export(spec, args.out, command=command, progress=not args.quiet)
-    except (SpecError, GLUnavailable, BlenderRenderError, ValueError) as exc:
+        if args.workers is None and args.ray is None:
+            summary = export(spec, args.out, command=command, progress=not args.quiet)
+        else:
+            summary = _scaled(spec, args, command)
+    except (SpecError, GLUnavailable, BlenderRenderError, ValueError, RayUnavailable,
+            ExportBusy, WorkerStartError) as exc:
         print(f"handforge export: {exc}", file=sys.stderr)
         return 2
     print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
+    if summary.get("worker_restarts"):
+        print(f"{summary['worker_restarts']} worker(s) died and were replaced; their unfinished samples were redone")
+    if summary.get("failed"):
+        from handforge.export.shards import failure_summary
+
+        print(f"{len(summary['failed'])} sample(s) failed (a rerun retries them):", *failure_summary(summary["failed"]),
+              sep="\n", file=sys.stderr)
+        return 1
     return 0
+
+
+def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
+    import os
+
+    from handforge.export.shards import export_sharded
+    from handforge.export.worker import FAULT_ENV, parse_fault
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"--workers: expected at least 1, got {workers}")
+    if args.gpus_per_worker < 0 or (args.gpus_per_worker and args.ray is None):
+        raise ValueError("--gpus-per-worker: a number >= 0, and only with --ray (local processes share the machine)")
+    if args.ray is not None:
+        from handforge.export.ray_pool import RayPool
+
+        RayPool.check_installed()
+        RayPool.check_address(args.ray)
+        if args.ray and args.workers is None:
+            workers = RayPool.cluster_workers(args.ray)
+        factory = lambda: RayPool(spec.to_dict(), args.out, args.ray or None, workers,
+                                  gpus_per_worker=args.gpus_per_worker)
+    else:
+        from handforge.export.local_pool import LocalPool
+
+        factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
+    return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
+                          die_after=parse_fault(os.environ.get(FAULT_ENV, "")))

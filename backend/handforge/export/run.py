@@ -191,16 +191,26 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
             if callable(progress):
                 progress(done + 1, len(pending))
     seconds = time.perf_counter() - start
+    samples = finalise(spec, out, command, gl.renderer_name, settings, model)
+    return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),
+            "seconds": seconds}
+
+
+def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
+             model=None) -> list[dict[str, Any]]:
+    """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
+    samples in index order: the same bytes whoever wrote the samples and in what order."""
     samples = writers.finished_labels(out)
+    if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
+        model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
     writers.write_coco(out, samples)
     writers.write_interhand(out, samples, hands_mean)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
-            "width": spec.width, "height": spec.height, "gl_renderer": gl.renderer_name, **(settings or {})}
+            "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
     writers.write_card(out, samples, card)
     if samples:
         contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])
-    return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),
-            "seconds": seconds}
+    return samples

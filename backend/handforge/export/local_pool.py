@@ -1,0 +1,140 @@
+"""Export workers as local processes (``handforge export --workers N``): one spawned process per slot,
+each holding a ``SampleWorker``; JSON messages over one pipe per worker (never pickle on the wire).
+
+A worker that dies (killed, out of memory, a crash in GL or Blender) shows up as an end of file on
+its pipe and its process sentinel; the driver (``handforge.export.shards``) replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from handforge.export.shards import Event
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the driver dies, so a restarted driver never races an orphan."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _serve(conn: Connection, spec_json: str, out: str, die_after: int | None, parent: int, threads: int) -> None:
+    _die_with_parent()
+    if os.getppid() != parent:  # the driver died before the line above took effect
+        return
+    from handforge.export.worker import SampleWorker
+
+    try:
+        worker = SampleWorker(json.loads(spec_json), out, die_after, threads)
+    except Exception as exc:  # e.g. no GL here: fatal for the run, said once by the driver
+        conn.send_bytes(json.dumps({"fatal": f"{type(exc).__name__}: {exc}"}).encode())
+        return
+    conn.send_bytes(json.dumps({"ready": worker.renderer_name}).encode())
+    try:
+        while True:
+            try:
+                message = json.loads(conn.recv_bytes())
+            except EOFError:
+                return
+            if message.get("stop"):
+                return
+            results = worker.run(message["indices"])
+            conn.send_bytes(json.dumps({"chunk": message["chunk"], "results": results}).encode())
+    finally:
+        worker.close()
+
+
+class LocalPool:
+    """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on local processes;
+    ``workers``: how many will run at once, so each gets its share of the CPUs' threads."""
+
+    def __init__(self, spec: dict[str, Any], out: str, workers: int = 1):
+        self.spec_json, self.out = json.dumps(spec), str(Path(out).absolute())
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and a GL state
+        self.workers: dict[int, tuple[Any, Connection]] = {}
+
+    def __enter__(self) -> "LocalPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for slot in list(self.workers):
+            self.stop(slot)
+
+    def describe(self) -> str:
+        return "local processes"
+
+    def start(self, slot: int, die_after: int | None = None) -> None:
+        ours, theirs = self.context.Pipe()
+        args = (theirs, self.spec_json, self.out, die_after, os.getpid(), self.threads)
+        process = self.context.Process(target=_serve, args=args, name=f"handforge-export-{slot}", daemon=True)
+        process.start()
+        theirs.close()
+        self.workers[slot] = (process, ours)
+
+    def submit(self, slot: int, chunk: int, indices: list[int]) -> None:
+        try:
+            self.workers[slot][1].send_bytes(json.dumps({"chunk": chunk, "indices": indices}).encode())
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # it died; wait() reports it
+
+    def wait(self, timeout: float) -> list[Event]:
+        by_handle = {}
+        for slot, (process, conn) in self.workers.items():
+            by_handle[conn] = slot
+            by_handle[process.sentinel] = slot
+        events: list[Event] = []
+        seen = set()
+        for handle in wait(list(by_handle), timeout):
+            slot = by_handle[handle]
+            if slot in seen or slot not in self.workers:
+                continue
+            seen.add(slot)
+            process, conn = self.workers[slot]
+            try:
+                while conn.poll():
+                    events.append(_event(slot, json.loads(conn.recv_bytes())))
+                if process.is_alive():
+                    continue
+            except (EOFError, OSError):
+                pass
+            process.join(5)
+            self._forget(slot)
+            events.append(Event("died", slot, f"worker process exited with code {process.exitcode}"))
+        return events
+
+    def stop(self, slot: int) -> None:
+        process, conn = self.workers.get(slot, (None, None))
+        if process is None:
+            return
+        try:
+            conn.send_bytes(json.dumps({"stop": True}).encode())
+        except OSError:
+            pass
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        self._forget(slot)
+
+    def _forget(self, slot: int) -> None:
+        _, conn = self.workers.pop(slot)
+        conn.close()
+
+
+def _event(slot: int, message: dict[str, Any]) -> Event:
+    if "ready" in message:
+        return Event("ready", slot, message["ready"])
+    if "fatal" in message:
+        return Event("fatal", slot, message["fatal"])
+    return Event("done", slot, (message["chunk"], message["results"]))

@@ -1,0 +1,163 @@
+"""Export workers as Ray actors (``handforge export --ray [ADDRESS]``): one actor per slot holding a
+``SampleWorker``, on a Ray started for the run or on a cluster (https://docs.ray.io/en/latest/cluster/).
+
+Ray is the optional extra ``handforge[cluster]`` and is imported here only. The dataset folder must be
+shared storage (the same path on every node): actors write their samples there themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from handforge.export.shards import Event
+
+INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60")'
+
+
+class RayUnavailable(RuntimeError):
+    """Ray cannot be used (not installed, no head at the address, no token): the message says what to do."""
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable(f"--ray needs Ray, which is not installed here: {INSTALL}") from None
+    return ray
+
+
+def _connect(ray, **kwargs: Any) -> None:
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:  # most often a cluster with token authentication and no token here
+        raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. A cluster started by `ray start` (Ray 2.60) "
+                             "wants its token: RAY_AUTH_MODE=token with ~/.ray/auth_token or RAY_AUTH_TOKEN "
+                             "(https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
+
+
+class _Actor:
+    """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
+    the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
+
+    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None):
+        from handforge.export.worker import SampleWorker
+
+        try:
+            self.worker, self.error = SampleWorker(spec, out, die_after), None
+        except Exception as exc:
+            self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {socket.gethostname()})"
+
+    def ready(self) -> dict[str, str]:
+        return {"fatal": self.error} if self.error else {"ready": self.worker.renderer_name}
+
+    def run(self, indices: list[int]) -> list[dict[str, Any]]:
+        return self.worker.run(indices)
+
+
+class RayPool:
+    """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on Ray actors.
+    ``address``: a cluster (``ray://host:10001`` or ``host:6379``); None starts a local Ray for the run."""
+
+    @staticmethod
+    def check_installed() -> None:
+        """Raise ``RayUnavailable`` (what to install) before anything is started."""
+        _import_ray()
+
+    @staticmethod
+    def check_address(address: str, timeout: float = 5.0) -> None:
+        """A ``host:port`` head that nothing answers at is an error at once (Ray itself retries for minutes)."""
+        if not address or "://" in address or address == "auto":
+            return
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--ray {address}: expected HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except OSError as exc:
+            raise RayUnavailable(f"--ray {address}: no Ray head answers there ({exc}); start one with "
+                                 "`ray start --head --port 6379` or check the address") from None
+
+    @staticmethod
+    def cluster_workers(address: str, cpus_per_worker: float = 1.0) -> int:
+        """How many workers the cluster at ``address`` has CPUs for (connects; the pool then reuses it)."""
+        ray = _import_ray()
+        if not ray.is_initialized():
+            _connect(ray, address=address, logging_level=logging.WARNING)
+        return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
+
+    def __init__(self, spec: dict[str, Any], out: str, address: str | None, workers: int,
+                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0):
+        self.ray = _import_ray()
+        # absolute: actors run in other folders (and on a cluster, the same path must be the shared storage)
+        self.spec, self.out, self.address, self.workers = spec, str(Path(out).absolute()), address, workers
+        self.options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker, "max_restarts": 0}
+        self.actors: dict[int, Any] = {}
+        self.pending: dict[Any, tuple[int, str, int | None]] = {}  # object ref → (slot, "ready"|"run", chunk)
+        self._started = False
+
+    def __enter__(self) -> "RayPool":
+        ray = self.ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+            if self.address:
+                kwargs["address"] = self.address
+            else:  # enough CPUs that every worker is placed even on a small machine
+                kwargs.update(num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
+            _connect(ray, **kwargs)
+            self._started = True
+        self.actor_class = ray.remote(_Actor)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for slot in list(self.actors):
+            self.stop(slot)
+        if self._started:
+            self.ray.shutdown()
+
+    def describe(self) -> str:
+        return f"Ray at {self.address}" if self.address else "a local Ray"
+
+    def start(self, slot: int, die_after: int | None = None) -> None:
+        actor = self.actor_class.options(**self.options).remote(self.spec, self.out, die_after)
+        self.actors[slot] = actor
+        self.pending[actor.ready.remote()] = (slot, "ready", None)
+
+    def submit(self, slot: int, chunk: int, indices: list[int]) -> None:
+        self.pending[self.actors[slot].run.remote(indices)] = (slot, "run", chunk)
+
+    def wait(self, timeout: float) -> list[Event]:
+        if not self.pending:
+            return []
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+        events: list[Event] = []
+        for ref in ready:
+            slot, kind, chunk = self.pending.pop(ref)
+            if slot not in self.actors:
+                continue
+            try:
+                value = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError as exc:
+                self._forget(slot)
+                events.append(Event("died", slot, f"Ray actor died: {str(exc).splitlines()[0]}"))
+                continue
+            if kind == "ready":
+                events.append(Event("fatal", slot, value["fatal"]) if "fatal" in value
+                              else Event("ready", slot, value["ready"]))
+            else:
+                events.append(Event("done", slot, (chunk, value)))
+        return events
+
+    def stop(self, slot: int) -> None:
+        actor = self.actors.get(slot)
+        if actor is not None:
+            self.ray.kill(actor)
+            self._forget(slot)
+
+    def _forget(self, slot: int) -> None:
+        self.actors.pop(slot, None)
+        for ref in [r for r, (s, _, _) in self.pending.items() if s == slot]:
+            del self.pending[ref]

@@ -1,0 +1,258 @@
+"""The scale-out driver: one sharding, fault and resume logic for local worker processes and Ray.
+
+- Sharding: the unfinished indices, in order, are cut into fixed chunks; a free worker takes the next
+  chunk. Every sample depends on (seed, index) only and is written atomically by whoever renders it,
+  and the aggregate files are rebuilt from the finished samples in index order, so the dataset is the
+  same bytes whatever the number of workers or the order they finish in.
+- Faults: a worker that dies is replaced and its chunk goes back to the front of the queue (what it
+  had finished is kept; the rest is redone); a chunk that kills ``MAX_ATTEMPTS`` workers is given up
+  and its unfinished samples are reported. A sample that raises is reported and the run goes on.
+- Resume: the driver starts like the single-process export (half-written samples removed, finished
+  ones skipped), so a driver killed mid-run and started again continues without duplicates or holes.
+- Progress: one bar for the whole run (samples/s and ETA), a summary of what failed and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from handforge.export import writers
+from handforge.export.spec import ExportSpec
+
+MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
+MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
+CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str     # "ready" (payload: GL renderer name), "fatal" (message), "done" ((chunk, results)), "died" (reason)
+    slot: int
+    payload: Any
+
+
+class Pool(Protocol):
+    def start(self, slot: int, die_after: int | None = None) -> None: ...
+    def submit(self, slot: int, chunk: int, indices: list[int]) -> None: ...
+    def wait(self, timeout: float) -> list[Event]: ...
+    def stop(self, slot: int) -> None: ...
+    def describe(self) -> str: ...
+
+
+class ExportBusy(RuntimeError):
+    """Another driver holds the dataset folder."""
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not start (no GL, no Blender, a bad hand model): the run stops with its message."""
+
+
+def plan_chunks(pending: list[int], workers: int, chunk_size: int | None = None) -> list[list[int]]:
+    """Cut ``pending`` (in order) into chunks: ``chunk_size`` each, else small enough that every worker
+    gets ``CHUNKS_PER_WORKER`` of them and at most ``MAX_CHUNK``."""
+    size = chunk_size or max(1, min(MAX_CHUNK, len(pending) // (workers * CHUNKS_PER_WORKER)))
+    return [pending[k:k + size] for k in range(0, len(pending), size)]
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """One driver per dataset folder at a time (a second one would redo the first one's samples): an
+    advisory lock on the folder itself, so nothing is left in the dataset; the kernel drops it when the
+    driver dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one driver per folder is then up to you
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
+                             "or stop it (a rerun afterwards resumes)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class _Bar:
+    """One progress bar over all workers: tqdm (rate and ETA), a ``progress(done, total)`` callable, or nothing."""
+
+    def __init__(self, progress: bool | Callable, total: int, desc: str):
+        self.callback = progress if callable(progress) else None
+        self.done, self.total = 0, total
+        self.tqdm = None
+        if progress is True:
+            from tqdm import tqdm
+
+            self.tqdm = tqdm(total=total, desc=desc, unit="sample", smoothing=0.1)
+
+    def update(self, n: int, **postfix: int) -> None:
+        self.done += n
+        if self.tqdm is not None:
+            if postfix:
+                self.tqdm.set_postfix(postfix, refresh=False)
+            self.tqdm.update(n)
+        if self.callback is not None and n:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
+
+
+def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[], Any], workers: int,
+                   command: str, progress: bool | Callable = True, limit: int | None = None,
+                   chunk_size: int | None = None, die_after: int | None = None,
+                   poll_seconds: float = 0.5) -> dict[str, Any]:
+    """Export ``spec`` into ``out`` with ``workers`` workers from ``pool_factory()`` (a context manager
+    giving a ``Pool``). ``die_after``: the fault injection of ``handforge.export.worker.FAULT_ENV``.
+    Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
+    if workers < 1:
+        raise ValueError(f"workers: expected at least 1, got {workers}")
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, die_after,
+                              poll_seconds)
+    except BaseException:
+        if created and not any(out.iterdir()):  # e.g. no cluster at the address: leave nothing behind
+            out.rmdir()
+        raise
+
+
+def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, die_after,
+                   poll_seconds) -> dict[str, Any]:
+    from handforge.export.run import finalise
+
+    with run_lock(out):
+        removed = writers.clean_partial(out)
+        pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
+        skipped = spec.samples - len(pending)
+        if limit is not None:
+            pending = pending[:limit]
+        chunks = plan_chunks(pending, workers, chunk_size)
+        start = time.perf_counter()
+        failed: dict[int, str] = {}
+        restarts = 0
+        renderer_name = None
+        if chunks:
+            with pool_factory() as pool:
+                failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
+                                                         die_after, poll_seconds, out)
+            writers.clean_partial(out)  # what dead workers left of samples that were given up
+        seconds = time.perf_counter() - start
+        samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
+        # a failed sample that a replaced worker finished after all is not a failure
+        failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
+    return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
+            "finished": len(samples), "seconds": seconds, "failed": failed, "worker_restarts": restarts,
+            "workers": workers}
+
+
+def _drive(pool, chunks: list[list[int]], workers: int, progress, die_after, poll_seconds,
+           out: Path) -> tuple[dict[int, str], int, str | None]:
+    queue = deque(range(len(chunks)))
+    attempts: Counter[int] = Counter()
+    busy: dict[int, int] = {}            # slot → chunk
+    idle: list[int] = []
+    ready: set[int] = set()
+    unready_deaths: Counter[int] = Counter()  # deaths before "ready", per slot: a worker that cannot even start
+    failed: dict[int, str] = {}
+    restarts = 0
+    renderer_name = None
+    bar = _Bar(progress, sum(map(len, chunks)), f"export ({workers} workers, {pool.describe()})")
+    try:
+        for slot in range(workers):
+            pool.start(slot, die_after)
+        while queue or busy:
+            while idle and queue:
+                slot, chunk = idle.pop(), queue.popleft()
+                busy[slot] = chunk
+                pool.submit(slot, chunk, chunks[chunk])
+            for event in pool.wait(poll_seconds):
+                if event.kind == "ready":
+                    renderer_name = renderer_name or event.payload
+                    unready_deaths[event.slot] = 0
+                    ready.add(event.slot)
+                    idle.append(event.slot)
+                elif event.kind == "fatal":
+                    raise WorkerStartError(f"an export worker could not start: {event.payload}")
+                elif event.kind == "done":
+                    chunk, results = event.payload
+                    busy.pop(event.slot, None)
+                    idle.append(event.slot)
+                    for result in results:
+                        if result["error"]:
+                            failed[result["index"]] = result["error"]
+                    bar.update(len(results), failed=len(failed), restarts=restarts)
+                elif event.kind == "died":
+                    restarts += 1
+                    chunk = busy.pop(event.slot, None)
+                    if event.slot in idle:
+                        idle.remove(event.slot)
+                    if event.slot not in ready:
+                        unready_deaths[event.slot] += 1
+                        if unready_deaths[event.slot] >= MAX_ATTEMPTS:
+                            raise WorkerStartError(f"export workers keep dying before they are ready "
+                                                   f"({event.payload})")
+                    ready.discard(event.slot)
+                    if chunk is not None:
+                        bar.update(_requeue(chunk, chunks, attempts, queue, failed, event.payload, out),
+                                   failed=len(failed), restarts=restarts)
+                    if queue or busy:
+                        pool.start(event.slot)
+        return failed, restarts, renderer_name
+    finally:
+        bar.close()
+
+
+def _requeue(chunk: int, chunks: list[list[int]], attempts: Counter, queue: deque, failed: dict[int, str],
+             reason: str, out: Path) -> int:
+    """A dead worker's chunk: its finished samples count, the rest is redone (first) or, after
+    ``MAX_ATTEMPTS``, given up. Returns how many samples the bar moves by."""
+    attempts[chunk] += 1
+    finished = [i for i in chunks[chunk] if writers.is_finished(out, i)]
+    unfinished = [i for i in chunks[chunk] if i not in set(finished)]
+    if attempts[chunk] < MAX_ATTEMPTS:
+        chunks[chunk] = unfinished
+        if unfinished:
+            queue.appendleft(chunk)
+        return len(finished)
+    for index in unfinished:
+        failed[index] = f"{MAX_ATTEMPTS} workers died while on this sample's chunk (last: {reason})"
+    return len(chunks[chunk])
+
+
+def _known_renderer(out: Path) -> str:
+    """The GL renderer's name when no worker ran (everything was finished): the card's, else this machine's."""
+    import json
+
+    card = out / "dataset_card.json"
+    if card.is_file():
+        name = json.loads(card.read_text(encoding="utf-8")).get("gl_renderer")
+        if name:
+            return name
+    from handforge.render.gl import renderer
+
+    return renderer().renderer_name
+
+
+def failure_summary(failed: dict[int, str], shown: int = 10) -> list[str]:
+    """Lines saying what failed and why, one per distinct reason, with the first sample indices."""
+    by_reason: dict[str, list[int]] = {}
+    for index, why in sorted(failed.items()):
+        by_reason.setdefault(why, []).append(index)
+    lines = []
+    for why, indices in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+        listed = ", ".join(map(str, indices[:shown])) + (", …" if len(indices) > shown else "")
+        lines.append(f"  {len(indices)} sample(s) [{listed}]: {why}")
+    return lines

@@ -1,0 +1,84 @@
+"""One export worker: holds the hand model, its own GL context and (for RGB) its own Blender warm, and
+writes the samples it is given straight into the dataset folder (each one atomically, see ``writers``).
+
+The same class runs inside a local worker process (``handforge.export.local_pool``) and a Ray actor
+(``handforge.export.ray_pool``); the driver (``handforge.export.shards``) only sees JSON-able results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from handforge.export import writers
+from handforge.export.spec import parse_spec
+
+# Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
+# first worker (not their replacements) exit abruptly (no clean-up, like SIGKILL) after K samples;
+# every worker, so that one dies whichever of them gets the work.
+FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
+
+
+def parse_fault(text: str) -> int | None:
+    """The K of ``die_after=K`` (None when ``text`` is empty); anything else is an error that says the form."""
+    if not text:
+        return None
+    key, _, value = text.partition("=")
+    if key.strip() != "die_after" or not value.strip().isdigit():
+        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K (K a whole number of samples)")
+    return int(value)
+
+
+class SampleWorker:
+    """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``.
+    ``threads``: torch's CPU threads in this worker (None: torch's default)."""
+
+    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None = None, threads: int | None = None):
+        import torch
+
+        from handforge.hands import load_hand_model
+        from handforge.render.gl import renderer
+
+        if threads:  # N workers each with every core's threads would oversubscribe the CPUs (Ray sets its own)
+            torch.set_num_threads(threads)
+        self.spec, self.out, self.die_after = parse_spec(spec), Path(out), die_after
+        self.model = load_hand_model(self.spec.hand_model)
+        self.gl = renderer()  # this process's own EGL context
+        self._stack = contextlib.ExitStack()
+        self.rgb = None
+        if "rgb" in self.spec.outputs and self.spec.render.engine != "none":
+            from handforge.render.blender import BlenderRGB
+
+            self.rgb = self._stack.enter_context(BlenderRGB(self.spec.render.engine, self.spec.render.samples))
+        self.written = 0
+
+    @property
+    def renderer_name(self) -> str:
+        return self.gl.renderer_name
+
+    def run(self, indices: list[int]) -> list[dict[str, Any]]:
+        from handforge.export.run import make_sample
+
+        results = []
+        for index in indices:
+            if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
+                results.append({"index": index, "error": None})
+                continue
+            try:
+                record, files = make_sample(self.spec, index, self.model, self.gl, self.rgb)
+                writers.write_sample(self.out, index, record, files)
+                results.append({"index": index, "error": None})
+            except Exception as exc:  # one bad sample is reported in the summary; the others go on
+                last = traceback.extract_tb(exc.__traceback__)[-1]
+                results.append({"index": index, "error": f"{type(exc).__name__}: {exc} "
+                                                         f"({Path(last.filename).name}:{last.lineno})"})
+            self.written += 1
+            if self.die_after is not None and self.written >= self.die_after:
+                os._exit(70)  # the injected fault: no clean-up, no reply
+        return results
+
+    def close(self) -> None:
+        self._stack.close()

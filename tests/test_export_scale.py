@@ -1,0 +1,160 @@
+"""Scale-out export on local worker processes: same bytes as one process, a killed worker is replaced,
+a killed driver resumes, failures are summarised, and the driver logic on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from handforge.commands.export import reproducing_command
+from handforge.export.local_pool import LocalPool
+from handforge.export.shards import MAX_CHUNK, ExportBusy, export_sharded, failure_summary, plan_chunks, run_lock
+from tests.support.scale import COMMAND, SPEC, single_process, spec, tree
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, bytes]:
+    return single_process(tmp_path_factory.mktemp("single") / "data")
+
+
+def local(out: Path, workers: int, **kwargs) -> dict:
+    pool = lambda: LocalPool(spec().to_dict(), str(out), workers)
+    return export_sharded(spec(), out, pool, workers, command=COMMAND, progress=False, **kwargs)
+
+
+def test_two_worker_processes_write_the_single_process_dataset(reference, tmp_path):
+    summary = local(tmp_path / "data", 2)
+    assert summary["finished"] == SPEC["samples"] and summary["failed"] == {} and summary["worker_restarts"] == 0
+    assert tree(tmp_path / "data") == reference
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_samples_redone(reference, tmp_path):
+    # each first worker that gets work exits abruptly after 1 sample, inside its first chunk of 2 (40 // (2 × 8))
+    summary = local(tmp_path / "data", 2, die_after=1)
+    assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
+    assert tree(tmp_path / "data") == reference
+
+
+def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet"]
+    driver = subprocess.Popen([*command, "--workers", "2"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("samples/*/labels.json"))) < 4:
+        assert driver.poll() is None, driver.stderr.read()
+        assert time.monotonic() < deadline, "no samples written in 2 minutes"
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    time.sleep(1.0)  # its workers die with it (PR_SET_PDEATHSIG): nothing is written any more
+    finished = sorted(out.glob("samples/*/labels.json"))
+    assert 4 <= len(finished) < SPEC["samples"], "the driver was not killed mid-run"
+    time.sleep(1.0)
+    assert sorted(out.glob("samples/*/labels.json")) == finished
+    rerun = subprocess.run([*command, "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({SPEC['samples'] - len(finished)} new, {len(finished)} already there)" in rerun.stdout
+    result = tree(out)
+    # the card records the command without the scale-out options: the one that remakes the dataset
+    card = json.loads(result.pop("dataset_card.json"))
+    expected = dict(reference)
+    assert card.pop("command") == "handforge export spec.json --out data --quiet"
+    assert card == {k: v for k, v in json.loads(expected.pop("dataset_card.json")).items() if k != "command"}
+    expected.pop("dataset_card.md"), result.pop("dataset_card.md")
+    assert result == expected
+
+
+def test_failed_samples_are_summarised_and_retried_by_a_rerun(tmp_path):
+    clip = tmp_path / "clip.npz"
+    clip.write_bytes(b"not a motion clip")
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 3, "poses": {"source": "files",
+                                                                                    "files": [str(clip)]}}))
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet",
+                          "--workers", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert "3 sample(s) failed (a rerun retries them)" in run.stderr
+    assert "3 sample(s) [0, 1, 2]:" in run.stderr, run.stderr
+    assert not list((tmp_path / "data").glob("samples/*"))  # no half-written samples
+    assert json.loads((tmp_path / "data" / "coco.json").read_text())["images"] == []
+
+
+def test_ray_without_ray_installed_says_what_to_install(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    block_ray = "import sys; sys.modules['ray'] = None; from handforge.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = subprocess.run([sys.executable, "-c", block_ray, "export", "spec.json", "--out", "data", "--ray"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "--ray needs Ray" in run.stderr and 'pip install "handforge[cluster]"' in run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_ray_address_nothing_answers_at_is_refused_at_once(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data",
+                          "--ray", "127.0.0.1:9"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--ray 127.0.0.1:9: no Ray head answers there" in run.stderr, run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monkeypatch):
+    from handforge.export.shards import WorkerStartError
+    from handforge.export.spec import parse_spec
+
+    (tmp_path / "no-mano").mkdir()
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))  # the workers inherit it
+    mano = parse_spec({**SPEC, "hand_model": "mano"})
+    out = tmp_path / "data"
+    with pytest.raises(WorkerStartError, match="an export worker could not start: MANOFileError"):
+        export_sharded(mano, out, lambda: LocalPool(mano.to_dict(), str(out), 2), 2, command=COMMAND, progress=False)
+    assert not out.exists()  # nothing left behind
+
+
+def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):
+    out = tmp_path / "data"
+    out.mkdir()
+    with run_lock(out):
+        with pytest.raises(ExportBusy, match="another handforge export is writing into this folder"):
+            local(out, 1)
+    assert not list(out.iterdir())
+
+
+def test_chunks_cover_the_pending_samples_in_order():
+    pending = [i for i in range(100) if i % 7]
+    for workers in (1, 2, 5):
+        chunks = plan_chunks(pending, workers)
+        assert [i for c in chunks for i in c] == pending
+        assert max(map(len, chunks)) <= MAX_CHUNK and len(chunks) >= min(len(pending), workers * 8)
+    assert plan_chunks(pending, 2, chunk_size=10)[0] == pending[:10]
+    assert plan_chunks([], 3) == []
+
+
+def test_failure_summary_groups_by_reason():
+    lines = failure_summary({4: "b", 1: "a", 2: "a", **{k: "c" for k in range(10, 25)}}, shown=3)
+    assert lines == ["  15 sample(s) [10, 11, 12, …]: c", "  2 sample(s) [1, 2]: a", "  1 sample(s) [4]: b"]
+
+
+@pytest.mark.parametrize("argv, address, kept", [
+    (["s.toml", "--out", "d", "--workers", "4"], None, ["s.toml", "--out", "d"]),
+    (["s.toml", "--workers=4", "--out", "d", "--ray"], "", ["s.toml", "--out", "d"]),
+    (["s.toml", "--out", "d", "--ray", "head:6379", "--seed", "3"], "head:6379", ["s.toml", "--out", "d", "--seed", "3"]),
+    (["s.toml", "--ray=ray://h:10001", "--gpus-per-worker", "1", "--out", "d"], "ray://h:10001", ["s.toml", "--out", "d"]),
+])
+def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
+    assert reproducing_command(argv, address) == " ".join(["handforge", "export", *kept])
+
+
+def test_bad_worker_counts_say_what_is_wrong(tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--workers", "0"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert run.returncode == 2 and "--workers: expected at least 1, got 0" in run.stderr
