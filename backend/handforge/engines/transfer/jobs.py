@@ -1,0 +1,156 @@
+"""The ``image.transfer`` job kind: a source image's hands re-posed to the rigs' pose, appearance kept
+(light at import: torch, diffusers and the pipelines are imported inside the handler).
+
+Inputs: the source image (``source.image``), optionally its pose (``source.<side>.<field>`` arrays, or
+``source_labels``: the labels JSON a HandForge image carries, ``{"hands": {side: {"params_world"}},
+"camera"}``), and the target exactly as ``image.generate`` takes it (camera + the rigs' pose arrays).
+The result is ``image.generate``'s: ``images`` + the labels of the target pose, so clients import it
+the same way. The pipeline comes from the same model cache entry as ``image.generate``'s; the
+reference attention is installed for this job only and removed afterwards (``reference.inject``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from handforge_shared.poses import POSE_FIELDS, HandPose, hand_array_name
+from handforge_shared.protocol import ErrorCode
+from handforge_shared.skeleton import SIDES
+
+from handforge import config
+from handforge.engines.image import jobs as image_jobs
+from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import ArraySpec, Number, Schema, String, invalid
+
+KIND = "image.transfer"
+GUIDES = ("controlnet", "attentionhand")  # the target pose's render goes to your ControlNets or the guidance module
+SOURCE_PREFIX = "source."
+SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
+# image.generate's parameters that mean nothing here (text attention, hand-box refinement)
+NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
+
+
+def _reference_availability() -> str:
+    """The training-free engine runs on SD 1.x + the ControlNets or the guidance module."""
+    statuses = {name: image_jobs._engines[name].status() for name in GUIDES}
+    if any(status.available for status in statuses.values()):
+        return ""
+    return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
+
+
+def source_array(side: str, name: str) -> str:
+    return SOURCE_PREFIX + hand_array_name(side, name)
+
+
+def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, HandPose]:
+    """The source image's hands: from ``source.<side>.*`` arrays, else from ``source_labels``; {} if neither."""
+    given = {s for s in SIDES if source_array(s, "global_orient") in arrays}
+    if given and params["source_labels"]:
+        raise invalid("params.source_labels", "the source pose is given twice (source.<side>.* arrays and labels)",
+                      "send one of them")
+    if given:
+        return {s: HandPose(**{n: np.asarray(arrays[source_array(s, n)], np.float64).reshape(size)
+                               for n, size in POSE_FIELDS.items() if source_array(s, n) in arrays}) for s in given}
+    if not params["source_labels"]:
+        return {}
+    try:
+        labels = json.loads(params["source_labels"])
+        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in (labels.get("hands") or {}).items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
+                      "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
+                      "{...}}}, \"camera\": {...}}") from None
+    unknown = set(hands) - set(SIDES)
+    if unknown or not hands:
+        raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
+    return hands
+
+
+def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    source_pose(params, arrays)
+    generate_params = {**params, "engine": params["guide"], "tas_steps": None}
+    image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+
+
+def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    import torch
+
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.image.controls import resolve
+    from handforge.engines.image.pipeline import latent_preview
+    from handforge.engines.transfer.pipeline import transfer
+
+    source_hands = source_pose(params, arrays)
+    camera = image_jobs._camera(params, arrays)
+    hand_model = image_jobs._hand_model(ctx, params["hand_model"])
+    target = condition(hand_model, image_jobs._placed(hand_model, image_jobs._hands(arrays), arrays), camera)
+    if params["guide"] == "attentionhand":
+        weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
+    else:
+        controls = resolve(params["controls"], config.value(CONTROLNETS.key))
+        weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
+    pipe = image_jobs._pipeline(ctx, params, weights)
+    if params["attention_slicing"]:
+        pipe.enable_attention_slicing()
+    else:
+        pipe.disable_attention_slicing()
+    view = target.global_view
+    device = "cpu" if params["cpu_offload"] else ctx.device
+
+    def on_step(i: int, total: int, latents) -> None:
+        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
+
+    out = transfer(pipe, np.asarray(arrays["source.image"]), [view.images[k] for k in kinds], params["prompt"],
+                   negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
+                   guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
+                   num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
+                   reference_scale=params["reference_scale"], on_step=on_step)
+    data = {"engine": "reference", "guide": params["guide"], "seed": params["seed"], "controls": kinds,
+            "reference_scale": params["reference_scale"], "camera": camera.to_dict(), "hands": view.hands,
+            "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}})
+
+
+def _schema(generate: Schema) -> Schema:
+    """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
+    params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
+    params["prompt"] = String(doc="what the image shows (the source's own words help)", default="two hands",
+                              max_length=2000)
+    params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets) or attentionhand "
+                                 "(the guidance module, image.guidance)", default="controlnet", choices=GUIDES)
+    params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
+                                       default=1.0, min=0.0, max=1.0)
+    params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
+                                         "source.<side>.* arrays); optional", default="", max_length=200_000)
+    arrays = dict(generate.arrays)
+    arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", 3), dtypes=("uint8",),
+                                       doc="the source image, RGB, top row first; resized to width × height")
+    for side in SIDES:
+        for name, size in POSE_FIELDS.items():
+            arrays[source_array(side, name)] = ArraySpec(
+                shape=(1, size), required=False, min=-100.0, max=100.0,
+                requires=(source_array(side, "hand_pose" if name == "global_orient" else "global_orient"),),
+                doc=f"the source image's {side} hand {name}, optional")
+    dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE}
+    return Schema(params=params, arrays=arrays, dims=dims, extra_arrays=generate.extra_arrays, max_bytes=generate.max_bytes)
+
+
+def register_jobs(registry: Registry) -> None:
+    generate = registry.kind("image.generate")  # engines register in name order: image before transfer
+    registry.add_engine(Engine("transfer", "pose transfer: the source image's hands re-posed to the rigs' pose "
+                                           "(training-free: ControlNet + reference attention)",
+                               settings=(SD_MODEL.key,), availability=_reference_availability))
+    registry.add_kind(JobKind(
+        KIND, transfer_job, engine="transfer", device="gpu", timeout=1800, check=_check, schema=_schema(generate.schema),
+        description="source image + target pose (camera + rigs) → images of the source's hands in the target pose",
+        returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
+                 "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
+                 "source_hands": "the source pose used (params_world per side), {} when not given"}))
+
+
+__all__ = ["KIND", "register_jobs", "source_pose", "transfer_job"]
