@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from handforge.engines.image.conditioning import condition
-from handforge.engines.transfer.compositing import MESH_THRESHOLD, background, composite, hand_mask
+from handforge.engines.transfer.compositing import (
+    MESH_THRESHOLD,
+    background,
+    composite,
+    hand_mask,
+)
 from handforge.hands import load_hand_model
 from handforge.render.camera import Camera, look_at
 from handforge_shared import pose_library

@@ -84,6 +84,5 @@ def test_injection_changes_the_output_at_a_fixed_seed_and_leaves_the_pipeline_as
 
 def test_one_source_image_at_a_time(pipe):
     latents = torch.zeros(2, 4, SIZE // 8, SIZE // 8)
-    with pytest.raises(ValueError, match="one source image"):
-        with inject(pipe.unet, pipe.scheduler, latents, latents):
-            pass
+    with pytest.raises(ValueError, match="one source image"), inject(pipe.unet, pipe.scheduler, latents, latents):
+        pass
