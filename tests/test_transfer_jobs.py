@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from handforge.engines.checkpoints import save_model
+from handforge.engines.transfer.model import TargetGenerator
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
 from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
@@ -27,7 +30,11 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
     sd = tiny_sd.build_sd(root / "sd")
     tiny_sd.build_controlnet(root / "controlnets" / "control_sd15_depth", sd, seed=2)
+    torch.manual_seed(0)
+    generator = save_model(TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16),
+                                           feature_dim=16, num_layers=1, num_heads=2), root / "target_generator")
     env = {"HANDFORGE_SD_MODEL": str(sd), "HANDFORGE_CONTROLNETS": str(root / "controlnets"),
+           "HANDFORGE_TRANSFER_TARGET_GENERATOR": str(generator),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as running:
         yield running
@@ -69,6 +76,21 @@ def test_transfer_returns_images_with_the_target_poses_labels(server):
         assert np.array_equal(again.arrays["images"], images)  # seeded; the shared pipeline was restored
         plain = client.run("image.transfer", {**params, "reference_scale": 0.0}, arrays, timeout=600)
         assert plain.data["reference_scale"] == 0.0
+
+
+def test_ihpt_engine_samples_from_the_target_generator(server):
+    with server.client() as client:
+        assert client.hello()["engines"]["ihpt"]["available"]
+        params, arrays = request(engine="ihpt", seed=1, source_labels=labels_of("fist"))
+        messages = []
+        result = client.run("image.transfer", params, arrays, timeout=600, on_progress=lambda e: messages.append(e.message))
+        assert result.arrays["images"].shape == (1, SIZE, SIZE, 3) and "step 2/2" in messages
+        assert result.data["engine"] == "ihpt" and set(result.data["hands"]) == {"right"}
+        other = client.run("image.transfer", {**params, "source_labels": labels_of("spread")}, arrays, timeout=600)
+        assert result.data["source_hands"] != other.data["source_hands"]
+        with pytest.raises(JobFailed) as failed:  # IHPT's pose encoder needs the source pose
+            client.run("image.transfer", {**params, "source_labels": ""}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message
 
 
 @pytest.mark.parametrize("change, field", [

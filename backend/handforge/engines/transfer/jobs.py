@@ -17,22 +17,28 @@ from typing import Any
 
 import numpy as np
 from handforge_shared.poses import POSE_FIELDS, HandPose, hand_array_name
-from handforge_shared.protocol import ErrorCode
+from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
 from handforge.engines.image import jobs as image_jobs
-from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.engines.transfer.settings import TARGET_GENERATOR
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Number, Schema, String, invalid
 
 KIND = "image.transfer"
+ENGINES = ("reference", "ihpt")  # training-free (ControlNet + reference attention) / IHPT's target generator
 GUIDES = ("controlnet", "attentionhand")  # the target pose's render goes to your ControlNets or the guidance module
 SOURCE_PREFIX = "source."
 SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
 # image.generate's parameters that mean nothing here (text attention, hand-box refinement)
 NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
+
+
+_ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
+                                                                                               TARGET_GENERATOR.key))
 
 
 def _reference_availability() -> str:
@@ -41,6 +47,11 @@ def _reference_availability() -> str:
     if any(status.available for status in statuses.values()):
         return ""
     return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
+
+
+def _availability() -> str:
+    reference, ihpt = _reference_availability(), _ihpt.status()
+    return "" if not reference or ihpt.available else f"reference: {reference}; ihpt: {ihpt.reason}"
 
 
 def source_array(side: str, name: str) -> str:
@@ -71,10 +82,61 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
     return hands
 
 
+def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """image.generate's checks of the target (size, camera, hands) without its weights' (ihpt has its own)."""
+    if params["width"] % 8 or params["height"] % 8:
+        raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
+                      "round the camera's resolution to a multiple of 8")
+    if ("camera.K" in arrays) == ("camera.matrix_world" in arrays):
+        raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
+                      "sensor/shift (Blender's settings)")
+    if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
+        raise invalid("arrays.right.global_orient", "no target hand given",
+                      "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
+
+
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    source_pose(params, arrays)
+    hands = source_pose(params, arrays)
+    if params["engine"] == "ihpt":
+        if not hands:
+            raise invalid("params.source_labels", "the ihpt engine needs the source image's pose",
+                          "send source_labels (a HandForge image's labels) or source.<side>.* arrays")
+        status = _ihpt.status()
+        if not status.available:
+            raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
+        _check_target(params, arrays)
+        return
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
     image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+
+
+def _sample_ihpt(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray], source_hands, hands,
+                 on_step) -> np.ndarray:
+    import torch
+
+    from handforge.engines.image.loading import WeightsError, load_sd
+    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.transfer.pipeline import sample_target
+
+    sd, dtype = config.value(SD_MODEL.key), image_jobs._torch_dtype(params["dtype"], ctx.device)
+
+    def load(device: str):
+        parts = load_sd(sd, config.value(SD_CONFIG.key), dtype)
+        return {k: v.to(device) if hasattr(v, "to") and k != "scheduler" else v for k, v in parts.items()}
+
+    try:
+        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
+    except WeightsError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"check {SD_MODEL.key} (handforge models check)") from None
+    folder = config.value(TARGET_GENERATOR.key)
+    model = ctx.pretrained(TargetGenerator, folder)
+    if model.config.cross_attention_dim != parts["unet"].config.cross_attention_dim:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
+                       f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
+                       f"train it on this SD model, or set {SD_MODEL.key} to the one it was trained on")
+    return sample_target(parts, model, np.asarray(arrays["source.image"]), pose_vector(source_hands),
+                         pose_vector(hands), params["width"], params["height"], params["steps"], params["batch"],
+                         torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
 
 
 def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -85,10 +147,19 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.transfer.pipeline import transfer
 
+    def on_step(i: int, total: int, latents) -> None:
+        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
+
     source_hands = source_pose(params, arrays)
     camera = image_jobs._camera(params, arrays)
     hand_model = image_jobs._hand_model(ctx, params["hand_model"])
-    target = condition(hand_model, image_jobs._placed(hand_model, image_jobs._hands(arrays), arrays), camera)
+    hands = image_jobs._placed(hand_model, image_jobs._hands(arrays), arrays)
+    view = condition(hand_model, hands, camera).global_view
+    data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
+            "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    if params["engine"] == "ihpt":
+        images = _sample_ihpt(ctx, params, arrays, source_hands, hands, on_step)
+        return JobResult(data, {"images": images, "control.mesh": view.images["mesh"]})
     if params["guide"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
     else:
@@ -99,20 +170,13 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
         pipe.enable_attention_slicing()
     else:
         pipe.disable_attention_slicing()
-    view = target.global_view
     device = "cpu" if params["cpu_offload"] else ctx.device
-
-    def on_step(i: int, total: int, latents) -> None:
-        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
-
     out = transfer(pipe, np.asarray(arrays["source.image"]), [view.images[k] for k in kinds], params["prompt"],
                    negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
                    guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
                    num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
                    reference_scale=params["reference_scale"], on_step=on_step)
-    data = {"engine": "reference", "guide": params["guide"], "seed": params["seed"], "controls": kinds,
-            "reference_scale": params["reference_scale"], "camera": camera.to_dict(), "hands": view.hands,
-            "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
     return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}})
 
 
@@ -121,6 +185,9 @@ def _schema(generate: Schema) -> Schema:
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
     params["prompt"] = String(doc="what the image shows (the source's own words help)", default="two hands",
                               max_length=2000)
+    params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
+                                  "from the source); ihpt: IHPT's target generator (transfer.target_generator; "
+                                  "needs the source pose)", default="reference", choices=ENGINES)
     params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets) or attentionhand "
                                  "(the guidance module, image.guidance)", default="controlnet", choices=GUIDES)
     params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
@@ -142,9 +209,10 @@ def _schema(generate: Schema) -> Schema:
 
 def register_jobs(registry: Registry) -> None:
     generate = registry.kind("image.generate")  # engines register in name order: image before transfer
+    registry.add_engine(_ihpt)
     registry.add_engine(Engine("transfer", "pose transfer: the source image's hands re-posed to the rigs' pose "
-                                           "(training-free: ControlNet + reference attention)",
-                               settings=(SD_MODEL.key,), availability=_reference_availability))
+                                           "(reference: ControlNet + reference attention, or ihpt)",
+                               availability=_availability))
     registry.add_kind(JobKind(
         KIND, transfer_job, engine="transfer", device="gpu", timeout=1800, check=_check, schema=_schema(generate.schema),
         description="source image + target pose (camera + rigs) → images of the source's hands in the target pose",

@@ -80,12 +80,12 @@ class ReferenceInjection:
 
     def _pre_hook(self, module, args, kwargs):
         if self.bank.writing or not self.bank.enabled:
-            return None
+            return
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         text = args[2] if len(args) > 2 else kwargs["encoder_hidden_states"]
         with torch.no_grad():
             self.write(timestep, text)
-        return None
+        return
 
 
 def self_attention_names(unet) -> list[str]:
