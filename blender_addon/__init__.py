@@ -14,9 +14,10 @@ from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_i
                preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import ops_library  # the pose browser's user library
+from . import ops_transfer  # Transfer Pose (image.transfer)
 
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
-                  panels)
+                  panels, ops_transfer)
 
 
 def register() -> None:
@@ -27,6 +28,7 @@ def register() -> None:
     ops_image.register()
     fingers.register()
     ops_library.register()
+    ops_transfer.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
@@ -35,6 +37,7 @@ def unregister() -> None:
     connection.shutdown()
     fingers.unregister()
     ops_library.unregister()
+    ops_transfer.unregister()
     ops_image.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
