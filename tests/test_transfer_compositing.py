@@ -62,7 +62,7 @@ def test_background_generator_is_seeded_text_to_image(tmp_path):
 
     sd = tiny_sd.build_sd(tmp_path / "sd")
     pipe = build_pipeline(sd, [tiny_sd.build_controlnet(tmp_path / "cn", sd)])
-    a = background(pipe, "a kitchen table", 64, 48, steps=2, seed=1)
+    a = background(pipe.components, "a kitchen table", 64, 48, steps=2, seed=1)
     assert a.shape == (48, 64, 3) and a.dtype == np.uint8
-    assert np.array_equal(a, background(pipe, "a kitchen table", 64, 48, steps=2, seed=1))
-    assert not np.array_equal(a, background(pipe, "a kitchen table", 64, 48, steps=2, seed=2))
+    assert np.array_equal(a, background(pipe.components, "a kitchen table", 64, 48, steps=2, seed=1))
+    assert not np.array_equal(a, background(pipe.components, "a kitchen table", 64, 48, steps=2, seed=2))

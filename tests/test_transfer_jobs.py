@@ -49,9 +49,9 @@ def request(**params):
     return {"width": SIZE, "height": SIZE, "steps": 2, **params}, arrays
 
 
-def labels_of(pose_name: str) -> str:
+def labels_of(pose_name: str, camera: dict | None = None) -> str:
     return json.dumps({"hands": {"right": {"params_world": pose_library.get(pose_name, side="right").to_dict()}},
-                       "camera": {}})
+                       "camera": camera or {}})
 
 
 def test_transfer_returns_images_with_the_target_poses_labels(server):
@@ -91,6 +91,33 @@ def test_ihpt_engine_samples_from_the_target_generator(server):
         with pytest.raises(JobFailed) as failed:  # IHPT's pose encoder needs the source pose
             client.run("image.transfer", {**params, "source_labels": ""}, arrays, timeout=60)
         assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message
+
+
+def test_background_prompt_recomposites_the_source_through_its_mesh_image(server):
+    from handforge.engines.transfer.compositing import hand_mask
+
+    with server.client() as client:
+        params, arrays = request(seed=2)
+        camera = {"K": arrays["camera.K"].tolist(), "R": arrays["camera.R"].tolist(), "t": arrays["camera.t"].tolist(),
+                  "width": SIZE, "height": SIZE}
+        source = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        arrays["source.image"] = source
+        messages = []
+        for engine in ("reference", "ihpt"):
+            result = client.run("image.transfer", {**params, "engine": engine, "background_prompt": "a wooden table",
+                                                   "source_labels": labels_of("fist", camera)}, arrays, timeout=600,
+                                on_progress=lambda e: messages.append(e.message))
+            new, mask = result.arrays["source"], hand_mask(result.arrays["source.mesh"])
+            assert 0.02 < mask.mean() < 0.9 and "background" in messages
+            assert np.array_equal(new[mask], source[mask])  # the source's hands, pixel for pixel
+            assert (new[~mask] != source[~mask]).any(axis=-1).mean() > 0.9  # a new background around them
+        with pytest.raises(JobFailed, match="its labels' camera sees"):
+            client.run("image.transfer", {**params, "background_prompt": "a table",
+                                          "source_labels": labels_of("fist", {**camera, "width": 64})}, arrays,
+                       timeout=60)
+        with pytest.raises(JobFailed, match="needs the source's pose and camera"):
+            client.run("image.transfer", {**params, "background_prompt": "a table", "source_labels": labels_of("fist")},
+                       arrays, timeout=60)
 
 
 @pytest.mark.parametrize("change, field", [

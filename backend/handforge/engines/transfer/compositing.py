@@ -40,15 +40,16 @@ def composite(background: np.ndarray, hand: np.ndarray, mesh: np.ndarray,
     return np.where(hand_mask(mesh, threshold)[..., None], hand, background).astype(np.uint8)
 
 
-def background(pipe, prompt: str, width: int, height: int, negative_prompt: str = "", steps: int = 20,
+def background(parts, prompt: str, width: int, height: int, negative_prompt: str = "", steps: int = 20,
                guidance_scale: float = 7.5, seed: int = 0, device: str = "cpu") -> np.ndarray:
-    """BIG: an (H, W, 3) uint8 text-to-image background from the SD 1.x parts of ``pipe`` (a HandImagePipeline)."""
+    """BIG: an (H, W, 3) uint8 text-to-image background from SD 1.x's ``parts`` (vae, text_encoder,
+    tokenizer, unet, scheduler; a pipeline's ``components`` will do)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
-    text_to_image = StableDiffusionPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                                            unet=pipe.unet, scheduler=pipe.scheduler, safety_checker=None,
-                                            feature_extractor=None, requires_safety_checker=False)
+    text_to_image = StableDiffusionPipeline(**{k: parts[k] for k in ("vae", "text_encoder", "tokenizer", "unet",
+                                                                     "scheduler")},
+                                            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     text_to_image.set_progress_bar_config(disable=True)
     out = text_to_image(prompt, negative_prompt=negative_prompt or None, width=width, height=height,
                         num_inference_steps=steps, guidance_scale=guidance_scale, output_type="np",

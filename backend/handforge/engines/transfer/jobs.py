@@ -82,6 +82,19 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
     return hands
 
 
+def source_camera(params: dict[str, Any]):
+    """The source image's camera from ``source_labels`` (``"camera"``: K, R, t, width, height), or None."""
+    from handforge.render.camera import Camera, CameraError
+
+    camera = json.loads(params["source_labels"]).get("camera") if params["source_labels"] else None
+    if not camera:
+        return None
+    try:
+        return Camera.from_dict(camera)
+    except (CameraError, ValueError, TypeError) as exc:
+        raise invalid("params.source_labels", f"its camera: {exc}") from None
+
+
 def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """image.generate's checks of the target (size, camera, hands) without its weights' (ihpt has its own)."""
     if params["width"] % 8 or params["height"] % 8:
@@ -97,6 +110,15 @@ def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     hands = source_pose(params, arrays)
+    if params["background_prompt"]:
+        camera = source_camera(params)
+        if not hands or camera is None:
+            raise invalid("params.background_prompt", "a new background needs the source's pose and camera",
+                          "send source_labels with its camera (a HandForge image's labels)")
+        height, width = arrays["source.image"].shape[:2]
+        if (camera.width, camera.height) != (width, height):
+            raise invalid("arrays.source.image", f"{width}×{height} pixels, its labels' camera sees "
+                          f"{camera.width}×{camera.height}", "send the image the labels belong to, unresized")
     if params["engine"] == "ihpt":
         if not hands:
             raise invalid("params.source_labels", "the ihpt engine needs the source image's pose",
@@ -110,13 +132,9 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
 
 
-def _sample_ihpt(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray], source_hands, hands,
-                 on_step) -> np.ndarray:
-    import torch
-
+def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
+    """SD 1.x's parts (no ControlNet) from the model cache, for the ihpt engine."""
     from handforge.engines.image.loading import WeightsError, load_sd
-    from handforge.engines.transfer.model import TargetGenerator, pose_vector
-    from handforge.engines.transfer.pipeline import sample_target
 
     sd, dtype = config.value(SD_MODEL.key), image_jobs._torch_dtype(params["dtype"], ctx.device)
 
@@ -128,15 +146,45 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
         parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"check {SD_MODEL.key} (handforge models check)") from None
+    return parts
+
+
+def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: np.ndarray, source_hands, hands,
+                 on_step) -> np.ndarray:
+    import torch
+
+    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.transfer.pipeline import sample_target
+
+    sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
     model = ctx.pretrained(TargetGenerator, folder)
     if model.config.cross_attention_dim != parts["unet"].config.cross_attention_dim:
         raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
                        f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
                        f"train it on this SD model, or set {SD_MODEL.key} to the one it was trained on")
-    return sample_target(parts, model, np.asarray(arrays["source.image"]), pose_vector(source_hands),
+    return sample_target(parts, model, source, pose_vector(source_hands),
                          pose_vector(hands), params["width"], params["height"], params["steps"], params["batch"],
                          torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
+
+
+def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, source: np.ndarray,
+                    source_hands) -> tuple[np.ndarray, np.ndarray]:
+    """IHPT's background and source generators: a text-to-image background, the source's hands
+    composited in through their thresholded mesh image; (new source, that mesh image)."""
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.transfer.compositing import background, composite
+    from handforge.engines.transfer.pipeline import fit_image
+
+    camera = source_camera(params)
+    mesh = condition(hand_model, source_hands, camera).global_view.images["mesh"]
+    height, width = source.shape[:2]
+    size = (max(64, round(width / 8) * 8), max(64, round(height / 8) * 8))  # SD's sides: multiples of 8
+    ctx.progress(0.0, "background")
+    back = background(parts, params["background_prompt"], *size, negative_prompt=params["negative_prompt"],
+                      steps=params["steps"], guidance_scale=params["guidance_scale"], seed=params["seed"],
+                      device="cpu" if params["cpu_offload"] else ctx.device)
+    return composite(fit_image(back, width, height), source, mesh), mesh
 
 
 def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -157,9 +205,19 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     view = condition(hand_model, hands, camera).global_view
     data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
             "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    source, extra = np.asarray(arrays["source.image"]), {}
+
+    def recomposited(parts):
+        if not params["background_prompt"]:
+            return source
+        new, mesh = _new_background(ctx, params, parts, hand_model, source, source_hands)
+        extra.update({"source": new, "source.mesh": mesh})
+        return new
+
     if params["engine"] == "ihpt":
-        images = _sample_ihpt(ctx, params, arrays, source_hands, hands, on_step)
-        return JobResult(data, {"images": images, "control.mesh": view.images["mesh"]})
+        parts = _sd_parts(ctx, params)
+        images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, on_step)
+        return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
     if params["guide"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
     else:
@@ -171,13 +229,13 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     else:
         pipe.disable_attention_slicing()
     device = "cpu" if params["cpu_offload"] else ctx.device
-    out = transfer(pipe, np.asarray(arrays["source.image"]), [view.images[k] for k in kinds], params["prompt"],
+    out = transfer(pipe, recomposited(pipe.components), [view.images[k] for k in kinds], params["prompt"],
                    negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
                    guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
                    num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
-    return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}})
+    return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
 
 
 def _schema(generate: Schema) -> Schema:
@@ -192,6 +250,10 @@ def _schema(generate: Schema) -> Schema:
                                  "(the guidance module, image.guidance)", default="controlnet", choices=GUIDES)
     params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
                                        default=1.0, min=0.0, max=1.0)
+    params["background_prompt"] = String(doc="IHPT's background and source generators: a new background from "
+                                             "this prompt, the source's hands composited in (needs source_labels "
+                                             "with its camera); empty: keep the source as it is", default="",
+                                         max_length=2000)
     params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
                                          "source.<side>.* arrays); optional", default="", max_length=200_000)
     arrays = dict(generate.arrays)
@@ -218,7 +280,9 @@ def register_jobs(registry: Registry) -> None:
         description="source image + target pose (camera + rigs) → images of the source's hands in the target pose",
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
-                 "source_hands": "the source pose used (params_world per side), {} when not given"}))
+                 "source_hands": "the source pose used (params_world per side), {} when not given",
+                 "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
+                           "image"}))
 
 
 __all__ = ["KIND", "register_jobs", "source_pose", "transfer_job"]
