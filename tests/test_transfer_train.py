@@ -14,7 +14,7 @@ import pytest
 import torch
 from handforge.engines.checkpoints import load_model
 from handforge.engines.image.loading import load_sd
-from handforge.engines.transfer.model import POSE_DIM, TargetGenerator
+from handforge.engines.transfer.model import POSE_DIM, TargetGenerator, pose_vector
 from handforge.engines.transfer.pairs import PosePairs, write_pairs
 from handforge.engines.transfer.train import TransferObjective
 from handforge.export.spec import parse_spec
@@ -59,6 +59,21 @@ def test_pairs_share_camera_and_look_and_differ_in_pose(data):
     assert not torch.equal(item["source_pose"], item["target_pose"])
 
 
+def test_pose_vector_is_the_cameras_view_of_the_wrists():
+    from handforge_shared import pose_library
+    from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    hands = {"right": pose_library.get("fist", side="right"), "left": pose_library.get("spread", side="left")}
+    R = axis_angle_to_matrix(np.array([0.3, -1.1, 0.4]))
+    turn = axis_angle_to_matrix(np.array([-0.7, 0.2, 2.0]))  # the whole world turned, the camera with it
+    turned = {s: p.replace(global_orient=matrix_to_axis_angle(turn @ axis_angle_to_matrix(p.global_orient)))
+              for s, p in hands.items()}
+    a, b = pose_vector(hands, R), pose_vector(turned, R @ turn.T)
+    assert a.shape == (POSE_DIM,) and np.allclose(a, b, atol=1e-5)
+    assert not np.allclose(pose_vector(hands), pose_vector(turned), atol=1e-3)
+    assert np.array_equal(pose_vector({"right": hands["right"]})[:POSE_DIM // 2], np.zeros(POSE_DIM // 2))  # no left
+
+
 def fixed_loss(model, objective, batch) -> float:
     with torch.no_grad():
         return float(np.mean([float(objective(model, batch, torch.Generator().manual_seed(k))) for k in range(6)]))
@@ -98,3 +113,38 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     bad = subprocess.run([*command[:6], str(tmp_path / "nothing"), "--sd", str(sd_path), "--out", str(tmp_path / "r2")],
                          check=False, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no pairs" in bad.stderr
+
+
+def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
+    from handforge.engines.transfer.pairs import InterHandPairs
+
+    rng = np.random.default_rng(0)
+
+    def hand():
+        return {"pose": rng.normal(scale=0.4, size=48).tolist(), "shape": rng.normal(size=10).tolist(),
+                "trans": rng.normal(scale=0.2, size=3).tolist()}
+
+    folder = tmp_path / "annotations" / "test"
+    folder.mkdir(parents=True)
+    frames = [0, 10, 40, 45]
+    (folder / "InterHand2.6M_test_MANO_NeuralAnnot.json").write_text(json.dumps(
+        {"0": {str(f): {"right": hand(), "left": hand()} for f in frames}}))
+    (folder / "InterHand2.6M_test_camera.json").write_text(json.dumps({"0": {
+        "campos": {"400002": [0.0, 0.0, -500.0]}, "camrot": {"400002": np.eye(3).tolist()},
+        "focal": {"400002": [1000.0, 1000.0]}, "princpt": {"400002": [160.0, 256.0]}}}))
+    images = tmp_path / "images" / "test" / "Capture0" / "ROM01" / "cam400002"
+    images.mkdir(parents=True)
+    for f in [*frames, 99]:  # frame 99 has no annotation: left out
+        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(images / f"image{f}.jpg")
+    hands_mean = {s: rng.normal(scale=0.1, size=45) for s in ("left", "right")}
+    dataset = InterHandPairs(tmp_path, hands_mean, split="test", size=32, gap=30)
+    partners = [(a[0].name, b[0].name) for a, b in dataset.items]
+    assert partners == [("image0.jpg", "image40.jpg"), ("image10.jpg", "image40.jpg"), ("image40.jpg", "image0.jpg"),
+                        ("image45.jpg", "image0.jpg")]
+    item = dataset[0]
+    assert item["source"].shape == (3, 32, 32) and item["source_pose"].shape == (POSE_DIM,)
+    assert not torch.equal(item["source_pose"], item["target_pose"])
+    for f in frames[1:]:
+        (images / f"image{f}.jpg").unlink()
+    with pytest.raises(ValueError, match="no InterHand2.6M pairs"):  # one annotated image: no partner
+        InterHandPairs(tmp_path, hands_mean, split="test")

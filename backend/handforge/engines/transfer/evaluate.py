@@ -173,7 +173,8 @@ def _engines(args, sd_path: str, names: list[str]) -> dict:
             hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
             source_hands = {s: HandPose.from_dict(h["params_world"]) for s, h in source_labels["hands"].items()}
             camera = labels["camera"]
-            return sample_target(parts, model, source, pose_vector(source_hands), pose_vector(hands), camera["width"],
+            return sample_target(parts, model, source, pose_vector(source_hands, np.asarray(source_labels["camera"]["R"])),
+                                 pose_vector(hands, np.asarray(camera["R"])), camera["width"],
                                  camera["height"], steps, 1, torch.Generator().manual_seed(seed))[0]
 
         engines["ihpt"] = ihpt

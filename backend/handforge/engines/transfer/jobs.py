@@ -150,7 +150,7 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
 
 
 def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: np.ndarray, source_hands, hands,
-                 on_step) -> np.ndarray:
+                 camera, on_step) -> np.ndarray:
     import torch
 
     from handforge.engines.transfer.model import TargetGenerator, pose_vector
@@ -163,8 +163,9 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
         raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
                        f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
                        f"train it on this SD model, or set {SD_MODEL.key} to the one it was trained on")
-    return sample_target(parts, model, source, pose_vector(source_hands),
-                         pose_vector(hands), params["width"], params["height"], params["steps"], params["batch"],
+    seen_from = source_camera(params) or camera  # a source without a camera: taken as seen like the target
+    return sample_target(parts, model, source, pose_vector(source_hands, seen_from.R),
+                         pose_vector(hands, camera.R), params["width"], params["height"], params["steps"], params["batch"],
                          torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
 
 
@@ -216,7 +217,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 
     if params["engine"] == "ihpt":
         parts = _sd_parts(ctx, params)
-        images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, on_step)
+        images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
         return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
     if params["guide"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]

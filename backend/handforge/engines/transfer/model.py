@@ -3,7 +3,7 @@ Transfer", ECCV 2024 HANDS workshop, Sec. 2.3), the part in front of a frozen SD
 
     f_source = backbone(I_source)                  a strided conv feature map
     e_source = feature_encoder(f_source)           transformer encoder over its tokens
-    e_pose   = pose_encoder(P_source, P_target)    an MLP → pose tokens
+    e_pose   = pose_encoder(P_source, P_target)    an MLP → pose tokens (wrists seen from each image's camera)
     c        = feature_decoder(f_source, e_pose)   learned queries attending to f_source and e_pose
 
 ε_θ(z_t, t, c, e_source, e_pose) is the UNet with [c, e_source, e_pose] (projected to its width) as
@@ -26,13 +26,20 @@ HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
 POSE_DIM = HAND_DIM * len(SIDES)
 
 
-def pose_vector(hands: dict[str, HandPose]) -> np.ndarray:
-    """(POSE_DIM,) float32: per side (SIDES order) present, global_orient, hand_pose; zeros for a missing hand."""
+def pose_vector(hands: dict[str, HandPose], camera_rotation: np.ndarray | None = None) -> np.ndarray:
+    """(POSE_DIM,) float32: per side (SIDES order) present, global_orient, hand_pose; zeros for a missing hand.
+    With ``camera_rotation`` (world → camera R) the wrists' orientation is the camera's view of it: what
+    the image shows, whichever world frame the poses came in."""
+    from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
     out = np.zeros((len(SIDES), HAND_DIM), np.float32)
     for k, side in enumerate(SIDES):
         pose = hands.get(side)
         if pose is not None:
-            out[k] = np.concatenate([[1.0], np.ravel(pose.global_orient), np.ravel(pose.hand_pose)])
+            orient = np.ravel(pose.global_orient).astype(np.float64)
+            if camera_rotation is not None:
+                orient = matrix_to_axis_angle(np.asarray(camera_rotation, np.float64) @ axis_angle_to_matrix(orient))
+            out[k] = np.concatenate([[1.0], np.ravel(orient), np.ravel(pose.hand_pose)])
     return out.ravel()
 
 

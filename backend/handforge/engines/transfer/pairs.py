@@ -106,9 +106,10 @@ class PosePairs(torch.utils.data.Dataset):
         sample = self.folder / folder / "samples" / name
         labels = json.loads((sample / "labels.json").read_text())
         hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+        rotation = np.asarray(labels["camera"]["R"], np.float64)
         image = Image.open(sample / "rgb.png").convert("RGB").resize((self.size, self.size), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
-        return pixels, torch.from_numpy(pose_vector(hands))
+        return pixels, torch.from_numpy(pose_vector(hands, rotation))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name = self.indices[index]
@@ -117,4 +118,57 @@ class PosePairs(torch.utils.data.Dataset):
         return {"source": source, "target": target, "source_pose": source_pose, "target_pose": target_pose}
 
 
-__all__ = ["SOURCE", "TARGET", "PosePairs", "gl_rgb", "write_pairs"]
+class InterHandPairs(PosePairs):
+    """InterHand2.6M (Moon et al., ECCV 2020; the user's own copy, CC BY-NC 4.0) as pose pairs: two
+    annotated frames of one recorded sequence seen by one camera — the same hands, light and
+    background in two poses. ``images/<split>/Capture<c>/<sequence>/cam<id>/image<frame>.jpg`` with the
+    release's ``annotations/<split>/`` MANO and camera files; each frame is paired with the first one at
+    least ``gap`` frames later in its sequence (the last ones wrap round to the first). Hand poses are
+    made flat with ``hands_mean`` (MANO's, ``hands.mano``), as HandForge's poses are."""
+
+    def __init__(self, root: str | Path, hands_mean: dict, split: str = "train", size: int = 512, gap: int = 30) -> None:
+        import re
+
+        from handforge.datasets.interhand import SPLIT_FOLDERS, annotation_file
+        from handforge.datasets.interhand_files import frame_poses, read_cameras
+
+        self.folder, self.size = Path(root).expanduser(), size
+        annotations = annotation_file(self.folder, split)
+        poses = frame_poses(annotations, hands_mean)
+        cameras = read_cameras(annotations.with_name(annotations.name.replace("MANO_NeuralAnnot", "camera")))
+        pattern = re.compile(r"Capture(\d+)/([^/]+)/cam(\d+)/image(\d+)\.jpg$")
+        groups: dict[tuple[str, str, str], list[tuple[int, Path]]] = {}
+        for path in sorted((self.folder / "images" / SPLIT_FOLDERS[split]).glob("Capture*/*/cam*/image*.jpg")):
+            found = pattern.search(path.as_posix())
+            capture, sequence, cam, frame = found.groups() if found else (None,) * 4
+            if found and (capture, int(frame)) in poses and cam in cameras.get(capture, {}):
+                groups.setdefault((capture, sequence, cam), []).append((int(frame), path))
+        self.items = []
+        for (capture, _, cam), frames in groups.items():
+            frames.sort()
+            for k, (frame, path) in enumerate(frames):
+                later = next((j for j in range(k + 1, len(frames)) if frames[j][0] - frame >= gap), None)
+                partner = frames[later if later is not None else 0]
+                if partner[0] != frame:
+                    rotation = cameras[capture][cam].R
+                    self.items.append(((path, poses[(capture, frame)], rotation),
+                                       (partner[1], poses[(capture, partner[0])], rotation)))
+        if not self.items:
+            raise ValueError(f"{self.folder}: no InterHand2.6M pairs in split {split!r} (images/{SPLIT_FOLDERS[split]}/"
+                             "Capture*/*/cam*/image*.jpg with MANO annotations and cameras)")
+        self.indices = list(range(len(self.items)))
+
+    def _load(self, path: Path, pose, rotation) -> tuple[torch.Tensor, torch.Tensor]:
+        hands = {s: pose.hand(s) for s in ("left", "right") if pose.hand(s) is not None}
+        image = Image.open(path).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        return pixels, torch.from_numpy(pose_vector(hands, rotation))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        source, target = self.items[index]
+        source_image, source_pose = self._load(*source)
+        target_image, target_pose = self._load(*target)
+        return {"source": source_image, "target": target_image, "source_pose": source_pose, "target_pose": target_pose}
+
+
+__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "gl_rgb", "write_pairs"]

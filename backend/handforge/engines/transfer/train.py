@@ -15,7 +15,12 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="pairs folder (source/samples/N, target/samples/N)")
+    parser.add_argument("--data", required=True, help="pairs folder (source/samples/N, target/samples/N), or with "
+                                                      "--interhand an InterHand2.6M root")
+    parser.add_argument("--interhand", action="store_true", help="--data is InterHand2.6M: pairs of frames of one "
+                                                                 "sequence and camera (needs the MANO files)")
+    parser.add_argument("--interhand-split", default="train", choices=("train", "validation", "test"))
+    parser.add_argument("--interhand-gap", type=int, default=30, help="frames between a pair's two images, at least")
     parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
                                                               "(TOML/JSON, the labelled export's) into --data")
     parser.add_argument("--pairs", type=int, default=1000, help="how many pairs --write-pairs writes")
@@ -66,6 +71,18 @@ class TransferObjective:
         return torch.nn.functional.mse_loss(pred.float(), noise.float())
 
 
+def _interhand(args: argparse.Namespace):
+    from handforge.engines.transfer.pairs import InterHandPairs
+    from handforge.hands import load_hand_model
+    from handforge.hands.base import HandModelError
+
+    try:  # InterHand2.6M's poses are relative to MANO's mean hand; ours are flat
+        hands_mean = load_hand_model("mano").hands_mean_arrays()
+    except HandModelError as exc:
+        raise ValueError(f"InterHand2.6M needs the MANO model files: {exc}") from None
+    return InterHandPairs(args.data, hands_mean, args.interhand_split, args.size, args.interhand_gap)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -82,15 +99,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.write_pairs:
-            from handforge.export.spec import SpecError, load_spec
+            from handforge.export.spec import load_spec  # its SpecError is a ValueError
 
-            try:
-                spec = load_spec(args.write_pairs)
-            except SpecError as exc:
-                raise ValueError(str(exc)) from None
-            write_pairs(spec, args.data, args.pairs, shading=args.shading)
+            write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
         sd = load_sd(sd_path, config.value("image.sd_config"))
-        dataset = PosePairs(args.data, size=args.size)
+        dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
                                 num_layers=args.layers, num_heads=args.heads)
