@@ -80,6 +80,11 @@ def test_injection_changes_the_output_at_a_fixed_seed_and_leaves_the_pipeline_as
     pipe("two hands", [control], num_inference_steps=2, guidance_scale=2.0,
          generator=torch.Generator().manual_seed(5), on_step=lambda i, n, lat: plain.append(lat))
     assert torch.equal(plain[-1], off)
+    pipe.enable_attention_slicing()  # the job's memory option: another attention processor underneath
+    try:
+        assert torch.allclose(run(reference=True), on, atol=1e-4)
+    finally:
+        pipe.disable_attention_slicing()
 
 
 def test_one_source_image_at_a_time(pipe):

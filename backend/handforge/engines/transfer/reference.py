@@ -32,19 +32,20 @@ class ReferenceAttnProcessor:
     def __init__(self, name: str, inner, bank: _Bank) -> None:
         self.name, self.inner, self.bank = name, inner, bank
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+        # kwargs (temb, ...) pass through as given: some processors (e.g. sliced attention) take none
         bank = self.bank
         if bank.writing:
             bank.tokens[self.name] = hidden_states.detach()
         source = bank.tokens.get(self.name)
         if bank.writing or not bank.enabled or source is None or bank.scale == 0:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
         if source.shape[0] != hidden_states.shape[0]:
             source = source.repeat_interleave(hidden_states.shape[0] // source.shape[0], dim=0)
         both = torch.cat([hidden_states, source.to(hidden_states.dtype)], dim=1)
-        out = self.inner(attn, hidden_states, both, attention_mask, temb, **kwargs)
+        out = self.inner(attn, hidden_states, both, attention_mask, **kwargs)
         if bank.scale != 1:
-            plain = self.inner(attn, hidden_states, None, attention_mask, temb, **kwargs)
+            plain = self.inner(attn, hidden_states, None, attention_mask, **kwargs)
             out = bank.scale * out + (1 - bank.scale) * plain
         return out
 
