@@ -16,9 +16,11 @@ from . import fingers  # frame-change and update handlers: sliders follow the bo
 from . import ops_library  # the pose browser's user library
 from . import ops_interaction  # Sample Interaction, its candidates browsed, applied or keyed
 from . import ops_motion  # motion engine buttons: In-between, Follow Wrist Path, Generate, Regenerate
+from . import ops_transfer  # Transfer Pose (image.transfer)
 
+# The panels after the operators they draw; Transfer Pose's own panel after the main ones.
 _CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
-                  ops_interaction, ops_motion, panels)  # the panels last: they draw the others' operators
+                  ops_interaction, ops_motion, panels, ops_transfer)
 
 
 def register() -> None:
@@ -31,6 +33,7 @@ def register() -> None:
     ops_motion.register()
     fingers.register()
     ops_library.register()
+    ops_transfer.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
@@ -39,6 +42,7 @@ def unregister() -> None:
     connection.shutdown()
     fingers.unregister()
     ops_library.unregister()
+    ops_transfer.unregister()
     ops_image.unregister()
     ops_interaction.unregister()
     ops_motion.unregister()

@@ -148,6 +148,7 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
 # Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
 _HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
 _HIDDEN_ENGINES |= {"motion"}  # the Motion panel (ops_motion)
+_HIDDEN_ENGINES |= {"transfer", "ihpt"}  # Transfer Pose has its own panel (ops_transfer.py)
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):

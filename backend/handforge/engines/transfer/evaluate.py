@@ -1,0 +1,206 @@
+"""``handforge eval transfer``: pose transfer on held-out pairs (``pairs.py``), both engines.
+
+Each pair's source image goes to the engine with the target's camera and pose; the result is
+compared with the pair's ground-truth target image:
+
+- appearance kept: PSNR (dB) inside the target hands' projected box and outside it (the background);
+- pose agreement: PCK — the share of the target's visible keypoints whose detected position lies
+  within ``--pck`` × the box's diagonal of our projected keypoint. Detection needs a hand landmark
+  detector; MediaPipe Hands (https://developers.google.com/mediapipe) is used when it is installed,
+  else the pose score is left out and the report says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# MediaPipe Hands' 21 landmarks (wrist, then thumb … little finger, base → tip) in our keypoint order
+# (per finger tip → base, then the wrist; handforge_shared.skeleton)
+MIRRORED = {"left": "right", "right": "left"}
+MEDIAPIPE_TO_OURS = [4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17, 0]
+
+
+def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
+    """(H, W) bool: the pixels whose centres lie in ``box`` [x, y, w, h]."""
+    mask = np.zeros((height, width), bool)
+    if box is not None:
+        x, y, w, h = box
+        mask[max(0, round(y)):max(0, round(y + h)), max(0, round(x)):max(0, round(x + w))] = True
+    return mask
+
+
+def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
+    """PSNR in dB of two uint8 images over the pixels ``where``; None without pixels, inf when equal."""
+    if not where.any():
+        return None
+    error = float(np.mean((a[where].astype(np.float64) - b[where].astype(np.float64)) ** 2))
+    return float("inf") if error == 0 else float(10 * np.log10(255.0 ** 2 / error))
+
+
+def pck(detected: np.ndarray | None, target: np.ndarray, visible: np.ndarray, box: list[float], threshold: float) -> float:
+    """Share of visible target keypoints within ``threshold`` × box diagonal of the detection (none found: 0)."""
+    if not visible.any():
+        return float("nan")
+    if detected is None:
+        return 0.0
+    radius = threshold * float(np.hypot(box[2], box[3]))
+    return float(np.mean(np.linalg.norm(detected[visible] - target[visible], axis=1) <= radius))
+
+
+def mediapipe_detector():
+    """(image (H, W, 3) uint8, side) → (21, 2) pixels in our order or None; None if MediaPipe is missing."""
+    try:
+        import mediapipe as mp
+    except ImportError:
+        return None
+    hands = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2)
+
+    def detect(image: np.ndarray, side: str) -> np.ndarray | None:
+        found = hands.process(image)
+        height, width = image.shape[:2]
+        for landmarks, handedness in zip(found.multi_hand_landmarks or [], found.multi_handedness or []):
+            # MediaPipe assumes a mirrored (selfie) image: in ours its "Left" is the right hand
+            if handedness.classification[0].label.lower() == MIRRORED[side]:
+                points = np.array([[p.x * width, p.y * height] for p in landmarks.landmark])
+                return points[MEDIAPIPE_TO_OURS]
+        return None
+
+    return detect
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs)")
+    parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
+    parser.add_argument("--sd", help="SD 1.x folder (default: image.sd_model)")
+    parser.add_argument("--controlnets", help="reference: the folder of ControlNets (default: image.controlnets)")
+    parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
+                                                                  "'name:kind' (default: all)")
+    parser.add_argument("--target-generator", help="ihpt: the model folder (default: transfer.target_generator)")
+    parser.add_argument("--limit", type=int, default=100, help="pairs to evaluate")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pck", type=float, default=0.1, help="PCK threshold, a fraction of the box diagonal")
+    parser.add_argument("--out", help="write the report here (JSON)")
+
+
+def _mean(values) -> float | None:
+    kept = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
+
+
+def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, threshold: float, detect) -> dict:
+    """``engines``: name → fn(source_image, source_labels, target_labels, steps, seed) → (H, W, 3) uint8."""
+    from PIL import Image
+
+    from handforge.export.labels import union_box
+
+    report = {"pairs": 0, "pose": f"PCK@{threshold:g}" if detect else
+              "not measured: no hand landmark detector (pip install mediapipe)", "engines": {}}
+    rows = {name: [] for name in engines}
+    for index in dataset.indices[:limit]:
+        source_sample = dataset.folder / "source" / "samples" / index
+        source = np.asarray(Image.open(source_sample / "rgb.png").convert("RGB"))
+        source_labels = json.loads((source_sample / "labels.json").read_text())
+        sample = dataset.folder / "target" / "samples" / index
+        truth = np.asarray(Image.open(sample / "rgb.png").convert("RGB"))
+        labels = json.loads((sample / "labels.json").read_text())
+        box = union_box([h["bbox_projected"] for h in labels["hands"].values()])
+        inside = box_mask(box, *truth.shape[:2])
+        for name, run in engines.items():
+            result = run(source, source_labels, labels, steps, seed)
+            row = {"psnr_hands": psnr(result, truth, inside), "psnr_background": psnr(result, truth, ~inside)}
+            if detect is not None:
+                row["pck"] = _mean(pck(detect(result, s), np.array(h["keypoints_2d"]), np.array(h["visible"], bool),
+                                       h["bbox_projected"], threshold) for s, h in labels["hands"].items())
+            rows[name].append(row)
+        report["pairs"] += 1
+    for name, engine_rows in rows.items():
+        report["engines"][name] = {key: _mean(r[key] for r in engine_rows) for key in engine_rows[0]} if engine_rows else {}
+    return report
+
+
+def _engines(args, sd_path: str, names: list[str]) -> dict:
+    import torch
+    from handforge_shared.poses import HandPose
+
+    from handforge import config
+    from handforge.engines.checkpoints import load_model
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.image.controls import ControlError, resolve
+    from handforge.engines.image.loading import build_pipeline, load_sd
+    from handforge.engines.image.settings import CONTROLNETS
+    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.transfer.pipeline import sample_target, transfer
+    from handforge.engines.transfer.settings import TARGET_GENERATOR
+    from handforge.hands import load_hand_model
+    from handforge.render.camera import Camera
+
+    def target_view(labels):
+        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+        return hands, condition(load_hand_model(labels.get("hand_model", "open")), hands,
+                                Camera.from_dict(labels["camera"])).global_view
+
+    engines = {}
+    if "reference" in names:
+        folder = args.controlnets or config.value(CONTROLNETS.key)
+        if folder is None:
+            raise ValueError(f"reference: no ControlNets: pass --controlnets or {CONTROLNETS.how_to_set()}")
+        try:
+            controls = resolve(args.controls, folder)
+        except ControlError as exc:
+            raise ValueError(f"reference: {exc}") from None
+        kinds = [c.kind for c in controls]
+        pipe = build_pipeline(sd_path, [str(c.path) for c in controls])
+
+        def reference(source, source_labels, labels, steps, seed):
+            _, view = target_view(labels)
+            return transfer(pipe, source, [view.images[k] for k in kinds], num_inference_steps=steps,
+                            generator=torch.Generator().manual_seed(seed)).images[0]
+
+        engines["reference"] = reference
+    if "ihpt" in names:
+        folder = args.target_generator or config.value(TARGET_GENERATOR.key)
+        if folder is None:
+            raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
+        parts, model = load_sd(sd_path), load_model(TargetGenerator, folder)
+
+        def ihpt(source, source_labels, labels, steps, seed):
+            hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+            source_hands = {s: HandPose.from_dict(h["params_world"]) for s, h in source_labels["hands"].items()}
+            camera = labels["camera"]
+            return sample_target(parts, model, source, pose_vector(source_hands, np.asarray(source_labels["camera"]["R"])),
+                                 pose_vector(hands, np.asarray(camera["R"])), camera["width"],
+                                 camera["height"], steps, 1, torch.Generator().manual_seed(seed))[0]
+
+        engines["ihpt"] = ihpt
+    return engines
+
+
+def run(args: argparse.Namespace) -> int:
+    from handforge import config
+    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.transfer.pairs import PosePairs
+
+    sd_path = args.sd or config.value(SD_MODEL.key)
+    try:
+        if sd_path is None:
+            raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
+        dataset = PosePairs(args.data)
+        engines = _engines(args, str(sd_path), args.engines)
+    except (ValueError, OSError) as exc:
+        print(f"handforge eval transfer: {exc}", file=sys.stderr)
+        return 2
+    report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, mediapipe_detector())
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+__all__ = ["add_arguments", "box_mask", "evaluate_pairs", "pck", "psnr", "run"]

@@ -1,0 +1,289 @@
+"""The ``image.transfer`` job kind: a source image's hands re-posed to the rigs' pose, appearance kept
+(light at import: torch, diffusers and the pipelines are imported inside the handler).
+
+Inputs: the source image (``source.image``), optionally its pose (``source.<side>.<field>`` arrays, or
+``source_labels``: the labels JSON a HandForge image carries, ``{"hands": {side: {"params_world"}},
+"camera"}``), and the target exactly as ``image.generate`` takes it (camera + the rigs' pose arrays).
+The result is ``image.generate``'s: ``images`` + the labels of the target pose, so clients import it
+the same way. The pipeline comes from the same model cache entry as ``image.generate``'s; the
+reference attention is installed for this job only and removed afterwards (``reference.inject``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from handforge_shared.poses import POSE_FIELDS, HandPose, hand_array_name
+from handforge_shared.protocol import ErrorCode, ProtocolError
+from handforge_shared.skeleton import SIDES
+
+from handforge import config
+from handforge.engines.image import jobs as image_jobs
+from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.engines.transfer.settings import TARGET_GENERATOR
+from handforge.server.jobs import JobContext, JobError, JobResult
+from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.schema import ArraySpec, Number, Schema, String, invalid
+
+KIND = "image.transfer"
+ENGINES = ("reference", "ihpt")  # training-free (ControlNet + reference attention) / IHPT's target generator
+GUIDES = ("controlnet", "attentionhand")  # the target pose's render goes to your ControlNets or the guidance module
+SOURCE_PREFIX = "source."
+SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
+# image.generate's parameters that mean nothing here (text attention, hand-box refinement)
+NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
+
+
+_ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
+                                                                                               TARGET_GENERATOR.key))
+
+
+def _reference_availability() -> str:
+    """The training-free engine runs on SD 1.x + the ControlNets or the guidance module."""
+    statuses = {name: image_jobs._engines[name].status() for name in GUIDES}
+    if any(status.available for status in statuses.values()):
+        return ""
+    return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
+
+
+def _availability() -> str:
+    reference, ihpt = _reference_availability(), _ihpt.status()
+    return "" if not reference or ihpt.available else f"reference: {reference}; ihpt: {ihpt.reason}"
+
+
+def source_array(side: str, name: str) -> str:
+    return SOURCE_PREFIX + hand_array_name(side, name)
+
+
+def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, HandPose]:
+    """The source image's hands: from ``source.<side>.*`` arrays, else from ``source_labels``; {} if neither."""
+    given = {s for s in SIDES if source_array(s, "global_orient") in arrays}
+    if given and params["source_labels"]:
+        raise invalid("params.source_labels", "the source pose is given twice (source.<side>.* arrays and labels)",
+                      "send one of them")
+    if given:
+        return {s: HandPose(**{n: np.asarray(arrays[source_array(s, n)], np.float64).reshape(size)
+                               for n, size in POSE_FIELDS.items() if source_array(s, n) in arrays}) for s in given}
+    if not params["source_labels"]:
+        return {}
+    try:
+        labels = json.loads(params["source_labels"])
+        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in (labels.get("hands") or {}).items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
+                      "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
+                      "{...}}}, \"camera\": {...}}") from None
+    unknown = set(hands) - set(SIDES)
+    if unknown or not hands:
+        raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
+    return hands
+
+
+def source_camera(params: dict[str, Any]):
+    """The source image's camera from ``source_labels`` (``"camera"``: K, R, t, width, height), or None."""
+    from handforge.render.camera import Camera, CameraError
+
+    camera = json.loads(params["source_labels"]).get("camera") if params["source_labels"] else None
+    if not camera:
+        return None
+    try:
+        return Camera.from_dict(camera)
+    except (CameraError, ValueError, TypeError) as exc:
+        raise invalid("params.source_labels", f"its camera: {exc}") from None
+
+
+def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """image.generate's checks of the target (size, camera, hands) without its weights' (ihpt has its own)."""
+    if params["width"] % 8 or params["height"] % 8:
+        raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
+                      "round the camera's resolution to a multiple of 8")
+    if ("camera.K" in arrays) == ("camera.matrix_world" in arrays):
+        raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
+                      "sensor/shift (Blender's settings)")
+    if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
+        raise invalid("arrays.right.global_orient", "no target hand given",
+                      "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
+
+
+def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    hands = source_pose(params, arrays)
+    if params["background_prompt"]:
+        camera = source_camera(params)
+        if not hands or camera is None:
+            raise invalid("params.background_prompt", "a new background needs the source's pose and camera",
+                          "send source_labels with its camera (a HandForge image's labels)")
+        height, width = arrays["source.image"].shape[:2]
+        if (camera.width, camera.height) != (width, height):
+            raise invalid("arrays.source.image", f"{width}×{height} pixels, its labels' camera sees "
+                          f"{camera.width}×{camera.height}", "send the image the labels belong to, unresized")
+    if params["engine"] == "ihpt":
+        if not hands:
+            raise invalid("params.source_labels", "the ihpt engine needs the source image's pose",
+                          "send source_labels (a HandForge image's labels) or source.<side>.* arrays")
+        status = _ihpt.status()
+        if not status.available:
+            raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
+        _check_target(params, arrays)
+        return
+    generate_params = {**params, "engine": params["guide"], "tas_steps": None}
+    image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+
+
+def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
+    """SD 1.x's parts (no ControlNet) from the model cache, for the ihpt engine."""
+    from handforge.engines.image.loading import WeightsError, load_sd
+
+    sd, dtype = config.value(SD_MODEL.key), image_jobs._torch_dtype(params["dtype"], ctx.device)
+
+    def load(device: str):
+        parts = load_sd(sd, config.value(SD_CONFIG.key), dtype)
+        return {k: v.to(device) if hasattr(v, "to") and k != "scheduler" else v for k, v in parts.items()}
+
+    try:
+        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
+    except WeightsError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"check {SD_MODEL.key} (handforge models check)") from None
+    return parts
+
+
+def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: np.ndarray, source_hands, hands,
+                 camera, on_step) -> np.ndarray:
+    import torch
+
+    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.transfer.pipeline import sample_target
+
+    sd = config.value(SD_MODEL.key)
+    folder = config.value(TARGET_GENERATOR.key)
+    model = ctx.pretrained(TargetGenerator, folder)
+    if model.config.cross_attention_dim != parts["unet"].config.cross_attention_dim:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
+                       f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
+                       f"train it on this SD model, or set {SD_MODEL.key} to the one it was trained on")
+    seen_from = source_camera(params) or camera  # a source without a camera: taken as seen like the target
+    return sample_target(parts, model, source, pose_vector(source_hands, seen_from.R),
+                         pose_vector(hands, camera.R), params["width"], params["height"], params["steps"], params["batch"],
+                         torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
+
+
+def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, source: np.ndarray,
+                    source_hands) -> tuple[np.ndarray, np.ndarray]:
+    """IHPT's background and source generators: a text-to-image background, the source's hands
+    composited in through their thresholded mesh image; (new source, that mesh image)."""
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.transfer.compositing import background, composite
+    from handforge.engines.transfer.pipeline import fit_image
+
+    camera = source_camera(params)
+    mesh = condition(hand_model, source_hands, camera).global_view.images["mesh"]
+    height, width = source.shape[:2]
+    size = (max(64, round(width / 8) * 8), max(64, round(height / 8) * 8))  # SD's sides: multiples of 8
+    ctx.progress(0.0, "background")
+    back = background(parts, params["background_prompt"], *size, negative_prompt=params["negative_prompt"],
+                      steps=params["steps"], guidance_scale=params["guidance_scale"], seed=params["seed"],
+                      device="cpu" if params["cpu_offload"] else ctx.device)
+    return composite(fit_image(back, width, height), source, mesh), mesh
+
+
+def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
+    import torch
+
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.image.controls import resolve
+    from handforge.engines.image.pipeline import latent_preview
+    from handforge.engines.transfer.pipeline import transfer
+
+    def on_step(i: int, total: int, latents) -> None:
+        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
+
+    source_hands = source_pose(params, arrays)
+    camera = image_jobs._camera(params, arrays)
+    hand_model = image_jobs._hand_model(ctx, params["hand_model"])
+    hands = image_jobs._placed(hand_model, image_jobs._hands(arrays), arrays)
+    view = condition(hand_model, hands, camera).global_view
+    data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
+            "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    source, extra = np.asarray(arrays["source.image"]), {}
+
+    def recomposited(parts):
+        if not params["background_prompt"]:
+            return source
+        new, mesh = _new_background(ctx, params, parts, hand_model, source, source_hands)
+        extra.update({"source": new, "source.mesh": mesh})
+        return new
+
+    if params["engine"] == "ihpt":
+        parts = _sd_parts(ctx, params)
+        images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
+        return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
+    if params["guide"] == "attentionhand":
+        weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
+    else:
+        controls = resolve(params["controls"], config.value(CONTROLNETS.key))
+        weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
+    pipe = image_jobs._pipeline(ctx, params, weights)
+    if params["attention_slicing"]:
+        pipe.enable_attention_slicing()
+    else:
+        pipe.disable_attention_slicing()
+    device = "cpu" if params["cpu_offload"] else ctx.device
+    out = transfer(pipe, recomposited(pipe.components), [view.images[k] for k in kinds], params["prompt"],
+                   negative_prompt=params["negative_prompt"], num_inference_steps=params["steps"],
+                   guidance_scale=params["guidance_scale"], control_scales=params["control_scale"],
+                   num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
+                   reference_scale=params["reference_scale"], on_step=on_step)
+    data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
+    return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
+
+
+def _schema(generate: Schema) -> Schema:
+    """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
+    params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
+    params["prompt"] = String(doc="what the image shows (the source's own words help)", default="two hands",
+                              max_length=2000)
+    params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
+                                  "from the source); ihpt: IHPT's target generator (transfer.target_generator; "
+                                  "needs the source pose)", default="reference", choices=ENGINES)
+    params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets) or attentionhand "
+                                 "(the guidance module, image.guidance)", default="controlnet", choices=GUIDES)
+    params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
+                                       default=1.0, min=0.0, max=1.0)
+    params["background_prompt"] = String(doc="IHPT's background and source generators: a new background from "
+                                             "this prompt, the source's hands composited in (needs source_labels "
+                                             "with its camera); empty: keep the source as it is", default="",
+                                         max_length=2000)
+    params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
+                                         "source.<side>.* arrays); optional", default="", max_length=200_000)
+    arrays = dict(generate.arrays)
+    arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", 3), dtypes=("uint8",),
+                                       doc="the source image, RGB, top row first; resized to width × height")
+    for side in SIDES:
+        for name, size in POSE_FIELDS.items():
+            arrays[source_array(side, name)] = ArraySpec(
+                shape=(1, size), required=False, min=-100.0, max=100.0,
+                requires=(source_array(side, "hand_pose" if name == "global_orient" else "global_orient"),),
+                doc=f"the source image's {side} hand {name}, optional")
+    dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE}
+    return Schema(params=params, arrays=arrays, dims=dims, extra_arrays=generate.extra_arrays, max_bytes=generate.max_bytes)
+
+
+def register_jobs(registry: Registry) -> None:
+    generate = registry.kind("image.generate")  # engines register in name order: image before transfer
+    registry.add_engine(_ihpt)
+    registry.add_engine(Engine("transfer", "pose transfer: the source image's hands re-posed to the rigs' pose "
+                                           "(reference: ControlNet + reference attention, or ihpt)",
+                               availability=_availability))
+    registry.add_kind(JobKind(
+        KIND, transfer_job, engine="transfer", device="gpu", timeout=1800, check=_check, schema=_schema(generate.schema),
+        description="source image + target pose (camera + rigs) → images of the source's hands in the target pose",
+        returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
+                 "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
+                 "source_hands": "the source pose used (params_world per side), {} when not given",
+                 "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
+                           "image"}))
+
+
+__all__ = ["KIND", "register_jobs", "source_pose", "transfer_job"]

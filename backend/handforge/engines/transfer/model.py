@@ -1,0 +1,93 @@
+"""IHPT's target image generator (Park, Hwang and Kang, "Diffusion-based Interacting Hand Pose
+Transfer", ECCV 2024 HANDS workshop, Sec. 2.3), the part in front of a frozen SD 1.x UNet:
+
+    f_source = backbone(I_source)                  a strided conv feature map
+    e_source = feature_encoder(f_source)           transformer encoder over its tokens
+    e_pose   = pose_encoder(P_source, P_target)    an MLP → pose tokens (wrists seen from each image's camera)
+    c        = feature_decoder(f_source, e_pose)   learned queries attending to f_source and e_pose
+
+ε_θ(z_t, t, c, e_source, e_pose) is the UNet with [c, e_source, e_pose] (projected to its width) as
+its cross-attention context, in place of CLIP text. The paper states no sizes; these are ours.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from handforge_shared.poses import HandPose
+from handforge_shared.skeleton import SIDES
+from torch import nn
+
+HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
+POSE_DIM = HAND_DIM * len(SIDES)
+
+
+def pose_vector(hands: dict[str, HandPose], camera_rotation: np.ndarray | None = None) -> np.ndarray:
+    """(POSE_DIM,) float32: per side (SIDES order) present, global_orient, hand_pose; zeros for a missing hand.
+    With ``camera_rotation`` (world → camera R) the wrists' orientation is the camera's view of it: what
+    the image shows, whichever world frame the poses came in."""
+    from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    out = np.zeros((len(SIDES), HAND_DIM), np.float32)
+    for k, side in enumerate(SIDES):
+        pose = hands.get(side)
+        if pose is not None:
+            orient = np.ravel(pose.global_orient).astype(np.float64)
+            if camera_rotation is not None:
+                orient = matrix_to_axis_angle(np.asarray(camera_rotation, np.float64) @ axis_angle_to_matrix(orient))
+            out[k] = np.concatenate([[1.0], np.ravel(orient), np.ravel(pose.hand_pose)])
+    return out.ravel()
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU(),
+                         nn.Conv2d(c_out, c_out, 3, 1, 1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
+
+
+class TargetGenerator(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, cross_attention_dim: int = 768, image_size: int = 224,
+                 backbone_channels: tuple[int, ...] = (64, 128, 256, 512), feature_dim: int = 512,
+                 num_layers: int = 2, num_heads: int = 8, num_queries: int = 16, pose_tokens: int = 4,
+                 pose_dim: int = POSE_DIM) -> None:
+        super().__init__()
+        channels = [3, *backbone_channels]
+        self.backbone = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(channels)))
+        grid = image_size // 2 ** len(backbone_channels)
+        if grid < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(backbone_channels)} stride-2 blocks")
+        self.feature_proj = nn.Linear(channels[-1], feature_dim)
+        self.feature_position = nn.Parameter(torch.zeros(1, grid * grid, feature_dim))
+
+        def layer(kind):
+            return kind(feature_dim, num_heads, 4 * feature_dim, dropout=0.0, batch_first=True, norm_first=True)
+
+        self.feature_encoder = nn.TransformerEncoder(layer(nn.TransformerEncoderLayer), num_layers,
+                                                     enable_nested_tensor=False)
+        self.pose_encoder = nn.Sequential(nn.Linear(2 * pose_dim, feature_dim), nn.SiLU(),
+                                          nn.Linear(feature_dim, pose_tokens * feature_dim))
+        self.queries = nn.Parameter(torch.randn(1, num_queries, feature_dim) * 0.02)
+        self.feature_decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), num_layers)
+        self.to_context = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, cross_attention_dim))
+
+    def forward(self, source_image: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor) -> torch.Tensor:
+        """source_image (B, 3, H, W) in [-1, 1]; poses (B, pose_dim) → (B, tokens, cross_attention_dim)."""
+        size = self.config.image_size
+        if source_image.shape[-2:] != (size, size):
+            source_image = nn.functional.interpolate(source_image, (size, size), mode="bilinear", antialias=True,
+                                                     align_corners=False)
+        f_source = self.backbone(source_image).flatten(2).transpose(1, 2)            # (B, grid², C)
+        f_source = self.feature_proj(f_source) + self.feature_position
+        e_source = self.feature_encoder(f_source)
+        e_pose = self.pose_encoder(torch.cat([source_pose, target_pose], dim=1))
+        e_pose = e_pose.view(e_pose.shape[0], self.config.pose_tokens, -1)
+        queries = self.queries.expand(source_image.shape[0], -1, -1)
+        c = self.feature_decoder(queries, torch.cat([f_source, e_pose], dim=1))
+        return self.to_context(torch.cat([c, e_source, e_pose], dim=1))
+
+
+__all__ = ["HAND_DIM", "POSE_DIM", "TargetGenerator", "pose_vector"]

@@ -1,0 +1,174 @@
+"""Training pairs for the target generator: the same hands (shape, skin tone), camera, lighting and
+background in two poses, written in the labelled export's sample format, and their dataset.
+
+``write_pairs`` draws each pair's scene with the export's sampler (``export.sampler``) and labels
+both images with the export's ``label_scene``: ``<out>/source/samples/NNNNNN`` holds the sampled
+pose, ``<out>/target/samples/NNNNNN`` the same scene with every hand's articulation (``hand_pose``)
+taken from another sampled scene; wrists, shape and placement stay. RGB comes from the spec's
+Blender engine, or (``shading="gl"``) from our GL mesh shading tinted by the scene's skin tone over
+its background: cheap, and enough for tests and a first run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from handforge.engines.transfer.model import pose_vector
+
+SOURCE, TARGET = "source", "target"
+OTHER_SCENE = 1_000_003  # the target's articulation comes from scene index + this
+
+
+def gl_rgb(gl) -> Callable:
+    """rgb(scene, camera, hands) → (H, W, 4) float straight alpha: the mesh shading times the skin tone."""
+
+    def render(scene, camera, hands):
+        sides = list(hands)
+        images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides])
+        tone = np.array([int(scene.skin_tone[i:i + 2], 16) for i in (0, 2, 4)], np.float32) / 255.0
+        rgba = np.zeros((camera.height, camera.width, 4), np.float32)
+        rgba[..., :3] = images.mesh / 255.0 * tone
+        rgba[..., 3] = images.instance > 0
+        return rgba
+
+    return render
+
+
+def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", progress: Callable | None = None) -> Path:
+    """``count`` pairs under ``out`` (finished pairs are kept: a rerun resumes)."""
+    import contextlib
+    import dataclasses
+
+    from handforge.engines.image.conditioning import posed_meshes
+    from handforge.export import writers
+    from handforge.export.run import label_scene
+    from handforge.export.sampler import sample_camera, sample_look, sample_scene
+    from handforge.hands import load_hand_model
+    from handforge.render.gl import renderer
+
+    out = Path(out)
+    if "rgb" not in spec.outputs:  # pairs are RGB images; label_scene writes rgb.png only when asked
+        spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
+    model, gl = load_hand_model(spec.hand_model), renderer()
+    with contextlib.ExitStack() as stack:
+        if shading == "gl":
+            rgb = gl_rgb(gl)
+        elif spec.render.engine == "none":
+            raise ValueError("render.engine is 'none': pairs need RGB; choose workbench or cycles, or shading='gl'")
+        else:
+            from handforge.render.blender import BlenderRGB
+
+            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
+        for index in range(count):
+            if writers.is_finished(out / SOURCE, index):
+                continue
+            scene = sample_scene(spec, index)
+            poses = {s: scene.hands.hand(s) for s in ("right", "left") if scene.hands.hand(s) is not None}
+            other = sample_scene(spec, index + OTHER_SCENE).hands
+            moved = {s: p.replace(hand_pose=(other.hand(s) or p).hand_pose) for s, p in poses.items()}
+            hands, moved_hands = posed_meshes(model, poses), posed_meshes(model, moved)
+            centre = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
+            camera, scene.camera_params = sample_camera(spec, scene.rng, centre)
+            sample_look(spec, scene)
+            for folder, posed in ((TARGET, moved_hands), (SOURCE, hands)):  # source last: it marks the pair done
+                record, files = label_scene(spec, scene, posed, camera, gl, rgb)
+                writers.write_sample(out / folder, index, record, files)
+            if progress is not None:
+                progress(index + 1, count)
+    return out
+
+
+class PosePairs(torch.utils.data.Dataset):
+    """Items: ``source`` and ``target`` (3, size, size) in [-1, 1], ``source_pose`` / ``target_pose`` vectors."""
+
+    def __init__(self, folder: str | Path, size: int = 512) -> None:
+        self.folder, self.size = Path(folder), size
+        self.indices = sorted(p.name for p in (self.folder / SOURCE / "samples").glob("[0-9]*")
+                              if (p / "labels.json").is_file() and (p / "rgb.png").is_file()
+                              and (self.folder / TARGET / "samples" / p.name / "rgb.png").is_file())
+        if not self.indices:
+            raise ValueError(f"{self.folder}: no pairs (source/samples/N and target/samples/N with rgb.png and "
+                             "labels.json); write them with `handforge train transfer --write-pairs SPEC`")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _side(self, folder: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        from handforge_shared.poses import HandPose
+
+        sample = self.folder / folder / "samples" / name
+        labels = json.loads((sample / "labels.json").read_text())
+        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+        rotation = np.asarray(labels["camera"]["R"], np.float64)
+        image = Image.open(sample / "rgb.png").convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        return pixels, torch.from_numpy(pose_vector(hands, rotation))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name = self.indices[index]
+        source, source_pose = self._side(SOURCE, name)
+        target, target_pose = self._side(TARGET, name)
+        return {"source": source, "target": target, "source_pose": source_pose, "target_pose": target_pose}
+
+
+class InterHandPairs(PosePairs):
+    """InterHand2.6M (Moon et al., ECCV 2020; the user's own copy, CC BY-NC 4.0) as pose pairs: two
+    annotated frames of one recorded sequence seen by one camera — the same hands, light and
+    background in two poses. ``images/<split>/Capture<c>/<sequence>/cam<id>/image<frame>.jpg`` with the
+    release's ``annotations/<split>/`` MANO and camera files; each frame is paired with the first one at
+    least ``gap`` frames later in its sequence (the last ones wrap round to the first). Hand poses are
+    made flat with ``hands_mean`` (MANO's, ``hands.mano``), as HandForge's poses are."""
+
+    def __init__(self, root: str | Path, hands_mean: dict, split: str = "train", size: int = 512, gap: int = 30) -> None:
+        import re
+
+        from handforge.datasets.interhand import SPLIT_FOLDERS, annotation_file
+        from handforge.datasets.interhand_files import frame_poses, read_cameras
+
+        self.folder, self.size = Path(root).expanduser(), size
+        annotations = annotation_file(self.folder, split)
+        poses = frame_poses(annotations, hands_mean)
+        cameras = read_cameras(annotations.with_name(annotations.name.replace("MANO_NeuralAnnot", "camera")))
+        pattern = re.compile(r"Capture(\d+)/([^/]+)/cam(\d+)/image(\d+)\.jpg$")
+        groups: dict[tuple[str, str, str], list[tuple[int, Path]]] = {}
+        for path in sorted((self.folder / "images" / SPLIT_FOLDERS[split]).glob("Capture*/*/cam*/image*.jpg")):
+            found = pattern.search(path.as_posix())
+            capture, sequence, cam, frame = found.groups() if found else (None,) * 4
+            if found and (capture, int(frame)) in poses and cam in cameras.get(capture, {}):
+                groups.setdefault((capture, sequence, cam), []).append((int(frame), path))
+        self.items = []
+        for (capture, _, cam), frames in groups.items():
+            frames.sort()
+            for k, (frame, path) in enumerate(frames):
+                later = next((j for j in range(k + 1, len(frames)) if frames[j][0] - frame >= gap), None)
+                partner = frames[later if later is not None else 0]
+                if partner[0] != frame:
+                    rotation = cameras[capture][cam].R
+                    self.items.append(((path, poses[(capture, frame)], rotation),
+                                       (partner[1], poses[(capture, partner[0])], rotation)))
+        if not self.items:
+            raise ValueError(f"{self.folder}: no InterHand2.6M pairs in split {split!r} (images/{SPLIT_FOLDERS[split]}/"
+                             "Capture*/*/cam*/image*.jpg with MANO annotations and cameras)")
+        self.indices = list(range(len(self.items)))
+
+    def _load(self, path: Path, pose, rotation) -> tuple[torch.Tensor, torch.Tensor]:
+        hands = {s: pose.hand(s) for s in ("left", "right") if pose.hand(s) is not None}
+        image = Image.open(path).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+        return pixels, torch.from_numpy(pose_vector(hands, rotation))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        source, target = self.items[index]
+        source_image, source_pose = self._load(*source)
+        target_image, target_pose = self._load(*target)
+        return {"source": source_image, "target": target_image, "source_pose": source_pose, "target_pose": target_pose}
+
+
+__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "gl_rgb", "write_pairs"]

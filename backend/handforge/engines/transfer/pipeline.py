@@ -1,0 +1,89 @@
+"""The training-free pose-transfer engine: ControlNet on the target pose's render + reference
+attention from the source image (``reference.py``), on the image engine's pipeline unchanged.
+
+The target pose fixes the layout (the ControlNets / guidance module see its render, as in
+``image.generate``); the source image supplies the appearance through the self-attention layers.
+Stock SD 1.x weights and a ControlNet suffice: nothing is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from handforge.engines.transfer.reference import inject
+
+
+def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 resized to width × height (bicubic) when its size differs."""
+    if image.shape[:2] == (height, width):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+
+
+@torch.no_grad()
+def encode_image(pipe, image: np.ndarray, device) -> torch.Tensor:
+    """(1, 4, H/8, W/8) scaled latents of an (H, W, 3) uint8 image (the VAE's mean: deterministic)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device, pipe.vae.dtype)
+    latents = pipe.vae.encode(pixels / 127.5 - 1.0).latent_dist.mode()
+    return latents * pipe.vae.config.scaling_factor
+
+
+def transfer(pipe, source_image: np.ndarray, control_images: Sequence[np.ndarray], prompt: str = "two hands",
+             negative_prompt: str = "", num_inference_steps: int = 20, guidance_scale: float = 7.5,
+             control_scales: float | Sequence[float] = 1.0, num_images: int = 1,
+             generator: torch.Generator | None = None, reference_scale: float = 1.0, reference: bool = True,
+             on_step: Callable[[int, int, torch.Tensor], None] | None = None):
+    """Images (``pipeline.Generated``) in the layout of ``control_images`` (the target pose's renders)
+    with the appearance of ``source_image`` (resized to their size). ``reference=False``: plain
+    ControlNet sampling with the same seed (the comparison the tests make)."""
+    height, width = control_images[0].shape[:2]
+    device = pipe._execution_device
+    source = encode_image(pipe, fit_image(source_image, width, height), device).to(pipe.unet.dtype)
+    # the source's own noise from a generator of its own, so that the sampling noise is the same with
+    # the injection on or off
+    seed = (generator.initial_seed() if generator is not None else 0) + 1
+    noise = randn_tensor(source.shape, generator=torch.Generator(device=generator.device if generator else "cpu")
+                         .manual_seed(seed), device=device, dtype=source.dtype)
+    kwargs = {"negative_prompt": negative_prompt, "num_inference_steps": num_inference_steps,
+              "guidance_scale": guidance_scale, "control_scales": control_scales, "num_images": num_images,
+              "generator": generator, "on_step": on_step}
+    if not reference:
+        return pipe(prompt, control_images, **kwargs)
+    with inject(pipe.unet, pipe.scheduler, source, noise, scale=reference_scale):
+        return pipe(prompt, control_images, **kwargs)
+
+
+@torch.no_grad()
+def sample_target(parts: dict, target_generator, source_image: np.ndarray, source_pose: np.ndarray,
+                  target_pose: np.ndarray, width: int, height: int, num_inference_steps: int = 50,
+                  num_images: int = 1, generator: torch.Generator | None = None,
+                  on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> np.ndarray:
+    """IHPT's inference (Eq. 4): DDIM from noise with the UNet attending to the target generator's
+    context of (I_source, P_source, P_target); (N, H, W, 3) uint8. ``parts``: SD 1.x's vae, unet,
+    scheduler (``loading.load_sd``). No classifier-free guidance: the paper trains no unconditional context."""
+    vae, unet, scheduler = parts["vae"], parts["unet"], parts["scheduler"]
+    device, dtype = unet.device, unet.dtype
+    pixels = torch.from_numpy(np.ascontiguousarray(fit_image(source_image, width, height))).permute(2, 0, 1)[None]
+    pose = [torch.as_tensor(p, dtype=torch.float32, device=device)[None] for p in (source_pose, target_pose)]
+    context = target_generator(pixels.to(device, torch.float32) / 127.5 - 1.0, *pose).to(dtype)
+    context = context.repeat(num_images, 1, 1)
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    latents = randn_tensor((num_images, unet.config.in_channels, height // scale, width // scale),
+                           generator=generator, device=device, dtype=dtype) * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        noise = unet(scheduler.scale_model_input(latents, t), t, encoder_hidden_states=context, return_dict=False)[0]
+        latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+        if on_step is not None:
+            on_step(i, len(scheduler.timesteps), latents)
+    decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    return ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+__all__ = ["encode_image", "fit_image", "sample_target", "transfer"]

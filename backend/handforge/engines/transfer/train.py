@@ -1,0 +1,126 @@
+"""Train IHPT's target generator (``handforge train transfer``).
+
+The objective is the paper's Eq. 3 (Park, Hwang and Kang, "Diffusion-based Interacting Hand Pose
+Transfer", ECCV 2024 HANDS workshop): ‖ε − ε_θ(z_t, t, c, e_source, e_pose)‖², with z_0 the SD VAE
+latent of the target image and ε_θ the frozen SD 1.x UNet attending to the target generator's
+context (``model.py``). Only the target generator learns here; the paper leaves open which parts it
+trains. Data: pairs that share appearance and differ in pose (``pairs.py``), written from an
+export spec with ``--write-pairs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="pairs folder (source/samples/N, target/samples/N), or with "
+                                                      "--interhand an InterHand2.6M root")
+    parser.add_argument("--interhand", action="store_true", help="--data is InterHand2.6M: pairs of frames of one "
+                                                                 "sequence and camera (needs the MANO files)")
+    parser.add_argument("--interhand-split", default="train", choices=("train", "validation", "test"))
+    parser.add_argument("--interhand-gap", type=int, default=30, help="frames between a pair's two images, at least")
+    parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
+                                                              "(TOML/JSON, the labelled export's) into --data")
+    parser.add_argument("--pairs", type=int, default=1000, help="how many pairs --write-pairs writes")
+    parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
+                        help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
+    parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
+    parser.add_argument("--out", required=True, help="run folder (log, checkpoints; model/ is the target generator)")
+    parser.add_argument("--size", type=int, default=512, help="training resolution of the target images")
+    parser.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
+    parser.add_argument("--channels", type=int, nargs="+", default=[64, 128, 256, 512], help="backbone widths")
+    parser.add_argument("--feature-dim", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (default: none)")
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class TransferObjective:
+    """loss_fn(model, batch) of the training loop; holds the frozen VAE and UNet."""
+
+    def __init__(self, sd: dict) -> None:
+        from diffusers import DDPMScheduler
+
+        self.vae, self.unet = sd["vae"], sd["unet"]
+        for part in (self.vae, self.unet):
+            part.requires_grad_(False).eval()
+        self.noise = DDPMScheduler.from_config(sd["scheduler"].config)
+
+    def __call__(self, model, batch, generator=None):
+        import torch
+
+        device = batch["target"].device
+        if self.unet.device != device:
+            self.vae.to(device)
+            self.unet.to(device)
+        with torch.no_grad():
+            z0 = self.vae.encode(batch["target"]).latent_dist.mean * self.vae.config.scaling_factor
+        noise = torch.randn(z0.shape, generator=generator, device=device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (z0.shape[0],), generator=generator, device=device)
+        context = model(batch["source"], batch["source_pose"], batch["target_pose"])
+        pred = self.unet(self.noise.add_noise(z0, noise, t), t, encoder_hidden_states=context, return_dict=False)[0]
+        return torch.nn.functional.mse_loss(pred.float(), noise.float())
+
+
+def _interhand(args: argparse.Namespace):
+    from handforge.engines.transfer.pairs import InterHandPairs
+    from handforge.hands import load_hand_model
+    from handforge.hands.base import HandModelError
+
+    try:  # InterHand2.6M's poses are relative to MANO's mean hand; ours are flat
+        hands_mean = load_hand_model("mano").hands_mean_arrays()
+    except HandModelError as exc:
+        raise ValueError(f"InterHand2.6M needs the MANO model files: {exc}") from None
+    return InterHandPairs(args.data, hands_mean, args.interhand_split, args.size, args.interhand_gap)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from handforge import config
+    from handforge.engines.image.loading import WeightsError, load_sd
+    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.transfer.model import TargetGenerator
+    from handforge.engines.transfer.pairs import PosePairs, write_pairs
+    from handforge.training.loop import TrainingError, TrainSettings, train
+
+    sd_path = args.sd or config.value(SD_MODEL.key)
+    if sd_path is None:
+        print(f"handforge train transfer: no SD weights: pass --sd or {SD_MODEL.how_to_set()}", file=sys.stderr)
+        return 2
+    try:
+        if args.write_pairs:
+            from handforge.export.spec import load_spec  # its SpecError is a ValueError
+
+            write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
+        sd = load_sd(sd_path, config.value("image.sd_config"))
+        dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
+        model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
+                                backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
+                                num_layers=args.layers, num_heads=args.heads)
+    except (WeightsError, ValueError, OSError) as exc:
+        print(f"handforge train transfer: {exc}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    try:
+        result = train(model, dataset, TransferObjective(sd), TrainSettings(
+            out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            mixed_precision=args.mixed_precision, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
+            log_every=max(1, min(10, args.steps // 10)), progress=not args.quiet))
+    except TrainingError as exc:
+        print(f"handforge train transfer: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}); set transfer.target_generator to it")
+    return 0
+
+
+__all__ = ["TransferObjective", "add_arguments", "run"]

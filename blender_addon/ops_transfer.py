@@ -1,0 +1,189 @@
+"""*Transfer Pose*: the hands of a source image (an image datablock, e.g. one HandForge generated, or a
+file) re-posed to the rigs' current pose seen by the active camera (backend job ``image.transfer``).
+
+The target is sent as *Generate Image* sends it (``ops_image.read_request``); the source image's
+pixels go as ``source.image`` and, when it is a HandForge image, its labels (``handforge_labels``)
+as the source pose. Each variant comes back as an image datablock like *Generate Image*'s, with the
+target pose's labels, optionally shown behind the camera and/or on a plane in front of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bpy
+import numpy as np
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    StringProperty,
+)
+
+from . import connection, jobs, ops_image
+from .ops_export import scene_cameras
+from .panels import _Panel
+
+JOB_KIND = "image.transfer"
+SOURCE_PROP = "handforge_transfer_source"  # Scene property: the panel's source image datablock
+ENGINE_ITEMS = [("reference", "Reference (no training)", "ControlNet on the rigs' pose + attention to the source image"),
+                ("ihpt", "IHPT", "The trained target generator (transfer.target_generator); needs the source's labels")]
+GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.controlnets)"),
+               ("attentionhand", "Guidance module", "The mesh-image guidance module (image.guidance)")]
+PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
+
+
+def image_pixels(image) -> np.ndarray:
+    """(H, W, 3) uint8, top row first, of an image datablock (as stored: sRGB bytes for 8-bit images)."""
+    width, height = image.size
+    if not width or not height:
+        raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")
+    flat = np.empty(width * height * image.channels, np.float32)
+    image.pixels.foreach_get(flat)
+    pixels = flat.reshape(height, width, image.channels)[::-1]
+    rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def source_image(scene, file: str):
+    """The source datablock: ``file`` loaded (once) when given, else the panel's choice."""
+    if file:
+        path = Path(bpy.path.abspath(file))
+        if not path.is_file():
+            raise ValueError(f"source file {path} does not exist: pick an image file or an image datablock")
+        try:
+            return bpy.data.images.load(str(path), check_existing=True)
+        except RuntimeError as exc:
+            raise ValueError(f"cannot read {path} as an image: {exc}") from None
+    image = getattr(scene, SOURCE_PROP, None)
+    if image is None:
+        raise ValueError("no source image: pick an image datablock (HandForge › Transfer Pose) or a file")
+    return image
+
+
+def add_plane(context, camera, image, name: str):
+    """A plane in front of ``camera`` showing ``image`` at the camera's framing (emission, no lighting)."""
+    data = camera.data
+    distance = PLANE_DISTANCE
+    width = distance * data.sensor_width / data.lens  # the view's width at that distance (horizontal sensor fit)
+    height = width * image.size[1] / max(image.size[0], 1)
+    mesh = bpy.data.meshes.get(name) or bpy.data.meshes.new(name)
+    mesh.clear_geometry()
+    mesh.from_pydata([(-width / 2, -height / 2, 0), (width / 2, -height / 2, 0), (width / 2, height / 2, 0),
+                      (-width / 2, height / 2, 0)], [], [(0, 1, 2, 3)])
+    mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture, emission, out = (nodes.new(t) for t in ("ShaderNodeTexImage", "ShaderNodeEmission",
+                                                     "ShaderNodeOutputMaterial"))
+    texture.image = image
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], out.inputs["Surface"])
+    mesh.materials.clear()
+    mesh.materials.append(material)
+    plane = bpy.data.objects.get(name) or bpy.data.objects.new(name, mesh)
+    if plane.name not in context.scene.collection.all_objects:
+        context.scene.collection.objects.link(plane)
+    plane.parent = camera
+    plane.matrix_parent_inverse.identity()
+    plane.location = (0.0, 0.0, -distance)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    return plane
+
+
+class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
+    """Re-pose the hands of a source image to the rigs' pose seen by the active camera, keeping their look (backend pose transfer)"""
+
+    bl_idname = "handforge.transfer_pose"
+    bl_label = "Transfer Pose"
+    job_kind = JOB_KIND
+
+    source_file: StringProperty(name="Source File", default="", subtype="FILE_PATH",
+                                description="Source image file (empty: the panel's image datablock)")
+    prompt: StringProperty(name="Prompt", default="two hands", description="What the image shows")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="reference", description="Pose-transfer engine")
+    guide: EnumProperty(name="Pose Guide", items=GUIDE_ITEMS, default="controlnet",
+                        description="Reference engine: what follows the rigs' pose")
+    reference_scale: FloatProperty(name="Keep Look", default=1.0, min=0.0, max=1.0,
+                                   description="How strongly the source's appearance is kept")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
+    steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
+    variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=2048, description="0: the scene's resolution")
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=2048, description="0: the scene's resolution")
+    set_background: BoolProperty(name="Camera Background", default=True,
+                                 description="Show the first image as the camera's background")
+    add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the result on a plane in "
+                                                                           "front of the camera")
+
+    def job_request(self, context):
+        scene = context.scene
+        source = source_image(scene, self.source_file)
+        camera = scene_cameras(scene, "ACTIVE")[0]
+        width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
+        arrays, model = ops_image.read_request(scene, camera)
+        arrays["source.image"] = image_pixels(source)
+        labels = source.get("handforge_labels", "")
+        if self.engine == "ihpt" and not labels:
+            raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "
+                             "HandForge-generated image, or the Reference engine)")
+        self._request = {"seed": self.seed, "camera": camera.name, "source": source.name}
+        params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
+                  "steps": self.steps, "width": width, "height": height, "batch": self.variants,
+                  "reference_scale": self.reference_scale, "source_labels": labels, "hand_model": model,
+                  "sensor_fit": camera.data.sensor_fit,
+                  "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y]}
+        return JOB_KIND, params, arrays
+
+    def job_apply(self, context, result):
+        images = np.asarray(result.arrays["images"])
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
+        request = self._request
+        labels = json.dumps({"hands": result.data.get("hands"), "camera": result.data.get("camera")})
+        made = []
+        for variant, pixels in enumerate(images):
+            name = f"HandForge transfer seed {request['seed']}" + (f" v{variant + 1}" if len(images) > 1 else "")
+            image = ops_image.store_image(name, pixels)
+            image["handforge_seed"], image["handforge_variant"] = request["seed"], variant
+            image["handforge_labels"], image["handforge_transfer_source"] = labels, request["source"]
+            made.append(image)
+        camera = context.scene.objects.get(request["camera"])
+        if camera is not None and self.set_background:
+            ops_image.show_behind(camera, made[0])
+        if camera is not None and self.add_plane:
+            add_plane(context, camera, made[0], "HandForge transfer")
+        return f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
+
+    def execute(self, context):
+        if bpy.app.background or context.window is None:
+            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
+        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
+
+
+class HANDFORGE_PT_transfer(_Panel, bpy.types.Panel):
+    bl_label = "Transfer Pose"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.template_ID(context.scene, SOURCE_PROP, open="image.open")
+        layout.operator("handforge.transfer_pose", icon="MOD_DATA_TRANSFER")
+        ok, why = connection.kind_status(JOB_KIND)
+        if not ok and context.window_manager.handforge.kinds:
+            layout.label(text=why[:80], icon="ERROR")
+
+
+CLASSES = (HANDFORGE_OT_transfer_pose, HANDFORGE_PT_transfer)
+
+
+def register() -> None:
+    setattr(bpy.types.Scene, SOURCE_PROP, bpy.props.PointerProperty(
+        type=bpy.types.Image, name="Source Image", description="The image whose hands Transfer Pose re-poses"))
+
+
+def unregister() -> None:
+    delattr(bpy.types.Scene, SOURCE_PROP)

@@ -1,0 +1,82 @@
+"""Blender session: Transfer Pose through a real backend the add-on starts, on tiny random SD and
+ControlNet weights: from an image datablock carrying HandForge labels and from a file; results as
+image datablocks, the camera's background and a plane; a missing file is refused, scene intact."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import bpy
+import numpy as np
+from mathutils import Vector
+from session import ADDON_MODULE, Session, error_of
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+
+
+def build_scene():
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.paste_pose(text=a["pose"], sides="BOTH") == {"FINISHED"}
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.location = (0.0, -0.5, 0.15)
+    cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = cam
+    source = bpy.data.images.new("Source", 96, 80, alpha=False)
+    pixels = np.random.default_rng(0).uniform(0, 1, (80, 96, 4)).astype(np.float32)
+    pixels[..., 3] = 1
+    source.pixels.foreach_set(pixels.ravel())
+    source["handforge_labels"] = a["labels"]
+    scene.handforge_transfer_source = source
+    os.environ.update({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_CONTROLNETS": a["controlnets"]})
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+
+
+s.check("scene", build_scene)
+
+
+def from_datablock():
+    poll = bpy.ops.handforge.transfer_pose.poll()
+    result = bpy.ops.handforge.transfer_pose(seed=3, steps=2, variants=2, resolution_x=a["size"],
+                                             resolution_y=a["size"], add_plane=True)
+    made = sorted((i for i in bpy.data.images if "handforge_transfer_source" in i), key=lambda i: i.name)
+    plane = bpy.data.objects.get("HandForge transfer")
+    return {"poll": poll, "result": sorted(result),
+            "images": {i.name: {"size": list(i.size), "source": i["handforge_transfer_source"],
+                                "labels": i["handforge_labels"]} for i in made},
+            "background": scene.camera.data.background_images[0].image.name,
+            "plane": None if plane is None else {"parent": plane.parent.name,
+                                                 "image": plane.data.materials[0].node_tree.nodes[0].image.name}}
+
+
+s.check("from_datablock", from_datablock)
+
+
+def from_file():
+    path = str(s.work / "source.png")
+    image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
+    image.filepath_raw, image.file_format = path, "PNG"
+    image.save()
+    bpy.data.images.remove(image)  # the file is loaded afresh, as a user's file would be
+    objects = len(bpy.data.objects)
+    missing = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path + ".nope", steps=1,
+                                                               resolution_x=a["size"], resolution_y=a["size"]))
+    result = bpy.ops.handforge.transfer_pose(source_file=path, seed=9, steps=1, resolution_x=a["size"],
+                                             resolution_y=a["size"], set_background=False)
+    made = bpy.data.images.get("HandForge transfer seed 9")
+    return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
+            "source": made["handforge_transfer_source"] if made else None,
+            "labels": json.loads(made["handforge_labels"])["hands"] is not None if made else False}
+
+
+s.check("from_file", from_file)
+s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
+s.finish()

@@ -1,0 +1,58 @@
+"""Transfer Pose from Blender through a real backend the add-on starts, on tiny random SD and
+ControlNet weights (the diffusers layout real weights come in): image datablocks with the target
+pose's labels, the camera background and a plane; a missing source file is refused."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from handforge_shared import pose_library
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.support import tiny_sd
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+SIZE = tiny_sd.IMAGE_SIZE
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("transfer_session")
+    sd = tiny_sd.build_sd(work / "sd")
+    tiny_sd.build_controlnet(work / "controlnets" / "control_sd15_depth", sd, seed=2)
+    pose = {s: pose_library.get("fist", side=s).to_dict() for s in ("left", "right")}
+    labels = {"hands": {"right": {"params_world": pose_library.get("spread", side="right").to_dict()}}, "camera": {}}
+    args = {"port": free_port(), "size": SIZE, "sd": str(sd), "controlnets": str(work / "controlnets"),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+            "pose": json.dumps({"format": "handforge.pose", "hands": pose}), "labels": json.dumps(labels)}
+    return run_blender("transfer_session.py", addon_zip, work / "blender", args, timeout=900)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def test_transfer_from_a_datablock_makes_variants_background_and_plane(session):
+    _no_error(session, "scene", "from_datablock")
+    found = session["from_datablock"]
+    assert found["poll"] is True and found["result"] == ["FINISHED"]
+    assert sorted(found["images"]) == ["HandForge transfer seed 3 v1", "HandForge transfer seed 3 v2"]
+    for image in found["images"].values():
+        assert image["size"] == [SIZE, SIZE] and image["source"] == "Source"
+        uv = np.array(json.loads(image["labels"])["hands"]["right"]["keypoints_2d"])
+        assert uv.shape == (21, 2) and np.all((uv > 0) & (uv < SIZE))  # the target pose's labels, in view
+    assert found["background"] == "HandForge transfer seed 3 v1"
+    assert found["plane"] == {"parent": "Cam", "image": "HandForge transfer seed 3 v1"}
+
+
+def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
+    _no_error(session, "from_file")
+    found = session["from_file"]
+    assert "does not exist" in found["missing"] and found["objects_kept"]
+    assert found["result"] == ["FINISHED"] and found["source"] == "source.png" and found["labels"]

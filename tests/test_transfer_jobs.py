@@ -1,0 +1,162 @@
+"""``image.transfer`` end to end: a real server (subprocess) with tiny SD/ControlNet weights in the
+diffusers layout and a real client: images with the target pose's labels, the source pose from a
+HandForge image's labels, validated inputs (the server stays up), cancel between steps."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from handforge.engines.checkpoints import save_model
+from handforge.engines.transfer.model import TargetGenerator
+from handforge.render.camera import look_at
+from handforge_shared import pose_library
+from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
+
+from tests.support import tiny_sd
+from tests.support.server import running_server
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = tiny_sd.IMAGE_SIZE
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("transfer")
+    sd = tiny_sd.build_sd(root / "sd")
+    tiny_sd.build_controlnet(root / "controlnets" / "control_sd15_depth", sd, seed=2)
+    torch.manual_seed(0)
+    generator = save_model(TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16),
+                                           feature_dim=16, num_layers=1, num_heads=2), root / "target_generator")
+    env = {"HANDFORGE_SD_MODEL": str(sd), "HANDFORGE_CONTROLNETS": str(root / "controlnets"),
+           "HANDFORGE_TRANSFER_TARGET_GENERATOR": str(generator),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as running:
+        yield running
+
+
+def request(**params):
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    K = np.array([[150.0, 0, SIZE / 2], [0, 150.0, SIZE / 2], [0, 0, 1]])
+    source = np.random.default_rng(0).integers(0, 256, (96, 80, 3), dtype=np.uint8)  # resized to the target's size
+    arrays = {"camera.K": K, "camera.R": R, "camera.t": t, "source.image": source,
+              **pose_arrays({"right": pose_library.get("point", side="right")})}
+    return {"width": SIZE, "height": SIZE, "steps": 2, **params}, arrays
+
+
+def labels_of(pose_name: str, camera: dict | None = None) -> str:
+    return json.dumps({"hands": {"right": {"params_world": pose_library.get(pose_name, side="right").to_dict()}},
+                       "camera": camera or {}})
+
+
+def test_transfer_returns_images_with_the_target_poses_labels(server):
+    with server.client() as client:
+        engines = client.hello()["engines"]
+        assert engines["transfer"]["available"], engines["transfer"]
+        messages = []
+        params, arrays = request(batch=2, seed=4, source_labels=labels_of("fist"))
+        result = client.run("image.transfer", params, arrays, timeout=600,
+                            on_progress=lambda e: messages.append(e.message))
+        images = result.arrays["images"]
+        assert images.shape == (2, SIZE, SIZE, 3) and images.dtype == np.uint8
+        assert "step 2/2" in messages
+        assert result.data["engine"] == "reference" and result.data["controls"] == ["depth"]
+        uv = np.array(result.data["hands"]["right"]["keypoints_2d"])
+        assert uv.shape == (21, 2) and np.all((uv > 0) & (uv < SIZE))
+        target = pose_library.get("point", side="right").hand_pose
+        assert np.allclose(result.data["hands"]["right"]["params_world"]["hand_pose"], target.ravel(), atol=1e-6)
+        fist = pose_library.get("fist", side="right").hand_pose
+        assert np.allclose(result.data["source_hands"]["right"]["hand_pose"], fist.ravel(), atol=1e-6)
+        again = client.run("image.transfer", params, arrays, timeout=600)
+        assert np.array_equal(again.arrays["images"], images)  # seeded; the shared pipeline was restored
+        plain = client.run("image.transfer", {**params, "reference_scale": 0.0}, arrays, timeout=600)
+        assert plain.data["reference_scale"] == 0.0
+
+
+def test_ihpt_engine_samples_from_the_target_generator(server):
+    with server.client() as client:
+        assert client.hello()["engines"]["ihpt"]["available"]
+        params, arrays = request(engine="ihpt", seed=1, source_labels=labels_of("fist"))
+        messages = []
+        result = client.run("image.transfer", params, arrays, timeout=600, on_progress=lambda e: messages.append(e.message))
+        assert result.arrays["images"].shape == (1, SIZE, SIZE, 3) and "step 2/2" in messages
+        assert result.data["engine"] == "ihpt" and set(result.data["hands"]) == {"right"}
+        other = client.run("image.transfer", {**params, "source_labels": labels_of("spread")}, arrays, timeout=600)
+        assert result.data["source_hands"] != other.data["source_hands"]
+        with pytest.raises(JobFailed) as failed:  # IHPT's pose encoder needs the source pose
+            client.run("image.transfer", {**params, "source_labels": ""}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message
+
+
+def test_background_prompt_recomposites_the_source_through_its_mesh_image(server):
+    from handforge.engines.transfer.compositing import hand_mask
+
+    with server.client() as client:
+        params, arrays = request(seed=2)
+        camera = {"K": arrays["camera.K"].tolist(), "R": arrays["camera.R"].tolist(), "t": arrays["camera.t"].tolist(),
+                  "width": SIZE, "height": SIZE}
+        source = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        arrays["source.image"] = source
+        messages = []
+        for engine in ("reference", "ihpt"):
+            result = client.run("image.transfer", {**params, "engine": engine, "background_prompt": "a wooden table",
+                                                   "source_labels": labels_of("fist", camera)}, arrays, timeout=600,
+                                on_progress=lambda e: messages.append(e.message))
+            new, mask = result.arrays["source"], hand_mask(result.arrays["source.mesh"])
+            assert 0.02 < mask.mean() < 0.9 and "background" in messages
+            assert np.array_equal(new[mask], source[mask])  # the source's hands, pixel for pixel
+            assert (new[~mask] != source[~mask]).any(axis=-1).mean() > 0.9  # a new background around them
+        with pytest.raises(JobFailed, match="its labels' camera sees"):
+            client.run("image.transfer", {**params, "background_prompt": "a table",
+                                          "source_labels": labels_of("fist", {**camera, "width": 64})}, arrays,
+                       timeout=60)
+        with pytest.raises(JobFailed, match="needs the source's pose and camera"):
+            client.run("image.transfer", {**params, "background_prompt": "a table", "source_labels": labels_of("fist")},
+                       arrays, timeout=60)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"source_labels": "{not json"}, "params.source_labels"),
+    ({"source_labels": json.dumps({"hands": {"middle": {"params_world": {}}}})}, "params.source_labels"),
+    ({"guide": "attentionhand"}, "image.guidance"),
+])
+def test_bad_inputs_are_refused_with_the_field_and_the_server_stays_up(server, change, field):
+    with server.client() as client:
+        params, arrays = request(**change)
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", params, arrays, timeout=60)
+        assert field in failed.value.message
+        assert client.hello()["engines"]["transfer"]["available"]
+
+
+def test_source_image_must_be_rgb_uint8(server):
+    with server.client() as client:
+        params, arrays = request()
+        for bad in (arrays["source.image"].astype(np.float32), arrays["source.image"][..., :1]):
+            with pytest.raises(JobFailed) as failed:
+                client.run("image.transfer", params, {**arrays, "source.image": bad}, timeout=60)
+            assert failed.value.code == "invalid_params" and "source.image" in failed.value.message
+        both = {**arrays, **{"source." + k: v for k, v in pose_arrays({"right": pose_library.get("fist")}).items()}}
+        with pytest.raises(JobFailed, match="given twice"):
+            client.run("image.transfer", {**params, "source_labels": labels_of("fist")}, both, timeout=60)
+
+
+def test_cancel_between_steps(server):
+    with server.client() as client:
+        params, arrays = request(steps=200)
+        job = client.submit("image.transfer", params, arrays, timeout=600)
+        seen = 0
+        while True:
+            for event in client.poll(timeout=30):
+                if isinstance(event, Progress) and event.message.startswith("step"):
+                    seen += 1
+                    if seen == 2:
+                        job.cancel()
+                if isinstance(event, (Cancelled, Result)):
+                    assert isinstance(event, Cancelled) and 2 <= seen < 200
+                    return

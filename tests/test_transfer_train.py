@@ -1,0 +1,150 @@
+"""IHPT's target generator: pairs that share appearance and differ in pose, training steps through the
+one training loop lowering the loss on them (tiny SD 1.x, frozen), and ``handforge train transfer``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from handforge.engines.checkpoints import load_model
+from handforge.engines.image.loading import load_sd
+from handforge.engines.transfer.model import POSE_DIM, TargetGenerator, pose_vector
+from handforge.engines.transfer.pairs import PosePairs, write_pairs
+from handforge.engines.transfer.train import TransferObjective
+from handforge.export.spec import parse_spec
+from handforge.training.loop import TrainSettings, train
+from PIL import Image
+
+from tests.support import tiny_sd
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = {"seed": 5, "samples": 4, "width": 64, "height": 64, "render": {"engine": "none"},
+        "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
+TINY = {"image_size": 32, "backbone_channels": (8, 16), "feature_dim": 16, "num_layers": 1, "num_heads": 2,
+        "num_queries": 4, "pose_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    return tiny_sd.build_sd(root / "sd"), write_pairs(parse_spec(SPEC), root / "pairs", 4, shading="gl")
+
+
+def test_pairs_share_camera_and_look_and_differ_in_pose(data):
+    _, pairs = data
+    for n in range(4):
+        a, b = (json.loads((pairs / side / "samples" / f"{n:06d}" / "labels.json").read_text())
+                for side in ("source", "target"))
+        assert a["camera"] == b["camera"] and a["background"] == b["background"] and a["skin_tone"] == b["skin_tone"]
+        assert a["lighting"] == b["lighting"]
+        for side in a["hands"]:
+            pa, pb = a["hands"][side]["params_world"], b["hands"][side]["params_world"]
+            assert pa["betas"] == pb["betas"] and pa["global_orient"] == pb["global_orient"]
+        assert any(a["hands"][s]["params_world"]["hand_pose"] != b["hands"][s]["params_world"]["hand_pose"]
+                   for s in a["hands"])
+        rgb = [np.asarray(Image.open(pairs / side / "samples" / f"{n:06d}" / "rgb.png")) for side in ("source", "target")]
+        masks = [np.asarray(Image.open(p)) > 0 for side in ("source", "target")
+                 for p in (pairs / side / "samples" / f"{n:06d}").glob("mask_*.png")]
+        outside = ~np.any(masks, axis=0)
+        assert outside.mean() > 0.3 and np.array_equal(rgb[0][outside], rgb[1][outside])  # the same background
+    dataset = PosePairs(pairs, size=64)
+    item = dataset[0]
+    assert item["source"].shape == item["target"].shape == (3, 64, 64) and item["source_pose"].shape == (POSE_DIM,)
+    assert not torch.equal(item["source_pose"], item["target_pose"])
+
+
+def test_pose_vector_is_the_cameras_view_of_the_wrists():
+    from handforge_shared import pose_library
+    from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    hands = {"right": pose_library.get("fist", side="right"), "left": pose_library.get("spread", side="left")}
+    R = axis_angle_to_matrix(np.array([0.3, -1.1, 0.4]))
+    turn = axis_angle_to_matrix(np.array([-0.7, 0.2, 2.0]))  # the whole world turned, the camera with it
+    turned = {s: p.replace(global_orient=matrix_to_axis_angle(turn @ axis_angle_to_matrix(p.global_orient)))
+              for s, p in hands.items()}
+    a, b = pose_vector(hands, R), pose_vector(turned, R @ turn.T)
+    assert a.shape == (POSE_DIM,) and np.allclose(a, b, atol=1e-5)
+    assert not np.allclose(pose_vector(hands), pose_vector(turned), atol=1e-3)
+    assert np.array_equal(pose_vector({"right": hands["right"]})[:POSE_DIM // 2], np.zeros(POSE_DIM // 2))  # no left
+
+
+def fixed_loss(model, objective, batch) -> float:
+    with torch.no_grad():
+        return float(np.mean([float(objective(model, batch, torch.Generator().manual_seed(k))) for k in range(6)]))
+
+
+def test_training_steps_lower_the_loss(data, tmp_path):
+    sd_path, pairs = data
+    sd = load_sd(sd_path)
+    dataset = PosePairs(pairs, size=64)
+    torch.manual_seed(0)
+    model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, **TINY)
+    objective = TransferObjective(sd)
+    batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
+    before = fixed_loss(model, objective, batch)
+    result = train(model, dataset, objective, TrainSettings(out=tmp_path / "run", steps=40, batch_size=2, lr=3e-3,
+                                                             ema_decay=None, checkpoint_every=40, progress=False))
+    after = fixed_loss(result.model.cpu().eval(), objective, batch)
+    assert after < before, (before, after)
+    loaded = load_model(TargetGenerator, result.model_dir)
+    context = loaded(batch["source"][:1], batch["source_pose"][:1], batch["target_pose"][:1])
+    assert context.shape == (1, 4 + 8 * 8 + 2, sd["unet"].config.cross_attention_dim)  # queries + 8×8 grid + pose
+
+
+def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
+    sd_path, _ = data
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
+    command = [sys.executable, "-m", "handforge", "train", "transfer", "--data", str(tmp_path / "pairs"),
+               "--write-pairs", str(spec), "--pairs", "2", "--shading", "gl", "--sd", str(sd_path),
+               "--out", str(tmp_path / "run"), "--size", "64", "--image-size", "32", "--channels", "8", "16",
+               "--feature-dim", "16", "--layers", "1", "--heads", "2", "--steps", "2", "--batch-size", "1", "--quiet"]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "pairs" / "target" / "samples" / "000001" / "rgb.png").is_file()
+    assert isinstance(load_model(TargetGenerator, tmp_path / "run" / "model"), TargetGenerator)
+    bad = subprocess.run([*command[:6], str(tmp_path / "nothing"), "--sd", str(sd_path), "--out", str(tmp_path / "r2")],
+                         check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no pairs" in bad.stderr
+
+
+def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
+    from handforge.engines.transfer.pairs import InterHandPairs
+
+    rng = np.random.default_rng(0)
+
+    def hand():
+        return {"pose": rng.normal(scale=0.4, size=48).tolist(), "shape": rng.normal(size=10).tolist(),
+                "trans": rng.normal(scale=0.2, size=3).tolist()}
+
+    folder = tmp_path / "annotations" / "test"
+    folder.mkdir(parents=True)
+    frames = [0, 10, 40, 45]
+    (folder / "InterHand2.6M_test_MANO_NeuralAnnot.json").write_text(json.dumps(
+        {"0": {str(f): {"right": hand(), "left": hand()} for f in frames}}))
+    (folder / "InterHand2.6M_test_camera.json").write_text(json.dumps({"0": {
+        "campos": {"400002": [0.0, 0.0, -500.0]}, "camrot": {"400002": np.eye(3).tolist()},
+        "focal": {"400002": [1000.0, 1000.0]}, "princpt": {"400002": [160.0, 256.0]}}}))
+    images = tmp_path / "images" / "test" / "Capture0" / "ROM01" / "cam400002"
+    images.mkdir(parents=True)
+    for f in [*frames, 99]:  # frame 99 has no annotation: left out
+        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(images / f"image{f}.jpg")
+    hands_mean = {s: rng.normal(scale=0.1, size=45) for s in ("left", "right")}
+    dataset = InterHandPairs(tmp_path, hands_mean, split="test", size=32, gap=30)
+    partners = [(a[0].name, b[0].name) for a, b in dataset.items]
+    assert partners == [("image0.jpg", "image40.jpg"), ("image10.jpg", "image40.jpg"), ("image40.jpg", "image0.jpg"),
+                        ("image45.jpg", "image0.jpg")]
+    item = dataset[0]
+    assert item["source"].shape == (3, 32, 32) and item["source_pose"].shape == (POSE_DIM,)
+    assert not torch.equal(item["source_pose"], item["target_pose"])
+    for f in frames[1:]:
+        (images / f"image{f}.jpg").unlink()
+    with pytest.raises(ValueError, match="no InterHand2.6M pairs"):  # one annotated image: no partner
+        InterHandPairs(tmp_path, hands_mean, split="test")
