@@ -3,6 +3,7 @@ order and error arithmetic. Renders with hands: tests/test_blender_landmarks.py.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,26 @@ def test_without_mediapipe_the_error_names_the_extra():
             "except LandmarkError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert 'handforge[landmarks]' in out.stdout and "mediapipe" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("labels, image, message", [
+    ("{not json", True, "is not a HandForge labels file"),
+    ('{"hands": {"left": {"keypoints_2d": [[1, 2]]}}}', True, "21 \\[x, y\\] pixel pairs"),
+    ('{"hands": {}}', False, "has no rgb.png: export with an RGB engine"),
+    ('{"hands": {}}', b"not a png", "cannot read .*rgb.png as an image"),
+])
+def test_cli_names_a_broken_sample_and_how_to_fix_it(tmp_path, capsys, labels, image, message):
+    from handforge.cli import main
+
+    sample = tmp_path / "samples" / "000000"
+    sample.mkdir(parents=True)
+    (sample / "labels.json").write_text(labels)
+    if image is True:
+        from PIL import Image
+
+        Image.new("RGB", (32, 32)).save(sample / "rgb.png")
+    elif image:
+        (sample / "rgb.png").write_bytes(image)
+    assert main(["eval", "image", str(tmp_path), "--out", str(tmp_path / "report.json")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "report.json").exists()  # nothing half-written

@@ -52,13 +52,23 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
     from PIL import Image
 
     folder = Path(folder)
-    labels = json.loads((folder / "labels.json").read_text())
+    try:
+        labels = json.loads((folder / "labels.json").read_text())
+        keypoints = {side: np.asarray(hand["keypoints_2d"], np.float64) for side, hand in labels["hands"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{folder / 'labels.json'} is not a HandForge labels file (needs hands.<side>.keypoints_2d "
+                         f"and bbox_projected, as `handforge export` writes): {exc!r}") from exc
+    if any(k.shape != (21, 2) for k in keypoints.values()):
+        raise ValueError(f"{folder / 'labels.json'}: keypoints_2d must be 21 [x, y] pixel pairs per hand")
     image_name = labels.get("files", {}).get("rgb", "rgb.png")
     if not (folder / image_name).is_file():
         raise ValueError(f"{folder} has no {image_name}: export with an RGB engine (workbench or cycles), "
                          "not --engine none")
-    with Image.open(folder / image_name) as image:
-        rgb = np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(folder / image_name) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {folder / image_name} as an image: {exc}") from exc
     return {"sample": folder.name, **evaluate_image(rgb, labels, min_confidence)}
 
 

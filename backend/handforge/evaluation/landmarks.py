@@ -20,6 +20,7 @@ measured from that same corner, so pixels = fraction × size with no half-pixel 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,6 +64,9 @@ class KeypointErrors:
                 "per_keypoint_px": {n: float(d) for n, d in zip(KEYPOINT_NAMES, self.per_keypoint_px)}}
 
 
+_PROCESS_LOCK = threading.Lock()  # one MediaPipe graph per threshold, shared: it is not thread-safe
+
+
 @lru_cache(maxsize=2)
 def _hands(min_confidence: float):
     try:
@@ -81,7 +85,9 @@ def detect(image: np.ndarray, min_confidence: float = 0.5) -> list[DetectedHand]
         raise LandmarkError(f"detect() needs an RGB uint8 image of shape (H, W, 3), got {image.dtype} "
                             f"{image.shape} (drop an alpha channel with image[..., :3])")
     height, width = image.shape[:2]
-    result = _hands(float(min_confidence)).process(np.ascontiguousarray(image))
+    hands = _hands(float(min_confidence))
+    with _PROCESS_LOCK:
+        result = hands.process(np.ascontiguousarray(image))
     found = []
     for landmarks, handedness in zip(result.multi_hand_landmarks or (), result.multi_handedness or ()):
         fractions = np.array([(p.x, p.y) for p in landmarks.landmark], np.float64)

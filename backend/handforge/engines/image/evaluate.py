@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
                              if passes(r, args.keep_below, args.allow_missing)]
     print(_table(report))
     if args.out:
+        import os
         from pathlib import Path
 
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        partial = Path(f"{args.out}.partial")  # renamed into place: never a half-written report
+        partial.write_text(json.dumps(report, indent=1) + "\n")
+        os.replace(partial, args.out)
         print(f"wrote {args.out}")
     return 0
