@@ -1,0 +1,109 @@
+"""How well images match their hand labels, per sample and over a folder in the export layout
+(``samples/*/labels.json`` + ``rgb.png``: ``handforge export`` and generated images alike), and a
+filter that keeps the aligned samples (``handforge eval image``; dataset runs call ``passing``).
+
+Measured with the detector of ``handforge.evaluation.landmarks``: per labelled hand whether it was
+found, its confidence, whether the detector's handedness agrees, and the 2D keypoint errors
+(normalised by the label's whole-hand box ``bbox_projected``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from handforge.evaluation.landmarks import PCK_THRESHOLD, detect, keypoint_errors, match
+
+PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
+
+
+def sample_folders(root: str | Path) -> list[Path]:
+    """The sample folders of an export-layout folder, in order; a clear error when there are none."""
+    root = Path(root)
+    folders = sorted(p.parent for p in root.glob("samples/*/labels.json"))
+    if not folders:
+        raise ValueError(f"no samples/*/labels.json under {root}: give a folder written by `handforge export` "
+                         "(or generated images in its layout)")
+    return folders
+
+
+def evaluate_image(image: np.ndarray, labels: dict, min_confidence: float = 0.5) -> dict:
+    """One image against its ``labels.json`` content: per labelled hand in view, the detection and
+    its errors (``None`` when undetected), and how many detections matched no label."""
+    labelled = {side: np.asarray(hand["keypoints_2d"], np.float64) for side, hand in labels["hands"].items()
+                if hand.get("bbox_projected") is not None}  # a hand wholly outside the image cannot be found
+    detected = detect(image, min_confidence)
+    matched = match(detected, labelled)
+    hands = {}
+    for side, keypoints in labelled.items():
+        found = matched.get(side)
+        if found is None:
+            hands[side] = {"detected": False}
+            continue
+        errors = keypoint_errors(found.keypoints, keypoints, labels["hands"][side]["bbox_projected"])
+        hands[side] = {"detected": True, "confidence": found.score, "handedness_agrees": found.side == side,
+                       **errors.as_dict()}
+    return {"hands": hands, "detections": len(detected), "unmatched_detections": len(detected) - len(matched)}
+
+
+def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
+    from PIL import Image
+
+    folder = Path(folder)
+    try:
+        labels = json.loads((folder / "labels.json").read_text())
+        keypoints = {side: np.asarray(hand["keypoints_2d"], np.float64) for side, hand in labels["hands"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{folder / 'labels.json'} is not a HandForge labels file (needs hands.<side>.keypoints_2d "
+                         f"and bbox_projected, as `handforge export` writes): {exc!r}") from exc
+    if any(k.shape != (21, 2) for k in keypoints.values()):
+        raise ValueError(f"{folder / 'labels.json'}: keypoints_2d must be 21 [x, y] pixel pairs per hand")
+    image_name = labels.get("files", {}).get("rgb", "rgb.png")
+    if not (folder / image_name).is_file():
+        raise ValueError(f"{folder} has no {image_name}: export with an RGB engine (workbench or cycles), "
+                         "not --engine none")
+    try:
+        with Image.open(folder / image_name) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {folder / image_name} as an image: {exc}") from exc
+    return {"sample": folder.name, **evaluate_image(rgb, labels, min_confidence)}
+
+
+def passes(result: dict, keep_below_px: float, allow_missing: bool = False) -> bool:
+    """Whether a sample's labels fit its image: every labelled hand in view detected (or, with
+    ``allow_missing``, at least one) and each detected hand's mean keypoint error below the bound."""
+    hands = result["hands"].values()
+    found = [h for h in hands if h["detected"]]
+    if not found or (not allow_missing and len(found) < len(hands)):
+        return False
+    return all(h["mean_px"] < keep_below_px for h in found)
+
+
+def summarise(results: list[dict]) -> dict:
+    hands = [h for r in results for h in r["hands"].values()]
+    found = [h for h in hands if h["detected"]]
+
+    def mean(key):
+        return float(np.mean([h[key] for h in found])) if found else None
+
+    return {"samples": len(results), "labelled_hands": len(hands), "detected_hands": len(found),
+            "detection_rate": len(found) / len(hands) if hands else None,
+            "confidence": mean("confidence"), "handedness_agreement": mean("handedness_agrees"),
+            "mean_px": mean("mean_px"), "mean_normalised": mean("mean_normalised"), "mse_2d": mean("mse_2d"),
+            PCK_KEY: mean(PCK_KEY), "unmatched_detections": sum(r["unmatched_detections"] for r in results)}
+
+
+def evaluate_folder(root: str | Path, min_confidence: float = 0.5) -> dict:
+    """``{"samples": [per-sample results], "summary": {...}}`` for an export-layout folder."""
+    results = [evaluate_sample(folder, min_confidence) for folder in sample_folders(root)]
+    return {"samples": results, "summary": summarise(results)}
+
+
+def passing(root: str | Path, keep_below_px: float, allow_missing: bool = False,
+            min_confidence: float = 0.5) -> list[str]:
+    """The names of the samples under ``root`` whose labels fit their images (see ``passes``)."""
+    return [r["sample"] for r in evaluate_folder(root, min_confidence)["samples"]
+            if passes(r, keep_below_px, allow_missing)]

@@ -1,0 +1,108 @@
+"""The hand-landmark detector (real MediaPipe) on images without hands, its input checks, keypoint
+order and error arithmetic. Renders with hands: tests/test_blender_landmarks.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from handforge.evaluation.image_alignment import evaluate_image, passes, summarise
+from handforge.evaluation.landmarks import (OURS_FROM_MEDIAPIPE, PCK_THRESHOLD, LandmarkError, detect,
+                                            keypoint_errors, match)
+from handforge_shared.skeleton import KEYPOINT_NAMES
+
+def _labels(rng) -> dict:
+    hands = {}
+    for side, x in (("left", 60.0), ("right", 180.0)):
+        keypoints = rng.uniform(-30, 30, (21, 2)) + [x, 128.0]
+        lo, hi = keypoints.min(0), keypoints.max(0)
+        hands[side] = {"keypoints_2d": keypoints.tolist(), "bbox_projected": [*lo, *(hi - lo)]}
+    return {"hands": hands}
+
+
+def test_mediapipe_order_maps_to_ours():
+    # MediaPipe: 0 wrist, then thumb CMC, MCP, IP, tip (1-4), index MCP..tip (5-8), ... pinky (17-20)
+    expected = {"wrist": 0, "thumb1": 1, "thumb4": 4, "index1": 5, "index4": 8, "middle3": 11, "pinky4": 20}
+    for name, mediapipe_index in expected.items():
+        assert OURS_FROM_MEDIAPIPE[KEYPOINT_NAMES.index(name)] == mediapipe_index
+    assert sorted(OURS_FROM_MEDIAPIPE) == list(range(21))
+
+
+@pytest.mark.parametrize("image", [np.full((256, 256, 3), 128, np.uint8), np.zeros((96, 128, 3), np.uint8)])
+def test_an_image_without_hands_gives_no_detection_and_a_clear_result(image):
+    assert detect(image) == []
+    result = evaluate_image(image, _labels(np.random.default_rng(0)))
+    assert result["detections"] == 0 and result["unmatched_detections"] == 0
+    assert result["hands"] == {"left": {"detected": False}, "right": {"detected": False}}
+    assert not passes(result, keep_below_px=1e9) and not passes(result, 1e9, allow_missing=True)
+    summary = summarise([result])
+    assert summary["detection_rate"] == 0 and summary["mean_px"] is None and summary["labelled_hands"] == 2
+
+
+@pytest.mark.parametrize("image", [np.zeros((64, 64, 4), np.uint8), np.zeros((64, 64, 3), np.float32),
+                                   np.zeros((64, 64), np.uint8)])
+def test_a_wrong_image_is_a_clear_error(image):
+    with pytest.raises(LandmarkError, match=r"RGB uint8 image of shape \(H, W, 3\)"):
+        detect(image)
+
+
+def test_keypoint_errors_in_pixels_normalised_and_pck():
+    labelled = np.random.default_rng(1).uniform(0, 100, (21, 2))
+    shift = np.zeros((21, 2))
+    shift[:5, 0] = 30.0                  # five keypoints 30 px off: outside 10 % of a 50 px diagonal
+    shift[5:, 1] = 3.0                   # the rest 3 px off: inside
+    errors = keypoint_errors(labelled + shift, labelled, box=[0, 0, 30, 40])  # diagonal 50
+    assert errors.per_keypoint_px == pytest.approx([30] * 5 + [3] * 16)
+    assert errors.mean_px == pytest.approx((5 * 30 + 16 * 3) / 21)
+    assert errors.mean_normalised == pytest.approx(errors.mean_px / 50)
+    assert errors.mse_2d == pytest.approx((5 * 900 + 16 * 9) / 21)
+    assert errors.pck == pytest.approx(16 / 21) and PCK_THRESHOLD == 0.1
+    with pytest.raises(ValueError, match=r"two \(21, 2\) arrays"):
+        keypoint_errors(labelled[:20], labelled[:20])
+
+
+def test_match_pairs_by_proximity_whatever_the_handedness():
+    from handforge.evaluation.landmarks import DetectedHand
+
+    labels = {s: np.asarray(h["keypoints_2d"]) for s, h in _labels(np.random.default_rng(2))["hands"].items()}
+    # one detection near the right hand, claiming to be a left hand
+    near_right = DetectedHand("left", 0.9, labels["right"] + 2.0)
+    assert match([near_right], labels) == {"right": near_right}
+    assert match([], labels) == {}
+
+
+def test_without_mediapipe_the_error_names_the_extra():
+    code = ("import sys; sys.modules['mediapipe'] = None\n"  # as if it were not installed
+            "import numpy as np\n"
+            "from handforge.evaluation.landmarks import detect, LandmarkError\n"
+            "try:\n    detect(np.zeros((8, 8, 3), np.uint8))\n"
+            "except LandmarkError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert 'handforge[landmarks]' in out.stdout and "mediapipe" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("labels, image, message", [
+    ("{not json", True, "is not a HandForge labels file"),
+    ('{"hands": {"left": {"keypoints_2d": [[1, 2]]}}}', True, "21 \\[x, y\\] pixel pairs"),
+    ('{"hands": {}}', False, "has no rgb.png: export with an RGB engine"),
+    ('{"hands": {}}', b"not a png", "cannot read .*rgb.png as an image"),
+])
+def test_cli_names_a_broken_sample_and_how_to_fix_it(tmp_path, capsys, labels, image, message):
+    from handforge.cli import main
+
+    sample = tmp_path / "samples" / "000000"
+    sample.mkdir(parents=True)
+    (sample / "labels.json").write_text(labels)
+    if image is True:
+        from PIL import Image
+
+        Image.new("RGB", (32, 32)).save(sample / "rgb.png")
+    elif image:
+        (sample / "rgb.png").write_bytes(image)
+    assert main(["eval", "image", str(tmp_path), "--out", str(tmp_path / "report.json")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "report.json").exists()  # nothing half-written
