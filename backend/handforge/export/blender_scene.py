@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from handforge.export.labels import moved_pose
-from handforge.export.run import label_scene, write_dataset
+from handforge.export.run import label_scene, posed_hand, write_dataset
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
 from handforge.render.camera import BlenderCamera, Camera, from_blender
@@ -105,25 +105,17 @@ def _rigid(matrices: np.ndarray, what: str) -> np.ndarray:
 
 
 def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[str, np.ndarray]) -> dict[str, dict]:
-    """``run._hands``' form in the world: each hand from its model-space pose, moved by its armature's
-    transform A as x → Mᵀ·A·M·x (vertices, keypoints, wrist and the pose parameters alike)."""
-    import torch
-
+    """``run.posed_hand``'s form in the world: each hand from its model-space pose, moved by its
+    armature's transform A as x → Mᵀ·A·M·x (vertices, keypoints, joints, wrist and the pose alike)."""
     M = MODEL_TO_BLENDER
     out = {}
-    with torch.no_grad():
-        for side, pose in poses.items():
-            A = object_matrices[side]
-            rotation, translation = M.T @ A[:3, :3] @ M, M.T @ A[:3, 3]
-            result = model.forward_pose(side, pose)
-            root = result.joints[0, 0].double().numpy()
-            vertices, keypoints = result.vertices[0].double().numpy(), result.keypoints[0].double().numpy()
-            joints = result.joints[0].double().numpy()
-            out[side] = {"pose": moved_pose(pose, root - pose.transl, rotation, translation),
-                         "vertices": vertices @ rotation.T + translation,
-                         "keypoints": keypoints @ rotation.T + translation, "root": rotation @ root + translation,
-                         "joints": joints @ rotation.T + translation,
-                         "faces": model.faces(side).numpy(), "rig": model.rig(side)}
+    for side, pose in poses.items():
+        A = object_matrices[side]
+        rotation, translation = M.T @ A[:3, :3] @ M, M.T @ A[:3, 3]
+        hand = posed_hand(model, side, pose)
+        out[side] = {**hand, "pose": moved_pose(pose, hand["root"] - pose.transl, rotation, translation),
+                     **{key: hand[key] @ rotation.T + translation for key in ("vertices", "keypoints", "joints")},
+                     "root": rotation @ hand["root"] + translation}
     return out
 
 

@@ -42,20 +42,19 @@ CONVENTIONS = {
 }
 
 
-def _hands(model, scene) -> dict[str, dict[str, np.ndarray]]:
-    out = {}
+def posed_hand(model, side: str, pose) -> dict[str, Any]:
+    """One hand as every export and image engine draws and labels it (model frame, float64): its
+    pose, vertices, 21 keypoints, wrist joint ("root"), 16 joints, faces and rig (for the forearm)."""
     with torch.no_grad():
-        for side in SIDES:
-            pose = scene.hands.hand(side)
-            if pose is None:
-                continue
-            result = model.forward_pose(side, pose)
-            out[side] = {"pose": pose, "vertices": result.vertices[0].double().numpy(),
-                         "keypoints": result.keypoints[0].double().numpy(),
-                         "root": result.joints[0, 0].double().numpy(),
-                         "joints": result.joints[0].double().numpy(),
-                         "faces": model.faces(side).numpy(), "rig": model.rig(side)}
-    return out
+        result = model.forward_pose(side, pose)
+    return {"pose": pose, "vertices": result.vertices[0].double().numpy(),
+            "keypoints": result.keypoints[0].double().numpy(), "root": result.joints[0, 0].double().numpy(),
+            "joints": result.joints[0].double().numpy(), "faces": model.faces(side).numpy(), "rig": model.rig(side)}
+
+
+def _hands(model, scene) -> dict[str, dict[str, Any]]:
+    return {side: posed_hand(model, side, scene.hands.hand(side)) for side in SIDES
+            if scene.hands.hand(side) is not None}
 
 
 def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

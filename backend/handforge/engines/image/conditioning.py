@@ -68,19 +68,10 @@ def normal_image(normals: np.ndarray, depth: np.ndarray) -> np.ndarray:
 
 
 def posed_meshes(model, hands: Mapping[str, HandPose]) -> dict[str, dict[str, Any]]:
-    """Each side's vertices, keypoints, wrist and faces for one pose (as the export computes them)."""
-    import torch
+    """Each side's vertices, keypoints, joints and faces for one pose, as the export computes them."""
+    from handforge.export.run import posed_hand
 
-    out = {}
-    with torch.no_grad():
-        for side in SIDES:
-            pose = hands.get(side)
-            if pose is None:
-                continue
-            result = model.forward_pose(side, pose)
-            out[side] = {"pose": pose, "vertices": result.vertices[0].double().numpy(),
-                         "keypoints": result.keypoints[0].double().numpy(),
-                         "root": result.joints[0, 0].double().numpy(), "faces": model.faces(side).numpy()}
+    out = {side: posed_hand(model, side, hands[side]) for side in SIDES if hands.get(side) is not None}
     if not out:
         raise ValueError("no hands to condition on: give the pose parameters of at least one hand")
     return out

@@ -6,8 +6,8 @@ compared with the pair's ground-truth target image:
 - appearance kept: PSNR (dB) inside the target hands' projected box and outside it (the background);
 - pose agreement: PCK — the share of the target's visible keypoints whose detected position lies
   within ``--pck`` × the box's diagonal of our projected keypoint. Detection needs a hand landmark
-  detector; MediaPipe Hands (https://developers.google.com/mediapipe) is used when it is installed,
-  else the pose score is left out and the report says why.
+  detector: ``handforge.evaluation.landmarks`` (MediaPipe Hands, the ``landmarks`` extra) when it is
+  installed, else the pose score is left out and the report says why.
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-# MediaPipe Hands' 21 landmarks (wrist, then thumb … little finger, base → tip) in our keypoint order
-# (per finger tip → base, then the wrist; handforge_shared.skeleton)
-MIRRORED = {"left": "right", "right": "left"}
-MEDIAPIPE_TO_OURS = [4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17, 0]
 
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
@@ -52,23 +47,17 @@ def pck(detected: np.ndarray | None, target: np.ndarray, visible: np.ndarray, bo
     return float(np.mean(np.linalg.norm(detected[visible] - target[visible], axis=1) <= radius))
 
 
-def mediapipe_detector():
+def landmark_detector():
     """(image (H, W, 3) uint8, side) → (21, 2) pixels in our order or None; None if MediaPipe is missing."""
-    try:
-        import mediapipe as mp
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("mediapipe") is None:
         return None
-    hands = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2)
+    from handforge.evaluation import landmarks
 
     def detect(image: np.ndarray, side: str) -> np.ndarray | None:
-        found = hands.process(image)
-        height, width = image.shape[:2]
-        for landmarks, handedness in zip(found.multi_hand_landmarks or [], found.multi_handedness or []):
-            # MediaPipe assumes a mirrored (selfie) image: in ours its "Left" is the right hand
-            if handedness.classification[0].label.lower() == MIRRORED[side]:
-                points = np.array([[p.x * width, p.y * height] for p in landmarks.landmark])
-                return points[MEDIAPIPE_TO_OURS]
-        return None
+        found = [hand for hand in landmarks.detect(image) if hand.side == side]
+        return max(found, key=lambda hand: hand.score).keypoints if found else None
 
     return detect
 
@@ -100,7 +89,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
     from handforge.export.labels import union_box
 
     report = {"pairs": 0, "pose": f"PCK@{threshold:g}" if detect else
-              "not measured: no hand landmark detector (pip install mediapipe)", "engines": {}}
+              "not measured: no hand landmark detector (MediaPipe: pip install 'handforge[landmarks]')", "engines": {}}
     rows = {name: [] for name in engines}
     for index in dataset.indices[:limit]:
         source_sample = dataset.folder / "source" / "samples" / index
@@ -195,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
         return 2
-    report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, mediapipe_detector())
+    report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
