@@ -24,7 +24,9 @@ from PIL import Image
 from tests.support import tiny_sd
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = {"seed": 5, "samples": 4, "width": 64, "height": 64, "render": {"engine": "none"},
+# No forearm: the backgrounds are compared pixel for pixel outside the hands, and the forearm's
+# wrist end follows the thumb's skinning, so it moves a little between the two poses.
+SPEC = {"seed": 5, "samples": 4, "width": 64, "height": 64, "render": {"engine": "none", "forearm": "none"},
         "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
 TINY = {"image_size": 32, "backbone_channels": (8, 16), "feature_dim": 16, "num_layers": 1, "num_heads": 2,
         "num_queries": 4, "pose_tokens": 2}
