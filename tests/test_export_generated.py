@@ -23,7 +23,7 @@ COMMAND = "handforge export spec.toml --out data"
 SPEC = {"seed": 5, "samples": 2, "width": 64, "height": 64, "outputs": ["rgb", "mesh", "masks"],
         "camera": {"distance": [0.3, 0.4]}, "render": {"engine": "generate"},
         "generate": {"engine": "controlnet", "controls": ["control_sd15_depth", "my_net:skeleton"], "steps": 2,
-                     "prompts": ["a man holding two hands", "hands waving"], "seed": 3}}
+                     "prompts": ["a man holding two hands", "hands waving"], "seed": 3, "keep_below_px": 15}}
 WEIGHT_ENV = ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS")
 
 
@@ -130,7 +130,23 @@ def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_pa
     ({"generate": {"engine": "attentionhand", "controls": ["x"]}}, "generate.controls"),
     ({"width": 60}, "multiples of 8"),
     ({"render": {"engine": "none"}, "generate": {"setps": 1}}, "unknown keys"),
+    ({"generate": {"keep_below_px": -1}}, "generate.keep_below_px"),
 ])
 def test_bad_generate_sections_are_clear_errors(change, message):
     with pytest.raises(SpecError, match=message):
         parse_spec({**SPEC, **change})
+
+
+def test_keep_below_px_records_and_summarises_the_alignment_check(generated):
+    out = generated
+    records = [labels(out, index) for index in range(2)]  # nothing is dropped: every sample is written
+    for record in records:
+        alignment = record["generated"]["alignment"]
+        assert alignment["keep_below_px"] == 15 and set(alignment["hands"]) == set(record["hands"])
+        detected = [h for h in alignment["hands"].values() if h["detected"]]
+        assert alignment["passed"] == (len(detected) == len(alignment["hands"])
+                                       and all(h["mean_px"] < 15 for h in detected))
+    summary = json.loads((out / "dataset_card.json").read_text())["generate"]["alignment"]
+    failed = [r["index"] for r in records if not r["generated"]["alignment"]["passed"]]
+    assert summary == {"keep_below_px": 15, "checked": 2, "passed": 2 - len(failed), "failed_samples": failed}
+    assert f"{2 - len(failed)}/2" in (out / "dataset_card.md").read_text()

@@ -119,8 +119,9 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
         "bbox": union_box([h["bbox"] for h in labels.values()]),
         "files": {Path(n).stem: n for n in sorted(files)}, "conventions": CONVENTIONS,
     }
-    if "rgb.png" in files and getattr(rgb, "sample_labels", None):  # a generated image's prompt and seed
-        record["generated"] = rgb.sample_labels
+    describe = getattr(rgb, "describe_sample", None)
+    if "rgb.png" in files and describe is not None:  # a generated image's prompt, seed (and alignment)
+        record["generated"] = describe(files["rgb.png"], record)
     return record, files
 
 
@@ -225,7 +226,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
         from handforge.engines.image.dataset import card_fields
 
         card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
-        card.update(card_fields(spec.generate))
+        card.update(card_fields(spec.generate, samples))
     writers.write_card(out, samples, card)
     if samples:
         contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])

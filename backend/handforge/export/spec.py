@@ -50,6 +50,8 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     controls = []                        # controlnet: ControlNet folders "name" or "name:kind" (empty: all)
     tas = true                           # AttentionHand's text attention stage on hand words
     seed = 0                             # added to each sample's noise seed
+    keep_below_px = 0                    # > 0: record per sample whether MediaPipe's keypoints lie within
+                                         # this mean error of the labels (handforge.evaluation.image_alignment)
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class GenerateSettings:
     controls: tuple[str, ...] = ()
     tas: bool = True
     seed: int = 0
+    keep_below_px: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,8 @@ def _generate(data: Any, width: int, height: int) -> GenerateSettings:
                             steps=_positive_int(gen.get("steps", 20), "generate.steps", 200),
                             guidance_scale=_number(gen.get("guidance_scale", 7.5), "generate.guidance_scale", 1.0, 30.0),
                             control_scale=_number(gen.get("control_scale", 1.0), "generate.control_scale", 0.0, 3.0),
-                            controls=controls, tas=tas, seed=seed)
+                            controls=controls, tas=tas, seed=seed,
+                            keep_below_px=_number(gen.get("keep_below_px", 0.0), "generate.keep_below_px", 0.0, 1e4))
 
 
 def parse_spec(data: Mapping[str, Any]) -> ExportSpec:

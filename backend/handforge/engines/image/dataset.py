@@ -49,14 +49,20 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     return [str(c.path) for c in controls], [c.kind for c in controls]
 
 
-def card_fields(settings: GenerateSettings) -> dict[str, Any]:
-    """What the dataset card records of the generated images: engine, weights, prompts, sampling."""
+def card_fields(settings: GenerateSettings, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the dataset card records of the generated images: engine, weights, prompts, sampling and,
+    with ``keep_below_px``, which samples passed the alignment check (none is dropped)."""
     weights, kinds = engine_weights(settings)
-    return {"generate": {"engine": settings.engine, "sd_model": str(config.value(SD_MODEL.key)),
-                         "controlnets": weights, "controls": kinds, "prompts": list(settings.prompts),
-                         "negative_prompt": settings.negative_prompt, "steps": settings.steps,
-                         "guidance_scale": settings.guidance_scale, "control_scale": settings.control_scale,
-                         "tas": settings.tas, "seed": settings.seed}}
+    card = {"engine": settings.engine, "sd_model": str(config.value(SD_MODEL.key)), "controlnets": weights,
+            "controls": kinds, "prompts": list(settings.prompts), "negative_prompt": settings.negative_prompt,
+            "steps": settings.steps, "guidance_scale": settings.guidance_scale,
+            "control_scale": settings.control_scale, "tas": settings.tas, "seed": settings.seed}
+    if settings.keep_below_px:
+        checked = [s for s in samples if "alignment" in s.get("generated", {})]
+        card["alignment"] = {"keep_below_px": settings.keep_below_px, "checked": len(checked),
+                             "passed": sum(s["generated"]["alignment"]["passed"] for s in checked),
+                             "failed_samples": [s["index"] for s in checked if not s["generated"]["alignment"]["passed"]]}
+    return {"generate": card}
 
 
 def default_device() -> str:
@@ -101,6 +107,13 @@ class GeneratedRGB:
         self.settings = settings
         self.sample_labels: dict[str, Any] = {}  # the last image's prompt and seed, for its labels.json
         self.weights, self.kinds = engine_weights(settings)
+        if settings.keep_below_px:  # fail before loading the pipeline, not at the first sample
+            from handforge.evaluation.landmarks import LandmarkError, detect
+
+            try:
+                detect(np.zeros((8, 8, 3), np.uint8))
+            except LandmarkError as exc:
+                raise SpecError(f"generate.keep_below_px: {exc}") from None
         self.device = device or default_device()
         dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         try:
@@ -135,6 +148,18 @@ class GeneratedRGB:
         self.sample_labels = {"prompt": prompt, "seed": seed, "engine": self.settings.engine, "controls": self.kinds}
         rgb = out.images[0].astype(np.float32) / 255.0
         return np.concatenate([rgb, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=-1)
+
+    def describe_sample(self, image: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+        """The ``generated`` entry of the last image's labels: prompt, seed, engine, controls and, with
+        ``keep_below_px``, MediaPipe's agreement with the labels and whether it passed."""
+        out = dict(self.sample_labels)
+        if self.settings.keep_below_px:
+            from handforge.evaluation.image_alignment import evaluate_image, passes
+
+            result = evaluate_image(image, record)
+            out["alignment"] = {**result, "keep_below_px": self.settings.keep_below_px,
+                                "passed": passes(result, self.settings.keep_below_px)}
+        return out
 
     def __enter__(self) -> "GeneratedRGB":
         return self
