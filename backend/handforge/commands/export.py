@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset folder; a rerun resumes (finished samples are kept)")
     parser.add_argument("--samples", type=int, help="override the spec's sample count")
     parser.add_argument("--seed", type=int, help="override the spec's seed")
-    parser.add_argument("--engine", choices=("workbench", "cycles", "none"), help="override render.engine")
+    parser.add_argument("--engine", choices=("workbench", "cycles", "generate", "none"),
+                        help="override render.engine")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     scale = parser.add_argument_group("scale-out (the dataset is the same bytes whatever you choose here)")
     scale.add_argument("--workers", type=int, metavar="N",

@@ -94,7 +94,8 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
                              camera, images) for k, s in enumerate(sides)}
     files: dict[str, np.ndarray] = {}
     if "rgb" in spec.outputs and rgb is not None:
-        rgba = rgb(scene, camera, with_forearms(hands, spec.render.forearm))  # (H, W, 4), straight alpha
+        shown = hands if getattr(rgb, "hands_only", False) else with_forearms(hands, spec.render.forearm)
+        rgba = rgb(scene, camera, shown)  # (H, W, 4), straight alpha
         background = background_image(scene.background, camera.width, camera.height)
         alpha = rgba[..., 3:4]
         files["rgb.png"] = np.round((rgba[..., :3] * alpha + background * (1 - alpha)) * 255).astype(np.uint8)
@@ -118,6 +119,9 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
         "bbox": union_box([h["bbox"] for h in labels.values()]),
         "files": {Path(n).stem: n for n in sorted(files)}, "conventions": CONVENTIONS,
     }
+    describe = getattr(rgb, "describe_sample", None)
+    if "rgb.png" in files and describe is not None:  # a generated image's prompt, seed (and alignment)
+        record["generated"] = describe(files["rgb.png"], record)
     return record, files
 
 
@@ -164,6 +168,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card."""
+    check_rgb_source(spec)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     removed = writers.clean_partial(out)
@@ -176,9 +181,9 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
-            from handforge.render.blender import BlenderRGB
+            from handforge.engines.image.dataset import rgb_source
 
-            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
+            rgb = stack.enter_context(rgb_source(spec))
         iterator = pending
         if progress is True:
             from tqdm import tqdm
@@ -195,6 +200,14 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
             "seconds": seconds}
 
 
+def check_rgb_source(spec: ExportSpec) -> None:
+    """Refuse, before anything is written, a generated-RGB spec whose weights are not configured."""
+    if spec.render.engine == "generate" and "rgb" in spec.outputs:
+        from handforge.engines.image.dataset import engine_weights
+
+        engine_weights(spec.generate)
+
+
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
              model=None) -> list[dict[str, Any]]:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
@@ -209,6 +222,11 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
+    if spec.render.engine == "generate":
+        from handforge.engines.image.dataset import card_fields
+
+        card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
+        card.update(card_fields(spec.generate, samples))
     writers.write_card(out, samples, card)
     if samples:
         contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])

@@ -117,6 +117,9 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
+    from handforge.export.run import check_rgb_source
+
+    check_rgb_source(spec)  # missing image weights: refused before any worker starts
     out = Path(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

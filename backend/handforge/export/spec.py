@@ -25,7 +25,8 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     roll = [-10, 10]                     # degrees
 
     [render]
-    engine = "workbench"                 # "workbench", "cycles" or "none" (no RGB, no Blender)
+    engine = "workbench"                 # "workbench", "cycles", "generate" (the image engines, see
+                                         # [generate]) or "none" (no RGB, no Blender)
     samples = 16                         # Cycles samples per pixel
     forearm = "skin"                     # "skin", "sleeve" or "none": a forearm in the RGB renders only
                                          # (never in the masks, labels or mesh image: those are the hand's)
@@ -38,6 +39,19 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     [hands]
     shape_sigma = 1.0                    # betas ~ N(0, sigma²), clipped to ±3 (one person: both hands)
     skin_tones = []                      # sRGB hex colours (empty: the 10 Monk Skin Tone scale colours)
+
+    [generate]                           # render.engine = "generate": the RGB is a generated image
+    engine = "controlnet"                # or "attentionhand" (image.sd_model + image.controlnets / image.guidance)
+    prompts = ["a photo of two hands"]   # one drawn per sample from the sample's generator
+    negative_prompt = ""
+    steps = 20                           # DDIM steps
+    guidance_scale = 7.5
+    control_scale = 1.0
+    controls = []                        # controlnet: ControlNet folders "name" or "name:kind" (empty: all)
+    tas = true                           # AttentionHand's text attention stage on hand words
+    seed = 0                             # added to each sample's noise seed
+    keep_below_px = 0                    # > 0: record per sample whether MediaPipe's keypoints lie within
+                                         # this mean error of the labels (handforge.evaluation.image_alignment)
 """
 
 from __future__ import annotations
@@ -52,7 +66,8 @@ from typing import Any, Mapping
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
 POSE_SOURCES = ("library", "files", "corpus")
-ENGINES = ("workbench", "cycles", "none")
+ENGINES = ("workbench", "cycles", "generate", "none")
+IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
 BACKGROUNDS = ("solid", "gradient", "images")
 # The Monk Skin Tone scale (Monk, 2019; https://skintone.google/), sRGB
@@ -111,6 +126,20 @@ class HandSettings:
 
 
 @dataclass(frozen=True)
+class GenerateSettings:
+    engine: str = "controlnet"
+    prompts: tuple[str, ...] = ("a photo of two hands",)
+    negative_prompt: str = ""
+    steps: int = 20
+    guidance_scale: float = 7.5
+    control_scale: float = 1.0
+    controls: tuple[str, ...] = ()
+    tas: bool = True
+    seed: int = 0
+    keep_below_px: float = 0.0
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     seed: int = 0
     samples: int = 100
@@ -124,9 +153,13 @@ class ExportSpec:
     lighting: tuple[str, ...] = LIGHTING_PRESETS
     background: Background = Background()
     hands: HandSettings = HandSettings()
+    generate: GenerateSettings = GenerateSettings()
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        data = json.loads(json.dumps(asdict(self)))
+        if self.render.engine != "generate":  # the cards of rendered datasets stay as they were
+            del data["generate"]
+        return data
 
 
 def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -163,6 +196,53 @@ def _positive_int(value: Any, where: str, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise SpecError(f"{where}: expected a whole number from 1 to {high}, got {value!r}")
     return value
+
+
+def _number(value: Any, where: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SpecError(f"{where}: expected a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _generate(data: Any, width: int, height: int) -> GenerateSettings:
+    gen = _section(GenerateSettings, data, "generate")
+    engine = _choices(gen.get("engine", "controlnet"), IMAGE_ENGINES, "generate.engine")[0]
+    prompts = _strings(gen.get("prompts", GenerateSettings.prompts), "generate.prompts")
+    if not prompts or not all(p.strip() for p in prompts):
+        raise SpecError("generate.prompts: give at least one non-empty prompt")
+    controls = _strings(gen.get("controls", ()), "generate.controls")
+    if engine == "attentionhand" and controls:
+        raise SpecError("generate.controls: controls choose ControlNets of the controlnet engine; leave them out "
+                        "for attentionhand")
+    seed = gen.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"generate.seed: expected a whole number >= 0, got {seed!r}")
+    tas = gen.get("tas", True)
+    if not isinstance(tas, bool):
+        raise SpecError(f"generate.tas: expected true or false, got {tas!r}")
+    if width % 8 or height % 8:  # SD's VAE halves the image three times
+        raise SpecError(f"width, height: {width}×{height}; render.engine = 'generate' needs multiples of 8")
+    return GenerateSettings(engine=engine, prompts=prompts,
+                            negative_prompt=_text(gen.get("negative_prompt", ""), "generate.negative_prompt"),
+                            steps=_positive_int(gen.get("steps", 20), "generate.steps", 200),
+                            guidance_scale=_number(gen.get("guidance_scale", 7.5), "generate.guidance_scale", 1.0, 30.0),
+                            control_scale=_number(gen.get("control_scale", 1.0), "generate.control_scale", 0.0, 3.0),
+                            controls=controls, tas=tas, seed=seed,
+                            keep_below_px=_number(gen.get("keep_below_px", 0.0), "generate.keep_below_px", 0.0, 1e4))
 
 
 def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
@@ -217,9 +297,13 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     for tone in tones:
         if len(tone) != 6 or any(c not in "0123456789abcdef" for c in tone):
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
+    width = _positive_int(top.get("width", 256), "width", 8192)
+    height = _positive_int(top.get("height", 256), "height", 8192)
+    generate = _generate(top.get("generate", {}), width, height) if render.engine == "generate" else GenerateSettings()
+    if render.engine != "generate" and top.get("generate"):
+        _section(GenerateSettings, top["generate"], "generate")  # typos are errors even when unused
     return ExportSpec(seed=seed, samples=_positive_int(top.get("samples", 100), "samples", 10_000_000),
-                      hand_model=hand_model, width=_positive_int(top.get("width", 256), "width", 8192),
-                      height=_positive_int(top.get("height", 256), "height", 8192), outputs=outputs,
+                      hand_model=hand_model, width=width, height=height, outputs=outputs, generate=generate,
                       poses=pose_source, camera=camera, render=render,
                       lighting=_choices(top.get("lighting", LIGHTING_PRESETS), LIGHTING_PRESETS, "lighting"),
                       background=background, hands=HandSettings(shape_sigma=float(sigma), skin_tones=tones))

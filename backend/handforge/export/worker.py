@@ -50,9 +50,9 @@ class SampleWorker:
         self._stack = contextlib.ExitStack()
         self.rgb = None
         if "rgb" in self.spec.outputs and self.spec.render.engine != "none":
-            from handforge.render.blender import BlenderRGB
+            from handforge.engines.image.dataset import rgb_source  # Blender, or the image pipeline (once)
 
-            self.rgb = self._stack.enter_context(BlenderRGB(self.spec.render.engine, self.spec.render.samples))
+            self.rgb = self._stack.enter_context(rgb_source(self.spec))
         self.written = 0
 
     @property

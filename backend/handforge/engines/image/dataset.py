@@ -1,0 +1,180 @@
+"""Generated images as the labelled export's RGB (``[render] engine = "generate"``): a labelled
+dataset of generated images is one ``handforge export`` command.
+
+``GeneratedRGB`` is the export's ``rgb(scene, camera, hands)`` callable: it draws the control images
+of the sample's hands through the sample's camera with ``conditioning.render_view`` (the same GL
+renderer and camera model as the labels, so they agree pixel for pixel) and runs the image engine's
+``HandImagePipeline`` on them. The prompt and the noise seed come from the sample's own generator,
+after everything the labels use has been drawn: a sample's image is the same whichever worker makes
+it, and its labels are those of the same spec with ``engine = "none"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handforge import config
+from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.export.spec import GenerateSettings, SpecError
+
+
+def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
+    """The ControlNet weights of ``settings.engine`` and the render kind each takes; a SpecError that
+    names the setting to configure when they are missing."""
+    from handforge.engines.image.controls import ControlError, resolve
+
+    sd = config.value(SD_MODEL.key)
+    if not sd or not Path(sd).expanduser().exists():
+        raise SpecError(f"generate.engine = {settings.engine!r} needs Stable Diffusion 1.x weights: set "
+                        f"{SD_MODEL.key} (env {SD_MODEL.env}); now {sd or 'unset'} (see handforge models check)")
+    if settings.engine == "attentionhand":
+        guidance = config.value(GUIDANCE.key)
+        if not guidance or not Path(guidance).expanduser().exists():
+            raise SpecError(f"generate.engine = 'attentionhand' needs the guidance module: set {GUIDANCE.key} "
+                            f"(env {GUIDANCE.env}); now {guidance or 'unset'}")
+        return [str(guidance)], ["mesh"]
+    folder = config.value(CONTROLNETS.key)
+    if not folder or not Path(folder).expanduser().is_dir():
+        raise SpecError(f"generate.engine = 'controlnet' needs ControlNets: set {CONTROLNETS.key} (env "
+                        f"{CONTROLNETS.env}) to a folder of ControlNet folders; now {folder or 'unset'}")
+    try:
+        controls = resolve(list(settings.controls), folder)
+    except ControlError as exc:
+        raise SpecError(f"generate.controls: {exc}") from None
+    return [str(c.path) for c in controls], [c.kind for c in controls]
+
+
+def card_fields(settings: GenerateSettings, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the dataset card records of the generated images: engine, weights, prompts, sampling and,
+    with ``keep_below_px``, which samples passed the alignment check (none is dropped)."""
+    weights, kinds = engine_weights(settings)
+    card = {"engine": settings.engine, "sd_model": str(config.value(SD_MODEL.key)), "controlnets": weights,
+            "controls": kinds, "prompts": list(settings.prompts), "negative_prompt": settings.negative_prompt,
+            "steps": settings.steps, "guidance_scale": settings.guidance_scale,
+            "control_scale": settings.control_scale, "tas": settings.tas, "seed": settings.seed}
+    if settings.keep_below_px:
+        checked = [s for s in samples if "alignment" in s.get("generated", {})]
+        card["alignment"] = {"keep_below_px": settings.keep_below_px, "checked": len(checked),
+                             "passed": sum(s["generated"]["alignment"]["passed"] for s in checked),
+                             "failed_samples": [s["index"] for s in checked if not s["generated"]["alignment"]["passed"]]}
+    return {"generate": card}
+
+
+def default_device() -> str:
+    """cuda when this process sees a GPU (a Ray actor with --gpus-per-worker does), else cpu."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# torch's CPU kernels split some sums by thread, so the float results (and after 20 steps, pixels)
+# depend on the thread count, which the worker pools set by the number of workers: on the CPU the
+# pipeline runs with this fixed count so the dataset is the same bytes however it is spread.
+CPU_THREADS = 1
+
+
+@contextlib.contextmanager
+def _fixed_cpu_threads(device: str) -> Iterator[None]:
+    import torch
+
+    if not device.startswith("cpu"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class GeneratedRGB:
+    """``rgb(scene, camera, hands) -> (H, W, 4)`` float RGBA (alpha 1): one generated image per sample.
+    The pipeline is loaded once, at construction."""
+
+    hands_only = True  # conditioned on the hands as image.generate is: no forearm in the control images
+
+    def __init__(self, settings: GenerateSettings, device: str | None = None):
+        import torch
+
+        from handforge.engines.image.loading import WeightsError, build_pipeline
+
+        self.settings = settings
+        self.sample_labels: dict[str, Any] = {}  # the last image's prompt and seed, for its labels.json
+        self.weights, self.kinds = engine_weights(settings)
+        if settings.keep_below_px:  # fail before loading the pipeline, not at the first sample
+            from handforge.evaluation.landmarks import LandmarkError, detect
+
+            try:
+                detect(np.zeros((8, 8, 3), np.uint8))
+            except LandmarkError as exc:
+                raise SpecError(f"generate.keep_below_px: {exc}") from None
+        self.device = device or default_device()
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        try:
+            self.pipe = build_pipeline(config.value(SD_MODEL.key), self.weights, config.value(SD_CONFIG.key),
+                                       dtype=dtype, device=self.device)
+        except WeightsError as exc:
+            raise SpecError(f"{exc} (check {SD_MODEL.key}, {GUIDANCE.key} and {CONTROLNETS.key}: "
+                            "handforge models check)") from None
+
+    def draw(self, scene) -> tuple[str, int]:
+        """The sample's prompt and noise seed, from its own generator (the labels have drawn theirs)."""
+        rng = getattr(scene, "rng", None) or np.random.default_rng(scene.index)
+        prompt = self.settings.prompts[int(rng.integers(len(self.settings.prompts)))]
+        return prompt, self.settings.seed + int(rng.integers(2**62))
+
+    def __call__(self, scene, camera, hands) -> np.ndarray:
+        import torch
+
+        from handforge.engines.image.conditioning import render_view
+        from handforge.engines.image.tokens import hand_tokens
+
+        view = render_view(camera, hands)
+        prompt, seed = self.draw(scene)
+        tokens = hand_tokens(prompt, self.pipe.tokenizer)[0] if self.settings.tas else []
+        steps = self.settings.steps
+        with _fixed_cpu_threads(self.device):
+            out = self.pipe(prompt, [view.images[k] for k in self.kinds], negative_prompt=self.settings.negative_prompt,
+                            num_inference_steps=steps, guidance_scale=self.settings.guidance_scale,
+                            control_scales=self.settings.control_scale,
+                            generator=torch.Generator(device=self.device).manual_seed(seed),
+                            tas_tokens=[t.index for t in tokens], tas_steps=steps // 2 if tokens else 0)
+        self.sample_labels = {"prompt": prompt, "seed": seed, "engine": self.settings.engine, "controls": self.kinds}
+        rgb = out.images[0].astype(np.float32) / 255.0
+        return np.concatenate([rgb, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=-1)
+
+    def describe_sample(self, image: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+        """The ``generated`` entry of the last image's labels: prompt, seed, engine, controls and, with
+        ``keep_below_px``, MediaPipe's agreement with the labels and whether it passed."""
+        out = dict(self.sample_labels)
+        if self.settings.keep_below_px:
+            from handforge.evaluation.image_alignment import evaluate_image, passes
+
+            result = evaluate_image(image, record)
+            out["alignment"] = {**result, "keep_below_px": self.settings.keep_below_px,
+                                "passed": passes(result, self.settings.keep_below_px)}
+        return out
+
+    def __enter__(self) -> "GeneratedRGB":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.pipe = None
+
+
+def rgb_source(spec):
+    """The export's RGB source of ``spec`` as a context manager: Blender or the image engines."""
+    if spec.render.engine == "generate":
+        return GeneratedRGB(spec.generate)
+    from handforge.render.blender import BlenderRGB
+
+    return BlenderRGB(spec.render.engine, spec.render.samples)
+
+
+__all__ = ["GeneratedRGB", "card_fields", "default_device", "engine_weights", "rgb_source"]

@@ -1,0 +1,152 @@
+"""``[render] engine = "generate"``: a labelled dataset of generated images from one export, with tiny
+random SD 1.x + ControlNet weights in the diffusers layout loaded through the users' code path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handforge.export.local_pool import LocalPool
+from handforge.export.run import export
+from handforge.export.shards import export_sharded
+from handforge.export.spec import SpecError, parse_spec
+from tests.support import tiny_sd
+from tests.support.scale import tree
+
+pytestmark = pytest.mark.slow
+COMMAND = "handforge export spec.toml --out data"
+SPEC = {"seed": 5, "samples": 2, "width": 64, "height": 64, "outputs": ["rgb", "mesh", "masks"],
+        "camera": {"distance": [0.3, 0.4]}, "render": {"engine": "generate"},
+        "generate": {"engine": "controlnet", "controls": ["control_sd15_depth", "my_net:skeleton"], "steps": 2,
+                     "prompts": ["a man holding two hands", "hands waving"], "seed": 3, "keep_below_px": 15}}
+WEIGHT_ENV = ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("weights")
+    sd = tiny_sd.build_sd(root / "sd")
+    tiny_sd.build_controlnet(root / "guidance", sd, seed=1)
+    tiny_sd.build_controlnet(root / "controlnets" / "control_sd15_depth", sd, seed=2)
+    tiny_sd.build_controlnet(root / "controlnets" / "my_net", sd, seed=3)
+    return {"HANDFORGE_SD_MODEL": str(sd), "HANDFORGE_IMAGE_GUIDANCE": str(root / "guidance"),
+            "HANDFORGE_CONTROLNETS": str(root / "controlnets")}
+
+
+@pytest.fixture
+def configured(weights, monkeypatch):
+    for name, value in weights.items():  # worker processes inherit them
+        monkeypatch.setenv(name, value)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def generated(weights, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("generated") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in weights.items():
+            patch.setenv(name, value)
+        summary = export(parse_spec(SPEC), out, command=COMMAND, progress=False)
+    assert summary["written"] == 2
+    return out
+
+
+def labels(out: Path, index: int) -> dict:
+    return json.loads((out / "samples" / f"{index:06d}" / "labels.json").read_text())
+
+
+def test_generated_images_carry_the_labels_of_the_same_scene(generated, tmp_path):
+    plain = tmp_path / "plain"
+    export(parse_spec({**SPEC, "render": {"engine": "none"}}), plain, command=COMMAND, progress=False)
+    images = []
+    for index in range(2):
+        record, reference = labels(generated, index), labels(plain, index)
+        assert record["files"] == {**reference["files"], "rgb": "rgb.png"}
+        assert record["generated"]["prompt"] in SPEC["generate"]["prompts"]
+        assert record["generated"]["controls"] == ["depth", "skeleton"]
+        assert {k: v for k, v in record.items() if k not in ("files", "generated")} == \
+               {k: v for k, v in reference.items() if k != "files"}
+        rgb = np.asarray(Image.open(generated / "samples" / f"{index:06d}" / "rgb.png"))
+        assert rgb.shape == (64, 64, 3) and rgb.std() > 1.0  # an image, not a flat background
+        images.append(rgb)
+    assert not np.array_equal(*images)
+    card = json.loads((generated / "dataset_card.json").read_text())
+    assert card["generate"]["engine"] == "controlnet" and card["generate"]["prompts"] == SPEC["generate"]["prompts"]
+    assert card["generate"]["sd_model"] and len(card["generate"]["controlnets"]) == 2
+    assert card["spec"]["generate"]["steps"] == 2 and card["render"].startswith("generate")
+    assert "generate" not in json.loads((plain / "dataset_card.json").read_text())["spec"]
+
+
+def test_rerun_and_resume_give_the_same_bytes(generated, configured, tmp_path):
+    before = tree(generated)
+    out = tmp_path / "data"
+    shutil.copytree(generated, out)
+    assert export(parse_spec(SPEC), out, command=COMMAND, progress=False)["written"] == 0
+    assert tree(out) == before
+    shutil.rmtree(out / "samples" / "000001")  # as if interrupted before the second sample
+    assert export(parse_spec(SPEC), out, command=COMMAND, progress=False)["written"] == 1
+    assert tree(out) == before
+
+
+def test_two_workers_write_the_single_process_dataset(generated, configured, tmp_path):
+    out = tmp_path / "data"
+    spec = parse_spec(SPEC)
+    summary = export_sharded(spec, out, lambda: LocalPool(spec.to_dict(), str(out), 2), 2, command=COMMAND,
+                             progress=False)
+    assert summary["failed"] == {} and summary["finished"] == 2
+    assert tree(out) == tree(generated)
+
+
+@pytest.mark.parametrize("unset, named", [("HANDFORGE_SD_MODEL", "image.sd_model"),
+                                          ("HANDFORGE_CONTROLNETS", "image.controlnets")])
+def test_missing_weights_are_refused_before_anything_is_written(configured, monkeypatch, tmp_path, unset, named):
+    monkeypatch.setenv(unset, str(tmp_path / "nowhere"))
+    spec = parse_spec(SPEC)
+    with pytest.raises(SpecError, match=named):
+        export(spec, tmp_path / "single", command=COMMAND, progress=False)
+    with pytest.raises(SpecError, match=named):
+        export_sharded(spec, tmp_path / "sharded", lambda: LocalPool(spec.to_dict(), str(tmp_path), 2), 2,
+                       command=COMMAND, progress=False)
+    assert not (tmp_path / "single").exists() and not (tmp_path / "sharded").exists()
+
+
+def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_path):
+    monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE")
+    spec = parse_spec({**SPEC, "generate": {"engine": "attentionhand"}})
+    with pytest.raises(SpecError, match="image.guidance"):
+        export(spec, tmp_path / "data", command=COMMAND, progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"generate": {"stesp": 2}}, "unknown keys"),
+    ({"generate": {"prompts": []}}, "generate.prompts"),
+    ({"generate": {"engine": "dalle"}}, "generate.engine"),
+    ({"generate": {"engine": "attentionhand", "controls": ["x"]}}, "generate.controls"),
+    ({"width": 60}, "multiples of 8"),
+    ({"render": {"engine": "none"}, "generate": {"setps": 1}}, "unknown keys"),
+    ({"generate": {"keep_below_px": -1}}, "generate.keep_below_px"),
+])
+def test_bad_generate_sections_are_clear_errors(change, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({**SPEC, **change})
+
+
+def test_keep_below_px_records_and_summarises_the_alignment_check(generated):
+    out = generated
+    records = [labels(out, index) for index in range(2)]  # nothing is dropped: every sample is written
+    for record in records:
+        alignment = record["generated"]["alignment"]
+        assert alignment["keep_below_px"] == 15 and set(alignment["hands"]) == set(record["hands"])
+        detected = [h for h in alignment["hands"].values() if h["detected"]]
+        assert alignment["passed"] == (len(detected) == len(alignment["hands"])
+                                       and all(h["mean_px"] < 15 for h in detected))
+    summary = json.loads((out / "dataset_card.json").read_text())["generate"]["alignment"]
+    failed = [r["index"] for r in records if not r["generated"]["alignment"]["passed"]]
+    assert summary == {"keep_below_px": 15, "checked": 2, "passed": 2 - len(failed), "failed_samples": failed}
+    assert f"{2 - len(failed)}/2" in (out / "dataset_card.md").read_text()
