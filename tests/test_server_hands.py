@@ -54,8 +54,9 @@ def test_welcome_reports_what_the_backend_can_do(client):
     assert caps["hand_models"]["open"]["available"] and caps["hand_models"]["mano"]["available"]
     assert {"ping", "echo", "sleep", "hand_model", "forward_hands"} <= set(caps["kinds"])
     assert caps["kinds"]["forward_hands"]["arrays"]["left.hand_pose"]["shape"] == ["batch_left", 45]
-    # every engine runs here but the image engines, which need Stable Diffusion weights nobody configured
-    needs_weights = {"attentionhand", "controlnet", "image"}
+    # every engine runs here but the image and pose-transfer engines, which need Stable Diffusion
+    # weights nobody configured
+    needs_weights = {"attentionhand", "controlnet", "image", "transfer", "ihpt"}
     assert all(e["available"] for name, e in caps["engines"].items() if name not in needs_weights), caps["engines"]
     assert all(not caps["engines"][name]["available"] and "image." in caps["engines"][name]["reason"]
                for name in needs_weights), {name: caps["engines"][name] for name in needs_weights}
