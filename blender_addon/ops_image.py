@@ -74,6 +74,41 @@ def store_image(name: str, pixels: np.ndarray):
     return image
 
 
+PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
+
+
+def add_plane(context, camera, image, name: str):
+    """A plane in front of ``camera`` showing ``image`` at the camera's framing (emission, no lighting)."""
+    data = camera.data
+    distance = PLANE_DISTANCE
+    width = distance * data.sensor_width / data.lens  # the view's width at that distance (horizontal sensor fit)
+    height = width * image.size[1] / max(image.size[0], 1)
+    mesh = bpy.data.meshes.get(name) or bpy.data.meshes.new(name)
+    mesh.clear_geometry()
+    mesh.from_pydata([(-width / 2, -height / 2, 0), (width / 2, -height / 2, 0), (width / 2, height / 2, 0),
+                      (-width / 2, height / 2, 0)], [], [(0, 1, 2, 3)])
+    mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture, emission, out = (nodes.new(t) for t in ("ShaderNodeTexImage", "ShaderNodeEmission",
+                                                     "ShaderNodeOutputMaterial"))
+    texture.image = image
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], out.inputs["Surface"])
+    mesh.materials.clear()
+    mesh.materials.append(material)
+    plane = bpy.data.objects.get(name) or bpy.data.objects.new(name, mesh)
+    if plane.name not in context.scene.collection.all_objects:
+        context.scene.collection.objects.link(plane)
+    plane.parent = camera
+    plane.matrix_parent_inverse.identity()
+    plane.location = (0.0, 0.0, -distance)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    return plane
+
+
 def show_behind(camera, image) -> None:
     """The image as the camera's background (the one HandForge set before is replaced)."""
     data = camera.data
@@ -102,6 +137,8 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
     set_background: BoolProperty(name="Camera Background", default=True,
                                  description="Show the first image as the camera's background")
+    add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the first image on a plane "
+                                                                           "in front of the camera")
 
     def job_request(self, context):
         scene = context.scene
@@ -134,6 +171,8 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         camera = context.scene.objects.get(request["camera"])
         if self.set_background and camera is not None:
             show_behind(camera, made[0])
+        if self.add_plane and camera is not None:
+            add_plane(context, camera, made[0], "HandForge image")
         return f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
 
     def execute(self, context):

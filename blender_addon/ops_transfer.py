@@ -32,7 +32,6 @@ ENGINE_ITEMS = [("reference", "Reference (no training)", "ControlNet on the rigs
                 ("ihpt", "IHPT", "The trained target generator (transfer.target_generator); needs the source's labels")]
 GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.controlnets)"),
                ("attentionhand", "Guidance module", "The mesh-image guidance module (image.guidance)")]
-PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
 
 
 def image_pixels(image) -> np.ndarray:
@@ -61,38 +60,6 @@ def source_image(scene, file: str):
     if image is None:
         raise ValueError("no source image: pick an image datablock (HandForge › Transfer Pose) or a file")
     return image
-
-
-def add_plane(context, camera, image, name: str):
-    """A plane in front of ``camera`` showing ``image`` at the camera's framing (emission, no lighting)."""
-    data = camera.data
-    distance = PLANE_DISTANCE
-    width = distance * data.sensor_width / data.lens  # the view's width at that distance (horizontal sensor fit)
-    height = width * image.size[1] / max(image.size[0], 1)
-    mesh = bpy.data.meshes.get(name) or bpy.data.meshes.new(name)
-    mesh.clear_geometry()
-    mesh.from_pydata([(-width / 2, -height / 2, 0), (width / 2, -height / 2, 0), (width / 2, height / 2, 0),
-                      (-width / 2, height / 2, 0)], [], [(0, 1, 2, 3)])
-    mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    texture, emission, out = (nodes.new(t) for t in ("ShaderNodeTexImage", "ShaderNodeEmission",
-                                                     "ShaderNodeOutputMaterial"))
-    texture.image = image
-    links.new(texture.outputs["Color"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], out.inputs["Surface"])
-    mesh.materials.clear()
-    mesh.materials.append(material)
-    plane = bpy.data.objects.get(name) or bpy.data.objects.new(name, mesh)
-    if plane.name not in context.scene.collection.all_objects:
-        context.scene.collection.objects.link(plane)
-    plane.parent = camera
-    plane.matrix_parent_inverse.identity()
-    plane.location = (0.0, 0.0, -distance)
-    plane.rotation_euler = (0.0, 0.0, 0.0)
-    return plane
 
 
 class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
@@ -156,7 +123,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
         if camera is not None and self.set_background:
             ops_image.show_behind(camera, made[0])
         if camera is not None and self.add_plane:
-            add_plane(context, camera, made[0], "HandForge transfer")
+            ops_image.add_plane(context, camera, made[0], "HandForge transfer")
         return f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
 
     def execute(self, context):

@@ -63,3 +63,4 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
         assert pixels.shape == (SIZE, SIZE, 4) and pixels[..., :3].std() > 0.01  # a picture, not a blank
     assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])
     assert found["background"] == "HandForge seed 5 v1" and found["show_background"] is True
+    assert found["plane"] == {"parent": "Cam", "image": "HandForge seed 5 v1"}  # on a plane in front of it too

@@ -21,6 +21,8 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
     assert "motion: two keyed poses" in proc.stdout and (out / "inbetween.npz").is_file()  # tests/test_demo_motion.py
+    # no weights in the tests' config: one line says what to configure (the generate path: test_export_generated)
+    assert "image generation: skipped (no weights configured): set image.sd_model (HANDFORGE_SD_MODEL)" in proc.stdout
     report = json.loads((out / "demo.json").read_text())
     assert report["keypoint_names"] == list(KEYPOINT_NAMES)
     assert set(report["scenes"]) == {"flat", "fist", "point", "pinch", "clasp"}

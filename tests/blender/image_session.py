@@ -59,7 +59,8 @@ def with_weights():
     start({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_IMAGE_GUIDANCE": a["guidance"]})
     poll = bpy.ops.handforge.generate_image.poll()
     result = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=2, resolution_x=a["size"],
-                                              resolution_y=a["size"])
+                                              resolution_y=a["size"], add_plane=True)
+    plane = bpy.data.objects.get("HandForge image")
     made = sorted((i for i in bpy.data.images if "handforge_seed" in i), key=lambda i: i.name)
     for image in made:
         pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
@@ -70,7 +71,9 @@ def with_weights():
             "images": {i.name: {"size": list(i.size), "seed": i["handforge_seed"], "prompt": i["handforge_prompt"],
                                 "labels": i["handforge_labels"], "packed": i.packed_file is not None} for i in made},
             "background": background[0].image.name if len(background) else "",
-            "show_background": scene.camera.data.show_background_images}
+            "show_background": scene.camera.data.show_background_images,
+            "plane": None if plane is None else {"parent": plane.parent.name,
+                                                 "image": plane.data.materials[0].node_tree.nodes[0].image.name}}
 
 
 s.check("with_weights", with_weights)
