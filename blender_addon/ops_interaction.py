@@ -111,7 +111,7 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
-    penetration_guidance: FloatProperty(name="Penetration Guidance", default=1.0, min=0.0, max=100.0,
+    penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
@@ -262,7 +262,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
     seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
-    penetration_guidance: FloatProperty(name="Penetration Guidance", default=1.0, min=0.0, max=100.0,
+    penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
 
     def job_request(self, context):

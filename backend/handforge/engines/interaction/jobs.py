@@ -159,7 +159,7 @@ SCHEMA = Schema(
         "cfg_scale": Number(doc="classifier-free guidance s, x0 = x0_c + s (x0_c - x0_u) (learned engine)",
                             default=0.1, min=0.0, max=10.0),
         "penetration_guidance": Number(doc="anti-penetration guidance strength (learned engine; 0 = off)",
-                                       default=1.0, min=0.0, max=100.0),
+                                       default=2.0, min=0.0, max=100.0),  # pipeline.SampleSettings
         "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
                                   default=10, min=0, max=200),
         "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],

@@ -63,7 +63,7 @@ class SampleSettings:
     seed: int = 0
     steps: int = 20                    # DDIM steps per hand
     cfg_scale: float = 0.1             # classifier-free guidance s (0: plain conditional)
-    penetration_guidance: float = 1.0  # anti-penetration strength w (0: off)
+    penetration_guidance: float = 2.0  # anti-penetration strength w (0: off); 2 chosen on the validation split
     guidance_steps: int = 10           # the last K steps are guided
     guidance_max_step: float = 0.15    # per step and sample, the longest guidance step (normalised units)
     per_sample_guidance: bool = False  # the reference's way (one backward per sample): benchmarks only
