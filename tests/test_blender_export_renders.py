@@ -33,7 +33,9 @@ def _pose(rng) -> str:
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("export_session")
     rng = np.random.default_rng(11)
-    args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
+    # The default heartbeat (2 s: lost after 8 s of silence): with 0.25 s a loaded CI machine starved
+    # the backend past the 3 s floor while it imported the export's libraries, and the job was lost.
+    args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}}",
             "pose_a": _pose(rng), "pose_b": _pose(rng), "out": str(work / "renders"),
             "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign")}
     env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}

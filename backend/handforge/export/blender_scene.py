@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from handforge.export.labels import moved_pose
-from handforge.export.run import label_scene, posed_hand, write_dataset
+from handforge.export.run import label_scene, write_dataset
+from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
 from handforge.render.camera import BlenderCamera, Camera, from_blender
@@ -105,7 +106,7 @@ def _rigid(matrices: np.ndarray, what: str) -> np.ndarray:
 
 
 def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[str, np.ndarray]) -> dict[str, dict]:
-    """``run.posed_hand``'s form in the world: each hand from its model-space pose, moved by its
+    """``handforge.hands.posed``'s form in the world: each hand from its model-space pose, moved by its
     armature's transform A as x → Mᵀ·A·M·x (vertices, keypoints, joints, wrist and the pose alike)."""
     M = MODEL_TO_BLENDER
     out = {}

@@ -21,6 +21,7 @@ from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
+from handforge.hands.posed import posed_hand
 from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer
@@ -40,16 +41,6 @@ CONVENTIONS = {
     "depth": "depth.npy: float32 camera z in metres, 0 on the background",
     "normals": "normals.npy: float32 unit face normals in the camera frame",
 }
-
-
-def posed_hand(model, side: str, pose) -> dict[str, Any]:
-    """One hand as every export and image engine draws and labels it (model frame, float64): its
-    pose, vertices, 21 keypoints, wrist joint ("root"), 16 joints, faces and rig (for the forearm)."""
-    with torch.no_grad():
-        result = model.forward_pose(side, pose)
-    return {"pose": pose, "vertices": result.vertices[0].double().numpy(),
-            "keypoints": result.keypoints[0].double().numpy(), "root": result.joints[0, 0].double().numpy(),
-            "joints": result.joints[0].double().numpy(), "faces": model.faces(side).numpy(), "rig": model.rig(side)}
 
 
 def _hands(model, scene) -> dict[str, dict[str, Any]]:

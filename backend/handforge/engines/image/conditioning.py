@@ -69,7 +69,7 @@ def normal_image(normals: np.ndarray, depth: np.ndarray) -> np.ndarray:
 
 def posed_meshes(model, hands: Mapping[str, HandPose]) -> dict[str, dict[str, Any]]:
     """Each side's vertices, keypoints, joints and faces for one pose, as the export computes them."""
-    from handforge.export.run import posed_hand
+    from handforge.hands.posed import posed_hand
 
     out = {side: posed_hand(model, side, hands[side]) for side in SIDES if hands.get(side) is not None}
     if not out:

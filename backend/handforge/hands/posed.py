@@ -1,0 +1,17 @@
+"""One posed hand as every export and image engine draws and labels it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def posed_hand(model, side: str, pose) -> dict[str, Any]:
+    """``model``'s ``side`` hand in ``pose`` (model frame, float64 numpy): the pose, vertices, 21
+    keypoints, wrist joint ("root"), 16 joints, faces and rig (the forearm starts at its wrist loop)."""
+    with torch.no_grad():
+        result = model.forward_pose(side, pose)
+    return {"pose": pose, "vertices": result.vertices[0].double().numpy(),
+            "keypoints": result.keypoints[0].double().numpy(), "root": result.joints[0, 0].double().numpy(),
+            "joints": result.joints[0].double().numpy(), "faces": model.faces(side).numpy(), "rig": model.rig(side)}
