@@ -74,6 +74,31 @@ def store_image(name: str, pixels: np.ndarray):
     return image
 
 
+def import_images(context, result, title: str, seed: int, camera_name: str, background: bool,
+                  plane_name: str | bool, **properties) -> list:
+    """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]", each
+    carrying its seed, variant, the result's labels and ``properties`` (as ``handforge_<key>``); the
+    first shown behind the camera and/or on a plane named ``plane_name``. Generate Image and Transfer
+    Pose bring their results back this one way."""
+    images = np.asarray(result.arrays["images"])
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
+    labels = json.dumps({"hands": result.data.get("hands"), "camera": result.data.get("camera")})
+    made = []
+    for variant, pixels in enumerate(images):
+        image = store_image(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""), pixels)
+        image["handforge_seed"], image["handforge_variant"], image["handforge_labels"] = seed, variant, labels
+        for key, value in properties.items():
+            image[f"handforge_{key}"] = value
+        made.append(image)
+    camera = context.scene.objects.get(camera_name)
+    if camera is not None and background:
+        show_behind(camera, made[0])
+    if camera is not None and plane_name:
+        add_plane(context, camera, made[0], plane_name)
+    return made
+
+
 PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
 
 
@@ -156,23 +181,9 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         return JOB_KIND, params, arrays
 
     def job_apply(self, context, result):
-        images = np.asarray(result.arrays["images"])
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
-        request, labels = self._request, json.dumps({"hands": result.data.get("hands"),
-                                                     "camera": result.data.get("camera")})
-        made = []
-        for variant, pixels in enumerate(images):
-            name = f"HandForge seed {request['seed']}" + (f" v{variant + 1}" if len(images) > 1 else "")
-            image = store_image(name, pixels)
-            image["handforge_seed"], image["handforge_variant"] = request["seed"], variant
-            image["handforge_prompt"], image["handforge_labels"] = request["prompt"], labels
-            made.append(image)
-        camera = context.scene.objects.get(request["camera"])
-        if self.set_background and camera is not None:
-            show_behind(camera, made[0])
-        if self.add_plane and camera is not None:
-            add_plane(context, camera, made[0], "HandForge image")
+        request = self._request
+        made = import_images(context, result, "HandForge", request["seed"], request["camera"], self.set_background,
+                             self.add_plane and "HandForge image", prompt=request["prompt"])
         return f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
 
     def execute(self, context):

@@ -9,7 +9,6 @@ target pose's labels, optionally shown behind the camera and/or on a plane in fr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import bpy
@@ -107,23 +106,10 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
         return JOB_KIND, params, arrays
 
     def job_apply(self, context, result):
-        images = np.asarray(result.arrays["images"])
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
         request = self._request
-        labels = json.dumps({"hands": result.data.get("hands"), "camera": result.data.get("camera")})
-        made = []
-        for variant, pixels in enumerate(images):
-            name = f"HandForge transfer seed {request['seed']}" + (f" v{variant + 1}" if len(images) > 1 else "")
-            image = ops_image.store_image(name, pixels)
-            image["handforge_seed"], image["handforge_variant"] = request["seed"], variant
-            image["handforge_labels"], image["handforge_transfer_source"] = labels, request["source"]
-            made.append(image)
-        camera = context.scene.objects.get(request["camera"])
-        if camera is not None and self.set_background:
-            ops_image.show_behind(camera, made[0])
-        if camera is not None and self.add_plane:
-            ops_image.add_plane(context, camera, made[0], "HandForge transfer")
+        made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
+                                       self.set_background, self.add_plane and "HandForge transfer",
+                                       transfer_source=request["source"])
         return f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
 
     def execute(self, context):
