@@ -47,7 +47,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
 
 def _check_interaction(path, stdout):
     """The other hand sampled around a posed hand: the anchor kept, candidates best first, reported."""
-    from handforge.commands.demo import INTERACTION_ANCHOR, INTERACTION_COUNT
+    from handforge.engines.interaction.demo import INTERACTION_ANCHOR, INTERACTION_COUNT
     from handforge_shared import pose_library
 
     found = np.load(path)

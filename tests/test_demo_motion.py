@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from handforge.demo_motion import KEYED, NUM_FRAMES, inbetween_keyed_poses, keyed_arrays
+from handforge.engines.motion.demo import KEYED, NUM_FRAMES, inbetween_keyed_poses, keyed_arrays
 from handforge_shared import pose_library
 from handforge_shared.poses import MotionClip
 

@@ -1,4 +1,4 @@
-"""The demo's motion step: two keyed two-hand poses (flat, then fist) in-betweened by the learned
+"""The demo's motion step (``handforge demo``): two keyed two-hand poses (flat, then fist) in-betweened by the learned
 motion engine through its job handler (``motion.inbetween``, the code a backend runs for the
 Blender add-on's *In-between* button), written as a motion clip the add-on imports.
 
@@ -74,4 +74,15 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
             "frames": clip.num_frames, "key_error": key_error, "path": str(path)}
 
 
-__all__ = ["inbetween_keyed_poses", "keyed_arrays"]
+def demo(out: Path) -> None:
+    """In-between the keyed poses and say how long it took."""
+    motion = inbetween_keyed_poses(out)
+    engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
+              f"the {motion['engine']} engine (shipped checkpoint, {motion['steps']} DDIM steps)")
+    loading = f" ({motion['seconds']:.1f} s with the first call's imports and model loading)" if motion["loaded"] else ""
+    kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
+    print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
+          f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")
+
+
+__all__ = ["demo", "inbetween_keyed_poses", "keyed_arrays"]

@@ -1,0 +1,36 @@
+"""The demo's interaction step: the right hand sampled around a posed left hand, as the add-on's
+Sample Interaction does (job ``interaction.sample``'s default engine, the templates: no weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INTERACTION_ANCHOR, INTERACTION_COUNT = "cupped", 4
+
+
+def demo(out: Path) -> None:
+    """The candidates, best first, in ``interaction.npz`` (the job's result arrays), and one line."""
+    import io
+    import time
+
+    import numpy as np
+
+    from handforge.demo import _write_atomic
+    from handforge.engines.interaction.pipeline import SampleSettings
+    from handforge.engines.interaction.templates import TemplateSampler
+    from handforge.hands import load_hand_model
+    from handforge_shared import pose_library
+
+    started = time.perf_counter()
+    pose = pose_library.get(INTERACTION_ANCHOR, side="left")
+    anchor = {"side": "left", **{name: np.asarray(getattr(pose, name), np.float32)
+                                 for name in ("global_orient", "hand_pose", "betas", "transl")}}
+    found = TemplateSampler(load_hand_model("open"))(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
+    seconds = time.perf_counter() - started
+    buffer = io.BytesIO()
+    np.savez(buffer, **found.arrays())
+    _write_atomic(out / "interaction.npz", buffer.getvalue())
+    print(f"interaction: {len(found.score)} candidates for the right hand around a left hand posed "
+          f"'{INTERACTION_ANCHOR}' in {seconds:.1f} s; best score {found.score[0]:.3f} (template "
+          f"{found.extra['templates'][0]}, max depth {found.max_depth[0] * 1000:.1f} mm, gap "
+          f"{found.gap[0] * 1000:.1f} mm); all, best first, in {out / 'interaction.npz'}")
