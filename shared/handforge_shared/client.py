@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from .events import (
     Progress,
     Result,
 )
+from .frames import EVENTS, POLLIN, read_monitor_event, recv_frames, send_frames
 from .protocol import (
     DEFAULT_ENDPOINT,
     DEFAULT_HEARTBEAT_S,
@@ -79,7 +79,6 @@ RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_messag
 UNWELCOMED_LIMITS = Limits(max_message_bytes=2**20)
 _TICK_S = 0.05  # how often blocking waits re-check deadlines
 # Plain ints: pyzmq's enum flags build a new enum object on every ``&``, on the hot path of every message.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -305,7 +304,7 @@ class Client:
         self._closed = True
         if self.connected:
             try:
-                self._socket.send_multipart(encode(Message(MessageType.BYE, id=self._next_id())), zmq.NOBLOCK)
+                send_frames(self._socket, encode(Message(MessageType.BYE, id=self._next_id())))
             except zmq.ZMQError:
                 pass
         self._socket.disable_monitor()
@@ -330,7 +329,7 @@ class Client:
         frames = encode(message)
         check_outgoing(frames, self._limits or UNWELCOMED_LIMITS)
         try:
-            self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=not wants_zero_copy(frames))
+            send_frames(self._socket, frames, copy=not wants_zero_copy(frames))
         except zmq.Again:
             raise BackendUnavailable(ErrorCode.NO_BACKEND, f"too many requests are waiting for the backend at "
                                      f"{self.endpoint}", self._start_hint()) from None
@@ -397,16 +396,23 @@ class Client:
     def _pump(self, timeout: float) -> None:
         """Read everything available (waiting up to ``timeout`` for something), then check deadlines."""
         if timeout > 0:
-            self._poller.poll(int(timeout * 1000) or 1)
-        self._drain_socket()
-        self._drain_monitor()
+            # Each EVENTS query is a system call (~3 us): only the sockets the poll named are read.
+            ready = dict(self._poller.poll(int(timeout * 1000) or 1))
+            if self._socket in ready:
+                self._drain_socket(known_ready=True)
+            if self._monitor in ready:
+                self._drain_monitor()
+        else:
+            self._drain_socket()
+            self._drain_monitor()
         self._check_deadlines(time.monotonic())
 
-    def _drain_socket(self) -> None:
+    def _drain_socket(self, known_ready: bool = False) -> None:
         # Checking EVENTS first is much cheaper than letting recv raise zmq.Again when nothing is there.
-        while self._socket.get(_EVENTS) & _POLLIN:
+        while known_ready or self._socket.get(EVENTS) & POLLIN:
+            known_ready = False
             try:
-                frames = self._socket.recv_multipart(_NOBLOCK, copy=False)
+                frames = recv_frames(self._socket)
             except zmq.Again:
                 return
             try:
@@ -420,7 +426,7 @@ class Client:
             self._on_message(message)
 
     def _drain_monitor(self) -> None:
-        while self._monitor.get(_EVENTS) & _POLLIN:
+        while self._monitor.get(EVENTS) & POLLIN:
             try:
                 kind, value = read_monitor_event(self._monitor)
             except zmq.Again:
@@ -609,15 +615,6 @@ class Client:
         self._pending.append(outcome)
 
 
-def read_monitor_event(monitor: zmq.Socket) -> tuple[int, int]:
-    """(event, value) of one socket-monitor message, without blocking (raises ``zmq.Again``).
-
-    The two frames are parsed here (libzmq's zmq_socket_monitor: a 16-bit event and a 32-bit value, then
-    the endpoint): pyzmq's ``zmq.utils.monitor`` would import asyncio, which costs start-up time."""
-    frames = monitor.recv_multipart(zmq.NOBLOCK)
-    return struct.unpack("=HI", frames[0][:6]) if len(frames[0]) >= 6 else (0, 0)
-
-
 def _fits(message: Message, limits: Limits) -> bool:
     try:
         check_outgoing(encode(message), limits)
@@ -663,6 +660,6 @@ def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["read_monitor_event", "Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
+__all__ = ["Accepted", "BackendUnavailable", "Cancelled", "Client", "Connected", "CurveKeys", "Disconnected", "Error",
            "Event", "JobCancelledError", "JobFailed", "JobHandle", "Progress", "Result", "TERMINAL_EVENTS", "hand_rigs",
            "pose_arrays"]

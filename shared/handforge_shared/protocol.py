@@ -75,6 +75,7 @@ class MessageType(StrEnum):
     HEARTBEAT = "heartbeat"
 
 
+_MESSAGE_TYPES = {str(t): t for t in MessageType}  # a dict lookup: calling the enum costs a microsecond
 CLIENT_TYPES = frozenset({MessageType.HELLO, MessageType.SUBMIT, MessageType.CANCEL, MessageType.PING,
                           MessageType.BYE})
 SERVER_TYPES = frozenset(set(MessageType) - CLIENT_TYPES)
@@ -227,7 +228,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
     if entries:
         head["arrays"] = entries
     try:
-        text = json.dumps(head, allow_nan=False, separators=(",", ":"))
+        text = _HEADER_ENCODER.encode(head)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is not plain JSON: {exc}",
                             "params and data may hold only JSON values (finite numbers, str, bool, None, "
@@ -272,11 +273,11 @@ def _finite_float(text: str) -> float:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # a key given twice: JSON leaves it open which one wins, so neither does
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"duplicate key {duplicate!r}")
     return out
 
 
@@ -288,7 +289,8 @@ def _short_str(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
 
 
-# Built once: json.loads with these hooks would build a new decoder for every message.
+# Built once: json.loads/json.dumps with non-default options build a new decoder/encoder for every message.
+_HEADER_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _HEADER_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant,
                                    object_pairs_hook=_unique_keys)
 
@@ -342,7 +344,7 @@ def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role
     def fail(code: str, message: str, hint: str = "") -> ProtocolError:
         return ProtocolError(code, message, hint, msg_id=msg_id, job=job)
 
-    total = sum(v.nbytes for v in views)
+    total = views[0].nbytes if len(views) == 1 else sum(v.nbytes for v in views)
     if total > limits.max_message_bytes:  # first: whatever else the header says, the size alone is refused
         raise fail(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
                    f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
@@ -374,8 +376,9 @@ def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role
     for key in ("params", "data"):
         if head.get(key) is not None and not isinstance(head[key], dict):
             raise fail(ErrorCode.BAD_MESSAGE, f"'{key}' must be a JSON object")
-    arrays = _decode_arrays(head.get("arrays"), views, limits, fail)
-    return Message(type=MessageType(mtype), id=head["id"], job=head.get("job"), kind=head.get("kind"),
+    entries = head.get("arrays")
+    arrays = {} if entries is None and len(views) == 1 else _decode_arrays(entries, views, limits, fail)
+    return Message(type=_MESSAGE_TYPES[mtype], id=head["id"], job=head.get("job"), kind=head.get("kind"),
                    params=head.get("params"), data=head.get("data"), arrays=arrays, v=version)
 
 

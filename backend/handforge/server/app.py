@@ -32,7 +32,7 @@ from handforge.server.builtin_jobs import default_registry
 from handforge.server.model_cache import DEFAULT_BUDGET, ModelCache
 from handforge.server.registry import Registry, discover_engines
 from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
-from handforge_shared.client import read_monitor_event
+from handforge_shared.frames import EVENTS, POLLIN, read_monitor_event, recv_frames, send_frames
 from handforge_shared.protocol import (
     CLIENT_TYPES,
     DEFAULT_HEARTBEAT_S,
@@ -73,8 +73,6 @@ HARD_LIMIT_FACTOR = 2
 # The device probe imports torch (seconds, holding the GIL for long stretches): it starts once the first
 # hello is answered, a job or a hello that asks for devices arrives, or the backend has been idle this long.
 PROBE_IDLE_DELAY_S = 0.5
-# Plain ints: pyzmq's enum flags build a new enum object on every ``&``, on the hot path of every message.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 @dataclass(frozen=True)
@@ -207,7 +205,7 @@ class Server:
                     self._drain_wake()
                 self._drain_events()
                 if self._router in ready:
-                    self._drain_router()
+                    self._drain_router(known_ready=True)
                 if self._monitor in ready:
                     self._drain_monitor()
                 now = time.monotonic()
@@ -305,7 +303,7 @@ class Server:
 
     def _send_frames(self, identity: bytes, frames: list, what: str) -> bool:
         try:
-            self._router.send_multipart([identity, *frames], flags=zmq.NOBLOCK, copy=not wants_zero_copy(frames))
+            send_frames(self._router, [identity, *frames], copy=not wants_zero_copy(frames))
             return True
         except zmq.Again:
             log.warning("client %s is not reading (queue full): dropped a %s message", _peer(identity), what)
@@ -316,12 +314,14 @@ class Server:
                 log.error("sending to %s failed: %s", _peer(identity), exc)
         return False
 
-    def _drain_router(self) -> None:
+    def _drain_router(self, known_ready: bool = False) -> None:
         for _ in range(256):  # then let worker events through
-            if not self._router.get(_EVENTS) & _POLLIN:  # cheaper than a raised zmq.Again
+            # EVENTS (a system call, cheaper than a raised zmq.Again) is not asked when the poll just said so
+            if not known_ready and not self._router.get(EVENTS) & POLLIN:
                 return
+            known_ready = False
             try:
-                frames = self._router.recv_multipart(_NOBLOCK, copy=False)
+                frames = recv_frames(self._router)
             except zmq.Again:
                 return
             identity = frames[0].bytes
@@ -345,7 +345,7 @@ class Server:
         self._peer_keys[identity] = key
 
     def _drain_monitor(self) -> None:
-        while self._monitor.get(_EVENTS) & _POLLIN:
+        while self._monitor.get(EVENTS) & POLLIN:
             kind, fd = read_monitor_event(self._monitor)
             if kind == zmq.EVENT_ACCEPTED:
                 self._peers[fd] = _peer_address(fd)
@@ -413,11 +413,15 @@ class Server:
         job.ctx = JobContext(msg.job, kind.name, lambda f, m, p, job=job: self._post(Progress(job, f, m, p)),
                              self.config.progress_interval_s, models=self.models)
         self._jobs[(identity, msg.job)] = job
-        position = self._pool.enqueue(job)
-        log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
+        position = self._pool.waiting(kind.device)
+        # ``accepted`` leaves before the job is queued: a worker woken first would take the GIL and delay it
+        # by the whole job (a third of a millisecond for a ping job on these cores).
         self._send(identity, Message(MessageType.ACCEPTED, id=msg.id, job=msg.job, data={
             "position": position, "instance": self.instance, "kind_timeout": kind.timeout, "timeout": wait_limit,
             "device_class": kind.device}))
+        if not job.done:  # sending found the client gone: nothing to run
+            self._pool.enqueue(job)
+        log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
 
     def _on_cancel(self, identity: bytes, msg: Message) -> None:
         job = self._jobs.get((identity, msg.job))

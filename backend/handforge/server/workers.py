@@ -119,7 +119,10 @@ class WorkerPool:
             except ValueError:
                 return False
 
-    def waiting(self) -> int:
+    def waiting(self, lane: str | None = None) -> int:
+        """Jobs not started yet: of one class ("gpu" or "cpu"), or of both."""
+        if lane is not None:
+            return len(self._queues[lane].items)
         return sum(len(q.items) for q in self._queues.values())
 
     def stop(self, grace_s: float) -> None:
