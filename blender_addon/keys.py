@@ -88,16 +88,31 @@ def find_channelbag(id_block):
     return None
 
 
-def ensure_fcurve(bag, data_path: str, index: int, group: str):
-    fc = bag.fcurves.find(data_path, index=index)
-    if fc is not None:
+class FCurves:
+    """The F-curves of one channel container, found or created by (data path, index).
+
+    The existing curves and groups are listed once: a ``fcurves.find`` per channel searches every curve
+    (104 searches per hand import)."""
+
+    def __init__(self, bag) -> None:
+        self.bag = bag
+        self.curves = {(fc.data_path, fc.array_index): fc for fc in bag.fcurves}
+        self.groups = {g.name: g for g in bag.groups} if _layered() else {}
+
+    def ensure(self, data_path: str, index: int, group: str):
+        fc = self.curves.get((data_path, index))
+        if fc is not None:
+            return fc
+        if _layered():
+            fc = self.bag.fcurves.new(data_path, index=index)
+            grp = self.groups.get(group)
+            if grp is None:
+                grp = self.groups[group] = self.bag.groups.new(group)
+            fc.group = grp
+        else:
+            fc = self.bag.fcurves.new(data_path, index=index, action_group=group)
+        self.curves[data_path, index] = fc
         return fc
-    if _layered():
-        fc = bag.fcurves.new(data_path, index=index)
-        grp = bag.groups.get(group) or bag.groups.new(group)
-        fc.group = grp
-        return fc
-    return bag.fcurves.new(data_path, index=index, action_group=group)
 
 
 # ---------------------------------------------------------------------- bulk writing
@@ -220,13 +235,13 @@ def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action
     """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""
     if not channels:
         return 0, set()
-    bag = ensure_channelbag(id_block, action_name)
+    curves = FCurves(ensure_channelbag(id_block, action_name))
     co = np.empty((len(channels), len(frames), 2), np.float32)  # every channel's keys, built at once
     co[:, :, 0] = frames
     co[:, :, 1] = np.stack([ch.values for ch in channels])
     written, skipped = 0, set()
     for ch, ch_co in zip(channels, co):
-        left_out = write_generated(ensure_fcurve(bag, ch.data_path, ch.index, ch.group), ch_co, blend)
+        left_out = write_generated(curves.ensure(ch.data_path, ch.index, ch.group), ch_co, blend)
         written += len(ch_co) - len(left_out)
         skipped.update(left_out.tolist())
     return written, skipped
@@ -241,7 +256,12 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     (T, 16, 3, 3) matrix products (this was a third of an import's time)."""
     frames = pose_conv.bone_frames(arm_obj)
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
-    local = axis_angle_to_matrix((aa[:, :, None, :] @ frames)[:, :, 0])  # Fᵀ·a per joint
+    # Fᵀ·a per joint, in float32: F-curves store float32 anyway (the math adds < 3e-6 rad), and numpy's
+    # float32 sin/cos are vectorised: the conversion takes 1.7 ms per hand and 600 frames instead of 4.3.
+    bone_aa = np.empty(aa.shape, np.float32)
+    for k in range(NUM_JOINTS):  # 16 (T, 3) @ (3, 3) products: a stacked (T, 16, 1, 3) @ (16, 3, 3) is 7x slower
+        bone_aa[:, k] = aa[:, k] @ frames[k]
+    local = axis_angle_to_matrix(bone_aa)
     location = poses.transl @ frames[0]  # = F₀ᵀ·transl
     pbones = arm_obj.pose.bones
     by_mode: dict[str, list[int]] = {}
