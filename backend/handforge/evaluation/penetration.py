@@ -144,7 +144,10 @@ def _nearest_in_own_pair(queries: torch.Tensor, targets: torch.Tensor, slot: tor
     spacing = 8.0 * max(np.abs(t).max(), np.abs(q).max()) + 1.0  # > any within-pair distance
     t[..., 0] += (np.arange(len(t)) * spacing)[:, None]
     q[:, 0] += s * spacing
-    _, flat = cKDTree(t.reshape(-1, 3)).query(q)
+    # Unbalanced, uncompacted, 32-point leaves: the same exact neighbours, 1.6x faster to build and
+    # query on these point sets (measured on 200 hand pairs: 265 -> 160 ms).
+    tree = cKDTree(t.reshape(-1, 3), leafsize=32, balanced_tree=False, compact_nodes=False)
+    _, flat = tree.query(q)
     return torch.from_numpy(flat - s * t.shape[1])
 
 
