@@ -70,6 +70,11 @@ void main() {
 """
 
 
+# Clip y negated: GL's first framebuffer row (window y = 0) becomes the image's top row, so reads need no
+# flip. Window y ↦ H − y maps pixel centres onto pixel centres, so nothing moves by a fraction of a pixel.
+_FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
+
+
 class GLUnavailable(RuntimeError):
     """No headless GL context here; the message says what to install."""
 
@@ -161,7 +166,7 @@ class GLRenderer:
         near = float(np.clip(depths.min() * 0.5, 1e-3, None)) if np.any(depths > 0) else 1e-3
         far = float(max(depths.max() * 2.0, near * 10.0))
         program["world_to_camera"].write(camera.world_to_camera.T.astype("f4").tobytes())
-        program["projection"].write(camera.gl_projection(near, far).T.astype("f4").tobytes())
+        program["projection"].write((_FLIP_Y @ camera.gl_projection(near, far)).T.astype("f4").tobytes())
         fbo.use()
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self.ctx.enable(self.ctx.DEPTH_TEST)
@@ -179,14 +184,25 @@ class GLRenderer:
             program["instance"].value = float(k + 1)
             vao.render()
             vao.release()
-        colour = np.frombuffer(fbo.read(components=4, attachment=0), np.uint8).reshape(H, W, 4)[::-1]
-        depth = np.frombuffer(fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(H, W)[::-1]
+        # Rows come top first (the projection is flipped). The instance is the colour's alpha, the high byte
+        # of each little-endian RGBA word; GL packs the RGB itself: both far cheaper than numpy's strided
+        # copies of a 4-channel image (3.5 of the 4.5 ms spent after drawing at 512²).
+        rgba = np.frombuffer(fbo.read(components=4, attachment=0), "<u4").reshape(H, W)
+        instance = (rgba >> 24).astype(np.uint8)
+        mesh = _read_writable(fbo, (H, W, 3), "f1", components=3, attachment=0)
+        depth = _read_writable(fbo, (H, W), "f4", components=1, attachment=1)
         normal_image = None
         if normals:
-            normal_image = np.frombuffer(fbo.read(components=4, attachment=2, dtype="f4"),
-                                         np.float32).reshape(H, W, 4)[::-1, :, :3].copy()
-        return GLImages(mesh=colour[..., :3].copy(), instance=colour[..., 3].copy(), depth=depth.copy(),
-                        normals=normal_image)
+            normal_image = _read_writable(fbo, (H, W, 4), "f4", components=4, attachment=2)[..., :3].copy()
+        return GLImages(mesh=mesh, instance=instance, depth=depth, normals=normal_image)
+
+
+def _read_writable(fbo, shape: tuple[int, ...], gl_dtype: str, **read) -> np.ndarray:
+    """A framebuffer attachment read into a new writable array of ``shape`` (no copy after the read);
+    ``gl_dtype`` is moderngl's name: "f1" (uint8) or "f4" (float32)."""
+    out = np.empty(shape, np.uint8 if gl_dtype == "f1" else np.float32)
+    fbo.read_into(out, alignment=1, dtype=gl_dtype, **read)
+    return out
 
 
 _renderers = threading.local()
