@@ -167,6 +167,36 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
     assert penetration(guided) < 0.9 * penetration(plain)
 
 
+def test_penetration_guidance_moves_stretches_of_motion_not_single_frames(trained):
+    """The guidance update is filtered along time: the change it makes to the free fingers is far
+    smoother from frame to frame than the per-frame gradient's, and it still separates the hands."""
+    model = load_model(MotionDenoiser, trained / "model")
+    hands = load_hand_model("open")
+    frames = 40
+    t = np.linspace(0, 1, frames)
+    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
+            "transl": np.zeros((frames, 2, 3))}
+    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
+    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
+    keys["transl"][:, 0, 0] = -0.01 - 0.01 * t  # palm to palm, overlapping, drifting a little
+    keys["transl"][:, 1, 0] = 0.01 + 0.01 * t
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[:, :, [0, rep.TRANSL_PART]] = True
+    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    pipe = MotionPipeline(model, hands)
+
+    def fingers(smoothing: float | None) -> np.ndarray:
+        guidance = None if smoothing is None else Guidance(strength=20.0, last_fraction=1.0, smoothing=smoothing)
+        clip = synthesize(obs, "learned", pipe, steps=6, seed=7, guidance=guidance, smoothing=0.0)[0]
+        return np.stack([clip.hands[side].hand_pose for side in rep.HAND_AXIS], 1)
+
+    plain = fingers(None)
+    change = {sigma: fingers(sigma) - plain for sigma in (0.0, 10.0)}
+    assert np.abs(change[10.0]).max() > 1e-3  # it did move the fingers
+    roughness = {sigma: np.abs(np.diff(c, 3, axis=0)).mean() for sigma, c in change.items()}
+    assert roughness[10.0] < 0.3 * roughness[0.0], roughness
+
+
 def test_key_blend_fades_the_generated_part_into_each_key():
     from handforge.engines.motion.pipeline import key_blend, smooth_free
 

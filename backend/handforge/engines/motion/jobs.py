@@ -43,7 +43,8 @@ PART_DOC = ("per frame, which parts are keys (1) or free (0): column 0 the wrist
             "translation (transl)")
 
 
-def _common_params() -> dict[str, Any]:
+def _common_params(guidance: str) -> dict[str, Any]:
+    """The parameters every motion job takes; ``guidance`` is the kind's default penetration guidance."""
     return {
         "engine": String(doc="'learned': the diffusion model (motion.checkpoint), falling back to 'spline' when "
                              "no checkpoint is configured; 'spline': rotation splines and cubic wrist paths "
@@ -63,9 +64,10 @@ def _common_params() -> dict[str, Any]:
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
                                 "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
         "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
-                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'. Off by "
-                                           "default: at its current strength it adds frame-to-frame jitter "
-                                           "(README 'Motion')", default="off", choices=("auto", "on", "off")),
+                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'. 'auto' "
+                                           "for wrist paths and generation; 'off' for in-betweening, where the keys "
+                                           "already keep the hands apart and guidance only adds jitter (README "
+                                           "'Motion')", default=guidance, choices=("auto", "on", "off")),
     }
 
 
@@ -281,20 +283,19 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("motion", "two-hand motion: in-betweening of keys at any frames and joints, wrist "
                                          "paths, generation (learned diffusion model, spline fallback)"))
-    common = _common_params()
     registry.add_kind(JobKind(
         "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
-        schema=Schema(params=common, arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
+        schema=Schema(params=_common_params(guidance="off"), arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
         description="motion through the animator's keys: any frames, any joints of either hand, kept exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
         "motion.trajectory", trajectory, engine="motion", device="gpu", timeout=600, check=_check_trajectory,
-        schema=Schema(params=common, arrays=_side_arrays(PATH_FIELDS), dims=DIMS),
+        schema=Schema(params=_common_params(guidance="auto"), arrays=_side_arrays(PATH_FIELDS), dims=DIMS),
         description="fingers (and free wrist rotations) generated along given wrist paths, followed exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
         "motion.generate", generate, engine="motion", device="gpu", timeout=600,
-        schema=Schema(params={**common, "num_frames": Integer(doc="frames to generate", default=120, min=2,
+        schema=Schema(params={**_common_params(guidance="auto"), "num_frames": Integer(doc="frames to generate", default=120, min=2,
                                                               max=MAX_FRAMES)},
                       arrays={hand_array_name(s, "betas"): ArraySpec(
                           shape=(NUM_BETAS,), required=False, min=-BETAS_LIMIT, max=BETAS_LIMIT,
