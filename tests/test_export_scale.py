@@ -39,9 +39,18 @@ def test_two_worker_processes_write_the_single_process_dataset(reference, tmp_pa
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_samples_redone(reference, tmp_path):
     # each first worker that gets work exits abruptly after 1 sample, inside its first chunk of 2 (40 // (2 × 8))
-    summary = local(tmp_path / "data", 2, die_after=1)
+    summary = local(tmp_path / "data", 2, fault="die_after=1")
     assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
     assert tree(tmp_path / "data") == reference
+
+
+def test_a_hung_worker_is_stopped_replaced_and_its_samples_redone(reference, tmp_path):
+    # each first worker that gets work stops answering after 1 sample, inside its first chunk of 2
+    started = time.monotonic()
+    summary = local(tmp_path / "data", 2, fault="hang_after=1", sample_timeout=4.0)
+    assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
+    assert tree(tmp_path / "data") == reference
+    assert time.monotonic() - started < 120  # not the default 600 s per sample
 
 
 def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, tmp_path):
@@ -148,13 +157,20 @@ def test_failure_summary_groups_by_reason():
     (["s.toml", "--workers=4", "--out", "d", "--ray"], "", ["s.toml", "--out", "d"]),
     (["s.toml", "--out", "d", "--ray", "head:6379", "--seed", "3"], "head:6379", ["s.toml", "--out", "d", "--seed", "3"]),
     (["s.toml", "--ray=ray://h:10001", "--gpus-per-worker", "1", "--out", "d"], "ray://h:10001", ["s.toml", "--out", "d"]),
+    (["s.toml", "--workers", "2", "--sample-timeout", "30", "--out", "d"], None, ["s.toml", "--out", "d"]),
 ])
 def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
     assert reproducing_command(argv, address) == " ".join(["handforge", "export", *kept])
 
 
-def test_bad_worker_counts_say_what_is_wrong(tmp_path):
+@pytest.mark.parametrize("options, message", [
+    (["--workers", "0"], "--workers: expected at least 1, got 0"),
+    (["--workers", "2", "--sample-timeout", "nan"], "--sample-timeout: a positive number of seconds, got nan"),
+    (["--sample-timeout", "30"], "--sample-timeout: only with --workers or --ray"),
+])
+def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
-    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--workers", "0"],
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", *options],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ})
-    assert run.returncode == 2 and "--workers: expected at least 1, got 0" in run.stderr
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert not (tmp_path / "data").exists()

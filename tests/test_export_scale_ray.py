@@ -40,7 +40,7 @@ def test_two_ray_workers_write_the_single_process_dataset(local_ray, reference, 
 
 
 def test_a_ray_worker_killed_mid_run_is_replaced_and_the_result_is_identical(local_ray, reference, tmp_path):
-    summary = on_ray(tmp_path / "data", die_after=3)  # mid-chunk: chunks of 40 // (2 × 8) = 2
+    summary = on_ray(tmp_path / "data", fault="die_after=3")  # mid-chunk: chunks of 40 // (2 × 8) = 2
     assert summary["worker_restarts"] in (1, 2) and summary["failed"] == {}
     assert tree(tmp_path / "data") == reference
 

@@ -27,10 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(the --out folder must then be shared storage); needs handforge[cluster]")
     scale.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F",
                        help="with --ray: GPUs each worker reserves (e.g. 1 for NVIDIA EGL or Cycles on GPU)")
+    scale.add_argument("--sample-timeout", type=float, default=None, metavar="SECONDS",
+                       help="with --workers or --ray: a worker silent this long per sample of its chunk is stopped "
+                            "as hung and replaced, its samples redone (default 600)")
 
 
 # options that change where samples are rendered, not what: left out of the card's command
-SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker")
+SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker", "--sample-timeout")
 
 
 def reproducing_command(argv: list[str], ray_address: str | None) -> str:
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
             if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
         if args.workers is None and args.ray is None:
+            if args.sample_timeout is not None:
+                raise ValueError("--sample-timeout: only with --workers or --ray (one process has no worker to replace)")
             summary = export(spec, args.out, command=command, progress=not args.quiet)
         else:
             summary = _scaled(spec, args, command)
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     import os
 
-    from handforge.export.shards import export_sharded
+    from handforge.export.shards import DEFAULT_SAMPLE_TIMEOUT, export_sharded
     from handforge.export.worker import FAULT_ENV, parse_fault
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
@@ -114,5 +119,8 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         from handforge.export.local_pool import LocalPool
 
         factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
+    timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
+    if not timeout > 0:
+        raise ValueError(f"--sample-timeout: a positive number of seconds, got {args.sample_timeout}")
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
-                          die_after=parse_fault(os.environ.get(FAULT_ENV, "")))
+                          fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout)

@@ -28,14 +28,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _serve(conn: Connection, spec_json: str, out: str, die_after: int | None, parent: int, threads: int) -> None:
+def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the line above took effect
         return
     from handforge.export.worker import SampleWorker
 
     try:
-        worker = SampleWorker(json.loads(spec_json), out, die_after, threads)
+        worker = SampleWorker(json.loads(spec_json), out, fault, threads)
     except Exception as exc:  # e.g. no GL here: fatal for the run, said once by the driver
         conn.send_bytes(json.dumps({"fatal": f"{type(exc).__name__}: {exc}"}).encode())
         return
@@ -74,9 +74,9 @@ class LocalPool:
     def describe(self) -> str:
         return "local processes"
 
-    def start(self, slot: int, die_after: int | None = None) -> None:
+    def start(self, slot: int, fault: str | None = None) -> None:
         ours, theirs = self.context.Pipe()
-        args = (theirs, self.spec_json, self.out, die_after, os.getpid(), self.threads)
+        args = (theirs, self.spec_json, self.out, fault, os.getpid(), self.threads)
         process = self.context.Process(target=_serve, args=args, name=f"handforge-export-{slot}", daemon=True)
         process.start()
         theirs.close()
@@ -113,15 +113,17 @@ class LocalPool:
             events.append(Event("died", slot, f"worker process exited with code {process.exitcode}"))
         return events
 
-    def stop(self, slot: int) -> None:
+    def stop(self, slot: int, force: bool = False) -> None:
+        """End a worker: asked to stop (10 s to finish), or killed at once with ``force`` (a hung one)."""
         process, conn = self.workers.get(slot, (None, None))
         if process is None:
             return
-        try:
-            conn.send_bytes(json.dumps({"stop": True}).encode())
-        except OSError:
-            pass
-        process.join(10)
+        if not force:
+            try:
+                conn.send_bytes(json.dumps({"stop": True}).encode())
+            except OSError:
+                pass
+            process.join(10)
         if process.is_alive():
             process.kill()
             process.join()

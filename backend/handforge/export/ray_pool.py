@@ -43,11 +43,11 @@ class _Actor:
     """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
 
-    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None):
+    def __init__(self, spec: dict[str, Any], out: str, fault: str | None):
         from handforge.export.worker import SampleWorker
 
         try:
-            self.worker, self.error = SampleWorker(spec, out, die_after), None
+            self.worker, self.error = SampleWorker(spec, out, fault), None
         except Exception as exc:
             self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {socket.gethostname()})"
 
@@ -121,8 +121,8 @@ class RayPool:
     def describe(self) -> str:
         return f"Ray at {self.address}" if self.address else "a local Ray"
 
-    def start(self, slot: int, die_after: int | None = None) -> None:
-        actor = self.actor_class.options(**self.options).remote(self.spec, self.out, die_after)
+    def start(self, slot: int, fault: str | None = None) -> None:
+        actor = self.actor_class.options(**self.options).remote(self.spec, self.out, fault)
         self.actors[slot] = actor
         self.pending[actor.ready.remote()] = (slot, "ready", None)
 
@@ -151,7 +151,8 @@ class RayPool:
                 events.append(Event("done", slot, (chunk, value)))
         return events
 
-    def stop(self, slot: int) -> None:
+    def stop(self, slot: int, force: bool = False) -> None:
+        """End an actor (always at once: Ray kills it; ``force`` is for the local pool's sake)."""
         actor = self.actors.get(slot)
         if actor is not None:
             self.ray.kill(actor)

@@ -5,8 +5,10 @@
   and the aggregate files are rebuilt from the finished samples in index order, so the dataset is the
   same bytes whatever the number of workers or the order they finish in.
 - Faults: a worker that dies is replaced and its chunk goes back to the front of the queue (what it
-  had finished is kept; the rest is redone); a chunk that kills ``MAX_ATTEMPTS`` workers is given up
-  and its unfinished samples are reported. A sample that raises is reported and the run goes on.
+  had finished is kept; the rest is redone); so is a worker that gives no answer for ``sample_timeout``
+  seconds per sample of its chunk (hung: stuck in a driver, a deadlock), after it is killed. A chunk
+  that kills ``MAX_ATTEMPTS`` workers is given up and its unfinished samples are reported. A sample
+  that raises is reported and the run goes on.
 - Resume: the driver starts like the single-process export (half-written samples removed, finished
   ones skipped), so a driver killed mid-run and started again continues without duplicates or holes.
 - Progress: one bar for the whole run (samples/s and ETA), a summary of what failed and why.
@@ -28,6 +30,7 @@ from handforge.export.spec import ExportSpec
 MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
 MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
 CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
+DEFAULT_SAMPLE_TIMEOUT = 600.0  # s per sample of a chunk before its worker counts as hung (Cycles at high spp)
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,10 @@ class Event:
 
 
 class Pool(Protocol):
-    def start(self, slot: int, die_after: int | None = None) -> None: ...
+    def start(self, slot: int, fault: str | None = None) -> None: ...
     def submit(self, slot: int, chunk: int, indices: list[int]) -> None: ...
     def wait(self, timeout: float) -> list[Event]: ...
-    def stop(self, slot: int) -> None: ...
+    def stop(self, slot: int, force: bool = False) -> None: ...
     def describe(self) -> str: ...
 
 
@@ -110,13 +113,16 @@ class _Bar:
 
 def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[], Any], workers: int,
                    command: str, progress: bool | Callable = True, limit: int | None = None,
-                   chunk_size: int | None = None, die_after: int | None = None,
-                   poll_seconds: float = 0.5) -> dict[str, Any]:
+                   chunk_size: int | None = None, fault: str | None = None,
+                   poll_seconds: float = 0.5, sample_timeout: float = DEFAULT_SAMPLE_TIMEOUT) -> dict[str, Any]:
     """Export ``spec`` into ``out`` with ``workers`` workers from ``pool_factory()`` (a context manager
-    giving a ``Pool``). ``die_after``: the fault injection of ``handforge.export.worker.FAULT_ENV``.
+    giving a ``Pool``). ``fault``: the fault injection of ``handforge.export.worker.FAULT_ENV``;
+    ``sample_timeout``: seconds per sample a worker may go without answering before it is stopped as hung.
     Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
+    if not sample_timeout > 0:  # also refuses NaN
+        raise ValueError(f"sample timeout: expected a positive number of seconds, got {sample_timeout}")
     from handforge.export.run import check_rgb_source
 
     check_rgb_source(spec)  # missing image weights: refused before any worker starts
@@ -124,16 +130,16 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, die_after,
-                              poll_seconds)
+        return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
+                              poll_seconds, sample_timeout)
     except BaseException:
         if created and not any(out.iterdir()):  # e.g. no cluster at the address: leave nothing behind
             out.rmdir()
         raise
 
 
-def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, die_after,
-                   poll_seconds) -> dict[str, Any]:
+def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
+                   poll_seconds, sample_timeout) -> dict[str, Any]:
     from handforge.export.run import finalise
 
     with run_lock(out):
@@ -150,7 +156,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
         if chunks:
             with pool_factory() as pool:
                 failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
-                                                         die_after, poll_seconds, out)
+                                                         fault, poll_seconds, out, sample_timeout)
             writers.clean_partial(out)  # what dead workers left of samples that were given up
         seconds = time.perf_counter() - start
         samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
@@ -161,11 +167,12 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
             "workers": workers}
 
 
-def _drive(pool, chunks: list[list[int]], workers: int, progress, die_after, poll_seconds,
-           out: Path) -> tuple[dict[int, str], int, str | None]:
+def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_seconds,
+           out: Path, sample_timeout: float) -> tuple[dict[int, str], int, str | None]:
     queue = deque(range(len(chunks)))
     attempts: Counter[int] = Counter()
     busy: dict[int, int] = {}            # slot → chunk
+    deadline: dict[int, float] = {}      # slot → when its chunk counts as hung (monotonic)
     idle: list[int] = []
     ready: set[int] = set()
     unready_deaths: Counter[int] = Counter()  # deaths before "ready", per slot: a worker that cannot even start
@@ -175,13 +182,14 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, die_after, pol
     bar = _Bar(progress, sum(map(len, chunks)), f"export ({workers} workers, {pool.describe()})")
     try:
         for slot in range(workers):
-            pool.start(slot, die_after)
+            pool.start(slot, fault)
         while queue or busy:
             while idle and queue:
                 slot, chunk = idle.pop(), queue.popleft()
                 busy[slot] = chunk
+                deadline[slot] = time.monotonic() + sample_timeout * len(chunks[chunk])
                 pool.submit(slot, chunk, chunks[chunk])
-            for event in pool.wait(poll_seconds):
+            for event in pool.wait(poll_seconds) + _hung(pool, busy, deadline, chunks, sample_timeout):
                 if event.kind == "ready":
                     renderer_name = renderer_name or event.payload
                     unready_deaths[event.slot] = 0
@@ -216,6 +224,18 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, die_after, pol
         return failed, restarts, renderer_name
     finally:
         bar.close()
+
+
+def _hung(pool, busy: dict[int, int], deadline: dict[int, float], chunks: list[list[int]],
+          sample_timeout: float) -> list[Event]:
+    """Workers past their chunk's deadline: killed, and reported as dead (their chunk is then redone)."""
+    now, events = time.monotonic(), []
+    for slot, chunk in list(busy.items()):
+        if now > deadline.get(slot, float("inf")):
+            pool.stop(slot, force=True)
+            events.append(Event("died", slot, f"no answer within {sample_timeout * len(chunks[chunk]):g} s for "
+                                              f"{len(chunks[chunk])} sample(s): stopped as hung (--sample-timeout)"))
+    return events
 
 
 def _requeue(chunk: int, chunks: list[list[int]], attempts: Counter, queue: deque, failed: dict[int, str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -18,25 +19,28 @@ from handforge.export.spec import parse_spec
 
 # Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
 # first worker (not their replacements) exit abruptly (no clean-up, like SIGKILL) after K samples;
-# every worker, so that one dies whichever of them gets the work.
+# "hang_after=K" makes it stop answering instead (as a worker stuck in a driver or a deadlock would), for
+# the driver's --sample-timeout to stop it. Every first worker, so that one fails whichever gets the work.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
+FAULT_KINDS = ("die_after", "hang_after")
 
 
-def parse_fault(text: str) -> int | None:
-    """The K of ``die_after=K`` (None when ``text`` is empty); anything else is an error that says the form."""
+def parse_fault(text: str) -> str | None:
+    """``text`` checked (``die_after=K`` or ``hang_after=K``), or None when empty; anything else is an
+    error that says the forms."""
     if not text:
         return None
     key, _, value = text.partition("=")
-    if key.strip() != "die_after" or not value.strip().isdigit():
-        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K (K a whole number of samples)")
-    return int(value)
+    if key.strip() not in FAULT_KINDS or not value.strip().isdigit():
+        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K or hang_after=K (K a whole number of samples)")
+    return f"{key.strip()}={int(value)}"
 
 
 class SampleWorker:
     """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``.
     ``threads``: torch's CPU threads in this worker (None: torch's default)."""
 
-    def __init__(self, spec: dict[str, Any], out: str, die_after: int | None = None, threads: int | None = None):
+    def __init__(self, spec: dict[str, Any], out: str, fault: str | None = None, threads: int | None = None):
         import torch
 
         from handforge.hands import load_hand_model
@@ -44,7 +48,9 @@ class SampleWorker:
 
         if threads:  # N workers each with every core's threads would oversubscribe the CPUs (Ray sets its own)
             torch.set_num_threads(threads)
-        self.spec, self.out, self.die_after = parse_spec(spec), Path(out), die_after
+        self.spec, self.out = parse_spec(spec), Path(out)
+        kind, _, count = (parse_fault(fault or "") or "").partition("=")
+        self.fault = (kind, int(count)) if kind else None
         self.model = load_hand_model(self.spec.hand_model)
         self.gl = renderer()  # this process's own EGL context
         self._stack = contextlib.ExitStack()
@@ -76,8 +82,11 @@ class SampleWorker:
                 results.append({"index": index, "error": f"{type(exc).__name__}: {exc} "
                                                          f"({Path(last.filename).name}:{last.lineno})"})
             self.written += 1
-            if self.die_after is not None and self.written >= self.die_after:
-                os._exit(70)  # the injected fault: no clean-up, no reply
+            if self.fault is not None and self.written >= self.fault[1]:
+                if self.fault[0] == "die_after":
+                    os._exit(70)  # the injected fault: no clean-up, no reply
+                while True:  # hang_after: alive, never answering
+                    time.sleep(3600)
         return results
 
     def close(self) -> None:
