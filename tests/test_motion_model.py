@@ -209,3 +209,35 @@ def test_key_blend_fades_the_generated_part_into_each_key():
     noisy = torch.randn(1, 40, 3, generator=torch.Generator().manual_seed(0))
     smooth = smooth_free(noisy, 2.0)
     assert smooth.shape == noisy.shape and smooth.diff(dim=1).abs().mean() < 0.5 * noisy.diff(dim=1).abs().mean()
+
+
+def test_hermite_keys_pass_through_the_keys_smoothly_and_stay_bounded():
+    from handforge.engines.motion.model import interpolate_keys
+    from handforge.engines.motion.pipeline import hermite_keys
+
+    t = torch.arange(30, dtype=torch.float64)
+    truth = torch.sin(t / 4).view(1, 30, 1)
+    mask = torch.zeros(1, 30, 1, dtype=torch.bool)
+    mask[0, :10], mask[0, 20:] = True, True          # densely keyed on both sides of a 10-frame gap
+    curve, linear = hermite_keys(truth, mask), interpolate_keys(truth, mask)
+    assert torch.equal(curve[mask], truth[mask])
+    gap = slice(10, 20)
+    assert (curve[0, gap] - truth[0, gap]).abs().max() < 0.2 * (linear[0, gap] - truth[0, gap]).abs().max()
+    # no kink where the keys end: the acceleration at the last key before the gap and the first after it
+    # stays near the keyed motion's, where the linear in-between turns abruptly
+    def kink(x: torch.Tensor) -> float:
+        acc = x[0, :, 0].diff(2) - truth[0, :, 0].diff(2)
+        return float(acc[[8, 19]].abs().max())
+
+    assert kink(curve) < 0.3 * kink(linear), (kink(curve), kink(linear))
+    # a tiny step across the gap between fast keyed stretches: the tangents are bounded, no wild loop
+    zigzag = torch.zeros(1, 30, 1, dtype=torch.float64)
+    zigzag[0, :10, 0] = torch.arange(10, dtype=torch.float64)          # rising fast into the gap...
+    zigzag[0, 20:, 0] = 9.01 - torch.arange(10, dtype=torch.float64)   # ...falling fast after it
+    bounded = hermite_keys(zigzag, mask)[0, gap, 0]
+    assert float(bounded.max()) <= 9.01 + 3 * 0.01 / 11 * 11 + 1e-9
+    # held before the first key and after the last, zero without keys
+    single = torch.zeros(1, 30, 2, dtype=torch.bool)
+    single[0, 7, 0] = True
+    held = hermite_keys(truth.expand(1, 30, 2).clone(), single)
+    assert bool((held[0, :, 0] == truth[0, 7, 0]).all()) and bool((held[0, :, 1] == 0).all())
