@@ -72,7 +72,7 @@ class HandImagePipeline(DiffusionPipeline):
 
     def control_tensor(self, image: np.ndarray, count: int, device, dtype) -> torch.Tensor:
         """(H, W, 3) uint8 → (count, 3, H, W) in [0, 1] (ControlNet's input range)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+        tensor = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1).div(255.0)  # a copy: inputs may be read-only
         return tensor[None].expand(count, -1, -1, -1).to(device=device, dtype=dtype)
 
     @torch.no_grad()
