@@ -197,6 +197,21 @@ def test_penetration_guidance_moves_stretches_of_motion_not_single_frames(traine
     assert roughness[10.0] < 0.3 * roughness[0.0], roughness
 
 
+@pytest.mark.parametrize("frames", [2, 3])  # a motion has at least 2 frames
+def test_penetration_guidance_works_on_clips_shorter_than_its_stride(trained, frames):
+    model = load_model(MotionDenoiser, trained / "model")
+    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
+            "transl": np.zeros((frames, 2, 3))}
+    keys["transl"][:, 1, 0] = 0.01  # overlapping: the guidance has work to do
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[:, :, rep.TRANSL_PART] = True
+    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    guidance = Guidance(last_fraction=1.0, near=float("inf"))  # stride 4 at the default σ of 12
+    clip = synthesize(obs, "learned", MotionPipeline(model, load_hand_model("open")), steps=6, seed=1,
+                      guidance=guidance)[0]
+    assert clip.num_frames == frames and np.isfinite(clip.hands["left"].hand_pose).all()
+
+
 def test_key_blend_fades_the_generated_part_into_each_key():
     from handforge.engines.motion.pipeline import key_blend, smooth_free
 

@@ -78,7 +78,6 @@ RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_messag
 # limits, a larger message waits for it instead of risking a dropped connection.
 UNWELCOMED_LIMITS = Limits(max_message_bytes=2**20)
 _TICK_S = 0.05  # how often blocking waits re-check deadlines
-# Plain ints: pyzmq's enum flags build a new enum object on every ``&``, on the hot path of every message.
 
 
 # ------------------------------------------------------------------------------------------ keys

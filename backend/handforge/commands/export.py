@@ -101,6 +101,9 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     from handforge.export.shards import DEFAULT_SAMPLE_TIMEOUT, export_sharded
     from handforge.export.worker import FAULT_ENV, parse_fault
 
+    timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
+    if not timeout > 0:  # before Ray is asked anything
+        raise ValueError(f"--sample-timeout: a positive number of seconds, got {args.sample_timeout}")
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"--workers: expected at least 1, got {workers}")
@@ -119,8 +122,5 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         from handforge.export.local_pool import LocalPool
 
         factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
-    timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
-    if not timeout > 0:
-        raise ValueError(f"--sample-timeout: a positive number of seconds, got {args.sample_timeout}")
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
                           fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections import Counter, deque
@@ -189,7 +190,8 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                 busy[slot] = chunk
                 deadline[slot] = time.monotonic() + sample_timeout * len(chunks[chunk])
                 pool.submit(slot, chunk, chunks[chunk])
-            for event in pool.wait(poll_seconds) + _hung(pool, busy, deadline, chunks, sample_timeout):
+            # the hung check runs after the pool's own events: a chunk done or a worker dead since is not hung
+            for event in itertools.chain(pool.wait(poll_seconds), _hung(pool, busy, deadline, chunks, sample_timeout)):
                 if event.kind == "ready":
                     renderer_name = renderer_name or event.payload
                     unready_deaths[event.slot] = 0
@@ -227,15 +229,15 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
 
 
 def _hung(pool, busy: dict[int, int], deadline: dict[int, float], chunks: list[list[int]],
-          sample_timeout: float) -> list[Event]:
-    """Workers past their chunk's deadline: killed, and reported as dead (their chunk is then redone)."""
-    now, events = time.monotonic(), []
+          sample_timeout: float) -> Iterator[Event]:
+    """Workers past their chunk's deadline: killed, and reported as dead (their chunk is then redone).
+    A generator: ``busy`` is read when the iteration reaches it, after the pool's events are handled."""
+    now = time.monotonic()
     for slot, chunk in list(busy.items()):
         if now > deadline.get(slot, float("inf")):
             pool.stop(slot, force=True)
-            events.append(Event("died", slot, f"no answer within {sample_timeout * len(chunks[chunk]):g} s for "
-                                              f"{len(chunks[chunk])} sample(s): stopped as hung (--sample-timeout)"))
-    return events
+            yield Event("died", slot, f"no answer within {sample_timeout * len(chunks[chunk]):g} s for "
+                                      f"{len(chunks[chunk])} sample(s): stopped as hung (--sample-timeout)")
 
 
 def _requeue(chunk: int, chunks: list[list[int]], attempts: Counter, queue: deque, failed: dict[int, str],

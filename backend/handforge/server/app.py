@@ -419,8 +419,11 @@ class Server:
         self._send(identity, Message(MessageType.ACCEPTED, id=msg.id, job=msg.job, data={
             "position": position, "instance": self.instance, "kind_timeout": kind.timeout, "timeout": wait_limit,
             "device_class": kind.device}))
-        if not job.done:  # sending found the client gone: nothing to run
-            self._pool.enqueue(job)
+        if job.done:  # sending found the client gone (and forgot its jobs): nothing to run
+            log.info("job %s (%s) from %s dropped: the client left before it was accepted", msg.job, kind.name,
+                     _peer(identity))
+            return
+        self._pool.enqueue(job)
         log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
 
     def _on_cancel(self, identity: bytes, msg: Message) -> None:

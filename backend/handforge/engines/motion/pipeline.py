@@ -225,8 +225,9 @@ class _Guide:
         wrists = rep.translations(model.denormalise(x0))
         if float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
             return x0
-        b, t = x0.shape[:2]
-        frames = torch.arange(self.calls % self.stride, t, self.stride, device=x0.device)
+        t = x0.shape[1]
+        stride = min(self.stride, t)
+        frames = torch.arange(self.calls % stride, t, stride, device=x0.device)
         self.calls += 1
         for _ in range(s.iterations):
             with torch.enable_grad():
@@ -244,10 +245,12 @@ class _Guide:
                 grad, = torch.autograd.grad(loss, x)
             # Per-frame gradients push each frame its own way (jitter 7x ground truth's on trajectories):
             # filtered along time, the update moves whole stretches of motion apart instead.
-            grad = grad.to(x0.dtype) * self.stride  # the sampled frames stand for their neighbours
+            # The sampled frames stand for their neighbours. (Normalising by the filtered sampling pattern
+            # instead, which evens out the clip's ends, left 1.07 cm³ of trajectory overlap against 0.0037.)
+            grad = grad.to(x0.dtype) * stride
             step = smooth_free(grad, s.smoothing) if s.smoothing > 0 else grad
             x0 = torch.where(mask, x0, x0 - s.strength * step * self.fade)
         return x0
 
 
-__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "hermite_keys", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
