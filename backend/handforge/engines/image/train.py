@@ -23,23 +23,50 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a folder in the export format (samples/NNNNNN/rgb.png, mesh.png, "
                                                       "labels.json, optional caption.txt)")
-    parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
     parser.add_argument("--init", help="start from this guidance module (default: a copy of the SD UNet's encoder)")
     parser.add_argument("--out", required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
     parser.add_argument("--size", type=int, default=512, help="training resolution (pixels, square)")
     parser.add_argument("--caption", default="two hands", help="caption of samples without caption.txt")
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-5, help="AttentionHand's 1e-5")
     parser.add_argument("--lambda-global", type=float, default=0.5)
     parser.add_argument("--lambda-local", type=float, default=0.5)
     parser.add_argument("--tas", action="store_true", help="one TAS update of the noisy latents per branch")
     parser.add_argument("--tas-strength", type=float, default=20.0)
+    add_sd_run_arguments(parser, batch_size=1, lr=1e-5, lr_help="AttentionHand's 1e-5")
+
+
+# ---------------------------------------------------------------- shared by the trainers on frozen SD 1.x parts
+def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: float, lr_help: str | None = None) -> None:
+    """The options of a training run on frozen SD 1.x weights (this engine's and the transfer engine's)."""
+    parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
     parser.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (default: none)")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def sd_run_settings(args: argparse.Namespace):
+    """The training loop's settings from ``add_sd_run_arguments``' options."""
+    from handforge.training.loop import TrainSettings
+
+    return TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         mixed_precision=args.mixed_precision, ema_decay=args.ema_decay,
+                         checkpoint_every=args.checkpoint_every, log_every=max(1, min(10, args.steps // 10)),
+                         progress=not args.quiet)
+
+
+def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:
+    """``--sd``, else the configured image.sd_model; None (after saying what to set) when neither is there."""
+    from handforge import config
+    from handforge.engines.image.settings import SD_MODEL
+
+    path = args.sd or config.value(SD_MODEL.key)
+    if path is None:
+        print(f"handforge train {command}: no SD weights: pass --sd or {SD_MODEL.how_to_set()}", file=sys.stderr)
+    return path
 
 
 class GuidanceObjective:
@@ -110,12 +137,10 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.engines.image.data import GuidancePairs
     from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd
-    from handforge.engines.image.settings import SD_MODEL
-    from handforge.training.loop import TrainingError, TrainSettings, train
+    from handforge.training.loop import TrainingError, train
 
-    sd_path = args.sd or config.value(SD_MODEL.key)
+    sd_path = sd_weights_path(args, "guidance")
     if sd_path is None:
-        print(f"handforge train guidance: no SD weights: pass --sd or {SD_MODEL.how_to_set()}", file=sys.stderr)
         return 2
     try:
         sd = load_sd(sd_path, config.value("image.sd_config"))
@@ -127,10 +152,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)
     try:
-        result = train(net, dataset, objective, TrainSettings(
-            out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-            mixed_precision=args.mixed_precision, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
-            log_every=max(1, min(10, args.steps // 10)), progress=not args.quiet))
+        result = train(net, dataset, objective, sd_run_settings(args))
     except TrainingError as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)
         return 2

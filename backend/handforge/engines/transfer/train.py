@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from handforge.engines.image.train import add_sd_run_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="pairs folder (source/samples/N, target/samples/N), or with "
@@ -26,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=1000, help="how many pairs --write-pairs writes")
     parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
                         help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
-    parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
     parser.add_argument("--out", required=True, help="run folder (log, checkpoints; model/ is the target generator)")
     parser.add_argument("--size", type=int, default=512, help="training resolution of the target images")
     parser.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
@@ -34,14 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature-dim", type=int, default=512)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    parser.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (default: none)")
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_sd_run_arguments(parser, batch_size=4, lr=1e-4)
 
 
 class TransferObjective:
@@ -88,14 +82,13 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge import config
     from handforge.engines.image.loading import WeightsError, load_sd
-    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.image.train import sd_run_settings, sd_weights_path
     from handforge.engines.transfer.model import TargetGenerator
     from handforge.engines.transfer.pairs import PosePairs, write_pairs
-    from handforge.training.loop import TrainingError, TrainSettings, train
+    from handforge.training.loop import TrainingError, train
 
-    sd_path = args.sd or config.value(SD_MODEL.key)
+    sd_path = sd_weights_path(args, "transfer")
     if sd_path is None:
-        print(f"handforge train transfer: no SD weights: pass --sd or {SD_MODEL.how_to_set()}", file=sys.stderr)
         return 2
     try:
         if args.write_pairs:
@@ -112,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.manual_seed(args.seed)
     try:
-        result = train(model, dataset, TransferObjective(sd), TrainSettings(
-            out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-            mixed_precision=args.mixed_precision, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
-            log_every=max(1, min(10, args.steps // 10)), progress=not args.quiet))
+        result = train(model, dataset, TransferObjective(sd), sd_run_settings(args))
     except TrainingError as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
