@@ -4,6 +4,7 @@ Regenerate; Generate Motion; Follow Wrist Path along an animated empty and a cur
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 from contextlib import redirect_stdout
@@ -32,15 +33,8 @@ def as_user(op, **kwargs):
 
 
 def bag_of(obj):
-    ad = obj.animation_data
-    if ad is None or ad.action is None:
-        return None
-    for layer in ad.action.layers:
-        for strip in layer.strips:
-            bag = strip.channelbag(ad.action_slot)
-            if bag is not None:
-                return bag
-    return None
+    """The hand's F-curve container, found the add-on's way (the layered action API)."""
+    return importlib.import_module(f"{ADDON_MODULE}.keys").find_channelbag(obj)
 
 
 def _key(kp) -> list:
