@@ -13,7 +13,7 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from session import ADDON_MODULE, Session, error_of
+from session import ADDON_MODULE, Session, add_camera, error_of
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
 
 s = Session()
@@ -33,14 +33,6 @@ def start():
 
 s.check("start", start)
 s.results["refused_without_hands"] = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
-
-
-def add_camera(name: str, location, target=(0.0, 0.0, 0.0)):
-    cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
-    scene.collection.objects.link(cam)
-    cam.location = location
-    cam.rotation_euler = (Vector(target) - Vector(location)).to_track_quat("-Z", "Y").to_euler()
-    return cam
 
 
 def build_scene():

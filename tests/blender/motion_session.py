@@ -10,7 +10,6 @@ import os
 from contextlib import redirect_stdout
 
 import bpy
-import numpy as np
 from session import ADDON_MODULE, Session, error_of, hand, init_undo, ui_context
 
 s = Session()

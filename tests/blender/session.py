@@ -87,6 +87,17 @@ def init_undo() -> None:
         bpy.ops.ed.undo_push(message="HandForge test start")
 
 
+def add_camera(name: str, location, target=(0.0, 0.0, 0.0)):
+    """A camera object at ``location`` looking at ``target`` (image up towards +Z), linked to the scene."""
+    from mathutils import Vector
+
+    cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+    bpy.context.scene.collection.objects.link(cam)
+    cam.location = location
+    cam.rotation_euler = (Vector(target) - Vector(location)).to_track_quat("-Z", "Y").to_euler()
+    return cam
+
+
 def hand(side: str):
     return getattr(bpy.context.scene.handforge, side)
 

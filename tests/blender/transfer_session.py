@@ -9,8 +9,7 @@ import os
 
 import bpy
 import numpy as np
-from mathutils import Vector
-from session import ADDON_MODULE, Session, error_of
+from session import ADDON_MODULE, Session, add_camera, error_of
 
 s = Session()
 s.install()
@@ -21,11 +20,7 @@ scene = bpy.context.scene
 def build_scene():
     assert bpy.ops.handforge.add_hands() == {"FINISHED"}
     assert bpy.ops.handforge.paste_pose(text=a["pose"], sides="BOTH") == {"FINISHED"}
-    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
-    scene.collection.objects.link(cam)
-    cam.location = (0.0, -0.5, 0.15)
-    cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
-    scene.camera = cam
+    scene.camera = add_camera("Cam", (0.0, -0.5, 0.15))
     source = bpy.data.images.new("Source", 96, 80, alpha=False)
     pixels = np.random.default_rng(0).uniform(0, 1, (80, 96, 4)).astype(np.float32)
     pixels[..., 3] = 1
