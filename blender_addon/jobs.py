@@ -94,6 +94,9 @@ class JobOperator:
 
     bl_options = {"REGISTER", "UNDO"}
     job_kind = ""  # the kind, when it does not depend on the operator's properties
+    # True for jobs that take seconds: a button (which calls execute) then runs them modally, with
+    # progress and Esc, as invoke does; scripts and ``blender -b`` still wait for them.
+    modal_from_ui = False
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -167,7 +170,9 @@ class JobOperator:
         return self._end(context, job)
 
     def execute(self, context):
-        """Blocking: for scripts and ``blender -b`` (Ctrl-C cancels)."""
+        """Blocking: for scripts and ``blender -b`` (Ctrl-C cancels); modal from the UI when ``modal_from_ui``."""
+        if self.modal_from_ui and not bpy.app.background and context.window is not None:
+            return self.invoke(context, None)
         job = self._start(context)
         if job is None:
             return {"CANCELLED"}

@@ -100,6 +100,8 @@ def output_folder(directory: str) -> str:
 class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     """Export labelled renders of the hands over a frame range, seen by the scene's cameras: images, masks, 2D/3D keypoints, COCO and InterHand2.6M-style files (written by the backend)"""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     bl_idname = "handforge.export_renders"
     bl_label = "Export Labelled Renders"
     bl_options = {"REGISTER"}  # writes files, changes nothing in the scene
@@ -164,10 +166,6 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
             return {"RUNNING_MODAL"}
         return self.execute(context)
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
-        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
 
 
 CLASSES = (HANDFORGE_OT_export_renders,)

@@ -146,6 +146,8 @@ def show_behind(camera, image) -> None:
 class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     """Generate images from the prompt whose hands follow the rigs' pose, seen by the active camera (backend image engines)"""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     bl_idname = "handforge.generate_image"
     bl_label = "Generate Image"
     job_kind = JOB_KIND
@@ -186,10 +188,6 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
                              self.add_plane and "HandForge image", prompt=request["prompt"])
         return f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
-        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
 
 
 CLASSES = (HANDFORGE_OT_generate_image,)

@@ -252,6 +252,8 @@ def _step(context, delta: int) -> int:
 class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
     """Sample the other hand around the anchor hand (or both hands) on the backend, then browse the candidates on the rigs, best first"""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     bl_idname = "handforge.sample_interaction"
     bl_label = "Sample Interaction"
     bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
@@ -328,10 +330,6 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
         return (f"{count} candidates, best score {best.score:.3f} (max depth {best.max_depth * 1000:.1f} mm, gap "
                 f"{best.gap * 1000:.1f} mm): Next/Previous to browse, Apply to keep{''.join(notes)}")
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
-        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
 
 
 class _BrowseOperator:

@@ -260,6 +260,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 class _MotionJob(jobs.JobOperator):
     """What every motion button sends and how its result lands on the rigs."""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
@@ -295,10 +297,6 @@ class _MotionJob(jobs.JobOperator):
     def job_apply(self, context, result):
         return write_result(context, result, self._request)
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
-        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
 
 
 class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
@@ -359,6 +357,8 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
 class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
     """Run the last motion request again with a new seed: its generated keys are replaced, yours stay"""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     bl_idname = "handforge.motion_regenerate"
     bl_label = "Regenerate"
 
@@ -389,10 +389,6 @@ class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
     def job_apply(self, context, result):
         return write_result(context, result, self._request)
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)
-        return jobs.JobOperator.invoke(self, context, None)
 
 
 # ---------------------------------------------------------------------- panel settings

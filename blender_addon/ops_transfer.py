@@ -64,6 +64,8 @@ def source_image(scene, file: str):
 class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
     """Re-pose the hands of a source image to the rigs' pose seen by the active camera, keeping their look (backend pose transfer)"""
 
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     bl_idname = "handforge.transfer_pose"
     bl_label = "Transfer Pose"
     job_kind = JOB_KIND
@@ -112,10 +114,6 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
                                        transfer_source=request["source"])
         return f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
 
-    def execute(self, context):
-        if bpy.app.background or context.window is None:
-            return jobs.JobOperator.execute(self, context)  # scripts: wait for it
-        return jobs.JobOperator.invoke(self, context, None)  # the UI: modal, progress, Esc cancels
 
 
 class HANDFORGE_PT_transfer(_Panel, bpy.types.Panel):
