@@ -48,6 +48,29 @@ def trained(corpus, tmp_path_factory) -> Path:
     return run
 
 
+def _train(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    motion_train.add_arguments(parser)
+    return motion_train.run(parser.parse_args(list(argv)))
+
+
+def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, capsys):
+    """``--init``: the run continues from a model folder (its weights, size and normalisation)."""
+    common = ["--motion-folder", str(corpus / "clips"), "--steps", "10", "--batch-size", "8", "--lr", "1e-4",
+              "--warmup-steps", "0", "--checkpoint-every", "10", "--quiet", *TINY]
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--init", str(trained / "model"), "--d-model", "64") == 0
+    fresh, *_, last = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    tuned = json.loads((tmp_path / "tuned" / "log.jsonl").read_text().splitlines()[0])
+    assert tuned["step"] == fresh["step"] == 10
+    # after 10 steps the loss is where the first run ended, not where a fresh start is
+    assert abs(tuned["reconstruction"] - last["reconstruction"]) < abs(tuned["reconstruction"] - fresh["reconstruction"])
+    start, result = load_model(MotionDenoiser, trained / "model"), load_model(MotionDenoiser, tmp_path / "tuned" / "model")
+    assert result.config.d_model == 32 and result.config.data_std == start.config.data_std
+    # a folder that is not a motion model is refused before any data is read
+    assert _train(*common, "--out", str(tmp_path / "bad"), "--init", str(tmp_path)) == 2
+    assert "--init" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_tiny_model_trains_and_its_loss_falls(trained):
     rows = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(10, 61, 10))

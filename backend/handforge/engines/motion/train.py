@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ff-size", type=int, default=512, help="feed-forward width (HandDiffuse: 1024)")
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--init", help="fine-tune: start from this motion model folder (its architecture and data "
+                                       "statistics; the size options above are then ignored)")
     parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses)")
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusers import DDPMScheduler
 
     from handforge.datasets import DatasetError
+    from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.motion.losses import MotionObjective
     from handforge.engines.motion.model import MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
@@ -105,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    model = None
+    if args.init:  # checked before the data is read; the checkpoint keeps its own normalisation
+        try:
+            model = load_model(MotionDenoiser, args.init).train()
+        except CheckpointError as exc:
+            print(f"handforge train motion: --init: {exc}", file=sys.stderr)
+            return 2
     try:
         windows, store = open_training_windows(args)
     except DatasetError as exc:
@@ -114,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train motion: only {len(windows)} windows of {args.window} frames with both hands; "
               "lower --window or --batch-size, or give more clips", file=sys.stderr)
         return 2
-    mean, std = data_statistics(store, seed=args.seed)
-    model = MotionDenoiser(d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
-                           dropout=args.dropout, data_mean=mean, data_std=std)
+    if model is None:
+        mean, std = data_statistics(store, seed=args.seed)
+        model = MotionDenoiser(d_model=args.d_model, num_layers=args.layers, num_heads=args.heads,
+                               ff_size=args.ff_size, dropout=args.dropout, data_mean=mean, data_std=std)
     scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
     objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
     print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
