@@ -10,6 +10,7 @@ import trimesh
 from handforge.evaluation.penetration import (
     M3_TO_CM3,
     intersection_volume,
+    FixedHands,
     penetration_depths,
     penetration_loss,
     penetration_metrics,
@@ -215,6 +216,27 @@ def test_batched_loss_equals_the_loss_of_each_pair(model):
     single = torch.stack([penetration_loss(lefts[i], rights[i], faces_l, faces_r) for i in range(3)])
     assert torch.allclose(batched, single)
     assert batched[0] > 0 and batched[1] > 0 and batched[2] == 0
+
+
+def test_fixed_hands_give_the_same_depths_and_gradients_as_plain_vertices(model):
+    """A side prepared once (``FixedHands``, e.g. the anchor during guidance) changes nothing but the time."""
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                         (("flat", (-0.17, 0.01, 0.0)), ("fist", (-0.17, 0.02, 0.0)), ("ok", (-0.4, 0.0, 0.0)))]).detach()
+    rights = torch.stack([posed(model, "right", n) for n in ("relaxed", "pinch", "fist")]).detach()
+    for fixed_left in (True, False):
+        moving = (rights if fixed_left else lefts).clone().requires_grad_(True)
+        plain = penetration_depths(lefts if fixed_left else moving, moving if fixed_left else rights, faces_l, faces_r)
+        (grad_plain,) = torch.autograd.grad(sum(d.sum() for d in plain), moving)
+        moving = moving.detach().requires_grad_(True)
+        fixed = FixedHands(lefts, faces_l) if fixed_left else FixedHands(rights, faces_r)
+        got = penetration_depths(fixed if fixed_left else moving, moving if fixed_left else fixed, faces_l, faces_r)
+        (grad_fixed,) = torch.autograd.grad(sum(d.sum() for d in got), moving)
+        for a, b in zip(plain, got):
+            assert torch.equal(a.detach(), b.detach())
+        assert torch.equal(grad_plain, grad_fixed) and grad_fixed.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\(B, V, 3\)"):
+        FixedHands(lefts[0], faces_l)
 
 
 @pytest.mark.slow

@@ -40,7 +40,8 @@ Loss (torch, batched, differentiable): ``penetration_depths`` and ``penetration_
     lies on skin buried inside another of its parts, whose normal points the wrong way. It is a
     loss for optimisation and guidance; report ``penetration_metrics``. With no collision the
     loss is exactly 0 and its gradient is a zero tensor, never None, so guidance needs no special
-    case (InterHandGen's ``grad(..., allow_unused=True)`` returned None there).
+    case (InterHandGen's ``grad(..., allow_unused=True)`` returned None there). A side that stays
+    put across calls (the anchor during guidance) is prepared once as ``FixedHands``.
 """
 
 from __future__ import annotations
@@ -62,24 +63,45 @@ DEFAULT_SPACING = 5e-4  # m between the integration lines of the winding-number 
 
 
 # ----------------------------------------------------------------------------- differentiable loss
-def penetration_depths(verts_a: torch.Tensor, verts_b: torch.Tensor, faces_a: Any, faces_b: Any
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+class FixedHands:
+    """One side of the loss that stays put across calls, e.g. the anchor hands while guidance moves
+    the other hands: their sealed vertices, bounding boxes, vertex normals and k-d tree are built
+    once, here, instead of at every call. Pass it in place of that side's vertices (B, V, 3); no
+    gradient flows to it."""
+
+    def __init__(self, vertices: torch.Tensor, faces: Any) -> None:
+        if not isinstance(vertices, torch.Tensor) or vertices.ndim != 3 or vertices.shape[-1] != 3:
+            raise ValueError(f"FixedHands takes (B, V, 3) vertices, got {getattr(vertices, 'shape', type(vertices))}")
+        if not torch.isfinite(vertices).all():
+            raise ValueError("vertices contain NaN or inf")
+        self.vertices = vertices.detach()
+        self.topology = as_sealed(faces, vertices.shape[1])
+        self.sealed = self.topology.seal(self.vertices)
+        self.lo, self.hi = self.sealed.amin(1, keepdim=True), self.sealed.amax(1, keepdim=True)
+        self.normals = vertex_normals(self.sealed, self.topology.faces)
+        self.tree = _PairTree(self.sealed)
+
+
+def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
+                       faces_b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-vertex penetration depths (metres, ≥ 0, 0 where not penetrating), differentiable.
 
-    ``verts_a`` (B, Va, 3) and ``verts_b`` (B, Vb, 3), or unbatched (V, 3). Returns
-    ``(depth_a, depth_b)``: depth_a[i, k] is how deep vertex k of A lies inside B in pair i, and
-    the other way round. Only the original (unsealed) vertices are tested.
+    ``verts_a`` (B, Va, 3) and ``verts_b`` (B, Vb, 3), or unbatched (V, 3); either may be a
+    ``FixedHands`` prepared once. Returns ``(depth_a, depth_b)``: depth_a[i, k] is how deep vertex k
+    of A lies inside B in pair i, and the other way round. Only the original (unsealed) vertices
+    are tested.
     """
-    va, vb, unbatched = _batched(verts_a, verts_b)
-    topo_a, topo_b = as_sealed(faces_a, va.shape[1]), as_sealed(faces_b, vb.shape[1])
-    sealed_a, sealed_b = topo_a.seal(va), topo_b.seal(vb)
-    depth_a = _depths_inside(va, sealed_b, topo_b)
-    depth_b = _depths_inside(vb, sealed_a, topo_a)
+    fixed_a, fixed_b = (v if isinstance(v, FixedHands) else None for v in (verts_a, verts_b))
+    va, vb, unbatched = _batched(*(v.vertices if isinstance(v, FixedHands) else v for v in (verts_a, verts_b)))
+    target_a = fixed_a or _Targets(va, as_sealed(faces_a, va.shape[1]))
+    target_b = fixed_b or _Targets(vb, as_sealed(faces_b, vb.shape[1]))
+    depth_a = _depths_inside(va, target_b)
+    depth_b = _depths_inside(vb, target_a)
     return (depth_a[0], depth_b[0]) if unbatched else (depth_a, depth_b)
 
 
-def penetration_loss(verts_a: torch.Tensor, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
-                     squared: bool = False) -> torch.Tensor:
+def penetration_loss(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
+                     faces_b: Any, squared: bool = False) -> torch.Tensor:
     """Per pair (B,), the sum over both hands' penetrating vertices of their depth (metres).
 
     ``squared=True`` sums depth² (m²) instead: gentler on shallow contacts, stronger on deep ones.
@@ -113,42 +135,62 @@ def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
         return torch.nn.functional.normalize(normals, dim=-1)
 
 
-def _depths_inside(points: torch.Tensor, target: torch.Tensor, topo: SealedTopology) -> torch.Tensor:
+class _Targets:
+    """Hands that move between calls: sealed here, their normals and k-d tree built per call for
+    the pairs that need them."""
+
+    def __init__(self, vertices: torch.Tensor, topology: SealedTopology) -> None:
+        self.topology = topology
+        self.sealed = topology.seal(vertices)
+        with torch.no_grad():
+            self.lo, self.hi = self.sealed.amin(1, keepdim=True), self.sealed.amax(1, keepdim=True)
+
+
+def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands) -> torch.Tensor:
     """Depth (B, P) of each point inside the sealed target mesh (B, T, 3); 0 outside."""
     with torch.no_grad():
-        lo, hi = target.amin(1, keepdim=True), target.amax(1, keepdim=True)
-        candidate = ((points >= lo) & (points <= hi)).all(-1)  # outside the box → cannot be inside
+        candidate = ((points >= target.lo) & (points <= target.hi)).all(-1)  # outside the box → cannot be inside
         nearest = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
         normal = torch.zeros_like(points)
         if candidate.any():
             pair, point = candidate.nonzero(as_tuple=True)
-            pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide
-            index = _nearest_in_own_pair(points[pair, point], target[pairs], slot).to(points.device)
+            if isinstance(target, FixedHands):
+                index = target.tree.nearest(points[pair, point], pair).to(points.device)
+                normal[pair, point] = target.normals[pair, index]
+            else:
+                pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide
+                sealed = target.sealed[pairs].detach()
+                index = _PairTree(sealed).nearest(points[pair, point], slot).to(points.device)
+                normal[pair, point] = vertex_normals(sealed, target.topology.faces)[slot, index]
             nearest[pair, point] = index
-            normal[pair, point] = vertex_normals(target[pairs], topo.faces)[slot, index]
-    b = torch.gather(target, 1, nearest[..., None].expand(-1, -1, 3))
+    b = torch.gather(target.sealed, 1, nearest[..., None].expand(-1, -1, 3))
     depth = ((b - points) * normal).sum(-1)
     # clamp + mask keep the graph connected: no collision gives a zero gradient, not None.
     return depth.clamp(min=0) * candidate
 
 
-def _nearest_in_own_pair(queries: torch.Tensor, targets: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-    """For each query point (Q, 3), the index of the nearest vertex of ``targets[slot]`` (N, T, 3).
+class _PairTree:
+    """Nearest-vertex search within each pair's own target (N, T, 3), for query points that lie in
+    their pair's bounding box: one k-d tree holds every pair's target, each pair shifted far along x
+    so that a query never finds a vertex of another pair (one C++ call instead of a loop over pairs)."""
 
-    One k-d tree holds every pair's target, each pair shifted far along x so that a query never
-    finds a vertex of another pair: one C++ call instead of a Python loop over pairs.
-    """
-    q = queries.detach().cpu().double().numpy()
-    t = targets.detach().cpu().double().numpy()
-    s = slot.cpu().numpy()
-    spacing = 8.0 * max(np.abs(t).max(), np.abs(q).max()) + 1.0  # > any within-pair distance
-    t[..., 0] += (np.arange(len(t)) * spacing)[:, None]
-    q[:, 0] += s * spacing
-    # Unbalanced, uncompacted, 32-point leaves: the same exact neighbours, 1.6x faster to build and
-    # query on these point sets (measured on 200 hand pairs: 265 -> 160 ms).
-    tree = cKDTree(t.reshape(-1, 3), leafsize=32, balanced_tree=False, compact_nodes=False)
-    _, flat = tree.query(q)
-    return torch.from_numpy(flat - s * t.shape[1])
+    def __init__(self, targets: torch.Tensor) -> None:
+        t = targets.detach().cpu().double().numpy().copy()
+        self.count = t.shape[1]
+        # > any distance within a pair's box (queries lie in it), < any distance to another pair's
+        self.spacing = 8.0 * np.abs(t).max() + 1.0
+        t[..., 0] += (np.arange(len(t)) * self.spacing)[:, None]
+        # Unbalanced, uncompacted, 32-point leaves: the same exact neighbours, 1.6x faster to build and
+        # query on these point sets (measured on 200 hand pairs: 265 -> 160 ms).
+        self.tree = cKDTree(t.reshape(-1, 3), leafsize=32, balanced_tree=False, compact_nodes=False)
+
+    def nearest(self, queries: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """For each query (Q, 3) of pair ``slot`` (Q,), the index of the nearest vertex of that pair's target."""
+        q = queries.detach().cpu().double().numpy().copy()
+        s = slot.cpu().numpy()
+        q[:, 0] += s * self.spacing
+        _, flat = self.tree.query(q)
+        return torch.from_numpy(flat - s * self.count)
 
 
 def _batched(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:

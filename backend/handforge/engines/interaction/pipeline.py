@@ -50,7 +50,7 @@ from handforge.engines.interaction.representation import (
     within_limits,
 )
 from handforge.evaluation.limits import joint_frames, joint_limit_violations
-from handforge.evaluation.penetration import penetration_depths, penetration_loss
+from handforge.evaluation.penetration import FixedHands, penetration_depths, penetration_loss
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES
 
@@ -158,9 +158,17 @@ class InteractionPipeline:
             return decode_other(self.denoiser.denormalise(x0, 1), rotation[rows], wrist[rows], self.wrists,
                                 betas[rows], mirror)
 
-        def penetration(x0: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        fixed: list[FixedHands] = []  # the anchors do not move: their normals and k-d tree are built once
+
+        def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+            if rows is None:  # the whole batch
+                if not fixed:
+                    fixed.append(FixedHands(anchor_verts, self.hand_model.faces(side)))
+                anchor_side, rows = fixed[0], slice(None)
+            else:  # one sample, all rebuilt per call, as the reference does (kept for the benchmark)
+                anchor_side = anchor_verts[rows]
             verts = self.hand_model(other_side, **decode(x0, rows)).vertices
-            pair = (anchor_verts[rows], verts) if side == "left" else (verts, anchor_verts[rows])
+            pair = (anchor_side, verts) if side == "left" else (verts, anchor_side)
             return penetration_loss(*pair, self.hand_model.faces("left"), self.hand_model.faces("right"))
 
         scheduler = self.denoiser.noise_scheduler(sampling=True)
