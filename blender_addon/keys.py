@@ -251,9 +251,10 @@ def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action
 def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     """The animation channels (rotation per bone in its mode, wrist location) for (T,) poses.
 
-    The bone-local rotation Fᵀ·R(a)·F of ``pose.params_to_local`` is built as R(Fᵀ·a): turning a
-    rotation into another orthonormal frame turns its axis, so one (T, 16, 3) product replaces two
-    (T, 16, 3, 3) matrix products (this was a third of an import's time)."""
+    The bone-local rotation Fᵀ·R(a)·F of ``pose.params_to_local`` is R(Fᵀ·a): turning a rotation
+    into another orthonormal frame turns its axis, so one (T, 16, 3) product replaces two
+    (T, 16, 3, 3) matrix products, and the channels come from these axis-angles without matrices
+    (building and converting matrices was a third of an import's time)."""
     frames = pose_conv.bone_frames(arm_obj)
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
     # Fᵀ·a per joint, in float32: F-curves store float32 anyway (the math adds < 3e-6 rad), and numpy's
@@ -261,7 +262,6 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     bone_aa = np.empty(aa.shape, np.float32)
     for k in range(NUM_JOINTS):  # 16 (T, 3) @ (3, 3) products: a stacked (T, 16, 1, 3) @ (16, 3, 3) is 7x slower
         bone_aa[:, k] = aa[:, k] @ frames[k]
-    local = axis_angle_to_matrix(bone_aa)
     location = poses.transl @ frames[0]  # = F₀ᵀ·transl
     pbones = arm_obj.pose.bones
     by_mode: dict[str, list[int]] = {}
@@ -270,7 +270,7 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     channels = []
     for mode, joints in by_mode.items():  # one vectorised conversion per rotation mode
         current = np.stack([pose_conv.channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
-        prop, values = pose_conv.rotation_channels(local[:, joints], mode, current)
+        prop, values = pose_conv.rotation_channels(bone_aa[:, joints], mode, current)
         values = np.moveaxis(values, 0, -1)  # (joints, C, T): each channel's values contiguous
         for i, k in enumerate(joints):
             name = JOINT_NAMES[k]

@@ -191,6 +191,10 @@ def test_euler_agrees_with_scipy_extrinsic(angles, order):
     gap = np.array([back["XYZ".index(c)] for c in order]) - expected
     np.testing.assert_allclose((gap + np.pi) % (2 * np.pi) - np.pi, 0.0, atol=1e-8)  # +π and −π are one angle
     np.testing.assert_allclose(rot.euler_to_matrix(rot.euler_other_solution(back, order), order), m, atol=1e-12)
+    # straight from the quaternion (scaled: any norm, either sign), as the add-on writes Euler keys
+    for q in (truth.as_quat(scalar_first=True) * 2.5, -truth.as_quat(scalar_first=True)):
+        gap = np.array([rot.quaternion_to_euler(q, order)["XYZ".index(c)] for c in order]) - expected
+        np.testing.assert_allclose((gap + np.pi) % (2 * np.pi) - np.pi, 0.0, atol=1e-8)
 
 
 def test_euler_torch_agrees_and_has_finite_gradients():

@@ -172,14 +172,26 @@ def axis_angle_to_quaternion(axis_angle: Any) -> Any:
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
     xp = array_ops(aa)
-    t2 = (aa * aa).sum(-1)
+    return _canonical_quaternion(_unit_quaternion(aa, xp), xp)
+
+
+def axis_angle_to_euler(axis_angle: Any, order: str) -> Any:
+    """Blender Euler angles (..., 3) of axis-angles (..., 3), in their precision, without matrices."""
+    aa = _as_array(axis_angle)
+    _check_last(aa, 3, "axis-angles")
+    return quaternion_to_euler(_unit_quaternion(aa, array_ops(aa)), order)
+
+
+def _unit_quaternion(aa: Any, xp: SimpleNamespace) -> Any:
+    """(cos(t/2), sin(t/2)·axis) of axis-angles, either sign of w."""
+    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
+    t2 = x * x + y * y + z * z  # numpy sums a last axis of 3 ten times slower than this
     small = t2 < _SMALL
     t = xp.sqrt(xp.where(small, xp.clamp_min(t2, 0.0) + 1.0, t2))
     half = 0.5 * t
     k = xp.where(small, 0.5 - t2 / 48.0, xp.sin(half) / t)  # sin(t/2)/t
     w = xp.where(small, 1.0 - t2 / 8.0, xp.cos(half))
-    q = xp.stack([w, aa[..., 0] * k, aa[..., 1] * k, aa[..., 2] * k], -1)
-    return _canonical_quaternion(q, xp)
+    return xp.stack([w, x * k, y * k, z * k], -1)
 
 
 def quaternion_to_axis_angle(quaternion: Any) -> Any:
@@ -303,14 +315,39 @@ def matrix_to_euler(matrix: Any, order: str) -> Any:
     everywhere but at the gimbal lock (middle angle ±90°)."""
     m = _as_array(matrix)
     _check_matrix(m)
+    return _euler_from_entries(lambda r, c: m[..., r, c], order, array_ops(m))
+
+
+def quaternion_to_euler(quaternion: Any, order: str) -> Any:
+    """``matrix_to_euler`` of quaternions (..., 4) (w, x, y, z; any norm) without building the
+    matrices: only the five entries the angles need, each a quadratic in the quaternion."""
+    q = _as_array(quaternion)
+    _check_last(q, 4, "quaternions")
+    xp = array_ops(q)
+    w, v = q[..., 0], (q[..., 1], q[..., 2], q[..., 3])
+    s = 2.0 / xp.clamp_min(w * w + v[0] * v[0] + v[1] * v[1] + v[2] * v[2], 1e-12)
+
+    def entry(r: int, c: int) -> Any:  # the entries of ``quaternion_to_matrix``
+        if r == c:
+            a, b = (n for n in range(3) if n != r)
+            return 1.0 - s * (v[a] * v[a] + v[b] * v[b])
+        third = 3 - r - c
+        turn = w * v[third]
+        return s * (v[r] * v[c] + (turn if (c - r) % 3 == 2 else -turn))
+
+    return _euler_from_entries(entry, order, xp)
+
+
+def _euler_from_entries(m: Any, order: str, xp: SimpleNamespace) -> Any:
+    """Euler angles from a rotation matrix given as ``m(row, column)``."""
     i, j, k = _check_order(order)
-    xp = array_ops(m)
     # R = R_k(c) R_j(b) R_i(a); the cyclic orders (XYZ, YZX, ZXY) and the others differ in sign.
     sign = 1.0 if (j - i) % 3 == 1 else -1.0
+    m_kj, m_kk = m(k, j), m(k, k)
     # cos(b) ≥ 0; the clamp keeps sqrt's gradient finite at the lock
-    b = xp.atan2(-sign * m[..., k, i], xp.sqrt(xp.clamp_min(m[..., k, j] ** 2 + m[..., k, k] ** 2, 1e-30)))
-    a = xp.atan2(sign * m[..., k, j], m[..., k, k])
-    c = xp.atan2(sign * m[..., j, i], m[..., i, i])
+    b = xp.atan2(-sign * m(k, i), xp.sqrt(xp.clamp_min(m_kj ** 2 + m_kk ** 2, 1e-30)))
+    a = xp.atan2(sign * m_kj, m_kk)
+    c = xp.atan2(sign * m(j, i), m(i, i))
     by_axis = {i: a, j: b, k: c}
     return xp.stack([by_axis[0], by_axis[1], by_axis[2]], -1)
 
