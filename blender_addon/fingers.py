@@ -90,7 +90,7 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
     frame, keytype = scene.frame_current, scene.tool_settings.keyframe_type
     for k in joints:
         name = JOINT_NAMES[k]
-        prop = keys.channel_prop(arm_obj.pose.bones[name].rotation_mode)
+        prop = pose_conv.channel_prop(arm_obj.pose.bones[name].rotation_mode)
         if wanted(f'pose.bones["{name}"].{prop}'):
             arm_obj.pose.bones[name].keyframe_insert(prop, frame=frame, group=name, keytype=keytype)
     correctives = rig.corrective_keys(arm_obj) if joints else None

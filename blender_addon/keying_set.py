@@ -19,7 +19,7 @@ KEYING_SET_ID = "HANDFORGE_KS_pose"
 def pose_paths(arm_obj) -> list[tuple[object, str, str]]:
     """(ID, data path, group) of every channel the keying set keys on one hand (all array indices)."""
     pbones = arm_obj.pose.bones
-    out = [(arm_obj, f'pose.bones["{name}"].{keys.channel_prop(pbones[name].rotation_mode)}', name)
+    out = [(arm_obj, f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}', name)
            for name in JOINT_NAMES]
     out.append((arm_obj, f'pose.bones["{JOINT_NAMES[0]}"].location', JOINT_NAMES[0]))
     mesh_obj = rig.hand_mesh(arm_obj)

@@ -346,10 +346,6 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             "warnings": warnings, "skipped": skipped_frames}
 
 
-def channel_prop(mode: str) -> str:
-    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
-
-
 def curves_alone(arm_obj) -> bool:
     """Whether the rig shows exactly its action's F-curves: no NLA, drivers, keyed sliders or active
     constraints (joint limits) between the keys and the pose, so the pose can be read from the curves in bulk."""
@@ -375,7 +371,7 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     local = np.empty((len(frames), NUM_JOINTS, 3, 3))
     for k, name in enumerate(JOINT_NAMES):
         pb = pbones[name]
-        path = f'pose.bones["{name}"].{channel_prop(pb.rotation_mode)}'
+        path = f'pose.bones["{name}"].{pose_conv.channel_prop(pb.rotation_mode)}'
         current = pose_conv.channel_values(pb)
         values = np.repeat(current[None], len(frames), axis=0)
         for c in range(len(current)):
@@ -448,7 +444,7 @@ def key_pose(arm_obj, frame: float) -> int:
     count = 0
     for name in JOINT_NAMES:
         pb = arm_obj.pose.bones[name]
-        prop = channel_prop(pb.rotation_mode)
+        prop = pose_conv.channel_prop(pb.rotation_mode)
         pb.keyframe_insert(prop, frame=frame, group=name)
         count += 4 if prop != "rotation_euler" else 3
     arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0])

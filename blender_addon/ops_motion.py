@@ -87,7 +87,7 @@ def artist_key_mask(arm_obj, start: int, end: int) -> np.ndarray:
     if bag is None:
         return mask
     pbones = arm_obj.pose.bones
-    part_of = {f'pose.bones["{name}"].{keys.channel_prop(pbones[name].rotation_mode)}': k
+    part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
                for k, name in enumerate(JOINT_NAMES)}
     part_of[f'pose.bones["{WRIST}"].location'] = WRIST_LOCATION
     generated = _generated_type()

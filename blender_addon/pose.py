@@ -146,8 +146,21 @@ def channels_to_matrix(values: np.ndarray, mode: str) -> np.ndarray:
 def bone_frames(arm_obj) -> np.ndarray:
     """(16, 3, 3) model-frame joint frames of a HandForge armature, from its rest bones."""
     bones = arm_obj.data.bones
-    rest = np.array([np.array(bones[name].matrix_local)[:3, :3] for name in JOINT_NAMES])
-    return frames_from_rest_matrices(rest)
+    rest = np.empty((len(bones), 16), np.float32)
+    bones.foreach_get("matrix_local", rest.ravel())  # one call, not 16 Matrix copies (per frame change)
+    # RNA matrices are stored column by column
+    return frames_from_rest_matrices(rest.reshape(-1, 4, 4)[joint_rows(bones), :3, :3].transpose(0, 2, 1))
+
+
+def joint_rows(collection) -> list[int]:
+    """Where each of JOINT_NAMES is in a collection of bones or pose bones (bulk reads come in its order)."""
+    rows = {item.name: i for i, item in enumerate(collection)}
+    return [rows[name] for name in JOINT_NAMES]
+
+
+def channel_prop(mode: str) -> str:
+    """The pose bone property that holds the rotation in ``mode``."""
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(mode, "rotation_euler")
 
 
 def channel_values(pbone) -> np.ndarray:
@@ -159,20 +172,39 @@ def channel_values(pbone) -> np.ndarray:
     return np.array(pbone.rotation_euler, dtype=np.float64)
 
 
+_ROTATION_MODES: dict[int, str] = {}
+
+
+def _rotation_modes(pbones) -> list[str]:
+    """The rotation mode of every pose bone, in one bulk read."""
+    if not _ROTATION_MODES:
+        items = type(pbones[0]).bl_rna.properties["rotation_mode"].enum_items
+        _ROTATION_MODES.update((item.value, item.identifier) for item in items)
+    values = np.empty(len(pbones), np.int32)
+    pbones.foreach_get("rotation_mode", values)
+    return [_ROTATION_MODES[int(v)] for v in values]
+
+
 def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Bone-local rotations (16, 3, 3) and wrist location (3,) of the rig's current pose.
 
     ``visual``: what is shown (after constraints such as joint limits), from the evaluated pose
     matrices; otherwise the animation channels themselves (exact inverse of ``write_local``)."""
     pbones = arm_obj.pose.bones
-    if not visual:
+    if not visual:  # bulk reads of every channel: this runs on every frame change
+        rows = joint_rows(pbones)
+        modes = _rotation_modes(pbones)
+        channels = {}
+        for prop, width in (("rotation_euler", 3), ("rotation_quaternion", 4), ("rotation_axis_angle", 4)):
+            buf = np.empty(len(pbones) * width, np.float32)
+            pbones.foreach_get(prop, buf)
+            channels[prop] = buf.reshape(-1, width).astype(np.float64)
         by_mode: dict[str, list[int]] = {}
-        for k, name in enumerate(JOINT_NAMES):
-            by_mode.setdefault(pbones[name].rotation_mode, []).append(k)
+        for k, row in enumerate(rows):
+            by_mode.setdefault(modes[row], []).append(k)
         local = np.empty((NUM_JOINTS, 3, 3))
-        for mode, joints in by_mode.items():  # one conversion per mode: this runs on every frame change
-            values = np.array([channel_values(pbones[JOINT_NAMES[k]]) for k in joints])
-            local[joints] = channels_to_matrix(values, mode)
+        for mode, joints in by_mode.items():  # one conversion per mode
+            local[joints] = channels_to_matrix(channels[channel_prop(mode)][[rows[k] for k in joints]], mode)
         return local, np.array(pbones[WRIST].location, dtype=np.float64)
     bones = arm_obj.data.bones
     local = np.zeros((NUM_JOINTS, 3, 3))
