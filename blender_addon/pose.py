@@ -106,8 +106,10 @@ def continuous_euler(aa: np.ndarray, mode: str, previous: np.ndarray | None = No
     ``aa``'s precision, through quaternions (no 3×3 matrices: a third of an import's time before)."""
     euler = axis_angle_to_euler(aa, mode)
     if previous is not None:
-        first = euler[0].astype(np.float64)
-        start = euler_near(axis_angle_to_matrix(aa[0].astype(np.float64)), mode, previous)
+        # frame 0 in float64 on both sides: near gimbal lock float32 outer angles are off by more than
+        # the tolerance below, which would put every later frame on the other branch
+        first = axis_angle_to_euler(np.asarray(aa[0], dtype=np.float64), mode)
+        start = euler_near(axis_angle_to_matrix(np.asarray(aa[0], dtype=np.float64)), mode, previous)
         # where frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π), use it throughout
         other = np.abs((start - first + np.pi) % (2 * np.pi) - np.pi).max(axis=-1) > 1e-6
         if np.any(other):
@@ -181,7 +183,10 @@ def _rotation_modes(pbones) -> list[str]:
         items = type(pbones[0]).bl_rna.properties["rotation_mode"].enum_items
         _ROTATION_MODES.update((item.value, item.identifier) for item in items)
     values = np.empty(len(pbones), np.int32)
-    pbones.foreach_get("rotation_mode", values)
+    try:
+        pbones.foreach_get("rotation_mode", values)
+    except TypeError:  # bulk reads of enums are newer than some Blender versions the add-on supports
+        return [pb.rotation_mode for pb in pbones]
     return [_ROTATION_MODES[int(v)] for v in values]
 
 

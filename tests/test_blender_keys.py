@@ -257,3 +257,43 @@ def test_import_benchmark_writes_the_floors_keys(addon_zip, tmp_path):  # noqa: 
     assert {"HandForge import", "pure bpy", "import_motion operator"} <= set(lines), proc.stdout
     ratio = float(proc.stdout.split("ratio (min/min): ")[1].split("x")[0])
     assert ratio > 0
+
+
+_CHANNELS = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from blender_addon import pose  # the add-on's own module (bpy is importable here)
+from handforge_shared import rotations as rot
+rng = np.random.default_rng(3)
+out = []
+for order in rot.EULER_ORDERS:
+    for _ in range(200):  # the middle angle at 84 degrees: near gimbal lock, where float32 angles are least exact
+        e = np.array([rng.uniform(-1.5, 1.5) for _ in range(3)])
+        e["XYZ".index(order[1])] = np.radians(84.0) * rng.choice([-1, 1])
+        aa = rot.matrix_to_axis_angle(rot.euler_to_matrix(e, order)).astype(np.float32)
+        walk = aa + np.cumsum(rng.normal(0, 0.01, (6, 3)), axis=0).astype(np.float32)  # a slow motion from it
+        seq = np.concatenate([aa[None], walk])[:, None]
+        previous = rot.matrix_to_euler(rot.axis_angle_to_matrix(aa.astype(np.float64)), order)[None]
+        _, values = pose.rotation_channels(seq, order, previous)
+        shown = rot.euler_to_matrix(values.astype(np.float64), order)
+        out.append([float(np.abs(np.diff(values, axis=0)).max()), float(np.abs(values[0] - previous).max()),
+                    float(np.abs(shown - rot.axis_angle_to_matrix(seq.astype(np.float64))).max())])
+print(json.dumps(out))
+"""
+
+
+def test_euler_channels_stay_on_one_branch_near_gimbal_lock():
+    """Keys written from axis-angles continue the channels' current values without a half-turn jump,
+    also where a bone's middle Euler angle is near 90 degrees (a fist's flexion in YXZ or ZXY)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", _CHANNELS, str(root)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    jump, first, rotation = np.array(json.loads(run.stdout.strip().splitlines()[-1])).T
+    assert jump.max() < 1.5, jump.max()        # no half-turn spin between keys (a branch change jumps ~π)
+    assert first.max() < 1e-5, first.max()    # the first key continues the channels' values
+    assert rotation.max() < 1e-5, rotation.max()  # and every key is the rotation asked for

@@ -69,6 +69,9 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     # a folder that is not a motion model is refused before any data is read
     assert _train(*common, "--out", str(tmp_path / "bad"), "--init", str(tmp_path)) == 2
     assert "--init" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    # nor is fine-tuning a run's model into that same run folder (it would overwrite it)
+    assert _train(*common, "--out", str(trained), "--init", str(trained / "model")) == 2
+    assert "inside --out" in capsys.readouterr().err
 
 
 def test_tiny_model_trains_and_its_loss_falls(trained):

@@ -86,8 +86,8 @@ def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor
                        faces_b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-vertex penetration depths (metres, ≥ 0, 0 where not penetrating), differentiable.
 
-    ``verts_a`` (B, Va, 3) and ``verts_b`` (B, Vb, 3), or unbatched (V, 3); either may be a
-    ``FixedHands`` prepared once. Returns ``(depth_a, depth_b)``: depth_a[i, k] is how deep vertex k
+    ``verts_a`` (B, Va, 3) and ``verts_b`` (B, Vb, 3), or unbatched (V, 3); either side of a batch
+    may be a ``FixedHands`` prepared once. Returns ``(depth_a, depth_b)``: depth_a[i, k] is how deep vertex k
     of A lies inside B in pair i, and the other way round. Only the original (unsealed) vertices
     are tested.
     """

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ff-size", type=int, default=512, help="feed-forward width (HandDiffuse: 1024)")
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--init", help="fine-tune: start from this motion model folder (its architecture and data "
-                                       "statistics; the size options above are then ignored)")
+    parser.add_argument("--init", help="fine-tune: start from this motion model folder (its architecture, dropout "
+                                       "and data statistics: the size and dropout options are then ignored); "
+                                       "an interrupted fine-tune resumes from --out's checkpoints")
     parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses)")
@@ -110,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = None
     if args.init:  # checked before the data is read; the checkpoint keeps its own normalisation
+        from pathlib import Path
+
+        if Path(args.out).resolve() in Path(args.init).resolve().parents:
+            print(f"handforge train motion: --init {args.init} is inside --out {args.out}, which this run "
+                  "overwrites: fine-tune into a new --out folder", file=sys.stderr)
+            return 2
         try:
             model = load_model(MotionDenoiser, args.init).train()
         except CheckpointError as exc:
