@@ -185,7 +185,7 @@ def _rotation_modes(pbones) -> list[str]:
     values = np.empty(len(pbones), np.int32)
     try:
         pbones.foreach_get("rotation_mode", values)
-    except TypeError:  # bulk reads of enums are newer than some Blender versions the add-on supports
+    except (TypeError, RuntimeError):  # bulk reads of enums may be newer than some Blender versions we support
         return [pb.rotation_mode for pb in pbones]
     return [_ROTATION_MODES[int(v)] for v in values]
 
