@@ -11,8 +11,8 @@ from handforge_shared.poses import MotionClip
 
 
 def test_demo_inbetween_runs_the_learned_engine_and_keeps_the_keys(tmp_path):
-    # 8 DDIM steps (the demo takes 20): with 4, motion_v3 holds the first pose half-way and closes late
-    report = inbetween_keyed_poses(tmp_path, steps=8)
+    # the demo's own 20 DDIM steps: with 8, motion_v4 holds the first pose half-way and closes late
+    report = inbetween_keyed_poses(tmp_path)
     assert report["engine"] == "learned" and not report["warning"]
     assert report["key_error"] == 0.0 and report["frames"] == NUM_FRAMES
     clip = MotionClip.load(report["path"])
