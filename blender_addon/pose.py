@@ -174,22 +174,6 @@ def channel_values(pbone) -> np.ndarray:
     return np.array(pbone.rotation_euler, dtype=np.float64)
 
 
-_ROTATION_MODES: dict[int, str] = {}
-
-
-def _rotation_modes(pbones) -> list[str]:
-    """The rotation mode of every pose bone, in one bulk read."""
-    if not _ROTATION_MODES:
-        items = type(pbones[0]).bl_rna.properties["rotation_mode"].enum_items
-        _ROTATION_MODES.update((item.value, item.identifier) for item in items)
-    values = np.empty(len(pbones), np.int32)
-    try:
-        pbones.foreach_get("rotation_mode", values)
-    except (TypeError, RuntimeError):  # bulk reads of enums may be newer than some Blender versions we support
-        return [pb.rotation_mode for pb in pbones]
-    return [_ROTATION_MODES[int(v)] for v in values]
-
-
 def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Bone-local rotations (16, 3, 3) and wrist location (3,) of the rig's current pose.
 
@@ -198,7 +182,7 @@ def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     pbones = arm_obj.pose.bones
     if not visual:  # bulk reads of every channel: this runs on every frame change
         rows = joint_rows(pbones)
-        modes = _rotation_modes(pbones)
+        modes = [pb.rotation_mode for pb in pbones]
         channels = {}
         for prop, width in (("rotation_euler", 3), ("rotation_quaternion", 4), ("rotation_axis_angle", 4)):
             buf = np.empty(len(pbones) * width, np.float32)

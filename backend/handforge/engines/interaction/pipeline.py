@@ -158,13 +158,13 @@ class InteractionPipeline:
             return decode_other(self.denoiser.denormalise(x0, 1), rotation[rows], wrist[rows], self.wrists,
                                 betas[rows], mirror)
 
-        fixed: list[FixedHands] = []  # the anchors do not move: their normals and k-d tree are built once
+        # the anchors do not move: for the batched guidance their normals and k-d tree are built once
+        fixed = (FixedHands(anchor_verts, self.hand_model.faces(side))
+                 if s.penetration_guidance > 0 and not s.per_sample_guidance else None)
 
         def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
             if rows is None:  # the whole batch
-                if not fixed:
-                    fixed.append(FixedHands(anchor_verts, self.hand_model.faces(side)))
-                anchor_side, rows = fixed[0], slice(None)
+                anchor_side, rows = fixed, slice(None)
             else:  # one sample, all rebuilt per call, as the reference does (kept for the benchmark)
                 anchor_side = anchor_verts[rows]
             verts = self.hand_model(other_side, **decode(x0, rows)).vertices

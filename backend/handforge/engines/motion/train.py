@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = None
     if args.init:  # checked before the data is read; the checkpoint keeps its own normalisation
-        from pathlib import Path
-
         if Path(args.out).resolve() in Path(args.init).resolve().parents:
             print(f"handforge train motion: --init {args.init} is inside --out {args.out}, which this run "
                   "overwrites: fine-tune into a new --out folder", file=sys.stderr)
