@@ -102,6 +102,28 @@ def test_two_workers_write_the_single_process_dataset(generated, configured, tmp
     assert tree(out) == tree(generated)
 
 
+def test_ray_actors_generate_with_the_drivers_weights(generated, weights, monkeypatch, tmp_path):
+    """As on a cluster whose nodes have no weights configured: Ray is started before the driver's settings
+    are, so its actors see none of them unless the pool hands them over; they then write the same dataset."""
+    import ray
+
+    from handforge.export.ray_pool import RayPool
+
+    for name in WEIGHT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        for name, value in weights.items():
+            monkeypatch.setenv(name, value)
+        out, spec = tmp_path / "data", parse_spec(SPEC)
+        summary = export_sharded(spec, out, lambda: RayPool(spec.to_dict(), str(out), None, 2), 2, command=COMMAND,
+                                 progress=False)
+    finally:
+        ray.shutdown()
+    assert summary["failed"] == {} and summary["finished"] == 2
+    assert tree(out) == tree(generated)
+
+
 @pytest.mark.parametrize("unset, named", [("HANDFORGE_SD_MODEL", "image.sd_model"),
                                           ("HANDFORGE_CONTROLNETS", "image.controlnets")])
 def test_missing_weights_are_refused_before_anything_is_written(configured, monkeypatch, tmp_path, unset, named):

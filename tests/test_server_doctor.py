@@ -53,3 +53,17 @@ def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first()
     assert {"evaluation.features", "image.controlnets", "image.guidance", "image.models_dir", "image.sd_config",
             "image.sd_model", "interaction.checkpoint", "mano.model_dir", "motion.checkpoint"} <= set(keys)
     assert keys == sorted(keys) and (source, features_imported, torch_imported) == ("default", False, False)
+
+
+def test_the_settings_given_here_travel_as_environment_variables(tmp_path, monkeypatch):
+    from handforge import config
+
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('[image]\nsd_model = "/weights/sd15"\n')
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(config_file))
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "mano"))
+    for setting in config.settings():  # nothing else set here, whatever the machine's environment
+        if setting.env != "HANDFORGE_MANO_DIR":
+            monkeypatch.delenv(setting.env, raising=False)
+    # from the file and from the environment; defaults (the shipped checkpoints) stay each process's own
+    assert config.environment() == {"HANDFORGE_SD_MODEL": "/weights/sd15", "HANDFORGE_MANO_DIR": str(tmp_path / "mano")}

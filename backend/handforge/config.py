@@ -156,6 +156,17 @@ def value(key: str) -> Any:
     return get(key)[0]
 
 
+def environment() -> dict[str, str]:
+    """The settings given here (environment or config file) as environment variables, so that a process
+    elsewhere (a Ray actor on another node) uses the values this one resolved, not its own config."""
+    out = {}
+    for s in settings():
+        val, source = get(s.key)
+        if source in ("env", "file"):
+            out[s.env] = str(val)
+    return out
+
+
 def describe() -> list[dict[str, Any]]:
     """Every setting with its value and source, JSON-ready (for doctor and capabilities)."""
     rows = []

@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from handforge import config
 from handforge.export.shards import Event
 
 INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60")'
@@ -95,6 +96,11 @@ class RayPool:
         # absolute: actors run in other folders (and on a cluster, the same path must be the shared storage)
         self.spec, self.out, self.address, self.workers = spec, str(Path(out).absolute()), address, workers
         self.options = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker, "max_restarts": 0}
+        # The actors use this driver's settings (weights, MANO files), which the card records, whatever the
+        # nodes' own config says; the paths must be on the shared storage.
+        settings = config.environment()
+        if settings:
+            self.options["runtime_env"] = {"env_vars": settings}
         self.actors: dict[int, Any] = {}
         self.pending: dict[Any, tuple[int, str, int | None]] = {}  # object ref → (slot, "ready"|"run", chunk)
         self._started = False
