@@ -67,3 +67,50 @@ def test_tiny_model_loss_falls(tmp_path, hand_model):
     assert result.model_dir is not None and (result.model_dir / "config.json").is_file()
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:2]) / 2, losses
     assert OTHER == "right"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from handforge.corpus.build import write_corpus
+    from handforge.corpus.generator import CorpusSettings
+
+    out = tmp_path_factory.mktemp("interaction") / "corpus"
+    write_corpus(out, sequences=6, seed=3, settings=CorpusSettings(chunk_size=6, sequences_per_group=6),
+                 stats_sample=0, figures=False, progress=False)
+    return out
+
+
+def _train(*argv: str) -> int:
+    import argparse
+
+    from handforge.engines.interaction import train as interaction_train
+
+    parser = argparse.ArgumentParser()
+    interaction_train.add_arguments(parser)
+    return interaction_train.run(parser.parse_args(list(argv)))
+
+
+def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsys):
+    """``handforge train interaction --init``: the run starts from the model folder (its weights, size and
+    normalisation), so its loss starts where that model's training ended."""
+    from handforge.engines.checkpoints import load_model
+
+    common = ["--corpus", str(corpus), "--batch-size", "8", "--lr", "3e-3", "--quiet",
+              "--width", "32", "--hidden", "64", "--layers", "2"]
+    assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "80") == 0
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--steps", "10", "--warmup-steps", "0",
+                  "--init", str(tmp_path / "first" / "model"), "--width", "48") == 0
+    first = [json.loads(line)["loss"] for line in (tmp_path / "first" / "log.jsonl").read_text().splitlines()]
+    tuned = [json.loads(line)["loss"] for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
+    assert abs(tuned[0] - first[-1]) < abs(tuned[0] - first[0]), (first, tuned)
+    start = load_model(InteractionDenoiser, tmp_path / "first" / "model")
+    result = load_model(InteractionDenoiser, tmp_path / "tuned" / "model")
+    same = {k: v for k, v in result.config.items() if k != "_name_or_path"}
+    assert result.config.width == 32 and same == {k: v for k, v in start.config.items() if k != "_name_or_path"}
+    capsys.readouterr()
+    # refused before any data is read: a folder that is not an interaction model, and the run's own folder
+    assert _train(*common, "--out", str(tmp_path / "bad"), "--steps", "10", "--init", str(corpus)) == 2
+    assert "--init" in capsys.readouterr().out and not (tmp_path / "bad").exists()
+    assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "10", "--init",
+                  str(tmp_path / "first" / "model")) == 2
+    assert "inside --out" in capsys.readouterr().out

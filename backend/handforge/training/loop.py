@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from handforge.engines.checkpoints import atomic_folder, save_model
+from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, save_model
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -180,6 +180,19 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
             save_model(trained, model_dir)
     accelerator.wait_for_everyone()
     return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
+
+
+def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:
+    """The ``model_class`` checkpoint at ``init``, in train mode, to fine-tune into ``out``: its own
+    architecture and data normalisation. ``TrainingError`` when ``init`` lies inside ``out`` (which the
+    run overwrites) or is not such a checkpoint. Call it before reading the data: a bad path fails at once."""
+    if Path(out).resolve() in Path(init).resolve().parents:
+        raise TrainingError(f"--init {init} is inside --out {out}, which this run overwrites: fine-tune into a "
+                            "new --out folder")
+    try:
+        return load_model(model_class, init).train()
+    except CheckpointError as exc:
+        raise TrainingError(f"--init: {exc}") from None
 
 
 def _check(model: Any, dataset: Any, s: TrainSettings) -> None:

@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after about this long (a checkpoint is kept; run again to continue)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 500)")
+    parser.add_argument("--init", help="fine-tune: start from this interaction model folder (its architecture and "
+                                       "data normalisation: the size options are then ignored); an interrupted "
+                                       "fine-tune resumes from --out's checkpoints")
     parser.add_argument("--width", type=int, default=128, help="attention width")
     parser.add_argument("--hidden", type=int, default=256, help="MLP width")
     parser.add_argument("--layers", type=int, default=5, help="MLP layers")
@@ -39,13 +44,20 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
     from handforge.engines.interaction.representation import SHAPE, WristJoints
     from handforge.hands import HandModelError, load_hand_model
-    from handforge.training.loop import TrainSettings, train
+    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.corpus is None and args.interhand is None:
         print("handforge train interaction: give --corpus DIR and/or --interhand ROOT")
         return 2
+    model = None
+    if args.init:  # before the data is read
+        try:
+            model = fine_tune_start(InteractionDenoiser, args.init, args.out)
+        except TrainingError as exc:
+            print(f"handforge train interaction: {exc}")
+            return 2
     vectors = []  # each source encoded on its own hand model (wrist joints differ)
     try:
         if args.corpus is not None:
@@ -69,13 +81,15 @@ def run(args: argparse.Namespace) -> int:
         generator = torch.Generator().manual_seed(args.seed)
         shapes = torch.randn(len(anchors), 10, generator=generator)
         anchors[:, SHAPE], others[:, SHAPE] = shapes, shapes
-    model = InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers)
-    model.fit_normalisation(anchors, others)
+    if model is None:
+        model = InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers)
+        model.fit_normalisation(anchors, others)
     scheduler = model.noise_scheduler()
     print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")
     dataset = torch.utils.data.TensorDataset(anchors, others)
+    warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     settings = TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             lr_schedule="cosine", warmup_steps=min(500, args.steps // 10), ema_decay=0.999,
+                             lr_schedule="cosine", warmup_steps=warmup, ema_decay=0.999,
                              checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet)
     if args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
         import copy
@@ -90,10 +104,14 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(probe_dir, ignore_errors=True)
         per_step = (time.monotonic() - started) / probe
         settings.steps = max(probe, min(args.steps, int(args.minutes * 60 / per_step)))
-        settings.warmup_steps = min(500, settings.steps // 10)
+        settings.warmup_steps = min(warmup, settings.steps // 10)
         settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
         print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
-    result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
+    try:
+        result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
+    except TrainingError as exc:
+        print(f"handforge train interaction: {exc}")
+        return 2
     summary = {"pairs": count, "steps": result.step, "last_loss": result.last_loss,
                "model": str(result.model_dir) if result.model_dir else None}
     print(json.dumps(summary))

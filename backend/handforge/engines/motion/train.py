@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,26 +99,21 @@ def run(args: argparse.Namespace) -> int:
     from diffusers import DDPMScheduler
 
     from handforge.datasets import DatasetError
-    from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.motion.losses import MotionObjective
     from handforge.engines.motion.model import MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
-    from handforge.training.loop import TrainingError, TrainSettings, train
+    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
 
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = None
     if args.init:  # checked before the data is read; the checkpoint keeps its own normalisation
-        if Path(args.out).resolve() in Path(args.init).resolve().parents:
-            print(f"handforge train motion: --init {args.init} is inside --out {args.out}, which this run "
-                  "overwrites: fine-tune into a new --out folder", file=sys.stderr)
-            return 2
         try:
-            model = load_model(MotionDenoiser, args.init).train()
-        except CheckpointError as exc:
-            print(f"handforge train motion: --init: {exc}", file=sys.stderr)
+            model = fine_tune_start(MotionDenoiser, args.init, args.out)
+        except TrainingError as exc:
+            print(f"handforge train motion: {exc}", file=sys.stderr)
             return 2
     try:
         windows, store = open_training_windows(args)
