@@ -114,3 +114,14 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "10", "--init",
                   str(tmp_path / "first" / "model")) == 2
     assert "inside --out" in capsys.readouterr().out
+
+
+def test_the_eval_command_names_a_wrong_split(corpus, capsys):
+    import argparse
+
+    from handforge.engines.interaction import evaluate
+
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    assert evaluate.run(parser.parse_args(["--corpus", str(corpus), "--split", "val"])) == 2
+    assert "unknown split ['val']: use train, validation, test" in capsys.readouterr().err

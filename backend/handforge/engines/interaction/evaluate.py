@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from handforge import config
+    from handforge.datasets import DatasetError
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.interaction.data import load_pairs
     from handforge.engines.interaction.model import InteractionDenoiser
@@ -78,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     hand_model = load_hand_model("open")
     rng = np.random.default_rng(args.seed)
-    frames = load_pairs(args.corpus, args.split, mirror=True)
+    try:
+        frames = load_pairs(args.corpus, args.split, mirror=True)
+    except (DatasetError, ValueError) as exc:  # a wrong folder or split name
+        print(f"handforge eval interaction: {exc}", file=sys.stderr)
+        return 2
     order = rng.permutation(len(frames))
     if len(order) < args.reference + args.samples:
         print(f"handforge eval interaction: the {args.split} split has {len(order)} frames (mirrored included), "
