@@ -239,6 +239,25 @@ def test_fixed_hands_give_the_same_depths_and_gradients_as_plain_vertices(model)
         FixedHands(lefts[0], faces_l)
 
 
+def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
+    """``FixedHands.gaps`` (the contact guidance's term) against scipy's k-d tree over each pair's vertices."""
+    from scipy.spatial import cKDTree
+
+    faces_l = model.faces("left")
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                         (("flat", (-0.17, 0.01, 0.0)), ("fist", (-0.2, 0.0, 0.0)), ("ok", (-0.6, 0.0, 0.0)))]).detach()
+    rights = torch.stack([posed(model, "right", n) for n in ("relaxed", "pinch", "fist")]).detach().requires_grad_(True)
+    fixed = FixedHands(lefts, faces_l)
+    gap, near = fixed.gaps(rights, within=0.03)
+    assert near.tolist() == [True, True, False]  # the third pair is 40 cm away
+    for i in range(2):
+        oracle = cKDTree(fixed.sealed[i].numpy()).query(rights[i].detach().numpy())[0].min()
+        assert gap[i].item() == pytest.approx(oracle, abs=1e-7)
+    assert gap[2] == 0
+    (grad,) = torch.autograd.grad(gap.sum(), rights)  # one vertex per near pair, pulled towards the other hand
+    assert (grad.abs().sum(-1) > 0).sum(-1).tolist() == [1, 1, 0]
+
+
 @pytest.mark.slow
 def test_gradient_descent_on_the_loss_separates_interpenetrating_hands(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")

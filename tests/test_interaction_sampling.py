@@ -70,6 +70,17 @@ def test_anti_penetration_guidance_lowers_penetration_on_a_fixed_seed(pipe, open
     assert after < 0.75 * before, (before, after)  # measured: 0.61× on this seed (pose library of 2026-11-30)
 
 
+def test_contact_guidance_draws_the_other_hand_towards_the_artists_hand(pipe):
+    def found(contact: float):
+        return pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=1.0, guidance_steps=6,
+                                   contact_guidance=contact), artist_hand("left", "relaxed"))
+
+    apart, drawn = found(0.0), found(5.0)
+    assert apart.gap.mean() > 0.01  # the tiny model leaves the hands apart here: something to close
+    assert drawn.gap.mean() < 0.8 * apart.gap.mean(), (apart.gap.mean(), drawn.gap.mean())  # measured 0.61x
+    assert (drawn.gap < 0.002).sum() > (apart.gap < 0.002).sum()
+
+
 def test_batched_guidance_gradient_is_the_per_sample_gradient(pipe):
     a = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0), artist_hand("right"))
     b = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0,

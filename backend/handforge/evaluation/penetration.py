@@ -81,6 +81,22 @@ class FixedHands:
         self.normals = vertex_normals(self.sealed, self.topology.faces)
         self.tree = _PairTree(self.sealed)
 
+    def gaps(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each pair (B,), the smallest distance (m) from its ``points`` (B, P, 3) to its fixed hand's
+        vertices, differentiable in the points, and whether any point lies within ``within`` of the fixed
+        hand's bounding box: only those points are measured (the distance is ``within`` or more
+        otherwise, and the gap is then reported as 0 with ``near`` False)."""
+        with torch.no_grad():
+            close = ((points >= self.lo - within) & (points <= self.hi + within)).all(-1)
+            near = close.any(-1)
+            index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
+            if near.any():
+                pair, point = close.nonzero(as_tuple=True)
+                index[pair, point] = self.tree.nearest(points[pair, point], pair).to(points.device)
+        nearest = torch.gather(self.sealed, 1, index[..., None].expand(-1, -1, 3))
+        distance = torch.linalg.vector_norm(points - nearest, dim=-1).masked_fill(~close, float("inf"))
+        return torch.where(near, distance.amin(-1), torch.zeros_like(distance[:, 0])), near
+
 
 def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
                        faces_b: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=int, default=2000, help="reference frames")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
+    parser.add_argument("--contact", type=float, default=None, help="contact guidance (default: the engine's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the table as JSON here")
 
@@ -105,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
         torch.cat([o.keypoints for o in forward(as_hands(reference)).values()], dim=1))
     pipe = InteractionPipeline(denoiser, hand_model)
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
+    contact = SampleSettings().contact_guidance if args.contact is None else args.contact
 
     def learned(strength: float) -> tuple[dict, float]:
         started, parts = time.monotonic(), []
         for start in range(0, args.samples, 100):
             count = min(100, args.samples - start)
             found = pipe(SampleSettings(count=count, seed=args.seed + start, steps=args.steps,
-                                        penetration_guidance=strength))
+                                        penetration_guidance=strength, contact_guidance=contact))
             parts.append(found.hands)
         hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in fields} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / args.samples
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = {"ground truth": (as_hands(truth), 0.0)}
     rows["learned, no guidance"] = learned(0.0)
-    rows[f"learned, guidance {guidance:g}"] = learned(guidance)
+    rows[f"learned, guidance {guidance:g}" + (f", contact {contact:g}" if contact else "")] = learned(guidance)
     rows["templates"] = templates()
     table = {}
     for name, (hands, seconds) in rows.items():

@@ -85,7 +85,7 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     hand_model = ctx.model(f"hand model {params['model']}", lambda device: _load_hand(params["model"], device))
     settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
-                              guidance_steps=params["guidance_steps"])
+                              guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"])
     anchor = None
     if params["anchor_side"] != "none":
         anchor = {"side": params["anchor_side"]}
@@ -160,6 +160,9 @@ SCHEMA = Schema(
                             default=0.1, min=0.0, max=10.0),
         "penetration_guidance": Number(doc="anti-penetration guidance strength (learned engine; 0 = off)",
                                        default=2.0, min=0.0, max=100.0),  # pipeline.SampleSettings
+        "contact_guidance": Number(doc="weight of the contact term beside the penetration term: hands within 3 cm "
+                                       "are drawn into touch (learned engine; 0 = off)",
+                                   default=1.0, min=0.0, max=100.0),  # pipeline.SampleSettings
         "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
                                   default=10, min=0, max=200),
         "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],
