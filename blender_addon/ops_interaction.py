@@ -113,6 +113,8 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
     penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
+    contact_guidance: FloatProperty(name="Contact Guidance", default=1.0, min=0.0, max=100.0,
+                                    description="Draw hands within 3 cm into touch (learned engine; 0 off)")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
 
@@ -266,6 +268,8 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
     penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
+    contact_guidance: FloatProperty(name="Contact Guidance", default=1.0, min=0.0, max=100.0,
+                                    description="Draw hands within 3 cm into touch (learned engine; 0 off)")
 
     def job_request(self, context):
         if browsing(context):
@@ -286,6 +290,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
                          "rigs": {s: rig.name for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
                   "steps": self.steps, "penetration_guidance": self.penetration_guidance,
+                  "contact_guidance": self.contact_guidance,
                   "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
         return JOB_KIND, params, arrays
 
@@ -450,8 +455,9 @@ def draw_panel(layout, context) -> None:
         row = col.row(align=True)
         row.prop(settings, "steps")
         row.prop(settings, "penetration_guidance", text="Guidance")
+        row.prop(settings, "contact_guidance", text="Contact")
     op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
-    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance"):
+    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance"):
         setattr(op, name, getattr(settings, name))
     state = browse_state(context)
     if not len(state.candidates):
