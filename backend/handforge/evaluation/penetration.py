@@ -187,8 +187,9 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands) -> torch
 
 class _PairTree:
     """Nearest-vertex search within each pair's own target (N, T, 3), for query points that lie in
-    their pair's bounding box: one k-d tree holds every pair's target, each pair shifted far along x
-    so that a query never finds a vertex of another pair (one C++ call instead of a loop over pairs)."""
+    or near (centimetres; the pairs are over a metre apart) their pair's bounding box: one k-d tree
+    holds every pair's target, each pair shifted far along x so that a query never finds a vertex of
+    another pair (one C++ call instead of a loop over pairs)."""
 
     def __init__(self, targets: torch.Tensor) -> None:
         t = targets.detach().cpu().double().numpy().copy()

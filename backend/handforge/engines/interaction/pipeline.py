@@ -11,9 +11,11 @@
    model predicting x0, the standard update; InterHandGen's code uses x0 − x_t in place of the
    noise estimate). At each step x0 = x0_c + s (x0_c − x0_u) (classifier-free guidance, s =
    ``cfg_scale``, as the reference's ``cf_scale``), then over the last ``guidance_steps`` steps
-   x0 ← x0 − w_k ∇ L_pen(x0), L_pen the summed penetration depth of the two hands' vertices
+   x0 ← x0 − w_k ∇ L(x0), L the summed penetration depth of the two hands' vertices
    (``handforge.evaluation.penetration_loss``: nearest vertex and its normal on wrist-sealed
-   meshes), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's step at most
+   meshes) + ``contact_guidance`` · max(gap − 2 mm, 0) for hands within 3 cm (not in the paper: the
+   training interactions all touch, and the penetration term alone leaves half the samples a
+   centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's step at most
    ``guidance_max_step`` long (unclipped, a deep overlap threw the hands centimetres apart:
    measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor). The gradient of the whole batch
    is ONE backward pass (the loss is a sum of independent per-pair terms); the reference computes
