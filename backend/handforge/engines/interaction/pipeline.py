@@ -58,7 +58,7 @@ from handforge_shared.skeleton import SIDES
 
 Progress = Callable[[float, str], None]
 CONTACT_RANGE = 0.03      # m: hands closer than this are pulled into contact by the contact guidance
-CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (as in the score)
+CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidance and the score)
 
 
 @dataclass
@@ -109,7 +109,7 @@ def plausibility(hand_model: Any, hands: Mapping[str, Mapping[str, torch.Tensor]
         violation = joint_limit_violations(hands[side]["hand_pose"].detach().double().cpu().numpy(), side,
                                            hand_model.rig(side))
         limit = np.maximum(limit, np.degrees(violation.max(axis=(-2, -1))))
-    penalty = depth * 1e3 / 2 + np.maximum(gap * 1e3 - 2.0, 0.0) / 5 + limit / 5
+    penalty = depth * 1e3 / 2 + np.maximum(gap - CONTACT_TOLERANCE, 0.0) * 1e3 / 5 + limit / 5
     return 1.0 / (1.0 + penalty), depth, gap, limit
 
 
@@ -171,8 +171,7 @@ class InteractionPipeline:
             if rows is None:  # the whole batch
                 anchor_side, rows = fixed, slice(None)
             else:  # one sample, all rebuilt per call, as the reference does (kept for the benchmark)
-                anchor_side = FixedHands(anchor_verts[rows], self.hand_model.faces(side)) if s.contact_guidance > 0 \
-                    else anchor_verts[rows]
+                anchor_side = FixedHands(anchor_verts[rows], self.hand_model.faces(side))
             verts = self.hand_model(other_side, **decode(x0, rows)).vertices
             pair = (anchor_side, verts) if side == "left" else (verts, anchor_side)
             loss = penetration_loss(*pair, self.hand_model.faces("left"), self.hand_model.faces("right"))
