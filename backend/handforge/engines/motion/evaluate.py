@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", choices=("auto", "off"), default="off", help="penetration guidance (jobs: off by default)")
     parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
+    parser.add_argument("--variation", type=float, default=1.0, help="how much of the schedule runs (1: from "
+                        "noise; less: from the keys' in-between, noised)")
     parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -192,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
         learned = []
         for s in range(0, len(observations), args.batch):
             chunk = observations[s:s + args.batch]
-            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing)
+            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing,
+                                variation=args.variation)
             learned += [o.clip(within_limits(v)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()
