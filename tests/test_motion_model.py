@@ -17,7 +17,8 @@ from handforge.corpus.generator import CorpusSettings
 from handforge.engines.checkpoints import load_model
 from handforge.engines.motion import representation as rep
 from handforge.engines.motion import train as motion_train
-from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
+from handforge.engines.motion.curves import interpolate_keys
+from handforge.engines.motion.model import MotionDenoiser
 from handforge.engines.motion.observation import Observation
 from handforge.engines.motion.pipeline import Guidance, MotionPipeline
 from handforge.engines.motion.synthesis import synthesize
@@ -66,6 +67,11 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     assert abs(tuned["reconstruction"] - last["reconstruction"]) < abs(tuned["reconstruction"] - fresh["reconstruction"])
     start, result = load_model(MotionDenoiser, trained / "model"), load_model(MotionDenoiser, tmp_path / "tuned" / "model")
     assert result.config.d_model == 32 and result.config.data_std == start.config.data_std
+    assert result.config.observation_curve == start.config.observation_curve == "hermite"  # kept by --init
+    # --observation-curve switches a fine-tuned model's curve (and the saved config says so)
+    assert _train(*common, "--out", str(tmp_path / "linear"), "--init", str(trained / "model"),
+                  "--observation-curve", "linear") == 0
+    assert load_model(MotionDenoiser, tmp_path / "linear" / "model").config.observation_curve == "linear"
     # a folder that is not a motion model is refused before any data is read
     assert _train(*common, "--out", str(tmp_path / "bad"), "--init", str(tmp_path)) == 2
     assert "--init" in capsys.readouterr().err and not (tmp_path / "bad").exists()
@@ -83,6 +89,22 @@ def test_tiny_model_trains_and_its_loss_falls(trained):
     assert abs(rows[-1]["bone_length"]) < 1e-3  # bone lengths are fixed by the representation
     model = load_model(MotionDenoiser, trained / "model")
     assert model.config.d_model == 32 and len(model.config.data_std) == rep.FRAME_DIM
+
+
+def test_the_model_observes_the_keys_through_its_configured_curve():
+    from handforge.engines.motion.curves import hermite_keys
+
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randn(2, 20, 6, generator=gen)
+    mask = torch.zeros(2, 20, 6, dtype=torch.bool)
+    mask[:, :3] = mask[:, -3:] = True
+    small = dict(d_model=16, num_layers=1, num_heads=2, ff_size=16, frame_dim=6)
+    assert torch.equal(MotionDenoiser(**small).observe(keys, mask), interpolate_keys(keys, mask))  # v1..v4's default
+    hermite = MotionDenoiser(**small, observation_curve="hermite").observe(keys, mask)
+    assert torch.equal(hermite, hermite_keys(keys, mask))
+    assert not torch.allclose(hermite, interpolate_keys(keys, mask))
+    with pytest.raises(ValueError, match="observation_curve must be one of linear, hermite"):
+        MotionDenoiser(**small, observation_curve="cubic")
 
 
 def test_interpolate_keys_is_linear_between_keys_and_held_outside():
@@ -253,8 +275,7 @@ def test_key_blend_fades_the_generated_part_into_each_key():
 
 
 def test_hermite_keys_pass_through_the_keys_smoothly_and_stay_bounded():
-    from handforge.engines.motion.model import interpolate_keys
-    from handforge.engines.motion.pipeline import hermite_keys
+    from handforge.engines.motion.curves import hermite_keys
 
     t = torch.arange(30, dtype=torch.float64)
     truth = torch.sin(t / 4).view(1, 30, 1)

@@ -58,7 +58,7 @@ def _common_params(guidance: str) -> dict[str, Any]:
                                    "samples.<side>)", default=1, min=1, max=MAX_SAMPLES),
         "steps": Integer(doc="DDIM denoising steps (learned engine): more is slower and a little finer",
                          default=20, min=1, max=1000),
-        "variation": Number(doc="how far the motion may stray from the keys' linear in-between, in (0, 1]: "
+        "variation": Number(doc="how far the motion may stray from the keys' in-between, in (0, 1]: "
                                 "1 = a fresh sample, small values stay close to the in-between",
                             default=1.0, min=0.01, max=1.0),
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "

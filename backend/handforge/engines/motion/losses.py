@@ -29,7 +29,7 @@ import torch
 from handforge.engines.motion import kinematics as kin
 from handforge.engines.motion import representation as rep
 from handforge.engines.motion.keysets import random_key_masks
-from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
+from handforge.engines.motion.model import MotionDenoiser
 from handforge_shared.skeleton import KEYPOINT_PARENTS
 
 BONES = [(i, p) for i, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
@@ -99,7 +99,7 @@ class MotionObjective:
                                   rep.first_frame_origin(crop["transl"]))
         target = model.normalise(rep.encode(crop["global_orient"], crop["hand_pose"], crop["transl"], origin[:, None]))
         mask = rep.part_mask_to_channels(part_mask)
-        observation = interpolate_keys(target, mask)
+        observation = model.observe(target, mask)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=device)
         noisy = self.scheduler.add_noise(target, torch.randn_like(target), timesteps)
         offset = torch.randint(0, max(1, self.position_range - length), (b,), device=device)

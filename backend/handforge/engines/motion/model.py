@@ -3,10 +3,10 @@ arXiv 2209.14916; HandDiffuse, arXiv 2312.04867), conditioned on keys at any fra
 
 Input per frame: the noisy motion x_t, the observation and its mask (the conditioning of Flexible
 Motion In-betweening, Cohan et al., arXiv 2405.11126: key values plus a per-frame, per-channel mask
-beside the noisy motion). Our observation is the keys *interpolated* along time per channel
-(``interpolate_keys``; zero for a channel without keys) and the network predicts x0 as a correction
-of it: with few training steps on a CPU this starts the model at the linear in-between instead of
-at the mean pose. A timestep token (sinusoidal embedding → MLP) is prepended, as in MDM; sinusoidal
+beside the noisy motion). Our observation is a curve through the keys along time per channel
+(``curves.key_curve``, the config's ``observation_curve``: "linear" for motion_v1 … v4, "hermite"
+since; zero for a channel without keys) and the network predicts x0 as a correction of it: with few
+training steps on a CPU this starts the model at that in-between instead of at the mean pose. A timestep token (sinusoidal embedding → MLP) is prepended, as in MDM; sinusoidal
 frame positions (offset at random in training) let one model take clips of any length up to
 ``max_frames``.
 
@@ -23,6 +23,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from handforge.engines.motion.curves import CURVES, key_curve
 from handforge.engines.motion.representation import FRAME_DIM
 
 
@@ -34,23 +35,6 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def interpolate_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per channel, the keys linearly interpolated along time, held before the first and after the
-    last key, zero where a channel has no key. ``values`` (B, T, C), ``mask`` (B, T, C) bool."""
-    b, t, c = values.shape
-    frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
-    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
-    has_prev, has_next = prev >= 0, nxt < t
-    v_prev = values.gather(1, prev.clamp(0, t - 1))
-    v_next = values.gather(1, nxt.clamp(0, t - 1))
-    span = (nxt - prev).clamp_min(1).to(values.dtype)
-    w = ((frames - prev).to(values.dtype) / span).clamp(0, 1)
-    both = v_prev + w * (v_next - v_prev)
-    out = torch.where(has_prev & has_next, both, torch.where(has_prev, v_prev, torch.where(has_next, v_next, 0.0)))
-    return torch.where(mask, values, out)
-
-
 class MotionDenoiser(ModelMixin, ConfigMixin):
     """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
 
@@ -58,8 +42,10 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
     def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
                  ff_size: int = 512, dropout: float = 0.1, max_frames: int = 512,
                  num_train_timesteps: int = 1000, data_mean: list[float] | None = None,
-                 data_std: list[float] | None = None) -> None:
+                 data_std: list[float] | None = None, observation_curve: str = "linear") -> None:
         super().__init__()
+        if observation_curve not in CURVES:
+            raise ValueError(f"observation_curve must be one of {', '.join(CURVES)}, got {observation_curve!r}")
         mean = torch.tensor(data_mean if data_mean is not None else [0.0] * frame_dim, dtype=torch.float32)
         std = torch.tensor(data_std if data_std is not None else [1.0] * frame_dim, dtype=torch.float32)
         if mean.shape != (frame_dim,) or std.shape != (frame_dim,) or not bool((std > 0).all()):
@@ -82,9 +68,13 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
     def denormalise(self, motion: torch.Tensor) -> torch.Tensor:
         return motion * self.channel_std + self.channel_mean
 
+    def observe(self, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The observation this model was trained with: its curve through ``keys`` (B, T, C), normalised."""
+        return key_curve(keys, mask, self.config.observation_curve)
+
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, observation: torch.Tensor,
                 mask: torch.Tensor, position_offset: torch.Tensor | int = 0) -> torch.Tensor:
-        """``observation``: ``interpolate_keys(keys, mask)`` in normalised units; ``mask`` bool or 0/1."""
+        """``observation``: ``self.observe(keys, mask)`` in normalised units; ``mask`` bool or 0/1."""
         b, t, _ = sample.shape
         if t > self.config.max_frames:
             raise ValueError(f"{t} frames is more than this model's max_frames={self.config.max_frames}")
@@ -99,4 +89,4 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
         return observation + self.output(self.norm(h))
 
 
-__all__ = ["MotionDenoiser", "interpolate_keys", "sinusoidal"]
+__all__ = ["MotionDenoiser", "sinusoidal"]

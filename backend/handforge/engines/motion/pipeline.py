@@ -7,7 +7,7 @@ At every step the network predicts x0, the observed channels of x0 are replaced 
 in-painting, as for its in-betweening) and, when enabled, a penetration-guidance step moves the
 free channels of x0 so that the hands do not pass through each other; the scheduler then steps to
 the next noise level. ``variation`` in (0, 1] is how much of the schedule runs: 1 starts from pure
-noise, smaller values start from the keys' linear in-between noised to that level (SDEdit, Meng et
+noise, smaller values start from the model's in-between of the keys (its observation) noised to that level (SDEdit, Meng et
 al., arXiv 2108.01073), keeping the result closer to it. The whole clip is denoised at once (any
 length up to the model's ``max_frames``; training used random crops of up to 96 frames at random
 frame offsets up to 256, so 200-frame clips work directly).
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from handforge.engines.motion import representation as rep
-from handforge.engines.motion.model import MotionDenoiser, interpolate_keys
+from handforge.engines.motion.curves import hermite_keys
+from handforge.engines.motion.model import MotionDenoiser
 from handforge.engines.motion.observation import Observation
 
 DEFAULT_STEPS = 20
@@ -101,7 +102,7 @@ class MotionPipeline:
         mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
         keys = model.normalise(torch.as_tensor(np.stack([o.motion() for o in observations]), device=device,
                                                dtype=dtype))
-        fill = interpolate_keys(keys, mask)
+        fill = model.observe(keys, mask)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
 
@@ -124,50 +125,6 @@ class MotionPipeline:
         x0 = torch.where(mask, keys, base + residual * key_blend(mask, BLEND_FRAMES))
         motion = model.denormalise(x0).double().cpu().numpy()
         return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
-
-
-def hermite_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per channel, a cubic Hermite curve through the keys, held before the first and after the last,
-    zero where a channel has no key; ``values``, ``mask`` (B, T, C).
-
-    The tangent at a key is the secant to its neighbouring key on the far side of the gap (the
-    velocity of the keyed motion where keys are dense), so the curve leaves and enters densely keyed
-    stretches without a kink, bounded as in monotone cubic interpolation (Fritsch & Carlson, SIAM J.
-    Numer. Anal. 17(2), 1980) so that it cannot loop far beyond the keys. The generated part fades into this curve near the keys: fading into the
-    keys' linear in-between instead left a velocity jump at each key. With the fade over 8 frames
-    instead of 4 (32 validation windows, jitter / FD): gap 15 39 / 3.79 -> 24.2 / 3.39, gap 30
-    19.5 / 10.4 -> 11.6 / 9.25, gap 60 11.4 / 17.7 -> 7.2 / 17.4."""
-    b, t, c = values.shape
-    frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values
-    nxt = torch.where(mask, frames, torch.full_like(frames, t)).flip(1).cummin(1).values.flip(1)
-    # the key before ``prev`` and the key after ``nxt``
-    before = torch.cat([torch.full_like(prev[:, :1], -1), prev[:, :-1]], 1).gather(1, prev.clamp_min(0))
-    before = torch.where(prev >= 0, before, torch.full_like(prev, -1))
-    after = torch.cat([nxt[:, 1:], torch.full_like(nxt[:, :1], t)], 1).gather(1, nxt.clamp_max(t - 1))
-    after = torch.where(nxt < t, after, torch.full_like(nxt, t))
-    at = lambda index: values.gather(1, index.clamp(0, t - 1))
-    v_prev, v_next = at(prev), at(nxt)
-    span = (nxt - prev).clamp_min(1).to(values.dtype)
-    secant = (v_next - v_prev) / span
-    m_prev = torch.where(before >= 0, (v_prev - at(before)) / (prev - before).clamp_min(1).to(values.dtype), secant)
-    m_next = torch.where(after < t, (at(after) - v_next) / (after - nxt).clamp_min(1).to(values.dtype), secant)
-    # Tangents scaled into the circle of radius 3 in units of the secant (Fritsch & Carlson's bound):
-    # unbounded, a tiny secant across a gap between fast keyed stretches made wild loops (gap-15
-    # overlap 6.3 cm³). Their sign is kept: zeroing tangents against the secant (full monotonicity)
-    # flattened real swings (gap-30 FD 9.25 -> 10.1 on 32 windows).
-    safe = torch.where(secant.abs() > 1e-12, secant, torch.ones_like(secant))
-    alpha = torch.where(secant.abs() > 1e-12, m_prev / safe, torch.zeros_like(secant))
-    beta = torch.where(secant.abs() > 1e-12, m_next / safe, torch.zeros_like(secant))
-    scale = (3.0 / torch.sqrt(alpha * alpha + beta * beta).clamp_min(3.0))
-    m_prev, m_next = alpha * scale * secant, beta * scale * secant
-    u = ((frames - prev).to(values.dtype) / span).clamp(0, 1)
-    u2, u3 = u * u, u * u * u
-    curve = ((2 * u3 - 3 * u2 + 1) * v_prev + (u3 - 2 * u2 + u) * span * m_prev
-             + (-2 * u3 + 3 * u2) * v_next + (u3 - u2) * span * m_next)
-    has_prev, has_next = prev >= 0, nxt < t
-    out = torch.where(has_prev & has_next, curve, torch.where(has_prev, v_prev, torch.where(has_next, v_next, 0.0)))
-    return torch.where(mask, values, out)
 
 
 def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
@@ -256,4 +213,4 @@ class _Guide:
         return x0
 
 
-__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "hermite_keys", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
