@@ -303,3 +303,24 @@ def test_hermite_keys_pass_through_the_keys_smoothly_and_stay_bounded():
     single[0, 7, 0] = True
     held = hermite_keys(truth.expand(1, 30, 2).clone(), single)
     assert bool((held[0, :, 0] == truth[0, 7, 0]).all()) and bool((held[0, :, 1] == 0).all())
+
+
+def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_path, capsys):
+    """`handforge eval motion` on the tiny run: a row per engine (the keys' Hermite curve for gap
+    tasks only), keys exact in every generated row, the report written as JSON."""
+    from handforge.cli import main
+
+    out = tmp_path / "report.json"
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
+                 "--windows", "3", "--frames", "4", "--steps", "3", "--tasks", "gap15,unconditional",
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["task"], r["engine"]) for r in rows] == [
+        ("gap15", "ground truth"), ("gap15", "learned"), ("gap15", "spline"), ("gap15", "keys' Hermite curve"),
+        ("unconditional", "ground truth"), ("unconditional", "learned"), ("unconditional", "spline")]
+    assert all(r["key_rot_rad"] < 1e-6 and r["key_transl_m"] < 1e-9 for r in rows)
+    assert all(np.isfinite(r["fd_motion"]) for r in rows) and rows[0]["fd_motion"] < 1e-3
+    assert "| gap15 | keys' Hermite curve |" in table
+    assert main(["eval", "motion", "--corpus", str(corpus), "--tasks", "gap7"]) == 2
+    assert "unknown tasks ['gap7']" in capsys.readouterr().err

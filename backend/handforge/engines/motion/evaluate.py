@@ -7,7 +7,9 @@ Tasks, each on windows cut from the held-out clips (validation and test splits b
     trajectory              both wrists' translations keyed at every frame of 60, the rest free
     unconditional           60 frames, no keys
 
-Rows: ground truth (the windows themselves), the learned engine, the spline engine. Metrics from
+Rows: ground truth (the windows themselves), the learned engine, the spline engine and, for the
+gap tasks, the keys' Hermite curve alone (``curves.hermite_keys`` in the motion representation: what
+a model with ``observation_curve="hermite"`` starts from and corrects). Metrics from
 ``handforge.evaluation`` (``evaluate_clips``): Fréchet distance of the motion features to the
 ground-truth windows, diversity, jitter and acceleration, penetration volume and depth and contact
 ratio on ``--frames`` drawn two-hand frames, joint-limit violations; and the keyframe error: the
@@ -89,6 +91,18 @@ def observation_of(window, mask: np.ndarray):
     values = {f: np.stack([getattr(window.hands[s], f) for s in sides], 1) for f in ("global_orient", "hand_pose", "transl")}
     betas = np.stack([window.hands[s].betas[0] for s in sides])
     return Observation(**values, part_mask=mask, betas=betas, hand_model=window.hand_model, fps=window.fps)
+
+
+def hermite_inbetween(observation) -> dict[str, np.ndarray]:
+    """Rig values (T, 2, size) of the keys' Hermite curve through the motion representation (per
+    channel; the curve is unchanged by the model's per-channel normalisation)."""
+    import torch
+
+    from handforge.engines.motion import representation as rep
+    from handforge.engines.motion.curves import hermite_keys
+
+    curve = hermite_keys(torch.as_tensor(observation.motion())[None], torch.as_tensor(observation.channel_mask())[None])
+    return observation.with_keys(rep.decode(curve[0].numpy(), observation.origin))
 
 
 def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
@@ -201,8 +215,13 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         spline = [o.clip(within_limits(spline_inbetween(o))) for o in observations]
         spline_seconds = time.monotonic() - started
-        for engine, generated, seconds in (("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
-                                           ("spline", spline, spline_seconds)):
+        engines = [("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
+                   ("spline", spline, spline_seconds)]
+        if task.startswith("gap"):
+            started = time.monotonic()
+            curve = [o.clip(within_limits(hermite_inbetween(o))) for o in observations]
+            engines.append(("keys' Hermite curve", curve, time.monotonic() - started))
+        for engine, generated, seconds in engines:
             report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,
                                     seed=args.seed)
             report.update(keyframe_errors(generated, observations), seconds=seconds / len(windows))
