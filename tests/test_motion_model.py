@@ -67,11 +67,11 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     assert abs(tuned["reconstruction"] - last["reconstruction"]) < abs(tuned["reconstruction"] - fresh["reconstruction"])
     start, result = load_model(MotionDenoiser, trained / "model"), load_model(MotionDenoiser, tmp_path / "tuned" / "model")
     assert result.config.d_model == 32 and result.config.data_std == start.config.data_std
-    assert result.config.observation_curve == start.config.observation_curve == "hermite"  # kept by --init
+    assert result.config.observation_curve == start.config.observation_curve == "linear"  # kept by --init
     # --observation-curve switches a fine-tuned model's curve (and the saved config says so)
-    assert _train(*common, "--out", str(tmp_path / "linear"), "--init", str(trained / "model"),
-                  "--observation-curve", "linear") == 0
-    assert load_model(MotionDenoiser, tmp_path / "linear" / "model").config.observation_curve == "linear"
+    assert _train(*common, "--out", str(tmp_path / "hermite"), "--init", str(trained / "model"),
+                  "--observation-curve", "hermite") == 0
+    assert load_model(MotionDenoiser, tmp_path / "hermite" / "model").config.observation_curve == "hermite"
     # a folder that is not a motion model is refused before any data is read
     assert _train(*common, "--out", str(tmp_path / "bad"), "--init", str(tmp_path)) == 2
     assert "--init" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "and data statistics: the size and dropout options are then ignored); "
                                        "an interrupted fine-tune resumes from --out's checkpoints")
     parser.add_argument("--observation-curve", choices=("linear", "hermite"), default=None,
-                        help="the curve through the keys the network sees and corrects (default: hermite for a "
-                             "new model, the --init model's own otherwise; changing it re-learns the correction)")
+                        help="the curve through the keys the network sees and corrects (default: linear, as "
+                             "the shipped model, for a new model; the --init model's own otherwise; changing it "
+                             "re-learns the correction; README 'Motion' has both measured)")
     parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses)")
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         mean, std = data_statistics(store, seed=args.seed)
         model = MotionDenoiser(d_model=args.d_model, num_layers=args.layers, num_heads=args.heads,
                                ff_size=args.ff_size, dropout=args.dropout, data_mean=mean, data_std=std,
-                               observation_curve=args.observation_curve or "hermite")
+                               observation_curve=args.observation_curve or "linear")
     scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
     objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
     print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
