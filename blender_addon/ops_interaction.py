@@ -19,7 +19,8 @@ import json
 import bpy
 import numpy as np
 from bpy.app.handlers import persistent
-from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 from . import connection, fingers, hands, jobs, keys
 from . import pose as pose_conv
@@ -115,6 +116,9 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
     contact_guidance: FloatProperty(name="Contact Guidance", default=1.0, min=0.0, max=100.0,
                                     description="Draw hands within 3 cm into touch (learned engine; 0 off)")
+    separation: BoolProperty(name="Separation", default=True,
+                             description="Finally move the generated hand out of the other, pose unchanged, until "
+                                         "no part is deeper than 2 mm (learned engine)")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
 
@@ -270,6 +274,9 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
     contact_guidance: FloatProperty(name="Contact Guidance", default=1.0, min=0.0, max=100.0,
                                     description="Draw hands within 3 cm into touch (learned engine; 0 off)")
+    separation: BoolProperty(name="Separation", default=True,
+                             description="Finally move the generated hand out of the other, pose unchanged, until "
+                                         "no part is deeper than 2 mm (learned engine)")
 
     def job_request(self, context):
         if browsing(context):
@@ -290,7 +297,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
                          "rigs": {s: rig.name for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
                   "steps": self.steps, "penetration_guidance": self.penetration_guidance,
-                  "contact_guidance": self.contact_guidance,
+                  "contact_guidance": self.contact_guidance, "separation": self.separation,
                   "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
         return JOB_KIND, params, arrays
 
@@ -456,8 +463,10 @@ def draw_panel(layout, context) -> None:
         row.prop(settings, "steps")
         row.prop(settings, "penetration_guidance", text="Guidance")
         row.prop(settings, "contact_guidance", text="Contact")
+        col.prop(settings, "separation")
     op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
-    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance"):
+    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance",
+                 "separation"):
         setattr(op, name, getattr(settings, name))
     state = browse_state(context)
     if not len(state.candidates):

@@ -90,6 +90,7 @@ def test_templates_engine_needs_no_weights(server):
     ({"count": 0}, {}, "count"),
     ({"steps": 5, "guidance_steps": 6}, {}, "guidance_steps"),
     ({"penetration_guidance": -1.0}, {}, "penetration_guidance"),
+    ({"separation": "yes"}, {}, "params.separation: must be true or false"),
     ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),
     ({"model": "smpl"}, {}, "model"),
     ({"engine": "learned", "steps": 150}, {}, "exceeds the 100 diffusion steps"),

@@ -63,8 +63,9 @@ def test_conditioned_samples_keep_the_artists_hand_exactly(pipe, side):
 def test_anti_penetration_guidance_lowers_penetration_on_a_fixed_seed(pipe, open_hand):
     pair = synthetic_pairs(4, seed=11).arrays  # its first left hand: the tiny model overlaps with it
     anchor = {"side": "left", **{f: pair[f][0, 0].numpy() for f in FIELDS}}
-    plain = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=0.0), anchor)
-    guided = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=1.0, guidance_steps=6), anchor)
+    plain = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=0.0, separation=False), anchor)
+    guided = pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=1.0, guidance_steps=6,
+                                 separation=False), anchor)
     before, after = penetration(open_hand, plain).mean(), penetration(open_hand, guided).mean()
     assert before > 0.01  # the tiny model puts hands into each other: something to fix
     assert after < 0.75 * before, (before, after)  # measured: 0.61× on this seed (pose library of 2026-11-30)
@@ -73,12 +74,38 @@ def test_anti_penetration_guidance_lowers_penetration_on_a_fixed_seed(pipe, open
 def test_contact_guidance_draws_the_other_hand_towards_the_artists_hand(pipe):
     def found(contact: float):
         return pipe(SampleSettings(count=16, seed=3, steps=10, penetration_guidance=1.0, guidance_steps=6,
-                                   contact_guidance=contact), artist_hand("left", "relaxed"))
+                                   contact_guidance=contact, separation=False), artist_hand("left", "relaxed"))
 
     apart, drawn = found(0.0), found(5.0)
     assert apart.gap.mean() > 0.01  # the tiny model leaves the hands apart here: something to close
     assert drawn.gap.mean() < 0.8 * apart.gap.mean(), (apart.gap.mean(), drawn.gap.mean())  # measured 0.61x
     assert (drawn.gap < 0.002).sum() > (apart.gap < 0.002).sum()
+
+
+def test_separation_moves_the_generated_hand_out_rigidly(pipe, open_hand):
+    """The final separation only translates the generated hand: same pose and rotation, the anchor
+    untouched, every candidate's deepest vertex no deeper than before and most out to 2 mm."""
+    pair = synthetic_pairs(4, seed=11).arrays  # the overlapping anchor of the guidance test
+    anchor = {"side": "left", **{f: pair[f][0, 0].numpy() for f in FIELDS}}
+    settings = dict(count=16, seed=3, steps=10, penetration_guidance=0.0)
+    raw = pipe(SampleSettings(**settings, separation=False), anchor)
+    out = pipe(SampleSettings(**settings, separation=True), anchor)
+
+    def by_pose(found):  # candidates are sorted by score: match them by their (unchanged) pose
+        order = np.lexsort(found.hands["right"]["hand_pose"].T)
+        return {f: found.hands["right"][f][order] for f in FIELDS}, found.max_depth[order]
+
+    (before, depth_before), (after, depth_after) = by_pose(raw), by_pose(out)
+    for f in ("hand_pose", "global_orient", "betas"):
+        np.testing.assert_array_equal(before[f], after[f])
+    for f in FIELDS:
+        np.testing.assert_array_equal(out.hands["left"][f], raw.hands["left"][f])
+    shift = np.linalg.norm(after["transl"] - before["transl"], axis=1)
+    assert (depth_before > 0.002).sum() >= 4  # the tiny model overlaps: something to separate
+    assert np.all(depth_after <= depth_before + 1e-6) and np.all(shift <= 0.032 + 1e-6)
+    assert np.all(shift[depth_before <= 0.002] == 0)  # candidates already out stay where they are
+    assert (depth_after <= 0.002 + 1e-6).sum() > (depth_before <= 0.002).sum()
+    assert penetration(open_hand, out).mean() < 0.5 * penetration(open_hand, raw).mean()
 
 
 def test_batched_guidance_gradient_is_the_per_sample_gradient(pipe):

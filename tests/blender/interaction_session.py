@@ -197,7 +197,8 @@ def learned_both_free():
     for side in SIDES:  # no animation: the rigs show their channels
         hand(side).animation_data_clear()
     before = {side: channels(side) for side in SIDES}
-    result = sample(engine="learned", anchor="NONE", count=2, steps=4, contact_guidance=2.0)  # every strength travels
+    result = sample(engine="learned", anchor="NONE", count=2, steps=4, contact_guidance=2.0,
+                    separation=False)  # every setting travels
     found = {"result": sorted(result), "browse": browse(), "closest": closest_mm(),
              "moved": {side: bool(np.abs(channels(side) - before[side]).max() > 1e-3) for side in SIDES}}
     bpy.ops.handforge.interaction_cancel()

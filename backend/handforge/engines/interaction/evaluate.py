@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
     parser.add_argument("--contact", type=float, default=None, help="contact guidance (default: the engine's)")
+    parser.add_argument("--no-separation", action="store_true",
+                        help="without the final rigid separation of the guided row (the unguided row never has it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the table as JSON here")
 
@@ -108,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
     contact = SampleSettings().contact_guidance if args.contact is None else args.contact
 
-    def learned(strength: float) -> tuple[dict, float]:
+    separation = not args.no_separation
+
+    def learned(strength: float, separate: bool) -> tuple[dict, float]:
         started, parts = time.monotonic(), []
         for start in range(0, args.samples, 100):
             count = min(100, args.samples - start)
             found = pipe(SampleSettings(count=count, seed=args.seed + start, steps=args.steps,
-                                        penetration_guidance=strength, contact_guidance=contact))
+                                        penetration_guidance=strength, contact_guidance=contact,
+                                        separation=separate))
             parts.append(found.hands)
         hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in fields} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / args.samples
@@ -124,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
         return found.hands, (time.monotonic() - started) / args.template_samples
 
     rows = {"ground truth": (as_hands(truth), 0.0)}
-    rows["learned, no guidance"] = learned(0.0)
-    rows[f"learned, guidance {guidance:g}" + (f", contact {contact:g}" if contact else "")] = learned(guidance)
+    rows["learned, no guidance"] = learned(0.0, False)
+    guided = f"learned, guidance {guidance:g}" + (f", contact {contact:g}" if contact else "")
+    rows[guided + (", separation" if separation else "")] = learned(guidance, separation)
     rows["templates"] = templates()
     table = {}
     for name, (hands, seconds) in rows.items():

@@ -33,7 +33,7 @@ from handforge import config
 from handforge.engines.interaction.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
-from handforge.server.schema import ArraySpec, Integer, ListOf, Number, Schema, String, invalid
+from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid
 
 ENGINES = ("learned", "templates")
 HAND_MODELS = ("open", "mano")
@@ -85,7 +85,8 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     hand_model = ctx.model(f"hand model {params['model']}", lambda device: _load_hand(params["model"], device))
     settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
-                              guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"])
+                              guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"],
+                              separation=params["separation"])
     anchor = None
     if params["anchor_side"] != "none":
         anchor = {"side": params["anchor_side"]}
@@ -165,6 +166,8 @@ SCHEMA = Schema(
                                    default=1.0, min=0.0, max=100.0),  # pipeline.SampleSettings
         "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
                                   default=10, min=0, max=200),
+        "separation": Boolean(doc="finally move the generated hand rigidly out of the anchor, pose unchanged, until "
+                                  "no vertex is deeper than 2 mm (learned engine)", default=True),
         "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],
                             max_items=64, unique=True, item=String(max_length=64)),
     },

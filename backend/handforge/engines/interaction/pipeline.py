@@ -21,8 +21,12 @@
    is ONE backward pass (the loss is a sum of independent per-pair terms); the reference computes
    it per sample, which its README warns "significantly increases sampling time".
    ``per_sample_guidance=True`` does that, for the benchmark.
-3. Finger angles are projected into the joint limits; every candidate is scored and the list is
-   sorted, best first.
+3. Finger angles are projected into the joint limits. With ``separation`` (not in the paper), the
+   generated hand is then moved rigidly out of the anchor along the penetration gradient of its
+   translation, by the shortest of 1, 2, 4 … 32 mm that leaves no vertex deeper than 2 mm (or the
+   one leaving the least depth): guidance works in the denoiser's units and leaves overlaps of
+   millimetres to centimetres, which a translation of the same size removes without touching the
+   pose. Every candidate is scored and the list is sorted, best first.
 
 Score (higher is better, in (0, 1]): 1 / (1 + depth/2 mm + max(gap − 2 mm, 0)/5 mm + limits/5°),
 where depth is the deepest vertex of either hand inside the other, gap the smallest distance
@@ -59,6 +63,7 @@ from handforge_shared.skeleton import SIDES
 Progress = Callable[[float, str], None]
 CONTACT_RANGE = 0.03      # m: hands closer than this are pulled into contact by the contact guidance
 CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidance and the score)
+SEPARATION_SHIFTS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)  # m: the translations ``separation`` tries
 
 
 @dataclass
@@ -72,6 +77,7 @@ class SampleSettings:
     guidance_max_step: float = 0.15    # per step and sample, the longest guidance step (normalised units)
     contact_guidance: float = 1.0      # weight of the contact term in the guided loss (0: off); 1 chosen on validation
     per_sample_guidance: bool = False  # the reference's way (one backward per sample): benchmarks only
+    separation: bool = True            # finally move the generated hand rigidly out of the anchor (see 3.)
 
 
 @dataclass
@@ -199,6 +205,8 @@ class InteractionPipeline:
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
         other["hand_pose"] = within_limits(other["hand_pose"], self.frames[other_side], other_side)
+        if s.separation:
+            other["transl"] = other["transl"] + self._separation(anchor_verts, side, other, other_side)
         hands = {side: world_anchor, other_side: other}
         generated = (other_side,) if anchor is not None else SIDES
         score, depth, gap, limit = plausibility(self.hand_model, hands, generated)
@@ -228,6 +236,52 @@ class InteractionPipeline:
             hand["transl"] = -self.wrists("left", hand["betas"])
         hand["hand_pose"] = within_limits(hand["hand_pose"], self.frames["left"], "left")
         return hand
+
+    def _separation(self, anchor_verts: torch.Tensor, side: str, other: Mapping[str, torch.Tensor],
+                    other_side: str) -> torch.Tensor:
+        """(N, 3) translations that move each generated hand out of its anchor (step 3 above)."""
+        fixed = FixedHands(anchor_verts, self.hand_model.faces(side))
+        verts = self.hand_model(other_side, **other).vertices.detach()
+        faces = {sd: self.hand_model.faces(sd) for sd in SIDES}
+
+        def depths(shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            moved = verts + shift[:, None]
+            pair = (fixed, moved) if side == "left" else (moved, fixed)
+            depth_a, depth_b = penetration_depths(*pair, faces["left"], faces["right"])
+            return depth_a, depth_b
+
+        with torch.enable_grad():
+            shift = torch.zeros(len(verts), 3, device=verts.device, requires_grad=True)
+            loss = sum(d.sum(-1) for d in depths(shift)).sum()
+            grad = torch.autograd.grad(loss, shift)[0] if loss.requires_grad else torch.zeros_like(shift)
+        with torch.no_grad():
+            length = grad.norm(dim=-1, keepdim=True)
+            direction = torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad))
+            best_depth = torch.maximum(*(d.amax(-1) for d in depths(torch.zeros_like(grad))))
+            best, lo, hi = torch.zeros_like(grad), torch.zeros_like(length), torch.zeros_like(length)
+            previous = 0.0
+            for distance in SEPARATION_SHIFTS:  # the shortest that is out to 2 mm, else the least deep
+                todo = best_depth > CONTACT_TOLERANCE
+                if not todo.any():
+                    break
+                candidate = direction * distance
+                depth = torch.maximum(*(d.amax(-1) for d in depths(candidate)))
+                better = todo & (depth < best_depth)
+                best = torch.where(better[:, None], candidate, best)
+                cleared = (todo & (depth <= CONTACT_TOLERANCE))[:, None]
+                lo, hi = torch.where(cleared, previous, lo), torch.where(cleared, distance, hi)
+                best_depth = torch.where(better, depth, best_depth)
+                previous = distance
+            for _ in range(3):  # bisect back towards contact where a shift cleared the overlap
+                refine = (hi > 0) & (hi - lo > 1e-4)
+                if not refine.any():
+                    break
+                middle = (lo + hi) / 2
+                depth = torch.maximum(*(d.amax(-1) for d in depths(direction * middle)))[:, None]
+                ok = refine & (depth <= CONTACT_TOLERANCE)
+                hi, lo = torch.where(ok, middle, hi), torch.where(refine & ~ok, middle, lo)
+            best = torch.where(hi > 0, direction * hi, best)
+        return best.to(other["transl"].dtype)
 
     @staticmethod
     def _gradient(loss: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, per_sample: bool) -> torch.Tensor:
