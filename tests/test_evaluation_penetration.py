@@ -15,6 +15,7 @@ from handforge.evaluation.penetration import (
     penetration_loss,
     penetration_metrics,
     self_penetration_volume,
+    separating_shifts,
     vertex_normals,
 )
 from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
@@ -277,6 +278,27 @@ def test_gradient_descent_on_the_loss_separates_interpenetrating_hands(model):
     after = penetration_metrics(model("left", orient, hand_pose, transl=transl).vertices, right, faces_l, faces_r)
     assert (after.volume * M3_TO_CM3 < 0.05).all(), after.volume * M3_TO_CM3
     assert (after.max_depth < 0.001).all()
+
+
+def test_separating_shifts_move_a_hand_just_out_of_the_other(model):
+    """Overlapping pairs are translated until no vertex is deeper than the tolerance and stay in
+    contact (bisected back towards it); one too deep to clear gets less deep; a pair already apart
+    stays; FixedHands gives the same shifts."""
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    names = ("relaxed", "pinch", "flat", "flat")
+    right = torch.stack([posed(model, "right", n) for n in names]).detach()
+    left = torch.stack([posed(model, "left", n, t) for n, t in zip(names, [(-0.005, 0.0, 0.0), (-0.01, 0.0, 0.0),
+                                                                         (-0.02, 0.01, 0.0), (0.05, 0.0, 0.0)])])
+    left = left.detach()
+    before = penetration_metrics(left, right, faces_l, faces_r).max_depth
+    assert (before[:3] > 0.0025).all() and before[3] == 0
+    shift = separating_shifts(right, left, faces_r, faces_l, tolerance=0.002)
+    assert torch.equal(shift, separating_shifts(FixedHands(right, faces_r), left, faces_r, faces_l, tolerance=0.002))
+    after = penetration_metrics(left + shift[:, None], right, faces_l, faces_r).max_depth
+    assert (after[:2] <= 0.002 + 1e-6).all() and after[2] < before[2], after
+    assert torch.equal(shift[3], torch.zeros(3))
+    gap = torch.cdist(left[:2] + shift[:2, None], right[:2]).amin((1, 2))
+    assert (gap < 0.003).all(), gap  # out, but still touching
 
 
 def test_loss_rejects_bad_input(model):

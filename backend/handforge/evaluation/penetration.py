@@ -129,6 +129,52 @@ def penetration_loss(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor |
     return depth_a.sum(-1) + depth_b.sum(-1)
 
 
+SEPARATION_DISTANCES = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)  # m: the translations ``separating_shifts`` tries
+
+
+def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
+                      tolerance: float, distances: tuple[float, ...] = SEPARATION_DISTANCES) -> torch.Tensor:
+    """(B, 3) translations of B that move it rigidly out of A: along the gradient of the summed
+    penetration depth with respect to B's translation, the shortest of ``distances`` after which no
+    vertex of either hand is deeper than ``tolerance`` in the other, bisected three times back
+    towards contact; where none is, the distance that leaves the least depth; zero where the pair
+    is already within ``tolerance``. ``verts_a`` may be a ``FixedHands``; no gradient flows."""
+    verts_b = verts_b.detach()
+
+    def deepest(shift: torch.Tensor) -> torch.Tensor:
+        depth_a, depth_b = penetration_depths(verts_a, verts_b + shift[:, None], faces_a, faces_b)
+        return torch.maximum(depth_a.amax(-1), depth_b.amax(-1))
+
+    with torch.enable_grad():
+        shift = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device, requires_grad=True)
+        loss = penetration_loss(verts_a, verts_b + shift[:, None], faces_a, faces_b).sum()
+        grad = torch.autograd.grad(loss, shift)[0] if loss.requires_grad else torch.zeros_like(shift)
+    with torch.no_grad():
+        length = grad.norm(dim=-1, keepdim=True)
+        direction = torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad))
+        best_depth, best = deepest(torch.zeros_like(grad)), torch.zeros_like(grad)
+        lo, hi, previous = torch.zeros_like(length), torch.zeros_like(length), 0.0
+        for distance in distances:  # the shortest that clears, else the least deep
+            todo = best_depth > tolerance
+            if not todo.any():
+                break
+            depth = deepest(direction * distance)
+            better = todo & (depth < best_depth)
+            best = torch.where(better[:, None], direction * distance, best)
+            cleared = (todo & (depth <= tolerance))[:, None]
+            lo, hi = torch.where(cleared, previous, lo), torch.where(cleared, distance, hi)
+            best_depth = torch.where(better, depth, best_depth)
+            previous = distance
+        for _ in range(3):  # back towards contact where a distance cleared the overlap
+            refine = (hi > 0) & (hi - lo > 1e-4)
+            if not refine.any():
+                break
+            middle = (lo + hi) / 2
+            ok = refine & (deepest(direction * middle)[:, None] <= tolerance)
+            hi, lo = torch.where(ok, middle, hi), torch.where(refine & ~ok, middle, lo)
+        return torch.where(hi > 0, direction * hi, best)
+
+
 def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
     """Angle-weighted unit vertex normals (B, V, 3) of a closed, outward-wound mesh (no gradient).
 

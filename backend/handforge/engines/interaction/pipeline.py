@@ -56,14 +56,13 @@ from handforge.engines.interaction.representation import (
     within_limits,
 )
 from handforge.evaluation.limits import joint_frames, joint_limit_violations
-from handforge.evaluation.penetration import FixedHands, penetration_depths, penetration_loss
+from handforge.evaluation.penetration import FixedHands, penetration_depths, penetration_loss, separating_shifts
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES
 
 Progress = Callable[[float, str], None]
 CONTACT_RANGE = 0.03      # m: hands closer than this are pulled into contact by the contact guidance
 CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidance and the score)
-SEPARATION_SHIFTS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)  # m: the translations ``separation`` tries
 
 
 @dataclass
@@ -240,48 +239,10 @@ class InteractionPipeline:
     def _separation(self, anchor_verts: torch.Tensor, side: str, other: Mapping[str, torch.Tensor],
                     other_side: str) -> torch.Tensor:
         """(N, 3) translations that move each generated hand out of its anchor (step 3 above)."""
-        fixed = FixedHands(anchor_verts, self.hand_model.faces(side))
-        verts = self.hand_model(other_side, **other).vertices.detach()
-        faces = {sd: self.hand_model.faces(sd) for sd in SIDES}
-
-        def depths(shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            moved = verts + shift[:, None]
-            pair = (fixed, moved) if side == "left" else (moved, fixed)
-            depth_a, depth_b = penetration_depths(*pair, faces["left"], faces["right"])
-            return depth_a, depth_b
-
-        with torch.enable_grad():
-            shift = torch.zeros(len(verts), 3, device=verts.device, requires_grad=True)
-            loss = sum(d.sum(-1) for d in depths(shift)).sum()
-            grad = torch.autograd.grad(loss, shift)[0] if loss.requires_grad else torch.zeros_like(shift)
-        with torch.no_grad():
-            length = grad.norm(dim=-1, keepdim=True)
-            direction = torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad))
-            best_depth = torch.maximum(*(d.amax(-1) for d in depths(torch.zeros_like(grad))))
-            best, lo, hi = torch.zeros_like(grad), torch.zeros_like(length), torch.zeros_like(length)
-            previous = 0.0
-            for distance in SEPARATION_SHIFTS:  # the shortest that is out to 2 mm, else the least deep
-                todo = best_depth > CONTACT_TOLERANCE
-                if not todo.any():
-                    break
-                candidate = direction * distance
-                depth = torch.maximum(*(d.amax(-1) for d in depths(candidate)))
-                better = todo & (depth < best_depth)
-                best = torch.where(better[:, None], candidate, best)
-                cleared = (todo & (depth <= CONTACT_TOLERANCE))[:, None]
-                lo, hi = torch.where(cleared, previous, lo), torch.where(cleared, distance, hi)
-                best_depth = torch.where(better, depth, best_depth)
-                previous = distance
-            for _ in range(3):  # bisect back towards contact where a shift cleared the overlap
-                refine = (hi > 0) & (hi - lo > 1e-4)
-                if not refine.any():
-                    break
-                middle = (lo + hi) / 2
-                depth = torch.maximum(*(d.amax(-1) for d in depths(direction * middle)))[:, None]
-                ok = refine & (depth <= CONTACT_TOLERANCE)
-                hi, lo = torch.where(ok, middle, hi), torch.where(refine & ~ok, middle, lo)
-            best = torch.where(hi > 0, direction * hi, best)
-        return best.to(other["transl"].dtype)
+        verts = self.hand_model(other_side, **other).vertices
+        shift = separating_shifts(FixedHands(anchor_verts, self.hand_model.faces(side)), verts,
+                                  self.hand_model.faces(side), self.hand_model.faces(other_side), CONTACT_TOLERANCE)
+        return shift.to(other["transl"].dtype)
 
     @staticmethod
     def _gradient(loss: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, per_sample: bool) -> torch.Tensor:
