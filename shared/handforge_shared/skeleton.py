@@ -30,8 +30,9 @@ Keypoint conventions (what each of the 21 keypoints is; exported labels use thes
            to the middle fingertip: 166.9 mm women, 182.6 mm men, Najd Mazhar et al., Med J Islam
            Repub Iran 23(1), 2009, mjiri.iums.ac.ir; hand length 167.6 / 184.9 mm, Binvignat et
            al., Int J Morphol, intjmorphol.com art_id=1830; no public figure for the wrist centre
-           to the middle MCP was found, the ratio 0.50 of the two is ours). Tips: per finger the vertex of the distal segment farthest from the
-           DIP (on the nail side of the tip's end, as MANO's tip vertices are).
+           to the middle MCP was found, the ratio 0.50 of the two is ours). Tips: per finger the
+           vertex of the distal segment farthest from the DIP (on the nail side of the tip's end,
+           as MANO's tip vertices are).
     ``handforge compare-hands`` prints both models' keypoints and bone ratios side by side.
     InterHand2.6M: its 3D keypoints are human 2D annotations of each view triangulated to 3D
            (Moon et al., ECCV 2020): joints where annotators see the joint, tips at the end of the

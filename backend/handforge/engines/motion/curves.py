@@ -51,10 +51,10 @@ def hermite_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     The tangent at a key is the secant to its neighbouring key on the far side of the gap (the
     velocity of the keyed motion where keys are dense), so the curve leaves and enters densely keyed
     stretches without a kink, bounded as in monotone cubic interpolation (Fritsch & Carlson, SIAM J.
-    Numer. Anal. 17(2), 1980) so that it cannot loop far beyond the keys. The generated part fades into this curve near the keys: fading into the
-    keys' linear in-between instead left a velocity jump at each key. With the fade over 8 frames
-    instead of 4 (32 validation windows, jitter / FD): gap 15 39 / 3.79 -> 24.2 / 3.39, gap 30
-    19.5 / 10.4 -> 11.6 / 9.25, gap 60 11.4 / 17.7 -> 7.2 / 17.4."""
+    Numer. Anal. 17(2), 1980) so that it cannot loop far beyond the keys. The generated part fades
+    into this curve near the keys: fading into the keys' linear in-between instead left a velocity
+    jump at each key. With the fade over 8 frames instead of 4 (32 validation windows, jitter / FD):
+    gap 15 39 / 3.79 -> 24.2 / 3.39, gap 30 19.5 / 10.4 -> 11.6 / 9.25, gap 60 11.4 / 17.7 -> 7.2 / 17.4."""
     b, t, c = values.shape
     frames = torch.arange(t, device=values.device).view(1, t, 1).expand(b, t, c)
     prev = torch.where(mask, frames, torch.full_like(frames, -1)).cummax(1).values

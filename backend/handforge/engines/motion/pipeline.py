@@ -7,10 +7,10 @@ At every step the network predicts x0, the observed channels of x0 are replaced 
 in-painting, as for its in-betweening) and, when enabled, a penetration-guidance step moves the
 free channels of x0 so that the hands do not pass through each other; the scheduler then steps to
 the next noise level. ``variation`` in (0, 1] is how much of the schedule runs: 1 starts from pure
-noise, smaller values start from the model's in-between of the keys (its observation) noised to that level (SDEdit, Meng et
-al., arXiv 2108.01073), keeping the result closer to it. The whole clip is denoised at once (any
-length up to the model's ``max_frames``; training used random crops of up to 96 frames at random
-frame offsets up to 256, so 200-frame clips work directly).
+noise, smaller values start from the model's in-between of the keys (its observation) noised to
+that level (SDEdit, Meng et al., arXiv 2108.01073), keeping the result closer to it. The whole
+clip is denoised at once (any length up to the model's ``max_frames``; training used random crops
+of up to 96 frames at random frame offsets up to 256, so 200-frame clips work directly).
 """
 
 from __future__ import annotations
@@ -213,4 +213,5 @@ class _Guide:
         return x0
 
 
-__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "key_blend", "smooth_free", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "make_sampler", "make_train_scheduler"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "key_blend",
+           "make_sampler", "make_train_scheduler", "smooth_free"]
