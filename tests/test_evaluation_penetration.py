@@ -299,6 +299,12 @@ def test_separating_shifts_move_a_hand_just_out_of_the_other(model):
     assert torch.equal(shift[3], torch.zeros(3))
     gap = torch.cdist(left[:2] + shift[:2, None], right[:2]).amin((1, 2))
     assert (gap < 0.003).all(), gap  # out, but still touching
+    # a view on some pairs of a FixedHands measures as one built on those pairs alone
+    rows = torch.tensor([2, 0])
+    view = penetration_depths(FixedHands(right, faces_r).rows(rows), left[rows], faces_r, faces_l)
+    alone = penetration_depths(FixedHands(right[rows], faces_r), left[rows], faces_r, faces_l)
+    for got, want in zip(view, alone):
+        assert torch.equal(got, want) and got.amax() > 0.002
 
 
 def test_loss_rejects_bad_input(model):

@@ -102,7 +102,7 @@ def test_separation_moves_the_generated_hand_out_rigidly(pipe, open_hand):
         np.testing.assert_array_equal(out.hands["left"][f], raw.hands["left"][f])
     shift = np.linalg.norm(after["transl"] - before["transl"], axis=1)
     assert (depth_before > 0.002).sum() >= 4  # the tiny model overlaps: something to separate
-    assert np.all(depth_after <= depth_before + 1e-6) and np.all(shift <= 0.032 + 1e-6)
+    assert np.all(depth_after <= depth_before + 1e-6) and np.all(shift <= 2 * 0.032 + 1e-6)  # two rounds at most
     assert np.all(shift[depth_before <= 0.002] == 0)  # candidates already out stay where they are
     assert (depth_after <= 0.002 + 1e-6).sum() > (depth_before <= 0.002).sum()
     assert penetration(open_hand, out).mean() < 0.5 * penetration(open_hand, raw).mean()

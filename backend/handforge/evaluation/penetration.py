@@ -81,6 +81,14 @@ class FixedHands:
         self.normals = vertex_normals(self.sealed, self.topology.faces)
         self.tree = _PairTree(self.sealed)
 
+    def rows(self, index: torch.Tensor) -> "FixedHands":
+        """These hands for the pairs ``index`` (K,) only, sharing the k-d tree (nothing is rebuilt)."""
+        view = object.__new__(FixedHands)
+        view.vertices, view.topology, view.sealed = self.vertices[index], self.topology, self.sealed[index]
+        view.lo, view.hi, view.normals = self.lo[index], self.hi[index], self.normals[index]
+        view.tree = _RowsTree(self.tree, index.cpu())
+        return view
+
     def gaps(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor]:
         """For each pair (B,), the smallest distance (m) from its ``points`` (B, P, 3) to its fixed hand's
         vertices, differentiable in the points, and whether any point lies within ``within`` of the fixed
@@ -133,18 +141,38 @@ SEPARATION_DISTANCES = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)  # m: the tran
 
 
 def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
-                      tolerance: float, distances: tuple[float, ...] = SEPARATION_DISTANCES) -> torch.Tensor:
+                      tolerance: float, distances: tuple[float, ...] = SEPARATION_DISTANCES,
+                      rounds: int = 2) -> torch.Tensor:
     """(B, 3) translations of B that move it rigidly out of A: along the gradient of the summed
     penetration depth with respect to B's translation, the shortest of ``distances`` after which no
     vertex of either hand is deeper than ``tolerance`` in the other, bisected three times back
-    towards contact; where none is, the distance that leaves the least depth; zero where the pair
-    is already within ``tolerance``. ``verts_a`` may be a ``FixedHands``; no gradient flows."""
+    towards contact; where none is, the distance that leaves the least depth, and from there
+    another round (a new gradient), ``rounds`` in all; zero where the pair is already within
+    ``tolerance``. Only the pairs still overlapping are measured at each trial. ``verts_a`` may be a
+    ``FixedHands``; no gradient flows."""
     verts_b = verts_b.detach()
+    total = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device)
+    todo = torch.arange(len(verts_b), device=verts_b.device)
+    for _ in range(rounds):
+        a = verts_a.rows(todo) if isinstance(verts_a, FixedHands) else verts_a[todo]
+        shift, depth = _separating_round(a, verts_b[todo] + total[todo, None], faces_a, faces_b, tolerance, distances)
+        total[todo] += shift
+        todo = todo[depth > tolerance]
+        if not len(todo):
+            break
+    return total
 
-    def deepest(shift: torch.Tensor) -> torch.Tensor:
-        depth_a, depth_b = penetration_depths(verts_a, verts_b + shift[:, None], faces_a, faces_b)
+
+def _separating_round(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
+                      tolerance: float, distances: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of ``separating_shifts``: the shifts (B, 3) and the deepest vertex (B,) after them."""
+
+    def deepest(shift: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        a = verts_a.rows(rows) if isinstance(verts_a, FixedHands) else verts_a[rows]
+        depth_a, depth_b = penetration_depths(a, verts_b[rows] + shift[rows, None], faces_a, faces_b)
         return torch.maximum(depth_a.amax(-1), depth_b.amax(-1))
 
+    every = torch.arange(len(verts_b), device=verts_b.device)
     with torch.enable_grad():
         shift = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device, requires_grad=True)
         loss = penetration_loss(verts_a, verts_b + shift[:, None], faces_a, faces_b).sum()
@@ -152,27 +180,30 @@ def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor,
     with torch.no_grad():
         length = grad.norm(dim=-1, keepdim=True)
         direction = torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad))
-        best_depth, best = deepest(torch.zeros_like(grad)), torch.zeros_like(grad)
+        best_depth, best = deepest(torch.zeros_like(grad), every), torch.zeros_like(grad)
         lo, hi, previous = torch.zeros_like(length), torch.zeros_like(length), 0.0
         for distance in distances:  # the shortest that clears, else the least deep
-            todo = best_depth > tolerance
-            if not todo.any():
+            rows = (best_depth > tolerance).nonzero()[:, 0]
+            if not len(rows):
                 break
-            depth = deepest(direction * distance)
-            better = todo & (depth < best_depth)
-            best = torch.where(better[:, None], direction * distance, best)
-            cleared = (todo & (depth <= tolerance))[:, None]
-            lo, hi = torch.where(cleared, previous, lo), torch.where(cleared, distance, hi)
-            best_depth = torch.where(better, depth, best_depth)
+            depth = deepest(direction * distance, rows)
+            better = depth < best_depth[rows]
+            best[rows[better]] = direction[rows[better]] * distance
+            cleared = rows[depth <= tolerance]
+            lo[cleared], hi[cleared] = previous, distance
+            best_depth[rows[better]] = depth[better]
             previous = distance
         for _ in range(3):  # back towards contact where a distance cleared the overlap
-            refine = (hi > 0) & (hi - lo > 1e-4)
-            if not refine.any():
+            rows = ((hi > 0) & (hi - lo > 1e-4)).nonzero()[:, 0]
+            if not len(rows):
                 break
             middle = (lo + hi) / 2
-            ok = refine & (deepest(direction * middle)[:, None] <= tolerance)
-            hi, lo = torch.where(ok, middle, hi), torch.where(refine & ~ok, middle, lo)
-        return torch.where(hi > 0, direction * hi, best)
+            ok = deepest(direction * middle, rows) <= tolerance
+            hi[rows[ok]], lo[rows[~ok]] = middle[rows[ok]], middle[rows[~ok]]
+        cleared = (hi > 0)[:, 0]
+        best = torch.where(cleared[:, None], direction * hi, best)
+        best_depth = torch.where(cleared, torch.zeros_like(best_depth), best_depth)
+        return best, best_depth
 
 
 def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
@@ -254,6 +285,16 @@ class _PairTree:
         q[:, 0] += s * self.spacing
         _, flat = self.tree.query(q)
         return torch.from_numpy(flat - s * self.count)
+
+
+class _RowsTree:
+    """A ``_PairTree`` seen through a subset of its pairs (``FixedHands.rows``)."""
+
+    def __init__(self, tree: "_PairTree | _RowsTree", index: torch.Tensor) -> None:
+        self.tree, self.index = tree, index
+
+    def nearest(self, queries: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        return self.tree.nearest(queries, self.index[slot.cpu()])
 
 
 def _batched(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:

@@ -24,7 +24,8 @@
 3. Finger angles are projected into the joint limits. With ``separation`` (not in the paper), the
    generated hand is then moved rigidly out of the anchor along the penetration gradient of its
    translation, by the shortest of 1, 2, 4 … 32 mm that leaves no vertex deeper than 2 mm (or the
-   one leaving the least depth): guidance works in the denoiser's units and leaves overlaps of
+   one leaving the least depth, and from there once more along a new gradient;
+   ``evaluation.separating_shifts``): guidance works in the denoiser's units and leaves overlaps of
    millimetres to centimetres, which a translation of the same size removes without touching the
    pose. Every candidate is scored and the list is sorted, best first.
 
