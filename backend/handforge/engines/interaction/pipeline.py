@@ -25,9 +25,11 @@
    generated hand is then moved rigidly out of the anchor along the penetration gradient of its
    translation, by the shortest of 1, 2, 4 … 32 mm that leaves no vertex deeper than 2 mm (or the
    one leaving the least depth, and from there once more along a new gradient;
-   ``evaluation.separating_shifts``): guidance works in the denoiser's units and leaves overlaps of
-   millimetres to centimetres, which a translation of the same size removes without touching the
-   pose. Every candidate is scored and the list is sorted, best first.
+   ``evaluation.separating_shifts``; the corpus's resolver instead optimises placement and fingers
+   towards a template's contacts, 0.6–0.8 s a sample, and a sample has no template): guidance
+   works in the denoiser's units and leaves overlaps of millimetres to centimetres, which a
+   translation of the same size removes without touching the pose. Every candidate is scored and
+   the list is sorted, best first.
 
 Score (higher is better, in (0, 1]): 1 / (1 + depth/2 mm + max(gap − 2 mm, 0)/5 mm + limits/5°),
 where depth is the deepest vertex of either hand inside the other, gap the smallest distance
@@ -169,9 +171,10 @@ class InteractionPipeline:
             return decode_other(self.denoiser.denormalise(x0, 1), rotation[rows], wrist[rows], self.wrists,
                                 betas[rows], mirror)
 
-        # the anchors do not move: for the batched guidance their normals and k-d tree are built once
-        fixed = (FixedHands(anchor_verts, self.hand_model.faces(side))
-                 if s.penetration_guidance > 0 and not s.per_sample_guidance else None)
+        # the anchors do not move: for the batched guidance and the separation their normals and k-d
+        # tree are built once
+        batched_guidance = s.penetration_guidance > 0 and not s.per_sample_guidance
+        fixed = FixedHands(anchor_verts, self.hand_model.faces(side)) if batched_guidance or s.separation else None
 
         def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
             if rows is None:  # the whole batch
@@ -205,8 +208,10 @@ class InteractionPipeline:
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
         other["hand_pose"] = within_limits(other["hand_pose"], self.frames[other_side], other_side)
-        if s.separation:
-            other["transl"] = other["transl"] + self._separation(anchor_verts, side, other, other_side)
+        if s.separation:  # step 3: the generated hands moved rigidly out of their anchors
+            shift = separating_shifts(fixed, self.hand_model(other_side, **other).vertices, self.hand_model.faces(side),
+                                      self.hand_model.faces(other_side), CONTACT_TOLERANCE)
+            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
         hands = {side: world_anchor, other_side: other}
         generated = (other_side,) if anchor is not None else SIDES
         score, depth, gap, limit = plausibility(self.hand_model, hands, generated)
@@ -236,14 +241,6 @@ class InteractionPipeline:
             hand["transl"] = -self.wrists("left", hand["betas"])
         hand["hand_pose"] = within_limits(hand["hand_pose"], self.frames["left"], "left")
         return hand
-
-    def _separation(self, anchor_verts: torch.Tensor, side: str, other: Mapping[str, torch.Tensor],
-                    other_side: str) -> torch.Tensor:
-        """(N, 3) translations that move each generated hand out of its anchor (step 3 above)."""
-        verts = self.hand_model(other_side, **other).vertices
-        shift = separating_shifts(FixedHands(anchor_verts, self.hand_model.faces(side)), verts,
-                                  self.hand_model.faces(side), self.hand_model.faces(other_side), CONTACT_TOLERANCE)
-        return shift.to(other["transl"].dtype)
 
     @staticmethod
     def _gradient(loss: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, per_sample: bool) -> torch.Tensor:
