@@ -109,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     pipe = InteractionPipeline(denoiser, hand_model)
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
     contact = SampleSettings().contact_guidance if args.contact is None else args.contact
-
     separation = not args.no_separation
 
     def learned(strength: float, separate: bool) -> tuple[dict, float]:
