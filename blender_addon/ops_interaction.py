@@ -118,7 +118,10 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
                                     description="Draw hands within 3 cm into touch (learned engine; 0 off)")
     separation: BoolProperty(name="Separation", default=True,
                              description="Finally move the generated hand out of the other, pose unchanged, until "
-                                         "no part is deeper than 2 mm (learned engine)")
+                                         "no part is deeper than 1.5 mm (learned engine)")
+    touch: BoolProperty(name="Touch", default=True,
+                        description="Finally move a generated hand that is apart (up to 5 cm) into touch with the "
+                                    "other, pose unchanged (learned engine)")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
 
@@ -276,7 +279,10 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
                                     description="Draw hands within 3 cm into touch (learned engine; 0 off)")
     separation: BoolProperty(name="Separation", default=True,
                              description="Finally move the generated hand out of the other, pose unchanged, until "
-                                         "no part is deeper than 2 mm (learned engine)")
+                                         "no part is deeper than 1.5 mm (learned engine)")
+    touch: BoolProperty(name="Touch", default=True,
+                        description="Finally move a generated hand that is apart (up to 5 cm) into touch with the "
+                                    "other, pose unchanged (learned engine)")
 
     def job_request(self, context):
         if browsing(context):
@@ -297,7 +303,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
                          "rigs": {s: rig.name for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
                   "steps": self.steps, "penetration_guidance": self.penetration_guidance,
-                  "contact_guidance": self.contact_guidance, "separation": self.separation,
+                  "contact_guidance": self.contact_guidance, "separation": self.separation, "touch": self.touch,
                   "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
         return JOB_KIND, params, arrays
 
@@ -463,10 +469,12 @@ def draw_panel(layout, context) -> None:
         row.prop(settings, "steps")
         row.prop(settings, "penetration_guidance", text="Guidance")
         row.prop(settings, "contact_guidance", text="Contact")
-        col.prop(settings, "separation")
+        row = col.row(align=True)
+        row.prop(settings, "separation")
+        row.prop(settings, "touch")
     op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
     for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance",
-                 "separation"):
+                 "separation", "touch"):
         setattr(op, name, getattr(settings, name))
     state = browse_state(context)
     if not len(state.candidates):

@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
     parser.add_argument("--contact", type=float, default=None, help="contact guidance (default: the engine's)")
     parser.add_argument("--no-separation", action="store_true",
-                        help="without the final rigid separation of the guided row (the unguided row has neither it "
-                             "nor redraws)")
+                        help="without the final rigid separation of the guided row (the unguided row has neither it, "
+                             "nor touch, nor redraws)")
+    parser.add_argument("--no-touch", action="store_true", help="without moving the guided row's hands into touch")
     parser.add_argument("--redraws", type=int, default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,13 +116,15 @@ def run(args: argparse.Namespace) -> int:
     separation = not args.no_separation
     redraws = SampleSettings().redraws if args.redraws is None else args.redraws
 
-    def learned(strength: float, separate: bool, redraw: int) -> tuple[dict, float]:
+    touch = not args.no_touch
+
+    def learned(strength: float, separate: bool, redraw: int, touching: bool) -> tuple[dict, float]:
         started, parts = time.monotonic(), []
         for start in range(0, args.samples, 100):
             count = min(100, args.samples - start)
             found = pipe(SampleSettings(count=count, seed=args.seed + start, steps=args.steps,
                                         penetration_guidance=strength, contact_guidance=contact,
-                                        separation=separate, redraws=redraw))
+                                        separation=separate, redraws=redraw, touch=touching))
             parts.append(found.hands)
         hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in fields} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / args.samples
@@ -132,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
         return found.hands, (time.monotonic() - started) / args.template_samples
 
     rows = {"ground truth": (as_hands(truth), 0.0)}
-    rows["learned, no guidance"] = learned(0.0, False, 0)
+    rows["learned, no guidance"] = learned(0.0, False, 0, False)
     guided = (f"learned, guidance {guidance:g}" + (f", contact {contact:g}" if contact else "")
-              + (", separation" if separation else "") + (f", {redraws} redraws" if redraws else ""))
-    rows[guided] = learned(guidance, separation, redraws)
+              + (", separation" if separation else "") + (", touch" if touch else "")
+              + (f", {redraws} redraws" if redraws else ""))
+    rows[guided] = learned(guidance, separation, redraws, touch)
     rows["templates"] = templates()
     table = {}
     for name, (hands, seconds) in rows.items():

@@ -14,8 +14,9 @@ For the add-on (the *Sample interaction* and *Key candidates* operators):
             cfg_scale     classifier-free guidance s (learned; 0 = plain conditional)
             penetration_guidance, guidance_steps   anti-penetration strength and how many of the
                           last steps it acts on (learned; 0 = off)
-            contact_guidance, separation, redraws   the contact term, the final rigid separation and
-                          the rounds of redrawing interlocked candidates (learned)
+            contact_guidance, separation, touch, redraws   the contact term, the final rigid moves out
+                          of and into touch with the anchor, the rounds of redrawing interlocked
+                          candidates (learned)
             templates     restrict the templates engine to these template names (empty: all)
     arrays  anchor.global_orient (3,), anchor.hand_pose (45,) required with an anchor side;
             anchor.betas (10,), anchor.transl (3,) optional (zeros). Pose conventions of the README.
@@ -88,7 +89,7 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
                               guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"],
-                              separation=params["separation"], redraws=params["redraws"])
+                              separation=params["separation"], touch=params["touch"], redraws=params["redraws"])
     anchor = None
     if params["anchor_side"] != "none":
         anchor = {"side": params["anchor_side"]}
@@ -170,6 +171,8 @@ SCHEMA = Schema(
                                   default=10, min=0, max=200),
         "separation": Boolean(doc="finally move the generated hand rigidly out of the anchor, pose unchanged, until "
                                   "no vertex is deeper than 2 mm (learned engine)", default=True),
+        "touch": Boolean(doc="finally move a generated hand that is apart (up to 5 cm) rigidly into touch with the "
+                             "anchor, pose unchanged (learned engine)", default=True),
         "redraws": Integer(doc="rounds of drawing again the candidates still deeper than 2 mm, whose fingers "
                                "interlock (learned engine; 0 = off)", default=2, min=0, max=8),
         "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],

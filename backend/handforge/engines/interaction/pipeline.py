@@ -30,7 +30,10 @@
    ``evaluation.separating_shifts``; the corpus's resolver instead optimises placement and fingers
    towards a template's contacts, 0.6–0.8 s a sample, and a sample has no template): guidance
    works in the denoiser's units and leaves overlaps of millimetres to centimetres, which a
-   translation of the same size removes without touching the pose.
+   translation of the same size removes without touching the pose. With ``touch`` (not in the
+   paper), a generated hand left apart (up to 5 cm) is moved rigidly the other way, along the line
+   between the hands' nearest vertices until they are 1 mm apart or as far as the tolerance allows
+   (``evaluation.touching_shifts``): the data's interactions all touch, and half the samples did not.
 4. Candidates still deeper than the tolerance after that (the few whose fingers interlock, which
    no translation clears: 6 of the first 100 free samples, yet most of their overlap volume) are
    drawn again with fresh noise, ``redraws`` rounds, each keeping whichever draw is less deep:
@@ -65,13 +68,21 @@ from handforge.engines.interaction.representation import (
     within_limits,
 )
 from handforge.evaluation.limits import joint_frames, joint_limit_violations
-from handforge.evaluation.penetration import FixedHands, penetration_depths, penetration_loss, separating_shifts
+from handforge.evaluation.penetration import (
+    FixedHands,
+    penetration_depths,
+    penetration_loss,
+    separating_shifts,
+    touching_shifts,
+)
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES, other_side
 
 Progress = Callable[[float, str], None]
 CONTACT_RANGE = 0.03      # m: hands closer than this are pulled into contact by the contact guidance
 CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidance and the score)
+TOUCH_GAP = 0.001          # m: ``touch`` leaves the hands' nearest vertices this far apart
+TOUCH_REACH = 0.05         # m: hands further apart than this are left where they are
 
 
 @dataclass
@@ -88,6 +99,7 @@ class SampleSettings:
     separation: bool = True            # finally move the generated hand rigidly out of the anchor (see 3.)
     redraws: int = 2                   # rounds of drawing the still-interlocked candidates again (see 4.; 0: off)
     overlap_tolerance: float = 0.0015  # m: the deepest vertex the separation leaves, deeper ones are redrawn
+    touch: bool = True                 # move a generated hand that is apart rigidly into touch (see 3.)
 
 
 @dataclass
@@ -210,7 +222,8 @@ class InteractionPipeline:
         # the anchors do not move: for the batched guidance and the separation their normals and k-d
         # tree are built once
         batched_guidance = s.penetration_guidance > 0 and not s.per_sample_guidance
-        fixed = FixedHands(anchor_verts, self.hand_model.faces(side)) if batched_guidance or s.separation else None
+        fixed = (FixedHands(anchor_verts, self.hand_model.faces(side)) if batched_guidance or s.separation or s.touch
+                 else None)
 
         def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
             if rows is None:  # the whole batch
@@ -247,6 +260,10 @@ class InteractionPipeline:
         if s.separation:  # step 3: the generated hands moved rigidly out of their anchors
             shift = separating_shifts(fixed, self.hand_model(generated, **other).vertices, self.hand_model.faces(side),
                                       self.hand_model.faces(generated), s.overlap_tolerance)
+            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        if s.touch:  # and those apart moved into touch
+            shift = touching_shifts(fixed, self.hand_model(generated, **other).vertices, self.hand_model.faces(side),
+                                    self.hand_model.faces(generated), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
             other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
         return {side: {f: v.clone() for f, v in world_anchor.items()}, generated: other}
 
