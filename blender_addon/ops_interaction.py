@@ -35,8 +35,8 @@ MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager kee
 SENT_FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 KEPT_FIELDS = ("global_orient", "hand_pose", "transl")  # the rig keeps its own shape
 GUIDANCE_STEPS = 10
-ENGINE_ITEMS = [("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)"),
-                ("learned", "Learned", "The diffusion model (InterHandGen), the shipped checkpoint")]
+ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (InterHandGen), the shipped checkpoint"),
+                ("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)")]
 ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; the other hand is sampled"),
                 ("LEFT", "Left", "The left hand stays as posed; the right hand is sampled"),
                 ("RIGHT", "Right", "The right hand stays as posed; the left hand is sampled"),
@@ -108,7 +108,7 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
     """What the panel's Sample Interaction button sends (kept with the scene)."""
 
     anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="templates", description="Interaction engine")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Interaction engine")
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
@@ -269,7 +269,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
     job_kind = JOB_KIND
 
     anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="templates", description="Interaction engine")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Interaction engine")
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
     seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")

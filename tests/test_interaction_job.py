@@ -43,7 +43,8 @@ def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
     with server.client(lost_after=60) as client:  # a loaded 2-core machine can starve the server for seconds
         assert client.hello()["engines"]["interaction"]["available"]
         events = []
-        result = client.run("interaction.sample", {"engine": "learned", "anchor_side": "left", "count": 5, "seed": 3,
+        # no engine named: the learned one is the default
+        result = client.run("interaction.sample", {"anchor_side": "left", "count": 5, "seed": 3,
                                                    "steps": 6, "guidance_steps": 3}, arrays, timeout=120,
                             on_progress=events.append)
     # progress is coalesced when it comes faster than it is sent: at least one denoising step shows, in order

@@ -59,6 +59,7 @@ from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
 from handforge.evaluation.seal import OPEN_VERTICES, MeshTopologyError, SealedTopology, as_sealed
 
 M3_TO_CM3 = 1e6
+PARALLEL_QUERIES = 4096  # nearest-vertex queries from which the k-d tree searches on every core
 DEFAULT_SPACING = 5e-4  # m between the integration lines of the winding-number volume
 
 
@@ -329,7 +330,9 @@ class _PairTree:
         q = queries.detach().cpu().double().numpy().copy()
         s = slot.cpu().numpy()
         q[:, 0] += s * self.spacing
-        _, flat = self.tree.query(q)
+        # every core for a batch's queries (measured on 2 cores: 200 guided samples 9.8 -> 7.4 s); one
+        # for a few, where starting threads costs more than it saves
+        _, flat = self.tree.query(q, workers=-1 if len(q) >= PARALLEL_QUERIES else 1)
         return torch.from_numpy(flat - s * self.count)
 
 

@@ -1,5 +1,6 @@
 """The demo's interaction step: the right hand sampled around a posed left hand, as the add-on's
-Sample Interaction does (job ``interaction.sample``'s default engine, the templates: no weights)."""
+Sample Interaction does (job ``interaction.sample``'s default engine, the learned one, with the
+shipped checkpoint and the job's default settings)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ def demo(out: Path) -> None:
 
     import numpy as np
 
+    from handforge import config
     from handforge.demo import _write_atomic
-    from handforge.engines.interaction.pipeline import SampleSettings
-    from handforge.engines.interaction.templates import TemplateSampler
+    from handforge.engines.checkpoints import load_model
+    from handforge.engines.interaction.model import InteractionDenoiser
+    from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
+    from handforge.engines.interaction.settings import CHECKPOINT
     from handforge.hands import load_hand_model
     from handforge_shared import pose_library
 
@@ -25,12 +29,13 @@ def demo(out: Path) -> None:
     pose = pose_library.get(INTERACTION_ANCHOR, side="left")
     anchor = {"side": "left", **{name: np.asarray(getattr(pose, name), np.float32)
                                  for name in ("global_orient", "hand_pose", "betas", "transl")}}
-    found = TemplateSampler(load_hand_model("open"))(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
+    pipe = InteractionPipeline(load_model(InteractionDenoiser, config.value(CHECKPOINT.key)), load_hand_model("open"))
+    found = pipe(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
     seconds = time.perf_counter() - started
     buffer = io.BytesIO()
     np.savez(buffer, **found.arrays())
     _write_atomic(out / "interaction.npz", buffer.getvalue())
     print(f"interaction: {len(found.score)} candidates for the right hand around a left hand posed "
-          f"'{INTERACTION_ANCHOR}' in {seconds:.1f} s; best score {found.score[0]:.3f} (template "
-          f"{found.extra['templates'][0]}, max depth {found.max_depth[0] * 1000:.1f} mm, gap "
-          f"{found.gap[0] * 1000:.1f} mm); all, best first, in {out / 'interaction.npz'}")
+          f"'{INTERACTION_ANCHOR}' (learned engine) in {seconds:.1f} s; best score {found.score[0]:.3f} (max depth "
+          f"{found.max_depth[0] * 1000:.1f} mm, gap {found.gap[0] * 1000:.1f} mm); all, best first, in "
+          f"{out / 'interaction.npz'}")

@@ -36,8 +36,9 @@
    (``evaluation.touching_shifts``): the data's interactions all touch, and half the samples did not.
 4. Candidates still deeper than the tolerance after that (the few whose fingers interlock, which
    no translation clears: 6 of the first 100 free samples, yet most of their overlap volume) are
-   drawn again with fresh noise, ``redraws`` rounds, each keeping whichever draw is less deep:
-   rejection sampling towards the data, where hands never interlock (not in the paper). Every
+   drawn again with fresh noise, twice as many, ``redraws`` rounds, the least deep new draws
+   replacing the deepest old ones where they are less deep: rejection sampling towards the data,
+   where hands never interlock (not in the paper). Every
    candidate is scored and the list is sorted, best first.
 
 Score (higher is better, in (0, 1]): 1 / (1 + depth/2 mm + max(gap − 2 mm, 0)/5 mm + limits/5°),
@@ -83,6 +84,7 @@ CONTACT_RANGE = 0.03      # m: hands closer than this are pulled into contact by
 CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidance and the score)
 TOUCH_GAP = 0.001          # m: ``touch`` leaves the hands' nearest vertices this far apart
 TOUCH_REACH = 0.05         # m: hands further apart than this are left where they are
+REDRAW_SPARE = 2           # a redraw round draws this many candidates per interlocked one
 
 
 @dataclass
@@ -180,15 +182,20 @@ class InteractionPipeline:
             def redraw_step(message: str, round_=round_, k=len(redo)) -> None:
                 step_done(f"redraw {round_ + 1}/{s.redraws} of {k} interlocked: {message}")
 
-            again = self._draw(s, len(redo), side, given, generator, redraw_step)
+            # twice as many as needed, for about the time of as many (a step costs little more): the
+            # least deep new ones replace the deepest old ones where they are less deep
+            again = self._draw(s, REDRAW_SPARE * len(redo), side, given, generator, redraw_step)
             new = plausibility(self.hand_model, again, generated)
-            better = new[1] < depth[redo]  # keep whichever of the two is less deep
-            rows = torch.as_tensor(redo[better], device=self.device)
+            fresh = np.argsort(new[1], kind="stable")[:len(redo)]
+            stale = redo[np.argsort(-depth[redo], kind="stable")]
+            better = new[1][fresh] < depth[stale]
+            fresh, stale = fresh[better], stale[better]
             for sd in generated:
                 for f in FIELDS:
-                    hands[sd][f][rows] = again[sd][f][torch.as_tensor(np.nonzero(better)[0], device=self.device)]
+                    hands[sd][f][torch.as_tensor(stale, device=self.device)] = \
+                        again[sd][f][torch.as_tensor(fresh, device=self.device)]
             for mine, theirs in zip((score, depth, gap, limit), new):
-                mine[redo[better]] = theirs[better]
+                mine[stale] = theirs[fresh]
         order = np.argsort(-score, kind="stable")
         out = {sd: {f: hands[sd][f].detach().cpu().numpy().astype(np.float32)[order] for f in FIELDS} for sd in SIDES}
         if anchor is not None:  # exactly what the artist sent, not a round trip through float32 tensors
@@ -265,7 +272,8 @@ class InteractionPipeline:
             shift = touching_shifts(fixed, self.hand_model(generated, **other).vertices, self.hand_model.faces(side),
                                     self.hand_model.faces(generated), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
             other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
-        return {side: {f: v.clone() for f, v in world_anchor.items()}, generated: other}
+        # own memory (the anchor's fields and the shared betas are expanded views): redraws write rows in place
+        return {sd: {f: v.clone() for f, v in hand.items()} for sd, hand in ((side, world_anchor), (generated, other))}
 
     def _sample_anchor(self, s: SampleSettings, n: int, generator: torch.Generator,
                        step_done: Callable[[str], None]) -> dict[str, torch.Tensor]:
