@@ -174,28 +174,9 @@ class InteractionPipeline:
         generated = (other_side(side),) if anchor is not None else SIDES
         hands = self._draw(s, s.count, side, given, generator, step_done)
         score, depth, gap, limit = plausibility(self.hand_model, hands, generated)
-        for round_ in range(s.redraws):  # step 4: interlocked candidates drawn again
-            redo = np.nonzero(depth > s.overlap_tolerance)[0]
-            if not len(redo):
+        for round_ in range(s.redraws):  # step 4
+            if not self._redraw(s, round_, hands, (score, depth, gap, limit), side, given, generator, step_done):
                 break
-
-            def redraw_step(message: str, round_=round_, k=len(redo)) -> None:
-                step_done(f"redraw {round_ + 1}/{s.redraws} of {k} interlocked: {message}")
-
-            # twice as many as needed, for about the time of as many (a step costs little more): the
-            # least deep new ones replace the deepest old ones where they are less deep
-            again = self._draw(s, REDRAW_SPARE * len(redo), side, given, generator, redraw_step)
-            new = plausibility(self.hand_model, again, generated)
-            fresh = np.argsort(new[1], kind="stable")[:len(redo)]
-            stale = redo[np.argsort(-depth[redo], kind="stable")]
-            better = new[1][fresh] < depth[stale]
-            fresh, stale = fresh[better], stale[better]
-            for sd in generated:
-                for f in FIELDS:
-                    hands[sd][f][torch.as_tensor(stale, device=self.device)] = \
-                        again[sd][f][torch.as_tensor(fresh, device=self.device)]
-            for mine, theirs in zip((score, depth, gap, limit), new):
-                mine[stale] = theirs[fresh]
         order = np.argsort(-score, kind="stable")
         out = {sd: {f: hands[sd][f].detach().cpu().numpy().astype(np.float32)[order] for f in FIELDS} for sd in SIDES}
         if anchor is not None:  # exactly what the artist sent, not a round trip through float32 tensors
@@ -203,6 +184,36 @@ class InteractionPipeline:
                          for f in FIELDS}
         return Candidates(out, score[order], depth[order], gap[order], limit[order],
                           anchor_side=anchor["side"] if anchor is not None else None)
+
+    def _redraw(self, s: SampleSettings, round_: int, hands: dict[str, dict[str, torch.Tensor]],
+                scored: tuple[np.ndarray, ...], side: str, given: Mapping[str, torch.Tensor] | None,
+                generator: torch.Generator, step_done: Callable[[str], None]) -> bool:
+        """One round of step 4, in place on ``hands`` and their (score, depth, gap, limit); False when
+        no candidate is deeper than the tolerance (nothing to redraw)."""
+        depth = scored[1]
+        redo = np.nonzero(depth > s.overlap_tolerance)[0]
+        if not len(redo):
+            return False
+        generated = tuple(sd for sd in SIDES if given is None or sd != side)
+
+        def redraw_step(message: str) -> None:
+            step_done(f"redraw {round_ + 1}/{s.redraws} of {len(redo)} interlocked: {message}")
+
+        # twice as many as needed, for about the time of as many (a step costs little more): the least
+        # deep new ones replace the deepest old ones where they are less deep
+        again = self._draw(s, REDRAW_SPARE * len(redo), side, given, generator, redraw_step)
+        new = plausibility(self.hand_model, again, generated)
+        fresh = np.argsort(new[1], kind="stable")[:len(redo)]
+        stale = redo[np.argsort(-depth[redo], kind="stable")]
+        better = new[1][fresh] < depth[stale]
+        fresh, stale = fresh[better], stale[better]
+        for sd in generated:
+            for f in FIELDS:
+                hands[sd][f][torch.as_tensor(stale, device=self.device)] = \
+                    again[sd][f][torch.as_tensor(fresh, device=self.device)]
+        for mine, theirs in zip(scored, new):
+            mine[stale] = theirs[fresh]
+        return True
 
     def _draw(self, s: SampleSettings, n: int, side: str, given: Mapping[str, torch.Tensor] | None,
               generator: torch.Generator, step_done: Callable[[str], None]) -> dict[str, dict[str, torch.Tensor]]:
