@@ -68,3 +68,19 @@ def test_the_command_runs_on_ray_and_survives_a_killed_worker(local_ray, referen
     for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
         result.pop(name), expected.pop(name)
     assert result == expected
+
+
+def test_gpus_per_worker_on_a_ray_without_gpus_is_a_clear_error_not_a_hang(local_ray, tmp_path, monkeypatch, capsys):
+    import json
+
+    from handforge.cli import main
+
+    assert ray.cluster_resources().get("GPU", 0) == 0  # this test's local Ray has no GPU
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--gpus-per-worker", "1",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpus-per-worker 1: this machine's Ray has 0 GPU(s)" in err and "drop the flag" in err
+    assert not (tmp_path / "data" / "samples").exists()  # nothing written
+    assert ray.is_initialized()  # a Ray the command did not start is left running

@@ -115,6 +115,17 @@ class RayPool:
                 kwargs.update(num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
             _connect(ray, **kwargs)
             self._started = True
+        wanted = self.options["num_gpus"]
+        if wanted:  # Ray would keep the actors pending for ever: say so now
+            have = ray.cluster_resources().get("GPU", 0)
+            if have < wanted:
+                if self._started:
+                    ray.shutdown()
+                    self._started = False
+                where = f"the Ray cluster at {self.address}" if self.address else "this machine's Ray"
+                raise RayUnavailable(f"--gpus-per-worker {wanted:g}: {where} has {have:g} GPU(s), so no worker could "
+                                     "start; drop the flag to render on CPUs, or add nodes with GPUs "
+                                     "(`ray start --address HEAD --num-gpus N`)")
         self.actor_class = ray.remote(_Actor)
         return self
 
