@@ -35,8 +35,9 @@ MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager kee
 SENT_FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 KEPT_FIELDS = ("global_orient", "hand_pose", "transl")  # the rig keeps its own shape
 GUIDANCE_STEPS = 10
-ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (InterHandGen), the shipped checkpoint"),
-                ("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)")]
+# in this order: Blender stores an enum choice by its index, and saved scenes chose by it
+ENGINE_ITEMS = [("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)"),
+                ("learned", "Learned", "The diffusion model (InterHandGen), the shipped checkpoint")]
 ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; the other hand is sampled"),
                 ("LEFT", "Left", "The left hand stays as posed; the right hand is sampled"),
                 ("RIGHT", "Right", "The right hand stays as posed; the left hand is sampled"),

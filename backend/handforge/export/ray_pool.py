@@ -117,15 +117,17 @@ class RayPool:
             self._started = True
         wanted = self.options["num_gpus"]
         if wanted:  # Ray would keep the actors pending for ever: say so now
-            have = ray.cluster_resources().get("GPU", 0)
-            if have < wanted:
+            most = max((node.get("Resources", {}).get("GPU", 0) for node in ray.nodes() if node.get("Alive")),
+                       default=0)
+            if most < wanted:
                 if self._started:
                     ray.shutdown()
                     self._started = False
                 where = f"the Ray cluster at {self.address}" if self.address else "this machine's Ray"
-                raise RayUnavailable(f"--gpus-per-worker {wanted:g}: {where} has {have:g} GPU(s), so no worker could "
-                                     "start; drop the flag to render on CPUs, or add nodes with GPUs "
-                                     "(`ray start --address HEAD --num-gpus N`)")
+                raise RayUnavailable(f"--gpus-per-worker {wanted:g}: no node of {where} has that many GPUs (the most "
+                                     f"on one node: {most:g}), so no worker could start; drop the flag to render on "
+                                     "CPUs, or add nodes with GPUs (`ray start --address HEAD --num-gpus N`; an "
+                                     "autoscaling cluster must have one GPU node up first)")
         self.actor_class = ray.remote(_Actor)
         return self
 

@@ -171,11 +171,12 @@ SCHEMA = Schema(
         "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
                                   default=10, min=0, max=200),
         "separation": Boolean(doc="finally move the generated hand rigidly out of the anchor, pose unchanged, until "
-                                  "no vertex is deeper than 2 mm (learned engine)", default=True),
+                                  "no vertex is deeper than 1.5 mm (learned engine)", default=True),
         "touch": Boolean(doc="finally move a generated hand that is apart (up to 5 cm) rigidly into touch with the "
                              "anchor, pose unchanged (learned engine)", default=True),
-        "redraws": Integer(doc="rounds of drawing again the candidates still deeper than 2 mm, whose fingers "
-                               "interlock (learned engine; 0 = off)", default=2, min=0, max=8),
+        "redraws": Integer(doc="rounds of drawing again the candidates still deeper than 1.5 mm after the "
+                               "separation, whose fingers interlock (learned engine, with separation; 0 = off)",
+                           default=2, min=0, max=8),
         "templates": ListOf(doc="template names the templates engine draws from (empty: all)", default=[],
                             max_items=64, unique=True, item=String(max_length=64)),
     },

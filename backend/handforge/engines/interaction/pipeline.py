@@ -38,7 +38,8 @@
    no translation clears: 6 of the first 100 free samples, yet most of their overlap volume) are
    drawn again with fresh noise, twice as many, ``redraws`` rounds, the least deep new draws
    replacing the deepest old ones where they are less deep: rejection sampling towards the data,
-   where hands never interlock (not in the paper). Every
+   where hands never interlock (not in the paper). Only with ``separation``: without it nearly
+   every candidate overlaps. The redraws have the last 20 % of the progress bar. Every
    candidate is scored and the list is sorted, best first.
 
 Score (higher is better, in (0, 1]): 1 / (1 + depth/2 mm + max(gap − 2 mm, 0)/5 mm + limits/5°),
@@ -85,6 +86,7 @@ CONTACT_TOLERANCE = 0.002  # m: a gap this small counts as touching (the guidanc
 TOUCH_GAP = 0.001          # m: ``touch`` leaves the hands' nearest vertices this far apart
 TOUCH_REACH = 0.05         # m: hands further apart than this are left where they are
 REDRAW_SPARE = 2           # a redraw round draws this many candidates per interlocked one
+REDRAW_SHARE = 0.2         # of the progress bar, kept for the redraws (most requests need none or one)
 
 
 @dataclass
@@ -161,20 +163,27 @@ class InteractionPipeline:
         s = settings
         progress = progress or (lambda fraction, message: None)
         generator = torch.Generator().manual_seed(int(s.seed))
-        total = s.steps * (1 if anchor is not None else 2)
-        done = [0]
+        per_draw = s.steps * (1 if anchor is not None else 2)
+        redraws = s.redraws if s.separation else 0  # step 4 follows step 3: without it all overlaps would count
+        share = REDRAW_SHARE if redraws else 0.0
 
-        def step_done(message: str) -> None:  # redraws run past the planned steps: the bar then stays full
-            done[0] += 1
-            progress(min(done[0] / total, 1.0), message)
+        def stretch(start: float, span: float) -> Callable[[str], None]:
+            """A draw's step reports, spread over [start, start + span] of the bar."""
+            done = [0]
+
+            def step_done(message: str) -> None:
+                done[0] += 1
+                progress(start + span * min(done[0] / per_draw, 1.0), message)
+            return step_done
 
         given = None if anchor is None else {
             f: torch.as_tensor(np.asarray(anchor[f], dtype=np.float32)).reshape(1, -1).to(self.device) for f in FIELDS}
         side = "left" if anchor is None else anchor["side"]
         generated = (other_side(side),) if anchor is not None else SIDES
-        hands = self._draw(s, s.count, side, given, generator, step_done)
+        hands = self._draw(s, s.count, side, given, generator, stretch(0.0, 1.0 - share))
         score, depth, gap, limit = plausibility(self.hand_model, hands, generated)
-        for round_ in range(s.redraws):  # step 4
+        for round_ in range(redraws):  # step 4; each round has its share of the bar, skipped when not needed
+            step_done = stretch(1.0 - share + share * round_ / redraws, share / redraws)
             if not self._redraw(s, round_, hands, (score, depth, gap, limit), side, given, generator, step_done):
                 break
         order = np.argsort(-score, kind="stable")
