@@ -12,7 +12,7 @@ import torch
 from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
 from handforge.engines.interaction.templates import TemplateSampler
 from handforge.evaluation.limits import joint_limit_violations
-from handforge.evaluation.penetration import penetration_loss
+from handforge.evaluation.penetration import SEPARATION_DISTANCES, penetration_loss
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
 from tests.support.interaction import synthetic_pairs, tiny_denoiser
@@ -105,7 +105,8 @@ def test_separation_moves_the_generated_hand_out_rigidly(pipe, open_hand):
     shift = np.linalg.norm(after["transl"] - before["transl"], axis=1)
     tolerance = SampleSettings().overlap_tolerance
     assert (depth_before > tolerance).sum() >= 4  # the tiny model overlaps: something to separate
-    assert np.all(depth_after <= depth_before + 1e-6) and np.all(shift <= 2 * 0.032 + 1e-6)  # two rounds at most
+    assert np.all(depth_after <= depth_before + 1e-6)
+    assert np.all(shift <= 2 * max(SEPARATION_DISTANCES) + 1e-6)  # two rounds at most
     assert np.all(shift[depth_before <= tolerance] == 0)  # candidates already out stay where they are
     assert (depth_after <= tolerance + 1e-6).sum() > (depth_before <= tolerance).sum()
     assert penetration(open_hand, out).mean() < 0.5 * penetration(open_hand, raw).mean()
@@ -155,12 +156,13 @@ def test_redraws_replace_interlocked_candidates_and_never_deepen_one(shipped_pip
     them, no candidate deeper than its first draw (the depths, sorted, fall elementwise), the same
     seed giving the same candidates, the progress bar rising to full with the redraws in its last
     fifth; without the separation there are no redraws."""
-    settings = dict(count=32, seed=0, steps=10, guidance_steps=5, touch=False)
+    settings = dict(count=64, seed=3, steps=10, guidance_steps=5)
     first = shipped_pipe(SampleSettings(**settings, redraws=0))
     tolerance = SampleSettings().overlap_tolerance
     reports: list[tuple[float, str]] = []
     again = shipped_pipe(SampleSettings(**settings, redraws=2), progress=lambda f, m: reports.append((f, m)))
-    assert (first.max_depth > tolerance).sum() >= 3  # measured: 6 of 32 interlocked
+    # the separation now clears all but a few in a hundred (it shifts up to 2 x 128 mm): measured 1 of 64 here
+    assert (first.max_depth > tolerance).sum() >= 1
     assert (again.max_depth > tolerance).sum() < (first.max_depth > tolerance).sum()  # measured: none left
     assert np.all(np.sort(again.max_depth) <= np.sort(first.max_depth) + 1e-9)
     fractions = [f for f, _ in reports]

@@ -136,7 +136,7 @@ def penetration_loss(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor |
     return depth_a.sum(-1) + depth_b.sum(-1)
 
 
-SEPARATION_DISTANCES = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)  # m: the translations ``separating_shifts`` tries
+SEPARATION_DISTANCES = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)  # m: the translations ``separating_shifts`` tries
 
 
 def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,

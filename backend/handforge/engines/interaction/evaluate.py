@@ -2,7 +2,9 @@
 held-out split of the open corpus, for ground truth, the learned engine without and with
 anti-penetration guidance, and the templates engine.
 
-Rows are free two-hand samples (no artist's hand). The reference set is the split's interaction
+Rows are free two-hand samples (no artist's hand), and one row of the other hand sampled around the
+split's own hands (``--conditioned-samples``, the artist's use: one candidate each, left and right in
+turn), which free samples do not exercise. The reference set is the split's interaction
 frames, each also mirrored: the model learns both hands as the anchor, so it samples the
 left↔right symmetric distribution. The "ground truth" row is a disjoint draw of the same frames.
 
@@ -28,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=500, help="samples per row (features, diversity, FD, KID, P/R)")
     parser.add_argument("--mesh-samples", type=int, default=150, help="of those, pairs measured on meshes (slow)")
     parser.add_argument("--template-samples", type=int, default=150, help="samples of the templates engine (> 5)")
+    parser.add_argument("--conditioned-samples", type=int, default=100,
+                        help="held-out hands the guided engine samples the other hand around, one each (0: no row)")
     parser.add_argument("--reference", type=int, default=2000, help="reference frames")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
@@ -129,6 +133,19 @@ def run(args: argparse.Namespace) -> int:
         hands = {s: {f: np.concatenate([p[s][f] for p in parts]) for f in fields} for s in ("left", "right")}
         return hands, (time.monotonic() - started) / args.samples
 
+    def conditioned(count: int) -> tuple[dict, float]:
+        """The artist's use: the other hand around a held-out hand (left and right in turn), one each."""
+        started, rows = time.monotonic(), []
+        for i in range(count):
+            side = ("left", "right")[i % 2]
+            anchor = {"side": side, **{f: truth.arrays[f][i, i % 2].numpy() for f in fields}}
+            found = pipe(SampleSettings(count=1, seed=args.seed + i, steps=args.steps, penetration_guidance=guidance,
+                                        contact_guidance=contact, separation=separation, redraws=redraws,
+                                        touch=touch), anchor)
+            rows.append(found.hands)
+        hands = {s: {f: np.concatenate([r[s][f] for r in rows]) for f in fields} for s in ("left", "right")}
+        return hands, (time.monotonic() - started) / count
+
     def templates() -> tuple[dict, float]:
         started = time.monotonic()
         found = TemplateSampler(hand_model)(SampleSettings(count=args.template_samples, seed=args.seed))
@@ -140,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
               + (", separation" if separation else "") + (", touch" if touch else "")
               + (f", {redraws} redraws" if redraws else ""))
     rows[guided] = learned(guidance, separation, redraws, touch)
+    if args.conditioned_samples > 0:
+        rows[guided.replace("learned,", "learned around held-out hands,")] = conditioned(
+            min(args.conditioned_samples, args.samples))
     rows["templates"] = templates()
     table = {}
     for name, (hands, seconds) in rows.items():

@@ -23,7 +23,7 @@
    ``per_sample_guidance=True`` does that, for the benchmark.
 3. Finger angles are projected into the joint limits. With ``separation`` (not in the paper), the
    generated hand is then moved rigidly out of the anchor along the penetration gradient of its
-   translation, by the shortest of 1, 2, 4 … 32 mm that leaves no vertex deeper than
+   translation, by the shortest of 1, 2, 4 … 128 mm that leaves no vertex deeper than
    ``overlap_tolerance`` (1.5 mm; chosen on the validation split, below the ground truth's overlap
    without pushing the hands out of touch: 1 mm left a quarter of its volume) (or the
    one leaving the least depth, and from there once more along a new gradient;
