@@ -105,13 +105,13 @@ class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
     message: StringProperty(name="Message", description="Why the preview could not be shown")
 
 
-class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
-    """What the panel's Sample Interaction button sends (kept with the scene)."""
+class _SampleOptions:
+    """The options of a sampling request, declared once for the panel's settings (kept with the
+    scene) and the operator (Blender reads property annotations from mixin classes)."""
 
     anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Interaction engine")
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
     penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
@@ -123,6 +123,17 @@ class HANDFORGE_PG_interaction_settings(bpy.types.PropertyGroup):
     touch: BoolProperty(name="Touch", default=True,
                         description="Finally move a generated hand that is apart (up to 5 cm) into touch with the "
                                     "other, pose unchanged (learned engine)")
+
+
+# what the panel copies from its settings onto the operator it shows
+REQUEST_OPTIONS = ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance",
+                   "separation", "touch")
+
+
+class HANDFORGE_PG_interaction_settings(_SampleOptions, bpy.types.PropertyGroup):
+    """What the panel's Sample Interaction button sends (kept with the scene)."""
+
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
 
@@ -259,7 +270,7 @@ def _step(context, delta: int) -> int:
 
 
 # ---------------------------------------------------------------------- operators
-class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
+class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.types.Operator):
     """Sample the other hand around the anchor hand (or both hands) on the backend, then browse the candidates on the rigs, best first"""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
@@ -269,21 +280,7 @@ class HANDFORGE_OT_sample_interaction(jobs.JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
     job_kind = JOB_KIND
 
-    anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Interaction engine")
-    count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
     seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
-    steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
-    penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
-                                        description="Push the hands apart where they overlap (learned engine; 0 off)")
-    contact_guidance: FloatProperty(name="Contact Guidance", default=1.0, min=0.0, max=100.0,
-                                    description="Draw hands within 3 cm into touch (learned engine; 0 off)")
-    separation: BoolProperty(name="Separation", default=True,
-                             description="Finally move the generated hand out of the other, pose unchanged, until "
-                                         "no part is deeper than 1.5 mm (learned engine)")
-    touch: BoolProperty(name="Touch", default=True,
-                        description="Finally move a generated hand that is apart (up to 5 cm) into touch with the "
-                                    "other, pose unchanged (learned engine)")
 
     def job_request(self, context):
         if browsing(context):
@@ -474,8 +471,7 @@ def draw_panel(layout, context) -> None:
         row.prop(settings, "separation")
         row.prop(settings, "touch")
     op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
-    for name in ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance",
-                 "separation", "touch"):
+    for name in REQUEST_OPTIONS:
         setattr(op, name, getattr(settings, name))
     state = browse_state(context)
     if not len(state.candidates):

@@ -88,20 +88,27 @@ class FixedHands:
         view.tree = _RowsTree(self.tree, index.cpu())
         return view
 
+    def nearest(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For ``points`` (B, P, 3) of each pair: the fixed hand's nearest vertex to each (B, P, 3), the
+        distance to it (B, P; inf for points not within ``within`` of the fixed hand's bounding box,
+        which are not searched: they are at least that far), and whether any point of the pair was
+        searched (B,). Differentiable in the points."""
+        with torch.no_grad():
+            close = ((points >= self.lo - within) & (points <= self.hi + within)).all(-1)
+            index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
+            if close.any():
+                pair, point = close.nonzero(as_tuple=True)
+                index[pair, point] = self.tree.nearest(points[pair, point], pair).to(points.device)
+        nearest = torch.gather(self.sealed, 1, index[..., None].expand(-1, -1, 3))
+        distance = torch.linalg.vector_norm(points - nearest, dim=-1).masked_fill(~close, float("inf"))
+        return nearest, distance, close.any(-1)
+
     def gaps(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor]:
         """For each pair (B,), the smallest distance (m) from its ``points`` (B, P, 3) to its fixed hand's
         vertices, differentiable in the points, and whether any point lies within ``within`` of the fixed
         hand's bounding box: only those points are measured (the distance is ``within`` or more
         otherwise, and the gap is then reported as 0 with ``near`` False)."""
-        with torch.no_grad():
-            close = ((points >= self.lo - within) & (points <= self.hi + within)).all(-1)
-            near = close.any(-1)
-            index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
-            if near.any():
-                pair, point = close.nonzero(as_tuple=True)
-                index[pair, point] = self.tree.nearest(points[pair, point], pair).to(points.device)
-        nearest = torch.gather(self.sealed, 1, index[..., None].expand(-1, -1, 3))
-        distance = torch.linalg.vector_norm(points - nearest, dim=-1).masked_fill(~close, float("inf"))
+        _, distance, near = self.nearest(points, within)
         return torch.where(near, distance.amin(-1), torch.zeros_like(distance[:, 0])), near
 
 
@@ -216,20 +223,11 @@ def touching_shifts(verts_a: FixedHands, verts_b: torch.Tensor, faces_a: Any, fa
     shift = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device)
     verts_b = verts_b.detach()
     with torch.no_grad():
-        near = ((verts_b >= verts_a.lo - reach) & (verts_b <= verts_a.hi + reach)).all(-1).any(-1)
-        rows = near.nonzero()[:, 0]
-        if not len(rows):
-            return shift
-        points = verts_b[rows]
-        slot = torch.arange(len(rows), device=points.device).repeat_interleave(points.shape[1])
-        index = verts_a.rows(rows).tree.nearest(points.reshape(-1, 3), slot).to(points.device).reshape(points.shape[:2])
-        nearest = torch.gather(verts_a.sealed[rows], 1, index[..., None].expand(-1, -1, 3))
-        distance = torch.linalg.vector_norm(nearest - points, dim=-1)
-        closest = distance.argmin(-1)
-        span = torch.gather(nearest - points, 1, closest[:, None, None].expand(-1, 1, 3))[:, 0]
-        apart = distance.amin(-1)
-        move = (apart > gap * 1.01) & (apart <= reach)
-        rows, span, apart = rows[move], span[move], apart[move]
+        nearest, distance, _ = verts_a.nearest(verts_b, reach)
+        apart, closest = distance.min(-1)
+        span = torch.gather(nearest - verts_b, 1, closest[:, None, None].expand(-1, 1, 3))[:, 0]
+        rows = ((apart > gap * 1.01) & (apart <= reach)).nonzero()[:, 0]  # 1.01: not those already there
+        span, apart = span[rows], apart[rows]
         if not len(rows):
             return shift
         full = span * (1 - gap / apart)[:, None]
