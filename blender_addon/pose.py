@@ -30,7 +30,6 @@ from handforge_shared.rotations import (
     euler_other_solution,
     euler_to_matrix,
     matrix_to_axis_angle,
-    matrix_to_euler,
     quaternion_to_matrix,
 )
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
@@ -76,12 +75,11 @@ def local_to_params(frames: np.ndarray, local: np.ndarray, location: np.ndarray)
     }
 
 
-def euler_near(m: np.ndarray, order: str, compat: np.ndarray) -> np.ndarray:
-    """Blender Euler angles (..., 3) of matrices (..., 3, 3) nearest to ``compat`` (same shape): each
-    angle moved by whole turns, and the equivalent second solution taken where it is closer, so
-    that keys interpolate smoothly."""
+def euler_near(first: np.ndarray, order: str, compat: np.ndarray) -> np.ndarray:
+    """The Euler angles (..., 3) of the rotations ``first`` (Euler angles, float64) nearest to
+    ``compat`` (same shape): each angle moved by whole turns, and the equivalent second solution
+    taken where it is closer, so that keys interpolate smoothly."""
     compat = np.asarray(compat, dtype=np.float64)
-    first = matrix_to_euler(np.asarray(m, dtype=np.float64), order)
     candidates = [compat + (sol - compat + np.pi) % (2 * np.pi) - np.pi  # nearest by whole turns
                   for sol in (first, euler_other_solution(first, order))]
     dist = [np.abs(c - compat).sum(-1) for c in candidates]
@@ -109,7 +107,7 @@ def continuous_euler(aa: np.ndarray, mode: str, previous: np.ndarray | None = No
         # frame 0 in float64 on both sides: near gimbal lock float32 outer angles are off by more than
         # the tolerance below, which would put every later frame on the other branch
         first = axis_angle_to_euler(np.asarray(aa[0], dtype=np.float64), mode)
-        start = euler_near(axis_angle_to_matrix(np.asarray(aa[0], dtype=np.float64)), mode, previous)
+        start = euler_near(first, mode, previous)
         # where frame 0 is closer to ``previous`` on the other branch (a+π, π−b, c+π), use it throughout
         other = np.abs((start - first + np.pi) % (2 * np.pi) - np.pi).max(axis=-1) > 1e-6
         if np.any(other):
@@ -117,7 +115,8 @@ def continuous_euler(aa: np.ndarray, mode: str, previous: np.ndarray | None = No
         euler[0] = start
     # np.unwrap, in a third of its time: each step is brought within half a turn of the one before
     turns = np.round(np.diff(euler, axis=0) * (1 / (2 * np.pi)))
-    euler[1:] -= (2 * np.pi) * np.cumsum(turns, axis=0, dtype=euler.dtype)
+    if turns.any():  # rare (a channel passing ±π); the cumulative sum over frames is the slow part
+        euler[1:] -= (2 * np.pi) * np.cumsum(turns, axis=0, dtype=euler.dtype)
     return euler
 
 
@@ -174,6 +173,23 @@ def channel_values(pbone) -> np.ndarray:
     return np.array(pbone.rotation_euler, dtype=np.float64)
 
 
+def read_channels(pbones) -> dict[str, tuple[list[int], np.ndarray]]:
+    """The joints' rotation channels in bulk, by rotation mode: mode → (joints as indices of
+    JOINT_NAMES, their channel values (joints, C) float64)."""
+    rows = joint_rows(pbones)
+    modes = [pb.rotation_mode for pb in pbones]
+    by_mode: dict[str, list[int]] = {}
+    for k, row in enumerate(rows):
+        by_mode.setdefault(modes[row], []).append(k)
+    out = {}
+    for mode, joints in by_mode.items():
+        prop = channel_prop(mode)
+        buf = np.empty((len(pbones), 3 if prop == "rotation_euler" else 4), np.float32)
+        pbones.foreach_get(prop, buf.ravel())
+        out[mode] = joints, buf[[rows[k] for k in joints]].astype(np.float64)
+    return out
+
+
 def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Bone-local rotations (16, 3, 3) and wrist location (3,) of the rig's current pose.
 
@@ -181,19 +197,9 @@ def read_local(arm_obj, visual: bool = False) -> tuple[np.ndarray, np.ndarray]:
     matrices; otherwise the animation channels themselves (exact inverse of ``write_local``)."""
     pbones = arm_obj.pose.bones
     if not visual:  # bulk reads of every channel: this runs on every frame change
-        rows = joint_rows(pbones)
-        modes = [pb.rotation_mode for pb in pbones]
-        channels = {}
-        for prop, width in (("rotation_euler", 3), ("rotation_quaternion", 4), ("rotation_axis_angle", 4)):
-            buf = np.empty(len(pbones) * width, np.float32)
-            pbones.foreach_get(prop, buf)
-            channels[prop] = buf.reshape(-1, width).astype(np.float64)
-        by_mode: dict[str, list[int]] = {}
-        for k, row in enumerate(rows):
-            by_mode.setdefault(modes[row], []).append(k)
         local = np.empty((NUM_JOINTS, 3, 3))
-        for mode, joints in by_mode.items():  # one conversion per mode
-            local[joints] = channels_to_matrix(channels[channel_prop(mode)][[rows[k] for k in joints]], mode)
+        for mode, (joints, values) in read_channels(pbones).items():  # one conversion per mode
+            local[joints] = channels_to_matrix(values, mode)
         return local, np.array(pbones[WRIST].location, dtype=np.float64)
     bones = arm_obj.data.bones
     local = np.zeros((NUM_JOINTS, 3, 3))

@@ -187,6 +187,15 @@ def test_export_of_600_frames_is_fast_and_gives_the_clip_back(session):
                 assert np.abs(got.hands[side].hand_pose - want.hands[side].hand_pose[:30]).max() > 0.05
 
 
+def test_imported_keys_are_shown_at_the_next_update_with_the_sliders(session):
+    """Import tags the rigs' animation instead of re-evaluating the scene itself: after the next
+    depsgraph update the bones and sliders are what Blender's frame evaluation gives."""
+    _no_error(session, "shown")
+    shown = session["shown"]
+    np.testing.assert_allclose(shown["lazy"], shown["evaluated"], atol=1e-6)
+    assert np.abs(np.array(shown["lazy"]) - np.array(shown["before"])).max() > 0.05  # the import changed the pose
+
+
 def test_paths_and_ranges_are_checked_before_any_work(session):
     _no_error(session, "checked_first")
     bad = session["checked_first"]

@@ -179,19 +179,32 @@ def axis_angle_to_euler(axis_angle: Any, order: str) -> Any:
     """Blender Euler angles (..., 3) of axis-angles (..., 3), in their precision, without matrices."""
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
-    return quaternion_to_euler(_unit_quaternion(aa, array_ops(aa)), order)
+    xp = array_ops(aa)
+    w, *v = _unit_quaternion_parts(*_components(aa), xp)
+    return _quaternion_parts_to_euler(w, v, order, xp)
+
+
+def _components(x: Any) -> tuple[Any, ...]:
+    """The entries of the last axis as separate arrays; numpy's contiguous (a copy): every later
+    elementwise step then runs on contiguous memory, 2-3× faster than on strided views."""
+    if isinstance(x, np.ndarray):
+        return tuple(np.moveaxis(x, -1, 0).copy())
+    return tuple(x.unbind(-1))
 
 
 def _unit_quaternion(aa: Any, xp: SimpleNamespace) -> Any:
     """(cos(t/2), sin(t/2)·axis) of axis-angles, either sign of w."""
-    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
+    return xp.stack(list(_unit_quaternion_parts(aa[..., 0], aa[..., 1], aa[..., 2], xp)), -1)
+
+
+def _unit_quaternion_parts(x: Any, y: Any, z: Any, xp: SimpleNamespace) -> tuple[Any, Any, Any, Any]:
     t2 = x * x + y * y + z * z  # numpy sums a last axis of 3 ten times slower than this
     small = t2 < _SMALL
     t = xp.sqrt(xp.where(small, xp.clamp_min(t2, 0.0) + 1.0, t2))
     half = 0.5 * t
     k = xp.where(small, 0.5 - t2 / 48.0, xp.sin(half) / t)  # sin(t/2)/t
     w = xp.where(small, 1.0 - t2 / 8.0, xp.cos(half))
-    return xp.stack([w, x * k, y * k, z * k], -1)
+    return w, x * k, y * k, z * k
 
 
 def quaternion_to_axis_angle(quaternion: Any) -> Any:
@@ -323,8 +336,10 @@ def quaternion_to_euler(quaternion: Any, order: str) -> Any:
     matrices: only the five entries the angles need, each a quadratic in the quaternion."""
     q = _as_array(quaternion)
     _check_last(q, 4, "quaternions")
-    xp = array_ops(q)
-    w, v = q[..., 0], (q[..., 1], q[..., 2], q[..., 3])
+    return _quaternion_parts_to_euler(q[..., 0], (q[..., 1], q[..., 2], q[..., 3]), order, array_ops(q))
+
+
+def _quaternion_parts_to_euler(w: Any, v: Any, order: str, xp: SimpleNamespace) -> Any:
     s = 2.0 / xp.clamp_min(w * w + v[0] * v[0] + v[1] * v[1] + v[2] * v[2], 1e-12)
 
     def entry(r: int, c: int) -> Any:  # the entries of ``quaternion_to_matrix``

@@ -127,6 +127,26 @@ def export_long():
 s.check("export", export_long)
 
 
+def shown_after_import():
+    """An import changes what the rigs show at the current frame once the depsgraph updates (as at a
+    redraw), the finger sliders included: the same as Blender's own frame evaluation."""
+    def shown():
+        bones = [v for side in SIDES for pb in hand(side).pose.bones for col in pb.matrix_basis.col for v in col]
+        sliders = [getattr(hand(side).handforge, f"{k}_{f}") for side in SIDES for k in ("curl", "spread")
+                   for f in ("thumb", "index", "middle", "ring", "pinky")]
+        return bones + sliders
+    scene.frame_set(1015)
+    before = shown()
+    assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1005) == {"FINISHED"}
+    bpy.context.view_layer.update()
+    lazy = shown()
+    scene.frame_set(1015)
+    return {"before": before, "lazy": lazy, "evaluated": shown()}
+
+
+s.check("shown", shown_after_import)
+
+
 def checked_first():
     """Bad paths and ranges are reported at once, with what to choose, and nothing is done."""
     import time
