@@ -215,6 +215,66 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
     assert penetration(guided) < 0.9 * penetration(plain)
 
 
+def test_repair_guidance_resamples_only_the_motions_that_pass_hands_through_each_other(trained):
+    """``when="repair"``: a motion whose hands stay apart comes back exactly as without guidance; one
+    keyed palm to palm, overlapping, is sampled again with guidance and comes back less deep."""
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    frames = 8
+    observations = []
+    for gap in (0.3, 0.02):  # wrists 30 cm apart, then 2 cm apart palm to palm
+        keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
+                "transl": np.zeros((frames, 2, 3))}
+        keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
+        keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
+        keys["transl"][:, 0, 0], keys["transl"][:, 1, 0] = -gap / 2, gap / 2
+        mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+        mask[:, :, [0, rep.TRANSL_PART]] = True
+        observations.append(Observation(**keys, part_mask=mask, betas=np.zeros((2, 10))))
+    plain = pipe.batch(observations, steps=6, seed=7)
+    steps = []
+    repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda i, n: steps.append((i, n)),
+                          guidance=Guidance(when="repair", strength=20.0, iterations=3, last_fraction=1.0))
+    before, after = pipe.penetration_depths(observations, plain), pipe.penetration_depths(observations, repaired)
+    assert before[0] == 0.0 and before[1] > Guidance.depth
+    for name in plain[0]:
+        np.testing.assert_array_equal(repaired[0][name], plain[0][name])
+    assert after[1] < before[1]
+    assert steps == [(i, 6) for i in range(1, 7)] * 2  # the second run, of the one motion, counts again
+    with pytest.raises(ValueError, match="when"):
+        pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
+
+
+def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):
+    """Free wrists, hands overlapping palm to palm: the penetration gradient with respect to a wrist's
+    translation is large (it sums over every penetrating vertex), yet one guidance call moves no wrist
+    further than ``iterations × max_shift``, and without the bound the same call moves them further."""
+    from handforge.engines.motion.pipeline import _Guide
+
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    frames = 12
+    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
+            "transl": np.zeros((frames, 2, 3))}
+    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
+    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
+    keys["transl"][:, 0, 0], keys["transl"][:, 1, 0] = -0.01, 0.01
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[[0, -1]] = True  # keys at both ends, everything between free
+    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
+    channels = torch.as_tensor(obs.channel_mask()[None])
+
+    def wrist_move(settings: Guidance) -> float:
+        moved = _Guide(pipe, [obs], settings)(x0.clone(), channels)
+        return float(((rep.translations(moved - x0) * rep.translations(model.channel_std)).norm(dim=-1)).max())
+
+    bounded = wrist_move(Guidance(near=float("inf"), smoothing=0.0, max_shift=0.001))
+    unbounded = wrist_move(Guidance(near=float("inf"), smoothing=0.0, max_shift=float("inf")))
+    assert 0.0 < bounded <= 2 * 0.001 + 1e-6  # two iterations
+    assert unbounded > 2 * bounded
+
+
 def test_penetration_guidance_moves_stretches_of_motion_not_single_frames(trained):
     """The guidance update is filtered along time: the change it makes to the free fingers is far
     smoother from frame to frame than the per-frame gradient's, and it still separates the hands."""

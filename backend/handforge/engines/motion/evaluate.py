@@ -38,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=int, default=128, help="windows per task")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
-    parser.add_argument("--guidance", choices=("auto", "off"), default="off", help="penetration guidance (jobs: off by default)")
+    parser.add_argument("--guidance", choices=("auto", "repair", "off"), default="off",
+                        help="penetration guidance: 'auto' while the wrists are within 20 cm (the jobs' default for "
+                             "wrist paths and generation), 'repair' only for the motions that pass one hand through "
+                             "the other (the default for in-betweening)")
     parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
     parser.add_argument("--variation", type=float, default=1.0, help="how much of the schedule runs (1: from "
@@ -197,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
-    guidance = Guidance() if args.guidance == "auto" else None
+    guidance = {"auto": Guidance(), "repair": Guidance(when="repair"), "off": None}[args.guidance]
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     features = load_features()
     rows, full = [], {}

@@ -64,10 +64,12 @@ def _common_params(guidance: str) -> dict[str, Any]:
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
                                 "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
         "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
-                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off'. 'auto' "
-                                           "for wrist paths and generation; 'off' for in-betweening, where the keys "
-                                           "already keep the hands apart and guidance only adds jitter (README "
-                                           "'Motion')", default=guidance, choices=("auto", "on", "off")),
+                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off', or "
+                                           "'repair': sample without guidance, then again with it only the motions "
+                                           "in which one hand goes more than 2 mm into the other. 'auto' for wrist "
+                                           "paths and generation; 'repair' for in-betweening, where the keys mostly "
+                                           "keep the hands apart and guidance elsewhere only adds jitter (README "
+                                           "'Motion')", default=guidance, choices=("auto", "repair", "on", "off")),
     }
 
 
@@ -234,9 +236,8 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         elif observation.num_frames > pipeline.model.config.max_frames:
             raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames is more than the model's "
                            f"{pipeline.model.config.max_frames}", "generate a shorter range")
-    guidance = None
-    if params["penetration_guidance"] != "off":
-        guidance = Guidance(near=float("inf") if params["penetration_guidance"] == "on" else Guidance.near)
+    guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
+                "repair": Guidance(when="repair")}[params["penetration_guidance"]]
 
     def on_step(step: int, total: int) -> None:
         ctx.progress(step / total, f"denoising step {step}/{total}" if engine == "learned" else "spline")
@@ -285,7 +286,7 @@ def register_jobs(registry: Registry) -> None:
                                          "paths, generation (learned diffusion model, spline fallback)"))
     registry.add_kind(JobKind(
         "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
-        schema=Schema(params=_common_params(guidance="off"), arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
+        schema=Schema(params=_common_params(guidance="repair"), arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
         description="motion through the animator's keys: any frames, any joints of either hand, kept exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
