@@ -17,6 +17,7 @@ Blender add-on uses it too); batched over any leading axes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,14 @@ class ForearmSpec:
 def wrist_loop(rig: HandRig) -> np.ndarray:
     """The vertex ids of the rig's wrist opening, in order around it (counter-clockwise seen from
     the arm), from the rest mesh. Raises if the mesh has no single opening."""
-    edges = np.concatenate([rig.faces[:, [0, 1]], rig.faces[:, [1, 2]], rig.faces[:, [2, 0]]])
+    faces = np.ascontiguousarray(rig.faces, dtype=np.int64)
+    return _wrist_loop(faces.tobytes(), len(faces)).copy()  # per topology: a sort of every edge, 3 ms
+
+
+@functools.lru_cache(maxsize=8)
+def _wrist_loop(face_bytes: bytes, count: int) -> np.ndarray:
+    faces = np.frombuffer(face_bytes, dtype=np.int64).reshape(count, 3)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     key = np.sort(edges, axis=1)
     _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
     boundary = edges[counts[inverse.ravel()] == 1]
