@@ -96,24 +96,12 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
     correctives = rig.corrective_keys(arm_obj) if joints else None
     for kb in correctives or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives", keytype=keytype)
-    if slider in animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
+    if slider in keys.animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
         arm_obj.keyframe_insert(slider, frame=frame, group="HandForge Sliders", keytype=keytype)
 
 
-def animated_paths(arm_obj) -> set[str]:
-    """Data paths of the rig's own properties that an active F-curve or driver sets."""
-    paths: set[str] = set()
-    bag = keys.find_channelbag(arm_obj)
-    if bag is not None:
-        paths |= {fc.data_path for fc in bag.fcurves if not fc.mute and len(fc.keyframe_points)}
-    ad = arm_obj.animation_data
-    if ad is not None:
-        paths |= {d.data_path for d in ad.drivers if not d.mute}
-    return paths
-
-
 def animated_sliders(arm_obj) -> list[tuple[str, str]]:
-    paths = animated_paths(arm_obj)
+    paths = keys.animated_paths(arm_obj)
     return [(kind, finger) for finger in FINGERS for kind in KINDS if slider_path(kind, finger) in paths]
 
 

@@ -346,11 +346,27 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     last = int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last
-    # No scene.frame_set here: each curve's update() tags its action's animation, so the next depsgraph
+    # No scene.frame_set in general: each curve's update() tags its action's animation, so the next depsgraph
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.
+    # Keyed sliders move their fingers on frame changes only (fingers.follow_animation): then it is needed.
+    if any(path.startswith("handforge.") for arm_obj in hands.values() if arm_obj is not None
+           for path in animated_paths(arm_obj)):
+        scene.frame_set(scene.frame_current)
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
             "warnings": warnings, "skipped": skipped_frames}
+
+
+def animated_paths(arm_obj) -> set[str]:
+    """Data paths of the rig's own properties that an active F-curve or driver sets."""
+    paths: set[str] = set()
+    bag = find_channelbag(arm_obj)
+    if bag is not None:
+        paths |= {fc.data_path for fc in bag.fcurves if not fc.mute and len(fc.keyframe_points)}
+    ad = arm_obj.animation_data
+    if ad is not None:
+        paths |= {d.data_path for d in ad.drivers if not d.mute}
+    return paths
 
 
 def curves_alone(arm_obj) -> bool:

@@ -196,6 +196,13 @@ def test_imported_keys_are_shown_at_the_next_update_with_the_sliders(session):
     assert np.abs(np.array(shown["lazy"]) - np.array(shown["before"])).max() > 0.05  # the import changed the pose
 
 
+def test_import_onto_a_rig_with_keyed_sliders_shows_the_result_at_once(session):
+    _no_error(session, "keyed_slider")
+    result = session["keyed_slider"]
+    np.testing.assert_allclose(result["now"], result["evaluated"], atol=1e-6)
+    assert np.abs(np.array(result["now"]) - np.array(result["before"])).max() > 0.05
+
+
 def test_paths_and_ranges_are_checked_before_any_work(session):
     _no_error(session, "checked_first")
     bad = session["checked_first"]

@@ -127,3 +127,14 @@ def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
         result = client.run("motion.inbetween", {"engine": "learned"}, keys(), timeout=60)
     assert result.data["engine"] == "spline" and "no motion checkpoint" in result.data["warning"]
     assert_keys_kept(clip_of(result), keys())
+
+
+def test_penetration_guidance_defaults_per_job_kind():
+    """In-betweening repairs only the motions that pass a hand through the other; wrist paths and
+    generation guide whenever the wrists are close (README 'Motion')."""
+    from handforge.server.builtin_jobs import default_registry
+
+    registry = default_registry()
+    defaults = {kind: registry.kind(kind).schema.params["penetration_guidance"].default
+                for kind in ("motion.inbetween", "motion.trajectory", "motion.generate")}
+    assert defaults == {"motion.inbetween": "repair", "motion.trajectory": "auto", "motion.generate": "auto"}

@@ -127,14 +127,17 @@ def export_long():
 s.check("export", export_long)
 
 
+def shown():
+    """What the rigs show: every pose bone's basis matrix and every finger slider."""
+    bones = [v for side in SIDES for pb in hand(side).pose.bones for col in pb.matrix_basis.col for v in col]
+    sliders = [getattr(hand(side).handforge, f"{k}_{f}") for side in SIDES for k in ("curl", "spread")
+               for f in ("thumb", "index", "middle", "ring", "pinky")]
+    return bones + sliders
+
+
 def shown_after_import():
     """An import changes what the rigs show at the current frame once the depsgraph updates (as at a
     redraw), the finger sliders included: the same as Blender's own frame evaluation."""
-    def shown():
-        bones = [v for side in SIDES for pb in hand(side).pose.bones for col in pb.matrix_basis.col for v in col]
-        sliders = [getattr(hand(side).handforge, f"{k}_{f}") for side in SIDES for k in ("curl", "spread")
-                   for f in ("thumb", "index", "middle", "ring", "pinky")]
-        return bones + sliders
     scene.frame_set(1015)
     before = shown()
     assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1005) == {"FINISHED"}
@@ -145,6 +148,23 @@ def shown_after_import():
 
 
 s.check("shown", shown_after_import)
+
+
+def keyed_slider_import():
+    """With a keyed slider (which moves its finger on frame changes) the import shows the result at once,
+    offsets included, as the frame evaluation does."""
+    scene.frame_set(1015)
+    right = hand("right")
+    right.handforge.curl_index = 0.6
+    right.keyframe_insert("handforge.curl_index", frame=1015)
+    before = shown()
+    assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1003) == {"FINISHED"}
+    now = shown()
+    scene.frame_set(1015)
+    return {"before": before, "now": now, "evaluated": shown()}
+
+
+s.check("keyed_slider", keyed_slider_import)
 
 
 def checked_first():

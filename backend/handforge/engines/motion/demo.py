@@ -52,7 +52,7 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
 
     arrays = keyed_arrays()
     params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "num_samples": 1, "steps": steps,
-              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off"}
+              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "repair"}
     ctx = JobContext("demo-motion", "motion.inbetween", lambda fraction, message, previews: None)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -30,6 +30,7 @@ DEFAULT_STEPS = 20
 DEFAULT_SMOOTHING = 1.0  # frames: σ of the Gaussian applied to the generated part (see ``smooth_free``)
 BLEND_FRAMES = 8         # the generated part fades into each key over this many frames (``key_blend``)
 SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of MDM and HandDiffuse
+REACH = 0.45             # m: wrists farther apart than this cannot touch (two adult hands of up to ~21 cm)
 
 
 def make_train_scheduler(num_train_timesteps: int = 1000):
@@ -118,9 +119,10 @@ class MotionPipeline:
         values = self._denoise(observations, steps, seed, variation, None, callback, smoothing)
         depths = self.penetration_depths(observations, values)
         redo = np.flatnonzero(depths > guidance.depth)
-        if len(redo):
+        if len(redo):  # each motion again from its own starting noise, with guidance
             guided = self._denoise([observations[i] for i in redo], steps, seed, variation,
-                                   replace(guidance, when="always"), callback, smoothing)
+                                   replace(guidance, when="always"), callback, smoothing,
+                                   rows=(redo, len(observations)))
             guided_depths = self.penetration_depths([observations[i] for i in redo], guided)
             for i, v, d in zip(redo, guided, guided_depths):
                 if d < depths[i]:
@@ -130,7 +132,9 @@ class MotionPipeline:
     @torch.no_grad()
     def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
                            chunk: int = 256) -> np.ndarray:
-        """Per motion, the deepest any vertex of one hand goes into the other over all its frames (m)."""
+        """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
+        can change (not those where every part is a key) and where the wrists are within reach of each
+        other (``REACH``; farther apart no vertex can touch, and the hand model is not run)."""
         from handforge.evaluation.penetration import penetration_depths
 
         hands = self.hand_model
@@ -138,8 +142,13 @@ class MotionPipeline:
             raise ValueError("penetration checks need the hand model: MotionPipeline(model, hand_model)")
         out = np.zeros(len(values))
         for n, (o, v) in enumerate(zip(observations, values)):
-            field = {k: torch.as_tensor(np.asarray(v[k]), dtype=torch.float32) for k in ("global_orient",
-                                                                                          "hand_pose", "transl")}
+            transl = np.asarray(v["transl"])
+            measured = ~o.part_mask.reshape(o.num_frames, -1).all(-1) & (
+                np.linalg.norm(transl[:, 0] - transl[:, 1], axis=-1) < REACH)
+            if not measured.any():
+                continue
+            field = {k: torch.as_tensor(np.asarray(v[k])[measured], dtype=torch.float32)
+                     for k in ("global_orient", "hand_pose", "transl")}
             betas = torch.as_tensor(np.asarray(o.betas), dtype=torch.float32)   # (2, 10)
             for start in range(0, len(field["transl"]), chunk):
                 part = {k: f[start:start + chunk] for k, f in field.items()}
@@ -151,9 +160,12 @@ class MotionPipeline:
                 out[n] = max(out[n], float(torch.maximum(depth_a.amax(), depth_b.amax())))
         return out
 
+    @torch.no_grad()
     def _denoise(self, observations: list[Observation], steps: int, seed: int, variation: float,
                  guidance: Guidance | None, callback: Callable[[int, int], None] | None,
-                 smoothing: float) -> list[dict[str, np.ndarray]]:
+                 smoothing: float, rows: tuple[np.ndarray, int] | None = None) -> list[dict[str, np.ndarray]]:
+        """``rows`` (indices, size): these observations are those rows of a batch of that size drawn with
+        ``seed``, and start from those rows of its noise."""
         model, device = self.model, self.device
         dtype = next(model.parameters()).dtype
         mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
@@ -161,7 +173,12 @@ class MotionPipeline:
                                                dtype=dtype))
         fill = model.observe(keys, mask)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
+        if rows is None:
+            noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
+        else:
+            index, size = rows
+            noise = torch.randn((size, *fill.shape[1:]), generator=generator, dtype=dtype)[torch.as_tensor(index)]
+            noise = noise.to(device)
 
         scheduler = make_sampler(model.config.num_train_timesteps)
         scheduler.set_timesteps(steps)
