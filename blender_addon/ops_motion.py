@@ -42,6 +42,12 @@ FIXED_ITEMS = [("WRIST_ROTATION", "Wrist Rotation", "Your wrist rotation keys ar
 FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, PARTS - 1)), "WRIST_LOCATION": [WRIST_LOCATION]}
 ROTATION_ITEMS = [("GENERATE", "Generate", "The wrist rotation is generated along the path"),
                   ("ANIMATION", "Keep Animation", "The wrist keeps its own animated rotation")]
+APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and generation: When Close"),
+               ("repair", "Repair", "Generate, then generate again steering the hands apart only the motions in "
+                                    "which one hand goes into the other (learned engine)"),
+               ("auto", "When Close", "Steer the hands apart while the wrists are within 20 cm (learned engine)"),
+               ("on", "Always", "Steer the hands apart throughout (learned engine)"),
+               ("off", "Off", "No steering: the hands may pass through each other")]
 
 # The last motion request (kind, params, arrays, which hands, where): what Regenerate sends again.
 LAST_REQUEST: dict[str, Any] = {}
@@ -257,10 +263,9 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- operators
-class _MotionJob(jobs.JobOperator):
-    """What every motion button sends and how its result lands on the rigs."""
-
-    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+class _MotionOptions:
+    """The options every motion request takes, declared once for the panel's settings (kept with the
+    scene) and the operators (Blender reads property annotations from mixin classes)."""
 
     frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
@@ -270,7 +275,19 @@ class _MotionJob(jobs.JobOperator):
                              description="How far the motion may stray from the keys' plain in-between (1: a fresh "
                                          "sample; small values stay close to it)")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
-    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate (the first is keyed)")
+    keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
+                             description="Steering the hands apart where they would pass through each other")
+
+
+REQUEST_OPTIONS = tuple(_MotionOptions.__annotations__)  # what the panel copies onto each button
+
+
+class _MotionJob(_MotionOptions, jobs.JobOperator):
+    """What every motion button sends and how its result lands on the rigs."""
+
+    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+
     sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
                         description="Which of the generated motions is keyed (0: the first)")
 
@@ -288,6 +305,8 @@ class _MotionJob(jobs.JobOperator):
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
                   "variation": self.variation, **extra}
+        if self.keep_apart != "default":  # else the job kind's own default
+            params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label}
         LAST_REQUEST.clear()
@@ -396,17 +415,9 @@ def _is_path_object(self, obj) -> bool:
     return not (obj.type == "ARMATURE" and obj.handforge.is_hand)
 
 
-class HANDFORGE_PG_motion(bpy.types.PropertyGroup):
+class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
     """What the Motion panel's buttons send (``Scene.handforge_motion``)."""
 
-    frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
-    steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
-    variation: FloatProperty(name="Variation", default=1.0, min=0.01, max=1.0,
-                             description="How far the motion may stray from the keys' plain in-between")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
-    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate (the first is keyed)")
     fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
                         default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
                         description="Which of your keys In-between goes through; the other parts are generated")
@@ -419,7 +430,7 @@ class HANDFORGE_PG_motion(bpy.types.PropertyGroup):
 
 
 def _common(op, settings) -> None:
-    for name in ("frame_start", "frame_end", "engine", "steps", "variation", "seed", "num_samples"):
+    for name in REQUEST_OPTIONS:
         setattr(op, name, getattr(settings, name))
 
 
@@ -437,6 +448,7 @@ def draw_panel(layout, context) -> None:
     row = col.row(align=True)
     row.prop(settings, "seed")
     row.prop(settings, "num_samples")
+    col.prop(settings, "keep_apart")
     layout.row().prop(settings, "fixed", expand=True)
     op = layout.operator(HANDFORGE_OT_motion_inbetween.bl_idname, icon="IPO_BEZIER")
     _common(op, settings)

@@ -91,7 +91,8 @@ def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
         "handforge.motion_regenerate"]
     set_on = {(d[1], d[2]) for d in drawn if d[0] == "set"}
     assert {("handforge.motion_inbetween", "engine"), ("handforge.motion_inbetween", "fixed"),
-            ("handforge.motion_follow_path", "right_path"), ("handforge.motion_generate", "steps")} <= set_on
+            ("handforge.motion_follow_path", "right_path"), ("handforge.motion_generate", "steps"),
+            ("handforge.motion_inbetween", "keep_apart"), ("handforge.motion_generate", "keep_apart")} <= set_on
 
 
 def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
@@ -142,6 +143,9 @@ def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
     learned = session["learned"]
     _check_inbetween(learned, session["artist"])
     assert "learned" in learned["printed"] and "seed 1" in learned["printed"]
+    # Keep Apart: "off" is sent as the job's penetration_guidance; "default" sends nothing (the kind's default)
+    assert learned["params"]["penetration_guidance"] == "off"
+    assert "penetration_guidance" not in session["spline"]["params"]
     finger = 'right|pose.bones["index2"].rotation_euler|0'
     assert not np.allclose(learned["curves"][finger], session["spline"]["curves"][finger], atol=1e-3)
 

@@ -167,7 +167,17 @@ def inbetween(engine: str, **kwargs):
             "curves": evaluated(FRAMES)}
 
 
-s.check("spline", lambda: inbetween("spline"))
+def sent_params() -> dict:
+    return dict(importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_REQUEST["params"])
+
+
+def spline_inbetween():
+    out = inbetween("spline")
+    out["params"] = sent_params()
+    return out
+
+
+s.check("spline", spline_inbetween)
 
 
 def undo_once():
@@ -180,7 +190,9 @@ s.check("undo", undo_once)
 def learned():
     hand("left").handforge.use_limits = True  # the left hand is then read frame by frame, as shown
     try:
-        return inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"})
+        out = inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"}, keep_apart="off")
+        out["params"] = sent_params()
+        return out
     finally:
         hand("left").handforge.use_limits = False
 
