@@ -511,8 +511,12 @@ def _forget_on_load(*_args) -> None:
 
 def register() -> None:
     bpy.app.handlers.load_post.append(_forget_on_load)
-    bpy.types.WindowManager.handforge_interaction = PointerProperty(type=HANDFORGE_PG_interaction_browse)
-    bpy.types.Scene.handforge_interaction = PointerProperty(type=HANDFORGE_PG_interaction_settings)
+    bpy.types.WindowManager.handforge_interaction = PointerProperty(
+        type=HANDFORGE_PG_interaction_browse, name="Interaction Candidates",
+        description="The sampled interaction candidates being browsed in this session")
+    bpy.types.Scene.handforge_interaction = PointerProperty(
+        type=HANDFORGE_PG_interaction_settings, name="Interaction Settings",
+        description="What the Interaction panel's Sample Interaction button sends")
 
 
 def unregister() -> None:

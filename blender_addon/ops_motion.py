@@ -473,7 +473,8 @@ CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDF
 
 def register() -> None:
     bpy.utils.register_class(HANDFORGE_PG_motion)
-    bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion)
+    bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion, name="Motion Settings",
+                                                       description="What the Motion panel's buttons send")
 
 
 def unregister() -> None:

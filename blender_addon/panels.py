@@ -79,8 +79,7 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
 
 
 class HANDFORGE_PT_pose_library(_Panel, bpy.types.Panel):
-    """The pose browser: thumbnails of the library poses and the artist's own, applied to the
-    hands chosen above (Both, Left or Right)"""
+    """Thumbnails of the library poses and your own, applied to the hands chosen above (Both, Left or Right)"""
 
     bl_label = "Pose Library"
     bl_parent_id = "HANDFORGE_PT_pose"

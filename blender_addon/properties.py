@@ -130,9 +130,12 @@ CLASSES = (HandProps, HANDFORGE_PG_scene, HANDFORGE_PG_engine, HANDFORGE_PG_kind
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.Object.handforge = PointerProperty(type=HandProps)
-    bpy.types.Scene.handforge = PointerProperty(type=HANDFORGE_PG_scene)
-    bpy.types.WindowManager.handforge = PointerProperty(type=HANDFORGE_PG_backend)
+    bpy.types.Object.handforge = PointerProperty(type=HandProps, name="HandForge",
+                                                 description="HandForge hand rig settings of this object")
+    bpy.types.Scene.handforge = PointerProperty(type=HANDFORGE_PG_scene, name="HandForge",
+                                                description="HandForge settings of this scene: its hands and targets")
+    bpy.types.WindowManager.handforge = PointerProperty(type=HANDFORGE_PG_backend, name="HandForge Backend",
+                                                        description="The HandForge backend connection of this session")
 
 
 def unregister() -> None:

@@ -73,6 +73,25 @@ def test_a_saved_pose_applies_to_the_other_hand_as_its_mirror(session):
     assert result["overwrite"] == ["FINISHED"]
 
 
+def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_own(session):
+    _no_error(session, "panel")
+    drawn = session["panel"]
+
+    def presets(rows):
+        return [d[3] for d in rows if d[0] == "set" and d[2] == "preset"]
+
+    def users(rows):
+        return [d[3] for d in rows if d[0] == "set" and d[2] == "name" and d[3] and d[1] == d[3]]  # Apply buttons
+
+    assert sorted(presets(drawn["all"])) == sorted(session["thumbnails"]["search_all_names"])
+    assert sum(d[0] == "template_icon" for d in drawn["all"]) == len(presets(drawn["all"]))
+    assert users(drawn["all"]) == ["My OK"]
+    assert "ok" in presets(drawn["ok"]) and "fist" not in presets(drawn["ok"]) and users(drawn["ok"]) == ["My OK"]
+    # an unreadable user library: the panel says so and still shows every built-in pose
+    assert presets(drawn["corrupt"]) == presets(drawn["all"]) and users(drawn["corrupt"]) == []
+    assert any(d[0] == "label" and "user_poses.json" in d[1] for d in drawn["corrupt"])
+
+
 def test_the_user_library_lives_in_the_config_folder_and_survives_an_update(session):
     _no_error(session, "after_update")
     path = session["round_trip"]["path"]

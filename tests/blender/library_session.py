@@ -49,7 +49,8 @@ def thumbnails():
             # icon ids exist only with a UI (0 in background mode): the loaded previews are checked
             "previews": {name: [*lib.thumbnail(name).image_size, covered(lib.thumbnail(name))] for name in a["presets"]},
             "search_pinch": lib.builtin_names("pinch"), "search_count": lib.builtin_names("COUNT"),
-            "search_none": lib.builtin_names("no such pose"), "search_all": len(lib.builtin_names(""))}
+            "search_none": lib.builtin_names("no such pose"), "search_all": len(lib.builtin_names("")),
+            "search_all_names": lib.builtin_names("")}
 
 
 s.check("thumbnails", thumbnails)
@@ -76,6 +77,51 @@ def round_trip():
 
 
 s.check("round_trip", round_trip)
+
+
+def drawn_panel(search: str) -> list:
+    """What the Pose Library panel draws (into a recording stand-in for a UILayout) for a search."""
+    from types import SimpleNamespace
+
+    drawn = []
+
+    class Button:
+        def __init__(self, text):
+            object.__setattr__(self, "text", text)
+
+        def __setattr__(self, name, value):
+            drawn.append(["set", self.text, name, value])
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if name == "operator":
+                    drawn.append(["operator", args[0], kwargs.get("text", "")])
+                    return Button(kwargs.get("text", ""))
+                if name in ("label", "template_icon"):
+                    drawn.append([name, kwargs.get("text", ""), kwargs.get("icon", "")])
+                return Layout()
+            return call
+
+    bpy.context.scene.handforge.pose_search = search
+    bpy.types.HANDFORGE_PT_pose_library.draw(SimpleNamespace(layout=Layout()), bpy.context)
+    return drawn
+
+
+def panel():
+    out = {"all": drawn_panel(""), "ok": drawn_panel("ok")}
+    path = Path(addon_library().user_library_path())
+    kept = path.read_bytes()
+    path.write_text("{not json")
+    try:
+        out["corrupt"] = drawn_panel("")
+    finally:
+        path.write_bytes(kept)
+    bpy.context.scene.handforge.pose_search = ""
+    return out
+
+
+s.check("panel", panel)
 
 
 def after_update():

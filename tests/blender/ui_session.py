@@ -43,6 +43,8 @@ def undescribed() -> dict:
     for owner in (bpy.types.Object, bpy.types.Scene, bpy.types.WindowManager):
         for prop in owner.bl_rna.properties:  # ``handforge`` and the features' own (``handforge_interaction``)
             if prop.identifier.startswith("handforge") and prop.type == "POINTER":
+                if not prop.description.strip():  # the registration's own tooltip
+                    missing.append(f"{owner.__name__}.{prop.identifier}")
                 walk(prop.fixed_type)
     look("preferences", bpy.context.preferences.addons[ADDON_MODULE].preferences.bl_rna)
     return {"missing": missing, "broken": broken, "operators": len(dir(bpy.ops.handforge)), "groups": sorted(seen)}
