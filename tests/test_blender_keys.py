@@ -203,6 +203,21 @@ def test_import_onto_a_rig_with_keyed_sliders_shows_the_result_at_once(session):
     assert np.abs(np.array(result["now"]) - np.array(result["before"])).max() > 0.05
 
 
+def test_export_shows_progress_and_esc_cancels_without_writing(session):
+    _no_error(session, "export_modal")
+    out = session["export_modal"]
+    assert out["move"] == ["PASS_THROUGH"]
+    assert out["esc"] == ["CANCELLED"] and not out["esc_written"] and out["esc_frame"] == 1200
+    assert ["WARNING", "export cancelled: nothing was written"] in out["reports"]
+    assert out["ticks"][-1] == ["FINISHED"] and out["written"] and out["frame_after"] == 1200
+    progress = out["progress"]
+    assert len(progress) >= 60 and progress == sorted(progress) and progress[-1] == 100
+    texts = [t for t in out["status"] if isinstance(t, str) and t != "END"]
+    assert texts and all("exporting motion" in t and "Esc cancels" in t for t in texts)
+    assert out["status"][-2:] == ["END", None]  # progress bar ended, status text cleared, twice (Esc, done)
+    assert any(kind == "INFO" and "wrote 60 frames" in text for kind, text in out["reports"])
+
+
 def test_paths_and_ranges_are_checked_before_any_work(session):
     _no_error(session, "checked_first")
     bad = session["checked_first"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import Session, error_of, hand, init_undo, ui_context
+from session import ADDON_MODULE, Session, error_of, hand, init_undo, ui_context
 
 s = Session()
 s.install()
@@ -125,6 +125,59 @@ def export_long():
 
 
 s.check("export", export_long)
+
+
+def export_modal():
+    """Export Motion's modal path, as a window runs it: timer ticks report progress in the status bar
+    and write the file at the end; Esc stops it, writes nothing and restores the frame. (A background
+    session has no window to run modally, so its modal() is driven with stand-ins for the window
+    manager, the workspace and the events.)"""
+    import importlib
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    op_class = importlib.import_module(f"{ADDON_MODULE}.ops_keys").HANDFORGE_OT_export_motion
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    seen = {"progress": [], "status": [], "reports": []}
+    wm = SimpleNamespace(progress_update=seen["progress"].append, progress_end=lambda: seen["status"].append("END"),
+                         event_timer_remove=lambda timer: None)
+    context = SimpleNamespace(window_manager=wm, workspace=SimpleNamespace(status_text_set=seen["status"].append),
+                              scene=scene)
+
+    def operator(path: str):
+        op = SimpleNamespace(_result={}, _path=path, _timer=None,
+                             report=lambda kind, text: seen["reports"].append([sorted(kind)[0], text]))
+        op._steps = keys_module.export_steps(bpy.context, {"left": hand("left"), "right": hand("right")},
+                                             1001, 1060, op._result)
+        op._end_ui = lambda ctx: op_class._end_ui(op, ctx)
+        op._finish = lambda: op_class._finish(op)
+        return op
+
+    hand("left").handforge.use_limits = True  # frame by frame: the long path that reports progress
+    scene.frame_set(1200)
+    try:
+        out = {}
+        cancelled_path = a["work"] + "/cancelled.npz"
+        op = operator(cancelled_path)
+        out["move"] = sorted(op_class.modal(op, context, SimpleNamespace(type="MOUSEMOVE")))
+        out["esc"] = sorted(op_class.modal(op, context, SimpleNamespace(type="ESC")))
+        out["esc_written"] = Path(cancelled_path).exists()
+        out["esc_frame"] = scene.frame_current
+        done_path = a["work"] + "/modal.npz"
+        op = operator(done_path)
+        ticks = []
+        while not ticks or ticks[-1] == ["RUNNING_MODAL"]:
+            ticks.append(sorted(op_class.modal(op, context, SimpleNamespace(type="TIMER"))))
+        out["ticks"] = ticks
+        out["written"] = Path(done_path).exists()
+        out["frame_after"] = scene.frame_current
+        out.update(seen)
+        return out
+    finally:
+        hand("left").handforge.use_limits = False
+
+
+s.check("export_modal", export_modal)
 
 
 def shown():
