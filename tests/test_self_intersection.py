@@ -7,6 +7,8 @@ buried faces 12,070 → 3,886 in all, overlap 63.4 → 15.6 cm³, deepest sinkin
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ import torch
 from handforge.evaluation.self_intersection import self_intersection
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
+from tests.support.synthetic_mano import synthetic_mano_dir  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,31 @@ def test_the_measure_sees_a_finger_pushed_through_the_palm(model):
     left = self_intersection(model("left", np.zeros(3), (pose * [1, -1, -1]).ravel()).vertices[0].numpy(),
                              model.faces("left").numpy())
     assert left.buried_faces == deep.buried_faces and left.max_depth == pytest.approx(deep.max_depth)
+
+
+def test_the_command_reports_every_asked_pose_on_the_open_hand_as_the_measure_does(model, capsys):
+    from handforge.cli import main
+
+    assert main(["self-intersection", "--poses", "fist", "ok", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "open" and list(report["poses"]) == ["fist", "ok"]
+    assert report["poses"]["fist"] == _measure(model, "fist").as_dict()
+    assert main(["self-intersection", "--poses", "flat"]) == 0  # the table
+    table = capsys.readouterr().out
+    assert "flat" in table and "part mm" in table and "deepest part into another: flat 0.00 mm" in table
+    assert main(["self-intersection", "--poses", "nope"]) == 2
+    assert "no library pose named nope" in capsys.readouterr().err
+
+
+def test_the_command_reports_mano_from_the_users_files(synthetic_mano_dir, capsys):
+    """MANO (here the tests' synthetic stand-in for the user's files): the same report, the left hand
+    too; without the files the error says where to get them."""
+    from handforge.cli import main
+
+    assert main(["self-intersection", "--model", "mano", "--model-dir", str(synthetic_mano_dir), "--side", "left",
+                 "--poses", "flat", "fist", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "mano" and report["side"] == "left"
+    assert report["poses"]["flat"]["buried_faces"] == 0 and report["poses"]["fist"]["buried_faces"] > 0
+    assert main(["self-intersection", "--model", "mano", "--model-dir", str(synthetic_mano_dir / "nope")]) == 2
+    assert "mano.is.tue.mpg.de" in capsys.readouterr().err
