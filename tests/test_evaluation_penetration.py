@@ -9,6 +9,7 @@ import trimesh
 
 from handforge.evaluation.penetration import (
     M3_TO_CM3,
+    SEPARATION_DISTANCES,
     intersection_volume,
     FixedHands,
     penetration_depths,
@@ -261,6 +262,28 @@ def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
 
 
 @pytest.mark.slow
+def test_separation_tries_other_ways_where_the_gradients_way_does_not_clear(model, monkeypatch):
+    """Interlaced fingers can make the penetration gradient point along the fingers, where no distance
+    frees them; the second round then tries the way from one hand's centre to the other's and the six
+    axes, keeping the shortest that clears. Here the gradient's way is made useless (zero) on purpose."""
+    from handforge.evaluation import penetration
+
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    right = posed(model, "right", "flat")[None].detach()
+    left = posed(model, "left", "flat", (-0.02, 0.01, 0.0))[None].detach()
+    monkeypatch.setattr(penetration, "_escape_direction", lambda a, b, fa, fb: torch.zeros(len(b), 3, dtype=b.dtype))
+    tolerance = 0.002
+    stuck = separating_shifts(right, left, faces_r, faces_l, tolerance=tolerance, rounds=1)
+    assert torch.equal(stuck, torch.zeros_like(stuck))  # the gradient's way alone: nowhere to go
+    shift = separating_shifts(right, left, faces_r, faces_l, tolerance=tolerance)
+    after = penetration_metrics(left + shift[:, None], right, faces_l, faces_r).max_depth
+    assert after[0] <= tolerance + 1e-6 and 0 < float(shift.norm()) <= max(SEPARATION_DISTANCES)
+    # the shortest of the ways that clear: no axis clears at a shorter distance
+    for axis in torch.cat([torch.eye(3), -torch.eye(3)]):
+        shorter = axis * float(shift.norm()) * 0.6
+        assert penetration_metrics(left + shorter, right, faces_l, faces_r).max_depth[0] > tolerance
+
+
 def test_gradient_descent_on_the_loss_separates_interpenetrating_hands(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")
     names = ("relaxed", "pinch", "flat")  # left hands; poses without LBS self-intersection

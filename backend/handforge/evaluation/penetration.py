@@ -159,9 +159,13 @@ def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor,
     verts_b = verts_b.detach()
     total = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device)
     todo = torch.arange(len(verts_b), device=verts_b.device)
-    for _ in range(rounds):
+    for round_ in range(rounds):
         a = verts_a.rows(todo) if isinstance(verts_a, FixedHands) else verts_a[todo]
-        shift, depth = _separating_round(a, verts_b[todo] + total[todo, None], faces_a, faces_b, tolerance, distances)
+        b = verts_b[todo] + total[todo, None]
+        if round_ == 0:
+            shift, depth = _separating_round(a, b, faces_a, faces_b, tolerance, distances)
+        else:  # what the gradient's way did not clear: interlocked fingers, which other ways may free
+            shift, depth = _separating_any_way(a, b, faces_a, faces_b, tolerance, distances)
         total[todo] += shift
         todo = todo[depth > tolerance]
         if not len(todo):
@@ -169,9 +173,47 @@ def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor,
     return total
 
 
+def _separating_any_way(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
+                        tolerance: float, distances: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_separating_round`` along 8 ways at once per pair — the penetration gradient's, from A's centre
+    to B's, and the six axes — keeping the shortest shift that clears, else the least deep. (Hands with
+    interlaced fingers: the gradient can point along the fingers, where no distance frees them.)"""
+    b = len(verts_b)
+    centre_a = (verts_a.vertices if isinstance(verts_a, FixedHands) else verts_a).mean(1)
+    radial = verts_b.mean(1) - centre_a
+    axes = torch.cat([torch.eye(3), -torch.eye(3)]).to(verts_b)
+    ways = torch.cat([_escape_direction(verts_a, verts_b, faces_a, faces_b)[:, None],
+                      (radial / radial.norm(dim=-1, keepdim=True).clamp_min(1e-12))[:, None],
+                      axes.expand(b, -1, -1)], dim=1)                                     # (B, 8, 3)
+    k = ways.shape[1]
+    index = torch.arange(b, device=verts_b.device).repeat_interleave(k)
+    a = verts_a.rows(index) if isinstance(verts_a, FixedHands) else verts_a[index]
+    shift, depth = _separating_round(a, verts_b[index], faces_a, faces_b, tolerance, distances,
+                                     direction=ways.reshape(-1, 3))
+    shift, depth = shift.view(b, k, 3), depth.view(b, k)
+    key = torch.where(depth <= tolerance, shift.norm(dim=-1), 1e3 + depth)  # cleared and short first
+    pick = key.argmin(1)
+    rows = torch.arange(b, device=verts_b.device)
+    return shift[rows, pick], depth[rows, pick]
+
+
+def _escape_direction(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any,
+                      faces_b: Any) -> torch.Tensor:
+    """(B, 3) unit directions in which translating B lowers the summed penetration depth fastest (0 where
+    nothing penetrates)."""
+    with torch.enable_grad():
+        shift = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device, requires_grad=True)
+        loss = penetration_loss(verts_a, verts_b + shift[:, None], faces_a, faces_b).sum()
+        grad = torch.autograd.grad(loss, shift)[0] if loss.requires_grad else torch.zeros_like(shift)
+    length = grad.norm(dim=-1, keepdim=True)
+    return torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad)).detach()
+
+
 def _separating_round(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor, faces_a: Any, faces_b: Any,
-                      tolerance: float, distances: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round of ``separating_shifts``: the shifts (B, 3) and the deepest vertex (B,) after them."""
+                      tolerance: float, distances: tuple[float, ...],
+                      direction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of ``separating_shifts`` along ``direction`` (B, 3) unit vectors (default: the
+    penetration gradient's): the shifts (B, 3) and the deepest vertex (B,) after them."""
 
     def deepest(shift: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         a = verts_a.rows(rows) if isinstance(verts_a, FixedHands) else verts_a[rows]
@@ -179,15 +221,11 @@ def _separating_round(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor,
         return torch.maximum(depth_a.amax(-1), depth_b.amax(-1))
 
     every = torch.arange(len(verts_b), device=verts_b.device)
-    with torch.enable_grad():
-        shift = torch.zeros(len(verts_b), 3, dtype=verts_b.dtype, device=verts_b.device, requires_grad=True)
-        loss = penetration_loss(verts_a, verts_b + shift[:, None], faces_a, faces_b).sum()
-        grad = torch.autograd.grad(loss, shift)[0] if loss.requires_grad else torch.zeros_like(shift)
+    if direction is None:
+        direction = _escape_direction(verts_a, verts_b, faces_a, faces_b)
     with torch.no_grad():
-        length = grad.norm(dim=-1, keepdim=True)
-        direction = torch.where(length > 0, -grad / length.clamp_min(1e-12), torch.zeros_like(grad))
-        best_depth, best = deepest(torch.zeros_like(grad), every), torch.zeros_like(grad)
-        lo, hi, previous = torch.zeros_like(length), torch.zeros_like(length), 0.0
+        best_depth, best = deepest(torch.zeros_like(direction), every), torch.zeros_like(direction)
+        lo, hi, previous = torch.zeros_like(direction[:, :1]), torch.zeros_like(direction[:, :1]), 0.0
         for distance in distances:  # the shortest that clears, else the least deep
             rows = (best_depth > tolerance).nonzero()[:, 0]
             if not len(rows):
