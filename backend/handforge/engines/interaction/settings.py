@@ -6,7 +6,7 @@ from pathlib import Path
 
 from handforge import config
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "interaction_v3"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "interaction_v4"
 
 CHECKPOINT = config.register(config.Setting(
     key="interaction.checkpoint",
