@@ -187,22 +187,30 @@ def test_spline_engine_through_synthesize_is_deterministic():
         synthesize(obs, "magic")
 
 
+def palm_to_palm(frames: int, left_x, right_x, keyed: str = "wrists") -> Observation:
+    """Two flat hands facing palm to palm, wrists at ``left_x`` / ``right_x`` (m, scalars or per frame)
+    along x: keyed ``"wrists"`` (rotation and translation at every frame, the fingers free) or
+    ``"ends"`` (everything at the first and last frame, all free between)."""
+    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
+            "transl": np.zeros((frames, 2, 3))}
+    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
+    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
+    keys["transl"][:, 0, 0], keys["transl"][:, 1, 0] = left_x, right_x
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    if keyed == "wrists":
+        mask[:, :, [0, rep.TRANSL_PART]] = True
+    else:
+        mask[[0, -1]] = True
+    return Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+
+
 def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
     """Both wrists keyed at one spot, palm to palm and overlapping: the free fingers are pushed apart."""
     from handforge.evaluation.penetration import penetration_loss
 
     model = load_model(MotionDenoiser, trained / "model")
     hands = load_hand_model("open")
-    frames = 8
-    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
-            "transl": np.zeros((frames, 2, 3))}
-    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
-    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
-    keys["transl"][:, 0] = [-0.01, 0.0, 0.0]
-    keys["transl"][:, 1] = [0.01, 0.0, 0.0]
-    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
-    mask[:, :, [0, rep.TRANSL_PART]] = True
-    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    obs = palm_to_palm(8, -0.01, 0.01)
 
     def penetration(clip: MotionClip) -> float:
         with torch.no_grad():
@@ -222,17 +230,7 @@ def test_repair_guidance_resamples_only_the_motions_that_pass_hands_through_each
     keyed palm to palm, overlapping, is sampled again with guidance and comes back less deep."""
     model = load_model(MotionDenoiser, trained / "model")
     pipe = MotionPipeline(model, load_hand_model("open"))
-    frames = 8
-    observations = []
-    for gap in (0.3, 0.02):  # wrists 30 cm apart, then 2 cm apart palm to palm
-        keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
-                "transl": np.zeros((frames, 2, 3))}
-        keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
-        keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
-        keys["transl"][:, 0, 0], keys["transl"][:, 1, 0] = -gap / 2, gap / 2
-        mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
-        mask[:, :, [0, rep.TRANSL_PART]] = True
-        observations.append(Observation(**keys, part_mask=mask, betas=np.zeros((2, 10))))
+    observations = [palm_to_palm(8, -gap / 2, gap / 2) for gap in (0.3, 0.02)]  # 30 cm apart, 2 cm apart
     plain = pipe.batch(observations, steps=6, seed=7)
     steps = []
     repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda i, n: steps.append((i, n)),
@@ -259,15 +257,7 @@ def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):
 
     model = load_model(MotionDenoiser, trained / "model")
     pipe = MotionPipeline(model, load_hand_model("open"))
-    frames = 12
-    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
-            "transl": np.zeros((frames, 2, 3))}
-    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
-    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
-    keys["transl"][:, 0, 0], keys["transl"][:, 1, 0] = -0.01, 0.01
-    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
-    mask[[0, -1]] = True  # keys at both ends, everything between free
-    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    obs = palm_to_palm(12, -0.01, 0.01, keyed="ends")  # keys at both ends, everything between free
     x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
     channels = torch.as_tensor(obs.channel_mask()[None])
 
@@ -286,17 +276,8 @@ def test_penetration_guidance_moves_stretches_of_motion_not_single_frames(traine
     smoother from frame to frame than the per-frame gradient's, and it still separates the hands."""
     model = load_model(MotionDenoiser, trained / "model")
     hands = load_hand_model("open")
-    frames = 40
-    t = np.linspace(0, 1, frames)
-    keys = {"global_orient": np.zeros((frames, 2, 3)), "hand_pose": np.zeros((frames, 2, 45)),
-            "transl": np.zeros((frames, 2, 3))}
-    keys["global_orient"][:, 0] = [0.0, 0.0, np.pi / 2]
-    keys["global_orient"][:, 1] = [0.0, 0.0, -np.pi / 2]
-    keys["transl"][:, 0, 0] = -0.01 - 0.01 * t  # palm to palm, overlapping, drifting a little
-    keys["transl"][:, 1, 0] = 0.01 + 0.01 * t
-    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
-    mask[:, :, [0, rep.TRANSL_PART]] = True
-    obs = Observation(**keys, part_mask=mask, betas=np.zeros((2, 10)))
+    t = np.linspace(0, 1, 40)
+    obs = palm_to_palm(40, -0.01 - 0.01 * t, 0.01 + 0.01 * t)  # overlapping, drifting a little
     pipe = MotionPipeline(model, hands)
 
     def fingers(smoothing: float | None) -> np.ndarray:
