@@ -350,8 +350,9 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.
     # Keyed sliders move their fingers on frame changes only (fingers.follow_animation): then it is needed.
-    if any(path.startswith("handforge.") for arm_obj in hands.values() if arm_obj is not None
-           for path in animated_paths(arm_obj)):
+    from . import fingers  # (fingers imports this module)
+
+    if any(fingers.animated_sliders(arm_obj) for arm_obj in hands.values() if arm_obj is not None):
         scene.frame_set(scene.frame_current)
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
             "warnings": warnings, "skipped": skipped_frames}

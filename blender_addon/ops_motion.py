@@ -275,7 +275,7 @@ class _MotionOptions:
                              description="How far the motion may stray from the keys' plain in-between (1: a fresh "
                                          "sample; small values stay close to it)")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
-    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate (the first is keyed)")
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
     keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
                              description="Steering the hands apart where they would pass through each other")
 

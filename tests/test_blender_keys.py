@@ -207,7 +207,8 @@ def test_export_shows_progress_and_esc_cancels_without_writing(session):
     _no_error(session, "export_modal")
     out = session["export_modal"]
     assert out["move"] == ["PASS_THROUGH"]
-    assert out["esc"] == ["CANCELLED"] and not out["esc_written"] and out["esc_frame"] == 1200
+    assert out["tick"] == ["RUNNING_MODAL"] and out["tick_frame"] != 1200  # mid-export, on one of its frames
+    assert out["esc"] == ["CANCELLED"] and not out["esc_written"] and out["esc_frame"] == 1200  # put back
     assert ["WARNING", "export cancelled: nothing was written"] in out["reports"]
     assert out["ticks"][-1] == ["FINISHED"] and out["written"] and out["frame_after"] == 1200
     progress = out["progress"]

@@ -261,7 +261,6 @@ def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
     assert (grad.abs().sum(-1) > 0).sum(-1).tolist() == [1, 1, 0]
 
 
-@pytest.mark.slow
 def test_separation_tries_other_ways_where_the_gradients_way_does_not_clear(model, monkeypatch):
     """Interlaced fingers can make the penetration gradient point along the fingers, where no distance
     frees them; the second round then tries the way from one hand's centre to the other's and the six
@@ -284,6 +283,7 @@ def test_separation_tries_other_ways_where_the_gradients_way_does_not_clear(mode
         assert penetration_metrics(left + shorter, right, faces_l, faces_r).max_depth[0] > tolerance
 
 
+@pytest.mark.slow
 def test_gradient_descent_on_the_loss_separates_interpenetrating_hands(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")
     names = ("relaxed", "pinch", "flat")  # left hands; poses without LBS self-intersection

@@ -245,6 +245,16 @@ def test_repair_guidance_resamples_only_the_motions_that_pass_hands_through_each
     alone = pipe._denoise([observations[1]], 6, 7, 1.0, None, None, 1.0, rows=(np.array([1]), 2))[0]
     for name in plain[1]:
         np.testing.assert_allclose(alone[name], plain[1][name], atol=1e-5)
+    from dataclasses import replace
+
+    settings = Guidance(when="repair", strength=20.0, iterations=3, last_fraction=1.0)
+    redone = {rows: pipe._denoise([observations[1]], 6, 7, 1.0, replace(settings, when="always"), None, 1.0,
+                                  rows=(np.array([rows]), 2))[0] for rows in (0, 1)}
+    assert not np.allclose(redone[0]["hand_pose"], redone[1]["hand_pose"])  # the rows' noises differ
+    for name in repaired[1]:  # the repaired motion is the guided run from its own row
+        np.testing.assert_allclose(repaired[1][name], redone[1][name], atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        pipe._denoise([observations[1]], 2, 7, 1.0, None, None, 1.0, rows=(np.array([2]), 2))
     with pytest.raises(ValueError, match="when"):
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
 

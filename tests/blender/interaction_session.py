@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, ui_context
+from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, recorded_layout,
+                     ui_context)
 
 s = Session()
 s.install()
@@ -81,32 +82,15 @@ def scene_setup():
 s.check("setup", scene_setup)
 
 
-ICONS = set(bpy.types.UILayout.bl_rna.functions["operator"].parameters["icon"].enum_items.keys())
 
 
 def panel() -> dict:
     """What the Interaction panel draws (its draw code run on a recording layout): texts, operators,
     properties that do not exist, icons Blender does not know."""
-    drawn = {"labels": [], "operators": [], "bad": []}
-
-    class Recorder:
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: self.record(name, args, kwargs)
-
-        def record(self, name, args, kwargs):
-            if kwargs.get("icon", "NONE") not in ICONS:
-                drawn["bad"].append(kwargs["icon"])
-            if name == "label":
-                drawn["labels"].append(kwargs.get("text", ""))
-            elif name == "operator":
-                drawn["operators"].append(args[0])
-                return type("Props", (), {})()
-            elif name == "prop" and not hasattr(args[0], args[1]):
-                drawn["bad"].append(args[1])
-            return self
-
-    bpy.types.HANDFORGE_PT_interaction.draw(type("Panel", (), {"layout": Recorder()})(), bpy.context)
-    return drawn
+    calls = recorded_layout(bpy.types.HANDFORGE_PT_interaction.draw)
+    return {"labels": [c[2].get("text", "") for c in calls if c[0] == "label"],
+            "operators": [c[1][0] for c in calls if c[0] == "operator"],
+            "bad": [c[1] for c in calls if c[0] == "bad"]}
 
 
 def sample_and_step():

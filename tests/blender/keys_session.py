@@ -136,7 +136,8 @@ def export_modal():
     from pathlib import Path
     from types import SimpleNamespace
 
-    op_class = importlib.import_module(f"{ADDON_MODULE}.ops_keys").HANDFORGE_OT_export_motion
+    ops_keys = importlib.import_module(f"{ADDON_MODULE}.ops_keys")
+    op_class = ops_keys.HANDFORGE_OT_export_motion
     keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
     seen = {"progress": [], "status": [], "reports": []}
     wm = SimpleNamespace(progress_update=seen["progress"].append, progress_end=lambda: seen["status"].append("END"),
@@ -160,6 +161,12 @@ def export_modal():
         cancelled_path = a["work"] + "/cancelled.npz"
         op = operator(cancelled_path)
         out["move"] = sorted(op_class.modal(op, context, SimpleNamespace(type="MOUSEMOVE")))
+        slice_s, ops_keys.MODAL_SLICE_S = ops_keys.MODAL_SLICE_S, 0.0  # one frame per tick
+        try:
+            out["tick"] = sorted(op_class.modal(op, context, SimpleNamespace(type="TIMER")))
+        finally:
+            ops_keys.MODAL_SLICE_S = slice_s
+        out["tick_frame"] = scene.frame_current  # the export is visiting its frames
         out["esc"] = sorted(op_class.modal(op, context, SimpleNamespace(type="ESC")))
         out["esc_written"] = Path(cancelled_path).exists()
         out["esc_frame"] = scene.frame_current
@@ -210,11 +217,15 @@ def keyed_slider_import():
     right = hand("right")
     right.handforge.curl_index = 0.6
     right.keyframe_insert("handforge.curl_index", frame=1015)
-    before = shown()
-    assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1003) == {"FINISHED"}
-    now = shown()
-    scene.frame_set(1015)
-    return {"before": before, "now": now, "evaluated": shown()}
+    try:
+        before = shown()
+        assert bpy.ops.handforge.import_motion(filepath=a["clip_long"], frame_start=1003) == {"FINISHED"}
+        now = shown()
+        scene.frame_set(1015)
+        return {"before": before, "now": now, "evaluated": shown()}
+    finally:  # the later checks expect no keyed slider
+        right.keyframe_delete("handforge.curl_index", frame=1015)
+        scene.frame_set(1015)
 
 
 s.check("keyed_slider", keyed_slider_import)

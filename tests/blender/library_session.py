@@ -9,7 +9,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from session import ADDON_MODULE, Session, error_of, hand
+from session import ADDON_MODULE, Session, error_of, hand, recorded_layout
 
 s = Session()
 s.install()
@@ -80,32 +80,19 @@ s.check("round_trip", round_trip)
 
 
 def drawn_panel(search: str) -> list:
-    """What the Pose Library panel draws (into a recording stand-in for a UILayout) for a search."""
-    from types import SimpleNamespace
-
-    drawn = []
-
-    class Button:
-        def __init__(self, text):
-            object.__setattr__(self, "text", text)
-
-        def __setattr__(self, name, value):
-            drawn.append(["set", self.text, name, value])
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*args, **kwargs):
-                if name == "operator":
-                    drawn.append(["operator", args[0], kwargs.get("text", "")])
-                    return Button(kwargs.get("text", ""))
-                if name in ("label", "template_icon"):
-                    drawn.append([name, kwargs.get("text", ""), kwargs.get("icon", "")])
-                return Layout()
-            return call
-
+    """What the Pose Library panel draws for a search: ``["set", button text, property, value]`` per
+    button property, ``["template_icon"|"label", text]`` per thumbnail and text."""
     bpy.context.scene.handforge.pose_search = search
-    bpy.types.HANDFORGE_PT_pose_library.draw(SimpleNamespace(layout=Layout()), bpy.context)
-    return drawn
+    out, texts = [], []
+    for call in recorded_layout(bpy.types.HANDFORGE_PT_pose_library.draw):
+        assert call[0] != "bad", call
+        if call[0] == "operator":
+            texts.append(call[2].get("text", ""))
+        elif call[0] == "set":
+            out.append(["set", texts[-1], call[2], call[3]])
+        elif call[0] in ("template_icon", "label"):
+            out.append([call[0], call[2].get("text", "")])
+    return out
 
 
 def panel():

@@ -10,7 +10,7 @@ import os
 from contextlib import redirect_stdout
 
 import bpy
-from session import ADDON_MODULE, Session, error_of, hand, init_undo, ui_context
+from session import ADDON_MODULE, Session, error_of, hand, init_undo, recorded_layout, ui_context
 
 s = Session()
 s.install()
@@ -106,30 +106,11 @@ s.results["artist"] = snapshot()
 
 
 def panel():
-    """The Motion panel draws (into a recording stand-in for a UILayout) its buttons with the settings."""
-    from types import SimpleNamespace
-
-    drawn = []
-
-    class Button:
-        def __init__(self, idname):
-            object.__setattr__(self, "idname", idname)
-
-        def __setattr__(self, name, value):
-            drawn.append(["set", self.idname, name])
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*args, **kwargs):
-                if name == "operator":
-                    drawn.append(["operator", args[0]])
-                    return Button(args[0])
-                return Layout()
-            return call
-
+    """The Motion panel draws its buttons with the settings (recorded: operators, then what each is given)."""
     bpy.context.scene.handforge_motion.engine = "spline"
-    bpy.types.HANDFORGE_PT_motion.draw(SimpleNamespace(layout=Layout()), bpy.context)
-    return drawn
+    calls = recorded_layout(bpy.types.HANDFORGE_PT_motion.draw)
+    assert not [c for c in calls if c[0] == "bad"], [c for c in calls if c[0] == "bad"]
+    return [["operator", c[1][0]] if c[0] == "operator" else c[:3] for c in calls if c[0] in ("operator", "set")]
 
 
 s.check("panel", panel)

@@ -118,3 +118,42 @@ def bone_rotation(arm_obj, name: str) -> np.ndarray:
     """A pose bone's rotation channels as a bone-local matrix (3, 3) (any rotation mode)."""
     pb = arm_obj.pose.bones[name]
     return np.array(pb.matrix_basis)[:3, :3]
+
+
+_ICONS: set[str] = set()
+
+
+def recorded_layout(draw, context=None) -> list[list]:
+    """Run ``draw(self, context)`` (a panel's, an operator's dialog) on a stand-in for its UILayout that
+    records every call, in order: ``[method, args, kwargs]`` (values as JSON-ready text where they are
+    not plain), ``["set", operator id, property, value]`` for each property set on an operator button,
+    and ``["bad", what]`` for a property that does not exist or an icon Blender does not know."""
+    if not _ICONS:
+        _ICONS.update(bpy.types.UILayout.bl_rna.functions["operator"].parameters["icon"].enum_items.keys())
+    calls: list[list] = []
+
+    def plain(value: Any) -> Any:
+        return value if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+
+    class Button:  # what layout.operator returns: the button's operator properties
+        def __init__(self, idname: str) -> None:
+            object.__setattr__(self, "idname", idname)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            calls.append(["set", self.idname, name, plain(value) if not isinstance(value, (set, list)) else
+                          sorted(value)])
+
+    class Layout:
+        def __getattr__(self, name: str):
+            def call(*args, **kwargs):
+                icon = kwargs.get("icon", "NONE")
+                if isinstance(icon, str) and icon not in _ICONS:
+                    calls.append(["bad", f"icon {icon}"])
+                if name == "prop" and len(args) > 1 and not hasattr(args[0], args[1]):
+                    calls.append(["bad", f"property {args[1]}"])
+                calls.append([name, [plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}])
+                return Button(args[0]) if name == "operator" else Layout()
+            return call
+
+    draw(type("Owner", (), {"layout": Layout()})(), context or bpy.context)
+    return calls

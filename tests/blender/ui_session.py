@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import ADDON_MODULE, Session, hand
+from session import ADDON_MODULE, Session, hand, recorded_layout
 
 s = Session()
 s.install()
@@ -55,21 +55,8 @@ s.check("described", undescribed)
 
 def shape_labels() -> list[str]:
     """The labels the Set Shape dialog gives its ten sliders (read from its draw code's layout)."""
-    labels = []
-
-    class Recorder:  # stands in for a UILayout: records the slider labels drawn
-        def __getattr__(self, name):
-            return lambda *args, **kwargs: self.record(name, args, kwargs)
-
-        def record(self, name, args, kwargs):
-            if name == "prop" and len(args) > 1 and args[1] == "betas":
-                labels.append(kwargs.get("text", ""))
-            return self
-
-    op_cls = bpy.types.HANDFORGE_OT_set_shape
-    fake = type("Op", (), {"layout": Recorder()})()
-    op_cls.draw(fake, bpy.context)
-    return labels
+    return [c[2].get("text", "") for c in recorded_layout(bpy.types.HANDFORGE_OT_set_shape.draw)
+            if c[0] == "prop" and len(c[1]) > 1 and c[1][1] == "betas"]
 
 
 s.check("shape_labels", shape_labels)

@@ -153,7 +153,8 @@ def separating_shifts(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor,
     penetration depth with respect to B's translation, the shortest of ``distances`` after which no
     vertex of either hand is deeper than ``tolerance`` in the other, bisected three times back
     towards contact; where none is, the distance that leaves the least depth, and from there
-    another round (a new gradient), ``rounds`` in all; zero where the pair is already within
+    another round along 8 ways at once (a new gradient's, between the hands' centres, the six axes:
+    ``_separating_any_way``), ``rounds`` in all; zero where the pair is already within
     ``tolerance``. Only the pairs still overlapping are measured at each trial. ``verts_a`` may be a
     ``FixedHands``; no gradient flows."""
     verts_b = verts_b.detach()

@@ -26,7 +26,9 @@
    translation, by the shortest of 1, 2, 4 … 128 mm that leaves no vertex deeper than
    ``overlap_tolerance`` (1.5 mm; chosen on the validation split, below the ground truth's overlap
    without pushing the hands out of touch: 1 mm left a quarter of its volume) (or the
-   one leaving the least depth, and from there once more along a new gradient;
+   one leaving the least depth, and from there once more along the way, of a new gradient's, the one
+   between the hands' centres and the six axes, that clears soonest: interlaced fingers can make the
+   gradient point along them;
    ``evaluation.separating_shifts``; the corpus's resolver instead optimises placement and fingers
    towards a template's contacts, 0.6–0.8 s a sample, and a sample has no template): guidance
    works in the denoiser's units and leaves overlaps of millimetres to centimetres, which a
@@ -34,8 +36,9 @@
    paper), a generated hand left apart (up to 5 cm) is moved rigidly the other way, along the line
    between the hands' nearest vertices until they are 1 mm apart or as far as the tolerance allows
    (``evaluation.touching_shifts``): the data's interactions all touch, and half the samples did not.
-4. Candidates still deeper than the tolerance after that (the few whose fingers interlock, which
-   no translation clears: 6 of the first 100 free samples, yet most of their overlap volume) are
+4. Candidates still deeper than the tolerance after that (the few whose fingers interlock; before
+   the separation tried other ways than the gradient's, 6 of the first 100 free samples, yet most of
+   their overlap volume) are
    drawn again with fresh noise, twice as many, ``redraws`` rounds, the least deep new draws
    replacing the deepest old ones where they are less deep: rejection sampling towards the data,
    where hands never interlock (not in the paper). Only with ``separation``: without it nearly

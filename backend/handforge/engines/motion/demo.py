@@ -48,11 +48,13 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     import torch
 
     from handforge.engines.motion.jobs import inbetween
+    from handforge.server.builtin_jobs import default_registry
     from handforge.server.jobs import JobContext
 
     arrays = keyed_arrays()
-    params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "num_samples": 1, "steps": steps,
-              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "repair"}
+    # the job kind's own defaults (as a request that sets only these gets them), checked by its schema
+    params = default_registry().kind("motion.inbetween").schema.validate(
+        {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "steps": steps}, arrays)
     ctx = JobContext("demo-motion", "motion.inbetween", lambda fraction, message, previews: None)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

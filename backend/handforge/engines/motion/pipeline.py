@@ -141,10 +141,12 @@ class MotionPipeline:
         if hands is None:
             raise ValueError("penetration checks need the hand model: MotionPipeline(model, hand_model)")
         out = np.zeros(len(values))
+        # the wrists: each model's root joint sits off the origin (MANO's some 10 cm), beside transl
+        roots = np.stack([hands.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3)
         for n, (o, v) in enumerate(zip(observations, values)):
-            transl = np.asarray(v["transl"])
+            wrists = np.asarray(v["transl"]) + roots
             measured = ~o.part_mask.reshape(o.num_frames, -1).all(-1) & (
-                np.linalg.norm(transl[:, 0] - transl[:, 1], axis=-1) < REACH)
+                np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH)
             if not measured.any():
                 continue
             field = {k: torch.as_tensor(np.asarray(v[k])[measured], dtype=torch.float32)
@@ -177,6 +179,8 @@ class MotionPipeline:
             noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
         else:
             index, size = rows
+            if len(index) != len(observations) or not all(0 <= int(i) < size for i in index):
+                raise ValueError(f"rows {list(index)} of a batch of {size} do not match {len(observations)} observations")
             noise = torch.randn((size, *fill.shape[1:]), generator=generator, dtype=dtype)[torch.as_tensor(index)]
             noise = noise.to(device)
 
