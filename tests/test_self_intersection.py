@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from handforge.commands.self_intersection import measure
 from handforge.evaluation.self_intersection import self_intersection
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
@@ -24,26 +25,20 @@ def model():
     return load_hand_model("open", dtype=torch.float64)
 
 
-def _measure(model, name, side="right"):
-    pose = pose_library.get(name, side)
-    out = model(side, pose.global_orient, pose.hand_pose)
-    return self_intersection(out.vertices[0].numpy(), model.faces(side).numpy(),
-                             skin_weights=model.rig(side).skin_weights)
-
-
 def test_library_poses_stay_within_the_measured_self_intersection(model):
-    rows = {name: _measure(model, name) for name in pose_library.names()}
+    """The figures ``handforge self-intersection`` prints, bounded (mm, cm³)."""
+    rows = measure(model, "right", pose_library.names())
     for name, row in rows.items():
-        print(f"{name:20s} {row.as_dict()}")
-    assert rows["flat"].buried_vertices == 0 and rows["flat"].volume < 1e-8
-    assert sum(r.buried_faces for r in rows.values()) < 4500
-    assert sum(r.volume for r in rows.values()) < 18e-6
+        print(f"{name:20s} {row}")
+    assert rows["flat"]["buried_vertices"] == 0 and rows["flat"]["volume_cm3"] < 0.01
+    assert sum(r["buried_faces"] for r in rows.values()) < 4500
+    assert sum(r["volume_cm3"] for r in rows.values()) < 18
     # No finger sinks more than 2 mm into the palm or another finger (the issue's bound); what is left
     # are the creases of bent joints (fold depth), which no pose can avoid under linear blend skinning.
-    worst = max(rows, key=lambda n: rows[n].max_part_depth)
-    assert rows[worst].max_part_depth <= 0.002, (worst, rows[worst])
-    assert max(r.max_fold_depth for r in rows.values()) < 0.006
-    assert max(r.max_depth for r in rows.values()) < 0.006
+    worst = max(rows, key=lambda n: rows[n]["part_mm"])
+    assert rows[worst]["part_mm"] <= 2.0, (worst, rows[worst])
+    assert max(r["fold_mm"] for r in rows.values()) < 6
+    assert max(r["max_depth_mm"] for r in rows.values()) < 6
 
 
 def test_the_measure_sees_a_finger_pushed_through_the_palm(model):
@@ -69,7 +64,10 @@ def test_the_command_reports_every_asked_pose_on_the_open_hand_as_the_measure_do
     assert main(["self-intersection", "--poses", "fist", "ok", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == "open" and list(report["poses"]) == ["fist", "ok"]
-    assert report["poses"]["fist"] == _measure(model, "fist").as_dict()
+    fist = pose_library.get("fist", "right")  # the measure itself, on the posed hand
+    posed = model("right", fist.global_orient, fist.hand_pose).vertices[0].numpy()
+    assert report["poses"]["fist"] == self_intersection(posed, model.faces("right").numpy(),
+                                                        skin_weights=model.rig("right").skin_weights).as_dict()
     assert main(["self-intersection", "--poses", "flat"]) == 0  # the table
     table = capsys.readouterr().out
     assert "flat" in table and "part mm" in table and "deepest part into another: flat 0.00 mm" in table
