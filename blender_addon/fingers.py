@@ -25,15 +25,10 @@ from . import rig
 from handforge_shared import anatomy
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES
 
-KINDS = ("curl", "spread")
 # Sliders are float32: a value within this of what the bones show is the same value.
 SAME_VALUE = 1e-6
 
 _syncing = False  # set while sliders are written from the pose, so their callbacks do nothing
-
-
-def slider_path(kind: str, finger: str) -> str:
-    return f"handforge.{kind}_{finger}"
 
 
 def _finger_angles(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +44,7 @@ def move_fingers(arm_obj, sliders) -> list[int]:
     props = arm_obj.handforge
     frames = pose_conv.bone_frames(arm_obj)
     local, angles = _finger_angles(arm_obj, frames)
-    shown = dict(zip(KINDS, anatomy.curl_spread_of(angles)))
+    shown = dict(zip(keys.SLIDER_KINDS, anatomy.curl_spread_of(angles)))
     delta = np.zeros_like(angles)
     for kind, finger in sliders:
         wanted, now = getattr(props, f"{kind}_{finger}"), shown[kind][finger]
@@ -75,7 +70,7 @@ def slider_changed(context, arm_obj, kind: str, finger: str) -> None:
         return
     joints = move_fingers(arm_obj, [(kind, finger)])
     if context.scene.tool_settings.use_keyframe_insert_auto:
-        _autokey(context.scene, arm_obj, joints, slider_path(kind, finger))
+        _autokey(context.scene, arm_obj, joints, keys.slider_path(kind, finger))
 
 
 def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
@@ -100,22 +95,17 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
         arm_obj.keyframe_insert(slider, frame=frame, group="HandForge Sliders", keytype=keytype)
 
 
-def animated_sliders(arm_obj) -> list[tuple[str, str]]:
-    paths = keys.animated_paths(arm_obj)
-    return [(kind, finger) for finger in FINGERS for kind in KINDS if slider_path(kind, finger) in paths]
-
-
 def sync_sliders(arm_obj, keep=()) -> None:
     """Set the sliders to the curl and spread the bones show (except ``keep``: animated sliders,
     which the animation sets). Writes only sliders that differ, so it can run on every update."""
     global _syncing
     props = arm_obj.handforge
     _, angles = _finger_angles(arm_obj, pose_conv.bone_frames(arm_obj))
-    shown = dict(zip(KINDS, anatomy.curl_spread_of(angles)))
+    shown = dict(zip(keys.SLIDER_KINDS, anatomy.curl_spread_of(angles)))
     _syncing = True
     try:
         for finger in FINGERS:
-            for kind in KINDS:
+            for kind in keys.SLIDER_KINDS:
                 name = f"{kind}_{finger}"
                 if (kind, finger) not in keep and abs(getattr(props, name) - shown[kind][finger]) > SAME_VALUE:
                     setattr(props, name, shown[kind][finger])
@@ -125,7 +115,7 @@ def sync_sliders(arm_obj, keep=()) -> None:
 
 def follow_animation(arm_obj) -> None:
     """After the animation set the channels: animated sliders move their fingers, the others follow the bones."""
-    animated = animated_sliders(arm_obj)
+    animated = keys.animated_sliders(arm_obj)
     if animated:
         move_fingers(arm_obj, animated)
     sync_sliders(arm_obj, keep=animated)
@@ -157,7 +147,7 @@ def _on_depsgraph_update(scene, depsgraph):
     changed = {update.id.original for update in depsgraph.updates if isinstance(update.id, bpy.types.Object)}
     for arm_obj in _hands(scene):
         if arm_obj in changed:
-            sync_sliders(arm_obj, keep=animated_sliders(arm_obj))
+            sync_sliders(arm_obj, keep=keys.animated_sliders(arm_obj))
 
 
 _HANDLERS = ((bpy.app.handlers.frame_change_post, _on_frame_change),

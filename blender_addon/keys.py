@@ -23,7 +23,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
-from handforge_shared.skeleton import JOINT_NAMES, NUM_JOINTS
+from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
 
 GENERATED = "GENERATED"
 # Keyframe attributes copied when an F-curve is rebuilt, so kept keys come back unchanged.
@@ -350,9 +350,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.
     # Keyed sliders move their fingers on frame changes only (fingers.follow_animation): then it is needed.
-    from . import fingers  # (fingers imports this module)
-
-    if any(fingers.animated_sliders(arm_obj) for arm_obj in hands.values() if arm_obj is not None):
+    if any(animated_sliders(arm_obj) for arm_obj in hands.values() if arm_obj is not None):
         scene.frame_set(scene.frame_current)
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
             "warnings": warnings, "skipped": skipped_frames}
@@ -368,6 +366,19 @@ def animated_paths(arm_obj) -> set[str]:
     if ad is not None:
         paths |= {d.data_path for d in ad.drivers if not d.mute}
     return paths
+
+
+SLIDER_KINDS = ("curl", "spread")  # the finger sliders: handforge.<kind>_<finger> (properties.py; fingers.py moves them)
+
+
+def slider_path(kind: str, finger: str) -> str:
+    return f"handforge.{kind}_{finger}"
+
+
+def animated_sliders(arm_obj) -> list[tuple[str, str]]:
+    """(kind, finger) of the rig's finger sliders that an F-curve or driver animates."""
+    paths = animated_paths(arm_obj)
+    return [(kind, finger) for finger in FINGERS for kind in SLIDER_KINDS if slider_path(kind, finger) in paths]
 
 
 def curves_alone(arm_obj) -> bool:
