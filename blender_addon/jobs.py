@@ -89,6 +89,14 @@ def _status_text(job: RunningJob) -> str:
     return f"HandForge: {job.label} — {state} — Esc to cancel"
 
 
+def copy_options(op, settings, options: type) -> None:
+    """Give a panel's job button (``op``) the panel's ``settings`` for every option the ``options`` mixin
+    declares: a feature declares its request options once, in a mixin shared by its settings property
+    group and its operator (Blender reads property annotations from mixin classes)."""
+    for name in options.__annotations__:
+        setattr(op, name, getattr(settings, name))
+
+
 class JobOperator:
     """Mixin for operators that run one backend job (combine with ``bpy.types.Operator``)."""
 

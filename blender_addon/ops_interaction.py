@@ -112,6 +112,7 @@ class _SampleOptions:
     anchor: EnumProperty(name="Anchor", items=ANCHOR_ITEMS, default="ACTIVE", description="Which hand stays as posed")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Interaction engine")
     count: IntProperty(name="Count", default=8, min=1, max=MAX_CANDIDATES, description="How many candidates")
+    seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
     steps: IntProperty(name="Steps", default=20, min=2, max=200, description="Denoising steps (learned engine)")
     penetration_guidance: FloatProperty(name="Penetration Guidance", default=2.0, min=0.0, max=100.0,
                                         description="Push the hands apart where they overlap (learned engine; 0 off)")
@@ -125,15 +126,9 @@ class _SampleOptions:
                                     "other, pose unchanged (learned engine)")
 
 
-# what the panel copies from its settings onto the operator it shows
-REQUEST_OPTIONS = ("anchor", "engine", "count", "seed", "steps", "penetration_guidance", "contact_guidance",
-                   "separation", "touch")
-
-
 class HANDFORGE_PG_interaction_settings(_SampleOptions, bpy.types.PropertyGroup):
     """What the panel's Sample Interaction button sends (kept with the scene)."""
 
-    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed and hands, same candidates")
     key_count: IntProperty(name="Key", default=0, min=0, max=MAX_CANDIDATES,
                            description="How many candidates Key Candidates keys (0: all)")
 
@@ -279,8 +274,6 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
     bl_label = "Sample Interaction"
     bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
     job_kind = JOB_KIND
-
-    seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1, description="Same seed and hands, same candidates")
 
     def job_request(self, context):
         if browsing(context):
@@ -471,8 +464,7 @@ def draw_panel(layout, context) -> None:
         row.prop(settings, "separation")
         row.prop(settings, "touch")
     op = layout.operator(HANDFORGE_OT_sample_interaction.bl_idname, icon="HAND")
-    for name in REQUEST_OPTIONS:
-        setattr(op, name, getattr(settings, name))
+    jobs.copy_options(op, settings, _SampleOptions)
     state = browse_state(context)
     if not len(state.candidates):
         return

@@ -280,9 +280,6 @@ class _MotionOptions:
                              description="Steering the hands apart where they would pass through each other")
 
 
-REQUEST_OPTIONS = tuple(_MotionOptions.__annotations__)  # what the panel copies onto each button
-
-
 class _MotionJob(_MotionOptions, jobs.JobOperator):
     """What every motion button sends and how its result lands on the rigs."""
 
@@ -429,11 +426,6 @@ class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
                                  description="Whether the wrist rotation along a path is generated or kept as animated")
 
 
-def _common(op, settings) -> None:
-    for name in REQUEST_OPTIONS:
-        setattr(op, name, getattr(settings, name))
-
-
 def draw_panel(layout, context) -> None:
     """The Motion panel (``panels.HANDFORGE_PT_motion``): settings, then one button per job."""
     settings = context.scene.handforge_motion
@@ -451,19 +443,19 @@ def draw_panel(layout, context) -> None:
     col.prop(settings, "keep_apart")
     layout.row().prop(settings, "fixed", expand=True)
     op = layout.operator(HANDFORGE_OT_motion_inbetween.bl_idname, icon="IPO_BEZIER")
-    _common(op, settings)
+    jobs.copy_options(op, settings, _MotionOptions)
     op.fixed = settings.fixed
     col = layout.column(align=True)
     col.prop(settings, "left_path")
     col.prop(settings, "right_path")
     col.prop(settings, "wrist_rotation", text="")
     op = layout.operator(HANDFORGE_OT_motion_follow_path.bl_idname, icon="CURVE_PATH")
-    _common(op, settings)
+    jobs.copy_options(op, settings, _MotionOptions)
     op.left_path = settings.left_path.name if settings.left_path else ""
     op.right_path = settings.right_path.name if settings.right_path else ""
     op.wrist_rotation = settings.wrist_rotation
     row = layout.row(align=True)
-    _common(row.operator(HANDFORGE_OT_motion_generate.bl_idname, icon="ANIM"), settings)
+    jobs.copy_options(row.operator(HANDFORGE_OT_motion_generate.bl_idname, icon="ANIM"), settings, _MotionOptions)
     row.operator(HANDFORGE_OT_motion_regenerate.bl_idname, icon="FILE_REFRESH")
 
 
