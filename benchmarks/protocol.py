@@ -1,8 +1,11 @@
 """Round-trip latency and array throughput of the HandForge server + client, against bare pyzmq.
 
 Both servers run as separate processes on loopback for the whole run, and the figures are taken
-in interleaved blocks (baseline, HandForge, baseline, ...) so that both see the same machine load;
-each ratio is computed within a block, and the min and median over blocks are printed.
+in blocks in which baseline and HandForge calls alternate one by one (b, h, b, h, ...; the side that
+goes first alternates between blocks), so that both see the same machine state: a loopback round
+trip stays 30-80 % slower for a few hundred milliseconds after a 4 MiB transfer, which charged
+whichever side happened to be timed first after the echo row. Each ratio is the ratio of the two
+sides' medians within a block; the min and median over blocks are printed.
 
 - baseline: a bare DEALER/ROUTER exchange that JSON-decodes the request header and JSON-encodes a
   reply header on each side (the floor of any JSON-header protocol), echoing array frames back;
@@ -102,18 +105,20 @@ class HandForge:
         self.proc.wait(15)
 
 
-def _median_ms(call, repeats: int) -> float:
-    out = []
+def _alternating_medians_ms(first, second, repeats: int) -> tuple[float, float]:
+    """Median time of ``first`` and of ``second`` over ``repeats`` calls each, made alternately."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
-    return statistics.median(out) * 1000
+        for side, call in enumerate((first, second)):
+            start = time.perf_counter()
+            call()
+            times[side].append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=10, help="interleaved blocks (each: baseline then HandForge)")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks of alternating calls (the first side alternates)")
     parser.add_argument("--pings", type=int, default=300, help="round trips per block for the latency figures")
     parser.add_argument("--echoes", type=int, default=10, help="4 MiB echoes per block")
     args = parser.parse_args(argv)
@@ -127,22 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):
             base.echo(image), ours.echo(image)
         for block in range(args.blocks):
-            # alternate which side goes first, so neither always follows the other's garbage
             first_base = block % 2 == 0
             for name, b, o, n in (("ping message", base.ping, ours.ping, args.pings),
                                   ("ping job", base.ping, ours.job, args.pings // 4),
                                   ("echo 4 MiB job", lambda: base.echo(image), lambda: ours.echo(image), args.echoes)):
                 if first_base:
-                    tb, to = _median_ms(b, n), _median_ms(o, n)
+                    tb, to = _alternating_medians_ms(b, o, n)
                 else:
-                    to, tb = _median_ms(o, n), _median_ms(b, n)
+                    to, tb = _alternating_medians_ms(o, b, n)
                 rows[name].append((tb, to))
     finally:
         base.close()
         ours.close()
 
     print(f"loopback, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}, pyzmq {zmq.__version__} / "
-          f"libzmq {zmq.zmq_version()}; {args.blocks} interleaved blocks, medians per block")
+          f"libzmq {zmq.zmq_version()}; {args.blocks} blocks of alternating calls, medians per block")
     print("baseline: bare DEALER/ROUTER, one JSON header decoded and encoded per side (arrays echoed as frames)")
     print(f"{'round trip':16s} {'baseline ms':>18s} {'HandForge ms':>18s} {'ratio (per block)':>20s}")
     print(f"{'':16s} {'min':>8s} {'median':>9s} {'min':>8s} {'median':>9s} {'min':>9s} {'median':>10s}")
