@@ -84,6 +84,26 @@ def test_inbetween_keeps_every_key(server, engine):
         assert not np.array_equal(result.arrays["samples.left"][0], result.arrays["samples.left"][1])
 
 
+def test_inbetween_through_the_other_hand_reports_the_repair(server):
+    """The default "repair" guidance: wrists keyed at every frame to trade places, so that the hands
+    meet mid-way; the job's progress says when it moves them out of each other, and keys stay exact."""
+    arrays = keys()
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        arrays[f"{side}.global_orient"][:] = [0.0, 0.0, -sign * np.pi / 2]  # palm to palm
+        arrays[f"{side}.hand_pose"][:] = 0.0
+        arrays[f"{side}.transl"][:] = 0.0
+        arrays[f"{side}.transl"][:, 0] = np.linspace(sign * 0.15, -sign * 0.15, FRAMES)
+        arrays[f"{side}.mask"][:, PARTS - 1] = 1
+    arrays["right.mask"][12] = 0
+    arrays["right.mask"][12, PARTS - 1] = 1
+    messages = []
+    with server.client() as client:
+        result = client.run("motion.inbetween", {"steps": 4}, arrays, timeout=300,
+                            on_progress=lambda e: messages.append(e.message))
+    assert any(m.startswith("moving the hands out of each other") for m in messages), messages
+    assert_keys_kept(clip_of(result), arrays)
+
+
 def test_trajectory_and_generate(server):
     path = np.stack([np.linspace(-0.2, -0.05, FRAMES), np.zeros(FRAMES), np.linspace(0, 0.1, FRAMES)], 1)
     with server.client() as client:

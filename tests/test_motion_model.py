@@ -225,38 +225,58 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
     assert penetration(guided) < 0.9 * penetration(plain)
 
 
-def test_repair_guidance_resamples_only_the_motions_that_pass_hands_through_each_other(trained):
-    """``when="repair"``: a motion whose hands stay apart comes back exactly as without guidance; one
-    keyed palm to palm, overlapping, is sampled again with guidance and comes back less deep."""
+def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(trained):
+    """``when="repair"``: a motion whose hands stay apart comes back exactly as without guidance; one whose
+    in-between passes a hand through the other comes back less deep, its keys kept exactly, and the
+    progress callback reports the polish after the denoising steps."""
     model = load_model(MotionDenoiser, trained / "model")
     pipe = MotionPipeline(model, load_hand_model("open"))
-    observations = [palm_to_palm(8, -gap / 2, gap / 2) for gap in (0.3, 0.02)]  # 30 cm apart, 2 cm apart
+    apart = palm_to_palm(24, -0.15, 0.15, keyed="ends")                      # 30 cm apart
+    through = palm_to_palm(24, np.linspace(-0.15, 0.15, 24), np.linspace(0.15, -0.15, 24), keyed="ends")
+    observations = [apart, through]  # the hands trade places: straight in-between, they meet mid-way
     plain = pipe.batch(observations, steps=6, seed=7)
-    steps = []
-    repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda i, n: steps.append((i, n)),
-                          guidance=Guidance(when="repair", strength=20.0, iterations=3, last_fraction=1.0))
+    calls = []
+    repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda *call: calls.append(call),
+                          guidance=Guidance(when="repair"))
     before, after = pipe.penetration_depths(observations, plain), pipe.penetration_depths(observations, repaired)
-    assert before[0] == 0.0 and before[1] > Guidance.depth
+    assert before[0] == 0.0 and before[1] > 5 * Guidance.depth
     for name in plain[0]:
         np.testing.assert_array_equal(repaired[0][name], plain[0][name])
     assert after[1] < before[1]
-    assert steps == [(i, 6) for i in range(1, 7)] * 2  # the second run, of the one motion, counts again
-    # that run starts from the motion's own noise (row 1 of the batch's), not from the first row's
-    alone = pipe._denoise([observations[1]], 6, 7, 1.0, None, None, 1.0, rows=(np.array([1]), 2))[0]
-    for name in plain[1]:
-        np.testing.assert_allclose(alone[name], plain[1][name], atol=1e-5)
-    from dataclasses import replace
-
-    settings = Guidance(when="repair", strength=20.0, iterations=3, last_fraction=1.0)
-    redone = {rows: pipe._denoise([observations[1]], 6, 7, 1.0, replace(settings, when="always"), None, 1.0,
-                                  rows=(np.array([rows]), 2))[0] for rows in (0, 1)}
-    assert not np.allclose(redone[0]["hand_pose"], redone[1]["hand_pose"])  # the rows' noises differ
-    for name in repaired[1]:  # the repaired motion is the guided run from its own row
-        np.testing.assert_allclose(repaired[1][name], redone[1][name], atol=1e-5)
-    with pytest.raises(ValueError, match="do not match"):
-        pipe._denoise([observations[1]], 2, 7, 1.0, None, None, 1.0, rows=(np.array([2]), 2))
+    for name in ("global_orient", "hand_pose", "transl"):
+        np.testing.assert_array_equal(repaired[1][name][[0, -1]], getattr(through, name)[[0, -1]])
+    assert calls[:6] == [(i, 6, "denoising") for i in range(1, 7)]
+    polish = calls[6:]
+    assert polish and all(stage == "separating" and total == Guidance.polish for _, total, stage in polish)
+    assert [step for step, _, _ in polish] == list(range(1, len(polish) + 1))
     with pytest.raises(ValueError, match="when"):
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
+
+
+def test_the_polish_moves_overlapping_hands_apart_smoothly_and_stops_when_clean(trained):
+    """The repair's polish on a finished motion whose palms meet mid-way and overlap there by about 2 cm:
+    it ends with no overlap, well inside its budget of calls, and moves the wrists smoothly (their jerk
+    grows by less than half)."""
+    from handforge.engines.motion.pipeline import _Guide
+
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    frames = 40
+    bump = 0.15 - 0.135 * np.sin(np.linspace(0, np.pi, frames)) ** 2      # wrists 30 cm apart → 3 cm → 30 cm
+    obs = palm_to_palm(frames, -bump, bump, keyed="ends")
+    x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
+    calls = []
+    polished = _Guide(pipe, [obs], Guidance(when="repair")).polish(x0, torch.as_tensor(obs.channel_mask()[None]),
+                                                                   lambda *call: calls.append(call))
+    before, after = pipe._decode([obs], x0), pipe._decode([obs], polished)
+    assert pipe.penetration_depths([obs], before)[0] > 0.01
+    assert pipe.penetration_depths([obs], after)[0] <= Guidance.depth
+    assert len(calls) < Guidance.polish / 2
+
+    def jerk(values: dict[str, np.ndarray]) -> float:
+        return float(np.linalg.norm(np.diff(values["transl"], 3, axis=0), axis=-1).mean())
+
+    assert jerk(after[0]) < 1.5 * jerk(before[0])
 
 
 def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):
@@ -326,6 +346,15 @@ def test_key_blend_fades_the_generated_part_into_each_key():
     assert weight[0, [0, 11], 0].tolist() == [0.0, 0.0]
     assert weight[0, 4:8, 0].tolist() == [1.0] * 4 and bool((weight[0, :, 1] == 1).all())
     assert bool((weight[0, 1:5, 0].diff() > 0).all())  # rises monotonically away from the key
+    # a gap shorter than twice the fade: no kink at mid-gap, where a smoothstep of the distance to the
+    # nearest key would turn back abruptly (its velocity flips sign from one frame to the next)
+    short = torch.zeros(1, 16, 1, dtype=torch.bool)
+    short[0, [0, 15]] = True
+    smooth_weight = key_blend(short, 12)[0, :, 0].double()
+    u = (torch.minimum(torch.arange(16), 15 - torch.arange(16)).double() / 12).clamp(0, 1)
+    kinked = u * u * (3 - 2 * u)
+    assert torch.allclose(smooth_weight, smooth_weight.flip(0))
+    assert smooth_weight.diff(n=3).abs().max() < 0.5 * kinked.diff(n=3).abs().max()
     noisy = torch.randn(1, 40, 3, generator=torch.Generator().manual_seed(0))
     smooth = smooth_free(noisy, 2.0)
     assert smooth.shape == noisy.shape and smooth.diff(dim=1).abs().mean() < 0.5 * noisy.diff(dim=1).abs().mean()

@@ -239,8 +239,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
                 "repair": Guidance(when="repair")}[params["penetration_guidance"]]
 
-    def on_step(step: int, total: int) -> None:
-        ctx.progress(step / total, f"denoising step {step}/{total}" if engine == "learned" else "spline")
+    def on_step(step: int, total: int, stage: str) -> None:
+        message = {"denoising": f"denoising step {step}/{total}", "spline": "spline",
+                   "separating": f"moving the hands out of each other ({step}/{total} at most)"}[stage]
+        ctx.progress(step / total, message)
 
     meta = {"engine": engine, "seed": params["seed"], "steps": params["steps"], "variation": params["variation"]}
     with torch.no_grad():

@@ -65,10 +65,10 @@ class Guidance:
     last_fraction: float = 0.8
     near: float = 0.2
     smoothing: float = 12.0  # σ (frames) of the Gaussian the update is filtered with along time (0: per frame)
-    # "always" (within ``near``), or "repair": sample unguided, then sample again with guidance only the
-    # motions in which a vertex of one hand goes deeper than ``depth`` (m) into the other, keeping whichever
-    # of the two is less deep. In-betweening: most keyed gaps need no guidance (it only adds jitter there),
-    # while the few whose keys lead one hand through the other need it (README 'Motion').
+    # "always" (within ``near``), or "repair": sample unguided, then polish (below) only the motions in
+    # which a vertex of one hand goes deeper than ``depth`` (m) into the other, on a frame not wholly keyed.
+    # In-betweening: most keyed gaps need no guidance (during sampling it only cost quality there), while
+    # the few whose keys lead one hand through the other need it (README 'Motion').
     when: str = "always"
     depth: float = 0.002
     # The most one update may move a free wrist (m). The penetration gradient with respect to a wrist's
@@ -77,6 +77,11 @@ class Guidance:
     # windows, against 8-30 unguided and with this bound). Updates whose wrist move is larger are
     # scaled down as a whole, so their direction is kept.
     max_shift: float = 0.004
+    # The "repair" polish: guidance updates on the finished motion, where no denoising step follows to pull
+    # the hands back into each other (re-sampling with guidance left a third to five-sixths of the deep
+    # windows deep), until the motion measures no deeper than ``depth`` on every frame phase in a row, or
+    # ``polish`` calls (of ``iterations`` updates each) are spent; 0: off.
+    polish: int = 40
 
 
 class MotionPipeline:
@@ -90,23 +95,24 @@ class MotionPipeline:
 
     def __call__(self, observation: Observation, num_samples: int = 1, steps: int = DEFAULT_STEPS, seed: int = 0,
                  variation: float = 1.0, guidance: Guidance | None = None,
-                 callback: Callable[[int, int], None] | None = None,
+                 callback: Callable[[int, int, str], None] | None = None,
                  smoothing: float = DEFAULT_SMOOTHING) -> dict[str, np.ndarray]:
         """Rig values {global_orient, hand_pose, transl}: (num_samples, T, 2, size) float64, keys exact.
 
-        ``callback(step, steps)`` is called after every denoising step (progress, cancellation)."""
+        ``callback(step, steps, stage)`` is called after every denoising step (``stage`` "denoising") and
+        every call of the "repair" polish ("separating"), for progress and cancellation."""
         values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback, smoothing)
         return {name: np.stack([v[name] for v in values]) for name in values[0]}
 
     @torch.no_grad()
     def batch(self, observations: list[Observation], steps: int = DEFAULT_STEPS, seed: int = 0,
               variation: float = 1.0, guidance: Guidance | None = None,
-              callback: Callable[[int, int], None] | None = None,
+              callback: Callable[[int, int, str], None] | None = None,
               smoothing: float = DEFAULT_SMOOTHING) -> list[dict[str, np.ndarray]]:
         """One denoising run for several observations of the same length: their rig values (T, 2, size).
 
-        With ``guidance.when == "repair"`` the motions whose hands pass through each other are sampled
-        a second time, guided (the progress callback then counts that run's steps again)."""
+        With ``guidance.when == "repair"`` the motions whose hands pass through each other are then
+        polished (``_Guide.polish``): moved apart on the frames where they overlap, keys kept."""
         if not 0.0 < variation <= 1.0:
             raise ValueError(f"variation must be in (0, 1], got {variation}")
         if steps < 1:
@@ -114,20 +120,22 @@ class MotionPipeline:
         if len({o.num_frames for o in observations}) != 1:
             raise ValueError("a batch needs observations of one length")
         if guidance is None or guidance.when == "always":
-            return self._denoise(observations, steps, seed, variation, guidance, callback, smoothing)
+            x0 = self._denoise(observations, steps, seed, variation, guidance, callback, smoothing)
+            return self._decode(observations, x0)
         if guidance.when != "repair":
             raise ValueError(f"guidance.when must be 'always' or 'repair', got {guidance.when!r}")
-        values = self._denoise(observations, steps, seed, variation, None, callback, smoothing)
+        x0 = self._denoise(observations, steps, seed, variation, None, callback, smoothing)
+        values = self._decode(observations, x0)
         depths = self.penetration_depths(observations, values)
         redo = np.flatnonzero(depths > guidance.depth)
-        if len(redo):  # each motion again from its own starting noise, with guidance
-            guided = self._denoise([observations[i] for i in redo], steps, seed, variation,
-                                   replace(guidance, when="always"), callback, smoothing,
-                                   rows=(redo, len(observations)))
-            guided_depths = self.penetration_depths([observations[i] for i in redo], guided)
-            for i, v, d in zip(redo, guided, guided_depths):
+        if len(redo) and guidance.polish > 0:
+            picked = [observations[i] for i in redo]
+            mask = torch.as_tensor(np.stack([o.channel_mask() for o in picked]), device=self.device)
+            polish = _Guide(self, picked, guidance).polish(x0[torch.as_tensor(redo)], mask, callback)
+            polished = self._decode(picked, polish)
+            for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished)):
                 if d < depths[i]:
-                    values[i] = v
+                    values[i], depths[i] = v, d
         return values
 
     @torch.no_grad()
@@ -165,10 +173,9 @@ class MotionPipeline:
 
     @torch.no_grad()
     def _denoise(self, observations: list[Observation], steps: int, seed: int, variation: float,
-                 guidance: Guidance | None, callback: Callable[[int, int], None] | None,
-                 smoothing: float, rows: tuple[np.ndarray, int] | None = None) -> list[dict[str, np.ndarray]]:
-        """``rows`` (indices, size): these observations are those rows of a batch of that size drawn with
-        ``seed``, and start from those rows of its noise."""
+                 guidance: Guidance | None, callback: Callable[[int, int, str], None] | None,
+                 smoothing: float) -> torch.Tensor:
+        """The normalised motions (B, T, C), keys imposed."""
         model, device = self.model, self.device
         dtype = next(model.parameters()).dtype
         mask = torch.as_tensor(np.stack([o.channel_mask() for o in observations]), device=device)
@@ -176,14 +183,7 @@ class MotionPipeline:
                                                dtype=dtype))
         fill = model.observe(keys, mask)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        if rows is None:
-            noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
-        else:
-            index, size = rows
-            if len(index) != len(observations) or not all(0 <= int(i) < size for i in index):
-                raise ValueError(f"rows {list(index)} of a batch of {size} do not match {len(observations)} observations")
-            noise = torch.randn((size, *fill.shape[1:]), generator=generator, dtype=dtype)[torch.as_tensor(index)]
-            noise = noise.to(device)
+        noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
 
         scheduler = make_sampler(model.config.num_train_timesteps)
         scheduler.set_timesteps(steps)
@@ -198,25 +198,36 @@ class MotionPipeline:
                 x0 = guide(x0, mask)
             x = scheduler.step(x0, t, x, generator=generator).prev_sample
             if callback is not None:
-                callback(i + 1, len(timesteps))
+                callback(i + 1, len(timesteps), "denoising")
         base = hermite_keys(keys, mask)
         residual = smooth_free(x0 - base, smoothing) if smoothing > 0 else x0 - base
-        x0 = torch.where(mask, keys, base + residual * key_blend(mask, BLEND_FRAMES))
-        motion = model.denormalise(x0).double().cpu().numpy()
+        return torch.where(mask, keys, base + residual * key_blend(mask, BLEND_FRAMES))
+
+    def _decode(self, observations: list[Observation], x0: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        """Rig values (T, 2, size) of normalised motions ``x0`` (B, T, C), keys written back exactly."""
+        motion = self.model.denormalise(x0).double().cpu().numpy()
         return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
 
 
 def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
     """(B, T, C) weights in [0, 1]: 0 at each channel's keys, rising smoothly (smoothstep) to 1 at
     ``frames`` from the nearest key, 1 for channels without keys. Multiplying the generated part
-    by it makes every channel arrive at its keys without a jump in position or velocity."""
+    by it makes every channel arrive at its keys without a jump in position or velocity.
+
+    The weight is the product of one smoothstep from the key before and one from the key after: in a
+    gap shorter than ``2 * frames`` the distance to the nearest key turns at mid-gap, and a smoothstep
+    of that distance would turn with it, a kink in velocity (the repair's polish, whose fade spans 24
+    frames, tripled the jerk of the 15-frame in-betweens it moved)."""
     b, t, c = mask.shape
     index = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
     prev = torch.where(mask, index, torch.full_like(index, -10 * t)).cummax(1).values
     nxt = torch.where(mask, index, torch.full_like(index, 10 * t)).flip(1).cummin(1).values.flip(1)
-    distance = torch.minimum(index - prev, nxt - index).float()
-    u = (distance / max(frames, 1)).clamp(0, 1)
-    return u * u * (3 - 2 * u)
+
+    def smoothstep(distance: torch.Tensor) -> torch.Tensor:
+        u = (distance.float() / max(frames, 1)).clamp(0, 1)
+        return u * u * (3 - 2 * u)
+
+    return smoothstep(index - prev) * smoothstep(nxt - index)
 
 
 def smooth_free(residual: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -253,14 +264,33 @@ class _Guide:
         self.betas = torch.as_tensor(np.stack([o.betas for o in observations]), dtype=torch.float32,
                                      device=device)   # (B, 2, 10)
 
-    def __call__(self, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        from handforge.evaluation.penetration import penetration_loss
+    def polish(self, x0: torch.Tensor, mask: torch.Tensor,
+               callback: Callable[[int, int, str], None] | None = None) -> torch.Tensor:
+        """Guidance on finished motions (B, T, C), with no denoiser step after it to pull the hands back
+        together: each motion is updated until it has measured no deeper than ``depth`` on every frame
+        phase in a row (``stride`` calls), or ``polish`` calls are spent."""
+        clean = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        for call in range(self.settings.polish):
+            active = clean < min(self.stride, x0.shape[1])
+            if not active.any():
+                break
+            x0 = self(x0, mask, active)
+            clean = torch.where(self.deepest <= self.settings.depth, clean + 1, torch.zeros_like(clean))
+            if callback is not None:
+                callback(call + 1, self.settings.polish, "separating")
+        return x0
+
+    def __call__(self, x0: torch.Tensor, mask: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """``active`` (B,) bool: only these motions are moved. ``self.deepest`` (B,) is then how deep (m) one
+        hand went into the other on the frames this call measured, before its update."""
+        from handforge.evaluation.penetration import penetration_depths
         from handforge_shared.rotations import matrix_to_axis_angle
 
         if self.fade is None:  # the update fades out towards each channel's keys, over twice its σ
             self.fade = key_blend(mask, max(BLEND_FRAMES, int(round(2 * self.settings.smoothing))))
         model, hands = self.pipe.model, self.pipe.hand_model
         s = self.settings
+        self.deepest = torch.zeros(len(x0), device=x0.device)
         wrists = rep.translations(model.denormalise(x0))
         if float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
             return x0
@@ -268,7 +298,7 @@ class _Guide:
         stride = min(self.stride, t)
         frames = torch.arange(self.calls % stride, t, stride, device=x0.device)
         self.calls += 1
-        for _ in range(s.iterations):
+        for iteration in range(s.iterations):
             with torch.enable_grad():
                 x = x0.detach().float().requires_grad_(True)
                 flat = model.denormalise(x)[:, frames].reshape(-1, rep.FRAME_DIM)
@@ -278,7 +308,16 @@ class _Guide:
                 verts = [hands(side, aa[:, h, 0], aa[:, h, 1:].reshape(len(flat), 45), betas[:, h],
                                transl[:, h]).vertices
                          for h, side in enumerate(rep.HAND_AXIS)]
-                loss = penetration_loss(verts[0], verts[1], hands.faces("left"), hands.faces("right")).sum()
+                depth_a, depth_b = penetration_depths(verts[0], verts[1], hands.faces("left"), hands.faces("right"))
+                # frames wholly keyed cannot change: their overlap is the animator's, and not measured
+                counted = ~mask[:, frames].all(-1)                                         # (B, frames)
+                if active is not None:
+                    counted = counted & active[:, None]
+                loss = (depth_a.sum(-1) + depth_b.sum(-1)) * counted.reshape(-1)
+                if iteration == 0:
+                    deepest = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).detach().view(len(x0), -1)
+                    self.deepest = (deepest * counted).amax(1)
+                loss = loss.sum()
                 if float(loss.detach()) == 0.0:
                     break
                 grad, = torch.autograd.grad(loss, x)

@@ -25,14 +25,14 @@ ENGINES = ("learned", "spline")
 
 def synthesize(observation: Observation, engine: str = "learned", pipeline: MotionPipeline | None = None,
                num_samples: int = 1, steps: int = DEFAULT_STEPS, seed: int = 0, variation: float = 1.0,
-               guidance: Guidance | None = None, callback: Callable[[int, int], None] | None = None,
+               guidance: Guidance | None = None, callback: Callable[[int, int, str], None] | None = None,
                smoothing: float = DEFAULT_SMOOTHING, extra: dict | None = None) -> list[MotionClip]:
     if engine not in ENGINES:
         raise ValueError(f"unknown motion engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "spline" or pipeline is None:
         values = within_limits(spline_inbetween(observation))
         if callback is not None:
-            callback(1, 1)
+            callback(1, 1, "spline")
         return [observation.clip(values, extra)] * num_samples
     batch = within_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
                                    guidance=guidance, callback=callback, smoothing=smoothing))
