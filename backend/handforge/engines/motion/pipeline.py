@@ -65,10 +65,10 @@ class Guidance:
     last_fraction: float = 0.8
     near: float = 0.2
     smoothing: float = 12.0  # σ (frames) of the Gaussian the update is filtered with along time (0: per frame)
-    # "always" (within ``near``), or "repair": sample unguided, then polish (below) only the motions in
-    # which a vertex of one hand goes deeper than ``depth`` (m) into the other, on a frame not wholly keyed.
-    # In-betweening: most keyed gaps need no guidance (during sampling it only cost quality there), while
-    # the few whose keys lead one hand through the other need it (README 'Motion').
+    # During sampling "always" (within ``near``), or "repair": never. Either way the motions in which a
+    # vertex of one hand ends deeper than ``depth`` (m) in the other, on a frame not wholly keyed, are then
+    # polished (below). In-betweening: most keyed gaps need no guidance (during sampling it only cost
+    # quality there), while the few whose keys lead one hand through the other need it (README 'Motion').
     when: str = "always"
     depth: float = 0.002
     # The most one update may move a free wrist (m). The penetration gradient with respect to a wrist's
@@ -77,10 +77,10 @@ class Guidance:
     # windows, against 8-30 unguided and with this bound). Updates whose wrist move is larger are
     # scaled down as a whole, so their direction is kept.
     max_shift: float = 0.004
-    # The "repair" polish: guidance updates on the finished motion, where no denoising step follows to pull
-    # the hands back into each other (re-sampling with guidance left a third to five-sixths of the deep
-    # windows deep), until the motion measures no deeper than ``depth`` on every frame phase in a row, or
-    # ``polish`` calls (of ``iterations`` updates each) are spent; 0: off.
+    # The polish that ends every guided run: guidance updates on the finished motion, where no denoising
+    # step follows to pull the hands back into each other (re-sampling with guidance left a third to
+    # five-sixths of the deep windows deep), until the motion measures no deeper than ``depth`` on every
+    # frame phase in a row, or ``polish`` calls (of ``iterations`` updates each) are spent; 0: off.
     polish: int = 40
 
 
@@ -100,7 +100,7 @@ class MotionPipeline:
         """Rig values {global_orient, hand_pose, transl}: (num_samples, T, 2, size) float64, keys exact.
 
         ``callback(step, steps, stage)`` is called after every denoising step (``stage`` "denoising") and
-        every call of the "repair" polish ("separating"), for progress and cancellation."""
+        every call of the closing polish ("separating"), for progress and cancellation."""
         values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback, smoothing)
         return {name: np.stack([v[name] for v in values]) for name in values[0]}
 
@@ -111,24 +111,25 @@ class MotionPipeline:
               smoothing: float = DEFAULT_SMOOTHING) -> list[dict[str, np.ndarray]]:
         """One denoising run for several observations of the same length: their rig values (T, 2, size).
 
-        With ``guidance.when == "repair"`` the motions whose hands pass through each other are then
-        polished (``_Guide.polish``): moved apart on the frames where they overlap, keys kept."""
+        With guidance, the motions whose hands still pass through each other at the end are then
+        polished (``_Guide.polish``): moved apart on the frames where they overlap, keys kept. "repair"
+        samples without guidance first, "always" with it."""
         if not 0.0 < variation <= 1.0:
             raise ValueError(f"variation must be in (0, 1], got {variation}")
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         if len({o.num_frames for o in observations}) != 1:
             raise ValueError("a batch needs observations of one length")
-        if guidance is None or guidance.when == "always":
-            x0 = self._denoise(observations, steps, seed, variation, guidance, callback, smoothing)
-            return self._decode(observations, x0)
-        if guidance.when != "repair":
+        if guidance is not None and guidance.when not in ("always", "repair"):
             raise ValueError(f"guidance.when must be 'always' or 'repair', got {guidance.when!r}")
-        x0 = self._denoise(observations, steps, seed, variation, None, callback, smoothing)
+        during = guidance if guidance is not None and guidance.when == "always" else None
+        x0 = self._denoise(observations, steps, seed, variation, during, callback, smoothing)
         values = self._decode(observations, x0)
+        if guidance is None or guidance.polish == 0:
+            return values
         depths = self.penetration_depths(observations, values)
         redo = np.flatnonzero(depths > guidance.depth)
-        if len(redo) and guidance.polish > 0:
+        if len(redo):
             picked = [observations[i] for i in redo]
             mask = torch.as_tensor(np.stack([o.channel_mask() for o in picked]), device=self.device)
             polish = _Guide(self, picked, guidance).polish(x0[torch.as_tensor(redo)], mask, callback)
@@ -292,7 +293,9 @@ class _Guide:
         s = self.settings
         self.deepest = torch.zeros(len(x0), device=x0.device)
         wrists = rep.translations(model.denormalise(x0))
-        if float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
+        # the polish (``active`` given) moves motions known to overlap, whose wrists may be farther apart
+        # than ``near`` (fingertips into fingertips)
+        if active is None and float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
             return x0
         t = x0.shape[1]
         stride = min(self.stride, t)
