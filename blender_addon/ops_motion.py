@@ -43,10 +43,11 @@ FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, PARTS - 1)), "W
 ROTATION_ITEMS = [("GENERATE", "Generate", "The wrist rotation is generated along the path"),
                   ("ANIMATION", "Keep Animation", "The wrist keeps its own animated rotation")]
 APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and generation: When Close"),
-               ("repair", "Repair", "Generate, then generate again steering the hands apart only the motions in "
-                                    "which one hand goes into the other (learned engine)"),
-               ("auto", "When Close", "Steer the hands apart while the wrists are within 20 cm (learned engine)"),
-               ("on", "Always", "Steer the hands apart throughout (learned engine)"),
+               ("repair", "Repair", "Generate, then move the hands out of each other where one goes into the "
+                                    "other, keys kept (learned engine)"),
+               ("auto", "When Close", "Steer the hands apart while the wrists are within 20 cm, then repair "
+                                      "(learned engine)"),
+               ("on", "Always", "Steer the hands apart throughout, then repair (learned engine)"),
                ("off", "Off", "No steering: the hands may pass through each other")]
 
 # The last motion request (kind, params, arrays, which hands, where): what Regenerate sends again.

@@ -237,7 +237,8 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
     pipe = MotionPipeline(model, load_hand_model("open"))
     apart = palm_to_palm(24, -0.15, 0.15, keyed="ends")                      # 30 cm apart
     through = palm_to_palm(24, np.linspace(-0.15, 0.15, 24), np.linspace(0.15, -0.15, 24), keyed="ends")
-    observations = [apart, through]  # the hands trade places: straight in-between, they meet mid-way
+    through.transl[-1, :, 1] = [0.02, -0.02]  # the hands trade places, 4 cm apart in y at the end:
+    observations = [apart, through]           # straight in-between, they pass through each other mid-way
     plain = pipe.batch(observations, steps=6, seed=7)
     calls = []
     repaired = pipe.batch(observations, steps=6, seed=7, callback=lambda *call: calls.append(call),
@@ -281,6 +282,22 @@ def test_the_polish_moves_overlapping_hands_apart_smoothly_and_stops_when_clean(
         return float(np.linalg.norm(np.diff(values["transl"], 3, axis=0), axis=-1).mean())
 
     assert jerk(after[0]) < 1.5 * jerk(before[0])
+
+
+def test_the_polish_gives_up_on_overlaps_the_keys_hold(trained):
+    """Wrists keyed palm to palm 2 cm apart at every frame: the free fingers cannot clear two palms, the
+    deepest overlap stops shrinking, and the polish stops well before its budget (no time wasted)."""
+    from handforge.engines.motion.pipeline import _Guide
+
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    obs = palm_to_palm(16, -0.01, 0.01)
+    x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
+    calls = []
+    polished = _Guide(pipe, [obs], Guidance()).polish(x0, torch.as_tensor(obs.channel_mask()[None]),
+                                                     lambda *call: calls.append(call))
+    assert pipe.penetration_depths([obs], pipe._decode([obs], polished))[0] > Guidance.depth
+    assert 0 < len(calls) <= Guidance.polish // 2
 
 
 def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):

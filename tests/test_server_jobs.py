@@ -258,3 +258,18 @@ def test_mano_without_its_files_is_missing_weights_naming_the_setting(client, ki
         client.run(kind, {"model": "mano"}, arrays)
     assert info.value.code == ErrorCode.MISSING_WEIGHTS
     assert "HANDFORGE_MANO_DIR" in info.value.hint and "model_dir" in info.value.hint
+
+
+def test_progress_is_throttled_except_the_last_update_and_forced_ones():
+    """JobContext drops updates closer together than its interval, but never fraction 1 or ``force``
+    (a stage's first and last step: the motion jobs' denoising ends at 0.9 when a polish may follow)."""
+    from handforge.server.jobs import JobContext
+
+    sent = []
+    ctx = JobContext("j", "k", lambda fraction, message, previews: sent.append(message), min_interval_s=60.0)
+    ctx.progress(0.1, "first")
+    ctx.progress(0.2, "dropped")
+    ctx.progress(0.9, "end of a stage", force=True)
+    ctx.progress(0.95, "dropped too")
+    ctx.progress(1.0, "done")
+    assert sent == ["first", "end of a stage", "done"]

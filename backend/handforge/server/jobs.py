@@ -84,17 +84,17 @@ class JobContext:
 
     # ---------------------------------------------------------------- for handlers
     def progress(self, fraction: float, message: str = "",
-                 preview: np.ndarray | Mapping[str, np.ndarray] | None = None) -> None:
+                 preview: np.ndarray | Mapping[str, np.ndarray] | None = None, *, force: bool = False) -> None:
         """Report progress (0..1) with an optional preview array (or named arrays).
 
         Updates closer together than the server's progress interval are dropped (except the final
-        one, fraction 1) so that a fast loop cannot flood the client. Raises ``JobCancelled``
-        when the job must stop.
+        one, fraction 1, and those with ``force``: e.g. the first and last of a stage) so that a fast
+        loop cannot flood the client. Raises ``JobCancelled`` when the job must stop.
         """
         self.check_cancelled()
         fraction = min(max(float(fraction), 0.0), 1.0)
         now = time.monotonic()
-        if fraction < 1.0 and now - self._last_sent < self._min_interval:
+        if fraction < 1.0 and not force and now - self._last_sent < self._min_interval:
             return
         self._last_sent = now
         if preview is None:

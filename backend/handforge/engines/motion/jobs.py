@@ -64,12 +64,13 @@ def _common_params(guidance: str) -> dict[str, Any]:
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
                                 "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
         "penetration_guidance": String(doc="steer the hands apart where they pass through each other (learned "
-                                           "engine): 'auto' when the wrists come within 20 cm, 'on', 'off', or "
-                                           "'repair': sample without guidance, then again with it only the motions "
-                                           "in which one hand goes more than 2 mm into the other. 'auto' for wrist "
-                                           "paths and generation; 'repair' for in-betweening, where the keys mostly "
-                                           "keep the hands apart and guidance elsewhere only adds jitter (README "
-                                           "'Motion')", default=guidance, choices=("auto", "repair", "on", "off")),
+                                           "engine): while sampling 'auto' when the wrists come within 20 cm, 'on' "
+                                           "throughout, 'repair' never; all three then move the motions in which one "
+                                           "hand still goes more than 2 mm into the other out of it, keys kept; 'off' "
+                                           "does neither. 'auto' for wrist paths and generation; 'repair' for "
+                                           "in-betweening, where the keys mostly keep the hands apart and guidance "
+                                           "while sampling only cost quality (README 'Motion')", default=guidance,
+                                       choices=("auto", "repair", "on", "off")),
     }
 
 
@@ -239,10 +240,18 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
                 "repair": Guidance(when="repair")}[params["penetration_guidance"]]
 
+    # with guidance, denoising fills the bar to 90 % and moving overlapping hands apart (if any) the rest;
+    # each stage's first and last update always reach the client
+    denoised = 0.9 if guidance is not None and engine == "learned" else 1.0
+
     def on_step(step: int, total: int, stage: str) -> None:
-        message = {"denoising": f"denoising step {step}/{total}", "spline": "spline",
-                   "separating": f"moving the hands out of each other ({step}/{total} at most)"}[stage]
-        ctx.progress(step / total, message)
+        ends = step in (1, total)
+        if stage == "separating":
+            ctx.progress(denoised + (1.0 - denoised) * step / total,
+                         f"moving the hands out of each other ({step}/{total} at most)", force=ends)
+        else:
+            ctx.progress(denoised * step / total, f"denoising step {step}/{total}" if stage == "denoising" else stage,
+                         force=ends)
 
     meta = {"engine": engine, "seed": params["seed"], "steps": params["steps"], "variation": params["variation"]}
     with torch.no_grad():

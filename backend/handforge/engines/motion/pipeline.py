@@ -15,7 +15,7 @@ of up to 96 frames at random frame offsets up to 256, so 200-frame clips work di
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ DEFAULT_STEPS = 20
 DEFAULT_SMOOTHING = 1.0  # frames: σ of the Gaussian applied to the generated part (see ``smooth_free``)
 BLEND_FRAMES = 8         # the generated part fades into each key over this many frames (``key_blend``)
 SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of MDM and HandDiffuse
+POLISH_PROGRESS = 2.5e-4  # m: a polished motion whose deepest overlap shrinks by less than this per turn is stalled
 REACH = 0.45             # m: wrists farther apart than this cannot touch (two adult hands of up to ~21 cm)
 
 
@@ -58,7 +59,8 @@ class Guidance:
     per-frame updates (σ 0) gave 7x ground truth's jitter; σ 12 gives 0.8x, and σ 9 2.8x. With
     motion_v4, one update over the last half left 0.46 cm³ of overlap on 96 frames (v3: 0.003);
     two updates per step over the last 80 % leave 0.002 (ground truth 0.0013) at 0.78x its jitter,
-    for 3x the time of a single update over the last half."""
+    for 3x the time of a single update over the last half. Every guided run then ends with the polish
+    (``polish`` below) of the motions still overlapping."""
 
     strength: float = 25.0
     iterations: int = 2
@@ -125,7 +127,7 @@ class MotionPipeline:
         during = guidance if guidance is not None and guidance.when == "always" else None
         x0 = self._denoise(observations, steps, seed, variation, during, callback, smoothing)
         values = self._decode(observations, x0)
-        if guidance is None or guidance.polish == 0:
+        if guidance is None or guidance.polish <= 0:
             return values
         depths = self.penetration_depths(observations, values)
         redo = np.flatnonzero(depths > guidance.depth)
@@ -136,7 +138,7 @@ class MotionPipeline:
             polished = self._decode(picked, polish)
             for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished)):
                 if d < depths[i]:
-                    values[i], depths[i] = v, d
+                    values[i] = v
         return values
 
     @torch.no_grad()
@@ -212,8 +214,9 @@ class MotionPipeline:
 
 def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
     """(B, T, C) weights in [0, 1]: 0 at each channel's keys, rising smoothly (smoothstep) to 1 at
-    ``frames`` from the nearest key, 1 for channels without keys. Multiplying the generated part
-    by it makes every channel arrive at its keys without a jump in position or velocity.
+    ``frames`` from the nearest key when the next key is at least as far, 1 for channels without keys.
+    Multiplying the generated part by it makes every channel arrive at its keys without a jump in
+    position or velocity.
 
     The weight is the product of one smoothstep from the key before and one from the key after: in a
     gap shorter than ``2 * frames`` the distance to the nearest key turns at mid-gap, and a smoothstep
@@ -221,8 +224,9 @@ def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
     frames, tripled the jerk of the 15-frame in-betweens it moved)."""
     b, t, c = mask.shape
     index = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
-    prev = torch.where(mask, index, torch.full_like(index, -10 * t)).cummax(1).values
-    nxt = torch.where(mask, index, torch.full_like(index, 10 * t)).flip(1).cummin(1).values.flip(1)
+    far = t + frames  # no key on that side: far enough for a full weight
+    prev = torch.where(mask, index, torch.full_like(index, -far)).cummax(1).values
+    nxt = torch.where(mask, index, torch.full_like(index, t + far)).flip(1).cummin(1).values.flip(1)
 
     def smoothstep(distance: torch.Tensor) -> torch.Tensor:
         u = (distance.float() / max(frames, 1)).clamp(0, 1)
@@ -268,15 +272,27 @@ class _Guide:
     def polish(self, x0: torch.Tensor, mask: torch.Tensor,
                callback: Callable[[int, int, str], None] | None = None) -> torch.Tensor:
         """Guidance on finished motions (B, T, C), with no denoiser step after it to pull the hands back
-        together: each motion is updated until it has measured no deeper than ``depth`` on every frame
-        phase in a row (``stride`` calls), or ``polish`` calls are spent."""
+        together. Each motion is updated until it has measured no deeper than ``depth`` on every frame
+        phase in a row (one turn: ``stride`` calls), until the deepest overlap of a turn has not shrunk
+        by ``POLISH_PROGRESS`` in two turns (keys that hold the hands in each other: the fingers alone
+        cannot clear two palms), or ``polish`` calls are spent."""
+        phases = min(self.stride, x0.shape[1])
         clean = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        stalled = torch.zeros_like(clean)                                   # turns without progress
+        best = torch.full((len(x0),), float("inf"), device=x0.device)     # the shallowest turn so far
+        turn = torch.zeros(len(x0), device=x0.device)                      # deepest of the current turn
         for call in range(self.settings.polish):
-            active = clean < min(self.stride, x0.shape[1])
+            active = (clean < phases) & (stalled < 2)
             if not active.any():
                 break
             x0 = self(x0, mask, active)
             clean = torch.where(self.deepest <= self.settings.depth, clean + 1, torch.zeros_like(clean))
+            turn = torch.maximum(turn, self.deepest)
+            if (call + 1) % phases == 0:
+                better = turn < best - POLISH_PROGRESS
+                best = torch.where(active & better, turn, best)
+                stalled = torch.where(active & ~better, stalled + 1, torch.where(active, 0, stalled))
+                turn = torch.zeros_like(turn)
             if callback is not None:
                 callback(call + 1, self.settings.polish, "separating")
         return x0
