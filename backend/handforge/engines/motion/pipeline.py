@@ -82,7 +82,8 @@ class Guidance:
     # The polish that ends every guided run: guidance updates on the finished motion, where no denoising
     # step follows to pull the hands back into each other (re-sampling with guidance left a third to
     # five-sixths of the deep windows deep), until the motion measures no deeper than ``depth`` on every
-    # frame phase in a row, or ``polish`` calls (of ``iterations`` updates each) are spent; 0: off.
+    # frame phase in a row, its overlap stops shrinking (``_Guide.polish``), or ``polish`` calls (of
+    # ``iterations`` updates each) are spent; 0: off.
     polish: int = 40
 
 
@@ -220,7 +221,7 @@ def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
 
     The weight is the product of one smoothstep from the key before and one from the key after: in a
     gap shorter than ``2 * frames`` the distance to the nearest key turns at mid-gap, and a smoothstep
-    of that distance would turn with it, a kink in velocity (the repair's polish, whose fade spans 24
+    of that distance would turn with it, a kink in velocity (the closing polish, whose fade spans 24
     frames, tripled the jerk of the 15-frame in-betweens it moved)."""
     b, t, c = mask.shape
     index = torch.arange(t, device=mask.device).view(1, t, 1).expand(b, t, c)
