@@ -39,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
     parser.add_argument("--guidance", choices=("auto", "repair", "off"), default="off",
-                        help="penetration guidance: 'auto' while the wrists are within 20 cm (the jobs' default for "
-                             "wrist paths and generation), 'repair' only for the motions that pass one hand through "
-                             "the other (the default for in-betweening)")
+                        help="penetration guidance: 'auto' while sampling when the wrists are within 20 cm (the "
+                             "jobs' default for wrist paths and generation), 'repair' not while sampling (the default "
+                             "for in-betweening); both then move the motions that still pass one hand through the "
+                             "other out of it")
     parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
     parser.add_argument("--variation", type=float, default=1.0, help="how much of the schedule runs (1: from "
