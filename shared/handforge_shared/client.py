@@ -407,22 +407,28 @@ class Client:
         self._check_deadlines(time.monotonic())
 
     def _drain_socket(self, known_ready: bool = False) -> None:
+        """Read every message that has arrived; ``known_ready`` (a poll just named the socket): read one
+        and leave the rest to the next poll, which sees them at once, saving an EVENTS query per round trip."""
         # Checking EVENTS first is much cheaper than letting recv raise zmq.Again when nothing is there.
         while known_ready or self._socket.get(EVENTS) & POLLIN:
-            known_ready = False
             try:
                 frames = recv_frames(self._socket)
             except zmq.Again:
                 return
-            try:
-                message = decode(frames, limits=RECEIVE_LIMITS, accept=SERVER_TYPES, local_role="client")
-            except ProtocolError as exc:
-                log.warning("ignored a malformed message from the backend: %s", exc)
-                self._last_heard = time.monotonic()
-                if exc.code == ErrorCode.UNSUPPORTED_VERSION:
-                    self._pending.append(Error(None, exc.code, exc.message, exc.hint))
-                continue
-            self._on_message(message)
+            self._on_frames(frames)
+            if known_ready:
+                return
+
+    def _on_frames(self, frames: list) -> None:
+        try:
+            message = decode(frames, limits=RECEIVE_LIMITS, accept=SERVER_TYPES, local_role="client")
+        except ProtocolError as exc:
+            log.warning("ignored a malformed message from the backend: %s", exc)
+            self._last_heard = time.monotonic()
+            if exc.code == ErrorCode.UNSUPPORTED_VERSION:
+                self._pending.append(Error(None, exc.code, exc.message, exc.hint))
+            return
+        self._on_message(message)
 
     def _drain_monitor(self) -> None:
         while self._monitor.get(EVENTS) & POLLIN:

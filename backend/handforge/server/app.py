@@ -475,11 +475,11 @@ class Server:
             message = error_message(ErrorCode.INTERNAL, f"the result of {job.kind.name} cannot be sent: {exc}",
                                     exc.hint, msg_id=mid, job=job.job_id)
             frames = encode(message)
-        outcome = message.data.get("code") if message.type == MessageType.ERROR else str(message.type)
-        log.info("job %s (%s) -> %s after %.2f s", job.job_id, job.kind.name, outcome,
-                 time.monotonic() - job.accepted_at)
         self._close(job)
         self._send_frames(job.client, frames, message.type)
+        outcome = message.data.get("code") if message.type == MessageType.ERROR else str(message.type)
+        log.info("job %s (%s) -> %s after %.2f s", job.job_id, job.kind.name, outcome,  # after the send: off the
+                 time.monotonic() - job.accepted_at)                                    # client's critical path
 
     def _close(self, job: Job) -> None:
         job.done = True
