@@ -272,9 +272,10 @@ class _MotionOptions:
     frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
     steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
-    variation: FloatProperty(name="Variation", default=1.0, min=0.01, max=1.0,
+    variation: FloatProperty(name="Variation", default=0.0, min=0.0, max=1.0,
                              description="How far the motion may stray from the keys' plain in-between (1: a fresh "
-                                         "sample; small values stay close to it)")
+                                         "sample; small values stay close to it; 0: the job's default, 0.8 for "
+                                         "in-betweens, 1 for wrist paths and generation)")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
     num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
     keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
@@ -302,7 +303,9 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         kind, extra, arrays, write, every = self.motion_request(context, start, end)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
-                  "variation": self.variation, **extra}
+                  **extra}
+        if self.variation > 0:  # else the job kind's own default
+            params["variation"] = self.variation
         if self.keep_apart != "default":  # else the job kind's own default
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,

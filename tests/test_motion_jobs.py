@@ -80,7 +80,7 @@ def test_inbetween_keeps_every_key(server, engine):
     assert result.arrays["samples.left"].shape == (2, FRAMES, 51)
     assert np.isfinite(result.arrays["samples.right"]).all()
     if engine == "learned":
-        assert "denoising step 6/6" in messages
+        assert "denoising step 5/5" in messages  # the in-between's default variation, 0.8, runs the last 5 of 6 steps
         assert not np.array_equal(result.arrays["samples.left"][0], result.arrays["samples.left"][1])
 
 
@@ -149,12 +149,15 @@ def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
     assert_keys_kept(clip_of(result), keys())
 
 
-def test_penetration_guidance_defaults_per_job_kind():
-    """In-betweening repairs only the motions that pass a hand through the other; wrist paths and
-    generation guide whenever the wrists are close (README 'Motion')."""
+def test_penetration_guidance_and_variation_defaults_per_job_kind():
+    """In-betweening repairs only the motions that pass a hand through the other and starts from its keys'
+    in-between noised 80 % of the way; wrist paths and generation guide whenever the wrists are close and
+    start from noise (README 'Motion')."""
     from handforge.server.builtin_jobs import default_registry
 
     registry = default_registry()
-    defaults = {kind: registry.kind(kind).schema.params["penetration_guidance"].default
-                for kind in ("motion.inbetween", "motion.trajectory", "motion.generate")}
-    assert defaults == {"motion.inbetween": "repair", "motion.trajectory": "auto", "motion.generate": "auto"}
+    kinds = ("motion.inbetween", "motion.trajectory", "motion.generate")
+    defaults = {kind: (registry.kind(kind).schema.params["penetration_guidance"].default,
+                       registry.kind(kind).schema.params["variation"].default) for kind in kinds}
+    assert defaults == {"motion.inbetween": ("repair", 0.8), "motion.trajectory": ("auto", 1.0),
+                        "motion.generate": ("auto", 1.0)}

@@ -300,6 +300,38 @@ def test_the_polish_gives_up_on_overlaps_the_keys_hold(trained):
     assert 0 < len(calls) <= Guidance.polish // 2
 
 
+def test_the_polish_clears_the_gap_while_the_frames_next_to_deep_keys_stay_deep(trained, monkeypatch):
+    """Keys at both ends hold the palms 2 cm into each other, everything between is free: the frames next
+    to the keys cannot clear (the update fades towards them), so the deepest overlap soon stops
+    shrinking, but the rest of the gap can. The polish goes on while the summed overlap shrinks: it ends
+    with less overlap left in the gap than when it stopped on the deepest overlap alone."""
+    import handforge.engines.motion.pipeline as pipeline
+    from handforge.evaluation.penetration import penetration_depths
+
+    model = load_model(MotionDenoiser, trained / "model")
+    hands = load_hand_model("open")
+    pipe = MotionPipeline(model, hands)
+    obs = palm_to_palm(40, -0.01, 0.01, keyed="ends")
+    x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
+    mask = torch.as_tensor(obs.channel_mask()[None])
+
+    def polish() -> tuple[np.ndarray, int]:
+        calls = []
+        out = pipeline._Guide(pipe, [obs], Guidance(when="repair")).polish(x0, mask, lambda *c: calls.append(c))
+        v = {k: torch.as_tensor(a, dtype=torch.float32) for k, a in pipe._decode([obs], out)[0].items()}
+        verts = [hands(side, v["global_orient"][:, h], v["hand_pose"][:, h], torch.zeros(40, 10),
+                       v["transl"][:, h]).vertices for h, side in enumerate(rep.HAND_AXIS)]
+        a, b = penetration_depths(verts[0], verts[1], hands.faces("left"), hands.faces("right"))
+        return torch.maximum(a.amax(1), b.amax(1)).numpy(), len(calls)
+
+    summed, summed_calls = polish()
+    monkeypatch.setattr(pipeline, "POLISH_PROGRESS_SUM", 1.0)  # the deepest overlap alone decides
+    deepest_only, deepest_calls = polish()
+    assert deepest_only[1:-1].max() > Guidance.depth          # the frames next to the keys stay deep
+    assert summed_calls > deepest_calls
+    assert summed[1:-1].sum() < 0.8 * deepest_only[1:-1].sum()
+
+
 def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):
     """Free wrists, hands overlapping palm to palm: the penetration gradient with respect to a wrist's
     translation is large (it sums over every penetrating vertex), yet one guidance call moves no wrist

@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "other out of it")
     parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
-    parser.add_argument("--variation", type=float, default=1.0, help="how much of the schedule runs (1: from "
-                        "noise; less: from the keys' in-between, noised)")
+    parser.add_argument("--variation", type=float, default=None, help="how much of the schedule runs (1: from "
+                        "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
+                        "tasks (motion.inbetween) and 1 for the others")
     parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seed", type=int, default=0)
@@ -56,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def task_window(task: str) -> int:
     return {"gap15": 15 + 2 * KEY_FRAMES, "gap30": 30 + 2 * KEY_FRAMES, "gap60": 60 + 2 * KEY_FRAMES}.get(task, 60)
+
+
+def default_variation(task: str) -> float:
+    """The variation the task's job kind uses by default."""
+    from handforge.engines.motion.jobs import INBETWEEN_VARIATION
+
+    return INBETWEEN_VARIATION if task.startswith("gap") else 1.0
 
 
 def task_mask(task: str, frames: int) -> np.ndarray:
@@ -208,12 +216,13 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         windows = cut_windows(clips, task_window(task), args.windows, args.seed)
         observations = [observation_of(w, task_mask(task, w.num_frames)) for w in windows]
+        variation = args.variation if args.variation is not None else default_variation(task)
         started = time.monotonic()
         learned = []
         for s in range(0, len(observations), args.batch):
             chunk = observations[s:s + args.batch]
             values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing,
-                                variation=args.variation)
+                                variation=variation)
             learned += [o.clip(within_limits(v)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()
@@ -229,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
             report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,
                                     seed=args.seed)
             report.update(keyframe_errors(generated, observations), seconds=seconds / len(windows))
+            if engine == "learned":
+                report["variation"] = variation
             full[f"{task}/{engine}"] = report
             rows.append((task, engine, summarise(report)))
             print(f"{task:13s} {engine:12s} " + json.dumps(rows[-1][2]), flush=True)
