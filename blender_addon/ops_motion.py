@@ -6,7 +6,8 @@
 - *Follow Wrist Path* (``motion.trajectory``): a curve object (travelled at constant speed over the
   range) or any animated object (an empty) drives each wrist; the fingers are generated.
 - *Generate Motion* (``motion.generate``): two-hand motion over the range from nothing.
-- *Regenerate*: the last of these requests again with a new seed; its GENERATED keys are replaced.
+- *Regenerate*: the last of these requests again with a new seed, as a fresh sample (variation 1 unless
+  one was set); its GENERATED keys are replaced.
 
 The artist's keys are never changed: ``keys.import_clip`` writes only where no other key is
 (per F-curve) and replaces only GENERATED keys inside the written range. Everything is checked in
@@ -375,7 +376,8 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
 
 
 class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
-    """Run the last motion request again with a new seed: its generated keys are replaced, yours stay"""
+    """Run the last motion request again with a new seed, as a fresh sample: its generated keys are replaced,
+    yours stay"""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
 
@@ -401,6 +403,9 @@ class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
             raise ValueError("no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
         request = copy.copy(LAST_REQUEST)
         request["params"] = dict(request["params"], seed=request["params"]["seed"] + 1 if self.seed < 0 else self.seed)
+        # A fresh sample (from pure noise) unless the artist set a Variation: an in-between's default (0.8)
+        # eases through the gap much the same on every seed, and Regenerate is asked for another take.
+        request["params"].setdefault("variation", 1.0)
         request["label"] = f"Regenerate ({LAST_REQUEST['label']})"
         LAST_REQUEST["params"] = request["params"]  # the next Regenerate continues from this seed
         self._request = request

@@ -154,6 +154,8 @@ def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
     _no_error(session, "learned", "regenerate")
     again, learned = session["regenerate"], session["learned"]
     assert again["result"] == ["FINISHED"] and "seed 2" in again["printed"], again["printed"]
+    # the in-between left Variation to the job (0.8); Regenerate asks for a fresh sample
+    assert "variation" not in learned["params"] and again["params"]["variation"] == 1.0
     assert _artist(again["keys"]) == session["artist"]
     assert _generated_frames(again["keys"]) == _generated_frames(learned["keys"])  # replaced, not added
     finger = 'left|pose.bones["middle2"].rotation_euler|0'

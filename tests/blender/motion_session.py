@@ -183,7 +183,8 @@ s.check("learned", learned)
 
 def regenerate():
     result, printed = as_user(ops.motion_regenerate)
-    return {"result": result, "printed": printed, "keys": snapshot(), "curves": evaluated(FRAMES)}
+    return {"result": result, "printed": printed, "keys": snapshot(), "curves": evaluated(FRAMES),
+            "params": sent_params()}
 
 
 s.check("regenerate", regenerate)
