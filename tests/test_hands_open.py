@@ -112,6 +112,10 @@ def test_wrist_is_inside_the_hand_under_the_wrist_crease(rig):
         to_knuckle, to_tip = np.linalg.norm(joints[4] - joints[0]), np.linalg.norm(middle_tip - joints[0])
         assert 0.45 < to_knuckle / to_tip < 0.55, to_knuckle / to_tip
     assert 0.080 < np.linalg.norm(rig.rest_joints[4] - rig.rest_joints[0]) < 0.090
+    # Inside the span public figures allow: under the third metacarpal's length (66.1 mm, adult CT
+    # means, Arch Bone Jt Surg 2024) plus the carpal height (0.53 of it, Youm et al. 1978) = 101 mm,
+    # where anny's wrist head sat, and over that length less its head (~60 mm).
+    assert 0.060 < np.linalg.norm(rig.rest_joints[4] - rig.rest_joints[0]) < 0.0661 * 1.53 - 0.005
     # The mean shape's wrist-to-middle-tip length lies between the adult means of women and men
     # (distal wrist crease to middle fingertip 166.9 / 182.6 mm, Najd Mazhar et al. 2009).
     tip = rig.rest_vertices[rig.tip_vertex_ids[FINGERS.index("middle")]]
