@@ -305,8 +305,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
                   **extra}
-        if self.variation > 0:  # else the job kind's own default
-            params["variation"] = self.variation
+        if self.variation > 0:  # else the job kind's own default (its smallest is 0.01)
+            params["variation"] = max(self.variation, 0.01)
         if self.keep_apart != "default":  # else the job kind's own default
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
