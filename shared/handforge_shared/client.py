@@ -244,8 +244,9 @@ class Client:
         self._send_cancel(job_id)
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
-        """Events that arrived since the last call. ``timeout`` 0 (default): never blocks; otherwise
-        waits up to ``timeout`` seconds for the first one."""
+        """Events that arrived since the last call. ``timeout`` 0 (default): never blocks; otherwise, when
+        none is there yet, waits up to ``timeout`` seconds for the first one (those arriving with it come
+        with the next call)."""
         self._check_open()
         end = time.monotonic() + timeout
         self._pump(0.0)
@@ -571,8 +572,11 @@ class Client:
     def _check_deadlines(self, now: float) -> None:
         if not self._jobs:
             return
-        for handle in list(self._jobs.values()):
-            if handle.deadline is not None and now > handle.deadline:
+        late = [h for h in self._jobs.values() if h.deadline is not None and now > h.deadline]
+        if late:
+            self._drain_socket()  # an answer already queued (after a progress event) is not late
+        for handle in late:
+            if not handle.done:
                 self._send_cancel(handle.id)
                 self._fail(handle, ErrorCode.TIMEOUT, f"job {handle.id} ({handle.kind}) got no answer from the "
                            f"backend in time", "ask for a longer timeout, or check the backend's log")

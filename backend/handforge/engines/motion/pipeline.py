@@ -281,10 +281,10 @@ class _Guide:
         """Guidance on finished motions (B, T, C), with no denoiser step after it to pull the hands back
         together. Each motion is updated until it has measured no deeper than ``depth`` on every frame
         phase in a row (one turn: ``stride`` calls), until in two turns neither the deepest overlap of a
-        turn has shrunk by ``POLISH_PROGRESS`` nor the overlap summed over its frames by
-        ``POLISH_PROGRESS_SUM`` (keys that hold the hands in each other: the fingers alone cannot clear
-        two palms), or ``polish`` calls are spent. The sum counts because the frames next to such keys
-        stay deep while the rest of the gap clears."""
+        turn has shrunk by ``POLISH_PROGRESS`` nor, without it growing, the overlap summed over its
+        frames by ``POLISH_PROGRESS_SUM`` (keys that hold the hands in each other: the fingers alone
+        cannot clear two palms), or ``polish`` calls are spent. The sum counts because the frames next
+        to such keys stay deep while the rest of the gap clears."""
         phases = min(self.stride, x0.shape[1])
         clean = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         stalled = torch.zeros_like(clean)                                   # turns without progress
@@ -301,10 +301,16 @@ class _Guide:
             turn = torch.maximum(turn, self.deepest)
             turn_sum = turn_sum + self.overlap
             if (call + 1) % phases == 0:
-                better = (turn < best - POLISH_PROGRESS) | (turn_sum < best_sum * (1 - POLISH_PROGRESS_SUM))
+                # the sum counts only while the deepest stays within ``depth`` of its best (it wavers by a
+                # millimetre or so from turn to turn): ``batch`` keeps the result only if its deepest
+                # overlap is shallower than before the polish
+                better = (turn < best - POLISH_PROGRESS) | (
+                    (turn_sum < best_sum * (1 - POLISH_PROGRESS_SUM)) & (turn <= best + self.settings.depth))
                 best = torch.where(active & better, torch.minimum(turn, best), best)
                 best_sum = torch.where(active & better, torch.minimum(turn_sum, best_sum), best_sum)
                 stalled = torch.where(active & ~better, stalled + 1, torch.where(active, 0, stalled))
+                # a turn deeper than the best by more than ``depth``: the updates overshoot, stop there
+                stalled = torch.where(active & (turn > best + self.settings.depth), 2, stalled)
                 turn, turn_sum = torch.zeros_like(turn), torch.zeros_like(turn_sum)
             if callback is not None:
                 callback(call + 1, self.settings.polish, "separating")
