@@ -376,8 +376,7 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
 
 
 class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
-    """Run the last motion request again with a new seed, as a fresh sample: its generated keys are replaced,
-    yours stay"""
+    """Run the last motion request again as a fresh sample with a new seed: its generated keys are replaced"""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
 
