@@ -106,3 +106,49 @@ def test_ping_and_hello(client):
     assert 0 < client.ping() < 1.0
     caps = client.hello()
     assert caps["server"]["heartbeat_s"] == 0.25 and client.capabilities == caps
+
+
+def test_an_answer_already_queued_is_not_declared_late():
+    """The job's own deadline has passed, but the backend's accepted, progress and result messages are
+    all waiting in the socket: the client reads one message per poll, and before failing the job for
+    its deadline it reads what is queued, so the job ends with its result, not a timeout."""
+    import threading
+
+    import zmq
+
+    from handforge_shared.frames import recv_frames, send_frames
+    from handforge_shared.protocol import CLIENT_TYPES, Message, MessageType, decode, encode
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    submitted = threading.Event()
+
+    def backend():  # a bare backend that answers the first submit late, three messages at once
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        while poller.poll(10_000):
+            identity, *frames = recv_frames(router)
+            message = decode(frames, accept=CLIENT_TYPES)
+            if message.type != MessageType.SUBMIT:
+                continue  # the client's hello on connecting
+            submitted.set()
+            time.sleep(2.3)  # the job's deadline: its 0.05 s timeout + the client's 2 s grace
+            for reply in (Message(MessageType.ACCEPTED, id="a", job=message.job, data={"position": 0}),
+                          Message(MessageType.PROGRESS, id="p", job=message.job, data={"fraction": 0.5, "message": ""}),
+                          Message(MessageType.RESULT, id="r", job=message.job, data={"late": False})):
+                send_frames(router, [identity.bytes, *encode(reply)])
+            return
+
+    thread = threading.Thread(target=backend, daemon=True)
+    thread.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}") as client:
+            handle = client.submit("echo", timeout=0.05)
+            assert submitted.wait(10)
+            thread.join(10)  # all three messages are on their way before the client looks
+            time.sleep(0.2)
+            outcome = handle.wait(5)
+        assert isinstance(outcome, Result) and outcome.data == {"late": False}, outcome
+    finally:
+        router.close()
