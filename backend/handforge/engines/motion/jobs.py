@@ -303,7 +303,8 @@ def register_jobs(registry: Registry) -> None:
                                          "paths, generation (learned diffusion model, spline fallback)"))
     registry.add_kind(JobKind(
         "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
-        schema=Schema(params=_common_params(guidance="repair", variation=INBETWEEN_VARIATION), arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
+        schema=Schema(params=_common_params(guidance="repair", variation=INBETWEEN_VARIATION),
+                      arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
         description="motion through the animator's keys: any frames, any joints of either hand, kept exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(

@@ -308,9 +308,9 @@ class _Guide:
                     (turn_sum < best_sum * (1 - POLISH_PROGRESS_SUM)) & (turn <= best + self.settings.depth))
                 best = torch.where(active & better, torch.minimum(turn, best), best)
                 best_sum = torch.where(active & better, torch.minimum(turn_sum, best_sum), best_sum)
-                stalled = torch.where(active & ~better, stalled + 1, torch.where(active, 0, stalled))
                 # a turn deeper than the best by more than ``depth``: the updates overshoot, stop there
-                stalled = torch.where(active & (turn > best + self.settings.depth), 2, stalled)
+                overshot = turn > best + self.settings.depth
+                stalled = torch.where(active, torch.where(overshot, 2, torch.where(better, 0, stalled + 1)), stalled)
                 turn, turn_sum = torch.zeros_like(turn), torch.zeros_like(turn_sum)
             if callback is not None:
                 callback(call + 1, self.settings.polish, "separating")
@@ -354,9 +354,8 @@ class _Guide:
                     counted = counted & active[:, None]
                 loss = (depth_a.sum(-1) + depth_b.sum(-1)) * counted.reshape(-1)
                 if iteration == 0:
-                    deepest = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).detach().view(len(x0), -1)
-                    self.deepest = (deepest * counted).amax(1)
-                    self.overlap = (deepest * counted).sum(1)
+                    deepest = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).detach().view(len(x0), -1) * counted
+                    self.deepest, self.overlap = deepest.amax(1), deepest.sum(1)
                 loss = loss.sum()
                 if float(loss.detach()) == 0.0:
                     break
