@@ -125,3 +125,50 @@ def test_the_eval_command_names_a_wrong_split(corpus, capsys):
     evaluate.add_arguments(parser)
     assert evaluate.run(parser.parse_args(["--corpus", str(corpus), "--split", "val"])) == 2
     assert "unknown split ['val']: use train, validation, test" in capsys.readouterr().err
+
+
+def test_the_eval_draws_its_ground_truth_from_other_clips_than_its_reference(corpus):
+    """Frames of one clip are near copies: the ground-truth row and the reference set never share a
+    clip, and a split too small for either draw is named."""
+    import numpy as np
+
+    from handforge.datasets import open_corpus
+    from handforge.engines.interaction.data import load_pairs
+    from handforge.engines.interaction.evaluate import clip_disjoint_draws
+
+    pairs = load_pairs(corpus, "train")  # the fixture's one person group
+    half = len(pairs) // 2
+    assert torch.equal(pairs.clips[:half], pairs.clips[half:])  # a mirrored frame keeps its clip
+    source = open_corpus(corpus, split="train")
+    for row in (0, half - 1):  # each frame is one of its clip's frames
+        clip = source.load(int(pairs.clips[row]))
+        pose = np.asarray(clip.hands["left"].hand_pose, np.float32)
+        assert np.abs(pose - pairs.arrays["hand_pose"][row, 0].numpy()).max(axis=-1).min() < 1e-6
+    clips = np.repeat(np.arange(10), 6)
+    reference, truth = clip_disjoint_draws(clips, 20, 12, np.random.default_rng(0))
+    assert len(reference) == 20 and len(truth) == 12
+    assert not set(clips[reference]) & set(clips[truth])
+    assert len(set(reference)) == 20 and len(set(truth)) == 12
+    with pytest.raises(ValueError, match="fewer than --samples 31"):
+        clip_disjoint_draws(clips, 20, 31, np.random.default_rng(0))
+
+
+def test_knn_precision_recall_builds_its_manifolds_from_distinct_configurations():
+    """Copies of a configuration (the corpus holds template poses exactly) must not shrink the k-NN
+    radii to 0: samples near, but not on, the reference points are inside its manifold, far ones
+    are not, and the score is the same with the reference's points repeated."""
+    import numpy as np
+
+    from handforge.engines.interaction.evaluate import distinct_rows, knn_precision_recall
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(40, 8))
+    copies = np.repeat(points, 6, axis=0) + rng.normal(scale=1e-6, size=(240, 8))
+    assert len(distinct_rows(copies)) == 40
+    near = points + rng.normal(scale=0.05, size=points.shape)
+    far = points + 10.0
+    assert knn_precision_recall(copies, near) == knn_precision_recall(points, near)
+    assert knn_precision_recall(copies, near)[0] == 1.0
+    assert knn_precision_recall(copies, far) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="distinct"):
+        knn_precision_recall(np.repeat(points[:5], 3, axis=0), near)

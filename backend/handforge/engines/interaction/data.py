@@ -24,19 +24,22 @@ FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 
 @dataclass
 class Pairs:
-    """Two-hand frames (fields (N, 2, n), hand axis left, right), float32."""
+    """Two-hand frames (fields (N, 2, n), hand axis left, right), float32, and the clip each frame
+    comes from (N,) (frames of one clip are near copies of each other: an evaluation keeps its
+    reference and its ground-truth draw in different clips)."""
 
     arrays: dict[str, torch.Tensor]
+    clips: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.arrays["global_orient"])
 
     def take(self, index: Any) -> "Pairs":
-        return Pairs({k: v[index] for k, v in self.arrays.items()})
+        return Pairs({k: v[index] for k, v in self.arrays.items()}, None if self.clips is None else self.clips[index])
 
     def mirrored(self) -> "Pairs":
         return Pairs({k: v for k, v in mirror_arrays({**self.arrays, "present": torch.ones(len(self), 2)}).items()
-                      if k in FIELDS})
+                      if k in FIELDS}, self.clips)
 
     def vectors(self, wrists: WristJoints) -> tuple[torch.Tensor, torch.Tensor]:
         """(anchor, other) vectors with the left hand as the anchor."""
@@ -69,17 +72,22 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
         sources.append(open_interhand(interhand, split=split, hands_mean=hands_mean, max_clips=max_clips))
     if not sources:
         raise ValueError("give a corpus folder (--corpus) and/or an InterHand2.6M root (--interhand)")
-    parts = []
+    parts, clips, offset = [], [], 0
     for k, source in enumerate(sources):
         store = ClipStore.build(source, cache=None if cache is None else Path(cache) / f"{split}-{k}.store")
         frames = FrameDataset(store, stride=stride, both_hands=True)
         rows = interaction_frames(frames)
         starts = store.starts[frames.clip_ids[rows]] + frames.firsts[rows]
         parts.append({f: torch.from_numpy(np.asarray(store.arrays[f][starts], dtype=np.float32)) for f in FIELDS})
-    pairs = Pairs({f: torch.cat([p[f] for p in parts]) for f in FIELDS})
+        clips.append(torch.from_numpy(frames.clip_ids[rows].astype(np.int64)) + offset)  # unique across sources
+        offset += len(store.clips)
+    pairs = Pairs({f: torch.cat([p[f] for p in parts]) for f in FIELDS}, torch.cat(clips))
     if not len(pairs):
         raise ValueError(f"no interaction frames in the {split} split (corpus clips need contact_frames)")
-    return Pairs({f: torch.cat([pairs.arrays[f], pairs.mirrored().arrays[f]]) for f in FIELDS}) if mirror else pairs
+    if not mirror:
+        return pairs
+    return Pairs({f: torch.cat([pairs.arrays[f], pairs.mirrored().arrays[f]]) for f in FIELDS},
+                 torch.cat([pairs.clips, pairs.clips]))
 
 
 __all__ = ["Pairs", "interaction_frames", "load_pairs"]
