@@ -143,7 +143,8 @@ class JobOperator:
         except (*USER_ERRORS, JobFailed, ProtocolError) as exc:
             self.report({"ERROR"}, str(exc))
             return None
-        job = RunningJob(self.bl_idname, self.bl_label, handle)
+        # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form
+        job = RunningJob(type(self).bl_idname, self.bl_label, handle)
         RUNNING[handle.id] = job
         _sync_panel()
         return job

@@ -115,6 +115,8 @@ def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
     assert result["result"] == ["CANCELLED"]
     assert result["seconds"] < 10  # the job would take 20 s
     assert result["ping_after"] == ["FINISHED"]
+    # while it ran its button was greyed out ("This job is running"), and enabled again after
+    assert result["poll_while_running"] == [False] and result["poll_after"] is True
 
 
 def test_results_become_keys_and_images(session):

@@ -151,13 +151,27 @@ def ctrl_c_once_running() -> threading.Thread:
 
 
 def cancelled_sleep():
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump, polled = connection.pump, []
+
+    def pump_and_poll(*args, **kwargs):  # on the main thread, while the job runs: may it be started again?
+        if jobs.RUNNING and not polled:
+            polled.append(bpy.ops.handforge.run_job.poll())
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_poll
     presser = ctrl_c_once_running()
     t = time.monotonic()
-    result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
+    try:
+        result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
+    finally:
+        connection.pump = pump
     seconds = time.monotonic() - t
     presser.join()
     after = bpy.ops.handforge.run_job("INVOKE_DEFAULT", kind="ping")  # a button press: blocking under -b
-    return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after)}
+    return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after), "poll_while_running": polled,
+            "poll_after": bpy.ops.handforge.run_job.poll()}
 
 
 s.check("cancel", cancelled_sleep)
