@@ -3,8 +3,8 @@
 - *In-between* (``motion.inbetween``): the artist's keys on the chosen hands in a frame range are
   the constraints (per frame and part: wrist rotation, each finger joint, wrist location), the
   parts left free are generated; the other hand in the scene goes along as it is animated.
-- *Follow Wrist Path* (``motion.trajectory``): a curve object (travelled at constant speed over the
-  range) or any animated object (an empty) drives each wrist; the fingers are generated.
+- *Follow Wrist Path* (``motion.trajectory``): a curve object (its centre line, travelled at constant
+  speed over the range) or any animated object (an empty) drives each wrist; the fingers are generated.
 - *Generate Motion* (``motion.generate``): two-hand motion over the range from nothing.
 - *Regenerate*: the last of these requests again with a new seed, as a fresh sample (variation 1 unless
   one was set); its GENERATED keys are replaced.
@@ -154,19 +154,34 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
     return arrays
 
 
+def _centre_line(obj) -> np.ndarray:
+    """(N, 3) local points along a curve object's one spline, as Blender tessellates it (its
+    resolution), without what dresses it: bevel, extrusion, offset and modifiers (a tube's or a
+    geometry-nodes result's vertices are not the path). Read from a temporary copy, removed after."""
+    data = obj.data.copy()
+    data.bevel_depth, data.extrude, data.offset = 0.0, 0.0, 0.0
+    data.bevel_object = data.taper_object = None
+    plain = bpy.data.objects.new("HandForge path probe", data)  # linked to no scene: no modifiers, never drawn
+    try:
+        mesh = plain.to_mesh()
+        if mesh is None:
+            return np.zeros((0, 3))
+        points = np.empty(len(mesh.vertices) * 3, np.float64)
+        mesh.vertices.foreach_get("co", points)
+        plain.to_mesh_clear()
+        return points.reshape(-1, 3)
+    finally:
+        bpy.data.objects.remove(plain)
+        bpy.data.curves.remove(data)
+
+
 def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
     """(T, 3) world positions: along a curve at constant speed, else the object's own (animated) location."""
     if obj.type == "CURVE":
         if len(obj.data.splines) != 1:
             raise ValueError(f"the curve {obj.name!r} has {len(obj.data.splines)} splines: a wrist path needs one")
-        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-        mesh = evaluated.to_mesh()
-        try:
-            points = np.empty(len(mesh.vertices) * 3, np.float64)
-            mesh.vertices.foreach_get("co", points)
-        finally:
-            evaluated.to_mesh_clear()
-        points = points.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
+        points = _centre_line(obj)
+        points = points @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
         if len(points) < 2:
             raise ValueError(f"the curve {obj.name!r} has no length: draw a path with at least two points")
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])

@@ -194,6 +194,7 @@ def test_follow_wrist_path_puts_the_wrists_on_the_path(session):
     np.testing.assert_allclose(left[[0, -1]], np.array(CURVE_POINTS)[[0, -1]], atol=1e-4)  # the curve's ends
     steps = np.linalg.norm(np.diff(left, axis=0), axis=1)
     assert steps.std() < 0.05 * steps.mean()  # constant speed along the curve
+    assert found["curves_left"] == 0  # the centre line's temporary copy is gone
 
 
 def test_stopped_backend_greys_the_buttons_out(session):

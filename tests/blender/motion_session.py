@@ -230,8 +230,14 @@ def follow_path():
     for point, co in zip(spline.bezier_points, a["curve_points"]):
         point.co = co
         point.handle_left_type = point.handle_right_type = "AUTO"
+    curve_data.bevel_depth, curve_data.extrude = 0.02, 0.01  # dressed as a tube: the path is still its centre
     curve = bpy.data.objects.new("Wrist Curve", curve_data)
     scene.collection.objects.link(curve)
+    nothing = bpy.data.node_groups.new("Nothing", "GeometryNodeTree")  # a modifier that outputs no geometry
+    nothing.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    nothing.nodes.new("NodeGroupOutput")
+    curve.modifiers.new("Nothing", "NODES").node_group = nothing
+    curves_before = len(bpy.data.curves)
     result, printed = as_user(ops.motion_follow_path, frame_start=200, frame_end=229, engine="learned", steps=2,
                               right_path=empty.name, left_path=curve.name)
     wrists, targets = {"left": [], "right": []}, []
@@ -240,7 +246,8 @@ def follow_path():
         targets.append(list(empty.matrix_world.translation))
         for side in SIDES:
             wrists[side].append(wrist_world(side))
-    return {"result": result, "printed": printed, "wrists": wrists, "empty": targets}
+    return {"result": result, "printed": printed, "wrists": wrists, "empty": targets,
+            "curves_left": len(bpy.data.curves) - curves_before}
 
 
 s.check("path", follow_path)
