@@ -6,8 +6,9 @@
 - *Follow Wrist Path* (``motion.trajectory``): a curve object (its centre line, travelled at constant
   speed over the range) or any animated object (an empty) drives each wrist; the fingers are generated.
 - *Generate Motion* (``motion.generate``): two-hand motion over the range from nothing.
-- *Regenerate*: the last of these requests again with a new seed, as a fresh sample (variation 1 unless
-  one was set); its GENERATED keys are replaced.
+- *Regenerate*: the last of these buttons that ran to its end, again with the next seed, as a fresh
+  sample (variation 1 unless one was set), on the keys and paths as they are now; its GENERATED keys
+  are replaced. Forgotten when another file is opened.
 
 The artist's keys are never changed: ``keys.import_clip`` writes only where no other key is
 (per F-curve) and replaces only GENERATED keys inside the written range. Everything is checked in
@@ -16,11 +17,11 @@ Blender before a request is sent (rigs, range, keys, hand model, path objects).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import bpy
 import numpy as np
+from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import hands, importers, jobs, keys
@@ -51,8 +52,10 @@ APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and gener
                ("on", "Always", "Steer the hands apart throughout, then repair (learned engine)"),
                ("off", "Off", "No steering: the hands may pass through each other")]
 
-# The last motion request (kind, params, arrays, which hands, where): what Regenerate sends again.
-LAST_REQUEST: dict[str, Any] = {}
+# The last motion button that ran to its end: its operator, its options and the params it sent.
+# Regenerate runs that button again with the next seed, on the keys and paths as they are by then.
+LAST_RUN: dict[str, Any] = {}
+SEED_LIMIT = 2 ** 31  # seeds are 0 … 2³¹ − 1 (the job's schema)
 
 
 # ---------------------------------------------------------------------- reading the scene
@@ -326,12 +329,15 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label}
-        LAST_REQUEST.clear()
-        LAST_REQUEST.update(self._request)
         return kind, params, arrays
 
     def job_apply(self, context, result):
-        return write_result(context, result, self._request)
+        text = write_result(context, result, self._request)
+        LAST_RUN.clear()  # only a motion that landed: a cancelled or refused one is not what Regenerate repeats
+        LAST_RUN.update(operator=type(self).bl_idname, label=self.bl_label, params=self._request["params"],
+                        options={p.identifier: getattr(self, p.identifier) for p in self.properties.bl_rna.properties
+                                 if p.identifier != "rna_type"})
+        return text
 
 
 
@@ -390,44 +396,53 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
         return self.job_kind, {"num_frames": end - start + 1}, arrays, list(chosen), every
 
 
-class HANDFORGE_OT_motion_regenerate(jobs.JobOperator, bpy.types.Operator):
-    """Run the last motion request again as a fresh sample with a new seed: its generated keys are replaced"""
-
-    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
+    """Run the last motion button again with a new seed, on your keys and paths as they are now"""
 
     bl_idname = "handforge.motion_regenerate"
     bl_label = "Regenerate"
+    bl_options = {"REGISTER"}  # the motion button it runs makes the undo step
 
-    seed: IntProperty(name="Seed", default=-1, min=-1, description="Seed of the new motion (-1: the last seed + 1)")
+    seed: IntProperty(name="Seed", default=-1, min=-1, max=SEED_LIMIT - 1,
+                      description="Seed of the new motion (-1: the last seed + 1)")
 
     @classmethod
     def poll(cls, context):
-        if not LAST_REQUEST:
+        if not LAST_RUN:
             cls.poll_message_set("no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
             return False
-        if not super().poll(context):
-            return False
-        ok, why = jobs.connection.kind_status(LAST_REQUEST["kind"])
-        if not ok:
-            cls.poll_message_set(why)
-        return ok
+        return _button(LAST_RUN["operator"]).poll(context)  # (its reason, if any, is the one shown)
 
-    def job_request(self, context):
-        if not LAST_REQUEST:
-            raise ValueError("no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
-        request = copy.copy(LAST_REQUEST)
-        request["params"] = dict(request["params"], seed=request["params"]["seed"] + 1 if self.seed < 0 else self.seed)
+    def invoke(self, context, event):
+        return self._run("INVOKE_DEFAULT")
+
+    def execute(self, context):
+        return self._run("EXEC_DEFAULT")
+
+    def _run(self, how: str) -> set[str]:
+        if not LAST_RUN:
+            self.report({"ERROR"}, "no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
+            return {"CANCELLED"}
+        options = dict(LAST_RUN["options"])
+        options["seed"] = (LAST_RUN["params"]["seed"] + 1) % SEED_LIMIT if self.seed < 0 else self.seed
         # A fresh sample (from pure noise) unless the artist set a Variation: an in-between's default (0.8)
         # eases through the gap much the same on every seed, and Regenerate is asked for another take.
-        request["params"].setdefault("variation", 1.0)
-        request["label"] = f"Regenerate ({LAST_REQUEST['label']})"
-        LAST_REQUEST["params"] = request["params"]  # the next Regenerate continues from this seed
-        self._request = request
-        return request["kind"], request["params"], request["arrays"]
+        if options.get("variation", 0.0) <= 0.0:
+            options["variation"] = 1.0
+        button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
+        outcome = button(how, **options)
+        return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
 
-    def job_apply(self, context, result):
-        return write_result(context, result, self._request)
 
+def _button(idname: str) -> type:
+    return next(c for c in (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path,
+                            HANDFORGE_OT_motion_generate) if c.bl_idname == idname)
+
+
+@persistent
+def _forget_on_load(*_args) -> None:
+    """Another file: the last motion named rigs, keys and paths of the one before."""
+    LAST_RUN.clear()
 
 
 # ---------------------------------------------------------------------- panel settings
@@ -487,11 +502,14 @@ CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDF
 
 
 def register() -> None:
+    bpy.app.handlers.load_post.append(_forget_on_load)
     bpy.utils.register_class(HANDFORGE_PG_motion)
     bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion, name="Motion Settings",
                                                        description="What the Motion panel's buttons send")
 
 
 def unregister() -> None:
+    if _forget_on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_forget_on_load)
     del bpy.types.Scene.handforge_motion
     bpy.utils.unregister_class(HANDFORGE_PG_motion)

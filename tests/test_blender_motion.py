@@ -162,6 +162,19 @@ def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
     assert not np.allclose(again["curves"][finger], learned["curves"][finger], atol=1e-4)
 
 
+def test_regenerate_follows_keys_edited_after_the_motion_and_forgets_it_with_the_file(session):
+    _no_error(session, "edited", "new_file")
+    found = session["edited"]
+    assert found["first"] == ["FINISHED"] and found["result"] == ["FINISHED"], found["printed"]
+    assert found["new"] == pytest.approx(found["old"] - 0.6, abs=1e-5)  # the artist's edit stays
+    # the new motion arrives at the edited key (the old request headed for the old value)
+    assert abs(found["before_key"] - found["new"]) < 0.25 * abs(found["new"] - found["old"]), found
+    assert "no keys" in found["refused"] or "keyed" in found["refused"]
+    assert found["operator"] == "handforge.motion_inbetween"  # the refused run is not what Regenerate repeats
+    assert found["wrapped"] == ["FINISHED"] and "seed 0" in found["wrapped_printed"], found["wrapped_printed"]
+    assert session["new_file"]["last"] == {} and "no motion yet" in session["new_file"]["message"]
+
+
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
     _no_error(session, "sample")
     found = session["sample"]

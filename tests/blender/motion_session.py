@@ -149,7 +149,7 @@ def inbetween(engine: str, **kwargs):
 
 
 def sent_params() -> dict:
-    return dict(importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_REQUEST["params"])
+    return dict(importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_RUN["params"])
 
 
 def spline_inbetween():
@@ -253,10 +253,45 @@ def follow_path():
 s.check("path", follow_path)
 
 
+def regenerate_after_an_edit():
+    """Regenerate runs the last button again on the keys as they are now: a key moved after the
+    in-between is where the new motion goes; a refused run leaves the last one to repeat; the seed
+    wraps at its largest value."""
+    last = importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_RUN
+    first, _ = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="learned", steps=3, seed=1,
+                       sides="BOTH", keep_apart="off", fixed={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"})
+    curve = bag_of(hand("left")).fcurves.find('pose.bones["middle2"].rotation_euler', index=0)
+    key = next(k for k in curve.keyframe_points if k.co[0] == a["artist_frames"][1])
+    old = key.co[1]
+    key.co[1] = key.handle_left[1] = key.handle_right[1] = old - 0.6
+    curve.update()
+    refused = error_of(lambda: ops.motion_inbetween(frame_start=30, frame_end=40))  # no keys there: refused
+    result, printed = as_user(ops.motion_regenerate)
+    frame = a["artist_frames"][1]
+    last["params"]["seed"] = 2 ** 31 - 1  # as if the last run had the largest seed
+    wrapped, wrapped_printed = as_user(ops.motion_regenerate)
+    return {"first": first, "result": result, "printed": printed, "old": old, "new": curve.evaluate(frame),
+            "before_key": curve.evaluate(frame - 1), "refused": refused, "operator": last["operator"],
+            "wrapped": wrapped, "wrapped_printed": wrapped_printed}
+
+
+s.check("edited", regenerate_after_an_edit)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
     return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
 
 
 s.check("stopped", stop)
+
+
+def new_file():
+    """Another file: Regenerate forgets the last motion (its rigs, keys and paths were the other file's)."""
+    bpy.ops.wm.read_homefile()
+    return {"last": dict(importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_RUN),
+            "message": error_of(lambda: ops.motion_regenerate())}
+
+
+s.check("new_file", new_file)
 s.finish()
