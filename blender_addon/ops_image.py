@@ -59,14 +59,11 @@ def read_request(scene, camera) -> tuple[dict[str, np.ndarray], str]:
 
 
 def store_image(name: str, pixels: np.ndarray):
-    """An image datablock holding ``pixels`` (H, W, 3) uint8, top row first, packed into the .blend."""
+    """A new image datablock holding ``pixels`` (H, W, 3) uint8, top row first, packed into the .blend.
+    Always new (Blender numbers the name when it is taken, "… seed 0.001"): a run never overwrites an
+    earlier result or an image of the artist's, and one undo removes exactly what it made."""
     height, width = pixels.shape[:2]
-    image = bpy.data.images.get(name)
-    if image is not None and tuple(image.size) != (width, height):
-        bpy.data.images.remove(image)
-        image = None
-    if image is None:
-        image = bpy.data.images.new(name, width, height, alpha=False)
+    image = bpy.data.images.new(name, width, height, alpha=False)
     rgba = np.ones((height, width, 4), np.float32)
     rgba[..., :3] = pixels[::-1] / 255.0  # Blender's rows go bottom-up
     image.pixels.foreach_set(rgba.ravel())

@@ -64,3 +64,9 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
     assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])
     assert found["background"] == "HandForge seed 5 v1" and found["show_background"] is True
     assert found["plane"] == {"parent": "Cam", "image": "HandForge seed 5 v1"}  # on a plane in front of it too
+    # a second run with the same seed, over an image of the artist's with the name it takes: every
+    # earlier result and the artist's image stay as they were, the new one gets a numbered name
+    second = found["second"]
+    assert second["result"] == ["FINISHED"] and second["kept"] == {"HandForge seed 5 v1": True,
+                                                                  "HandForge seed 5 v2": True}
+    assert second["own"] == {"size": [4, 4], "mine": True} and second["new"] == ["HandForge seed 5.001"]

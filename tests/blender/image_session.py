@@ -62,10 +62,22 @@ def with_weights():
         image.pixels.foreach_get(pixels)
         s.arrays[image.name] = pixels.reshape(image.size[1], image.size[0], 4)
     background = scene.camera.data.background_images
-    return {"poll": poll, "result": sorted(result),
+    shown = {"background": background[0].image.name if len(background) else ""}
+    # the artist's own image with the name a one-variant run takes, then that run: nothing is overwritten
+    own = bpy.data.images.new("HandForge seed 5", 4, 4)
+    own["mine"] = True
+    again = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=1, resolution_x=a["size"],
+                                             resolution_y=a["size"], add_plane=False)
+    kept = {}
+    for image in made:
+        pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        kept[image.name] = bool(np.array_equal(pixels.reshape(image.size[1], image.size[0], 4), s.arrays[image.name]))
+    second = {"result": sorted(again), "own": {"size": list(own.size), "mine": own.get("mine")}, "kept": kept,
+              "new": sorted(i.name for i in bpy.data.images if "handforge_seed" in i and i not in made)}
+    return {"poll": poll, "result": sorted(result), "second": second, **shown,
             "images": {i.name: {"size": list(i.size), "seed": i["handforge_seed"], "prompt": i["handforge_prompt"],
                                 "labels": i["handforge_labels"], "packed": i.packed_file is not None} for i in made},
-            "background": background[0].image.name if len(background) else "",
             "show_background": scene.camera.data.show_background_images,
             "plane": None if plane is None else {"parent": plane.parent.name,
                                                  "image": plane.data.materials[0].node_tree.nodes[0].image.name}}
