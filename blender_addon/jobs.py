@@ -115,6 +115,10 @@ class JobOperator:
         """Put the result into the scene; returns a short message for the user."""
         raise NotImplementedError
 
+    def job_not_applied(self, context) -> None:
+        """The job ended without its result in the scene (refused, cancelled, failed): undo what
+        ``job_request`` set aside for it. Nothing by default."""
+
     # ---------------------------------------------------------------- availability
     @classmethod
     def poll(cls, context):
@@ -142,6 +146,7 @@ class JobOperator:
             handle = connection.require_client().submit(kind, params, arrays)
         except (*USER_ERRORS, JobFailed, ProtocolError) as exc:
             self.report({"ERROR"}, str(exc))
+            self.job_not_applied(context)
             return None
         # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form
         job = RunningJob(type(self).bl_idname, self.bl_label, handle)
@@ -215,17 +220,18 @@ class JobOperator:
         outcome = job.handle.outcome
         if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
             failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
-        if failure:
-            self.report({"ERROR"}, f"{job.label} failed: {failure}")
-            return {"CANCELLED"}
-        if isinstance(outcome, Result):
+        if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))
             except USER_ERRORS as exc:
                 self.report({"ERROR"}, f"{job.label}: the result could not be used: {exc}")
+                self.job_not_applied(context)
                 return {"CANCELLED"}
             return {"FINISHED"}
-        if isinstance(outcome, Cancelled) or note:
+        self.job_not_applied(context)
+        if failure:
+            self.report({"ERROR"}, f"{job.label} failed: {failure}")
+        elif isinstance(outcome, Cancelled) or note:
             self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else ""))
         elif isinstance(outcome, Error):
             self.report({"ERROR"}, f"{job.label} failed [{outcome.code}]: {outcome}")

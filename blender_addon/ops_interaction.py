@@ -242,14 +242,20 @@ def show_candidate(state) -> None:
         state.message = str(exc)
 
 
-def end_browse(context, restore: bool) -> None:
-    """Forget the candidates; ``restore``: first put the previewed rigs back as they were."""
-    state = browse_state(context)
-    if restore and state.previous:
+def take_off_preview(state) -> None:
+    """Put the previewed rigs back as they were before the candidates (which are kept)."""
+    if state.previous:
         for side, saved in json.loads(state.previous).items():
             obj = bpy.data.objects.get(json.loads(state.rig_names).get(side, ""))
             if obj is not None and obj.type == "ARMATURE":
                 _restore(obj, saved)
+
+
+def end_browse(context, restore: bool) -> None:
+    """Forget the candidates; ``restore``: first put the previewed rigs back as they were."""
+    state = browse_state(context)
+    if restore:
+        take_off_preview(state)
     state.candidates.clear()
     _set_index(state, 1)
     state.previous = state.rig_names = state.posed_sides = state.anchor_side = state.message = state.summary = ""
@@ -276,8 +282,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
     job_kind = JOB_KIND
 
     def job_request(self, context):
-        if browsing(context):
-            end_browse(context, restore=True)  # the anchor is read as the artist posed it, not a preview
+        if browsing(context):  # the anchor is read as the artist posed it, not a preview; the candidates
+            take_off_preview(browse_state(context))  # stay until new ones arrive (``job_not_applied``)
         side, found = anchor_and_rigs(context, self.anchor)
         model = next(iter(found.values())).handforge.hand_model
         ok, why = connection.hand_model_status(model)
@@ -298,7 +304,14 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
                   "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
         return JOB_KIND, params, arrays
 
+    def job_not_applied(self, context):
+        """Refused, cancelled or failed: the candidates being browsed are shown again."""
+        if browsing(context):
+            show_candidate(browse_state(context))
+
     def job_apply(self, context, result):
+        if browsing(context):  # the old candidates give way (previewed again during the job, perhaps)
+            end_browse(context, restore=True)
         request, arrays = self._request, result.arrays
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = {side: _rig_by_name(name) for side, name in request["rigs"].items()}

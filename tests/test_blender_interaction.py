@@ -66,6 +66,10 @@ def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
     assert np.array_equal(arrays["right_c0_again"], arrays["right_c0"])
     assert not np.allclose(arrays["right_c2"], arrays["right_c0"], atol=1e-3)  # the index property poses too
     assert found["past_end"]["index"] == COUNT and np.array_equal(arrays["right_past_end"], arrays["right_c2"])
+    # a refused new sampling leaves the browse where it was, the same candidate shown
+    assert "active" in found["refused"].lower(), found["refused"]
+    assert found["after_refused"] == found["past_end"]
+    assert np.array_equal(arrays["right_after_refused"], arrays["right_past_end"])
     assert found["after_cancel"]["count"] == 0
     assert found["panel_before"]["operators"] == ["handforge.sample_interaction"] and not found["panel_before"]["bad"]
     drawn = found["panel"]

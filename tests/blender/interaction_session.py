@@ -109,6 +109,13 @@ def sample_and_step():
     bpy.context.window_manager.handforge_interaction.index = 99  # past the end: the last one
     found["past_end"] = browse()
     s.arrays["right_past_end"] = channels("right")
+    # a new sampling that is refused (the active object is not a hand) keeps the browse as it was
+    active = bpy.context.view_layer.objects.active
+    bpy.context.view_layer.objects.active = None
+    found["refused"] = error_of(lambda: sample(anchor="ACTIVE"))
+    bpy.context.view_layer.objects.active = active
+    found["after_refused"] = browse()
+    s.arrays["right_after_refused"] = channels("right")
     assert bpy.ops.handforge.interaction_cancel() == {"FINISHED"}
     found["after_cancel"] = browse()
     s.arrays["right_cancelled"] = channels("right")
