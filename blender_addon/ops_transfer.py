@@ -51,10 +51,17 @@ def source_image(scene, file: str):
         path = Path(bpy.path.abspath(file))
         if not path.is_file():
             raise ValueError(f"source file {path} does not exist: pick an image file or an image datablock")
+        before = {image.as_pointer() for image in bpy.data.images}
         try:
-            return bpy.data.images.load(str(path), check_existing=True)
+            image = bpy.data.images.load(str(path), check_existing=True)
         except RuntimeError as exc:
             raise ValueError(f"cannot read {path} as an image: {exc}") from None
+        if not all(image.size):  # Blender decodes lazily: a file it cannot read shows as 0 × 0
+            if image.as_pointer() not in before:
+                bpy.data.images.remove(image)  # no datablock left behind for it
+            raise ValueError(f"cannot read {path} as an image: Blender does not recognise its contents "
+                             "(pick a PNG, JPEG, EXR or another image file)")
+        return image
     image = getattr(scene, SOURCE_PROP, None)
     if image is None:
         raise ValueError("no source image: pick an image datablock (HandForge › Transfer Pose) or a file")

@@ -64,10 +64,16 @@ def from_file():
     objects = len(bpy.data.objects)
     missing = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path + ".nope", steps=1,
                                                                resolution_x=a["size"], resolution_y=a["size"]))
+    (s.work / "notes.png").write_text("not an image")  # a file with an image's name, not its contents
+    images = len(bpy.data.images)
+    not_image = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work / "notes.png"), steps=1,
+                                                                 resolution_x=a["size"], resolution_y=a["size"]))
+    images_kept = len(bpy.data.images) == images
     result = bpy.ops.handforge.transfer_pose(source_file=path, seed=9, steps=1, resolution_x=a["size"],
                                              resolution_y=a["size"], set_background=False)
     made = bpy.data.images.get("HandForge transfer seed 9")
     return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
+            "not_image": not_image, "images_kept": images_kept,
             "source": made["handforge_transfer_source"] if made else None,
             "labels": json.loads(made["handforge_labels"])["hands"] is not None if made else False}
 
