@@ -1,6 +1,6 @@
 """Transfer Pose from Blender through a real backend the add-on starts, on tiny random SD and
 ControlNet weights (the diffusers layout real weights come in): image datablocks with the target
-pose's labels, the camera background and a plane; a missing source file is refused."""
+pose's labels, the camera background and a plane; a missing source file, or one that is not an image, is refused."""
 
 from __future__ import annotations
 
