@@ -265,6 +265,12 @@ def result_clip(result, request: dict[str, Any]) -> MotionClip:
 
 def write_result(context, result, request: dict[str, Any]) -> str:
     clip = result_clip(result, request)
+    made_at, now = request["params"]["fps"], keys.scene_fps(context.scene)
+    refit = ""
+    if abs(now - made_at) > 1e-6:  # changed while the job ran: the frames asked for, one key each
+        clip = MotionClip(hands=clip.hands, fps=now, hand_model=clip.hand_model, extra=clip.extra)
+        refit = (f"made for {made_at:g} fps, the scene is now at {now:g} fps: keyed frame for frame on the frames "
+                 "asked for (run it again for this frame rate's timing)")
     found = hands.scene_hands(context.scene, "BOTH", required=False)
     rigs = {side: found[side] for side in clip.hands if side in found}
     if not rigs:
@@ -275,6 +281,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))
+    if refit:
+        notes.append(refit)
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
             f"{summary['frame_start']:g}-{summary['frame_end']:g} ({engine}, seed {request['params']['seed']}"

@@ -175,6 +175,14 @@ def test_regenerate_follows_keys_edited_after_the_motion_and_forgets_it_with_the
     assert session["new_file"]["last"] == {} and "no motion yet" in session["new_file"]["message"]
 
 
+def test_a_frame_rate_changed_mid_job_still_keys_the_frames_asked_for(session):
+    _no_error(session, "fps_changed")
+    found = session["fps_changed"]
+    assert found["result"] == ["FINISHED"] and found["fps"] == 24, found["printed"]
+    assert found["frames"] == [float(f) for f in range(300, 320)]  # whole frames, none lost or stretched
+    assert "now at 24 fps" in found["printed"]
+
+
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
     _no_error(session, "sample")
     found = session["sample"]

@@ -278,6 +278,30 @@ def regenerate_after_an_edit():
 s.check("edited", regenerate_after_an_edit)
 
 
+def fps_changed_mid_job():
+    """The scene's frame rate changed while a motion was made: keys still land on the frames asked for."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump, scene = connection.pump, bpy.context.scene
+
+    def pump_and_change(*args, **kwargs):
+        if jobs.RUNNING and scene.render.fps != 24:
+            scene.render.fps = 24
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_change
+    try:
+        result, printed = as_user(ops.motion_generate, frame_start=300, frame_end=319, engine="spline", sides="RIGHT")
+    finally:
+        connection.pump, fps = pump, scene.render.fps
+        scene.render.fps = 30
+    frames = sorted({k[0] for key, v in snapshot().items() if key.startswith("right") for k in v if k[0] >= 300})
+    return {"result": result, "printed": printed, "frames": frames, "fps": fps}
+
+
+s.check("fps_changed", fps_changed_mid_job)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
     return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
