@@ -90,3 +90,7 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="scale"):
         client.run("export_renders", params, scaled)
     assert not (tmp_path / "out").exists()
+    # a folder the file system refuses though access() allows it (/proc, as root): typed, not internal
+    with pytest.raises(JobFailed, match="cannot write into /proc") as failure:
+        client.run("export_renders", {**params, "out": "/proc/handforge_export"}, arrays)
+    assert failure.value.code == "invalid_params"

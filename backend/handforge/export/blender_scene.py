@@ -169,7 +169,11 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
     ``progress(done, total, eta_seconds)`` after each sample; it may raise to stop."""
     from handforge.export import writers
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)
+        raise BlenderExportError(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
+                                 "write to") from None
     writers.write_atomic(out / REQUEST_FILE, json.dumps({
         "signature": signature, "frames": request.frames, "cameras": [c.name for c in request.cameras],
         "hands": sorted(request.poses)}, indent=1) + "\n")

@@ -97,6 +97,8 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
                                        "Blender: HandForge › Export Labelled Renders", progress=progress)
     except GLUnavailable as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "install the GL renderer's system packages") from None
+    except BlenderExportError as exc:
+        raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
     return JobResult({"out": str(out), "samples": request.spec.samples, **summary}, {})
 
 
