@@ -26,6 +26,7 @@ from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
 
 GENERATED = "GENERATED"
+LAST_FRAME = 1048574  # Blender's largest frame (MAXFRAME): frame fields stop there
 # Keyframe attributes copied when an F-curve is rebuilt, so kept keys come back unchanged.
 _POINT_FLOATS = {"co": 2, "handle_left": 2, "handle_right": 2, "back": 1, "amplitude": 1, "period": 1}
 _POINT_ENUMS = ("handle_left_type", "handle_right_type", "interpolation", "type", "easing")

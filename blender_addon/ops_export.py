@@ -111,8 +111,10 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
                               description="Dataset folder (on the backend's machine): new, empty, or this export's "
                                           "own unfinished one (resumed)")
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
-    frame_start: IntProperty(name="Start", default=-1, description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, description="Last frame (-1: the scene's end)")
+    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
+                              description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,
+                            description="Last frame (-1: the scene's end)")
     frame_step: IntProperty(name="Step", default=1, min=1, description="Export every n-th frame")
     cameras: EnumProperty(name="Cameras", items=CAMERA_ITEMS, default="ALL", description="Which cameras to export from")
     resolution_x: IntProperty(name="Width", default=0, min=0, max=8192,

@@ -98,8 +98,10 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-    frame_start: IntProperty(name="Start", default=-1, description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, description="Last frame (-1: the scene's end)")
+    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
+                              description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,
+                            description="Last frame (-1: the scene's end)")
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH",
                         description="Which hands to export")
 

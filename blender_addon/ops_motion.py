@@ -295,8 +295,10 @@ class _MotionOptions:
     """The options every motion request takes, declared once for the panel's settings (kept with the
     scene) and the operators (Blender reads property annotations from mixin classes)."""
 
-    frame_start: IntProperty(name="Start", default=-1, min=-1, description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, min=-1, description="Last frame (-1: the scene's end)")
+    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
+                             description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,
+                           description="Last frame (-1: the scene's end)")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
     steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
     variation: FloatProperty(name="Variation", default=0.0, min=0.0, max=1.0,
