@@ -64,6 +64,7 @@ def _registry() -> Registry:
     registry.add_kind(JobKind("late_failure", truncated_checkpoint, engine="paint"))
     registry.add_kind(JobKind("unsendable", lambda ctx, p, a: JobResult({}, {"x": np.zeros(3, np.int16)}),
                               engine="paint"))
+    registry.add_kind(JobKind("buggy_check", paint, check=lambda params, arrays: {}["a bug"], engine="paint"))
     registry.add_kind(JobKind("keys", lambda ctx, p, a: JobResult({"frames": int(a["keys"].shape[0])}),
                               Schema(arrays={"keys": ArraySpec(shape=("frames", 2, 61))}, dims={"frames": (2, 600)}),
                               engine="paint"))
@@ -129,6 +130,17 @@ def test_typed_errors_from_handlers_and_unsendable_results(client):
         client.run("unsendable")
     assert info.value.code == ErrorCode.INTERNAL and "int16" in info.value.message
     assert client.run("keys", arrays={"keys": np.zeros((24, 2, 61), np.float32)}).data["frames"] == 24
+
+
+def test_a_bug_in_a_kinds_check_is_an_internal_error_for_that_job_and_the_backend_carries_on(client):
+    """The reply names the submit (its job), so the client ends that job at once instead of waiting for
+    an answer that never comes and calling the backend lost."""
+    started = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        client.run("buggy_check", timeout=30)
+    assert info.value.code == ErrorCode.INTERNAL and "submit" in info.value.message
+    assert time.monotonic() - started < 5
+    assert client.run("paint", {"steps": 2}).data["steps"] == 2
 
 
 def test_engine_discovery_registers_good_engines_and_reports_broken_ones(tmp_path, monkeypatch):

@@ -361,6 +361,12 @@ class Server:
         except ProtocolError as exc:
             log.info("refused a %s from %s: [%s] %s", msg.type if msg else "message", _peer(identity), exc.code, exc)
             self._send(identity, error_from(exc, msg_id=msg.id if msg else "", job=msg.job if msg else None))
+        except Exception:  # a bug in a handler or a job kind's check: the reply still names the request
+            if msg is None:
+                raise
+            log.exception("unexpected failure while handling a %s from %s", msg.type, _peer(identity))
+            self._send(identity, error_message(ErrorCode.INTERNAL, f"the backend failed to handle this {msg.type}",
+                                               "the backend log has the traceback", msg_id=msg.id, job=msg.job))
 
     # ------------------------------------------------------------------ requests
     def _on_hello(self, identity: bytes, msg: Message) -> None:

@@ -141,11 +141,15 @@ class MotionPipeline:
         if len(redo):
             picked = [observations[i] for i in redo]
             mask = torch.as_tensor(np.stack([o.channel_mask() for o in picked]), device=self.device)
-            polish = _Guide(self, picked, guidance).polish(x0[torch.as_tensor(redo)], mask, callback)
-            polished = self._decode(picked, polish)
-            for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished)):
-                if d < depths[i]:
-                    values[i] = v
+            guide = _Guide(self, picked, guidance)
+            final = guide.polish(x0[torch.as_tensor(redo)], mask, callback)
+            # the polish's last state and the start of its shallowest turn (an overshooting last turn can
+            # end deeper), each measured over every frame: the shallowest of them and the unpolished wins
+            for state in (final, guide.best_start):
+                polished = self._decode(picked, state)
+                for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished)):
+                    if d < depths[i]:
+                        values[i], depths[i] = v, d
         return values
 
     @torch.no_grad()
@@ -284,7 +288,8 @@ class _Guide:
         turn has shrunk by ``POLISH_PROGRESS`` nor, without it growing, the overlap summed over its
         frames by ``POLISH_PROGRESS_SUM`` (keys that hold the hands in each other: the fingers alone
         cannot clear two palms), or ``polish`` calls are spent. The sum counts because the frames next
-        to such keys stay deep while the rest of the gap clears."""
+        to such keys stay deep while the rest of the gap clears. Returns the last state; ``best_start``
+        is then each motion as its shallowest turn began (a last turn that overshoots ends deeper)."""
         phases = min(self.stride, x0.shape[1])
         clean = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         stalled = torch.zeros_like(clean)                                   # turns without progress
@@ -292,10 +297,14 @@ class _Guide:
         best_sum = torch.full_like(best, float("inf"))                     # the least summed overlap so far
         turn = torch.zeros(len(x0), device=x0.device)                      # deepest of the current turn
         turn_sum = torch.zeros_like(turn)                                  # summed over its frames
+        start = self.best_start = x0                                       # the motions as each turn began
+        shallowest = torch.full_like(best, float("inf"))                   # the deepest of the shallowest turn
         for call in range(self.settings.polish):
             active = (clean < phases) & (stalled < 2)
             if not active.any():
                 break
+            if call % phases == 0:
+                start = x0
             x0 = self(x0, mask, active)
             clean = torch.where(self.deepest <= self.settings.depth, clean + 1, torch.zeros_like(clean))
             turn = torch.maximum(turn, self.deepest)
@@ -306,6 +315,9 @@ class _Guide:
                 # overlap is shallower than before the polish
                 better = (turn < best - POLISH_PROGRESS) | (
                     (turn_sum < best_sum * (1 - POLISH_PROGRESS_SUM)) & (turn <= best + self.settings.depth))
+                shallower = active & (turn < shallowest)
+                self.best_start = torch.where(shallower[:, None, None], start, self.best_start)
+                shallowest = torch.where(shallower, turn, shallowest)
                 best = torch.where(active & better, torch.minimum(turn, best), best)
                 best_sum = torch.where(active & better, torch.minimum(turn_sum, best_sum), best_sum)
                 # a turn deeper than the best by more than ``depth``: the updates overshoot, stop there
