@@ -53,6 +53,8 @@ def test_valid_request_gets_defaults():
     ({"strength": 0.5, "sides": ["right", "right"]}, "params.sides", "repeat"),
     ({"strength": 0.5, "sides": ["up"]}, "params.sides[0]", "one of"),
     ({"strength": 0.5, "stepz": 3}, "params.stepz", "not a parameter"),
+    ({"strength": 10 ** 400}, "params.strength", "finite number, got 10000000000000000000…(401 characters)"),
+    ({"strength": 0.5, "steps": 10 ** 400}, "params.steps", "between 1 and 50, got 1000"),
 ])
 def test_bad_params_are_named(params, field, needle):
     assert needle in str(_rejected(params, _ok_arrays(), field))

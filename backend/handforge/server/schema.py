@@ -78,11 +78,23 @@ class Number(Param):
         return {"min": self.min, "max": self.max}
 
     def _check(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise invalid(where, f"must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise invalid(where, f"must be a finite number, got {_short(value)}")
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
             raise invalid(where, f"must be {_range_text(self.min, self.max)}, got {value!r}")
         return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float (JSON has no size limit on integers)
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -96,9 +108,9 @@ class Integer(Param):
 
     def _check(self, value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise invalid(where, f"must be an integer, got {value!r}")
+            raise invalid(where, f"must be an integer, got {_short(value)}")
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise invalid(where, f"must be {_range_text(self.min, self.max)}, got {value!r}")
+            raise invalid(where, f"must be {_range_text(self.min, self.max)}, got {_short(value)}")
         return value
 
 
