@@ -73,6 +73,19 @@ def test_generate_reports_previews_and_returns_images_with_labels(served):
         assert off.data["tas"]["tokens"] == [] and not np.array_equal(off.arrays["images"], images)
 
 
+def test_shape_and_translation_are_optional_arrays(served):
+    """Left out, ``<side>.betas`` and ``<side>.transl`` are zeros, as the schema says."""
+    server, _ = served
+    params, arrays = request(seed=3, steps=1, tas=False)
+    arrays.update({"right.betas": np.zeros((1, 10)), "right.transl": np.zeros((1, 3))})
+    without = {k: v for k, v in arrays.items() if k not in ("right.betas", "right.transl")}
+    with server.client() as client:
+        zeros = client.run("image.generate", params, arrays, timeout=600)
+        left_out = client.run("image.generate", params, without, timeout=600)
+    assert np.array_equal(left_out.arrays["images"], zeros.arrays["images"])
+    assert left_out.data["hands"]["right"]["params_world"]["betas"] == [0.0] * 10
+
+
 def test_controlnet_engine_uses_the_named_controlnets(served):
     server, _ = served
     with server.client() as client:

@@ -28,6 +28,7 @@ def server(tmp_path_factory):
     with torch_threads(1):
         folder = save_model(tiny_denoiser(load_hand_model("open"), steps=0), tmp_path_factory.mktemp("ckpt") / "tiny")
     env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(folder),
+           "HANDFORGE_MANO_DIR": str(tmp_path_factory.mktemp("no_mano_files")),  # MANO unavailable, wherever run
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as server:
         yield server
@@ -94,6 +95,7 @@ def test_templates_engine_needs_no_weights(server):
     ({"separation": "yes"}, {}, "params.separation: must be true or false"),
     ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),
     ({"model": "smpl"}, {}, "model"),
+    ({"model": "mano"}, {}, "hand model 'mano' is not available here"),  # before queueing, with what to set
     ({"engine": "learned", "steps": 150}, {}, "exceeds the 100 diffusion steps"),
     ({"anchor_side": "left"}, {**anchor_arrays("left"), "anchor.transl": np.array([0, np.nan, 0], np.float32)},
      "anchor.transl"),

@@ -31,6 +31,7 @@ def server(tmp_path_factory):
     torch.nn.init.normal_(net.output.weight, std=0.05)  # untrained but not the plain in-between
     folder = save_model(net, tmp_path_factory.mktemp("motion") / "tiny")
     env = {"HANDFORGE_MOTION_CHECKPOINT": str(folder),
+           "HANDFORGE_MANO_DIR": str(tmp_path_factory.mktemp("no_mano_files")),  # MANO unavailable, wherever run
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as srv:
         yield srv
@@ -138,6 +139,17 @@ def test_bad_inputs_are_refused_with_what_to_fix(server, change, message):
     change(arrays)
     with server.client() as client, pytest.raises(JobFailed, match=message):
         client.run("motion.inbetween", {"engine": "spline"}, arrays, timeout=60)
+
+
+def test_a_hand_model_not_available_here_is_refused_before_the_learned_engine_runs(server):
+    """The learned engine runs the hand model (its guidance): refused at submit, with what to set; the
+    spline engine needs none and runs."""
+    with server.client() as client:
+        with pytest.raises(JobFailed) as info:
+            client.run("motion.inbetween", {"engine": "learned", "hand_model": "mano"}, keys(), timeout=60)
+        assert info.value.code == "missing_weights" and "hand model 'mano' is not available" in info.value.message
+        assert "HANDFORGE_MANO_DIR" in info.value.hint
+        assert client.run("motion.inbetween", {"engine": "spline", "hand_model": "mano"}, keys(), timeout=60)
 
 
 def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):

@@ -115,6 +115,11 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
             client.run("image.transfer", {**params, "background_prompt": "a table",
                                           "source_labels": labels_of("fist", {**camera, "width": 64})}, arrays,
                        timeout=60)
+        with pytest.raises(JobFailed, match="params.source_labels: its camera") as failed:  # int(inf) overflowed
+            client.run("image.transfer", {**params, "background_prompt": "a table",
+                                          "source_labels": labels_of("fist", {**camera, "width": float("inf")})},
+                       arrays, timeout=60)
+        assert failed.value.code == "invalid_params"
         with pytest.raises(JobFailed, match="needs the source's pose and camera"):
             client.run("image.transfer", {**params, "background_prompt": "a table", "source_labels": labels_of("fist")},
                        arrays, timeout=60)
@@ -124,6 +129,7 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
     ({"source_labels": "{not json"}, "params.source_labels"),
     ({"source_labels": json.dumps({"hands": {"middle": {"params_world": {}}}})}, "params.source_labels"),
     ({"guide": "attentionhand"}, "image.guidance"),
+    ({"source_labels": "[" * 30000 + "]" * 30000}, "params.source_labels"),  # deeper than Python's recursion
 ])
 def test_bad_inputs_are_refused_with_the_field_and_the_server_stays_up(server, change, field):
     with server.client() as client:

@@ -42,11 +42,17 @@ def cached_hand_model(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
-def check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    status = entry(params["model"]).status()
+def require_hand_model(name: str) -> None:
+    """Refuse a request before it is queued when hand model ``name`` cannot be loaded here (every
+    engine's check calls this: the job would otherwise run until it needs the model)."""
+    status = entry(name).status()
     if not status["available"]:
-        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {params['model']!r} is not available here: "
+        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {name!r} is not available here: "
                             f"{status['reason']}", status["hint"])
+
+
+def check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    require_hand_model(params["model"])
 
 
 def hand_model(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -161,4 +167,4 @@ def register_jobs(registry: Registry) -> None:
 
 
 __all__ = ["MODEL_PARAM", "cached_hand_model", "capabilities", "check_model_available", "forward_hands", "hand_model",
-           "register_jobs", "warm_up"]
+           "register_jobs", "require_hand_model", "warm_up"]

@@ -22,6 +22,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
+from handforge.engines.hands.jobs import require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.render.camera import SENSOR_FITS
 from handforge.server.jobs import JobContext, JobError, JobResult
@@ -77,6 +78,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("params.controls", "controls choose ControlNets of the controlnet engine",
                       "leave them out for attentionhand, or set engine to 'controlnet'")
     _require_engine(params["engine"])
+    require_hand_model(params["hand_model"])
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import ControlError, resolve
 
@@ -127,8 +129,9 @@ def _hands(arrays: Mapping[str, np.ndarray]):
     for side in SIDES:
         if hand_array_name(side, "global_orient") not in arrays:
             continue
-        fields = {name: np.asarray(arrays[hand_array_name(side, name)], np.float64).reshape(size)
-                  for name, size in POSE_FIELDS.items() if hand_array_name(side, name) in arrays}
+        # betas and transl are optional (zeros), as the schema says
+        fields = {name: np.asarray(arrays.get(hand_array_name(side, name), np.zeros(size)), np.float64).reshape(size)
+                  for name, size in POSE_FIELDS.items()}
         hands[side] = HandPose(**fields)
     return hands
 

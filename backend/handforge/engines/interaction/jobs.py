@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge import config
+from handforge.engines.hands.jobs import cached_hand_model, require_hand_model
 from handforge.engines.interaction.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
@@ -72,20 +73,13 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["templates"] and params["engine"] != "templates":
         raise invalid("params.templates", "templates only apply to engine 'templates'",
                       "set engine to 'templates' or leave templates empty")
-    from handforge.hands import available_hand_models
-
-    reason = available_hand_models().get(params["model"], "")
-    if reason:
-        from handforge_shared.protocol import ErrorCode, ProtocolError
-
-        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {params['model']!r} is not available here: "
-                            f"{reason}", config.MANO_DIR.how_to_set())
+    require_hand_model(params["model"])
 
 
 def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     from handforge.engines.interaction.pipeline import SampleSettings
 
-    hand_model = ctx.model(f"hand model {params['model']}", lambda device: _load_hand(params["model"], device))
+    hand_model = cached_hand_model(ctx, params["model"])
     settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
                               guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"],
@@ -127,15 +121,6 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
                        f"{folder} was trained with", f"ask for at most {most} steps")
     return ctx.model(f"interaction pipeline {folder.resolve()} {model_name}",
                      lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder)
-
-
-def _load_hand(name: str, device: str):
-    from handforge.hands import HandModelError, load_hand_model
-
-    try:
-        return load_hand_model(name, device=device)
-    except HandModelError as exc:
-        raise JobError("missing_weights", str(exc), config.MANO_DIR.how_to_set()) from None
 
 
 def _anchor_arrays() -> dict[str, ArraySpec]:

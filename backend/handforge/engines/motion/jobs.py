@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge import config
+from handforge.engines.hands.jobs import cached_hand_model, require_hand_model
 from handforge.engines.motion.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
@@ -122,7 +123,13 @@ def _frames(arrays: Mapping[str, np.ndarray]) -> int:
     return next(a.shape[0] for n, a in arrays.items() if not n.endswith(".betas"))
 
 
+def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    if params["engine"] == "learned":  # its guidance runs the hand model; the spline engine needs none
+        require_hand_model(params["hand_model"])
+
+
 def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _check_generate(params, arrays)
     sides = [s for s in SIDES if hand_array_name(s, "mask") in arrays]
     if not sides:
         raise invalid("arrays.right.mask", "no keys given",
@@ -143,6 +150,7 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
 
 
 def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _check_generate(params, arrays)
     sides = [s for s in SIDES if hand_array_name(s, "transl") in arrays]
     if not sides:
         raise invalid("arrays.right.transl", "no wrist path given",
@@ -203,15 +211,6 @@ def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray
 
 
 # ------------------------------------------------------------------------------------- running
-def _hand_model(ctx: JobContext, name: str):
-    from handforge.hands import HandModelError, load_hand_model
-
-    try:
-        return ctx.model(("hand_model", name), lambda device: load_hand_model(name, device=device))
-    except HandModelError as exc:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "configure mano.model_dir (handforge doctor)") from None
-
-
 def _pipeline(ctx: JobContext, hand_model_name: str):
     """The learned pipeline, or (None, why) when no checkpoint is there."""
     from handforge.engines.checkpoints import CheckpointError
@@ -225,7 +224,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
         model = ctx.pretrained(MotionDenoiser, value)
     except CheckpointError as exc:
         return None, str(exc)
-    return MotionPipeline(model, _hand_model(ctx, hand_model_name)), ""
+    return MotionPipeline(model, cached_hand_model(ctx, hand_model_name)), ""
 
 
 def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
@@ -313,7 +312,7 @@ def register_jobs(registry: Registry) -> None:
         description="fingers (and free wrist rotations) generated along given wrist paths, followed exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
-        "motion.generate", generate, engine="motion", device="gpu", timeout=600,
+        "motion.generate", generate, engine="motion", device="gpu", timeout=600, check=_check_generate,
         schema=Schema(params={**_common_params(guidance="auto"), "num_frames": Integer(doc="frames to generate", default=120, min=2,
                                                               max=MAX_FRAMES)},
                       arrays={hand_array_name(s, "betas"): ArraySpec(

@@ -65,14 +65,14 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
         raise invalid("params.source_labels", "the source pose is given twice (source.<side>.* arrays and labels)",
                       "send one of them")
     if given:
-        return {s: HandPose(**{n: np.asarray(arrays[source_array(s, n)], np.float64).reshape(size)
-                               for n, size in POSE_FIELDS.items() if source_array(s, n) in arrays}) for s in given}
+        return {s: HandPose(**{n: np.asarray(arrays.get(source_array(s, n), np.zeros(size)), np.float64).reshape(size)
+                               for n, size in POSE_FIELDS.items()}) for s in given}  # betas, transl: zeros if absent
     if not params["source_labels"]:
         return {}
     try:
         labels = json.loads(params["source_labels"])
         hands = {s: HandPose.from_dict(h["params_world"]) for s, h in (labels.get("hands") or {}).items()}
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # (nested 30,000 deep)
         raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
                       "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
                       "{...}}}, \"camera\": {...}}") from None
@@ -91,7 +91,7 @@ def source_camera(params: dict[str, Any]):
         return None
     try:
         return Camera.from_dict(camera)
-    except (CameraError, ValueError, TypeError) as exc:
+    except (CameraError, ValueError, TypeError, OverflowError) as exc:  # (a width of 1e400: int(inf))
         raise invalid("params.source_labels", f"its camera: {exc}") from None
 
 
