@@ -94,3 +94,15 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="cannot write into /proc") as failure:
         client.run("export_renders", {**params, "out": "/proc/handforge_export"}, arrays)
     assert failure.value.code == "invalid_params"
+    for out, needle in (("~nosuchuser_handforge/x", "cannot be used"), (str(tmp_path / ("n" * 300)), "cannot be used"),
+                        (str(tmp_path / "a\0b"), "NUL")):  # refused before queueing, typed, nothing written
+        with pytest.raises(JobFailed, match=needle) as failure:
+            client.run("export_renders", {**params, "out": out}, arrays)
+        assert failure.value.code == "invalid_params"
+    huge = dict(arrays, **{"camera.matrix_world": arrays["camera.matrix_world"] * 1e300})
+    with pytest.raises(JobFailed, match="arrays.camera.matrix_world"):
+        client.run("export_renders", params, huge)
+    right_without_root = {k: v for k, v in arrays.items() if k not in ("right.global_orient", "right.matrix_world")}
+    with pytest.raises(JobFailed, match="right.global_orient"):  # its other arrays would be dropped unseen
+        client.run("export_renders", params, right_without_root)
+    assert not (tmp_path / "out").exists()

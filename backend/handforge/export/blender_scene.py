@@ -133,15 +133,23 @@ def request_signature(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray
 def check_folder(out: str, signature: str) -> Path:
     """The output folder, if it can take this export: new, empty, or holding the same request's
     (unfinished) export, which is then resumed. Checked before the job is queued and again at its start."""
-    path = Path(out).expanduser()
-    if not path.is_absolute():
-        raise BlenderExportError(f"the output folder {out!r} is not an absolute path: choose a folder "
-                                 "(in Blender, save the .blend first to use // relative paths)")
-    if path.exists() and not path.is_dir():
-        raise BlenderExportError(f"{path} is a file: choose a folder for the dataset")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        path = Path(out).expanduser()
+        if "\0" in out:
+            raise ValueError("it holds a NUL character")
+        if not path.is_absolute():
+            raise BlenderExportError(f"the output folder {out!r} is not an absolute path: choose a folder "
+                                     "(in Blender, save the .blend first to use // relative paths)")
+        if path.exists() and not path.is_dir():
+            raise BlenderExportError(f"{path} is a file: choose a folder for the dataset")
+        existing = path
+        while not existing.exists():
+            existing = existing.parent
+    except BlenderExportError:
+        raise
+    except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a name too long for the file system, NUL
+        raise BlenderExportError(f"the output folder {out[:200]!r} cannot be used: {exc}; choose another "
+                                 "folder") from None
     if not existing.is_dir() or not _writable(existing):
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
     if path.is_dir() and any(path.iterdir()):

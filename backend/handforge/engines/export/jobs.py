@@ -26,6 +26,7 @@ MAX_FRAMES = 100_000
 MAX_CAMERAS = 64
 MAX_SAMPLES = 1_000_000
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+WORLD_LIMIT = 1e6  # m: no matrix_world entry beyond (labels are JSON: 1e300 overflowed only when written)
 TIMEOUT_S = 7 * 24 * 3600  # a long Cycles export runs for days; cancel stops it
 
 
@@ -35,12 +36,15 @@ def _arrays() -> dict[str, ArraySpec]:
         for name, size in POSE_FIELDS.items():
             specs[hand_array_name(side, name)] = ArraySpec(
                 shape=("frames", size), required=False, min=-100.0, max=100.0,
-                requires=(hand_array_name(side, "matrix_world"),) if name == "global_orient" else (),
+                # a hand is its global_orient and matrix_world; the rest alone would be dropped unseen
+                requires=(hand_array_name(side, "matrix_world" if name == "global_orient" else "global_orient"),),
                 doc=f"{side} hand: {name} per exported frame, the rig's own space (as Export Motion writes)")
         specs[hand_array_name(side, "matrix_world")] = ArraySpec(
             shape=("frames", 4, 4), required=False, requires=(hand_array_name(side, "global_orient"),),
+            min=-WORLD_LIMIT, max=WORLD_LIMIT,
             doc=f"{side} hand: the armature object's matrix_world per exported frame (Blender world)")
-    specs["camera.matrix_world"] = ArraySpec(shape=("cameras", "frames", 4, 4), doc="each camera's matrix_world")
+    specs["camera.matrix_world"] = ArraySpec(shape=("cameras", "frames", 4, 4), min=-WORLD_LIMIT, max=WORLD_LIMIT,
+                                             doc="each camera's matrix_world")
     specs["camera.lens"] = ArraySpec(shape=("cameras", "frames"), min=0.01, max=10_000.0, doc="focal length, mm")
     specs["camera.sensor"] = ArraySpec(shape=("cameras", "frames", 2), min=0.01, max=10_000.0,
                                        doc="sensor width and height, mm")
