@@ -130,6 +130,32 @@ def test_another_seed_gives_another_dataset(exported, tmp_path):
     assert ours["hands"]["right"]["keypoints_2d"] != labels(exported)[0]["hands"]["right"]["keypoints_2d"]
 
 
+def test_a_folder_holds_one_specs_export(exported, tmp_path):
+    """Another spec, more samples than asked for, or someone else's files: refused, nothing written;
+    the same spec with more samples extends the dataset. Dataset files are readable by others."""
+    from handforge.export.shards import ExportBusy, run_lock
+    from handforge.export.writers import FolderTaken
+
+    before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}
+    with pytest.raises(FolderTaken, match="another spec \\(differing: seed\\)"):
+        export(parse_spec({**SPEC, "seed": 9}), exported, progress=False)
+    with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for"):
+        export(parse_spec({**SPEC, "samples": 1}), exported, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("keep")
+    with pytest.raises(FolderTaken, match="holds no HandForge export"):
+        export(parse_spec(SPEC), mine, progress=False)
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    grown = tmp_path / "grown"
+    export(parse_spec({**SPEC, "samples": 1}), grown, progress=False)
+    assert export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)["written"] == 1
+    assert (grown / "coco.json").stat().st_mode & 0o044 == 0o044  # (tempfile's are 0600)
+    with run_lock(grown), pytest.raises(ExportBusy, match="another handforge export is writing"):
+        export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)  # one run per folder, one process too
+
+
 def test_bad_specs_say_what_is_wrong(tmp_path):
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})

@@ -216,4 +216,5 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
     return write_dataset(spec, out, make, command=command, progress=report, model=model,
                          settings={"source": "a Blender scene's hands and cameras",
                                    "frames": [request.frames[0], request.frames[-1]],
-                                   "cameras": [c.name for c in request.cameras]})
+                                   "cameras": [c.name for c in request.cameras]},
+                         claim=False)  # check_folder matched the folder to this request already

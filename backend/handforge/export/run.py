@@ -19,6 +19,7 @@ from handforge.export import writers
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
+from handforge.export.shards import run_lock
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
@@ -154,14 +155,33 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
 
 def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: str, progress: bool | Callable = True,
                   limit: int | None = None, rgb: Callable | None = None, model=None,
-                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                  settings: dict[str, Any] | None = None, claim: bool = True) -> dict[str, Any]:
     """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` for
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
-    raise to stop: finished samples stay). ``settings``: extra fields of the dataset card."""
+    raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
+    per folder at a time (``shards.run_lock``); ``claim``: the folder must be new, empty or this
+    spec's (``writers.claim_folder``; Blender's export checks its own request instead)."""
     check_rgb_source(spec)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise writers.FolderTaken(f"cannot make the output folder {out}: {exc.strerror or exc}") from None
+    try:
+        with run_lock(out):
+            if claim:
+                writers.claim_folder(out, spec.to_dict())
+            return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings)
+    except BaseException:
+        if created:  # refused or failed before any sample: no trace
+            writers.remove_unused(out)
+        raise
+
+
+def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
+                  limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None) -> dict[str, Any]:
     removed = writers.clean_partial(out)
     pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
     skipped = spec.samples - len(pending)

@@ -134,8 +134,8 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
                               poll_seconds, sample_timeout)
     except BaseException:
-        if created and not any(out.iterdir()):  # e.g. no cluster at the address: leave nothing behind
-            out.rmdir()
+        if created:  # e.g. no cluster at the address: leave nothing behind
+            writers.remove_unused(out)
         raise
 
 
@@ -144,6 +144,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
     from handforge.export.run import finalise
 
     with run_lock(out):
+        writers.claim_folder(out, spec.to_dict())
         removed = writers.clean_partial(out)
         pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
         skipped = spec.samples - len(pending)

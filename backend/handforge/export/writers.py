@@ -26,6 +26,7 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYP
 
 SAMPLES = "samples"
 LABELS = "labels.json"
+SPEC_RECORD = "export_spec.json"  # the spec the folder's samples were made with (``claim_folder``)
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 COCO_CATEGORIES = {"right": 1, "left": 2}
@@ -39,16 +40,61 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())  # as an ordinary file (mkstemp's are 0600): shared storage reads them
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class FolderTaken(ValueError):
+    """The output folder holds something else than this export's samples."""
+
+
+def claim_folder(out: Path, spec: dict[str, Any]) -> None:
+    """Make ``out`` this export's folder, or refuse: a folder holds the samples of one spec (its
+    ``SPEC_RECORD``; ``samples`` may grow, a rerun with more extends the dataset). Refused: a folder
+    with other files, one holding another spec's export (its samples would be mixed with this one's,
+    and its card would describe neither), or more samples than asked for."""
+    record = out / SPEC_RECORD
+    wanted = {k: v for k, v in spec.items() if k != "samples"}
+    if record.is_file():
+        try:
+            held = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            held = None
+        if not isinstance(held, dict) or {k: v for k, v in held.items() if k != "samples"} != wanted:
+            differ = sorted(k for k in set(wanted) | set(held or {}) if k != "samples"
+                            and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
+            raise FolderTaken(f"{out} holds an export of another spec (differing: {', '.join(differ)}): choose a new "
+                              "or an empty folder, or rerun with that spec to resume it")
+        extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
+                    if p.parent.name.isdigit() and int(p.parent.name) >= spec["samples"])
+        if extra:
+            raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {spec['samples']} asked for: ask "
+                              "for at least as many as are there, or choose another folder")
+    elif out.is_dir() and any(out.iterdir()):
+        raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
+    write_atomic(record, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+
+
+def remove_unused(out: Path) -> None:
+    """Remove a folder this run made when nothing but its spec record is in it (refused or failed early)."""
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {SPEC_RECORD}:
+        (out / SPEC_RECORD).unlink(missing_ok=True)
+        out.rmdir()
 
 
 def sample_dir(out: Path, index: int) -> Path:
