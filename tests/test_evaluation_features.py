@@ -131,6 +131,14 @@ def test_command_refuses_bad_input_and_leaves_nothing(tmp_path, capsys):
     (tmp_path / "taken").write_text("a file")
     assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "taken"), "--quiet"]) == 2
     assert "not a file" in capsys.readouterr().err and [p.name for p in tmp_path.iterdir()] == ["taken"]
+    precious = tmp_path / "precious"  # someone's folder: never replaced by a checkpoint
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep")
+    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(precious), "--quiet"]) == 2
+    assert "holds other files" in capsys.readouterr().err and (precious / "thesis.txt").read_text() == "keep"
+    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "f"), "--threads", "-1",
+                 "--quiet"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_features_do_not_depend_on_where_the_pair_is(data):

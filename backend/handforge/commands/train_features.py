@@ -32,8 +32,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train-features: --out is a checkpoint folder (frame/, motion/, recipe.json), not a file: "
               f"got {args.out}", file=sys.stderr)
         return 2
+    out = Path(args.out).resolve()
+    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.json").is_file():
+        print(f"handforge train-features: --out {args.out} holds other files than a feature checkpoint "
+              "(frame/, motion/, recipe.json), which would be replaced: choose a new folder", file=sys.stderr)
+        return 2
+    if out == Path.cwd().resolve() or out in Path.cwd().resolve().parents:
+        print(f"handforge train-features: --out {args.out} is the current folder or holds it: choose a folder "
+              "inside it, e.g. --out features_v2", file=sys.stderr)
+        return 2
     if args.epochs < 1:
         print("handforge train-features: --epochs must be at least 1", file=sys.stderr)
+        return 2
+    if args.threads < 0:
+        print("handforge train-features: --threads must be 0 (torch's default) or more", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
