@@ -66,3 +66,16 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     train(fresh_model(), Points(40), loss, settings(tmp_path / "d", stop_after=2))
     with pytest.raises(TrainingError, match="other settings.*lr"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "d", lr=0.1))
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(TrainingError, match="lr must be a positive number"):
+            train(fresh_model(), Points(40), loss, settings(tmp_path / "e", lr=bad))
+    assert not (tmp_path / "e").exists()  # refused before the run folder is made
+
+
+def test_a_loss_that_stops_being_finite_ends_the_run_without_a_model(tmp_path):
+    def blows_up(model, batch):
+        return loss(model, batch) * float("nan")
+
+    with pytest.raises(TrainingError, match="the loss became nan at step 1.*no model was saved"):
+        train(fresh_model(), Points(40), blows_up, settings(tmp_path / "f"))
+    assert not (tmp_path / "f" / "model").exists()

@@ -26,6 +26,7 @@ An engine hands it a model, a torch ``Dataset``, a loss function and ``TrainSett
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -158,6 +159,9 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
                 ema.step(accelerator.unwrap_model(model).parameters())
             step += 1
             last_loss = float(accelerator.reduce(loss.detach(), "mean"))
+            if not math.isfinite(last_loss):  # the weights are lost from here on: never saved as a model
+                raise TrainingError(f"the loss became {last_loss} at step {step} (lr {schedule.get_last_lr()[0]:.3g}):"
+                                    " lower the learning rate and train into a new out folder (no model was saved)")
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.4g}")
             if step % s.log_every == 0 or step == stop:
@@ -203,6 +207,12 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
                 for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
                                   ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
                 if getattr(s, name) < low]
+    if not (math.isfinite(s.lr) and s.lr > 0):
+        problems.append(f"lr must be a positive number, got {s.lr}")
+    if not (math.isfinite(s.weight_decay) and s.weight_decay >= 0):
+        problems.append(f"weight_decay must be 0 or more, got {s.weight_decay}")
+    if s.grad_clip is not None and not (math.isfinite(s.grad_clip) and s.grad_clip > 0):
+        problems.append(f"grad_clip must be a positive number (or None for no clipping), got {s.grad_clip}")
     if s.mixed_precision not in ("no", "fp16", "bf16"):
         problems.append(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {s.mixed_precision!r}")
     if s.ema_decay is not None and not 0.0 < s.ema_decay < 1.0:
