@@ -258,6 +258,32 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
 
 
+def test_repair_keeps_the_shallowest_of_the_polishs_states(trained, monkeypatch):
+    """A polish whose last turn overshot ends deeper than where its best turn began: the repair keeps
+    that state (measured over every frame), not the last one nor the unpolished motion (a 200-frame
+    path keyed palm to palm on the shipped model: 19.4 mm unpolished, 19.7 last, 18.4 at the best turn)."""
+    from handforge.engines.motion import pipeline as motion_pipeline
+
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    through = palm_to_palm(24, np.linspace(-0.15, 0.15, 24), np.linspace(0.15, -0.15, 24), keyed="ends")
+    through.transl[-1, :, 1] = [0.02, -0.02]
+    apart = palm_to_palm(24, -0.15, 0.15, keyed="ends")
+    better = model.normalise(torch.as_tensor(apart.motion()[None], dtype=torch.float32))
+
+    def overshooting_polish(self, x0, mask, callback=None):
+        self.best_start = better  # where its best turn began: hands apart
+        return x0 + 0.0            # and where it ended: as deep as before
+
+    monkeypatch.setattr(motion_pipeline._Guide, "polish", overshooting_polish)
+    plain = pipe.batch([through], steps=6, seed=7)
+    repaired = pipe.batch([through], steps=6, seed=7, guidance=Guidance(when="repair"))
+    assert pipe.penetration_depths([through], plain)[0] > 5 * Guidance.depth
+    expected = pipe._decode([through], better)[0]
+    for name in expected:
+        np.testing.assert_array_equal(repaired[0][name], expected[name])
+
+
 def test_the_polish_moves_overlapping_hands_apart_smoothly_and_stops_when_clean(trained):
     """The repair's polish on a finished motion whose palms meet mid-way and overlap there by about 2 cm:
     it ends with no overlap, well inside its budget of calls, and moves the wrists smoothly (their jerk
