@@ -168,6 +168,21 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert parse_spec({}).render.forearm == "skin"  # realistic renders get a forearm by default
     with pytest.raises(SpecError, match="background.folder"):
         parse_spec({"background": {"kinds": ["images"]}})
+    for data, needle in (({"outputs": 5}, "outputs: expected one of"), ({"lighting": 3}, "lighting: expected"),
+                         ({"render": {"engine": 7}}, "render.engine: expected"),
+                         ({"camera": {"preset": ["egocentric"]}}, "camera.preset"),
+                         ({"poses": {"names": ["nosuchpose"]}}, "poses.names: unknown poses \\['nosuchpose'\\]"),
+                         ({"poses": {"names": [1, 2]}}, "poses.names: expected a list of pose names"),
+                         ({"poses": {"names": "fist"}}, None), ({"poses": {"files": "/x.npz", "source": "files"}}, None),
+                         ({"poses": {"corpus": 5}}, "poses.corpus: expected a string"),
+                         ({"hands": {"shape_sigma": True}}, "hands.shape_sigma"),
+                         ({"hands": {"skin_tones": [123456]}}, "hands.skin_tones: expected")):
+        if needle is None:  # one name or one file is a list of one
+            parsed = parse_spec(data)
+            assert parsed.poses.names in ((), ("fist",)) and parsed.poses.files in ((), ("/x.npz",))
+            continue
+        with pytest.raises(SpecError, match=needle):
+            parse_spec(data)
     bad = tmp_path / "spec.toml"
     bad.write_text("samples = [")
     with pytest.raises(SpecError, match="not valid TOML"):
@@ -177,7 +192,7 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert load_spec(good).camera.focal == (16.0, 24.0)
 
 
-def test_command_exports_and_reports_bad_specs(tmp_path, capsys):
+def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     from handforge.cli import main
 
     spec = tmp_path / "spec.json"
@@ -188,3 +203,12 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys):
     spec.write_text(json.dumps({"samples": 0}))
     assert main(["export", str(spec), "--out", str(tmp_path / "bad")]) == 2
     assert "samples: expected a whole number" in capsys.readouterr().err
+    spec.write_text(json.dumps({**SPEC, "samples": 2}))
+    assert main(["export", str(spec), "--out", " ", "--engine", "none", "--quiet"]) == 2
+    assert "--out: give the dataset's folder" in capsys.readouterr().err
+    (tmp_path / "no-mano").mkdir()
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
+    spec.write_text(json.dumps({**SPEC, "samples": 2, "hand_model": "mano"}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "mano"), "--engine", "none", "--quiet"]) == 2
+    assert "hand_model: 'mano' is not available here" in capsys.readouterr().err
+    assert not (tmp_path / "mano").exists()

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.export.run import export
     from handforge.export.shards import ExportBusy, WorkerStartError
     from handforge.export.spec import SpecError, load_spec, parse_spec
+    from handforge.hands.registry import entry as hand_model_entry
     from handforge.render.blender import BlenderRenderError
     from handforge.render.gl import GLUnavailable
 
@@ -70,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
             if args.engine != "none" and "rgb" not in overrides["outputs"]:
                 overrides["outputs"] = ["rgb", *overrides["outputs"]]
         spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
+        if not args.out.strip():
+            raise ValueError("--out: give the dataset's folder (an empty path would be the current folder)")
+        status = hand_model_entry(spec.hand_model).status()
+        if not status["available"]:
+            raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: {status['reason']}"
+                             + (f" ({status['hint']})" if status["hint"] else ""))
         command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
             if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
         if args.workers is None and args.ray is None:

@@ -63,6 +63,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from handforge_shared import pose_library
+
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
 POSE_SOURCES = ("library", "files", "corpus")
@@ -163,9 +165,7 @@ class ExportSpec:
 
 
 def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
-    if isinstance(values, str):
-        values = [values]
-    values = tuple(values)
+    values = _strings(values, where, f"one of {', '.join(allowed)}, or a list of them")
     bad = [v for v in values if v not in allowed]
     if bad or not values:
         raise SpecError(f"{where}: {bad or 'nothing'} is not allowed; choose from {', '.join(allowed)}")
@@ -204,11 +204,11 @@ def _number(value: Any, where: str, low: float, high: float) -> float:
     return float(value)
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
+def _strings(value: Any, where: str, expected: str = "a list of strings") -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{where}: expected a list of strings, got {value!r}")
+        raise SpecError(f"{where}: expected {expected}, got {value!r}")
     return tuple(value)
 
 
@@ -260,12 +260,18 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
         raise SpecError("poses.files: give at least one motion clip (.npz) for source = 'files'")
     if source == "corpus" and not poses.get("corpus"):
         raise SpecError("poses.corpus: give the folder `handforge corpus --out` wrote for source = 'corpus'")
-    pose_source = PoseSource(source=source, names=tuple(poses.get("names", ())), files=tuple(poses.get("files", ())),
-                             corpus=str(poses.get("corpus", "")), split=str(poses.get("split", "test")))
+    names = _strings(poses.get("names", ()), "poses.names", "a list of pose names")
+    unknown = sorted(set(names) - set(pose_library.names()))
+    if unknown:
+        raise SpecError(f"poses.names: unknown poses {unknown}; known: {', '.join(pose_library.names())}")
+    pose_source = PoseSource(source=source, names=names, files=_strings(poses.get("files", ()), "poses.files",
+                                                                         "a list of motion clip paths"),
+                             corpus=_text(poses.get("corpus", ""), "poses.corpus"),
+                             split=_text(poses.get("split", "test"), "poses.split"))
 
     cam_in = top.get("camera", {})
     preset = cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person"
-    if preset not in CAMERA_PRESETS:
+    if not isinstance(preset, str) or preset not in CAMERA_PRESETS:
         raise SpecError(f"camera.preset: {preset!r} is unknown; use {' or '.join(CAMERA_PRESETS)}")
     cam = _section(CameraRanges, cam_in, "camera", CAMERA_PRESETS[preset])
     camera = CameraRanges(preset=preset, distance=_range(cam["distance"], "camera.distance", 0.05, 100.0),
@@ -284,16 +290,15 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
 
     bg = _section(Background, top.get("background", {}), "background")
     background = Background(kinds=_choices(bg.get("kinds", ("solid", "gradient")), BACKGROUNDS, "background.kinds"),
-                            folder=str(bg.get("folder", "")))
+                            folder=_text(bg.get("folder", ""), "background.folder"))
     if "images" in background.kinds:
         folder = Path(background.folder).expanduser()
         if not background.folder or not folder.is_dir():
             raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
-    sigma = hands_in.get("shape_sigma", 1.0)
-    if not isinstance(sigma, (int, float)) or not 0 <= sigma <= 3:
-        raise SpecError(f"hands.shape_sigma: expected a number from 0 to 3, got {sigma!r}")
-    tones = tuple(str(t).lstrip("#").lower() for t in (hands_in.get("skin_tones") or MONK_SKIN_TONES))
+    sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
+    tones = tuple(t.lstrip("#").lower() for t in _strings(hands_in.get("skin_tones") or MONK_SKIN_TONES,
+                                                          "hands.skin_tones", "a list of sRGB hex colours"))
     for tone in tones:
         if len(tone) != 6 or any(c not in "0123456789abcdef" for c in tone):
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
