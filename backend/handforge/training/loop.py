@@ -132,7 +132,11 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
     step = 0
     checkpoint = _newest_checkpoint(out) if s.resume else None
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        try:
+            accelerator.load_state(str(checkpoint))
+        except RuntimeError as exc:  # e.g. "size mismatch for output.weight": another model's run
+            raise TrainingError(f"{checkpoint} was saved by another model than this one ({str(exc)[:200]}): train "
+                                "with that run's model options, or into a new out folder") from None
         step = json.loads((checkpoint / "step.json").read_text())["step"]
     resumed_from = step
     log = _Log(out / LOG, accelerator.is_main_process, after_step=step)

@@ -24,27 +24,29 @@ import json
 import sys
 import time
 
+from handforge.arguments import at_least, number_in
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--split", default="test", help="held-out split (default: test)")
     parser.add_argument("--checkpoint", default=None, help="model folder (default: interaction.checkpoint)")
-    parser.add_argument("--samples", type=int, default=500, help="samples per row (features, diversity, FD, KID, P/R)")
-    parser.add_argument("--mesh-samples", type=int, default=150, help="of those, pairs measured on meshes (slow)")
-    parser.add_argument("--template-samples", type=int, default=150, help="samples of the templates engine (> 5)")
-    parser.add_argument("--conditioned-samples", type=int, default=100,
+    parser.add_argument("--samples", type=at_least(6), default=500, help="samples per row (features, diversity, FD, KID, P/R)")
+    parser.add_argument("--mesh-samples", type=at_least(1), default=150, help="of those, pairs measured on meshes (slow)")
+    parser.add_argument("--template-samples", type=at_least(6), default=150, help="samples of the templates engine (> 5)")
+    parser.add_argument("--conditioned-samples", type=at_least(0), default=100,
                         help="held-out hands the guided engine samples the other hand around, one each (0: no row)")
-    parser.add_argument("--reference", type=int, default=2000, help="reference frames")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=None, help="anti-penetration strength (default: the engine's)")
-    parser.add_argument("--contact", type=float, default=None, help="contact guidance (default: the engine's)")
+    parser.add_argument("--reference", type=at_least(6), default=2000, help="reference frames")
+    parser.add_argument("--steps", type=at_least(1), default=20)
+    parser.add_argument("--guidance", type=number_in(0.0), default=None, help="anti-penetration strength (default: the engine's)")
+    parser.add_argument("--contact", type=number_in(0.0), default=None, help="contact guidance (default: the engine's)")
     parser.add_argument("--no-separation", action="store_true",
                         help="without the final rigid separation of the guided row (the unguided row has neither it, "
                              "nor touch, nor redraws)")
     parser.add_argument("--no-touch", action="store_true", help="without moving the guided row's hands into touch")
-    parser.add_argument("--redraws", type=int, default=None,
+    parser.add_argument("--redraws", type=at_least(0), default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--out", default=None, help="also write the table as JSON here")
 
 

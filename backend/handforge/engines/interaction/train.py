@@ -6,28 +6,30 @@ from __future__ import annotations
 import argparse
 import json
 
+from handforge.arguments import POSITIVE, at_least, number_in
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--interhand", help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
     parser.add_argument("--out", required=True, help="run folder (log, checkpoints, model/)")
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--minutes", type=float, default=None,
+    parser.add_argument("--steps", type=at_least(1), default=20_000)
+    parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,
                         help="stop after about this long (a checkpoint is kept; run again to continue)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=None,
+    parser.add_argument("--batch-size", type=at_least(1), default=256)
+    parser.add_argument("--lr", type=POSITIVE, default=1e-3)
+    parser.add_argument("--warmup-steps", type=at_least(0), default=None,
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 500)")
     parser.add_argument("--init", help="fine-tune: start from this interaction model folder (its architecture and "
                                        "data normalisation: the size options are then ignored); an interrupted "
                                        "fine-tune resumes from --out's checkpoints")
-    parser.add_argument("--width", type=int, default=128, help="attention width")
-    parser.add_argument("--hidden", type=int, default=256, help="MLP width")
-    parser.add_argument("--layers", type=int, default=5, help="MLP layers")
-    parser.add_argument("--stride", type=int, default=1, help="use every N-th frame")
-    parser.add_argument("--max-clips", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--width", type=at_least(1), default=128, help="attention width")
+    parser.add_argument("--hidden", type=at_least(1), default=256, help="MLP width")
+    parser.add_argument("--layers", type=at_least(1), default=5, help="MLP layers")
+    parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
+    parser.add_argument("--max-clips", type=at_least(1), default=None)
+    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--threads", type=at_least(1), default=1,
                         help="torch CPU threads (1 is fastest on a busy machine: 0.36 s/step against 3 s with 2)")
     parser.add_argument("--keep-shapes", action="store_true",
                         help="train on the data's own hand shapes (default: redrawn per frame; see train.py)")

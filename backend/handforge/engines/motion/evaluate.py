@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from handforge.arguments import at_least, number_in
+
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
 
@@ -35,23 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
     parser.add_argument("--splits", default="validation,test", help="held-out splits to cut windows from")
     parser.add_argument("--checkpoint", default=None, help="motion checkpoint (default: motion.checkpoint)")
-    parser.add_argument("--windows", type=int, default=128, help="windows per task")
-    parser.add_argument("--steps", type=int, default=20, help="DDIM steps of the learned engine")
-    parser.add_argument("--batch", type=int, default=32, help="windows denoised together")
+    parser.add_argument("--windows", type=at_least(1), default=128, help="windows per task")
+    parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
+    parser.add_argument("--batch", type=at_least(1), default=32, help="windows denoised together")
     parser.add_argument("--guidance", choices=("auto", "repair", "off"), default="off",
                         help="penetration guidance: 'auto' while sampling when the wrists are within 20 cm (the "
                              "jobs' default for wrist paths and generation), 'repair' not while sampling (the default "
                              "for in-betweening); both then move the motions that still pass one hand through the "
                              "other out of it")
-    parser.add_argument("--smoothing", type=float, default=None, help="σ (frames) of the post-filter "
+    parser.add_argument("--smoothing", type=number_in(0.0), default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
-    parser.add_argument("--variation", type=float, default=None, help="how much of the schedule runs (1: from "
+    parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
                         "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
                         "tasks (motion.inbetween) and 1 for the others")
-    parser.add_argument("--frames", type=int, default=60, help="two-hand frames drawn per row for the mesh metrics")
+    parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
     parser.add_argument("--out", help="write the full report here (JSON)")
 
 

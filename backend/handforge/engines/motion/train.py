@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from handforge.arguments import POSITIVE, at_least, number_in
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
@@ -19,17 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--motion-folder", help="any folder of HandForge motion .npz clips")
     data.add_argument("--interhand", help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
     parser.add_argument("--out", required=True, help="run folder (log.jsonl, checkpoints, model/)")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=4e-4)
-    parser.add_argument("--warmup-steps", type=int, default=200, help="linear LR warm-up, then cosine decay")
-    parser.add_argument("--window", type=int, default=96, help="frames per training window (crops are shorter)")
-    parser.add_argument("--min-length", type=int, default=24, help="shortest random crop of a window")
-    parser.add_argument("--d-model", type=int, default=192)
-    parser.add_argument("--layers", type=int, default=4, help="transformer layers (HandDiffuse: 8)")
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ff-size", type=int, default=512, help="feed-forward width (HandDiffuse: 1024)")
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--steps", type=at_least(1), default=3000)
+    parser.add_argument("--batch-size", type=at_least(1), default=16)
+    parser.add_argument("--lr", type=POSITIVE, default=4e-4)
+    parser.add_argument("--warmup-steps", type=at_least(0), default=200, help="linear LR warm-up, then cosine decay")
+    parser.add_argument("--window", type=at_least(2), default=96, help="frames per training window (crops are shorter)")
+    parser.add_argument("--min-length", type=at_least(2), default=24, help="shortest random crop of a window")
+    parser.add_argument("--d-model", type=at_least(1), default=192)
+    parser.add_argument("--layers", type=at_least(1), default=4, help="transformer layers (HandDiffuse: 8)")
+    parser.add_argument("--heads", type=at_least(1), default=4)
+    parser.add_argument("--ff-size", type=at_least(1), default=512, help="feed-forward width (HandDiffuse: 1024)")
+    parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=0.1)
     parser.add_argument("--init", help="fine-tune: start from this motion model folder (its architecture, dropout "
                                        "and data statistics: the size and dropout options are then ignored); "
                                        "an interrupted fine-tune resumes from --out's checkpoints")
@@ -37,13 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the curve through the keys the network sees and corrects (default: linear, as "
                              "the shipped model, for a new model; the --init model's own otherwise; changing it "
                              "re-learns the correction; README 'Motion' has both measured)")
-    parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (tests)")
+    parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses)")
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (resumably) after this many steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--checkpoint-every", type=at_least(1), default=250)
+    parser.add_argument("--stop-after", type=at_least(1), default=None, help="stop (resumably) after this many steps")
+    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--threads", type=at_least(1), default=None,
                         help="torch CPU threads (1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -109,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
     from handforge.hands import load_hand_model
     from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
 
+    if args.d_model % args.heads:
+        print(f"handforge train motion: --d-model {args.d_model} must be a multiple of --heads {args.heads}",
+              file=sys.stderr)
+        return 2
+    if args.min_length > args.window:
+        print(f"handforge train motion: --min-length {args.min_length} is longer than --window {args.window}",
+              file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
