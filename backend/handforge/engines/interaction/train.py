@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                                   resume=False, progress=False))
         shutil.rmtree(probe_dir, ignore_errors=True)
         per_step = (time.monotonic() - started) / probe
-        settings.steps = max(probe, min(args.steps, int(args.minutes * 60 / per_step)))
+        settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
         settings.warmup_steps = min(warmup, settings.steps // 10)
         settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
         print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
