@@ -33,6 +33,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
     (["bake-open-hand", "--samples", "0"], "--samples: must be at least 1"),
+    (["eval", "motion", "--corpus", ".", "--out", "nodir/report.json"], "--out: its folder nodir does not exist"),
+    (["eval", "interaction", "--corpus", ".", "--out", "."], "--out: must be a file path, got '.' (a folder)"),
+    (["evaluate", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
 from typing import Callable
 
 
@@ -46,4 +48,18 @@ def number_in(low: float, high: float = math.inf, low_open: bool = False) -> Cal
 
 POSITIVE = number_in(0.0, low_open=True)  # e.g. a learning rate
 
-__all__ = ["POSITIVE", "at_least", "number_in"]
+
+def report_file(text: str) -> str:
+    """A file a command writes at its end (a JSON report): checked first, so that an hour of
+    evaluation is not lost to a missing folder or a typo."""
+    path = Path(text).expanduser()
+    if not text.strip() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file path, got {text!r}" + (" (a folder)" if text.strip() else ""))
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"its folder {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
+    return text
+
+__all__ = ["POSITIVE", "at_least", "number_in", "report_file"]

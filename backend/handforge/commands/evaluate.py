@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from handforge.arguments import report_file
+
 NAME = "evaluate"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
 
@@ -13,7 +15,7 @@ HELP = "measure a folder of motion clips: penetration, contact, joint limits, sm
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", required=True, help="folder of motion .npz clips (or a corpus folder)")
     parser.add_argument("--reference", help="folder of reference clips for the Fréchet distance and KID")
-    parser.add_argument("--out", help="write the report here (JSON); printed otherwise")
+    parser.add_argument("--out", type=report_file, help="write the report here (JSON); printed otherwise")
     parser.add_argument("--frames", type=int, default=200, help="two-hand frames drawn for the mesh metrics and frame features")
     parser.add_argument("--features", help="feature checkpoint (default: the configured one, else the shipped one)")
     parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips of each folder")

@@ -14,10 +14,12 @@ import argparse
 import json
 import sys
 
+from handforge.arguments import report_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a folder in the export layout (samples/*/labels.json + rgb.png)")
-    parser.add_argument("--out", default=None, help="also write the per-sample results and summary as JSON here")
+    parser.add_argument("--out", type=report_file, default=None, help="also write the per-sample results and summary as JSON here")
     parser.add_argument("--keep-below", type=float, default=None, metavar="PX",
                         help="list the samples whose detected hands' mean keypoint error is below PX pixels")
     parser.add_argument("--allow-missing", action="store_true",

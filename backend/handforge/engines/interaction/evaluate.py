@@ -24,7 +24,7 @@ import json
 import sys
 import time
 
-from handforge.arguments import at_least, number_in
+from handforge.arguments import at_least, number_in, report_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redraws", type=at_least(0), default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
     parser.add_argument("--seed", type=at_least(0), default=0)
-    parser.add_argument("--out", default=None, help="also write the table as JSON here")
+    parser.add_argument("--out", type=report_file, default=None, help="also write the table as JSON here")
 
 
 DUPLICATE_TOLERANCE = 1e-3  # feature units: copies of one configuration lie ~1e-5 apart, distinct ones > 0.1

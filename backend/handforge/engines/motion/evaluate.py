@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import at_least, number_in
+from handforge.arguments import at_least, number_in, report_file
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
-    parser.add_argument("--out", help="write the full report here (JSON)")
+    parser.add_argument("--out", type=report_file, help="write the full report here (JSON)")
 
 
 def task_window(task: str) -> int:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from handforge.arguments import report_file
+
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
     """(H, W) bool: the pixels whose centres lie in ``box`` [x, y, w, h]."""
@@ -74,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pck", type=float, default=0.1, help="PCK threshold, a fraction of the box diagonal")
-    parser.add_argument("--out", help="write the report here (JSON)")
+    parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
 
 
 def _mean(values) -> float | None:
