@@ -36,10 +36,17 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "motion", "--corpus", ".", "--out", "nodir/report.json"], "--out: its folder nodir does not exist"),
     (["eval", "interaction", "--corpus", ".", "--out", "."], "--out: must be a file path, got '.' (a folder)"),
     (["evaluate", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
+    (["keys", "--out", "afile"], "--out: afile is a file: give a folder"),
+    (["demo", "--no-blender", "--out", "afile"], "--out: afile is a file"),
+    (["corpus", "--out", "afile/corpus"], "afile is a file: a folder cannot go inside it"),
+    (["export", "spec.toml", "--out", ""], "--out: give a folder"),
+    (["train", "motion", "--corpus", ".", "--out", "afile"], "--out: afile is a file"),
+    (["serve", "--endpoint-file", "."], "--endpoint-file: must be a file path"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("mine")
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and needle in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())  # nothing written
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # nothing written

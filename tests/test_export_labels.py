@@ -204,8 +204,9 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     assert main(["export", str(spec), "--out", str(tmp_path / "bad")]) == 2
     assert "samples: expected a whole number" in capsys.readouterr().err
     spec.write_text(json.dumps({**SPEC, "samples": 2}))
-    assert main(["export", str(spec), "--out", " ", "--engine", "none", "--quiet"]) == 2
-    assert "--out: give the dataset's folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(spec), "--out", " ", "--engine", "none", "--quiet"])
+    assert exit_.value.code == 2 and "--out: give a folder" in capsys.readouterr().err
     (tmp_path / "no-mano").mkdir()
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
     spec.write_text(json.dumps({**SPEC, "samples": 2, "hand_model": "mano"}))

@@ -62,4 +62,22 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
     return text
 
-__all__ = ["POSITIVE", "at_least", "number_in", "report_file"]
+def output_folder(text: str) -> str:
+    """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
+    folder this user can write to, checked before any work."""
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder (an empty path would be the current folder)")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file: give a folder")
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into {existing}: choose a folder you can write to")
+    return text
+
+
+__all__ = ["POSITIVE", "at_least", "number_in", "output_folder", "report_file"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from handforge.arguments import output_folder
+
 NAME = "corpus"
 HELP = "generate the open two-hand motion corpus (clips, train/validation/test splits, summary)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="new (or empty) directory to write the corpus into")
+    parser.add_argument("--out", type=output_folder, required=True, help="new (or empty) directory to write the corpus into")
     parser.add_argument("--sequences", type=int, required=True, help="number of clips to generate")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same corpus")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (use the number of cores)")

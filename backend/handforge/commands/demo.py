@@ -6,6 +6,8 @@ import argparse
 import importlib
 from pathlib import Path
 
+from handforge.arguments import output_folder
+
 NAME = "demo"
 HELP = ("build two open hands in named poses and a two-hand clasp; write glTF meshes, a JSON of labels "
         "and a small labelled export")
@@ -13,7 +15,7 @@ DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: en
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="handforge_out/demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", type=output_folder, default="handforge_out/demo", help="output folder (default: %(default)s)")
     parser.add_argument("--no-blender", action="store_true", help="skip the Blender part (hands, keys, .blend, render)")
 
 

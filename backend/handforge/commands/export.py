@@ -6,13 +6,15 @@ import argparse
 import shlex
 import sys
 
+from handforge.arguments import output_folder
+
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the batch specification, .json or .toml (see handforge.export.spec)")
-    parser.add_argument("--out", required=True, help="dataset folder; a rerun resumes (finished samples are kept)")
+    parser.add_argument("--out", type=output_folder, required=True, help="dataset folder; a rerun resumes (finished samples are kept)")
     parser.add_argument("--samples", type=int, help="override the spec's sample count")
     parser.add_argument("--seed", type=int, help="override the spec's seed")
     parser.add_argument("--engine", choices=("workbench", "cycles", "generate", "none"),
@@ -71,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
             if args.engine != "none" and "rgb" not in overrides["outputs"]:
                 overrides["outputs"] = ["rgb", *overrides["outputs"]]
         spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
-        if not args.out.strip():
-            raise ValueError("--out: give the dataset's folder (an empty path would be the current folder)")
         status = hand_model_entry(spec.hand_model).status()
         if not status["available"]:
             raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: {status['reason']}"

@@ -7,12 +7,14 @@ import os
 import re
 from pathlib import Path
 
+from handforge.arguments import output_folder
+
 NAME = "keys"
 HELP = "create a CurveZMQ key pair (NAME.key public, NAME.key_secret private) for remote backends"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the key pair into")
+    parser.add_argument("--out", type=lambda text: Path(output_folder(text)), required=True, metavar="DIR", help="folder to write the key pair into")
     parser.add_argument("--name", default="server", help="base name of the files (default: server)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing key pair of that name")
 

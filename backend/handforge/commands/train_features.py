@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from handforge.arguments import output_folder
+
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
 
@@ -31,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).is_file() or args.out.endswith(".safetensors"):
         print(f"handforge train-features: --out is a checkpoint folder (frame/, motion/, recipe.json), not a file: "
               f"got {args.out}", file=sys.stderr)
+        return 2
+    try:
+        output_folder(args.out)
+    except argparse.ArgumentTypeError as exc:
+        print(f"handforge train-features: --out: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     if out.is_dir() and any(out.iterdir()) and not (out / "recipe.json").is_file():

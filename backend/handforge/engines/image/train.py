@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from handforge.arguments import output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a folder in the export format (samples/NNNNNN/rgb.png, mesh.png, "
                                                       "labels.json, optional caption.txt)")
     parser.add_argument("--init", help="start from this guidance module (default: a copy of the SD UNet's encoder)")
-    parser.add_argument("--out", required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
+    parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
     parser.add_argument("--size", type=int, default=512, help="training resolution (pixels, square)")
     parser.add_argument("--caption", default="two hands", help="caption of samples without caption.txt")
     parser.add_argument("--lambda-global", type=float, default=0.5)

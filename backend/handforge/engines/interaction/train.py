@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from handforge.arguments import POSITIVE, at_least, number_in
+from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--interhand", help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
-    parser.add_argument("--out", required=True, help="run folder (log, checkpoints, model/)")
+    parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=20_000)
     parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,
                         help="stop after about this long (a checkpoint is kept; run again to continue)")

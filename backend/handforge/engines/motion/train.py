@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import POSITIVE, at_least, number_in
+from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--corpus", help="a `handforge corpus` folder (uses its train split)")
     data.add_argument("--motion-folder", help="any folder of HandForge motion .npz clips")
     data.add_argument("--interhand", help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
-    parser.add_argument("--out", required=True, help="run folder (log.jsonl, checkpoints, model/)")
+    parser.add_argument("--out", type=output_folder, required=True, help="run folder (log.jsonl, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=3000)
     parser.add_argument("--batch-size", type=at_least(1), default=16)
     parser.add_argument("--lr", type=POSITIVE, default=4e-4)

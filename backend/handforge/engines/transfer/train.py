@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from handforge.arguments import output_folder
 from handforge.engines.image.train import add_sd_run_arguments
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=1000, help="how many pairs --write-pairs writes")
     parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
                         help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
-    parser.add_argument("--out", required=True, help="run folder (log, checkpoints; model/ is the target generator)")
+    parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the target generator)")
     parser.add_argument("--size", type=int, default=512, help="training resolution of the target images")
     parser.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
     parser.add_argument("--channels", type=int, nargs="+", default=[64, 128, 256, 512], help="backbone widths")
