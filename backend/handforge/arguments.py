@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 
+class Parser(argparse.ArgumentParser):
+    """Reports a bad argument as one line (and exit status 2), not the usage block before it: every
+    ``handforge`` command and engine command parses with it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def at_least(low: int) -> Callable[[str], int]:
     """A whole number ``>= low``."""
     def parse(text: str) -> int:
@@ -80,4 +88,4 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "at_least", "number_in", "output_folder", "report_file"]
+__all__ = ["POSITIVE", "Parser", "at_least", "number_in", "output_folder", "report_file"]

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from handforge import __version__, commands
+from handforge.arguments import Parser
 
 
 def _command_modules() -> list:
@@ -19,18 +20,11 @@ def _command_modules() -> list:
             for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad argument as one line (and exit status 2), not the usage block before it."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = _Parser(prog="handforge", description="HandForge backend and tools.")
+    parser = Parser(prog="handforge", description="HandForge backend and tools.")
     parser.add_argument("--version", action="version", version=f"handforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     runners = {}
     for module in sorted(_command_modules(), key=lambda m: m.NAME):
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 
+from handforge.arguments import Parser
 from handforge.engines import PACKAGE, engines_with
 
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
     if callable(getattr(target, "main", None)):
         return int(target.main(list(args.engine_args)) or 0)
-    parser = argparse.ArgumentParser(prog=f"handforge {command} {args.engine}",
-                                     description=(target.__doc__ or "").strip().split("\n\n")[0])
+    parser = Parser(prog=f"handforge {command} {args.engine}",
+                    description=(target.__doc__ or "").strip().split("\n\n")[0])
     target.add_arguments(parser)
     return int(target.run(parser.parse_args(args.engine_args)) or 0)
