@@ -67,7 +67,7 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     with pytest.raises(TrainingError, match="other settings.*lr"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "d", lr=0.1))
     for bad in (float("inf"), float("nan"), -1.0):
-        with pytest.raises(TrainingError, match="lr must be a positive number"):
+        with pytest.raises(TrainingError, match="lr must be a finite number, 0 or more"):
             train(fresh_model(), Points(40), loss, settings(tmp_path / "e", lr=bad))
     assert not (tmp_path / "e").exists()  # refused before the run folder is made
 

@@ -211,8 +211,8 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
                 for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
                                   ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
                 if getattr(s, name) < low]
-    if not (math.isfinite(s.lr) and s.lr > 0):
-        problems.append(f"lr must be a positive number, got {s.lr}")
+    if not (math.isfinite(s.lr) and s.lr >= 0):  # (0: a model saved untrained, a baseline)
+        problems.append(f"lr must be a finite number, 0 or more, got {s.lr}")
     if not (math.isfinite(s.weight_decay) and s.weight_decay >= 0):
         problems.append(f"weight_decay must be 0 or more, got {s.weight_decay}")
     if s.grad_clip is not None and not (math.isfinite(s.grad_clip) and s.grad_clip > 0):
