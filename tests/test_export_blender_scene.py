@@ -87,8 +87,13 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="not an absolute path"):
         client.run("export_renders", {**params, "out": "relative/folder"}, arrays)
     scaled = dict(arrays, **{"left.matrix_world": arrays["left.matrix_world"] * np.array([2, 2, 2, 1])[:, None]})
-    with pytest.raises(JobFailed, match="scale"):
-        client.run("export_renders", params, scaled)
+    with pytest.raises(JobFailed, match="arrays.left.matrix_world: the left hand's armature at frame 1 is scaled"):
+        client.run("export_renders", params, scaled)  # refused before it is accepted, the frame named
+    mirrored = arrays["camera.matrix_world"].copy()
+    mirrored[1, 1, :3, 0] *= -1
+    with pytest.raises(JobFailed, match="camera 'B' at frame 3 is scaled, mirrored or sheared") as failure:
+        client.run("export_renders", params, dict(arrays, **{"camera.matrix_world": mirrored}))
+    assert "Ctrl-A" in failure.value.hint
     assert not (tmp_path / "out").exists()
     # a folder the file system refuses though access() allows it (/proc, as root): typed, not internal
     with pytest.raises(JobFailed, match="cannot write into /proc") as failure:

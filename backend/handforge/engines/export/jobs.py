@@ -68,11 +68,31 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if frames * cameras > MAX_SAMPLES:
         raise invalid("params.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
                       "export a shorter frame range, a larger frame step or fewer cameras")
+    for side in SIDES:
+        if hand_array_name(side, "matrix_world") in arrays:
+            _check_rigid(f"arrays.{hand_array_name(side, 'matrix_world')}", arrays[hand_array_name(side, "matrix_world")],
+                         lambda f, side=side: f"the {side} hand's armature at frame {params['frames'][f]}")
+    _check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
+                 lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {params['frames'][f]}")
     check_model_available(params, arrays)
     try:
         check_folder(params["out"], request_signature(params, arrays))
     except BlenderExportError as exc:
         raise invalid("params.out", str(exc)) from None
+
+
+def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
+    """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
+    unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
+    one that is not."""
+    rotation = np.asarray(matrices, np.float64)[..., :3, :3]
+    gram = np.swapaxes(rotation, -1, -2) @ rotation
+    bad = ~np.isclose(gram, np.eye(3), atol=1e-4).all(axis=(-2, -1)) | (np.linalg.det(rotation) <= 0)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        scale = np.linalg.norm(rotation[index], axis=0)
+        raise invalid(field, f"{what(*index)} is scaled, mirrored or sheared (axis lengths "
+                      f"{', '.join(f'{v:.4g}' for v in scale)})", "apply or clear its scale (Ctrl-A › Scale) in Blender")
 
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
