@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def server():
     with running_server("--heartbeat", "0.25", "--max-queue", "3", "--cpu-workers", "3",
-                        "--max-message-mb", "1", env={"HANDFORGE_MANO_DIR": ""}) as s:
+                        "--max-message-mb", "1", "--max-queued-mb", "1", env={"HANDFORGE_MANO_DIR": ""}) as s:
         yield s
 
 
@@ -95,6 +95,25 @@ def test_a_job_that_ignores_cancel_still_times_out_on_time(client):
     assert info.value.code == ErrorCode.TIMEOUT
     assert time.monotonic() - start < 4.0  # reported at the deadline, not when the handler returned (6 s)
     assert client.ping() < 1.0
+
+
+def test_waiting_jobs_arrays_stay_under_their_memory_limit(client):
+    """--max-queued-mb 1: with the workers busy, a 0.6 MiB request waits, a second one would pass the
+    limit and is answered busy (with what to change); it fits again once the first has run."""
+    busy = [client.submit("sleep", {"steps": 400, "step_seconds": 0.05}) for _ in range(3)]  # --cpu-workers 3
+    for handle in busy:
+        _first_progress(client, handle)
+    big = {"x": np.zeros(600 * 1024 // 8)}  # 0.6 MiB of float64
+    first = client.submit("echo", arrays=big)
+    refused = client.submit("echo", arrays=big)
+    events = collect(client, [refused], timeout=5)[refused.id]
+    assert isinstance(events[-1], Error) and events[-1].code == "busy", events
+    assert "would pass the limit of 1 MiB" in events[-1].message and "--max-queued-mb" in events[-1].hint
+    assert first.state == "queued"
+    for handle in busy:
+        handle.cancel()
+    assert np.array_equal(first.wait(30).arrays["x"], big["x"])
+    assert client.run("echo", arrays=big, timeout=30).arrays["x"].shape == big["x"].shape
 
 
 def test_a_full_queue_answers_busy(client):

@@ -104,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with the public keys (*.key) of the clients allowed to connect")
     parser.add_argument("--max-queue", type=_at_least_one, default=32, metavar="N",
                         help="jobs that may wait to start; more are answered 'busy' (default 32)")
+    parser.add_argument("--max-queued-mb", type=_message_mb, default=1024.0, metavar="MIB",
+                        help="MiB of arrays that waiting jobs may hold together; a request passing it is answered "
+                             "'busy' (default 1024)")
     parser.add_argument("--cpu-workers", type=_at_least_one, default=4, metavar="N",
                         help="threads for light (cpu-class) jobs (default 4)")
     parser.add_argument("--devices", type=_device_list, metavar="LIST",
@@ -155,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = ServerConfig(
         host=args.bind, port=args.port, curve_secret=args.curve_secret, curve_clients=args.curve_clients,
-        max_queue=args.max_queue, cpu_workers=args.cpu_workers, devices=devices, heartbeat_s=args.heartbeat,
+        max_queue=args.max_queue, max_queued_bytes=int(args.max_queued_mb * (1 << 20)),
+        cpu_workers=args.cpu_workers, devices=devices, heartbeat_s=args.heartbeat,
         limits=Limits(max_header_bytes=DEFAULT_LIMITS.max_header_bytes, max_arrays=DEFAULT_LIMITS.max_arrays,
                       max_message_bytes=int(args.max_message_mb * 2**20)),
         endpoint_file=args.endpoint_file, model_memory_bytes=args.model_memory,

@@ -82,6 +82,7 @@ class ServerConfig:
     curve_secret: Path | None = None          # the server's .key_secret file
     curve_clients: Path | None = None         # folder of authorised client .key files
     max_queue: int = 32                       # jobs waiting to start; one more answers "busy"
+    max_queued_bytes: int = 1 << 30           # their arrays together; a request passing it answers "busy"
     cpu_workers: int = 4                      # threads for "cpu"-class jobs
     devices: tuple[str, ...] | None = None    # serial workers for "gpu"-class jobs; None: every GPU, else the CPU
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
@@ -413,6 +414,7 @@ class Server:
             raise ProtocolError(ErrorCode.BUSY, f"the backend is busy: {waiting} jobs are waiting "
                                 f"(limit {self.config.max_queue})",
                                 "try again when a job has finished, or start the backend with a larger --max-queue")
+        self._check_queued_bytes(msg)
         now = time.monotonic()
         job = Job(identity, msg.job, kind, params, dict(msg.arrays), ctx=None, accepted_at=now,
                   deadline=None if wait_limit is None else now + wait_limit)
@@ -431,6 +433,23 @@ class Server:
             return
         self._pool.enqueue(job)
         log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
+
+    def _check_queued_bytes(self, msg: Message) -> None:
+        """Waiting jobs keep their arrays in memory: ``max_queue`` requests of the largest size would hold
+        gigabytes, so the arrays of waiting jobs together stay under ``max_queued_bytes`` (a request larger
+        than that alone still waits when nothing else does: it could never run otherwise)."""
+        incoming = sum(a.nbytes for a in msg.arrays.values())
+        if not incoming:
+            return
+        queued = sum(a.nbytes for job in self._jobs.values() if job.started_at is None and not job.done
+                     for a in job.arrays.values())
+        limit = self.config.max_queued_bytes
+        if queued and queued + incoming > limit:
+            mib = 1 << 20
+            raise ProtocolError(ErrorCode.BUSY, f"the backend is busy: waiting jobs hold {queued / mib:.1f} MiB of "
+                                f"arrays, and this request's {incoming / mib:.1f} MiB would pass the limit of "
+                                f"{limit / mib:.0f} MiB", "try again when a job has started, or start the backend "
+                                "with a larger --max-queued-mb")
 
     def _on_cancel(self, identity: bytes, msg: Message) -> None:
         job = self._jobs.get((identity, msg.job))
