@@ -74,6 +74,11 @@ def ctrl_c_pressed():
         signal.signal(signal.SIGINT, previous)
 
 
+def _lost_why() -> str:
+    """Why a running job's backend is gone: its exit (code and last lines), or that it was stopped."""
+    return connection.BACKEND.problem or "the backend was stopped before the job ended (Start Local Backend)"
+
+
 def _sync_panel() -> None:
     props = bpy.context.window_manager.handforge
     props.jobs.clear()
@@ -174,7 +179,7 @@ class JobOperator:
             return {"PASS_THROUGH"}
         connection.pump()
         if not job.handle.done and connection.BACKEND.client is None:  # the local backend exited
-            return self._end(context, job, failure=connection.BACKEND.problem)
+            return self._end(context, job, failure=_lost_why())
         if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
             return self._end(context, job, note="the backend did not confirm the cancel in time")
         if not job.handle.done:
@@ -195,7 +200,7 @@ class JobOperator:
             while not job.handle.done and not pressed.is_set():
                 connection.pump(POLL_S)
                 if connection.BACKEND.client is None:  # the local backend exited: no answer will come
-                    return self._end(context, job, failure=connection.BACKEND.problem)
+                    return self._end(context, job, failure=_lost_why())
                 if job.handle.fraction - shown >= 0.1:
                     shown = job.handle.fraction
                     print(_status_text(job).replace(" — Esc to cancel", ""), flush=True)

@@ -131,6 +131,13 @@ def test_results_become_keys_and_images(session):
     assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
 
 
+def test_stopping_the_backend_mid_job_is_reported(session):
+    _no_error(session, "stopped_mid")
+    found = session["stopped_mid"]
+    assert found["stopped"] == [["FINISHED"]] and found["restarted"] == ["FINISHED"]
+    assert "the backend was stopped before the job ended" in found["message"], found
+
+
 def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):
     _no_error(session, "killed")
     result = session["killed"]

@@ -206,6 +206,29 @@ def results_imported():
 s.check("results", results_imported)
 
 
+def stopped_mid_job():
+    """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump, stopped = connection.pump, []
+
+    def pump_and_stop(*args, **kwargs):  # on the main thread, as the artist's click would be
+        if jobs.RUNNING and not stopped:
+            stopped.append(sorted(bpy.ops.handforge.stop_backend()))
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_stop
+    try:
+        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}'))
+    finally:
+        connection.pump = pump
+    restarted = sorted(bpy.ops.handforge.start_backend())
+    return {"stopped": stopped, "message": message, "restarted": restarted}
+
+
+s.check("stopped_mid", stopped_mid_job)
+
+
 def killed_mid_job():
     before = scene_state()
     pids = children()
