@@ -25,7 +25,7 @@ def test_doctor_names_the_mano_setting_when_mano_is_not_configured():
                      "open     available", "mano     NOT available", "mano.model_dir = (not set)",
                      "HANDFORGE_MANO_DIR=<value>", "[mano]", "model_dir = \"<value>\"",
                      "hands    available: hand_model, forward_hands",
-                     "none at tcp://127.0.0.1:1: start one with `handforge serve`"):
+                     "none at tcp://127.0.0.1:1 (", "): start one with `handforge serve`"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
 
 

@@ -102,7 +102,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
     if backend["running"]:
         lines.append(f"  running at {backend['endpoint']} (ping {backend['ping_ms']} ms)")
     else:
-        lines.append(f"  none at {backend['endpoint']}: start one with `handforge serve`")
+        lines.append(f"  none at {backend['endpoint']} ({backend.get('reason') or 'no answer'}): start one with "
+                     "`handforge serve`")
     return lines
 
 

@@ -76,6 +76,9 @@ def _expected(cls, folder: Path) -> dict[str, tuple[int, ...]]:
 def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False) -> dict[str, Any]:
     """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``."""
     file = folder / weights
+    if not folder.is_dir():
+        report.problems.append(f"{folder}: no such folder")
+        return {}
     if not (folder / "config.json").is_file():
         report.problems.append(f"{folder}: no config.json")
         return {}

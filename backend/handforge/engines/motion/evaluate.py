@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetError, CheckpointError) as exc:
         print(f"handforge eval motion: {exc}", file=sys.stderr)
         return 2
+    if not clips:
+        print(f"handforge eval motion: the split(s) {args.splits} of {args.corpus} hold no clips: choose others "
+              "(--splits)", file=sys.stderr)
+        return 2
     hand_models = {c.hand_model for c in clips}
     if len(hand_models) != 1:
         print(f"handforge eval motion: clips of several hand models {sorted(hand_models)}", file=sys.stderr)
