@@ -183,6 +183,10 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
             continue
         with pytest.raises(SpecError, match=needle):
             parse_spec(data)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("# caf\xe9\nsamples = 3\n".encode("latin-1"))
+    with pytest.raises(SpecError, match="latin.toml: not UTF-8 text"):
+        load_spec(latin)
     bad = tmp_path / "spec.toml"
     bad.write_text("samples = [")
     with pytest.raises(SpecError, match="not valid TOML"):

@@ -319,7 +319,10 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8") from None
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
