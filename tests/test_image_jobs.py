@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
+from handforge_shared.client import Cancelled, Error, JobFailed, Progress, Result, pose_arrays
 
 from tests.support import tiny_sd
 from tests.support.server import running_server
@@ -133,6 +133,17 @@ def test_refine_hands_regenerates_only_the_hands_box(served):
         a, b = plain.arrays["images"][0], refined.arrays["images"][0]
         assert np.array_equal(a[~inside], b[~inside])  # the scene around the hands is untouched
         assert not np.array_equal(a[inside], b[inside])
+
+
+def test_a_bad_camera_is_refused_before_the_job_is_queued(served):
+    server, _ = served
+    params, arrays = request()
+    with server.client() as client:
+        handle = client.submit("image.generate", params, {**arrays, "camera.R": 2.0 * arrays["camera.R"]})
+        outcome = handle.wait(60)
+    assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+    assert str(outcome).startswith("arrays.camera")
+    assert handle.position is None  # never accepted
 
 
 def test_missing_weights_name_the_setting(served):

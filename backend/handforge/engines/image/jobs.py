@@ -77,6 +77,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["engine"] == "attentionhand" and params["controls"]:
         raise invalid("params.controls", "controls choose ControlNets of the controlnet engine",
                       "leave them out for attentionhand, or set engine to 'controlnet'")
+    _camera(params, arrays)
     _require_engine(params["engine"])
     require_hand_model(params["hand_model"])
     if params["engine"] == "controlnet":
@@ -151,7 +152,8 @@ def _hand_model(ctx: JobContext, name: str):
 
 def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
     """The OpenCV camera in the hand models' axes: given as K/R/t, or as a Blender camera's settings
-    converted by the one camera model (``from_blender``) as the labelled export does."""
+    converted by the one camera model (``from_blender``) as the labelled export does. A bad one is
+    refused before the job is queued (``_check`` builds it once too)."""
     from handforge_shared.skeleton import MODEL_TO_BLENDER
 
     from handforge.render.camera import BlenderCamera, Camera, CameraError, from_blender
@@ -168,7 +170,7 @@ def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
                                  pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y)
         return from_blender(settings, world_to_blender=MODEL_TO_BLENDER)
     except CameraError as exc:
-        raise JobError(ErrorCode.INVALID_PARAMS, f"arrays.camera: {exc}") from None
+        raise invalid("arrays.camera", str(exc)) from None
 
 
 def _placed(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> dict:
