@@ -133,7 +133,7 @@ def test_another_seed_gives_another_dataset(exported, tmp_path):
 def test_a_folder_holds_one_specs_export(exported, tmp_path):
     """Another spec, more samples than asked for, or someone else's files: refused, nothing written;
     the same spec with more samples extends the dataset. Dataset files are readable by others."""
-    from handforge.export.shards import ExportBusy, run_lock
+    from handforge.export.writers import ExportBusy, run_lock
     from handforge.export.writers import FolderTaken
 
     before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}

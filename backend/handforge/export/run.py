@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from handforge.export import writers
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
-from handforge.export.shards import run_lock
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
@@ -160,7 +158,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
-    per folder at a time (``shards.run_lock``); ``claim``: the folder must be new, empty or this
+    per folder at a time (``writers.run_lock``); ``claim``: the folder must be new, empty or this
     spec's (``writers.claim_folder``; Blender's export checks its own request instead)."""
     check_rgb_source(spec)
     out = Path(out)
@@ -170,7 +168,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     except OSError as exc:
         raise writers.FolderTaken(f"cannot make the output folder {out}: {exc.strerror or exc}") from None
     try:
-        with run_lock(out):
+        with writers.run_lock(out):
             if claim:
                 writers.claim_folder(out, spec.to_dict())
             return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings)

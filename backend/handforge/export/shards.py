@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from handforge.export import writers
+from handforge.export.writers import run_lock
 from handforge.export.spec import ExportSpec
 
 MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
@@ -49,10 +48,6 @@ class Pool(Protocol):
     def describe(self) -> str: ...
 
 
-class ExportBusy(RuntimeError):
-    """Another driver holds the dataset folder."""
-
-
 class WorkerStartError(RuntimeError):
     """A worker could not start (no GL, no Blender, a bad hand model): the run stops with its message."""
 
@@ -62,28 +57,6 @@ def plan_chunks(pending: list[int], workers: int, chunk_size: int | None = None)
     gets ``CHUNKS_PER_WORKER`` of them and at most ``MAX_CHUNK``."""
     size = chunk_size or max(1, min(MAX_CHUNK, len(pending) // (workers * CHUNKS_PER_WORKER)))
     return [pending[k:k + size] for k in range(0, len(pending), size)]
-
-
-@contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """One driver per dataset folder at a time (a second one would redo the first one's samples): an
-    advisory lock on the folder itself, so nothing is left in the dataset; the kernel drops it when the
-    driver dies."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; one driver per folder is then up to you
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
-                             "or stop it (a rerun afterwards resumes)") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 class _Bar:

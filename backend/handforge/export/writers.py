@@ -12,12 +12,13 @@ Layout of an export folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -57,6 +58,32 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class ExportBusy(RuntimeError):
+    """Another driver holds the dataset folder."""
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """One driver per dataset folder at a time (a second one would redo the first one's samples): an
+    advisory lock on the folder itself, so nothing is left in the dataset; the kernel drops it when the
+    driver dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one driver per folder is then up to you
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
+                             "or stop it (a rerun afterwards resumes)") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 class FolderTaken(ValueError):
