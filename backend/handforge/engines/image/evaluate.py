@@ -14,17 +14,17 @@ import argparse
 import json
 import sys
 
-from handforge.arguments import report_file
+from handforge.arguments import number_in, report_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a folder in the export layout (samples/*/labels.json + rgb.png)")
     parser.add_argument("--out", type=report_file, default=None, help="also write the per-sample results and summary as JSON here")
-    parser.add_argument("--keep-below", type=float, default=None, metavar="PX",
+    parser.add_argument("--keep-below", type=number_in(0.0, low_open=True), default=None, metavar="PX",
                         help="list the samples whose detected hands' mean keypoint error is below PX pixels")
     parser.add_argument("--allow-missing", action="store_true",
                         help="with --keep-below: a sample needs only one of its hands detected, not all")
-    parser.add_argument("--min-confidence", type=float, default=0.5, help="MediaPipe's detection threshold")
+    parser.add_argument("--min-confidence", type=number_in(0.0, 1.0), default=0.5, help="MediaPipe's detection threshold")
 
 
 def _cell(value, digits=2) -> str:

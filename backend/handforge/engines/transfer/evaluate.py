@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handforge.arguments import report_file
+from handforge.arguments import at_least, number_in, report_file
 
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
@@ -72,10 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
                                                                   "'name:kind' (default: all)")
     parser.add_argument("--target-generator", help="ihpt: the model folder (default: transfer.target_generator)")
-    parser.add_argument("--limit", type=int, default=100, help="pairs to evaluate")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pck", type=float, default=0.1, help="PCK threshold, a fraction of the box diagonal")
+    parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
+    parser.add_argument("--steps", type=at_least(1), default=20)
+    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--pck", type=number_in(0.0, 1.0, low_open=True), default=0.1, help="PCK threshold, a fraction of the box diagonal")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
 
 
