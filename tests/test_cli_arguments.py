@@ -50,3 +50,11 @@ def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys,
         main(argv)
     assert exit_.value.code == 2 and needle in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # nothing written
+
+
+def test_help_shows_each_options_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "motion", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--steps STEPS (default: 3000)" in text and "--lr LR (default: 0.0004)" in text
+    assert "(default: 200) (default" not in text  # said once where the help already says it

@@ -14,9 +14,29 @@ from pathlib import Path
 from typing import Callable
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """``--help`` shows each option's default, unless its help already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").strip()
+        if ("default" not in text.lower() and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings and action.nargs != 0):
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
 class Parser(argparse.ArgumentParser):
-    """Reports a bad argument as one line (and exit status 2), not the usage block before it: every
-    ``handforge`` command and engine command parses with it."""
+    """Reports a bad argument as one line (and exit status 2), not the usage block before it, and
+    shows defaults in ``--help``: every ``handforge`` command and engine command parses with it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        if kwargs.get("help") is None and kwargs.get("default") not in (None, False, argparse.SUPPRESS):
+            kwargs["help"] = "(default: %(default)s)"  # (argparse shows nothing for an option without help)
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
