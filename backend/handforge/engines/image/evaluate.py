@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.image_alignment import evaluate_folder, passes
     from handforge.evaluation.landmarks import LandmarkError
 
+    if args.allow_missing and args.keep_below is None:
+        print("handforge eval image: --allow-missing says how --keep-below treats undetected hands: give "
+              "--keep-below PX too", file=sys.stderr)
+        return 2
     try:
         report = evaluate_folder(args.folder, args.min_confidence)
     except (ValueError, LandmarkError, OSError) as exc:
