@@ -223,6 +223,8 @@ class JobOperator:
             context.workspace.status_text_set(None)
         _sync_panel()
         outcome = job.handle.outcome
+        if isinstance(outcome, Cancelled) and outcome.reason == "closed" and not failure:
+            failure = _lost_why()  # the connection was closed under the job (Stop Backend)
         if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
             failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
         if not failure and isinstance(outcome, Result):

@@ -102,6 +102,20 @@ def test_run_raises_when_its_job_is_cancelled(client):
     assert handle.wait(10).reason == "cancelled"
 
 
+def test_closing_a_client_ends_its_jobs_cancelled(client):
+    """Every job ends with one outcome, the ones a closed client still waited for too: ``Cancelled``
+    (reason "closed"), at once; waiting on or cancelling them afterwards returns, never a socket error."""
+    with Client(client.endpoint) as other:
+        handle = other.submit("sleep", {"steps": 100, "step_seconds": 0.05})
+        handle.wait(0.3)
+    assert handle.done and handle.outcome.reason == "closed" and other.jobs() == []
+    started = time.monotonic()
+    assert handle.wait(5).reason == "closed" and time.monotonic() - started < 0.1
+    handle.cancel()
+    with pytest.raises(RuntimeError, match="closed"):
+        other.submit("ping")
+
+
 def test_ping_and_hello(client):
     assert 0 < client.ping() < 1.0
     caps = client.hello()

@@ -240,7 +240,7 @@ class Client:
         job_id = job.id if isinstance(job, JobHandle) else job
         handle = self._jobs.get(job_id)
         if handle is None or handle.done:
-            return
+            return  # (also once closed: close() ended every job)
         self._send_cancel(job_id)
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
@@ -298,10 +298,13 @@ class Client:
         return time.perf_counter() - start
 
     def close(self) -> None:
-        """Tell the backend we leave (it cancels our jobs) and close the socket."""
+        """Tell the backend we leave (it cancels our jobs) and close the socket. Jobs still running end
+        here, ``Cancelled`` with reason "closed": every job ends with one outcome."""
         if self._closed:
             return
         self._closed = True
+        for handle in list(self._jobs.values()):
+            self._finish(handle, Cancelled(handle.id, "closed", "the client was closed before the job ended"))
         if self.connected:
             try:
                 send_frames(self._socket, encode(Message(MessageType.BYE, id=self._next_id())))
@@ -385,6 +388,9 @@ class Client:
 
     # ---------------------------------------------------------------- internals: receiving
     def _wait(self, done: Callable[[], bool], timeout: float | None) -> None:
+        if done():
+            return
+        self._check_open()
         end = None if timeout is None else time.monotonic() + timeout
         while not done():  # each pump polls first, then reads: no separate read before the first poll
             remaining = _TICK_S if end is None else min(_TICK_S, end - time.monotonic())

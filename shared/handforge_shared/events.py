@@ -68,7 +68,7 @@ class Error(Event):
 
 @dataclass(frozen=True)
 class Cancelled(Event):
-    reason: str  # "cancelled" (asked for), "shutdown" (the backend stopped)
+    reason: str  # "cancelled" (asked for), "shutdown" (the backend stopped), "closed" (the client was)
     message: str = ""
 
 
