@@ -156,6 +156,46 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
         export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)  # one run per folder, one process too
 
 
+def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
+    """A camera among the hands (keypoints behind it), hands out of the picture or none in view:
+    COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can
+    land in the image), a hand wholly outside has no projected box (as no box), and the
+    InterHand2.6M-style data file leaves out samples without a hand, whose type and box its loaders need."""
+    from handforge.export.writers import interhand_paths
+
+    among = tmp_path / "among"
+    export(parse_spec({"seed": 5, "samples": 12, "width": 160, "height": 160, "render": {"engine": "none"},
+                       "camera": {"distance": [0.05, 0.06], "elevation": [-20, 20], "azimuth": [60, 120],
+                                  "focal": [4, 8], "roll": [0, 0]}}), among, progress=False)
+    coco = json.loads((among / "coco.json").read_text())
+    image_ids = {image["file_name"].split("/")[1]: image["id"] for image in coco["images"]}
+    behind = 0
+    for sample in labels(among):
+        image_id = image_ids[f"{sample['index']:06d}"]
+        for ann in (a for a in coco["annotations"] if a["image_id"] == image_id):
+            hand = sample["hands"]["right" if ann["category_id"] == 1 else "left"]
+            for k, z in enumerate(np.asarray(hand["keypoints_camera"])[:, 2]):
+                if z <= 0:
+                    behind += 1
+                    assert ann["keypoints"][3 * k:3 * k + 3] == [0, 0, 0]
+    assert behind > 0  # the spec puts the camera among the hands
+    beside = tmp_path / "beside"
+    export(parse_spec({"seed": 3, "samples": 12, "width": 200, "height": 120, "render": {"engine": "none"},
+                       "camera": {"distance": [0.08, 0.2], "elevation": [-90, 90], "azimuth": [-360, 360],
+                                  "focal": [50, 200], "roll": [-180, 180]}}), beside, progress=False)
+    samples = labels(beside)
+    hands = [h for s in samples for h in s["hands"].values()]
+    assert any(h["bbox"] is None for h in hands)
+    for hand in hands:
+        box = hand["bbox_projected"]
+        assert box is None or (box[2] > 0 and box[3] > 0), box
+    data = json.loads(interhand_paths(beside)["data"].read_text())
+    kept = {a["image_id"] for a in data["annotations"]}
+    assert kept == {s["index"] for s in samples if s["hand_type"] != "none"} and len(kept) < len(samples)
+    assert all(a["bbox"] is not None and a["hand_type"] in ("right", "left", "interacting")
+               for a in data["annotations"])
+
+
 def test_bad_specs_say_what_is_wrong(tmp_path):
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})

@@ -79,7 +79,8 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
     if vuv.size:
         lo = np.clip(vuv.min(0), 0, [camera.width, camera.height])
         hi = np.clip(vuv.max(0), 0, [camera.width, camera.height])
-        projected = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+        if (hi > lo).all():  # else the hand is wholly outside the image: no box, as for bbox
+            projected = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
     root_rest = root - pose.transl
     return {
         "side": side,

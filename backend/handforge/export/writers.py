@@ -167,10 +167,12 @@ def finished_labels(out: Path) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------- COCO
 def coco_keypoints(hand: dict[str, Any], width: int, height: int) -> tuple[list[float], int]:
-    """COCO's flat [x, y, v] × 21: v = 2 visible, 1 in the image but hidden, 0 outside (x = y = 0)."""
+    """COCO's flat [x, y, v] × 21: v = 2 visible, 1 in the image but hidden, 0 outside or behind the
+    camera (x = y = 0; a point behind it projects to a mirrored pixel that can lie in the image)."""
     flat, labelled = [], 0
-    for (x, y), visible in zip(hand["keypoints_2d"], hand["visible"]):
-        inside = 0 <= x < width and 0 <= y < height
+    depths = [xyz[2] for xyz in hand["keypoints_camera"]]
+    for (x, y), visible, z in zip(hand["keypoints_2d"], hand["visible"], depths):
+        inside = z > 0 and 0 <= x < width and 0 <= y < height
         v = 2 if visible else (1 if inside else 0)
         flat += [round(x, 3), round(y, 3), v] if v else [0, 0, 0]
         labelled += v > 0
@@ -221,7 +223,9 @@ def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[s
     https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
     sample index. MANO poses are mean-relative as in the release (``hands_mean`` added back; the
     open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
-    the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5)."""
+    the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
+    with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
+    accept only right, left or interacting hands with a box)."""
     mano: dict[str, Any] = {}
     cameras = {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}
     joints: dict[str, Any] = {}
@@ -253,7 +257,9 @@ def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[s
                 world[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_world"]) * MM_PER_M
                 valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
         joints[str(i)] = {"world_coord": world.tolist(), "joint_valid": valid.tolist(),
-                          "hand_type": sample["hand_type"], "hand_type_valid": 1}
+                          "hand_type": sample["hand_type"], "hand_type_valid": int(sample["hand_type"] != "none")}
+        if sample["hand_type"] == "none" or sample["bbox"] is None:
+            continue  # no hand in view: left out of the data file, whose loaders want a hand type and a box
         folder = f"{SAMPLES}/{i:06d}"
         data["images"].append({"id": i, "file_name": f"{folder}/{sample['files'].get('rgb', sample['files'].get('mesh'))}",
                                "width": cam["width"], "height": cam["height"], "capture": 0, "subject": 0,
