@@ -58,6 +58,27 @@ def test_the_forearm_is_drawn_in_rgb_and_stays_out_of_the_hand_masks(blender):
     assert (arm & ~hand).sum() > (bare & ~hand).sum() + 100       # ...outside the hands' masks
 
 
+def test_the_rgbs_forearms_hide_what_they_cover_in_the_labels(blender, tmp_path):
+    """Egocentric views, where the forearms cross the hands: with forearms in the RGB, each hand's mask
+    is its mask without them less what a forearm covers, and a keypoint under a forearm is not visible."""
+    ego = {**SPEC, "samples": 4, "camera": {"preset": "egocentric"}}
+    for forearm in ("skin", "none"):
+        export(parse_spec({**ego, "render": {"engine": "workbench", "forearm": forearm}}), tmp_path / forearm,
+               progress=False, rgb=blender)
+    covered = hidden = 0
+    for index in range(4):
+        folder = {f: tmp_path / f / "samples" / f"{index:06d}" for f in ("skin", "none")}
+        labels = {f: json.loads((folder[f] / "labels.json").read_text()) for f in folder}
+        for side in labels["none"]["hands"]:
+            with_arm, bare = (np.asarray(Image.open(folder[f] / f"mask_{side}.png")) > 127 for f in ("skin", "none"))
+            assert not (with_arm & ~bare).any()  # never more than the bare hand
+            covered += (bare & ~with_arm).sum()
+            seen = {f: np.array(labels[f]["hands"][side]["visible"], bool) for f in folder}
+            assert not (seen["skin"] & ~seen["none"]).any()
+            hidden += (seen["none"] & ~seen["skin"]).sum()
+    assert covered > 100 and hidden > 0, (covered, hidden)
+
+
 def test_export_writes_composited_rgb_with_labels(blender, tmp_path):
     summary = export(parse_spec(SPEC), tmp_path, command="test", progress=False, rgb=blender)
     assert summary["written"] == 3

@@ -57,16 +57,26 @@ def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -
     return label_scene(spec, scene, hands, camera, gl, rgb)
 
 
+def draws_forearms(spec: ExportSpec) -> bool:
+    """Whether the RGB shows forearms: rendered RGB (not generated: it is conditioned on the hands
+    alone) with a forearm style."""
+    return "rgb" in spec.outputs and spec.render.engine in ("workbench", "cycles") and spec.render.forearm != "none"
+
+
+def forearms(hands: dict[str, dict[str, Any]], style: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each hand's capped forearm (``handforge_shared.forearm``): (vertices, faces) per side."""
+    spec = ForearmSpec(style=style)
+    return {side: forearm_mesh(hand["rig"], hand["vertices"], hand["joints"], spec) for side, hand in hands.items()}
+
+
 def with_forearms(hands: dict[str, dict[str, Any]], style: str) -> dict[str, dict[str, Any]]:
-    """The hands as the RGB renderer draws them: each mesh continued by a capped forearm
-    (``handforge_shared.forearm``) unless ``style`` is "none". A 2D hand detector misses arm-less
-    hands in egocentric views; the labels, masks and mesh image stay the hand's own."""
+    """The hands as the RGB renderer draws them: each mesh continued by a capped forearm unless
+    ``style`` is "none". A 2D hand detector misses arm-less hands in egocentric views."""
     if style == "none":
         return hands
-    spec = ForearmSpec(style=style)
     out = {}
-    for side, hand in hands.items():
-        arm_vertices, arm_faces = forearm_mesh(hand["rig"], hand["vertices"], hand["joints"], spec)
+    for side, (arm_vertices, arm_faces) in forearms(hands, style).items():
+        hand = hands[side]
         out[side] = {**hand, "vertices": np.concatenate([hand["vertices"], arm_vertices]),
                      "faces": np.concatenate([hand["faces"], arm_faces + len(hand["vertices"])])}
     return out
@@ -78,13 +88,16 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
     whose camera and look are chosen: every export (sampled or from a Blender scene) ends here."""
     index = scene.index
     sides = list(hands)
-    images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides],
-                       normals="normals" in spec.outputs)
+    # the RGB's forearms hide what they cover: drawn as occluders, the masks, depth, mesh image and
+    # visibility are the hands as the RGB shows them (a forearm crossing the other hand hides it)
+    arms = list(forearms(hands, spec.render.forearm).values()) if draws_forearms(spec) else []
+    images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides] + arms,
+                       normals="normals" in spec.outputs).first(len(sides))
     labels = {s: hand_labels(s, k, hands[s]["pose"], hands[s]["keypoints"], hands[s]["root"], hands[s]["vertices"],
                              camera, images) for k, s in enumerate(sides)}
     files: dict[str, np.ndarray] = {}
     if "rgb" in spec.outputs and rgb is not None:
-        shown = hands if getattr(rgb, "hands_only", False) else with_forearms(hands, spec.render.forearm)
+        shown = with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands
         rgba = rgb(scene, camera, shown)  # (H, W, 4), straight alpha
         background = background_image(scene.background, camera.width, camera.height)
         alpha = rgba[..., 3:4]

@@ -92,6 +92,18 @@ class GLImages:
         """(H, W) bool: where mesh ``index`` is visible."""
         return self.instance == index + 1
 
+    def first(self, count: int) -> "GLImages":
+        """These images with meshes ``count`` and after as occluders only: where one of them is nearest,
+        the pixel is background in every image (what they hide stays hidden). In place."""
+        hidden = self.instance > count
+        if hidden.any():
+            self.instance[hidden] = 0
+            self.mesh[hidden] = 0
+            self.depth[hidden] = 0.0
+            if self.normals is not None:
+                self.normals[hidden] = 0.0
+        return self
+
 
 def create_context():
     """A standalone headless GL 3.3 context on EGL."""

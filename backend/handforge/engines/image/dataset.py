@@ -95,9 +95,8 @@ def _fixed_cpu_threads(device: str) -> Iterator[None]:
 
 class GeneratedRGB:
     """``rgb(scene, camera, hands) -> (H, W, 4)`` float RGBA (alpha 1): one generated image per sample.
-    The pipeline is loaded once, at construction."""
-
-    hands_only = True  # conditioned on the hands as image.generate is: no forearm in the control images
+    The pipeline is loaded once, at construction. It is given the hands alone, as image.generate is
+    (``export.run.draws_forearms``: no forearm for generated RGB)."""
 
     def __init__(self, settings: GenerateSettings, device: str | None = None):
         import torch
