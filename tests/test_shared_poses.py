@@ -101,6 +101,20 @@ def test_motion_clip_npz_round_trip(tmp_path):
     assert all(a.dtype != object for a in arrays.values()) and meta["units"] == "m"
 
 
+def test_numpy_frame_rates_and_the_callers_masks_are_taken_as_they_are():
+    """fps may be a numpy scalar (read from an array or a file); the presence mask given is copied,
+    so the caller's array stays writable."""
+    rng = np.random.default_rng(5)
+    clip = random_clip(rng)
+    for fps in (np.float32(30), np.int64(30), np.int32(24)):
+        assert MotionClip(hands=clip.hands, fps=fps).fps == float(fps)
+    mask = np.ones(clip.num_frames, dtype=bool)
+    MotionClip(hands=clip.hands, present={"left": mask, "right": mask})
+    mask[2] = False  # still the caller's to change
+    with pytest.raises(PoseFormatError, match="fps must be a positive number"):
+        MotionClip(hands=clip.hands, fps=np.bool_(True))
+
+
 def test_clip_from_frames_marks_missing_hands():
     rng = np.random.default_rng(3)
     frames = [TwoHandPose(right=random_pose(rng)), TwoHandPose(left=random_pose(rng), right=random_pose(rng))]

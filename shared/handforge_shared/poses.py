@@ -247,8 +247,8 @@ class MotionClip:
         for side in self.hands:
             check_side(side)
         check_hand_model(self.hand_model)
-        if isinstance(self.fps, bool) or not (isinstance(self.fps, (int, float)) and np.isfinite(self.fps)
-                                              and self.fps > 0):
+        if isinstance(self.fps, (bool, np.bool_)) or not (isinstance(self.fps, (int, float, np.integer, np.floating))
+                                                          and np.isfinite(self.fps) and self.fps > 0):
             raise PoseFormatError(f"fps must be a positive number, got {self.fps!r}")
         lengths = {s: p.batch_shape for s, p in self.hands.items()}
         for s, shape in lengths.items():
@@ -262,7 +262,7 @@ class MotionClip:
         present = {}
         for s in self.hands:
             mask = self.present.get(s)
-            mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
+            mask = np.ones(n, dtype=bool) if mask is None else np.array(mask)  # a copy: the caller's stays writable
             if mask.shape != (n,) or mask.dtype != bool:
                 raise PoseFormatError(f"{s}_present must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
             mask.setflags(write=False)
