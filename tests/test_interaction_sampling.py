@@ -182,6 +182,21 @@ def test_redraws_replace_interlocked_candidates_and_never_deepen_one(shipped_pip
         np.testing.assert_array_equal(unseparated[0].hands["right"][f], unseparated[1].hands["right"][f])
 
 
+def test_guidance_below_zero_varies_the_candidates_around_one_hand(shipped_pipe):
+    """Around one hand the shipped model gives near copies of one answer (each template pose has one
+    partner in its training pairs); classifier-free guidance towards the unconditional (the add-on's
+    Variety) spreads them, still touching and not interlocked."""
+    def spread(cfg: float) -> float:
+        found = shipped_pipe(SampleSettings(count=8, seed=1, steps=10, guidance_steps=5, cfg_scale=cfg),
+                             artist_hand("left"))
+        assert found.max_depth.max() <= SampleSettings().overlap_tolerance + 1e-6
+        transl = found.hands["right"]["transl"]
+        return float(np.abs(transl - transl.mean(0)).max())
+
+    plain, varied = spread(0.1), spread(-0.8)
+    assert plain < 0.002 and varied > 10 * plain, (plain, varied)  # (measured 0.1 mm and 9-18 cm with pinch)
+
+
 def test_batched_guidance_gradient_is_the_per_sample_gradient(pipe):
     a = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0, redraws=0),
              artist_hand("right"))

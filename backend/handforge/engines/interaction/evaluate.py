@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=at_least(6), default=2000, help="reference frames")
     parser.add_argument("--steps", type=at_least(1), default=20)
     parser.add_argument("--guidance", type=number_in(0.0), default=None, help="anti-penetration strength (default: the engine's)")
+    parser.add_argument("--cfg", type=number_in(-1.0, 10.0), default=None,
+                        help="classifier-free guidance s of the learned rows (default: the engine's; below 0 "
+                             "towards the unconditional: more varied around one hand)")
     parser.add_argument("--contact", type=number_in(0.0), default=None, help="contact guidance (default: the engine's)")
     parser.add_argument("--no-separation", action="store_true",
                         help="without the final rigid separation of the guided row (the unguided row has neither it, "
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         torch.cat([o.keypoints for o in forward(as_hands(reference)).values()], dim=1))
     pipe = InteractionPipeline(denoiser, hand_model)
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
+    cfg = SampleSettings().cfg_scale if args.cfg is None else args.cfg
     contact = SampleSettings().contact_guidance if args.contact is None else args.contact
     separation = not args.no_separation
     redraws = SampleSettings().redraws if args.redraws is None else args.redraws
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         started, parts = time.monotonic(), []
         for start in range(0, args.samples, 100):
             count = min(100, args.samples - start)
-            found = pipe(SampleSettings(count=count, seed=args.seed + start, steps=args.steps,
+            found = pipe(SampleSettings(count=count, seed=args.seed + start, steps=args.steps, cfg_scale=cfg,
                                         penetration_guidance=strength, contact_guidance=contact,
                                         separation=separate, redraws=redraw, touch=touching))
             parts.append(found.hands)
@@ -189,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         for i in range(count):
             side = ("left", "right")[i % 2]
             anchor = {"side": side, **{f: truth.arrays[f][i, i % 2].numpy() for f in fields}}
-            found = pipe(SampleSettings(count=1, seed=args.seed + i, steps=args.steps, penetration_guidance=guidance,
+            found = pipe(SampleSettings(count=1, seed=args.seed + i, steps=args.steps, cfg_scale=cfg,
+                                        penetration_guidance=guidance,
                                         contact_guidance=contact, separation=separation, redraws=redraws,
                                         touch=touch), anchor)
             rows.append(found.hands)

@@ -146,8 +146,9 @@ SCHEMA = Schema(
         "seed": Integer(doc="random seed: the same request and seed give the same candidates", default=0, min=0,
                         max=2**31 - 1),
         "steps": Integer(doc="DDIM steps per hand (learned engine)", default=20, min=2, max=200),
-        "cfg_scale": Number(doc="classifier-free guidance s, x0 = x0_c + s (x0_c - x0_u) (learned engine)",
-                            default=0.1, min=0.0, max=10.0),
+        "cfg_scale": Number(doc="classifier-free guidance s, x0 = x0_c + s (x0_c - x0_u) (learned engine); below 0 "
+                                "towards the unconditional (-1): varied candidates around one hand",
+                            default=0.1, min=-1.0, max=10.0),
         "penetration_guidance": Number(doc="anti-penetration guidance strength (learned engine; 0 = off)",
                                        default=2.0, min=0.0, max=100.0),  # pipeline.SampleSettings
         "contact_guidance": Number(doc="weight of the contact term beside the penetration term: hands within 3 cm "
