@@ -244,3 +244,17 @@ def test_templates_engine_places_the_other_hand_around_the_artists_hand(model, o
     assert np.all(np.diff(found.score) <= 0)
     # placed onto the artist's hand: the hands are close, not where the template put them
     assert found.gap.max() < 0.02 and found.max_depth.max() < 0.01
+
+
+def test_templates_around_an_artists_hand_are_separated_and_touch(open_hand):
+    """Moved onto the artist's wrist, resolved templates went up to 14 mm into the hand or stayed up to
+    17 mm apart (around pinch and fist); the learned engine's rigid separation and touch settle them."""
+    sampler = TemplateSampler(open_hand)
+    for name, side in (("pinch", "left"), ("fist", "right")):
+        pose = pose_library.get(name, side=side)
+        anchor = {"side": side, **{f: np.asarray(getattr(pose, f), np.float32) for f in FIELDS}}
+        settled = sampler(SampleSettings(count=6, seed=0), anchor)
+        raw = sampler(SampleSettings(count=6, seed=0, separation=False, touch=False), anchor)
+        tolerance = SampleSettings().overlap_tolerance
+        assert raw.max_depth.max() > 3 * tolerance or raw.gap.max() > 0.005  # what the settling is for
+        assert settled.max_depth.max() <= tolerance + 1e-4 and settled.gap.max() <= 0.0015, (name, settled)

@@ -5,7 +5,11 @@ No weights needed. Templates are resolved on the open hand (their regions and po
 on it); for another hand model the result moves over as anatomical finger angles (the rig's own
 joint frames) and wrist positions. With an artist's anchor, the template's anchor hand takes the
 artist's finger angles before resolving (so the other hand settles around that hand), and the
-resolved pair is then moved rigidly onto the artist's wrist; the anchor comes back unchanged.
+resolved pair is then moved rigidly onto the artist's wrist; the anchor comes back unchanged. The
+move (and another hand model's shape) can leave the hands in or apart from each other: with
+``separation`` and ``touch`` the other hand is then moved rigidly out of the anchor and into touch,
+as the learned engine's candidates are (around *pinch* and *fist*, before it: overlaps up to 14 mm
+deep and gaps up to 17 mm).
 """
 
 from __future__ import annotations
@@ -17,9 +21,17 @@ import torch
 
 from handforge.corpus.resolver import Instance, Resolver
 from handforge.corpus.templates import Arrangement, draw, get_template, template_names
-from handforge.engines.interaction.pipeline import Candidates, Progress, SampleSettings, plausibility
+from handforge.engines.interaction.pipeline import (
+    TOUCH_GAP,
+    TOUCH_REACH,
+    Candidates,
+    Progress,
+    SampleSettings,
+    plausibility,
+)
 from handforge.engines.interaction.representation import FIELDS, WristJoints, mirror_hand
 from handforge.evaluation.limits import joint_frames
+from handforge.evaluation.penetration import FixedHands, separating_shifts, touching_shifts
 from handforge_shared.anatomy import anatomical_to_hand_pose, hand_pose_to_anatomical
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_points
 from handforge_shared.skeleton import SIDES
@@ -69,6 +81,7 @@ class TemplateSampler:
         generated = SIDES
         if anchor is not None:
             hands, generated = self._onto_anchor(hands, anchor), ("left" if anchor["side"] == "right" else "right",)
+            hands = self._settled(hands, anchor["side"], settings)
         score, depth, gap, limit = plausibility(self.hand_model, hands, generated)
         order = np.argsort(-score, kind="stable")
         out = {side: {f: hands[side][f].cpu().numpy().astype(np.float32)[order] for f in FIELDS} for side in SIDES}
@@ -96,6 +109,23 @@ class TemplateSampler:
         wrist = mirror_points(self.wrists(side, hand["betas"]) + hand["transl"])
         out["transl"] = wrist - self.wrists(new_side, hand["betas"])
         return out
+
+    def _settled(self, hands: dict, side: str, s: SampleSettings) -> dict:
+        """The other hand moved rigidly out of the anchor (``separation``) and into touch (``touch``)."""
+        if not (s.separation or s.touch):
+            return hands
+        other_side = "left" if side == "right" else "right"
+        model, other = self.hand_model, dict(hands[other_side])
+        fixed = FixedHands(model(side, **hands[side]).vertices, model.faces(side))
+        if s.separation:
+            shift = separating_shifts(fixed, model(other_side, **other).vertices, model.faces(side),
+                                      model.faces(other_side), s.overlap_tolerance)
+            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        if s.touch:
+            shift = touching_shifts(fixed, model(other_side, **other).vertices, model.faces(side),
+                                    model.faces(other_side), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
+            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        return {side: hands[side], other_side: other}
 
     def _onto_anchor(self, hands: dict, anchor: Mapping[str, Any]) -> dict:
         """Mirror the pair if the artist's hand is a right hand, then move it rigidly so that the
