@@ -39,12 +39,7 @@ def cached_hand_model(ctx: JobContext, name: str):
     try:
         return ctx.model(("hands", name), lambda device: load_hand_model(name, device=device), checkpoint=files)
     except HandModelError as exc:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), _unless_said(model_entry.hint(), str(exc))) from None
-
-
-def _unless_said(hint: str, message: str) -> str:
-    """The hint, unless the message already ends with it (a MANO error says where to point the setting)."""
-    return "" if hint and hint in message else hint
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
 def require_hand_model(name: str) -> None:
@@ -53,7 +48,7 @@ def require_hand_model(name: str) -> None:
     status = entry(name).status()
     if not status["available"]:
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"hand model {name!r} is not available here: "
-                            f"{status['reason']}", _unless_said(status["hint"], status["reason"]))
+                            f"{status['reason']}", status["hint"])
 
 
 def check_model_available(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
