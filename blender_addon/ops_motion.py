@@ -344,7 +344,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     def job_apply(self, context, result):
         text = write_result(context, result, self._request)
         LAST_RUN.clear()  # only a motion that landed: a cancelled or refused one is not what Regenerate repeats
-        LAST_RUN.update(operator=type(self).bl_idname, label=self.bl_label, params=self._request["params"],
+        LAST_RUN.update(operator=type(self).bl_idname, params=self._request["params"],
                         options={p.identifier: getattr(self, p.identifier) for p in self.properties.bl_rna.properties
                                  if p.identifier != "rna_type"})
         return text

@@ -42,19 +42,36 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """A whole number ``>= low``."""
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high] (no upper bound when ``high`` is None)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
         return value
 
     parse.__name__ = f"whole number >= {low}"
     return parse
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """A whole number ``>= low``."""
+    return whole_number(low)
+
+
+def finite_number(text: str) -> float:
+    """Any finite number (for an option whose own type adds its unit and bounds, e.g. seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def number_in(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
@@ -90,6 +107,7 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
     return text
 
+
 def output_folder(text: str) -> str:
     """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
     folder this user can write to, checked before any work."""
@@ -108,4 +126,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "Parser", "at_least", "number_in", "output_folder", "report_file"]
+__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "number_in", "output_folder", "report_file",
+           "whole_number"]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import report_file
+from handforge.arguments import at_least, finite_number, report_file, whole_number
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
 NAME = "serve"
@@ -21,46 +20,17 @@ MIN_MESSAGE_MB = 1.0  # below this not even a hand model's rig fits in a reply
 
 
 def _positive_seconds(text: str) -> float:
-    value = _finite(text)
+    value = finite_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 
 def _message_mb(text: str) -> float:
-    value = _finite(text)
+    value = finite_number(text)
     if value < MIN_MESSAGE_MB:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_MB:g} (MiB), got {text!r}")
     return value
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _whole(text: str, low: int, high: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
-    return value
-
-
-def _at_least_one(text: str) -> int:
-    return _whole(text, 1)
-
-
-def _port(text: str) -> int:
-    return _whole(text, 0, 65535)
 
 
 def _device_list(text: str) -> tuple[str, ...]:
@@ -96,18 +66,18 @@ def _memory_size(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default=DEFAULT_HOST, metavar="HOST",
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs CurveZMQ keys)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=whole_number(0, 65535), default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, see --endpoint-file)")
     parser.add_argument("--curve-secret", type=Path, metavar="FILE",
                         help="the server's CurveZMQ secret key (a .key_secret file from `handforge keys`)")
     parser.add_argument("--curve-clients", type=Path, metavar="DIR",
                         help="folder with the public keys (*.key) of the clients allowed to connect")
-    parser.add_argument("--max-queue", type=_at_least_one, default=32, metavar="N",
+    parser.add_argument("--max-queue", type=at_least(1), default=32, metavar="N",
                         help="jobs that may wait to start; more are answered 'busy' (default 32)")
     parser.add_argument("--max-queued-mb", type=_message_mb, default=1024.0, metavar="MIB",
                         help="MiB of arrays that waiting jobs may hold together; a request passing it is answered "
                              "'busy' (default 1024)")
-    parser.add_argument("--cpu-workers", type=_at_least_one, default=4, metavar="N",
+    parser.add_argument("--cpu-workers", type=at_least(1), default=4, metavar="N",
                         help="threads for light (cpu-class) jobs (default 4)")
     parser.add_argument("--devices", type=_device_list, metavar="LIST",
                         help="comma-separated devices for GPU-class jobs, e.g. cuda:0,cuda:1 or cpu "
@@ -122,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
                         help="also load the engines of this Python package (each <engine>/jobs.py), besides "
                              "handforge.engines; repeatable")
-    parser.add_argument("--torch-threads", type=_at_least_one, metavar="N",
+    parser.add_argument("--torch-threads", type=at_least(1), metavar="N",
                         help="CPU threads of each torch operation (default: torch's own, one per core); 1 is "
                              "much faster on a small machine busy with other work, where torch's threads wait "
                              "on each other (in-betweening 200 frames: 1 s instead of 9-17 s on 2 loaded cores)")

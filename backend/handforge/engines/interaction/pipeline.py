@@ -148,6 +148,24 @@ def plausibility(hand_model: Any, hands: Mapping[str, Mapping[str, torch.Tensor]
     return 1.0 / (1.0 + penalty), depth, gap, limit
 
 
+def settle(hand_model: Any, fixed: FixedHands, side: str, other: dict[str, torch.Tensor],
+           s: SampleSettings) -> dict[str, torch.Tensor]:
+    """Step 3: the other hands ``other`` (fields (N, n)) moved rigidly out of their anchors ``fixed``
+    (of ``side``) with ``separation``, and those apart into touch with ``touch``; their poses unchanged.
+    The templates engine settles its candidates around an artist's hand the same way."""
+    generated = other_side(side)
+    other = dict(other)
+    if s.separation:
+        shift = separating_shifts(fixed, hand_model(generated, **other).vertices, hand_model.faces(side),
+                                  hand_model.faces(generated), s.overlap_tolerance)
+        other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+    if s.touch:
+        shift = touching_shifts(fixed, hand_model(generated, **other).vertices, hand_model.faces(side),
+                                hand_model.faces(generated), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
+        other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+    return other
+
+
 class InteractionPipeline:
     """Samples interactions from an ``InteractionDenoiser`` on a hand model (open or MANO)."""
 
@@ -287,14 +305,7 @@ class InteractionPipeline:
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
         other["hand_pose"] = within_limits(other["hand_pose"], self.frames[generated], generated)
-        if s.separation:  # step 3: the generated hands moved rigidly out of their anchors
-            shift = separating_shifts(fixed, self.hand_model(generated, **other).vertices, self.hand_model.faces(side),
-                                      self.hand_model.faces(generated), s.overlap_tolerance)
-            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
-        if s.touch:  # and those apart moved into touch
-            shift = touching_shifts(fixed, self.hand_model(generated, **other).vertices, self.hand_model.faces(side),
-                                    self.hand_model.faces(generated), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
-            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        other = settle(self.hand_model, fixed, side, other, s)  # step 3
         # own memory (the anchor's fields and the shared betas are expanded views): redraws write rows in place
         return {sd: {f: v.clone() for f, v in hand.items()} for sd, hand in ((side, world_anchor), (generated, other))}
 
@@ -330,4 +341,4 @@ class InteractionPipeline:
             return torch.cat(rows)
 
 
-__all__ = ["Candidates", "InteractionPipeline", "SampleSettings", "plausibility"]
+__all__ = ["Candidates", "InteractionPipeline", "SampleSettings", "plausibility", "settle"]

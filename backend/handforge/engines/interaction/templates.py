@@ -21,17 +21,10 @@ import torch
 
 from handforge.corpus.resolver import Instance, Resolver
 from handforge.corpus.templates import Arrangement, draw, get_template, template_names
-from handforge.engines.interaction.pipeline import (
-    TOUCH_GAP,
-    TOUCH_REACH,
-    Candidates,
-    Progress,
-    SampleSettings,
-    plausibility,
-)
+from handforge.engines.interaction.pipeline import Candidates, Progress, SampleSettings, plausibility, settle
 from handforge.engines.interaction.representation import FIELDS, WristJoints, mirror_hand
 from handforge.evaluation.limits import joint_frames
-from handforge.evaluation.penetration import FixedHands, separating_shifts, touching_shifts
+from handforge.evaluation.penetration import FixedHands
 from handforge_shared.anatomy import anatomical_to_hand_pose, hand_pose_to_anatomical
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_points
 from handforge_shared.skeleton import SIDES
@@ -111,21 +104,12 @@ class TemplateSampler:
         return out
 
     def _settled(self, hands: dict, side: str, s: SampleSettings) -> dict:
-        """The other hand moved rigidly out of the anchor (``separation``) and into touch (``touch``)."""
+        """The other hand moved rigidly out of the anchor and into touch (``pipeline.settle``)."""
         if not (s.separation or s.touch):
             return hands
         other_side = "left" if side == "right" else "right"
-        model, other = self.hand_model, dict(hands[other_side])
-        fixed = FixedHands(model(side, **hands[side]).vertices, model.faces(side))
-        if s.separation:
-            shift = separating_shifts(fixed, model(other_side, **other).vertices, model.faces(side),
-                                      model.faces(other_side), s.overlap_tolerance)
-            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
-        if s.touch:
-            shift = touching_shifts(fixed, model(other_side, **other).vertices, model.faces(side),
-                                    model.faces(other_side), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
-            other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
-        return {side: hands[side], other_side: other}
+        fixed = FixedHands(self.hand_model(side, **hands[side]).vertices, self.hand_model.faces(side))
+        return {side: hands[side], other_side: settle(self.hand_model, fixed, side, hands[other_side], s)}
 
     def _onto_anchor(self, hands: dict, anchor: Mapping[str, Any]) -> dict:
         """Mirror the pair if the artist's hand is a right hand, then move it rigidly so that the
