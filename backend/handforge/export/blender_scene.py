@@ -98,9 +98,17 @@ class BlenderExport:
         return from_blender(settings, world_to_blender=MODEL_TO_BLENDER)
 
 
+def not_rigid(matrices: np.ndarray) -> np.ndarray:
+    """(...,) bool: which 4×4 ``matrices`` (..., 4, 4) are not a rotation and a translation (scaled,
+    mirrored or sheared objects: labels need rigid ones)."""
+    rotation = np.asarray(matrices, np.float64)[..., :3, :3]
+    gram = np.swapaxes(rotation, -1, -2) @ rotation
+    return ~np.isclose(gram, np.eye(3), atol=1e-4).all(axis=(-2, -1)) | (np.linalg.det(rotation) <= 0)
+
+
 def _rigid(matrices: np.ndarray, what: str) -> np.ndarray:
-    scale = np.linalg.norm(matrices[:, :3, :3], axis=1)
-    if not np.allclose(scale, 1.0, atol=1e-4):
+    if not_rigid(matrices).any():
+        scale = np.linalg.norm(matrices[:, :3, :3], axis=1)
         raise BlenderExportError(f"{what} is scaled ({scale.max():.4g}×): apply or clear its scale (Ctrl-A › Scale)")
     return matrices
 

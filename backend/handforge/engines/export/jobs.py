@@ -85,12 +85,12 @@ def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
     """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
     unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
     one that is not."""
-    rotation = np.asarray(matrices, np.float64)[..., :3, :3]
-    gram = np.swapaxes(rotation, -1, -2) @ rotation
-    bad = ~np.isclose(gram, np.eye(3), atol=1e-4).all(axis=(-2, -1)) | (np.linalg.det(rotation) <= 0)
+    from handforge.export.blender_scene import not_rigid
+
+    bad = not_rigid(matrices)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        scale = np.linalg.norm(rotation[index], axis=0)
+        scale = np.linalg.norm(np.asarray(matrices, np.float64)[index][:3, :3], axis=0)
         raise invalid(field, f"{what(*index)} is scaled, mirrored or sheared (axis lengths "
                       f"{', '.join(f'{v:.4g}' for v in scale)})", "apply or clear its scale (Ctrl-A › Scale) in Blender")
 
