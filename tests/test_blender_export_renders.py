@@ -61,7 +61,7 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     refusals = session["refusals"]
     assert "frame range 5..2 is empty" in refusals["empty_range"]
     assert "save it first" in refusals["relative"]
-    assert "not empty" in refusals["foreign_folder"] and "choose an empty" in refusals["foreign_folder"]
+    assert "not empty" in refusals["foreign_folder"] and "choose a new or an empty" in refusals["foreign_folder"]
     assert refusals["nothing_written"] is True
 
 

@@ -111,3 +111,29 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="right.global_orient"):  # its other arrays would be dropped unseen
         client.run("export_renders", params, right_without_root)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
+    """Blender's export and ``handforge export`` claim folders the same way (``writers.claim_folder``):
+    neither writes into the other's, another request is refused before queueing, a busy folder is typed."""
+    from handforge.export.run import export
+    from handforge.export.spec import parse_spec
+    from handforge.export.writers import SPEC_RECORD, FolderTaken, run_lock
+
+    rng = np.random.default_rng(3)
+    params, arrays = _request(tmp_path / "scene", rng)
+    client.run("export_renders", params, arrays)
+    assert "blender_request" in json.loads((tmp_path / "scene" / SPEC_RECORD).read_text())
+    with pytest.raises(JobFailed, match="another scene, frame range or settings") as failure:
+        client.run("export_renders", {**params, "frames": [1, 4]}, arrays)
+    assert failure.value.code == "invalid_params"
+    spec = parse_spec({"samples": 1, "width": 64, "height": 64, "render": {"engine": "none"}})
+    with pytest.raises(FolderTaken, match="another spec"):
+        export(spec, tmp_path / "scene", progress=False)
+    export(spec, tmp_path / "spec", progress=False)
+    with pytest.raises(JobFailed, match="another scene, frame range or settings"):
+        client.run("export_renders", {**params, "out": str(tmp_path / "spec")}, arrays)
+    (tmp_path / "held").mkdir()
+    with run_lock(tmp_path / "held"), pytest.raises(JobFailed, match="another handforge export") as failure:
+        client.run("export_renders", {**params, "out": str(tmp_path / "held")}, arrays)
+    assert failure.value.code == "busy"

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from handforge.export import writers
 from handforge.export.labels import moved_pose
 from handforge.export.run import label_scene, write_dataset
 from handforge.hands.posed import posed_hand
@@ -31,7 +32,7 @@ from handforge.render.camera import BlenderCamera, Camera, from_blender
 from handforge_shared.poses import POSE_FIELDS, HandPose, TwoHandPose, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
 
-REQUEST_FILE = "blender_export.json"  # beside the data: which request made it (a rerun of the same one resumes)
+RECORD_OF = "scene, frame range or settings"  # what a folder's record names in a refusal (``writers.claim_folder``)
 CAMERA_ARRAYS = ("matrix_world", "lens", "sensor", "shift")
 
 
@@ -160,19 +161,17 @@ def check_folder(out: str, signature: str) -> Path:
                                  "folder") from None
     if not existing.is_dir() or not _writable(existing):
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
-    if path.is_dir() and any(path.iterdir()):
-        record = path / REQUEST_FILE
-        if not record.is_file():
-            raise BlenderExportError(f"{path} is not empty and holds no export of this scene: choose an empty "
-                                     "or a new folder")
+    if path.is_dir():
         try:
-            previous = json.loads(record.read_text(encoding="utf-8")).get("signature")
-        except (OSError, ValueError):
-            previous = None
-        if previous != signature:
-            raise BlenderExportError(f"{path} holds an export of another scene, frame range or settings: choose "
-                                     "an empty or a new folder (an export is only resumed into its own folder)")
+            writers.claim_folder(path, folder_record(signature), RECORD_OF, write=False)
+        except writers.FolderTaken as exc:
+            raise BlenderExportError(str(exc)) from None
     return path
+
+
+def folder_record(signature: str) -> dict[str, str]:
+    """What the dataset folder records of the request that made it (a rerun of the same one resumes)."""
+    return {"blender_request": signature}
 
 
 def _writable(folder: Path) -> bool:
@@ -183,16 +182,6 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
                          progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Write the dataset (resumable: a rerun of the same request skips finished samples).
     ``progress(done, total, eta_seconds)`` after each sample; it may raise to stop."""
-    from handforge.export import writers
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)
-        raise BlenderExportError(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
-                                 "write to") from None
-    writers.write_atomic(out / REQUEST_FILE, json.dumps({
-        "signature": signature, "frames": request.frames, "cameras": [c.name for c in request.cameras],
-        "hands": sorted(request.poses)}, indent=1) + "\n")
     cache: dict[int, dict] = {}  # the posed hands of the current frame, shared by its cameras
     spec, count = request.spec, len(request.cameras)
 
@@ -221,8 +210,11 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
             elapsed = time.perf_counter() - start
             progress(done, total, elapsed / done * (total - done))
 
-    return write_dataset(spec, out, make, command=command, progress=report, model=model,
-                         settings={"source": "a Blender scene's hands and cameras",
-                                   "frames": [request.frames[0], request.frames[-1]],
-                                   "cameras": [c.name for c in request.cameras]},
-                         claim=False)  # check_folder matched the folder to this request already
+    try:
+        return write_dataset(spec, out, make, command=command, progress=report, model=model,
+                             settings={"source": "a Blender scene's hands and cameras",
+                                       "frames": [request.frames[0], request.frames[-1]],
+                                       "cameras": [c.name for c in request.cameras]},
+                             record=folder_record(signature), record_of=RECORD_OF)
+    except writers.FolderTaken as exc:  # taken since the check, or a folder that cannot be made
+        raise BlenderExportError(str(exc)) from None

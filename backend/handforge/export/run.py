@@ -166,24 +166,26 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
 
 def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: str, progress: bool | Callable = True,
                   limit: int | None = None, rgb: Callable | None = None, model=None,
-                  settings: dict[str, Any] | None = None, claim: bool = True) -> dict[str, Any]:
+                  settings: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
+                  record_of: str = "spec") -> dict[str, Any]:
     """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` for
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
-    per folder at a time (``writers.run_lock``); ``claim``: the folder must be new, empty or this
-    spec's (``writers.claim_folder``; Blender's export checks its own request instead)."""
+    per folder at a time (``writers.run_lock``), and the folder must be new, empty or this export's
+    (``writers.claim_folder`` with ``record``, the spec's ``to_dict()`` unless given, and ``record_of``
+    naming what it records in the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise writers.FolderTaken(f"cannot make the output folder {out}: {exc.strerror or exc}") from None
+        raise writers.FolderTaken(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
+                                  "write to") from None
     try:
         with writers.run_lock(out):
-            if claim:
-                writers.claim_folder(out, spec.to_dict())
+            writers.claim_folder(out, spec.to_dict() if record is None else record, record_of)
             return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings)
     except BaseException:
         if created:  # refused or failed before any sample: no trace

@@ -27,7 +27,7 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYP
 
 SAMPLES = "samples"
 LABELS = "labels.json"
-SPEC_RECORD = "export_spec.json"  # the spec the folder's samples were made with (``claim_folder``)
+SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 COCO_CATEGORIES = {"right": 1, "left": 2}
@@ -90,31 +90,34 @@ class FolderTaken(ValueError):
     """The output folder holds something else than this export's samples."""
 
 
-def claim_folder(out: Path, spec: dict[str, Any]) -> None:
-    """Make ``out`` this export's folder, or refuse: a folder holds the samples of one spec (its
-    ``SPEC_RECORD``; ``samples`` may grow, a rerun with more extends the dataset). Refused: a folder
-    with other files, one holding another spec's export (its samples would be mixed with this one's,
-    and its card would describe neither), or more samples than asked for."""
-    record = out / SPEC_RECORD
-    wanted = {k: v for k, v in spec.items() if k != "samples"}
-    if record.is_file():
+def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: bool = True) -> None:
+    """Make ``out`` the folder of the export ``record`` describes (a spec's ``to_dict()``, or a Blender
+    scene's request), or refuse with ``FolderTaken``: a folder holds one export (its ``SPEC_RECORD``),
+    which a rerun of the same one resumes. Refused: a folder with other files, one holding another
+    export (``what`` names it: its samples would be mixed with this one's, and its card would
+    describe neither), or, when the record has ``samples`` (which may grow: a rerun with more extends
+    the dataset), more finished samples than that. ``write=False`` only checks (before a job is queued)."""
+    path = out / SPEC_RECORD
+    wanted = {k: v for k, v in record.items() if k != "samples"}
+    if path.is_file():
         try:
-            held = json.loads(record.read_text(encoding="utf-8"))
+            held = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             held = None
         if not isinstance(held, dict) or {k: v for k, v in held.items() if k != "samples"} != wanted:
             differ = sorted(k for k in set(wanted) | set(held or {}) if k != "samples"
                             and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
-            raise FolderTaken(f"{out} holds an export of another spec (differing: {', '.join(differ)}): choose a new "
-                              "or an empty folder, or rerun with that spec to resume it")
+            raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
+                              f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
-                    if p.parent.name.isdigit() and int(p.parent.name) >= spec["samples"])
+                    if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
         if extra:
-            raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {spec['samples']} asked for: ask "
+            raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {record['samples']} asked for: ask "
                               "for at least as many as are there, or choose another folder")
     elif out.is_dir() and any(out.iterdir()):
         raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
-    write_atomic(record, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    if write:
+        write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def remove_unused(out: Path) -> None:

@@ -98,6 +98,7 @@ def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     from handforge.export.blender_scene import (BlenderExport, BlenderExportError, check_folder,
                                                 export_blender_scene, request_signature)
+    from handforge.export.writers import ExportBusy
     from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 
@@ -123,6 +124,8 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "install the GL renderer's system packages") from None
     except BlenderExportError as exc:
         raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+    except ExportBusy as exc:  # another export is writing into the folder right now
+        raise JobError(ErrorCode.BUSY, str(exc)) from None
     return JobResult({"out": str(out), "samples": request.spec.samples, **summary}, {})
 
 
