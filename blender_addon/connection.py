@@ -21,7 +21,7 @@ import bpy
 
 from . import preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from handforge_shared.protocol import is_loopback
+from handforge_shared.protocol import is_loopback, with_hint
 
 TICK_S = 0.25
 
@@ -307,8 +307,7 @@ def hand_model_status(name: str) -> tuple[bool, str]:
 
 def _with_hint(info: dict) -> str:
     """An unavailable item's reason, with its hint unless the reason already says it."""
-    reason, hint = info.get("reason") or "", info.get("hint") or ""
-    return f"{reason} ({hint})" if hint and hint not in reason else reason
+    return with_hint(info.get("reason") or "", info.get("hint") or "")
 
 
 def _connected_text(caps: dict) -> str:

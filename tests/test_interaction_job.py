@@ -105,3 +105,5 @@ def test_bad_inputs_are_refused_with_what_was_wrong(server, params, arrays, mess
         with pytest.raises(JobFailed) as info:
             client.run("interaction.sample", params, arrays, timeout=30)
     assert message in info.value.message + info.value.hint
+    # as a person reads it, the hint once (a missing MANO's reason already names the setting to fill)
+    assert not info.value.hint or str(info.value).count(info.value.hint) == 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import ErrorCode
+from .protocol import ErrorCode, with_hint
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Error(Event):
     hint: str = ""
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return with_hint(self.message, self.hint)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class JobFailed(Exception):
     """Raised by the blocking API for an ``Error``; carries its code, message and hint."""
 
     def __init__(self, code: str, message: str, hint: str = "", job: str | None = None) -> None:
-        super().__init__(f"{message} ({hint})" if hint else message)
+        super().__init__(with_hint(message, hint))
         self.code, self.message, self.hint, self.job = str(code), message, hint, job
 
     @classmethod

@@ -170,7 +170,14 @@ class ProtocolError(Exception):
         self.field = field  # e.g. "params.steps" or "arrays.right.hand_pose", for invalid_params
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return with_hint(self.message, self.hint)
+
+
+def with_hint(message: str, hint: str) -> str:
+    """How an error or an unavailable item reads to a person: its message, then its hint in
+    parentheses unless the message already says it (a missing hand model's reason spells out the
+    setting that its hint names)."""
+    return f"{message} ({hint})" if hint and hint not in message else message
 
 
 @dataclass
@@ -461,5 +468,5 @@ __all__ = [
     "DTYPES", "ErrorCode", "FLOAT_DTYPES", "Limits", "Message", "MessageType", "PROTOCOL_VERSION", "ProtocolError",
     "REQUIRED_FIELDS", "SERVER_TYPES", "TERMINAL_TYPES", "WIRE_ERROR_CODES", "ZERO_COPY_THRESHOLD", "check_outgoing",
     "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "payload_size", "version_hint",
-    "wants_zero_copy", "wire_array",
+    "wants_zero_copy", "wire_array", "with_hint",
 ]

@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from handforge.arguments import output_folder
+from handforge_shared.protocol import with_hint
 
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
         status = hand_model_entry(spec.hand_model).status()
         if not status["available"]:
-            raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: {status['reason']}"
-                             + (f" ({status['hint']})" if status["hint"] else ""))
+            raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: "
+                             + with_hint(status["reason"], status["hint"]))
         command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
             if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
         if args.workers is None and args.ray is None:
