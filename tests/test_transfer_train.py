@@ -111,7 +111,12 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "pairs" / "target" / "samples" / "000001" / "rgb.png").is_file()
-    assert isinstance(load_model(TargetGenerator, tmp_path / "run" / "model"), TargetGenerator)
+    first = load_model(TargetGenerator, tmp_path / "run" / "model").state_dict()
+    from handforge.cli import main  # the same command again (its pairs written): the same model
+
+    assert main([*command[3:7], *command[13:16], str(tmp_path / "again"), *command[17:]]) == 0
+    again = load_model(TargetGenerator, tmp_path / "again" / "model").state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
     bad = subprocess.run([*command[:6], str(tmp_path / "nothing"), "--sd", str(sd_path), "--out", str(tmp_path / "r2")],
                          check=False, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no pairs" in bad.stderr

@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     sd_path = sd_weights_path(args, "guidance")
     if sd_path is None:
         return 2
+    torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
     try:
         sd = load_sd(sd_path, config.value("image.sd_config"))
         net = load_controlnet(args.init) if args.init else ControlNetModel.from_unet(sd["unet"])
@@ -151,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     except (WeightsError, ValueError) as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)
         return 2
-    torch.manual_seed(args.seed)
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)
     try:
         result = train(net, dataset, objective, sd_run_settings(args))

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     sd_path = sd_weights_path(args, "transfer")
     if sd_path is None:
         return 2
+    torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
     try:
         if args.write_pairs:
             from handforge.export.spec import load_spec  # its SpecError is a ValueError
@@ -104,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     except (WeightsError, ValueError, OSError) as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
-    torch.manual_seed(args.seed)
     try:
         result = train(model, dataset, TransferObjective(sd), sd_run_settings(args))
     except TrainingError as exc:
