@@ -75,6 +75,19 @@ def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):
     assert not any(isinstance(p, tas.RecordingProcessor) for p in pipe.unet.attn_processors.values())
 
 
+def test_tas_reads_the_maps_of_latents_of_any_size(pipe):
+    """Latents whose sides are not multiples of 4 (images multiples of 8, not of 32: a 1920×1080 camera):
+    the UNet's downsamplings round up, and TAS finds its layers (it failed on 17×13 latents)."""
+    chosen = [c.index for c in hand_tokens(PROMPT, pipe.tokenizer)[0]]
+    text, length = pipe.encode_text(PROMPT, "cpu")
+    pipe.scheduler.set_timesteps(20)
+    latents = torch.randn(1, 4, 17, 13, generator=torch.Generator().manual_seed(0))
+    assert tas.map_size(17, 13) == (5, 4) and tas.map_size(135, 240) == (34, 60) and tas.map_size(64, 64) == (16, 16)
+    with torch.no_grad():
+        scores = tas.attention_scores(pipe.unet, latents, pipe.scheduler.timesteps[0], text, length, chosen)
+    assert scores.shape == (1, len(chosen)) and torch.all((scores > 0) & (scores <= 1))
+
+
 def test_step_size_falls_from_strength_to_half():
     assert tas.step_size(0, 50) == 20 and tas.step_size(49, 50) == pytest.approx(10)
     assert tas.step_size(10, 50) > tas.step_size(11, 50)

@@ -10,7 +10,9 @@ Attend-and-Excite (Chefer et al., SIGGRAPH 2023, arXiv:2301.13826):
 3. smooth each chosen token's map with a fixed Gaussian (3×3; Attend-and-Excite's kernel
    exp(−((x−μ)/(2σ))²) with σ = 0.5, reflect padding) and take its maximum s_n;
 4. L = max_n (1 − s_n) and X̂_t = X_t − α_t ∇L, with α_t falling linearly from ``strength`` to
-   ``strength``/2 over the sampling steps (the paper's "from 20 to 10"), applied at the first steps.
+   ``strength``/2 over the sampling steps (the paper's "from 20 to 10", after Attend-and-Excite's
+   code, whose schedule also spans every step), applied at the first steps (so over the first half
+   it falls from 20 to about 15).
 
 The attention is recorded by a diffusers attention processor installed only for the TAS forward
 pass; sampling itself keeps the fast (SDPA) processors.
@@ -30,8 +32,13 @@ DEFAULT_STRENGTH = 20.0
 
 
 def map_size(latent_height: int, latent_width: int) -> tuple[int, int]:
-    """The attention-map resolution TAS reads: latent / 4 (16×16 for SD 1.x at 512²)."""
-    return max(1, latent_height // 4), max(1, latent_width // 4)
+    """The attention-map resolution TAS reads: the latent after the UNet's first two downsamplings
+    (16×16 for SD 1.x at 512²). Each is a stride-2 convolution padded by 1, ⌈n / 2⌉: a latent of 135
+    rows gives 68 then 34 (135 // 4 = 33 matched no layer: TAS failed on 1080-pixel-high images)."""
+    def half(n: int) -> int:
+        return (n + 1) // 2
+
+    return half(half(latent_height)), half(half(latent_width))
 
 
 class AttentionStore:
