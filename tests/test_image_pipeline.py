@@ -50,6 +50,10 @@ def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     long = "b " * 73 + "holding"  # start + 73 + 4 pieces + end: two pieces fit in the 77-token window
     assert [c.index for c in hand_tokens(long, tok)[0]] == [74, 75]
     assert [c.index for c in hand_tokens("a " * 80 + "hand", tok)[0]] == []
+    # whole words name the hand: not "handsome", "chandelier" or "handle"
+    assert hand_tokens("a handsome chandelier by the door handle", tok)[0] == []
+    # a decomposed accent (NFD) is one letter to the tokenizer: the words still align (it raised before)
+    assert [c.word for c in hand_tokens("cafe\u0301 with a hand", tok)[0]] == ["hand"] * len(tok.tokenize("hand"))
 
 
 def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):

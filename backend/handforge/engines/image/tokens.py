@@ -15,10 +15,13 @@ split is checked against the tokenizer's own tokenization of the whole prompt.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-HAND_WORD_PARTS = ("hand", "finger", "gesture")
+# Words that name the hand, whole words only ("handle", "handsome" and "chandelier" do not)
+HAND_WORDS = frozenset({"hand", "hands", "handed", "finger", "fingers", "fingertip", "fingertips", "gesture",
+                        "gestures"})
 # CLIP's pre-tokenizer pattern (openai/CLIP simple_tokenizer.py) with Python's re: contractions,
 # letter runs, single digits, runs of other non-space characters.
 _PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+", re.IGNORECASE)
@@ -62,12 +65,13 @@ def tag_vbg(words: Sequence[str]) -> tuple[list[bool], str]:
 
 
 def is_hand_word(word: str) -> bool:
-    return any(part in word.lower() for part in HAND_WORD_PARTS)
+    return word.lower() in HAND_WORDS
 
 
 def split_words(prompt: str) -> list[str]:
-    """The prompt cut as CLIP's tokenizer cuts it before BPE (lower case, whitespace collapsed)."""
-    return _PIECES.findall(" ".join(prompt.split()).lower())
+    """The prompt cut as CLIP's tokenizer cuts it before BPE (composed Unicode, as the tokenizer reads
+    it: a decomposed "é" is one letter, not "e" and a combining accent; lower case, whitespace collapsed)."""
+    return _PIECES.findall(" ".join(unicodedata.normalize("NFC", prompt).split()).lower())
 
 
 def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[list[ChosenToken], str]:
@@ -88,11 +92,11 @@ def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[
                 chosen += [ChosenToken(position + k, t, piece) for k, t in enumerate(tokens) if position + k < limit]
             word_index += 1
         position += len(tokens)
-    whole = tokenizer.tokenize(prompt)
+    whole = tokenizer.tokenize(unicodedata.normalize("NFC", prompt))
     if pieced != whole:
         raise ValueError(f"cannot align the words of {prompt!r} with the tokenizer's tokens ({whole} whole, "
                          f"{pieced} word by word); is this a CLIP tokenizer?")
     return chosen, tagger
 
 
-__all__ = ["HAND_WORD_PARTS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]
+__all__ = ["HAND_WORDS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]
