@@ -57,6 +57,9 @@ def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
         assert result.arrays[f"right.{f}"].shape[0] == 5 and np.isfinite(result.arrays[f"right.{f}"]).all()
     score = result.arrays["score"]
     assert score.shape == (5,) and np.all(np.diff(score) <= 0) and result.data["best_score"] == pytest.approx(score[0])
+    with server.client(lost_after=60) as client:  # fewer steps than the default guidance_steps: every step guided
+        few = client.run("interaction.sample", {"anchor_side": "left", "count": 2, "steps": 4}, arrays, timeout=120)
+    assert np.isfinite(few.arrays["right.hand_pose"]).all()
 
 
 def test_cancel_stops_sampling(server):
@@ -90,7 +93,7 @@ def test_templates_engine_needs_no_weights(server):
     ({}, anchor_arrays("left"), "anchor_side is 'none'"),
     ({"anchor_side": "up"}, {}, "anchor_side"),
     ({"count": 0}, {}, "count"),
-    ({"steps": 5, "guidance_steps": 6}, {}, "guidance_steps"),
+    ({"guidance_steps": -1}, {}, "guidance_steps"),
     ({"penetration_guidance": -1.0}, {}, "penetration_guidance"),
     ({"separation": "yes"}, {}, "params.separation: must be true or false"),
     ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),

@@ -64,9 +64,6 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         if side != "none" and f"anchor.{name}" not in arrays:
             raise invalid(f"arrays.anchor.{name}", f"anchor_side is {side!r} but anchor.{name} is missing",
                           "send the anchor hand's anchor.global_orient (3,) and anchor.hand_pose (45,)")
-    if params["guidance_steps"] > params["steps"]:
-        raise invalid("params.guidance_steps", f"guidance_steps ({params['guidance_steps']}) exceeds steps "
-                      f"({params['steps']})", "guide at most every step")
     unknown = [n for n in params["templates"] if n not in _template_names()]
     if unknown:
         raise invalid("params.templates", f"unknown template {unknown[0]!r}", "known: " + ", ".join(_template_names()))
@@ -82,7 +79,8 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     hand_model = cached_hand_model(ctx, params["model"])
     settings = SampleSettings(count=params["count"], seed=params["seed"], steps=params["steps"],
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
-                              guidance_steps=params["guidance_steps"], contact_guidance=params["contact_guidance"],
+                              guidance_steps=min(params["guidance_steps"], params["steps"]),
+                              contact_guidance=params["contact_guidance"],
                               separation=params["separation"], touch=params["touch"], redraws=params["redraws"])
     anchor = None
     if params["anchor_side"] != "none":
@@ -154,7 +152,8 @@ SCHEMA = Schema(
         "contact_guidance": Number(doc="weight of the contact term beside the penetration term: hands within 3 cm "
                                        "are drawn into touch (learned engine; 0 = off)",
                                    default=1.0, min=0.0, max=100.0),  # pipeline.SampleSettings
-        "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on",
+        "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on (every "
+                                      "step when more than steps)",
                                   default=10, min=0, max=200),
         "separation": Boolean(doc="finally move the generated hand rigidly out of the anchor, pose unchanged, until "
                                   "no vertex is deeper than 1.5 mm (learned engine)", default=True),
