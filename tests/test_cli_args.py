@@ -72,9 +72,16 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "motion", "--corpus", ".", "--variation", "5"], "--variation: must be a number above 0"),
     (["eval", "interaction", "--corpus", ".", "--samples", "0"], "--samples: must be at least 6"),
     (["eval", "interaction", "--corpus", ".", "--steps", "0"], "--steps: must be at least 1"),
+    (["eval", "interaction", "--corpus", ".", "--conditioned-samples", "3"], "--conditioned-samples: must be 0 (no row)"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
     (["bake-open-hand", "--samples", "0"], "--samples: must be at least 1"),
+    (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be at least 0"),
+    (["train", "guidance", "--data", ".", "--out", "x", "--size", "100"], "--size: must be a multiple of 8, got 100"),
+    (["train", "guidance", "--data", ".", "--out", "x", "--tas-strength", "nan"], "--tas-strength: must be a"),
+    (["train", "guidance", "--data", ".", "--out", "x", "--lambda-global", "nan"], "--lambda-global: must be a"),
+    (["train", "transfer", "--data", ".", "--out", "x", "--heads", "0"], "--heads: must be at least 1"),
+    (["train", "interaction", "--corpus", ".", "--out", "x", "--width", "15"], "--width: must be a multiple of 4"),
     (["eval", "motion", "--corpus", ".", "--out", "nodir/report.json"], "--out: its folder nodir does not exist"),
     (["eval", "interaction", "--corpus", ".", "--out", "."], "--out: must be a file path, got '.' (a folder)"),
     (["evaluate", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
@@ -92,6 +99,21 @@ def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys,
         cli_main(argv)
     assert exit_.value.code == 2 and needle in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # nothing written
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "transfer", "--data", ".", "--out", "x", "--feature-dim", "15", "--heads", "2"],
+     "--feature-dim 15 must be a multiple of --heads 2"),
+    (["train", "motion", "--corpus", ".", "--out", "x", "--d-model", "15", "--heads", "3"], "--d-model 15 must be even"),
+    (["train", "motion", "--corpus", ".", "--out", "x", "--hand-model", "mano"], "--hand-model mano needs MANO"),
+])
+def test_training_options_that_do_not_fit_together_are_refused_before_any_work(argv, needle, capsys, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 
 def test_help_shows_each_options_default(capsys):

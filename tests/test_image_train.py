@@ -77,6 +77,9 @@ def test_dataset_pairs_and_tas_in_training(setup, tmp_path):
     rows, cols = torch.nonzero(hand.any(1))[:, 0], torch.nonzero(hand.any(0))[:, 0]
     assert max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) >= SIZE / (1 + 2 * 0.15) - 3
     assert sd["tokenizer"].decode(item["input_ids"], skip_special_tokens=True).strip() == "a person holding hands"
+    (sorted((data / "samples").iterdir())[1] / "caption.txt").write_text("\n")  # empty: the default caption
+    assert GuidancePairs(data, sd["tokenizer"], size=SIZE, default_caption="two hands")._caption(
+        sorted((data / "samples").iterdir())[1]) == "two hands"
     assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "tas"),
                  "--size", str(SIZE), "--steps", "1", "--batch-size", "2", "--tas", "--quiet"]) == 0
     assert (tmp_path / "tas" / "model" / "config.json").is_file()

@@ -155,3 +155,11 @@ def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
         (images / f"image{f}.jpg").unlink()
     with pytest.raises(ValueError, match="no InterHand2.6M pairs"):  # one annotated image: no partner
         InterHandPairs(tmp_path, hands_mean, split="test")
+
+
+def test_the_target_generator_takes_any_backbone_input_size():
+    """Its stride-2 blocks give ceil(n / 2): a 34-pixel input is 17 then 9 cells a side (34 // 4 = 8 failed)."""
+    for size in (32, 34):
+        model = TargetGenerator(cross_attention_dim=8, **{**TINY, "image_size": size})
+        out = model(torch.zeros(1, 3, size, size), torch.zeros(1, POSE_DIM), torch.zeros(1, POSE_DIM))
+        assert out.shape[0] == 1 and torch.isfinite(out).all()

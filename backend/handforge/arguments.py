@@ -63,6 +63,20 @@ def at_least(low: int) -> Callable[[str], int]:
     return whole_number(low)
 
 
+def multiple_of(step: int, low: int | None = None) -> Callable[[str], int]:
+    """A whole number that is a multiple of ``step``, at least ``low`` (default ``step``): an image side
+    that a VAE or a stack of stride-2 layers divides."""
+    low = step if low is None else low
+    parse_whole = whole_number(low)
+
+    def parse(text: str) -> int:
+        value = parse_whole(text)
+        if value % step:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {step}, got {value}")
+        return value
+    return parse
+
+
 def finite_number(text: str) -> float:
     """Any finite number (for an option whose own type adds its unit and bounds, e.g. seconds)."""
     try:
@@ -126,5 +140,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "number_in", "output_folder", "report_file",
+__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
            "whole_number"]

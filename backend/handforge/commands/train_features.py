@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import output_folder
+from handforge.arguments import at_least, output_folder
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
@@ -17,10 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="folder written by `handforge corpus` (or any folder of motion .npz clips)")
     parser.add_argument("--out", required=True, help="checkpoint folder to write (frame/, motion/, recipe.json); "
                                                     "an existing one is replaced once the new one is complete")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs for each network")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same corpus + seed: same checkpoint)")
-    parser.add_argument("--max-clips", type=int, default=None, help="use only the first N clips (by name)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs for each network")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (same corpus + seed: same checkpoint)")
+    parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
+    parser.add_argument("--threads", type=at_least(0), default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

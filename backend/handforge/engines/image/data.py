@@ -38,8 +38,10 @@ class GuidancePairs(torch.utils.data.Dataset):
         return len(self.samples)
 
     def _caption(self, sample: Path) -> str:
+        """The first line of the sample's caption.txt; the default caption without one, or when it is empty."""
         file = sample / "caption.txt"
-        return file.read_text().strip().splitlines()[0] if file.is_file() else self.default_caption
+        lines = file.read_text(encoding="utf-8").strip().splitlines() if file.is_file() else []
+        return lines[0].strip() if lines else self.default_caption
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import output_folder
+from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "labels.json, optional caption.txt)")
     parser.add_argument("--init", help="start from this guidance module (default: a copy of the SD UNet's encoder)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
-    parser.add_argument("--size", type=int, default=512, help="training resolution (pixels, square)")
+    parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution (pixels, square; a "
+                                                                           "multiple of 8, the VAE's factor)")
     parser.add_argument("--caption", default="two hands", help="caption of samples without caption.txt")
-    parser.add_argument("--lambda-global", type=float, default=0.5)
-    parser.add_argument("--lambda-local", type=float, default=0.5)
+    parser.add_argument("--lambda-global", type=number_in(0.0), default=0.5)
+    parser.add_argument("--lambda-local", type=number_in(0.0), default=0.5)
     parser.add_argument("--tas", action="store_true", help="one TAS update of the noisy latents per branch")
-    parser.add_argument("--tas-strength", type=float, default=20.0)
+    parser.add_argument("--tas-strength", type=number_in(0.0), default=20.0)
     add_sd_run_arguments(parser, batch_size=1, lr=1e-5, lr_help="AttentionHand's 1e-5")
 
 
@@ -40,13 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: float, lr_help: str | None = None) -> None:
     """The options of a training run on frozen SD 1.x weights (this engine's and the transfer engine's)."""
     parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
+    parser.add_argument("--steps", type=at_least(1), default=20000)
+    parser.add_argument("--batch-size", type=at_least(1), default=batch_size)
+    parser.add_argument("--lr", type=POSITIVE, default=lr, help=lr_help)
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    parser.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (default: none)")
-    parser.add_argument("--checkpoint-every", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema-decay", type=number_in(0.0, 1.0), default=None, help="EMA of the weights (default: none)")
+    parser.add_argument("--checkpoint-every", type=at_least(1), default=1000)
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=at_least(6), default=500, help="samples per row (features, diversity, FD, KID, P/R)")
     parser.add_argument("--mesh-samples", type=at_least(1), default=150, help="of those, pairs measured on meshes (slow)")
     parser.add_argument("--template-samples", type=at_least(6), default=150, help="samples of the templates engine (> 5)")
-    parser.add_argument("--conditioned-samples", type=at_least(0), default=100,
-                        help="held-out hands the guided engine samples the other hand around, one each (0: no row)")
+    parser.add_argument("--conditioned-samples", type=_no_row_or_at_least_6, default=100,
+                        help="held-out hands the guided engine samples the other hand around, one each (0: no row; "
+                             "> 5 for k-NN precision/recall)")
     parser.add_argument("--reference", type=at_least(6), default=2000, help="reference frames")
     parser.add_argument("--steps", type=at_least(1), default=20)
     parser.add_argument("--guidance", type=number_in(0.0), default=None, help="anti-penetration strength (default: the engine's)")
@@ -69,6 +70,14 @@ def distinct_rows(x, tolerance: float = DUPLICATE_TOLERANCE):
             keep.append(i)
             dropped[tree.query_ball_point(x[i], tolerance)] = True
     return x[keep]
+
+
+def _no_row_or_at_least_6(text: str) -> int:
+    value = at_least(0)(text)
+    if 0 < value <= 5:
+        raise argparse.ArgumentTypeError(f"must be 0 (no row) or more than 5 (k-NN precision/recall with k = 5), "
+                                         f"got {value}")
+    return value
 
 
 def knn_precision_recall(real, fake, k: int = 5) -> tuple[float, float]:

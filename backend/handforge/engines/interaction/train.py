@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from handforge.arguments import POSITIVE, at_least, number_in, output_folder
+from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", help="fine-tune: start from this interaction model folder (its architecture and "
                                        "data normalisation: the size options are then ignored); an interrupted "
                                        "fine-tune resumes from --out's checkpoints")
-    parser.add_argument("--width", type=at_least(1), default=128, help="attention width")
+    parser.add_argument("--width", type=multiple_of(4), default=128, help="attention width (4 heads: a multiple of 4)")
     parser.add_argument("--hidden", type=at_least(1), default=256, help="MLP width")
     parser.add_argument("--layers", type=at_least(1), default=5, help="MLP layers")
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")

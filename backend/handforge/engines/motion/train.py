@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "an interrupted fine-tune resumes from --out's checkpoints")
     parser.add_argument("--observation-curve", choices=("linear", "hermite"), default=None,
                         help="the curve through the keys the network sees and corrects (default: linear, as "
-                             "the shipped model, for a new model; the --init model's own otherwise; changing it "
+                             "motion_v1-v4, for a new model (the shipped motion_v5 is a fine-tune onto hermite); "
+                             "the --init model's own otherwise; changing it "
                              "re-learns the correction; README 'Motion' has both measured)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
     parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
@@ -111,10 +112,19 @@ def run(args: argparse.Namespace) -> int:
     from handforge.hands import load_hand_model
     from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
 
-    if args.d_model % args.heads:
-        print(f"handforge train motion: --d-model {args.d_model} must be a multiple of --heads {args.heads}",
-              file=sys.stderr)
+    if args.d_model % args.heads or args.d_model % 2:
+        print(f"handforge train motion: --d-model {args.d_model} must be even (its sinusoidal embeddings) and a "
+              f"multiple of --heads {args.heads}", file=sys.stderr)
         return 2
+    if args.interhand or args.hand_model == "mano":  # checked before the data is read
+        from handforge.hands.registry import entry
+        from handforge_shared.protocol import with_hint
+
+        status = entry("mano").status()
+        if not status["available"]:
+            print(f"handforge train motion: {'--interhand needs' if args.interhand else '--hand-model mano needs'} "
+                  f"MANO: {with_hint(status['reason'], status['hint'])}", file=sys.stderr)
+            return 2
     if args.min_length > args.window:
         print(f"handforge train motion: --min-length {args.min_length} is longer than --window {args.window}",
               file=sys.stderr)

@@ -57,9 +57,9 @@ class TargetGenerator(ModelMixin, ConfigMixin):
         super().__init__()
         channels = [3, *backbone_channels]
         self.backbone = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(channels)))
-        grid = image_size // 2 ** len(backbone_channels)
-        if grid < 1:
-            raise ValueError(f"image_size {image_size} is too small for {len(backbone_channels)} stride-2 blocks")
+        grid = image_size
+        for _ in backbone_channels:  # each block's stride-2 convolution (padding 1) gives ceil(n / 2)
+            grid = (grid + 1) // 2
         self.feature_proj = nn.Linear(channels[-1], feature_dim)
         self.feature_position = nn.Parameter(torch.zeros(1, grid * grid, feature_dim))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import output_folder
+from handforge.arguments import at_least, multiple_of, output_folder
 from handforge.engines.image.train import add_sd_run_arguments
 
 
@@ -23,19 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interhand", action="store_true", help="--data is InterHand2.6M: pairs of frames of one "
                                                                  "sequence and camera (needs the MANO files)")
     parser.add_argument("--interhand-split", default="train", choices=("train", "validation", "test"))
-    parser.add_argument("--interhand-gap", type=int, default=30, help="frames between a pair's two images, at least")
+    parser.add_argument("--interhand-gap", type=at_least(1), default=30, help="frames between a pair's two images, at least")
     parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
                                                               "(TOML/JSON, the labelled export's) into --data")
-    parser.add_argument("--pairs", type=int, default=1000, help="how many pairs --write-pairs writes")
+    parser.add_argument("--pairs", type=at_least(1), default=1000, help="how many pairs --write-pairs writes")
     parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
                         help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the target generator)")
-    parser.add_argument("--size", type=int, default=512, help="training resolution of the target images")
-    parser.add_argument("--image-size", type=int, default=224, help="the backbone's input size")
-    parser.add_argument("--channels", type=int, nargs="+", default=[64, 128, 256, 512], help="backbone widths")
-    parser.add_argument("--feature-dim", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution of the target images "
+                                                                           "(a multiple of 8, the VAE's factor)")
+    parser.add_argument("--image-size", type=at_least(1), default=224, help="the backbone's input size")
+    parser.add_argument("--channels", type=at_least(1), nargs="+", default=[64, 128, 256, 512], help="backbone widths")
+    parser.add_argument("--feature-dim", type=at_least(1), default=512, help="a multiple of --heads")
+    parser.add_argument("--layers", type=at_least(1), default=2)
+    parser.add_argument("--heads", type=at_least(1), default=8)
     add_sd_run_arguments(parser, batch_size=4, lr=1e-4)
 
 
@@ -88,16 +89,20 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.transfer.pairs import PosePairs, write_pairs
     from handforge.training.loop import TrainingError, train
 
+    if args.feature_dim % args.heads:
+        print(f"handforge train transfer: --feature-dim {args.feature_dim} must be a multiple of --heads {args.heads}",
+              file=sys.stderr)
+        return 2
     sd_path = sd_weights_path(args, "transfer")
     if sd_path is None:
         return 2
     torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
     try:
+        sd = load_sd(sd_path, config.value("image.sd_config"))  # before any pair is written
         if args.write_pairs:
             from handforge.export.spec import load_spec  # its SpecError is a ValueError
 
             write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
-        sd = load_sd(sd_path, config.value("image.sd_config"))
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
