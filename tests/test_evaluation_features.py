@@ -136,9 +136,9 @@ def test_command_refuses_bad_input_and_leaves_nothing(tmp_path, capsys):
     (precious / "thesis.txt").write_text("keep")
     assert main(["train-features", "--corpus", str(tmp_path), "--out", str(precious), "--quiet"]) == 2
     assert "holds other files" in capsys.readouterr().err and (precious / "thesis.txt").read_text() == "keep"
-    assert main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "f"), "--threads", "-1",
-                 "--quiet"]) == 2
-    assert "--threads" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["train-features", "--corpus", str(tmp_path), "--out", str(tmp_path / "f"), "--threads", "-1", "--quiet"])
+    assert exit_.value.code == 2 and "--threads: must be at least 0" in capsys.readouterr().err
 
 
 def test_features_do_not_depend_on_where_the_pair_is(data):

@@ -66,10 +66,21 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     train(fresh_model(), Points(40), loss, settings(tmp_path / "d", stop_after=2))
     with pytest.raises(TrainingError, match="other settings.*lr"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "d", lr=0.1))
+    # a longer run, with the warm-up and the saving spacing the engines derive from the steps: continued
+    # (train interaction --minutes re-sizes them at every start; they were refused as other settings)
+    base = settings(tmp_path / "d")
+    longer = train(fresh_model(), Points(40), loss, settings(tmp_path / "d", steps=base.steps + 4, warmup_steps=3,
+                                                             checkpoint_every=5, log_every=2))
+    assert longer.resumed_from == 2 and longer.step == base.steps + 4
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(TrainingError, match="lr must be a finite number, 0 or more"):
             train(fresh_model(), Points(40), loss, settings(tmp_path / "e", lr=bad))
     assert not (tmp_path / "e").exists()  # refused before the run folder is made
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "important.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="not empty and holds no training run"):
+        train(fresh_model(), Points(40), loss, settings(tmp_path / "mine"))
+    assert [p.name for p in (tmp_path / "mine").rglob("*")] == ["model", "important.txt"]  # untouched
 
 
 def test_a_loss_that_stops_being_finite_ends_the_run_without_a_model(tmp_path):

@@ -51,9 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         print("handforge train-features: --epochs must be at least 1", file=sys.stderr)
         return 2
-    if args.threads < 0:
-        print("handforge train-features: --threads must be 0 (torch's default) or more", file=sys.stderr)
-        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

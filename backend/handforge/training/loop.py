@@ -68,6 +68,14 @@ class TrainSettings:
     progress: bool = True                # tqdm bar with ETA
 
 
+# Settings a resumed run may change: the length of the run and its warm-up (the schedule is rebuilt
+# for them, as when a run is extended; the engines derive the warm-up from the steps), and when it
+# logs and saves. The rest (learning rate, batch, seed, EMA, precision ...) shape the weights a
+# checkpoint holds, and must match.
+MAY_CHANGE_ON_RESUME = frozenset({"steps", "warmup_steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                                  "num_workers"})
+
+
 @dataclass
 class TrainResult:
     model: Any                # the trained model (EMA weights when EMA is on), on the training device
@@ -229,11 +237,13 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file; the run folder must be a folder (choose another out)")
     settings_file = out / "settings.json"
+    if out.is_dir() and not settings_file.is_file() and any(out.iterdir()):  # model/ and log.jsonl would overwrite
+        raise TrainingError(f"{out} is not empty and holds no training run: choose a new or an empty folder")
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
     mine = json.loads(json.dumps(mine, default=str))
     if s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None:
         theirs = json.loads(settings_file.read_text())
-        changed = sorted(k for k in mine if k != "steps" and theirs.get(k) != mine[k])
+        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and theirs.get(k) != mine[k])
         if changed:
             raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}); resume with the "
                                 "same settings, or choose a new out folder (or resume=False to start over)")
