@@ -9,11 +9,17 @@
                        fine-tuned onto it, better still (README 'Motion')
 
 Both hold the first and last key outside the keyed span and are zero where a channel has no key.
+Per channel, a curve through the keys of a rotation's 6D channels does not follow the rotation: two
+keys a half turn apart have a linear in-between whose columns nearly vanish mid-gap, and the
+rotation it stands for turns there in a few frames. ``slerp_correction`` is what brings each
+rotation along its arc (Shoemake's slerp) at the same pace.
 """
 
 from __future__ import annotations
 
 import torch
+
+from handforge_shared.rotations import matrix_to_rot6d, rot6d_to_matrix, slerp_matrix
 
 CURVES = ("linear", "hermite")
 
@@ -88,4 +94,40 @@ def hermite_keys(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, values, out)
 
 
-__all__ = ["CURVES", "hermite_keys", "interpolate_keys", "key_curve"]
+def slerp_correction(values: torch.Tensor, mask: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """What to add to a curve through the keys so that each rotation turns along its arc: in the 6D
+    rotation channels ``blocks`` (K, 6) of ``values`` (B, T, C), between two keys of a whole block,
+    the keys' slerp minus their per-channel linear in-between at the same fraction of the gap (which
+    a Hermite curve between two lone keys equals; zero at the keys, and a second-order difference for
+    small turns: a 30° turn moves a 6D entry by at most ~0.04, a 170° one by up to ~0.9). Zero elsewhere:
+    other channels, outside the keyed span, and frames whose block is keyed only in part or between
+    keys of its channels that differ. ``mask`` (B, T, C) bool."""
+    b, t, _ = values.shape
+    k = blocks.shape[0]
+    index = blocks.to(values.device).reshape(-1)
+    v = values[..., index].reshape(b, t, k, 6)
+    keyed = mask[..., index].reshape(b, t, k, 6)
+    frames = torch.arange(t, device=values.device).view(1, t, 1, 1)
+
+    def neighbours(marks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frame = frames.expand_as(marks)
+        prev = torch.where(marks, frame, torch.full_like(frame, -1)).cummax(1).values
+        nxt = torch.where(marks, frame, torch.full_like(frame, t)).flip(1).cummin(1).values.flip(1)
+        return prev, nxt
+
+    prev, nxt = neighbours(keyed.all(-1, keepdim=True))                       # (B, T, K, 1)
+    channel_prev, channel_next = neighbours(keyed)                            # (B, T, K, 6)
+    inside = ((prev >= 0) & (nxt < t) & ~keyed.any(-1, keepdim=True)
+              & (channel_prev == prev).all(-1, keepdim=True) & (channel_next == nxt).all(-1, keepdim=True))
+    at = lambda frame: v.gather(1, frame.clamp(0, t - 1).expand(-1, -1, -1, 6))
+    v_prev, v_next = at(prev), at(nxt)
+    u = ((frames - prev).to(values.dtype) / (nxt - prev).clamp_min(1).to(values.dtype)).clamp(0, 1)
+    arc = matrix_to_rot6d(slerp_matrix(rot6d_to_matrix(v_prev), rot6d_to_matrix(v_next), u[..., 0]))
+    line = v_prev + u * (v_next - v_prev)
+    correction = torch.where(inside, arc - line, torch.zeros_like(line))
+    out = torch.zeros_like(values)
+    out[..., index] = correction.reshape(b, t, k * 6)
+    return out
+
+
+__all__ = ["CURVES", "hermite_keys", "interpolate_keys", "key_curve", "slerp_correction"]

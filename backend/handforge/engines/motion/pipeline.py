@@ -213,7 +213,7 @@ class MotionPipeline:
             x = scheduler.step(x0, t, x, generator=generator).prev_sample
             if callback is not None:
                 callback(i + 1, len(timesteps), "denoising")
-        base = hermite_keys(keys, mask)
+        base = hermite_keys(keys, mask) + model.along_arcs(keys, mask)
         residual = smooth_free(x0 - base, smoothing) if smoothing > 0 else x0 - base
         return torch.where(mask, keys, base + residual * key_blend(mask, BLEND_FRAMES))
 

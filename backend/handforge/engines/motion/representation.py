@@ -55,6 +55,9 @@ def part_channels() -> np.ndarray:
 
 
 PART_OF_CHANNEL = part_channels()
+# (32, 6): the channels of each 6D rotation, left hand's wrist and finger joints, then the right's
+ROTATION_CHANNELS = np.asarray([[hand * HAND_DIM + 6 * r + i for i in range(6)]
+                                for hand in range(2) for r in range(NUM_ROTATIONS)], dtype=np.int64)
 
 
 def part_mask_to_channels(part_mask: Any) -> Any:
