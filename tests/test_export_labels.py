@@ -156,6 +156,53 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
         export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)  # one run per folder, one process too
 
 
+def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, monkeypatch):
+    """Failed before its first sample, a run takes back its claim (an empty folder stays empty and free,
+    a new one goes); refused because another run holds the folder, it touches nothing of it (it removed
+    the other run's record and folder when that run had made the folder in the meantime)."""
+    import contextlib
+
+    from handforge.export import writers
+    from handforge.export.run import write_dataset
+
+    def broken(index, model, gl, rgb):
+        raise RuntimeError("no sample today")
+
+    for folder in (tmp_path / "empty", tmp_path / "new"):
+        if folder.name == "empty":
+            folder.mkdir()
+        with pytest.raises(RuntimeError, match="no sample today"):
+            write_dataset(parse_spec(SPEC), folder, broken, command="test", progress=False)
+        assert (list(folder.iterdir()) == []) if folder.name == "empty" else not folder.exists()
+    export(parse_spec(SPEC), tmp_path / "empty", progress=False)  # free for any spec
+
+    race = tmp_path / "race"
+    real_lock = writers.run_lock
+
+    @contextlib.contextmanager
+    def taken_meanwhile(out):  # another driver made the folder's claim between our mkdir and our lock
+        writers.write_atomic(out / writers.SPEC_RECORD, "{}")
+        with real_lock(out):
+            with real_lock(out):
+                yield
+
+    monkeypatch.setattr(writers, "run_lock", taken_meanwhile)
+    with pytest.raises(writers.ExportBusy):
+        export(parse_spec(SPEC), race, progress=False)
+    assert (race / writers.SPEC_RECORD).is_file()
+
+
+def test_temporary_files_of_an_interrupted_finish_are_cleared_on_resume(exported, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(exported, out)
+    (out / ".coco.json.x1y2z3.tmp").write_text("{half")  # killed while writing an aggregate file
+    export(parse_spec(SPEC), out, progress=False)
+    assert not list(out.glob(".*.tmp"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported.iterdir())
+
+
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     """A camera among the hands (keypoints behind it), hands out of the picture or none in view:
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can

@@ -172,30 +172,18 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
-    per folder at a time (``writers.run_lock``), and the folder must be new, empty or this export's
-    (``writers.claim_folder`` with ``record``, the spec's ``to_dict()`` unless given, and ``record_of``
-    naming what it records in the refusal)."""
+    per folder at a time, and the folder must be new, empty or this export's (``writers.claimed_folder``
+    with ``record``, the spec's ``to_dict()`` unless given, and ``record_of`` naming what it records in
+    the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise writers.FolderTaken(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
-                                  "write to") from None
-    try:
-        with writers.run_lock(out):
-            writers.claim_folder(out, spec.to_dict() if record is None else record, record_of)
-            return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings)
-    except BaseException:
-        if created:  # refused or failed before any sample: no trace
-            writers.remove_unused(out)
-        raise
+    with writers.claimed_folder(out, spec.to_dict() if record is None else record, record_of) as removed:
+        return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed)
 
 
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
-                  limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None) -> dict[str, Any]:
-    removed = writers.clean_partial(out)
+                  limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
+                  removed: int) -> dict[str, Any]:
     pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
     skipped = spec.samples - len(pending)
     if limit is not None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from handforge.export import writers
-from handforge.export.writers import run_lock
 from handforge.export.spec import ExportSpec
 
 MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
@@ -101,42 +100,34 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
 
     check_rgb_source(spec)  # missing image weights: refused before any worker starts
     out = Path(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
+    with writers.claimed_folder(out, spec.to_dict()) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                              poll_seconds, sample_timeout)
-    except BaseException:
-        if created:  # e.g. no cluster at the address: leave nothing behind
-            writers.remove_unused(out)
-        raise
+                              poll_seconds, sample_timeout, removed)
 
 
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                   poll_seconds, sample_timeout) -> dict[str, Any]:
+                   poll_seconds, sample_timeout, removed: int) -> dict[str, Any]:
     from handforge.export.run import finalise
 
-    with run_lock(out):
-        writers.claim_folder(out, spec.to_dict())
-        removed = writers.clean_partial(out)
-        pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
-        skipped = spec.samples - len(pending)
-        if limit is not None:
-            pending = pending[:limit]
-        chunks = plan_chunks(pending, workers, chunk_size)
-        start = time.perf_counter()
-        failed: dict[int, str] = {}
-        restarts = 0
-        renderer_name = None
-        if chunks:
-            with pool_factory() as pool:
-                failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
-                                                         fault, poll_seconds, out, sample_timeout)
-            writers.clean_partial(out)  # what dead workers left of samples that were given up
-        seconds = time.perf_counter() - start
-        samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
-        # a failed sample that a replaced worker finished after all is not a failure
-        failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
+    pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
+    skipped = spec.samples - len(pending)
+    if limit is not None:
+        pending = pending[:limit]
+    chunks = plan_chunks(pending, workers, chunk_size)
+    start = time.perf_counter()
+    failed: dict[int, str] = {}
+    restarts = 0
+    renderer_name = None
+    if chunks:
+        with pool_factory() as pool:
+            failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
+                                                     fault, poll_seconds, out, sample_timeout)
+        writers.clean_partial(out)  # what dead workers left of samples that were given up
+    seconds = time.perf_counter() - start
+    samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
+    # a failed sample that a replaced worker finished after all is not a failure
+    failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
             "finished": len(samples), "seconds": seconds, "failed": failed, "worker_restarts": restarts,
             "workers": workers}

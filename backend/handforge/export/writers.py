@@ -120,13 +120,6 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def remove_unused(out: Path) -> None:
-    """Remove a folder this run made when nothing but its spec record is in it (refused or failed early)."""
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {SPEC_RECORD}:
-        (out / SPEC_RECORD).unlink(missing_ok=True)
-        out.rmdir()
-
-
 def sample_dir(out: Path, index: int) -> Path:
     return out / SAMPLES / f"{index:06d}"
 
@@ -136,12 +129,45 @@ def is_finished(out: Path, index: int) -> bool:
 
 
 def clean_partial(out: Path) -> int:
-    """Remove what an interrupted run left half-written; returns how many."""
+    """Remove what an interrupted run left half-written (samples, and ``write_atomic``'s temporary
+    files of the aggregate files); returns how many."""
     root = out / SAMPLES
     stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
-    return len(stale)
+    temporary = [p for p in out.glob(".*.tmp") if p.is_file()]
+    for path in temporary:
+        path.unlink(missing_ok=True)
+    return len(stale) + len(temporary)
+
+
+@contextlib.contextmanager
+def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -> Iterator[int]:
+    """The dataset folder every export writes through: ``out`` made if needed, locked for this run
+    (``run_lock``), claimed for ``record`` (``claim_folder``) and cleared of what interrupted runs left
+    half-written (yields how many). A run refused or failed before it wrote a sample leaves the folder
+    as it found it (no record, and no folder if it made it); one refused because another run holds the
+    folder touches nothing of it."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)
+        raise FolderTaken(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
+                          "write to") from None
+    with run_lock(out):  # ExportBusy: another run's folder, left alone
+        fresh = not (out / SPEC_RECORD).exists()
+        try:
+            claim_folder(out, record, record_of)
+            yield clean_partial(out)
+        except BaseException:
+            samples = out / SAMPLES
+            if fresh and {p.name for p in out.iterdir()} <= {SPEC_RECORD, SAMPLES} and not (
+                    samples.is_dir() and any(samples.iterdir())):
+                (out / SPEC_RECORD).unlink(missing_ok=True)
+                for made in (samples, out) if created else (samples,):
+                    with contextlib.suppress(OSError):
+                        made.rmdir()
+            raise
 
 
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
