@@ -163,17 +163,19 @@ def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, 
     import contextlib
 
     from handforge.export import writers
-    from handforge.export.run import write_dataset
+    from handforge.export import run
 
-    def broken(index, model, gl, rgb):
-        raise RuntimeError("no sample today")
+    def no_renderer():
+        raise RuntimeError("no renderer today")
 
-    for folder in (tmp_path / "empty", tmp_path / "new"):
-        if folder.name == "empty":
-            folder.mkdir()
-        with pytest.raises(RuntimeError, match="no sample today"):
-            write_dataset(parse_spec(SPEC), folder, broken, command="test", progress=False)
-        assert (list(folder.iterdir()) == []) if folder.name == "empty" else not folder.exists()
+    with monkeypatch.context() as patched:
+        patched.setattr(run, "renderer", no_renderer)
+        for folder in (tmp_path / "empty", tmp_path / "new"):
+            if folder.name == "empty":
+                folder.mkdir()
+            with pytest.raises(RuntimeError, match="no renderer today"):
+                export(parse_spec(SPEC), folder, progress=False)
+            assert (list(folder.iterdir()) == []) if folder.name == "empty" else not folder.exists()
     export(parse_spec(SPEC), tmp_path / "empty", progress=False)  # free for any spec
 
     race = tmp_path / "race"
@@ -257,6 +259,9 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         parse_spec({"background": {"kinds": ["images"]}})
     for data, needle in (({"outputs": 5}, "outputs: expected one of"), ({"lighting": 3}, "lighting: expected"),
                          ({"render": {"engine": 7}}, "render.engine: expected"),
+                         # one choice, not a list (read as its first item, the rest ignored)
+                         ({"render": {"engine": ["none", "workbench"]}}, "render.engine: expected one of"),
+                         ({"poses": {"source": ["library", "files"]}}, "poses.source: expected one of"),
                          ({"camera": {"preset": ["egocentric"]}}, "camera.preset"),
                          ({"poses": {"names": ["nosuchpose"]}}, "poses.names: unknown poses \\['nosuchpose'\\]"),
                          ({"poses": {"names": [1, 2]}}, "poses.names: expected a list of pose names"),

@@ -78,7 +78,7 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, 
     # the card records the command without the scale-out options: the one that remakes the dataset
     card = json.loads(result.pop("dataset_card.json"))
     expected = dict(reference)
-    assert card.pop("command") == "handforge export spec.json --out data --quiet"
+    assert card.pop("command") == "handforge export spec.json --out data"  # --quiet changes nothing written
     assert card == {k: v for k, v in json.loads(expected.pop("dataset_card.json")).items() if k != "command"}
     expected.pop("dataset_card.md"), result.pop("dataset_card.md")
     assert result == expected
@@ -96,6 +96,11 @@ def test_failed_samples_are_summarised_and_retried_by_a_rerun(tmp_path):
     assert "3 sample(s) [0, 1, 2]:" in run.stderr, run.stderr
     assert not list((tmp_path / "data").glob("samples/*"))  # no half-written samples
     assert json.loads((tmp_path / "data" / "coco.json").read_text())["images"] == []
+    # in one process the same (a bad sample ended the run with a traceback)
+    one = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "one", "--quiet"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 1 and "Traceback" not in one.stderr, one.stderr
+    assert "3 sample(s) failed (a rerun retries them)" in one.stderr and "3 sample(s) [0, 1, 2]:" in one.stderr
 
 
 def test_ray_without_ray_installed_says_what_to_install(tmp_path):
@@ -159,15 +164,19 @@ def test_failure_summary_groups_by_reason():
     (["s.toml", "--out", "d", "--ray", "head:6379", "--seed", "3"], "head:6379", ["s.toml", "--out", "d", "--seed", "3"]),
     (["s.toml", "--ray=ray://h:10001", "--gpus-per-worker", "1", "--out", "d"], "ray://h:10001", ["s.toml", "--out", "d"]),
     (["s.toml", "--workers", "2", "--sample-timeout", "30", "--out", "d"], None, ["s.toml", "--out", "d"]),
+    (["s.toml", "--quiet", "--out", "d", "--seed", "2"], None, ["s.toml", "--out", "d", "--seed", "2"]),
 ])
 def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
     assert reproducing_command(argv, address) == " ".join(["handforge", "export", *kept])
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--workers", "0"], "--workers: expected at least 1, got 0"),
-    (["--workers", "2", "--sample-timeout", "nan"], "--sample-timeout: a positive number of seconds, got nan"),
+    (["--workers", "0"], "--workers: must be at least 1, got 0"),
+    (["--workers", "2", "--sample-timeout", "nan"], "--sample-timeout: must be a number above 0, got 'nan'"),
     (["--sample-timeout", "30"], "--sample-timeout: only with --workers or --ray"),
+    (["--gpus-per-worker", "1"], "--gpus-per-worker: only with --ray"),  # was ignored without --workers
+    (["--ray", "--gpus-per-worker", "nan"], "--gpus-per-worker: must be a"),  # was taken after Ray had started
+    (["--workers", "100000"], "--workers: 100000 is more than this machine's"),
 ])
 def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from handforge.arguments import output_folder
+from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 from handforge_shared.protocol import with_hint
 
 NAME = "export"
@@ -16,27 +16,28 @@ HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the batch specification, .json or .toml (see handforge.export.spec)")
     parser.add_argument("--out", type=output_folder, required=True, help="dataset folder; a rerun resumes (finished samples are kept)")
-    parser.add_argument("--samples", type=int, help="override the spec's sample count")
-    parser.add_argument("--seed", type=int, help="override the spec's seed")
+    parser.add_argument("--samples", type=at_least(1), help="override the spec's sample count")
+    parser.add_argument("--seed", type=at_least(0), help="override the spec's seed")
     parser.add_argument("--engine", choices=("workbench", "cycles", "generate", "none"),
                         help="override render.engine")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     scale = parser.add_argument_group("scale-out (the dataset is the same bytes whatever you choose here)")
-    scale.add_argument("--workers", type=int, metavar="N",
+    scale.add_argument("--workers", type=at_least(1), metavar="N",
                        help="render in N worker processes (default: in this process; with --ray: the CPUs of this "
                             "machine or of the cluster)")
     scale.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                        help="run the workers on Ray: a local Ray started for the run, or the cluster at ADDRESS "
                             "(the --out folder must then be shared storage); needs handforge[cluster]")
-    scale.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F",
+    scale.add_argument("--gpus-per-worker", type=number_in(0.0), default=0.0, metavar="F",
                        help="with --ray: GPUs each worker reserves (e.g. 1 for NVIDIA EGL or Cycles on GPU)")
-    scale.add_argument("--sample-timeout", type=float, default=None, metavar="SECONDS",
+    scale.add_argument("--sample-timeout", type=POSITIVE, default=None, metavar="SECONDS",
                        help="with --workers or --ray: a worker silent this long per sample of its chunk is stopped "
                             "as hung and replaced, its samples redone (default 600)")
 
 
 # options that change where samples are rendered, not what: left out of the card's command
 SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker", "--sample-timeout")
+QUIET = "--quiet"  # how the run reports, not what it writes: left out too
 
 
 def reproducing_command(argv: list[str], ray_address: str | None) -> str:
@@ -47,6 +48,8 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
             skip = False
             continue
         name = token.split("=", 1)[0]
+        if name == QUIET:
+            continue
         if name in SCALE_OPTIONS:
             # a separate value follows, except after a bare --ray without an address
             skip = "=" not in token and (name != "--ray" or bool(ray_address) and argv[k + 1:k + 2] == [ray_address])
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                              + with_hint(status["reason"], status["hint"]))
         command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
             if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
+        if args.gpus_per_worker and args.ray is None:
+            raise ValueError("--gpus-per-worker: only with --ray (local processes share the machine)")
         if args.workers is None and args.ray is None:
             if args.sample_timeout is not None:
                 raise ValueError("--sample-timeout: only with --workers or --ray (one process has no worker to replace)")
@@ -111,13 +116,10 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     from handforge.export.worker import FAULT_ENV, parse_fault
 
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
-    if not timeout > 0:  # before Ray is asked anything
-        raise ValueError(f"--sample-timeout: a positive number of seconds, got {args.sample_timeout}")
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"--workers: expected at least 1, got {workers}")
-    if args.gpus_per_worker < 0 or (args.gpus_per_worker and args.ray is None):
-        raise ValueError("--gpus-per-worker: a number >= 0, and only with --ray (local processes share the machine)")
+    if args.ray is None and workers > (os.cpu_count() or 1):
+        raise ValueError(f"--workers: {workers} is more than this machine's {os.cpu_count() or 1} CPUs (each worker "
+                         "renders with its own Blender, about 0.5 GB); use at most that many, or --ray for a cluster")
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 

@@ -32,6 +32,9 @@ def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the line above took effect
         return
+    # Ctrl-C reaches the whole process group: the driver stops the workers and says so once (each
+    # worker printed its own KeyboardInterrupt traceback)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from handforge.export.worker import SampleWorker
 
     try:

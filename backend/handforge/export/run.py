@@ -201,15 +201,17 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
+        failed: dict[int, str] = {}
         for done, index in enumerate(iterator):
-            record, files = make(index, model, gl, rgb)
-            writers.write_sample(out, index, record, files)
+            error = writers.write_or_fail(out, index, lambda: make(index, model, gl, rgb))
+            if error is not None:
+                failed[index] = error
             if callable(progress):
                 progress(done + 1, len(pending))
     seconds = time.perf_counter() - start
     samples = finalise(spec, out, command, gl.renderer_name, settings, model)
-    return {"written": len(pending), "skipped": skipped, "removed_partial": removed, "finished": len(samples),
-            "seconds": seconds}
+    return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
+            "finished": len(samples), "seconds": seconds, "failed": failed}
 
 
 def check_rgb_source(spec: ExportSpec) -> None:

@@ -172,6 +172,15 @@ def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ..
     return values
 
 
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    """One of ``allowed`` (a list is refused: it would have been read as its first item)."""
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: expected one of {', '.join(allowed)}, got {value!r}")
+    if value not in allowed:
+        raise SpecError(f"{where}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+    return value
+
+
 def _range(value: Any, where: str, low: float, high: float) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
@@ -220,7 +229,7 @@ def _text(value: Any, where: str) -> str:
 
 def _generate(data: Any, width: int, height: int) -> GenerateSettings:
     gen = _section(GenerateSettings, data, "generate")
-    engine = _choices(gen.get("engine", "controlnet"), IMAGE_ENGINES, "generate.engine")[0]
+    engine = _choice(gen.get("engine", "controlnet"), IMAGE_ENGINES, "generate.engine")
     prompts = _strings(gen.get("prompts", GenerateSettings.prompts), "generate.prompts")
     if not prompts or not all(p.strip() for p in prompts):
         raise SpecError("generate.prompts: give at least one non-empty prompt")
@@ -255,7 +264,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
         raise SpecError(f"hand_model: {hand_model!r} is unknown; use 'open' or 'mano'")
 
     poses = _section(PoseSource, top.get("poses", {}), "poses")
-    source = _choices(poses.get("source", "library"), POSE_SOURCES, "poses.source")[0]
+    source = _choice(poses.get("source", "library"), POSE_SOURCES, "poses.source")
     if source == "files" and not poses.get("files"):
         raise SpecError("poses.files: give at least one motion clip (.npz) for source = 'files'")
     if source == "corpus" and not poses.get("corpus"):
@@ -281,9 +290,9 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                           roll=_range(cam["roll"], "camera.roll", -180.0, 180.0))
 
     ren = _section(RenderSettings, top.get("render", {}), "render")
-    render = RenderSettings(engine=_choices(ren.get("engine", "workbench"), ENGINES, "render.engine")[0],
+    render = RenderSettings(engine=_choice(ren.get("engine", "workbench"), ENGINES, "render.engine"),
                             samples=_positive_int(ren.get("samples", 16), "render.samples", 4096),
-                            forearm=_choices(ren.get("forearm", "skin"), FOREARMS, "render.forearm")[0])
+                            forearm=_choice(ren.get("forearm", "skin"), FOREARMS, "render.forearm"))
     outputs = _choices(top.get("outputs", OUTPUTS), OUTPUTS, "outputs")
     if render.engine == "none" and "rgb" in outputs:
         outputs = tuple(o for o in outputs if o != "rgb")

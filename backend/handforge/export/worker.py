@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +72,9 @@ class SampleWorker:
             if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
                 results.append({"index": index, "error": None})
                 continue
-            try:
-                record, files = make_sample(self.spec, index, self.model, self.gl, self.rgb)
-                writers.write_sample(self.out, index, record, files)
-                results.append({"index": index, "error": None})
-            except Exception as exc:  # one bad sample is reported in the summary; the others go on
-                last = traceback.extract_tb(exc.__traceback__)[-1]
-                results.append({"index": index, "error": f"{type(exc).__name__}: {exc} "
-                                                         f"({Path(last.filename).name}:{last.lineno})"})
+            error = writers.write_or_fail(self.out, index,
+                                          lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
+            results.append({"index": index, "error": error})
             self.written += 1
             if self.fault is not None and self.written >= self.fault[1]:
                 if self.fault[0] == "die_after":

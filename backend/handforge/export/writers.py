@@ -170,6 +170,22 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
             raise
 
 
+def write_or_fail(out: Path, index: int, make: Any) -> str | None:
+    """Make sample ``index`` (``make() -> (labels, images)``) and write it: None, or why it failed (one
+    line: the error and where it was raised). One bad sample (a corrupt background image, a full disk)
+    is reported in the run's summary and the others go on, in one process as in the workers; a rerun
+    retries it."""
+    try:
+        labels, images = make()
+        write_sample(out, index, labels, images)
+        return None
+    except Exception as exc:
+        import traceback
+
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        return f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})"
+
+
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
     """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all.
     ``images``: file name → array (.png: uint8 or bool image; .npy: raw float32 array)."""
@@ -177,12 +193,16 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for name, array in images.items():
-        if name.endswith(".npy"):
-            np.save(partial / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-        else:
-            Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1)).save(partial / name)
-    (partial / LABELS).write_text(dumps(labels) + "\n", encoding="utf-8")
+    try:
+        for name, array in images.items():
+            if name.endswith(".npy"):
+                np.save(partial / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            else:
+                Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1)).save(partial / name)
+        (partial / LABELS).write_text(dumps(labels) + "\n", encoding="utf-8")
+    except BaseException:  # e.g. the disk is full: nothing half-written stays
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)
     os.replace(partial, final)

@@ -126,7 +126,8 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
         raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
     except ExportBusy as exc:  # another export is writing into the folder right now
         raise JobError(ErrorCode.BUSY, str(exc)) from None
-    return JobResult({"out": str(out), "samples": request.spec.samples, **summary}, {})
+    failed = {str(index): why for index, why in summary.pop("failed", {}).items()}  # JSON keys
+    return JobResult({"out": str(out), "samples": request.spec.samples, **summary, "failed": failed}, {})
 
 
 def register_jobs(registry: Registry) -> None:
