@@ -122,3 +122,6 @@ def test_help_shows_each_options_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--steps STEPS (default: 3000)" in text and "--lr LR (default: 0.0004)" in text
     assert "(default: 200) (default" not in text  # said once where the help already says it
+    with pytest.raises(SystemExit):
+        cli_main(["corpus", "--help"])
+    assert "same corpus (default: 0)" in " ".join(capsys.readouterr().out.split())  # 0 is a default too

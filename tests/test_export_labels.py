@@ -309,3 +309,16 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     assert main(["export", str(spec), "--out", str(tmp_path / "mano"), "--engine", "none", "--quiet"]) == 2
     assert "hand_model: 'mano' is not available here" in capsys.readouterr().err
     assert not (tmp_path / "mano").exists()
+
+
+def test_the_spec_modules_example_is_a_valid_spec():
+    """README sends users to handforge.export.spec's list of keys: copied as it is, it must load (its
+    top-level lighting key sat under [render], which refused it)."""
+    import textwrap
+    import tomllib
+
+    from handforge.export import spec as spec_module
+
+    example = tomllib.loads(textwrap.dedent(spec_module.__doc__.split("::", 1)[1]))
+    parsed = parse_spec(example)
+    assert parsed.lighting == ("studio", "soft", "rim", "top") and parsed.render.engine == "workbench"

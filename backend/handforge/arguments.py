@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Callable
 
 
+def _has_default(value) -> bool:
+    """A default worth showing: not None, False (a flag) or SUPPRESS; 0 is one (``0 in (None, False)`` is
+    True in Python, which hid every default of 0)."""
+    return not (value is None or value is False or value is argparse.SUPPRESS)
+
+
 class _DefaultsShown(argparse.HelpFormatter):
     """``--help`` shows each option's default, unless its help already speaks of it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = (action.help or "").strip()
-        if ("default" not in text.lower() and action.default not in (None, False, argparse.SUPPRESS)
+        if ("default" not in text.lower() and _has_default(action.default)
                 and action.option_strings and action.nargs != 0):
             text = f"{text} (default: %(default)s)".strip()
         return text
@@ -34,7 +40,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args, **kwargs):
-        if kwargs.get("help") is None and kwargs.get("default") not in (None, False, argparse.SUPPRESS):
+        if kwargs.get("help") is None and _has_default(kwargs.get("default")):
             kwargs["help"] = "(default: %(default)s)"  # (argparse shows nothing for an option without help)
         return super().add_argument(*args, **kwargs)
 

@@ -8,6 +8,7 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     width = 256
     height = 256
     outputs = ["rgb", "mesh", "masks", "skeleton", "depth", "normals"]
+    lighting = ["studio", "soft", "rim", "top"]   # presets drawn from (top level: before any [table])
 
     [poses]
     source = "library"                   # "library" (pairs of named poses), "files" or "corpus"
@@ -31,7 +32,6 @@ Every field has a default; unknown keys are errors (a typo would otherwise be ig
     forearm = "skin"                     # "skin", "sleeve" or "none": a forearm in the RGB renders only
                                          # (never in the masks, labels or mesh image: those are the hand's)
 
-    lighting = ["studio", "soft", "rim", "top"]
     [background]
     kinds = ["solid", "gradient"]        # and/or "images"
     folder = ""                          # images: a folder of .png/.jpg

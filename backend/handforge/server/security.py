@@ -29,9 +29,10 @@ def check_bind(host: str, curve_secret: Path | None, curve_clients: Path | None)
     if not is_loopback(host) and curve_secret is None:
         raise SecurityError(
             f"refusing to listen on {host}: only loopback (127.0.0.1) is allowed without encryption and "
-            "client authentication. Create keys with `handforge keys --out keys --name server` and "
-            "`handforge keys --out keys/clients --name <client>`, then run `handforge serve --bind "
-            f"{host} --curve-secret keys/server.key_secret --curve-clients keys/clients`")
+            "client authentication. Create the server's keys with `handforge keys --out keys --name server` and "
+            "each client's outside the server's client folder (`handforge keys --out <client>-keys --name "
+            "<client>`), copy only the client's public <client>.key into keys/clients, then run `handforge serve "
+            f"--bind {host} --curve-secret keys/server.key_secret --curve-clients keys/clients`")
 
 
 def load_secret(path: Path) -> tuple[bytes, bytes]:

@@ -41,10 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=at_least(1), default=32, help="windows denoised together")
     parser.add_argument("--guidance", choices=("auto", "repair", "off"), default="off",
-                        help="penetration guidance: 'auto' while sampling when the wrists are within 20 cm (the "
-                             "jobs' default for wrist paths and generation), 'repair' not while sampling (the default "
-                             "for in-betweening); both then move the motions that still pass one hand through the "
-                             "other out of it")
+                        help="penetration guidance (off here unless asked: the jobs' own choices are 'auto' "
+                             "for wrist paths and generation, 'repair' for in-betweening): 'auto' while sampling "
+                             "when the wrists are within 20 cm, 'repair' not while sampling; both then move the "
+                             "motions that still pass one hand through the other out of it")
     parser.add_argument("--smoothing", type=number_in(0.0), default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
     parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
