@@ -169,6 +169,22 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_path):
+    """SIGTERM or SIGKILL runs no clean-up: the next run into the same --out removes the dead run's
+    hidden work folder (it stayed for good), and leaves a running one's alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".c.partial-{int(dead.stdout)}"
+    running = tmp_path / f".c.partial-{os.getpid()}"
+    for work in (abandoned, running):
+        (work / "clips").mkdir(parents=True)
+    assert build.remove_abandoned(tmp_path / "c") == [abandoned]
+    assert not abandoned.exists() and running.exists()
+
+
 def test_splits_file_is_checked(tmp_path):
     (tmp_path / "splits.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(CorpusError, match="not a HandForge corpus split file"):

@@ -106,6 +106,28 @@ def check_output(out: Path) -> None:
         raise CorpusError(f"the parent directory {out.parent} does not exist: create it first")
 
 
+def remove_abandoned(out: Path) -> list[Path]:
+    """Remove the hidden work folders of runs into ``out`` that were killed outright (SIGTERM, SIGKILL,
+    a power cut: no clean-up ran), named by their process ids, which are no longer running."""
+    removed = []
+    for work in out.parent.glob(f".{out.name}.partial-*"):
+        pid = work.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(work)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
                  settings: CorpusSettings | None = None, stats_sample: int = 200, figures: bool = True,
                  progress: bool = True) -> dict[str, Any]:
@@ -128,6 +150,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     if settings.chunk_size < 1:
         raise CorpusError(f"the chunk size must be at least 1, got {settings.chunk_size}")
     check_output(out)
+    remove_abandoned(out)
     work = out.parent / f".{out.name}.partial-{os.getpid()}"
     clip_dir = work / "clips"
     clip_dir.mkdir(parents=True)
