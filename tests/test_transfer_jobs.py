@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,18 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
         with pytest.raises(JobFailed, match="needs the source's pose and camera"):
             client.run("image.transfer", {**params, "background_prompt": "a table", "source_labels": labels_of("fist")},
                        arrays, timeout=60)
+        # cancel while the background is drawn: at its next step (it ran all its steps first)
+        handle = client.submit("image.transfer", {**params, "steps": 200, "background_prompt": "a wooden table",
+                                                  "source_labels": labels_of("fist", camera)}, arrays)
+        drawing = False
+        for _ in range(1200):
+            drawing = any(isinstance(e, Progress) and e.message.startswith("background: step") for e in client.poll(0.05))
+            if drawing or handle.done:
+                break
+        assert drawing, handle.outcome
+        asked = time.monotonic()
+        handle.cancel()
+        assert isinstance(handle.wait(120), Cancelled) and time.monotonic() - asked < 10
 
 
 @pytest.mark.parametrize("change, field", [

@@ -9,6 +9,8 @@ Pose Transfer", ECCV 2024 HANDS workshop, Sec. 2.1-2.2).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 # Above the background (black) and below our mesh image's darkest hand pixel (ambient 0.3 of the base
@@ -41,9 +43,11 @@ def composite(background: np.ndarray, hand: np.ndarray, mesh: np.ndarray,
 
 
 def background(parts, prompt: str, width: int, height: int, negative_prompt: str = "", steps: int = 20,
-               guidance_scale: float = 7.5, seed: int = 0, device: str = "cpu") -> np.ndarray:
+               guidance_scale: float = 7.5, seed: int = 0, device: str = "cpu",
+               on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
     """BIG: an (H, W, 3) uint8 text-to-image background from SD 1.x's ``parts`` (vae, text_encoder,
-    tokenizer, unet, scheduler; a pipeline's ``components`` will do)."""
+    tokenizer, unet, scheduler; a pipeline's ``components`` will do). ``on_step(done, total)`` after
+    each denoising step (it may raise to stop, e.g. a job's cancel)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -51,9 +55,14 @@ def background(parts, prompt: str, width: int, height: int, negative_prompt: str
                                                                      "scheduler")},
                                             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     text_to_image.set_progress_bar_config(disable=True)
+    def step_end(pipe, step: int, timestep, kwargs: dict) -> dict:
+        if on_step is not None:
+            on_step(step + 1, steps)
+        return kwargs
+
     out = text_to_image(prompt, negative_prompt=negative_prompt or None, width=width, height=height,
                         num_inference_steps=steps, guidance_scale=guidance_scale, output_type="np",
-                        generator=torch.Generator(device=device).manual_seed(seed))
+                        generator=torch.Generator(device=device).manual_seed(seed), callback_on_step_end=step_end)
     return np.round(out.images[0] * 255).astype(np.uint8)
 
 

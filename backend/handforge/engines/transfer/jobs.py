@@ -180,11 +180,19 @@ def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, 
     camera = source_camera(params)
     mesh = condition(hand_model, source_hands, camera).global_view.images["mesh"]
     height, width = source.shape[:2]
-    size = (max(64, round(width / 8) * 8), max(64, round(height / 8) * 8))  # SD's sides: multiples of 8
+    # drawn at most at the target's size (the source is resized to it later; a 4096² background cost
+    # gigabytes), SD's sides multiples of 8, then fitted to the source
+    scale = min(1.0, max(params["width"], params["height"]) / max(width, height))
+    size = (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))
     ctx.progress(0.0, "background")
+
+    def on_step(done: int, total: int) -> None:
+        ctx.check_cancelled()
+        ctx.progress(0.0, f"background: step {done}/{total}")
+
     back = background(parts, params["background_prompt"], *size, negative_prompt=params["negative_prompt"],
                       steps=params["steps"], guidance_scale=params["guidance_scale"], seed=params["seed"],
-                      device="cpu" if params["cpu_offload"] else ctx.device)
+                      device="cpu" if params["cpu_offload"] else ctx.device, on_step=on_step)
     return composite(fit_image(back, width, height), source, mesh), mesh
 
 
