@@ -100,6 +100,17 @@ def test_the_train_command_refuses_bad_options_before_reading_data(trained, corp
     assert "was saved by another model than this one" in capsys.readouterr().err
 
 
+def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):
+    """The normalisation statistics come from the data: resumed on other clips, the weights would meet
+    other statistics unnoticed (it completed without a word)."""
+    common = ["--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "run"), "--steps", "6",
+              "--batch-size", "4", "--quiet", *TINY]
+    assert _train(*common, "--stop-after", "2", "--max-clips", "3") == 0
+    assert _train(*common, "--max-clips", "6") == 2
+    assert "other training data" in capsys.readouterr().err
+    assert _train(*common, "--max-clips", "3") == 0  # the same data: continued
+
+
 def test_tiny_model_trains_and_its_loss_falls(trained):
     rows = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(10, 61, 10))

@@ -66,6 +66,9 @@ class TrainSettings:
     resume: bool = True                  # continue from the newest checkpoint in out/checkpoints
     stop_after: int | None = None        # stop (with a checkpoint) after this many steps: a time-limited run
     progress: bool = True                # tqdm bar with ETA
+    # what the weights were trained against beyond these settings, e.g. the data's normalisation
+    # statistics (JSON-able): a resumed run must have the same (other data would go unnoticed)
+    data_statistics: dict[str, Any] | None = None
 
 
 # Settings a resumed run may change: the length of the run and its warm-up (the schedule is rebuilt
@@ -245,8 +248,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
         theirs = json.loads(settings_file.read_text())
         changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and theirs.get(k) != mine[k])
         if changed:
-            raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}); resume with the "
-                                "same settings, or choose a new out folder (or resume=False to start over)")
+            data = " (data_statistics: other training data)" if "data_statistics" in changed else ""
+            raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}){data}; resume with "
+                                "the same settings and data, or choose a new out folder (or resume=False to start over)")
     out.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(mine, indent=1) + "\n")
 

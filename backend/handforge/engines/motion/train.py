@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(model, windows, objective, TrainSettings(
             out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine",
             warmup_steps=args.warmup_steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
-            ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet))
+            ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
+            data_statistics={"mean": model.config.data_mean, "std": model.config.data_std}))
     except TrainingError as exc:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2
