@@ -73,6 +73,7 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "interaction", "--corpus", ".", "--samples", "0"], "--samples: must be at least 6"),
     (["eval", "interaction", "--corpus", ".", "--steps", "0"], "--steps: must be at least 1"),
     (["eval", "interaction", "--corpus", ".", "--conditioned-samples", "3"], "--conditioned-samples: must be 0 (no row)"),
+    (["eval", "transfer", "--data", ".", "--steps", "1001"], "--steps: must be"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
     (["bake-open-hand", "--samples", "0"], "--samples: must be at least 1"),

@@ -527,6 +527,9 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert "| gap15 | keys' Hermite curve |" in table
     assert main(["eval", "motion", "--corpus", str(corpus), "--tasks", "gap7"]) == 2
     assert "unknown tasks ['gap7']" in capsys.readouterr().err
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
+                 "--steps", "1001", "--tasks", "gap15"]) == 2  # a diffusers traceback before
+    assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
 
 
 def test_the_keys_curve_turns_each_rotation_along_its_arc():

@@ -213,6 +213,16 @@ def run(args: argparse.Namespace) -> int:
     if len(hand_models) != 1:
         print(f"handforge eval motion: clips of several hand models {sorted(hand_models)}", file=sys.stderr)
         return 2
+    if args.steps > model.config.num_train_timesteps:
+        print(f"handforge eval motion: --steps {args.steps} is more than the model's "
+              f"{model.config.num_train_timesteps} diffusion steps", file=sys.stderr)
+        return 2
+    try:  # every task's windows before any is sampled: a corpus too short for one is said at once
+        windows_of = {task: cut_windows(clips, task_window(task), args.windows, args.seed) for task in tasks}
+    except ValueError as exc:
+        print(f"handforge eval motion: {exc} in the split(s) {args.splits}: choose tasks with shorter windows "
+              "(--tasks) or a corpus of longer clips", file=sys.stderr)
+        return 2
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
     guidance = {"auto": Guidance(), "repair": Guidance(when="repair"), "off": None}[args.guidance]
@@ -220,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     features = load_features()
     rows, full = [], {}
     for task in tasks:
-        windows = cut_windows(clips, task_window(task), args.windows, args.seed)
+        windows = windows_of[task]
         observations = [observation_of(w, task_mask(task, w.num_frames)) for w in windows]
         variation = args.variation if args.variation is not None else default_variation(task)
         started = time.monotonic()

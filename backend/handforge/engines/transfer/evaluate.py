@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handforge.arguments import at_least, number_in, report_file
+from handforge.arguments import at_least, number_in, report_file, whole_number
 
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                   "'name:kind' (default: all)")
     parser.add_argument("--target-generator", help="ihpt: the model folder (default: transfer.target_generator)")
     parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
-    parser.add_argument("--steps", type=at_least(1), default=20)
+    parser.add_argument("--steps", type=whole_number(1, 1000), default=20, help="DDIM steps (SD 1.x has 1000)")
     parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--pck", type=number_in(0.0, 1.0, low_open=True), default=0.1, help="PCK threshold, a fraction of the box diagonal")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
@@ -177,13 +177,16 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.settings import SD_MODEL
     from handforge.engines.transfer.pairs import PosePairs
 
+    from handforge.engines.checkpoints import CheckpointError
+    from handforge.engines.image.loading import WeightsError
+
     sd_path = args.sd or config.value(SD_MODEL.key)
     try:
         if sd_path is None:
             raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
         dataset = PosePairs(args.data)
         engines = _engines(args, str(sd_path), args.engines)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, CheckpointError, WeightsError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
         return 2
     report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
