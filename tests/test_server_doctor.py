@@ -42,6 +42,24 @@ def test_doctor_json_is_what_hello_reports(tmp_path):
     assert report["backend"]["running"] is False
 
 
+def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_path):
+    """A config file that does not parse: doctor reports it without a traceback per engine (about ten
+    before), serve refuses to start in one line; a key no setting declares is named, not ignored."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mano\n")
+    done = _doctor(HANDFORGE_CONFIG=str(broken))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "PROBLEM: cannot read the HandForge config file" in done.stdout
+    serve = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0"], capture_output=True, text=True,
+                           timeout=100, env={**os.environ, "HANDFORGE_CONFIG": str(broken)})
+    assert serve.returncode == 2 and "cannot read the HandForge config file" in serve.stderr
+    assert "Traceback" not in serve.stderr
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[mano]\nmodeldir = "/x"\n[nosuch]\nkey = 1\n')
+    report = json.loads(_doctor("--json", HANDFORGE_CONFIG=str(typo)).stdout)
+    assert report["config_file"]["problem"] == "names unknown settings: mano.modeldir, [nosuch] (misspelled?)"
+
+
 def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():
     probe = ("import json, sys; from handforge import config; keys = [s.key for s in config.settings()]; "
              "value, source = config.get('evaluation.features'); "

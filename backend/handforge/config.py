@@ -125,6 +125,23 @@ def _read_file() -> dict[str, Any]:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 
 
+def check_file() -> list[str]:
+    """Read the config file now: ``ConfigError`` when it cannot be read or parsed (said once, by the
+    command, instead of by every setting's reader), else the names in it that no setting declares
+    (a misspelled key would otherwise be ignored without a word)."""
+    data = _read_file()
+    declared: dict[str, set[str]] = {}
+    for s in settings():
+        declared.setdefault(s.section, set()).add(s.name)
+    unknown = []
+    for section, names in data.items():
+        if section not in declared:
+            unknown.append(f"[{section}]")
+        elif isinstance(names, dict):
+            unknown += [f"{section}.{name}" for name in names if name not in declared[section]]
+    return unknown
+
+
 def _convert(setting: Setting, raw: Any, source: str) -> Any:
     try:
         if setting.kind == "path":

@@ -24,10 +24,16 @@ def run(args: argparse.Namespace) -> int:
     from handforge.server import capabilities
     from handforge.server.builtin_jobs import default_registry
 
+    try:
+        unknown = config.check_file()
+        problem = f"names unknown settings: {', '.join(unknown)} (misspelled?)" if unknown else ""
+    except config.ConfigError as exc:
+        problem = str(exc)
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
     report["backend"] = _running_backend(args.endpoint)
+    report["config_file"] = {"path": str(config.config_path()), "problem": problem}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -72,7 +78,7 @@ def _text(report: dict[str, Any], config) -> list[str]:
             lines.append(f"           {d['note']}")
     lines.append(f"  GPU-class jobs run on: {', '.join(report['compute_devices'])}"
                  + ("" if any(d["type"] == "cuda" for d in report["devices"]) else " (no CUDA GPU found)"))
-    for field in (f for f in report if f not in CORE_FIELDS and f != "backend"):  # what engines add
+    for field in (f for f in report if f not in CORE_FIELDS and f not in ("backend", "config_file")):  # engines add
         lines += ["", f"{field.replace('_', ' ').capitalize()}:", *_engine_field(report[field])]
     lines += ["", "Engines (job kinds):"]
     kinds_by_engine: dict[str, list[str]] = {}
@@ -87,6 +93,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
                 lines += _indented("fix: ", engine["hint"])
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if config.config_path().is_file() else ', not created yet'}):"]
+    if report["config_file"]["problem"]:
+        lines += _indented("  PROBLEM: ", report["config_file"]["problem"])
     known = {s.key: s for s in config.settings()}
     for row in report["settings"]:
         if "error" in row:

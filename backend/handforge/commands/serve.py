@@ -121,6 +121,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"handforge serve: --engine-package {package}: no such Python package (is its folder on "
                   "PYTHONPATH?)", file=sys.stderr)
             return 2
+    from handforge import config as settings_file
+
+    try:
+        unknown = settings_file.check_file()
+    except settings_file.ConfigError as exc:
+        print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
+        return 2
+    if unknown:
+        logging.getLogger("handforge.server").warning("the config file %s names unknown settings: %s (see "
+                                                      "handforge doctor)", settings_file.config_path(), ", ".join(unknown))
     devices = args.devices
     problem = _check_devices_exist(devices)
     if problem:

@@ -102,6 +102,8 @@ class Engine:
                 if setting.kind == "path" and not Path(value).exists():
                     return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
             reason = self.availability() if self.availability else ""
+        except config.ConfigError as exc:  # the config file is unreadable: said, not a failed check
+            return EngineStatus(False, str(exc), f"fix or remove {config.config_path()}")
         except Exception as exc:  # a broken check must not break hello
             log.exception("availability check of engine %s failed", self.name)
             return EngineStatus(False, f"availability check failed: {exc}")
