@@ -39,7 +39,7 @@ def unavailable_reason() -> str:
         key = _files_key(folder)
         if key not in _REASONS:
             try:
-                load_mano_dir(folder)
+                load_mano_dir(None)  # resolved from the setting again: errors name where the folder came from
                 _REASONS[key] = ""
             except MANOFileError as exc:
                 _REASONS[key] = str(exc)

@@ -219,7 +219,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
 
     value = config.value(CHECKPOINT.key)
     if not value or not Path(value).is_dir():
-        return None, f"no motion checkpoint at {value!r}; {CHECKPOINT.how_to_set()}"
+        return None, f"no motion checkpoint at {str(value) if value else '(not set)'}; {CHECKPOINT.how_to_set()}"
     try:
         model = ctx.pretrained(MotionDenoiser, value)
     except CheckpointError as exc:
