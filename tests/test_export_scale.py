@@ -54,6 +54,16 @@ def test_a_hung_worker_is_stopped_replaced_and_its_samples_redone(reference, tmp
     assert time.monotonic() - started < 120  # not the default 600 s per sample
 
 
+def test_a_worker_stuck_before_it_is_ready_is_replaced(reference, tmp_path, monkeypatch):
+    """Never ready (it was waited for without end): stopped after the start timeout and replaced."""
+    from handforge.export import shards
+
+    monkeypatch.setattr(shards, "START_TIMEOUT_FLOOR", 1.0)
+    summary = local(tmp_path / "data", 2, fault="hang_at_start=0", sample_timeout=20.0)  # a slow real start fits
+    assert summary["worker_restarts"] == 2 and summary["failed"] == {}
+    assert tree(tmp_path / "data") == reference
+
+
 def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     out = tmp_path / "data"

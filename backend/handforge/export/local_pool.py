@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import sys
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -28,7 +30,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int) -> None:
+def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int,
+           scratch: str) -> None:
+    tempfile.tempdir = scratch  # before anything makes a temporary file
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the line above took effect
         return
@@ -68,18 +72,22 @@ class LocalPool:
         self.workers: dict[int, tuple[Any, Connection]] = {}
 
     def __enter__(self) -> "LocalPool":
+        # the workers' temporary files (their Blender's) go under one folder of the run's, removed at the
+        # end: a killed or hung worker cannot clean up after itself
+        self.scratch = tempfile.mkdtemp(prefix="handforge-export-workers-")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for slot in list(self.workers):
             self.stop(slot)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def describe(self) -> str:
         return "local processes"
 
     def start(self, slot: int, fault: str | None = None) -> None:
         ours, theirs = self.context.Pipe()
-        args = (theirs, self.spec_json, self.out, fault, os.getpid(), self.threads)
+        args = (theirs, self.spec_json, self.out, fault, os.getpid(), self.threads, self.scratch)
         process = self.context.Process(target=_serve, args=args, name=f"handforge-export-{slot}", daemon=True)
         process.start()
         theirs.close()

@@ -58,6 +58,11 @@ class _Actor:
     def run(self, indices: list[int]) -> list[dict[str, Any]]:
         return self.worker.run(indices)
 
+    def close(self) -> None:
+        """Its Blender worker and temporary folder go (``ray.kill`` alone left them behind)."""
+        if self.worker is not None:
+            self.worker.close()
+
 
 class RayPool:
     """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on Ray actors.
@@ -171,9 +176,14 @@ class RayPool:
         return events
 
     def stop(self, slot: int, force: bool = False) -> None:
-        """End an actor (always at once: Ray kills it; ``force`` is for the local pool's sake)."""
+        """End an actor: asked to close its worker first (10 s), unless ``force`` (a hung one), then killed."""
         actor = self.actors.get(slot)
         if actor is not None:
+            if not force:
+                try:
+                    self.ray.get(actor.close.remote(), timeout=10)
+                except Exception:  # dead, busy or slow: killed all the same
+                    pass
             self.ray.kill(actor)
             self._forget(slot)
 

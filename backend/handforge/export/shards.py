@@ -30,6 +30,7 @@ MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given
 MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
 CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
 DEFAULT_SAMPLE_TIMEOUT = 600.0  # s per sample of a chunk before its worker counts as hung (Cycles at high spp)
+START_TIMEOUT_FLOOR = 60.0  # s: a worker not ready this long after its start (and --sample-timeout) is hung
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,19 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
     idle: list[int] = []
     ready: set[int] = set()
     unready_deaths: Counter[int] = Counter()  # deaths before "ready", per slot: a worker that cannot even start
+    starting: dict[int, float] = {}      # slot → when a worker not ready yet counts as hung (monotonic)
+    start_timeout = max(START_TIMEOUT_FLOOR, sample_timeout)
+
+    def start(slot: int, *fault_if_any) -> None:
+        starting[slot] = time.monotonic() + start_timeout
+        pool.start(slot, *fault_if_any)
     failed: dict[int, str] = {}
     restarts = 0
     renderer_name = None
     bar = _Bar(progress, sum(map(len, chunks)), f"export ({workers} workers, {pool.describe()})")
     try:
         for slot in range(workers):
-            pool.start(slot, fault)
+            start(slot, fault)
         while queue or busy:
             while idle and queue:
                 slot, chunk = idle.pop(), queue.popleft()
@@ -156,8 +163,10 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                 deadline[slot] = time.monotonic() + sample_timeout * len(chunks[chunk])
                 pool.submit(slot, chunk, chunks[chunk])
             # the hung check runs after the pool's own events: a chunk done or a worker dead since is not hung
-            for event in itertools.chain(pool.wait(poll_seconds), _hung(pool, busy, deadline, chunks, sample_timeout)):
+            for event in itertools.chain(pool.wait(poll_seconds), _hung(pool, busy, deadline, chunks, sample_timeout),
+                                         _hung_starting(pool, starting, start_timeout)):
                 if event.kind == "ready":
+                    starting.pop(event.slot, None)
                     renderer_name = renderer_name or event.payload
                     unready_deaths[event.slot] = 0
                     ready.add(event.slot)
@@ -186,11 +195,23 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                     if chunk is not None:
                         bar.update(_requeue(chunk, chunks, attempts, queue, failed, event.payload, out),
                                    failed=len(failed), restarts=restarts)
+                    starting.pop(event.slot, None)
                     if queue or busy:
-                        pool.start(event.slot)
+                        start(event.slot)
         return failed, restarts, renderer_name
     finally:
         bar.close()
+
+
+def _hung_starting(pool, starting: dict[int, float], start_timeout: float) -> Iterator[Event]:
+    """Workers not ready by their start deadline (stuck loading a model or in a GPU driver): killed and
+    reported as dead before ready (replaced; a slot that never starts ends the run)."""
+    now = time.monotonic()
+    for slot, due in list(starting.items()):
+        if now > due:
+            starting.pop(slot)
+            pool.stop(slot, force=True)
+            yield Event("died", slot, f"not ready within {start_timeout:g} s of its start: stopped as hung")
 
 
 def _hung(pool, busy: dict[int, int], deadline: dict[int, float], chunks: list[list[int]],

@@ -21,17 +21,18 @@ from handforge.export.spec import parse_spec
 # "hang_after=K" makes it stop answering instead (as a worker stuck in a driver or a deadlock would), for
 # the driver's --sample-timeout to stop it. Every first worker, so that one fails whichever gets the work.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
-FAULT_KINDS = ("die_after", "hang_after")
+FAULT_KINDS = ("die_after", "hang_after", "hang_at_start")
 
 
 def parse_fault(text: str) -> str | None:
-    """``text`` checked (``die_after=K`` or ``hang_after=K``), or None when empty; anything else is an
-    error that says the forms."""
+    """``text`` checked (``die_after=K`` or ``hang_after=K``, or ``hang_at_start=0``: never ready), or None
+    when empty; anything else is an error that says the forms."""
     if not text:
         return None
     key, _, value = text.partition("=")
     if key.strip() not in FAULT_KINDS or not value.strip().isdigit():
-        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K or hang_after=K (K a whole number of samples)")
+        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K, hang_after=K (K a whole number of samples) "
+                         "or hang_at_start=0")
     return f"{key.strip()}={int(value)}"
 
 
@@ -50,6 +51,8 @@ class SampleWorker:
         self.spec, self.out = parse_spec(spec), Path(out)
         kind, _, count = (parse_fault(fault or "") or "").partition("=")
         self.fault = (kind, int(count)) if kind else None
+        while kind == "hang_at_start":  # the injected fault: stuck before ready (a model load, a GPU driver)
+            time.sleep(3600)
         self.model = load_hand_model(self.spec.hand_model)
         self.gl = renderer()  # this process's own EGL context
         self._stack = contextlib.ExitStack()
