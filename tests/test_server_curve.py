@@ -3,6 +3,7 @@ accepts exactly the clients whose public key it holds."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import subprocess
@@ -60,6 +61,16 @@ def test_the_authorised_key_is_accepted(server):
     with server.client() as client:  # alice's keys
         assert client.run("echo", {"text": "hi"}).data["text"] == "hi"
         assert client.hello()["server"]["curve"] is True
+
+
+def test_doctor_reaches_a_curve_backend_with_a_clients_keys(server, keys):
+    """doctor --endpoint reported a running CurveZMQ backend as none (it could not pass keys)."""
+    done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--json", "--endpoint", server.endpoint,
+                           "--curve-server-key", str(keys / "server/server.key"),
+                           "--curve-client-secret", str(keys / "alice/alice.key_secret")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backend"]["running"] is True
 
 
 def test_an_unknown_client_key_is_refused(server, keys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 from typing import Any
 
@@ -17,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers)")
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
                         help=f"backend to look for (default {DEFAULT_ENDPOINT})")
+    parser.add_argument("--curve-server-key", metavar="FILE",
+                        help="for a backend with CurveZMQ: the server's public key (server.key)")
+    parser.add_argument("--curve-client-secret", metavar="FILE",
+                        help="for a backend with CurveZMQ: this client's secret key (NAME.key_secret)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
-    report["backend"] = _running_backend(args.endpoint)
+    if (args.curve_server_key is None) != (args.curve_client_secret is None):
+        print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
+        return 2
+    report["backend"] = _running_backend(args.endpoint, args.curve_server_key, args.curve_client_secret)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -47,11 +55,13 @@ def _limits():
     return DEFAULT_LIMITS
 
 
-def _running_backend(endpoint: str) -> dict[str, Any]:
-    from handforge_shared.client import Client, JobFailed
+def _running_backend(endpoint: str, server_key: str | None = None, client_secret: str | None = None
+                     ) -> dict[str, Any]:
+    from handforge_shared.client import Client, CurveKeys, JobFailed
 
     try:
-        with Client(endpoint, connect_timeout=1.0) as client:
+        curve = CurveKeys.from_files(server_key, client_secret) if server_key else None
+        with Client(endpoint, connect_timeout=1.0, curve=curve) as client:
             seconds = client.ping(timeout=1.0)
             return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
                     "instance": client.instance}
