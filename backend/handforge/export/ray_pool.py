@@ -36,8 +36,9 @@ def _connect(ray, **kwargs: Any) -> None:
         ray.init(**kwargs)
     except ConnectionError as exc:  # most often a cluster with token authentication and no token here
         if kwargs.get("address") == "auto":
-            raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. Start a cluster here first (`ray start --head`), give its "
-                                 "address, or use --ray without an address for a Ray of this run's own") from None
+            raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. Start a cluster here first (`ray start "
+                                 "--head`), give its address, or use --ray without an address for a Ray of this "
+                                 "run's own") from None
         raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. A cluster started by `ray start` (Ray 2.60) "
                              "wants its token: RAY_AUTH_MODE=token with ~/.ray/auth_token or RAY_AUTH_TOKEN "
                              "(https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
