@@ -80,6 +80,7 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be at least 0"),
     (["train", "guidance", "--data", ".", "--out", "x", "--size", "100"], "--size: must be a multiple of 8, got 100"),
     (["train", "guidance", "--data", ".", "--out", "x", "--tas-strength", "nan"], "--tas-strength: must be a"),
+    (["train", "transfer", "--data", ".", "--out", "x", "--ema-decay", "1"], "--ema-decay: must be a number above 0 and below 1"),
     (["train", "guidance", "--data", ".", "--out", "x", "--lambda-global", "nan"], "--lambda-global: must be a"),
     (["train", "transfer", "--data", ".", "--out", "x", "--heads", "0"], "--heads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--width", "15"], "--width: must be a multiple of 4"),

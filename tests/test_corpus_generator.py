@@ -176,13 +176,17 @@ def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_pat
     import subprocess
     import sys
 
+    import socket
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    abandoned = tmp_path / f".c.partial-{int(dead.stdout)}"
-    running = tmp_path / f".c.partial-{os.getpid()}"
-    for work in (abandoned, running):
+    here = socket.gethostname()
+    abandoned = tmp_path / f".c.partial-{here}-{int(dead.stdout)}"
+    running = tmp_path / f".c.partial-{here}-{os.getpid()}"
+    elsewhere = tmp_path / f".c.partial-another-host-{int(dead.stdout)}"  # shared storage: not ours to judge
+    for work in (abandoned, running, elsewhere):
         (work / "clips").mkdir(parents=True)
     assert build.remove_abandoned(tmp_path / "c") == [abandoned]
-    assert not abandoned.exists() and running.exists()
+    assert not abandoned.exists() and running.exists() and elsewhere.exists()
 
 
 def test_splits_file_is_checked(tmp_path):

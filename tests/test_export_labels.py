@@ -200,8 +200,10 @@ def test_temporary_files_of_an_interrupted_finish_are_cleared_on_resume(exported
     out = tmp_path / "copy"
     shutil.copytree(exported, out)
     (out / ".coco.json.x1y2z3.tmp").write_text("{half")  # killed while writing an aggregate file
+    interhand = next((out / "interhand").rglob("*.json")).parent
+    (interhand / ".InterHand2.6M_export_data.json.a1b2.tmp").write_text("{half")
     export(parse_spec(SPEC), out, progress=False)
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.rglob(".*.tmp"))
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported.iterdir())
 
 
@@ -322,3 +324,14 @@ def test_the_spec_modules_example_is_a_valid_spec():
     example = tomllib.loads(textwrap.dedent(spec_module.__doc__.split("::", 1)[1]))
     parsed = parse_spec(example)
     assert parsed.lighting == ("studio", "soft", "rim", "top") and parsed.render.engine == "workbench"
+
+
+def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_path):
+    from handforge.export import writers
+
+    good = np.zeros((4, 4), np.uint8)
+    bad = np.zeros((4, 4, 7), np.uint8)  # no image mode has 7 channels: PIL refuses it mid-write
+    with pytest.raises(TypeError):
+        writers.write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
+    assert list((tmp_path / writers.SAMPLES).iterdir()) == []  # the hidden folder went too
+    assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,8 @@ def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_pat
     typo = tmp_path / "typo.toml"
     typo.write_text('[mano]\nmodeldir = "/x"\n[nosuch]\nkey = 1\n')
     report = json.loads(_doctor("--json", HANDFORGE_CONFIG=str(typo)).stdout)
-    assert report["config_file"]["problem"] == "names unknown settings: mano.modeldir, [nosuch] (misspelled?)"
+    assert report["config_file"]["problem"].startswith("names settings no built-in engine declares: mano.modeldir, "
+                                                       "[nosuch] (misspelled")
 
 
 def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():
@@ -85,3 +87,15 @@ def test_the_settings_given_here_travel_as_environment_variables(tmp_path, monke
             monkeypatch.delenv(setting.env, raising=False)
     # from the file and from the environment; defaults (the shipped checkpoints) stay each process's own
     assert config.environment() == {"HANDFORGE_SD_MODEL": "/weights/sd15", "HANDFORGE_MANO_DIR": str(tmp_path / "mano")}
+
+
+def test_serve_names_config_keys_no_engine_declares_once_its_engine_packages_are_loaded(tmp_path):
+    from tests.support.server import running_server
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[example]\ncheckpoints = "{tmp_path}"\n[mano]\nmodeldir = "/x"\n')
+    repo = Path(__file__).resolve().parents[1]
+    env = {"HANDFORGE_CONFIG": str(config), "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--engine-package", "tests.engines", env=env) as server:
+        log = server.log()
+    assert "names settings no engine declares: mano.modeldir (misspelled?)" in log  # the external key is known

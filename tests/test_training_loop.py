@@ -78,7 +78,7 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     assert not (tmp_path / "e").exists()  # refused before the run folder is made
     (tmp_path / "mine" / "model").mkdir(parents=True)
     (tmp_path / "mine" / "model" / "important.txt").write_text("mine")
-    with pytest.raises(TrainingError, match="not empty and holds no training run"):
+    with pytest.raises(TrainingError, match="holds model but no training run"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "mine"))
     assert [p.name for p in (tmp_path / "mine").rglob("*")] == ["model", "important.txt"]  # untouched
 

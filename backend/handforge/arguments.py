@@ -94,16 +94,18 @@ def finite_number(text: str) -> float:
     return value
 
 
-def number_in(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
-    """A finite number in [low, high] (``low_open``: (low, high])."""
+def number_in(low: float, high: float = math.inf, low_open: bool = False,
+              high_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high] (``low_open``: (low, …; ``high_open``: …, high))."""
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
-            where = f"{'above' if low_open else 'at least'} {low:g}" + (f" and at most {high:g}" if high < math.inf
-                                                                         else "")
+        if (not math.isfinite(value) or value < low or (low_open and value == low) or value > high
+                or (high_open and value == high)):
+            where = f"{'above' if low_open else 'at least'} {low:g}" + (
+                f" and {'below' if high_open else 'at most'} {high:g}" if high < math.inf else "")
             raise argparse.ArgumentTypeError(f"must be a number {where}, got {text!r}")
         return value
 

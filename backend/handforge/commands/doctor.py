@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         unknown = config.check_file()
-        problem = f"names unknown settings: {', '.join(unknown)} (misspelled?)" if unknown else ""
+        problem = (f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an "
+                   "--engine-package's?)" if unknown else "")
     except config.ConfigError as exc:
         problem = str(exc)
     devices = capabilities.probe_devices()
@@ -65,7 +66,7 @@ def _running_backend(endpoint: str, server_key: str | None = None, client_secret
             seconds = client.ping(timeout=1.0)
             return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
                     "instance": client.instance}
-    except (JobFailed, ValueError) as exc:
+    except (JobFailed, ValueError, OSError) as exc:  # OSError: a key file that is missing or not a key
         return {"endpoint": endpoint, "running": False, "reason": str(exc)}
 
 

@@ -124,13 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config as settings_file
 
     try:
-        unknown = settings_file.check_file()
+        settings_file.check_file()
     except settings_file.ConfigError as exc:
         print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
         return 2
-    if unknown:
-        logging.getLogger("handforge.server").warning("the config file %s names unknown settings: %s (see "
-                                                      "handforge doctor)", settings_file.config_path(), ", ".join(unknown))
     devices = args.devices
     problem = _check_devices_exist(devices)
     if problem:
@@ -145,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         endpoint_file=args.endpoint_file, model_memory_bytes=args.model_memory,
         engine_packages=tuple(args.engine_package))
     server = Server(config)
+    unknown = settings_file.check_file()  # now that --engine-package's settings are declared too
+    if unknown:
+        logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
+                                                      "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
     try:
         server.bind()
     except SecurityError as exc:

@@ -48,9 +48,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train-features: --out {args.out} is the current folder or holds it: choose a folder "
               "inside it, e.g. --out features_v2", file=sys.stderr)
         return 2
-    if args.epochs < 1:
-        print("handforge train-features: --epochs must be at least 1", file=sys.stderr)
-        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

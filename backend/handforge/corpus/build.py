@@ -20,6 +20,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -108,10 +109,12 @@ def check_output(out: Path) -> None:
 
 def remove_abandoned(out: Path) -> list[Path]:
     """Remove the hidden work folders of runs into ``out`` that were killed outright (SIGTERM, SIGKILL,
-    a power cut: no clean-up ran), named by their process ids, which are no longer running."""
+    a power cut: no clean-up ran), named by their machine and process id: this machine's whose
+    process is no longer running (another machine's, on shared storage, are left alone)."""
     removed = []
+    prefix = f".{out.name}.partial-{socket.gethostname()}-"
     for work in out.parent.glob(f".{out.name}.partial-*"):
-        pid = work.name.rsplit("-", 1)[1]
+        pid = work.name[len(prefix):] if work.name.startswith(prefix) else ""
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(work, ignore_errors=True)
             removed.append(work)
@@ -151,7 +154,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         raise CorpusError(f"the chunk size must be at least 1, got {settings.chunk_size}")
     check_output(out)
     remove_abandoned(out)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    work = out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
     clip_dir = work / "clips"
     clip_dir.mkdir(parents=True)
     started = time.perf_counter()

@@ -32,7 +32,8 @@ def _die_with_parent() -> None:
 
 def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int,
            scratch: str) -> None:
-    tempfile.tempdir = scratch  # before anything makes a temporary file
+    tempfile.tempdir = scratch  # before anything makes a temporary file (and Blender's, through TMPDIR)
+    os.environ["TMPDIR"] = scratch
     _die_with_parent()
     if os.getppid() != parent:  # the driver died before the line above took effect
         return
@@ -77,10 +78,14 @@ class LocalPool:
         self.scratch = tempfile.mkdtemp(prefix="handforge-export-workers-")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        for slot in list(self.workers):
-            self.stop(slot)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+    starts_at_once = True  # a worker not ready within the start timeout is hung (``shards``)
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        try:  # after a Ctrl-C or an error the workers are killed, not waited for one by one
+            for slot in list(self.workers):
+                self.stop(slot, force=kind is not None)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def describe(self) -> str:
         return "local processes"

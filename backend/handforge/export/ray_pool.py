@@ -140,11 +140,15 @@ class RayPool:
         self.actor_class = ray.remote(_Actor)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        for slot in list(self.actors):
-            self.stop(slot)
-        if self._started:
-            self.ray.shutdown()
+    starts_at_once = False  # an actor may wait for a node with its resources: no start timeout (``shards``)
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        try:  # after a Ctrl-C or an error the actors are killed, not asked one by one
+            for slot in list(self.actors):
+                self.stop(slot, force=kind is not None)
+        finally:
+            if self._started:
+                self.ray.shutdown()
 
     def describe(self) -> str:
         return f"Ray at {self.address}" if self.address else "a local Ray"

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class Event:
 
 
 class Pool(Protocol):
+    starts_at_once: bool  # a worker not ready within the start timeout is hung (False: it may wait for resources)
+
     def start(self, slot: int, fault: str | None = None) -> None: ...
     def submit(self, slot: int, chunk: int, indices: list[int]) -> None: ...
     def wait(self, timeout: float) -> list[Event]: ...
@@ -144,7 +147,8 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
     ready: set[int] = set()
     unready_deaths: Counter[int] = Counter()  # deaths before "ready", per slot: a worker that cannot even start
     starting: dict[int, float] = {}      # slot → when a worker not ready yet counts as hung (monotonic)
-    start_timeout = max(START_TIMEOUT_FLOOR, sample_timeout)
+    # a local worker starts at once; a Ray actor may wait, legitimately, for a node with its resources
+    start_timeout = max(START_TIMEOUT_FLOOR, sample_timeout) if pool.starts_at_once else math.inf
 
     def start(slot: int, *fault_if_any) -> None:
         starting[slot] = time.monotonic() + start_timeout

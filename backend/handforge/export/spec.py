@@ -259,9 +259,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     seed = top.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError(f"seed: expected a whole number >= 0, got {seed!r}")
-    hand_model = top.get("hand_model", "open")
-    if hand_model not in ("open", "mano"):
-        raise SpecError(f"hand_model: {hand_model!r} is unknown; use 'open' or 'mano'")
+    hand_model = _choice(top.get("hand_model", "open"), ("open", "mano"), "hand_model")
 
     poses = _section(PoseSource, top.get("poses", {}), "poses")
     source = _choice(poses.get("source", "library"), POSE_SOURCES, "poses.source")
@@ -279,9 +277,8 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                              split=_text(poses.get("split", "test"), "poses.split"))
 
     cam_in = top.get("camera", {})
-    preset = cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person"
-    if not isinstance(preset, str) or preset not in CAMERA_PRESETS:
-        raise SpecError(f"camera.preset: {preset!r} is unknown; use {' or '.join(CAMERA_PRESETS)}")
+    preset = _choice(cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person",
+                     tuple(CAMERA_PRESETS), "camera.preset")
     cam = _section(CameraRanges, cam_in, "camera", CAMERA_PRESETS[preset])
     camera = CameraRanges(preset=preset, distance=_range(cam["distance"], "camera.distance", 0.05, 100.0),
                           elevation=_range(cam["elevation"], "camera.elevation", -90.0, 90.0),

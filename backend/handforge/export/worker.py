@@ -19,7 +19,8 @@ from handforge.export.spec import parse_spec
 # Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
 # first worker (not their replacements) exit abruptly (no clean-up, like SIGKILL) after K samples;
 # "hang_after=K" makes it stop answering instead (as a worker stuck in a driver or a deadlock would), for
-# the driver's --sample-timeout to stop it. Every first worker, so that one fails whichever gets the work.
+# the driver's --sample-timeout to stop it; "hang_at_start=0" makes it never get ready (stuck loading), for
+# the start timeout. Every first worker, so that one fails whichever gets the work.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
 FAULT_KINDS = ("die_after", "hang_after", "hang_at_start")
 

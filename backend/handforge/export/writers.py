@@ -30,6 +30,7 @@ LABELS = "labels.json"
 SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
+INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
 COCO_CATEGORIES = {"right": 1, "left": 2}
 MM_PER_M = 1000.0
 # the camera parameters the card gives ranges of (a Blender scene's cameras have distance and focal only)
@@ -135,7 +136,8 @@ def clean_partial(out: Path) -> int:
     stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
-    temporary = [p for p in out.glob(".*.tmp") if p.is_file()]
+    # the aggregate files: at the top and in the InterHand2.6M-style tree (not among the samples)
+    temporary = [p for p in [*out.glob(".*.tmp"), *(out / INTERHAND).rglob(".*.tmp")] if p.is_file()]
     for path in temporary:
         path.unlink(missing_ok=True)
     return len(stale) + len(temporary)
@@ -263,7 +265,7 @@ def write_coco(out: Path, samples: list[dict[str, Any]]) -> Path:
 
 # ----------------------------------------------------------------------------- InterHand2.6M style
 def interhand_paths(out: Path) -> dict[str, Path]:
-    folder = out / "interhand" / "annotations" / SPLIT
+    folder = out / INTERHAND / "annotations" / SPLIT
     return {kind: folder / f"InterHand2.6M_{SPLIT}_{kind}.json" for kind in ("MANO_NeuralAnnot", "camera", "joint_3d", "data")}
 
 

@@ -240,13 +240,17 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file; the run folder must be a folder (choose another out)")
     settings_file = out / "settings.json"
-    if out.is_dir() and not settings_file.is_file() and any(out.iterdir()):  # model/ and log.jsonl would overwrite
-        raise TrainingError(f"{out} is not empty and holds no training run: choose a new or an empty folder")
+    # a folder with a run's own names but no run: the run would overwrite them (other files, e.g. the
+    # training pairs written there, are left alone)
+    taken = [name for name in ("model", "log.jsonl", CHECKPOINTS) if (out / name).exists()]
+    if taken and not settings_file.is_file():
+        raise TrainingError(f"{out} holds {', '.join(taken)} but no training run: choose a new or an empty folder")
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
     mine = json.loads(json.dumps(mine, default=str))
     if s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None:
         theirs = json.loads(settings_file.read_text())
-        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and theirs.get(k) != mine[k])
+        # a key an older run did not record (its settings.json predates it) is not compared
+        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k])
         if changed:
             data = " (data_statistics: other training data)" if "data_statistics" in changed else ""
             raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}){data}; resume with "

@@ -45,7 +45,8 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
     parser.add_argument("--batch-size", type=at_least(1), default=batch_size)
     parser.add_argument("--lr", type=POSITIVE, default=lr, help=lr_help)
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
-    parser.add_argument("--ema-decay", type=number_in(0.0, 1.0), default=None, help="EMA of the weights (default: none)")
+    parser.add_argument("--ema-decay", type=number_in(0.0, 1.0, low_open=True, high_open=True), default=None,
+                        help="EMA decay of the weights, between 0 and 1 (default: none)")
     parser.add_argument("--checkpoint-every", type=at_least(1), default=1000)
     parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
