@@ -475,7 +475,8 @@ def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: 
 
 
 def key_pose(arm_obj, frame: float) -> int:
-    """Insert ordinary (artist) keys of the rig's current pose at ``frame``."""
+    """Insert ordinary (artist) keys of the rig's current pose at ``frame`` (KEYFRAME keys, also where
+    generated keys were: Key Pose over a generated frame makes it the artist's)."""
     pose_conv.update_correctives(arm_obj)  # bones may have been rotated by hand since
     count = 0
     for name in JOINT_NAMES:
@@ -487,7 +488,27 @@ def key_pose(arm_obj, frame: float) -> int:
     keys = rig_build.corrective_keys(arm_obj)
     for kb in keys or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
+    retype_keys(hand_fcurves(arm_obj), frame, "KEYFRAME")
     return count + 3 + len(keys or ())
+
+
+def retype_keys(fcurves, frame: float, keytype: str) -> None:
+    """Make the keys of ``fcurves`` at ``frame`` of type ``keytype``: ``keyframe_insert`` over an existing
+    key keeps that key's type, so a generated key overwritten by the artist would stay GENERATED (and
+    Regenerate or Delete Generated Keys would take the artist's fix away)."""
+    wanted = _enum_value(bpy.types.Keyframe, "type", keytype)
+    for fc in fcurves:
+        n = len(fc.keyframe_points)
+        if not n:
+            continue
+        co = np.empty(2 * n, np.float64)
+        fc.keyframe_points.foreach_get("co", co)
+        at = np.flatnonzero(np.abs(co[0::2] - frame) < 1e-4)
+        if len(at):
+            kinds = _key_types(fc)
+            if (kinds[at] != wanted).any():
+                kinds[at] = wanted
+                fc.keyframe_points.foreach_set("type", kinds)
 
 
 # ---------------------------------------------------------------------- generated keys as a set

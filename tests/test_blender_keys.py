@@ -258,6 +258,7 @@ def test_keying_set_holds_exactly_the_pose_channels(session):
 def test_generated_key_tools(session):
     _no_error(session, "tools")
     tools = session["tools"]
+    assert tools["keyed_over_generated"] == ["KEYFRAME"]
     before = tools["before"]
     assert before["left"]["GENERATED"] > 0 and before["right"]["GENERATED"] > 0
     for side in SIDES:  # exactly the generated keys are selected

@@ -314,6 +314,17 @@ def generated_key_tools():
                 for kind in ("GENERATED", "KEYFRAME")}
 
     out = {"before": counts()}
+    # Key Pose over a generated frame makes that frame's keys the artist's (they stayed GENERATED, so
+    # Regenerate and Delete Generated Keys took the fix away)
+    snap = snapshot()
+    frame = next(p[0] for k, pts in snap.items() if k.startswith("right") for p in pts if p[2] == "GENERATED")
+    bpy.context.scene.frame_set(int(frame))
+    hand("right").select_set(True)
+    bpy.context.view_layer.objects.active = hand("right")
+    assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    at_frame = {p[2] for k, pts in snapshot().items() if k.startswith("right") for p in pts if abs(p[0] - frame) < 1e-4}
+    out["keyed_over_generated"] = sorted(at_frame)
+    out["before"] = counts()
     assert bpy.ops.handforge.select_generated_keys(sides="BOTH") == {"FINISHED"}
     out["selected"] = {side: selected(side) for side in SIDES}
     artist_before = {k: [p for p in v if p[2] == "KEYFRAME"] for k, v in snapshot().items()}
