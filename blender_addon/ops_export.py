@@ -47,8 +47,13 @@ def scene_cameras(scene, which: str) -> list:
 def _unscaled(obj, matrix: np.ndarray) -> np.ndarray:
     scale = np.linalg.norm(matrix[:3, :3], axis=0)
     if not np.allclose(scale, 1.0, atol=1e-4):
-        raise ValueError(f"{obj.name!r} is scaled ({', '.join(f'{s:.3g}' for s in scale)}): apply or clear its "
-                         "scale (Object › Apply › Scale) before exporting")
+        carrier = obj  # the object whose own scale it is: this one, or a parent
+        while carrier.parent is not None and np.allclose(np.asarray(carrier.scale), 1.0, atol=1e-4):
+            carrier = carrier.parent
+        through = f" through its parent {carrier.name!r}" if carrier is not obj else ""
+        raise ValueError(f"{obj.name!r} is scaled{through} ({', '.join(f'{s:.3g}' for s in scale)}): clear the "
+                         f"scale of {carrier.name!r} (Object › Clear › Scale, Alt-S) before exporting (applying it "
+                         "to a hand rig would resize its bones, which the labels would not follow)")
     return matrix
 
 

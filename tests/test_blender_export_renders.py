@@ -62,6 +62,8 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     assert "frame range 5..2 is empty" in refusals["empty_range"]
     assert "save it first" in refusals["relative"]
     assert "not empty" in refusals["foreign_folder"] and "choose a new or an empty" in refusals["foreign_folder"]
+    assert "through its parent 'Carrier'" in refusals["scaled_parent"]
+    assert "clear the scale of 'Carrier' (Object › Clear › Scale, Alt-S)" in refusals["scaled_parent"]
     assert refusals["nothing_written"] is True
 
 

@@ -69,10 +69,20 @@ def refusals():
     os.makedirs(a["foreign"], exist_ok=True)
     with open(os.path.join(a["foreign"], "notes.txt"), "w") as fh:
         fh.write("not a dataset")
+    # a rig under a scaled parent: the parent is named, and the advice is to clear, not apply, the scale
+    right = bpy.context.scene.handforge.right
+    carrier = bpy.data.objects.new("Carrier", None)
+    bpy.context.scene.collection.objects.link(carrier)
+    carrier.scale = (2.0, 2.0, 2.0)
+    right.parent = carrier
+    scaled_parent = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
+    right.parent = None
+    bpy.data.objects.remove(carrier)
     return {"empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
                                                                              frame_end=2)),
             "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),
             "foreign_folder": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["foreign"])),
+            "scaled_parent": scaled_parent,
             "nothing_written": not os.path.exists(a["out"])}
 
 

@@ -110,7 +110,7 @@ def not_rigid(matrices: np.ndarray) -> np.ndarray:
 def _rigid(matrices: np.ndarray, what: str) -> np.ndarray:
     if not_rigid(matrices).any():
         scale = np.linalg.norm(matrices[:, :3, :3], axis=1)
-        raise BlenderExportError(f"{what} is scaled ({scale.max():.4g}×): apply or clear its scale (Ctrl-A › Scale)")
+        raise BlenderExportError(f"{what} is scaled ({scale.max():.4g}×): clear its scale (Alt-S)")
     return matrices
 
 

@@ -92,7 +92,8 @@ def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         scale = np.linalg.norm(np.asarray(matrices, np.float64)[index][:3, :3], axis=0)
         raise invalid(field, f"{what(*index)} is scaled, mirrored or sheared (axis lengths "
-                      f"{', '.join(f'{v:.4g}' for v in scale)})", "apply or clear its scale (Ctrl-A › Scale) in Blender")
+                      f"{', '.join(f'{v:.4g}' for v in scale)})", "clear its scale (Alt-S) in Blender (applying it to a hand rig resizes its "
+                      "bones, which the labels would not follow)")
 
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
