@@ -13,6 +13,7 @@ import bpy
 from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_image, ops_keys, ops_pose, panels,
                preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
+from . import jobs  # the running jobs, forgotten on unregister
 from . import ops_library  # the pose browser's user library
 from . import ops_interaction  # Sample Interaction, its candidates browsed, applied or keyed
 from . import ops_motion  # motion engine buttons: In-between, Follow Wrist Path, Generate, Regenerate
@@ -34,12 +35,15 @@ def register() -> None:
     fingers.register()
     ops_library.register()
     ops_transfer.register()
+    connection.register()
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
+    jobs.shutdown()
     connection.shutdown()
+    connection.unregister()
     fingers.unregister()
     ops_library.unregister()
     ops_transfer.unregister()

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import bpy
+from bpy.app.handlers import persistent
 
 from . import preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
@@ -350,6 +351,22 @@ def _sync_capabilities(props) -> None:
         item = props.hand_models.add()
         item.name, item.available = name, bool(info.get("available"))
         item.reason = _with_hint(info)
+
+
+@persistent
+def _status_after_load(*_args) -> None:
+    """A file opened: its window manager starts with the panel's default state ("Not connected", no
+    engines) while the backend is still connected; show the real state again."""
+    _set_status(BACKEND.status or ("Connected" if BACKEND.connected else "Not connected"))
+
+
+def register() -> None:
+    bpy.app.handlers.load_post.append(_status_after_load)
+
+
+def unregister() -> None:
+    if _status_after_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_status_after_load)
 
 
 def shutdown() -> None:

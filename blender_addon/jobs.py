@@ -36,9 +36,22 @@ class RunningJob:
     handle: JobHandle
     started: float = field(default_factory=time.monotonic)
     cancel_requested: float | None = None
+    timer: Any = None  # the modal's window timer, removed by ``shutdown`` if the operator never ends
 
 
 RUNNING: dict[str, RunningJob] = {}
+
+
+def shutdown() -> None:
+    """On unregister: forget every running job and its timer. Disabling the add-on frees a modal job
+    operator without ending it; the job stayed listed, its button greyed and Cancel had no effect
+    until Blender restarted. (Closing the client ends the jobs on the backend.)"""
+    wm = getattr(bpy.context, "window_manager", None)
+    for job in RUNNING.values():
+        if job.timer is not None and wm is not None:
+            with contextlib.suppress(Exception):  # its window may be gone
+                wm.event_timer_remove(job.timer)
+    RUNNING.clear()
 
 
 def running(operator: str | None = None) -> list[RunningJob]:
@@ -166,7 +179,7 @@ class JobOperator:
         if self._job is None:
             return {"CANCELLED"}
         wm = context.window_manager
-        self._timer = wm.event_timer_add(POLL_S, window=context.window)
+        self._timer = self._job.timer = wm.event_timer_add(POLL_S, window=context.window)
         wm.modal_handler_add(self)
         context.workspace.status_text_set(_status_text(self._job))
         return {"RUNNING_MODAL"}

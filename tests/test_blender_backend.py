@@ -159,6 +159,13 @@ def test_a_dead_local_backend_greys_job_buttons_out_with_the_reason(session):
     assert dead["start_dies_seconds"] < 10 and dead["after_start_poll"] is False
 
 
+def test_a_file_opened_shows_the_connection_and_disabling_forgets_running_jobs(session):
+    out = session["load_and_disable"]
+    assert out["after_load"]["connected"] is True and out["after_load"]["kinds"] > 0
+    assert out["after_load"]["status"] != "Not connected"
+    assert out["running_after_disable"] == 0 and out["children_after_disable"] == 0
+
+
 def test_stop_leaves_no_backend_process(session):
     _no_error(session, "stop")
     assert session["stop"]["children_alive"] == 0

@@ -273,4 +273,27 @@ def stop():
 
 
 s.check("stop", stop)
+
+
+def file_opened_and_addon_disabled_mid_job():
+    """A file opened while connected: the panel shows the connection (it said "Not connected" with no
+    engines); the add-on disabled while a job runs: the job is forgotten (it stayed, its button greyed,
+    until Blender restarted) and the backend stops."""
+    addon = importlib.import_module(ADDON_MODULE)
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    bpy.ops.wm.read_homefile(use_empty=True)
+    props = bpy.context.window_manager.handforge
+    out = {"after_load": {"connected": props.connected, "status": props.status, "kinds": len(props.kinds)}}
+    handle = connection.require_client().submit("sleep", {"steps": 300, "step_seconds": 0.1})
+    jobs.RUNNING[handle.id] = jobs.RunningJob("HANDFORGE_OT_run_job", "Run Job", handle)  # as a modal's start does
+    addon.unregister()
+    out["running_after_disable"] = len(jobs.RUNNING)
+    out["children_after_disable"] = len(children())
+    addon.register()
+    return out
+
+
+s.check("load_and_disable", file_opened_and_addon_disabled_mid_job)
 s.finish()
