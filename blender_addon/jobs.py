@@ -37,6 +37,7 @@ class RunningJob:
     started: float = field(default_factory=time.monotonic)
     cancel_requested: float | None = None
     timer: Any = None  # the modal's window timer, removed by ``shutdown`` if the operator never ends
+    scene: int = 0     # the session_uid of the scene the request was made from (another file: other uids)
 
 
 RUNNING: dict[str, RunningJob] = {}
@@ -167,7 +168,7 @@ class JobOperator:
             self.job_not_applied(context)
             return None
         # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form
-        job = RunningJob(type(self).bl_idname, self.bl_label, handle)
+        job = RunningJob(type(self).bl_idname, self.bl_label, handle, scene=context.scene.session_uid)
         RUNNING[handle.id] = job
         _sync_panel()
         return job
@@ -240,6 +241,10 @@ class JobOperator:
             failure = _lost_why()  # the connection was closed under the job (Stop Backend)
         if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
             failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
+        if not failure and isinstance(outcome, Result) and context.scene.session_uid != job.scene:
+            # made from another scene's (or file's) rigs and keys: it would land on whatever is here now
+            failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
+                       "applied: run it again from this scene")
         if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))

@@ -183,6 +183,13 @@ def test_a_frame_rate_changed_mid_job_still_keys_the_frames_asked_for(session):
     assert "now at 24 fps" in found["printed"]
 
 
+def test_a_result_made_from_another_scene_is_not_applied(session):
+    _no_error(session, "scene_switched")
+    found = session["scene_switched"]
+    assert found["result"] == ["CANCELLED"] and "the scene changed while it ran" in found["printed"]
+    assert found["other_scene_keys_after"] == found["before"] and not any(found["before"].values()), found
+
+
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
     _no_error(session, "sample")
     found = session["sample"]

@@ -302,6 +302,43 @@ def fps_changed_mid_job():
 s.check("fps_changed", fps_changed_mid_job)
 
 
+def scene_switched_mid_job():
+    """Another scene made active while a motion was made: not applied to that scene's rigs (the keys of
+    scene 1 landed on scene 2's hands, reported as a success)."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    window, first = bpy.context.window_manager.windows[0], bpy.context.scene
+    other = bpy.data.scenes.new("Other")
+    window.scene = other
+    with bpy.context.temp_override(**UI):
+        assert ops.add_hands() == {"FINISHED"}
+    window.scene = first
+    pump = connection.pump
+    generated = lambda: {o.name: sum(k.type == "GENERATED" and k.co[0] >= 400 for fc in bag_of(o).fcurves
+                                     for k in fc.keyframe_points)
+                         for o in other.objects if o.type == "ARMATURE" and bag_of(o) is not None}
+    before = generated()
+
+    def pump_and_switch(*args, **kwargs):
+        if jobs.RUNNING:
+            window.scene = other
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_switch
+    try:
+        result, printed = as_user(ops.motion_generate, frame_start=400, frame_end=419, engine="spline", sides="RIGHT")
+    except RuntimeError as exc:  # the operator's error report
+        result, printed = ["CANCELLED"], str(exc)
+    finally:
+        connection.pump, window.scene = pump, first
+    keyed = generated()  # generated keys from frame 400 on, per rig of the other scene
+    bpy.data.scenes.remove(other)
+    return {"result": result, "printed": printed, "other_scene_keys_after": keyed, "before": before}
+
+
+s.check("scene_switched", scene_switched_mid_job)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
     return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
