@@ -217,3 +217,36 @@ def test_pair_metrics_equal_the_separate_metrics(model):
         assert np.array_equal(getattr(penetration, field), getattr(alone, field)), field
     assert np.array_equal(contact.count_a, contact_metrics(lefts, rights, faces_l, faces_r, threshold=0.004).count_a)
     assert penetration.volume[0] > 0 and penetration.volume[2] == 0 and contact.in_contact[1]
+
+
+def test_the_report_counts_a_hand_only_where_it_is_present(model):
+    """Absent frames hold zeros (within every limit): they diluted the joint-limit statistics, and a clip
+    present only on scattered frames aborted the whole evaluation in the smoothness step."""
+    from handforge.evaluation.report import evaluate_clips
+
+    frames = 12
+
+    def bent(x: float) -> HandPose:  # far past the limits on every frame
+        return HandPose(global_orient=np.zeros((frames, 3)), hand_pose=np.full((frames, 45), 2.0),
+                        betas=np.zeros((frames, 10)), transl=np.tile([x, 0.0, 0.0], (frames, 1)))
+
+    def clip(present_left=None) -> MotionClip:
+        present = {} if present_left is None else {"left": present_left, "right": np.ones(frames, bool)}
+        return MotionClip(hands={"left": bent(-0.1), "right": bent(0.1)}, fps=30.0, present=present)
+
+    whole = evaluate_clips([clip()], model, frames=2)["joint_limits"]["left"]
+    half = evaluate_clips([clip(np.arange(frames) < frames // 2)], model, frames=2)["joint_limits"]["left"]
+    assert half["limit_violating_fraction"] == whole["limit_violating_fraction"] == 1.0
+    assert half["limit_violation_max_deg"] == pytest.approx(whole["limit_violation_max_deg"])
+    scattered = evaluate_clips([clip(), clip(np.arange(frames) % 2 == 0)], model, frames=2)
+    assert scattered["smoothness"]["clips"] == 1  # the scattered clip has no 4 consecutive frames: left out
+    with pytest.raises(ValueError, match="no frame with both hands present"):
+        evaluate_clips([clip()], model, reference=[clip(np.zeros(frames, bool))], frames=2)
+
+
+def test_vertices_in_millimetres_and_kid_subsets_of_one_are_refused():
+    box = trimesh.creation.box(extents=(30.0, 30.0, 30.0))  # 30 "mm": a 30 m cube if read as metres
+    with pytest.raises(ValueError, match="must be in metres"):
+        penetration_metrics(box.vertices, box.vertices + 5.0, box.faces, box.faces)
+    with pytest.raises(ValueError, match="subset_size must be at least 2"):
+        kid(np.random.default_rng(0).normal(size=(10, 4)), np.random.default_rng(1).normal(size=(10, 4)), subset_size=1)

@@ -17,6 +17,9 @@ def as_numpy(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
+MAX_HAND_EXTENT_M = 2.0  # no hand (with a forearm) spans more along one axis
+
+
 def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     """Two hands' vertices as float64 (N, V, 3) arrays (one (V, 3) pair becomes N = 1), checked."""
     a, b = as_numpy(a), as_numpy(b)
@@ -26,6 +29,10 @@ def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"vertices must be (N, V, 3) for both hands with the same N, got {a.shape} and {b.shape}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("vertices contain NaN or inf")
+    extent = max(float(np.ptp(h, axis=1).max()) for h in (a, b)) if a.shape[1] and b.shape[1] else 0.0
+    if extent > MAX_HAND_EXTENT_M:  # millimetres would be accepted and measured with metre thresholds
+        raise ValueError(f"a hand's vertices span {extent:.4g} along an axis: they must be in metres (a hand is "
+                         f"about 0.2 m; millimetres? divide by 1000)")
     return a.astype(np.float64), b.astype(np.float64)
 
 

@@ -71,6 +71,8 @@ def kid(features1: Any, features2: Any, degree: int = 3, gamma: float | None = N
         raise ValueError(f"feature sets differ in dimension: {x.shape[1]} and {y.shape[1]}")
     if degree < 1 or num_subsets < 1:
         raise ValueError("degree and num_subsets must be at least 1")
+    if subset_size < 2:  # the unbiased estimate divides by m (m - 1)
+        raise ValueError(f"subset_size must be at least 2, got {subset_size}")
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
     m = min(subset_size, len(x), len(y))
     rng = np.random.default_rng(seed)

@@ -4,8 +4,10 @@ Every engine's output is measured the same way (``handforge evaluate``):
     penetration      exact volume (cm³) and depths (mm) between the hands, on ``frames``
                      randomly drawn two-hand frames (exact metrics cost ~0.1-0.5 s per frame)
     contact          contact ratio within 5 mm on the same frames
-    joint limits     violations over every frame of both hands (degrees)
-    smoothness       acceleration (m/s²) and jitter (mean jerk, m/s³) of all keypoints, per clip
+    joint limits     violations over every frame where each hand is present (degrees)
+    smoothness       acceleration (m/s²) and jitter (mean jerk, m/s³) of all keypoints, per clip with
+                     both hands present on 4 consecutive frames, then averaged over those clips
+                     (``max_*``: the mean of each clip's maximum, not the worst clip's)
     diversity        of frame features (the drawn frames) and of motion features (one per clip)
     vs reference     Fréchet distance and KID (cubic; and InterHandGen's linear variant) of frame
                      features and of motion features (needs enough samples: KID subsets use
@@ -37,13 +39,13 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     keypoints, present = zip(*(two_hand_keypoints(c, model) for c in clips))
     report: dict[str, Any] = {"clips": len(clips), "frames": int(sum(c.num_frames for c in clips))}
 
-    smooth = [smoothness(k, c.fps, p).summary() for k, c, p in zip(keypoints, clips, present) if p.sum() >= 4]
+    smooth = [smoothness(k, c.fps, p).summary() for k, c, p in zip(keypoints, clips, present) if _run_of(p, 4)]
     if smooth:
         report["smoothness"] = {key: float(np.mean([s[key] for s in smooth])) for key in smooth[0]}
-    report["joint_limits"] = {
-        side: joint_limit_metrics(np.concatenate([c.hands[side].hand_pose for c in clips if side in c.hands]),
-                                  side, model.rig(side)).summary()
-        for side in ("left", "right") if any(side in c.hands for c in clips)}
+        report["smoothness"]["clips"] = len(smooth)
+    poses = {side: [_present(c, side) for c in clips if side in c.hands] for side in ("left", "right")}
+    report["joint_limits"] = {side: joint_limit_metrics(np.concatenate(found), side, model.rig(side)).summary()
+                              for side, found in poses.items() if found and sum(map(len, found))}
 
     picked = _draw_frames(clips, present, frames, rng)
     if picked:
@@ -62,6 +64,9 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     if reference:
         ref_kp, ref_present = zip(*(two_hand_keypoints(c, model) for c in reference))
         ref_picked = _draw_frames(reference, ref_present, max(frames, 2), rng)
+        if not ref_picked:
+            raise ValueError("the reference clips have no frame with both hands present: the comparison is of "
+                             "two-hand frames; give a reference of two-hand clips")
         ref_frames = nets.frame_features(np.stack([ref_kp[i][t] for i, t in ref_picked]))
         ref_whole = [k for k, p in zip(ref_kp, ref_present) if len(p) and p.all()]
         if picked and len(ref_frames) > 1 and len(frame_feat) > 1:
@@ -76,6 +81,24 @@ def _distances(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]
     return {"frechet": frechet_feature_distance(generated, reference),
             "kid_cubic": kid(generated, reference)[0],
             "kid_linear_interhandgen": kid(generated, reference, degree=1)[0]}
+
+
+def _run_of(present: np.ndarray, length: int) -> bool:
+    """Whether ``present`` (T,) holds ``length`` consecutive True frames (what jerk needs)."""
+    run = 0
+    for p in np.asarray(present, bool):
+        run = run + 1 if p else 0
+        if run >= length:
+            return True
+    return False
+
+
+def _present(clip: MotionClip, side: str) -> np.ndarray:
+    """The hand's poses (T', 45) on the frames where it is present (absent frames hold zeros, which
+    are within every limit and would dilute the statistics)."""
+    mask = clip.present.get(side)
+    pose = np.asarray(clip.hands[side].hand_pose)
+    return pose if mask is None else pose[np.asarray(mask, bool)]
 
 
 def _draw_frames(clips: Sequence[MotionClip], present: Sequence[np.ndarray], count: int,
