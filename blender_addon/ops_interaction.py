@@ -8,7 +8,7 @@ without undo steps, so the last undo step still holds the artist's pose: *Apply*
 candidate as one undo step, *Cancel* writes back the channels saved before the first preview.
 *Key Candidates* keys N candidates on consecutive frames (generated keys; the artist's keys stay).
 
-The backend answers in the anchor rig's armature space; ``into_rig_space`` carries a candidate into
+The backend answers in the anchor rig's armature space; ``pose.into_rig_space`` carries a candidate into
 the other rig's space, so rigs moved or rotated as objects still meet where the backend put them.
 """
 
@@ -27,8 +27,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError
-from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
+from handforge_shared.skeleton import JOINT_NAMES, SIDES
 
 JOB_KIND = "interaction.sample"
 MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager keeps
@@ -42,34 +41,6 @@ ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; t
                 ("LEFT", "Left", "The left hand stays as posed; the right hand is sampled"),
                 ("RIGHT", "Right", "The right hand stays as posed; the left hand is sampled"),
                 ("NONE", "Both Free", "Both hands are sampled")]
-
-
-# ---------------------------------------------------------------------- pure numpy
-def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
-    """rig_world⁻¹ · source_world, checked rigid: the candidates keep their size only between rigs of one scale."""
-    T = np.linalg.inv(rig_world) @ source_world
-    if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
-        raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "
-                         "Scale) or give both the same")
-    return T
-
-
-def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_world: np.ndarray,
-                   rig_wrist_head: np.ndarray) -> dict[str, np.ndarray]:
-    """Pose parameters (batched) meant for a rig whose armature had ``source_world`` → the same
-    hand in world space for a rig whose armature has ``rig_world``.
-
-    A rig shows global_orient R as the wrist bone's armature-space rotation M·R·F and transl t as
-    its head at h + M·t (``pose``: h the rest head, M model→Blender axes). With T = rig_world⁻¹ ·
-    source_world: R' = Mᵀ·T·M·R and t' = Mᵀ·(T(h + M·t) − h)."""
-    T = relative_transform(source_world, rig_world)
-    M, rotation, shift = MODEL_TO_BLENDER, T[:3, :3], T[:3, 3]
-    out = dict(pose)
-    R = axis_angle_to_matrix(np.asarray(pose["global_orient"], np.float64))
-    out["global_orient"] = matrix_to_axis_angle(M.T @ rotation @ M @ R)
-    head = np.asarray(rig_wrist_head, np.float64) + np.asarray(pose["transl"], np.float64) @ M.T
-    out["transl"] = (head @ rotation.T + shift - rig_wrist_head) @ M
-    return out
 
 
 # ---------------------------------------------------------------------- stored state (window manager)
@@ -299,7 +270,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
         reference = found["left" if side == "none" else side]
         for rig in found.values():
-            relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
+            pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
                          "rigs": {s: rig.name for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
@@ -328,7 +299,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             shapes = {name: pose[name].shape for name in KEPT_FIELDS}
             if shapes != {"global_orient": (count, 3), "hand_pose": (count, 45), "transl": (count, 3)}:
                 raise ValueError(f"the backend sent {side} poses of shapes {shapes} for {count} candidates")
-            per_side[side] = into_rig_space(pose, reference, np.array(rig.matrix_world),
+            per_side[side] = pose_conv.into_rig_space(pose, reference, np.array(rig.matrix_world),
                                             np.array(rig.data.bones[JOINT_NAMES[0]].head_local))
         state = browse_state(context)
         state.candidates.clear()

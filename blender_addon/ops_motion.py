@@ -263,8 +263,57 @@ def result_clip(result, request: dict[str, Any]) -> MotionClip:
     return MotionClip(hands=chosen, fps=clip.fps, hand_model=clip.hand_model, extra=dict(clip.extra))
 
 
+def rig_placement(every: dict[str, Any]) -> dict[str, Any]:
+    """Where each hand's armature is (``matrix_world``, and its rest wrist head for the poses), and the
+    rig whose armature space a request is in (the left one's when there is one): the motion engine
+    sees both hands in one space, so rigs moved as objects keep their places (a right rig moved
+    next to the left one was sent as if still 21 cm away, and Keep Apart could not see the overlap)."""
+    reference = "left" if "left" in every else next(iter(every))
+    world = {side: np.array(obj.matrix_world, np.float64) for side, obj in every.items()}
+    for side in world:
+        pose_conv.relative_transform(world[side], world[reference])  # rigs of one scale, else said now
+    return {"reference": reference, "world": world,
+            "head": {side: np.array(obj.data.bones[JOINT_NAMES[0]].head_local, np.float64) for side, obj in every.items()}}
+
+
+def _between_rigs(placement: dict[str, Any], side: str, global_orient, transl, into_reference: bool):
+    """A hand's (T, 3) global_orient (or None) and transl moved from its own armature's space into the
+    reference rig's, or back; unchanged where the two armatures are placed alike."""
+    own, shared = placement["world"][side], placement["world"][placement["reference"]]
+    if np.array_equal(own, shared):
+        return global_orient, transl
+    source, target = (own, shared) if into_reference else (shared, own)
+    transl = np.asarray(transl, np.float64)
+    orient = np.zeros_like(transl) if global_orient is None else np.asarray(global_orient, np.float64)
+    moved = pose_conv.into_rig_space({"global_orient": orient, "transl": transl}, source, target,
+                                     placement["head"][side])
+    return (None if global_orient is None else moved["global_orient"]), moved["transl"]
+
+
+def into_shared_space(arrays: dict[str, np.ndarray], placement: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A motion request's arrays with every hand in the reference rig's armature space."""
+    out = dict(arrays)
+    for side in placement["world"]:
+        orient_name, transl_name = hand_array_name(side, "global_orient"), hand_array_name(side, "transl")
+        if transl_name in out:
+            orient, out[transl_name] = _between_rigs(placement, side, out.get(orient_name), out[transl_name], True)
+            if orient is not None:
+                out[orient_name] = orient
+    return out
+
+
+def out_of_shared_space(clip: MotionClip, placement: dict[str, Any]) -> MotionClip:
+    """A result (in the reference rig's space) with each hand in its own rig's armature space."""
+    hands_out = {}
+    for side, poses in clip.hands.items():
+        orient, transl = _between_rigs(placement, side, poses.global_orient, poses.transl, False)
+        hands_out[side] = HandPose(global_orient=orient, hand_pose=poses.hand_pose, betas=poses.betas, transl=transl)
+    return MotionClip(hands=hands_out, fps=clip.fps, hand_model=clip.hand_model, present=dict(clip.present),
+                      extra=dict(clip.extra))
+
+
 def write_result(context, result, request: dict[str, Any]) -> str:
-    clip = result_clip(result, request)
+    clip = out_of_shared_space(result_clip(result, request), request["placement"])
     made_at, now = request["params"]["fps"], keys.scene_fps(context.scene)
     refit = ""
     if abs(now - made_at) > 1e-6:  # changed while the job ran: the frames asked for, one key each
@@ -330,6 +379,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
             raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
                              f"choose 0-{self.num_samples - 1}")
         kind, extra, arrays, write, every = self.motion_request(context, start, end)
+        placement = rig_placement(every)
+        arrays = into_shared_space(arrays, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
                   **extra}
@@ -338,7 +389,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         if self.keep_apart != "default":  # else the job kind's own default
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
-                         "frames": end - start + 1, "sample": self.sample, "label": self.bl_label}
+                         "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
+                         "placement": placement}
         return kind, params, arrays
 
     def job_apply(self, context, result):

@@ -265,3 +265,31 @@ def update_correctives(arm_obj) -> None:
     values = rig.corrective_values(world_from_local(bone_frames(arm_obj), local))
     for kb, v in zip(keys, values):
         kb.value = float(v)
+
+
+# ---------------------------------------------------------------------- between rigs' armature spaces
+def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.ndarray:
+    """rig_world⁻¹ · source_world, checked rigid: the candidates keep their size only between rigs of one scale."""
+    T = np.linalg.inv(rig_world) @ source_world
+    if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
+        raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "
+                         "Scale) or give both the same")
+    return T
+
+
+def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_world: np.ndarray,
+                   rig_wrist_head: np.ndarray) -> dict[str, np.ndarray]:
+    """Pose parameters (batched) meant for a rig whose armature had ``source_world`` → the same
+    hand in world space for a rig whose armature has ``rig_world``.
+
+    A rig shows global_orient R as the wrist bone's armature-space rotation M·R·F and transl t as
+    its head at h + M·t (``pose``: h the rest head, M model→Blender axes). With T = rig_world⁻¹ ·
+    source_world: R' = Mᵀ·T·M·R and t' = Mᵀ·(T(h + M·t) − h)."""
+    T = relative_transform(source_world, rig_world)
+    M, rotation, shift = MODEL_TO_BLENDER, T[:3, :3], T[:3, 3]
+    out = dict(pose)
+    R = axis_angle_to_matrix(np.asarray(pose["global_orient"], np.float64))
+    out["global_orient"] = matrix_to_axis_angle(M.T @ rotation @ M @ R)
+    head = np.asarray(rig_wrist_head, np.float64) + np.asarray(pose["transl"], np.float64) @ M.T
+    out["transl"] = (head @ rotation.T + shift - rig_wrist_head) @ M
+    return out

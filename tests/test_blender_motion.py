@@ -190,6 +190,13 @@ def test_a_result_made_from_another_scene_is_not_applied(session):
     assert found["other_scene_keys_after"] == found["before"] and not any(found["before"].values()), found
 
 
+def test_rigs_moved_as_objects_are_sent_where_blender_shows_them(session):
+    _no_error(session, "placed_apart")
+    found = session["placed_apart"]
+    assert found["wrist_error_m"] < 1e-5 and found["moved_in_request"] > 0.1 and found["left_unchanged"]
+    assert found["round_trip"] < 1e-7  # (the matrices are float32 in Blender)
+
+
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
     _no_error(session, "sample")
     found = session["sample"]

@@ -339,6 +339,52 @@ def scene_switched_mid_job():
 s.check("scene_switched", scene_switched_mid_job)
 
 
+def rigs_placed_apart():
+    """Rig objects moved and turned: a request carries both hands in one armature space (the left
+    rig's), where each wrist is where Blender shows it (they were sent in their own armatures' spaces,
+    as if never moved), and a result comes back into each rig's own space exactly."""
+    import numpy as np
+
+    ops_motion = importlib.import_module(f"{ADDON_MODULE}.ops_motion")
+    skeleton = importlib.import_module("handforge_shared.skeleton")
+    poses_module = importlib.import_module("handforge_shared.poses")
+    here = bpy.context.scene  # (a new file was opened by an earlier check)
+    left, right = here.handforge.left, here.handforge.right
+    saved = right.matrix_world.copy()
+    right.location.x += 0.3
+    right.rotation_euler.z += 0.5
+    bpy.context.view_layer.update()
+    try:
+        every = {"left": left, "right": right}
+        placement = ops_motion.rig_placement(every)
+        poses = ops_motion.animated_poses(bpy.context, every, 1, 3)
+        arrays = {}
+        for side, pose in poses.items():
+            arrays[f"{side}.global_orient"] = np.asarray(pose.global_orient, np.float64)
+            arrays[f"{side}.transl"] = np.asarray(pose.transl, np.float64)
+        shared = ops_motion.into_shared_space(arrays, placement)
+        here.frame_set(1)
+        wrist = skeleton.JOINT_NAMES[0]
+        shown = np.array(right.matrix_world @ right.pose.bones[wrist].head)
+        head, M = placement["head"]["right"], skeleton.MODEL_TO_BLENDER
+        from_shared = np.array(left.matrix_world) @ np.append(head + M @ shared["right.transl"][0], 1.0)
+        clip = poses_module.MotionClip(hands={side: poses_module.HandPose(
+            global_orient=shared[f"{side}.global_orient"], hand_pose=poses[side].hand_pose, betas=poses[side].betas,
+            transl=shared[f"{side}.transl"]) for side in poses}, fps=30.0)
+        back = ops_motion.out_of_shared_space(clip, placement)
+        return {"wrist_error_m": float(np.abs(from_shared[:3] - shown).max()),
+                "moved_in_request": float(np.abs(shared["right.transl"] - arrays["right.transl"]).max()),
+                "left_unchanged": bool(np.array_equal(shared["left.transl"], arrays["left.transl"])),
+                "round_trip": max(float(np.abs(np.asarray(getattr(back.hands[s], f)) - arrays[f"{s}.{f}"]).max())
+                                  for s in poses for f in ("global_orient", "transl"))}
+    finally:
+        right.matrix_world = saved
+        bpy.context.view_layer.update()
+
+
+s.check("placed_apart", rigs_placed_apart)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
     return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
