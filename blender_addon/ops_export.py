@@ -120,7 +120,8 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
                               description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,
                             description="Last frame (-1: the scene's end)")
-    frame_step: IntProperty(name="Step", default=1, min=1, description="Export every n-th frame")
+    frame_step: IntProperty(name="Step", default=0, min=0, description="Export every n-th frame (0: the scene's "
+                                                                        "Frame Step, as rendering an animation does)")
     cameras: EnumProperty(name="Cameras", items=CAMERA_ITEMS, default="ALL", description="Which cameras to export from")
     resolution_x: IntProperty(name="Width", default=0, min=0, max=8192,
                               description="Image width in pixels (0: the scene's render resolution)")
@@ -143,7 +144,8 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         end = scene.frame_end if self.frame_end < 0 else self.frame_end
         found = hands.scene_hands(scene, "BOTH")
         model = keys.check_export(found, start, end)  # a non-empty range, one hand model
-        frames = list(range(start, end + 1, self.frame_step))
+        step = self.frame_step or max(1, scene.frame_step)
+        frames = list(range(start, end + 1, step))
         cameras = scene_cameras(scene, self.cameras)
         if len(frames) * len(cameras) > MAX_SAMPLES:
             raise ValueError(f"{len(frames)} frames × {len(cameras)} cameras is more than {MAX_SAMPLES} images: "
@@ -159,7 +161,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
                   "engine": self.engine, "samples": self.samples, "seed": self.seed,
                   "command": f"Blender {bpy.app.version_string}: HandForge › Export Labelled Renders of "
                              f"{bpy.path.basename(bpy.data.filepath) or 'an unsaved scene'}, frames {start}-{end} "
-                             f"step {self.frame_step}, {self.cameras.lower()} cameras, {width}×{height}, {self.engine}"}
+                             f"step {step}, {self.cameras.lower()} cameras, {width}×{height}, {self.engine}"}
         return "export_renders", params, arrays
 
     def job_apply(self, context, result):

@@ -146,9 +146,12 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
             keyed = np.flatnonzero(mask.any(axis=1)) + start
             if len(keyed) < 2:
                 where = f"only at frame {keyed[0]}" if len(keyed) else "on no frame"
-                raise ValueError(f"the {side} hand is keyed {where} of {start}-{end} (on the kept parts): in-betweening "
-                                 "needs keys on at least 2 frames; key the pose at another frame (Key Pose), widen "
-                                 "the range, or choose the other hand only")
+                ad = obj.animation_data
+                nla = (" (keys in NLA strips are not read: in-betweening works on the rig's active action)"
+                       if ad is not None and any(t.strips for t in ad.nla_tracks) else "")
+                raise ValueError(f"the {side} hand ({obj.name!r}) is keyed {where} of {start}-{end} (on the kept "
+                                 f"parts){nla}: in-betweening needs keys on at least 2 frames; key the pose at "
+                                 "another frame (Key Pose), widen the range, or choose the other hand only")
         else:
             mask = np.ones((end - start + 1, PARTS), bool)
         arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)

@@ -99,6 +99,7 @@ def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
     _no_error(session, "bad")
     bad = session["bad"]
     assert "keyed on no frame of 30-40" in bad["no_keys"] and "at least 2 frames" in bad["no_keys"]
+    assert "hand ('Hand." in bad["no_keys"]  # the rig named: with two pairs, which one is meant
     assert "only at frame 24 of 15-40" in bad["one_key"]
     assert "fewer than 2 frames" in bad["range"]
     assert "no part is kept" in bad["nothing_kept"]

@@ -113,7 +113,9 @@ def oracle():
 def export():
     frame = scene.frame_current
     result = bpy.ops.handforge.export_renders(directory=a["out"], frame_step=4, engine="none", seed=3)
-    rerun = bpy.ops.handforge.export_renders(directory=a["out"], frame_step=4, engine="none", seed=3)
+    bpy.context.scene.frame_step = 4  # Step left at 0: the scene's Frame Step (it exported every frame)
+    rerun = bpy.ops.handforge.export_renders(directory=a["out"], engine="none", seed=3)  # the same request
+    bpy.context.scene.frame_step = 1
     rgb = bpy.ops.handforge.export_renders(directory=a["rgb_out"], frame_start=5, frame_end=5, cameras="ACTIVE",
                                            resolution_x=96, resolution_y=72, engine="workbench")
     return {"result": sorted(result), "rerun": sorted(rerun), "rgb": sorted(rgb),
