@@ -250,3 +250,12 @@ def test_vertices_in_millimetres_and_kid_subsets_of_one_are_refused():
         penetration_metrics(box.vertices, box.vertices + 5.0, box.faces, box.faces)
     with pytest.raises(ValueError, match="subset_size must be at least 2"):
         kid(np.random.default_rng(0).normal(size=(10, 4)), np.random.default_rng(1).normal(size=(10, 4)), subset_size=1)
+
+
+def test_empty_frame_sets_and_non_finite_statistics_are_handled():
+    from handforge.evaluation.distribution import frechet_distance
+    from handforge.evaluation.features import load_features
+
+    assert load_features().frame_features(np.zeros((0, 42, 3))).shape == (0, 128)  # (a reshape error)
+    with pytest.raises(ValueError, match="must be finite"):  # (a NaN distance)
+        frechet_distance(np.array([np.nan, 0.0]), np.eye(2), np.zeros(2), np.eye(2))

@@ -47,6 +47,8 @@ def frechet_distance(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
     if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
         raise ValueError(f"need means (D,) and covariances (D, D) of one D, got {mu1.shape}, {cov1.shape}, "
                          f"{mu2.shape}, {cov2.shape}")
+    if not all(np.isfinite(x).all() for x in (mu1, cov1, mu2, cov2)):
+        raise ValueError("means and covariances must be finite (NaN or inf in the statistics)")
     root1 = _psd_sqrt(cov1)
     middle = root1 @ cov2 @ root1
     trace_root = np.sqrt(np.clip(eigh((middle + middle.T) / 2, eigvals_only=True), 0, None)).sum()

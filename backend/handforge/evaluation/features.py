@@ -138,7 +138,10 @@ class FeatureNetworks:
     @torch.no_grad()
     def frame_features(self, keypoints: Any, batch_size: int = 4096) -> np.ndarray:
         """(N, 42, 3) two-hand keypoints (metres) → (N, 128) features."""
-        x = canonical_frames(keypoints)
+        k = _keypoints(keypoints, 3)
+        if not len(k):  # (no frame: no features)
+            return np.zeros((0, self.frame.config.feature_dim), np.float32)
+        x = canonical_frames(k)
         return torch.cat([self.frame(x[s:s + batch_size]) for s in range(0, len(x), batch_size)] or
                          [torch.zeros(0, self.frame.config.feature_dim)]).numpy()
 
