@@ -310,6 +310,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
     Returns a summary: keys written, frame range, frames skipped per side, warnings for the user."""
     scene = context.scene
+    check_scene_time(hands)
     missing = [s for s in clip.hands if s not in hands]
     if len(missing) == len(clip.hands):
         raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
@@ -421,6 +422,20 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
         if fc is not None and not fc.mute:
             location[:, c] = _sample(fc, frames)
     return local, location
+
+
+def check_scene_time(hands: dict[str, object]) -> None:
+    """Refuse rigs whose keys are edited in NLA tweak mode through a strip that is moved or scaled: the
+    keys live in the strip's action time, the tools read and write scene frames (in-betweening read the
+    wrong frames and keyed where nothing showed). A strip left where its action's frames show is fine."""
+    for obj in hands.values():
+        ad = obj.animation_data
+        if ad is None or not ad.use_tweak_mode:
+            continue
+        if any(abs(ad.nla_tweak_strip_time_to_scene(t) - t) > 1e-6 for t in (0.0, 100.0)):
+            raise ValueError(f"{obj.name!r} is in NLA tweak mode on a strip that is moved or scaled: its keys are in "
+                             "the strip's own time; leave tweak mode (Tab in the NLA editor) first, or place the "
+                             "strip where its action's frames show (start at its first frame, scale 1)")
 
 
 def check_export(hands: dict[str, object], frame_start: int, frame_end: int) -> str:

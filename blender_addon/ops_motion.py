@@ -76,6 +76,7 @@ def motion_hands(scene, target: str) -> tuple[dict[str, object], dict[str, objec
     chosen = hands.scene_hands(scene, target)
     every = hands.scene_hands(scene, "BOTH")
     hand_model(every)
+    keys.check_scene_time(every)
     return chosen, every
 
 

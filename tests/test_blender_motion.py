@@ -198,6 +198,12 @@ def test_rigs_moved_as_objects_are_sent_where_blender_shows_them(session):
     assert found["round_trip"] < 1e-7  # (the matrices are float32 in Blender)
 
 
+def test_keys_edited_through_a_moved_nla_strip_are_refused_with_what_to_do(session):
+    _no_error(session, "nla_tweak")
+    message = session["nla_tweak"]["message"]
+    assert "NLA tweak mode on a strip that is moved or scaled" in message and "Tab in the NLA editor" in message
+
+
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
     _no_error(session, "sample")
     found = session["sample"]
