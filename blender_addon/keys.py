@@ -167,14 +167,19 @@ def _new_points(co: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+KEPT_KEY_REACH = 0.5  # frames: a generated key closer than this to a kept key is left out
+
+
 def _free_frames(kept_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Which of ``frames`` have no key of ``kept_frames`` (sorted) on them."""
+    """Which of ``frames`` have no key of ``kept_frames`` (sorted) within half a frame: a clip retimed
+    onto the scene (30 fps into 29.97) lands between frames, and a generated key 0.02 frames before the
+    artist's would have made a jump right beside it."""
     if not len(kept_frames):
         return np.ones(len(frames), bool)
     pos = np.searchsorted(kept_frames, frames)
     before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
     after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
-    return np.minimum(np.abs(before - frames), np.abs(after - frames)) > _FRAME_EPS
+    return np.minimum(np.abs(before - frames), np.abs(after - frames)) >= KEPT_KEY_REACH - _FRAME_EPS
 
 
 def blend_towards(co: np.ndarray, artist: np.ndarray, frames: int, periodic: bool) -> np.ndarray:

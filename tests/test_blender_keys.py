@@ -330,3 +330,31 @@ def test_euler_channels_stay_on_one_branch_near_gimbal_lock():
     assert jump.max() < 1.5, jump.max()        # no half-turn spin between keys (a branch change jumps ~π)
     assert first.max() < 1e-5, first.max()    # the first key continues the channels' values
     assert rotation.max() < 1e-5, rotation.max()  # and every key is the rotation asked for
+
+
+_FREE_FRAMES = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from blender_addon import keys  # the add-on's own module (bpy is importable here)
+artist = np.array([1.0, 20.0])
+retimed = 1 + np.arange(20) * 29.97 / 30  # a 30 fps clip on a 29.97 fps scene
+doubled = 1 + np.arange(39) * 0.5         # a 60 fps clip on a 30 fps scene
+print(json.dumps([retimed[~keys._free_frames(artist, retimed)].tolist(),
+                  doubled[~keys._free_frames(artist, doubled)].tolist()]))
+"""
+
+
+def test_a_retimed_key_half_a_frame_from_an_artist_key_is_left_out():
+    """30 fps into 29.97: a generated key landed 0.02 frames before the artist's key at 20 (a jump
+    right beside it); keys half a frame away (60 fps into 30) stay."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", _FREE_FRAMES, str(root)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    retimed_out, doubled_out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [round(f, 3) for f in retimed_out] == [1.0, 19.981]
+    assert doubled_out == [1.0, 20.0]
