@@ -8,7 +8,7 @@ import sys
 import textwrap
 from typing import Any
 
-from handforge_shared.protocol import DEFAULT_ENDPOINT
+from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
 
 NAME = "doctor"
 HELP = "check the installation: versions, devices, hand models, engine weights, settings, a running backend"
@@ -135,7 +135,7 @@ def _engine_field(value: Any) -> list[str]:
         lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
         if not status["available"]:
             lines += _indented("why: ", status.get("reason", ""))
-            if status.get("hint") and status["hint"] not in status.get("reason", ""):
+            if with_hint(status.get("reason", ""), status.get("hint", "")) != status.get("reason", ""):
                 lines += _indented("fix: ", status["hint"])
     return lines
 

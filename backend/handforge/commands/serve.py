@@ -121,13 +121,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"handforge serve: --engine-package {package}: no such Python package (is its folder on "
                   "PYTHONPATH?)", file=sys.stderr)
             return 2
-    from handforge import config as settings_file
-
-    try:
-        settings_file.check_file()
-    except settings_file.ConfigError as exc:
-        print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
-        return 2
     devices = args.devices
     problem = _check_devices_exist(devices)
     if problem:
@@ -142,7 +135,13 @@ def run(args: argparse.Namespace) -> int:
         endpoint_file=args.endpoint_file, model_memory_bytes=args.model_memory,
         engine_packages=tuple(args.engine_package))
     server = Server(config)
-    unknown = settings_file.check_file()  # now that --engine-package's settings are declared too
+    from handforge import config as settings_file
+
+    try:  # once the engines (and --engine-package's) have declared their settings
+        unknown = settings_file.check_file()
+    except settings_file.ConfigError as exc:
+        print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
+        return 2
     if unknown:
         logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
                                                       "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
