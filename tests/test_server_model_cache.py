@@ -91,3 +91,31 @@ def test_sizes_parse_with_units_and_bad_ones_say_the_accepted_forms():
             parse_size(bad)
     with pytest.raises(ValueError, match="at least 0"):
         ModelCache(-1)
+
+
+def test_pipelines_and_dicts_of_models_count_their_modules_bytes(tmp_path):
+    # a diffusers pipeline has no parameters() of its own: counted as 0 it was never evicted
+    from diffusers import StableDiffusionPipeline
+
+    from tests.support.tiny_sd import build_sd
+
+    pipe = StableDiffusionPipeline.from_pretrained(build_sd(tmp_path / "sd"), safety_checker=None,
+                                                   requires_safety_checker=False)
+    parts = [pipe.unet, pipe.vae, pipe.text_encoder]
+    expected = sum(model_bytes(m) for m in parts)
+    assert expected > 0 and model_bytes(pipe) == expected
+    assert model_bytes({"unet": pipe.unet, "vae": pipe.vae, "scheduler": pipe.scheduler}) == \
+        model_bytes(pipe.unet) + model_bytes(pipe.vae)
+    assert model_bytes((pipe.unet, pipe.unet)) == model_bytes(pipe.unet)  # shared: once
+    cache = ModelCache(budget_bytes=expected + 1)
+    cache.get("first", lambda device: pipe, "cpu")
+    cache.get("second", lambda device: {"unet": pipe.unet, "copy": torch.nn.Linear(64, 64)}, "cpu")
+    assert cache.cached() == [("second", "cpu")] and cache.evictions == 1
+
+
+def test_loading_is_reported_with_a_readable_name():
+    from handforge.server.model_cache import _name
+
+    key = ("image", "/models/sd", ("/models/a", "/models/b"), "torch.float32", False, ((("config.json", 12, 3),),))
+    assert _name(key) == "image /models/sd /models/a+/models/b torch.float32"
+    assert _name("TargetGenerator /runs/x") == "TargetGenerator /runs/x"

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import ValuesView
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable
@@ -51,17 +52,36 @@ class _Entry:
 
 
 def model_bytes(model: Any) -> int:
-    """Bytes of a torch module's parameters and buffers (shared tensors counted once); 0 for others."""
+    """Bytes of the parameters and buffers of the torch modules in ``model`` (shared tensors counted
+    once): a module, a diffusers pipeline (its ``components``), or a dict, list or tuple of them; 0
+    when there are none. A pipeline counted as 0 would never be evicted, however large."""
     seen, total = set(), 0
-    for tensors in (getattr(model, "parameters", None), getattr(model, "buffers", None)):
-        if not callable(tensors):
-            continue
-        for tensor in tensors():
-            key = (tensor.data_ptr(), tensor.device)
-            if key not in seen or not key[0]:  # data_ptr 0: no storage (meta), nothing to share
-                seen.add(key)
-                total += tensor.numel() * tensor.element_size()
+    for module in _modules(model):
+        for tensors in (module.parameters, module.buffers):
+            for tensor in tensors():
+                key = (tensor.data_ptr(), tensor.device)
+                if key not in seen or not key[0]:  # data_ptr 0: no storage (meta), nothing to share
+                    seen.add(key)
+                    total += tensor.numel() * tensor.element_size()
     return total
+
+
+def _modules(obj: Any, depth: int = 0):
+    """The objects with ``parameters()`` and ``buffers()`` in ``obj``, looking into pipelines' components
+    and into containers (a few levels deep: cached models are shallow)."""
+    if callable(getattr(obj, "parameters", None)) and callable(getattr(obj, "buffers", None)):
+        yield obj
+        return
+    if depth >= 4:
+        return
+    components = getattr(obj, "components", None)  # a diffusers DiffusionPipeline
+    if isinstance(components, dict):
+        obj = components
+    if isinstance(obj, dict):
+        obj = obj.values()
+    if isinstance(obj, (list, tuple, ValuesView)):
+        for item in obj:
+            yield from _modules(item, depth + 1)
 
 
 class ModelCache:
@@ -147,7 +167,17 @@ class ModelCache:
 
 
 def _name(key: Hashable) -> str:
-    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
+    """A key as people read it: a tuple's strings and numbers joined by spaces, a tuple of strings by "+";
+    what only tells versions apart (file signatures, flags) is left out."""
+    if not isinstance(key, tuple):
+        return str(key)
+    parts = []
+    for part in key:
+        if isinstance(part, tuple) and part and all(isinstance(p, str) for p in part):
+            parts.append("+".join(part))
+        elif isinstance(part, (str, int, float)) and not isinstance(part, bool):
+            parts.append(str(part))
+    return " ".join(parts)
 
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
