@@ -64,3 +64,50 @@ def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_erro
     assert main(["models", "fetch", "controlnet-depth"]) == 2
     err = capsys.readouterr().err
     assert "cannot download lllyasviel/control_v11f1p_sd15_depth" in err and "handforge models import" in err
+
+
+def _controlnet_for_wider_text(folder):
+    """A ControlNet of an SD whose text is 48 wide (as an SD 2.x ControlNet is to SD 1.x: 1024 vs 768)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**{**tiny_sd.unet_config(), "cross_attention_dim": 48})
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).save_pretrained(str(folder))
+    return folder
+
+
+def test_controlnets_that_do_not_fit_the_sd_model_are_refused_when_loaded_and_checked(weights, tmp_path,
+                                                                                     monkeypatch, capsys):
+    # before: both engines reported available, `models check` said ok, and the job failed at its first step
+    # with "internal: mat1 and mat2 shapes cannot be multiplied"
+    from handforge.engines.image.loading import WeightsError, build_pipeline
+
+    root, sd, guidance = weights
+    wide = _controlnet_for_wider_text(tmp_path / "wide")
+    with pytest.raises(WeightsError, match=r"does not fit .*cross_attention_dim is 48.*has 32 \(an SD 2.x model"):
+        build_pipeline(sd, [guidance, wide])
+    assert build_pipeline(sd, [guidance]).controlnet is not None
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(wide))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    assert main(["models", "check"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAILED  controlnet  {wide}" in out and "does not fit the SD model" in out and f"ok  sd  {sd}" in out
+    assert main(["models", "check", str(wide)]) == 0  # on its own, nothing to fit
+
+
+def test_single_files_that_cannot_load_are_weights_errors(weights, tmp_path):
+    # before: a single-file ControlNet looked up an unrelated Hub repository offline, and a single file
+    # that is not an SD checkpoint escaped as SingleFileComponentError (the job said "internal")
+    import torch
+    from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd
+
+    _, sd, guidance = weights
+    with pytest.raises(WeightsError, match="is one file: ControlNets are read from diffusers folders"):
+        load_controlnet(guidance / "diffusion_pytorch_model.safetensors")
+    junk = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_down.weight": torch.zeros(4, 4)}, junk)
+    with pytest.raises(WeightsError, match=f"cannot load Stable Diffusion from {junk}"):
+        load_sd(junk, sd)

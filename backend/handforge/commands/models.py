@@ -64,8 +64,9 @@ def _check(args: argparse.Namespace) -> int:
             print("no image weights are configured; see `handforge models list`", file=sys.stderr)
             return 1
     failed = False
+    sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets must fit it
     for kind, path in targets:
-        report = (check_sd if kind == "sd" else check_controlnet)(path, digest=args.hash)
+        report = check_sd(path, digest=args.hash) if kind == "sd" else check_controlnet(path, args.hash, sd)
         print(f"{'ok' if report.ok else 'FAILED'}  {kind}  {path}")
         for line in report.notes:
             print(f"    {line}")

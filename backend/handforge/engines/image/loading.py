@@ -3,13 +3,13 @@
 SD 1.x comes as a diffusers folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
 ``scheduler/``, e.g. a copy of the stable-diffusion-v1-5 repository) or as one ``.safetensors``
 checkpoint in the original layout, read with diffusers' ``from_single_file`` against a local
-diffusers folder for its configs. ControlNets are diffusers ``ControlNetModel`` folders (or single
-files likewise). Sampling uses DDIM built from the model's scheduler config.
+diffusers folder for its configs. ControlNets are diffusers ``ControlNetModel`` folders. Sampling
+uses DDIM built from the model's scheduler config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
                      "scheduler": DDIMScheduler.from_pretrained(str(path), subfolder="scheduler")}
     except WeightsError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
         raise WeightsError(f"cannot load Stable Diffusion from {path}: {type(exc).__name__}: {exc}") from None
     parts["scheduler"] = DDIMScheduler.from_config(parts["scheduler"].config)
     if parts["unet"].config.cross_attention_dim != parts["text_encoder"].config.hidden_size:
@@ -69,18 +69,37 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     return parts
 
 
-def load_controlnet(path: str | Path, dtype: Any = None, config: str | Path | None = None):
-    """One ControlNetModel from a diffusers folder (or a single file with ``config``, a folder)."""
+def load_controlnet(path: str | Path, dtype: Any = None):
+    """One ControlNetModel from a diffusers folder (``config.json`` + its weights)."""
     from diffusers import ControlNetModel
 
     path = _local(path, "ControlNet weights")
+    if path.is_file():  # an original-layout file needs a config diffusers would fetch from the Hub
+        raise WeightsError(f"{path} is one file: ControlNets are read from diffusers folders (config.json + "
+                           "diffusion_pytorch_model.safetensors); convert it once with diffusers "
+                           "(ControlNetModel.from_single_file(...).save_pretrained(FOLDER)), or take the diffusers "
+                           "repository (handforge models fetch)")
     try:
-        if path.is_file():
-            kwargs = {"config": str(config)} if config else {}
-            return ControlNetModel.from_single_file(str(path), local_files_only=True, torch_dtype=dtype, **kwargs)
         return ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
         raise WeightsError(f"cannot load the ControlNet {path}: {type(exc).__name__}: {exc}") from None
+
+
+# What a ControlNet must share with the UNet whose blocks it adds to: the text width its attention
+# reads, and the channels and layers of each down block (its residuals are added one by one).
+MATCHING = ("cross_attention_dim", "block_out_channels", "layers_per_block")
+
+
+def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
+    """Why a ControlNet of config ``controlnet`` cannot drive a UNet of config ``unet`` ('' when it can)."""
+    for key in MATCHING:
+        a, b = unet.get(key), controlnet.get(key)
+        if a is not None and b is not None and (list(a) if isinstance(a, (list, tuple)) else a) != \
+                (list(b) if isinstance(b, (list, tuple)) else b):
+            hint = (" (an SD 2.x model with SD 1.x ControlNets, or the reverse?)" if key == "cross_attention_dim"
+                    else "")
+            return f"its {key} is {b}, the SD model's UNet has {a}{hint}"
+    return ""
 
 
 def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config: str | Path | None = None,
@@ -92,9 +111,14 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     nets = [load_controlnet(p, dtype) for p in controlnets]
     if not nets:
         raise WeightsError("no ControlNet given: the guidance module or at least one ControlNet is needed")
+    for path, net in zip(controlnets, nets):
+        reason = mismatch(parts["unet"].config, net.config)
+        if reason:
+            raise WeightsError(f"the ControlNet {path} does not fit {sd}: {reason}; use ControlNets trained for "
+                               "this SD model")
     pipe = HandImagePipeline(controlnet=nets if len(nets) > 1 else nets[0], **parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
-__all__ = ["SD_PARTS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd"]
+__all__ = ["SD_PARTS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch"]

@@ -14,7 +14,7 @@ SD_CONFIG = config.register(config.Setting(
          "(the weights in it are not needed)"))
 GUIDANCE = config.register(config.Setting(
     key="image.guidance", env="HANDFORGE_IMAGE_GUIDANCE",
-    help="AttentionHand guidance module: a diffusers ControlNetModel folder (or .safetensors) trained on "
+    help="AttentionHand guidance module: a diffusers ControlNetModel folder trained on "
          "mesh images (handforge train guidance)"))
 CONTROLNETS = config.register(config.Setting(
     key="image.controlnets", env="HANDFORGE_CONTROLNETS",

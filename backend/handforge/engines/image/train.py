@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge import config
     from handforge.engines.image.data import GuidancePairs
-    from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd
+    from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd, mismatch
     from handforge.training.loop import TrainingError, train
 
     sd_path = sd_weights_path(args, "guidance")
@@ -150,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         sd = load_sd(sd_path, config.value("image.sd_config"))
         net = load_controlnet(args.init) if args.init else ControlNetModel.from_unet(sd["unet"])
+        if mismatch(sd["unet"].config, net.config):
+            raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")
         dataset = GuidancePairs(args.data, sd["tokenizer"], size=args.size, default_caption=args.caption)
     except (WeightsError, ValueError) as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)

@@ -146,11 +146,24 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     return report
 
 
-def check_controlnet(path: str | Path, digest: bool = False) -> Report:
+def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | None = None) -> Report:
+    """A ControlNet folder's files against its config and, with ``sd`` (an SD folder), against that
+    model's UNet (text width and down blocks: an SD 2.x ControlNet cannot drive SD 1.x)."""
     from diffusers import ControlNetModel
 
+    from handforge.engines.image.loading import mismatch
+
     report = Report(str(path))
-    check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest)
+    if Path(path).is_file():
+        report.problems.append(f"{path} is one file: ControlNets are read from diffusers folders (config.json + "
+                               "diffusion_pytorch_model.safetensors)")
+        return report
+    net = check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest)
+    unet_config = Path(sd) / "unet" / "config.json" if sd is not None else None
+    if net and unet_config is not None and unet_config.is_file():
+        reason = mismatch(json.loads(unet_config.read_text()), net)
+        if reason:
+            report.problems.append(f"does not fit the SD model {sd}: {reason}")
     return report
 
 
