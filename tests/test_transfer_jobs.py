@@ -179,3 +179,37 @@ def test_cancel_between_steps(server):
                 if isinstance(event, (Cancelled, Result)):
                     assert isinstance(event, Cancelled) and 2 <= seen < 200
                     return
+
+
+def test_ihpt_refuses_what_it_cannot_use_before_loading_anything(server):
+    # before: a camera R that is no rotation was accepted and failed as "internal" after SD had loaded,
+    # and cpu_offload was silently ignored
+    with server.client() as client:
+        params, arrays = request(engine="ihpt", source_labels=labels_of("fist"))
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", params, {**arrays, "camera.R": np.eye(3) * 2.0}, timeout=60)
+        assert failed.value.code == "invalid_params" and "rotation" in failed.value.message
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", {**params, "cpu_offload": True}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "cpu_offload" in failed.value.message
+        with pytest.raises(JobFailed) as failed:  # this job's words: guide, not image.generate's engine
+            client.run("image.transfer", {**params, "engine": "reference", "guide": "attentionhand",
+                                          "controls": ["control_sd15_depth"]}, arrays, timeout=60)
+        assert "set guide to 'controlnet'" in failed.value.hint and "engine" not in failed.value.hint
+        with pytest.raises(JobFailed) as failed:  # the guide that is not configured names the one that is
+            client.run("image.transfer", {**params, "engine": "reference", "guide": "attentionhand"}, arrays,
+                       timeout=60)
+        assert failed.value.code == "missing_weights" and "set guide to 'controlnet', which is ready" in \
+            failed.value.hint
+
+
+def test_a_target_generator_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):
+    # before: "internal: CheckpointError ... the backend log has the traceback"
+    from handforge.engines.transfer import jobs
+    from handforge.server.jobs import JobContext, JobError
+
+    monkeypatch.setenv("HANDFORGE_TRANSFER_TARGET_GENERATOR", str(tmp_path))  # a run folder, not its model/
+    ctx = JobContext("j", "image.transfer", lambda fraction, message, previews: None)
+    with pytest.raises(JobError) as failed:
+        jobs._sample_ihpt(ctx, {}, {}, None, {}, {}, None, None)
+    assert failed.value.code == "missing_weights" and "transfer.target_generator" in failed.value.hint

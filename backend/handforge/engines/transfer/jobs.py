@@ -21,6 +21,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
+from handforge.engines.hands.jobs import require_hand_model
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -96,7 +97,8 @@ def source_camera(params: dict[str, Any]):
 
 
 def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """image.generate's checks of the target (size, camera, hands) without its weights' (ihpt has its own)."""
+    """image.generate's checks of the target (size, camera, hands, hand model) without its weights'
+    (ihpt has its own)."""
     if params["width"] % 8 or params["height"] % 8:
         raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
                       "round the camera's resolution to a multiple of 8")
@@ -106,6 +108,8 @@ def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no target hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
+    image_jobs._camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
+    require_hand_model(params["hand_model"])
 
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -123,13 +127,30 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         if not hands:
             raise invalid("params.source_labels", "the ihpt engine needs the source image's pose",
                           "send source_labels (a HandForge image's labels) or source.<side>.* arrays")
+        if params["cpu_offload"]:
+            raise invalid("params.cpu_offload", "the ihpt engine keeps its models on the job's device",
+                          "turn cpu_offload off (float16 SD 1.x and the target generator fit an 8 GB GPU)")
         status = _ihpt.status()
         if not status.available:
             raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
         _check_target(params, arrays)
         return
+    _check_guide(params)
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
     image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+
+
+def _check_guide(params: dict[str, Any]) -> None:
+    """The reference engine's guide, in this job's words (image.generate's checks speak of its engine)."""
+    guide, other = params["guide"], next(g for g in GUIDES if g != params["guide"])
+    if guide == "attentionhand" and params["controls"]:
+        raise invalid("params.controls", "controls choose ControlNets of the controlnet guide",
+                      "leave them out for guide 'attentionhand', or set guide to 'controlnet'")
+    status = image_jobs._engines[guide].status()
+    if not status.available:
+        ready = image_jobs._engines[other].status().available
+        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"guide {guide!r} cannot run: {status.reason}",
+                            f"set guide to {other!r}, which is ready" if ready else status.hint)
 
 
 def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
@@ -153,12 +174,17 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
                  camera, on_step) -> np.ndarray:
     import torch
 
+    from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.transfer.model import TargetGenerator, pose_vector
     from handforge.engines.transfer.pipeline import sample_target
 
     sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
-    model = ctx.pretrained(TargetGenerator, folder)
+    try:
+        model = ctx.pretrained(TargetGenerator, folder)
+    except CheckpointError as exc:  # e.g. the run folder instead of its model/
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"point {TARGET_GENERATOR.key} at the model/ folder of a "
+                       f"`handforge train transfer` run: {TARGET_GENERATOR.how_to_set()}") from None
     if model.config.cross_attention_dim != parts["unet"].config.cross_attention_dim:
         raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
                        f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
