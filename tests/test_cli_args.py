@@ -127,3 +127,18 @@ def test_help_shows_each_options_default(capsys):
     with pytest.raises(SystemExit):
         cli_main(["corpus", "--help"])
     assert "same corpus (default: 0)" in " ".join(capsys.readouterr().out.split())  # 0 is a default too
+
+
+def test_reports_are_written_whole_or_not_at_all(tmp_path):
+    # before: `eval motion/interaction/transfer` and `evaluate` wrote their report in place; a failure
+    # mid-write (or Ctrl-C) left half a JSON file over the previous report
+    import json
+
+    from handforge.arguments import write_report
+
+    report = tmp_path / "report.json"
+    write_report(report, {"fd": 1.5})
+    assert json.loads(report.read_text()) == {"fd": 1.5} and oct(report.stat().st_mode & 0o777) != "0o600"
+    with pytest.raises(TypeError):
+        write_report(report, {"fd": 2.0, "model": object()})  # fails part-way through the encoding
+    assert json.loads(report.read_text()) == {"fd": 1.5} and [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -15,8 +15,6 @@ import torch
 from handforge.engines.checkpoints import save_model
 from handforge.engines.transfer.evaluate import box_mask, pck, psnr
 from handforge.engines.transfer.model import TargetGenerator
-from handforge.engines.transfer.pairs import write_pairs
-from handforge.export.spec import parse_spec
 
 from tests.support import tiny_sd
 
@@ -54,13 +52,18 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
                                            feature_dim=16, num_layers=1, num_heads=2), tmp_path / "tg")
     spec = {"seed": 2, "samples": 2, "width": 64, "height": 64, "render": {"engine": "none"},
             "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
-    pairs = write_pairs(parse_spec(spec), tmp_path / "pairs", 2, shading="gl")
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    pairs = tmp_path / "pairs"  # held-out pairs written by the command itself, as the README says
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
-    done = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(pairs), "--sd", str(sd),
+    done = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(pairs),
+                           "--write-pairs", str(tmp_path / "spec.json"), "--pairs", "2", "--shading", "gl",
+                           "--sd", str(sd), "--device", "cpu",
                            "--controlnets", str(tmp_path / "controlnets"), "--target-generator", str(generator),
                            "--steps", "1", "--limit", "2", "--out", str(tmp_path / "report.json")],
                           check=False, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (pairs / "target" / "samples").iterdir()) == ["000000", "000001"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []  # written in one go
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["pairs"] == 2 and set(report["engines"]) == {"reference", "ihpt"}
     for scores in report["engines"].values():
@@ -71,3 +74,16 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
         assert "mediapipe" in report["pose"]
     else:
         assert report["pose"] == "PCK@0.1" and all("pck" in s for s in report["engines"].values())
+
+
+def test_eval_transfer_refuses_a_device_it_does_not_have(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
+    bad = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(tmp_path), "--device",
+                          "gpu0"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "must be cpu, cuda or cuda:N, got 'gpu0'" in bad.stderr
+    if not torch.cuda.is_available():
+        absent = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(tmp_path),
+                                 "--sd", str(tmp_path), "--device", "cuda"],
+                                check=False, env=env, capture_output=True, text=True, timeout=120)
+        assert absent.returncode == 2 and "no CUDA device; use --device cpu" in absent.stderr
+        assert "Traceback" not in absent.stderr

@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 def _has_default(value) -> bool:
@@ -130,6 +130,35 @@ def report_file(text: str) -> str:
     return text
 
 
+def torch_device(text: str) -> str:
+    """A torch device a command runs on: cpu, cuda or cuda:N (whether it exists is checked when used)."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text.strip()
+
+
+def write_report(path: str | Path, data: Any) -> None:
+    """Write a command's JSON report to ``path`` (checked by ``report_file``) all at once: written
+    beside it and renamed into place, so an interrupted write never leaves half a report."""
+    import json
+    import tempfile
+
+    path = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # an ordinary file's mode, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def output_folder(text: str) -> str:
     """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
     folder this user can write to, checked before any work."""
@@ -148,5 +177,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
+__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file", "torch_device", "write_report",
            "whole_number"]

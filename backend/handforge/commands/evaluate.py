@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from handforge.arguments import at_least, report_file
+from handforge.arguments import at_least, report_file, write_report
 
 NAME = "evaluate"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
@@ -39,12 +39,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, PoseFormatError, FeatureError) as exc:
         print(f"handforge evaluate: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(report, indent=1)
     if args.out:
-        from pathlib import Path
-
-        Path(args.out).write_text(text + "\n")
+        write_report(args.out, report)
         print(f"wrote {args.out}")
     else:
-        print(text)
+        print(json.dumps(report, indent=1))
     return 0

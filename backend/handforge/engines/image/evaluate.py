@@ -11,10 +11,9 @@ error): the filter that drops misaligned generations (``image_alignment.passing`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from handforge.arguments import number_in, report_file
+from handforge.arguments import number_in, report_file, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +68,6 @@ def run(args: argparse.Namespace) -> int:
                              if passes(r, args.keep_below, args.allow_missing)]
     print(_table(report))
     if args.out:
-        import os
-        from pathlib import Path
-
-        partial = Path(f"{args.out}.partial")  # renamed into place: never a half-written report
-        partial.write_text(json.dumps(report, indent=1) + "\n")
-        os.replace(partial, args.out)
+        write_report(args.out, report)
         print(f"wrote {args.out}")
     return 0

@@ -20,11 +20,10 @@ InterHandGen reports them so), each manifold built from its set's distinct confi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
-from handforge.arguments import at_least, number_in, report_file
+from handforge.arguments import at_least, number_in, report_file, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -248,9 +247,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()), flush=True)
     print(markdown(table))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({"checkpoint": str(folder), "split": args.split, "reference": args.reference,
-                       "mesh_samples": args.mesh_samples, "rows": table}, fh, indent=1)
+        write_report(args.out, {"checkpoint": str(folder), "split": args.split, "reference": args.reference,
+                                "mesh_samples": args.mesh_samples, "rows": table})
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import at_least, number_in, report_file
+from handforge.arguments import at_least, number_in, report_file, write_report
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -262,6 +262,5 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({"rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full}, fh, indent=1)
+        write_report(args.out, {"rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full})
     return 0

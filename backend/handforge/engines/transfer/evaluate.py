@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from handforge.arguments import at_least, number_in, report_file, whole_number
+from handforge.arguments import at_least, number_in, report_file, torch_device, whole_number, write_report
+from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
 
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
@@ -65,7 +65,9 @@ def landmark_detector():
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs)")
+    parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs); "
+                                                      "evaluate on pairs the model was not trained on")
+    add_pair_arguments(parser, default_pairs=100)
     parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
     parser.add_argument("--sd", help="SD 1.x folder (default: image.sd_model)")
     parser.add_argument("--controlnets", help="reference: the folder of ControlNets (default: image.controlnets)")
@@ -77,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--pck", type=number_in(0.0, 1.0, low_open=True), default=0.1, help="PCK threshold, a fraction of the box diagonal")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
+    parser.add_argument("--device", type=torch_device, default=None, help="cpu, cuda or cuda:N (default: cuda when "
+                                                                          "there is one); float16 on CUDA")
 
 
 def _mean(values) -> float | None:
@@ -115,7 +119,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
     return report
 
 
-def _engines(args, sd_path: str, names: list[str]) -> dict:
+def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
     import torch
     from handforge_shared.poses import HandPose
 
@@ -123,8 +127,9 @@ def _engines(args, sd_path: str, names: list[str]) -> dict:
     from handforge.engines.checkpoints import load_model
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import ControlError, resolve
+    from handforge.engines.image.jobs import _torch_dtype
     from handforge.engines.image.loading import build_pipeline, load_sd
-    from handforge.engines.image.settings import CONTROLNETS
+    from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG
     from handforge.engines.transfer.model import TargetGenerator, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
     from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -136,6 +141,11 @@ def _engines(args, sd_path: str, names: list[str]) -> dict:
         return hands, condition(load_hand_model(labels.get("hand_model", "open")), hands,
                                 Camera.from_dict(labels["camera"])).global_view
 
+    sd_config, dtype = config.value(SD_CONFIG.key), _torch_dtype("auto", device)
+
+    def generator(seed: int):
+        return torch.Generator(device=device).manual_seed(seed)
+
     engines = {}
     if "reference" in names:
         folder = args.controlnets or config.value(CONTROLNETS.key)
@@ -146,19 +156,21 @@ def _engines(args, sd_path: str, names: list[str]) -> dict:
         except ControlError as exc:
             raise ValueError(f"reference: {exc}") from None
         kinds = [c.kind for c in controls]
-        pipe = build_pipeline(sd_path, [str(c.path) for c in controls])
+        pipe = build_pipeline(sd_path, [str(c.path) for c in controls], sd_config, dtype=dtype, device=device)
 
         def reference(source, source_labels, labels, steps, seed):
             _, view = target_view(labels)
             return transfer(pipe, source, [view.images[k] for k in kinds], num_inference_steps=steps,
-                            generator=torch.Generator().manual_seed(seed)).images[0]
+                            generator=generator(seed)).images[0]
 
         engines["reference"] = reference
     if "ihpt" in names:
         folder = args.target_generator or config.value(TARGET_GENERATOR.key)
         if folder is None:
             raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
-        parts, model = load_sd(sd_path), load_model(TargetGenerator, folder)
+        parts = {k: v.to(device) if k not in ("tokenizer", "scheduler") else v
+                 for k, v in load_sd(sd_path, sd_config, dtype).items()}
+        model = load_model(TargetGenerator, folder, device=device)
 
         def ihpt(source, source_labels, labels, steps, seed):
             hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
@@ -166,7 +178,7 @@ def _engines(args, sd_path: str, names: list[str]) -> dict:
             camera = labels["camera"]
             return sample_target(parts, model, source, pose_vector(source_hands, np.asarray(source_labels["camera"]["R"])),
                                  pose_vector(hands, np.asarray(camera["R"])), camera["width"],
-                                 camera["height"], steps, 1, torch.Generator().manual_seed(seed))[0]
+                                 camera["height"], steps, 1, generator(seed))[0]
 
         engines["ihpt"] = ihpt
     return engines
@@ -180,20 +192,25 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.image.loading import WeightsError
 
+    import torch
+
     sd_path = args.sd or config.value(SD_MODEL.key)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         if sd_path is None:
             raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
+        if device != "cpu" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
+        write_requested_pairs(args)
         dataset = PosePairs(args.data)
-        engines = _engines(args, str(sd_path), args.engines)
+        engines = _engines(args, str(sd_path), args.engines, device)
     except (ValueError, OSError, CheckpointError, WeightsError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
         return 2
     report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
-    text = json.dumps(report, indent=1)
     if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+        write_report(args.out, report)
+    print(json.dumps(report, indent=1))
     return 0
 
 

@@ -17,6 +17,24 @@ from handforge.arguments import at_least, multiple_of, output_folder
 from handforge.engines.image.train import add_sd_run_arguments
 
 
+def add_pair_arguments(parser: argparse.ArgumentParser, default_pairs: int) -> None:
+    """Writing pairs before a command reads them (training, and evaluation on pairs of another seed)."""
+    parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
+                                                              "(TOML/JSON, the labelled export's) into --data")
+    parser.add_argument("--pairs", type=at_least(1), default=default_pairs, help="how many pairs --write-pairs writes")
+    parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
+                        help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
+
+
+def write_requested_pairs(args: argparse.Namespace) -> None:
+    """The pairs ``--write-pairs`` asks for, into ``--data`` (finished ones kept); a bad spec is a ValueError."""
+    if args.write_pairs:
+        from handforge.engines.transfer.pairs import write_pairs
+        from handforge.export.spec import load_spec  # its SpecError is a ValueError
+
+        write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="pairs folder (source/samples/N, target/samples/N), or with "
                                                       "--interhand an InterHand2.6M root")
@@ -24,11 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                  "sequence and camera (needs the MANO files)")
     parser.add_argument("--interhand-split", default="train", choices=("train", "validation", "test"))
     parser.add_argument("--interhand-gap", type=at_least(1), default=30, help="frames between a pair's two images, at least")
-    parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
-                                                              "(TOML/JSON, the labelled export's) into --data")
-    parser.add_argument("--pairs", type=at_least(1), default=1000, help="how many pairs --write-pairs writes")
-    parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
-                        help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
+    add_pair_arguments(parser, default_pairs=1000)
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the target generator)")
     parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution of the target images "
                                                                            "(a multiple of 8, the VAE's factor)")
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.loading import WeightsError, load_sd
     from handforge.engines.image.train import sd_run_settings, sd_weights_path
     from handforge.engines.transfer.model import TargetGenerator
-    from handforge.engines.transfer.pairs import PosePairs, write_pairs
+    from handforge.engines.transfer.pairs import PosePairs
     from handforge.training.loop import TrainingError, train
 
     if args.feature_dim % args.heads:
@@ -99,10 +113,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
     try:
         sd = load_sd(sd_path, config.value("image.sd_config"))  # before any pair is written
-        if args.write_pairs:
-            from handforge.export.spec import load_spec  # its SpecError is a ValueError
-
-            write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
+        write_requested_pairs(args)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
@@ -119,4 +130,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["TransferObjective", "add_arguments", "run"]
+__all__ = ["TransferObjective", "add_arguments", "add_pair_arguments", "run", "write_requested_pairs"]
