@@ -341,7 +341,9 @@ def _sync_capabilities(props) -> None:
     for name, info in engines.items():
         item = props.engines.add()
         item.name, item.available = name, bool(info.get("available"))
-        item.reason, item.description = _with_hint(info), info.get("description", "")
+        # why it cannot run, or what it lacks while it runs (e.g. a learned model: a fallback engine runs)
+        item.reason = _with_hint(info) if not item.available else str(info.get("note") or "")
+        item.description = info.get("description", "")
     props.kinds.clear()
     for name, info in (caps.get("kinds") or {}).items():
         item = props.kinds.add()

@@ -140,7 +140,10 @@ class HANDFORGE_PT_image(_Panel, bpy.types.Panel):
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
-    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+    """``text`` as labels of at most ``width`` characters; its own line breaks (config snippets) kept."""
+    lines = [piece for paragraph in text.splitlines() for piece in textwrap.wrap(paragraph, width, break_long_words=False,
+                                                                              break_on_hyphens=False) or [""]]
+    for i, line in enumerate(lines or [""]):
         layout.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
@@ -176,17 +179,17 @@ class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
             op.model = model.name
         layout.operator("handforge.check_backend", icon="MOD_MESHDEFORM")
         for engine in props.engines:
-            if engine.name in _HIDDEN_ENGINES:
+            kinds = [kind.name for kind in props.kinds if kind.engine == engine.name]
+            if engine.name in _HIDDEN_ENGINES or not kinds:  # no kinds: an image engine, said in the Image panel
                 continue
             box = layout.box()
             box.label(text=engine.name.capitalize(), icon="CHECKMARK" if engine.available else "ERROR")
-            if not engine.available:
-                _wrapped(box, engine.reason)
-            for kind in props.kinds:
-                if kind.engine == engine.name:
-                    row = box.row()
-                    row.enabled = engine.available
-                    row.operator("handforge.run_job", text=kind.name).kind = kind.name
+            if engine.reason:  # why it cannot run, or what it lacks (a note)
+                _wrapped(box, engine.reason, icon="NONE" if not engine.available else "INFO")
+            for kind in kinds:
+                row = box.row()
+                row.enabled = engine.available
+                row.operator("handforge.run_job", text=kind).kind = kind
 
 
 class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):

@@ -92,7 +92,7 @@ class HANDFORGE_PG_scene(bpy.types.PropertyGroup):
 # ---------------------------------------------------------------------- backend state (runtime only)
 class HANDFORGE_PG_engine(bpy.types.PropertyGroup):
     available: BoolProperty(name="Available", description="Whether the engine can run on the backend")
-    reason: StringProperty(name="Reason", description="Why the engine cannot run, and how to fix it")
+    reason: StringProperty(name="Reason", description="Why the engine cannot run and how to fix it, or what it lacks while it runs")
     description: StringProperty(name="Description", description="What the engine does")
 
 

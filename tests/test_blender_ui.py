@@ -46,3 +46,14 @@ def test_an_operator_with_nothing_to_do_says_so(session):
     result = session["nothing_to_do"]
     assert result["result"] == ["CANCELLED"]
     assert "no pose correctives" in result["printed"]
+
+
+def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks(session):
+    # before: boxes without buttons for the image engines, their reasons cut mid-word and config snippets
+    # squashed onto one line; and nothing said when the interaction engine ran without its learned model
+    _no_error(session, "backend_panel")
+    panel = session["backend_panel"]
+    assert panel["bad"] == [] and panel["jobs"] == ["interaction.sample"]
+    assert "Attentionhand" not in panel["labels"] and "Interaction" in panel["labels"]
+    note = panel["labels"].index("engine 'learned' cannot run")
+    assert panel["icons"][note] == "INFO" and "(interaction.checkpoint: not set);" in panel["labels"][note + 1]

@@ -110,3 +110,16 @@ def test_bad_inputs_are_refused_with_what_was_wrong(server, params, arrays, mess
     assert message in info.value.message + info.value.hint
     # as a person reads it, the hint once (a missing MANO's reason already names the setting to fill)
     assert not info.value.hint or str(info.value).count(info.value.hint) == 1
+
+
+def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):
+    # before: a folder without config.json (a training run instead of its model/) ended "internal"
+    from handforge.engines.interaction import jobs
+    from handforge.server.jobs import JobContext, JobError
+
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(tmp_path))
+    ctx = JobContext("j", "interaction.sample", lambda fraction, message, previews: None)
+    with pytest.raises(JobError) as failed:
+        jobs._learned(ctx, None, "open", {"steps": 10})
+    assert failed.value.code == "missing_weights" and "no config.json" in failed.value.message
+    assert "interaction.checkpoint" in failed.value.hint and "templates" in failed.value.hint

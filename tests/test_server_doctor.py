@@ -99,3 +99,22 @@ def test_serve_names_config_keys_no_engine_declares_once_its_engine_packages_are
     with running_server("--engine-package", "tests.engines", env=env) as server:
         log = server.log()
     assert "names settings no engine declares: mano.modeldir (misspelled?)" in log  # the external key is known
+
+
+def test_doctor_notes_learned_models_that_are_missing_though_their_engine_runs(tmp_path):
+    # before: "interaction available" and "motion available" with no word while their learned models were
+    # nowhere (interaction's default engine then failed, motion's ran the spline engine)
+    (tmp_path / "run").mkdir()
+    env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "nowhere"),
+           "HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "run")}
+    out = _doctor(**env).stdout
+    assert "interaction available" in out and "motion   available" in out and out.count("note: ") == 2, out
+    engines = json.loads(_doctor("--json", **env).stdout)["engines"]
+    assert engines["interaction"]["available"] and engines["motion"]["available"]
+    assert engines["interaction"]["note"].startswith(f"engine 'learned' cannot run (interaction.checkpoint: "
+                                                     f"{tmp_path / 'nowhere'}: no such checkpoint folder")
+    assert engines["motion"]["note"] == (f"the learned model is missing (motion.checkpoint: {tmp_path / 'run'}: not a "
+                                         "checkpoint folder, it has no config.json): jobs asking for it run the "
+                                         "spline engine")
+    shipped = json.loads(_doctor("--json").stdout)["engines"]
+    assert shipped["interaction"]["note"] == "" and shipped["motion"]["note"] == ""  # the shipped models are there

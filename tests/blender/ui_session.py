@@ -88,4 +88,32 @@ def nothing_to_do() -> dict:
 
 
 s.check("nothing_to_do", nothing_to_do)
+
+
+def backend_panel() -> dict:
+    """The Backend panel's engine boxes for a welcome whose image engines have no job kinds (their
+    buttons live in the Image panel) and whose interaction engine runs without its learned model."""
+    import importlib
+
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    props = bpy.context.window_manager.handforge
+    long_reason = "image.sd_model is not set; add to /root/.config/handforge/config.toml:\n    [image]\n    sd_model = \"x\""
+    connection.BACKEND.capabilities = {
+        "engines": {"attentionhand": {"available": False, "reason": long_reason, "hint": ""},
+                    "interaction": {"available": True, "reason": "", "hint": "",
+                                    "note": "engine 'learned' cannot run (interaction.checkpoint: not set); "
+                                            "engine 'templates' can"}},
+        "kinds": {"interaction.sample": {"engine": "interaction"}}}
+    try:
+        connection._sync_capabilities(props)
+        calls = recorded_layout(bpy.types.HANDFORGE_PT_backend.draw)
+    finally:
+        connection.BACKEND.capabilities = None
+    return {"labels": [c[2].get("text", "") for c in calls if c[0] == "label"],
+            "icons": [c[2].get("icon", "") for c in calls if c[0] == "label"],
+            "jobs": [c[3] for c in calls if c[0] == "set" and c[1] == "handforge.run_job"],
+            "bad": [c for c in calls if c[0] == "bad"]}
+
+
+s.check("backend_panel", backend_panel)
 s.finish()

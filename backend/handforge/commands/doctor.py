@@ -102,6 +102,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
             lines += _indented("why: ", engine["reason"])
             if engine["hint"]:
                 lines += _indented("fix: ", engine["hint"])
+        elif engine.get("note"):
+            lines += _indented("note: ", engine["note"])
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if config.config_path().is_file() else ', not created yet'}):"]
     if report["config_file"]["problem"]:

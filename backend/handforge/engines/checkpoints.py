@@ -99,6 +99,19 @@ def checkpoint_class(folder: str | Path) -> str:
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
 
+def checkpoint_problem(folder: str | Path | None, cls: type | str) -> str:
+    """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check (its config only), for
+    engine status lines."""
+    name = cls if isinstance(cls, str) else cls.__name__
+    if folder is None:
+        return "not set"
+    try:
+        saved_as = checkpoint_class(folder)
+    except CheckpointError as exc:
+        return str(exc)
+    return "" if saved_as == name else f"{folder} holds a {saved_as} checkpoint, not a {name}"
+
+
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
     eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable or holds another class."""
@@ -150,5 +163,6 @@ def checkpoint_signature(path: str | Path) -> tuple:
     return tuple(rows)
 
 
-__all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_signature",
+__all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_problem",
+           "checkpoint_signature",
            "load_model", "save_model", "write_model"]

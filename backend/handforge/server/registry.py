@@ -63,11 +63,12 @@ class JobKind:
 @dataclass(frozen=True)
 class EngineStatus:
     available: bool
-    reason: str = ""
+    reason: str = ""  # why it is not available
     hint: str = ""
+    note: str = ""  # available, but with less than it could (e.g. the learned model missing, a fallback runs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"available": self.available, "reason": self.reason, "hint": self.hint}
+        return {"available": self.available, "reason": self.reason, "hint": self.hint, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class Engine:
     ``capabilities``: what the engine adds to ``welcome`` (and ``handforge doctor``), as top-level
     fields, e.g. the hands engine's ``{"hand_models": ...}``; called for every hello, so keep it cheap.
     ``warm_up``: run once on a thread when the server starts, before the first hello is answered
-    (imports, file checks; not whole models).
+    (imports, file checks; not whole models). ``note``: what an available engine lacks ('' when
+    nothing), e.g. its learned model, when its jobs fall back to a simpler engine.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Engine:
     availability: Callable[[], str] | None = None
     capabilities: Callable[[], dict[str, Any]] | None = None
     warm_up: Callable[[], None] | None = None
+    note: Callable[[], str] | None = None
 
     def status(self) -> EngineStatus:
         try:
@@ -102,12 +105,13 @@ class Engine:
                 if setting.kind == "path" and not Path(value).exists():
                     return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
             reason = self.availability() if self.availability else ""
+            note = self.note() if self.note and not reason else ""
         except config.ConfigError as exc:  # the config file is unreadable: said, not a failed check
             return EngineStatus(False, str(exc), f"fix or remove {config.config_path()}")
         except Exception as exc:  # a broken check must not break hello
             log.exception("availability check of engine %s failed", self.name)
             return EngineStatus(False, f"availability check failed: {exc}")
-        return EngineStatus(not reason, reason)
+        return EngineStatus(not reason, reason, note=note)
 
     def describe(self) -> dict[str, Any]:
         return {"description": self.description, "settings": list(self.settings), **self.status().to_json()}

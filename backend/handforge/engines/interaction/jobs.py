@@ -104,6 +104,7 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
     from pathlib import Path
 
+    from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.interaction.model import InteractionDenoiser
     from handforge.engines.interaction.pipeline import InteractionPipeline
 
@@ -112,7 +113,11 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
         raise JobError("missing_weights", f"no interaction checkpoint at {folder}",
                        "train one (`handforge train interaction --corpus DIR --out RUN`) and point at RUN/model: "
                        + CHECKPOINT.how_to_set() + "; or use engine 'templates', which needs no weights")
-    denoiser = ctx.pretrained(InteractionDenoiser, folder)
+    try:
+        denoiser = ctx.pretrained(InteractionDenoiser, folder)
+    except CheckpointError as exc:  # a folder that is no checkpoint of this model (e.g. the run, not run/model)
+        raise JobError("missing_weights", str(exc), f"point {CHECKPOINT.key} at the model/ folder of a "
+                       "`handforge train interaction` run; or use engine 'templates', which needs no weights") from None
     most = denoiser.config.num_train_timesteps
     if params["steps"] > most:
         raise JobError("invalid_params", f"steps ({params['steps']}) exceeds the {most} diffusion steps the model at "
@@ -168,9 +173,17 @@ SCHEMA = Schema(
     arrays=_anchor_arrays())
 
 
+def _note() -> str:
+    """What the interaction engine lacks: the learned model (then only engine 'templates' runs)."""
+    from handforge.engines.checkpoints import checkpoint_problem
+
+    problem = checkpoint_problem(config.value(CHECKPOINT.key), "InteractionDenoiser")
+    return (f"engine 'learned' cannot run ({CHECKPOINT.key}: {problem}); engine 'templates' can" if problem else "")
+
+
 def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("interaction", "two-hand interaction sampling (InterHandGen): the learned model "
-                               "and the always-available templates", availability=lambda: ""))
+                               "and the always-available templates", note=_note))
     registry.add_kind(JobKind(
         "interaction.sample", sample, SCHEMA, engine="interaction", device="gpu", timeout=600, check=_check,
         description="candidates for the other hand around an anchor hand (or both hands), sorted by plausibility",

@@ -297,9 +297,18 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     return _run(ctx, params, _observed(generate_observation, params, arrays))
 
 
+def _note() -> str:
+    """What the motion engine lacks: the learned model, when its jobs fall back to the spline engine."""
+    from handforge.engines.checkpoints import checkpoint_problem
+
+    problem = checkpoint_problem(config.value(CHECKPOINT.key), "MotionDenoiser")
+    return (f"the learned model is missing ({CHECKPOINT.key}: {problem}): jobs asking for it run the spline engine"
+            if problem else "")
+
+
 def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("motion", "two-hand motion: in-betweening of keys at any frames and joints, wrist "
-                                         "paths, generation (learned diffusion model, spline fallback)"))
+                                         "paths, generation (learned diffusion model, spline fallback)", note=_note))
     registry.add_kind(JobKind(
         "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
         schema=Schema(params=_common_params(guidance="repair", variation=INBETWEEN_VARIATION),
