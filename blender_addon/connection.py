@@ -99,6 +99,17 @@ def connect(address: str | None = None, blocking: bool = False) -> None:
         _ensure_timer()
 
 
+def _listening(host: str, port: int) -> bool:
+    """Whether a TCP server accepts connections at (host, port) now (a quick connect, then closed)."""
+    import socket
+
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def start_local(blocking: bool = False) -> None:
     """Start the configured backend command as a subprocess and connect to it."""
     prefs = preferences.get()
@@ -107,6 +118,9 @@ def start_local(blocking: bool = False) -> None:
         raise BackendError(f"a local backend listens on this computer: set the address to tcp://127.0.0.1:{port}")
     if BACKEND.process is not None and BACKEND.process.poll() is None:
         raise BackendError(f"a local backend is already running (pid {BACKEND.process.pid}): stop it first")
+    if _listening(host, port):  # a new backend could not bind; the client would reach the old one meanwhile
+        raise BackendError(f"something already listens at tcp://{host}:{port} (a backend started elsewhere?): "
+                           "press Connect to use it, or set another address in the HandForge preferences")
     try:
         command = shlex.split(prefs.server_command.format(port=port, python=sys.executable), posix=os.name != "nt")
     except (KeyError, IndexError, ValueError) as exc:
@@ -364,6 +378,7 @@ def _status_after_load(*_args) -> None:
 
 def register() -> None:
     bpy.app.handlers.load_post.append(_status_after_load)
+    _status_after_load()  # re-enabled (an add-on update): the panel kept the last session's "Connected"
 
 
 def unregister() -> None:
@@ -379,3 +394,4 @@ def shutdown() -> None:
         BACKEND.client.close()
         BACKEND.client = None
     stop_process()
+    BACKEND.capabilities, BACKEND.status = None, "Not connected"

@@ -71,6 +71,10 @@ def test_bad_settings_are_reported(session):
     assert "tcp://HOST:PORT" in result["bad_address"]
     assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
     assert "/nonexistent/handforge" in result["bad_command"]
+    # before: the client reached the other backend, then the new one died on "Address already in use" and
+    # the add-on dropped the working connection
+    assert "already listens at tcp://127.0.0.1:" in result["port_taken"] and "press Connect" in result["port_taken"]
+    assert result["port_taken_children"] == 0
 
 
 def test_starts_a_local_backend_and_reads_capabilities(session):
@@ -164,6 +168,8 @@ def test_a_file_opened_shows_the_connection_and_disabling_forgets_running_jobs(s
     assert out["after_load"]["connected"] is True and out["after_load"]["kinds"] > 0
     assert out["after_load"]["status"] != "Not connected"
     assert out["running_after_disable"] == 0 and out["children_after_disable"] == 0
+    # before: re-enabled, the panel still said "Connected to HandForge ..." with its engines
+    assert out["after_reenable"] == {"connected": False, "status": "Not connected", "engines": 0}
 
 
 def test_stop_leaves_no_backend_process(session):

@@ -65,7 +65,18 @@ def bad_settings():
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
     prefs.server_command = "/nonexistent/handforge serve --port {port}"
     bad_command = error_of(lambda: bpy.ops.handforge.start_backend())
-    return {"bad_address": bad_address, "remote_without_keys": remote_without_keys, "bad_command": bad_command}
+    import socket
+
+    with socket.socket() as taken:  # a backend started elsewhere (a terminal) listens at the address
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        prefs.address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        prefs.server_command = a["command"]
+        port_taken = error_of(lambda: bpy.ops.handforge.start_backend())
+        taken_children = len(children())
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    return {"bad_address": bad_address, "remote_without_keys": remote_without_keys, "bad_command": bad_command,
+            "port_taken": port_taken, "port_taken_children": taken_children}
 
 
 s.check("bad_settings", bad_settings)
@@ -292,6 +303,8 @@ def file_opened_and_addon_disabled_mid_job():
     out["running_after_disable"] = len(jobs.RUNNING)
     out["children_after_disable"] = len(children())
     addon.register()
+    props = bpy.context.window_manager.handforge
+    out["after_reenable"] = {"connected": props.connected, "status": props.status, "engines": len(props.engines)}
     return out
 
 
