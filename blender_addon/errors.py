@@ -15,6 +15,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (NoHandsError, RigBuildError, Pos
                                                 FileNotFoundError, PermissionError)
 
 
+def report_error(operator, exc: BaseException) -> None:
+    """``exc`` as the operator's error report: a user error as it is, anything else with its type (its
+    traceback printed to the system console) instead of a bare Python traceback in the report."""
+    if isinstance(exc, USER_ERRORS):
+        operator.report({"ERROR"}, str(exc))
+        return
+    traceback.print_exception(exc)
+    operator.report({"ERROR"}, f"HandForge failed ({type(exc).__name__}: {exc}); see the system console")
+
+
 def reports_errors(method):
     """Wrap an operator's ``execute`` or ``invoke``: a user error becomes ``self.report`` + CANCELLED,
     anything else is reported with its type (and printed with a traceback) instead of a bare
@@ -23,11 +33,8 @@ def reports_errors(method):
     def run(self, *args):
         try:
             return method(self, *args)
-        except USER_ERRORS as exc:
-            self.report({"ERROR"}, str(exc))
         except Exception as exc:  # noqa: BLE001 - the user gets a message, the console the traceback
-            traceback.print_exc()
-            self.report({"ERROR"}, f"HandForge failed ({type(exc).__name__}: {exc}); see the system console")
+            report_error(self, exc)
         return {"CANCELLED"}
 
     if method.__code__.co_argcount == 3:  # invoke(self, context, event)

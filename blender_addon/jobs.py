@@ -20,7 +20,7 @@ from typing import Any
 import bpy
 
 from . import connection
-from .errors import USER_ERRORS
+from .errors import USER_ERRORS, report_error
 from handforge_shared.client import Cancelled, Error, JobFailed, JobHandle, Result
 from handforge_shared.protocol import ProtocolError
 
@@ -165,6 +165,10 @@ class JobOperator:
             handle = connection.require_client().submit(kind, params, arrays)
         except (*USER_ERRORS, JobFailed, ProtocolError) as exc:
             self.report({"ERROR"}, str(exc))
+            self.job_not_applied(context)
+            return None
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreadable input file: a message, not a traceback
+            report_error(self, exc)
             self.job_not_applied(context)
             return None
         # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form

@@ -4,6 +4,7 @@ against the backend, any job kind), all through the one job mechanism in ``jobs`
 from __future__ import annotations
 
 import json
+import zipfile
 
 import bpy
 import numpy as np
@@ -186,8 +187,15 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
             raise ValueError("the job parameters must be a JSON object, e.g. {\"steps\": 10}")
         arrays = {}
         if self.inputs:
-            with np.load(bpy.path.abspath(self.inputs), allow_pickle=False) as data:
-                arrays = {k: np.array(data[k]) for k in data.files}
+            path = bpy.path.abspath(self.inputs)
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    arrays = {k: np.array(data[k]) for k in data.files}
+            except FileNotFoundError:
+                raise
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a folder, a damaged or other file
+                raise ValueError(f"Inputs {path} is not a .npz file of arrays ({type(exc).__name__}: {exc}): "
+                                 "save one with numpy.savez") from None
         else:
             takes = (connection.BACKEND.capabilities or {}).get("kinds", {}).get(self.kind, {}).get("arrays", {})
             if any(name.endswith(".global_orient") for name in takes):

@@ -132,6 +132,9 @@ def test_results_become_keys_and_images(session):
     np.testing.assert_allclose(pixels, session.image / 255.0, atol=1e-6)  # top row first, as sent
     assert any(name.startswith("echo image") for name in result["new_objects"])  # the textured plane
     assert "no active camera" in result["no_camera"] and result["unchanged_after_refusal"] is True
+    # before: a folder or a damaged .npz as Inputs gave a 12-22 line Python traceback as the report
+    for message in result["bad_inputs"]:
+        assert "is not a .npz file of arrays" in message and "Traceback" not in message, message
     assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
 
 

@@ -202,6 +202,11 @@ def results_imported():
     gen = sum(1 for f in fc for k in f.keyframe_points if k.type == "GENERATED")
     state = scene_state()
     no_camera = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
+    damaged = os.path.join(os.path.dirname(a["echo_inputs"]), "damaged.npz")
+    with open(damaged, "wb") as fh:
+        fh.write(b"PK\x03\x04 not a zip")
+    bad_inputs = [error_of(lambda p=p: bpy.ops.handforge.run_job(kind="echo", inputs=p))
+                  for p in (os.path.dirname(a["echo_inputs"]), damaged)]
     unchanged_after_refusal = scene_state() == state
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     bpy.context.scene.collection.objects.link(cam)
@@ -210,6 +215,7 @@ def results_imported():
     return {"new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
+            "bad_inputs": bad_inputs,
             "camera_backgrounds": [b.image.name for b in cam.data.background_images],
             "camera_shows": cam.data.show_background_images}
 
