@@ -137,22 +137,33 @@ def check_file() -> list[str]:
     for section, names in data.items():
         if section not in declared:
             unknown.append(f"[{section}]")
-        elif isinstance(names, dict):
+        elif not isinstance(names, dict):  # `mano = "/x"` for `[mano]` + `model_dir = "/x"`: nothing is read
+            raise ConfigError(f"{config_path()}: {section} must be a [{section}] table, got {type(names).__name__} "
+                              f"{names!r}; e.g.\n    [{section}]\n    {sorted(declared[section])[0]} = \"<value>\"")
+        else:
             unknown += [f"{section}.{name}" for name in names if name not in declared[section]]
     return unknown
 
 
-def _convert(setting: Setting, raw: Any, source: str) -> Any:
+def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) -> Any:
+    """``raw`` (a string from the environment, any TOML value from the file) as the setting's kind; a
+    relative path from the file is taken from the file's folder (``base``), not from wherever the
+    command runs (a backend Blender starts runs in Blender's folder)."""
+    wrong = ConfigError(f"{setting.key} from {source} must be a {setting.kind}"
+                        f"{' (a string)' if setting.kind in ('path', 'str') else ''}, got {raw!r}")
+    if isinstance(raw, bool) or (setting.kind in ("path", "str") and not isinstance(raw, str)):
+        raise wrong  # `checkpoint = true`, `sd_model = ["/x"]`: not the path "True" or "['/x']"
     try:
         if setting.kind == "path":
-            return Path(str(raw)).expanduser()
+            path = Path(raw).expanduser()
+            return base / path if base is not None and not path.is_absolute() else path
         if setting.kind == "int":
             return int(raw)
         if setting.kind == "float":
             return float(raw)
-        return str(raw)
+        return raw
     except (TypeError, ValueError):
-        raise ConfigError(f"{setting.key} from {source} must be a {setting.kind}, got {raw!r}") from None
+        raise wrong from None
 
 
 def get(key: str) -> tuple[Any, Source]:
@@ -163,7 +174,8 @@ def get(key: str) -> tuple[Any, Source]:
         return _convert(declared, raw, f"${declared.env}"), "env"
     section = _read_file().get(declared.section, {})
     if isinstance(section, dict) and declared.name in section:
-        return _convert(declared, section[declared.name], str(config_path())), "file"
+        path = config_path()
+        return _convert(declared, section[declared.name], str(path), base=path.parent.absolute()), "file"
     if declared.default is not None:
         return declared.default, "default"
     return None, "unset"

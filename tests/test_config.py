@@ -1,0 +1,51 @@
+"""The config file as a user writes it: relative paths, values of the wrong type, a section written
+as a value. Each is read as meant or refused with what to write instead; nothing is read silently wrong."""
+
+from __future__ import annotations
+
+import pytest
+from handforge import config
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    path = folder / "config.toml"
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(path))
+    monkeypatch.delenv("HANDFORGE_MANO_DIR", raising=False)
+    monkeypatch.delenv("HANDFORGE_MOTION_CHECKPOINT", raising=False)
+    return path
+
+
+def test_relative_paths_in_the_file_are_taken_from_the_files_folder(config_file, tmp_path, monkeypatch):
+    # before: "mano" was looked for in whatever folder the command ran from (a backend Blender starts
+    # runs in Blender's folder): the same file worked from one place and not from another
+    config_file.write_text('[mano]\nmodel_dir = "mano"\n[motion]\ncheckpoint = "~/runs/m"\n')
+    monkeypatch.chdir(tmp_path)
+    assert config.get("mano.model_dir") == (config_file.parent / "mano", "file")
+    assert config.value("motion.checkpoint") == config.Path("~/runs/m").expanduser()
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", "here")  # the environment's stay as given
+    assert config.value("mano.model_dir") == config.Path("here")
+    assert config.environment()["HANDFORGE_MOTION_CHECKPOINT"] == str(config.Path("~/runs/m").expanduser())
+
+
+@pytest.mark.parametrize("text, shown", [
+    ('[image]\nsd_model = ["/models/sd15"]\n', "image.sd_model from .* must be a path \\(a string\\), got \\['/models"),
+    ('[motion]\ncheckpoint = true\n', "motion.checkpoint from .* must be a path \\(a string\\), got True"),
+    ('[mano]\nmodel_dir = 5\n', "mano.model_dir from .* must be a path \\(a string\\), got 5"),
+])
+def test_values_of_the_wrong_type_are_refused_not_read_as_their_text(config_file, text, shown):
+    # before: ["/models/sd15"] became the path "['/models/sd15']" and true the path "True"
+    config_file.write_text(text)
+    key = shown.split(" from")[0]
+    with pytest.raises(config.ConfigError, match=shown):
+        config.value(key)
+
+
+def test_a_section_written_as_a_value_is_said(config_file):
+    # before: `mano = "/data/mano"` (for [mano] model_dir = ...) was ignored without a word
+    config_file.write_text('mano = "/data/mano/models"\n')
+    with pytest.raises(config.ConfigError, match=r"mano must be a \[mano\] table, got str '/data/mano/models'; "
+                                                  r"e.g.\n    \[mano\]\n    model_dir = \"<value>\""):
+        config.check_file()
