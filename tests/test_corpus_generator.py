@@ -169,6 +169,21 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_path, monkeypatch):
+    # before: "interrupted" with the corpus left and summary.json's evaluation "pending" for good,
+    # against the README's "an interrupted run leaves nothing behind"
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "evaluate_sample", interrupted)
+    with pytest.raises(build.SummaryError, match="interrupted: the corpus is complete in .*not made"):
+        write_corpus(tmp_path / "c", 2, seed=1, settings=CorpusSettings(chunk_size=2), stats_sample=2,
+                     figures=False, progress=False)
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert "interrupted" in summary["evaluation"] and len(list((tmp_path / "c" / "clips").iterdir())) == 2
+    assert load_splits(tmp_path / "c")
+
+
 def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_path):
     """SIGTERM or SIGKILL runs no clean-up: the next run into the same --out removes the dead run's
     hidden work folder (it stayed for good), and leaves a running one's alone."""
