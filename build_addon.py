@@ -208,13 +208,16 @@ def build(out: Path, wheels: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, help="zip to write (default dist/handforge-<version>.zip)")
+    parser.add_argument("--out", type=Path, help="zip to write, or a folder to write it into (default "
+                                                 "dist/handforge-<version>.zip)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--wheels-from", type=Path, metavar="DIR", help="take the pyzmq wheels from DIR")
     group.add_argument("--no-wheels", action="store_true", help="leave the wheels out (local tests only)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="wheel cache (default .cache/wheels)")
     args = parser.parse_args(argv)
-    out = args.out or ROOT / "dist" / f"{ADDON_ID}-{project_version()}.zip"
+    out = args.out or ROOT / "dist"
+    if out.is_dir() or not out.suffix:  # `--out dist/`: the usual name inside it
+        out = out / f"{ADDON_ID}-{project_version()}.zip"
     try:
         if args.no_wheels:
             wheels = []
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         path = build(out, wheels)
     except BuildError as exc:
         print(f"build_addon: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a folder that cannot be made or written
+        print(f"build_addon: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheels)")
     return 0

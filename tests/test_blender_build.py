@@ -122,6 +122,17 @@ def test_missing_wheels_folder_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_out_may_be_a_folder_and_an_unwritable_one_is_one_line(tmp_path, capsys):
+    # before: `--out dist/` (an existing folder) raised IsADirectoryError, an unwritable one FileNotFoundError
+    (tmp_path / "dist").mkdir()
+    assert build_addon.main(["--out", str(tmp_path / "dist"), "--no-wheels"]) == 0
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == [f"handforge-{build_addon.project_version()}.zip"]
+    (tmp_path / "file").write_text("")
+    assert build_addon.main(["--out", str(tmp_path / "file" / "x.zip"), "--no-wheels"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("build_addon: cannot write ") and "Traceback" not in err
+
+
 def test_addon_code_never_imports_torch_or_the_backend():
     for path in (ROOT / "blender_addon").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
