@@ -15,14 +15,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import bpy
 from bpy.app.handlers import persistent
 
 from . import preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from handforge_shared.protocol import is_loopback, with_hint
+from handforge_shared.protocol import is_loopback, parse_endpoint, with_hint
 
 TICK_S = 0.25
 
@@ -53,10 +52,10 @@ BACKEND = Backend()
 
 # ---------------------------------------------------------------------- addresses and keys
 def parse_address(address: str) -> tuple[str, int]:
-    url = urlparse(address.strip())
-    if url.scheme != "tcp" or not url.hostname or url.port is None:
-        raise BackendError(f"the backend address {address!r} is not valid: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:5780")
-    return url.hostname, url.port
+    try:
+        return parse_endpoint(address)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def _curve_keys(prefs) -> CurveKeys | None:

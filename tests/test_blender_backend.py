@@ -69,6 +69,7 @@ def test_bad_settings_are_reported(session):
     _no_error(session, "bad_settings")
     result = session["bad_settings"]
     assert "tcp://HOST:PORT" in result["bad_address"]
+    assert "'tcp://localhost:99999' is not valid" in result["bad_port"]  # was urllib's bare "Port out of range"
     assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
     assert "/nonexistent/handforge" in result["bad_command"]
     # before: the client reached the other backend, then the new one died on "Address already in use" and

@@ -26,8 +26,15 @@ def test_doctor_names_the_mano_setting_when_mano_is_not_configured():
                      "open     available", "mano     NOT available", "mano.model_dir = (not set)",
                      "HANDFORGE_MANO_DIR=<value>", "[mano]", "model_dir = \"<value>\"",
                      "hands    available: hand_model, forward_hands",
-                     "none at tcp://127.0.0.1:1 (", "): start one with `handforge serve`"):
+                     "none at tcp://127.0.0.1:1: start one with `handforge serve`"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
+
+
+def test_a_malformed_endpoint_is_one_line():
+    # before: "none at 127.0.0.1:5799 (...): start one with `handforge serve`"
+    done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", "127.0.0.1:5799"],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 2 and "use tcp://HOST:PORT" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_doctor_json_is_what_hello_reports(tmp_path):

@@ -459,6 +459,22 @@ def endpoint(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
 DEFAULT_ENDPOINT = endpoint()
 
 
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT``; ``ValueError`` saying the form otherwise (a port out of
+    range too: urllib's own message names no address)."""
+    from urllib.parse import urlparse
+
+    url = urlparse(text.strip())
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme != "tcp" or not url.hostname or port is None:
+        raise ValueError(f"the backend address {text!r} is not valid: use tcp://HOST:PORT with a port from 0 to "
+                         f"65535, e.g. {DEFAULT_ENDPOINT}")
+    return url.hostname, port
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
@@ -467,6 +483,6 @@ __all__ = [
     "CLIENT_TYPES", "DEFAULT_ENDPOINT", "DEFAULT_HEARTBEAT_S", "DEFAULT_HOST", "DEFAULT_LIMITS", "DEFAULT_PORT",
     "DTYPES", "ErrorCode", "FLOAT_DTYPES", "Limits", "Message", "MessageType", "PROTOCOL_VERSION", "ProtocolError",
     "REQUIRED_FIELDS", "SERVER_TYPES", "TERMINAL_TYPES", "WIRE_ERROR_CODES", "ZERO_COPY_THRESHOLD", "check_outgoing",
-    "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "payload_size", "version_hint",
-    "wants_zero_copy", "wire_array", "with_hint",
+    "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "parse_endpoint",
+    "payload_size", "version_hint", "wants_zero_copy", "wire_array", "with_hint",
 ]

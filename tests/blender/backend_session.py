@@ -60,6 +60,8 @@ s.check("no_backend", no_backend)
 def bad_settings():
     prefs.address = "http://example.com"
     bad_address = error_of(lambda: bpy.ops.handforge.connect())
+    prefs.address = "tcp://localhost:99999"
+    bad_port = error_of(lambda: bpy.ops.handforge.connect())
     prefs.address = "tcp://192.0.2.7:5780"
     remote_without_keys = error_of(lambda: bpy.ops.handforge.connect())
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
@@ -75,7 +77,8 @@ def bad_settings():
         port_taken = error_of(lambda: bpy.ops.handforge.start_backend())
         taken_children = len(children())
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    return {"bad_address": bad_address, "remote_without_keys": remote_without_keys, "bad_command": bad_command,
+    return {"bad_address": bad_address, "bad_port": bad_port, "remote_without_keys": remote_without_keys,
+            "bad_command": bad_command,
             "port_taken": port_taken, "port_taken_children": taken_children}
 
 

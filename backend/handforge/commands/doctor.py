@@ -14,9 +14,19 @@ NAME = "doctor"
 HELP = "check the installation: versions, devices, hand models, engine weights, settings, a running backend"
 
 
+def _endpoint(text: str) -> str:
+    from handforge_shared.protocol import parse_endpoint
+
+    try:
+        parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers)")
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, type=_endpoint,
                         help=f"backend to look for (default {DEFAULT_ENDPOINT})")
     parser.add_argument("--curve-server-key", metavar="FILE",
                         help="for a backend with CurveZMQ: the server's public key (server.key)")
@@ -66,8 +76,14 @@ def _running_backend(endpoint: str, server_key: str | None = None, client_secret
             seconds = client.ping(timeout=1.0)
             return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
                     "instance": client.instance}
-    except (JobFailed, ValueError, OSError) as exc:  # OSError: a key file that is missing or not a key
-        return {"endpoint": endpoint, "running": False, "reason": str(exc)}
+    except JobFailed as exc:
+        if exc.code == "auth_failed" and not server_key:  # the client's hint names its Python API
+            hint = "it requires CurveZMQ keys: pass --curve-server-key server.key --curve-client-secret NAME.key_secret"
+        else:
+            hint = exc.hint
+        return {"endpoint": endpoint, "running": False, "reason": exc.message, "code": str(exc.code), "hint": hint}
+    except (ValueError, OSError) as exc:  # OSError: a key file that is missing or not a key
+        return {"endpoint": endpoint, "running": False, "reason": str(exc), "code": "bad_keys", "hint": ""}
 
 
 def _gib(n: int | None) -> str:
@@ -122,9 +138,12 @@ def _text(report: dict[str, Any], config) -> list[str]:
     lines += ["", "Backend:"]
     if backend["running"]:
         lines.append(f"  running at {backend['endpoint']} (ping {backend['ping_ms']} ms)")
-    else:
-        lines.append(f"  none at {backend['endpoint']} ({backend.get('reason') or 'no answer'}): start one with "
-                     "`handforge serve`")
+    elif backend.get("code") == "no_backend":
+        lines.append(f"  none at {backend['endpoint']}: start one with `handforge serve`")
+    else:  # something answers but this client cannot use it (keys), or the keys given cannot be read
+        lines += _indented("NOT usable: ", backend.get("reason") or "no answer")
+        if backend.get("hint"):
+            lines += _indented("fix: ", backend["hint"])
     return lines
 
 
