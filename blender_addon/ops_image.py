@@ -183,7 +183,9 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         request = self._request
         made = import_images(context, result, "HandForge", request["seed"], request["camera"], self.set_background,
                              self.add_plane and "HandForge image", prompt=request["prompt"])
-        return f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
+        warning = result.data.get("warning")  # e.g. TAS found no hand-related word
+        return (f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
+                + (f"; {warning}" if warning else ""))
 
 
 

@@ -153,6 +153,9 @@ def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_pa
     ({"width": 60}, "multiples of 8"),
     ({"render": {"engine": "none"}, "generate": {"setps": 1}}, "unknown keys"),
     ({"generate": {"keep_below_px": -1}}, "generate.keep_below_px"),
+    # before: accepted, then every sample failed with "Overflow when unpacking long long"
+    ({"generate": {"seed": 2**64 - 1}}, r"generate.seed: expected a whole number from 0 to 2\*\*63 - 1"),
+    ({"seed": -1}, r"seed: expected a whole number from 0"),
 ])
 def test_bad_generate_sections_are_clear_errors(change, message):
     with pytest.raises(SpecError, match=message):

@@ -71,6 +71,11 @@ def test_generate_reports_previews_and_returns_images_with_labels(served):
         assert np.array_equal(again.arrays["images"], images)
         off = client.run("image.generate", {**params, "tas": False}, arrays, timeout=600)
         assert off.data["tas"]["tokens"] == [] and not np.array_equal(off.arrays["images"], images)
+        assert "warning" not in result.data and "warning" not in off.data
+        # TAS asked for and no hand-related word: said (before: silently nothing)
+        none = client.run("image.generate", {**params, "prompt": "two people in a firm handshake", "steps": 1},
+                          arrays, timeout=600)
+        assert none.data["tas"]["steps"] == 0 and "no hand-related word" in none.data["warning"]
 
 
 def test_shape_and_translation_are_optional_arrays(served):
@@ -128,6 +133,9 @@ def test_refine_hands_regenerates_only_the_hands_box(served):
         assert plain.data["refined_box"] is None
         x, y, w, h = refined.data["refined_box"]
         assert "hands step 2/2" in messages  # 0.7 of 3 steps: the last 2 again
+        with_tas = client.run("image.generate", {**params, "tas": True, "refine_hands": True, "refine_strength": 0.7},
+                              arrays, timeout=600)
+        assert len(with_tas.data["tas"]["losses"]) == 1 and len(with_tas.data["tas"]["refine_losses"]) >= 1
         inside = np.zeros((SIZE, SIZE), bool)
         inside[max(0, round(y)):round(y + h), max(0, round(x)):round(x + w)] = True
         a, b = plain.arrays["images"][0], refined.arrays["images"][0]

@@ -54,6 +54,11 @@ def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     assert hand_tokens("a handsome chandelier by the door handle", tok)[0] == []
     # a decomposed accent (NFD) is one letter to the tokenizer: the words still align (it raised before)
     assert [c.word for c in hand_tokens("cafe\u0301 with a hand", tok)[0]] == ["hand"] * len(tok.tokenize("hand"))
+    # the tokenizer's special tokens (pasted from another tool) are one token each: aligned (it raised before)
+    pasted = "two<|endoftext|> hands<|startoftext|>waving"
+    chosen = hand_tokens(pasted, tok)[0]
+    assert [c.word for c in chosen] == ["hands"] * 2 + ["waving"] * 4
+    assert [tok(pasted).input_ids[c.index] for c in chosen] == tok.convert_tokens_to_ids(tok.tokenize("hands waving"))
 
 
 def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):

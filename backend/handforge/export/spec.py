@@ -227,6 +227,13 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+def _seed(value: Any, name: str) -> int:
+    """A seed: a whole number in [0, 2**63) (what TOML holds and torch's generators take)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise SpecError(f"{name}: expected a whole number from 0 to 2**63 - 1, got {value!r}")
+    return value
+
+
 def _generate(data: Any, width: int, height: int) -> GenerateSettings:
     gen = _section(GenerateSettings, data, "generate")
     engine = _choice(gen.get("engine", "controlnet"), IMAGE_ENGINES, "generate.engine")
@@ -237,9 +244,7 @@ def _generate(data: Any, width: int, height: int) -> GenerateSettings:
     if engine == "attentionhand" and controls:
         raise SpecError("generate.controls: controls choose ControlNets of the controlnet engine; leave them out "
                         "for attentionhand")
-    seed = gen.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError(f"generate.seed: expected a whole number >= 0, got {seed!r}")
+    seed = _seed(gen.get("seed", 0), "generate.seed")
     tas = gen.get("tas", True)
     if not isinstance(tas, bool):
         raise SpecError(f"generate.tas: expected true or false, got {tas!r}")
@@ -256,9 +261,7 @@ def _generate(data: Any, width: int, height: int) -> GenerateSettings:
 
 def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     top = _section(ExportSpec, data, "spec")
-    seed = top.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError(f"seed: expected a whole number >= 0, got {seed!r}")
+    seed = _seed(top.get("seed", 0), "seed")
     hand_model = _choice(top.get("hand_model", "open"), ("open", "mano"), "hand_model")
 
     poses = _section(PoseSource, top.get("poses", {}), "poses")

@@ -126,7 +126,7 @@ class GeneratedRGB:
         """The sample's prompt and noise seed, from its own generator (the labels have drawn theirs)."""
         rng = getattr(scene, "rng", None) or np.random.default_rng(scene.index)
         prompt = self.settings.prompts[int(rng.integers(len(self.settings.prompts)))]
-        return prompt, self.settings.seed + int(rng.integers(2**62))
+        return prompt, (self.settings.seed + int(rng.integers(2**62))) % 2**63  # a seed torch takes
 
     def __call__(self, scene, camera, hands) -> np.ndarray:
         import torch

@@ -229,19 +229,22 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
                     on_step=on_step, **extra)
 
     out = run(cond.global_view, 0)
-    images = out.images
+    images, refine_losses = out.images, []
     if passes == 2:  # the hands' box again at full resolution, blended back (refine.py)
         from handforge.engines.image.refine import cut, paste
 
         size = (params["width"], params["height"])
         local = run(cond.local_view, 1, init_images=cut(images, cond.crop, size), strength=params["refine_strength"])
-        images = paste(images, local.images, cond.crop)
+        images, refine_losses = paste(images, local.images, cond.crop), local.tas_losses
     view = cond.global_view
     data = {"engine": params["engine"], "seed": params["seed"], "controls": kinds,
             "tas": {"tokens": [t.__dict__ for t in tokens], "tagger": tagger, "steps": tas_steps if tokens else 0,
-                    "losses": out.tas_losses},
+                    "losses": out.tas_losses, "refine_losses": refine_losses},
             "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
             "refined_box": cond.crop if passes == 2 else None}
+    if params["tas"] and not tokens:  # said, not silently skipped
+        data["warning"] = ("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
+                           "or hand, hands, finger(s), fingertip(s), gesture(s))")
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
 
 
@@ -321,7 +324,8 @@ def register_jobs(registry: Registry) -> None:
         description="prompt + posed hands + camera → images whose hands follow the pose, with their labels",
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
                  "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
-                 "tas": "tokens attended (index, token, word), tagger, per-step losses"}))
+                 "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's)",
+                 "warning": "what did not happen as asked (TAS with no hand-related word), only then"}))
 
 
 __all__ = ["generate", "register_jobs"]

@@ -78,14 +78,18 @@ def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[
     """The tokens of the hand-related words of ``prompt``, for ``tokenizer`` (a CLIP tokenizer), and
     the tagger used. Tokens past the text encoder's window (``max_length``, default the tokenizer's,
     minus the start and end tokens) are dropped, as the encoder never sees them."""
-    pieces = split_words(prompt)
+    # the tokenizer keeps its special tokens ("<|endoftext|>" pasted from another tool) whole: so do we
+    special = sorted(set(getattr(tokenizer, "all_special_tokens", ())), key=len, reverse=True)
+    segments = re.split("(" + "|".join(map(re.escape, special)) + ")", prompt) if special else [prompt]
+    pieces = [piece for k, segment in enumerate(segments)
+              for piece in ([segment] if k % 2 else split_words(segment))]
     words = [p for p in pieces if p[0].isalpha()]
     vbg, tagger = tag_vbg(words)
     chosen_words = {i for i, (w, v) in enumerate(zip(words, vbg)) if v or is_hand_word(w)}
     limit = (max_length or tokenizer.model_max_length) - 1
     chosen, position, word_index, pieced = [], 1, 0, []
     for piece in pieces:
-        tokens = tokenizer.tokenize(piece)
+        tokens = [piece] if piece in special else tokenizer.tokenize(piece)
         pieced += tokens
         if piece[0].isalpha():
             if word_index in chosen_words:
