@@ -103,13 +103,19 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
                   "width": SIZE, "height": SIZE}
         source = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
         arrays["source.image"] = source
-        messages = []
+        messages, fractions = [], []
         for engine in ("reference", "ihpt"):
             result = client.run("image.transfer", {**params, "engine": engine, "background_prompt": "a wooden table",
                                                    "source_labels": labels_of("fist", camera)}, arrays, timeout=600,
-                                on_progress=lambda e: messages.append(e.message))
+                                on_progress=lambda e: (messages.append(e.message), fractions.append(e.fraction)))
             new, mask = result.arrays["source"], hand_mask(result.arrays["source.mesh"])
             assert 0.02 < mask.mean() < 0.9 and "background" in messages
+            # the background's steps fill the first half of the bar (it stayed at 0 through them)
+            drawn = [f for m, f in zip(messages, fractions) if m.startswith("background: step")]
+            transferred = [f for m, f in zip(messages, fractions) if m.startswith("step ")]
+            assert all(0 < f <= 0.5 for f in drawn) and transferred[0] == 0.75 and fractions == sorted(fractions)
+            messages.clear()
+            fractions.clear()
             assert np.array_equal(new[mask], source[mask])  # the source's hands, pixel for pixel
             assert (new[~mask] != source[~mask]).any(axis=-1).mean() > 0.9  # a new background around them
         with pytest.raises(JobFailed, match="its labels' camera sees"):

@@ -36,6 +36,7 @@ SOURCE_PREFIX = "source."
 SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
 # image.generate's parameters that mean nothing here (text attention, hand-box refinement)
 NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
+BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn first (as many steps as the transfer)
 
 
 _ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
@@ -214,7 +215,7 @@ def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, 
 
     def on_step(done: int, total: int) -> None:
         ctx.check_cancelled()
-        ctx.progress(0.0, f"background: step {done}/{total}")
+        ctx.progress(BACKGROUND_SHARE * done / total, f"background: step {done}/{total}")
 
     back = background(parts, params["background_prompt"], *size, negative_prompt=params["negative_prompt"],
                       steps=params["steps"], guidance_scale=params["guidance_scale"], seed=params["seed"],
@@ -230,8 +231,10 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.transfer.pipeline import transfer
 
+    before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
+
     def on_step(i: int, total: int, latents) -> None:
-        ctx.progress((i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
+        ctx.progress(before + (1.0 - before) * (i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
 
     source_hands = source_pose(params, arrays)
     camera = image_jobs._camera(params, arrays)
