@@ -106,6 +106,7 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
         messages, fractions = [], []
         for engine in ("reference", "ihpt"):
             result = client.run("image.transfer", {**params, "engine": engine, "background_prompt": "a wooden table",
+                                                   "steps": 6,
                                                    "source_labels": labels_of("fist", camera)}, arrays, timeout=600,
                                 on_progress=lambda e: (messages.append(e.message), fractions.append(e.fraction)))
             new, mask = result.arrays["source"], hand_mask(result.arrays["source.mesh"])
@@ -113,7 +114,8 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
             # the background's steps fill the first half of the bar (it stayed at 0 through them)
             drawn = [f for m, f in zip(messages, fractions) if m.startswith("background: step")]
             transferred = [f for m, f in zip(messages, fractions) if m.startswith("step ")]
-            assert all(0 < f <= 0.5 for f in drawn) and transferred[0] == 0.75 and fractions == sorted(fractions)
+            assert all(0 < f <= 0.5 for f in drawn) and transferred and all(f > 0.5 for f in transferred)
+            assert fractions == sorted(fractions)  # (step messages closer than 50 ms apart are merged)
             messages.clear()
             fractions.clear()
             assert np.array_equal(new[mask], source[mask])  # the source's hands, pixel for pixel
