@@ -49,3 +49,10 @@ def test_a_section_written_as_a_value_is_said(config_file):
     with pytest.raises(config.ConfigError, match=r"mano must be a \[mano\] table, got str '/data/mano/models'; "
                                                   r"e.g.\n    \[mano\]\n    model_dir = \"<value>\""):
         config.check_file()
+
+
+def test_a_config_path_that_is_a_folder_is_said(tmp_path, monkeypatch):
+    # before: doctor said the file was "not created yet" and every setting read as unset
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path))
+    with pytest.raises(config.ConfigError, match="is a folder: point HANDFORGE_CONFIG at a .toml file"):
+        config.check_file()

@@ -54,7 +54,9 @@ def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert "secret" not in (keys / "alice/alice.key").read_text().split("curve")[1]  # public file: no secret key
     again = _keys(keys / "alice", "alice")
-    assert again.returncode != 0 and "--force" in again.stderr
+    assert again.returncode == 2 and again.stderr.startswith("handforge keys: ") and "--force" in again.stderr
+    bad = _keys(keys / "alice", "a/b")
+    assert bad.returncode == 2 and "handforge keys: --name 'a/b'" in bad.stderr
 
 
 def test_the_authorised_key_is_accepted(server):

@@ -116,6 +116,9 @@ def config_path() -> Path:
 
 def _read_file() -> dict[str, Any]:
     path = config_path()
+    if path.is_dir():
+        raise ConfigError(f"the HandForge config file {path} is a folder: point HANDFORGE_CONFIG at a .toml file "
+                          f"(e.g. {path / 'config.toml'})")
     if not path.is_file():
         return {}
     try:

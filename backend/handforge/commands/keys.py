@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 from handforge.arguments import output_folder
@@ -23,10 +24,13 @@ def run(args: argparse.Namespace) -> int:
     import zmq.auth
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
-        raise SystemExit(f"--name {args.name!r}: use letters, digits, '.', '_' or '-'")
+        print(f"handforge keys: --name {args.name!r}: use letters, digits, '.', '_' or '-'", file=sys.stderr)
+        return 2
     public, secret = args.out / f"{args.name}.key", args.out / f"{args.name}.key_secret"
     if (public.exists() or secret.exists()) and not args.force:
-        raise SystemExit(f"{public} or {secret} exists already: pass --force to replace it, or choose another --name")
+        print(f"handforge keys: {public} or {secret} exists already: pass --force to replace it, or choose another "
+              "--name", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     public_file, secret_file = zmq.auth.create_certificates(args.out, args.name)
     os.chmod(secret_file, 0o600)
