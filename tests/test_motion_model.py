@@ -597,3 +597,46 @@ def test_a_wrist_turned_170_degrees_between_two_keys_turns_evenly():
     wrist = Rotation.from_rotvec(np.array(clip.hands["left"].global_orient))
     steps = np.degrees((wrist[1:] * wrist[:-1].inv()).magnitude())
     assert steps.max() < 1.5 * 170 / (frames - 1), steps.round(1)
+
+
+def test_training_refuses_clips_of_another_hand_model_or_pose_convention(corpus, tmp_path, capsys):
+    # before: MANO clips (or raw InterHand2.6M's mean-relative poses) trained through the open hand's joints
+    import dataclasses
+
+    for name, change in (("mano", {"hand_model": "mano"}),
+                         ("raw", {"hand_model": "open", "extra": {"pose_convention": "mean_relative"}})):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in sorted((corpus / "clips").glob("*.npz"))[:2]:
+            clip = MotionClip.load(path)
+            dataclasses.replace(clip, hand_model=change["hand_model"],
+                                extra={**clip.extra, **change.get("extra", {})}).save(folder / path.name)
+        assert _train("--motion-folder", str(folder), "--out", str(tmp_path / f"run-{name}"), "--steps", "2",
+                      "--batch-size", "2", "--quiet", *TINY) == 2
+    err = capsys.readouterr().err
+    assert "the clips are of the mano hand model, this run is for the open hand: pass --hand-model mano" in err
+    assert "hold mean-relative hand poses (raw InterHand2.6M)" in err
+    assert _train("--interhand", str(tmp_path), "--hand-model", "open", "--out", str(tmp_path / "ih")) == 2
+    assert "leave out --hand-model open" in capsys.readouterr().err
+
+
+def test_normalisation_statistics_count_only_the_frames_with_both_hands(corpus):
+    # before: a right-only clip far from the world origin, which gives no training window, moved the
+    # statistics (its absent left hand counted as zeros at the origin; its origin half a wrist)
+    import dataclasses
+
+    from handforge.datasets import ClipList, ClipStore, open_motion_folder
+    from handforge_shared.poses import HandPose
+
+    source = open_motion_folder(corpus / "clips", max_clips=2)
+    two_hands = ClipStore.build(source)
+    far = MotionClip.load(sorted((corpus / "clips").glob("*.npz"))[2])
+    right = far.hands["right"]
+    right_only = dataclasses.replace(far, hands={"right": HandPose(right.global_orient, right.hand_pose, right.betas,
+                                                                   right.transl + np.array([0.0, 0.0, 0.9]))},
+                                     present={"right": np.ones(far.num_frames, bool)})
+    info = dataclasses.replace(source.clips[0], name="right-only", num_frames=right_only.num_frames)
+    motions = tuple(source.load(i) for i in range(len(source)))
+    mixed = ClipStore.build(ClipList(clips=(*source.clips, info), motions=(*motions, right_only)))
+    assert mixed.num_frames > two_hands.num_frames
+    assert np.allclose(motion_train.data_statistics(mixed), motion_train.data_statistics(two_hands))

@@ -56,6 +56,7 @@ from handforge.datasets.representation import (
     ClipList,
     DatasetError,
     arrays_to_clip,
+    check_clips,
     clip_arrays,
     mirror_arrays,
 )
@@ -64,7 +65,7 @@ from handforge.datasets.torch_datasets import FrameDataset, WindowDataset
 
 __all__ = [
     "FIELDS", "HAND_AXIS", "SPLITS", "SPLITS_FORMAT", "ClipFiles", "ClipInfo", "ClipList", "ClipStore",
-    "DatasetError", "FrameDataset", "WindowDataset", "annotation_file", "arrays_to_clip", "clip_arrays",
+    "DatasetError", "FrameDataset", "WindowDataset", "annotation_file", "arrays_to_clip", "check_clips", "clip_arrays",
     "interhand_clips", "interhand_files", "load_clip", "mirror_arrays", "open_corpus", "open_interhand", "open_motion_folder",
     "read_clip_info", "read_splits",
 ]

@@ -50,6 +50,21 @@ class ClipInfo:
         return asdict(self) | {"extra": dict(self.extra)}
 
 
+def check_clips(clips: Sequence[ClipInfo], hand_model: str) -> None:
+    """``DatasetError`` unless every clip is of ``hand_model`` with HandForge's flat hand poses: a
+    model trained on one hand's poses read through another's skeleton learns wrong joint positions."""
+    models = sorted({c.hand_model for c in clips})
+    if models != [hand_model]:
+        raise DatasetError(f"the clips are of the {' and '.join(models)} hand model{'s' if len(models) > 1 else ''}, "
+                           f"this run is for the {hand_model} hand: pass --hand-model {models[0]}"
+                           + (" (one model per run)" if len(models) > 1 else ""))
+    raw = sorted({c.name for c in clips if c.pose_convention != "flat"})
+    if raw:
+        raise DatasetError(f"{len(raw)} clip(s) hold mean-relative hand poses (raw InterHand2.6M), e.g. {raw[0]}: "
+                           "read InterHand2.6M with --interhand, or save its clips with flat poses "
+                           "(interhand_files.to_flat with MANO's hands_mean)")
+
+
 def clip_arrays(clip: MotionClip) -> dict[str, np.ndarray]:
     """A clip in the representation: each field (T, 2, D) float32, ``present`` (T, 2) bool.
 

@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the --init model's own otherwise; changing it "
                              "re-learns the correction; README 'Motion' has both measured)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (tests)")
-    parser.add_argument("--hand-model", default="open", choices=("open", "mano"),
-                        help="the hand model of the clips (joint positions for the losses)")
+    parser.add_argument("--hand-model", default=None, choices=("open", "mano"),
+                        help="the hand model of the clips (joint positions for the losses; default open, with "
+                             "--interhand mano)")
     parser.add_argument("--checkpoint-every", type=at_least(1), default=250)
     parser.add_argument("--stop-after", type=at_least(1), default=None, help="stop (resumably) after this many steps")
     parser.add_argument("--seed", type=at_least(0), default=0)
@@ -56,7 +57,7 @@ def open_training_windows(args: argparse.Namespace):
     import numpy as np
     from torch.utils.data import Subset
 
-    from handforge.datasets import ClipStore, WindowDataset, open_corpus, open_interhand, open_motion_folder
+    from handforge.datasets import ClipStore, WindowDataset, check_clips, open_corpus, open_interhand, open_motion_folder
 
     if args.corpus:
         source = open_corpus(args.corpus, split="train", max_clips=args.max_clips)
@@ -69,6 +70,7 @@ def open_training_windows(args: argparse.Namespace):
         source = open_interhand(args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
                                 max_clips=args.max_clips)
     store = ClipStore.build(source, progress=not args.quiet)
+    check_clips(store.clips, args.hand_model)  # e.g. MANO clips through the open hand's joints
     windows = WindowDataset(store, length=args.window, stride=max(1, args.window // 4), mirror=True)
     both = store.arrays["present"].all(axis=1)
     complete = np.concatenate([[0], np.cumsum(both)])
@@ -80,7 +82,9 @@ def open_training_windows(args: argparse.Namespace):
 
 
 def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the representation over the store (origins: each clip's first frame)."""
+    """Per-channel mean and std of the representation over the frames training sees: those with both
+    hands (an absent hand is zeros at the world origin), each clip's origin its first such frame's
+    wrist midpoint (the corpus has both hands everywhere: its first frame's)."""
     import numpy as np
 
     from handforge.engines.motion import representation as rep
@@ -89,8 +93,14 @@ def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple
     from handforge_shared.rotations import mirror_points
 
     rng = np.random.default_rng(seed)
-    origins = np.repeat(store.arrays["transl"][store.starts[:-1]].mean(1), np.diff(store.starts), axis=0)
-    rows = np.sort(rng.choice(store.num_frames, size=min(sample_frames, store.num_frames), replace=False))
+    both = np.asarray(store.arrays["present"]).all(axis=1)
+    firsts = [start + int(np.argmax(both[start:end])) for start, end in zip(store.starts[:-1], store.starts[1:])]
+    origins = np.repeat(store.arrays["transl"][firsts].mean(1), np.diff(store.starts), axis=0)
+    kept = np.flatnonzero(both)
+    if len(kept) == store.num_frames:  # every frame (the corpus): drawn as before, the same statistics
+        rows = np.sort(rng.choice(store.num_frames, size=min(sample_frames, store.num_frames), replace=False))
+    else:
+        rows = np.sort(rng.choice(kept, size=min(sample_frames, len(kept)), replace=False))
     frames = {k: np.asarray(v[rows], dtype=np.float64) if v.dtype != bool else np.asarray(v[rows])
               for k, v in store.arrays.items()}
     mirrored = mirror_arrays(frames)  # the training windows are mirrored too
@@ -116,7 +126,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train motion: --d-model {args.d_model} must be even (its sinusoidal embeddings) and a "
               f"multiple of --heads {args.heads}", file=sys.stderr)
         return 2
-    if args.interhand or args.hand_model == "mano":  # checked before the data is read
+    if args.interhand and args.hand_model == "open":
+        print("handforge train motion: InterHand2.6M's poses are MANO's: leave out --hand-model open (--interhand "
+              "trains the mano hand)", file=sys.stderr)
+        return 2
+    args.hand_model = args.hand_model or ("mano" if args.interhand else "open")
+    if args.hand_model == "mano":  # checked before the data is read
         from handforge.hands.registry import entry
         from handforge_shared.protocol import with_hint
 
