@@ -307,3 +307,27 @@ def test_plain_motion_folders(corpus, loaded, tmp_path):
     assert [c.split for c in source.clips] == [None, None] and [c.name for c in source.clips] == sorted(loaded)[:2]
     with pytest.raises(DatasetError, match="no motion clips"):
         open_motion_folder(tmp_path)
+
+
+def test_one_stray_frame_index_does_not_cut_a_capture_into_pieces():
+    # before: cut wherever the step exceeded the smallest one: frame 89 among 0, 3, ..., 297 made 100
+    # clips of one or two frames and no training window
+    from handforge.datasets.interhand import continuous_pieces
+    from handforge_shared.poses import HandPose
+
+    indices = sorted([*range(0, 300, 3), 89, *range(600, 630, 3)])
+    n = len(indices)
+    hand = HandPose(np.zeros((n, 3)), np.zeros((n, 45)), np.zeros((n, 10)), np.zeros((n, 3)))
+    clip = MotionClip(hands={"right": hand}, present={"right": np.ones(n, bool)}, fps=10.0, hand_model="mano",
+                      extra={"frame_indices": indices})
+    pieces = continuous_pieces(clip)
+    assert [p.num_frames for p in pieces] == [101, 10]  # cut only at the jump 297 -> 600
+
+
+def test_an_annotation_file_without_hands_is_named(tmp_path):
+    # before: "no clips to read: the source (split, max_clips) selected none", though neither was given
+    path = tmp_path / "annotations" / "train" / "InterHand2.6M_train_MANO_NeuralAnnot.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"0": {"0": {"right": None, "left": None}}}))
+    with pytest.raises(DatasetError, match="InterHand2.6M_train_MANO_NeuralAnnot.json: no annotated hand in any capture"):
+        open_interhand(tmp_path, split="train")

@@ -110,10 +110,10 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     capsys.readouterr()
     # refused before any data is read: a folder that is not an interaction model, and the run's own folder
     assert _train(*common, "--out", str(tmp_path / "bad"), "--steps", "10", "--init", str(corpus)) == 2
-    assert "--init" in capsys.readouterr().out and not (tmp_path / "bad").exists()
+    assert "--init" in capsys.readouterr().err and not (tmp_path / "bad").exists()  # on stderr, as every command
     assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "10", "--init",
                   str(tmp_path / "first" / "model")) == 2
-    assert "inside --out" in capsys.readouterr().out
+    assert "inside --out" in capsys.readouterr().err
 
 
 def test_the_eval_command_names_a_wrong_split(corpus, capsys):

@@ -66,14 +66,19 @@ def interhand_clips(source: str | os.PathLike | Mapping[str, Any], split: str, f
                                   split=split, fps=clip.fps, num_frames=clip.num_frames, hand_model=clip.hand_model,
                                   group=capture, pose_convention=clip.extra["pose_convention"], extra=dict(clip.extra)))
             motions.append(clip)
+    if not infos:  # said here, with the file: the store's "the source selected none" blamed split and max_clips
+        where = source if isinstance(source, (str, os.PathLike)) else "the annotations"
+        raise DatasetError(f"{where}: no annotated hand in any capture (an empty or all-null annotation file?)")
     return ClipList(clips=tuple(infos), motions=tuple(motions))
 
 
 def continuous_pieces(clip: MotionClip) -> list[MotionClip]:
-    """A capture's clip cut where ``extra["frame_indices"]`` jumps by more than its smallest step;
-    pieces in which no hand is annotated are dropped."""
+    """A capture's clip cut where ``extra["frame_indices"]`` jumps by more than 1.5 times its usual
+    (median) step; pieces in which no hand is annotated are dropped. (Against the smallest step, one
+    stray index cut a whole capture into one-frame pieces.)"""
     indices = np.asarray(clip.extra["frame_indices"])
-    cuts = np.flatnonzero(np.diff(indices) > np.diff(indices).min()) + 1 if len(indices) > 1 else []
+    steps = np.diff(indices)
+    cuts = np.flatnonzero(steps > 1.5 * np.median(steps)) + 1 if len(indices) > 1 else []
     bounds = [0, *map(int, cuts), len(indices)]
     pieces = []
     for a, b in zip(bounds[:-1], bounds[1:]):

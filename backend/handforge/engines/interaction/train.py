@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder
 
@@ -51,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.corpus is None and args.interhand is None:
-        print("handforge train interaction: give --corpus DIR and/or --interhand ROOT")
+        print("handforge train interaction: give --corpus DIR and/or --interhand ROOT", file=sys.stderr)
         return 2
     model = None
     if args.init:  # before the data is read
         try:
             model = fine_tune_start(InteractionDenoiser, args.init, args.out)
         except TrainingError as exc:
-            print(f"handforge train interaction: {exc}")
+            print(f"handforge train interaction: {exc}", file=sys.stderr)
             return 2
     vectors = []  # each source encoded on its own hand model (wrist joints differ)
     try:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                                stride=args.stride, max_clips=args.max_clips)
             vectors.append(pairs.vectors(WristJoints.of(mano)))
     except (ValueError, HandModelError) as exc:
-        print(f"handforge train interaction: {exc}")
+        print(f"handforge train interaction: {exc}", file=sys.stderr)
         return 2
     anchors, others = torch.cat([v[0] for v in vectors]), torch.cat([v[1] for v in vectors])
     count = len(anchors)
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
     except TrainingError as exc:
-        print(f"handforge train interaction: {exc}")
+        print(f"handforge train interaction: {exc}", file=sys.stderr)
         return 2
     summary = {"pairs": count, "steps": result.step, "last_loss": result.last_loss,
                "model": str(result.model_dir) if result.model_dir else None}
