@@ -87,8 +87,11 @@ def test_camera_parameters_give_the_camera_frame_keypoints(exported):
 
 
 def test_interhand_files_round_trip_through_the_reader(exported):
-    paths = interhand_paths(exported)
-    annotations = read_mano_annotations(paths["MANO_NeuralAnnot"])["0"]
+    paths = interhand_paths(exported, "open")
+    # the open hand's parameters are not in a file named MANO (code reading one would pose MANO with them)
+    assert paths["params"].name == "InterHand2.6M_export_HandForge_open_hand_params.json"
+    assert sorted(p.name for p in paths["params"].parent.iterdir()) == sorted(p.name for p in paths.values())
+    annotations = read_mano_annotations(paths["params"])["0"]
     cameras = read_cameras(paths["camera"])["0"]
     joints = json.loads(paths["joint_3d"].read_text())["0"]
     data = json.loads(paths["data"].read_text())

@@ -231,7 +231,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
     writers.write_coco(out, samples)
-    writers.write_interhand(out, samples, hands_mean)
+    writers.write_interhand(out, samples, hands_mean, spec.hand_model)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),

@@ -264,12 +264,18 @@ def write_coco(out: Path, samples: list[dict[str, Any]]) -> Path:
 
 
 # ----------------------------------------------------------------------------- InterHand2.6M style
-def interhand_paths(out: Path) -> dict[str, Path]:
+def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
+    """The InterHand2.6M-style files; ``"params"`` is the release's MANO file for MANO hands, and
+    for the open hand a file named for it (its parameters are no MANO parameters: code that reads a
+    MANO file would pose MANO with them, centimetres off without a word)."""
     folder = out / INTERHAND / "annotations" / SPLIT
-    return {kind: folder / f"InterHand2.6M_{SPLIT}_{kind}.json" for kind in ("MANO_NeuralAnnot", "camera", "joint_3d", "data")}
+    params = "MANO_NeuralAnnot" if hand_model == "mano" else f"HandForge_{hand_model}_hand_params"
+    return {kind: folder / f"InterHand2.6M_{SPLIT}_{name}.json"
+            for kind, name in (("params", params), ("camera", "camera"), ("joint_3d", "joint_3d"), ("data", "data"))}
 
 
-def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[str, np.ndarray] | None) -> dict[str, Path]:
+def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[str, np.ndarray] | None,
+                    hand_model: str = "mano") -> dict[str, Path]:
     """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
     https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
     sample index. MANO poses are mean-relative as in the release (``hands_mean`` added back; the
@@ -317,8 +323,8 @@ def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[s
                                "seq_name": "handforge", "camera": key, "frame_idx": i})
         data["annotations"].append({"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": valid.tolist(),
                                     "hand_type": sample["hand_type"], "hand_type_valid": 1})
-    paths = interhand_paths(out)
-    write_atomic(paths["MANO_NeuralAnnot"], dumps({"0": mano}))
+    paths = interhand_paths(out, hand_model)
+    write_atomic(paths["params"], dumps({"0": mano}))
     write_atomic(paths["camera"], dumps({"0": cameras}))
     write_atomic(paths["joint_3d"], dumps({"0": joints}))
     write_atomic(paths["data"], dumps(data))
