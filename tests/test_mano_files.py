@@ -283,6 +283,21 @@ def test_convert_mano_writes_plain_npz_that_reads_back_identically(tmp_path, syn
     assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out), "--force"]) == 0
 
 
+def test_a_converted_file_older_than_the_pickle_beside_it_is_refused(tmp_path, synthetic_mano_dir, capsys):
+    # before: the .npz always won, though the pickle beside it had been replaced since the conversion
+    import shutil
+
+    folder = tmp_path / "mano"
+    shutil.copytree(synthetic_mano_dir, folder)
+    assert cli_main(["convert-mano", "--model-dir", str(folder)]) == 0
+    assert load_mano_file(folder / "MANO_RIGHT.npz").side == "right"  # beside its own pickle: fine
+    shutil.copy(folder / "MANO_LEFT.pkl", folder / "MANO_RIGHT.pkl")  # another file under the same name
+    with pytest.raises(MANOFileError, match="converted from another MANO_RIGHT.pkl .* --force"):
+        load_mano_file(folder / "MANO_RIGHT.npz")
+    (folder / "MANO_RIGHT.pkl").unlink()  # the pickle gone (kept elsewhere): the .npz stands alone
+    assert load_mano_file(folder / "MANO_RIGHT.npz").side == "right"
+
+
 def test_convert_mano_leaves_nothing_behind_on_a_bad_file(tmp_path, synthetic_mano_dir, capsys):
     good = tmp_path / "MANO_RIGHT.pkl"
     good.write_bytes((synthetic_mano_dir / "MANO_RIGHT.pkl").read_bytes())

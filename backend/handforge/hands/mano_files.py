@@ -383,6 +383,10 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
         file_side = meta.get("side")
         if file_side not in SIDES:
             raise MANOFileError(f"{path}: its metadata names no hand side; re-create it with `handforge convert-mano`")
+        source = path.with_name(str(meta.get("source") or ""))
+        if meta.get("source") and source.is_file() and sha256(source) != meta.get("source_sha256"):
+            raise MANOFileError(f"{path} was converted from another {source.name} than the one beside it now (the "
+                                "pickle was replaced since): re-create it with `handforge convert-mano --force`")
         data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
     elif path.suffix == ".pkl":
         data = read_mano_pickle(path)
