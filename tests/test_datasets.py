@@ -331,3 +331,18 @@ def test_an_annotation_file_without_hands_is_named(tmp_path):
     path.write_text(json.dumps({"0": {"0": {"right": None, "left": None}}}))
     with pytest.raises(DatasetError, match="InterHand2.6M_train_MANO_NeuralAnnot.json: no annotated hand in any capture"):
         open_interhand(tmp_path, split="train")
+
+
+def test_a_cached_store_of_interhand_clips_is_rebuilt_when_their_values_change(interhand_root, tmp_path):
+    # before: the fingerprint held only the clips' infos, so another hands_mean (or an edited JSON)
+    # came back from the cache with the old values
+    root, data = interhand_root
+    first = ClipStore.build(open_interhand(root, split="train"), cache=tmp_path / "store")
+    for frames in data["train"].values():  # the annotations corrected: every right hand's pose + 1
+        for hands in frames.values():
+            if hands.get("right"):
+                hands["right"]["pose"] = [v + 1.0 for v in hands["right"]["pose"]]
+    (root / "annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json").write_text(json.dumps(data["train"]))
+    edited = ClipStore.build(open_interhand(root, split="train"), cache=tmp_path / "store")
+    rows = np.asarray(edited.arrays["present"][:, 1])
+    np.testing.assert_allclose(edited.arrays["hand_pose"][rows, 1], first.arrays["hand_pose"][rows, 1] + 1.0, atol=1e-5)

@@ -136,10 +136,15 @@ def _fill(arrays: dict[str, np.ndarray], source: ClipSource, clips: tuple[ClipIn
 
 
 def _fingerprint(source: ClipSource, clips: tuple[ClipInfo, ...]) -> str:
+    """What the cache was built from: the clips' infos and their files' sizes and times, or, for clips
+    held in memory (InterHand2.6M's, made flat with a hands_mean), their values themselves."""
     digest = hashlib.sha256(json.dumps([c.to_dict() for c in clips], sort_keys=True).encode())
     for path in getattr(source, "paths", ()):
         stat = Path(path).stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for motion in getattr(source, "motions", ()):  # no file to stat: another hands_mean or JSON gives other values
+        for name, values in sorted(clip_arrays(motion).items()):
+            digest.update(name.encode() + np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()
 
 
