@@ -137,6 +137,9 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
     (lambda a: a["0"]["0"].update(middle=None), r"unknown hands \['middle'\]"),
     (lambda a: a["0"]["0"].update(right=[1, 2]), r"frame 0 right: expected an object"),
     (lambda a: a.update({"5": [1]}), r"capture 5: expected an object keyed by frame index"),
+    # text and booleans as numbers: "1e3" read as 1000 m before
+    (lambda a: a["0"]["0"]["right"].update(trans=["1e3", 0, 0]), r"frame 0 right: pose, shape and trans must be lists"),
+    (lambda a: a["0"]["0"]["right"].update(shape=[True] * 10), r"frame 0 right: pose, shape and trans must be lists"),
 ])
 def test_malformed_annotations_are_refused(tmp_path, annotations, mutate, message):
     mutate(annotations)

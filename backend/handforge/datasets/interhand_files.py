@@ -68,10 +68,11 @@ def _hand(value: Any, where: str) -> HandPose | None:
     missing = [k for k in ("pose", "shape", "trans") if k not in value]
     if missing:
         raise PoseFormatError(f"{where}: missing {', '.join(missing)}")
-    try:
-        pose = np.asarray(value["pose"], dtype=np.float64)
-        shape = np.asarray(value["shape"], dtype=np.float64)
-        trans = np.asarray(value["trans"], dtype=np.float64)
+    try:  # numbers only: "1e3" as text would read as 1000 (m), true as 1
+        raw = {k: np.asarray(value[k]) for k in ("pose", "shape", "trans")}
+        if any(a.dtype.kind not in "iuf" for a in raw.values()):
+            raise ValueError("found text, booleans or nested values")
+        pose, shape, trans = (raw[k].astype(np.float64) for k in ("pose", "shape", "trans"))
     except (TypeError, ValueError) as exc:
         raise PoseFormatError(f"{where}: pose, shape and trans must be lists of numbers ({exc})") from None
     for name, arr, size in (("pose", pose, 3 + HAND_POSE_DIM), ("shape", shape, NUM_BETAS), ("trans", trans, 3)):
