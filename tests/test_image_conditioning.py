@@ -95,3 +95,25 @@ def test_depth_image_is_brighter_nearer_and_black_outside():
     image = depth_image(depth)[..., 0]
     assert image[0, 0] == 0 and image[0, 1] == 255 and image[1, 0] == round(0.25 * 255)
     assert image[0, 1] > image[1, 1] > image[1, 0]
+
+
+def test_openpose_controlnets_get_hands_drawn_as_openpose_draws_them(sample):
+    # before: openpose ControlNets got our per-finger colours, not the drawings they were trained on
+    from handforge.engines.image.controls import kind_from_name
+    from handforge.render.overlay import OPENPOSE_EDGES, OPENPOSE_FROM_OURS
+    from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
+
+    model, record, files, hands, camera = sample
+    image = condition(model, hands, camera).global_view.images["openpose"]
+    assert kind_from_name("control_v11p_sd15_openpose") == "openpose" and kind_from_name("my-pose-net") == "skeleton"
+    # OpenPose's order: the wrist, then each finger from its base to its tip; its bones join those
+    names = [KEYPOINT_NAMES[i] for i in OPENPOSE_FROM_OURS]
+    assert names[:5] == ["wrist", "thumb1", "thumb2", "thumb3", "thumb4"] and names[-1] == "pinky4"
+    ours = {(OPENPOSE_FROM_OURS.index(k), OPENPOSE_FROM_OURS.index(p)) for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0}
+    assert {(b, a) for a, b in OPENPOSE_EDGES} == ours
+    for side, labels in record["hands"].items():  # a blue dot on every keypoint in view
+        for x, y in np.array(labels["keypoints_2d"]):
+            if 2 <= x < camera.width - 2 and 2 <= y < camera.height - 2:
+                assert tuple(image[int(y), int(x)]) == (0, 0, 255)
+    colours = {tuple(c) for c in image.reshape(-1, 3)} - {(0, 0, 0), (0, 0, 255)}
+    assert (255, 0, 0) in colours and len(colours) >= 10  # the bones' hues around the wheel, starting at red

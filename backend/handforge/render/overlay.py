@@ -1,4 +1,5 @@
-"""2D keypoint-skeleton images and overlays (Pillow): one colour per finger, the left hand darker.
+"""2D keypoint-skeleton images and overlays (Pillow): one colour per finger, the left hand darker;
+and hands drawn as OpenPose's hand annotator draws them, for ControlNets trained on its images.
 
 Keypoints are in the camera module's pixel coordinates (pixel centres at i + 0.5), as Pillow draws.
 """
@@ -42,3 +43,31 @@ def draw_skeletons(image: Image.Image, hands: Mapping[str, tuple[np.ndarray, np.
 def skeleton_image(width: int, height: int, hands: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """(H, W, 3) uint8: the keypoint skeletons on black (a pose-conditioning image)."""
     return np.asarray(draw_skeletons(Image.new("RGB", (width, height)), hands))
+
+
+# OpenPose's hand keypoints: 0 the wrist, then per finger (thumb..pinky) four joints from the base to the
+# tip; ours (InterHand2.6M's) list each finger tip first and the wrist last (handforge_shared.skeleton).
+OPENPOSE_FROM_OURS = [20, *(4 * finger + 3 - j for finger in range(5) for j in range(4))]
+OPENPOSE_EDGES = [(0 if j == 0 else 1 + 4 * finger + j - 1, 1 + 4 * finger + j) for finger in range(5) for j in range(4)]
+
+
+def openpose_hands_image(width: int, height: int, hands: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(H, W, 3) uint8: the hands as the OpenPose hand annotator of ControlNet's openpose models draws
+    them (Zhang et al., "Adding Conditional Control to Text-to-Image Diffusion Models", ICCV 2023;
+    Cao et al., OpenPose, TPAMI 2019): on black, the 20 bones each in its own hue around the colour
+    wheel (bone i of 20 at hue i / 20), 2 px at 512², the 21 keypoints as blue dots of radius 4, both
+    hands alike. Hidden keypoints are drawn too: the annotator saw whole hands."""
+    import colorsys
+
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    scale = min(width, height) / 512
+    line, radius = max(1, round(2 * scale)), max(1.0, 4 * scale)
+    for points, _ in hands.values():
+        ordered = np.asarray(points, np.float64)[OPENPOSE_FROM_OURS]
+        for i, (a, b) in enumerate(OPENPOSE_EDGES):
+            colour = tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / len(OPENPOSE_EDGES), 1.0, 1.0))
+            draw.line([tuple(ordered[a]), tuple(ordered[b])], fill=colour, width=line)
+        for x, y in ordered:
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 0, 255))
+    return np.asarray(image)

@@ -22,7 +22,7 @@ from handforge_shared.skeleton import SIDES
 
 from handforge.render.camera import Camera
 
-CONTROL_KINDS = ("mesh", "depth", "normals", "skeleton")
+CONTROL_KINDS = ("mesh", "depth", "normals", "skeleton", "openpose")
 LOCAL_MARGIN = 0.15  # of the hands' box size on each side: the crop keeps a little context
 DEPTH_FAR_LEVEL = 0.25  # the farthest hand pixel's brightness in the depth image (background 0, nearest 1)
 
@@ -81,18 +81,19 @@ def render_view(camera: Camera, meshes: Mapping[str, Mapping[str, Any]], gl=None
     """Render the control images of ``meshes`` (``posed_meshes``) through ``camera`` and label them."""
     from handforge.export.labels import hand_labels
     from handforge.render.gl import renderer
-    from handforge.render.overlay import skeleton_image
+    from handforge.render.overlay import openpose_hands_image, skeleton_image
 
     gl = gl or renderer()
     sides = list(meshes)
     images = gl.render(camera, [(meshes[s]["vertices"], meshes[s]["faces"]) for s in sides], normals=True)
     labels = {s: hand_labels(s, k, meshes[s]["pose"], meshes[s]["keypoints"], meshes[s]["root"],
                              meshes[s]["vertices"], camera, images) for k, s in enumerate(sides)}
-    skeleton = skeleton_image(camera.width, camera.height, {
-        s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool)) for s, h in labels.items()})
+    keypoints = {s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool)) for s, h in labels.items()}
     return Conditioning(camera=camera, depth=images.depth, normals=images.normals, hands=labels,
                         images={"mesh": images.mesh, "depth": depth_image(images.depth),
-                                "normals": normal_image(images.normals, images.depth), "skeleton": skeleton})
+                                "normals": normal_image(images.normals, images.depth),
+                                "skeleton": skeleton_image(camera.width, camera.height, keypoints),
+                                "openpose": openpose_hands_image(camera.width, camera.height, keypoints)})
 
 
 def local_box(box: list[float], width: int, height: int, margin: float = LOCAL_MARGIN) -> list[float]:

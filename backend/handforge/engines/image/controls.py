@@ -1,7 +1,7 @@
 """Which ControlNets the ``controlnet`` engine uses and which of our renders each one takes.
 
 ControlNets live as folders in ``image.controlnets``; a job names them as ``"folder"`` or
-``"folder:kind"`` (kind: mesh, depth, normals, skeleton). Without a kind it is read from the folder's
+``"folder:kind"`` (kind: mesh, depth, normals, skeleton, openpose). Without a kind it is read from the folder's
 name, as the public SD 1.5 ControlNets are named (``control_v11f1p_sd15_depth``, ``sd-controlnet-normal``,
 ``control_v11p_sd15_openpose``).
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from handforge.engines.image.conditioning import CONTROL_KINDS
 
-_NAME_HINTS = (("depth", "depth"), ("normal", "normals"), ("openpose", "skeleton"), ("pose", "skeleton"),
+# openpose ControlNets were trained on OpenPose's drawings: they get ours drawn the same way
+_NAME_HINTS = (("depth", "depth"), ("normal", "normals"), ("openpose", "openpose"), ("pose", "skeleton"),
                ("skeleton", "skeleton"), ("keypoint", "skeleton"), ("mesh", "mesh"))
 
 
