@@ -153,9 +153,9 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         width, height = self._resolution(scene)
         if min(width, height) < 8:
             raise ValueError(f"the images would be {width}×{height} pixels: use at least 8 on each side")
-        arrays = read_scene(context, found, cameras, frames)
+        arrays = {**read_scene(context, found, cameras, frames), "frames": np.asarray(frames, np.int64)}
         self._summary = f"{len(frames)} frames × {len(cameras)} cameras"
-        params = {"model": model, "out": out, "frames": frames, "width": width, "height": height,
+        params = {"model": model, "out": out, "width": width, "height": height,
                   "cameras": [{"name": c.name, "sensor_fit": c.data.sensor_fit} for c in cameras],
                   "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y],
                   "engine": self.engine, "samples": self.samples, "seed": self.seed,

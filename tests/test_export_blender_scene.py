@@ -36,8 +36,8 @@ def _request(out, rng, armature_rotation=(0.3, -0.2, 0.5)) -> tuple[dict, dict]:
     cameras[..., 2, 3] = [[0.5, 0.55], [0.6, 0.65]]  # above the hands, looking down Blender's -Z
     arrays.update({"camera.matrix_world": cameras, "camera.lens": np.full((CAMERAS, FRAMES), 35.0),
                    "camera.sensor": np.tile([36.0, 24.0], (CAMERAS, FRAMES, 1)),
-                   "camera.shift": np.zeros((CAMERAS, FRAMES, 2))})
-    params = {"out": str(out), "frames": [1, 3], "width": 96, "height": 72, "engine": "none",
+                   "camera.shift": np.zeros((CAMERAS, FRAMES, 2)), "frames": np.array([1, 3])})
+    params = {"out": str(out), "width": 96, "height": 72, "engine": "none",
               "cameras": [{"name": "A", "sensor_fit": "AUTO"}, {"name": "B", "sensor_fit": "VERTICAL"}]}
     return params, arrays
 
@@ -80,6 +80,11 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="not empty") as failure:
         client.run("export_renders", params, arrays)
     assert failure.value.code == "invalid_params"
+    # 100,000 frames reach the checks (as a JSON list in params, 14,000 overflowed the 64 KiB header)
+    long = {k: np.repeat(v, 50_000, axis=1 if k.startswith("camera.") else 0) for k, v in arrays.items()}
+    long["frames"] = np.arange(100_000)
+    with pytest.raises(JobFailed, match="not empty"):
+        client.run("export_renders", params, long)
 
     params, arrays = _request(tmp_path / "out", rng)
     with pytest.raises(JobFailed, match="one value per camera"):
@@ -125,7 +130,10 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     client.run("export_renders", params, arrays)
     assert "blender_request" in json.loads((tmp_path / "scene" / SPEC_RECORD).read_text())
     with pytest.raises(JobFailed, match="another scene, frame range or settings") as failure:
-        client.run("export_renders", {**params, "frames": [1, 4]}, arrays)
+        client.run("export_renders", params, {**arrays, "frames": np.array([1, 4])})
+    # the same frames as int32 (another client's choice) are the same request: resumed, not refused
+    assert client.run("export_renders", params, {**arrays, "frames": arrays["frames"].astype(np.int32)}).data[
+        "written"] == 0
     assert failure.value.code == "invalid_params"
     spec = parse_spec({"samples": 1, "width": 64, "height": 64, "render": {"engine": "none"}})
     with pytest.raises(FolderTaken, match="another spec"):

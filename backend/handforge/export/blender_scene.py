@@ -64,7 +64,7 @@ class BlenderExport:
 
     @classmethod
     def from_request(cls, params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> BlenderExport:
-        frames = [int(f) for f in params["frames"]]
+        frames = [int(f) for f in arrays["frames"]]
         T = len(frames)
         poses, matrices = {}, {}
         for side in SIDES:
@@ -134,6 +134,8 @@ def request_signature(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray
     digest = hashlib.sha256(json.dumps({k: v for k, v in params.items() if k != "out"}, sort_keys=True).encode())
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
+        if arr.dtype.kind in "iu":  # frame numbers: the same whether sent as int32 or int64
+            arr = arr.astype(np.int64)
         digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
         digest.update(arr.tobytes())
     return digest.hexdigest()

@@ -23,6 +23,7 @@ from handforge_shared.skeleton import SIDES
 
 KIND = "export_renders"
 MAX_FRAMES = 100_000
+BLENDER_FRAME_LIMIT = 1_048_574  # Blender's frame numbers lie within ±this
 MAX_CAMERAS = 64
 MAX_SAMPLES = 1_000_000
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
@@ -43,6 +44,9 @@ def _arrays() -> dict[str, ArraySpec]:
             shape=("frames", 4, 4), required=False, requires=(hand_array_name(side, "global_orient"),),
             min=-WORLD_LIMIT, max=WORLD_LIMIT,
             doc=f"{side} hand: the armature object's matrix_world per exported frame (Blender world)")
+    # an array, not a JSON list in params: 100,000 frame numbers do not fit the 64 KiB header
+    specs["frames"] = ArraySpec(shape=("frames",), dtypes=("int32", "int64"), min=-BLENDER_FRAME_LIMIT,
+                                max=BLENDER_FRAME_LIMIT, doc="the scene frame of each exported frame")
     specs["camera.matrix_world"] = ArraySpec(shape=("cameras", "frames", 4, 4), min=-WORLD_LIMIT, max=WORLD_LIMIT,
                                              doc="each camera's matrix_world")
     specs["camera.lens"] = ArraySpec(shape=("cameras", "frames"), min=0.01, max=10_000.0, doc="focal length, mm")
@@ -55,10 +59,10 @@ def _arrays() -> dict[str, ArraySpec]:
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_signature
 
-    frames, cameras = len(params["frames"]), len(params["cameras"])
+    frames, cameras = len(arrays["frames"]), len(params["cameras"])
     if arrays["camera.lens"].shape != (cameras, frames):
         raise invalid("arrays.camera.lens", f"must have shape ({cameras}, {frames}): one value per camera in "
-                      "params.cameras and frame in params.frames")
+                      "params.cameras and frame in arrays.frames")
     if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given", "send the poses of the left and/or right hand")
     for k, camera in enumerate(params["cameras"]):
@@ -66,14 +70,14 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
             raise invalid(f"params.cameras[{k}]", "must be {\"name\": str, \"sensor_fit\": "
                           f"{' | '.join(SENSOR_FITS)}}}, got {camera!r}")
     if frames * cameras > MAX_SAMPLES:
-        raise invalid("params.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
+        raise invalid("arrays.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
                       "export a shorter frame range, a larger frame step or fewer cameras")
     for side in SIDES:
         if hand_array_name(side, "matrix_world") in arrays:
             _check_rigid(f"arrays.{hand_array_name(side, 'matrix_world')}", arrays[hand_array_name(side, "matrix_world")],
-                         lambda f, side=side: f"the {side} hand's armature at frame {params['frames'][f]}")
+                         lambda f, side=side: f"the {side} hand's armature at frame {arrays['frames'][f]}")
     _check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
-                 lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {params['frames'][f]}")
+                 lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {arrays['frames'][f]}")
     check_model_available(params, arrays)
     try:
         check_folder(params["out"], request_signature(params, arrays))
@@ -140,8 +144,6 @@ def register_jobs(registry: Registry) -> None:
             params={"model": MODEL_PARAM,
                     "out": String(doc="dataset folder on the backend's machine (absolute); new, empty, or this "
                                       "request's own unfinished export (resumed)", max_length=1024),
-                    "frames": ListOf(doc="the scene frame of each exported frame", min_items=1, max_items=MAX_FRAMES,
-                                     item=Integer()),
                     "cameras": ListOf(doc="per camera {name, sensor_fit}", min_items=1, max_items=MAX_CAMERAS,
                                       item=JsonObject()),
                     "width": Integer(doc="image width, pixels", min=8, max=8192),
