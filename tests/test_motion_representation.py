@@ -107,6 +107,23 @@ def test_spline_keys_only_the_given_parts():
     assert values["transl"][0, 0, 0] < 0 < values["transl"][0, 1, 0]
 
 
+def test_spline_moves_a_hand_without_a_path_beside_the_other():
+    # before: placed at the keyed wrists' mean + its side's offset, 12 cm from the keyed wrist: one hand
+    # keyed at its Add-Hands place put the hands 14.5 mm inside each other, a keyed path passed through it
+    from handforge_shared.poses import side_by_side
+
+    rest = side_by_side()
+    parts = np.zeros((2, rep.PARTS), dtype=bool)
+    parts[1] = True  # the right hand only, everything of it
+    obs = keys_observation(30, [0, 29], parts=parts, seed=1)
+    obs.transl[0, 1] = rest.hand("right").transl
+    obs.transl[29, 1] = rest.hand("right").transl + [0.3, 0.0, 0.0]
+    values = spline_inbetween(obs)
+    gap = values["transl"][:, 0] - values["transl"][:, 1]
+    np.testing.assert_allclose(gap, np.broadcast_to(rest.hand("left").transl - rest.hand("right").transl, gap.shape),
+                               atol=1e-12)
+
+
 def test_observation_rejects_bad_keys():
     obs = keys_observation(10, [0, 9])
     bad = obs.transl.copy()

@@ -7,7 +7,8 @@ table. Per hand and part (``representation.PARTS``), over that part's keyed fram
                   through the keys, one key: held; before the first and after the last key: held
     translation   a C¹ piecewise cubic Hermite (PCHIP: no overshoot between keys), held outside
     no key        the default placement of Add Hands (``poses.side_by_side``): flat fingers,
-                  palms down, wrists 24 cm apart
+                  palms down, wrists 24 cm apart; a wrist without a path follows the other's
+                  path at that distance
 
 Exact at the keys: every keyed entry is written back from the observation (``Observation.clip``).
 """
@@ -62,6 +63,11 @@ def spline_inbetween(observation: Observation) -> dict[str, np.ndarray]:
         keyed = np.flatnonzero(mask[:, h, rep.TRANSL_PART])
         out_transl[:, h] = interpolate_points(keyed, observation.transl[keyed, h], t,
                                               observation.origin + placed.transl)
+    placed_at = [rest.hand(side).transl for side in rep.HAND_AXIS]
+    has_path = [mask[:, h, rep.TRANSL_PART].any() for h in range(2)]
+    for h in range(2):  # a hand without a path goes along beside the other's, as side_by_side places them
+        if not has_path[h] and has_path[1 - h]:  # (at origin + placement it lay 12 cm off: inside the other)
+            out_transl[:, h] = out_transl[:, 1 - h] + placed_at[h] - placed_at[1 - h]
     values = {"global_orient": out_rot[:, :, 0], "hand_pose": out_rot[:, :, 1:].reshape(t, 2, -1),
               "transl": out_transl}
     return observation.with_keys(values)
