@@ -111,3 +111,30 @@ def test_single_files_that_cannot_load_are_weights_errors(weights, tmp_path):
     save_file({"lora_unet_down.weight": torch.zeros(4, 4)}, junk)
     with pytest.raises(WeightsError, match=f"cannot load Stable Diffusion from {junk}"):
         load_sd(junk, sd)
+
+
+def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(weights, tmp_path, monkeypatch):
+    # before: "controlnet available", then every job refused as invalid params.controls, which it never sent;
+    # and the image engines' missing_weights came with an empty hint
+    from handforge.engines.image import jobs
+
+    _, sd, _ = weights
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(tmp_path))
+    monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE", raising=False)
+    status = jobs._engines["controlnet"].status()
+    assert not status.available and "holds no ControlNet" in status.reason and "models import" in status.hint
+    assert jobs._image_availability()[1]  # the image engine's fix is said too
+    monkeypatch.delenv("HANDFORGE_SD_MODEL")
+    reason, hint = jobs._image_availability()
+    assert "image.sd_model is not set" in reason and hint.count("HANDFORGE_SD_MODEL") == 1  # the same fix once
+
+
+def test_a_height_that_is_no_multiple_of_8_is_named():
+    from handforge.engines.image import jobs
+    from handforge.server.schema import ProtocolError
+
+    with pytest.raises(ProtocolError) as failed:
+        jobs._check({"width": 512, "height": 100}, {})
+    assert failed.value.field == "params.height"

@@ -75,7 +75,7 @@ class EngineStatus:
 class Engine:
     """A family of job kinds sharing weights. By default it is available when each of its
     ``settings`` (config keys naming local weight files/folders) is set and exists; pass
-    ``availability`` (returning '' or the reason) for anything finer.
+    ``availability`` (returning '' or the reason, or a (reason, hint) pair) for anything finer.
 
     ``capabilities``: what the engine adds to ``welcome`` (and ``handforge doctor``), as top-level
     fields, e.g. the hands engine's ``{"hand_models": ...}``; called for every hello, so keep it cheap.
@@ -87,7 +87,7 @@ class Engine:
     name: str
     description: str = ""
     settings: tuple[str, ...] = ()
-    availability: Callable[[], str] | None = None
+    availability: Callable[[], str | tuple[str, str]] | None = None
     capabilities: Callable[[], dict[str, Any]] | None = None
     warm_up: Callable[[], None] | None = None
     note: Callable[[], str] | None = None
@@ -104,14 +104,15 @@ class Engine:
                     return EngineStatus(False, f"{key} is not set ({setting.help})", setting.how_to_set())
                 if setting.kind == "path" and not Path(value).exists():
                     return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
-            reason = self.availability() if self.availability else ""
+            found = self.availability() if self.availability else ""
+            reason, hint = found if isinstance(found, tuple) else (found, "")
             note = self.note() if self.note and not reason else ""
         except config.ConfigError as exc:  # the config file is unreadable: said, not a failed check
             return EngineStatus(False, str(exc), f"fix or remove {config.config_path()}")
         except Exception as exc:  # a broken check must not break hello
             log.exception("availability check of engine %s failed", self.name)
             return EngineStatus(False, f"availability check failed: {exc}")
-        return EngineStatus(not reason, reason, note=note)
+        return EngineStatus(not reason, reason, hint, note=note)
 
     def describe(self) -> dict[str, Any]:
         return {"description": self.description, "settings": list(self.settings), **self.status().to_json()}

@@ -45,14 +45,31 @@ POSE_LIMIT = 4 * np.pi
 _engines: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
                                              "(arXiv:2407.18034)", settings=ENGINES["attentionhand"]),
-    "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, mesh)",
-                         settings=ENGINES["controlnet"]),
+    "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
+                                       "openpose, mesh)", settings=ENGINES["controlnet"],
+                         availability=lambda: _controlnets_present()),
 }
 
 
-def _image_availability() -> str:
-    reasons = [f"{name}: {engine.status().reason}" for name, engine in _engines.items() if not engine.status().available]
-    return "" if len(reasons) < len(_engines) else "; ".join(reasons)
+def _controlnets_present() -> str | tuple[str, str]:
+    """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
+    from handforge.engines.image.controls import available
+
+    folder = config.value(CONTROLNETS.key)
+    if available(folder):
+        return ""
+    return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
+            "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or "
+            "handforge models fetch controlnet-depth), or point the setting at the folder that has them")
+
+
+def _image_availability() -> str | tuple[str, str]:
+    """Available when either engine is; else both reasons, and both fixes."""
+    statuses = {name: engine.status() for name, engine in _engines.items()}
+    if any(status.available for status in statuses.values()):
+        return ""
+    return ("; ".join(f"{name}: {s.reason}" for name, s in statuses.items()),
+            "; ".join(dict.fromkeys(s.hint for s in statuses.values() if s.hint)))  # the same fix once
 
 
 def _require_engine(name: str) -> None:
@@ -63,7 +80,8 @@ def _require_engine(name: str) -> None:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["width"] % 8 or params["height"] % 8:
-        raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
+        raise invalid(f"params.{'width' if params['width'] % 8 else 'height'}", f"{params['width']}×"
+                      f"{params['height']}: both sides must be multiples of 8",
                       "round the camera's resolution to a multiple of 8")
     given = [n for n in ("camera.K", "camera.matrix_world") if n in arrays]
     if len(given) != 1:

@@ -51,9 +51,13 @@ def _reference_availability() -> str:
     return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
 
 
-def _availability() -> str:
+def _availability() -> str | tuple[str, str]:
     reference, ihpt = _reference_availability(), _ihpt.status()
-    return "" if not reference or ihpt.available else f"reference: {reference}; ihpt: {ihpt.reason}"
+    if not reference or ihpt.available:
+        return ""
+    guides = [image_jobs._engines[name].status().hint for name in GUIDES]
+    return (f"reference: {reference}; ihpt: {ihpt.reason}",
+            "; ".join(dict.fromkeys(h for h in (*guides, ihpt.hint) if h)))  # the same fix once
 
 
 def source_array(side: str, name: str) -> str:
@@ -101,7 +105,8 @@ def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     """image.generate's checks of the target (size, camera, hands, hand model) without its weights'
     (ihpt has its own)."""
     if params["width"] % 8 or params["height"] % 8:
-        raise invalid("params.width", f"{params['width']}×{params['height']}: both sides must be multiples of 8",
+        raise invalid(f"params.{'width' if params['width'] % 8 else 'height'}", f"{params['width']}×"
+                      f"{params['height']}: both sides must be multiples of 8",
                       "round the camera's resolution to a multiple of 8")
     if ("camera.K" in arrays) == ("camera.matrix_world" in arrays):
         raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
