@@ -98,7 +98,7 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     mirrored[1, 1, :3, 0] *= -1
     with pytest.raises(JobFailed, match="camera 'B' at frame 3 is scaled, mirrored or sheared") as failure:
         client.run("export_renders", params, dict(arrays, **{"camera.matrix_world": mirrored}))
-    assert "clear its scale (Alt-S)" in failure.value.hint and "applying it to a hand rig" in failure.value.hint
+    assert "clear the camera's scale (Alt-S)" in failure.value.hint and "hand rig" not in failure.value.hint
     assert not (tmp_path / "out").exists()
     # a folder the file system refuses though access() allows it (/proc, as root): typed, not internal
     with pytest.raises(JobFailed, match="cannot write into /proc") as failure:

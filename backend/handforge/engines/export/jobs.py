@@ -77,7 +77,8 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
             _check_rigid(f"arrays.{hand_array_name(side, 'matrix_world')}", arrays[hand_array_name(side, "matrix_world")],
                          lambda f, side=side: f"the {side} hand's armature at frame {arrays['frames'][f]}")
     _check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
-                 lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {arrays['frames'][f]}")
+                 lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {arrays['frames'][f]}",
+                 CAMERA_SCALE_HINT)
     check_model_available(params, arrays)
     try:
         check_folder(params["out"], request_signature(params, arrays))
@@ -85,7 +86,12 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("params.out", str(exc)) from None
 
 
-def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
+RIG_SCALE_HINT = ("clear its scale (Alt-S) in Blender (applying it to a hand rig resizes its bones, which the "
+                  "labels would not follow)")
+CAMERA_SCALE_HINT = "clear the camera's scale (Alt-S) in Blender, or apply it (Ctrl-A › Scale): a camera has no bones"
+
+
+def _check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HINT) -> None:
     """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
     unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
     one that is not."""
@@ -96,8 +102,7 @@ def _check_rigid(field: str, matrices: np.ndarray, what) -> None:
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         scale = np.linalg.norm(np.asarray(matrices, np.float64)[index][:3, :3], axis=0)
         raise invalid(field, f"{what(*index)} is scaled, mirrored or sheared (axis lengths "
-                      f"{', '.join(f'{v:.4g}' for v in scale)})", "clear its scale (Alt-S) in Blender (applying it to a hand rig resizes its "
-                      "bones, which the labels would not follow)")
+                      f"{', '.join(f'{v:.4g}' for v in scale)})", hint)
 
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
