@@ -88,7 +88,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
 
 RIG_SCALE_HINT = ("clear its scale (Alt-S) in Blender (applying it to a hand rig resizes its bones, which the "
                   "labels would not follow)")
-CAMERA_SCALE_HINT = "clear the camera's scale (Alt-S) in Blender, or apply it (Ctrl-A › Scale): a camera has no bones"
+CAMERA_SCALE_HINT = "clear the camera's scale (Alt-S) in Blender (and of any object it is parented to)"
 
 
 def _check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HINT) -> None:
