@@ -254,6 +254,8 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         if stage == "separating":
             ctx.progress(denoised + (1.0 - denoised) * step / total,
                          f"moving the hands out of each other ({step}/{total} at most)", force=ends)
+        elif stage == "checking":  # between denoising and polish: where the hands overlap (cancels here too)
+            ctx.progress(denoised, f"checking where the hands overlap ({step}/{total})")
         else:
             ctx.progress(denoised * step / total, f"denoising step {step}/{total}" if stage == "denoising" else stage,
                          force=ends)

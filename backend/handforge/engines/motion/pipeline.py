@@ -109,7 +109,8 @@ class MotionPipeline:
         """Rig values {global_orient, hand_pose, transl}: (num_samples, T, 2, size) float64, keys exact.
 
         ``callback(step, steps, stage)`` is called after every denoising step (``stage`` "denoising") and
-        every call of the closing polish ("separating"), for progress and cancellation."""
+        every call of the closing polish ("separating"), and while it checks where the hands overlap
+        ("checking"), for progress and cancellation."""
         values = self.batch([observation] * num_samples, steps, seed, variation, guidance, callback, smoothing)
         return {name: np.stack([v[name] for v in values]) for name in values[0]}
 
@@ -136,7 +137,7 @@ class MotionPipeline:
         values = self._decode(observations, x0)
         if guidance is None or guidance.polish <= 0:
             return values
-        depths = self.penetration_depths(observations, values)
+        depths = self.penetration_depths(observations, values, callback=callback)
         redo = np.flatnonzero(depths > guidance.depth)
         if len(redo):
             picked = [observations[i] for i in redo]
@@ -147,17 +148,19 @@ class MotionPipeline:
             # end deeper), each measured over every frame: the shallowest of them and the unpolished wins
             for state in (final, guide.best_start):
                 polished = self._decode(picked, state)
-                for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished)):
+                for i, v, d in zip(redo, polished, self.penetration_depths(picked, polished, callback=callback)):
                     if d < depths[i]:
                         values[i], depths[i] = v, d
         return values
 
     @torch.no_grad()
     def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
-                           chunk: int = 256) -> np.ndarray:
+                           chunk: int = 256, callback: Callable[[int, int, str], None] | None = None) -> np.ndarray:
         """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
         can change (not those where every part is a key) and where the wrists are within reach of each
-        other (``REACH``; farther apart no vertex can touch, and the hand model is not run)."""
+        other (``REACH``; farther apart no vertex can touch, and the hand model is not run).
+        ``callback(motion, motions, "checking")`` after each chunk of frames (a job's cancel point: 8 long motions
+        take tens of seconds on a CPU)."""
         from handforge.evaluation.penetration import penetration_depths
 
         hands = self.hand_model
@@ -183,6 +186,8 @@ class MotionPipeline:
                 depth_a, depth_b = penetration_depths(verts[0], verts[1], hands.faces(rep.HAND_AXIS[0]),
                                                       hands.faces(rep.HAND_AXIS[1]))
                 out[n] = max(out[n], float(torch.maximum(depth_a.amax(), depth_b.amax())))
+                if callback is not None:
+                    callback(n + 1, len(values), "checking")
         return out
 
     @torch.no_grad()
