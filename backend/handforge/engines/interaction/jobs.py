@@ -111,13 +111,15 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
     folder = Path(config.value(CHECKPOINT.key))
     if not folder.is_dir():
         raise JobError("missing_weights", f"no interaction checkpoint at {folder}",
-                       "train one (`handforge train interaction --corpus DIR --out RUN`) and point at RUN/model: "
-                       + CHECKPOINT.how_to_set() + "; or use engine 'templates', which needs no weights")
+                       "unset interaction.checkpoint for the shipped model, or train one (`handforge train "
+                       "interaction --corpus DIR --out RUN`) and point at RUN/model: " + CHECKPOINT.how_to_set()
+                       + "; or use engine 'templates', which needs no weights")
     try:
         denoiser = ctx.pretrained(InteractionDenoiser, folder)
     except CheckpointError as exc:  # a folder that is no checkpoint of this model (e.g. the run, not run/model)
         raise JobError("missing_weights", str(exc), f"point {CHECKPOINT.key} at the model/ folder of a "
-                       "`handforge train interaction` run; or use engine 'templates', which needs no weights") from None
+                       "`handforge train interaction` run, or unset it for the shipped model; or use engine "
+                       "'templates', which needs no weights") from None
     most = denoiser.config.num_train_timesteps
     if params["steps"] > most:
         raise JobError("invalid_params", f"steps ({params['steps']}) exceeds the {most} diffusion steps the model at "
