@@ -80,6 +80,15 @@ def test_bad_arrays_are_named():
     _rejected(good, mask_only, "arrays.times")
 
 
+def test_a_bound_is_met_in_the_arrays_own_precision():
+    # before: float32(4π) (a hair above float64's 4π) was refused as "above 12.566370614359172 (largest 12.566371)"
+    schema = Schema(arrays={"angle": ArraySpec(shape=(3,), min=-4 * np.pi, max=4 * np.pi)})
+    for dtype in (np.float32, np.float64):
+        schema.validate({}, {"angle": np.array([-4 * np.pi, 0.0, 4 * np.pi], dtype)})
+        with pytest.raises(ProtocolError, match="above"):
+            schema.validate({}, {"angle": np.array([0.0, 0.0, np.nextafter(dtype(4 * np.pi), dtype(20))], dtype)})
+
+
 def test_size_limit_and_extra_arrays():
     schema = Schema(extra_arrays=ANY_ARRAY, max_bytes=100)
     schema.validate({}, {"anything": np.zeros(10, np.uint8), "more": np.full(2, np.nan)})  # finite not required

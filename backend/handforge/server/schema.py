@@ -316,9 +316,11 @@ class Schema:
                 raise invalid(where, f"has a non-finite value (NaN or inf) at index {index}")
         if spec.min is not None or spec.max is not None:
             values = arr[np.isfinite(arr)] if floating else arr
-            if values.size and spec.min is not None and values.min() < spec.min:
+            # a bound in the array's own precision: float32(4π) is a hair above float64's 4π, yet it is the bound
+            low, high = ((None if b is None else arr.dtype.type(b)) if floating else b for b in (spec.min, spec.max))
+            if values.size and low is not None and values.min() < low:
                 raise invalid(where, f"has values below {spec.min} (smallest {values.min()!r})")
-            if values.size and spec.max is not None and values.max() > spec.max:
+            if values.size and high is not None and values.max() > high:
                 raise invalid(where, f"has values above {spec.max} (largest {values.max()!r})")
 
 
