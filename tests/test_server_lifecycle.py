@@ -77,3 +77,16 @@ def test_half_a_curve_configuration_is_refused(tmp_path):
 def test_unknown_devices_are_refused():
     done = _serve("--devices", "cuda:7")
     assert done.returncode == 2 and "unknown device(s) cuda:7" in done.stderr
+
+
+def test_a_port_in_use_is_said_once():
+    # before: a log line and the command's own line said it twice (the add-on quoted both)
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", str(port)], capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("cannot listen on") == 1, done.stderr

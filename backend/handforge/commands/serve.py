@@ -147,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
                                                       "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
     try:
         server.bind()
-    except SecurityError as exc:
-        logging.getLogger("handforge.server").error("%s", exc)
+    except SecurityError as exc:  # said once (a log line beside it repeated it, twice in the add-on's quote)
         print(f"handforge serve: {exc}", file=sys.stderr)
         return 2
     server.serve()
