@@ -132,9 +132,11 @@ def start_local(blocking: bool = False) -> None:
         with open(log, "wb") as fh:
             BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise BackendError(f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
-                           "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
-                           "command (HandForge preferences)") from None
+        message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
+                   "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
+                   "command (HandForge preferences)")
+        _set_status(f"The local backend did not start: {message}")  # not an older, unrelated status
+        raise BackendError(message) from None
     BACKEND.log_path, BACKEND.problem = log, ""
     try:
         connect(f"tcp://{host}:{port}", blocking=blocking)

@@ -72,6 +72,7 @@ def test_bad_settings_are_reported(session):
     assert "'tcp://localhost:99999' is not valid" in result["bad_port"]  # was urllib's bare "Port out of range"
     assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
     assert "/nonexistent/handforge" in result["bad_command"]
+    assert result["bad_command_status"].startswith("The local backend did not start: cannot run")  # not an old status
     # before: the client reached the other backend, then the new one died on "Address already in use" and
     # the add-on dropped the working connection
     assert "already listens at tcp://127.0.0.1:" in result["port_taken"] and "press Connect" in result["port_taken"]

@@ -67,6 +67,7 @@ def bad_settings():
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
     prefs.server_command = "/nonexistent/handforge serve --port {port}"
     bad_command = error_of(lambda: bpy.ops.handforge.start_backend())
+    bad_command_status = wm.handforge.status
     import socket
 
     with socket.socket() as taken:  # a backend started elsewhere (a terminal) listens at the address
@@ -78,7 +79,7 @@ def bad_settings():
         taken_children = len(children())
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
     return {"bad_address": bad_address, "bad_port": bad_port, "remote_without_keys": remote_without_keys,
-            "bad_command": bad_command,
+            "bad_command": bad_command, "bad_command_status": bad_command_status,
             "port_taken": port_taken, "port_taken_children": taken_children}
 
 
