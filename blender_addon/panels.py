@@ -211,10 +211,19 @@ CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORG
 CLASSES += (HANDFORGE_PT_pose_library,)
 
 
+def _engine_note(layout, context, name: str) -> None:
+    """What the connected backend's engine ``name`` lacks while it runs (e.g. its learned model: a simpler
+    engine answers instead), said where its buttons are, before they are pressed."""
+    found = next((e for e in context.window_manager.handforge.engines if e.name == name), None)
+    if found is not None and found.available and found.reason:
+        _wrapped(layout.box(), found.reason, icon="INFO")
+
+
 class HANDFORGE_PT_interaction(_Panel, bpy.types.Panel):
     bl_label = "Interaction"
 
     def draw(self, context):
+        _engine_note(self.layout, context, "interaction")
         ops_interaction.draw_panel(self.layout, context)
 
 
@@ -228,6 +237,7 @@ class HANDFORGE_PT_motion(_Panel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
+        _engine_note(self.layout, context, "motion")
         ops_motion.draw_panel(self.layout, context)
 
 

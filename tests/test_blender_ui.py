@@ -57,3 +57,4 @@ def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks
     assert "Attentionhand" not in panel["labels"] and "Interaction" in panel["labels"]
     note = panel["labels"].index("engine 'learned' cannot run")
     assert panel["icons"][note] == "INFO" and "(interaction.checkpoint: not set);" in panel["labels"][note + 1]
+    assert panel["interaction_first_label"] == "engine 'learned' cannot run"  # said above its buttons too

@@ -107,12 +107,14 @@ def backend_panel() -> dict:
     try:
         connection._sync_capabilities(props)
         calls = recorded_layout(bpy.types.HANDFORGE_PT_backend.draw)
+        interaction = recorded_layout(bpy.types.HANDFORGE_PT_interaction.draw)
     finally:
         connection.BACKEND.capabilities = None
     return {"labels": [c[2].get("text", "") for c in calls if c[0] == "label"],
             "icons": [c[2].get("icon", "") for c in calls if c[0] == "label"],
             "jobs": [c[3] for c in calls if c[0] == "set" and c[1] == "handforge.run_job"],
-            "bad": [c for c in calls if c[0] == "bad"]}
+            "bad": [c for c in calls + interaction if c[0] == "bad"],
+            "interaction_first_label": next(c[2].get("text", "") for c in interaction if c[0] == "label")}
 
 
 s.check("backend_panel", backend_panel)
