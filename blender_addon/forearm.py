@@ -32,8 +32,4 @@ def add_forearm(context, arm_obj, rig: HandRig, spec: ForearmSpec = ForearmSpec(
     return obj
 
 
-def forearm_of(arm_obj):
-    return next((c for c in arm_obj.children if c.type == "MESH" and "handforge_forearm" in c), None)
-
-
-__all__ = ["add_forearm", "forearm_of"]
+__all__ = ["add_forearm"]

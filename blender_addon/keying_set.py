@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import hands, keys, rig
+from . import hands, rig
 from . import pose as pose_conv
 from handforge_shared.skeleton import JOINT_NAMES
 

@@ -60,7 +60,6 @@ def finger(mcp: float, pip: float, dip: float | None = None, abd: float = 0.0, t
 STRAIGHT = finger(0, 0, 0)
 CURLED = finger(78, 92, 50)           # into the palm, as in a fist (tighter sinks the skin into
                                       # itself under linear blend skinning)
-HALF = finger(45, 50, 30)
 HOOKED = finger(0, 90, 60)
 
 # Thumb postures: (CMC, MCP, IP), each (flex, abd, twist).

@@ -9,8 +9,6 @@ model share the ids; computing them on either side gives the same sets.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import trimesh
 
@@ -77,10 +75,3 @@ def compute_regions(rig: HandRig) -> dict[str, np.ndarray]:
     if empty:
         raise ValueError(f"this rig has no vertices in the regions {empty}: its rest pose is not a flat hand?")
     return out
-
-
-@lru_cache(maxsize=4)
-def open_hand_regions() -> dict[str, np.ndarray]:
-    from handforge_shared.rig import load_open_hand_rig
-
-    return compute_regions(load_open_hand_rig("right"))

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from handforge import config
-from handforge.evaluation.common import INPUT_DIM, as_numpy  # noqa: F401 - INPUT_DIM re-exported
+from handforge.evaluation.common import as_numpy
 
 # declared in evaluation/settings.py, where config finds every key without importing this module
 from handforge.evaluation.settings import FEATURES, SHIPPED_CHECKPOINT  # noqa: F401 - re-exported

@@ -40,7 +40,6 @@ from handforge.server.schema import (
 
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-POSE_LIMIT = 4 * np.pi
 
 _engines: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
