@@ -13,8 +13,6 @@ so it survives add-on updates and reinstalls. A pose is kept as anatomical angle
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import bpy
@@ -23,6 +21,7 @@ import numpy as np
 
 from . import pose as pose_conv
 from handforge_shared import anatomy, pose_library
+from handforge_shared.files import atomic_file
 
 THUMBNAILS = Path(__file__).resolve().parent / "thumbnails"
 USER_FORMAT = "handforge.user_poses"
@@ -105,10 +104,8 @@ def _write_user_poses(poses: dict[str, np.ndarray]) -> Path:
     path = user_library_path(create=True)
     data = {"format": USER_FORMAT, "version": USER_VERSION,
             "poses": {name: np.round(np.degrees(a), 6).tolist() for name, a in sorted(poses.items())}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".user_poses.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_file(path) as fh:  # a crash mid-write leaves the old library whole
         json.dump(data, fh, indent=1)
-    os.replace(tmp, path)  # a crash mid-write leaves the old library whole
     return path
 
 

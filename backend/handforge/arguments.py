@@ -143,20 +143,12 @@ def write_report(path: str | Path, data: Any) -> None:
     """Write a command's JSON report to ``path`` (checked by ``report_file``) all at once: written
     beside it and renamed into place, so an interrupted write never leaves half a report."""
     import json
-    import tempfile
 
-    path = Path(path).expanduser()
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # an ordinary file's mode, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from handforge_shared.files import atomic_file
+
+    with atomic_file(Path(path).expanduser()) as fh:
+        json.dump(data, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
+        fh.write("\n")
 
 
 def output_folder(text: str) -> str:

@@ -23,6 +23,7 @@ import trimesh
 
 from handforge.hands import HandModel, load_hand_model
 from handforge_shared import pose_library
+from handforge_shared.files import write_atomic
 from handforge_shared.poses import HandPose, TwoHandPose, side_by_side
 from handforge_shared.anatomy import anatomical_to_hand_pose
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, SIDES
@@ -100,19 +101,13 @@ def run_demo(out_dir: str | os.PathLike) -> dict[str, Any]:
             gltf.add_geometry(mesh, node_name=f"{side}_hand", geom_name=f"{side}_hand")
             hands[side] = {"params": pose.to_dict(), "keypoints": keypoints.round(6).tolist()}
         path = out / f"{scene.name}.glb"
-        _write_atomic(path, gltf.export(file_type="glb"))
+        write_atomic(path, gltf.export(file_type="glb"))
         report["scenes"][scene.name] = {"description": scene.description, "mesh": path.name, "hands": hands}
         log.info("wrote %s", path)
     json_path = out / "demo.json"
-    _write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode())
+    write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode())
     report["json"] = str(json_path)
     return report
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def export_labelled(out_dir: str | os.PathLike) -> dict[str, Any]:

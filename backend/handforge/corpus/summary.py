@@ -21,6 +21,7 @@ from handforge.evaluation.limits import joint_limit_metrics
 from handforge.evaluation.motion import clip_keypoints, smoothness
 from handforge.evaluation.report import evaluate_clips
 from handforge.hands import HandModel
+from handforge_shared.files import write_atomic
 from handforge_shared.poses import MotionClip
 
 TWO_HAND_KINDS = ("interaction", "clapping", "count_on_hand")
@@ -220,6 +221,4 @@ def histograms(path: Path, records: list[dict[str, Any]], summary: dict[str, Any
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=False))

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from handforge_shared.files import usual_mode
+
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
 
 
@@ -56,11 +58,9 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
 
 def _usual_permissions(root: Path) -> None:
     """mkdtemp and some writers create owner-only entries: give them what the umask gives new files."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root.chmod(0o777 & ~umask)
+    root.chmod(usual_mode(folder=True))
     for path in root.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        path.chmod(usual_mode(folder=path.is_dir()))
 
 
 def save_model(model: Any, folder: str | Path) -> Path:

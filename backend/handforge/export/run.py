@@ -21,6 +21,7 @@ from handforge.export.sampler import background_image, sample_camera, sample_loo
 from handforge.export.spec import ExportSpec
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
+from handforge_shared.files import atomic_file
 from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer
@@ -149,9 +150,8 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
         image = image.resize((tile, round(tile * image.height / image.width)))
         sheet.paste(image, ((k % columns) * tile, (k // columns) * tile))
     path = out / "contact_sheet.png"
-    tmp = path.with_name(".contact_sheet.png.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_file(path, "wb") as fh:
+        sheet.save(fh, format="PNG")
     return path
 
 

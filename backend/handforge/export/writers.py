@@ -16,13 +16,13 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from handforge_shared.files import TEMPORARY_SUFFIX, write_atomic
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
 SAMPLES = "samples"
@@ -41,24 +41,6 @@ def dumps(data: Any) -> str:
     """Deterministic JSON (sorted keys) so equal labels are equal bytes."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _file_mode())  # as an ordinary file (mkstemp's are 0600): shared storage reads them
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ExportBusy(RuntimeError):
@@ -137,7 +119,8 @@ def clean_partial(out: Path) -> int:
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     # the aggregate files: at the top and in the InterHand2.6M-style tree (not among the samples)
-    temporary = [p for p in [*out.glob(".*.tmp"), *(out / INTERHAND).rglob(".*.tmp")] if p.is_file()]
+    pattern = f".*{TEMPORARY_SUFFIX}"  # write_atomic's files of a run killed while it wrote them
+    temporary = [p for p in [*out.glob(pattern), *(out / INTERHAND).rglob(pattern)] if p.is_file()]
     for path in temporary:
         path.unlink(missing_ok=True)
     return len(stale) + len(temporary)

@@ -15,7 +15,6 @@ import queue
 import re
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -26,6 +25,7 @@ from typing import Any
 import zmq
 
 from handforge import __version__
+from handforge_shared.files import write_atomic
 from handforge.server import capabilities, security
 from handforge.server.jobs import JobContext
 from handforge.server.builtin_jobs import default_registry
@@ -170,7 +170,7 @@ class Server:
         self._monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.endpoint = router.last_endpoint.decode()
         if cfg.endpoint_file is not None:
-            _write_atomic(cfg.endpoint_file, self.endpoint)
+            write_atomic(cfg.endpoint_file, self.endpoint)
         return self.endpoint
 
     @property
@@ -606,15 +606,6 @@ def _peer_address(fd: int) -> str:
         return f"{host}:{port}"
     except (OSError, ValueError):
         return f"connection {fd}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["Server", "ServerConfig"]

@@ -18,7 +18,7 @@ def demo(out: Path) -> None:
     import torch
 
     from handforge import config
-    from handforge.demo import _write_atomic
+    from handforge_shared.files import write_atomic
     from handforge.engines.checkpoints import load_model
     from handforge.engines.interaction.model import InteractionDenoiser
     from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
@@ -41,7 +41,7 @@ def demo(out: Path) -> None:
     seconds = time.perf_counter() - started
     buffer = io.BytesIO()
     np.savez(buffer, **found.arrays())
-    _write_atomic(out / "interaction.npz", buffer.getvalue())
+    write_atomic(out / "interaction.npz", buffer.getvalue())
     print(f"interaction: {len(found.score)} candidates for the right hand around a left hand posed "
           f"'{INTERACTION_ANCHOR}' (learned engine) in {seconds:.1f} s; best score {found.score[0]:.3f} (max depth "
           f"{found.max_depth[0] * 1000:.1f} mm, gap {found.gap[0] * 1000:.1f} mm); all, best first, in "
