@@ -40,7 +40,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     wrist, middle_tip = KEYPOINT_NAMES.index("wrist"), KEYPOINT_NAMES.index("middle4")
     assert (np.linalg.norm(tips["fist"][middle_tip] - tips["fist"][wrist])
             < np.linalg.norm(tips["flat"][middle_tip] - tips["flat"][wrist]) - 0.05)
-    assert not list(out.glob(".*.part")), "no partial files left"
+    assert not list(out.glob(".*.tmp")), "no partial files left"
     _check_labelled_export(out / "labelled", proc.stdout)
     _check_interaction(out / "interaction.npz", proc.stdout)
 
