@@ -132,3 +132,13 @@ def test_engine_availability_follows_its_settings(tmp_path, monkeypatch):
     (tmp_path / "missing.safetensors").write_bytes(b"")
     assert engine.status().available
     assert not Engine("broken", settings=("no.such",)).status().available
+
+
+def test_every_job_bounds_a_hands_pose_arrays_alike():
+    # before: forward_hands refused a 50 rad hand_pose (degrees sent for radians), image.generate,
+    # image.transfer and export_renders took it (their bound was ±100 for every field)
+    registry = default_registry()
+    for kind, name in (("forward_hands", "right.hand_pose"), ("image.generate", "right.hand_pose"),
+                       ("image.transfer", "right.hand_pose"), ("export_renders", "right.hand_pose")):
+        spec = registry.kind(kind).schema.arrays[name]
+        assert spec.max == pytest.approx(4 * np.pi) and spec.min == pytest.approx(-4 * np.pi), kind

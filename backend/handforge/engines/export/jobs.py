@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from handforge.engines.hands.jobs import MODEL_PARAM, cached_hand_model, check_model_available
+from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -36,7 +36,7 @@ def _arrays() -> dict[str, ArraySpec]:
     for side in SIDES:
         for name, size in POSE_FIELDS.items():
             specs[hand_array_name(side, name)] = ArraySpec(
-                shape=("frames", size), required=False, min=-100.0, max=100.0,
+                shape=("frames", size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                 # a hand is its global_orient and matrix_world; the rest alone would be dropped unseen
                 requires=(hand_array_name(side, "matrix_world" if name == "global_orient" else "global_orient"),),
                 doc=f"{side} hand: {name} per exported frame, the rig's own space (as Export Motion writes)")

@@ -26,6 +26,8 @@ FORWARD_CHUNK = 256
 POSE_LIMIT = 4 * np.pi
 BETAS_LIMIT = 20.0
 TRANSL_LIMIT = 100.0
+# per pose field: every job that takes a hand's pose arrays bounds them alike
+POSE_LIMITS = {"global_orient": POSE_LIMIT, "hand_pose": POSE_LIMIT, "betas": BETAS_LIMIT, "transl": TRANSL_LIMIT}
 
 def cached_hand_model(ctx: JobContext, name: str):
     """A loaded HandModel from the server's model cache (once per model and device; reloaded when
@@ -107,7 +109,7 @@ def _tensor(array: np.ndarray | None, rows: slice, device: str):
 
 
 def _pose_arrays() -> dict[str, ArraySpec]:
-    limits = {"global_orient": POSE_LIMIT, "hand_pose": POSE_LIMIT, "betas": BETAS_LIMIT, "transl": TRANSL_LIMIT}
+    limits = POSE_LIMITS
     docs = {"global_orient": "wrist rotation, axis-angle (radians), model frame",
             "hand_pose": "15 finger joint rotations, axis-angle, MANO joint order, world-aligned",
             "betas": f"shape coefficients ({NUM_BETAS}); zeros when absent",

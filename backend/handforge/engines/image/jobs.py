@@ -22,7 +22,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
-from handforge.engines.hands.jobs import require_hand_model
+from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.render.camera import SENSOR_FITS
 from handforge.server.jobs import JobContext, JobError, JobResult
@@ -271,7 +271,7 @@ def _pose_specs() -> dict[str, ArraySpec]:
         for name, size in POSE_FIELDS.items():
             core = name in ("global_orient", "hand_pose")
             specs[hand_array_name(side, name)] = ArraySpec(
-                shape=(1, size), required=False, min=-100.0, max=100.0,
+                shape=(1, size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                 requires=(hand_array_name(side, "hand_pose" if name == "global_orient" else "global_orient"),),
                 doc=f"{side} hand {name} (one pose; HandPose fields)" + ("" if core else ", optional"))
     return specs

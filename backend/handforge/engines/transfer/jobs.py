@@ -21,7 +21,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
-from handforge.engines.hands.jobs import require_hand_model
+from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -305,7 +305,7 @@ def _schema(generate: Schema) -> Schema:
     for side in SIDES:
         for name, size in POSE_FIELDS.items():
             arrays[source_array(side, name)] = ArraySpec(
-                shape=(1, size), required=False, min=-100.0, max=100.0,
+                shape=(1, size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                 requires=(source_array(side, "hand_pose" if name == "global_orient" else "global_orient"),),
                 doc=f"the source image's {side} hand {name}, optional")
     dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE}
