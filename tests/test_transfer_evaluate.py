@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from handforge.engines.checkpoints import save_model
-from handforge.engines.transfer.evaluate import box_mask, pck, psnr
+from handforge.engines.transfer.evaluate import box_mask, pose_scores, psnr
 from handforge.engines.transfer.model import TargetGenerator
 
 from tests.support import tiny_sd
@@ -34,14 +34,20 @@ def test_appearance_scores_separate_the_hands_box_from_the_background():
 
 
 def test_pck_counts_visible_keypoints_within_the_radius():
+    # one implementation with eval image's (evaluation.landmarks): pairing by 2D proximity, not handedness
+    from handforge.evaluation.landmarks import DetectedHand
+
     target = np.zeros((21, 2))
     visible = np.ones(21, bool)
     visible[0] = False
     detected = target.copy()
     detected[1:11] += 6.0  # 8.5 px away: outside 0.1 × a 50 px diagonal
     detected[0] += 100.0   # not visible: not counted
-    assert pck(detected, target, visible, [0, 0, 30, 40], 0.1) == 10 / 20
-    assert pck(None, target, visible, [0, 0, 30, 40], 0.1) == 0.0
+    hand = {"keypoints_2d": target.tolist(), "visible": visible.tolist(), "bbox_projected": [0, 0, 30, 40]}
+    far = DetectedHand("left", 0.9, target + 500.0)
+    assert pose_scores([DetectedHand("left", 0.9, detected)], {"right": hand}, 0.1) == [10 / 20]  # label ignored
+    assert pose_scores([], {"right": hand}, 0.1) == [0.0]
+    assert pose_scores([far, DetectedHand("right", 0.9, detected)], {"right": hand}, 0.1) == [10 / 20]
 
 
 def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
@@ -73,7 +79,7 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     except ImportError:
         assert "mediapipe" in report["pose"]
     else:
-        assert report["pose"] == "PCK@0.1" and all("pck" in s for s in report["engines"].values())
+        assert report["pose"] == "PCK@0.1 over visible keypoints" and all("pck" in s for s in report["engines"].values())
 
 
 def test_eval_transfer_refuses_a_device_it_does_not_have(tmp_path):

@@ -20,6 +20,7 @@ measured from that same corner, so pixels = fraction × size with no half-pixel 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -107,9 +108,11 @@ def _box_diagonal(keypoints: np.ndarray, box=None) -> float:
     return float(np.linalg.norm(keypoints.max(0) - keypoints.min(0)))
 
 
-def keypoint_errors(predicted: np.ndarray, labelled: np.ndarray, box=None) -> KeypointErrors:
+def keypoint_errors(predicted: np.ndarray, labelled: np.ndarray, box=None, visible=None,
+                    threshold: float = PCK_THRESHOLD) -> KeypointErrors:
     """Distances between two (21, 2) pixel keypoint sets, normalised by ``box`` ([x, y, w, h], the
-    labelled hand's; default: the labelled keypoints' bounding box).
+    labelled hand's; default: the labelled keypoints' bounding box). ``visible`` (21,) bool: the means
+    and PCK@``threshold`` over those keypoints only (NaN when none is); default every keypoint.
 
     ``mse_2d`` follows AttentionHand's MSE-2D (arXiv:2407.18034): the mean over keypoints of the
     squared 2D distance. The paper gives neither its unit nor a normalisation; ours is pixels², so
@@ -119,9 +122,12 @@ def keypoint_errors(predicted: np.ndarray, labelled: np.ndarray, box=None) -> Ke
         raise ValueError(f"keypoint_errors needs two (21, 2) arrays, got {predicted.shape} and {labelled.shape}")
     distances = np.linalg.norm(predicted - labelled, axis=1)
     diagonal = max(_box_diagonal(labelled, box), 1e-9)
-    return KeypointErrors(mean_px=float(distances.mean()), mean_normalised=float(distances.mean() / diagonal),
-                          mse_2d=float((distances ** 2).mean()),
-                          pck=float((distances <= PCK_THRESHOLD * diagonal).mean()),
+    counted = distances if visible is None else distances[np.asarray(visible, bool)]
+    if not counted.size:
+        return KeypointErrors(mean_px=math.nan, mean_normalised=math.nan, mse_2d=math.nan, pck=math.nan,
+                              per_keypoint_px=distances)
+    return KeypointErrors(mean_px=float(counted.mean()), mean_normalised=float(counted.mean() / diagonal),
+                          mse_2d=float((counted ** 2).mean()), pck=float((counted <= threshold * diagonal).mean()),
                           per_keypoint_px=distances)
 
 

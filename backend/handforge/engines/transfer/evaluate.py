@@ -39,29 +39,27 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
     return float("inf") if error == 0 else float(10 * np.log10(255.0 ** 2 / error))
 
 
-def pck(detected: np.ndarray | None, target: np.ndarray, visible: np.ndarray, box: list[float], threshold: float) -> float:
-    """Share of visible target keypoints within ``threshold`` × box diagonal of the detection (none found: 0)."""
-    if not visible.any():
-        return float("nan")
-    if detected is None:
-        return 0.0
-    radius = threshold * float(np.hypot(box[2], box[3]))
-    return float(np.mean(np.linalg.norm(detected[visible] - target[visible], axis=1) <= radius))
+def pose_scores(detected: list, hands: dict, threshold: float) -> list[float]:
+    """Per labelled hand, PCK@``threshold`` (of its box's diagonal) over its visible keypoints against the
+    detection paired with it (``evaluation.landmarks``: ``match`` by 2D proximity, ``keypoint_errors``,
+    as ``handforge eval image`` measures); a hand without a detection scores 0."""
+    from handforge.evaluation.landmarks import keypoint_errors, match
+
+    labelled = {s: np.array(h["keypoints_2d"], np.float64) for s, h in hands.items()}
+    paired = match(detected, labelled)
+    return [keypoint_errors(paired[s].keypoints, labelled[s], h["bbox_projected"], np.array(h["visible"], bool),
+                            threshold).pck if s in paired else 0.0 for s, h in hands.items()]
 
 
 def landmark_detector():
-    """(image (H, W, 3) uint8, side) → (21, 2) pixels in our order or None; None if MediaPipe is missing."""
+    """image (H, W, 3) uint8 → the detected hands (``evaluation.landmarks.detect``); None without MediaPipe."""
     import importlib.util
 
     if importlib.util.find_spec("mediapipe") is None:
         return None
     from handforge.evaluation import landmarks
 
-    def detect(image: np.ndarray, side: str) -> np.ndarray | None:
-        found = [hand for hand in landmarks.detect(image) if hand.side == side]
-        return max(found, key=lambda hand: hand.score).keypoints if found else None
-
-    return detect
+    return landmarks.detect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +92,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
 
     from handforge.export.labels import union_box
 
-    report = {"pairs": 0, "pose": f"PCK@{threshold:g}" if detect else
+    report = {"pairs": 0, "pose": f"PCK@{threshold:g} over visible keypoints" if detect else
               "not measured: no hand landmark detector (MediaPipe: pip install 'handforge[landmarks]')", "engines": {}}
     rows = {name: [] for name in engines}
     for index in dataset.indices[:limit]:
@@ -110,8 +108,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
             result = run(source, source_labels, labels, steps, seed)
             row = {"psnr_hands": psnr(result, truth, inside), "psnr_background": psnr(result, truth, ~inside)}
             if detect is not None:
-                row["pck"] = _mean(pck(detect(result, s), np.array(h["keypoints_2d"]), np.array(h["visible"], bool),
-                                       h["bbox_projected"], threshold) for s, h in labels["hands"].items())
+                row["pck"] = _mean(pose_scores(detect(result), labels["hands"], threshold))
             rows[name].append(row)
         report["pairs"] += 1
     for name, engine_rows in rows.items():
@@ -214,4 +211,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "box_mask", "evaluate_pairs", "pck", "psnr", "run"]
+__all__ = ["add_arguments", "box_mask", "evaluate_pairs", "pose_scores", "psnr", "run"]
