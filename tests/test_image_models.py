@@ -123,7 +123,7 @@ def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(w
     monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
     monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(tmp_path))
     monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE", raising=False)
-    status = jobs._engines["controlnet"].status()
+    status = jobs.IMAGE_ENGINES["controlnet"].status()
     assert not status.available and "holds no ControlNet" in status.reason and "models import" in status.hint
     assert jobs._image_availability()[1]  # the image engine's fix is said too
     monkeypatch.delenv("HANDFORGE_SD_MODEL")
@@ -136,5 +136,5 @@ def test_a_height_that_is_no_multiple_of_8_is_named():
     from handforge.server.schema import ProtocolError
 
     with pytest.raises(ProtocolError) as failed:
-        jobs._check({"width": 512, "height": 100}, {})
+        jobs.check_request({"width": 512, "height": 100}, {})
     assert failed.value.field == "params.height"

@@ -41,7 +41,7 @@ from handforge.server.schema import (
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
-_engines: dict[str, Engine] = {
+IMAGE_ENGINES: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
                                              "(arXiv:2407.18034)", settings=ENGINES["attentionhand"]),
     "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
@@ -64,7 +64,7 @@ def _controlnets_present() -> str | tuple[str, str]:
 
 def _image_availability() -> str | tuple[str, str]:
     """Available when either engine is; else both reasons, and both fixes."""
-    statuses = {name: engine.status() for name, engine in _engines.items()}
+    statuses = {name: engine.status() for name, engine in IMAGE_ENGINES.items()}
     if any(status.available for status in statuses.values()):
         return ""
     return ("; ".join(f"{name}: {s.reason}" for name, s in statuses.items()),
@@ -72,12 +72,12 @@ def _image_availability() -> str | tuple[str, str]:
 
 
 def _require_engine(name: str) -> None:
-    status = _engines[name].status()
+    status = IMAGE_ENGINES[name].status()
     if not status.available:
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine {name!r} cannot run: {status.reason}", status.hint)
 
 
-def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["width"] % 8 or params["height"] % 8:
         raise invalid(f"params.{'width' if params['width'] % 8 else 'height'}", f"{params['width']}×"
                       f"{params['height']}: both sides must be multiples of 8",
@@ -94,7 +94,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["engine"] == "attentionhand" and params["controls"]:
         raise invalid("params.controls", "controls choose ControlNets of the controlnet engine",
                       "leave them out for attentionhand, or set engine to 'controlnet'")
-    _camera(params, arrays)
+    request_camera(params, arrays)
     _require_engine(params["engine"])
     require_hand_model(params["hand_model"])
     if params["engine"] == "controlnet":
@@ -106,7 +106,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
             raise invalid("params.controls", str(exc)) from None
 
 
-def _torch_dtype(name: str, device: str):
+def torch_dtype(name: str, device: str):
     import torch
 
     if name == "auto":
@@ -114,13 +114,13 @@ def _torch_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
-def _pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
+def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
     """The pipeline of these weights, dtype and offload setting from the server's model cache."""
     from handforge.engines.checkpoints import checkpoint_signature
     from handforge.engines.image.loading import WeightsError, build_pipeline
 
     sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
-    dtype = _torch_dtype(params["dtype"], ctx.device)
+    dtype = torch_dtype(params["dtype"], ctx.device)
     offload = params["cpu_offload"]
     if offload and not ctx.device.startswith("cuda"):
         raise JobError(ErrorCode.INVALID_PARAMS, "cpu_offload moves models between the CPU and a GPU; this job "
@@ -140,7 +140,7 @@ def _pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
                        f"check {SD_MODEL.key}, {GUIDANCE.key} and {CONTROLNETS.key} (handforge models check)") from None
 
 
-def _hands(arrays: Mapping[str, np.ndarray]):
+def request_hands(arrays: Mapping[str, np.ndarray]):
     from handforge_shared.poses import HandPose
 
     hands = {}
@@ -154,7 +154,7 @@ def _hands(arrays: Mapping[str, np.ndarray]):
     return hands
 
 
-def _hand_model(ctx: JobContext, name: str):
+def hand_model_for(ctx: JobContext, name: str):
     """The hand model on the CPU (conditioning renders with numpy and GL), through the model cache."""
     from handforge.hands.base import HandModelError
     from handforge.hands.registry import entry, load_hand_model
@@ -167,10 +167,10 @@ def _hand_model(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
-def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
+def request_camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
     """The OpenCV camera in the hand models' axes: given as K/R/t, or as a Blender camera's settings
     converted by the one camera model (``from_blender``) as the labelled export does. A bad one is
-    refused before the job is queued (``_check`` builds it once too)."""
+    refused before the job is queued (``check_request`` builds it once too)."""
     from handforge_shared.skeleton import MODEL_TO_BLENDER
 
     from handforge.render.camera import BlenderCamera, Camera, CameraError, from_blender
@@ -190,7 +190,7 @@ def _camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
         raise invalid("arrays.camera", str(exc)) from None
 
 
-def _placed(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> dict:
+def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> dict:
     """Hands posed in their armature's space moved by ``<side>.matrix_world`` into the Blender world
     (as the labelled export moves them); hands without one are already in the world."""
     from handforge.export.blender_scene import posed_hands
@@ -211,15 +211,15 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.image.tokens import hand_tokens
 
-    camera = _camera(params, arrays)
-    hand_model = _hand_model(ctx, params["hand_model"])
-    cond = condition(hand_model, _placed(hand_model, _hands(arrays), arrays), camera)
+    camera = request_camera(params, arrays)
+    hand_model = hand_model_for(ctx, params["hand_model"])
+    cond = condition(hand_model, placed_hands(hand_model, request_hands(arrays), arrays), camera)
     if params["engine"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
     else:
         controls = resolve(params["controls"], config.value(CONTROLNETS.key))
         weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
-    pipe = _pipeline(ctx, params, weights)
+    pipe = cached_pipeline(ctx, params, weights)
     if params["attention_slicing"]:
         pipe.enable_attention_slicing()
     else:
@@ -278,12 +278,12 @@ def _pose_specs() -> dict[str, ArraySpec]:
 
 
 def register_jobs(registry: Registry) -> None:
-    for engine in _engines.values():
+    for engine in IMAGE_ENGINES.values():
         registry.add_engine(engine)
     registry.add_engine(Engine("image", "hand image generation with the attentionhand or controlnet engine",
                                availability=_image_availability))
     registry.add_kind(JobKind(
-        "image.generate", generate, engine="image", device="gpu", timeout=1800, check=_check,
+        "image.generate", generate, engine="image", device="gpu", timeout=1800, check=check_request,
         schema=Schema(
             params={
                 "prompt": String(doc="what the image shows", max_length=2000),
@@ -345,4 +345,5 @@ def register_jobs(registry: Registry) -> None:
                  "warning": "what did not happen as asked (TAS with no hand-related word), only then"}))
 
 
-__all__ = ["generate", "register_jobs"]
+__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "generate", "hand_model_for", "placed_hands",
+           "register_jobs", "request_camera", "request_hands", "torch_dtype"]

@@ -69,6 +69,11 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     return parts
 
 
+def sd_parts_on(parts: dict[str, Any], device: str) -> dict[str, Any]:
+    """``load_sd``'s parts with its models on ``device`` (the tokenizer and the scheduler stay as they are)."""
+    return {k: v.to(device) if k not in ("tokenizer", "scheduler") else v for k, v in parts.items()}
+
+
 def load_controlnet(path: str | Path, dtype: Any = None):
     """One ControlNetModel from a diffusers folder (``config.json`` + its weights)."""
     from diffusers import ControlNetModel
@@ -121,4 +126,4 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     return pipe.to(device)
 
 
-__all__ = ["SD_PARTS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch"]
+__all__ = ["SD_PARTS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch", "sd_parts_on"]

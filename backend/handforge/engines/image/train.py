@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.engines.image.data import GuidancePairs
     from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd, mismatch
+    from handforge.engines.image.settings import SD_CONFIG
     from handforge.training.loop import TrainingError, train
 
     sd_path = sd_weights_path(args, "guidance")
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
     try:
-        sd = load_sd(sd_path, config.value("image.sd_config"))
+        sd = load_sd(sd_path, config.value(SD_CONFIG.key))
         net = load_controlnet(args.init) if args.init else ControlNetModel.from_unet(sd["unet"])
         if mismatch(sd["unet"].config, net.config):
             raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")

@@ -124,8 +124,8 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
     from handforge.engines.checkpoints import load_model
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import ControlError, resolve
-    from handforge.engines.image.jobs import _torch_dtype
-    from handforge.engines.image.loading import build_pipeline, load_sd
+    from handforge.engines.image.jobs import torch_dtype
+    from handforge.engines.image.loading import build_pipeline, load_sd, sd_parts_on
     from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG
     from handforge.engines.transfer.model import TargetGenerator, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
@@ -138,7 +138,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
         return hands, condition(load_hand_model(labels.get("hand_model", "open")), hands,
                                 Camera.from_dict(labels["camera"])).global_view
 
-    sd_config, dtype = config.value(SD_CONFIG.key), _torch_dtype("auto", device)
+    sd_config, dtype = config.value(SD_CONFIG.key), torch_dtype("auto", device)
 
     def generator(seed: int):
         return torch.Generator(device=device).manual_seed(seed)
@@ -165,8 +165,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
         folder = args.target_generator or config.value(TARGET_GENERATOR.key)
         if folder is None:
             raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
-        parts = {k: v.to(device) if k not in ("tokenizer", "scheduler") else v
-                 for k, v in load_sd(sd_path, sd_config, dtype).items()}
+        parts = sd_parts_on(load_sd(sd_path, sd_config, dtype), device)
         model = load_model(TargetGenerator, folder, device=device)
 
         def ihpt(source, source_labels, labels, steps, seed):

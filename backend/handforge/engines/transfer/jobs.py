@@ -45,7 +45,7 @@ _ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD
 
 def _reference_availability() -> str:
     """The training-free engine runs on SD 1.x + the ControlNets or the guidance module."""
-    statuses = {name: image_jobs._engines[name].status() for name in GUIDES}
+    statuses = {name: image_jobs.IMAGE_ENGINES[name].status() for name in GUIDES}
     if any(status.available for status in statuses.values()):
         return ""
     return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
@@ -55,7 +55,7 @@ def _availability() -> str | tuple[str, str]:
     reference, ihpt = _reference_availability(), _ihpt.status()
     if not reference or ihpt.available:
         return ""
-    guides = [image_jobs._engines[name].status().hint for name in GUIDES]
+    guides = [image_jobs.IMAGE_ENGINES[name].status().hint for name in GUIDES]
     return (f"reference: {reference}; ihpt: {ihpt.reason}",
             "; ".join(dict.fromkeys(h for h in (*guides, ihpt.hint) if h)))  # the same fix once
 
@@ -114,7 +114,7 @@ def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no target hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
-    image_jobs._camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
+    image_jobs.request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
     require_hand_model(params["hand_model"])
 
 
@@ -143,7 +143,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         return
     _check_guide(params)
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
-    image_jobs._check(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+    image_jobs.check_request(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
 
 
 def _check_guide(params: dict[str, Any]) -> None:
@@ -152,22 +152,21 @@ def _check_guide(params: dict[str, Any]) -> None:
     if guide == "attentionhand" and params["controls"]:
         raise invalid("params.controls", "controls choose ControlNets of the controlnet guide",
                       "leave them out for guide 'attentionhand', or set guide to 'controlnet'")
-    status = image_jobs._engines[guide].status()
+    status = image_jobs.IMAGE_ENGINES[guide].status()
     if not status.available:
-        ready = image_jobs._engines[other].status().available
+        ready = image_jobs.IMAGE_ENGINES[other].status().available
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"guide {guide!r} cannot run: {status.reason}",
                             f"set guide to {other!r}, which is ready" if ready else status.hint)
 
 
 def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     """SD 1.x's parts (no ControlNet) from the model cache, for the ihpt engine."""
-    from handforge.engines.image.loading import WeightsError, load_sd
+    from handforge.engines.image.loading import WeightsError, load_sd, sd_parts_on
 
-    sd, dtype = config.value(SD_MODEL.key), image_jobs._torch_dtype(params["dtype"], ctx.device)
+    sd, dtype = config.value(SD_MODEL.key), image_jobs.torch_dtype(params["dtype"], ctx.device)
 
     def load(device: str):
-        parts = load_sd(sd, config.value(SD_CONFIG.key), dtype)
-        return {k: v.to(device) if hasattr(v, "to") and k != "scheduler" else v for k, v in parts.items()}
+        return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype), device)
 
     try:
         parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
@@ -242,9 +241,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
         ctx.progress(before + (1.0 - before) * (i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
 
     source_hands = source_pose(params, arrays)
-    camera = image_jobs._camera(params, arrays)
-    hand_model = image_jobs._hand_model(ctx, params["hand_model"])
-    hands = image_jobs._placed(hand_model, image_jobs._hands(arrays), arrays)
+    camera = image_jobs.request_camera(params, arrays)
+    hand_model = image_jobs.hand_model_for(ctx, params["hand_model"])
+    hands = image_jobs.placed_hands(hand_model, image_jobs.request_hands(arrays), arrays)
     view = condition(hand_model, hands, camera).global_view
     data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
             "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
@@ -266,7 +265,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     else:
         controls = resolve(params["controls"], config.value(CONTROLNETS.key))
         weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
-    pipe = image_jobs._pipeline(ctx, params, weights)
+    pipe = image_jobs.cached_pipeline(ctx, params, weights)
     if params["attention_slicing"]:
         pipe.enable_attention_slicing()
     else:

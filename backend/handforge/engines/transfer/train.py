@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge import config
     from handforge.engines.image.loading import WeightsError, load_sd
+    from handforge.engines.image.settings import SD_CONFIG
     from handforge.engines.image.train import sd_run_settings, sd_weights_path
     from handforge.engines.transfer.model import TargetGenerator
     from handforge.engines.transfer.pairs import PosePairs
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
     try:
-        sd = load_sd(sd_path, config.value("image.sd_config"))  # before any pair is written
+        sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
