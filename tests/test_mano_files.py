@@ -16,7 +16,7 @@ import trimesh
 from scipy import sparse
 
 from handforge.cli import main as cli_main
-from handforge.hands.base import HandModelError
+from handforge.hands.errors import HandModelError
 from handforge.hands.mano_files import (
     MANOFileError,
     find_model_file,

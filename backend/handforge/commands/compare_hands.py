@@ -46,7 +46,7 @@ def compare_keypoints(open_keypoints: np.ndarray, mano_keypoints: np.ndarray) ->
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from handforge.hands.base import HandModelError
+    from handforge.hands.errors import HandModelError
     from handforge.hands.mano import load_mano
     from handforge_shared.rig import load_open_hand_rig
     from handforge_shared.skeleton import keypoints_from_extended

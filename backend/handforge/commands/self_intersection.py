@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from handforge.hands import load_hand_model
-    from handforge.hands.base import HandModelError
+    from handforge.hands.errors import HandModelError
     from handforge_shared import pose_library
 
     names = args.poses or pose_library.names()

@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handforge.hands.base import HandLayer, HandModel, HandModelError, HandOutput
+    from handforge.hands.base import HandLayer, HandModel, HandOutput
+    from handforge.hands.errors import HandModelError
     from handforge.hands.registry import available_hand_models, load_hand_model
 
 _HOMES = {"HandLayer": "base", "HandModel": "base", "HandModelError": "errors", "HandOutput": "base",

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from handforge.hands.errors import HandModelError
 from handforge_shared.poses import POSE_FIELDS, HandPose, PoseFormatError, TwoHandPose
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import KEYPOINT_FROM_EXTENDED, NUM_JOINTS, SIDES, Side, check_side
@@ -138,4 +137,4 @@ class HandModel(nn.Module):
         return self.layer(side).rig()
 
 
-__all__ = ["HandLayer", "HandModel", "HandModelError", "HandOutput", "SIDES", "NUM_JOINTS"]
+__all__ = ["HandLayer", "HandModel", "HandOutput", "SIDES", "NUM_JOINTS"]

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from handforge.hands.base import HandLayer, HandModel, HandModelError
+from handforge.hands.base import HandLayer, HandModel
+from handforge.hands.errors import HandModelError
 from handforge.hands.mano_status import SMPLX_MISSING, unavailable_reason
 from handforge.hands.mano_files import ManoData, load_mano_dir
 from handforge_shared import mano_params

@@ -74,7 +74,7 @@ def entry(name: str) -> HandModelEntry:
     try:
         return HAND_MODEL_REGISTRY[name]
     except KeyError:
-        from handforge.hands.base import HandModelError
+        from handforge.hands.errors import HandModelError
 
         raise HandModelError(f"unknown hand model {name!r}: use "
                              f"{' or '.join(repr(n) for n in HAND_MODEL_REGISTRY)}") from None

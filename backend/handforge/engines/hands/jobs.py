@@ -33,7 +33,7 @@ def cached_hand_model(ctx: JobContext, name: str):
     """A loaded HandModel from the server's model cache (once per model and device; reloaded when
     its files change); a model that cannot load becomes ``missing_weights``."""
     from handforge import config
-    from handforge.hands.base import HandModelError
+    from handforge.hands.errors import HandModelError
     from handforge.hands.registry import load_hand_model
 
     model_entry = entry(name)

@@ -156,7 +156,7 @@ def request_hands(arrays: Mapping[str, np.ndarray]):
 
 def hand_model_for(ctx: JobContext, name: str):
     """The hand model on the CPU (conditioning renders with numpy and GL), through the model cache."""
-    from handforge.hands.base import HandModelError
+    from handforge.hands.errors import HandModelError
     from handforge.hands.registry import entry, load_hand_model
 
     model_entry = entry(name)

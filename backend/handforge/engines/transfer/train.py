@@ -84,7 +84,7 @@ class TransferObjective:
 def _interhand(args: argparse.Namespace):
     from handforge.engines.transfer.pairs import InterHandPairs
     from handforge.hands import load_hand_model
-    from handforge.hands.base import HandModelError
+    from handforge.hands.errors import HandModelError
 
     try:  # InterHand2.6M's poses are relative to MANO's mean hand; ours are flat
         hands_mean = load_hand_model("mano").hands_mean_arrays()
