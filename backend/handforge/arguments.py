@@ -169,5 +169,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file", "torch_device", "write_report",
-           "whole_number"]
+__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
+           "torch_device", "whole_number", "write_report"]

@@ -77,7 +77,9 @@ def _require_engine(name: str) -> None:
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine {name!r} cannot run: {status.reason}", status.hint)
 
 
-def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """The image to make: its size, one camera that is one, a hand, a hand model here (every engine that
+    draws the rigs' pose through a camera checks these; image.transfer's ihpt too)."""
     if params["width"] % 8 or params["height"] % 8:
         raise invalid(f"params.{'width' if params['width'] % 8 else 'height'}", f"{params['width']}×"
                       f"{params['height']}: both sides must be multiples of 8",
@@ -89,14 +91,18 @@ def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
+    request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
+    require_hand_model(params["hand_model"])
+
+
+def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    check_target(params, arrays)
     if params["tas_steps"] is not None and params["tas_steps"] > params["steps"]:
         raise invalid("params.tas_steps", f"{params['tas_steps']} is more than the {params['steps']} steps")
     if params["engine"] == "attentionhand" and params["controls"]:
         raise invalid("params.controls", "controls choose ControlNets of the controlnet engine",
                       "leave them out for attentionhand, or set engine to 'controlnet'")
-    request_camera(params, arrays)
     _require_engine(params["engine"])
-    require_hand_model(params["hand_model"])
     if params["engine"] == "controlnet":
         from handforge.engines.image.controls import ControlError, resolve
 
@@ -345,5 +351,5 @@ def register_jobs(registry: Registry) -> None:
                  "warning": "what did not happen as asked (TAS with no hand-related word), only then"}))
 
 
-__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "generate", "hand_model_for", "placed_hands",
+__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for", "placed_hands",
            "register_jobs", "request_camera", "request_hands", "torch_dtype"]

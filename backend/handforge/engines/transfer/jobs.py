@@ -21,7 +21,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
-from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
+from handforge.engines.hands.jobs import POSE_LIMITS
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -101,25 +101,9 @@ def source_camera(params: dict[str, Any]):
         raise invalid("params.source_labels", f"its camera: {exc}") from None
 
 
-def _check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """image.generate's checks of the target (size, camera, hands, hand model) without its weights'
-    (ihpt has its own)."""
-    if params["width"] % 8 or params["height"] % 8:
-        raise invalid(f"params.{'width' if params['width'] % 8 else 'height'}", f"{params['width']}×"
-                      f"{params['height']}: both sides must be multiples of 8",
-                      "round the camera's resolution to a multiple of 8")
-    if ("camera.K" in arrays) == ("camera.matrix_world" in arrays):
-        raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
-                      "sensor/shift (Blender's settings)")
-    if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
-        raise invalid("arrays.right.global_orient", "no target hand given",
-                      "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
-    image_jobs.request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
-    require_hand_model(params["hand_model"])
-
-
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     hands = source_pose(params, arrays)
+    target = {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)}  # image.generate's inputs
     if params["background_prompt"]:
         camera = source_camera(params)
         if not hands or camera is None:
@@ -139,11 +123,11 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         status = _ihpt.status()
         if not status.available:
             raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
-        _check_target(params, arrays)
+        image_jobs.check_target(params, target)  # ihpt's weights are its own: checked above
         return
     _check_guide(params)
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
-    image_jobs.check_request(generate_params, {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)})
+    image_jobs.check_request(generate_params, target)
 
 
 def _check_guide(params: dict[str, Any]) -> None:
