@@ -114,12 +114,7 @@ def _text(report: dict[str, Any], config) -> list[str]:
     for name, engine in report["engines"].items():
         state = "available" if engine["available"] else "NOT available"
         lines.append(f"  {name:8s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
-        if not engine["available"]:
-            lines += _indented("why: ", engine["reason"])
-            if engine["hint"]:
-                lines += _indented("fix: ", engine["hint"])
-        elif engine.get("note"):
-            lines += _indented("note: ", engine["note"])
+        lines += _status_lines(engine)
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if config.config_path().is_file() else ', not created yet'}):"]
     if report["config_file"]["problem"]:
@@ -154,11 +149,17 @@ def _engine_field(value: Any) -> list[str]:
     lines = []
     for name, status in value.items():
         lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
-        if not status["available"]:
-            lines += _indented("why: ", status.get("reason", ""))
-            if with_hint(status.get("reason", ""), status.get("hint", "")) != status.get("reason", ""):
-                lines += _indented("fix: ", status["hint"])
+        lines += _status_lines(status)
     return lines
+
+
+def _status_lines(status: dict[str, Any]) -> list[str]:
+    """Why an engine or hand model cannot run and its fix (unless the reason already says it), or what an
+    available one lacks."""
+    reason, hint = status.get("reason", ""), status.get("hint", "")
+    if status["available"]:
+        return _indented("note: ", status["note"]) if status.get("note") else []
+    return _indented("why: ", reason) + (_indented("fix: ", hint) if with_hint(reason, hint) != reason else [])
 
 
 def _indented(label: str, text: str, width: int = 100) -> list[str]:
