@@ -39,6 +39,7 @@ from handforge.corpus.summary import (
     write_json,
 )
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, DatasetError, clip_path, load_clip, read_splits
+from handforge.runtime import torch_threads
 from handforge_shared.poses import MotionClip
 
 SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
@@ -211,17 +212,11 @@ def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bo
     results = []
     try:
         if workers == 1:
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
+            with torch_threads(1):
                 generator = Generator(settings=settings)
                 for job in chunks:
                     results.append(run_chunk(generator, job[0], job[1], job[2], Path(job[3])))
                     bar.update(job[2])
-            finally:
-                torch.set_num_threads(before)
         else:
             ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
             with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(settings,)) as pool:

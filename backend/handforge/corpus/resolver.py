@@ -22,9 +22,8 @@ pair rigidly or blend away from it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from handforge.corpus.regions import compute_regions
 from handforge.corpus.templates import Arrangement, Template
 from handforge.evaluation.penetration import penetration_depths
 from handforge.hands import HandModel
+from handforge.runtime import torch_threads
 from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handforge_shared.skeleton import SIDES
@@ -145,10 +145,10 @@ class Resolver:
 
     # ------------------------------------------------------------------ optimisation
     def resolve(self, instances: Sequence[Instance]) -> list[Resolved]:
-        """Resolve a batch; runs torch on one thread (see ``one_thread``)."""
+        """Resolve a batch; runs torch on one thread (a few dozen hands: see ``runtime.torch_threads``)."""
         if not instances:
             return []
-        with one_thread():
+        with torch_threads(1):
             return self._resolve(instances)
 
     def _resolve(self, instances: Sequence[Instance]) -> list[Resolved]:
@@ -311,19 +311,6 @@ class Resolver:
             deepest = torch.maximum(depth_l.amax(-1), depth_r.amax(-1)).cpu().numpy()
             worst[rows] = np.maximum(worst[rows], deepest)
         return worst
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one thread inside the block. The resolver's tensors are small (a few dozen hands):
-    extra threads only add synchronisation, and on a busy 2-core machine they made it 5x slower
-    (56 s instead of 10 s for 20 instances). Results then also do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _palm_centre(global_orient: np.ndarray, transl: np.ndarray, rest_centre: np.ndarray, wrist: np.ndarray

@@ -11,8 +11,6 @@ it, and its labels are those of the same spec with ``engine = "none"``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import numpy as np
 from handforge import config
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.export.spec import GenerateSettings, SpecError
+from handforge.runtime import default_device, torch_dtype, torch_threads
 
 
 def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
@@ -65,32 +64,10 @@ def card_fields(settings: GenerateSettings, samples: list[dict[str, Any]]) -> di
     return {"generate": card}
 
 
-def default_device() -> str:
-    """cuda when this process sees a GPU (a Ray actor with --gpus-per-worker does), else cpu."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # torch's CPU kernels split some sums by thread, so the float results (and after 20 steps, pixels)
 # depend on the thread count, which the worker pools set by the number of workers: on the CPU the
 # pipeline runs with this fixed count so the dataset is the same bytes however it is spread.
 CPU_THREADS = 1
-
-
-@contextlib.contextmanager
-def _fixed_cpu_threads(device: str) -> Iterator[None]:
-    import torch
-
-    if not device.startswith("cpu"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class GeneratedRGB:
@@ -99,8 +76,6 @@ class GeneratedRGB:
     (``export.run.draws_forearms``: no forearm for generated RGB)."""
 
     def __init__(self, settings: GenerateSettings, device: str | None = None):
-        import torch
-
         from handforge.engines.image.loading import WeightsError, build_pipeline
 
         self.settings = settings
@@ -114,7 +89,7 @@ class GeneratedRGB:
             except LandmarkError as exc:
                 raise SpecError(f"generate.keep_below_px: {exc}") from None
         self.device = device or default_device()
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        dtype = torch_dtype("auto", self.device)
         try:
             self.pipe = build_pipeline(config.value(SD_MODEL.key), self.weights, config.value(SD_CONFIG.key),
                                        dtype=dtype, device=self.device)
@@ -138,7 +113,7 @@ class GeneratedRGB:
         prompt, seed = self.draw(scene)
         tokens = hand_tokens(prompt, self.pipe.tokenizer)[0] if self.settings.tas else []
         steps = self.settings.steps
-        with _fixed_cpu_threads(self.device):
+        with torch_threads(CPU_THREADS if self.device.startswith("cpu") else None):
             out = self.pipe(prompt, [view.images[k] for k in self.kinds], negative_prompt=self.settings.negative_prompt,
                             num_inference_steps=steps, guidance_scale=self.settings.guidance_scale,
                             control_scales=self.settings.control_scale,
@@ -176,4 +151,4 @@ def rgb_source(spec):
     return BlenderRGB(spec.render.engine, spec.render.samples)
 
 
-__all__ = ["GeneratedRGB", "card_fields", "default_device", "engine_weights", "rgb_source"]
+__all__ = ["GeneratedRGB", "card_fields", "engine_weights", "rgb_source"]

@@ -25,6 +25,7 @@ from handforge import config
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.render.camera import SENSOR_FITS
+from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import (
@@ -110,14 +111,6 @@ def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
             resolve(params["controls"], config.value(CONTROLNETS.key))
         except ControlError as exc:
             raise invalid("params.controls", str(exc)) from None
-
-
-def torch_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, name)
 
 
 def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
@@ -352,4 +345,4 @@ def register_jobs(registry: Registry) -> None:
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for", "placed_hands",
-           "register_jobs", "request_camera", "request_hands", "torch_dtype"]
+           "register_jobs", "request_camera", "request_hands"]

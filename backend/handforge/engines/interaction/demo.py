@@ -15,7 +15,6 @@ def demo(out: Path) -> None:
     import time
 
     import numpy as np
-    import torch
 
     from handforge import config
     from handforge_shared.files import write_atomic
@@ -24,20 +23,17 @@ def demo(out: Path) -> None:
     from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
     from handforge.engines.interaction.settings import CHECKPOINT
     from handforge.hands import load_hand_model
+    from handforge.runtime import torch_threads
     from handforge_shared import pose_library
 
     started = time.perf_counter()
     pose = pose_library.get(INTERACTION_ANCHOR, side="left")
     anchor = {"side": "left", **{name: np.asarray(getattr(pose, name), np.float32)
                                  for name in ("global_orient", "hand_pose", "betas", "transl")}}
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: on a shared 2-core machine two threads took 6-10 s, one 0.2 s
-    try:
+    with torch_threads(1):  # small batches: on a shared 2-core machine two threads took 6-10 s, one 0.2 s
         pipe = InteractionPipeline(load_model(InteractionDenoiser, config.value(CHECKPOINT.key)),
                                    load_hand_model("open"))
         found = pipe(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
-    finally:
-        torch.set_num_threads(before)
     seconds = time.perf_counter() - started
     buffer = io.BytesIO()
     np.savez(buffer, **found.arrays())

@@ -45,9 +45,8 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     warning), the seconds (model loading included, and without it), the largest key error and the path.
     ``threads``: torch threads while it runs (restored after); on a shared 2-core machine one thread
     took 0.36 s where two took 7-19 s (README, Motion)."""
-    import torch
-
     from handforge.engines.motion.jobs import inbetween
+    from handforge.runtime import torch_threads
     from handforge.server.builtin_jobs import default_registry
     from handforge.server.jobs import JobContext
 
@@ -56,14 +55,10 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     params = default_registry().kind("motion.inbetween").schema.validate(
         {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "steps": steps}, arrays)
     ctx = JobContext("demo-motion", "motion.inbetween", lambda fraction, message, previews: None)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         started = time.perf_counter()
         result = inbetween(ctx, params, arrays)
         seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(before)
     clip = MotionClip.from_arrays(result.data["motion"], result.arrays)
     key_error = max(float(np.abs(getattr(clip.hands[side], field)[[0, -1]]  # the result travels as float32
                                  - arrays[hand_array_name(side, field)][[0, -1]].astype(np.float32)).max())

@@ -124,7 +124,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
     from handforge.engines.checkpoints import load_model
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import ControlError, resolve
-    from handforge.engines.image.jobs import torch_dtype
+    from handforge.runtime import torch_dtype
     from handforge.engines.image.loading import build_pipeline, load_sd, sd_parts_on
     from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG
     from handforge.engines.transfer.model import TargetGenerator, pose_vector
@@ -187,11 +187,12 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.image.loading import WeightsError
+    from handforge.runtime import default_device
 
     import torch
 
     sd_path = args.sd or config.value(SD_MODEL.key)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     try:
         if sd_path is None:
             raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")

@@ -25,6 +25,7 @@ from handforge.engines.hands.jobs import POSE_LIMITS
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.transfer.settings import TARGET_GENERATOR
+from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Number, Schema, String, invalid
@@ -147,7 +148,7 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     """SD 1.x's parts (no ControlNet) from the model cache, for the ihpt engine."""
     from handforge.engines.image.loading import WeightsError, load_sd, sd_parts_on
 
-    sd, dtype = config.value(SD_MODEL.key), image_jobs.torch_dtype(params["dtype"], ctx.device)
+    sd, dtype = config.value(SD_MODEL.key), torch_dtype(params["dtype"], ctx.device)
 
     def load(device: str):
         return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype), device)

@@ -1,0 +1,49 @@
+"""Where torch work runs: the default device of a process, the dtype of a device, the CPU threads of a
+block of work.
+
+torch is imported inside the functions: the server and the add-on-facing commands start without it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def default_device() -> str:
+    """cuda when this process sees a GPU (a Ray actor with --gpus-per-worker does), else cpu."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(name: str, device: str):
+    """The torch dtype called ``name`` ("float32", "float16", "bfloat16"); "auto": float16 on CUDA (half
+    the memory, the speed of its tensor cores), float32 on the CPU (whose float16 kernels are slow)."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch on ``count`` CPU threads inside the block, the previous count restored after it (None or
+    0: unchanged). Small batches run faster on one thread (no synchronisation; on a busy 2-core
+    machine two threads made the corpus resolver 5× slower), and CPU results that must not depend on
+    the machine use a fixed count (torch splits some sums by thread)."""
+    import torch
+
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+__all__ = ["default_device", "torch_dtype", "torch_threads"]
