@@ -256,6 +256,10 @@ class JobOperator:
                 self.report({"ERROR"}, f"{job.label}: the result could not be used: {exc}")
                 self.job_not_applied(context)
                 return {"CANCELLED"}
+            except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the console
+                report_error(self, exc)
+                self.job_not_applied(context)
+                return {"CANCELLED"}
             return {"FINISHED"}
         self.job_not_applied(context)
         if failure:

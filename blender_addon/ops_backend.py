@@ -131,6 +131,10 @@ class HANDFORGE_OT_check_backend(jobs.JobOperator, bpy.types.Operator):
         models = {obj.handforge.hand_model for obj in found.values()}
         if len(models) != 1:
             raise ValueError(f"the hands are of different models ({', '.join(sorted(models))})")
+        for side, obj in found.items():
+            if rig.hand_mesh(obj) is None:
+                raise ValueError(f"the {side} hand {obj.name!r} has no HandForge hand mesh to compare: add the hands "
+                                 "again with Add Hands")
         self._sides = list(found)
         poses = {side: pose_conv.read_pose(obj) for side, obj in found.items()}
         return "forward_hands", {"model": models.pop()}, pose_arrays(poses)
@@ -139,14 +143,21 @@ class HANDFORGE_OT_check_backend(jobs.JobOperator, bpy.types.Operator):
         found = hands.scene_hands(context.scene, "BOTH")
         worst = 0.0
         for side in self._sides:
+            arm_obj = found[side]
+            mesh_obj = rig.hand_mesh(arm_obj)
+            if mesh_obj is None:
+                raise ValueError(f"the {side} hand {arm_obj.name!r} lost its hand mesh while the job ran")
             verts = np.asarray(result.arrays[hand_array_name(side, "vertices")])[0]
-            mesh_obj = rig.hand_mesh(found[side])
             faces = np.array([p.vertices[:] for p in mesh_obj.data.polygons])
+            # The backend poses the hand in the rig's own (armature) space: compare there, and show its
+            # mesh where the rig stands, so that a moved, rotated or scaled rig is checked too.
             obj = importers.vertices_object(context, f"HandForge Backend.{side[0].upper()}", verts, faces)
+            obj.matrix_world = arm_obj.matrix_world
             ev = mesh_obj.evaluated_get(context.evaluated_depsgraph_get()).data
             co = np.empty(len(ev.vertices) * 3, np.float32)
             ev.vertices.foreach_get("co", co)
-            shown = co.reshape(-1, 3) @ np.array(mesh_obj.matrix_world)[:3, :3].T + np.array(mesh_obj.matrix_world)[:3, 3]
+            to_rig = np.array(arm_obj.matrix_world.inverted() @ mesh_obj.matrix_world)
+            shown = co.reshape(-1, 3) @ to_rig[:3, :3].T + to_rig[:3, 3]
             deviation = float(np.abs(shown - verts @ MODEL_TO_BLENDER.T).max())
             obj["handforge_max_deviation_m"] = deviation
             worst = max(worst, deviation)

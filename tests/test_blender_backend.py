@@ -106,6 +106,20 @@ def test_forward_hands_through_the_operator_matches_blender(session):
         assert result["moved"] > 0.05  # a real, posed hand
 
 
+def test_forward_hands_check_holds_for_a_moved_turned_scaled_rig(session):
+    _no_error(session, "forward_moved")
+    result = session["forward_moved"]
+    assert result["reported"] < 1e-4  # in the rig's own space (was its 0.6 m offset)
+    assert result["measured"] < 1.5e-4  # the backend's mesh shown where the rig stands
+
+
+def test_forward_hands_check_refuses_a_rig_without_its_mesh(session):
+    _no_error(session, "forward_no_mesh")
+    result = session["forward_no_mesh"]
+    assert "has no HandForge hand mesh" in result["error"] and "Add Hands" in result["error"]
+    assert result["added"] == []
+
+
 def test_hand_rigs_from_the_backend(session):
     _no_error(session, "backend_rigs")
     rigs = session["backend_rigs"]

@@ -129,6 +129,44 @@ def forward_check():
 s.check("forward", forward_check)
 
 
+def forward_check_moved_rig():
+    """The check compares in the rig's own space: a rig moved, turned and scaled as an object still agrees,
+    and the backend's mesh is shown where the rig stands."""
+    left = bpy.context.scene.handforge.left
+    left.location, left.rotation_euler, left.scale = (0.6, -0.2, 0.3), (0.3, 0.5, 1.1), (1.5, 1.5, 1.5)
+    bpy.context.view_layer.update()
+    try:
+        assert bpy.ops.handforge.check_backend() == {"FINISHED"}
+        backend = bpy.data.objects["HandForge Backend.L"]
+        co = np.empty(len(backend.data.vertices) * 3, np.float32)
+        backend.data.vertices.foreach_get("co", co)
+        mw = np.array(backend.matrix_world)
+        shown = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+        return {"reported": backend["handforge_max_deviation_m"],
+                "measured": float(np.abs(shown - evaluated_vertices(left)).max())}
+    finally:
+        left.location, left.rotation_euler, left.scale = (0, 0, 0), (0, 0, 0), (1, 1, 1)
+
+
+s.check("forward_moved", forward_check_moved_rig)
+
+
+def forward_check_without_mesh():
+    """A rig without its hand mesh is refused before anything is sent or added."""
+    left = bpy.context.scene.handforge.left
+    mesh_obj = next(c for c in left.children if c.type == "MESH")
+    mesh_obj.parent = None
+    try:
+        before = {o.name for o in bpy.data.objects}
+        return {"error": error_of(lambda: bpy.ops.handforge.check_backend()),
+                "added": sorted({o.name for o in bpy.data.objects} - before)}
+    finally:
+        mesh_obj.parent = left
+
+
+s.check("forward_no_mesh", forward_check_without_mesh)
+
+
 def backend_rigs():
     before = {o.name for o in bpy.data.objects if o.type == "ARMATURE"}
     assert bpy.ops.handforge.backend_hands(model="open", use_shape=True, betas=[0.5] + [0.0] * 9) == {"FINISHED"}
