@@ -21,18 +21,43 @@ def open_hand_rigs() -> dict[str, HandRig]:
     return {"left": right.mirrored(), "right": right}
 
 
-def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> dict[str, object]:
-    """Build one rig per side, place them side by side, and make them the scene's hands."""
+PAIR_SPACING_M = 0.6  # a new pair of hands goes this far to the right (+X) of the scene's rightmost hand
+
+
+def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> tuple[dict[str, object], str]:
+    """Build one rig per side in their default placement and make them the scene's hands: both or neither.
+
+    Placed beside the hands already there, never on them: a hand whose side the scene lacks joins the
+    other hand where it stands (a pair again); otherwise the new hands go ``PAIR_SPACING_M`` to the right
+    of the rightmost one. Returns the new hands and a note saying where they went ("" by default)."""
     suffix = {"left": "L", "right": "R"}
+    existing = [o for o in context.scene.objects if o.type == "ARMATURE" and o.handforge.is_hand]
+    partners = scene_hands(context.scene, required=False)  # the scene's hands before these
     out = {}
-    for side in SIDES:
-        if side not in rigs:
-            continue
-        arm_obj = rig_build.build_hand(context, rigs[side], f"{name}.{suffix[side]}")
-        pose_conv.write_pose(arm_obj, DEFAULT_PLACEMENT[side])
+    try:
+        for side in SIDES:
+            if side in rigs:
+                out[side] = rig_build.build_hand(context, rigs[side], f"{name}.{suffix[side]}")
+                pose_conv.write_pose(out[side], DEFAULT_PLACEMENT[side])
+    except BaseException:
+        for arm_obj in out.values():
+            rig_build.remove_hand(arm_obj)
+        raise
+    note = ""
+    if len(out) == 1 and not any(o.handforge.side in out for o in existing) and partners:
+        partner = next(iter(partners.values()))  # the other side's: this side has no hand
+        for obj in out.values():
+            obj.matrix_world = partner.matrix_world.copy()
+        note = f", beside {partner.name}"
+    elif existing:
+        x = max(o.matrix_world.translation.x for o in existing) + PAIR_SPACING_M
+        for obj in out.values():
+            obj.location.x = x
+        note = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; "
+                "the HandForge tools now act on the new ones")
+    for side, arm_obj in out.items():
         setattr(context.scene.handforge, side, arm_obj)
-        out[side] = arm_obj
-    return out
+    return out, note
 
 
 def set_shape(context, arm_obj, betas) -> None:

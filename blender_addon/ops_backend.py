@@ -112,11 +112,11 @@ class HANDFORGE_OT_backend_hands(jobs.JobOperator, bpy.types.Operator):
 
     def job_apply(self, context, result):
         rigs = hand_rigs(result)
-        made = hands.add_hands(context, rigs, name="MANO Hand" if self.model == "mano" else "Hand")
+        made, beside = hands.add_hands(context, rigs, name="MANO Hand" if self.model == "mano" else "Hand")
         if self.use_shape:
             for obj in made.values():
                 hands.set_shape(context, obj, np.array(self.betas))
-        return f"added {self.model} hands from the backend"
+        return f"added {self.model} hands from the backend{beside}"
 
 
 class HANDFORGE_OT_check_backend(jobs.JobOperator, bpy.types.Operator):

@@ -16,7 +16,6 @@ from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
 
 BETAS_DESCRIPTION = "Shape coefficients (components of the hand model's shape space; 0: the mean hand)"
-PAIR_SPACING_M = 0.6  # a new pair of hands goes this far to the right (+X) of the scene's rightmost hand
 
 
 class HANDFORGE_OT_add_hands(bpy.types.Operator):
@@ -62,15 +61,7 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
             else:
                 rigs[other] = first.mirrored()
         wanted = hands.TARGET_SIDES[self.sides]
-        existing = [o for o in context.scene.objects if o.type == "ARMATURE" and o.handforge.is_hand]
-        made = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
-        beside = ""
-        if existing:  # never stacked exactly on the hands already there
-            x = max(o.matrix_world.translation.x for o in existing) + PAIR_SPACING_M
-            for obj in made.values():
-                obj.location.x = x
-            beside = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; "
-                      "the HandForge tools now act on the new ones")
+        made, beside = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
         for side, obj in made.items():
             fingers.sync_sliders(obj)
             if self.forearm != "NONE":

@@ -58,11 +58,14 @@ def _to_blender(points: np.ndarray) -> np.ndarray:
 
 
 def hand_collection(scene) -> bpy.types.Collection:
-    coll = bpy.data.collections.get(COLLECTION_NAME)
-    if coll is None:
-        coll = bpy.data.collections.new(COLLECTION_NAME)
-    if coll.name not in scene.collection.children:
-        scene.collection.children.link(coll)
+    """This scene's HandForge collection, made and linked to it when it has none. One per scene: the
+    collection of another scene linked here would bring that scene's hands along."""
+    for coll in scene.collection.children:
+        if coll.get("handforge_hands") or coll.name == COLLECTION_NAME:
+            return coll
+    coll = bpy.data.collections.new(COLLECTION_NAME)  # "HandForge.001" when another scene has "HandForge"
+    coll["handforge_hands"] = True
+    scene.collection.children.link(coll)
     return coll
 
 
@@ -234,7 +237,20 @@ def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.O
     arm_obj = bpy.data.objects.new(name, arm)
     arm_obj.show_in_front = True
     collection.objects.link(arm_obj)
+    made = [arm_obj, arm]
+    try:
+        if not arm_obj.visible_get(view_layer=context.view_layer):  # edit mode needs it there and shown
+            raise RigBuildError(f"the collection {collection.name!r} is excluded from or hidden in the view layer "
+                                f"{context.view_layer.name!r}: tick and show it in the Outliner, then add the hands again")
+        _build_hand(context, rig, name, collection, arm_obj, made)
+    except BaseException:
+        bpy.data.batch_remove(made)  # nothing half-built stays behind
+        raise
+    return arm_obj
 
+
+def _build_hand(context, rig: HandRig, name: str, collection, arm_obj, made: list) -> None:
+    scene, arm = context.scene, arm_obj.data
     extended_rest = rig.rest_extended_joints(None)
     extended_dirs = np.concatenate([rig.joint_shape_dirs, rig.shape_dirs[rig.tip_vertex_ids]], axis=0)
     # What shape changes need later, kept with the file (ID properties, float64 lists).
@@ -248,7 +264,9 @@ def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.O
     _set_bones(context, arm_obj, extended_rest, rig.side, create=True)
     _style_bones(scene, arm_obj)
 
-    mesh_obj = bpy.data.objects.new(f"{name} Mesh", _build_mesh(f"{name} Mesh", rig))
+    mesh = _build_mesh(f"{name} Mesh", rig)
+    mesh_obj = bpy.data.objects.new(f"{name} Mesh", mesh)
+    made[:0] = [mesh_obj, mesh]
     collection.objects.link(mesh_obj)
     mesh_obj.parent = arm_obj
     mod = mesh_obj.modifiers.new("HandForge Armature", "ARMATURE")
@@ -257,7 +275,15 @@ def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.O
     _add_vertex_groups(mesh_obj, np.asarray(rig.skin_weights))
     _add_shape_keys(mesh_obj, rig)
     mesh_obj.handforge.is_hand_mesh = True
-    return arm_obj
+
+
+def remove_hand(arm_obj) -> None:
+    """Remove a hand built by ``build_hand``: its armature, its mesh, and their data."""
+    blocks = [arm_obj, arm_obj.data]
+    mesh_obj = hand_mesh(arm_obj)
+    if mesh_obj is not None:
+        blocks += [mesh_obj, mesh_obj.data]
+    bpy.data.batch_remove(blocks)
 
 
 def hand_mesh(arm_obj):

@@ -159,3 +159,16 @@ def test_user_errors_are_reported_and_change_nothing(session):
     assert "Add Hands" in result["mirror_without_hands"]
     assert "/nonexistent/rig.npz" in result["missing_rig_file"]
     assert result["objects_after"] == 0
+
+
+def test_hands_added_in_another_scene_stay_there_and_a_failed_add_leaves_nothing(session):
+    _no_error(session, "scenes")
+    result = session["scenes"]
+    assert result["first_unchanged"] and result["second_hands"] == ["left", "right"]
+    assert "excluded from or hidden" in result["excluded_error"] and "Outliner" in result["excluded_error"]
+    assert result["excluded_left"] == {"objects": 0, "armatures": 0}
+
+
+def test_a_missing_side_is_added_beside_its_partner(session):
+    _no_error(session, "scenes")
+    assert session["scenes"]["pair_offset"] < 1e-6  # a pair again, not 0.6 m apart and crossed

@@ -150,4 +150,35 @@ def errors():
 
 
 s.check("errors", errors)
+
+
+def scenes_and_placement():
+    """Hands added in another scene stay there; a failed add leaves nothing; a missing side joins its partner."""
+    first = bpy.data.scenes[0]
+    first_objects = {o.name for o in first.objects}
+    second = bpy.data.scenes.new("Second")
+    bpy.context.window.scene = second
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    out = {"first_unchanged": {o.name for o in first.objects} == first_objects,
+           "second_hands": sorted(o.handforge.side for o in second.objects if o.type == "ARMATURE")}
+    collection = next(c for c in second.collection.children if c.name.startswith("HandForge"))
+    for obj in list(collection.objects):
+        bpy.data.objects.remove(obj)
+    bpy.context.view_layer.layer_collection.children[collection.name].exclude = True
+    armatures = len(bpy.data.armatures)
+    out["excluded_error"] = error_of(lambda: bpy.ops.handforge.add_hands())
+    out["excluded_left"] = {"objects": len(second.objects), "armatures": len(bpy.data.armatures) - armatures}
+    third = bpy.data.scenes.new("Third")
+    bpy.context.window.scene = third
+    assert bpy.ops.handforge.add_hands(sides="RIGHT") == {"FINISHED"}
+    right = third.handforge.right
+    right.location = (0.1, 0.2, 0.3)
+    assert bpy.ops.handforge.add_hands(sides="LEFT") == {"FINISHED"}
+    out["pair_offset"] = float(np.abs(np.array(third.handforge.left.matrix_world)
+                                      - np.array(right.matrix_world)).max())
+    bpy.context.window.scene = first
+    return out
+
+
+s.check("scenes", scenes_and_placement)
 s.finish()
