@@ -508,7 +508,7 @@ def key_pose(arm_obj, frame: float) -> int:
     keys = rig_build.corrective_keys(arm_obj)
     for kb in keys or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
-    retype_keys(hand_fcurves(arm_obj), frame, "KEYFRAME")
+    retype_keys(hand_fcurves(arm_obj, pose_only=True), frame, "KEYFRAME")
     return count + 3 + len(keys or ())
 
 
@@ -532,15 +532,24 @@ def retype_keys(fcurves, frame: float, keytype: str) -> None:
 
 
 # ---------------------------------------------------------------------- generated keys as a set
-def hand_fcurves(arm_obj) -> list:
-    """Every F-curve that animates a hand: its armature's and its correctives' shape keys'."""
+def hand_fcurves(arm_obj, pose_only: bool = False) -> list:
+    """Every F-curve that animates a hand: its armature's and its correctives' shape keys'. ``pose_only``:
+    only those of the hand's pose (joint bones, correctives, finger sliders), not the other channels an
+    artist keys on the same objects (the object's transform, custom properties)."""
     out = []
     mesh_obj = rig_build.hand_mesh(arm_obj)
     for id_block in (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
         bag = find_channelbag(id_block) if id_block is not None else None
         if bag is not None:
-            out.extend(bag.fcurves)
+            out.extend(fc for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path))
     return out
+
+
+_POSE_PREFIXES = (*(f'pose.bones["{name}"].' for name in JOINT_NAMES), 'key_blocks["pose_', "handforge.")
+
+
+def _is_pose_path(path: str) -> bool:
+    return path.startswith(_POSE_PREFIXES)
 
 
 def _key_types(fc) -> np.ndarray:

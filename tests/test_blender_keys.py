@@ -272,6 +272,13 @@ def test_generated_key_tools(session):
     assert tools["nothing_left"] == ["CANCELLED"]
 
 
+def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
+    _no_error(session, "other_channels")
+    types = session["other_channels"]
+    assert types["pose"] == ["KEYFRAME"]
+    assert types["location"] == ["BREAKDOWN"] and types['["artist_value"]'] == ["JITTER"]
+
+
 def test_import_benchmark_writes_the_floors_keys(addon_zip, tmp_path):  # noqa: F811 - fixture
     """benchmarks/blender_import.py runs HandForge's import and the pure-bpy floor interleaved, checks
     that both write the same keys (it raises otherwise) and prints min/median and the ratio."""

@@ -339,4 +339,25 @@ def generated_key_tools():
 
 
 s.check("tools", generated_key_tools)
+
+
+def other_channels_keep_their_key_types():
+    """Key Pose retypes the hand's pose keys only: the object's own keys at that frame keep their types."""
+    right = hand("right")
+    bpy.context.scene.frame_set(4000)
+    right["artist_value"] = 1.0
+    right.keyframe_insert("location", frame=4000, keytype="BREAKDOWN")
+    right.keyframe_insert('["artist_value"]', frame=4000, keytype="JITTER")
+    assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    ad = right.animation_data
+    bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+    types = {}
+    for fc in bag.fcurves:
+        for kp in fc.keyframe_points:
+            if abs(kp.co[0] - 4000) < 1e-4:
+                types.setdefault("pose" if fc.data_path.startswith("pose.bones") else fc.data_path, set()).add(kp.type)
+    return {k: sorted(v) for k, v in types.items()}
+
+
+s.check("other_channels", other_channels_keep_their_key_types)
 s.finish()
