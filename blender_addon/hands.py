@@ -6,7 +6,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import side_by_side
 from handforge_shared.rig import HandRig, load_open_hand_rig
-from handforge_shared.skeleton import SIDES
+from handforge_shared.skeleton import JOINT_NAMES, SIDES
 
 DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}
@@ -61,7 +61,8 @@ def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> tuple[di
 
 
 def set_shape(context, arm_obj, betas) -> None:
-    """Change a hand's shape (rest skeleton, shape keys) and keep its pose as it was."""
+    """Change a hand's shape (rest skeleton, shape keys) and keep its pose as it was (check several hands
+    with ``rig.check_reshapable`` first: a refusal then leaves them all as they were)."""
     current = pose_conv.read_pose(arm_obj, visual=False)
     rig_build.reshape(context, arm_obj, betas)
     pose_conv.write_pose(arm_obj, current)
@@ -78,6 +79,13 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True) -> dict[str,
                         and o.handforge.side == side), None)
         if obj is not None:
             hands[side] = obj
+    for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail
+        missing = [name for name in JOINT_NAMES if name not in obj.data.bones]
+        if missing and required:
+            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {', '.join(missing)}: undo the "
+                               "change that removed them, or add the hands again with HandForge > Add Hands")
+        if missing:
+            del hands[side]
     if required and not hands:
         what = {"BOTH": "hands", "LEFT": "left hand", "RIGHT": "right hand"}[target]
         raise NoHandsError(f"no {what} in the scene: add them with HandForge > Add Hands")

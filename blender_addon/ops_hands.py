@@ -84,6 +84,8 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         targets = hands.scene_hands(context.scene, self.sides)
+        for obj in targets.values():  # every hand checked before any is changed
+            rig.check_reshapable(context, obj)
         for obj in targets.values():
             hands.set_shape(context, obj, np.array(self.betas))
         return {"FINISHED"}

@@ -115,15 +115,21 @@ def _edit_mode(context, obj):
     """Enter edit mode on ``obj`` (needed for edit bones); returns a callable that leaves it."""
     view_layer = context.view_layer
     previous = view_layer.objects.active
+    previous_mode = previous.mode if previous is not None else "OBJECT"
     if context.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
     view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
 
-    def leave():
+    def leave():  # back to the object and mode the artist was in (Pose Mode on a hand, Edit Mode on a mesh)
         bpy.ops.object.mode_set(mode="OBJECT")
         if previous is not None and previous.name in view_layer.objects:
             view_layer.objects.active = previous
+            if previous_mode != "OBJECT":
+                try:
+                    bpy.ops.object.mode_set(mode=previous_mode)
+                except RuntimeError:  # e.g. the object is hidden now: Object Mode then
+                    pass
 
     return leave
 
@@ -301,12 +307,39 @@ def _stored_joints(arm_obj) -> tuple[np.ndarray, np.ndarray]:
     return rest, dirs
 
 
+RESHAPE_TOLERANCE_M = 1e-5
+
+
+def check_reshapable(context, arm_obj) -> None:
+    """Raise ``RigBuildError`` (a user error, nothing changed) when ``reshape`` cannot or must not rebuild
+    this hand's rest skeleton: hidden (edit mode needs it shown), armature data shared with another
+    object (that one's bones would move, not its mesh), or a rest skeleton that no longer is the one
+    the hand model gives for its shape (bones moved in Edit Mode, a rotation or scale applied with
+    Ctrl-A: rebuilding it from the model would silently undo that and distort the mesh)."""
+    name = arm_obj.name
+    if not arm_obj.visible_get(view_layer=context.view_layer):
+        raise RigBuildError(f"the hand {name!r} is hidden or excluded from the view layer: show it to change its "
+                            "shape")
+    if arm_obj.data.users > 1:
+        raise RigBuildError(f"the hand {name!r} shares its armature with another object (a linked duplicate): "
+                            "Object > Relation > Make Single User > Object & Data first, to change its shape")
+    rest, dirs = _stored_joints(arm_obj)
+    expected = _to_blender(_extended_joints(rest, dirs, np.asarray(arm_obj.handforge.betas))[:len(JOINT_NAMES)])
+    bones = arm_obj.data.bones
+    heads = np.array([bones[joint].head_local for joint in JOINT_NAMES])
+    if np.abs(heads - expected).max() > RESHAPE_TOLERANCE_M:
+        raise RigBuildError(f"the rest skeleton of {name!r} was changed (bones moved in Edit Mode, or a rotation or "
+                            "scale applied with Ctrl-A): Set Shape rebuilds it from the hand model and would undo "
+                            "that; undo the change, or add the hands again")
+
+
 def reshape(context, arm_obj, betas) -> None:
     """Change the hand's shape: rest skeleton and shape keys. The bones' channels are left as they
     are, so the pose changes with the frames (``hands.set_shape`` keeps the pose instead)."""
     betas = np.asarray(betas, dtype=np.float64)
     if betas.shape != (NUM_BETAS,) or not np.all(np.isfinite(betas)):
         raise ValueError(f"betas must be {NUM_BETAS} finite numbers")
+    check_reshapable(context, arm_obj)
     rest, dirs = _stored_joints(arm_obj)
     _set_bones(context, arm_obj, _extended_joints(rest, dirs, betas), arm_obj.handforge.side, create=False)
     arm_obj.handforge.betas = betas.tolist()

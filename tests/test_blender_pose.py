@@ -172,3 +172,16 @@ def test_hands_added_in_another_scene_stay_there_and_a_failed_add_leaves_nothing
 def test_a_missing_side_is_added_beside_its_partner(session):
     _no_error(session, "scenes")
     assert session["scenes"]["pair_offset"] < 1e-6  # a pair again, not 0.6 m apart and crossed
+
+
+def test_set_shape_and_key_pose_refuse_hands_they_cannot_change_whole(session):
+    _no_error(session, "rig_checks")
+    result = session["rig_checks"]
+    unchanged = {"left": [0.0], "right": [0.0]}
+    assert "is hidden" in result["hidden"]["error"] and result["hidden"]["betas"] == unchanged
+    assert "rest skeleton" in result["applied"]["error"] and "Ctrl-A" in result["applied"]["error"]
+    assert result["applied"]["betas"] == unchanged  # the left hand was not reshaped before the refusal
+    assert "Make Single User" in result["shared"]
+    assert result["mode_after"] == ["POSE", True]  # Set Shape gives the artist back Pose Mode
+    assert "ring2" in result["lost_bone"]["error"] and "Add Hands" in result["lost_bone"]["error"]
+    assert result["lost_bone"]["keyed"] == [False, False]

@@ -181,4 +181,48 @@ def scenes_and_placement():
 
 
 s.check("scenes", scenes_and_placement)
+
+
+def rig_checks():
+    """Hands that an operator cannot change whole are refused before any is changed."""
+    first = bpy.context.window.scene
+    scene = bpy.data.scenes.new("Checks")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    left, right = scene.handforge.left, scene.handforge.right
+    shape = [0.8] + [0.0] * 9
+
+    def betas():
+        return {side: list(obj.handforge.betas)[:1] for side, obj in (("left", left), ("right", right))}
+
+    out = {}
+    right.hide_set(True)
+    out["hidden"] = {"error": error_of(lambda: bpy.ops.handforge.set_shape(betas=shape, sides="BOTH")), "betas": betas()}
+    right.hide_set(False)
+    right.scale = (2, 2, 2)
+    bpy.context.view_layer.objects.active = right
+    right.select_set(True)
+    bpy.ops.object.transform_apply(location=False, rotation=False, scale=True)
+    out["applied"] = {"error": error_of(lambda: bpy.ops.handforge.set_shape(betas=shape, sides="BOTH")), "betas": betas()}
+    twin = left.copy()  # a linked duplicate: the same armature data
+    scene.collection.objects.link(twin)
+    out["shared"] = error_of(lambda: bpy.ops.handforge.set_shape(betas=shape, sides="LEFT"))
+    bpy.data.objects.remove(twin)
+    bpy.context.view_layer.objects.active = left
+    bpy.ops.object.mode_set(mode="POSE")
+    assert bpy.ops.handforge.set_shape(betas=shape, sides="LEFT") == {"FINISHED"}
+    out["mode_after"] = [bpy.context.mode, bpy.context.view_layer.objects.active.name == left.name]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.context.view_layer.objects.active = left
+    bpy.ops.object.mode_set(mode="EDIT")
+    left.data.edit_bones.remove(left.data.edit_bones["ring2"])
+    bpy.ops.object.mode_set(mode="OBJECT")
+    out["lost_bone"] = {"error": error_of(lambda: bpy.ops.handforge.key_pose(sides="BOTH")),
+                        "keyed": [o.animation_data is not None and o.animation_data.action is not None
+                                  for o in (left, right)]}
+    bpy.context.window.scene = first
+    return out
+
+
+s.check("rig_checks", rig_checks)
 s.finish()
