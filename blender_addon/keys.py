@@ -322,6 +322,10 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                               "add hands first (HandForge > Add Hands)")
     step = scene_fps(scene) / clip.fps
     all_frames = frame_start + np.arange(clip.num_frames) * step
+    if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
+        raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "
+                              f"({LAST_FRAME}): start it at frame {LAST_FRAME - (all_frames[-1] - frame_start):.0f} "
+                              "or earlier")
     warnings = [f"the clip has no {s} hand" for s in hands if s not in clip.hands]
     warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
     written = 0

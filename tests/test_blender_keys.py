@@ -227,6 +227,7 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert "frame range 20..10 is empty" in bad["export_range"]
     assert "choose a HandForge motion clip" in bad["import_empty"]
     assert bad["seconds"] < 0.5, bad
+    assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]
 
 
 def test_import_reports_frames_skipped_for_artist_keys_and_can_blend_into_them(session):

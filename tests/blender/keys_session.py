@@ -246,6 +246,10 @@ def checked_first():
         "import_empty": error_of(lambda: bpy.ops.handforge.import_motion(filepath="")),
     }
     out["seconds"] = time.perf_counter() - start
+    before = snapshot()
+    out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
+                                                                              frame_start=1048570))
+    out["past_end_unchanged"] = snapshot() == before
     return out
 
 
