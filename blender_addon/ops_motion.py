@@ -496,7 +496,11 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         if options.get("variation", 0.0) <= 0.0:
             options["variation"] = 1.0
         button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
-        outcome = button(how, **options)
+        try:
+            outcome = button(how, **options)
+        except RuntimeError as exc:  # the button's own refusal (e.g. its rig is gone), as one line
+            self.report({"ERROR"}, str(exc).strip().removeprefix("Error: "))
+            return {"CANCELLED"}
         return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
 
 

@@ -242,3 +242,9 @@ def test_follow_wrist_path_puts_the_wrists_on_the_path(session):
 def test_stopped_backend_greys_the_buttons_out(session):
     _no_error(session, "stopped")
     assert session["stopped"]["poll"] is False and session["stopped"]["message"]
+
+
+def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
+    _no_error(session, "regenerate_gone")
+    message = session["regenerate_gone"]["message"]
+    assert "Traceback" not in message and "Add Hands" in message, message

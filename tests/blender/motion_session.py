@@ -409,6 +409,16 @@ def nla_tweak_mode():
 s.check("nla_tweak", nla_tweak_mode)
 
 
+def regenerate_without_hands():
+    """Regenerate after the hands were deleted: the motion button's refusal, as one line."""
+    for side in ("left", "right"):
+        bpy.data.objects.remove(hand(side))
+    return {"message": error_of(lambda: ops.motion_regenerate())}
+
+
+s.check("regenerate_gone", regenerate_without_hands)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
     return {"poll": ops.motion_inbetween.poll(), "message": error_of(lambda: ops.motion_inbetween())}
