@@ -70,6 +70,8 @@ class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
     anchor_side: StringProperty(name="Anchor", description="The side kept as posed ('none': both sampled)")
     posed_sides: StringProperty(name="Posed", description="Sides the candidates pose, comma-separated")
     rig_names: StringProperty(name="Rigs", description="JSON: side → the rig object's name")
+    rig_uids: StringProperty(name="Rig IDs", options={"HIDDEN"},
+                             description="JSON: side → the rig object's session id (it survives a rename)")
     previous: StringProperty(name="Previous", options={"HIDDEN"},
                              description="JSON: the posed rigs' channels before the first preview")
     summary: StringProperty(name="Summary", description="Engine, hand model and time of the sampling")
@@ -134,15 +136,24 @@ def browsing(context) -> bool:
 
 
 # ---------------------------------------------------------------------- rigs
-def _rig_by_name(name: str):
-    obj = bpy.data.objects.get(name)
-    if obj is None or obj.type != "ARMATURE" or not obj.handforge.is_hand:
-        raise ValueError(f"the hand rig {name!r} of the candidates is gone or renamed: sample again")
-    return obj
+def _find_rig(name: str, uid: int | None):
+    """A hand rig by its session id (a renamed rig is still found), else by name (the ids are new once
+    the file is opened again); None when it is gone."""
+    obj = next((o for o in bpy.data.objects if o.session_uid == uid), None) if uid is not None else None
+    obj = obj or bpy.data.objects.get(name)
+    return obj if obj is not None and obj.type == "ARMATURE" and obj.handforge.is_hand else None
+
+
+def _rigs(names: dict[str, str], uids: dict[str, int], what: str) -> dict[str, object]:
+    rigs = {side: _find_rig(name, uids.get(side)) for side, name in names.items()}
+    for side, obj in rigs.items():
+        if obj is None:
+            raise ValueError(f"the {side} hand rig {names[side]!r} of {what} is gone: sample again")
+    return rigs
 
 
 def _browse_rigs(state) -> dict[str, object]:
-    return {side: _rig_by_name(name) for side, name in json.loads(state.rig_names or "{}").items()}
+    return _rigs(json.loads(state.rig_names or "{}"), json.loads(state.rig_uids or "{}"), "the candidates")
 
 
 def active_hand(context):
@@ -221,8 +232,8 @@ def take_off_preview(state) -> None:
     """Put the previewed rigs back as they were before the candidates (which are kept)."""
     if state.previous:
         for side, saved in json.loads(state.previous).items():
-            obj = bpy.data.objects.get(json.loads(state.rig_names).get(side, ""))
-            if obj is not None and obj.type == "ARMATURE":
+            obj = _find_rig(json.loads(state.rig_names).get(side, ""), json.loads(state.rig_uids or "{}").get(side))
+            if obj is not None:  # (a deleted rig has nothing to put back)
                 _restore(obj, saved)
 
 
@@ -233,7 +244,7 @@ def end_browse(context, restore: bool) -> None:
         take_off_preview(state)
     state.candidates.clear()
     _set_index(state, 1)
-    state.previous = state.rig_names = state.posed_sides = state.anchor_side = state.message = state.summary = ""
+    state.previous = state.rig_names = state.rig_uids = state.posed_sides = state.anchor_side = state.message = state.summary = ""
 
 
 def _step(context, delta: int) -> int:
@@ -272,7 +283,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         for rig in found.values():
             pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
-                         "rigs": {s: rig.name for s, rig in found.items()}}
+                         "rigs": {s: rig.name for s, rig in found.items()},
+                         "uids": {s: rig.session_uid for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
                   "steps": self.steps, "cfg_scale": variety_cfg(self.variety),
                   "penetration_guidance": self.penetration_guidance,
@@ -290,7 +302,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             end_browse(context, restore=True)
         request, arrays = self._request, result.arrays
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
-        rigs = {side: _rig_by_name(name) for side, name in request["rigs"].items()}
+        rigs = _rigs(request["rigs"], request["uids"], "the request")
         reference = np.array(rigs["left" if request["anchor_side"] == "none" else request["anchor_side"]].matrix_world)
         posed = [s for s in SIDES if s != request["anchor_side"]]
         per_side = {}
@@ -313,6 +325,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
                                      for side in rigs})
         state.anchor_side, state.posed_sides = request["anchor_side"], ",".join(posed)
         state.rig_names = json.dumps(request["rigs"])
+        state.rig_uids = json.dumps(request["uids"])
         state.previous = json.dumps({side: _snapshot(rigs[side]) for side in posed})
         state.summary = f"{result.data.get('engine', self.engine)} engine, {request['model']} hands"
         _set_index(state, 1)

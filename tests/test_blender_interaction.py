@@ -126,3 +126,10 @@ def test_scaled_rig_is_refused_and_a_loaded_file_drops_the_candidates(session):
     found = session["scaled_and_load"]
     assert "scaled differently" in found["scaled"] and "Clear" in found["scaled"]
     assert found["before_load"] == 1 and found["after_load"]["count"] == 0
+
+
+def test_cancel_puts_back_a_rig_renamed_while_browsing(session):
+    _no_error(session, "cancel_renamed")
+    found = session["cancel_renamed"]
+    assert found["moved"] and found["result"] == ["FINISHED"]
+    assert found["restored"] and found["browse"]["count"] == 0

@@ -200,6 +200,25 @@ def learned_both_free():
 s.check("learned", learned_both_free)
 
 
+def cancel_after_rename():
+    """A previewed rig renamed while browsing is still put back by Cancel (its pose was left on it)."""
+    before = channels("right")
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    right = hand("right")
+    moved = bool(np.abs(channels("right") - before).max() > 1e-3)
+    name = right.name
+    right.name = "Renamed Right Hand"
+    try:
+        result = sorted(bpy.ops.handforge.interaction_cancel())
+        return {"moved": moved, "result": result, "restored": bool(np.array_equal(channels("right"), before)),
+                "browse": browse()}
+    finally:
+        right.name = name
+
+
+s.check("cancel_renamed", cancel_after_rename)
+
+
 def mano_rig_without_mano_files():
     for side in SIDES:
         hand(side).handforge.hand_model = "mano"
