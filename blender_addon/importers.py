@@ -51,7 +51,8 @@ def image_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def image_datablock(name: str, pixels: np.ndarray) -> bpy.types.Image:
-    """An image datablock from (H, W, C) pixels, top row first (uint8 0..255 or float 0..1)."""
+    """A new image datablock, packed into the .blend, from (H, W, C) pixels, top row first (uint8 0..255 or
+    float 0..1)."""
     arr = np.asarray(pixels)
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
         raise PoseFormatError(f"image {name!r} must be (H, W, 1|3|4), got {arr.shape}")
@@ -63,7 +64,7 @@ def image_datablock(name: str, pixels: np.ndarray) -> bpy.types.Image:
     if rgba.shape[2] == 3:
         rgba = np.concatenate([rgba, np.ones(rgba.shape[:2] + (1,), np.float32)], axis=2)
     height, width = rgba.shape[:2]
-    image = bpy.data.images.new(name, width=width, height=height, alpha=True)
+    image = bpy.data.images.new(name, width=width, height=height, alpha=arr.shape[2] == 4)
     image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # Blender stores the bottom row first
     image.pack()  # kept inside the .blend: the result has no file of its own
     return image

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import hands, jobs
+from . import hands, importers, jobs
 from . import pose as pose_conv
 from .ops_export import scene_cameras
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
@@ -58,19 +58,6 @@ def read_request(scene, camera) -> tuple[dict[str, np.ndarray], str]:
     return arrays, models.pop()
 
 
-def store_image(name: str, pixels: np.ndarray):
-    """A new image datablock holding ``pixels`` (H, W, 3) uint8, top row first, packed into the .blend.
-    Always new (Blender numbers the name when it is taken, "… seed 0.001"): a run never overwrites an
-    earlier result or an image of the artist's, and one undo removes exactly what it made."""
-    height, width = pixels.shape[:2]
-    image = bpy.data.images.new(name, width, height, alpha=False)
-    rgba = np.ones((height, width, 4), np.float32)
-    rgba[..., :3] = pixels[::-1] / 255.0  # Blender's rows go bottom-up
-    image.pixels.foreach_set(rgba.ravel())
-    image.pack()
-    return image
-
-
 def import_images(context, result, title: str, seed: int, camera_name: str, background: bool,
                   plane_name: str | bool, **properties) -> list:
     """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]", each
@@ -83,7 +70,10 @@ def import_images(context, result, title: str, seed: int, camera_name: str, back
     labels = json.dumps({"hands": result.data.get("hands"), "camera": result.data.get("camera")})
     made = []
     for variant, pixels in enumerate(images):
-        image = store_image(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""), pixels)
+        # always a new datablock (Blender numbers a taken name, "… seed 0.001"): a run never overwrites an
+        # earlier result or an image of the artist's, and one undo removes exactly what it made
+        image = importers.image_datablock(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""),
+                                          pixels)
         image["handforge_seed"], image["handforge_variant"], image["handforge_labels"] = seed, variant, labels
         for key, value in properties.items():
             image[f"handforge_{key}"] = value
