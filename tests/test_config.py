@@ -56,3 +56,14 @@ def test_a_config_path_that_is_a_folder_is_said(tmp_path, monkeypatch):
     monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path))
     with pytest.raises(config.ConfigError, match="is a folder: point HANDFORGE_CONFIG at a .toml file"):
         config.check_file()
+
+
+@pytest.mark.parametrize("command", [["models", "list"], ["compare-hands"]])
+def test_every_command_says_an_unreadable_config_file_in_one_line(config_file, command, capsys):
+    """Whichever setting a command reads first, a broken file ends it with one line and status 2."""
+    from handforge.cli import main
+
+    config_file.write_text('[mano]\nmodel_dir = "unclosed\n')
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert str(config_file) in err and "fix or remove it" in err and "Traceback" not in err

@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from handforge.config import ConfigError
+
     try:
         return int(runners[args.command](args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ConfigError as exc:  # read by whichever setting the command needs first
+        print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
+        return 2
