@@ -251,6 +251,8 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path):
+    clip = tmp_path / "x.npz"
+    clip.write_bytes(b"")  # only its existence is checked here
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})
     with pytest.raises(SpecError, match="camera.distance"):
@@ -270,13 +272,17 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
                          ({"camera": {"preset": ["egocentric"]}}, "camera.preset"),
                          ({"poses": {"names": ["nosuchpose"]}}, "poses.names: unknown poses \\['nosuchpose'\\]"),
                          ({"poses": {"names": [1, 2]}}, "poses.names: expected a list of pose names"),
-                         ({"poses": {"names": "fist"}}, None), ({"poses": {"files": "/x.npz", "source": "files"}}, None),
+                         ({"poses": {"names": "fist"}}, None), ({"poses": {"files": str(clip), "source": "files"}}, None),
+                         ({"poses": {"files": [str(tmp_path / "nox.npz")], "source": "files"}},
+                          "poses.files: .*nox.npz' is not a file"),
+                         ({"poses": {"corpus": str(tmp_path / "corpus20K"), "source": "corpus"}},
+                          "poses.corpus: .*corpus20K' is not a folder"),
                          ({"poses": {"corpus": 5}}, "poses.corpus: expected a string"),
                          ({"hands": {"shape_sigma": True}}, "hands.shape_sigma"),
                          ({"hands": {"skin_tones": [123456]}}, "hands.skin_tones: expected")):
         if needle is None:  # one name or one file is a list of one
             parsed = parse_spec(data)
-            assert parsed.poses.names in ((), ("fist",)) and parsed.poses.files in ((), ("/x.npz",))
+            assert parsed.poses.names in ((), ("fist",)) and parsed.poses.files in ((), (str(clip),))
             continue
         with pytest.raises(SpecError, match=needle):
             parse_spec(data)
@@ -314,6 +320,10 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     assert main(["export", str(spec), "--out", str(tmp_path / "mano"), "--engine", "none", "--quiet"]) == 2
     assert "hand_model: 'mano' is not available here" in capsys.readouterr().err
     assert not (tmp_path / "mano").exists()
+    # a mistyped corpus path is refused before the folder is made (a folder of that spec blocked the fix)
+    spec.write_text(json.dumps({**SPEC, "samples": 2, "poses": {"source": "corpus", "corpus": str(tmp_path / "nope")}}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "typo"), "--engine", "none", "--quiet"]) == 2
+    assert "poses.corpus" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
 def test_the_spec_modules_example_is_a_valid_spec():

@@ -278,6 +278,15 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                                                                          "a list of motion clip paths"),
                              corpus=_text(poses.get("corpus", ""), "poses.corpus"),
                              split=_text(poses.get("split", "test"), "poses.split"))
+    # checked here, before the output folder is made: a mistyped path would leave a folder of this
+    # spec that the corrected spec is then refused to write into
+    if source == "files":
+        for path in pose_source.files:
+            if not Path(path).expanduser().is_file():
+                raise SpecError(f"poses.files: {path!r} is not a file (a motion clip .npz)")
+    if source == "corpus" and not Path(pose_source.corpus).expanduser().is_dir():
+        raise SpecError(f"poses.corpus: {pose_source.corpus!r} is not a folder (the one `handforge corpus --out` "
+                        "wrote)")
 
     cam_in = top.get("camera", {})
     preset = _choice(cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person",
