@@ -123,3 +123,14 @@ def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path,
         jobs._learned(ctx, None, "open", {"steps": 10})
     assert failed.value.code == "missing_weights" and "no config.json" in failed.value.message
     assert "interaction.checkpoint" in failed.value.hint and "templates" in failed.value.hint
+
+
+def test_the_demos_interaction_part_says_a_missing_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    """The demo goes on without the interaction part (it ended in a CheckpointError traceback)."""
+    from handforge.engines.interaction.demo import demo
+
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(tmp_path / "nonexistent"))
+    demo(tmp_path)
+    out = capsys.readouterr().out
+    assert out.startswith("interaction: skipped:") and "nonexistent" in out
+    assert not (tmp_path / "interaction.npz").exists()
