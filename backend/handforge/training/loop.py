@@ -254,7 +254,7 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
         if changed:
             data = " (data_statistics: other training data)" if "data_statistics" in changed else ""
             raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}){data}; resume with "
-                                "the same settings and data, or choose a new out folder (or resume=False to start over)")
+                                "the same settings and data, or choose a new out folder (or delete this one to start over)")
     out.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(mine, indent=1) + "\n")
 

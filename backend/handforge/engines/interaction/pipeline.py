@@ -12,7 +12,7 @@
    noise estimate). At each step x0 = x0_c + s (x0_c − x0_u) (classifier-free guidance, s =
    ``cfg_scale``, as the reference's ``cf_scale``), then over the last ``guidance_steps`` steps
    x0 ← x0 − w_k ∇ L(x0), L the summed penetration depth of the two hands' vertices
-   (``handforge.evaluation.penetration_loss``: nearest vertex and its normal on wrist-sealed
+   (``handforge.evaluation.penetration.penetration_loss``: nearest vertex and its normal on wrist-sealed
    meshes) + ``contact_guidance`` · max(gap − 2 mm, 0) for hands within 3 cm (not in the paper: the
    training interactions all touch, and the penetration term alone leaves half the samples a
    centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's step at most
@@ -29,13 +29,13 @@
    one leaving the least depth, and from there once more along the way, of a new gradient's, the one
    between the hands' centres and the six axes, that clears soonest: interlaced fingers can make the
    gradient point along them;
-   ``evaluation.separating_shifts``; the corpus's resolver instead optimises placement and fingers
+   ``evaluation.penetration.separating_shifts``; the corpus's resolver instead optimises placement and fingers
    towards a template's contacts, 0.6–0.8 s a sample, and a sample has no template): guidance
    works in the denoiser's units and leaves overlaps of millimetres to centimetres, which a
    translation of the same size removes without touching the pose. With ``touch`` (not in the
    paper), a generated hand left apart (up to 5 cm) is moved rigidly the other way, along the line
    between the hands' nearest vertices until they are 1 mm apart or as far as the tolerance allows
-   (``evaluation.touching_shifts``): the data's interactions all touch, and half the samples did not.
+   (``evaluation.penetration.touching_shifts``): the data's interactions all touch, and half the samples did not.
 4. Candidates still deeper than the tolerance after that (the few whose fingers interlock; before
    the separation tried other ways than the gradient's, 6 of the first 100 free samples, yet most of
    their overlap volume) are

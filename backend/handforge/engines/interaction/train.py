@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=20_000)
     parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,
-                        help="stop after about this long (a checkpoint is kept; run again to continue)")
+                        help="size the run to about this long: a short timed probe picks the step count (at "
+                             "most --steps), and the run then finishes with its learning rate decayed")
     parser.add_argument("--batch-size", type=at_least(1), default=256)
     parser.add_argument("--lr", type=POSITIVE, default=1e-3)
     parser.add_argument("--warmup-steps", type=at_least(0), default=None,

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=at_least(1), default=None, help="stop (resumably) after this many steps")
     parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument("--threads", type=at_least(1), default=None,
-                        help="torch CPU threads (1 is fastest on a busy machine)")
+                        help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
