@@ -199,6 +199,9 @@ def build(out: Path, wheels: list[Path]) -> Path:
                 # Wheels are zips already; storing them saves time and nothing else.
                 kind = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED
                 zf.write(path, name, compress_type=kind)
+        umask = os.umask(0)  # mkstemp made it private (0600): give it a new file's usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,6 +4,7 @@ Blender's own validation of it. The install itself is tested in test_blender_rig
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import tomllib
@@ -114,6 +115,16 @@ def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch):
     with zipfile.ZipFile(tmp_path / "bare.zip") as zf:
         assert [n for n in zf.namelist() if n.endswith(".whl")] == [
             f"wheels/handforge_shared-{build_addon.project_version()}-py3-none-any.whl"]
+
+
+def test_the_zip_gets_a_new_files_usual_permissions(tmp_path):
+    """Readable by Blender run as another user, as any file this umask makes (it was 0600, from mkstemp)."""
+    old = os.umask(0o022)
+    try:
+        assert build_addon.main(["--out", str(tmp_path / "shared.zip"), "--no-wheels"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.zip").stat().st_mode & 0o777 == 0o644
 
 
 def test_missing_wheels_folder_is_a_clear_error(tmp_path, capsys):
