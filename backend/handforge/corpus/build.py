@@ -55,8 +55,13 @@ _GENERATOR: Generator | None = None
 
 def _init_worker(settings: CorpusSettings) -> None:
     global _GENERATOR
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group: the parent alone answers it (it stops the pool and
+    # cleans up), so that a worker does not print its own KeyboardInterrupt traceback first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one process per core
     _GENERATOR = Generator(settings=settings)
 
