@@ -97,7 +97,7 @@ def test_the_train_command_refuses_bad_options_before_reading_data(trained, corp
     common = ["--motion-folder", str(corpus / "clips"), "--steps", "70", "--batch-size", "8", "--lr", "2e-3",
               "--warmup-steps", "10", "--checkpoint-every", "60", "--quiet", *TINY]
     assert _train(*common, "--out", str(trained), "--d-model", "64") == 2
-    assert "was saved by another model than this one" in capsys.readouterr().err
+    assert "other settings (model_config: d_model 32 -> 64)" in capsys.readouterr().err
 
 
 def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):

@@ -90,3 +90,28 @@ def test_a_loss_that_stops_being_finite_ends_the_run_without_a_model(tmp_path):
     with pytest.raises(TrainingError, match="the loss became nan at step 1.*no model was saved"):
         train(fresh_model(), Points(40), blows_up, settings(tmp_path / "f"))
     assert not (tmp_path / "f" / "model").exists()
+
+
+def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
+    """A run is resumed only into the same model, within its steps, from a checkpoint."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=6))
+    # model options shape the weights as much as the settings do (dropout was accepted and recorded)
+    torch.manual_seed(0)
+    with pytest.raises(TrainingError, match=r"other settings \(model_config: dropout 0.1 -> 0.5\)"):
+        train(TinyNet(width=16, dropout=0.5), Points(40), loss, settings(run))
+    # fewer steps than the run has done: its step-6 weights were saved as the model of a 3-step run
+    with pytest.raises(TrainingError, match="already at step 6, past --steps 3"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=3))
+    (run / "checkpoints" / "step-best").mkdir()  # a folder of the user's is not a checkpoint
+    done = train(fresh_model(), Points(40), loss, settings(run, steps=8))
+    assert done.resumed_from == 6 and done.step == 8
+    model = (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes()
+    for checkpoint in (run / "checkpoints").glob("step-0*"):
+        import shutil
+
+        shutil.rmtree(checkpoint)
+    # a finished model without checkpoints was trained over from scratch
+    with pytest.raises(TrainingError, match="trained model but no checkpoint to resume from"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=8))
+    assert (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes() == model

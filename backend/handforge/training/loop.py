@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, save_model
+from handforge_shared.files import write_atomic
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -246,21 +247,48 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
     if taken and not settings_file.is_file():
         raise TrainingError(f"{out} holds {', '.join(taken)} but no training run: choose a new or an empty folder")
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
+    # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
+    mine["model_config"] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
     mine = json.loads(json.dumps(mine, default=str))
-    if s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None:
-        theirs = json.loads(settings_file.read_text())
+    newest = _newest_checkpoint(out) if s.resume else None
+    if newest is None and s.resume and (out / MODEL).is_dir():
+        raise TrainingError(f"{out} holds a trained model but no checkpoint to resume from: train into a new out "
+                            "folder (or delete this one to start over)")
+    if newest is not None:
+        done = json.loads((newest / "step.json").read_text())["step"]
+        if done > s.steps:
+            raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
+                                f"{done} steps, or train into a new out folder")
+    if s.resume and settings_file.is_file() and newest is not None:
+        try:
+            theirs = json.loads(settings_file.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
+                                "a new out folder") from None
         # a key an older run did not record (its settings.json predates it) is not compared
         changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k])
         if changed:
-            data = " (data_statistics: other training data)" if "data_statistics" in changed else ""
-            raise TrainingError(f"{out} holds a run with other settings ({', '.join(changed)}){data}; resume with "
-                                "the same settings and data, or choose a new out folder (or delete this one to start over)")
+            named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
+                              if name != "data_statistics")
+            data = "other training data" + (f", and other settings ({named})" if named else "") \
+                if "data_statistics" in changed else f"other settings ({named})"
+            raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
+                                "choose a new out folder (or delete this one to start over)")
     out.mkdir(parents=True, exist_ok=True)
-    settings_file.write_text(json.dumps(mine, indent=1) + "\n")
+    write_atomic(settings_file, json.dumps(mine, indent=1) + "\n")
+
+
+def _difference(name: str, theirs: Any, mine: Any) -> str:
+    """``name``, with the model options that differ (e.g. "model_config: d_model 32 -> 64")."""
+    if name != "model_config" or not (isinstance(theirs, dict) and isinstance(mine, dict)):
+        return name
+    keys = sorted(k for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k))
+    return f"{name}: " + ", ".join(f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)
 
 
 def _newest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    found = sorted((p for p in (out / CHECKPOINTS).glob("step-*") if p.name[5:].isdigit()),
+                   key=lambda p: int(p.name[5:]))  # (a folder of the user's, e.g. step-best, is not one)
     return found[-1] if found else None
 
 
