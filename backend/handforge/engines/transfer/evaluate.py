@@ -31,12 +31,16 @@ def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
     return mask
 
 
+PSNR_CAP_DB = 100.0  # identical pixels: a finite best score, so that a perfect image raises the mean
+
+
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
-    """PSNR in dB of two uint8 images over the pixels ``where``; None without pixels, inf when equal."""
+    """PSNR in dB of two uint8 images over the pixels ``where``, at most ``PSNR_CAP_DB`` (reached when they
+    are equal: inf would drop out of a mean, and the perfect pairs with it); None without pixels."""
     if not where.any():
         return None
     error = float(np.mean((a[where].astype(np.float64) - b[where].astype(np.float64)) ** 2))
-    return float("inf") if error == 0 else float(10 * np.log10(255.0 ** 2 / error))
+    return PSNR_CAP_DB if error == 0 else min(PSNR_CAP_DB, float(10 * np.log10(255.0 ** 2 / error)))
 
 
 def pose_scores(detected: list, hands: dict, threshold: float) -> list[float]:
