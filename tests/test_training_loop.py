@@ -44,8 +44,11 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     first = train(fresh_model(), Points(100), loss, settings(tmp_path / "parts", stop_after=10))
     assert first.step == 10 and first.model_dir is None
     torch.manual_seed(12345)  # the resumed run must not depend on the RNG state it starts with
+    # stop_after counts this run's steps: the same command run again goes on (it stopped at 10 for good)
+    second = train(fresh_model(), Points(100), loss, settings(tmp_path / "parts", stop_after=10))
+    assert second.resumed_from == 10 and second.step == 20 and second.model_dir is None
     rest = train(TinyNet(width=16, dropout=0.1), Points(100), loss, settings(tmp_path / "parts"))
-    assert rest.resumed_from == 10  # stop_after leaves a checkpoint where it stopped
+    assert rest.resumed_from == 20  # stop_after leaves a checkpoint where it stopped
     assert rest.step == 30
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(tensor, rest.model.state_dict()[name]), name

@@ -65,7 +65,8 @@ class TrainSettings:
     log_every: int = 10
     num_workers: int = 0
     resume: bool = True                  # continue from the newest checkpoint in out/checkpoints
-    stop_after: int | None = None        # stop (with a checkpoint) after this many steps: a time-limited run
+    stop_after: int | None = None        # stop (with a checkpoint) after this many steps of this run (a resumed
+                                         # one counts from where it resumed): a time-limited run
     progress: bool = True                # tqdm bar with ETA
     # what the weights were trained against beyond these settings, e.g. the data's normalisation
     # statistics (JSON-able): a resumed run must have the same (other data would go unnoticed)
@@ -154,7 +155,7 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
     log = _Log(out / LOG, accelerator.is_main_process, after_step=step)
     bar = tqdm(total=s.steps, initial=step, desc=f"training {out.name}", unit="step",
                disable=not (s.progress and accelerator.is_local_main_process))
-    stop = min(s.steps, s.stop_after) if s.stop_after is not None else s.steps
+    stop = min(s.steps, step + s.stop_after) if s.stop_after is not None else s.steps  # this run's steps
     last_loss, started = float("nan"), time.monotonic()
     while step < stop:
         epoch, seen = divmod(step, len(loader))

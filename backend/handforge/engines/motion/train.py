@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=at_least(1), default=3000)
     parser.add_argument("--batch-size", type=at_least(1), default=16)
     parser.add_argument("--lr", type=POSITIVE, default=4e-4)
-    parser.add_argument("--warmup-steps", type=at_least(0), default=200, help="linear LR warm-up, then cosine decay")
+    parser.add_argument("--warmup-steps", type=at_least(0), default=None,
+                        help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 200)")
     parser.add_argument("--window", type=at_least(2), default=96, help="frames per training window (crops are shorter)")
     parser.add_argument("--min-length", type=at_least(2), default=24, help="shortest random crop of a window")
     parser.add_argument("--d-model", type=at_least(1), default=192)
@@ -177,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(model, windows, objective, TrainSettings(
             out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine",
-            warmup_steps=args.warmup_steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+            warmup_steps=min(200, args.steps // 10) if args.warmup_steps is None else args.warmup_steps,
+            seed=args.seed, checkpoint_every=args.checkpoint_every,
             ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
             data_statistics={"mean": model.config.data_mean, "std": model.config.data_std}))
     except TrainingError as exc:
