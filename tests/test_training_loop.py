@@ -118,3 +118,27 @@ def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     with pytest.raises(TrainingError, match="trained model but no checkpoint to resume from"):
         train(fresh_model(), Points(40), loss, settings(run, steps=8))
     assert (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes() == model
+
+
+def test_a_damaged_checkpoint_or_log_is_said_or_survived(tmp_path):
+    """A truncated checkpoint file is named with what to do (not a library's traceback, nor "another
+    model"); a half-written last log line (a run killed while logging) is dropped on resume."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"step": 5, "lo')
+    newest = run / "checkpoints" / "step-00000004"
+    for name in ("model.safetensors", "optimizer.bin"):
+        original = (newest / name).read_bytes()
+        (newest / name).write_bytes(original[: len(original) // 2])
+        with pytest.raises(TrainingError, match=f"{name}|step-00000004 cannot be read.*delete it to resume"):
+            train(fresh_model(), Points(40), loss, settings(run, steps=6))
+        (newest / name).write_bytes(original)
+    (newest / "step.json").write_text("{")
+    with pytest.raises(TrainingError, match="step.json cannot be read"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    (newest / "step.json").write_text('{"step": 4}')
+    done = train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    assert done.resumed_from == 4
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))

@@ -148,9 +148,13 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
         try:
             accelerator.load_state(str(checkpoint))
         except RuntimeError as exc:  # e.g. "size mismatch for output.weight": another model's run
+            if "size mismatch" not in str(exc) and "Missing key" not in str(exc) and "Unexpected key" not in str(exc):
+                raise TrainingError(_unreadable(checkpoint, exc)) from None
             raise TrainingError(f"{checkpoint} was saved by another model than this one ({str(exc)[:200]}): train "
                                 "with that run's model options, or into a new out folder") from None
-        step = json.loads((checkpoint / "step.json").read_text())["step"]
+        except Exception as exc:  # noqa: BLE001 - a damaged file (truncated safetensors, a pickle, a missing one)
+            raise TrainingError(_unreadable(checkpoint, exc)) from None
+        step = _checkpoint_step(checkpoint)
     resumed_from = step
     log = _Log(out / LOG, accelerator.is_main_process, after_step=step)
     bar = tqdm(total=s.steps, initial=step, desc=f"training {out.name}", unit="step",
@@ -256,7 +260,7 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
         raise TrainingError(f"{out} holds a trained model but no checkpoint to resume from: train into a new out "
                             "folder (or delete this one to start over)")
     if newest is not None:
-        done = json.loads((newest / "step.json").read_text())["step"]
+        done = _checkpoint_step(newest)
         if done > s.steps:
             raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
                                 f"{done} steps, or train into a new out folder")
@@ -277,6 +281,21 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
                                 "choose a new out folder (or delete this one to start over)")
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(settings_file, json.dumps(mine, indent=1) + "\n")
+
+
+def _unreadable(checkpoint: Path, exc: BaseException) -> str:
+    return (f"{checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): it is damaged; delete it to "
+            "resume from the checkpoint before it, or train into a new out folder")
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    try:
+        step = json.loads((checkpoint / "step.json").read_text())["step"]
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+            return step
+        raise ValueError(f"step {step!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(_unreadable(checkpoint / "step.json", exc)) from None
 
 
 def _difference(name: str, theirs: Any, mine: Any) -> str:
@@ -309,6 +328,16 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _logged_step(line: str) -> float:
+    """The step a log line records; inf (dropped) for a line that is not one, e.g. the half-written last line
+    of a run killed while logging."""
+    try:
+        row = json.loads(line)
+        return row.get("step", 0) if isinstance(row, dict) else math.inf
+    except ValueError:
+        return math.inf
+
+
 class _Log:
     """``log.jsonl``: a resumed run first drops the lines written after its checkpoint."""
 
@@ -316,9 +345,8 @@ class _Log:
         self.path, self.enabled = path, write
         self.rows: list[dict[str, Any]] = []
         if write and path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line in path.read_text(errors="replace").splitlines() if _logged_step(line) <= after_step]
+            write_atomic(path, "".join(line + "\n" for line in kept))
         elif write and after_step == 0:
             path.write_text("")
 
