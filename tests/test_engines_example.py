@@ -6,6 +6,7 @@ that holds one TinyNet but not two."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def test_checkpoints_round_trip_and_wrong_folders_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no config.json"):
         load_model(TinyNet, tmp_path / "empty")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "width": "big"}))  # a hand-edited config
+    with pytest.raises(CheckpointError, match="cannot load the TinyNet checkpoint"):
+        load_model(TinyNet, folder)
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
                               "point the setting at a checkpoint of this model")
     try:
         model = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # TypeError: a config value of another type
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
     model = model.to(device).eval()
