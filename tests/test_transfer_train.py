@@ -61,6 +61,15 @@ def test_pairs_share_camera_and_look_and_differ_in_pose(data):
     assert not torch.equal(item["source_pose"], item["target_pose"])
 
 
+def test_pairs_of_another_spec_are_not_mixed_into_a_folder(data):
+    """A rerun resumes (or extends) the same pairs; another spec's pairs were added to them silently."""
+    _, pairs = data
+    assert write_pairs(parse_spec(SPEC), pairs, 4, shading="gl") == pairs  # the same spec: nothing to do
+    with pytest.raises(ValueError, match="holds pairs written from another spec or shading"):
+        write_pairs(parse_spec({**SPEC, "seed": 9}), pairs, 6, shading="gl")
+    assert not (pairs / "source" / "samples" / "000004").exists()
+
+
 def test_pose_vector_is_the_cameras_view_of_the_wrists():
     from handforge_shared import pose_library
     from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle

@@ -21,9 +21,11 @@ import torch
 from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
+from handforge_shared.files import write_atomic
 
 SOURCE, TARGET = "source", "target"
 OTHER_SCENE = 1_000_003  # the target's articulation comes from scene index + this
+PAIRS_SPEC = "pairs_spec.json"  # the spec (less its sample count) and shading the pairs were written from
 
 
 def gl_rgb(gl) -> Callable:
@@ -56,6 +58,14 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     out = Path(out)
     if "rgb" not in spec.outputs:  # pairs are RGB images; label_scene writes rgb.png only when asked
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
+    # a rerun resumes the same pairs; pairs of another spec would be mixed in silently
+    made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
+    record = out / PAIRS_SPEC
+    if record.is_file() and json.loads(record.read_text()) != made_by:
+        raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
+                         "another folder")
+    if not record.is_file():
+        write_atomic(record, json.dumps(made_by, indent=1))
     model, gl = load_hand_model(spec.hand_model), renderer()
     with contextlib.ExitStack() as stack:
         if shading == "gl":
