@@ -523,6 +523,9 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
                  "--out", str(out)]) == 0
     table = capsys.readouterr().out
     rows = json.loads(out.read_text())["rows"]
+    run = json.loads(out.read_text())["run"]  # what was measured, in the report itself
+    assert run["checkpoint"] == str(trained / "model") and run["splits"] == "train" and run["steps"] == 3
+    assert run["windows"] == {"gap15": 3, "unconditional": 3} and "windows per task: gap15 3" in table
     assert [(r["task"], r["engine"]) for r in rows] == [
         ("gap15", "ground truth"), ("gap15", "learned"), ("gap15", "spline"), ("gap15", "keys' Hermite curve"),
         ("unconditional", "ground truth"), ("unconditional", "learned"), ("unconditional", "spline")]

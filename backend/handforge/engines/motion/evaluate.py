@@ -202,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
         for split in args.splits.split(","):
             source = open_corpus(args.corpus, split=split)
             clips += [source.load(i) for i in range(len(source))]
-        model = load_model(MotionDenoiser, args.checkpoint or config.value(CHECKPOINT.key))
+        checkpoint = args.checkpoint or config.value(CHECKPOINT.key)
+        model = load_model(MotionDenoiser, checkpoint)
     except (DatasetError, CheckpointError) as exc:
         print(f"handforge eval motion: {exc}", file=sys.stderr)
         return 2
@@ -230,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     features = load_features()
     rows, full = [], {}
+    print(f"checkpoint {checkpoint}; corpus {args.corpus} ({args.splits}); windows per task: "
+          + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
     for task in tasks:
         windows = windows_of[task]
         observations = [observation_of(w, task_mask(task, w.num_frames)) for w in windows]
@@ -263,5 +266,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows))
     if args.out:
-        write_report(args.out, {"rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full})
+        write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": args.splits,
+                                        "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
+                                        "windows": {task: len(windows_of[task]) for task in tasks}},
+                                "rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full})
     return 0
