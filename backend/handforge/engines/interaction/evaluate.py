@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         precision, recall = knn_precision_recall(reference_features, feats, k=5)
         table[name] = {
             "samples": len(feats),
+            "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
             "penetration_volume_cm3": penetration.summary()["penetration_volume_cm3"],
             "max_depth_mm": penetration.summary()["max_depth_mm"],
             "contact_ratio": contact.summary()["contact_ratio"],
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(table))
     if args.out:
         write_report(args.out, {"checkpoint": str(folder), "split": args.split, "reference": args.reference,
-                                "mesh_samples": args.mesh_samples, "rows": table})
+                                "mesh_samples_asked": args.mesh_samples, "seed": args.seed, "rows": table})
     return 0
 
 
