@@ -142,3 +142,16 @@ def test_a_damaged_checkpoint_or_log_is_said_or_survived(tmp_path):
     assert done.resumed_from == 4
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
+
+
+def test_one_run_at_a_time_in_a_folder(tmp_path):
+    """A second run into the folder of a running one is refused (two interleaved their log lines)."""
+    from handforge_shared.files import folder_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with folder_lock(run):  # as a run in another process holds it
+        with pytest.raises(TrainingError, match="another training run is writing into this folder"):
+            train(fresh_model(), Points(40), loss, settings(run, steps=2))
+    assert list(run.iterdir()) == []  # nothing written by the refused run
+    assert train(fresh_model(), Points(40), loss, settings(run, steps=2)).step == 2  # free again

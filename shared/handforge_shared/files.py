@@ -1,4 +1,4 @@
-"""Files written whole or not at all, with the mode an ordinary file gets.
+"""Files written whole or not at all, with the mode an ordinary file gets; one writer per folder.
 
 A file is written beside its target (``.<name>.<random>.tmp``, so a reader or a clean-up can tell it
 apart) and renamed into place: a crash, a Ctrl-C or a full disk leaves the old file or none, never
@@ -15,6 +15,31 @@ from pathlib import Path
 from typing import IO, Iterator
 
 TEMPORARY_SUFFIX = ".tmp"
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """One writer at a time in ``folder`` (raises ``FolderBusy`` while another holds it): an advisory lock
+    on the folder itself, so nothing is added to it, and the kernel drops it when its holder dies. No
+    lock where the platform has none (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FolderBusy(f"{folder} is in use by another process") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def usual_mode(folder: bool = False) -> int:
@@ -50,4 +75,4 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return Path(path)
 
 
-__all__ = ["TEMPORARY_SUFFIX", "atomic_file", "usual_mode", "write_atomic"]
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "folder_lock", "usual_mode", "write_atomic"]

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from handforge_shared.files import TEMPORARY_SUFFIX, write_atomic
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, write_atomic
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
 SAMPLES = "samples"
@@ -49,24 +49,13 @@ class ExportBusy(RuntimeError):
 
 @contextlib.contextmanager
 def run_lock(out: Path) -> Iterator[None]:
-    """One driver per dataset folder at a time (a second one would redo the first one's samples): an
-    advisory lock on the folder itself, so nothing is left in the dataset; the kernel drops it when the
-    driver dies."""
+    """One driver per dataset folder at a time (a second one would redo the first one's samples)."""
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; one driver per folder is then up to you
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
-                             "or stop it (a rerun afterwards resumes)") from None
-        yield
-    finally:
-        os.close(fd)
+        with folder_lock(out):
+            yield
+    except FolderBusy:
+        raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
+                         "or stop it (a rerun afterwards resumes)") from None
 
 
 class FolderTaken(ValueError):

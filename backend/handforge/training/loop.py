@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, save_model
-from handforge_shared.files import write_atomic
+from handforge_shared.files import FolderBusy, folder_lock, write_atomic
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -111,15 +112,32 @@ class EpochPermutation(torch.utils.data.Sampler):
 def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any, Any], Any],
           settings: TrainSettings, collate_fn: Callable | None = None,
           optimizer: torch.optim.Optimizer | None = None) -> TrainResult:
-    """Train ``model`` (a ModelMixin) on ``dataset`` with ``loss_fn(model, batch)``; see the module doc."""
+    """Train ``model`` (a ModelMixin) on ``dataset`` with ``loss_fn(model, batch)``; see the module doc.
+    One run at a time in a folder (a lock on it): a second would interleave its log and checkpoints."""
+    s = settings
+    out = Path(s.out)
+    recorded = _check(model, dataset, s)
+    if int(os.environ.get("RANK", "0")):  # another process of an `accelerate launch` run: rank 0 holds the lock
+        return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out):
+            _check(model, dataset, s)  # again, now that no other run can change the folder
+            write_atomic(out / "settings.json", json.dumps(recorded, indent=1) + "\n")
+            return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
+    except FolderBusy:
+        raise TrainingError(f"{out}: another training run is writing into this folder; wait for it or stop it "
+                            "(a rerun afterwards resumes)") from None
+
+
+def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any, Any], Any],
+           s: TrainSettings, collate_fn: Callable | None, optimizer: torch.optim.Optimizer | None) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    s = settings
-    _check(model, dataset, s)
     out = Path(s.out)
     accelerator = Accelerator(mixed_precision=s.mixed_precision,
                               project_config=ProjectConfiguration(project_dir=str(out)))
@@ -220,7 +238,8 @@ def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any
         raise TrainingError(f"--init: {exc}") from None
 
 
-def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
+def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
+    """Refuse what cannot be trained (or resumed) here; returns the settings.json this run records."""
     if not callable(getattr(model, "save_pretrained", None)):
         raise TrainingError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
                             "diffusers.ModelMixin and ConfigMixin (see handforge.engines)")
@@ -279,8 +298,7 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> None:
                 if "data_statistics" in changed else f"other settings ({named})"
             raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
                                 "choose a new out folder (or delete this one to start over)")
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(settings_file, json.dumps(mine, indent=1) + "\n")
+    return mine
 
 
 def _unreadable(checkpoint: Path, exc: BaseException) -> str:
