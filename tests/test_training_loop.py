@@ -84,6 +84,11 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     with pytest.raises(TrainingError, match="holds model but no training run"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "mine"))
     assert [p.name for p in (tmp_path / "mine").rglob("*")] == ["model", "important.txt"]  # untouched
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "settings.json").write_text('{"mine": 1}')  # was replaced by the run's, unsaid
+    with pytest.raises(TrainingError, match="is not a training run's settings"):
+        train(fresh_model(), Points(40), loss, settings(tmp_path / "own"))
+    assert (tmp_path / "own" / "settings.json").read_text() == '{"mine": 1}'
 
 
 def test_a_loss_that_stops_being_finite_ends_the_run_without_a_model(tmp_path):

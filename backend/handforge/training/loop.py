@@ -270,6 +270,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     taken = [name for name in ("model", "log.jsonl", CHECKPOINTS) if (out / name).exists()]
     if taken and not settings_file.is_file():
         raise TrainingError(f"{out} holds {', '.join(taken)} but no training run: choose a new or an empty folder")
+    if settings_file.is_file() and not _run_settings(settings_file):  # someone's own settings.json
+        raise TrainingError(f"{settings_file} is not a training run's settings and would be overwritten: choose a new "
+                            "or an empty folder")
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
     # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
     mine["model_config"] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
@@ -299,6 +302,15 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
             raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
                                 "choose a new out folder (or delete this one to start over)")
     return mine
+
+
+def _run_settings(path: Path) -> bool:
+    """Whether ``path`` is the settings.json of a run of this loop (or a damaged one: said at resume)."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return True
+    return isinstance(recorded, dict) and {"steps", "batch_size", "lr", "seed"} <= recorded.keys()
 
 
 def _unreadable(checkpoint: Path, exc: BaseException) -> str:
