@@ -119,7 +119,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     saved_as = checkpoint_class(folder)
     if saved_as != cls.__name__:
         raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
-                              "point the setting at a checkpoint of this model")
+                              "give a checkpoint of this model (the setting or option that named this folder)")
     try:
         model = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError, TypeError) as exc:  # TypeError: a config value of another type
