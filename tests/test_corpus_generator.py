@@ -241,25 +241,3 @@ def test_failed_statistics_keep_the_finished_corpus(tmp_path, monkeypatch, capsy
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["evaluation"] == {"error": "ValueError: metric exploded"} and summary["sequences"] == 3
 
-
-def test_ctrl_c_with_workers_is_said_once_without_a_workers_traceback(tmp_path):
-    """Ctrl-C in a terminal reaches the whole process group: the workers leave it to the parent."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    out = tmp_path / "c"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "handforge", "corpus", "--out", str(out), "--sequences", "5000",
-                             "--workers", "2", "--quiet"], stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not any(tmp_path.glob(".c.partial-*/clips/*.npz")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)  # the workers are running once the first clip is written (into the partial folder)
-    assert proc.poll() is None, proc.stderr.read()
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err, err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
