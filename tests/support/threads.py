@@ -3,20 +3,11 @@ waits (3 s a training step instead of 0.1 s here)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
-import torch
 
+from handforge.runtime import torch_threads
 
-@contextmanager
-def torch_threads(count: int = 1):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+__all__ = ["one_thread", "torch_threads"]
 
 
 @pytest.fixture(scope="module", autouse=True)
