@@ -87,7 +87,7 @@ def test_dataset_pairs_and_tas_in_training(setup, tmp_path):
                  "--size", str(SIZE), "--steps", "2"]) == 2
 
 
-def test_the_same_seed_gives_the_same_model(setup, tmp_path):
+def test_the_same_seed_gives_the_same_model(setup, tmp_path, capsys):
     """The guidance module's new layers are initialised after the seed is set (they were not: two runs
     of one command differed in every tensor)."""
     sd_path, data, _ = setup
@@ -97,3 +97,8 @@ def test_the_same_seed_gives_the_same_model(setup, tmp_path):
                      "--size", str(SIZE), "--steps", "1", "--batch-size", "2", "--seed", "4", "--quiet"]) == 0
         models.append(load_controlnet(tmp_path / name / "model").state_dict())
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+    # continued with other loss weights: another objective for the same weights (it resumed without a word)
+    assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "a"),
+                 "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--seed", "4", "--quiet",
+                 "--lambda-local", "0.2"]) == 2
+    assert "other settings (data_options: lambda_local 0.5 -> 0.2)" in capsys.readouterr().err

@@ -114,6 +114,9 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "10", "--init",
                   str(tmp_path / "first" / "model")) == 2
     assert "inside --out" in capsys.readouterr().err
+    # the run continued on every other frame is another dataset for the same weights (it resumed unsaid)
+    assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "90", "--stride", "2") == 2
+    assert "other settings (data_options: stride 1 -> 2)" in capsys.readouterr().err
 
 
 def test_the_eval_command_names_a_wrong_split(corpus, capsys):

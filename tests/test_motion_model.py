@@ -108,6 +108,9 @@ def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):
     assert _train(*common, "--stop-after", "2", "--max-clips", "3") == 0
     assert _train(*common, "--max-clips", "6") == 2
     assert "other training data" in capsys.readouterr().err
+    # the same clips cropped otherwise: another task for the same weights (it resumed without a word)
+    assert _train(*common, "--max-clips", "3", "--min-length", "3") == 2
+    assert "other settings (data_options: min_length 16 -> 3)" in capsys.readouterr().err
     assert _train(*common, "--max-clips", "3") == 0  # the same data: continued
 
 

@@ -111,6 +111,12 @@ def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     # fewer steps than the run has done: its step-6 weights were saved as the model of a 3-step run
     with pytest.raises(TrainingError, match="already at step 6, past --steps 3"):
         train(fresh_model(), Points(40), loss, settings(run, steps=3))
+    # nor on data shaped otherwise (an engine's options: a window, a stride, loss weights)
+    windowed = tmp_path / "windowed"
+    train(fresh_model(), Points(40), loss, settings(windowed, stop_after=2, data_options={"window": 8}))
+    with pytest.raises(TrainingError, match=r"other settings \(data_options: window 8 -> 16\)"):
+        train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 16}))
+    assert train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 8})).resumed_from == 2
     (run / "checkpoints" / "step-best").mkdir()  # a folder of the user's is not a checkpoint
     done = train(fresh_model(), Points(40), loss, settings(run, steps=8))
     assert done.resumed_from == 6 and done.step == 8

@@ -72,6 +72,9 @@ class TrainSettings:
     # what the weights were trained against beyond these settings, e.g. the data's normalisation
     # statistics (JSON-able): a resumed run must have the same (other data would go unnoticed)
     data_statistics: dict[str, Any] | None = None
+    # the engine's options that shape the data or the objective (window, stride, loss weights ...), JSON-able:
+    # a resumed run must have the same (a different --window would silently train another task)
+    data_options: dict[str, Any] | None = None
 
 
 # Settings a resumed run may change: the length of the run and its warm-up (the schedule is rebuilt
@@ -329,8 +332,8 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 
 def _difference(name: str, theirs: Any, mine: Any) -> str:
-    """``name``, with the model options that differ (e.g. "model_config: d_model 32 -> 64")."""
-    if name != "model_config" or not (isinstance(theirs, dict) and isinstance(mine, dict)):
+    """``name``, with the model or data options that differ (e.g. "model_config: d_model 32 -> 64")."""
+    if name not in ("model_config", "data_options") or not (isinstance(theirs, dict) and isinstance(mine, dict)):
         return name
     keys = sorted(k for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k))
     return f"{name}: " + ", ".join(f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)

@@ -52,14 +52,17 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def sd_run_settings(args: argparse.Namespace):
-    """The training loop's settings from ``add_sd_run_arguments``' options."""
+def sd_run_settings(args: argparse.Namespace, sd_path: str, data_options: dict):
+    """The training loop's settings from ``add_sd_run_arguments``' options; ``data_options``, the
+    engine's options that shape the data and the loss, and the SD weights are what a resume must keep."""
+    from pathlib import Path
+
     from handforge.training.loop import TrainSettings
 
     return TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          mixed_precision=args.mixed_precision, ema_decay=args.ema_decay,
                          checkpoint_every=args.checkpoint_every, log_every=max(1, min(10, args.steps // 10)),
-                         progress=not args.quiet)
+                         progress=not args.quiet, data_options={**data_options, "sd": str(Path(sd_path).resolve())})
 
 
 def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:
@@ -159,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)
     try:
-        result = train(net, dataset, objective, sd_run_settings(args))
+        result = train(net, dataset, objective, sd_run_settings(args, sd_path, {
+            "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
+            "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None}))
     except TrainingError as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)
         return 2

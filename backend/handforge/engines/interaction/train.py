@@ -94,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     settings = TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              lr_schedule="cosine", warmup_steps=warmup, ema_decay=0.999,
-                             checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet)
+                             checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet,
+                             data_options={"stride": args.stride, "max_clips": args.max_clips,
+                                           "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
+                                           "interhand": args.interhand is not None})
     if args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
         import copy
         import shutil

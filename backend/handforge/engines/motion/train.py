@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
             warmup_steps=min(200, args.steps // 10) if args.warmup_steps is None else args.warmup_steps,
             seed=args.seed, checkpoint_every=args.checkpoint_every,
             ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
-            data_statistics={"mean": model.config.data_mean, "std": model.config.data_std}))
+            data_statistics={"mean": model.config.data_mean, "std": model.config.data_std},
+            data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
+                          "hand_model": args.hand_model}))
     except TrainingError as exc:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2

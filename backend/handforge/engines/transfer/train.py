@@ -123,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
     try:
-        result = train(model, dataset, TransferObjective(sd), sd_run_settings(args))
+        result = train(model, dataset, TransferObjective(sd), sd_run_settings(args, sd_path, {
+            "size": args.size, "interhand": args.interhand,
+            "interhand_split": args.interhand_split if args.interhand else None,
+            "interhand_gap": args.interhand_gap if args.interhand else None}))
     except TrainingError as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
