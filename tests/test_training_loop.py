@@ -54,6 +54,9 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert torch.equal(tensor, rest.model.state_dict()[name]), name
     log = [json.loads(line)["step"] for line in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]
     assert log == list(range(1, 31))  # one line per step, none twice
+    # the finished run's command again: no step to do, its model and its last loss (it said "last loss nan")
+    again = train(fresh_model(), Points(100), loss, settings(tmp_path / "parts"))
+    assert again.resumed_from == again.step == 30 and again.last_loss == rest.last_loss
     whole_log = (tmp_path / "whole" / "log.jsonl").read_text().splitlines()
     parts_log = (tmp_path / "parts" / "log.jsonl").read_text().splitlines()
     assert [json.loads(a)["loss"] for a in whole_log] == [json.loads(b)["loss"] for b in parts_log]

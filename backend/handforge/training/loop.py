@@ -181,7 +181,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     bar = tqdm(total=s.steps, initial=step, desc=f"training {out.name}", unit="step",
                disable=not (s.progress and accelerator.is_local_main_process))
     stop = min(s.steps, step + s.stop_after) if s.stop_after is not None else s.steps  # this run's steps
-    last_loss, started = float("nan"), time.monotonic()
+    last_loss, started = log.last_loss, time.monotonic()  # (a rerun of a finished run does no step)
     while step < stop:
         epoch, seen = divmod(step, len(loader))
         batches = accelerator.skip_first_batches(loader, seen) if seen else loader
@@ -377,9 +377,14 @@ class _Log:
     def __init__(self, path: Path, write: bool, after_step: int) -> None:
         self.path, self.enabled = path, write
         self.rows: list[dict[str, Any]] = []
-        if write and path.is_file():
+        self.last_loss = float("nan")  # the loss last logged up to the resumed step
+        if path.is_file() and after_step > 0:
             kept = [line for line in path.read_text(errors="replace").splitlines() if _logged_step(line) <= after_step]
-            write_atomic(path, "".join(line + "\n" for line in kept))
+            loss = json.loads(kept[-1]).get("loss") if kept else None  # (kept lines are dicts)
+            if isinstance(loss, (int, float)):
+                self.last_loss = float(loss)
+            if write:
+                write_atomic(path, "".join(line + "\n" for line in kept))
         elif write and after_step == 0:
             path.write_text("")
 
