@@ -404,6 +404,15 @@ def curves_alone(arm_obj) -> bool:
     return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
 
 
+def _shown(fc) -> bool:
+    """Whether Blender evaluates ``fc`` (``BKE_fcurve_is_empty``): a curve left without keys, e.g. by
+    Delete Generated Keys, is skipped and the channel keeps its value (reading it gave 0: a flat hand
+    at the origin was exported while the viewport showed the pose)."""
+    return (fc is not None and not fc.mute
+            and bool(len(fc.keyframe_points) or len(fc.sampled_points)
+                     or any(m.type in ("GENERATOR", "FNGENERATOR") and not m.mute for m in fc.modifiers)))
+
+
 def _sample(fc, frames: np.ndarray) -> np.ndarray:
     evaluate = fc.evaluate
     return np.fromiter((evaluate(f) for f in frames), np.float64, len(frames))
@@ -422,13 +431,13 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
         values = np.repeat(current[None], len(frames), axis=0)
         for c in range(len(current)):
             fc = bag.fcurves.find(path, index=c) if bag is not None else None
-            if fc is not None and not fc.mute:
+            if _shown(fc):
                 values[:, c] = _sample(fc, frames)
         local[:, k] = pose_conv.channels_to_matrix(values, pb.rotation_mode)
     location = np.repeat(np.array(pbones[JOINT_NAMES[0]].location, dtype=np.float64)[None], len(frames), axis=0)
     for c in range(3):
         fc = bag.fcurves.find(f'pose.bones["{JOINT_NAMES[0]}"].location', index=c) if bag is not None else None
-        if fc is not None and not fc.mute:
+        if _shown(fc):
             location[:, c] = _sample(fc, frames)
     return local, location
 
@@ -540,13 +549,14 @@ def hand_fcurves(arm_obj, pose_only: bool = False) -> list:
     """Every F-curve that animates a hand: its armature's and its correctives' shape keys'. ``pose_only``:
     only those of the hand's pose (joint bones, correctives, finger sliders), not the other channels an
     artist keys on the same objects (the object's transform, custom properties)."""
-    out = []
+    return [fc for bag in _hand_channelbags(arm_obj) for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path)]
+
+
+def _hand_channelbags(arm_obj) -> list:
+    """The channelbags of the hand's armature and of its correctives' shape keys (those that exist)."""
     mesh_obj = rig_build.hand_mesh(arm_obj)
-    for id_block in (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
-        bag = find_channelbag(id_block) if id_block is not None else None
-        if bag is not None:
-            out.extend(fc for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path))
-    return out
+    id_blocks = (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None)
+    return [bag for bag in (find_channelbag(i) for i in id_blocks if i is not None) if bag is not None]
 
 
 _POSE_PREFIXES = (*(f'pose.bones["{name}"].' for name in JOINT_NAMES), 'key_blocks["pose_', "handforge.")
@@ -579,16 +589,20 @@ def delete_generated(arm_obj) -> int:
     """Delete every generated key (all other keys stay exactly); returns how many were deleted."""
     generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
     count = 0
-    for fc in hand_fcurves(arm_obj):
-        is_generated = _key_types(fc) == generated
-        if not is_generated.any():
-            continue
-        kept = {k: v[~is_generated] for k, v in _read_points(fc.keyframe_points).items()}
-        fc.keyframe_points.clear()
-        fc.keyframe_points.add(len(kept["co"]))
-        _write_points(fc.keyframe_points, kept)
-        fc.update()
-        count += int(is_generated.sum())
+    for bag in _hand_channelbags(arm_obj):
+        for fc in list(bag.fcurves):
+            is_generated = _key_types(fc) == generated
+            if not is_generated.any():
+                continue
+            count += int(is_generated.sum())
+            if is_generated.all() and not len(fc.modifiers):  # as Blender deletes a curve whose last key goes
+                bag.fcurves.remove(fc)
+                continue
+            kept = {k: v[~is_generated] for k, v in _read_points(fc.keyframe_points).items()}
+            fc.keyframe_points.clear()
+            fc.keyframe_points.add(len(kept["co"]))
+            _write_points(fc.keyframe_points, kept)
+            fc.update()
     return count
 
 

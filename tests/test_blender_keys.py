@@ -273,6 +273,17 @@ def test_generated_key_tools(session):
     assert tools["nothing_left"] == ["CANCELLED"]
 
 
+def test_export_after_deleting_every_key_gives_the_pose_shown(session):
+    _no_error(session, "after_delete")
+    out = session["after_delete"]
+    assert out["pose_curves_left"] == 0  # emptied curves go, as Blender removes a curve with its last key
+    bulk, shown = MotionClip.load(out["bulk"]).hands["right"], MotionClip.load(out["shown"]).hands["right"]
+    np.testing.assert_allclose(bulk.transl, shown.transl, atol=1e-6)
+    np.testing.assert_allclose(axis_angle_to_matrix(bulk.global_orient), axis_angle_to_matrix(shown.global_orient),
+                               atol=2e-5)
+    assert np.abs(bulk.transl).max() > 1e-3  # the imported clip's last shown wrist, not the origin
+
+
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
     _no_error(session, "other_channels")
     types = session["other_channels"]

@@ -364,4 +364,25 @@ def other_channels_keep_their_key_types():
 
 
 s.check("other_channels", other_channels_keep_their_key_types)
+
+
+def export_after_deleting_every_key():
+    """Delete Generated Keys on a hand keyed only by an import leaves the pose shown: the export reads it
+    (the emptied curves read as 0: a flat hand at the origin was exported), as the frame-by-frame path does."""
+    right = hand("right")
+    right.animation_data.action = None
+    assert bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=6000) == {"FINISHED"}
+    scene.frame_set(6003)
+    assert bpy.ops.handforge.delete_generated_keys(sides="RIGHT") == {"FINISHED"}
+    bag = right.animation_data.action.layers[0].strips[0].channelbag(right.animation_data.action_slot)
+    left_over = sum(1 for fc in bag.fcurves if fc.data_path.startswith("pose.bones"))
+    bulk, shown = a["work"] + "/after_delete.npz", a["work"] + "/after_delete_shown.npz"
+    assert bpy.ops.handforge.export_motion(filepath=bulk, frame_start=6001, frame_end=6004) == {"FINISHED"}
+    right.handforge.use_limits = True  # joint limits: read frame by frame from what Blender shows
+    assert bpy.ops.handforge.export_motion(filepath=shown, frame_start=6001, frame_end=6004) == {"FINISHED"}
+    right.handforge.use_limits = False
+    return {"bulk": bulk, "shown": shown, "pose_curves_left": left_over}
+
+
+s.check("after_delete", export_after_deleting_every_key)
 s.finish()
