@@ -68,8 +68,9 @@ def set_shape(context, arm_obj, betas) -> None:
     pose_conv.write_pose(arm_obj, current)
 
 
-def scene_hands(scene, target: str = "BOTH", required: bool = True) -> dict[str, object]:
-    """The scene's hand rigs for ``target`` ('BOTH', 'LEFT', 'RIGHT'), side → armature object."""
+def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool = False) -> dict[str, object]:
+    """The scene's hand rigs for ``target`` ('BOTH', 'LEFT', 'RIGHT'), side → armature object; with ``edit``
+    (the caller changes them) rigs linked from another file are refused (``check_editable``)."""
     props = scene.handforge
     hands = {}
     for side in TARGET_SIDES[target]:
@@ -89,4 +90,16 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True) -> dict[str,
     if required and not hands:
         what = {"BOTH": "hands", "LEFT": "left hand", "RIGHT": "right hand"}[target]
         raise NoHandsError(f"no {what} in the scene: add them with HandForge > Add Hands")
+    if edit:
+        check_editable(hands.values())
     return hands
+
+
+def check_editable(rigs) -> None:
+    """Refuse rigs linked from another file (or non-editable overrides): Blender lets a script pose and key
+    them, and drops it all at save (Key Pose and Import Motion said done, and the keys were gone)."""
+    for obj in rigs:
+        if not obj.is_editable:
+            source = obj.library.filepath if obj.library is not None else "a library"
+            raise NoHandsError(f"{obj.name!r} is linked from {source}, and changes to it are not saved: make it "
+                               "editable first (Object > Library Override > Make, or Object > Relations > Make Local)")

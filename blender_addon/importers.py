@@ -31,7 +31,7 @@ def motion_from_arrays(data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
 
 
 def import_motion(context, clip: MotionClip, frame_start: float | None = None) -> str:
-    found = hands.scene_hands(context.scene, "BOTH")
+    found = hands.scene_hands(context.scene, "BOTH", edit=True)
     start = context.scene.frame_current if frame_start is None else frame_start
     summary = keys.import_clip(context, clip, found, start)
     text = f"{clip.num_frames} frames of motion keyed at {summary['frame_start']:g}-{summary['frame_end']:g}"
@@ -151,7 +151,7 @@ def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     Everything is checked first, so a result that cannot be used leaves the scene as it was."""
     clip = motion_from_arrays(data, arrays)
     if clip is not None and clip.num_frames > 1:
-        hands.scene_hands(context.scene, "BOTH")  # raises (before any change) if there are none
+        hands.scene_hands(context.scene, "BOTH", edit=True)  # raises (before any change) if there are none
     else:
         clip = None
     images = check_images(context, arrays, image_target)

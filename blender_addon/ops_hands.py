@@ -83,7 +83,7 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        targets = hands.scene_hands(context.scene, self.sides)
+        targets = hands.scene_hands(context.scene, self.sides, edit=True)
         for obj in targets.values():  # every hand checked before any is changed
             rig.check_reshapable(context, obj)
         for obj in targets.values():
@@ -113,7 +113,7 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        found = hands.scene_hands(context.scene)
+        found = hands.scene_hands(context.scene, edit=True)
         with_correctives = {s: o for s, o in found.items() if rig.corrective_keys(o)}
         if not with_correctives:
             models = sorted({o.handforge.hand_model for o in found.values()})

@@ -55,7 +55,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        found = hands.scene_hands(context.scene, _target(self, context))
+        found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         frame = context.scene.frame_current
         total = sum(keys.key_pose(obj, frame) for obj in found.values())
         self.report({"INFO"}, f"keyed {total} channels at frame {frame}")
@@ -79,7 +79,7 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     @reports_errors
     def execute(self, context):
         path = motion_file_to_read(self.filepath)  # checked before any work
-        found = hands.scene_hands(context.scene, "BOTH")
+        found = hands.scene_hands(context.scene, "BOTH", edit=True)
         clip = MotionClip.load(path)
         start = context.scene.frame_current if self.frame_start < 0 else self.frame_start
         summary = keys.import_clip(context, clip, found, start, self.blend)
@@ -173,7 +173,7 @@ class _GeneratedKeysOperator:
 
     @reports_errors
     def execute(self, context):
-        found = hands.scene_hands(context.scene, _target(self, context))
+        found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         count = sum(self.act(obj) for obj in found.values())
         if not count:
             self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "

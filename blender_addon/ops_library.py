@@ -31,7 +31,7 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
         poses = library.load_user_poses()
         if self.name not in poses:
             raise ValueError(f"there is no user pose named {self.name!r}: save one with Save Pose first")
-        for obj in hands.scene_hands(context.scene, _target(self, context)).values():
+        for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
             current = pose_conv.read_pose(obj, visual=False)
             pose_conv.write_pose(obj, current.replace(hand_pose=library.hand_pose_of(poses[self.name], obj)),
                                  fingers_only=True)

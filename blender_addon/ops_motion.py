@@ -73,7 +73,7 @@ def frame_range(scene, start: int, end: int) -> tuple[int, int]:
 
 def motion_hands(scene, target: str) -> tuple[dict[str, object], dict[str, object]]:
     """(hands to write, every hand of the scene), checked to be of one hand model."""
-    chosen = hands.scene_hands(scene, target)
+    chosen = hands.scene_hands(scene, target, edit=True)
     every = hands.scene_hands(scene, "BOTH")
     hand_model(every)
     keys.check_scene_time(every)

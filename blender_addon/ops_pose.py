@@ -44,7 +44,7 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for obj in hands.scene_hands(context.scene, _target(self, context)).values():
+        for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
             current = pose_conv.read_pose(obj, visual=False)
             _posed(obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
         return {"FINISHED"}
@@ -66,7 +66,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         source = "left" if self.direction == "LEFT_TO_RIGHT" else "right"
-        found = hands.scene_hands(context.scene, "BOTH")
+        found = hands.scene_hands(context.scene, "BOTH", edit=True)
         if len(found) < 2:
             raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
         src, dst = found[source], found[other_side(source)]
@@ -91,7 +91,7 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+        for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
             pose = hands.DEFAULT_PLACEMENT[side] if self.include_placement else pose_conv.read_pose(obj, visual=False)
             _posed(obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
         return {"FINISHED"}
@@ -143,7 +143,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
         copied = {s: HandPose.from_dict(p) for s, p in data["hands"].items() if s in ("left", "right")}
         if not copied:
             raise PoseFormatError("the copied pose has no hands")
-        for side, obj in hands.scene_hands(context.scene, _target(self, context)).items():
+        for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
             pose = copied[side] if side in copied else copied[other_side(side)].mirrored()
             if self.fingers_only:
                 pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)

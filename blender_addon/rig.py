@@ -61,7 +61,8 @@ def hand_collection(scene) -> bpy.types.Collection:
     """This scene's HandForge collection, made and linked to it when it has none. One per scene: the
     collection of another scene linked here would bring that scene's hands along."""
     for coll in scene.collection.children:
-        if coll.get("handforge_hands") or coll.name == COLLECTION_NAME:
+        # (one linked from another file takes no new objects: the hands go into a collection of this file)
+        if (coll.get("handforge_hands") or coll.name == COLLECTION_NAME) and coll.library is None:
             return coll
     coll = bpy.data.collections.new(COLLECTION_NAME)  # "HandForge.001" when another scene has "HandForge"
     coll["handforge_hands"] = True
@@ -74,7 +75,7 @@ def _widget(scene, name: str, verts: list, edges: list) -> bpy.types.Object:
     obj = bpy.data.objects.get(name)
     if obj is not None and obj.type == "MESH":
         return obj
-    coll = bpy.data.collections.get(WIDGET_COLLECTION_NAME)
+    coll = next((c for c in bpy.data.collections if c.name == WIDGET_COLLECTION_NAME and c.library is None), None)
     if coll is None:
         coll = bpy.data.collections.new(WIDGET_COLLECTION_NAME)
         hand_collection(scene).children.link(coll)
@@ -320,6 +321,14 @@ def check_reshapable(context, arm_obj) -> None:
     if not arm_obj.visible_get(view_layer=context.view_layer):
         raise RigBuildError(f"the hand {name!r} is hidden or excluded from the view layer: show it to change its "
                             "shape")
+    mesh_obj = hand_mesh(arm_obj)
+    linked = [block for block in (arm_obj, arm_obj.data, mesh_obj, mesh_obj and mesh_obj.data)
+              if block is not None and not block.is_editable]
+    if linked:
+        raise RigBuildError(f"the hand {name!r} is linked from another file ({linked[0].name!r} is not editable here): "
+                            "make it local (Object > Relations > Make Local > All) to change its shape")
+    if arm_obj.mode == "EDIT":  # the bones' edits are not in the rest skeleton until Edit Mode is left
+        raise RigBuildError(f"the hand {name!r} is in Edit Mode: leave it (Tab) first, to change its shape")
     if arm_obj.data.users > 1:
         raise RigBuildError(f"the hand {name!r} shares its armature with another object (a linked duplicate): "
                             "Object > Relation > Make Single User > Object & Data first, to change its shape")

@@ -68,7 +68,7 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
         "mano_clip": str(work / "mano.npz"), "num_mano": NUM_MANO,
         "mano_right": str(work / "mano_right.npz"), "mano_left": str(work / "mano_left.npz"),
         "finger_joints": list(JOINT_NAMES[1:]), "flex_angle": FLEX_ANGLE, "flex_clip": str(work / "flex.npz"),
-        "shape_pose": paste, "betas": BETAS,
+        "shape_pose": paste, "betas": BETAS, "work": str(work),
     }
     result = run_blender("rig_session.py", addon_zip, work / "blender", args)
     errors = {k: v for k, v in result.results.items() if k.endswith("__error")}
@@ -221,3 +221,12 @@ def test_forearm_follows_the_wrist_like_the_backend_forearm(session):
         # opening's skin is ≥ 99 % wrist, so they agree to a millimetre.
         err = np.abs(session.arrays[f"forearm_scene_forearm_{side}"] - expected @ MODEL_TO_BLENDER.T).max()
         assert err < 1e-3, (side, err)
+
+
+def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):
+    _no_error(session, "linked")
+    out = session["linked"]
+    for tool in ("key_pose", "apply_preset", "import_motion", "set_shape"):
+        assert "is linked from" in out[tool] and "library.blend" in out[tool], (tool, out[tool])
+    assert out["actions"] == 0  # nothing was keyed
+    assert out["add_hands"] == ["FINISHED"] and out["new_collections"] == ["HandForge"]

@@ -215,6 +215,11 @@ def rig_checks():
     bpy.ops.object.mode_set(mode="OBJECT")
     bpy.context.view_layer.objects.active = left
     bpy.ops.object.mode_set(mode="EDIT")
+    # a bone moved in Edit Mode, not yet in the rest skeleton (Set Shape went on and undid the move)
+    left.data.edit_bones["index1"].head.z += 0.01
+    out["edit_mode"] = error_of(lambda: bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="LEFT"))
+    out["edit_mode_kept"] = left.mode == "EDIT" and abs(left.data.edit_bones["index1"].head.z
+                                                         - left.data.bones["index1"].head_local.z - 0.01) < 1e-6
     left.data.edit_bones.remove(left.data.edit_bones["ring2"])
     bpy.ops.object.mode_set(mode="OBJECT")
     out["lost_bone"] = {"error": error_of(lambda: bpy.ops.handforge.key_pose(sides="BOTH")),

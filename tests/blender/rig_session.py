@@ -131,4 +131,34 @@ def forearm_hands():
 
 
 s.check("forearm", forearm_hands)
+
+
+def linked_hands():
+    """Hands linked from another file: the tools that change them refuse (Blender let them pose and key,
+    and dropped it all at save); Add Hands builds into a collection of this file (it failed on the
+    linked one)."""
+    from session import error_of
+
+    library = a["work"] + "/library.blend"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    bpy.ops.wm.save_as_mainfile(filepath=library)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with bpy.data.libraries.load(library, link=True) as (_, into):
+        into.collections = ["HandForge"]
+    bpy.context.scene.collection.children.link(into.collections[0])
+    out = {name: error_of(call) for name, call in {
+        "key_pose": lambda: bpy.ops.handforge.key_pose(sides="RIGHT"),
+        "apply_preset": lambda: bpy.ops.handforge.apply_preset(preset="fist", sides="BOTH"),
+        "import_motion": lambda: bpy.ops.handforge.import_motion(filepath=a["random_clip"], frame_start=1),
+        "set_shape": lambda: bpy.ops.handforge.set_shape(sides="LEFT", betas=a["betas"]),
+    }.items()}
+    out["actions"] = len(bpy.data.actions)
+    out["add_hands"] = sorted(bpy.ops.handforge.add_hands())
+    out["new_collections"] = sorted({c.name for o in bpy.context.scene.objects if o.library is None and o.type == "ARMATURE"
+                                     for c in o.users_collection if c.library is None})
+    return out
+
+
+s.check("linked", linked_hands)
 s.finish()
