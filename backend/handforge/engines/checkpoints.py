@@ -6,7 +6,7 @@ class and its arguments, ``diffusion_pytorch_model.safetensors`` holding the wei
 else: no pickle, no hub download (https://huggingface.co/docs/diffusers/api/models/overview).
 
     save_model(net, "runs/motion/model")                 # atomic: a crash leaves the old folder intact
-    net = load_model(MotionNet, "runs/motion/model", device="cuda:0", dtype=torch.float16)
+    net = load_model(MotionDenoiser, "runs/motion/model", device="cuda:0", dtype=torch.float16)
     checkpoint_signature("runs/motion/model")            # changes whenever a file in it changes
 
 diffusers takes seconds to import: this module imports it only inside its functions, so the server

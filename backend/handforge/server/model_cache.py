@@ -3,7 +3,7 @@
 From a job handler, through its ``JobContext``:
 
     def sample(ctx, params, arrays):
-        net = ctx.pretrained(MotionNet, folder)          # a ModelMixin checkpoint folder, on ctx.device
+        net = ctx.pretrained(MotionDenoiser, folder)     # a ModelMixin checkpoint folder, on ctx.device
         hands = ctx.model(("hands", "mano"), lambda device: load_hand_model("mano", device=device),
                           checkpoint=mano_dir)           # anything else: a key and a loader(device)
         ...
