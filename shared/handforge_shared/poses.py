@@ -215,13 +215,15 @@ class TwoHandPose:
         return cls(**{s: HandPose.from_dict(data[s]) for s in SIDES if data.get(s) is not None})
 
 
-SIDE_BY_SIDE_SEPARATION = 0.24  # metres between the wrists
+SIDE_BY_SIDE_SEPARATION = 0.24  # metres between the hands' translations (open hand: wrist keypoints 20.8 cm apart)
 
 
 def side_by_side(right_hand: HandPose | None = None, separation: float = SIDE_BY_SIDE_SEPARATION) -> TwoHandPose:
     """The default two-hand placement (Add Hands in Blender, the demo): a right-hand pose and its
     mirror image, palms down, fingers pointing away from the viewer (model -Z, Blender +Y), thumbs
-    towards each other, wrists ``separation`` apart. Only ``global_orient`` and ``transl`` are set."""
+    towards each other, translations ``separation`` apart (the wrist keypoints end up closer: 20.8 cm
+    on the open hand at the default 0.24, as the wrist joint is not at the translation's origin).
+    Only ``global_orient`` and ``transl`` are set."""
     right = (right_hand or HandPose.zeros()).replace(global_orient=np.array([0.0, -np.pi / 2, 0.0]),
                                                      transl=np.array([separation / 2, 0.0, 0.0]))
     return TwoHandPose(left=right.mirrored(), right=right)

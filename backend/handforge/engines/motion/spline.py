@@ -7,8 +7,8 @@ table. Per hand and part (``representation.PARTS``), over that part's keyed fram
                   through the keys, one key: held; before the first and after the last key: held
     translation   a C¹ piecewise cubic Hermite (PCHIP: no overshoot between keys), held outside
     no key        the default placement of Add Hands (``poses.side_by_side``): flat fingers,
-                  palms down, wrists 24 cm apart; a wrist without a path follows the other's
-                  path at that distance
+                  palms down, translations 24 cm apart (the open hand's wrist keypoints about
+                  21 cm); a wrist without a path follows the other's path at that distance
 
 Exact at the keys: every keyed entry is written back from the observation (``Observation.clip``).
 """
