@@ -3,6 +3,8 @@
 Measured when the joints moved from anny's bone heads to the skin's section centres (46 poses):
 buried faces 12,070 → 3,886 in all, overlap 63.4 → 15.6 cm³, deepest sinking 29.5 → 21.3 mm (fist
 19.5 → 3.3 mm; what remains is thumb-over-finger grasps: medium_wrap, light_tool, victory).
+After the library was relaxed (no part more than 2 mm into a non-neighbour): 2,174 buried faces and
+2.32 cm³ in all; the bounds below are about 1.5× that.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ def test_library_poses_stay_within_the_measured_self_intersection(model):
     for name, row in rows.items():
         print(f"{name:20s} {row}")
     assert rows["flat"]["buried_vertices"] == 0 and rows["flat"]["volume_cm3"] < 0.01
-    assert sum(r["buried_faces"] for r in rows.values()) < 4500
-    assert sum(r["volume_cm3"] for r in rows.values()) < 18
+    assert sum(r["buried_faces"] for r in rows.values()) < 3300
+    assert sum(r["volume_cm3"] for r in rows.values()) < 3.5
     # No finger sinks more than 2 mm into the palm or another finger (the issue's bound); what is left
     # are the creases of bent joints (fold depth), which no pose can avoid under linear blend skinning.
     worst = max(rows, key=lambda n: rows[n]["part_mm"])
