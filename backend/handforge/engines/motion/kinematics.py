@@ -5,10 +5,10 @@ fingertips for its ``betas`` (one forward at zero pose, no gradient needed); the
 matrices are then chained along the MANO kinematic tree (``handforge.hands.lbs.rigid_transforms``,
 the hand models' own forward kinematics), so the 16 joints are exactly the model's. Fingertips
 ride rigidly on their distal joint (they are skinned almost wholly to it; MANO's pose correctives
-move them by well under a millimetre). Skipping the full skinning of ~800 vertices per frame makes
-the loss a few times cheaper on a CPU.
+move them by well under a millimetre). Skipping the full skinning of the mesh per frame (1,609
+vertices on the open hand, 778 on MANO) makes the loss a few times cheaper on a CPU.
 
-``POINTS`` = 25 per hand: the 21 keypoints (InterHand2.6M order) and 4 palm points, halfway from
+``NUM_POINTS`` = 25 per hand: the 21 keypoints (InterHand2.6M order) and 4 palm points, halfway from
 the wrist to the index, middle, ring and pinky knuckles — HandDiffuse's "21 joints with 4 more
 sampled in each palm" for its 25 × 25 contact-potential matrix.
 """
