@@ -4,7 +4,7 @@ moderngl on a headless EGL context: Mesa's llvmpipe on a CPU machine (``EGL_PLAT
 no display, no GPU), NVIDIA's EGL on GPU machines. Needs the ``moderngl`` package and the system's
 libEGL (Debian: ``libegl1 libgl1-mesa-dri``).
 
-The mesh image is AttentionHand's conditioning image (Cho et al., ECCV 2024,
+The mesh image is AttentionHand's conditioning image (Park et al., ECCV 2024,
 https://arxiv.org/abs/2407.18034): flat-shaded hands, base colour (1, 1, 0.9), ambient 0.3 plus
 three directional lights, on black; both hands are depth-composited by the z-buffer. Normals are
 per face (screen-space derivatives of the camera-frame position), turned towards the camera.
