@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 # Above the background (black) and below our mesh image's darkest hand pixel (ambient 0.3 of the base
-# colour: ≥ 69 of 255, render/gl.py), so every hand pixel is kept. AttentionHand's code thresholds its
+# colour, render/gl.py: luma ≥ 75 of 255, its darkest channel, blue, 69), so every hand pixel is kept. AttentionHand's code thresholds its
 # own renderer's brighter mesh images at 127.
 MESH_THRESHOLD = 40
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
