@@ -1,4 +1,5 @@
-"""Job kinds every backend has, whatever engines it holds: diagnostics (``ping``, ``echo``, ``sleep``).
+"""Job kinds every backend has, whatever engines it holds: diagnostics (``ping``, ``echo``, ``sleep``,
+``sleep.gpu``).
 
 ``default_registry()`` is what a server starts with: these plus every engine under ``handforge.engines``.
 """
@@ -45,7 +46,7 @@ SLEEP_SCHEMA = Schema(params={
 
 
 def register_jobs(registry: Registry) -> None:
-    registry.add_engine(Engine("builtin", "diagnostics: ping, echo, sleep"))
+    registry.add_engine(Engine("builtin", "diagnostics: ping, echo, sleep, sleep.gpu"))
     registry.add_kind(JobKind("ping", ping, description="a job that returns at once (measures the job path)",
                               returns={"pong": "true", "time": "server time (s)", "device": "device it ran on"}))
     registry.add_kind(JobKind("echo", echo, Schema(params={"text": String(doc="returned as is", default=""),
