@@ -17,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("path", nargs="?", help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"), help="what PATH holds (default: guessed)")
     check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
-    imp = sub.add_parser("import", help="copy a checked SD or ControlNet folder into the models folder")
-    imp.add_argument("path")
-    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet"), required=True)
+    imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module or a ControlNet) "
+                                        "into the models folder")
+    imp.add_argument("path", help="the weights to copy")
+    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet"), required=True, help="what PATH holds")
     imp.add_argument("--name", help="folder name there (default: the source's)")
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
     fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
