@@ -30,7 +30,7 @@ def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):
     assert main(["train", "--package", "tests.engines", "nosuch"]) == 2
     assert "unknown engine 'nosuch'; engines with a train.py: example" in capsys.readouterr().err
     assert main(["eval", "nosuch"]) == 2
-    assert "unknown engine 'nosuch'" in capsys.readouterr().err
+    assert "unknown engine 'nosuch'; engines with an evaluate.py: " in capsys.readouterr().err
     assert main(["train", "--package", "no.such.package", "x"]) == 2
     assert "no Python package 'no.such.package'" in capsys.readouterr().err
 
@@ -43,3 +43,16 @@ def test_engine_options_are_the_engines_own(capsys):
     with pytest.raises(SystemExit):
         main(["train", *EXAMPLE, "--steps", "x"])
     assert "--steps: invalid int value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, start", [
+    (["eval", "image"], "handforge eval image: does each image show its labelled hands"),
+    (["train", "motion"], "Train the motion denoiser (handforge train motion --corpus DIR --out RUN)."),
+])
+def test_engine_help_describes_the_command_in_plain_text(capsys, command, start):
+    """The description is the module docstring's first paragraph without its RST double backticks."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert start in out and "``" not in out
