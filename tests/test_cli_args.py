@@ -76,7 +76,7 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "transfer", "--data", ".", "--steps", "1001"], "--steps: must be"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
-    (["bake-open-hand", "--samples", "0"], "--samples: must be at least 1"),
+    (["bake-open-hand", "--samples", "10"], "--samples: must be at least 11"),  # 10 gave a zero beta, 2 a traceback
     (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be at least 0"),
     (["train", "guidance", "--data", ".", "--out", "x", "--size", "100"], "--size: must be a multiple of 8, got 100"),
     (["train", "guidance", "--data", ".", "--out", "x", "--tas-strength", "nan"], "--tas-strength: must be a"),

