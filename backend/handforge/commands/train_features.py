@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs for each network")
     parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
-    parser.add_argument("--threads", type=at_least(0), default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=at_least(0), default=0,
+                        help="torch threads (default: 0, which leaves torch's own count: OMP_NUM_THREADS, "
+                             "else one per core)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
