@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
@@ -138,15 +140,22 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             ok = isinstance(data, dict) and data.get("format") == CLIPBOARD_FORMAT
         except json.JSONDecodeError:
             ok = False
-        if not ok:
+        if not ok or not isinstance(data.get("hands"), dict):
             raise PoseFormatError("the clipboard holds no HandForge pose: copy one with Copy Pose first")
         copied = {s: HandPose.from_dict(p) for s, p in data["hands"].items() if s in ("left", "right")}
         if not copied:
             raise PoseFormatError("the copied pose has no hands")
+        for side, pose in copied.items():  # every hand checked before any is posed (one was, then the paste failed)
+            if pose.batch_shape != ():
+                raise PoseFormatError(f"the copied {side} hand holds {int(np.prod(pose.batch_shape))} poses, not "
+                                      "one: copy a single pose (Copy Pose)")
+        posed = []
         for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
             pose = copied[side] if side in copied else copied[other_side(side)].mirrored()
             if self.fingers_only:
                 pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
+            posed.append((obj, pose))
+        for obj, pose in posed:
             _posed(obj, pose, fingers_only=self.fingers_only)
         return {"FINISHED"}
 

@@ -121,6 +121,11 @@ def test_copy_then_paste_restores_the_pose(session):
     mirrored = session.random_pose["right"].mirrored()
     np.testing.assert_allclose(session.arrays["paste_mirrored_left"], expected_local(mirrored, "left"), atol=ATOL)
     assert "no HandForge pose" in result["bad_clipboard"]
+    refused = result["refused"]
+    assert "holds 2 poses, not one" in refused["batch"] and "no HandForge pose" in refused["list"]
+    assert "a hand pose is a mapping" in refused["number"]
+    assert not any("HandForge failed" in text for text in refused.values()), refused  # no internal errors
+    assert result["unchanged"] is True
 
 
 def test_finger_sliders_pose_one_finger_by_anatomy(session):

@@ -120,6 +120,8 @@ class HandPose:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HandPose":
+        if not isinstance(data, Mapping):
+            raise PoseFormatError(f"a hand pose is a mapping of {', '.join(POSE_FIELDS)}, got {type(data).__name__}")
         missing = [k for k in POSE_FIELDS if k not in data]
         if missing:
             raise PoseFormatError(f"hand pose is missing {', '.join(missing)}")

@@ -94,7 +94,15 @@ def copy_paste():
     paste(json.dumps(right_only), sides="LEFT")
     s.arrays["paste_mirrored_left"] = rotations("left")
     bad = error_of(lambda: bpy.ops.handforge.paste_pose(text="not a pose", sides="BOTH"))
-    return {"roundtrip_error": err, "bad_clipboard": bad}
+    # pastes that cannot be applied whole: nothing is posed (the left hand was, then the right failed)
+    one = json.loads(a["random_pose"])["hands"]["right"]
+    batch = {k: [v, v] for k, v in one.items()}
+    before = {side: rotations(side) for side in SIDES}
+    refused = {name: error_of(lambda: bpy.ops.handforge.paste_pose(
+        text=json.dumps({"format": "handforge.pose", "hands": hands_}), sides="BOTH"))
+        for name, hands_ in (("batch", {"left": one, "right": batch}), ("list", []), ("number", {"left": 5}))}
+    unchanged = all(np.array_equal(rotations(side), before[side]) for side in SIDES)
+    return {"roundtrip_error": err, "bad_clipboard": bad, "refused": refused, "unchanged": unchanged}
 
 
 s.check("copy_paste", copy_paste)
