@@ -308,6 +308,32 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start: float) -> np.ndarray:
+    """What ``import_clip`` refuses, checked before any change (callers that change the scene first, e.g.
+    to end a preview, call it before); returns the scene frame of each clip frame."""
+    check_scene_time(hands)
+    missing = [s for s in clip.hands if s not in hands]
+    if len(missing) == len(clip.hands):
+        raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
+                              "add hands first (HandForge > Add Hands)")
+    bags = {}
+    for side in clip.hands:  # one action slot on two rigs: the second hand's keys would replace the first's
+        bag = find_channelbag(hands[side]) if side in hands else None
+        if bag is not None and bag.as_pointer() in bags:
+            first = bags[bag.as_pointer()]
+            raise PoseFormatError(f"{first.name!r} and {hands[side].name!r} share one action "
+                                  f"({hands[side].animation_data.action.name!r}): give each hand its own "
+                                  "(Object > Relations > Make Single User > Object Animation) first")
+        if bag is not None:
+            bags[bag.as_pointer()] = hands[side]
+    all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)
+    if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
+        raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "
+                              f"({LAST_FRAME}): start it at frame {LAST_FRAME - (all_frames[-1] - frame_start):.0f} "
+                              "or earlier")
+    return all_frames
+
+
 def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0) -> dict:
     """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
 
@@ -315,17 +341,8 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
     Returns a summary: keys written, frame range, frames skipped per side, warnings for the user."""
     scene = context.scene
-    check_scene_time(hands)
+    all_frames = check_import(scene, clip, hands, frame_start)
     missing = [s for s in clip.hands if s not in hands]
-    if len(missing) == len(clip.hands):
-        raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
-                              "add hands first (HandForge > Add Hands)")
-    step = scene_fps(scene) / clip.fps
-    all_frames = frame_start + np.arange(clip.num_frames) * step
-    if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
-        raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "
-                              f"({LAST_FRAME}): start it at frame {LAST_FRAME - (all_frames[-1] - frame_start):.0f} "
-                              "or earlier")
     warnings = [f"the clip has no {s} hand" for s in hands if s not in clip.hands]
     warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
     written = 0

@@ -436,11 +436,12 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
                       for side, rig in rigs.items()}
         scene = context.scene
         clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
-        end_browse(context, restore=True)  # the keys define the pose now; the channels go back first
         start = scene.frame_current
         try:
+            keys.check_import(scene, clip, rigs, start)  # a refusal keeps the candidates to browse
+            end_browse(context, restore=True)  # the keys define the pose now; the channels go back first
             summary = keys.import_clip(context, clip, rigs, start)
-        except PoseFormatError as exc:
+        except (PoseFormatError, ValueError) as exc:
             raise ValueError(f"the candidates could not be keyed: {exc}") from None
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)

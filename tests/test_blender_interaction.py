@@ -103,6 +103,7 @@ def test_key_candidates_writes_consecutive_frames_and_keeps_the_artist_keys(sess
     assert not np.allclose(arrays["key_keyed"][0], arrays["key_keyed"][1], atol=1e-3)
     assert "No interaction candidates" in found["too_many"]
     assert "only 2 candidates" in found["more_than_sampled"]
+    assert "beyond Blender's last frame" in found["no_room"] and found["kept_after_refusal"] == 2
 
 
 def test_learned_engine_with_both_hands_free(session):

@@ -284,6 +284,13 @@ def test_export_after_deleting_every_key_gives_the_pose_shown(session):
     assert np.abs(bulk.transl).max() > 1e-3  # the imported clip's last shown wrist, not the origin
 
 
+def test_hands_sharing_one_action_are_refused_before_any_key(session):
+    _no_error(session, "shared_action")
+    out = session["shared_action"]
+    assert "share one action" in out["error"] and "Make Single User" in out["error"], out
+    assert out["unchanged"] is True
+
+
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
     _no_error(session, "other_channels")
     types = session["other_channels"]

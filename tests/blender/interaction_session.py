@@ -174,6 +174,10 @@ def key_candidates():
     found["too_many"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=2))  # no candidates any more
     assert sorted(sample(count=2)) == ["FINISHED"]
     found["more_than_sampled"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=5))
+    bpy.context.scene.frame_set(1048574)  # Blender's last frame: no room for two candidates
+    found["no_room"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=2))
+    found["kept_after_refusal"] = browse()["count"]  # (the candidates were thrown away)
+    bpy.context.scene.frame_set(10)
     bpy.ops.handforge.interaction_cancel()
     with bpy.context.temp_override(**UI):
         bpy.ops.ed.undo()

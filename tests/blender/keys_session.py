@@ -385,4 +385,29 @@ def export_after_deleting_every_key():
 
 
 s.check("after_delete", export_after_deleting_every_key)
+
+
+def shared_action():
+    """Two hands animated by one action (Link Animation Data): an import would put one hand's motion on
+    the other's channels; refused before any key."""
+    first = bpy.context.window.scene
+    shared = bpy.data.scenes.new("Shared")
+    bpy.context.window.scene = shared
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    left, right = shared.handforge.left, shared.handforge.right
+    assert bpy.ops.handforge.key_pose(sides="LEFT") == {"FINISHED"}
+    right.animation_data_create()
+    right.animation_data.action = left.animation_data.action
+    right.animation_data.action_slot = left.animation_data.action_slot
+    action = left.animation_data.action
+    keys_before = sum(len(fc.keyframe_points) for fc in action.layers[0].strips[0].channelbag(
+        left.animation_data.action_slot).fcurves)
+    error = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=1))
+    keys_after = sum(len(fc.keyframe_points) for fc in action.layers[0].strips[0].channelbag(
+        left.animation_data.action_slot).fcurves)
+    bpy.context.window.scene = first
+    return {"error": error, "unchanged": keys_before == keys_after}
+
+
+s.check("shared_action", shared_action)
 s.finish()
