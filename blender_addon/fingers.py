@@ -94,7 +94,7 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
     if slider in keys.animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
         arm_obj.keyframe_insert(slider, frame=frame, group="HandForge Sliders", keytype=keytype)
     # keyframe_insert keeps an overwritten key's type: a tweak over a generated frame is the artist's
-    keys.retype_keys(keys.hand_fcurves(arm_obj, pose_only=True), frame, keytype)
+    keys.retype_pose_keys(arm_obj, frame, keytype)
 
 
 def sync_sliders(arm_obj, keep=()) -> None:

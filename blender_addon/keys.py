@@ -538,14 +538,22 @@ def key_pose(arm_obj, frame: float) -> int:
     keys = rig_build.corrective_keys(arm_obj)
     for kb in keys or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives")
-    retype_keys(hand_fcurves(arm_obj, pose_only=True), frame, "KEYFRAME")
+    retype_pose_keys(arm_obj, frame, "KEYFRAME")
     return count + 3 + len(keys or ())
 
 
-def retype_keys(fcurves, frame: float, keytype: str) -> None:
-    """Make the keys of ``fcurves`` at ``frame`` of type ``keytype``: ``keyframe_insert`` over an existing
+def retype_pose_keys(arm_obj, frame: float, keytype: str) -> None:
+    """Make the hand's pose keys at scene ``frame`` of type ``keytype``: ``keyframe_insert`` over an existing
     key keeps that key's type, so a generated key overwritten by the artist would stay GENERATED (and
-    Regenerate or Delete Generated Keys would take the artist's fix away)."""
+    Regenerate or Delete Generated Keys would take the artist's fix away). In NLA tweak mode the keys
+    are in the tweaked strip's action time, where ``keyframe_insert`` put them (the scene frame missed them)."""
+    for id_block, bag in _hand_channels(arm_obj):
+        ad = id_block.animation_data
+        at = ad.nla_tweak_strip_time_to_scene(frame, invert=True) if ad is not None and ad.use_tweak_mode else frame
+        _retype([fc for fc in bag.fcurves if _is_pose_path(fc.data_path)], at, keytype)
+
+
+def _retype(fcurves, frame: float, keytype: str) -> None:
     wanted = _enum_value(bpy.types.Keyframe, "type", keytype)
     for fc in fcurves:
         n = len(fc.keyframe_points)
@@ -566,14 +574,14 @@ def hand_fcurves(arm_obj, pose_only: bool = False) -> list:
     """Every F-curve that animates a hand: its armature's and its correctives' shape keys'. ``pose_only``:
     only those of the hand's pose (joint bones, correctives, finger sliders), not the other channels an
     artist keys on the same objects (the object's transform, custom properties)."""
-    return [fc for bag in _hand_channelbags(arm_obj) for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path)]
+    return [fc for _, bag in _hand_channels(arm_obj) for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path)]
 
 
-def _hand_channelbags(arm_obj) -> list:
-    """The channelbags of the hand's armature and of its correctives' shape keys (those that exist)."""
+def _hand_channels(arm_obj) -> list:
+    """(ID, its channelbag) of the hand's armature and of its correctives' shape keys (those animated)."""
     mesh_obj = rig_build.hand_mesh(arm_obj)
     id_blocks = (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None)
-    return [bag for bag in (find_channelbag(i) for i in id_blocks if i is not None) if bag is not None]
+    return [(i, bag) for i, bag in ((i, find_channelbag(i)) for i in id_blocks if i is not None) if bag is not None]
 
 
 _POSE_PREFIXES = (*(f'pose.bones["{name}"].' for name in JOINT_NAMES), 'key_blocks["pose_', "handforge.")
@@ -606,7 +614,7 @@ def delete_generated(arm_obj) -> int:
     """Delete every generated key (all other keys stay exactly); returns how many were deleted."""
     generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
     count = 0
-    for bag in _hand_channelbags(arm_obj):
+    for _, bag in _hand_channels(arm_obj):
         for fc in list(bag.fcurves):
             is_generated = _key_types(fc) == generated
             if not is_generated.any():

@@ -291,6 +291,12 @@ def test_hands_sharing_one_action_are_refused_before_any_key(session):
     assert out["unchanged"] is True
 
 
+def test_key_pose_in_nla_tweak_mode_makes_the_artists_key_in_the_actions_time(session):
+    _no_error(session, "tweak_key")
+    out = session["tweak_key"]
+    assert out["at_5"] == ["KEYFRAME"] and out["left_over"] == [5.0], out
+
+
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
     _no_error(session, "other_channels")
     types = session["other_channels"]

@@ -410,4 +410,39 @@ def shared_action():
 
 
 s.check("shared_action", shared_action)
+
+
+def key_pose_in_tweak_mode():
+    """Key Pose in NLA tweak mode through a moved strip: the keys land in the action's time (Blender maps
+    them) and are the artist's there (they stayed GENERATED: the scene frame was retyped, and Delete
+    Generated Keys then took the artist's key away)."""
+    first = bpy.context.window.scene
+    tweak = bpy.data.scenes.new("Tweak")
+    bpy.context.window.scene = tweak
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right = tweak.handforge.right
+    assert bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=1) == {"FINISHED"}
+    ad = right.animation_data
+    action, slot = ad.action, ad.action_slot
+    track = ad.nla_tracks.new()
+    strip = track.strips.new("moved", 1, action)
+    ad.action = None
+    strip.frame_start_ui = 101
+    track.select = strip.select = True
+    ad.use_tweak_mode = True
+    tweak.frame_set(105)  # shows the action's frame 5
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT") == {"FINISHED"}
+    assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    def index1():  # found again each time: Delete Generated Keys removes a curve it empties
+        return action.layers[0].strips[0].channelbag(slot).fcurves.find('pose.bones["index1"].rotation_euler', index=0)
+
+    at_5 = [kp.type for kp in index1().keyframe_points if abs(kp.co[0] - 5) < 1e-4]
+    assert bpy.ops.handforge.delete_generated_keys(sides="RIGHT") == {"FINISHED"}
+    left_over = [kp.co[0] for kp in index1().keyframe_points] if index1() is not None else []
+    ad.use_tweak_mode = False
+    bpy.context.window.scene = first
+    return {"at_5": at_5, "left_over": left_over}
+
+
+s.check("tweak_key", key_pose_in_tweak_mode)
 s.finish()
