@@ -4,8 +4,8 @@ An engine hands it a model, a torch ``Dataset``, a loss function and ``TrainSett
 
     from handforge.training.loop import TrainSettings, train
 
-    result = train(MotionNet(...), dataset, lambda model, batch: model_loss(model, batch),
-                   TrainSettings(out="runs/motion", steps=20_000, batch_size=64, seed=0))
+    result = train(MotionDenoiser(...), dataset, lambda model, batch: model_loss(model, batch),
+                         TrainSettings(out="runs/motion", steps=20_000, batch_size=64, seed=0))
     result.model_dir          # runs/motion/model: save_pretrained of the EMA weights
 
 - Devices and mixed precision through ``accelerate.Accelerator``: ``python -m handforge train ...``
