@@ -205,11 +205,39 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
     return np.array(out)
 
 
-def wrist_translations(arm_obj, world: np.ndarray) -> np.ndarray:
-    """World wrist positions (T, 3) → the rig's ``transl``: the wrist head is rest head + M·transl
-    in armature space (``pose``: loc = F₀ᵀ·transl, B₀ = M·F₀)."""
-    inverse = np.linalg.inv(np.array(arm_obj.matrix_world))
-    local = world @ inverse[:3, :3].T + inverse[:3, 3]
+def _moves_as_object(obj) -> bool:
+    """Whether ``obj``'s own transform may change with the frame: it or a parent is animated, driven or
+    constrained (a hand carried by a character)."""
+    while obj is not None:
+        ad = obj.animation_data
+        if ad is not None and (ad.action is not None or len(ad.nla_tracks) or len(ad.drivers)):
+            return True
+        if any(not con.mute and con.influence > 0 for con in obj.constraints):
+            return True
+        obj = obj.parent
+    return False
+
+
+def _world_matrices(scene, obj, start: int, end: int) -> np.ndarray:
+    """(T, 4, 4) ``obj.matrix_world`` at each frame of [start, end] (read once when it cannot move)."""
+    if not _moves_as_object(obj):
+        return np.repeat(np.array(obj.matrix_world, np.float64)[None], end - start + 1, axis=0)
+    current, out = scene.frame_current, []
+    try:
+        for frame in range(start, end + 1):
+            scene.frame_set(frame)
+            out.append(np.array(obj.matrix_world, np.float64))
+    finally:
+        scene.frame_set(current)
+    return np.array(out)
+
+
+def wrist_translations(arm_obj, world: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """World wrist positions (T, 3) → the rig's ``transl``, through the armature's ``matrix_world`` at
+    each frame (T, 4, 4; a rig carried by an animated parent missed the path by as far as it moved):
+    the wrist head is rest head + M·transl in armature space (``pose``: loc = F₀ᵀ·transl, B₀ = M·F₀)."""
+    inverse = np.linalg.inv(matrices)
+    local = np.einsum("tij,tj->ti", inverse[:, :3, :3], world) + inverse[:, :3, 3]
     return (local - np.array(arm_obj.data.bones[WRIST].head_local)) @ MODEL_TO_BLENDER
 
 
@@ -233,7 +261,8 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
         positions[side] = _object_positions(scene, obj, start, end)
     for side, poses in animated_poses(context, every, start, end).items():
         if side in paths:
-            arrays[hand_array_name(side, "transl")] = wrist_translations(every[side], positions[side])
+            matrices = _world_matrices(scene, every[side], start, end)
+            arrays[hand_array_name(side, "transl")] = wrist_translations(every[side], positions[side], matrices)
             arrays[hand_array_name(side, "betas")] = np.asarray(poses.betas[0], np.float64)
             if wrist_rotation == "ANIMATION":
                 arrays[hand_array_name(side, "global_orient")] = poses.global_orient

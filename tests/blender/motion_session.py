@@ -238,6 +238,16 @@ def follow_path():
     nothing.nodes.new("NodeGroupOutput")
     curve.modifiers.new("Nothing", "NODES").node_group = nothing
     curves_before = len(bpy.data.curves)
+    # the right hand is carried by a character walking 40 cm over the range (the wrist missed the path by
+    # as far as it walked: the rig's place at the current frame was used for every frame)
+    carrier = bpy.data.objects.new("Character", None)
+    scene.collection.objects.link(carrier)
+    for frame, x in ((200, 0.0), (229, 0.4)):
+        carrier.location.x = x
+        carrier.keyframe_insert("location", index=0, frame=frame)
+    right = hand("right")
+    scene.frame_set(200)
+    right.parent = carrier
     result, printed = as_user(ops.motion_follow_path, frame_start=200, frame_end=229, engine="learned", steps=2,
                               right_path=empty.name, left_path=curve.name)
     wrists, targets = {"left": [], "right": []}, []
@@ -246,6 +256,9 @@ def follow_path():
         targets.append(list(empty.matrix_world.translation))
         for side in SIDES:
             wrists[side].append(wrist_world(side))
+    scene.frame_set(200)
+    right.parent = None  # (the carrier stood at the origin at frame 200: the rig is back where it was)
+    bpy.data.objects.remove(carrier)
     return {"result": result, "printed": printed, "wrists": wrists, "empty": targets,
             "curves_left": len(bpy.data.curves) - curves_before}
 
