@@ -71,17 +71,24 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-    frame_start: IntProperty(name="Start Frame", default=-1, description="Where the clip's first frame goes (-1: the current frame)")
+    frame_start: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"},
+                             description="Where the clip's first frame goes (the current frame unless set; any frame, "
+                                         "negative ones too)")
     blend: IntProperty(name="Blend Frames", default=0, min=0, soft_max=24,
                        description="Ease the clip into and out of your own keys over this many frames instead of "
                                    "jumping to them (0: no easing)")
+
+    def invoke(self, context, event):
+        self.frame_start = context.scene.frame_current  # shown in the file browser, and set from here on
+        return super().invoke(context, event)
 
     @reports_errors
     def execute(self, context):
         path = motion_file_to_read(self.filepath)  # checked before any work
         found = hands.scene_hands(context.scene, "BOTH", edit=True)
         clip = MotionClip.load(path)
-        start = context.scene.frame_current if self.frame_start < 0 else self.frame_start
+        # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
+        start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
         summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)

@@ -297,6 +297,11 @@ def test_key_pose_in_nla_tweak_mode_makes_the_artists_key_in_the_actions_time(se
     assert out["at_5"] == ["KEYFRAME"] and out["left_over"] == [5.0], out
 
 
+def test_import_starts_at_the_current_frame_unless_told_and_at_negative_frames_when_told(session):
+    _no_error(session, "starts")
+    assert session["starts"] == [50.0, -20.0]
+
+
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
     _no_error(session, "other_channels")
     types = session["other_channels"]

@@ -445,4 +445,28 @@ def key_pose_in_tweak_mode():
 
 
 s.check("tweak_key", key_pose_in_tweak_mode)
+
+
+def import_start_frames():
+    """Import Motion starts at the current frame unless told, and at any frame it is told, negative ones
+    too (-20 went to the current frame: -1 meant 'current', and every negative with it)."""
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Starts")
+    bpy.context.window.scene = here
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right = here.handforge.right
+    here.frame_set(50)
+    firsts = []
+    for kwargs in ({}, {"frame_start": -20}):
+        right.animation_data_clear()
+        assert bpy.ops.handforge.import_motion(filepath=a["clip1"], **kwargs) == {"FINISHED"}
+        ad = right.animation_data
+        fc = ad.action.layers[0].strips[0].channelbag(ad.action_slot).fcurves.find(
+            'pose.bones["index1"].rotation_euler', index=0)
+        firsts.append(fc.keyframe_points[0].co[0])
+    bpy.context.window.scene = first
+    return firsts
+
+
+s.check("starts", import_start_frames)
 s.finish()
