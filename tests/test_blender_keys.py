@@ -226,6 +226,7 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert "does not exist" in bad["export_no_folder"] and "folder" in bad["export_folder"]
     assert "frame range 20..10 is empty" in bad["export_range"]
     assert "choose a HandForge motion clip" in bad["import_empty"]
+    assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
     assert bad["seconds"] < 0.5, bad
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]
 

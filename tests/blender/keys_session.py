@@ -244,6 +244,9 @@ def checked_first():
         "export_range": error_of(lambda: bpy.ops.handforge.export_motion(
             filepath=a["work"] + "/r.npz", frame_start=20, frame_end=10)),
         "import_empty": error_of(lambda: bpy.ops.handforge.import_motion(filepath="")),
+        # the whole of Blender's frames: minutes with no progress and gigabytes (it started)
+        "export_huge": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath=a["work"] + "/huge.npz", frame_start=0, frame_end=1048574)),
     }
     out["seconds"] = time.perf_counter() - start
     before = snapshot()
