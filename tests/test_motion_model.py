@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,18 @@ def test_fine_tuning_starts_from_the_given_model(trained, corpus, tmp_path, caps
     # nor is fine-tuning a run's model into that same run folder (it would overwrite it)
     assert _train(*common, "--out", str(trained), "--init", str(trained / "model")) == 2
     assert "inside --out" in capsys.readouterr().err
+    # nor into the model's own folder (a run's checkpoints and a model/ went in beside its weights)
+    for out in (trained / "model", trained / "model" / "run"):
+        assert _train(*common, "--out", str(out), "--init", str(trained / "model")) == 2
+        assert "is (inside) the --init model" in capsys.readouterr().err
+    assert not (trained / "model" / "checkpoints").exists() and not (trained / "model" / "run").exists()
+    # a stopped fine-tune continued from another model: named (it blamed the training data alone)
+    tuned = ["--out", str(tmp_path / "stopped"), "--steps", "70", "--stop-after", "1"]
+    assert _train(*common, *tuned, "--init", str(trained / "model")) == 0
+    other = tmp_path / "other_model"
+    shutil.copytree(trained / "model", other)
+    assert _train(*common, *tuned, "--init", str(other)) == 2
+    assert f"init {(trained / 'model').resolve()} -> {other.resolve()}" in capsys.readouterr().err
 
 
 def test_the_train_command_refuses_bad_options_before_reading_data(trained, corpus, tmp_path, capsys):

@@ -231,10 +231,13 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
 def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:
     """The ``model_class`` checkpoint at ``init``, in train mode, to fine-tune into ``out``: its own
     architecture and data normalisation. ``TrainingError`` when ``init`` lies inside ``out`` (which the
-    run overwrites) or is not such a checkpoint. Call it before reading the data: a bad path fails at once."""
-    if Path(out).resolve() in Path(init).resolve().parents:
+    run overwrites) or ``out`` in ``init``, or ``init`` is not such a checkpoint. Call it before reading the data: a bad path fails at once."""
+    out_path, init_path = Path(out).resolve(), Path(init).resolve()
+    if out_path in init_path.parents:
         raise TrainingError(f"--init {init} is inside --out {out}, which this run overwrites: fine-tune into a "
                             "new --out folder")
+    if out_path == init_path or init_path in out_path.parents:  # the run's files would go into the model's folder
+        raise TrainingError(f"--out {out} is (inside) the --init model {init}: fine-tune into a folder of its own")
     try:
         return load_model(model_class, init).train()
     except CheckpointError as exc:

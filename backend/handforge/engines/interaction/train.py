@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder
 
@@ -97,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
                              checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet,
                              data_options={"stride": args.stride, "max_clips": args.max_clips,
                                            "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
-                                           "interhand": args.interhand is not None})
+                                           "interhand": args.interhand is not None,
+                                           "init": str(Path(args.init).resolve()) if args.init else None})
     if args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
         import copy
         import shutil
-        from pathlib import Path
 
         probe_dir, probe = Path(args.out) / "speed-probe", 40
         started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
             data_statistics={"mean": model.config.data_mean, "std": model.config.data_std},
             data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
-                          "hand_model": args.hand_model}))
+                          "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None}))
     except TrainingError as exc:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2
