@@ -56,7 +56,7 @@ def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_pat
     broken = tmp_path / "broken.toml"
     broken.write_text("[mano\n")
     done = _doctor(HANDFORGE_CONFIG=str(broken))
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr  # (0 before: scripts saw no fault)
     assert "PROBLEM: cannot read the HandForge config file" in done.stdout
     serve = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0"], capture_output=True, text=True,
                            timeout=100, env={**os.environ, "HANDFORGE_CONFIG": str(broken)})

@@ -45,19 +45,21 @@ def run(args: argparse.Namespace) -> int:
                    "--engine-package's?)" if unknown else "")
     except config.ConfigError as exc:
         problem = str(exc)
+    if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
+        print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
+        return 2
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
-    if (args.curve_server_key is None) != (args.curve_client_secret is None):
-        print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
-        return 2
     report["backend"] = _running_backend(args.endpoint, args.curve_server_key, args.curve_client_secret)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem}
+    # a config file that serve would refuse (or that names unknown settings) fails the check, for scripts
+    status = 1 if problem else 0
     if args.json:
         print(json.dumps(report, indent=2, default=str))
-        return 0
+        return status
     print("\n".join(_text(report, config)))
-    return 0
+    return status
 
 
 def _limits():
