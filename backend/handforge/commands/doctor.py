@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from handforge.server import capabilities
     from handforge.server.builtin_jobs import default_registry
 
+    status = 0
     try:
         unknown = config.check_file()
         problem = (f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an "
                    "--engine-package's?)" if unknown else "")
-    except config.ConfigError as exc:
-        problem = str(exc)
+    except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
+        problem, status = str(exc), 1
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
@@ -53,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
                                        compute=capabilities.compute_devices(devices), server=None)
     report["backend"] = _running_backend(args.endpoint, args.curve_server_key, args.curve_client_secret)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem}
-    # a config file that serve would refuse (or that names unknown settings) fails the check, for scripts
-    status = 1 if problem else 0
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return status
