@@ -139,6 +139,8 @@ def test_keys_says_where_each_file_goes_and_the_server_warns_of_secrets_among_cl
     assert "never put bob.key_secret in the --curve-clients folder" in done.stdout
     server = _keys(tmp_path / "server", "server")
     assert f"--curve-secret {tmp_path / 'server/server.key_secret'}" in server.stdout
+    spaced = _keys(tmp_path / "my keys", "server")  # the printed command works when copied (it split the path)
+    assert f"--curve-secret '{tmp_path / 'my keys/server.key_secret'}' " in spaced.stdout
     # A folder that a careless workflow left a secret key in: the server says so.
     context = zmq.Context()
     with caplog.at_level("WARNING", logger="handforge.server.security"):

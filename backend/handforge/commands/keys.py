@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 def where_they_go(name: str, public: Path, secret: Path) -> str:
     """Where each file of a new pair must go; a secret key never goes into the server's client-key folder."""
     if name == "server":
-        return (f"on the server: handforge serve --bind 0.0.0.0 --curve-secret {secret} --curve-clients CLIENT_KEYS_DIR\n"
+        # (quoted: the command is copied as is, and a path may hold spaces)
+        return (f"on the server: handforge serve --bind 0.0.0.0 --curve-secret {shlex.quote(str(secret))} "
+                "--curve-clients CLIENT_KEYS_DIR\n"
                 f"to every client: a copy of {public} (public); {secret} never leaves the server")
     return (f"on the server: copy only {public} into the folder passed as --curve-clients\n"
             f"on the client '{name}': {secret} plus the server's server.key; never put {secret.name} in the "
