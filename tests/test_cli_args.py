@@ -145,3 +145,13 @@ def test_reports_are_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(TypeError):
         write_report(report, {"fd": 2.0, "model": object()})  # fails part-way through the encoding
     assert json.loads(report.read_text()) == {"fd": 1.5} and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_report_path_through_a_file_says_that_the_file_is_in_the_way(tmp_path):
+    from handforge.arguments import report_file
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="afile is a file, not a folder"):  # ("does not exist")
+        report_file(str(tmp_path / "afile" / "sub" / "report.json"))
+    with pytest.raises(argparse.ArgumentTypeError, match="does not exist: create it first"):
+        report_file(str(tmp_path / "nowhere" / "report.json"))

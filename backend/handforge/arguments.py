@@ -124,6 +124,9 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be a file path, got {text!r}" + (" (a folder)" if text.strip() else ""))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
+        blocked = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocked is not None and not blocked.is_dir():  # (it said the folder does not exist)
+            raise argparse.ArgumentTypeError(f"{blocked} is a file, not a folder: choose a path in a folder")
         raise argparse.ArgumentTypeError(f"its folder {folder} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
