@@ -359,6 +359,39 @@ def reshape(context, arm_obj, betas) -> None:
             kb = keys.get(BETA_KEY.format(i))
             if kb is not None:
                 kb.value = float(b)
+        _refit_forearms(arm_obj, mesh_obj, _extended_joints(rest, dirs, betas)[:NUM_JOINTS])
+
+
+def _refit_forearms(arm_obj, mesh_obj, joints: np.ndarray) -> None:
+    """Rebuild the rig's forearm (``forearm.add_forearm``) on the reshaped rest hand: it continues the wrist
+    opening, which the new shape moved (a seam of up to 1 cm opened). One the artist remodelled (another
+    vertex count) is left as it is."""
+    from handforge_shared.forearm import ForearmSpec, forearm_around
+
+    forearms = [c for c in arm_obj.children if c.type == "MESH" and "handforge_forearm" in c]
+    if not forearms:
+        return
+    mesh = mesh_obj.data
+    keys = mesh.shape_keys.key_blocks
+    basis = _key_points(keys[0])
+    shape_keys = {BETA_KEY.format(i) for i in range(NUM_BETAS)}
+    rest = basis + sum((kb.value * (_key_points(kb) - basis) for kb in keys if kb.name in shape_keys),
+                       np.zeros_like(basis))
+    mesh.calc_loop_triangles()
+    faces = np.empty(3 * len(mesh.loop_triangles), np.int32)
+    mesh.loop_triangles.foreach_get("vertices", faces)
+    for obj in forearms:
+        spec = ForearmSpec(style=str(obj["handforge_forearm"]))
+        verts, _ = forearm_around(faces.reshape(-1, 3), rest @ M, joints, spec)  # (model space, as built)
+        if len(verts) == len(obj.data.vertices):
+            obj.data.vertices.foreach_set("co", _to_blender(verts).astype(np.float32).ravel())
+            obj.data.update()
+
+
+def _key_points(kb) -> np.ndarray:
+    co = np.empty(3 * len(kb.data), np.float32)
+    kb.data.foreach_get("co", co)
+    return co.reshape(-1, 3).astype(np.float64)
 
 
 def corrective_values(world_rotations: np.ndarray) -> np.ndarray:

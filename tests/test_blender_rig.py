@@ -24,7 +24,7 @@ from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
 import build_addon
 from build_addon import PYZMQ_VERSION
 from tests.blender.harness import run_blender
-from handforge_shared.forearm import forearm_mesh
+from handforge_shared.forearm import forearm_mesh, wrist_loop
 from tests.support.synthetic_mano import write_synthetic_mano
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -221,6 +221,12 @@ def test_forearm_follows_the_wrist_like_the_backend_forearm(session):
         # opening's skin is ≥ 99 % wrist, so they agree to a millimetre.
         err = np.abs(session.arrays[f"forearm_scene_forearm_{side}"] - expected @ MODEL_TO_BLENDER.T).max()
         assert err < 1e-3, (side, err)
+        # after Set Shape the forearm still continues the wrist opening (its first ring is the opening)
+        loop = wrist_loop(rig)
+        hand_now, forearm_now = (session.arrays[f"forearm_reshaped_{k}_{side}"] for k in ("hand", "forearm"))
+        assert np.abs(hand_now - hand_verts).max() > 5e-3  # the shape did change the hand
+        seam = np.linalg.norm(forearm_now[:len(loop)] - hand_now[loop], axis=-1).max()
+        assert seam < 1e-3, (side, seam)
 
 
 def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):

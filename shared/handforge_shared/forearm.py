@@ -49,7 +49,11 @@ class ForearmSpec:
 def wrist_loop(rig: HandRig) -> np.ndarray:
     """The vertex ids of the rig's wrist opening, in order around it (counter-clockwise seen from
     the arm), from the rest mesh. Raises if the mesh has no single opening."""
-    faces = np.ascontiguousarray(rig.faces, dtype=np.int64)
+    return _loop_of(rig.faces)
+
+
+def _loop_of(faces: np.ndarray) -> np.ndarray:
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
     return _wrist_loop(faces.tobytes(), len(faces)).copy()  # per topology: a sort of every edge, 3 ms
 
 
@@ -81,11 +85,21 @@ def forearm_mesh(rig: HandRig, vertices: np.ndarray, joints: np.ndarray,
     ``vertices`` (..., V, 3) and ``joints`` (..., 16, 3) are a hand model's output for this rig's
     side (any pose, shape and translation). Faces are wound counter-clockwise seen from outside."""
     v = np.asarray(vertices, dtype=np.float64)
+    if v.shape[-2:] != (rig.num_vertices, 3):
+        raise ValueError(f"forearm_mesh needs vertices (..., {rig.num_vertices}, 3), got {v.shape}")
+    return forearm_around(rig.faces, v, joints, spec)
+
+
+def forearm_around(faces: np.ndarray, vertices: np.ndarray, joints: np.ndarray,
+                   spec: ForearmSpec = ForearmSpec()) -> tuple[np.ndarray, np.ndarray]:
+    """``forearm_mesh`` for a hand mesh given by its triangles (F, 3), e.g. one read from Blender (the
+    add-on rebuilds a hand's forearm when Set Shape moves its wrist opening)."""
+    v = np.asarray(vertices, dtype=np.float64)
     j = np.asarray(joints, dtype=np.float64)
-    if v.shape[-2:] != (rig.num_vertices, 3) or j.shape[-2:] != (16, 3) or v.shape[:-2] != j.shape[:-2]:
-        raise ValueError(f"forearm_mesh needs vertices (..., {rig.num_vertices}, 3) and joints (..., 16, 3) "
-                         f"with the same leading axes, got {v.shape} and {j.shape}")
-    loop = wrist_loop(rig)
+    if v.shape[-1] != 3 or j.shape[-2:] != (16, 3) or v.shape[:-2] != j.shape[:-2]:
+        raise ValueError(f"a forearm needs vertices (..., V, 3) and joints (..., 16, 3) with the same leading axes, "
+                         f"got {v.shape} and {j.shape}")
+    loop = _loop_of(faces)
     ring = v[..., loop, :]
     centre = ring.mean(-2, keepdims=True)
     axis = j[..., 0, :] - j[..., 4, :]  # middle MCP → wrist: up the arm

@@ -116,17 +116,24 @@ def forearm_hands():
     bpy.context.window.scene = scene
     assert bpy.ops.handforge.add_hands(forearm="SKIN") == {"FINISHED"}
     assert bpy.ops.handforge.import_motion(filepath=a["random_clip"], frame_start=1) == {"FINISHED"}
-    scene.frame_set(2)
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    for side in SIDES:
-        arm = hand(side)
-        for child in arm.children:
-            ev = child.evaluated_get(depsgraph)
-            co = np.empty(len(ev.data.vertices) * 3, dtype=np.float32)
-            ev.data.vertices.foreach_get("co", co)
-            mw = np.array(child.matrix_world)
-            key = "forearm" if "handforge_forearm" in child else "hand"
-            s.arrays[f"forearm_scene_{key}_{side}"] = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+
+    def shown(prefix):
+        scene.frame_set(2)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        for side in SIDES:
+            arm = hand(side)
+            for child in arm.children:
+                ev = child.evaluated_get(depsgraph)
+                co = np.empty(len(ev.data.vertices) * 3, dtype=np.float32)
+                ev.data.vertices.foreach_get("co", co)
+                mw = np.array(child.matrix_world)
+                key = "forearm" if "handforge_forearm" in child else "hand"
+                s.arrays[f"{prefix}_{key}_{side}"] = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+
+    shown("forearm_scene")
+    # a new shape moves the wrist opening: the forearm follows it (a seam of up to 1 cm opened)
+    assert bpy.ops.handforge.set_shape(betas=[2.5, 2.5] + [0.0] * 8, sides="BOTH") == {"FINISHED"}
+    shown("forearm_reshaped")
     return True
 
 
