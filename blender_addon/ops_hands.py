@@ -67,6 +67,11 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
             if self.forearm != "NONE":
                 add_forearm(context, obj, rigs[side], ForearmSpec(style=self.forearm.lower()))
         self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model){beside}")
+        scale = context.scene.unit_settings.scale_length
+        if abs(scale - 1.0) > 1e-9:  # the hands, the backend and the labels all count 1 unit as 1 m
+            self.report({"WARNING"}, f"this scene's Unit Scale is {scale:g}: HandForge works in metres, 1 Blender "
+                                     f"unit each, so the hands measure {scale:g} times their true size here; set "
+                                     "Scene Properties > Units > Unit Scale to 1")
         return {"FINISHED"}
 
 

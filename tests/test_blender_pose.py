@@ -189,5 +189,6 @@ def test_set_shape_and_key_pose_refuse_hands_they_cannot_change_whole(session):
     assert "Make Single User" in result["shared"]
     assert result["mode_after"] == ["POSE", True]  # Set Shape gives the artist back Pose Mode
     assert "in Edit Mode" in result["edit_mode"] and result["edit_mode_kept"] is True
+    assert "Unit Scale is 0.01" in result["unit_scale"]  # hands 1/100 of their size there, unsaid before
     assert "ring2" in result["lost_bone"]["error"] and "Add Hands" in result["lost_bone"]["error"]
     assert result["lost_bone"]["keyed"] == [False, False]

@@ -233,6 +233,16 @@ def rig_checks():
     out["lost_bone"] = {"error": error_of(lambda: bpy.ops.handforge.key_pose(sides="BOTH")),
                         "keyed": [o.animation_data is not None and o.animation_data.action is not None
                                   for o in (left, right)]}
+    import io
+    from contextlib import redirect_stdout
+
+    scaled = bpy.data.scenes.new("Centimetres")
+    scaled.unit_settings.scale_length = 0.01
+    bpy.context.window.scene = scaled
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    out["unit_scale"] = printed.getvalue()
     bpy.context.window.scene = first
     return out
 
