@@ -72,6 +72,10 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []  # written in one go
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["pairs"] == 2 and set(report["engines"]) == {"reference", "ihpt"}
+    run = report["run"]  # which weights the scores are of (the report did not say)
+    assert run["sd"] == str(sd) and run["models"]["ihpt"] == {"target_generator": str(generator)}
+    assert all(path.startswith(str(tmp_path / "controlnets")) for path in run["models"]["reference"]["controlnets"].values())
+    assert (run["steps"], run["limit"], run["device"]) == (1, 2, "cpu")
     for scores in report["engines"].values():
         assert 0 < scores["psnr_hands"] < 60 and 0 < scores["psnr_background"] < 60
     try:

@@ -120,7 +120,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
     return report
 
 
-def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
+def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, dict]:
     import torch
     from handforge_shared.poses import HandPose
 
@@ -147,7 +147,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
     def generator(seed: int):
         return torch.Generator(device=device).manual_seed(seed)
 
-    engines = {}
+    engines, models = {}, {}  # the models each engine ran with, for the report
     if "reference" in names:
         folder = args.controlnets or config.value(CONTROLNETS.key)
         if folder is None:
@@ -157,6 +157,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
         except ControlError as exc:
             raise ValueError(f"reference: {exc}") from None
         kinds = [c.kind for c in controls]
+        models["reference"] = {"controlnets": {c.kind: str(c.path) for c in controls}}
         pipe = build_pipeline(sd_path, [str(c.path) for c in controls], sd_config, dtype=dtype, device=device)
 
         def reference(source, source_labels, labels, steps, seed):
@@ -171,6 +172,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
             raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
         parts = sd_parts_on(load_sd(sd_path, sd_config, dtype), device)
         model = load_model(TargetGenerator, folder, device=device)
+        models["ihpt"] = {"target_generator": str(folder)}
 
         def ihpt(source, source_labels, labels, steps, seed):
             hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
@@ -181,7 +183,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> dict:
                                  camera["height"], steps, 1, generator(seed))[0]
 
         engines["ihpt"] = ihpt
-    return engines
+    return engines, models
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,11 +206,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
         write_requested_pairs(args)
         dataset = PosePairs(args.data)
-        engines = _engines(args, str(sd_path), args.engines, device)
+        engines, models = _engines(args, str(sd_path), args.engines, device)
     except (ValueError, OSError, CheckpointError, WeightsError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
         return 2
-    report = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
+    scores = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
+    # what was measured, so that a report read later says which weights it is about
+    report = {"run": {"sd": str(sd_path), "models": models, "data": str(args.data), "steps": args.steps,
+                      "seed": args.seed, "limit": args.limit, "device": device}, **scores}
     if args.out:
         write_report(args.out, report)
     print(json.dumps(report, indent=1))
