@@ -251,8 +251,26 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path):
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    pair = side_by_side()
     clip = tmp_path / "x.npz"
-    clip.write_bytes(b"")  # only its existence is checked here
+    MotionClip(hands={"right": stack_poses([pair.right] * 3), "left": stack_poses([pair.left] * 3)}).save(clip)
+    # clips that cannot be posed are refused when the spec is read, before any folder is claimed (they
+    # were found per sample; another hand model's clip was posed on the open hand, unsaid)
+    MotionClip(hands={"right": stack_poses([pair.right] * 3)}, hand_model="mano").save(tmp_path / "mano.npz")
+    empty = MotionClip(hands={"right": stack_poses([pair.right] * 3)})
+    MotionClip(hands=empty.hands, present={"right": np.zeros(3, bool)}).save(tmp_path / "nohands.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    for name, needle in (("mano.npz", "a clip of the mano hand and the spec's hand_model is 'open'"),
+                         ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip")):
+        with pytest.raises(SpecError, match=needle):
+            parse_spec({"poses": {"source": "files", "files": [str(tmp_path / name)]}})
+    with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'"):  # (the files named the image 'None')
+        parse_spec({"outputs": ["masks"]})
+    with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'.*'none' draws no RGB"):
+        parse_spec({"outputs": ["rgb", "masks"], "render": {"engine": "none"}})
+    assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})
     with pytest.raises(SpecError, match="camera.distance"):

@@ -94,11 +94,36 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, 
     assert result == expected
 
 
+def _corpus_with_a_damaged_clip(root: Path) -> Path:
+    """A corpus whose one test clip has sound metadata (what the spec check reads) and damaged arrays
+    (what each sample reads): every sample fails, as a disk error or a clip damaged later would."""
+    import numpy as np
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    pair = side_by_side()
+    (root / "clips").mkdir(parents=True)
+    clip = root / "clips" / "broken.npz"
+    MotionClip(hands={"right": stack_poses([pair.right] * 3), "left": stack_poses([pair.left] * 3)}).save(clip)
+    with np.load(clip) as data:
+        arrays = {k: data[k] for k in data.files}
+    name = next(k for k in arrays if k.endswith("hand_pose"))
+    arrays[name] = arrays[name][:, :44]
+    np.savez(clip, **arrays)
+    (root / "splits.json").write_text(json.dumps({"format": "handforge.corpus-splits", "version": 1, "seed": 0,
+                                                  "train": [], "validation": [], "test": ["broken"]}))
+    return root
+
+
 def test_failed_samples_are_summarised_and_retried_by_a_rerun(tmp_path):
-    clip = tmp_path / "clip.npz"
-    clip.write_bytes(b"not a motion clip")
-    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 3, "poses": {"source": "files",
-                                                                                    "files": [str(clip)]}}))
+    corpus = _corpus_with_a_damaged_clip(tmp_path / "corpus")
+    from handforge.export.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match="its clips are of the open hand and the spec's hand_model is 'mano'"):
+        parse_spec({"hand_model": "mano", "poses": {"source": "corpus", "corpus": str(corpus)}})
+    with pytest.raises(SpecError, match="no clips in split 'train'"):
+        parse_spec({"poses": {"source": "corpus", "corpus": str(corpus), "split": "train"}})
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 3, "poses": {"source": "corpus",
+                                                                                    "corpus": str(corpus)}}))
     run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet",
                           "--workers", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1

@@ -282,11 +282,9 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     # spec that the corrected spec is then refused to write into
     if source == "files":
         for path in pose_source.files:
-            if not Path(path).expanduser().is_file():
-                raise SpecError(f"poses.files: {path!r} is not a file (a motion clip .npz)")
-    if source == "corpus" and not Path(pose_source.corpus).expanduser().is_dir():
-        raise SpecError(f"poses.corpus: {pose_source.corpus!r} is not a folder (the one `handforge corpus --out` "
-                        "wrote)")
+            _check_clip(path, hand_model)
+    if source == "corpus":
+        _check_corpus(pose_source.corpus, pose_source.split, hand_model)
 
     cam_in = top.get("camera", {})
     preset = _choice(cam_in.get("preset", "third_person") if isinstance(cam_in, Mapping) else "third_person",
@@ -303,8 +301,11 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                             samples=_positive_int(ren.get("samples", 16), "render.samples", 4096),
                             forearm=_choice(ren.get("forearm", "skin"), FOREARMS, "render.forearm"))
     outputs = _choices(top.get("outputs", OUTPUTS), OUTPUTS, "outputs")
-    if render.engine == "none" and "rgb" in outputs:
+    if render.engine == "none" and "rgb" in outputs:  # (GL images only: `handforge export --engine none`)
         outputs = tuple(o for o in outputs if o != "rgb")
+    if not {"rgb", "mesh"} & set(outputs):  # the COCO and InterHand2.6M files name an image per sample ('None')
+        raise SpecError("outputs: give 'rgb' or 'mesh' (or both): the labels are of an image, and the dataset files "
+                        "name it" + (" (render.engine 'none' draws no RGB)" if render.engine == "none" else ""))
 
     bg = _section(Background, top.get("background", {}), "background")
     background = Background(kinds=_choices(bg.get("kinds", ("solid", "gradient")), BACKGROUNDS, "background.kinds"),
@@ -330,6 +331,43 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                       poses=pose_source, camera=camera, render=render,
                       lighting=_choices(top.get("lighting", LIGHTING_PRESETS), LIGHTING_PRESETS, "lighting"),
                       background=background, hands=HandSettings(shape_sigma=float(sigma), skin_tones=tones))
+
+
+def _check_clip(path: str, hand_model: str) -> None:
+    """A motion clip the export can pose: it loads, is of the spec's hand model and has a frame with a
+    hand (found per sample, after the folder was claimed, a wrong clip kept its fix out of that folder;
+    another hand model's clip posed the wrong hands and labelled them, unsaid)."""
+    from handforge_shared.poses import MotionClip, PoseFormatError
+
+    if not Path(path).expanduser().is_file():
+        raise SpecError(f"poses.files: {path!r} is not a file (a motion clip .npz)")
+    try:
+        clip = MotionClip.load(Path(path).expanduser())
+    except (PoseFormatError, OSError, ValueError) as exc:
+        raise SpecError(f"poses.files: {path!r} is not a readable motion clip ({exc})") from None
+    if clip.hand_model != hand_model:
+        raise SpecError(f"poses.files: {path!r} is a clip of the {clip.hand_model} hand and the spec's hand_model is "
+                        f"{hand_model!r}: give clips of one hand model, and set hand_model to it")
+    if not any(present.any() for present in clip.present.values()):
+        raise SpecError(f"poses.files: {path!r} has no frame with a hand")
+
+
+def _check_corpus(folder: str, split: str, hand_model: str) -> None:
+    """The corpus split has clips, of the spec's hand model (their metadata only: the sampler indexes it so)."""
+    if not Path(folder).expanduser().is_dir():
+        raise SpecError(f"poses.corpus: {folder!r} is not a folder (the one `handforge corpus --out` wrote)")
+    from handforge.datasets import DatasetError, open_corpus
+
+    try:
+        clips = open_corpus(str(Path(folder).expanduser()), split=split)
+    except (DatasetError, OSError, ValueError) as exc:
+        raise SpecError(f"poses.corpus: {exc}") from None
+    if len(clips) == 0:
+        raise SpecError(f"poses.corpus: {folder!r} has no clips in split {split!r} (poses.split)")
+    other = sorted({info.hand_model for info in clips.clips} - {hand_model})
+    if other:
+        raise SpecError(f"poses.corpus: its clips are of the {', '.join(other)} hand and the spec's hand_model is "
+                        f"{hand_model!r}: set hand_model to the corpus's")
 
 
 def load_spec(path: str | os.PathLike) -> ExportSpec:
