@@ -134,6 +134,11 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     # the same frames as int32 (another client's choice) are the same request: resumed, not refused
     assert client.run("export_renders", params, {**arrays, "frames": arrays["frames"].astype(np.int32)}).data[
         "written"] == 0
+    # the card's command (it names the .blend file) and Cycles' samples under another engine make no other
+    # dataset: resumed (saving the scene under a name blocked the resume)
+    assert params["engine"] == "none"
+    renamed = {**params, "command": "Blender 4.5 Export Labelled Renders of hands.blend", "samples": 23}
+    assert client.run("export_renders", renamed, arrays).data["written"] == 0
     assert failure.value.code == "invalid_params"
     spec = parse_spec({"samples": 1, "width": 64, "height": 64, "render": {"engine": "none"}})
     with pytest.raises(FolderTaken, match="another spec"):

@@ -366,3 +366,17 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
         writers.write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
     assert list((tmp_path / writers.SAMPLES).iterdir()) == []  # the hidden folder went too
     assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
+
+
+def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp_path):
+    import shutil
+
+    spec = parse_spec({"samples": 2, "width": 32, "height": 32, "render": {"engine": "none"}})
+    export(spec, tmp_path / "out", progress=False)
+    shutil.copytree(tmp_path / "out" / "samples" / "000001", tmp_path / "out" / "samples" / "000001 copy")
+    export(spec, tmp_path / "out", progress=False)  # (the copy was read as a third sample, a duplicate id)
+    images = json.loads((tmp_path / "out" / "coco.json").read_text())["images"]
+    assert [image["id"] for image in images] == [1, 2]
+    (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text('{"index": 1,\x01')
+    with pytest.raises(ValueError, match="000001/labels.json is damaged.*delete its sample folder"):
+        export(spec, tmp_path / "out", progress=False)

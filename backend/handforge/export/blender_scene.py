@@ -130,8 +130,12 @@ def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[s
 
 
 def request_signature(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 of everything that decides the dataset's content (the output folder excluded)."""
-    digest = hashlib.sha256(json.dumps({k: v for k, v in params.items() if k != "out"}, sort_keys=True).encode())
+    """sha256 of everything that decides the dataset's content: not the output folder, the command the
+    card records (it names the .blend file and Blender's version: saving the scene under a name blocked
+    the resume) or Cycles' samples when Cycles does not render."""
+    kept = {k: v for k, v in params.items() if k not in ("out", "command")
+            and not (k == "samples" and params.get("engine") != "cycles")}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         if arr.dtype.kind in "iu":  # frame numbers: the same whether sent as int32 or int64

@@ -226,7 +226,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
              model=None) -> list[dict[str, Any]]:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
     samples in index order: the same bytes whoever wrote the samples and in what order."""
-    samples = writers.finished_labels(out)
+    samples = writers.finished_labels(out, spec.samples)
     if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None

@@ -183,9 +183,23 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     return final
 
 
-def finished_labels(out: Path) -> list[dict[str, Any]]:
+def finished_labels(out: Path, count: int | None = None) -> list[dict[str, Any]]:
+    """The finished samples' labels, in index order: the dataset's own folders only (six digits, below
+    ``count`` when given): a copy such as "000003 copy" was read as one more sample, a duplicate id."""
     root = out / SAMPLES
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob(f"*/{LABELS}"))] if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    folders = sorted(p.parent for p in root.glob(f"*/{LABELS}")
+                     if len(p.parent.name) == 6 and p.parent.name.isdigit()
+                     and (count is None or int(p.parent.name) < count))
+    labels = []
+    for folder in folders:
+        try:
+            labels.append(json.loads((folder / LABELS).read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
+            raise ValueError(f"{folder / LABELS} is damaged ({exc}): delete its sample folder and run again to "
+                             "write it anew") from None
+    return labels
 
 
 # ------------------------------------------------------------------------------------------- COCO
