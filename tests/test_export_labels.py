@@ -380,3 +380,28 @@ def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp
     (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text('{"index": 1,\x01')
     with pytest.raises(ValueError, match="000001/labels.json is damaged.*delete its sample folder"):
         export(spec, tmp_path / "out", progress=False)
+
+
+def test_keypoints_behind_the_camera_are_not_drawn():
+    """A point behind the camera projects to a mirrored pixel that can lie in the image: it was drawn
+    there with its bones (COCO already marked it v=0)."""
+    from handforge.render.overlay import draw_skeletons, label_keypoints, openpose_hands_image
+
+    points = np.full((21, 2), 40.0)
+    points[:, 0] += np.arange(21)  # a row of points across the image
+    camera = np.ones((21, 3))
+    camera[5:, 2] = -0.1  # all but the first five behind the camera
+    hands = label_keypoints({"left": {"keypoints_2d": points.tolist(), "keypoints_camera": camera.tolist(),
+                                      "visible": [False] * 21}})
+    assert np.isnan(hands["left"][0][5:]).all() and np.isfinite(hands["left"][0][:5]).all()
+    drawn = np.asarray(draw_skeletons(Image.new("RGB", (80, 80)), hands)).max(axis=-1)
+    assert drawn[:, 52:].max() == 0 and drawn[:, 38:46].max() > 0  # (points 5.. lie at x = 45..60)
+    assert openpose_hands_image(80, 80, hands).max(axis=-1)[:, 52:].max() == 0
+
+
+def test_the_contact_sheet_fits_any_aspect_ratio(tmp_path):
+    for width, height in ((1024, 1), (32, 96)):  # 0 px high: a crash (taller than wide: tiles overlapped)
+        spec = parse_spec({"samples": 5, "width": width, "height": height, "render": {"engine": "none"}})
+        export(spec, tmp_path / f"{width}x{height}", progress=False)
+        sheet = Image.open(tmp_path / f"{width}x{height}" / "contact_sheet.png")
+        assert sheet.size == (4 * 256, 2 * 256)

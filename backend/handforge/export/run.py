@@ -25,7 +25,7 @@ from handforge_shared.files import atomic_file
 from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer
-from handforge.render.overlay import skeleton_image
+from handforge.render.overlay import label_keypoints, skeleton_image
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_FRAME_DESCRIPTION, MODEL_TO_BLENDER, SIDES
 
 FORMAT = "handforge.labelled_render"
@@ -108,8 +108,7 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
     for k, s in enumerate(sides):  # the masks are always written: COCO's RLE masks come from them
         files[f"mask_{s}.png"] = images.mask(k)
     if "skeleton" in spec.outputs:
-        files["skeleton.png"] = skeleton_image(camera.width, camera.height, {
-            s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool)) for s, h in labels.items()})
+        files["skeleton.png"] = skeleton_image(camera.width, camera.height, label_keypoints(labels))
     if "depth" in spec.outputs:
         files["depth.npy"] = images.depth
     if "normals" in spec.outputs:
@@ -145,10 +144,12 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
         folder = out / writers.SAMPLES / f"{sample['index']:06d}"
         image = Image.open(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
                                                                                          sample["camera"]["height"]))
-        draw_skeletons(image, {s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool))
-                               for s, h in sample["hands"].items()})
-        image = image.resize((tile, round(tile * image.height / image.width)))
-        sheet.paste(image, ((k % columns) * tile, (k // columns) * tile))
+        draw_skeletons(image, label_keypoints(sample["hands"]))
+        # fitted into its tile, centred: a tall image overlapped the next row, a very wide one became 0 px high
+        scale = tile / max(image.width, image.height)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        sheet.paste(image, ((k % columns) * tile + (tile - image.width) // 2,
+                            (k // columns) * tile + (tile - image.height) // 2))
     path = out / "contact_sheet.png"
     with atomic_file(path, "wb") as fh:
         sheet.save(fh, format="PNG")

@@ -6,7 +6,7 @@ Keypoints are in the camera module's pixel coordinates (pixel centres at i + 0.5
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -23,17 +23,36 @@ def _colour(keypoint: int, side: str) -> tuple[int, int, int]:
     return tuple(int(c * SIDE_SHADE.get(side, 1.0)) for c in FINGER_COLOURS[name])
 
 
+def label_keypoints(hands: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The drawing functions' input from a sample's hand labels (``export.labels.hand_labels``): side →
+    ((21, 2) pixels, (21,) visibility), NaN for a keypoint behind the camera (its projection is mirrored
+    and may fall inside the image: it was drawn there, bones across the frame)."""
+    out = {}
+    for side, hand in hands.items():
+        points = np.array(hand["keypoints_2d"], np.float64)
+        points[np.array(hand["keypoints_camera"], np.float64)[:, 2] <= 0] = np.nan
+        out[side] = (points, np.array(hand["visible"], bool))
+    return out
+
+
+def _shown(*points: np.ndarray) -> bool:
+    return all(np.isfinite(p).all() for p in points)
+
+
 def draw_skeletons(image: Image.Image, hands: Mapping[str, tuple[np.ndarray, np.ndarray]],
                    width: float | None = None) -> Image.Image:
     """Draw each hand's bones and keypoints onto ``image`` (changed in place and returned).
-    ``hands``: side → ((21, 2) pixel coordinates, (21,) visibility); hidden keypoints are hollow."""
+    ``hands``: side → ((21, 2) pixel coordinates, (21,) visibility); hidden keypoints are hollow, NaN
+    ones (behind the camera) and their bones are not drawn."""
     draw = ImageDraw.Draw(image)
     line = width or max(1.0, min(image.size) / 128)
     for side, (points, visible) in hands.items():
         for k, parent in enumerate(KEYPOINT_PARENTS):
-            if parent >= 0:
+            if parent >= 0 and _shown(points[k], points[parent]):
                 draw.line([tuple(points[k]), tuple(points[parent])], fill=_colour(k, side), width=round(line))
         for k, (x, y) in enumerate(points):
+            if not _shown(points[k]):
+                continue
             r = 1.5 * line
             box = (x - r, y - r, x + r, y + r)
             draw.ellipse(box, fill=_colour(k, side) if visible[k] else None, outline=_colour(k, side))
@@ -67,7 +86,8 @@ def openpose_hands_image(width: int, height: int, hands: Mapping[str, tuple[np.n
         ordered = np.asarray(points, np.float64)[OPENPOSE_FROM_OURS]
         for i, (a, b) in enumerate(OPENPOSE_EDGES):
             colour = tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / len(OPENPOSE_EDGES), 1.0, 1.0))
-            draw.line([tuple(ordered[a]), tuple(ordered[b])], fill=colour, width=line)
-        for x, y in ordered:
+            if _shown(ordered[a], ordered[b]):
+                draw.line([tuple(ordered[a]), tuple(ordered[b])], fill=colour, width=line)
+        for x, y in ordered[np.isfinite(ordered).all(axis=1)]:
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 0, 255))
     return np.asarray(image)

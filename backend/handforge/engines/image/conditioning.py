@@ -81,14 +81,14 @@ def render_view(camera: Camera, meshes: Mapping[str, Mapping[str, Any]], gl=None
     """Render the control images of ``meshes`` (``posed_meshes``) through ``camera`` and label them."""
     from handforge.export.labels import hand_labels
     from handforge.render.gl import renderer
-    from handforge.render.overlay import openpose_hands_image, skeleton_image
+    from handforge.render.overlay import label_keypoints, openpose_hands_image, skeleton_image
 
     gl = gl or renderer()
     sides = list(meshes)
     images = gl.render(camera, [(meshes[s]["vertices"], meshes[s]["faces"]) for s in sides], normals=True)
     labels = {s: hand_labels(s, k, meshes[s]["pose"], meshes[s]["keypoints"], meshes[s]["root"],
                              meshes[s]["vertices"], camera, images) for k, s in enumerate(sides)}
-    keypoints = {s: (np.array(h["keypoints_2d"]), np.array(h["visible"], bool)) for s, h in labels.items()}
+    keypoints = label_keypoints(labels)
     return Conditioning(camera=camera, depth=images.depth, normals=images.normals, hands=labels,
                         images={"mesh": images.mesh, "depth": depth_image(images.depth),
                                 "normals": normal_image(images.normals, images.depth),
