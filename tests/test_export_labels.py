@@ -405,3 +405,21 @@ def test_the_contact_sheet_fits_any_aspect_ratio(tmp_path):
         export(spec, tmp_path / f"{width}x{height}", progress=False)
         sheet = Image.open(tmp_path / f"{width}x{height}" / "contact_sheet.png")
         assert sheet.size == (4 * 256, 2 * 256)
+
+
+def test_a_full_disk_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from handforge.cli import main
+    from handforge.export import run
+
+    def disk_full(out, samples, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "contact_sheet.png"))
+
+    monkeypatch.setattr(run, "contact_sheet", disk_full)  # the disk filling at the aggregate step
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 1, "width": 32, "height": 32}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "could not write" in err and "contact_sheet.png: No space left on device" in err  # (a traceback)
+    assert "finished samples are kept" in err and "Traceback" not in err

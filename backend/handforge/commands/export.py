@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
             ExportBusy, WorkerStartError) as exc:
         print(f"handforge export: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the disk filled while writing (a traceback, the failed samples unsaid)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"handforge export: could not write{where}: {exc.strerror or exc}; make room (or choose another "
+              "--out) and run the same command again: finished samples are kept", file=sys.stderr)
+        return 1
     print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
     if summary.get("worker_restarts"):
