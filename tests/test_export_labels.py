@@ -282,6 +282,10 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert parse_spec({}).render.forearm == "skin"  # realistic renders get a forearm by default
     with pytest.raises(SpecError, match="background.folder"):
         parse_spec({"background": {"kinds": ["images"]}})
+    (tmp_path / "backgrounds" / "folder.png").mkdir(parents=True)  # a folder, not an image
+    (tmp_path / "backgrounds" / "readme.txt").write_text("x")
+    with pytest.raises(SpecError, match="backgrounds' has no .png or .jpg images"):  # (every sample failed)
+        parse_spec({"background": {"kinds": ["images"], "folder": str(tmp_path / "backgrounds")}})
     for data, needle in (({"outputs": 5}, "outputs: expected one of"), ({"lighting": 3}, "lighting: expected"),
                          ({"render": {"engine": 7}}, "render.engine: expected"),
                          # one choice, not a list (read as its first item, the rest ignored)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.export.spec import ExportSpec
+from handforge.export.spec import IMAGE_SUFFIXES, ExportSpec
 from handforge.render.camera import Camera, look_at
 from handforge_shared import pose_library
 from handforge_shared.poses import HandPose, MotionClip, TwoHandPose, side_by_side
@@ -22,7 +22,6 @@ from handforge_shared.skeleton import NUM_BETAS
 
 WORLD_UP = np.array([0.0, 1.0, 0.0])  # the model frame's up (Blender's +Z)
 SENSOR_MM = 36.0  # focal lengths are full-frame equivalents
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass
@@ -129,7 +128,8 @@ def sample_look(spec: ExportSpec, scene: Scene) -> None:
 
 @lru_cache(maxsize=4)
 def background_images(folder: str) -> tuple[Path, ...]:
-    files = tuple(sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+    files = tuple(sorted(p for p in Path(folder).expanduser().iterdir()
+                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))  # (not a folder named x.png)
     if not files:
         raise ValueError(f"background.folder {folder}: no .png or .jpg images in it")
     return files

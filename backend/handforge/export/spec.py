@@ -68,6 +68,7 @@ from handforge_shared import pose_library
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
 POSE_SOURCES = ("library", "files", "corpus")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # background images
 ENGINES = ("workbench", "cycles", "generate", "none")
 IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
@@ -314,6 +315,8 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
         folder = Path(background.folder).expanduser()
         if not background.folder or not folder.is_dir():
             raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir()):
+            raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
     tones = tuple(t.lstrip("#").lower() for t in _strings(hands_in.get("skin_tones") or MONK_SKIN_TONES,
