@@ -542,6 +542,7 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     run = json.loads(out.read_text())["run"]  # what was measured, in the report itself
     assert run["checkpoint"] == str(trained / "model") and run["splits"] == "train" and run["steps"] == 3
     assert run["windows"] == {"gap15": 3, "unconditional": 3} and "windows per task: gap15 3" in table
+    assert (run["frames"], run["tasks"], run["variation"]) == (4, ["gap15", "unconditional"], None)  # (unrecorded)
     assert [(r["task"], r["engine"]) for r in rows] == [
         ("gap15", "ground truth"), ("gap15", "learned"), ("gap15", "spline"), ("gap15", "keys' Hermite curve"),
         ("unconditional", "ground truth"), ("unconditional", "learned"), ("unconditional", "spline")]
@@ -663,3 +664,11 @@ def test_normalisation_statistics_count_only_the_frames_with_both_hands(corpus):
     mixed = ClipStore.build(ClipList(clips=(*source.clips, info), motions=(*motions, right_only)))
     assert mixed.num_frames > two_hands.num_frames
     assert np.allclose(motion_train.data_statistics(mixed), motion_train.data_statistics(two_hands))
+
+
+def test_the_limit_column_is_the_worse_hands_violation():
+    from handforge.engines.motion.evaluate import summarise
+
+    row = summarise({"joint_limits": {"left": {"limit_violation_max_deg": 10.0},
+                                      "right": {"limit_violation_max_deg": 0.0}}})
+    assert row["limit_max_deg"] == 10.0  # (5.0: the two hands' mean under a max's name)

@@ -158,7 +158,7 @@ def summarise(report: dict[str, Any]) -> dict[str, float | None]:
         "pen_volume_cm3": get("penetration", "penetration_volume_cm3"),
         "pen_depth_mm": get("penetration", "max_depth_mm"),
         "contact_ratio": get("contact", "contact_ratio"),
-        "limit_max_deg": float(np.mean(limits)) if limits else None,
+        "limit_max_deg": float(np.max(limits)) if limits else None,  # the worse hand's (it was their mean)
         "key_rot_rad": report.get("keyframe_rotation_error_rad"),
         "key_transl_m": report.get("keyframe_translation_error_m"),
         "seconds": report.get("seconds"),
@@ -268,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": args.splits,
                                         "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
+                                        "variation": args.variation, "smoothing": args.smoothing,
+                                        "frames": args.frames, "batch": args.batch, "tasks": list(tasks),
                                         "windows": {task: len(windows_of[task]) for task in tasks}},
                                 "rows": [{"task": t, "engine": e, **v} for t, e, v in rows], "reports": full})
     return 0
