@@ -672,3 +672,32 @@ def test_the_limit_column_is_the_worse_hands_violation():
     row = summarise({"joint_limits": {"left": {"limit_violation_max_deg": 10.0},
                                       "right": {"limit_violation_max_deg": 0.0}}})
     assert row["limit_max_deg"] == 10.0  # (5.0: the two hands' mean under a max's name)
+
+
+def test_keys_outside_the_coupled_limits_hold_without_a_snap_beside_them():
+    """The rig's limits are a box, ours couple abduction to flexion: two identical keys 20° abducted at 90°
+    flexion gave 20°, 8°, 8° … 8°, 20°; they hold, and an unkeyed joint is still clamped into its range."""
+    from handforge.engines.motion.observation import Observation
+    from handforge.engines.motion.synthesis import synthesize
+    from handforge.evaluation.limits import joint_frames
+    from handforge_shared import pose_library
+    from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits, hand_pose_to_anatomical
+    from handforge_shared.poses import side_by_side
+
+    frames, flat = 30, side_by_side(pose_library.get("flat", side="right"))
+    angles = np.zeros((15, 3))
+    angles[0] = np.radians([90.0, 20.0, 0.0])  # index MCP: flexed and abducted, outside the coupled range
+    assert np.abs(clamp_to_limits(angles) - angles).max() > np.radians(5)
+    go, hp, tr = np.zeros((frames, 2, 3)), np.zeros((frames, 2, 45)), np.zeros((frames, 2, 3))
+    mask = np.zeros((frames, 2, 17), bool)
+    for h, side in enumerate(("left", "right")):
+        for f in (0, frames - 1):
+            go[f, h], tr[f, h] = flat.hand(side).global_orient, flat.hand(side).transl
+            hp[f, h] = anatomical_to_hand_pose(angles, joint_frames(side), side)
+            mask[f, h] = True
+    mask[:, 1, 4] = False  # the right middle MCP unkeyed: left to the motion, within its range
+    clip = synthesize(Observation(go, hp, tr, mask, np.zeros((2, 10))), "spline")[0]
+    left = hand_pose_to_anatomical(clip.hands["left"].hand_pose, joint_frames("left"), "left")
+    np.testing.assert_allclose(np.degrees(left[:, 0, 1]), 20.0, atol=1e-6)
+    right = hand_pose_to_anatomical(clip.hands["right"].hand_pose, joint_frames("right"), "right")
+    assert np.abs(clamp_to_limits(right[1:-1])[:, 3] - right[1:-1, 3]).max() < 1e-9

@@ -243,16 +243,16 @@ def run(args: argparse.Namespace) -> int:
             chunk = observations[s:s + args.batch]
             values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing,
                                 variation=variation)
-            learned += [o.clip(within_limits(v)) for o, v in zip(chunk, values)]
+            learned += [o.clip(within_limits(v, o)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()
-        spline = [o.clip(within_limits(spline_inbetween(o))) for o in observations]
+        spline = [o.clip(within_limits(spline_inbetween(o), o)) for o in observations]
         spline_seconds = time.monotonic() - started
         engines = [("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
                    ("spline", spline, spline_seconds)]
         if task.startswith("gap"):
             started = time.monotonic()
-            curve = [o.clip(within_limits(hermite_inbetween(o))) for o in observations]
+            curve = [o.clip(within_limits(hermite_inbetween(o), o)) for o in observations]
             engines.append(("keys' Hermite curve", curve, time.monotonic() - started))
         for engine, generated, seconds in engines:
             report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from handforge.engines.motion import representation as rep
 from handforge.engines.motion.observation import Observation
 from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, DEFAULT_STEPS, Guidance, MotionPipeline
 from handforge.engines.motion.spline import spline_inbetween
@@ -30,17 +31,22 @@ def synthesize(observation: Observation, engine: str = "learned", pipeline: Moti
     if engine not in ENGINES:
         raise ValueError(f"unknown motion engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "spline" or pipeline is None:
-        values = within_limits(spline_inbetween(observation))
+        values = within_limits(spline_inbetween(observation), observation)
         if callback is not None:
             callback(1, 1, "spline")
         return [observation.clip(values, extra)] * num_samples
     batch = within_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
-                                   guidance=guidance, callback=callback, smoothing=smoothing))
+                                   guidance=guidance, callback=callback, smoothing=smoothing), observation)
     return [observation.clip({k: v[i] for k, v in batch.items()}, extra) for i in range(num_samples)]
 
 
-def within_limits(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``values`` (..., 2, size) with every finger joint outside its anatomical range clamped into it."""
+def within_limits(values: dict[str, np.ndarray], observation: Observation | None = None) -> dict[str, np.ndarray]:
+    """``values`` (..., T, 2, size) with every finger joint outside its anatomical range clamped into it.
+
+    With the ``observation``, a joint keyed outside its range (the rig's limits are a box; ours couple
+    abduction to flexion) may stay outside it between its keys by as much as the keys are, that
+    overshoot interpolated per angle between them (held before the first key and after the last):
+    two keys 20° outside held still, not 20°, 8°, 8° … 8°, 20° (a snap beside each key)."""
     from handforge.evaluation.limits import joint_frames
     from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits, hand_pose_to_anatomical
 
@@ -50,9 +56,31 @@ def within_limits(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pose = hand_pose[..., h, :]
         angles = hand_pose_to_anatomical(pose, frames, side)
         clamped = clamp_to_limits(angles)
+        if observation is not None:
+            allowed = _keys_overshoot(observation, h, side, frames)  # (T, 15, 3), signed
+            past = angles - clamped
+            kept = np.where(np.sign(past) == np.sign(allowed), np.sign(past) * np.minimum(abs(past), abs(allowed)), 0.0)
+            clamped = clamped + kept
         outside = np.repeat(np.abs(clamped - angles).max(-1) > 1e-9, 3, axis=-1)   # (..., 45)
         hand_pose[..., h, :] = np.where(outside, anatomical_to_hand_pose(clamped, frames, side), pose)
     return {**values, "hand_pose": hand_pose}
+
+
+def _keys_overshoot(observation: Observation, hand: int, side: str, frames) -> np.ndarray:
+    """(T, 15, 3) how far (signed, per anatomical angle) the keys of each finger joint lie outside its range,
+    interpolated between keyed frames (0 for a joint without keys)."""
+    from handforge_shared.anatomy import clamp_to_limits, hand_pose_to_anatomical
+
+    mask = observation.part_mask[:, hand, 1:rep.TRANSL_PART]   # (T, 15): the finger joints' parts
+    angles = hand_pose_to_anatomical(observation.hand_pose[:, hand], frames, side)
+    past = np.where(mask[..., None], angles - clamp_to_limits(angles), 0.0)
+    out = np.zeros_like(past)
+    times = np.arange(len(mask))
+    for joint in np.flatnonzero(mask.any(axis=0)):
+        keyed = np.flatnonzero(mask[:, joint])
+        for c in range(3):
+            out[:, joint, c] = np.interp(times, keyed, past[keyed, joint, c])
+    return out
 
 
 __all__ = ["ENGINES", "synthesize", "within_limits"]
