@@ -15,8 +15,9 @@
    (``handforge.evaluation.penetration.penetration_loss``: nearest vertex and its normal on wrist-sealed
    meshes) + ``contact_guidance`` · max(gap − 2 mm, 0) for hands within 3 cm (not in the paper: the
    training interactions all touch, and the penetration term alone leaves half the samples a
-   centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's step at most
-   ``guidance_max_step`` long (unclipped, a deep overlap threw the hands centimetres apart:
+   centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's gradient
+   clipped to ``guidance_max_step`` long before it is weighted, so a step is at most w_k ·
+   ``guidance_max_step`` (unclipped, a deep overlap threw the hands centimetres apart:
    measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor). The gradient of the whole batch
    is ONE backward pass (the loss is a sum of independent per-pair terms); the reference computes
    it per sample, which its README warns "significantly increases sampling time".
