@@ -66,7 +66,9 @@ def _common_params(guidance: str, variation: float = 1.0) -> dict[str, Any]:
         "steps": Integer(doc="DDIM denoising steps (learned engine): more is slower and a little finer",
                          default=20, min=1, max=1000),
         "variation": Number(doc="how far the motion may stray from the keys' in-between, in (0, 1]: "
-                                "1 = a fresh sample, small values stay close to the in-between",
+                                "1 = a fresh sample, small values stay close to the in-between; the learned "
+                                "engine runs the last round(steps · variation) of its steps, at least one, so it "
+                                "takes whole steps (with steps 1 every value is 1)",
                             default=variation, min=0.01, max=1.0),
         "smoothing": Number(doc="σ in frames of the Gaussian filter on the generated part (learned engine; keys "
                                 "stay exact; 0 = off)", default=1.0, min=0.0, max=10.0),
