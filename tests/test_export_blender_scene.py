@@ -104,8 +104,10 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="cannot write into /proc") as failure:
         client.run("export_renders", {**params, "out": "/proc/handforge_export"}, arrays)
     assert failure.value.code == "invalid_params"
+    (tmp_path / "afile").write_text("x")
     for out, needle in (("~nosuchuser_handforge/x", "cannot be used"), (str(tmp_path / ("n" * 300)), "cannot be used"),
-                        (str(tmp_path / "a\0b"), "NUL")):  # refused before queueing, typed, nothing written
+                        (str(tmp_path / "a\0b"), "NUL"),  # refused before queueing, typed, nothing written
+                        (str(tmp_path / "afile" / "sub"), "afile is a file, not a folder")):  # ("cannot write into")
         with pytest.raises(JobFailed, match=needle) as failure:
             client.run("export_renders", {**params, "out": out}, arrays)
         assert failure.value.code == "invalid_params"

@@ -165,7 +165,9 @@ def check_folder(out: str, signature: str) -> Path:
     except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a name too long for the file system, NUL
         raise BlenderExportError(f"the output folder {out[:200]!r} cannot be used: {exc}; choose another "
                                  "folder") from None
-    if not existing.is_dir() or not _writable(existing):
+    if not existing.is_dir():  # (it said "cannot write into" the file)
+        raise BlenderExportError(f"{existing} is a file, not a folder: choose an output folder that is not inside it")
+    if not _writable(existing):
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
     if path.is_dir():
         try:
