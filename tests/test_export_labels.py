@@ -301,7 +301,9 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
                           "poses.corpus: .*corpus20K' is not a folder"),
                          ({"poses": {"corpus": 5}}, "poses.corpus: expected a string"),
                          ({"hands": {"shape_sigma": True}}, "hands.shape_sigma"),
-                         ({"hands": {"skin_tones": [123456]}}, "hands.skin_tones: expected")):
+                         ({"hands": {"skin_tones": [123456]}}, "hands.skin_tones: expected"),
+                         ({"hands": {"skin_tones": 0}}, "hands.skin_tones: expected"),
+                         ({"hands": {"skin_tones": []}}, "hands.skin_tones: give at least one")):
         if needle is None:  # one name or one file is a list of one
             parsed = parse_spec(data)
             assert parsed.poses.names in ((), ("fist",)) and parsed.poses.files in ((), (str(clip),))
