@@ -319,10 +319,10 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
             raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
+    # (an empty list is the default, as documented above; 0 or false meant it too, unsaid: now type errors)
     tones = tuple(t.lstrip("#").lower() for t in _strings(hands_in.get("skin_tones", MONK_SKIN_TONES),
-                                                          "hands.skin_tones", "a list of sRGB hex colours"))
-    if not tones:  # (0, false and [] meant the default tones, unsaid)
-        raise SpecError("hands.skin_tones: give at least one sRGB hex colour, or leave it out for the Monk scale's")
+                                                          "hands.skin_tones", "a list of sRGB hex colours")
+                  or MONK_SKIN_TONES)
     for tone in tones:
         if len(tone) != 6 or any(c not in "0123456789abcdef" for c in tone):
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
