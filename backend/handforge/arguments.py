@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from handforge_shared.files import existing_ancestor
+
 
 def _has_default(value) -> bool:
     """A default worth showing: not None, False (a flag) or SUPPRESS; 0 is one (``0 in (None, False)`` is
@@ -124,8 +126,8 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be a file path, got {text!r}" + (" (a folder)" if text.strip() else ""))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        blocked = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if blocked is not None and not blocked.is_dir():  # (it said the folder does not exist)
+        blocked = existing_ancestor(folder)
+        if not blocked.is_dir():  # (it said the folder does not exist)
             raise argparse.ArgumentTypeError(f"{blocked} is a file, not a folder: choose a path in a folder")
         raise argparse.ArgumentTypeError(f"its folder {folder} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -162,9 +164,7 @@ def output_folder(text: str) -> str:
         raise argparse.ArgumentTypeError("give a folder (an empty path would be the current folder)")
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file: give a folder")
-    existing = path.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    existing = existing_ancestor(path.absolute())
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -75,4 +75,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return Path(path)
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "folder_lock", "usual_mode", "write_atomic"]
+def existing_ancestor(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else its nearest parent that does: where a folder about to be made
+    would go (a file there is in the way; a relative path ends at ".", which exists)."""
+    path = Path(path)
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "usual_mode",
+           "write_atomic"]

@@ -29,6 +29,7 @@ from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
 from handforge.render.camera import BlenderCamera, Camera, from_blender
+from handforge_shared.files import existing_ancestor
 from handforge_shared.poses import POSE_FIELDS, HandPose, TwoHandPose, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
 
@@ -157,9 +158,7 @@ def check_folder(out: str, signature: str) -> Path:
                                      "(in Blender, save the .blend first to use // relative paths)")
         if path.exists() and not path.is_dir():
             raise BlenderExportError(f"{path} is a file: choose a folder for the dataset")
-        existing = path
-        while not existing.exists():
-            existing = existing.parent
+        existing = existing_ancestor(path)
     except BlenderExportError:
         raise
     except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a name too long for the file system, NUL
