@@ -26,7 +26,7 @@ from . import connection, fingers, hands, jobs, keys
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
-from handforge_shared.poses import HandPose, MotionClip, PoseFormatError
+from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import JOINT_NAMES, SIDES
 
 JOB_KIND = "interaction.sample"
@@ -441,7 +441,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             keys.check_import(scene, clip, rigs, start)  # a refusal keeps the candidates to browse
             end_browse(context, restore=True)  # the keys define the pose now; the channels go back first
             summary = keys.import_clip(context, clip, rigs, start)
-        except (PoseFormatError, ValueError) as exc:
+        except ValueError as exc:  # (PoseFormatError is one)
             raise ValueError(f"the candidates could not be keyed: {exc}") from None
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
