@@ -118,7 +118,7 @@ def test_failed_samples_are_summarised_and_retried_by_a_rerun(tmp_path):
     corpus = _corpus_with_a_damaged_clip(tmp_path / "corpus")
     from handforge.export.spec import SpecError, parse_spec
 
-    with pytest.raises(SpecError, match="its clips are of the open hand and the spec's hand_model is 'mano'"):
+    with pytest.raises(SpecError, match="clips are of the open hand model, this run is for the mano hand: set the spec's hand_model = 'open'"):
         parse_spec({"hand_model": "mano", "poses": {"source": "corpus", "corpus": str(corpus)}})
     with pytest.raises(SpecError, match="no clips in split 'train'"):
         parse_spec({"poses": {"source": "corpus", "corpus": str(corpus), "split": "train"}})

@@ -50,13 +50,14 @@ class ClipInfo:
         return asdict(self) | {"extra": dict(self.extra)}
 
 
-def check_clips(clips: Sequence[ClipInfo], hand_model: str) -> None:
+def check_clips(clips: Sequence[ClipInfo], hand_model: str, fix: str = "pass --hand-model {model}") -> None:
     """``DatasetError`` unless every clip is of ``hand_model`` with HandForge's flat hand poses: a
-    model trained on one hand's poses read through another's skeleton learns wrong joint positions."""
+    model trained on one hand's poses read through another's skeleton learns wrong joint positions, and
+    an export would pose and label the wrong hand. ``fix`` says how to choose the clips' model."""
     models = sorted({c.hand_model for c in clips})
     if models != [hand_model]:
         raise DatasetError(f"the clips are of the {' and '.join(models)} hand model{'s' if len(models) > 1 else ''}, "
-                           f"this run is for the {hand_model} hand: pass --hand-model {models[0]}"
+                           f"this run is for the {hand_model} hand: {fix.format(model=models[0])}"
                            + (" (one model per run)" if len(models) > 1 else ""))
     raw = sorted({c.name for c in clips if c.pose_convention != "flat"})
     if raw:

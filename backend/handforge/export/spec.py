@@ -342,17 +342,19 @@ def _check_clip(path: str, hand_model: str) -> None:
     """A motion clip the export can pose: it loads, is of the spec's hand model and has a frame with a
     hand (found per sample, after the folder was claimed, a wrong clip kept its fix out of that folder;
     another hand model's clip posed the wrong hands and labelled them, unsaid)."""
-    from handforge_shared.poses import MotionClip, PoseFormatError
+    from handforge.datasets import check_clips, read_clip_info
+    from handforge_shared.poses import MotionClip
 
     if not Path(path).expanduser().is_file():
         raise SpecError(f"poses.files: {path!r} is not a file (a motion clip .npz)")
     try:
         clip = MotionClip.load(Path(path).expanduser())
-    except (PoseFormatError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # (PoseFormatError is a ValueError)
         raise SpecError(f"poses.files: {path!r} is not a readable motion clip ({exc})") from None
-    if clip.hand_model != hand_model:
-        raise SpecError(f"poses.files: {path!r} is a clip of the {clip.hand_model} hand and the spec's hand_model is "
-                        f"{hand_model!r}: give clips of one hand model, and set hand_model to it")
+    try:
+        check_clips([read_clip_info(Path(path).expanduser())], hand_model, SPEC_MODEL_FIX)
+    except ValueError as exc:  # DatasetError
+        raise SpecError(f"poses.files: {path!r}: {exc}") from None
     if not any(present.any() for present in clip.present.values()):
         raise SpecError(f"poses.files: {path!r} has no frame with a hand")
 
@@ -361,18 +363,18 @@ def _check_corpus(folder: str, split: str, hand_model: str) -> None:
     """The corpus split has clips, of the spec's hand model (their metadata only: the sampler indexes it so)."""
     if not Path(folder).expanduser().is_dir():
         raise SpecError(f"poses.corpus: {folder!r} is not a folder (the one `handforge corpus --out` wrote)")
-    from handforge.datasets import DatasetError, open_corpus
+    from handforge.datasets import check_clips, open_corpus
 
     try:
         clips = open_corpus(str(Path(folder).expanduser()), split=split)
-    except (DatasetError, OSError, ValueError) as exc:
+        if len(clips) == 0:
+            raise SpecError(f"{folder!r} has no clips in split {split!r} (poses.split)")
+        check_clips(clips.clips, hand_model, SPEC_MODEL_FIX)
+    except (OSError, ValueError) as exc:  # (DatasetError and SpecError are ValueErrors)
         raise SpecError(f"poses.corpus: {exc}") from None
-    if len(clips) == 0:
-        raise SpecError(f"poses.corpus: {folder!r} has no clips in split {split!r} (poses.split)")
-    other = sorted({info.hand_model for info in clips.clips} - {hand_model})
-    if other:
-        raise SpecError(f"poses.corpus: its clips are of the {', '.join(other)} hand and the spec's hand_model is "
-                        f"{hand_model!r}: set hand_model to the corpus's")
+
+
+SPEC_MODEL_FIX = "set the spec's hand_model = {model!r}"
 
 
 def load_spec(path: str | os.PathLike) -> ExportSpec:
