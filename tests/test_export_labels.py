@@ -262,8 +262,11 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     empty = MotionClip(hands={"right": stack_poses([pair.right] * 3)})
     MotionClip(hands=empty.hands, present={"right": np.zeros(3, bool)}).save(tmp_path / "nohands.npz")
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    MotionClip(hands={"right": stack_poses([pair.right] * 3)}, hand_model="open",
+               extra={"pose_convention": "mean_relative"}).save(tmp_path / "raw.npz")  # raw InterHand2.6M poses
     for name, needle in (("mano.npz", "clips are of the mano hand model, this run is for the open hand: set the spec's hand_model = 'mano'"),
-                         ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip")):
+                         ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip"),
+                         ("raw.npz", "hold mean-relative hand poses")):
         with pytest.raises(SpecError, match=needle):
             parse_spec({"poses": {"source": "files", "files": [str(tmp_path / name)]}})
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'"):  # (the files named the image 'None')
