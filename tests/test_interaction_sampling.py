@@ -182,6 +182,20 @@ def test_redraws_replace_interlocked_candidates_and_never_deepen_one(shipped_pip
         np.testing.assert_array_equal(unseparated[0].hands["right"][f], unseparated[1].hands["right"][f])
 
 
+def test_contact_guidance_brings_a_hand_apart_into_touch_without_overshooting_into_the_anchor(shipped_pipe):
+    """Around a library fist the shipped model's partner ends 6-7 mm apart without the contact term;
+    with it, the guided steps stop at the contact (each no longer than the term's first-order zero),
+    where a clipped step of full length put the partner 11 mm into the fist (before 2026-12-02)."""
+    pose = pose_library.get("fist", side="left")
+    anchor = {"side": "left", **{f: np.asarray(getattr(pose, f), np.float32) for f in FIELDS}}
+    raw = dict(count=4, seed=0, separation=False, touch=False, redraws=0)
+    apart = shipped_pipe(SampleSettings(**raw, contact_guidance=0.0), anchor)
+    drawn = shipped_pipe(SampleSettings(**raw), anchor)
+    assert apart.gap.min() > 0.004  # measured 6.3-6.5 mm: something to close
+    assert drawn.max_depth.max() <= SampleSettings().overlap_tolerance, drawn.max_depth  # measured 0 (11 mm before)
+    assert drawn.gap.max() < 0.5 * apart.gap.min(), (apart.gap, drawn.gap)  # measured 2.4 mm
+
+
 def test_guidance_below_zero_varies_the_candidates_around_one_hand(shipped_pipe):
     """Around one hand the shipped model gives near copies of one answer (each template pose has one
     partner in its training pairs); classifier-free guidance towards the unconditional (the add-on's

@@ -18,7 +18,10 @@
    centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's gradient
    clipped to ``guidance_max_step`` long before it is weighted, so a step is at most w_k ·
    ``guidance_max_step`` (unclipped, a deep overlap threw the hands centimetres apart:
-   measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor). The gradient of the whole batch
+   measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor), and a pair apart
+   (no penetration, the contact term alone) no further than that term's first-order zero, its value
+   over its gradient's length (Polyak's step size, B. T. Polyak, "Introduction to Optimization", 1987):
+   a full step overshot into the anchor (a fist's partner 11 mm deep from 7 mm apart). The gradient of the whole batch
    is ONE backward pass (the loss is a sum of independent per-pair terms); the reference computes
    it per sample, which its README warns "significantly increases sampling time".
    ``per_sample_guidance=True`` does that, for the benchmark.
@@ -275,6 +278,7 @@ class InteractionPipeline:
                  else None)
 
         def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+            """Per sample (N, 2): the penetration term and the contact term of the guided loss."""
             if rows is None:  # the whole batch
                 anchor_side, rows = fixed, slice(None)
             else:  # one sample, all rebuilt per call, as the reference does (kept for the benchmark)
@@ -282,10 +286,11 @@ class InteractionPipeline:
             verts = self.hand_model(generated, **decode(x0, rows)).vertices
             pair = (anchor_side, verts) if side == "left" else (verts, anchor_side)
             loss = penetration_loss(*pair, self.hand_model.faces("left"), self.hand_model.faces("right"))
+            contact = torch.zeros_like(loss)
             if s.contact_guidance > 0:  # the training interactions all touch: close small gaps
                 gap, near = anchor_side.gaps(verts, CONTACT_RANGE)
-                loss = loss + s.contact_guidance * (gap - CONTACT_TOLERANCE).clamp_min(0) * near
-            return loss
+                contact = s.contact_guidance * (gap - CONTACT_TOLERANCE).clamp_min(0) * near
+            return torch.stack([loss, contact], dim=-1)
 
         scheduler = self.denoiser.noise_scheduler(sampling=True)
         scheduler.set_timesteps(s.steps)
@@ -298,10 +303,16 @@ class InteractionPipeline:
             x0 = x0_c + s.cfg_scale * (x0_c - x0_u)
             if s.penetration_guidance > 0 and k >= guided_from:
                 weight = s.penetration_guidance * 0.8 ** (len(scheduler.timesteps) - 1 - k)
-                step = self._gradient(penetration, x0, s.per_sample_guidance)
+                terms, step = self._gradient(penetration, x0, s.per_sample_guidance)
                 # deep overlaps have large gradients that would throw the hands apart: clip each step
-                length = step.norm(dim=-1, keepdim=True)
-                x0 = x0 - weight * step * torch.clamp(s.guidance_max_step / length.clamp_min(1e-12), max=1.0)
+                length = step.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                travel = weight * torch.clamp(length, max=s.guidance_max_step)
+                # a pair apart is pulled by the contact term alone, c (gap - 2 mm): never further than
+                # its first-order zero, c (gap - 2 mm) / |grad| (Polyak's step). Longer steps overshot
+                # into the anchor: the last step (weight 2) put a fist's partner 11 mm deep from 7 mm apart
+                apart = (terms[:, :1] == 0) & (terms[:, 1:] > 0)
+                travel = torch.where(apart, torch.minimum(travel, terms[:, 1:] / length), travel)
+                x0 = x0 - step / length * travel
             x = scheduler.step(x0, t, x, eta=0.0).prev_sample
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
@@ -330,16 +341,21 @@ class InteractionPipeline:
         return hand
 
     @staticmethod
-    def _gradient(loss: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, per_sample: bool) -> torch.Tensor:
+    def _gradient(loss: Callable[..., torch.Tensor], x0: torch.Tensor, per_sample: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-sample loss terms (N, k) at ``x0`` and the gradient of their sum (N, D)."""
         with torch.enable_grad():
             if not per_sample:  # one backward for the whole batch: the pairs' terms are independent
                 x = x0.detach().requires_grad_(True)
-                return torch.autograd.grad(loss(x).sum(), x)[0]
-            rows = []
+                value = loss(x)
+                return value.detach(), torch.autograd.grad(value.sum(), x)[0]
+            values, rows = [], []
             for i in range(len(x0)):  # the reference's way, kept for the benchmark
                 x = x0[i:i + 1].detach().requires_grad_(True)
-                rows.append(torch.autograd.grad(loss(x, slice(i, i + 1)).sum(), x)[0])
-            return torch.cat(rows)
+                value = loss(x, slice(i, i + 1))
+                values.append(value.detach())
+                rows.append(torch.autograd.grad(value.sum(), x)[0])
+            return torch.cat(values), torch.cat(rows)
 
 
 __all__ = ["Candidates", "InteractionPipeline", "SampleSettings", "plausibility", "settle"]
