@@ -4,6 +4,7 @@ failures, scheduling and validation. One server subprocess for the module."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,27 @@ def test_progress_is_throttled_except_the_last_update_and_forced_ones():
     ctx.progress(0.95, "dropped too")
     ctx.progress(1.0, "done")
     assert sent == ["first", "end of a stage", "done"]
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_the_backend_frees_a_finished_jobs_arrays():
+    """Once a job has ended, neither its record nor the idle worker that ran it keeps its input arrays:
+    after a 160 MiB echo the server's memory falls back (before 2026-12-02 the idle worker held its last
+    job, 160 MiB here, and a 4 MiB echo loop grew the server by ~50 KB a job through the churn)."""
+    with running_server("--max-message-mb", "400", "--cpu-workers", "1", env={"HANDFORGE_MANO_DIR": ""}) as server:
+        with server.client() as client:
+            client.hello(devices=True)  # the device probe (torch's import) is done
+            client.run("ping")
+            before = _rss_mib(server.process.pid)
+            big = np.ones((40, 1024, 1024), np.float32)  # 160 MiB
+            assert client.run("echo", arrays={"big": big}).arrays["big"].shape == big.shape
+            client.run("ping")  # the worker has moved on; the result's buffers are sent
+            end = time.monotonic() + 10
+            while (after := _rss_mib(server.process.pid)) > before + 64 and time.monotonic() < end:
+                time.sleep(0.1)
+            assert after < before + 64, (before, after)

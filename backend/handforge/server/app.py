@@ -508,6 +508,7 @@ class Server:
 
     def _close(self, job: Job) -> None:
         job.done = True
+        job.arrays = {}  # its input arrays are freed now, whoever still holds the record
         self._jobs.pop((job.client, job.job_id), None)
 
     def _enforce_deadlines(self, now: float) -> None:

@@ -149,6 +149,7 @@ class WorkerPool:
                     return
                 job = queue.items.popleft()
             self._run(job, device)
+            del job  # an idle worker must not keep its last job's arrays alive until the next one
 
     def _run(self, job: Job, device: str) -> None:
         job.ctx.device = device
