@@ -175,3 +175,23 @@ def test_knn_precision_recall_builds_its_manifolds_from_distinct_configurations(
     assert knn_precision_recall(copies, far) == (0.0, 0.0)
     with pytest.raises(ValueError, match="distinct"):
         knn_precision_recall(np.repeat(points[:5], 3, axis=0), near)
+
+
+def test_the_eval_report_says_how_it_was_made(corpus, tmp_path):
+    """Two reports of one checkpoint made with other settings must be told apart: the JSON names the
+    corpus and every sampling setting, the engine's defaults filled in where none was given."""
+    import argparse
+
+    from handforge.engines.interaction import evaluate
+    from handforge.engines.interaction.pipeline import SampleSettings
+
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    given = evaluate.run_record(parser.parse_args(["--corpus", str(corpus), "--steps", "7", "--cfg", "-0.5",
+                                                   "--no-touch", "--redraws", "0"]), "model")
+    assert given["steps"] == 7 and given["cfg"] == -0.5 and given["touch"] is False and given["redraws"] == 0
+    assert given["corpus"] == str(corpus) and given["checkpoint"] == "model"
+    defaults = evaluate.run_record(parser.parse_args(["--corpus", str(corpus)]), "model")
+    assert defaults["guidance"] == SampleSettings().penetration_guidance
+    assert defaults["contact"] == SampleSettings().contact_guidance and defaults["separation"] is True
+    assert json.loads(json.dumps(defaults)) == defaults  # plain JSON

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from handforge.arguments import at_least, number_in, report_file, write_report
 
@@ -248,9 +249,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()), flush=True)
     print(markdown(table))
     if args.out:
-        write_report(args.out, {"checkpoint": str(folder), "split": args.split, "reference": args.reference,
-                                "mesh_samples_asked": args.mesh_samples, "seed": args.seed, "rows": table})
+        write_report(args.out, {**run_record(args, folder), "rows": table})
     return 0
+
+
+def run_record(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
+    """How a report was made: the model, the data and every sampling setting its rows used (the
+    engine's defaults filled in), so that two reports can be told apart."""
+    from handforge.engines.interaction.pipeline import SampleSettings
+
+    defaults = SampleSettings()
+
+    def chosen(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return {"checkpoint": str(folder), "corpus": str(args.corpus), "split": args.split, "reference": args.reference,
+            "samples": args.samples, "mesh_samples_asked": args.mesh_samples,
+            "conditioned_samples": args.conditioned_samples, "template_samples": args.template_samples,
+            "seed": args.seed, "steps": args.steps,
+            "guidance": chosen(args.guidance, defaults.penetration_guidance),
+            "cfg": chosen(args.cfg, defaults.cfg_scale), "contact": chosen(args.contact, defaults.contact_guidance),
+            "separation": not args.no_separation, "touch": not args.no_touch,
+            "redraws": chosen(args.redraws, defaults.redraws)}
 
 
 def markdown(table: dict) -> str:
