@@ -113,6 +113,27 @@ def test_single_files_that_cannot_load_are_weights_errors(weights, tmp_path):
         load_sd(junk, sd)
 
 
+def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weights, tmp_path):
+    # before: diffusers built a default (SD-sized) ControlNet with random weights from a motion model's
+    # folder, warning only, and `train guidance --init` then blamed the SD weights for the mismatch
+    import torch
+    from handforge.engines.image.loading import WeightsError, load_controlnet
+    from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+
+    _, _, guidance = weights
+    motion = SHIPPED_CHECKPOINT
+    with pytest.raises(WeightsError, match="holds a MotionDenoiser model, not a ControlNet"):
+        load_controlnet(motion)
+    partial = tmp_path / "partial"
+    shutil.copytree(guidance, partial)
+    tensors = load_file(partial / "diffusion_pytorch_model.safetensors")
+    dropped = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != dropped}, partial / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(WeightsError, match=f"lacks 1 of its weights \\(e.g. {dropped}\\)"):
+        load_controlnet(partial)
+    assert isinstance(load_controlnet(guidance), torch.nn.Module)
+
+
 def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(weights, tmp_path, monkeypatch):
     # before: "controlnet available", then every job refused as invalid params.controls, which it never sent;
     # and the image engines' missing_weights came with an empty hint

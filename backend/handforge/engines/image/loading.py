@@ -84,10 +84,30 @@ def load_controlnet(path: str | Path, dtype: Any = None):
                            "diffusion_pytorch_model.safetensors); convert it once with diffusers "
                            "(ControlNetModel.from_single_file(...).save_pretrained(FOLDER)), or take the diffusers "
                            "repository (handforge models fetch)")
+    saved_as = _saved_class(path)
+    if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
+        raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
+                           "(e.g. one written by handforge train guidance, its model/ folder)")
     try:
-        return ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+        net, info = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
+                                                    output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
         raise WeightsError(f"cannot load the ControlNet {path}: {type(exc).__name__}: {exc}") from None
+    if info["missing_keys"]:  # diffusers only warns and leaves them random
+        raise WeightsError(f"the ControlNet {path} lacks {len(info['missing_keys'])} of its weights (e.g. "
+                           f"{sorted(info['missing_keys'])[0]}): its weights file does not fit its config.json")
+    return net
+
+
+def _saved_class(folder: Path) -> str | None:
+    """The ``_class_name`` of a diffusers model folder's config (None when it names none or is unreadable:
+    diffusers then says what is wrong)."""
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # What a ControlNet must share with the UNet whose blocks it adds to: the text width its attention
