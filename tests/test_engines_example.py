@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 import torch
 
 from handforge.engines.checkpoints import CheckpointError, load_model, save_model
@@ -53,6 +54,13 @@ def test_checkpoints_round_trip_and_wrong_folders_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no config.json"):
         load_model(TinyNet, tmp_path / "empty")
+    # a weights file missing a tensor: a NotImplementedError traceback before 2026-12-02
+    tensors = load_file(folder / "diffusion_pytorch_model.safetensors")
+    partial = save_model(tiny(0), tmp_path / "partial")
+    save_file({k: v for k, v in tensors.items() if k != sorted(tensors)[0]},
+              partial / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(CheckpointError, match=f"lacks 1 of its weights \\(e.g. {sorted(tensors)[0]}\\)"):
+        load_model(TinyNet, partial)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "width": "big"}))  # a hand-edited config
     with pytest.raises(CheckpointError, match="cannot load the TinyNet checkpoint"):

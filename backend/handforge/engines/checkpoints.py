@@ -121,10 +121,15 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
         raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
                               "give a checkpoint of this model (the setting or option that named this folder)")
     try:
-        model = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
+        model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                          output_loading_info=True)
     except (OSError, ValueError, RuntimeError, TypeError) as exc:  # TypeError: a config value of another type
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
+    if info["missing_keys"]:  # diffusers only warns and leaves them unset (on the meta device)
+        raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint lacks {len(info['missing_keys'])} of its "
+                              f"weights (e.g. {sorted(info['missing_keys'])[0]}): its weights file does not fit its "
+                              "config.json; save or train it again")
     model = model.to(device).eval()
     _own_cpu_memory(model)
     return model
