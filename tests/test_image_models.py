@@ -117,7 +117,7 @@ def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weight
     # before: diffusers built a default (SD-sized) ControlNet with random weights from a motion model's
     # folder, warning only, and `train guidance --init` then blamed the SD weights for the mismatch
     import torch
-    from handforge.engines.image.loading import WeightsError, load_controlnet
+    from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd
     from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
 
     _, _, guidance = weights
@@ -129,9 +129,19 @@ def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weight
     tensors = load_file(partial / "diffusion_pytorch_model.safetensors")
     dropped = sorted(tensors)[0]
     save_file({k: v for k, v in tensors.items() if k != dropped}, partial / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(WeightsError, match=f"lacks 1 of its weights \\(e.g. {dropped}\\)"):
+    with pytest.raises(WeightsError, match=f"{partial} lacks 1 of its weights \\(e.g. {dropped}\\)"):
         load_controlnet(partial)
     assert isinstance(load_controlnet(guidance), torch.nn.Module)
+    _, sd, _ = weights  # an interrupted copy of SD: a part's weights file without one of its tensors
+    broken = tmp_path / "sd"
+    shutil.copytree(sd, broken)
+    for part in ("unet", "text_encoder"):
+        file = next((broken / part).glob("*.safetensors"))
+        tensors = load_file(file)
+        save_file({k: v for k, v in tensors.items() if k != sorted(tensors)[-1]}, file)
+        with pytest.raises(WeightsError, match=f"{broken / part} lacks 1 of its weights"):
+            load_sd(broken)
+        shutil.copytree(sd / part, broken / part, dirs_exist_ok=True)
 
 
 def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(weights, tmp_path, monkeypatch):

@@ -53,11 +53,12 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
             if missing:
                 raise WeightsError(f"{path} is not a diffusers SD 1.x folder: no {', '.join(missing)}/ in it")
             kw = {"local_files_only": True, "torch_dtype": dtype}
-            parts = {"unet": UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", **kw),
-                     "vae": AutoencoderKL.from_pretrained(str(path), subfolder="vae", **kw),
-                     "text_encoder": CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", **kw),
-                     "tokenizer": CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
-                     "scheduler": DDIMScheduler.from_pretrained(str(path), subfolder="scheduler")}
+            parts = {name: _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
+                                     path / name)
+                     for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL),
+                                       ("text_encoder", CLIPTextModel))}
+            parts.update(tokenizer=CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
+                         scheduler=DDIMScheduler.from_pretrained(str(path), subfolder="scheduler"))
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
@@ -67,6 +68,17 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
         raise WeightsError(f"{path}: the UNet attends {parts['unet'].config.cross_attention_dim}-wide text but the "
                            f"text encoder gives {parts['text_encoder'].config.hidden_size}; is it an SD 1.x model?")
     return parts
+
+
+def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
+    """The model of a ``from_pretrained(..., output_loading_info=True)``, refused when its weights file lacked
+    some of its tensors (diffusers and transformers only warn, and leave them random or unset)."""
+    model, info = loaded
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise WeightsError(f"{folder} lacks {len(missing)} of its weights (e.g. {missing[0]}): its weights file does "
+                           "not fit its config.json (an interrupted copy?); copy the folder again")
+    return model
 
 
 def sd_parts_on(parts: dict[str, Any], device: str) -> dict[str, Any]:
@@ -89,14 +101,11 @@ def load_controlnet(path: str | Path, dtype: Any = None):
         raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)")
     try:
-        net, info = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
-                                                    output_loading_info=True)
+        loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
+                                                 output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
         raise WeightsError(f"cannot load the ControlNet {path}: {type(exc).__name__}: {exc}") from None
-    if info["missing_keys"]:  # diffusers only warns and leaves them random
-        raise WeightsError(f"the ControlNet {path} lacks {len(info['missing_keys'])} of its weights (e.g. "
-                           f"{sorted(info['missing_keys'])[0]}): its weights file does not fit its config.json")
-    return net
+    return _complete(loaded, path)
 
 
 def _saved_class(folder: Path) -> str | None:
