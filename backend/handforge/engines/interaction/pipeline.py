@@ -277,7 +277,7 @@ class InteractionPipeline:
         fixed = (FixedHands(anchor_verts, self.hand_model.faces(side)) if batched_guidance or s.separation or s.touch
                  else None)
 
-        def penetration(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        def guided_loss(x0: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
             """Per sample (N, 2): the penetration term and the contact term of the guided loss."""
             if rows is None:  # the whole batch
                 anchor_side, rows = fixed, slice(None)
@@ -303,7 +303,7 @@ class InteractionPipeline:
             x0 = x0_c + s.cfg_scale * (x0_c - x0_u)
             if s.penetration_guidance > 0 and k >= guided_from:
                 weight = s.penetration_guidance * 0.8 ** (len(scheduler.timesteps) - 1 - k)
-                terms, step = self._gradient(penetration, x0, s.per_sample_guidance)
+                terms, step = self._gradient(guided_loss, x0, s.per_sample_guidance)
                 # deep overlaps have large gradients that would throw the hands apart: clip each step
                 length = step.norm(dim=-1, keepdim=True).clamp_min(1e-12)
                 travel = weight * torch.clamp(length, max=s.guidance_max_step)
