@@ -95,3 +95,27 @@ def test_export_writes_composited_rgb_with_labels(blender, tmp_path):
             assert np.abs(np.median(background, 0) - np.array(labels["background"]["colour"]) * 255).max() < 3
         assert np.abs(rgb[hands].astype(float).mean(0) - np.median(background, 0)).max() > 5  # hands drawn on it
     assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "coco.json").is_file()
+
+
+def test_a_blender_process_that_died_is_started_again_and_the_render_done(blender):
+    """Killed (out of memory, kill -9) before a render or during one, the Blender process is started
+    again and the render done there: before 2026-12-02 each later sample of that export worker failed
+    with BrokenPipeError, and the worker was never replaced."""
+    import os
+    import signal
+
+    spec = parse_spec(SPEC)
+    model = load_hand_model("open")
+    scene = sample_scene(spec, 0)
+    hands = _hands(model, scene)
+    camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+    sample_look(spec, scene)
+    first = blender(scene, camera, hands)
+    for _ in range(2):  # reaped before the next render, then killed without waiting (found mid-render or before)
+        old = blender._proc.pid
+        os.kill(old, signal.SIGKILL)
+        if _ == 0:
+            blender._proc.wait()
+        again = blender(scene, camera, hands)
+        assert blender._proc.pid != old and blender._proc.poll() is None
+        np.testing.assert_allclose(again, first, atol=1 / 255)

@@ -3,6 +3,7 @@ dataset byte for byte, also when a worker dies mid-run; a driver restart resumes
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,49 @@ def test_gpus_per_worker_on_a_ray_without_gpus_is_a_clear_error_not_a_hang(local
     assert "drop the flag" in err
     assert not (tmp_path / "data" / "samples").exists()  # nothing written
     assert ray.is_initialized()  # a Ray the command did not start is left running
+
+
+
+def test_ray_without_an_address_starts_its_own_beside_a_running_one(reference, tmp_path):
+    """`--ray` alone is a Ray of the run's own, also on a machine where `ray start --head` already runs
+    (a cluster's head node, following this README): ray.init() attached to that one and refused the
+    run's num_cpus ("When connecting to an existing cluster, num_cpus and num_gpus must not be
+    provided", before 2026-12-02). Both live in a private RAY_TMPDIR, where a node finds its cluster."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    root = Path(__file__).resolve().parents[1]
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-ray-{os.getpid()}"  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(scratch),
+           "PYTHONPATH": os.pathsep.join([str(root / "backend"), str(root / "shared")])}
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--num-cpus", "1", "--include-dashboard",
+                             "false", "--port", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        end = time.monotonic() + 120
+        while not (scratch / "ray" / "ray_current_cluster").exists():
+            assert head.poll() is None and time.monotonic() < end, "ray start --head did not come up"
+            time.sleep(0.2)
+        done = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--ray",
+                               "--workers", "2", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert head.poll() is None  # the running Ray was left alone
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+    result, expected = tree(tmp_path / "data"), dict(reference)
+    for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
+        result.pop(name), expected.pop(name)
+    assert result == expected

@@ -42,6 +42,11 @@ def _connect(ray, **kwargs: Any) -> None:
         raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. A cluster started by `ray start` (Ray 2.60) "
                              "wants its token: RAY_AUTH_MODE=token with ~/.ray/auth_token or RAY_AUTH_TOKEN "
                              "(https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a local Ray that cannot start (no room in its temp folder)
+        where = "a local Ray" if kwargs.get("address") in (None, "local") else f"--ray {kwargs['address']}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RayUnavailable(f"{where} did not start: {type(exc).__name__}: {first} (check the free space and "
+                             "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
 
 
 class _Actor:
@@ -120,8 +125,9 @@ class RayPool:
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
             if self.address:
                 kwargs["address"] = self.address
-            else:  # enough CPUs that every worker is placed even on a small machine
-                kwargs.update(num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
+            else:  # enough CPUs that every worker is placed even on a small machine; "local": a Ray of this
+                # run's own even where one is running (ray.init() would attach to it, and refuse num_cpus)
+                kwargs.update(address="local", num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
             _connect(ray, **kwargs)
             self._started = True
         wanted = self.options["num_gpus"]

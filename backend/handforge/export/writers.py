@@ -157,7 +157,8 @@ def write_or_fail(out: Path, index: int, make: Any) -> str | None:
         import traceback
 
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        return f"{type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})"
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line: Blender's reasons come with its log's tail
+        return f"{type(exc).__name__}: {first} ({Path(last.filename).name}:{last.lineno})"
 
 
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:

@@ -45,20 +45,31 @@ class BlenderRGB:
         self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
         self.work = Path(self._tmp.name)
         self._log = open(self.work / "blender.log", "w+")
+        self._start()
+        return self
+
+    def _start(self) -> None:
         self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker"], cwd=self.work,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
                                       env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user")})
+        self._topology = None  # a new process holds no meshes yet
         self.version = self._reply().get("ready")
-        return self
+
+    def _stop(self) -> None:
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:  # it died (killed, out of memory): nothing left to tell it
+            pass
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
 
     def __exit__(self, *exc: Any) -> None:
         if self._proc is not None:
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            self._stop()
         self._log.close()
         self._tmp.cleanup()
 
@@ -69,13 +80,37 @@ class BlenderRGB:
                 if "error" in reply:
                     raise BlenderRenderError(f"Blender failed:\n{reply['error']}")
                 return reply
+        try:  # its output ends as it exits: its exit status follows at once
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
         self._log.seek(0)
         tail = "\n".join(self._log.read().strip().splitlines()[-20:])
-        raise BlenderRenderError(f"the Blender worker stopped (exit {self._proc.poll()}):\n{tail}")
+        raise BlenderRenderError(f"the Blender worker stopped (exit {self._proc.returncode}):\n{tail}")
 
     def render(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
                lighting: dict[str, Any], skin_tone: str) -> np.ndarray:
-        """(H, W, 4) float32 RGBA in [0, 1] (sRGB, straight alpha) of the hands (world = model frame)."""
+        """(H, W, 4) float32 RGBA in [0, 1] (sRGB, straight alpha) of the hands (world = model frame).
+        A Blender process that has died (killed, out of memory, a crash in GL) is started again, and a
+        render it died in is tried once more in the new one: a worker must not fail every later sample."""
+        if self._proc.poll() is not None:
+            self._restart()
+        try:
+            return self._render(camera, vertices, faces, target, lighting, skin_tone)
+        except (BrokenPipeError, BlenderRenderError):
+            if self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+                raise
+            self._restart()
+            return self._render(camera, vertices, faces, target, lighting, skin_tone)
+
+    def _restart(self) -> None:
+        self._stop()
+        self._log.write(f"\n--- the Blender worker stopped (exit {self._proc.returncode}): started again ---\n")
+        self._start()
+
+    def _render(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
+                lighting: dict[str, Any], skin_tone: str) -> np.ndarray:
         request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
                                    "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
