@@ -210,9 +210,9 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             if callable(progress):
                 progress(done + 1, len(pending))
     seconds = time.perf_counter() - start
-    samples = finalise(spec, out, command, gl.renderer_name, settings, model)
+    finished = finalise(spec, out, command, gl.renderer_name, settings, model)
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
-            "finished": len(samples), "seconds": seconds, "failed": failed}
+            "finished": finished, "seconds": seconds, "failed": failed}
 
 
 def check_rgb_source(spec: ExportSpec) -> None:
@@ -224,15 +224,17 @@ def check_rgb_source(spec: ExportSpec) -> None:
 
 
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
-             model=None) -> list[dict[str, Any]]:
+             model=None) -> int:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
-    samples in index order: the same bytes whoever wrote the samples and in what order."""
-    samples = writers.finished_labels(out, spec.samples)
+    samples in index order: the same bytes whoever wrote the samples and in what order. Each file
+    reads the labels one sample at a time (``writers.sample_labels``); returns how many samples are
+    finished."""
+    indices = writers.finished_indices(out, spec.samples)  # one list: every file describes the same samples
     if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
-    writers.write_coco(out, samples)
-    writers.write_interhand(out, samples, hands_mean, spec.hand_model)
+    writers.write_coco(out, indices)
+    writers.write_interhand(out, indices, hands_mean, spec.hand_model)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
@@ -241,8 +243,8 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
         from handforge.engines.image.dataset import card_fields
 
         card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
-        card.update(card_fields(spec.generate, samples))
-    writers.write_card(out, samples, card)
-    if samples:
-        contact_sheet(out, samples[:CONTACT_SHEET_SAMPLES])
-    return samples
+        card.update(card_fields(spec.generate, writers.sample_labels(out, indices)))
+    writers.write_card(out, indices, card)
+    if indices:
+        contact_sheet(out, list(writers.sample_labels(out, indices[:CONTACT_SHEET_SAMPLES])))
+    return len(indices)

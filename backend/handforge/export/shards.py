@@ -129,11 +129,11 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                                                      fault, poll_seconds, out, sample_timeout)
         writers.clean_partial(out)  # what dead workers left of samples that were given up
     seconds = time.perf_counter() - start
-    samples = finalise(spec, out, command, renderer_name or _known_renderer(out))
+    finished = finalise(spec, out, command, renderer_name or _known_renderer(out))
     # a failed sample that a replaced worker finished after all is not a failure
     failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
-            "finished": len(samples), "seconds": seconds, "failed": failed, "worker_restarts": restarts,
+            "finished": finished, "seconds": seconds, "failed": failed, "worker_restarts": restarts,
             "workers": workers}
 
 

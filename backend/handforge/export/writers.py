@@ -1,5 +1,7 @@
 """Dataset writers: one folder per sample (written whole or not at all), COCO keypoints, InterHand2.6M-style
-annotations and the dataset card, the last three rebuilt from the finished samples' JSON files.
+annotations and the dataset card, the last three rebuilt from the finished samples' JSON files. Those
+are read one sample at a time and each aggregate file is written as they are read (``streamed_json``):
+all of a 100,000-sample dataset's labels took gigabytes.
 
 Layout of an export folder::
 
@@ -16,13 +18,15 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, write_atomic
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, atomic_file, folder_lock, write_atomic
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
 SAMPLES = "samples"
@@ -37,10 +41,9 @@ MM_PER_M = 1000.0
 CAMERA_RANGES = ("distance", "elevation", "azimuth", "focal", "roll")
 
 
-def dumps(data: Any) -> str:
-    """Deterministic JSON (sorted keys) so equal labels are equal bytes."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
+def dumps(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Deterministic JSON (sorted keys) so equal labels are equal bytes; ``default`` as ``json.dumps``'s."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False, default=default)
 
 
 class ExportBusy(RuntimeError):
@@ -184,23 +187,112 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     return final
 
 
-def finished_labels(out: Path, count: int | None = None) -> list[dict[str, Any]]:
-    """The finished samples' labels, in index order: the dataset's own folders only (six digits, below
-    ``count`` when given): a copy such as "000003 copy" was read as one more sample, a duplicate id."""
+def finished_indices(out: Path, count: int) -> list[int]:
+    """The finished samples' indices below ``count``, in order: the dataset's own folders only (six
+    digits): a copy such as "000003 copy" was read as one more sample, a duplicate id."""
     root = out / SAMPLES
     if not root.is_dir():
         return []
-    folders = sorted(p.parent for p in root.glob(f"*/{LABELS}")
-                     if len(p.parent.name) == 6 and p.parent.name.isdigit()
-                     and (count is None or int(p.parent.name) < count))
-    labels = []
-    for folder in folders:
+    names = (p.parent.name for p in root.glob(f"*/{LABELS}"))
+    return sorted(int(name) for name in names
+                  if len(name) == 6 and name.isascii() and name.isdigit() and int(name) < count)
+
+
+def sample_labels(out: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]:
+    """The labels of samples ``indices``, read one at a time in that order (a large dataset's labels
+    take gigabytes together)."""
+    for index in indices:
+        path = sample_dir(out, index) / LABELS
         try:
-            labels.append(json.loads((folder / LABELS).read_text(encoding="utf-8")))
+            labels = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
-            raise ValueError(f"{folder / LABELS} is damaged ({exc}): delete its sample folder and run again to "
+            raise ValueError(f"{path} is damaged ({exc}): delete its sample folder and run again to "
                              "write it anew") from None
-    return labels
+        yield labels
+
+
+# ---------------------------------------------------------------------------------- streamed JSON
+class _Items:
+    """The items of a JSON array or object in a ``streamed_json`` file, written one at a time into an
+    unnamed temporary file (``file``: open inside the ``streamed_json`` block)."""
+
+    brackets = ""
+
+    def __init__(self) -> None:
+        self.file: IO[str] | None = None
+        self.empty = True
+
+    def _write(self, text: str) -> None:
+        self.file.write(text if self.empty else "," + text)
+        self.empty = False
+
+    def copy_to(self, fh: IO[str]) -> None:
+        self.file.seek(0)
+        fh.write(self.brackets[0])
+        shutil.copyfileobj(self.file, fh)
+        fh.write(self.brackets[1])
+
+
+class JsonArray(_Items):
+    """Its items in the order they are appended."""
+
+    brackets = "[]"
+
+    def append(self, value: Any) -> None:
+        self._write(dumps(value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        for value in values:
+            self.append(value)
+
+
+class JsonObject(_Items):
+    """Its keys must come in the order ``dumps`` sorts them into (checked), so the file is the bytes
+    ``dumps`` gives of the whole object."""
+
+    brackets = "{}"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_key: str | None = None
+
+    def put(self, key: str, value: Any) -> None:
+        if self.last_key is not None and key <= self.last_key:
+            raise ValueError(f"key {key!r} after {self.last_key!r}: a streamed object's keys come in sorted order")
+        self.last_key = key
+        self._write(dumps(key) + ":" + dumps(value))
+
+
+_HOLE = "\0streamed items\0"  # in no template: where a JsonArray's or JsonObject's items go
+
+
+@contextlib.contextmanager
+def streamed_json(path: Path, template: dict[str, Any]) -> Iterator[None]:
+    """``path`` as ``dumps(template)`` would write it, where the template's ``JsonArray`` and
+    ``JsonObject`` values are filled inside the block, each into an unnamed temporary file beside
+    ``path`` (memory stays the same however many items they get). Whole or not at all: the file is
+    assembled in ``atomic_file``'s temporary file and renamed into place when the block ends without
+    an error."""
+    holes: list[_Items] = []
+
+    def hole(value: Any) -> str:  # json.dumps calls it in the order it writes, keys sorted
+        if not isinstance(value, _Items):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        holes.append(value)
+        return _HOLE
+
+    frame = dumps(template, default=hole).split(dumps(_HOLE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        for items in holes:
+            items.file = stack.enter_context(tempfile.TemporaryFile(
+                "w+", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX))
+        yield
+        with atomic_file(path) as fh:
+            fh.write(frame[0])
+            for items, text in zip(holes, frame[1:]):
+                items.copy_to(fh)
+                fh.write(text)
 
 
 # ------------------------------------------------------------------------------------------- COCO
@@ -217,36 +309,51 @@ def coco_keypoints(hand: dict[str, Any], width: int, height: int) -> tuple[list[
     return flat, labelled
 
 
-def write_coco(out: Path, samples: list[dict[str, Any]]) -> Path:
+def image_name(sample: dict[str, Any]) -> str:
+    """The sample's image as the aggregate files name it: its RGB, else its mesh image."""
+    return f"{SAMPLES}/{sample['index']:06d}/{sample['files'].get('rgb', sample['files'].get('mesh'))}"
+
+
+def coco_image(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's entry in COCO's images (id: its index + 1)."""
+    return {"id": sample["index"] + 1, "file_name": image_name(sample),
+            "width": sample["camera"]["width"], "height": sample["camera"]["height"]}
+
+
+def coco_annotations(out: Path, sample: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The sample's entries in COCO's annotations: one per hand with a box, its RLE mask read from
+    the sample's ``mask_<side>.png``."""
     from pycocotools import mask as mask_utils
 
+    image_id = sample["index"] + 1
+    width, height = sample["camera"]["width"], sample["camera"]["height"]
+    for side, hand in sorted(sample["hands"].items()):
+        if hand["bbox"] is None:
+            continue
+        mask = np.asarray(Image.open(sample_dir(out, sample["index"]) / sample["files"][f"mask_{side}"])) > 127
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        keypoints, labelled = coco_keypoints(hand, width, height)
+        yield {"id": image_id * 2 + (side == "right"), "image_id": image_id, "category_id": COCO_CATEGORIES[side],
+               "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
+               "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+               "keypoints": keypoints, "num_keypoints": labelled}
+
+
+def write_coco(out: Path, indices: list[int]) -> Path:
+    """``coco.json`` of samples ``indices`` (images and annotations in their order)."""
     skeleton = [[k + 1, p + 1] for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
-    coco: dict[str, Any] = {
-        "info": {"description": "HandForge labelled renders", "keypoint_convention":
-                 "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},
-        "categories": [{"id": cid, "name": f"{side}_hand", "supercategory": "hand",
-                        "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
-                       for side, cid in COCO_CATEGORIES.items()],
-        "images": [], "annotations": []}
-    for sample in samples:
-        image_id = sample["index"] + 1
-        width, height = sample["camera"]["width"], sample["camera"]["height"]
-        folder = f"{SAMPLES}/{sample['index']:06d}"
-        coco["images"].append({"id": image_id, "file_name": f"{folder}/{sample['files'].get('rgb', sample['files'].get('mesh'))}",
-                               "width": width, "height": height})
-        for side, hand in sorted(sample["hands"].items()):
-            if hand["bbox"] is None:
-                continue
-            mask = np.asarray(Image.open(out / folder / sample["files"][f"mask_{side}"])) > 127
-            rle = mask_utils.encode(np.asfortranarray(mask))
-            keypoints, labelled = coco_keypoints(hand, width, height)
-            coco["annotations"].append({
-                "id": image_id * 2 + (side == "right"), "image_id": image_id, "category_id": COCO_CATEGORIES[side],
-                "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
-                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-                "keypoints": keypoints, "num_keypoints": labelled})
+    images, annotations = JsonArray(), JsonArray()
     path = out / "coco.json"
-    write_atomic(path, dumps(coco))
+    with streamed_json(path, {
+            "info": {"description": "HandForge labelled renders", "keypoint_convention":
+                     "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},
+            "categories": [{"id": cid, "name": f"{side}_hand", "supercategory": "hand",
+                            "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
+                           for side, cid in COCO_CATEGORIES.items()],
+            "images": images, "annotations": annotations}):
+        for sample in sample_labels(out, indices):
+            images.append(coco_image(sample))
+            annotations.extend(coco_annotations(out, sample))
     return path
 
 
@@ -261,7 +368,63 @@ def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
             for kind, name in (("params", params), ("camera", "camera"), ("joint_3d", "joint_3d"), ("data", "data"))}
 
 
-def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[str, np.ndarray] | None,
+def interhand_mano(sample: dict[str, Any], hands_mean: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """The sample's frame in the MANO file: each side's pose, shape and translation, or None."""
+    frame = {}
+    for side in SIDES:
+        hand = sample["hands"].get(side)
+        if hand is None:
+            frame[side] = None
+            continue
+        p = hand["params_world"]
+        pose = np.asarray(p["hand_pose"]) - (hands_mean[side] if hands_mean else 0.0)
+        frame[side] = {"pose": [*p["global_orient"], *pose.tolist()], "shape": p["betas"], "trans": p["transl"]}
+    return frame
+
+
+def interhand_camera(sample: dict[str, Any]) -> dict[str, list[float]]:
+    """The sample's camera in each table of the camera file."""
+    cam = sample["camera"]
+    R, t, K = np.asarray(cam["R"]), np.asarray(cam["t"]), np.asarray(cam["K"])
+    return {"campos": (-R.T @ t * MM_PER_M).tolist(), "camrot": R.tolist(), "focal": [K[0, 0], K[1, 1]],
+            "princpt": [K[0, 2] - 0.5, K[1, 2] - 0.5]}
+
+
+def _joint_valid(sample: dict[str, Any]) -> np.ndarray:
+    """1 for the joints of the hands the sample has (InterHand2.6M: right 0–20, left 21–41)."""
+    valid = np.zeros(2 * NUM_KEYPOINTS)
+    for slot, side in enumerate(("right", "left")):
+        if sample["hands"].get(side) is not None:
+            valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
+    return valid
+
+
+def interhand_joints(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's entry in the joint file."""
+    world = np.zeros((2 * NUM_KEYPOINTS, 3))
+    for slot, side in enumerate(("right", "left")):
+        hand = sample["hands"].get(side)
+        if hand is not None:
+            world[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_world"]) * MM_PER_M
+    return {"world_coord": world.tolist(), "joint_valid": _joint_valid(sample).tolist(),
+            "hand_type": sample["hand_type"], "hand_type_valid": int(sample["hand_type"] != "none")}
+
+
+def interhand_data(sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The sample's image and annotation in the data file; None for a sample with no hand in view
+    (its loaders want a hand type and a box)."""
+    if sample["hand_type"] == "none" or sample["bbox"] is None:
+        return None
+    i = sample["index"]
+    image = {"id": i, "file_name": image_name(sample), "width": sample["camera"]["width"],
+             "height": sample["camera"]["height"], "capture": 0, "subject": 0, "seq_name": "handforge",
+             "camera": str(i), "frame_idx": i}
+    annotation = {"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": _joint_valid(sample).tolist(),
+                  "hand_type": sample["hand_type"], "hand_type_valid": 1}
+    return image, annotation
+
+
+def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndarray] | None,
                     hand_model: str = "mano") -> dict[str, Path]:
     """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
     https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
@@ -269,77 +432,60 @@ def write_interhand(out: Path, samples: list[dict[str, Any]], hands_mean: dict[s
     open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
     the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
     with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
-    accept only right, left or interacting hands with a box)."""
-    mano: dict[str, Any] = {}
-    cameras = {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}
-    joints: dict[str, Any] = {}
-    data: dict[str, Any] = {"images": [], "annotations": []}
-    for sample in samples:
-        i = sample["index"]
-        frame = {}
-        for side in SIDES:
-            hand = sample["hands"].get(side)
-            if hand is None:
-                frame[side] = None
-                continue
-            p = hand["params_world"]
-            pose = np.asarray(p["hand_pose"]) - (hands_mean[side] if hands_mean else 0.0)
-            frame[side] = {"pose": [*p["global_orient"], *pose.tolist()], "shape": p["betas"], "trans": p["transl"]}
-        mano[str(i)] = frame
-        cam = sample["camera"]
-        R, t, K = np.asarray(cam["R"]), np.asarray(cam["t"]), np.asarray(cam["K"])
-        key = str(i)
-        cameras["campos"][key] = (-R.T @ t * MM_PER_M).tolist()
-        cameras["camrot"][key] = R.tolist()
-        cameras["focal"][key] = [K[0, 0], K[1, 1]]
-        cameras["princpt"][key] = [K[0, 2] - 0.5, K[1, 2] - 0.5]
-        world = np.zeros((2 * NUM_KEYPOINTS, 3))
-        valid = np.zeros(2 * NUM_KEYPOINTS)
-        for slot, side in enumerate(("right", "left")):  # InterHand2.6M: right 0–20, left 21–41
-            hand = sample["hands"].get(side)
-            if hand is not None:
-                world[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_world"]) * MM_PER_M
-                valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
-        joints[str(i)] = {"world_coord": world.tolist(), "joint_valid": valid.tolist(),
-                          "hand_type": sample["hand_type"], "hand_type_valid": int(sample["hand_type"] != "none")}
-        if sample["hand_type"] == "none" or sample["bbox"] is None:
-            continue  # no hand in view: left out of the data file, whose loaders want a hand type and a box
-        folder = f"{SAMPLES}/{i:06d}"
-        data["images"].append({"id": i, "file_name": f"{folder}/{sample['files'].get('rgb', sample['files'].get('mesh'))}",
-                               "width": cam["width"], "height": cam["height"], "capture": 0, "subject": 0,
-                               "seq_name": "handforge", "camera": key, "frame_idx": i})
-        data["annotations"].append({"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": valid.tolist(),
-                                    "hand_type": sample["hand_type"], "hand_type_valid": 1})
+    accept only right, left or interacting hands with a box).
+    The labels are read twice: the MANO, camera and joint files are keyed by the sample index as text,
+    written in the order ``dumps`` sorts keys ("10" before "2"); the data file lists samples in
+    index order."""
     paths = interhand_paths(out, hand_model)
-    write_atomic(paths["params"], dumps({"0": mano}))
-    write_atomic(paths["camera"], dumps({"0": cameras}))
-    write_atomic(paths["joint_3d"], dumps({"0": joints}))
-    write_atomic(paths["data"], dumps(data))
+    mano, joints = JsonObject(), JsonObject()
+    cameras = {table: JsonObject() for table in ("campos", "camrot", "focal", "princpt")}
+    with (streamed_json(paths["params"], {"0": mano}), streamed_json(paths["camera"], {"0": cameras}),
+          streamed_json(paths["joint_3d"], {"0": joints})):
+        for sample in sample_labels(out, sorted(indices, key=str)):
+            key = str(sample["index"])
+            mano.put(key, interhand_mano(sample, hands_mean))
+            for table, value in interhand_camera(sample).items():
+                cameras[table].put(key, value)
+            joints.put(key, interhand_joints(sample))
+    images, annotations = JsonArray(), JsonArray()
+    with streamed_json(paths["data"], {"images": images, "annotations": annotations}):
+        for entry in filter(None, map(interhand_data, sample_labels(out, indices))):
+            images.append(entry[0])
+            annotations.append(entry[1])
     return paths
 
 
 # ------------------------------------------------------------------------------------ dataset card
-def ranges(values: Iterable[float]) -> list[float] | None:
-    values = list(values)
-    return [round(min(values), 4), round(max(values), 4)] if values else None
-
-
-def write_card(out: Path, samples: list[dict[str, Any]], settings: dict[str, Any]) -> Path:
-    """``dataset_card.json`` and a readable ``dataset_card.md``: counts, parameter ranges, settings,
-    licences, the command."""
-    hand_types: dict[str, int] = {}
+def card_figures(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The card's figures of ``samples``, gathered in one pass: counts, the visible-keypoint fraction,
+    camera parameter ranges and the looks used."""
+    hand_types: Counter[str] = Counter()
+    visible = keypoints = 0
+    bounds: dict[str, list[float]] = {}  # [lowest, highest], the first of equal ones (as min() and max() give)
+    lighting, backgrounds, skin_tones = set(), set(), set()
     for s in samples:
-        hand_types[s["hand_type"]] = hand_types.get(s["hand_type"], 0) + 1
-    visible = [v for s in samples for h in s["hands"].values() for v in h["visible"]]
-    card = {
-        "samples": len(samples), "hand_types": dict(sorted(hand_types.items())),
-        "visible_keypoint_fraction": round(float(np.mean(visible)), 4) if visible else None,
-        "ranges": {k: ranges(s["camera_params"][k] for s in samples if k in s["camera_params"])
-                   for k in CAMERA_RANGES if any(k in s["camera_params"] for s in samples)},
-        "lighting": sorted({s["lighting"]["preset"] for s in samples}),
-        "backgrounds": sorted({s["background"]["kind"] for s in samples}),
-        "skin_tones": sorted({s["skin_tone"] for s in samples}),
-        **settings}
+        hand_types[s["hand_type"]] += 1
+        for hand in s["hands"].values():
+            visible += sum(hand["visible"])
+            keypoints += len(hand["visible"])
+        for k in CAMERA_RANGES:
+            if k in s["camera_params"]:
+                value = s["camera_params"][k]
+                low, high = bounds.setdefault(k, [value, value])
+                bounds[k] = [min(low, value), max(high, value)]
+        lighting.add(s["lighting"]["preset"])
+        backgrounds.add(s["background"]["kind"])
+        skin_tones.add(s["skin_tone"])
+    return {"samples": hand_types.total(), "hand_types": dict(sorted(hand_types.items())),
+            "visible_keypoint_fraction": round(visible / keypoints, 4) if keypoints else None,
+            "ranges": {k: [round(bounds[k][0], 4), round(bounds[k][1], 4)] for k in CAMERA_RANGES if k in bounds},
+            "lighting": sorted(lighting), "backgrounds": sorted(backgrounds), "skin_tones": sorted(skin_tones)}
+
+
+def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
+    """``dataset_card.json`` and a readable ``dataset_card.md`` of samples ``indices``: counts, parameter
+    ranges, settings, licences, the command."""
+    card = {**card_figures(sample_labels(out, indices)), **settings}
     write_atomic(out / "dataset_card.json", json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",

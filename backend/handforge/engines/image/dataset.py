@@ -12,7 +12,7 @@ it, and its labels are those of the same spec with ``engine = "none"``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -48,19 +48,25 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     return [str(c.path) for c in controls], [c.kind for c in controls]
 
 
-def card_fields(settings: GenerateSettings, samples: list[dict[str, Any]]) -> dict[str, Any]:
+def card_fields(settings: GenerateSettings, samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """What the dataset card records of the generated images: engine, weights, prompts, sampling and,
-    with ``keep_below_px``, which samples passed the alignment check (none is dropped)."""
+    with ``keep_below_px``, which samples passed the alignment check (none is dropped). ``samples``:
+    the labels, read once, and only with ``keep_below_px``."""
     weights, kinds = engine_weights(settings)
     card = {"engine": settings.engine, "sd_model": str(config.value(SD_MODEL.key)), "controlnets": weights,
             "controls": kinds, "prompts": list(settings.prompts), "negative_prompt": settings.negative_prompt,
             "steps": settings.steps, "guidance_scale": settings.guidance_scale,
             "control_scale": settings.control_scale, "tas": settings.tas, "seed": settings.seed}
     if settings.keep_below_px:
-        checked = [s for s in samples if "alignment" in s.get("generated", {})]
-        card["alignment"] = {"keep_below_px": settings.keep_below_px, "checked": len(checked),
-                             "passed": sum(s["generated"]["alignment"]["passed"] for s in checked),
-                             "failed_samples": [s["index"] for s in checked if not s["generated"]["alignment"]["passed"]]}
+        checked, failed = 0, []
+        for sample in samples:
+            alignment = sample.get("generated", {}).get("alignment")
+            if alignment is not None:
+                checked += 1
+                if not alignment["passed"]:
+                    failed.append(sample["index"])
+        card["alignment"] = {"keep_below_px": settings.keep_below_px, "checked": checked,
+                             "passed": checked - len(failed), "failed_samples": failed}
     return {"generate": card}
 
 

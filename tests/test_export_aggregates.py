@@ -1,0 +1,130 @@
+"""The labelled export's aggregate files (COCO, InterHand2.6M-style, the card) are streamed from the
+samples' labels: the bytes ``dumps`` gives of each whole file, written whole or not at all, in memory
+that does not grow with the number of samples."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handforge.export import run, writers
+from handforge.export.spec import parse_spec
+
+# a camera among and beside the hands: samples with no hand in view, hands with no box, indices past 9
+SPEC = {"seed": 3, "samples": 14, "width": 96, "height": 64, "render": {"engine": "none"}, "outputs": ["mesh", "masks"],
+        "camera": {"distance": [0.08, 0.2], "elevation": [-90, 90], "azimuth": [-360, 360], "focal": [50, 200],
+                   "roll": [-180, 180]}}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("aggregates") / "data"
+    run.export(parse_spec(SPEC), out, command="test", progress=False)
+    return out
+
+
+def read_all(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("samples/*/labels.json"))]
+
+
+def test_streamed_files_are_the_bytes_of_dumps_of_the_whole_files(exported):
+    samples = read_all(exported)
+    assert len(samples) == 14 and {"none", "right", "interacting"} <= {s["hand_type"] for s in samples}
+    assert any(h["bbox"] is None for s in samples if s["hand_type"] != "none" for h in s["hands"].values())
+    coco = json.loads((exported / "coco.json").read_text())
+    whole = {"info": coco["info"], "categories": coco["categories"],
+             "images": [writers.coco_image(s) for s in samples],
+             "annotations": [a for s in samples for a in writers.coco_annotations(exported, s)]}
+    assert (exported / "coco.json").read_text() == writers.dumps(whole)
+    data = [entry for entry in map(writers.interhand_data, samples) if entry is not None]
+    cameras = [writers.interhand_camera(s) for s in samples]
+    whole_interhand = {  # keyed by the index as text: dumps sorts "10" before "2"
+        "params": {"0": {str(s["index"]): writers.interhand_mano(s, None) for s in samples}},
+        "camera": {"0": {table: {str(s["index"]): c[table] for s, c in zip(samples, cameras)} for table in cameras[0]}},
+        "joint_3d": {"0": {str(s["index"]): writers.interhand_joints(s) for s in samples}},
+        "data": {"images": [image for image, _ in data], "annotations": [annotation for _, annotation in data]}}
+    paths = writers.interhand_paths(exported, "open")
+    for kind, expected in whole_interhand.items():
+        assert paths[kind].read_text() == writers.dumps(expected), kind
+
+
+def test_pycocotools_reads_the_streamed_coco_file(exported):
+    from pycocotools.coco import COCO
+
+    samples = read_all(exported)
+    coco = COCO(str(exported / "coco.json"))
+    assert sorted(coco.getImgIds()) == [s["index"] + 1 for s in samples]
+    boxes = [h["bbox"] for s in samples for _, h in sorted(s["hands"].items()) if h["bbox"] is not None]
+    assert [a["bbox"] for a in coco.loadAnns(sorted(coco.getAnnIds()))] == boxes
+
+
+def test_the_card_counts_the_samples_it_reads_one_at_a_time(exported):
+    samples = read_all(exported)
+    card = json.loads((exported / "dataset_card.json").read_text())
+    visible = [v for s in samples for h in s["hands"].values() for v in h["visible"]]
+    params = [s["camera_params"] for s in samples]
+    assert card["samples"] == len(samples) and card["hand_types"] == Counter(s["hand_type"] for s in samples)
+    assert card["visible_keypoint_fraction"] == round(float(np.mean(visible)), 4)
+    assert card["ranges"] == {k: [round(min(p[k] for p in params), 4), round(max(p[k] for p in params), 4)]
+                              for k in writers.CAMERA_RANGES}
+    assert card["lighting"] == sorted({s["lighting"]["preset"] for s in samples})
+    assert card["backgrounds"] == sorted({s["background"]["kind"] for s in samples})
+    assert card["skin_tones"] == sorted({s["skin_tone"] for s in samples})
+
+
+def test_a_write_that_fails_half_way_leaves_the_last_whole_file(exported, tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    before = (out / "coco.json").read_bytes()
+    annotations = writers.coco_annotations
+
+    def disk_full_at_sample_11(out, sample):
+        if sample["index"] == 11:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return annotations(out, sample)
+
+    monkeypatch.setattr(writers, "coco_annotations", disk_full_at_sample_11)
+    with pytest.raises(OSError, match="No space left"):
+        writers.write_coco(out, writers.finished_indices(out, SPEC["samples"]))
+    assert (out / "coco.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported.iterdir())  # no temporary file
+
+
+def copies_of_a_sample(source: Path, out: Path, count: int) -> None:
+    """``count`` samples in ``out``, each ``source``'s labels with its index rewritten, and its images."""
+    labels = json.loads((source / writers.LABELS).read_text())
+    for index in range(count):
+        folder = writers.sample_dir(out, index)
+        folder.mkdir(parents=True)
+        for name in labels["files"].values():
+            shutil.copyfile(source / name, folder / name)
+        (folder / writers.LABELS).write_text(writers.dumps({**labels, "index": index}))
+
+
+def finalise_peak(spec, out: Path) -> int:
+    tracemalloc.start()
+    try:
+        run.finalise(spec, out, "test", "test")
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_finalising_ten_times_the_samples_takes_no_more_memory(exported, tmp_path):
+    """All the labels were read into one list first (about 50 KB of Python objects a sample here: a
+    100,000-sample dataset took gigabytes at the end of its run)."""
+    peaks = {}
+    for count in (20, 200):
+        spec = parse_spec({**SPEC, "samples": count})
+        copies_of_a_sample(writers.sample_dir(exported, 11), tmp_path / str(count), count)  # (both hands in view)
+        # the lower of two: a first call imports, and Python's interned-string table (pathlib interns
+        # each folder name) is reallocated now and then
+        peaks[count] = min(finalise_peak(spec, tmp_path / str(count)) for _ in range(2))
+    assert peaks[200] - peaks[20] < 180 * 2_000, peaks  # under 2 KB a further sample
