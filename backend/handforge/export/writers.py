@@ -428,7 +428,7 @@ def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndar
                     hand_model: str = "mano") -> dict[str, Path]:
     """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
     https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
-    sample index. MANO poses are mean-relative as in the release (``hands_mean`` added back; the
+    sample index. MANO poses are mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the
     open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
     the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
     with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
