@@ -128,3 +128,14 @@ def test_finalising_ten_times_the_samples_takes_no_more_memory(exported, tmp_pat
         # each folder name) is reallocated now and then
         peaks[count] = min(finalise_peak(spec, tmp_path / str(count)) for _ in range(2))
     assert peaks[200] - peaks[20] < 180 * 2_000, peaks  # under 2 KB a further sample
+
+
+def test_a_damaged_mask_is_named_with_the_fix(exported, tmp_path):
+    """A finished sample whose mask file was damaged after it was written (a machine that died after the
+    rename) is named with the fix; it read as a full disk ("make room") and every rerun stopped there."""
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    mask = next(out.glob("samples/*/mask_right.png"))
+    mask.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{mask} is damaged .*delete its sample folder and run again"):
+        writers.write_coco(out, writers.finished_indices(out, SPEC["samples"]))

@@ -330,13 +330,24 @@ def coco_annotations(out: Path, sample: dict[str, Any]) -> Iterator[dict[str, An
     for side, hand in sorted(sample["hands"].items()):
         if hand["bbox"] is None:
             continue
-        mask = np.asarray(Image.open(sample_dir(out, sample["index"]) / sample["files"][f"mask_{side}"])) > 127
+        mask = _mask(sample_dir(out, sample["index"]) / sample["files"][f"mask_{side}"])
         rle = mask_utils.encode(np.asfortranarray(mask))
         keypoints, labelled = coco_keypoints(hand, width, height)
         yield {"id": image_id * 2 + (side == "right"), "image_id": image_id, "category_id": COCO_CATEGORIES[side],
                "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
                "keypoints": keypoints, "num_keypoints": labelled}
+
+
+def _mask(path: Path) -> np.ndarray:
+    """A finished sample's mask image as booleans; a damaged or missing one is named with the fix (an
+    ``OSError`` here read as a full disk: "make room")."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image) > 127
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete its sample folder and run "
+                         "again to write it anew") from None
 
 
 def write_coco(out: Path, indices: list[int]) -> Path:
