@@ -212,6 +212,7 @@ def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
     (["--gpus-per-worker", "1"], "--gpus-per-worker: only with --ray"),  # was ignored without --workers
     (["--ray", "--gpus-per-worker", "nan"], "--gpus-per-worker: must be a"),  # was taken after Ray had started
     (["--workers", "100000"], "--workers: 100000 is more than this machine's"),
+    (["--ray", "--workers", "100000"], "--workers: 100000 is more than this machine's"),  # a Ray of its own: here
 ])
 def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))

@@ -122,9 +122,10 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
 
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if args.ray is None and workers > (os.cpu_count() or 1):
+    if not args.ray and workers > (os.cpu_count() or 1):  # locally or on a Ray of the run's own: this machine
         raise ValueError(f"--workers: {workers} is more than this machine's {os.cpu_count() or 1} CPUs (each worker "
-                         "renders with its own Blender, about 0.5 GB); use at most that many, or --ray for a cluster")
+                         "renders with its own Blender, about 0.5 GB); use at most that many, or --ray ADDRESS for a "
+                         "cluster")
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 
