@@ -220,3 +220,21 @@ def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ})
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    """A driver killed with SIGKILL cannot remove its workers' scratch folder (340 KB of Blender files
+    each, 34 of them left in /tmp by one afternoon's runs); the next run removes those of drivers that
+    are gone and leaves the others."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"handforge-export-workers-{int(gone.stdout)}-abc"
+    alive = tmp_path / f"handforge-export-workers-{os.getppid()}-def"
+    for folder in (orphan, alive):
+        (folder / "blender").mkdir(parents=True)
+    with LocalPool(SPEC, str(tmp_path / "data"), 1) as pool:
+        assert Path(pool.scratch).parent == tmp_path and Path(pool.scratch).is_dir()
+        assert not orphan.exists() and alive.is_dir()
+    assert not Path(pool.scratch).exists()
