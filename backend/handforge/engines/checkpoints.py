@@ -126,13 +126,20 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     except (OSError, ValueError, RuntimeError, TypeError) as exc:  # TypeError: a config value of another type
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
-    if info["missing_keys"]:  # diffusers only warns and leaves them unset (on the meta device)
-        raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint lacks {len(info['missing_keys'])} of its "
-                              f"weights (e.g. {sorted(info['missing_keys'])[0]}): its weights file does not fit its "
-                              "config.json; save or train it again")
+    problem = missing_weights(info)
+    if problem:
+        raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {problem}; save or train it again")
     model = model.to(device).eval()
     _own_cpu_memory(model)
     return model
+
+
+def missing_weights(loading_info: Any) -> str:
+    """What a ``from_pretrained(..., output_loading_info=True)`` left out ('' when nothing): diffusers and
+    transformers only warn about tensors its weights file lacks, and leave them random or unset."""
+    missing = sorted(loading_info["missing_keys"])
+    return (f"lacks {len(missing)} of its weights (e.g. {missing[0]}): its weights file does not fit its config.json"
+            if missing else "")
 
 
 def _own_cpu_memory(model: Any) -> None:

@@ -73,11 +73,12 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
 def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
     """The model of a ``from_pretrained(..., output_loading_info=True)``, refused when its weights file lacked
     some of its tensors (diffusers and transformers only warn, and leave them random or unset)."""
+    from handforge.engines.checkpoints import missing_weights
+
     model, info = loaded
-    if info["missing_keys"]:
-        missing = sorted(info["missing_keys"])
-        raise WeightsError(f"{folder} lacks {len(missing)} of its weights (e.g. {missing[0]}): its weights file does "
-                           "not fit its config.json (an interrupted copy?); copy the folder again")
+    problem = missing_weights(info)
+    if problem:
+        raise WeightsError(f"{folder} {problem} (an interrupted copy?); copy the folder again")
     return model
 
 
@@ -109,13 +110,13 @@ def load_controlnet(path: str | Path, dtype: Any = None):
 
 
 def _saved_class(folder: Path) -> str | None:
-    """The ``_class_name`` of a diffusers model folder's config (None when it names none or is unreadable:
-    diffusers then says what is wrong)."""
-    import json
+    """The model class a diffusers folder was saved from (None when its config names none or is
+    unreadable: diffusers then says what is wrong)."""
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_class
 
     try:
-        return json.loads((folder / "config.json").read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError):
+        return checkpoint_class(folder)
+    except CheckpointError:
         return None
 
 
