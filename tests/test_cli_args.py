@@ -86,7 +86,7 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["train", "interaction", "--corpus", ".", "--out", "x", "--width", "15"], "--width: must be a multiple of 4"),
     (["eval", "motion", "--corpus", ".", "--out", "nodir/report.json"], "--out: its folder nodir does not exist"),
     (["eval", "interaction", "--corpus", ".", "--out", "."], "--out: must be a file path, got '.' (a folder)"),
-    (["evaluate", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
+    (["measure", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
     (["keys", "--out", "afile"], "--out: afile is a file: give a folder"),
     (["demo", "--no-blender", "--out", "afile"], "--out: afile is a file"),
     (["corpus", "--out", "afile/corpus"], "afile is a file: a folder cannot go inside it"),

@@ -192,7 +192,7 @@ def test_shipped_networks_recognise_a_corpus_they_never_saw(data):
 
 def test_evaluate_command_reports_every_metric(corpus, tmp_path):
     out = tmp_path / "report.json"
-    assert main(["evaluate", "--clips", str(corpus), "--reference", str(corpus), "--frames", "6", "--max-clips", "6",
+    assert main(["measure", "--clips", str(corpus), "--reference", str(corpus), "--frames", "6", "--max-clips", "6",
                  "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["clips"] == 6
@@ -201,4 +201,4 @@ def test_evaluate_command_reports_every_metric(corpus, tmp_path):
     assert report["joint_limits"]["right"]["limit_violation_max_deg"] < 0.1  # the corpus respects the limits
     assert report["smoothness"]["jitter"] > 0 and report["penetration"]["penetration_volume_cm3"] >= 0
     assert report["vs_reference_motions"]["frechet"] == pytest.approx(0.0, abs=1e-6)  # the same clips
-    assert main(["evaluate", "--clips", str(tmp_path / "none")]) == 2
+    assert main(["measure", "--clips", str(tmp_path / "none")]) == 2

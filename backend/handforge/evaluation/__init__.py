@@ -11,7 +11,7 @@ Modules, one job each:
     features          the features the distribution metrics use, and their checkpoint folders
     feature_models    the two feature networks (diffusers models)
     feature_training  the recipe that trains them (``handforge train-features``)
-    report            every metric for a set of clips in one call (``handforge evaluate``)
+    report            every metric for a set of clips in one call (``handforge measure``)
     landmarks         a 2D hand-landmark detector (MediaPipe Hands) and keypoint errors against labels
     image_alignment   images against their labels, per sample and folder (``handforge eval image``)
 """

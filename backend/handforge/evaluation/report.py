@@ -1,6 +1,6 @@
 """One call to evaluate a set of two-hand motion clips, optionally against a reference set.
 
-Every engine's output is measured the same way (``handforge evaluate``):
+Every engine's output is measured the same way (``handforge measure``):
     penetration      exact volume (cm³) and depths (mm) between the hands, on ``frames``
                      randomly drawn two-hand frames (exact metrics cost ~0.1-0.5 s per frame)
     contact          contact ratio within 5 mm on the same frames

@@ -194,7 +194,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
-            from handforge.engines.image.dataset import rgb_source
+            from handforge.engines.image.generated_rgb import rgb_source
 
             rgb = stack.enter_context(rgb_source(spec))
         iterator = pending
@@ -218,7 +218,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
 def check_rgb_source(spec: ExportSpec) -> None:
     """Refuse, before anything is written, a generated-RGB spec whose weights are not configured."""
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
-        from handforge.engines.image.dataset import engine_weights
+        from handforge.engines.image.generated_rgb import engine_weights
 
         engine_weights(spec.generate)
 
@@ -240,7 +240,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
     if spec.render.engine == "generate":
-        from handforge.engines.image.dataset import card_fields
+        from handforge.engines.image.generated_rgb import card_fields
 
         card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
         card.update(card_fields(spec.generate, writers.sample_labels(out, indices)))

@@ -59,7 +59,7 @@ class SampleWorker:
         self._stack = contextlib.ExitStack()
         self.rgb = None
         if "rgb" in self.spec.outputs and self.spec.render.engine != "none":
-            from handforge.engines.image.dataset import rgb_source  # Blender, or the image pipeline (once)
+            from handforge.engines.image.generated_rgb import rgb_source  # Blender, or the image pipeline (once)
 
             self.rgb = self._stack.enter_context(rgb_source(self.spec))
         self.written = 0

@@ -1,4 +1,4 @@
-"""handforge evaluate: every evaluation metric for a folder of two-hand motion clips."""
+"""handforge measure: every metric for a folder of two-hand motion clips (`handforge eval ENGINE` evaluates a checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from handforge.arguments import at_least, report_file, write_report
 
-NAME = "evaluate"
+NAME = "measure"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
 
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate_clips(clips, load_hand_model(models.pop()), reference, load_features(args.features),
                                 frames=args.frames, seed=args.seed, progress=True)
     except (ValueError, PoseFormatError, FeatureError) as exc:
-        print(f"handforge evaluate: {exc}", file=sys.stderr)
+        print(f"handforge measure: {exc}", file=sys.stderr)
         return 2
     if args.out:
         write_report(args.out, report)
