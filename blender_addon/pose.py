@@ -30,6 +30,7 @@ from handforge_shared.rotations import (
     euler_other_solution,
     euler_to_matrix,
     matrix_to_axis_angle,
+    matrix_to_euler,
     quaternion_to_matrix,
 )
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, NUM_BETAS, NUM_JOINTS
@@ -132,6 +133,24 @@ def rotation_channels(aa: np.ndarray, mode: str, previous: np.ndarray | None = N
         axis = np.where(angle > 1e-12, aa / np.maximum(angle, 1e-12), np.array([0.0, 1.0, 0.0]))
         return "rotation_axis_angle", np.concatenate([angle, axis], axis=-1)
     return "rotation_euler", continuous_euler(aa, mode, previous)
+
+
+def rest_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(16, 3, 3) Q = Fᵀ·F' from the joint frames before and after the rest bones changed (a new shape):
+    a bone-local rotation L shows the same joint rotation F·L·Fᵀ on the new rest as Qᵀ·L·Q, a wrist
+    location l the same translation as Qᵀ·l (``reframed_channels``)."""
+    return np.swapaxes(before, -1, -2) @ after
+
+
+def reframed_channels(values: np.ndarray, mode: str, q: np.ndarray) -> np.ndarray:
+    """One bone's channel values (T, C) in ``mode`` → those showing the same joint rotations after a rest
+    change ``q`` (3, 3) (``rest_change``), each near its old value: keys keep their whole turns, Euler
+    branch and quaternion sign, so they interpolate as before."""
+    v = np.asarray(values, dtype=np.float64)
+    if mode in ("QUATERNION", "AXIS_ANGLE"):  # Qᵀ·R(axis, θ)·Q = R(Qᵀ·axis, θ): the vector part turns
+        return np.concatenate([v[:, :1], v[:, 1:] @ q], axis=1)
+    local = q.T @ euler_to_matrix(v, mode) @ q
+    return euler_near(matrix_to_euler(local, mode), mode, v)
 
 
 def channels_to_matrix(values: np.ndarray, mode: str) -> np.ndarray:
