@@ -459,6 +459,95 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return local, location
 
 
+# ---------------------------------------------------------------------- a new rest skeleton (Set Shape)
+def reframe_keys(arm_obj, q: np.ndarray) -> int:
+    """Re-key the rig's action after its rest bones turned by ``q`` (``pose.rest_change``; bone channels
+    are relative to them): each key of the joints' rotations and the wrist's location gets the value that
+    shows the same joint rotation and translation on the new rest, on its own frame, keeping its key type,
+    interpolation and handle types. A frame where a bone keys only some channels of its rotation gets keys
+    on the others too (a rotation mixes them). Frames between keys show what the new keys interpolate to.
+    Read from the curves, no frame visited. Returns how many key values were written."""
+    bag = find_channelbag(arm_obj)
+    if bag is None:
+        return 0
+    curves = FCurves(bag)
+    count = 0
+    for k, name in enumerate(JOINT_NAMES):
+        pb = arm_obj.pose.bones[name]
+        path = f'pose.bones["{name}"].{pose_conv.channel_prop(pb.rotation_mode)}'
+        count += _reframe(curves, path, name, pose_conv.channel_values(pb),
+                          lambda v, mode=pb.rotation_mode, qk=q[k]: pose_conv.reframed_channels(v, mode, qk))
+    wrist = arm_obj.pose.bones[JOINT_NAMES[0]]
+    return count + _reframe(curves, f'pose.bones["{wrist.name}"].location', wrist.name,
+                            np.array(wrist.location, dtype=np.float64), lambda v: v @ q[0])
+
+
+def _reframe(curves: FCurves, path: str, group: str, current: np.ndarray, convert) -> int:
+    """Re-key the channels of one property together: ``convert`` maps their values (T, C) on the frames
+    any of them keys; a channel without a curve there holds ``current``."""
+    fcs = [curves.curves.get((path, c)) for c in range(len(current))]
+    if not any(fc is not None and len(fc.keyframe_points) for fc in fcs):
+        return 0
+    points = [_read_points(fc.keyframe_points) if fc is not None else None for fc in fcs]
+    frames = _merged_frames(np.concatenate([p["co"][:, 0] for p in points if p is not None]))
+    values = np.stack([_values_at(fc, p, frames, v) for fc, p, v in zip(fcs, points, current)], axis=1)
+    new = convert(values)
+    kinds = np.full(len(frames), _enum_value(bpy.types.Keyframe, "type", "KEYFRAME"), np.int32)
+    for p in points:  # a key added beside others gets their type (a generated frame stays generated)
+        if p is not None:
+            kinds[_frame_index(frames, p["co"][:, 0])] = p["type"]
+    for c, fc in enumerate(fcs):
+        _rekey(fc or curves.ensure(path, c, group), points[c], frames, new[:, c], kinds)
+    return new.size
+
+
+def _merged_frames(frames: np.ndarray) -> np.ndarray:
+    """The sorted distinct frames of ``frames``, those within ``_FRAME_EPS`` taken as one."""
+    f = np.sort(frames.astype(np.float64))
+    return f[np.concatenate([[True], np.diff(f) > _FRAME_EPS])] if len(f) else f
+
+
+def _frame_index(frames: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Where each of ``at`` is in ``frames`` (sorted, from ``_merged_frames``)."""
+    return np.clip(np.searchsorted(frames, at - _FRAME_EPS), 0, len(frames) - 1)
+
+
+def _values_at(fc, points, frames: np.ndarray, current: float) -> np.ndarray:
+    """A channel's values on ``frames``: its keys' own values (an F-curve modifier is no key), else what it shows."""
+    if fc is None or not (len(points["co"]) or _shown(fc)):
+        return np.full(len(frames), current)
+    out = np.full(len(frames), np.nan)
+    out[_frame_index(frames, points["co"][:, 0])] = points["co"][:, 1]
+    for i in np.flatnonzero(np.isnan(out)):  # only where another channel of the property has a key
+        out[i] = fc.evaluate(frames[i])
+    return out
+
+
+def _rekey(fc, points, frames: np.ndarray, values: np.ndarray, kinds: np.ndarray) -> None:
+    """Give ``fc``'s keys their new ``values`` (one per frame) and add keys on the frames it lacks."""
+    kps = fc.keyframe_points
+    pts = points if points is not None else _read_points(kps)
+    at = _frame_index(frames, pts["co"][:, 0])
+    delta = values[at] - pts["co"][:, 1]
+    pts["co"][:, 1] = values[at]
+    for name in ("handle_left", "handle_right"):  # free handles keep their shape; update() sets automatic ones
+        pts[name][:, 1] += delta
+    missing = np.setdiff1d(np.arange(len(frames)), at)
+    if len(missing):
+        new = _new_points(np.stack([frames[missing], values[missing]], axis=1).astype(np.float32))
+        new["type"] = kinds[missing]
+        if len(at):  # the interpolation of the segment the key splits
+            before = np.clip(np.searchsorted(pts["co"][:, 0], frames[missing]) - 1, 0, len(at) - 1)
+            new["interpolation"], new["easing"] = pts["interpolation"][before], pts["easing"][before]
+        pts = {k: np.concatenate([pts[k], new[k]]) for k in pts}
+        kps.clear()
+        kps.add(len(pts["co"]))
+        _write_points(kps, pts)
+    else:
+        _write_points(kps, {name: pts[name] for name in ("co", "handle_left", "handle_right")})
+    fc.update()  # sorts the keys and recalculates the automatic handles
+
+
 def check_scene_time(hands: dict[str, object]) -> None:
     """Refuse rigs whose keys are edited in NLA tweak mode through a strip that is moved or scaled: the
     keys live in the strip's action time, the tools read and write scene frames (in-betweening read the

@@ -76,7 +76,7 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
 
 
 class HANDFORGE_OT_set_shape(bpy.types.Operator):
-    """Change the shape of the hands (shape keys and skeleton); the current pose is kept, keys keep their bone rotations (a keyed pose may then look a few degrees different)"""
+    """Change the shape of the hands (shape keys and skeleton), keeping the pose shown and those of every keyed frame"""
 
     bl_idname = "handforge.set_shape"
     bl_label = "Set Shape"

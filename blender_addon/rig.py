@@ -322,7 +322,8 @@ def check_reshapable(context, arm_obj) -> None:
         raise RigBuildError(f"the hand {name!r} is hidden or excluded from the view layer: show it to change its "
                             "shape")
     mesh_obj = hand_mesh(arm_obj)
-    linked = [block for block in (arm_obj, arm_obj.data, mesh_obj, mesh_obj and mesh_obj.data)
+    action = arm_obj.animation_data.action if arm_obj.animation_data is not None else None  # re-keyed
+    linked = [block for block in (arm_obj, arm_obj.data, mesh_obj, mesh_obj and mesh_obj.data, action)
               if block is not None and not block.is_editable]
     if linked:
         raise RigBuildError(f"the hand {name!r} is linked from another file ({linked[0].name!r} is not editable here): "
@@ -332,6 +333,11 @@ def check_reshapable(context, arm_obj) -> None:
     if arm_obj.data.users > 1:
         raise RigBuildError(f"the hand {name!r} shares its armature with another object (a linked duplicate): "
                             "Object > Relation > Make Single User > Object & Data first, to change its shape")
+    sharer = _action_sharer(arm_obj)
+    if sharer is not None:  # its keys are re-keyed for the hand's new rest bones: that one's pose would change
+        raise RigBuildError(f"the hand {name!r} shares its keys (action {action.name!r}, one slot) with "
+                            f"{sharer.name!r}, whose pose its new shape would change: give the hand its own (Object > "
+                            "Relations > Make Single User > Object Animation) first, to change its shape")
     rest, dirs = _stored_joints(arm_obj)
     expected = _to_blender(_extended_joints(rest, dirs, np.asarray(arm_obj.handforge.betas))[:len(JOINT_NAMES)])
     bones = arm_obj.data.bones
@@ -342,9 +348,23 @@ def check_reshapable(context, arm_obj) -> None:
                             "that; undo the change, or add the hands again")
 
 
+def _action_sharer(arm_obj):
+    """Another object that the hand's action animates through the same slot (the same channels), or None."""
+    ad = arm_obj.animation_data
+    if ad is None or ad.action is None:
+        return None
+    slot = getattr(ad, "action_slot_handle", None)  # Blender 4.4+; before, an action is one set of channels
+    for obj in bpy.data.objects:
+        other = obj.animation_data
+        if (obj != arm_obj and other is not None and other.action == ad.action
+                and getattr(other, "action_slot_handle", None) == slot):
+            return obj
+    return None
+
+
 def reshape(context, arm_obj, betas) -> None:
-    """Change the hand's shape: rest skeleton and shape keys. The bones' channels are left as they
-    are, so the pose changes with the frames (``hands.set_shape`` keeps the pose instead)."""
+    """Change the hand's shape: rest skeleton and shape keys. The bones' channels and keys are left as
+    they are, so the poses change with the frames (``hands.set_shape`` keeps them instead)."""
     betas = np.asarray(betas, dtype=np.float64)
     if betas.shape != (NUM_BETAS,) or not np.all(np.isfinite(betas)):
         raise ValueError(f"betas must be {NUM_BETAS} finite numbers")

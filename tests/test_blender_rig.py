@@ -19,6 +19,7 @@ from handforge.hands.open_hand import RigLayer
 from handforge_shared import anatomy
 from handforge_shared.poses import POSE_FIELDS, HandPose, MotionClip
 from handforge_shared.rig import load_open_hand_rig
+from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
 import build_addon
@@ -34,6 +35,8 @@ NUM_MANO = 4
 TOLERANCE_M = 1e-4  # 0.1 mm
 BETAS = [0.8, -0.5, 0.3, 0.0, 0.2, -0.1, 0.0, 0.1, 0.0, -0.2]
 FLEX_ANGLE = 0.4
+KEYED_FRAMES = [1, 20, 40]
+NUM_LONG = 500
 
 
 def random_poses(rng: np.random.Generator, n: int, hand_scale: float = 0.35) -> HandPose:
@@ -62,19 +65,26 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
         mano.rig(side).save(work / f"mano_{side}.npz")
     shape_pose = {s: random_poses(rng, 1)[0] for s in SIDES}
     paste = json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in shape_pose.items()}})
+    keyed_poses = [{s: random_poses(rng, 1)[0] for s in SIDES} for _ in KEYED_FRAMES]
+    long_clip = two_hand_clip(rng, NUM_LONG)
+    long_clip.save(work / "long.npz")
     args = {
         "random_clip": str(work / "random.npz"), "num_random": NUM_RANDOM,
         "exported_clip": str(work / "exported.npz"),
         "mano_clip": str(work / "mano.npz"), "num_mano": NUM_MANO,
         "mano_right": str(work / "mano_right.npz"), "mano_left": str(work / "mano_left.npz"),
         "finger_joints": list(JOINT_NAMES[1:]), "flex_angle": FLEX_ANGLE, "flex_clip": str(work / "flex.npz"),
-        "shape_pose": paste, "betas": BETAS, "work": str(work),
+        "shape_pose": paste, "betas": BETAS, "work": str(work), "joints": list(JOINT_NAMES),
+        "keyed_frames": KEYED_FRAMES, "long_clip": str(work / "long.npz"), "num_long": NUM_LONG,
+        "keyed_poses": [json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in poses.items()}})
+                        for poses in keyed_poses],
     }
     result = run_blender("rig_session.py", addon_zip, work / "blender", args)
     errors = {k: v for k, v in result.results.items() if k.endswith("__error")}
     result.errors = errors
     result.inputs = {"random": random_clip, "mano": mano_clip, "mano_model": mano, "shape_pose": shape_pose,
-                     "exported": work / "exported.npz", "flex": work / "flex.npz"}
+                     "exported": work / "exported.npz", "flex": work / "flex.npz", "keyed": keyed_poses,
+                     "long": long_clip}
     return result
 
 
@@ -152,7 +162,6 @@ def test_pose_parameters_round_trip_through_the_rig(session):
     """Parameters → keyed bone channels → read back as parameters: the same rotations and translations."""
     _no_error(session, "random_clip")
     clip, back = session.inputs["random"], MotionClip.load(session.inputs["exported"])
-    from handforge_shared.rotations import axis_angle_to_matrix
 
     assert back.num_frames == clip.num_frames and set(back.hands) == set(SIDES)
     for side in SIDES:
@@ -227,6 +236,96 @@ def test_forearm_follows_the_wrist_like_the_backend_forearm(session):
         assert np.abs(hand_now - hand_verts).max() > 5e-3  # the shape did change the hand
         seam = np.linalg.norm(forearm_now[:len(loop)] - hand_now[loop], axis=-1).max()
         assert seam < 1e-3, (side, seam)
+
+
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles (degrees) between rotation matrices (..., 3, 3)."""
+    cos = (np.trace(np.swapaxes(a, -1, -2) @ b, axis1=-2, axis2=-1) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _keyed(session, what: str, when: str, frame: int, side: str) -> np.ndarray:
+    return session.arrays[f"keyed_{what}_{when}_{frame}_{side}"]
+
+
+def test_set_shape_keeps_the_pose_of_every_keyed_frame(session):
+    """Bone channels are relative to the rest bones: a new shape made every keyed frame another pose (joints
+    up to 1.3° off, the wrist 1.2 mm, the skin 4.7 mm from the hand model's). Now each shows the keyed pose."""
+    _no_error(session, "keyed_shape")
+    model = load_hand_model("open", dtype=torch.float64)
+    for i, frame in enumerate(KEYED_FRAMES):
+        for side in SIDES:
+            turned = _angles_deg(_keyed(session, "rotations", "before", frame, side),
+                                 _keyed(session, "rotations", "after", frame, side)).max()
+            moved = np.abs(_keyed(session, "offset", "before", frame, side)
+                           - _keyed(session, "offset", "after", frame, side)).max()
+            assert turned < 1e-3 and moved < 1e-6, (frame, side, f"{turned:.3f} deg", f"{1000 * moved:.3f} mm")
+            pose = session.inputs["keyed"][i][side].replace(betas=np.array(BETAS))
+            expected = _backend_vertices(model, side, pose)[0]
+            err = np.abs(_keyed(session, "vertices", "after", frame, side) - expected).max()
+            assert err < TOLERANCE_M, (frame, side, f"{1000 * err:.3f} mm from the hand model's")
+    # middle2 keyed alone at frame 30 keeps its rotation there
+    middle2 = JOINT_NAMES.index("middle2")
+    turned = _angles_deg(_keyed(session, "rotations", "before", 30, "right"),
+                         _keyed(session, "rotations", "after", 30, "right"))
+    assert turned[middle2] < 1e-3, turned[middle2]
+    # Between keys the new values interpolate as the keys' do (up to 0.6° here, between random poses far
+    # apart, Euler channels bending most); a key turned the wrong way round would show tens of degrees.
+    for frame in (10, 30, 35):
+        for side in SIDES:
+            turned = _angles_deg(_keyed(session, "rotations", "before", frame, side),
+                                 _keyed(session, "rotations", "after", frame, side)).max()
+            assert turned < 1.0, (frame, side, turned)
+
+
+def test_set_shape_keeps_the_keys_frames_and_kinds(session):
+    _no_error(session, "keyed_shape")
+    keys = session["keyed_shape"]["keys"]
+    for side in SIDES:
+        before, after = keys["before"][side], keys["after"][side]
+        added = {f'pose.bones["middle2"].rotation_euler|{i}' for i in (1, 2)} if side == "right" else set()
+        assert set(after) == set(before)
+        for path, points in before.items():
+            now = after[path]
+            if path in added:  # keyed beside middle2's lone key, so that frame 30 shows its rotation whole
+                now = [p for p in now if p[0] != 30]
+                assert len(now) == len(after[path]) - 1, path
+            assert [p[:1] + p[2:] for p in now] == [p[:1] + p[2:] for p in points], path
+            if not path.startswith("pose.bones"):
+                assert now == points, path  # the object's own keys are not the pose's
+        changed = [path for path in before if before[path] != after[path]]
+        assert len(changed) > 40, changed  # the pose keys were re-keyed
+
+
+def test_set_shape_keeps_an_unkeyed_change_shown_and_refuses_without_change(session):
+    _no_error(session, "keyed_shape")
+    out = session["keyed_shape"]
+    assert _angles_deg(session.arrays["keyed_tweak_before"], session.arrays["keyed_tweak_after"]).max() < 1e-3
+    assert np.abs(np.diff(session.arrays["keyed_tweak_offset"], axis=0)).max() < 1e-6
+    assert out["frame"] == 20 and out["long_frame"] == 7  # the scene's frame stays
+    assert "is hidden" in out["refused"]
+    assert "Make Single User" in out["shared"] and "Borrower" in out["shared"], out["shared"]
+    assert out["refusals_kept"] is True
+
+
+def test_one_undo_gives_back_the_old_shape_and_keys(session):
+    _no_error(session, "keyed_shape")
+    undone = session["keyed_shape"]["undone"]
+    assert undone["keys"] is True and undone["betas"] == [[0.0] * 10] * 2
+    np.testing.assert_allclose(session.arrays["keyed_undone_rest"], session.arrays["rest_matrix_right"], atol=1e-7)
+
+
+def test_set_shape_re_keys_a_long_action_quickly_and_exactly(session):
+    _no_error(session, "keyed_shape")
+    out = session["keyed_shape"]
+    assert out["long_seconds"] < 1.0, out["long_seconds"]  # two hands, 500 keyed frames each
+    clip, back = session.inputs["long"], MotionClip.load(out["long_exported"])
+    for side in SIDES:
+        for field in ("global_orient", "hand_pose"):
+            want = axis_angle_to_matrix(getattr(clip.hands[side], field).reshape(NUM_LONG, -1, 3))
+            got = axis_angle_to_matrix(getattr(back.hands[side], field).reshape(NUM_LONG, -1, 3))
+            assert _angles_deg(want, got).max() < 1e-3, (side, field)
+        np.testing.assert_allclose(back.hands[side].transl, clip.hands[side].transl, atol=1e-6)
 
 
 def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):

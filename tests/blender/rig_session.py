@@ -140,6 +140,133 @@ def forearm_hands():
 s.check("forearm", forearm_hands)
 
 
+def joint_rotations(arm) -> np.ndarray:
+    """(16, 3, 3) each joint's rotation relative to its parent, world-aligned (Blender axes), from the evaluated
+    bones: a bone's pose matrix is its joint's global rotation G times its rest matrix, G_parentᵀ·G is the
+    joint's own rotation. Independent of the rest skeleton, so comparable across shapes."""
+    pbones, bones = arm.pose.bones, arm.data.bones
+    glob = {n: np.array(pbones[n].matrix)[:3, :3] @ np.array(bones[n].matrix_local)[:3, :3].T for n in a["joints"]}
+    return np.array([glob[n] if bones[n].parent is None else glob[bones[n].parent.name].T @ glob[n]
+                     for n in a["joints"]])
+
+
+def wrist_offset(arm) -> np.ndarray:
+    """Where the wrist is posed, from its rest head (armature space): the translation, whatever the shape."""
+    return np.array(arm.pose.bones["wrist"].head) - np.array(arm.data.bones["wrist"].head_local)
+
+
+def key_snapshot(arm) -> dict:
+    """Every key of the armature's action: frame, value, key type, interpolation, handle types."""
+    ad = arm.animation_data
+    bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+    return {f"{fc.data_path}|{fc.array_index}": [[kp.co[0], kp.co[1], kp.type, kp.interpolation, kp.handle_left_type,
+                                                  kp.handle_right_type] for kp in fc.keyframe_points]
+            for fc in bag.fcurves}
+
+
+def shape_with_keys():
+    """Set Shape on keyed hands keeps the pose of every keyed frame (before, bone channels relative to the
+    old rest bones made other poses there), keeps the keys' frames and kinds, is one undo step, and a
+    refusal changes nothing. A long action is re-keyed without visiting its frames."""
+    import time
+
+    from session import error_of, init_undo, ui_context
+
+    scene = bpy.data.scenes.new("Keyed")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right, left = hand("right"), hand("left")
+    right.pose.bones["wrist"].rotation_mode = "XYZ"  # every rotation mode's channels are re-keyed
+    right.pose.bones["ring1"].rotation_mode = "AXIS_ANGLE"
+    frames = a["keyed_frames"]
+    for frame, text in zip(frames, a["keyed_poses"]):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.paste_pose(text=text, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    right.keyframe_insert("location", frame=frames[1])  # the object's own keys are no pose: left alone
+    bag = right.animation_data.action.layers[0].strips[0].channelbag(right.animation_data.action_slot)
+    probe = bag.fcurves.find('pose.bones["index1"].rotation_euler', index=0).keyframe_points[1]
+    probe.interpolation, probe.handle_left_type = "CONSTANT", "VECTOR"  # the artist's edits stay
+    free = bag.fcurves.find('pose.bones["index2"].rotation_euler', index=2).keyframe_points[1]
+    free.handle_left_type = free.handle_right_type = "FREE"
+    free.handle_right = (free.co[0] + 3.0, free.co[1] + 0.2)
+    for fc in bag.fcurves:  # the handles recalculated, as the Graph Editor does on such edits
+        fc.update()
+    scene.frame_set(30)  # one channel keyed alone: frame 30 is a keyed frame of middle2
+    right.pose.bones["middle2"].rotation_euler[0] += 0.3
+    right.pose.bones["middle2"].keyframe_insert("rotation_euler", index=0, frame=30)
+    probe_frames = [*frames, 30, 10, 35]  # keyed, then in between
+
+    def shown():
+        out = {}
+        for f in probe_frames:
+            scene.frame_set(f)
+            for side in SIDES:
+                arm = hand(side)
+                out[f"{f}_{side}"] = joint_rotations(arm), wrist_offset(arm), evaluated_vertices(arm)
+        return out
+
+    before = shown()
+    keys_before = {side: key_snapshot(hand(side)) for side in SIDES}
+    scene.frame_set(frames[1])
+    # not keyed: shown until the frame changes
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="LEFT") == {"FINISHED"}
+    bpy.context.view_layer.update()
+    tweak = joint_rotations(left), wrist_offset(left)
+
+    out = {}
+    right.hide_set(True)  # a refusal (checked for both hands first) leaves keys and shapes as they were
+    out["refused"] = error_of(lambda: bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH"))
+    right.hide_set(False)
+    borrower = bpy.data.objects.new("Borrower", None)  # the left hand's action slot animates it too
+    scene.collection.objects.link(borrower)
+    borrower.animation_data_create().action = left.animation_data.action
+    borrower.animation_data.action_slot = left.animation_data.action_slot
+    out["shared"] = error_of(lambda: bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH"))
+    bpy.data.objects.remove(borrower)
+    out["refusals_kept"] = ({side: key_snapshot(hand(side)) for side in SIDES} == keys_before
+                            and [list(hand(side).handforge.betas) for side in SIDES] == [[0.0] * 10] * 2)
+
+    init_undo()
+    with bpy.context.temp_override(**ui_context()):
+        assert bpy.ops.handforge.set_shape("EXEC_DEFAULT", True, betas=a["betas"], sides="BOTH") == {"FINISHED"}
+    out["frame"] = scene.frame_current
+    bpy.context.view_layer.update()
+    s.arrays["keyed_tweak_before"], s.arrays["keyed_tweak_after"] = tweak[0], joint_rotations(left)
+    s.arrays["keyed_tweak_offset"] = np.stack([tweak[1], wrist_offset(left)])
+    after = shown()
+    for key in before:
+        for i, what in enumerate(("rotations", "offset", "vertices")):
+            s.arrays[f"keyed_{what}_before_{key}"] = before[key][i]
+            s.arrays[f"keyed_{what}_after_{key}"] = after[key][i]
+    keys_after = {side: key_snapshot(hand(side)) for side in SIDES}
+    out["keys"] = {"before": keys_before, "after": keys_after}
+
+    with bpy.context.temp_override(**ui_context()):
+        bpy.ops.ed.undo()
+    scene = bpy.context.window.scene
+    out["undone"] = {"keys": {side: key_snapshot(hand(side)) for side in SIDES} == keys_before,
+                     "betas": [list(hand(side).handforge.betas) for side in SIDES]}
+    s.arrays["keyed_undone_rest"] = np.array([np.array(b.matrix_local) for b in hand("right").data.bones])
+
+    for side in SIDES:  # a long action: 500 keyed frames per hand, keyed on the mean shape
+        hand(side).animation_data_clear()
+    assert bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.import_motion(filepath=a["long_clip"], frame_start=1) == {"FINISHED"}
+    scene.frame_set(7)
+    start = time.perf_counter()
+    assert bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH") == {"FINISHED"}
+    out["long_seconds"] = time.perf_counter() - start
+    out["long_frame"] = scene.frame_current
+    out["long_exported"] = a["work"] + "/long_reshaped.npz"
+    assert bpy.ops.handforge.export_motion(filepath=out["long_exported"], frame_start=1,
+                                           frame_end=a["num_long"]) == {"FINISHED"}
+    return out
+
+
+s.check("keyed_shape", shape_with_keys)
+
+
 def linked_hands():
     """Hands linked from another file: the tools that change them refuse (Blender let them pose and key,
     and dropped it all at save); Add Hands builds into a collection of this file (it failed on the
