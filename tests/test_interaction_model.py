@@ -156,6 +156,33 @@ def test_the_eval_draws_its_ground_truth_from_other_clips_than_its_reference(cor
         clip_disjoint_draws(clips, 20, 31, np.random.default_rng(0))
 
 
+def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, capsys, monkeypatch):
+    """The corpus's contact frames repeat template poses, so a small split's ground-truth or reference
+    draw can hold 5 or fewer distinct configurations, too few for k-NN precision/recall (k = 5): that
+    is one line and exit status 2 before anything is sampled, not a traceback after every row."""
+    import argparse
+
+    from handforge.corpus.build import write_corpus
+    from handforge.engines.interaction import evaluate, pipeline
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, sequences=8, seed=1, stats_sample=0, figures=False, progress=False)
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the draws were checked")
+
+    monkeypatch.setattr(pipeline.InteractionPipeline, "__call__", no_sampling)
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(["--corpus", str(corpus), "--split", "train", "--samples", "6", "--reference", "6",
+                              "--mesh-samples", "1", "--template-samples", "6", "--conditioned-samples", "0",
+                              "--steps", "2"])
+    assert evaluate.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("handforge eval interaction: the train split's") and "distinct" in err, err
+    assert len(err.splitlines()) == 1, err
+
+
 def test_knn_precision_recall_builds_its_manifolds_from_distinct_configurations():
     """Copies of a configuration (the corpus holds template poses exactly) must not shrink the k-NN
     radii to 0: samples near, but not on, the reference points are inside its manifold, far ones

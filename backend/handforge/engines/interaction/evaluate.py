@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=report_file, default=None, help="also write the table as JSON here")
 
 
+K_NEAREST = 5  # k of the k-NN precision/recall
 DUPLICATE_TOLERANCE = 1e-3  # feature units: copies of one configuration lie ~1e-5 apart, distinct ones > 0.1
 
 
@@ -80,7 +81,7 @@ def _no_row_or_at_least_6(text: str) -> int:
     return value
 
 
-def knn_precision_recall(real, fake, k: int = 5) -> tuple[float, float]:
+def knn_precision_recall(real, fake, k: int = K_NEAREST) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): a sample is inside a set's
     manifold when it lies within the k-th-nearest-neighbour radius of some member of that set.
 
@@ -176,6 +177,17 @@ def run(args: argparse.Namespace) -> int:
 
     reference_features = features.frame_features(
         torch.cat([o.keypoints for o in forward(as_hands(reference)).values()], dim=1))
+    # k-NN precision/recall needs more than K_NEAREST distinct configurations per set; the corpus's contact
+    # frames repeat template poses, so a small split's draws can hold fewer: say so before sampling
+    truth_features = features.frame_features(torch.cat([o.keypoints for o in forward(as_hands(truth)).values()], dim=1))
+    for name, option, drawn in (("reference", "--reference", reference_features),
+                                ("ground-truth draw", "--samples", truth_features)):
+        distinct = len(distinct_rows(drawn))
+        if distinct <= K_NEAREST:
+            print(f"handforge eval interaction: the {args.split} split's {name} ({option} {len(drawn)} frames) "
+                  f"holds {distinct} distinct configurations, and k-NN precision/recall needs more than "
+                  f"{K_NEAREST}: draw more, or use a larger corpus or another split", file=sys.stderr)
+            return 2
     pipe = InteractionPipeline(denoiser, hand_model)
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
     cfg = SampleSettings().cfg_scale if args.cfg is None else args.cfg
@@ -232,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         m = min(args.mesh_samples, len(feats))
         penetration, contact = pair_metrics(out["left"].vertices[:m].numpy(), out["right"].vertices[:m].numpy(),
                                             hand_model.faces("left").numpy(), hand_model.faces("right").numpy())
-        precision, recall = knn_precision_recall(reference_features, feats, k=5)
+        precision, recall = knn_precision_recall(reference_features, feats, k=K_NEAREST)
         table[name] = {
             "samples": len(feats),
             "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
