@@ -19,7 +19,8 @@ GUIDANCE = config.register(config.Setting(
 CONTROLNETS = config.register(config.Setting(
     key="image.controlnets", env="HANDFORGE_CONTROLNETS",
     help="folder of SD 1.x ControlNet folders (diffusers layout), one per model, e.g. "
-         "control_v11f1p_sd15_depth/; the name says which render it takes (depth, normal, pose/skeleton, mesh)"))
+         "control_v11f1p_sd15_depth/; the name says which render it takes (depth, normal, openpose, skeleton, "
+         "mesh), or a job names it as folder:kind"))
 MODELS_DIR = config.register(config.Setting(
     key="image.models_dir", env="HANDFORGE_MODELS_DIR",
     help="where `handforge models import/fetch` put weights (default ~/.cache/handforge/models)"))
