@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 from handforge.export import writers
 from handforge.export.spec import ExportSpec
+from handforge.export.worker import replaces_too
 
 MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
 MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
@@ -201,7 +202,7 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                                    failed=len(failed), restarts=restarts)
                     starting.pop(event.slot, None)
                     if queue or busy:
-                        start(event.slot)
+                        start(event.slot, *([fault] if replaces_too(fault) else []))
         return failed, restarts, renderer_name
     finally:
         bar.close()

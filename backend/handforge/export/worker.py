@@ -20,21 +20,28 @@ from handforge.export.spec import parse_spec
 # first worker (not their replacements) exit abruptly (no clean-up, like SIGKILL) after K samples;
 # "hang_after=K" makes it stop answering instead (as a worker stuck in a driver or a deadlock would), for
 # the driver's --sample-timeout to stop it; "hang_at_start=0" makes it never get ready (stuck loading), for
-# the start timeout. Every first worker, so that one fails whichever gets the work.
+# the start timeout. Every first worker, so that one fails whichever gets the work. "die_at=I" is a
+# poisonous sample instead (a scene that segfaults Blender): every worker, replacements too, exits
+# abruptly when it starts sample I.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
-FAULT_KINDS = ("die_after", "hang_after", "hang_at_start")
+FAULT_KINDS = ("die_after", "hang_after", "hang_at_start", "die_at")
 
 
 def parse_fault(text: str) -> str | None:
-    """``text`` checked (``die_after=K`` or ``hang_after=K``, or ``hang_at_start=0``: never ready), or None
-    when empty; anything else is an error that says the forms."""
+    """``text`` checked (``die_after=K`` or ``hang_after=K``, ``hang_at_start=0``: never ready, or
+    ``die_at=I``: sample I kills its worker), or None when empty; anything else is an error that says the forms."""
     if not text:
         return None
     key, _, value = text.partition("=")
     if key.strip() not in FAULT_KINDS or not value.strip().isdigit():
-        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K, hang_after=K (K a whole number of samples) "
-                         "or hang_at_start=0")
+        raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K, hang_after=K (K a whole number of samples), "
+                         "hang_at_start=0 or die_at=I (I a sample index)")
     return f"{key.strip()}={int(value)}"
+
+
+def replaces_too(fault: str | None) -> bool:
+    """Whether a replacement worker gets the fault as well: a poisonous sample kills whoever renders it."""
+    return (fault or "").startswith("die_at=")
 
 
 class SampleWorker:
@@ -76,11 +83,13 @@ class SampleWorker:
             if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
                 results.append({"index": index, "error": None})
                 continue
+            if self.fault == ("die_at", index):
+                os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
             error = writers.write_or_fail(self.out, index,
                                           lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
             results.append({"index": index, "error": error})
             self.written += 1
-            if self.fault is not None and self.written >= self.fault[1]:
+            if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
                 if self.fault[0] == "die_after":
                     os._exit(70)  # the injected fault: no clean-up, no reply
                 while True:  # hang_after: alive, never answering
