@@ -64,6 +64,20 @@ def test_a_worker_stuck_before_it_is_ready_is_replaced(reference, tmp_path, monk
     assert tree(tmp_path / "data") == reference
 
 
+def test_a_sample_that_kills_every_worker_fails_alone(tmp_path):
+    """A poisonous sample (one that segfaults Blender) failed the healthy samples of its chunk with it:
+    the chunk was redone whole and died on that sample each time. After a first death each sample
+    goes alone, so only the poisonous one is given up and named."""
+    from handforge.export.spec import parse_spec
+
+    twelve, out = parse_spec({**SPEC, "samples": 12}), tmp_path / "data"
+    summary = export_sharded(twelve, out, lambda: LocalPool(twelve.to_dict(), str(out), 2), 2, command=COMMAND,
+                             progress=False, chunk_size=8, fault="die_at=3")  # chunks [0..7], [8..11]
+    assert sorted(summary["failed"]) == [3] and summary["finished"] == 11 and summary["worker_restarts"] == 3
+    assert failure_summary(summary["failed"]) == [
+        "  1 sample(s) [3]: 3 workers died on this sample (last: worker process exited with code 70)"]
+
+
 def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     out = tmp_path / "data"

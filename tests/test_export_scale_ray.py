@@ -46,6 +46,16 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_result_is_identical(loc
     assert tree(tmp_path / "data") == reference
 
 
+def test_a_sample_that_kills_every_ray_worker_fails_alone(local_ray, tmp_path):
+    from handforge.export.spec import parse_spec
+
+    twelve, out = parse_spec({**SPEC, "samples": 12}), tmp_path / "data"
+    summary = export_sharded(twelve, out, lambda: RayPool(twelve.to_dict(), str(out), None, 2), 2, command=COMMAND,
+                             progress=False, chunk_size=8, fault="die_at=3")  # the healthy 4..7 failed with it
+    assert sorted(summary["failed"]) == [3] and summary["finished"] == 11
+    assert summary["failed"][3].startswith("3 workers died on this sample (last: Ray actor died")
+
+
 def test_a_stopped_ray_driver_resumes(local_ray, reference, tmp_path):
     out = tmp_path / "data"
     first = on_ray(out, limit=15)  # the driver stops after 15 samples, as a killed one leaves them
@@ -64,7 +74,8 @@ def test_the_command_runs_on_ray_and_survives_a_killed_worker(local_ray, referen
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HANDFORGE_EXPORT_FAULT", "die_after=1")
     assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--quiet"]) == 0
-    assert "worker(s) died and were replaced; their unfinished samples were redone" in capsys.readouterr().out
+    assert ("worker(s) died and were replaced; the samples they left unfinished were redone one at a time"
+            in capsys.readouterr().out)
     result, expected = tree(tmp_path / "data"), dict(reference)
     for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)
         result.pop(name), expected.pop(name)

@@ -104,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
     if summary.get("worker_restarts"):
-        print(f"{summary['worker_restarts']} worker(s) died and were replaced; their unfinished samples were redone")
+        from handforge.export.shards import MAX_ATTEMPTS
+
+        print(f"{summary['worker_restarts']} worker(s) died and were replaced; the samples they left unfinished "
+              f"were redone one at a time (one that kills {MAX_ATTEMPTS} workers is given up)")
     if summary.get("failed"):
         from handforge.export.shards import failure_summary
 

@@ -5,10 +5,10 @@
   and the aggregate files are rebuilt from the finished samples in index order, so the dataset is the
   same bytes whatever the number of workers or the order they finish in.
 - Faults: a worker that dies is replaced and its chunk goes back to the front of the queue (what it
-  had finished is kept; the rest is redone); so is a worker that gives no answer for ``sample_timeout``
-  seconds per sample of its chunk (hung: stuck in a driver, a deadlock), after it is killed. A chunk
-  that kills ``MAX_ATTEMPTS`` workers is given up and its unfinished samples are reported. A sample
-  that raises is reported and the run goes on.
+  had finished is kept; the rest is redone, one sample per chunk, so that a sample that kills its
+  worker fails alone); so is a worker that gives no answer for ``sample_timeout`` seconds per sample
+  of its chunk (hung: stuck in a driver, a deadlock), after it is killed. A sample that kills
+  ``MAX_ATTEMPTS`` workers is given up and reported. A sample that raises is reported and the run goes on.
 - Resume: the driver starts like the single-process export (half-written samples removed, finished
   ones skipped), so a driver killed mid-run and started again continues without duplicates or holes.
 - Progress: one bar for the whole run (samples/s and ETA), a summary of what failed and why.
@@ -28,7 +28,7 @@ from handforge.export import writers
 from handforge.export.spec import ExportSpec
 from handforge.export.worker import replaces_too
 
-MAX_ATTEMPTS = 3         # workers a chunk may kill before its samples are given up
+MAX_ATTEMPTS = 3         # workers a sample may kill (alone or in its chunk) before it is given up
 MAX_CHUNK = 8            # samples per chunk at most: what a dead worker costs, how often the bar moves
 CHUNKS_PER_WORKER = 8    # at least this many chunks per worker: the last ones even out the finish
 DEFAULT_SAMPLE_TIMEOUT = 600.0  # s per sample of a chunk before its worker counts as hung (Cycles at high spp)
@@ -233,18 +233,23 @@ def _hung(pool, busy: dict[int, int], deadline: dict[int, float], chunks: list[l
 
 def _requeue(chunk: int, chunks: list[list[int]], attempts: Counter, queue: deque, failed: dict[int, str],
              reason: str, out: Path) -> int:
-    """A dead worker's chunk: its finished samples count, the rest is redone (first) or, after
-    ``MAX_ATTEMPTS``, given up. Returns how many samples the bar moves by."""
+    """A dead worker's chunk: its finished samples count, the rest is redone first, each sample as a
+    chunk of its own with the attempts so far (which one killed the worker is unknown: redone together,
+    a poisonous sample killed every worker on the chunk and the healthy ones were given up with it), or,
+    after ``MAX_ATTEMPTS``, given up. Returns how many samples the bar moves by."""
     attempts[chunk] += 1
     finished = [i for i in chunks[chunk] if writers.is_finished(out, i)]
     unfinished = [i for i in chunks[chunk] if i not in set(finished)]
     if attempts[chunk] < MAX_ATTEMPTS:
-        chunks[chunk] = unfinished
-        if unfinished:
-            queue.appendleft(chunk)
+        chunks[chunk] = []
+        singles = range(len(chunks), len(chunks) + len(unfinished))
+        chunks.extend([i] for i in unfinished)
+        for single in singles:
+            attempts[single] = attempts[chunk]
+        queue.extendleft(reversed(singles))  # at the front, in index order
         return len(finished)
     for index in unfinished:
-        failed[index] = f"{MAX_ATTEMPTS} workers died while on this sample's chunk (last: {reason})"
+        failed[index] = f"{MAX_ATTEMPTS} workers died on this sample (last: {reason})"
     return len(chunks[chunk])
 
 
