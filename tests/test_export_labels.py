@@ -377,6 +377,26 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
     assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a file descriptor's file through /proc")
+def test_a_sample_is_on_the_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """Renamed without an fsync, a sample could come back from a power loss with empty files, counted as
+    finished. The real fsyncs and rename run; the test records what each was of, in order."""
+    import os
+
+    from handforge.export import writers
+
+    calls, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("rename", str(src))), replace(src, dst))[1])
+    images = {"mask_left.png": np.ones((4, 4), bool), "depth.npy": np.zeros((4, 4), np.float32)}
+    final = writers.write_sample(tmp_path.resolve(), 3, {"index": 3}, images)
+    partial = str(final.parent / f"{writers.PARTIAL_PREFIX}000003")
+    assert calls == [*(("fsync", f"{partial}/{name}") for name in ("mask_left.png", "depth.npy", writers.LABELS)),
+                     ("fsync", partial), ("rename", partial), ("fsync", str(final.parent))]
+    assert np.load(final / "depth.npy").shape == (4, 4) and np.asarray(Image.open(final / "mask_left.png")).all()
+
+
 def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp_path):
     import shutil
 

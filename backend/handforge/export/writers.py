@@ -165,7 +165,9 @@ def write_or_fail(out: Path, index: int, make: Any) -> str | None:
 
 
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
-    """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all.
+    """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all,
+    also after a power loss (its files and folder are synced to the disk before the rename, and the rename
+    after it: without, a renamed sample could come back with empty files, counted as finished).
     ``images``: file name → array (.png: uint8 or bool image; .npy: raw float32 array)."""
     final = sample_dir(out, index)
     partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
@@ -174,17 +176,42 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     try:
         for name, array in images.items():
             if name.endswith(".npy"):
-                np.save(partial / name, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+                array = np.ascontiguousarray(array, dtype=np.float32)
+                _write_synced(partial / name, lambda fh: np.save(fh, array, allow_pickle=False))
             else:
-                Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1)).save(partial / name)
-        (partial / LABELS).write_text(dumps(labels) + "\n", encoding="utf-8")
+                image = Image.fromarray(array.astype(np.uint8) * (255 if array.dtype == bool else 1))
+                _write_synced(partial / name, lambda fh: image.save(fh, format=Image.registered_extensions()[
+                    Path(name).suffix.lower()]))
+        _write_synced(partial / LABELS, lambda fh: fh.write((dumps(labels) + "\n").encode("utf-8")))
+        _sync_folder(partial)
     except BaseException:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)
     os.replace(partial, final)
+    _sync_folder(final.parent)
     return final
+
+
+def _write_synced(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(fh)`` into a new file, on the disk when this returns."""
+    with open(path, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """A folder's entries (new files, a rename into it) on the disk; nothing where folders cannot be
+    opened (Windows: no ``os.O_DIRECTORY``)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def finished_indices(out: Path, count: int) -> list[int]:
