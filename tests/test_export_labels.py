@@ -159,6 +159,53 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
         export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)  # one run per folder, one process too
 
 
+def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, tmp_path):
+    """A background image or clip changed, added or removed since the folder's samples were written:
+    the resume mixed two datasets without a word (its samples drew from another image list, another
+    clip). Refused in one line saying which file and what to do, with workers too; the same files resume."""
+    from handforge.export import writers
+    from handforge.export.shards import export_sharded
+    from handforge.export.spec import ExportSpec, PoseSource, input_files
+    from handforge.export.writers import FolderTaken
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    (tmp_path / "bg").mkdir()
+    for name, value in (("a.png", 10), ("b.png", 200)):
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(tmp_path / "bg" / name)
+    pair, clip = side_by_side(), tmp_path / "clip.npz"
+    MotionClip(hands={"right": stack_poses([pair.right] * 3), "left": stack_poses([pair.left] * 3)}).save(clip)
+    spec = parse_spec({**SPEC, "samples": 4, "width": 32, "height": 32, "outputs": ["mesh"],
+                       "background": {"kinds": ["images"], "folder": str(tmp_path / "bg")},
+                       "poses": {"source": "files", "files": [str(clip)]}})
+    out, image, first = tmp_path / "data", (tmp_path / "bg" / "b.png"), (tmp_path / "bg" / "b.png").read_bytes()
+    export(spec, out, progress=False, limit=1)
+    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(image)
+    with pytest.raises(FolderTaken, match=f"^{out} holds samples made from other input files \\({image} changed "
+                       "\\(.*\\) since\\): resuming would mix two datasets; restore the file\\(s\\) to resume, or "
+                       "choose a new folder$"):
+        export(spec, out, progress=False)
+    image.write_bytes(first)
+    assert export(spec, out, progress=False, limit=1)["written"] == 1  # restored: resumed
+    (tmp_path / "bg" / "c.png").write_bytes(first)
+    frames = clip.read_bytes()
+    clip.write_bytes(frames[:100] + bytes([frames[100] ^ 1]) + frames[101:])  # its size unchanged
+    added_and_changed = f"input files \\({tmp_path}/bg/c.png added, {clip} changed \\(same size\\) since"
+    with pytest.raises(FolderTaken, match=added_and_changed):
+        export_sharded(spec, out, lambda: pytest.fail("refused before any worker"), 2, command="test", progress=False)
+    (tmp_path / "bg" / "c.png").unlink()
+    clip.write_bytes(frames)
+    summary = export(spec, out, progress=False)
+    assert (summary["skipped"], summary["written"], summary["finished"]) == (2, 2, 4)
+    record = json.loads((out / writers.SPEC_RECORD).read_text())
+    writers.write_atomic(out / writers.SPEC_RECORD, json.dumps({k: v for k, v in record.items() if k != "inputs"}))
+    assert export(spec, out, progress=False)["skipped"] == 4  # recorded before inputs were: resumed, recorded now
+    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record
+    # a corpus: its splits.json (the list of its clips); the library: nothing, its folders' record as before
+    corpus = ExportSpec(poses=PoseSource(source="corpus", corpus="~/corpus"))
+    assert input_files(corpus) == {"~/corpus/splits.json": Path("~/corpus/splits.json").expanduser()}
+    assert "inputs" not in json.loads((exported / writers.SPEC_RECORD).read_text())
+
+
 def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, monkeypatch):
     """Failed before its first sample, a run takes back its claim (an empty folder stays empty and free,
     a new one goes); refused because another run holds the folder, it touches nothing of it (it removed

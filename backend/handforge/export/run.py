@@ -18,7 +18,7 @@ from handforge.export import writers
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
-from handforge.export.spec import ExportSpec
+from handforge.export.spec import ExportSpec, input_files
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge_shared.files import atomic_file
@@ -174,11 +174,11 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
     per folder at a time, and the folder must be new, empty or this export's (``writers.claimed_folder``
-    with ``record``, the spec's ``to_dict()`` unless given, and ``record_of`` naming what it records in
+    with ``record``, ``folder_record(spec)`` unless given, and ``record_of`` naming what it records in
     the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
-    with writers.claimed_folder(out, spec.to_dict() if record is None else record, record_of) as removed:
+    with writers.claimed_folder(out, folder_record(spec) if record is None else record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed)
 
 
@@ -213,6 +213,13 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
     finished = finalise(spec, out, command, gl.renderer_name, settings, model)
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
             "finished": finished, "seconds": seconds, "failed": failed}
+
+
+def folder_record(spec: ExportSpec) -> dict[str, Any]:
+    """What a dataset folder records of the spec that made it: the spec, and the identity of its input
+    files (a resume after one changed would mix two datasets; none for a spec without such files)."""
+    inputs = writers.file_identities(input_files(spec))
+    return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {})}
 
 
 def check_rgb_source(spec: ExportSpec) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.export.spec import IMAGE_SUFFIXES, ExportSpec
+from handforge.export.spec import ExportSpec, background_files
 from handforge.render.camera import Camera, look_at
 from handforge_shared import pose_library
 from handforge_shared.poses import HandPose, MotionClip, TwoHandPose, side_by_side
@@ -128,8 +128,7 @@ def sample_look(spec: ExportSpec, scene: Scene) -> None:
 
 @lru_cache(maxsize=4)
 def background_images(folder: str) -> tuple[Path, ...]:
-    files = tuple(sorted(p for p in Path(folder).expanduser().iterdir()
-                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))  # (not a folder named x.png)
+    files = background_files(folder)
     if not files:
         raise ValueError(f"background.folder {folder}: no .png or .jpg images in it")
     return files

@@ -101,12 +101,12 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
         raise ValueError(f"workers: expected at least 1, got {workers}")
     if not sample_timeout > 0:  # also refuses NaN
         raise ValueError(f"sample timeout: expected a positive number of seconds, got {sample_timeout}")
-    from handforge.export.run import check_rgb_source
+    from handforge.export.run import check_rgb_source, folder_record
 
     check_rgb_source(spec)  # missing image weights: refused before any worker starts
     out = Path(out)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    with writers.claimed_folder(out, spec.to_dict()) as removed:
+    with writers.claimed_folder(out, folder_record(spec)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
                               poll_seconds, sample_timeout, removed)
 

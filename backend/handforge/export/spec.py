@@ -315,7 +315,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
         folder = Path(background.folder).expanduser()
         if not background.folder or not folder.is_dir():
             raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir()):
+        if not background_files(background.folder):
             raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
@@ -336,6 +336,25 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                       poses=pose_source, camera=camera, render=render,
                       lighting=_choices(top.get("lighting", LIGHTING_PRESETS), LIGHTING_PRESETS, "lighting"),
                       background=background, hands=HandSettings(shape_sigma=float(sigma), skin_tones=tones))
+
+
+def background_files(folder: str) -> tuple[Path, ...]:
+    """The background images of ``folder``, in name order (not a folder named x.png)."""
+    return tuple(sorted(p for p in Path(folder).expanduser().iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+
+
+def input_files(spec: ExportSpec) -> dict[str, Path]:
+    """The files besides the spec that its samples are made from, by the name the spec gives them
+    (a corpus: its ``splits.json``, which lists its clips; hashing every clip would cost seconds a run)."""
+    files: dict[str, Path] = {}
+    if "images" in spec.background.kinds:
+        files.update((str(Path(spec.background.folder) / p.name), p) for p in background_files(spec.background.folder))
+    if spec.poses.source == "files":
+        files.update((path, Path(path).expanduser()) for path in spec.poses.files)
+    if spec.poses.source == "corpus":
+        files[str(Path(spec.poses.corpus) / "splits.json")] = Path(spec.poses.corpus).expanduser() / "splits.json"
+    return files
 
 
 def _check_clip(path: str, hand_model: str) -> None:

@@ -15,6 +15,7 @@ Layout of an export folder::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYP
 SAMPLES = "samples"
 LABELS = "labels.json"
 SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
+INPUTS = "inputs"  # in it: the files besides the spec the samples were made from (``file_identities``)
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
@@ -70,20 +72,28 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     scene's request), or refuse with ``FolderTaken``: a folder holds one export (its ``SPEC_RECORD``),
     which a rerun of the same one resumes. Refused: a folder with other files, one holding another
     export (``what`` names it: its samples would be mixed with this one's, and its card would
-    describe neither), or, when the record has ``samples`` (which may grow: a rerun with more extends
-    the dataset), more finished samples than that. ``write=False`` only checks (before a job is queued)."""
+    describe neither), one made from other input files (the record's ``INPUTS``, ``file_identities``:
+    a background image or clip changed, added or removed), or, when the record has ``samples`` (which
+    may grow: a rerun with more extends the dataset), more finished samples than that. ``write=False``
+    only checks (before a job is queued)."""
     path = out / SPEC_RECORD
-    wanted = {k: v for k, v in record.items() if k != "samples"}
+    mutable = ("samples", INPUTS)  # more samples extend the dataset; the inputs are checked on their own
+    wanted = {k: v for k, v in record.items() if k not in mutable}
     if path.is_file():
         try:
             held = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             held = None
-        if not isinstance(held, dict) or {k: v for k, v in held.items() if k != "samples"} != wanted:
-            differ = sorted(k for k in set(wanted) | set(held or {}) if k != "samples"
+        if not isinstance(held, dict) or {k: v for k, v in held.items() if k not in mutable} != wanted:
+            differ = sorted(k for k in set(wanted) | set(held or {}) if k not in mutable
                             and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
+        now = record.get(INPUTS, {})
+        if INPUTS in held and held[INPUTS] != now:  # (a folder recorded before inputs were: resumed, recorded now)
+            raise FolderTaken(f"{out} holds samples made from other input files ({inputs_changed(held[INPUTS], now)} "
+                              "since): resuming would mix two datasets; restore the file(s) to resume, or choose a "
+                              "new folder")
         extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
                     if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
         if extra:
@@ -93,6 +103,29 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def file_identities(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Name → size and BLAKE2b hash of each file (background images, clips: small, read in moments)."""
+    identities = {}
+    for name, path in sorted(files.items()):
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        identities[name] = {"bytes": path.stat().st_size, "blake2b": digest}
+    return identities
+
+
+def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) -> str:
+    """What differs between two ``file_identities``, e.g. "bg/b.png changed (812 → 790 bytes), bg/c.png added"."""
+    def change(name: str) -> str:
+        if name not in now:
+            return f"{name} removed"
+        if name not in held:
+            return f"{name} added"
+        before, after = held[name].get("bytes"), now[name]["bytes"]
+        return f"{name} changed ({before} → {after} bytes)" if before != after else f"{name} changed (same size)"
+    changes = [change(name) for name in sorted(set(held) | set(now)) if held.get(name) != now.get(name)]
+    return ", ".join(changes[:shown]) + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
 
 
 def sample_dir(out: Path, index: int) -> Path:
