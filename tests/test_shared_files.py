@@ -20,3 +20,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert path.read_bytes() == b"\x00\x01"
     with pytest.raises(ValueError, match="mode"), atomic_file(path, "a"):
         pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a file descriptor's file through /proc")
+def test_a_file_and_its_name_are_on_the_disk_before_the_write_returns(tmp_path, monkeypatch):
+    """Renamed without an fsync, a power loss could leave an empty file in place of the old one (the
+    export's spec record, a saved motion). The real fsyncs and rename run; the test records their order."""
+    calls, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("rename", str(src))), replace(src, dst))[1])
+    path = tmp_path.resolve() / "spec.json"
+    write_atomic(path, "{}")
+    assert [kind for kind, _ in calls] == ["fsync", "rename", "fsync"]
+    assert calls[0][1] == calls[1][1] and calls[0][1] != str(path)  # the temporary file, synced before its rename
+    assert calls[2][1] == str(tmp_path.resolve()) and path.read_text() == "{}"

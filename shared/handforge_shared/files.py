@@ -2,7 +2,8 @@
 
 A file is written beside its target (``.<name>.<random>.tmp``, so a reader or a clean-up can tell it
 apart) and renamed into place: a crash, a Ctrl-C or a full disk leaves the old file or none, never
-half of one. ``tempfile.mkstemp`` creates owner-only files (0600); the written file gets what the
+half of one, and the file and its name are on the disk before the block returns (fsync: a power loss
+after a rename of unsynced data can leave an empty file in place). ``tempfile.mkstemp`` creates owner-only files (0600); the written file gets what the
 umask gives new files instead, so shared storage and other users read it as any other.
 """
 
@@ -61,8 +62,11 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, usual_mode())
         os.replace(tmp, path)
+        sync_folder(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,6 +79,18 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return Path(path)
 
 
+def sync_folder(folder: str | os.PathLike) -> None:
+    """A folder's entries (new files, a rename into it) on the disk; nothing where folders cannot be
+    opened (Windows: no ``os.O_DIRECTORY``)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def existing_ancestor(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else its nearest parent that does: where a folder about to be made
     would go (a file there is in the way; a relative path ends at ".", which exists)."""
@@ -82,5 +98,5 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "usual_mode",
-           "write_atomic"]
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "sync_folder",
+           "usual_mode", "write_atomic"]

@@ -27,7 +27,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, atomic_file, folder_lock, write_atomic
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, atomic_file, folder_lock, sync_folder, write_atomic
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
 SAMPLES = "samples"
@@ -216,14 +216,14 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
                 _write_synced(partial / name, lambda fh: image.save(fh, format=Image.registered_extensions()[
                     Path(name).suffix.lower()]))
         _write_synced(partial / LABELS, lambda fh: fh.write((dumps(labels) + "\n").encode("utf-8")))
-        _sync_folder(partial)
+        sync_folder(partial)
     except BaseException:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)
     os.replace(partial, final)
-    _sync_folder(final.parent)
+    sync_folder(final.parent)
     return final
 
 
@@ -233,18 +233,6 @@ def _write_synced(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         write(fh)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    """A folder's entries (new files, a rename into it) on the disk; nothing where folders cannot be
-    opened (Windows: no ``os.O_DIRECTORY``)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def finished_indices(out: Path, count: int) -> list[int]:
