@@ -86,13 +86,18 @@ def find_channelbag(id_block):
     ad = id_block.animation_data
     if ad is None or ad.action is None:
         return None
+    return _slot_channelbag(ad.action, getattr(ad, "action_slot", None))
+
+
+def _slot_channelbag(action, slot):
+    """The channels of ``action`` for ``slot`` (the action itself before Blender 4.4), or None."""
     if not _layered():
-        return ad.action
-    if ad.action_slot is None:
+        return action
+    if slot is None:
         return None
-    for layer in ad.action.layers:
+    for layer in action.layers:
         for strip in layer.strips:
-            bag = strip.channelbag(ad.action_slot)
+            bag = strip.channelbag(slot)
             if bag is not None:
                 return bag
     return None
@@ -466,10 +471,14 @@ def reframe_keys(arm_obj, q: np.ndarray) -> int:
     shows the same joint rotation and translation on the new rest, on its own frame, keeping its key type,
     interpolation and handle types. A frame where a bone keys only some channels of its rotation gets keys
     on the others too (a rotation mixes them). Frames between keys show what the new keys interpolate to.
+    Every action the rig plays is re-keyed: the active one and those of its NLA strips (``rig.animation_slots``).
     Read from the curves, no frame visited. Returns how many key values were written."""
-    bag = find_channelbag(arm_obj)
-    if bag is None:
-        return 0
+    bags = (_slot_channelbag(action, slot) for action, slot in rig_build.animation_slots(arm_obj))
+    return sum(_reframe_bag(arm_obj, bag, q) for bag in bags if bag is not None)
+
+
+def _reframe_bag(arm_obj, bag, q: np.ndarray) -> int:
+    """``reframe_keys`` on the channels of one action slot."""
     curves = FCurves(bag)
     count = 0
     for k, name in enumerate(JOINT_NAMES):

@@ -322,8 +322,8 @@ def check_reshapable(context, arm_obj) -> None:
         raise RigBuildError(f"the hand {name!r} is hidden or excluded from the view layer: show it to change its "
                             "shape")
     mesh_obj = hand_mesh(arm_obj)
-    action = arm_obj.animation_data.action if arm_obj.animation_data is not None else None  # re-keyed
-    linked = [block for block in (arm_obj, arm_obj.data, mesh_obj, mesh_obj and mesh_obj.data, action)
+    actions = [action for action, _ in animation_slots(arm_obj)]  # re-keyed
+    linked = [block for block in (arm_obj, arm_obj.data, mesh_obj, mesh_obj and mesh_obj.data, *actions)
               if block is not None and not block.is_editable]
     if linked:
         raise RigBuildError(f"the hand {name!r} is linked from another file ({linked[0].name!r} is not editable here): "
@@ -333,8 +333,9 @@ def check_reshapable(context, arm_obj) -> None:
     if arm_obj.data.users > 1:
         raise RigBuildError(f"the hand {name!r} shares its armature with another object (a linked duplicate): "
                             "Object > Relation > Make Single User > Object & Data first, to change its shape")
-    sharer = _action_sharer(arm_obj)
-    if sharer is not None:  # its keys are re-keyed for the hand's new rest bones: that one's pose would change
+    shared = _action_sharer(arm_obj)
+    if shared is not None:  # its keys are re-keyed for the hand's new rest bones: that one's pose would change
+        sharer, action = shared
         raise RigBuildError(f"the hand {name!r} shares its keys (action {action.name!r}, one slot) with "
                             f"{sharer.name!r}, whose pose its new shape would change: give the hand its own (Object > "
                             "Relations > Make Single User > Object Animation) first, to change its shape")
@@ -348,17 +349,39 @@ def check_reshapable(context, arm_obj) -> None:
                             "that; undo the change, or add the hands again")
 
 
+def animation_slots(id_block) -> list:
+    """(action, slot) of every action that animates ``id_block``: its active action's and each NLA strip's
+    (inside meta strips too), each once. The slot is None before Blender 4.4 (an action is one set of channels)."""
+    ad = id_block.animation_data
+    if ad is None:
+        return []
+    pairs = [(ad.action, getattr(ad, "action_slot", None))] if ad.action is not None else []
+    strips = [strip for track in ad.nla_tracks for strip in track.strips]
+    while strips:
+        strip = strips.pop()
+        strips.extend(strip.strips)  # a meta strip's own
+        if strip.action is not None:
+            pairs.append((strip.action, getattr(strip, "action_slot", None)))
+    unique = {(action.as_pointer(), _slot_handle(slot)): (action, slot) for action, slot in pairs}
+    return list(unique.values())
+
+
+def _slot_handle(slot):
+    return slot.handle if slot is not None else None
+
+
 def _action_sharer(arm_obj):
-    """Another object that the hand's action animates through the same slot (the same channels), or None."""
-    ad = arm_obj.animation_data
-    if ad is None or ad.action is None:
+    """(another object, the action) where an action of the hand (``animation_slots``) animates that object
+    through the same slot (the same channels), or None."""
+    mine = {(action.as_pointer(), _slot_handle(slot)): action for action, slot in animation_slots(arm_obj)}
+    if not mine:
         return None
-    slot = getattr(ad, "action_slot_handle", None)  # Blender 4.4+; before, an action is one set of channels
     for obj in bpy.data.objects:
-        other = obj.animation_data
-        if (obj != arm_obj and other is not None and other.action == ad.action
-                and getattr(other, "action_slot_handle", None) == slot):
-            return obj
+        if obj == arm_obj:
+            continue
+        for action, slot in animation_slots(obj):
+            if (action.as_pointer(), _slot_handle(slot)) in mine:
+                return obj, action
     return None
 
 

@@ -329,6 +329,20 @@ def test_set_shape_re_keys_a_long_action_exactly(session):
         np.testing.assert_allclose(back.hands[side].transl, clip.hands[side].transl, atol=1e-6)
 
 
+def test_set_shape_keeps_the_keyed_poses_of_nla_strips(session):
+    """Keys in NLA strips (scaled, repeated, in tweak mode) keep their poses too: they were left as they were."""
+    _no_error(session, "nla_shape")
+    out = session["nla_shape"]
+    assert out["tweak"] is True
+    assert "Make Single User" in out["shared"] and "Player" in out["shared"], out["shared"]
+    for side, frames in out["probes"].items():
+        for frame in frames:
+            rotations = session.arrays[f"nla_rotations_{frame}_{side}"]
+            turned = _angles_deg(rotations[0], rotations[1]).max()
+            moved = np.abs(np.diff(session.arrays[f"nla_offset_{frame}_{side}"], axis=0)).max()
+            assert turned < 1e-3 and moved < 1e-6, (side, frame, f"{turned:.3f} deg", f"{1000 * moved:.3f} mm")
+
+
 def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):
     _no_error(session, "linked")
     out = session["linked"]

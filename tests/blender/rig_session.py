@@ -264,6 +264,60 @@ def shape_with_keys():
 s.check("keyed_shape", shape_with_keys)
 
 
+def shape_with_nla():
+    """Set Shape keeps the keyed poses of actions in NLA strips too (they were not re-keyed: joints 0.1-2.3
+    degrees off): the right hand's keys pushed down into a scaled strip and a repeated copy on another track,
+    the left hand's strip in tweak mode. An action that another object's strip plays is refused."""
+    from session import error_of
+
+    scene = bpy.data.scenes.new("NLA")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right, left = hand("right"), hand("left")
+    for frame, text in zip(a["keyed_frames"], a["keyed_poses"]):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.paste_pose(text=text, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    ad = right.animation_data
+    first = ad.nla_tracks.new().strips.new("keys", 1, ad.action)
+    first.scale = 2.0  # action frames 1, 20, 40 show at 1, 39, 79
+    copy = ad.action.copy()
+    second = ad.nla_tracks.new().strips.new("copy", 200, copy)
+    second.action_slot = copy.slots[first.action_slot.identifier]
+    second.repeat = 2.0  # 1, 20, 40 at 200, 219, 239 and again at 258, 278
+    ad.action = None
+    lad = left.animation_data
+    lad.nla_tracks.new().strips.new("keys", 1, lad.action)
+    lad.action = None
+    lad.use_tweak_mode = True
+    probes = {"right": [1, 39, 79, 200, 219, 258, 278], "left": list(a["keyed_frames"])}
+
+    def shown():
+        out = {}
+        for side, frames in probes.items():
+            for f in frames:
+                scene.frame_set(f)
+                out[f"{f}_{side}"] = joint_rotations(hand(side)), wrist_offset(hand(side))
+        return out
+
+    out = {"tweak": lad.use_tweak_mode, "probes": probes}
+    before = shown()
+    borrower = bpy.data.objects.new("Player", None)  # plays the right hand's copied keys in its own NLA
+    scene.collection.objects.link(borrower)
+    borrower.animation_data_create().nla_tracks.new().strips.new("copy", 1, copy).action_slot = second.action_slot
+    out["shared"] = error_of(lambda: bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH"))
+    bpy.data.objects.remove(borrower)
+    assert bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH") == {"FINISHED"}
+    after = shown()
+    for key in before:
+        s.arrays[f"nla_rotations_{key}"] = np.stack([before[key][0], after[key][0]])
+        s.arrays[f"nla_offset_{key}"] = np.stack([before[key][1], after[key][1]])
+    return out
+
+
+s.check("nla_shape", shape_with_nla)
+
+
 def linked_hands():
     """Hands linked from another file: the tools that change them refuse (Blender let them pose and key,
     and dropped it all at save); Add Hands builds into a collection of this file (it failed on the
