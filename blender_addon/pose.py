@@ -138,8 +138,10 @@ def rotation_channels(aa: np.ndarray, mode: str, previous: np.ndarray | None = N
 def rest_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(16, 3, 3) Q = Fᵀ·F' from the joint frames before and after the rest bones changed (a new shape):
     a bone-local rotation L shows the same joint rotation F·L·Fᵀ on the new rest as Qᵀ·L·Q, a wrist
-    location l the same translation as Qᵀ·l (``reframed_channels``)."""
-    return np.swapaxes(before, -1, -2) @ after
+    location l the same translation as Qᵀ·l (``reframed_channels``). Made an exact rotation (nearest, by
+    SVD): from float32 bones Q is off one by ~1e-6, which Euler keys near gimbal lock magnified to degrees."""
+    u, _, vt = np.linalg.svd(np.swapaxes(before, -1, -2) @ after)
+    return u @ vt
 
 
 def reframed_channels(values: np.ndarray, mode: str, q: np.ndarray) -> np.ndarray:

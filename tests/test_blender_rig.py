@@ -343,6 +343,14 @@ def test_set_shape_keeps_the_keyed_poses_of_nla_strips(session):
             assert turned < 1e-3 and moved < 1e-6, (side, frame, f"{turned:.3f} deg", f"{1000 * moved:.3f} mm")
 
 
+def test_set_shape_keeps_euler_keys_near_gimbal_lock(session):
+    _no_error(session, "gimbal_shape")
+    before, there, back = session.arrays["gimbal_rotations"]
+    for name, now in (("there", there), ("back", back)):
+        turned = _angles_deg(before, now).max()
+        assert turned < 1e-3, (name, f"{turned:.4f} deg")
+
+
 def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):
     _no_error(session, "linked")
     out = session["linked"]

@@ -318,6 +318,40 @@ def shape_with_nla():
 s.check("nla_shape", shape_with_nla)
 
 
+def shape_near_gimbal_lock():
+    """Euler keys a hair (0.001-0.01 degrees) from gimbal lock keep their poses through Set Shape there and
+    back: the rest change, from float32 bones, was off a rotation by 1e-6, which such keys' outer angles
+    magnified to 1.7 degrees."""
+    scene = bpy.data.scenes.new("Gimbal")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    rng = np.random.default_rng(8)
+    for frame in a["keyed_frames"]:
+        for side in SIDES:
+            for name in a["joints"][1:]:  # YZX: the middle angle is z
+                pb = hand(side).pose.bones[name]
+                near = np.radians(rng.choice([-1, 1]) * (90 - rng.uniform(0.001, 0.01)))
+                pb.rotation_euler = (rng.uniform(-3, 3), rng.uniform(-3, 3), near)
+                pb.keyframe_insert("rotation_euler", frame=frame)
+
+    def shown():
+        out = []
+        for f in a["keyed_frames"]:
+            scene.frame_set(f)
+            out.append([joint_rotations(hand(side)) for side in SIDES])
+        return np.array(out)
+
+    before = shown()
+    assert bpy.ops.handforge.set_shape(betas=a["betas"], sides="BOTH") == {"FINISHED"}
+    there = shown()
+    assert bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="BOTH") == {"FINISHED"}
+    s.arrays["gimbal_rotations"] = np.stack([before, there, shown()])
+    return True
+
+
+s.check("gimbal_shape", shape_near_gimbal_lock)
+
+
 def linked_hands():
     """Hands linked from another file: the tools that change them refuse (Blender let them pose and key,
     and dropped it all at save); Add Hands builds into a collection of this file (it failed on the
