@@ -501,13 +501,41 @@ def _reframe(curves: FCurves, path: str, group: str, current: np.ndarray, conver
     frames = _merged_frames(np.concatenate([p["co"][:, 0] for p in points if p is not None]))
     values = np.stack([_values_at(fc, p, frames, v) for fc, p, v in zip(fcs, points, current)], axis=1)
     new = convert(values)
+    slopes = {side: _turned_slopes(convert, values, new, np.stack(
+        [_slopes_at(fc, p, frames, side) for fc, p in zip(fcs, points)], axis=1)) for side in _HANDLES}
     kinds = np.full(len(frames), _enum_value(bpy.types.Keyframe, "type", "KEYFRAME"), np.int32)
     for p in points:  # a key added beside others gets their type (a generated frame stays generated)
         if p is not None:
             kinds[_frame_index(frames, p["co"][:, 0])] = p["type"]
     for c, fc in enumerate(fcs):
-        _rekey(fc or curves.ensure(path, c, group), points[c], frames, new[:, c], kinds)
+        _rekey(fc or curves.ensure(path, c, group), points[c], frames, new[:, c], kinds,
+               {side: slope[:, c] for side, slope in slopes.items()})
     return new.size
+
+
+_HANDLES = ("handle_left", "handle_right")
+
+
+def _slopes_at(fc, points, frames: np.ndarray, side: str) -> np.ndarray:
+    """A channel's slopes (value per frame) on ``frames`` towards ``side``: its keys' handles', else its curve's."""
+    out = np.zeros(len(frames))
+    if fc is None or not len(points["co"]):
+        return out
+    co, handle = points["co"].astype(np.float64), points[side].astype(np.float64)
+    dx = handle[:, 0] - co[:, 0]
+    out[:] = np.nan
+    out[_frame_index(frames, co[:, 0])] = np.where(np.abs(dx) > 1e-6, (handle[:, 1] - co[:, 1]) / np.where(
+        np.abs(dx) > 1e-6, dx, 1.0), np.nan)
+    for i in np.flatnonzero(np.isnan(out)):  # no key there, or a handle of no length
+        out[i] = (fc.evaluate(frames[i] + 0.01) - fc.evaluate(frames[i] - 0.01)) / 0.02
+    return out
+
+
+def _turned_slopes(convert, values: np.ndarray, new: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """The slopes (T, C) of the re-keyed channels where the old ones had ``slopes``: ``convert``'s derivative
+    along them (exact for quaternions, axis-angles and locations, which it maps linearly)."""
+    step = 1e-5 / np.maximum(np.abs(slopes).max(axis=1, keepdims=True), 1e-12)
+    return (convert(values + step * slopes) - new) / step
 
 
 def _merged_frames(frames: np.ndarray) -> np.ndarray:
@@ -532,15 +560,20 @@ def _values_at(fc, points, frames: np.ndarray, current: float) -> np.ndarray:
     return out
 
 
-def _rekey(fc, points, frames: np.ndarray, values: np.ndarray, kinds: np.ndarray) -> None:
-    """Give ``fc``'s keys their new ``values`` (one per frame) and add keys on the frames it lacks."""
+def _rekey(fc, points, frames: np.ndarray, values: np.ndarray, kinds: np.ndarray, slopes: dict) -> None:
+    """Give ``fc``'s keys their new ``values`` (one per frame) and add keys on the frames it lacks. Free and
+    aligned handles keep their length and take the new ``slopes`` (per side, per frame): moved with their key
+    alone, the curve between keys bent up to 1.6 degrees from the old one (quaternions); update() sets the others."""
     kps = fc.keyframe_points
     pts = points if points is not None else _read_points(kps)
     at = _frame_index(frames, pts["co"][:, 0])
     delta = values[at] - pts["co"][:, 1]
     pts["co"][:, 1] = values[at]
-    for name in ("handle_left", "handle_right"):  # free handles keep their shape; update() sets automatic ones
-        pts[name][:, 1] += delta
+    kf = bpy.types.Keyframe
+    for name in _HANDLES:
+        kept = np.isin(pts[f"{name}_type"], [_enum_value(kf, f"{name}_type", t) for t in ("FREE", "ALIGNED")])
+        dx = pts[name][:, 0] - pts["co"][:, 0]
+        pts[name][:, 1] = np.where(kept, values[at] + slopes[name][at] * dx, pts[name][:, 1] + delta)
     missing = np.setdiff1d(np.arange(len(frames)), at)
     if len(missing):
         new = _new_points(np.stack([frames[missing], values[missing]], axis=1).astype(np.float32))

@@ -352,6 +352,55 @@ def shape_near_gimbal_lock():
 s.check("gimbal_shape", shape_near_gimbal_lock)
 
 
+def shape_with_free_handles():
+    """Between quaternion, axis-angle and location keys with free or aligned handles, Set Shape keeps the curve:
+    the handles take the re-keyed channels' slopes (moved with their key alone they bent it 0.5 degrees here)."""
+    scene = bpy.data.scenes.new("Handles")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right = hand("right")
+    rng = np.random.default_rng(9)
+    for name in a["joints"]:
+        right.pose.bones[name].rotation_mode = "AXIS_ANGLE" if name.startswith("ring") else "QUATERNION"
+    for frame in (1, 11, 21, 31):
+        for name in a["joints"]:
+            pb = right.pose.bones[name]
+            q = rng.normal(size=4)
+            pb.rotation_quaternion = q * np.sign(q[0]) / np.linalg.norm(q)
+            pb.rotation_axis_angle = [rng.uniform(0.2, 2.0), *rng.normal(size=3)]
+            pb.keyframe_insert(pose_prop(pb), frame=frame)
+        right.pose.bones["wrist"].location = rng.normal(size=3) * 0.05
+        right.pose.bones["wrist"].keyframe_insert("location", frame=frame)
+    ad = right.animation_data
+    for i, fc in enumerate(ad.action.layers[0].strips[0].channelbag(ad.action_slot).fcurves):
+        for kp in fc.keyframe_points:
+            kp.handle_left_type = kp.handle_right_type = ("FREE", "ALIGNED")[i % 2]
+            tilt = 0.15 * (kp.co[1] + 0.5)
+            kp.handle_right, kp.handle_left = (kp.co[0] + 3, kp.co[1] + tilt), (kp.co[0] - 2, kp.co[1] - tilt)
+        fc.update()
+    frames = np.arange(1, 31.01, 0.5)
+
+    def shown():
+        out = []
+        for f in frames:
+            scene.frame_set(int(f), subframe=float(f % 1))
+            out.append(joint_rotations(right))
+        return np.array(out)
+
+    before = shown()
+    assert bpy.ops.handforge.set_shape(betas=a["betas"], sides="RIGHT") == {"FINISHED"}
+    s.arrays["handles_rotations"] = np.stack([before, shown()])
+    return True
+
+
+def pose_prop(pb) -> str:
+    return {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(pb.rotation_mode,
+                                                                                        "rotation_euler")
+
+
+s.check("handles_shape", shape_with_free_handles)
+
+
 def linked_hands():
     """Hands linked from another file: the tools that change them refuse (Blender let them pose and key,
     and dropped it all at save); Add Hands builds into a collection of this file (it failed on the
