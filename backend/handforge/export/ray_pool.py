@@ -49,6 +49,42 @@ def _connect(ray, **kwargs: Any) -> None:
                              "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
 
 
+def _dialled(host: str) -> str:
+    """The host ray.init connects to for a head: it replaces a local one (127.0.0.1) by this machine's address."""
+    try:
+        from ray._private.services import resolve_ip_for_localhost
+    except ImportError:  # a Ray that moved it: probe the host as given
+        return host
+    return resolve_ip_for_localhost(host)
+
+
+def _ray_status(target: tuple[str, int], timeout: float) -> str | None:
+    """Ask what listens at ``target`` for the cluster ID, the first call of ray.init, under a deadline:
+    None if it answers as Ray's GCS (also a refusal for want of a token), else what it did instead."""
+    import grpc
+
+    try:
+        from ray._private.gcs_utils import create_gcs_channel
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:  # a Ray that moved them: ray.init decides
+        return None
+    host, port = target
+    with create_gcs_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(),
+                                                                               timeout=timeout)
+        except grpc.RpcError as exc:
+            how = _NOT_RAY.get(exc.code().name)
+            return how.format(timeout=timeout) if how else None
+    return None
+
+
+# what a port that is not a Ray head's does to its first gRPC call (other answers come from a Ray)
+_NOT_RAY = {"DEADLINE_EXCEEDED": "was silent for {timeout:g} s",
+            "UNAVAILABLE": "does not speak gRPC (an HTTP server, say)",
+            "UNIMPLEMENTED": "is a gRPC server but not a Ray head (a Ray Client port is given as ray://HOST:PORT)"}
+
+
 class _Actor:
     """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
@@ -84,17 +120,25 @@ class RayPool:
 
     @staticmethod
     def check_address(address: str, timeout: float = 5.0) -> None:
-        """A ``host:port`` head that nothing answers at is an error at once (Ray itself retries for minutes)."""
+        """Refuse at once a ``host:port`` where no Ray head answers: nothing listens there, or what does
+        is not Ray (ray.init retries either for many minutes). Each check waits ``timeout`` at most."""
         if not address or "://" in address or address == "auto":
             return
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--ray {address}: expected HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001")
+        target = _dialled(host), int(port)
+        where = f"{target[0]}:{port}" + (f" (Ray dials this machine's address for {host})" if target[0] != host else "")
+        fix = f"start a head there with `ray start --head --port {port}`, or check the address and port"
         try:
-            socket.create_connection((host, int(port)), timeout=timeout).close()
+            socket.create_connection(target, timeout=timeout).close()
         except OSError as exc:
-            raise RayUnavailable(f"--ray {address}: no Ray head answers there ({exc}); start one with "
-                                 "`ray start --head --port 6379` or check the address") from None
+            raise RayUnavailable(f"--ray {address}: no Ray head answers there: nothing listens at {where} ({exc}); "
+                                 f"{fix}") from None
+        status = _ray_status(target, timeout)
+        if status is not None:
+            raise RayUnavailable(f"--ray {address}: no Ray head answers there: {where} {status}, so it is not a Ray "
+                                 f"head's port; {fix} (`ray start --head` prints the address to give)")
 
     @staticmethod
     def cluster_workers(address: str, cpus_per_worker: float = 1.0) -> int:
