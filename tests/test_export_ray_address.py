@@ -69,3 +69,36 @@ def test_the_command_stops_at_once_where_an_http_server_answers(http_port, tmp_p
     assert run.returncode == 2, run.stderr[-2000:]
     assert f"--ray 127.0.0.1:{http_port}: no Ray head answers there" in run.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("address, says", [
+    # the dashboard's address (what `ray job submit` takes) said "did not start: ... check the free space"
+    ("http://head:8265", r"--ray http://head:8265: that is the dashboard's address .*--ray head:6379 .*"
+                         r"--ray ray://head:10001"),
+    ("https://head.example/", r"that is the dashboard's address .*--ray head.example:6379"),
+    ("tcp://head:6379", r"--ray tcp://head:6379: Ray's driver cannot connect through tcp://; give HOST:PORT"),
+    ("ray://head", r"--ray ray://head: expected HOST:PORT of a Ray head .* or ray://HOST:10001"),
+], ids=["http", "https", "tcp", "no-port"])
+def test_an_address_ray_cannot_use_says_what_to_pass_instead(address, says):
+    with pytest.raises(ValueError, match=says):
+        RayPool.check_address(address)
+
+
+def test_a_ray_client_address_nothing_listens_at_is_refused_at_once():
+    """It took 32 s and advised a token."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    with pytest.raises(RayUnavailable, match=rf"--ray ray://127.0.0.1:{port}: no Ray Client server answers there: "
+                                             rf"nothing listens at 127.0.0.1:{port} .*`ray start --head`") as error:
+        RayPool.check_address(f"ray://127.0.0.1:{port}")
+    assert "token" not in str(error.value)
+
+
+@pytest.mark.parametrize("listener", ["http_port", "silent_port"])
+def test_a_ray_client_address_where_something_else_answers_is_refused_in_seconds(listener, request):
+    """It took 33–50 s and advised a token."""
+    port = request.getfixturevalue(listener)
+    with pytest.raises(RayUnavailable, match=rf"--ray ray://127.0.0.1:{port}: no Ray Client server answers there: "
+                                             rf"127.0.0.1:{port} .*, so it is not") as error:
+        RayPool.check_address(f"ray://127.0.0.1:{port}", timeout=2)
+    assert "token" not in str(error.value)

@@ -12,10 +12,13 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from handforge import config
 from handforge.export.shards import Event
 
+# the addresses --ray takes, as errors name them
+FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
 INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60")'
 
 
@@ -49,6 +52,25 @@ def _connect(ray, **kwargs: Any) -> None:
                              "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
 
 
+def _parse(address: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``--ray ADDRESS``; ValueError, with what to pass, where Ray's driver cannot use it."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    if parts.scheme in ("http", "https"):  # the dashboard's (what `ray job submit` takes): ray.init refuses it
+        head = parts.hostname or "HEAD"
+        raise ValueError(f"--ray {address}: that is the dashboard's address (for `ray job submit`), not the cluster's; "
+                         f"pass the head's, --ray {head}:6379 (the --port of `ray start --head`), or Ray Client's, "
+                         f"--ray ray://{head}:10001")
+    if parts.scheme not in ("", "ray"):
+        raise ValueError(f"--ray {address}: Ray's driver cannot connect through {parts.scheme}://; give {FORMS}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if not parts.hostname or port is None:
+        raise ValueError(f"--ray {address}: expected {FORMS}")
+    return parts.scheme, parts.hostname, port
+
+
 def _dialled(host: str) -> str:
     """The host ray.init connects to for a head: it replaces a local one (127.0.0.1) by this machine's address."""
     try:
@@ -58,31 +80,35 @@ def _dialled(host: str) -> str:
     return resolve_ip_for_localhost(host)
 
 
-def _ray_status(target: tuple[str, int], timeout: float) -> str | None:
-    """Ask what listens at ``target`` for the cluster ID, the first call of ray.init, under a deadline:
-    None if it answers as Ray's GCS (also a refusal for want of a token), else what it did instead."""
+def _ray_status(target: tuple[str, int], client: bool, timeout: float) -> str | None:
+    """Make the first call of ray.init at ``target`` under a deadline (a head: its cluster ID; Ray Client:
+    a ping): None if Ray answers (also a refusal for want of a token), else what happened instead."""
     import grpc
 
     try:
-        from ray._private.gcs_utils import create_gcs_channel
-        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+        from ray._private.grpc_utils import init_grpc_channel  # with Ray's TLS and token settings
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
     except ImportError:  # a Ray that moved them: ray.init decides
         return None
     host, port = target
-    with create_gcs_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
+    with init_grpc_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
         try:
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(gcs_service_pb2.GetClusterIdRequest(),
-                                                                               timeout=timeout)
+            if client:
+                ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                    ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING), timeout=timeout)
+            else:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             how = _NOT_RAY.get(exc.code().name)
             return how.format(timeout=timeout) if how else None
     return None
 
 
-# what a port that is not a Ray head's does to its first gRPC call (other answers come from a Ray)
+# what a port that is not Ray's does to the first call (other answers come from a Ray)
 _NOT_RAY = {"DEADLINE_EXCEEDED": "was silent for {timeout:g} s",
             "UNAVAILABLE": "does not speak gRPC (an HTTP server, say)",
-            "UNIMPLEMENTED": "is a gRPC server but not a Ray head (a Ray Client port is given as ray://HOST:PORT)"}
+            "UNIMPLEMENTED": "is a gRPC server of another kind"}
 
 
 class _Actor:
@@ -120,25 +146,32 @@ class RayPool:
 
     @staticmethod
     def check_address(address: str, timeout: float = 5.0) -> None:
-        """Refuse at once a ``host:port`` where no Ray head answers: nothing listens there, or what does
-        is not Ray (ray.init retries either for many minutes). Each check waits ``timeout`` at most."""
-        if not address or "://" in address or address == "auto":
+        """Refuse at once an address Ray's driver cannot use (http://, another scheme, no port) or where no
+        Ray answers: nothing listens there, or what does is not Ray (ray.init retries either for minutes, or
+        blames a token). Each of the two probes waits ``timeout`` at most."""
+        if not address or address == "auto":
             return
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--ray {address}: expected HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001")
-        target = _dialled(host), int(port)
+        scheme, host, port = _parse(address)
+        client = scheme == "ray"  # Ray Client dials the host as given, ray.init a head's as _dialled says
+        target = (host if client else _dialled(host)), port
         where = f"{target[0]}:{port}" + (f" (Ray dials this machine's address for {host})" if target[0] != host else "")
-        fix = f"start a head there with `ray start --head --port {port}`, or check the address and port"
+        if client:
+            what, port_of = "Ray Client server", "a Ray Client port"
+            fix = ("start a head with `ray start --head` (it serves Ray Client on port 10001), or check the address "
+                   "(a head's own port is given as HOST:PORT, without ray://)")
+        else:
+            what, port_of = "Ray head", "a Ray head's port"
+            fix = (f"start a head there with `ray start --head --port {port}`, or check the address (`ray start "
+                   "--head` prints it; a Ray Client port is given as ray://HOST:PORT)")
         try:
             socket.create_connection(target, timeout=timeout).close()
         except OSError as exc:
-            raise RayUnavailable(f"--ray {address}: no Ray head answers there: nothing listens at {where} ({exc}); "
+            raise RayUnavailable(f"--ray {address}: no {what} answers there: nothing listens at {where} ({exc}); "
                                  f"{fix}") from None
-        status = _ray_status(target, timeout)
+        status = _ray_status(target, client, timeout)
         if status is not None:
-            raise RayUnavailable(f"--ray {address}: no Ray head answers there: {where} {status}, so it is not a Ray "
-                                 f"head's port; {fix} (`ray start --head` prints the address to give)")
+            raise RayUnavailable(f"--ray {address}: no {what} answers there: {where} {status}, so it is not "
+                                 f"{port_of}; {fix}")
 
     @staticmethod
     def cluster_workers(address: str, cpus_per_worker: float = 1.0) -> int:
