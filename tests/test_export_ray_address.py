@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,13 +23,53 @@ from handforge.export.ray_pool import RayPool, RayUnavailable  # noqa: E402
 from tests.support.scale import SPEC  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "0123456789abcdef" * 2  # the test head's (RAY_AUTH_TOKEN: ~/.ray is left alone)
 
 
-def handforge(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """The command, from this checkout (an installed handforge may be another one)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "shared")])}
-    return subprocess.run([sys.executable, "-m", "handforge", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def checkout(**env: str) -> dict[str, str]:
+    """This environment, ``env`` added, importing this checkout (an installed handforge may be another one)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "shared")]), **env}
+
+
+def handforge(*args: str, cwd: Path, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handforge", *args], cwd=cwd, env=checkout(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        return taken.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A Ray head as the README starts one (`ray start --head`, token authentication), in a RAY_TMPDIR of
+    its own: its port and its Ray Client port."""
+    ports = free_port(), free_port()
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-rayaddr-{os.getpid()}"  # short: Ray's socket paths
+    env = {**os.environ, "RAY_TMPDIR": str(scratch), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+    process = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port",
+                                str(ports[0]), "--ray-client-server-port", str(ports[1]), "--num-cpus", "1",
+                                "--include-dashboard", "false", "--disable-usage-stats"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        end = time.monotonic() + 120
+        while not all(_accepts(port) for port in ports):
+            assert process.poll() is None and time.monotonic() < end, "ray start --head did not come up"
+            time.sleep(0.5)
+        yield ports
+    finally:  # its whole process group, at once (a SIGTERMed head took over 40 s to go here)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 class Quiet(BaseHTTPRequestHandler):
@@ -86,8 +128,7 @@ def test_an_address_ray_cannot_use_says_what_to_pass_instead(address, says):
 
 def test_a_ray_client_address_nothing_listens_at_is_refused_at_once():
     """It took 32 s and advised a token."""
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
+    port = free_port()
     with pytest.raises(RayUnavailable, match=rf"--ray ray://127.0.0.1:{port}: no Ray Client server answers there: "
                                              rf"nothing listens at 127.0.0.1:{port} .*`ray start --head`") as error:
         RayPool.check_address(f"ray://127.0.0.1:{port}")
@@ -102,3 +143,12 @@ def test_a_ray_client_address_where_something_else_answers_is_refused_in_seconds
                                              rf"127.0.0.1:{port} .*, so it is not") as error:
         RayPool.check_address(f"ray://127.0.0.1:{port}", timeout=2)
     assert "token" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_real_head_passes_by_either_address(head):
+    check = "import sys; from handforge.export.ray_pool import RayPool; [RayPool.check_address(a) for a in sys.argv[1:]]"
+    run = subprocess.run([sys.executable, "-c", check, f"127.0.0.1:{head[0]}", f"ray://127.0.0.1:{head[1]}"],
+                         env=checkout(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN), capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
