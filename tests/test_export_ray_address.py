@@ -26,12 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "0123456789abcdef" * 2  # the test head's (RAY_AUTH_TOKEN: ~/.ray is left alone)
 
 
-def checkout(**env: str) -> dict[str, str]:
-    """This environment, ``env`` added, importing this checkout (an installed handforge may be another one)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "shared")]), **env}
+def checkout(**env: str | None) -> dict[str, str]:
+    """This environment with ``env`` (None: removed), importing this checkout (an installed handforge may be
+    another one)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "shared")]), **env}
+    return {name: value for name, value in env.items() if value is not None}
 
 
-def handforge(*args: str, cwd: Path, timeout: float, **env: str) -> subprocess.CompletedProcess:
+def handforge(*args: str, cwd: Path, timeout: float, **env: str | None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "handforge", *args], cwd=cwd, env=checkout(**env),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -147,8 +149,32 @@ def test_a_ray_client_address_where_something_else_answers_is_refused_in_seconds
 
 @pytest.mark.slow
 def test_a_real_head_passes_by_either_address(head):
-    check = "import sys; from handforge.export.ray_pool import RayPool; [RayPool.check_address(a) for a in sys.argv[1:]]"
+    check = "import sys; from handforge.export.ray_pool import RayPool as P; [P.check_address(a) for a in sys.argv[1:]]"
     run = subprocess.run([sys.executable, "-c", check, f"127.0.0.1:{head[0]}", f"ray://127.0.0.1:{head[1]}"],
                          env=checkout(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN), capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", [False, True], ids=["head", "ray-client"])
+def test_a_real_head_that_wants_a_token_this_driver_lacks_is_named_at_once(head, client, tmp_path):
+    """ray.init said so after 24 s (HOST:PORT) or 35 s (ray://)."""
+    address = f"ray://127.0.0.1:{head[1]}" if client else f"127.0.0.1:{head[0]}"
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = handforge("export", "spec.json", "--out", "data", "--ray", address, cwd=tmp_path, timeout=60,
+                    RAY_AUTH_MODE="disabled")
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert f"--ray {address}: the Ray {'Client server' if client else 'head'} at " in run.stderr
+    assert "refused this driver, which lacks the cluster's token" in run.stderr and "RAY_AUTH_TOKEN" in run.stderr
+
+
+def test_token_mode_without_a_token_here_is_a_clear_error(http_port, tmp_path):
+    """The probe raised Ray's AuthenticationError, a traceback (before it: 'did not start: ... check the free
+    space of Ray's temporary folder')."""
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = handforge("export", "spec.json", "--out", "data", "--ray", f"127.0.0.1:{http_port}", cwd=tmp_path,
+                    timeout=60, HOME=str(tmp_path), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=None,
+                    RAY_AUTH_TOKEN_PATH=None)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"--ray 127.0.0.1:{http_port}: RAY_AUTH_MODE=token is set but this machine has no token" in run.stderr

@@ -19,6 +19,8 @@ from handforge.export.shards import Event
 
 # the addresses --ray takes, as errors name them
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
+TOKEN = ("A cluster started by `ray start` (Ray 2.60) wants its token: RAY_AUTH_MODE=token with the head's "
+         "~/.ray/auth_token or RAY_AUTH_TOKEN (https://docs.ray.io/en/latest/ray-security/token-auth.html)")
 INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60")'
 
 
@@ -42,9 +44,7 @@ def _connect(ray, **kwargs: Any) -> None:
             raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. Start a cluster here first (`ray start "
                                  "--head`), give its address, or use --ray without an address for a Ray of this "
                                  "run's own") from None
-        raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. A cluster started by `ray start` (Ray 2.60) "
-                             "wants its token: RAY_AUTH_MODE=token with ~/.ray/auth_token or RAY_AUTH_TOKEN "
-                             "(https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
+        raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. {TOKEN}") from None
     except Exception as exc:  # noqa: BLE001 - e.g. a local Ray that cannot start (no room in its temp folder)
         where = "a local Ray" if kwargs.get("address") in (None, "local") else f"--ray {kwargs['address']}"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -80,29 +80,31 @@ def _dialled(host: str) -> str:
     return resolve_ip_for_localhost(host)
 
 
-def _ray_status(target: tuple[str, int], client: bool, timeout: float) -> str | None:
-    """Make the first call of ray.init at ``target`` under a deadline (a head: its cluster ID; Ray Client:
-    a ping): None if Ray answers (also a refusal for want of a token), else what happened instead."""
+def _first_call(target: tuple[str, int], client: bool, timeout: float) -> str:
+    """Make the first call of ray.init at ``target`` under a deadline (a head: its cluster ID; Ray Client: a
+    ping): "OK", the gRPC status's name, or "NO_TOKEN" (token mode and no token here, raised before sending)."""
     import grpc
 
     try:
         from ray._private.grpc_utils import init_grpc_channel  # with Ray's TLS and token settings
         from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
+        from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray that moved them: ray.init decides
-        return None
+        return "OK"
     host, port = target
-    with init_grpc_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
-        try:
+    try:
+        with init_grpc_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
             if client:
                 ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
                     ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING), timeout=timeout)
             else:
                 gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
                     gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
-        except grpc.RpcError as exc:
-            how = _NOT_RAY.get(exc.code().name)
-            return how.format(timeout=timeout) if how else None
-    return None
+    except grpc.RpcError as exc:
+        return exc.code().name
+    except AuthenticationError:
+        return "NO_TOKEN"
+    return "OK"
 
 
 # what a port that is not Ray's does to the first call (other answers come from a Ray)
@@ -168,10 +170,15 @@ class RayPool:
         except OSError as exc:
             raise RayUnavailable(f"--ray {address}: no {what} answers there: nothing listens at {where} ({exc}); "
                                  f"{fix}") from None
-        status = _ray_status(target, client, timeout)
-        if status is not None:
-            raise RayUnavailable(f"--ray {address}: no {what} answers there: {where} {status}, so it is not "
-                                 f"{port_of}; {fix}")
+        status = _first_call(target, client, timeout)
+        if status == "NO_TOKEN":
+            raise RayUnavailable(f"--ray {address}: RAY_AUTH_MODE=token is set but this machine has no token. {TOKEN}")
+        if status == "UNAUTHENTICATED":  # ray.init says so too, after 25-35 s of retries
+            raise RayUnavailable(f"--ray {address}: the {what} at {where} refused this driver, which lacks the "
+                                 f"cluster's token (none here, or another one). {TOKEN}")
+        if status in _NOT_RAY:
+            raise RayUnavailable(f"--ray {address}: no {what} answers there: {where} "
+                                 f"{_NOT_RAY[status].format(timeout=timeout)}, so it is not {port_of}; {fix}")
 
     @staticmethod
     def cluster_workers(address: str, cpus_per_worker: float = 1.0) -> int:
