@@ -132,7 +132,7 @@ def test_a_ray_client_address_nothing_listens_at_is_refused_at_once():
     """It took 32 s and advised a token."""
     port = free_port()
     with pytest.raises(RayUnavailable, match=rf"--ray ray://127.0.0.1:{port}: no Ray Client server answers there: "
-                                             rf"nothing listens at 127.0.0.1:{port} .*`ray start --head`") as error:
+                                             rf"cannot connect to 127.0.0.1:{port} .*`ray start --head`") as error:
         RayPool.check_address(f"ray://127.0.0.1:{port}")
     assert "token" not in str(error.value)
 

@@ -107,6 +107,15 @@ def _first_call(target: tuple[str, int], client: bool, timeout: float) -> str:
     return "OK"
 
 
+def _advice(client: bool, port: int) -> tuple[str, str, str]:
+    """What should answer at a Ray Client or a head address, what its port is called, and how to fix it."""
+    if client:
+        return ("Ray Client server", "a Ray Client port", "start a head with `ray start --head` (it serves Ray Client "
+                "on port 10001), or check the address (a head's own port is given as HOST:PORT, without ray://)")
+    return ("Ray head", "a Ray head's port", f"start a head there with `ray start --head --port {port}`, or check "
+            "the address (`ray start --head` prints it; a Ray Client port is given as ray://HOST:PORT)")
+
+
 # what a port that is not Ray's does to the first call (other answers come from a Ray)
 _NOT_RAY = {"DEADLINE_EXCEEDED": "was silent for {timeout:g} s",
             "UNAVAILABLE": "does not speak gRPC (an HTTP server, say)",
@@ -157,18 +166,11 @@ class RayPool:
         client = scheme == "ray"  # Ray Client dials the host as given, ray.init a head's as _dialled says
         target = (host if client else _dialled(host)), port
         where = f"{target[0]}:{port}" + (f" (Ray dials this machine's address for {host})" if target[0] != host else "")
-        if client:
-            what, port_of = "Ray Client server", "a Ray Client port"
-            fix = ("start a head with `ray start --head` (it serves Ray Client on port 10001), or check the address "
-                   "(a head's own port is given as HOST:PORT, without ray://)")
-        else:
-            what, port_of = "Ray head", "a Ray head's port"
-            fix = (f"start a head there with `ray start --head --port {port}`, or check the address (`ray start "
-                   "--head` prints it; a Ray Client port is given as ray://HOST:PORT)")
+        what, port_of, fix = _advice(client, port)
         try:
             socket.create_connection(target, timeout=timeout).close()
-        except OSError as exc:
-            raise RayUnavailable(f"--ray {address}: no {what} answers there: nothing listens at {where} ({exc}); "
+        except OSError as exc:  # refused, timed out, or an unknown host name
+            raise RayUnavailable(f"--ray {address}: no {what} answers there: cannot connect to {where} ({exc}); "
                                  f"{fix}") from None
         status = _first_call(target, client, timeout)
         if status == "NO_TOKEN":
