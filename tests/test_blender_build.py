@@ -4,6 +4,7 @@ Blender's own validation of it. The install itself is tested in test_blender_rig
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,8 +18,8 @@ import build_addon
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent
-BLENDER_EXT_CLI = next((ROOT / ".venv").glob("lib/python*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"),
-                       None)
+BLENDER_EXT_CLI = next(Path(importlib.util.find_spec("bpy").origin).parent.glob(  # the bpy module this test runs with
+    "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"), None)
 
 
 @pytest.fixture(scope="module")
