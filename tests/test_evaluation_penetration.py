@@ -261,6 +261,48 @@ def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
     assert (grad.abs().sum(-1) > 0).sum(-1).tolist() == [1, 1, 0]
 
 
+def test_one_fixed_search_gives_the_loss_and_gaps_of_separate_searches(model):
+    """``FixedHands.search`` (one k-d tree query for the guidance's two terms, the points that cannot be
+    a pair's closest left out) changes nothing: the same depths, gaps and gradients as a search each."""
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                         (("flat", (-0.17, 0.01, 0.0)), ("fist", (-0.2, 0.0, 0.0)), ("ok", (-0.6, 0.0, 0.0)),
+                          ("relaxed", (-0.19, 0.0, 0.01)), ("relaxed", (-0.19, 0.07, 0.01)))]).detach()
+    rights = torch.stack([posed(model, "right", n) for n in ("relaxed", "pinch", "fist", "flat", "flat")]).detach()
+    fixed = FixedHands(lefts, faces_l)
+
+    def terms(shared):
+        moving = rights.clone().requires_grad_(True)
+        found = fixed.search(moving, 0.03) if shared else None
+        loss = penetration_loss(fixed, moving, faces_l, faces_r, found=found)
+        if shared:
+            gap, near = fixed.gaps(moving, 0.03, found)
+        else:  # every point within range of the box searched, as FixedHands.nearest does
+            _, distance, near = fixed.nearest(moving, 0.03)
+            gap = torch.where(near, distance.amin(-1), torch.zeros_like(distance[:, 0]))
+        return loss, gap, near, torch.autograd.grad((loss + gap).sum(), moving)[0]
+
+    (loss, gap, near, grad), (loss1, gap1, near1, grad1) = terms(False), terms(True)
+    assert near.tolist() == near1.tolist() == [True, True, False, True, True]
+    assert torch.equal(loss, loss1) and torch.equal(gap, gap1) and torch.equal(grad, grad1)
+    found = fixed.search(rights, 0.03)
+    assert loss[0] > 0 and gap[3] > 0 and found.inside[3].any()  # overlapping; apart with points in the box
+    assert gap[4] > 0.005 and not found.inside[4].any()  # apart, its gap measured from outside the box alone
+    assert not (found.inside & ~found.measured).any()
+    _, distance, _ = fixed.nearest(rights, 0.03)
+    assert (found.measured.sum(-1) < distance.isfinite().sum(-1))[:4].tolist() == [True, True, False, True]
+    # per pair, a point 3 mm beyond its rightmost vertex is closer than the box's centre and a point 1 mm
+    # off a corner of the box, which bound its gap first: the gap still comes from that point
+    lo, hi = fixed.lo[:, 0], fixed.hi[:, 0]
+    rightmost = fixed.sealed.gather(1, fixed.sealed[..., :1].argmax(1, keepdim=True).expand(-1, 1, 3))[:, 0]
+    points = torch.stack([(lo + hi) / 2, hi + 0.001 / 3 ** 0.5, rightmost + torch.tensor([0.003, 0.0, 0.0])], 1)
+    _, distance, _ = fixed.nearest(points, 0.03)
+    assert (distance.argmin(-1) == 2).all()
+    assert torch.allclose(fixed.gaps(points, 0.03)[0], torch.full((5,), 0.003))
+    with pytest.raises(ValueError, match="one FixedHands side"):
+        penetration_loss(lefts, rights, faces_l, faces_r, found=found)
+
+
 def test_separation_tries_other_ways_where_the_gradients_way_does_not_clear(model, monkeypatch):
     """Interlaced fingers can make the penetration gradient point along the fingers, where no distance
     frees them; the second round then tries the way from one hand's centre to the other's and the six

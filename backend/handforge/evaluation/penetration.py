@@ -104,41 +104,92 @@ class FixedHands:
         distance = torch.linalg.vector_norm(points - nearest, dim=-1).masked_fill(~close, float("inf"))
         return nearest, distance, close.any(-1)
 
-    def gaps(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(self, points: torch.Tensor, within: float) -> "FixedSearch":
+        """One k-d tree query serving both ``penetration_loss`` and ``gaps`` for these ``points`` (B, P, 3):
+        the nearest fixed vertex of every point inside the fixed hand's bounding box (the loss's
+        candidates), and of the points within ``within`` of the box that can be a pair's closest (the
+        gap). Those further from the box than a pair's closest point found so far are not searched:
+        a vertex is never nearer than its box. Exact: the same indices, the same gaps."""
+        with torch.no_grad():
+            inside = ((points >= self.lo) & (points <= self.hi)).all(-1)
+            close = ((points >= self.lo - within) & (points <= self.hi + within)).all(-1)
+            box = (torch.maximum(self.lo - points, points - self.hi).clamp_min(0)).norm(dim=-1)
+            ring = close & ~inside
+            # first each pair's in-box points and its ring point closest to the box: a bound on its gap
+            first = inside | (ring & (box == box.masked_fill(~ring, float("inf")).amin(-1, keepdim=True)))
+            index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
+            self._fill(index, points, first)
+            found = torch.linalg.vector_norm(points - self._at(index), dim=-1).masked_fill(~first, float("inf"))
+            # 1e-6 m: more than float32's error in either distance, so no point that ties is left out
+            bound = found.amin(-1, keepdim=True) + 1e-6
+            rest = ring & ~first & (box <= bound)
+            self._fill(index, points, rest)
+        return FixedSearch(index, inside, first | rest, close.any(-1))
+
+    def gaps(self, points: torch.Tensor, within: float,
+             found: "FixedSearch | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
         """For each pair (B,), the smallest distance (m) from its ``points`` (B, P, 3) to its fixed hand's
         vertices, differentiable in the points, and whether any point lies within ``within`` of the fixed
         hand's bounding box: only those points are measured (the distance is ``within`` or more
-        otherwise, and the gap is then reported as 0 with ``near`` False)."""
-        _, distance, near = self.nearest(points, within)
-        return torch.where(near, distance.amin(-1), torch.zeros_like(distance[:, 0])), near
+        otherwise, and the gap is then reported as 0 with ``near`` False). ``found``: ``search(points,
+        within)``, when already made for the loss."""
+        found = found or self.search(points, within)
+        distance = torch.linalg.vector_norm(points - self._at(found.index), dim=-1).masked_fill(~found.measured,
+                                                                                                   float("inf"))
+        return torch.where(found.near, distance.amin(-1), torch.zeros_like(distance[:, 0])), found.near
+
+    def _fill(self, index: torch.Tensor, points: torch.Tensor, which: torch.Tensor) -> None:
+        """``index`` (B, P) of the nearest vertex filled in, in place, for the points ``which`` (B, P)."""
+        if which.any():
+            pair, point = which.nonzero(as_tuple=True)
+            index[pair, point] = self.tree.nearest(points[pair, point], pair).to(points.device)
+
+    def _at(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(self.sealed, 1, index[..., None].expand(-1, -1, 3))
+
+
+@dataclass(frozen=True)
+class FixedSearch:
+    """``FixedHands.search``'s answer for points (B, P, 3): ``index`` (B, P) the nearest fixed vertex,
+    right where ``measured``, which holds every ``inside`` point (in the box) and each pair's closest;
+    ``near`` (B,) whether any point is within range of the box."""
+
+    index: torch.Tensor
+    inside: torch.Tensor
+    measured: torch.Tensor
+    near: torch.Tensor
 
 
 def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
-                       faces_b: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                       faces_b: Any, found: FixedSearch | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-vertex penetration depths (metres, ≥ 0, 0 where not penetrating), differentiable.
 
     ``verts_a`` (B, Va, 3) and ``verts_b`` (B, Vb, 3), or unbatched (V, 3); either side of a batch
     may be a ``FixedHands`` prepared once. Returns ``(depth_a, depth_b)``: depth_a[i, k] is how deep vertex k
     of A lies inside B in pair i, and the other way round. Only the original (unsealed) vertices
-    are tested.
+    are tested. ``found``: the ``FixedHands`` side's ``search`` for the other side's vertices, when made
+    already (the guidance also measures the gap with it): not searched again.
     """
     fixed_a, fixed_b = (v if isinstance(v, FixedHands) else None for v in (verts_a, verts_b))
     va, vb, unbatched = _batched(*(v.vertices if isinstance(v, FixedHands) else v for v in (verts_a, verts_b)))
     target_a = fixed_a or _Targets(va, as_sealed(faces_a, va.shape[1]))
     target_b = fixed_b or _Targets(vb, as_sealed(faces_b, vb.shape[1]))
-    depth_a = _depths_inside(va, target_b)
-    depth_b = _depths_inside(vb, target_a)
+    if found is not None and (fixed_a is None) == (fixed_b is None):
+        raise ValueError("found is the search of the one FixedHands side")
+    depth_a = _depths_inside(va, target_b, found if fixed_b else None)
+    depth_b = _depths_inside(vb, target_a, found if fixed_a else None)
     return (depth_a[0], depth_b[0]) if unbatched else (depth_a, depth_b)
 
 
 def penetration_loss(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor | FixedHands, faces_a: Any,
-                     faces_b: Any, squared: bool = False) -> torch.Tensor:
+                     faces_b: Any, squared: bool = False, found: FixedSearch | None = None) -> torch.Tensor:
     """Per pair (B,), the sum over both hands' penetrating vertices of their depth (metres).
 
     ``squared=True`` sums depth² (m²) instead: gentler on shallow contacts, stronger on deep ones.
-    Sum ``.sum()`` or average ``.mean()`` over the batch as the caller needs.
+    Sum ``.sum()`` or average ``.mean()`` over the batch as the caller needs. ``found``: see
+    ``penetration_depths``.
     """
-    depth_a, depth_b = penetration_depths(verts_a, verts_b, faces_a, faces_b)
+    depth_a, depth_b = penetration_depths(verts_a, verts_b, faces_a, faces_b, found)
     if squared:
         depth_a, depth_b = depth_a.square(), depth_b.square()
     return depth_a.sum(-1) + depth_b.sum(-1)
@@ -322,8 +373,10 @@ class _Targets:
             self.lo, self.hi = self.sealed.amin(1, keepdim=True), self.sealed.amax(1, keepdim=True)
 
 
-def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands) -> torch.Tensor:
-    """Depth (B, P) of each point inside the sealed target mesh (B, T, 3); 0 outside."""
+def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: FixedSearch | None = None
+                   ) -> torch.Tensor:
+    """Depth (B, P) of each point inside the sealed target mesh (B, T, 3); 0 outside. ``found``: the
+    fixed target's search for these points, if made."""
     with torch.no_grad():
         candidate = ((points >= target.lo) & (points <= target.hi)).all(-1)  # outside the box → cannot be inside
         nearest = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
@@ -331,7 +384,8 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands) -> torch
         if candidate.any():
             pair, point = candidate.nonzero(as_tuple=True)
             if isinstance(target, FixedHands):
-                index = target.tree.nearest(points[pair, point], pair).to(points.device)
+                index = (found.index[pair, point] if found is not None
+                         else target.tree.nearest(points[pair, point], pair).to(points.device))
                 normal[pair, point] = target.normals[pair, index]
             else:
                 pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide

@@ -285,10 +285,13 @@ class InteractionPipeline:
                 anchor_side = FixedHands(anchor_verts[rows], self.hand_model.faces(side))
             verts = self.hand_model(generated, **decode(x0, rows)).vertices
             pair = (anchor_side, verts) if side == "left" else (verts, anchor_side)
-            loss = penetration_loss(*pair, self.hand_model.faces("left"), self.hand_model.faces("right"))
+            # one k-d tree search of the anchor serves both terms
+            found = anchor_side.search(verts, CONTACT_RANGE if s.contact_guidance > 0 else 0.0)
+            loss = penetration_loss(*pair, self.hand_model.faces("left"), self.hand_model.faces("right"),
+                                    found=found)
             contact = torch.zeros_like(loss)
             if s.contact_guidance > 0:  # the training interactions all touch: close small gaps
-                gap, near = anchor_side.gaps(verts, CONTACT_RANGE)
+                gap, near = anchor_side.gaps(verts, CONTACT_RANGE, found)
                 contact = s.contact_guidance * (gap - CONTACT_TOLERANCE).clamp_min(0) * near
             return torch.stack([loss, contact], dim=-1)
 
