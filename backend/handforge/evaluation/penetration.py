@@ -172,7 +172,8 @@ def penetration_depths(verts_a: torch.Tensor | FixedHands, verts_b: torch.Tensor
     already (the guidance also measures the gap with it): not searched again.
     """
     fixed_a, fixed_b = (v if isinstance(v, FixedHands) else None for v in (verts_a, verts_b))
-    va, vb, unbatched = _batched(*(v.vertices if isinstance(v, FixedHands) else v for v in (verts_a, verts_b)))
+    va, vb, unbatched = _batched(*(v.vertices if isinstance(v, FixedHands) else v for v in (verts_a, verts_b)),
+                                 checked=(fixed_a is not None, fixed_b is not None))
     target_a = fixed_a or _Targets(va, as_sealed(faces_a, va.shape[1]))
     target_b = fixed_b or _Targets(vb, as_sealed(faces_b, vb.shape[1]))
     if found is not None and (fixed_a is None) == (fixed_b is None):
@@ -402,7 +403,8 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: F
     """Depth (B, P) of each point inside the sealed target mesh (B, T, 3); 0 outside. ``found``: the
     fixed target's search for these points, if made."""
     with torch.no_grad():
-        candidate = ((points >= target.lo) & (points <= target.hi)).all(-1)  # outside the box → cannot be inside
+        # outside the box → cannot be inside (the search tested the same)
+        candidate = found.inside if found is not None else ((points >= target.lo) & (points <= target.hi)).all(-1)
         nearest = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
         normal = torch.zeros_like(points)
         if candidate.any():
@@ -461,7 +463,10 @@ class _RowsTree:
         return self.tree.nearest(queries, self.index[slot.cpu()])
 
 
-def _batched(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _batched(a: torch.Tensor, b: torch.Tensor, checked: tuple[bool, bool] = (False, False)
+             ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Both sides as (B, V, 3), and whether they came unbatched; ``checked``: which are known finite
+    (a ``FixedHands``'s, checked when it was made)."""
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         raise TypeError("the penetration loss takes torch tensors; use penetration_metrics for numpy arrays")
     if a.ndim != b.ndim or a.ndim not in (2, 3) or a.shape[-1] != 3 or b.shape[-1] != 3:
@@ -471,7 +476,7 @@ def _batched(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
         return a, b, True
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"both hands need the same batch size, got {a.shape[0]} and {b.shape[0]}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+    if not all(done or torch.isfinite(v).all() for v, done in zip((a, b), checked)):
         raise ValueError("vertices contain NaN or inf")
     return a, b, False
 
