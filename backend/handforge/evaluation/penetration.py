@@ -43,7 +43,8 @@ Loss (torch, batched, differentiable): ``penetration_depths`` and ``penetration_
     loss for optimisation and guidance; report ``penetration_metrics``. With no collision the
     loss is exactly 0 and its gradient is a zero tensor, never None, so guidance needs no special
     case (InterHandGen's ``grad(..., allow_unused=True)`` returned None there). A side that stays
-    put across calls (the anchor during guidance) is prepared once as ``FixedHands``.
+    put across calls (the anchor during guidance) is prepared once as ``FixedHands``, whose ``search``
+    serves the loss and its ``gaps`` (the guidance's contact term) with one k-d tree query.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class FixedHands:
         hand's bounding box: only those points are measured (the distance is ``within`` or more
         otherwise, and the gap is then reported as 0 with ``near`` False). ``found``: ``search(points,
         within)``, when already made for the loss."""
-        found = found or self.search(points, within)
+        found = found if found is not None else self.search(points, within)
         distance = torch.linalg.vector_norm(points - self._at(found.index), dim=-1).masked_fill(~found.measured,
                                                                                                    float("inf"))
         return torch.where(found.near, distance.amin(-1), torch.zeros_like(distance[:, 0])), found.near
@@ -360,8 +361,9 @@ def vertex_normals(vertices: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
 
 def _normals_at(vertices: torch.Tensor, faces: np.ndarray, slot: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``vertex_normals(vertices, faces)[slot, index]`` (Q, 3) from the faces around those vertices only (a
-    guided step asks for a tenth of the vertices, around 15 % of the faces): each normal the same sum, in
-    the same order, so the same bits."""
+    guided step asks for a tenth of the vertices, around 15 % of the faces): each normal the same sum in
+    the same order, equal to the last bit but where torch's atan2 rounds an angle differently (its
+    vectorised loop and its scalar tail do, so the result depends on where in the tensor it lies)."""
     with torch.no_grad():
         n, v = vertices.shape[:2]
         f = torch.as_tensor(faces, device=vertices.device)
