@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from handforge.engines.checkpoints import save_model
+from handforge.engines.transfer.jobs import ENGINES
 from handforge.engines.transfer.model import TargetGenerator
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
@@ -221,3 +222,20 @@ def test_a_target_generator_setting_that_is_no_checkpoint_is_missing_weights(tmp
     with pytest.raises(JobError) as failed:
         jobs._sample_ihpt(ctx, {}, {}, None, {}, {}, None, None)
     assert failed.value.code == "missing_weights" and "transfer.target_generator" in failed.value.hint
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_source_labels_are_checked_like_pose_arrays_before_the_job_runs(server, engine):
+    # before: a source pose of 1e30 radians was sampled from, and for ihpt a labels' camera that is no
+    # camera failed as "internal: ProtocolError" after SD had loaded
+    with server.client() as client:
+        params, arrays = request(engine=engine)
+        labels = json.loads(labels_of("fist"))
+        labels["hands"]["right"]["params_world"]["hand_pose"] = [1e30] * 45
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", {**params, "source_labels": json.dumps(labels)}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "params.source_labels: right hand_pose" in failed.value.message
+        no_camera = {**json.loads(labels_of("fist")), "camera": [1, 2]}
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", {**params, "source_labels": json.dumps(no_camera)}, arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "params.source_labels: its camera" in failed.value.message

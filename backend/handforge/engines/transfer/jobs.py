@@ -86,7 +86,18 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
     unknown = set(hands) - set(SIDES)
     if unknown or not hands:
         raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
+    for side, pose in hands.items():
+        _within_limits(side, pose)
     return hands
+
+
+def _within_limits(side: str, pose: HandPose) -> None:
+    """The labels' pose bounded as the source.<side>.* arrays are (the schema checks those)."""
+    for name, limit in POSE_LIMITS.items():
+        worst = float(np.max(np.abs(getattr(pose, name))))
+        if worst > limit:
+            raise invalid("params.source_labels", f"{side} {name} has a value of magnitude {worst:g}, more "
+                          f"than {limit:g}", "send the labels of a HandForge image as they were written")
 
 
 def source_camera(params: dict[str, Any]):
@@ -104,6 +115,7 @@ def source_camera(params: dict[str, Any]):
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     hands = source_pose(params, arrays)
+    source_camera(params)  # a labels' camera that is none: refused here, not inside the job as "internal"
     target = {k: v for k, v in arrays.items() if not k.startswith(SOURCE_PREFIX)}  # image.generate's inputs
     if params["background_prompt"]:
         camera = source_camera(params)
