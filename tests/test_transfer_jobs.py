@@ -5,6 +5,7 @@ HandForge image's labels, validated inputs (the server stays up), cancel between
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import time
 from pathlib import Path
@@ -239,3 +240,21 @@ def test_source_labels_are_checked_like_pose_arrays_before_the_job_runs(server, 
         with pytest.raises(JobFailed) as failed:
             client.run("image.transfer", {**params, "source_labels": json.dumps(no_camera)}, arrays, timeout=60)
         assert failed.value.code == "invalid_params" and "params.source_labels: its camera" in failed.value.message
+
+
+def test_a_model_that_is_no_controlnet_beside_the_controlnets_is_passed_over(server):
+    # before: a T2I-Adapter kept in image.controlnets was taken for a ControlNet ("depth" in its name), and
+    # every request using all the ControlNets (controls left empty) failed with missing_weights
+    adapter = Path(server.env["HANDFORGE_CONTROLNETS"]) / "t2iadapter_depth_sd15v2"
+    adapter.mkdir()
+    (adapter / "config.json").write_text(json.dumps({"_class_name": "T2IAdapter", "in_channels": 3}))
+    try:
+        with server.client() as client:
+            params, arrays = request(seed=1, steps=1)
+            assert client.run("image.transfer", params, arrays, timeout=120).data["controls"] == ["depth"]
+            with pytest.raises(JobFailed) as failed:  # named: said what it is
+                client.run("image.transfer", {**params, "controls": [adapter.name]}, arrays, timeout=60)
+            assert failed.value.code == "invalid_params" and "holds a T2IAdapter, not a ControlNet" in \
+                failed.value.message
+    finally:
+        shutil.rmtree(adapter)

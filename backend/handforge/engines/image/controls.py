@@ -36,10 +36,23 @@ def kind_from_name(name: str) -> str | None:
 
 
 def available(folder: str | Path | None) -> list[str]:
-    """The ControlNet folders in ``folder`` (those holding a config.json)."""
+    """The ControlNet folders in ``folder``: those holding a config.json of no other model class (a
+    T2I-Adapter or a UNet kept beside the ControlNets is passed over, not taken for one)."""
     if folder is None or not Path(folder).is_dir():
         return []
-    return sorted(p.name for p in Path(folder).iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in Path(folder).iterdir() if (p / "config.json").is_file() and not _other_model(p))
+
+
+def _other_model(folder: Path) -> str:
+    """The class a folder's config names when it is not a ControlNet ('' for a ControlNet, or when its
+    config names none or is unreadable: loading it then says what is wrong)."""
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_class
+
+    try:
+        name = checkpoint_class(folder)
+    except CheckpointError:
+        return ""
+    return "" if name == "ControlNetModel" else name
 
 
 def resolve(specs: list[str], folder: str | Path) -> list[Control]:
@@ -54,7 +67,9 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
             raise ControlError(f"{spec!r}: a ControlNet is named by its folder's name in {folder}")
         if name not in names:
-            raise ControlError(f"no ControlNet {name!r} in {folder}; there are: {', '.join(names) or 'none'}")
+            other = _other_model(Path(folder) / name) if (Path(folder) / name).is_dir() else ""
+            what = f"{name!r} holds a {other}, not a ControlNet" if other else f"no ControlNet {name!r}"
+            raise ControlError(f"{what} in {folder}; there are: {', '.join(names) or 'none'}")
         kind = kind or kind_from_name(name)
         if kind not in CONTROL_KINDS:
             raise ControlError(f"{spec!r}: say which render it takes, as '{name}:KIND' with KIND one of "
