@@ -34,15 +34,22 @@ GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.con
 
 
 def image_pixels(image) -> np.ndarray:
-    """(H, W, 3) uint8, top row first, of an image datablock (as stored: sRGB bytes for 8-bit images)."""
+    """(H, W, 3) uint8 sRGB, top row first, of an image datablock (8-bit images as stored, float ones encoded)."""
     width, height = image.size
     if not width or not height:
         raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")
     flat = np.empty(width * height * image.channels, np.float32)
     image.pixels.foreach_get(flat)
     pixels = flat.reshape(height, width, image.channels)[::-1]
-    rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
-    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    rgb = np.clip(pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2), 0, 1)
+    if image.is_float and not image.colorspace_settings.is_data:
+        rgb = srgb_encoded(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def srgb_encoded(linear: np.ndarray) -> np.ndarray:
+    """Linear [0, 1] → sRGB-encoded [0, 1] (the inverse of what Blender applied when it read the file)."""
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
 def source_image(scene, file: str):

@@ -57,3 +57,12 @@ def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
     assert "does not exist" in found["missing"] and found["objects_kept"]
     assert "does not recognise its contents" in found["not_image"] and found["images_kept"]  # no debris left
     assert found["result"] == ["FINISHED"] and found["source"] == "source.png" and found["labels"]
+
+
+def test_a_16_bit_source_is_sent_as_its_srgb_values(session):
+    # before: a 16-bit PNG (a float buffer in Blender, scene-linear) was sent as if its values were sRGB:
+    # mid-grey 128 went as 55, every source of this kind much darker than it is
+    _no_error(session, "sixteen_bit")
+    found = session["sixteen_bit"]
+    assert found["is_float"] and np.abs(np.array(found["sent"]) - found["expected"]).max() <= 1
+

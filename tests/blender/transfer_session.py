@@ -79,5 +79,36 @@ def from_file():
 
 
 s.check("from_file", from_file)
+
+
+def write_png16(path, rgb16: np.ndarray) -> None:
+    """A 16-bit RGB PNG (Blender writes none from a script): what a photo editor exports."""
+    import struct
+    import zlib
+
+    height, width = rgb16.shape[:2]
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def sixteen_bit_source():
+    """The pixels sent for a 16-bit PNG are the file's sRGB values, as for an 8-bit one."""
+    import importlib
+
+    ops_transfer = importlib.import_module(f"{ADDON_MODULE}.ops_transfer")
+    levels = np.arange(0, 256, 8, dtype=np.uint16)
+    rgb16 = np.stack([np.tile(levels, (4, 1)) * 257] * 3, axis=-1)  # 4 rows of 32 grey levels
+    write_png16(s.work / "grey16.png", rgb16)
+    image = bpy.data.images.load(str(s.work / "grey16.png"))
+    sent = ops_transfer.image_pixels(image)
+    return {"sent": sent[0, :, 0].tolist(), "expected": levels.tolist(), "is_float": image.is_float}
+
+
+s.check("sixteen_bit", sixteen_bit_source)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
