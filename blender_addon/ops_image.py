@@ -82,23 +82,29 @@ def import_images(context, result, title: str, seed: int, camera_name: str, back
     if camera is not None and background:
         show_behind(camera, made[0])
     if camera is not None and plane_name:
-        add_plane(context, camera, made[0], plane_name)
+        add_plane(context, camera, made[0], plane_name, result.data["camera"]["K"])
     return made
 
 
 PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
 
 
-def add_plane(context, camera, image, name: str):
-    """A plane in front of ``camera`` showing ``image`` at the camera's framing (emission, no lighting)."""
-    data = camera.data
+def view_corners(K, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:
+    """The image's corners at ``distance`` in front of the camera, in its local axes (-Z forward, +Y up),
+    from the intrinsics the backend drew it with (sensor fit, shift and pixel aspect are in them)."""
+    (fx, _, cx), (_, fy, cy) = K[0], K[1]
+    left, right = -cx / fx * distance, (width - cx) / fx * distance
+    top, bottom = cy / fy * distance, -(height - cy) / fy * distance  # image rows go down, the camera's Y up
+    return [(left, bottom, 0.0), (right, bottom, 0.0), (right, top, 0.0), (left, top, 0.0)]
+
+
+def add_plane(context, camera, image, name: str, K):
+    """A plane in front of ``camera`` showing ``image`` exactly where the camera sees it, ``K`` being the
+    intrinsics it was drawn with (emission, no lighting)."""
     distance = PLANE_DISTANCE
-    width = distance * data.sensor_width / data.lens  # the view's width at that distance (horizontal sensor fit)
-    height = width * image.size[1] / max(image.size[0], 1)
     mesh = bpy.data.meshes.get(name) or bpy.data.meshes.new(name)
     mesh.clear_geometry()
-    mesh.from_pydata([(-width / 2, -height / 2, 0), (width / 2, -height / 2, 0), (width / 2, height / 2, 0),
-                      (-width / 2, height / 2, 0)], [], [(0, 1, 2, 3)])
+    mesh.from_pydata(view_corners(K, image.size[0], image.size[1], distance), [], [(0, 1, 2, 3)])
     mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
     material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     material.use_nodes = True

@@ -66,3 +66,11 @@ def test_a_16_bit_source_is_sent_as_its_srgb_values(session):
     found = session["sixteen_bit"]
     assert found["is_float"] and np.abs(np.array(found["sent"]) - found["expected"]).max() <= 1
 
+
+def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
+    # before: the plane was sized by the sensor width as if the fit were horizontal, and centred: for a
+    # portrait image (AUTO fit: the sensor spans the height) it was twice too large, and shift was ignored
+    _no_error(session, "portrait_plane")
+    found = session["portrait_plane"]
+    assert found["result"] == ["FINISHED"]
+    assert np.allclose(found["corners"], [[0, 0], [0, 1], [1, 0], [1, 1]], atol=2e-3), found["corners"]

@@ -110,5 +110,21 @@ def sixteen_bit_source():
 
 
 s.check("sixteen_bit", sixteen_bit_source)
+
+
+def portrait_plane():
+    """The result's plane fills the camera's view for a portrait image and a shifted camera (AUTO fit)."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    scene.camera.data.shift_x, scene.camera.data.shift_y = 0.1, -0.05
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 128, 100
+    result = bpy.ops.handforge.transfer_pose(seed=2, steps=1, add_plane=True, set_background=False)
+    plane = bpy.data.objects["HandForge transfer"]
+    bpy.context.view_layer.update()
+    corners = [world_to_camera_view(scene, scene.camera, plane.matrix_world @ v.co)[:2] for v in plane.data.vertices]
+    return {"result": sorted(result), "corners": sorted([round(x, 3), round(y, 3)] for x, y in corners)}
+
+
+s.check("portrait_plane", portrait_plane)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
