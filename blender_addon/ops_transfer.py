@@ -52,6 +52,18 @@ def srgb_encoded(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
+def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``pixels`` shrunk by the largest whole factor that keeps them at least ``width`` × ``height`` (box
+    filter): the backend resizes the source to that size anyway, and takes at most 4096 pixels a side,
+    so a camera photo goes as a fraction of its bytes instead of being refused."""
+    k = min(pixels.shape[0] // height, pixels.shape[1] // width)
+    if k < 2:
+        return pixels
+    rows, cols = pixels.shape[0] // k, pixels.shape[1] // k
+    blocks = pixels[:rows * k, :cols * k].reshape(rows, k, cols, k, 3).astype(np.float32)
+    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+
+
 def source_image(scene, file: str):
     """The source datablock: ``file`` loaded (once) when given, else the panel's choice."""
     if file:
@@ -108,7 +120,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
         camera = scene_cameras(scene, "ACTIVE")[0]
         width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(scene, camera)
-        arrays["source.image"] = image_pixels(source)
+        arrays["source.image"] = reduced(image_pixels(source), width, height)
         labels = source.get("handforge_labels", "")
         if self.engine == "ihpt" and not labels:
             raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "

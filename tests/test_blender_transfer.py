@@ -74,3 +74,10 @@ def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
     found = session["portrait_plane"]
     assert found["result"] == ["FINISHED"]
     assert np.allclose(found["corners"], [[0, 0], [0, 1], [1, 0], [1, 1]], atol=2e-3), found["corners"]
+
+
+def test_a_photo_larger_than_the_backend_takes_is_reduced_not_refused(session):
+    # before: a 4160 × 2080 source was refused ("arrays.source.image: dimension source_width ... must be
+    # between 16 and 4096"), though the backend resizes it to the target's size anyway
+    _no_error(session, "photo_source")
+    assert session["photo_source"] == {"result": ["FINISHED"], "made": True}

@@ -112,6 +112,18 @@ def sixteen_bit_source():
 s.check("sixteen_bit", sixteen_bit_source)
 
 
+def photo_source():
+    """A camera photo's size (larger than the backend takes per side) as the source."""
+    photo = bpy.data.images.new("Photo", 4160, 2080, alpha=False)
+    scene.handforge_transfer_source = photo
+    result = bpy.ops.handforge.transfer_pose(seed=4, steps=1, resolution_x=a["size"], resolution_y=a["size"],
+                                             set_background=False)
+    return {"result": sorted(result), "made": "HandForge transfer seed 4" in bpy.data.images}
+
+
+s.check("photo_source", photo_source)
+
+
 def portrait_plane():
     """The result's plane fills the camera's view for a portrait image and a shifted camera (AUTO fit)."""
     from bpy_extras.object_utils import world_to_camera_view
