@@ -154,6 +154,29 @@ def test_a_bad_camera_is_refused_before_the_job_is_queued(served):
     assert handle.position is None  # never accepted
 
 
+def test_running_out_of_memory_on_the_cpu_says_so_and_the_server_carries_on(served):
+    # before: "internal: RuntimeError: [enforce fail at alloc_cpu.cpp:127] ..." with the hint "the backend log
+    # has the traceback": only CUDA's OutOfMemoryError was recognised
+    import resource
+
+    server, _ = served
+    before = resource.prlimit(server.process.pid, resource.RLIMIT_AS)
+    resource.prlimit(server.process.pid, resource.RLIMIT_AS, (6 << 30, before[1]))  # 6 GiB of address space
+    try:
+        with server.client() as client:
+            params, arrays = request(steps=1, tas=False)
+            client.run("image.generate", params, arrays, timeout=600)  # loaded first (within the limit)
+            K = np.array([[1200.0, 0, 1024], [0, 1200.0, 1024], [0, 0, 1]])
+            with pytest.raises(JobFailed) as failed:
+                client.run("image.generate", {**params, "width": 2048, "height": 2048, "batch": 16},
+                           {**arrays, "camera.K": K}, timeout=600)
+            assert "ran out of memory" in failed.value.hint and "smaller batch or resolution" in failed.value.hint
+    finally:
+        resource.prlimit(server.process.pid, resource.RLIMIT_AS, before)
+    with server.client() as client:
+        assert client.run("image.generate", params, arrays, timeout=600).arrays["images"].shape == (1, SIZE, SIZE, 3)
+
+
 def test_missing_weights_name_the_setting(served):
     server, guidance = served
     shutil.rmtree(guidance)

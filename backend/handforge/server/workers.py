@@ -172,10 +172,21 @@ class WorkerPool:
         self._post(outcome)
 
 
+# torch's CPU allocator raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory" in torch 2,
+# "not enough memory" before); numpy raises MemoryError
+_CPU_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory")
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's, unimported
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OUT_OF_MEMORY)
+
+
 def _hint_for(exc: Exception) -> str:
-    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+    if _out_of_memory(exc):
         return ("the device ran out of memory: try a smaller batch or resolution, or close other programs "
-                "using the GPU; the backend carries on")
+                "using its memory; the backend carries on")
     return "the backend log has the traceback; the backend carries on"
 
 
