@@ -138,7 +138,9 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
         made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
                                        self.set_background, self.add_plane and "HandForge transfer",
                                        transfer_source=request["source"])
-        return f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
+        warning = result.data.get("warning")  # e.g. no hand in the camera's view
+        return (f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
+                + (f"; {warning}" if warning else ""))
 
 
 

@@ -258,3 +258,12 @@ def test_a_model_that_is_no_controlnet_beside_the_controlnets_is_passed_over(ser
                 failed.value.message
     finally:
         shutil.rmtree(adapter)
+
+
+def test_a_camera_that_sees_no_hand_is_said(server):
+    # before: the transfer came back with no hand re-posed in it, no word said
+    params, arrays = request(seed=1, steps=1)
+    with server.client() as client:
+        result = client.run("image.transfer", params, {**arrays, "camera.t": np.array([0.0, 0.0, -5.0])}, timeout=600)
+        assert "no hand is in the camera's view" in result.data["warning"]
+        assert "warning" not in client.run("image.transfer", params, arrays, timeout=600).data

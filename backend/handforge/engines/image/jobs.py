@@ -202,6 +202,14 @@ def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> d
                                                             matrices).items()}}
 
 
+def out_of_view(view) -> list[str]:
+    """The warning for a camera that sees none of the hands (the image would show no posed hand), or none."""
+    box = view.box
+    if box is not None and box[2] > 0 and box[3] > 0:
+        return []
+    return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
+
+
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
@@ -258,9 +266,12 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
                     "losses": out.tas_losses, "refine_losses": refine_losses},
             "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
             "refined_box": cond.crop if passes == 2 else None}
-    if params["tas"] and not tokens:  # said, not silently skipped
-        data["warning"] = ("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
-                           "or hand, hands, finger(s), fingertip(s), gesture(s))")
+    warnings = out_of_view(view)  # said, not silently skipped (refine_hands too: it has no box to refine)
+    if params["tas"] and not tokens:
+        warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
+                        "or hand, hands, finger(s), fingertip(s), gesture(s))")
+    if warnings:
+        data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
 
 
@@ -341,8 +352,9 @@ def register_jobs(registry: Registry) -> None:
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
                  "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's)",
-                 "warning": "what did not happen as asked (TAS with no hand-related word), only then"}))
+                 "warning": "what did not happen as asked (no hand in view, TAS with no hand-related word), "
+                            "only then"}))
 
 
-__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for", "placed_hands",
-           "register_jobs", "request_camera", "request_hands"]
+__all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
+           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands"]

@@ -244,6 +244,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     view = condition(hand_model, hands, camera).global_view
     data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
             "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+    warnings = image_jobs.out_of_view(view)  # said, not a silently poseless image
+    if warnings:
+        data["warning"] = warnings[0]
     source, extra = np.asarray(arrays["source.image"]), {}
 
     def recomposited(parts):
@@ -320,6 +323,7 @@ def register_jobs(registry: Registry) -> None:
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
                  "source_hands": "the source pose used (params_world per side), {} when not given",
+                 "warning": "what did not happen as asked (no hand in the camera's view), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
 
