@@ -177,6 +177,18 @@ def test_running_out_of_memory_on_the_cpu_says_so_and_the_server_carries_on(serv
         assert client.run("image.generate", params, arrays, timeout=600).arrays["images"].shape == (1, SIZE, SIZE, 3)
 
 
+def test_a_camera_that_sees_no_hand_is_said(served):
+    # before: the image came back with no posed hand in it (refine_hands silently did nothing), no word said
+    server, _ = served
+    params, arrays = request(seed=1, steps=1, tas=False, refine_hands=True)
+    away = {**arrays, "camera.t": np.array([0.0, 0.0, -5.0])}  # the hands are behind the camera
+    with server.client() as client:
+        result = client.run("image.generate", params, away, timeout=600)
+        assert "no hand is in the camera's view" in result.data["warning"] and result.data["refined_box"] is None
+        assert "warning" not in client.run("image.generate", params, arrays, timeout=600).data
+
+
+# last: it deletes the guidance module the module's server uses
 def test_missing_weights_name_the_setting(served):
     server, guidance = served
     shutil.rmtree(guidance)
@@ -187,14 +199,3 @@ def test_missing_weights_name_the_setting(served):
             client.run("image.generate", params, arrays, timeout=60)
         assert failed.value.code == "missing_weights" and "image.guidance" in failed.value.message
         assert "HANDFORGE_IMAGE_GUIDANCE" in failed.value.hint
-
-
-def test_a_camera_that_sees_no_hand_is_said(served):
-    # before: the image came back with no posed hand in it (refine_hands silently did nothing), no word said
-    server, _ = served
-    params, arrays = request(seed=1, steps=1, tas=False, refine_hands=True)
-    away = {**arrays, "camera.t": np.array([0.0, 0.0, -5.0])}  # the hands are behind the camera
-    with server.client() as client:
-        result = client.run("image.generate", params, away, timeout=600)
-        assert "no hand is in the camera's view" in result.data["warning"] and result.data["refined_box"] is None
-        assert "warning" not in client.run("image.generate", params, arrays, timeout=600).data
