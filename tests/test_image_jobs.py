@@ -5,6 +5,7 @@ missing weights."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -186,6 +187,17 @@ def test_a_camera_that_sees_no_hand_is_said(served):
         result = client.run("image.generate", params, away, timeout=600)
         assert "no hand is in the camera's view" in result.data["warning"] and result.data["refined_box"] is None
         assert "warning" not in client.run("image.generate", params, arrays, timeout=600).data
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said(served):
+    # before: its end was dropped unsaid, and TAS said "the prompt has no hand-related word" of a prompt
+    # whose hand words came after the encoder's 75 tokens
+    server, _ = served
+    params, arrays = request(seed=1, steps=2, prompt="a " * 100 + "man holding hands")
+    with server.client() as client:
+        warning = client.run("image.generate", params, arrays, timeout=600).data["warning"]
+    assert re.search("the prompt is 10[0-9] tokens, the text encoder reads 75: from 'a a a .*' on it is ignored", warning)
+    assert "no hand-related word" in warning and "in the part the text encoder reads" in warning
 
 
 # last: it deletes the guidance module the module's server uses

@@ -267,3 +267,9 @@ def test_a_camera_that_sees_no_hand_is_said(server):
         result = client.run("image.transfer", params, {**arrays, "camera.t": np.array([0.0, 0.0, -5.0])}, timeout=600)
         assert "no hand is in the camera's view" in result.data["warning"]
         assert "warning" not in client.run("image.transfer", params, arrays, timeout=600).data
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said(server):
+    params, arrays = request(seed=1, steps=1, prompt="two hands " * 60)
+    with server.client() as client:
+        assert "the text encoder reads 75" in client.run("image.transfer", params, arrays, timeout=600).data["warning"]

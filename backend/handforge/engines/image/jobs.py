@@ -210,6 +210,17 @@ def out_of_view(view) -> list[str]:
     return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
 
 
+def truncated(tokenizer, prompt: str, name: str = "prompt") -> list[str]:
+    """The warning for a prompt longer than the text encoder reads (its end is dropped), or none."""
+    read = tokenizer.model_max_length - 2  # the start and end tokens take two places
+    tokens = tokenizer.tokenize(prompt)
+    if len(tokens) <= read:
+        return []
+    rest = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[read:read + 8])).strip()
+    return [f"the {name} is {len(tokens)} tokens, the text encoder reads {read}: from '{rest}…' on it is "
+            "ignored; shorten it, the important words first"]
+
+
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
@@ -266,10 +277,11 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
                     "losses": out.tas_losses, "refine_losses": refine_losses},
             "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
             "refined_box": cond.crop if passes == 2 else None}
-    warnings = out_of_view(view)  # said, not silently skipped (refine_hands too: it has no box to refine)
+    # said, not silently skipped (refine_hands too: it has no box to refine)
+    warnings = out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
     if params["tas"] and not tokens:
         warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
-                        "or hand, hands, finger(s), fingertip(s), gesture(s))")
+                        "or hand, hands, finger(s), fingertip(s), gesture(s)) in the part the text encoder reads")
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
@@ -352,9 +364,10 @@ def register_jobs(registry: Registry) -> None:
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
                  "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's)",
-                 "warning": "what did not happen as asked (no hand in view, TAS with no hand-related word), "
+                 "warning": "what did not happen as asked (no hand in view, a prompt cut short, TAS with no "
+                            "hand-related word), "
                             "only then"}))
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
-           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands"]
+           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands", "truncated"]

@@ -245,8 +245,6 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
             "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
     warnings = image_jobs.out_of_view(view)  # said, not a silently poseless image
-    if warnings:
-        data["warning"] = warnings[0]
     source, extra = np.asarray(arrays["source.image"]), {}
 
     def recomposited(parts):
@@ -259,6 +257,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     if params["engine"] == "ihpt":
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
+        if warnings:  # (ihpt reads no prompt)
+            data["warning"] = "; ".join(warnings)
         return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
     if params["guide"] == "attentionhand":
         weights, kinds = [str(config.value(GUIDANCE.key))], ["mesh"]
@@ -277,6 +277,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                    num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
+    warnings += image_jobs.truncated(pipe.tokenizer, params["prompt"])
+    if warnings:
+        data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
 
 
