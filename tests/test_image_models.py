@@ -144,6 +144,23 @@ def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weight
         shutil.copytree(sd / part, broken / part, dirs_exist_ok=True)
 
 
+def test_a_truncated_weights_file_says_how_to_find_and_mend_it(weights, tmp_path):
+    # before: "cannot load Stable Diffusion from X: OSError: Unable to load weights from checkpoint file for
+    # '…' at '…'. ", saying neither what to do nor how to find which file
+    from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd
+
+    _, sd, guidance = weights
+    for source, load in ((sd, load_sd), (guidance, load_controlnet)):
+        copy = tmp_path / source.name
+        shutil.copytree(source, copy)
+        file = next(copy.rglob("*.safetensors"))
+        file.write_bytes(file.read_bytes()[:5000])  # an interrupted download
+        with pytest.raises(WeightsError) as failed:
+            load(copy)
+        assert f"`handforge models check {copy}` names the damaged file: copy or download it again" in \
+            str(failed.value) and ". ;" not in str(failed.value)
+
+
 def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(weights, tmp_path, monkeypatch):
     # before: "controlnet available", then every job refused as invalid params.controls, which it never sent;
     # and the image engines' missing_weights came with an empty hint

@@ -62,7 +62,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
-        raise WeightsError(f"cannot load Stable Diffusion from {path}: {type(exc).__name__}: {exc}") from None
+        raise WeightsError(f"cannot load Stable Diffusion from {path}: {_reason(exc)}; {_recheck(path)}") from None
     parts["scheduler"] = DDIMScheduler.from_config(parts["scheduler"].config)
     if parts["unet"].config.cross_attention_dim != parts["text_encoder"].config.hidden_size:
         raise WeightsError(f"{path}: the UNet attends {parts['unet'].config.cross_attention_dim}-wide text but the "
@@ -105,8 +105,17 @@ def load_controlnet(path: str | Path, dtype: Any = None):
         loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
                                                  output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
-        raise WeightsError(f"cannot load the ControlNet {path}: {type(exc).__name__}: {exc}") from None
+        raise WeightsError(f"cannot load the ControlNet {path}: {_reason(exc)}; {_recheck(path)}") from None
     return _complete(loaded, path)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().rstrip('.')}"
+
+
+def _recheck(path: Path) -> str:
+    """How to find and mend a damaged weights file (a truncated download or copy is the usual cause)."""
+    return f"`handforge models check {path}` names the damaged file: copy or download it again"
 
 
 def _saved_class(folder: Path) -> str | None:
