@@ -35,6 +35,9 @@ GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.con
 
 def image_pixels(image) -> np.ndarray:
     """(H, W, 3) uint8 sRGB, top row first, of an image datablock (8-bit images as stored, float ones encoded)."""
+    if image.type in ("RENDER_RESULT", "COMPOSITING"):  # Blender keeps these pixels from add-ons
+        raise ValueError(f"{image.name!r} cannot be read by add-ons: save it (Image › Save As) and pick the saved "
+                         "file or its image")
     width, height = image.size
     if not width or not height:
         raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")

@@ -81,3 +81,11 @@ def test_a_photo_larger_than_the_backend_takes_is_reduced_not_refused(session):
     # between 16 and 4096"), though the backend resizes it to the target's size anyway
     _no_error(session, "photo_source")
     assert session["photo_source"] == {"result": ["FINISHED"], "made": True}
+
+
+def test_the_render_result_as_source_says_to_save_it_first(session):
+    # before: "image 'Render Result' has no pixels (is its file missing?)": it has no file, and its pixels are
+    # kept from add-ons by Blender
+    _no_error(session, "render_result")
+    message = session["render_result"]["message"]
+    assert "'Render Result' cannot be read by add-ons: save it" in message and "file missing" not in message

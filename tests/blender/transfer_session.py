@@ -124,6 +124,17 @@ def photo_source():
 s.check("photo_source", photo_source)
 
 
+def render_result_source():
+    """The Render Result picked as the source (it is in the image list): what the artist is told."""
+    kept, scene.handforge_transfer_source = scene.handforge_transfer_source, bpy.data.images["Render Result"]
+    message = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"], resolution_y=a["size"]))
+    scene.handforge_transfer_source = kept  # the next checks transfer from it
+    return {"message": message}
+
+
+s.check("render_result", render_result_source)
+
+
 def portrait_plane():
     """The result's plane fills the camera's view for a portrait image and a shifted camera (AUTO fit)."""
     from bpy_extras.object_utils import world_to_camera_view
