@@ -200,6 +200,20 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_said(served):
     assert "no hand-related word" in warning and "in the part the text encoder reads" in warning
 
 
+def test_a_scaled_hand_rig_is_refused_as_the_labelled_export_refuses_it(served):
+    # before: accepted: the image showed the hand scaled while the labels' pose (params_world) cannot carry a
+    # scale, and a zero-scale matrix went through too
+    server, _ = served
+    params, arrays = request(steps=1, tas=False)
+    with server.client() as client:
+        for matrix in (np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([0.0, 0.0, 0.0, 1.0])):
+            with pytest.raises(JobFailed) as failed:
+                client.run("image.generate", params, {**arrays, "right.matrix_world": matrix}, timeout=60)
+            assert failed.value.code == "invalid_params"
+            assert "arrays.right.matrix_world: the right hand's rig is scaled" in failed.value.message
+            assert "Alt-S" in failed.value.hint
+
+
 # last: it deletes the guidance module the module's server uses
 def test_missing_weights_name_the_setting(served):
     server, guidance = served

@@ -93,7 +93,23 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
     request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
+    check_rigs(arrays)
     require_hand_model(params["hand_model"])
+
+
+def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
+    """Each rig's matrix_world a rotation and a translation, as the labelled export wants it: the labels'
+    pose (params_world) cannot carry a scale the image would show."""
+    from handforge.engines.export.jobs import RIG_SCALE_HINT
+
+    for side in SIDES:
+        name = hand_array_name(side, "matrix_world")
+        rotation = np.asarray(arrays.get(name, np.eye(4)), np.float64)[:3, :3]
+        # export.blender_scene.not_rigid's test, without importing it (torch) on the server's socket thread
+        if not np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-4) or np.linalg.det(rotation) <= 0:
+            scale = np.linalg.norm(rotation, axis=0)
+            raise invalid(f"arrays.{name}", f"the {side} hand's rig is scaled, mirrored or sheared (axis lengths "
+                          f"{', '.join(f'{v:.4g}' for v in scale)})", RIG_SCALE_HINT)
 
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
