@@ -28,7 +28,7 @@ from handforge.export.run import label_scene, write_dataset
 from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
-from handforge.render.camera import BlenderCamera, Camera, from_blender
+from handforge.render.camera import BlenderCamera, Camera, from_blender, not_rigid
 from handforge_shared.files import existing_ancestor
 from handforge_shared.poses import POSE_FIELDS, HandPose, TwoHandPose, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
@@ -98,14 +98,6 @@ class BlenderExport:
                                  shift_y=float(track.shift[frame, 1]), resolution_x=self.spec.width,
                                  resolution_y=self.spec.height, pixel_aspect_x=px, pixel_aspect_y=py)
         return from_blender(settings, world_to_blender=MODEL_TO_BLENDER)
-
-
-def not_rigid(matrices: np.ndarray) -> np.ndarray:
-    """(...,) bool: which 4×4 ``matrices`` (..., 4, 4) are not a rotation and a translation (scaled,
-    mirrored or sheared objects: labels need rigid ones)."""
-    rotation = np.asarray(matrices, np.float64)[..., :3, :3]
-    gram = np.swapaxes(rotation, -1, -2) @ rotation
-    return ~np.isclose(gram, np.eye(3), atol=1e-4).all(axis=(-2, -1)) | (np.linalg.det(rotation) <= 0)
 
 
 def _rigid(matrices: np.ndarray, what: str) -> np.ndarray:

@@ -223,3 +223,11 @@ def to_blender(camera: Camera, sensor_size: float = 36.0, sensor_fit: str = "AUT
                          sensor_height=float(sensor_height), sensor_fit=sensor_fit,
                          shift_x=float((W / 2 - cx) / viewfac), shift_y=float((cy - H / 2) * ycor / viewfac),
                          resolution_x=W, resolution_y=H, pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y)
+
+
+def not_rigid(matrices: np.ndarray) -> np.ndarray:
+    """(...,) bool: which 4×4 ``matrices`` (..., 4, 4) are not a rotation and a translation (scaled,
+    mirrored or sheared objects: labels need rigid ones)."""
+    rotation = np.asarray(matrices, np.float64)[..., :3, :3]
+    gram = np.swapaxes(rotation, -1, -2) @ rotation
+    return ~np.isclose(gram, np.eye(3), atol=1e-4).all(axis=(-2, -1)) | (np.linalg.det(rotation) <= 0)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
+from handforge.render.camera import not_rigid
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -74,9 +75,9 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
                       "export a shorter frame range, a larger frame step or fewer cameras")
     for side in SIDES:
         if hand_array_name(side, "matrix_world") in arrays:
-            _check_rigid(f"arrays.{hand_array_name(side, 'matrix_world')}", arrays[hand_array_name(side, "matrix_world")],
+            check_rigid(f"arrays.{hand_array_name(side, 'matrix_world')}", arrays[hand_array_name(side, "matrix_world")],
                          lambda f, side=side: f"the {side} hand's armature at frame {arrays['frames'][f]}")
-    _check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
+    check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
                  lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {arrays['frames'][f]}",
                  CAMERA_SCALE_HINT)
     check_model_available(params, arrays)
@@ -91,12 +92,10 @@ RIG_SCALE_HINT = ("clear its scale (Alt-S) in Blender (applying it to a hand rig
 CAMERA_SCALE_HINT = "clear the camera's scale (Alt-S) in Blender (and of any object it is parented to)"
 
 
-def _check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HINT) -> None:
+def check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HINT) -> None:
     """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
     unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
     one that is not."""
-    from handforge.export.blender_scene import not_rigid
-
     bad = not_rigid(matrices)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -100,16 +100,12 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
 def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
     """Each rig's matrix_world a rotation and a translation, as the labelled export wants it: the labels'
     pose (params_world) cannot carry a scale the image would show."""
-    from handforge.engines.export.jobs import RIG_SCALE_HINT
+    from handforge.engines.export.jobs import check_rigid
 
     for side in SIDES:
         name = hand_array_name(side, "matrix_world")
-        rotation = np.asarray(arrays.get(name, np.eye(4)), np.float64)[:3, :3]
-        # export.blender_scene.not_rigid's test, without importing it (torch) on the server's socket thread
-        if not np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-4) or np.linalg.det(rotation) <= 0:
-            scale = np.linalg.norm(rotation, axis=0)
-            raise invalid(f"arrays.{name}", f"the {side} hand's rig is scaled, mirrored or sheared (axis lengths "
-                          f"{', '.join(f'{v:.4g}' for v in scale)})", RIG_SCALE_HINT)
+        if name in arrays:
+            check_rigid(f"arrays.{name}", np.asarray(arrays[name])[None], lambda _, side=side: f"the {side} hand's rig")
 
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
