@@ -99,6 +99,15 @@ def checkpoint_class(folder: str | Path) -> str:
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
 
+def saved_class(folder: str | Path) -> str | None:
+    """``checkpoint_class``, or None where the folder's config names no class or is unreadable (the
+    loader then says what is wrong)."""
+    try:
+        return checkpoint_class(folder)
+    except CheckpointError:
+        return None
+
+
 def checkpoint_problem(folder: str | Path | None, cls: type | str) -> str:
     """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check (its config only), for
     engine status lines."""
@@ -176,5 +185,4 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 
 __all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_problem",
-           "checkpoint_signature",
-           "load_model", "save_model", "write_model"]
+           "checkpoint_signature", "load_model", "missing_weights", "save_model", "saved_class", "write_model"]

@@ -46,13 +46,10 @@ def available(folder: str | Path | None) -> list[str]:
 def _other_model(folder: Path) -> str:
     """The class a folder's config names when it is not a ControlNet ('' for a ControlNet, or when its
     config names none or is unreadable: loading it then says what is wrong)."""
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_class
+    from handforge.engines.checkpoints import saved_class
 
-    try:
-        name = checkpoint_class(folder)
-    except CheckpointError:
-        return ""
-    return "" if name == "ControlNetModel" else name
+    name = saved_class(folder)
+    return "" if name in (None, "ControlNetModel") else name
 
 
 def resolve(specs: list[str], folder: str | Path) -> list[Control]:

@@ -97,7 +97,9 @@ def load_controlnet(path: str | Path, dtype: Any = None):
                            "diffusion_pytorch_model.safetensors); convert it once with diffusers "
                            "(ControlNetModel.from_single_file(...).save_pretrained(FOLDER)), or take the diffusers "
                            "repository (handforge models fetch)")
-    saved_as = _saved_class(path)
+    from handforge.engines.checkpoints import saved_class
+
+    saved_as = saved_class(path)
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)")
@@ -116,17 +118,6 @@ def _reason(exc: Exception) -> str:
 def _recheck(path: Path) -> str:
     """How to find and mend a damaged weights file (a truncated download or copy is the usual cause)."""
     return f"`handforge models check {path}` names the damaged file: copy or download it again"
-
-
-def _saved_class(folder: Path) -> str | None:
-    """The model class a diffusers folder was saved from (None when its config names none or is
-    unreadable: diffusers then says what is wrong)."""
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_class
-
-    try:
-        return checkpoint_class(folder)
-    except CheckpointError:
-        return None
 
 
 # What a ControlNet must share with the UNet whose blocks it adds to: the text width its attention
