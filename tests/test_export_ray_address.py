@@ -103,7 +103,8 @@ def test_a_head_address_where_something_else_answers_is_refused_in_seconds(liste
     with pytest.raises(RayUnavailable, match=rf"--ray 127.0.0.1:{port}: no Ray head answers there: .*"
                                              rf"`ray start --head --port {port}`"):
         RayPool.check_address(f"127.0.0.1:{port}", timeout=2)
-    assert time.monotonic() - start < 10
+    # two probes of 2 s each, plus importing Ray's gRPC modules on a loaded machine: a bound, not a benchmark
+    assert time.monotonic() - start < 60
 
 
 def test_the_command_stops_at_once_where_an_http_server_answers(http_port, tmp_path):
