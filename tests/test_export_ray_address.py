@@ -151,10 +151,22 @@ def test_a_ray_client_address_where_something_else_answers_is_refused_in_seconds
 @pytest.mark.slow
 def test_a_real_head_passes_by_either_address(head):
     check = "import sys; from handforge.export.ray_pool import RayPool as P; [P.check_address(a) for a in sys.argv[1:]]"
-    run = subprocess.run([sys.executable, "-c", check, f"127.0.0.1:{head[0]}", f"ray://127.0.0.1:{head[1]}"],
-                         env=checkout(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN), capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run([sys.executable, "-c", check, f"127.0.0.1:{head[0]}", f"ray://127.0.0.1:{head[1]}", "auto"],
+                         env=checkout(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN, RAY_ADDRESS=f"127.0.0.1:{head[0]}"),
+                         capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("client", [False, True], ids=["head", "ray-client"])
+def test_auto_with_a_stale_ray_address_is_refused_at_once(client, tmp_path):
+    """ray.init(address="auto") retried a RAY_ADDRESS nothing listens at for over two minutes."""
+    stale = f"{'ray://' if client else ''}127.0.0.1:{free_port()}"
+    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
+    run = handforge("export", "spec.json", "--out", "data", "--ray", "auto", cwd=tmp_path, timeout=60,
+                    RAY_ADDRESS=stale)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert f"--ray auto ({stale}): no Ray {'Client server' if client else 'head'} answers there" in run.stderr
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow

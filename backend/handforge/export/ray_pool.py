@@ -21,6 +21,8 @@ from handforge.export.shards import Event
 FORMS = "HOST:PORT of a Ray head (e.g. head:6379) or ray://HOST:10001 (Ray Client)"
 TOKEN = ("A cluster started by `ray start` (Ray 2.60) wants its token: RAY_AUTH_MODE=token with the head's "
          "~/.ray/auth_token or RAY_AUTH_TOKEN (https://docs.ray.io/en/latest/ray-security/token-auth.html)")
+NO_AUTO = ("Start a cluster here first (`ray start --head`), give its address, or use --ray without an address "
+           "for a Ray of this run's own")
 INSTALL = 'pip install "handforge[cluster]" (or: pip install "ray[default]~=2.60")'
 
 
@@ -41,9 +43,7 @@ def _connect(ray, **kwargs: Any) -> None:
         ray.init(**kwargs)
     except ConnectionError as exc:  # most often a cluster with token authentication and no token here
         if kwargs.get("address") == "auto":
-            raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. Start a cluster here first (`ray start "
-                                 "--head`), give its address, or use --ray without an address for a Ray of this "
-                                 "run's own") from None
+            raise RayUnavailable(f"--ray auto: {str(exc).rstrip('.')}. {NO_AUTO}") from None
         raise RayUnavailable(f"--ray {kwargs.get('address')}: {exc}. {TOKEN}") from None
     except Exception as exc:  # noqa: BLE001 - e.g. a local Ray that cannot start (no room in its temp folder)
         where = "a local Ray" if kwargs.get("address") in (None, "local") else f"--ray {kwargs['address']}"
@@ -52,23 +52,39 @@ def _connect(ray, **kwargs: Any) -> None:
                              "permissions of Ray's temporary folder, RAY_TMPDIR, /tmp/ray by default)") from None
 
 
-def _parse(address: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of ``--ray ADDRESS``; ValueError, with what to pass, where Ray's driver cannot use it."""
+def _parse(address: str, named: str | None = None) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``--ray ADDRESS``; ValueError, with what to pass, where Ray's driver cannot use it.
+    ``named``: how the errors name the address (``auto (...)`` when ``auto`` found it)."""
+    named = named or address
     parts = urlsplit(address if "://" in address else f"//{address}")
     if parts.scheme in ("http", "https"):  # the dashboard's (what `ray job submit` takes): ray.init refuses it
         head = parts.hostname or "HEAD"
-        raise ValueError(f"--ray {address}: that is the dashboard's address (for `ray job submit`), not the cluster's; "
+        raise ValueError(f"--ray {named}: that is the dashboard's address (for `ray job submit`), not the cluster's; "
                          f"pass the head's, --ray {head}:6379 (the --port of `ray start --head`), or Ray Client's, "
                          f"--ray ray://{head}:10001")
     if parts.scheme not in ("", "ray"):
-        raise ValueError(f"--ray {address}: Ray's driver cannot connect through {parts.scheme}://; give {FORMS}")
+        raise ValueError(f"--ray {named}: Ray's driver cannot connect through {parts.scheme}://; give {FORMS}")
     try:
         port = parts.port
     except ValueError:  # not a number, or out of range
         port = None
     if not parts.hostname or port is None:
-        raise ValueError(f"--ray {address}: expected {FORMS}")
+        raise ValueError(f"--ray {named}: expected {FORMS}")
     return parts.scheme, parts.hostname, port
+
+
+def _auto_address() -> str | None:
+    """The address ``--ray auto`` means, found as ray.init finds it: RAY_ADDRESS, else the cluster started
+    last on this machine (None: a Ray that moved its lookup, ray.init decides). No Ray found: RayUnavailable."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:
+        return None
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise RayUnavailable(f"--ray auto: no Ray is running on this machine and RAY_ADDRESS is not set. {NO_AUTO}") \
+            from None
 
 
 def _dialled(host: str) -> str:
@@ -160,9 +176,15 @@ class RayPool:
         """Refuse at once an address Ray's driver cannot use (http://, another scheme, no port) or where no
         Ray answers: nothing listens there, or what does is not Ray (ray.init retries either for minutes, or
         blames a token). Each of the two probes waits ``timeout`` at most."""
-        if not address or address == "auto":
+        if not address:
             return
-        scheme, host, port = _parse(address)
+        named = address
+        if address == "auto":  # ray.init(address="auto") retried a stale RAY_ADDRESS for minutes too
+            address = _auto_address()
+            if address in (None, "local"):  # ray.init decides, or starts a Ray of its own
+                return
+            named = f"auto ({address})"
+        scheme, host, port = _parse(address, named)
         client = scheme == "ray"  # Ray Client dials the host as given, ray.init a head's as _dialled says
         target = (host if client else _dialled(host)), port
         where = f"{target[0]}:{port}" + (f" (Ray dials this machine's address for {host})" if target[0] != host else "")
@@ -170,16 +192,16 @@ class RayPool:
         try:
             socket.create_connection(target, timeout=timeout).close()
         except OSError as exc:  # refused, timed out, or an unknown host name
-            raise RayUnavailable(f"--ray {address}: no {what} answers there: cannot connect to {where} ({exc}); "
+            raise RayUnavailable(f"--ray {named}: no {what} answers there: cannot connect to {where} ({exc}); "
                                  f"{fix}") from None
         status = _first_call(target, client, timeout)
         if status == "NO_TOKEN":
-            raise RayUnavailable(f"--ray {address}: RAY_AUTH_MODE=token is set but this machine has no token. {TOKEN}")
+            raise RayUnavailable(f"--ray {named}: RAY_AUTH_MODE=token is set but this machine has no token. {TOKEN}")
         if status == "UNAUTHENTICATED":  # ray.init says so too, after 25-35 s of retries
-            raise RayUnavailable(f"--ray {address}: the {what} at {where} refused this driver, which lacks the "
+            raise RayUnavailable(f"--ray {named}: the {what} at {where} refused this driver, which lacks the "
                                  f"cluster's token (none here, or another one). {TOKEN}")
         if status in _NOT_RAY:
-            raise RayUnavailable(f"--ray {address}: no {what} answers there: {where} "
+            raise RayUnavailable(f"--ray {named}: no {what} answers there: {where} "
                                  f"{_NOT_RAY[status].format(timeout=timeout)}, so it is not {port_of}; {fix}")
 
     @staticmethod
