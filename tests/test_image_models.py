@@ -186,3 +186,30 @@ def test_a_height_that_is_no_multiple_of_8_is_named():
     with pytest.raises(ProtocolError) as failed:
         jobs.check_request({"width": 512, "height": 100}, {})
     assert failed.value.field == "params.height"
+
+
+def test_a_damaged_weights_folder_is_hinted_by_its_own_setting(weights, tmp_path, monkeypatch):
+    # before: every failure hinted "check image.sd_model, image.guidance and image.controlnets", whichever
+    # folder it was
+    from handforge.engines.image.jobs import cached_pipeline
+    from handforge.server.jobs import JobContext, JobError
+
+    _, sd, guidance = weights
+    nets = tmp_path / "controlnets"
+    damaged = nets / "control_sd15_depth"
+    shutil.copytree(guidance, damaged)
+    file = next(damaged.rglob("*.safetensors"))
+    file.write_bytes(file.read_bytes()[:5000])
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(nets))
+    ctx = JobContext("j", "image.generate", lambda fraction, message, previews: None)
+    params = {"dtype": "float32", "cpu_offload": False}
+    with pytest.raises(JobError) as failed:
+        cached_pipeline(ctx, params, [str(damaged)])
+    assert failed.value.code == "missing_weights"
+    assert failed.value.hint == f"check image.controlnets = {nets}: handforge models check {damaged}"
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(tmp_path / "gone"))
+    with pytest.raises(JobError) as failed:
+        cached_pipeline(ctx, params, [str(guidance)])
+    assert failed.value.hint.startswith("check image.sd_model = ") and "image.guidance" not in failed.value.hint

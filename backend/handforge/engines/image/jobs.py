@@ -9,6 +9,7 @@ the job kind and is available when either is.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,8 +148,20 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
     try:
         return ctx.model(key, load, checkpoint=sd)
     except WeightsError as exc:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc),
-                       f"check {SD_MODEL.key}, {GUIDANCE.key} and {CONTROLNETS.key} (handforge models check)") from None
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), weights_hint(exc)) from None
+
+
+def weights_hint(exc) -> str:
+    """The setting that holds the weights a ``WeightsError`` names, and how to check them: the user
+    mends that one (a hint listing every image setting sent them looking through all)."""
+    settings = (SD_CONFIG, SD_MODEL, GUIDANCE, CONTROLNETS)  # the config before the model: it may lie inside it
+    if exc.path is not None:
+        for setting in settings:
+            value = config.value(setting.key)
+            folder = None if value is None else Path(value).expanduser()
+            if folder is not None and (exc.path == folder or folder in exc.path.parents):
+                return f"check {setting.key} = {value}: handforge models check {exc.path}"
+    return f"check {', '.join(s.key for s in settings)} (handforge models check)"
 
 
 def request_hands(arrays: Mapping[str, np.ndarray]):
@@ -382,4 +395,5 @@ def register_jobs(registry: Registry) -> None:
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
-           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands", "truncated"]
+           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands", "truncated",
+           "weights_hint"]

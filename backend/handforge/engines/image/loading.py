@@ -17,13 +17,18 @@ SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 class WeightsError(RuntimeError):
-    """Weights that are missing or unreadable; the message names the path and what to do."""
+    """Weights that are missing or unreadable; the message names the path and what to do. ``path``: the
+    file or folder at fault (None when it is no one path), so a job can name the setting that holds it."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path).expanduser()
 
 
 def _local(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
-        raise WeightsError(f"{what}: {path} does not exist")
+        raise WeightsError(f"{what}: {path} does not exist", path)
     return path
 
 
@@ -42,7 +47,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
         if path.is_file():
             if config is None:
                 raise WeightsError(f"{path} is a single-file checkpoint: set image.sd_config to a local diffusers "
-                                   "SD 1.x folder for its configs and tokenizer (nothing is downloaded)")
+                                   "SD 1.x folder for its configs and tokenizer (nothing is downloaded)", path)
             pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(_local(config, "SD config folder")),
                                                             local_files_only=True, torch_dtype=dtype,
                                                             safety_checker=None, requires_safety_checker=False)
@@ -51,7 +56,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
         else:
             missing = [p for p in SD_PARTS if not (path / p).is_dir()]
             if missing:
-                raise WeightsError(f"{path} is not a diffusers SD 1.x folder: no {', '.join(missing)}/ in it")
+                raise WeightsError(f"{path} is not a diffusers SD 1.x folder: no {', '.join(missing)}/ in it", path)
             kw = {"local_files_only": True, "torch_dtype": dtype}
             parts = {name: _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
                                      path / name)
@@ -62,11 +67,13 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
-        raise WeightsError(f"cannot load Stable Diffusion from {path}: {_reason(exc)}; {_recheck(path)}") from None
+        raise WeightsError(f"cannot load Stable Diffusion from {path}: {_reason(exc)}; {_recheck(path)}",
+                           path) from None
     parts["scheduler"] = DDIMScheduler.from_config(parts["scheduler"].config)
     if parts["unet"].config.cross_attention_dim != parts["text_encoder"].config.hidden_size:
         raise WeightsError(f"{path}: the UNet attends {parts['unet'].config.cross_attention_dim}-wide text but the "
-                           f"text encoder gives {parts['text_encoder'].config.hidden_size}; is it an SD 1.x model?")
+                           f"text encoder gives {parts['text_encoder'].config.hidden_size}; is it an SD 1.x model?",
+                           path)
     return parts
 
 
@@ -78,7 +85,7 @@ def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
     model, info = loaded
     problem = missing_weights(info)
     if problem:
-        raise WeightsError(f"{folder} {problem} (an interrupted copy?); copy the folder again")
+        raise WeightsError(f"{folder} {problem} (an interrupted copy?); copy the folder again", folder)
     return model
 
 
@@ -96,18 +103,18 @@ def load_controlnet(path: str | Path, dtype: Any = None):
         raise WeightsError(f"{path} is one file: ControlNets are read from diffusers folders (config.json + "
                            "diffusion_pytorch_model.safetensors); convert it once with diffusers "
                            "(ControlNetModel.from_single_file(...).save_pretrained(FOLDER)), or take the diffusers "
-                           "repository (handforge models fetch)")
+                           "repository (handforge models fetch)", path)
     from handforge.engines.checkpoints import saved_class
 
     saved_as = saved_class(path)
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
-                           "(e.g. one written by handforge train guidance, its model/ folder)")
+                           "(e.g. one written by handforge train guidance, its model/ folder)", path)
     try:
         loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
                                                  output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
-        raise WeightsError(f"cannot load the ControlNet {path}: {_reason(exc)}; {_recheck(path)}") from None
+        raise WeightsError(f"cannot load the ControlNet {path}: {_reason(exc)}; {_recheck(path)}", path) from None
     return _complete(loaded, path)
 
 
@@ -150,7 +157,7 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
         reason = mismatch(parts["unet"].config, net.config)
         if reason:
             raise WeightsError(f"the ControlNet {path} does not fit {sd}: {reason}; use ControlNets trained for "
-                               "this SD model")
+                               "this SD model", path)
     pipe = HandImagePipeline(controlnet=nets if len(nets) > 1 else nets[0], **parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

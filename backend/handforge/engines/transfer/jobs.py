@@ -168,7 +168,7 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     try:
         parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
     except WeightsError as exc:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"check {SD_MODEL.key} (handforge models check)") from None
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), image_jobs.weights_hint(exc)) from None
     return parts
 
 
