@@ -10,6 +10,7 @@ import torch
 from handforge.engines.image import tas
 from handforge.engines.image.loading import WeightsError, build_pipeline, load_sd
 from handforge.engines.image.tokens import hand_tokens, split_words
+from handforge.server.model_cache import model_bytes
 
 from tests.support import tiny_sd
 
@@ -154,3 +155,18 @@ def test_missing_and_wrong_weights_are_named(tmp_path, weights):
     single.write_bytes(b"")
     with pytest.raises(WeightsError, match="image.sd_config"):
         load_sd(single)
+
+
+def test_a_controlnet_folder_given_twice_is_loaded_once(weights, tmp_path):
+    # before: "depth:depth" and "depth:normals" (or the folder by another name) loaded the ControlNet twice,
+    # each copy taking its memory in the model cache
+    sd, _, depth = weights
+    alias = tmp_path / "depth_again"
+    alias.symlink_to(depth)
+    pipe = build_pipeline(sd, [depth, str(depth) + "/", alias])
+    nets = pipe.controlnets
+    assert len(nets) == 3 and nets[0] is nets[1] is nets[2]
+    assert model_bytes(pipe) == model_bytes(build_pipeline(sd, [depth]))
+    out = pipe(PROMPT, [control(0), control(1), control(2)], num_inference_steps=1,
+               generator=torch.Generator().manual_seed(0))  # each render still drives the shared module
+    assert out.images.shape == (1, SIZE, SIZE, 3)

@@ -150,7 +150,14 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     from handforge.engines.image.pipeline import HandImagePipeline
 
     parts = load_sd(sd, sd_config, dtype)
-    nets = [load_controlnet(p, dtype) for p in controlnets]
+    # a folder given twice (one ControlNet on two renders, or one folder by two names) is one module:
+    # its weights load and take memory once
+    loaded: dict[Path, Any] = {}
+    for path in controlnets:
+        folder = Path(path).expanduser().resolve()
+        if folder not in loaded:
+            loaded[folder] = load_controlnet(path, dtype)
+    nets = [loaded[Path(path).expanduser().resolve()] for path in controlnets]
     if not nets:
         raise WeightsError("no ControlNet given: the guidance module or at least one ControlNet is needed")
     for path, net in zip(controlnets, nets):
