@@ -24,6 +24,9 @@ JOB_KIND = "image.generate"
 ENGINE_ITEMS = [("attentionhand", "AttentionHand", "SD 1.x + the mesh-image guidance module + text attention stage"),
                 ("controlnet", "ControlNet", "SD 1.x + your ControlNets on renders of the hands")]
 PROMPT_PROP = "handforge_image_prompt"  # Scene property: the panel keeps the prompt
+# what an image keeps of its result as labels: its pose means nothing without its hand model, and the
+# image inherits that model's licence (as the labelled export records them)
+LABEL_FIELDS = ("hands", "camera", "hand_model", "hand_model_licence")
 
 
 def _resolution(scene, width: int, height: int) -> tuple[int, int]:
@@ -67,7 +70,7 @@ def import_images(context, result, title: str, seed: int, camera_name: str, back
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
-    labels = json.dumps({"hands": result.data.get("hands"), "camera": result.data.get("camera")})
+    labels = json.dumps({key: result.data.get(key) for key in LABEL_FIELDS})
     made = []
     for variant, pixels in enumerate(images):
         # always a new datablock (Blender numbers a taken name, "… seed 0.001"): a run never overwrites an

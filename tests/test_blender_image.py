@@ -57,8 +57,11 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
     for name, image in images.items():
         assert image["size"] == [SIZE, SIZE] and image["seed"] == 5 and image["packed"]
         assert image["prompt"] == "two hands waving"
-        uv = np.array(json.loads(image["labels"])["hands"]["right"]["keypoints_2d"])
+        labels = json.loads(image["labels"])
+        uv = np.array(labels["hands"]["right"]["keypoints_2d"])
         assert uv.shape == (21, 2) and np.all((uv > 0) & (uv < SIZE))  # the rigs are in view
+        # the hand model the pose belongs to and its licence, as the export's labels (before: neither)
+        assert labels["hand_model"] == "open" and labels["hand_model_licence"].startswith("CC0-1.0")
         pixels = session.arrays[name]
         assert pixels.shape == (SIZE, SIZE, 4) and pixels[..., :3].std() > 0.01  # a picture, not a blank
     assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])

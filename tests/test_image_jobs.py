@@ -92,6 +92,16 @@ def test_shape_and_translation_are_optional_arrays(served):
     assert left_out.data["hands"]["right"]["params_world"]["betas"] == [0.0] * 10
 
 
+def test_the_labels_record_the_hand_model_and_its_licence(served):
+    # before: an image's labels held its pose parameters but not the hand model they belong to, nor the
+    # licence the image inherits from it (the labelled export's labels record both)
+    server, _ = served
+    params, arrays = request(steps=1, tas=False)
+    with server.client() as client:
+        result = client.run("image.generate", params, arrays, timeout=600)
+    assert result.data["hand_model"] == "open" and result.data["hand_model_licence"].startswith("CC0-1.0")
+
+
 def test_controlnet_engine_uses_the_named_controlnets(served):
     server, _ = served
     with server.client() as client:

@@ -81,6 +81,24 @@ def test_transfer_returns_images_with_the_target_poses_labels(server):
         assert plain.data["reference_scale"] == 0.0
 
 
+def test_an_images_labels_say_its_hand_model_and_another_ones_pose_is_refused(server):
+    # before: the labels had no hand model, so a MANO image's pose was read as the open hand's
+    with server.client() as client:
+        params, arrays = request(source_labels=labels_of("fist"))
+        result = client.run("image.transfer", params, arrays, timeout=600)
+        assert result.data["hand_model"] == "open" and result.data["hand_model_licence"].startswith("CC0-1.0")
+        # its labels, kept as the add-on keeps them, are a source of the same hand model
+        labels = {k: result.data[k] for k in ("hands", "camera", "hand_model", "hand_model_licence")}
+        check = client.run("image.transfer", {**params, "source_labels": json.dumps(labels), "steps": 1}, arrays,
+                           timeout=600)
+        assert check.data["source_hands"]["right"] == result.data["hands"]["right"]["params_world"]
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", {**params, "source_labels": json.dumps({**labels, "hand_model": "mano"})},
+                       arrays, timeout=60)
+        assert failed.value.code == "invalid_params" and "'mano' hand model" in failed.value.message
+        assert "set hand_model to 'mano'" in failed.value.hint
+
+
 def test_ihpt_engine_samples_from_the_target_generator(server):
     with server.client() as client:
         assert client.hello()["engines"]["ihpt"]["available"]

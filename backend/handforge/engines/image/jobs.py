@@ -191,6 +191,14 @@ def hand_model_for(ctx: JobContext, name: str):
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
 
+def hand_model_labels(name: str) -> dict[str, str]:
+    """What an image's labels say of its hand model, as the labelled export's do: the pose parameters
+    mean nothing without it (image.transfer reads them back), and the image inherits its licence."""
+    from handforge.hands.registry import entry
+
+    return {"hand_model": name, "hand_model_licence": entry(name).licence}
+
+
 def request_camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
     """The OpenCV camera in the hand models' axes: given as K/R/t, or as a Blender camera's settings
     converted by the one camera model (``from_blender``) as the labelled export does. A bad one is
@@ -300,8 +308,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     data = {"engine": params["engine"], "seed": params["seed"], "controls": kinds,
             "tas": {"tokens": [t.__dict__ for t in tokens], "tagger": tagger, "steps": tas_steps if tokens else 0,
                     "losses": out.tas_losses, "refine_losses": refine_losses},
-            "camera": camera.to_dict(), "hands": view.hands, "bbox": view.box,
-            "refined_box": cond.crop if passes == 2 else None}
+            "camera": camera.to_dict(), "hands": view.hands, **hand_model_labels(params["hand_model"]),
+            "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
     warnings = out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
     if params["tas"] and not tokens:
@@ -388,6 +396,7 @@ def register_jobs(registry: Registry) -> None:
         description="prompt + posed hands + camera → images whose hands follow the pose, with their labels",
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 control images",
                  "hands": "per side the export's labels (keypoints_2d, visible, boxes, parameters)",
+                 "hand_model": "the hand model the labels' parameters belong to, with hand_model_licence",
                  "tas": "tokens attended (index, token, word), tagger, per-step losses (and the refine pass's)",
                  "warning": "what did not happen as asked (no hand in view, a prompt cut short, TAS with no "
                             "hand-related word), "
@@ -395,5 +404,5 @@ def register_jobs(registry: Registry) -> None:
 
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
-           "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands", "truncated",
-           "weights_hint"]
+           "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands",
+           "truncated", "weights_hint"]

@@ -83,6 +83,11 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
         raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
                       "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
                       "{...}}}, \"camera\": {...}}") from None
+    made_with = labels.get("hand_model", params["hand_model"])  # (labels before it was recorded: taken as given)
+    if made_with != params["hand_model"]:  # the same numbers are another pose in another hand model
+        raise invalid("params.source_labels", f"the source's pose is of the {made_with!r} hand model, this job's "
+                      f"hand_model is {params['hand_model']!r}", f"set hand_model to {made_with!r} (rigs of that "
+                      "hand model), or send the source pose as source.<side>.* arrays of this one")
     unknown = set(hands) - set(SIDES)
     if unknown or not hands:
         raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
@@ -243,7 +248,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     hands = image_jobs.placed_hands(hand_model, image_jobs.request_hands(arrays), arrays)
     view = condition(hand_model, hands, camera).global_view
     data = {"engine": params["engine"], "seed": params["seed"], "camera": camera.to_dict(), "hands": view.hands,
-            "bbox": view.box, "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
+            **image_jobs.hand_model_labels(params["hand_model"]), "bbox": view.box,
+            "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
     warnings = image_jobs.out_of_view(view)  # said, not a silently poseless image
     source, extra = np.asarray(arrays["source.image"]), {}
 
@@ -326,6 +332,7 @@ def register_jobs(registry: Registry) -> None:
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
                  "source_hands": "the source pose used (params_world per side), {} when not given",
+                 "hand_model": "the hand model of both poses, with hand_model_licence",
                  "warning": "what did not happen as asked (no hand in the camera's view), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
