@@ -34,7 +34,9 @@ GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.con
 
 
 def image_pixels(image) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB, top row first, of an image datablock (8-bit images as stored, float ones encoded)."""
+    """(H, W, 3) uint8 sRGB, top row first, of an image datablock (8-bit images as stored, float ones encoded);
+    (H, W, 4) with its alpha when some pixel is transparent: the backend composites it over its backdrop
+    (dropped here, a cut-out's hidden colours would show as the source's background)."""
     if image.type in ("RENDER_RESULT", "COMPOSITING"):  # Blender keeps these pixels from add-ons
         raise ValueError(f"{image.name!r} cannot be read by add-ons: save it (Image › Save As) and pick the saved "
                          "file or its image")
@@ -47,6 +49,8 @@ def image_pixels(image) -> np.ndarray:
     rgb = np.clip(pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2), 0, 1)
     if image.is_float and not image.colorspace_settings.is_data:
         rgb = srgb_encoded(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
+    if image.channels == 4 and image.alpha_mode in ("STRAIGHT", "PREMUL") and (pixels[..., 3] < 1).any():
+        rgb = np.concatenate([rgb, np.clip(pixels[..., 3:], 0, 1)], axis=2)  # (CHANNEL_PACKED: not coverage)
     return np.round(rgb * 255).astype(np.uint8)
 
 
@@ -63,7 +67,7 @@ def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     if k < 2:
         return pixels
     rows, cols = pixels.shape[0] // k, pixels.shape[1] // k
-    blocks = pixels[:rows * k, :cols * k].reshape(rows, k, cols, k, 3).astype(np.float32)
+    blocks = pixels[:rows * k, :cols * k].reshape(rows, k, cols, k, pixels.shape[2]).astype(np.float32)
     return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 

@@ -67,6 +67,14 @@ def test_a_16_bit_source_is_sent_as_its_srgb_values(session):
     assert found["is_float"] and np.abs(np.array(found["sent"]) - found["expected"]).max() <= 1
 
 
+def test_a_transparent_source_is_sent_with_its_alpha(session):
+    # before: the alpha was dropped, so the cut-out's hidden (black) pixels went as the source's background
+    _no_error(session, "transparent")
+    found = session["transparent"]
+    assert found["shape"] == [4, 8, 4] and found["alpha"] == [255] * 4 + [0] * 4
+    assert found["opaque"] == [4, 8, 3] and found["reduced"] == [4, 8, 4]
+
+
 def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
     # before: the plane was sized by the sensor width as if the fit were horizontal, and centred: for a
     # portrait image (AUTO fit: the sensor spans the height) it was twice too large, and shift was ignored

@@ -184,13 +184,32 @@ def test_bad_inputs_are_refused_with_the_field_and_the_server_stays_up(server, c
 def test_source_image_must_be_rgb_uint8(server):
     with server.client() as client:
         params, arrays = request()
-        for bad in (arrays["source.image"].astype(np.float32), arrays["source.image"][..., :1]):
+        for bad in (arrays["source.image"].astype(np.float32), arrays["source.image"][..., :1],
+                    arrays["source.image"][..., :2]):
             with pytest.raises(JobFailed) as failed:
                 client.run("image.transfer", params, {**arrays, "source.image": bad}, timeout=60)
             assert failed.value.code == "invalid_params" and "source.image" in failed.value.message
         both = {**arrays, **{"source." + k: v for k, v in pose_arrays({"right": pose_library.get("fist")}).items()}}
         with pytest.raises(JobFailed, match="given twice"):
             client.run("image.transfer", {**params, "source_labels": labels_of("fist")}, both, timeout=60)
+
+
+def test_a_transparent_source_is_the_source_over_white(server):
+    # before: an RGBA source was refused (the add-on dropped its alpha, so a cut-out's hidden colours,
+    # often black, went as the source's background)
+    with server.client() as client:
+        params, arrays = request(steps=1)
+        rgb = arrays["source.image"]
+        alpha = np.zeros(rgb.shape[:2] + (1,), np.uint8)
+        alpha[20:60, 10:50] = 255
+        alpha[:, 70:] = 128
+        rgba = np.concatenate([rgb, alpha], axis=2)
+        over_white = np.round(rgb * (alpha / 255.0) + 255 * (1 - alpha / 255.0)).astype(np.uint8)
+        got = client.run("image.transfer", params, {**arrays, "source.image": rgba}, timeout=600)
+        expected = client.run("image.transfer", params, {**arrays, "source.image": over_white}, timeout=600)
+        assert np.array_equal(got.arrays["images"], expected.arrays["images"])
+        dropped = client.run("image.transfer", params, arrays, timeout=600)
+        assert not np.array_equal(got.arrays["images"], dropped.arrays["images"])
 
 
 def test_cancel_between_steps(server):

@@ -112,6 +112,25 @@ def sixteen_bit_source():
 s.check("sixteen_bit", sixteen_bit_source)
 
 
+def transparent_source():
+    """A cut-out (an RGBA image, some pixels transparent) goes with its alpha; an opaque one as RGB."""
+    import importlib
+
+    ops_transfer = importlib.import_module(f"{ADDON_MODULE}.ops_transfer")
+    image = bpy.data.images.new("CutOut", 8, 4, alpha=True)
+    pixels = np.ones((4, 8, 4), np.float32)
+    pixels[..., :3] = 0.0  # black under the transparent half, as an editor may keep it
+    pixels[:, 4:, 3] = 0.0
+    image.pixels.foreach_set(pixels.ravel())
+    sent = ops_transfer.image_pixels(image)
+    opaque = ops_transfer.image_pixels(bpy.data.images.new("Opaque", 8, 4, alpha=True))
+    return {"shape": list(sent.shape), "alpha": sent[0, :, 3].tolist(), "opaque": list(opaque.shape),
+            "reduced": list(ops_transfer.reduced(np.repeat(np.repeat(sent, 2, 0), 2, 1), 8, 4).shape)}
+
+
+s.check("transparent", transparent_source)
+
+
 def photo_source():
     """A camera photo's size (larger than the backend takes per side) as the source."""
     photo = bpy.data.images.new("Photo", 4160, 2080, alpha=False)

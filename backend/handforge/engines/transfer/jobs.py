@@ -235,7 +235,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.image.conditioning import condition
     from handforge.engines.image.controls import resolve
     from handforge.engines.image.pipeline import latent_preview
-    from handforge.engines.transfer.pipeline import transfer
+    from handforge.engines.transfer.pipeline import opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
 
@@ -251,7 +251,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
             **image_jobs.hand_model_labels(params["hand_model"]), "bbox": view.box,
             "source_hands": {s: p.to_dict() for s, p in source_hands.items()}}
     warnings = image_jobs.out_of_view(view)  # said, not a silently poseless image
-    source, extra = np.asarray(arrays["source.image"]), {}
+    source, extra = opaque(np.asarray(arrays["source.image"])), {}
 
     def recomposited(parts):
         if not params["background_prompt"]:
@@ -308,15 +308,16 @@ def _schema(generate: Schema) -> Schema:
     params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
                                          "source.<side>.* arrays); optional", default="", max_length=200_000)
     arrays = dict(generate.arrays)
-    arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", 3), dtypes=("uint8",),
-                                       doc="the source image, RGB, top row first; resized to width × height")
+    arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", "source_channels"), dtypes=("uint8",),
+                                       doc="the source image, RGB or RGBA (straight alpha: composited over white), "
+                                           "top row first; resized to width × height")
     for side in SIDES:
         for name, size in POSE_FIELDS.items():
             arrays[source_array(side, name)] = ArraySpec(
                 shape=(1, size), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                 requires=(source_array(side, "hand_pose" if name == "global_orient" else "global_orient"),),
                 doc=f"the source image's {side} hand {name}, optional")
-    dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE}
+    dims = {**generate.dims, "source_height": SOURCE_SIZE, "source_width": SOURCE_SIZE, "source_channels": (3, 4)}
     return Schema(params=params, arrays=arrays, dims=dims, extra_arrays=generate.extra_arrays, max_bytes=generate.max_bytes)
 
 

@@ -17,6 +17,21 @@ from diffusers.utils.torch_utils import randn_tensor
 from handforge.engines.transfer.reference import inject
 
 
+# What a source's transparent pixels become: SD reads RGB only, and a cut-out (a hand on transparency)
+# is meant as on a plain backdrop; white, as cut-outs are shown. Left as they were, their RGB (often
+# black, or whatever the editor kept under alpha 0) would be copied as the source's background.
+SOURCE_BACKGROUND = (255, 255, 255)
+
+
+def opaque(image: np.ndarray, background=SOURCE_BACKGROUND) -> np.ndarray:
+    """(H, W, 3) uint8 as it is; (H, W, 4) uint8 with straight alpha composited over ``background``."""
+    if image.shape[-1] != 4:
+        return image
+    alpha = image[..., 3:].astype(np.float32) / 255.0
+    mixed = image[..., :3] * alpha + np.float32(background) * (1.0 - alpha)
+    return np.round(mixed).astype(np.uint8)
+
+
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W, 3) uint8 resized to width × height (bicubic) when its size differs."""
     if image.shape[:2] == (height, width):
@@ -86,4 +101,4 @@ def sample_target(parts: dict, target_generator, source_image: np.ndarray, sourc
     return ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-__all__ = ["encode_image", "fit_image", "sample_target", "transfer"]
+__all__ = ["SOURCE_BACKGROUND", "encode_image", "fit_image", "opaque", "sample_target", "transfer"]
