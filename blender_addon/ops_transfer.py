@@ -46,7 +46,11 @@ def image_pixels(image) -> np.ndarray:
     flat = np.empty(width * height * image.channels, np.float32)
     image.pixels.foreach_get(flat)
     pixels = flat.reshape(height, width, image.channels)[::-1]
-    rgb = np.clip(pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2), 0, 1)
+    rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    if image.is_float and image.channels == 4:  # Blender holds float buffers premultiplied by alpha
+        alpha = pixels[..., 3:]
+        rgb = np.divide(rgb, alpha, out=np.zeros_like(rgb), where=alpha > 0)
+    rgb = np.clip(rgb, 0, 1)
     if image.is_float and not image.colorspace_settings.is_data:
         rgb = srgb_encoded(rgb)  # a float buffer (16-bit PNG, EXR) holds scene-linear light, not sRGB values
     if image.channels == 4 and image.alpha_mode in ("STRAIGHT", "PREMUL") and (pixels[..., 3] < 1).any():

@@ -73,6 +73,9 @@ def test_a_transparent_source_is_sent_with_its_alpha(session):
     found = session["transparent"]
     assert found["shape"] == [4, 8, 4] and found["alpha"] == [255] * 4 + [0] * 4
     assert found["opaque"] == [4, 8, 3] and found["reduced"] == [4, 8, 4]
+    # a float image's buffer is premultiplied: sent as such, its colours went at half their value here
+    assert found["float_alpha"] == [128] * 32
+    assert np.abs(np.array(found["float_rgb"]) - found["levels"]).max() <= 1
 
 
 def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):

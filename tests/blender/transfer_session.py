@@ -82,7 +82,7 @@ s.check("from_file", from_file)
 
 
 def write_png16(path, rgb16: np.ndarray) -> None:
-    """A 16-bit RGB PNG (Blender writes none from a script): what a photo editor exports."""
+    """A 16-bit RGB or RGBA PNG (Blender writes none from a script): what a photo editor exports."""
     import struct
     import zlib
 
@@ -92,7 +92,7 @@ def write_png16(path, rgb16: np.ndarray) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2 if rgb16.shape[2] == 3 else 6, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
@@ -124,8 +124,14 @@ def transparent_source():
     image.pixels.foreach_set(pixels.ravel())
     sent = ops_transfer.image_pixels(image)
     opaque = ops_transfer.image_pixels(bpy.data.images.new("Opaque", 8, 4, alpha=True))
+    levels = np.arange(0, 256, 8, dtype=np.uint16)  # a 16-bit cut-out: Blender holds its float buffer premultiplied
+    rgba16 = np.stack([np.tile(levels, (4, 1)) * 257] * 3 + [np.full((4, 32), 128 * 257, np.uint16)], axis=-1)
+    write_png16(s.work / "grey16_alpha.png", rgba16)
+    float_cut = ops_transfer.image_pixels(bpy.data.images.load(str(s.work / "grey16_alpha.png")))
     return {"shape": list(sent.shape), "alpha": sent[0, :, 3].tolist(), "opaque": list(opaque.shape),
-            "reduced": list(ops_transfer.reduced(np.repeat(np.repeat(sent, 2, 0), 2, 1), 8, 4).shape)}
+            "reduced": list(ops_transfer.reduced(np.repeat(np.repeat(sent, 2, 0), 2, 1), 8, 4).shape),
+            "float_rgb": float_cut[0, :, 0].tolist(), "float_alpha": float_cut[0, :, 3].tolist(),
+            "levels": levels.tolist()}
 
 
 s.check("transparent", transparent_source)
