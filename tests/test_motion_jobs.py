@@ -173,3 +173,23 @@ def test_penetration_guidance_and_variation_defaults_per_job_kind():
                        registry.kind(kind).schema.params["variation"].default) for kind in kinds}
     assert defaults == {"motion.inbetween": ("repair", 0.8), "motion.trajectory": ("auto", 1.0),
                         "motion.generate": ("auto", 1.0)}
+
+
+def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_path, monkeypatch):
+    """The schema allows 1000 steps (the shipped model's diffusion steps); a checkpoint trained with fewer
+    ended the job ``internal`` (diffusers' ValueError from set_timesteps) instead of saying the limit."""
+    from handforge.engines.motion import jobs
+    from handforge.server.jobs import JobContext, JobError
+
+    torch.manual_seed(0)
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50),
+                        tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
+    params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": 100,
+              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
+    with pytest.raises(JobError) as failed:
+        jobs.generate(ctx, params, {})
+    assert failed.value.code == "invalid_params" and "exceeds the 50 diffusion steps" in failed.value.message
+    assert "at most 50 steps" in failed.value.hint
+    assert jobs.generate(ctx, {**params, "steps": 50}, {}).data["engine"] == "learned"  # the limit itself runs

@@ -244,6 +244,12 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         elif observation.num_frames > pipeline.model.config.max_frames:
             raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames is more than the model's "
                            f"{pipeline.model.config.max_frames}", "generate a shorter range")
+        elif params["steps"] > pipeline.model.config.num_train_timesteps:
+            # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
+            # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)
+            most = pipeline.model.config.num_train_timesteps
+            raise JobError(ErrorCode.INVALID_PARAMS, f"steps ({params['steps']}) exceeds the {most} diffusion steps "
+                           f"the motion model was trained with", f"ask for at most {most} steps")
     guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
                 "repair": Guidance(when="repair")}[params["penetration_guidance"]]
 
