@@ -193,3 +193,22 @@ def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_p
     assert failed.value.code == "invalid_params" and "exceeds the 50 diffusion steps" in failed.value.message
     assert "at most 50 steps" in failed.value.hint
     assert jobs.generate(ctx, {**params, "steps": 50}, {}).data["engine"] == "learned"  # the limit itself runs
+
+
+@pytest.mark.parametrize("kind, arrays, field", [
+    # a hand's keys sent without their mask: was "arrays.right.mask: no keys given"
+    ("motion.inbetween", lambda: {k: v for k, v in keys().items() if k.startswith("left.") and k != "left.mask"},
+     "arrays.left.mask"),
+    # a left wrist's rotations without their path: was "arrays.right.transl: no wrist path given"
+    ("motion.trajectory", lambda: {"left.global_orient": np.zeros((FRAMES, 3), np.float32)}, "arrays.left.transl"),
+])
+def test_a_hand_sent_incomplete_is_told_the_array_it_lacks(kind, arrays, field):
+    from handforge.server.builtin_jobs import default_registry
+    from handforge_shared.protocol import ProtocolError
+
+    job = default_registry().kind(kind)
+    sent = arrays()
+    params = job.schema.validate({"engine": "spline"}, sent)
+    with pytest.raises(ProtocolError) as refused:
+        job.check(params, sent)
+    assert refused.value.field == field and "is required with" in refused.value.message, refused.value.message

@@ -132,11 +132,8 @@ def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) ->
 
 def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _check_generate(params, arrays)
-    sides = [s for s in SIDES if hand_array_name(s, "mask") in arrays]
-    if not sides:
-        raise invalid("arrays.right.mask", "no keys given",
-                      f"send <side>.mask ({PARTS} columns per frame) with <side>.global_orient, .hand_pose and "
-                      ".transl for the left and/or right hand")
+    # a hand sent incomplete first: one sent without its mask was otherwise told "arrays.right.mask: no keys
+    # given" (the wrong hand, and keys it had sent) instead of which array it lacks
     for side in SIDES:
         names = [hand_array_name(side, f) for f in KEY_FIELDS]
         given = [n for n in names if n in arrays]
@@ -144,6 +141,11 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
             missing = sorted(set(names) - set(given))
             raise invalid(f"arrays.{missing[0]}", f"is required with arrays.{given[0]}",
                           f"send all of {', '.join(names)} for the {side} hand")
+    sides = [s for s in SIDES if hand_array_name(s, "mask") in arrays]
+    if not sides:
+        raise invalid("arrays.right.mask", "no keys given",
+                      f"send <side>.mask ({PARTS} columns per frame) with <side>.global_orient, .hand_pose and "
+                      ".transl for the left and/or right hand")
     keyed = sum(int(np.asarray(arrays[hand_array_name(s, "mask")]).any(axis=1).sum()) for s in sides)
     if keyed == 0:
         raise invalid(f"arrays.{hand_array_name(sides[0], 'mask')}", "keys no frame (all zeros)",
@@ -153,14 +155,16 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
 
 def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _check_generate(params, arrays)
-    sides = [s for s in SIDES if hand_array_name(s, "transl") in arrays]
-    if not sides:
+    # rotations without their path first: they were otherwise told "arrays.right.transl: no wrist path given"
+    # (the wrong hand when the left one was sent) instead of which array they lack
+    for side in SIDES:
+        if hand_array_name(side, "global_orient") in arrays and hand_array_name(side, "transl") not in arrays:
+            raise invalid(f"arrays.{hand_array_name(side, 'transl')}",
+                          f"is required with arrays.{hand_array_name(side, 'global_orient')}",
+                          f"send the {side} wrist's path (T, 3) with its rotations")
+    if not any(hand_array_name(s, "transl") in arrays for s in SIDES):
         raise invalid("arrays.right.transl", "no wrist path given",
                       "send <side>.transl (T, 3) for the left and/or right wrist")
-    for side in SIDES:
-        if hand_array_name(side, "global_orient") in arrays and side not in sides:
-            raise invalid(f"arrays.{hand_array_name(side, 'transl')}",
-                          f"is required with arrays.{hand_array_name(side, 'global_orient')}")
     _observed(trajectory_observation, params, arrays)
 
 
