@@ -199,6 +199,25 @@ def test_forward_is_differentiable_in_every_parameter(model):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_vertices_at_are_the_forward_vertices_with_the_same_gradient(model, side):
+    """Skinning only some vertices (the guidance's sparse backward) gives those of the whole mesh, values
+    and gradients in every parameter, repeated and unsorted rows included."""
+    g = torch.Generator().manual_seed(3)
+    params = {name: (scale * torch.randn(3, n, generator=g, dtype=torch.float64)).requires_grad_(True)
+              for name, n, scale in (("global_orient", 3, 1.0), ("hand_pose", 45, 0.4), ("betas", 10, 1.0),
+                                     ("transl", 3, 0.05))}
+    pair = torch.tensor([2, 0, 0, 1, 2, 2])
+    vertex = torch.tensor([5, 1608, 5, 700, 0, 5])
+    weight = torch.randn(len(pair), 3, generator=g, dtype=torch.float64)
+    at = model.vertices_at(side, **params, pair=pair, vertex=vertex)
+    full = model(side, **params).vertices[pair, vertex]
+    torch.testing.assert_close(at, full, rtol=0, atol=1e-12)
+    grads = [torch.autograd.grad((v * weight).sum(), list(params.values())) for v in (at, full)]
+    for name, a, b in zip(params, *grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
 def test_float32_and_batch_broadcasting(model):
     m32 = load_hand_model("open")
     out = m32("right", torch.zeros(3, 3), torch.zeros(45), betas=torch.zeros(1, 4))

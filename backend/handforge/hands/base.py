@@ -49,6 +49,22 @@ class HandLayer(nn.Module, ABC):
         return 10
 
     def forward(self, global_orient: Any, hand_pose: Any, betas: Any = None, transl: Any = None) -> HandOutput:
+        go, hp, be, tr = self._inputs(global_orient, hand_pose, betas, transl)
+        verts, joints = self.posed_vertices_and_joints(go, hp, be)
+        verts = verts + tr[:, None]
+        joints = joints + tr[:, None]
+        extended = torch.cat([joints, verts[:, self.tip_vertex_ids]], dim=1)
+        return HandOutput(vertices=verts, joints=joints, keypoints=extended[:, list(KEYPOINT_FROM_EXTENDED)])
+
+    def vertices_at(self, global_orient: Any, hand_pose: Any, betas: Any = None, transl: Any = None, *,
+                    pair: torch.Tensor, vertex: torch.Tensor) -> torch.Tensor:
+        """``forward(...).vertices[pair, vertex]`` (S, 3), differentiable. A layer that can skin just those
+        vertices overrides this: a gradient that reaches only a few vertices (the guidance's: those in
+        or near the other hand) then back-propagates through those alone, not the whole mesh."""
+        return self(global_orient, hand_pose, betas, transl).vertices[pair, vertex]
+
+    def _inputs(self, global_orient: Any, hand_pose: Any, betas: Any, transl: Any) -> tuple[torch.Tensor, ...]:
+        """The parameters checked and coerced to (B, n) tensors on this layer's device and dtype."""
         ref = self.faces  # a buffer: tells the module's device
         dtype = self.float_dtype
         go = _param(global_orient, "global_orient", 3, ref.device, dtype)
@@ -56,11 +72,7 @@ class HandLayer(nn.Module, ABC):
         hp = _param(hand_pose, "hand_pose", 45, ref.device, dtype, batch)
         be = _param(betas, "betas", self.num_betas, ref.device, dtype, batch, allow_fewer=True)
         tr = _param(transl, "transl", 3, ref.device, dtype, batch)
-        verts, joints = self.posed_vertices_and_joints(go, hp, be)
-        verts = verts + tr[:, None]
-        joints = joints + tr[:, None]
-        extended = torch.cat([joints, verts[:, self.tip_vertex_ids]], dim=1)
-        return HandOutput(vertices=verts, joints=joints, keypoints=extended[:, list(KEYPOINT_FROM_EXTENDED)])
+        return go, hp, be, tr
 
     @property
     def float_dtype(self) -> torch.dtype:
@@ -129,6 +141,11 @@ class HandModel(nn.Module):
 
     def forward_two(self, pose: TwoHandPose) -> dict[Side, HandOutput]:
         return {side: self.forward_pose(side, p) for side, p in pose.hands.items()}
+
+    def vertices_at(self, side: Side, global_orient: Any, hand_pose: Any, betas: Any = None, transl: Any = None, *,
+                    pair: torch.Tensor, vertex: torch.Tensor) -> torch.Tensor:
+        """``self(side, ...).vertices[pair, vertex]`` (S, 3), skinning only those where the layer can."""
+        return self.layer(side).vertices_at(global_orient, hand_pose, betas, transl, pair=pair, vertex=vertex)
 
     def faces(self, side: Side) -> torch.Tensor:
         return self.layer(side).faces

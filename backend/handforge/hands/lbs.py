@@ -58,3 +58,10 @@ def skin(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor
     """Blend per-joint transforms (B, J, 3, 4) with weights (V, J) and apply them to (B, V, 3)."""
     blended = torch.einsum("vj,bjrc->bvrc", weights, transforms)
     return (blended[..., :3] @ vertices.unsqueeze(-1)).squeeze(-1) + blended[..., 3]
+
+
+def skin_at(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """``skin`` for single vertices (S, 3), each with its weights (S, J) and its pair's transforms
+    (S, J, 3, 4): the same blend, for the few vertices a sparse gradient reaches."""
+    blended = torch.einsum("sj,sjrc->src", weights, transforms)
+    return (blended[..., :3] @ vertices.unsqueeze(-1)).squeeze(-1) + blended[..., 3]

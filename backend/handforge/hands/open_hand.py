@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from handforge.hands.base import HandLayer, HandModel
-from handforge.hands.lbs import rigid_transforms, skin
+from handforge.hands.lbs import rigid_transforms, skin, skin_at
 from handforge_shared.rig import HandRig, load_open_hand_rig
 from handforge_shared.rotations import axis_angle_to_matrix
 
@@ -41,12 +41,21 @@ class RigLayer(HandLayer):
         return self.rest_vertices.shape[0]
 
     def posed_vertices_and_joints(self, global_orient, hand_pose, betas):
-        batch = global_orient.shape[0]
         verts = self.rest_vertices + torch.einsum("vcs,bs->bvc", self.shape_dirs, betas)
-        joints = self.rest_joints + torch.einsum("jcs,bs->bjc", self.joint_shape_dirs, betas)
-        aa = torch.cat([global_orient, hand_pose], dim=1).reshape(batch, -1, 3)
-        posed_joints, transforms = rigid_transforms(axis_angle_to_matrix(aa), joints)
+        posed_joints, transforms = self._transforms(global_orient, hand_pose, betas)
         return skin(verts, self.skin_weights, transforms), posed_joints
+
+    def vertices_at(self, global_orient, hand_pose, betas=None, transl=None, *, pair, vertex):
+        go, hp, be, tr = self._inputs(global_orient, hand_pose, betas, transl)
+        _, transforms = self._transforms(go, hp, be)  # 16 joints: cheap next to the mesh
+        verts = self.rest_vertices[vertex] + torch.einsum("sck,sk->sc", self.shape_dirs[vertex], be[pair])
+        return skin_at(verts, self.skin_weights[vertex], transforms[pair]) + tr[pair]
+
+    def _transforms(self, global_orient, hand_pose, betas):
+        """Posed joints (B, 16, 3) and skinning transforms (B, 16, 3, 4)."""
+        joints = self.rest_joints + torch.einsum("jcs,bs->bjc", self.joint_shape_dirs, betas)
+        aa = torch.cat([global_orient, hand_pose], dim=1).reshape(len(global_orient), -1, 3)
+        return rigid_transforms(axis_angle_to_matrix(aa), joints)
 
     def rig(self) -> HandRig:
         return self._rig
