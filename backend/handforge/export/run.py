@@ -92,27 +92,35 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
     # the RGB's forearms hide what they cover: drawn as occluders, the masks, depth, mesh image and
     # visibility are the hands as the RGB shows them (a forearm crossing the other hand hides it)
     arms = list(forearms(hands, spec.render.forearm).values()) if draws_forearms(spec) else []
+    collect = None
+    submit = getattr(rgb, "submit_sample", None)
+    if "rgb" in spec.outputs and submit is not None:  # Blender renders while the GL pass and labels are made
+        collect = submit(scene, camera, with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands)
     images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides] + arms,
                        normals="normals" in spec.outputs).first(len(sides))
     labels = {s: hand_labels(s, k, hands[s]["pose"], hands[s]["keypoints"], hands[s]["root"], hands[s]["vertices"],
                              camera, images) for k, s in enumerate(sides)}
     files: dict[str, np.ndarray] = {}
+    drawn: dict[str, np.ndarray] = {}  # the label images: made while Blender renders, after rgb.png in ``files``
+    if "mesh" in spec.outputs:
+        drawn["mesh.png"] = images.mesh
+    for k, s in enumerate(sides):  # the masks are always written: COCO's RLE masks come from them
+        drawn[f"mask_{s}.png"] = images.mask(k)
+    if "skeleton" in spec.outputs:
+        drawn["skeleton.png"] = skeleton_image(camera.width, camera.height, label_keypoints(labels))
+    if "depth" in spec.outputs:
+        drawn["depth.npy"] = images.depth
+    if "normals" in spec.outputs:
+        drawn["normals.npy"] = images.normals
     if "rgb" in spec.outputs and rgb is not None:
-        shown = with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands
-        rgba = rgb(scene, camera, shown)  # (H, W, 4), straight alpha
         background = background_image(scene.background, camera.width, camera.height)
+        if collect is None:
+            shown = with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands
+            collect = lambda: rgb(scene, camera, shown)  # noqa: E731
+        rgba = collect()  # (H, W, 4), straight alpha
         alpha = rgba[..., 3:4]
         files["rgb.png"] = np.round((rgba[..., :3] * alpha + background * (1 - alpha)) * 255).astype(np.uint8)
-    if "mesh" in spec.outputs:
-        files["mesh.png"] = images.mesh
-    for k, s in enumerate(sides):  # the masks are always written: COCO's RLE masks come from them
-        files[f"mask_{s}.png"] = images.mask(k)
-    if "skeleton" in spec.outputs:
-        files["skeleton.png"] = skeleton_image(camera.width, camera.height, label_keypoints(labels))
-    if "depth" in spec.outputs:
-        files["depth.npy"] = images.depth
-    if "normals" in spec.outputs:
-        files["normals.npy"] = images.normals
+    files.update(drawn)
     record = {
         "format": FORMAT, "version": VERSION, "index": index, "seed": spec.seed, "origin": scene.origin,
         "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -40,6 +40,7 @@ class BlenderRGB:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
         self._topology: dict[str, tuple[int, ...]] | None = None
+        self._outstanding = False  # a render submitted and not collected yet
 
     def __enter__(self) -> "BlenderRGB":
         self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
@@ -53,6 +54,7 @@ class BlenderRGB:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
                                       env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user")})
         self._topology = None  # a new process holds no meshes yet
+        self._outstanding = False  # and owes no reply
         self.version = self._reply().get("ready")
 
     def _stop(self) -> None:
@@ -94,23 +96,60 @@ class BlenderRGB:
         """(H, W, 4) float32 RGBA in [0, 1] (sRGB, straight alpha) of the hands (world = model frame).
         A Blender process that has died (killed, out of memory, a crash in GL) is started again, and a
         render it died in is tried once more in the new one: a worker must not fail every later sample."""
+        return self.submit(camera, vertices, faces, target, lighting, skin_tone)()
+
+    def submit(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
+               lighting: dict[str, Any], skin_tone: str) -> Callable[[], np.ndarray]:
+        """``render`` in two halves: the request is sent now and Blender renders while the caller does
+        other work (the GL pass and the labels); the returned ``collect()`` waits for the image (or
+        raises, after the same one retry in a restarted Blender as ``render``). One render is in flight
+        at a time: a later ``submit`` first waits out (and drops) a reply nobody collected."""
+        args = (camera, vertices, faces, target, lighting, skin_tone)
+        self._drain()
         if self._proc.poll() is not None:
             self._restart()
+        retried = False
         try:
-            return self._render(camera, vertices, faces, target, lighting, skin_tone)
-        except (BrokenPipeError, BlenderRenderError):
-            if self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+            self._send(*args)
+        except BrokenPipeError:
+            if self._proc.poll() is None:
                 raise
             self._restart()
-            return self._render(camera, vertices, faces, target, lighting, skin_tone)
+            self._send(*args)
+            retried = True
+        self._outstanding = True
+
+        def collect() -> np.ndarray:
+            if not self._outstanding:
+                raise RuntimeError("this render was collected already, or dropped by a later submit")
+            self._outstanding = False
+            try:
+                return self._receive()
+            except (BrokenPipeError, BlenderRenderError):
+                if retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+                    raise
+                self._restart()
+                self._send(*args)
+                return self._receive()
+
+        return collect
+
+    def _drain(self) -> None:
+        """Wait for (and drop) the reply of a render submitted but not collected (its caller failed)."""
+        if self._outstanding:
+            self._outstanding = False
+            try:
+                self._reply()
+            except BlenderRenderError:
+                pass  # its failure was nobody's to report; a dead process is restarted by the caller
 
     def _restart(self) -> None:
         self._stop()
         self._log.write(f"\n--- the Blender worker stopped (exit {self._proc.returncode}): started again ---\n")
         self._start()
 
-    def _render(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
-                lighting: dict[str, Any], skin_tone: str) -> np.ndarray:
+    def _send(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
+              lighting: dict[str, Any], skin_tone: str) -> None:
         request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
                                    "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
@@ -130,12 +169,18 @@ class BlenderRGB:
             request["faces"][side] = str(self.work / f"{side}_faces.npy")
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
+
+    def _receive(self) -> np.ndarray:
         out = Path(self._reply()["out"])
         with Image.open(out) as img:
             return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
 
     def __call__(self, scene, camera: Camera, hands: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
         """The export loop's interface: a sampled scene and its posed hands."""
+        return self.submit_sample(scene, camera, hands)()
+
+    def submit_sample(self, scene, camera: Camera, hands: dict[str, dict[str, np.ndarray]]) -> Callable[[], np.ndarray]:
+        """``__call__`` in two halves (see ``submit``): the export loop labels while Blender renders."""
         target = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
-        return self.render(camera, {s: h["vertices"] for s, h in hands.items()},
+        return self.submit(camera, {s: h["vertices"] for s, h in hands.items()},
                            {s: h["faces"] for s, h in hands.items()}, target, scene.lighting, scene.skin_tone)
