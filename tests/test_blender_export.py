@@ -119,3 +119,24 @@ def test_a_blender_process_that_died_is_started_again_and_the_render_done(blende
         again = blender(scene, camera, hands)
         assert blender._proc.pid != old and blender._proc.poll() is None
         np.testing.assert_allclose(again, first, atol=1 / 255)
+
+
+def test_a_render_submitted_and_never_collected_does_not_answer_the_next_one(blender):
+    """The export sends Blender its request before the GL pass and collects the image after it: a
+    sample whose labels failed in between leaves a reply unread, which the next submit drops rather
+    than hand it to the next sample."""
+    spec = parse_spec(SPEC)
+    model = load_hand_model("open")
+    shots = []
+    for index in (0, 1):
+        scene = sample_scene(spec, index)
+        hands = _hands(model, scene)
+        camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+        sample_look(spec, scene)
+        shots.append((scene, camera, hands))
+    second = blender(*shots[1])
+    blender.submit_sample(*shots[0])  # never collected
+    collect = blender.submit_sample(*shots[1])
+    np.testing.assert_array_equal(collect(), second)
+    with pytest.raises(RuntimeError, match="collected already"):
+        collect()
