@@ -424,6 +424,30 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
     assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
 
 
+def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(tmp_path):
+    """Samples are written by a background thread while the next is made: a sample that fails to be
+    made or written is reported under its own index, its neighbours are written, nothing half-written
+    stays, and leaving the block (here by an error) first writes every sample already made."""
+    from handforge.export import writers
+
+    good = {"mask_left.png": np.ones((4, 4), bool), "depth.npy": np.zeros((4, 4), np.float32)}
+    bad = {"rgb.png": np.zeros((4, 4, 7), np.uint8)}  # refused by PIL mid-write
+
+    def broken():
+        raise ValueError("no such background\nsecond line")
+
+    with pytest.raises(KeyboardInterrupt), writers.SampleWriter(tmp_path) as writer:
+        writer.write_or_fail(0, lambda: ({"index": 0}, good))
+        writer.write_or_fail(1, lambda: ({"index": 1}, bad))
+        writer.write_or_fail(2, broken)
+        writer.write_or_fail(3, lambda: ({"index": 3}, good))
+        raise KeyboardInterrupt  # stopped: sample 3 was made, so it is written
+    assert sorted(writer.errors) == [1, 2]
+    assert writer.errors[1].startswith("TypeError") and writer.errors[2].startswith("ValueError: no such background (")
+    assert writers.finished_indices(tmp_path, 10) == [0, 3]
+    assert sorted(p.name for p in (tmp_path / writers.SAMPLES).iterdir()) == ["000000", "000003"]
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a file descriptor's file through /proc")
 def test_a_sample_is_on_the_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
     """Renamed without an fsync, a sample could come back from a power loss with empty files, counted as

@@ -210,13 +210,13 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
-        failed: dict[int, str] = {}
+        # each sample's files are written while the next one is made (``writers.SampleWriter``)
+        writer = stack.enter_context(writers.SampleWriter(out))
         for done, index in enumerate(iterator):
-            error = writers.write_or_fail(out, index, lambda: make(index, model, gl, rgb))
-            if error is not None:
-                failed[index] = error
+            writer.write_or_fail(index, lambda: make(index, model, gl, rgb))
             if callable(progress):
                 progress(done + 1, len(pending))
+    failed = dict(sorted(writer.errors.items()))
     seconds = time.perf_counter() - start
     finished = finalise(spec, out, command, gl.renderer_name, settings, model)
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,

@@ -78,23 +78,23 @@ class SampleWorker:
     def run(self, indices: list[int]) -> list[dict[str, Any]]:
         from handforge.export.run import make_sample
 
-        results = []
-        for index in indices:
-            if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
-                results.append({"index": index, "error": None})
-                continue
-            if self.fault == ("die_at", index):
-                os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
-            error = writers.write_or_fail(self.out, index,
-                                          lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
-            results.append({"index": index, "error": error})
-            self.written += 1
-            if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
-                if self.fault[0] == "die_after":
-                    os._exit(70)  # the injected fault: no clean-up, no reply
-                while True:  # hang_after: alive, never answering
-                    time.sleep(3600)
-        return results
+        # each sample's files are written while the next one is made (``writers.SampleWriter``)
+        with writers.SampleWriter(self.out) as writer:
+            for index in indices:
+                if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
+                    continue
+                if self.fault == ("die_at", index):
+                    writer.flush()  # what it finished before stays finished
+                    os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
+                writer.write_or_fail(index, lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
+                self.written += 1
+                if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
+                    writer.flush()  # its K samples are on the disk, as before the writes overlapped
+                    if self.fault[0] == "die_after":
+                        os._exit(70)  # the injected fault: no clean-up, no reply
+                    while True:  # hang_after: alive, never answering
+                        time.sleep(3600)
+        return [{"index": index, "error": writer.errors.get(index)} for index in indices]
 
     def close(self) -> None:
         self._stack.close()

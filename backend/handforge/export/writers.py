@@ -190,11 +190,74 @@ def write_or_fail(out: Path, index: int, make: Any) -> str | None:
         write_sample(out, index, labels, images)
         return None
     except Exception as exc:
-        import traceback
+        return failure(exc)
 
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        first = (str(exc).strip().splitlines() or [""])[0]  # one line: Blender's reasons come with its log's tail
-        return f"{type(exc).__name__}: {first} ({Path(last.filename).name}:{last.lineno})"
+
+def failure(exc: BaseException) -> str:
+    """``write_or_fail``'s one line for a sample's error: its type, first line and where it was raised."""
+    import traceback
+
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    first = (str(exc).strip().splitlines() or [""])[0]  # one line: Blender's reasons come with its log's tail
+    return f"{type(exc).__name__}: {first} ({Path(last.filename).name}:{last.lineno})"
+
+
+class SampleWriter:
+    """``write_or_fail`` with the writing overlapped: ``make()`` runs in the caller's thread and the
+    sample's files are encoded, synced and renamed into place (``write_sample``, each sample whole or
+    not at all as ever) by one background thread while the caller makes the next one (Blender renders
+    with one core; PNG encoding and the fsyncs take the other). At most ``depth`` made samples wait,
+    so memory stays bounded. ``errors``: index → ``write_or_fail``'s line for each sample that failed,
+    whether making or writing it; complete after ``flush()`` or the ``with`` block. Leaving the block,
+    also on an error or an interruption, writes every sample already made before it returns."""
+
+    def __init__(self, out: Path, depth: int = 1):
+        import queue
+        import threading
+
+        self.out, self.errors = out, {}
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._drain, name="handforge-sample-writer", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def write_or_fail(self, index: int, make: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]) -> None:
+        try:
+            labels, images = make()
+        except Exception as exc:
+            self.errors[index] = failure(exc)
+            return
+        if not self._thread.is_alive():
+            raise RuntimeError("the sample writer is closed")
+        self._queue.put((index, labels, images))
+
+    def flush(self) -> None:
+        """Wait until every sample handed over is on the disk (or failed: ``errors``)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                index, labels, images = item
+                try:
+                    write_sample(self.out, index, labels, images)
+                except BaseException as exc:  # (this thread must go on: the caller may wait on the queue)
+                    self.errors[index] = failure(exc)
+            finally:
+                self._queue.task_done()
 
 
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
