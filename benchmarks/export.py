@@ -6,7 +6,8 @@
 Ours: one Blender worker for the whole run (scene built once; per sample a vertex update, camera,
 lights and a render), labels, masks, depth and the mesh image from one GL pass. Naive: the same
 samples with the Blender scene rebuilt from factory settings for every image, as a script that
-builds a scene per sample does. Both produce the same files. Prints samples per second per size and
+builds a scene per sample does, one step after the other (render, label, write: ours overlaps the
+render with the GL pass and labels, and the writing with the next sample). Both produce the same files. Prints samples per second per size and
 engine, and the ratio, plus the GL mesh image time (512², this machine's GL) and the GL-only
 (no RGB) export rate. Rounds alternate ours/naive so machine load hits both alike.
 """
@@ -49,19 +50,30 @@ def gl_mesh_image_ms(size: int = 512, repeats: int = 50) -> float:
     return 1000 * statistics.median(times)
 
 
-def rate(spec, rgb, count: int, offset: int) -> float:
-    """Samples per second making and writing ``count`` samples starting at ``offset``."""
+def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
+    """Samples per second making and writing ``count`` samples starting at ``offset``: as the export
+    loop does (Blender renders while the GL pass and labels are made, files written while the next
+    sample is made), or ``naive``ly, one step after the other (render, then label, then write)."""
     from handforge.export import writers
     from handforge.export.run import make_sample
     from handforge.hands import load_hand_model
     from handforge.render.gl import renderer
 
     model, gl = load_hand_model("open"), renderer()
+    if naive and rgb is not None:
+        rgb = (lambda plain: lambda scene, camera, hands: plain(scene, camera, hands))(rgb)  # no submit_sample
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        for index in range(offset, offset + count):
-            record, files = make_sample(spec, index, model, gl, rgb)
-            writers.write_sample(Path(tmp), index, record, files)
+        if naive:
+            for index in range(offset, offset + count):
+                record, files = make_sample(spec, index, model, gl, rgb)
+                writers.write_sample(Path(tmp), index, record, files)
+        else:
+            with writers.SampleWriter(Path(tmp)) as writer:
+                for index in range(offset, offset + count):
+                    writer.write_or_fail(index, lambda: make_sample(spec, index, model, gl, rgb))
+            if writer.errors:
+                raise RuntimeError(f"samples failed: {writer.errors}")
         return count / (time.perf_counter() - start)
 
 
@@ -89,12 +101,12 @@ def main() -> int:
                 spec = parse_spec({"samples": 1000, "width": size, "height": size,
                                    "render": {"engine": engine, "samples": args.cycles_samples}})
                 rate(spec, ours, 1, 999)  # warm-up: the first render compiles shaders / builds the scene
-                rate(spec, naive, 1, 999)
+                rate(spec, naive, 1, 999, naive=True)
                 results = {"ours": [], "naive": []}
                 for r in range(args.rounds):
                     offset = r * args.samples
                     results["ours"].append(rate(spec, ours, args.samples, offset))
-                    results["naive"].append(rate(spec, naive, args.samples, offset))
+                    results["naive"].append(rate(spec, naive, args.samples, offset, naive=True))
                 a, b = (statistics.mean(results[k]) for k in ("ours", "naive"))
                 label = engine + (f" ({args.cycles_samples} spp)" if engine == "cycles" else "")
                 print(f"{label:18s} {size}²: ours {a:.2f} samples/s ({60 * a:.0f}/min), naive {b:.2f} samples/s "
