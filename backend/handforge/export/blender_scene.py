@@ -24,7 +24,8 @@ import numpy as np
 
 from handforge.export import writers
 from handforge.export.labels import moved_pose
-from handforge.export.run import label_scene, write_dataset
+from handforge.export.run import HAND_THREADS, label_scene, write_dataset
+from handforge.runtime import torch_threads
 from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
@@ -188,8 +189,9 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
         f, c = divmod(index, count)
         if f not in cache:
             cache.clear()
-            cache[f] = posed_hands(model, {s: p[f] for s, p in request.poses.items()},
-                                   {s: m[f] for s, m in request.object_matrices.items()})
+            with torch_threads(HAND_THREADS):  # one sample's hands: see run.HAND_THREADS
+                cache[f] = posed_hands(model, {s: p[f] for s, p in request.poses.items()},
+                                       {s: m[f] for s, m in request.object_matrices.items()})
         hands = cache[f]
         camera = request.camera(f, c)
         centre = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
