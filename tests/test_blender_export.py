@@ -135,8 +135,10 @@ def test_a_render_submitted_and_never_collected_does_not_answer_the_next_one(ble
         sample_look(spec, scene)
         shots.append((scene, camera, hands))
     second = blender(*shots[1])
-    blender.submit_sample(*shots[0])  # never collected
+    dropped = blender.submit_sample(*shots[0])  # never collected
     collect = blender.submit_sample(*shots[1])
+    with pytest.raises(RuntimeError, match="dropped by a later submit"):
+        dropped()  # (it must not take the second render's reply)
     np.testing.assert_array_equal(collect(), second)
     with pytest.raises(RuntimeError, match="collected already"):
         collect()

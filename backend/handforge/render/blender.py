@@ -40,7 +40,7 @@ class BlenderRGB:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
         self._topology: dict[str, tuple[int, ...]] | None = None
-        self._outstanding = False  # a render submitted and not collected yet
+        self._pending: object | None = None  # the ticket of a render submitted and not collected yet
 
     def __enter__(self) -> "BlenderRGB":
         self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
@@ -54,7 +54,7 @@ class BlenderRGB:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
                                       env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user")})
         self._topology = None  # a new process holds no meshes yet
-        self._outstanding = False  # and owes no reply
+        self._pending: object | None = None  # and owes no reply
         self.version = self._reply().get("ready")
 
     def _stop(self) -> None:
@@ -117,12 +117,12 @@ class BlenderRGB:
             self._restart()
             self._send(*args)
             retried = True
-        self._outstanding = True
+        self._pending = ticket = object()
 
         def collect() -> np.ndarray:
-            if not self._outstanding:
+            if self._pending is not ticket:  # the reply waiting (if any) is another render's
                 raise RuntimeError("this render was collected already, or dropped by a later submit")
-            self._outstanding = False
+            self._pending = None
             try:
                 return self._receive()
             except (BrokenPipeError, BlenderRenderError):
@@ -136,8 +136,8 @@ class BlenderRGB:
 
     def _drain(self) -> None:
         """Wait for (and drop) the reply of a render submitted but not collected (its caller failed)."""
-        if self._outstanding:
-            self._outstanding = False
+        if self._pending is not None:
+            self._pending = None
             try:
                 self._reply()
             except BlenderRenderError:
