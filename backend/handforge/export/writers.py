@@ -214,7 +214,6 @@ class SampleWriter:
 
     def __init__(self, out: Path, depth: int = 1):
         import queue
-        import threading
 
         self.out, self.errors = out, {}
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
