@@ -313,6 +313,21 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def check_own_actions(hands: dict[str, object]) -> None:
+    """Refuse hands animated through one action slot (Link Animation Data): the same channels, so the
+    second hand's keys would replace the first's (Import Motion, Key Pose of both hands)."""
+    bags = {}
+    for obj in hands.values():
+        bag = find_channelbag(obj)
+        if bag is not None and bag.as_pointer() in bags:
+            first = bags[bag.as_pointer()]
+            raise PoseFormatError(f"{first.name!r} and {obj.name!r} share one action "
+                                  f"({obj.animation_data.action.name!r}): give each hand its own "
+                                  "(Object > Relations > Make Single User > Object Animation) first")
+        if bag is not None:
+            bags[bag.as_pointer()] = obj
+
+
 def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start: float) -> np.ndarray:
     """What ``import_clip`` refuses, checked before any change (callers that change the scene first, e.g.
     to end a preview, call it before); returns the scene frame of each clip frame."""
@@ -321,16 +336,7 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
     if len(missing) == len(clip.hands):
         raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
                               "add hands first (HandForge > Add Hands)")
-    bags = {}
-    for side in clip.hands:  # one action slot on two rigs: the second hand's keys would replace the first's
-        bag = find_channelbag(hands[side]) if side in hands else None
-        if bag is not None and bag.as_pointer() in bags:
-            first = bags[bag.as_pointer()]
-            raise PoseFormatError(f"{first.name!r} and {hands[side].name!r} share one action "
-                                  f"({hands[side].animation_data.action.name!r}): give each hand its own "
-                                  "(Object > Relations > Make Single User > Object Animation) first")
-        if bag is not None:
-            bags[bag.as_pointer()] = hands[side]
+    check_own_actions({side: hands[side] for side in clip.hands if side in hands})
     all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)
     if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
         raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "

@@ -56,6 +56,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        keys.check_own_actions(found)  # one shared action: the second hand's keys would replace the first's
         frame = context.scene.frame_current
         total = sum(keys.key_pose(obj, frame) for obj in found.values())
         self.report({"INFO"}, f"keyed {total} channels at frame {frame}")

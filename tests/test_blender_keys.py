@@ -290,6 +290,8 @@ def test_hands_sharing_one_action_are_refused_before_any_key(session):
     out = session["shared_action"]
     assert "share one action" in out["error"] and "Make Single User" in out["error"], out
     assert out["unchanged"] is True
+    assert "share one action" in out["key_error"] and "Make Single User" in out["key_error"], out
+    assert out["unchanged_by_key"] is True
 
 
 def test_key_pose_in_nla_tweak_mode_makes_the_artists_key_in_the_actions_time(session):

@@ -408,8 +408,14 @@ def shared_action():
     error = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=1))
     keys_after = sum(len(fc.keyframe_points) for fc in action.layers[0].strips[0].channelbag(
         left.animation_data.action_slot).fcurves)
+    # Key Pose of both: the right hand's keys would replace the left's on the shared channels
+    shared.frame_set(7)
+    key_error = error_of(lambda: bpy.ops.handforge.key_pose(sides="BOTH"))
+    keys_after_key = sum(len(fc.keyframe_points) for fc in action.layers[0].strips[0].channelbag(
+        left.animation_data.action_slot).fcurves)
     bpy.context.window.scene = first
-    return {"error": error, "unchanged": keys_before == keys_after}
+    return {"error": error, "unchanged": keys_before == keys_after, "key_error": key_error,
+            "unchanged_by_key": keys_before == keys_after_key}
 
 
 s.check("shared_action", shared_action)
