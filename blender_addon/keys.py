@@ -328,6 +328,21 @@ def check_own_actions(hands: dict[str, object]) -> None:
             bags[bag.as_pointer()] = obj
 
 
+def check_keyable(hands: dict[str, object]) -> None:
+    """Refuse hands whose keys live in an action linked from another file (a library override keeps the
+    library's action): Blender skips every key inserted there with a console warning, and a script's
+    changes to it are not saved, so Key Pose said done and nothing was keyed."""
+    for obj in hands.values():
+        mesh_obj = rig_build.hand_mesh(obj)
+        for id_block in (obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
+            ad = id_block.animation_data if id_block is not None else None
+            if ad is not None and ad.action is not None and not ad.action.is_editable:
+                source = ad.action.library.filepath if ad.action.library is not None else "a library"
+                raise PoseFormatError(f"the keys of {obj.name!r} are in the action {ad.action.name!r}, linked from "
+                                      f"{source}, which cannot be keyed here: give the hand a local copy "
+                                      "(Object > Relations > Make Single User > Object Animation) first")
+
+
 def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start: float) -> np.ndarray:
     """What ``import_clip`` refuses, checked before any change (callers that change the scene first, e.g.
     to end a preview, call it before); returns the scene frame of each clip frame."""
@@ -337,6 +352,7 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
         raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
                               "add hands first (HandForge > Add Hands)")
     check_own_actions({side: hands[side] for side in clip.hands if side in hands})
+    check_keyable(hands)
     all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)
     if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
         raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "

@@ -57,6 +57,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         keys.check_own_actions(found)  # one shared action: the second hand's keys would replace the first's
+        keys.check_keyable(found)
         frame = context.scene.frame_current
         total = sum(keys.key_pose(obj, frame) for obj in found.values())
         self.report({"INFO"}, f"keyed {total} channels at frame {frame}")
@@ -182,6 +183,7 @@ class _GeneratedKeysOperator:
     @reports_errors
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
+        keys.check_keyable(found)
         count = sum(self.act(obj) for obj in found.values())
         if not count:
             self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "

@@ -294,6 +294,15 @@ def test_hands_sharing_one_action_are_refused_before_any_key(session):
     assert out["unchanged_by_key"] is True
 
 
+def test_an_override_keeping_the_librarys_action_is_refused_before_any_key(session):
+    _no_error(session, "override_action")
+    out = session["override_action"]
+    assert out["editable"] == [True, True] and out["action_linked"] is True, out  # the state under test
+    for name in ("key", "delete", "import"):
+        assert "cannot be keyed here" in out[name] and "Make Single User" in out[name], (name, out)
+    assert out["unchanged"] is True
+
+
 def test_key_pose_in_nla_tweak_mode_makes_the_artists_key_in_the_actions_time(session):
     _no_error(session, "tweak_key")
     out = session["tweak_key"]

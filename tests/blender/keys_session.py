@@ -421,6 +421,44 @@ def shared_action():
 s.check("shared_action", shared_action)
 
 
+def override_with_linked_action():
+    """A library override of keyed hands keeps the library's action, which cannot be keyed here: Key Pose
+    and the generated-key tools said done and Blender skipped every key; refused instead."""
+    first = bpy.context.window.scene
+    scene = bpy.data.scenes.new("Override")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    made = set(scene.objects)
+    library = str(s.work / "override_library.blend")
+    bpy.data.libraries.write(library, made, fake_user=True)
+    for obj in made:
+        bpy.data.objects.remove(obj)
+    with bpy.data.libraries.load(library, link=True) as (src, dst):
+        dst.objects = list(src.objects)
+    for obj in dst.objects:
+        scene.collection.objects.link(obj)
+    rigs = [obj.override_create(remap_local_usages=True) for obj in dst.objects if obj.type == "ARMATURE"]
+    action = rigs[0].animation_data.action
+
+    def keys_now():
+        return sorted(tuple(k.co) for bag in action.layers[0].strips[0].channelbags for fc in bag.fcurves
+                      for k in fc.keyframe_points)
+
+    before = keys_now()
+    scene.frame_set(9)
+    out = {"editable": [r.is_editable for r in rigs], "action_linked": not action.is_editable,
+           "key": error_of(lambda: bpy.ops.handforge.key_pose(sides="BOTH")),
+           "delete": error_of(lambda: bpy.ops.handforge.delete_generated_keys(sides="BOTH")),
+           "import": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=1))}
+    out["unchanged"] = keys_now() == before
+    bpy.context.window.scene = first
+    return out
+
+
+s.check("override_action", override_with_linked_action)
+
+
 def key_pose_in_tweak_mode():
     """Key Pose in NLA tweak mode through a moved strip: the keys land in the action's time (Blender maps
     them) and are the artist's there (they stayed GENERATED: the scene frame was retyped, and Delete
