@@ -351,8 +351,9 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
     if len(missing) == len(clip.hands):
         raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
                               "add hands first (HandForge > Add Hands)")
-    check_own_actions({side: hands[side] for side in clip.hands if side in hands})
-    check_keyable(hands)
+    animated = {side: hands[side] for side in clip.hands if side in hands}
+    check_own_actions(animated)
+    check_keyable(animated)
     all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)
     if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
         raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "
