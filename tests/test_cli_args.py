@@ -26,6 +26,9 @@ from handforge.cli import main as cli_main
     (["--devices", "gpu7"], "argument --devices: must be cpu or cuda:N"),
     (["--devices", ","], "argument --devices: must be cpu or cuda:N"),
     (["--torch-threads", "0"], "argument --torch-threads: must be at least 1"),
+    # 10**8 threads: torch crashed the process (a segfault) and the pool "can't start new thread"
+    (["--torch-threads", "100000000"], "argument --torch-threads: must be at most 1024 threads, got 100000000"),
+    (["--cpu-workers", "100000000"], "argument --cpu-workers: must be at most 1024 threads, got 100000000"),
 ])
 def test_bad_serve_arguments_give_one_line_and_status_2(capsys, args, message):
     with pytest.raises(SystemExit) as info:
@@ -76,6 +79,11 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "transfer", "--data", ".", "--steps", "1001"], "--steps: must be"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "-1"], "--threads: must be at least 1"),
     (["train", "interaction", "--corpus", ".", "--out", "x", "--minutes", "-1"], "--minutes: must be a number above 0"),
+    # (torch.set_num_threads(10**8) ended the process with a segfault, after the corpus was read)
+    (["train", "motion", "--corpus", ".", "--out", "x", "--threads", "100000000"], "--threads: must be at most 1024"),
+    (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "5000"], "--threads: must be at most 1024"),
+    (["eval", "motion", "--corpus", ".", "--threads", "100000000"], "--threads: must be at most 1024"),
+    (["train-features", "--corpus", ".", "--out", "x", "--threads", "100000000"], "--threads: must be at most 1024"),
     (["bake-open-hand", "--samples", "10"], "--samples: must be at least 11"),  # 10 gave a zero beta, 2 a traceback
     (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be at least 0"),
     (["train", "guidance", "--data", ".", "--out", "x", "--size", "100"], "--size: must be a multiple of 8, got 100"),

@@ -71,6 +71,26 @@ def at_least(low: int) -> Callable[[str], int]:
     return whole_number(low)
 
 
+# Thread counts above this are refused: torch.set_num_threads(10**8) crashed the process (a segfault, no
+# message) and the server's thread pool died with "can't start new thread"; no machine this runs on has
+# anywhere near this many cores, and 4096 was checked to still work.
+MAX_THREADS = 1024
+
+
+def thread_count(low: int = 1) -> Callable[[str], int]:
+    """A number of threads (torch's, or a pool's): a whole number in [low, MAX_THREADS]."""
+    parse_whole = whole_number(low)
+
+    def parse(text: str) -> int:
+        value = parse_whole(text)
+        if value > MAX_THREADS:
+            raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS} threads, got {value}")
+        return value
+
+    parse.__name__ = f"thread count >= {low}"
+    return parse
+
+
 def multiple_of(step: int, low: int | None = None) -> Callable[[str], int]:
     """A whole number that is a multiple of ``step``, at least ``low`` (default ``step``): an image side
     that a VAE or a stack of stride-2 layers divides."""
@@ -172,5 +192,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
-           "torch_device", "whole_number", "write_report"]
+__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
+           "thread_count", "torch_device", "whole_number", "write_report"]

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import at_least, finite_number, report_file, whole_number
+from handforge.arguments import at_least, finite_number, report_file, thread_count, whole_number
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
 NAME = "serve"
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queued-mb", type=_message_mb, default=1024.0, metavar="MIB",
                         help="MiB of arrays that waiting jobs may hold together; a request passing it is answered "
                              "'busy' (default 1024)")
-    parser.add_argument("--cpu-workers", type=at_least(1), default=4, metavar="N",
+    parser.add_argument("--cpu-workers", type=thread_count(), default=4, metavar="N",
                         help="threads for light (cpu-class) jobs (default 4)")
     parser.add_argument("--devices", type=_device_list, metavar="LIST",
                         help="comma-separated devices for GPU-class jobs, e.g. cuda:0,cuda:1 or cpu "
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
                         help="also load the engines of this Python package (each <engine>/jobs.py), besides "
                              "handforge.engines; repeatable")
-    parser.add_argument("--torch-threads", type=at_least(1), metavar="N",
+    parser.add_argument("--torch-threads", type=thread_count(), metavar="N",
                         help="CPU threads of each torch operation (default: torch's own, one per core); 1 is "
                              "much faster on a small machine busy with other work, where torch's threads wait "
                              "on each other (in-betweening 200 frames: 1 s instead of 9-17 s on 2 loaded cores)")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import at_least, output_folder
+from handforge.arguments import at_least, output_folder, thread_count
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs for each network")
     parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
-    parser.add_argument("--threads", type=at_least(0), default=0,
+    parser.add_argument("--threads", type=thread_count(0), default=0,
                         help="torch threads (default: 0, which leaves torch's own count: OMP_NUM_THREADS, "
                              "else one per core)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
