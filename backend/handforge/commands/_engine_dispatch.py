@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from handforge.arguments import Parser
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
 
 
 def run(args: argparse.Namespace, module: str, command: str) -> int:
+    # (a relative name such as '.foo' made importlib raise TypeError: a traceback instead of this line)
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", args.package):
+        print(f"handforge {command}: --package {args.package!r} is not a Python package name (dotted, like "
+              f"{PACKAGE})", file=sys.stderr)
+        return 2
     try:
         engines = engines_with(module, args.package)
     except ModuleNotFoundError:

@@ -161,6 +161,8 @@ def _importable(package: str) -> bool:
     import importlib.util
 
     try:
-        return importlib.util.find_spec(package) is not None
-    except ModuleNotFoundError:  # a parent package is missing
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # a parent package is missing, or a relative name ('.foo': ImportError)
         return False
+    # a plain module ('os') has no engines to list: the server's scan of it raised AttributeError
+    return spec is not None and spec.submodule_search_locations is not None

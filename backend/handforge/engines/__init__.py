@@ -31,6 +31,8 @@ PACKAGE = __name__
 def engines_with(module: str, package: str = PACKAGE) -> list[str]:
     """Names of the engines in ``package`` that have a ``<engine>.<module>`` module (e.g. "train")."""
     root = importlib.import_module(package)
+    if not hasattr(root, "__path__"):  # a plain module ('os'): no engines, not an AttributeError
+        raise ModuleNotFoundError(f"{package} is a module, not a package", name=package)
     found = []
     for info in pkgutil.iter_modules(root.__path__):
         if info.ispkg and importlib.util.find_spec(f"{package}.{info.name}.{module}") is not None:
