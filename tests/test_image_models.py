@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -28,6 +29,10 @@ def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "attentionhand: ready" in out and "controlnet: missing weights" in out
     assert "image.controlnets = - [not set]" in out and "HANDFORGE_CONTROLNETS" in out
+    # --json after `list` too (it was refused as an unrecognised argument), and before it
+    for argv in (["models", "list", "--json"], ["models", "--json", "list"], ["models", "--json"]):
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["attentionhand"]["ready"] is True
 
 
 def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):

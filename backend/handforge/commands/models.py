@@ -12,7 +12,10 @@ HELP = "list, check, import or (on request) download the weights of the image en
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.add_parser("list", help="what each engine needs and what is configured (default)")
+    listing = sub.add_parser("list", help="what each engine needs and what is configured (default)")
+    # `models list --json` (as `doctor --json`) was refused as an unrecognised argument: the flag was only
+    # the parent's. SUPPRESS: without it, the subcommand's default would hide `models --json list`.
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
     check.add_argument("path", nargs="?", help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"), help="what PATH holds (default: guessed)")
