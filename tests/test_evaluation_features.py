@@ -202,3 +202,17 @@ def test_evaluate_command_reports_every_metric(corpus, tmp_path):
     assert report["smoothness"]["jitter"] > 0 and report["penetration"]["penetration_volume_cm3"] >= 0
     assert report["vs_reference_motions"]["frechet"] == pytest.approx(0.0, abs=1e-6)  # the same clips
     assert main(["measure", "--clips", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize("given, needle", [
+    ("clip.npz", "clip.npz is a file: give the folder of motion clips (.npz) that holds it"),
+    ("nowhere", "nowhere: no such folder (a folder of motion clips .npz, or a corpus folder)"),
+    ("empty", "empty: no motion clips (.npz) found"),
+])
+def test_measure_says_whether_clips_is_a_file_missing_or_empty(given, needle, tmp_path, monkeypatch, capsys):
+    """All three said "no motion clips (.npz) found", which for one clip given as a file was misleading."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clip.npz").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    assert main(["measure", "--clips", given]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"handforge measure: {needle}"]

@@ -122,6 +122,12 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     from pathlib import Path
 
     folder = Path(folder)
+    # said apart from an empty folder: "no motion clips found" for one clip given as a file read as if
+    # the clip were not one, and for a mistyped folder hid the typo
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file: give the folder of motion clips (.npz) that holds it")
+    if not folder.exists():
+        raise ValueError(f"{folder}: no such folder (a folder of motion clips .npz, or a corpus folder)")
     clip_dir = folder / "clips" if (folder / "clips").is_dir() else folder
     files = sorted(clip_dir.glob("*.npz"))[: max_clips or None]
     if not files:
