@@ -101,6 +101,10 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["export", "spec.toml", "--out", ""], "--out: give a folder"),
     (["train", "motion", "--corpus", ".", "--out", "afile"], "--out: afile is a file"),
     (["serve", "--endpoint-file", "."], "--endpoint-file: must be a file path"),
+    # a name over 255 bytes: stat raised ENAMETOOLONG in the check, a traceback
+    (["corpus", "--sequences", "1", "--out", "a" * 300], "--out: cannot use this path: File name too long"),
+    (["keys", "--out", "a" * 300], "--out: cannot use this path: File name too long"),
+    (["measure", "--clips", ".", "--out", "a" * 300 + ".json"], "--out: cannot use this path: File name too long"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -116,6 +120,7 @@ def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys,
      "--feature-dim 15 must be a multiple of --heads 2"),
     (["train", "motion", "--corpus", ".", "--out", "x", "--d-model", "15", "--heads", "3"], "--d-model 15 must be even"),
     (["train", "motion", "--corpus", ".", "--out", "x", "--hand-model", "mano"], "--hand-model mano needs MANO"),
+    (["train-features", "--corpus", ".", "--out", "a" * 300], "--out: cannot use this path: File name too long"),
 ])
 def test_training_options_that_do_not_fit_together_are_refused_before_any_work(argv, needle, capsys, tmp_path,
                                                                                monkeypatch):

@@ -138,6 +138,20 @@ def number_in(low: float, high: float = math.inf, low_open: bool = False,
 POSITIVE = number_in(0.0, low_open=True)  # e.g. a learning rate
 
 
+def _path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A path type whose look at the disk fails (a name over the file system's 255 bytes: stat raised
+    ENAMETOOLONG; a folder this user may not enter) refuses the path in argparse's one line, not a traceback."""
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot use this path: {exc.strerror or exc}") from None
+
+    parse.__name__, parse.__doc__ = check.__name__, check.__doc__
+    return parse
+
+
+@_path_errors_said
 def report_file(text: str) -> str:
     """A file a command writes at its end (a JSON report): checked first, so that an hour of
     evaluation is not lost to a missing folder or a typo."""
@@ -176,6 +190,7 @@ def write_report(path: str | Path, data: Any) -> None:
         fh.write("\n")
 
 
+@_path_errors_said
 def output_folder(text: str) -> str:
     """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
     folder this user can write to, checked before any work."""

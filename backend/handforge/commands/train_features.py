@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
     from handforge.evaluation.features import FeatureError
 
-    if Path(args.out).is_file() or args.out.endswith(".safetensors"):
+    # (os.path.isfile, not Path.is_file: a name over 255 bytes made that raise, a traceback; output_folder
+    # below says it in one line)
+    if os.path.isfile(args.out) or args.out.endswith(".safetensors"):
         print(f"handforge train-features: --out is a checkpoint folder (frame/, motion/, recipe.json), not a file: "
               f"got {args.out}", file=sys.stderr)
         return 2
