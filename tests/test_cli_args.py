@@ -179,3 +179,18 @@ def test_an_engine_package_that_is_no_package_name_is_refused_in_one_line(capsys
                                 "PYTHONPATH?)"]
     assert cli_main(["serve", "--port", "0", "--engine-package", "os"]) == 2  # a module, no package: AttributeError
     assert "--engine-package os: no such Python package" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["measure", "--clips", "a" * 300], ["convert-mano", "a" * 300 + ".pkl"], ["models", "check", "a" * 300],
+    ["export", "a" * 300 + ".toml", "--out", "x"], ["train", "motion", "--corpus", "a" * 300, "--out", "x"],
+    ["compare-hands", "--model-dir", "a" * 300],
+])
+def test_an_input_path_with_a_name_too_long_is_said_in_one_line(argv, capsys, tmp_path, monkeypatch):
+    """stat of a name over 255 bytes raises ENAMETOOLONG (not 'does not exist'): each of these gave a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
+    assert cli_main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "longer than the file system allows (255 bytes): shorten it" in line
+    assert list(tmp_path.iterdir()) == []

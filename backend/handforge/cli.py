@@ -6,6 +6,7 @@ A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -47,4 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ConfigError as exc:  # read by whichever setting the command needs first
         print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path given with a name over the file system's limit (255 bytes) made the first look at it
+        # (is_dir, exists, stat) raise, in every command that reads a path: a traceback. Other OSErrors
+        # are each command's own to say.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"handforge {args.command}: {exc.filename or 'a path'}: a name in this path is longer than the file "
+              "system allows (255 bytes): shorten it", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge export: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the disk filled while writing (a traceback, the failed samples unsaid)
+        if exc.errno == errno.ENAMETOOLONG:  # the spec's path (nothing written yet): handforge.cli says it
+            raise
         where = f" {exc.filename}" if exc.filename else ""
         print(f"handforge export: could not write{where}: {exc.strerror or exc}; make room (or choose another "
               "--out) and run the same command again: finished samples are kept", file=sys.stderr)
