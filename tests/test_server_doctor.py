@@ -37,6 +37,17 @@ def test_a_malformed_endpoint_is_one_line():
     assert done.returncode == 2 and "use tcp://HOST:PORT" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_key_file_that_is_not_there_is_one_line_and_status_2(tmp_path):
+    # before: after the device probe, "NOT usable: Invalid certificate file: ..." in the report, status 0
+    (tmp_path / "server.key").write_text("")
+    for server_key, secret, said in ((tmp_path / "nope.key", tmp_path / "server.key", "--curve-server-key"),
+                                     (tmp_path / "server.key", tmp_path, "--curve-client-secret")):
+        done = _doctor("--curve-server-key", str(server_key), "--curve-client-secret", str(secret))
+        assert done.returncode == 2 and done.stdout == ""
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"handforge doctor: {said} ") and ("no such file" in line or "a folder" in line)
+
+
 def test_doctor_json_is_what_hello_reports(tmp_path):
     done = _doctor("--json", HANDFORGE_MANO_DIR=str(tmp_path / "nowhere"))
     report = json.loads(done.stdout)

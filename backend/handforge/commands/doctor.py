@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
@@ -49,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
+    # a mistyped key path was reported after the device probe as the backend being "NOT usable: Invalid
+    # certificate file" (a folder: "[Errno 21] Is a directory"), and doctor still exited 0
+    for option, given in (("--curve-server-key", args.curve_server_key),
+                          ("--curve-client-secret", args.curve_client_secret)):
+        if given is not None and not Path(given).is_file():
+            print(f"handforge doctor: {option} {given}: {'a folder' if Path(given).is_dir() else 'no such file'}; give "
+                  "the key file `handforge keys` wrote", file=sys.stderr)
+            return 2
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
