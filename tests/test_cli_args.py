@@ -96,6 +96,8 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "interaction", "--corpus", ".", "--out", "."], "--out: must be a file path, got '.' (a folder)"),
     (["measure", "--corpus", ".", "--out", "nodir/r.json"], "its folder nodir does not exist"),
     (["keys", "--out", "afile"], "--out: afile is a file: give a folder"),
+    (["convert-mano", "--out", "afile"], "--out: afile is a file: give a folder"),  # (a traceback, after reading)
+    (["convert-mano", "--out", "afile/sub"], "afile is a file: a folder cannot go inside it"),
     (["demo", "--no-blender", "--out", "afile"], "--out: afile is a file"),
     (["corpus", "--out", "afile/corpus"], "afile is a file: a folder cannot go inside it"),
     (["export", "spec.toml", "--out", ""], "--out: give a folder"),

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from handforge.arguments import output_folder
+
 NAME = "convert-mano"
 HELP = ("convert MANO_RIGHT.pkl / MANO_LEFT.pkl (from mano.is.tue.mpg.de) into plain .npz files that load "
         "without chumpy or pickle")
@@ -16,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MANO .pkl files to convert (default: MANO_RIGHT.pkl and MANO_LEFT.pkl in --model-dir)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="folder with the MANO pickles (default: the mano.model_dir setting, $HANDFORGE_MANO_DIR)")
-    parser.add_argument("--out", type=Path, default=None,
+    # checked as a folder before anything is read: a file given here (or a path through one) ended in a
+    # FileExistsError / NotADirectoryError traceback once both models had been loaded
+    parser.add_argument("--out", type=lambda text: Path(output_folder(text)), default=None,
                         help="folder for the .npz files (default: next to each .pkl, where HandForge looks first)")
     parser.add_argument("--force", action="store_true", help="overwrite existing .npz files")
 
