@@ -65,6 +65,12 @@ def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_erro
     assert 'guidance = "' in capsys.readouterr().out
     assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", "mine"]) == 2
     assert "exists" in capsys.readouterr().err
+    # a path as --name: copied outside the models folder ("/x" replaced it in the join, "../x" climbed out)
+    for name in (str(tmp_path / "elsewhere"), "../escaped", "", ".."):
+        assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", name]) == 2
+        assert "one folder name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["guidance"]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["models", "fetch", "controlnet-depth"]) == 2
     err = capsys.readouterr().err

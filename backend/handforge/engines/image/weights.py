@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,10 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     controlnet) into the models folder; returns where it went."""
     if kind not in _FOLDERS:
         raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(_FOLDERS)}")
+    # one folder name: "/elsewhere" replaced the models folder in the join (the weights copied anywhere),
+    # "../x" climbed out of it ("" is refused too: an empty --name is a slip, not "the source's name")
+    if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")):
+        raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path")
     source = Path(source).expanduser()
     report = (check_sd if kind == "sd" else check_controlnet)(source)
     if not report.ok:
