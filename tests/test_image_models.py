@@ -71,6 +71,18 @@ def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_erro
         assert "one folder name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["guidance"]
+    # a copy that fails part-way (a full disk) leaves nothing under the name, and says so in one line
+    copytree = shutil.copytree
+
+    def copy_then_fail(src, dst, **_):
+        copytree(src, dst)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("handforge.engines.image.weights.shutil.copytree", copy_then_fail)
+    assert main(["models", "import", str(guidance), "--kind", "guidance", "--name", "full"]) == 1
+    assert "could not copy" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "models" / "guidance").iterdir()) == ["mine"]
+    monkeypatch.undo()
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["models", "fetch", "controlnet-depth"]) == 2
     err = capsys.readouterr().err

@@ -101,3 +101,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileExistsError, ConnectionError) as exc:
         print(f"handforge models {action}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the disk filled while importing: a traceback before (nothing is left half-copied)
+        if action != "import":  # (the others' are not a copy; handforge.cli says a name too long)
+            raise
+        print(f"handforge models {action}: could not copy {args.path}: {exc.strerror or exc}; make room and run "
+              "it again", file=sys.stderr)
+        return 1

@@ -199,8 +199,24 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     if target.exists():
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    # copied beside it and renamed into place: a copy that failed part-way (a full disk) left half the
+    # weights under the name, which then "exists" and was listed as configured weights
+    partial = target.with_name(f".{target.name}.partial")
+    _remove(partial)
+    try:
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, partial)
+        partial.rename(target)
+    except BaseException:
+        _remove(partial)
+        raise
     return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = None) -> Path:
