@@ -196,3 +196,12 @@ def test_an_input_path_with_a_name_too_long_is_said_in_one_line(argv, capsys, tm
     (line,) = capsys.readouterr().err.splitlines()
     assert "longer than the file system allows (255 bytes): shorten it" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keys_force_over_a_folder_of_the_key_files_name_is_one_line(tmp_path, capsys):
+    """A folder named server.key: --force ended in an IsADirectoryError traceback."""
+    (tmp_path / "server.key").mkdir()
+    assert cli_main(["keys", "--out", str(tmp_path), "--force"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"handforge keys: {tmp_path / 'server.key'} is a folder, not a key file: move it, or choose another --name"
+    assert [p.name for p in tmp_path.iterdir()] == ["server.key"]

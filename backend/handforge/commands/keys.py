@@ -28,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge keys: --name {args.name!r}: use letters, digits, '.', '_' or '-'", file=sys.stderr)
         return 2
     public, secret = args.out / f"{args.name}.key", args.out / f"{args.name}.key_secret"
+    taken = [p for p in (public, secret) if p.is_dir()]  # (--force then ended in an IsADirectoryError traceback)
+    if taken:
+        print(f"handforge keys: {taken[0]} is a folder, not a key file: move it, or choose another --name",
+              file=sys.stderr)
+        return 2
     if (public.exists() or secret.exists()) and not args.force:
         print(f"handforge keys: {public} or {secret} exists already: pass --force to replace it, or choose another "
               "--name", file=sys.stderr)
