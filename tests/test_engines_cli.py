@@ -35,7 +35,7 @@ def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):
     assert "no Python package 'no.such.package'" in capsys.readouterr().err
     # a relative name and a module that is no package gave a TypeError and an AttributeError traceback
     assert main(["train", "--package", ".engines", "x"]) == 2
-    assert "--package '.engines' is not a Python package name" in capsys.readouterr().err
+    assert "no Python package '.engines'" in capsys.readouterr().err
     assert main(["eval", "--package", "os", "x"]) == 2
     assert "no Python package 'os'" in capsys.readouterr().err
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 
 from handforge.arguments import Parser
-from handforge.engines import PACKAGE, engines_with
+from handforge.engines import PACKAGE, engines_with, is_package
 
 
 def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
@@ -22,16 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
 
 
 def run(args: argparse.Namespace, module: str, command: str) -> int:
-    # (a relative name such as '.foo' made importlib raise TypeError: a traceback instead of this line)
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", args.package):
-        print(f"handforge {command}: --package {args.package!r} is not a Python package name (dotted, like "
-              f"{PACKAGE})", file=sys.stderr)
-        return 2
-    try:
-        engines = engines_with(module, args.package)
-    except ModuleNotFoundError:
+    if not is_package(args.package):
         print(f"handforge {command}: no Python package {args.package!r} (is its folder on PYTHONPATH?)", file=sys.stderr)
         return 2
+    engines = engines_with(module, args.package)
     if args.engine not in engines:
         known = (f"engines with {_a(module)}.py: {', '.join(engines)}" if engines
                  else f"no engine in {args.package} has {_a(module)}.py yet")

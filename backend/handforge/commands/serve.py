@@ -114,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.torch_threads:
         limit_torch_threads(args.torch_threads)
+    from handforge.engines import is_package
     from handforge.server.security import SecurityError
 
     for package in args.engine_package:
-        if not _importable(package):
+        if not is_package(package):
             print(f"handforge serve: --engine-package {package}: no such Python package (is its folder on "
                   "PYTHONPATH?)", file=sys.stderr)
             return 2
@@ -155,14 +156,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge serve: {server.failure}", file=sys.stderr)
         return 2
     return 0
-
-
-def _importable(package: str) -> bool:
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):  # a parent package is missing, or a relative name ('.foo': ImportError)
-        return False
-    # a plain module ('os') has no engines to list: the server's scan of it raised AttributeError
-    return spec is not None and spec.submodule_search_locations is not None

@@ -28,11 +28,20 @@ import pkgutil
 PACKAGE = __name__
 
 
+def is_package(name: str) -> bool:
+    """Whether ``name`` is an importable package, where engines can live (``--package``,
+    ``--engine-package``): not a missing one, a relative name ('.foo': importlib raised ImportError or
+    TypeError later) or a plain module ('os': scanning it raised AttributeError)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent package is missing, or a relative name
+        return False
+    return spec is not None and spec.submodule_search_locations is not None
+
+
 def engines_with(module: str, package: str = PACKAGE) -> list[str]:
-    """Names of the engines in ``package`` that have a ``<engine>.<module>`` module (e.g. "train")."""
+    """Names of the engines in ``package`` (``is_package``) that have a ``<engine>.<module>`` module (e.g. "train")."""
     root = importlib.import_module(package)
-    if not hasattr(root, "__path__"):  # a plain module ('os'): no engines, not an AttributeError
-        raise ModuleNotFoundError(f"{package} is a module, not a package", name=package)
     found = []
     for info in pkgutil.iter_modules(root.__path__):
         if info.ispkg and importlib.util.find_spec(f"{package}.{info.name}.{module}") is not None:
@@ -40,4 +49,4 @@ def engines_with(module: str, package: str = PACKAGE) -> list[str]:
     return sorted(found)
 
 
-__all__ = ["PACKAGE", "engines_with"]
+__all__ = ["PACKAGE", "engines_with", "is_package"]
