@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +206,15 @@ def test_keys_force_over_a_folder_of_the_key_files_name_is_one_line(tmp_path, ca
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"handforge keys: {tmp_path / 'server.key'} is a folder, not a key file: move it, or choose another --name"
     assert [p.name for p in tmp_path.iterdir()] == ["server.key"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="writes under /proc, which refuses new folders")
+def test_corpus_into_a_folder_the_file_system_refuses_is_one_line(capsys):
+    """/proc refuses new folders though access() allows them to root: a FileNotFoundError traceback (another
+    user is refused by --out's check, in argparse)."""
+    try:
+        code = cli_main(["corpus", "--out", "/proc/handforge_corpus", "--sequences", "1", "--quiet"])
+    except SystemExit as exit_:
+        code = exit_.code
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2 and "cannot write into /proc" in line and "choose a folder you can write to" in line

@@ -162,7 +162,12 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     remove_abandoned(out)
     work = out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
     clip_dir = work / "clips"
-    clip_dir.mkdir(parents=True)
+    try:
+        clip_dir.mkdir(parents=True)
+    except OSError as exc:  # a folder access() allowed (output_folder) that the file system refuses: /proc as root
+        shutil.rmtree(work, ignore_errors=True)
+        raise CorpusError(f"cannot write into {out.parent}: {exc.strerror or exc}; choose a folder you can "
+                          "write to") from None
     started = time.perf_counter()
     try:
         chunks = [(seed, c, min(settings.chunk_size, sequences - c * settings.chunk_size), str(clip_dir))
