@@ -30,6 +30,7 @@ from handforge.cli import main as cli_main
     # 10**8 threads: torch crashed the process (a segfault) and the pool "can't start new thread"
     (["--torch-threads", "100000000"], "argument --torch-threads: must be at most 1024 threads, got 100000000"),
     (["--cpu-workers", "100000000"], "argument --cpu-workers: must be at most 1024 threads, got 100000000"),
+    (["--curve-clients", "no/such/clients"], "argument --curve-clients: no such folder no/such/clients"),
 ])
 def test_bad_serve_arguments_give_one_line_and_status_2(capsys, args, message):
     with pytest.raises(SystemExit) as info:

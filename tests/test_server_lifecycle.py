@@ -70,8 +70,17 @@ def test_a_remote_bind_without_keys_is_refused():
 
 
 def test_half_a_curve_configuration_is_refused(tmp_path):
+    (tmp_path / "server.key_secret").write_text("")  # (a missing one is refused first, by argparse)
     done = _serve("--curve-secret", str(tmp_path / "server.key_secret"))
     assert done.returncode == 2 and "--curve-clients" in done.stderr
+
+
+def test_a_missing_curve_secret_is_refused_alone_before_start_up(tmp_path):
+    # it was found at bind, after start-up's warnings (here: no client keys in the folder)
+    done = _serve("--curve-secret", str(tmp_path / "server.key_secret"), "--curve-clients", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"handforge serve: error: argument --curve-secret: no such file {tmp_path}/"
+                                        "server.key_secret (create one with `handforge keys`) (see handforge serve --help)"]
 
 
 def test_unknown_devices_are_refused():

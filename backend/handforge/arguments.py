@@ -169,6 +169,24 @@ def report_file(text: str) -> str:
     return text
 
 
+def existing_path(folder: bool = False, hint: str = "") -> Callable[[str], Path]:
+    """A file (or folder) a command reads: checked by argparse, so that a typo is said alone, before the
+    start-up's log lines (a server's) or any work."""
+    kind = "folder" if folder else "file"
+
+    @_path_errors_said
+    def existing(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not (path.is_dir() if folder else path.is_file()):
+            said = (f"{text} is a {'file' if folder else 'folder'}, not a {kind}" if path.exists()
+                    else f"no such {kind} {text}")
+            raise argparse.ArgumentTypeError(said + (f" ({hint})" if hint else ""))
+        return path
+
+    existing.__name__ = kind
+    return existing
+
+
 def torch_device(text: str) -> str:
     """A torch device a command runs on: cpu, cuda or cuda:N (whether it exists is checked when used)."""
     import re
@@ -207,5 +225,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import at_least, finite_number, report_file, thread_count, whole_number
+from handforge.arguments import at_least, existing_path, finite_number, report_file, thread_count, whole_number
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
 NAME = "serve"
@@ -68,9 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs CurveZMQ keys)")
     parser.add_argument("--port", type=whole_number(0, 65535), default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, see --endpoint-file)")
-    parser.add_argument("--curve-secret", type=Path, metavar="FILE",
+    parser.add_argument("--curve-secret", type=existing_path(hint="create one with `handforge keys`"), metavar="FILE",
                         help="the server's CurveZMQ secret key (a .key_secret file from `handforge keys`)")
-    parser.add_argument("--curve-clients", type=Path, metavar="DIR",
+    parser.add_argument("--curve-clients", type=existing_path(folder=True), metavar="DIR",
                         help="folder with the public keys (*.key) of the clients allowed to connect")
     parser.add_argument("--max-queue", type=at_least(1), default=32, metavar="N",
                         help="jobs that may wait to start; more are answered 'busy' (default 32)")
