@@ -56,6 +56,20 @@ def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):
     assert "not a readable safetensors file" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("kind", ["sd", "guidance", "controlnet"])
+def test_a_missing_path_to_import_or_check_is_named_alone(kind, tmp_path, capsys):
+    # it was checked as weights: an SD folder's five parts were each listed as missing
+    missing = str(tmp_path / "nothere")
+    for action in ("import", "check"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["models", action, missing, "--kind", kind])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"handforge models {action}: error: argument path: no such file or folder {missing!r} "
+            f"(see handforge models {action} --help)"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_error(weights, tmp_path, monkeypatch,
                                                                                    capsys):
     guidance = weights[2]

@@ -79,8 +79,8 @@ def test_a_missing_curve_secret_is_refused_alone_before_start_up(tmp_path):
     # it was found at bind, after start-up's warnings (here: no client keys in the folder)
     done = _serve("--curve-secret", str(tmp_path / "server.key_secret"), "--curve-clients", str(tmp_path))
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"handforge serve: error: argument --curve-secret: no such file {tmp_path}/"
-                                        "server.key_secret (create one with `handforge keys`) (see handforge serve --help)"]
+    assert done.stderr.splitlines() == [f"handforge serve: error: argument --curve-secret: no such file '{tmp_path}/"
+                                        "server.key_secret' (create one with `handforge keys`) (see handforge serve --help)"]
 
 
 def test_unknown_devices_are_refused():

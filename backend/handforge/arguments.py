@@ -169,18 +169,18 @@ def report_file(text: str) -> str:
     return text
 
 
-def existing_path(folder: bool = False, hint: str = "") -> Callable[[str], Path]:
-    """A file (or folder) a command reads: checked by argparse, so that a typo is said alone, before the
-    start-up's log lines (a server's) or any work."""
-    kind = "folder" if folder else "file"
+def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str], Path]:
+    """A file (``folder``: a folder; None: either) a command reads: checked by argparse, so that a typo is
+    said alone, before the start-up's log lines (a server's) or what checking its contents would list."""
+    kind = {False: "file", True: "folder", None: "file or folder"}[folder]
 
     @_path_errors_said
     def existing(text: str) -> Path:
         path = Path(text).expanduser()
-        if not (path.is_dir() if folder else path.is_file()):
-            said = (f"{text} is a {'file' if folder else 'folder'}, not a {kind}" if path.exists()
-                    else f"no such {kind} {text}")
-            raise argparse.ArgumentTypeError(said + (f" ({hint})" if hint else ""))
+        if not text.strip() or not path.exists():  # ("" would be the current folder)
+            raise argparse.ArgumentTypeError(f"no such {kind} {text!r}" + (f" ({hint})" if hint else ""))
+        if folder is not None and path.is_dir() != folder:
+            raise argparse.ArgumentTypeError(f"{text} is a {'file' if folder else 'folder'}, not a {kind}")
         return path
 
     existing.__name__ = kind

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from handforge.arguments import existing_path
+
 NAME = "models"
 HELP = "list, check, import or (on request) download the weights of the image engines"
 
@@ -17,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the parent's. SUPPRESS: without it, the subcommand's default would hide `models --json list`.
     listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
-    check.add_argument("path", nargs="?", help="an SD folder or ControlNet folder (default: the configured ones)")
+    check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"), help="what PATH holds (default: guessed)")
     check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
     imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module or a ControlNet) "
                                         "into the models folder")
-    imp.add_argument("path", help="the weights to copy")
+    imp.add_argument("path", type=existing_path(folder=None), help="the weights to copy")
     imp.add_argument("--kind", choices=("sd", "guidance", "controlnet"), required=True, help="what PATH holds")
     imp.add_argument("--name", help="folder name there (default: the source's)")
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
