@@ -152,6 +152,11 @@ def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_pa
     ({"generate": {"engine": "attentionhand", "controls": ["x"]}}, "generate.controls"),
     ({"width": 60}, "multiples of 8"),
     ({"render": {"engine": "none"}, "generate": {"setps": 1}}, "unknown keys"),
+    # an unused [generate] is checked whole too: only its keys were, a wrong value passed silently
+    ({"render": {"engine": "workbench"}, "generate": {"steps": "20"}}, "generate.steps: expected a whole number"),
+    ({"render": {"engine": "none"}, "generate": {"tas": "yes"}}, "generate.tas: expected true or false"),
+    ({"render": {"engine": "workbench"}, "generate": {"prompts": 3}}, "generate.prompts: expected a list of strings"),
+    ({"render": {"engine": "workbench"}, "generate": []}, "generate: expected a table/object, got list"),
     ({"generate": {"keep_below_px": -1}}, "generate.keep_below_px"),
     # before: accepted, then every sample failed with "Overflow when unpacking long long"
     ({"generate": {"seed": 2**64 - 1}}, r"generate.seed: expected a whole number from 0 to 2\*\*63 - 1"),
@@ -160,6 +165,11 @@ def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_pa
 def test_bad_generate_sections_are_clear_errors(change, message):
     with pytest.raises(SpecError, match=message):
         parse_spec({**SPEC, **change})
+
+
+def test_an_unused_generate_section_keeps_what_only_the_generate_engine_needs_unchecked():
+    # (SD's multiples of 8 are the generate engine's; a workbench render may be 60 wide)
+    assert parse_spec({**SPEC, "render": {"engine": "workbench"}, "width": 60}).width == 60
 
 
 def test_keep_below_px_records_and_summarises_the_alignment_check(generated):

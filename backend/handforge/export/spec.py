@@ -235,7 +235,7 @@ def _seed(value: Any, name: str) -> int:
     return value
 
 
-def _generate(data: Any, width: int, height: int) -> GenerateSettings:
+def _generate(data: Any) -> GenerateSettings:
     gen = _section(GenerateSettings, data, "generate")
     engine = _choice(gen.get("engine", "controlnet"), IMAGE_ENGINES, "generate.engine")
     prompts = _strings(gen.get("prompts", GenerateSettings.prompts), "generate.prompts")
@@ -249,8 +249,6 @@ def _generate(data: Any, width: int, height: int) -> GenerateSettings:
     tas = gen.get("tas", True)
     if not isinstance(tas, bool):
         raise SpecError(f"generate.tas: expected true or false, got {tas!r}")
-    if width % 8 or height % 8:  # SD's VAE halves the image three times
-        raise SpecError(f"width, height: {width}×{height}; render.engine = 'generate' needs multiples of 8")
     return GenerateSettings(engine=engine, prompts=prompts,
                             negative_prompt=_text(gen.get("negative_prompt", ""), "generate.negative_prompt"),
                             steps=_positive_int(gen.get("steps", 20), "generate.steps", 200),
@@ -328,9 +326,11 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
     width = _positive_int(top.get("width", 256), "width", 8192)
     height = _positive_int(top.get("height", 256), "height", 8192)
-    generate = _generate(top.get("generate", {}), width, height) if render.engine == "generate" else GenerateSettings()
-    if render.engine != "generate" and top.get("generate"):
-        _section(GenerateSettings, top["generate"], "generate")  # typos are errors even when unused
+    # checked whole whatever the engine, as the other unused sections are: a wrong value is said now, not
+    # when the engine is switched to generate (only its keys were checked when unused)
+    generate = _generate(top.get("generate", {}))
+    if render.engine == "generate" and (width % 8 or height % 8):  # SD's VAE halves the image three times
+        raise SpecError(f"width, height: {width}×{height}; render.engine = 'generate' needs multiples of 8")
     return ExportSpec(seed=seed, samples=_positive_int(top.get("samples", 100), "samples", 10_000_000),
                       hand_model=hand_model, width=width, height=height, outputs=outputs, generate=generate,
                       poses=pose_source, camera=camera, render=render,
