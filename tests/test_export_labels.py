@@ -372,6 +372,20 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert load_spec(good).camera.focal == (16.0, 24.0)
 
 
+def test_command_engine_generate_keeps_the_specs_generate_section(tmp_path, monkeypatch):
+    """--engine generate over a spec of another engine: its [generate] was dropped (the defaults used)."""
+    from handforge.cli import main
+
+    ran = []
+    monkeypatch.setattr("handforge.export.run.export", lambda spec, out, **_: ran.append(spec) or {
+        "finished": 0, "written": 0, "skipped": 0, "seconds": 0.0})
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "generate": {"steps": 3, "prompts": ["two hands"]}}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--engine", "generate", "--quiet"]) == 0
+    (used,) = ran
+    assert used.render.engine == "generate" and (used.generate.steps, used.generate.prompts) == (3, ("two hands",))
+
+
 def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     from handforge.cli import main
 

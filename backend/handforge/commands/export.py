@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import shlex
+from dataclasses import asdict
 import sys
 
 from handforge.arguments import POSITIVE, at_least, number_in, output_folder
@@ -75,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         overrides = {**spec.to_dict(), **{k: v for k, v in (("samples", args.samples), ("seed", args.seed))
                                            if v is not None}}
         if args.engine:
+            # to_dict leaves [generate] out for another engine: kept, so that --engine generate uses it
             overrides["render"] = {**overrides["render"], "engine": args.engine}
+            overrides["generate"] = asdict(spec.generate)
             if args.engine != "none" and "rgb" not in overrides["outputs"]:
                 overrides["outputs"] = ["rgb", *overrides["outputs"]]
         spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
