@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import errno
 import shlex
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 
 from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 from handforge_shared.protocol import with_hint
