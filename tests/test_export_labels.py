@@ -200,10 +200,54 @@ def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, t
     writers.write_atomic(out / writers.SPEC_RECORD, json.dumps({k: v for k, v in record.items() if k != "inputs"}))
     assert export(spec, out, progress=False)["skipped"] == 4  # recorded before inputs were: resumed, recorded now
     assert json.loads((out / writers.SPEC_RECORD).read_text()) == record
-    # a corpus: its splits.json (the list of its clips); the library: nothing, its folders' record as before
-    corpus = ExportSpec(poses=PoseSource(source="corpus", corpus="~/corpus"))
-    assert input_files(corpus) == {"~/corpus/splits.json": Path("~/corpus/splits.json").expanduser()}
-    assert "inputs" not in json.loads((exported / writers.SPEC_RECORD).read_text())
+    # the library: nothing, its folders' record as before
+    assert input_files(ExportSpec()) == {} and "inputs" not in json.loads((exported / writers.SPEC_RECORD).read_text())
+
+
+def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkeypatch):
+    """A corpus clip rewritten in place between two runs: the resume mixed samples of the old and the
+    new clip unsaid (only splits.json, the list of clips, was recorded). Refused naming the clip; the
+    clip restored, resumed. A resume reads no clip whose size and time are as recorded (a 20,000-clip
+    corpus is stat'ed, not hashed), and a clip only touched is the same input."""
+    import hashlib
+    import os
+
+    from handforge.export import writers
+    from handforge.export.spec import input_files
+    from handforge.export.writers import FolderTaken
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    corpus, pair = tmp_path / "corpus", side_by_side()
+    (corpus / "clips").mkdir(parents=True)
+    for name, frames in (("a", 3), ("b", 4)):
+        MotionClip(hands={"right": stack_poses([pair.right] * frames),
+                          "left": stack_poses([pair.left] * frames)}).save(corpus / "clips" / f"{name}.npz")
+    (corpus / "splits.json").write_text(json.dumps({"format": "handforge.corpus-splits", "train": ["a"],
+                                                    "validation": [], "test": ["b"]}))
+    spec = parse_spec({**SPEC, "samples": 3, "width": 32, "height": 32, "outputs": ["mesh"],
+                       "poses": {"source": "corpus", "corpus": str(corpus)}})
+    clip = corpus / "clips" / "b.npz"
+    out, first = tmp_path / "data", clip.read_bytes()
+    export(spec, out, progress=False, limit=1)
+    MotionClip(hands={"right": stack_poses([pair.left] * 4), "left": stack_poses([pair.right] * 4)}).save(clip)
+    with pytest.raises(FolderTaken, match=f"^{out} holds samples made from other input files \\({clip} changed "
+                       ".* since\\): resuming would mix two datasets; restore the file\\(s\\) to resume, or "
+                       "choose a new folder$"):
+        export(spec, out, progress=False)
+    clip.write_bytes(first)
+    old = (1_600_000_000, 1_600_000_000)
+    for path in corpus.rglob("*.*"):
+        os.utime(path, old)  # settled files: their times are recorded
+    assert export(spec, out, progress=False, limit=1)["written"] == 1  # restored: resumed
+    read = []
+    digest = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda fh, make: read.append(fh.name) or digest(fh, make))
+    os.utime(corpus / "splits.json", (old[0] + 5, old[1] + 5))  # touched, not changed
+    assert export(spec, out, progress=False)["written"] == 1
+    assert read == [str(corpus / "splits.json")]  # the clip's hash came from the record
+    inputs = writers.recorded_inputs(out)
+    assert inputs[str(clip)]["mtime_ns"] == old[1] * 10**9 and inputs[str(corpus / "splits.json")]["bytes"] > 0
+    assert sorted(input_files(spec)) == [str(clip), str(corpus / "splits.json")]  # the split's clips only
 
 
 def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, monkeypatch):

@@ -195,7 +195,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
-    with writers.claimed_folder(out, folder_record(spec) if record is None else record, record_of) as removed:
+    with writers.claimed_folder(out, folder_record(spec, out) if record is None else record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed)
 
 
@@ -232,10 +232,11 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             "finished": finished, "seconds": seconds, "failed": failed}
 
 
-def folder_record(spec: ExportSpec) -> dict[str, Any]:
-    """What a dataset folder records of the spec that made it: the spec, and the identity of its input
-    files (a resume after one changed would mix two datasets; none for a spec without such files)."""
-    inputs = writers.file_identities(input_files(spec))
+def folder_record(spec: ExportSpec, out: Path) -> dict[str, Any]:
+    """What dataset folder ``out`` records of the spec that made it: the spec, and the identity of its input
+    files (a resume after one changed would mix two datasets; none for a spec without such files), the
+    hashes of files unchanged since ``out`` recorded them reused."""
+    inputs = writers.file_identities(input_files(spec), writers.recorded_inputs(out))
     return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {})}
 
 

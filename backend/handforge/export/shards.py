@@ -106,7 +106,7 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     check_rgb_source(spec)  # missing image weights: refused before any worker starts
     out = Path(out)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    with writers.claimed_folder(out, folder_record(spec)) as removed:
+    with writers.claimed_folder(out, folder_record(spec, out)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
                               poll_seconds, sample_timeout, removed)
 

@@ -345,15 +345,20 @@ def background_files(folder: str) -> tuple[Path, ...]:
 
 
 def input_files(spec: ExportSpec) -> dict[str, Path]:
-    """The files besides the spec that its samples are made from, by the name the spec gives them
-    (a corpus: its ``splits.json``, which lists its clips; hashing every clip would cost seconds a run)."""
+    """The files besides the spec that its samples are made from, by the name the spec gives them (a
+    corpus: its ``splits.json`` and the clips of the spec's split, edited in place or not)."""
     files: dict[str, Path] = {}
     if "images" in spec.background.kinds:
         files.update((str(Path(spec.background.folder) / p.name), p) for p in background_files(spec.background.folder))
     if spec.poses.source == "files":
         files.update((path, Path(path).expanduser()) for path in spec.poses.files)
     if spec.poses.source == "corpus":
-        files[str(Path(spec.poses.corpus) / "splits.json")] = Path(spec.poses.corpus).expanduser() / "splits.json"
+        from handforge.datasets.corpus import clip_path, read_splits
+
+        root = Path(spec.poses.corpus)
+        files[str(root / "splits.json")] = root.expanduser() / "splits.json"
+        files.update((str(clip_path(root, name)), clip_path(root.expanduser(), name))
+                     for name in read_splits(root.expanduser())[spec.poses.split])
     return files
 
 

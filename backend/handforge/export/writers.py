@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -91,7 +92,8 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         now = record.get(INPUTS, {})
-        if INPUTS in held and held[INPUTS] != now:  # (a folder recorded before inputs were: resumed, recorded now)
+        # (a folder recorded before inputs were: resumed, recorded now)
+        if INPUTS in held and _contents(held[INPUTS]) != _contents(now):
             raise FolderTaken(f"{out} holds samples made from other input files ({inputs_changed(held[INPUTS], now)} "
                               "since): resuming would mix two datasets; restore the file(s) to resume, or choose a "
                               "new folder")
@@ -106,18 +108,50 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def file_identities(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Name → size and BLAKE2b hash of each file (background images, clips: small, read in moments)."""
-    identities = {}
+MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)
+
+
+def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Name → size and BLAKE2b hash of each file (background images, clips), with its modification time:
+    a file whose size and time match its entry in ``known`` (the folder's record, ``recorded_inputs``)
+    keeps that hash unread, so a resume over a 20,000-clip corpus stats its clips instead of reading them."""
+    identities, now = {}, time.time_ns()
     for name, path in sorted(files.items()):
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-        identities[name] = {"bytes": path.stat().st_size, "blake2b": digest}
+        stat, held = path.stat(), (known or {}).get(name) or {}
+        same = (held.get("bytes"), held.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+        digest = held.get("blake2b") if same else None
+        if digest is None:
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        identities[name] = {"bytes": stat.st_size, "blake2b": digest}
+        # a file modified moments ago may be rewritten within the same clock tick, its time unchanged:
+        # its time is not recorded, so the next run reads it again
+        if now - stat.st_mtime_ns > MTIME_SETTLED_NS:
+            identities[name]["mtime_ns"] = stat.st_mtime_ns
     return identities
+
+
+def recorded_inputs(out: Path) -> dict[str, Any]:
+    """The ``file_identities`` the folder's record holds ({} when none is readable)."""
+    try:
+        inputs = json.loads((out / SPEC_RECORD).read_text(encoding="utf-8")).get(INPUTS)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in inputs.items() if isinstance(v, dict)} if isinstance(inputs, dict) else {}
+
+
+def _contents(identities: dict[str, Any]) -> dict[str, Any]:
+    """``file_identities`` without the modification times: a file touched or copied is the same input."""
+    if not isinstance(identities, dict):  # a damaged record: differs from any
+        return identities
+    return {name: {k: v for k, v in entry.items() if k != "mtime_ns"} if isinstance(entry, dict) else entry
+            for name, entry in identities.items()}
 
 
 def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) -> str:
     """What differs between two ``file_identities``, e.g. "bg/b.png changed (812 → 790 bytes), bg/c.png added"."""
+    held, now = _contents(held), _contents(now)
+
     def change(name: str) -> str:
         if name not in now:
             return f"{name} removed"
