@@ -250,3 +250,61 @@ def test_a_damaged_weights_folder_is_hinted_by_its_own_setting(weights, tmp_path
     with pytest.raises(JobError) as failed:
         cached_pipeline(ctx, params, [str(guidance)])
     assert failed.value.hint.startswith("check image.sd_model = ") and "image.guidance" not in failed.value.hint
+
+
+def test_a_cancel_while_the_pipeline_loads_ends_the_job_before_any_step(weights, monkeypatch):
+    """Cancelled while SD loaded, the job went on to load the guidance module and to sample (the cancel
+    was seen at the first step's progress). Now the load stops before its next component (nothing
+    cached); cancelled after the last one, the job stops as the load returns, and the pipeline stays
+    cached: the next job samples with it, loading nothing."""
+    import numpy as np
+    from handforge.engines.image import jobs, loading
+    from handforge.engines.image.pipeline import HandImagePipeline
+    from handforge.render.camera import look_at
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobCancelled, JobContext
+    from handforge.server.model_cache import ModelCache
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    _, sd, guidance = weights
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    size = tiny_sd.IMAGE_SIZE
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    arrays = {"camera.K": np.array([[150.0, 0, size / 2], [0, 150.0, size / 2], [0, 0, 1]]), "camera.R": R,
+              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
+    params = default_registry().kind("image.generate").schema.validate(
+        {"prompt": "a hand", "width": size, "height": size, "steps": 1, "dtype": "float32"}, arrays)
+    cache, loaded, sampled = ModelCache(), [], []
+    ctx = JobContext("j1", "image.generate", lambda fraction, message, previews: None, models=cache)
+
+    def spy(function, record, cancel_after=False):
+        def call(*args, **kwargs):
+            record.append(args[0])
+            result = function(*args, **kwargs)
+            if cancel_after:
+                ctx.request_stop("cancelled by the client")
+            return result
+        return call
+
+    def pipelines() -> int:
+        return sum(1 for key, _ in cache.cached() if key[1] == str(sd))
+
+    monkeypatch.setattr(HandImagePipeline, "__call__", spy(HandImagePipeline.__call__, sampled))
+    monkeypatch.setattr(loading, "load_controlnet", spy(loading.load_controlnet, loaded))
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "load_sd", spy(loading.load_sd, [], cancel_after=True))
+        with pytest.raises(JobCancelled):
+            jobs.generate(ctx, params, arrays)
+    assert (loaded, sampled, pipelines()) == ([], [], 0)  # the guidance module not loaded, no step
+    ctx = JobContext("j2", "image.generate", lambda fraction, message, previews: None, models=cache)
+    with monkeypatch.context() as patch:
+        patch.setattr(HandImagePipeline, "to", spy(HandImagePipeline.to, [], cancel_after=True))
+        with pytest.raises(JobCancelled):
+            jobs.generate(ctx, params, arrays)
+    assert (len(loaded), sampled, pipelines()) == (1, [], 1)  # loaded whole: cached, and no step
+    loads = cache.loads
+    ctx = JobContext("j3", "image.generate", lambda fraction, message, previews: None, models=cache)
+    assert jobs.generate(ctx, params, arrays).arrays["images"].shape == (1, size, size, 3)
+    assert cache.loads == loads and len(sampled) == 1 and ctx.loaded == []

@@ -83,6 +83,20 @@ def test_a_job_context_reports_loading_as_progress():
     assert again.loaded == [] and len(events) == 1
 
 
+def test_a_cancel_during_a_load_stops_the_job_as_it_returns_and_keeps_the_model():
+    """The cancel was seen at the job's next progress, after work that followed the load."""
+    from handforge.server.jobs import JobCancelled
+
+    cache, calls = ModelCache(), []
+    ctx = JobContext("j1", "kind", lambda f, m, p: None, models=cache)
+    load = linear_loader(2, calls)
+    with pytest.raises(JobCancelled, match="cancelled by the client"):
+        ctx.model("hands/open", lambda device: (ctx.request_stop("cancelled by the client"), load(device))[1])
+    assert cache.cached() == [("hands/open", "cpu")]  # loaded whole: the next job's
+    again = JobContext("j2", "kind", lambda f, m, p: None, models=cache)
+    assert isinstance(again.model("hands/open", load), torch.nn.Linear) and calls == ["cpu"]
+
+
 def test_sizes_parse_with_units_and_bad_ones_say_the_accepted_forms():
     assert parse_size("8GiB") == 8 * 2**30 and parse_size("512MB") == 512_000_000
     assert parse_size("300") == 300 and parse_size("1.5 KiB") == 1536

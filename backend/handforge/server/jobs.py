@@ -122,7 +122,9 @@ class JobContext:
     def model(self, key: Hashable, loader: Callable[[str], Any], checkpoint: str | Path | None = None) -> Any:
         """The model cached under ``key`` for this job's device, loaded with ``loader(ctx.device)`` the
         first time (reported as progress "loading <key>"), and again when ``checkpoint`` (a file or
-        folder) changed on disk. Do not modify it: later jobs share it."""
+        folder) changed on disk. Do not modify it: later jobs share it. A cancel that arrived while it
+        loaded stops the job here (the loaded model stays cached for the next job); a loader may call
+        ``check_cancelled`` between its parts to stop sooner (nothing is cached then)."""
         from handforge.server.model_cache import shared_cache
 
         self.check_cancelled()
@@ -132,7 +134,9 @@ class JobContext:
             self.loaded.append(message.removeprefix("loading "))
             self.progress(0.0, message)
 
-        return cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load)
+        model = cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load)
+        self.check_cancelled()  # a load is not interruptible: its cancel is seen when it returns
+        return model
 
     def pretrained(self, cls: type, folder: str | Path, dtype: Any = None) -> Any:
         """A ModelMixin checkpoint folder (``engines.checkpoints``) through the model cache, keyed by

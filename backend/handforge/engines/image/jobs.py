@@ -139,7 +139,8 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
                        f"runs on {ctx.device}", "turn cpu_offload off")
 
     def load(device: str):
-        pipe = build_pipeline(sd, weights, sd_config, dtype=dtype, device="cpu" if offload else device)
+        pipe = build_pipeline(sd, weights, sd_config, dtype=dtype, device="cpu" if offload else device,
+                              check=ctx.check_cancelled)
         if offload:  # each model goes to the GPU only while it runs (diffusers + accelerate)
             pipe.enable_model_cpu_offload(device=device)
         return pipe

@@ -9,7 +9,7 @@ uses DDIM built from the model's scheduler config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +145,10 @@ def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
 
 
 def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config: str | Path | None = None,
-                   dtype: Any = None, device: str = "cpu"):
-    """A ``HandImagePipeline`` of the SD weights and the ControlNets, on ``device``."""
+                   dtype: Any = None, device: str = "cpu", check: Callable[[], None] = lambda: None):
+    """A ``HandImagePipeline`` of the SD weights and the ControlNets, on ``device``. ``check()`` runs
+    between the components' loads and may raise to abandon the load (a job's ``check_cancelled``:
+    each component takes seconds to minutes)."""
     from handforge.engines.image.pipeline import HandImagePipeline
 
     parts = load_sd(sd, sd_config, dtype)
@@ -156,6 +158,7 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     for path in controlnets:
         folder = Path(path).expanduser().resolve()
         if folder not in loaded:
+            check()
             loaded[folder] = load_controlnet(path, dtype)
     nets = [loaded[Path(path).expanduser().resolve()] for path in controlnets]
     if not nets:
@@ -167,6 +170,7 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
                                "this SD model", path)
     pipe = HandImagePipeline(controlnet=nets if len(nets) > 1 else nets[0], **parts)
     pipe.set_progress_bar_config(disable=True)
+    check()
     return pipe.to(device)
 
 
