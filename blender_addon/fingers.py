@@ -123,16 +123,14 @@ def follow_animation(arm_obj) -> None:
     sync_sliders(arm_obj, keep=animated)
 
 
-def _posable(obj) -> bool:
+def posable(obj) -> bool:
     """A complete HandForge rig outside edit mode (not one being built or reshaped)."""
-    if obj.type != "ARMATURE" or not obj.handforge.is_hand or obj.mode == "EDIT":
-        return False
-    bones = obj.data.bones
-    return all(name in bones for name in JOINT_NAMES)
+    return (obj.type == "ARMATURE" and obj.handforge.is_hand and obj.mode != "EDIT"
+            and not rig.missing_bones(obj))
 
 
 def _hands(scene):
-    return [obj for obj in scene.objects if _posable(obj)]
+    return [obj for obj in scene.objects if posable(obj)]
 
 
 @persistent

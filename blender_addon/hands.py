@@ -7,7 +7,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import side_by_side
 from handforge_shared.rig import HandRig, load_open_hand_rig
-from handforge_shared.skeleton import JOINT_NAMES, SIDES
+from handforge_shared.skeleton import SIDES
 
 DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}
@@ -87,7 +87,7 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
         if obj is not None:
             hands[side] = obj
     for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail
-        missing = [name for name in JOINT_NAMES if name not in obj.data.bones]
+        missing = rig_build.missing_bones(obj)
         if missing and required:
             raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {', '.join(missing)}: undo the "
                                "change that removed them, or add the hands again with HandForge > Add Hands")

@@ -35,7 +35,7 @@ def _slider_updater(kind: str, finger: str):
     def update(self, context):
         from . import fingers
 
-        if self.is_hand and self.id_data.type == "ARMATURE":
+        if fingers.posable(self.id_data):  # a rig that lost a bone (or is being edited) is left alone
             fingers.slider_changed(context, self.id_data, kind, finger)
 
     return update

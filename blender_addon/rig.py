@@ -455,19 +455,29 @@ def corrective_keys(arm_obj) -> list | None:
     return [blocks[CORRECTIVE_KEY.format(j, r, c)] for j in range(1, NUM_JOINTS) for r in range(3) for c in range(3)]
 
 
+def missing_bones(arm_obj) -> list[str]:
+    """The HandForge joints a rig has lost (a bone deleted in edit mode)."""
+    return [name for name in JOINT_NAMES if name not in arm_obj.data.bones]
+
+
 # ---------------------------------------------------------------------- joint limits
 def set_limits(arm_obj, enabled: bool) -> None:
-    """Add (once) and switch Limit Rotation constraints with the anatomical ranges on or off."""
-    limits = anatomy.blender_rotation_limits(arm_obj.handforge.side)
-    for name, box in limits.items():
-        pb = arm_obj.pose.bones[name]
+    """Add (once) and switch Limit Rotation constraints with the anatomical ranges on or off; only
+    HandForge's own constraints are switched."""
+    if enabled:
+        if missing_bones(arm_obj):
+            return  # all or nothing: limits were added up to the lost bone, then a KeyError
+        for name, box in anatomy.blender_rotation_limits(arm_obj.handforge.side).items():
+            pb = arm_obj.pose.bones[name]
+            if pb.constraints.get(LIMIT_CONSTRAINT) is None:
+                con = pb.constraints.new("LIMIT_ROTATION")
+                con.name = LIMIT_CONSTRAINT
+                con.owner_space = "LOCAL"
+                con.euler_order = anatomy.BLENDER_EULER_MODE
+                con.use_limit_x = con.use_limit_y = con.use_limit_z = True
+                for key, value in box.items():
+                    setattr(con, key, value)
+    for pb in arm_obj.pose.bones:
         con = pb.constraints.get(LIMIT_CONSTRAINT)
-        if con is None:
-            con = pb.constraints.new("LIMIT_ROTATION")
-            con.name = LIMIT_CONSTRAINT
-            con.owner_space = "LOCAL"
-            con.euler_order = anatomy.BLENDER_EULER_MODE
-            con.use_limit_x = con.use_limit_y = con.use_limit_z = True
-            for key, value in box.items():
-                setattr(con, key, value)
-        con.mute = not enabled
+        if con is not None:
+            con.mute = not enabled

@@ -118,3 +118,17 @@ def test_a_slider_tweak_is_auto_keyed_as_blender_keys_a_transform(session):
         frames = [frame for frame, _ in keyed.get(f'pose.bones["{JOINT_NAMES[j]}"].rotation_euler', [])]
         assert 25.0 not in frames
     assert not any(path.startswith('pose.bones["index') for path in keyed)  # nothing else keyed
+
+
+def test_a_rig_that_lost_a_bone_gets_no_traceback_and_no_half_added_limits(session):
+    _no_error(session, "lost_bone")
+    out = session["lost_bone"]
+    assert out["printed"] == ""  # nothing printed: no traceback from the update callbacks
+    fingers = {name for name in JOINT_NAMES if name != JOINT_NAMES[0]}
+    assert out["complete_on"] == dict.fromkeys(fingers, False)
+    still_there = fingers - {"ring2"}
+    assert out["lost_off"] == dict.fromkeys(still_there, True)  # off: HandForge's limits muted, on the bones left
+    assert out["lost_on_again"] == out["lost_off"]  # on again: refused as a whole, the rig as it was
+    assert out["never_complete_on"] == {}  # not one limit added to a rig that lost a bone
+    assert out["index1_moved"] == 0.0  # the slider left the rig alone
+    assert out["own_muted"] is False  # the artist's own constraint untouched

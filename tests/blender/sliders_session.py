@@ -134,4 +134,51 @@ def auto_keying():
 
 
 s.check("auto_keying", auto_keying)
+
+
+def lose_bone(arm, name: str) -> None:
+    """Delete a bone in edit mode, as a user would."""
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    arm.data.edit_bones.remove(arm.data.edit_bones[name])
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def limits_of(arm) -> dict[str, bool]:
+    """Bone name → whether its HandForge limit is muted, for the bones that have one."""
+    return {pb.name: con.mute for pb in arm.pose.bones if (con := pb.constraints.get("HandForge Limit"))}
+
+
+def lost_bone():
+    """A rig that lost a finger bone: sliders and the Joint Limits toggle print no traceback, change nothing
+    halfway (limits were added up to the lost bone, then a KeyError), and switching limits off still works."""
+    import contextlib
+    import io
+
+    right, left = hand("right"), hand("left")
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    own = right.pose.bones["index2"].constraints.new("LIMIT_LOCATION")  # the artist's own: never touched
+    right.handforge.use_limits = True  # complete: every finger bone gets its limit
+    out = {"complete_on": limits_of(right)}
+    lose_bone(right, "ring2")
+    lose_bone(left, "middle3")
+    index1 = np.array(left.pose.bones["index1"].matrix_basis)
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):  # update callbacks print their exceptions to stderr
+        right.handforge.use_limits = False
+        out["lost_off"] = limits_of(right)
+        right.handforge.use_limits = True
+        out["lost_on_again"] = limits_of(right)
+        left.handforge.use_limits = True
+        out["never_complete_on"] = limits_of(left)
+        left.handforge.curl_index = 0.7
+        left.handforge.spread_middle = 0.3
+        right.handforge.curl_thumb = 0.5
+    out["printed"] = printed.getvalue()
+    out["index1_moved"] = float(np.abs(np.array(left.pose.bones["index1"].matrix_basis) - index1).max())
+    out["own_muted"] = own.mute
+    return out
+
+
+s.check("lost_bone", lost_bone)
 s.finish()
