@@ -82,7 +82,7 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
     def wanted(path: str) -> bool:
         return not only_available or (bag is not None and bag.fcurves.find(path) is not None)
 
-    frame, keytype = scene.frame_current, scene.tool_settings.keyframe_type
+    frame, keytype = scene.frame_current_final, scene.tool_settings.keyframe_type
     for k in joints:
         name = JOINT_NAMES[k]
         prop = pose_conv.channel_prop(arm_obj.pose.bones[name].rotation_mode)

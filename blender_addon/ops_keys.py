@@ -58,9 +58,9 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         keys.check_own_actions(found)  # one shared action: the second hand's keys would replace the first's
         keys.check_keyable(found)
-        frame = context.scene.frame_current
+        frame = context.scene.frame_current_final  # the time shown, subframe included, as Blender's I key
         total = sum(keys.key_pose(obj, frame) for obj in found.values())
-        self.report({"INFO"}, f"keyed {total} channels at frame {frame}")
+        self.report({"INFO"}, f"keyed {total} channels at frame {frame:g}")
         return {"FINISHED"}
 
 

@@ -314,6 +314,13 @@ def test_import_starts_at_the_current_frame_unless_told_and_at_negative_frames_w
     assert session["starts"] == [50.0, -20.0]
 
 
+def test_key_pose_at_a_subframe_keys_the_time_shown_not_the_whole_frame(session):
+    _no_error(session, "subframe")
+    out = session["subframe"]
+    assert out["shown"] == pytest.approx(10.5)
+    assert out["frames"] == [pytest.approx(10.5)] and out["types"] == ["KEYFRAME"], out
+
+
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
     _no_error(session, "other_channels")
     types = session["other_channels"]

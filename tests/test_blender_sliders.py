@@ -120,6 +120,11 @@ def test_a_slider_tweak_is_auto_keyed_as_blender_keys_a_transform(session):
     assert not any(path.startswith('pose.bones["index') for path in keyed)  # nothing else keyed
 
 
+def test_a_slider_tweak_at_a_subframe_is_auto_keyed_at_the_time_shown(session):
+    _no_error(session, "auto_keying_subframe")
+    assert session["auto_keying_subframe"] == [pytest.approx(30.5)]
+
+
 def test_a_rig_that_lost_a_bone_gets_no_traceback_and_no_half_added_limits(session):
     _no_error(session, "lost_bone")
     out = session["lost_bone"]

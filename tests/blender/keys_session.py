@@ -516,4 +516,25 @@ def import_start_frames():
 
 
 s.check("starts", import_start_frames)
+
+
+def key_pose_at_a_subframe():
+    """Key Pose at frame 10.5 (scene.frame_set(10, subframe=0.5)) keys at 10.5, what is shown (it keyed
+    frame 10), a generated key there becoming the artist's as on a whole frame."""
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Subframe")
+    bpy.context.window.scene = here
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right = here.handforge.right
+    here.frame_set(10, subframe=0.5)
+    assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    ad = right.animation_data
+    keyed = {(fc.data_path, fc.array_index): [(kp.co[0], kp.type) for kp in fc.keyframe_points]
+             for fc in ad.action.layers[0].strips[0].channelbag(ad.action_slot).fcurves}
+    bpy.context.window.scene = first
+    return {"shown": here.frame_current_final, "frames": sorted({f for ks in keyed.values() for f, _ in ks}),
+            "types": sorted({k for ks in keyed.values() for _, k in ks})}
+
+
+s.check("subframe", key_pose_at_a_subframe)
 s.finish()

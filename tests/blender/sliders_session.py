@@ -136,6 +136,24 @@ def auto_keying():
 s.check("auto_keying", auto_keying)
 
 
+def auto_keying_at_a_subframe():
+    """A slider tweak at frame 30.5 is keyed at 30.5, the time shown (it keyed frame 30)."""
+    right = hand("right")
+    right.animation_data_clear()
+    scene.tool_settings.use_keyframe_insert_auto = True
+    scene.frame_set(30, subframe=0.5)
+    right.handforge.curl_middle = 0.2
+    scene.tool_settings.use_keyframe_insert_auto = False
+    fc = right.animation_data.action.fcurves.find('pose.bones["middle1"].rotation_euler', index=0)
+    frames = [kp.co[0] for kp in fc.keyframe_points]
+    scene.frame_set(1)
+    right.animation_data_clear()
+    return frames
+
+
+s.check("auto_keying_subframe", auto_keying_at_a_subframe)
+
+
 def lose_bone(arm, name: str) -> None:
     """Delete a bone in edit mode, as a user would."""
     bpy.context.view_layer.objects.active = arm
