@@ -124,7 +124,9 @@ def _edit_mode(context, obj):
 
     def leave():  # back to the object and mode the artist was in (Pose Mode on a hand, Edit Mode on a mesh)
         bpy.ops.object.mode_set(mode="OBJECT")
-        if previous is not None and previous.name in view_layer.objects:
+        if previous is None:  # nothing was active: nothing stays active (not the hand)
+            view_layer.objects.active = None
+        elif previous.name in view_layer.objects:
             view_layer.objects.active = previous
             if previous_mode != "OBJECT":
                 try:

@@ -58,3 +58,10 @@ def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks
     note = panel["labels"].index("engine 'learned' cannot run")
     assert panel["icons"][note] == "INFO" and "(interaction.checkpoint: not set);" in panel["labels"][note + 1]
     assert panel["interaction_first_label"] == "engine 'learned' cannot run"  # said above its buttons too
+
+
+def test_set_shape_with_no_active_object_leaves_none_active(session):
+    # before: the hand Set Shape edited in Edit Mode stayed the active object
+    _no_error(session, "set_shape_nothing_active")
+    assert session["set_shape_nothing_active"] == {"result": ["FINISHED"], "active": None}
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import ADDON_MODULE, Session, hand, recorded_layout
+from session import ADDON_MODULE, Session, error_of, hand, recorded_layout
 
 s = Session()
 s.install()
@@ -118,4 +118,23 @@ def backend_panel() -> dict:
 
 
 s.check("backend_panel", backend_panel)
+
+
+def _clear_scene() -> None:
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+
+
+def set_shape_with_nothing_active() -> dict:
+    """Set Shape (it edits the bones in Edit Mode) with no active object: none is active after it either."""
+    _clear_scene()
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    bpy.context.view_layer.objects.active = None
+    result = bpy.ops.handforge.set_shape(betas=(1.0,) + (0.0,) * 9)
+    active = bpy.context.view_layer.objects.active
+    return {"result": sorted(result), "active": active.name if active is not None else None}
+
+
+s.check("set_shape_nothing_active", set_shape_with_nothing_active)
+
 s.finish()
