@@ -40,7 +40,11 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
 
 
 def _default_side(context) -> str:
-    return "LEFT" if context.scene.handforge.target == "LEFT" else "RIGHT"
+    """The hand chosen in the panel; with Both, the right one unless the scene has only a left hand."""
+    target = context.scene.handforge.target
+    if target == "BOTH":
+        return "LEFT" if list(hands.scene_hands(context.scene, required=False)) == ["left"] else "RIGHT"
+    return target
 
 
 class HANDFORGE_OT_save_user_pose(bpy.types.Operator):

@@ -65,3 +65,8 @@ def test_set_shape_with_no_active_object_leaves_none_active(session):
     _no_error(session, "set_shape_nothing_active")
     assert session["set_shape_nothing_active"] == {"result": ["FINISHED"], "active": None}
 
+
+def test_save_pose_in_a_scene_with_only_a_left_hand_saves_the_left_hand(session):
+    # before: the dialog offered the right hand, and saving said "no right hand in the scene"
+    _no_error(session, "save_pose_only_left")
+    assert session["save_pose_only_left"] == {"side": "LEFT", "error": ""}

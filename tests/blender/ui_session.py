@@ -137,4 +137,18 @@ def set_shape_with_nothing_active() -> dict:
 
 s.check("set_shape_nothing_active", set_shape_with_nothing_active)
 
+
+def save_pose_with_only_a_left_hand() -> dict:
+    """Save Pose (from the panel: its dialog) in a scene with only a left hand: it saves that hand's pose."""
+    _clear_scene()
+    assert bpy.ops.handforge.add_hands(sides="LEFT") == {"FINISHED"}
+    bpy.context.scene.handforge.target = "BOTH"
+    import importlib
+
+    # (blender -b runs no operator's invoke: the side its dialog offers is asked of the add-on directly)
+    side = importlib.import_module(f"{ADDON_MODULE}.ops_library")._default_side(bpy.context)
+    return {"side": side, "error": error_of(lambda: bpy.ops.handforge.save_user_pose(name="only left", side=side))}
+
+
+s.check("save_pose_only_left", save_pose_with_only_a_left_hand)
 s.finish()
