@@ -23,7 +23,7 @@ from bpy.props import (
 
 from . import connection, jobs, ops_image
 from .ops_export import scene_cameras
-from .panels import _Panel
+from .panels import _Panel, _wrapped
 
 JOB_KIND = "image.transfer"
 SOURCE_PROP = "handforge_transfer_source"  # Scene property: the panel's source image datablock
@@ -164,7 +164,7 @@ class HANDFORGE_PT_transfer(_Panel, bpy.types.Panel):
         layout.operator("handforge.transfer_pose", icon="MOD_DATA_TRANSFER")
         ok, why = connection.kind_status(JOB_KIND)
         if not ok and context.window_manager.handforge.kinds:
-            layout.label(text=why[:80], icon="ERROR")
+            _wrapped(layout.box(), why, icon="ERROR")  # in full: its config snippet says how to fix it
 
 
 CLASSES = (HANDFORGE_OT_transfer_pose, HANDFORGE_PT_transfer)

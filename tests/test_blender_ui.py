@@ -70,3 +70,11 @@ def test_save_pose_in_a_scene_with_only_a_left_hand_saves_the_left_hand(session)
     # before: the dialog offered the right hand, and saving said "no right hand in the scene"
     _no_error(session, "save_pose_only_left")
     assert session["save_pose_only_left"] == {"side": "LEFT", "error": ""}
+
+
+def test_the_transfer_panel_says_in_full_why_its_engine_cannot_run(session):
+    # before: one label cut at 80 characters, mid-word, and the config snippet that fixes it lost
+    _no_error(session, "transfer_panel")
+    labels = session["transfer_panel"]["labels"]
+    assert 'checkpoint = "/models/ihpt.pt"' in " ".join(labels)
+    assert all(len(label) <= 60 for label in labels)

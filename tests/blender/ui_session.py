@@ -120,6 +120,30 @@ def backend_panel() -> dict:
 s.check("backend_panel", backend_panel)
 
 
+def transfer_panel() -> dict:
+    """The Transfer Pose panel when the backend's transfer engine cannot run: its reason, with the config
+    snippet that fixes it, said in full."""
+    import importlib
+
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    props = bpy.context.window_manager.handforge
+    reason = ("transfer.checkpoint is not set; add to /root/.config/handforge/config.toml:\n    [transfer]\n"
+              "    checkpoint = \"/models/ihpt.pt\"")
+    connection.BACKEND.capabilities = {"engines": {"ihpt": {"available": False, "reason": reason, "hint": ""}},
+                                       "kinds": {"image.transfer": {"engine": "ihpt"}}}
+    client, connection.BACKEND.client = connection.BACKEND.client, object()  # (as if connected: never called)
+    try:
+        connection._sync_capabilities(props)
+        calls = recorded_layout(bpy.types.HANDFORGE_PT_transfer.draw)
+    finally:
+        connection.BACKEND.capabilities, connection.BACKEND.client = None, client
+        connection._sync_capabilities(props)
+    return {"labels": [c[2].get("text", "") for c in calls if c[0] == "label"]}
+
+
+s.check("transfer_panel", transfer_panel)
+
+
 def _clear_scene() -> None:
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
