@@ -109,3 +109,13 @@ def check_editable(rigs) -> None:
             source = obj.library.filepath if obj.library is not None else "a library"
             raise NoHandsError(f"{obj.name!r} is linked from {source}, and changes to it are not saved: make it "
                                "editable first (Object > Library Override > Make, or Object > Relations > Make Local)")
+
+
+def check_evaluated(view_layer, rigs) -> None:
+    """Refuse rigs outside ``view_layer`` (their collection excluded): Blender no longer evaluates them, so
+    their bones keep the pose of the frame they were excluded at (Key Pose keyed it over the frame's keys)."""
+    for obj in rigs:
+        if not any(o == obj for o in view_layer.objects):  # (not by name: a linked hand may share it)
+            raise NoHandsError(f"the hand {obj.name!r} is in a collection excluded from the view layer "
+                               f"{view_layer.name!r}, so its pose is not updated: tick the collection in the "
+                               "Outliner first")

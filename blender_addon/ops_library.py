@@ -65,6 +65,7 @@ class HANDFORGE_OT_save_user_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         obj = hands.scene_hands(context.scene, self.side)[self.side.lower()]
+        hands.check_evaluated(context.view_layer, [obj])
         path = library.save_user_pose(self.name, library.finger_angles(obj), overwrite=self.overwrite)
         self.report({"INFO"}, f"saved {library.check_name(self.name)!r} to {path}")
         return {"FINISHED"}

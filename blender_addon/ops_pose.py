@@ -72,6 +72,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
         if len(found) < 2:
             raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
         src, dst = found[source], found[other_side(source)]
+        hands.check_evaluated(context.view_layer, [src])
         mirrored = pose_conv.read_pose(src).mirrored()
         if not self.include_placement:
             mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=mirrored.hand_pose)
@@ -111,6 +112,7 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         found = hands.scene_hands(context.scene, _target(self, context))
+        hands.check_evaluated(context.view_layer, found.values())
         text = json.dumps({"format": CLIPBOARD_FORMAT, "hands": {s: pose_conv.read_pose(o).to_dict() for s, o in found.items()}})
         context.window_manager.clipboard = text
         global _last_copied

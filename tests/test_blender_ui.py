@@ -78,3 +78,11 @@ def test_the_transfer_panel_says_in_full_why_its_engine_cannot_run(session):
     labels = session["transfer_panel"]["labels"]
     assert 'checkpoint = "/models/ihpt.pt"' in " ".join(labels)
     assert all(len(label) <= 60 for label in labels)
+
+
+def test_key_pose_refuses_hands_in_an_excluded_collection_and_keeps_their_keys(session):
+    # before: Key Pose keyed the pose the hands had when their collection was excluded over the frame's keys
+    _no_error(session, "key_pose_excluded")
+    result = session["key_pose_excluded"]
+    assert result["keys_kept"] is True
+    assert "excluded from the view layer" in result["key"] and "excluded from the view layer" in result["copy"]

@@ -175,4 +175,32 @@ def save_pose_with_only_a_left_hand() -> dict:
 
 
 s.check("save_pose_only_left", save_pose_with_only_a_left_hand)
+
+def key_pose_on_an_excluded_hand() -> dict:
+    """Key Pose with the hands' collection excluded from the view layer (its checkbox in the Outliner):
+    Blender no longer evaluates them, so their bones keep the pose of the frame they were excluded at."""
+    _clear_scene()
+    scene = bpy.context.scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    scene.frame_set(1)
+    assert bpy.ops.handforge.key_pose() == {"FINISHED"}
+    scene.frame_set(5)
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.key_pose() == {"FINISHED"}
+    curve = next(fc for fc in hand("right").animation_data.action.fcurves if '"index1"' in fc.data_path)
+    before = [tuple(k.co) for k in curve.keyframe_points]
+    scene.frame_set(1)
+    layer = next(c for c in bpy.context.view_layer.layer_collection.children
+                 if hand("right").name in c.collection.objects)
+    layer.exclude = True
+    scene.frame_set(5)
+    out = {"key": error_of(lambda: bpy.ops.handforge.key_pose()),
+           "copy": error_of(lambda: bpy.ops.handforge.copy_pose()),
+           "keys_kept": [tuple(k.co) for k in curve.keyframe_points] == before}
+    layer.exclude = False
+    return out
+
+
+s.check("key_pose_excluded", key_pose_on_an_excluded_hand)
+
 s.finish()
