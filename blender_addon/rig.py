@@ -330,6 +330,13 @@ def check_reshapable(context, arm_obj) -> None:
     if linked:
         raise RigBuildError(f"the hand {name!r} is linked from another file ({linked[0].name!r} is not editable here): "
                             "make it local (Object > Relations > Make Local > All) to change its shape")
+    shape_keys = mesh_obj.data.shape_keys.key_blocks if mesh_obj is not None and mesh_obj.data.shape_keys else {}
+    lost = [BETA_KEY.format(i) for i in range(int(arm_obj.data["handforge_num_betas"]))
+            if mesh_obj is not None and BETA_KEY.format(i) not in shape_keys]
+    if lost:  # the bones would take the new shape, the mesh not: a posed hand tears
+        raise RigBuildError(f"the hand mesh {mesh_obj.name!r} has lost its shape key(s) {', '.join(lost)}: Set Shape "
+                            "would move the bones but not the mesh; undo the change that removed them, or add the "
+                            "hands again")
     if arm_obj.mode == "EDIT":  # the bones' edits are not in the rest skeleton until Edit Mode is left
         raise RigBuildError(f"the hand {name!r} is in Edit Mode: leave it (Tab) first, to change its shape")
     if arm_obj.data.users > 1:

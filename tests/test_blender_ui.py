@@ -86,3 +86,11 @@ def test_key_pose_refuses_hands_in_an_excluded_collection_and_keeps_their_keys(s
     result = session["key_pose_excluded"]
     assert result["keys_kept"] is True
     assert "excluded from the view layer" in result["key"] and "excluded from the view layer" in result["copy"]
+
+
+def test_set_shape_refuses_a_hand_whose_mesh_lost_its_shape_keys(session):
+    # before: done, and the bones took the new shape while the mesh kept the old one (a posed hand tore)
+    _no_error(session, "set_shape_no_shape_keys")
+    result = session["set_shape_no_shape_keys"]
+    assert "lost its shape key(s) beta_0" in result["error"]
+    assert result["bones_kept"] is True and result["betas"] == [0.0, 0.0]  # neither hand changed

@@ -203,4 +203,19 @@ def key_pose_on_an_excluded_hand() -> dict:
 
 s.check("key_pose_excluded", key_pose_on_an_excluded_hand)
 
+
+def set_shape_without_shape_keys() -> dict:
+    """Set Shape on a hand whose mesh lost its shape keys (removed to apply a modifier): refused, unchanged."""
+    _clear_scene()
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    mesh_obj = next(c for c in hand("right").children if c.type == "MESH")
+    mesh_obj.shape_key_clear()
+    head = tuple(hand("right").data.bones["index1"].head_local)
+    error = error_of(lambda: bpy.ops.handforge.set_shape(betas=(2.0,) + (0.0,) * 9))
+    return {"error": error, "bones_kept": tuple(hand("right").data.bones["index1"].head_local) == head,
+            "betas": list(hand("left").handforge.betas)[:1] + list(hand("right").handforge.betas)[:1]}
+
+
+s.check("set_shape_no_shape_keys", set_shape_without_shape_keys)
+
 s.finish()
