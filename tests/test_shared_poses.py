@@ -153,6 +153,9 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
         MotionClip(hands={"right": random_pose(rng)})
     with pytest.raises(PoseFormatError, match="no such file"):
         MotionClip.load(tmp_path / "missing.npz")
+    (tmp_path / "rigs.npz").mkdir()  # a folder accepted in a file browser: said as one, not "no such file"
+    with pytest.raises(PoseFormatError, match="rigs.npz is a folder: choose a .npz file inside it"):
+        read_npz(tmp_path / "rigs.npz")
     with pytest.raises(PoseFormatError, match="ending in .npz"):
         random_clip(rng).save(tmp_path / "clip.npy")
 

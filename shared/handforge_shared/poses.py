@@ -406,6 +406,8 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise PoseFormatError(f"{path} is a folder: choose a .npz file inside it")
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file")
     try:
