@@ -42,7 +42,8 @@ class HANDFORGE_KS_pose(bpy.types.KeyingSetInfo):
             ksi.generate(context, ks, arm_obj)
 
     def generate(ksi, context, ks, arm_obj):
-        pose_conv.update_correctives(arm_obj)  # bones may have been rotated by hand since
+        # (the correctives are keyed as they are: Blender forbids a keying set to write them, which failed the
+        # keying set on MANO hands; the HandForge tools keep them current, Update Correctives after bones rotated by hand)
         for id_block, path, group in pose_paths(arm_obj):
             ks.paths.add(id_block, path, index=-1, group_method="NAMED", group_name=group)
 

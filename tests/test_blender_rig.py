@@ -367,3 +367,10 @@ def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(
         assert "is linked from" in out[tool] and "library.blend" in out[tool], (tool, out[tool])
     assert out["actions"] == 0  # nothing was keyed
     assert out["add_hands"] == ["FINISHED"] and out["new_collections"] == ["HandForge"]
+
+
+def test_the_keying_set_works_on_mano_hands(session):
+    # before: its iterator wrote the corrective shape keys, which Blender forbids there: "No suitable context
+    # info for active keying set", a traceback, and nothing keyed on MANO hands
+    _no_error(session, "mano_keying_set")
+    assert session["mano_keying_set"] == {"paths": 2 * (16 + 1 + 135), "correctives": 2 * 135}

@@ -111,6 +111,18 @@ def mano_hands():
 s.check("mano", mano_hands)
 
 
+def mano_keying_set():
+    """The HandForge keying set on MANO hands (I in the viewport with it active): its paths include the
+    pose correctives, and it keys them, as the pose shows them."""
+    scene = bpy.context.scene  # the MANO scene
+    ks = next(k for k in scene.keying_sets_all if k.bl_label == "HandForge Pose")
+    ks.refresh()  # what I runs first: the add-on's iterator, for this scene
+    return {"paths": len(ks.paths), "correctives": sum(p.data_path.startswith("key_blocks") for p in ks.paths)}
+
+
+s.check("mano_keying_set", mano_keying_set)
+
+
 def forearm_hands():
     scene = bpy.data.scenes.new("Forearm")
     bpy.context.window.scene = scene
