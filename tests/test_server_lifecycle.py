@@ -3,6 +3,7 @@ vanish mid-job, and refusals at start-up (remote bind without keys, unknown devi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -81,6 +82,24 @@ def test_a_missing_curve_secret_is_refused_alone_before_start_up(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"handforge serve: error: argument --curve-secret: no such file '{tmp_path}/"
                                         "server.key_secret' (create one with `handforge keys`) (see handforge serve --help)"]
+
+
+def test_an_unusable_curve_secret_is_refused_before_start_up_warnings(tmp_path):
+    # a public key given as the secret: it was read at bind, after the warnings of the config file (a
+    # setting no engine declares) and of the clients folder (no client keys)
+    import zmq.auth
+
+    public, _ = zmq.auth.create_certificates(str(tmp_path), "server")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text('[motion]\nno_such_setting = 1\n')
+    done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", "--curve-secret", public,
+                           "--curve-clients", str(clients)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HANDFORGE_CONFIG": str(config)})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"handforge serve: {public} holds only a public key: pass the matching "
+                                        ".key_secret file"]
 
 
 def test_unknown_devices_are_refused():

@@ -143,14 +143,14 @@ def run(args: argparse.Namespace) -> int:
     except settings_file.ConfigError as exc:
         print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
         return 2
-    if unknown:
-        logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
-                                                      "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
     try:
         server.bind()
     except SecurityError as exc:  # said once (a log line beside it repeated it, twice in the add-on's quote)
         print(f"handforge serve: {exc}", file=sys.stderr)
         return 2
+    if unknown:  # (after the refusals: a server that does not start says only why)
+        logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
+                                                      "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
     server.serve()
     if server.failure:
         print(f"handforge serve: {server.failure}", file=sys.stderr)

@@ -156,8 +156,9 @@ class Server:
         if ":" in cfg.host.strip("[]"):
             router.ipv6 = True
         if cfg.curve_secret is not None:
+            keys = security.load_secret(cfg.curve_secret)  # a bad key file: refused before the clients' warnings
             self._auth = security.start_authenticator(self._context, cfg.curve_clients)
-            security.configure_router(router, cfg.curve_secret)
+            security.configure_router(router, keys)
         address = endpoint(cfg.host, cfg.port) if cfg.port else endpoint(cfg.host, 0).rsplit(":", 1)[0] + ":*"
         try:
             router.bind(address)

@@ -90,8 +90,9 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> Any:
     return auth
 
 
-def configure_router(socket: zmq.Socket, secret_file: Path) -> None:
-    public, secret = load_secret(secret_file)
+def configure_router(socket: zmq.Socket, keys: tuple[bytes, bytes]) -> None:
+    """Make ``socket`` a CurveZMQ server with ``keys`` (``load_secret``), its clients checked by ZAP."""
+    public, secret = keys
     socket.curve_secretkey = secret
     socket.curve_publickey = public
     socket.curve_server = True
