@@ -409,6 +409,18 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _check_in_scene(rigs: dict[str, object], scene) -> None:
+    """Refuse candidates whose rigs are not in ``scene`` (another scene is shown): their keys would go
+    on the other scene's rigs at this scene's frame, where the artist does not look."""
+    away = [rig for rig in rigs.values() if not any(o == rig for o in scene.objects)]  # (not by name)
+    if away:
+        names = " and ".join(repr(rig.name) for rig in away)
+        where = sorted({s.name for rig in away for s in rig.users_scene})
+        home = f"the scene {' / '.join(map(repr, where))}" if where else "no scene"
+        raise ValueError(f"the candidates are for the hand(s) {names} in {home}, not in this scene {scene.name!r}: "
+                         "switch to that scene to key them at its frame, or Cancel and sample here")
+
+
 class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
     """Key interaction candidates on consecutive frames from the current one, on both hands (generated keys; your own keys stay), and end browsing"""
 
@@ -427,6 +439,8 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         if count > available:
             raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
         rigs = _browse_rigs(state)
+        scene = context.scene
+        _check_in_scene(rigs, scene)
         models = {rig.handforge.hand_model for rig in rigs.values()}
         if len(models) != 1:
             raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
@@ -434,7 +448,6 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         clip_hands = {side: HandPose(betas=np.repeat(pose_conv.rig_betas(rig)[None], count, axis=0),
                                      **{name: np.array([row[side][name] for row in rows]) for name in KEPT_FIELDS})
                       for side, rig in rigs.items()}
-        scene = context.scene
         clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
         start = scene.frame_current
         try:

@@ -106,6 +106,15 @@ def test_key_candidates_writes_consecutive_frames_and_keeps_the_artist_keys(sess
     assert "beyond Blender's last frame" in found["no_room"] and found["kept_after_refusal"] == 2
 
 
+def test_key_candidates_in_another_scene_is_refused_and_names_the_rigs_scene(session):
+    # before: it keyed the first scene's rigs at the other scene's frame (40), where the artist did not look
+    _no_error(session, "key_other_scene")
+    found = session["key_other_scene"]
+    assert found["switched"] == "Other Scene"
+    assert f"scene {found['rigs_scene']!r}" in found["refused"] and "Other Scene" in found["refused"], found["refused"]
+    assert found["keys"] == {"left": True, "right": True} and found["browse"] == 2
+
+
 def test_learned_engine_with_both_hands_free(session):
     _no_error(session, "learned")
     found = session["learned"]

@@ -188,6 +188,33 @@ def key_candidates():
 s.check("key", key_candidates)
 
 
+def key_in_another_scene():
+    """Key Candidates in another scene than the rigs': refused (naming the rigs' scene), nothing keyed
+    in either scene, the candidates kept to browse."""
+    assert sorted(sample(count=2)) == ["FINISHED"]
+    before = {side: fcurve_frames(side) for side in SIDES}
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    other = bpy.data.scenes.new("Other Scene")
+    other.frame_current = 40
+    window.scene = other
+    try:
+        found = {"switched": bpy.context.scene.name,
+                 "refused": error_of(lambda: as_user(bpy.ops.handforge.interaction_key, count=2)),
+                 "browse": browse()["count"]}
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(other)
+    found["keys"] = {side: fcurve_frames(side) == before[side] for side in SIDES}
+    found["rigs_scene"] = first.name
+    if browse()["count"]:
+        bpy.ops.handforge.interaction_cancel()
+    return found
+
+
+s.check("key_other_scene", key_in_another_scene)
+
+
 def learned_both_free():
     for side in SIDES:  # no animation: the rigs show their channels
         hand(side).animation_data_clear()
