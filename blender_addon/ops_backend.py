@@ -80,6 +80,11 @@ class HANDFORGE_OT_cancel_job(bpy.types.Operator):
 
     def execute(self, context):
         count = jobs.cancel(self.job_id)
+        if not count:
+            why = ("no backend is connected" if not connection.BACKEND.connected
+                   else f"no running job {self.job_id!r}" if self.job_id else "no job is running")
+            self.report({"INFO"}, f"nothing to cancel: {why}")
+            return {"CANCELLED"}
         self.report({"INFO"}, f"asked the backend to cancel {count} job(s)")
         return {"FINISHED"}
 

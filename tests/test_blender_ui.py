@@ -94,3 +94,12 @@ def test_set_shape_refuses_a_hand_whose_mesh_lost_its_shape_keys(session):
     result = session["set_shape_no_shape_keys"]
     assert "lost its shape key(s) beta_0" in result["error"]
     assert result["bones_kept"] is True and result["betas"] == [0.0, 0.0]  # neither hand changed
+
+
+def test_cancel_job_without_a_backend_says_there_is_nothing_to_cancel(session):
+    # before: "asked the backend to cancel 0 job(s)", with no backend to ask
+    _no_error(session, "cancel_no_backend")
+    result = session["cancel_no_backend"]
+    assert result["result"] == ["CANCELLED"]
+    assert "nothing to cancel" in result["printed"] and "no backend is connected" in result["printed"]
+    assert "0 job" not in result["printed"]

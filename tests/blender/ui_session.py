@@ -218,4 +218,25 @@ def set_shape_without_shape_keys() -> dict:
 
 s.check("set_shape_no_shape_keys", set_shape_without_shape_keys)
 
+
+def _printed(call) -> tuple[list[str], str]:
+    """An operator's result and what it printed (its reports, in blender -b)."""
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        result = call()
+    return sorted(result), out.getvalue()
+
+
+def cancel_job_without_backend() -> dict:
+    """Cancel Job with no backend connected (and so no job): says there is nothing to cancel."""
+    result, printed = _printed(lambda: bpy.ops.handforge.cancel_job())
+    return {"result": result, "printed": printed}
+
+
+s.check("cancel_no_backend", cancel_job_without_backend)
+
+
 s.finish()
