@@ -109,6 +109,16 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
             col.prop(self, "betas", index=i, text=f"Shape {i + 1}" + (" (overall)" if i == 0 else ""))
 
 
+def _lost_correctives(side: str, obj) -> str:
+    """Why a MANO hand has no pose correctives to update: its mesh or the mesh's keys are gone."""
+    if rig.hand_mesh(obj) is None:
+        return (f"the {side} hand {obj.name!r} has no hand mesh, which holds its pose correctives: give it back its "
+                "mesh (for a library override, override the hand's mesh with it: select both, Object > Library "
+                "Override > Make) or add the hands again with Add Hands")
+    return (f"the mesh of the {side} hand {obj.name!r} has lost its pose-corrective shape keys: add the hands again "
+            "with Add Hands")
+
+
 class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     """Recompute the MANO pose-corrective shape keys from the current pose (after posing bones by hand)"""
 
@@ -120,6 +130,13 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     def execute(self, context):
         found = hands.scene_hands(context.scene, edit=True)
         with_correctives = {s: o for s, o in found.items() if rig.corrective_keys(o)}
+        # a MANO hand without them has lost its mesh (a library override of the armature alone) or its keys
+        lacking = [_lost_correctives(s, o) for s, o in found.items()
+                   if s not in with_correctives and o.handforge.hand_model == "mano"]
+        if lacking and not with_correctives:
+            raise ValueError("; ".join(lacking))
+        for why in lacking:
+            self.report({"WARNING"}, why)
         if not with_correctives:
             models = sorted({o.handforge.hand_model for o in found.values()})
             self.report({"INFO"}, f"nothing to update: the {' and '.join(found)} hand ({', '.join(models)} model) has "

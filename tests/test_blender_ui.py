@@ -103,3 +103,12 @@ def test_cancel_job_without_a_backend_says_there_is_nothing_to_cancel(session):
     assert result["result"] == ["CANCELLED"]
     assert "nothing to cancel" in result["printed"] and "no backend is connected" in result["printed"]
     assert "0 job" not in result["printed"]
+
+
+def test_update_correctives_on_a_mano_hand_without_its_mesh_says_the_mesh_is_missing(session):
+    # before: "has no pose correctives (MANO hands have them; the open hand does not)" for a MANO hand
+    _no_error(session, "correctives_no_mesh")
+    result = session["correctives_no_mesh"]
+    error = result["error"]
+    assert f"{result['left']!r}" in error and "no hand mesh" in error and "Add Hands" in error, error
+    assert "MANO hands have them" not in error

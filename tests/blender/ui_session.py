@@ -239,4 +239,18 @@ def cancel_job_without_backend() -> dict:
 s.check("cancel_no_backend", cancel_job_without_backend)
 
 
+def correctives_of_a_mano_hand_without_its_mesh() -> dict:
+    """Update Correctives on MANO hands, the left one without its hand mesh (as on a library override
+    of the armature alone): it says the mesh is missing, not that MANO hands have no correctives."""
+    _clear_scene()
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    for side in ("left", "right"):
+        hand(side).handforge.hand_model = "mano"
+    mesh_obj = next(c for c in hand("left").children if c.type == "MESH")
+    mesh_obj.parent = None
+    return {"error": error_of(lambda: bpy.ops.handforge.update_correctives()), "left": hand("left").name}
+
+
+s.check("correctives_no_mesh", correctives_of_a_mano_hand_without_its_mesh)
+
 s.finish()
