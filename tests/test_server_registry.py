@@ -163,3 +163,32 @@ def test_engine_discovery_registers_good_engines_and_reports_broken_ones(tmp_pat
     assert not status.available and "no_such_module_anywhere" in status.reason
     for module in [m for m in sys.modules if m.startswith("fake_engines")]:
         monkeypatch.delitem(sys.modules, module)
+
+
+def test_an_engine_packages_settings_py_is_declared_as_a_built_in_engines_is(tmp_path, monkeypatch):
+    """The README puts an engine's config keys in its settings.py; in an --engine-package that file was
+    never imported, so an engine naming its key could not run ("names an undeclared setting")."""
+    root = tmp_path / "outside_engines"
+    (root / "own").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "own" / "__init__.py").write_text("")
+    (root / "own" / "settings.py").write_text(textwrap.dedent("""
+        from handforge import config
+        config.register(config.Setting(key="own.weights", env="HANDFORGE_TEST_OWN_WEIGHTS", help="weights"))
+        """))
+    (root / "own" / "jobs.py").write_text(textwrap.dedent("""
+        from handforge.server import Engine
+        def register_jobs(registry):
+            registry.add_engine(Engine("own", settings=("own.weights",)))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HANDFORGE_TEST_OWN_WEIGHTS", str(tmp_path))
+    registry = Registry()
+    try:
+        discover_engines(registry, package="outside_engines")
+        assert registry.engine("own").status().available, registry.engine("own").status().reason
+        assert "own.weights" in [s.key for s in config.settings()]
+    finally:
+        for module in [m for m in sys.modules if m.startswith("outside_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+        config._SETTINGS.pop("own.weights", None)

@@ -202,9 +202,11 @@ class Registry:
 
 
 def discover_engines(registry: Registry, package: str = "handforge.engines") -> None:
-    """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module.
+    """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module, after importing its
+    ``settings`` module if it has one (``handforge.config`` finds only ``handforge/**/settings.py`` itself,
+    so an --engine-package's config keys are declared here).
 
-    Only the ``jobs`` modules are imported, so the models behind them load when a job runs.
+    Only the ``settings`` and ``jobs`` modules are imported, so the models behind them load when a job runs.
     """
     try:
         root = importlib.import_module(package)
@@ -215,6 +217,9 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
         if not info.ispkg or importlib.util.find_spec(module_name) is None:
             continue
         try:
+            settings_name = f"{package}.{info.name}.settings"
+            if importlib.util.find_spec(settings_name) is not None:
+                importlib.import_module(settings_name)
             importlib.import_module(module_name).register_jobs(registry)
         except Exception as exc:
             log.exception("engine module %s failed to register", module_name)

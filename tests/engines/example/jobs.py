@@ -13,12 +13,7 @@ from handforge import config
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Schema, String, invalid
-
-CHECKPOINTS = config.register(config.Setting(
-    key="example.checkpoints",
-    env="HANDFORGE_EXAMPLE_CHECKPOINTS",
-    help="folder of TinyNet checkpoint folders (one per name) for the example engine",
-))
+from tests.engines.example.settings import CHECKPOINTS
 
 
 def _check_name(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
