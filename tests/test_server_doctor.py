@@ -138,3 +138,18 @@ def test_doctor_notes_learned_models_that_are_missing_though_their_engine_runs(t
                                          "spline engine")
     shipped = json.loads(_doctor("--json").stdout)["engines"]
     assert shipped["interaction"]["note"] == "" and shipped["motion"]["note"] == ""  # the shipped models are there
+
+
+def test_doctor_engine_package_lists_its_engines_and_their_settings(tmp_path):
+    """serve --engine-package PKG knew PKG's settings, doctor did not: it called the key in the config file a
+    PROBLEM ("or an --engine-package's?") and had no way to be told the package, nor show its engine."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[example]\ncheckpoints = "{tmp_path}"\n')
+    repo = Path(__file__).resolve().parents[1]
+    env = {"HANDFORGE_CONFIG": str(config), "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    report = json.loads(_doctor("--json", "--engine-package", "tests.engines", **env).stdout)
+    assert report["config_file"]["problem"] == ""
+    assert report["engines"]["example"]["available"], report["engines"]["example"]
+    assert "example.checkpoints" in json.dumps(report["settings"])
+    missing = _doctor("--engine-package", "no_such_package_here", **env)
+    assert missing.returncode == 2 and "no such Python package" in missing.stderr and "Traceback" not in missing.stderr

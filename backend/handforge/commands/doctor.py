@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for a backend with CurveZMQ: the server's public key (server.key)")
     parser.add_argument("--curve-client-secret", metavar="FILE",
                         help="for a backend with CurveZMQ: this client's secret key (NAME.key_secret)")
+    parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
+                        help="also check the engines of this Python package and their settings, as "
+                             "`handforge serve --engine-package` loads them; repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,13 +43,27 @@ def run(args: argparse.Namespace) -> int:
     from handforge.server import capabilities
     from handforge.server.builtin_jobs import default_registry
 
+    from handforge.engines import is_package
+    from handforge.server.registry import discover_engines
+
+    for package in args.engine_package:
+        if not is_package(package):
+            print(f"handforge doctor: --engine-package {package}: no such Python package (is its folder on "
+                  "PYTHONPATH?)", file=sys.stderr)
+            return 2
     status = 0
     try:
         unknown = config.check_file()
         problem = (f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an "
-                   "--engine-package's?)" if unknown else "")
+                   "--engine-package's? `handforge doctor --engine-package PACKAGE` checks them)" if unknown else "")
     except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
         problem, status = str(exc), 1
+    registry = default_registry()
+    for package in args.engine_package:  # as serve loads them: they declare their own settings
+        discover_engines(registry, package)
+    if args.engine_package and not status:
+        unknown = config.check_file()
+        problem = f"names settings no engine declares: {', '.join(unknown)} (misspelled?)" if unknown else ""
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
@@ -59,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                   "the key file `handforge keys` wrote", file=sys.stderr)
             return 2
     devices = capabilities.probe_devices()
-    report = capabilities.welcome_data(registry=default_registry(), limits=_limits(), devices=devices,
+    report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
     report["backend"] = _running_backend(args.endpoint, args.curve_server_key, args.curve_client_secret)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem}
