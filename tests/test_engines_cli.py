@@ -61,3 +61,47 @@ def test_engine_help_describes_the_command_in_plain_text(capsys, command, start)
     assert exit_.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert start in out and "``" not in out
+
+
+def test_an_engines_checkpoint_and_training_errors_are_one_line_without_catching_them(tmp_path, monkeypatch, capsys):
+    """An engine that calls load_model / train without catching their errors (the README does not say
+    it must) gave a traceback for a mistyped checkpoint folder or a changed rerun."""
+    import sys
+    import textwrap
+
+    root = tmp_path / "bare_engines" / "bare"
+    root.mkdir(parents=True)
+    (root.parent / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "evaluate.py").write_text(textwrap.dedent("""
+        def add_arguments(parser):
+            parser.add_argument("--checkpoint")
+        def run(args):
+            from handforge.engines.checkpoints import load_model
+            from tests.engines.example.model import TinyNet
+            load_model(TinyNet, args.checkpoint)
+        """))
+    (root / "train.py").write_text(textwrap.dedent("""
+        def add_arguments(parser):
+            pass
+        def run(args):
+            from handforge.training.loop import TrainingError
+            raise TrainingError("RUN: the learning rate differs from the run's")
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["eval", "--package", "bare_engines", "bare", "--checkpoint", str(tmp_path / "nowhere")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handforge eval bare: ") and "no such checkpoint folder" in err and len(err.splitlines()) == 1
+        assert main(["train", "--package", "bare_engines", "bare"]) == 2
+        assert capsys.readouterr().err == "handforge train bare: RUN: the learning rate differs from the run's\n"
+    finally:
+        for module in [m for m in sys.modules if m.startswith("bare_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+
+
+def test_package_after_the_engine_is_pointed_before_it(capsys):
+    """`handforge train example --package tests.engines` (options usually go anywhere) said only that
+    'example' is no engine of handforge.engines."""
+    assert main(["train", "example", "--package", "tests.engines"]) == 2
+    assert "--package goes before the engine: handforge train --package tests.engines example" in capsys.readouterr().err

@@ -28,14 +28,39 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
     if args.engine not in engines:
         known = (f"engines with {_a(module)}.py: {', '.join(engines)}" if engines
                  else f"no engine in {args.package} has {_a(module)}.py yet")
-        print(f"handforge {command}: unknown engine {args.engine!r}; {known}", file=sys.stderr)
+        print(f"handforge {command}: unknown engine {args.engine!r}; {known}{_package_after(args, command)}",
+              file=sys.stderr)
         return 2
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
-    if callable(getattr(target, "main", None)):
-        return int(target.main(list(args.engine_args)) or 0)
-    parser = Parser(prog=f"handforge {command} {args.engine}", description=description(target.__doc__))
-    target.add_arguments(parser)
-    return int(target.run(parser.parse_args(args.engine_args)) or 0)
+    try:
+        if callable(getattr(target, "main", None)):
+            return int(target.main(list(args.engine_args)) or 0)
+        parser = Parser(prog=f"handforge {command} {args.engine}", description=description(target.__doc__))
+        target.add_arguments(parser)
+        return int(target.run(parser.parse_args(args.engine_args)) or 0)
+    except Exception as exc:  # the house's own errors say what to do: one line, as every shipped engine prints them
+        if not isinstance(exc, _house_errors()):
+            raise
+        print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _house_errors() -> tuple[type, ...]:
+    """CheckpointError and TrainingError, from the modules already imported (one that raised was)."""
+    found = []
+    for name, error in (("handforge.engines.checkpoints", "CheckpointError"), ("handforge.training.loop", "TrainingError")):
+        if name in sys.modules:
+            found.append(getattr(sys.modules[name], error))
+    return tuple(found)
+
+
+def _package_after(args: argparse.Namespace, command: str) -> str:
+    rest = list(args.engine_args)
+    if "--package" in rest[:-1]:
+        return (f" (--package goes before the engine: handforge {command} --package {rest[rest.index('--package') + 1]} "
+                f"{args.engine})")
+    given = [a.split("=", 1)[1] for a in rest if a.startswith("--package=")]
+    return f" (--package goes before the engine: handforge {command} --package {given[0]} {args.engine})" if given else ""
 
 
 def description(doc: str | None) -> str:
