@@ -105,3 +105,36 @@ def test_package_after_the_engine_is_pointed_before_it(capsys):
     'example' is no engine of handforge.engines."""
     assert main(["train", "example", "--package", "tests.engines"]) == 2
     assert "--package goes before the engine: handforge train --package tests.engines example" in capsys.readouterr().err
+
+
+def test_an_engine_packages_settings_py_is_declared_for_its_train_and_eval(tmp_path, monkeypatch, capsys):
+    """serve imports <engine>/settings.py; train/eval did not, so config.value of the engine's own key failed."""
+    import sys
+    import textwrap
+
+    from handforge import config
+
+    root = tmp_path / "keyed_engines" / "keyed"
+    root.mkdir(parents=True)
+    (root.parent / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "settings.py").write_text(textwrap.dedent("""
+        from handforge import config
+        config.register(config.Setting(key="keyed.weights", env="HANDFORGE_TEST_KEYED_WEIGHTS", help="weights"))
+        """))
+    (root / "evaluate.py").write_text(textwrap.dedent("""
+        def add_arguments(parser):
+            pass
+        def run(args):
+            from handforge import config
+            print(config.value("keyed.weights"))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HANDFORGE_TEST_KEYED_WEIGHTS", "/weights/keyed")
+    try:
+        assert main(["eval", "--package", "keyed_engines", "keyed"]) == 0
+        assert capsys.readouterr().out == "/weights/keyed\n"
+    finally:
+        for module in [m for m in sys.modules if m.startswith("keyed_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+        config._SETTINGS.pop("keyed.weights", None)

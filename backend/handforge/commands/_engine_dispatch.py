@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from handforge.arguments import Parser
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         print(f"handforge {command}: unknown engine {args.engine!r}; {known}{_package_after(args, command)}",
               file=sys.stderr)
         return 2
+    if importlib.util.find_spec(f"{args.package}.{args.engine}.settings") is not None:  # its config keys, as serve
+        importlib.import_module(f"{args.package}.{args.engine}.settings")              # (handforge's own are found)
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
     try:
         if callable(getattr(target, "main", None)):
