@@ -178,12 +178,13 @@ def test_a_report_path_through_a_file_says_that_the_file_is_in_the_way(tmp_path)
 @pytest.mark.timeout(60)  # (passed the check, it would start a server)
 def test_an_engine_package_that_is_no_package_name_is_refused_in_one_line(capsys):
     # importlib raised ImportError for '.foo' (a traceback), where a missing package got this line
-    assert cli_main(["serve", "--port", "0", "--engine-package", ".foo"]) == 2
-    err = capsys.readouterr().err
-    assert err.splitlines() == ["handforge serve: --engine-package .foo: no such Python package (is its folder on "
-                                "PYTHONPATH?)"]
-    assert cli_main(["serve", "--port", "0", "--engine-package", "os"]) == 2  # a module, no package: AttributeError
-    assert "--engine-package os: no such Python package" in capsys.readouterr().err
+    for package in (".foo", "os"):  # (os: a module, no package: AttributeError)
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["serve", "--port", "0", "--engine-package", package])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"handforge serve: error: argument --engine-package: no such Python package {package!r} (is its folder "
+            "on PYTHONPATH?) (see handforge serve --help)"]
 
 
 @pytest.mark.parametrize("argv", [

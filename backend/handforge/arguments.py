@@ -187,6 +187,15 @@ def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str]
     return existing
 
 
+def python_package(text: str) -> str:
+    """A Python package engines live in (``--package``, ``--engine-package``): importable, a package."""
+    from handforge.engines import is_package
+
+    if not is_package(text):
+        raise argparse.ArgumentTypeError(f"no such Python package {text!r} (is its folder on PYTHONPATH?)")
+    return text
+
+
 def torch_device(text: str) -> str:
     """A torch device a command runs on: cpu, cuda or cuda:N (whether it exists is checked when used)."""
     import re
@@ -225,5 +234,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -9,12 +9,12 @@ import importlib
 import importlib.util
 import sys
 
-from handforge.arguments import Parser
-from handforge.engines import PACKAGE, engines_with, is_package
+from handforge.arguments import Parser, python_package
+from handforge.engines import PACKAGE, engines_with
 
 
 def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
-    parser.add_argument("--package", default=PACKAGE, metavar="PACKAGE",
+    parser.add_argument("--package", type=python_package, default=PACKAGE, metavar="PACKAGE",
                         help=f"the Python package holding the engines (default {PACKAGE})")
     parser.add_argument("engine", help=f"an engine with {_a(module)}.py (see the list when it is unknown)")
     parser.add_argument("engine_args", nargs=argparse.REMAINDER, metavar="...",
@@ -22,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
 
 
 def run(args: argparse.Namespace, module: str, command: str) -> int:
-    if not is_package(args.package):
-        print(f"handforge {command}: no Python package {args.package!r} (is its folder on PYTHONPATH?)", file=sys.stderr)
-        return 2
     engines = engines_with(module, args.package)
     if args.engine not in engines:
         known = (f"engines with {_a(module)}.py: {', '.join(engines)}" if engines

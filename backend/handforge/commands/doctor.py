@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from handforge.arguments import python_package
 from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
 
 NAME = "doctor"
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for a backend with CurveZMQ: the server's public key (server.key)")
     parser.add_argument("--curve-client-secret", metavar="FILE",
                         help="for a backend with CurveZMQ: this client's secret key (NAME.key_secret)")
-    parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
+    parser.add_argument("--engine-package", type=python_package, action="append", default=[], metavar="PACKAGE",
                         help="also check the engines of this Python package and their settings, as "
                              "`handforge serve --engine-package` loads them; repeatable")
 
@@ -42,15 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.server import capabilities
     from handforge.server.builtin_jobs import default_registry
-
-    from handforge.engines import is_package
     from handforge.server.registry import discover_engines
 
-    for package in args.engine_package:
-        if not is_package(package):
-            print(f"handforge doctor: --engine-package {package}: no such Python package (is its folder on "
-                  "PYTHONPATH?)", file=sys.stderr)
-            return 2
     status = 0
     try:
         unknown = config.check_file()

@@ -9,7 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import at_least, existing_path, finite_number, report_file, thread_count, whole_number
+from handforge.arguments import (at_least, existing_path, finite_number, python_package, report_file, thread_count,
+                                 whole_number)
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
 NAME = "serve"
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-memory", type=_memory_size, default="8GiB", metavar="SIZE",
                         help="memory for cached models per device, e.g. 8GiB or 512MB; the least recently used "
                              "models are unloaded past it (default 8GiB)")
-    parser.add_argument("--engine-package", action="append", default=[], metavar="PACKAGE",
+    parser.add_argument("--engine-package", type=python_package, action="append", default=[], metavar="PACKAGE",
                         help="also load the engines of this Python package (each <engine>/jobs.py), besides "
                              "handforge.engines; repeatable")
     parser.add_argument("--torch-threads", type=thread_count(), metavar="N",
@@ -114,14 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.torch_threads:
         limit_torch_threads(args.torch_threads)
-    from handforge.engines import is_package
     from handforge.server.security import SecurityError
 
-    for package in args.engine_package:
-        if not is_package(package):
-            print(f"handforge serve: --engine-package {package}: no such Python package (is its folder on "
-                  "PYTHONPATH?)", file=sys.stderr)
-            return 2
     devices = args.devices
     problem = _check_devices_exist(devices)
     if problem:
