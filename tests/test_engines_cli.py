@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +140,14 @@ def test_an_engine_packages_settings_py_is_declared_for_its_train_and_eval(tmp_p
         for module in [m for m in sys.modules if m.startswith("keyed_engines")]:
             monkeypatch.delitem(sys.modules, module)
         config._SETTINGS.pop("keyed.weights", None)
+
+
+def test_training_says_its_own_progress_not_accelerates_checkpoint_lines(tmp_path):
+    # accelerate logged 6 INFO lines a checkpoint (hidden .part folders and all), burying the progress
+    done = subprocess.run([sys.executable, "-m", "handforge", "train", *EXAMPLE, "--out", str(tmp_path / "run"),
+                           "--steps", "30", "--quiet"], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "checkpoints").is_dir()  # (checkpoints were saved)
+    assert "accelerate" not in done.stderr, done.stderr
+    assert f"wrote {tmp_path / 'run' / 'model'}" in done.stdout

@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
     from handforge.config import ConfigError
 
     try:
