@@ -16,7 +16,9 @@ may import it at start.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,6 +28,8 @@ from typing import Any, Iterator
 from handforge_shared.files import usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers.utils.SAFETENSORS_WEIGHTS_NAME
+_MAX_HEADER = 100 * 2**20  # bytes: a safetensors header is a few KiB per thousand tensors
 
 
 class CheckpointError(RuntimeError):
@@ -123,24 +127,94 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str) -> str:
 
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
-    eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable or holds another class."""
+    eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable, holds another class,
+    a config that does not fit its weights (checked before the model is built, so that an absurd size
+    in config.json costs no memory), or weights that are not all finite."""
     folder = Path(folder)
     saved_as = checkpoint_class(folder)
     if saved_as != cls.__name__:
         raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
                               "give a checkpoint of this model (the setting or option that named this folder)")
+    shapes = weights_shapes(folder)
+    if shapes is not None:
+        _check_config_sizes(cls, folder, sum(math.prod(shape) for shape in shapes.values()))
     try:
         model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                           output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # TypeError: a config value of another type
+    # TypeError: a config value of another type; AssertionError, ArithmeticError: sizes torch refuses
+    except (OSError, ValueError, RuntimeError, TypeError, AssertionError, ArithmeticError) as exc:
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
-    problem = missing_weights(info)
+    problem = missing_weights(info) or _extra_weights(info) or _non_finite(model)
     if problem:
         raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {problem}; save or train it again")
     model = model.to(device).eval()
     _own_cpu_memory(model)
     return model
+
+
+def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
+    """The tensor shapes in ``folder``'s weights file, from its header alone (a few KiB read, whatever
+    the file's size); None for a sharded checkpoint (diffusers checks those). ``CheckpointError`` when
+    the file is missing, not a safetensors file, or truncated."""
+    folder = Path(folder)
+    file = folder / WEIGHTS_NAME
+    if not file.is_file():
+        if (folder / f"{WEIGHTS_NAME}.index.json").is_file():
+            return None
+        raise CheckpointError(f"{folder}: the checkpoint has no weights file {WEIGHTS_NAME} (a folder written by "
+                              "save_pretrained holds it beside config.json); copy or save the checkpoint again")
+    try:
+        with open(file, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            length = int.from_bytes(stream.read(8), "little")
+            if size < 8 or length > min(size - 8, _MAX_HEADER):
+                raise ValueError(f"its header says {length} bytes but the file has {size}")
+            header = json.loads(stream.read(length))
+        shapes, end = {}, 0
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            shape, (start, stop) = entry["shape"], entry["data_offsets"]
+            if not all(isinstance(n, int) and n >= 0 for n in [*shape, start, stop]):
+                raise ValueError(f"tensor {name} has shape {shape} and offsets {[start, stop]}")
+            shapes[name], end = tuple(shape), max(end, stop)
+        if 8 + length + end > size:
+            raise ValueError(f"its tensors need {8 + length + end} bytes but the file has {size}: it is truncated")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{file}: not a readable safetensors weights file ({type(exc).__name__}: {exc}); "
+                              "copy or save the checkpoint again") from None
+    return shapes
+
+
+def _check_config_sizes(cls: type, folder: Path, values: int) -> None:
+    """Refuse a config.json whose whole-number arguments (those ``cls.__init__`` defaults to an int) are not
+    whole numbers, or exceed the ``values`` its weights file holds: no size of a model describing those
+    weights can be larger, and building the model from such a config could take all memory and time."""
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        default = param.default
+        if name not in config or not isinstance(default, int) or isinstance(default, bool):
+            continue
+        value = config[name]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} "
+                                  f"to {value!r}, not a whole number (the default is {default}); save or train it again")
+        if value > max(values, default):
+            raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} "
+                                  f"to {value}, more than the {values} values its weights file holds, so it does "
+                                  "not describe these weights; save or train it again")
+
+
+def _non_finite(model: Any) -> str:
+    """Which weight of a loaded model is NaN or infinite ('' when none): a diverged training run saves
+    such weights, and every output of the model would be NaN."""
+    import torch
+
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"holds weights that are not finite (NaN or infinity) in {name}: its training diverged"
+    return ""
 
 
 def missing_weights(loading_info: Any) -> str:
@@ -149,6 +223,15 @@ def missing_weights(loading_info: Any) -> str:
     missing = sorted(loading_info["missing_keys"])
     return (f"lacks {len(missing)} of its weights (e.g. {missing[0]}): its weights file does not fit its config.json"
             if missing else "")
+
+
+def _extra_weights(loading_info: Any) -> str:
+    """What a weights file holds beyond its model ('' when nothing): diffusers drops those tensors with a
+    warning, e.g. the layers a config.json with fewer layers leaves out. (Not in ``missing_weights``: the
+    CLIP text encoders of Stable Diffusion checkpoints carry an unused ``position_ids``.)"""
+    extra = sorted(loading_info.get("unexpected_keys") or ())
+    return (f"has {len(extra)} weights its model has not (e.g. {extra[0]}): its weights file does not fit its "
+            "config.json" if extra else "")
 
 
 def _own_cpu_memory(model: Any) -> None:
@@ -185,4 +268,5 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 
 __all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_problem",
-           "checkpoint_signature", "load_model", "missing_weights", "save_model", "saved_class", "write_model"]
+           "checkpoint_signature", "load_model", "missing_weights", "save_model", "saved_class", "weights_shapes",
+           "write_model"]

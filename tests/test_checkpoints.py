@@ -1,0 +1,84 @@
+"""Damaged and hand-edited checkpoint folders: ``load_model`` refuses each with a CheckpointError that
+names the folder and what is wrong, before building a model its config makes absurdly large."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from handforge.engines.checkpoints import CheckpointError, load_model, save_model
+from tests.engines.example.model import TinyNet
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    torch.manual_seed(0)
+    return save_model(TinyNet(), tmp_path / "model")
+
+
+def edit_config(folder, **values):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **values}))
+
+
+@pytest.mark.parametrize("width, says", [(10**12, "sets width to 1000000000000, more than the 115 values"),
+                                         (10**5, "sets width to 100000, more than the 115 values"),
+                                         (16.0, "sets width to 16.0, not a whole number"),
+                                         ("16", "sets width to '16', not a whole number"),
+                                         (True, "sets width to True, not a whole number")])
+def test_a_config_size_that_cannot_fit_the_weights_is_refused_before_the_model_is_built(folder, monkeypatch,
+                                                                                        width, says):
+    # width 10**12 made from_pretrained allocate 12 TB for the first layer (an allocator error at best, the
+    # machine's memory at worst), num_layers 10**5 of the motion model built layers for minutes
+    edit_config(folder, width=width)
+    built = []
+    monkeypatch.setattr(TinyNet, "from_pretrained", classmethod(lambda cls, *a, **k: built.append(a)))
+    with pytest.raises(CheckpointError, match=f"{folder}: cannot load the TinyNet checkpoint: its config.json {says}"):
+        load_model(TinyNet, folder)
+    assert not built
+
+
+def test_weights_the_model_has_not_are_refused(folder):
+    # dropped with a log line before: a config.json with fewer layers than its weights loaded a smaller model
+    tensors = load_file(folder / WEIGHTS)
+    save_file({**tensors, "layers.9.weight": torch.zeros(3)}, folder / WEIGHTS)
+    with pytest.raises(CheckpointError, match="has 1 weights its model has not \\(e.g. layers.9.weight\\)"):
+        load_model(TinyNet, folder)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused(folder, bad):
+    tensors = load_file(folder / WEIGHTS)
+    tensors["layers.0.weight"][0, 0] = bad
+    save_file(tensors, folder / WEIGHTS)
+    with pytest.raises(CheckpointError, match=f"{folder}: .* not finite \\(NaN or infinity\\) in layers.0.weight"):
+        load_model(TinyNet, folder)
+
+
+@pytest.mark.parametrize("damage, says", [(lambda b: b[: len(b) // 2], "it is truncated"),
+                                          (lambda b: b[:20], "its header says .* bytes but the file has 20"),
+                                          (lambda b: b"", "the file has 0"),
+                                          (lambda b: (10**15).to_bytes(8, "little") + b"{}", "the file has 10")])
+def test_a_damaged_weights_file_is_named(folder, damage, says):
+    weights = folder / WEIGHTS
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(CheckpointError, match=f"{weights}: not a readable safetensors weights file .*{says}"):
+        load_model(TinyNet, folder)
+
+
+@pytest.mark.parametrize("replace", ["remove", "directory", "symlink loop"])
+def test_a_missing_weights_file_is_named(folder, replace):
+    # said 'no file named diffusion_pytorch_model.bin', after a warning about unsafe pickle serialization
+    weights = folder / WEIGHTS
+    weights.unlink()
+    if replace == "directory":
+        weights.mkdir()
+    elif replace == "symlink loop":
+        weights.symlink_to(weights)
+    with pytest.raises(CheckpointError, match=f"{folder}: the checkpoint has no weights file {WEIGHTS}"):
+        load_model(TinyNet, folder)
