@@ -60,14 +60,14 @@ def test_weights_that_are_not_finite_are_refused(folder, bad):
         load_model(TinyNet, folder)
 
 
-@pytest.mark.parametrize("damage, says", [(lambda b: b[: len(b) // 2], "it is truncated"),
-                                          (lambda b: b[:20], "its header says .* bytes but the file has 20"),
-                                          (lambda b: b"", "the file has 0"),
-                                          (lambda b: (10**15).to_bytes(8, "little") + b"{}", "the file has 10")])
-def test_a_damaged_weights_file_is_named(folder, damage, says):
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:20], lambda b: b"",
+                                    lambda b: (10**15).to_bytes(8, "little") + b"{}"])
+def test_a_damaged_weights_file_is_named(folder, damage):
+    # (truncated, header only, empty, a header length of 1 PB: safetensors' own checks, said with the file)
     weights = folder / WEIGHTS
     weights.write_bytes(damage(weights.read_bytes()))
-    with pytest.raises(CheckpointError, match=f"{weights}: not a readable safetensors weights file .*{says}"):
+    with pytest.raises(CheckpointError, match=f"{weights}: not a readable safetensors weights file \\(Error while "
+                                              "deserializing header: .*truncated or not safetensors"):
         load_model(TinyNet, folder)
 
 

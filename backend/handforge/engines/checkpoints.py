@@ -29,7 +29,6 @@ from handforge_shared.files import usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers.utils.SAFETENSORS_WEIGHTS_NAME
-_MAX_HEADER = 100 * 2**20  # bytes: a safetensors header is a few KiB per thousand tensors
 
 
 class CheckpointError(RuntimeError):
@@ -154,9 +153,11 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
 
 
 def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
-    """The tensor shapes in ``folder``'s weights file, from its header alone (a few KiB read, whatever
-    the file's size); None for a sharded checkpoint (diffusers checks those). ``CheckpointError`` when
-    the file is missing, not a safetensors file, or truncated."""
+    """The tensor shapes in ``folder``'s weights file, from its header alone (safetensors reads no tensor
+    for them); None for a sharded checkpoint (diffusers checks those). ``CheckpointError`` when the file
+    is missing, not a safetensors file, or truncated (safetensors checks the header covers the file)."""
+    from safetensors import SafetensorError, safe_open
+
     folder = Path(folder)
     file = folder / WEIGHTS_NAME
     if not file.is_file():
@@ -165,26 +166,11 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
         raise CheckpointError(f"{folder}: the checkpoint has no weights file {WEIGHTS_NAME} (a folder written by "
                               "save_pretrained holds it beside config.json); copy or save the checkpoint again")
     try:
-        with open(file, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            length = int.from_bytes(stream.read(8), "little")
-            if size < 8 or length > min(size - 8, _MAX_HEADER):
-                raise ValueError(f"its header says {length} bytes but the file has {size}")
-            header = json.loads(stream.read(length))
-        shapes, end = {}, 0
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            shape, (start, stop) = entry["shape"], entry["data_offsets"]
-            if not all(isinstance(n, int) and n >= 0 for n in [*shape, start, stop]):
-                raise ValueError(f"tensor {name} has shape {shape} and offsets {[start, stop]}")
-            shapes[name], end = tuple(shape), max(end, stop)
-        if 8 + length + end > size:
-            raise ValueError(f"its tensors need {8 + length + end} bytes but the file has {size}: it is truncated")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{file}: not a readable safetensors weights file ({type(exc).__name__}: {exc}); "
-                              "copy or save the checkpoint again") from None
-    return shapes
+        with safe_open(str(file), framework="pt") as weights:
+            return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{file}: not a readable safetensors weights file ({exc}: truncated or not "
+                              "safetensors); copy or save the checkpoint again") from None
 
 
 def _check_config_sizes(cls: type, folder: Path, values: int) -> None:
