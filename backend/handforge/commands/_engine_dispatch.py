@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from handforge.arguments import Parser, python_package
-from handforge.engines import PACKAGE, engines_with
+from handforge.engines import PACKAGE, declare_settings, engines_with
 
 
 def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
@@ -29,8 +28,7 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         print(f"handforge {command}: unknown engine {args.engine!r}; {known}{_package_after(args, command)}",
               file=sys.stderr)
         return 2
-    if importlib.util.find_spec(f"{args.package}.{args.engine}.settings") is not None:  # its config keys, as serve
-        importlib.import_module(f"{args.package}.{args.engine}.settings")              # (handforge's own are found)
+    declare_settings(args.package, args.engine)  # its config keys, as serve declares them
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
     try:
         if callable(getattr(target, "main", None)):
@@ -39,27 +37,20 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         target.add_arguments(parser)
         return int(target.run(parser.parse_args(args.engine_args)) or 0)
     except Exception as exc:  # the house's own errors say what to do: one line, as every shipped engine prints them
-        if not isinstance(exc, _house_errors()):
+        from handforge.engines.checkpoints import CheckpointError
+        from handforge.training.loop import TrainingError  # (torch: loaded already by the engine that raised)
+
+        if not isinstance(exc, (CheckpointError, TrainingError)):
             raise
         print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)
         return 2
 
 
-def _house_errors() -> tuple[type, ...]:
-    """CheckpointError and TrainingError, from the modules already imported (one that raised was)."""
-    found = []
-    for name, error in (("handforge.engines.checkpoints", "CheckpointError"), ("handforge.training.loop", "TrainingError")):
-        if name in sys.modules:
-            found.append(getattr(sys.modules[name], error))
-    return tuple(found)
-
-
 def _package_after(args: argparse.Namespace, command: str) -> str:
+    """A hint when ``--package`` was given after the engine (it went to the engine's own options)."""
     rest = list(args.engine_args)
-    if "--package" in rest[:-1]:
-        return (f" (--package goes before the engine: handforge {command} --package {rest[rest.index('--package') + 1]} "
-                f"{args.engine})")
-    given = [a.split("=", 1)[1] for a in rest if a.startswith("--package=")]
+    given = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--package"]
+    given += [a.split("=", 1)[1] for a in rest if a.startswith("--package=")]
     return f" (--package goes before the engine: handforge {command} --package {given[0]} {args.engine})" if given else ""
 
 

@@ -11,6 +11,7 @@ and data apart; diffusers makes models, schedulers and pipelines swappable):
     train.py      ``add_arguments(parser)`` + ``run(args) -> int`` for ``handforge train <engine>``;
                   the optimisation itself is ``handforge.training.loop.train``
     evaluate.py   ``add_arguments(parser)`` + ``run(args) -> int`` for ``handforge eval <engine>``
+    settings.py   the engine's config keys (``config.register``), imported before train, evaluate, jobs
     jobs.py       ``register_jobs(registry)``: the server imports it at start, so it stays light
                   (import torch and diffusers inside the handlers); handlers get their models from
                   the server's model cache: ``ctx.pretrained(ModelClass, folder)``
@@ -49,4 +50,12 @@ def engines_with(module: str, package: str = PACKAGE) -> list[str]:
     return sorted(found)
 
 
-__all__ = ["PACKAGE", "engines_with", "is_package"]
+def declare_settings(package: str, engine: str) -> None:
+    """Import ``<package>.<engine>.settings`` if it exists, declaring the engine's config keys:
+    ``handforge.config`` finds only ``handforge/**/settings.py`` itself, not an outside package's."""
+    name = f"{package}.{engine}.settings"
+    if importlib.util.find_spec(name) is not None:
+        importlib.import_module(name)
+
+
+__all__ = ["PACKAGE", "declare_settings", "engines_with", "is_package"]

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import numpy as np
 
 from handforge import config
+from handforge.engines import declare_settings
 from handforge.server.jobs import JobContext, JobResult
 from handforge.server.schema import Schema
 from handforge_shared.protocol import ErrorCode, ProtocolError
@@ -202,9 +203,8 @@ class Registry:
 
 
 def discover_engines(registry: Registry, package: str = "handforge.engines") -> None:
-    """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module, after importing its
-    ``settings`` module if it has one (``handforge.config`` finds only ``handforge/**/settings.py`` itself,
-    so an --engine-package's config keys are declared here).
+    """Call ``register_jobs(registry)`` of each ``<package>.<engine>.jobs`` module, its settings declared
+    first (``handforge.engines.declare_settings``).
 
     Only the ``settings`` and ``jobs`` modules are imported, so the models behind them load when a job runs.
     """
@@ -217,9 +217,7 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
         if not info.ispkg or importlib.util.find_spec(module_name) is None:
             continue
         try:
-            settings_name = f"{package}.{info.name}.settings"
-            if importlib.util.find_spec(settings_name) is not None:
-                importlib.import_module(settings_name)
+            declare_settings(package, info.name)
             importlib.import_module(module_name).register_jobs(registry)
         except Exception as exc:
             log.exception("engine module %s failed to register", module_name)
