@@ -45,7 +45,8 @@ def test_a_key_file_that_is_not_there_is_one_line_and_status_2(tmp_path):
         done = _doctor("--curve-server-key", str(server_key), "--curve-client-secret", str(secret))
         assert done.returncode == 2 and done.stdout == ""
         (line,) = done.stderr.splitlines()
-        assert line.startswith(f"handforge doctor: {said} ") and ("no such file" in line or "a folder" in line)
+        assert line.startswith(f"handforge doctor: error: argument {said}: ") and ("no such file" in line or
+                                                                                  "is a folder" in line)
 
 
 def test_doctor_json_is_what_hello_reports(tmp_path):

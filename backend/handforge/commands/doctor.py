@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
-from handforge.arguments import python_package
+from handforge.arguments import existing_path, python_package
 from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
 
 NAME = "doctor"
@@ -30,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers)")
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, type=_endpoint,
                         help=f"backend to look for (default {DEFAULT_ENDPOINT})")
-    parser.add_argument("--curve-server-key", metavar="FILE",
+    # (a mistyped key path was reported after the device probe as the backend being "NOT usable: Invalid
+    # certificate file", and doctor exited 0: argparse refuses it first)
+    key_file = existing_path(hint="the key file `handforge keys` wrote")
+    parser.add_argument("--curve-server-key", type=key_file, metavar="FILE",
                         help="for a backend with CurveZMQ: the server's public key (server.key)")
-    parser.add_argument("--curve-client-secret", metavar="FILE",
+    parser.add_argument("--curve-client-secret", type=key_file, metavar="FILE",
                         help="for a backend with CurveZMQ: this client's secret key (NAME.key_secret)")
     parser.add_argument("--engine-package", type=python_package, action="append", default=[], metavar="PACKAGE",
                         help="also check the engines of this Python package and their settings, as "
@@ -45,30 +47,21 @@ def run(args: argparse.Namespace) -> int:
     from handforge.server.builtin_jobs import default_registry
     from handforge.server.registry import discover_engines
 
-    status = 0
-    try:
-        unknown = config.check_file()
-        problem = (f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an "
-                   "--engine-package's? `handforge doctor --engine-package PACKAGE` checks them)" if unknown else "")
-    except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
-        problem, status = str(exc), 1
     registry = default_registry()
     for package in args.engine_package:  # as serve loads them: they declare their own settings
         discover_engines(registry, package)
-    if args.engine_package and not status:
+    status = 0
+    try:
         unknown = config.check_file()
-        problem = f"names settings no engine declares: {', '.join(unknown)} (misspelled?)" if unknown else ""
+        problem = "" if not unknown else (
+            f"names settings no engine declares: {', '.join(unknown)} (misspelled?)" if args.engine_package else
+            f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an --engine-package's? "
+            "`handforge doctor --engine-package PACKAGE` checks them)")
+    except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
+        problem, status = str(exc), 1
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
-    # a mistyped key path was reported after the device probe as the backend being "NOT usable: Invalid
-    # certificate file" (a folder: "[Errno 21] Is a directory"), and doctor still exited 0
-    for option, given in (("--curve-server-key", args.curve_server_key),
-                          ("--curve-client-secret", args.curve_client_secret)):
-        if given is not None and not Path(given).is_file():
-            print(f"handforge doctor: {option} {given}: {'a folder' if Path(given).is_dir() else 'no such file'}; give "
-                  "the key file `handforge keys` wrote", file=sys.stderr)
-            return 2
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
