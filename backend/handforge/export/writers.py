@@ -82,10 +82,7 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     mutable = ("samples", INPUTS)  # more samples extend the dataset; the inputs are checked on their own
     wanted = {k: v for k, v in record.items() if k not in mutable}
     if path.is_file():
-        try:
-            held = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            held = None
+        held = _held_record(out)
         if not isinstance(held, dict) or {k: v for k, v in held.items() if k not in mutable} != wanted:
             differ = sorted(k for k in set(wanted) | set(held or {}) if k not in mutable
                             and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
@@ -131,12 +128,18 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
     return identities
 
 
+def _held_record(out: Path) -> Any:
+    """The folder's ``SPEC_RECORD`` as parsed JSON, None when missing or unreadable."""
+    try:
+        return json.loads((out / SPEC_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def recorded_inputs(out: Path) -> dict[str, Any]:
     """The ``file_identities`` the folder's record holds ({} when none is readable)."""
-    try:
-        inputs = json.loads((out / SPEC_RECORD).read_text(encoding="utf-8")).get(INPUTS)
-    except (OSError, ValueError, AttributeError):
-        return {}
+    held = _held_record(out)
+    inputs = held.get(INPUTS) if isinstance(held, dict) else None
     return {k: v for k, v in inputs.items() if isinstance(v, dict)} if isinstance(inputs, dict) else {}
 
 
