@@ -88,7 +88,11 @@ def write_model(model: Any, folder: Path) -> None:
 
 def checkpoint_class(folder: str | Path) -> str:
     """The model class a checkpoint folder was saved from (its config's ``_class_name``)."""
-    folder = Path(folder)
+    return str(_config(Path(folder))["_class_name"])
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's config, one that names its class (``CheckpointError`` otherwise)."""
     config_file = folder / CONFIG_NAME
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (a folder written by save_pretrained, "
@@ -97,7 +101,8 @@ def checkpoint_class(folder: str | Path) -> str:
         raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}")
     try:
         config = json.loads(config_file.read_text())
-        return str(config["_class_name"])
+        config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
+        return config
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
@@ -130,13 +135,14 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     a config that does not fit its weights (checked before the model is built, so that an absurd size
     in config.json costs no memory), or weights that are not all finite."""
     folder = Path(folder)
-    saved_as = checkpoint_class(folder)
+    config = _config(folder)
+    saved_as = str(config["_class_name"])
     if saved_as != cls.__name__:
         raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
                               "give a checkpoint of this model (the setting or option that named this folder)")
     shapes = weights_shapes(folder)
     if shapes is not None:
-        _check_config_sizes(cls, folder, sum(math.prod(shape) for shape in shapes.values()))
+        _check_config_sizes(cls, folder, config, sum(math.prod(shape) for shape in shapes.values()))
     try:
         model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                           output_loading_info=True)
@@ -173,11 +179,10 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
                               "safetensors); copy or save the checkpoint again") from None
 
 
-def _check_config_sizes(cls: type, folder: Path, values: int) -> None:
+def _check_config_sizes(cls: type, folder: Path, config: dict[str, Any], values: int) -> None:
     """Refuse a config.json whose whole-number arguments (those ``cls.__init__`` defaults to an int) are not
     whole numbers, or exceed the ``values`` its weights file holds: no size of a model describing those
     weights can be larger, and building the model from such a config could take all memory and time."""
-    config = json.loads((folder / CONFIG_NAME).read_text())
     for name, param in inspect.signature(cls.__init__).parameters.items():
         default = param.default
         if name not in config or not isinstance(default, int) or isinstance(default, bool):
