@@ -59,14 +59,15 @@ def running(operator: str | None = None) -> list[RunningJob]:
     return [j for j in RUNNING.values() if operator is None or j.operator == operator]
 
 
-def cancel(job_id: str = "") -> int:
-    """Ask the backend to cancel a job (or every job); returns how many were asked."""
+def cancel(job_id: str = "") -> tuple[int, int]:
+    """Ask the backend to cancel a job (or every job); returns how many were asked now and how many
+    had been asked before (still running: a second Cancel sends nothing)."""
     jobs = [j for j in RUNNING.values() if not job_id or j.handle.id == job_id]
-    for job in jobs:
-        if job.cancel_requested is None:
-            job.cancel_requested = time.monotonic()
-            job.handle.cancel()
-    return len(jobs)
+    asked = [j for j in jobs if j.cancel_requested is None]
+    for job in asked:
+        job.cancel_requested = time.monotonic()
+        job.handle.cancel()
+    return len(asked), len(jobs) - len(asked)
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ class HANDFORGE_OT_stop_backend(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        cancelled = jobs.cancel()
+        cancelled = sum(jobs.cancel())
         connection.disconnect(stop_local=True)
         self.report({"INFO"}, "disconnected" + (f" ({cancelled} running job(s) cancelled)" if cancelled else ""))
         return {"FINISHED"}
@@ -79,13 +79,15 @@ class HANDFORGE_OT_cancel_job(bpy.types.Operator):
     job_id: StringProperty(name="Job", default="", description="The job to cancel (empty: every running job)")
 
     def execute(self, context):
-        count = jobs.cancel(self.job_id)
+        count, before = jobs.cancel(self.job_id)
         if not count:
             why = ("no backend is connected" if not connection.BACKEND.connected
+                   else f"the backend is already cancelling {before} job(s)" if before
                    else f"no running job {self.job_id!r}" if self.job_id else "no job is running")
             self.report({"INFO"}, f"nothing to cancel: {why}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"asked the backend to cancel {count} job(s)")
+        self.report({"INFO"}, f"asked the backend to cancel {count} job(s)"
+                              + (f" ({before} more already being cancelled)" if before else ""))
         return {"FINISHED"}
 
 

@@ -139,6 +139,15 @@ def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
     assert result["poll_while_running"] == [False] and result["poll_after"] is True
 
 
+def test_cancel_job_pressed_twice_asks_once_and_says_so(session):
+    _no_error(session, "cancel_twice")
+    found = session["cancel_twice"]
+    assert found["result"] == ["CANCELLED"], found
+    (first, first_printed), (second, second_printed) = found["presses"]
+    assert first == ["FINISHED"] and "asked the backend to cancel 1 job(s)" in first_printed, found
+    assert second == ["CANCELLED"] and "already cancelling 1 job(s)" in second_printed, found
+
+
 def test_results_become_keys_and_images(session):
     _no_error(session, "results")
     result = session["results"]

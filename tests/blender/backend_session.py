@@ -14,7 +14,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from session import ADDON_MODULE, Session, error_of, evaluated_vertices
+from session import ADDON_MODULE, Session, error_of, evaluated_vertices, printed_by
 
 s = Session()
 s.install()
@@ -228,6 +228,28 @@ def cancelled_sleep():
 
 
 s.check("cancel", cancelled_sleep)
+
+
+def cancel_pressed_twice():
+    """Cancel Job twice while a job runs: the second press sends nothing and says the job is being cancelled."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump, presses = connection.pump, []
+
+    def pump_and_cancel(*args, **kwargs):  # on the main thread, as the artist's clicks would be
+        if jobs.RUNNING and not presses:
+            presses.extend(printed_by(lambda: bpy.ops.handforge.cancel_job()) for _ in range(2))
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_cancel
+    try:
+        result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
+    finally:
+        connection.pump = pump
+    return {"result": sorted(result), "presses": presses}
+
+
+s.check("cancel_twice", cancel_pressed_twice)
 
 
 def results_imported():

@@ -6,9 +6,11 @@ imports the add-on's internals.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import traceback
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,14 @@ def error_of(call) -> str:
     except RuntimeError as exc:
         return str(exc)
     return ""
+
+
+def printed_by(call) -> tuple[list[str], str]:
+    """An operator's result and what it printed (its reports, in blender -b)."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        result = call()
+    return sorted(result), out.getvalue()
 
 
 def ui_context() -> dict[str, Any]:

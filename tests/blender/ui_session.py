@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import ADDON_MODULE, Session, error_of, hand, recorded_layout
+from session import ADDON_MODULE, Session, error_of, hand, printed_by, recorded_layout
 
 s = Session()
 s.install()
@@ -219,20 +219,9 @@ def set_shape_without_shape_keys() -> dict:
 s.check("set_shape_no_shape_keys", set_shape_without_shape_keys)
 
 
-def _printed(call) -> tuple[list[str], str]:
-    """An operator's result and what it printed (its reports, in blender -b)."""
-    import io
-    from contextlib import redirect_stdout
-
-    out = io.StringIO()
-    with redirect_stdout(out):
-        result = call()
-    return sorted(result), out.getvalue()
-
-
 def cancel_job_without_backend() -> dict:
     """Cancel Job with no backend connected (and so no job): says there is nothing to cancel."""
-    result, printed = _printed(lambda: bpy.ops.handforge.cancel_job())
+    result, printed = printed_by(lambda: bpy.ops.handforge.cancel_job())
     return {"result": result, "printed": printed}
 
 
