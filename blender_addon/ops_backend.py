@@ -13,6 +13,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, StringPro
 from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
+from .properties import BLEND_RELATIVE
 from handforge_shared.client import hand_rigs, pose_arrays
 from handforge_shared.poses import HAND_MODEL_LABELS, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
@@ -179,7 +180,7 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
 
     kind: StringProperty(name="Kind", description="The job kind, e.g. motion.inbetween (see the Backend panel)")
     params: StringProperty(name="Parameters", default="{}", description="JSON object of job parameters")
-    inputs: StringProperty(name="Inputs", subtype="FILE_PATH", default="",
+    inputs: StringProperty(name="Inputs", subtype="FILE_PATH", default="", options=BLEND_RELATIVE,
                            description="Optional .npz whose arrays are sent with the job (else: the current hand poses, "
                                        "if the job takes them)")
     image_target: EnumProperty(name="Images", default="IMAGE", description="Where images in the result go", items=[

@@ -16,6 +16,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
+from .properties import BLEND_RELATIVE
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
@@ -112,7 +113,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER"}  # writes files, changes nothing in the scene
     job_kind = "export_renders"
 
-    directory: StringProperty(name="Folder", subtype="DIR_PATH", default="",
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", default="", options=BLEND_RELATIVE,
                               description="Dataset folder (on the backend's machine): new, empty, or this export's "
                                           "own unfinished one (resumed)")
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})

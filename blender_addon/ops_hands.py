@@ -10,7 +10,7 @@ from . import fingers, hands, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .forearm import add_forearm
-from .properties import TARGET_ITEMS
+from .properties import BLEND_RELATIVE, TARGET_ITEMS
 from handforge_shared.forearm import ForearmSpec
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
@@ -31,9 +31,9 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
                ("FILE", "Rig File", "A HandForge rig file (.npz) exported by the backend (e.g. MANO)")],
         default="OPEN", description="Where the hand rigs come from",
     )
-    filepath: StringProperty(name="Rig File", subtype="FILE_PATH",
+    filepath: StringProperty(name="Rig File", subtype="FILE_PATH", options=BLEND_RELATIVE,
                              description="A rig .npz (handforge.rig): its mirror image gives the other hand")
-    filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH",
+    filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH", options=BLEND_RELATIVE,
                                   description="Optional rig .npz for the left hand (else the mirror of the first)")
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to add")
     forearm: EnumProperty(name="Forearm", default="NONE", description="An optional forearm that follows the wrist",

@@ -12,6 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .properties import BLEND_RELATIVE
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -108,6 +109,9 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    # ExportHelper's, shown in the redo panel: a typed "//motion.npz" is written beside the .blend file
+    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=BLEND_RELATIVE,
+                             description="The motion clip to write (.npz; // is the .blend file's folder)")
     frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
                               description="First frame (-1: the scene's start)")
     frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,

@@ -16,6 +16,9 @@ from bpy.props import (
 
 from handforge_shared.skeleton import FINGERS, NUM_BETAS
 
+# the options of a path field that the add-on reads through bpy.path.abspath: "//" (beside the .blend) is
+# accepted there, and Blender 4.5 warns on a relative path in a field without it
+BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
 SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]
 TARGET_ITEMS = [
     ("BOTH", "Both", "Both hands"),

@@ -27,6 +27,11 @@ def test_every_operator_and_property_has_a_one_line_description(session):
     assert described["missing"] == [] and described["broken"] == []
 
 
+def test_every_file_field_of_an_operator_accepts_a_path_beside_the_blend_file(session):
+    _no_error(session, "path_fields")
+    assert session["path_fields"] == []
+
+
 def test_shape_sliders_are_labelled(session):
     _no_error(session, "shape_labels")
     labels = session["shape_labels"]

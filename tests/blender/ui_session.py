@@ -53,6 +53,18 @@ def undescribed() -> dict:
 s.check("described", undescribed)
 
 
+def path_fields_without_relative() -> list[str]:
+    """The operators' file and folder fields (shown: a file browser's hidden ``filepath`` gets an absolute
+    path) that do not accept a path relative to the .blend (``//``)."""
+    return [f"handforge.{name}.{prop.identifier}" for name in dir(bpy.ops.handforge)
+            for prop in getattr(bpy.ops.handforge, name).get_rna_type().properties
+            if getattr(prop, "subtype", "") in ("FILE_PATH", "DIR_PATH") and not prop.is_hidden
+            and not prop.is_path_supports_blend_relative]
+
+
+s.check("path_fields", path_fields_without_relative)
+
+
 def shape_labels() -> list[str]:
     """The labels the Set Shape dialog gives its ten sliders (read from its draw code's layout)."""
     return [c[2].get("text", "") for c in recorded_layout(bpy.types.HANDFORGE_OT_set_shape.draw)
