@@ -60,6 +60,23 @@ def test_weights_that_are_not_finite_are_refused(folder, bad):
         load_model(TinyNet, folder)
 
 
+def test_weights_beyond_the_range_of_the_dtype_asked_for_say_so(folder):
+    # a finite float32 weight of 1e6 is infinite in float16: that said "its training diverged", and training
+    # again would not have helped
+    tensors = load_file(folder / WEIGHTS)
+    tensors["layers.0.weight"][0, 0] = -1e6
+    save_file(tensors, folder / WEIGHTS)
+    assert load_model(TinyNet, folder).layers[0].weight[0, 0] == -1e6
+    with pytest.raises(CheckpointError, match=f"{folder}: the TinyNet checkpoint holds layers.0.weight up to 1e\\+06 "
+                                              "in torch.float32, beyond the range of the torch.float16 it was loaded "
+                                              "in \\(±6.55e\\+04\\); load it in torch.float32$"):
+        load_model(TinyNet, folder, dtype=torch.float16)
+    tensors["layers.0.weight"][0, 0] = float("inf")  # infinite in the file too: diverged, whatever the dtype
+    save_file(tensors, folder / WEIGHTS)
+    with pytest.raises(CheckpointError, match="not finite \\(NaN or infinity\\) in layers.0.weight: its training"):
+        load_model(TinyNet, folder, dtype=torch.float16)
+
+
 @pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:20], lambda b: b"",
                                     lambda b: (10**15).to_bytes(8, "little") + b"{}"])
 def test_a_damaged_weights_file_is_named(folder, damage):

@@ -150,6 +150,9 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     except (OSError, ValueError, RuntimeError, TypeError, AssertionError, ArithmeticError) as exc:
         raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
                               f"{exc})") from None
+    overflow = _overflowed(model, folder, dtype)
+    if overflow:
+        raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {overflow}")
     problem = missing_weights(info) or _extra_weights(info) or _non_finite(model)
     if problem:
         raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {problem}; save or train it again")
@@ -200,12 +203,43 @@ def _check_config_sizes(cls: type, folder: Path, config: dict[str, Any], values:
 def _non_finite(model: Any) -> str:
     """Which weight of a loaded model is NaN or infinite ('' when none): a diverged training run saves
     such weights, and every output of the model would be NaN."""
+    name = _first_non_finite(model)
+    return f"holds weights that are not finite (NaN or infinity) in {name}: its training diverged" if name else ""
+
+
+def _overflowed(model: Any, folder: Path, dtype: Any) -> str:
+    """Which weight, finite in the file, became infinite in the ``dtype`` the model was loaded in ('' when
+    none): a float32 weight beyond float16's ±65504. Training again would not mend it; another dtype does."""
+    import torch
+
+    name = _first_non_finite(model) if dtype is not None else ""
+    saved = _saved_tensor(folder, name) if name else None
+    loaded = dict([*model.named_parameters(), *model.named_buffers()]).get(name)
+    if saved is None or loaded is None or saved.dtype == loaded.dtype or not bool(torch.isfinite(saved).all()):
+        return ""
+    return (f"holds {name} up to {float(saved.abs().max()):.4g} in {saved.dtype}, beyond the range of the "
+            f"{loaded.dtype} it was loaded in (±{torch.finfo(loaded.dtype).max:.4g}); load it in {saved.dtype}")
+
+
+def _first_non_finite(model: Any) -> str:
+    """The name of the model's first floating-point weight or buffer that holds a NaN or infinity ('' if none)."""
     import torch
 
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return f"holds weights that are not finite (NaN or infinity) in {name}: its training diverged"
+            return name
     return ""
+
+
+def _saved_tensor(folder: Path, name: str) -> Any:
+    """The tensor ``name`` as its weights file holds it, or None (not there, or a sharded checkpoint)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as weights:
+            return weights.get_tensor(name) if name in weights.keys() else None
+    except OSError:
+        return None
 
 
 def missing_weights(loading_info: Any) -> str:
