@@ -26,6 +26,8 @@ from handforge.cli import main as cli_main
     (["--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["--devices", "gpu7"], "argument --devices: must be cpu or cuda:N"),
     (["--devices", ","], "argument --devices: must be cpu or cuda:N"),
+    # two workers on one device shared its cached pipeline: concurrent image.transfer jobs failed
+    (["--devices", "cpu,cpu"], "argument --devices: cpu named more than once, got 'cpu,cpu'"),
     (["--torch-threads", "0"], "argument --torch-threads: must be at least 1"),
     # 10**8 threads: torch crashed the process (a segfault) and the pool "can't start new thread"
     (["--torch-threads", "100000000"], "argument --torch-threads: must be at most 1024 threads, got 100000000"),

@@ -39,6 +39,12 @@ def _device_list(text: str) -> tuple[str, ...]:
     bad = [d for d in devices if not re.fullmatch(r"cpu|cuda:\d+", d)]
     if not devices or bad:
         raise argparse.ArgumentTypeError(f"must be cpu or cuda:N, comma-separated (e.g. cuda:0,cuda:1), got {text!r}")
+    # one worker per entry, and the workers of one device share its cached models: a device named twice
+    # ran two jobs at once on one pipeline (image.transfer's reference attention hooks crossed, jobs failed)
+    twice = sorted({d for d in devices if devices.count(d) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} named more than once, got {text!r}; each device "
+                                         "runs one job at a time: name it once")
     return devices
 
 
