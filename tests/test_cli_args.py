@@ -89,7 +89,11 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["eval", "motion", "--corpus", ".", "--threads", "100000000"], "--threads: must be at most 1024"),
     (["train-features", "--corpus", ".", "--out", "x", "--threads", "100000000"], "--threads: must be at most 1024"),
     (["bake-open-hand", "--samples", "10"], "--samples: must be at least 11"),  # 10 gave a zero beta, 2 a traceback
-    (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be at least 0"),
+    (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be between 0 and 4294967295"),
+    # numpy's seeds are 32-bit, torch's 64: larger ones were a traceback once the run had started
+    (["train", "guidance", "--data", ".", "--out", "x", "--seed", str(2**32)], "--seed: must be between 0 and 4294967295"),
+    (["train", "transfer", "--data", ".", "--out", "x", "--seed", str(2**64)], "--seed: must be between 0 and 4294967295"),
+    (["eval", "transfer", "--data", ".", "--seed", str(2**64)], "--seed: must be between 0 and 4294967295"),
     (["train", "guidance", "--data", ".", "--out", "x", "--size", "100"], "--size: must be a multiple of 8, got 100"),
     (["train", "guidance", "--data", ".", "--out", "x", "--tas-strength", "nan"], "--tas-strength: must be a"),
     (["train", "transfer", "--data", ".", "--out", "x", "--ema-decay", "1"], "--ema-decay: must be a number above 0 and below 1"),

@@ -136,6 +136,9 @@ def number_in(low: float, high: float = math.inf, low_open: bool = False,
 
 
 POSITIVE = number_in(0.0, low_open=True)  # e.g. a learning rate
+# A random seed: numpy's (accelerate's set_seed seeds it in every training run) takes 32 bits, torch's 64;
+# a larger --seed was a traceback once the run had started
+SEED = whole_number(0, 2**32 - 1)
 
 
 def _path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -234,5 +237,5 @@ def output_folder(text: str) -> str:
     return text
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

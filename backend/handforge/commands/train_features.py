@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from handforge.arguments import at_least, output_folder, thread_count
+from handforge.arguments import SEED, at_least, output_folder, thread_count
 
 NAME = "train-features"
 HELP = "train the feature networks of the evaluation metrics (Fréchet distance, KID, diversity) on a corpus"
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="checkpoint folder to write (frame/, motion/, recipe.json); "
                                                     "an existing one is replaced once the new one is complete")
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs for each network")
-    parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (same corpus + seed: same checkpoint)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
     parser.add_argument("--threads", type=thread_count(0), default=0,
                         help="torch threads (default: 0, which leaves torch's own count: OMP_NUM_THREADS, "

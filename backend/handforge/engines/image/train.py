@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder
+from handforge.arguments import POSITIVE, SEED, at_least, multiple_of, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
     parser.add_argument("--ema-decay", type=number_in(0.0, 1.0, low_open=True, high_open=True), default=None,
                         help="EMA decay of the weights, between 0 and 1 (default: none)")
     parser.add_argument("--checkpoint-every", type=at_least(1), default=1000)
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from handforge.arguments import at_least, number_in, report_file, write_report
+from handforge.arguments import SEED, at_least, number_in, report_file, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-touch", action="store_true", help="without moving the guided row's hands into touch")
     parser.add_argument("--redraws", type=at_least(0), default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--out", type=report_file, default=None, help="also write the table as JSON here")
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, at_least, multiple_of, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, multiple_of, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=at_least(1), default=5, help="MLP layers")
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
     parser.add_argument("--max-clips", type=at_least(1), default=None)
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=thread_count(), default=1,
                         help="torch CPU threads (1 is fastest on a busy machine: 0.36 s/step against 3 s with 2)")
     parser.add_argument("--keep-shapes", action="store_true",

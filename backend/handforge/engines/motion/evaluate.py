@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import at_least, number_in, report_file, thread_count, write_report
+from handforge.arguments import SEED, at_least, number_in, report_file, thread_count, write_report
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tasks (motion.inbetween) and 1 for the others")
     parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--out", type=report_file, help="write the full report here (JSON)")

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, at_least, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--interhand mano)")
     parser.add_argument("--checkpoint-every", type=at_least(1), default=250)
     parser.add_argument("--stop-after", type=at_least(1), default=None, help="stop (resumably) after this many steps")
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
