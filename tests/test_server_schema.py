@@ -60,6 +60,18 @@ def test_bad_params_are_named(params, field, needle):
     assert needle in str(_rejected(params, _ok_arrays(), field))
 
 
+def test_text_with_half_a_surrogate_pair_is_refused_as_the_param():
+    # JSON's "\ud800" escape decodes to a lone surrogate: image.generate's tokenizer failed on it as "internal"
+    schema = Schema(params={"prompt": String(), "words": ListOf(item=String(), default=[])}, arrays={})
+    assert schema.validate({"prompt": "a hand \U0001F91D"}, {})["prompt"] == "a hand \U0001F91D"  # a whole pair
+    for params, field in (({"prompt": "a hand \ud800"}, "params.prompt"),
+                          ({"prompt": "x", "words": ["\udfff"]}, "params.words[0]")):
+        with pytest.raises(ProtocolError) as info:
+            schema.validate(params, {})
+        assert info.value.code == ErrorCode.INVALID_PARAMS and info.value.field == field
+        assert "half of a UTF-16 surrogate pair" in str(info.value), info.value
+
+
 def test_bad_arrays_are_named():
     good = {"strength": 0.5}
     nan = _ok_arrays()

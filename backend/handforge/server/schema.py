@@ -126,6 +126,12 @@ class String(Param):
     def _check(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
             raise invalid(where, f"must be a string, got {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON's "\ud800" escape decodes to half a character: the
+            # tokenizer (and any file or log it reaches) refuses it deep inside a job as an internal error
+            raise invalid(where, f"is not valid text: character {exc.start} is {value[exc.start]!r}, half of a "
+                          "UTF-16 surrogate pair", "send whole characters (UTF-8 text)") from None
         if self.choices is not None and value not in self.choices:
             raise invalid(where, f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
         if len(value) > self.max_length:
