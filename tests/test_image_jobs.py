@@ -203,11 +203,12 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_said(served):
     # before: its end was dropped unsaid, and TAS said "the prompt has no hand-related word" of a prompt
     # whose hand words came after the encoder's 75 tokens
     server, _ = served
-    params, arrays = request(seed=1, steps=2, prompt="a " * 100 + "man holding hands")
+    params, arrays = request(seed=1, steps=2, prompt="a " * 100 + "man holding hands", negative_prompt="blurry " * 90)
     with server.client() as client:
         warning = client.run("image.generate", params, arrays, timeout=600).data["warning"]
     assert re.search("the prompt is 10[0-9] tokens, the text encoder reads 75: from 'a a a .*' on it is ignored", warning)
     assert "no hand-related word" in warning and "in the part the text encoder reads" in warning
+    assert re.search("the negative_prompt is [0-9]+ tokens, the text encoder reads 75", warning)  # (was unsaid)
 
 
 def test_a_scaled_hand_rig_is_refused_as_the_labelled_export_refuses_it(served):

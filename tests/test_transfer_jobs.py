@@ -5,6 +5,7 @@ HandForge image's labels, validated inputs (the server stays up), cancel between
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import os
 import time
@@ -112,6 +113,23 @@ def test_ihpt_engine_samples_from_the_target_generator(server):
         with pytest.raises(JobFailed) as failed:  # IHPT's pose encoder needs the source pose
             client.run("image.transfer", {**params, "source_labels": ""}, arrays, timeout=60)
         assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message
+
+
+def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
+    # before: only image.generate's prompt was measured; a background_prompt or negative_prompt past the
+    # encoder's 75 tokens lost its end unsaid
+    params, arrays = request(seed=2, negative_prompt="blurry " * 90)
+    camera = {"K": arrays["camera.K"].tolist(), "R": arrays["camera.R"].tolist(), "t": arrays["camera.t"].tolist(),
+              "width": SIZE, "height": SIZE}
+    arrays["source.image"] = np.zeros((SIZE, SIZE, 3), np.uint8)
+    with server.client() as client:
+        for engine in ("reference", "ihpt"):
+            warning = client.run("image.transfer", {**params, "engine": engine, "source_labels": labels_of("fist", camera),
+                                                    "background_prompt": "a wooden table " * 30}, arrays,
+                                 timeout=600).data["warning"]
+            assert re.search("the background_prompt is [0-9]+ tokens, the text encoder reads 75: from '.*' on it is "
+                             "ignored", warning), warning
+            assert ("the negative_prompt is" in warning) == (engine == "reference"), warning  # (ihpt reads none)
 
 
 def test_background_prompt_recomposites_the_source_through_its_mesh_image(server):

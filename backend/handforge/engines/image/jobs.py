@@ -312,7 +312,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
             "camera": camera.to_dict(), "hands": view.hands, **hand_model_labels(params["hand_model"]),
             "bbox": view.box, "refined_box": cond.crop if passes == 2 else None}
     # said, not silently skipped (refine_hands too: it has no box to refine)
-    warnings = out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
+    warnings = (out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
+                + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["tas"] and not tokens:
         warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
                         "or hand, hands, finger(s), fingertip(s), gesture(s)) in the part the text encoder reads")

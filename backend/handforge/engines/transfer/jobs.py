@@ -258,12 +258,14 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
             return source
         new, mesh = _new_background(ctx, params, parts, hand_model, source, source_hands)
         extra.update({"source": new, "source.mesh": mesh})
+        # (cut short as the prompt is, said as it is: both engines draw the background)
+        warnings.extend(image_jobs.truncated(parts["tokenizer"], params["background_prompt"], "background_prompt"))
         return new
 
     if params["engine"] == "ihpt":
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
-        if warnings:  # (ihpt reads no prompt)
+        if warnings:  # (ihpt reads no prompt, its background does)
             data["warning"] = "; ".join(warnings)
         return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
     if params["guide"] == "attentionhand":
@@ -283,7 +285,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                    num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
-    warnings += image_jobs.truncated(pipe.tokenizer, params["prompt"])
+    warnings += image_jobs.truncated(pipe.tokenizer, params["prompt"]) + image_jobs.truncated(
+        pipe.tokenizer, params["negative_prompt"], "negative_prompt")
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
@@ -334,7 +337,8 @@ def register_jobs(registry: Registry) -> None:
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
                  "source_hands": "the source pose used (params_world per side), {} when not given",
                  "hand_model": "the hand model of both poses, with hand_model_licence",
-                 "warning": "what did not happen as asked (no hand in the camera's view), only then",
+                 "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short), "
+                            "only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
 
