@@ -195,10 +195,14 @@ class Message:
 
     def header(self) -> dict[str, Any]:
         head: dict[str, Any] = {"v": self.v, "type": str(self.type), "id": self.id}
-        for key in ("job", "kind", "params", "data"):
-            value = getattr(self, key)
-            if value is not None:
-                head[key] = value
+        if self.job is not None:
+            head["job"] = self.job
+        if self.kind is not None:
+            head["kind"] = self.kind
+        if self.params is not None:
+            head["params"] = self.params
+        if self.data is not None:
+            head["data"] = self.data
         return head
 
 
@@ -249,7 +253,7 @@ def payload_size(frames: Sequence[Any]) -> int:
 
 def wants_zero_copy(frames: Sequence[Any]) -> bool:
     """Whether to send these frames with ``copy=False`` (any frame above the zero-copy threshold)."""
-    return any(memoryview(f).nbytes >= ZERO_COPY_THRESHOLD for f in frames[1:])
+    return len(frames) > 1 and any(memoryview(f).nbytes >= ZERO_COPY_THRESHOLD for f in frames[1:])
 
 
 def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> None:
@@ -261,7 +265,7 @@ def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> No
     if len(frames) - 1 > limits.max_arrays:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(frames) - 1} arrays in one message; the limit is "
                             f"{limits.max_arrays}", "stack arrays of the same kind into one")
-    total = payload_size(frames)
+    total = header if len(frames) == 1 else payload_size(frames)
     if total > limits.max_message_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
                             f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
@@ -333,60 +337,65 @@ def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS, accept: It
 def _decode(frames: Sequence[Any], limits: Limits, accept: frozenset, local_role: str) -> Message:
     if len(frames) == 0:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "empty message", "frame 0 must be the JSON header")
-    views = [memoryview(f).cast("B") for f in frames]
-    if views[0].nbytes > limits.max_header_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {views[0].nbytes} bytes exceeds "
+    # Every frame is cast first (a buffer that cannot be read as bytes fails here); the usual header-only
+    # message skips the comprehension: this runs on every message, where each step adds to a round trip.
+    header = memoryview(frames[0]).cast("B")
+    views = [header, *[memoryview(f).cast("B") for f in frames[1:]]] if len(frames) > 1 else [header]
+    if header.nbytes > limits.max_header_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"header of {header.nbytes} bytes exceeds "
                             f"{limits.max_header_bytes}", "send large values as arrays, not in params")
     try:
-        head = _HEADER_DECODER.decode(views[0].tobytes().decode("utf-8"))
+        head = _HEADER_DECODER.decode(str(header, "utf-8"))  # decoded from the frame's buffer: no copy first
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"frame 0 is not a UTF-8 JSON header: {exc}",
                             "frame 0 must be a JSON object such as {\"v\": 1, \"type\": \"ping\", \"id\": \"1\"}") \
             from None
     if not isinstance(head, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the header is a JSON {type(head).__name__}, not an object")
-    msg_id = head["id"] if _short_str(head.get("id")) else ""
-    job = head["job"] if _short_str(head.get("job")) else None
+    raw_id, raw_job, kind = head.get("id"), head.get("job"), head.get("kind")
+    msg_id = raw_id if _short_str(raw_id) else ""
+    job = raw_job if _short_str(raw_job) else None
 
     def fail(code: str, message: str, hint: str = "") -> ProtocolError:
         return ProtocolError(code, message, hint, msg_id=msg_id, job=job)
 
-    total = views[0].nbytes if len(views) == 1 else sum(v.nbytes for v in views)
+    total = header.nbytes if len(views) == 1 else sum(v.nbytes for v in views)
     if total > limits.max_message_bytes:  # first: whatever else the header says, the size alone is refused
         raise fail(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
                    f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
 
     version = head.get("v")
     mtype = head.get("type")
+    params, data = head.get("params"), head.get("data")
     if not _is_int(version):
         raise fail(ErrorCode.BAD_MESSAGE, "the header has no integer protocol version 'v'",
                    f"this side speaks protocol v{PROTOCOL_VERSION}")
     if version != PROTOCOL_VERSION:
         # An error keeps its shape across versions: read it so the peer's reason is not lost.
-        if not (mtype == MessageType.ERROR and MessageType.ERROR in accept and isinstance(head.get("data"), dict)):
+        if not (mtype == MessageType.ERROR and MessageType.ERROR in accept and isinstance(data, dict)):
             raise fail(ErrorCode.UNSUPPORTED_VERSION,
                        f"protocol v{version} is not supported (this {local_role} speaks v{PROTOCOL_VERSION})",
                        version_hint(version, local_role))
     if not isinstance(mtype, str) or mtype not in accept:
         allowed = ", ".join(sorted(accept))
         raise fail(ErrorCode.BAD_MESSAGE, f"unknown message type {mtype!r} for this side", f"send one of: {allowed}")
-    if not _short_str(head.get("id")):
+    if not msg_id:
         raise fail(ErrorCode.BAD_MESSAGE, "the header needs an 'id': a non-empty string of at most "
                    f"{MAX_NAME_LENGTH} characters")
-    for key in ("job", "kind"):
-        if key in head and head[key] is not None and not _short_str(head[key]):
+    for key, value, valid in (("job", raw_job, job is not None), ("kind", kind, _short_str(kind))):
+        if value is not None and not valid:
             raise fail(ErrorCode.BAD_MESSAGE, f"'{key}' must be a non-empty string of at most "
                        f"{MAX_NAME_LENGTH} characters")
     for key in REQUIRED_FIELDS.get(mtype, ()):
         if head.get(key) is None:
             raise fail(ErrorCode.BAD_MESSAGE, f"a {mtype} message needs '{key}'")
-    for key in ("params", "data"):
-        if head.get(key) is not None and not isinstance(head[key], dict):
+    for key, value in (("params", params), ("data", data)):
+        if value is not None and not isinstance(value, dict):
             raise fail(ErrorCode.BAD_MESSAGE, f"'{key}' must be a JSON object")
     entries = head.get("arrays")
     arrays = {} if entries is None and len(views) == 1 else _decode_arrays(entries, views, limits, fail)
-    return Message(type=_MESSAGE_TYPES[mtype], id=head["id"], job=head.get("job"), kind=head.get("kind"),
-                   params=head.get("params"), data=head.get("data"), arrays=arrays, v=version)
+    return Message(type=_MESSAGE_TYPES[mtype], id=msg_id, job=raw_job, kind=kind, params=params, data=data,
+                   arrays=arrays, v=version)
 
 
 def _decode_arrays(entries: Any, views: list[memoryview], limits: Limits, fail) -> dict[str, np.ndarray]:
