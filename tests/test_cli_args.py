@@ -4,6 +4,8 @@ nothing read or written (the shared types of ``handforge.arguments``); ``--help`
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +229,14 @@ def test_corpus_into_a_folder_the_file_system_refuses_is_one_line(capsys):
         code = exit_.code
     (line,) = capsys.readouterr().err.splitlines()
     assert code == 2 and "cannot write into /proc" in line and "choose a folder you can write to" in line
+
+
+def test_corpus_under_a_name_too_long_for_its_work_folder_says_how_long_it_may_be(capsys, tmp_path):
+    """A name that fits while its work folder beside it (the name and 18 characters more) does not: it said
+    "cannot write into" the parent folder, which was writable."""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len(f"..partial-{socket.gethostname()}-{os.getpid()}")
+    code = cli_main(["corpus", "--out", str(tmp_path / ("a" * (longest + 1))), "--sequences", "1", "--quiet"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2 and "is too long to build the corpus beside it" in line, line
+    assert line.endswith(f"choose a name of at most {longest} characters"), line
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ are never near-copies of training clips.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import multiprocessing
@@ -166,6 +167,11 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         clip_dir.mkdir(parents=True)
     except OSError as exc:  # a folder access() allowed (output_folder) that the file system refuses: /proc as root
         shutil.rmtree(work, ignore_errors=True)
+        if exc.errno == errno.ENAMETOOLONG:  # the name fits, the work folder's beside it does not
+            longest = len(out.name) - (len(work.name) - os.pathconf(out.parent, "PC_NAME_MAX"))
+            raise CorpusError(f"the name {out.name[:20]}… ({len(out.name)} characters) is too long to build the "
+                              f"corpus beside it, in a work folder named after it with {len(work.name) - len(out.name)} "
+                              f"more; choose a name of at most {longest} characters") from None
         raise CorpusError(f"cannot write into {out.parent}: {exc.strerror or exc}; choose a folder you can "
                           "write to") from None
     started = time.perf_counter()
