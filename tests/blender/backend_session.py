@@ -4,6 +4,7 @@ backend killed mid-job."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -203,23 +204,35 @@ def ctrl_c_once_running() -> threading.Thread:
                         also=lambda: signal.getsignal(signal.SIGINT) is not before)
 
 
-def cancelled_sleep():
+@contextlib.contextmanager
+def once_job_runs(action):
+    """While the block runs, ``action()`` once a job runs, on the main thread from the job's wait loop (as
+    the artist's click would be); yields the list that gets its result."""
     connection = importlib.import_module(f"{ADDON_MODULE}.connection")
     jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, polled = connection.pump, []
+    pump, done = connection.pump, []
 
-    def pump_and_poll(*args, **kwargs):  # on the main thread, while the job runs: may it be started again?
-        if jobs.RUNNING and not polled:
-            polled.append(bpy.ops.handforge.run_job.poll())
+    def pump_and_act(*args, **kwargs):
+        if jobs.RUNNING and not done:
+            done.append(action())
         return pump(*args, **kwargs)
 
-    connection.pump = pump_and_poll
-    presser = ctrl_c_once_running()
-    t = time.monotonic()
+    connection.pump = pump_and_act
     try:
-        result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
+        yield done
     finally:
         connection.pump = pump
+
+
+SLEEP_20_S = '{"steps": 400, "step_seconds": 0.05}'
+
+
+def cancelled_sleep():
+    presser = ctrl_c_once_running()
+    t = time.monotonic()
+    # while the job runs: may it be started again?
+    with once_job_runs(bpy.ops.handforge.run_job.poll) as polled:
+        result = bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S)
     seconds = time.monotonic() - t
     presser.join()
     after = bpy.ops.handforge.run_job("INVOKE_DEFAULT", kind="ping")  # a button press: blocking under -b
@@ -232,21 +245,9 @@ s.check("cancel", cancelled_sleep)
 
 def cancel_pressed_twice():
     """Cancel Job twice while a job runs: the second press sends nothing and says the job is being cancelled."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, presses = connection.pump, []
-
-    def pump_and_cancel(*args, **kwargs):  # on the main thread, as the artist's clicks would be
-        if jobs.RUNNING and not presses:
-            presses.extend(printed_by(lambda: bpy.ops.handforge.cancel_job()) for _ in range(2))
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_cancel
-    try:
-        result = bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}')
-    finally:
-        connection.pump = pump
-    return {"result": sorted(result), "presses": presses}
+    with once_job_runs(lambda: [printed_by(bpy.ops.handforge.cancel_job) for _ in range(2)]) as done:
+        result = bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S)
+    return {"result": sorted(result), "presses": done[0]}
 
 
 s.check("cancel_twice", cancel_pressed_twice)
@@ -289,20 +290,8 @@ s.check("results", results_imported)
 
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, stopped = connection.pump, []
-
-    def pump_and_stop(*args, **kwargs):  # on the main thread, as the artist's click would be
-        if jobs.RUNNING and not stopped:
-            stopped.append(sorted(bpy.ops.handforge.stop_backend()))
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_stop
-    try:
-        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}'))
-    finally:
-        connection.pump = pump
+    with once_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend())) as stopped:
+        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S))
     restarted = sorted(bpy.ops.handforge.start_backend())
     return {"stopped": stopped, "message": message, "restarted": restarted}
 
@@ -315,7 +304,7 @@ def killed_mid_job():
     pids = children()
     t = time.monotonic()
     killer = once_running(lambda: [os.kill(pid, signal.SIGKILL) for pid in pids])
-    message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 400, "step_seconds": 0.05}'))
+    message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S))
     seconds = time.monotonic() - t
     killer.join()
     return {"message": message, "seconds": seconds, "unchanged": scene_state() == before, "killed": len(pids),
