@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -196,6 +197,33 @@ def test_a_truncated_weights_file_says_how_to_find_and_mend_it(weights, tmp_path
             load(copy)
         assert f"`handforge models check {copy}` names the damaged file: copy or download it again" in \
             str(failed.value) and ". ;" not in str(failed.value)
+
+
+@pytest.mark.parametrize("steps", [0, 1, "1000"])
+def test_a_scheduler_config_that_cannot_sample_is_refused_naming_it(weights, tmp_path, monkeypatch, steps):
+    # before: 0 was "cannot load Stable Diffusion from X: IndexError: index 0 is out of bounds ..." (and
+    # `handforge models check` found nothing); 1 loaded, and each job failed inside DDIM's set_timesteps
+    # with an internal ValueError
+    from handforge.engines.image.jobs import cached_pipeline
+    from handforge.engines.image.loading import WeightsError, load_sd
+    from handforge.engines.image.weights import check_sd
+    from handforge.server.jobs import JobContext, JobError
+
+    _, sd, guidance = weights
+    broken = tmp_path / "sd"
+    shutil.copytree(sd, broken)
+    file = broken / "scheduler" / "scheduler_config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), "num_train_timesteps": steps}))
+    said = f"{file}: num_train_timesteps is {steps!r}, SD 1.x is sampled over its 1000 training noise levels; set it to 1000"
+    with pytest.raises(WeightsError, match=re.escape(said)):
+        load_sd(broken)
+    assert any(said in problem for problem in check_sd(broken).problems)
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(broken))
+    ctx = JobContext("j", "image.generate", lambda fraction, message, previews: None)
+    with pytest.raises(JobError) as failed:
+        cached_pipeline(ctx, {"dtype": "float32", "cpu_offload": False}, [str(guidance)])
+    assert failed.value.code == "missing_weights" and said in failed.value.message
+    assert failed.value.hint == f"check image.sd_model = {broken}: handforge models check {broken}"
 
 
 def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(weights, tmp_path, monkeypatch):

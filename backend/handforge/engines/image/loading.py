@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# SD 1.x's UNet learned 1000 noise levels; DDIM samples up to that many steps (eval's --steps), each at
+# one of them, so a scheduler config of fewer (0, a damaged file) cannot drive it
+TRAIN_TIMESTEPS = 1000
 
 
 class WeightsError(RuntimeError):
@@ -48,7 +51,9 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
             if config is None:
                 raise WeightsError(f"{path} is a single-file checkpoint: set image.sd_config to a local diffusers "
                                    "SD 1.x folder for its configs and tokenizer (nothing is downloaded)", path)
-            pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(_local(config, "SD config folder")),
+            config = _local(config, "SD config folder")
+            scheduler_config(config)  # (the pipeline's scheduler is built from its file)
+            pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config),
                                                             local_files_only=True, torch_dtype=dtype,
                                                             safety_checker=None, requires_safety_checker=False)
             parts = {"vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
@@ -63,7 +68,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
                      for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL),
                                        ("text_encoder", CLIPTextModel))}
             parts.update(tokenizer=CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
-                         scheduler=DDIMScheduler.from_pretrained(str(path), subfolder="scheduler"))
+                         scheduler=DDIMScheduler.from_config(scheduler_config(path)))
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
@@ -75,6 +80,20 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
                            f"text encoder gives {parts['text_encoder'].config.hidden_size}; is it an SD 1.x model?",
                            path)
     return parts
+
+
+def scheduler_config(folder: Path) -> dict[str, Any]:
+    """The scheduler config of a diffusers SD folder, refused where it cannot sample SD 1.x (diffusers
+    failed inside the load or the sampling, on an IndexError or a ValueError that named no file)."""
+    from diffusers import DDIMScheduler
+
+    loaded = DDIMScheduler.load_config(str(folder), subfolder="scheduler")
+    steps = loaded.get("num_train_timesteps", TRAIN_TIMESTEPS)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < TRAIN_TIMESTEPS:
+        raise WeightsError(f"{folder / 'scheduler' / 'scheduler_config.json'}: num_train_timesteps is {steps!r}, "
+                           f"SD 1.x is sampled over its {TRAIN_TIMESTEPS} training noise levels; set it to "
+                           f"{TRAIN_TIMESTEPS} or copy the file from the model's repository again", folder)
+    return loaded
 
 
 def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
@@ -174,4 +193,5 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     return pipe.to(device)
 
 
-__all__ = ["SD_PARTS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch", "sd_parts_on"]
+__all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch",
+           "scheduler_config", "sd_parts_on"]

@@ -119,6 +119,8 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig
 
+    from handforge.engines.image.loading import WeightsError, scheduler_config
+
     path = Path(path)
     report = Report(str(path))
     if path.is_file():
@@ -144,6 +146,11 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     for part in ("tokenizer", "scheduler"):
         if not (path / part).is_dir():
             report.problems.append(f"{path / part}: missing")
+    if (path / "scheduler").is_dir():
+        try:
+            scheduler_config(path)  # what load_sd refuses, named where its error's hint sends the user
+        except (WeightsError, OSError) as exc:  # (OSError: diffusers' word for a missing or unreadable file)
+            report.problems.append(str(exc))
     return report
 
 

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 from handforge.arguments import SEED, at_least, number_in, report_file, torch_device, whole_number, write_report
+from handforge.engines.image.loading import TRAIN_TIMESTEPS
 from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
 
 
@@ -77,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                   "'name:kind' (default: all)")
     parser.add_argument("--target-generator", help="ihpt: the model folder (default: transfer.target_generator)")
     parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
-    parser.add_argument("--steps", type=whole_number(1, 1000), default=20, help="DDIM steps (SD 1.x has 1000)")
+    parser.add_argument("--steps", type=whole_number(1, TRAIN_TIMESTEPS), default=20,
+                        help=f"DDIM steps (SD 1.x has {TRAIN_TIMESTEPS})")
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--pck", type=number_in(0.0, 1.0, low_open=True), default=0.1, help="PCK threshold, a fraction of the box diagonal")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
