@@ -97,3 +97,23 @@ def test_eval_transfer_refuses_a_device_it_does_not_have(tmp_path):
                                 check=False, env=env, capture_output=True, text=True, timeout=120)
         assert absent.returncode == 2 and "no CUDA device; use --device cpu" in absent.stderr
         assert "Traceback" not in absent.stderr
+
+
+def test_eval_transfer_refuses_a_target_generator_of_another_sd_model_as_the_job_does(tmp_path):
+    # before: a traceback in the first pair's sampling ("mat1 and mat2 shapes cannot be multiplied (84x48 and
+    # 32x32)"); the image.transfer job refused it by name
+    sd = tiny_sd.build_sd(tmp_path / "sd")
+    generator = save_model(TargetGenerator(cross_attention_dim=48, image_size=32, backbone_channels=(8, 16),
+                                           feature_dim=16, num_layers=1, num_heads=2), tmp_path / "tg")
+    spec = {"seed": 2, "samples": 1, "width": 64, "height": 64, "render": {"engine": "none"},
+            "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
+    done = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(tmp_path / "pairs"),
+                           "--write-pairs", str(tmp_path / "spec.json"), "--pairs", "1", "--shading", "gl",
+                           "--sd", str(sd), "--device", "cpu", "--engines", "ihpt", "--target-generator",
+                           str(generator), "--steps", "1", "--limit", "1"],
+                          check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"{generator} was trained for a 48-wide UNet context, {sd} attends 32: train it on this SD model, or use " \
+           "the SD model it was trained on" in done.stderr

@@ -133,7 +133,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     from handforge.runtime import torch_dtype
     from handforge.engines.image.loading import build_pipeline, load_sd, sd_parts_on
     from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG
-    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
     from handforge.engines.transfer.settings import TARGET_GENERATOR
     from handforge.hands import load_hand_model
@@ -174,6 +174,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
             raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
         parts = sd_parts_on(load_sd(sd_path, sd_config, dtype), device)
         model = load_model(TargetGenerator, folder, device=device)
+        check_fits(model, folder, parts["unet"], sd_path)  # (the job's check: else a matmul error mid-evaluation)
         models["ihpt"] = {"target_generator": str(folder)}
 
         def ihpt(source, source_labels, labels, steps, seed):

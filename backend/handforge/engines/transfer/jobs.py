@@ -182,7 +182,8 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     import torch
 
     from handforge.engines.checkpoints import CheckpointError
-    from handforge.engines.transfer.model import TargetGenerator, pose_vector
+    from handforge.engines.image.loading import WeightsError
+    from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target
 
     sd = config.value(SD_MODEL.key)
@@ -192,10 +193,11 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     except CheckpointError as exc:  # e.g. the run folder instead of its model/
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"point {TARGET_GENERATOR.key} at the model/ folder of a "
                        f"`handforge train transfer` run: {TARGET_GENERATOR.how_to_set()}") from None
-    if model.config.cross_attention_dim != parts["unet"].config.cross_attention_dim:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, f"{folder} was trained for a {model.config.cross_attention_dim}-wide "
-                       f"UNet context, {sd} attends {parts['unet'].config.cross_attention_dim}",
-                       f"train it on this SD model, or set {SD_MODEL.key} to the one it was trained on")
+    try:
+        check_fits(model, folder, parts["unet"], sd)
+    except WeightsError as exc:
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"set {SD_MODEL.key} to the SD model it was trained on, "
+                       f"or {TARGET_GENERATOR.key} to one trained on this one") from None
     seen_from = source_camera(params) or camera  # a source without a camera: taken as seen like the target
     return sample_target(parts, model, source, pose_vector(source_hands, seen_from.R),
                          pose_vector(hands, camera.R), params["width"], params["height"], params["steps"], params["batch"],

@@ -90,4 +90,15 @@ class TargetGenerator(ModelMixin, ConfigMixin):
         return self.to_context(torch.cat([c, e_source, e_pose], dim=1))
 
 
-__all__ = ["HAND_DIM", "POSE_DIM", "TargetGenerator", "pose_vector"]
+def check_fits(model: TargetGenerator, folder, unet, sd) -> None:
+    """Refuse (``WeightsError`` naming ``folder``) a target generator whose context the SD model ``sd``'s
+    ``unet`` cannot attend to: its width is the UNet's it was trained on (else a matmul error mid-sampling)."""
+    from handforge.engines.image.loading import WeightsError
+
+    if model.config.cross_attention_dim != unet.config.cross_attention_dim:
+        raise WeightsError(f"{folder} was trained for a {model.config.cross_attention_dim}-wide UNet context, {sd} "
+                           f"attends {unet.config.cross_attention_dim}: train it on this SD model, or use the SD "
+                           "model it was trained on", folder)
+
+
+__all__ = ["HAND_DIM", "POSE_DIM", "TargetGenerator", "check_fits", "pose_vector"]
