@@ -100,6 +100,20 @@ def test_an_images_labels_say_its_hand_model_and_another_ones_pose_is_refused(se
         assert "set hand_model to 'mano'" in failed.value.hint
 
 
+@pytest.mark.parametrize("hand_model", [["x"], 3, "gorilla"])
+def test_labels_whose_hand_model_is_no_hand_models_name_say_so(hand_model):
+    # before: "the source's pose is of the ['x'] hand model ...", hinted "set hand_model to ['x']"
+    from handforge.engines.transfer.jobs import source_pose
+    from handforge_shared.protocol import ProtocolError
+
+    labels = json.dumps({**json.loads(labels_of("fist")), "hand_model": hand_model})
+    with pytest.raises(ProtocolError) as failed:
+        source_pose({"source_labels": labels, "hand_model": "open"}, {})
+    assert failed.value.field == "params.source_labels"
+    assert failed.value.message == f"params.source_labels: its hand_model is {hand_model!r}: it must be a string " \
+                                   "naming a hand model: open or mano" and "set hand_model" not in failed.value.hint
+
+
 def test_ihpt_engine_samples_from_the_target_generator(server):
     with server.client() as client:
         assert client.hello()["engines"]["ihpt"]["available"]

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from handforge_shared.poses import POSE_FIELDS, HandPose, hand_array_name
+from handforge_shared.poses import HAND_MODELS, POSE_FIELDS, HandPose, hand_array_name
 from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
@@ -84,6 +84,9 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
                       "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
                       "{...}}}, \"camera\": {...}}") from None
     made_with = labels.get("hand_model", params["hand_model"])  # (labels before it was recorded: taken as given)
+    if not isinstance(made_with, str) or made_with not in HAND_MODELS:  # (else "set hand_model to ['x']")
+        raise invalid("params.source_labels", f"its hand_model is {made_with!r}: it must be a string naming a hand "
+                      f"model: {' or '.join(HAND_MODELS)}", "send the labels of a HandForge image as they were written")
     if made_with != params["hand_model"]:  # the same numbers are another pose in another hand model
         raise invalid("params.source_labels", f"the source's pose is of the {made_with!r} hand model, this job's "
                       f"hand_model is {params['hand_model']!r}", f"set hand_model to {made_with!r} (rigs of that "
