@@ -131,7 +131,7 @@ def test_ihpt_engine_samples_from_the_target_generator(server):
 
 def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
     # before: only image.generate's prompt was measured; a background_prompt or negative_prompt past the
-    # encoder's 75 tokens lost its end unsaid
+    # encoder's 75 tokens lost its end unsaid (ihpt's background's negative_prompt too)
     params, arrays = request(seed=2, negative_prompt="blurry " * 90)
     camera = {"K": arrays["camera.K"].tolist(), "R": arrays["camera.R"].tolist(), "t": arrays["camera.t"].tolist(),
               "width": SIZE, "height": SIZE}
@@ -143,7 +143,12 @@ def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
                                  timeout=600).data["warning"]
             assert re.search("the background_prompt is [0-9]+ tokens, the text encoder reads 75: from '.*' on it is "
                              "ignored", warning), warning
-            assert ("the negative_prompt is" in warning) == (engine == "reference"), warning  # (ihpt reads none)
+            assert re.search("the negative_prompt is [0-9]+ tokens, the text encoder reads 75", warning), warning
+            assert warning.count("the negative_prompt is") == 1, warning  # (the reference engine reads it twice)
+        # ihpt reads the negative_prompt only when it draws a background (before: cut short there unsaid)
+        warning = client.run("image.transfer", {**params, "engine": "ihpt", "source_labels": labels_of("fist")},
+                             arrays, timeout=600).data.get("warning", "")
+        assert "negative_prompt" not in warning, warning
 
 
 def test_background_prompt_recomposites_the_source_through_its_mesh_image(server):

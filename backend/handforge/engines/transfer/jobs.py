@@ -265,12 +265,15 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
         extra.update({"source": new, "source.mesh": mesh})
         # (cut short as the prompt is, said as it is: both engines draw the background)
         warnings.extend(image_jobs.truncated(parts["tokenizer"], params["background_prompt"], "background_prompt"))
+        # ihpt reads the negative_prompt here only (the reference engine's: said once, with its prompt)
+        if params["engine"] == "ihpt":
+            warnings.extend(image_jobs.truncated(parts["tokenizer"], params["negative_prompt"], "negative_prompt"))
         return new
 
     if params["engine"] == "ihpt":
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
-        if warnings:  # (ihpt reads no prompt, its background does)
+        if warnings:  # (ihpt reads no prompt, its background does: background_prompt and negative_prompt)
             data["warning"] = "; ".join(warnings)
         return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
     if params["guide"] == "attentionhand":
