@@ -222,3 +222,22 @@ def test_the_eval_report_says_how_it_was_made(corpus, tmp_path):
     assert defaults["guidance"] == SampleSettings().penetration_guidance
     assert defaults["contact"] == SampleSettings().contact_guidance and defaults["separation"] is True
     assert json.loads(json.dumps(defaults)) == defaults  # plain JSON
+
+
+def test_the_eval_refuses_more_steps_than_the_models_diffusion_steps(corpus, tmp_path, capsys):
+    """As the job does: ``--steps`` beyond the model's diffusion steps is one line and exit status 2, not
+    diffusers' ValueError from set_timesteps after the data was loaded."""
+    import argparse
+
+    from handforge.engines.checkpoints import save_model
+    from handforge.engines.interaction import evaluate
+
+    folder = save_model(InteractionDenoiser(width=16, hidden=32, num_train_timesteps=50), tmp_path / "m")
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(["--corpus", str(corpus), "--checkpoint", str(folder), "--samples", "6",
+                              "--mesh-samples", "1", "--template-samples", "6", "--conditioned-samples", "0",
+                              "--steps", "51"])
+    assert evaluate.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "handforge eval interaction: --steps 51 is more than the model's 50 diffusion steps", err

@@ -151,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         print(f"handforge eval interaction: {exc}", file=sys.stderr)
         return 2
+    # as the job does: DDIM cannot take more steps than the model's diffusion steps (diffusers' set_timesteps
+    # raised a ValueError after the data was loaded, a traceback)
+    if args.steps > denoiser.config.num_train_timesteps:
+        print(f"handforge eval interaction: --steps {args.steps} is more than the model's "
+              f"{denoiser.config.num_train_timesteps} diffusion steps", file=sys.stderr)
+        return 2
     hand_model = load_hand_model("open")
     rng = np.random.default_rng(args.seed)
     try:
