@@ -15,7 +15,7 @@ import torch
 
 from handforge.corpus.build import write_corpus
 from handforge.corpus.generator import CorpusSettings
-from handforge.engines.checkpoints import load_model
+from handforge.engines.checkpoints import load_model, save_model
 from handforge.engines.motion import representation as rep
 from handforge.engines.motion import train as motion_train
 from handforge.engines.motion.curves import interpolate_keys
@@ -554,6 +554,20 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
                  "--steps", "1001", "--tasks", "gap15"]) == 2  # a diffusers traceback before
     assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
+
+
+def test_eval_motion_refuses_windows_longer_than_the_models_max_frames(corpus, tmp_path, capsys):
+    """A model of max_frames 30 cannot denoise gap30's 40-frame windows: one line and exit status 2 before
+    anything is sampled, as the jobs refuse such a range (its forward raised mid-run, a traceback)."""
+    from handforge.cli import main
+
+    folder = save_model(MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=30),
+                        tmp_path / "short")
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(folder),
+                 "--windows", "2", "--frames", "2", "--steps", "2", "--tasks", "gap15,gap30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("handforge eval motion: the gap30 windows (40 frames) are longer than the model's max_frames 30: "
+                   "leave out gap30 (--tasks)"), err
 
 
 def test_the_keys_curve_turns_each_rotation_along_its_arc():

@@ -219,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval motion: --steps {args.steps} is more than the model's "
               f"{model.config.num_train_timesteps} diffusion steps", file=sys.stderr)
         return 2
+    # as the jobs do: a window longer than the model's max_frames made its forward raise, a traceback mid-run
+    too_long = [task for task in tasks if task_window(task) > model.config.max_frames]
+    if too_long:
+        print(f"handforge eval motion: the {too_long[0]} windows ({task_window(too_long[0])} frames) are longer than "
+              f"the model's max_frames {model.config.max_frames}: leave out {', '.join(too_long)} (--tasks)",
+              file=sys.stderr)
+        return 2
     try:  # every task's windows before any is sampled: a corpus too short for one is said at once
         windows_of = {task: cut_windows(clips, task_window(task), args.windows, args.seed) for task in tasks}
     except ValueError as exc:
