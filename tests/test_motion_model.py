@@ -556,6 +556,26 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
 
 
+def test_train_motion_refuses_a_window_longer_than_the_models_max_frames(corpus, tmp_path, capsys, monkeypatch):
+    """A crop of more than max_frames made the denoiser's forward raise at whichever step first drew one (a
+    traceback mid-run, the run folder started): refused in one line before the data is read, for a new
+    model (512) and for an --init model's own max_frames."""
+    def no_data(args):
+        raise AssertionError("read the data before the window was checked")
+
+    monkeypatch.setattr(motion_train, "open_training_windows", no_data)
+    assert _train("--corpus", str(corpus), "--out", str(tmp_path / "run"), "--window", "513", "--steps", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("handforge train motion: --window 513 is longer than the 512 frames the model takes "
+                   "(max_frames): give at most 512"), err
+    init = save_model(MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=40),
+                      tmp_path / "short")
+    assert _train("--corpus", str(corpus), "--out", str(tmp_path / "tuned"), "--init", str(init),
+                  "--window", "48", "--steps", "1") == 2
+    assert "--window 48 is longer than the 40 frames the model takes (max_frames of --init)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tuned").exists()
+
+
 def test_eval_motion_refuses_windows_longer_than_the_models_max_frames(corpus, tmp_path, capsys):
     """A model of max_frames 30 cannot denoise gap30's 40-frame windows: one line and exit status 2 before
     anything is sampled, as the jobs refuse such a range (its forward raised mid-run, a traceback)."""

@@ -36,12 +36,15 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+MAX_FRAMES = 512  # the default max_frames: the longest clip (and training window) a model takes
+
+
 class MotionDenoiser(ModelMixin, ConfigMixin):
     """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
 
     @register_to_config
     def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
-                 ff_size: int = 512, dropout: float = 0.1, max_frames: int = 512,
+                 ff_size: int = 512, dropout: float = 0.1, max_frames: int = MAX_FRAMES,
                  num_train_timesteps: int = 1000, data_mean: list[float] | None = None,
                  data_std: list[float] | None = None, observation_curve: str = "linear") -> None:
         super().__init__()
@@ -103,4 +106,4 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
         return observation + self.output(self.norm(h))
 
 
-__all__ = ["MotionDenoiser", "sinusoidal"]
+__all__ = ["MAX_FRAMES", "MotionDenoiser", "sinusoidal"]

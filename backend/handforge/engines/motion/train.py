@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.datasets import DatasetError
     from handforge.engines.motion.losses import MotionObjective
-    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.model import MAX_FRAMES, MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
     from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
@@ -158,6 +158,12 @@ def run(args: argparse.Namespace) -> int:
         except TrainingError as exc:
             print(f"handforge train motion: {exc}", file=sys.stderr)
             return 2
+    # a crop longer than the model's max_frames made its forward raise at whichever step first drew one
+    most = model.config.max_frames if model is not None else MAX_FRAMES
+    if args.window > most:
+        print(f"handforge train motion: --window {args.window} is longer than the {most} frames the model takes "
+              f"(max_frames{' of --init' if model is not None else ''}): give at most {most}", file=sys.stderr)
+        return 2
     try:
         windows, store = open_training_windows(args)
     except DatasetError as exc:
