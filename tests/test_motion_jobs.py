@@ -195,6 +195,24 @@ def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_p
     assert jobs.generate(ctx, {**params, "steps": 50}, {}).data["engine"] == "learned"  # the limit itself runs
 
 
+def test_a_checkpoint_of_another_frame_size_falls_back_to_the_spline_engine_saying_why(tmp_path, monkeypatch):
+    """A MotionDenoiser of another frame_dim (as the unit tests build) loads as a checkpoint; the job then
+    ended ``internal`` with a tensor-size RuntimeError from sampling. It is no motion model: the job runs the
+    spline engine and says so, as for a missing checkpoint (`eval motion` refuses it: test_motion_model.py)."""
+    from handforge.engines.motion import jobs
+    from handforge.server.jobs import JobContext
+
+    folder = save_model(MotionDenoiser(frame_dim=10, d_model=16, num_layers=1, num_heads=2, ff_size=32),
+                        tmp_path / "small")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
+    params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": 4,
+              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
+    result = jobs.generate(ctx, params, {})
+    assert result.data["engine"] == "spline"
+    assert "10 channels per frame, not the motion representation's 198" in result.data["warning"]
+
+
 @pytest.mark.parametrize("kind, arrays, field", [
     # a hand's keys sent without their mask: was "arrays.right.mask: no keys given"
     ("motion.inbetween", lambda: {k: v for k, v in keys().items() if k.startswith("left.") and k != "left.mask"},

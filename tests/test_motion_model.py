@@ -588,6 +588,12 @@ def test_eval_motion_refuses_windows_longer_than_the_models_max_frames(corpus, t
     err = capsys.readouterr().err.strip()
     assert err == ("handforge eval motion: the gap30 windows (40 frames) are longer than the model's max_frames 30: "
                    "leave out gap30 (--tasks)"), err
+    # a MotionDenoiser of another frame size loads, then failed in sampling (a tensor-size RuntimeError)
+    small = save_model(MotionDenoiser(frame_dim=10, d_model=16, num_layers=1, num_heads=2, ff_size=32),
+                       tmp_path / "small")
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(small),
+                 "--windows", "2", "--frames", "2", "--steps", "2", "--tasks", "gap15"]) == 2
+    assert "10 channels per frame, not the motion representation's 198" in capsys.readouterr().err
 
 
 def test_the_keys_curve_turns_each_rotation_along_its_arc():

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.datasets import DatasetError, open_corpus
     from handforge.engines.checkpoints import CheckpointError, load_model
-    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.model import MotionDenoiser, check_representation
     from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, Guidance, MotionPipeline
     from handforge.engines.motion.settings import CHECKPOINT
     from handforge.engines.motion.spline import spline_inbetween
@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
             clips += [source.load(i) for i in range(len(source))]
         checkpoint = args.checkpoint or config.value(CHECKPOINT.key)
         model = load_model(MotionDenoiser, checkpoint)
+        check_representation(model, checkpoint)
     except (DatasetError, CheckpointError) as exc:
         print(f"handforge eval motion: {exc}", file=sys.stderr)
         return 2

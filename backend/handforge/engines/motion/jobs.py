@@ -220,7 +220,7 @@ def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray
 def _pipeline(ctx: JobContext, hand_model_name: str):
     """The learned pipeline, or (None, why) when no checkpoint is there."""
     from handforge.engines.checkpoints import CheckpointError
-    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.model import MotionDenoiser, check_representation
     from handforge.engines.motion.pipeline import MotionPipeline
 
     value = config.value(CHECKPOINT.key)
@@ -228,6 +228,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
         return None, f"no motion checkpoint at {str(value) if value else '(not set)'}; {CHECKPOINT.how_to_set()}"
     try:
         model = ctx.pretrained(MotionDenoiser, value)
+        check_representation(model, value)
     except CheckpointError as exc:
         return None, str(exc)
     return MotionPipeline(model, cached_hand_model(ctx, hand_model_name)), ""

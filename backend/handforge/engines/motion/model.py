@@ -106,4 +106,15 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
         return observation + self.output(self.norm(h))
 
 
-__all__ = ["MAX_FRAMES", "MotionDenoiser", "sinusoidal"]
+def check_representation(model: MotionDenoiser, folder) -> None:
+    """``CheckpointError`` unless ``model`` (loaded from ``folder``) denoises the motion representation's
+    frames: a model of another frame_dim (tests build small ones) loads, then failed inside sampling with
+    a tensor-size RuntimeError."""
+    from handforge.engines.checkpoints import CheckpointError
+
+    if model.config.frame_dim != FRAME_DIM:
+        raise CheckpointError(f"{folder} holds a MotionDenoiser of {model.config.frame_dim} channels per frame, not "
+                              f"the motion representation's {FRAME_DIM}; give a model `handforge train motion` wrote")
+
+
+__all__ = ["MAX_FRAMES", "MotionDenoiser", "check_representation", "sinusoidal"]
