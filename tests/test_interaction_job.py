@@ -125,6 +125,25 @@ def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path,
     assert "interaction.checkpoint" in failed.value.hint and "templates" in failed.value.hint
 
 
+def test_a_checkpoint_of_another_vector_size_is_missing_weights(tmp_path, monkeypatch):
+    """An InteractionDenoiser saved with another vector_dim (a foreign or damaged config, weights to match)
+    loaded, then ended the job ``internal`` with a reshape RuntimeError inside sampling."""
+    from handforge.engines.interaction import jobs, model
+    from handforge.server.jobs import JobContext, JobError
+
+    with monkeypatch.context() as patch:  # such a model can only be built by another representation
+        patch.setattr(model, "VECTOR_DIM", 10)
+        folder = save_model(model.InteractionDenoiser(vector_dim=10, width=8, hidden=16), tmp_path / "other")
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
+    ctx = JobContext("j", "interaction.sample", lambda fraction, message, previews: None)
+    params = {**{name: spec.default for name, spec in jobs.SCHEMA.params.items()}, "count": 2, "steps": 2}
+    with pytest.raises(JobError) as failed:
+        jobs.sample(ctx, params, {})
+    assert failed.value.code == "missing_weights"
+    assert str(folder) in failed.value.message and "vector_dim must be the representation's 64, got 10" in \
+        failed.value.message
+
+
 def test_the_demos_interaction_part_says_a_missing_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     """The demo goes on without the interaction part (it ended in a CheckpointError traceback)."""
     from handforge.engines.interaction.demo import demo

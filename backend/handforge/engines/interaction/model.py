@@ -44,6 +44,10 @@ class InteractionDenoiser(ModelMixin, ConfigMixin):
                  num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
                  condition_dropout: float = 0.15) -> None:
         super().__init__()
+        # the pipeline decodes vectors of the representation's layout: another size (a damaged or foreign
+        # config) loaded, then failed inside sampling with a reshape error; load_model now names the folder
+        if vector_dim != VECTOR_DIM:
+            raise ValueError(f"vector_dim must be the representation's {VECTOR_DIM}, got {vector_dim}")
         self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(width, hidden, out_dim=width)
         self.input_embedding = _mlp(vector_dim, hidden, width)
