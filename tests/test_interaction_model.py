@@ -156,6 +156,15 @@ def test_the_eval_draws_its_ground_truth_from_other_clips_than_its_reference(cor
         clip_disjoint_draws(clips, 20, 31, np.random.default_rng(0))
 
 
+def test_a_stride_that_skips_every_contact_frame_is_named(corpus):
+    # it said only "corpus clips need contact_frames", which they have
+    from handforge.engines.interaction.data import load_pairs
+
+    with pytest.raises(ValueError, match="no interaction frames in the train split .*one frame in 100000 "
+                                         "\\(--stride\\) may have skipped every contact: lower it"):
+        load_pairs(corpus, "train", stride=100000)
+
+
 def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, capsys, monkeypatch):
     """The corpus's contact frames repeat template poses, so a small split's ground-truth or reference
     draw can hold 5 or fewer distinct configurations, too few for k-NN precision/recall (k = 5): that

@@ -83,7 +83,9 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
         offset += len(store.clips)
     pairs = Pairs({f: torch.cat([p[f] for p in parts]) for f in FIELDS}, torch.cat(clips))
     if not len(pairs):
-        raise ValueError(f"no interaction frames in the {split} split (corpus clips need contact_frames)")
+        skipped = (f"; one frame in {stride} (--stride) may have skipped every contact: lower it"
+                   if stride > 1 else "")
+        raise ValueError(f"no interaction frames in the {split} split (corpus clips need contact_frames{skipped})")
     if not mirror:
         return pairs
     return Pairs({f: torch.cat([pairs.arrays[f], pairs.mirrored().arrays[f]]) for f in FIELDS},
