@@ -202,8 +202,8 @@ class InteractionPipeline:
                 progress(start + span * min(done[0] / per_draw, 1.0), message)
             return step_done
 
-        given = None if anchor is None else {
-            f: torch.as_tensor(np.asarray(anchor[f], dtype=np.float32)).reshape(1, -1).to(self.device) for f in FIELDS}
+        given = None if anchor is None else {  # copies: arrays from the wire are read-only, which torch warns about
+            f: torch.tensor(np.asarray(anchor[f], dtype=np.float32)).reshape(1, -1).to(self.device) for f in FIELDS}
         side = "left" if anchor is None else anchor["side"]
         generated = (other_side(side),) if anchor is not None else SIDES
         hands = self._draw(s, s.count, side, given, generator, stretch(0.0, 1.0 - share))
