@@ -111,11 +111,18 @@ def check_editable(rigs) -> None:
                                "editable first (Object > Library Override > Make, or Object > Relations > Make Local)")
 
 
-def check_evaluated(view_layer, rigs) -> None:
-    """Refuse rigs outside ``view_layer`` (their collection excluded): Blender no longer evaluates them, so
-    their bones keep the pose of the frame they were excluded at (Key Pose keyed it over the frame's keys)."""
-    for obj in rigs:
+def check_evaluated(view_layer, objects, what: str = "hand") -> None:
+    """Refuse objects Blender does not evaluate in ``view_layer``: their collection excluded, or they or their
+    collection disabled in viewports. Their bones and transforms keep what they showed when that was
+    set (Key Pose keyed it over the frame's keys; a wrist path along such an empty stood still)."""
+    updated = False
+    for obj in objects:
         if not any(o == obj for o in view_layer.objects):  # (not by name: a linked hand may share it)
-            raise NoHandsError(f"the hand {obj.name!r} is in a collection excluded from the view layer "
-                               f"{view_layer.name!r}, so its pose is not updated: tick the collection in the "
-                               "Outliner first")
+            raise NoHandsError(f"the {what} {obj.name!r} is in a collection excluded from the view layer "
+                               f"{view_layer.name!r}, so it is not updated: tick the collection in the Outliner first")
+        if not updated:  # objects added or shown since the last redraw are then in the depsgraph
+            view_layer.update()
+            updated = True
+        if not obj.evaluated_get(view_layer.depsgraph).is_evaluated:
+            raise NoHandsError(f"the {what} {obj.name!r} is disabled in viewports (its own or its collection's "
+                               "monitor icon in the Outliner), so it is not updated: enable it there first")

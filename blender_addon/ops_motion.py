@@ -71,11 +71,13 @@ def frame_range(scene, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def motion_hands(scene, target: str) -> tuple[dict[str, object], dict[str, object]]:
-    """(hands to write, every hand of the scene), checked to be of one hand model."""
-    chosen = hands.scene_hands(scene, target, edit=True)
-    every = hands.scene_hands(scene, "BOTH")
+def motion_hands(context, target: str) -> tuple[dict[str, object], dict[str, object]]:
+    """(hands to write, every hand of the scene), checked to be of one hand model and evaluated (read
+    frame by frame where limits, NLA or drivers are on, and shown with their new keys)."""
+    chosen = hands.scene_hands(context.scene, target, edit=True)
+    every = hands.scene_hands(context.scene, "BOTH")
     hand_model(every)
+    hands.check_evaluated(context.view_layer, every.values())
     keys.check_scene_time(every)
     return chosen, every
 
@@ -258,6 +260,8 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
                              "animated empty")
         if obj == every[side] or obj.parent == every[side]:
             raise ValueError(f"the {side} wrist path {name!r} is (part of) the hand itself: choose a curve or an empty")
+        if obj.type != "CURVE":  # followed as Blender moves it frame by frame: not at all if not evaluated
+            hands.check_evaluated(context.view_layer, [obj], what=f"{side} wrist path")
         positions[side] = _object_positions(scene, obj, start, end)
     for side, poses in animated_poses(context, every, start, end).items():
         if side in paths:
@@ -449,7 +453,7 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
                         description="Which of your keys the motion goes through; the other parts are generated")
 
     def motion_request(self, context, start, end):
-        chosen, every = motion_hands(context.scene, _target(self, context))
+        chosen, every = motion_hands(context, _target(self, context))
         arrays = inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
         return self.job_kind, {}, arrays, list(chosen), every
 
@@ -471,7 +475,7 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}
         if not paths:
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
-        _, every = motion_hands(context.scene, "BOTH")
+        _, every = motion_hands(context, "BOTH")
         arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
         return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
 
@@ -486,7 +490,7 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     def motion_request(self, context, start, end):
-        chosen, every = motion_hands(context.scene, _target(self, context))
+        chosen, every = motion_hands(context, _target(self, context))
         arrays = {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
         return self.job_kind, {"num_frames": end - start + 1}, arrays, list(chosen), every
 

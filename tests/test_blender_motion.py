@@ -248,3 +248,11 @@ def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
     _no_error(session, "regenerate_gone")
     message = session["regenerate_gone"]["message"]
     assert "Traceback" not in message and "Add Hands" in message, message
+
+
+def test_a_path_blender_does_not_evaluate_is_refused(session):
+    _no_error(session, "path_not_evaluated")
+    found = session["path_not_evaluated"]
+    assert "right wrist path 'Hidden Path' is in a collection excluded" in found["excluded"], found
+    assert "right wrist path 'Hidden Path' is disabled in viewports" in found["disabled"], found
+    assert found["unchanged"], found

@@ -422,6 +422,37 @@ def nla_tweak_mode():
 s.check("nla_tweak", nla_tweak_mode)
 
 
+def path_not_evaluated():
+    """A wrist path empty in an excluded collection, or disabled in viewports: Blender does not move it,
+    so the wrist stood still at one point; refused with what to do."""
+    here = bpy.context.scene
+    empty = bpy.data.objects.new("Hidden Path", None)
+    coll = bpy.data.collections.new("Paths")
+    here.collection.children.link(coll)
+    coll.objects.link(empty)
+    for frame, x in ((601, 0.0), (620, 0.3)):
+        empty.location.x = x
+        empty.keyframe_insert("location", frame=frame)
+    layer = bpy.context.view_layer.layer_collection.children[coll.name]
+    before, out = snapshot(), {}
+    run = lambda: error_of(lambda: ops.motion_follow_path(frame_start=601, frame_end=620, engine="spline",
+                                                         right_path=empty.name))
+    try:
+        layer.exclude = True
+        out["excluded"] = run()
+        layer.exclude = False
+        empty.hide_viewport = True
+        out["disabled"] = run()
+    finally:
+        bpy.data.objects.remove(empty)
+        bpy.data.collections.remove(coll)
+    out["unchanged"] = snapshot() == before
+    return out
+
+
+s.check("path_not_evaluated", path_not_evaluated)
+
+
 def regenerate_without_hands():
     """Regenerate after the hands were deleted: the motion button's refusal, as one line."""
     for side in ("left", "right"):
