@@ -94,12 +94,15 @@ def _generated_type() -> int:
     return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[keys.GENERATED].value
 
 
-def artist_key_mask(arm_obj, start: int, end: int) -> np.ndarray:
-    """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part."""
+def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = None) -> np.ndarray:
+    """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part.
+    An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
+    on whole frames, so it would have gone past that key, generated keys either side of it."""
     mask = np.zeros((end - start + 1, PARTS), bool)
     bag = keys.find_channelbag(arm_obj)
     if bag is None:
         return mask
+    between: set[float] = set()
     pbones = arm_obj.pose.bones
     part_of = {f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}': k
                for k, name in enumerate(JOINT_NAMES)}
@@ -115,8 +118,15 @@ def artist_key_mask(arm_obj, start: int, end: int) -> np.ndarray:
         fc.keyframe_points.foreach_get("type", kinds)
         frames = co[0::2][kinds != generated].astype(np.float64)
         rows = np.rint(frames)
-        on = (np.abs(frames - rows) < 1e-3) & (rows >= start) & (rows <= end)  # keys on whole frames only
+        whole = np.abs(frames - rows) < 1e-3
+        on = whole & (rows >= start) & (rows <= end)
         mask[(rows[on] - start).astype(int), part] = True
+        if columns is None or part in columns:
+            between.update(frames[~whole & (frames > start) & (frames < end)].round(3).tolist())
+    if between:
+        raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys._frame_list(sorted(between))}) in "
+                         f"{start}-{end}: in-betweening goes through keys on whole frames only; move them onto "
+                         "frames (Key > Snap > Selection to Nearest Frame) or leave that part out of Kept")
     return mask
 
 
@@ -143,7 +153,7 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
     arrays: dict[str, np.ndarray] = {}
     for side, obj in every.items():
         if side in chosen:
-            found = artist_key_mask(obj, start, end)
+            found = artist_key_mask(obj, start, end, columns)
             mask = np.zeros_like(found)
             mask[:, columns] = found[:, columns]
             keyed = np.flatnonzero(mask.any(axis=1)) + start

@@ -250,6 +250,13 @@ def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
     assert "Traceback" not in message and "Add Hands" in message, message
 
 
+def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
+    _no_error(session, "subframe_key")
+    found = session["subframe_key"]
+    assert found["result"] == ["CANCELLED"] and found["unchanged"], found
+    assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
+
+
 def test_a_path_blender_does_not_evaluate_is_refused(session):
     _no_error(session, "path_not_evaluated")
     found = session["path_not_evaluated"]

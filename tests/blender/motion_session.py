@@ -422,6 +422,32 @@ def nla_tweak_mode():
 s.check("nla_tweak", nla_tweak_mode)
 
 
+def _drop_keys_from(obj, frame: float) -> None:
+    for fc in bag_of(obj).fcurves:
+        for kp in reversed([kp for kp in fc.keyframe_points if kp.co[0] >= frame]):
+            fc.keyframe_points.remove(kp)
+
+
+def subframe_key():
+    """An artist key between frames (Key Pose at a subframe) inside the range: refused with where it is
+    (the in-between went past it, generated keys either side, and said it was done)."""
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    right = bpy.context.scene.handforge.right
+    for frame in (501, 510.5, 520):
+        keys_module.key_pose(right, frame)
+    before = snapshot()
+    try:
+        result, printed = as_user(ops.motion_inbetween, frame_start=501, frame_end=520, engine="spline", sides="RIGHT")
+    except RuntimeError as exc:
+        result, printed = ["CANCELLED"], str(exc)
+    unchanged = snapshot() == before
+    _drop_keys_from(right, 500)
+    return {"result": result, "printed": printed, "unchanged": unchanged}
+
+
+s.check("subframe_key", subframe_key)
+
+
 def path_not_evaluated():
     """A wrist path empty in an excluded collection, or disabled in viewports: Blender does not move it,
     so the wrist stood still at one point; refused with what to do."""
