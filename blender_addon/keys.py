@@ -305,7 +305,8 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
 
 
-def _frame_list(frames) -> str:
+def frame_list(frames) -> str:
+    """Frames as the artist reads them: sorted, whole frames without a decimal point (1, 10.5, 20)."""
     return ", ".join(f"{f:g}" for f in sorted(frames))
 
 
@@ -398,7 +399,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         if skipped:
             skipped_frames[side] = sorted(skipped)
             warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "
-                            f"{_frame_list(skipped)}, so the clip was not keyed there")
+                            f"{frame_list(skipped)}, so the clip was not keyed there")
     last = int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last

@@ -124,7 +124,7 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
         if columns is None or part in columns:
             between.update(frames[~whole & (frames > start) & (frames < end)].round(3).tolist())
     if between:
-        raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys._frame_list(sorted(between))}) in "
+        raise ValueError(f"{arm_obj.name!r} has your keys between frames (at {keys.frame_list(sorted(between))}) in "
                          f"{start}-{end}: in-betweening goes through keys on whole frames only; move them onto "
                          "frames (Key > Snap > Selection to Nearest Frame) or leave that part out of Kept")
     return mask
