@@ -282,6 +282,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
     # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
     mine["model_config"] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+    # data of another size (another corpus, --max-clips) draws other batches: the loop's own check, for an
+    # engine whose statistics come from an --init model or that records none
+    mine["dataset_size"] = len(dataset)
     mine = json.loads(json.dumps(mine, default=str))
     newest = _newest_checkpoint(out) if s.resume else None
     if newest is None and s.resume and (out / MODEL).is_dir():
@@ -302,9 +305,10 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
         changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k])
         if changed:
             named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
-                              if name != "data_statistics")
-            data = "other training data" + (f", and other settings ({named})" if named else "") \
-                if "data_statistics" in changed else f"other settings ({named})"
+                              if name not in ("data_statistics", "dataset_size"))
+            size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
+            data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
+                if {"data_statistics", "dataset_size"} & set(changed) else f"other settings ({named})"
             raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
                                 "choose a new out folder (or delete this one to start over)")
     return mine
