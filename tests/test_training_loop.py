@@ -120,6 +120,9 @@ def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     with pytest.raises(TrainingError, match=r"other settings \(data_options: window 8 -> 16\)"):
         train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 16}))
     assert train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 8})).resumed_from == 2
+    # a long value that differs (a model's normalisation statistics) is named, not printed
+    with pytest.raises(TrainingError, match=r"other settings \(data_options: means \(other values\), window 8 -> 9\);"):
+        train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 9, "means": [0.5] * 100}))
     # nor on other data that the engine's statistics do not show (an --init run keeps the model's): its size
     with pytest.raises(TrainingError, match=r"other training data \(40 items, now 48\); resume with the same"):
         train(fresh_model(), Points(48), loss, settings(windowed, data_options={"window": 8}))

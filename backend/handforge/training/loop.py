@@ -343,7 +343,10 @@ def _difference(name: str, theirs: Any, mine: Any) -> str:
     if name not in ("model_config", "data_options") or not (isinstance(theirs, dict) and isinstance(mine, dict)):
         return name
     keys = sorted(k for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k))
-    return f"{name}: " + ", ".join(f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)
+    # a long list (a model's data_mean: hundreds of numbers) is only named: printed, it buried the message
+    return f"{name}: " + ", ".join(f"{k} (other values)" if any(isinstance(v, (list, dict)) and len(str(v)) > 80
+                                                               for v in (theirs.get(k), mine.get(k)))
+                                   else f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)
 
 
 def _newest_checkpoint(out: Path) -> Path | None:
