@@ -120,6 +120,12 @@ def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     with pytest.raises(TrainingError, match=r"other settings \(data_options: window 8 -> 16\)"):
         train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 16}))
     assert train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 8})).resumed_from == 2
+    # another model's run (another engine's --out): said as such, not as every setting that differs
+    class OtherNet(TinyNet):
+        pass
+
+    with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\): train into a new"):
+        train(OtherNet(width=16, dropout=0.1), Points(40), loss, settings(windowed, data_options={"window": 8}))
     # a long value that differs (a model's normalisation statistics) is named, not printed
     with pytest.raises(TrainingError, match=r"other settings \(data_options: means \(other values\), window 8 -> 9\);"):
         train(fresh_model(), Points(40), loss, settings(windowed, data_options={"window": 9, "means": [0.5] * 100}))

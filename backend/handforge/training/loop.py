@@ -281,6 +281,7 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
                             "or an empty folder")
     mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
     # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
+    mine["model_class"] = type(model).__name__
     mine["model_config"] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
     # data of another size (another corpus, --max-clips) draws other batches: the loop's own check, for an
     # engine whose statistics come from an --init model or that records none
@@ -301,6 +302,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
                                 "a new out folder") from None
+        if theirs.get("model_class", mine["model_class"]) != mine["model_class"]:  # e.g. another engine's --out
+            raise TrainingError(f"{out} holds a run of another model ({theirs['model_class']}, not "
+                                f"{mine['model_class']}): train into a new out folder")
         # a key an older run did not record (its settings.json predates it) is not compared
         changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k])
         if changed:
