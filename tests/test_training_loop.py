@@ -135,6 +135,8 @@ def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     (run / "checkpoints" / "step-best").mkdir()  # a folder of the user's is not a checkpoint
     done = train(fresh_model(), Points(40), loss, settings(run, steps=8))
     assert done.resumed_from == 6 and done.step == 8
+    # nor counted among the newest checkpoints kept
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000006", "step-00000008", "step-best"]
     model = (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes()
     for checkpoint in (run / "checkpoints").glob("step-0*"):
         import shutil

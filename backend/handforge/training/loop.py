@@ -353,9 +353,13 @@ def _difference(name: str, theirs: Any, mine: Any) -> str:
                                    else f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)
 
 
+def _checkpoints(out: Path) -> list[Path]:
+    """The run's checkpoints, oldest first (a folder of the user's, e.g. step-best, is not one)."""
+    return sorted((p for p in (out / CHECKPOINTS).glob("step-*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+
+
 def _newest_checkpoint(out: Path) -> Path | None:
-    found = sorted((p for p in (out / CHECKPOINTS).glob("step-*") if p.name[5:].isdigit()),
-                   key=lambda p: int(p.name[5:]))  # (a folder of the user's, e.g. step-best, is not one)
+    found = _checkpoints(out)
     return found[-1] if found else None
 
 
@@ -371,7 +375,7 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
             (target / "step.json").write_text(json.dumps({"step": step}))
         accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        for old in sorted((out / CHECKPOINTS).glob("step-*"))[:-keep]:
+        for old in _checkpoints(out)[:-keep]:  # (counting step-best, keep 1 deleted the one just saved)
             shutil.rmtree(old, ignore_errors=True)
 
 
