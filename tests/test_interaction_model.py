@@ -90,6 +90,23 @@ def _train(*argv: str) -> int:
     return interaction_train.run(parser.parse_args(list(argv)))
 
 
+def test_a_run_sized_by_minutes_resumes_with_its_step_count(corpus, tmp_path, capsys):
+    """A rerun of a --minutes run continues the step count chosen at its start: it timed a new probe, so
+    the step count (and with it the learning-rate schedule) changed, or fell below the steps done and the
+    rerun was refused."""
+    common = ["--corpus", str(corpus), "--batch-size", "8", "--quiet", "--width", "32", "--hidden", "64",
+              "--layers", "2", "--out", str(tmp_path / "run"), "--minutes", "0.02"]
+    assert _train(*common) == 0
+    steps = json.loads((tmp_path / "run" / "settings.json").read_text())["steps"]
+    capsys.readouterr()
+    (tmp_path / "run" / "settings.json").write_text(  # as if the first start had sized it otherwise
+        (tmp_path / "run" / "settings.json").read_text().replace(f'"steps": {steps},', f'"steps": {steps + 3},'))
+    assert _train(*common) == 0
+    printed = capsys.readouterr().out
+    assert f"continuing the run's {steps + 3} steps" in printed and "ms/step" not in printed, printed
+    assert json.loads(printed.strip().splitlines()[-1])["steps"] == steps + 3
+
+
 def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsys):
     """``handforge train interaction --init``: the run starts from the model folder (its weights, size and
     normalisation), so its loss starts where that model's training ended."""

@@ -318,6 +318,17 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     return mine
 
 
+def recorded_settings(out: str | Path) -> dict[str, Any] | None:
+    """The settings a run in ``out`` recorded when it started (its step count, warm-up ...), or None where
+    ``out`` holds no readable run (resuming then says why)."""
+    path = Path(out) / "settings.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
+    return recorded if _run_settings(path) and isinstance(recorded, dict) else None
+
+
 def _run_settings(path: Path) -> bool:
     """Whether ``path`` is the settings.json of a run of this loop (or a damaged one: said at resume)."""
     try:
@@ -413,4 +424,4 @@ class _Log:
                 fh.write(json.dumps(row) + "\n")
 
 
-__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "train"]
+__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "recorded_settings", "train"]

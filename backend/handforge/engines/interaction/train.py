@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
     from handforge.engines.interaction.representation import SHAPE, WristJoints
     from handforge.hands import HandModelError, load_hand_model
-    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
+    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, recorded_settings, train
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -100,7 +100,13 @@ def run(args: argparse.Namespace) -> int:
                                            "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
                                            "interhand": args.interhand is not None,
                                            "init": str(Path(args.init).resolve()) if args.init else None})
-    if args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
+    started_run = recorded_settings(args.out) if args.minutes is not None else None
+    if started_run is not None:  # resumed: the step count --minutes chose at the start (a new probe changed it,
+        # and with it the learning-rate schedule, or fell below the steps already done and was refused)
+        for name in ("steps", "warmup_steps", "checkpoint_every"):
+            setattr(settings, name, started_run[name])
+        print(f"continuing the run's {settings.steps} steps, sized by --minutes when it started")
+    elif args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
         import copy
         import shutil
 
