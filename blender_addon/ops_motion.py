@@ -162,6 +162,10 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                 ad = obj.animation_data
                 nla = (" (keys in NLA strips are not read: in-betweening works on the rig's active action)"
                        if ad is not None and any(t.strips for t in ad.nla_tracks) else "")
+                if ad is not None and ad.action is not None and keys.find_channelbag(obj) is None:
+                    slot = getattr(ad.action_slot, "name_display", "") if hasattr(ad, "action_slot") else ""
+                    nla += (f" (its action {ad.action.name!r} has no keys in the slot the rig uses"
+                            f"{f', {slot!r}' if slot else ''}: choose the rig's slot in the Action editor)")
                 raise ValueError(f"the {side} hand ({obj.name!r}) is keyed {where} of {start}-{end} (on the kept "
                                  f"parts){nla}: in-betweening needs keys on at least 2 frames; key the pose at "
                                  "another frame (Key Pose), widen the range, or choose the other hand only")

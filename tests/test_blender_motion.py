@@ -257,6 +257,13 @@ def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
 
 
+def test_keys_in_another_slot_of_the_action_are_said(session):
+    _no_error(session, "other_slot")
+    message = session["other_slot"]["message"]
+    assert "keyed on no frame of 501-520" in message, message
+    assert "has no keys in the slot the rig uses, 'Other': choose the rig's slot in the Action editor" in message
+
+
 def test_a_path_blender_does_not_evaluate_is_refused(session):
     _no_error(session, "path_not_evaluated")
     found = session["path_not_evaluated"]

@@ -448,6 +448,27 @@ def subframe_key():
 s.check("subframe_key", subframe_key)
 
 
+def keys_in_another_slot():
+    """The rig's action assigned with a slot holding none of its keys (Blender 4.4+ slotted actions): the
+    refusal said only "keyed on no frame", though the action holds the keys."""
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    right = bpy.context.scene.handforge.right
+    for frame in (501, 520):
+        keys_module.key_pose(right, frame)
+    ad = right.animation_data
+    own = ad.action_slot
+    ad.action_slot = ad.action.slots.new(id_type="OBJECT", name="Other")
+    try:
+        message = error_of(lambda: ops.motion_inbetween(frame_start=501, frame_end=520, engine="spline", sides="RIGHT"))
+    finally:
+        ad.action_slot = own
+    _drop_keys_from(right, 500)
+    return {"message": message}
+
+
+s.check("other_slot", keys_in_another_slot)
+
+
 def path_not_evaluated():
     """A wrist path empty in an excluded collection, or disabled in viewports: Blender does not move it,
     so the wrist stood still at one point; refused with what to do."""
