@@ -38,6 +38,7 @@ class RunningJob:
     cancel_requested: float | None = None
     timer: Any = None  # the modal's window timer, removed by ``shutdown`` if the operator never ends
     scene: int = 0     # the session_uid of the scene the request was made from (another file: other uids)
+    group: str = ""    # the operator's ``one_at_a_time``
 
 
 RUNNING: dict[str, RunningJob] = {}
@@ -125,6 +126,9 @@ class JobOperator:
     # True for jobs that take seconds: a button (which calls execute) then runs them modally, with
     # progress and Esc, as invoke does; scripts and ``blender -b`` still wait for them.
     modal_from_ui = False
+    # buttons of one group (e.g. "motion": they all write GENERATED keys on the hands) run one at a time:
+    # a second one's result would replace the first's keys where their frames overlap, unsaid
+    one_at_a_time = ""
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -148,6 +152,10 @@ class JobOperator:
             return False
         if running(cls.bl_idname):
             cls.poll_message_set("This job is running: wait for it or cancel it")
+            return False
+        busy = [j for j in RUNNING.values() if cls.one_at_a_time and j.group == cls.one_at_a_time]
+        if busy:
+            cls.poll_message_set(f"{busy[0].label} is running on the hands: wait for it or cancel it")
             return False
         if cls.job_kind:
             ok, why = connection.kind_status(cls.job_kind)
@@ -173,7 +181,8 @@ class JobOperator:
             self.job_not_applied(context)
             return None
         # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form
-        job = RunningJob(type(self).bl_idname, self.bl_label, handle, scene=context.scene.session_uid)
+        job = RunningJob(type(self).bl_idname, self.bl_label, handle, scene=context.scene.session_uid,
+                         group=self.one_at_a_time)
         RUNNING[handle.id] = job
         _sync_panel()
         return job

@@ -415,6 +415,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     """What every motion button sends and how its result lands on the rigs."""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+    one_at_a_time = "motion"
 
     sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
                         description="Which of the generated motions is keyed (0: the first)")

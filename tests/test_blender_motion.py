@@ -257,6 +257,14 @@ def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
 
 
+def test_motion_buttons_run_one_at_a_time(session):
+    _no_error(session, "one_at_a_time")
+    found = session["one_at_a_time"]
+    assert found["result"] == ["FINISHED"], found
+    assert found["seen"] == {"motion_inbetween": False, "motion_follow_path": False, "motion_generate": False,
+                             "after": True}, found
+
+
 def test_keys_in_another_slot_of_the_action_are_said(session):
     _no_error(session, "other_slot")
     message = session["other_slot"]["message"]

@@ -315,6 +315,31 @@ def fps_changed_mid_job():
 s.check("fps_changed", fps_changed_mid_job)
 
 
+def another_motion_button_while_one_runs():
+    """While Generate Motion runs, In-between and Follow Wrist Path wait (their keys would replace its keys
+    where the frames overlap); they were available, and only the running button was greyed."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump, seen = connection.pump, {}
+
+    def pump_and_poll(*args, **kwargs):
+        if jobs.RUNNING and not seen:
+            seen.update({op: getattr(ops, op).poll() for op in ("motion_inbetween", "motion_follow_path",
+                                                                  "motion_generate")})
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_poll
+    try:
+        result, _ = as_user(ops.motion_generate, frame_start=300, frame_end=319, engine="spline", sides="RIGHT")
+    finally:
+        connection.pump = pump
+    seen["after"] = ops.motion_inbetween.poll()
+    return {"result": result, "seen": seen}
+
+
+s.check("one_at_a_time", another_motion_button_while_one_runs)
+
+
 def scene_switched_mid_job():
     """Another scene made active while a motion was made: not applied to that scene's rigs (the keys of
     scene 1 landed on scene 2's hands, reported as a success)."""
