@@ -161,6 +161,17 @@ def test_unreadable_files(tmp_path):
         interhand.read_cameras(tmp_path / "list.json")
 
 
+
+@pytest.mark.parametrize("frames", ['{"1": {"left": null}, "1": %s}', '{"1": %s, "01": {"left": null}}'])
+def test_a_frame_annotated_twice_is_refused(tmp_path, annotations, frames):
+    """A repeated frame id (twice the same key, or "1" and "01") kept one annotation and dropped the other unseen."""
+    path = tmp_path / "twice.json"
+    path.write_text('{"0": %s}' % (frames % json.dumps(annotations["0"]["0"])))
+    with pytest.raises(PoseFormatError, match=r"twice.*keep one of them") as info:
+        interhand.capture_clips(path)
+    assert str(path) in str(info.value)
+
+
 # ---------------------------------------------------------------------- cameras
 def test_cameras_become_opencv_cameras_in_metres(tmp_path):
     rng = np.random.default_rng(2)

@@ -44,6 +44,22 @@ MM_PER_M = 1000.0
 ManoAnnotations = dict[str, dict[int, dict[Side, HandPose]]]
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a repeated key (``json`` would keep its last value silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
 def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[Mapping[str, Any], str]:
     if isinstance(source, Mapping):
         return source, what
@@ -52,9 +68,12 @@ def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tupl
         raise PoseFormatError(f"{path}: no such file (the InterHand2.6M {what} JSON)")
     try:
         with path.open("r", encoding="utf-8") as fh:
-            data = json.load(fh)
+            data = json.load(fh, object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
+    except _DuplicateKey as exc:
+        raise PoseFormatError(f"{path}: key {exc.args[0]!r} appears twice in one object (two annotations of one "
+                              "capture or frame; json keeps the last silently): keep one of them") from None
     if not isinstance(data, dict):
         raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {type(data).__name__}")
     return data, str(path)
@@ -98,6 +117,9 @@ def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> Mano
                 index = int(frame)
             except ValueError:
                 raise PoseFormatError(f"{where}: frame keys must be integers") from None
+            if index in parsed:  # "7" and "07": the later one replaced the earlier one unseen
+                raise PoseFormatError(f"{where}: frame {index} is annotated twice (two keys read as {index}); "
+                                      "keep one of them")
             if hands is None:
                 hands = {}
             if not isinstance(hands, Mapping):
