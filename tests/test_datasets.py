@@ -293,6 +293,24 @@ def test_bad_corpus_folders_say_what_is_wrong(corpus, tmp_path):
         FrameDataset(store, stride=0)
 
 
+
+def test_json_files_nested_too_deeply_are_named(tmp_path):
+    """A damaged JSON file nested thousands of levels deep raised RecursionError, a traceback naming no file."""
+    deep = "[" * 100_000 + "]" * 100_000
+    annotations = tmp_path / "ih/annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json"
+    annotations.parent.mkdir(parents=True)
+    annotations.write_text(deep)
+    with pytest.raises(DatasetError, match="InterHand2.6M_train_MANO_NeuralAnnot.json: not a readable JSON"):
+        open_interhand(tmp_path / "ih", split="train")
+    (tmp_path / "corpus/clips").mkdir(parents=True)
+    (tmp_path / "corpus/splits.json").write_text(deep)
+    with pytest.raises(DatasetError, match=r"splits.json: not readable JSON"):
+        open_corpus(tmp_path / "corpus")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store/clips.json").write_text(deep)
+    with pytest.raises(DatasetError, match=r"clips.json: not readable JSON"):
+        ClipStore.open(tmp_path / "store")
+
 def test_a_clip_damaged_after_indexing_is_named(corpus, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(corpus, copy)

@@ -40,7 +40,7 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
                            "(for a plain folder of clips use MotionFolder)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
         raise DatasetError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != SPLITS_FORMAT:
         raise DatasetError(f"{path} is not a HandForge corpus split file (format {SPLITS_FORMAT!r} expected)")
@@ -71,7 +71,7 @@ def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: 
         raise
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
+    except (OSError, EOFError, ValueError, RecursionError, zipfile.BadZipFile) as exc:  # JSONDecodeError: a ValueError
         raise DatasetError(f"{path}: not a readable motion file ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != MOTION_FORMAT:
         raise DatasetError(f"{path}: not a HandForge motion file (meta format {MOTION_FORMAT!r} expected)")

@@ -69,7 +69,7 @@ def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tupl
     try:
         with path.open("r", encoding="utf-8") as fh:
             data = json.load(fh, object_pairs_hook=_unique_keys)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
         raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
     except _DuplicateKey as exc:
         raise PoseFormatError(f"{path}: key {exc.args[0]!r} appears twice in one object (two annotations of one "

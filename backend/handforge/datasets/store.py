@@ -155,7 +155,7 @@ def _read_manifest(cache: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file, so {cache} is not a clip-store cache; give an empty or new "
                            "folder to ClipStore.build(source, cache=...)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
         raise DatasetError(f"{path}: not readable JSON ({exc}); delete {cache} and build it again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT \
             or manifest.get("version") != CACHE_VERSION:
