@@ -19,6 +19,7 @@ from handforge.evaluation.features import (
     canonical_frames,
     load_features,
 )
+from handforge_shared.poses import MotionClip, side_by_side
 
 TINY = dict(epochs_frame=1, epochs_motion=1, windows_per_clip=1, batch_frame=256, batch_motion=8)
 
@@ -216,3 +217,12 @@ def test_measure_says_whether_clips_is_a_file_missing_or_empty(given, needle, tm
     (tmp_path / "empty").mkdir()
     assert main(["measure", "--clips", given]) == 2
     assert capsys.readouterr().err.splitlines() == [f"handforge measure: {needle}"]
+
+
+def test_measure_refuses_mean_relative_clips(tmp_path, capsys):
+    """Raw InterHand2.6M clips (mean-relative finger poses) were measured as if flat: every metric of other poses."""
+    clip = MotionClip.from_frames([side_by_side()] * 4, extra={"pose_convention": "mean_relative"})
+    clip.save(tmp_path / "raw.npz")
+    assert main(["measure", "--clips", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "raw.npz: holds mean_relative hand poses (raw InterHand2.6M)" in err and "to_flat" in err

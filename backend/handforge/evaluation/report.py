@@ -25,6 +25,7 @@ from handforge.evaluation.distribution import diversity, frechet_feature_distanc
 from handforge.evaluation.features import FeatureNetworks, load_features, two_hand_keypoints
 from handforge.evaluation.limits import joint_limit_metrics
 from handforge.evaluation.motion import smoothness
+from handforge_shared.mano_params import FLAT
 from handforge_shared.poses import MotionClip
 
 
@@ -132,4 +133,12 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     files = sorted(clip_dir.glob("*.npz"))[: max_clips or None]
     if not files:
         raise ValueError(f"{folder}: no motion clips (.npz) found")
-    return [MotionClip.load(f) for f in files]
+    clips = [MotionClip.load(f) for f in files]
+    for path, clip in zip(files, clips):
+        # raw InterHand2.6M poses are offsets from MANO's mean hand: read as flat ones, every joint angle,
+        # limit violation, mesh and feature is measured on another pose, and nothing says so
+        if clip.extra.get("pose_convention", FLAT) != FLAT:
+            raise ValueError(f"{path}: holds {clip.extra['pose_convention']} hand poses (raw InterHand2.6M), not "
+                             "HandForge's flat ones: convert its clips with interhand_files.to_flat and MANO's "
+                             "hands_mean (ManoModel.hands_mean_arrays()) before measuring them")
+    return clips
