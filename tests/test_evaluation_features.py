@@ -226,3 +226,12 @@ def test_measure_refuses_mean_relative_clips(tmp_path, capsys):
     assert main(["measure", "--clips", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "raw.npz: holds mean_relative hand poses (raw InterHand2.6M)" in err and "to_flat" in err
+
+
+def test_measure_says_mano_clips_need_manos_files(tmp_path, monkeypatch, capsys):
+    """Clips of the MANO hand (InterHand2.6M's) measured without MANO's files ended in a traceback."""
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
+    MotionClip.from_frames([side_by_side()] * 4, hand_model="mano").save(tmp_path / "clips" / "mano.npz")
+    assert main(["measure", "--clips", str(tmp_path / "clips")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge measure: ") and "no-mano" in err and "Traceback" not in err

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.features import FeatureError, load_features
     from handforge.evaluation.report import evaluate_clips, load_clips
     from handforge.hands import load_hand_model
+    from handforge.hands.errors import HandModelError
     from handforge_shared.poses import PoseFormatError
 
     try:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"all clips must use one hand model, found {sorted(models)}")
         report = evaluate_clips(clips, load_hand_model(models.pop()), reference, load_features(args.features),
                                 frames=args.frames, seed=args.seed, progress=True)
-    except (ValueError, PoseFormatError, FeatureError) as exc:
+    except (ValueError, PoseFormatError, FeatureError, HandModelError) as exc:  # (MANO clips without MANO's files)
         print(f"handforge measure: {exc}", file=sys.stderr)
         return 2
     if args.out:
