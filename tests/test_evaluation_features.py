@@ -235,3 +235,11 @@ def test_measure_says_mano_clips_need_manos_files(tmp_path, monkeypatch, capsys)
     assert main(["measure", "--clips", str(tmp_path / "clips")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("handforge measure: ") and "no-mano" in err and "Traceback" not in err
+
+
+def test_measure_refuses_clips_of_several_frame_rates(tmp_path, capsys):
+    """5 fps clips against a 30 fps reference gave a Fréchet distance of motions at unlike speeds, unsaid."""
+    for folder, fps in (("clips", 30.0), ("reference", 5.0)):
+        MotionClip.from_frames([side_by_side()] * 4, fps=fps).save(tmp_path / folder / "a.npz")
+    assert main(["measure", "--clips", str(tmp_path / "clips"), "--reference", str(tmp_path / "reference")]) == 2
+    assert "all clips must have one frame rate, found 5 and 30 fps" in capsys.readouterr().err

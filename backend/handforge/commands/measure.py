@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
         models = {c.hand_model for c in clips + (reference or [])}
         if len(models) != 1:
             raise ValueError(f"all clips must use one hand model, found {sorted(models)}")
+        rates = {c.fps for c in clips + (reference or [])}
+        if len(rates) != 1:  # motion features, their Fréchet distance and jitter would compare unlike motions
+            found = " and ".join(f"{r:g}" for r in sorted(rates))
+            raise ValueError(f"all clips must have one frame rate, found {found} fps in "
+                             f"{' and '.join(filter(None, (args.clips, args.reference)))}: measure the clips of each "
+                             "frame rate on their own, against a reference of that rate")
         report = evaluate_clips(clips, load_hand_model(models.pop()), reference, load_features(args.features),
                                 frames=args.frames, seed=args.seed, progress=True)
     except (ValueError, PoseFormatError, FeatureError, HandModelError) as exc:  # (MANO clips without MANO's files)
