@@ -482,6 +482,24 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
     assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
 
 
+def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path, monkeypatch):
+    """A file in the background folder that PIL cannot open failed every sample that drew it, on every
+    rerun (the dataset never finished): named when the spec is read, before the folder is claimed."""
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(folder / "a.png")
+    spec = {"background": {"kinds": ["images"], "folder": str(folder)}}
+    assert parse_spec(spec).background.folder == str(folder)
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07" * 20)  # a Mac's AppleDouble file
+    with pytest.raises(SpecError, match=r"background.folder: .*\._a.png' is not a readable image.*remove it"):
+        parse_spec(spec)
+    (folder / "._a.png").unlink()
+    Image.new("L", (40, 40)).save(folder / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1,600 pixels: above twice the limit
+    with pytest.raises(SpecError, match="huge.png' is not a readable image \\(DecompressionBombError"):
+        parse_spec(spec)
+
+
 def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(tmp_path):
     """Samples are written by a background thread while the next is made: a sample that fails to be
     made or written is reported under its own index, its neighbours are written, nothing half-written

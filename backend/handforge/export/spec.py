@@ -315,6 +315,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
             raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
         if not background_files(background.folder):
             raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
+        _check_background_images(background.folder)
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
     # (an empty list is the default, as documented above; 0 or false meant it too, unsaid: now type errors)
@@ -342,6 +343,21 @@ def background_files(folder: str) -> tuple[Path, ...]:
     """The background images of ``folder``, in name order (not a folder named x.png)."""
     return tuple(sorted(p for p in Path(folder).expanduser().iterdir()
                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+
+
+def _check_background_images(folder: str) -> None:
+    """Each background image opens (its header only): one that does not (a Mac's ``._name.png``, a file
+    not an image, one above PIL's decompression-bomb limit) failed every sample that drew it, on every
+    rerun, so that the dataset could never be finished."""
+    from PIL import Image
+
+    for path in background_files(folder):
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # (UnidentifiedImageError: OSError)
+            raise SpecError(f"background.folder: {str(path)!r} is not a readable image ({type(exc).__name__}: {exc}); "
+                            "remove it from the folder or replace it") from None
 
 
 def input_files(spec: ExportSpec) -> dict[str, Path]:
