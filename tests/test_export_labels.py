@@ -369,6 +369,10 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         parse_spec({"camra": {}})
     with pytest.raises(SpecError, match="camera.distance"):
         parse_spec({"camera": {"distance": [2, 1]}})
+    # a string's characters ("12" → [1, 2]), a table's keys or booleans were read as the range
+    for value in ("12", {"0.4": 1, "0.8": 2}, [True, 2], [0.4], [0.4, 0.6, 0.8]):
+        with pytest.raises(SpecError, match=r"camera.distance: expected \[min, max\], two numbers"):
+            parse_spec({"camera": {"distance": value}})
     with pytest.raises(SpecError, match="render.engine.*eevee"):
         parse_spec({"render": {"engine": "eevee"}})
     with pytest.raises(SpecError, match="render.forearm.*'arm'.*skin, sleeve, none"):

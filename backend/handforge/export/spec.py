@@ -183,10 +183,12 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
 
 
 def _range(value: Any, where: str, low: float, high: float) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise SpecError(f"{where}: expected [min, max], got {value!r}") from None
+    # two numbers in a list: a string's characters (distance = "12" → [1, 2]), a table's keys or true/false
+    # were read as numbers, the dataset's camera silently another than the spec's
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise SpecError(f"{where}: expected [min, max], two numbers, got {value!r}")
+    lo, hi = (float(v) for v in value)
     if not (low <= lo <= hi <= high):
         raise SpecError(f"{where}: [{lo}, {hi}] must satisfy {low} <= min <= max <= {high}")
     return lo, hi
