@@ -367,6 +367,13 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})
+    # TOML: a top-level key below a [table] is that table's; a table's key above them is the top level's
+    (tmp_path / "late.toml").write_text('[camera]\npreset = "egocentric"\nwidth = 512\nlighting = ["soft"]\n')
+    with pytest.raises(SpecError, match=r"camera: unknown keys \['lighting', 'width'\].*\(lighting, width: top-level "
+                                        r"key\(s\), which in TOML go above the first \[table\]\)"):
+        load_spec(tmp_path / "late.toml")
+    with pytest.raises(SpecError, match=r"spec: unknown keys \['focal'\].*\(focal: a key of \[camera\]\)"):
+        parse_spec({"focal": [20, 30]})
     with pytest.raises(SpecError, match="camera.distance"):
         parse_spec({"camera": {"distance": [2, 1]}})
     # a string's characters ("12" → [1, 2]), a table's keys or booleans were read as the range

@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -200,8 +200,19 @@ def _section(cls, data: Any, where: str, defaults: Mapping[str, Any] | None = No
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+        raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(names)}{_misplaced(unknown, where)}")
     return {**(defaults or {}), **data}
+
+
+def _misplaced(keys: list[str], where: str) -> str:
+    """Where unknown ``keys`` of ``where`` belong, if elsewhere: in TOML a top-level key written below a
+    [table] is that table's (``width = 512`` after ``[camera]`` was refused as an unknown camera key, unsaid why)."""
+    tables = {f.name: {g.name for g in fields(f.default)} for f in fields(ExportSpec) if is_dataclass(f.default)}
+    top = [k for k in keys if k in {f.name for f in fields(ExportSpec)} and where != "spec"]
+    hints = [f"{', '.join(top)}: top-level key(s), which in TOML go above the first [table]"] if top else []
+    hints += [f"{k}: a key of [{', '.join(t for t, known in tables.items() if k in known)}]" for k in keys
+              if k not in top and any(k in known for t, known in tables.items() if t != where)]
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def _positive_int(value: Any, where: str, high: int) -> int:
