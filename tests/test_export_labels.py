@@ -511,6 +511,18 @@ def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path
         parse_spec(spec)
 
 
+def test_a_16_bit_grayscale_background_keeps_its_tones(tmp_path):
+    """A 16-bit grayscale PNG background (mode I;16) came out white: convert("RGB") clipped its values at 255."""
+    from handforge.export.sampler import background_image
+
+    ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as image:
+        assert image.mode.startswith("I")  # (what Pillow makes of it)
+    rgb = background_image({"kind": "images", "image": str(tmp_path / "g16.png"), "crop": [0.0, 0.0]}, 16, 16)
+    np.testing.assert_allclose(rgb, np.repeat(ramp[..., None] / 65535.0, 3, axis=2), atol=0.5 / 255 + 1e-6)
+
+
 def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(tmp_path):
     """Samples are written by a background thread while the next is made: a sample that fails to be
     made or written is reported under its own index, its neighbours are written, nothing half-written

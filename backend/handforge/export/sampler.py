@@ -148,6 +148,8 @@ def background_image(background: dict[str, Any], width: int, height: int) -> np.
     from PIL import Image
 
     with Image.open(background["image"]) as img:
+        if img.mode.startswith("I"):  # 16-bit grayscale (PNG): convert("RGB") clips it at 255, a white image
+            img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
         img = img.convert("RGB")
         scale = max(width / img.width, height / img.height)
         img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))))
