@@ -523,6 +523,23 @@ def test_a_16_bit_grayscale_background_keeps_its_tones(tmp_path):
     np.testing.assert_allclose(rgb, np.repeat(ramp[..., None] / 65535.0, 3, axis=2), atol=0.5 / 255 + 1e-6)
 
 
+def test_a_clip_with_a_hand_in_few_frames_poses_every_sample(tmp_path, monkeypatch):
+    """Frames without hands are drawn again in a loop: by recursion, a clip with a hand in one frame of
+    3,000 failed sample 2 with a RecursionError on every rerun. A draw that never finds a hand is said."""
+    from handforge.export import sampler
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    frames, pair = 3000, side_by_side()
+    clip = tmp_path / "sparse.npz"
+    MotionClip(hands={"right": stack_poses([pair.right] * frames), "left": stack_poses([pair.left] * frames)},
+               present={side: np.arange(frames) == 0 for side in ("right", "left")}).save(clip)
+    spec = parse_spec({"poses": {"source": "files", "files": [str(clip)]}})
+    assert [sampler.sample_scene(spec, index).origin for index in range(3)] == ["files:sparse.npz#0"] * 3
+    monkeypatch.setattr(sampler, "MAX_FRAME_DRAWS", 10)
+    with pytest.raises(ValueError, match="no frame with a hand in 10 draws"):
+        sampler.sample_scene(spec, 2)
+
+
 def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(tmp_path):
     """Samples are written by a background thread while the next is made: a sample that fails to be
     made or written is reported under its own index, its neighbours are written, nothing half-written

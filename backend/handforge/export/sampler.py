@@ -71,22 +71,30 @@ def _corpus(folder: str, split: str):
     return open_corpus(folder, split=split)
 
 
+# clip and frame draws for one sample before a frame with a hand is given up (a corpus split of hand-less clips)
+MAX_FRAME_DRAWS = 1_000_000
+
+
 def clip_frame(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPose, str]:
-    """A random frame of a random clip (motion files or the corpus), with the clip's own shapes."""
-    if spec.poses.source == "files":
-        path = spec.poses.files[int(rng.integers(len(spec.poses.files)))]
-        clip, name = _clip(str(path)), Path(path).name
-    else:
-        files = _corpus(spec.poses.corpus, spec.poses.split)
-        if len(files) == 0:
-            raise ValueError(f"{spec.poses.corpus}: no clips in split {spec.poses.split!r}")
-        index = int(rng.integers(len(files)))
-        clip, name = _clip(str(files.paths[index])), files.paths[index].name
-    frame = int(rng.integers(clip.num_frames))
-    hands = {s: p[frame] for s, p in clip.hands.items() if clip.present[s][frame]}
-    if not hands:
-        return clip_frame(spec, rng)  # a frame without hands: draw again (same stream, still deterministic)
-    return TwoHandPose(**hands), f"{spec.poses.source}:{name}#{frame}"
+    """A random frame of a random clip (motion files or the corpus), with the clip's own shapes. A frame
+    without hands is drawn again, clip and frame, from the same stream (still deterministic), in a loop:
+    drawn again by recursion, a clip with a hand in one frame of thousands failed samples with a RecursionError."""
+    for _ in range(MAX_FRAME_DRAWS):
+        if spec.poses.source == "files":
+            path = spec.poses.files[int(rng.integers(len(spec.poses.files)))]
+            clip, name = _clip(str(path)), Path(path).name
+        else:
+            files = _corpus(spec.poses.corpus, spec.poses.split)
+            if len(files) == 0:
+                raise ValueError(f"{spec.poses.corpus}: no clips in split {spec.poses.split!r}")
+            index = int(rng.integers(len(files)))
+            clip, name = _clip(str(files.paths[index])), files.paths[index].name
+        frame = int(rng.integers(clip.num_frames))
+        hands = {s: p[frame] for s, p in clip.hands.items() if clip.present[s][frame]}
+        if hands:
+            return TwoHandPose(**hands), f"{spec.poses.source}:{name}#{frame}"
+    raise ValueError(f"poses: no frame with a hand in {MAX_FRAME_DRAWS:,} draws of the spec's clips: give clips whose "
+                     "frames mostly show a hand")
 
 
 def sample_scene(spec: ExportSpec, index: int) -> Scene:
