@@ -374,6 +374,10 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         load_spec(tmp_path / "late.toml")
     with pytest.raises(SpecError, match=r"spec: unknown keys \['focal'\].*\(focal: a key of \[camera\]\)"):
         parse_spec({"focal": [20, 30]})
+    for name, text in (("bom.toml", 'samples = 3\n[render]\nengine = "none"\n'),  # saved by Windows Notepad
+                       ("bom.json", '{"samples": 3, "render": {"engine": "none"}}')):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert load_spec(tmp_path / name).samples == 3
     with pytest.raises(SpecError, match="camera.distance"):
         parse_spec({"camera": {"distance": [2, 1]}})
     # a string's characters ("12" → [1, 2]), a table's keys or booleans were read as the range

@@ -435,8 +435,8 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a byte-order mark (Windows Notepad's UTF-8) was "Invalid statement" at line 1, column 1
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8") from None
     try:
