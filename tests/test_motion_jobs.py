@@ -175,6 +175,12 @@ def test_penetration_guidance_and_variation_defaults_per_job_kind():
                         "motion.generate": ("auto", 1.0)}
 
 
+def _generate_params(steps: int) -> dict:
+    """motion.generate's params, validated as the schema would leave them: 10 frames, learned engine."""
+    return {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": steps,
+            "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
+
+
 def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_path, monkeypatch):
     """The schema allows 1000 steps (the shipped model's diffusion steps); a checkpoint trained with fewer
     ended the job ``internal`` (diffusers' ValueError from set_timesteps) instead of saying the limit."""
@@ -186,8 +192,7 @@ def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_p
                         tmp_path / "tiny")
     monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
     ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
-    params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": 100,
-              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
+    params = _generate_params(steps=100)
     with pytest.raises(JobError) as failed:
         jobs.generate(ctx, params, {})
     assert failed.value.code == "invalid_params" and "exceeds the 50 diffusion steps" in failed.value.message
@@ -206,9 +211,7 @@ def test_a_checkpoint_of_another_frame_size_falls_back_to_the_spline_engine_sayi
                         tmp_path / "small")
     monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
     ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
-    params = {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": 4,
-              "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
-    result = jobs.generate(ctx, params, {})
+    result = jobs.generate(ctx, _generate_params(steps=4), {})
     assert result.data["engine"] == "spline"
     assert "10 channels per frame, not the motion representation's 198" in result.data["warning"]
 
