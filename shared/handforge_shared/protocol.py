@@ -283,7 +283,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json``: a JSON object as a dict, a ValueError for a key given twice
+    (``json`` keeps its last value silently)."""
     out = dict(pairs)
     if len(out) != len(pairs):  # a key given twice: JSON leaves it open which one wins, so neither does
         seen: set[str] = set()
@@ -303,7 +305,7 @@ def _short_str(value: Any) -> bool:
 # Built once: json.loads/json.dumps with non-default options build a new decoder/encoder for every message.
 _HEADER_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _HEADER_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant,
-                                   object_pairs_hook=_unique_keys)
+                                   object_pairs_hook=unique_keys)
 
 
 def version_hint(remote: Any, local_role: str) -> str:
@@ -493,5 +495,5 @@ __all__ = [
     "DTYPES", "ErrorCode", "FLOAT_DTYPES", "Limits", "Message", "MessageType", "PROTOCOL_VERSION", "ProtocolError",
     "REQUIRED_FIELDS", "SERVER_TYPES", "TERMINAL_TYPES", "WIRE_ERROR_CODES", "ZERO_COPY_THRESHOLD", "check_outgoing",
     "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "parse_endpoint",
-    "payload_size", "version_hint", "wants_zero_copy", "wire_array", "with_hint",
+    "payload_size", "unique_keys", "version_hint", "wants_zero_copy", "wire_array", "with_hint",
 ]

@@ -35,6 +35,7 @@ import numpy as np
 
 from handforge_shared.mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, TwoHandPose
+from handforge_shared.protocol import unique_keys
 from handforge_shared.skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side
 
 SOURCE = "InterHand2.6M MANO_NeuralAnnot"
@@ -42,22 +43,6 @@ MM_PER_M = 1000.0
 
 # capture id → frame index → the hands annotated in that frame
 ManoAnnotations = dict[str, dict[int, dict[Side, HandPose]]]
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object as a dict, refusing a repeated key (``json`` would keep its last value silently)."""
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return out
 
 
 def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[Mapping[str, Any], str]:
@@ -68,12 +53,12 @@ def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tupl
         raise PoseFormatError(f"{path}: no such file (the InterHand2.6M {what} JSON)")
     try:
         with path.open("r", encoding="utf-8") as fh:
-            data = json.load(fh, object_pairs_hook=_unique_keys)
+            data = json.load(fh, object_pairs_hook=unique_keys)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
         raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
-    except _DuplicateKey as exc:
-        raise PoseFormatError(f"{path}: key {exc.args[0]!r} appears twice in one object (two annotations of one "
-                              "capture or frame; json keeps the last silently): keep one of them") from None
+    except ValueError as exc:  # unique_keys': "duplicate key '1'"
+        raise PoseFormatError(f"{path}: {exc}, a key twice in one object (two annotations of one capture or "
+                              "frame; json keeps the last silently): keep one of them") from None
     if not isinstance(data, dict):
         raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {type(data).__name__}")
     return data, str(path)
