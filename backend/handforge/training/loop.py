@@ -321,20 +321,28 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
 def recorded_settings(out: str | Path) -> dict[str, Any] | None:
     """The settings a run in ``out`` recorded when it started (its step count, warm-up ...), or None where
     ``out`` holds no readable run (resuming then says why)."""
-    path = Path(out) / "settings.json"
-    try:
-        recorded = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError, OSError):
-        return None
-    return recorded if _run_settings(path) and isinstance(recorded, dict) else None
+    recorded = _read_settings(Path(out) / "settings.json")
+    return recorded if _is_run(recorded) else None
 
 
 def _run_settings(path: Path) -> bool:
     """Whether ``path`` is the settings.json of a run of this loop (or a damaged one: said at resume)."""
+    recorded = _read_settings(path)
+    return recorded is _UNREADABLE or _is_run(recorded)
+
+
+_UNREADABLE = object()
+
+
+def _read_settings(path: Path) -> Any:
+    """The JSON in ``path``, or ``_UNREADABLE``."""
     try:
-        recorded = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError, OSError):
-        return True
+        return _UNREADABLE
+
+
+def _is_run(recorded: Any) -> bool:
     return isinstance(recorded, dict) and {"steps", "batch_size", "lr", "seed"} <= recorded.keys()
 
 
