@@ -134,6 +134,10 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
      r"capture 0 frame 0 left: betas has a non-finite"),
     (lambda a: a["0"]["0"]["left"].pop("trans"), r"frame 0 left: missing trans"),
     (lambda a: a["0"].update({"x": {}}), r"capture 0 frame x: frame keys must be integers"),
+    # what int() also reads: "1_0" was frame 10, " 3" frame 3, "-2" frame -2
+    (lambda a: a["0"].update({"1_0": {}}), r"capture 0 frame 1_0: frame keys must be integers"),
+    (lambda a: a["0"].update({" 3": {}}), r"capture 0 frame  3: frame keys must be integers"),
+    (lambda a: a["0"].update({"-2": {}}), r"capture 0 frame -2: frame keys must be integers"),
     (lambda a: a["0"]["0"].update(middle=None), r"unknown hands \['middle'\]"),
     (lambda a: a["0"]["0"].update(right=[1, 2]), r"frame 0 right: expected an object"),
     (lambda a: a.update({"5": [1]}), r"capture 5: expected an object keyed by frame index"),

@@ -98,10 +98,9 @@ def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> Mano
         parsed: dict[int, dict[Side, HandPose]] = {}
         for frame, hands in frames.items():
             where = f"{name}: capture {capture} frame {frame}"
-            try:
-                index = int(frame)
-            except ValueError:
-                raise PoseFormatError(f"{where}: frame keys must be integers") from None
+            if not (isinstance(frame, str) and frame.isascii() and frame.isdigit()):  # int() also reads "1_0", " 3"
+                raise PoseFormatError(f"{where}: frame keys must be integers (digits 0-9 only)")
+            index = int(frame)
             if index in parsed:  # "7" and "07": the later one replaced the earlier one unseen
                 raise PoseFormatError(f"{where}: frame {index} is annotated twice (two keys read as {index}); "
                                       "keep one of them")
