@@ -183,3 +183,21 @@ def test_one_run_at_a_time_in_a_folder(tmp_path):
             train(fresh_model(), Points(40), loss, settings(run, steps=2))
     assert list(run.iterdir()) == []  # nothing written by the refused run
     assert train(fresh_model(), Points(40), loss, settings(run, steps=2)).step == 2  # free again
+
+
+def test_a_run_killed_while_saving_leaves_no_half_saved_folders_behind(tmp_path):
+    """A kill mid-save left ``.step-N.part-*`` (a whole optimiser state, for large models gigabytes)
+    that no resume read or removed; the user's own hidden folders stay."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=2))
+    checkpoints = run / "checkpoints"
+    killed = [checkpoints / ".step-00000004.part-ab12cd34", run / ".model.part-x1y2z3w4"]
+    replaced = checkpoints / ".step-00000002.old-q9r8s7t6"  # step-00000002 exists: a stale copy
+    only_copy = checkpoints / ".step-00000003.old-k1l2m3n4"  # step-00000003 is missing: the only copy
+    mine = [run / ".notes.part-1", checkpoints / ".cache"]
+    for folder in (*killed, replaced / "step-00000002", only_copy / "step-00000003", *mine):
+        folder.mkdir(parents=True)
+        (folder / "optimizer.bin").write_bytes(b"\0" * 64)
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=2))
+    assert not any(p.exists() for p in (*killed, replaced))
+    assert all(p.exists() for p in (only_copy, *mine))

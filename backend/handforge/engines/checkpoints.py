@@ -59,6 +59,21 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_leftovers(parent: str | Path, name: str) -> list[Path]:
+    """Delete what ``atomic_folder`` leaves beside the folders ``name`` (a glob pattern) in ``parent``
+    when its process is killed mid-save: the ``.NAME.part-*`` of saves that never finished, and the
+    ``.NAME.old-*`` of a replaced NAME once NAME exists (without it, that is the only copy: kept).
+    Returns what was deleted. Only where no other process saves (a training run holds its lock)."""
+    parent, removed = Path(parent), []
+    for kind in ("part", "old"):
+        for leftover in parent.glob(f".{name}.{kind}-*"):
+            saved = parent / leftover.name[1:].rpartition(f".{kind}-")[0]
+            if leftover.is_dir() and not leftover.is_symlink() and (kind == "part" or saved.exists()):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(leftover)
+    return removed
+
+
 def _usual_permissions(root: Path) -> None:
     """mkdtemp and some writers create owner-only entries: give them what the umask gives new files."""
     root.chmod(usual_mode(folder=True))
@@ -293,5 +308,5 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 
 __all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_problem",
-           "checkpoint_signature", "load_model", "missing_weights", "save_model", "saved_class", "weights_shapes",
-           "write_model"]
+           "checkpoint_signature", "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class",
+           "weights_shapes", "write_model"]

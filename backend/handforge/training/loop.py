@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, save_model
+from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, remove_leftovers, save_model
 from handforge_shared.files import FolderBusy, folder_lock, write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -126,6 +126,8 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
     try:
         with folder_lock(out):
             _check(model, dataset, s)  # again, now that no other run can change the folder
+            remove_leftovers(out / CHECKPOINTS, "step-*")  # the half-saved checkpoints of a killed run: never read
+            remove_leftovers(out, MODEL)
             write_atomic(out / "settings.json", json.dumps(recorded, indent=1) + "\n")
             return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
     except FolderBusy:
