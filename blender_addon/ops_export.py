@@ -9,14 +9,12 @@ checked here before anything is sent.
 
 from __future__ import annotations
 
-import os
-
 import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
-from .properties import BLEND_RELATIVE
+from .properties import BLEND_RELATIVE, absolute_path
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
@@ -96,11 +94,7 @@ def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[s
 def output_folder(directory: str) -> str:
     if not directory.strip():
         raise ValueError("no output folder chosen: choose a folder for the dataset")
-    path = bpy.path.abspath(directory)
-    if not os.path.isabs(path):
-        raise ValueError(f"{directory!r} is relative and the .blend is not saved: save it first or choose an "
-                         "absolute folder")
-    return os.path.normpath(path)
+    return absolute_path(directory, "folder")
 
 
 class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):

@@ -24,7 +24,7 @@ from bpy.props import (
 from . import connection, jobs, ops_image
 from .ops_export import scene_cameras
 from .panels import _Panel, _wrapped
-from .properties import BLEND_RELATIVE
+from .properties import BLEND_RELATIVE, absolute_path
 
 JOB_KIND = "image.transfer"
 SOURCE_PROP = "handforge_transfer_source"  # Scene property: the panel's source image datablock
@@ -79,7 +79,7 @@ def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 def source_image(scene, file: str):
     """The source datablock: ``file`` loaded (once) when given, else the panel's choice."""
     if file:
-        path = Path(bpy.path.abspath(file))
+        path = Path(absolute_path(file, "file"))
         if not path.is_file():
             raise ValueError(f"source file {path} does not exist: pick an image file or an image datablock")
         before = {image.as_pointer() for image in bpy.data.images}

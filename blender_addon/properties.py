@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -19,6 +21,18 @@ from handforge_shared.skeleton import FINGERS, NUM_BETAS
 # the options of a path field that the add-on reads through bpy.path.abspath: "//" (beside the .blend) is
 # accepted there, and Blender 4.5 warns on a relative path in a field without it
 BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
+
+
+def absolute_path(path: str, what: str = "path") -> str:
+    """``path`` read through bpy.path.abspath, refused if still relative: a "//" path of an unsaved .blend (or a
+    plain relative one) would name a file in Blender's working folder, wherever that is."""
+    full = bpy.path.abspath(path)
+    if not os.path.isabs(full):
+        raise ValueError(f"{path!r} is relative and the .blend is not saved: save it first or choose an "
+                         f"absolute {what}")
+    return os.path.normpath(full)
+
+
 SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]
 TARGET_ITEMS = [
     ("BOTH", "Both", "Both hands"),

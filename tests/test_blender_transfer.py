@@ -100,3 +100,12 @@ def test_the_render_result_as_source_says_to_save_it_first(session):
     _no_error(session, "render_result")
     message = session["render_result"]["message"]
     assert "'Render Result' cannot be read by add-ons: save it" in message and "file missing" not in message
+
+
+def test_a_relative_source_file_of_an_unsaved_blend_is_refused(session):
+    # before: "//elsewhere.png" of an unsaved .blend was read from Blender's working folder, whatever it is
+    _no_error(session, "relative_source")
+    found = session["relative_source"]
+    assert found["unsaved"] and "is relative and the .blend is not saved" in found["message"], found
+    assert found["images_kept"]
+

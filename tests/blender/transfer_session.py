@@ -160,6 +160,23 @@ def render_result_source():
 s.check("render_result", render_result_source)
 
 
+def relative_source_unsaved():
+    """A "//" source file while the .blend is unsaved: refused, not read from Blender's working folder."""
+    image = bpy.data.images.new("Elsewhere", 64, 64, alpha=False)  # a file of that name in the working folder
+    image.filepath_raw, image.file_format = os.path.join(os.getcwd(), "elsewhere.png"), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    images = len(bpy.data.images)
+    message = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file="//elsewhere.png", steps=1,
+                                                               resolution_x=a["size"], resolution_y=a["size"],
+                                                               set_background=False))
+    return {"unsaved": not bpy.data.filepath, "message": message, "images_kept": len(bpy.data.images) == images}
+
+
+s.check("relative_source", relative_source_unsaved)
+
+
+
 def portrait_plane():
     """The result's plane fills the camera's view for a portrait image and a shifted camera (AUTO fit)."""
     from bpy_extras.object_utils import world_to_camera_view
