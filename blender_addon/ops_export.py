@@ -142,6 +142,9 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         step = self.frame_step or max(1, scene.frame_step)
         frames = list(range(start, end + 1, step))
         cameras = scene_cameras(scene, self.cameras)
+        # ones Blender does not evaluate would stand still over the frames, and the labels with them
+        hands.check_evaluated(context.view_layer, found.values())
+        hands.check_evaluated(context.view_layer, cameras, what="camera")
         if len(frames) * len(cameras) > MAX_SAMPLES:
             raise ValueError(f"{len(frames)} frames × {len(cameras)} cameras is more than {MAX_SAMPLES} images: "
                              "raise Step or narrow the frame range")

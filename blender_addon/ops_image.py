@@ -39,10 +39,13 @@ def _resolution(scene, width: int, height: int) -> tuple[int, int]:
     return size
 
 
-def read_request(scene, camera) -> tuple[dict[str, np.ndarray], str]:
+def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
     """The rigs' current poses and placement and the camera's Blender settings as arrays, and the
     rigs' hand model."""
-    found = hands.scene_hands(scene, "BOTH")
+    found = hands.scene_hands(context.scene, "BOTH")
+    # ones Blender does not evaluate show what they did when they were hidden, not this frame
+    hands.check_evaluated(context.view_layer, found.values())
+    hands.check_evaluated(context.view_layer, [camera], what="camera")
     arrays: dict[str, np.ndarray] = {}
     for side, obj in found.items():
         pose = pose_conv.read_pose(obj)
@@ -170,7 +173,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
         camera = scene_cameras(scene, "ACTIVE")[0]
         width, height = _resolution(scene, self.resolution_x, self.resolution_y)
-        arrays, model = read_request(scene, camera)
+        arrays, model = read_request(context, camera)
         self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.name}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,

@@ -181,6 +181,7 @@ def anchor_and_rigs(context, anchor: str) -> tuple[str, dict[str, object]]:
     if len(models) != 1:
         raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): use one pair of hands")
     hands.check_editable(rig for rig_side, rig in found.items() if rig_side != side)  # the hands to be posed
+    hands.check_evaluated(context.view_layer, found.values())  # else the anchor is read, the preview shown, stale
     return side, found
 
 

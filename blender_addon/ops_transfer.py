@@ -131,7 +131,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
         source = source_image(scene, self.source_file)
         camera = scene_cameras(scene, "ACTIVE")[0]
         width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
-        arrays, model = ops_image.read_request(scene, camera)
+        arrays, model = ops_image.read_request(context, camera)
         arrays["source.image"] = reduced(image_pixels(source), width, height)
         labels = source.get("handforge_labels", "")
         if self.engine == "ihpt" and not labels:

@@ -64,6 +64,8 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     assert "not empty" in refusals["foreign_folder"] and "choose a new or an empty" in refusals["foreign_folder"]
     assert "through its parent 'Carrier'" in refusals["scaled_parent"]
     assert "clear the scale of 'Carrier' (Object › Clear › Scale, Alt-S)" in refusals["scaled_parent"]
+    # before: a moving camera in an excluded collection was exported standing still (wrong labels)
+    assert "'Cam B' is in a collection excluded from the view layer" in refusals["excluded_camera"]
     assert refusals["nothing_written"] is True
 
 

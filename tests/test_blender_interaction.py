@@ -143,3 +143,11 @@ def test_cancel_puts_back_a_rig_renamed_while_browsing(session):
     found = session["cancel_renamed"]
     assert found["moved"] and found["result"] == ["FINISHED"]
     assert found["restored"] and found["browse"]["count"] == 0
+
+
+def test_a_rig_in_an_excluded_collection_is_refused(session):
+    # before: sampled, and the candidate written onto a rig Blender no longer shows or updates
+    _no_error(session, "hidden")
+    found = session["hidden"]
+    assert "is in a collection excluded from the view layer" in found["message"], found
+    assert found["browse"]["count"] == 0

@@ -109,3 +109,8 @@ def test_a_relative_source_file_of_an_unsaved_blend_is_refused(session):
     assert found["unsaved"] and "is relative and the .blend is not saved" in found["message"], found
     assert found["images_kept"]
 
+
+def test_a_rig_in_an_excluded_collection_is_refused(session):
+    # before: its pose and placement were sent as last evaluated, not as the frame shows them
+    _no_error(session, "hidden_rig")
+    assert "is in a collection excluded from the view layer" in session["hidden_rig"]["message"]

@@ -78,11 +78,21 @@ def refusals():
     scaled_parent = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
     right.parent = None
     bpy.data.objects.remove(carrier)
+    # the moving camera in a collection excluded from the view layer: Blender does not move it any more
+    hidden = bpy.data.collections.new("Excluded Cameras")
+    scene.collection.children.link(hidden)
+    moving = bpy.data.objects["Cam B"]
+    hidden.objects.link(moving)
+    scene.collection.objects.unlink(moving)
+    bpy.context.view_layer.layer_collection.children[hidden.name].exclude = True
+    excluded = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], engine="none"))
+    scene.collection.objects.link(moving)
+    bpy.data.collections.remove(hidden)
     return {"empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
                                                                              frame_end=2)),
             "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),
             "foreign_folder": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["foreign"])),
-            "scaled_parent": scaled_parent,
+            "scaled_parent": scaled_parent, "excluded_camera": excluded,
             "nothing_written": not os.path.exists(a["out"])}
 
 

@@ -263,6 +263,27 @@ def mano_rig_without_mano_files():
 s.check("mano", mano_rig_without_mano_files)
 
 
+def hidden_rig():
+    """The rig to be posed in a collection excluded from the view layer: refused, nothing posed."""
+    right = hand("right")
+    collection = bpy.data.collections.new("Hidden Hands")
+    bpy.context.scene.collection.children.link(collection)
+    users = list(right.users_collection)
+    collection.objects.link(right)
+    for c in users:
+        c.objects.unlink(right)
+    bpy.context.view_layer.layer_collection.children[collection.name].exclude = True
+    try:
+        return {"message": error_of(lambda: sample(anchor="LEFT")), "browse": browse()}
+    finally:
+        for c in users:
+            c.objects.link(right)
+        bpy.data.collections.remove(collection)
+
+
+s.check("hidden", hidden_rig)
+
+
 def scaled_rig_and_file_load():
     hand("right").scale = (2.0, 2.0, 2.0)
     try:

@@ -176,6 +176,29 @@ def relative_source_unsaved():
 s.check("relative_source", relative_source_unsaved)
 
 
+def hidden_rig():
+    """A rig in a collection excluded from the view layer: refused (its pose and placement would be stale)."""
+    collection = bpy.data.collections.new("Hidden Hands")
+    scene.collection.children.link(collection)
+    moved = [scene.handforge.right, *scene.handforge.right.children]  # the rig and its mesh
+    users = {obj: list(obj.users_collection) for obj in moved}
+    for obj in moved:
+        collection.objects.link(obj)
+        for c in users[obj]:
+            c.objects.unlink(obj)
+    bpy.context.view_layer.layer_collection.children[collection.name].exclude = True
+    try:
+        return {"message": error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
+                                                                            resolution_y=a["size"]))}
+    finally:
+        for obj in moved:
+            for c in users[obj]:
+                c.objects.link(obj)
+        bpy.data.collections.remove(collection)
+
+
+s.check("hidden_rig", hidden_rig)
+
 
 def portrait_plane():
     """The result's plane fills the camera's view for a portrait image and a shifted camera (AUTO fit)."""
