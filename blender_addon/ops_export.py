@@ -174,7 +174,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         if not self.directory and not bpy.app.background and context.window is not None:
             context.window_manager.fileselect_add(self)  # the folder browser shows the options too
             return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return super().invoke(context, event)  # the job (not execute: from the UI it calls invoke)
 
 
 

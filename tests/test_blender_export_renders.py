@@ -121,3 +121,9 @@ def test_workbench_rgb_from_the_active_camera(session):
         hands |= np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
     assert hands.mean() > 0.01
     assert np.abs(rgb[hands].mean(0) - rgb[~hands].mean(0)).max() > 5  # the hands are drawn where the masks say
+
+
+def test_from_the_ui_a_chosen_folder_starts_the_job_modally(session):
+    # before: execute (the file browser's Export) called invoke, which called execute again: a RecursionError
+    _no_error(session, "from_ui")
+    assert session["from_ui"] == {"result": ["RUNNING_MODAL"], "outcomes": ["Result"]}, session["from_ui"]

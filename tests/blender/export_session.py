@@ -13,7 +13,7 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from session import ADDON_MODULE, Session, add_camera, error_of
+from session import ADDON_MODULE, Session, add_camera, error_of, ui_context
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
 
 s = Session()
@@ -134,6 +134,50 @@ def export():
 
 s.check("oracle", oracle)
 s.check("export", export)
+
+
+def from_the_ui():
+    """As Blender's UI runs it (not in the background): the file browser's Export, the folder chosen,
+    calls execute, which starts the job modally (before: execute and invoke called each other until
+    Python's recursion limit, and nothing was exported)."""
+    import importlib
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    ops_export = importlib.import_module(f"{ADDON_MODULE}.ops_export")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+
+    class App:
+        background = False
+
+        def __getattr__(self, name):
+            return getattr(bpy.app, name)
+
+    class Blender:
+        app = App()
+
+        def __getattr__(self, name):
+            return getattr(bpy, name)
+
+    jobs.bpy = ops_export.bpy = Blender()
+    try:
+        with bpy.context.temp_override(**ui_context()):
+            result = sorted(bpy.ops.handforge.export_renders("EXEC_DEFAULT", directory=str(s.work / "ui_export"),
+                                                             frame_start=1, frame_end=1, cameras="ACTIVE",
+                                                             engine="none"))
+    except RuntimeError as exc:
+        result = str(exc)[-300:]
+    finally:
+        jobs.bpy = ops_export.bpy = bpy
+    running = jobs.running()
+    for job in running:  # no event loop runs the modal here: wait for the job, then forget it
+        while not job.handle.done:
+            connection.pump(0.1)
+    finished = [type(job.handle.outcome).__name__ for job in running]
+    jobs.shutdown()
+    return {"result": result, "outcomes": finished}
+
+
+s.check("from_ui", from_the_ui)
 s.check("stop", lambda: sorted(bpy.ops.handforge.stop_backend()))
 s.finish()
 print(json.dumps({k: v for k, v in s.results.items() if k.endswith("__error")})[:4000])
