@@ -129,6 +129,9 @@ class JobOperator:
     # buttons of one group (e.g. "motion": they all write GENERATED keys on the hands) run one at a time:
     # a second one's result would replace the first's keys where their frames overlap, unsaid
     one_at_a_time = ""
+    # False for a job whose result goes into no scene (a dataset written by the backend): another scene
+    # shown when it ends does not keep it from being reported
+    scene_bound = True
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -255,7 +258,7 @@ class JobOperator:
             failure = _lost_why()  # the connection was closed under the job (Stop Backend)
         if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
             failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
-        if not failure and isinstance(outcome, Result) and context.scene.session_uid != job.scene:
+        if not failure and isinstance(outcome, Result) and self.scene_bound and context.scene.session_uid != job.scene:
             # made from another scene's (or file's) rigs and keys: it would land on whatever is here now
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")

@@ -106,6 +106,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     bl_label = "Export Labelled Renders"
     bl_options = {"REGISTER"}  # writes files, changes nothing in the scene
     job_kind = "export_renders"
+    scene_bound = False  # the backend writes the files; the result only reports them
 
     directory: StringProperty(name="Folder", subtype="DIR_PATH", default="", options=BLEND_RELATIVE,
                               description="Dataset folder (on the backend's machine): new, empty, or this export's "

@@ -127,3 +127,10 @@ def test_from_the_ui_a_chosen_folder_starts_the_job_modally(session):
     # before: execute (the file browser's Export) called invoke, which called execute again: a RecursionError
     _no_error(session, "from_ui")
     assert session["from_ui"] == {"result": ["RUNNING_MODAL"], "outcomes": ["Result"]}, session["from_ui"]
+
+
+def test_another_scene_shown_while_it_runs_still_reports_the_export(session):
+    # before: "the scene changed while it ran ..., so its result was not applied: run it again", though the
+    # files were written (it puts nothing into the scene)
+    _no_error(session, "switched_scene")
+    assert session["switched_scene"] == {"message": "", "switched": "Other Scene", "written": 1}

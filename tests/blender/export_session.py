@@ -178,6 +178,36 @@ def from_the_ui():
 
 
 s.check("from_ui", from_the_ui)
+
+
+def scene_switched_mid_export():
+    """Another scene shown while the export runs: its files are written all the same, and it says so
+    (before: "the scene changed while it ran ... not applied: run it again from this scene")."""
+    import importlib
+
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    window = bpy.context.window_manager.windows[0]
+    first, other = window.scene, bpy.data.scenes.new("Other Scene")
+    pump = connection.pump
+
+    def switching(*args, **kwargs):
+        window.scene = other  # the artist looks at another scene while the job runs
+        return pump(*args, **kwargs)
+
+    connection.pump = switching
+    out = s.work / "switched"
+    try:
+        message = error_of(lambda: bpy.ops.handforge.export_renders(directory=str(out), frame_start=1, frame_end=1,
+                                                                    cameras="ACTIVE", engine="none"))
+        switched = bpy.context.scene.name
+    finally:
+        connection.pump = pump
+        window.scene = first
+        bpy.data.scenes.remove(other)
+    return {"message": message, "switched": switched, "written": len(list(out.glob("samples/*/labels.json")))}
+
+
+s.check("switched_scene", scene_switched_mid_export)
 s.check("stop", lambda: sorted(bpy.ops.handforge.stop_backend()))
 s.finish()
 print(json.dumps({k: v for k, v in s.results.items() if k.endswith("__error")})[:4000])
