@@ -219,6 +219,18 @@ class JobOperator:
             return {"PASS_THROUGH"}
         return self._end(context, job)
 
+    def cancel(self, context):
+        """Blender ends the modal itself (another file opened): the job is cancelled on the backend and
+        forgotten; it stayed listed as running, its button greyed, until Blender restarted."""
+        job = getattr(self, "_job", None)
+        if job is None:  # no job started (e.g. Export's folder browser cancelled)
+            return
+        cancel(job.handle.id)  # (the module's cancel)
+        RUNNING.pop(job.handle.id, None)
+        with contextlib.suppress(Exception):  # its window may be gone
+            context.window_manager.event_timer_remove(self._timer)
+        _sync_panel()
+
     def execute(self, context):
         """Blocking: for scripts and ``blender -b`` (Ctrl-C cancels); modal from the UI when ``modal_from_ui``."""
         if self.modal_from_ui and not bpy.app.background and context.window is not None:

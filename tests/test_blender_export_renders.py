@@ -134,3 +134,10 @@ def test_another_scene_shown_while_it_runs_still_reports_the_export(session):
     # files were written (it puts nothing into the scene)
     _no_error(session, "switched_scene")
     assert session["switched_scene"] == {"message": "", "switched": "Other Scene", "written": 1}
+
+
+def test_another_file_opened_while_it_runs_frees_the_button(session):
+    # before: Blender ended the modal without telling it, and the job stayed listed as running, the button
+    # greyed ("This job is running") until Blender restarted
+    _no_error(session, "file_opened")
+    assert session["file_opened"] == {"result": ["RUNNING_MODAL"], "running": 1, "after_load": 0, "poll": True}

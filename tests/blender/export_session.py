@@ -136,15 +136,12 @@ s.check("oracle", oracle)
 s.check("export", export)
 
 
-def from_the_ui():
-    """As Blender's UI runs it (not in the background): the file browser's Export, the folder chosen,
-    calls execute, which starts the job modally (before: execute and invoke called each other until
-    Python's recursion limit, and nothing was exported)."""
+def modal_export(folder: str):
+    """Export Labelled Renders run as Blender's UI runs it (not in the background): modally."""
     import importlib
 
     jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     ops_export = importlib.import_module(f"{ADDON_MODULE}.ops_export")
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
 
     class App:
         background = False
@@ -161,13 +158,23 @@ def from_the_ui():
     jobs.bpy = ops_export.bpy = Blender()
     try:
         with bpy.context.temp_override(**ui_context()):
-            result = sorted(bpy.ops.handforge.export_renders("EXEC_DEFAULT", directory=str(s.work / "ui_export"),
-                                                             frame_start=1, frame_end=1, cameras="ACTIVE",
-                                                             engine="none"))
+            return sorted(bpy.ops.handforge.export_renders("EXEC_DEFAULT", directory=folder, frame_start=1,
+                                                           frame_end=1, cameras="ACTIVE", engine="none"))
     except RuntimeError as exc:
-        result = str(exc)[-300:]
+        return str(exc)[-300:]
     finally:
         jobs.bpy = ops_export.bpy = bpy
+
+
+def from_the_ui():
+    """From the UI, the file browser's Export, the folder chosen, calls execute, which starts the job
+    modally (before: execute and invoke called each other until Python's recursion limit, and nothing
+    was exported)."""
+    import importlib
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    result = modal_export(str(s.work / "ui_export"))
     running = jobs.running()
     for job in running:  # no event loop runs the modal here: wait for the job, then forget it
         while not job.handle.done:
@@ -208,6 +215,22 @@ def scene_switched_mid_export():
 
 
 s.check("switched_scene", scene_switched_mid_export)
+
+
+def file_opened_mid_export():
+    """Another file opened while the modal export runs: Blender ends the modal; the job is cancelled and
+    forgotten (before: it stayed listed as running, its button greyed until Blender restarted)."""
+    import importlib
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    result = modal_export(str(s.work / "opened"))
+    running = len(jobs.running())
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return {"result": result, "running": running, "after_load": len(jobs.running()),
+            "poll": bpy.ops.handforge.export_renders.poll()}
+
+
+s.check("file_opened", file_opened_mid_export)
 s.check("stop", lambda: sorted(bpy.ops.handforge.stop_backend()))
 s.finish()
 print(json.dumps({k: v for k, v in s.results.items() if k.endswith("__error")})[:4000])
