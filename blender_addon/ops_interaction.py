@@ -440,6 +440,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         if count > available:
             raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
         rigs = _browse_rigs(state)
+        hands.check_editable(rigs.values())  # both are keyed (sampling checked only the posed one)
         scene = context.scene
         _check_in_scene(rigs, scene)
         models = {rig.handforge.hand_model for rig in rigs.values()}

@@ -151,3 +151,11 @@ def test_a_rig_in_an_excluded_collection_is_refused(session):
     found = session["hidden"]
     assert "is in a collection excluded from the view layer" in found["message"], found
     assert found["browse"]["count"] == 0
+
+
+def test_key_candidates_refuses_a_linked_anchor_rig(session):
+    # before: sampling posed only the other rig (checked editable), but Key Candidates keyed both
+    _no_error(session, "linked_anchor")
+    found = session["linked_anchor"]
+    assert found["editable"] is False and "is linked from" in found["message"], found
+    assert found["keys_kept"] and found["browse"] == 2

@@ -284,6 +284,40 @@ def hidden_rig():
 s.check("hidden", hidden_rig)
 
 
+def linked_anchor_key():
+    """The anchor rig linked from another file (posing the other hand is fine): Key Candidates, which keys
+    both rigs, is refused before any key, and the candidates stay to browse."""
+    local = hand("left")
+    path = str(s.work / "linked_hand.blend")
+    bpy.data.libraries.write(path, {local, *local.children})
+    with bpy.data.libraries.load(path, link=True) as (_, linked):
+        linked.objects = [local.name, *(c.name for c in local.children)]
+    users = list(local.users_collection)
+    for c in users:
+        c.objects.unlink(local)
+    for obj in linked.objects:
+        bpy.context.scene.collection.objects.link(obj)
+    bpy.context.scene.handforge.left = linked.objects[0]
+    try:
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        before = {side: fcurve_frames(side) for side in SIDES if hand(side).animation_data is not None}
+        message = error_of(lambda: as_user(bpy.ops.handforge.interaction_key, count=2))
+        after = {side: fcurve_frames(side) for side in SIDES if hand(side).animation_data is not None}
+        return {"editable": linked.objects[0].is_editable, "message": message, "keys_kept": after == before,
+                "browse": browse()["count"]}
+    finally:
+        if browse()["count"]:
+            bpy.ops.handforge.interaction_cancel()
+        for obj in linked.objects:
+            bpy.context.scene.collection.objects.unlink(obj)
+        for c in users:
+            c.objects.link(local)
+        bpy.context.scene.handforge.left = local
+
+
+s.check("linked_anchor", linked_anchor_key)
+
+
 def scaled_rig_and_file_load():
     hand("right").scale = (2.0, 2.0, 2.0)
     try:
