@@ -45,3 +45,20 @@ def test_bad_cameras_say_what_is_wrong():
         Camera(np.eye(2), np.eye(3), np.zeros(3), 10, 10)
     with pytest.raises(CameraError, match="sensor_fit"):
         to_blender(Camera.from_fov(np.eye(3), np.zeros(3), 10, 10, 10.0), sensor_fit="DIAGONAL")
+
+
+def test_gl_meshes_whose_faces_differ_late_are_drawn_each_with_its_own():
+    pytest.importorskip("moderngl")
+    from handforge.render.gl import GLUnavailable, renderer
+
+    try:
+        gl = renderer()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+    R, t = look_at([0.0, 0.0, -1.0], [0.0, 0.0, 0.0], up=(0, -1, 0))
+    cam = Camera.from_fov(R, t, 64, 64, 60.0)
+    vertices = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [-0.1, -0.1, 0], [-0.05, -0.1, 0], [-0.1, -0.05, 0]])
+    head = np.tile([[0, 1, 2]], (400, 1))  # the same first 4,800 bytes; the last face differs
+    one, two = np.vstack([head, [[0, 1, 2]]]), np.vstack([head, [[3, 4, 5]]])
+    drawn_one = gl.render(cam, [(vertices, one)]).mask(0).sum()
+    assert gl.render(cam, [(vertices, two)]).mask(0).sum() > drawn_one > 0
