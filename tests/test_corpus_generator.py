@@ -145,11 +145,19 @@ def test_command_refuses_bad_arguments_and_keeps_existing_data(tmp_path, capsys)
     assert "not an empty directory" in capsys.readouterr().err
     assert (existing / "notes.txt").read_text() == "keep me" and len(list(existing.iterdir())) == 1
     assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "0", "--quiet"]) == 2
-    assert "--sequences must be at least 1" in capsys.readouterr().err
+    assert "--sequences must be between 1 and" in capsys.readouterr().err
     assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "2", "--workers", "0", "--quiet"]) == 2
     assert main(["corpus", "--out", str(tmp_path / "no" / "such" / "dir"), "--sequences", "2", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_huge_count_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(build, "_generate", lambda *args: pytest.fail("generation started"))
+    assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", str(10**12), "--chunk-size", str(10**12),
+                 "--quiet"]) == 2
+    assert f"between 1 and {build.MAX_SEQUENCES:,}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -44,6 +44,9 @@ from handforge.runtime import torch_threads
 from handforge_shared.poses import MotionClip
 
 SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
+# Clips per corpus: ~30 kB each on disk (10 M: ~300 GB) and a small record each in memory for the splits and
+# summary; a count of 10**12 filled the memory with its list of chunks before the first clip was made
+MAX_SEQUENCES = 10_000_000
 
 
 class CorpusError(ValueError):
@@ -148,8 +151,9 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     stays, ``summary.json`` records the error under ``evaluation`` and ``SummaryError`` is raised.
     """
     out = Path(out).expanduser().resolve()
-    if sequences < 1:
-        raise CorpusError(f"--sequences must be at least 1, got {sequences}")
+    if not 1 <= sequences <= MAX_SEQUENCES:
+        raise CorpusError(f"--sequences must be between 1 and {MAX_SEQUENCES:,}, got {sequences}; for more clips, "
+                          "build several corpora with different --seed values")
     if workers < 1:
         raise CorpusError(f"--workers must be at least 1, got {workers}")
     if stats_sample < 0:
