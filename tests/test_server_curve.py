@@ -59,6 +59,24 @@ def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
     assert bad.returncode == 2 and "handforge keys: --name 'a/b'" in bad.stderr
 
 
+def test_a_secret_key_is_private_from_its_first_byte(tmp_path, monkeypatch):
+    import zmq.auth
+
+    from handforge.cli import main
+
+    real = zmq.auth.create_certificates
+
+    def interrupted(*args, **kwargs):  # Ctrl-C once the files are written
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zmq.auth, "create_certificates", interrupted)
+    for force in ((), ("--force",)):  # a new file, and one replaced
+        assert main(["keys", "--out", str(tmp_path), "--name", "bob", *force]) == 130
+        assert stat.S_IMODE((tmp_path / "bob.key_secret").stat().st_mode) & 0o077 == 0
+        (tmp_path / "bob.key_secret").chmod(0o644)
+
+
 def test_the_authorised_key_is_accepted(server):
     with server.client() as client:  # alice's keys
         assert client.run("echo", {"text": "hi"}).data["text"] == "hi"

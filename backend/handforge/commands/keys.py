@@ -38,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
               "--name", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    # private before the key is written into it (zmq's open(..., "w") keeps the mode): chmod after the
+    # write left it readable by all in between, and for good when interrupted there
+    os.close(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(secret, 0o600)  # (a file replaced with --force has its own mode)
     public_file, secret_file = zmq.auth.create_certificates(args.out, args.name)
-    os.chmod(secret_file, 0o600)
     print(f"public key: {public_file}\nsecret key: {secret_file} (keep it private)")
     print(where_they_go(args.name, Path(public_file), Path(secret_file)))
     return 0
