@@ -192,7 +192,8 @@ def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_
     assert load_splits(tmp_path / "c")
 
 
-def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_path):
+@pytest.mark.parametrize("name", ["c", "take[1]*"])  # (glob's own characters: the name is matched as is)
+def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_path, name):
     """SIGTERM or SIGKILL runs no clean-up: the next run into the same --out removes the dead run's
     hidden work folder (it stayed for good), and leaves a running one's alone."""
     import os
@@ -203,12 +204,12 @@ def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_pat
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     here = socket.gethostname()
-    abandoned = tmp_path / f".c.partial-{here}-{int(dead.stdout)}"
-    running = tmp_path / f".c.partial-{here}-{os.getpid()}"
-    elsewhere = tmp_path / f".c.partial-another-host-{int(dead.stdout)}"  # shared storage: not ours to judge
+    abandoned = tmp_path / f".{name}.partial-{here}-{int(dead.stdout)}"
+    running = tmp_path / f".{name}.partial-{here}-{os.getpid()}"
+    elsewhere = tmp_path / f".{name}.partial-another-host-{int(dead.stdout)}"  # shared storage: not ours to judge
     for work in (abandoned, running, elsewhere):
         (work / "clips").mkdir(parents=True)
-    assert build.remove_abandoned(tmp_path / "c") == [abandoned]
+    assert build.remove_abandoned(tmp_path / name) == [abandoned]
     assert not abandoned.exists() and running.exists() and elsewhere.exists()
 
 

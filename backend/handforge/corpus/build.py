@@ -16,6 +16,7 @@ are never near-copies of training clips.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import math
 import multiprocessing
@@ -123,7 +124,7 @@ def remove_abandoned(out: Path) -> list[Path]:
     process is no longer running (another machine's, on shared storage, are left alone)."""
     removed = []
     prefix = f".{out.name}.partial-{socket.gethostname()}-"
-    for work in out.parent.glob(f".{out.name}.partial-*"):
+    for work in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):  # (a name may hold [ or *)
         pid = work.name[len(prefix):] if work.name.startswith(prefix) else ""
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(work, ignore_errors=True)
