@@ -90,7 +90,8 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["train", "interaction", "--corpus", ".", "--out", "x", "--threads", "5000"], "--threads: must be at most 1024"),
     (["eval", "motion", "--corpus", ".", "--threads", "100000000"], "--threads: must be at most 1024"),
     (["train-features", "--corpus", ".", "--out", "x", "--threads", "100000000"], "--threads: must be at most 1024"),
-    (["bake-open-hand", "--samples", "10"], "--samples: must be at least 11"),  # 10 gave a zero beta, 2 a traceback
+    (["bake-open-hand", "--samples", "10"], "--samples: must be between 11 and"),  # 10 gave a zero beta, 2 a traceback
+    (["bake-open-hand", "--samples", str(10**9)], "--samples: must be between 11 and 10000"),  # (memory filled)
     (["train-features", "--corpus", ".", "--out", "x", "--seed", "-1"], "--seed: must be between 0 and 4294967295"),
     # numpy's seeds are 32-bit, torch's 64: larger ones were a traceback once the run had started
     (["train", "guidance", "--data", ".", "--out", "x", "--seed", str(2**32)], "--seed: must be between 0 and 4294967295"),

