@@ -160,6 +160,18 @@ def test_a_huge_count_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_empty_mount_point_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """The finished corpus is renamed into --out's place: an empty volume's mount point refused that with
+    EBUSY after every clip was made, and the clips went."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    monkeypatch.setattr(build.os.path, "ismount", lambda path: Path(path) == volume)
+    monkeypatch.setattr(build, "_generate", lambda *args: pytest.fail("generation started"))
+    assert main(["corpus", "--out", str(volume), "--sequences", "2", "--quiet"]) == 2
+    assert f"mount point, which the finished corpus cannot replace: give a new folder inside it, e.g. --out " \
+           f"{volume / 'corpus'}" in capsys.readouterr().err
+
+
 def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = build.run_chunk

@@ -116,6 +116,9 @@ def check_output(out: Path) -> None:
         raise CorpusError(f"{out} already exists and is not an empty directory: choose a new --out, or remove it")
     if not out.parent.exists():
         raise CorpusError(f"the parent directory {out.parent} does not exist: create it first")
+    if os.path.ismount(out):  # (a container's volume): the finished corpus replaces --out, which a mount point refuses
+        raise CorpusError(f"{out} is a mount point, which the finished corpus cannot replace: give a new folder "
+                          f"inside it, e.g. --out {out / 'corpus'}")
 
 
 def remove_abandoned(out: Path) -> list[Path]:
