@@ -152,11 +152,14 @@ def test_command_refuses_bad_arguments_and_keeps_existing_data(tmp_path, capsys)
     assert not (tmp_path / "x").exists()
 
 
-def test_a_huge_count_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+def test_a_huge_count_or_chunk_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(build, "_generate", lambda *args: pytest.fail("generation started"))
     assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", str(10**12), "--chunk-size", str(10**12),
                  "--quiet"]) == 2
     assert f"between 1 and {build.MAX_SEQUENCES:,}" in capsys.readouterr().err
+    # (a chunk is held in memory whole)
+    assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "2", "--chunk-size", str(10**6), "--quiet"]) == 2
+    assert f"--chunk-size must be between 1 and {build.MAX_CHUNK_SIZE}, got 1000000" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -48,6 +48,9 @@ SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / te
 # Clips per corpus: ~30 kB each on disk (10 M: ~300 GB) and a small record each in memory for the splits and
 # summary; a count of 10**12 filled the memory with its list of chunks before the first clip was made
 MAX_SEQUENCES = 10_000_000
+# A chunk's clips and resolver state stay in memory until it is written, ~170 kB a clip (256 took 38 MB more than
+# 32): 4096 is ~700 MB per worker, where --chunk-size 10**6 ran out of memory after its hours of work
+MAX_CHUNK_SIZE = 4096
 
 
 class CorpusError(ValueError):
@@ -165,8 +168,8 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     if not 0 <= seed < 2 ** 63:
         raise CorpusError(f"--seed must be a non-negative integer below 2**63, got {seed}")
     settings = settings or CorpusSettings()
-    if settings.chunk_size < 1:
-        raise CorpusError(f"the chunk size must be at least 1, got {settings.chunk_size}")
+    if not 1 <= settings.chunk_size <= MAX_CHUNK_SIZE:
+        raise CorpusError(f"--chunk-size must be between 1 and {MAX_CHUNK_SIZE}, got {settings.chunk_size}")
     check_output(out)
     remove_abandoned(out)
     work = out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
