@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -190,6 +191,17 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
         write_corpus(tmp_path / "c", 4, seed=1, settings=CorpusSettings(chunk_size=2), stats_sample=0,
                      figures=False, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device", "clips/000000.npz")
+
+    monkeypatch.setattr(build, "run_chunk", disk_full)
+    assert main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "could not write clips/000000.npz: No space left on device; nothing of this run was kept" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_path, monkeypatch):
