@@ -241,3 +241,15 @@ def test_corpus_under_a_name_too_long_for_its_work_folder_says_how_long_it_may_b
     assert code == 2 and "is too long to build the corpus beside it" in line, line
     assert line.endswith(f"choose a name of at most {longest} characters"), line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bake_open_hand_where_the_rig_cannot_be_written_is_refused_before_baking(capsys, monkeypatch):
+    """A pip-installed (not editable) backend: the bake took minutes, then a PermissionError traceback."""
+    from handforge.hands import open_hand_bake
+    from handforge_shared.rig import OPEN_HAND_RIG
+
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != OPEN_HAND_RIG.parent and access(path, mode))
+    monkeypatch.setattr(open_hand_bake, "bake", lambda **kwargs: pytest.fail("the bake started"))
+    assert cli_main(["bake-open-hand"]) == 2
+    assert f"cannot write into {OPEN_HAND_RIG.parent}" in capsys.readouterr().err

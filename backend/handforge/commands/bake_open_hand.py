@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from handforge.arguments import whole_number
 
@@ -25,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from handforge.hands import open_hand_bake
+    from handforge_shared.rig import OPEN_HAND_RIG
 
+    if not os.access(OPEN_HAND_RIG.parent, os.W_OK | os.X_OK):  # checked first: the bake takes minutes
+        print(f"handforge bake-open-hand: cannot write into {OPEN_HAND_RIG.parent}, where the open hand rig is "
+              "shipped: run it in a source checkout you can write to (pip install -e .)", file=sys.stderr)
+        return 2
     path, result = open_hand_bake.write(num_samples=args.samples)
     print(f"wrote {path} (10 betas explain {result.explained_variance[:10].sum():.2%} of the shape variance)")
     return 0
