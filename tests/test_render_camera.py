@@ -62,3 +62,31 @@ def test_gl_meshes_whose_faces_differ_late_are_drawn_each_with_its_own():
     one, two = np.vstack([head, [[0, 1, 2]]]), np.vstack([head, [[3, 4, 5]]])
     drawn_one = gl.render(cam, [(vertices, one)]).mask(0).sum()
     assert gl.render(cam, [(vertices, two)]).mask(0).sum() > drawn_one > 0
+
+
+def test_gl_meshes_of_changing_sizes_keep_no_old_buffers():
+    """moderngl frees nothing by itself: a vertex buffer replaced for a mesh of another size stayed allocated
+    (an export alternating one-hand and two-hand samples grew by a buffer a sample)."""
+    pytest.importorskip("moderngl")
+    from handforge.render.gl import GLUnavailable, renderer
+
+    try:
+        gl = renderer()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+    created = []
+
+    def buffer(*args, make=gl.ctx.buffer, **kwargs):
+        created.append(make(*args, **kwargs))
+        return created[-1]
+
+    R, t = look_at([0.0, 0.0, -1.0], [0.0, 0.0, 0.0], up=(0, -1, 0))
+    cam = Camera.from_fov(R, t, 16, 16, 20.0)
+    vertices = np.random.default_rng(0).normal(0.0, 0.05, (100, 3))
+    gl.ctx.buffer = buffer
+    try:
+        for n in (50, 60, 50, 60, 50):
+            gl.render(cam, [(vertices[:n], np.array([[0, 1, 2]]))])
+    finally:
+        del gl.ctx.buffer
+    assert sum(type(b.mglo).__name__ != "InvalidObject" for b in created) <= 2  # this size's and the faces'

@@ -190,6 +190,8 @@ class GLRenderer:
             data = np.ascontiguousarray(vertices, dtype="f4").tobytes()
             vbo = self._vertex_buffers[k]
             if vbo is None or vbo.size != len(data):
+                if vbo is not None:
+                    vbo.release()  # moderngl frees nothing itself: each change of size kept the old buffer
                 vbo = self._vertex_buffers[k] = self.ctx.buffer(reserve=len(data))
             vbo.write(data)
             ibo, _ = self._indices(faces)
