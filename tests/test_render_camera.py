@@ -43,6 +43,8 @@ def test_bad_cameras_say_what_is_wrong():
         Camera(np.eye(3), np.diag([1.0, 1.0, -1.0]), np.zeros(3), 10, 10)
     with pytest.raises(CameraError, match="shape"):
         Camera(np.eye(2), np.eye(3), np.zeros(3), 10, 10)
+    with pytest.raises(CameraError, match=r"^t has non-finite values \(NaN or infinity\): \[0.0, nan, 1.0\]$"):
+        Camera(np.eye(3), np.eye(3), [0.0, np.nan, 1.0], 10, 10)
     with pytest.raises(CameraError, match="sensor_fit"):
         to_blender(Camera.from_fov(np.eye(3), np.zeros(3), 10, 10, 10.0), sensor_fit="DIAGONAL")
 

@@ -34,8 +34,10 @@ class CameraError(ValueError):
 
 def _matrix(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
-    if arr.shape != shape or not np.all(np.isfinite(arr)):
+    if arr.shape != shape:
         raise CameraError(f"{name} must be a finite array of shape {shape}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):  # (it said "of shape (3, 3), got shape (3, 3)", the NaN unnamed)
+        raise CameraError(f"{name} has non-finite values (NaN or infinity): {arr.tolist()}")
     return arr
 
 
