@@ -176,6 +176,22 @@ def test_an_empty_mount_point_is_refused_before_any_work(tmp_path, capsys, monke
            f"{volume / 'corpus'}" in capsys.readouterr().err
 
 
+def test_more_workers_than_cores_start_a_process_per_core(tmp_path, monkeypatch):
+    started = []
+
+    class Context:
+        def Pool(self, processes, **kwargs):
+            started.append(processes)
+            raise RuntimeError("no pool in this test")
+
+    monkeypatch.setattr(build.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(build.multiprocessing, "get_context", lambda method: Context())
+    with pytest.raises(RuntimeError, match="no pool"):
+        write_corpus(tmp_path / "c", 8, seed=1, workers=1000, settings=CorpusSettings(chunk_size=1), stats_sample=0,
+                     figures=False, progress=False)
+    assert started == [3] and list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = build.run_chunk

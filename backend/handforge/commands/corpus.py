@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_folder, required=True, help="new (or empty) directory to write the corpus into")
     parser.add_argument("--sequences", type=int, required=True, help="number of clips to generate")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same corpus")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (use the number of cores)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (use the number of cores: more start no more processes than that)")
     parser.add_argument("--chunk-size", type=int, default=128, help="clips per unit of work (part of the seed's meaning)")
     parser.add_argument("--stats-sample", type=int, default=200,
                         help="clips sampled for the evaluation statistics in the summary (exact meshes: slow)")

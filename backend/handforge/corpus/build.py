@@ -246,7 +246,10 @@ def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bo
                     bar.update(job[2])
         else:
             ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-            with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(settings,)) as pool:
+            # a process per core at most: each holds torch and a generator (~300 MB), and one more than the
+            # cores only waits; --workers 1000 started 1000 of them and ran the machine out of memory
+            processes = min(workers, len(chunks), os.cpu_count() or 1)
+            with ctx.Pool(processes, initializer=_init_worker, initargs=(settings,)) as pool:
                 for res in pool.imap_unordered(_run_chunk, chunks):
                     results.append(res)
                     bar.update(len(res["records"]))
