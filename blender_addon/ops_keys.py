@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import BLEND_RELATIVE
+from .properties import BLEND_RELATIVE, absolute_path
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -22,7 +22,7 @@ def motion_file_to_read(filepath: str) -> str:
     """The absolute path of an existing motion file, or a ValueError that says what to choose."""
     if not filepath.strip():
         raise ValueError("no file chosen: choose a HandForge motion clip (.npz) to import")
-    path = bpy.path.abspath(filepath)
+    path = absolute_path(filepath, "file")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder: choose a motion clip (.npz) inside it")
     if not os.path.isfile(path):
@@ -34,7 +34,7 @@ def motion_file_to_write(filepath: str) -> str:
     """The absolute path to write a motion clip to, checked before any work is done."""
     if not filepath.strip() or os.path.basename(filepath) in ("", ".npz"):
         raise ValueError("no file chosen: choose where to write the motion clip, e.g. //motion.npz")
-    path = bpy.path.abspath(filepath)
+    path = absolute_path(filepath, "file")  # "//motion.npz" of an unsaved .blend went to the working folder
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder: choose a file name inside it, e.g. motion.npz")
     folder = os.path.dirname(path) or "."

@@ -24,13 +24,13 @@ BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
 
 
 def absolute_path(path: str, what: str = "path") -> str:
-    """``path`` read through bpy.path.abspath, refused if still relative: a "//" path of an unsaved .blend (or a
-    plain relative one) would name a file in Blender's working folder, wherever that is."""
-    full = bpy.path.abspath(path)
-    if not os.path.isabs(full):
+    """``path`` read through bpy.path.abspath, made absolute; a "//" path (beside the .blend) of an unsaved
+    .blend is refused: it would name a file in Blender's working folder, wherever that is. A plain
+    relative path (from a script) is the working folder's, as in Python."""
+    if path.startswith("//") and not bpy.data.filepath:
         raise ValueError(f"{path!r} is relative and the .blend is not saved: save it first or choose an "
                          f"absolute {what}")
-    return os.path.normpath(full)
+    return os.path.normpath(os.path.abspath(bpy.path.abspath(path)))
 
 
 SIDE_ITEMS = [("left", "Left", "Left hand"), ("right", "Right", "Right hand")]

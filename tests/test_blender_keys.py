@@ -164,6 +164,7 @@ def test_bad_files_are_reported_and_change_nothing(session):
     _no_error(session, "bad")
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
+    assert bad["unsaved"] and all("save it first" in bad[k] for k in ("relative_import", "relative_export")), bad
     assert bad["unchanged"] is True
 
 

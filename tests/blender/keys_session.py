@@ -97,6 +97,10 @@ def bad_files():
     return {
         "corrupt": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["corrupt"])),
         "missing": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["work"] + "/nope.npz")),
+        # "//" of an unsaved .blend named the working folder: a clip there was read, the export written there
+        "unsaved": not bpy.data.filepath,
+        "relative_import": error_of(lambda: bpy.ops.handforge.import_motion(filepath="//clip.npz")),
+        "relative_export": error_of(lambda: bpy.ops.handforge.export_motion(filepath="//motion.npz")),
         "unchanged": snapshot() == before,
     }
 
