@@ -128,15 +128,21 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
 
     def job_request(self, context):
         scene = context.scene
-        source = source_image(scene, self.source_file)
         camera = scene_cameras(scene, "ACTIVE")[0]
         width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
-        arrays["source.image"] = reduced(image_pixels(source), width, height)
-        labels = source.get("handforge_labels", "")
-        if self.engine == "ihpt" and not labels:
-            raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "
-                             "HandForge-generated image, or the Reference engine)")
+        before = {image.as_pointer() for image in bpy.data.images}
+        source = source_image(scene, self.source_file)
+        try:
+            arrays["source.image"] = reduced(image_pixels(source), width, height)
+            labels = source.get("handforge_labels", "")
+            if self.engine == "ihpt" and not labels:
+                raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "
+                                 "HandForge-generated image, or the Reference engine)")
+        except Exception:
+            if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
+                bpy.data.images.remove(source)
+            raise
         self._request = {"seed": self.seed, "camera": camera.name, "source": source.name}
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,

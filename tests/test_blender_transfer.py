@@ -55,7 +55,8 @@ def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
     _no_error(session, "from_file")
     found = session["from_file"]
     assert "does not exist" in found["missing"] and found["objects_kept"]
-    assert "does not recognise its contents" in found["not_image"] and found["images_kept"]  # no debris left
+    assert "does not recognise its contents" in found["not_image"] and "carries no HandForge labels" in found["unlabelled"]
+    assert found["images_kept"]  # no debris left
     assert found["result"] == ["FINISHED"] and found["source"] == "source.png" and found["labels"]
 
 

@@ -68,12 +68,15 @@ def from_file():
     images = len(bpy.data.images)
     not_image = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work / "notes.png"), steps=1,
                                                                  resolution_x=a["size"], resolution_y=a["size"]))
+    # refused after loading (IHPT, no labels in a plain file): the loaded file stayed as a datablock
+    unlabelled = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path, engine="ihpt", steps=1,
+                                                                  resolution_x=a["size"], resolution_y=a["size"]))
     images_kept = len(bpy.data.images) == images
     result = bpy.ops.handforge.transfer_pose(source_file=path, seed=9, steps=1, resolution_x=a["size"],
                                              resolution_y=a["size"], set_background=False)
     made = bpy.data.images.get("HandForge transfer seed 9")
     return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
-            "not_image": not_image, "images_kept": images_kept,
+            "not_image": not_image, "unlabelled": unlabelled, "images_kept": images_kept,
             "source": made["handforge_transfer_source"] if made else None,
             "labels": json.loads(made["handforge_labels"])["hands"] is not None if made else False}
 
