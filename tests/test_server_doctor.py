@@ -154,3 +154,23 @@ def test_doctor_engine_package_lists_its_engines_and_their_settings(tmp_path):
     assert "example.checkpoints" in json.dumps(report["settings"])
     missing = _doctor("--engine-package", "no_such_package_here", **env)
     assert missing.returncode == 2 and "no such Python package" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_doctor_notes_a_learned_model_of_another_frame_or_vector_size(tmp_path, monkeypatch):
+    # before: the note read only the class, so "available" with no note, while every learned job refused the model
+    from handforge.server.builtin_jobs import default_registry
+
+    assets = Path(__file__).resolve().parents[1] / "backend" / "handforge" / "engines"
+    for engine, shipped, size in (("motion", "motion/assets/motion_v5", "frame_dim"),
+                                  ("interaction", "interaction/assets/interaction_v4", "vector_dim")):
+        config = json.loads((assets / shipped / "config.json").read_text())
+        (tmp_path / engine).mkdir()
+        (tmp_path / engine / "config.json").write_text(json.dumps({**config, size: 10}))
+        monkeypatch.setenv(f"HANDFORGE_{engine.upper()}_CHECKPOINT", str(tmp_path / engine))
+    registry = default_registry()
+    motion, interaction = (registry.engine(name).status() for name in ("motion", "interaction"))
+    assert motion.available and "frame_dim 10, not the 198" in motion.note, motion.note
+    assert interaction.available and "vector_dim 10, not the 64" in interaction.note, interaction.note
+    from handforge.engines.interaction import jobs, representation
+
+    assert jobs.VECTOR_DIM == representation.VECTOR_DIM  # kept literal there (light), checked here

@@ -131,17 +131,22 @@ def saved_class(folder: str | Path) -> str | None:
         return None
 
 
-def checkpoint_problem(folder: str | Path | None, cls: type | str) -> str:
+def checkpoint_problem(folder: str | Path | None, cls: type | str, **sizes: int) -> str:
     """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check (its config only), for
-    engine status lines."""
+    engine status lines. ``sizes``: config values the engine's code takes no other of (``frame_dim=198``;
+    a missing one is the class default, which is that value); another one loads, then every job refuses it."""
     name = cls if isinstance(cls, str) else cls.__name__
     if folder is None:
         return "not set"
     try:
-        saved_as = checkpoint_class(folder)
+        config = _config(Path(folder))
     except CheckpointError as exc:
         return str(exc)
-    return "" if saved_as == name else f"{folder} holds a {saved_as} checkpoint, not a {name}"
+    saved_as = str(config["_class_name"])
+    if saved_as != name:
+        return f"{folder} holds a {saved_as} checkpoint, not a {name}"
+    wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
+    return f"{folder} holds a {name} of {', '.join(wrong)} this engine takes" if wrong else ""
 
 
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:

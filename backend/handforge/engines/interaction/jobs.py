@@ -46,6 +46,7 @@ ANCHOR_FIELDS = {"global_orient": 3, "hand_pose": 45, "betas": 10, "transl": 3}
 REQUIRED_ANCHOR = ("global_orient", "hand_pose")
 LIMITS = {"global_orient": 4 * np.pi, "hand_pose": 4 * np.pi, "betas": 20.0, "transl": 10.0}
 MAX_COUNT = 256
+VECTOR_DIM = 64  # representation.VECTOR_DIM (kept literal: this module stays light, that one imports torch)
 
 
 def _template_names() -> tuple[str, ...]:
@@ -179,7 +180,7 @@ def _note() -> str:
     """What the interaction engine lacks: the learned model (then only engine 'templates' runs)."""
     from handforge.engines.checkpoints import checkpoint_problem
 
-    problem = checkpoint_problem(config.value(CHECKPOINT.key), "InteractionDenoiser")
+    problem = checkpoint_problem(config.value(CHECKPOINT.key), "InteractionDenoiser", vector_dim=VECTOR_DIM)
     return (f"engine 'learned' cannot run ({CHECKPOINT.key}: {problem}); engine 'templates' can" if problem else "")
 
 

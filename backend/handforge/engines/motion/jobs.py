@@ -315,8 +315,9 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 def _note() -> str:
     """What the motion engine lacks: the learned model, when its jobs fall back to the spline engine."""
     from handforge.engines.checkpoints import checkpoint_problem
+    from handforge.engines.motion.representation import FRAME_DIM
 
-    problem = checkpoint_problem(config.value(CHECKPOINT.key), "MotionDenoiser")
+    problem = checkpoint_problem(config.value(CHECKPOINT.key), "MotionDenoiser", frame_dim=FRAME_DIM)
     return (f"the learned model is missing ({CHECKPOINT.key}: {problem}): jobs asking for it run the spline engine"
             if problem else "")
 
