@@ -67,3 +67,14 @@ def test_every_command_says_an_unreadable_config_file_in_one_line(config_file, c
     assert main(command) == 2
     err = capsys.readouterr().err
     assert str(config_file) in err and "fix or remove it" in err and "Traceback" not in err
+
+
+def test_a_file_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_is_said(config_file):
+    # before: Notepad's UTF-8 (a BOM) was "Invalid statement (at line 1, column 1)", and a Latin-1 é a
+    # UnicodeDecodeError traceback from every command
+    config_file.write_bytes('\ufeff[mano]\nmodel_dir = "/data/mano"\n'.encode())
+    assert config.value("mano.model_dir") == config.Path("/data/mano")
+    config_file.write_bytes('[mano]\nmodel_dir = "/data/café"\n'.encode("latin-1"))
+    with pytest.raises(config.ConfigError, match=r"config.toml is not UTF-8 text \(invalid .* at byte 29\): save it as "
+                                                 "UTF-8"):
+        config.check_file()

@@ -121,9 +121,11 @@ def _read_file() -> dict[str, Any]:
                           f"(e.g. {path / 'config.toml'})")
     if not path.is_file():
         return {}
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+    try:  # utf-8-sig: a byte-order mark (Windows Notepad's UTF-8) was "Invalid statement" at line 1, column 1
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the HandForge config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                          "save it as UTF-8") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 
