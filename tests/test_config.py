@@ -78,3 +78,16 @@ def test_a_file_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_is_said(co
     with pytest.raises(config.ConfigError, match=r"config.toml is not UTF-8 text \(invalid .* at byte 29\): save it as "
                                                  "UTF-8"):
         config.check_file()
+
+
+@pytest.mark.parametrize("text, shown", [
+    ('[motion]\ncheckpoint = ""\n', "motion.checkpoint from .* is empty: give a path, or remove the line"),
+    ('[mano]\nmodel_dir = "~nobody-here/mano"\n', "mano.model_dir from .* must be a path .*, got '~nobody-here/mano' "
+                                                  r"\(no home folder for ~nobody-here\)"),
+])
+def test_an_empty_path_or_an_unknown_users_home_is_refused(config_file, text, shown):
+    # before: "" was the config file's own folder (so motion.checkpoint seemed set, to a folder that is no
+    # checkpoint), and ~user of no such user a RuntimeError traceback ("Could not determine home directory")
+    config_file.write_text(text)
+    with pytest.raises(config.ConfigError, match=shown):
+        config.value(shown.split(" from")[0])

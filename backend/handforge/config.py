@@ -158,9 +158,14 @@ def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) 
                         f"{' (a string)' if setting.kind in ('path', 'str') else ''}, got {raw!r}")
     if isinstance(raw, bool) or (setting.kind in ("path", "str") and not isinstance(raw, str)):
         raise wrong  # `checkpoint = true`, `sd_model = ["/x"]`: not the path "True" or "['/x']"
+    if setting.kind == "path" and not raw.strip():  # not Path(""), the current (or the file's) folder
+        raise ConfigError(f"{setting.key} from {source} is empty: give a path, or remove the line to leave it unset")
     try:
         if setting.kind == "path":
-            path = Path(raw).expanduser()
+            try:
+                path = Path(raw).expanduser()
+            except RuntimeError:  # ~user of no such user
+                raise ConfigError(f"{wrong} (no home folder for {raw.split('/', 1)[0]})") from None
             return base / path if base is not None and not path.is_absolute() else path
         if setting.kind == "int":
             return int(raw)
