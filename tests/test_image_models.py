@@ -336,3 +336,13 @@ def test_a_cancel_while_the_pipeline_loads_ends_the_job_before_any_step(weights,
     ctx = JobContext("j3", "image.generate", lambda fraction, message, previews: None, models=cache)
     assert jobs.generate(ctx, params, arrays).arrays["images"].shape == (1, size, size, 3)
     assert cache.loads == loads and len(sampled) == 1 and ctx.loaded == []
+
+
+def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypatch, capsys):
+    # before: `models import . --kind controlnet` (Path(".").name is "") copied the ControlNet *as* the
+    # controlnets folder, and said to set image.controlnets to the models folder
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.chdir(weights[2])
+    assert main(["models", "import", ".", "--kind", "controlnet"]) == 0
+    assert (tmp_path / "models" / "controlnets" / weights[2].name / "config.json").is_file()
+    assert f'controlnets = "{tmp_path / "models" / "controlnets"}"' in capsys.readouterr().out

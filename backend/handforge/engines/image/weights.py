@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -198,7 +199,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     # "../x" climbed out of it ("" is refused too: an empty --name is a slip, not "the source's name")
     if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")):
         raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path")
-    source = Path(source).expanduser()
+    source = Path(os.path.abspath(Path(source).expanduser()))  # "." has no name to copy it under (symlinks kept)
     report = (check_sd if kind == "sd" else check_controlnet)(source)
     if not report.ok:
         raise ValueError(f"{source} does not check out: " + "; ".join(report.problems))
