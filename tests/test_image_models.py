@@ -346,3 +346,25 @@ def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypa
     assert main(["models", "import", ".", "--kind", "controlnet"]) == 0
     assert (tmp_path / "models" / "controlnets" / weights[2].name / "config.json").is_file()
     assert f'controlnets = "{tmp_path / "models" / "controlnets"}"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, shown", [
+    ('"stable-diffusion-v1-5/stable-diffusion-v1-5"', "config.json: not a JSON object"),
+    ("[]", "config.json: not a JSON object"),
+    ("{unclosed", "config.json: not a JSON object"),
+    ('{"_class_name": "ControlNetModel", "block_out_channels": "wide"}', "config.json: does not describe a "
+                                                                         "ControlNetModel"),
+])
+def test_a_config_json_that_is_no_model_config_is_named_not_looked_up_online(weights, tmp_path, monkeypatch, capsys,
+                                                                             text, shown):
+    # before: a JSON string was taken by diffusers for a hub repo id (a download tried, retried for seconds), and
+    # every such file was "could not copy ...: make room and run it again" (import) or a traceback (check)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    folder = tmp_path / "net"
+    shutil.copytree(weights[2], folder)
+    (folder / "config.json").write_text(text)
+    assert main(["models", "check", str(folder), "--kind", "controlnet"]) == 1
+    assert f"problem: {folder / shown}" in capsys.readouterr().out
+    assert main(["models", "import", str(folder), "--kind", "controlnet"]) == 2
+    assert shown in capsys.readouterr().err and not (tmp_path / "models" / "controlnets" / "net").exists()

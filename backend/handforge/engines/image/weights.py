@@ -67,11 +67,11 @@ def _header(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
-def _expected(cls, folder: Path) -> dict[str, tuple[int, ...]]:
+def _expected(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        model = cls.from_config(cls.load_config(str(folder)))
+        model = cls.from_config(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -84,6 +84,13 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     if not (folder / "config.json").is_file():
         report.problems.append(f"{folder}: no config.json")
         return {}
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        config = exc
+    if not isinstance(config, dict):  # diffusers took a JSON string for a hub repo id, and looked it up online
+        report.problems.append(f"{folder / 'config.json'}: not a JSON object (a diffusers model config): {config}")
+        return {}
     if not file.is_file():
         report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
         return {}
@@ -92,7 +99,12 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         report.problems.append(f"{file}: not a readable safetensors file ({exc})")
         return {}
-    expected = _expected(cls, folder)
+    try:
+        expected = _expected(cls, config)
+    # what diffusers' constructors raise for values of the wrong type or size (load_model's list)
+    except (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, RuntimeError) as exc:
+        report.problems.append(f"{folder / 'config.json'}: does not describe a {cls.__name__} ({exc})")
+        return {}
     missing = sorted(set(expected) - set(found))
     wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k][0]) != expected[k])
     if missing:
@@ -105,7 +117,7 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     report.notes.append(f"{file.relative_to(report.path) if file.is_relative_to(report.path) else file}: "
                         f"{len(found)} tensors, {', '.join(dtypes)}"
                         + (f", sha256 {_sha256(file)}" if digest else ""))
-    return json.loads((folder / "config.json").read_text())
+    return config
 
 
 def _sha256(file: Path) -> str:
