@@ -368,3 +368,18 @@ def test_a_config_json_that_is_no_model_config_is_named_not_looked_up_online(wei
     assert f"problem: {folder / shown}" in capsys.readouterr().out
     assert main(["models", "import", str(folder), "--kind", "controlnet"]) == 2
     assert shown in capsys.readouterr().err and not (tmp_path / "models" / "controlnets" / "net").exists()
+
+
+def test_import_copies_only_the_files_the_engines_read(weights, tmp_path, monkeypatch, capsys):
+    # before: the whole folder was copied, a pickle of the same weights beside the safetensors too, and a
+    # dangling link in it failed the import as "could not copy ...: make room and run it again"
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    for source, kind in ((weights[1], "sd"), (weights[2], "controlnet")):
+        folder = tmp_path / kind
+        shutil.copytree(source, folder)
+        (folder / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+        (folder / "old.ckpt").symlink_to(tmp_path / "gone.ckpt")
+        assert main(["models", "import", str(folder), "--kind", kind]) == 0, capsys.readouterr().err
+        target = tmp_path / "models" / {"sd": "sd", "controlnet": "controlnets"}[kind] / kind
+        copied = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+        assert copied == sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()), copied

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+from fnmatch import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,12 +225,30 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     partial = target.with_name(f".{target.name}.partial")
     _remove(partial)
     try:
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, partial)
+        if source.is_dir():  # what fetch downloads: a pickle of the same weights, a dangling link are left out
+            shutil.copytree(source, partial, ignore=_unread(source, _SD_FILES if kind == "sd" else _CONTROLNET_FILES))
+        else:
+            shutil.copy2(source, partial)
         partial.rename(target)
     except BaseException:
         _remove(partial)
         raise
     return target
+
+
+def _unread(root: Path, patterns: list[str]):
+    """A ``copytree`` ignore leaving out what no pattern (a path from ``root``) matches, nor a folder leads to."""
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        rel = Path(folder).relative_to(root)
+        depth = len(rel.parts) + 1
+        left = []
+        for name in names:
+            path = (rel / name).as_posix()
+            leads = ["/".join(p.split("/")[:depth]) for p in patterns if p.count("/") >= depth]
+            if not any(fnmatch(path, p) for p in (leads if (Path(folder) / name).is_dir() else patterns)):
+                left.append(name)
+        return left
+    return ignore
 
 
 def _remove(path: Path) -> None:
