@@ -383,3 +383,14 @@ def test_import_copies_only_the_files_the_engines_read(weights, tmp_path, monkey
         target = tmp_path / "models" / {"sd": "sd", "controlnet": "controlnets"}[kind] / kind
         copied = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
         assert copied == sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()), copied
+
+
+def test_a_copy_left_by_an_interrupted_import_is_no_controlnet(tmp_path):
+    # before: a killed `models import` left .NAME.partial holding config.json, and every job of the controlnet
+    # engine naming no ControlNet took it for one (a truncated file), as did `models check`
+    from handforge.engines.image.controls import available
+
+    for name in ("depth", ".depth_v2.partial"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    assert available(tmp_path) == ["depth"]

@@ -37,10 +37,12 @@ def kind_from_name(name: str) -> str | None:
 
 def available(folder: str | Path | None) -> list[str]:
     """The ControlNet folders in ``folder``: those holding a config.json of no other model class (a
-    T2I-Adapter or a UNet kept beside the ControlNets is passed over, not taken for one)."""
+    T2I-Adapter or a UNet kept beside the ControlNets is passed over, not taken for one), hidden ones left out:
+    an interrupted ``models import`` leaves its copy as ``.NAME.partial``, and ``resolve`` takes no such name."""
     if folder is None or not Path(folder).is_dir():
         return []
-    return sorted(p.name for p in Path(folder).iterdir() if (p / "config.json").is_file() and not _other_model(p))
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if not p.name.startswith(".") and (p / "config.json").is_file() and not _other_model(p))
 
 
 def _other_model(folder: Path) -> str:
