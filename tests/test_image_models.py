@@ -394,3 +394,12 @@ def test_a_copy_left_by_an_interrupted_import_is_no_controlnet(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
     assert available(tmp_path) == ["depth"]
+
+
+def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypatch, capsys):
+    # before: without --kind, a file was checked as a ControlNet ("ControlNets are read from diffusers folders")
+    file = tmp_path / "v1-5-pruned-emaonly.safetensors"
+    file.write_bytes(b"")
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
+    assert main(["models", "check", str(file)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok  sd  {file}\n    single-file checkpoint")

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
     check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
-    check.add_argument("--kind", choices=("sd", "controlnet"), help="what PATH holds (default: guessed)")
+    check.add_argument("--kind", choices=("sd", "controlnet"),
+                       help="what PATH holds (default: sd for a file or a folder with unet/, else controlnet)")
     check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
     imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module or a ControlNet) "
                                         "into the models folder")
@@ -59,7 +60,8 @@ def _check(args: argparse.Namespace) -> int:
     from handforge.engines.image.weights import check_controlnet, check_sd
 
     if args.path:
-        kind = args.kind or ("sd" if (Path(args.path) / "unet").is_dir() else "controlnet")
+        # one file: a single-file SD checkpoint (ControlNets are read from folders only)
+        kind = args.kind or ("sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "controlnet")
         targets = [(kind, args.path)]
     else:
         targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
