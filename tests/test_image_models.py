@@ -403,3 +403,18 @@ def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypa
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
     assert main(["models", "check", str(file)]) == 0
     assert capsys.readouterr().out.startswith(f"ok  sd  {file}\n    single-file checkpoint")
+
+
+@pytest.mark.parametrize("text", ['"openai/clip-vit-large-patch14"', "{unclosed", None])
+def test_a_text_encoder_config_that_is_missing_or_no_object_is_a_problem(weights, tmp_path, capsys, text):
+    # before: a traceback (a JSON string, broken JSON), or a missing one read as CLIP's defaults: "the text
+    # encoder gives 512" named a width no file held
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    config = sd / "text_encoder" / "config.json"
+    config.unlink() if text is None else config.write_text(text)
+    assert main(["models", "check", str(sd)]) == 1
+    out = capsys.readouterr().out
+    assert f"problem: {sd / 'text_encoder'}: no config.json" in out if text is None else \
+        f"problem: {config}: not a JSON object" in out, out
+    assert "the text encoder gives" not in out

@@ -76,21 +76,31 @@ def _expected(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
+    """``folder``'s config.json, or None with a problem in ``report`` when it is missing or not a JSON object
+    (diffusers and transformers took a JSON string for a hub repo id and looked it up online, and read a
+    missing one as the class's defaults)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        report.problems.append(f"{folder}: no config.json")
+        return None
+    except (OSError, ValueError) as exc:
+        config = exc
+    if not isinstance(config, dict):
+        report.problems.append(f"{folder / 'config.json'}: not a JSON object (a model config): {config}")
+        return None
+    return config
+
+
 def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False) -> dict[str, Any]:
     """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``."""
     file = folder / weights
     if not folder.is_dir():
         report.problems.append(f"{folder}: no such folder")
         return {}
-    if not (folder / "config.json").is_file():
-        report.problems.append(f"{folder}: no config.json")
-        return {}
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        config = exc
-    if not isinstance(config, dict):  # diffusers took a JSON string for a hub repo id, and looked it up online
-        report.problems.append(f"{folder / 'config.json'}: not a JSON object (a diffusers model config): {config}")
+    config = _config_json(folder, report)
+    if config is None:
         return {}
     if not file.is_file():
         report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
@@ -147,8 +157,8 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     text_file = path / "text_encoder" / "model.safetensors"
     if not text_file.is_file():
         report.problems.append(f"{text_file}: missing")
-    else:
-        width = CLIPTextConfig.from_pretrained(str(path / "text_encoder")).hidden_size
+    elif (text_config := _config_json(path / "text_encoder", report)) is not None:
+        width = CLIPTextConfig.from_dict(text_config).hidden_size
         header = _header(text_file)
         report.notes.append(f"text_encoder: {len(header)} tensors, width {width}")
         if unet and unet.get("cross_attention_dim") != width:
