@@ -418,3 +418,15 @@ def test_a_text_encoder_config_that_is_missing_or_no_object_is_a_problem(weights
     assert f"problem: {sd / 'text_encoder'}: no config.json" in out if text is None else \
         f"problem: {config}: not a JSON object" in out, out
     assert "the text encoder gives" not in out
+
+
+@pytest.mark.parametrize("text", ['"ddim"', "[1000]"])
+def test_a_scheduler_config_that_is_no_object_is_a_problem_naming_it(weights, tmp_path, capsys, text):
+    # before: AttributeError: 'str' object has no attribute 'get' (a traceback from models check, an internal
+    # error from every image job)
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    config = sd / "scheduler" / "scheduler_config.json"
+    config.write_text(text)
+    assert main(["models", "check", str(sd)]) == 1
+    assert f"problem: {config}: not a JSON object" in capsys.readouterr().out

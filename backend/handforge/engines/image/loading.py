@@ -88,6 +88,9 @@ def scheduler_config(folder: Path) -> dict[str, Any]:
     from diffusers import DDIMScheduler
 
     loaded = DDIMScheduler.load_config(str(folder), subfolder="scheduler")
+    if not isinstance(loaded, dict):  # a JSON string or list: an AttributeError below, naming no file
+        raise WeightsError(f"{folder / 'scheduler' / 'scheduler_config.json'}: not a JSON object (a scheduler config); "
+                           "copy the file from the model's repository again", folder)
     steps = loaded.get("num_train_timesteps", TRAIN_TIMESTEPS)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < TRAIN_TIMESTEPS:
         raise WeightsError(f"{folder / 'scheduler' / 'scheduler_config.json'}: num_train_timesteps is {steps!r}, "
