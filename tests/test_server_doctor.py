@@ -174,3 +174,16 @@ def test_doctor_notes_a_learned_model_of_another_frame_or_vector_size(tmp_path, 
     from handforge.engines.interaction import jobs, representation
 
     assert jobs.VECTOR_DIM == representation.VECTOR_DIM  # kept literal there (light), checked here
+
+
+def test_an_ihpt_target_generator_setting_that_names_no_target_generator_makes_ihpt_unavailable(tmp_path, monkeypatch):
+    # before: any existing path was "available" (the run folder instead of its model/, another engine's model),
+    # and every ihpt job then failed with missing weights
+    from handforge.server.builtin_jobs import default_registry
+
+    (tmp_path / "run").mkdir()
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(tmp_path))
+    monkeypatch.setenv("HANDFORGE_TRANSFER_TARGET_GENERATOR", str(tmp_path / "run"))
+    status = default_registry().engine("ihpt").status()
+    assert not status.available and "not a checkpoint folder, it has no config.json" in status.reason, status
+    assert "model/ folder of a `handforge train transfer` run" in status.hint

@@ -40,8 +40,22 @@ NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refi
 BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn first (as many steps as the transfer)
 
 
+def _target_generator() -> str | tuple[str, str]:
+    """Whether the setting names a TargetGenerator checkpoint (its config only): a run folder instead of its
+    model/ was 'available', and every job then failed."""
+    from handforge.engines.checkpoints import checkpoint_problem
+
+    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), "TargetGenerator")
+    return (problem, _target_generator_fix()) if problem else ""
+
+
+def _target_generator_fix() -> str:
+    return (f"point {TARGET_GENERATOR.key} at the model/ folder of a `handforge train transfer` run: "
+            f"{TARGET_GENERATOR.how_to_set()}")
+
+
 _ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
-                                                                                               TARGET_GENERATOR.key))
+               TARGET_GENERATOR.key), availability=_target_generator)
 
 
 def _reference_availability() -> str:
@@ -194,8 +208,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     try:
         model = ctx.pretrained(TargetGenerator, folder)
     except CheckpointError as exc:  # e.g. the run folder instead of its model/
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"point {TARGET_GENERATOR.key} at the model/ folder of a "
-                       f"`handforge train transfer` run: {TARGET_GENERATOR.how_to_set()}") from None
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), _target_generator_fix()) from None
     try:
         check_fits(model, folder, parts["unet"], sd)
     except WeightsError as exc:
