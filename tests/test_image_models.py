@@ -430,3 +430,15 @@ def test_a_scheduler_config_that_is_no_object_is_a_problem_naming_it(weights, tm
     config.write_text(text)
     assert main(["models", "check", str(sd)]) == 1
     assert f"problem: {config}: not a JSON object" in capsys.readouterr().out
+
+
+def test_a_single_file_imported_under_a_name_keeps_its_suffix(tmp_path, monkeypatch, capsys):
+    # before: `--name mine` imported v1-5.safetensors as sd/mine, which diffusers' from_single_file, going by the
+    # suffix, then read as a torch pickle
+    file = tmp_path / "v1-5-pruned-emaonly.safetensors"
+    file.write_bytes(b"")
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "import", str(file), "--kind", "sd", "--name", "mine"]) == 0
+    assert (tmp_path / "models" / "sd" / "mine.safetensors").is_file()
+    assert f'sd_model = "{tmp_path / "models" / "sd" / "mine.safetensors"}"' in capsys.readouterr().out

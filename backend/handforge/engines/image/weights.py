@@ -226,6 +226,8 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     report = (check_sd if kind == "sd" else check_controlnet)(source)
     if not report.ok:
         raise ValueError(f"{source} does not check out: " + "; ".join(report.problems))
+    if name is not None and source.is_file() and not name.endswith(source.suffix):
+        name += source.suffix  # diffusers' from_single_file reads a file by its suffix (else as a torch pickle)
     target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or source.name)
     if target.exists():
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
