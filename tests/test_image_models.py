@@ -442,3 +442,13 @@ def test_a_single_file_imported_under_a_name_keeps_its_suffix(tmp_path, monkeypa
     assert main(["models", "import", str(file), "--kind", "sd", "--name", "mine"]) == 0
     assert (tmp_path / "models" / "sd" / "mine.safetensors").is_file()
     assert f'sd_model = "{tmp_path / "models" / "sd" / "mine.safetensors"}"' in capsys.readouterr().out
+
+
+def test_importing_over_a_dangling_link_of_that_name_says_it_exists(weights, tmp_path, monkeypatch, capsys):
+    # before: the name looked free (exists() follows the link), and the rename onto the link failed as
+    # "could not copy ...: Not a directory; make room and run it again"
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "models" / "guidance").mkdir(parents=True)
+    (tmp_path / "models" / "guidance" / "mine").symlink_to(tmp_path / "moved-away")
+    assert main(["models", "import", str(weights[2]), "--kind", "guidance", "--name", "mine"]) == 2
+    assert "mine exists; choose another --name or remove it" in capsys.readouterr().err

@@ -229,7 +229,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     if name is not None and source.is_file() and not name.endswith(source.suffix):
         name += source.suffix  # diffusers' from_single_file reads a file by its suffix (else as a torch pickle)
     target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or source.name)
-    if target.exists():
+    if target.exists() or target.is_symlink():  # a dangling link does not "exist", and the rename onto it fails
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
     # copied beside it and renamed into place: a copy that failed part-way (a full disk) left half the
