@@ -300,8 +300,6 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             show_candidate(browse_state(context))
 
     def job_apply(self, context, result):
-        if browsing(context):  # the old candidates give way (previewed again during the job, perhaps)
-            end_browse(context, restore=True)
         request, arrays = self._request, result.arrays
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = _rigs(request["rigs"], request["uids"], "the request")
@@ -315,6 +313,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
                 raise ValueError(f"the backend sent {side} poses of shapes {shapes} for {count} candidates")
             per_side[side] = pose_conv.into_rig_space(pose, reference, np.array(rig.matrix_world),
                                             np.array(rig.data.bones[JOINT_NAMES[0]].head_local))
+        if browsing(context):  # the old candidates give way to a usable result (previewed again during the job, perhaps)
+            end_browse(context, restore=True)
         state = browse_state(context)
         state.candidates.clear()
         templates = result.data.get("templates") or [""] * count

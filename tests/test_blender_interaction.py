@@ -159,3 +159,10 @@ def test_key_candidates_refuses_a_linked_anchor_rig(session):
     found = session["linked_anchor"]
     assert found["editable"] is False and "is linked from" in found["message"], found
     assert found["keys_kept"] and found["browse"] == 2
+
+
+def test_a_sampling_that_fails_keeps_the_candidates_being_browsed(session):
+    _no_error(session, "failed_keeps_browse")
+    found = session["failed_keeps_browse"]
+    assert found["message"] and found["before"]["count"] == 2, found
+    assert found["after"] == found["before"], found
