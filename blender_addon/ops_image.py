@@ -64,11 +64,12 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
     return arrays, models.pop()
 
 
-def import_images(context, result, title: str, seed: int, camera_name: str, background: bool,
+def import_images(context, result, title: str, seed: int, camera_uid: int, background: bool,
                   plane_name: str | bool, **properties) -> list:
     """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]", each
     carrying its seed, variant, the result's labels and ``properties`` (as ``handforge_<key>``); the
-    first shown behind the camera and/or on a plane named ``plane_name``. Generate Image and Transfer
+    first shown behind the camera of ``camera_uid`` (its session_uid: found renamed, and not another
+    object that took its name) and/or on a plane named ``plane_name``. Generate Image and Transfer
     Pose bring their results back this one way."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -84,7 +85,7 @@ def import_images(context, result, title: str, seed: int, camera_name: str, back
         for key, value in properties.items():
             image[f"handforge_{key}"] = value
         made.append(image)
-    camera = context.scene.objects.get(camera_name)
+    camera = next((o for o in context.scene.objects if o.session_uid == camera_uid and o.type == "CAMERA"), None)
     if camera is not None and background:
         show_behind(camera, made[0])
     if camera is not None and plane_name:
@@ -174,7 +175,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         camera = scene_cameras(scene, "ACTIVE")[0]
         width, height = _resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
-        self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.name}
+        self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.session_uid}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "hand_model": model, "sensor_fit": camera.data.sensor_fit,

@@ -143,7 +143,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
                 bpy.data.images.remove(source)
             raise
-        self._request = {"seed": self.seed, "camera": camera.name, "source": source.name}
+        self._request = {"seed": self.seed, "camera": camera.session_uid, "source": source.name}
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "reference_scale": self.reference_scale, "source_labels": labels, "hand_model": model,

@@ -73,3 +73,9 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
     assert second["result"] == ["FINISHED"] and second["kept"] == {"HandForge seed 5 v1": True,
                                                                   "HandForge seed 5 v2": True}
     assert second["own"] == {"size": [4, 4], "mine": True} and second["new"] == ["HandForge seed 5.001"]
+
+
+def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
+    _no_error(session, "camera_renamed")
+    found = session["camera_renamed"]
+    assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found

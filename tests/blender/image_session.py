@@ -4,6 +4,7 @@ random SD weights (the operator makes image datablocks of the requested size).""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import bpy
@@ -84,5 +85,35 @@ def with_weights():
 
 
 s.check("with_weights", with_weights)
+
+
+def camera_renamed_mid_job():
+    """The camera renamed while the image is made still gets it as its background (it was looked up by
+    name: skipped unsaid, and an object that took the name raised after the images were made)."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    camera, pump = scene.camera, connection.pump
+    impostor = bpy.data.objects.new("Cam", None)  # an empty that takes the camera's old name
+    scene.collection.objects.link(impostor)
+    camera.name = "Cam"  # (the empty was named "Cam.001")
+
+    def pump_and_rename(*args, **kwargs):
+        if jobs.RUNNING and camera.name == "Cam":
+            camera.name, impostor.name = "Renamed Cam", "Cam"
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_rename
+    try:
+        result = bpy.ops.handforge.generate_image(seed=8, steps=2, variants=1, resolution_x=a["size"],
+                                                  resolution_y=a["size"], add_plane=False)
+    finally:
+        connection.pump = pump
+        bpy.data.objects.remove(impostor)
+        camera.name = "Cam"
+    background = camera.data.background_images
+    return {"result": sorted(result), "renamed": True, "background": background[0].image.name if len(background) else ""}
+
+
+s.check("camera_renamed", camera_renamed_mid_job)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
