@@ -62,8 +62,12 @@ class Camera:
             raise CameraError("R must be a rotation matrix (orthonormal, determinant +1)")
         if K[0, 0] <= 0 or K[1, 1] <= 0 or np.any(K[2] != (0.0, 0.0, 1.0)) or K[1, 0] != 0:
             raise CameraError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
-        if int(self.width) < 1 or int(self.height) < 1:
-            raise CameraError(f"image size must be positive, got {self.width}×{self.height}")
+        try:  # whole pixels: int() made 640.7 into 640 unsaid, and NaN a plain ValueError
+            whole = all(not isinstance(v, (bool, str)) and float(v).is_integer() and v >= 1 for v in (self.width, self.height))
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
+            raise CameraError(f"image size must be whole numbers of pixels, 1 or more, got {self.width}×{self.height}")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 
