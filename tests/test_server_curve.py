@@ -57,6 +57,8 @@ def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
     assert again.returncode == 2 and again.stderr.startswith("handforge keys: ") and "--force" in again.stderr
     bad = _keys(keys / "alice", "a/b")
     assert bad.returncode == 2 and "handforge keys: --name 'a/b'" in bad.stderr
+    long = _keys(keys / "new", "k" * 300)  # refused before --out is made (it was made, then the write failed)
+    assert long.returncode == 2 and "use up to 200 letters" in long.stderr and not (keys / "new").exists()
 
 
 def test_a_secret_key_is_private_from_its_first_byte(tmp_path, monkeypatch):

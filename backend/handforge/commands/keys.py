@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import zmq.auth
 
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
-        print(f"handforge keys: --name {args.name!r}: use letters, digits, '.', '_' or '-'", file=sys.stderr)
+    # at most 200: the files add ".key_secret" within a file name's 255 bytes (a longer one made --out, then failed)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", args.name):
+        print(f"handforge keys: --name {args.name!r}: use up to 200 letters, digits, '.', '_' or '-'", file=sys.stderr)
         return 2
     public, secret = args.out / f"{args.name}.key", args.out / f"{args.name}.key_secret"
     taken = [p for p in (public, secret) if p.is_dir()]  # (--force then ended in an IsADirectoryError traceback)
