@@ -556,6 +556,15 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
 
 
+def test_eval_motion_refuses_an_empty_task_list(tmp_path, capsys):
+    """--tasks "" (or ",") measured nothing and ended in an IndexError traceback (the table of no rows)."""
+    from handforge.cli import main
+
+    for tasks in ("", ","):
+        assert main(["eval", "motion", "--corpus", str(tmp_path), "--tasks", tasks]) == 2
+        assert "--tasks names no task; choose from gap15" in capsys.readouterr().err
+
+
 def test_train_motion_refuses_a_window_longer_than_the_models_max_frames(corpus, tmp_path, capsys, monkeypatch):
     """A crop of more than max_frames made the denoiser's forward raise at whichever step first drew one (a
     traceback mid-run, the run folder started): refused in one line before the data is read, for a new

@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"handforge eval motion: unknown tasks {unknown}; choose from {', '.join(TASKS)}", file=sys.stderr)
         return 2
+    if not tasks:  # nothing to measure: the table of no rows was an IndexError traceback after the checkpoint loaded
+        print(f"handforge eval motion: --tasks names no task; choose from {', '.join(TASKS)}", file=sys.stderr)
+        return 2
     try:
         clips = []
         for split in args.splits.split(","):
