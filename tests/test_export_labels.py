@@ -13,7 +13,7 @@ from PIL import Image
 from handforge.datasets.interhand_files import read_cameras, read_mano_annotations
 from handforge.export.run import export
 from handforge.export.spec import SpecError, load_spec, parse_spec
-from handforge.export.writers import interhand_paths
+from handforge.export.writers import finished_indices, interhand_paths
 from handforge.hands import load_hand_model
 
 SPEC = {"seed": 5, "samples": 6, "width": 160, "height": 120, "render": {"engine": "none"},
@@ -306,7 +306,7 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can
     land in the image), a hand wholly outside has no projected box (as no box), and the
     InterHand2.6M-style data file leaves out samples without a hand, whose type and box its loaders need."""
-    from handforge.export.writers import interhand_paths
+    from handforge.export.writers import finished_indices, interhand_paths
 
     among = tmp_path / "among"
     export(parse_spec({"seed": 5, "samples": 12, "width": 160, "height": 160, "render": {"engine": "none"},
@@ -628,6 +628,15 @@ def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp
     (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text('{"index": 1,\x01')
     with pytest.raises(ValueError, match="000001/labels.json is damaged.*delete its sample folder"):
         export(spec, tmp_path / "out", progress=False)
+
+
+def test_samples_from_index_a_million_on_are_finished_samples(tmp_path):
+    """The spec allows 10,000,000 samples; folder 1000000 (seven digits, as ``sample_dir`` names it) was
+    left out of the COCO, InterHand2.6M-style files and the card. "0000007" is no sample's folder."""
+    for name in ("000007", "0000007", "1000000", "1000001"):
+        (tmp_path / "samples" / name).mkdir(parents=True)
+        (tmp_path / "samples" / name / "labels.json").write_text("{}")
+    assert finished_indices(tmp_path, 1_000_001) == [7, 1_000_000]
 
 
 def test_keypoints_behind_the_camera_are_not_drawn():

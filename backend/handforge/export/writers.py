@@ -354,14 +354,15 @@ def _sync_all(syncs: list[Callable[[], Any]]) -> None:
 
 
 def finished_indices(out: Path, count: int) -> list[int]:
-    """The finished samples' indices below ``count``, in order: the dataset's own folders only (six
-    digits): a copy such as "000003 copy" was read as one more sample, a duplicate id."""
+    """The finished samples' indices below ``count``, in order: the dataset's own folders only (named as
+    ``sample_dir`` names them): a copy such as "000003 copy" was read as one more sample, a duplicate id,
+    and a sample from index 1,000,000 on (seven digits) was left out of every aggregate file."""
     root = out / SAMPLES
     if not root.is_dir():
         return []
     names = (p.parent.name for p in root.glob(f"*/{LABELS}"))
     return sorted(int(name) for name in names
-                  if len(name) == 6 and name.isascii() and name.isdigit() and int(name) < count)
+                  if name.isascii() and name.isdigit() and sample_dir(out, int(name)).name == name and int(name) < count)
 
 
 def sample_labels(out: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]:
