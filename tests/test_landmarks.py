@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from handforge.evaluation.image_alignment import evaluate_image, passes, summarise
+from handforge.evaluation.image_alignment import evaluate_image, passes, sample_folders, summarise
 from handforge.evaluation.landmarks import (OURS_FROM_MEDIAPIPE, PCK_THRESHOLD, LandmarkError, detect,
                                             keypoint_errors, match)
 from handforge_shared.skeleton import KEYPOINT_NAMES
@@ -106,3 +106,12 @@ def test_cli_names_a_broken_sample_and_how_to_fix_it(tmp_path, capsys, labels, i
     assert main(["eval", "image", str(tmp_path), "--out", str(tmp_path / "report.json")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "report.json").exists()  # nothing half-written
+
+
+def test_a_half_written_sample_of_a_killed_export_is_no_sample(tmp_path):
+    """An export killed mid-write leaves samples/.partial-NNNNNN, its labels.json maybe cut short: eval
+    image counted it as a sample (a duplicate of the one the resume writes) or failed on its labels."""
+    for name, text in (("000000", "{}"), (".partial-000001", '{"hands": {"le')):
+        (tmp_path / "samples" / name).mkdir(parents=True)
+        (tmp_path / "samples" / name / "labels.json").write_text(text)
+    assert sample_folders(tmp_path) == [tmp_path / "samples" / "000000"]
