@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handforge.arguments import POSITIVE, at_least, number_in
+from handforge.arguments import POSITIVE, at_least, number_in, output_folder
 from handforge.cli import main as cli_main
 
 
@@ -253,3 +253,10 @@ def test_bake_open_hand_where_the_rig_cannot_be_written_is_refused_before_baking
     monkeypatch.setattr(open_hand_bake, "bake", lambda **kwargs: pytest.fail("the bake started"))
     assert cli_main(["bake-open-hand"]) == 2
     assert f"cannot write into {OPEN_HAND_RIG.parent}" in capsys.readouterr().err
+
+
+def test_an_output_folder_under_the_home_is_the_folder_written(tmp_path, monkeypatch):
+    """``--out=~/data`` (the shell expands no ~ after "="): checked as the home's data, then every command
+    wrote into a folder named "~" in the current one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert output_folder("~/data") == str(tmp_path / "data")

@@ -234,7 +234,9 @@ def output_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {existing}: choose a folder you can write to")
-    return text
+    # the folder checked: "--out=~/data" (which the shell leaves as it is) was checked as the home's and
+    # then written into a folder named "~" here
+    return str(path)
 
 
 __all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
