@@ -220,6 +220,10 @@ def test_failure_summary_groups_by_reason():
     (["s.toml", "--ray=ray://h:10001", "--gpus-per-worker", "1", "--out", "d"], "ray://h:10001", ["s.toml", "--out", "d"]),
     (["s.toml", "--workers", "2", "--sample-timeout", "30", "--out", "d"], None, ["s.toml", "--out", "d"]),
     (["s.toml", "--quiet", "--out", "d", "--seed", "2"], None, ["s.toml", "--out", "d", "--seed", "2"]),
+    # the prefixes argparse takes for the options (the card said them: another dataset's bytes)
+    (["s.toml", "--work", "2", "--qui", "--sample-t=9", "--out", "d", "--samples", "4"], None,
+     ["s.toml", "--out", "d", "--samples", "4"]),
+    (["s.toml", "--r", "head:6379", "--g", "1", "--out", "d"], "head:6379", ["s.toml", "--out", "d"]),
 ])
 def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
     assert reproducing_command(argv, address) == " ".join(["handforge", "export", *kept])

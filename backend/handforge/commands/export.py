@@ -50,6 +50,9 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
             skip = False
             continue
         name = token.split("=", 1)[0]
+        # argparse takes an option's unique prefix ("--work 2", "--qui"): the card said them, another dataset
+        full = [o for o in (*SCALE_OPTIONS, QUIET) if o.startswith(name)] if name.startswith("--") and name != "--" else []
+        name = full[0] if len(full) == 1 else name
         if name == QUIET:
             continue
         if name in SCALE_OPTIONS:
