@@ -301,6 +301,16 @@ def test_temporary_files_of_an_interrupted_finish_are_cleared_on_resume(exported
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported.iterdir())
 
 
+def test_a_run_killed_while_it_claimed_a_new_folder_resumes(tmp_path):
+    """Killed while it wrote export_spec.json, a first run left only that file's temporary beside it: the
+    rerun was refused ("not empty and holds no HandForge export") until the hidden file was found."""
+    out = tmp_path / "new"
+    out.mkdir()
+    (out / ".export_spec.json.k1ll3d.tmp").write_text('{"se')
+    export(parse_spec({**SPEC, "samples": 1}), out, progress=False)
+    assert not list(out.rglob(".*.tmp")) and (out / "export_spec.json").is_file()
+
+
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     """A camera among the hands (keypoints behind it), hands out of the picture or none in view:
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can

@@ -99,7 +99,9 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         if extra:
             raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {record['samples']} asked for: ask "
                               "for at least as many as are there, or choose another folder")
-    elif out.is_dir() and any(out.iterdir()):
+    # (a run killed while it wrote its record left only the record's temporary file: resumed)
+    elif out.is_dir() and any(not (p.name.startswith(f".{SPEC_RECORD}.") and p.name.endswith(TEMPORARY_SUFFIX))
+                              for p in out.iterdir()):
         raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
