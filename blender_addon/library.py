@@ -86,13 +86,17 @@ def load_user_poses() -> dict[str, np.ndarray]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"the user pose library cannot be read ({exc}): {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != USER_FORMAT or not isinstance(data.get("poses"), dict):
+    if (not isinstance(data, dict) or data.get("format") != USER_FORMAT or not isinstance(data.get("poses"), dict)
+            or not isinstance(data.get("version", 0), int)):
         raise ValueError(f"{path} is not a HandForge user pose library: {fix}")
     if data.get("version", 0) > USER_VERSION:
         raise ValueError(f"{path} was written by a newer HandForge (version {data['version']}): update the add-on")
     poses = {}
     for name, degrees in data["poses"].items():
-        arr = np.asarray(degrees, dtype=np.float64) if isinstance(degrees, list) else np.empty(0)
+        try:
+            arr = np.asarray(degrees, dtype=np.float64) if isinstance(degrees, list) else np.empty(0)
+        except (TypeError, ValueError):  # hand-edited: a string or a nested list among the numbers
+            arr = np.empty(0)
         if arr.shape != (anatomy.NUM_FINGER_JOINTS, 3) or not np.all(np.isfinite(arr)):
             raise ValueError(f"pose {name!r} in {path} is not 15 × 3 finite angles in degrees: {fix}")
         poses[name] = np.radians(arr)

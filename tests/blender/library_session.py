@@ -4,6 +4,7 @@ add-on update (reinstall) and a disable/enable."""
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import bpy
@@ -133,6 +134,11 @@ def bad_library():
     out = {"missing": error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Nobody", sides="RIGHT"))}
     path.write_text("{not json")
     out["corrupt"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
+    # hand-edited: a version that is not a number, an angle that is not one
+    path.write_text(json.dumps({"format": "handforge.user_poses", "version": None, "poses": {}}))
+    out["bad_version"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
+    path.write_text(json.dumps({"format": "handforge.user_poses", "version": 1, "poses": {"Typo": [[0, 0, "x"]] * 15}}))
+    out["bad_angle"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Typo", sides="RIGHT"))
     path.write_bytes(kept)
     assert bpy.ops.handforge.delete_user_pose(name="My OK") == {"FINISHED"}
     out["after_delete"] = addon_library().user_names()
