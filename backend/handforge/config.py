@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from handforge_shared.files import not_utf8, read_user_text
+
 Source = Literal["env", "file", "default", "unset"]
 
 
@@ -121,11 +123,10 @@ def _read_file() -> dict[str, Any]:
                           f"(e.g. {path / 'config.toml'})")
     if not path.is_file():
         return {}
-    try:  # utf-8-sig: a byte-order mark (Windows Notepad's UTF-8) was "Invalid statement" at line 1, column 1
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    try:
+        return tomllib.loads(read_user_text(path))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"the HandForge config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                          "save it as UTF-8") from None
+        raise ConfigError(f"the HandForge config file {path} is {not_utf8(exc)}") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 

@@ -79,6 +79,17 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return Path(path)
 
 
+def read_user_text(path: str | os.PathLike) -> str:
+    """A text file people edit (a config, a specification): UTF-8 with or without the byte-order mark
+    Windows Notepad writes (tomllib and json refused it: "Invalid statement" at line 1, column 1). Another
+    encoding raises ``UnicodeDecodeError``, which ``not_utf8`` puts into words."""
+    return Path(path).read_text(encoding="utf-8-sig")
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
+
+
 def sync_folder(folder: str | os.PathLike) -> None:
     """A folder's entries (new files, a rename into it) on the disk; nothing where folders cannot be
     opened (Windows: no ``os.O_DIRECTORY``)."""
@@ -98,5 +109,5 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "sync_folder",
-           "usual_mode", "write_atomic"]
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "not_utf8",
+           "read_user_text", "sync_folder", "usual_mode", "write_atomic"]

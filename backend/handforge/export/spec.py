@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge_shared import pose_library
+from handforge_shared.files import not_utf8, read_user_text
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
@@ -435,10 +436,10 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
-    try:  # utf-8-sig: a byte-order mark (Windows Notepad's UTF-8) was "Invalid statement" at line 1, column 1
-        text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = read_user_text(path)
     except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8") from None
+        raise SpecError(f"{path}: {not_utf8(exc)}") from None
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
