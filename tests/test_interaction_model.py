@@ -136,6 +136,32 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     assert "other settings (data_options: stride 1 -> 2)" in capsys.readouterr().err
 
 
+def test_a_run_resumed_on_a_corpus_rebuilt_in_place_is_refused(corpus, tmp_path, capsys):
+    """The same folder and options, as many frames, other data: resuming would go on training the weights
+    on another dataset unsaid; a run recorded before the data was (null) still resumes."""
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    common = ["--corpus", str(data), "--batch-size", "8", "--quiet", "--width", "32", "--hidden", "64",
+              "--layers", "2", "--out", str(tmp_path / "run")]
+    assert _train(*common, "--steps", "4") == 0
+    settings_file = tmp_path / "run" / "settings.json"
+    for clip in (data / "clips").glob("*.npz"):  # both hands a millimetre further along x: the same frames
+        arrays = dict(np.load(clip))
+        for side in ("left", "right"):
+            arrays[f"{side}.transl"] = arrays[f"{side}.transl"] + np.float32([0.001, 0, 0])
+        np.savez(clip, **arrays)
+    capsys.readouterr()
+    assert _train(*common, "--steps", "6") == 2
+    assert "holds a run with other training data" in capsys.readouterr().err
+    # a run that recorded no data statistics (before they were) is not refused for that
+    settings_file.write_text(json.dumps({**json.loads(settings_file.read_text()), "data_statistics": None}))
+    assert _train(*common, "--steps", "6") == 0
+
+
 def test_the_eval_command_names_a_wrong_split(corpus, capsys):
     import argparse
 

@@ -307,8 +307,10 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
         if theirs.get("model_class", mine["model_class"]) != mine["model_class"]:  # e.g. another engine's --out
             raise TrainingError(f"{out} holds a run of another model ({theirs['model_class']}, not "
                                 f"{mine['model_class']}): train into a new out folder")
-        # a key an older run did not record (its settings.json predates it) is not compared
-        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k])
+        # a key an older run did not record (its settings.json predates it, or an engine that recorded no
+        # data statistics then) is not compared
+        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k]
+                         and not (k == "data_statistics" and theirs[k] is None))
         if changed:
             named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
                               if name not in ("data_statistics", "dataset_size"))

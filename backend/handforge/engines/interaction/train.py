@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-shapes", action="store_true",
                         help="train on the data's own hand shapes (default: redrawn per frame; see train.py)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def data_fingerprint(anchors, others) -> dict[str, object]:
+    """What a resumed run must train on again: the pairs' count and a digest of their vectors (a corpus
+    rebuilt in place, same options, same size, would otherwise continue unsaid on other data). A digest, not
+    the normalisation statistics, because torch's reductions round differently with another --threads."""
+    digest = hashlib.sha256()
+    for vectors in (anchors, others):
+        digest.update(vectors.contiguous().numpy().tobytes())
+    return {"pairs": len(anchors), "sha256": digest.hexdigest()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              lr_schedule="cosine", warmup_steps=warmup, ema_decay=0.999,
                              checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet,
+                             data_statistics=data_fingerprint(anchors, others),
                              data_options={"stride": args.stride, "max_clips": args.max_clips,
                                            "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
                                            "interhand": args.interhand is not None,
