@@ -338,6 +338,35 @@ def test_a_cancel_while_the_pipeline_loads_ends_the_job_before_any_step(weights,
     assert cache.loads == loads and len(sampled) == 1 and ctx.loaded == []
 
 
+def test_a_cancel_while_the_unet_loads_stops_before_the_next_sd_model(weights, monkeypatch):
+    """The UNet takes most of an SD load: a cancel during it stopped the job only once the VAE and the
+    text encoder had loaded too. Now the load stops before the next model, the job's cancel unchanged."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from handforge.engines.image.loading import build_pipeline
+    from handforge.server.jobs import JobCancelled, JobContext
+
+    ctx = JobContext("j1", "image.generate", lambda fraction, message, previews: None)
+    loaded = []
+    unet_load, vae_load = UNet2DConditionModel.from_pretrained.__func__, AutoencoderKL.from_pretrained.__func__
+
+    def unet(cls, *args, **kwargs):
+        loaded.append("unet")
+        model = unet_load(cls, *args, **kwargs)
+        ctx.request_stop("cancelled by the client")
+        return model
+
+    def vae(cls, *args, **kwargs):
+        loaded.append("vae")
+        return vae_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", classmethod(unet))
+    monkeypatch.setattr(AutoencoderKL, "from_pretrained", classmethod(vae))
+    with pytest.raises(JobCancelled):
+        build_pipeline(weights[1], [weights[2]], check=ctx.check_cancelled)
+    assert loaded == ["unet"]
+
+
 def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypatch, capsys):
     # before: `models import . --kind controlnet` (Path(".").name is "") copied the ControlNet *as* the
     # controlnets folder, and said to set image.controlnets to the models folder

@@ -35,8 +35,11 @@ def _local(path: str | Path, what: str) -> Path:
     return path
 
 
-def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = None) -> dict[str, Any]:
-    """The SD 1.x components (vae, text_encoder, tokenizer, unet, scheduler: DDIM), on the CPU."""
+def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = None,
+            check: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """The SD 1.x components (vae, text_encoder, tokenizer, unet, scheduler: DDIM), on the CPU. ``check()``
+    runs between the models' loads of a diffusers folder and may raise to abandon the load (a job's
+    ``check_cancelled``: the UNet alone takes seconds to minutes)."""
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
@@ -46,6 +49,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path = _local(path, "Stable Diffusion weights")
+    stopped = False
     try:
         if path.is_file():
             if config is None:
@@ -63,15 +67,22 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
             if missing:
                 raise WeightsError(f"{path} is not a diffusers SD 1.x folder: no {', '.join(missing)}/ in it", path)
             kw = {"local_files_only": True, "torch_dtype": dtype}
-            parts = {name: _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
-                                     path / name)
-                     for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL),
-                                       ("text_encoder", CLIPTextModel))}
+            parts = {}
+            for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
+                try:
+                    check()
+                except BaseException:
+                    stopped = True  # the caller's to handle (a cancelled job), not a damaged file
+                    raise
+                parts[name] = _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
+                                        path / name)
             parts.update(tokenizer=CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
                          scheduler=DDIMScheduler.from_config(scheduler_config(path)))
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds (SingleFileComponentError, ...)
+        if stopped:
+            raise
         raise WeightsError(f"cannot load Stable Diffusion from {path}: {_reason(exc)}; {_recheck(path)}",
                            path) from None
     parts["scheduler"] = DDIMScheduler.from_config(parts["scheduler"].config)
@@ -173,7 +184,7 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     each component takes seconds to minutes)."""
     from handforge.engines.image.pipeline import HandImagePipeline
 
-    parts = load_sd(sd, sd_config, dtype)
+    parts = load_sd(sd, sd_config, dtype, check)
     # a folder given twice (one ControlNet on two renders, or one folder by two names) is one module:
     # its weights load and take memory once
     loaded: dict[Path, Any] = {}

@@ -185,7 +185,7 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     sd, dtype = config.value(SD_MODEL.key), torch_dtype(params["dtype"], ctx.device)
 
     def load(device: str):
-        return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype), device)
+        return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype, ctx.check_cancelled), device)
 
     try:
         parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
