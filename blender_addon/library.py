@@ -114,6 +114,7 @@ def _write_user_poses(poses: dict[str, np.ndarray]) -> Path:
 
 
 def check_name(name: str) -> str:
+    """A user pose's name as typed → as kept: without surrounding spaces (Save, Apply and Delete alike)."""
     clean = name.strip()
     if not clean:
         raise ValueError("the pose has no name: type one in the Name field")
@@ -131,12 +132,24 @@ def save_user_pose(name: str, angles: np.ndarray, overwrite: bool = False) -> Pa
     return _write_user_poses(poses)
 
 
-def delete_user_pose(name: str) -> None:
+def user_pose(name: str) -> np.ndarray:
+    """The saved angles of the user pose ``name`` (as typed)."""
+    name = check_name(name)
+    poses = load_user_poses()
+    if name not in poses:
+        raise ValueError(f"there is no user pose named {name!r}: save one with Save Pose first")
+    return poses[name]
+
+
+def delete_user_pose(name: str) -> str:
+    """Delete the user pose ``name`` (as typed); returns its name as kept."""
+    name = check_name(name)
     poses = load_user_poses()
     if name not in poses:
         raise ValueError(f"there is no user pose named {name!r}")
     del poses[name]
     _write_user_poses(poses)
+    return name
 
 
 def user_names(search: str = "") -> list[str]:

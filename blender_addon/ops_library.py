@@ -28,12 +28,10 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        poses = library.load_user_poses()
-        if self.name not in poses:
-            raise ValueError(f"there is no user pose named {self.name!r}: save one with Save Pose first")
+        angles = library.user_pose(self.name)
         for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
             current = pose_conv.read_pose(obj, visual=False)
-            pose_conv.write_pose(obj, current.replace(hand_pose=library.hand_pose_of(poses[self.name], obj)),
+            pose_conv.write_pose(obj, current.replace(hand_pose=library.hand_pose_of(angles, obj)),
                                  fingers_only=True)
             fingers.sync_sliders(obj)
         return {"FINISHED"}
@@ -84,8 +82,7 @@ class HANDFORGE_OT_delete_user_pose(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        library.delete_user_pose(self.name)
-        self.report({"INFO"}, f"deleted {self.name!r}")
+        self.report({"INFO"}, f"deleted {library.delete_user_pose(self.name)!r}")
         return {"FINISHED"}
 
 

@@ -73,6 +73,15 @@ def test_a_saved_pose_applies_to_the_other_hand_as_its_mirror(session):
     assert result["overwrite"] == ["FINISHED"]
 
 
+def test_a_pose_name_with_spaces_around_it_is_the_same_name_to_save_apply_and_delete(session):
+    _no_error(session, "padded_names")
+    result = session["padded_names"]
+    assert result["saved"] == ["fist mine"]
+    assert result["apply"] == "" and result["delete"] == "", result
+    np.testing.assert_allclose(session.arrays["padded_applied"], session.arrays["padded_saved"], atol=1e-5)
+    assert result["after_delete"] == ["My OK"]
+
+
 def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_own(session):
     _no_error(session, "panel")
     drawn = session["panel"]

@@ -80,6 +80,24 @@ def round_trip():
 s.check("round_trip", round_trip)
 
 
+def padded_names():
+    """A name typed with spaces around it is the same name for Save, Apply and Delete."""
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT") == {"FINISHED"}
+    s.arrays["padded_saved"] = rotations("right")
+    assert bpy.ops.handforge.save_user_pose(name="  fist mine ", side="RIGHT") == {"FINISHED"}
+    out = {"saved": addon_library().user_names("fist")}
+    assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+    out["apply"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name=" fist mine  ", sides="RIGHT"))
+    s.arrays["padded_applied"] = rotations("right")
+    out["delete"] = error_of(lambda: bpy.ops.handforge.delete_user_pose(name="\tfist mine "))
+    out["after_delete"] = addon_library().user_names()
+    assert bpy.ops.handforge.reset_pose(sides="BOTH") == {"FINISHED"}
+    return out
+
+
+s.check("padded_names", padded_names)
+
+
 def drawn_panel(search: str) -> list:
     """What the Pose Library panel draws for a search: ``["set", button text, property, value]`` per
     button property, ``["template_icon"|"label", text]`` per thumbnail and text."""
