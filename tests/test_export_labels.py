@@ -690,3 +690,48 @@ def test_a_full_disk_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "could not write" in err and "contact_sheet.png: No space left on device" in err  # (a traceback)
     assert "finished samples are kept" in err and "Traceback" not in err
+
+
+def _drawn(hands, size=(96, 80)):
+    from handforge.render.overlay import draw_skeletons, openpose_hands_image
+
+    return (np.asarray(draw_skeletons(Image.new("RGB", size), hands)).max(axis=-1) > 0,
+            openpose_hands_image(*size, hands).max(axis=-1) > 0)
+
+
+def test_a_keypoint_almost_on_the_camera_plane_draws_its_bone_clipped_not_wrapped():
+    """A keypoint just in front of the camera projects beyond 2^31 pixels, which Pillow's C int casts
+    wrapped around: the bone went the wrong way across the image. It must look like the bone towards a
+    nearer point in the same direction that also leaves the image."""
+    from scipy import ndimage
+
+    from handforge.render.camera import Camera, look_at
+    from handforge.render.overlay import label_keypoints
+    from handforge_shared.rig import load_open_hand_rig
+    from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, keypoints_from_extended
+
+    world = keypoints_from_extended(load_open_hand_rig("right").rest_extended_joints())
+    camera = Camera.from_fov(*look_at(world.mean(0) + [0.0, -0.4, 0.05], world.mean(0)), 96, 80, 120.0)
+    tip, base = KEYPOINT_NAMES.index("index4"), KEYPOINT_PARENTS[KEYPOINT_NAMES.index("index4")]
+    in_camera = camera.to_camera(world)
+    in_camera[tip] = in_camera[base] + [0.3, 0.2, 0.0]
+    in_camera[tip, 2] = 1e-9  # almost on the camera plane, still in front of it
+    pixels = in_camera @ camera.K.T
+    pixels = pixels[:, :2] / pixels[:, 2:]
+    assert np.abs(pixels[tip]).max() > 2.0**31 and (0 < pixels[base]).all() and (pixels[base] < 80).all()
+    labels = {"right": {"keypoints_2d": pixels.tolist(), "keypoints_camera": in_camera.tolist(), "visible": [True] * 21}}
+    nearer = pixels.copy()
+    nearer[tip] = pixels[base] + 500 * (pixels[tip] - pixels[base]) / np.linalg.norm(pixels[tip] - pixels[base])
+    near_labels = {"right": {**labels["right"], "keypoints_2d": nearer.tolist()}}
+    for got, expected in zip(_drawn(label_keypoints(labels)), _drawn(label_keypoints(near_labels))):
+        # the same pixels, up to Pillow's rounding of the (different) far ends: never more than a pixel off
+        assert (got ^ expected).sum() <= 0.02 * expected.sum()
+        assert not (got & ~ndimage.binary_dilation(expected)).any() and not (expected & ~ndimage.binary_dilation(got)).any()
+    # along a row, the drawing is exact: towards 3e9 px as towards 1000 px (and a point far off the image is no dot)
+    row = np.full((21, 2), np.nan)
+    row[KEYPOINT_PARENTS[tip]], row[tip] = (30.0, 40.0), (3e9, 40.0)
+    far = {"right": (row, np.ones(21, bool))}
+    near = {"right": (np.where(np.arange(21)[:, None] == tip, [1000.0, 40.0], row), np.ones(21, bool))}
+    for got, expected in zip(_drawn(far), _drawn(near)):
+        np.testing.assert_array_equal(got, expected)
+        assert got[40, 95] and not got[:, :25].any()

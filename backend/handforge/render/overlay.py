@@ -39,6 +39,37 @@ def _shown(*points: np.ndarray) -> bool:
     return all(np.isfinite(p).all() for p in points)
 
 
+def _clipped(a: np.ndarray, b: np.ndarray, size: tuple[int, int], margin: float) -> list[tuple[float, float]] | None:
+    """The part of segment a-b inside the image grown by ``margin`` (Liang-Barsky), or None if none is.
+    Pillow casts coordinates to C ints: a point near the camera plane (beyond 2^31 px) wrapped around."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = b - a
+    lo, hi = 0.0, 1.0
+    for axis, extent in enumerate(size):
+        for p, q in ((-d[axis], a[axis] + margin), (d[axis], extent + margin - a[axis])):
+            if p == 0:
+                if q < 0:
+                    return None
+            elif p < 0:
+                lo = max(lo, q / p)
+            else:
+                hi = min(hi, q / p)
+    if lo > hi:
+        return None
+    return [tuple(a + lo * d), tuple(a + hi * d)]
+
+
+def _line(draw: ImageDraw.ImageDraw, size: tuple[int, int], a: np.ndarray, b: np.ndarray, fill, width: int) -> None:
+    """A bone from a to b, clipped to the image of ``size`` (its square ends outside)."""
+    segment = _clipped(a, b, size, width + 2.0)
+    if segment is not None:
+        draw.line(segment, fill=fill, width=width)
+
+
+def _on_image(x: float, y: float, r: float, size: tuple[int, int]) -> bool:
+    return -r <= x <= size[0] + r and -r <= y <= size[1] + r
+
+
 def draw_skeletons(image: Image.Image, hands: Mapping[str, tuple[np.ndarray, np.ndarray]],
                    width: float | None = None) -> Image.Image:
     """Draw each hand's bones and keypoints onto ``image`` (changed in place and returned).
@@ -49,11 +80,11 @@ def draw_skeletons(image: Image.Image, hands: Mapping[str, tuple[np.ndarray, np.
     for side, (points, visible) in hands.items():
         for k, parent in enumerate(KEYPOINT_PARENTS):
             if parent >= 0 and _shown(points[k], points[parent]):
-                draw.line([tuple(points[k]), tuple(points[parent])], fill=_colour(k, side), width=round(line))
+                _line(draw, image.size, points[k], points[parent], _colour(k, side), round(line))
+        r = 1.5 * line
         for k, (x, y) in enumerate(points):
-            if not _shown(points[k]):
+            if not _shown(points[k]) or not _on_image(x, y, r, image.size):
                 continue
-            r = 1.5 * line
             box = (x - r, y - r, x + r, y + r)
             draw.ellipse(box, fill=_colour(k, side) if visible[k] else None, outline=_colour(k, side))
     return image
@@ -87,7 +118,8 @@ def openpose_hands_image(width: int, height: int, hands: Mapping[str, tuple[np.n
         for i, (a, b) in enumerate(OPENPOSE_EDGES):
             colour = tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / len(OPENPOSE_EDGES), 1.0, 1.0))
             if _shown(ordered[a], ordered[b]):
-                draw.line([tuple(ordered[a]), tuple(ordered[b])], fill=colour, width=line)
+                _line(draw, image.size, ordered[a], ordered[b], colour, line)
         for x, y in ordered[np.isfinite(ordered).all(axis=1)]:
-            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 0, 255))
+            if _on_image(x, y, radius, image.size):
+                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 0, 255))
     return np.asarray(image)
