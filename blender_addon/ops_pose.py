@@ -63,7 +63,8 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
         ("LEFT_TO_RIGHT", "Left → Right", "Pose the right hand like the left"),
         ("RIGHT_TO_LEFT", "Right → Left", "Pose the left hand like the right")])
     include_placement: BoolProperty(name="Include Placement", default=False,
-                                    description="Mirror the wrist's orientation and position too, not only the fingers")
+                                    description="Mirror the wrist's orientation and position too, not only the fingers "
+                                                "(in the world, through the giving hand's armature YZ plane)")
 
     @reports_errors
     def execute(self, context):
@@ -74,7 +75,12 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
         src, dst = found[source], found[other_side(source)]
         hands.check_evaluated(context.view_layer, [src])
         mirrored = pose_conv.read_pose(src).mirrored()
-        if not self.include_placement:
+        if self.include_placement:  # mirrored through the source armature's x = 0, wherever each rig's parents put it
+            moved = pose_conv.into_rig_space({"global_orient": mirrored.global_orient, "transl": mirrored.transl},
+                                             np.array(src.matrix_world), np.array(dst.matrix_world),
+                                             np.array(dst.data.bones[pose_conv.WRIST].head_local))
+            mirrored = mirrored.replace(**moved)
+        else:
             mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=mirrored.hand_pose)
         _posed(dst, mirrored, fingers_only=not self.include_placement)
         return {"FINISHED"}

@@ -85,6 +85,26 @@ def test_every_library_pose_is_a_preset_with_the_library_rotations(session):
     assert np.abs(fist[1:] - np.eye(3)).max() > 0.5  # a fist is far from the flat hand
 
 
+@pytest.mark.parametrize("case", ["both", "one"])
+def test_mirror_with_placement_is_the_world_mirror_image_whatever_the_rigs_parents(session, case):
+    """The other hand's world bones are those of the giving hand mirrored through the giving armature's YZ
+    plane (x = 0 of its space, as the rigs Add Hands makes share), read from Blender's matrix_world."""
+    _no_error(session, "mirror_parented")
+    source = "right" if case == "both" else "left"
+    world = session.arrays[f"mirror_parented_{case}_source_world"]
+    reflection = world @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ np.linalg.inv(world)
+    given = session.arrays[f"mirror_parented_{case}_{source}"]
+    expected = np.c_[given, np.ones(len(given))] @ reflection.T
+    np.testing.assert_allclose(session.arrays[f"mirror_parented_{case}_{'left' if source == 'right' else 'right'}"],
+                               expected[:, :3], atol=1e-5)
+
+
+def test_mirror_with_placement_refuses_rigs_of_different_scales_and_changes_nothing(session):
+    _no_error(session, "mirror_parented")
+    result = session["mirror_parented"]
+    assert "scaled differently" in result["scaled_error"] and result["scaled_unchanged"]
+
+
 def test_mirror_left_to_right_gives_the_mirrored_finger_pose(session):
     _no_error(session, "mirror")
     left = session.random_pose["left"]

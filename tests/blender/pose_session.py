@@ -67,6 +67,72 @@ def mirror():
 s.check("mirror", mirror)
 
 
+def world_bones(side: str) -> np.ndarray:
+    """(32, 3) world heads and tails of a hand's posed bones, from Blender's matrix_world."""
+    arm = hand(side)
+    world = np.array(arm.matrix_world)
+    points = np.array([[*arm.pose.bones[n].head, 1.0] for n in JOINTS] + [[*arm.pose.bones[n].tail, 1.0] for n in JOINTS])
+    return (points @ world.T)[:, :3]
+
+
+def mirror_parented():
+    """Mirror Pose with placement on rigs under moved, rotated and scaled parents (Empties)."""
+    kept = {side: hand(side).matrix_world.copy() for side in SIDES}
+    empties = []
+
+    def parent(side, location, rotation, scale, keep_transform):
+        empty = bpy.data.objects.new(f"Parent.{side}.{len(empties)}", None)
+        bpy.context.scene.collection.objects.link(empty)
+        empty.location, empty.rotation_euler, empty.scale = location, rotation, (scale,) * 3
+        empties.append(empty)
+        bpy.context.view_layer.update()
+        arm = hand(side)
+        arm.parent = empty
+        arm.matrix_parent_inverse = empty.matrix_world.inverted() if keep_transform else np.eye(4).tolist()
+        bpy.context.view_layer.update()
+
+    def mirrored(direction, source):
+        paste(a["random_pose"])
+        assert bpy.ops.handforge.mirror_pose(direction=direction, include_placement=True) == {"FINISHED"}
+        bpy.context.view_layer.update()
+        for side in SIDES:
+            s.arrays[f"mirror_parented_{name}_{side}"] = world_bones(side)
+        s.arrays[f"mirror_parented_{name}_source_world"] = np.array(hand(source).matrix_world)
+
+    try:
+        # the giving (right) hand and the other under different parents of one scale
+        name = "both"
+        parent("right", (0.3, -0.2, 0.5), (0.3, 0.5, 1.1), 1.5, False)
+        parent("left", (-1.0, 2.0, 0.1), (0.7, -0.2, 0.4), 1.5, False)
+        mirrored("RIGHT_TO_LEFT", "right")
+        # only the giving (left) hand parented: moved and turned after parenting (transform kept)
+        name = "one"
+        for side in SIDES:
+            hand(side).parent = None
+            hand(side).matrix_world = kept[side]
+        parent("left", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 1.0, True)
+        empties[-1].location, empties[-1].rotation_euler = (0.4, 0.1, -0.3), (0.2, -0.6, 0.9)
+        bpy.context.view_layer.update()
+        mirrored("LEFT_TO_RIGHT", "left")
+        # rigs of different scales: refused, the scene as it was
+        empties[-1].scale = (2.0, 2.0, 2.0)
+        bpy.context.view_layer.update()
+        before = {side: world_bones(side) for side in SIDES}
+        error = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT", include_placement=True))
+        bpy.context.view_layer.update()
+        unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
+    finally:
+        for side in SIDES:
+            hand(side).parent = None
+            hand(side).matrix_world = kept[side]
+        for empty in empties:
+            bpy.data.objects.remove(empty)
+    return {"scaled_error": error, "scaled_unchanged": unchanged}
+
+
+s.check("mirror_parented", mirror_parented)
+
+
 def reset():
     paste(a["random_pose"])
     assert bpy.ops.handforge.reset_pose(sides="RIGHT") == {"FINISHED"}
