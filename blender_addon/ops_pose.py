@@ -74,14 +74,11 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
             raise ValueError("mirroring needs both hands in the scene: add them with Add Hands")
         src, dst = found[source], found[other_side(source)]
         hands.check_evaluated(context.view_layer, [src])
-        mirrored = pose_conv.read_pose(src).mirrored()
-        if self.include_placement:  # mirrored through the source armature's x = 0, wherever each rig's parents put it
-            moved = pose_conv.into_rig_space({"global_orient": mirrored.global_orient, "transl": mirrored.transl},
-                                             np.array(src.matrix_world), np.array(dst.matrix_world),
-                                             np.array(dst.data.bones[pose_conv.WRIST].head_local))
-            mirrored = mirrored.replace(**moved)
+        given = pose_conv.read_pose(src)
+        if self.include_placement:
+            mirrored = pose_conv.world_mirrored(given, src, dst)
         else:
-            mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=mirrored.hand_pose)
+            mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=given.mirrored().hand_pose)
         _posed(dst, mirrored, fingers_only=not self.include_placement)
         return {"FINISHED"}
 
@@ -128,7 +125,7 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
 
 
 class HANDFORGE_OT_paste_pose(bpy.types.Operator):
-    """Pose the hands from a pose on the clipboard; a hand missing there gets the mirror of the other"""
+    """Pose the hands from a pose on the clipboard; a hand missing there gets the world mirror image of the other"""
 
     bl_idname = "handforge.paste_pose"
     bl_label = "Paste Pose"
@@ -157,9 +154,17 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             if pose.batch_shape != ():
                 raise PoseFormatError(f"the copied {side} hand holds {int(np.prod(pose.batch_shape))} poses, not "
                                       "one: copy a single pose (Copy Pose)")
+        # a copied hand is pasted as its pose parameters (placed by its rig here); a missing one is mirrored
+        # in the world through the copied side's rig here, targeted or not, as Mirror Pose does
+        givers = hands.scene_hands(context.scene, "BOTH", required=False)
         posed = []
         for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
-            pose = copied[side] if side in copied else copied[other_side(side)].mirrored()
+            if side in copied:
+                pose = copied[side]
+            elif self.fingers_only:
+                pose = copied[other_side(side)].mirrored()
+            else:  # no rig of the copied side here: mirrored through this rig's own YZ plane
+                pose = pose_conv.world_mirrored(copied[other_side(side)], givers.get(other_side(side), obj), obj)
             if self.fingers_only:
                 pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
             posed.append((obj, pose))

@@ -314,3 +314,13 @@ def into_rig_space(pose: dict[str, np.ndarray], source_world: np.ndarray, rig_wo
     head = np.asarray(rig_wrist_head, np.float64) + np.asarray(pose["transl"], np.float64) @ M.T
     out["transl"] = (head @ rotation.T + shift - rig_wrist_head) @ M
     return out
+
+
+def world_mirrored(pose: HandPose, giver, taker) -> HandPose:
+    """``pose`` shown on rig ``giver`` → its world mirror image through ``giver``'s armature YZ plane, as a
+    pose for the other-side rig ``taker`` (whatever either's parents); refuses rigs of different world scales."""
+    mirrored = pose.mirrored()  # the mirror image within the giving armature's own space
+    moved = into_rig_space({"global_orient": mirrored.global_orient, "transl": mirrored.transl},
+                           np.array(giver.matrix_world), np.array(taker.matrix_world),
+                           np.array(taker.data.bones[WRIST].head_local))
+    return mirrored.replace(**moved)

@@ -148,6 +148,24 @@ def test_copy_then_paste_restores_the_pose(session):
     assert result["unchanged"] is True
 
 
+@pytest.mark.parametrize("case", ["both", "one"])
+def test_paste_of_one_hand_gives_the_other_its_world_mirror_under_parents(session, case):
+    """The missing hand is the world mirror image through the copied side's armature YZ plane (as Mirror Pose)."""
+    _no_error(session, "paste_parented")
+    world = session.arrays[f"paste_parented_{case}_source_world"]
+    reflection = world @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ np.linalg.inv(world)
+    given = session.arrays[f"paste_parented_{case}_right"]
+    expected = np.c_[given, np.ones(len(given))] @ reflection.T
+    np.testing.assert_allclose(session.arrays[f"paste_parented_{case}_left"], expected[:, :3], atol=1e-5)
+
+
+def test_paste_of_one_hand_refuses_rigs_of_different_scales_unless_fingers_only(session):
+    _no_error(session, "paste_parented")
+    result = session["paste_parented"]
+    assert "scaled differently" in result["scaled_error"] and result["scaled_unchanged"]
+    assert result["scaled_fingers_only"] is True
+
+
 def test_finger_sliders_pose_one_finger_by_anatomy(session):
     _no_error(session, "sliders")
     angles = anatomy.curl_spread_angles({"index": 1.0, "thumb": 0.5}, {"pinky": 0.5})

@@ -75,21 +75,35 @@ def world_bones(side: str) -> np.ndarray:
     return (points @ world.T)[:, :3]
 
 
+def parent_to_empty(empties: list, side: str, location, rotation, scale, keep_transform) -> None:
+    """Parent a hand to a new Empty (appended to ``empties``, for the caller to remove)."""
+    empty = bpy.data.objects.new(f"Parent.{side}.{len(empties)}", None)
+    bpy.context.scene.collection.objects.link(empty)
+    empty.location, empty.rotation_euler, empty.scale = location, rotation, (scale,) * 3
+    empties.append(empty)
+    bpy.context.view_layer.update()
+    arm = hand(side)
+    arm.parent = empty
+    arm.matrix_parent_inverse = empty.matrix_world.inverted() if keep_transform else np.eye(4).tolist()
+    bpy.context.view_layer.update()
+
+
+def unparent_hands(kept: dict, empties: list) -> None:
+    for side in SIDES:
+        hand(side).parent = None
+        hand(side).matrix_world = kept[side]
+    for empty in empties:
+        bpy.data.objects.remove(empty)
+    bpy.context.view_layer.update()
+
+
 def mirror_parented():
     """Mirror Pose with placement on rigs under moved, rotated and scaled parents (Empties)."""
     kept = {side: hand(side).matrix_world.copy() for side in SIDES}
     empties = []
 
-    def parent(side, location, rotation, scale, keep_transform):
-        empty = bpy.data.objects.new(f"Parent.{side}.{len(empties)}", None)
-        bpy.context.scene.collection.objects.link(empty)
-        empty.location, empty.rotation_euler, empty.scale = location, rotation, (scale,) * 3
-        empties.append(empty)
-        bpy.context.view_layer.update()
-        arm = hand(side)
-        arm.parent = empty
-        arm.matrix_parent_inverse = empty.matrix_world.inverted() if keep_transform else np.eye(4).tolist()
-        bpy.context.view_layer.update()
+    def parent(*args):
+        parent_to_empty(empties, *args)
 
     def mirrored(direction, source):
         paste(a["random_pose"])
@@ -122,11 +136,7 @@ def mirror_parented():
         bpy.context.view_layer.update()
         unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
     finally:
-        for side in SIDES:
-            hand(side).parent = None
-            hand(side).matrix_world = kept[side]
-        for empty in empties:
-            bpy.data.objects.remove(empty)
+        unparent_hands(kept, empties)
     return {"scaled_error": error, "scaled_unchanged": unchanged}
 
 
@@ -172,6 +182,52 @@ def copy_paste():
 
 
 s.check("copy_paste", copy_paste)
+
+
+def paste_parented():
+    """Paste of a right-hand-only pose on rigs under moved, rotated and scaled parents (Empties)."""
+    kept = {side: hand(side).matrix_world.copy() for side in SIDES}
+    empties = []
+    right_only = json.loads(a["random_pose"])
+    right_only["hands"].pop("left")
+    right_only = json.dumps(right_only)
+
+    def record(name):
+        bpy.context.view_layer.update()
+        for side in SIDES:
+            s.arrays[f"paste_parented_{name}_{side}"] = world_bones(side)
+        s.arrays[f"paste_parented_{name}_source_world"] = np.array(hand("right").matrix_world)
+
+    try:
+        # both hands under different parents of one scale, both pasted
+        parent_to_empty(empties, "right", (0.3, -0.2, 0.5), (0.3, 0.5, 1.1), 1.5, False)
+        parent_to_empty(empties, "left", (-1.0, 2.0, 0.1), (0.7, -0.2, 0.4), 1.5, False)
+        paste(right_only, sides="BOTH")
+        record("both")
+        # only the right hand parented, moved and turned; only the left pasted (mirrored through the right rig)
+        unparent_hands(kept, empties)
+        empties.clear()
+        parent_to_empty(empties, "right", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 1.0, True)
+        empties[-1].location, empties[-1].rotation_euler = (0.4, 0.1, -0.3), (0.2, -0.6, 0.9)
+        bpy.context.view_layer.update()
+        paste(a["random_pose"])
+        paste(right_only, sides="LEFT")
+        paste(right_only, sides="RIGHT")  # where the copied right hand lands: the mirror's original
+        record("one")
+        # rigs of different scales: refused, the scene as it was; Fingers Only needs no placement and pastes
+        empties[-1].scale = (2.0, 2.0, 2.0)
+        bpy.context.view_layer.update()
+        before = {side: world_bones(side) for side in SIDES}
+        error = error_of(lambda: bpy.ops.handforge.paste_pose(text=right_only, sides="BOTH"))
+        bpy.context.view_layer.update()
+        unchanged = all(np.array_equal(before[side], world_bones(side)) for side in SIDES)
+        fingers_only = bpy.ops.handforge.paste_pose(text=right_only, sides="BOTH", fingers_only=True) == {"FINISHED"}
+    finally:
+        unparent_hands(kept, empties)
+    return {"scaled_error": error, "scaled_unchanged": unchanged, "scaled_fingers_only": fingers_only}
+
+
+s.check("paste_parented", paste_parented)
 
 
 def sliders():
