@@ -163,7 +163,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
                 pose = copied[side]
             elif self.fingers_only:
                 pose = copied[other_side(side)].mirrored()
-            else:  # no rig of the copied side here: mirrored through this rig's own YZ plane
+            else:  # (with no rig of the copied side here, through this rig's own YZ plane)
                 pose = pose_conv.world_mirrored(copied[other_side(side)], givers.get(other_side(side), obj), obj)
             if self.fingers_only:
                 pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
