@@ -481,3 +481,25 @@ def test_importing_over_a_dangling_link_of_that_name_says_it_exists(weights, tmp
     (tmp_path / "models" / "guidance" / "mine").symlink_to(tmp_path / "moved-away")
     assert main(["models", "import", str(weights[2]), "--kind", "guidance", "--name", "mine"]) == 2
     assert "mine exists; choose another --name or remove it" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("part, key, value, shown", [
+    ("guidance", "layers_per_block", 100000, "layers_per_block is 100000, more than the 196 tensors"),
+    ("guidance", "block_out_channels", [32, 32, 10**12], f"block_out_channels holds {10**12}, more than the"),
+    ("sd/unet", "layers_per_block", 100000, "layers_per_block is 100000, more than the 402 tensors"),
+])
+def test_a_config_of_absurd_sizes_is_refused_before_a_model_is_built(weights, tmp_path, capsys, part, key, value,
+                                                                     shown):
+    # before: the check built the model the config describes (on the meta device), which took minutes and
+    # gigabytes for layers_per_block 100000; the import, which checks first, hung as well
+    root = weights[0]
+    top = part.split("/")[0]
+    folder = tmp_path / top
+    shutil.copytree(root / top, folder)
+    config_file = tmp_path / part / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: value}))
+    assert main(["models", "check", str(folder)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
+    assert len(problems) == 1 and problems[0].startswith(f"    problem: {config_file}: {shown}")
+    assert problems[0].endswith("does not describe them; import or download the weights again")
