@@ -83,6 +83,20 @@ def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_pat
                                                        "[nosuch] (misspelled")
 
 
+def test_a_setting_of_the_wrong_type_fails_the_check_naming_it(tmp_path):
+    # before: exit status 0 (scripts saw no fault), though every job reading the setting fails on it
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[mano]\nmodel_dir = 5\n")
+    said = f"mano.model_dir from {wrong} must be a path (a string), got 5: fix or remove it"
+    done = _doctor(HANDFORGE_CONFIG=str(wrong))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    settings = done.stdout.split("\nSettings (")[1]
+    assert settings.count("mano.model_dir from") == 1  # said once (it was a settings row only)
+    assert "PROBLEM: mano.model_dir from" in settings and "fix or remove it" in settings
+    done = _doctor("--json", HANDFORGE_CONFIG=str(wrong))
+    assert done.returncode == 1 and json.loads(done.stdout)["config_file"]["problem"] == said
+
+
 def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():
     probe = ("import json, sys; from handforge import config; keys = [s.key for s in config.settings()]; "
              "value, source = config.get('evaluation.features'); "

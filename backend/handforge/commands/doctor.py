@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
             f"names settings no engine declares: {', '.join(unknown)} (misspelled?)" if args.engine_package else
             f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an --engine-package's? "
             "`handforge doctor --engine-package PACKAGE` checks them)")
+        # a value of the wrong type (`model_dir = 5`): every job reading it fails, so the check fails too
+        wrong = _wrong_values(config)
+        if wrong:
+            problem, status = "; ".join([*wrong, problem] if problem else wrong), 1
     except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
         problem, status = str(exc), 1
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
@@ -72,6 +76,17 @@ def run(args: argparse.Namespace) -> int:
         return status
     print("\n".join(_text(report, config)))
     return status
+
+
+def _wrong_values(config) -> list[str]:
+    """What each setting whose value cannot be read as its kind says, with the fix."""
+    wrong = []
+    for setting in config.settings():
+        try:
+            config.get(setting.key)
+        except config.ConfigError as exc:
+            wrong.append(f"{exc}: fix or remove it")
+    return wrong
 
 
 def _limits():
@@ -136,7 +151,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
     known = {s.key: s for s in config.settings()}
     for row in report["settings"]:
         if "error" in row:
-            lines.append(f"  {row['error']}")
+            if row["error"] not in report["config_file"]["problem"]:  # (said once)
+                lines.append(f"  {row['error']}")
             continue
         value = row["value"] if row["value"] is not None else "(not set)"
         lines.append(f"  {row['key']} = {value}   [from {row['source']}]")
