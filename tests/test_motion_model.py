@@ -556,6 +556,26 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
 
 
+def test_eval_motion_measures_a_task_or_split_named_twice_once(trained, corpus, tmp_path, capsys):
+    """`--tasks gap15,gap15 --splits train,train` measured gap15 twice, on each clip twice: as named once."""
+    from handforge.cli import main
+    from handforge.datasets import open_corpus
+    from handforge.engines.motion.evaluate import cut_windows, task_window
+
+    out = tmp_path / "report.json"
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train,train", "--checkpoint",
+                 str(trained / "model"), "--windows", "1000", "--frames", "2", "--steps", "1",
+                 "--tasks", "gap15,gap15", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    source = open_corpus(corpus, split="train")
+    windows = cut_windows([source.load(i) for i in range(len(source))], task_window("gap15"), 1000, 0)
+    assert (report["run"]["tasks"], report["run"]["splits"]) == (["gap15"], "train")
+    assert report["run"]["windows"] == {"gap15": len(windows)}
+    assert [r["engine"] for r in report["rows"]] == ["ground truth", "learned", "spline", "keys' Hermite curve"]
+    assert "corpus " + str(corpus) + " (train); windows per task: gap15 " + str(len(windows)) + "\n" in \
+        capsys.readouterr().out
+
+
 def test_eval_motion_refuses_an_empty_task_list(tmp_path, capsys):
     """--tasks "" (or ",") measured nothing and ended in an IndexError traceback (the table of no rows)."""
     from handforge.cli import main

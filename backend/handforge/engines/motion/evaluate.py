@@ -192,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tasks = [t for t in args.tasks.split(",") if t]
+    # a task or split named twice is measured once (twice, its rows were repeated and its clips counted double)
+    tasks = list(dict.fromkeys(t for t in args.tasks.split(",") if t))
+    splits = ",".join(dict.fromkeys(args.splits.split(",")))
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         print(f"handforge eval motion: unknown tasks {unknown}; choose from {', '.join(TASKS)}", file=sys.stderr)
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         clips = []
-        for split in args.splits.split(","):
+        for split in splits.split(","):
             source = open_corpus(args.corpus, split=split)
             clips += [source.load(i) for i in range(len(source))]
         checkpoint = args.checkpoint or config.value(CHECKPOINT.key)
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval motion: {exc}", file=sys.stderr)
         return 2
     if not clips:
-        print(f"handforge eval motion: the split(s) {args.splits} of {args.corpus} hold no clips: choose others "
+        print(f"handforge eval motion: the split(s) {splits} of {args.corpus} hold no clips: choose others "
               "(--splits)", file=sys.stderr)
         return 2
     hand_models = {c.hand_model for c in clips}
@@ -233,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     try:  # every task's windows before any is sampled: a corpus too short for one is said at once
         windows_of = {task: cut_windows(clips, task_window(task), args.windows, args.seed) for task in tasks}
     except ValueError as exc:
-        print(f"handforge eval motion: {exc} in the split(s) {args.splits}: choose tasks with shorter windows "
+        print(f"handforge eval motion: {exc} in the split(s) {splits}: choose tasks with shorter windows "
               "(--tasks) or a corpus of longer clips", file=sys.stderr)
         return 2
     hands = load_hand_model(hand_models.pop())
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     features = load_features()
     rows, full = [], {}
-    print(f"checkpoint {checkpoint}; corpus {args.corpus} ({args.splits}); windows per task: "
+    print(f"checkpoint {checkpoint}; corpus {args.corpus} ({splits}); windows per task: "
           + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
     for task in tasks:
         windows = windows_of[task]
@@ -277,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows))
     if args.out:
-        write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": args.splits,
+        write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": splits,
                                         "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
                                         "variation": args.variation, "smoothing": args.smoothing,
                                         "frames": args.frames, "batch": args.batch, "tasks": list(tasks),
