@@ -108,6 +108,25 @@ def test_cli_names_a_broken_sample_and_how_to_fix_it(tmp_path, capsys, labels, i
     assert not (tmp_path / "report.json").exists()  # nothing half-written
 
 
+def test_cli_takes_a_folder_under_the_home_as_other_commands_do(tmp_path, capsys, monkeypatch):
+    """`handforge eval image '~/renders'` (a ~ the shell leaves, quoted or after "="): "no samples/*/labels.json
+    under ~/renders" before, though the folder was there."""
+    import json
+
+    from PIL import Image
+
+    from handforge.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sample = tmp_path / "renders" / "samples" / "000000"
+    sample.mkdir(parents=True)
+    (sample / "labels.json").write_text('{"hands": {}}')
+    Image.new("RGB", (32, 32)).save(sample / "rgb.png")
+    assert main(["eval", "image", "~/renders", "--out", "~/report.json"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "report.json").read_text())["summary"]["samples"] == 1
+    assert "1 samples, 0/0 hands detected" in capsys.readouterr().out
+
+
 def test_a_half_written_sample_of_a_killed_export_is_no_sample(tmp_path):
     """An export killed mid-write leaves samples/.partial-NNNNNN, its labels.json maybe cut short: eval
     image counted it as a sample (a duplicate of the one the resume writes) or failed on its labels."""

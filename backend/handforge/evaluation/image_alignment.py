@@ -23,7 +23,7 @@ def sample_folders(root: str | Path) -> list[Path]:
     """The sample folders of an export-layout folder, in order; a clear error when there are none. Hidden
     folders are not samples: an export killed mid-write leaves ``.partial-NNNNNN`` (its labels maybe cut
     short), which a resume removes."""
-    root = Path(root)
+    root = Path(root).expanduser()  # as open_corpus: "~/renders" quoted, or after "=", reaches here unexpanded
     folders = sorted(p.parent for p in root.glob("samples/*/labels.json") if not p.parent.name.startswith("."))
     if not folders:
         raise ValueError(f"no samples/*/labels.json under {root}: give a folder written by `handforge export` "
