@@ -503,3 +503,22 @@ def test_a_config_of_absurd_sizes_is_refused_before_a_model_is_built(weights, tm
     problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
     assert len(problems) == 1 and problems[0].startswith(f"    problem: {config_file}: {shown}")
     assert problems[0].endswith("does not describe them; import or download the weights again")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("part", ["guidance", "sd/unet", "sd/vae", "sd/text_encoder"])
+def test_loading_a_folder_of_absurd_sizes_is_refused_before_a_model_is_built(weights, tmp_path, part):
+    """A folder set in the config (never checked nor imported) went straight to diffusers, which built the
+    model its config describes: a job loading layers_per_block 100000 kept its worker busy for good."""
+    from handforge.engines.image.loading import WeightsError, build_pipeline
+
+    root = weights[0]
+    for top in ("sd", "guidance"):
+        shutil.copytree(root / top, tmp_path / top)
+    config_file = tmp_path / part / "config.json"
+    key = "num_hidden_layers" if part.endswith("text_encoder") else "layers_per_block"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: 100000}))
+    with pytest.raises(WeightsError) as refused:
+        build_pipeline(tmp_path / "sd", [tmp_path / "guidance"])
+    assert str(refused.value).startswith(f"{config_file}: {key} is 100000, more than the ")
+    assert refused.value.path == tmp_path / part

@@ -202,6 +202,45 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
                               "safetensors); copy or save the checkpoint again") from None
 
 
+def config_size_problem(file: str | Path, config: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str:
+    """Why a diffusers/transformers ``config`` (read from ``file``) cannot describe weights of these tensor
+    ``shapes`` ('' when it may). Building a model from it, even on the meta device, takes time and memory
+    that grow with its values, so a damaged one (``layers_per_block: 100000``) hung whatever built it. No
+    size can exceed the weights' values, and no count of layers nor list of blocks their tensors (each
+    layer or block holds one at least)."""
+    tensors, values = len(shapes), sum(math.prod(shape) for shape in shapes.values())
+
+    def ints(value: Any) -> list[int]:
+        if isinstance(value, list):
+            return [i for v in value for i in ints(v)]
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
+    for key, value in config.items():
+        limit, what = (tensors, "tensors") if "layers" in key else (values, "values")
+        big = next((f"{'holds ' if isinstance(value, list) else 'is '}{i}" for i in ints(value) if i > limit), None)
+        if big is None and isinstance(value, list) and len(value) > tensors:
+            big, limit, what = f"has {len(value)} entries", tensors, "tensors"
+        if big is not None:
+            return (f"{file}: {key} {big}, more than the {limit} {what} of its weights file, so it does not "
+                    "describe them; import or download the weights again")
+    return ""
+
+
+def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
+    """``config_size_problem`` of ``folder``'s config.json against its safetensors file ``weights``; '' also
+    when either cannot be read (whatever loads the folder then says why)."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        with safe_open(str(folder / weights), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (OSError, ValueError, SafetensorError):
+        return ""
+    return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
+
+
 def _check_config_sizes(cls: type, folder: Path, config: dict[str, Any], values: int) -> None:
     """Refuse a config.json whose whole-number arguments (those ``cls.__init__`` defaults to an int) are not
     whole numbers, or exceed the ``values`` its weights file holds: no size of a model describing those

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from handforge.engines.checkpoints import WEIGHTS_NAME, folder_size_problem
+
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # SD 1.x's UNet learned 1000 noise levels; DDIM samples up to that many steps (eval's --steps), each at
 # one of them, so a scheduler config of fewer (0, a damaged file) cannot drive it
@@ -74,6 +76,7 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
                 except BaseException:
                     stopped = True  # the caller's to handle (a cancelled job), not a damaged file
                     raise
+                _check_sizes(path / name, "model.safetensors" if name == "text_encoder" else WEIGHTS_NAME)
                 parts[name] = _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
                                         path / name)
             parts.update(tokenizer=CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
@@ -122,6 +125,14 @@ def _complete(loaded: tuple[Any, Mapping[str, Any]], folder: Path) -> Any:
     return model
 
 
+def _check_sizes(folder: Path, weights: str = WEIGHTS_NAME) -> None:
+    """Refuse a config whose sizes its weights cannot have, before diffusers builds the model from it
+    (``layers_per_block: 100000`` kept a job's worker busy for good)."""
+    problem = folder_size_problem(folder, weights)
+    if problem:
+        raise WeightsError(problem, folder)
+
+
 def sd_parts_on(parts: dict[str, Any], device: str) -> dict[str, Any]:
     """``load_sd``'s parts with its models on ``device`` (the tokenizer and the scheduler stay as they are)."""
     return {k: v.to(device) if k not in ("tokenizer", "scheduler") else v for k, v in parts.items()}
@@ -143,6 +154,7 @@ def load_controlnet(path: str | Path, dtype: Any = None):
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)", path)
+    _check_sizes(path)
     try:
         loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
                                                  output_loading_info=True)

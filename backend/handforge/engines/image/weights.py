@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from handforge import config
+from handforge.engines.checkpoints import config_size_problem
 from handforge.engines.image.settings import (
     CONTROLNETS,
     GUIDANCE,
@@ -111,7 +111,7 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         report.problems.append(f"{file}: not a readable safetensors file ({exc})")
         return {}
-    problem = _size_problem(folder / "config.json", config, found)
+    problem = config_size_problem(folder / "config.json", config, {k: shape for k, (shape, _) in found.items()})
     if problem:
         report.problems.append(problem)
         return {}
@@ -134,29 +134,6 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
                         f"{len(found)} tensors, {', '.join(dtypes)}"
                         + (f", sha256 {_sha256(file)}" if digest else ""))
     return config
-
-
-def _size_problem(file: Path, config: dict[str, Any], found: dict[str, tuple[tuple[int, ...], str]]) -> str:
-    """Why ``config`` (read from ``file``) cannot describe the weights ``found`` ('' when it may): building
-    the model from it, even on the meta device, takes time and memory that grow with its values, so a
-    damaged one (``layers_per_block: 100000``) hung the check. No size can exceed the weights' values,
-    and no count of layers nor list of blocks their tensors (each layer or block holds one at least)."""
-    tensors, values = len(found), sum(math.prod(shape) for shape, _ in found.values())
-
-    def ints(value: Any) -> list[int]:
-        if isinstance(value, list):
-            return [i for v in value for i in ints(v)]
-        return [value] if isinstance(value, int) and not isinstance(value, bool) else []
-
-    for key, value in config.items():
-        limit, what = (tensors, "tensors") if "layers" in key else (values, "values")
-        big = next((f"{'holds ' if isinstance(value, list) else 'is '}{i}" for i in ints(value) if i > limit), None)
-        if big is None and isinstance(value, list) and len(value) > tensors:
-            big, limit, what = f"has {len(value)} entries", tensors, "tensors"
-        if big is not None:
-            return (f"{file}: {key} {big}, more than the {limit} {what} of its weights file, so it does not "
-                    "describe them; import or download the weights again")
-    return ""
 
 
 def _sha256(file: Path) -> str:
