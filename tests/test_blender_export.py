@@ -142,3 +142,93 @@ def test_a_render_submitted_and_never_collected_does_not_answer_the_next_one(ble
     np.testing.assert_array_equal(collect(), second)
     with pytest.raises(RuntimeError, match="collected already"):
         collect()
+
+
+def _export_until_rendering(tmp_path):
+    """A real ``handforge export`` with Blender RGB, its temporary folder ``tmp_path/tmp``, returned once
+    it has rendered (its first sample is in place): (process, dataset folder, temporary folder)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    scratch, out = tmp_path / "tmp", tmp_path / "data"
+    scratch.mkdir()
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 1000, "width": 48, "height": 40}))
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet"],
+                               cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)}, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "samples" / "000000").is_dir():  # renamed into place whole: rendered and written
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the export did not start rendering: {process.communicate()}")
+        time.sleep(0.05)
+    return process, out, scratch
+
+
+def _resume(tmp_path, out, samples):
+    import os
+    import subprocess
+    import sys
+
+    rerun = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet",
+                            "--samples", str(samples)], cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "(1 new," in rerun.stdout
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"{i:06d}" for i in range(samples)]
+    return rerun
+
+
+def _finished(out) -> int:
+    return len([p for p in (out / "samples").iterdir() if not p.name.startswith(".")])
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_a_stopped_export_removes_its_blender_scratch_folder_and_resumes(tmp_path, how):
+    """SIGTERM to the export, or Ctrl-C (SIGINT to its process group), once Blender renders: the scratch
+    folder (the hand-off files, Blender's own temporary files) goes, the finished samples stay and the
+    same command continues. SIGTERM's default action ended the process on the spot and left the folder."""
+    import os
+    import signal
+
+    process, out, scratch = _export_until_rendering(tmp_path)
+    assert len(list(scratch.glob("handforge-blender-*"))) == 1
+    if how == "SIGTERM":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == (143 if how == "SIGTERM" else 130), err
+    if how == "SIGTERM":
+        assert err.strip().splitlines()[-1] == ("handforge export: stopped by SIGTERM; finished samples are kept: "
+                                                "run the same command again to continue")
+    assert list(scratch.iterdir()) == []
+    _resume(tmp_path, out, _finished(out) + 1)
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_killed_exports_scratch_folder_is_removed_by_the_next_run_and_no_other(tmp_path):
+    """kill -9 leaves the scratch folder; the next run removes it (its owner's pid, recorded in it, is
+    gone) and leaves a live run's, one whose owner is not recorded, one of another host and another user's."""
+    import os
+    import signal
+
+    process, out, scratch = _export_until_rendering(tmp_path)
+    (killed,) = scratch.glob("handforge-blender-*")
+    os.killpg(process.pid, signal.SIGKILL)  # the export and its Blender
+    process.communicate(timeout=60)
+    assert (killed / "owner.pid").read_text().split()[0] == str(process.pid)
+    kept = {"live": f"{os.getpid()} {os.uname().nodename}", "unrecorded": None,
+            "elsewhere": f"{process.pid} another-host"}
+    if os.geteuid() == 0:  # root can make one another user owns
+        kept["another-user"] = f"{process.pid} {os.uname().nodename}"
+    for name, owner in kept.items():
+        (scratch / f"handforge-blender-{name}").mkdir()
+        if owner:
+            (scratch / f"handforge-blender-{name}" / "owner.pid").write_text(owner + "\n")
+    if "another-user" in kept:
+        os.chown(scratch / "handforge-blender-another-user", 65534, 65534)
+    _resume(tmp_path, out, _finished(out) + 1)
+    assert sorted(p.name for p in scratch.iterdir()) == sorted(f"handforge-blender-{name}" for name in kept)

@@ -2,17 +2,18 @@
 once, every sample a vertex update, a camera and lights, and a render (Workbench or Cycles).
 
 bpy runs in its own process: its state is process-global and a crash there must not take the
-export down. Vertices travel as ``.npy`` files in a private temporary folder; requests and replies
-are JSON lines (never pickle).
+export down. Vertices travel as ``.npy`` files in a private scratch folder (``handforge.scratch``: one
+left by a killed export is removed by the next renderer started); requests and replies are JSON lines
+(never pickle).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,9 +21,11 @@ import numpy as np
 from PIL import Image
 
 from handforge.render.camera import Camera, to_blender
+from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
 REPLY = "HANDFORGE_WORKER "
+SCRATCH_PREFIX = "handforge-blender-"
 
 
 class BlenderRenderError(RuntimeError):
@@ -37,22 +40,27 @@ class BlenderRGB:
         if engine not in ("workbench", "cycles"):
             raise ValueError(f"unknown Blender engine {engine!r}: use 'workbench' or 'cycles'")
         self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
-        self._tmp: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
+        self._log = None
         self._topology: dict[str, tuple[int, ...]] | None = None
         self._pending: object | None = None  # the ticket of a render submitted and not collected yet
 
     def __enter__(self) -> "BlenderRGB":
-        self._tmp = tempfile.TemporaryDirectory(prefix="handforge-blender-")
-        self.work = Path(self._tmp.name)
-        self._log = open(self.work / "blender.log", "w+")
-        self._start()
+        self.work = scratch_folder(SCRATCH_PREFIX)
+        try:
+            self._log = open(self.work / "blender.log", "w+")
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def _start(self) -> None:
         self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker"], cwd=self.work,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                      env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user")})
+                                      # Blender's own temporary folder inside ours: removed with it
+                                      env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user"),
+                                           "TMPDIR": str(self.work)})
         self._topology = None  # a new process holds no meshes yet
         self._pending: object | None = None  # and owes no reply
         self.version = self._reply().get("ready")
@@ -70,10 +78,13 @@ class BlenderRGB:
         self._proc.stdout.close()
 
     def __exit__(self, *exc: Any) -> None:
-        if self._proc is not None:
-            self._stop()
-        self._log.close()
-        self._tmp.cleanup()
+        try:
+            if self._proc is not None:
+                self._stop()
+        finally:
+            if self._log is not None:
+                self._log.close()
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def _reply(self) -> dict[str, Any]:
         for line in self._proc.stdout:

@@ -1,0 +1,61 @@
+"""Private scratch folders in the system's temporary folder (a Blender renderer's hand-off files, the
+export workers' temporary files) that outlive an owner killed outright (SIGKILL, out of memory).
+
+Each folder records its owner (``OWNER``: pid and host); making a folder of a kind first removes the
+folders of that kind that are this user's, were made on this host and whose owner process is gone.
+A folder without a readable owner (being made, another program's, another user's) is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+OWNER = "owner.pid"
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A new folder ``<tempdir>/<prefix>XXXXXXXX`` (0700) owned by this process; ``sweep(prefix)`` first."""
+    sweep(prefix)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    return folder
+
+
+def sweep(prefix: str) -> list[Path]:
+    """Remove the ``prefix`` folders whose owner is gone (``_abandoned``); returns them."""
+    removed = [folder for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*") if _abandoned(folder)]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+def _abandoned(folder: Path) -> bool:
+    try:
+        if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return False
+        pid, host = (folder / OWNER).read_text().split()
+        pid = int(pid)
+        if pid <= 0:
+            return False
+    except (OSError, ValueError):  # not a folder of ours, or its owner has not written its pid yet
+        return False
+    # another host's pid (a temporary folder shared by machines or containers) says nothing here
+    return host == socket.gethostname() and not running(pid)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a reused pid only keeps a folder a while longer)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+__all__ = ["OWNER", "running", "scratch_folder", "sweep"]
