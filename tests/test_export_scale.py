@@ -246,19 +246,30 @@ def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
     assert not (tmp_path / "data").exists()
 
 
-def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_run(tmp_path, monkeypatch):
+def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_export(tmp_path):
     """A driver killed with SIGKILL cannot remove its workers' scratch folder (340 KB of Blender files
-    each, 34 of them left in /tmp by one afternoon's runs); the next run removes those of drivers that
-    are gone and leaves the others."""
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = tmp_path / f"handforge-export-workers-{int(gone.stdout)}-abc"
-    alive = tmp_path / f"handforge-export-workers-{os.getppid()}-def"
-    for folder in (orphan, alive):
-        (folder / "blender").mkdir(parents=True)
-    with LocalPool(SPEC, str(tmp_path / "data"), 1) as pool:
-        assert Path(pool.scratch).parent == tmp_path and Path(pool.scratch).is_dir()
-        assert not orphan.exists() and alive.is_dir()
-    assert not Path(pool.scratch).exists()
+    each, 34 of them left in /tmp by one afternoon's runs); the next export, with workers or not,
+    removes it (its owner's pid, recorded in it, is gone) and leaves a running export's. Before, only
+    the next run with --workers did."""
+    scratch, out = tmp_path / "tmp", tmp_path / "data"
+    scratch.mkdir()
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 100000}))
+    command = [sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    driver = subprocess.Popen([*command, "--workers", "1"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _finished(out):
+        assert driver.poll() is None, driver.stderr.read()
+        assert time.monotonic() < deadline, "no samples written in 2 minutes"
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    (killed,) = scratch.glob("handforge-export-workers-*")
+    live = scratch / "handforge-export-workers-live"
+    live.mkdir()
+    (live / "owner.pid").write_text(f"{os.getpid()} {os.uname().nodename}\n")
+    last = max(int(p.parent.name) for p in _finished(out))
+    rerun = subprocess.run([*command, "--samples", str(last + 2)], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not killed.exists() and list(scratch.iterdir()) == [live]

@@ -1,9 +1,10 @@
 """Private scratch folders in the system's temporary folder (a Blender renderer's hand-off files, the
 export workers' temporary files) that outlive an owner killed outright (SIGKILL, out of memory).
 
-Each folder records its owner (``OWNER``: pid and host); making a folder of a kind first removes the
-folders of that kind that are this user's, were made on this host and whose owner process is gone.
-A folder without a readable owner (being made, another program's, another user's) is left alone.
+Each folder, ``<tempdir>/handforge-<kind>-XXXXXXXX``, records its owner (``OWNER``: pid and host).
+``sweep()`` removes the ones that are this user's, were made on this host and whose owner process is
+gone, whatever their kind; making a folder sweeps first, and so does ``handforge export``. A folder
+without a readable owner (being made, another program's, another user's) is left alone.
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ import socket
 import tempfile
 from pathlib import Path
 
+PREFIX = "handforge-"
 OWNER = "owner.pid"
 
 
-def scratch_folder(prefix: str) -> Path:
-    """A new folder ``<tempdir>/<prefix>XXXXXXXX`` (0700) owned by this process; ``sweep(prefix)`` first."""
-    sweep(prefix)
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+def scratch_folder(kind: str) -> Path:
+    """A new folder ``<tempdir>/handforge-<kind>-XXXXXXXX`` (0700) owned by this process; ``sweep()`` first."""
+    sweep()
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
     (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
     return folder
 
 
-def sweep(prefix: str) -> list[Path]:
-    """Remove the ``prefix`` folders whose owner is gone (``_abandoned``); returns them."""
-    removed = [folder for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*") if _abandoned(folder)]
+def sweep() -> list[Path]:
+    """Remove the scratch folders in the temporary folder whose owner is gone (``_abandoned``); returns them."""
+    removed = [folder for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*") if _abandoned(folder)]
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     return removed
@@ -39,12 +41,10 @@ def _abandoned(folder: Path) -> bool:
             return False
         pid, host = (folder / OWNER).read_text().split()
         pid = int(pid)
-        if pid <= 0:
-            return False
-    except (OSError, ValueError):  # not a folder of ours, or its owner has not written its pid yet
+    except (OSError, ValueError):  # not a scratch folder of ours, or its owner has not written its pid yet
         return False
     # another host's pid (a temporary folder shared by machines or containers) says nothing here
-    return host == socket.gethostname() and not running(pid)
+    return pid > 0 and host == socket.gethostname() and not running(pid)
 
 
 def running(pid: int) -> bool:
@@ -58,4 +58,4 @@ def running(pid: int) -> bool:
     return True
 
 
-__all__ = ["OWNER", "running", "scratch_folder", "sweep"]
+__all__ = ["OWNER", "PREFIX", "running", "scratch_folder", "sweep"]

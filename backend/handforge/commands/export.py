@@ -110,7 +110,9 @@ def _run(args: argparse.Namespace) -> int:
     from handforge.hands.registry import entry as hand_model_entry
     from handforge.render.blender import BlenderRenderError
     from handforge.render.gl import GLUnavailable
+    from handforge.scratch import sweep
 
+    sweep()  # the scratch folders of exports killed outright (SIGKILL), whatever they ran
     try:
         spec = load_spec(args.spec)
         overrides = {**spec.to_dict(), **{k: v for k, v in (("samples", args.samples), ("seed", args.seed))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from handforge.export.shards import Event
+from handforge.scratch import scratch_folder
 
 
 def _die_with_parent() -> None:
@@ -62,23 +63,6 @@ def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent
         worker.close()
 
 
-SCRATCH_PREFIX = "handforge-export-workers-"
-
-
-def _remove_orphaned_scratch() -> None:
-    """The scratch folders of local export drivers that have died (killed: 340 KB each with Blender)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:  # gone (a reused pid only keeps a folder a while longer)
-            shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # alive, another user's
-            pass
-
-
 class LocalPool:
     """``start``/``submit``/``wait``/``stop`` of ``handforge.export.shards.Pool`` on local processes;
     ``workers``: how many will run at once, so each gets its share of the CPUs' threads."""
@@ -91,10 +75,9 @@ class LocalPool:
 
     def __enter__(self) -> "LocalPool":
         # the workers' temporary files (their Blender's) go under one folder of the run's, removed at the
-        # end: a killed or hung worker cannot clean up after itself. A killed driver cannot either: its
-        # folder is named for it, and the next run removes those of drivers that are gone
-        _remove_orphaned_scratch()
-        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        # end: a killed or hung worker cannot clean up after itself. A killed driver cannot either: the
+        # folder records it, and the next export removes those of drivers that are gone (``handforge.scratch``)
+        self.scratch = str(scratch_folder("export-workers"))
         return self
 
     starts_at_once = True  # a worker not ready within the start timeout is hung (``shards``)

@@ -25,7 +25,6 @@ from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
 REPLY = "HANDFORGE_WORKER "
-SCRATCH_PREFIX = "handforge-blender-"
 
 
 class BlenderRenderError(RuntimeError):
@@ -46,7 +45,7 @@ class BlenderRGB:
         self._pending: object | None = None  # the ticket of a render submitted and not collected yet
 
     def __enter__(self) -> "BlenderRGB":
-        self.work = scratch_folder(SCRATCH_PREFIX)
+        self.work = scratch_folder("blender")
         try:
             self._log = open(self.work / "blender.log", "w+")
             self._start()
