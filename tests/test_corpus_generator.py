@@ -192,6 +192,19 @@ def test_more_workers_than_cores_start_a_process_per_core(tmp_path, monkeypatch)
     assert started == [3] and list(tmp_path.iterdir()) == []
 
 
+def test_the_command_says_when_it_runs_fewer_workers_than_asked(tmp_path, capsys):
+    """One line, as ``handforge export --workers`` says it (the count was capped silently, and export refused it)."""
+    import os
+
+    assert main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "2", "--workers", "100000",
+                 "--stats-sample", "0", "--no-figures", "--quiet"]) == 0
+    cpus = os.cpu_count() or 1
+    assert [line for line in capsys.readouterr().err.splitlines() if "--workers" in line] == [
+        f"handforge corpus: --workers 100000 is more than this machine's {cpus} CPUs: running {cpus} (each holds "
+        "torch and a generator, about 300 MB)"]
+    assert len(list((tmp_path / "c" / "clips").iterdir())) == 2
+
+
 def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = build.run_chunk

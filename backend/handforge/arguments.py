@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -239,5 +240,15 @@ def output_folder(text: str) -> str:
     return str(path)
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "at_least", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+def cpu_capped(command: str, workers: int, why: str) -> int:
+    """``--workers`` at most this machine's CPUs (a process more than the cores only waits, and holds its
+    memory), with one line on stderr when it was more; every command with local worker processes uses it."""
+    cpus = os.cpu_count() or 1
+    if workers > cpus:
+        print(f"handforge {command}: --workers {workers} is more than this machine's {cpus} CPUs: running {cpus} "
+              f"({why})", file=sys.stderr)
+    return min(workers, cpus)
+
+
+__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "at_least", "cpu_capped", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

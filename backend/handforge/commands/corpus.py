@@ -6,7 +6,7 @@ import argparse
 import errno
 import sys
 
-from handforge.arguments import output_folder
+from handforge.arguments import cpu_capped, output_folder
 
 NAME = "corpus"
 HELP = "generate the open two-hand motion corpus (clips, train/validation/test splits, summary)"
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=int, required=True, help="number of clips to generate")
     parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same corpus")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (use the number of cores: more start no more processes than that)")
+                        help="worker processes (at most the number of cores: more run that many, and say so)")
     parser.add_argument("--chunk-size", type=int, default=128, help="clips per unit of work (part of the seed's meaning)")
     parser.add_argument("--stats-sample", type=int, default=200,
                         help="clips sampled for the evaluation statistics in the summary (exact meshes: slow)")
@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from handforge.corpus.build import CorpusError, SummaryError, write_corpus
     from handforge.corpus.generator import CorpusSettings
 
+    workers = cpu_capped("corpus", args.workers, "each holds torch and a generator, about 300 MB")
     try:
-        summary = write_corpus(args.out, args.sequences, args.seed, workers=args.workers,
+        summary = write_corpus(args.out, args.sequences, args.seed, workers=workers,
                                settings=CorpusSettings(chunk_size=args.chunk_size), stats_sample=args.stats_sample,
                                figures=not args.no_figures, progress=not args.quiet)
     except CorpusError as exc:

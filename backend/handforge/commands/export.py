@@ -11,7 +11,7 @@ import sys
 import threading
 from dataclasses import asdict
 
-from handforge.arguments import POSITIVE, at_least, number_in, output_folder
+from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder
 from handforge_shared.protocol import with_hint
 
 NAME = "export"
@@ -173,10 +173,9 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
 
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if not args.ray and workers > (os.cpu_count() or 1):  # locally or on a Ray of the run's own: this machine
-        raise ValueError(f"--workers: {workers} is more than this machine's {os.cpu_count() or 1} CPUs (each worker "
-                         "renders with its own Blender, about 0.5 GB); use at most that many, or --ray ADDRESS for a "
-                         "cluster")
+    if not args.ray:  # locally or on a Ray of the run's own: this machine
+        workers = cpu_capped("export", workers, "each worker renders with its own Blender, about 0.5 GB; "
+                             "--ray ADDRESS for a cluster")
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 
