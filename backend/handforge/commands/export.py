@@ -101,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
     from handforge.export.shards import WorkerStartError
