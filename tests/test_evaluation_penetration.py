@@ -278,6 +278,27 @@ def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
     assert (grad.abs().sum(-1) > 0).sum(-1).tolist() == [1, 1, 0]
 
 
+def test_closest_distances_are_scipys_per_pair_however_far_apart(model):
+    """``closest_distances`` (the interaction score's gap: one k-d tree for the batch) against scipy's
+    k-d tree over each pair, for hands touching, apart, and metres apart (beyond the shift between pairs
+    that holds the hands alone)."""
+    from scipy.spatial import cKDTree
+
+    from handforge.evaluation.penetration import closest_distances
+
+    places = [(-0.17, 0.01, 0.0), (-0.2, 0.0, 0.0), (-0.6, 0.0, 0.0), (-3.0, 2.0, 0.5), (0.0, 0.0, 0.0)]
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in zip(("flat", "fist", "ok", "relaxed", "flat"),
+                                                                            places)]).detach()
+    # the first right hand 40 m out along x, past where the tree puts the later pairs' left hands
+    rights = torch.stack([posed(model, "right", n, transl=t) for n, t in
+                          zip(("relaxed", "pinch", "fist", "flat", "point"), [(40.0, 0.0, -7.0)] + [(0, 0, 0)] * 4)])
+    got = closest_distances(lefts, rights.detach())
+    oracle = [cKDTree(lefts[i].double().numpy()).query(rights[i].detach().double().numpy())[0].min() for i in range(5)]
+    assert got.shape == (5,) and np.allclose(got, oracle, rtol=0, atol=1e-12), (got, oracle)
+    assert got[0] > 39
+    assert closest_distances(lefts[:0], rights[:0].detach()).shape == (0,)  # no pair apart: nothing to measure
+
+
 def test_one_fixed_search_gives_the_loss_and_gaps_of_separate_searches(model):
     """``FixedHands.search`` (one k-d tree query for the guidance's two terms, the points that cannot be
     a pair's closest left out) changes nothing: the same depths, gaps and gradients as a search each."""

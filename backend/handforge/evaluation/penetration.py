@@ -427,19 +427,34 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: F
     return depth.clamp(min=0) * candidate
 
 
-class _PairTree:
-    """Nearest-vertex search within each pair's own target (N, T, 3), for query points that lie in
-    or near (centimetres; the pairs are over a metre apart) their pair's bounding box: one k-d tree
-    holds every pair's target, each pair shifted far along x so that a query never finds a vertex of
-    another pair (one C++ call instead of a loop over pairs)."""
+def closest_distances(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarray:
+    """For each pair (B,), the smallest distance (m) between a vertex of A (B, Va, 3) and one of B (B, Vb, 3),
+    however far apart: one k-d tree over the batch (exact; a tree per pair took 2 ms a pair)."""
+    a, b = (v.detach().cpu().double() for v in (verts_a, verts_b))
+    if not len(a):
+        return np.zeros(0)
+    tree = _PairTree(a, reach=float(b.abs().max()))
+    pairs, count = b.shape[:2]
+    slot = torch.arange(pairs).repeat_interleave(count)
+    points = b.reshape(-1, 3)
+    nearest = a[slot, tree.nearest(points, slot)]
+    return torch.linalg.vector_norm(points - nearest, dim=-1).reshape(pairs, count).amin(-1).numpy()
 
-    def __init__(self, targets: torch.Tensor) -> None:
+
+class _PairTree:
+    """Nearest-vertex search within each pair's own target (N, T, 3): one k-d tree holds every pair's
+    target, each pair shifted far along x so that a query never finds a vertex of another pair (one
+    C++ call instead of a loop over pairs). Queries lie within ``reach`` of the origin in every
+    coordinate, as the targets do (by default: in or near their pair's bounding box)."""
+
+    def __init__(self, targets: torch.Tensor, reach: float = 0.0) -> None:
         from pykdtree.kdtree import KDTree
 
         t = targets.detach().cpu().double().numpy().copy()
         self.count = t.shape[1]
-        # > any distance within a pair's box (queries lie in it), < any distance to another pair's
-        self.spacing = 8.0 * np.abs(t).max() + 1.0
+        # every coordinate within r of 0: a distance within a pair is at most 2√3 r < 3.5 r, one to another
+        # pair's vertex at least the shift less 2 r, 6 r + 1: a pair's own nearest vertex is always found
+        self.spacing = 8.0 * max(np.abs(t).max(), reach) + 1.0
         t[..., 0] += (np.arange(len(t)) * self.spacing)[:, None]
         # pykdtree in float64: the same neighbours as scipy's cKDTree, built 2x and queried 1.8x
         # faster than it with every core (4x on one), its queries spread over the cores by OpenMP
