@@ -220,10 +220,14 @@ def test_a_killed_exports_scratch_folder_is_removed_by_the_next_run_and_no_other
     os.killpg(process.pid, signal.SIGKILL)  # the export and its Blender
     process.communicate(timeout=60)
     assert (killed / "owner.pid").read_text().split()[0] == str(process.pid)
-    kept = {"live": f"{os.getpid()} {os.uname().nodename}", "unrecorded": None,
-            "elsewhere": f"{process.pid} another-host"}
+    from handforge.scratch import pid_namespace
+
+    ns = pid_namespace()
+    kept = {"live": f"{os.getpid()} {os.uname().nodename} {ns}", "unrecorded": None,
+            "elsewhere": f"{process.pid} another-host {ns}",
+            "another-pid-namespace": f"{process.pid} {os.uname().nodename} pid:[1]"}
     if os.geteuid() == 0:  # root can make one another user owns
-        kept["another-user"] = f"{process.pid} {os.uname().nodename}"
+        kept["another-user"] = f"{process.pid} {os.uname().nodename} {ns}"
     for name, owner in kept.items():
         (scratch / f"handforge-blender-{name}").mkdir()
         if owner:

@@ -278,7 +278,9 @@ def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_export(tmp_path)
     (killed,) = scratch.glob("handforge-export-workers-*")
     live = scratch / "handforge-export-workers-live"
     live.mkdir()
-    (live / "owner.pid").write_text(f"{os.getpid()} {os.uname().nodename}\n")
+    from handforge.scratch import pid_namespace
+
+    (live / "owner.pid").write_text(f"{os.getpid()} {os.uname().nodename} {pid_namespace()}\n")
     last = max(int(p.parent.name) for p in _finished(out))
     rerun = subprocess.run([*command, "--samples", str(last + 2)], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=300)

@@ -1,10 +1,13 @@
 """Private scratch folders in the system's temporary folder (a Blender renderer's hand-off files, the
 export workers' temporary files) that outlive an owner killed outright (SIGKILL, out of memory).
 
-Each folder, ``<tempdir>/handforge-<kind>-XXXXXXXX``, records its owner (``OWNER``: pid and host).
-``sweep()`` removes the ones that are this user's, were made on this host and whose owner process is
-gone, whatever their kind; making a folder sweeps first, and so does ``handforge export``. A folder
-without a readable owner (being made, another program's, another user's) is left alone.
+Each folder, ``<tempdir>/handforge-<kind>-XXXXXXXX``, records its owner (``OWNER``: pid, host and
+pid namespace). ``sweep()`` removes the ones that are this user's, were made on this host in this pid
+namespace and whose owner process is gone, whatever their kind; making a folder sweeps first, and so
+does ``handforge export``. A folder without a readable owner (being made, another program's, another
+user's) is left alone, and so is one made in another pid namespace: containers sharing a temporary
+folder and a host name (a Kubernetes pod's containers, ``docker run --network host``) number their
+processes apart, so its pid says nothing here (a live export's folder was removed).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +27,7 @@ def scratch_folder(kind: str) -> Path:
     """A new folder ``<tempdir>/handforge-<kind>-XXXXXXXX`` (0700) owned by this process; ``sweep()`` first."""
     sweep()
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
-    (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()} {pid_namespace() or 'unknown'}\n")
     return folder
 
 
@@ -39,12 +43,25 @@ def _abandoned(folder: Path) -> bool:
     try:
         if folder.is_symlink() or folder.stat().st_uid != os.getuid():
             return False
-        pid, host = (folder / OWNER).read_text().split()
+        pid, host, namespace = (folder / OWNER).read_text().split()
         pid = int(pid)
     except (OSError, ValueError):  # not a scratch folder of ours, or its owner has not written its pid yet
         return False
-    # another host's pid (a temporary folder shared by machines or containers) says nothing here
-    return pid > 0 and host == socket.gethostname() and not running(pid)
+    # another host's or pid namespace's pid (a temporary folder shared by machines or containers) says
+    # nothing here; neither does one whose namespace is unknown
+    ours = pid_namespace()
+    return pid > 0 and host == socket.gethostname() and ours is not None and namespace == ours and not running(pid)
+
+
+def pid_namespace() -> str | None:
+    """This process's pid namespace ("pid:[4026531836]" on Linux; "-" where there are none), None when unknown."""
+    if not sys.platform.startswith("linux"):
+        return "-"
+    try:
+        found = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc
+        return None
+    return found if found and not any(c.isspace() for c in found) else None
 
 
 def running(pid: int) -> bool:
@@ -58,4 +75,4 @@ def running(pid: int) -> bool:
     return True
 
 
-__all__ = ["OWNER", "PREFIX", "running", "scratch_folder", "sweep"]
+__all__ = ["OWNER", "PREFIX", "pid_namespace", "running", "scratch_folder", "sweep"]
