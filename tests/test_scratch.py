@@ -46,6 +46,7 @@ def test_only_a_gone_owners_folder_of_this_host_and_pid_namespace_is_removed(tmp
             _folder(tmp, "other-host", f"{dead} another-host {ns}"),
             _folder(tmp, "other-namespace", f"{dead} {host} pid:[1]"),
             _folder(tmp, "unknown-namespace", f"{dead} {host} unknown"),
+
             _folder(tmp, "unrecorded-namespace", f"{dead} {host}")]
     os.symlink(gone, tmp / "handforge-blender-link")  # a link to a gone owner's folder: not followed
     assert scratch.sweep() == [gone]
@@ -92,3 +93,17 @@ while True:  # pids in a new namespace count up from 1: fork until the owner get
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux boot ids")
+def test_a_folder_of_another_machine_with_the_same_host_name_is_left_alone(tmp, tmp_path, monkeypatch):
+    """Two machines of one host name sharing the folder (cloned VMs, a TMPDIR on NFS): their first pid
+    namespaces have the same number, so only the boot tells them apart."""
+    dead = _dead_pid()
+    boot = tmp_path / "boot_id"
+    boot.write_text("another-machine\n")
+    with monkeypatch.context() as there:  # the other machine makes a folder; its owner is alive there
+        there.setattr(scratch, "BOOT_ID", boot, raising=False)
+        there.setattr(scratch.os, "getpid", lambda: dead)
+        folder = scratch.scratch_folder("blender")
+    assert scratch.sweep() == [] and folder.is_dir()

@@ -1,9 +1,9 @@
 """Private scratch folders in the system's temporary folder (a Blender renderer's hand-off files, the
 export workers' temporary files) that outlive an owner killed outright (SIGKILL, out of memory).
 
-Each folder, ``<tempdir>/handforge-<kind>-XXXXXXXX``, records its owner (``OWNER``: pid, host and
-pid namespace). ``sweep()`` removes the ones that are this user's, were made on this host in this pid
-namespace and whose owner process is gone, whatever their kind; making a folder sweeps first, and so
+Each folder, ``<tempdir>/handforge-<kind>-XXXXXXXX``, records its owner (``OWNER``: pid, host, pid
+namespace and the machine's boot). ``sweep()`` removes the ones that are this user's, were made on this
+host, boot and pid namespace and whose owner process is gone, whatever their kind; making a folder sweeps first, and so
 does ``handforge export``. A folder without a readable owner (being made, another program's, another
 user's) is left alone, and so is one made in another pid namespace: containers sharing a temporary
 folder and a host name (a Kubernetes pod's containers, ``docker run --network host``) number their
@@ -21,6 +21,7 @@ from pathlib import Path
 
 PREFIX = "handforge-"
 OWNER = "owner.pid"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # a machine's boot (Linux)
 
 
 def scratch_folder(kind: str) -> Path:
@@ -54,14 +55,16 @@ def _abandoned(folder: Path) -> bool:
 
 
 def pid_namespace() -> str | None:
-    """This process's pid namespace ("pid:[4026531836]" on Linux; "-" where there are none), None when unknown."""
+    """This process's pid namespace and the machine's boot ("pid:[4026531836]@<boot id>" on Linux; "-" where
+    there are none), None when unknown. The namespace's number alone is the same on every machine (the first
+    namespace's): two machines of one host name sharing the folder (cloned VMs on NFS) read as one."""
     if not sys.platform.startswith("linux"):
         return "-"
     try:
-        found = os.readlink("/proc/self/ns/pid")
+        found = f"{os.readlink('/proc/self/ns/pid')}@{BOOT_ID.read_text().strip()}"
     except OSError:  # no /proc
         return None
-    return found if found and not any(c.isspace() for c in found) else None
+    return found if not any(c.isspace() for c in found) and not found.endswith("@") else None
 
 
 def running(pid: int) -> bool:
