@@ -123,9 +123,9 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
 def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     """Blender's export and ``handforge export`` claim folders the same way (``writers.claim_folder``):
     neither writes into the other's, another request is refused before queueing, a busy folder is typed."""
-    from handforge.export.run import export
+    from handforge.export.run import export, hand_model_identity
     from handforge.export.spec import parse_spec
-    from handforge.export.writers import SPEC_RECORD, FolderTaken, run_lock
+    from handforge.export.writers import HAND_MODEL, SPEC_RECORD, FolderTaken, run_lock
 
     rng = np.random.default_rng(3)
     params, arrays = _request(tmp_path / "scene", rng)
@@ -142,6 +142,17 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     renamed = {**params, "command": "Blender 4.5 Export Labelled Renders of hands.blend", "samples": 23}
     assert client.run("export_renders", renamed, arrays).data["written"] == 0
     assert failure.value.code == "invalid_params"
+    # the hand model is recorded as ``handforge export`` records it: another one refused, none (a folder
+    # recorded before it was) resumed and recorded
+    path = tmp_path / "scene" / SPEC_RECORD
+    record = json.loads(path.read_text())
+    assert record[HAND_MODEL] == hand_model_identity(load_hand_model("open"))
+    path.write_text(json.dumps({**record, HAND_MODEL: {"name": "open", "blake2b": "0" * 32}}))
+    with pytest.raises(JobFailed, match="holds samples made with another open hand model"):
+        client.run("export_renders", params, arrays)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != HAND_MODEL}))
+    assert client.run("export_renders", params, arrays).data["written"] == 0
+    assert json.loads(path.read_text()) == record
     spec = parse_spec({"samples": 1, "width": 64, "height": 64, "render": {"engine": "none"}})
     with pytest.raises(FolderTaken, match="another spec"):
         export(spec, tmp_path / "scene", progress=False)

@@ -343,6 +343,45 @@ def test_the_card_names_the_hand_model_files_and_an_export_made_before_resumes(t
     assert all(f"- hand model file {key}: {path.resolve()} (" in markdown for key, path in files.items())
 
 
+def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, monkeypatch):
+    """The MANO files of mano.model_dir changed between a run and its resume: the resumed samples were
+    posed with another model, unsaid. The record holds a digest of the model's arrays as loaded: other
+    files are refused in one line, with workers too; the same model converted .pkl → .npz (convert-mano)
+    resumes; a folder recorded before the digest was resumes and gets it."""
+    from handforge.cli import main
+    from handforge.export import writers
+    from handforge.export.shards import export_sharded
+    from handforge.export.writers import FolderTaken
+    from tests.support.synthetic_mano import synthetic_mano, write_mano_pickle, write_synthetic_mano
+
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(write_synthetic_mano(tmp_path / "pkl")))
+    spec = parse_spec({**SPEC, "samples": 4, "width": 32, "height": 32, "outputs": ["mesh"], "hand_model": "mano"})
+    out = tmp_path / "data"
+    export(spec, out, progress=False, limit=1)
+    record = json.loads((out / writers.SPEC_RECORD).read_text())
+    assert record[writers.HAND_MODEL]["name"] == "mano"
+    for side, data in synthetic_mano().items():  # other MANO files: one array moved by 0.1 mm
+        moved = {**data, "v_template": data["v_template"] + 1e-4} if side == "right" else data
+        write_mano_pickle(moved, tmp_path / "other" / f"MANO_{side.upper()}.pkl")
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "other"))
+    refused = (f"^{out} holds samples made with another mano hand model \\(.*mano.model_dir\\): resuming would "
+               "mix two datasets; restore the hand model's files to resume, or choose a new folder$")
+    with pytest.raises(FolderTaken, match=refused):
+        export(spec, out, progress=False)
+    with pytest.raises(FolderTaken, match=refused):
+        export_sharded(spec, out, lambda: pytest.fail("refused before any worker"), 2, command="test", progress=False)
+    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record and len(finished_indices(out, 4)) == 1
+    assert main(["convert-mano", "--model-dir", str(tmp_path / "pkl"), "--out", str(tmp_path / "npz")]) == 0
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "npz"))
+    assert export(spec, out, progress=False, limit=1)["written"] == 1  # the same model: resumed
+    card = json.loads((out / "dataset_card.json").read_text())
+    assert {Path(f["path"]).suffix for f in card["hand_model_files"].values()} == {".npz"}
+    writers.write_atomic(out / writers.SPEC_RECORD,
+                         json.dumps({k: v for k, v in record.items() if k != writers.HAND_MODEL}))
+    assert export(spec, out, progress=False, limit=1)["written"] == 1  # recorded before it was: resumed
+    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record  # and recorded now
+
+
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     """A camera among the hands (keypoints behind it), hands out of the picture or none in view:
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can

@@ -179,14 +179,24 @@ def test_a_ray_address_nothing_answers_at_is_refused_at_once(tmp_path):
 def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monkeypatch):
     from handforge.export.shards import WorkerStartError
     from handforge.export.spec import parse_spec
+    from handforge.hands.mano_files import MANOFileError
+    from tests.support.synthetic_mano import write_synthetic_mano
 
     (tmp_path / "no-mano").mkdir()
-    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))  # the workers inherit it
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(write_synthetic_mano(tmp_path / "mano")))
     mano = parse_spec({**SPEC, "hand_model": "mano"})
     out = tmp_path / "data"
+
+    def pool_without_mano():  # the driver has loaded its model (the folder records it); the workers cannot
+        monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))  # the workers inherit it
+        return LocalPool(mano.to_dict(), str(out), 2)
+
     with pytest.raises(WorkerStartError, match="an export worker could not start: MANOFileError"):
-        export_sharded(mano, out, lambda: LocalPool(mano.to_dict(), str(out), 2), 2, command=COMMAND, progress=False)
+        export_sharded(mano, out, pool_without_mano, 2, command=COMMAND, progress=False)
     assert not out.exists()  # nothing left behind
+    with pytest.raises(MANOFileError, match="MANO_LEFT.pkl is missing"):  # the driver's own: before any worker
+        export_sharded(mano, out, lambda: pytest.fail("no worker"), 2, command=COMMAND, progress=False)
+    assert not out.exists()
 
 
 def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):

@@ -24,7 +24,7 @@ import numpy as np
 
 from handforge.export import writers
 from handforge.export.labels import moved_pose
-from handforge.export.run import HAND_THREADS, label_scene, write_dataset
+from handforge.export.run import HAND_THREADS, hand_model_identity, label_scene, write_dataset
 from handforge.runtime import torch_threads
 from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
@@ -169,9 +169,12 @@ def check_folder(out: str, signature: str) -> Path:
     return path
 
 
-def folder_record(signature: str) -> dict[str, str]:
-    """What the dataset folder records of the request that made it (a rerun of the same one resumes)."""
-    return {"blender_request": signature}
+def folder_record(signature: str, model=None) -> dict[str, Any]:
+    """What the dataset folder records of the request that made it (a rerun of the same one resumes),
+    and of the hand ``model`` that poses its samples (none in the check before the job is queued:
+    the hand model is compared when the job starts)."""
+    identity = {writers.HAND_MODEL: hand_model_identity(model)} if model is not None else {}
+    return {"blender_request": signature, **identity}
 
 
 def _writable(folder: Path) -> bool:
@@ -216,6 +219,6 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
                              settings={"source": "a Blender scene's hands and cameras",
                                        "frames": [request.frames[0], request.frames[-1]],
                                        "cameras": [c.name for c in request.cameras]},
-                             record=folder_record(signature), record_of=RECORD_OF)
+                             record=folder_record(signature, model), record_of=RECORD_OF)
     except writers.FolderTaken as exc:  # taken since the check, or a folder that cannot be made
         raise BlenderExportError(str(exc)) from None

@@ -8,6 +8,8 @@ samples at the end, so an interrupted and resumed run gives the same bytes as an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -191,11 +193,13 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
     per folder at a time, and the folder must be new, empty or this export's (``writers.claimed_folder``
-    with ``record``, ``folder_record(spec)`` unless given, and ``record_of`` naming what it records in
-    the refusal)."""
+    with ``record``, ``folder_record(spec, out, model)`` unless given, and ``record_of`` naming what it
+    records in the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
-    with writers.claimed_folder(out, folder_record(spec, out) if record is None else record, record_of) as removed:
+    model = model if model is not None else load_hand_model(spec.hand_model)  # the record names it
+    record = folder_record(spec, out, model) if record is None else record
+    with writers.claimed_folder(out, record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed)
 
 
@@ -206,7 +210,6 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
-    model = model if model is not None else load_hand_model(spec.hand_model)
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -232,12 +235,29 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             "finished": finished, "seconds": seconds, "failed": failed}
 
 
-def folder_record(spec: ExportSpec, out: Path) -> dict[str, Any]:
-    """What dataset folder ``out`` records of the spec that made it: the spec, and the identity of its input
+def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
+    """What dataset folder ``out`` records of the spec that made it: the spec, the identity of its input
     files (a resume after one changed would mix two datasets; none for a spec without such files), the
-    hashes of files unchanged since ``out`` recorded them reused."""
+    hashes of files unchanged since ``out`` recorded them reused, and the loaded hand ``model``'s."""
     inputs = writers.file_identities(input_files(spec), writers.recorded_inputs(out))
-    return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {})}
+    return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {}),
+            writers.HAND_MODEL: hand_model_identity(model)}
+
+
+def hand_model_identity(model) -> dict[str, str]:
+    """Which hand model poses the samples: its name and a BLAKE2b of both sides' rig arrays as loaded
+    (names, dtypes, shapes, bytes). Not its files' bytes: MANO's .pkl converted to .npz
+    (``handforge convert-mano``) is the same model; other MANO files, or another open hand rig, are not."""
+    digest = hashlib.blake2b(digest_size=16)
+    for side in SIDES:
+        rig = model.rig(side)
+        for field in dataclasses.fields(rig):
+            array = getattr(rig, field.name)
+            if isinstance(array, np.ndarray):
+                array = np.ascontiguousarray(array)
+                digest.update(f"{side}.{field.name}:{array.dtype.str}:{array.shape}".encode())
+                digest.update(array.tobytes())
+    return {"name": model.name, "blake2b": digest.hexdigest()}
 
 
 def hand_model_files(name: str) -> dict[str, dict[str, Any]]:

@@ -102,17 +102,20 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     if not sample_timeout > 0:  # also refuses NaN
         raise ValueError(f"sample timeout: expected a positive number of seconds, got {sample_timeout}")
     from handforge.export.run import check_rgb_source, folder_record
+    from handforge.hands import load_hand_model
 
     check_rgb_source(spec)  # missing image weights: refused before any worker starts
     out = Path(out)
+    # the driver's one copy: the record names it, and MANO's mean pose goes into the InterHand files
+    model = load_hand_model(spec.hand_model)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    with writers.claimed_folder(out, folder_record(spec, out)) as removed:
+    with writers.claimed_folder(out, folder_record(spec, out, model)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                              poll_seconds, sample_timeout, removed)
+                              poll_seconds, sample_timeout, removed, model)
 
 
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                   poll_seconds, sample_timeout, removed: int) -> dict[str, Any]:
+                   poll_seconds, sample_timeout, removed: int, model) -> dict[str, Any]:
     from handforge.export.run import finalise
 
     pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
@@ -130,7 +133,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                                                      fault, poll_seconds, out, sample_timeout)
         writers.clean_partial(out)  # what dead workers left of samples that were given up
     seconds = time.perf_counter() - start
-    finished = finalise(spec, out, command, renderer_name or _known_renderer(out))
+    finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
     # a failed sample that a replaced worker finished after all is not a failure
     failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,

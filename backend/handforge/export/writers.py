@@ -36,6 +36,7 @@ SAMPLES = "samples"
 LABELS = "labels.json"
 SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
 INPUTS = "inputs"  # in it: the files besides the spec the samples were made from (``file_identities``)
+HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were posed with (``run.hand_model_identity``)
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
@@ -75,11 +76,13 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     which a rerun of the same one resumes. Refused: a folder with other files, one holding another
     export (``what`` names it: its samples would be mixed with this one's, and its card would
     describe neither), one made from other input files (the record's ``INPUTS``, ``file_identities``:
-    a background image or clip changed, added or removed), or, when the record has ``samples`` (which
+    a background image or clip changed, added or removed), one made with another hand model (its
+    ``HAND_MODEL``: e.g. other MANO files in ``mano.model_dir``), or, when the record has ``samples`` (which
     may grow: a rerun with more extends the dataset), more finished samples than that. ``write=False``
     only checks (before a job is queued)."""
     path = out / SPEC_RECORD
-    mutable = ("samples", INPUTS)  # more samples extend the dataset; the inputs are checked on their own
+    # more samples extend the dataset; the inputs and the hand model are checked on their own
+    mutable = ("samples", INPUTS, HAND_MODEL)
     wanted = {k: v for k, v in record.items() if k not in mutable}
     if path.is_file():
         held = _held_record(out)
@@ -94,6 +97,12 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             raise FolderTaken(f"{out} holds samples made from other input files ({inputs_changed(held[INPUTS], now)} "
                               "since): resuming would mix two datasets; restore the file(s) to resume, or choose a "
                               "new folder")
+        # (a folder recorded before the hand model was: resumed, recorded now; a check without it: not compared)
+        held_model, model = held.get(HAND_MODEL), record.get(HAND_MODEL)
+        if held_model is not None and model is not None and held_model != model:
+            raise FolderTaken(f"{out} holds samples made with another {model['name']} hand model (its arrays "
+                              "as loaded differ, e.g. other MANO files in mano.model_dir): resuming would mix two "
+                              "datasets; restore the hand model's files to resume, or choose a new folder")
         extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
                     if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
         if extra:
