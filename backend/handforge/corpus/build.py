@@ -42,6 +42,7 @@ from handforge.corpus.summary import (
 )
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, DatasetError, clip_path, load_clip, read_splits
 from handforge.runtime import torch_threads
+from handforge.scratch import running
 from handforge_shared.poses import MotionClip
 
 SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
@@ -132,20 +133,10 @@ def remove_abandoned(out: Path) -> list[Path]:
     prefix = f".{out.name}.partial-{socket.gethostname()}-"
     for work in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):  # (a name may hold [ or *)
         pid = work.name[len(prefix):] if work.name.startswith(prefix) else ""
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not running(int(pid)):
             shutil.rmtree(work, ignore_errors=True)
             removed.append(work)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
