@@ -148,6 +148,7 @@ def _export_until_rendering(tmp_path):
     """A real ``handforge export`` with Blender RGB, its temporary folder ``tmp_path/tmp``, returned once
     it has rendered (its first sample is in place): (process, dataset folder, temporary folder)."""
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -155,8 +156,11 @@ def _export_until_rendering(tmp_path):
     scratch, out = tmp_path / "tmp", tmp_path / "data"
     scratch.mkdir()
     (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 1000, "width": 48, "height": 40}))
+    # Ctrl-C as at a terminal: tests run in the background (`cmd &` in a script) inherit SIGINT ignored,
+    # which Python then keeps, and the export would go on to its end
     process = subprocess.Popen([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet"],
                                cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)}, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / "samples" / "000000").is_dir():  # renamed into place whole: rendered and written
