@@ -306,3 +306,27 @@ def test_failed_statistics_keep_the_finished_corpus(tmp_path, monkeypatch, capsy
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["evaluation"] == {"error": "ValueError: metric exploded"} and summary["sequences"] == 3
 
+
+
+def test_sigterm_stops_the_corpus_and_removes_its_work_folder(tmp_path):
+    """``kill`` (SIGTERM) while clips are written ends the run as Ctrl-C does: exit 143, one line, the
+    hidden work folder removed. Its default action ended the process on the spot and left the folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "corpus"
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "corpus", "--out", str(out), "--sequences", "2000",
+                                "--chunk-size", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".corpus.partial-*/clips/*.npz")):  # writing clips: inside the work folder
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "stopped by SIGTERM"
+    assert list(tmp_path.iterdir()) == []

@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
         logging.getLogger("accelerate").setLevel(logging.WARNING)
     from handforge.config import ConfigError
+    from handforge.termination import EXIT_STATUS, Terminated, sigterm_unwinds
 
     try:
-        return int(runners[args.command](args) or 0)
+        with sigterm_unwinds():
+            return int(runners[args.command](args) or 0)
+    except Terminated:
+        print("stopped by SIGTERM", file=sys.stderr)
+        return EXIT_STATUS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

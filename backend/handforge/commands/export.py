@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import shlex
-import signal
 import sys
-import threading
 from dataclasses import asdict
 
 from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder
+from handforge.termination import EXIT_STATUS, Terminated
 from handforge_shared.protocol import with_hint
 
 NAME = "export"
@@ -66,38 +64,13 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
     return shlex.join(["handforge", "export", *kept])
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, unwound as Ctrl-C is."""
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """SIGTERM (``kill``, a scheduler's stop) ends the run as Ctrl-C does: Blender's and the workers'
-    scratch folders are removed and the samples already made are written (its default action ended
-    the process on the spot and left the scratch in /tmp); a second SIGTERM does not cut that short."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
-        yield
-        return
-
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        with _sigterm_unwinds():
-            return _run(args)
-    except Terminated:
+        return _run(args)
+    except Terminated:  # (cli.main turns SIGTERM into it): what is kept and how to go on
         print("handforge export: stopped by SIGTERM; finished samples are kept: run the same command again to "
               "continue", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return EXIT_STATUS
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,37 @@
+"""SIGTERM unwinds a command as Ctrl-C does, in the process that ran it and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+SCRIPT = r"""
+import os, signal, sys, time
+from handforge.termination import Terminated, sigterm_unwinds
+
+with sigterm_unwinds():
+    child = os.fork()
+    if child == 0:  # a forked worker (a data loader's): SIGTERM ends it, as a pool that stops it expects
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        os._exit(0)  # not reached: it ended on the signal
+    _, status = os.waitpid(child, 0)
+    print("child", os.WTERMSIG(status) if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}")
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except Terminated:
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one while unwinding does not cut it short
+        print("unwound")
+print("restored", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+"""
+
+
+def test_sigterm_unwinds_the_owner_only_and_a_second_one_waits():
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [f"child {int(signal.SIGTERM)}", "unwound", "restored True"]
+    assert "Traceback" not in done.stderr
