@@ -46,6 +46,7 @@ import torch
 
 from handforge.hands.joint_centres import centre_regressor, skin_depths
 from handforge.hands.lbs import rigid_transforms, skin
+from handforge_shared.files import write_atomic
 from handforge_shared.rig import OPEN_HAND_RIG, HandRig, anatomical_frames
 from handforge_shared.skeleton import FINGER_JOINTS, JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -352,5 +353,5 @@ def write(path: Path = OPEN_HAND_RIG, **kwargs) -> tuple[Path, Bake]:
         "joint_regressor": {JOINT_NAMES[k]: {str(i): round(float(row[i]), 6) for i in np.flatnonzero(row)}
                             for k, row in enumerate(result.joint_regressor)},
     }
-    path.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    write_atomic(path.with_suffix(".json"), json.dumps(info, indent=1) + "\n")  # never half of one beside the rig
     return path, result
