@@ -93,8 +93,13 @@ def test_a_setting_of_the_wrong_type_fails_the_check_naming_it(tmp_path):
     settings = done.stdout.split("\nSettings (")[1]
     assert settings.count("mano.model_dir from") == 1  # said once (it was a settings row only)
     assert "PROBLEM: mano.model_dir from" in settings and "fix or remove it" in settings
+    assert "evaluation.features = " in settings  # the other settings are still listed (they were not)
     done = _doctor("--json", HANDFORGE_CONFIG=str(wrong))
-    assert done.returncode == 1 and json.loads(done.stdout)["config_file"]["problem"] == said
+    report = json.loads(done.stdout)
+    assert done.returncode == 1 and report["config_file"]["problem"] == said
+    rows = {row["key"]: row for row in report["settings"]}
+    assert rows["mano.model_dir"]["error"] == said.removesuffix(": fix or remove it")
+    assert rows["evaluation.features"]["source"] == "default"
 
 
 def test_every_setting_is_known_in_a_fresh_process_whatever_was_imported_first():

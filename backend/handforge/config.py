@@ -208,10 +208,15 @@ def environment() -> dict[str, str]:
 
 
 def describe() -> list[dict[str, Any]]:
-    """Every setting with its value and source, JSON-ready (for doctor and capabilities)."""
+    """Every setting with its value and source, JSON-ready (for doctor and capabilities); a value that
+    cannot be read as its kind is the row's ``error`` (one bad line hid every other setting)."""
     rows = []
     for s in settings():
-        val, source = get(s.key)
-        rows.append({"key": s.key, "env": s.env, "help": s.help,
-                     "value": None if val is None else str(val), "source": source})
+        row = {"key": s.key, "env": s.env, "help": s.help}
+        try:
+            val, source = get(s.key)
+        except ConfigError as exc:
+            rows.append({**row, "value": None, "source": "error", "error": str(exc)})
+            continue
+        rows.append({**row, "value": None if val is None else str(val), "source": source})
     return rows

@@ -80,13 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _wrong_values(config) -> list[str]:
     """What each setting whose value cannot be read as its kind says, with the fix."""
-    wrong = []
-    for setting in config.settings():
-        try:
-            config.get(setting.key)
-        except config.ConfigError as exc:
-            wrong.append(f"{exc}: fix or remove it")
-    return wrong
+    return [f"{row['error']}: fix or remove it" for row in config.describe() if "error" in row]
 
 
 def _limits():
