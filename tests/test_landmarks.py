@@ -129,8 +129,9 @@ def test_cli_takes_a_folder_under_the_home_as_other_commands_do(tmp_path, capsys
 
 def test_a_half_written_sample_of_a_killed_export_is_no_sample(tmp_path):
     """An export killed mid-write leaves samples/.partial-NNNNNN, its labels.json maybe cut short: eval
-    image counted it as a sample (a duplicate of the one the resume writes) or failed on its labels."""
-    for name, text in (("000000", "{}"), (".partial-000001", '{"hands": {"le')):
+    image counted it as a sample (a duplicate of the one the resume writes) or failed on its labels; so was
+    a copy of a sample folder, which the export's own aggregates do not count."""
+    for name, text in (("000000", "{}"), (".partial-000001", '{"hands": {"le'), ("000000 copy", "{}"), ("0", "{}")):
         (tmp_path / "samples" / name).mkdir(parents=True)
         (tmp_path / "samples" / name / "labels.json").write_text(text)
     assert sample_folders(tmp_path) == [tmp_path / "samples" / "000000"]

@@ -10,6 +10,7 @@ found, its confidence, whether the detector's handedness agrees, and the 2D keyp
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,13 @@ PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
 
 
 def sample_folders(root: str | Path) -> list[Path]:
-    """The sample folders of an export-layout folder, in order; a clear error when there are none. Hidden
-    folders are not samples: an export killed mid-write leaves ``.partial-NNNNNN`` (its labels maybe cut
-    short), which a resume removes."""
+    """The sample folders of an export-layout folder, in order; a clear error when there are none. Only
+    the folders the export names as finished samples: not ``.partial-NNNNNN`` (an export killed mid-write,
+    its labels maybe cut short) nor a copy such as "000003 copy" (the same sample twice)."""
+    from handforge.export.writers import finished_indices, sample_dir
+
     root = Path(root).expanduser()  # as open_corpus: "~/renders" quoted, or after "=", reaches here unexpanded
-    folders = sorted(p.parent for p in root.glob("samples/*/labels.json") if not p.parent.name.startswith("."))
+    folders = [sample_dir(root, index) for index in finished_indices(root, count=sys.maxsize)]
     if not folders:
         raise ValueError(f"no samples/*/labels.json under {root}: give a folder written by `handforge export` "
                          "(or generated images in its layout)")
