@@ -240,3 +240,23 @@ def test_a_killed_exports_scratch_folder_is_removed_by_the_next_run_and_no_other
         os.chown(scratch / "handforge-blender-another-user", 65534, 65534)
     _resume(tmp_path, out, _finished(out) + 1)
     assert sorted(p.name for p in scratch.iterdir()) == sorted(f"handforge-blender-{name}" for name in kept)
+
+
+def test_leaving_on_an_error_does_not_wait_for_the_render_in_flight():
+    """An error (or Ctrl-C, SIGTERM) in the export loop while Blender renders: the renderer ends at once.
+    It waited up to 30 s for a render nobody would read (Cycles at many samples), then killed it."""
+    import time
+
+    spec = parse_spec({**SPEC, "render": {"engine": "cycles"}})
+    scene = sample_scene(spec, 0)
+    hands = _hands(load_hand_model("open"), scene)
+    camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+    sample_look(spec, scene)
+    with pytest.raises(KeyboardInterrupt):
+        with BlenderRGB("cycles", samples=1_000_000) as rgb:  # (no adaptive sampling: minutes of render)
+            rgb.submit_sample(scene, camera, hands)
+            time.sleep(1)  # it renders
+            started = time.monotonic()
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < 15
+    assert not rgb.work.exists()

@@ -64,7 +64,10 @@ class BlenderRGB:
         self._pending: object | None = None  # and owes no reply
         self.version = self._reply().get("ready")
 
-    def _stop(self) -> None:
+    def _stop(self, abandon: bool = False) -> None:
+        """End the Blender process: asked to (it finishes its render), or at once when ``abandon``."""
+        if abandon and self._proc.poll() is None:
+            self._proc.terminate()
         try:
             self._proc.stdin.close()
         except BrokenPipeError:  # it died (killed, out of memory): nothing left to tell it
@@ -79,7 +82,9 @@ class BlenderRGB:
     def __exit__(self, *exc: Any) -> None:
         try:
             if self._proc is not None:
-                self._stop()
+                # left by an error, Ctrl-C or SIGTERM: a Cycles render nobody will read could hold the exit
+                # (and its scratch folder) for the 30 s of the wait below
+                self._stop(abandon=bool(exc) and exc[0] is not None)
         finally:
             if self._log is not None:
                 self._log.close()
