@@ -219,6 +219,14 @@ def test_measure_says_whether_clips_is_a_file_missing_or_empty(given, needle, tm
     assert capsys.readouterr().err.splitlines() == [f"handforge measure: {needle}"]
 
 
+def test_measure_reads_clips_given_under_the_home_folder(tmp_path, monkeypatch, capsys):
+    """"--clips=~/clips" (which the shell leaves as it is) was "no such folder", though --out took "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    MotionClip.from_frames([side_by_side()] * 4).save(tmp_path / "clips" / "a.npz")
+    assert main(["measure", "--clips=~/clips", "--frames", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["clips"] == 1
+
+
 def test_measure_refuses_mean_relative_clips(tmp_path, capsys):
     """Raw InterHand2.6M clips (mean-relative finger poses) were measured as if flat: every metric of other poses."""
     clip = MotionClip.from_frames([side_by_side()] * 4, extra={"pose_convention": "mean_relative"})

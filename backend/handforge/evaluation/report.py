@@ -122,7 +122,7 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     """The motion clips of a folder (or of its ``clips/`` subfolder, as ``handforge corpus`` writes)."""
     from pathlib import Path
 
-    folder = Path(folder)
+    folder = Path(folder).expanduser()  # "--clips=~/clips" reaches us unexpanded (the shell leaves it)
     # said apart from an empty folder: "no motion clips found" for one clip given as a file read as if
     # the clip were not one, and for a mistyped folder hid the typo
     if folder.is_file():
