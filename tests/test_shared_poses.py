@@ -285,6 +285,7 @@ def test_text_complex_and_bool_values_are_not_numbers():
     ({"sides": [["right"]]}, "'sides' must list"),
     ({"fps": "0.5"}, "fps must be a positive number"),
     ({"fps": True}, "fps must be a positive number"),
+    ({"fps": 1e308}, "fps must be a positive number, got 1e\\+308 \\(at most 10000 frames"),  # (measure: an overflow)
     ({"extra": 3}, "extra metadata"),
 ])
 def test_bad_metadata_names_the_file(tmp_path, change, message):

@@ -43,6 +43,9 @@ REAL_KINDS = "iuf"  # numpy dtype kinds that are real numbers (no bool, text, co
 # What read_npz accepts uncompressed, from the zip directory before inflating anything: an hour of
 # two-hand motion at 30 fps is about 55 MB, the converted MANO files about 8 MB.
 MAX_NPZ_BYTES = 256 << 20
+# No capture runs faster; the bound keeps a clip's derivatives finite (jerk scales with fps³: a clip
+# of 1e308 fps overflowed in handforge measure, a traceback).
+MAX_FPS = 10_000.0
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -252,8 +255,9 @@ class MotionClip:
             check_side(side)
         check_hand_model(self.hand_model)
         if isinstance(self.fps, (bool, np.bool_)) or not (isinstance(self.fps, (int, float, np.integer, np.floating))
-                                                          and np.isfinite(self.fps) and self.fps > 0):
-            raise PoseFormatError(f"fps must be a positive number, got {self.fps!r}")
+                                                          and 0 < self.fps <= MAX_FPS):
+            raise PoseFormatError(f"fps must be a positive number, got {self.fps!r} "
+                                  f"(at most {MAX_FPS:g} frames a second)")
         lengths = {s: p.batch_shape for s, p in self.hands.items()}
         for s, shape in lengths.items():
             if len(shape) != 1:
