@@ -232,6 +232,20 @@ def test_corpus_into_a_folder_the_file_system_refuses_is_one_line(capsys):
     assert code == 2 and "cannot write into /proc" in line and "choose a folder you can write to" in line
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="writes under /proc, which refuses new files")
+def test_a_report_into_a_folder_the_file_system_refuses_is_one_line_before_any_work(capsys, tmp_path):
+    """/proc refuses new files though access() allows them to root: measure ran, then a traceback at its
+    end; a write that fails at the end (a full disk) is one line too, and leaves nothing."""
+    from handforge.arguments import ReportWriteError, write_report
+
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["measure", "--clips", str(tmp_path), "--out", "/proc/handforge_report.json"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "--out: cannot write /proc/handforge_report.json" in line, line
+    with pytest.raises(ReportWriteError, match="could not write the report /proc/handforge_report.json: .*nothing"):
+        write_report("/proc/handforge_report.json", {"fd": 1.5})
+
+
 def test_corpus_under_a_name_too_long_for_its_work_folder_says_how_long_it_may_be(capsys, tmp_path):
     """A name that fits while its work folder beside it (the name and 18 characters more) does not: it said
     "cannot write into" the parent folder, which was writable."""

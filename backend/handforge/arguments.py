@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -170,6 +171,11 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"its folder {folder} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
+    try:  # access() lets root write where the file system refuses new files (/proc, a read-only mount)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({exc.strerror or exc}): "
+                                         "choose a folder you can write to") from None
     return text
 
 
@@ -209,6 +215,10 @@ def torch_device(text: str) -> str:
     return text.strip()
 
 
+class ReportWriteError(RuntimeError):
+    """A command's report could not be written; ``handforge.cli`` says it in one line."""
+
+
 def write_report(path: str | Path, data: Any) -> None:
     """Write a command's JSON report to ``path`` (checked by ``report_file``) all at once: written
     beside it and renamed into place, so an interrupted write never leaves half a report."""
@@ -216,9 +226,13 @@ def write_report(path: str | Path, data: Any) -> None:
 
     from handforge_shared.files import atomic_file
 
-    with atomic_file(Path(path).expanduser()) as fh:
-        json.dump(data, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
-        fh.write("\n")
+    try:
+        with atomic_file(Path(path).expanduser()) as fh:
+            json.dump(data, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
+            fh.write("\n")
+    except OSError as exc:  # a folder that passed report_file's look but refuses files (a read-only or full disk)
+        raise ReportWriteError(f"could not write the report {path}: {exc.strerror or exc}; nothing was written: "
+                               "choose another --out and run it again") from None
 
 
 @_path_errors_said
@@ -250,5 +264,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "at_least", "cpu_capped", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from handforge import __version__, commands
-from handforge.arguments import Parser
+from handforge.arguments import Parser, ReportWriteError
 
 
 def _command_modules() -> list:
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # read by whichever setting the command needs first
         print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
         return 2
+    except ReportWriteError as exc:  # (every command's --out report, the engines' evaluations too)
+        print(f"handforge {args.command}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         # A path given with a name over the file system's limit (255 bytes) made the first look at it
         # (is_dir, exists, stat) raise, in every command that reads a path: a traceback. Other OSErrors
