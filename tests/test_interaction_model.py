@@ -208,6 +208,14 @@ def test_a_stride_that_skips_every_contact_frame_is_named(corpus):
         load_pairs(corpus, "train", stride=100000)
 
 
+def test_an_empty_split_is_named_with_its_corpus(corpus):
+    """eval interaction on a corpus without test clips said "the source (split, max_clips) selected none"."""
+    from handforge.engines.interaction.data import load_pairs
+
+    with pytest.raises(ValueError, match=f"^the test split of {corpus} holds no clips: choose another split"):
+        load_pairs(corpus, "test")  # the fixture's one person group is all in train
+
+
 def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, capsys, monkeypatch):
     """The corpus's contact frames repeat template poses, so a small split's ground-truth or reference
     draw can hold 5 or fewer distinct configurations, too few for k-NN precision/recall (k = 5): that

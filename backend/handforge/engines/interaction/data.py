@@ -67,7 +67,10 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
     """The interaction frames of a corpus folder and/or an InterHand2.6M root, as one ``Pairs``."""
     sources = []
     if corpus is not None:
-        sources.append(open_corpus(corpus, split=split, max_clips=max_clips))
+        source = open_corpus(corpus, split=split, max_clips=max_clips)
+        if not len(source):  # the store's "the source (split, max_clips) selected none" named neither
+            raise ValueError(f"the {split} split of {corpus} holds no clips: choose another split, or a larger corpus")
+        sources.append(source)
     if interhand is not None:
         sources.append(open_interhand(interhand, split=split, hands_mean=hands_mean, max_clips=max_clips))
     if not sources:
