@@ -248,6 +248,9 @@ def test_vertices_in_millimetres_and_kid_subsets_of_one_are_refused():
     box = trimesh.creation.box(extents=(30.0, 30.0, 30.0))  # 30 "mm": a 30 m cube if read as metres
     with pytest.raises(ValueError, match="must be in metres"):
         penetration_metrics(box.vertices, box.vertices + 5.0, box.faces, box.faces)
+    far = (trimesh.creation.box(extents=(0.1, 0.1, 0.1)).vertices + 1e30).astype(np.float32)  # float32: one point
+    with pytest.raises(ValueError, match="lie 1e\\+30 m from the origin"):  # (was: "does not enclose a volume")
+        pair_metrics(far, far, box.faces, box.faces)
     with pytest.raises(ValueError, match="subset_size must be at least 2"):
         kid(np.random.default_rng(0).normal(size=(10, 4)), np.random.default_rng(1).normal(size=(10, 4)), subset_size=1)
 

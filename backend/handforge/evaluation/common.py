@@ -18,6 +18,10 @@ def as_numpy(value: Any) -> np.ndarray:
 
 
 MAX_HAND_EXTENT_M = 2.0  # no hand (with a forearm) spans more along one axis
+# Farther from the origin, the hand models' float32 vertices lose the hand's millimetres (their step is
+# 0.06 mm at 1 km, 6 cm at 1000 km): a clip translated by 1e30 m collapsed each hand to a point and was
+# said as a mesh "wound clockwise"
+MAX_HAND_DISTANCE_M = 1000.0
 
 
 def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -30,6 +34,11 @@ def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("vertices contain NaN or inf")
     extent = max(float(np.ptp(h, axis=1).max()) for h in (a, b)) if a.shape[1] and b.shape[1] else 0.0
+    distance = max(float(np.abs(h).max()) for h in (a, b)) if a.size and b.size else 0.0
+    if distance > MAX_HAND_DISTANCE_M:
+        raise ValueError(f"a hand's vertices lie {distance:.4g} m from the origin, more than the "
+                         f"{MAX_HAND_DISTANCE_M:g} m within which its millimetres can be measured: check the hands' "
+                         "translations (transl, in metres)")
     if extent > MAX_HAND_EXTENT_M:  # millimetres would be accepted and measured with metre thresholds
         raise ValueError(f"a hand's vertices span {extent:.4g} along an axis: they must be in metres (a hand is "
                          f"about 0.2 m; millimetres? divide by 1000)")
