@@ -89,3 +89,13 @@ def test_the_command_reports_mano_from_the_users_files(synthetic_mano_dir, capsy
     assert report["poses"]["flat"]["buried_faces"] == 0 and report["poses"]["fist"]["buried_faces"] > 0
     assert main(["self-intersection", "--model", "mano", "--model-dir", str(synthetic_mano_dir / "nope")]) == 2
     assert "mano.is.tue.mpg.de" in capsys.readouterr().err
+
+
+def test_a_mano_folder_given_for_the_open_hand_is_refused(synthetic_mano_dir, capsys):
+    """--model-dir without --model mano measured the open hand (the default) and said nothing of the folder."""
+    from handforge.cli import main
+
+    assert main(["self-intersection", "--model-dir", str(synthetic_mano_dir), "--poses", "flat"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "handforge self-intersection: --model-dir is MANO's folder, but --model is open: add --model mano, or leave "
+        "out --model-dir"]

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from handforge.hands.errors import HandModelError
     from handforge_shared import pose_library
 
+    if args.model_dir is not None and args.model != "mano":  # (measured the open hand, the folder unread)
+        print(f"handforge self-intersection: --model-dir is MANO's folder, but --model is {args.model}: add "
+              "--model mano, or leave out --model-dir", file=sys.stderr)
+        return 2
     names = args.poses or pose_library.names()
     unknown = sorted(set(names) - set(pose_library.names()))
     if unknown:
