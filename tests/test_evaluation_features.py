@@ -227,6 +227,16 @@ def test_measure_reads_clips_given_under_the_home_folder(tmp_path, monkeypatch, 
     assert json.loads(capsys.readouterr().out)["clips"] == 1
 
 
+def test_measure_refuses_an_empty_clips_path(tmp_path, monkeypatch, capsys):
+    """"--clips $UNSET" gave "", which is the current folder: its clips were measured as if asked for."""
+    monkeypatch.chdir(tmp_path)
+    MotionClip.from_frames([side_by_side()] * 4).save(tmp_path / "a.npz")
+    for argv in (["--clips", ""], ["--clips", str(tmp_path), "--reference", ""]):  # (no comparison, unsaid)
+        assert main(["measure", *argv]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "handforge measure: the clips folder is an empty path: give the folder of motion clips (.npz)"]
+
+
 def test_measure_refuses_mean_relative_clips(tmp_path, capsys):
     """Raw InterHand2.6M clips (mean-relative finger poses) were measured as if flat: every metric of other poses."""
     clip = MotionClip.from_frames([side_by_side()] * 4, extra={"pose_convention": "mean_relative"})

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         clips = load_clips(args.clips, args.max_clips)
-        reference = load_clips(args.reference, args.max_clips) if args.reference else None
+        reference = load_clips(args.reference, args.max_clips) if args.reference is not None else None
         models = {c.hand_model for c in clips + (reference or [])}
         if len(models) != 1:
             raise ValueError(f"all clips must use one hand model, found {sorted(models)}")

@@ -122,6 +122,8 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     """The motion clips of a folder (or of its ``clips/`` subfolder, as ``handforge corpus`` writes)."""
     from pathlib import Path
 
+    if not str(folder).strip():  # ("" is the current folder: "--clips $UNSET" measured whatever clips were there)
+        raise ValueError("the clips folder is an empty path: give the folder of motion clips (.npz)")
     folder = Path(folder).expanduser()  # "--clips=~/clips" reaches us unexpanded (the shell leaves it)
     # said apart from an empty folder: "no motion clips found" for one clip given as a file read as if
     # the clip were not one, and for a mistyped folder hid the typo
