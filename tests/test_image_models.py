@@ -522,3 +522,18 @@ def test_loading_a_folder_of_absurd_sizes_is_refused_before_a_model_is_built(wei
         build_pipeline(tmp_path / "sd", [tmp_path / "guidance"])
     assert str(refused.value).startswith(f"{config_file}: {key} is 100000, more than the ")
     assert refused.value.path == tmp_path / part
+
+
+@pytest.mark.parametrize("kind", ["controlnet", "guidance"])
+def test_check_and_import_name_a_folder_of_another_model_class(tmp_path, monkeypatch, capsys, kind):
+    # before: a motion model's folder "did not describe its weights; import or download the weights again"
+    # (its data_mean list outnumbered its tensors), as if a ControlNet download were damaged
+    from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    shown = f"{SHIPPED_CHECKPOINT} holds a MotionDenoiser model, not a ControlNetModel"
+    assert main(["models", "check", str(SHIPPED_CHECKPOINT)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
+    assert len(problems) == 1 and shown in problems[0]
+    assert main(["models", "import", str(SHIPPED_CHECKPOINT), "--kind", kind]) == 2
+    assert shown in capsys.readouterr().err and not (tmp_path / "models").exists()

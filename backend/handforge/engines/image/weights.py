@@ -103,6 +103,11 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     config = _config_json(folder, report)
     if config is None:
         return {}
+    saved_as = config.get("_class_name")
+    if isinstance(saved_as, str) and saved_as != cls.__name__:  # e.g. a motion model: not a damaged ControlNet
+        report.problems.append(f"{folder} holds a {saved_as} model, not a {cls.__name__}: give a {cls.__name__} "
+                               "folder")
+        return {}
     if not file.is_file():
         report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
         return {}
