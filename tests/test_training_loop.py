@@ -201,3 +201,20 @@ def test_a_run_killed_while_saving_leaves_no_half_saved_folders_behind(tmp_path)
     train(fresh_model(), Points(40), loss, settings(run, stop_after=2))
     assert not any(p.exists() for p in (*killed, replaced))
     assert all(p.exists() for p in (only_copy, *mine))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "no_rng_states"])
+def test_a_checkpoint_whose_random_states_cannot_be_restored_is_refused(tmp_path, damage):
+    """accelerate only logs a random-states file it cannot read and goes on with the RNGs as they are: the
+    resumed run finished without a word and with other weights than a run that never stopped."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    states = run / "checkpoints" / "step-00000004" / "random_states_0.pkl"
+    if damage == "garbage":
+        states.write_bytes(b"not a pickle")
+    elif damage == "missing":
+        states.unlink()
+    else:
+        torch.save({"step": 4}, states)
+    with pytest.raises(TrainingError, match="step-00000004 cannot be read.*random_states_0.pkl.*delete it"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))

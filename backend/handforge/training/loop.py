@@ -169,6 +169,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     checkpoint = _newest_checkpoint(out) if s.resume else None
     if checkpoint is not None:
         try:
+            _check_random_states(checkpoint, accelerator.process_index)
             accelerator.load_state(str(checkpoint))
         except RuntimeError as exc:  # e.g. "size mismatch for output.weight": another model's run
             if "size mismatch" not in str(exc) and "Missing key" not in str(exc) and "Unexpected key" not in str(exc):
@@ -353,6 +354,21 @@ def _is_run(recorded: Any) -> bool:
 def _unreadable(checkpoint: Path, exc: BaseException) -> str:
     return (f"{checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): it is damaged; delete it to "
             "resume from the checkpoint before it, or train into a new out folder")
+
+
+def _check_random_states(checkpoint: Path, process_index: int) -> None:
+    """Raise unless ``checkpoint`` holds this process's random states: accelerate's ``load_state`` only logs one
+    it cannot read and goes on with the RNGs as they are, so dropout and the loss's noise left the course of
+    the run that never stopped, without a word."""
+    from accelerate.utils import RNG_STATE_NAME
+
+    file = checkpoint / f"{RNG_STATE_NAME}_{process_index}.pkl"
+    try:
+        states = torch.load(file, weights_only=False)  # (as accelerate reads it: the run's own file)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, not a pickle
+        raise ValueError(f"{file.name}: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(states, dict) and {"random_state", "numpy_random_seed", "torch_manual_seed"} <= states.keys()):
+        raise ValueError(f"{file.name} holds no random states")
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
