@@ -218,3 +218,19 @@ def test_a_checkpoint_whose_random_states_cannot_be_restored_is_refused(tmp_path
         torch.save({"step": 4}, states)
     with pytest.raises(TrainingError, match="step-00000004 cannot be read.*random_states_0.pkl.*delete it"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
+
+
+def test_another_models_run_is_named_so_whatever_steps_are_given(tmp_path):
+    """`train interaction --out` a motion run folder at step 40 with --steps 5 was told to "give at least 40
+    steps", which then failed as another model's run."""
+    class OtherNet(TinyNet):
+        pass
+
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=6))
+    with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\)"):
+        train(OtherNet(width=16, dropout=0.1), Points(40), loss, settings(run, steps=3))
+    with pytest.raises(TrainingError, match=r"other settings \(lr\)"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=3, lr=0.1))
+    with pytest.raises(TrainingError, match="already at step 6, past --steps 3"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=3))

@@ -294,11 +294,6 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     if newest is None and s.resume and (out / MODEL).is_dir():
         raise TrainingError(f"{out} holds a trained model but no checkpoint to resume from: train into a new out "
                             "folder (or delete this one to start over)")
-    if newest is not None:
-        done = _checkpoint_step(newest)
-        if done > s.steps:
-            raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
-                                f"{done} steps, or train into a new out folder")
     if s.resume and settings_file.is_file() and newest is not None:
         try:
             theirs = json.loads(settings_file.read_text())
@@ -320,6 +315,11 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
                 if {"data_statistics", "dataset_size"} & set(changed) else f"other settings ({named})"
             raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
                                 "choose a new out folder (or delete this one to start over)")
+    if newest is not None:  # (after the comparison: more steps would not do for another model's run)
+        done = _checkpoint_step(newest)
+        if done > s.steps:
+            raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
+                                f"{done} steps, or train into a new out folder")
     return mine
 
 
