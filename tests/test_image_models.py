@@ -537,3 +537,19 @@ def test_check_and_import_name_a_folder_of_another_model_class(tmp_path, monkeyp
     assert len(problems) == 1 and shown in problems[0]
     assert main(["models", "import", str(SHIPPED_CHECKPOINT), "--kind", kind]) == 2
     assert shown in capsys.readouterr().err and not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("file, text", [("vocab.json", "[]"), ("merges.txt", None)])
+def test_a_tokenizer_that_cannot_load_is_a_problem_naming_it(weights, tmp_path, capsys, file, text):
+    # before: `models check` said ok, and loading the model failed saying `models check` names the damaged file
+    from handforge.engines.image.loading import WeightsError, load_sd
+
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    damaged = sd / "tokenizer" / file
+    damaged.unlink() if text is None else damaged.write_text(text)
+    with pytest.raises(WeightsError, match="models check"):
+        load_sd(sd)
+    assert main(["models", "check", str(sd)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
+    assert len(problems) == 1 and f"problem: {sd / 'tokenizer'}: not a readable CLIP tokenizer" in problems[0]

@@ -151,7 +151,7 @@ def _sha256(file: Path) -> str:
 
 def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig
+    from transformers import CLIPTextConfig, CLIPTokenizer
 
     from handforge.engines.image.loading import WeightsError, scheduler_config
 
@@ -180,6 +180,12 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     for part in ("tokenizer", "scheduler"):
         if not (path / part).is_dir():
             report.problems.append(f"{path / part}: missing")
+    if (path / "tokenizer").is_dir():  # as load_sd reads it: a damaged vocabulary passed here and failed there
+        try:
+            CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - transformers and tokenizers raise many kinds
+            report.problems.append(f"{path / 'tokenizer'}: not a readable CLIP tokenizer ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]})")
     if (path / "scheduler").is_dir():
         try:
             scheduler_config(path)  # what load_sd refuses, named where its error's hint sends the user
