@@ -107,6 +107,18 @@ def test_a_run_sized_by_minutes_resumes_with_its_step_count(corpus, tmp_path, ca
     assert json.loads(printed.strip().splitlines()[-1])["steps"] == steps + 3
 
 
+def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsys):
+    """--minutes times a throwaway run in OUT/speed-probe; a probe that failed (or was interrupted) left that
+    folder behind, which only a later --minutes run removed."""
+    from handforge.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "interaction", "--corpus", str(corpus), "--batch-size", "100000", "--quiet", "--width",
+                 "8", "--hidden", "16", "--layers", "1", "--out", str(out), "--minutes", "0.02"]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert not (out / "speed-probe").exists()
+
+
 def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsys):
     """``handforge train interaction --init``: the run starts from the model folder (its weights, size and
     normalisation), so its loss starts where that model's training ended."""

@@ -124,10 +124,12 @@ def run(args: argparse.Namespace) -> int:
 
         probe_dir, probe = Path(args.out) / "speed-probe", 40
         started = time.monotonic()
-        train(copy.deepcopy(model), dataset, lambda m, b: training_loss(m, *b, scheduler),
-              dataclasses.replace(settings, out=probe_dir, steps=probe, warmup_steps=0, checkpoint_every=probe,
-                                  resume=False, progress=False))
-        shutil.rmtree(probe_dir, ignore_errors=True)
+        try:
+            train(copy.deepcopy(model), dataset, lambda m, b: training_loss(m, *b, scheduler),
+                  dataclasses.replace(settings, out=probe_dir, steps=probe, warmup_steps=0, checkpoint_every=probe,
+                                      resume=False, progress=False))
+        finally:  # a failed or interrupted probe too: nothing but a --minutes run removed it
+            shutil.rmtree(probe_dir, ignore_errors=True)
         per_step = (time.monotonic() - started) / probe
         settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
         settings.warmup_steps = min(warmup, settings.steps // 10)
