@@ -234,3 +234,21 @@ def test_another_models_run_is_named_so_whatever_steps_are_given(tmp_path):
         train(fresh_model(), Points(40), loss, settings(run, steps=3, lr=0.1))
     with pytest.raises(TrainingError, match="already at step 6, past --steps 3"):
         train(fresh_model(), Points(40), loss, settings(run, steps=3))
+
+
+@pytest.mark.parametrize("name, folder", [("checkpoints", False), ("model", False), ("log.jsonl", True),
+                                          ("settings.json", True)])
+def test_a_run_name_of_the_wrong_kind_is_refused_before_training(tmp_path, name, folder):
+    """A file named checkpoints (or a folder named log.jsonl) in the run folder: FileExistsError or
+    IsADirectoryError tracebacks, some only after the steps were trained."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=2))
+    target = run / name
+    import shutil
+
+    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    target.mkdir() if folder else target.write_text("mine\n")
+    kind = "a folder" if folder else "a file"
+    with pytest.raises(TrainingError, match=f"{target} is {kind}, not the run's own: move it away or choose "
+                                            "another out folder"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=4))

@@ -273,6 +273,10 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     out = Path(s.out)
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file; the run folder must be a folder (choose another out)")
+    for name, folder in ((CHECKPOINTS, True), (MODEL, True), (LOG, False), ("settings.json", False)):
+        if (out / name).exists() and (out / name).is_dir() != folder:  # (tracebacks, some after the steps)
+            raise TrainingError(f"{out / name} is {'a file' if folder else 'a folder'}, not the run's own: move it "
+                                "away or choose another out folder")
     settings_file = out / "settings.json"
     # a folder with a run's own names but no run: the run would overwrite them (other files, e.g. the
     # training pairs written there, are left alone)
