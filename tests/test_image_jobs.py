@@ -225,6 +225,21 @@ def test_a_scaled_hand_rig_is_refused_as_the_labelled_export_refuses_it(served):
             assert "Alt-S" in failed.value.hint
 
 
+def test_a_rig_placed_beyond_the_world_is_refused_and_the_server_carries_on(served):
+    # before: a rig's matrix_world with a translation of 1e300 m was accepted, posed the hand to inf and failed
+    # inside the job: "internal: PoseFormatError: transl has a non-finite value"
+    server, _ = served
+    params, arrays = request(steps=1, tas=False)
+    far = np.eye(4)
+    far[:3, 3] = 1e300
+    with server.client() as client:
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.generate", params, {**arrays, "right.matrix_world": far}, timeout=60)
+        assert failed.value.code == "invalid_params"
+        assert failed.value.message.startswith("arrays.right.matrix_world: has values above 1000000.0")
+        assert client.run("image.generate", params, arrays, timeout=600).arrays["images"].shape == (1, SIZE, SIZE, 3)
+
+
 # last: it deletes the guidance module the module's server uses
 def test_missing_weights_name_the_setting(served):
     server, guidance = served

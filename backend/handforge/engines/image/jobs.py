@@ -23,6 +23,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
+from handforge.engines.export.jobs import WORLD_LIMIT
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.render.camera import SENSOR_FITS
@@ -381,7 +382,9 @@ def register_jobs(registry: Registry) -> None:
                                           doc="world→camera rotation"),
                     "camera.t": ArraySpec(shape=(3,), required=False, requires=("camera.K",),
                                           doc="world→camera translation, metres"),
-                    "camera.matrix_world": ArraySpec(shape=(4, 4), required=False,
+                    # matrix_world bounded as the labelled export's: a rig at 1e300 m posed to inf and failed
+                    # inside the job as an internal error
+                    "camera.matrix_world": ArraySpec(shape=(4, 4), required=False, min=-WORLD_LIMIT, max=WORLD_LIMIT,
                                                      requires=("camera.lens", "camera.sensor", "camera.shift"),
                                                      doc="or a Blender camera: its matrix_world (Blender world)"),
                     "camera.lens": ArraySpec(shape=(1,), required=False, min=0.01, requires=("camera.matrix_world",),
@@ -392,7 +395,8 @@ def register_jobs(registry: Registry) -> None:
                     "camera.shift": ArraySpec(shape=(2,), required=False, requires=("camera.matrix_world",),
                                               doc="Blender camera: shift x, y"),
                     **{hand_array_name(s, "matrix_world"): ArraySpec(
-                        shape=(4, 4), required=False, requires=(hand_array_name(s, "global_orient"),),
+                        shape=(4, 4), required=False, min=-WORLD_LIMIT, max=WORLD_LIMIT,
+                        requires=(hand_array_name(s, "global_orient"),),
                         doc=f"the {s} hand's armature matrix_world (with a Blender camera)") for s in SIDES},
                     **_pose_specs()}),
         description="prompt + posed hands + camera → images whose hands follow the pose, with their labels",
