@@ -98,6 +98,16 @@ def test_a_job_that_ignores_cancel_still_times_out_on_time(client):
     assert client.ping() < 1.0
 
 
+def test_a_sleep_that_ignores_cancel_cannot_outlast_its_kinds_limit(client):
+    # before: accepted: 100,000 steps of 60 s that ignore cancel held a worker for 69 days after the watchdog
+    # had reported the job's timeout (sleep.gpu: the only GPU-class worker), every later job waiting behind it
+    for kind in ("sleep", "sleep.gpu"):
+        with pytest.raises(JobFailed) as info:
+            client.run(kind, {"steps": 100_000, "step_seconds": 60.0, "cooperative": False}, timeout=5)
+        assert info.value.code == ErrorCode.INVALID_PARAMS and info.value.message.startswith("params.cooperative")
+        assert "6e+06 s asleep" in info.value.message
+    assert client.run("sleep.gpu", {"steps": 1, "step_seconds": 0.0, "cooperative": False}, timeout=5).data["steps"] == 1
+
 def test_waiting_jobs_arrays_stay_under_their_memory_limit(client):
     """--max-queued-mb 1: with the workers busy, a 0.6 MiB request waits, a second one would pass the
     limit and is answered busy (with what to change); it fits again once the first has run."""
