@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         mano_rig = load_mano(args.model_dir).rig(args.side)
     except HandModelError as exc:  # its message says which files or setting are missing
-        print(f"compare-hands needs MANO's files: {exc}", file=sys.stderr)
+        print(f"handforge compare-hands needs MANO's files: {exc}", file=sys.stderr)
         return 2
     result = compare_keypoints(keypoints_from_extended(load_open_hand_rig(args.side).rest_extended_joints()),
                                keypoints_from_extended(mano_rig.rest_extended_joints()))
