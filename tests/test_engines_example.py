@@ -49,7 +49,7 @@ def test_checkpoints_round_trip_and_wrong_folders_are_named(tmp_path):
     class OtherNet(TinyNet):
         pass
 
-    with pytest.raises(CheckpointError, match=f"{folder} holds a TinyNet checkpoint, not a OtherNet"):
+    with pytest.raises(CheckpointError, match=rf"{folder} holds a checkpoint of another model \(TinyNet, not OtherNet\)"):
         load_model(OtherNet, folder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no config.json"):

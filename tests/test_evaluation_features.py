@@ -111,7 +111,7 @@ def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
     swapped.mkdir()
     (path / "frame").rename(swapped / "motion")
     (path / "motion").rename(swapped / "frame")
-    with pytest.raises(FeatureError, match="holds a MotionNet checkpoint, not a FrameNet"):
+    with pytest.raises(FeatureError, match=r"holds a checkpoint of another model \(MotionNet, not FrameNet\)"):
         FeatureNetworks.load(swapped)
     with pytest.raises(FeatureError, match="train-features"):
         FeatureNetworks.load(tmp_path / "missing")

@@ -160,7 +160,7 @@ def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weight
 
     _, _, guidance = weights
     motion = SHIPPED_CHECKPOINT
-    with pytest.raises(WeightsError, match="holds a MotionDenoiser model, not a ControlNet"):
+    with pytest.raises(WeightsError, match=r"holds a model of another class \(MotionDenoiser, not ControlNet"):
         load_controlnet(motion)
     partial = tmp_path / "partial"
     shutil.copytree(guidance, partial)
@@ -382,7 +382,7 @@ def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypa
     ("[]", "config.json: not a JSON object"),
     ("{unclosed", "config.json: not a JSON object"),
     ('{"_class_name": "ControlNetModel", "block_out_channels": "wide"}', "config.json: does not describe a "
-                                                                         "ControlNetModel"),
+                                                                         "model of class ControlNetModel"),
 ])
 def test_a_config_json_that_is_no_model_config_is_named_not_looked_up_online(weights, tmp_path, monkeypatch, capsys,
                                                                              text, shown):
@@ -531,7 +531,7 @@ def test_check_and_import_name_a_folder_of_another_model_class(tmp_path, monkeyp
     from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
 
     monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
-    shown = f"{SHIPPED_CHECKPOINT} holds a MotionDenoiser model, not a ControlNetModel"
+    shown = f"{SHIPPED_CHECKPOINT} holds a model of another class (MotionDenoiser, not ControlNetModel)"
     assert main(["models", "check", str(SHIPPED_CHECKPOINT)]) == 1
     problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
     assert len(problems) == 1 and shown in problems[0]

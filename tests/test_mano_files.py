@@ -219,7 +219,7 @@ def test_malformed_mano_data_is_refused_with_the_file_named(tmp_path, changes, m
 @pytest.mark.parametrize("content, message", [
     (b"", "not a readable MANO pickle"),
     (b"\x80\x02garbage", "not a readable MANO pickle"),
-    (pickle.dumps([1, 2, 3], protocol=2), "holds a list, not a dict of named arrays"),
+    (pickle.dumps([1, 2, 3], protocol=2), "holds a value of type list, not a dict of named arrays"),
 ])
 def test_files_that_are_not_mano_pickles(tmp_path, content, message):
     path = tmp_path / "MANO_LEFT.pkl"

@@ -328,7 +328,7 @@ def test_a_model_that_is_no_controlnet_beside_the_controlnets_is_passed_over(ser
             assert client.run("image.transfer", params, arrays, timeout=120).data["controls"] == ["depth"]
             with pytest.raises(JobFailed) as failed:  # named: said what it is
                 client.run("image.transfer", {**params, "controls": [adapter.name]}, arrays, timeout=60)
-            assert failed.value.code == "invalid_params" and "holds a T2IAdapter, not a ControlNet" in \
+            assert failed.value.code == "invalid_params" and "holds a model of another class (T2IAdapter, not ControlNetModel)" in \
                 failed.value.message
     finally:
         shutil.rmtree(adapter)

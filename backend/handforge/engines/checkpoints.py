@@ -144,9 +144,9 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str, **sizes: int)
         return str(exc)
     saved_as = str(config["_class_name"])
     if saved_as != name:
-        return f"{folder} holds a {saved_as} checkpoint, not a {name}"
+        return f"{folder} holds a checkpoint of another model ({saved_as}, not {name})"
     wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
-    return f"{folder} holds a {name} of {', '.join(wrong)} this engine takes" if wrong else ""
+    return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes" if wrong else ""
 
 
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
@@ -158,7 +158,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     config = _config(folder)
     saved_as = str(config["_class_name"])
     if saved_as != cls.__name__:
-        raise CheckpointError(f"{folder} holds a {saved_as} checkpoint, not a {cls.__name__}; "
+        raise CheckpointError(f"{folder} holds a checkpoint of another model ({saved_as}, not {cls.__name__}); "
                               "give a checkpoint of this model (the setting or option that named this folder)")
     shapes = weights_shapes(folder)
     if shapes is not None:

@@ -281,7 +281,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
         raise MANOFileError(f"{path} is not a readable MANO pickle ({type(exc).__name__}: {exc}); "
                             f"download it again from {MANO_URL}") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise MANOFileError(f"{path} is not a MANO model file: it holds a {type(data).__name__}, not a dict of "
+        raise MANOFileError(f"{path} is not a MANO model file: it holds a value of type {type(data).__name__}, not a dict of "
                             f"named arrays; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
     plain = {}
     for key, value in data.items():

@@ -67,7 +67,7 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
             raise ControlError(f"{spec!r}: a ControlNet is named by its folder's name in {folder}")
         if name not in names:
             other = _other_model(Path(folder) / name) if (Path(folder) / name).is_dir() else ""
-            what = f"{name!r} holds a {other}, not a ControlNet" if other else f"no ControlNet {name!r}"
+            what = f"{name!r} holds a model of another class ({other}, not ControlNetModel)" if other else f"no ControlNet {name!r}"
             raise ControlError(f"{what} in {folder}; there are: {', '.join(names) or 'none'}")
         kind = kind or kind_from_name(name)
         if kind not in CONTROL_KINDS:

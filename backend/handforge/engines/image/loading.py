@@ -152,7 +152,7 @@ def load_controlnet(path: str | Path, dtype: Any = None):
 
     saved_as = saved_class(path)
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
-        raise WeightsError(f"{path} holds a {saved_as} model, not a ControlNet: give a ControlNetModel folder "
+        raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)", path)
     _check_sizes(path)
     try:

@@ -105,8 +105,8 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
         return {}
     saved_as = config.get("_class_name")
     if isinstance(saved_as, str) and saved_as != cls.__name__:  # e.g. a motion model: not a damaged ControlNet
-        report.problems.append(f"{folder} holds a {saved_as} model, not a {cls.__name__}: give a {cls.__name__} "
-                               "folder")
+        report.problems.append(f"{folder} holds a model of another class ({saved_as}, not {cls.__name__}): "
+                               f"give a folder of a {cls.__name__} model")
         return {}
     if not file.is_file():
         report.problems.append(f"{file}: missing (only .safetensors weights are read, never pickles)")
@@ -124,7 +124,7 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
         expected = _expected(cls, config)
     # what diffusers' constructors raise for values of the wrong type or size (load_model's list)
     except (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, RuntimeError) as exc:
-        report.problems.append(f"{folder / 'config.json'}: does not describe a {cls.__name__} ({exc})")
+        report.problems.append(f"{folder / 'config.json'}: does not describe a model of class {cls.__name__} ({exc})")
         return {}
     missing = sorted(set(expected) - set(found))
     wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k][0]) != expected[k])
