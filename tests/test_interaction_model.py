@@ -115,7 +115,7 @@ def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsy
     out = tmp_path / "run"
     assert main(["train", "interaction", "--corpus", str(corpus), "--batch-size", "100000", "--quiet", "--width",
                  "8", "--hidden", "16", "--layers", "1", "--out", str(out), "--minutes", "0.02"]) == 2
-    assert "fewer than one batch" in capsys.readouterr().err
+    assert "fewer than one batch of 100000 per device: lower --batch-size" in capsys.readouterr().err
     assert not (out / "speed-probe").exists()
 
 

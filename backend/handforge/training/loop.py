@@ -158,7 +158,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     if len(loader) == 0:
         raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {s.batch_size} per "
-                            f"device: lower batch_size")
+                            f"device: lower --batch-size")
     ema = None
     if s.ema_decay is not None:
         ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=s.ema_decay)
