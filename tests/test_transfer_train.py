@@ -128,7 +128,17 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     assert all(torch.equal(first[k], again[k]) for k in first)
     bad = subprocess.run([*command[:6], str(tmp_path / "nothing"), "--sd", str(sd_path), "--out", str(tmp_path / "r2")],
                          check=False, env=env, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "no pairs" in bad.stderr
+    assert bad.returncode == 2 and "nothing: no such folder" in bad.stderr
+
+
+def test_a_pairs_folder_that_is_missing_or_empty_is_named_so(tmp_path):
+    from handforge.engines.transfer.pairs import PosePairs
+
+    with pytest.raises(ValueError, match="missing: no such folder"):  # before: "no pairs", as for an empty one
+        PosePairs(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no pairs"):
+        PosePairs(tmp_path / "empty")
 
 
 def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):

@@ -100,6 +100,9 @@ class PosePairs(torch.utils.data.Dataset):
 
     def __init__(self, folder: str | Path, size: int = 512) -> None:
         self.folder, self.size = Path(folder), size
+        if not self.folder.is_dir():
+            raise ValueError(f"{self.folder}: no such folder; give the folder of the pairs, or write pairs into it "
+                             "with `handforge train transfer --write-pairs SPEC`")
         self.indices = sorted(p.name for p in (self.folder / SOURCE / "samples").glob("[0-9]*")
                               if (p / "labels.json").is_file() and (p / "rgb.png").is_file()
                               and (self.folder / TARGET / "samples" / p.name / "rgb.png").is_file())
