@@ -35,3 +35,20 @@ def test_sigterm_unwinds_the_owner_only_and_a_second_one_waits():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == [f"child {int(signal.SIGTERM)}", "unwound", "restored True"]
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Before: KeyboardInterrupt in build_parser (the command modules importing, ~0.1 s of every start)
+    came before main's handling and printed a traceback."""
+    import handforge.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    try:
+        status = cli.main(["doctor"])
+    except KeyboardInterrupt:
+        status = "the KeyboardInterrupt escaped main"
+    assert status == 130
+    assert capsys.readouterr().err == "interrupted\n"
