@@ -3,11 +3,13 @@ accepts exactly the clients whose public key it holds."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import zmq
@@ -61,22 +63,46 @@ def test_keys_command_writes_a_private_key_pair_and_refuses_to_overwrite(keys):
     assert long.returncode == 2 and "use up to 200 letters" in long.stderr and not (keys / "new").exists()
 
 
-def test_a_secret_key_is_private_from_its_first_byte(tmp_path, monkeypatch):
+def test_a_secret_key_is_private_from_its_first_byte_and_a_pair_is_written_whole_or_not_at_all(tmp_path,
+                                                                                                 monkeypatch, capsys):
     import zmq.auth
 
     from handforge.cli import main
 
     real = zmq.auth.create_certificates
+    folders = []
 
-    def interrupted(*args, **kwargs):  # Ctrl-C once the files are written
-        real(*args, **kwargs)
+    def interrupted(folder, name):  # Ctrl-C once the files are written
+        folders.append(folder)
+        assert stat.S_IMODE(Path(folder).stat().st_mode) & 0o077 == 0  # nobody else can read what is written in it
+        real(folder, name)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(zmq.auth, "create_certificates", interrupted)
-    for force in ((), ("--force",)):  # a new file, and one replaced
-        assert main(["keys", "--out", str(tmp_path), "--name", "bob", *force]) == 130
-        assert stat.S_IMODE((tmp_path / "bob.key_secret").stat().st_mode) & 0o077 == 0
-        (tmp_path / "bob.key_secret").chmod(0o644)
+    assert main(["keys", "--out", str(tmp_path), "--name", "bob"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no key, no staging folder left
+    monkeypatch.setattr(zmq.auth, "create_certificates", real)
+    assert main(["keys", "--out", str(tmp_path), "--name", "bob"]) == 0  # not refused as existing
+    assert stat.S_IMODE((tmp_path / "bob.key_secret").stat().st_mode) == 0o600
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(folder, name):  # the secret written, the public key not
+        real(folder, name)
+        (Path(folder) / f"{name}.key").unlink()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zmq.auth, "create_certificates", disk_full)
+    assert main(["keys", "--out", str(tmp_path), "--name", "bob", "--force"]) == 1  # before: a traceback
+    assert "could not write the key pair into" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the old pair, whole
+
+
+def test_keys_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    done = _keys("/proc", "server")  # before: a FileNotFoundError traceback
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("handforge keys: could not write the key pair into /proc: "), done.stderr
+    hidden = _keys(tmp_path, "..")  # before: the hidden files ...key and ...key_secret
+    assert hidden.returncode == 2 and "not starting with '.'" in hidden.stderr and not any(tmp_path.iterdir())
 
 
 def test_the_authorised_key_is_accepted(server):

@@ -6,10 +6,13 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from handforge.arguments import output_folder
+from handforge_shared.files import sync_folder
 
 NAME = "keys"
 HELP = "create a CurveZMQ key pair (NAME.key public, NAME.key_secret private) for remote backends"
@@ -22,11 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import zmq.auth
-
-    # at most 200: the files add ".key_secret" within a file name's 255 bytes (a longer one made --out, then failed)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", args.name):
-        print(f"handforge keys: --name {args.name!r}: use up to 200 letters, digits, '.', '_' or '-'", file=sys.stderr)
+    # at most 200: the files add ".key_secret" within a file name's 255 bytes (a longer one made --out, then failed);
+    # no leading '.': "--name .." wrote the hidden files ...key and ...key_secret
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}", args.name):
+        print(f"handforge keys: --name {args.name!r}: use up to 200 letters, digits, '.', '_' or '-', not starting "
+              "with '.'", file=sys.stderr)
         return 2
     public, secret = args.out / f"{args.name}.key", args.out / f"{args.name}.key_secret"
     taken = [p for p in (public, secret) if p.is_dir()]  # (--force then ended in an IsADirectoryError traceback)
@@ -38,15 +41,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge keys: {public} or {secret} exists already: pass --force to replace it, or choose another "
               "--name", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    # private before the key is written into it (zmq's open(..., "w") keeps the mode): chmod after the
-    # write left it readable by all in between, and for good when interrupted there
-    os.close(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(secret, 0o600)  # (a file replaced with --force has its own mode)
-    public_file, secret_file = zmq.auth.create_certificates(args.out, args.name)
-    print(f"public key: {public_file}\nsecret key: {secret_file} (keep it private)")
-    print(where_they_go(args.name, Path(public_file), Path(secret_file)))
+    try:
+        write_pair(args.out, args.name)
+    except OSError as exc:  # e.g. a folder that cannot be written (a traceback before)
+        print(f"handforge keys: could not write the key pair into {args.out}: {exc.strerror or exc}; nothing was "
+              "written: choose a folder you can write to", file=sys.stderr)
+        return 1
+    print(f"public key: {public}\nsecret key: {secret} (keep it private)")
+    print(where_they_go(args.name, public, secret))
     return 0
+
+
+def write_pair(out: Path, name: str) -> None:
+    """NAME.key and NAME.key_secret in ``out``, whole or not at all (an interrupted or failed write leaves the
+    files there before, or none, never a half-written or empty key to be refused as existing)."""
+    import zmq.auth
+
+    out.mkdir(parents=True, exist_ok=True)
+    # written in a private (0700) folder beside them, then renamed: the secret is never readable by others,
+    # each file is whole, and a write that fails (a full disk) keeps the pair that --force would replace
+    staging = Path(tempfile.mkdtemp(prefix=".handforge-keys-", dir=out))
+    try:
+        public, secret = (Path(p) for p in zmq.auth.create_certificates(staging, name))
+        os.chmod(secret, 0o600)
+        for file in (secret, public):  # on the disk before the renames, as every atomic write here
+            with file.open("rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(secret, out / secret.name)
+        os.replace(public, out / public.name)
+        sync_folder(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def where_they_go(name: str, public: Path, secret: Path) -> str:
