@@ -7,13 +7,14 @@ The comparison with Blender's own camera projection is tests/test_blender_export
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from handforge.hands import load_hand_model
-from handforge_shared.client import JobFailed, Progress
+from handforge_shared.client import Error, JobFailed, Progress
 from handforge_shared.poses import HandPose, hand_array_name
 from handforge_shared.rotations import axis_angle_to_matrix
 from tests.support.server import running_server
@@ -118,6 +119,22 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match="right.global_orient"):  # its other arrays would be dropped unseen
         client.run("export_renders", params, right_without_root)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_the_file_system_refuses_is_refused_before_queueing_naming_params_out(client, tmp_path):
+    # before: access() allows /proc to root, so the request was queued and the job failed at its start
+    # with "cannot write into /proc/...", the field unnamed
+    params, arrays = _request(tmp_path / "out", np.random.default_rng(4))
+    for out in ("/proc/handforge_export", "/proc/handforge_export/deeper"):
+        handle = client.submit("export_renders", {**params, "out": out}, arrays)
+        outcome = handle.wait(60)
+        assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+        assert str(outcome).startswith("params.out: cannot write into /proc"), outcome
+        assert handle.position is None  # never accepted
+    assert not list(Path("/proc").glob(".handforge*"))  # the probe left nothing behind
+    before = sorted(tmp_path.iterdir())
+    assert client.run("export_renders", params, arrays).data["written"] == FRAMES * CAMERAS
+    assert sorted(p for p in tmp_path.iterdir() if p.name != "out") == before  # nor where it could write
 
 
 def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):

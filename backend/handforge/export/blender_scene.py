@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,8 @@ def check_folder(out: str, signature: str) -> Path:
         raise BlenderExportError(f"{existing} is a file, not a folder: choose an output folder that is not inside it")
     if not _writable(existing):
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
+    if existing != path:  # the job makes the folder: a file system may refuse it though access() allows it
+        _probe(existing)
     if path.is_dir():
         try:
             writers.claim_folder(path, folder_record(signature), RECORD_OF, write=False)
@@ -179,6 +182,15 @@ def folder_record(signature: str, model=None) -> dict[str, Any]:
 
 def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _probe(folder: Path) -> None:
+    """Make and remove a folder in ``folder``: /proc refuses new folders even to root, whom access() allows."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".handforge-probe-", dir=folder))
+    except OSError as exc:
+        raise BlenderExportError(f"cannot write into {folder}: {exc.strerror or exc}; choose a folder you can "
+                                 "write to") from None
 
 
 def export_blender_scene(request: BlenderExport, out: Path, signature: str, model, command: str,
