@@ -137,6 +137,18 @@ def test_a_folder_the_file_system_refuses_is_refused_before_queueing_naming_para
     assert sorted(p for p in tmp_path.iterdir() if p.name != "out") == before  # nor where it could write
 
 
+def test_a_projective_matrix_world_is_refused_naming_the_array(client, tmp_path):
+    # before: a matrix_world whose bottom row is not 0 0 0 1 was accepted and its last row dropped unsaid
+    params, arrays = _request(tmp_path / "out", np.random.default_rng(5))
+    for name in ("left.matrix_world", "camera.matrix_world"):
+        projective = arrays[name].copy()
+        projective[..., 3, 0] = 0.25
+        with pytest.raises(JobFailed, match=f"^arrays.{name}: .*bottom row must be 0 0 0 1") as failure:
+            client.run("export_renders", params, {**arrays, name: projective})
+        assert failure.value.code == "invalid_params"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     """Blender's export and ``handforge export`` claim folders the same way (``writers.claim_folder``):
     neither writes into the other's, another request is refused before queueing, a busy folder is typed."""

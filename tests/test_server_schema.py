@@ -154,3 +154,36 @@ def test_every_job_bounds_a_hands_pose_arrays_alike():
                        ("image.transfer", "right.hand_pose"), ("export_renders", "right.hand_pose")):
         spec = registry.kind(kind).schema.arrays[name]
         assert spec.max == pytest.approx(4 * np.pi) and spec.min == pytest.approx(-4 * np.pi), kind
+
+
+def _refused(kind, params, arrays) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        kind.check(kind.schema.validate(params, arrays), arrays)
+    assert info.value.code == ErrorCode.INVALID_PARAMS
+    return info.value
+
+
+def test_image_generate_refuses_a_matrix_world_whose_bottom_row_is_not_0_0_0_1():
+    # before: a projective matrix_world (bottom row 0.5 0 0 1) was accepted for a rig and a Blender camera:
+    # its last row was dropped unsaid
+    from handforge.render.camera import look_at
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    kind = default_registry().kind("image.generate")
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    pose = pose_arrays({"right": pose_library.get("fist", side="right")})
+    projective = np.eye(4)
+    projective[3] = (0.5, 0.0, 0.0, 1.0)
+    K = np.array([[150.0, 0, 32.0], [0, 150.0, 32.0], [0, 0, 1]])
+    params = {"prompt": "hands", "width": 64, "height": 64}
+    error = _refused(kind, params, {"camera.K": K, "camera.R": R, "camera.t": t, **pose,
+                                    "right.matrix_world": projective})
+    assert str(error).startswith("arrays.right.matrix_world: ") and "bottom row must be 0 0 0 1" in str(error)
+    camera = np.eye(4)
+    camera[:3, 3] = (-0.08, -0.35, 0.06)
+    camera[3, 3] = 2.0  # a homogeneous scale
+    blender = {"camera.matrix_world": camera, "camera.lens": np.array([35.0]), "camera.sensor": np.array([36.0, 24.0]),
+               "camera.shift": np.zeros(2), **pose}
+    error = _refused(kind, params, blender)
+    assert str(error).startswith("arrays.camera.matrix_world: ") and "bottom row must be 0 0 0 1" in str(error)

@@ -218,6 +218,19 @@ def test_bad_inputs_are_refused_with_the_field_and_the_server_stays_up(server, c
         assert client.hello()["engines"]["transfer"]["available"]
 
 
+def test_a_projective_rig_matrix_world_is_refused_as_image_generate_refuses_it(server):
+    # before: a rig's matrix_world whose bottom row is not 0 0 0 1 was accepted, its last row dropped unsaid
+    projective = np.eye(4)
+    projective[3, 1] = 0.5
+    with server.client() as client:
+        params, arrays = request()
+        with pytest.raises(JobFailed) as failed:
+            client.run("image.transfer", params, {**arrays, "right.matrix_world": projective}, timeout=60)
+        assert failed.value.code == "invalid_params"
+        assert failed.value.message.startswith("arrays.right.matrix_world: ")
+        assert "bottom row must be 0 0 0 1" in failed.value.message
+
+
 def test_source_image_must_be_rgb_uint8(server):
     with server.client() as client:
         params, arrays = request()

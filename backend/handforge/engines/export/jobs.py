@@ -96,6 +96,13 @@ def check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HI
     """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
     unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
     one that is not."""
+    # a projective bottom row would be dropped unsaid: every use reads only the upper 3×4
+    projective = ~np.isclose(np.asarray(matrices, np.float64)[..., 3, :], (0.0, 0.0, 0.0, 1.0), atol=1e-6).all(axis=-1)
+    if projective.any():
+        index = tuple(int(i) for i in np.argwhere(projective)[0])
+        row = " ".join(f"{v:.4g}" for v in np.asarray(matrices)[index][3])
+        raise invalid(field, f"{what(*index)} has the bottom row {row}: a matrix_world's bottom row must be 0 0 0 1",
+                      "send the object's matrix_world as Blender gives it (an affine transform)")
     bad = not_rigid(matrices)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])

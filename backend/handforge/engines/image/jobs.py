@@ -94,20 +94,23 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
-    request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
     check_rigs(arrays)
+    request_camera(params, arrays)  # a camera that is not one: refused now, not after SD has loaded
     require_hand_model(params["hand_model"])
 
 
 def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
-    """Each rig's matrix_world a rotation and a translation, as the labelled export wants it: the labels'
-    pose (params_world) cannot carry a scale the image would show."""
-    from handforge.engines.export.jobs import check_rigid
+    """Each rig's (and a Blender camera's) matrix_world a rotation and a translation, as the labelled export
+    wants it: the labels' pose (params_world) cannot carry a scale the image would show."""
+    from handforge.engines.export.jobs import CAMERA_SCALE_HINT, check_rigid
 
     for side in SIDES:
         name = hand_array_name(side, "matrix_world")
         if name in arrays:
             check_rigid(f"arrays.{name}", np.asarray(arrays[name])[None], lambda _, side=side: f"the {side} hand's rig")
+    if "camera.matrix_world" in arrays:
+        check_rigid("arrays.camera.matrix_world", np.asarray(arrays["camera.matrix_world"])[None],
+                    lambda _: "the camera", CAMERA_SCALE_HINT)
 
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
