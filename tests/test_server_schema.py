@@ -187,3 +187,21 @@ def test_image_generate_refuses_a_matrix_world_whose_bottom_row_is_not_0_0_0_1()
                "camera.shift": np.zeros(2), **pose}
     error = _refused(kind, params, blender)
     assert str(error).startswith("arrays.camera.matrix_world: ") and "bottom row must be 0 0 0 1" in str(error)
+
+
+def test_every_job_bounds_a_blender_cameras_settings_alike():
+    # before: image.generate and image.transfer took any lens, sensor and shift (a 1e9 mm lens, a shift of
+    # 1e9) while export_renders bounded them
+    registry = default_registry()
+    export = registry.kind("export_renders").schema.arrays
+    for kind in ("image.generate", "image.transfer"):
+        arrays = registry.kind(kind).schema.arrays
+        for name in ("camera.matrix_world", "camera.lens", "camera.sensor", "camera.shift"):
+            assert (arrays[name].min, arrays[name].max) == (export[name].min, export[name].max), (kind, name)
+        camera = {"camera.matrix_world": np.eye(4), "camera.lens": np.array([35.0]),
+                  "camera.sensor": np.array([36.0, 24.0]), "camera.shift": np.zeros(2)}
+        for name, value in (("camera.lens", np.array([1e9])), ("camera.sensor", np.array([36.0, 1e9])),
+                            ("camera.shift", np.array([1e9, 0.0]))):
+            with pytest.raises(ProtocolError) as info:
+                registry.kind(kind).schema.validate({"prompt": "hands"}, {**camera, name: value})
+            assert info.value.code == ErrorCode.INVALID_PARAMS and str(info.value).startswith(f"arrays.{name}: ")

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
-from handforge.render.camera import not_rigid
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -28,7 +28,6 @@ BLENDER_FRAME_LIMIT = 1_048_574  # Blender's frame numbers lie within ±this
 MAX_CAMERAS = 64
 MAX_SAMPLES = 1_000_000
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
-WORLD_LIMIT = 1e6  # m: no matrix_world entry beyond (labels are JSON: 1e300 overflowed only when written)
 TIMEOUT_S = 7 * 24 * 3600  # a long Cycles export runs for days; cancel stops it
 
 
@@ -48,12 +47,7 @@ def _arrays() -> dict[str, ArraySpec]:
     # an array, not a JSON list in params: 100,000 frame numbers do not fit the 64 KiB header
     specs["frames"] = ArraySpec(shape=("frames",), dtypes=("int32", "int64"), min=-BLENDER_FRAME_LIMIT,
                                 max=BLENDER_FRAME_LIMIT, doc="the scene frame of each exported frame")
-    specs["camera.matrix_world"] = ArraySpec(shape=("cameras", "frames", 4, 4), min=-WORLD_LIMIT, max=WORLD_LIMIT,
-                                             doc="each camera's matrix_world")
-    specs["camera.lens"] = ArraySpec(shape=("cameras", "frames"), min=0.01, max=10_000.0, doc="focal length, mm")
-    specs["camera.sensor"] = ArraySpec(shape=("cameras", "frames", 2), min=0.01, max=10_000.0,
-                                       doc="sensor width and height, mm")
-    specs["camera.shift"] = ArraySpec(shape=("cameras", "frames", 2), min=-100.0, max=100.0, doc="shift x, y")
+    specs.update(camera_arrays(("cameras", "frames"), whose="each camera per frame"))
     return specs
 
 
@@ -85,30 +79,6 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         check_folder(params["out"], request_signature(params, arrays))
     except BlenderExportError as exc:
         raise invalid("params.out", str(exc)) from None
-
-
-RIG_SCALE_HINT = ("clear its scale (Alt-S) in Blender (applying it to a hand rig resizes its bones, which the "
-                  "labels would not follow)")
-CAMERA_SCALE_HINT = "clear the camera's scale (Alt-S) in Blender (and of any object it is parented to)"
-
-
-def check_rigid(field: str, matrices: np.ndarray, what, hint: str = RIG_SCALE_HINT) -> None:
-    """Every 4×4 in ``matrices`` (..., 4, 4) a rotation and a translation (labels need an unscaled,
-    unmirrored, unsheared object), checked at once for the whole request; ``what(*index)`` names the first
-    one that is not."""
-    # a projective bottom row would be dropped unsaid: every use reads only the upper 3×4
-    projective = ~np.isclose(np.asarray(matrices, np.float64)[..., 3, :], (0.0, 0.0, 0.0, 1.0), atol=1e-6).all(axis=-1)
-    if projective.any():
-        index = tuple(int(i) for i in np.argwhere(projective)[0])
-        row = " ".join(f"{v:.4g}" for v in np.asarray(matrices)[index][3])
-        raise invalid(field, f"{what(*index)} has the bottom row {row}: a matrix_world's bottom row must be 0 0 0 1",
-                      "send the object's matrix_world as Blender gives it (an affine transform)")
-    bad = not_rigid(matrices)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        scale = np.linalg.norm(np.asarray(matrices, np.float64)[index][:3, :3], axis=0)
-        raise invalid(field, f"{what(*index)} is scaled, mirrored or sheared (axis lengths "
-                      f"{', '.join(f'{v:.4g}' for v in scale)})", hint)
 
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:

@@ -23,7 +23,7 @@ from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
-from handforge.engines.export.jobs import WORLD_LIMIT
+from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.render.camera import SENSOR_FITS
@@ -102,8 +102,6 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
 def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
     """Each rig's (and a Blender camera's) matrix_world a rotation and a translation, as the labelled export
     wants it: the labels' pose (params_world) cannot carry a scale the image would show."""
-    from handforge.engines.export.jobs import CAMERA_SCALE_HINT, check_rigid
-
     for side in SIDES:
         name = hand_array_name(side, "matrix_world")
         if name in arrays:
@@ -385,18 +383,9 @@ def register_jobs(registry: Registry) -> None:
                                           doc="world→camera rotation"),
                     "camera.t": ArraySpec(shape=(3,), required=False, requires=("camera.K",),
                                           doc="world→camera translation, metres"),
-                    # matrix_world bounded as the labelled export's: a rig at 1e300 m posed to inf and failed
-                    # inside the job as an internal error
-                    "camera.matrix_world": ArraySpec(shape=(4, 4), required=False, min=-WORLD_LIMIT, max=WORLD_LIMIT,
-                                                     requires=("camera.lens", "camera.sensor", "camera.shift"),
-                                                     doc="or a Blender camera: its matrix_world (Blender world)"),
-                    "camera.lens": ArraySpec(shape=(1,), required=False, min=0.01, requires=("camera.matrix_world",),
-                                             doc="Blender camera: focal length, mm"),
-                    "camera.sensor": ArraySpec(shape=(2,), required=False, min=0.01,
-                                               requires=("camera.matrix_world",),
-                                               doc="Blender camera: sensor width, height, mm"),
-                    "camera.shift": ArraySpec(shape=(2,), required=False, requires=("camera.matrix_world",),
-                                              doc="Blender camera: shift x, y"),
+                    # bounded as the labelled export's: a rig at 1e300 m posed to inf and failed inside the job
+                    # as an internal error, a 1e9 mm lens was taken
+                    **camera_arrays((), optional=True),
                     **{hand_array_name(s, "matrix_world"): ArraySpec(
                         shape=(4, 4), required=False, min=-WORLD_LIMIT, max=WORLD_LIMIT,
                         requires=(hand_array_name(s, "global_orient"),),
