@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from handforge.cli import main
 from handforge_shared.client import Cancelled, Disconnected
 from handforge_shared.protocol import Message, MessageType
 from tests.support.server import RawPeer, running_server
@@ -62,6 +63,19 @@ def test_a_client_that_vanishes_mid_job_does_not_hurt():
 def _serve(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", *args],
                           capture_output=True, text=True, timeout=60)
+
+
+def test_a_bind_address_that_is_not_this_machines_is_said_so_not_taken_for_a_port_in_use(tmp_path):
+    keys = tmp_path / "keys"
+    assert main(["keys", "--out", str(keys), "--name", "server"]) == 0
+    (keys / "clients").mkdir()
+    curve = ("--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(keys / "clients"))
+    for host in ("256.1.1.1", "10.255.255.1", "example.invalid"):
+        done = _serve("--bind", host, *curve)  # before: "(is another `handforge serve` running? choose another --port)"
+        assert done.returncode == 2 and f"{host!r} is no address or network interface of this machine" in \
+            done.stderr and "another --port" not in done.stderr, done.stderr
+    empty = _serve("--bind", "")  # before: "refusing to listen on : only loopback ..."
+    assert empty.returncode == 2 and "argument --bind: give an address to listen on" in empty.stderr, empty.stderr
 
 
 def test_a_remote_bind_without_keys_is_refused():

@@ -8,6 +8,7 @@ its client is gone. Nothing a client sends can stop the loop: a bad message gets
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -101,6 +102,17 @@ class _ProbeDone:
     error: str | None
 
 
+def _bind_hint(errno_: int, host: str) -> str:
+    """What to do when the socket cannot listen: a port in use is the usual case, but a --bind that is no
+    address of this machine ("256.1.1.1", a host name) was told to choose another port too."""
+    if errno_ == errno.EADDRINUSE:
+        return "is another `handforge serve` running? choose another --port"
+    if errno_ in (errno.ENODEV, errno.EADDRNOTAVAIL):
+        return (f"{host!r} is no address or network interface of this machine: give one of its IP addresses, "
+                "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+    return "check --bind and --port"
+
+
 class Server:
     """``Server(config).serve()`` runs until SIGINT/SIGTERM (in the main thread) or ``stop()``."""
 
@@ -164,9 +176,8 @@ class Server:
             router.bind(address)
         except zmq.ZMQError as exc:
             router.close()
-            raise security.SecurityError(
-                f"cannot listen on {address}: {exc} (is another `handforge serve` running? choose another --port)"
-            ) from None
+            raise security.SecurityError(f"cannot listen on {address}: {exc.strerror} "
+                                         f"({_bind_hint(exc.errno, cfg.host)})") from None
         self._router = router
         self._monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.endpoint = router.last_endpoint.decode()
