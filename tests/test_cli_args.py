@@ -274,3 +274,12 @@ def test_an_output_folder_under_the_home_is_the_folder_written(tmp_path, monkeyp
     wrote into a folder named "~" in the current one."""
     monkeypatch.setenv("HOME", str(tmp_path))
     assert output_folder("~/data") == str(tmp_path / "data")
+
+
+def test_an_output_folder_the_file_system_refuses_is_said_before_any_work(capsys):
+    """access() lets root write under /proc: `demo --out /proc/x` ran and ended in a FileNotFoundError traceback."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"cannot write into /proc: it refuses new files"):
+        output_folder("/proc/x")
+    with pytest.raises(SystemExit) as refused:
+        cli_main(["demo", "--out", "/proc/x", "--no-blender"])
+    assert refused.value.code == 2 and "argument --out: cannot write into /proc" in capsys.readouterr().err

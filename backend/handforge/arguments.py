@@ -249,6 +249,11 @@ def output_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {existing}: choose a folder you can write to")
+    try:  # as report_file: access() lets root write where the file system refuses (demo --out /proc/x: a traceback)
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {existing}: it refuses new files ({exc.strerror or exc}): "
+                                         "choose a folder you can write to") from None
     # the folder checked: "--out=~/data" (which the shell leaves as it is) was checked as the home's and
     # then written into a folder named "~" here
     return str(path)
