@@ -295,3 +295,19 @@ def test_bad_metadata_names_the_file(tmp_path, change, message):
     with pytest.raises(PoseFormatError, match=message) as info:
         MotionClip.load(tmp_path / "meta.npz")
     assert str(tmp_path / "meta.npz") in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["right.hand_pose", "left.global_orient"])
+def test_absurd_rotations_are_refused_naming_the_file_and_array(tmp_path, name):
+    # 1e30 rad is finite, but posing it gives NaN keypoints ("the trajectory contains NaN or inf" in measure)
+    arrays = _entries(random_clip(np.random.default_rng(5)).save(tmp_path / "good.npz"))
+    arrays[name] = arrays[name].copy()
+    arrays[name][3, 1] = 1e30
+    np.savez(tmp_path / "spun.npz", **arrays)
+    with pytest.raises(PoseFormatError, match=rf"spun.npz: {name} turns a joint by 1e\+30 rad in frame 3 "
+                                              r"\(at most 1000 rad\)") as info:
+        MotionClip.load(tmp_path / "spun.npz")
+    assert str(tmp_path / "spun.npz") in str(info.value)
+    arrays[name][3, 1] = 900.0  # generous: many turns are still a rotation
+    np.savez(tmp_path / "turns.npz", **arrays)
+    assert MotionClip.load(tmp_path / "turns.npz").num_frames == 7

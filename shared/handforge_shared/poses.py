@@ -1,8 +1,8 @@
 """Typed containers for hand poses and two-hand motion clips, and their `.npz` file format.
 
 numpy only (the add-on uses these too). Every container validates on construction: shapes,
-finite values, known hand models; anything else raises ``PoseFormatError`` with a message that
-names the field and says what was expected.
+finite values, known hand models (a clip: rotations of at most MAX_ROTATION rad); anything else
+raises ``PoseFormatError`` with a message that names the field and says what was expected.
 
 Motion file format (``.npz``, version 1), written atomically:
     meta                  0-d unicode array holding a JSON object:
@@ -46,6 +46,11 @@ MAX_NPZ_BYTES = 256 << 20
 # No capture runs faster; the bound keeps a clip's derivatives finite (jerk scales with fps³: a clip
 # of 1e308 fps overflowed in handforge measure, a traceback).
 MAX_FPS = 10_000.0
+# Axis-angle turns beyond this are no rotation anyone meant; far beyond, they are finite numbers that
+# pose to NaN (a clip with a 1e30 rad finger failed in handforge measure as "the trajectory contains NaN
+# or inf", naming no file). Generous: the jobs' pose limit is 4π, and 1000 rad keeps float32 precise.
+MAX_ROTATION = 1e3
+ROTATION_FIELDS = ("global_orient", "hand_pose")
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -267,6 +272,15 @@ class MotionClip:
         n = self.num_frames
         if n < 1:
             raise PoseFormatError("a motion clip needs at least one frame")
+        for s, pose in self.hands.items():
+            for name in ROTATION_FIELDS:
+                with np.errstate(over="ignore"):  # a norm past float64's range is inf: refused all the same
+                    turns = np.linalg.norm(getattr(pose, name).reshape(n, -1, 3), axis=-1)
+                if np.any(turns > MAX_ROTATION):
+                    frame, joint = np.argwhere(turns > MAX_ROTATION)[0].tolist()
+                    raise PoseFormatError(
+                        f"{hand_array_name(s, name)} turns a joint by {turns[frame, joint]:g} rad in frame {frame} "
+                        f"(at most {MAX_ROTATION:g} rad): rotations are axis-angle radians")
         present = {}
         for s in self.hands:
             mask = self.present.get(s)
