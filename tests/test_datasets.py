@@ -5,6 +5,7 @@ mirroring, DataLoader workers, memory-mapped stores and clear errors for bad fol
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -324,6 +325,18 @@ def test_plain_motion_folders(corpus, loaded, tmp_path):
     source = open_motion_folder(corpus / "clips", max_clips=2)
     assert [c.split for c in source.clips] == [None, None] and [c.name for c in source.clips] == sorted(loaded)[:2]
     with pytest.raises(DatasetError, match="no motion clips"):
+        open_motion_folder(tmp_path)
+
+
+@pytest.mark.timeout(60)  # a FIFO read as a clip waited for a writer for ever
+def test_a_motion_folder_names_entries_that_are_not_regular_files(corpus, tmp_path):
+    shutil.copy(corpus / "clips" / "000000.npz", tmp_path / "000000.npz")
+    os.mkfifo(tmp_path / "a.npz")
+    with pytest.raises(DatasetError, match=r"a\.npz is not a regular file \(a FIFO\)"):
+        open_motion_folder(tmp_path)
+    (tmp_path / "a.npz").unlink()
+    (tmp_path / "sub.npz").mkdir()  # was 'not a readable motion file (IsADirectoryError: ...)'
+    with pytest.raises(DatasetError, match=r"sub\.npz is not a regular file \(a folder\)"):
         open_motion_folder(tmp_path)
 
 

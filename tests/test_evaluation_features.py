@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,16 @@ def test_measure_refuses_an_empty_clips_path(tmp_path, monkeypatch, capsys):
         assert main(["measure", *argv]) == 2
         assert capsys.readouterr().err.splitlines() == [
             "handforge measure: the clips folder is an empty path: give the folder of motion clips (.npz)"]
+
+
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "a FIFO"), (Path.mkdir, "a folder")])
+def test_measure_names_clip_entries_that_are_not_regular_files(make, kind, tmp_path, capsys):
+    """A FIFO named a.npz was "no such file"; a folder named a.npz "is a folder: choose a .npz file inside it"."""
+    MotionClip.from_frames([side_by_side()] * 4).save(tmp_path / "clips" / "b.npz")
+    make(tmp_path / "clips" / "a.npz")
+    assert main(["measure", "--clips", str(tmp_path / "clips")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"handforge measure: {tmp_path / 'clips' / 'a.npz'} is not a regular file ({kind}): "), err
 
 
 def test_measure_refuses_mean_relative_clips(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -156,6 +157,9 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
     (tmp_path / "rigs.npz").mkdir()  # a folder accepted in a file browser: said as one, not "no such file"
     with pytest.raises(PoseFormatError, match="rigs.npz is a folder: choose a .npz file inside it"):
         read_npz(tmp_path / "rigs.npz")
+    os.mkfifo(tmp_path / "pipe.npz")  # not "no such file": it is there, and reading it would wait for a writer
+    with pytest.raises(PoseFormatError, match=r"pipe.npz is not a regular file \(a FIFO\): give a .npz file"):
+        read_npz(tmp_path / "pipe.npz")
     with pytest.raises(PoseFormatError, match="ending in .npz"):
         random_clip(rng).save(tmp_path / "clip.npy")
 

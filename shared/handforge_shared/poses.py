@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -426,6 +427,8 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     path = Path(path)
     if path.is_dir():
         raise PoseFormatError(f"{path} is a folder: choose a .npz file inside it")
+    if path.exists() and not path.is_file():  # (a FIFO is there, not missing; reading it waits for a writer)
+        raise PoseFormatError(f"{path} is not a regular file ({_file_kind(path)}): give a .npz file")
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file")
     try:
@@ -446,6 +449,32 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     if not isinstance(meta, dict):
         raise PoseFormatError(f"{path}: 'meta' must be a JSON object")
     return arrays, meta
+
+
+def motion_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``*.npz`` files of a folder of motion clips, in name order: the one listing of every command
+    that reads such a folder. An entry so named that is not a regular file raises ``PoseFormatError``
+    naming it, as a damaged clip does (a FIFO, read, waited for a writer for ever; a folder was read
+    as a clip that could not be opened)."""
+    paths = sorted(Path(folder).glob("*.npz"))
+    for path in paths:
+        if not path.is_file():
+            raise PoseFormatError(f"{path} is not a regular file ({_file_kind(path)}): a folder of motion clips "
+                                  "holds .npz files only; move it out or rename it")
+    return paths
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that is not a regular file is, in words."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # a link to nothing
+        return "a broken link" if path.is_symlink() else "unreadable"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 def _read_npz_arrays(path: Path, max_bytes: int) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from handforge.datasets.representation import ClipInfo, DatasetError
 from handforge_shared.mano_params import FLAT
-from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError
+from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError, motion_files
 
 SPLITS = ("train", "validation", "test")
 SPLITS_FORMAT = "handforge.corpus-splits"
@@ -190,7 +190,10 @@ def open_motion_folder(folder: str | os.PathLike, max_clips: int | None = None, 
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    paths = sorted(root.glob("*.npz"))
+    try:
+        paths = motion_files(root)
+    except PoseFormatError as exc:
+        raise DatasetError(str(exc)) from None
     paths = [paths[i] for i in select_indices([None] * len(paths), None, max_clips)]
     if not paths:
         raise DatasetError(f"{root}: no motion clips (.npz) in this folder")

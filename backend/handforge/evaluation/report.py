@@ -26,7 +26,7 @@ from handforge.evaluation.features import FeatureNetworks, load_features, two_ha
 from handforge.evaluation.limits import joint_limit_metrics
 from handforge.evaluation.motion import smoothness
 from handforge_shared.mano_params import FLAT
-from handforge_shared.poses import MotionClip
+from handforge_shared.poses import MotionClip, motion_files
 
 
 def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[MotionClip] | None = None,
@@ -132,7 +132,7 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     if not folder.exists():
         raise ValueError(f"{folder}: no such folder (a folder of motion clips .npz, or a corpus folder)")
     clip_dir = folder / "clips" if (folder / "clips").is_dir() else folder
-    files = sorted(clip_dir.glob("*.npz"))[: max_clips or None]
+    files = motion_files(clip_dir)[: max_clips or None]
     if not files:
         raise ValueError(f"{folder}: no motion clips (.npz) found")
     clips = [MotionClip.load(f) for f in files]
