@@ -129,6 +129,37 @@ def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys,
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # nothing written
 
 
+@pytest.mark.parametrize("argv", [
+    ["measure", "--clips", ".", "--features", ""],
+    ["eval", "interaction", "--corpus", ".", "--checkpoint", ""],
+    ["eval", "motion", "--corpus", ".", "--checkpoint", ""],
+    ["eval", "transfer", "--data", ".", "--sd", ""],
+    ["eval", "transfer", "--data", ".", "--controlnets", ""],
+    ["eval", "transfer", "--data", ".", "--target-generator", ""],
+    ["train", "guidance", "--data", ".", "--out", "x", "--sd", ""],
+    ["train", "guidance", "--data", ".", "--out", "x", "--init", ""],
+    ["train", "interaction", "--corpus", "", "--out", "x"],
+    ["train", "interaction", "--interhand", " ", "--out", "x"],
+    ["train", "interaction", "--corpus", ".", "--out", "x", "--init", ""],
+    ["train", "motion", "--corpus", "", "--out", "x"],
+    ["train", "motion", "--motion-folder", "", "--out", "x"],
+    ["train", "motion", "--interhand", "", "--out", "x"],
+    ["train", "motion", "--corpus", ".", "--out", "x", "--init", ""],
+    ["compare-hands", "--model-dir", ""],
+    ["self-intersection", "--model-dir", ""],
+])
+def test_an_empty_path_option_is_refused_naming_the_option(argv, capsys, tmp_path, monkeypatch):
+    """"--features $UNSET" read the current folder ('.: not a readable feature checkpoint'); "--checkpoint ''",
+    "--sd ''" and "--init ''" quietly took the default, as if the option had been left out."""
+    monkeypatch.chdir(tmp_path)
+    option = next(a for a, value in zip(argv, argv[1:]) if a.startswith("--") and not value.strip())
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"error: argument {option}: is empty: give " in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "transfer", "--data", ".", "--out", "x", "--feature-dim", "15", "--heads", "2"],
      "--feature-dim 15 must be a multiple of --heads 2"),

@@ -179,6 +179,19 @@ def report_file(text: str) -> str:
     return text
 
 
+def given_path(what: str) -> Callable[[str], str]:
+    """A path option read later (its default from a setting, its checks where it is read), refused when
+    empty: "" (an unset shell variable) read the current folder as if named ("--features ''" said '.: not
+    a readable feature checkpoint') or took the default as if the option had been left out."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"is empty: give {what}, or leave the option out")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
 def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str], Path]:
     """A file (``folder``: a folder; None: either) a command reads: checked by argparse, so that a typo is
     said alone, before the start-up's log lines (a server's) or what checking its contents would list."""
@@ -269,5 +282,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -12,12 +12,14 @@ import json
 
 import numpy as np
 
+from handforge.arguments import given_path
+
 NAME = "compare-hands"
 HELP = "print the open hand's keypoints beside MANO's template keypoints (needs your MANO files)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-dir", default=None,
+    parser.add_argument("--model-dir", type=given_path("MANO's folder"), default=None,
                         help="folder with MANO_RIGHT/MANO_LEFT (.pkl or converted .npz); default: the mano.model_dir setting")
     parser.add_argument("--side", choices=("right", "left"), default="right")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

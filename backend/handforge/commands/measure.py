@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from handforge.arguments import SEED, at_least, report_file, write_report
+from handforge.arguments import SEED, at_least, given_path, report_file, write_report
 
 NAME = "measure"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="folder of reference clips for the Fréchet distance and KID")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON); printed otherwise")
     parser.add_argument("--frames", type=at_least(1), default=200, help="two-hand frames drawn for the mesh metrics and frame features")
-    parser.add_argument("--features", help="feature checkpoint (default: the configured one, else the shipped one)")
+    parser.add_argument("--features", type=given_path("a feature checkpoint folder"), help="feature checkpoint (default: the configured one, else the shipped one)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each folder")
     parser.add_argument("--seed", type=SEED, default=0)
 

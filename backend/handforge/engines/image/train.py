@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import POSITIVE, SEED, at_least, multiple_of, number_in, output_folder
+from handforge.arguments import POSITIVE, SEED, at_least, given_path, multiple_of, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a folder in the export format (samples/NNNNNN/rgb.png, mesh.png, "
                                                       "labels.json, optional caption.txt)")
-    parser.add_argument("--init", help="start from this guidance module (default: a copy of the SD UNet's encoder)")
+    parser.add_argument("--init", type=given_path("a guidance module folder"), help="start from this guidance module (default: a copy of the SD UNet's encoder)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
     parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution (pixels, square; a "
                                                                            "multiple of 8, the VAE's factor)")
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- shared by the trainers on frozen SD 1.x parts
 def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: float, lr_help: str | None = None) -> None:
     """The options of a training run on frozen SD 1.x weights (this engine's and the transfer engine's)."""
-    parser.add_argument("--sd", help="SD 1.x diffusers folder (default: the image.sd_model setting)")
+    parser.add_argument("--sd", type=given_path("an SD 1.x folder"), help="SD 1.x diffusers folder (default: the image.sd_model setting)")
     parser.add_argument("--steps", type=at_least(1), default=20000)
     parser.add_argument("--batch-size", type=at_least(1), default=batch_size)
     parser.add_argument("--lr", type=POSITIVE, default=lr, help=lr_help)

@@ -24,13 +24,13 @@ import sys
 import time
 from typing import Any
 
-from handforge.arguments import SEED, at_least, number_in, report_file, write_report
+from handforge.arguments import SEED, at_least, given_path, number_in, report_file, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--split", default="test", help="held-out split (default: test)")
-    parser.add_argument("--checkpoint", default=None, help="model folder (default: interaction.checkpoint)")
+    parser.add_argument("--checkpoint", type=given_path("a model folder"), default=None, help="model folder (default: interaction.checkpoint)")
     parser.add_argument("--samples", type=at_least(6), default=500, help="samples per row (features, diversity, FD, KID, P/R)")
     parser.add_argument("--mesh-samples", type=at_least(1), default=150, help="of those, pairs measured on meshes (slow)")
     parser.add_argument("--template-samples", type=at_least(6), default=150, help="samples of the templates engine (> 5)")

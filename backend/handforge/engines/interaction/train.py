@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, multiple_of, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, given_path, multiple_of, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", help="an open corpus folder (`handforge corpus`)")
-    parser.add_argument("--interhand", help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
+    parser.add_argument("--corpus", type=given_path("a corpus folder"), help="an open corpus folder (`handforge corpus`)")
+    parser.add_argument("--interhand", type=given_path("an InterHand2.6M folder"), help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=20_000)
     parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=POSITIVE, default=1e-3)
     parser.add_argument("--warmup-steps", type=at_least(0), default=None,
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 500)")
-    parser.add_argument("--init", help="fine-tune: start from this interaction model folder (its architecture and "
+    parser.add_argument("--init", type=given_path("a model folder"), help="fine-tune: start from this interaction model folder (its architecture and "
                                        "data normalisation: the size options are then ignored); an interrupted "
                                        "fine-tune resumes from --out's checkpoints")
     parser.add_argument("--width", type=multiple_of(4), default=128, help="attention width (4 heads: a multiple of 4)")

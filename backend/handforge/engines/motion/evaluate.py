@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, number_in, report_file, thread_count, write_report
+from handforge.arguments import SEED, at_least, given_path, number_in, report_file, thread_count, write_report
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -36,7 +36,7 @@ TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
     parser.add_argument("--splits", default="validation,test", help="held-out splits to cut windows from")
-    parser.add_argument("--checkpoint", default=None, help="motion checkpoint (default: motion.checkpoint)")
+    parser.add_argument("--checkpoint", type=given_path("a motion checkpoint folder"), default=None, help="motion checkpoint (default: motion.checkpoint)")
     parser.add_argument("--windows", type=at_least(1), default=128, help="windows per task")
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=at_least(1), default=32, help="windows denoised together")

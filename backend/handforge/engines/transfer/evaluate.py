@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, number_in, report_file, torch_device, whole_number, write_report
+from handforge.arguments import SEED, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
 from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
 
@@ -72,11 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "evaluate on pairs the model was not trained on")
     add_pair_arguments(parser, default_pairs=100)
     parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
-    parser.add_argument("--sd", help="SD 1.x folder (default: image.sd_model)")
-    parser.add_argument("--controlnets", help="reference: the folder of ControlNets (default: image.controlnets)")
+    parser.add_argument("--sd", type=given_path("an SD 1.x folder"), help="SD 1.x folder (default: image.sd_model)")
+    parser.add_argument("--controlnets", type=given_path("the folder of ControlNets"), help="reference: the folder of ControlNets (default: image.controlnets)")
     parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
                                                                   "'name:kind' (default: all)")
-    parser.add_argument("--target-generator", help="ihpt: the model folder (default: transfer.target_generator)")
+    parser.add_argument("--target-generator", type=given_path("a model folder"), help="ihpt: the model folder (default: transfer.target_generator)")
     parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
     parser.add_argument("--steps", type=whole_number(1, TRAIN_TIMESTEPS), default=20,
                         help=f"DDIM steps (SD 1.x has {TRAIN_TIMESTEPS})")
