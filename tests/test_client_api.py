@@ -3,6 +3,7 @@ anything is sent, handles track their job, and the blocking API raises typed err
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -51,6 +52,35 @@ def test_what_can_never_be_sent_is_refused_at_once():
         client.submit("ping")
     with pytest.raises(ValueError, match="tcp://HOST:PORT"):
         Client("localhost:5780")
+
+
+def test_a_scripts_wrong_arguments_are_said_in_its_terms():
+    """Before: params as a list was 'cannot convert dictionary update sequence element #0', a timeout of inf or
+    NaN 'the submit header is not plain JSON', a timeout of '5' a TypeError from time arithmetic, arrays as a
+    list 'array name 0.0 is not allowed', Client(5780) an AttributeError."""
+    with Client(NOWHERE) as client:
+        for call, error, said in (
+                (lambda: client.submit("echo", [1, 2]), TypeError, "params must be a dict (or None), got list"),
+                (lambda: client.submit("echo", arrays=[np.zeros(2)]), TypeError, "arrays must be a dict"),
+                (lambda: client.submit(None), TypeError, "kind must be a job kind's name"),
+                (lambda: client.submit("echo", timeout=float("inf")), ValueError, "timeout must be a finite number"),
+                (lambda: client.submit("echo", timeout=float("nan")), ValueError, "timeout must be a finite number"),
+                (lambda: client.submit("echo", timeout="5"), ValueError, "timeout must be a finite number"),
+                (lambda: Client(5780), TypeError, "endpoint must be an address such as")):
+            with pytest.raises(error, match=re.escape(said)):
+                call()
+        assert client.jobs() == []
+
+
+def test_numpy_numbers_in_params_are_the_json_numbers_they_are(client):
+    """Before: np.float32(0.5) or np.int64(3) (what numpy code hands over) was 'not JSON serializable'."""
+    sent = {"f": np.float32(0.5), "i": np.int64(3), "b": np.bool_(True), "nested": [np.float64(1.25)]}
+    echoed = client.run("echo", {"data": sent}, timeout=30).data
+    assert {k: echoed[k] for k in sent} == {"f": 0.5, "i": 3, "b": True, "nested": [1.25]}, echoed
+    with pytest.raises(ProtocolError, match="JSON"):  # a NaN stays refused, whatever its type
+        client.submit("echo", {"f": np.float32("nan")})
+    with pytest.raises(ProtocolError, match="not JSON serializable"):  # and arrays go as arrays
+        client.submit("echo", {"a": np.zeros(3)})
 
 
 def test_pose_arrays_builds_forward_hands_inputs():

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -137,6 +139,20 @@ class JobHandle:
         return f"<JobHandle {self.id} {self.kind} {self.state} {self.fraction:.0%}>"
 
 
+def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -> None:
+    """What a script passes wrongly, said in its terms (a list of params was "cannot convert dictionary update
+    sequence element #0", a timeout of inf or NaN "the submit header is not plain JSON")."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a job kind's name (str), got {kind!r}")
+    for name, value in (("params", params), ("arrays", arrays)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name} must be a dict (or None), got {type(value).__name__}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a finite number of seconds (or None: the job kind's own limit), "
+                         f"got {timeout!r}")
+
+
 # ------------------------------------------------------------------------------------------ client
 class Client:
     """One connection to one backend.
@@ -149,6 +165,8 @@ class Client:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, curve: CurveKeys | None = None,
                  name: str = f"handforge-client/{__version__}", connect_timeout: float = 5.0,
                  lost_after: float | None = None, context: zmq.Context | None = None) -> None:
+        if not isinstance(endpoint, str):  # (Client(5780): an AttributeError from deep inside)
+            raise TypeError(f"endpoint must be an address such as {DEFAULT_ENDPOINT!r}, got {endpoint!r}")
         self.endpoint = endpoint
         self.name = name
         self.connect_timeout = connect_timeout
@@ -213,6 +231,7 @@ class Client:
         Large arrays are sent without a copy: do not modify them until the job is accepted.
         """
         self._check_open()
+        _check_submit_arguments(kind, params, arrays, timeout)
         job_id = new_id()
         message = Message(MessageType.SUBMIT, id=self._next_id(), job=job_id, kind=kind, params=dict(params or {}),
                           arrays=dict(arrays or {}), data={"timeout": timeout} if timeout is not None else None)

@@ -302,8 +302,16 @@ def _short_str(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
 
 
+def _numpy_scalar(value: Any) -> Any:
+    """A numpy number or bool (np.float32(0.5), np.int64(3): what numpy code hands over as a param) as the
+    JSON value it is; they were refused as 'not JSON serializable'. Anything else stays refused."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()  # (a NaN is still refused: allow_nan=False)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 # Built once: json.loads/json.dumps with non-default options build a new decoder/encoder for every message.
-_HEADER_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_HEADER_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_numpy_scalar)
 _HEADER_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant,
                                    object_pairs_hook=unique_keys)
 
