@@ -98,6 +98,21 @@ def client():
         yield c
 
 
+def test_an_interrupted_run_cancels_its_job(client):
+    """Before: a script's Ctrl-C (or an on_progress that raised) left the job running in the backend, its
+    worker held to the end, its events piling up in the client."""
+    def interrupt(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client.run("sleep", {"steps": 200, "step_seconds": 0.05}, on_progress=interrupt)
+    [handle] = client.jobs()
+    deadline = time.monotonic() + 5  # 10 s if it ran on
+    while not handle.done and time.monotonic() < deadline:
+        client.poll(0.05)
+    assert handle.done and handle.outcome.reason == "cancelled", handle.outcome
+
+
 def test_a_handle_follows_its_job(client):
     handle = client.submit("sleep", {"steps": 3, "step_seconds": 0.05})
     assert isinstance(handle, JobHandle) and handle.state == "sent" and client.jobs() == [handle]

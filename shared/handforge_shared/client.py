@@ -287,17 +287,23 @@ class Client:
             on_progress: Callable[[Progress], None] | None = None) -> Result:
         """Submit a job and wait for its end: returns the ``Result`` or raises ``JobFailed``
         (``BackendUnavailable`` when no backend answers, ``JobCancelledError`` when cancelled).
-        Never waits forever: a dead backend is noticed by heartbeats."""
+        Never waits forever: a dead backend is noticed by heartbeats. Interrupted (Ctrl-C, or ``on_progress``
+        raising), it cancels the job before the exception goes on: nobody would wait for its result."""
         handle = self.submit(kind, params, arrays, timeout=timeout)
-        while True:
-            self._wait(lambda: handle.done or any(e.job == handle.id for e in self._pending), None)
-            mine = [e for e in self._pending if e.job == handle.id]
-            self._pending = [e for e in self._pending if e.job != handle.id]
-            for event in mine:
-                if isinstance(event, Progress) and on_progress is not None:
-                    on_progress(event)
-            if handle.done:
-                break
+        try:
+            while True:
+                self._wait(lambda: handle.done or any(e.job == handle.id for e in self._pending), None)
+                mine = [e for e in self._pending if e.job == handle.id]
+                self._pending = [e for e in self._pending if e.job != handle.id]
+                for event in mine:
+                    if isinstance(event, Progress) and on_progress is not None:
+                        on_progress(event)
+                if handle.done:
+                    break
+        except BaseException:
+            if not handle.done and not self._closed:  # (it ran on in the backend, holding a worker)
+                self.cancel(handle)
+            raise
         if isinstance(handle.outcome, Result):
             return handle.outcome
         raise JobFailed.from_event(handle.outcome)
