@@ -553,16 +553,18 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     assert "poses.corpus" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
-def test_the_spec_modules_example_is_a_valid_spec():
-    """README sends users to handforge.export.spec's list of keys: copied as it is, it must load (its
-    top-level lighting key sat under [render], which refused it)."""
-    import textwrap
-    import tomllib
+def test_the_example_spec_the_command_prints_is_every_default(tmp_path, capsys):
+    """`handforge export --example-spec > spec.toml` (before: README sent users to the module's docstring)
+    writes a spec that loads as it is (its top-level lighting key once sat under [render], which refused
+    it) and holds every key at its default: the example cannot drift from the code."""
+    from handforge.cli import main
 
-    from handforge.export import spec as spec_module
-
-    example = tomllib.loads(textwrap.dedent(spec_module.__doc__.split("::", 1)[1]))
-    parsed = parse_spec(example)
+    with pytest.raises(SystemExit) as done:  # no SPEC, no --out: it prints and exits, as --version does
+        main(["export", "--example-spec"])
+    assert done.value.code == 0
+    (tmp_path / "spec.toml").write_text(capsys.readouterr().out)
+    parsed = load_spec(tmp_path / "spec.toml")
+    assert parsed == parse_spec({})
     assert parsed.lighting == ("studio", "soft", "rim", "top") and parsed.render.engine == "workbench"
     assert len(parsed.hands.skin_tones) == 10  # skin_tones = [] there: the Monk scale's ten
 

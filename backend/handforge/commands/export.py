@@ -16,8 +16,23 @@ NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
 
 
+class _PrintExampleSpec(argparse.Action):
+    """--example-spec: print the example specification and exit, as --version does (before the required
+    arguments are asked for)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from handforge.export.spec import example_spec
+
+        sys.stdout.write(example_spec())
+        parser.exit()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="the batch specification, .json or .toml (see handforge.export.spec)")
+    parser.add_argument("spec", help="the batch specification, .json or .toml (every key and its default: "
+                                     "--example-spec)")
+    parser.add_argument("--example-spec", action=_PrintExampleSpec, nargs=0,
+                        help="print an example specification (TOML, every key at its default, commented) and exit: "
+                             "handforge export --example-spec > spec.toml")
     parser.add_argument("--out", type=output_folder, required=True, help="dataset folder; a rerun resumes (finished samples are kept)")
     parser.add_argument("--samples", type=at_least(1), help="override the spec's sample count")
     parser.add_argument("--seed", type=at_least(0), help="override the spec's seed")

@@ -1,6 +1,7 @@
 """The batch specification of ``handforge export SPEC`` (a JSON or TOML file), checked on load.
 
-Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently)::
+Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently). The
+example below, every key at its default, is what ``handforge export --example-spec`` prints::
 
     seed = 0
     samples = 100
@@ -429,6 +430,13 @@ def _check_corpus(folder: str, split: str, hand_model: str) -> None:
 
 
 SPEC_MODEL_FIX = "set the spec's hand_model = {model!r}"
+
+
+def example_spec() -> str:
+    """This module's example specification (TOML, every key at its default, commented), to start a spec from."""
+    import textwrap
+
+    return textwrap.dedent(__doc__.split("::\n\n", 1)[1]).rstrip() + "\n"
 
 
 def load_spec(path: str | os.PathLike) -> ExportSpec:
