@@ -25,9 +25,20 @@ def test_doctor_names_the_mano_setting_when_mano_is_not_configured():
     for expected in ("HandForge 0.1.0 (wire protocol v1)", "torch ", "pyzmq", "Devices:", "cpu ",
                      "open     available", "mano     NOT available", "mano.model_dir = (not set)",
                      "HANDFORGE_MANO_DIR=<value>", "[mano]", "model_dir = \"<value>\"",
-                     "hands    available: hand_model, forward_hands",
+                     "\n  hands         available: hand_model, forward_hands\n",
+                     "\n  attentionhand NOT available",  # the engines' names in one column, the longest's width
                      "none at tcp://127.0.0.1:1: start one with `handforge serve`"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
+
+
+def test_a_setting_five_engines_need_is_described_once_under_settings():
+    """Before: image.sd_model's description and how to set it were printed nine times, in the reasons and fixes of
+    attentionhand, controlnet, image, ihpt and transfer, above the Settings section that says them too."""
+    out = _doctor(HANDFORGE_SD_MODEL="").stdout
+    assert out.count("Stable Diffusion 1.x weights: a diffusers folder") == 1, out
+    assert out.count("HANDFORGE_SD_MODEL=<value>") == 1, out
+    assert "why: image.sd_model is not set (see Settings below)" in out
+    assert "image.sd_model = (not set)" in out.split("Settings (")[1]
 
 
 def test_a_malformed_endpoint_is_one_line():
@@ -148,7 +159,7 @@ def test_doctor_notes_learned_models_that_are_missing_though_their_engine_runs(t
     env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "nowhere"),
            "HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "run")}
     out = _doctor(**env).stdout
-    assert "interaction available" in out and "motion   available" in out and out.count("note: ") == 2, out
+    assert "interaction   available" in out and "motion        available" in out and out.count("note: ") == 2, out
     engines = json.loads(_doctor("--json", **env).stdout)["engines"]
     assert engines["interaction"]["available"] and engines["motion"]["available"]
     assert engines["interaction"]["note"].startswith(f"engine 'learned' cannot run (interaction.checkpoint: "

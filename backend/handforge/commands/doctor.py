@@ -134,10 +134,12 @@ def _text(report: dict[str, Any], config) -> list[str]:
     kinds_by_engine: dict[str, list[str]] = {}
     for kind, spec in report["kinds"].items():
         kinds_by_engine.setdefault(spec["engine"], []).append(kind)
+    width = _name_width(report["engines"])
+    said_below = _settings_said_below(report, config)
     for name, engine in report["engines"].items():
         state = "available" if engine["available"] else "NOT available"
-        lines.append(f"  {name:8s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
-        lines += _status_lines(engine)
+        lines.append(f"  {name:{width}s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
+        lines += _status_lines(engine, said_below)
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if config.config_path().is_file() else ', not created yet'}):"]
     if report["config_file"]["problem"]:
@@ -171,19 +173,42 @@ def _engine_field(value: Any) -> list[str]:
     if not (isinstance(value, dict) and all(isinstance(v, dict) and "available" in v for v in value.values())):
         return _indented("", json.dumps(value, default=str))
     lines = []
+    width = _name_width(value)
     for name, status in value.items():
-        lines.append(f"  {name:8s} {'available' if status['available'] else 'NOT available'}")
+        lines.append(f"  {name:{width}s} {'available' if status['available'] else 'NOT available'}")
         lines += _status_lines(status)
     return lines
 
 
-def _status_lines(status: dict[str, Any]) -> list[str]:
-    """Why an engine or hand model cannot run and its fix (unless the reason already says it), or what an
-    available one lacks."""
+def _name_width(names) -> int:
+    """One column for a table's names: 'attentionhand NOT available' stood out of the column of 'motion'."""
+    return max([8, *map(len, names)])
+
+
+def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str, str]]:
+    """For each unset setting (each described, with how to set it, under Settings): the long reason an
+    engine gives while it is unset, the short one that points there, and how to set it. Five engines need
+    image.sd_model: its description and fix were printed nine times above the Settings that say them."""
+    from handforge.server.registry import unset_reason
+
+    known = {s.key: s for s in config.settings()}
+    return {unset_reason(row["key"], row["help"]): (f"{row['key']} is not set (see Settings below)",
+                                                    known[row["key"]].how_to_set())
+            for row in report["settings"] if "error" not in row and row["value"] is None and row["key"] in known}
+
+
+def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    """Why an engine or hand model cannot run and its fix (unless the reason already says it, or it is only
+    settings the Settings section says how to set), or what an available one lacks."""
     reason, hint = status.get("reason", ""), status.get("hint", "")
     if status["available"]:
         return _indented("note: ", status["note"]) if status.get("note") else []
-    return _indented("why: ", reason) + (_indented("fix: ", hint) if with_hint(reason, hint) != reason else [])
+    shortened = reason
+    for long, (short, how_to_set) in (said_below or {}).items():
+        shortened = shortened.replace(long, short)
+        hint = "" if hint == how_to_set else hint
+    return _indented("why: ", shortened) + (_indented("fix: ", hint) if hint and with_hint(reason, hint) != reason
+                                            else [])
 
 
 def _indented(label: str, text: str, width: int = 100) -> list[str]:

@@ -102,7 +102,7 @@ class Engine:
                     return EngineStatus(False, f"engine {self.name!r} names an undeclared setting {key!r}")
                 value, _ = config.get(key)
                 if value is None:
-                    return EngineStatus(False, f"{key} is not set ({setting.help})", setting.how_to_set())
+                    return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set())
                 if setting.kind == "path" and not Path(value).exists():
                     return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
             found = self.availability() if self.availability else ""
@@ -117,6 +117,11 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         return {"description": self.description, "settings": list(self.settings), **self.status().to_json()}
+
+
+def unset_reason(key: str, help_text: str) -> str:
+    """Why an engine that needs setting ``key`` cannot run while it is unset (doctor finds it by this text)."""
+    return f"{key} is not set ({help_text})"
 
 
 class Registry:
