@@ -371,10 +371,14 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         clip = MotionClip(hands=clip.hands, fps=now, hand_model=clip.hand_model, extra=clip.extra)
         refit = (f"made for {made_at:g} fps, the scene is now at {now:g} fps: keyed frame for frame on the frames "
                  "asked for (run it again for this frame rate's timing)")
-    found = hands.scene_hands(context.scene, "BOTH", required=False)
-    rigs = {side: found[side] for side in clip.hands if side in found}
-    if not rigs:
-        raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
+    rigs = {}
+    for side in clip.hands:  # the rigs it was made for (a renamed one too), not the scene's hands of now
+        name, uid = request["rigs"][side]
+        rig = next((o for o in context.scene.objects if o.session_uid == uid), None)
+        if rig is None:
+            raise hands.NoHandsError(f"the {side} hand {name!r} this motion was made for is no longer in the scene, "
+                                     "so nothing was keyed: run it again on the hands there now")
+        rigs[side] = rig
     summary = keys.import_clip(context, clip, rigs, request["frame_start"])
     # frames the artist keyed are left out on purpose: not worth a warning here
     notes = [w for w in summary["warnings"] if "your keys were kept" not in w]
@@ -442,7 +446,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
-                         "placement": placement}
+                         "placement": placement,
+                         "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()}}
         return kind, params, arrays
 
     def job_apply(self, context, result):

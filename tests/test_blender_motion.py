@@ -250,6 +250,17 @@ def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
     assert "Traceback" not in message and "Add Hands" in message, message
 
 
+def test_the_motion_lands_on_the_rigs_it_was_made_for(session):
+    # before: written on whatever rigs were the scene's hands when it ended (a pair added meanwhile took it,
+    # the artist's rig got nothing), and with one of its rigs deleted the other was keyed alone
+    _no_error(session, "rigs_changed")
+    added, deleted = session["rigs_changed"]["added"], session["rigs_changed"]["deleted"]
+    assert added["result"] == ["FINISHED"] and added["first_right"] > 0 and added["new_right"] == 0, added
+    assert deleted["result"] == ["CANCELLED"] and deleted["deleted"], deleted
+    assert "is no longer in the scene" in deleted["printed"] and "Traceback" not in deleted["printed"], deleted
+    assert not any(deleted["keyed"].values()), deleted
+
+
 def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     _no_error(session, "subframe_key")
     found = session["subframe_key"]

@@ -525,6 +525,66 @@ def path_not_evaluated():
 s.check("path_not_evaluated", path_not_evaluated)
 
 
+def rigs_changed_mid_job():
+    """The motion lands on the rigs it was made for: a second pair added while it ran (now the scene's
+    hands) gets none of it (it went on the new pair, the artist's rig got nothing), and a rig deleted
+    while it ran refuses the whole result (the other hand was keyed alone, or another rig of that side
+    took the deleted one's keys)."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    first = {side: hand(side) for side in SIDES}
+    pump, added = connection.pump, {}
+
+    def generated(obj, start):
+        bag = bag_of(obj)
+        return sum(k.type == "GENERATED" and k.co[0] >= start for fc in (bag.fcurves if bag else ())
+                   for k in fc.keyframe_points)
+
+    def pump_and_add(*args, **kwargs):
+        if jobs.RUNNING and not added:
+            with bpy.context.temp_override(**UI):
+                assert ops.add_hands() == {"FINISHED"}
+            added.update({side: hand(side) for side in SIDES})
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_add
+    try:
+        result, printed = as_user(ops.motion_generate, frame_start=600, frame_end=619, engine="spline", sides="RIGHT")
+    finally:
+        connection.pump = pump
+    found = {"added": {"result": result, "printed": printed, "first_right": generated(first["right"], 600),
+                       "new_right": generated(added["right"], 600)}}
+    # the second pair is the scene's hands now: a motion for both of them, its right rig deleted while it ran
+    doomed = added["right"].name
+
+    def pump_and_delete(*args, **kwargs):
+        obj = bpy.data.objects.get(doomed)
+        if jobs.RUNNING and obj is not None:
+            for child in list(obj.children):
+                bpy.data.objects.remove(child)
+            bpy.data.objects.remove(obj)
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_delete
+    try:
+        result, printed = as_user(ops.motion_generate, frame_start=700, frame_end=719, engine="spline", sides="BOTH")
+    except RuntimeError as exc:  # the operator's error report
+        result, printed = ["CANCELLED"], str(exc)
+    finally:
+        connection.pump = pump
+    found["deleted"] = {"result": result, "printed": printed, "deleted": doomed not in bpy.data.objects,
+                        "keyed": {o.name: generated(o, 700) for o in (*first.values(), added["left"])}}
+    for obj in list(added["left"].children):
+        bpy.data.objects.remove(obj)
+    bpy.data.objects.remove(added["left"])
+    for side, obj in first.items():
+        setattr(bpy.context.scene.handforge, side, obj)
+    return found
+
+
+s.check("rigs_changed", rigs_changed_mid_job)
+
+
 def regenerate_without_hands():
     """Regenerate after the hands were deleted: the motion button's refusal, as one line."""
     for side in ("left", "right"):
