@@ -144,12 +144,20 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
                 bpy.data.images.remove(source)
             raise
         self._request = {"seed": self.seed, "camera": camera.session_uid, "source": source.name}
+        self._loaded = source.name if source.as_pointer() not in before else ""  # (a file loaded for this request)
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "reference_scale": self.reference_scale, "source_labels": labels, "hand_model": model,
                   "sensor_fit": camera.data.sensor_fit,
                   "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y]}
         return JOB_KIND, params, arrays
+
+    def job_not_applied(self, context):
+        """Refused, cancelled or failed: a source file loaded for it leaves no datablock behind (unless the
+        artist has used it since)."""
+        image = bpy.data.images.get(getattr(self, "_loaded", ""))
+        if image is not None and not image.users:
+            bpy.data.images.remove(image)
 
     def job_apply(self, context, result):
         request = self._request

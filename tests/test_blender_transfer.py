@@ -115,3 +115,12 @@ def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: its pose and placement were sent as last evaluated, not as the frame shows them
     _no_error(session, "hidden_rig")
     assert "is in a collection excluded from the view layer" in session["hidden_rig"]["message"]
+
+
+def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
+    # before: the file loaded for the request stayed as an image datablock when the result was not applied
+    # (another scene shown, cancelled, failed), though a refused request leaves none
+    _no_error(session, "file_not_applied")
+    found = session["file_not_applied"]
+    assert "the scene changed while it ran" in found["message"], found
+    assert found["images_kept"], found
