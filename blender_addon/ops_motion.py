@@ -454,6 +454,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         text = write_result(context, result, self._request)
         LAST_RUN.clear()  # only a motion that landed: a cancelled or refused one is not what Regenerate repeats
         LAST_RUN.update(operator=type(self).bl_idname, params=self._request["params"],
+                        paths=getattr(self, "_path_uids", {}),
                         options={p.identifier: getattr(self, p.identifier) for p in self.properties.bl_rna.properties
                                  if p.identifier != "rna_type"})
         return text
@@ -497,6 +498,8 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
         _, every = motion_hands(context, "BOTH")
         arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
+        # Regenerate follows these objects, renamed or not (by name, another object that took it)
+        self._path_uids = {f"{side}_path": context.scene.objects[name].session_uid for side, name in paths.items()}
         return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
 
 
@@ -548,6 +551,10 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         # eases through the gap much the same on every seed, and Regenerate is asked for another take.
         if options.get("variation", 0.0) <= 0.0:
             options["variation"] = 1.0
+        for prop, uid in LAST_RUN.get("paths", {}).items():  # a wrist path renamed since is still followed
+            path = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+            if path is not None:
+                options[prop] = path.name
         button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
         try:
             outcome = button(how, **options)

@@ -261,6 +261,15 @@ def test_the_motion_lands_on_the_rigs_it_was_made_for(session):
     assert not any(deleted["keyed"].values()), deleted
 
 
+def test_regenerate_follows_a_path_renamed_since(session):
+    # before: Regenerate looked the path up by its old name: another object with that name was followed
+    # (here 3 m away), or the renamed path was said not to be in the scene
+    _no_error(session, "regenerate_renamed_path")
+    found = session["regenerate_renamed_path"]
+    assert found["first"] == ["FINISHED"] and found["result"] == ["FINISHED"], found
+    assert max(found["misses"]) < 0.01, found
+
+
 def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     _no_error(session, "subframe_key")
     found = session["subframe_key"]

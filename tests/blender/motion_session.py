@@ -10,6 +10,7 @@ import os
 from contextlib import redirect_stdout
 
 import bpy
+import numpy as np
 from session import ADDON_MODULE, Session, error_of, hand, init_undo, recorded_layout, ui_context
 
 s = Session()
@@ -583,6 +584,35 @@ def rigs_changed_mid_job():
 
 
 s.check("rigs_changed", rigs_changed_mid_job)
+
+
+def regenerate_a_renamed_path():
+    """Regenerate follows the path the last run followed, renamed since (another object now has its old name):
+    the wrist went to that other object, or the path was said to be gone."""
+    scene = bpy.context.scene
+    path = bpy.data.objects.new("Path To Rename", None)
+    scene.collection.objects.link(path)
+    for frame, x in ((800, 0.0), (809, 0.3)):
+        path.location = (x, 0.1, 0.05)
+        path.keyframe_insert("location", frame=frame)
+    first, _ = as_user(ops.motion_follow_path, frame_start=800, frame_end=809, engine="spline", right_path=path.name,
+                       left_path="")
+    path.name = "Renamed Path"
+    decoy = bpy.data.objects.new("Path To Rename", None)  # a new object takes the old name
+    scene.collection.objects.link(decoy)
+    decoy.location = (3.0, 3.0, 3.0)
+    result, printed = as_user(ops.motion_regenerate)
+    misses = []
+    for frame in (800, 809):
+        scene.frame_set(frame)
+        misses.append(float(np.linalg.norm(np.array(wrist_world("right")) - np.array(path.matrix_world.translation))))
+    scene.frame_set(1)
+    bpy.data.objects.remove(decoy)
+    bpy.data.objects.remove(path)
+    return {"first": first, "result": result, "printed": printed, "misses": misses}
+
+
+s.check("regenerate_renamed_path", regenerate_a_renamed_path)
 
 
 def regenerate_without_hands():
