@@ -25,12 +25,12 @@ ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
-def scene_cameras(scene, which: str) -> list:
-    """The cameras to export from, checked: perspective and unscaled."""
+def scene_cameras(scene, which: str, otherwise: str = " or export from All Cameras") -> list:
+    """The cameras to export from (or see the hands through), checked: perspective and unscaled.
+    ``otherwise``: the other way out, said after a missing active camera."""
     if which == "ACTIVE":
         if scene.camera is None or scene.camera.type != "CAMERA":
-            raise ValueError("the scene has no active camera: set one (Scene properties › Camera) or export "
-                             "from All Cameras")
+            raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
         cameras = [scene.camera]
     else:
         cameras = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
@@ -38,8 +38,8 @@ def scene_cameras(scene, which: str) -> list:
             raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
     for cam in cameras:
         if cam.data.type != "PERSP":
-            raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras are "
-                             "exported (Camera properties › Lens › Type)")
+            raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras can be "
+                             "used (Camera properties › Lens › Type)")
     return cameras
 
 

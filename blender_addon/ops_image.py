@@ -172,7 +172,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         prompt = (self.prompt or getattr(scene, PROMPT_PROP, "")).strip()
         if not prompt:
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
-        camera = scene_cameras(scene, "ACTIVE")[0]
+        camera = scene_cameras(scene, "ACTIVE", otherwise=", aimed at the hands")[0]
         width, height = _resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
         self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.session_uid}

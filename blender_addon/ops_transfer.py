@@ -128,7 +128,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
 
     def job_request(self, context):
         scene = context.scene
-        camera = scene_cameras(scene, "ACTIVE")[0]
+        camera = scene_cameras(scene, "ACTIVE", otherwise=", aimed at the hands")[0]
         width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
         before = {image.as_pointer() for image in bpy.data.images}

@@ -124,3 +124,13 @@ def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
     found = session["file_not_applied"]
     assert "the scene changed while it ran" in found["message"], found
     assert found["images_kept"], found
+
+
+def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
+    # before: "set one (Scene properties › Camera) or export from All Cameras" and "only perspective cameras are
+    # exported": the export's words, for a button that has no All Cameras and exports nothing
+    _no_error(session, "camera_problems")
+    found = session["camera_problems"]
+    assert "no active camera" in found["none"] and "Scene properties" in found["none"], found
+    assert "ortho" in found["ortho"] and "perspective" in found["ortho"], found
+    assert not any("export" in message.lower() for message in found.values()), found

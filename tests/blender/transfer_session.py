@@ -214,6 +214,26 @@ def file_source_of_a_result_not_applied():
 s.check("file_not_applied", file_source_of_a_result_not_applied)
 
 
+def camera_problems():
+    """No active camera, or an orthographic one: the message speaks of Transfer Pose, not of exporting
+    ("or export from All Cameras", which Transfer Pose and Generate Image do not have)."""
+    camera = scene.camera
+    run = lambda: error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
+                                                                   resolution_y=a["size"]))
+    try:
+        scene.camera = None
+        found = {"none": run()}
+        scene.camera = camera
+        camera.data.type = "ORTHO"
+        found["ortho"] = run()
+    finally:
+        scene.camera, camera.data.type = camera, "PERSP"
+    return found
+
+
+s.check("camera_problems", camera_problems)
+
+
 def hidden_rig():
     """A rig in a collection excluded from the view layer: refused (its pose and placement would be stale)."""
     collection = bpy.data.collections.new("Hidden Hands")
