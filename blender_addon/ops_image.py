@@ -109,11 +109,16 @@ def add_plane(context, camera, image, name: str, K):
     """A plane in front of ``camera`` showing ``image`` exactly where the camera sees it, ``K`` being the
     intrinsics it was drawn with (emission, no lighting)."""
     distance = PLANE_DISTANCE
-    mesh = bpy.data.meshes.get(name) or bpy.data.meshes.new(name)
+    plane = bpy.data.objects.get(name)
+    plane = plane if plane is not None and plane.type == "MESH" else None
+    # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
+    # copied, by name they were this one's) stay as they are, showing their image: new ones instead
+    mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
     mesh.clear_geometry()
     mesh.from_pydata(view_corners(K, image.size[0], image.size[1], distance), [], [(0, 1, 2, 3)])
     mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material = mesh.materials[0] if len(mesh.materials) else None
+    material = material if material is not None and material.users == 1 else bpy.data.materials.new(name)
     material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
@@ -124,7 +129,9 @@ def add_plane(context, camera, image, name: str, K):
     links.new(emission.outputs["Emission"], out.inputs["Surface"])
     mesh.materials.clear()
     mesh.materials.append(material)
-    plane = bpy.data.objects.get(name) or bpy.data.objects.new(name, mesh)
+    if plane is None:
+        plane = bpy.data.objects.new(name, mesh)
+    plane.data = mesh
     if plane.name not in context.scene.collection.all_objects:
         context.scene.collection.objects.link(plane)
     plane.parent = camera

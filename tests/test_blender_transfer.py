@@ -134,3 +134,14 @@ def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
     assert "no active camera" in found["none"] and "Scene properties" in found["none"], found
     assert "ortho" in found["ortho"] and "perspective" in found["ortho"], found
     assert not any("export" in message.lower() for message in found.values()), found
+
+
+def test_a_result_plane_the_artist_kept_keeps_its_image(session):
+    # before: the next run refilled the mesh and material named "HandForge transfer" that a renamed or copied
+    # plane still used: the kept plane showed the new image
+    _no_error(session, "kept_plane")
+    found = session["kept_plane"]
+    assert found["second"] == found["third"] == ["FINISHED"], found
+    assert found["renamed"][0] == found["renamed"][1] == "HandForge transfer seed 21", found
+    assert found["copy"][0] == found["copy"][1] == "HandForge transfer seed 22", found
+    assert found["new"] == "HandForge transfer seed 23", found

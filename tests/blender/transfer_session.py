@@ -272,5 +272,26 @@ def portrait_plane():
 
 
 s.check("portrait_plane", portrait_plane)
+def kept_plane():
+    """A result plane the artist kept (renamed, or a copy of it) still shows its image after the next run with
+    a plane: the next run refilled the plane's mesh and material by name, which the kept one shares."""
+    run = lambda seed: bpy.ops.handforge.transfer_pose(seed=seed, steps=1, add_plane=True, set_background=False,
+                                                       resolution_x=a["size"], resolution_y=a["size"])
+    image_of = lambda obj: obj.data.materials[0].node_tree.nodes["Image Texture"].image.name
+    assert run(21) == {"FINISHED"}
+    kept = bpy.data.objects["HandForge transfer"]
+    kept.name = "My Favourite"
+    shown = image_of(kept)
+    second = sorted(run(22))
+    copy = bpy.data.objects["HandForge transfer"].copy()  # a copy (Shift-D: its own mesh, the same material)
+    copy.data = copy.data.copy()
+    scene.collection.objects.link(copy)
+    copied = image_of(copy)
+    third = sorted(run(23))
+    return {"second": second, "third": third, "renamed": [shown, image_of(kept)], "copy": [copied, image_of(copy)],
+            "new": image_of(bpy.data.objects["HandForge transfer"])}
+
+
+s.check("kept_plane", kept_plane)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
