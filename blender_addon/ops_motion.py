@@ -373,12 +373,16 @@ def write_result(context, result, request: dict[str, Any]) -> str:
                  "asked for (run it again for this frame rate's timing)")
     rigs = {}
     for side in clip.hands:  # the rigs it was made for (a renamed one too), not the scene's hands of now
+        if side not in request["rigs"]:  # (no rig of that side was there when it was sent)
+            continue
         name, uid = request["rigs"][side]
         rig = next((o for o in context.scene.objects if o.session_uid == uid), None)
         if rig is None:
             raise hands.NoHandsError(f"the {side} hand {name!r} this motion was made for is no longer in the scene, "
                                      "so nothing was keyed: run it again on the hands there now")
         rigs[side] = rig
+    if not rigs:
+        raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
     summary = keys.import_clip(context, clip, rigs, request["frame_start"])
     # frames the artist keyed are left out on purpose: not worth a warning here
     notes = [w for w in summary["warnings"] if "your keys were kept" not in w]
