@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from session import ADDON_MODULE, Session, error_of, evaluated_vertices, printed_by
+from session import ADDON_MODULE, Session, error_of, evaluated_vertices, printed_by, while_a_job_runs
 
 s = Session()
 s.install()
@@ -208,20 +208,9 @@ def ctrl_c_once_running() -> threading.Thread:
 def once_job_runs(action):
     """While the block runs, ``action()`` once a job runs, on the main thread from the job's wait loop (as
     the artist's click would be); yields the list that gets its result."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, done = connection.pump, []
-
-    def pump_and_act(*args, **kwargs):
-        if jobs.RUNNING and not done:
-            done.append(action())
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_act
-    try:
+    done = []
+    with while_a_job_runs(lambda: done or done.append(action())):
         yield done
-    finally:
-        connection.pump = pump
 
 
 SLEEP_20_S = '{"steps": 400, "step_seconds": 0.05}'

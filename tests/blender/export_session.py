@@ -13,7 +13,7 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from session import ADDON_MODULE, Session, add_camera, error_of, ui_context
+from session import ADDON_MODULE, Session, add_camera, error_of, ui_context, while_a_job_runs
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
 
 s = Session()
@@ -192,23 +192,15 @@ def scene_switched_mid_export():
     (before: "the scene changed while it ran ... not applied: run it again from this scene")."""
     import importlib
 
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
     window = bpy.context.window_manager.windows[0]
     first, other = window.scene, bpy.data.scenes.new("Other Scene")
-    pump = connection.pump
-
-    def switching(*args, **kwargs):
-        window.scene = other  # the artist looks at another scene while the job runs
-        return pump(*args, **kwargs)
-
-    connection.pump = switching
     out = s.work / "switched"
-    try:
-        message = error_of(lambda: bpy.ops.handforge.export_renders(directory=str(out), frame_start=1, frame_end=1,
-                                                                    cameras="ACTIVE", engine="none"))
+    try:  # the artist looks at another scene while the job runs
+        with while_a_job_runs(lambda: setattr(window, "scene", other)):
+            message = error_of(lambda: bpy.ops.handforge.export_renders(directory=str(out), frame_start=1,
+                                                                        frame_end=1, cameras="ACTIVE", engine="none"))
         switched = bpy.context.scene.name
     finally:
-        connection.pump = pump
         window.scene = first
         bpy.data.scenes.remove(other)
     return {"message": message, "switched": switched, "written": len(list(out.glob("samples/*/labels.json")))}

@@ -4,12 +4,11 @@ random SD weights (the operator makes image datablocks of the requested size).""
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of
+from session import ADDON_MODULE, Session, add_camera, error_of, while_a_job_runs
 
 s = Session()
 s.install()
@@ -90,24 +89,20 @@ s.check("with_weights", with_weights)
 def camera_renamed_mid_job():
     """The camera renamed while the image is made still gets it as its background (it was looked up by
     name: skipped unsaid, and an object that took the name raised after the images were made)."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    camera, pump = scene.camera, connection.pump
+    camera = scene.camera
     impostor = bpy.data.objects.new("Cam", None)  # an empty that takes the camera's old name
     scene.collection.objects.link(impostor)
     camera.name = "Cam"  # (the empty was named "Cam.001")
 
-    def pump_and_rename(*args, **kwargs):
-        if jobs.RUNNING and camera.name == "Cam":
+    def rename():
+        if camera.name == "Cam":
             camera.name, impostor.name = "Renamed Cam", "Cam"
-        return pump(*args, **kwargs)
 
-    connection.pump = pump_and_rename
     try:
-        result = bpy.ops.handforge.generate_image(seed=8, steps=2, variants=1, resolution_x=a["size"],
-                                                  resolution_y=a["size"], add_plane=False)
+        with while_a_job_runs(rename):
+            result = bpy.ops.handforge.generate_image(seed=8, steps=2, variants=1, resolution_x=a["size"],
+                                                      resolution_y=a["size"], add_plane=False)
     finally:
-        connection.pump = pump
         bpy.data.objects.remove(impostor)
         camera.name = "Cam"
     background = camera.data.background_images

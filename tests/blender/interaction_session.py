@@ -6,12 +6,11 @@ with both hands free; a MANO rig on a backend without MANO files."""
 
 from __future__ import annotations
 
-import importlib
 
 import bpy
 import numpy as np
 from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, recorded_layout,
-                     ui_context)
+                     ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -323,27 +322,22 @@ s.check("linked_anchor", linked_anchor_key)
 def failed_sampling_keeps_the_browse():
     """A sampling whose result cannot be used (a rig of its request deleted while it ran) leaves the
     candidates being browsed as they were: they were dropped before the result was checked."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     first = {side: hand(side) for side in SIDES}
     assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
     before = browse()
     assert bpy.ops.handforge.add_hands() == {"FINISHED"}  # a second pair, now the scene's hands
     second = {side: hand(side).name for side in SIDES}
     bpy.context.view_layer.objects.active = hand("left")
-    pump = connection.pump
 
-    def pump_and_delete(*args, **kwargs):
+    def delete_it():
         doomed = bpy.data.objects.get(second["right"])
-        if jobs.RUNNING and doomed is not None:
+        if doomed is not None:
             bpy.data.objects.remove(doomed)
-        return pump(*args, **kwargs)
 
-    connection.pump = pump_and_delete
     try:
-        message = error_of(lambda: sample(anchor="LEFT", count=2))
+        with while_a_job_runs(delete_it):
+            message = error_of(lambda: sample(anchor="LEFT", count=2))
     finally:
-        connection.pump = pump
         for name in second.values():
             if name in bpy.data.objects:
                 bpy.data.objects.remove(bpy.data.objects[name])

@@ -11,7 +11,8 @@ from contextlib import redirect_stdout
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, error_of, hand, init_undo, recorded_layout, ui_context
+from session import (ADDON_MODULE, Session, error_of, hand, init_undo, recorded_layout, ui_context,
+                     while_a_job_runs)
 
 s = Session()
 s.install()
@@ -294,20 +295,13 @@ s.check("edited", regenerate_after_an_edit)
 
 def fps_changed_mid_job():
     """The scene's frame rate changed while a motion was made: keys still land on the frames asked for."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, scene = connection.pump, bpy.context.scene
-
-    def pump_and_change(*args, **kwargs):
-        if jobs.RUNNING and scene.render.fps != 24:
-            scene.render.fps = 24
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_change
+    scene = bpy.context.scene
     try:
-        result, printed = as_user(ops.motion_generate, frame_start=300, frame_end=319, engine="spline", sides="RIGHT")
+        with while_a_job_runs(lambda: scene.render.fps == 24 or setattr(scene.render, "fps", 24)):
+            result, printed = as_user(ops.motion_generate, frame_start=300, frame_end=319, engine="spline",
+                                      sides="RIGHT")
     finally:
-        connection.pump, fps = pump, scene.render.fps
+        fps = scene.render.fps
         scene.render.fps = 30
     frames = sorted({k[0] for key, v in snapshot().items() if key.startswith("right") for k in v if k[0] >= 300})
     return {"result": result, "printed": printed, "frames": frames, "fps": fps}
@@ -319,21 +313,15 @@ s.check("fps_changed", fps_changed_mid_job)
 def another_motion_button_while_one_runs():
     """While Generate Motion runs, In-between and Follow Wrist Path wait (their keys would replace its keys
     where the frames overlap); they were available, and only the running button was greyed."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    pump, seen = connection.pump, {}
+    seen = {}
 
-    def pump_and_poll(*args, **kwargs):
-        if jobs.RUNNING and not seen:
+    def look():
+        if not seen:
             seen.update({op: getattr(ops, op).poll() for op in ("motion_inbetween", "motion_follow_path",
                                                                   "motion_generate")})
-        return pump(*args, **kwargs)
 
-    connection.pump = pump_and_poll
-    try:
+    with while_a_job_runs(look):
         result, _ = as_user(ops.motion_generate, frame_start=300, frame_end=319, engine="spline", sides="RIGHT")
-    finally:
-        connection.pump = pump
     seen["after"] = ops.motion_inbetween.poll()
     return {"result": result, "seen": seen}
 
@@ -344,32 +332,24 @@ s.check("one_at_a_time", another_motion_button_while_one_runs)
 def scene_switched_mid_job():
     """Another scene made active while a motion was made: not applied to that scene's rigs (the keys of
     scene 1 landed on scene 2's hands, reported as a success)."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     window, first = bpy.context.window_manager.windows[0], bpy.context.scene
     other = bpy.data.scenes.new("Other")
     window.scene = other
     with bpy.context.temp_override(**UI):
         assert ops.add_hands() == {"FINISHED"}
     window.scene = first
-    pump = connection.pump
     generated = lambda: {o.name: sum(k.type == "GENERATED" and k.co[0] >= 400 for fc in bag_of(o).fcurves
                                      for k in fc.keyframe_points)
                          for o in other.objects if o.type == "ARMATURE" and bag_of(o) is not None}
     before = generated()
-
-    def pump_and_switch(*args, **kwargs):
-        if jobs.RUNNING:
-            window.scene = other
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_switch
     try:
-        result, printed = as_user(ops.motion_generate, frame_start=400, frame_end=419, engine="spline", sides="RIGHT")
+        with while_a_job_runs(lambda: setattr(window, "scene", other)):
+            result, printed = as_user(ops.motion_generate, frame_start=400, frame_end=419, engine="spline",
+                                      sides="RIGHT")
     except RuntimeError as exc:  # the operator's error report
         result, printed = ["CANCELLED"], str(exc)
     finally:
-        connection.pump, window.scene = pump, first
+        window.scene = first
     keyed = generated()  # generated keys from frame 400 on, per rig of the other scene
     bpy.data.scenes.remove(other)
     return {"result": result, "printed": printed, "other_scene_keys_after": keyed, "before": before}
@@ -531,48 +511,40 @@ def rigs_changed_mid_job():
     hands) gets none of it (it went on the new pair, the artist's rig got nothing), and a rig deleted
     while it ran refuses the whole result (the other hand was keyed alone, or another rig of that side
     took the deleted one's keys)."""
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     first = {side: hand(side) for side in SIDES}
-    pump, added = connection.pump, {}
+    added = {}
 
     def generated(obj, start):
         bag = bag_of(obj)
         return sum(k.type == "GENERATED" and k.co[0] >= start for fc in (bag.fcurves if bag else ())
                    for k in fc.keyframe_points)
 
-    def pump_and_add(*args, **kwargs):
-        if jobs.RUNNING and not added:
+    def add_a_pair():
+        if not added:
             with bpy.context.temp_override(**UI):
                 assert ops.add_hands() == {"FINISHED"}
             added.update({side: hand(side) for side in SIDES})
-        return pump(*args, **kwargs)
 
-    connection.pump = pump_and_add
-    try:
+    with while_a_job_runs(add_a_pair):
         result, printed = as_user(ops.motion_generate, frame_start=600, frame_end=619, engine="spline", sides="RIGHT")
-    finally:
-        connection.pump = pump
     found = {"added": {"result": result, "printed": printed, "first_right": generated(first["right"], 600),
                        "new_right": generated(added["right"], 600)}}
     # the second pair is the scene's hands now: a motion for both of them, its right rig deleted while it ran
     doomed = added["right"].name
 
-    def pump_and_delete(*args, **kwargs):
+    def delete_it():
         obj = bpy.data.objects.get(doomed)
-        if jobs.RUNNING and obj is not None:
+        if obj is not None:
             for child in list(obj.children):
                 bpy.data.objects.remove(child)
             bpy.data.objects.remove(obj)
-        return pump(*args, **kwargs)
 
-    connection.pump = pump_and_delete
     try:
-        result, printed = as_user(ops.motion_generate, frame_start=700, frame_end=719, engine="spline", sides="BOTH")
+        with while_a_job_runs(delete_it):
+            result, printed = as_user(ops.motion_generate, frame_start=700, frame_end=719, engine="spline",
+                                      sides="BOTH")
     except RuntimeError as exc:  # the operator's error report
         result, printed = ["CANCELLED"], str(exc)
-    finally:
-        connection.pump = pump
     found["deleted"] = {"result": result, "printed": printed, "deleted": doomed not in bpy.data.objects,
                         "keyed": {o.name: generated(o, 700) for o in (*first.values(), added["left"])}}
     for obj in list(added["left"].children):

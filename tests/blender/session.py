@@ -10,6 +10,8 @@ import io
 import json
 import sys
 import traceback
+import contextlib
+import importlib
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,27 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()
     return str(value)
+
+
+@contextlib.contextmanager
+def while_a_job_runs(act):
+    """While the block runs, ``act()`` at every pump of the add-on's connection while a job runs: on the main
+    thread, from the job's wait loop, as the artist's own edits meanwhile would be (a scene shown instead, a
+    rig deleted or renamed)."""
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    pump = connection.pump
+
+    def pump_and_act(*args, **kwargs):
+        if jobs.RUNNING:
+            act()
+        return pump(*args, **kwargs)
+
+    connection.pump = pump_and_act
+    try:
+        yield
+    finally:
+        connection.pump = pump
 
 
 def error_of(call) -> str:

@@ -9,7 +9,7 @@ import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of
+from session import ADDON_MODULE, Session, add_camera, error_of, while_a_job_runs
 
 s = Session()
 s.install()
@@ -182,10 +182,6 @@ s.check("relative_source", relative_source_unsaved)
 def file_source_of_a_result_not_applied():
     """A source file loaded for a transfer whose result is not applied (another scene shown when it came)
     leaves no image datablock behind, as a refused request does; one the artist used meanwhile stays."""
-    import importlib
-
-    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     path = str(s.work / "not_applied.png")
     image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
     image.filepath_raw, image.file_format = path, "PNG"
@@ -193,19 +189,14 @@ def file_source_of_a_result_not_applied():
     bpy.data.images.remove(image)
     window, first = bpy.context.window_manager.windows[0], bpy.context.scene
     other = bpy.data.scenes.new("Other")
-    pump, images = connection.pump, sorted(i.name for i in bpy.data.images)
-
-    def pump_and_switch(*args, **kwargs):
-        if jobs.RUNNING:
-            window.scene = other
-        return pump(*args, **kwargs)
-
-    connection.pump = pump_and_switch
+    images = sorted(i.name for i in bpy.data.images)
     try:
-        message = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path, steps=1, resolution_x=a["size"],
-                                                                   resolution_y=a["size"], set_background=False))
+        with while_a_job_runs(lambda: setattr(window, "scene", other)):
+            message = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path, steps=1,
+                                                                       resolution_x=a["size"],
+                                                                       resolution_y=a["size"], set_background=False))
     finally:
-        connection.pump, window.scene = pump, first
+        window.scene = first
         bpy.data.scenes.remove(other)
     return {"message": message, "images_kept": sorted(i.name for i in bpy.data.images) == images,
             "left": sorted(set(i.name for i in bpy.data.images) - set(images))}
