@@ -98,9 +98,9 @@ def test_a_secret_key_is_private_from_its_first_byte_and_a_pair_is_written_whole
 
 
 def test_keys_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
-    done = _keys("/proc", "server")  # before: a FileNotFoundError traceback
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("handforge keys: could not write the key pair into /proc: "), done.stderr
+    done = _keys("/proc", "server")  # before: a FileNotFoundError traceback (a failed write: the test above)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "argument --out: cannot write into /proc: it refuses new files" in done.stderr, done.stderr
     hidden = _keys(tmp_path, "..")  # before: the hidden files ...key and ...key_secret
     assert hidden.returncode == 2 and "not starting with '.'" in hidden.stderr and not any(tmp_path.iterdir())
 
