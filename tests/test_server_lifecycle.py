@@ -75,7 +75,7 @@ def test_a_bind_address_that_is_not_this_machines_is_said_so_not_taken_for_a_por
         assert done.returncode == 2 and f"{host!r} is no address or network interface of this machine" in \
             done.stderr and "another --port" not in done.stderr, done.stderr
     empty = _serve("--bind", "")  # before: "refusing to listen on : only loopback ..."
-    assert empty.returncode == 2 and "argument --bind: give an address to listen on" in empty.stderr, empty.stderr
+    assert empty.returncode == 2 and "argument --bind: is empty: give an address to listen on" in empty.stderr, empty.stderr
 
 
 def test_a_remote_bind_without_keys_is_refused():

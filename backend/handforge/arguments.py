@@ -11,11 +11,10 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from handforge_shared.files import existing_ancestor
+from handforge_shared.files import existing_ancestor, refused_new_files
 
 
 def _has_default(value) -> bool:
@@ -171,11 +170,10 @@ def report_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"its folder {folder} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise argparse.ArgumentTypeError(f"cannot write {path}: choose a file you can write")
-    try:  # access() lets root write where the file system refuses new files (/proc, a read-only mount)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({exc.strerror or exc}): "
-                                         "choose a folder you can write to") from None
+    refused = refused_new_files(folder)
+    if refused:
+        raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({refused}): "
+                                         "choose a folder you can write to")
     return text
 
 
@@ -262,11 +260,10 @@ def output_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{existing} is a file: a folder cannot go inside it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into {existing}: choose a folder you can write to")
-    try:  # as report_file: access() lets root write where the file system refuses (demo --out /proc/x: a traceback)
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot write into {existing}: it refuses new files ({exc.strerror or exc}): "
-                                         "choose a folder you can write to") from None
+    refused = refused_new_files(existing)  # (demo --out /proc/x ran, then a traceback)
+    if refused:
+        raise argparse.ArgumentTypeError(f"cannot write into {existing}: it refuses new files ({refused}): "
+                                         "choose a folder you can write to")
     # the folder checked: "--out=~/data" (which the shell leaves as it is) was checked as the home's and
     # then written into a folder named "~" here
     return str(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -51,9 +52,10 @@ def usual_mode(folder: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False) -> Iterator[IO]:
     """An open file ("w" text in UTF-8, or "wb") that replaces ``path`` when the block ends without an
-    error; on an error the temporary file goes and ``path`` is as it was."""
+    error; on an error the temporary file goes and ``path`` is as it was. ``private``: owner-only (0600,
+    from its first byte: a secret key), not the umask's mode."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
@@ -64,7 +66,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, usual_mode())
+        if not private:
+            os.chmod(tmp, usual_mode())
         os.replace(tmp, path)
         sync_folder(path.parent)
     except BaseException:
@@ -72,9 +75,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """``data`` (text: UTF-8) into ``path``, whole or not at all."""
-    with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as fh:
+def write_atomic(path: str | os.PathLike, data: str | bytes, private: bool = False) -> Path:
+    """``data`` (text: UTF-8) into ``path``, whole or not at all (``private``: see ``atomic_file``)."""
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w", private) as fh:
         fh.write(data)
     return Path(path)
 
@@ -102,6 +105,30 @@ def sync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def refused_new_files(folder: str | os.PathLike) -> str:
+    """Why ``folder`` takes no new file ('' when it does), tried with a nameless temporary file (nothing
+    shows in the folder): access() lets root write where the file system refuses (/proc, a read-only mount)."""
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What a path that is not a regular file is, in words ("a FIFO", "a folder", "a broken link")."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # a link to nothing
+        return "a broken link" if path.is_symlink() else "unreadable"
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
 def existing_ancestor(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else its nearest parent that does: where a folder about to be made
     would go (a file there is in the way; a relative path ends at ".", which exists)."""
@@ -109,5 +136,5 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "folder_lock", "not_utf8",
-           "read_user_text", "sync_folder", "usual_mode", "write_atomic"]
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "file_kind", "folder_lock",
+           "not_utf8", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]

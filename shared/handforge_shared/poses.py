@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .files import atomic_file
+from .files import atomic_file, file_kind
 from .rotations import mirror_axis_angle, mirror_points
 from .skeleton import HAND_POSE_DIM, MODEL_FRAME_DESCRIPTION, NUM_BETAS, SIDES, Side, check_side, other_side
 
@@ -428,7 +427,7 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     if path.is_dir():
         raise PoseFormatError(f"{path} is a folder: choose a .npz file inside it")
     if path.exists() and not path.is_file():  # (a FIFO is there, not missing; reading it waits for a writer)
-        raise PoseFormatError(f"{path} is not a regular file ({_file_kind(path)}): give a .npz file")
+        raise PoseFormatError(f"{path} is not a regular file ({file_kind(path)}): give a .npz file")
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file")
     try:
@@ -459,22 +458,9 @@ def motion_files(folder: str | os.PathLike) -> list[Path]:
     paths = sorted(Path(folder).glob("*.npz"))
     for path in paths:
         if not path.is_file():
-            raise PoseFormatError(f"{path} is not a regular file ({_file_kind(path)}): a folder of motion clips "
+            raise PoseFormatError(f"{path} is not a regular file ({file_kind(path)}): a folder of motion clips "
                                   "holds .npz files only; move it out or rename it")
     return paths
-
-
-def _file_kind(path: Path) -> str:
-    """What a path that is not a regular file is, in words."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:  # a link to nothing
-        return "a broken link" if path.is_symlink() else "unreadable"
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
-        if test(mode):
-            return kind
-    return "not a file"
 
 
 def _read_npz_arrays(path: Path, max_bytes: int) -> dict[str, np.ndarray]:

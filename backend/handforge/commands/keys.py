@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from handforge.arguments import output_folder
-from handforge_shared.files import sync_folder
+from handforge_shared.files import write_atomic
 
 NAME = "keys"
 HELP = "create a CurveZMQ key pair (NAME.key public, NAME.key_secret private) for remote backends"
@@ -58,20 +56,12 @@ def write_pair(out: Path, name: str) -> None:
     import zmq.auth
 
     out.mkdir(parents=True, exist_ok=True)
-    # written in a private (0700) folder beside them, then renamed: the secret is never readable by others,
-    # each file is whole, and a write that fails (a full disk) keeps the pair that --force would replace
-    staging = Path(tempfile.mkdtemp(prefix=".handforge-keys-", dir=out))
-    try:
+    # pyzmq writes the pair into a private (0700) folder beside them; each file then goes into place whole,
+    # the secret owner-only from its first byte, and a failure there (a full disk) keeps the pair --force replaces
+    with tempfile.TemporaryDirectory(prefix=".handforge-keys-", dir=out) as staging:
         public, secret = (Path(p) for p in zmq.auth.create_certificates(staging, name))
-        os.chmod(secret, 0o600)
-        for file in (secret, public):  # on the disk before the renames, as every atomic write here
-            with file.open("rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(secret, out / secret.name)
-        os.replace(public, out / public.name)
-        sync_folder(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_atomic(out / secret.name, secret.read_bytes(), private=True)
+        write_atomic(out / public.name, public.read_bytes())
 
 
 def where_they_go(name: str, public: Path, secret: Path) -> str:

@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import (at_least, existing_path, finite_number, python_package, report_file, thread_count,
-                                 whole_number)
+from handforge.arguments import (at_least, existing_path, finite_number, given_path, python_package, report_file,
+                                 thread_count, whole_number)
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
 NAME = "serve"
@@ -70,14 +70,9 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _host(text: str) -> str:
-    if not text.strip():  # (was "refusing to listen on : only loopback ...")
-        raise argparse.ArgumentTypeError(f"give an address to listen on, e.g. {DEFAULT_HOST} (this machine only)")
-    return text
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bind", type=_host, default=DEFAULT_HOST, metavar="HOST",
+    parser.add_argument("--bind", type=given_path(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)"),
+                        default=DEFAULT_HOST, metavar="HOST",
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs CurveZMQ keys)")
     parser.add_argument("--port", type=whole_number(0, 65535), default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, see --endpoint-file)")

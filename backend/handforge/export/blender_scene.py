@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
 from handforge.export.spec import ExportSpec, parse_spec
 from handforge.render.camera import BlenderCamera, Camera, from_blender, not_rigid
-from handforge_shared.files import existing_ancestor
+from handforge_shared.files import existing_ancestor, refused_new_files
 from handforge_shared.poses import POSE_FIELDS, HandPose, TwoHandPose, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
 
@@ -162,8 +161,9 @@ def check_folder(out: str, signature: str) -> Path:
         raise BlenderExportError(f"{existing} is a file, not a folder: choose an output folder that is not inside it")
     if not _writable(existing):
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
-    if existing != path:  # the job makes the folder: a file system may refuse it though access() allows it
-        _probe(existing)
+    refused = refused_new_files(existing) if existing != path else ""  # (the job makes the folder)
+    if refused:
+        raise BlenderExportError(f"cannot write into {existing}: {refused}; choose a folder you can write to")
     if path.is_dir():
         try:
             writers.claim_folder(path, folder_record(signature), RECORD_OF, write=False)
@@ -182,15 +182,6 @@ def folder_record(signature: str, model=None) -> dict[str, Any]:
 
 def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
-
-
-def _probe(folder: Path) -> None:
-    """Make and remove a folder in ``folder``: /proc refuses new folders even to root, whom access() allows."""
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".handforge-probe-", dir=folder))
-    except OSError as exc:
-        raise BlenderExportError(f"cannot write into {folder}: {exc.strerror or exc}; choose a folder you can "
-                                 "write to") from None
 
 
 def export_blender_scene(request: BlenderExport, out: Path, signature: str, model, command: str,
