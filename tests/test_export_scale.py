@@ -263,7 +263,7 @@ def test_more_workers_than_cpus_run_one_per_cpu_and_say_so(tmp_path):
     assert run.returncode == 0, run.stderr
     assert [line for line in run.stderr.splitlines() if "--workers" in line] == [
         f"handforge export: --workers 100000 is more than this machine's {cpus} CPUs: running {cpus} (each worker "
-        "renders with its own Blender, about 0.5 GB; --ray ADDRESS for a cluster)"]
+        "draws with its own hand model and GL context; --ray ADDRESS for a cluster)"]  # (no Blender: no RGB here)
     assert len(_finished(tmp_path / "data")) == 2
 
 

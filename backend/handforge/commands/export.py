@@ -161,8 +161,7 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if not args.ray:  # locally or on a Ray of the run's own: this machine
-        workers = cpu_capped("export", workers, "each worker renders with its own Blender, about 0.5 GB; "
-                             "--ray ADDRESS for a cluster")
+        workers = cpu_capped("export", workers, f"each worker {_worker_holds(spec)}; --ray ADDRESS for a cluster")
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 
@@ -178,3 +177,12 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
                           fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout)
+
+
+def _worker_holds(spec) -> str:
+    """What one export worker holds, as its RGB source decides (said when --workers is capped)."""
+    if "rgb" not in spec.outputs or spec.render.engine == "none":
+        return "draws with its own hand model and GL context"
+    if spec.render.engine == "generate":
+        return "loads its own image pipeline (its diffusion models, several GB)"
+    return "renders with its own Blender, about 0.5 GB"
