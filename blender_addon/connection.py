@@ -127,11 +127,16 @@ def start_local(blocking: bool = False) -> None:
                            "`handforge serve --port {port}`") from None
     if not command:
         raise BackendError("the start command is empty: set it in the HandForge preferences")
-    log = Path(tempfile.gettempdir()) / f"handforge-backend-{os.getpid()}.log"  # its error output (and logs)
+    _remove_log()  # the previous backend's: its exit, if any, has been reported
+    # its error output (and logs), in a file of its own (O_EXCL, owner-only): a fixed name in the shared
+    # temporary folder could be a link another user planted, and opening it for writing would follow it
+    fd, name = tempfile.mkstemp(prefix="handforge-backend-", suffix=".log")
+    log = Path(name)
     try:
-        with open(log, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)
     except OSError as exc:
+        log.unlink(missing_ok=True)  # (empty: nothing ran)
         message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
                    "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
                    "command (HandForge preferences)")
@@ -141,7 +146,7 @@ def start_local(blocking: bool = False) -> None:
     try:
         connect(f"tcp://{host}:{port}", blocking=blocking)
     except BackendError:
-        stop_process()
+        stop_process(keep_log=True)  # (the error may name the log)
         raise
     if not blocking:
         _set_status(f"Starting the local backend (pid {BACKEND.process.pid})…")
@@ -156,7 +161,9 @@ def disconnect(stop_local: bool = True) -> None:
     _set_status("Not connected")
 
 
-def stop_process(timeout: float = 10.0) -> None:
+def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
+    """Stop the local backend; its log is removed unless ``keep_log`` (one that exited by itself keeps
+    its log: the status names it)."""
     proc = BACKEND.process
     BACKEND.process = None
     if proc is None or proc.poll() is not None:
@@ -167,6 +174,17 @@ def stop_process(timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+    if not keep_log:
+        _remove_log()  # stopped on purpose: nothing in it to report
+
+
+def _remove_log() -> None:
+    path, BACKEND.log_path = BACKEND.log_path, None
+    if path is not None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # (a stop must not fail on it)
+            pass
 
 
 EXIT_LINES = 3  # lines of the backend's error output quoted when it has exited

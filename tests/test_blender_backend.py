@@ -47,7 +47,9 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
             "pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in pose.items()}}),
             "echo_inputs": str(work / "echo_inputs.npz"),
-            "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}})}
+            "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}}),
+            "victim": str(work / "victim.txt")}
+    (work / "victim.txt").write_text("a file of the user's")
     env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}  # MANO is not configured
     result = run_blender("backend_session.py", addon_zip, work / "blender", args, env=env, timeout=400)
     result.image = image
@@ -86,6 +88,9 @@ def test_starts_a_local_backend_and_reads_capabilities(session):
     assert result["children"] == 1
     assert {"ping", "sleep", "echo", "hand_model", "forward_hands"} <= set(result["kinds"])
     assert result["kinds"]["forward_hands"] == "hands"
+    # its log: a new owner-only file, never a link planted at a fixed name (which it truncated before)
+    assert result["victim"] == "a file of the user's"
+    assert result["log"]["mode"] == "0o600" and result["log"]["name"].startswith("handforge-backend-")
     assert result["engines"]["hands"][0] is True
     assert result["hand_models"]["open"] == [True, ""]
     available, reason = result["hand_models"]["mano"]
@@ -196,6 +201,7 @@ def test_a_file_opened_shows_the_connection_and_disabling_forgets_running_jobs(s
     assert out["after_load"]["connected"] is True and out["after_load"]["kinds"] > 0
     assert out["after_load"]["status"] != "Not connected"
     assert out["running_after_disable"] == 0 and out["children_after_disable"] == 0
+    assert out["log_left_after_disable"] is False  # stopped on purpose: its log is removed (they piled up in /tmp)
     # before: re-enabled, the panel still said "Connected to HandForge ..." with its engines
     assert out["after_reenable"] == {"connected": False, "status": "Not connected", "engines": 0}
 
@@ -204,3 +210,4 @@ def test_stop_leaves_no_backend_process(session):
     _no_error(session, "stop")
     assert session["stop"]["children_alive"] == 0
     assert session["stop"]["status"] == "Not connected"
+    assert session["stop"]["crash_log_kept"] is True  # the failed start's (dead_backend): the status names it

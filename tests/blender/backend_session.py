@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -91,14 +92,23 @@ def start():
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
     prefs.server_command = a["command"]
     prefs.connect_timeout = 90.0
+    # a link another user could plant at the log's old fixed name (temp folder + Blender's pid)
+    victim, planted = Path(a["victim"]), Path(tempfile.gettempdir()) / f"handforge-backend-{os.getpid()}.log"
+    planted.unlink(missing_ok=True)
+    planted.symlink_to(victim)
     t = time.monotonic()
-    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    try:
+        assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    finally:
+        planted.unlink()
+    log = importlib.import_module(f"{ADDON_MODULE}.connection").BACKEND.log_path
     props = wm.handforge
     return {"seconds": time.monotonic() - t, "status": props.status, "connected": props.connected,
             "engines": {e.name: [e.available, e.reason] for e in props.engines},
             "kinds": {k.name: k.engine for k in props.kinds},
             "hand_models": {m.name: [m.available, m.reason] for m in props.hand_models},
-            "children": len(children())}
+            "children": len(children()), "victim": victim.read_text(),
+            "log": {"mode": oct(log.stat().st_mode & 0o777), "name": log.name}}
 
 
 s.check("start", start)
@@ -327,8 +337,10 @@ s.check("dead", dead_backend)
 
 
 def stop():
+    log = importlib.import_module(f"{ADDON_MODULE}.connection").BACKEND.log_path
     assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
-    return {"status": wm.handforge.status, "children_alive": len(children())}
+    return {"status": wm.handforge.status, "children_alive": len(children()),
+            "crash_log_kept": log is not None and log.exists()}
 
 
 s.check("stop", stop)
@@ -342,6 +354,7 @@ def file_opened_and_addon_disabled_mid_job():
     jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     connection = importlib.import_module(f"{ADDON_MODULE}.connection")
     assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    log = connection.BACKEND.log_path
     bpy.ops.wm.read_homefile(use_empty=True)
     props = bpy.context.window_manager.handforge
     out = {"after_load": {"connected": props.connected, "status": props.status, "kinds": len(props.kinds)}}
@@ -350,6 +363,7 @@ def file_opened_and_addon_disabled_mid_job():
     addon.unregister()
     out["running_after_disable"] = len(jobs.RUNNING)
     out["children_after_disable"] = len(children())
+    out["log_left_after_disable"] = log.exists()
     addon.register()
     props = bpy.context.window_manager.handforge
     out["after_reenable"] = {"connected": props.connected, "status": props.status, "engines": len(props.engines)}
