@@ -19,7 +19,9 @@ of the two followed by that update.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
     zip_path = args.zip
     if zip_path is None:
         sys.path.insert(0, str(ROOT))

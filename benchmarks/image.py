@@ -15,6 +15,8 @@ use a GPU). On CUDA, ``--fast`` puts the UNet and ControlNet in channels_last an
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
     tmp = Path(tempfile.mkdtemp(prefix="handforge-bench-image-"))
+    atexit.register(shutil.rmtree, tmp, True)  # (random full-size weights are GBs)
     if args.sd:
         sd, net, what = Path(args.sd), Path(args.controlnet), "given weights"
     elif args.full:

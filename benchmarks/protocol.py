@@ -19,7 +19,9 @@ sides' medians within a block; the min and median over blocks are printed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +80,7 @@ class Baseline:
 class HandForge:
     def __init__(self) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
+        atexit.register(shutil.rmtree, workdir, True)
         endpoint_file = workdir / "endpoint"
         with (workdir / "serve.log").open("wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,8 @@ def running_server(*args: str, **kwargs) -> Iterator[ServerProcess]:
             server.terminate(timeout=10)
         except ServerError:
             pass
+        if kwargs.get("workdir") is None:  # the folder start_server made (they piled up in /tmp)
+            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 class RawPeer:
