@@ -11,7 +11,7 @@ from tests.support.capped import run_capped
 pytestmark = pytest.mark.timeout(300)
 
 _FUZZ = """
-import pickletools, random, sys, tempfile, pathlib, traceback
+import atexit, pickletools, random, shutil, sys, tempfile, pathlib, traceback
 import numpy as np
 from handforge.hands.mano_files import MANOFileError, load_mano_file
 from handforge_shared.poses import MotionClip, PoseFormatError, HandPose
@@ -19,6 +19,7 @@ from tests.support.synthetic_mano import synthetic_mano, write_mano_pickle
 
 rng = random.Random(20261130)
 folder = pathlib.Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, folder, True)
 counts = {"loaded": 0, "refused": 0}
 
 def mutate(data: bytes, positions: list[int]) -> bytes:
