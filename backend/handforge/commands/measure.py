@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 
@@ -32,10 +33,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         clips = load_clips(args.clips, args.max_clips)
         reference = load_clips(args.reference, args.max_clips) if args.reference is not None else None
-        models = {c.hand_model for c in clips + (reference or [])}
+        models, rates = set(), set()
+        for clip in itertools.chain(clips, reference or ()):  # (one loaded at a time: see load_clips)
+            models.add(clip.hand_model)
+            rates.add(clip.fps)
         if len(models) != 1:
             raise ValueError(f"all clips must use one hand model, found {sorted(models)}")
-        rates = {c.fps for c in clips + (reference or [])}
         if len(rates) != 1:  # motion features, their Fréchet distance and jitter would compare unlike motions
             found = " and ".join(f"{r:g}" for r in sorted(rates))
             raise ValueError(f"all clips must have one frame rate, found {found} fps in "

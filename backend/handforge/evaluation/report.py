@@ -16,6 +16,8 @@ Every engine's output is measured the same way (``handforge measure``):
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 from handforge.evaluation.contact import pair_metrics
 from handforge.evaluation.distribution import diversity, frechet_feature_distance, kid
 from handforge.evaluation.features import FeatureNetworks, load_features, two_hand_keypoints
-from handforge.evaluation.limits import joint_limit_metrics
+from handforge.evaluation.limits import LimitMetrics, joint_limit_metrics
 from handforge.evaluation.motion import smoothness
 from handforge_shared.mano_params import FLAT
 from handforge_shared.poses import MotionClip, motion_files
@@ -32,50 +34,92 @@ from handforge_shared.poses import MotionClip, motion_files
 def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[MotionClip] | None = None,
                    features: FeatureNetworks | None = None, frames: int = 200, seed: int = 0,
                    progress: bool = False) -> dict[str, Any]:
-    """A JSON-ready report of every metric (see the module docstring) for ``clips``."""
-    if not clips:
+    """A JSON-ready report of every metric (see the module docstring) for ``clips``.
+
+    ``clips`` and ``reference`` are read clip by clip, once for the per-clip statistics and again for the
+    clips of the drawn frames, and only a few numbers per clip and a flag per frame are kept: with
+    ``load_clips``'s lazily loaded folders, memory stays bounded whatever the number of clips."""
+    if not len(clips):
         raise ValueError("no clips to evaluate")
     nets = features or load_features()
     rng = np.random.default_rng(seed)
-    keypoints, present = zip(*(two_hand_keypoints(c, model) for c in clips))
-    report: dict[str, Any] = {"clips": len(clips), "frames": int(sum(c.num_frames for c in clips))}
+    scan = _scan(clips, model, nets, statistics=True)
+    report: dict[str, Any] = {"clips": len(clips), "frames": scan.frames}
+    if scan.smooth:
+        report["smoothness"] = {key: float(np.mean([s[key] for s in scan.smooth])) for key in scan.smooth[0]}
+        report["smoothness"]["clips"] = len(scan.smooth)
+    report["joint_limits"] = {side: LimitMetrics(*(np.concatenate(column) for column in zip(*found))).summary()
+                              for side, found in scan.limits.items() if found and sum(len(m[0]) for m in found)}
 
-    smooth = [smoothness(k, c.fps, p).summary() for k, c, p in zip(keypoints, clips, present) if _run_of(p, 4)]
-    if smooth:
-        report["smoothness"] = {key: float(np.mean([s[key] for s in smooth])) for key in smooth[0]}
-        report["smoothness"]["clips"] = len(smooth)
-    poses = {side: [_present(c, side) for c in clips if side in c.hands] for side in ("left", "right")}
-    report["joint_limits"] = {side: joint_limit_metrics(np.concatenate(found), side, model.rig(side)).summary()
-                              for side, found in poses.items() if found and sum(map(len, found))}
-
-    picked = _draw_frames(clips, present, frames, rng)
+    picked = _draw_frames(scan.present, frames, rng)
     if picked:
-        verts = {side: np.concatenate([_vertices(model, clips[i], side, t) for i, t in picked]) for side in ("left", "right")}
+        keypoints, verts = _drawn(clips, picked, model, vertices=True)
         faces = {side: model.faces(side) for side in ("left", "right")}
         penetration, contact = pair_metrics(verts["left"], verts["right"], faces["left"], faces["right"],
                                             progress=progress)
         report["penetration"], report["contact"] = penetration.summary(), contact.summary()
-        frame_feat = nets.frame_features(np.stack([keypoints[i][t] for i, t in picked]))
+        frame_feat = nets.frame_features(keypoints)
         report["diversity_frames"] = diversity(frame_feat) if len(frame_feat) > 1 else None
-    whole = [k for k, p in zip(keypoints, present) if len(p) and p.all()]
-    motion_feat = nets.motion_features(whole) if whole else None
-    if motion_feat is not None and len(motion_feat) > 1:
+    motion_feat = scan.motion_features
+    if len(motion_feat) > 1:
         report["diversity_motions"] = diversity(motion_feat)
 
     if reference:
-        ref_kp, ref_present = zip(*(two_hand_keypoints(c, model) for c in reference))
-        ref_picked = _draw_frames(reference, ref_present, max(frames, 2), rng)
+        ref = _scan(reference, model, nets, statistics=False)
+        ref_picked = _draw_frames(ref.present, max(frames, 2), rng)
         if not ref_picked:
             raise ValueError("the reference clips have no frame with both hands present: the comparison is of "
                              "two-hand frames; give a reference of two-hand clips")
-        ref_frames = nets.frame_features(np.stack([ref_kp[i][t] for i, t in ref_picked]))
-        ref_whole = [k for k, p in zip(ref_kp, ref_present) if len(p) and p.all()]
+        ref_frames = nets.frame_features(_drawn(reference, ref_picked, model)[0])
         if picked and len(ref_frames) > 1 and len(frame_feat) > 1:
             report["vs_reference_frames"] = _distances(frame_feat, ref_frames)
-        if ref_whole and motion_feat is not None and len(motion_feat) > 1 and len(ref_whole) > 1:
-            report["vs_reference_motions"] = _distances(motion_feat, nets.motion_features(ref_whole))
+        if len(motion_feat) > 1 and len(ref.motion_features) > 1:
+            report["vs_reference_motions"] = _distances(motion_feat, ref.motion_features)
     report["features"] = {"recipe_command": nets.recipe.get("command"), "corpus": nets.recipe.get("corpus_command")}
     return report
+
+
+@dataclass
+class _Scan:
+    """What one pass over the clips keeps: per clip, its two-hand frames' flags, smoothness summary,
+    joint-limit violations per present pose (two floats) and motion feature (whole two-hand clips)."""
+
+    present: list[np.ndarray] = field(default_factory=list)
+    frames: int = 0
+    smooth: list[dict[str, float]] = field(default_factory=list)
+    limits: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=lambda: {"left": [], "right": []})
+    motion_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+
+def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statistics: bool) -> _Scan:
+    scan, rows = _Scan(), []
+    for clip in clips:  # (one clip and its keypoints at a time)
+        keypoints, present = two_hand_keypoints(clip, model)
+        scan.present.append(present)
+        scan.frames += clip.num_frames
+        if statistics and _run_of(present, 4):
+            scan.smooth.append(smoothness(keypoints, clip.fps, present).summary())
+        if statistics:
+            for side in clip.hands:
+                found = joint_limit_metrics(_present(clip, side), side, model.rig(side))
+                scan.limits[side].append((found.max_violation_deg, found.total_violation_deg))
+        if len(present) and present.all():
+            rows.append(nets.motion_features([keypoints]))
+    scan.motion_features = np.concatenate(rows) if rows else scan.motion_features
+    return scan
+
+
+def _drawn(clips: Sequence[MotionClip], picked: list[tuple[int, int]], model: Any,
+           vertices: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The (N, 42, 3) keypoints of the ``picked`` (clip, frame) pairs and, with ``vertices``, each
+    side's (N, V, 3) vertices; each clip of them read once."""
+    keypoints, verts = [], {"left": [], "right": []}
+    for index, group in itertools.groupby(picked, key=lambda pick: pick[0]):
+        clip, frames = clips[index], [t for _, t in group]
+        keypoints.append(two_hand_keypoints(clip, model)[0][frames])
+        for side in verts if vertices else ():
+            verts[side].extend(_vertices(model, clip, side, t) for t in frames)
+    return np.concatenate(keypoints), {side: np.concatenate(found) for side, found in verts.items() if found}
 
 
 def _distances(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -102,8 +146,7 @@ def _present(clip: MotionClip, side: str) -> np.ndarray:
     return pose if mask is None else pose[np.asarray(mask, bool)]
 
 
-def _draw_frames(clips: Sequence[MotionClip], present: Sequence[np.ndarray], count: int,
-                 rng: np.random.Generator) -> list[tuple[int, int]]:
+def _draw_frames(present: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     both = [(i, t) for i, p in enumerate(present) for t in np.flatnonzero(p)]
     if not both:
         return []
@@ -118,8 +161,9 @@ def _vertices(model: Any, clip: MotionClip, side: str, frame: int) -> np.ndarray
         return model.forward_pose(side, clip.hands[side][frame]).vertices.cpu().numpy()
 
 
-def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
-    """The motion clips of a folder (or of its ``clips/`` subfolder, as ``handforge corpus`` writes)."""
+def load_clips(folder: Any, max_clips: int | None = None) -> "ClipFolder":
+    """The motion clips of a folder (or of its ``clips/`` subfolder, as ``handforge corpus`` writes), loaded
+    one at a time when read."""
     from pathlib import Path
 
     if not str(folder).strip():  # ("" is the current folder: "--clips $UNSET" measured whatever clips were there)
@@ -135,12 +179,28 @@ def load_clips(folder: Any, max_clips: int | None = None) -> list[MotionClip]:
     files = motion_files(clip_dir)[: max_clips or None]
     if not files:
         raise ValueError(f"{folder}: no motion clips (.npz) found")
-    clips = [MotionClip.load(f) for f in files]
-    for path, clip in zip(files, clips):
+    return ClipFolder(files)
+
+
+class ClipFolder(Sequence[MotionClip]):
+    """Motion clip files, each loaded and checked when read and not kept: a folder of any size (a
+    20,000-clip corpus is GBs of poses and keypoints) is measured in bounded memory."""
+
+    def __init__(self, files: Sequence[Any]) -> None:
+        self.files = list(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return ClipFolder(self.files[index])
+        path = self.files[index]
+        clip = MotionClip.load(path)
         # raw InterHand2.6M poses are offsets from MANO's mean hand: read as flat ones, every joint angle,
         # limit violation, mesh and feature is measured on another pose, and nothing says so
         if clip.extra.get("pose_convention", FLAT) != FLAT:
             raise ValueError(f"{path}: holds {clip.extra['pose_convention']} hand poses (raw InterHand2.6M), not "
                              "HandForge's flat ones: convert its clips with interhand_files.to_flat and MANO's "
                              "hands_mean (ManoModel.hands_mean_arrays()) before measuring them")
-    return clips
+        return clip
