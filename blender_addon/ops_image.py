@@ -69,8 +69,8 @@ def import_images(context, result, title: str, seed: int, camera_uid: int, backg
     """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]", each
     carrying its seed, variant, the result's labels and ``properties`` (as ``handforge_<key>``); the
     first shown behind the camera of ``camera_uid`` (its session_uid: found renamed, and not another
-    object that took its name) and/or on a plane named ``plane_name``. Generate Image and Transfer
-    Pose bring their results back this one way."""
+    object that took its name) and/or on the scene's plane of kind ``plane_name`` (named so where the
+    name is free). Generate Image and Transfer Pose bring their results back this one way."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
@@ -105,12 +105,24 @@ def view_corners(K, width: int, height: int, distance: float) -> list[tuple[floa
     return [(left, bottom, 0.0), (right, bottom, 0.0), (right, top, 0.0), (left, top, 0.0)]
 
 
+# A result plane carries its kind (the name asked for) and the name it was made with: another scene's plane
+# or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
+# properties, not the name) is theirs to keep.
+PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
+
+
+def scene_plane(scene, name: str):
+    """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None."""
+    return next((o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
+                 and o.get(PLANE_NAME_PROP) == o.name), None)
+
+
 def add_plane(context, camera, image, name: str, K):
     """A plane in front of ``camera`` showing ``image`` exactly where the camera sees it, ``K`` being the
-    intrinsics it was drawn with (emission, no lighting)."""
+    intrinsics it was drawn with (emission, no lighting): the scene's own plane of kind ``name``, made the
+    first time."""
     distance = PLANE_DISTANCE
-    plane = bpy.data.objects.get(name)
-    plane = plane if plane is not None and plane.type == "MESH" else None
+    plane = scene_plane(context.scene, name)
     # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
     # copied, by name they were this one's) stay as they are, showing their image: new ones instead
     mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
@@ -130,10 +142,10 @@ def add_plane(context, camera, image, name: str, K):
     mesh.materials.clear()
     mesh.materials.append(material)
     if plane is None:
-        plane = bpy.data.objects.new(name, mesh)
-    plane.data = mesh
-    if plane.name not in context.scene.collection.all_objects:
+        plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
+        plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
         context.scene.collection.objects.link(plane)
+    plane.data = mesh
     plane.parent = camera
     plane.matrix_parent_inverse.identity()
     plane.location = (0.0, 0.0, -distance)

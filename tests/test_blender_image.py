@@ -79,3 +79,16 @@ def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
     _no_error(session, "camera_renamed")
     found = session["camera_renamed"]
     assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found
+
+
+def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
+    _no_error(session, "planes_per_scene")
+    found = session["planes_per_scene"]
+    # before: the second scene took the first scene's plane (found by name in the whole file) to its camera
+    assert found["second"]["results"] == [["FINISHED"], ["FINISHED"]], found
+    assert found["second"]["planes"] == [["MESH", "Second Cam", "HandForge seed 12"]], found
+    assert found["first"] == ["Cam", "HandForge seed 5 v1", "Scene", 1], found
+    # before: the empty holding the name made every run add a plane ("HandForge image.001", ".002", ...)
+    assert found["third"]["results"] == [["FINISHED"], ["FINISHED"]], found
+    planes = found["third"]["planes"]
+    assert planes[0] == ["EMPTY", None, None] and planes[1:] == [["MESH", "Third Cam", "HandForge seed 14"]], found

@@ -110,5 +110,48 @@ def camera_renamed_mid_job():
 
 
 s.check("camera_renamed", camera_renamed_mid_job)
+
+
+def planes_per_scene():
+    """Image planes in a second scene, then in a third where an empty of the artist's holds the plane's name:
+    each scene gets its own plane, reused by its next run (before: looked up by name in the whole file, the
+    second scene took the first's plane away from its camera, and the empty's name made a new plane per run)."""
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    first_plane = bpy.data.objects["HandForge image"]  # with_weights's, in front of "Cam"
+    rigs = [o for o in first.objects if o.type == "ARMATURE"]
+    image_of = lambda obj: obj.data.materials[0].node_tree.nodes["Image Texture"].image.name
+    run = lambda seed: sorted(bpy.ops.handforge.generate_image(prompt="two hands", seed=seed, steps=1, add_plane=True,
+                                                               set_background=False, resolution_x=a["size"],
+                                                               resolution_y=a["size"]))
+
+    def in_scene(name: str, seeds: tuple[int, int], before=None) -> dict:
+        window.scene = other = bpy.data.scenes.new(name)
+        for rig in rigs:
+            other.collection.objects.link(rig)
+        other.camera = add_camera(f"{name} Cam", (0.0, -0.5, 0.15))
+        if before is not None:
+            before(other)
+        results = [run(seed) for seed in seeds]
+        planes = sorted((o for o in other.objects if o.name.startswith("HandForge image")), key=lambda o: o.name)
+        return {"results": results, "planes": [[o.type, o.parent.name if o.parent else None,
+                                               image_of(o) if o.type == "MESH" else None] for o in planes]}
+
+    def artists_empty(scene):
+        first_plane.name = "Kept image"  # the artist keeps the first scene's plane; an empty takes the name
+        empty = bpy.data.objects.new("HandForge image", None)
+        scene.collection.objects.link(empty)
+
+    try:
+        second = in_scene("Second", (11, 12))
+        first_kept = [first_plane.parent.name, image_of(first_plane), first_plane.users_scene[0].name,
+                      len(first_plane.users_scene)]
+        third = in_scene("Third", (13, 14), before=artists_empty)
+    finally:
+        window.scene = first
+    return {"second": second, "first": first_kept, "third": third}
+
+
+s.check("planes_per_scene", planes_per_scene)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
