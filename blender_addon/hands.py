@@ -111,18 +111,24 @@ def check_editable(rigs) -> None:
                                "editable first (Object > Library Override > Make, or Object > Relations > Make Local)")
 
 
+def not_evaluated(view_layer, obj) -> str:
+    """Why Blender does not evaluate ``obj`` in ``view_layer`` and how to change that, or "" when it does: its
+    collection excluded, or it or its collection disabled in viewports."""
+    if not any(o == obj for o in view_layer.objects):  # (not by name: a linked hand may share it)
+        return (f"is in a collection excluded from the view layer {view_layer.name!r}, so it is not updated: "
+                "tick the collection in the Outliner first")
+    view_layer.update()  # objects added or shown since the last redraw are then in the depsgraph
+    if not obj.evaluated_get(view_layer.depsgraph).is_evaluated:
+        return ("is disabled in viewports (its own or its collection's monitor icon in the Outliner), so it is not "
+                "updated: enable it there first")
+    return ""
+
+
 def check_evaluated(view_layer, objects, what: str = "hand") -> None:
-    """Refuse objects Blender does not evaluate in ``view_layer``: their collection excluded, or they or their
-    collection disabled in viewports. Their bones and transforms keep what they showed when that was
-    set (Key Pose keyed it over the frame's keys; a wrist path along such an empty stood still)."""
-    updated = False
+    """Refuse objects Blender does not evaluate in ``view_layer`` (``not_evaluated``). Their bones and transforms
+    keep what they showed when that was set (Key Pose keyed it over the frame's keys; a wrist path along such
+    an empty stood still)."""
     for obj in objects:
-        if not any(o == obj for o in view_layer.objects):  # (not by name: a linked hand may share it)
-            raise NoHandsError(f"the {what} {obj.name!r} is in a collection excluded from the view layer "
-                               f"{view_layer.name!r}, so it is not updated: tick the collection in the Outliner first")
-        if not updated:  # objects added or shown since the last redraw are then in the depsgraph
-            view_layer.update()
-            updated = True
-        if not obj.evaluated_get(view_layer.depsgraph).is_evaluated:
-            raise NoHandsError(f"the {what} {obj.name!r} is disabled in viewports (its own or its collection's "
-                               "monitor icon in the Outliner), so it is not updated: enable it there first")
+        why = not_evaluated(view_layer, obj)
+        if why:
+            raise NoHandsError(f"the {what} {obj.name!r} {why}")

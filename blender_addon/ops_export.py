@@ -18,29 +18,61 @@ from .properties import BLEND_RELATIVE, absolute_path
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
-CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera object in the scene"),
+CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera in the scene that can render (ones excluded from the view "
+                                        "layer or disabled in renders or viewports are skipped)"),
                 ("ACTIVE", "Active Camera", "Only the scene's active camera")]
 ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"),
                 ("cycles", "Cycles", "Realistic RGB images (Blender Cycles; slow)"),
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
-def scene_cameras(scene, which: str, otherwise: str = " or export from All Cameras") -> list:
-    """The cameras to export from (or see the hands through), checked: perspective and unscaled.
+def check_perspective(cam):
+    """``cam``, refused unless perspective (the backend's camera model)."""
+    if cam.data.type != "PERSP":
+        raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras can be "
+                         "used (Camera properties › Lens › Type)")
+    return cam
+
+
+def active_camera(scene, otherwise: str = " or export from All Cameras"):
+    """The scene's active camera to export from (or see the hands through), checked: perspective.
     ``otherwise``: the other way out, said after a missing active camera."""
-    if which == "ACTIVE":
-        if scene.camera is None or scene.camera.type != "CAMERA":
-            raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
-        cameras = [scene.camera]
-    else:
-        cameras = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
-        if not cameras:
-            raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
-    for cam in cameras:
-        if cam.data.type != "PERSP":
-            raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras can be "
-                             "used (Camera properties › Lens › Type)")
-    return cameras
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
+    return check_perspective(scene.camera)
+
+
+def render_disabled(scene, obj) -> bool:
+    """Whether renders of ``scene`` leave ``obj`` out: it, or every collection it is in, disabled in renders
+    (the camera icon; a collection's hides what is inside it)."""
+    if obj.hide_render:
+        return True
+    rendered, todo = set(), [scene.collection]
+    while todo:
+        collection = todo.pop()
+        rendered.add(collection.session_uid)
+        todo.extend(c for c in collection.children if not c.hide_render and c.session_uid not in rendered)
+    return not any(c.session_uid in rendered for c in obj.users_collection)
+
+
+def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
+    """All Cameras: the scene's cameras that can render, checked (perspective), and a note per camera
+    skipped: disabled in renders, or one Blender does not evaluate in ``view_layer`` (it would stand still
+    over the frames, and the labels with it). Refused only when that leaves none."""
+    every = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
+    if not every:
+        raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
+    cameras, skipped = [], []
+    for cam in every:
+        why = ("is disabled in renders (its own or its collection's camera icon in the Outliner): enable it there first"
+               if render_disabled(scene, cam) else hands.not_evaluated(view_layer, cam))
+        if why:
+            skipped.append(f"{cam.name!r} {why}")
+        else:
+            cameras.append(check_perspective(cam))
+    if not cameras:
+        raise ValueError(f"none of the scene's cameras can be exported from: {'; '.join(skipped)}")
+    return cameras, skipped
 
 
 def _unscaled(obj, matrix: np.ndarray) -> np.ndarray:
@@ -142,7 +174,10 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         model = keys.check_export(found, start, end)  # a non-empty range, one hand model
         step = self.frame_step or max(1, scene.frame_step)
         frames = list(range(start, end + 1, step))
-        cameras = scene_cameras(scene, self.cameras)
+        if self.cameras == "ALL":
+            cameras, skipped = render_cameras(scene, context.view_layer)
+        else:
+            cameras, skipped = [active_camera(scene)], []
         # ones Blender does not evaluate would stand still over the frames, and the labels with them
         hands.check_evaluated(context.view_layer, found.values())
         hands.check_evaluated(context.view_layer, cameras, what="camera")
@@ -154,6 +189,9 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
             raise ValueError(f"the images would be {width}×{height} pixels: use at least 8 on each side")
         arrays = {**read_scene(context, found, cameras, frames), "frames": np.asarray(frames, np.int64)}
         self._summary = f"{len(frames)} frames × {len(cameras)} cameras"
+        self._skipped = f"; skipped {len(skipped)} camera(s): {'; '.join(skipped)}" if skipped else ""
+        if skipped:  # said now too: the export may run long
+            print(f"HandForge: Export Labelled Renders{self._skipped}", flush=True)
         params = {"model": model, "out": out, "width": width, "height": height,
                   "cameras": [{"name": c.name, "sensor_fit": c.data.sensor_fit} for c in cameras],
                   "pixel_aspect": [scene.render.pixel_aspect_x, scene.render.pixel_aspect_y],
@@ -169,7 +207,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         return (f"{data['finished']} labelled images ({self._summary}) in {data['out']}: {data['written']} new, "
                 f"{data['skipped']} already there"
                 + (f"; {len(failed)} failed, export again to retry them (sample {min(failed, key=int)}: "
-                   f"{failed[min(failed, key=int)]})" if failed else ""))
+                   f"{failed[min(failed, key=int)]})" if failed else "") + self._skipped)
 
     def invoke(self, context, event):
         if not self.directory and not bpy.app.background and context.window is not None:

@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, importers, jobs
 from . import pose as pose_conv
-from .ops_export import scene_cameras
+from .ops_export import active_camera
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 JOB_KIND = "image.generate"
@@ -191,7 +191,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         prompt = (self.prompt or getattr(scene, PROMPT_PROP, "")).strip()
         if not prompt:
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
-        camera = scene_cameras(scene, "ACTIVE", otherwise=", aimed at the hands")[0]
+        camera = active_camera(scene, otherwise=", aimed at the hands")
         width, height = _resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
         self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.session_uid}

@@ -22,7 +22,7 @@ from bpy.props import (
 )
 
 from . import connection, jobs, ops_image
-from .ops_export import scene_cameras
+from .ops_export import active_camera
 from .panels import _Panel, _wrapped
 from .properties import BLEND_RELATIVE, absolute_path
 
@@ -128,7 +128,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
 
     def job_request(self, context):
         scene = context.scene
-        camera = scene_cameras(scene, "ACTIVE", otherwise=", aimed at the hands")[0]
+        camera = active_camera(scene, otherwise=", aimed at the hands")
         width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
         before = {image.as_pointer() for image in bpy.data.images}

@@ -66,7 +66,21 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     assert "clear the scale of 'Carrier' (Object › Clear › Scale, Alt-S)" in refusals["scaled_parent"]
     # before: a moving camera in an excluded collection was exported standing still (wrong labels)
     assert "'Cam B' is in a collection excluded from the view layer" in refusals["excluded_camera"]
+    # ... none left for All Cameras: each camera named with why and how to include it
+    assert "none of the scene's cameras can be exported from" in refusals["none_left"], refusals
+    assert "'Cam A' is disabled in renders" in refusals["none_left"] and "enable it there" in refusals["none_left"]
+    assert "'Cam B' is in a collection excluded" in refusals["none_left"] and "tick the" in refusals["none_left"]
     assert refusals["nothing_written"] is True
+
+
+def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
+    # before: one camera excluded from the view layer refused the whole export
+    _no_error(session, "skipped_cameras")
+    skipping = session["skipped_cameras"]
+    assert skipping["result"] == ["FINISHED"] and skipping["cameras"] == ["Cam A"], skipping
+    assert "1 frames × 1 cameras" in skipping["printed"] and "skipped 2 camera(s)" in skipping["printed"], skipping
+    assert "'Cam B' is in a collection excluded from the view layer" in skipping["printed"], skipping
+    assert "'Cam C' is disabled in renders" in skipping["printed"], skipping
 
 
 def test_labels_put_keypoints_where_blender_projects_the_rigs(session):

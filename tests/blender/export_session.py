@@ -5,6 +5,7 @@ are handed back as the oracle for the labels."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -13,7 +14,7 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from session import ADDON_MODULE, Session, add_camera, error_of, ui_context, while_a_job_runs
+from session import ADDON_MODULE, Session, add_camera, error_of, printed_by, ui_context, while_a_job_runs
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
 
 s = Session()
@@ -65,6 +66,30 @@ def build_scene():
 s.check("scene", build_scene)
 
 
+@contextlib.contextmanager
+def cameras_left_out():
+    """The moving Cam B in a collection excluded from the view layer (Blender does not move it any more) and a
+    new Cam C in a collection disabled in renders, for the time of the block."""
+    hidden = bpy.data.collections.new("Excluded Cameras")
+    scene.collection.children.link(hidden)
+    moving = bpy.data.objects["Cam B"]
+    hidden.objects.link(moving)
+    scene.collection.objects.unlink(moving)
+    bpy.context.view_layer.layer_collection.children[hidden.name].exclude = True
+    unrendered = bpy.data.collections.new("Unrendered Cameras")
+    scene.collection.children.link(unrendered)
+    unrendered.hide_render = True
+    unrendered.objects.link(add_camera("Cam C", (0.0, -0.6, 0.3)))
+    scene.collection.objects.unlink(bpy.data.objects["Cam C"])
+    try:
+        yield moving
+    finally:
+        bpy.data.objects.remove(bpy.data.objects["Cam C"])
+        bpy.data.collections.remove(unrendered)
+        scene.collection.objects.link(moving)
+        bpy.data.collections.remove(hidden)
+
+
 def refusals():
     os.makedirs(a["foreign"], exist_ok=True)
     with open(os.path.join(a["foreign"], "notes.txt"), "w") as fh:
@@ -78,17 +103,21 @@ def refusals():
     scaled_parent = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"]))
     right.parent = None
     bpy.data.objects.remove(carrier)
-    # the moving camera in a collection excluded from the view layer: Blender does not move it any more
-    hidden = bpy.data.collections.new("Excluded Cameras")
-    scene.collection.children.link(hidden)
-    moving = bpy.data.objects["Cam B"]
-    hidden.objects.link(moving)
-    scene.collection.objects.unlink(moving)
-    bpy.context.view_layer.layer_collection.children[hidden.name].exclude = True
-    excluded = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], engine="none"))
-    scene.collection.objects.link(moving)
-    bpy.data.collections.remove(hidden)
-    return {"empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
+    first = bpy.data.objects["Cam A"]
+    with cameras_left_out() as moving:
+        scene.camera = moving
+        try:
+            excluded = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], cameras="ACTIVE",
+                                                                         engine="none"))
+        finally:
+            scene.camera = first
+        first.hide_render = True  # and Cam A disabled in renders: All Cameras has none left
+        try:
+            none_left = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], engine="none"))
+        finally:
+            first.hide_render = False
+    return {"none_left": none_left,
+            "empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
                                                                              frame_end=2)),
             "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),
             "foreign_folder": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["foreign"])),
@@ -97,6 +126,21 @@ def refusals():
 
 
 s.check("refusals", refusals)
+
+
+def skipped_cameras():
+    """All Cameras with Cam B and Cam C left out: exported from Cam A alone, saying which were skipped and why
+    (before: refused, for Cam B)."""
+    out = s.work / "skipping"
+    with cameras_left_out():
+        result, printed = printed_by(lambda: bpy.ops.handforge.export_renders(directory=str(out), frame_start=1,
+                                                                              frame_end=1, engine="none"))
+    cameras = [json.loads(p.read_text())["camera_params"]["blender_camera"]
+               for p in sorted(out.glob("samples/*/labels.json"))]
+    return {"result": result, "printed": printed, "cameras": cameras}
+
+
+s.check("skipped_cameras", skipped_cameras)
 
 
 def oracle():
