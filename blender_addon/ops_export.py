@@ -26,11 +26,17 @@ ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
+def not_perspective(cam) -> str:
+    """Why ``cam`` cannot be used (not perspective: the backend's camera model), or ""."""
+    return "" if cam.data.type == "PERSP" else (f"is {cam.data.type.lower()}: only perspective cameras can be used "
+                                                "(Camera properties › Lens › Type)")
+
+
 def check_perspective(cam):
-    """``cam``, refused unless perspective (the backend's camera model)."""
-    if cam.data.type != "PERSP":
-        raise ValueError(f"camera {cam.name!r} is {cam.data.type.lower()}: only perspective cameras can be "
-                         "used (Camera properties › Lens › Type)")
+    """``cam``, refused unless perspective."""
+    why = not_perspective(cam)
+    if why:
+        raise ValueError(f"camera {cam.name!r} {why}")
     return cam
 
 
@@ -56,20 +62,20 @@ def render_disabled(scene, obj) -> bool:
 
 
 def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
-    """All Cameras: the scene's cameras that can render, checked (perspective), and a note per camera
-    skipped: disabled in renders, or one Blender does not evaluate in ``view_layer`` (it would stand still
-    over the frames, and the labels with it). Refused only when that leaves none."""
+    """All Cameras: the scene's perspective cameras that can render, and a note per camera skipped: disabled
+    in renders, one Blender does not evaluate in ``view_layer`` (it would stand still over the frames, and
+    the labels with it), or not perspective. Refused only when that leaves none."""
     every = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
     if not every:
         raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
     cameras, skipped = [], []
     for cam in every:
         why = ("is disabled in renders (its own or its collection's camera icon in the Outliner): enable it there first"
-               if render_disabled(scene, cam) else hands.not_evaluated(view_layer, cam))
+               if render_disabled(scene, cam) else hands.not_evaluated(view_layer, cam) or not_perspective(cam))
         if why:
             skipped.append(f"{cam.name!r} {why}")
         else:
-            cameras.append(check_perspective(cam))
+            cameras.append(cam)
     if not cameras:
         raise ValueError(f"none of the scene's cameras can be exported from: {'; '.join(skipped)}")
     return cameras, skipped

@@ -78,7 +78,8 @@ def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
     _no_error(session, "skipped_cameras")
     skipping = session["skipped_cameras"]
     assert skipping["result"] == ["FINISHED"] and skipping["cameras"] == ["Cam A"], skipping
-    assert "1 frames × 1 cameras" in skipping["printed"] and "skipped 2 camera(s)" in skipping["printed"], skipping
+    assert "1 frames × 1 cameras" in skipping["printed"] and "skipped 3 camera(s)" in skipping["printed"], skipping
+    assert "'Cam D' is ortho: only perspective cameras" in skipping["printed"], skipping  # (before: refused all)
     assert "'Cam B' is in a collection excluded from the view layer" in skipping["printed"], skipping
     assert "'Cam C' is disabled in renders" in skipping["printed"], skipping
 

@@ -68,8 +68,8 @@ s.check("scene", build_scene)
 
 @contextlib.contextmanager
 def cameras_left_out():
-    """The moving Cam B in a collection excluded from the view layer (Blender does not move it any more) and a
-    new Cam C in a collection disabled in renders, for the time of the block."""
+    """The moving Cam B in a collection excluded from the view layer (Blender does not move it any more), a
+    new Cam C in a collection disabled in renders and an orthographic Cam D, for the time of the block."""
     hidden = bpy.data.collections.new("Excluded Cameras")
     scene.collection.children.link(hidden)
     moving = bpy.data.objects["Cam B"]
@@ -81,10 +81,12 @@ def cameras_left_out():
     unrendered.hide_render = True
     unrendered.objects.link(add_camera("Cam C", (0.0, -0.6, 0.3)))
     scene.collection.objects.unlink(bpy.data.objects["Cam C"])
+    add_camera("Cam D", (0.6, 0.0, 0.3)).data.type = "ORTHO"
     try:
         yield moving
     finally:
         bpy.data.objects.remove(bpy.data.objects["Cam C"])
+        bpy.data.objects.remove(bpy.data.objects["Cam D"])
         bpy.data.collections.remove(unrendered)
         scene.collection.objects.link(moving)
         bpy.data.collections.remove(hidden)
