@@ -13,7 +13,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, StringPro
 from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
-from .properties import BLEND_RELATIVE
+from .properties import ONE_SHOT, PATH_FIELD
 from handforge_shared.client import hand_rigs, pose_arrays
 from handforge_shared.poses import HAND_MODEL_LABELS, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
@@ -57,7 +57,8 @@ class HANDFORGE_OT_connect(bpy.types.Operator):
     bl_idname = "handforge.connect"
     bl_label = "Connect"
 
-    address: StringProperty(name="Address", default="", description="tcp://HOST:PORT (empty: the preferences')")
+    address: StringProperty(name="Address", default="", options=ONE_SHOT,
+                            description="tcp://HOST:PORT (empty: the preferences')")
 
     @reports_errors
     def execute(self, context):
@@ -77,7 +78,8 @@ class HANDFORGE_OT_cancel_job(bpy.types.Operator):
     bl_idname = "handforge.cancel_job"
     bl_label = "Cancel Job"
 
-    job_id: StringProperty(name="Job", default="", description="The job to cancel (empty: every running job)")
+    job_id: StringProperty(name="Job", default="", options=ONE_SHOT,
+                           description="The job to cancel (empty: every running job)")
 
     def execute(self, context):
         count, before = jobs.cancel(self.job_id)
@@ -178,9 +180,11 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
     bl_idname = "handforge.run_job"
     bl_label = "Run Job"
 
-    kind: StringProperty(name="Kind", description="The job kind, e.g. motion.inbetween (see the Backend panel)")
-    params: StringProperty(name="Parameters", default="{}", description="JSON object of job parameters")
-    inputs: StringProperty(name="Inputs", subtype="FILE_PATH", default="", options=BLEND_RELATIVE,
+    kind: StringProperty(name="Kind", options=ONE_SHOT,
+                         description="The job kind, e.g. motion.inbetween (see the Backend panel)")
+    params: StringProperty(name="Parameters", default="{}", options=ONE_SHOT,  # (one kind's params are not another's)
+                           description="JSON object of job parameters")
+    inputs: StringProperty(name="Inputs", subtype="FILE_PATH", default="", options=PATH_FIELD,
                            description="Optional .npz whose arrays are sent with the job (else: the current hand poses, "
                                        "if the job takes them)")
     image_target: EnumProperty(name="Images", default="IMAGE", description="Where images in the result go", items=[

@@ -10,7 +10,7 @@ from . import fingers, hands, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .forearm import add_forearm
-from .properties import BLEND_RELATIVE, TARGET_ITEMS
+from .properties import ONE_SHOT, PATH_FIELD, TARGET_ITEMS
 from handforge_shared.forearm import ForearmSpec
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
@@ -29,11 +29,11 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
         name="Source",
         items=[("OPEN", "Open Hand", "The open default hand (CC0), built in: works without a backend"),
                ("FILE", "Rig File", "A HandForge rig file (.npz) exported by the backend (e.g. MANO)")],
-        default="OPEN", description="Where the hand rigs come from",
+        default="OPEN", description="Where the hand rigs come from", options=ONE_SHOT,  # (as its file)
     )
-    filepath: StringProperty(name="Rig File", subtype="FILE_PATH", options=BLEND_RELATIVE,
+    filepath: StringProperty(name="Rig File", subtype="FILE_PATH", options=PATH_FIELD,
                              description="A rig .npz (handforge.rig): its mirror image gives the other hand")
-    filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH", options=BLEND_RELATIVE,
+    filepath_left: StringProperty(name="Left Rig File", subtype="FILE_PATH", options=PATH_FIELD,
                                   description="Optional rig .npz for the left hand (else the mirror of the first)")
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to add")
     forearm: EnumProperty(name="Forearm", default="NONE", description="An optional forearm that follows the wrist",

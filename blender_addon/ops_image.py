@@ -18,6 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from . import hands, importers, jobs
 from . import pose as pose_conv
 from .ops_export import active_camera
+from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 JOB_KIND = "image.generate"
@@ -171,7 +172,8 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     bl_label = "Generate Image"
     job_kind = JOB_KIND
 
-    prompt: StringProperty(name="Prompt", default="", description="What the image shows (empty: the panel's prompt)")
+    prompt: StringProperty(name="Prompt", default="", options=ONE_SHOT,
+                           description="What the image shows (empty: the panel's prompt)")
     negative_prompt: StringProperty(name="Negative Prompt", default="", description="What the image must not show")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
     steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")

@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import BLEND_RELATIVE, absolute_path
+from .properties import ONE_SHOT, PATH_FIELD, absolute_path
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -75,7 +75,11 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-    frame_start: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"},
+    # ImportHelper's, not remembered: a later call without a file imported the last one again
+    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024,
+                             options={"HIDDEN", "SKIP_PRESET"} | ONE_SHOT,
+                             description="The motion clip to import (.npz)")
+    frame_start: IntProperty(name="Start Frame", default=1, options=ONE_SHOT,
                              description="Where the clip's first frame goes (the current frame unless set; any frame, "
                                          "negative ones too)")
     blend: IntProperty(name="Blend Frames", default=0, min=0, soft_max=24,
@@ -110,11 +114,11 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     # ExportHelper's, shown in the redo panel: a typed "//motion.npz" is written beside the .blend file
-    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=BLEND_RELATIVE,
+    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=PATH_FIELD,
                              description="The motion clip to write (.npz; // is the .blend file's folder)")
-    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
+    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
                               description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME,
+    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
                             description="Last frame (-1: the scene's end)")
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH",
                         description="Which hands to export")

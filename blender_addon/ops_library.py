@@ -12,6 +12,7 @@ from . import fingers, hands, library
 from . import pose as pose_conv
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .properties import ONE_SHOT
 
 ONE_SIDE = [("RIGHT", "Right", "The right hand"), ("LEFT", "Left", "The left hand")]
 
@@ -23,7 +24,7 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
     bl_label = "Apply User Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    name: StringProperty(name="Name", description="The saved pose to apply")
+    name: StringProperty(name="Name", options=ONE_SHOT, description="The saved pose to apply")
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     @reports_errors
@@ -51,9 +52,10 @@ class HANDFORGE_OT_save_user_pose(bpy.types.Operator):
     bl_idname = "handforge.save_user_pose"
     bl_label = "Save Pose"
 
-    name: StringProperty(name="Name", description="The name to save the pose under")
+    name: StringProperty(name="Name", options=ONE_SHOT, description="The name to save the pose under")
     side: EnumProperty(name="From", items=ONE_SIDE, description="The hand whose finger pose is saved")
-    overwrite: BoolProperty(name="Overwrite", default=False, description="Replace a saved pose of the same name")
+    overwrite: BoolProperty(name="Overwrite", default=False, options=ONE_SHOT,  # never without being asked
+                            description="Replace a saved pose of the same name")
 
     def invoke(self, context, event):
         self.side = _default_side(context)
@@ -75,7 +77,7 @@ class HANDFORGE_OT_delete_user_pose(bpy.types.Operator):
     bl_idname = "handforge.delete_user_pose"
     bl_label = "Delete User Pose"
 
-    name: StringProperty(name="Name", description="The saved pose to delete")
+    name: StringProperty(name="Name", options=ONE_SHOT, description="The saved pose to delete")
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event)

@@ -27,6 +27,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 from . import hands, importers, jobs, keys
 from . import pose as pose_conv
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .properties import ONE_SHOT
 from handforge_shared.poses import HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
@@ -425,6 +426,12 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
     one_at_a_time = "motion"
 
+    # the settings' range, not remembered by the operators: a later call without one takes the scene's
+    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
+                             description="First frame (-1: the scene's start)")
+    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
+                           description="Last frame (-1: the scene's end)")
+
     sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
                         description="Which of the generated motions is keyed (0: the first)")
 
@@ -490,8 +497,9 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
     bl_label = "Follow Wrist Path"
     job_kind = "motion.trajectory"
 
-    left_path: StringProperty(name="Left Path", default="", description="Curve or animated object the left wrist follows")
-    right_path: StringProperty(name="Right Path", default="",
+    left_path: StringProperty(name="Left Path", default="", options=ONE_SHOT,
+                              description="Curve or animated object the left wrist follows")
+    right_path: StringProperty(name="Right Path", default="", options=ONE_SHOT,
                                description="Curve or animated object the right wrist follows")
     wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
                                  description="Whether the wrist rotation is generated or kept as animated")
@@ -529,7 +537,7 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
     bl_label = "Regenerate"
     bl_options = {"REGISTER"}  # the motion button it runs makes the undo step
 
-    seed: IntProperty(name="Seed", default=-1, min=-1, max=SEED_LIMIT - 1,
+    seed: IntProperty(name="Seed", default=-1, min=-1, max=SEED_LIMIT - 1, options=ONE_SHOT,  # (else: that seed again)
                       description="Seed of the new motion (-1: the last seed + 1)")
 
     @classmethod

@@ -24,7 +24,7 @@ from bpy.props import (
 from . import connection, jobs, ops_image
 from .ops_export import active_camera
 from .panels import _Panel, _wrapped
-from .properties import BLEND_RELATIVE, absolute_path
+from .properties import PATH_FIELD, absolute_path
 
 JOB_KIND = "image.transfer"
 SOURCE_PROP = "handforge_transfer_source"  # Scene property: the panel's source image datablock
@@ -108,7 +108,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
     bl_label = "Transfer Pose"
     job_kind = JOB_KIND
 
-    source_file: StringProperty(name="Source File", default="", subtype="FILE_PATH", options=BLEND_RELATIVE,
+    source_file: StringProperty(name="Source File", default="", subtype="FILE_PATH", options=PATH_FIELD,
                                 description="Source image file (empty: the panel's image datablock)")
     prompt: StringProperty(name="Prompt", default="two hands", description="What the image shows")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="reference", description="Pose-transfer engine")

@@ -21,6 +21,11 @@ from handforge_shared.skeleton import FINGERS, NUM_BETAS
 # the options of a path field that the add-on reads through bpy.path.abspath: "//" (beside the .blend) is
 # accepted there, and Blender 4.5 warns on a relative path in a field without it
 BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
+# an operator option that a call which omits it must not take from the last call (Blender remembers the last
+# value of every other option): a path, an object's or a saved pose's name, a value whose default stands for
+# the scene's or the panel's ("-1: the scene's start"), so that a button or a script gets what it shows
+ONE_SHOT = {"SKIP_SAVE"}
+PATH_FIELD = BLEND_RELATIVE | ONE_SHOT  # an operator's file or folder field
 
 
 def absolute_path(path: str, what: str = "path") -> str:

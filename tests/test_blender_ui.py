@@ -117,3 +117,12 @@ def test_update_correctives_on_a_mano_hand_without_its_mesh_says_the_mesh_is_mis
     error = result["error"]
     assert f"{result['left']!r}" in error and "no hand mesh" in error and "Add Hands" in error, error
     assert "MANO hands have them" not in error
+
+
+def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call(session):
+    # before: Export Motion without a file wrote again to the last call's file; a script's connect(address=...)
+    # or generate_image(prompt=...) overrode the preferences' address or the panel's prompt on every later click
+    _no_error(session, "remembered_options")
+    result = session["remembered_options"]
+    assert result["remembered"] == []
+    assert result["rewritten"] is False and "no file chosen" in result["again"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import ADDON_MODULE, Session, error_of, hand, printed_by, recorded_layout
+from session import ADDON_MODULE, Session, error_of, hand, printed_by, recorded_layout, ui_context
 
 s = Session()
 s.install()
@@ -253,5 +253,38 @@ def correctives_of_a_mano_hand_without_its_mesh() -> dict:
 
 
 s.check("correctives_no_mesh", correctives_of_a_mano_hand_without_its_mesh)
+
+
+# (operator, option): options whose value from one call must not be the next call's when it omits them
+ONE_SHOT_OPTIONS = [("add_hands", "source"), ("connect", "address"), ("cancel_job", "job_id"), ("run_job", "kind"),
+                    ("run_job", "params"), ("generate_image", "prompt"), ("apply_user_pose", "name"),
+                    ("save_user_pose", "name"), ("save_user_pose", "overwrite"), ("delete_user_pose", "name"),
+                    ("motion_follow_path", "left_path"), ("motion_follow_path", "right_path"),
+                    ("motion_regenerate", "seed")]
+
+
+def remembered_options() -> dict:
+    """Blender gives an operator option the last call's value when a call omits it, unless the option is
+    SKIP_SAVE: here, every path field, the one-shot options above and every frame number whose default
+    (-1) is the scene's that it would remember; and Export Motion to a file, then again without a file."""
+    remembered = []
+    for name in dir(bpy.ops.handforge):
+        for prop in getattr(bpy.ops.handforge, name).get_rna_type().properties:
+            is_path = getattr(prop, "subtype", "") in ("FILE_PATH", "DIR_PATH")
+            scene_frame = prop.identifier in ("frame_start", "frame_end") and getattr(prop, "default", 0) == -1
+            if (is_path or scene_frame or (name, prop.identifier) in ONE_SHOT_OPTIONS) and not prop.is_skip_save:
+                remembered.append(f"handforge.{name}.{prop.identifier}")
+    _clear_scene()
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    first = s.work / "first.npz"
+    export = bpy.ops.handforge.export_motion
+    with bpy.context.temp_override(**ui_context()):  # as a button calls it (blender -b remembers nothing otherwise)
+        assert export("EXEC_DEFAULT", True, filepath=str(first), frame_start=1, frame_end=2) == {"FINISHED"}
+        first.unlink()
+        again = error_of(lambda: export("EXEC_DEFAULT", True, frame_start=1, frame_end=2))
+    return {"remembered": remembered, "again": again, "rewritten": first.exists()}
+
+
+s.check("remembered_options", remembered_options)
 
 s.finish()
