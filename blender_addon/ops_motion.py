@@ -222,6 +222,22 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
     return np.array(out)
 
 
+OBJECT_KINDS = {"MESH": "a mesh", "EMPTY": "an empty", "FONT": "a text object", "SURFACE": "a surface",
+                "CURVES": "a hair curves object", "CAMERA": "a camera", "LIGHT": "a light"}
+STILL_M = 1e-6  # a path object that moves less than this over the range stands still
+
+
+def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: int) -> None:
+    """Refuse a wrist path that is not a curve and stands still over the range (a static mesh or empty):
+    the wrist would have been held at its origin while the fingers moved, sent and keyed."""
+    if obj.type == "CURVE" or np.ptp(positions, axis=0).max() >= STILL_M:
+        return
+    kind = OBJECT_KINDS.get(obj.type, f"a {obj.type.lower().replace('_', ' ')} object")
+    raise ValueError(f"the {side} wrist path {obj.name!r} is {kind}, not a curve, and does not move over frames "
+                     f"{start}-{end}, so the wrist would stand still: choose a curve object (Add > Curve) as the "
+                     "wrist path, or key its location at two frames of the range (an animated empty)")
+
+
 def _moves_as_object(obj) -> bool:
     """Whether ``obj``'s own transform may change with the frame: it or a parent is animated, driven or
     constrained (a hand carried by a character)."""
@@ -278,6 +294,7 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
         if obj.type != "CURVE":  # followed as Blender moves it frame by frame: not at all if not evaluated
             hands.check_evaluated(context.view_layer, [obj], what=f"{side} wrist path")
         positions[side] = _object_positions(scene, obj, start, end)
+        check_moving_path(obj, side, positions[side], start, end)
     for side, poses in animated_poses(context, every, start, end).items():
         if side in paths:
             matrices = _world_matrices(scene, every[side], start, end)

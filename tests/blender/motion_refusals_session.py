@@ -1,0 +1,100 @@
+"""Blender session: motion buttons refusing what they cannot use, before anything is sent, the scene left as
+it was — a wrist path that is not a curve and does not move (a mesh, an empty, a text object)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import bpy
+from session import ADDON_MODULE, Session, error_of, hand
+
+s = Session()
+s.install()
+a = s.args
+scene = bpy.context.scene
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+ops = bpy.ops.handforge
+connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+SENT: list[str] = []
+
+
+def start():
+    os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert ops.start_backend() == {"FINISHED"}
+    client = connection.BACKEND.client
+    submit = client.submit
+
+    def recorded(kind, *args, **kwargs):  # what was sent to the backend
+        SENT.append(kind)
+        return submit(kind, *args, **kwargs)
+
+    client.submit = recorded
+    assert ops.add_hands() == {"FINISHED"}
+
+
+s.check("start", start)
+
+
+def scene_state() -> dict:
+    """What a refused button must leave as it was: the objects, the frame, the hands' keys and poses."""
+    out = {"objects": sorted(o.name for o in scene.objects), "frame": scene.frame_current}
+    for side in ("left", "right"):
+        obj = hand(side)
+        if obj is None:
+            continue
+        action = obj.animation_data.action if obj.animation_data else None
+        out[side] = {"action": action.name if action else None,
+                     "pose": [list(pb.matrix_basis.col[3]) + list(pb.rotation_quaternion) + list(pb.rotation_euler)
+                              for pb in obj.pose.bones]}
+    return out
+
+
+def refused(call) -> dict:
+    before, sent = scene_state(), len(SENT)
+    message = error_of(call)
+    return {"message": message, "sent": SENT[sent:], "unchanged": scene_state() == before}
+
+
+def static_paths():
+    """Follow Wrist Path along objects that are not curves and stand still over the range: the wrist would
+    have stood still at one point (the object's origin) while the fingers moved."""
+    mesh = bpy.data.meshes.new("Cube")
+    mesh.from_pydata([(0, 0, 0), (0.1, 0, 0), (0, 0.1, 0)], [], [(0, 1, 2)])
+    objects = {"mesh": bpy.data.objects.new("Cube", mesh), "empty": bpy.data.objects.new("Target", None),
+               "text": bpy.data.objects.new("Label", bpy.data.curves.new("Label", "FONT"))}
+    for obj in objects.values():
+        scene.collection.objects.link(obj)
+    objects["empty"].location = (0.2, 0.1, 0.0)
+    try:
+        return {what: refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                           right_path=obj.name))
+                for what, obj in objects.items()}
+    finally:
+        for obj in objects.values():
+            bpy.data.objects.remove(obj)
+
+
+s.check("static_paths", static_paths)
+
+
+def moving_path():
+    """An empty keyed to move over the range is a wrist path (sent)."""
+    empty = bpy.data.objects.new("Moving Target", None)
+    scene.collection.objects.link(empty)
+    for frame, x in ((1, 0.0), (10, 0.2)):
+        empty.location.x = x
+        empty.keyframe_insert("location", frame=frame)
+    sent = len(SENT)
+    try:
+        result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=empty.name)
+    finally:
+        bpy.data.objects.remove(empty)
+    return {"result": sorted(result), "sent": SENT[sent:]}
+
+
+s.check("moving_path", moving_path)
+s.finish()

@@ -1,0 +1,45 @@
+"""Motion buttons in real Blender, through a real backend (started by the add-on), refusing what they cannot
+use with what was wrong and how to fix it: nothing sent, the scene as it was."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("motion_refusals")
+    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    return run_blender("motion_refusals_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
+    # before: sent and keyed, the wrist held at the object's origin over the whole range
+    _no_error(session, "start", "static_paths")
+    found = session["static_paths"]
+    for what, name, kind in (("mesh", "Cube", "a mesh"), ("empty", "Target", "an empty"),
+                             ("text", "Label", "a text object")):
+        result = found[what]
+        assert result["sent"] == [] and result["unchanged"] is True, (what, result)
+        message = result["message"]
+        assert f"'{name}' is {kind}" in message and "not a curve" in message, message
+        assert "Add > Curve" in message and "key its location" in message, message
+    _no_error(session, "moving_path")
+    assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}  # still a path
