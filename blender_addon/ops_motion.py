@@ -72,10 +72,18 @@ def frame_range(scene, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def motion_hands(context, target: str) -> tuple[dict[str, object], dict[str, object]]:
+def motion_hands(context, target: str, whole_target: bool = True) -> tuple[dict[str, object], dict[str, object]]:
     """(hands to write, every hand of the scene), checked to be of one hand model and evaluated (read
-    frame by frame where limits, NLA or drivers are on, and shown with their new keys)."""
+    frame by frame where limits, NLA or drivers are on, and shown with their new keys). With
+    ``whole_target``, Both needs both hands: In-between and Generate Motion moved just the one there,
+    unsaid (Follow Wrist Path writes the hands its paths name, and refuses a path for a missing one)."""
     chosen = hands.scene_hands(context.scene, target, edit=True)
+    missing = [side for side in hands.TARGET_SIDES[target] if side not in chosen]
+    if whole_target and missing:
+        there = next(iter(chosen))  # (none at all: scene_hands said so)
+        raise hands.NoHandsError(f"both hands are chosen, but the scene has no {missing[0]} hand, only the {there} "
+                                 f"hand {chosen[there].name!r}: add the {missing[0]} hand with HandForge > Add Hands "
+                                 f"(Hands: {missing[0].title()}), or choose {there.title()} as the hands to move")
     every = hands.scene_hands(context.scene, "BOTH")
     hand_model(every)
     hands.check_evaluated(context.view_layer, every.values())
@@ -525,7 +533,7 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}
         if not paths:
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
-        _, every = motion_hands(context, "BOTH")
+        _, every = motion_hands(context, "BOTH", whole_target=False)  # (the hands of the paths: checked below)
         arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
         # Regenerate follows these objects, renamed or not (by name, another object that took it)
         self._path_uids = {f"{side}_path": context.scene.objects[name].session_uid for side, name in paths.items()}

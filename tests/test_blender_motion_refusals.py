@@ -43,3 +43,15 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
         assert "Add > Curve" in message and "key its location" in message, message
     _no_error(session, "moving_path")
     assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}  # still a path
+
+
+def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
+    # before: Generate Motion and In-between with Both moved just the right hand, unsaid
+    _no_error(session, "one_hand")
+    found = session["one_hand"]
+    for button in ("generate", "panel", "inbetween"):
+        result = found[button]
+        assert result["sent"] == [] and result["unchanged"] is True, (button, result)
+        message = result["message"]
+        assert "no left hand" in message and "Add Hands" in message and "Right" in message, message
+    assert found["path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}  # its own hand only: followed

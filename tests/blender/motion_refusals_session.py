@@ -1,5 +1,6 @@
 """Blender session: motion buttons refusing what they cannot use, before anything is sent, the scene left as
-it was — a wrist path that is not a curve and does not move (a mesh, an empty, a text object)."""
+it was — a wrist path that is not a curve and does not move (a mesh, an empty, a text object); both hands
+asked for in a scene with one hand."""
 
 from __future__ import annotations
 
@@ -97,4 +98,23 @@ def moving_path():
 
 
 s.check("moving_path", moving_path)
+
+
+def one_hand():
+    """Only a right hand in the scene: Generate Motion and In-between for both hands moved just that hand;
+    a wrist path for that hand is still followed."""
+    left = hand("left")
+    for child in list(left.children):
+        bpy.data.objects.remove(child)
+    bpy.data.objects.remove(left)
+    scene.handforge.target = "BOTH"
+    out = {"generate": refused(lambda: ops.motion_generate(frame_start=1, frame_end=10, steps=1, sides="BOTH")),
+           "panel": refused(lambda: ops.motion_generate(frame_start=1, frame_end=10, steps=1)),  # the panel's Both
+           "inbetween": refused(lambda: ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline",
+                                                             sides="BOTH"))}
+    out["path"] = moving_path()
+    return out
+
+
+s.check("one_hand", one_hand)
 s.finish()
