@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import ONE_SHOT, PATH_FIELD, absolute_path
+from .properties import BLEND_RELATIVE, ONE_SHOT, absolute_path
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -66,6 +66,12 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# Operators whose button always opens Blender's file browser on their ``filepath``: it stays remembered, so
+# the browser opens where the artist last was (as Blender's importers and exporters do); an option a
+# script omits is the only way to reuse it, and the browser shows it first.
+FILE_BROWSER_OPERATORS = ("handforge.import_motion", "handforge.export_motion")
+
+
 class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     """Import a HandForge motion clip (.npz) onto the hands as generated keyframes (your own keys stay)"""
 
@@ -75,10 +81,6 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-    # ImportHelper's, not remembered: a later call without a file imported the last one again
-    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024,
-                             options={"HIDDEN", "SKIP_PRESET"} | ONE_SHOT,
-                             description="The motion clip to import (.npz)")
     frame_start: IntProperty(name="Start Frame", default=1, options=ONE_SHOT,
                              description="Where the clip's first frame goes (the current frame unless set; any frame, "
                                          "negative ones too)")
@@ -113,8 +115,9 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
-    # ExportHelper's, shown in the redo panel: a typed "//motion.npz" is written beside the .blend file
-    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=PATH_FIELD,
+    # ExportHelper's, shown in the redo panel: a typed "//motion.npz" is written beside the .blend file.
+    # Remembered, as Blender's own exporters' (FILE_BROWSER_OPERATORS): the browser opens at the last file
+    filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=BLEND_RELATIVE,
                              description="The motion clip to write (.npz; // is the .blend file's folder)")
     frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
                               description="First frame (-1: the scene's start)")

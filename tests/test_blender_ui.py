@@ -125,4 +125,6 @@ def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call(session):
     _no_error(session, "remembered_options")
     result = session["remembered_options"]
     assert result["remembered"] == []
-    assert result["rewritten"] is False and "no file chosen" in result["again"]
+    # a file browser's path stays remembered, as Blender's own exporters': the browser opens at the last file
+    assert result["browser_paths"] == {"handforge.import_motion": True, "handforge.export_motion": True}
+    assert result["browser_rewrote"] is True

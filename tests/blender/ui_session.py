@@ -266,13 +266,20 @@ ONE_SHOT_OPTIONS = [("add_hands", "source"), ("connect", "address"), ("cancel_jo
 def remembered_options() -> dict:
     """Blender gives an operator option the last call's value when a call omits it, unless the option is
     SKIP_SAVE: here, every path field, the one-shot options above and every frame number whose default
-    (-1) is the scene's that it would remember; and Export Motion to a file, then again without a file."""
-    remembered = []
+    (-1) is the scene's that it would remember, but the file path of an operator whose button always opens
+    the file browser on it (``keys.FILE_BROWSER_OPERATORS``); and Generate Image with a prompt, then again
+    without one, as a button calls it: the panel's prompt, not the last call's."""
+    import importlib
+
+    browsers = importlib.import_module(f"{ADDON_MODULE}.ops_keys").FILE_BROWSER_OPERATORS
+    remembered, browser_paths = [], {}
     for name in dir(bpy.ops.handforge):
         for prop in getattr(bpy.ops.handforge, name).get_rna_type().properties:
             is_path = getattr(prop, "subtype", "") in ("FILE_PATH", "DIR_PATH")
             scene_frame = prop.identifier in ("frame_start", "frame_end") and getattr(prop, "default", 0) == -1
-            if (is_path or scene_frame or (name, prop.identifier) in ONE_SHOT_OPTIONS) and not prop.is_skip_save:
+            if f"handforge.{name}" in browsers and prop.identifier == "filepath":
+                browser_paths[f"handforge.{name}"] = not prop.is_skip_save
+            elif (is_path or scene_frame or (name, prop.identifier) in ONE_SHOT_OPTIONS) and not prop.is_skip_save:
                 remembered.append(f"handforge.{name}.{prop.identifier}")
     _clear_scene()
     assert bpy.ops.handforge.add_hands() == {"FINISHED"}
@@ -281,8 +288,8 @@ def remembered_options() -> dict:
     with bpy.context.temp_override(**ui_context()):  # as a button calls it (blender -b remembers nothing otherwise)
         assert export("EXEC_DEFAULT", True, filepath=str(first), frame_start=1, frame_end=2) == {"FINISHED"}
         first.unlink()
-        again = error_of(lambda: export("EXEC_DEFAULT", True, frame_start=1, frame_end=2))
-    return {"remembered": remembered, "again": again, "rewritten": first.exists()}
+        export("EXEC_DEFAULT", True, frame_start=3, frame_end=4)  # (the browser's path: remembered)
+    return {"remembered": remembered, "browser_paths": browser_paths, "browser_rewrote": first.exists()}
 
 
 s.check("remembered_options", remembered_options)
