@@ -210,8 +210,12 @@ def _centre_line(obj) -> np.ndarray:
 def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
     """(T, 3) world positions: along a curve at constant speed, else the object's own (animated) location."""
     if obj.type == "CURVE":
-        if len(obj.data.splines) != 1:
-            raise ValueError(f"the curve {obj.name!r} has {len(obj.data.splines)} splines: a wrist path needs one")
+        count = len(obj.data.splines)
+        if count != 1:
+            raise ValueError(f"the curve {obj.name!r} has " + (
+                "no spline: a wrist path is one; draw it in Edit Mode (Add > Curve adds one with it)" if not count else
+                f"{count} splines: a wrist path is one; separate the others (Edit Mode: select one, P > Selection) "
+                "or delete them"))
         points = _centre_line(obj)
         points = points @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
         if len(points) < 2:
@@ -613,8 +617,12 @@ def _forget_on_load(*_args) -> None:
 
 
 # ---------------------------------------------------------------------- panel settings
-def _is_path_object(self, obj) -> bool:
-    return not (obj.type == "ARMATURE" and obj.handforge.is_hand)
+def is_path_object(_settings, obj) -> bool:
+    """What the wrist path pickers offer: curves, and objects that move (animated, driven or constrained, as
+    Follow Wrist Path takes them); a production scene's hundreds of static objects are not listed."""
+    if obj.type == "ARMATURE" and obj.handforge.is_hand:
+        return False
+    return obj.type == "CURVE" or _moves_as_object(obj)
 
 
 class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
@@ -623,9 +631,9 @@ class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
     fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
                         default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
                         description="Which of your keys In-between goes through; the other parts are generated")
-    left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=_is_path_object,
+    left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=is_path_object,
                                description="Curve or animated object the left wrist follows")
-    right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=_is_path_object,
+    right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=is_path_object,
                                 description="Curve or animated object the right wrist follows")
     wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
                                  description="Whether the wrist rotation along a path is generated or kept as animated")

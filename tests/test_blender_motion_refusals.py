@@ -41,8 +41,21 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
         message = result["message"]
         assert f"'{name}' is {kind}" in message and "not a curve" in message, message
         assert "Add > Curve" in message and "key its location" in message, message
+    # the Motion panel's path pickers offer none of them (they listed every object but the hands)
+    assert found["offered"] == {"mesh": False, "empty": False, "text": False}
     _no_error(session, "moving_path")
-    assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}  # still a path
+    assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}
+
+
+def test_a_curve_of_no_or_several_splines_is_refused_saying_how_to_make_it_one(session):
+    _no_error(session, "spline_counts")
+    found = session["spline_counts"]
+    assert found["hand"] is False
+    for count, needle in ((0, "has no spline: a wrist path is one; draw it in Edit Mode"),
+                          (2, "has 2 splines: a wrist path is one; separate the others")):
+        result = found[str(count)]
+        assert result["sent"] == [] and result["unchanged"] is True and result["offered"] is True, result
+        assert needle in result["message"], result["message"]
 
 
 def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
@@ -54,4 +67,4 @@ def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
         assert result["sent"] == [] and result["unchanged"] is True, (button, result)
         message = result["message"]
         assert "no left hand" in message and "Add Hands" in message and "Right" in message, message
-    assert found["path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}  # its own hand only: followed
+    assert found["path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}  # followed

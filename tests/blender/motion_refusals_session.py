@@ -70,10 +70,13 @@ def static_paths():
     for obj in objects.values():
         scene.collection.objects.link(obj)
     objects["empty"].location = (0.2, 0.1, 0.0)
+    offered = importlib.import_module(f"{ADDON_MODULE}.ops_motion").is_path_object  # the pickers' filter
     try:
-        return {what: refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
-                                                           right_path=obj.name))
-                for what, obj in objects.items()}
+        out = {what: refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                          right_path=obj.name))
+               for what, obj in objects.items()}
+        out["offered"] = {what: offered(None, obj) for what, obj in objects.items()}
+        return out
     finally:
         for obj in objects.values():
             bpy.data.objects.remove(obj)
@@ -90,14 +93,40 @@ def moving_path():
         empty.location.x = x
         empty.keyframe_insert("location", frame=frame)
     sent = len(SENT)
+    offered = importlib.import_module(f"{ADDON_MODULE}.ops_motion").is_path_object(None, empty)
     try:
         result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=empty.name)
     finally:
         bpy.data.objects.remove(empty)
-    return {"result": sorted(result), "sent": SENT[sent:]}
+    return {"result": sorted(result), "sent": SENT[sent:], "offered": offered}
 
 
 s.check("moving_path", moving_path)
+
+
+def curves_of_other_than_one_spline():
+    """A curve with no spline, or with two: refused, saying how to make it one (it only said the count)."""
+    out = {}
+    for count in (0, 2):
+        data = bpy.data.curves.new(f"Path {count}", "CURVE")
+        for i in range(count):
+            spline = data.splines.new("POLY")
+            spline.points.add(1)
+            spline.points[1].co = (0.1, 0.05 * i, 0.0, 1.0)
+        obj = bpy.data.objects.new(f"Path {count}", data)
+        scene.collection.objects.link(obj)
+        try:
+            out[str(count)] = refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                              right_path=obj.name))
+            out[str(count)]["offered"] = importlib.import_module(f"{ADDON_MODULE}.ops_motion").is_path_object(None, obj)
+        finally:
+            bpy.data.objects.remove(obj)
+            bpy.data.curves.remove(data)
+    out["hand"] = importlib.import_module(f"{ADDON_MODULE}.ops_motion").is_path_object(None, hand("left"))
+    return out
+
+
+s.check("spline_counts", curves_of_other_than_one_spline)
 
 
 def one_hand():
