@@ -36,12 +36,14 @@ def register() -> None:
     ops_library.register()
     ops_transfer.register()
     connection.register()
+    jobs.register()  # Ctrl-Z / Ctrl-Shift-Z while a job runs
     atexit.register(connection.shutdown)  # never leave a backend we started running
 
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
     jobs.shutdown()
+    jobs.unregister()
     connection.shutdown()
     connection.unregister()
     fingers.unregister()

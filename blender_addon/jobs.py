@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
+from bpy.app.handlers import persistent
 
 from . import connection
 from .errors import USER_ERRORS, report_error
@@ -39,6 +40,7 @@ class RunningJob:
     timer: Any = None  # the modal's window timer, removed by ``shutdown`` if the operator never ends
     scene: int = 0     # the session_uid of the scene the request was made from (another file: other uids)
     group: str = ""    # the operator's ``one_at_a_time``
+    undone: str = ""   # "undo" or "redo" when the artist pressed Ctrl-Z / Ctrl-Shift-Z while it ran
 
 
 RUNNING: dict[str, RunningJob] = {}
@@ -54,6 +56,35 @@ def shutdown() -> None:
             with contextlib.suppress(Exception):  # its window may be gone
                 wm.event_timer_remove(job.timer)
     RUNNING.clear()
+
+
+@persistent  # (kept when another file is opened: jobs of any file are marked)
+def _on_undo(*_args) -> None:
+    """Memfile undo puts back the scene of an earlier step: what a running job's request read (keys, a
+    pose) may be gone or different now, under the same rigs (their session_uid survives)."""
+    for job in RUNNING.values():
+        job.undone = job.undone or "undo"
+
+
+@persistent
+def _on_redo(*_args) -> None:
+    for job in RUNNING.values():
+        job.undone = job.undone or "redo"
+
+
+_HANDLERS = ((bpy.app.handlers.undo_post, _on_undo), (bpy.app.handlers.redo_post, _on_redo))
+
+
+def register() -> None:
+    for handlers, fn in _HANDLERS:
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def unregister() -> None:
+    for handlers, fn in _HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)
 
 
 def running(operator: str | None = None) -> list[RunningJob]:
@@ -132,6 +163,11 @@ class JobOperator:
     # False for a job whose result goes into no scene (a dataset written by the backend): another scene
     # shown when it ends does not keep it from being reported
     scene_bound = True
+    # True for a job whose result is written onto what its request read from the scene (keys, a pose): an
+    # undo or redo while it ran may have changed that, and the result would land on a scene it was not made
+    # for (keys around a key no longer there, candidates for a pose no longer shown); False for one that adds
+    # something new that stands alone (hands, images carrying the pose they were made from)
+    made_from_scene = False
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -274,6 +310,10 @@ class JobOperator:
             # made from another scene's (or file's) rigs and keys: it would land on whatever is here now
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")
+        if not failure and isinstance(outcome, Result) and self.made_from_scene and job.undone:
+            failure = (f"the scene changed while it ran ({job.undone.capitalize()} put back another state of the "
+                       "keys and poses it was made from), so its result was not applied: run it again on the scene "
+                       "as it is now")
         if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))

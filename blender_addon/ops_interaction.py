@@ -268,6 +268,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
     bl_label = "Sample Interaction"
     bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
     job_kind = JOB_KIND
+    made_from_scene = True  # made for the anchor's pose: an undo or redo while it runs may change it
 
     def job_request(self, context):
         if browsing(context):  # the anchor is read as the artist posed it, not a preview; the candidates

@@ -454,6 +454,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
     one_at_a_time = "motion"
+    made_from_scene = True  # made from the keys: an undo or redo while it runs may change them
 
     # the settings' range, not remembered by the operators: a later call without one takes the scene's
     frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,

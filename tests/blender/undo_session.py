@@ -1,0 +1,163 @@
+"""Blender session: the artist presses Ctrl-Z or Ctrl-Shift-Z while a job runs (the job's wait loop pumps
+the connection; ``while_a_job_runs`` undoes or redoes there, as the modal job lets the artist do): In-between
+(spline engine) and Sample Interaction (templates engine) made from keys or a pose the undo or redo changed."""
+
+from __future__ import annotations
+
+import importlib
+import io
+from contextlib import redirect_stdout
+
+import bpy
+import numpy as np
+from session import ADDON_MODULE, Session, hand, init_undo, ui_context, while_a_job_runs
+
+s = Session()
+s.install()
+a = s.args
+prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+UI = ui_context()
+ops = bpy.ops.handforge
+SIDES = ("left", "right")
+
+
+def as_user(op, **kwargs):
+    """Call an operator as a button does (UI context, undo push); (result, printed reports or its error)."""
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed), bpy.context.temp_override(**UI):
+            result = sorted(op("EXEC_DEFAULT", True, **kwargs))
+    except RuntimeError as exc:  # the operator's error report
+        return ["CANCELLED"], printed.getvalue() + str(exc)
+    return result, printed.getvalue()
+
+
+def undo():
+    with bpy.context.temp_override(**UI):
+        assert bpy.ops.ed.undo() == {"FINISHED"}
+
+
+def redo():
+    with bpy.context.temp_override(**UI):
+        assert bpy.ops.ed.redo() == {"FINISHED"}
+
+
+def once(action):
+    """``action`` at the first pump of the job only (one Ctrl-Z, not one per pump)."""
+    done = []
+    return lambda: done or done.append(action() or True)
+
+
+def key_frames() -> dict:
+    """Per hand and key type, the frames keyed."""
+    keys = importlib.import_module(f"{ADDON_MODULE}.keys")
+    out = {}
+    for side in SIDES:
+        bag = keys.find_channelbag(hand(side))
+        for fc in bag.fcurves if bag is not None else ():
+            for kp in fc.keyframe_points:
+                out.setdefault(f"{side} {kp.type}", set()).add(kp.co[0])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def running() -> int:
+    return len(importlib.import_module(f"{ADDON_MODULE}.jobs").RUNNING)
+
+
+def channels(side: str) -> list:
+    return [list(pb.rotation_quaternion) + list(pb.rotation_euler) + list(pb.location) for pb in hand(side).pose.bones]
+
+
+def start():
+    prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_command = a["command"]
+    prefs.connect_timeout = 90.0
+    assert ops.start_backend() == {"FINISHED"}
+    assert ops.add_hands() == {"FINISHED"}
+    init_undo()
+    scene = bpy.context.scene
+    for frame in (1, 20):
+        scene.frame_set(frame)
+        assert as_user(ops.key_pose, sides="BOTH")[0] == ["FINISHED"]
+
+
+s.check("start", start)
+
+
+def key_a_bent_finger(frame: int) -> None:
+    """The artist's last edit, one undo step: the right index finger bent and keyed at ``frame``."""
+    bpy.context.scene.frame_set(frame)
+    hand("right").pose.bones["index2"].rotation_euler.x = 0.8
+    assert as_user(ops.key_pose, sides="RIGHT")[0] == ["FINISHED"]
+
+
+def inbetween():
+    return as_user(ops.motion_inbetween, frame_start=1, frame_end=20, engine="spline", sides="BOTH")
+
+
+def inbetween_undo():
+    """In-between made from a key that Ctrl-Z takes away while it runs."""
+    key_a_bent_finger(10)
+    with while_a_job_runs(once(undo)):
+        result, printed = inbetween()
+    found = {"result": result, "printed": printed, "keys": key_frames(), "running": running(),
+             "poll": ops.motion_inbetween.poll()}
+    found["again"] = inbetween()[0]  # run again: made from the keys there now
+    found["again_keys"] = key_frames()
+    undo()  # one undo takes the run away again
+    found["again_undone"] = key_frames()
+    return found
+
+
+s.check("inbetween_undo", inbetween_undo)
+
+
+def inbetween_redo():
+    """In-between made without a key that Ctrl-Shift-Z brings back while it runs."""
+    key_a_bent_finger(10)
+    undo()
+    with while_a_job_runs(once(redo)):
+        result, printed = inbetween()
+    found = {"result": result, "printed": printed, "keys": key_frames(), "running": running(),
+             "poll": ops.motion_inbetween.poll()}
+    undo()  # (the frame-10 key away again: the next check starts from the first two keys)
+    return found
+
+
+s.check("inbetween_redo", inbetween_redo)
+
+
+def sample_interaction(action):
+    """Sample Interaction around the left hand, posed (one undo step) before it runs; ``action`` while it runs."""
+    bpy.context.scene.frame_set(30)
+    left = hand("left")
+    for name in ("index1", "index2", "middle1"):
+        left.pose.bones[name].rotation_euler.x = 0.9
+    assert as_user(ops.key_pose, sides="LEFT")[0] == ["FINISHED"]
+    if action is redo:
+        undo()  # the pose undone: the redo while it runs brings it back
+    bpy.context.view_layer.objects.active = hand("left")
+    right_before = channels("right")
+    with while_a_job_runs(once(action)):
+        result, printed = as_user(ops.sample_interaction, engine="templates", count=2, seed=3, anchor="LEFT")
+    state = bpy.context.window_manager.handforge_interaction
+    found = {"result": result, "printed": printed, "candidates": len(state.candidates), "running": running(),
+             "right_unchanged": bool(np.array_equal(channels("right"), right_before)),
+             "poll": ops.sample_interaction.poll()}
+    if len(state.candidates):
+        ops.interaction_cancel()
+    if action is redo:
+        undo()
+    return found
+
+
+s.check("interaction_undo", lambda: sample_interaction(undo))
+s.check("interaction_redo", lambda: sample_interaction(redo))
+
+
+def stop():
+    assert ops.stop_backend() == {"FINISHED"}
+
+
+s.check("stop", stop)
+s.finish()

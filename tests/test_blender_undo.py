@@ -1,0 +1,69 @@
+"""Ctrl-Z / Ctrl-Shift-Z while a job runs, in real Blender through a real backend: a result made from keys or
+a pose that the undo or redo changed is not applied (In-between's keys landed around a key no longer there,
+or around a key brought back that they ignored; interaction candidates met an anchor pose no longer
+shown); the job ends with a message saying so and to run it again, the button is free and the scene is as
+the undo or redo left it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+ARTIST = [1.0, 20.0]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("undo_session")
+    args = {"port": free_port(),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_INTERACTION_CHECKPOINT")}
+    return run_blender("undo_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+def _no_error(session, *names):
+    for name in names:
+        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
+
+
+def _refused(found, label, what):
+    assert found["result"] == ["CANCELLED"], found
+    assert f"{label} failed: the scene changed while it ran ({what} put back" in found["printed"], found["printed"]
+    assert "run it again" in found["printed"], found["printed"]
+    assert found["running"] == 0 and found["poll"] is True, found  # not left running, its button free
+
+
+def test_an_inbetween_undone_under_is_not_keyed_and_runs_again(session):
+    _no_error(session, "start", "inbetween_undo")
+    found = session["inbetween_undo"]
+    _refused(found, "In-between", "Undo")
+    # the frame-10 key undone; no generated keys going through it (it was keyed back as a generated key)
+    assert found["keys"] == {"left KEYFRAME": ARTIST, "right KEYFRAME": ARTIST}, found["keys"]
+    assert found["again"] == ["FINISHED"]
+    between = [float(f) for f in range(2, 20)]
+    assert found["again_keys"] == {"left KEYFRAME": ARTIST, "right KEYFRAME": ARTIST, "left GENERATED": between,
+                                   "right GENERATED": between}, found["again_keys"]
+    assert found["again_undone"] == found["keys"]  # one undo step, as always
+
+
+def test_an_inbetween_redone_under_is_not_keyed(session):
+    _no_error(session, "start", "inbetween_redo")
+    found = session["inbetween_redo"]
+    _refused(found, "In-between", "Redo")
+    # the frame-10 key redone, kept; no generated keys made without it around it
+    assert found["keys"] == {"left KEYFRAME": ARTIST, "right KEYFRAME": [1.0, 10.0, 20.0]}, found["keys"]
+
+
+@pytest.mark.parametrize("name", ["interaction_undo", "interaction_redo"])
+def test_interaction_candidates_for_an_anchor_undone_or_redone_under_are_not_shown(session, name):
+    _no_error(session, "start", name)
+    found = session[name]
+    _refused(found, "Sample Interaction", name.split("_")[1].capitalize())
+    assert found["candidates"] == 0 and found["right_unchanged"] is True, found
