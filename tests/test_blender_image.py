@@ -92,3 +92,12 @@ def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_i
     assert found["third"]["results"] == [["FINISHED"], ["FINISHED"]], found
     planes = found["third"]["planes"]
     assert planes[0] == ["EMPTY", None, None] and planes[1:] == [["MESH", "Third Cam", "HandForge seed 14"]], found
+
+
+def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
+    _no_error(session, "undone_mid_job")
+    found = session["undone_mid_job"]
+    assert found["undone"] == [["FINISHED"]], found  # the undo did run while the job ran
+    assert found["result"] == ["FINISHED"] and found["image"] is True, found
+    assert found["background"] == "HandForge seed 21" and found["running"] == 0, found
+    assert found["undone_again"] is False, found

@@ -4,11 +4,12 @@ random SD weights (the operator makes image datablocks of the requested size).""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of, while_a_job_runs
+from session import ADDON_MODULE, Session, add_camera, error_of, init_undo, ui_context, while_a_job_runs
 
 s = Session()
 s.install()
@@ -153,5 +154,39 @@ def planes_per_scene():
 
 
 s.check("planes_per_scene", planes_per_scene)
+
+
+def undone_mid_job():
+    """Ctrl-Z while an image is made (the artist's last edit, a pose pasted, taken away): the image still
+    comes (a new datablock with the pose it was made from in its labels), behind the camera found after the
+    undo, and one more undo takes it away."""
+    window = bpy.context.window_manager.windows[0]
+    window.scene = bpy.data.scenes["Scene"]  # (the first scene: planes_per_scene showed others)
+    ui = ui_context()
+    init_undo()
+    with bpy.context.temp_override(**ui):
+        assert bpy.ops.handforge.paste_pose("EXEC_DEFAULT", True, text=a["pose"], sides="BOTH") == {"FINISHED"}
+    done = []
+
+    def undo():
+        if not done:
+            with bpy.context.temp_override(**ui):
+                done.append(sorted(bpy.ops.ed.undo()))
+
+    with while_a_job_runs(undo), bpy.context.temp_override(**ui):
+        result = bpy.ops.handforge.generate_image("EXEC_DEFAULT", True, seed=21, steps=1, variants=1,
+                                                  resolution_x=a["size"], resolution_y=a["size"], add_plane=False)
+    here = bpy.context.scene  # (the undo replaced the scene datablock)
+    background = here.camera.data.background_images
+    found = {"result": sorted(result), "undone": done, "image": "HandForge seed 21" in bpy.data.images,
+             "background": background[0].image.name if len(background) else "",
+             "running": len(importlib.import_module(f"{ADDON_MODULE}.jobs").RUNNING)}
+    with bpy.context.temp_override(**ui):
+        bpy.ops.ed.undo()
+    found["undone_again"] = "HandForge seed 21" in bpy.data.images
+    return found
+
+
+s.check("undone_mid_job", undone_mid_job)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
