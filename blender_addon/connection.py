@@ -19,7 +19,7 @@ from pathlib import Path
 import bpy
 from bpy.app.handlers import persistent
 
-from . import preferences
+from . import app_handlers, preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
 from handforge_shared.protocol import is_loopback, parse_endpoint, with_hint
 
@@ -396,13 +396,12 @@ def _status_after_load(*_args) -> None:
 
 
 def register() -> None:
-    bpy.app.handlers.load_post.append(_status_after_load)
+    app_handlers.add(("load_post", _status_after_load))
     _status_after_load()  # re-enabled (an add-on update): the panel kept the last session's "Connected"
 
 
 def unregister() -> None:
-    if _status_after_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_status_after_load)
+    app_handlers.remove(("load_post", _status_after_load))
 
 
 def shutdown() -> None:

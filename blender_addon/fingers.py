@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from . import keys
+from . import app_handlers, keys
 from . import pose as pose_conv
 from . import rig
 from handforge_shared import anatomy
@@ -150,17 +150,12 @@ def _on_depsgraph_update(scene, depsgraph):
             sync_sliders(arm_obj, keep=keys.animated_sliders(arm_obj))
 
 
-_HANDLERS = ((bpy.app.handlers.frame_change_post, _on_frame_change),
-             (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update))
+_HANDLERS = (("frame_change_post", _on_frame_change), ("depsgraph_update_post", _on_depsgraph_update))
 
 
 def register() -> None:
-    for handlers, fn in _HANDLERS:
-        if fn not in handlers:
-            handlers.append(fn)
+    app_handlers.add(*_HANDLERS)
 
 
 def unregister() -> None:
-    for handlers, fn in _HANDLERS:
-        if fn in handlers:
-            handlers.remove(fn)
+    app_handlers.remove(*_HANDLERS)

@@ -20,7 +20,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import connection
+from . import app_handlers, connection
 from .errors import USER_ERRORS, report_error
 from handforge_shared.client import Cancelled, Error, JobFailed, JobHandle, Result
 from handforge_shared.protocol import ProtocolError
@@ -72,19 +72,15 @@ def _on_redo(*_args) -> None:
         job.undone = job.undone or "redo"
 
 
-_HANDLERS = ((bpy.app.handlers.undo_post, _on_undo), (bpy.app.handlers.redo_post, _on_redo))
+_HANDLERS = (("undo_post", _on_undo), ("redo_post", _on_redo))
 
 
 def register() -> None:
-    for handlers, fn in _HANDLERS:
-        if fn not in handlers:
-            handlers.append(fn)
+    app_handlers.add(*_HANDLERS)
 
 
 def unregister() -> None:
-    for handlers, fn in _HANDLERS:
-        if fn in handlers:
-            handlers.remove(fn)
+    app_handlers.remove(*_HANDLERS)
 
 
 def running(operator: str | None = None) -> list[RunningJob]:

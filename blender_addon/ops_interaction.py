@@ -22,7 +22,7 @@ from bpy.app.handlers import persistent
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from . import connection, fingers, hands, jobs, keys
+from . import app_handlers, connection, fingers, hands, jobs, keys
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
@@ -533,7 +533,7 @@ def _forget_on_load(*_args) -> None:
 
 
 def register() -> None:
-    bpy.app.handlers.load_post.append(_forget_on_load)
+    app_handlers.add(("load_post", _forget_on_load))
     bpy.types.WindowManager.handforge_interaction = PointerProperty(
         type=HANDFORGE_PG_interaction_browse, name="Interaction Candidates",
         description="The sampled interaction candidates being browsed in this session")
@@ -543,7 +543,6 @@ def register() -> None:
 
 
 def unregister() -> None:
-    if _forget_on_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_forget_on_load)
+    app_handlers.remove(("load_post", _forget_on_load))
     del bpy.types.Scene.handforge_interaction
     del bpy.types.WindowManager.handforge_interaction

@@ -24,7 +24,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import hands, importers, jobs, keys
+from . import app_handlers, hands, importers, jobs, keys
 from . import pose as pose_conv
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import ONE_SHOT
@@ -678,14 +678,13 @@ CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDF
 
 
 def register() -> None:
-    bpy.app.handlers.load_post.append(_forget_on_load)
+    app_handlers.add(("load_post", _forget_on_load))
     bpy.utils.register_class(HANDFORGE_PG_motion)
     bpy.types.Scene.handforge_motion = PointerProperty(type=HANDFORGE_PG_motion, name="Motion Settings",
                                                        description="What the Motion panel's buttons send")
 
 
 def unregister() -> None:
-    if _forget_on_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_forget_on_load)
+    app_handlers.remove(("load_post", _forget_on_load))
     del bpy.types.Scene.handforge_motion
     bpy.utils.unregister_class(HANDFORGE_PG_motion)
