@@ -56,19 +56,15 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def test_no_backend_is_reported_quickly_with_the_fix(session):
-    _no_error(session, "no_backend")
+    session.no_error("no_backend")
     result = session["no_backend"]
     assert "no backend answered" in result["message"] and "handforge serve" in result["message"]
     assert result["seconds"] < 10
 
 
 def test_bad_settings_are_reported(session):
-    _no_error(session, "bad_settings")
+    session.no_error("bad_settings")
     result = session["bad_settings"]
     assert "tcp://HOST:PORT" in result["bad_address"]
     assert "'tcp://localhost:99999' is not valid" in result["bad_port"]  # was urllib's bare "Port out of range"
@@ -82,7 +78,7 @@ def test_bad_settings_are_reported(session):
 
 
 def test_starts_a_local_backend_and_reads_capabilities(session):
-    _no_error(session, "start")
+    session.no_error("start")
     result = session["start"]
     assert result["connected"] is True and "Connected" in result["status"]
     assert result["children"] == 1
@@ -98,13 +94,13 @@ def test_starts_a_local_backend_and_reads_capabilities(session):
 
 
 def test_unavailable_hand_model_is_refused_with_the_reason(session):
-    _no_error(session, "mano_missing")
+    session.no_error("mano_missing")
     message = session["mano_missing"]
     assert "mano" in message.lower() and session["start"]["hand_models"]["mano"][1].split(":")[0] in message
 
 
 def test_forward_hands_through_the_operator_matches_blender(session):
-    _no_error(session, "forward")
+    session.no_error("forward")
     for side in SIDES:
         result = session["forward"][side]
         assert result["measured"] < 1e-4 and result["reported"] < 1e-4
@@ -112,21 +108,21 @@ def test_forward_hands_through_the_operator_matches_blender(session):
 
 
 def test_forward_hands_check_holds_for_a_moved_turned_scaled_rig(session):
-    _no_error(session, "forward_moved")
+    session.no_error("forward_moved")
     result = session["forward_moved"]
     assert result["reported"] < 1e-4  # in the rig's own space (was its 0.6 m offset)
     assert result["measured"] < 1.5e-4  # the backend's mesh shown where the rig stands
 
 
 def test_forward_hands_check_refuses_a_rig_without_its_mesh(session):
-    _no_error(session, "forward_no_mesh")
+    session.no_error("forward_no_mesh")
     result = session["forward_no_mesh"]
     assert "has no HandForge hand mesh" in result["error"] and "Add Hands" in result["error"]
     assert result["added"] == []
 
 
 def test_hand_rigs_from_the_backend(session):
-    _no_error(session, "backend_rigs")
+    session.no_error("backend_rigs")
     rigs = session["backend_rigs"]
     assert set(rigs) == set(SIDES)
     for side in SIDES:
@@ -135,7 +131,7 @@ def test_hand_rigs_from_the_backend(session):
 
 
 def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
-    _no_error(session, "cancel")
+    session.no_error("cancel")
     result = session["cancel"]
     assert result["result"] == ["CANCELLED"]
     assert result["seconds"] < 10  # the job would take 20 s
@@ -145,7 +141,7 @@ def test_ctrl_c_cancels_a_running_job_and_the_backend_carries_on(session):
 
 
 def test_cancel_job_pressed_twice_asks_once_and_says_so(session):
-    _no_error(session, "cancel_twice")
+    session.no_error("cancel_twice")
     found = session["cancel_twice"]
     assert found["result"] == ["CANCELLED"], found
     (first, first_printed), (second, second_printed) = found["presses"]
@@ -154,7 +150,7 @@ def test_cancel_job_pressed_twice_asks_once_and_says_so(session):
 
 
 def test_results_become_keys_and_images(session):
-    _no_error(session, "results")
+    session.no_error("results")
     result = session["results"]
     assert result["generated_keys_right"] > 0
     assert result["image_size"] == [16, 8]
@@ -169,14 +165,14 @@ def test_results_become_keys_and_images(session):
 
 
 def test_stopping_the_backend_mid_job_is_reported(session):
-    _no_error(session, "stopped_mid")
+    session.no_error("stopped_mid")
     found = session["stopped_mid"]
     assert found["stopped"] == [["FINISHED"]] and found["restarted"] == ["FINISHED"]
     assert "the backend was stopped before the job ended" in found["message"], found
 
 
 def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):
-    _no_error(session, "killed")
+    session.no_error("killed")
     result = session["killed"]
     assert result["killed"] == 1
     assert "exited with code -9" in result["message"]
@@ -185,7 +181,7 @@ def test_killed_backend_mid_job_is_reported_and_changes_nothing(session):
 
 
 def test_a_dead_local_backend_greys_job_buttons_out_with_the_reason(session):
-    _no_error(session, "dead")
+    session.no_error("dead")
     dead = session["dead"]
     assert dead["job_poll"] is False and dead["hands_poll"] is False and dead["start_poll"] is True
     assert "exited with code -9" in dead["click"] and "Start Local Backend" in dead["click"]
@@ -207,7 +203,7 @@ def test_a_file_opened_shows_the_connection_and_disabling_forgets_running_jobs(s
 
 
 def test_stop_leaves_no_backend_process(session):
-    _no_error(session, "stop")
+    session.no_error("stop")
     assert session["stop"]["children_alive"] == 0
     assert session["stop"]["status"] == "Not connected"
     assert session["stop"]["crash_log_kept"] is True  # the failed start's (dead_backend): the status names it

@@ -44,17 +44,12 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def _labels(folder) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("samples/*/labels.json"))]
 
 
 def test_bad_input_is_refused_before_anything_is_written(session):
-    _no_error(session, "start", "scene", "refusals")
+    session.no_error("start", "scene", "refusals")
     assert "export_renders" in session["start"]["kinds"]
     assert "no hands" in session["refused_without_hands"] and "Add Hands" in session["refused_without_hands"]
     assert "no camera" in session["scene"]["no_camera"]
@@ -75,7 +70,7 @@ def test_bad_input_is_refused_before_anything_is_written(session):
 
 def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
     # before: one camera excluded from the view layer refused the whole export
-    _no_error(session, "skipped_cameras")
+    session.no_error("skipped_cameras")
     skipping = session["skipped_cameras"]
     assert skipping["result"] == ["FINISHED"] and skipping["cameras"] == ["Cam A"], skipping
     assert "1 frames × 1 cameras" in skipping["printed"] and "skipped 3 camera(s)" in skipping["printed"], skipping
@@ -85,7 +80,7 @@ def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
 
 
 def test_labels_put_keypoints_where_blender_projects_the_rigs(session):
-    _no_error(session, "oracle", "export")
+    session.no_error("oracle", "export")
     assert session["export"]["result"] == ["FINISHED"] and session["export"]["frame_restored"] is True
     samples = _labels(session.out)
     assert [s["index"] for s in samples] == list(range(6))  # 3 frames (1, 5, 9) × 2 cameras
@@ -111,7 +106,7 @@ def test_labels_put_keypoints_where_blender_projects_the_rigs(session):
 def test_pycocotools_reads_the_export_and_the_card_says_where_it_came_from(session):
     from pycocotools.coco import COCO
 
-    _no_error(session, "export")
+    session.no_error("export")
     coco = COCO(str(session.out / "coco.json"))
     assert len(coco.getImgIds()) == 6 and len(coco.getAnnIds()) >= 6
     for ann in coco.loadAnns(coco.getAnnIds()):
@@ -124,7 +119,7 @@ def test_pycocotools_reads_the_export_and_the_card_says_where_it_came_from(sessi
 
 
 def test_workbench_rgb_from_the_active_camera(session):
-    _no_error(session, "export")
+    session.no_error("export")
     assert session["export"]["rgb"] == ["FINISHED"]
     (sample,) = _labels(session.rgb_out)
     assert sample["camera_params"]["blender_camera"] == "Cam A" and sample["camera_params"]["frame"] == 5
@@ -140,19 +135,19 @@ def test_workbench_rgb_from_the_active_camera(session):
 
 def test_from_the_ui_a_chosen_folder_starts_the_job_modally(session):
     # before: execute (the file browser's Export) called invoke, which called execute again: a RecursionError
-    _no_error(session, "from_ui")
+    session.no_error("from_ui")
     assert session["from_ui"] == {"result": ["RUNNING_MODAL"], "outcomes": ["Result"]}, session["from_ui"]
 
 
 def test_another_scene_shown_while_it_runs_still_reports_the_export(session):
     # before: "the scene changed while it ran ..., so its result was not applied: run it again", though the
     # files were written (it puts nothing into the scene)
-    _no_error(session, "switched_scene")
+    session.no_error("switched_scene")
     assert session["switched_scene"] == {"message": "", "switched": "Other Scene", "written": 1}
 
 
 def test_another_file_opened_while_it_runs_frees_the_button(session):
     # before: Blender ended the modal without telling it, and the job stayed listed as running, the button
     # greyed ("This job is running") until Blender restarted
-    _no_error(session, "file_opened")
+    session.no_error("file_opened")
     assert session["file_opened"] == {"result": ["RUNNING_MODAL"], "running": 1, "after_load": 0, "poll": True}

@@ -35,13 +35,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("image_session.py", addon_zip, work / "blender", args, env=env, timeout=900)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def test_button_is_greyed_out_with_the_missing_weights_reason(session):
-    _no_error(session, "scene", "without_weights")
+    session.no_error("scene", "without_weights")
     found = session["without_weights"]
     assert found["poll"] is False
     assert found["engines"]["image"][0] is False and "image.sd_model" in found["engines"]["image"][1]
@@ -49,7 +44,7 @@ def test_button_is_greyed_out_with_the_missing_weights_reason(session):
 
 
 def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
-    _no_error(session, "scene", "with_weights")
+    session.no_error("scene", "with_weights")
     found = session["with_weights"]
     assert found["poll"] is True and found["result"] == ["FINISHED"]
     images = found["images"]
@@ -76,13 +71,13 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
 
 
 def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
-    _no_error(session, "camera_renamed")
+    session.no_error("camera_renamed")
     found = session["camera_renamed"]
     assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found
 
 
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
-    _no_error(session, "planes_per_scene")
+    session.no_error("planes_per_scene")
     found = session["planes_per_scene"]
     # before: the second scene took the first scene's plane (found by name in the whole file) to its camera
     assert found["second"]["results"] == [["FINISHED"], ["FINISHED"]], found
@@ -95,7 +90,7 @@ def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_i
 
 
 def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
-    _no_error(session, "undone_mid_job")
+    session.no_error("undone_mid_job")
     found = session["undone_mid_job"]
     assert found["undone"] == [["FINISHED"]], found  # the undo did run while the job ran
     assert found["result"] == ["FINISHED"] and found["image"] is True, found

@@ -35,13 +35,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("interaction_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def test_clear_errors_without_backend_hands_or_active_hand(session):
-    _no_error(session, "errors_before_hands", "setup")
+    session.no_error("errors_before_hands", "setup")
     found = session["errors_before_hands"]
     assert found["no_backend_poll"] is False and "Start Local Backend" in found["no_backend"]
     assert "no hands in the scene" in found["no_hands"] and "Add Hands" in found["no_hands"]
@@ -51,7 +46,7 @@ def test_clear_errors_without_backend_hands_or_active_hand(session):
 
 
 def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
-    _no_error(session, "templates")
+    session.no_error("templates")
     found, arrays = session["templates"], session.arrays
     assert found["result"] == ["FINISHED"]
     scores = found["browse"]["scores"]
@@ -79,7 +74,7 @@ def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
 
 
 def test_apply_is_one_undo_step(session):
-    _no_error(session, "apply")
+    session.no_error("apply")
     found, arrays = session["apply"], session.arrays
     assert found["apply"] == ["FINISHED"] and found["after_apply"]["count"] == 0
     assert np.allclose(arrays["right_applied"], arrays["right_shown"], atol=1e-6)
@@ -89,7 +84,7 @@ def test_apply_is_one_undo_step(session):
 
 
 def test_key_candidates_writes_consecutive_frames_and_keeps_the_artist_keys(session):
-    _no_error(session, "key")
+    session.no_error("key")
     found, arrays = session["key"], session.arrays
     assert found["result"] == ["FINISHED"] and found["after"]["count"] == 0
     for side in ("left", "right"):
@@ -108,7 +103,7 @@ def test_key_candidates_writes_consecutive_frames_and_keeps_the_artist_keys(sess
 
 def test_key_candidates_in_another_scene_is_refused_and_names_the_rigs_scene(session):
     # before: it keyed the first scene's rigs at the other scene's frame (40), where the artist did not look
-    _no_error(session, "key_other_scene")
+    session.no_error("key_other_scene")
     found = session["key_other_scene"]
     assert found["switched"] == "Other Scene"
     assert f"scene {found['rigs_scene']!r}" in found["refused"] and "Other Scene" in found["refused"], found["refused"]
@@ -116,7 +111,7 @@ def test_key_candidates_in_another_scene_is_refused_and_names_the_rigs_scene(ses
 
 
 def test_learned_engine_with_both_hands_free(session):
-    _no_error(session, "learned")
+    session.no_error("learned")
     found = session["learned"]
     assert found["result"] == ["FINISHED"] and found["browse"]["count"] == 2
     assert found["moved"] == {"left": True, "right": True}
@@ -125,21 +120,21 @@ def test_learned_engine_with_both_hands_free(session):
 
 
 def test_mano_rig_on_a_backend_without_mano_files_says_so(session):
-    _no_error(session, "mano")
+    session.no_error("mano")
     found = session["mano"]
     assert "mano" in found["message"] and "HANDFORGE_MANO_DIR" in found["message"]
     assert found["browse"]["count"] == 0
 
 
 def test_scaled_rig_is_refused_and_a_loaded_file_drops_the_candidates(session):
-    _no_error(session, "scaled_and_load")
+    session.no_error("scaled_and_load")
     found = session["scaled_and_load"]
     assert "scaled differently" in found["scaled"] and "Clear" in found["scaled"]
     assert found["before_load"] == 1 and found["after_load"]["count"] == 0
 
 
 def test_cancel_puts_back_a_rig_renamed_while_browsing(session):
-    _no_error(session, "cancel_renamed")
+    session.no_error("cancel_renamed")
     found = session["cancel_renamed"]
     assert found["moved"] and found["result"] == ["FINISHED"]
     assert found["restored"] and found["browse"]["count"] == 0
@@ -147,7 +142,7 @@ def test_cancel_puts_back_a_rig_renamed_while_browsing(session):
 
 def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: sampled, and the candidate written onto a rig Blender no longer shows or updates
-    _no_error(session, "hidden")
+    session.no_error("hidden")
     found = session["hidden"]
     assert "is in a collection excluded from the view layer" in found["message"], found
     assert found["browse"]["count"] == 0
@@ -155,14 +150,14 @@ def test_a_rig_in_an_excluded_collection_is_refused(session):
 
 def test_key_candidates_refuses_a_linked_anchor_rig(session):
     # before: sampling posed only the other rig (checked editable), but Key Candidates keyed both
-    _no_error(session, "linked_anchor")
+    session.no_error("linked_anchor")
     found = session["linked_anchor"]
     assert found["editable"] is False and "is linked from" in found["message"], found
     assert found["keys_kept"] and found["browse"] == 2
 
 
 def test_a_sampling_that_fails_keeps_the_candidates_being_browsed(session):
-    _no_error(session, "failed_keeps_browse")
+    session.no_error("failed_keeps_browse")
     found = session["failed_keeps_browse"]
     assert found["message"] and found["before"]["count"] == 2, found
     assert found["after"] == found["before"], found

@@ -55,10 +55,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def _keys(snapshot, side, path, index):
     return snapshot[f"{side}|{path}|{index}"]
 
@@ -134,23 +130,23 @@ def test_artist_keys_are_ordinary_keys_on_a_layered_action(session):
 
 
 def test_import_writes_exactly_the_clip_and_keeps_artist_keys(session):
-    _no_error(session, "import1")
+    session.no_error("import1")
     _check_import(session["import1"], session["artist"], session.clips["clip1"])
 
 
 def test_reimport_replaces_generated_keys_only(session):
-    _no_error(session, "import2")
+    session.no_error("import2")
     _check_import(session["import2"], session["artist"], session.clips["clip2"])
 
 
 def test_one_undo_undoes_one_import(session):
-    _no_error(session, "undo")
+    session.no_error("undo")
     assert session["undo"]["one"] == session["import1"]
     assert session["undo"]["two"] == session["artist"]
 
 
 def test_presence_gaps_and_retiming(session):
-    _no_error(session, "gaps")
+    session.no_error("gaps")
     gaps = session["gaps"]["gaps"]
     # 48 fps clip into a 24 fps scene: keys every half frame from 200; the left hand is absent in 3..5
     right = sorted(p[0] for p in _keys(gaps, "right", 'pose.bones["index1"].rotation_euler', 0) if p[0] >= 200)
@@ -161,7 +157,7 @@ def test_presence_gaps_and_retiming(session):
 
 
 def test_bad_files_are_reported_and_change_nothing(session):
-    _no_error(session, "bad")
+    session.no_error("bad")
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
     assert bad["unsaved"] and all("save it first" in bad[k] for k in ("relative_import", "relative_export")), bad
@@ -169,7 +165,7 @@ def test_bad_files_are_reported_and_change_nothing(session):
 
 
 def test_export_of_600_frames_is_fast_and_gives_the_clip_back(session):
-    _no_error(session, "export")
+    session.no_error("export")
     export = session["export"]
     assert export["seconds"] < 1.0, export
     assert export["frame_after"] == export["frame_before"]  # the frame-by-frame path restores it
@@ -191,21 +187,21 @@ def test_export_of_600_frames_is_fast_and_gives_the_clip_back(session):
 def test_imported_keys_are_shown_at_the_next_update_with_the_sliders(session):
     """Import tags the rigs' animation instead of re-evaluating the scene itself: after the next
     depsgraph update the bones and sliders are what Blender's frame evaluation gives."""
-    _no_error(session, "shown")
+    session.no_error("shown")
     shown = session["shown"]
     np.testing.assert_allclose(shown["lazy"], shown["evaluated"], atol=1e-6)
     assert np.abs(np.array(shown["lazy"]) - np.array(shown["before"])).max() > 0.05  # the import changed the pose
 
 
 def test_import_onto_a_rig_with_keyed_sliders_shows_the_result_at_once(session):
-    _no_error(session, "keyed_slider")
+    session.no_error("keyed_slider")
     result = session["keyed_slider"]
     np.testing.assert_allclose(result["now"], result["evaluated"], atol=1e-6)
     assert np.abs(np.array(result["now"]) - np.array(result["before"])).max() > 0.05
 
 
 def test_export_shows_progress_and_esc_cancels_without_writing(session):
-    _no_error(session, "export_modal")
+    session.no_error("export_modal")
     out = session["export_modal"]
     assert out["move"] == ["PASS_THROUGH"]
     assert out["tick"] == ["RUNNING_MODAL"] and out["tick_frame"] != 1200  # mid-export, on one of its frames
@@ -221,7 +217,7 @@ def test_export_shows_progress_and_esc_cancels_without_writing(session):
 
 
 def test_paths_and_ranges_are_checked_before_any_work(session):
-    _no_error(session, "checked_first")
+    session.no_error("checked_first")
     bad = session["checked_first"]
     assert "choose where to write" in bad["export_empty"]
     assert "does not exist" in bad["export_no_folder"] and "folder" in bad["export_folder"]
@@ -233,7 +229,7 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
 
 
 def test_import_reports_frames_skipped_for_artist_keys_and_can_blend_into_them(session):
-    _no_error(session, "skipped")
+    session.no_error("skipped")
     result = session["skipped"]
     for blend in ("0", "5"):
         assert "right hand: your keys were kept at frame 2010" in result[blend]["printed"]
@@ -247,7 +243,7 @@ def test_import_reports_frames_skipped_for_artist_keys_and_can_blend_into_them(s
 
 
 def test_keying_set_holds_exactly_the_pose_channels(session):
-    _no_error(session, "keying_set")
+    session.no_error("keying_set")
     paths = session["keying_set"]["paths"]
     want = set()
     for side in SIDES:
@@ -259,7 +255,7 @@ def test_keying_set_holds_exactly_the_pose_channels(session):
 
 
 def test_generated_key_tools(session):
-    _no_error(session, "tools")
+    session.no_error("tools")
     tools = session["tools"]
     assert tools["keyed_over_generated"] == ["KEYFRAME"]
     before = tools["before"]
@@ -276,7 +272,7 @@ def test_generated_key_tools(session):
 
 
 def test_export_after_deleting_every_key_gives_the_pose_shown(session):
-    _no_error(session, "after_delete")
+    session.no_error("after_delete")
     out = session["after_delete"]
     assert out["pose_curves_left"] == 0  # emptied curves go, as Blender removes a curve with its last key
     bulk, shown = MotionClip.load(out["bulk"]).hands["right"], MotionClip.load(out["shown"]).hands["right"]
@@ -287,7 +283,7 @@ def test_export_after_deleting_every_key_gives_the_pose_shown(session):
 
 
 def test_hands_sharing_one_action_are_refused_before_any_key(session):
-    _no_error(session, "shared_action")
+    session.no_error("shared_action")
     out = session["shared_action"]
     assert "share one action" in out["error"] and "Make Single User" in out["error"], out
     assert out["unchanged"] is True
@@ -296,7 +292,7 @@ def test_hands_sharing_one_action_are_refused_before_any_key(session):
 
 
 def test_an_override_keeping_the_librarys_action_is_refused_before_any_key(session):
-    _no_error(session, "override_action")
+    session.no_error("override_action")
     out = session["override_action"]
     assert out["editable"] == [True, True] and out["action_linked"] is True, out  # the state under test
     for name in ("key", "delete", "import"):
@@ -305,25 +301,25 @@ def test_an_override_keeping_the_librarys_action_is_refused_before_any_key(sessi
 
 
 def test_key_pose_in_nla_tweak_mode_makes_the_artists_key_in_the_actions_time(session):
-    _no_error(session, "tweak_key")
+    session.no_error("tweak_key")
     out = session["tweak_key"]
     assert out["at_5"] == ["KEYFRAME"] and out["left_over"] == [5.0], out
 
 
 def test_import_starts_at_the_current_frame_unless_told_and_at_negative_frames_when_told(session):
-    _no_error(session, "starts")
+    session.no_error("starts")
     assert session["starts"] == [50.0, -20.0]
 
 
 def test_key_pose_at_a_subframe_keys_the_time_shown_not_the_whole_frame(session):
-    _no_error(session, "subframe")
+    session.no_error("subframe")
     out = session["subframe"]
     assert out["shown"] == pytest.approx(10.5)
     assert out["frames"] == [pytest.approx(10.5)] and out["types"] == ["KEYFRAME"], out
 
 
 def test_key_pose_leaves_the_key_types_of_other_channels_alone(session):
-    _no_error(session, "other_channels")
+    session.no_error("other_channels")
     types = session["other_channels"]
     assert types["pose"] == ["KEYFRAME"]
     assert types["location"] == ["BREAKDOWN"] and types['["artist_value"]'] == ["JITTER"]

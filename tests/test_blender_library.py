@@ -35,12 +35,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def test_every_library_pose_has_a_small_thumbnail_in_the_browser(session):
-    _no_error(session, "thumbnails")
+    session.no_error("thumbnails")
     result = session["thumbnails"]
     assert set(result["sizes"]) == set(pose_library.names())
     for name, (width, height, channels) in result["sizes"].items():
@@ -60,7 +56,7 @@ def test_the_browser_searches_names_categories_and_descriptions(session):
 
 
 def test_a_saved_pose_applies_to_the_other_hand_as_its_mirror(session):
-    _no_error(session, "round_trip")
+    session.no_error("round_trip")
     result = session["round_trip"]
     saved = angles_of(session.arrays["saved_right"], "right")
     np.testing.assert_allclose(angles_of(session.arrays["applied_left"], "left"), saved, atol=1e-5)
@@ -74,7 +70,7 @@ def test_a_saved_pose_applies_to_the_other_hand_as_its_mirror(session):
 
 
 def test_a_pose_name_with_spaces_around_it_is_the_same_name_to_save_apply_and_delete(session):
-    _no_error(session, "padded_names")
+    session.no_error("padded_names")
     result = session["padded_names"]
     assert result["saved"] == ["fist mine"]
     assert result["apply"] == "" and result["delete"] == "", result
@@ -83,7 +79,7 @@ def test_a_pose_name_with_spaces_around_it_is_the_same_name_to_save_apply_and_de
 
 
 def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_own(session):
-    _no_error(session, "panel")
+    session.no_error("panel")
     drawn = session["panel"]
 
     def presets(rows):
@@ -102,7 +98,7 @@ def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_
 
 
 def test_the_user_library_lives_in_the_config_folder_and_survives_an_update(session):
-    _no_error(session, "after_update")
+    session.no_error("after_update")
     path = session["round_trip"]["path"]
     folder = session["thumbnails"]["folder"]
     assert path.startswith(str(session.user_dir)) and "/config/" in path and path.endswith("user_poses.json")
@@ -115,7 +111,7 @@ def test_the_user_library_lives_in_the_config_folder_and_survives_an_update(sess
 
 
 def test_a_bad_user_library_is_named_with_the_fix(session):
-    _no_error(session, "bad_library")
+    session.no_error("bad_library")
     result = session["bad_library"]
     assert "no user pose named 'Nobody'" in result["missing"]
     assert "user_poses.json" in result["corrupt"] and "move away" in result["corrupt"]

@@ -50,11 +50,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("motion_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def _artist(keys):
     return {k: [p for p in v if p[2] != "GENERATED"] for k, v in keys.items()}
 
@@ -68,7 +63,7 @@ def _between(first: int, last: int) -> list[float]:
 
 
 def test_without_a_backend_the_buttons_say_why(session):
-    _no_error(session, "no_backend")
+    session.no_error("no_backend")
     for name, found in session["no_backend"].items():
         assert found["poll"] is False, name
         if name != "motion_regenerate":
@@ -77,14 +72,14 @@ def test_without_a_backend_the_buttons_say_why(session):
 
 
 def test_without_rigs_the_error_says_to_add_hands(session):
-    _no_error(session, "start", "no_rigs")
+    session.no_error("start", "no_rigs")
     assert session["start"]["inbetween"] is True
     for message in session["no_rigs"].values():
         assert "no hands in the scene" in message and "Add Hands" in message
 
 
 def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
-    _no_error(session, "panel")
+    session.no_error("panel")
     drawn = session["panel"]
     assert [d[1] for d in drawn if d[0] == "operator"] == [
         "handforge.motion_inbetween", "handforge.motion_follow_path", "handforge.motion_generate",
@@ -96,7 +91,7 @@ def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
 
 
 def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
-    _no_error(session, "bad")
+    session.no_error("bad")
     bad = session["bad"]
     assert "keyed on no frame of 30-40" in bad["no_keys"] and "at least 2 frames" in bad["no_keys"]
     assert "hand ('Hand." in bad["no_keys"]  # the rig named: with two pairs, which one is meant
@@ -124,7 +119,7 @@ def _check_inbetween(result, artist_before):
 
 
 def test_spline_inbetween_goes_through_the_keys_and_keeps_them(session):
-    _no_error(session, "spline")
+    session.no_error("spline")
     artist = session["artist"]
     assert artist and all(p[2] == "KEYFRAME" for points in artist.values() for p in points)
     _check_inbetween(session["spline"], artist)
@@ -135,12 +130,12 @@ def test_spline_inbetween_goes_through_the_keys_and_keeps_them(session):
 
 
 def test_one_undo_step_removes_the_inbetween(session):
-    _no_error(session, "spline", "undo")
+    session.no_error("spline", "undo")
     assert session["undo"]["keys"] == session["artist"]  # exactly the artist's keys again, nothing generated
 
 
 def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
-    _no_error(session, "learned")
+    session.no_error("learned")
     learned = session["learned"]
     _check_inbetween(learned, session["artist"])
     assert "learned" in learned["printed"] and "seed 1" in learned["printed"]
@@ -152,7 +147,7 @@ def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
 
 
 def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
-    _no_error(session, "learned", "regenerate")
+    session.no_error("learned", "regenerate")
     again, learned = session["regenerate"], session["learned"]
     assert again["result"] == ["FINISHED"] and "seed 2" in again["printed"], again["printed"]
     # the in-between left Variation to the job (0.8); Regenerate asks for a fresh sample
@@ -164,7 +159,7 @@ def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
 
 
 def test_regenerate_follows_keys_edited_after_the_motion_and_forgets_it_with_the_file(session):
-    _no_error(session, "edited", "new_file")
+    session.no_error("edited", "new_file")
     found = session["edited"]
     assert found["first"] == ["FINISHED"] and found["result"] == ["FINISHED"], found["printed"]
     assert found["new"] == pytest.approx(found["old"] - 0.6, abs=1e-5)  # the artist's edit stays
@@ -177,7 +172,7 @@ def test_regenerate_follows_keys_edited_after_the_motion_and_forgets_it_with_the
 
 
 def test_a_frame_rate_changed_mid_job_still_keys_the_frames_asked_for(session):
-    _no_error(session, "fps_changed")
+    session.no_error("fps_changed")
     found = session["fps_changed"]
     assert found["result"] == ["FINISHED"] and found["fps"] == 24, found["printed"]
     assert found["frames"] == [float(f) for f in range(300, 320)]  # whole frames, none lost or stretched
@@ -185,27 +180,27 @@ def test_a_frame_rate_changed_mid_job_still_keys_the_frames_asked_for(session):
 
 
 def test_a_result_made_from_another_scene_is_not_applied(session):
-    _no_error(session, "scene_switched")
+    session.no_error("scene_switched")
     found = session["scene_switched"]
     assert found["result"] == ["CANCELLED"] and "the scene changed while it ran" in found["printed"]
     assert found["other_scene_keys_after"] == found["before"] and not any(found["before"].values()), found
 
 
 def test_rigs_moved_as_objects_are_sent_where_blender_shows_them(session):
-    _no_error(session, "placed_apart")
+    session.no_error("placed_apart")
     found = session["placed_apart"]
     assert found["wrist_error_m"] < 1e-5 and found["moved_in_request"] > 0.1 and found["left_unchanged"]
     assert found["round_trip"] < 1e-7  # (the matrices are float32 in Blender)
 
 
 def test_keys_edited_through_a_moved_nla_strip_are_refused_with_what_to_do(session):
-    _no_error(session, "nla_tweak")
+    session.no_error("nla_tweak")
     message = session["nla_tweak"]["message"]
     assert "NLA tweak mode on a strip that is moved or scaled" in message and "Tab in the NLA editor" in message
 
 
 def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
-    _no_error(session, "sample")
+    session.no_error("sample")
     found = session["sample"]
     before = found["before"]
     for sample in ("0", "1"):  # (JSON keys)
@@ -221,14 +216,14 @@ def test_another_sample_on_one_hand_leaves_the_other_hand_alone(session):
 
 
 def test_generate_motion_keys_only_the_chosen_hand(session):
-    _no_error(session, "generate")
+    session.no_error("generate")
     found = session["generate"]
     assert found["result"] == ["FINISHED"], found["printed"]
     assert found["right"] == [float(f) for f in range(100, 130)] and found["left"] == []
 
 
 def test_follow_wrist_path_puts_the_wrists_on_the_path(session):
-    _no_error(session, "path")
+    session.no_error("path")
     found = session["path"]
     assert found["result"] == ["FINISHED"], found["printed"]
     right, left = np.array(found["wrists"]["right"]), np.array(found["wrists"]["left"])
@@ -240,12 +235,12 @@ def test_follow_wrist_path_puts_the_wrists_on_the_path(session):
 
 
 def test_stopped_backend_greys_the_buttons_out(session):
-    _no_error(session, "stopped")
+    session.no_error("stopped")
     assert session["stopped"]["poll"] is False and session["stopped"]["message"]
 
 
 def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
-    _no_error(session, "regenerate_gone")
+    session.no_error("regenerate_gone")
     message = session["regenerate_gone"]["message"]
     assert "Traceback" not in message and "Add Hands" in message, message
 
@@ -253,7 +248,7 @@ def test_regenerate_after_the_hands_are_gone_says_so_in_one_line(session):
 def test_the_motion_lands_on_the_rigs_it_was_made_for(session):
     # before: written on whatever rigs were the scene's hands when it ended (a pair added meanwhile took it,
     # the artist's rig got nothing), and with one of its rigs deleted the other was keyed alone
-    _no_error(session, "rigs_changed")
+    session.no_error("rigs_changed")
     added, deleted = session["rigs_changed"]["added"], session["rigs_changed"]["deleted"]
     assert added["result"] == ["FINISHED"] and added["first_right"] > 0 and added["new_right"] == 0, added
     assert deleted["result"] == ["CANCELLED"] and deleted["deleted"], deleted
@@ -264,21 +259,21 @@ def test_the_motion_lands_on_the_rigs_it_was_made_for(session):
 def test_regenerate_follows_a_path_renamed_since(session):
     # before: Regenerate looked the path up by its old name: another object with that name was followed
     # (here 3 m away), or the renamed path was said not to be in the scene
-    _no_error(session, "regenerate_renamed_path")
+    session.no_error("regenerate_renamed_path")
     found = session["regenerate_renamed_path"]
     assert found["first"] == ["FINISHED"] and found["result"] == ["FINISHED"], found
     assert max(found["misses"]) < 0.01, found
 
 
 def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
-    _no_error(session, "subframe_key")
+    session.no_error("subframe_key")
     found = session["subframe_key"]
     assert found["result"] == ["CANCELLED"] and found["unchanged"], found
     assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
 
 
 def test_motion_buttons_run_one_at_a_time(session):
-    _no_error(session, "one_at_a_time")
+    session.no_error("one_at_a_time")
     found = session["one_at_a_time"]
     assert found["result"] == ["FINISHED"], found
     assert found["seen"] == {"motion_inbetween": False, "motion_follow_path": False, "motion_generate": False,
@@ -286,14 +281,14 @@ def test_motion_buttons_run_one_at_a_time(session):
 
 
 def test_keys_in_another_slot_of_the_action_are_said(session):
-    _no_error(session, "other_slot")
+    session.no_error("other_slot")
     message = session["other_slot"]["message"]
     assert "keyed on no frame of 501-520" in message, message
     assert "has no keys in the slot the rig uses, 'Other': choose the rig's slot in the Action editor" in message
 
 
 def test_a_path_blender_does_not_evaluate_is_refused(session):
-    _no_error(session, "path_not_evaluated")
+    session.no_error("path_not_evaluated")
     found = session["path_not_evaluated"]
     assert "right wrist path 'Hidden Path' is in a collection excluded" in found["excluded"], found
     assert "right wrist path 'Hidden Path' is disabled in viewports" in found["disabled"], found

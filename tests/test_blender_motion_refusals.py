@@ -25,14 +25,9 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("motion_refusals_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
     # before: sent and keyed, the wrist held at the object's origin over the whole range
-    _no_error(session, "start", "static_paths")
+    session.no_error("start", "static_paths")
     found = session["static_paths"]
     for what, name, kind in (("mesh", "Cube", "a mesh"), ("empty", "Target", "an empty"),
                              ("text", "Label", "a text object")):
@@ -43,12 +38,12 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
         assert "Add > Curve" in message and "key its location" in message, message
     # the Motion panel's path pickers offer none of them (they listed every object but the hands)
     assert found["offered"] == {"mesh": False, "empty": False, "text": False}
-    _no_error(session, "moving_path")
+    session.no_error("moving_path")
     assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}
 
 
 def test_a_curve_of_no_or_several_splines_is_refused_saying_how_to_make_it_one(session):
-    _no_error(session, "spline_counts")
+    session.no_error("spline_counts")
     found = session["spline_counts"]
     assert found["hand"] is False
     for count, needle in ((0, "has no spline: a wrist path is one; draw it in Edit Mode"),
@@ -60,7 +55,7 @@ def test_a_curve_of_no_or_several_splines_is_refused_saying_how_to_make_it_one(s
 
 def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
     # before: Generate Motion and In-between with Both moved just the right hand, unsaid
-    _no_error(session, "one_hand")
+    session.no_error("one_hand")
     found = session["one_hand"]
     for button in ("generate", "panel", "inbetween"):
         result = found[button]

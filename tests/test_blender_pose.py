@@ -57,10 +57,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def test_added_hands_are_placed_side_by_side(session):
     for side in SIDES:
         np.testing.assert_allclose(session.arrays[f"placement_rot_{side}"], expected_local(PLACEMENT[side], side), atol=ATOL)
@@ -68,7 +64,7 @@ def test_added_hands_are_placed_side_by_side(session):
 
 
 def test_every_library_pose_is_a_preset_with_the_library_rotations(session):
-    _no_error(session, "presets")
+    session.no_error("presets")
     names = session["presets"]
     assert len(names) >= 20
     for must in ("flat", "relaxed", "fist", "point", "pinch", "ok", "thumbs_up", "victory",
@@ -89,7 +85,7 @@ def test_every_library_pose_is_a_preset_with_the_library_rotations(session):
 def test_mirror_with_placement_is_the_world_mirror_image_whatever_the_rigs_parents(session, case):
     """The other hand's world bones are those of the giving hand mirrored through the giving armature's YZ
     plane (x = 0 of its space, as the rigs Add Hands makes share), read from Blender's matrix_world."""
-    _no_error(session, "mirror_parented")
+    session.no_error("mirror_parented")
     source = "right" if case == "both" else "left"
     world = session.arrays[f"mirror_parented_{case}_source_world"]
     reflection = world @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ np.linalg.inv(world)
@@ -100,13 +96,13 @@ def test_mirror_with_placement_is_the_world_mirror_image_whatever_the_rigs_paren
 
 
 def test_mirror_with_placement_refuses_rigs_of_different_scales_and_changes_nothing(session):
-    _no_error(session, "mirror_parented")
+    session.no_error("mirror_parented")
     result = session["mirror_parented"]
     assert "scaled differently" in result["scaled_error"] and result["scaled_unchanged"]
 
 
 def test_mirror_left_to_right_gives_the_mirrored_finger_pose(session):
-    _no_error(session, "mirror")
+    session.no_error("mirror")
     left = session.random_pose["left"]
     right_before = session.random_pose["right"]
     target = right_before.replace(hand_pose=left.mirrored().hand_pose)
@@ -116,14 +112,14 @@ def test_mirror_left_to_right_gives_the_mirrored_finger_pose(session):
 
 
 def test_mirror_right_to_left_with_placement_is_the_mirror_image(session):
-    _no_error(session, "mirror")
+    session.no_error("mirror")
     target = session.random_pose["right"].mirrored()
     np.testing.assert_allclose(session.arrays["mirror_r2l_left"], expected_local(target, "left"), atol=ATOL)
     np.testing.assert_allclose(session.arrays["mirror_r2l_left_loc"], expected_location(target, "left"), atol=ATOL)
 
 
 def test_reset_straightens_fingers_and_optionally_the_placement(session):
-    _no_error(session, "reset")
+    session.no_error("reset")
     right = session.random_pose["right"]
     np.testing.assert_allclose(session.arrays["reset_right"][1:], np.broadcast_to(np.eye(3), (15, 3, 3)), atol=ATOL)
     np.testing.assert_allclose(session.arrays["reset_right"][0], expected_local(right, "right")[0], atol=ATOL)
@@ -135,7 +131,7 @@ def test_reset_straightens_fingers_and_optionally_the_placement(session):
 
 
 def test_copy_then_paste_restores_the_pose(session):
-    _no_error(session, "copy_paste")
+    session.no_error("copy_paste")
     result = session["copy_paste"]
     assert max(result["roundtrip_error"].values()) < ATOL
     mirrored = session.random_pose["right"].mirrored()
@@ -151,7 +147,7 @@ def test_copy_then_paste_restores_the_pose(session):
 @pytest.mark.parametrize("case", ["both", "one"])
 def test_paste_of_one_hand_gives_the_other_its_world_mirror_under_parents(session, case):
     """The missing hand is the world mirror image through the copied side's armature YZ plane (as Mirror Pose)."""
-    _no_error(session, "paste_parented")
+    session.no_error("paste_parented")
     world = session.arrays[f"paste_parented_{case}_source_world"]
     reflection = world @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ np.linalg.inv(world)
     given = session.arrays[f"paste_parented_{case}_right"]
@@ -160,14 +156,14 @@ def test_paste_of_one_hand_gives_the_other_its_world_mirror_under_parents(sessio
 
 
 def test_paste_of_one_hand_refuses_rigs_of_different_scales_unless_fingers_only(session):
-    _no_error(session, "paste_parented")
+    session.no_error("paste_parented")
     result = session["paste_parented"]
     assert "scaled differently" in result["scaled_error"] and result["scaled_unchanged"]
     assert result["scaled_fingers_only"] is True
 
 
 def test_finger_sliders_pose_one_finger_by_anatomy(session):
-    _no_error(session, "sliders")
+    session.no_error("sliders")
     angles = anatomy.curl_spread_angles({"index": 1.0, "thumb": 0.5}, {"pinky": 0.5})
     world = anatomy.anatomical_to_matrix(angles, frames("right"), "right")
     f = frames("right")[1:]
@@ -183,7 +179,7 @@ def test_finger_sliders_pose_one_finger_by_anatomy(session):
 
 
 def test_joint_limits_clamp_what_is_shown_and_exported(session):
-    _no_error(session, "limits")
+    session.no_error("limits")
     result = session["limits"]
     assert result["changed_when_on"] > 1e-3 and result["back_when_off"] < 1e-6
     assert result["constraints_muted_when_on"] == [False]
@@ -196,7 +192,7 @@ def test_joint_limits_clamp_what_is_shown_and_exported(session):
 
 
 def test_user_errors_are_reported_and_change_nothing(session):
-    _no_error(session, "errors")
+    session.no_error("errors")
     result = session["errors"]
     assert "Add Hands" in result["preset_without_hands"]
     assert "Add Hands" in result["mirror_without_hands"]
@@ -205,7 +201,7 @@ def test_user_errors_are_reported_and_change_nothing(session):
 
 
 def test_hands_added_in_another_scene_stay_there_and_a_failed_add_leaves_nothing(session):
-    _no_error(session, "scenes")
+    session.no_error("scenes")
     result = session["scenes"]
     assert result["first_unchanged"] and result["second_hands"] == ["left", "right"]
     assert "excluded from or hidden" in result["excluded_error"] and "Outliner" in result["excluded_error"]
@@ -213,12 +209,12 @@ def test_hands_added_in_another_scene_stay_there_and_a_failed_add_leaves_nothing
 
 
 def test_a_missing_side_is_added_beside_its_partner(session):
-    _no_error(session, "scenes")
+    session.no_error("scenes")
     assert session["scenes"]["pair_offset"] < 1e-6  # a pair again, not 0.6 m apart and crossed
 
 
 def test_set_shape_and_key_pose_refuse_hands_they_cannot_change_whole(session):
-    _no_error(session, "rig_checks")
+    session.no_error("rig_checks")
     result = session["rig_checks"]
     unchanged = {"left": [0.0], "right": [0.0]}
     assert "is hidden" in result["hidden"]["error"] and result["hidden"]["betas"] == unchanged

@@ -88,10 +88,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def _backend_vertices(model, side: str, pose: HandPose) -> np.ndarray:
     with torch.no_grad():
         out = model.forward_pose(side, pose)
@@ -107,7 +103,7 @@ def test_extension_installs_and_enables(session):
 
 
 def test_add_hands_builds_two_complete_rigs(session):
-    _no_error(session, "hands")
+    session.no_error("hands")
     rig = load_open_hand_rig("right")
     for side in SIDES:
         info = session["hands"][side]
@@ -147,7 +143,7 @@ def test_added_hands_match_backend_at_their_placement(session):
 
 
 def test_deformed_mesh_matches_backend_for_random_poses(session):
-    _no_error(session, "random_clip")
+    session.no_error("random_clip")
     model = load_hand_model("open", dtype=torch.float64)
     clip = session.inputs["random"]
     for side in SIDES:
@@ -160,7 +156,7 @@ def test_deformed_mesh_matches_backend_for_random_poses(session):
 
 def test_pose_parameters_round_trip_through_the_rig(session):
     """Parameters → keyed bone channels → read back as parameters: the same rotations and translations."""
-    _no_error(session, "random_clip")
+    session.no_error("random_clip")
     clip, back = session.inputs["random"], MotionClip.load(session.inputs["exported"])
 
     assert back.num_frames == clip.num_frames and set(back.hands) == set(SIDES)
@@ -174,7 +170,7 @@ def test_pose_parameters_round_trip_through_the_rig(session):
 
 
 def test_rotating_a_bone_about_local_x_is_pure_flexion(session):
-    _no_error(session, "flex")
+    session.no_error("flex")
     clip = MotionClip.load(session.inputs["flex"])
     for side in SIDES:
         frames = load_open_hand_rig(side).joint_frames()
@@ -185,7 +181,7 @@ def test_rotating_a_bone_about_local_x_is_pure_flexion(session):
 
 
 def test_shape_change_moves_skeleton_and_keeps_matching_backend(session):
-    _no_error(session, "shape")
+    session.no_error("shape")
     assert np.allclose(session["shape"], [BETAS, BETAS], atol=1e-6)
     model = load_hand_model("open", dtype=torch.float64)
     for side in SIDES:
@@ -199,7 +195,7 @@ def test_shape_change_moves_skeleton_and_keeps_matching_backend(session):
 def test_mano_rig_with_pose_correctives_matches_backend(session):
     """A MANO-format rig (synthetic files, through smplx) from rig files: shape keys carry the
     pose correctives, and the deformed mesh matches smplx's forward pass."""
-    _no_error(session, "mano")
+    session.no_error("mano")
     model = session.inputs["mano_model"].double()
     clip = session.inputs["mano"]
     for side in SIDES:
@@ -216,7 +212,7 @@ def test_mano_rig_with_pose_correctives_matches_backend(session):
 
 
 def test_forearm_follows_the_wrist_like_the_backend_forearm(session):
-    _no_error(session, "forearm")
+    session.no_error("forearm")
     model = load_hand_model("open", dtype=torch.float64)
     clip = session.inputs["random"]
     for side in SIDES:
@@ -253,7 +249,7 @@ def _keyed(session, what: str, when: str, frame: int, side: str) -> np.ndarray:
 def test_set_shape_keeps_the_pose_of_every_keyed_frame(session):
     """Bone channels are relative to the rest bones: a new shape made every keyed frame another pose (joints
     up to 1.3° off, the wrist 1.2 mm, the skin 4.7 mm from the hand model's). Now each shows the keyed pose."""
-    _no_error(session, "keyed_shape")
+    session.no_error("keyed_shape")
     model = load_hand_model("open", dtype=torch.float64)
     for i, frame in enumerate(KEYED_FRAMES):
         for side in SIDES:
@@ -281,7 +277,7 @@ def test_set_shape_keeps_the_pose_of_every_keyed_frame(session):
 
 
 def test_set_shape_keeps_the_keys_frames_and_kinds(session):
-    _no_error(session, "keyed_shape")
+    session.no_error("keyed_shape")
     keys = session["keyed_shape"]["keys"]
     for side in SIDES:
         before, after = keys["before"][side], keys["after"][side]
@@ -300,7 +296,7 @@ def test_set_shape_keeps_the_keys_frames_and_kinds(session):
 
 
 def test_set_shape_keeps_an_unkeyed_change_shown_and_refuses_without_change(session):
-    _no_error(session, "keyed_shape")
+    session.no_error("keyed_shape")
     out = session["keyed_shape"]
     assert _angles_deg(session.arrays["keyed_tweak_before"], session.arrays["keyed_tweak_after"]).max() < 1e-3
     assert np.abs(np.diff(session.arrays["keyed_tweak_offset"], axis=0)).max() < 1e-6
@@ -311,14 +307,14 @@ def test_set_shape_keeps_an_unkeyed_change_shown_and_refuses_without_change(sess
 
 
 def test_one_undo_gives_back_the_old_shape_and_keys(session):
-    _no_error(session, "keyed_shape")
+    session.no_error("keyed_shape")
     undone = session["keyed_shape"]["undone"]
     assert undone["keys"] is True and undone["betas"] == [[0.0] * 10] * 2
     np.testing.assert_allclose(session.arrays["keyed_undone_rest"], session.arrays["rest_matrix_right"], atol=1e-7)
 
 
 def test_set_shape_re_keys_a_long_action_exactly(session):
-    _no_error(session, "keyed_shape")
+    session.no_error("keyed_shape")
     out = session["keyed_shape"]
     clip, back = session.inputs["long"], MotionClip.load(out["long_exported"])
     for side in SIDES:
@@ -331,7 +327,7 @@ def test_set_shape_re_keys_a_long_action_exactly(session):
 
 def test_set_shape_keeps_the_keyed_poses_of_nla_strips(session):
     """Keys in NLA strips (scaled, repeated, in tweak mode) keep their poses too: they were left as they were."""
-    _no_error(session, "nla_shape")
+    session.no_error("nla_shape")
     out = session["nla_shape"]
     assert out["tweak"] is True
     assert "Make Single User" in out["shared"] and "Player" in out["shared"], out["shared"]
@@ -344,7 +340,7 @@ def test_set_shape_keeps_the_keyed_poses_of_nla_strips(session):
 
 
 def test_set_shape_keeps_euler_keys_near_gimbal_lock(session):
-    _no_error(session, "gimbal_shape")
+    session.no_error("gimbal_shape")
     before, there, back = session.arrays["gimbal_rotations"]
     for name, now in (("there", there), ("back", back)):
         turned = _angles_deg(before, now).max()
@@ -352,7 +348,7 @@ def test_set_shape_keeps_euler_keys_near_gimbal_lock(session):
 
 
 def test_set_shape_keeps_the_curve_between_keys_with_free_handles(session):
-    _no_error(session, "handles_shape")
+    session.no_error("handles_shape")
     before, after = session.arrays["handles_rotations"]
     turned = _angles_deg(before, after).max()
     # 0.09 here (0.50 before): free handles alone give 0.0001; an aligned handle Blender shortened to align it
@@ -361,7 +357,7 @@ def test_set_shape_keeps_the_curve_between_keys_with_free_handles(session):
 
 
 def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(session):
-    _no_error(session, "linked")
+    session.no_error("linked")
     out = session["linked"]
     for tool in ("key_pose", "apply_preset", "import_motion", "set_shape"):
         assert "is linked from" in out[tool] and "library.blend" in out[tool], (tool, out[tool])
@@ -372,5 +368,5 @@ def test_hands_linked_from_another_file_are_not_changed_and_new_hands_are_local(
 def test_the_keying_set_works_on_mano_hands(session):
     # before: its iterator wrote the corrective shape keys, which Blender forbids there: "No suitable context
     # info for active keying set", a traceback, and nothing keyed on MANO hands
-    _no_error(session, "mano_keying_set")
+    session.no_error("mano_keying_set")
     assert session["mano_keying_set"] == {"paths": 2 * (16 + 1 + 135), "correctives": 2 * 135}

@@ -36,10 +36,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return result
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def test_the_slider_handlers_never_fail(session):
     # frame-change and update handlers run on every change (also while hands are built): an error
     # there is only printed by Blender, so the log is read
@@ -47,13 +43,13 @@ def test_the_slider_handlers_never_fail(session):
 
 
 def test_a_slider_set_to_its_own_value_moves_nothing(session):
-    _no_error(session, "same_value")
+    session.no_error("same_value")
     for preset, moved in session["same_value"].items():
         assert moved < ATOL, f"{preset}: a slider set to the value it shows moved a bone by {moved}"
 
 
 def test_a_thumb_nudge_after_ok_changes_only_the_thumbs_flexion(session):
-    _no_error(session, "nudge")
+    session.no_error("nudge")
     before, after = session.arrays["ok_before"], session.arrays["ok_after"]
     thumb = list(FINGER_JOINTS["thumb"])
     others = [j for j in range(16) if j not in thumb]
@@ -72,7 +68,7 @@ def test_a_thumb_nudge_after_ok_changes_only_the_thumbs_flexion(session):
 
 
 def test_a_keyed_slider_drives_the_bones_on_playback(session):
-    _no_error(session, "keyed_slider")
+    session.no_error("keyed_slider")
     index = [j - 1 for j in FINGER_JOINTS["index"]]
     full = anatomy.slider_angles("index", 1.0, 0.0)
     for frame, curl in ((1, 0.0), (6, 0.5), (11, 1.0)):
@@ -94,7 +90,7 @@ def test_a_keyed_slider_drives_the_bones_on_playback(session):
 
 
 def test_sliders_follow_the_bones_when_scrubbing(session):
-    _no_error(session, "scrubbing")
+    session.no_error("scrubbing")
     result = session["scrubbing"]
     fist_curl, _ = anatomy.curl_spread_of(pose_library.anatomical("fist"))
     for key in ("at_1", "again_at_1"):
@@ -109,7 +105,7 @@ def test_sliders_follow_the_bones_when_scrubbing(session):
 
 
 def test_a_slider_tweak_is_auto_keyed_as_blender_keys_a_transform(session):
-    _no_error(session, "auto_keying")
+    session.no_error("auto_keying")
     keyed = session["auto_keying"]["keyed"]
     for j in FINGER_JOINTS["middle"]:
         path = f'pose.bones["{JOINT_NAMES[j]}"].rotation_euler'
@@ -121,12 +117,12 @@ def test_a_slider_tweak_is_auto_keyed_as_blender_keys_a_transform(session):
 
 
 def test_a_slider_tweak_at_a_subframe_is_auto_keyed_at_the_time_shown(session):
-    _no_error(session, "auto_keying_subframe")
+    session.no_error("auto_keying_subframe")
     assert session["auto_keying_subframe"] == [pytest.approx(30.5)]
 
 
 def test_a_rig_that_lost_a_bone_gets_no_traceback_and_no_half_added_limits(session):
-    _no_error(session, "lost_bone")
+    session.no_error("lost_bone")
     out = session["lost_bone"]
     assert out["printed"] == ""  # nothing printed: no traceback from the update callbacks
     fingers = {name for name in JOINT_NAMES if name != JOINT_NAMES[0]}

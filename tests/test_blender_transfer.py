@@ -33,13 +33,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("transfer_session.py", addon_zip, work / "blender", args, timeout=900)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def test_transfer_from_a_datablock_makes_variants_background_and_plane(session):
-    _no_error(session, "scene", "from_datablock")
+    session.no_error("scene", "from_datablock")
     found = session["from_datablock"]
     assert found["poll"] is True and found["result"] == ["FINISHED"]
     assert sorted(found["images"]) == ["HandForge transfer seed 3 v1", "HandForge transfer seed 3 v2"]
@@ -52,7 +47,7 @@ def test_transfer_from_a_datablock_makes_variants_background_and_plane(session):
 
 
 def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
-    _no_error(session, "from_file")
+    session.no_error("from_file")
     found = session["from_file"]
     assert "does not exist" in found["missing"] and found["objects_kept"]
     assert "does not recognise its contents" in found["not_image"] and "carries no HandForge labels" in found["unlabelled"]
@@ -63,14 +58,14 @@ def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
 def test_a_16_bit_source_is_sent_as_its_srgb_values(session):
     # before: a 16-bit PNG (a float buffer in Blender, scene-linear) was sent as if its values were sRGB:
     # mid-grey 128 went as 55, every source of this kind much darker than it is
-    _no_error(session, "sixteen_bit")
+    session.no_error("sixteen_bit")
     found = session["sixteen_bit"]
     assert found["is_float"] and np.abs(np.array(found["sent"]) - found["expected"]).max() <= 1
 
 
 def test_a_transparent_source_is_sent_with_its_alpha(session):
     # before: the alpha was dropped, so the cut-out's hidden (black) pixels went as the source's background
-    _no_error(session, "transparent")
+    session.no_error("transparent")
     found = session["transparent"]
     assert found["shape"] == [4, 8, 4] and found["alpha"] == [255] * 4 + [0] * 4
     assert found["opaque"] == [4, 8, 3] and found["reduced"] == [4, 8, 4]
@@ -82,7 +77,7 @@ def test_a_transparent_source_is_sent_with_its_alpha(session):
 def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
     # before: the plane was sized by the sensor width as if the fit were horizontal, and centred: for a
     # portrait image (AUTO fit: the sensor spans the height) it was twice too large, and shift was ignored
-    _no_error(session, "portrait_plane")
+    session.no_error("portrait_plane")
     found = session["portrait_plane"]
     assert found["result"] == ["FINISHED"]
     assert np.allclose(found["corners"], [[0, 0], [0, 1], [1, 0], [1, 1]], atol=2e-3), found["corners"]
@@ -91,21 +86,21 @@ def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
 def test_a_photo_larger_than_the_backend_takes_is_reduced_not_refused(session):
     # before: a 4160 × 2080 source was refused ("arrays.source.image: dimension source_width ... must be
     # between 16 and 4096"), though the backend resizes it to the target's size anyway
-    _no_error(session, "photo_source")
+    session.no_error("photo_source")
     assert session["photo_source"] == {"result": ["FINISHED"], "made": True}
 
 
 def test_the_render_result_as_source_says_to_save_it_first(session):
     # before: "image 'Render Result' has no pixels (is its file missing?)": it has no file, and its pixels are
     # kept from add-ons by Blender
-    _no_error(session, "render_result")
+    session.no_error("render_result")
     message = session["render_result"]["message"]
     assert "'Render Result' cannot be read by add-ons: save it" in message and "file missing" not in message
 
 
 def test_a_relative_source_file_of_an_unsaved_blend_is_refused(session):
     # before: "//elsewhere.png" of an unsaved .blend was read from Blender's working folder, whatever it is
-    _no_error(session, "relative_source")
+    session.no_error("relative_source")
     found = session["relative_source"]
     assert found["unsaved"] and "is relative and the .blend is not saved" in found["message"], found
     assert found["images_kept"]
@@ -113,14 +108,14 @@ def test_a_relative_source_file_of_an_unsaved_blend_is_refused(session):
 
 def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: its pose and placement were sent as last evaluated, not as the frame shows them
-    _no_error(session, "hidden_rig")
+    session.no_error("hidden_rig")
     assert "is in a collection excluded from the view layer" in session["hidden_rig"]["message"]
 
 
 def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
     # before: the file loaded for the request stayed as an image datablock when the result was not applied
     # (another scene shown, cancelled, failed), though a refused request leaves none
-    _no_error(session, "file_not_applied")
+    session.no_error("file_not_applied")
     found = session["file_not_applied"]
     assert "the scene changed while it ran" in found["message"], found
     assert found["images_kept"], found
@@ -129,7 +124,7 @@ def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
 def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
     # before: "set one (Scene properties › Camera) or export from All Cameras" and "only perspective cameras are
     # exported": the export's words, for a button that has no All Cameras and exports nothing
-    _no_error(session, "camera_problems")
+    session.no_error("camera_problems")
     found = session["camera_problems"]
     assert "no active camera" in found["none"] and "Scene properties" in found["none"], found
     assert "ortho" in found["ortho"] and "perspective" in found["ortho"], found
@@ -139,7 +134,7 @@ def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
 def test_a_result_plane_the_artist_kept_keeps_its_image(session):
     # before: the next run refilled the mesh and material named "HandForge transfer" that a renamed or copied
     # plane still used: the kept plane showed the new image
-    _no_error(session, "kept_plane")
+    session.no_error("kept_plane")
     found = session["kept_plane"]
     assert found["second"] == found["third"] == ["FINISHED"], found
     assert found["renamed"][0] == found["renamed"][1] == "HandForge transfer seed 21", found

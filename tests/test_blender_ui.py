@@ -15,12 +15,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("ui_session.py", addon_zip, tmp_path_factory.mktemp("ui_session") / "blender")
 
 
-def _no_error(session, name):
-    assert f"{name}__error" not in session.results, session.results[f"{name}__error"]
-
-
 def test_every_operator_and_property_has_a_one_line_description(session):
-    _no_error(session, "described")
+    session.no_error("described")
     described = session["described"]
     assert described["operators"] >= 15
     assert {"HANDFORGE_PG_hand", "HANDFORGE_PG_scene", "HANDFORGE_PG_backend", "HANDFORGE_PG_job"} <= set(described["groups"])
@@ -28,18 +24,18 @@ def test_every_operator_and_property_has_a_one_line_description(session):
 
 
 def test_every_file_field_of_an_operator_accepts_a_path_beside_the_blend_file(session):
-    _no_error(session, "path_fields")
+    session.no_error("path_fields")
     assert session["path_fields"] == []
 
 
 def test_shape_sliders_are_labelled(session):
-    _no_error(session, "shape_labels")
+    session.no_error("shape_labels")
     labels = session["shape_labels"]
     assert len(labels) == 10 and len(set(labels)) == 10 and all(labels)
 
 
 def test_add_hands_on_a_scene_with_hands_adds_a_pair_beside_them(session):
-    _no_error(session, "add_twice")
+    session.no_error("add_twice")
     result = session["add_twice"]
     assert result["armatures"] == 4
     assert set(result["first"].values()).isdisjoint(result["second"].values())  # the tools act on the new pair
@@ -47,7 +43,7 @@ def test_add_hands_on_a_scene_with_hands_adds_a_pair_beside_them(session):
 
 
 def test_an_operator_with_nothing_to_do_says_so(session):
-    _no_error(session, "nothing_to_do")
+    session.no_error("nothing_to_do")
     result = session["nothing_to_do"]
     assert result["result"] == ["CANCELLED"]
     assert "no pose correctives" in result["printed"]
@@ -56,7 +52,7 @@ def test_an_operator_with_nothing_to_do_says_so(session):
 def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks(session):
     # before: boxes without buttons for the image engines, their reasons cut mid-word and config snippets
     # squashed onto one line; and nothing said when the interaction engine ran without its learned model
-    _no_error(session, "backend_panel")
+    session.no_error("backend_panel")
     panel = session["backend_panel"]
     assert panel["bad"] == [] and panel["jobs"] == ["interaction.sample"]
     assert "Attentionhand" not in panel["labels"] and "Interaction" in panel["labels"]
@@ -67,19 +63,19 @@ def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks
 
 def test_set_shape_with_no_active_object_leaves_none_active(session):
     # before: the hand Set Shape edited in Edit Mode stayed the active object
-    _no_error(session, "set_shape_nothing_active")
+    session.no_error("set_shape_nothing_active")
     assert session["set_shape_nothing_active"] == {"result": ["FINISHED"], "active": None}
 
 
 def test_save_pose_in_a_scene_with_only_a_left_hand_saves_the_left_hand(session):
     # before: the dialog offered the right hand, and saving said "no right hand in the scene"
-    _no_error(session, "save_pose_only_left")
+    session.no_error("save_pose_only_left")
     assert session["save_pose_only_left"] == {"side": "LEFT", "error": ""}
 
 
 def test_the_transfer_panel_says_in_full_why_its_engine_cannot_run(session):
     # before: one label cut at 80 characters, mid-word, and the config snippet that fixes it lost
-    _no_error(session, "transfer_panel")
+    session.no_error("transfer_panel")
     labels = session["transfer_panel"]["labels"]
     assert 'checkpoint = "/models/ihpt.pt"' in " ".join(labels)
     assert all(len(label) <= 60 for label in labels)
@@ -87,7 +83,7 @@ def test_the_transfer_panel_says_in_full_why_its_engine_cannot_run(session):
 
 def test_key_pose_refuses_hands_in_an_excluded_collection_and_keeps_their_keys(session):
     # before: Key Pose keyed the pose the hands had when their collection was excluded over the frame's keys
-    _no_error(session, "key_pose_excluded")
+    session.no_error("key_pose_excluded")
     result = session["key_pose_excluded"]
     assert result["keys_kept"] is True
     assert "excluded from the view layer" in result["key"] and "excluded from the view layer" in result["copy"]
@@ -95,7 +91,7 @@ def test_key_pose_refuses_hands_in_an_excluded_collection_and_keeps_their_keys(s
 
 def test_set_shape_refuses_a_hand_whose_mesh_lost_its_shape_keys(session):
     # before: done, and the bones took the new shape while the mesh kept the old one (a posed hand tore)
-    _no_error(session, "set_shape_no_shape_keys")
+    session.no_error("set_shape_no_shape_keys")
     result = session["set_shape_no_shape_keys"]
     assert "lost its shape key(s) beta_0" in result["error"]
     assert result["bones_kept"] is True and result["betas"] == [0.0, 0.0]  # neither hand changed
@@ -103,7 +99,7 @@ def test_set_shape_refuses_a_hand_whose_mesh_lost_its_shape_keys(session):
 
 def test_cancel_job_without_a_backend_says_there_is_nothing_to_cancel(session):
     # before: "asked the backend to cancel 0 job(s)", with no backend to ask
-    _no_error(session, "cancel_no_backend")
+    session.no_error("cancel_no_backend")
     result = session["cancel_no_backend"]
     assert result["result"] == ["CANCELLED"]
     assert "nothing to cancel" in result["printed"] and "no backend is connected" in result["printed"]
@@ -112,7 +108,7 @@ def test_cancel_job_without_a_backend_says_there_is_nothing_to_cancel(session):
 
 def test_update_correctives_on_a_mano_hand_without_its_mesh_says_the_mesh_is_missing(session):
     # before: "has no pose correctives (MANO hands have them; the open hand does not)" for a MANO hand
-    _no_error(session, "correctives_no_mesh")
+    session.no_error("correctives_no_mesh")
     result = session["correctives_no_mesh"]
     error = result["error"]
     assert f"{result['left']!r}" in error and "no hand mesh" in error and "Add Hands" in error, error
@@ -122,7 +118,7 @@ def test_update_correctives_on_a_mano_hand_without_its_mesh_says_the_mesh_is_mis
 def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call(session):
     # before: Export Motion without a file wrote again to the last call's file; a script's connect(address=...)
     # or generate_image(prompt=...) overrode the preferences' address or the panel's prompt on every later click
-    _no_error(session, "remembered_options")
+    session.no_error("remembered_options")
     result = session["remembered_options"]
     assert result["remembered"] == []
     # a file browser's path stays remembered, as Blender's own exporters': the browser opens at the last file

@@ -28,11 +28,6 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     return run_blender("undo_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
 
 
-def _no_error(session, *names):
-    for name in names:
-        assert f"{name}__error" not in session.results, session.results[f"{name}__error"] + session.log[-3000:]
-
-
 def _refused(found, label, what):
     assert found["result"] == ["CANCELLED"], found
     assert f"{label} failed: the scene changed while it ran ({what} put back" in found["printed"], found["printed"]
@@ -41,7 +36,7 @@ def _refused(found, label, what):
 
 
 def test_an_inbetween_undone_under_is_not_keyed_and_runs_again(session):
-    _no_error(session, "start", "inbetween_undo")
+    session.no_error("start", "inbetween_undo")
     found = session["inbetween_undo"]
     _refused(found, "In-between", "Undo")
     # the frame-10 key undone; no generated keys going through it (it was keyed back as a generated key)
@@ -54,7 +49,7 @@ def test_an_inbetween_undone_under_is_not_keyed_and_runs_again(session):
 
 
 def test_an_inbetween_redone_under_is_not_keyed(session):
-    _no_error(session, "start", "inbetween_redo")
+    session.no_error("start", "inbetween_redo")
     found = session["inbetween_redo"]
     _refused(found, "In-between", "Redo")
     # the frame-10 key redone, kept; no generated keys made without it around it
@@ -63,7 +58,7 @@ def test_an_inbetween_redone_under_is_not_keyed(session):
 
 @pytest.mark.parametrize("name", ["interaction_undo", "interaction_redo"])
 def test_interaction_candidates_for_an_anchor_undone_or_redone_under_are_not_shown(session, name):
-    _no_error(session, "start", name)
+    session.no_error("start", name)
     found = session[name]
     _refused(found, "Sample Interaction", name.split("_")[1].capitalize())
     assert found["candidates"] == 0 and found["right_unchanged"] is True, found

@@ -47,6 +47,11 @@ class BlenderSession:
             raise KeyError(f"the Blender script did not report {key!r}; its output:\n{self.log[-4000:]}")
         return self.results[key]
 
+    def no_error(self, *names: str) -> None:
+        """Assert that the script's checks ``names`` raised nothing (else: their traceback, and the log's end)."""
+        for name in names:
+            assert f"{name}__error" not in self.results, self.results[f"{name}__error"] + self.log[-3000:]
+
 
 def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any] | None = None,
                 timeout: float = 300.0, env: dict[str, str] | None = None) -> BlenderSession:
