@@ -21,14 +21,10 @@ s = Session()
 s.install()
 a = s.args
 scene = bpy.context.scene
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 
 
 def start():
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    s.start_backend()
     return {"kinds": sorted(k.name for k in bpy.context.window_manager.handforge.kinds)}
 
 

@@ -15,7 +15,6 @@ s = Session()
 s.install()
 a = s.args
 scene = bpy.context.scene
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 WEIGHTS = ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE")
 
 
@@ -23,10 +22,7 @@ def start(env: dict[str, str]):
     for key in WEIGHTS:  # the backend the add-on starts inherits this process's environment
         os.environ.pop(key, None)
     os.environ.update(env)
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    s.start_backend()
 
 
 def build_scene():

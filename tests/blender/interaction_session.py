@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, recorded_layout,
-                     ui_context, while_a_job_runs)
+from session import (Session, error_of, evaluated_vertices, hand, init_undo, recorded_layout, ui_context,
+                     while_a_job_runs)
 
 s = Session()
 s.install()
 a = s.args
 
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 UI = ui_context()
 SIDES = ("left", "right")
 
@@ -54,10 +53,7 @@ def sample(**kwargs):
 def errors_before_hands():
     found = {"no_backend_poll": bpy.ops.handforge.sample_interaction.poll(),
              "no_backend": error_of(lambda: sample())}
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    s.start_backend()
     found["no_hands"] = error_of(lambda: sample())
     found["next_poll"] = bpy.ops.handforge.interaction_next.poll()
     found["apply_poll"] = bpy.ops.handforge.interaction_apply.poll()

@@ -14,7 +14,6 @@ s = Session()
 s.install()
 a = s.args
 scene = bpy.context.scene
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 ops = bpy.ops.handforge
 connection = importlib.import_module(f"{ADDON_MODULE}.connection")
 SENT: list[str] = []
@@ -22,10 +21,7 @@ SENT: list[str] = []
 
 def start():
     os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert ops.start_backend() == {"FINISHED"}
+    s.start_backend()
     client = connection.BACKEND.client
     submit = client.submit
 

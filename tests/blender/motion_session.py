@@ -19,7 +19,6 @@ s.install()
 a = s.args
 scene = bpy.context.scene
 scene.render.fps, scene.render.fps_base = 30, 1.0
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 SIDES = ("left", "right")
 UI = ui_context()
 ops = bpy.ops.handforge
@@ -79,10 +78,7 @@ s.check("no_backend", no_backend)
 
 def start():
     os.environ["HANDFORGE_MOTION_CHECKPOINT"] = a["checkpoint"]  # the backend inherits this environment
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert ops.start_backend() == {"FINISHED"}
+    s.start_backend()
     return {name: ops.motion_inbetween.poll() for name in ("inbetween",)}
 
 

@@ -46,6 +46,14 @@ class Session:
         for obj in list(bpy.data.objects):  # the startup scene's cube, light and camera
             bpy.data.objects.remove(obj)
 
+    def start_backend(self) -> None:
+        """Start the local backend through the add-on's button, on the test's port and command (``args``)."""
+        prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+        prefs.address = f"tcp://127.0.0.1:{self.args['port']}"
+        prefs.server_command = self.args["command"]
+        prefs.connect_timeout = 90.0
+        assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+
     def check(self, name: str, fn) -> None:
         """Run one check; an exception is recorded (with traceback) instead of ending the session."""
         try:

@@ -28,11 +28,7 @@ def build_scene():
     source["handforge_labels"] = a["labels"]
     scene.handforge_transfer_source = source
     os.environ.update({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_CONTROLNETS": a["controlnets"]})
-    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    s.start_backend()
 
 
 s.check("scene", build_scene)

@@ -15,7 +15,6 @@ from session import ADDON_MODULE, Session, hand, init_undo, ui_context, while_a_
 s = Session()
 s.install()
 a = s.args
-prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
 UI = ui_context()
 ops = bpy.ops.handforge
 SIDES = ("left", "right")
@@ -69,10 +68,7 @@ def channels(side: str) -> list:
 
 
 def start():
-    prefs.address = f"tcp://127.0.0.1:{a['port']}"
-    prefs.server_command = a["command"]
-    prefs.connect_timeout = 90.0
-    assert ops.start_backend() == {"FINISHED"}
+    s.start_backend()
     assert ops.add_hands() == {"FINISHED"}
     init_undo()
     scene = bpy.context.scene
