@@ -39,6 +39,23 @@ def test_a_setting_five_engines_need_is_described_once_under_settings():
     assert out.count("HANDFORGE_SD_MODEL=<value>") == 1, out
     assert "why: image.sd_model is not set (see Settings below)" in out
     assert "image.sd_model = (not set)" in out.split("Settings (")[1]
+    # the composite engines (image, transfer) say it once too: "reference: controlnet: image.sd_model is not set
+    # (see Settings below); attentionhand: image.sd_model is not set (...); ihpt: ..." before
+    engines = out.split("Engines (")[1].split("Settings (")[0]
+    assert engines.count("why: image.sd_model is not set (see Settings below)\n") == 5, engines
+    assert "image.sd_model is not set" not in engines.replace("why: image.sd_model is not set", ""), engines
+
+
+def test_a_composite_engine_waiting_for_several_settings_leaves_their_fixes_to_settings(tmp_path):
+    """image and transfer joined their parts' fixes ("set HANDFORGE_IMAGE_GUIDANCE ...; set HANDFORGE_CONTROLNETS
+    ...") under a fix: line, each again under Settings."""
+    out = _doctor(HANDFORGE_SD_MODEL=str(tmp_path), HANDFORGE_IMAGE_GUIDANCE="", HANDFORGE_CONTROLNETS="",
+                  HANDFORGE_TRANSFER_TARGET_GENERATOR="").stdout
+    engines = out.split("Engines (")[1].split("Settings (")[0]
+    assert "fix:" not in engines, engines
+    assert "attentionhand: image.guidance is not set (see Settings below); controlnet: image.controlnets" in engines
+    for variable in ("HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS", "HANDFORGE_TRANSFER_TARGET_GENERATOR"):
+        assert out.count(f"{variable}=<value>") == 1, (variable, out)
 
 
 def test_a_malformed_endpoint_is_one_line():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 from typing import Any
@@ -206,7 +207,12 @@ def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]]
     shortened = reason
     for long, (short, how_to_set) in (said_below or {}).items():
         shortened = shortened.replace(long, short)
-        hint = "" if hint == how_to_set else hint
+        hint = hint.replace(how_to_set, "")  # (a composite engine's hint joins its parts' with "; ")
+        # a composite engine's parts all waiting for that one setting ("reference: controlnet: S; ihpt: S"): once
+        part = r"(?:[\w.-]+: )*" + re.escape(short)
+        if re.fullmatch(rf"{part}(?:; {part})*", shortened):
+            shortened = short
+    hint = re.sub(r"(?:;\s*)+", "; ", hint).strip("; \n")  # what is left once the Settings' fixes are out
     return _indented("why: ", shortened) + (_indented("fix: ", hint) if hint and with_hint(reason, hint) != reason
                                             else [])
 
