@@ -98,7 +98,39 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
         raise NoHandsError(f"no {what} in the scene: add them with HandForge > Add Hands")
     if edit:
         check_editable(hands.values())
+        check_not_in_edit_mode(hands.values())
     return hands
+
+
+def in_edit_mode(arm_obj) -> str:
+    """Why a change to this hand must wait (its armature or its mesh in Edit Mode), or "". Blender's undo in
+    Edit Mode holds only the edited bones or vertices: a pose or keys changed meanwhile could not be undone
+    (Ctrl-Z undid nothing of Key Pose), and a bone deleted there is still in the rig HandForge reads."""
+    if arm_obj.mode == "EDIT":
+        return f"the hand {arm_obj.name!r} is in Edit Mode: leave it (Tab) first"
+    mesh_obj = rig_build.hand_mesh(arm_obj)
+    if mesh_obj is not None and mesh_obj.mode == "EDIT":
+        return f"the mesh {mesh_obj.name!r} of the hand {arm_obj.name!r} is in Edit Mode: leave it (Tab) first"
+    return ""
+
+
+def check_not_in_edit_mode(rigs) -> None:
+    """Refuse hands that ``in_edit_mode`` says must not be changed now, before any is changed."""
+    for obj in rigs:
+        why = in_edit_mode(obj)
+        if why:
+            raise NoHandsError(why)
+
+
+def poll_not_in_edit_mode(cls, context) -> bool:
+    """An operator's ``poll`` for buttons that change the hands: greyed, with the reason, while one of the
+    scene's hands (or its mesh) is in Edit Mode (``in_edit_mode``)."""
+    for obj in scene_hands(context.scene, required=False).values():
+        why = in_edit_mode(obj)
+        if why:
+            cls.poll_message_set(why[0].upper() + why[1:])
+            return False
+    return True
 
 
 def check_editable(rigs) -> None:

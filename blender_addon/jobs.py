@@ -20,7 +20,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import app_handlers, connection
+from . import app_handlers, connection, hands
 from .errors import USER_ERRORS, report_error
 from handforge_shared.client import Cancelled, Error, JobFailed, JobHandle, Result
 from handforge_shared.protocol import ProtocolError
@@ -164,6 +164,9 @@ class JobOperator:
     # for (keys around a key no longer there, candidates for a pose no longer shown); False for one that adds
     # something new that stands alone (hands, images carrying the pose they were made from)
     made_from_scene = False
+    # True for a job whose result poses or keys the hands: greyed while one is in Edit Mode
+    # (``hands.in_edit_mode``: the change could not be undone there)
+    changes_hands = False
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -197,7 +200,7 @@ class JobOperator:
             if not ok:
                 cls.poll_message_set(why)
                 return False
-        return True
+        return not cls.changes_hands or hands.poll_not_in_edit_mode(cls, context)
 
     # ---------------------------------------------------------------- running
     def _start(self, context) -> RunningJob | None:

@@ -86,6 +86,8 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
                                description=BETAS_DESCRIPTION)
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to reshape")
 
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+
     @reports_errors
     def execute(self, context):
         targets = hands.scene_hands(context.scene, self.sides, edit=True)
@@ -125,6 +127,8 @@ class HANDFORGE_OT_update_correctives(bpy.types.Operator):
     bl_idname = "handforge.update_correctives"
     bl_label = "Update Correctives"
     bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     @reports_errors
     def execute(self, context):

@@ -181,6 +181,7 @@ def anchor_and_rigs(context, anchor: str) -> tuple[str, dict[str, object]]:
     if len(models) != 1:
         raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): use one pair of hands")
     hands.check_editable(rig for rig_side, rig in found.items() if rig_side != side)  # the hands to be posed
+    hands.check_not_in_edit_mode(found.values())
     hands.check_evaluated(context.view_layer, found.values())  # else the anchor is read, the preview shown, stale
     return side, found
 
@@ -269,6 +270,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
     bl_options = {"REGISTER"}  # only a preview: Apply or Key Candidates make the undo step
     job_kind = JOB_KIND
     made_from_scene = True  # made for the anchor's pose: an undo or redo while it runs may change it
+    changes_hands = True  # the candidates pose the other hand
 
     def job_request(self, context):
         if browsing(context):  # the anchor is read as the artist posed it, not a preview; the candidates
@@ -347,12 +349,14 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
 
 
 class _BrowseOperator:
+    keeps = False  # True for the buttons that keep candidates on the rigs (an undo step each)
+
     @classmethod
     def poll(cls, context):
         if not browsing(context):
             cls.poll_message_set("No interaction candidates: press Sample Interaction first")
             return False
-        return True
+        return not cls.keeps or hands.poll_not_in_edit_mode(cls, context)
 
 
 class HANDFORGE_OT_interaction_next(_BrowseOperator, bpy.types.Operator):
@@ -387,10 +391,12 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
     bl_idname = "handforge.interaction_apply"
     bl_label = "Apply Candidate"
     bl_options = {"REGISTER", "UNDO"}
+    keeps = True
 
     @reports_errors
     def execute(self, context):
         state = browse_state(context)
+        hands.check_not_in_edit_mode(_browse_rigs(state).values())
         index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
         score = shown(state).score
         end_browse(context, restore=False)
@@ -429,6 +435,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
     bl_idname = "handforge.interaction_key"
     bl_label = "Key Candidates"
     bl_options = {"REGISTER", "UNDO"}
+    keeps = True
 
     count: IntProperty(name="Count", default=0, min=0, max=MAX_CANDIDATES,
                        description="How many candidates, best first (0: all)")
@@ -442,6 +449,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             raise ValueError(f"only {available} candidates to key: key at most {available} or sample more (Count)")
         rigs = _browse_rigs(state)
         hands.check_editable(rigs.values())  # both are keyed (sampling checked only the posed one)
+        hands.check_not_in_edit_mode(rigs.values())
         scene = context.scene
         _check_in_scene(rigs, scene)
         models = {rig.handforge.hand_model for rig in rigs.values()}

@@ -52,6 +52,8 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
     bl_label = "Key Pose"
     bl_options = {"REGISTER", "UNDO"}
 
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 
     @reports_errors
@@ -78,6 +80,8 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
     bl_idname = "handforge.import_motion"
     bl_label = "Import Motion"
     bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
@@ -186,6 +190,8 @@ class _GeneratedKeysOperator:
 
     bl_options = {"REGISTER", "UNDO"}
     done = ""  # past tense of what the tool does, for its report
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 

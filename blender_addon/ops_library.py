@@ -24,6 +24,8 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
     bl_label = "Apply User Pose"
     bl_options = {"REGISTER", "UNDO"}
 
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+
     name: StringProperty(name="Name", options=ONE_SHOT, description="The saved pose to apply")
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
 

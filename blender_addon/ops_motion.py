@@ -85,6 +85,7 @@ def motion_hands(context, target: str, whole_target: bool = True) -> tuple[dict[
                                  f"hand {chosen[there].name!r}: add the {missing[0]} hand with HandForge > Add Hands "
                                  f"(Hands: {missing[0].title()}), or choose {there.title()} as the hands to move")
     every = hands.scene_hands(context.scene, "BOTH")
+    hands.check_not_in_edit_mode(every.values())  # (as the buttons' poll: a hand read in Edit Mode is in flux too)
     hand_model(every)
     hands.check_evaluated(context.view_layer, every.values())
     keys.check_scene_time(every)
@@ -455,6 +456,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
     one_at_a_time = "motion"
     made_from_scene = True  # made from the keys: an undo or redo while it runs may change them
+    changes_hands = True
 
     # the settings' range, not remembered by the operators: a later call without one takes the scene's
     frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,

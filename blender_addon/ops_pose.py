@@ -40,6 +40,8 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     bl_label = "Apply Preset"
     bl_options = {"REGISTER", "UNDO"}
 
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
+
     preset: EnumProperty(name="Preset", items=presets.enum_items, description="The named pose to apply")
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
                         description=SIDES_DESCRIPTION)
@@ -58,6 +60,8 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
     bl_idname = "handforge.mirror_pose"
     bl_label = "Mirror Pose"
     bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     direction: EnumProperty(name="Direction", description="Which hand gives its pose to the other", items=[
         ("LEFT_TO_RIGHT", "Left → Right", "Pose the right hand like the left"),
@@ -89,6 +93,8 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
     bl_idname = "handforge.reset_pose"
     bl_label = "Reset Pose"
     bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
                         description=SIDES_DESCRIPTION)
@@ -130,6 +136,8 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
     bl_idname = "handforge.paste_pose"
     bl_label = "Paste Pose"
     bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
                         description=SIDES_DESCRIPTION)

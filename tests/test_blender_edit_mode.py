@@ -1,0 +1,76 @@
+"""HandForge buttons pressed while a hand is in Edit Mode (its armature or its mesh): those that pose or key the
+hands are greyed and refuse, with the fix, and change nothing (Blender's undo in Edit Mode holds only the edited
+bones or vertices: their change could not be undone); the others work as in Object Mode, as do all of them with
+the mesh in Weight Paint or Sculpt Mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from handforge_shared.poses import HandPose
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+# buttons that pose or key the hands: refused in Edit Mode
+CHANGERS = ("set_shape", "apply_preset", "mirror_pose", "mirror_pose_from", "reset_pose", "paste_pose", "key_pose",
+            "import_motion", "select_generated_keys", "delete_generated_keys", "make_artist_keys", "apply_user_pose",
+            "motion_inbetween", "sample_interaction", "interaction_apply", "interaction_key")
+# buttons that only read the hands (or add new ones): they work in Edit Mode, as in Object Mode
+READERS = ("add_hands", "copy_pose", "export_motion", "save_user_pose", "export_renders")
+EDIT_MODES = ("ARM_EDIT", "MESH_EDIT")
+PAINT_MODES = ("WEIGHT_PAINT", "SCULPT")
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("edit_mode_session")
+    pose = HandPose(global_orient=[0.3, -1.2, 0.1], hand_pose=np.full(45, 0.2), betas=np.zeros(10), transl=[0, 0, 0])
+    args = {"clip_in": str(work / "clip.npz"), "clip_out": str(work / "out.npz"), "renders": str(work / "renders"),
+            "pose": json.dumps({"format": "handforge.pose", "hands": {"right": pose.to_dict()}}),
+            "port": free_port(),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    return run_blender("edit_mode_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("mode", EDIT_MODES)
+def test_buttons_that_change_the_hands_refuse_in_edit_mode_and_change_nothing(session, mode):
+    session.no_error("clip", "probe")
+    probe = session["probe"]
+    for name in CHANGERS:
+        assert probe[f"{name}|OBJECT"]["error"] == "", (name, probe[f"{name}|OBJECT"])  # (the call itself is fine)
+        got = probe[f"{name}|{mode}"]
+        what = "mesh 'Hand.R" if mode == "MESH_EDIT" else "hand 'Hand.R"
+        assert f"{what}" in got["error"] and "is in Edit Mode: leave it (Tab) first" in got["error"], (name, got)
+        assert got["poll"] is False, (name, got)  # the button is greyed, with the reason
+        assert got["changed"] == [] and got["mode_after"] == "EDIT", (name, got)
+
+
+@pytest.mark.parametrize("mode", EDIT_MODES + PAINT_MODES)
+def test_buttons_that_read_the_hands_work_in_edit_mode_as_in_object_mode(session, mode):
+    session.no_error("clip", "probe")
+    probe = session["probe"]
+    for name in READERS:
+        got = probe[f"{name}|{mode}"]
+        assert got["error"] == "" and got["poll"] is True, (name, got)
+        assert got["vs_object_mode"] == [] and got["lost_on_leave"] == [], (name, got)
+    # Add Hands leaves the mode, as Blender's own Add menu does
+    assert probe[f"add_hands|{mode}"]["mode_after"] == "OBJECT"
+
+
+@pytest.mark.parametrize("mode", PAINT_MODES)
+def test_every_button_works_with_the_mesh_in_weight_paint_or_sculpt_mode(session, mode):
+    session.no_error("clip", "probe")
+    probe = session["probe"]
+    for name in CHANGERS:
+        got = probe[f"{name}|{mode}"]
+        assert got["error"] == "" and got["poll"] is True, (name, got)
+        assert got["vs_object_mode"] == [] and got["lost_on_leave"] == [] and got["mode_after"] == mode, (name, got)
