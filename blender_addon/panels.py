@@ -72,6 +72,10 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
         for side, obj in found.items():
             box = layout.box()
             box.label(text=f"{side.capitalize()} hand: curl / spread")
+            why = hands.in_edit_mode(obj)
+            if why:  # a slider moved nothing there (the armature) or could not be undone (the mesh)
+                box.enabled = False
+                box.label(text=why[0].upper() + why[1:], icon="INFO")
             for finger in FINGERS:
                 row = box.row(align=True)
                 row.prop(obj.handforge, f"curl_{finger}")

@@ -74,3 +74,13 @@ def test_every_button_works_with_the_mesh_in_weight_paint_or_sculpt_mode(session
         got = probe[f"{name}|{mode}"]
         assert got["error"] == "" and got["poll"] is True, (name, got)
         assert got["vs_object_mode"] == [] and got["lost_on_leave"] == [] and got["mode_after"] == mode, (name, got)
+
+
+def test_the_finger_sliders_are_greyed_with_the_reason_in_edit_mode(session):
+    session.no_error("slider_panel")
+    labels = session["slider_panel"]
+    assert any(t and t.startswith("The hand 'Hand.R") and "is in Edit Mode: leave it (Tab) first" in t
+               for t in labels["ARM_EDIT"]), labels
+    assert any(t and t.startswith("The mesh ") and "is in Edit Mode: leave it (Tab) first" in t
+               for t in labels["MESH_EDIT"]), labels
+    assert not any(t and "Edit Mode" in t for t in labels["None"]), labels

@@ -187,6 +187,23 @@ def make_clip():
     ops.export_motion(filepath=a["clip_in"], sides="BOTH")
 
 
+def slider_panel():
+    """The Pose panel's finger sliders while the right hand's armature, then its mesh, is in Edit Mode."""
+    from session import recorded_layout
+
+    out = {}
+    for mode in ("ARM_EDIT", "MESH_EDIT", None):
+        fresh_scene(f"panel {mode}")
+        bpy.context.scene.handforge.target = "RIGHT"
+        if mode:
+            enter(mode)
+        draw = bpy.types.Panel.bl_rna_get_subclass_py("HANDFORGE_PT_pose").draw
+        out[str(mode)] = [c[2].get("text") for c in recorded_layout(draw) if c[0] == "label"]
+        leave()
+    return out
+
+
 s.check("clip", make_clip)
+s.check("slider_panel", slider_panel)
 s.check("probe", probe)
 s.finish()
