@@ -125,6 +125,8 @@ def check_not_in_edit_mode(rigs) -> None:
 def poll_not_in_edit_mode(cls, context) -> bool:
     """An operator's ``poll`` for buttons that change the hands: greyed, with the reason, while one of the
     scene's hands (or its mesh) is in Edit Mode (``in_edit_mode``)."""
+    if not context.mode.startswith("EDIT"):  # no object in Edit Mode: the polls of every redraw stay cheap
+        return True
     for obj in scene_hands(context.scene, required=False).values():
         why = in_edit_mode(obj)
         if why:
