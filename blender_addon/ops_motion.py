@@ -191,6 +191,8 @@ def _centre_line(obj) -> np.ndarray:
     """(N, 3) local points along a curve object's one spline, as Blender tessellates it (its
     resolution), without what dresses it: bevel, extrusion, offset and modifiers (a tube's or a
     geometry-nodes result's vertices are not the path). Read from a temporary copy, removed after."""
+    if obj.mode == "EDIT":  # the copy would hold the curve as it was before Edit Mode: its edits go in first
+        obj.update_from_editmode()
     data = obj.data.copy()
     data.bevel_depth, data.extrude, data.offset = 0.0, 0.0, 0.0
     data.bevel_object = data.taper_object = None

@@ -63,3 +63,10 @@ def test_both_hands_asked_for_in_a_scene_with_one_hand_is_refused(session):
         message = result["message"]
         assert "no left hand" in message and "Add Hands" in message and "Right" in message, message
     assert found["path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}  # followed
+
+
+def test_a_wrist_path_in_edit_mode_is_followed_as_edited(session):
+    # before: the path as it was before Edit Mode (the copy it was read from had not the edits)
+    session.no_error("edited_path")
+    found = session["edited_path"]
+    assert found["same"] is True, found

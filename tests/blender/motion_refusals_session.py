@@ -1,6 +1,6 @@
 """Blender session: motion buttons refusing what they cannot use, before anything is sent, the scene left as
 it was — a wrist path that is not a curve and does not move (a mesh, an empty, a text object); both hands
-asked for in a scene with one hand."""
+asked for in a scene with one hand; and a wrist path curve left in Edit Mode, followed as edited."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib
 import os
 
 import bpy
+import numpy as np
 from session import ADDON_MODULE, Session, error_of, hand
 
 s = Session()
@@ -17,6 +18,7 @@ scene = bpy.context.scene
 ops = bpy.ops.handforge
 connection = importlib.import_module(f"{ADDON_MODULE}.connection")
 SENT: list[str] = []
+SENT_ARRAYS: list[dict] = []
 
 
 def start():
@@ -25,9 +27,10 @@ def start():
     client = connection.BACKEND.client
     submit = client.submit
 
-    def recorded(kind, *args, **kwargs):  # what was sent to the backend
+    def recorded(kind, params=None, arrays=None, **kwargs):  # what was sent to the backend
         SENT.append(kind)
-        return submit(kind, *args, **kwargs)
+        SENT_ARRAYS.append({k: v.copy() for k, v in (arrays or {}).items()})
+        return submit(kind, params, arrays, **kwargs)
 
     client.submit = recorded
     assert ops.add_hands() == {"FINISHED"}
@@ -142,4 +145,35 @@ def one_hand():
 
 
 s.check("one_hand", one_hand)
+
+
+def path_edited_in_edit_mode():
+    """A wrist path curve left in Edit Mode after moving its end: followed as edited, as it is once Tab is
+    pressed (the copy the path was read from held the curve as it was before Edit Mode: the old path)."""
+    data = bpy.data.curves.new("Edited Path", "CURVE")
+    data.dimensions = "3D"
+    spline = data.splines.new("POLY")
+    spline.points.add(1)
+    spline.points[1].co = (0.1, 0.0, 0.0, 1.0)
+    obj = bpy.data.objects.new("Edited Path", data)
+    scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+    bpy.ops.object.mode_set(mode="EDIT")
+    obj.data.splines[0].points[1].co = (0.0, 0.2, 0.05, 1.0)  # (as a grab in the viewport leaves it)
+    sent = {}
+    try:
+        for mode in ("EDIT", "OBJECT"):
+            bpy.ops.object.mode_set(mode=mode)
+            assert sorted(ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                 right_path=obj.name)) == ["FINISHED"]
+            sent[mode] = SENT_ARRAYS[-1]["right.transl"]
+    finally:
+        bpy.data.objects.remove(obj)
+        bpy.data.curves.remove(data)
+    return {"same": bool(np.allclose(sent["EDIT"], sent["OBJECT"], atol=1e-6)),
+            "moved_to": sent["OBJECT"][-1].tolist(), "from": sent["OBJECT"][0].tolist()}
+
+
+s.check("edited_path", path_edited_in_edit_mode)
 s.finish()
