@@ -1,6 +1,6 @@
 """The one sample representation every engine reads (see the package docstring for the layout).
 
-numpy here; the torch datasets convert at the last moment (``as_tensors``) so that the stores
+numpy here; the torch datasets (``torch_datasets``) convert each sample as they hand it out, so that the stores
 and the readers stay usable without torch.
 """
 
