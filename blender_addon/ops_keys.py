@@ -69,8 +69,8 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
 
 
 # Operators whose button always opens Blender's file browser on their ``filepath``: it stays remembered, so
-# the browser opens where the artist last was (as Blender's importers and exporters do); an option a
-# script omits is the only way to reuse it, and the browser shows it first.
+# the browser opens where the artist last was (as Blender's importers and exporters do); only a script that
+# omits it reuses the last file unseen.
 FILE_BROWSER_OPERATORS = ("handforge.import_motion", "handforge.export_motion")
 
 
