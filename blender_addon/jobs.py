@@ -61,7 +61,8 @@ def shutdown() -> None:
 @persistent  # (kept when another file is opened: jobs of any file are marked)
 def _on_undo(*_args) -> None:
     """Memfile undo puts back the scene of an earlier step: what a running job's request read (keys, a
-    pose) may be gone or different now, under the same rigs (their session_uid survives)."""
+    pose) may be gone or different now, under the same rigs (their session_uid survives). Every undo
+    marks the jobs, whatever it changed: telling which changes a request read would mean reading it again."""
     for job in RUNNING.values():
         job.undone = job.undone or "undo"
 
@@ -310,9 +311,8 @@ class JobOperator:
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")
         if not failure and isinstance(outcome, Result) and self.made_from_scene and job.undone:
-            failure = (f"the scene changed while it ran ({job.undone.capitalize()} put back another state of the "
-                       "keys and poses it was made from), so its result was not applied: run it again on the scene "
-                       "as it is now")
+            failure = (f"the scene changed while it ran (an {job.undone.capitalize()} may have changed the keys and "
+                       "poses it was made from), so its result was not applied: run it again on the scene as it is now")
         if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))

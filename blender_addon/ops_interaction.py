@@ -306,6 +306,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         request, arrays = self._request, result.arrays
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = _rigs(request["rigs"], request["uids"], "the request")
+        hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: the candidates pose the rigs)
         reference = np.array(rigs["left" if request["anchor_side"] == "none" else request["anchor_side"]].matrix_world)
         posed = [s for s in SIDES if s != request["anchor_side"]]
         per_side = {}

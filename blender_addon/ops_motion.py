@@ -416,6 +416,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         rigs[side] = rig
     if not rigs:
         raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
+    hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
     summary = keys.import_clip(context, clip, rigs, request["frame_start"])
     # frames the artist keyed are left out on purpose: not worth a warning here
     notes = [w for w in summary["warnings"] if "your keys were kept" not in w]

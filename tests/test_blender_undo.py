@@ -30,7 +30,7 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
 
 def _refused(found, label, what):
     assert found["result"] == ["CANCELLED"], found
-    assert f"{label} failed: the scene changed while it ran ({what} put back" in found["printed"], found["printed"]
+    assert f"{label} failed: the scene changed while it ran (an {what} may have changed" in found["printed"], found
     assert "run it again" in found["printed"], found["printed"]
     assert found["running"] == 0 and found["poll"] is True, found  # not left running, its button free
 
@@ -62,3 +62,11 @@ def test_interaction_candidates_for_an_anchor_undone_or_redone_under_are_not_sho
     found = session[name]
     _refused(found, "Sample Interaction", name.split("_")[1].capitalize())
     assert found["candidates"] == 0 and found["right_unchanged"] is True, found
+
+
+def test_a_hand_tabbed_into_edit_mode_while_inbetween_runs_is_not_keyed(session):
+    # before: keyed in Edit Mode, where Ctrl-Z could not take the keys away (only the start checked the mode)
+    session.no_error("inbetween_tab")
+    found = session["inbetween_tab"]
+    assert found["result"] == ["CANCELLED"] and found["unkeyed"] is True and found["running"] == 0, found
+    assert "is in Edit Mode: leave it (Tab) first" in found["printed"], found["printed"]

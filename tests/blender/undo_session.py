@@ -151,6 +151,28 @@ s.check("interaction_undo", lambda: sample_interaction(undo))
 s.check("interaction_redo", lambda: sample_interaction(redo))
 
 
+def inbetween_tab():
+    """Tab into the right hand's Edit Mode while In-between runs: its keys would land where Ctrl-Z cannot take
+    them away (the job's start checked the mode, its end did not)."""
+    def tab():
+        for obj in bpy.context.view_layer.objects:
+            obj.select_set(False)
+        bpy.context.view_layer.objects.active = hand("right")
+        hand("right").select_set(True)
+        bpy.ops.object.mode_set(mode="EDIT")
+
+    before = key_frames()
+    with while_a_job_runs(once(tab)):
+        result, printed = inbetween()
+    found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running(),
+             "mode": hand("right").mode}
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return found
+
+
+s.check("inbetween_tab", inbetween_tab)
+
+
 def stop():
     assert ops.stop_backend() == {"FINISHED"}
 
