@@ -127,7 +127,7 @@ def start_local(blocking: bool = False) -> None:
                            "`handforge serve --port {port}`") from None
     if not command:
         raise BackendError("the start command is empty: set it in the HandForge preferences")
-    _remove_log()  # the previous backend's: its exit, if any, has been reported
+    _remove_log()  # the previous backend's, replaced by the new one's
     # its error output (and logs), in a file of its own (O_EXCL, owner-only): a fixed name in the shared
     # temporary folder could be a link another user planted, and opening it for writing would follow it
     fd, name = tempfile.mkstemp(prefix="handforge-backend-", suffix=".log")
@@ -142,6 +142,9 @@ def start_local(blocking: bool = False) -> None:
                    "command (HandForge preferences)")
         _set_status(f"The local backend did not start: {message}")  # not an older, unrelated status
         raise BackendError(message) from None
+    except BaseException:  # (a bad argument in the command, Ctrl-C): no file left behind either
+        log.unlink(missing_ok=True)
+        raise
     BACKEND.log_path, BACKEND.problem = log, ""
     try:
         connect(f"tcp://{host}:{port}", blocking=blocking)
@@ -162,20 +165,19 @@ def disconnect(stop_local: bool = True) -> None:
 
 
 def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
-    """Stop the local backend; its log is removed unless ``keep_log`` (one that exited by itself keeps
-    its log: the status names it)."""
+    """Stop the local backend (Stop, Disconnect, quitting) and remove its log, also one that exited by itself
+    (its status named the log until now); ``keep_log``: a start that failed, whose error names the log."""
     proc = BACKEND.process
     BACKEND.process = None
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()  # the backend cancels its jobs and says goodbye
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    if proc is not None and proc.poll() is None:
+        proc.terminate()  # the backend cancels its jobs and says goodbye
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
     if not keep_log:
-        _remove_log()  # stopped on purpose: nothing in it to report
+        _remove_log()
 
 
 def _remove_log() -> None:

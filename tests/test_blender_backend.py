@@ -206,4 +206,5 @@ def test_stop_leaves_no_backend_process(session):
     session.no_error("stop")
     assert session["stop"]["children_alive"] == 0
     assert session["stop"]["status"] == "Not connected"
-    assert session["stop"]["crash_log_kept"] is True  # the failed start's (dead_backend): the status names it
+    # the failed start's log (dead_backend), named by its error until Stop: then removed (it was left in /tmp)
+    assert session["stop"]["crash_log"] is True and session["stop"]["crash_log_left"] is False

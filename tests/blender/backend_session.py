@@ -339,8 +339,8 @@ s.check("dead", dead_backend)
 def stop():
     log = importlib.import_module(f"{ADDON_MODULE}.connection").BACKEND.log_path
     assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
-    return {"status": wm.handforge.status, "children_alive": len(children()),
-            "crash_log_kept": log is not None and log.exists()}
+    return {"status": wm.handforge.status, "children_alive": len(children()), "crash_log": log is not None,
+            "crash_log_left": log is not None and log.exists()}
 
 
 s.check("stop", stop)
