@@ -242,10 +242,12 @@ OBJECT_KINDS = {"MESH": "a mesh", "EMPTY": "an empty", "FONT": "a text object", 
 STILL_M = 1e-6  # a path object that moves less than this over the range stands still
 
 
-def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: int) -> None:
-    """Refuse a wrist path that is not a curve and stands still over the range (a static mesh or empty):
-    the wrist would have been held at its origin while the fingers moved, sent and keyed."""
-    if obj.type == "CURVE" or np.ptp(positions, axis=0).max() >= STILL_M:
+def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: int, rig_moves: bool) -> None:
+    """Refuse a wrist path that is not a curve and stands still over the range (a static mesh or empty)
+    while the hand's rig stands still too: the wrist would have been held at its origin while the fingers
+    moved, sent and keyed. A still target for a rig that moves (a character's hand pinned to a table
+    point) is a path relative to the rig."""
+    if obj.type == "CURVE" or rig_moves or np.ptp(positions, axis=0).max() >= STILL_M:
         return
     kind = OBJECT_KINDS.get(obj.type, f"a {obj.type.lower().replace('_', ' ')} object")
     raise ValueError(f"the {side} wrist path {obj.name!r} is {kind}, not a curve, and does not move over frames "
@@ -309,7 +311,7 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
         if obj.type != "CURVE":  # followed as Blender moves it frame by frame: not at all if not evaluated
             hands.check_evaluated(context.view_layer, [obj], what=f"{side} wrist path")
         positions[side] = _object_positions(scene, obj, start, end)
-        check_moving_path(obj, side, positions[side], start, end)
+        check_moving_path(obj, side, positions[side], start, end, _moves_as_object(every[side]))
     for side, poses in animated_poses(context, every, start, end).items():
         if side in paths:
             matrices = _world_matrices(scene, every[side], start, end)
@@ -624,11 +626,12 @@ def _forget_on_load(*_args) -> None:
 
 # ---------------------------------------------------------------------- panel settings
 def is_path_object(_settings, obj) -> bool:
-    """What the wrist path pickers offer: curves, and objects that move (animated, driven or constrained, as
-    Follow Wrist Path takes them); a production scene's hundreds of static objects are not listed."""
+    """What the wrist path pickers offer: curves, empties (a still one is a target for a rig that moves) and
+    objects that move (animated, driven or constrained, as Follow Wrist Path takes them); a production
+    scene's hundreds of static meshes are not listed."""
     if obj.type == "ARMATURE" and obj.handforge.is_hand:
         return False
-    return obj.type == "CURVE" or _moves_as_object(obj)
+    return obj.type in ("CURVE", "EMPTY") or _moves_as_object(obj)
 
 
 class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):

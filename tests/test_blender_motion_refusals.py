@@ -37,7 +37,9 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
         assert f"'{name}' is {kind}" in message and "not a curve" in message, message
         assert "Add > Curve" in message and "key its location" in message, message
     # the Motion panel's path pickers offer none of them (they listed every object but the hands)
-    assert found["offered"] == {"mesh": False, "empty": False, "text": False}
+    assert found["offered"] == {"mesh": False, "empty": True, "text": False}  # (an empty: a target, below)
+    # a still empty as the target of a rig that moves (a character's hand pinned to a point): followed
+    assert found["still_target_moving_rig"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}, found
     session.no_error("moving_path")
     assert session["moving_path"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"], "offered": True}
 

@@ -75,10 +75,29 @@ def static_paths():
                                                           right_path=obj.name))
                for what, obj in objects.items()}
         out["offered"] = {what: offered(None, obj) for what, obj in objects.items()}
+        out["still_target_moving_rig"] = still_target_of_a_moving_rig(objects["empty"])
         return out
     finally:
         for obj in objects.values():
             bpy.data.objects.remove(obj)
+
+
+def still_target_of_a_moving_rig(target) -> dict:
+    """The right rig carried by an animated empty (a character), its wrist pinned to the still ``target``."""
+    carrier = bpy.data.objects.new("Carrier", None)
+    scene.collection.objects.link(carrier)
+    for frame, x in ((1, 0.0), (10, 0.3)):
+        carrier.location.x = x
+        carrier.keyframe_insert("location", frame=frame)
+    rig = hand("right")
+    rig.parent = carrier
+    sent = len(SENT)
+    try:
+        result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=target.name)
+    finally:
+        rig.parent = None
+        bpy.data.objects.remove(carrier)
+    return {"result": sorted(result), "sent": SENT[sent:]}
 
 
 s.check("static_paths", static_paths)
