@@ -206,6 +206,52 @@ def test_evaluate_command_reports_every_metric(corpus, tmp_path):
     assert main(["measure", "--clips", str(tmp_path / "none")]) == 2
 
 
+def test_frames_are_drawn_as_from_the_list_of_every_two_hand_frame():
+    """draw_frames numbers the (clip, frame) pairs instead of listing them: the same pairs as rng.choice over
+    the list, clips with no two-hand frame (repeated ends in its numbering) included."""
+    from handforge.evaluation.report import draw_frames
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        present = [rng.random(rng.integers(0, 40)) < rng.random() for _ in range(rng.integers(1, 9))]
+        listed = [(i, int(t)) for i, p in enumerate(present) for t in np.flatnonzero(p)]
+        count, seed = int(rng.integers(1, 60)), int(rng.integers(2 ** 31))
+        expected = ([listed[k] for k in sorted(np.random.default_rng(seed).choice(len(listed), min(count, len(listed)),
+                                                                              replace=False))] if listed else [])
+        assert draw_frames(present, count, np.random.default_rng(seed)) == expected, trial
+
+
+def test_a_folder_measures_as_the_list_of_its_clips(corpus):
+    from handforge.evaluation.report import evaluate_clips, load_clips
+    from handforge.hands import load_hand_model
+
+    model, nets, folder = load_hand_model("open"), load_features(), load_clips(corpus, 4)
+    assert evaluate_clips(folder, model, reference=folder, features=nets, frames=3) == \
+        evaluate_clips(list(folder), model, reference=list(folder), features=nets, frames=3)
+
+
+def test_a_clip_that_changes_between_reads_is_refused(corpus):
+    """The frames drawn from a clip's first read were indexed into its second."""
+    from handforge.evaluation.report import evaluate_clips, load_clips
+    from handforge.hands import load_hand_model
+
+    class Shrinking(list):  # a sequence whose clips lose their last frames after the first read
+        reads = 0
+
+        def __getitem__(self, index):
+            clip = super().__getitem__(index)
+            self.reads += 1
+            return clip if self.reads <= len(self) else MotionClip.from_frames(
+                [clip.frame(t) for t in range(clip.num_frames // 2)], fps=clip.fps)
+
+        def __iter__(self):
+            return (self[i] for i in range(len(self)))
+
+    clips = Shrinking(load_clips(corpus, 3))
+    with pytest.raises(ValueError, match="changed between two reads"):
+        evaluate_clips(clips, load_hand_model("open"), features=load_features(), frames=200)
+
+
 def test_measuring_a_folder_holds_one_clip_at_a_time(corpus):
     """Every clip and its keypoints were in memory at once: 385 MB for 300 corpus clips measured against
     themselves (57k frames each side), about 25 GB for the README's 20,000-sequence corpus."""

@@ -38,7 +38,8 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
 
     ``clips`` and ``reference`` are read clip by clip, once for the per-clip statistics and again for the
     clips of the drawn frames, and only a few numbers per clip and a flag per frame are kept: with
-    ``load_clips``'s lazily loaded folders, memory stays bounded whatever the number of clips."""
+    ``load_clips``'s lazily loaded folders, memory stays bounded whatever the number of clips. So
+    ``clips[i]`` must give the same clip at each read (a list, a folder not written meanwhile)."""
     if not len(clips):
         raise ValueError("no clips to evaluate")
     nets = features or load_features()
@@ -51,9 +52,9 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     report["joint_limits"] = {side: LimitMetrics(*(np.concatenate(column) for column in zip(*found))).summary()
                               for side, found in scan.limits.items() if found and sum(len(m[0]) for m in found)}
 
-    picked = _draw_frames(scan.present, frames, rng)
+    picked = draw_frames(scan.present, frames, rng)
     if picked:
-        keypoints, verts = _drawn(clips, picked, model, vertices=True)
+        keypoints, verts = _drawn(clips, scan.present, picked, model, vertices=True)
         faces = {side: model.faces(side) for side in ("left", "right")}
         penetration, contact = pair_metrics(verts["left"], verts["right"], faces["left"], faces["right"],
                                             progress=progress)
@@ -66,11 +67,11 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
 
     if reference:
         ref = _scan(reference, model, nets, statistics=False)
-        ref_picked = _draw_frames(ref.present, max(frames, 2), rng)
+        ref_picked = draw_frames(ref.present, max(frames, 2), rng)
         if not ref_picked:
             raise ValueError("the reference clips have no frame with both hands present: the comparison is of "
                              "two-hand frames; give a reference of two-hand clips")
-        ref_frames = nets.frame_features(_drawn(reference, ref_picked, model)[0])
+        ref_frames = nets.frame_features(_drawn(reference, ref.present, ref_picked, model)[0])
         if picked and len(ref_frames) > 1 and len(frame_feat) > 1:
             report["vs_reference_frames"] = _distances(frame_feat, ref_frames)
         if len(motion_feat) > 1 and len(ref.motion_features) > 1:
@@ -109,14 +110,19 @@ def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statis
     return scan
 
 
-def _drawn(clips: Sequence[MotionClip], picked: list[tuple[int, int]], model: Any,
+def _drawn(clips: Sequence[MotionClip], present: Sequence[np.ndarray], picked: list[tuple[int, int]], model: Any,
            vertices: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The (N, 42, 3) keypoints of the ``picked`` (clip, frame) pairs and, with ``vertices``, each
-    side's (N, V, 3) vertices; each clip of them read once."""
+    side's (N, V, 3) vertices; each clip of them read once more, and checked to be the one first read
+    (its two-hand frames ``present``)."""
     keypoints, verts = [], {"left": [], "right": []}
     for index, group in itertools.groupby(picked, key=lambda pick: pick[0]):
         clip, frames = clips[index], [t for _, t in group]
-        keypoints.append(two_hand_keypoints(clip, model)[0][frames])
+        found, both = two_hand_keypoints(clip, model)
+        if not np.array_equal(both, present[index]):
+            raise ValueError(f"clip {index} changed between two reads (the frames drawn from it are not its frames "
+                             "now): measure clips that stay as they are while they are measured")
+        keypoints.append(found[frames])
         for side in verts if vertices else ():
             verts[side].extend(_vertices(model, clip, side, t) for t in frames)
     return np.concatenate(keypoints), {side: np.concatenate(found) for side, found in verts.items() if found}
@@ -146,9 +152,11 @@ def _present(clip: MotionClip, side: str) -> np.ndarray:
     return pose if mask is None else pose[np.asarray(mask, bool)]
 
 
-def _draw_frames(present: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """``count`` (clip, frame) pairs drawn from the two-hand frames, in order; numbered through, not listed
-    (a list of every pair was ~100 bytes a frame: 400 MB for a 20,000-sequence corpus)."""
+def draw_frames(present: Sequence[np.ndarray], count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``count`` (clip, frame) pairs drawn without replacement from the frames flagged in ``present`` (one
+    (T,) bool array per clip), in order: the pairs listed clip by clip, ``rng.choice`` of their numbers.
+    Numbered through, not listed (a list of every pair was ~100 bytes a frame: 400 MB for a 20,000-sequence
+    corpus)."""
     per_clip = np.array([np.count_nonzero(p) for p in present], np.int64)
     total = int(per_clip.sum())
     if not total:
