@@ -115,7 +115,7 @@ def test_update_correctives_on_a_mano_hand_without_its_mesh_says_the_mesh_is_mis
     assert "MANO hands have them" not in error
 
 
-def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call(session):
+def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call_but_a_file_browsers_path(session):
     # before: Export Motion without a file wrote again to the last call's file; a script's connect(address=...)
     # or generate_image(prompt=...) overrode the preferences' address or the panel's prompt on every later click
     session.no_error("remembered_options")

@@ -267,8 +267,8 @@ def remembered_options() -> dict:
     """Blender gives an operator option the last call's value when a call omits it, unless the option is
     SKIP_SAVE: here, every path field, the one-shot options above and every frame number whose default
     (-1) is the scene's that it would remember, but the file path of an operator whose button always opens
-    the file browser on it (``keys.FILE_BROWSER_OPERATORS``); and Generate Image with a prompt, then again
-    without one, as a button calls it: the panel's prompt, not the last call's."""
+    the file browser on it (``ops_keys.FILE_BROWSER_OPERATORS``): Export Motion to a file, then again without
+    one, as a button calls it, writes that file again."""
     import importlib
 
     browsers = importlib.import_module(f"{ADDON_MODULE}.ops_keys").FILE_BROWSER_OPERATORS

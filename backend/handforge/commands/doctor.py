@@ -204,7 +204,7 @@ def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]]
     reason, hint = status.get("reason", ""), status.get("hint", "")
     if status["available"]:
         return _indented("note: ", status["note"]) if status.get("note") else []
-    shortened = reason
+    shortened, given_hint = reason, hint
     for long, (short, how_to_set) in (said_below or {}).items():
         shortened = shortened.replace(long, short)
         hint = hint.replace(how_to_set, "")  # (a composite engine's hint joins its parts' with "; ")
@@ -212,7 +212,8 @@ def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]]
         part = r"(?:[\w.-]+: )*" + re.escape(short)
         if re.fullmatch(rf"{part}(?:; {part})*", shortened):
             shortened = short
-    hint = re.sub(r"(?:;\s*)+", "; ", hint).strip("; \n")  # what is left once the Settings' fixes are out
+    if hint != given_hint:  # what is left once the Settings' fixes are out, its separators tidied
+        hint = re.sub(r"(?:;\s*)+", "; ", hint).strip("; \n")
     return _indented("why: ", shortened) + (_indented("fix: ", hint) if hint and with_hint(reason, hint) != reason
                                             else [])
 
