@@ -70,3 +70,11 @@ def test_a_hand_tabbed_into_edit_mode_while_inbetween_runs_is_not_keyed(session)
     found = session["inbetween_tab"]
     assert found["result"] == ["CANCELLED"] and found["unkeyed"] is True and found["running"] == 0, found
     assert "is in Edit Mode: leave it (Tab) first" in found["printed"], found["printed"]
+
+
+def test_a_hand_tabbed_into_edit_mode_while_interaction_runs_is_not_posed(session):
+    session.no_error("interaction_tab")
+    found = session["interaction_tab"]
+    assert found["result"] == ["CANCELLED"] and found["running"] == 0, found
+    assert found["candidates"] == 0 and found["right_unchanged"] is True, found
+    assert "is in Edit Mode: leave it (Tab) first" in found["printed"], found["printed"]

@@ -151,26 +151,43 @@ s.check("interaction_undo", lambda: sample_interaction(undo))
 s.check("interaction_redo", lambda: sample_interaction(redo))
 
 
+def tab_into_the_right_hand():
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(False)
+    bpy.context.view_layer.objects.active = hand("right")
+    hand("right").select_set(True)
+    bpy.ops.object.mode_set(mode="EDIT")
+
+
 def inbetween_tab():
     """Tab into the right hand's Edit Mode while In-between runs: its keys would land where Ctrl-Z cannot take
     them away (the job's start checked the mode, its end did not)."""
-    def tab():
-        for obj in bpy.context.view_layer.objects:
-            obj.select_set(False)
-        bpy.context.view_layer.objects.active = hand("right")
-        hand("right").select_set(True)
-        bpy.ops.object.mode_set(mode="EDIT")
-
     before = key_frames()
-    with while_a_job_runs(once(tab)):
+    with while_a_job_runs(once(tab_into_the_right_hand)):
         result, printed = inbetween()
-    found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running(),
-             "mode": hand("right").mode}
+    found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running()}
     bpy.ops.object.mode_set(mode="OBJECT")
     return found
 
 
 s.check("inbetween_tab", inbetween_tab)
+
+
+def interaction_tab():
+    """Tab into the right hand's Edit Mode while Sample Interaction runs around the left: its candidates would
+    pose the right hand there."""
+    bpy.context.view_layer.objects.active = hand("left")
+    right_before = channels("right")
+    with while_a_job_runs(once(tab_into_the_right_hand)):
+        result, printed = as_user(ops.sample_interaction, engine="templates", count=2, seed=3, anchor="LEFT")
+    state = bpy.context.window_manager.handforge_interaction
+    found = {"result": result, "printed": printed, "candidates": len(state.candidates), "running": running(),
+             "right_unchanged": bool(np.array_equal(channels("right"), right_before))}
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return found
+
+
+s.check("interaction_tab", interaction_tab)
 
 
 def stop():
