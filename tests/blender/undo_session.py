@@ -123,6 +123,17 @@ def inbetween_redo():
 s.check("inbetween_redo", inbetween_redo)
 
 
+def sample_around_the_left_hand(action) -> dict:
+    """Sample Interaction around the left hand, ``action`` at its first pump: what came of it."""
+    bpy.context.view_layer.objects.active = hand("left")
+    right_before = channels("right")
+    with while_a_job_runs(once(action)):
+        result, printed = as_user(ops.sample_interaction, engine="templates", count=2, seed=3, anchor="LEFT")
+    return {"result": result, "printed": printed, "running": running(),
+            "candidates": len(bpy.context.window_manager.handforge_interaction.candidates),
+            "right_unchanged": bool(np.array_equal(channels("right"), right_before))}
+
+
 def sample_interaction(action):
     """Sample Interaction around the left hand, posed (one undo step) before it runs; ``action`` while it runs."""
     bpy.context.scene.frame_set(30)
@@ -132,14 +143,9 @@ def sample_interaction(action):
     assert as_user(ops.key_pose, sides="LEFT")[0] == ["FINISHED"]
     if action is redo:
         undo()  # the pose undone: the redo while it runs brings it back
-    bpy.context.view_layer.objects.active = hand("left")
-    right_before = channels("right")
-    with while_a_job_runs(once(action)):
-        result, printed = as_user(ops.sample_interaction, engine="templates", count=2, seed=3, anchor="LEFT")
+    found = sample_around_the_left_hand(action)
+    found["poll"] = ops.sample_interaction.poll()
     state = bpy.context.window_manager.handforge_interaction
-    found = {"result": result, "printed": printed, "candidates": len(state.candidates), "running": running(),
-             "right_unchanged": bool(np.array_equal(channels("right"), right_before)),
-             "poll": ops.sample_interaction.poll()}
     if len(state.candidates):
         ops.interaction_cancel()
     if action is redo:
@@ -176,13 +182,7 @@ s.check("inbetween_tab", inbetween_tab)
 def interaction_tab():
     """Tab into the right hand's Edit Mode while Sample Interaction runs around the left: its candidates would
     pose the right hand there."""
-    bpy.context.view_layer.objects.active = hand("left")
-    right_before = channels("right")
-    with while_a_job_runs(once(tab_into_the_right_hand)):
-        result, printed = as_user(ops.sample_interaction, engine="templates", count=2, seed=3, anchor="LEFT")
-    state = bpy.context.window_manager.handforge_interaction
-    found = {"result": result, "printed": printed, "candidates": len(state.candidates), "running": running(),
-             "right_unchanged": bool(np.array_equal(channels("right"), right_before))}
+    found = sample_around_the_left_hand(tab_into_the_right_hand)
     bpy.ops.object.mode_set(mode="OBJECT")
     return found
 
