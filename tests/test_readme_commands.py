@@ -33,15 +33,11 @@ from pathlib import Path
 
 import pytest
 
-from handforge.arguments import Parser
 from handforge.cli import build_parser
+from handforge.commands._engine_dispatch import engine_parser
 from handforge.engines import PACKAGE, engines_with
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-# The commands that hand the rest of the line to an engine's own parser, and the engine module they
-# load (commands/train.py and commands/eval.py pass these names to the dispatcher).
-ENGINE_COMMANDS = {"train": "train", "eval": "evaluate"}
 
 _START = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:python -m )?handforge\s")
 _FENCE = re.compile(r"^\s*```")
@@ -126,14 +122,11 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction |
     return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 
-def _engine_parser(command: str, engine: str, package: str) -> argparse.ArgumentParser:
-    # as the dispatcher builds it (commands/_engine_dispatch.py: add_arguments then parse)
-    target = importlib.import_module(f"{package}.{engine}.{ENGINE_COMMANDS[command]}")
+def _engine_parser(command: str, module: str, engine: str, package: str) -> argparse.ArgumentParser:
+    target = importlib.import_module(f"{package}.{engine}.{module}")
     assert callable(getattr(target, "add_arguments", None)), (
-        f"{package}.{engine}.{ENGINE_COMMANDS[command]} has no add_arguments: its options cannot be checked")
-    parser = Parser(prog=f"handforge {command} {engine}")
-    target.add_arguments(parser)
-    return parser
+        f"{package}.{engine}.{module} has no add_arguments: its options cannot be checked")
+    return engine_parser(target, command, engine)
 
 
 def problems(command: str) -> list[str]:
@@ -145,7 +138,7 @@ def problems(command: str) -> list[str]:
 def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str]) -> list[str]:
     found: list[str] = []
     sub = _subparsers(parser)
-    dispatch = prog.split()[-1] if prog.count(" ") == 1 and prog.split()[-1] in ENGINE_COMMANDS else None
+    module = parser.get_default("engine_module")  # a command that hands the rest to an engine's module
     package = PACKAGE
     i = 0
     while i < len(words):
@@ -165,7 +158,7 @@ def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str]) -> list[
                     i += 1
                     if not many:
                         break
-            if name == "--package" and dispatch and values and _literal(values[0]):
+            if name == "--package" and module and values and _literal(values[0]):
                 package = values[0]
             for value in values:
                 for choice in value.split("|"):
@@ -176,13 +169,14 @@ def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str]) -> list[
         if not _literal(word):
             i += 1
             continue
-        if dispatch:  # the engine: the rest of the line is the engine's own
-            engines = engines_with(ENGINE_COMMANDS[dispatch], package)
+        if module:  # the engine: the rest of the line is the engine's own
+            engines = engines_with(module, package)
             for engine in word.split("|"):
                 if engine not in engines:
                     found.append(f"{prog}: no engine {engine!r} (engines: {', '.join(engines)})")
                     continue
-                found += _walk(_engine_parser(dispatch, engine, package), f"{prog} {engine}", words[i + 1:])
+                found += _walk(_engine_parser(prog.split()[-1], module, engine, package), f"{prog} {engine}",
+                               words[i + 1:])
             return found
         if sub is not None:
             for name in word.split("|"):
@@ -208,12 +202,12 @@ def test_the_readme_has_command_lines_of_each_kind():
     assert any(t.startswith("handforge eval interaction --corpus") for t in texts), "inline span"
 
 
-def test_the_engine_commands_are_the_ones_that_dispatch():
-    # a new dispatching command (a REMAINDER positional) must be added to ENGINE_COMMANDS
+def test_the_commands_that_dispatch_to_engines_are_known():
+    # every command that hands the rest of the line on (a REMAINDER positional) says to which module
     root, _ = build_parser()
-    dispatching = {name for name, sub in _subparsers(root).choices.items()
+    dispatching = {name: sub.get_default("engine_module") for name, sub in _subparsers(root).choices.items()
                    if any(a.nargs == argparse.REMAINDER for a in sub._actions)}
-    assert dispatching == set(ENGINE_COMMANDS)
+    assert dispatching == {"train": "train", "eval": "evaluate"}
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"line{c.line}-{'-'.join(tokens(c.text)[:2])}" for c in COMMANDS])

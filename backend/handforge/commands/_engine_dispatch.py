@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     parser.add_argument("engine", help=f"an engine with {_a(module)}.py (see the list when it is unknown)")
     parser.add_argument("engine_args", nargs=argparse.REMAINDER, metavar="...",
                         help=f"the engine's own options; `handforge {parser.prog.split()[-1]} ENGINE --help` lists them")
+    parser.set_defaults(engine_module=module)  # (which module of the engine takes them: read by tests too)
 
 
 def run(args: argparse.Namespace, module: str, command: str) -> int:
@@ -33,8 +34,7 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
     try:
         if callable(getattr(target, "main", None)):
             return int(target.main(list(args.engine_args)) or 0)
-        parser = Parser(prog=f"handforge {command} {args.engine}", description=description(target.__doc__))
-        target.add_arguments(parser)
+        parser = engine_parser(target, command, args.engine)
         return int(target.run(parser.parse_args(args.engine_args)) or 0)
     except Exception as exc:  # the house's own errors say what to do: one line, as every shipped engine prints them
         from handforge.engines.checkpoints import CheckpointError
@@ -44,6 +44,14 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
             raise
         print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)
         return 2
+
+
+def engine_parser(target, command: str, engine: str) -> Parser:
+    """The parser of an engine module ``target`` that declares its options (``add_arguments``), as
+    ``handforge COMMAND ENGINE`` parses them."""
+    parser = Parser(prog=f"handforge {command} {engine}", description=description(target.__doc__))
+    target.add_arguments(parser)
+    return parser
 
 
 def _package_after(args: argparse.Namespace, command: str) -> str:
