@@ -14,7 +14,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
-from .properties import ONE_SHOT, PATH_FIELD, absolute_path
+from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
@@ -150,10 +150,8 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
                               description="Dataset folder (on the backend's machine): new, empty, or this export's "
                                           "own unfinished one (resumed)")
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
-    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
-                              description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
-                            description="Last frame (-1: the scene's end)")
+    frame_start: IntProperty(**SCENE_FRAME_START, options=ONE_SHOT)
+    frame_end: IntProperty(**SCENE_FRAME_END, options=ONE_SHOT)
     frame_step: IntProperty(name="Step", default=0, min=0, description="Export every n-th frame (0: the scene's "
                                                                         "Frame Step, as rendering an animation does)")
     cameras: EnumProperty(name="Cameras", items=CAMERA_ITEMS, default="ALL", description="Which cameras to export from")

@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import BLEND_RELATIVE, ONE_SHOT, absolute_path
+from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -123,10 +123,8 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
     # Remembered, as Blender's own exporters' (FILE_BROWSER_OPERATORS): the browser opens at the last file
     filepath: StringProperty(name="File Path", subtype="FILE_PATH", maxlen=1024, options=BLEND_RELATIVE,
                              description="The motion clip to write (.npz; // is the .blend file's folder)")
-    frame_start: IntProperty(name="Start", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
-                              description="First frame (-1: the scene's start)")
-    frame_end: IntProperty(name="End", default=-1, min=-1, max=keys.LAST_FRAME, options=ONE_SHOT,
-                            description="Last frame (-1: the scene's end)")
+    frame_start: IntProperty(**SCENE_FRAME_START, options=ONE_SHOT)
+    frame_end: IntProperty(**SCENE_FRAME_END, options=ONE_SHOT)
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH",
                         description="Which hands to export")
 

@@ -27,7 +27,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 from . import app_handlers, hands, importers, jobs, keys
 from . import pose as pose_conv
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import ONE_SHOT
+from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START
 from handforge_shared.poses import HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
@@ -435,18 +435,12 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- operators
-# the range (-1: the scene's), remembered with the panel's settings, not by the operators (ONE_SHOT there)
-FRAME_START = dict(name="Start", default=-1, min=-1, max=keys.LAST_FRAME,
-                   description="First frame (-1: the scene's start)")
-FRAME_END = dict(name="End", default=-1, min=-1, max=keys.LAST_FRAME, description="Last frame (-1: the scene's end)")
-
-
 class _MotionOptions:
     """The options every motion request takes, declared once for the panel's settings (kept with the
     scene) and the operators (Blender reads property annotations from mixin classes)."""
 
-    frame_start: IntProperty(**FRAME_START)
-    frame_end: IntProperty(**FRAME_END)
+    frame_start: IntProperty(**SCENE_FRAME_START)  # (remembered with the panel)
+    frame_end: IntProperty(**SCENE_FRAME_END)
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
     steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
     variation: FloatProperty(name="Variation", default=0.0, min=0.0, max=1.0,
@@ -468,8 +462,8 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     changes_hands = True
 
     # the settings' range, not remembered by the operators: a later call without one takes the scene's
-    frame_start: IntProperty(**FRAME_START, options=ONE_SHOT)
-    frame_end: IntProperty(**FRAME_END, options=ONE_SHOT)
+    frame_start: IntProperty(**SCENE_FRAME_START, options=ONE_SHOT)
+    frame_end: IntProperty(**SCENE_FRAME_END, options=ONE_SHOT)
 
     sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
                         description="Which of the generated motions is keyed (0: the first)")

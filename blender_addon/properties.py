@@ -16,6 +16,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from .keys import LAST_FRAME
 from handforge_shared.skeleton import FINGERS, NUM_BETAS
 
 # the options of a path field that the add-on reads through bpy.path.abspath: "//" (beside the .blend) is
@@ -26,6 +27,10 @@ BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
 # the scene's or the panel's ("-1: the scene's start"), so that a button or a script gets what it shows
 ONE_SHOT = {"SKIP_SAVE"}
 PATH_FIELD = BLEND_RELATIVE | ONE_SHOT  # an operator's file or folder field
+# a frame range whose -1 stands for the scene's (IntProperty(**SCENE_FRAME_START); an operator's: ONE_SHOT too)
+SCENE_FRAME_START = dict(name="Start", default=-1, min=-1, max=LAST_FRAME,
+                         description="First frame (-1: the scene's start)")
+SCENE_FRAME_END = dict(name="End", default=-1, min=-1, max=LAST_FRAME, description="Last frame (-1: the scene's end)")
 
 
 def absolute_path(path: str, what: str = "path") -> str:
