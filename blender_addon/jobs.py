@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
+import numpy as np
 from bpy.app.handlers import persistent
 
 from . import app_handlers, connection, hands
@@ -41,6 +42,7 @@ class RunningJob:
     scene: int = 0     # the session_uid of the scene the request was made from (another file: other uids)
     group: str = ""    # the operator's ``one_at_a_time``
     undone: str = ""   # "undo" or "redo" when the artist pressed Ctrl-Z / Ctrl-Shift-Z while it ran
+    request: tuple = ()  # (kind, params, arrays) sent, kept for ``made_from_scene`` jobs: read again after an undo
 
 
 RUNNING: dict[str, RunningJob] = {}
@@ -62,7 +64,7 @@ def shutdown() -> None:
 def _on_undo(*_args) -> None:
     """Memfile undo puts back the scene of an earlier step: what a running job's request read (keys, a
     pose) may be gone or different now, under the same rigs (their session_uid survives). Every undo
-    marks the jobs, whatever it changed: telling which changes a request read would mean reading it again."""
+    marks the jobs; when one ends, its request is read again (``JobOperator._made_from_now``)."""
     for job in RUNNING.values():
         job.undone = job.undone or "undo"
 
@@ -118,6 +120,20 @@ def ctrl_c_pressed():
         signal.signal(signal.SIGINT, previous)
 
 
+def _same_request(sent: tuple, now: tuple) -> bool:
+    """Whether two (kind, params, arrays) requests are the same, array for array (NaN equal to NaN)."""
+    (kind, params, arrays), (kind_now, params_now, arrays_now) = sent, now
+    if kind != kind_now or params != params_now or arrays.keys() != arrays_now.keys():
+        return False
+    for name, value in arrays.items():
+        a, b = np.asarray(value), np.asarray(arrays_now[name])
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
+            return False
+    return True
+
+
 def _lost_why() -> str:
     """Why a running job's backend is gone: its exit (code and last lines), or that it was stopped."""
     return connection.BACKEND.problem or "the backend was stopped before the job ended (Start Local Backend)"
@@ -160,10 +176,10 @@ class JobOperator:
     # False for a job whose result goes into no scene (a dataset written by the backend): another scene
     # shown when it ends does not keep it from being reported
     scene_bound = True
-    # True for a job whose result is written onto what its request read from the scene (keys, a pose): an
-    # undo or redo while it ran may have changed that, and the result would land on a scene it was not made
-    # for (keys around a key no longer there, candidates for a pose no longer shown); False for one that adds
-    # something new that stands alone (hands, images carrying the pose they were made from)
+    # True for a job whose result is written onto what its request read from the scene (keys, a pose): after
+    # an undo or redo while it ran, ``job_request`` reads it again, and a result made from what is no longer
+    # there is refused (keys around a key no longer there, candidates for a pose no longer shown); False for
+    # one that adds something new that stands alone (hands, images carrying the pose they were made from)
     made_from_scene = False
     # True for a job whose result poses or keys the hands: greyed while one is in Edit Mode
     # (``hands.in_edit_mode``: the change could not be undone there)
@@ -221,7 +237,7 @@ class JobOperator:
             return None
         # the class's id, as ``poll`` sees it: an instance's ``bl_idname`` is Blender's HANDFORGE_OT_… form
         job = RunningJob(type(self).bl_idname, self.bl_label, handle, scene=context.scene.session_uid,
-                         group=self.one_at_a_time)
+                         group=self.one_at_a_time, request=(kind, params, arrays) if self.made_from_scene else ())
         RUNNING[handle.id] = job
         _sync_panel()
         return job
@@ -292,6 +308,17 @@ class JobOperator:
                 return self._end(context, job, note="the backend did not confirm the cancel in time")
         return self._end(context, job)
 
+    def _made_from_now(self, context, job: RunningJob) -> bool:
+        """After an undo or redo: whether the request read from the scene now is the one that was sent (an
+        undo of something else, a camera moved, leaves the result good)."""
+        if not self.made_from_scene:
+            return True
+        try:
+            now = self.job_request(context)
+        except Exception:  # noqa: BLE001 - unreadable now (keys or hands gone): not what it was made from
+            return False
+        return _same_request(job.request, now)
+
     def _end(self, context, job: RunningJob, note: str = "", failure: str = ""):
         RUNNING.pop(job.handle.id, None)
         timer = getattr(self, "_timer", None)
@@ -310,7 +337,7 @@ class JobOperator:
             # made from another scene's (or file's) rigs and keys: it would land on whatever is here now
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")
-        if not failure and isinstance(outcome, Result) and self.made_from_scene and job.undone:
+        if not failure and isinstance(outcome, Result) and job.undone and not self._made_from_now(context, job):
             failure = (f"the scene changed while it ran (an {job.undone.capitalize()} may have changed the keys and "
                        "poses it was made from), so its result was not applied: run it again on the scene as it is now")
         if not failure and isinstance(outcome, Result):

@@ -1,5 +1,5 @@
 """Ctrl-Z / Ctrl-Shift-Z while a job runs, in real Blender through a real backend: a result made from keys or
-a pose that the undo or redo changed is not applied (In-between's keys landed around a key no longer there,
+a pose that the undo or redo changed is not applied (one made from what the undo left as it was is) (In-between's keys landed around a key no longer there,
 or around a key brought back that they ignored; interaction candidates met an anchor pose no longer
 shown); the job ends with a message saying so and to run it again, the button is free and the scene is as
 the undo or redo left it."""
@@ -54,6 +54,24 @@ def test_an_inbetween_redone_under_is_not_keyed(session):
     _refused(found, "In-between", "Redo")
     # the frame-10 key redone, kept; no generated keys made without it around it
     assert found["keys"] == {"left KEYFRAME": ARTIST, "right KEYFRAME": [1.0, 10.0, 20.0]}, found["keys"]
+
+
+def test_an_inbetween_is_keyed_after_an_undo_of_something_it_was_not_made_from(session):
+    # before: any undo while it ran refused the result, a camera move undone too
+    session.no_error("start", "inbetween_unrelated_undo")
+    found = session["inbetween_unrelated_undo"]
+    assert found["result"] == ["FINISHED"] and found["running"] == 0, found
+    assert found["empties"] == 0, found  # the undo did take the empty away
+    between = [float(f) for f in range(2, 20)]
+    assert found["keys"] == {"left KEYFRAME": ARTIST, "right KEYFRAME": ARTIST, "left GENERATED": between,
+                             "right GENERATED": between}, found["keys"]
+
+
+def test_interaction_candidates_are_shown_after_an_undo_of_something_else(session):
+    session.no_error("start", "interaction_unrelated_undo")
+    found = session["interaction_unrelated_undo"]
+    assert found["result"] == ["FINISHED"] and found["running"] == 0, found
+    assert found["empties"] == 0 and found["candidates"] == 2, found
 
 
 @pytest.mark.parametrize("name", ["interaction_undo", "interaction_redo"])

@@ -123,6 +123,26 @@ def inbetween_redo():
 s.check("inbetween_redo", inbetween_redo)
 
 
+def add_an_empty():
+    """An edit the requests do not read, one undo step (as a camera moved)."""
+    assert as_user(bpy.ops.object.empty_add, location=(3.0, 0.0, 0.0))[0] == ["FINISHED"]
+
+
+def inbetween_unrelated_undo():
+    """In-between while Ctrl-Z takes away an empty added after the keys: the keys it was made from are there."""
+    add_an_empty()
+    with while_a_job_runs(once(undo)):
+        result, printed = inbetween()
+    found = {"result": result, "printed": printed, "keys": key_frames(), "running": running(),
+             "empties": sum(o.type == "EMPTY" for o in bpy.data.objects)}
+    if result == ["FINISHED"]:
+        undo()  # (the generated keys away: the next check starts from the first two keys)
+    return found
+
+
+s.check("inbetween_unrelated_undo", inbetween_unrelated_undo)
+
+
 def sample_around_the_left_hand(action) -> dict:
     """Sample Interaction around the left hand, ``action`` at its first pump: what came of it."""
     bpy.context.view_layer.objects.active = hand("left")
@@ -134,8 +154,9 @@ def sample_around_the_left_hand(action) -> dict:
             "right_unchanged": bool(np.array_equal(channels("right"), right_before))}
 
 
-def sample_interaction(action):
-    """Sample Interaction around the left hand, posed (one undo step) before it runs; ``action`` while it runs."""
+def sample_interaction(action, unrelated=False):
+    """Sample Interaction around the left hand, posed (one undo step) before it runs; ``action`` while it runs
+    (``unrelated``: an empty added after the pose, the step ``action`` undoes)."""
     bpy.context.scene.frame_set(30)
     left = hand("left")
     for name in ("index1", "index2", "middle1"):
@@ -143,18 +164,22 @@ def sample_interaction(action):
     assert as_user(ops.key_pose, sides="LEFT")[0] == ["FINISHED"]
     if action is redo:
         undo()  # the pose undone: the redo while it runs brings it back
+    if unrelated:
+        add_an_empty()
     found = sample_around_the_left_hand(action)
     found["poll"] = ops.sample_interaction.poll()
+    found["empties"] = sum(o.type == "EMPTY" for o in bpy.data.objects)
     state = bpy.context.window_manager.handforge_interaction
     if len(state.candidates):
         ops.interaction_cancel()
-    if action is redo:
+    if action is redo or unrelated:
         undo()
     return found
 
 
 s.check("interaction_undo", lambda: sample_interaction(undo))
 s.check("interaction_redo", lambda: sample_interaction(redo))
+s.check("interaction_unrelated_undo", lambda: sample_interaction(undo, unrelated=True))
 
 
 def tab_into_the_right_hand():
