@@ -9,6 +9,7 @@ target pose's labels, optionally shown behind the camera and/or on a plane in fr
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import bpy
@@ -161,6 +162,11 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
 
     def job_apply(self, context, result):
         request = self._request
+        if self._loaded and self._loaded not in bpy.data.images:
+            # loaded when the job started, outside any undo step: an undo while it ran took it away. Loaded again
+            # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
+            with contextlib.suppress(ValueError):
+                request["source"] = self._loaded = source_image(context.scene, self.source_file).name
         made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
                                        self.set_background, self.add_plane and "HandForge transfer",
                                        transfer_source=request["source"])

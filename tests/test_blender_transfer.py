@@ -121,6 +121,16 @@ def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
     assert found["images_kept"], found
 
 
+def test_a_source_file_stays_through_an_undo_while_the_transfer_runs(session):
+    # before: the file was loaded when the job started, outside any undo step: Ctrl-Z while it ran took the
+    # datablock away (the result came, naming a source image no longer there)
+    session.no_error("file_undone")
+    found = session["file_undone"]
+    assert found["undone"] == [["FINISHED"]] and found["result"] == ["FINISHED"], found
+    assert found["source"] == "undone_source.png" and found["there"] is True, found
+    assert found["redone"] is True, found
+
+
 def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
     # before: "set one (Scene properties › Camera) or export from All Cameras" and "only perspective cameras are
     # exported": the export's words, for a button that has no All Cameras and exports nothing

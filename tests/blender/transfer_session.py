@@ -9,7 +9,7 @@ import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of, while_a_job_runs
+from session import ADDON_MODULE, Session, add_camera, error_of, init_undo, ui_context, while_a_job_runs
 
 s = Session()
 s.install()
@@ -280,5 +280,37 @@ def kept_plane():
 
 
 s.check("kept_plane", kept_plane)
+def file_source_undone_mid_job():
+    """Ctrl-Z while a transfer from a file runs (the artist's last edit, an empty added, taken away): the
+    source file's image datablock is there when the result comes, and after a redo of the undo it came with."""
+    path = str(s.work / "undone_source.png")
+    image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
+    image.filepath_raw, image.file_format = path, "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    ui, done = ui_context(), []
+    init_undo()
+    with bpy.context.temp_override(**ui):
+        assert bpy.ops.object.empty_add("EXEC_DEFAULT", True) == {"FINISHED"}
+
+    def undo():
+        if not done:
+            with bpy.context.temp_override(**ui):
+                done.append(sorted(bpy.ops.ed.undo()))
+
+    with while_a_job_runs(undo), bpy.context.temp_override(**ui):
+        result = bpy.ops.handforge.transfer_pose("EXEC_DEFAULT", True, source_file=path, seed=31, steps=1,
+                                                 resolution_x=a["size"], resolution_y=a["size"], set_background=False)
+    made = bpy.data.images.get("HandForge transfer seed 31")
+    source = made["handforge_transfer_source"] if made else ""
+    found = {"result": sorted(result), "undone": done, "source": source, "there": source in bpy.data.images}
+    with bpy.context.temp_override(**ui):  # the transfer undone and redone: its source comes back with it
+        bpy.ops.ed.undo()
+        bpy.ops.ed.redo()
+    found["redone"] = source in bpy.data.images and "HandForge transfer seed 31" in bpy.data.images
+    return found
+
+
+s.check("file_undone", file_source_undone_mid_job)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
