@@ -43,8 +43,6 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        if context.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
         if self.source == "OPEN":
             rigs = hands.open_hand_rigs()
         else:
@@ -60,13 +58,20 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
                 rigs[second.side] = second
             else:
                 rigs[other] = first.mirrored()
+        left = ""
+        if context.mode != "OBJECT":  # left as Blender's Add menu does, and said; a rig file refused keeps the mode
+            mode = context.object.bl_rna.properties["mode"].enum_items[context.object.mode].name
+            names = ", ".join(repr(o.name) for o in (context.objects_in_mode or [context.object]))
+            left = f"; left {mode} of {names} first (its changes kept)"
+            bpy.ops.object.mode_set(mode="OBJECT")
         wanted = hands.TARGET_SIDES[self.sides]
         made, beside = hands.add_hands(context, {s: r for s, r in rigs.items() if s in wanted})
         for side, obj in made.items():
             fingers.sync_sliders(obj)
             if self.forearm != "NONE":
                 add_forearm(context, obj, rigs[side], ForearmSpec(style=self.forearm.lower()))
-        self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model){beside}")
+        self.report({"INFO"}, f"added {' and '.join(made)} hand ({next(iter(rigs.values())).hand_model} model){beside}"
+                              f"{left}")
         scale = context.scene.unit_settings.scale_length
         if abs(scale - 1.0) > 1e-9:  # the hands, the backend and the labels all count 1 unit as 1 m
             self.report({"WARNING"}, f"this scene's Unit Scale is {scale:g}: HandForge works in metres, 1 Blender "

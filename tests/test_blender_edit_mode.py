@@ -72,6 +72,17 @@ def test_buttons_that_read_the_hands_work_in_edit_mode_as_in_object_mode(session
     assert probe[f"add_hands|{mode}"]["mode_after"] == "OBJECT"
 
 
+def test_add_hands_says_which_mode_it_left(session):
+    # before: it left Edit Mode (or Sculpt, Weight Paint) without a word
+    session.no_error("add_hands_said")
+    said = session["add_hands_said"]
+    names = {"ARM_EDIT": "Edit Mode of 'Hand.R", "MESH_EDIT": "Edit Mode of 'Hand.R", "WEIGHT_PAINT": "Weight Paint of 'Hand.R",
+             "SCULPT": "Sculpt Mode of 'Hand.R"}
+    for mode, what in names.items():
+        assert f"; left {what}" in said[mode] and "first (its changes kept)" in said[mode], (mode, said[mode])
+    assert "added left and right hand" in said["None"] and "; left" not in said["None"], said["None"]
+
+
 @pytest.mark.parametrize("mode", PAINT_MODES)
 def test_every_button_works_with_the_mesh_in_weight_paint_or_sculpt_mode(session, mode):
     probe = _as_in_object_mode(session, CHANGERS, mode)

@@ -8,7 +8,7 @@ import importlib
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of, hand
+from session import ADDON_MODULE, Session, add_camera, error_of, hand, printed_by
 
 s = Session()
 s.install()
@@ -203,7 +203,20 @@ def slider_panel():
     return out
 
 
+def add_hands_said():
+    """What Add Hands says when pressed with the right hand in each mode (it leaves the mode)."""
+    out = {}
+    for mode in [None, *MODES]:
+        fresh_scene(f"said {mode}")
+        if mode:
+            enter(mode)
+        out[str(mode)] = printed_by(lambda: ops.add_hands())[1]
+        leave()
+    return out
+
+
 s.check("clip", make_clip)
+s.check("add_hands_said", add_hands_said)
 s.check("slider_panel", slider_panel)
 s.check("probe", probe)
 s.finish()
