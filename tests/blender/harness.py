@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,12 @@ def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any
     python_path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     full_env.update({"BLENDER_USER_RESOURCES": str(work_dir / "blender_user"), "PYTHONPATH": python_path})
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, str(HERE / script), str(spec_path)], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=work_dir)
+    # Blender's session temp dir (blender_XXXXXX), and the backend's scratch, in a folder removed here: Blender
+    # removes its own only at a normal exit, and a session killed at its timeout or crashing left it in /tmp.
+    # Short (not in work_dir): Ray's socket paths under TMPDIR must stay under 108 characters.
+    with tempfile.TemporaryDirectory(prefix="hf-blender-", ignore_cleanup_errors=True) as tmp:
+        proc = subprocess.run([sys.executable, str(HERE / script), str(spec_path)], capture_output=True, text=True,
+                              timeout=timeout, env={**full_env, "TMPDIR": tmp}, cwd=work_dir)
     log = proc.stdout + proc.stderr
     result_path = work_dir / "results.json"
     if proc.returncode != 0 or not result_path.is_file():
