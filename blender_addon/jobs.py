@@ -338,8 +338,8 @@ class JobOperator:
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")
         if not failure and isinstance(outcome, Result) and job.undone and not self._made_from_now(context, job):
-            failure = (f"the scene changed while it ran (an {job.undone.capitalize()} may have changed the keys and "
-                       "poses it was made from), so its result was not applied: run it again on the scene as it is now")
+            failure = (f"the scene changed while it ran (an {job.undone.capitalize()} changed the keys or poses it was "
+                       "made from), so its result was not applied: run it again on the scene as it is now")
         if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))
