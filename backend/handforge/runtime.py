@@ -46,4 +46,17 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-__all__ = ["default_device", "torch_dtype", "torch_threads"]
+# torch's CPU allocator raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory" in torch 2,
+# "not enough memory" before); numpy raises MemoryError
+_CPU_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation, on the CPU (torch's or numpy's) or a GPU (torch.cuda's
+    OutOfMemoryError, recognised by name: torch need not be imported)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OUT_OF_MEMORY)
+
+
+__all__ = ["default_device", "out_of_memory", "torch_dtype", "torch_threads"]

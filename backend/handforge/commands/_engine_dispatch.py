@@ -38,8 +38,15 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         return int(target.run(parser.parse_args(args.engine_args)) or 0)
     except Exception as exc:  # the house's own errors say what to do: one line, as every shipped engine prints them
         from handforge.engines.checkpoints import CheckpointError
+        from handforge.runtime import out_of_memory
         from handforge.training.loop import TrainingError  # (torch: loaded already by the engine that raised)
 
+        if out_of_memory(exc):  # e.g. --hidden 10000000: torch's allocator error was a traceback
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            print(f"handforge {command} {args.engine}: out of memory ({detail}): lower the model's sizes or the "
+                  "batch size (see --help), or free memory; a training run's saved checkpoints are kept",
+                  file=sys.stderr)
+            return 1
         if not isinstance(exc, (CheckpointError, TrainingError)):
             raise
         print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)

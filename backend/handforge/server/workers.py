@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from handforge.runtime import out_of_memory
 from handforge.server.jobs import JobCancelled, JobContext, JobError, JobResult
 from handforge.server.registry import JobKind
 from handforge_shared.protocol import ErrorCode
@@ -172,19 +173,8 @@ class WorkerPool:
         self._post(outcome)
 
 
-# torch's CPU allocator raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory" in torch 2,
-# "not enough memory" before); numpy raises MemoryError
-_CPU_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory")
-
-
-def _out_of_memory(exc: Exception) -> bool:
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's, unimported
-        return True
-    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OUT_OF_MEMORY)
-
-
 def _hint_for(exc: Exception) -> str:
-    if _out_of_memory(exc):
+    if out_of_memory(exc):
         return ("the device ran out of memory: try a smaller batch or resolution, or close other programs "
                 "using its memory; the backend carries on")
     return "the backend log has the traceback; the backend carries on"
