@@ -131,6 +131,21 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     assert bad.returncode == 2 and "nothing: no such folder" in bad.stderr
 
 
+def test_pairs_written_into_a_file_are_refused_in_one_line(data, tmp_path, capsys):
+    """--write-pairs into a --data that is a file said only "[Errno 17] File exists: '...'"."""
+    from handforge.cli import main
+
+    sd_path, _ = data
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    (tmp_path / "afile").write_text("")
+    assert main(["train", "transfer", "--data", str(tmp_path / "afile"), "--write-pairs", str(spec), "--pairs", "1",
+                 "--shading", "gl", "--sd", str(sd_path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # (after the SD loading progress)
+    assert last.startswith("handforge train transfer: --data: ") and "afile is a file: give a folder" in last
+
+
 def test_a_pairs_folder_that_is_missing_or_empty_is_named_so(tmp_path):
     from handforge.engines.transfer.pairs import PosePairs
 

@@ -32,6 +32,10 @@ def write_requested_pairs(args: argparse.Namespace) -> None:
         from handforge.engines.transfer.pairs import write_pairs
         from handforge.export.spec import load_spec  # its SpecError is a ValueError
 
+        try:  # --data is written into only with --write-pairs: a file there was "[Errno 17] File exists"
+            output_folder(args.data)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"--data: {exc}") from None
         write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
 
 
