@@ -167,6 +167,12 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
             with contextlib.suppress(ValueError):
                 request["source"] = self._loaded = source_image(context.scene, self.source_file).name
+        source = bpy.data.images.get(request["source"])
+        if source is not None and source.library is None:
+            # the results name their source, but nothing uses it: a file's image has no user, and the panel's
+            # loses the panel's when another is picked. Saved so, the .blend drops it and the name leads nowhere;
+            # a fake user keeps it (shown on the image, the artist's to clear when they want it gone)
+            source.use_fake_user = True
         made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
                                        self.set_background, self.add_plane and "HandForge transfer",
                                        transfer_source=request["source"])

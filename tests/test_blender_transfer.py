@@ -150,3 +150,12 @@ def test_a_result_plane_the_artist_kept_keeps_its_image(session):
     assert found["renamed"][0] == found["renamed"][1] == "HandForge transfer seed 21", found
     assert found["copy"][0] == found["copy"][1] == "HandForge transfer seed 22", found
     assert found["new"] == "HandForge transfer seed 23", found
+
+
+def test_the_sources_results_name_are_in_the_saved_file(session):
+    # before: a source file's image had no user, nor had the panel's once another was picked there: saving the
+    # .blend dropped them, and after reopening the results' handforge_transfer_source named no image
+    session.no_error("saved_sources")
+    found = session["saved_sources"]
+    assert found["results"] == [["FINISHED"], ["FINISHED"]], found
+    assert {"Panel", "saved_source.png"} <= set(found["named"]) and found["missing"] == [], found

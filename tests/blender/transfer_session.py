@@ -51,12 +51,18 @@ def from_datablock():
 s.check("from_datablock", from_datablock)
 
 
-def from_file():
-    path = str(s.work / "source.png")
+def png_file(name: str) -> str:
+    """A 64 × 64 PNG written to the work folder, its path: a file of the artist's, loaded afresh (no datablock)."""
+    path = str(s.work / name)
     image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
     image.filepath_raw, image.file_format = path, "PNG"
     image.save()
-    bpy.data.images.remove(image)  # the file is loaded afresh, as a user's file would be
+    bpy.data.images.remove(image)
+    return path
+
+
+def from_file():
+    path = png_file("source.png")
     objects = len(bpy.data.objects)
     missing = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path + ".nope", steps=1,
                                                                resolution_x=a["size"], resolution_y=a["size"]))
@@ -178,11 +184,7 @@ s.check("relative_source", relative_source_unsaved)
 def file_source_of_a_result_not_applied():
     """A source file loaded for a transfer whose result is not applied (another scene shown when it came)
     leaves no image datablock behind, as a refused request does; one the artist used meanwhile stays."""
-    path = str(s.work / "not_applied.png")
-    image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
-    image.filepath_raw, image.file_format = path, "PNG"
-    image.save()
-    bpy.data.images.remove(image)
+    path = png_file("not_applied.png")
     window, first = bpy.context.window_manager.windows[0], bpy.context.scene
     other = bpy.data.scenes.new("Other")
     images = sorted(i.name for i in bpy.data.images)
@@ -283,11 +285,7 @@ s.check("kept_plane", kept_plane)
 def file_source_undone_mid_job():
     """Ctrl-Z while a transfer from a file runs (the artist's last edit, an empty added, taken away): the
     source file's image datablock is there when the result comes, and after a redo of the undo it came with."""
-    path = str(s.work / "undone_source.png")
-    image = bpy.data.images.new("ToSave", 64, 64, alpha=False)
-    image.filepath_raw, image.file_format = path, "PNG"
-    image.save()
-    bpy.data.images.remove(image)
+    path = png_file("undone_source.png")
     ui, done = ui_context(), []
     init_undo()
     with bpy.context.temp_override(**ui):
@@ -312,5 +310,26 @@ def file_source_undone_mid_job():
 
 
 s.check("file_undone", file_source_undone_mid_job)
+
+
+def sources_kept_in_the_saved_file():
+    """A result of the panel's image (another picked there since; the artist kept the result) and one of a
+    file: saved and reopened, the .blend still holds the images the results name as their source."""
+    run = lambda **options: bpy.ops.handforge.transfer_pose(**options, steps=1, resolution_x=a["size"],
+                                                            resolution_y=a["size"])
+    here = bpy.context.scene  # (file_undone's undo replaced the scene datablock)
+    picked, here.handforge_transfer_source = here.handforge_transfer_source, bpy.data.images.new("Panel", 64, 64)
+    results = [sorted(run(seed=41))]
+    bpy.data.images["HandForge transfer seed 41"].use_fake_user = True
+    here.handforge_transfer_source = picked
+    results.append(sorted(run(seed=42, source_file=png_file("saved_source.png"))))  # shown behind the camera
+    blend = str(s.work / "saved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    named = {i["handforge_transfer_source"] for i in bpy.data.images if "handforge_transfer_source" in i}
+    return {"results": results, "named": sorted(named), "missing": sorted(named - set(bpy.data.images.keys()))}
+
+
+s.check("saved_sources", sources_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
