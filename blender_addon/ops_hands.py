@@ -59,7 +59,9 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
             else:
                 rigs[other] = first.mirrored()
         left = ""
-        if context.mode != "OBJECT":  # left as Blender's Add menu does, and said; a rig file refused keeps the mode
+        if context.mode != "OBJECT":  # left as Blender's Add menu does, and said
+            # what would refuse the hands once out of the mode is checked in it: a refusal keeps the artist there
+            rig.check_shown(context, rig.hand_collection(context.scene))
             mode = context.object.bl_rna.properties["mode"].enum_items[context.object.mode].name
             names = ", ".join(repr(o.name) for o in (context.objects_in_mode or [context.object]))
             left = f"; left {mode} of {names} first (its changes kept)"

@@ -237,10 +237,25 @@ def _add_shape_keys(mesh_obj, rig: HandRig) -> None:
             kb.data.foreach_set("co", _to_blender(base + rig.pose_dirs[:, :, c]).ravel().astype(np.float32))
 
 
+def check_shown(context, collection) -> None:
+    """Refuse a ``collection`` whose objects the view layer does not show (excluded, or hidden there): a hand
+    is built in Edit Mode, which needs it shown. (Asked of an object linked there, as Blender decides it.)"""
+    probe = bpy.data.objects.new("HandForge probe", None)
+    collection.objects.link(probe)
+    try:
+        shown = probe.visible_get(view_layer=context.view_layer)
+    finally:
+        bpy.data.objects.remove(probe)
+    if not shown:
+        raise RigBuildError(f"the collection {collection.name!r} is excluded from or hidden in the view layer "
+                            f"{context.view_layer.name!r}: tick and show it in the Outliner, then add the hands again")
+
+
 def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.Object:
     """Create one hand (armature + skinned mesh child) from ``rig``; returns the armature object."""
     scene = context.scene
     collection = collection or hand_collection(scene)
+    check_shown(context, collection)
     arm = bpy.data.armatures.new(name)
     arm.display_type = "OCTAHEDRAL"
     arm_obj = bpy.data.objects.new(name, arm)
@@ -248,9 +263,6 @@ def build_hand(context, rig: HandRig, name: str, collection=None) -> bpy.types.O
     collection.objects.link(arm_obj)
     made = [arm_obj, arm]
     try:
-        if not arm_obj.visible_get(view_layer=context.view_layer):  # edit mode needs it there and shown
-            raise RigBuildError(f"the collection {collection.name!r} is excluded from or hidden in the view layer "
-                                f"{context.view_layer.name!r}: tick and show it in the Outliner, then add the hands again")
         _build_hand(context, rig, name, collection, arm_obj, made)
     except BaseException:
         bpy.data.batch_remove(made)  # nothing half-built stays behind

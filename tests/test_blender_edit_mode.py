@@ -83,6 +83,16 @@ def test_add_hands_says_which_mode_it_left(session):
     assert "added left and right hand" in said["None"] and "; left" not in said["None"], said["None"]
 
 
+def test_add_hands_refused_keeps_the_artist_in_their_mode(session):
+    # before: it left the mode, then refused (the hands' collection excluded) without saying it had left it
+    session.no_error("add_hands_refused")
+    found = session["add_hands_refused"]
+    for mode, context_mode in (("EDIT", "EDIT_MESH"), ("SCULPT", "SCULPT")):
+        got = found[mode]
+        assert "is excluded from or hidden in the view layer" in got["message"], (mode, got)
+        assert got["mode_after"] == context_mode and got["added"] == 0, (mode, got)
+
+
 @pytest.mark.parametrize("mode", PAINT_MODES)
 def test_every_button_works_with_the_mesh_in_weight_paint_or_sculpt_mode(session, mode):
     probe = _as_in_object_mode(session, CHANGERS, mode)

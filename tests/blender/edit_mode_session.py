@@ -215,8 +215,26 @@ def add_hands_said():
     return out
 
 
+def add_hands_refused():
+    """Add Hands pressed with a cube in Edit Mode or Sculpt Mode and the hands' collection excluded from the view
+    layer: what it says, the mode the artist is in after it, whether objects were added."""
+    out = {}
+    for mode in ("EDIT", "SCULPT"):
+        scene = fresh_scene(f"refused {mode}")
+        collection = hand("right").users_collection[0]
+        assert bpy.ops.mesh.primitive_cube_add() == {"FINISHED"}
+        bpy.ops.object.mode_set(mode=mode)
+        bpy.context.view_layer.layer_collection.children[collection.name].exclude = True
+        objects = len(scene.objects)
+        message = error_of(lambda: ops.add_hands())
+        out[mode] = {"message": message, "mode_after": bpy.context.mode, "added": len(scene.objects) - objects}
+        leave()
+    return out
+
+
 s.check("clip", make_clip)
 s.check("add_hands_said", add_hands_said)
+s.check("add_hands_refused", add_hands_refused)
 s.check("slider_panel", slider_panel)
 s.check("probe", probe)
 s.finish()
