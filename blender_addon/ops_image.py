@@ -106,16 +106,18 @@ def view_corners(K, width: int, height: int, distance: float) -> list[tuple[floa
     return [(left, bottom, 0.0), (right, bottom, 0.0), (right, top, 0.0), (left, top, 0.0)]
 
 
-# A result plane carries its kind (the name asked for) and the name it was made with: another scene's plane
-# or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
-# properties, not the name) is theirs to keep.
-PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
+# A result plane carries its kind (the name asked for), the name it was made with and the scene it was made
+# for: another scene's plane or an artist's object may hold the bare name, one the artist renamed or copied
+# (Shift-D copies the properties, not the name) is theirs to keep, and a scene made by New Scene › Linked Copy
+# holds the first scene's plane too (the same object: re-parented there, it would move in the first scene).
+PLANE_KIND_PROP, PLANE_NAME_PROP, PLANE_SCENE_PROP = "handforge_plane", "handforge_plane_name", "handforge_plane_scene"
 
 
 def scene_plane(scene, name: str):
-    """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None."""
+    """The plane of kind ``name`` that HandForge made for ``scene`` and the artist has not renamed, or None
+    (one made before planes recorded their scene: that of any scene holding it)."""
     return next((o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
-                 and o.get(PLANE_NAME_PROP) == o.name), None)
+                 and o.get(PLANE_NAME_PROP) == o.name and o.get(PLANE_SCENE_PROP, scene) == scene), None)
 
 
 def add_plane(context, camera, image, name: str, K):
@@ -146,6 +148,7 @@ def add_plane(context, camera, image, name: str, K):
         plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
         plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
         context.scene.collection.objects.link(plane)
+    plane[PLANE_SCENE_PROP] = context.scene  # (a pointer: renaming the scene keeps it; an older plane is claimed)
     plane.data = mesh
     plane.parent = camera
     plane.matrix_parent_inverse.identity()

@@ -89,6 +89,19 @@ def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_i
     assert planes[0] == ["EMPTY", None, None] and planes[1:] == [["MESH", "Third Cam", "HandForge seed 14"]], found
 
 
+def test_a_linked_copy_scene_gets_its_own_plane_and_leaves_the_first_scenes_alone(session):
+    # before: the linked copy holds the first scene's plane (the same object), so its run re-parented it to its
+    # own camera and showed its image there: the plane moved in the first scene too
+    session.no_error("linked_copy")
+    found = session["linked_copy"]
+    assert found["results"] == [["FINISHED"]] * 3, found
+    assert len(found["shared"]) == 1 and found["first"] == found["shared"], found
+    assert found["first"][0][1:] == ["Cam", "HandForge seed 15"], found
+    # the first scene's plane, linked there, and one of its own, reused by its second run
+    own = [plane for plane in found["linked"] if plane != found["first"][0]]
+    assert len(found["linked"]) == 2 and [p[1:] for p in own] == [["Linked Cam", "HandForge seed 17"]], found
+
+
 def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
     session.no_error("undone_mid_job")
     found = session["undone_mid_job"]

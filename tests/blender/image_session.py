@@ -109,6 +109,17 @@ def camera_renamed_mid_job():
 s.check("camera_renamed", camera_renamed_mid_job)
 
 
+def image_of(plane) -> str:
+    return plane.data.materials[0].node_tree.nodes["Image Texture"].image.name
+
+
+def run(seed: int) -> list[str]:
+    """Generate Image with a plane, not behind the camera."""
+    return sorted(bpy.ops.handforge.generate_image(prompt="two hands", seed=seed, steps=1, add_plane=True,
+                                                   set_background=False, resolution_x=a["size"],
+                                                   resolution_y=a["size"]))
+
+
 def planes_per_scene():
     """Image planes in a second scene, then in a third where an empty of the artist's holds the plane's name:
     each scene gets its own plane, reused by its next run (before: looked up by name in the whole file, the
@@ -117,10 +128,6 @@ def planes_per_scene():
     first = window.scene
     first_plane = bpy.data.objects["HandForge image"]  # with_weights's, in front of "Cam"
     rigs = [o for o in first.objects if o.type == "ARMATURE"]
-    image_of = lambda obj: obj.data.materials[0].node_tree.nodes["Image Texture"].image.name
-    run = lambda seed: sorted(bpy.ops.handforge.generate_image(prompt="two hands", seed=seed, steps=1, add_plane=True,
-                                                               set_background=False, resolution_x=a["size"],
-                                                               resolution_y=a["size"]))
 
     def in_scene(name: str, seeds: tuple[int, int], before=None) -> dict:
         window.scene = other = bpy.data.scenes.new(name)
@@ -150,6 +157,31 @@ def planes_per_scene():
 
 
 s.check("planes_per_scene", planes_per_scene)
+
+
+def planes_of_a_linked_copy():
+    """A scene made by New Scene › Linked Copy (the first scene's plane linked in it too), given its own camera:
+    where each scene's plane is after runs in both (before: the second scene took the shared plane to its camera,
+    moving it in the first scene too)."""
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
+                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
+    results = [run(15)]
+    with bpy.context.temp_override(window=window):
+        assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
+    linked = window.scene
+    try:
+        shared = planes(linked)
+        linked.camera = add_camera("Linked Cam", (0.0, -0.6, 0.2))
+        results += [run(16), run(17)]
+        return {"results": results, "shared": shared, "first": planes(first), "linked": planes(linked)}
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(linked)
+
+
+s.check("linked_copy", planes_of_a_linked_copy)
 
 
 def undone_mid_job():
