@@ -119,16 +119,18 @@ def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsy
     assert not (out / "speed-probe").exists()
 
 
-def test_a_model_too_large_for_memory_is_one_line(corpus, tmp_path, capsys):
-    """--hidden 10000000 asks torch for 400 TB: its allocator's RuntimeError was a traceback."""
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(corpus, tmp_path, capsys):
+    """--hidden 10000000 asks for more memory than the machine has: refused in one line from its size
+    (counted on torch's meta device), before any weight is allocated. A size that fits in address space
+    but not in RAM (--d-model 30000 of motion) was ended by the OOM killer without a word."""
     from handforge.cli import main
 
     out = tmp_path / "run"
     assert main(["train", "interaction", "--corpus", str(corpus), "--batch-size", "4", "--quiet", "--width", "8",
-                 "--hidden", "10000000", "--layers", "1", "--steps", "1", "--out", str(out)]) == 1
+                 "--hidden", "10000000", "--layers", "1", "--steps", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("handforge train interaction: out of memory (") and len(err.splitlines()) == 1
-    assert "lower the model's sizes or the batch size" in err and not (out / "model").exists()
+    assert err.startswith("handforge train interaction: InteractionDenoiser of ") and len(err.splitlines()) == 1
+    assert "GiB to train" in err and "lower the model's sizes" in err and not (out / "model").exists()
 
 
 def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsys):

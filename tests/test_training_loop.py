@@ -252,3 +252,23 @@ def test_a_run_name_of_the_wrong_kind_is_refused_before_training(tmp_path, name,
     with pytest.raises(TrainingError, match=f"{target} is {kind}, not the run's own: move it away or choose "
                                             "another out folder"):
         train(fresh_model(), Points(40), loss, settings(run, steps=4))
+
+
+def test_a_model_too_large_for_memory_is_refused_before_its_weights_exist(tmp_path):
+    """70 billion parameters (1.4 TB to train with AdamW and EMA) are refused from their count, built on
+    torch's meta device: the real weights, past the free memory, were ended by the OOM killer unsaid."""
+    from handforge.training.loop import new_model
+
+    built = []
+
+    def build() -> TinyNet:
+        built.append(TinyNet(width=10**10))
+        return built[-1]
+
+    with pytest.raises(TrainingError, match=r"TinyNet of 70,000.* M parameters needs about .* GiB to train .* "
+                                            r"free: lower the model's sizes"):
+        new_model(build)
+    assert len(built) == 1 and built[0].layers[0].weight.is_meta  # never built for real
+    with pytest.raises(TrainingError, match="lower the model's sizes"):  # the loop's own check, for any engine
+        train(built[0], Points(64), loss, settings(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -46,6 +46,20 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def available_memory(device: str) -> int | None:
+    """Bytes free for new tensors on ``device`` ("cpu" or "cuda..."): the kernel's MemAvailable (what can be
+    allocated before the OOM killer steps in), torch.cuda's free memory; None where it is not known."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):  # not Linux, or a kernel without the line
+        return None
+
+
 # torch's CPU allocator raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory" in torch 2,
 # "not enough memory" before); numpy raises MemoryError
 _CPU_OUT_OF_MEMORY = ("can't allocate memory", "not enough memory")
@@ -59,4 +73,4 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OUT_OF_MEMORY)
 
 
-__all__ = ["default_device", "out_of_memory", "torch_dtype", "torch_threads"]
+__all__ = ["available_memory", "default_device", "out_of_memory", "torch_dtype", "torch_threads"]

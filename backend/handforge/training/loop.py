@@ -120,6 +120,7 @@ def train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any,
     s = settings
     out = Path(s.out)
     recorded = _check(model, dataset, s)
+    check_memory(model, ema=s.ema_decay is not None)  # before the optimiser's state and the EMA copy exist
     if int(os.environ.get("RANK", "0")):  # another process of an `accelerate launch` run: rank 0 holds the lock
         return _train(model, dataset, loss_fn, s, collate_fn, optimizer)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +230,38 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
             save_model(trained, model_dir)
     accelerator.wait_for_everyone()
     return TrainResult(trained, model_dir, step, last_loss, resumed_from, log.rows)
+
+
+def new_model(build: Callable[[], Any], ema: bool = True) -> Any:
+    """``build()``, once its size was found to fit training in memory (``check_memory``): built first with
+    its parameters on torch's meta device (no memory), since weights past the free memory were not an
+    error but the kernel's OOM killer ending the process without a word (--d-model 30000)."""
+    import torch
+
+    with torch.device("meta"):  # (a model that checks values, e.g. its statistics, makes them on the CPU)
+        check_memory(build(), ema)
+    return build()
+
+
+def check_memory(model: Any, ema: bool = True) -> None:
+    """``TrainingError`` when training ``model`` needs more memory than the training device has free: its
+    weights (unless already there), and per trainable weight its gradient and AdamW's two moments, and the
+    EMA copy of every weight."""
+    from handforge.runtime import available_memory, default_device
+
+    params = list(model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in params)
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    device = default_device()
+    resident = weights if params and params[0].device.type == device.split(":")[0] else 0
+    need = weights - resident + 3 * trainable + (weights if ema else 0)
+    free = available_memory(device)
+    if free is None or need <= free:
+        return
+    count = sum(p.numel() for p in params)
+    raise TrainingError(f"{type(model).__name__} of {count / 1e6:,.1f} M parameters needs about {need / 2**30:,.1f} "
+                        f"GiB to train (weights, gradients, AdamW's two moments{', the EMA copy' if ema else ''}), "
+                        f"but {device} has {free / 2**30:,.1f} GiB free: lower the model's sizes (see --help)")
 
 
 def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:
@@ -456,4 +489,5 @@ class _Log:
                 fh.write(json.dumps(row) + "\n")
 
 
-__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "recorded_settings", "train"]
+__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "check_memory", "new_model",
+           "recorded_settings", "train"]

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
     from handforge.engines.interaction.representation import SHAPE, WristJoints
     from handforge.hands import HandModelError, load_hand_model
-    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, recorded_settings, train
+    from handforge.training.loop import (TrainingError, TrainSettings, fine_tune_start, new_model, recorded_settings,
+                                         train)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         shapes = torch.randn(len(anchors), 10, generator=generator)
         anchors[:, SHAPE], others[:, SHAPE] = shapes, shapes
     if model is None:
-        model = InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers)
+        model = new_model(lambda: InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers))
         model.fit_normalisation(anchors, others)
     scheduler = model.noise_scheduler()
     print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")

@@ -50,8 +50,10 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
         super().__init__()
         if observation_curve not in CURVES:
             raise ValueError(f"observation_curve must be one of {', '.join(CURVES)}, got {observation_curve!r}")
-        mean = torch.tensor(data_mean if data_mean is not None else [0.0] * frame_dim, dtype=torch.float32)
-        std = torch.tensor(data_std if data_std is not None else [1.0] * frame_dim, dtype=torch.float32)
+        # (on the CPU, not the default device: checked below also when the training loop sizes the model on
+        # torch's meta device, which holds no values)
+        mean = torch.tensor(data_mean if data_mean is not None else [0.0] * frame_dim, dtype=torch.float32, device="cpu")
+        std = torch.tensor(data_std if data_std is not None else [1.0] * frame_dim, dtype=torch.float32, device="cpu")
         if mean.shape != (frame_dim,) or std.shape != (frame_dim,) or not bool((std > 0).all()):
             raise ValueError(f"data_mean and data_std need {frame_dim} values each, std positive")
         self.register_buffer("channel_mean", mean, persistent=False)

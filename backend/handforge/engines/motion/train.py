@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.model import MAX_FRAMES, MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
-    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, train
+    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, new_model, train
 
     if args.d_model % args.heads or args.d_model % 2:
         print(f"handforge train motion: --d-model {args.d_model} must be even (its sinusoidal embeddings) and a "
@@ -175,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if model is None:
         mean, std = data_statistics(store, seed=args.seed)
-        model = MotionDenoiser(d_model=args.d_model, num_layers=args.layers, num_heads=args.heads,
-                               ff_size=args.ff_size, dropout=args.dropout, data_mean=mean, data_std=std,
-                               observation_curve=args.observation_curve or "linear")
+        # (a size too large for memory: the TrainingError is said by `handforge train`'s dispatcher)
+        model = new_model(lambda: MotionDenoiser(
+            d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
+            dropout=args.dropout, data_mean=mean, data_std=std, observation_curve=args.observation_curve or "linear"))
     scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
     objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
     print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
