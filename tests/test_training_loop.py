@@ -272,3 +272,19 @@ def test_a_model_too_large_for_memory_is_refused_before_its_weights_exist(tmp_pa
     with pytest.raises(TrainingError, match="lower the model's sizes"):  # the loop's own check, for any engine
         train(built[0], Points(64), loss, settings(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_holding_other_files_is_refused_as_a_run_folder(tmp_path):
+    """--out a corpus (or any folder of the user's) got model/, checkpoints/ and the log mixed into it;
+    an empty folder, a new path and a run's own folder are trained into."""
+    corpus = tmp_path / "corpus"
+    (corpus / "train").mkdir(parents=True)
+    (corpus / "corpus.json").write_text("{}")
+    with pytest.raises(TrainingError, match=r"corpus holds files that are not a training run's \(corpus.json, "
+                                            r"train\): choose a new or an empty folder"):
+        train(fresh_model(), Points(40), loss, settings(corpus))
+    assert sorted(p.name for p in corpus.iterdir()) == ["corpus.json", "train"]  # untouched
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new"):
+        train(fresh_model(), Points(40), loss, settings(out, stop_after=2))
+        assert train(fresh_model(), Points(40), loss, settings(out, stop_after=2)).resumed_from == 2

@@ -42,6 +42,9 @@ from handforge_shared.files import FolderBusy, folder_lock, write_atomic
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
 MODEL = "model"
+# what a run folder holds (speed-probe: a killed `train interaction --minutes` probe's): a folder holding
+# anything else is not trained into
+RUN_NAMES = frozenset({CHECKPOINTS, LOG, MODEL, "settings.json", "speed-probe"})
 
 
 class TrainingError(RuntimeError):
@@ -311,8 +314,15 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
             raise TrainingError(f"{out / name} is {'a file' if folder else 'a folder'}, not the run's own: move it "
                                 "away or choose another out folder")
     settings_file = out / "settings.json"
-    # a folder with a run's own names but no run: the run would overwrite them (other files, e.g. the
-    # training pairs written there, are left alone)
+    # a folder that is no run yet and holds anything else (a corpus, training pairs, the user's files) would
+    # get the run's files mixed into it; a run's folder is resumed, whatever was put beside it since
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_NAMES) \
+        if out.is_dir() and not settings_file.is_file() else []
+    if others:
+        named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise TrainingError(f"{out} holds files that are not a training run's ({named}): choose a new or an empty "
+                            "folder")
+    # a folder with a run's own names but no run: the run would overwrite them
     taken = [name for name in ("model", "log.jsonl", CHECKPOINTS) if (out / name).exists()]
     if taken and not settings_file.is_file():
         raise TrainingError(f"{out} holds {', '.join(taken)} but no training run: choose a new or an empty folder")
