@@ -146,6 +146,19 @@ def test_pairs_written_into_a_file_are_refused_in_one_line(data, tmp_path, capsy
     assert last.startswith("handforge train transfer: --data: ") and "afile is a file: give a folder" in last
 
 
+def test_a_missing_spec_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
+    """--write-pairs missing.toml loaded the SD weights (minutes with real ones) before saying the spec was
+    missing: here --sd is no SD folder at all, and the spec is what is named."""
+    from handforge.cli import main
+
+    (tmp_path / "not-sd").mkdir()
+    assert main(["train", "transfer", "--data", str(tmp_path / "pairs"), "--write-pairs", str(tmp_path / "missing.toml"),
+                 "--sd", str(tmp_path / "not-sd"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train transfer: ") and "missing.toml" in err and len(err.splitlines()) == 1
+    assert "not-sd" not in err and not (tmp_path / "pairs").exists()
+
+
 def test_a_pairs_folder_that_is_missing_or_empty_is_named_so(tmp_path):
     from handforge.engines.transfer.pairs import PosePairs
 

@@ -26,17 +26,30 @@ def add_pair_arguments(parser: argparse.ArgumentParser, default_pairs: int) -> N
                         help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
 
 
-def write_requested_pairs(args: argparse.Namespace) -> None:
-    """The pairs ``--write-pairs`` asks for, into ``--data`` (finished ones kept); a bad spec is a ValueError."""
-    if args.write_pairs:
-        from handforge.engines.transfer.pairs import write_pairs
-        from handforge.export.spec import load_spec  # its SpecError is a ValueError
+def requested_spec(args: argparse.Namespace):
+    """The export spec ``--write-pairs`` names (None without it), read and ``--data`` checked: before the SD
+    weights are loaded (minutes with real ones), a missing or bad spec was said only after them. A bad
+    one is a ValueError."""
+    if not args.write_pairs:
+        return None
+    from handforge.export.spec import load_spec  # its SpecError is a ValueError
 
-        try:  # --data is written into only with --write-pairs: a file there was "[Errno 17] File exists"
-            output_folder(args.data)
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(f"--data: {exc}") from None
-        write_pairs(load_spec(args.write_pairs), args.data, args.pairs, shading=args.shading)
+    try:  # --data is written into only with --write-pairs: a file there was "[Errno 17] File exists"
+        output_folder(args.data)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"--data: {exc}") from None
+    return load_spec(args.write_pairs)
+
+
+def write_requested_pairs(args: argparse.Namespace, spec=None) -> None:
+    """The pairs ``--write-pairs`` asks for, into ``--data`` (finished ones kept), from ``spec`` when it
+    was read already (``requested_spec``); a bad spec is a ValueError."""
+    if spec is None:
+        spec = requested_spec(args)
+    if spec is not None:
+        from handforge.engines.transfer.pairs import write_pairs
+
+        write_pairs(spec, args.data, args.pairs, shading=args.shading)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
     try:
+        spec = requested_spec(args)
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
-        write_requested_pairs(args)
+        write_requested_pairs(args, spec)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
@@ -138,4 +152,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["TransferObjective", "add_arguments", "add_pair_arguments", "run", "write_requested_pairs"]
+__all__ = ["TransferObjective", "add_arguments", "add_pair_arguments", "requested_spec", "run",
+           "write_requested_pairs"]
