@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from handforge.engines.checkpoints import CheckpointError, load_model, save_model
+from handforge.engines.checkpoints import CheckpointError, checkpoint_problem, load_model, save_model
 from tests.engines.example.model import TinyNet
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -99,3 +99,12 @@ def test_a_missing_weights_file_is_named(folder, replace):
         weights.symlink_to(weights)
     with pytest.raises(CheckpointError, match=f"{folder}: the checkpoint has no weights file {WEIGHTS}"):
         load_model(TinyNet, folder)
+
+
+def test_a_checkpoint_setting_that_names_a_file_says_so(folder):
+    """motion.checkpoint set to a file (e.g. the weights inside the folder) was "no such checkpoint folder"."""
+    weights = next(folder.glob("*.safetensors"))
+    with pytest.raises(CheckpointError, match="is a file, not a checkpoint folder: give the folder holding it"):
+        load_model(TinyNet, weights)
+    assert "is a file, not a checkpoint folder" in checkpoint_problem(weights, TinyNet)  # the engine's status line
+    assert "no such checkpoint folder" in checkpoint_problem(folder / "missing", TinyNet)

@@ -512,6 +512,17 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert load_spec(good).camera.focal == (16.0, 24.0)
 
 
+def test_a_spec_that_is_a_folder_or_yaml_is_named_so(tmp_path):
+    """A folder was "no such file"; a .yaml spec "not valid JSON", without saying which formats are read."""
+    with pytest.raises(SpecError, match=r"is a folder: give the export specification file in it \(.toml or .json\)"):
+        load_spec(tmp_path)
+    yaml = tmp_path / "spec.yaml"
+    yaml.write_text("samples: 3\n")
+    with pytest.raises(SpecError, match=r"spec.yaml: specifications are read as TOML \(.toml\) or JSON .*: write it "
+                                        "as TOML or JSON"):
+        load_spec(yaml)
+
+
 def test_command_engine_generate_keeps_the_specs_generate_section(tmp_path, monkeypatch):
     """--engine generate over a spec of another engine: its [generate] was dropped (the defaults used)."""
     from handforge.cli import main

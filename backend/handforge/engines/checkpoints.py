@@ -109,9 +109,11 @@ def checkpoint_class(folder: str | Path) -> str:
 def _config(folder: Path) -> dict[str, Any]:
     """A checkpoint folder's config, one that names its class (``CheckpointError`` otherwise)."""
     config_file = folder / CONFIG_NAME
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such checkpoint folder (a folder written by save_pretrained, "
-                              f"holding {CONFIG_NAME} and the .safetensors weights)")
+    if not folder.is_dir():  # (a file given, e.g. the .safetensors inside, was called "no such folder")
+        what = "is a file, not a checkpoint folder: give the folder holding it" if folder.exists() \
+            else "no such checkpoint folder"
+        raise CheckpointError(f"{folder}: {what} (a folder written by save_pretrained, holding {CONFIG_NAME} and "
+                              "the .safetensors weights)")
     if not config_file.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}")
     try:

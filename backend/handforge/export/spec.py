@@ -442,6 +442,8 @@ def example_spec() -> str:
 def load_spec(path: str | os.PathLike) -> ExportSpec:
     """Read a ``.json`` or ``.toml`` specification."""
     path = Path(path)
+    if path.is_dir():  # (was "no such file")
+        raise SpecError(f"{path} is a folder: give the export specification file in it (.toml or .json)")
     if not path.is_file():
         raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
     try:
@@ -451,5 +453,8 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        if path.suffix.lower() not in (".toml", ".json"):  # e.g. a .yaml, called "not valid JSON" alone
+            raise SpecError(f"{path}: specifications are read as TOML (.toml) or JSON (any other name), and this is "
+                            f"not valid JSON ({exc}): write it as TOML or JSON") from None
         raise SpecError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from None
     return parse_spec(data)

@@ -224,7 +224,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
     from handforge.engines.motion.pipeline import MotionPipeline
 
     value = config.value(CHECKPOINT.key)
-    if not value or not Path(value).is_dir():
+    if not value or not Path(value).exists():  # (a file: load_model says it is one, and to give its folder)
         return None, f"no motion checkpoint at {str(value) if value else '(not set)'}; {CHECKPOINT.how_to_set()}"
     try:
         model = ctx.pretrained(MotionDenoiser, value)
