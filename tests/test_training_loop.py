@@ -288,3 +288,12 @@ def test_a_folder_holding_other_files_is_refused_as_a_run_folder(tmp_path):
     for out in (tmp_path / "empty", tmp_path / "new"):
         train(fresh_model(), Points(40), loss, settings(out, stop_after=2))
         assert train(fresh_model(), Points(40), loss, settings(out, stop_after=2)).resumed_from == 2
+
+
+def test_a_warm_up_longer_than_the_run_is_refused(tmp_path):
+    """--warmup-steps past --steps was accepted: the learning rate never reached the one set."""
+    with pytest.raises(TrainingError, match=r"warmup_steps \(--warmup-steps\) 31 is more than steps 30: the learning "
+                                            r"rate would never reach 0.003; give at most 30 warm-up steps"):
+        train(fresh_model(), Points(40), loss, settings(tmp_path / "run", warmup_steps=31))
+    assert not (tmp_path / "run").exists()
+    train(fresh_model(), Points(40), loss, settings(tmp_path / "run", steps=4, warmup_steps=4))  # as long: trained

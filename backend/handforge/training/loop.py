@@ -292,6 +292,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
                 for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
                                   ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
                 if getattr(s, name) < low]
+    if s.warmup_steps > s.steps >= 1:  # the learning rate would still be rising when the run ends
+        problems.append(f"warmup_steps (--warmup-steps) {s.warmup_steps} is more than steps {s.steps}: the learning "
+                        f"rate would never reach {s.lr:g}; give at most {s.steps} warm-up steps")
     if not (math.isfinite(s.lr) and s.lr >= 0):  # (0: a model saved untrained, a baseline)
         problems.append(f"lr must be a finite number, 0 or more, got {s.lr}")
     if not (math.isfinite(s.weight_decay) and s.weight_decay >= 0):
