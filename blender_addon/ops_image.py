@@ -67,11 +67,12 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
 
 def import_images(context, result, title: str, seed: int, camera_uid: int, background: bool,
                   plane_name: str | bool, **properties) -> list:
-    """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]", each
-    carrying its seed, variant, the result's labels and ``properties`` (as ``handforge_<key>``); the
-    first shown behind the camera of ``camera_uid`` (its session_uid: found renamed, and not another
-    object that took its name) and/or on the scene's plane of kind ``plane_name`` (named so where the
-    name is free). Generate Image and Transfer Pose bring their results back this one way."""
+    """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]" with a
+    fake user (kept in the saved .blend), each carrying its seed, variant, the result's labels and
+    ``properties`` (as ``handforge_<key>``); the first shown behind the camera of ``camera_uid`` (its
+    session_uid: found renamed, and not another object that took its name) and/or on the scene's plane of
+    kind ``plane_name`` (named so where the name is free). Generate Image and Transfer Pose bring their
+    results back this one way."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
@@ -82,6 +83,10 @@ def import_images(context, result, title: str, seed: int, camera_uid: int, backg
         # earlier result or an image of the artist's, and one undo removes exactly what it made
         image = importers.image_datablock(f"{title} seed {seed}" + (f" v{variant + 1}" if len(images) > 1 else ""),
                                           pixels)
+        # a fake user: nothing else uses a variant after the first (nor any, with neither background nor plane),
+        # and saving the .blend drops an image with no user, pixels, labels and all. Shown on the image in the
+        # Image editor, the artist's to clear for the ones they don't want to keep
+        image.use_fake_user = True
         image["handforge_seed"], image["handforge_variant"], image["handforge_labels"] = seed, variant, labels
         for key, value in properties.items():
             image[f"handforge_{key}"] = value

@@ -109,3 +109,17 @@ def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(sessio
     assert found["result"] == ["FINISHED"] and found["image"] is True, found
     assert found["background"] == "HandForge seed 21" and found["running"] == 0, found
     assert found["undone_again"] is False, found
+
+
+def test_every_result_is_in_the_saved_file_with_its_pixels_and_properties(session):
+    # before: a result nothing used (every variant after the first; any, with neither background nor plane) had
+    # no user, so saving the .blend dropped it: reopened, only the images shown somewhere were left
+    session.no_error("saved_results")
+    found = session["saved_results"]
+    assert found["result"] == ["FINISHED"], found
+    assert found["made"] == ["HandForge seed 31 v1", "HandForge seed 31 v2", "HandForge seed 31 v3"], found
+    assert found["variants"] == [0, 1, 2], found
+    assert len(found["saved"]) > 3 and "HandForge seed 5 v2" in found["saved"], found
+    assert found["reopened"] == found["saved"], found
+    assert found["pixels"] == {name: True for name in found["saved"]}, found
+    assert found["properties"] == {name: True for name in found["saved"]}, found

@@ -157,5 +157,12 @@ def test_the_sources_results_name_are_in_the_saved_file(session):
     # .blend dropped them, and after reopening the results' handforge_transfer_source named no image
     session.no_error("saved_sources")
     found = session["saved_sources"]
-    assert found["results"] == [["FINISHED"], ["FINISHED"]], found
+    assert found["results"] == [["FINISHED"]] * 3, found
     assert {"Panel", "saved_source.png"} <= set(found["named"]) and found["missing"] == [], found
+    # before: a result nothing used (seed 41's once seed 42's took the camera's background, both of seed 43's
+    # variants) had no user either, and was gone after reopening with its pixels and transfer source
+    assert {"HandForge transfer seed 41", "HandForge transfer seed 43 v1", "HandForge transfer seed 43 v2"} <= set(
+        found["saved"]), found
+    assert found["reopened"] == found["saved"], found
+    assert found["pixels"] == {name: True for name in found["saved"]}, found
+    assert found["properties"] == {name: True for name in found["saved"]}, found

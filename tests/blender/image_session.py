@@ -216,5 +216,35 @@ def undone_mid_job():
 
 
 s.check("undone_mid_job", undone_mid_job)
+
+
+def pixels_of(image) -> np.ndarray:
+    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels
+
+
+def results_kept_in_the_saved_file():
+    """Variants with neither the camera's background nor a plane (nothing uses them), saved and reopened: every
+    result of the session is still there, with its pixels and its properties (before: a result nothing used had
+    no user and the .blend dropped it; only images shown behind a camera or on a plane came back)."""
+    before = set(bpy.data.images.keys())
+    result = bpy.ops.handforge.generate_image(seed=31, steps=1, variants=3, resolution_x=a["size"],
+                                              resolution_y=a["size"], set_background=False, add_plane=False)
+    made = sorted(set(bpy.data.images.keys()) - before)
+    saved = {i.name: (pixels_of(i), {k: i[k] for k in i.keys() if k.startswith("handforge_")})
+             for i in bpy.data.images if "handforge_seed" in i}
+    blend = str(s.work / "saved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    reopened = {i.name: i for i in bpy.data.images if "handforge_seed" in i}
+    return {"result": sorted(result), "made": made, "saved": sorted(saved), "reopened": sorted(reopened),
+            "variants": [reopened[n].get("handforge_variant") if n in reopened else None for n in made],
+            "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in saved if n in reopened},
+            "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1]
+                           for n in saved if n in reopened}}
+
+
+s.check("saved_results", results_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()

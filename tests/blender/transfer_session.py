@@ -319,15 +319,28 @@ def sources_kept_in_the_saved_file():
                                                             resolution_y=a["size"])
     here = bpy.context.scene  # (file_undone's undo replaced the scene datablock)
     picked, here.handforge_transfer_source = here.handforge_transfer_source, bpy.data.images.new("Panel", 64, 64)
-    results = [sorted(run(seed=41))]
-    bpy.data.images["HandForge transfer seed 41"].use_fake_user = True
+    results = [sorted(run(seed=41))]  # behind the camera until the next run's result takes its place
     here.handforge_transfer_source = picked
     results.append(sorted(run(seed=42, source_file=png_file("saved_source.png"))))  # shown behind the camera
+    results.append(sorted(run(seed=43, variants=2, set_background=False, add_plane=False)))  # shown nowhere
+    saved = {i.name: (pixels_of(i), {k: i[k] for k in i.keys() if k.startswith("handforge_")})
+             for i in bpy.data.images if "handforge_transfer_source" in i}
     blend = str(s.work / "saved.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     bpy.ops.wm.open_mainfile(filepath=blend)
-    named = {i["handforge_transfer_source"] for i in bpy.data.images if "handforge_transfer_source" in i}
-    return {"results": results, "named": sorted(named), "missing": sorted(named - set(bpy.data.images.keys()))}
+    reopened = {i.name: i for i in bpy.data.images if "handforge_transfer_source" in i}
+    named = {i["handforge_transfer_source"] for i in reopened.values()}
+    return {"results": results, "named": sorted(named), "missing": sorted(named - set(bpy.data.images.keys())),
+            "saved": sorted(saved), "reopened": sorted(reopened),
+            "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in saved if n in reopened},
+            "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1]
+                           for n in saved if n in reopened}}
+
+
+def pixels_of(image) -> np.ndarray:
+    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels
 
 
 s.check("saved_sources", sources_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)
