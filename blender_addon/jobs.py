@@ -14,6 +14,7 @@ import contextlib
 import signal
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,16 +309,23 @@ class JobOperator:
                 return self._end(context, job, note="the backend did not confirm the cancel in time")
         return self._end(context, job)
 
-    def _made_from_now(self, context, job: RunningJob) -> bool:
-        """After an undo or redo: whether the request read from the scene now is the one that was sent (an
-        undo of something else, a camera moved, leaves the result good)."""
+    def _made_from_now(self, context, job: RunningJob) -> str:
+        """After an undo or redo: why the result cannot be applied ('' when the request read from the scene now
+        is the one that was sent: an undo of something else, a camera moved, leaves the result good)."""
         if not self.made_from_scene:
-            return True
+            return ""
+        undone = job.undone.capitalize()
         try:
             now = self.job_request(context)
-        except Exception:  # noqa: BLE001 - unreadable now (keys or hands gone): not what it was made from
-            return False
-        return _same_request(job.request, now)
+        except USER_ERRORS as exc:  # e.g. the keys gone, or a hand in Edit Mode now: say what the read found
+            return f"after an {undone} while it ran, its request could not be read again ({exc})"
+        except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the console
+            traceback.print_exception(exc)
+            return (f"after an {undone} while it ran, its request could not be read again ({type(exc).__name__}: "
+                    f"{exc}; see the system console)")
+        if _same_request(job.request, now):
+            return ""
+        return f"the scene changed while it ran (an {undone} changed the keys or poses it was made from)"
 
     def _end(self, context, job: RunningJob, note: str = "", failure: str = ""):
         RUNNING.pop(job.handle.id, None)
@@ -337,9 +345,10 @@ class JobOperator:
             # made from another scene's (or file's) rigs and keys: it would land on whatever is here now
             failure = ("the scene changed while it ran (another scene or file is open now), so its result was not "
                        "applied: run it again from this scene")
-        if not failure and isinstance(outcome, Result) and job.undone and not self._made_from_now(context, job):
-            failure = (f"the scene changed while it ran (an {job.undone.capitalize()} changed the keys or poses it was "
-                       "made from), so its result was not applied: run it again on the scene as it is now")
+        if not failure and isinstance(outcome, Result) and job.undone:
+            changed = self._made_from_now(context, job)
+            if changed:
+                failure = f"{changed}, so its result was not applied: run it again on the scene as it is now"
         if not failure and isinstance(outcome, Result):
             try:
                 self.report({"INFO"}, self.job_apply(context, outcome))

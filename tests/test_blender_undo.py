@@ -90,6 +90,15 @@ def test_a_hand_tabbed_into_edit_mode_while_inbetween_runs_is_not_keyed(session)
     assert "is in Edit Mode: leave it (Tab) first" in found["printed"], found["printed"]
 
 
+def test_a_request_unreadable_after_an_undo_says_why(session):
+    # before: any failure to read the request again was reported as "an Undo changed the keys or poses"
+    session.no_error("inbetween_undo_and_tab")
+    found = session["inbetween_undo_and_tab"]
+    assert found["result"] == ["CANCELLED"] and found["unkeyed"] is True and found["running"] == 0, found
+    assert "after an Undo while it ran, its request could not be read again (" in found["printed"], found["printed"]
+    assert "is in Edit Mode: leave it (Tab) first" in found["printed"], found["printed"]
+
+
 def test_a_hand_tabbed_into_edit_mode_while_interaction_runs_is_not_posed(session):
     session.no_error("interaction_tab")
     found = session["interaction_tab"]

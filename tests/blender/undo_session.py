@@ -204,6 +204,26 @@ def inbetween_tab():
 s.check("inbetween_tab", inbetween_tab)
 
 
+def inbetween_undo_and_tab():
+    """Ctrl-Z of an unrelated empty, then Tab into the right hand, while In-between runs: reading its request
+    again stops at the Edit Mode, and the message says that, not that the undo changed the keys."""
+    add_an_empty()
+    before = key_frames()
+
+    def undo_and_tab():
+        undo()
+        tab_into_the_right_hand()
+
+    with while_a_job_runs(once(undo_and_tab)):
+        result, printed = inbetween()
+    found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running()}
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return found
+
+
+s.check("inbetween_undo_and_tab", inbetween_undo_and_tab)
+
+
 def interaction_tab():
     """Tab into the right hand's Edit Mode while Sample Interaction runs around the left: its candidates would
     pose the right hand there."""
