@@ -111,18 +111,19 @@ def view_corners(K, width: int, height: int, distance: float) -> list[tuple[floa
     return [(left, bottom, 0.0), (right, bottom, 0.0), (right, top, 0.0), (left, top, 0.0)]
 
 
-# A result plane carries its kind (the name asked for), the name it was made with and the scene it was made
-# for: another scene's plane or an artist's object may hold the bare name, one the artist renamed or copied
-# (Shift-D copies the properties, not the name) is theirs to keep, and a scene made by New Scene › Linked Copy
-# holds the first scene's plane too (the same object: re-parented there, it would move in the first scene).
-PLANE_KIND_PROP, PLANE_NAME_PROP, PLANE_SCENE_PROP = "handforge_plane", "handforge_plane_name", "handforge_plane_scene"
+# A result plane carries its kind (the name asked for) and the name it was made with: another scene's plane
+# or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
+# properties, not the name) is theirs to keep.
+PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
 
 
-def scene_plane(scene, name: str):
-    """The plane of kind ``name`` that HandForge made for ``scene`` and the artist has not renamed, or None
-    (one made before planes recorded their scene: that of any scene holding it)."""
+def scene_plane(scene, name: str, camera):
+    """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None;
+    one that other scenes hold too (New Scene › Linked Copy links the same object) only if it already hangs
+    from ``camera``: re-parented to this scene's camera, it would move in the others. (No record of its
+    scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)"""
     return next((o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
-                 and o.get(PLANE_NAME_PROP) == o.name and o.get(PLANE_SCENE_PROP, scene) == scene), None)
+                 and o.get(PLANE_NAME_PROP) == o.name and (len(o.users_scene) == 1 or o.parent == camera)), None)
 
 
 def add_plane(context, camera, image, name: str, K):
@@ -130,7 +131,7 @@ def add_plane(context, camera, image, name: str, K):
     intrinsics it was drawn with (emission, no lighting): the scene's own plane of kind ``name``, made the
     first time."""
     distance = PLANE_DISTANCE
-    plane = scene_plane(context.scene, name)
+    plane = scene_plane(context.scene, name, camera)
     # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
     # copied, by name they were this one's) stay as they are, showing their image: new ones instead
     mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
@@ -153,7 +154,6 @@ def add_plane(context, camera, image, name: str, K):
         plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
         plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
         context.scene.collection.objects.link(plane)
-    plane[PLANE_SCENE_PROP] = context.scene  # (a pointer: renaming the scene keeps it; an older plane is claimed)
     plane.data = mesh
     plane.parent = camera
     plane.matrix_parent_inverse.identity()

@@ -167,15 +167,16 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
             with contextlib.suppress(ValueError):
                 request["source"] = self._loaded = source_image(context.scene, self.source_file).name
+        made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
+                                       self.set_background, self.add_plane and "HandForge transfer",
+                                       transfer_source=request["source"])
         source = bpy.data.images.get(request["source"])
         if source is not None and source.library is None:
             # the results name their source, but nothing uses it: a file's image has no user, and the panel's
             # loses the panel's when another is picked. Saved so, the .blend drops it and the name leads nowhere;
-            # a fake user keeps it (shown on the image, the artist's to clear when they want it gone)
+            # a fake user keeps it (shown on the image, the artist's to clear when they want it gone). Set once the
+            # results are in: a result refused leaves a file's image unused, and ``job_not_applied`` removes it
             source.use_fake_user = True
-        made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
-                                       self.set_background, self.add_plane and "HandForge transfer",
-                                       transfer_source=request["source"])
         warning = result.data.get("warning")  # e.g. no hand in the camera's view
         return (f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
                 + (f"; {warning}" if warning else ""))

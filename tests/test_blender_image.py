@@ -102,6 +102,17 @@ def test_a_linked_copy_scene_gets_its_own_plane_and_leaves_the_first_scenes_alon
     assert len(found["linked"]) == 2 and [p[1:] for p in own] == [["Linked Cam", "HandForge seed 17"]], found
 
 
+def test_a_linked_copy_sharing_the_camera_shows_its_image_on_the_shared_plane(session):
+    session.no_error("linked_copy_shared_camera")
+    found = session["linked_copy_shared_camera"]
+    assert found["results"] == [["FINISHED"]] * 2, found
+    names = [p[0] for p in found["before"]]
+    assert [p[:2] for p in found["shared"]] == [[n, "Cam"] for n in names], found  # no second plane
+    assert [p[2] for p in found["shared"]] == ["HandForge seed 18"], found
+    # the copy deleted, the first scene's run still finds its plane
+    assert found["after"] == [[names[0], "Cam", "HandForge seed 19"]], found
+
+
 def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
     session.no_error("undone_mid_job")
     found = session["undone_mid_job"]

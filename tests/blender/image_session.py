@@ -184,6 +184,30 @@ def planes_of_a_linked_copy():
 s.check("linked_copy", planes_of_a_linked_copy)
 
 
+def planes_of_a_linked_copy_sharing_the_camera():
+    """A Linked Copy that keeps the first scene's camera: its run shows its image on the shared plane (a second
+    plane at the very same place would fight it for the pixels), and deleting the copy leaves the plane usable."""
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
+                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
+    before = planes(first)
+    with bpy.context.temp_override(window=window):
+        assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
+    linked = window.scene
+    try:
+        results = [run(18)]
+        shared = planes(linked)
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(linked)
+    results.append(run(19))
+    return {"results": results, "before": before, "shared": shared, "after": planes(first)}
+
+
+s.check("linked_copy_shared_camera", planes_of_a_linked_copy_sharing_the_camera)
+
+
 def undone_mid_job():
     """Ctrl-Z while an image is made (the artist's last edit, a pose pasted, taken away): the image still
     comes (a new datablock with the pose it was made from in its labels), behind the camera found after the
