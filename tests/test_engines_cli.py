@@ -151,3 +151,13 @@ def test_training_says_its_own_progress_not_accelerates_checkpoint_lines(tmp_pat
     assert (tmp_path / "run" / "checkpoints").is_dir()  # (checkpoints were saved)
     assert "accelerate" not in done.stderr, done.stderr
     assert f"wrote {tmp_path / 'run' / 'model'}" in done.stdout
+
+
+def test_training_data_too_large_for_memory_is_one_line(tmp_path, capsys):
+    """An allocation that fails (here the example's 10^13 training points, 120 TB) is one line naming what to
+    lower, exit status 1, not torch's allocator traceback; nothing is written."""
+    out = tmp_path / "run"
+    assert main(["train", *EXAMPLE, "--out", str(out), "--samples", str(10**13), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("handforge train example: out of memory (") and len(err.splitlines()) == 1, err
+    assert "lower the model's sizes or the batch size" in err and not out.exists()

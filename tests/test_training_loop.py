@@ -256,7 +256,7 @@ def test_a_run_name_of_the_wrong_kind_is_refused_before_training(tmp_path, name,
 
 def test_a_model_too_large_for_memory_is_refused_before_its_weights_exist(tmp_path):
     """70 billion parameters (1.4 TB to train with AdamW and EMA) are refused from their count, built on
-    torch's meta device: the real weights, past the free memory, were ended by the OOM killer unsaid."""
+    torch's meta device: the real weights, past the machine's memory, were ended by the OOM killer unsaid."""
     from handforge.training.loop import new_model
 
     built = []
@@ -266,7 +266,7 @@ def test_a_model_too_large_for_memory_is_refused_before_its_weights_exist(tmp_pa
         return built[-1]
 
     with pytest.raises(TrainingError, match=r"TinyNet of 70,000.* M parameters needs about .* GiB to train .* "
-                                            r"free: lower the model's sizes"):
+                                            r"GiB of memory: lower the model's sizes"):
         new_model(build)
     assert len(built) == 1 and built[0].layers[0].weight.is_meta  # never built for real
     with pytest.raises(TrainingError, match="lower the model's sizes"):  # the loop's own check, for any engine
@@ -285,7 +285,9 @@ def test_a_folder_holding_other_files_is_refused_as_a_run_folder(tmp_path):
         train(fresh_model(), Points(40), loss, settings(corpus))
     assert sorted(p.name for p in corpus.iterdir()) == ["corpus.json", "train"]  # untouched
     (tmp_path / "empty").mkdir()
-    for out in (tmp_path / "empty", tmp_path / "new"):
+    (tmp_path / "hidden" / ".ipynb_checkpoints").mkdir(parents=True)  # a file manager's or a notebook's: not refused
+    (tmp_path / "hidden" / ".DS_Store").write_text("")
+    for out in (tmp_path / "empty", tmp_path / "new", tmp_path / "hidden"):
         train(fresh_model(), Points(40), loss, settings(out, stop_after=2))
         assert train(fresh_model(), Points(40), loss, settings(out, stop_after=2)).resumed_from == 2
 

@@ -46,18 +46,23 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def available_memory(device: str) -> int | None:
-    """Bytes free for new tensors on ``device`` ("cpu" or "cuda..."): the kernel's MemAvailable (what can be
-    allocated before the OOM killer steps in), torch.cuda's free memory; None where it is not known."""
-    if device.startswith("cuda"):
-        import torch
-
-        return int(torch.cuda.mem_get_info()[0])
+def memory_limit() -> int | None:
+    """Bytes this process could ever hold on the CPU: RAM and free swap (/proc/meminfo), or the cgroup's
+    memory.max where a container sets a lower one; None where it is not known (not Linux). The total, not
+    what is free now: free memory leaves out caches the kernel would give back (ZFS's among them)."""
     try:
         with open("/proc/meminfo") as fh:
-            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):  # not Linux, or a kernel without the line
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if line.strip()}
+        limit = info["MemTotal"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError, IndexError):
         return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:  # cgroup v2; "max" when unlimited
+            text = fh.read().strip()
+        limit = min(limit, int(text)) if text.isdigit() else limit
+    except OSError:
+        pass
+    return limit
 
 
 # torch's CPU allocator raises a plain RuntimeError ("DefaultCPUAllocator: can't allocate memory" in torch 2,
@@ -73,4 +78,4 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OUT_OF_MEMORY)
 
 
-__all__ = ["available_memory", "default_device", "out_of_memory", "torch_dtype", "torch_threads"]
+__all__ = ["default_device", "memory_limit", "out_of_memory", "torch_dtype", "torch_threads"]

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
 
         if out_of_memory(exc):  # e.g. --hidden 10000000: torch's allocator error was a traceback
             detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            kept = "; the run's saved checkpoints are kept" if command == "train" else ""
             print(f"handforge {command} {args.engine}: out of memory ({detail}): lower the model's sizes or the "
-                  "batch size (see --help), or free memory; a training run's saved checkpoints are kept",
-                  file=sys.stderr)
+                  f"batch size (see --help), or free memory{kept}", file=sys.stderr)
             return 1
         if not isinstance(exc, (CheckpointError, TrainingError)):
             raise

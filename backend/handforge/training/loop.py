@@ -237,7 +237,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
 
 def new_model(build: Callable[[], Any], ema: bool = True) -> Any:
     """``build()``, once its size was found to fit training in memory (``check_memory``): built first with
-    its parameters on torch's meta device (no memory), since weights past the free memory were not an
+    its parameters on torch's meta device (no memory), since weights past the machine's memory were not an
     error but the kernel's OOM killer ending the process without a word (--d-model 30000)."""
     import torch
 
@@ -247,24 +247,28 @@ def new_model(build: Callable[[], Any], ema: bool = True) -> Any:
 
 
 def check_memory(model: Any, ema: bool = True) -> None:
-    """``TrainingError`` when training ``model`` needs more memory than the training device has free: its
-    weights (unless already there), and per trainable weight its gradient and AdamW's two moments, and the
-    EMA copy of every weight."""
-    from handforge.runtime import available_memory, default_device
+    """``TrainingError`` when training ``model`` on the CPU needs more memory than the machine has at all
+    (``runtime.memory_limit``): its weights, and per trainable weight its gradient and AdamW's two moments,
+    and the EMA copy of every weight. Only on the CPU: there the kernel's OOM killer ends the process without
+    a word, while a GPU's allocator raises an error that is reported (and its device is not chosen yet)."""
+    import torch
 
+    from handforge.runtime import memory_limit
+
+    if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+        return
     params = list(model.parameters())
     weights = sum(p.numel() * p.element_size() for p in params)
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    device = default_device()
-    resident = weights if params and params[0].device.type == device.split(":")[0] else 0
-    need = weights - resident + 3 * trainable + (weights if ema else 0)
-    free = available_memory(device)
-    if free is None or need <= free:
+    need = weights + 3 * trainable + (weights if ema else 0)
+    limit = memory_limit()
+    if limit is None or need <= limit:
         return
     count = sum(p.numel() for p in params)
     raise TrainingError(f"{type(model).__name__} of {count / 1e6:,.1f} M parameters needs about {need / 2**30:,.1f} "
                         f"GiB to train (weights, gradients, AdamW's two moments{', the EMA copy' if ema else ''}), "
-                        f"but {device} has {free / 2**30:,.1f} GiB free: lower the model's sizes (see --help)")
+                        f"more than this machine's {limit / 2**30:,.1f} GiB of memory: lower the model's sizes "
+                        "(see --help)")
 
 
 def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:
@@ -319,7 +323,8 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     settings_file = out / "settings.json"
     # a folder that is no run yet and holds anything else (a corpus, training pairs, the user's files) would
     # get the run's files mixed into it; a run's folder is resumed, whatever was put beside it since
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_NAMES) \
+    # (hidden names are left out: .DS_Store, .ipynb_checkpoints, a settings.json's atomic write killed midway)
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_NAMES and not p.name.startswith(".")) \
         if out.is_dir() and not settings_file.is_file() else []
     if others:
         named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
