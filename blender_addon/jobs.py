@@ -188,7 +188,9 @@ class JobOperator:
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        """(kind, params, arrays) to submit; raise a user error if the scene is not ready."""
+        """(kind, params, arrays) to submit; raise a user error if the scene is not ready. Called again when
+        the job ends after an Undo or Redo (``made_from_scene``): it must read the scene the same way twice and
+        leave it as it found it (what it sets on the operator is set again to the same values)."""
         raise NotImplementedError
 
     def job_apply(self, context, result: Result) -> str:

@@ -1,8 +1,8 @@
 """Ctrl-Z / Ctrl-Shift-Z while a job runs, in real Blender through a real backend: a result made from keys or
-a pose that the undo or redo changed is not applied (one made from what the undo left as it was is) (In-between's keys landed around a key no longer there,
-or around a key brought back that they ignored; interaction candidates met an anchor pose no longer
-shown); the job ends with a message saying so and to run it again, the button is free and the scene is as
-the undo or redo left it."""
+a pose that the undo or redo changed is not applied (In-between's keys landed around a key no longer there,
+or around a key brought back that they ignored; interaction candidates met an anchor pose no longer shown);
+the job ends with a message saying so and to run it again, the button is free and the scene is as the undo
+or redo left it. One made from what the undo left as it was is applied."""
 
 from __future__ import annotations
 

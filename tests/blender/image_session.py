@@ -9,7 +9,8 @@ import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of, init_undo, ui_context, while_a_job_runs
+from session import (ADDON_MODULE, Session, add_camera, error_of, init_undo, pixels_of, ui_context,
+                     while_a_job_runs)
 
 s = Session()
 s.install()
@@ -240,12 +241,6 @@ def undone_mid_job():
 
 
 s.check("undone_mid_job", undone_mid_job)
-
-
-def pixels_of(image) -> np.ndarray:
-    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
-    image.pixels.foreach_get(pixels)
-    return pixels
 
 
 def results_kept_in_the_saved_file():

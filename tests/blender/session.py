@@ -155,6 +155,13 @@ def evaluated_vertices(arm_obj) -> np.ndarray:
     return pts @ mw[:3, :3].T + mw[:3, 3]
 
 
+def pixels_of(image) -> np.ndarray:
+    """An image datablock's RGBA pixels, flat float32."""
+    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels
+
+
 def bone_rotation(arm_obj, name: str) -> np.ndarray:
     """A pose bone's rotation channels as a bone-local matrix (3, 3) (any rotation mode)."""
     pb = arm_obj.pose.bones[name]

@@ -9,7 +9,8 @@ import os
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, add_camera, error_of, init_undo, ui_context, while_a_job_runs
+from session import (ADDON_MODULE, Session, add_camera, error_of, init_undo, pixels_of, ui_context,
+                     while_a_job_runs)
 
 s = Session()
 s.install()
@@ -335,12 +336,6 @@ def sources_kept_in_the_saved_file():
             "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in saved if n in reopened},
             "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1]
                            for n in saved if n in reopened}}
-
-
-def pixels_of(image) -> np.ndarray:
-    pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
-    image.pixels.foreach_get(pixels)
-    return pixels
 
 
 s.check("saved_sources", sources_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)
