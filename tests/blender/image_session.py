@@ -9,8 +9,8 @@ import os
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, add_camera, error_of, init_undo, pixels_of, ui_context,
-                     while_a_job_runs)
+from session import (ADDON_MODULE, Session, add_camera, error_of, images_through_a_save, init_undo,
+                     pixels_of, ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -56,9 +56,7 @@ def with_weights():
     plane = bpy.data.objects.get("HandForge image")
     made = sorted((i for i in bpy.data.images if "handforge_seed" in i), key=lambda i: i.name)
     for image in made:
-        pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-        s.arrays[image.name] = pixels.reshape(image.size[1], image.size[0], 4)
+        s.arrays[image.name] = pixels_of(image).reshape(image.size[1], image.size[0], 4)
     background = scene.camera.data.background_images
     shown = {"background": background[0].image.name if len(background) else ""}
     # the artist's own image with the name a one-variant run takes, then that run: nothing is overwritten
@@ -68,9 +66,8 @@ def with_weights():
                                              resolution_y=a["size"], add_plane=False)
     kept = {}
     for image in made:
-        pixels = np.empty(image.size[0] * image.size[1] * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-        kept[image.name] = bool(np.array_equal(pixels.reshape(image.size[1], image.size[0], 4), s.arrays[image.name]))
+        kept[image.name] = bool(np.array_equal(pixels_of(image).reshape(image.size[1], image.size[0], 4),
+                                               s.arrays[image.name]))
     second = {"result": sorted(again), "own": {"size": list(own.size), "mine": own.get("mine")}, "kept": kept,
               "new": sorted(i.name for i in bpy.data.images if "handforge_seed" in i and i not in made)}
     return {"poll": poll, "result": sorted(result), "second": second, **shown,
@@ -251,17 +248,9 @@ def results_kept_in_the_saved_file():
     result = bpy.ops.handforge.generate_image(seed=31, steps=1, variants=3, resolution_x=a["size"],
                                               resolution_y=a["size"], set_background=False, add_plane=False)
     made = sorted(set(bpy.data.images.keys()) - before)
-    saved = {i.name: (pixels_of(i), {k: i[k] for k in i.keys() if k.startswith("handforge_")})
-             for i in bpy.data.images if "handforge_seed" in i}
-    blend = str(s.work / "saved.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=blend)
-    bpy.ops.wm.open_mainfile(filepath=blend)
-    reopened = {i.name: i for i in bpy.data.images if "handforge_seed" in i}
-    return {"result": sorted(result), "made": made, "saved": sorted(saved), "reopened": sorted(reopened),
-            "variants": [reopened[n].get("handforge_variant") if n in reopened else None for n in made],
-            "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in saved if n in reopened},
-            "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1]
-                           for n in saved if n in reopened}}
+    found, reopened = images_through_a_save(str(s.work / "saved.blend"), "handforge_seed")
+    return {"result": sorted(result), "made": made, **found,
+            "variants": [reopened[n].get("handforge_variant") if n in reopened else None for n in made]}
 
 
 s.check("saved_results", results_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)

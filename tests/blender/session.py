@@ -162,6 +162,21 @@ def pixels_of(image) -> np.ndarray:
     return pixels
 
 
+def images_through_a_save(blend: str, marker: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The images holding the property ``marker``, saved to ``blend`` and opened again: their names before and
+    after, and per name whether its pixels and ``handforge_*`` properties came back the same; and the reopened
+    images by name."""
+    saved = {i.name: (pixels_of(i), {k: i[k] for k in i.keys() if k.startswith("handforge_")})
+             for i in bpy.data.images if marker in i}
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    reopened = {i.name: i for i in bpy.data.images if marker in i}
+    back = [n for n in saved if n in reopened]
+    return {"saved": sorted(saved), "reopened": sorted(reopened),
+            "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in back},
+            "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1] for n in back}}, reopened
+
+
 def bone_rotation(arm_obj, name: str) -> np.ndarray:
     """A pose bone's rotation channels as a bone-local matrix (3, 3) (any rotation mode)."""
     pb = arm_obj.pose.bones[name]

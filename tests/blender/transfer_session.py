@@ -9,8 +9,8 @@ import os
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, add_camera, error_of, init_undo, pixels_of, ui_context,
-                     while_a_job_runs)
+from session import (ADDON_MODULE, Session, add_camera, error_of, images_through_a_save, init_undo,
+                     ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -324,18 +324,10 @@ def sources_kept_in_the_saved_file():
     here.handforge_transfer_source = picked
     results.append(sorted(run(seed=42, source_file=png_file("saved_source.png"))))  # shown behind the camera
     results.append(sorted(run(seed=43, variants=2, set_background=False, add_plane=False)))  # shown nowhere
-    saved = {i.name: (pixels_of(i), {k: i[k] for k in i.keys() if k.startswith("handforge_")})
-             for i in bpy.data.images if "handforge_transfer_source" in i}
-    blend = str(s.work / "saved.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=blend)
-    bpy.ops.wm.open_mainfile(filepath=blend)
-    reopened = {i.name: i for i in bpy.data.images if "handforge_transfer_source" in i}
+    found, reopened = images_through_a_save(str(s.work / "saved.blend"), "handforge_transfer_source")
     named = {i["handforge_transfer_source"] for i in reopened.values()}
     return {"results": results, "named": sorted(named), "missing": sorted(named - set(bpy.data.images.keys())),
-            "saved": sorted(saved), "reopened": sorted(reopened),
-            "pixels": {n: bool(np.array_equal(pixels_of(reopened[n]), saved[n][0])) for n in saved if n in reopened},
-            "properties": {n: {k: reopened[n].get(k) for k in saved[n][1]} == saved[n][1]
-                           for n in saved if n in reopened}}
+            **found}
 
 
 s.check("saved_sources", sources_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)

@@ -190,15 +190,20 @@ def tab_into_the_right_hand():
     bpy.ops.object.mode_set(mode="EDIT")
 
 
-def inbetween_tab():
-    """Tab into the right hand's Edit Mode while In-between runs: its keys would land where Ctrl-Z cannot take
-    them away (the job's start checked the mode, its end did not)."""
+def inbetween_while(action):
+    """In-between with ``action`` at its first pump, then back in Object Mode: what came of it."""
     before = key_frames()
-    with while_a_job_runs(once(tab_into_the_right_hand)):
+    with while_a_job_runs(once(action)):
         result, printed = inbetween()
     found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running()}
     bpy.ops.object.mode_set(mode="OBJECT")
     return found
+
+
+def inbetween_tab():
+    """Tab into the right hand's Edit Mode while In-between runs: its keys would land where Ctrl-Z cannot take
+    them away (the job's start checked the mode, its end did not)."""
+    return inbetween_while(tab_into_the_right_hand)
 
 
 s.check("inbetween_tab", inbetween_tab)
@@ -208,17 +213,12 @@ def inbetween_undo_and_tab():
     """Ctrl-Z of an unrelated empty, then Tab into the right hand, while In-between runs: reading its request
     again stops at the Edit Mode, and the message says that, not that the undo changed the keys."""
     add_an_empty()
-    before = key_frames()
 
     def undo_and_tab():
         undo()
         tab_into_the_right_hand()
 
-    with while_a_job_runs(once(undo_and_tab)):
-        result, printed = inbetween()
-    found = {"result": result, "printed": printed, "unkeyed": key_frames() == before, "running": running()}
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return found
+    return inbetween_while(undo_and_tab)
 
 
 s.check("inbetween_undo_and_tab", inbetween_undo_and_tab)
