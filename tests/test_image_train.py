@@ -102,3 +102,16 @@ def test_the_same_seed_gives_the_same_model(setup, tmp_path, capsys):
                  "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--seed", "4", "--quiet",
                  "--lambda-local", "0.2"]) == 2
     assert "other settings (data_options: lambda_local 0.5 -> 0.2)" in capsys.readouterr().err
+
+
+def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
+    """A bad --out was said by the training loop, after the SD weights were loaded (minutes with real ones):
+    here --sd is no SD folder at all, and the run folder is what is named."""
+    (tmp_path / "not-sd").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["train", "guidance", "--data", str(tmp_path), "--sd", str(tmp_path / "not-sd"),
+                 "--out", str(tmp_path / "mine"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train guidance: ") and "holds files that are not a training run's" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "mine" / "settings.json").exists()

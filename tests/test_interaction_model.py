@@ -133,6 +133,35 @@ def test_a_model_too_large_for_memory_is_refused_before_it_is_built(corpus, tmp_
     assert "GiB to train" in err and "lower the model's sizes" in err and not (out / "model").exists()
 
 
+def test_a_bad_out_or_warm_up_is_refused_before_the_data_is_read(tmp_path, capsys):
+    """The run's settings and --out were checked only by the training loop, after the pairs were read (and
+    with --minutes a 40-step speed probe run): here --corpus is no corpus at all, and the settings are named."""
+    (tmp_path / "no-corpus").mkdir()
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "checkpoints").write_text("")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    common = ["--corpus", str(tmp_path / "no-corpus"), "--batch-size", "8", "--quiet", "--width", "8", "--hidden",
+              "16", "--layers", "1"]
+    for argv, needle in ((["--out", str(tmp_path / "odd")], "checkpoints is a file, not the run's own"),
+                         (["--out", str(tmp_path / "mine"), "--minutes", "0.02"],
+                          "holds files that are not a training run's (notes.txt)"),
+                         (["--out", str(tmp_path / "x"), "--steps", "10", "--warmup-steps", "50"],
+                          "warmup_steps (--warmup-steps) 50 is more than steps 10")):
+        assert _train(*common, *argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handforge train interaction: ") and needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "mine" / "speed-probe").exists()
+
+
+def test_a_model_too_large_for_memory_is_refused_by_run_itself(corpus, tmp_path, capsys):
+    """new_model's TrainingError came out of run() (only `handforge train`'s dispatcher said it in one line)."""
+    assert _train("--corpus", str(corpus), "--batch-size", "4", "--quiet", "--width", "8", "--hidden", "10000000",
+                  "--layers", "1", "--steps", "1", "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train interaction: InteractionDenoiser of ") and "GiB to train" in err
+
+
 def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsys):
     """``handforge train interaction --init``: the run starts from the model folder (its weights, size and
     normalisation), so its loss starts where that model's training ended."""

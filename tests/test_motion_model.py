@@ -113,6 +113,37 @@ def test_the_train_command_refuses_bad_options_before_reading_data(trained, corp
     assert "other settings (model_config: d_model 32 -> 64)" in capsys.readouterr().err
 
 
+def test_a_bad_out_or_warm_up_is_refused_before_the_data_is_read(trained, tmp_path, capsys):
+    """The run's settings and --out were checked only by the training loop, after the data was read (minutes
+    on a real corpus): here --corpus is no corpus at all, and the settings are what is named."""
+    (tmp_path / "no-corpus").mkdir()
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "checkpoints").write_text("")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    common = ["--corpus", str(tmp_path / "no-corpus"), "--batch-size", "8", "--quiet", *TINY]
+    for argv, needle in ((["--out", str(tmp_path / "odd")], "checkpoints is a file, not the run's own"),
+                         (["--out", str(tmp_path / "mine")], "holds files that are not a training run's (notes.txt)"),
+                         (["--out", str(tmp_path / "x"), "--steps", "10", "--warmup-steps", "50"],
+                          "warmup_steps (--warmup-steps) 50 is more than steps 10"),
+                         # the fixture's run with another learning rate
+                         (["--out", str(trained), "--steps", "70", "--lr", "1e-3", "--warmup-steps", "10"],
+                          "other settings (lr)")):
+        assert _train(*common, *argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handforge train motion: ") and needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_model_too_large_for_memory_is_refused_by_run_itself(corpus, tmp_path, capsys):
+    """new_model's TrainingError came out of run() (only `handforge train`'s dispatcher said it in one line)."""
+    assert _train("--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "run"), "--batch-size", "4",
+                  "--quiet", *TINY, "--ff-size", "1000000000") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train motion: MotionDenoiser of ") and "GiB to train" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):
     """The normalisation statistics come from the data: resumed on other clips, the weights would meet
     other statistics unnoticed (it completed without a word)."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from handforge.engines.checkpoints import load_model
-from handforge.training.loop import TrainingError, TrainSettings, train
+from handforge.training.loop import TrainingError, TrainSettings, check_settings, train
 from tests.engines.example.model import Points, TinyNet, loss
 
 
@@ -299,3 +299,22 @@ def test_a_warm_up_longer_than_the_run_is_refused(tmp_path):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "run", warmup_steps=31))
     assert not (tmp_path / "run").exists()
     train(fresh_model(), Points(40), loss, settings(tmp_path / "run", steps=4, warmup_steps=4))  # as long: trained
+
+
+def test_check_settings_refuses_what_needs_neither_model_nor_data(tmp_path):
+    """What engines call before reading their data: the settings, the folder, and a resumed run's optimiser
+    settings and model class; the data's own options are left to train(), which has the data."""
+    with pytest.raises(TrainingError, match=r"warmup_steps \(--warmup-steps\) 50 is more than steps 10"):
+        check_settings(settings(tmp_path / "a", steps=10, warmup_steps=50))
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=2, data_options={"window": 8}))
+    with pytest.raises(TrainingError, match=r"other settings \(lr\)"):
+        check_settings(settings(run, lr=0.1, data_options={"window": 8}))
+
+    class OtherNet(TinyNet):
+        pass
+
+    with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\)"):
+        check_settings(settings(run, data_options={"window": 8}), OtherNet)
+    check_settings(settings(run, data_options={"window": 16}), TinyNet)  # said by train(), with the data
+    assert not (tmp_path / "a").exists()

@@ -159,6 +159,21 @@ def test_a_missing_spec_is_said_before_the_sd_weights_are_loaded(tmp_path, capsy
     assert "not-sd" not in err and not (tmp_path / "pairs").exists()
 
 
+def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
+    """A bad --out was said by the training loop, after the SD weights were loaded (minutes with real ones):
+    here --sd is no SD folder at all, and the run folder is what is named."""
+    from handforge.cli import main
+
+    (tmp_path / "not-sd").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["train", "transfer", "--data", str(tmp_path / "pairs"), "--sd", str(tmp_path / "not-sd"),
+                 "--out", str(tmp_path / "mine"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train transfer: ") and "holds files that are not a training run's" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "mine" / "settings.json").exists()
+
+
 def test_a_pairs_folder_that_is_missing_or_empty_is_named_so(tmp_path):
     from handforge.engines.transfer.pairs import PosePairs
 

@@ -287,11 +287,12 @@ def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any
         raise TrainingError(f"--init: {exc}") from None
 
 
-def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
-    """Refuse what cannot be trained (or resumed) here; returns the settings.json this run records."""
-    if not callable(getattr(model, "save_pretrained", None)):
-        raise TrainingError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
-                            "diffusers.ModelMixin and ConfigMixin (see handforge.engines)")
+def check_settings(settings: TrainSettings, model_class: type | None = None) -> None:
+    """``TrainingError`` for settings and a run folder that cannot be trained into whatever the model and the
+    data: an engine calls it before it reads its data (seconds to minutes on a real corpus), so that a bad
+    --out or --warmup-steps is said at once. With ``model_class``, a run of another model in ``out`` is named
+    too. ``train`` checks them again, and then what needs the model and the data (resuming on the same ones)."""
+    s = settings
     problems = [f"{name} must be at least {low}, got {getattr(s, name)}"
                 for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
                                   ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
@@ -337,7 +338,30 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     if settings_file.is_file() and not _run_settings(settings_file):  # someone's own settings.json
         raise TrainingError(f"{settings_file} is not a training run's settings and would be overwritten: choose a new "
                             "or an empty folder")
-    mine = {k: v for k, v in asdict(s).items() if k not in ("out", "stop_after", "progress", "resume")}
+    if s.resume and _newest_checkpoint(out) is None and (out / MODEL).is_dir():
+        raise TrainingError(f"{out} holds a trained model but no checkpoint to resume from: train into a new out "
+                            "folder (or delete this one to start over)")
+    theirs = _resumed_run(out, s)
+    if theirs is None:
+        return
+    # e.g. another engine's --out: said as such, not as every setting that differs
+    if model_class is not None and theirs.get("model_class", model_class.__name__) != model_class.__name__:
+        raise TrainingError(f"{out} holds a run of another model ({theirs['model_class']}, not "
+                            f"{model_class.__name__}): train into a new out folder")
+    # the optimiser's own settings; the data's (data_options among them: --max-clips is other data) are compared
+    # by train(), with the data, so that a message names both
+    _refuse_changes(out, theirs, {k: v for k, v in _settings_record(s).items()
+                                  if k not in ("data_statistics", "data_options")})
+
+
+def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
+    """Refuse what cannot be trained (or resumed) here; returns the settings.json this run records."""
+    if not callable(getattr(model, "save_pretrained", None)):
+        raise TrainingError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
+                            "diffusers.ModelMixin and ConfigMixin (see handforge.engines)")
+    check_settings(s, type(model))
+    out = Path(s.out)
+    mine = _settings_record(s)
     # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
     mine["model_class"] = type(model).__name__
     mine["model_config"] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
@@ -345,37 +369,50 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     # engine whose statistics come from an --init model or that records none
     mine["dataset_size"] = len(dataset)
     mine = json.loads(json.dumps(mine, default=str))
+    theirs = _resumed_run(out, s)
+    if theirs is not None:
+        _refuse_changes(out, theirs, mine)
     newest = _newest_checkpoint(out) if s.resume else None
-    if newest is None and s.resume and (out / MODEL).is_dir():
-        raise TrainingError(f"{out} holds a trained model but no checkpoint to resume from: train into a new out "
-                            "folder (or delete this one to start over)")
-    if s.resume and settings_file.is_file() and newest is not None:
-        try:
-            theirs = json.loads(settings_file.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
-                                "a new out folder") from None
-        if theirs.get("model_class", mine["model_class"]) != mine["model_class"]:  # e.g. another engine's --out
-            raise TrainingError(f"{out} holds a run of another model ({theirs['model_class']}, not "
-                                f"{mine['model_class']}): train into a new out folder")
-        # a key an older run did not record (its settings.json predates it, or an engine that recorded no
-        # data statistics then) is not compared
-        changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k]
-                         and not (k == "data_statistics" and theirs[k] is None))
-        if changed:
-            named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
-                              if name not in ("data_statistics", "dataset_size"))
-            size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
-            data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
-                if {"data_statistics", "dataset_size"} & set(changed) else f"other settings ({named})"
-            raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
-                                "choose a new out folder (or delete this one to start over)")
     if newest is not None:  # (after the comparison: more steps would not do for another model's run)
         done = _checkpoint_step(newest)
         if done > s.steps:
             raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
                                 f"{done} steps, or train into a new out folder")
     return mine
+
+
+def _settings_record(s: TrainSettings) -> dict[str, Any]:
+    """The settings that settings.json records (as JSON gives them back)."""
+    return json.loads(json.dumps({k: v for k, v in asdict(s).items()
+                                  if k not in ("out", "stop_after", "progress", "resume")}, default=str))
+
+
+def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
+    """The recorded settings of the run in ``out`` that this one resumes; None when it starts afresh."""
+    settings_file = out / "settings.json"
+    if not (s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None):
+        return None
+    try:
+        return json.loads(settings_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
+                            "a new out folder") from None
+
+
+def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
+    """Refuse a resume whose settings in ``mine`` differ from the run's (but for what may change)."""
+    # a key an older run did not record (its settings.json predates it, or an engine that recorded no
+    # data statistics then) is not compared
+    changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k]
+                     and not (k == "data_statistics" and theirs[k] is None))
+    if changed:
+        named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
+                          if name not in ("data_statistics", "dataset_size"))
+        size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
+        data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
+            if {"data_statistics", "dataset_size"} & set(changed) else f"other settings ({named})"
+        raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
+                            "choose a new out folder (or delete this one to start over)")
 
 
 def recorded_settings(out: str | Path) -> dict[str, Any] | None:
@@ -507,5 +544,5 @@ class _Log:
                 fh.write(json.dumps(row) + "\n")
 
 
-__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "check_memory", "new_model",
-           "recorded_settings", "train"]
+__all__ = ["EpochPermutation", "TrainResult", "TrainSettings", "TrainingError", "check_memory", "check_settings",
+           "new_model", "recorded_settings", "train"]

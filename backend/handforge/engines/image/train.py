@@ -145,26 +145,28 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.data import GuidancePairs
     from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd, mismatch
     from handforge.engines.image.settings import SD_CONFIG
-    from handforge.training.loop import TrainingError, train
+    from handforge.training.loop import TrainingError, check_settings, train
 
     sd_path = sd_weights_path(args, "guidance")
     if sd_path is None:
         return 2
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
+    settings = sd_run_settings(args, sd_path, {
+        "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
+        "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None})
     try:
+        check_settings(settings, ControlNetModel)  # before the SD weights are loaded (minutes) and the data read
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))
         net = load_controlnet(args.init) if args.init else ControlNetModel.from_unet(sd["unet"])
         if mismatch(sd["unet"].config, net.config):
             raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")
         dataset = GuidancePairs(args.data, sd["tokenizer"], size=args.size, default_caption=args.caption)
-    except (WeightsError, ValueError) as exc:
+    except (TrainingError, WeightsError, ValueError) as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)
         return 2
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)
     try:
-        result = train(net, dataset, objective, sd_run_settings(args, sd_path, {
-            "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
-            "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None}))
+        result = train(net, dataset, objective, settings)
     except TrainingError as exc:
         print(f"handforge train guidance: {exc}", file=sys.stderr)
         return 2

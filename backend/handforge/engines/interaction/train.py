@@ -60,83 +60,79 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
     from handforge.engines.interaction.representation import SHAPE, WristJoints
     from handforge.hands import HandModelError, load_hand_model
-    from handforge.training.loop import (TrainingError, TrainSettings, fine_tune_start, new_model, recorded_settings,
-                                         train)
+    from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start, new_model,
+                                         recorded_settings, train)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.corpus is None and args.interhand is None:
         print("handforge train interaction: give --corpus DIR and/or --interhand ROOT", file=sys.stderr)
         return 2
-    model = None
-    if args.init:  # before the data is read
-        try:
-            model = fine_tune_start(InteractionDenoiser, args.init, args.out)
-        except TrainingError as exc:
-            print(f"handforge train interaction: {exc}", file=sys.stderr)
-            return 2
-    vectors = []  # each source encoded on its own hand model (wrist joints differ)
-    try:
-        if args.corpus is not None:
-            pairs = load_pairs(args.corpus, "train", stride=args.stride, max_clips=args.max_clips)
-            vectors.append(pairs.vectors(WristJoints.of(load_hand_model("open"))))
-        if args.interhand is not None:
-            mano = load_hand_model("mano")  # InterHand2.6M poses are MANO's, mean-relative: made flat-relative
-            pairs = load_pairs(interhand=args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
-                               stride=args.stride, max_clips=args.max_clips)
-            vectors.append(pairs.vectors(WristJoints.of(mano)))
-    except (ValueError, HandModelError) as exc:
-        print(f"handforge train interaction: {exc}", file=sys.stderr)
-        return 2
-    anchors, others = torch.cat([v[0] for v in vectors]), torch.cat([v[1] for v in vectors])
-    count = len(anchors)
-    if not args.keep_shapes:
-        # The corpus has one hand shape per person group, a few dozen in all: a model fitted to
-        # them fails on held-out shapes (held-out x0 error 600x the training one, even nearly
-        # noise-free). Redrawn per frame from the open hand's whitened shape space, shape stops
-        # carrying identity; placement was encoded from the true shape, so contact moves by a few mm.
-        generator = torch.Generator().manual_seed(args.seed)
-        shapes = torch.randn(len(anchors), 10, generator=generator)
-        anchors[:, SHAPE], others[:, SHAPE] = shapes, shapes
-    if model is None:
-        model = new_model(lambda: InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers))
-        model.fit_normalisation(anchors, others)
-    scheduler = model.noise_scheduler()
-    print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")
-    dataset = torch.utils.data.TensorDataset(anchors, others)
     warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     settings = TrainSettings(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              lr_schedule="cosine", warmup_steps=warmup, ema_decay=0.999,
                              checkpoint_every=max(1, min(1000, args.steps // 4)), progress=not args.quiet,
-                             data_statistics=data_fingerprint(anchors, others),
                              data_options={"stride": args.stride, "max_clips": args.max_clips,
                                            "keep_shapes": args.keep_shapes, "corpus": args.corpus is not None,
                                            "interhand": args.interhand is not None,
                                            "init": str(Path(args.init).resolve()) if args.init else None})
-    started_run = recorded_settings(args.out) if args.minutes is not None else None
-    if started_run is not None:  # resumed: the step count --minutes chose at the start (a new probe changed it,
-        # and with it the learning-rate schedule, or fell below the steps already done and was refused)
-        for name in ("steps", "warmup_steps", "checkpoint_every"):
-            setattr(settings, name, started_run[name])
-        print(f"continuing the run's {settings.steps} steps, sized by --minutes when it started")
-    elif args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
-        import copy
-        import shutil
-
-        probe_dir, probe = Path(args.out) / "speed-probe", 40
-        started = time.monotonic()
-        try:
-            train(copy.deepcopy(model), dataset, lambda m, b: training_loss(m, *b, scheduler),
-                  dataclasses.replace(settings, out=probe_dir, steps=probe, warmup_steps=0, checkpoint_every=probe,
-                                      resume=False, progress=False))
-        finally:  # a failed or interrupted probe too: nothing but a --minutes run removed it
-            shutil.rmtree(probe_dir, ignore_errors=True)
-        per_step = (time.monotonic() - started) / probe
-        settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
-        settings.warmup_steps = min(warmup, settings.steps // 10)
-        settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
-        print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
     try:
+        model = fine_tune_start(InteractionDenoiser, args.init, args.out) if args.init else None
+        # before the data is read and --minutes' speed probe: a bad --out or --warmup-steps is said at once
+        check_settings(settings, InteractionDenoiser)
+        vectors = []  # each source encoded on its own hand model (wrist joints differ)
+        try:
+            if args.corpus is not None:
+                pairs = load_pairs(args.corpus, "train", stride=args.stride, max_clips=args.max_clips)
+                vectors.append(pairs.vectors(WristJoints.of(load_hand_model("open"))))
+            if args.interhand is not None:
+                mano = load_hand_model("mano")  # InterHand2.6M poses are MANO's, mean-relative: made flat-relative
+                pairs = load_pairs(interhand=args.interhand, split="train", hands_mean=mano.hands_mean_arrays(),
+                                   stride=args.stride, max_clips=args.max_clips)
+                vectors.append(pairs.vectors(WristJoints.of(mano)))
+        except (ValueError, HandModelError) as exc:
+            print(f"handforge train interaction: {exc}", file=sys.stderr)
+            return 2
+        anchors, others = torch.cat([v[0] for v in vectors]), torch.cat([v[1] for v in vectors])
+        count = len(anchors)
+        if not args.keep_shapes:
+            # The corpus has one hand shape per person group, a few dozen in all: a model fitted to
+            # them fails on held-out shapes (held-out x0 error 600x the training one, even nearly
+            # noise-free). Redrawn per frame from the open hand's whitened shape space, shape stops
+            # carrying identity; placement was encoded from the true shape, so contact moves by a few mm.
+            generator = torch.Generator().manual_seed(args.seed)
+            shapes = torch.randn(len(anchors), 10, generator=generator)
+            anchors[:, SHAPE], others[:, SHAPE] = shapes, shapes
+        if model is None:
+            model = new_model(lambda: InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers))
+            model.fit_normalisation(anchors, others)
+        scheduler = model.noise_scheduler()
+        print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")
+        dataset = torch.utils.data.TensorDataset(anchors, others)
+        settings.data_statistics = data_fingerprint(anchors, others)
+        started_run = recorded_settings(args.out) if args.minutes is not None else None
+        if started_run is not None:  # resumed: the step count --minutes chose at the start (a new probe changed
+            # it, and with it the learning-rate schedule, or fell below the steps already done and was refused)
+            for name in ("steps", "warmup_steps", "checkpoint_every"):
+                setattr(settings, name, started_run[name])
+            print(f"continuing the run's {settings.steps} steps, sized by --minutes when it started")
+        elif args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
+            import copy
+            import shutil
+
+            probe_dir, probe = Path(args.out) / "speed-probe", 40
+            started = time.monotonic()
+            try:
+                train(copy.deepcopy(model), dataset, lambda m, b: training_loss(m, *b, scheduler),
+                      dataclasses.replace(settings, out=probe_dir, steps=probe, warmup_steps=0,
+                                          checkpoint_every=probe, resume=False, progress=False))
+            finally:  # a failed or interrupted probe too: nothing but a --minutes run removed it
+                shutil.rmtree(probe_dir, ignore_errors=True)
+            per_step = (time.monotonic() - started) / probe
+            settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
+            settings.warmup_steps = min(warmup, settings.steps // 10)
+            settings.checkpoint_every = max(1, min(1000, settings.steps // 4))
+            print(f"{per_step * 1e3:.0f} ms/step: {settings.steps} steps in about {args.minutes} min")
         result = train(model, dataset, lambda m, b: training_loss(m, *b, scheduler), settings)
     except TrainingError as exc:
         print(f"handforge train interaction: {exc}", file=sys.stderr)

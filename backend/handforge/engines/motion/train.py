@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.model import MAX_FRAMES, MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
-    from handforge.training.loop import TrainingError, TrainSettings, fine_tune_start, new_model, train
+    from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start,
+                                         new_model, train)
 
     if args.d_model % args.heads or args.d_model % 2:
         print(f"handforge train motion: --d-model {args.d_model} must be even (its sinusoidal embeddings) and a "
@@ -149,50 +150,43 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = None
-    if args.init:  # checked before the data is read; the checkpoint keeps its own normalisation
-        try:
+    settings = TrainSettings(  # (data_statistics: the model's, once it is made)
+        out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine",
+        warmup_steps=min(200, args.steps // 10) if args.warmup_steps is None else args.warmup_steps,
+        seed=args.seed, checkpoint_every=args.checkpoint_every,
+        ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
+        data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
+                      "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None})
+    try:
+        model = None
+        if args.init:  # the checkpoint keeps its own normalisation
             model = fine_tune_start(MotionDenoiser, args.init, args.out)
             if args.observation_curve:
                 model.register_to_config(observation_curve=args.observation_curve)
-        except TrainingError as exc:
-            print(f"handforge train motion: {exc}", file=sys.stderr)
-            return 2
-    # a crop longer than the model's max_frames made its forward raise at whichever step first drew one
-    most = model.config.max_frames if model is not None else MAX_FRAMES
-    if args.window > most:
-        print(f"handforge train motion: --window {args.window} is longer than the {most} frames the model takes "
-              f"(max_frames{' of --init' if model is not None else ''}): give at most {most}", file=sys.stderr)
-        return 2
-    try:
+        # before the data is read (minutes on a real corpus): a bad --out or --warmup-steps is said at once
+        check_settings(settings, MotionDenoiser)
+        # a crop longer than the model's max_frames made its forward raise at whichever step first drew one
+        most = model.config.max_frames if model is not None else MAX_FRAMES
+        if args.window > most:
+            raise TrainingError(f"--window {args.window} is longer than the {most} frames the model takes "
+                                f"(max_frames{' of --init' if model is not None else ''}): give at most {most}")
         windows, store = open_training_windows(args)
-    except DatasetError as exc:
-        print(f"handforge train motion: {exc}", file=sys.stderr)
-        return 2
-    if len(windows) < args.batch_size:
-        print(f"handforge train motion: only {len(windows)} windows of {args.window} frames with both hands; "
-              "lower --window or --batch-size, or give more clips", file=sys.stderr)
-        return 2
-    if model is None:
-        mean, std = data_statistics(store, seed=args.seed)
-        # (a size too large for memory: the TrainingError is said by `handforge train`'s dispatcher)
-        model = new_model(lambda: MotionDenoiser(
-            d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
-            dropout=args.dropout, data_mean=mean, data_std=std, observation_curve=args.observation_curve or "linear"))
-    scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
-    objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
-    print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
-    try:
-        result = train(model, windows, objective, TrainSettings(
-            out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule="cosine",
-            warmup_steps=min(200, args.steps // 10) if args.warmup_steps is None else args.warmup_steps,
-            seed=args.seed, checkpoint_every=args.checkpoint_every,
-            ema_decay=0.995, log_every=10, stop_after=args.stop_after, progress=not args.quiet,
-            data_statistics={"mean": model.config.data_mean, "std": model.config.data_std},
-            data_options={"window": args.window, "min_length": args.min_length, "max_clips": args.max_clips,
-                          "hand_model": args.hand_model, "init": str(Path(args.init).resolve()) if args.init else None}))
-    except TrainingError as exc:
+        if len(windows) < args.batch_size:
+            raise TrainingError(f"only {len(windows)} windows of {args.window} frames with both hands; lower "
+                                "--window or --batch-size, or give more clips")
+        if model is None:
+            mean, std = data_statistics(store, seed=args.seed)
+            model = new_model(lambda: MotionDenoiser(
+                d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
+                dropout=args.dropout, data_mean=mean, data_std=std,
+                observation_curve=args.observation_curve or "linear"))
+        settings.data_statistics = {"mean": model.config.data_mean, "std": model.config.data_std}
+        scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
+        objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
+        print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+        result = train(model, windows, objective, settings)
+    except (TrainingError, DatasetError) as exc:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2
     where = result.model_dir or f"{args.out} (stopped at step {result.step}; run again to continue)"

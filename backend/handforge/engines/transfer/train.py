@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.train import sd_run_settings, sd_weights_path
     from handforge.engines.transfer.model import TargetGenerator
     from handforge.engines.transfer.pairs import PosePairs
-    from handforge.training.loop import TrainingError, train
+    from handforge.training.loop import TrainingError, check_settings, train
 
     if args.feature_dim % args.heads:
         print(f"handforge train transfer: --feature-dim {args.feature_dim} must be a multiple of --heads {args.heads}",
@@ -129,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
     if sd_path is None:
         return 2
     torch.manual_seed(args.seed)  # before the model is initialised: one seed, one model
+    settings = sd_run_settings(args, sd_path, {
+        "size": args.size, "interhand": args.interhand,
+        "interhand_split": args.interhand_split if args.interhand else None,
+        "interhand_gap": args.interhand_gap if args.interhand else None})
     try:
+        check_settings(settings, TargetGenerator)  # before the SD weights are loaded (minutes) and pairs written
         spec = requested_spec(args)
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args, spec)
@@ -137,14 +142,11 @@ def run(args: argparse.Namespace) -> int:
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
                                 num_layers=args.layers, num_heads=args.heads)
-    except (WeightsError, ValueError, OSError) as exc:
+    except (TrainingError, WeightsError, ValueError, OSError) as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
     try:
-        result = train(model, dataset, TransferObjective(sd), sd_run_settings(args, sd_path, {
-            "size": args.size, "interhand": args.interhand,
-            "interhand_split": args.interhand_split if args.interhand else None,
-            "interhand_gap": args.interhand_gap if args.interhand else None}))
+        result = train(model, dataset, TransferObjective(sd), settings)
     except TrainingError as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
