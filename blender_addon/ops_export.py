@@ -81,7 +81,9 @@ def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
     return cameras, skipped
 
 
-def _unscaled(obj, matrix: np.ndarray) -> np.ndarray:
+def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
+    """``obj``'s world ``matrix``, refused when scaled (by it or a parent, which is named): the backend's camera
+    model and labels take rigid objects only, and the artist must know which object's scale to clear."""
     scale = np.linalg.norm(matrix[:3, :3], axis=0)
     if not np.allclose(scale, 1.0, atol=1e-4):
         carrier = obj  # the object whose own scale it is: this one, or a parent
@@ -89,8 +91,8 @@ def _unscaled(obj, matrix: np.ndarray) -> np.ndarray:
             carrier = carrier.parent
         through = f" through its parent {carrier.name!r}" if carrier is not obj else ""
         raise ValueError(f"{obj.name!r} is scaled{through} ({', '.join(f'{s:.3g}' for s in scale)}): clear the "
-                         f"scale of {carrier.name!r} (Object › Clear › Scale, Alt-S) before exporting (applying it "
-                         "to a hand rig would resize its bones, which the labels would not follow)")
+                         f"scale of {carrier.name!r} (Object › Clear › Scale, Alt-S) first (applying it to a "
+                         "hand rig would resize its bones, which the labels would not follow)")
     return matrix
 
 
@@ -113,9 +115,9 @@ def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[s
         for t, frame in enumerate(frames):
             scene.frame_set(frame)  # animated cameras, lenses and armature objects
             for side, obj in found.items():
-                arm_matrices[side][t] = _unscaled(obj, np.array(obj.matrix_world))
+                arm_matrices[side][t] = unscaled(obj, np.array(obj.matrix_world))
             for c, cam in enumerate(cameras):
-                cam_matrices[c, t] = _unscaled(cam, np.array(cam.matrix_world))
+                cam_matrices[c, t] = unscaled(cam, np.array(cam.matrix_world))
                 data = cam.data
                 lens[c, t] = data.lens
                 sensor[c, t] = data.sensor_width, data.sensor_height

@@ -76,6 +76,14 @@ def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
     assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found
 
 
+def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(session):
+    session.no_error("scaled_parent")
+    found = session["scaled_parent"]
+    assert "through its parent 'Carrier'" in found["hand"] and "clear the scale of 'Carrier'" in found["hand"], found
+    assert "'Cam' is scaled through its parent 'Carrier'" in found["camera"], found
+    assert found["made"] is False, found
+
+
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
     session.no_error("planes_per_scene")
     found = session["planes_per_scene"]

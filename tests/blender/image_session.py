@@ -107,6 +107,35 @@ def camera_renamed_mid_job():
 s.check("camera_renamed", camera_renamed_mid_job)
 
 
+def generated_images() -> list[str]:
+    return sorted(i.name for i in bpy.data.images if "handforge_seed" in i)
+
+
+def refused_under_a_scaled_parent():
+    """A rig, then the camera, under a scaled parent: refused before anything is sent, naming the parent whose
+    scale to clear (before: sent, and the backend said to clear the rig's scale: it has none), nothing made."""
+    before, found = generated_images(), {}
+    carrier = bpy.data.objects.new("Carrier", None)  # e.g. a character's empty the hands hang from, scaled
+    scene.collection.objects.link(carrier)
+    carrier.scale = (2.0, 2.0, 2.0)
+    try:
+        for name, obj in (("hand", scene.handforge.right), ("camera", scene.camera)):
+            world = obj.matrix_world.copy()
+            obj.parent = carrier
+            try:
+                found[name] = error_of(lambda: bpy.ops.handforge.generate_image(seed=40, steps=1))
+            finally:
+                obj.parent = None
+                obj.matrix_world = world
+    finally:
+        bpy.data.objects.remove(carrier)
+    found["made"] = generated_images() != before
+    return found
+
+
+s.check("scaled_parent", refused_under_a_scaled_parent)
+
+
 def image_of(plane) -> str:
     return plane.data.materials[0].node_tree.nodes["Image Texture"].image.name
 
