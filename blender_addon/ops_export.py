@@ -18,6 +18,7 @@ from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
+MAX_SIDE = 8192  # pixels: the backend's limit on an exported image's side
 CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera in the scene that can render (ones excluded from the view "
                                         "layer or disabled in renders or viewports are skipped)"),
                 ("ACTIVE", "Active Camera", "Only the scene's active camera")]
@@ -96,6 +97,23 @@ def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def render_size(scene, width: int, height: int, what: str, least: int, most: int,
+                multiple: int = 1) -> tuple[int, int]:
+    """``width`` × ``height`` where given (0: the scene's render resolution at its percentage), refused unless
+    each side is ``least``..``most`` pixels and a multiple of ``multiple``. The refusal names the render
+    resolution and percentage it came from: a percentage left at 1% or 1000% is easy to miss."""
+    render, pct = scene.render, scene.render.resolution_percentage
+    size = (width or max(1, round(render.resolution_x * pct / 100)),
+            height or max(1, round(render.resolution_y * pct / 100)))
+    if least <= min(size) and max(size) <= most and not (size[0] % multiple or size[1] % multiple):
+        return size
+    origin = ("" if width and height else
+              f" (the scene's render resolution {render.resolution_x}×{render.resolution_y} at {pct}%)")
+    sides = f"{least} to {most} pixels a side" + (f", multiples of {multiple}" if multiple > 1 else "")
+    raise ValueError(f"{what} would be {size[0]}×{size[1]} pixels{origin}: they need {sides}; set Width/Height, or "
+                     "the render resolution and its % (Output properties › Format)")
+
+
 def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[str, np.ndarray]:
     """The request's arrays: poses per frame (read as Export Motion reads them), the armatures' and
     cameras' world matrices and the cameras' lens, sensor and shift at each frame."""
@@ -157,19 +175,14 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     frame_step: IntProperty(name="Step", default=0, min=0, description="Export every n-th frame (0: the scene's "
                                                                         "Frame Step, as rendering an animation does)")
     cameras: EnumProperty(name="Cameras", items=CAMERA_ITEMS, default="ALL", description="Which cameras to export from")
-    resolution_x: IntProperty(name="Width", default=0, min=0, max=8192,
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_SIDE,
                               description="Image width in pixels (0: the scene's render resolution)")
-    resolution_y: IntProperty(name="Height", default=0, min=0, max=8192,
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=MAX_SIDE,
                               description="Image height in pixels (0: the scene's render resolution)")
     engine: EnumProperty(name="RGB", items=ENGINE_ITEMS, default="workbench", description="How the RGB images are made")
     samples: IntProperty(name="Cycles Samples", default=16, min=1, max=4096, description="Cycles samples per pixel")
     seed: IntProperty(name="Seed", default=0, min=0, description="Lighting, background and skin tone per image come "
                                                                   "from the seed and the image's index")
-
-    def _resolution(self, scene) -> tuple[int, int]:
-        pct = scene.render.resolution_percentage / 100.0
-        return (self.resolution_x or max(1, round(scene.render.resolution_x * pct)),
-                self.resolution_y or max(1, round(scene.render.resolution_y * pct)))
 
     def job_request(self, context):
         scene = context.scene
@@ -190,9 +203,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         if len(frames) * len(cameras) > MAX_SAMPLES:
             raise ValueError(f"{len(frames)} frames × {len(cameras)} cameras is more than {MAX_SAMPLES} images: "
                              "raise Step or narrow the frame range")
-        width, height = self._resolution(scene)
-        if min(width, height) < 8:
-            raise ValueError(f"the images would be {width}×{height} pixels: use at least 8 on each side")
+        width, height = render_size(scene, self.resolution_x, self.resolution_y, "the images", 8, MAX_SIDE)
         arrays = {**read_scene(context, found, cameras, frames), "frames": np.asarray(frames, np.int64)}
         self._summary = f"{len(frames)} frames × {len(cameras)} cameras"
         self._skipped = f"; skipped {len(skipped)} camera(s): {'; '.join(skipped)}" if skipped else ""

@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, importers, jobs
 from . import pose as pose_conv
-from .ops_export import active_camera, unscaled
+from .ops_export import active_camera, render_size, unscaled
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -28,16 +28,13 @@ PROMPT_PROP = "handforge_image_prompt"  # Scene property: the panel keeps the pr
 # what an image keeps of its result as labels: its pose means nothing without its hand model, and the
 # image inherits that model's licence (as the labelled export records them)
 LABEL_FIELDS = ("hands", "camera", "hand_model", "hand_model_licence")
+MIN_SIDE, MAX_SIDE = 64, 2048  # pixels: the image engines' limits (SD's latents are 1/8 of the image)
 
 
-def _resolution(scene, width: int, height: int) -> tuple[int, int]:
-    pct = scene.render.resolution_percentage / 100.0
-    size = (width or max(1, round(scene.render.resolution_x * pct)),
-            height or max(1, round(scene.render.resolution_y * pct)))
-    if size[0] % 8 or size[1] % 8 or min(size) < 64:
-        raise ValueError(f"the image would be {size[0]}×{size[1]} pixels: image generation needs multiples of 8, "
-                         "at least 64 (set Width/Height or the scene's render resolution)")
-    return size
+def image_size(scene, width: int, height: int) -> tuple[int, int]:
+    """The size of the images to make (0: the scene's render resolution at its percentage), checked as the
+    image engines take it."""
+    return render_size(scene, width, height, "the images", MIN_SIDE, MAX_SIDE, multiple=8)
 
 
 def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
@@ -187,9 +184,9 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
     steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="attentionhand", description="Image engine")
-    resolution_x: IntProperty(name="Width", default=0, min=0, max=2048,
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_SIDE,
                               description="Image width, a multiple of 8 (0: the scene's render resolution)")
-    resolution_y: IntProperty(name="Height", default=0, min=0, max=2048,
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=MAX_SIDE,
                               description="Image height, a multiple of 8 (0: the scene's render resolution)")
     variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
     set_background: BoolProperty(name="Camera Background", default=True,
@@ -203,7 +200,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         if not prompt:
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
         camera = active_camera(scene, otherwise=", aimed at the hands")
-        width, height = _resolution(scene, self.resolution_x, self.resolution_y)
+        width, height = image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
         self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.session_uid}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,

@@ -120,8 +120,10 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
     steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
     variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
-    resolution_x: IntProperty(name="Width", default=0, min=0, max=2048, description="0: the scene's resolution")
-    resolution_y: IntProperty(name="Height", default=0, min=0, max=2048, description="0: the scene's resolution")
+    resolution_x: IntProperty(name="Width", default=0, min=0, max=ops_image.MAX_SIDE,
+                              description="0: the scene's resolution")
+    resolution_y: IntProperty(name="Height", default=0, min=0, max=ops_image.MAX_SIDE,
+                              description="0: the scene's resolution")
     set_background: BoolProperty(name="Camera Background", default=True,
                                  description="Show the first image as the camera's background")
     add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the result on a plane in "
@@ -130,7 +132,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
     def job_request(self, context):
         scene = context.scene
         camera = active_camera(scene, otherwise=", aimed at the hands")
-        width, height = ops_image._resolution(scene, self.resolution_x, self.resolution_y)
+        width, height = ops_image.image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
         before = {image.as_pointer() for image in bpy.data.images}
         source = source_image(scene, self.source_file)

@@ -65,6 +65,9 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     assert "none of the scene's cameras can be exported from" in refusals["none_left"], refusals
     assert "'Cam A' is disabled in renders" in refusals["none_left"] and "enable it there" in refusals["none_left"]
     assert "'Cam B' is in a collection excluded" in refusals["none_left"] and "tick the" in refusals["none_left"]
+    # before: 1000% was sent as 16000×12000 and the backend refused "params.width", the percentage unsaid
+    assert "16000×12000 pixels (the scene's render resolution 1600×1200 at 1000%)" in refusals["percent_1000"], refusals
+    assert "8 to 8192 pixels a side" in refusals["percent_1000"], refusals
     assert refusals["nothing_written"] is True
 
 

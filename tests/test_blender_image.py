@@ -84,6 +84,15 @@ def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(sess
     assert found["made"] is False, found
 
 
+def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(session):
+    session.no_error("render_percentage")
+    found = session["render_percentage"]
+    assert "19200×10800 pixels (the scene's render resolution 1920×1080 at 1000%)" in found["1000"], found
+    assert "64 to 2048 pixels a side, multiples of 8" in found["1000"], found
+    assert "19×11 pixels" in found["1"] and "at 1%" in found["1"], found
+    assert found["made"] is False, found
+
+
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
     session.no_error("planes_per_scene")
     found = session["planes_per_scene"]

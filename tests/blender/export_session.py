@@ -119,8 +119,19 @@ def refusals():
                                                                              frame_end=2)),
             "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),
             "foreign_folder": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["foreign"])),
-            "scaled_parent": scaled_parent, "excluded_camera": excluded,
+            "scaled_parent": scaled_parent, "excluded_camera": excluded, "percent_1000": at_percent(1000),
             "nothing_written": not os.path.exists(a["out"])}
+
+
+def at_percent(pct: int) -> str:
+    """The refusal with a render resolution of 1600×1200 at ``pct`` percent."""
+    render = scene.render
+    size = render.resolution_x, render.resolution_y, render.resolution_percentage
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 1600, 1200, pct
+    try:
+        return error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], engine="none"))
+    finally:
+        render.resolution_x, render.resolution_y, render.resolution_percentage = size
 
 
 s.check("refusals", refusals)

@@ -136,6 +136,26 @@ def refused_under_a_scaled_parent():
 s.check("scaled_parent", refused_under_a_scaled_parent)
 
 
+def refused_at_a_render_percentage():
+    """The render resolution (1920×1080) at 1000% and at 1%: refused before anything is sent, naming the
+    percentage (before: 1000% was sent and the backend refused "params.width" out of range), nothing made."""
+    before, found = generated_images(), {}
+    render = scene.render
+    size = render.resolution_x, render.resolution_y, render.resolution_percentage
+    render.resolution_x, render.resolution_y = 1920, 1080
+    try:
+        for pct in (1000, 1):
+            render.resolution_percentage = pct
+            found[pct] = error_of(lambda: bpy.ops.handforge.generate_image(seed=40, steps=1))
+    finally:
+        render.resolution_x, render.resolution_y, render.resolution_percentage = size
+    found["made"] = generated_images() != before
+    return found
+
+
+s.check("render_percentage", refused_at_a_render_percentage)
+
+
 def image_of(plane) -> str:
     return plane.data.materials[0].node_tree.nodes["Image Texture"].image.name
 
