@@ -64,13 +64,13 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
 
 
 def import_images(context, result, title: str, seed: int, camera_uid: int, background: bool,
-                  plane_name: str | bool, **properties) -> list:
+                  plane_name: str | bool, **properties) -> tuple[list, str]:
     """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]" with a
     fake user (kept in the saved .blend), each carrying its seed, variant, the result's labels and
     ``properties`` (as ``handforge_<key>``); the first shown behind the camera of ``camera_uid`` (its
     session_uid: found renamed, and not another object that took its name) and/or on the scene's plane of
-    kind ``plane_name`` (named so where the name is free). Generate Image and Transfer Pose bring their
-    results back this one way."""
+    kind ``plane_name`` (named so where the name is free); with a note for the report ("" or "; …") when that
+    camera is no longer in the scene. Generate Image and Transfer Pose bring their results back this one way."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
@@ -94,7 +94,12 @@ def import_images(context, result, title: str, seed: int, camera_uid: int, backg
         show_behind(camera, made[0])
     if camera is not None and plane_name:
         add_plane(context, camera, made[0], plane_name, result.data["camera"]["K"])
-    return made
+    # the camera deleted (or unlinked) while the job ran: the images are kept, and the report says why they
+    # are shown nowhere (made from that camera's view, they belong on no other)
+    shown = [what for what, asked in (("behind it", background), ("on a plane in front of it", plane_name)) if asked]
+    note = (f"; not shown {' or '.join(shown)}: the camera they were made for is no longer in the scene (the "
+            "images are in the Image editor)" if camera is None and shown else "")
+    return made, note
 
 
 PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
@@ -211,11 +216,11 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
 
     def job_apply(self, context, result):
         request = self._request
-        made = import_images(context, result, "HandForge", request["seed"], request["camera"], self.set_background,
-                             self.add_plane and "HandForge image", prompt=request["prompt"])
+        made, note = import_images(context, result, "HandForge", request["seed"], request["camera"],
+                                   self.set_background, self.add_plane and "HandForge image", prompt=request["prompt"])
         warning = result.data.get("warning")  # e.g. TAS found no hand-related word
         return (f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"
-                + (f"; {warning}" if warning else ""))
+                + note + (f"; {warning}" if warning else ""))
 
 
 

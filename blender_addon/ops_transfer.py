@@ -169,9 +169,9 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
             with contextlib.suppress(ValueError):
                 request["source"] = self._loaded = source_image(context.scene, self.source_file).name
-        made = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
-                                       self.set_background, self.add_plane and "HandForge transfer",
-                                       transfer_source=request["source"])
+        made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
+                                             self.set_background, self.add_plane and "HandForge transfer",
+                                             transfer_source=request["source"])
         source = bpy.data.images.get(request["source"])
         if source is not None and source.library is None:
             # the results name their source, but nothing uses it: a file's image has no user, and the panel's
@@ -181,7 +181,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             source.use_fake_user = True
         warning = result.data.get("warning")  # e.g. no hand in the camera's view
         return (f"{len(made)} image(s) from {request['source']}: {', '.join(i.name for i in made)}"
-                + (f"; {warning}" if warning else ""))
+                + note + (f"; {warning}" if warning else ""))
 
 
 

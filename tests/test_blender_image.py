@@ -93,6 +93,15 @@ def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(ses
     assert found["made"] is False, found
 
 
+def test_a_camera_deleted_while_the_image_is_made_is_said_in_the_report(session):
+    session.no_error("camera_deleted")
+    found = session["camera_deleted"]
+    assert found["result"] == ["FINISHED"] and found["deleted"] and found["image"], found
+    assert "not shown behind it or on a plane in front of it: the camera they were made for is no longer in the " \
+           "scene" in found["printed"], found
+    assert found["planes"] == [], found  # no plane left hanging from nothing
+
+
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
     session.no_error("planes_per_scene")
     found = session["planes_per_scene"]

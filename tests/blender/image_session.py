@@ -10,7 +10,7 @@ import os
 import bpy
 import numpy as np
 from session import (ADDON_MODULE, Session, add_camera, error_of, images_through_a_save, init_undo,
-                     pixels_of, ui_context, while_a_job_runs)
+                     pixels_of, printed_by, ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -154,6 +154,30 @@ def refused_at_a_render_percentage():
 
 
 s.check("render_percentage", refused_at_a_render_percentage)
+
+
+def camera_deleted_mid_job():
+    """The active camera deleted while the image is made: the image comes, and the report says why it is shown
+    neither behind the camera nor on a plane (before: "1 image(s)", nothing said of the background asked for)."""
+    first = scene.camera
+    doomed = scene.camera = add_camera("Doomed Cam", (0.0, -0.5, 0.15))
+
+    def delete():
+        if "Doomed Cam" in bpy.data.objects:
+            bpy.data.objects.remove(doomed)
+
+    try:
+        with while_a_job_runs(delete):
+            result, printed = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=41, steps=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=True))
+    finally:
+        scene.camera = first
+    return {"result": result, "printed": printed, "deleted": "Doomed Cam" not in bpy.data.objects,
+            "image": "HandForge seed 41" in bpy.data.images,
+            "planes": [o.name for o in scene.objects if o.get("handforge_plane") and o.parent is None]}
+
+
+s.check("camera_deleted", camera_deleted_mid_job)
 
 
 def image_of(plane) -> str:
