@@ -27,9 +27,13 @@ ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
+LENS_TYPES = {"ORTHO": "orthographic", "PANO": "panoramic"}  # as the Lens › Type menu names them
+
+
 def not_perspective(cam) -> str:
     """Why ``cam`` cannot be used (not perspective: the backend's camera model), or ""."""
-    return "" if cam.data.type == "PERSP" else (f"is {cam.data.type.lower()}: only perspective cameras can be used "
+    kind = LENS_TYPES.get(cam.data.type, cam.data.type.lower())
+    return "" if cam.data.type == "PERSP" else (f"is {kind}: only perspective cameras can be used "
                                                 "(Camera properties › Lens › Type)")
 
 

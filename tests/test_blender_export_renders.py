@@ -77,7 +77,8 @@ def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
     skipping = session["skipped_cameras"]
     assert skipping["result"] == ["FINISHED"] and skipping["cameras"] == ["Cam A"], skipping
     assert "1 frames × 1 cameras" in skipping["printed"] and "skipped 3 camera(s)" in skipping["printed"], skipping
-    assert "'Cam D' is ortho: only perspective cameras" in skipping["printed"], skipping  # (before: refused all)
+    # (before: refused all; then named "ortho", which the Lens › Type menu does not say)
+    assert "'Cam D' is orthographic: only perspective cameras" in skipping["printed"], skipping
     assert "'Cam B' is in a collection excluded from the view layer" in skipping["printed"], skipping
     assert "'Cam C' is disabled in renders" in skipping["printed"], skipping
 
