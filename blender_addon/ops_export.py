@@ -87,17 +87,20 @@ def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
 
 
 def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
-    """``obj``'s world ``matrix``, refused when scaled (by it or a parent, which is named): the backend's camera
-    model and labels take rigid objects only, and the artist must know which object's scale to clear."""
+    """``obj``'s world ``matrix``, refused when scaled or mirrored (by it or a parent, which is named): the
+    backend's camera model and labels take rigid objects only, and the artist must know which object's scale
+    to clear."""
     scale = np.linalg.norm(matrix[:3, :3], axis=0)
-    if not np.allclose(scale, 1.0, atol=1e-4):
+    mirrored = np.linalg.det(matrix[:3, :3]) < 0  # a negative scale: unit axis lengths, and still not rigid
+    if mirrored or not np.allclose(scale, 1.0, atol=1e-4):
         carrier = obj  # the object whose own scale it is: this one, or a parent
         while carrier.parent is not None and np.allclose(np.asarray(carrier.scale), 1.0, atol=1e-4):
             carrier = carrier.parent
         through = f" through its parent {carrier.name!r}" if carrier is not obj else ""
-        raise ValueError(f"{obj.name!r} is scaled{through} ({', '.join(f'{s:.3g}' for s in scale)}): clear the "
-                         f"scale of {carrier.name!r} (Object › Clear › Scale, Alt-S) first (applying it to a "
-                         "hand rig would resize its bones, which the labels would not follow)")
+        how = "mirrored (a negative scale)" if mirrored else f"scaled ({', '.join(f'{s:.3g}' for s in scale)})"
+        raise ValueError(f"{obj.name!r} is {how}{through}: clear the scale of {carrier.name!r} (Object › Clear › "
+                         "Scale, Alt-S) first (applying it to a hand rig would resize its bones, which the labels "
+                         "would not follow)")
     return matrix
 
 

@@ -80,7 +80,9 @@ def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(sess
     session.no_error("scaled_parent")
     found = session["scaled_parent"]
     assert "through its parent 'Carrier'" in found["hand"] and "clear the scale of 'Carrier'" in found["hand"], found
-    assert "'Cam' is scaled through its parent 'Carrier'" in found["camera"], found
+    assert "'Cam' is scaled" in found["camera"] and "through its parent 'Carrier'" in found["camera"], found
+    # mirrored by a negative scale (axis lengths 1): the same, not the backend's "clear its scale" for the rig
+    assert "is mirrored (a negative scale) through its parent 'Carrier'" in found["mirrored"], found
     assert found["made"] is False, found
 
 

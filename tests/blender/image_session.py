@@ -112,14 +112,17 @@ def generated_images() -> list[str]:
 
 
 def refused_under_a_scaled_parent():
-    """A rig, then the camera, under a scaled parent: refused before anything is sent, naming the parent whose
-    scale to clear (before: sent, and the backend said to clear the rig's scale: it has none), nothing made."""
+    """A rig, then the camera, under a scaled parent, then the rig under a mirrored one: refused before anything
+    is sent, naming the parent whose scale to clear (before: sent, and the backend said to clear the rig's
+    scale: it has none), nothing made."""
     before, found = generated_images(), {}
     carrier = bpy.data.objects.new("Carrier", None)  # e.g. a character's empty the hands hang from, scaled
     scene.collection.objects.link(carrier)
-    carrier.scale = (2.0, 2.0, 2.0)
     try:
-        for name, obj in (("hand", scene.handforge.right), ("camera", scene.camera)):
+        for name, obj, scale in (("hand", scene.handforge.right, (2.0, 2.0, 2.0)),
+                                 ("camera", scene.camera, (2.0, 2.0, 2.0)),
+                                 ("mirrored", scene.handforge.right, (-1.0, 1.0, 1.0))):
+            carrier.scale = scale
             world = obj.matrix_world.copy()
             obj.parent = carrier
             try:
