@@ -14,6 +14,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
+from .cameras import active_camera, render_cameras, render_size, unscaled
 from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -25,100 +26,6 @@ CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera in the scene that can rende
 ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"),
                 ("cycles", "Cycles", "Realistic RGB images (Blender Cycles; slow)"),
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
-
-
-LENS_TYPES = {"ORTHO": "orthographic", "PANO": "panoramic"}  # as the Lens › Type menu names them
-
-
-def not_perspective(cam) -> str:
-    """Why ``cam`` cannot be used (not perspective: the backend's camera model), or ""."""
-    kind = LENS_TYPES.get(cam.data.type, cam.data.type.lower())
-    return "" if cam.data.type == "PERSP" else (f"is {kind}: only perspective cameras can be used "
-                                                "(Camera properties › Lens › Type)")
-
-
-def check_perspective(cam):
-    """``cam``, refused unless perspective."""
-    why = not_perspective(cam)
-    if why:
-        raise ValueError(f"camera {cam.name!r} {why}")
-    return cam
-
-
-def active_camera(scene, otherwise: str = " or export from All Cameras"):
-    """The scene's active camera to export from (or see the hands through), checked: perspective.
-    ``otherwise``: the other way out, said after a missing active camera."""
-    if scene.camera is None or scene.camera.type != "CAMERA":
-        raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
-    return check_perspective(scene.camera)
-
-
-def render_disabled(scene, obj) -> bool:
-    """Whether renders of ``scene`` leave ``obj`` out: it, or every collection it is in, disabled in renders
-    (the camera icon; a collection's hides what is inside it)."""
-    if obj.hide_render:
-        return True
-    rendered, todo = set(), [scene.collection]
-    while todo:
-        collection = todo.pop()
-        rendered.add(collection.session_uid)
-        todo.extend(c for c in collection.children if not c.hide_render and c.session_uid not in rendered)
-    return not any(c.session_uid in rendered for c in obj.users_collection)
-
-
-def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
-    """All Cameras: the scene's perspective cameras that can render, and a note per camera skipped: disabled
-    in renders, one Blender does not evaluate in ``view_layer`` (it would stand still over the frames, and
-    the labels with it), or not perspective. Refused only when that leaves none."""
-    every = sorted((o for o in scene.objects if o.type == "CAMERA"), key=lambda o: o.name)
-    if not every:
-        raise ValueError("the scene has no camera: add one (Add › Camera) and aim it at the hands")
-    cameras, skipped = [], []
-    for cam in every:
-        why = ("is disabled in renders (its own or its collection's camera icon in the Outliner): enable it there first"
-               if render_disabled(scene, cam) else hands.not_evaluated(view_layer, cam) or not_perspective(cam))
-        if why:
-            skipped.append(f"{cam.name!r} {why}")
-        else:
-            cameras.append(cam)
-    if not cameras:
-        raise ValueError(f"none of the scene's cameras can be exported from: {'; '.join(skipped)}")
-    return cameras, skipped
-
-
-def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
-    """``obj``'s world ``matrix``, refused when scaled or mirrored (by it or a parent, which is named): the
-    backend's camera model and labels take rigid objects only, and the artist must know which object's scale
-    to clear."""
-    scale = np.linalg.norm(matrix[:3, :3], axis=0)
-    mirrored = np.linalg.det(matrix[:3, :3]) < 0  # a negative scale: unit axis lengths, and still not rigid
-    if mirrored or not np.allclose(scale, 1.0, atol=1e-4):
-        carrier = obj  # the object whose own scale it is: this one, or a parent
-        while carrier.parent is not None and np.allclose(np.asarray(carrier.scale), 1.0, atol=1e-4):
-            carrier = carrier.parent
-        through = f" through its parent {carrier.name!r}" if carrier is not obj else ""
-        how = "mirrored (a negative scale)" if mirrored else f"scaled ({', '.join(f'{s:.3g}' for s in scale)})"
-        raise ValueError(f"{obj.name!r} is {how}{through}: clear the scale of {carrier.name!r} (Object › Clear › "
-                         "Scale, Alt-S) first (applying it to a hand rig would resize its bones, which the labels "
-                         "would not follow)")
-    return matrix
-
-
-def render_size(scene, width: int, height: int, what: str, least: int, most: int,
-                multiple: int = 1) -> tuple[int, int]:
-    """``width`` × ``height`` where given (0: the scene's render resolution at its percentage), refused unless
-    each side is ``least``..``most`` pixels and a multiple of ``multiple``. The refusal names the render
-    resolution and percentage it came from: a percentage left at 1% or 1000% is easy to miss."""
-    render, pct = scene.render, scene.render.resolution_percentage
-    size = (width or max(1, round(render.resolution_x * pct / 100)),
-            height or max(1, round(render.resolution_y * pct / 100)))
-    if least <= min(size) and max(size) <= most and not (size[0] % multiple or size[1] % multiple):
-        return size
-    origin = ("" if width and height else
-              f" (the scene's render resolution {render.resolution_x}×{render.resolution_y} at {pct}%)")
-    sides = f"{least} to {most} pixels a side" + (f", multiples of {multiple}" if multiple > 1 else "")
-    raise ValueError(f"{what} would be {size[0]}×{size[1]} pixels{origin}: they need {sides}; set Width/Height, or "
-                     "the render resolution and its % (Output properties › Format)")
 
 
 def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[str, np.ndarray]:

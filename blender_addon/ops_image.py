@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, importers, jobs
 from . import pose as pose_conv
-from .ops_export import active_camera, render_size, unscaled
+from .cameras import active_camera, render_size, unscaled
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 

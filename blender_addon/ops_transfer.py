@@ -23,7 +23,7 @@ from bpy.props import (
 )
 
 from . import connection, jobs, ops_image
-from .ops_export import active_camera
+from .cameras import active_camera
 from .panels import _Panel, _wrapped
 from .properties import PATH_FIELD, absolute_path
 
