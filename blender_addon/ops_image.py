@@ -22,7 +22,8 @@ from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 JOB_KIND = "image.generate"
-ENGINE_ITEMS = [("attentionhand", "AttentionHand", "SD 1.x + the mesh-image guidance module + text attention stage"),
+ENGINE_ITEMS = [("auto", "Automatic", "AttentionHand when the backend has its guidance module, else your ControlNets"),
+                ("attentionhand", "AttentionHand", "SD 1.x + the mesh-image guidance module + text attention stage"),
                 ("controlnet", "ControlNet", "SD 1.x + your ControlNets on renders of the hands")]
 PROMPT_PROP = "handforge_image_prompt"  # Scene property: the panel keeps the prompt
 # what an image keeps of its result as labels: its pose means nothing without its hand model, and the
@@ -188,7 +189,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     negative_prompt: StringProperty(name="Negative Prompt", default="", description="What the image must not show")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
     steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="attentionhand", description="Image engine")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="auto", description="Image engine")
     resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_SIDE,
                               description="Image width, a multiple of 8 (0: the scene's render resolution)")
     resolution_y: IntProperty(name="Height", default=0, min=0, max=MAX_SIDE,

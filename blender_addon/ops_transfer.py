@@ -31,7 +31,8 @@ JOB_KIND = "image.transfer"
 SOURCE_PROP = "handforge_transfer_source"  # Scene property: the panel's source image datablock
 ENGINE_ITEMS = [("reference", "Reference (no training)", "ControlNet on the rigs' pose + attention to the source image"),
                 ("ihpt", "IHPT", "The trained target generator (transfer.target_generator); needs the source's labels")]
-GUIDE_ITEMS = [("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.controlnets)"),
+GUIDE_ITEMS = [("auto", "Automatic", "Your ControlNets when the backend has them, else the guidance module"),
+               ("controlnet", "ControlNets", "Your SD 1.x ControlNets (image.controlnets)"),
                ("attentionhand", "Guidance module", "The mesh-image guidance module (image.guidance)")]
 
 
@@ -113,7 +114,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
                                 description="Source image file (empty: the panel's image datablock)")
     prompt: StringProperty(name="Prompt", default="two hands", description="What the image shows")
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="reference", description="Pose-transfer engine")
-    guide: EnumProperty(name="Pose Guide", items=GUIDE_ITEMS, default="controlnet",
+    guide: EnumProperty(name="Pose Guide", items=GUIDE_ITEMS, default="auto",
                         description="Reference engine: what follows the rigs' pose")
     reference_scale: FloatProperty(name="Keep Look", default=1.0, min=0.0, max=1.0,
                                    description="How strongly the source's appearance is kept")

@@ -240,6 +240,29 @@ def test_a_rig_placed_beyond_the_world_is_refused_and_the_server_carries_on(serv
         assert client.run("image.generate", params, arrays, timeout=600).arrays["images"].shape == (1, SIZE, SIZE, 3)
 
 
+def test_the_transfer_guide_by_default_is_the_one_whose_weights_are_here(served):
+    # before: image.transfer's default guide was controlnet: with only the guidance module set up, Transfer
+    # Pose's first click failed with missing_weights
+    server, guidance = served
+    params, arrays = request(steps=1)
+    del params["prompt"]
+    arrays["source.image"] = np.full((SIZE, SIZE, 3), 128, np.uint8)
+    controlnets, away = guidance.parent / "controlnets", guidance.parent / "controlnets_away"
+    controlnets.rename(away)
+    try:
+        with server.client() as client:
+            assert client.run("image.transfer", params, arrays, timeout=600).data["guide"] == "attentionhand"
+    finally:
+        away.rename(controlnets)
+    mine, aside = controlnets / "my_net", guidance.parent / "my_net"  # (its kind must be named: not with all)
+    mine.rename(aside)
+    try:
+        with server.client() as client:  # both here: the ControlNets
+            assert client.run("image.transfer", params, arrays, timeout=600).data["guide"] == "controlnet"
+    finally:
+        aside.rename(mine)
+
+
 # last: it deletes the guidance module the module's server uses
 def test_missing_weights_name_the_setting(served):
     server, guidance = served
@@ -248,6 +271,10 @@ def test_missing_weights_name_the_setting(served):
         assert "image.guidance" in client.hello()["engines"]["attentionhand"]["reason"]
         params, arrays = request()
         with pytest.raises(JobFailed) as failed:
-            client.run("image.generate", params, arrays, timeout=60)
+            client.run("image.generate", {**params, "engine": "attentionhand"}, arrays, timeout=60)
         assert failed.value.code == "missing_weights" and "image.guidance" in failed.value.message
         assert "HANDFORGE_IMAGE_GUIDANCE" in failed.value.hint
+        # before: the default engine was attentionhand, and failed so with only ControlNets set up
+        shutil.rmtree(guidance.parent / "controlnets" / "my_net")  # (its kind must be named: not with all)
+        ran = client.run("image.generate", {**params, "steps": 1}, arrays, timeout=600)
+        assert ran.data["engine"] == "controlnet" and ran.arrays["images"].shape == (1, SIZE, SIZE, 3)

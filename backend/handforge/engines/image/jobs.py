@@ -43,6 +43,7 @@ from handforge.server.schema import (
 
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+AUTO = "auto"  # the first engine whose weights are here: the default, so the first click works with either set up
 
 IMAGE_ENGINES: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
@@ -72,6 +73,16 @@ def _image_availability() -> str | tuple[str, str]:
         return ""
     return ("; ".join(f"{name}: {s.reason}" for name, s in statuses.items()),
             "; ".join(dict.fromkeys(s.hint for s in statuses.values() if s.hint)))  # the same fix once
+
+
+def ready_engine(requested: str, order: tuple[str, ...], controls: list[str]) -> str:
+    """``requested``, or for ``auto`` the first of ``order`` whose weights are here (``controlnet`` when
+    ControlNets are named; ``order[0]`` when none is, whose check then says what to set)."""
+    if requested != AUTO:
+        return requested
+    if controls:
+        return "controlnet"
+    return next((name for name in order if IMAGE_ENGINES[name].status().available), order[0])
 
 
 def _require_engine(name: str) -> None:
@@ -112,7 +123,9 @@ def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Cross-field rules; ``engine`` ``auto`` becomes the engine that will run (the result says which)."""
     check_target(params, arrays)
+    params["engine"] = ready_engine(params["engine"], tuple(ENGINES), params["controls"])
     if params["tas_steps"] is not None and params["tas_steps"] > params["steps"]:
         raise invalid("params.tas_steps", f"{params['tas_steps']} is more than the {params['steps']} steps")
     if params["engine"] == "attentionhand" and params["controls"]:
@@ -347,7 +360,9 @@ def register_jobs(registry: Registry) -> None:
             params={
                 "prompt": String(doc="what the image shows", max_length=2000),
                 "negative_prompt": String(doc="what it must not show", default="", max_length=2000),
-                "engine": String(doc="attentionhand or controlnet", default="attentionhand", choices=tuple(ENGINES)),
+                "engine": String(doc="attentionhand, controlnet, or auto: attentionhand when its weights are here, else "
+                                      "controlnet (controlnet when controls are named)", default=AUTO,
+                                  choices=(AUTO, *ENGINES)),
                 "controls": ListOf(doc="controlnet engine: ControlNet folders, 'name' or 'name:kind' (kind: mesh, "
                                        "depth, normals, skeleton); empty: all", default=[], max_items=8,
                                    item=String(max_length=200)),

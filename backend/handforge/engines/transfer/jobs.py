@@ -160,6 +160,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
             raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
         image_jobs.check_target(params, target)  # ihpt's weights are its own: checked above
         return
+    params["guide"] = image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])
     _check_guide(params)
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
     image_jobs.check_request(generate_params, target)
@@ -321,8 +322,10 @@ def _schema(generate: Schema) -> Schema:
     params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
                                   "from the source); ihpt: IHPT's target generator (transfer.target_generator; "
                                   "needs the source pose)", default="reference", choices=ENGINES)
-    params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets) or attentionhand "
-                                 "(the guidance module, image.guidance)", default="controlnet", choices=GUIDES)
+    params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets), attentionhand "
+                                 "(the guidance module, image.guidance), or auto: controlnet when ControlNets are "
+                                 "here, else attentionhand", default=image_jobs.AUTO,
+                             choices=(image_jobs.AUTO, *GUIDES))
     params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
                                        default=1.0, min=0.0, max=1.0)
     params["background_prompt"] = String(doc="IHPT's background and source generators: a new background from "
