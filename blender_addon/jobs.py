@@ -174,8 +174,8 @@ class JobOperator:
     # buttons of one group (e.g. "motion": they all write GENERATED keys on the hands) run one at a time:
     # a second one's result would replace the first's keys where their frames overlap, unsaid
     one_at_a_time = ""
-    # False for a job whose result goes into no scene (a dataset written by the backend): another scene
-    # shown when it ends does not keep it from being reported
+    # False for a job whose result goes into no scene (a dataset written by the backend) or that finds the
+    # scene it was made from itself (images): another scene shown when it ends does not keep it from being used
     scene_bound = True
     # True for a job whose result is written onto what its request read from the scene (keys, a pose): after
     # an undo or redo while it ran, ``job_request`` reads it again, and a result made from what is no longer

@@ -64,14 +64,15 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
     return arrays, models.pop()
 
 
-def import_images(context, result, title: str, seed: int, camera_uid: int, background: bool,
+def import_images(context, result, title: str, seed: int, made_in: dict, background: bool,
                   plane_name: str | bool, **properties) -> tuple[list, str]:
     """A job's ``images`` (N, H, W, 3) uint8 as packed image datablocks named "<title> seed S [vK]" with a
     fake user (kept in the saved .blend), each carrying its seed, variant, the result's labels and
-    ``properties`` (as ``handforge_<key>``); the first shown behind the camera of ``camera_uid`` (its
-    session_uid: found renamed, and not another object that took its name) and/or on the scene's plane of
-    kind ``plane_name`` (named so where the name is free); with a note for the report ("" or "; …") when that
-    camera is no longer in the scene. Generate Image and Transfer Pose bring their results back this one way."""
+    ``properties`` (as ``handforge_<key>``); the first shown behind the camera of ``made_in`` (``made_in()``'s
+    session_uids: found renamed, and not another object that took its name) and/or on its scene's plane of
+    kind ``plane_name`` (named so where the name is free), in the scene the request was made from even when
+    another is shown now; with a note for the report ("" or "; …") when that camera is no longer in that scene,
+    or it is not the one shown. Generate Image and Transfer Pose bring their results back this one way."""
     images = np.asarray(result.arrays["images"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"the backend sent images of shape {images.shape} and type {images.dtype}")
@@ -90,17 +91,31 @@ def import_images(context, result, title: str, seed: int, camera_uid: int, backg
         for key, value in properties.items():
             image[f"handforge_{key}"] = value
         made.append(image)
-    camera = next((o for o in context.scene.objects if o.session_uid == camera_uid and o.type == "CAMERA"), None)
+    # another scene shown while the job ran: the images belong to the one they were made from (before, a
+    # finished image was discarded then, minutes of GPU time lost)
+    scene = next((sc for sc in bpy.data.scenes if sc.session_uid == made_in["scene"]), None)
+    camera = None if scene is None else next(
+        (o for o in scene.objects if o.session_uid == made_in["camera"] and o.type == "CAMERA"), None)
     if camera is not None and background:
         show_behind(camera, made[0])
     if camera is not None and plane_name:
-        add_plane(context, camera, made[0], plane_name, result.data["camera"]["K"])
-    # the camera deleted (or unlinked) while the job ran: the images are kept, and the report says why they
-    # are shown nowhere (made from that camera's view, they belong on no other)
+        add_plane(scene, camera, made[0], plane_name, result.data["camera"]["K"])
+    # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
+    # says why they are shown nowhere (made from that camera's view, they belong on no other)
     shown = [what for what, asked in (("behind it", background), ("on a plane in front of it", plane_name)) if asked]
-    note = (f"; not shown {' or '.join(shown)}: the camera they were made for is no longer in the scene (the "
-            "images are in the Image editor)" if camera is None and shown else "")
+    note = ""
+    if camera is None and shown:
+        note = (f"; not shown {' or '.join(shown)}: the camera they were made for is no longer in the "
+                f"{'scene' if scene is not None else 'file (its scene was deleted)'} (the images are in the Image "
+                "editor)")
+    elif scene is not None and scene != context.scene and shown:
+        note = f"; shown in scene {scene.name!r}, where they were made"
     return made, note
+
+
+def made_in(context, camera) -> dict:
+    """Where a request was made: its scene's and camera's session_uids, for ``import_images``."""
+    return {"scene": context.scene.session_uid, "camera": camera.session_uid}
 
 
 PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
@@ -130,12 +145,12 @@ def scene_plane(scene, name: str, camera):
                  and o.get(PLANE_NAME_PROP) == o.name and (len(o.users_scene) == 1 or o.parent == camera)), None)
 
 
-def add_plane(context, camera, image, name: str, K):
+def add_plane(scene, camera, image, name: str, K):
     """A plane in front of ``camera`` showing ``image`` exactly where the camera sees it, ``K`` being the
-    intrinsics it was drawn with (emission, no lighting): the scene's own plane of kind ``name``, made the
+    intrinsics it was drawn with (emission, no lighting): ``scene``'s own plane of kind ``name``, made the
     first time."""
     distance = PLANE_DISTANCE
-    plane = scene_plane(context.scene, name, camera)
+    plane = scene_plane(scene, name, camera)
     # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
     # copied, by name they were this one's) stay as they are, showing their image: new ones instead
     mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
@@ -157,7 +172,7 @@ def add_plane(context, camera, image, name: str, K):
     if plane is None:
         plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
         plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
-        context.scene.collection.objects.link(plane)
+        scene.collection.objects.link(plane)
     plane.data = mesh
     plane.parent = camera
     plane.matrix_parent_inverse.identity()
@@ -179,6 +194,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
     """Generate images from the prompt whose hands follow the rigs' pose, seen by the active camera (backend image engines)"""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+    scene_bound = False  # its images go to the scene it was made from, whichever is shown (``import_images``)
 
     bl_idname = "handforge.generate_image"
     bl_label = "Generate Image"
@@ -208,7 +224,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
         camera = active_camera(scene, otherwise=", aimed at the hands")
         width, height = image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
-        self._request = {"prompt": prompt, "seed": self.seed, "camera": camera.session_uid}
+        self._request = {"prompt": prompt, "seed": self.seed, "made_in": made_in(context, camera)}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "hand_model": model, "sensor_fit": camera.data.sensor_fit,
@@ -217,7 +233,7 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
 
     def job_apply(self, context, result):
         request = self._request
-        made, note = import_images(context, result, "HandForge", request["seed"], request["camera"],
+        made, note = import_images(context, result, "HandForge", request["seed"], request["made_in"],
                                    self.set_background, self.add_plane and "HandForge image", prompt=request["prompt"])
         warning = result.data.get("warning")  # e.g. TAS found no hand-related word
         return (f"{len(made)} image(s) {made[0].size[0]}×{made[0].size[1]}: {', '.join(i.name for i in made)}"

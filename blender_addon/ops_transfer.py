@@ -105,6 +105,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
     """Re-pose the hands of a source image to the rigs' pose seen by the active camera, keeping their look (backend pose transfer)"""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
+    scene_bound = False  # its images go to the scene it was made from, whichever is shown (``import_images``)
 
     bl_idname = "handforge.transfer_pose"
     bl_label = "Transfer Pose"
@@ -147,7 +148,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
                 bpy.data.images.remove(source)
             raise
-        self._request = {"seed": self.seed, "camera": camera.session_uid, "source": source.name}
+        self._request = {"seed": self.seed, "made_in": ops_image.made_in(context, camera), "source": source.name}
         self._loaded = source.name if source.as_pointer() not in before else ""  # (a file loaded for this request)
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
@@ -170,7 +171,7 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
             # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
             with contextlib.suppress(ValueError):
                 request["source"] = self._loaded = source_image(context.scene, self.source_file).name
-        made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["camera"],
+        made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["made_in"],
                                              self.set_background, self.add_plane and "HandForge transfer",
                                              transfer_source=request["source"])
         source = bpy.data.images.get(request["source"])

@@ -104,6 +104,18 @@ def test_a_camera_deleted_while_the_image_is_made_is_said_in_the_report(session)
     assert found["planes"] == [], found  # no plane left hanging from nothing
 
 
+def test_an_image_made_while_another_scene_is_shown_lands_in_the_scene_it_was_made_from(session):
+    session.no_error("scene_switched")
+    found = session["scene_switched"]
+    assert found["result"] == ["FINISHED"] and found["shown"] == "Looked At" and found["image"], found
+    assert "shown in scene 'Scene', where they were made" in found["printed"], found
+    assert found["plane"] == "HandForge seed 42" and "HandForge seed 42" in found["background"], found
+    assert found["planes_elsewhere"] == [], found
+    result, printed = found["deleted"]
+    assert result == ["FINISHED"] and found["deleted_image"], found
+    assert "no longer in the file (its scene was deleted)" in printed, found
+
+
 def test_each_scene_gets_its_own_image_plane_and_an_artists_object_of_its_name_is_left_alone(session):
     session.no_error("planes_per_scene")
     found = session["planes_per_scene"]

@@ -117,7 +117,7 @@ def test_a_source_file_of_a_result_not_applied_leaves_no_datablock(session):
     # (another scene shown, cancelled, failed), though a refused request leaves none
     session.no_error("file_not_applied")
     found = session["file_not_applied"]
-    assert "the scene changed while it ran" in found["message"], found
+    assert found["result"] == ["CANCELLED"] and "Transfer Pose cancelled" in found["printed"], found
     assert found["images_kept"], found
 
 

@@ -183,6 +183,7 @@ def camera_deleted_mid_job():
 s.check("camera_deleted", camera_deleted_mid_job)
 
 
+
 def image_of(plane) -> str:
     return plane.data.materials[0].node_tree.nodes["Image Texture"].image.name
 
@@ -314,6 +315,52 @@ def undone_mid_job():
 
 
 s.check("undone_mid_job", undone_mid_job)
+
+
+def scene_switched_mid_job():
+    """Another scene shown while the image is made, then a scene deleted while it is made: the images come all
+    the same, shown in the scene they were made from (before: "the scene changed while it ran ... not
+    applied", the finished images thrown away)."""
+    window = bpy.context.window_manager.windows[0]
+    first, other = window.scene, bpy.data.scenes.new("Looked At")
+    run = lambda seed: printed_by(lambda: bpy.ops.handforge.generate_image(  # noqa: E731
+        prompt="two hands", seed=seed, steps=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=True))
+    try:
+        with while_a_job_runs(lambda: setattr(window, "scene", other)):
+            result, printed = run(42)
+        shown = bpy.context.scene.name
+    finally:
+        window.scene = first
+    plane = next(o for o in first.objects if o.get("handforge_plane") == "HandForge image"
+                 and o.get("handforge_plane_name") == o.name)  # (not the one planes_per_scene's artist kept)
+    found = {"result": result, "printed": printed, "shown": shown, "image": "HandForge seed 42" in bpy.data.images,
+             "plane": plane.data.materials[0].node_tree.nodes["Image Texture"].image.name,
+             "background": [b.image.name for b in first.camera.data.background_images if b.image],
+             "planes_elsewhere": [o.name for o in other.objects]}
+    doomed = bpy.data.scenes.new("Doomed Scene")
+    doomed.camera = add_camera("Doomed Scene Cam", (0.0, -0.5, 0.15))
+    doomed.collection.objects.link(doomed.camera)
+    bpy.context.scene.collection.objects.unlink(doomed.camera)  # (add_camera linked it to the shown scene)
+    for rig in (o for o in first.objects if o.type == "ARMATURE"):
+        doomed.collection.objects.link(rig)
+    window.scene = doomed
+
+    def delete():
+        if window.scene == doomed:
+            window.scene = first
+            bpy.data.scenes.remove(doomed)
+
+    try:
+        with while_a_job_runs(delete):
+            found["deleted"] = run(43)
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(other)
+    found["deleted_image"] = "HandForge seed 43" in bpy.data.images
+    return found
+
+
+s.check("scene_switched", scene_switched_mid_job)
 
 
 def results_kept_in_the_saved_file():

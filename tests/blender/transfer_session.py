@@ -4,13 +4,14 @@ image datablocks, the camera's background and a plane; a missing file is refused
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
 import bpy
 import numpy as np
 from session import (ADDON_MODULE, Session, add_camera, error_of, images_through_a_save, init_undo,
-                     ui_context, while_a_job_runs)
+                     printed_by, ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -104,7 +105,6 @@ def write_png16(path, rgb16: np.ndarray) -> None:
 
 def sixteen_bit_source():
     """The pixels sent for a 16-bit PNG are the file's sRGB values, as for an 8-bit one."""
-    import importlib
 
     ops_transfer = importlib.import_module(f"{ADDON_MODULE}.ops_transfer")
     levels = np.arange(0, 256, 8, dtype=np.uint16)
@@ -120,7 +120,6 @@ s.check("sixteen_bit", sixteen_bit_source)
 
 def transparent_source():
     """A cut-out (an RGBA image, some pixels transparent) goes with its alpha; an opaque one as RGB."""
-    import importlib
 
     ops_transfer = importlib.import_module(f"{ADDON_MODULE}.ops_transfer")
     image = bpy.data.images.new("CutOut", 8, 4, alpha=True)
@@ -183,21 +182,20 @@ s.check("relative_source", relative_source_unsaved)
 
 
 def file_source_of_a_result_not_applied():
-    """A source file loaded for a transfer whose result is not applied (another scene shown when it came)
-    leaves no image datablock behind, as a refused request does; one the artist used meanwhile stays."""
+    """A source file loaded for a transfer whose result is not applied (cancelled while it ran) leaves no image
+    datablock behind, as a refused request does; one the artist used meanwhile stays."""
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
     path = png_file("not_applied.png")
-    window, first = bpy.context.window_manager.windows[0], bpy.context.scene
-    other = bpy.data.scenes.new("Other")
     images = sorted(i.name for i in bpy.data.images)
-    try:
-        with while_a_job_runs(lambda: setattr(window, "scene", other)):
-            message = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=path, steps=1,
-                                                                       resolution_x=a["size"],
-                                                                       resolution_y=a["size"], set_background=False))
-    finally:
-        window.scene = first
-        bpy.data.scenes.remove(other)
-    return {"message": message, "images_kept": sorted(i.name for i in bpy.data.images) == images,
+
+    def cancel():
+        for job in jobs.RUNNING.values():
+            job.handle.cancel()
+
+    with while_a_job_runs(cancel):
+        result, printed = printed_by(lambda: bpy.ops.handforge.transfer_pose(
+            source_file=path, steps=50, resolution_x=a["size"], resolution_y=a["size"], set_background=False))
+    return {"result": result, "printed": printed, "images_kept": sorted(i.name for i in bpy.data.images) == images,
             "left": sorted(set(i.name for i in bpy.data.images) - set(images))}
 
 
