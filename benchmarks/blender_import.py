@@ -19,16 +19,15 @@ of the two followed by that update.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from handforge.scratch import scratch_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zip", type=Path, help="an extension zip (default: build one)")
     args = parser.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
-    atexit.register(shutil.rmtree, tmp, True)
+    tmp = scratch_folder("bench", remove_at_exit=True)
     zip_path = args.zip
     if zip_path is None:
         sys.path.insert(0, str(ROOT))

@@ -15,16 +15,15 @@ use a GPU). On CUDA, ``--fast`` puts the UNet and ControlNet in channels_last an
 from __future__ import annotations
 
 import argparse
-import atexit
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from handforge.scratch import scratch_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support import tiny_sd
 
     dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
-    tmp = Path(tempfile.mkdtemp(prefix="handforge-bench-image-"))
-    atexit.register(shutil.rmtree, tmp, True)  # (random full-size weights are GBs)
+    tmp = scratch_folder("bench-image", remove_at_exit=True)  # (random full-size weights are GBs)
     if args.sd:
         sd, net, what = Path(args.sd), Path(args.controlnet), "given weights"
     elif args.full:

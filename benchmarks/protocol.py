@@ -19,13 +19,10 @@ sides' medians within a block; the min and median over blocks are printed.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +30,7 @@ import numpy as np
 import zmq
 
 from handforge_shared.client import Client
+from handforge.scratch import scratch_folder
 
 BASELINE_SERVER = r"""
 import json, zmq
@@ -79,8 +77,7 @@ class Baseline:
 
 class HandForge:
     def __init__(self) -> None:
-        workdir = Path(tempfile.mkdtemp(prefix="handforge-bench-"))
-        atexit.register(shutil.rmtree, workdir, True)
+        workdir = scratch_folder("bench", remove_at_exit=True)
         endpoint_file = workdir / "endpoint"
         with (workdir / "serve.log").open("wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",

@@ -21,7 +21,7 @@ from bpy.app.handlers import persistent
 
 from . import app_handlers, preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from handforge_shared.protocol import is_loopback, parse_endpoint, with_hint
+from handforge_shared.protocol import is_loopback, parse_endpoint, sentence, with_hint
 
 TICK_S = 0.25
 
@@ -236,7 +236,7 @@ def check_local(grace: float = 0.0) -> str:
         BACKEND.client = None
     BACKEND.process = None  # gone; its reason stays in ``problem`` until the next start or connect
     BACKEND.problem = exited
-    _set_status(exited[0].upper() + exited[1:])
+    _set_status(sentence(exited))
     return exited
 
 
@@ -247,7 +247,7 @@ def unavailable() -> str:
     """Why no job can be sent now ('' if one can): the local backend's exit, or no connection."""
     dead = check_local()
     if dead:
-        return dead[0].upper() + dead[1:]
+        return sentence(dead)
     return NOT_CONNECTED if BACKEND.client is None else ""
 
 

@@ -6,6 +6,7 @@ from . import keys
 from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import side_by_side
+from handforge_shared.protocol import sentence
 from handforge_shared.rig import HandRig, load_open_hand_rig
 from handforge_shared.skeleton import SIDES
 
@@ -130,7 +131,7 @@ def poll_not_in_edit_mode(cls, context) -> bool:
     for obj in scene_hands(context.scene, required=False).values():
         why = in_edit_mode(obj)
         if why:
-            cls.poll_message_set(why[0].upper() + why[1:])
+            cls.poll_message_set(sentence(why))
             return False
     return True
 

@@ -9,6 +9,7 @@ import bpy
 from . import connection, hands, library, ops_image, ops_interaction, ops_motion
 from .presets import label
 from handforge_shared import pose_library
+from handforge_shared.protocol import sentence
 from handforge_shared.skeleton import FINGERS
 
 
@@ -75,7 +76,7 @@ class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
             why = hands.in_edit_mode(obj)
             if why:  # a slider moved nothing there (the armature) or could not be undone (the mesh)
                 box.enabled = False
-                box.label(text=why[0].upper() + why[1:], icon="INFO")
+                box.label(text=sentence(why), icon="INFO")
             for finger in FINGERS:
                 row = box.row(align=True)
                 row.prop(obj.handforge, f"curl_{finger}")

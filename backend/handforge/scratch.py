@@ -12,6 +12,7 @@ processes apart, so its pid says nothing here (a live export's folder was remove
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -24,11 +25,14 @@ OWNER = "owner.pid"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # a machine's boot (Linux)
 
 
-def scratch_folder(kind: str) -> Path:
-    """A new folder ``<tempdir>/handforge-<kind>-XXXXXXXX`` (0700) owned by this process; ``sweep()`` first."""
+def scratch_folder(kind: str, remove_at_exit: bool = False) -> Path:
+    """A new folder ``<tempdir>/handforge-<kind>-XXXXXXXX`` (0700) owned by this process; ``sweep()`` first.
+    ``remove_at_exit``: removed when this process ends normally too (``atexit``), e.g. a benchmark's."""
     sweep()
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{kind}-"))
     (folder / OWNER).write_text(f"{os.getpid()} {socket.gethostname()} {pid_namespace() or 'unknown'}\n")
+    if remove_at_exit:
+        atexit.register(shutil.rmtree, folder, True)
     return folder
 
 

@@ -180,6 +180,12 @@ def with_hint(message: str, hint: str) -> str:
     return f"{message} ({hint})" if hint and hint not in message else message
 
 
+def sentence(text: str) -> str:
+    """``text`` as a sentence on its own (a status line, a greyed button's tooltip): its first letter upper
+    case, the rest as it is (``str.capitalize`` would lower the names and settings in it)."""
+    return text[:1].upper() + text[1:]
+
+
 @dataclass
 class Message:
     """One protocol message. ``arrays`` keeps its order: it is the order of the binary frames."""
