@@ -278,6 +278,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.image.tokens import hand_tokens
 
+    # (resolved by the check already; again for a caller that runs the job alone)
+    params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
     camera = request_camera(params, arrays)
     hand_model = hand_model_for(ctx, params["hand_model"])
     cond = condition(hand_model, placed_hands(hand_model, request_hands(arrays), arrays), camera)

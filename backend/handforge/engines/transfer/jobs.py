@@ -257,6 +257,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.transfer.pipeline import opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
+    # (resolved by the check already; again for a caller that runs the job alone)
+    params = {**params, "guide": image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])}
 
     def on_step(i: int, total: int, latents) -> None:
         ctx.progress(before + (1.0 - before) * (i + 1) / total, f"step {i + 1}/{total}", preview=latent_preview(latents))
