@@ -190,22 +190,15 @@ def show_behind(camera, image) -> None:
     data.show_background_images = True
 
 
-class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
-    """Generate images from the prompt whose hands follow the rigs' pose, seen by the active camera (backend image engines)"""
+class CameraImageJob(jobs.JobOperator):
+    """What Generate Image and Transfer Pose share: images of the rigs seen by the active camera, by seed, shown
+    behind that camera and/or on a plane in front of it in the scene they were made from (``import_images``)."""
 
     modal_from_ui = True  # a button runs it modally: progress, Esc cancels
-    scene_bound = False  # its images go to the scene it was made from, whichever is shown (``import_images``)
+    scene_bound = False  # its images go to the scene it was made from, whichever is shown
 
-    bl_idname = "handforge.generate_image"
-    bl_label = "Generate Image"
-    job_kind = JOB_KIND
-
-    prompt: StringProperty(name="Prompt", default="", options=ONE_SHOT,
-                           description="What the image shows (empty: the panel's prompt)")
-    negative_prompt: StringProperty(name="Negative Prompt", default="", description="What the image must not show")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
     steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="auto", description="Image engine")
     resolution_x: IntProperty(name="Width", default=0, min=0, max=MAX_SIDE,
                               description="Image width, a multiple of 8 (0: the scene's render resolution)")
     resolution_y: IntProperty(name="Height", default=0, min=0, max=MAX_SIDE,
@@ -215,6 +208,19 @@ class HANDFORGE_OT_generate_image(jobs.JobOperator, bpy.types.Operator):
                                  description="Show the first image as the camera's background")
     add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the first image on a plane "
                                                                            "in front of the camera")
+
+
+class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
+    """Generate images from the prompt whose hands follow the rigs' pose, seen by the active camera (backend image engines)"""
+
+    bl_idname = "handforge.generate_image"
+    bl_label = "Generate Image"
+    job_kind = JOB_KIND
+
+    prompt: StringProperty(name="Prompt", default="", options=ONE_SHOT,
+                           description="What the image shows (empty: the panel's prompt)")
+    negative_prompt: StringProperty(name="Negative Prompt", default="", description="What the image must not show")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="auto", description="Image engine")
 
     def job_request(self, context):
         scene = context.scene

@@ -14,15 +14,9 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import (
-    BoolProperty,
-    EnumProperty,
-    FloatProperty,
-    IntProperty,
-    StringProperty,
-)
+from bpy.props import EnumProperty, FloatProperty, StringProperty
 
-from . import connection, jobs, ops_image
+from . import connection, ops_image
 from .cameras import active_camera
 from .panels import _Panel, _wrapped
 from .properties import PATH_FIELD, absolute_path
@@ -101,11 +95,8 @@ def source_image(scene, file: str):
     return image
 
 
-class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
+class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
     """Re-pose the hands of a source image to the rigs' pose seen by the active camera, keeping their look (backend pose transfer)"""
-
-    modal_from_ui = True  # a button runs it modally: progress, Esc cancels
-    scene_bound = False  # its images go to the scene it was made from, whichever is shown (``import_images``)
 
     bl_idname = "handforge.transfer_pose"
     bl_label = "Transfer Pose"
@@ -119,17 +110,6 @@ class HANDFORGE_OT_transfer_pose(jobs.JobOperator, bpy.types.Operator):
                         description="Reference engine: what follows the rigs' pose")
     reference_scale: FloatProperty(name="Keep Look", default=1.0, min=0.0, max=1.0,
                                    description="How strongly the source's appearance is kept")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; variants continue from it")
-    steps: IntProperty(name="Steps", default=20, min=1, max=200, description="Sampling steps")
-    variants: IntProperty(name="Variants", default=1, min=1, max=16, description="How many images")
-    resolution_x: IntProperty(name="Width", default=0, min=0, max=ops_image.MAX_SIDE,
-                              description="0: the scene's resolution")
-    resolution_y: IntProperty(name="Height", default=0, min=0, max=ops_image.MAX_SIDE,
-                              description="0: the scene's resolution")
-    set_background: BoolProperty(name="Camera Background", default=True,
-                                 description="Show the first image as the camera's background")
-    add_plane: BoolProperty(name="Image Plane", default=False, description="Also show the result on a plane in "
-                                                                           "front of the camera")
 
     def job_request(self, context):
         scene = context.scene
