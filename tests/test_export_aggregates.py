@@ -130,6 +130,18 @@ def test_finalising_ten_times_the_samples_takes_no_more_memory(exported, tmp_pat
     assert peaks[200] - peaks[20] < 180 * 2_000, peaks  # under 2 KB a further sample
 
 
+def test_a_damaged_image_of_the_contact_sheet_is_named_with_the_fix(exported, tmp_path):
+    """A truncated mesh image of a finished sample (read for the contact sheet at the end of a rerun): it
+    read as a full disk, "could not write: Truncated File Read; make room", no file named."""
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    image = out / "samples" / "000000" / "mesh.png"
+    image.write_bytes(image.read_bytes()[:60])
+    labels = list(writers.sample_labels(out, [0]))
+    with pytest.raises(ValueError, match=f"{image} is damaged .*delete its sample folder and run again"):
+        run.contact_sheet(out, labels)
+
+
 def test_a_damaged_mask_is_named_with_the_fix(exported, tmp_path):
     """A finished sample whose mask file was damaged after it was written (a machine that died after the
     rename) is named with the fix; it read as a full disk ("make room") and every rerun stopped there."""

@@ -161,7 +161,7 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
     for k, sample in enumerate(samples):
         name = sample["files"].get("rgb") or sample["files"].get("mesh")
         folder = out / writers.SAMPLES / f"{sample['index']:06d}"
-        image = Image.open(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
+        image = writers.finished_image(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
                                                                                          sample["camera"]["height"]))
         draw_skeletons(image, label_keypoints(sample["hands"]))
         # fitted into its tile, centred: a tall image overlapped the next row, a very wide one became 0 px high

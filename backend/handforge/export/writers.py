@@ -517,15 +517,21 @@ def coco_annotations(out: Path, sample: dict[str, Any]) -> Iterator[dict[str, An
                "keypoints": keypoints, "num_keypoints": labelled}
 
 
-def _mask(path: Path) -> np.ndarray:
-    """A finished sample's mask image as booleans; a damaged or missing one is named with the fix (an
-    ``OSError`` here read as a full disk: "make room")."""
+def finished_image(path: Path) -> Image.Image:
+    """A finished sample's image, read whole (Pillow reads lazily: a truncated file failed later, unnamed); a
+    damaged or missing one is named with the fix (an ``OSError`` here was read as a full disk: "make room")."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image) > 127
+            image.load()
+            return image
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete its sample folder and run "
                          "again to write it anew") from None
+
+
+def _mask(path: Path) -> np.ndarray:
+    """A finished sample's mask image as booleans."""
+    return np.asarray(finished_image(path)) > 127
 
 
 def write_coco(out: Path, indices: list[int]) -> Path:
