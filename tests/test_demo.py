@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -43,6 +44,14 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     assert not list(out.glob(".*.tmp")), "no partial files left"
     _check_labelled_export(out / "labelled", proc.stdout)
     _check_interaction(out / "interaction.npz", proc.stdout)
+    # its folder again, its labelled/ replaced by a file: one line (before: a FolderTaken traceback)
+    shutil.rmtree(out / "labelled")
+    (out / "labelled").write_text("x")
+    again = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr
+    assert again.stderr.splitlines()[-1].startswith(f"handforge demo: cannot write into {out / 'labelled'}"), \
+        again.stderr
 
 
 def _check_interaction(path, stdout):
@@ -81,3 +90,21 @@ def _check_labelled_export(folder, stdout):
     drawn = {finger: int((np.abs(sheet - colour).sum(-1) < 6).sum()) for finger, colour in FINGER_COLOURS.items()
              if finger != "wrist"}
     assert all(count > 20 for count in drawn.values()), drawn  # every finger's bones drawn over the images
+
+
+def test_a_folder_of_other_files_is_refused_before_anything_is_written(tmp_path):
+    # before: the demo replaced a demo.json or fist.glb of the user's without a word, and a labelled/ holding
+    # other files ended in a FolderTaken traceback after the meshes were written
+    cases = {"notes": {"demo.json": "my notes", "fist.glb": "mine"}, "photos": {"labelled/photo.jpg": "x"}}
+    for name, files in cases.items():
+        out = tmp_path / name
+        for path, text in files.items():
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            (out / path).write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == f"handforge demo: {out} holds other files and no earlier demo: choose a new " \
+                                      "or an empty folder (the demo writes files of fixed names there)"
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(files)
+        assert all((out / path).read_text() == text for path, text in files.items())

@@ -82,9 +82,32 @@ def hand_mesh(model: HandModel, side: str, pose: HandPose) -> tuple[trimesh.Trim
     return mesh, out.keypoints[0].numpy()
 
 
+MARK = ".handforge-demo"  # written first into a demo's folder: a rerun may refresh it, even one cut short
+
+
+def check_folder(out_dir: str | os.PathLike) -> None:
+    """``out_dir`` new, empty (hidden files aside) or an earlier demo's (its mark, or the ``demo.json`` of a
+    demo from before the mark), which a rerun refreshes; else ``ValueError``: the demo would have replaced
+    files of the same names (fist.glb, demo.json, labelled/, …) without a word."""
+    out = Path(out_dir)
+    if not out.is_dir() or not any(not entry.name.startswith(".") for entry in out.iterdir()):
+        return
+    if (out / MARK).is_file():
+        return
+    try:
+        earlier = json.loads((out / "demo.json").read_text(encoding="utf-8"))
+        if isinstance(earlier, dict) and {"scenes", "keypoint_names"} <= set(earlier):
+            return
+    except (OSError, ValueError):
+        pass
+    raise ValueError(f"{out} holds other files and no earlier demo: choose a new or an empty folder (the demo "
+                     "writes files of fixed names there)")
+
+
 def run_demo(out_dir: str | os.PathLike) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).write_text("a HandForge demo's folder: handforge demo --out may write here again\n")
     model = load_hand_model("open")
     report: dict[str, Any] = {
         "hand_model": "open",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
 
 from handforge.arguments import output_folder
@@ -17,20 +18,26 @@ DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: en
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=output_folder, default="handforge_out/demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", type=output_folder, default="handforge_out/demo", help="output folder: new, empty, or an earlier demo's, which it refreshes (default: %(default)s)")
     parser.add_argument("--no-blender", action="store_true", help="skip the Blender part (hands, keys, .blend, render)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from handforge.demo import run_demo
+    from handforge.demo import check_folder, run_demo
 
+    try:
+        check_folder(args.out)
+    except ValueError as exc:
+        print(f"handforge demo: {exc}", file=sys.stderr)
+        return 2
     report = run_demo(args.out)
     print(f"HandForge demo: {len(report['scenes'])} scenes of two open hands")
     for name, scene in report["scenes"].items():
         print(f"  {name:8s} {scene['mesh']:14s} {scene['description']}")
     print(f"meshes (glTF binary) and labels written to {args.out}/ ; parameters and 21 keypoints per hand "
           f"in {report['json']}")
-    _labelled_part(Path(args.out) / "labelled")
+    if not _labelled_part(Path(args.out) / "labelled"):
+        return 2
     for engine in DEMO_ENGINES:
         importlib.import_module(f"handforge.engines.{engine}.demo").demo(Path(args.out))
     if not args.no_blender:
@@ -43,19 +50,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labelled_part(out: Path) -> None:
+def _labelled_part(out: Path) -> bool:
+    """The demo's labelled export; False when its folder is taken (said on stderr)."""
     from handforge.demo import export_labelled
+    from handforge.export.writers import FolderTaken
 
-    labelled = export_labelled(out)
+    try:
+        labelled = export_labelled(out)
+    except FolderTaken as exc:  # e.g. labelled/ replaced by other files since the earlier demo
+        print(f"handforge demo: {exc}", file=sys.stderr)
+        return False
     if "unavailable" in labelled:
         print(f"labelled export skipped: {labelled['unavailable']}")
-        return
+        return True
     kept = labelled["finished"] - labelled["written"]
     made = f"{labelled['written']} made in {labelled['seconds']:.1f} s" + (
         f", {kept} kept from an earlier run" if kept else "")
     print(f"labelled export: {labelled['finished']} samples (mesh images, masks, 2D/3D keypoints; COCO and "
           f"InterHand2.6M-style files) in {out}/ ({made}); keypoints drawn over the images in "
           f"{labelled['contact_sheet']}")
+    return True
 
 
 def _blender_part(out: Path, interactions: dict) -> int:
