@@ -443,9 +443,12 @@ def _is_run(recorded: Any) -> bool:
     return isinstance(recorded, dict) and {"steps", "batch_size", "lr", "seed"} <= recorded.keys()
 
 
-def _unreadable(checkpoint: Path, exc: BaseException) -> str:
-    return (f"{checkpoint} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): it is damaged; delete it to "
-            "resume from the checkpoint before it, or train into a new out folder")
+def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
+    """What to do with a damaged checkpoint (``file``: the one of its files found damaged): delete the whole
+    checkpoint folder (deleting only that file, as the message once read, failed the same way again)."""
+    where = checkpoint / file if file else checkpoint
+    return (f"{where} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): the checkpoint is damaged; delete "
+            f"its folder {checkpoint} to resume from the checkpoint before it, or train into a new out folder")
 
 
 def _check_random_states(checkpoint: Path, process_index: int) -> None:
@@ -470,7 +473,7 @@ def _checkpoint_step(checkpoint: Path) -> int:
             return step
         raise ValueError(f"step {step!r}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainingError(_unreadable(checkpoint / "step.json", exc)) from None
+        raise TrainingError(_unreadable(checkpoint, exc, "step.json")) from None
 
 
 def _difference(name: str, theirs: Any, mine: Any) -> str:
