@@ -731,6 +731,11 @@ def test_samples_from_index_a_million_on_are_finished_samples(tmp_path):
         (tmp_path / "samples" / name).mkdir(parents=True)
         (tmp_path / "samples" / name / "labels.json").write_text("{}")
     assert finished_indices(tmp_path, 1_000_001) == [7, 1_000_000]
+    from handforge.export import writers
+
+    pending = writers.pending_indices(tmp_path, 1_000_002)  # what a run still has to make: the others
+    assert len(pending) == 999_999 and pending[:8] == [0, 1, 2, 3, 4, 5, 6, 8] and pending[-1] == 999_999
+    assert pending == [i for i in range(1_000_002) if not writers.is_finished(tmp_path, i)]
 
 
 def test_keypoints_behind_the_camera_are_not_drawn():

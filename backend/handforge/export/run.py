@@ -206,7 +206,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
                   removed: int) -> dict[str, Any]:
-    pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
+    pending = writers.pending_indices(out, spec.samples)
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]

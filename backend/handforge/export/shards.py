@@ -118,7 +118,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                    poll_seconds, sample_timeout, removed: int, model) -> dict[str, Any]:
     from handforge.export.run import finalise
 
-    pending = [i for i in range(spec.samples) if not writers.is_finished(out, i)]
+    pending = writers.pending_indices(out, spec.samples)
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
