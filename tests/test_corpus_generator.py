@@ -240,7 +240,9 @@ def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_
         raise KeyboardInterrupt
 
     monkeypatch.setattr(build, "evaluate_sample", interrupted)
-    with pytest.raises(build.SummaryError, match="interrupted: the corpus is complete in .*not made"):
+    # (and how to measure it: a rerun into the same --out is refused, the folder being taken)
+    with pytest.raises(build.SummaryError, match="interrupted: the corpus is complete in .*not made.*usable as it "
+                                                 "is, and `handforge measure --clips .*` measures its clips"):
         write_corpus(tmp_path / "c", 2, seed=1, settings=CorpusSettings(chunk_size=2), stats_sample=2,
                      figures=False, progress=False)
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())

@@ -52,3 +52,19 @@ def test_ctrl_c_while_the_commands_load_is_one_line_not_a_traceback(monkeypatch,
         status = "the KeyboardInterrupt escaped main"
     assert status == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_ctrl_c_in_a_resumable_command_says_how_to_go_on(monkeypatch, capsys, tmp_path):
+    """Before: "interrupted" alone, though a rerun of the same command resumes an export or a training run."""
+    import handforge.cli as cli
+    from handforge.commands import export
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "run", interrupted)
+    spec = tmp_path / "spec.toml"
+    spec.write_text("samples = 2\n")
+    assert cli.main(["export", str(spec), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == ("interrupted: finished samples are kept: run the same command again to make "
+                                       "the rest\n")

@@ -31,7 +31,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         runners[module.NAME] = module.run
+        INTERRUPTED[module.NAME] = getattr(module, "ON_INTERRUPT", "")
     return parser, runners
+
+
+# per command, what Ctrl-C leaves and how to go on (a module's ON_INTERRUPT), said after "interrupted"
+INTERRUPTED: dict[str, str] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped by SIGTERM", file=sys.stderr)
         return EXIT_STATUS
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = INTERRUPTED.get(args.command)
+        print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
     except ConfigError as exc:  # read by whichever setting the command needs first
         print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)

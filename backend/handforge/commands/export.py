@@ -14,6 +14,7 @@ from handforge_shared.protocol import with_hint
 
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
+ON_INTERRUPT = "finished samples are kept: run the same command again to make the rest"  # said after Ctrl-C
 
 
 class _PrintExampleSpec(argparse.Action):

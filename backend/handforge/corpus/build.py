@@ -202,7 +202,8 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     except KeyboardInterrupt:  # the corpus itself is complete (perhaps hours of it): keep it, say so
         summary["evaluation"] = {"interrupted": "the statistics were interrupted; the clips and splits are complete"}
         raise SummaryError(f"interrupted: the corpus is complete in {out}, but its statistics and figures were not "
-                           "made (summary.json says so)") from None
+                           f"made (summary.json says so); it is usable as it is, and `handforge measure --clips {out}` "
+                           "measures its clips") from None
     except Exception as exc:  # the corpus itself is complete: keep it, say what failed
         summary["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
         raise SummaryError(f"the corpus is complete in {out}, but its statistics failed: {type(exc).__name__}: "
