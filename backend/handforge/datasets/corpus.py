@@ -62,6 +62,8 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
 def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: str | None = None) -> ClipInfo:
     """A clip file's ``ClipInfo`` from its ``meta`` entry alone (the arrays stay compressed on disk)."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load then speaks of pickles, which are never read
+        raise DatasetError(f"{path}: not a readable motion file (not a .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data.files:
@@ -168,6 +170,9 @@ def open_corpus(folder: str | os.PathLike, split: str | Sequence[str] | None = N
     """
     root = Path(folder).expanduser()
     clip_dir = root / "clips"
+    if not root.is_dir():  # (it said "<folder>/clips: no clips folder" of a folder that is not there)
+        raise DatasetError(f"{root}: {'a file, not a folder' if root.exists() else 'no such folder'}; give the "
+                           "folder `handforge corpus --out` wrote")
     if not clip_dir.is_dir():
         raise DatasetError(f"{clip_dir}: no clips folder; give the folder `handforge corpus --out` wrote")
     split_of = {name: s for s, names in read_splits(root).items() for name in names}
