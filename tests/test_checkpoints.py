@@ -108,3 +108,13 @@ def test_a_checkpoint_setting_that_names_a_file_says_so(folder):
         load_model(TinyNet, weights)
     assert "is a file, not a checkpoint folder" in checkpoint_problem(weights, TinyNet)  # the engine's status line
     assert "no such checkpoint folder" in checkpoint_problem(folder / "missing", TinyNet)
+
+
+def test_a_training_runs_folder_names_its_model_folder(folder):
+    """--checkpoint RUN (the folder `handforge train` wrote, its model in RUN/model) said only "it has no
+    config.json"."""
+    run = folder.parent  # (the fixture saved the model into <tmp>/model, as a run does)
+    with pytest.raises(CheckpointError, match=f"it has no config.json: give {folder}, the run's model$"):
+        load_model(TinyNet, run)
+    (run / "empty").mkdir()
+    assert checkpoint_problem(run / "empty", TinyNet).endswith("it has no config.json")  # no model/ in it: no hint

@@ -115,7 +115,9 @@ def _config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder}: {what} (a folder written by save_pretrained, holding {CONFIG_NAME} and "
                               "the .safetensors weights)")
     if not config_file.is_file():
-        raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}")
+        inside = folder / "model" / CONFIG_NAME  # a training run's folder: its model is in model/
+        hint = f": give {folder / 'model'}, the run's model" if inside.is_file() else ""
+        raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{hint}")
     try:
         config = json.loads(config_file.read_text())
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
