@@ -215,6 +215,21 @@ def test_a_report_path_through_a_file_says_that_the_file_is_in_the_way(tmp_path)
         report_file(str(tmp_path / "nowhere" / "report.json"))
 
 
+def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
+    # before: `handforge eval motion --out notes.txt` (or measure --out) replaced notes.txt with its report
+    from handforge.arguments import report_file
+
+    notes, earlier, empty = tmp_path / "notes.txt", tmp_path / "report.json", tmp_path / "new.json"
+    notes.write_text("my notes")
+    earlier.write_text('{"fd": 1.5}')
+    empty.write_text("")
+    with pytest.raises(argparse.ArgumentTypeError, match="notes.txt exists and is not a JSON report: choose "
+                                                         "another file, or remove it first"):
+        report_file(str(notes))
+    assert report_file(str(earlier)) == str(earlier) and report_file(str(empty)) == str(empty)
+    assert notes.read_text() == "my notes"
+
+
 @pytest.mark.timeout(60)  # (passed the check, it would start a server)
 def test_an_engine_package_that_is_no_package_name_is_refused_in_one_line(capsys):
     # importlib raised ImportError for '.foo' (a traceback), where a missing package got this line

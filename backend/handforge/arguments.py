@@ -8,6 +8,7 @@ naming the option and what is allowed (exit status 2), before anything is read o
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -174,7 +175,19 @@ def report_file(text: str) -> str:
     if refused:
         raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({refused}): "
                                          "choose a folder you can write to")
+    if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a JSON report: choose another file, or remove "
+                                         "it first (a report replaces only an earlier report)")
     return text
+
+
+def _a_report(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object (an earlier report, which a new one may replace); empty counts too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return not text.strip() or isinstance(json.loads(text), dict)
+    except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return False
 
 
 def given_path(what: str) -> Callable[[str], str]:
