@@ -17,10 +17,11 @@ MIN_SAMPLES = 11
 # Each sample is a row of ~39 kB (1609 vertices, 16 joints) held for the SVD, a few copies of all of them: 10,000
 # need ~2 GB; 10**9 filled the memory with phenotypes before the first sample was posed
 MAX_SAMPLES = 10_000
+SHIPPED_SAMPLES = 600  # the default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=whole_number(MIN_SAMPLES, MAX_SAMPLES), default=600,
+    parser.add_argument("--samples", type=whole_number(MIN_SAMPLES, MAX_SAMPLES), default=SHIPPED_SAMPLES,
                         help=f"phenotype samples for the shape space ({MIN_SAMPLES}, one more than the 10 betas, "
                              f"to {MAX_SAMPLES})")
 
@@ -34,5 +35,9 @@ def run(args: argparse.Namespace) -> int:
               "shipped: run it in a source checkout you can write to (pip install -e .)", file=sys.stderr)
         return 2
     path, result = open_hand_bake.write(num_samples=args.samples)
-    print(f"wrote {path} (10 betas explain {result.explained_variance[:10].sum():.2%} of the shape variance)")
+    print(f"wrote {path} (10 betas explain {result.explained_variance[:10].sum():.2%} of the shape variance"
+          f" of these {args.samples} samples)")
+    if args.samples < SHIPPED_SAMPLES:  # fitted to few hands, the figure above says little of people's hands
+        print(f"note: baked from {args.samples} samples (the default is {SHIPPED_SAMPLES}), its shape space describes "
+              f"fewer people's hands; `git checkout {path.parent}` restores the shipped rig")
     return 0
