@@ -119,6 +119,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["keys", "--out", "a" * 300], "--out: cannot use this path: File name too long"),
     (["measure", "--clips", ".", "--out", "a" * 300 + ".json"], "--out: cannot use this path: File name too long"),
     (["models", "check", "a" * 300], "argument path: cannot use this path: File name too long"),
+    # ("unrecognized arguments: -v" alone: it is the top-level option)
+    (["export", "spec.toml", "--out", "x", "-v"], "-v (--verbose) goes before the command: handforge -v COMMAND"),
+    (["train", "motion", "--corpus", ".", "--out", "x", "--verbose"], "goes before the command: handforge -v"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

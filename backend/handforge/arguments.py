@@ -49,6 +49,8 @@ class Parser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:") and {"-v", "--verbose"} & set(message.split()[2:]):
+            message += "; -v (--verbose) goes before the command: handforge -v COMMAND …"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
