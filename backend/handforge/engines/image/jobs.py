@@ -123,9 +123,9 @@ def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """Cross-field rules; ``engine`` ``auto`` becomes the engine that will run (the result says which)."""
+    """Cross-field rules, for the engine that will run (``auto`` resolved; the job resolves it the same way)."""
     check_target(params, arrays)
-    params["engine"] = ready_engine(params["engine"], tuple(ENGINES), params["controls"])
+    params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
     if params["tas_steps"] is not None and params["tas_steps"] > params["steps"]:
         raise invalid("params.tas_steps", f"{params['tas_steps']} is more than the {params['steps']} steps")
     if params["engine"] == "attentionhand" and params["controls"]:
@@ -278,7 +278,6 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     from handforge.engines.image.pipeline import latent_preview
     from handforge.engines.image.tokens import hand_tokens
 
-    # (resolved by the check already; again for a caller that runs the job alone)
     params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
     camera = request_camera(params, arrays)
     hand_model = hand_model_for(ctx, params["hand_model"])

@@ -160,7 +160,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
             raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
         image_jobs.check_target(params, target)  # ihpt's weights are its own: checked above
         return
-    params["guide"] = image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])
+    params = {**params, "guide": image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])}
     _check_guide(params)
     generate_params = {**params, "engine": params["guide"], "tas_steps": None}
     image_jobs.check_request(generate_params, target)
@@ -257,7 +257,6 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.transfer.pipeline import opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
-    # (resolved by the check already; again for a caller that runs the job alone)
     params = {**params, "guide": image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])}
 
     def on_step(i: int, total: int, latents) -> None:
