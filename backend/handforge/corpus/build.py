@@ -118,8 +118,6 @@ def make_splits(seed: int, records: list[dict[str, Any]]) -> dict[str, list[str]
 def check_output(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CorpusError(f"{out} already exists and is not an empty directory: choose a new --out, or remove it")
-    if not out.parent.exists():
-        raise CorpusError(f"the parent directory {out.parent} does not exist: create it first")
     if os.path.ismount(out):  # (a container's volume): the finished corpus replaces --out, which a mount point refuses
         raise CorpusError(f"{out} is a mount point, which the finished corpus cannot replace: give a new folder "
                           f"inside it, e.g. --out {out / 'corpus'}")
