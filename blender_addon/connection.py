@@ -137,9 +137,9 @@ def start_local(blocking: bool = False) -> None:
             BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)
     except OSError as exc:
         log.unlink(missing_ok=True)  # (empty: nothing ran)
-        message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): install the HandForge backend "
-                   "(`pip install handforge[backend]`) or put the full path of `handforge` in the start "
-                   "command (HandForge preferences)")
+        message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): put the full path of `handforge` in the "
+                   "start command (HandForge preferences), e.g. /path/to/HandForge/.venv/bin/handforge after "
+                   "`python3 scripts/dev.py setup` in the HandForge checkout, or start Blender where it is on the PATH")
         _set_status(f"The local backend did not start: {message}")  # not an older, unrelated status
         raise BackendError(message) from None
     except BaseException:  # (a bad argument in the command, Ctrl-C): no file left behind either

@@ -70,6 +70,9 @@ def test_bad_settings_are_reported(session):
     assert "'tcp://localhost:99999' is not valid" in result["bad_port"]  # was urllib's bare "Port out of range"
     assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
     assert "/nonexistent/handforge" in result["bad_command"]
+    # (it said "pip install handforge[backend]": HandForge installs from its checkout, and Blender's PATH is the issue)
+    assert "put the full path of `handforge` in the start command" in result["bad_command"]
+    assert ".venv/bin/handforge" in result["bad_command"] and "pip install" not in result["bad_command"]
     assert result["bad_command_status"].startswith("The local backend did not start: cannot run")  # not an old status
     # before: the client reached the other backend, then the new one died on "Address already in use" and
     # the add-on dropped the working connection
