@@ -231,6 +231,13 @@ def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
         report_file(str(notes))
     assert report_file(str(earlier)) == str(earlier) and report_file(str(empty)) == str(empty)
     assert notes.read_text() == "my notes"
+    # serve's endpoint file is no report: one left by a server killed outright does not stop a restart
+    from handforge.cli import build_parser
+
+    stale = tmp_path / "hf.endpoint"
+    stale.write_text("tcp://127.0.0.1:5780\n")
+    parser, _ = build_parser()
+    assert parser.parse_args(["serve", "--endpoint-file", str(stale)]).endpoint_file == stale
 
 
 @pytest.mark.timeout(60)  # (passed the check, it would start a server)

@@ -158,9 +158,39 @@ def _path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
     return parse
 
 
-@_path_errors_said
 def report_file(text: str) -> str:
-    """A file a command writes at its end (a JSON report): checked first, so that an hour of
+    """A JSON report a command writes at its end: ``writable_file``, and an existing file there is an earlier
+    report (which it replaces), not another file of the user's."""
+    path = Path(writable_file(text)).expanduser()
+    if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a JSON report: choose another file, or remove "
+                                         "it first (a report replaces only an earlier report)")
+    return text
+
+
+REPORT_LIMIT = 64 << 20  # bytes: a larger file is no report of ours (and is not read to find out)
+
+
+def _a_report(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object (an earlier report) or nothing, read only when it is small enough;
+    a file that cannot be read is left to the write to report."""
+    try:
+        if path.stat().st_size > REPORT_LIMIT:
+            return False
+        text = path.read_text(encoding="utf-8")
+    except PermissionError:  # write-only: the write says what it says
+        return True
+    except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
+        return False
+    try:
+        return not text.strip() or isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+@_path_errors_said
+def writable_file(text: str) -> str:
+    """A file a command writes (a report at its end, an endpoint file): checked first, so that an hour of
     evaluation is not lost to a missing folder or a typo."""
     path = Path(text).expanduser()
     if not text.strip() or path.is_dir():
@@ -177,19 +207,7 @@ def report_file(text: str) -> str:
     if refused:
         raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({refused}): "
                                          "choose a folder you can write to")
-    if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
-        raise argparse.ArgumentTypeError(f"{path} exists and is not a JSON report: choose another file, or remove "
-                                         "it first (a report replaces only an earlier report)")
     return text
-
-
-def _a_report(path: Path) -> bool:
-    """Whether ``path`` holds a JSON object (an earlier report, which a new one may replace); empty counts too."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        return not text.strip() or isinstance(json.loads(text), dict)
-    except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
-        return False
 
 
 def given_path(what: str) -> Callable[[str], str]:

@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from handforge.arguments import (at_least, existing_path, finite_number, given_path, python_package, report_file,
+from handforge.arguments import (at_least, existing_path, finite_number, given_path, python_package, writable_file,
                                  thread_count, whole_number)
 from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
 
@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads of each torch operation (default: torch's own, one per core); 1 is "
                              "much faster on a small machine busy with other work, where torch's threads wait "
                              "on each other (in-betweening 200 frames: 1 s instead of 9-17 s on 2 loaded cores)")
-    parser.add_argument("--endpoint-file", type=lambda text: Path(report_file(text)), metavar="FILE",
+    parser.add_argument("--endpoint-file", type=lambda text: Path(writable_file(text)), metavar="FILE",
                         help="write the endpoint (tcp://host:port) here once listening; removed on exit")
 
 
