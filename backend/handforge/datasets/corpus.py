@@ -62,9 +62,11 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
 def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: str | None = None) -> ClipInfo:
     """A clip file's ``ClipInfo`` from its ``meta`` entry alone (the arrays stay compressed on disk)."""
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):  # np.load then speaks of pickles, which are never read
-        raise DatasetError(f"{path}: not a readable motion file (not a .npz archive)")
     try:
+        with open(path, "rb") as fh:  # (zipfile.is_zipfile(path) would call an unreadable file "no archive")
+            archive = zipfile.is_zipfile(fh)
+        if not archive:  # np.load then speaks of pickles, which are never read
+            raise DatasetError(f"{path}: not a readable motion file (not a .npz archive)")
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise DatasetError(f"{path}: no 'meta' entry; not a HandForge motion file")
