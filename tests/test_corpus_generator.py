@@ -332,10 +332,18 @@ def test_sigterm_stops_the_corpus_and_removes_its_work_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_out_folders_parents_are_made_as_export_makes_them(tmp_path, capsys):
+def test_the_out_folders_parents_are_made_as_export_makes_them(tmp_path, capsys, monkeypatch):
     # before: "the parent directory …/data does not exist: create it first", where the README's
     # `handforge corpus --out data/corpus` was the first command of a fresh checkout
     out = tmp_path / "data" / "corpora" / "c"
     assert main(["corpus", "--out", str(out), "--sequences", "2", "--stats-sample", "0", "--no-figures",
                  "--quiet"]) == 0, capsys.readouterr().err
     assert load_splits(out) and len(list((out / "clips").iterdir())) == 2
+    # a failed run leaves nothing, the folders it made above --out included
+    def failed(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "_generate", failed)
+    with pytest.raises(OSError):
+        write_corpus(tmp_path / "new" / "deeper" / "c", 2, seed=1, figures=False, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -15,6 +15,7 @@ are never near-copies of training clips.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import hashlib
@@ -123,6 +124,14 @@ def check_output(out: Path) -> None:
                           f"inside it, e.g. --out {out / 'corpus'}")
 
 
+def _remove_work(work: Path, made: list[Path]) -> None:
+    """A failed run leaves nothing: its work folder, and the folders above --out it made (deepest first)."""
+    shutil.rmtree(work, ignore_errors=True)
+    for folder in made:
+        with contextlib.suppress(OSError):  # (not empty: another run's, or the user's meanwhile)
+            folder.rmdir()
+
+
 def remove_abandoned(out: Path) -> list[Path]:
     """Remove the hidden work folders of runs into ``out`` that were killed outright (SIGTERM, SIGKILL,
     a power cut: no clean-up ran), named by their machine and process id: this machine's whose
@@ -163,10 +172,11 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     remove_abandoned(out)
     work = out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
     clip_dir = work / "clips"
+    made = [p for p in out.parents if not p.exists()]  # --out's missing folders, made here: removed on failure
     try:
         clip_dir.mkdir(parents=True)
     except OSError as exc:  # a folder access() allowed (output_folder) that the file system refuses: /proc as root
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_work(work, made)
         if exc.errno == errno.ENAMETOOLONG:  # the name fits, the work folder's beside it does not
             longest = len(out.name) - (len(work.name) - os.pathconf(out.parent, "PC_NAME_MAX"))
             raise CorpusError(f"the name {out.name[:20]}… ({len(out.name)} characters) is too long to build the "
@@ -193,7 +203,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
             out.rmdir()  # empty (checked above)
         work.rename(out)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_work(work, made)
         raise
     try:
         _evaluate(out, seed, records, summary, stats_sample, figures)
