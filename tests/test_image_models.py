@@ -244,6 +244,33 @@ def test_an_empty_controlnets_folder_makes_the_engine_unavailable_with_the_fix(w
     assert "image.sd_model is not set" in reason and hint.count("HANDFORGE_SD_MODEL") == 1  # the same fix once
 
 
+def test_a_guidance_setting_that_is_no_controlnet_folder_leaves_auto_to_the_controlnets(weights, tmp_path,
+                                                                                        monkeypatch):
+    # before: image.guidance pointing at a training run's folder (its model in model/) or at the weights file
+    # counted as ready: engine auto took attentionhand and the first click failed, the ControlNets unused
+    from handforge.engines.image import jobs
+
+    _, sd, guidance = weights
+    run = tmp_path / "run"
+    shutil.copytree(guidance, run / "model")
+    controlnets = tmp_path / "controlnets"
+    shutil.copytree(guidance, controlnets / "control_sd15_depth")
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(controlnets))
+    for wrong, says in ((run, f"give {run / 'model'}, the run's model"),
+                        (next(guidance.glob("*.safetensors")), "is a file, not a checkpoint folder")):
+        monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(wrong))
+        status = jobs.IMAGE_ENGINES["attentionhand"].status()
+        assert not status.available and status.reason.startswith(f"image.guidance = {wrong}") and says in \
+            status.reason, status
+        assert "handforge train guidance" in status.hint and "HANDFORGE_IMAGE_GUIDANCE" in status.hint
+        assert jobs.ready_engine("auto", tuple(jobs.ENGINES), []) == "controlnet"
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(run / "model"))
+    assert jobs.IMAGE_ENGINES["attentionhand"].status().available
+    assert jobs.ready_engine("auto", tuple(jobs.ENGINES), []) == "attentionhand"
+
+
 def test_a_height_that_is_no_multiple_of_8_is_named():
     from handforge.engines.image import jobs
     from handforge.server.schema import ProtocolError

@@ -47,7 +47,8 @@ AUTO = "auto"  # the first engine whose weights are here: the default, so the fi
 
 IMAGE_ENGINES: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
-                                             "(arXiv:2407.18034)", settings=ENGINES["attentionhand"]),
+                                             "(arXiv:2407.18034)", settings=ENGINES["attentionhand"],
+                            availability=lambda: _guidance_present()),
     "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
                                        "openpose, mesh)", settings=ENGINES["controlnet"],
                          availability=lambda: _controlnets_present()),
@@ -64,6 +65,19 @@ def _controlnets_present() -> str | tuple[str, str]:
     return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
             "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or "
             "handforge models fetch controlnet-depth), or point the setting at the folder that has them")
+
+
+def _guidance_present() -> str | tuple[str, str]:
+    """The guidance module's setting exists (checked before): is it a ControlNet folder? (Else ``auto`` took
+    a training run's folder, or the weights file, for a ready engine, and the first click failed.)"""
+    from handforge.engines.checkpoints import CONFIG_NAME, checkpoint_problem, saved_class
+
+    folder = Path(config.value(GUIDANCE.key))
+    if folder.is_dir() and (folder / CONFIG_NAME).is_file() and saved_class(folder) in (None, "ControlNetModel"):
+        return ""
+    return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",
+            f"point it at a ControlNetModel folder (the model/ folder of a `handforge train guidance` run, or handforge "
+            f"models import DIR --kind guidance): {GUIDANCE.how_to_set()}")
 
 
 def _image_availability() -> str | tuple[str, str]:
