@@ -44,6 +44,16 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     assert not list(out.glob(".*.tmp")), "no partial files left"
     _check_labelled_export(out / "labelled", proc.stdout)
     _check_interaction(out / "interaction.npz", proc.stdout)
+    # its folder again, its labelled/ made by an older demo (another spec: a new HandForge, a re-baked open
+    # hand): made again (before: refused, "choose a new or an empty folder")
+    from handforge.export.writers import SPEC_RECORD
+
+    record = json.loads((out / "labelled" / SPEC_RECORD).read_text())
+    (out / "labelled" / SPEC_RECORD).write_text(json.dumps({**record, "seed": record["seed"] + 1}))
+    rerun = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and "made again" in rerun.stdout, rerun.stderr
+    assert json.loads((out / "labelled" / SPEC_RECORD).read_text()) == record
     # its folder again, its labelled/ replaced by a file: one line (before: a FolderTaken traceback)
     shutil.rmtree(out / "labelled")
     (out / "labelled").write_text("x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,15 +52,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _labelled_part(out: Path) -> bool:
-    """The demo's labelled export; False when its folder is taken (said on stderr)."""
-    from handforge.demo import export_labelled
-    from handforge.export.writers import FolderTaken
+    """The demo's labelled export; False when its folder is taken (said on stderr). An earlier demo's export
+    of another spec or hand model (a new HandForge, a re-baked open hand) is made again, not refused."""
+    from handforge.demo import MARK, export_labelled
+    from handforge.export.writers import SPEC_RECORD, FolderTaken
 
     try:
         labelled = export_labelled(out)
-    except FolderTaken as exc:  # e.g. labelled/ replaced by other files since the earlier demo
-        print(f"handforge demo: {exc}", file=sys.stderr)
-        return False
+    except FolderTaken as exc:
+        if not ((out.parent / MARK).is_file() and (out / SPEC_RECORD).is_file()):  # other files: not the demo's
+            print(f"handforge demo: {exc}", file=sys.stderr)
+            return False
+        print("labelled export: the earlier demo's was made with other settings or another hand model: made again")
+        shutil.rmtree(out)
+        labelled = export_labelled(out)
     if "unavailable" in labelled:
         print(f"labelled export skipped: {labelled['unavailable']}")
         return True
