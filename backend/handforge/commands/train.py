@@ -8,8 +8,8 @@ from handforge.commands import _engine_dispatch
 
 NAME = "train"
 HELP = "train an engine's models: handforge train ENGINE [its options] (accelerate launch -m handforge train ... for several GPUs)"
-ON_INTERRUPT = ("run the same command again to resume from the run's newest checkpoint (the steps after it are "
-                "trained again)")  # said after Ctrl-C
+ON_INTERRUPT = ("run the same command again to resume from the run's newest checkpoint, if it saved one (the steps "
+                "after it are trained again)")  # said after Ctrl-C
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
