@@ -166,3 +166,10 @@ def test_the_sources_results_name_are_in_the_saved_file(session):
     assert found["reopened"] == found["saved"], found
     assert found["pixels"] == {name: True for name in found["saved"]}, found
     assert found["properties"] == {name: True for name in found["saved"]}, found
+
+
+def test_a_transfer_made_while_another_scene_is_shown_lands_in_the_scene_it_was_made_from(session):
+    session.no_error("scene_switched")
+    found = session["scene_switched"]
+    assert found["result"] == ["FINISHED"] and found["image"], found
+    assert f"shown in scene {found['scene']!r}, where they were made" in found["printed"], found

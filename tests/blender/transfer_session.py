@@ -311,6 +311,26 @@ def file_source_undone_mid_job():
 s.check("file_undone", file_source_undone_mid_job)
 
 
+def scene_switched_mid_transfer():
+    """Another scene shown while the transfer runs: its image lands in the scene it was made from (before: "the
+    scene changed while it ran ... not applied", the finished image thrown away)."""
+    window = bpy.context.window_manager.windows[0]
+    first, other = window.scene, bpy.data.scenes.new("Looked At")
+    try:
+        with while_a_job_runs(lambda: setattr(window, "scene", other)):
+            result, printed = printed_by(lambda: bpy.ops.handforge.transfer_pose(
+                seed=44, steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False,
+                add_plane=True))
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(other)
+    return {"result": result, "printed": printed, "image": "HandForge transfer seed 44" in bpy.data.images,
+            "scene": first.name}
+
+
+s.check("scene_switched", scene_switched_mid_transfer)
+
+
 def sources_kept_in_the_saved_file():
     """A result of the panel's image (another picked there since; the artist kept the result) and one of a
     file: saved and reopened, the .blend still holds the images the results name as their source."""
