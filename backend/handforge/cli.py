@@ -22,26 +22,23 @@ def _command_modules() -> list:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The parser, and each command's module by name (its ``run``; its ``ON_INTERRUPT``, if any: what Ctrl-C
+    leaves and how to go on, said after "interrupted")."""
     parser = Parser(prog="handforge", description="HandForge backend and tools.")
     parser.add_argument("--version", action="version", version=f"handforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    runners = {}
+    modules = {}
     for module in sorted(_command_modules(), key=lambda m: m.NAME):
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
-        runners[module.NAME] = module.run
-        INTERRUPTED[module.NAME] = getattr(module, "ON_INTERRUPT", "")
-    return parser, runners
-
-
-# per command, what Ctrl-C leaves and how to go on (a module's ON_INTERRUPT), said after "interrupted"
-INTERRUPTED: dict[str, str] = {}
+        modules[module.NAME] = module
+    return parser, modules
 
 
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while the commands' modules load, before the command's own handling below
-        parser, runners = build_parser()
+        parser, modules = build_parser()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -55,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with sigterm_unwinds():
-            return int(runners[args.command](args) or 0)
+            return int(modules[args.command].run(args) or 0)
     except Terminated:
         print("stopped by SIGTERM", file=sys.stderr)
         return EXIT_STATUS
     except KeyboardInterrupt:
-        hint = INTERRUPTED.get(args.command)
+        hint = getattr(modules[args.command], "ON_INTERRUPT", "")
         print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
     except ConfigError as exc:  # read by whichever setting the command needs first
