@@ -523,6 +523,18 @@ def test_a_spec_that_is_a_folder_or_yaml_is_named_so(tmp_path):
         load_spec(yaml)
 
 
+def test_a_spec_that_is_a_device_or_broken_link_is_named_so(tmp_path):
+    """/dev/null or a link to nothing was "no such file"; both exist, neither is a specification."""
+    with pytest.raises(SpecError, match=r"/dev/null is not a regular file \(a device\): give the export spec"):
+        load_spec("/dev/null")
+    link = tmp_path / "spec.toml"
+    link.symlink_to(tmp_path / "gone.toml")
+    with pytest.raises(SpecError, match=r"spec.toml is not a regular file \(a broken link\)"):
+        load_spec(link)
+    with pytest.raises(SpecError, match=r"missing.toml: no such file"):
+        load_spec(tmp_path / "missing.toml")
+
+
 def test_command_engine_generate_keeps_the_specs_generate_section(tmp_path, monkeypatch):
     """--engine generate over a spec of another engine: its [generate] was dropped (the defaults used)."""
     from handforge.cli import main

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge_shared import pose_library
-from handforge_shared.files import not_utf8, read_user_text
+from handforge_shared.files import file_kind, not_utf8, read_user_text
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
@@ -445,6 +445,9 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     if path.is_dir():  # (was "no such file")
         raise SpecError(f"{path} is a folder: give the export specification file in it (.toml or .json)")
     if not path.is_file():
+        if os.path.lexists(path):  # a device, FIFO or broken link
+            raise SpecError(f"{path} is not a regular file ({file_kind(path)}): give the export specification, "
+                            ".json or .toml")
         raise SpecError(f"{path}: no such file (the export specification, .json or .toml)")
     try:
         text = read_user_text(path)
