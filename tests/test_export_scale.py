@@ -208,6 +208,27 @@ def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):
     assert not list(out.iterdir())
 
 
+def test_a_ctrl_c_leaves_no_half_written_sample(tmp_path):
+    """A Ctrl-C kills the workers (they ignore SIGINT; the driver stops them): one killed while it wrote a
+    sample left its hidden .partial folder until a rerun. Here the kill falls mid-write for certain."""
+    out = tmp_path / "data"
+
+    class CtrlCMidWrite(LocalPool):
+        def wait(self, timeout):
+            events = super().wait(timeout)
+            if list(out.glob("samples/*/labels.json")):
+                (out / "samples" / ".partial-39").mkdir()  # a worker's sample half written as the driver stops
+                (out / "samples" / ".partial-39" / "mesh.png").write_bytes(b"\x89PNG")
+                raise KeyboardInterrupt
+            return events
+
+    with pytest.raises(KeyboardInterrupt):
+        export_sharded(spec(), out, lambda: CtrlCMidWrite(spec().to_dict(), str(out), 2), 2, command=COMMAND,
+                       progress=False)
+    assert list(out.glob("samples/*/labels.json")), "interrupted before a sample was written"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".partial-") or p.name.endswith(".tmp")]
+
+
 def test_chunks_cover_the_pending_samples_in_order():
     pending = [i for i in range(100) if i % 7]
     for workers in (1, 2, 5):

@@ -128,10 +128,12 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
     restarts = 0
     renderer_name = None
     if chunks:
-        with pool_factory() as pool:
-            failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
-                                                     fault, poll_seconds, out, sample_timeout)
-        writers.clean_partial(out)  # what dead workers left of samples that were given up
+        try:
+            with pool_factory() as pool:
+                failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
+                                                         fault, poll_seconds, out, sample_timeout)
+        finally:  # what workers killed mid-write left (given up, or stopped by a Ctrl-C), once they are gone
+            writers.clean_partial(out)
     seconds = time.perf_counter() - start
     finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
     # a failed sample that a replaced worker finished after all is not a failure
