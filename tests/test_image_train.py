@@ -115,3 +115,16 @@ def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("handforge train guidance: ") and "holds files that are not a training run's" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "mine" / "settings.json").exists()
+
+
+def test_a_quiet_run_prints_nothing_but_its_result(setup, tmp_path):
+    """train --quiet printed transformers' torchvision notes (2 lines) and its "Loading weights" bar."""
+    import subprocess
+    import sys
+
+    sd_path, data, _ = setup
+    run = subprocess.run([sys.executable, "-m", "handforge", "train", "guidance", "--data", str(data), "--sd",
+                          str(sd_path), "--out", str(tmp_path / "run"), "--size", str(SIZE), "--steps", "1",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and run.stdout.startswith("wrote ")

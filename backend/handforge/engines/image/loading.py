@@ -9,7 +9,9 @@ uses DDIM built from the model's scheduler config.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,27 @@ class WeightsError(RuntimeError):
         self.path = None if path is None else Path(path).expanduser()
 
 
+def _torchvision_note(record: logging.LogRecord) -> bool:
+    return "requires torchvision (not installed)" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without transformers' lines that are no news to the user: its note that image processors fall
+    back to PIL without torchvision (printed when diffusers' SD pipeline is imported; SD here uses none
+    of them) and its "Loading weights" bar (a job reports its own progress; ``train --quiet`` is quiet)."""
+    logging.getLogger("transformers.utils.import_utils").addFilter(_torchvision_note)  # once: a set
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 def _local(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
@@ -42,6 +65,11 @@ def load_sd(path: str | Path, config: str | Path | None = None, dtype: Any = Non
     """The SD 1.x components (vae, text_encoder, tokenizer, unet, scheduler: DDIM), on the CPU. ``check()``
     runs between the models' loads of a diffusers folder and may raise to abandon the load (a job's
     ``check_cancelled``: the UNet alone takes seconds to minutes)."""
+    with _quiet_loading():
+        return _load_sd(path, config, dtype, check)
+
+
+def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Callable[[], None]) -> dict[str, Any]:
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
