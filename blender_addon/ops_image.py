@@ -140,9 +140,29 @@ def scene_plane(scene, name: str, camera):
     """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None;
     one that other scenes hold too (New Scene › Linked Copy links the same object) only if it already hangs
     from ``camera``: re-parented to this scene's camera, it would move in the others. (No record of its
-    scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)"""
-    return next((o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
-                 and o.get(PLANE_NAME_PROP) == o.name and (len(o.users_scene) == 1 or o.parent == camera)), None)
+    scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)
+    New Scene › Full Copy copies the plane under a numbered name (as Shift-D would) onto the copied camera:
+    where the scene holds no plane of its made name, a numbered copy hanging from ``camera`` is the scene's
+    (it takes its new name as its own); a second plane would fight it for the same pixels."""
+    planes = [o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
+              and (len(o.users_scene) == 1 or o.parent == camera)]
+    made = next((o for o in planes if o.get(PLANE_NAME_PROP) == o.name), None)
+    if made is None:
+        made = next((o for o in planes if o.parent == camera and _numbered_copy(o.name, o.get(PLANE_NAME_PROP))),
+                    None)
+        if made is not None:
+            made[PLANE_NAME_PROP] = made.name
+    return made
+
+
+def _numbered_copy(name: str, of) -> bool:
+    """Whether ``name`` is a name Blender gives a copy of an object called ``of``: the same name with
+    another number ("HandForge image.003" copied is "HandForge image.004" or the next one free)."""
+    def stem(text: str) -> str:
+        base, dot, number = text.rpartition(".")
+        return base if dot and number.isdigit() else text
+
+    return isinstance(of, str) and name != of and stem(name) == stem(of)
 
 
 def add_plane(scene, camera, image, name: str, K):

@@ -153,6 +153,16 @@ def test_a_linked_copy_sharing_the_camera_shows_its_image_on_the_shared_plane(se
     assert found["after"] == [[names[0], "Cam", "HandForge seed 19"]], found
 
 
+def test_a_full_copy_scene_shows_its_images_on_its_copied_plane(session):
+    session.no_error("full_copy")
+    found = session["full_copy"]
+    assert found["results"] == [["FINISHED"]] * 2, found
+    assert len(found["before"]) == 1 and found["first"] == found["before"], found  # the first scene's untouched
+    (name, camera, _), = found["copied"]
+    assert camera == found["camera"] != found["before"][0][1], found
+    assert found["copy"] == [[name, camera, "HandForge seed 61"]], found  # one plane, the last image
+
+
 def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
     session.no_error("undone_mid_job")
     found = session["undone_mid_job"]

@@ -283,6 +283,31 @@ def planes_of_a_linked_copy_sharing_the_camera():
 s.check("linked_copy_shared_camera", planes_of_a_linked_copy_sharing_the_camera)
 
 
+def planes_of_a_full_copy():
+    """A scene made by New Scene › Full Copy (its plane and camera copied under numbered names): two runs there
+    show their images on the copied plane, and the first scene's plane is left as it was (before: the copy
+    counted as a plane the artist renamed, and each run in the copy made a new plane on top of it)."""
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
+                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
+    before = planes(first)
+    with bpy.context.temp_override(window=window):
+        assert bpy.ops.scene.new(type="FULL_COPY") == {"FINISHED"}
+    copy = window.scene
+    try:
+        copied = planes(copy)
+        results = [run(60), run(61)]
+        return {"results": results, "before": before, "copied": copied, "copy": planes(copy),
+                "first": planes(first), "camera": copy.camera.name}
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(copy)
+
+
+s.check("full_copy", planes_of_a_full_copy)
+
+
 def undone_mid_job():
     """Ctrl-Z while an image is made (the artist's last edit, a pose pasted, taken away): the image still
     comes (a new datablock with the pose it was made from in its labels), behind the camera found after the
