@@ -252,6 +252,7 @@ def end_browse(context, restore: bool) -> None:
 
 def _step(context, delta: int) -> int:
     state = browse_state(context)
+    _check_in_scene(_browse_rigs(state), context.scene)
     _set_index(state, (state.index - 1 + delta) % len(state.candidates) + 1)
     show_candidate(state)
     if state.message:
@@ -427,7 +428,7 @@ def _check_in_scene(rigs: dict[str, object], scene) -> None:
         where = sorted({s.name for rig in away for s in rig.users_scene})
         home = f"the scene {' / '.join(map(repr, where))}" if where else "no scene"
         raise ValueError(f"the candidates are for the hand(s) {names} in {home}, not in this scene {scene.name!r}: "
-                         "switch to that scene to key them at its frame, or Cancel and sample here")
+                         "switch to that scene to browse, apply or key them (at its frame), or Cancel and sample here")
 
 
 class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):

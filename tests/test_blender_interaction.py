@@ -108,6 +108,10 @@ def test_key_candidates_in_another_scene_is_refused_and_names_the_rigs_scene(ses
     assert found["switched"] == "Other Scene"
     assert f"scene {found['rigs_scene']!r}" in found["refused"] and "Other Scene" in found["refused"], found["refused"]
     assert found["keys"] == {"left": True, "right": True} and found["browse"] == 2
+    # before: Next and Previous posed the first scene's rigs and Apply kept a candidate there, "applied candidate 2"
+    for refused in found["browsing"]:
+        assert f"scene {found['rigs_scene']!r}" in refused and "Other Scene" in refused, refused
+    assert found["posed"] == {"left": True, "right": True}
 
 
 def test_learned_engine_with_both_hands_free(session):

@@ -186,19 +186,27 @@ s.check("key", key_candidates)
 
 
 def key_in_another_scene():
-    """Key Candidates in another scene than the rigs': refused (naming the rigs' scene), nothing keyed
-    in either scene, the candidates kept to browse."""
+    """Key Candidates, Next, Previous and Apply in another scene than the rigs': refused (naming the rigs'
+    scene), nothing keyed or posed in either scene, the candidates kept to browse."""
     assert sorted(sample(count=2)) == ["FINISHED"]
     before = {side: fcurve_frames(side) for side in SIDES}
     window = bpy.context.window_manager.windows[0]
     first = window.scene
+    rigs = {side: hand(side) for side in SIDES}
+    basis = lambda side: np.array([np.array(pb.matrix_basis) for pb in rigs[side].pose.bones])
+    shown = {side: basis(side) for side in SIDES}
     other = bpy.data.scenes.new("Other Scene")
     other.frame_current = 40
     window.scene = other
     try:
         found = {"switched": bpy.context.scene.name,
                  "refused": error_of(lambda: as_user(bpy.ops.handforge.interaction_key, count=2)),
+                 # Next, Previous and Apply would pose (and Apply keep) the rigs of a scene nobody looks at
+                 "browsing": [error_of(lambda op=op: as_user(op)) for op in (
+                     bpy.ops.handforge.interaction_next, bpy.ops.handforge.interaction_previous,
+                     bpy.ops.handforge.interaction_apply)],
                  "browse": browse()["count"]}
+        found["posed"] = {side: bool(np.array_equal(basis(side), shown[side])) for side in SIDES}
     finally:
         window.scene = first
         bpy.data.scenes.remove(other)
