@@ -542,8 +542,28 @@ def _forget_on_load(*_args) -> None:
         end_browse(bpy.context, restore=False)
 
 
+@persistent
+def _save_without_preview(*_args) -> None:
+    """A file saved while a candidate is shown holds the rigs as they were before the candidates: the
+    preview is no undo step, and opening the file drops the candidates, so a saved preview could not be
+    taken back (``_preview_after_save`` shows it again)."""
+    state = getattr(bpy.context.window_manager, "handforge_interaction", None)
+    if state is not None and len(state.candidates):
+        take_off_preview(state)
+
+
+@persistent
+def _preview_after_save(*_args) -> None:
+    state = getattr(bpy.context.window_manager, "handforge_interaction", None)
+    if state is not None and len(state.candidates):
+        show_candidate(state)
+
+
+HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _preview_after_save))
+
+
 def register() -> None:
-    app_handlers.add(("load_post", _forget_on_load))
+    app_handlers.add(*HANDLERS)
     bpy.types.WindowManager.handforge_interaction = PointerProperty(
         type=HANDFORGE_PG_interaction_browse, name="Interaction Candidates",
         description="The sampled interaction candidates being browsed in this session")
@@ -553,6 +573,6 @@ def register() -> None:
 
 
 def unregister() -> None:
-    app_handlers.remove(("load_post", _forget_on_load))
+    app_handlers.remove(*HANDLERS)
     del bpy.types.Scene.handforge_interaction
     del bpy.types.WindowManager.handforge_interaction

@@ -165,3 +165,12 @@ def test_a_sampling_that_fails_keeps_the_candidates_being_browsed(session):
     found = session["failed_keeps_browse"]
     assert found["message"] and found["before"]["count"] == 2, found
     assert found["after"] == found["before"], found
+
+
+def test_a_file_saved_while_browsing_holds_the_pose_from_before_the_candidates(session):
+    # before: the previewed candidate was saved as the hand's pose; reopened, no Cancel could take it back
+    session.no_error("saved_while_browsing")
+    found = session["saved_while_browsing"]
+    assert found["moved"], found  # the candidate did pose the rig
+    assert found["file_holds_before"] and not found["file_holds_preview"], found
+    assert found["after_save"] == {"browse": 2, "previewed": True}, found

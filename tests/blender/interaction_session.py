@@ -357,6 +357,36 @@ def failed_sampling_keeps_the_browse():
 s.check("failed_keeps_browse", failed_sampling_keeps_the_browse)
 
 
+def saved_while_browsing():
+    """Ctrl-S while a candidate is previewed: the file holds the pose from before the candidates (the
+    preview is no undo step and the candidates are dropped when a file is opened: a saved preview could not
+    be taken back), and the browse goes on in this session with the candidate shown."""
+    rig = hand("right")
+    channels_of = lambda obj: np.array([np.array(pb.matrix_basis) for pb in obj.pose.bones])
+    before = channels_of(rig)
+    assert sorted(sample(count=2, anchor="LEFT")) == ["FINISHED"]
+    previewed = channels_of(rig)
+    blend = str(s.work / "browsing.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
+    after_save = {"browse": browse()["count"], "previewed": bool(np.array_equal(channels_of(rig), previewed))}
+    with bpy.data.libraries.load(blend) as (_, into):
+        into.objects = [rig.name]
+    saved = into.objects[0]
+    try:
+        in_file = channels_of(saved)
+    finally:
+        armature = saved.data
+        bpy.data.objects.remove(saved)
+        bpy.data.armatures.remove(armature)
+    bpy.ops.handforge.interaction_cancel()
+    return {"moved": not np.allclose(previewed, before), "after_save": after_save,
+            "file_holds_before": bool(np.allclose(in_file, before, atol=1e-6)),
+            "file_holds_preview": bool(np.allclose(in_file, previewed, atol=1e-6))}
+
+
+s.check("saved_while_browsing", saved_while_browsing)
+
+
 def scaled_rig_and_file_load():
     hand("right").scale = (2.0, 2.0, 2.0)
     try:
