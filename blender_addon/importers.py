@@ -34,7 +34,7 @@ def import_motion(context, clip: MotionClip, frame_start: float | None = None) -
     found = hands.scene_hands(context.scene, "BOTH", edit=True)
     start = context.scene.frame_current if frame_start is None else frame_start
     summary = keys.import_clip(context, clip, found, start)
-    text = f"{clip.num_frames} frames of motion keyed at {summary['frame_start']:g}-{summary['frame_end']:g}"
+    text = f"{clip.num_frames} frames of motion keyed at {keys.frame_range(summary['frame_start'], summary['frame_end'])}"
     return text + "".join(f"; {w}" for w in summary["warnings"])
 
 

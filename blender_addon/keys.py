@@ -305,9 +305,21 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
 
 
+def frame_text(frame: float) -> str:
+    """A frame as the artist reads it: whole frames without a decimal point and in full (1000000, not
+    ``:g``'s 1e+06), subframes to a thousandth (10.5)."""
+    value = float(frame)
+    return str(int(value)) if value.is_integer() else f"{value:.3f}".rstrip("0")
+
+
 def frame_list(frames) -> str:
-    """Frames as the artist reads them: sorted, whole frames without a decimal point (1, 10.5, 20)."""
-    return ", ".join(f"{f:g}" for f in sorted(frames))
+    """Frames as the artist reads them: sorted (1, 10.5, 20)."""
+    return ", ".join(frame_text(f) for f in sorted(frames))
+
+
+def frame_range(start: float, end: float) -> str:
+    """"10-30", or "-20 to -11" where a minus sign would run into the dash."""
+    return f"{frame_text(start)}{' to ' if start < 0 or end < 0 else '-'}{frame_text(end)}"
 
 
 def scene_fps(scene) -> float:

@@ -64,7 +64,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         keys.check_keyable(found)
         frame = context.scene.frame_current_final  # the time shown, subframe included, as Blender's I key
         total = sum(keys.key_pose(obj, frame) for obj in found.values())
-        self.report({"INFO"}, f"keyed {total} channels at frame {frame:g}")
+        self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}")
         return {"FINISHED"}
 
 
@@ -107,7 +107,7 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
-                              f"{summary['frame_start']:g}-{summary['frame_end']:g}")
+                              f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}")
         return {"FINISHED"}
 
 

@@ -429,7 +429,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(refit)
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
-            f"{summary['frame_start']:g}-{summary['frame_end']:g} ({engine}, seed {request['params']['seed']}"
+            f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")")
     return text + "".join(f"; {n}" for n in notes)
 

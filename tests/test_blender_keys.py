@@ -411,3 +411,12 @@ def test_a_retimed_key_half_a_frame_from_an_artist_key_is_left_out():
     retimed_out, doubled_out = json.loads(run.stdout.strip().splitlines()[-1])
     assert [round(f, 3) for f in retimed_out] == [1.0, 19.981]
     assert doubled_out == [1.0, 20.0]
+
+
+def test_far_frames_are_reported_in_full(session):
+    session.no_error("far_frames")
+    found = session["far_frames"]
+    frames = session.clips["clip_still"].num_frames
+    assert f"at frames 1000000-{1000000 + frames - 1}" in found["1000000"], found
+    assert f"at frames -200000 to {-200000 + frames - 1}" in found["-200000"], found
+    assert "at frame 1000000.25" in found["key"], found

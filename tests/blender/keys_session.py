@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from session import ADDON_MODULE, Session, error_of, hand, init_undo, ui_context
+from session import ADDON_MODULE, Session, error_of, hand, init_undo, printed_by, ui_context
 
 s = Session()
 s.install()
@@ -541,4 +541,24 @@ def key_pose_at_a_subframe():
 
 
 s.check("subframe", key_pose_at_a_subframe)
+
+
+def far_frames_in_reports():
+    """Imports and Key Pose far from frame 1 report their frames in full ("1e+06-1.00001e+06" before)."""
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Far Frames")
+    bpy.context.window.scene = here
+    try:
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+        found = {start: printed_by(lambda start=start: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
+                                                                                       frame_start=start))[1]
+                 for start in (1000000, -200000)}
+        here.frame_set(1000000, subframe=0.25)
+        found["key"] = printed_by(lambda: bpy.ops.handforge.key_pose(sides="RIGHT"))[1]
+    finally:
+        bpy.context.window.scene = first
+    return found
+
+
+s.check("far_frames", far_frames_in_reports)
 s.finish()
