@@ -113,15 +113,19 @@ class FixedHands:
         gap). Those further from the box than a pair's closest point found so far are not searched:
         a vertex is never nearer than its box. Exact: the same indices, the same gaps."""
         with torch.no_grad():
-            inside = ((points >= self.lo) & (points <= self.hi)).all(-1)
+            excess = torch.maximum(self.lo - points, points - self.hi)  # ≤ 0 exactly where lo ≤ point ≤ hi
+            inside = excess.amax(-1) <= 0
             close = ((points >= self.lo - within) & (points <= self.hi + within)).all(-1)
-            box = (torch.maximum(self.lo - points, points - self.hi).clamp_min(0)).norm(dim=-1)
+            box = excess.clamp_min(0).norm(dim=-1)
             ring = close & ~inside
             # first each pair's in-box points and its ring point closest to the box: a bound on its gap
             first = inside | (ring & (box == box.masked_fill(~ring, float("inf")).amin(-1, keepdim=True)))
             index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
-            self._fill(index, points, first)
-            found = torch.linalg.vector_norm(points - self._at(index), dim=-1).masked_fill(~first, float("inf"))
+            flat, pair = self._fill(index, points, first)
+            # each pair's nearest distance so far, measured at the searched points only
+            found = torch.full(points.shape[:2], float("inf"), dtype=points.dtype, device=points.device)
+            found.view(-1)[flat] = torch.linalg.vector_norm(_take(points, flat) - self._at(pair, _take(index, flat)),
+                                                            dim=-1)
             # 1e-6 m: more than float32's error in either distance, so no point that ties is left out
             bound = found.amin(-1, keepdim=True) + 1e-6
             rest = ring & ~first & (box <= bound)
@@ -136,18 +140,25 @@ class FixedHands:
         otherwise, and the gap is then reported as 0 with ``near`` False). ``found``: ``search(points,
         within)``, when already made for the loss."""
         found = found if found is not None else self.search(points, within)
-        distance = torch.linalg.vector_norm(points - self._at(found.index), dim=-1).masked_fill(~found.measured,
-                                                                                                   float("inf"))
+        flat, pair = _nonzero(found.measured)
+        at = torch.linalg.vector_norm(_take(points, flat) - self._at(pair, _take(found.index, flat)), dim=-1)
+        distance = torch.full((points.shape[0] * points.shape[1],), float("inf"), dtype=points.dtype,
+                              device=points.device)
+        distance = distance.index_copy(0, flat, at).view(points.shape[:2])  # differentiable in the measured points
         return torch.where(found.near, distance.amin(-1), torch.zeros_like(distance[:, 0])), found.near
 
-    def _fill(self, index: torch.Tensor, points: torch.Tensor, which: torch.Tensor) -> None:
-        """``index`` (B, P) of the nearest vertex filled in, in place, for the points ``which`` (B, P)."""
-        if which.any():
-            pair, point = which.nonzero(as_tuple=True)
-            index[pair, point] = self.tree.nearest(points[pair, point], pair).to(points.device)
+    def _fill(self, index: torch.Tensor, points: torch.Tensor, which: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``index`` (B, P) of the nearest vertex filled in, in place, for the points ``which`` (B, P);
+        returns those points' flat indices and pairs (``_nonzero``)."""
+        flat, pair = _nonzero(which)
+        if len(flat):
+            index.view(-1)[flat] = self.tree.nearest(_take(points, flat), pair).to(points.device)
+        return flat, pair
 
-    def _at(self, index: torch.Tensor) -> torch.Tensor:
-        return torch.gather(self.sealed, 1, index[..., None].expand(-1, -1, 3))
+    def _at(self, pair: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The fixed hands' sealed vertices ``index`` (K,) of pairs ``pair`` (K,): (K, 3)."""
+        return _take(self.sealed, pair * self.sealed.shape[1] + index)
 
 
 @dataclass(frozen=True)
@@ -369,14 +380,15 @@ def _normals_at(vertices: torch.Tensor, faces: np.ndarray, slot: torch.Tensor, i
         f = torch.as_tensor(faces, device=vertices.device)
         wanted = torch.zeros(n, v, dtype=torch.bool, device=vertices.device)
         wanted[slot, index] = True
-        pair, face = wanted[:, f].any(-1).nonzero(as_tuple=True)  # in (pair, face) order, as vertex_normals adds
-        corner = pair[:, None] * v + f[face]  # (S, 3) into the flattened vertices
+        touched = wanted[:, f[:, 0]] | wanted[:, f[:, 1]] | wanted[:, f[:, 2]]
+        pair, face = touched.nonzero(as_tuple=True)  # in (pair, face) order, as vertex_normals adds
+        corner = (pair[:, None] * v + f[face]).T.contiguous()  # (3, S) into the flattened vertices
         flat = vertices.reshape(-1, 3)
-        unit, angles = _face_corners([flat[corner[:, k]] for k in range(3)])
+        unit, angles = _face_corners([flat.index_select(0, corner[k]) for k in range(3)])
         normals = torch.zeros_like(flat)
         for k in range(3):
-            normals.index_add_(0, corner[:, k], unit * angles[k][..., None])
-        return torch.nn.functional.normalize(normals[slot * v + index], dim=-1)
+            normals.index_add_(0, corner[k], unit * angles[k][..., None])
+        return torch.nn.functional.normalize(normals.index_select(0, slot * v + index), dim=-1)
 
 
 def _face_corners(corners: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -407,24 +419,35 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: F
     with torch.no_grad():
         # outside the box → cannot be inside (the search tested the same)
         candidate = found.inside if found is not None else ((points >= target.lo) & (points <= target.hi)).all(-1)
-        nearest = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
-        normal = torch.zeros_like(points)
-        if candidate.any():
-            pair, point = candidate.nonzero(as_tuple=True)
-            if isinstance(target, FixedHands):
-                index = (found.index[pair, point] if found is not None
-                         else target.tree.nearest(points[pair, point], pair).to(points.device))
-                normal[pair, point] = target.normals[pair, index]
-            else:
-                pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide
-                sealed = target.sealed[pairs].detach()
-                index = _PairTree(sealed).nearest(points[pair, point], slot).to(points.device)
-                normal[pair, point] = _normals_at(sealed, target.topology.faces, slot, index)
-            nearest[pair, point] = index
-    b = torch.gather(target.sealed, 1, nearest[..., None].expand(-1, -1, 3))
-    depth = ((b - points) * normal).sum(-1)
-    # clamp + mask keep the graph connected: no collision gives a zero gradient, not None.
-    return depth.clamp(min=0) * candidate
+        flat, pair = _nonzero(candidate)
+        count = target.sealed.shape[1]
+        if len(flat) and isinstance(target, FixedHands):
+            index = (_take(found.index, flat) if found is not None
+                     else target.tree.nearest(_take(points, flat), pair).to(points.device))
+            normal = _take(target.normals, pair * count + index)
+        elif len(flat):
+            pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide
+            sealed = target.sealed[pairs].detach()
+            index = _PairTree(sealed).nearest(_take(points, flat), slot).to(points.device)
+            normal = _normals_at(sealed, target.topology.faces, slot, index)
+        else:
+            index, normal = torch.zeros_like(flat), points.new_zeros(0, 3)
+    # the candidates only, the rest 0 (index_copy keeps the graph connected: no collision gives a zero
+    # gradient, not None)
+    depth = ((_take(target.sealed, pair * count + index) - _take(points, flat)) * normal).sum(-1).clamp(min=0)
+    return points.new_zeros(points.shape[0] * points.shape[1]).index_copy(0, flat, depth).view(points.shape[:2])
+
+
+def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The True entries of ``mask`` (B, P), in order: their flat indices into (B·P,) and their pairs (rows)."""
+    flat = mask.reshape(-1).nonzero()[:, 0]
+    return flat, torch.div(flat, mask.shape[1], rounding_mode="floor")
+
+
+def _take(values: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """``values`` (B, N, ...) at flat indices ``flat`` (K,) into (B·N,): (K, ...), differentiable (one
+    ``index_select``; indexing by two index tensors took several times as long)."""
+    return values.reshape(-1, *values.shape[2:]).index_select(0, flat)
 
 
 def closest_distances(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarray:

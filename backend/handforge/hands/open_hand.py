@@ -49,7 +49,7 @@ class RigLayer(HandLayer):
         go, hp, be, tr = self._inputs(global_orient, hand_pose, betas, transl)
         _, transforms = self._transforms(go, hp, be)  # 16 joints: cheap next to the mesh
         verts = self.rest_vertices[vertex] + torch.einsum("sck,sk->sc", self.shape_dirs[vertex], be[pair])
-        return skin_at(verts, self.skin_weights[vertex], transforms[pair]) + tr[pair]
+        return skin_at(verts, self.skin_weights[vertex], transforms, pair) + tr[pair]
 
     def _transforms(self, global_orient, hand_pose, betas):
         """Posed joints (B, 16, 3) and skinning transforms (B, 16, 3, 4)."""
