@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -734,6 +735,33 @@ def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp
     (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text('{"index": 1,\x01')
     with pytest.raises(ValueError, match="000001/labels.json is damaged.*delete its sample folder"):
         export(spec, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda labels: {"a": 1}, "no index: not a sample's labels"),
+    (lambda labels: [1, 2], "a JSON list, not an object"),
+    (lambda labels: {**labels, "index": 7}, "index 7 in the folder of sample 1"),
+    (lambda labels: {k: v for k, v in labels.items() if k != "camera"}, "camera.width and camera.height"),
+    (lambda labels: {**labels, "hands": {**labels["hands"], "right": {**labels["hands"]["right"], "keypoints_2d":
+                                                                     labels["hands"]["right"]["keypoints_2d"][:20]}}},
+     "hands.right.keypoints_2d must be 21×2 numbers"),
+    (lambda labels: {**labels, "hands": {**labels["hands"], "left": {**labels["hands"]["left"], "visible": "yes"}}},
+     "hands.left.visible must be 21 numbers"),
+])
+def test_an_edited_label_file_is_named_with_what_is_wrong(tmp_path, edit, problem):
+    """A labels.json a clean-up script rewrote ended the aggregates' rebuild in a KeyError, IndexError or
+    TypeError traceback naming no file; the aggregate files stay as they were."""
+    spec = parse_spec({"samples": 2, "width": 32, "height": 32, "render": {"engine": "none"},
+                       "camera": {"distance": [0.3, 0.4]}})
+    out = tmp_path / "out"
+    export(spec, out, progress=False)
+    coco = (out / "coco.json").read_bytes()
+    path = out / "samples" / "000001" / "labels.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(ValueError, match=f"000001/labels.json is damaged \\({re.escape(problem)}.*\\): delete its "
+                                         "sample folder and run again"):
+        export(spec, out, progress=False)
+    assert (out / "coco.json").read_bytes() == coco
 
 
 def test_samples_from_index_a_million_on_are_finished_samples(tmp_path):

@@ -390,10 +390,69 @@ def sample_labels(out: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]
         path = sample_dir(out, index) / LABELS
         try:
             labels = json.loads(path.read_text(encoding="utf-8"))
+            problem = labels_problem(labels, index)
         except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
-            raise ValueError(f"{path} is damaged ({exc}): delete its sample folder and run again to "
-                             "write it anew") from None
+            problem = str(exc)
+        if problem:  # (an edited file ended in a KeyError or IndexError traceback, no file named)
+            raise ValueError(f"{path} is damaged ({problem}): delete its sample folder and run again to "
+                             "write it anew")
         yield labels
+
+
+def _numbers(value: Any, *shape: int) -> bool:
+    """Whether ``value`` is nested lists of numbers (bools count: ``visible``) of ``shape``."""
+    if not isinstance(value, list) or len(value) != shape[0]:
+        return False
+    if len(shape) > 1:
+        return all(_numbers(row, *shape[1:]) for row in value)
+    return all(isinstance(x, (int, float)) for x in value)
+
+
+def labels_problem(labels: Any, index: int) -> str:
+    """What in a sample's labels the aggregate files and the contact sheet cannot use ('' when nothing):
+    the fields they read, of the types and shapes the export writes."""
+    if not isinstance(labels, dict):
+        return f"a JSON {type(labels).__name__}, not an object"
+    if "index" not in labels:
+        return "no index: not a sample's labels"
+    if labels["index"] != index:
+        return f"index {labels['index']!r} in the folder of sample {index}"
+    camera, hands, files = labels.get("camera"), labels.get("hands"), labels.get("files")
+    if not isinstance(camera, dict) or not all(isinstance(camera.get(k), int) and not isinstance(camera.get(k), bool)
+                                               and camera[k] > 0 for k in ("width", "height")):
+        return "camera.width and camera.height must be positive whole numbers"
+    for name, shape in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,))):
+        if not _numbers(camera.get(name), *shape):
+            return f"camera.{name} must be {'×'.join(map(str, shape))} numbers"
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        return "files must map each output to its file name"
+    if labels.get("bbox") is not None and not _numbers(labels["bbox"], 4):
+        return "bbox must be null or 4 numbers"
+    for key, container in (("hand_type", None), ("skin_tone", None), ("preset", "lighting"), ("kind", "background")):
+        holder = labels.get(container) if container else labels
+        if not isinstance(holder, dict) or not isinstance(holder.get(key), str):
+            return f"{container + '.' if container else ''}{key} must be text"
+    if not isinstance(labels.get("camera_params"), dict):
+        return "camera_params must be an object"
+    if not isinstance(hands, dict) or not set(hands) <= set(SIDES):
+        return f"hands must map sides ({', '.join(SIDES)}) to hands"
+    for side, hand in hands.items():
+        if hand is None:
+            continue
+        if not isinstance(hand, dict):
+            return f"hands.{side} must be an object"
+        for name, shape in (("keypoints_2d", (NUM_KEYPOINTS, 2)), ("keypoints_camera", (NUM_KEYPOINTS, 3)),
+                            ("keypoints_world", (NUM_KEYPOINTS, 3)), ("visible", (NUM_KEYPOINTS,))):
+            if not _numbers(hand.get(name), *shape):
+                return f"hands.{side}.{name} must be {'×'.join(map(str, shape))} numbers"
+        if hand.get("bbox") is not None and not (_numbers(hand["bbox"], 4) and f"mask_{side}" in files):
+            return f"hands.{side}.bbox must be null or 4 numbers, with files.mask_{side}"
+        params = hand.get("params_world")
+        if not isinstance(params, dict) or not all(_numbers(params.get(k), n) for k, n in (
+                ("global_orient", 3), ("hand_pose", 45), ("transl", 3))) or not (
+                isinstance(params.get("betas"), list) and _numbers(params["betas"], len(params["betas"]))):
+            return f"hands.{side}.params_world must hold global_orient (3), hand_pose (45), betas and transl (3)"
+    return ""
 
 
 # ---------------------------------------------------------------------------------- streamed JSON
