@@ -821,6 +821,25 @@ def test_a_full_disk_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
     assert "finished samples are kept" in err and "Traceback" not in err
 
 
+def test_an_unreadable_file_is_not_called_a_full_disk(tmp_path, capsys, monkeypatch):
+    """A labels.json made unreadable (chmod a-r) was "could not write ...: Permission denied; make room"."""
+    import errno
+
+    from handforge.cli import main
+    from handforge.export import run
+
+    def unreadable(out, samples, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(out / "samples" / "000000" / "labels.json"))
+
+    monkeypatch.setattr(run, "contact_sheet", unreadable)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 1, "width": 32, "height": 32}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "000000/labels.json: Permission denied: let this user read and write the dataset folder's files" in err
+    assert "make room" not in err and "could not write" not in err and "finished samples are kept" in err
+
+
 def _drawn(hands, size=(96, 80)):
     from handforge.render.overlay import draw_skeletons, openpose_hands_image
 
