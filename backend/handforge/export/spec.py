@@ -1,6 +1,7 @@
 """The batch specification of ``handforge export SPEC`` (a JSON or TOML file), checked on load.
 
-Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently). The
+Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently). Paths
+are taken as written: a relative one from the folder the command runs in (it is recorded so). The
 example below, every key at its default, is what ``handforge export --example-spec`` prints::
 
     seed = 0
