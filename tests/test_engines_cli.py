@@ -161,3 +161,20 @@ def test_training_data_too_large_for_memory_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("handforge train example: out of memory (") and len(err.splitlines()) == 1, err
     assert "lower the model's sizes or the batch size" in err and not out.exists()
+
+
+def test_a_corpus_without_train_clips_is_said_so(tmp_path, capsys):
+    """A tiny corpus can put every sequence in validation or test: train motion said only "no clips to
+    read: the source (split, max_clips) selected none", naming neither the split nor the corpus."""
+    import numpy as np
+    from handforge_shared.poses import HandPose, MotionClip, stack_poses
+
+    corpus = tmp_path / "corpus"
+    (corpus / "clips").mkdir(parents=True)
+    pose = HandPose(global_orient=np.zeros(3), hand_pose=np.zeros(45), betas=np.zeros(10), transl=np.zeros(3))
+    MotionClip(hands={s: stack_poses([pose] * 4) for s in ("left", "right")}).save(corpus / "clips" / "a.npz")
+    (corpus / "splits.json").write_text(json.dumps({"format": "handforge.corpus-splits", "version": 1, "seed": 0,
+                                                    "train": [], "validation": ["a"], "test": []}))
+    assert main(["train", "motion", "--corpus", str(corpus), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"the train split of {corpus} holds no clips" in err and "make a larger corpus" in err, err

@@ -59,10 +59,14 @@ def open_training_windows(args: argparse.Namespace):
     import numpy as np
     from torch.utils.data import Subset
 
-    from handforge.datasets import ClipStore, WindowDataset, check_clips, open_corpus, open_interhand, open_motion_folder
+    from handforge.datasets import (ClipStore, DatasetError, WindowDataset, check_clips, open_corpus, open_interhand,
+                                    open_motion_folder)
 
     if args.corpus:
         source = open_corpus(args.corpus, split="train", max_clips=args.max_clips)
+        if not len(source):  # the store's "the source (split, max_clips) selected none" named neither
+            raise DatasetError(f"the train split of {args.corpus} holds no clips (a corpus is split by groups of "
+                               "sequences: a few sequences may all land in validation or test): make a larger corpus")
     elif args.motion_folder:
         source = open_motion_folder(args.motion_folder, max_clips=args.max_clips)
     else:  # InterHand2.6M poses are relative to MANO's mean pose: made flat with MANO's hands_mean
