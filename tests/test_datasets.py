@@ -299,6 +299,9 @@ def test_bad_corpus_folders_say_what_is_wrong(corpus, tmp_path):
         WindowDataset(store, length=100000)
     with pytest.raises(DatasetError, match="stride must be a positive integer"):
         FrameDataset(store, stride=0)
+    for stride in (0, -3):  # 0 was taken as "not given" (the window's length), unlike FrameDataset's
+        with pytest.raises(DatasetError, match="stride must be a positive integer"):
+            WindowDataset(store, length=4, stride=stride)
 
 
 

@@ -87,7 +87,7 @@ class WindowDataset(_StoreDataset):
     def __init__(self, store: ClipStore, length: int | None, stride: int | None = None, mirror: bool = False):
         if length is not None and (not isinstance(length, int) or length < 1):
             raise DatasetError(f"length must be a positive integer or None, got {length!r}")
-        stride = stride or length or 1
+        stride = (length or 1) if stride is None else stride  # (0 is no default: refused below)
         if not isinstance(stride, int) or stride < 1:
             raise DatasetError(f"stride must be a positive integer, got {stride!r}")
         clip_ids, firsts = [], []
