@@ -542,24 +542,36 @@ def _forget_on_load(*_args) -> None:
         end_browse(bpy.context, restore=False)
 
 
+_SHOWN_AT_SAVE: dict[int, dict] = {}  # the previewed rigs' channels while a file is written, by session_uid
+
+
 @persistent
 def _save_without_preview(*_args) -> None:
     """A file saved while a candidate is shown holds the rigs as they were before the candidates: the
     preview is no undo step, and opening the file drops the candidates, so a saved preview could not be
-    taken back (``_preview_after_save`` shows it again)."""
+    taken back. What is shown (a candidate, tweaked or not) comes back after the write
+    (``_shown_again_after_save``)."""
     state = getattr(bpy.context.window_manager, "handforge_interaction", None)
-    if state is not None and len(state.candidates):
+    _SHOWN_AT_SAVE.clear()
+    if state is not None and len(state.candidates) and state.previous:
+        names, uids = json.loads(state.rig_names or "{}"), json.loads(state.rig_uids or "{}")
+        for side in json.loads(state.previous):
+            rig = _find_rig(names.get(side, ""), uids.get(side))
+            if rig is not None:
+                _SHOWN_AT_SAVE[rig.session_uid] = _snapshot(rig)
         take_off_preview(state)
 
 
 @persistent
-def _preview_after_save(*_args) -> None:
-    state = getattr(bpy.context.window_manager, "handforge_interaction", None)
-    if state is not None and len(state.candidates):
-        show_candidate(state)
+def _shown_again_after_save(*_args) -> None:
+    for uid, shown in _SHOWN_AT_SAVE.items():
+        rig = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+        if rig is not None:
+            _restore(rig, shown)
+    _SHOWN_AT_SAVE.clear()
 
 
-HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _preview_after_save))
+HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _shown_again_after_save))
 
 
 def register() -> None:

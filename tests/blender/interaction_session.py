@@ -360,11 +360,12 @@ s.check("failed_keeps_browse", failed_sampling_keeps_the_browse)
 def saved_while_browsing():
     """Ctrl-S while a candidate is previewed: the file holds the pose from before the candidates (the
     preview is no undo step and the candidates are dropped when a file is opened: a saved preview could not
-    be taken back), and the browse goes on in this session with the candidate shown."""
+    be taken back), and the browse goes on in this session with what was shown (a tweak of the preview too)."""
     rig = hand("right")
     channels_of = lambda obj: np.array([np.array(pb.matrix_basis) for pb in obj.pose.bones])
     before = channels_of(rig)
     assert sorted(sample(count=2, anchor="LEFT")) == ["FINISHED"]
+    rig.pose.bones["index2"].rotation_euler[0] += 0.3  # the artist tweaks the preview
     previewed = channels_of(rig)
     blend = str(s.work / "browsing.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
