@@ -259,6 +259,23 @@ def test_fixed_hands_give_the_same_depths_and_gradients_as_plain_vertices(model)
         FixedHands(lefts[0], faces_l)
 
 
+def test_hands_of_mixed_precision_give_the_double_precision_answer(model):
+    """float64 and float32 hands together (a float64 anchor, float32 samples): the loss and gaps failed on
+    an index_put or index_copy of mismatched dtypes; now the wider dtype's answer."""
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    left = posed(model, "left", "fist", transl=(-0.17, 0.02, 0.0))[None].detach()
+    right = posed(model, "right", "pinch")[None].detach()
+    wide = penetration_loss(left.double(), right.double(), faces_l, faces_r)
+    assert wide.item() > 0
+    for a, b in ((left.double(), right), (left, right.double())):
+        got = penetration_loss(a, b, faces_l, faces_r)
+        assert got.dtype == torch.float64 and torch.allclose(got, wide, rtol=1e-5)
+    fixed = penetration_loss(FixedHands(left.double(), faces_l), right, faces_l, faces_r)
+    assert fixed.dtype == torch.float64 and torch.allclose(fixed, wide, rtol=1e-5)
+    gap, near = FixedHands(left.double(), faces_l).gaps(right + torch.tensor([0.0, 0.0, 0.5]), 1.0)
+    assert gap.dtype == torch.float64 and near.all() and gap.item() > 0.3
+
+
 def test_fixed_hands_gaps_are_the_nearest_vertex_distances_within_range(model):
     """``FixedHands.gaps`` (the contact guidance's term) against scipy's k-d tree over each pair's vertices."""
     from scipy.spatial import cKDTree

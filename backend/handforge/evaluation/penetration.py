@@ -123,9 +123,9 @@ class FixedHands:
             index = torch.zeros(points.shape[:2], dtype=torch.long, device=points.device)
             flat, pair = self._fill(index, points, first)
             # each pair's nearest distance so far, measured at the searched points only
-            found = torch.full(points.shape[:2], float("inf"), dtype=points.dtype, device=points.device)
-            found.view(-1)[flat] = torch.linalg.vector_norm(_take(points, flat) - self._at(pair, _take(index, flat)),
-                                                            dim=-1)
+            measured = torch.linalg.vector_norm(_take(points, flat) - self._at(pair, _take(index, flat)), dim=-1)
+            found = measured.new_full(points.shape[:2], float("inf"))  # (its dtype: the fixed hands' may be wider)
+            found.view(-1)[flat] = measured
             # 1e-6 m: more than float32's error in either distance, so no point that ties is left out
             bound = found.amin(-1, keepdim=True) + 1e-6
             rest = ring & ~first & (box <= bound)
@@ -142,8 +142,7 @@ class FixedHands:
         found = found if found is not None else self.search(points, within)
         flat, pair = _nonzero(found.measured)
         at = torch.linalg.vector_norm(_take(points, flat) - self._at(pair, _take(found.index, flat)), dim=-1)
-        distance = torch.full((points.shape[0] * points.shape[1],), float("inf"), dtype=points.dtype,
-                              device=points.device)
+        distance = at.new_full((points.shape[0] * points.shape[1],), float("inf"))
         distance = distance.index_copy(0, flat, at).view(points.shape[:2])  # differentiable in the measured points
         return torch.where(found.near, distance.amin(-1), torch.zeros_like(distance[:, 0])), found.near
 
@@ -435,7 +434,7 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: F
     # the candidates only, the rest 0 (index_copy keeps the graph connected: no collision gives a zero
     # gradient, not None)
     depth = ((_take(target.sealed, pair * count + index) - _take(points, flat)) * normal).sum(-1).clamp(min=0)
-    return points.new_zeros(points.shape[0] * points.shape[1]).index_copy(0, flat, depth).view(points.shape[:2])
+    return depth.new_zeros(points.shape[0] * points.shape[1]).index_copy(0, flat, depth).view(points.shape[:2])
 
 
 def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
