@@ -134,6 +134,7 @@ def view_corners(K, width: int, height: int, distance: float) -> list[tuple[floa
 # or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
 # properties, not the name) is theirs to keep.
 PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
+PLANE_CAMERA_PROP = "handforge_plane_camera"  # the camera's name when the plane was made or last adopted
 
 
 def scene_plane(scene, name: str, camera):
@@ -141,17 +142,18 @@ def scene_plane(scene, name: str, camera):
     one that other scenes hold too (New Scene › Linked Copy links the same object) only if it already hangs
     from ``camera``: re-parented to this scene's camera, it would move in the others. (No record of its
     scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)
-    New Scene › Full Copy copies the plane under a numbered name (as Shift-D would) onto the copied camera:
-    where the scene holds no plane of its made name, a numbered copy hanging from ``camera`` is the scene's
-    (it takes its new name as its own); a second plane would fight it for the same pixels."""
+    New Scene › Full Copy copies the plane and its camera under numbered names: where the scene holds no
+    plane of its made name, a numbered copy hanging from ``camera``, itself a numbered copy of the plane's
+    camera, is the scene's (it takes the new names as its own); a second plane would fight it for the same
+    pixels. A copy the artist made of the plane alone (Shift-D: the same camera) stays theirs."""
     planes = [o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
               and (len(o.users_scene) == 1 or o.parent == camera)]
     made = next((o for o in planes if o.get(PLANE_NAME_PROP) == o.name), None)
     if made is None:
-        made = next((o for o in planes if o.parent == camera and _numbered_copy(o.name, o.get(PLANE_NAME_PROP))),
-                    None)
+        made = next((o for o in planes if o.parent == camera and _numbered_copy(o.name, o.get(PLANE_NAME_PROP))
+                     and _numbered_copy(camera.name, o.get(PLANE_CAMERA_PROP))), None)
         if made is not None:
-            made[PLANE_NAME_PROP] = made.name
+            made[PLANE_NAME_PROP], made[PLANE_CAMERA_PROP] = made.name, camera.name
     return made
 
 
@@ -193,6 +195,7 @@ def add_plane(scene, camera, image, name: str, K):
         plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
         plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
         scene.collection.objects.link(plane)
+    plane[PLANE_CAMERA_PROP] = camera.name
     plane.data = mesh
     plane.parent = camera
     plane.matrix_parent_inverse.identity()

@@ -59,6 +59,11 @@ def _index_changed(self, context):
         return
     if self.index > len(self.candidates):  # typed past the end: the last one
         _set_index(self, len(self.candidates))
+    try:  # typed in another scene than the rigs': said in the panel, as ◀ / ▶ refuse it
+        _check_in_scene(_browse_rigs(self), context.scene)
+    except (*USER_ERRORS, KeyError) as exc:
+        self.message = str(exc)
+        return
     show_candidate(self)
 
 
@@ -571,7 +576,8 @@ def _shown_again_after_save(*_args) -> None:
     _SHOWN_AT_SAVE.clear()
 
 
-HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _shown_again_after_save))
+HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _shown_again_after_save),
+            ("save_post_fail", _shown_again_after_save))  # (a save that failed: no save_post)
 
 
 def register() -> None:

@@ -163,6 +163,16 @@ def test_a_full_copy_scene_shows_its_images_on_its_copied_plane(session):
     assert found["copy"] == [[name, camera, "HandForge seed 61"]], found  # one plane, the last image
 
 
+def test_a_copy_the_artist_made_of_the_plane_is_theirs_to_keep(session):
+    session.no_error("artists_copy")
+    found = session["artists_copy"]
+    assert found["result"] == ["FINISHED"], found
+    planes = found["planes"]
+    assert {name: planes[name] for name in found["kept"]} == found["kept"], found  # both kept as they were
+    new = [image for name, image in planes.items() if name not in found["before"]]
+    assert new == ["HandForge seed 62"], found
+
+
 def test_an_undo_while_the_image_is_made_still_brings_it_as_one_undo_step(session):
     session.no_error("undone_mid_job")
     found = session["undone_mid_job"]

@@ -308,6 +308,27 @@ def planes_of_a_full_copy():
 s.check("full_copy", planes_of_a_full_copy)
 
 
+def plane_copied_by_the_artist():
+    """The artist copies the plane (Shift-D: same camera, same properties) and renames the original: both are
+    theirs to keep, and the next run makes a new plane (a copy on the same camera is no Full Copy's)."""
+    first = bpy.context.window_manager.windows[0].scene
+    original = next(o for o in first.objects if o.type == "MESH" and o.get("handforge_plane") == "HandForge image"
+                    and o.get("handforge_plane_name") == o.name)
+    copy = original.copy()
+    copy.data = original.data.copy()
+    copy.data.materials[0] = original.data.materials[0].copy()
+    first.collection.objects.link(copy)
+    original.name = "Kept image"
+    kept = {o.name: image_of(o) for o in (original, copy)}
+    planes = lambda: {o.name: image_of(o) for o in first.objects if o.type == "MESH" and "handforge_plane" in o}
+    before = planes()
+    result = run(62)
+    return {"result": result, "kept": kept, "before": sorted(before), "planes": planes(), "copy": copy.name}
+
+
+s.check("artists_copy", plane_copied_by_the_artist)
+
+
 def undone_mid_job():
     """Ctrl-Z while an image is made (the artist's last edit, a pose pasted, taken away): the image still
     comes (a new datablock with the pose it was made from in its labels), behind the camera found after the

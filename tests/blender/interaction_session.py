@@ -206,6 +206,9 @@ def key_in_another_scene():
                      bpy.ops.handforge.interaction_next, bpy.ops.handforge.interaction_previous,
                      bpy.ops.handforge.interaction_apply)],
                  "browse": browse()["count"]}
+        state = bpy.context.window_manager.handforge_interaction
+        state.index = 2  # the Candidate field, typed here
+        found["typed"] = {"message": state.message}
         found["posed"] = {side: bool(np.array_equal(basis(side), shown[side])) for side in SIDES}
     finally:
         window.scene = first
@@ -370,6 +373,9 @@ def saved_while_browsing():
     blend = str(s.work / "browsing.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
     after_save = {"browse": browse()["count"], "previewed": bool(np.array_equal(channels_of(rig), previewed))}
+    failed = error_of(lambda: bpy.ops.wm.save_as_mainfile(filepath=str(s.work / "no such folder" / "x.blend"),
+                                                          copy=True))  # save_post_fail, no save_post
+    after_save["failed_save_previewed"] = bool(failed) and bool(np.array_equal(channels_of(rig), previewed))
     with bpy.data.libraries.load(blend) as (_, into):
         into.objects = [rig.name]
     saved = into.objects[0]
