@@ -93,6 +93,25 @@ def test_rerun_and_resume_give_the_same_bytes(generated, configured, tmp_path):
     assert tree(out) == before
 
 
+def test_a_resume_with_other_weights_is_refused(generated, configured, monkeypatch, tmp_path):
+    """Another SD model set between a run and its resume: the resume wrote the missing samples with it and the
+    card named it for all (nothing in the labels tells which model made which image)."""
+    from handforge.export.writers import FolderTaken
+
+    out = tmp_path / "data"
+    shutil.copytree(generated, out)
+    shutil.rmtree(out / "samples" / "000001")
+    other = tmp_path / "other_sd"
+    shutil.copytree(configured["HANDFORGE_SD_MODEL"], other)
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(other))
+    with pytest.raises(FolderTaken, match=r"holds images generated with other weights \(sd_model: .*sd then\): "
+                                          "resuming would mix two models' images"):
+        export(parse_spec(SPEC), out, command=COMMAND, progress=False)
+    assert not (out / "samples" / "000001").exists()
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", configured["HANDFORGE_SD_MODEL"])
+    assert export(parse_spec(SPEC), out, command=COMMAND, progress=False)["written"] == 1  # set back: resumes
+
+
 def test_two_workers_write_the_single_process_dataset(generated, configured, tmp_path):
     out = tmp_path / "data"
     spec = parse_spec(SPEC)

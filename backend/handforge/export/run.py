@@ -240,8 +240,13 @@ def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
     files (a resume after one changed would mix two datasets; none for a spec without such files), the
     hashes of files unchanged since ``out`` recorded them reused, and the loaded hand ``model``'s."""
     inputs = writers.file_identities(input_files(spec), writers.recorded_inputs(out))
-    return {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {}),
-            writers.HAND_MODEL: hand_model_identity(model)}
+    record = {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {}),
+              writers.HAND_MODEL: hand_model_identity(model)}
+    if spec.render.engine == "generate" and "rgb" in spec.outputs:
+        from handforge.engines.image.generated_rgb import weights_identity
+
+        record[writers.GENERATE_WEIGHTS] = weights_identity(spec.generate)
+    return record
 
 
 def hand_model_identity(model) -> dict[str, str]:

@@ -37,6 +37,7 @@ LABELS = "labels.json"
 SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
 INPUTS = "inputs"  # in it: the files besides the spec the samples were made from (``file_identities``)
 HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were posed with (``run.hand_model_identity``)
+GENERATE_WEIGHTS = "generate_weights"  # in it: the image weights of generated RGB (``generated_rgb.weights_identity``)
 PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
@@ -82,7 +83,7 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     only checks (before a job is queued)."""
     path = out / SPEC_RECORD
     # more samples extend the dataset; the inputs and the hand model are checked on their own
-    mutable = ("samples", INPUTS, HAND_MODEL)
+    mutable = ("samples", INPUTS, HAND_MODEL, GENERATE_WEIGHTS)
     wanted = {k: v for k, v in record.items() if k not in mutable}
     if path.is_file():
         held = _held_record(out)
@@ -103,6 +104,12 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             raise FolderTaken(f"{out} holds samples made with another {model['name']} hand model (its arrays "
                               "as loaded differ, e.g. other MANO files in mano.model_dir): resuming would mix two "
                               "datasets; restore the hand model's files to resume, or choose a new folder")
+        held_weights, weights = held.get(GENERATE_WEIGHTS), record.get(GENERATE_WEIGHTS)
+        if held_weights is not None and weights is not None and held_weights != weights:
+            changed = ", ".join(k for k in sorted(weights) if held_weights.get(k) != weights.get(k))
+            raise FolderTaken(f"{out} holds images generated with other weights ({changed}: "
+                              f"{held_weights.get(changed.split(', ')[0])} then): resuming would mix two models' "
+                              "images; set them back to resume, or choose a new folder")
         extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
                     if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
         if extra:

@@ -48,6 +48,16 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     return [str(c.path) for c in controls], [c.kind for c in controls]
 
 
+def weights_identity(settings: GenerateSettings) -> dict[str, Any]:
+    """Which weights make a dataset's generated images: the SD model and the ControlNets or guidance
+    module, as resolved paths (a resume with others would mix two models' images under one card). Paths,
+    not contents: weights replaced in place are not seen."""
+    weights, _ = engine_weights(settings)
+    resolved = lambda path: str(Path(path).expanduser().resolve())  # noqa: E731
+    return {"sd_model": resolved(config.value(SD_MODEL.key)), "sd_config": str(config.value(SD_CONFIG.key) or ""),
+            "controlnets": [resolved(w) for w in weights]}
+
+
 def card_fields(settings: GenerateSettings, samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """What the dataset card records of the generated images: engine, weights, prompts, sampling and,
     with ``keep_below_px``, which samples passed the alignment check (none is dropped). ``samples``:
