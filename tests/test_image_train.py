@@ -128,3 +128,25 @@ def test_a_quiet_run_prints_nothing_but_its_result(setup, tmp_path):
                           "--quiet"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stderr == "" and run.stdout.startswith("wrote ")
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda sample: (sample / "labels.json").write_text("[1, 2]"), "000001/labels.json: a JSON list"),
+    (lambda sample: Image.new("RGB", (200, 50)).save(sample / "rgb.png"),
+     "000001/rgb.png is 200×50 but its labels' camera is"),
+    (lambda sample: (sample / "mesh.png").write_bytes(b"\x89PNG\r\n"), "000001/mesh.png: "),
+])
+def test_a_damaged_sample_is_named_before_training(setup, tmp_path, damage, named):
+    """One damaged sample ended a guidance run whenever it was drawn, in a traceback naming no file; an RGB of
+    another size than its mesh image and labels was stretched and its local crop cut in the wrong place."""
+    import re
+    import shutil
+
+    from handforge.engines.image.loading import load_sd
+
+    sd_path, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    damage(copy / "samples" / "000001")
+    with pytest.raises(ValueError, match=re.escape(named) + ".*fix or remove that sample folder"):
+        GuidancePairs(copy, load_sd(sd_path)["tokenizer"], size=SIZE)

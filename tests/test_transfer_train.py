@@ -4,6 +4,7 @@ one training loop lowering the loss on them (tiny SD 1.x, frozen), and ``handfor
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -225,3 +226,24 @@ def test_the_target_generator_takes_any_backbone_input_size():
         model = TargetGenerator(cross_attention_dim=8, **{**TINY, "image_size": size})
         out = model(torch.zeros(1, 3, size, size), torch.zeros(1, POSE_DIM), torch.zeros(1, POSE_DIM))
         assert out.shape[0] == 1 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda sample: (sample / "labels.json").write_text('{"index": 2,'), "target/samples/000002/labels.json: "),
+    (lambda sample: (sample / "labels.json").write_text(
+        (sample / "labels.json").read_text().replace('"params_world":{"betas":[', '"params_world":{"betas":[NaN,', 1)),
+     "target/samples/000002/labels.json: hands."),
+    (lambda sample: Image.new("RGB", (200, 50)).save(sample / "rgb.png"),
+     "target/samples/000002/rgb.png is 200×50 but its labels' camera is"),
+])
+def test_a_damaged_pair_is_named_before_training(data, tmp_path, damage, named):
+    """One damaged pair ended a run whenever it was drawn (hours in), in a JSONDecodeError, PoseFormatError or
+    TypeError traceback naming no file; an RGB of another size than its labels was stretched, unsaid."""
+    import shutil
+
+    _, pairs = data
+    copy = tmp_path / "pairs"
+    shutil.copytree(pairs, copy)
+    damage(copy / "target" / "samples" / "000002")
+    with pytest.raises(ValueError, match=re.escape(named) + ".*fix or remove that pair"):
+        PosePairs(copy, size=64)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -407,12 +408,36 @@ def sample_labels(out: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]
 
 
 def _numbers(value: Any, *shape: int) -> bool:
-    """Whether ``value`` is nested lists of numbers (bools count: ``visible``) of ``shape``."""
+    """Whether ``value`` is nested lists of finite numbers (bools count: ``visible``) of ``shape``."""
     if not isinstance(value, list) or len(value) != shape[0]:
         return False
     if len(shape) > 1:
         return all(_numbers(row, *shape[1:]) for row in value)
-    return all(isinstance(x, (int, float)) for x in value)
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in value)
+
+
+def sample_problem(folder: Path, images: Iterable[str]) -> str:
+    """What makes the finished sample ``folder`` (``samples/NNNNNN``) unusable as training data, naming the
+    file ('' when nothing): its labels (``labels_problem``), and ``images`` that are missing, unreadable
+    or of another size than the labels' camera (read from their headers)."""
+    path = folder / LABELS
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        problem = labels_problem(labels, int(folder.name)) if folder.name.isdigit() else "not a sample's folder name"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        problem = str(exc)
+    if problem:
+        return f"{path}: {problem}"
+    size = (labels["camera"]["width"], labels["camera"]["height"])
+    for name in images:
+        try:
+            with Image.open(folder / name) as image:
+                found = image.size
+        except (OSError, ValueError) as exc:
+            return f"{folder / name}: {type(exc).__name__}: {exc}"
+        if found != size:
+            return f"{folder / name} is {found[0]}×{found[1]} but its labels' camera is {size[0]}×{size[1]}"
+    return ""
 
 
 def labels_problem(labels: Any, index: int) -> str:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from handforge.engines.image.conditioning import local_box
 from handforge.export.labels import union_box
+from handforge.export.writers import sample_problem
 
 SAMPLES = "samples"
 
@@ -30,6 +31,10 @@ class GuidancePairs(torch.utils.data.Dataset):
         if not self.samples:
             raise ValueError(f"{self.folder}: no samples with rgb.png, mesh.png and labels.json under {SAMPLES}/ "
                              "(export with an RGB engine: handforge export SPEC --engine cycles)")
+        for sample in self.samples:  # before hours of training, not when the damaged one is drawn
+            problem = sample_problem(sample, ("rgb.png", "mesh.png"))
+            if problem:
+                raise ValueError(f"{problem}: fix or remove that sample folder")
         self.tokenizer = tokenizer
         self.size = size
         self.default_caption = default_caption

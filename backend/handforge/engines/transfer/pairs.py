@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
+from handforge.export.writers import sample_problem
 from handforge_shared.files import write_atomic
 
 SOURCE, TARGET = "source", "target"
@@ -109,6 +110,11 @@ class PosePairs(torch.utils.data.Dataset):
         if not self.indices:
             raise ValueError(f"{self.folder}: no pairs (source/samples/N and target/samples/N with rgb.png and "
                              "labels.json); write them with `handforge train transfer --write-pairs SPEC`")
+        for name in self.indices:  # before hours of training, not when the damaged one is drawn
+            for side in (SOURCE, TARGET):
+                problem = sample_problem(self.folder / side / "samples" / name, ("rgb.png",))
+                if problem:
+                    raise ValueError(f"{problem}: fix or remove that pair (source and target folders {name})")
 
     def __len__(self) -> int:
         return len(self.indices)
