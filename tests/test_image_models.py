@@ -476,6 +476,27 @@ def test_a_text_encoder_config_that_is_missing_or_no_object_is_a_problem(weights
     assert "the text encoder gives" not in out
 
 
+@pytest.mark.parametrize("damage, shown", [
+    (lambda sd: shutil.copy(sd / "vae" / "diffusion_pytorch_model.safetensors", sd / "text_encoder" / "model.safetensors"),
+     "text_encoder/model.safetensors: 36 tensors missing, e.g. embeddings.position_embedding.weight"),
+    (lambda sd: (sd / "text_encoder" / "config.json").write_text(json.dumps(
+        {**json.loads((sd / "text_encoder" / "config.json").read_text()), "num_hidden_layers": 1000000})),
+     "text_encoder/config.json: num_hidden_layers is 1000000, more than the 36 tensors"),
+    (lambda sd: (sd / "text_encoder" / "config.json").write_text(json.dumps(
+        {**json.loads((sd / "text_encoder" / "config.json").read_text()), "hidden_size": -5})),
+     "text_encoder/config.json: does not describe a model of class CLIPTextModel"),
+])
+def test_a_text_encoder_that_cannot_load_is_a_problem_of_the_check(weights, tmp_path, capsys, damage, shown):
+    """Check read only the text encoder's width: another part's weights in its file or a config of 1,000,000
+    layers were 'ok' (load_sd then refused them and pointed back to the check), a hidden size of -5 a traceback."""
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    damage(sd)
+    assert main(["models", "check", str(sd)]) == 1
+    out = capsys.readouterr().out
+    assert f"problem: {sd}/{shown}" in out, out
+
+
 @pytest.mark.parametrize("text", ['"ddim"', "[1000]"])
 def test_a_scheduler_config_that_is_no_object_is_a_problem_naming_it(weights, tmp_path, capsys, text):
     # before: AttributeError: 'str' object has no attribute 'get' (a traceback from models check, an internal

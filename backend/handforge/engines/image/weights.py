@@ -73,7 +73,7 @@ def _expected(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        model = cls.from_config(config)
+        model = cls.from_config(config) if hasattr(cls, "from_config") else cls(cls.config_class.from_dict(config))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -122,8 +122,9 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
         return {}
     try:
         expected = _expected(cls, config)
-    # what diffusers' constructors raise for values of the wrong type or size (load_model's list)
-    except (ValueError, TypeError, LookupError, AttributeError, AssertionError, ArithmeticError, RuntimeError) as exc:
+    # what diffusers' constructors raise for values of the wrong type or size (load_model's list), and
+    # transformers' config validation (huggingface_hub's StrictDataclassError, no ValueError)
+    except Exception as exc:  # noqa: BLE001
         report.problems.append(f"{folder / 'config.json'}: does not describe a model of class {cls.__name__} ({exc})")
         return {}
     missing = sorted(set(expected) - set(found))
@@ -151,7 +152,7 @@ def _sha256(file: Path) -> str:
 
 def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     from handforge.engines.image.loading import WeightsError, scheduler_config
 
@@ -164,13 +165,13 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
         return report
     unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest)
     check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
-    text_file = path / "text_encoder" / "model.safetensors"
-    if not text_file.is_file():
-        report.problems.append(f"{text_file}: missing")
-    elif (text_config := _config_json(path / "text_encoder", report)) is not None:
-        width = CLIPTextConfig.from_dict(text_config).hidden_size
-        header = _header(text_file)
-        report.notes.append(f"text_encoder: {len(header)} tensors, width {width}")
+    # the text encoder as its weights and config are loaded (they passed here with another part's weights
+    # in its file, or a config no model can have, which load_sd then refused)
+    problems = len(report.problems)
+    text = check_model(CLIPTextModel, path / "text_encoder", "model.safetensors", report, digest)
+    if text and len(report.problems) == problems:
+        width = text.get("hidden_size")
+        report.notes.append(f"text_encoder: width {width}")
         if unet and unet.get("cross_attention_dim") != width:
             report.problems.append(f"the UNet attends {unet.get('cross_attention_dim')}-wide text, the text encoder "
                                    f"gives {width}")
