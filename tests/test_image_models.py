@@ -454,11 +454,31 @@ def test_a_copy_left_by_an_interrupted_import_is_no_controlnet(tmp_path):
 
 def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypatch, capsys):
     # before: without --kind, a file was checked as a ControlNet ("ControlNets are read from diffusers folders")
+    import torch
+
     file = tmp_path / "v1-5-pruned-emaonly.safetensors"
-    file.write_bytes(b"")
+    save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 4)}, file)
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
     assert main(["models", "check", str(file)]) == 0
-    assert capsys.readouterr().out.startswith(f"ok  sd  {file}\n    single-file checkpoint")
+    assert capsys.readouterr().out.startswith(f"ok  sd  {file}\n    single-file checkpoint of 1 tensors")
+
+
+def test_a_single_file_that_is_no_safetensors_is_refused_by_check_and_load(weights, tmp_path, monkeypatch, capsys):
+    """A 12-byte text named .safetensors was 'ok' (and imported), and a .ckpt pickle too, which the load
+    then unpickled: only .safetensors are read."""
+    from handforge.engines.image.loading import WeightsError, load_sd
+
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(weights[1]))
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("not weights\n")
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    assert main(["models", "check", str(notes)]) == 1
+    assert f"problem: {notes}: not a readable safetensors file" in capsys.readouterr().out
+    assert main(["models", "check", str(pickle)]) == 1
+    assert f"problem: {pickle}: only .safetensors weights are read, never pickles" in capsys.readouterr().out
+    with pytest.raises(WeightsError, match="only .safetensors weights are read, never pickles"):
+        load_sd(pickle, weights[1])
 
 
 @pytest.mark.parametrize("text", ['"openai/clip-vit-large-patch14"', "{unclosed", None])
@@ -512,8 +532,10 @@ def test_a_scheduler_config_that_is_no_object_is_a_problem_naming_it(weights, tm
 def test_a_single_file_imported_under_a_name_keeps_its_suffix(tmp_path, monkeypatch, capsys):
     # before: `--name mine` imported v1-5.safetensors as sd/mine, which diffusers' from_single_file, going by the
     # suffix, then read as a torch pickle
+    import torch
+
     file = tmp_path / "v1-5-pruned-emaonly.safetensors"
-    file.write_bytes(b"")
+    save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 4)}, file)
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
     monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
     assert main(["models", "import", str(file), "--kind", "sd", "--name", "mine"]) == 0

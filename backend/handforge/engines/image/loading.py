@@ -82,6 +82,9 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
     stopped = False
     try:
         if path.is_file():
+            if path.suffix.lower() != ".safetensors":  # diffusers would unpickle a .ckpt
+                raise WeightsError(f"{path}: only .safetensors weights are read, never pickles (.ckpt, .bin, .pt); "
+                                   "convert it to .safetensors or use a diffusers folder", path)
             if config is None:
                 raise WeightsError(f"{path} is a single-file checkpoint: set image.sd_config to a local diffusers "
                                    "SD 1.x folder for its configs and tokenizer (nothing is downloaded)", path)

@@ -159,7 +159,16 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     path = Path(path)
     report = Report(str(path))
     if path.is_file():
-        report.notes.append("single-file checkpoint: checked when loaded (needs image.sd_config)")
+        if path.suffix.lower() != ".safetensors":
+            report.problems.append(f"{path}: only .safetensors weights are read, never pickles (.ckpt, .bin, .pt)")
+            return report
+        try:
+            found = _header(path)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            report.problems.append(f"{path}: not a readable safetensors file ({exc})")
+            return report
+        report.notes.append(f"single-file checkpoint of {len(found)} tensors: its layout is checked when loaded "
+                            "(needs image.sd_config)")
         if config.value(SD_CONFIG.key) is None:
             report.problems.append(f"{path} is one file: set image.sd_config to a local diffusers SD 1.x folder")
         return report
