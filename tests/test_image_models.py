@@ -28,12 +28,16 @@ def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
     monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "attentionhand: ready" in out and "controlnet: missing weights" in out
+    assert "attentionhand: ready" in out and "controlnet: not ready: image.controlnets is not set" in out
     assert "image.controlnets = - [not set]" in out and "HANDFORGE_CONTROLNETS" in out
     # --json after `list` too (it was refused as an unrecognised argument), and before it
     for argv in (["models", "list", "--json"], ["models", "--json", "list"], ["models", "--json"]):
         assert main(argv) == 0
         assert json.loads(capsys.readouterr().out)["attentionhand"]["ready"] is True
+    # an SD folder as the guidance module exists, but no server runs it: it said "ready" where the server did not
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(sd))
+    assert main(["models"]) == 0
+    assert f"attentionhand: not ready: image.guidance = {sd}: not a checkpoint folder" in capsys.readouterr().out
 
 
 def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):

@@ -42,7 +42,7 @@ def _print_status(as_json: bool) -> int:
         print(json.dumps(report, indent=2))
         return 0
     for engine, info in report.items():
-        print(f"{engine}: {'ready' if info['ready'] else 'missing weights'}")
+        print(f"{engine}: {'ready' if info['ready'] else 'not ready: ' + info['reason']}")
         for row in info["needs"]:
             mark = "ok" if row["present"] else ("not found" if row["value"] else "not set")
             print(f"  {row['setting']} = {row['value'] or '-'} [{mark}]  {row['help']}")

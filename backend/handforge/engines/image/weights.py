@@ -226,7 +226,11 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
 
 
 def status() -> dict[str, Any]:
-    """Per engine: each setting it needs, its value and whether it is present."""
+    """Per engine: whether the server would run it (its own availability check, e.g. the guidance setting
+    holds a ControlNet folder, not any path that exists) and why not; each setting it needs, its value and
+    whether it is present."""
+    from handforge.engines.image.jobs import IMAGE_ENGINES
+
     out = {}
     for engine, settings in NEEDS.items():
         rows = []
@@ -235,7 +239,8 @@ def status() -> dict[str, Any]:
             rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
                          "present": value is not None and Path(value).exists(), "help": setting.help,
                          "how_to_set": setting.how_to_set()})
-        out[engine] = {"ready": all(r["present"] for r in rows), "needs": rows}
+        found = IMAGE_ENGINES[engine].status()
+        out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "needs": rows}
     return out
 
 
