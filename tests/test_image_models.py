@@ -456,6 +456,19 @@ def test_a_copy_left_by_an_interrupted_import_is_no_controlnet(tmp_path):
     assert available(tmp_path) == ["depth"]
 
 
+def test_a_controlnet_named_twice_is_refused(tmp_path):
+    # before: controls ["depth:depth"] × 5 ran the same ControlNet five times, its conditioning added five times
+    from handforge.engines.image.controls import ControlError, resolve
+
+    for name in ("depth", "skeleton"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    assert [c.name for c in resolve(["depth", "skeleton"], tmp_path)] == ["depth", "skeleton"]
+    for specs in (["depth", "depth"], ["depth:depth", "skeleton", "depth:normal"]):
+        with pytest.raises(ControlError, match="the ControlNet 'depth' is named twice; name each once"):
+            resolve(specs, tmp_path)
+
+
 def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypatch, capsys):
     # before: without --kind, a file was checked as a ControlNet ("ControlNets are read from diffusers folders")
     import torch

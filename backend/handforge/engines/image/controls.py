@@ -73,6 +73,8 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
         if kind not in CONTROL_KINDS:
             raise ControlError(f"{spec!r}: say which render it takes, as '{name}:KIND' with KIND one of "
                                f"{', '.join(CONTROL_KINDS)}")
+        if any(c.name == name for c in out):  # (each ran once more, its conditioning added again, unsaid)
+            raise ControlError(f"{spec!r}: the ControlNet {name!r} is named twice; name each once")
         out.append(Control(name, kind, Path(folder) / name))
     return out
 
