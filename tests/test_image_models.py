@@ -464,7 +464,7 @@ def test_a_controlnet_named_twice_is_refused(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
     assert [c.name for c in resolve(["depth", "skeleton"], tmp_path)] == ["depth", "skeleton"]
-    for specs in (["depth", "depth"], ["depth:depth", "skeleton", "depth:normal"]):
+    for specs in (["depth", "depth"], ["depth:depth", "skeleton", "depth:normals"]):
         with pytest.raises(ControlError, match="the ControlNet 'depth' is named twice; name each once"):
             resolve(specs, tmp_path)
 
