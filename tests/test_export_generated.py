@@ -112,6 +112,22 @@ def test_a_resume_with_other_weights_is_refused(generated, configured, monkeypat
     assert export(parse_spec(SPEC), out, command=COMMAND, progress=False)["written"] == 1  # set back: resumes
 
 
+def test_a_prompt_longer_than_the_text_encoder_reads_is_warned_of_once(configured, caplog):
+    """A 500-token prompt was cut to 75 tokens in every image, unsaid, while the labels and the card
+    recorded it whole (image.generate warned of the same prompt)."""
+    import logging
+
+    from handforge.export.run import check_rgb_source
+
+    long = parse_spec({**SPEC, "generate": {**SPEC["generate"], "prompts": ["two hands", "hand " * 500]}})
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):
+        check_rgb_source(long)
+        check_rgb_source(parse_spec(SPEC))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith("the generate.prompts[1] is 500 tokens, the text encoder "
+                                                     "reads"), warned
+
+
 def test_two_workers_write_the_single_process_dataset(generated, configured, tmp_path):
     out = tmp_path / "data"
     spec = parse_spec(SPEC)

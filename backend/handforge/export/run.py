@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,8 @@ CONVENTIONS = {
     "depth": "depth.npy: float32 camera z in metres, 0 on the background",
     "normals": "normals.npy: float32 unit face normals in the camera frame",
 }
+
+log = logging.getLogger("handforge.export")
 
 
 # The hand model's forward for one sample (two hands of ~1,600 vertices) on one torch thread: the
@@ -275,11 +278,14 @@ def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
 
 
 def check_rgb_source(spec: ExportSpec) -> None:
-    """Refuse, before anything is written, a generated-RGB spec whose weights are not configured."""
+    """Refuse, before anything is written, a generated-RGB spec whose weights are not configured; warn
+    (once, before the workers start) of prompts longer than the text encoder reads."""
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
-        from handforge.engines.image.generated_rgb import engine_weights
+        from handforge.engines.image.generated_rgb import engine_weights, prompt_warnings
 
         engine_weights(spec.generate)
+        for warning in prompt_warnings(spec.generate):
+            log.warning(warning)
 
 
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,

@@ -48,6 +48,32 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     return [str(c.path) for c in controls], [c.kind for c in controls]
 
 
+def prompt_warnings(settings: GenerateSettings) -> list[str]:
+    """A warning per prompt (and the negative prompt) longer than the text encoder reads: its end is
+    dropped from every image while the labels and the card record it whole. None when the tokenizer
+    cannot be read (the pipeline's load then says why)."""
+    from transformers import CLIPTokenizer
+
+    from handforge.engines.image.jobs import truncated
+
+    sd = Path(str(config.value(SD_MODEL.key))).expanduser()
+    folder = sd if sd.is_dir() else Path(str(config.value(SD_CONFIG.key) or "")).expanduser()
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+    except Exception:  # noqa: BLE001 - transformers and tokenizers raise many kinds
+        return []
+    from transformers.utils import logging as transformers_logging
+
+    named = [(f"generate.prompts[{k}]", p) for k, p in enumerate(settings.prompts)]
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # its own "sequence length is longer" note: ours says more
+    try:
+        return [w for name, text in named + [("generate.negative_prompt", settings.negative_prompt)]
+                for w in truncated(tokenizer, text, name)]
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
 def weights_identity(settings: GenerateSettings) -> dict[str, Any]:
     """Which weights make a dataset's generated images: the SD model and the ControlNets or guidance
     module, as resolved paths (a resume with others would mix two models' images under one card). Paths,
