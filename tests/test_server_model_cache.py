@@ -81,6 +81,12 @@ def test_a_job_context_reports_loading_as_progress():
     again = JobContext("j2", "kind", lambda f, m, p: events.append((f, m)), models=cache)
     again.model("hands/open", linear_loader(2, []))
     assert again.loaded == [] and len(events) == 1
+    # a model loaded mid-job (pose transfer's target generator after its background) is said at the bar's place:
+    # it was said at 0.0, and the bar went back to the start
+    later = JobContext("j3", "kind", lambda f, m, p: events.append((f, m)), models=cache)
+    later.progress(0.5, "background: step 2/2", force=True)
+    later.model("hands/mano", linear_loader(2, []))
+    assert events[-2:] == [(0.5, "background: step 2/2"), (0.5, "loading hands/mano")]
 
 
 def test_a_cancel_during_a_load_stops_the_job_as_it_returns_and_keeps_the_model():

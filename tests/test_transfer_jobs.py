@@ -172,11 +172,18 @@ def test_background_prompt_recomposites_the_source_through_its_mesh_image(server
             drawn = [f for m, f in zip(messages, fractions) if m.startswith("background: step")]
             transferred = [f for m, f in zip(messages, fractions) if m.startswith("step ")]
             assert all(0 < f <= 0.5 for f in drawn) and transferred and all(f > 0.5 for f in transferred)
-            assert fractions == sorted(fractions)  # (step messages closer than 50 ms apart are merged)
+            assert fractions == sorted(fractions), list(zip(messages, fractions))  # (step messages closer than 50 ms apart are merged)
             messages.clear()
             fractions.clear()
             assert np.array_equal(new[mask], source[mask])  # the source's hands, pixel for pixel
             assert (new[~mask] != source[~mask]).any(axis=-1).mean() > 0.9  # a new background around them
+        assert "warning" not in result.data, result.data
+        # a source camera that sees none of its hands: the background covered the whole source, unsaid
+        away = client.run("image.transfer", {**params, "background_prompt": "a table", "steps": 1,
+                                             "source_labels": labels_of("fist", {**camera, "t": [0.0, 0.0, -5.0]})},
+                          arrays, timeout=600)
+        assert not away.arrays["source.mesh"].any()
+        assert "the source's labels place no hand in their camera's view" in away.data["warning"], away.data
         with pytest.raises(JobFailed, match="its labels' camera sees"):
             client.run("image.transfer", {**params, "background_prompt": "a table",
                                           "source_labels": labels_of("fist", {**camera, "width": 64})}, arrays,

@@ -79,6 +79,7 @@ class JobContext:
         self._sink = sink
         self._min_interval = min_interval_s
         self._last_sent = -float("inf")
+        self._fraction = 0.0  # the last fraction reported: a model loaded mid-job says so at it
         self._stop = threading.Event()
         self._reason = ""
 
@@ -93,6 +94,7 @@ class JobContext:
         """
         self.check_cancelled()
         fraction = min(max(float(fraction), 0.0), 1.0)
+        self._fraction = fraction
         now = time.monotonic()
         if fraction < 1.0 and not force and now - self._last_sent < self._min_interval:
             return
@@ -132,7 +134,7 @@ class JobContext:
 
         def on_load(message: str) -> None:
             self.loaded.append(message.removeprefix("loading "))
-            self.progress(0.0, message)
+            self.progress(self._fraction, message, force=True)  # (at 0.0 the bar went back to the start mid-job)
 
         model = cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load)
         self.check_cancelled()  # a load is not interruptible: its cancel is seen when it returns

@@ -278,6 +278,10 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
             return source
         new, mesh = _new_background(ctx, params, parts, hand_model, source, source_hands)
         extra.update({"source": new, "source.mesh": mesh})
+        if not np.any(mesh):  # nothing of the source kept: the transfer starts from the new background alone
+            warnings.append("the source's labels place no hand in their camera's view, so the new background "
+                            "covers the whole source: check the source labels' camera (or leave out "
+                            "background_prompt)")
         # (cut short as the prompt is, said as it is: both engines draw the background)
         warnings.extend(image_jobs.truncated(parts["tokenizer"], params["background_prompt"], "background_prompt"))
         # ihpt reads the negative_prompt here only (the reference engine's: said once, with its prompt)
