@@ -456,6 +456,20 @@ def test_a_copy_left_by_an_interrupted_import_is_no_controlnet(tmp_path):
     assert available(tmp_path) == ["depth"]
 
 
+def test_check_and_import_speak_json_when_asked(weights, tmp_path, monkeypatch, capsys):
+    # before: --json changed `list` alone; check and import printed their text
+    root, sd, guidance = weights
+    for argv in (["models", "--json", "check", str(sd)], ["models", "check", str(sd), "--json"]):
+        assert main(argv) == 0
+        (found,) = json.loads(capsys.readouterr().out)
+        assert found["kind"] == "sd" and found["ok"] is True and found["problems"] == [] and found["notes"]
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "import", str(guidance), "--kind", "guidance", "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported == {"imported": str(tmp_path / "models" / "guidance" / "guidance"), "setting": "image.guidance",
+                        "value": str(tmp_path / "models" / "guidance" / "guidance")}
+
+
 def test_a_controlnet_named_twice_is_refused(tmp_path):
     # before: controls ["depth:depth"] × 5 ran the same ControlNet five times, its conditioning added five times
     from handforge.engines.image.controls import ControlError, resolve

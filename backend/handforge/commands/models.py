@@ -17,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="what each engine needs and what is configured (default)")
     # `models list --json` (as `doctor --json`) was refused as an unrecognised argument: the flag was only
     # the parent's. SUPPRESS: without it, the subcommand's default would hide `models --json list`.
-    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
     check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"),
@@ -31,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
     fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
     fetch.add_argument("--kind", choices=("sd", "guidance", "controlnet"))
+    for action in (listing, check, imp, fetch):  # after the action too, as `doctor --json`
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -71,16 +72,22 @@ def _check(args: argparse.Namespace) -> int:
         if not targets:
             print("no image weights are configured; see `handforge models list`", file=sys.stderr)
             return 1
-    failed = False
+    failed, found = False, []
     sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets must fit it
     for kind, path in targets:
         report = check_sd(path, digest=args.hash) if kind == "sd" else check_controlnet(path, args.hash, sd)
+        found.append({"kind": kind, "path": str(path), "ok": report.ok, "notes": report.notes,
+                      "problems": report.problems})
+        failed |= not report.ok
+        if args.json:
+            continue
         print(f"{'ok' if report.ok else 'FAILED'}  {kind}  {path}")
         for line in report.notes:
             print(f"    {line}")
         for line in report.problems:
             print(f"    problem: {line}")
-        failed |= not report.ok
+    if args.json:
+        print(json.dumps(found, indent=2))
     return 1 if failed else 0
 
 
@@ -97,10 +104,13 @@ def run(args: argparse.Namespace) -> int:
             target = weights.import_weights(args.path, args.kind, args.name)
             key = {"sd": "sd_model", "guidance": "guidance", "controlnet": "controlnets"}[args.kind]
             value = target if args.kind != "controlnet" else target.parent
-            print(f"imported into {target}\nset it in the config file:\n    [image]\n    {key} = \"{value}\"")
+            if args.json:
+                print(json.dumps({"imported": str(target), "setting": f"image.{key}", "value": str(value)}))
+            else:
+                print(f"imported into {target}\nset it in the config file:\n    [image]\n    {key} = \"{value}\"")
             return 0
         target = weights.fetch(args.name, args.kind)
-        print(f"downloaded into {target}")
+        print(json.dumps({"downloaded": str(target)}) if args.json else f"downloaded into {target}")
         return 0
     except (ValueError, FileExistsError, ConnectionError) as exc:
         print(f"handforge models {action}: {exc}", file=sys.stderr)
