@@ -124,6 +124,12 @@ def test_ihpt_engine_samples_from_the_target_generator(server):
         assert result.data["engine"] == "ihpt" and set(result.data["hands"]) == {"right"}
         other = client.run("image.transfer", {**params, "source_labels": labels_of("spread")}, arrays, timeout=600)
         assert result.data["source_hands"] != other.data["source_hands"]
+        assert "warning" not in result.data and "warning" not in other.data
+        # a left-hand source for a right-hand target: unrelated hands paired, unsaid
+        left = json.dumps({"hands": {"left": {"params_world": pose_library.get("fist", side="left").to_dict()}},
+                           "camera": {}})
+        mixed = client.run("image.transfer", {**params, "source_labels": left}, arrays, timeout=600)
+        assert "the source shows the left hand(s), the rigs pose the right" in mixed.data["warning"], mixed.data
         with pytest.raises(JobFailed) as failed:  # IHPT's pose encoder needs the source pose
             client.run("image.transfer", {**params, "source_labels": ""}, arrays, timeout=60)
         assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message

@@ -290,6 +290,10 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
         return new
 
     if params["engine"] == "ihpt":
+        if set(source_hands) != set(hands):  # its pose encoder pairs the source's hands with the target's
+            warnings.append(f"the source shows the {' and '.join(sorted(source_hands))} hand(s), the rigs pose the "
+                            f"{' and '.join(sorted(hands))}: the transfer pairs different hands; pose the same "
+                            "hands as the source shows")
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
         if warnings:  # (ihpt reads no prompt, its background does: background_prompt and negative_prompt)
