@@ -188,6 +188,12 @@ def image_of(plane) -> str:
     return plane.data.materials[0].node_tree.nodes["Image Texture"].image.name
 
 
+def image_planes(scene) -> list[list[str]]:
+    """The scene's image planes: name, camera and the image shown, sorted."""
+    return sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
+                  if o.type == "MESH" and o.name.startswith("HandForge image"))
+
+
 def run(seed: int) -> list[str]:
     """Generate Image with a plane, not behind the camera."""
     return sorted(bpy.ops.handforge.generate_image(prompt="two hands", seed=seed, steps=1, add_plane=True,
@@ -240,17 +246,15 @@ def planes_of_a_linked_copy():
     moving it in the first scene too)."""
     window = bpy.context.window_manager.windows[0]
     first = window.scene
-    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
-                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
     results = [run(15)]
     with bpy.context.temp_override(window=window):
         assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
     linked = window.scene
     try:
-        shared = planes(linked)
+        shared = image_planes(linked)
         linked.camera = add_camera("Linked Cam", (0.0, -0.6, 0.2))
         results += [run(16), run(17)]
-        return {"results": results, "shared": shared, "first": planes(first), "linked": planes(linked)}
+        return {"results": results, "shared": shared, "first": image_planes(first), "linked": image_planes(linked)}
     finally:
         window.scene = first
         bpy.data.scenes.remove(linked)
@@ -264,20 +268,18 @@ def planes_of_a_linked_copy_sharing_the_camera():
     plane at the very same place would fight it for the pixels), and deleting the copy leaves the plane usable."""
     window = bpy.context.window_manager.windows[0]
     first = window.scene
-    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
-                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
-    before = planes(first)
+    before = image_planes(first)
     with bpy.context.temp_override(window=window):
         assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
     linked = window.scene
     try:
         results = [run(18)]
-        shared = planes(linked)
+        shared = image_planes(linked)
     finally:
         window.scene = first
         bpy.data.scenes.remove(linked)
     results.append(run(19))
-    return {"results": results, "before": before, "shared": shared, "after": planes(first)}
+    return {"results": results, "before": before, "shared": shared, "after": image_planes(first)}
 
 
 s.check("linked_copy_shared_camera", planes_of_a_linked_copy_sharing_the_camera)
@@ -289,17 +291,15 @@ def planes_of_a_full_copy():
     counted as a plane the artist renamed, and each run in the copy made a new plane on top of it)."""
     window = bpy.context.window_manager.windows[0]
     first = window.scene
-    planes = lambda scene: sorted([o.name, o.parent.name, image_of(o)] for o in scene.objects
-                                  if o.type == "MESH" and o.name.startswith("HandForge image"))
-    before = planes(first)
+    before = image_planes(first)
     with bpy.context.temp_override(window=window):
         assert bpy.ops.scene.new(type="FULL_COPY") == {"FINISHED"}
     copy = window.scene
     try:
-        copied = planes(copy)
+        copied = image_planes(copy)
         results = [run(60), run(61)]
-        return {"results": results, "before": before, "copied": copied, "copy": planes(copy),
-                "first": planes(first), "camera": copy.camera.name}
+        return {"results": results, "before": before, "copied": copied, "copy": image_planes(copy),
+                "first": image_planes(first), "camera": copy.camera.name}
     finally:
         window.scene = first
         bpy.data.scenes.remove(copy)

@@ -54,7 +54,7 @@ def prompt_warnings(settings: GenerateSettings) -> list[str]:
     cannot be read (the pipeline's load then says why)."""
     from transformers import CLIPTokenizer
 
-    from handforge.engines.image.jobs import truncated
+    from handforge.engines.image.tokens import truncated
 
     sd = Path(str(config.value(SD_MODEL.key))).expanduser()
     folder = sd if sd.is_dir() else Path(str(config.value(SD_CONFIG.key) or "")).expanduser()

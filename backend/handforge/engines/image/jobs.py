@@ -26,6 +26,7 @@ from handforge import config
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.engines.image.tokens import truncated
 from handforge.render.camera import SENSOR_FITS
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
@@ -273,17 +274,6 @@ def out_of_view(view) -> list[str]:
     return ["no hand is in the camera's view, so the image follows no pose: aim the camera at the hands"]
 
 
-def truncated(tokenizer, prompt: str, name: str = "prompt") -> list[str]:
-    """The warning for a prompt longer than the text encoder reads (its end is dropped), or none."""
-    read = tokenizer.model_max_length - 2  # the start and end tokens take two places
-    tokens = tokenizer.tokenize(prompt)
-    if len(tokens) <= read:
-        return []
-    rest = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[read:read + 8])).strip()
-    return [f"the {name} is {len(tokens)} tokens, the text encoder reads {read}: from '{rest}…' on it is "
-            "ignored; shorten it, the important words first"]
-
-
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     import torch
 
@@ -433,4 +423,4 @@ def register_jobs(registry: Registry) -> None:
 
 __all__ = ["IMAGE_ENGINES", "cached_pipeline", "check_request", "check_target", "generate", "hand_model_for",
            "hand_model_labels", "out_of_view", "placed_hands", "register_jobs", "request_camera", "request_hands",
-           "truncated", "weights_hint"]
+           "weights_hint"]

@@ -103,4 +103,15 @@ def hand_tokens(prompt: str, tokenizer, max_length: int | None = None) -> tuple[
     return chosen, tagger
 
 
-__all__ = ["HAND_WORDS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg"]
+def truncated(tokenizer, prompt: str, name: str = "prompt") -> list[str]:
+    """The warning for a prompt longer than the text encoder reads (its end is dropped), or none."""
+    read = tokenizer.model_max_length - 2  # the start and end tokens take two places
+    tokens = tokenizer.tokenize(prompt)
+    if len(tokens) <= read:
+        return []
+    rest = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens[read:read + 8])).strip()
+    return [f"the {name} is {len(tokens)} tokens, the text encoder reads {read}: from '{rest}…' on it is "
+            "ignored; shorten it, the important words first"]
+
+
+__all__ = ["HAND_WORDS", "ChosenToken", "hand_tokens", "is_hand_word", "split_words", "tag_vbg", "truncated"]

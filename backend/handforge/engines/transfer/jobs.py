@@ -24,6 +24,7 @@ from handforge import config
 from handforge.engines.hands.jobs import POSE_LIMITS
 from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
+from handforge.engines.image.tokens import truncated
 from handforge.engines.transfer.settings import TARGET_GENERATOR
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
@@ -283,10 +284,10 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                             "covers the whole source: check the source labels' camera (or leave out "
                             "background_prompt)")
         # (cut short as the prompt is, said as it is: both engines draw the background)
-        warnings.extend(image_jobs.truncated(parts["tokenizer"], params["background_prompt"], "background_prompt"))
+        warnings.extend(truncated(parts["tokenizer"], params["background_prompt"], "background_prompt"))
         # ihpt reads the negative_prompt here only (the reference engine's: said once, with its prompt)
         if params["engine"] == "ihpt":
-            warnings.extend(image_jobs.truncated(parts["tokenizer"], params["negative_prompt"], "negative_prompt"))
+            warnings.extend(truncated(parts["tokenizer"], params["negative_prompt"], "negative_prompt"))
         return new
 
     if params["engine"] == "ihpt":
@@ -316,7 +317,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                    num_images=params["batch"], generator=torch.Generator(device=device).manual_seed(params["seed"]),
                    reference_scale=params["reference_scale"], on_step=on_step)
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
-    warnings += image_jobs.truncated(pipe.tokenizer, params["prompt"]) + image_jobs.truncated(
+    warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
         pipe.tokenizer, params["negative_prompt"], "negative_prompt")
     if warnings:
         data["warning"] = "; ".join(warnings)
