@@ -4,6 +4,7 @@ random SD weights (the operator makes image datablocks of the requested size).""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 
@@ -240,24 +241,32 @@ def planes_per_scene():
 s.check("planes_per_scene", planes_per_scene)
 
 
+@contextlib.contextmanager
+def scene_copy(kind: str):
+    """New Scene › Linked Copy ("LINK_COPY") or Full Copy ("FULL_COPY") of the shown scene, shown while the
+    block runs: yields (the first scene, the copy); afterwards the first is shown again and the copy removed."""
+    window = bpy.context.window_manager.windows[0]
+    first = window.scene
+    with bpy.context.temp_override(window=window):
+        assert bpy.ops.scene.new(type=kind) == {"FINISHED"}
+    copy = window.scene
+    try:
+        yield first, copy
+    finally:
+        window.scene = first
+        bpy.data.scenes.remove(copy)
+
+
 def planes_of_a_linked_copy():
     """A scene made by New Scene › Linked Copy (the first scene's plane linked in it too), given its own camera:
     where each scene's plane is after runs in both (before: the second scene took the shared plane to its camera,
     moving it in the first scene too)."""
-    window = bpy.context.window_manager.windows[0]
-    first = window.scene
     results = [run(15)]
-    with bpy.context.temp_override(window=window):
-        assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
-    linked = window.scene
-    try:
+    with scene_copy("LINK_COPY") as (first, linked):
         shared = image_planes(linked)
         linked.camera = add_camera("Linked Cam", (0.0, -0.6, 0.2))
         results += [run(16), run(17)]
         return {"results": results, "shared": shared, "first": image_planes(first), "linked": image_planes(linked)}
-    finally:
-        window.scene = first
-        bpy.data.scenes.remove(linked)
 
 
 s.check("linked_copy", planes_of_a_linked_copy)
@@ -266,18 +275,10 @@ s.check("linked_copy", planes_of_a_linked_copy)
 def planes_of_a_linked_copy_sharing_the_camera():
     """A Linked Copy that keeps the first scene's camera: its run shows its image on the shared plane (a second
     plane at the very same place would fight it for the pixels), and deleting the copy leaves the plane usable."""
-    window = bpy.context.window_manager.windows[0]
-    first = window.scene
-    before = image_planes(first)
-    with bpy.context.temp_override(window=window):
-        assert bpy.ops.scene.new(type="LINK_COPY") == {"FINISHED"}
-    linked = window.scene
-    try:
+    before = image_planes(bpy.context.window_manager.windows[0].scene)
+    with scene_copy("LINK_COPY") as (first, linked):
         results = [run(18)]
         shared = image_planes(linked)
-    finally:
-        window.scene = first
-        bpy.data.scenes.remove(linked)
     results.append(run(19))
     return {"results": results, "before": before, "shared": shared, "after": image_planes(first)}
 
@@ -289,20 +290,12 @@ def planes_of_a_full_copy():
     """A scene made by New Scene › Full Copy (its plane and camera copied under numbered names): two runs there
     show their images on the copied plane, and the first scene's plane is left as it was (before: the copy
     counted as a plane the artist renamed, and each run in the copy made a new plane on top of it)."""
-    window = bpy.context.window_manager.windows[0]
-    first = window.scene
-    before = image_planes(first)
-    with bpy.context.temp_override(window=window):
-        assert bpy.ops.scene.new(type="FULL_COPY") == {"FINISHED"}
-    copy = window.scene
-    try:
+    before = image_planes(bpy.context.window_manager.windows[0].scene)
+    with scene_copy("FULL_COPY") as (first, copy):
         copied = image_planes(copy)
         results = [run(60), run(61)]
         return {"results": results, "before": before, "copied": copied, "copy": image_planes(copy),
                 "first": image_planes(first), "camera": copy.camera.name}
-    finally:
-        window.scene = first
-        bpy.data.scenes.remove(copy)
 
 
 s.check("full_copy", planes_of_a_full_copy)
