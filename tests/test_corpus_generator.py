@@ -227,7 +227,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(build, "run_chunk", disk_full)
     assert main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "2", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "could not write clips/000000.npz: No space left on device; nothing of this run was kept" in err
+    assert "clips/000000.npz: No space left on device: make room (or choose another --out); nothing of this run was kept" in err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,23 @@ def test_train_then_eval_the_example_engine(tmp_path, capsys):
     assert scores[1] < 0.5 * scores[0], scores
     assert main(["eval", *EXAMPLE, "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code, fix", [(errno.ENOSPC, "make room (or choose another --out)"),
+                                       (errno.EACCES, "let this user read and write it (or choose another --out)")])
+def test_a_file_error_while_training_is_one_line_with_what_to_do(code, fix, tmp_path, capsys, monkeypatch):
+    """An OSError of the user's files in any command is said in words, with the fix its errno calls for (a
+    traceback before, outside the few commands that caught it, and those read any failure as a full disk)."""
+    from diffusers import ModelMixin
+
+    def refused(self, folder, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(Path(folder) / "model.safetensors"))
+
+    monkeypatch.setattr(ModelMixin, "save_pretrained", refused)
+    assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"handforge train: {tmp_path / 'run'}")
+    assert f"model.safetensors: {os.strerror(code)}: {fix}; run the same command again to resume" in line, line
 
 
 def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):

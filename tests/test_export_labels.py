@@ -817,7 +817,7 @@ def test_a_full_disk_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
     spec.write_text(json.dumps({**SPEC, "samples": 1, "width": 32, "height": 32}))
     assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "could not write" in err and "contact_sheet.png: No space left on device" in err  # (a traceback)
+    assert "contact_sheet.png: No space left on device: make room (or choose another --out)" in err  # (a traceback)
     assert "finished samples are kept" in err and "Traceback" not in err
 
 
@@ -836,7 +836,7 @@ def test_an_unreadable_file_is_not_called_a_full_disk(tmp_path, capsys, monkeypa
     spec.write_text(json.dumps({**SPEC, "samples": 1, "width": 32, "height": 32}))
     assert main(["export", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "000000/labels.json: Permission denied: let this user read and write the dataset folder's files" in err
+    assert "000000/labels.json: Permission denied: let this user read and write it (or choose another --out)" in err
     assert "make room" not in err and "could not write" not in err and "finished samples are kept" in err
 
 

@@ -14,6 +14,7 @@ import sys
 
 from handforge import __version__, commands
 from handforge.arguments import Parser, ReportWriteError
+from handforge_shared.files import file_error
 
 
 def _command_modules() -> list:
@@ -23,7 +24,8 @@ def _command_modules() -> list:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     """The parser, and each command's module by name (its ``run``; its ``ON_INTERRUPT``, if any: what Ctrl-C
-    leaves and how to go on, said after "interrupted")."""
+    leaves and how to go on, said after "interrupted"; its ``ON_FILE_ERROR`` likewise after a file that
+    could not be read or written, and ``ELSEWHERE``, how to write elsewhere, e.g. "choose another --out")."""
     parser = Parser(prog="handforge", description="HandForge backend and tools.")
     parser.add_argument("--version", action="version", version=f"handforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -67,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"handforge {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        # A path given with a name over the file system's limit (255 bytes) made the first look at it
-        # (is_dir, exists, stat) raise, in every command that reads a path: a traceback. Other OSErrors
-        # are each command's own to say.
-        if exc.errno != errno.ENAMETOOLONG:
+        # the user's files (a full disk, a chmod'ed file, a name over 255 bytes) in words, not a traceback
+        # (-v shows it); the command's ON_FILE_ERROR says what its run kept and how to go on
+        if args.verbose:
             raise
-        print(f"handforge {args.command}: {exc.filename or 'a path'}: a name in this path is longer than the file "
-              "system allows (255 bytes): shorten it", file=sys.stderr)
-        return 2
+        module = modules[args.command]
+        hint = getattr(module, "ON_FILE_ERROR", "")
+        words = file_error(exc, getattr(module, "ELSEWHERE", "choose another folder"))
+        print(f"handforge {args.command}: {words}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 2 if exc.errno == errno.ENAMETOOLONG else 1

@@ -10,6 +10,7 @@ umask gives new files instead, so shared storage and other users read it as any 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -136,5 +137,22 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "file_kind", "folder_lock",
+def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
+    """An ``OSError`` of the user's files in words, with its fix: the file named, why, what to do
+    (``elsewhere``: how to write somewhere else instead, e.g. "choose another --out"). One home for every
+    command: they had each read any failure as a full disk ("make room"), a chmod'ed file included."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}{reason}: make room (or {elsewhere})"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}{reason}: let this user read and write it (or {elsewhere})"
+    if exc.errno == errno.EROFS:
+        return f"{where}{reason}: {elsewhere} on a writable file system"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{where}a name in this path is longer than the file system allows (255 bytes): shorten it"
+    return f"{where}{reason}: fix it (or {elsewhere})"
+
+
+__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "file_error", "file_kind", "folder_lock",
            "not_utf8", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]

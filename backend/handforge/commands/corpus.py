@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 
 from handforge.arguments import cpu_capped, output_folder
 
 NAME = "corpus"
 HELP = "generate the open two-hand motion corpus (clips, train/validation/test splits, summary)"
+ON_FILE_ERROR = "nothing of this run was kept: run the same command again"  # after a full disk, a chmod'ed folder
+ELSEWHERE = "choose another --out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +40,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except SummaryError as exc:
         print(f"handforge corpus: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # e.g. the disk filled while writing clips (a traceback, unsaid that nothing stayed)
-        if exc.errno == errno.ENAMETOOLONG:  # handforge.cli says it
-            raise
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"handforge corpus: could not write{where}: {exc.strerror or exc}; nothing of this run was kept: make "
-              "room (or choose another --out) and run the same command again", file=sys.stderr)
         return 1
     timing = summary["timing"]
     held = summary["evaluation"].get("held_contact_frames", {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import shlex
 import sys
 from dataclasses import asdict
@@ -15,6 +14,8 @@ from handforge_shared.protocol import with_hint
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
 ON_INTERRUPT = "finished samples are kept: run the same command again to make the rest"  # said after Ctrl-C
+ON_FILE_ERROR = "finished samples are kept: run the same command again"  # after a full disk, a chmod'ed file
+ELSEWHERE = "choose another --out"
 
 
 class _PrintExampleSpec(argparse.Action):
@@ -130,12 +131,6 @@ def _run(args: argparse.Namespace) -> int:
             ExportBusy, WorkerStartError) as exc:
         print(f"handforge export: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. the disk filled while writing (a traceback, the failed samples unsaid)
-        if exc.errno == errno.ENAMETOOLONG:  # the spec's path (nothing written yet): handforge.cli says it
-            raise
-        print(f"handforge export: {_file_error(exc)} and run the same command again: finished samples are kept",
-              file=sys.stderr)
-        return 1
     print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
     if summary.get("worker_restarts"):
@@ -150,20 +145,6 @@ def _run(args: argparse.Namespace) -> int:
               sep="\n", file=sys.stderr)
         return 1
     return 0
-
-
-def _file_error(exc: OSError) -> str:
-    """An ``OSError`` of the dataset's files in words, with its fix: a full disk is not the only one (a
-    labels file made unreadable by chmod was "could not write ...: make room")."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"could not write {where}{reason}; make room (or choose another --out)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"{where}{reason}: let this user read and write the dataset folder's files (or choose another --out)"
-    if exc.errno == errno.EROFS:
-        return f"{where}{reason}: choose an --out on a writable file system"
-    return f"{where}{reason}: fix it (or choose another --out)"
 
 
 def _scaled(spec, args: argparse.Namespace, command: str) -> dict:

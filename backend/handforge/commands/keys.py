@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from handforge.arguments import output_folder
-from handforge_shared.files import write_atomic
+from handforge_shared.files import file_error, write_atomic
 
 NAME = "keys"
 HELP = "create a CurveZMQ key pair (NAME.key public, NAME.key_secret private) for remote backends"
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_pair(args.out, args.name)
     except OSError as exc:  # e.g. a folder that cannot be written (a traceback before)
-        print(f"handforge keys: could not write the key pair into {args.out}: {exc.strerror or exc}; nothing was "
-              "written: choose a folder you can write to", file=sys.stderr)
+        print(f"handforge keys: could not write the key pair into {args.out}: {file_error(exc, 'choose another --out')}; "
+              "nothing was written", file=sys.stderr)
         return 1
     print(f"public key: {public}\nsecret key: {secret} (keep it private)")
     print(where_they_go(args.name, public, secret))

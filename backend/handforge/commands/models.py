@@ -7,6 +7,7 @@ import json
 import sys
 
 from handforge.arguments import existing_path
+from handforge_shared.files import file_error
 
 NAME = "models"
 HELP = "list, check, import or (on request) download the weights of the image engines"
@@ -115,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileExistsError, ConnectionError) as exc:
         print(f"handforge models {action}: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. the disk filled while importing: a traceback before (nothing is left half-copied)
-        if action != "import":  # (the others' are not a copy; handforge.cli says a name too long)
+    except OSError as exc:  # e.g. the disk filled while importing (nothing is left half-copied)
+        if action != "import":  # (the others' are not a copy: handforge.cli says them)
             raise
-        print(f"handforge models {action}: could not copy {args.path}: {exc.strerror or exc}; make room and run "
-              "it again", file=sys.stderr)
+        print(f"handforge models import: could not copy {args.path}: {file_error(exc)}; nothing was left "
+              "half-copied: run it again", file=sys.stderr)
         return 1

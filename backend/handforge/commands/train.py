@@ -10,6 +10,8 @@ NAME = "train"
 HELP = "train an engine's models: handforge train ENGINE [its options] (accelerate launch -m handforge train ... for several GPUs)"
 ON_INTERRUPT = ("run the same command again to resume from the run's newest checkpoint, if it saved one (the steps "
                 "after it are trained again)")  # said after Ctrl-C
+ON_FILE_ERROR = ON_INTERRUPT  # after a full disk or a chmod'ed file
+ELSEWHERE = "choose another --out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
