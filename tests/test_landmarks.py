@@ -3,7 +3,9 @@ order and error arithmetic. Renders with hands: tests/test_blender_landmarks.py.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -85,46 +87,65 @@ def test_without_mediapipe_the_error_names_the_extra():
     assert 'handforge[landmarks]' in out.stdout and "mediapipe" in out.stdout, out.stderr
 
 
-@pytest.mark.parametrize("labels, image, message", [
-    ("{not json", True, "is not a HandForge labels file"),
-    ('{"hands": {"left": {"keypoints_2d": [[1, 2]]}}}', True, "21 \\[x, y\\] pixel pairs"),
-    ('{"hands": {}}', False, "has no rgb.png: export with an RGB engine"),
-    ('{"hands": {}}', b"not a png", "cannot read .*rgb.png as an image"),
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One sample as `handforge export` writes it (GL labels only: no rgb.png)."""
+    from handforge.export.run import export
+    from handforge.export.spec import parse_spec
+
+    out = tmp_path_factory.mktemp("export") / "data"
+    export(parse_spec({"seed": 3, "samples": 1, "width": 64, "height": 64, "render": {"engine": "none"},
+                       "camera": {"distance": [0.3, 0.4]}}), out, progress=False)
+    return out
+
+
+def _edited(labels: dict, key: str, value) -> dict:
+    hand = next(h for h in labels["hands"].values() if h)
+    hand[key] = value
+    return labels
+
+
+@pytest.mark.parametrize("edit, image, message", [
+    (lambda text: "{not json", True, "labels.json: Expecting property name .*give a sample as `handforge export`"),
+    (lambda text: json.dumps(_edited(json.loads(text), "keypoints_2d", [[1, 2]])), True,
+     "hands.(left|right).keypoints_2d must be 21×2 numbers"),
+    # a hand's whole-hand box edited: a TypeError traceback in the errors' normalisation
+    (lambda text: json.dumps(_edited(json.loads(text), "bbox_projected", "all of it")), True,
+     "hands.(left|right).bbox_projected must be null or 4 numbers"),
+    (lambda text: text, False, "has no rgb.png: export with an RGB engine"),
+    (lambda text: text, b"not a png", "cannot read .*rgb.png as an image"),
 ])
-def test_cli_names_a_broken_sample_and_how_to_fix_it(tmp_path, capsys, labels, image, message):
+def test_cli_names_a_broken_sample_and_how_to_fix_it(exported, tmp_path, capsys, edit, image, message):
     from handforge.cli import main
 
-    sample = tmp_path / "samples" / "000000"
-    sample.mkdir(parents=True)
-    (sample / "labels.json").write_text(labels)
+    data = tmp_path / "data"
+    shutil.copytree(exported, data)
+    sample = data / "samples" / "000000"
+    (sample / "labels.json").write_text(edit((sample / "labels.json").read_text()))
     if image is True:
         from PIL import Image
 
-        Image.new("RGB", (32, 32)).save(sample / "rgb.png")
+        Image.new("RGB", (64, 64)).save(sample / "rgb.png")
     elif image:
         (sample / "rgb.png").write_bytes(image)
-    assert main(["eval", "image", str(tmp_path), "--out", str(tmp_path / "report.json")]) == 2
+    assert main(["eval", "image", str(data), "--out", str(tmp_path / "report.json")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "report.json").exists()  # nothing half-written
 
 
-def test_cli_takes_a_folder_under_the_home_as_other_commands_do(tmp_path, capsys, monkeypatch):
+def test_cli_takes_a_folder_under_the_home_as_other_commands_do(exported, tmp_path, capsys, monkeypatch):
     """`handforge eval image '~/renders'` (a ~ the shell leaves, quoted or after "="): "no samples/*/labels.json
     under ~/renders" before, though the folder was there."""
-    import json
-
     from PIL import Image
 
     from handforge.cli import main
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    sample = tmp_path / "renders" / "samples" / "000000"
-    sample.mkdir(parents=True)
-    (sample / "labels.json").write_text('{"hands": {}}')
-    Image.new("RGB", (32, 32)).save(sample / "rgb.png")
+    shutil.copytree(exported, tmp_path / "renders")
+    Image.new("RGB", (64, 64)).save(tmp_path / "renders" / "samples" / "000000" / "rgb.png")
     assert main(["eval", "image", "~/renders", "--out", "~/report.json"]) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "report.json").read_text())["summary"]["samples"] == 1
-    assert "1 samples, 0/0 hands detected" in capsys.readouterr().out
+    assert "1 samples, 0/" in capsys.readouterr().out
 
 
 def test_a_half_written_sample_of_a_killed_export_is_no_sample(tmp_path):

@@ -9,13 +9,13 @@ found, its confidence, whether the detector's handedness agrees, and the 2D keyp
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from handforge.evaluation.landmarks import PCK_THRESHOLD, detect, keypoint_errors, match
+from handforge.export.writers import LabelsError, finished_indices, read_labels, sample_dir
 
 PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
 
@@ -24,8 +24,6 @@ def sample_folders(root: str | Path) -> list[Path]:
     """The sample folders of an export-layout folder, in order; a clear error when there are none. Only
     the folders the export names as finished samples: not ``.partial-NNNNNN`` (an export killed mid-write,
     its labels maybe cut short) nor a copy such as "000003 copy" (the same sample twice)."""
-    from handforge.export.writers import finished_indices, sample_dir
-
     root = Path(root).expanduser()  # as open_corpus: "~/renders" quoted, or after "=", reaches here unexpanded
     folders = [sample_dir(root, index) for index in finished_indices(root, count=sys.maxsize)]
     if not folders:
@@ -58,14 +56,10 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
 
     folder = Path(folder)
     try:
-        labels = json.loads((folder / "labels.json").read_text())
-        keypoints = {side: np.asarray(hand["keypoints_2d"], np.float64) for side, hand in labels["hands"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{folder / 'labels.json'} is not a HandForge labels file (needs hands.<side>.keypoints_2d "
-                         f"and bbox_projected, as `handforge export` writes): {exc!r}") from exc
-    if any(k.shape != (21, 2) for k in keypoints.values()):
-        raise ValueError(f"{folder / 'labels.json'}: keypoints_2d must be 21 [x, y] pixel pairs per hand")
-    image_name = labels.get("files", {}).get("rgb", "rgb.png")
+        labels = read_labels(folder)
+    except LabelsError as exc:  # (one labels check with the export's: a hand's edited box was a KeyError)
+        raise ValueError(f"{exc}: give a sample as `handforge export` writes it") from None
+    image_name = labels["files"].get("rgb", "rgb.png")
     if not (folder / image_name).is_file():
         raise ValueError(f"{folder} has no {image_name}: export with an RGB engine (workbench or cycles), "
                          "not --engine none")

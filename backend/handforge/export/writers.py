@@ -395,16 +395,33 @@ def sample_labels(out: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]
     """The labels of samples ``indices``, read one at a time in that order (a large dataset's labels
     take gigabytes together)."""
     for index in indices:
-        path = sample_dir(out, index) / LABELS
         try:
-            labels = json.loads(path.read_text(encoding="utf-8"))
-            problem = labels_problem(labels, index)
-        except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
-            problem = str(exc)
-        if problem:  # (an edited file ended in a KeyError or IndexError traceback, no file named)
-            raise ValueError(f"{path} is damaged ({problem}): delete its sample folder and run again to "
-                             "write it anew")
-        yield labels
+            yield read_labels(sample_dir(out, index))
+        except LabelsError as exc:  # (an edited file ended in a KeyError or IndexError traceback, no file named)
+            raise ValueError(f"{exc.path} is damaged ({exc.problem}): delete its sample folder and run again to "
+                             "write it anew") from None
+
+
+class LabelsError(ValueError):
+    """A sample's labels that cannot be used: the file (``path``) and what is wrong in it (``problem``)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = path, problem
+
+
+def read_labels(folder: Path) -> dict[str, Any]:
+    """The labels of the finished sample ``folder`` (``samples/NNNNNN``), checked by ``labels_problem``: the
+    one reader of every labels.json (``LabelsError`` names the file and what is wrong in it)."""
+    path = folder / LABELS
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        problem = labels_problem(labels, int(folder.name)) if folder.name.isdigit() else "not a sample's folder name"
+    except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
+        problem = str(exc)
+    if problem:
+        raise LabelsError(path, problem)
+    return labels
 
 
 def _numbers(value: Any, *shape: int) -> bool:
@@ -420,14 +437,12 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
     """What makes the finished sample ``folder`` (``samples/NNNNNN``) unusable as training data, naming the
     file ('' when nothing): its labels (``labels_problem``), and ``images`` that are missing, unreadable
     or of another size than the labels' camera (read from their headers)."""
-    path = folder / LABELS
     try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-        problem = labels_problem(labels, int(folder.name)) if folder.name.isdigit() else "not a sample's folder name"
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        problem = str(exc)
-    if problem:
-        return f"{path}: {problem}"
+        labels = read_labels(folder)
+    except LabelsError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{folder / LABELS}: {exc.strerror or exc}"
     size = (labels["camera"]["width"], labels["camera"]["height"])
     for name in images:
         try:
@@ -441,8 +456,9 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
 
 
 def labels_problem(labels: Any, index: int) -> str:
-    """What in a sample's labels the aggregate files and the contact sheet cannot use ('' when nothing):
-    the fields they read, of the types and shapes the export writes."""
+    """What in a sample's labels the aggregate files, the contact sheet, the image check (``handforge eval
+    image``) and the engines' datasets cannot use ('' when nothing): the fields they read, of the types
+    and shapes the export writes."""
     if not isinstance(labels, dict):
         return f"a JSON {type(labels).__name__}, not an object"
     if "index" not in labels:
@@ -479,6 +495,8 @@ def labels_problem(labels: Any, index: int) -> str:
                 return f"hands.{side}.{name} must be {'×'.join(map(str, shape))} numbers"
         if hand.get("bbox") is not None and not (_numbers(hand["bbox"], 4) and f"mask_{side}" in files):
             return f"hands.{side}.bbox must be null or 4 numbers, with files.mask_{side}"
+        if hand.get("bbox_projected") is not None and not _numbers(hand["bbox_projected"], 4):
+            return f"hands.{side}.bbox_projected must be null or 4 numbers"
         params = hand.get("params_world")
         if not isinstance(params, dict) or not all(_numbers(params.get(k), n) for k, n in (
                 ("global_orient", 3), ("hand_pose", 45), ("transl", 3))) or not (
