@@ -15,7 +15,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
 from .cameras import active_camera, render_cameras, render_size, unscaled
-from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path
+from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
 MAX_SAMPLES = 1_000_000
@@ -101,8 +101,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     def job_request(self, context):
         scene = context.scene
         out = output_folder(self.directory)
-        start = scene.frame_start if self.frame_start < 0 else self.frame_start
-        end = scene.frame_end if self.frame_end < 0 else self.frame_end
+        start, end = scene_range(scene, self.frame_start, self.frame_end)
         found = hands.scene_hands(scene, "BOTH")
         model = keys.check_export(found, start, end)  # a non-empty range, one hand model
         step = self.frame_step or max(1, scene.frame_step)

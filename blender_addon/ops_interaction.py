@@ -476,7 +476,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
             raise ValueError(f"the candidates could not be keyed: {exc}") from None
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"keyed {count} candidates on frames {start}-{start + count - 1} "
+        self.report({"INFO"}, f"keyed {count} candidates on frames {keys.frame_range(start, start + count - 1)} "
                               f"({summary['keys']} keys)")
         return {"FINISHED"}
 

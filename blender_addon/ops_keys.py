@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path
+from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import MotionClip
 
 MODAL_SLICE_S = 0.05  # work per timer tick of a long export: the UI stays responsive, Esc is heard
@@ -132,8 +132,7 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
     def execute(self, context):
         scene = context.scene
         self._path = motion_file_to_write(self.filepath)  # everything is checked before any work
-        start = scene.frame_start if self.frame_start < 0 else self.frame_start
-        end = scene.frame_end if self.frame_end < 0 else self.frame_end
+        start, end = scene_range(scene, self.frame_start, self.frame_end)
         found = hands.scene_hands(scene, _target(self, context))
         keys.check_export(found, start, end)
         self._result = {}

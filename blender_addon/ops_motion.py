@@ -27,7 +27,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 from . import app_handlers, hands, importers, jobs, keys
 from . import pose as pose_conv
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
-from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START
+from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
 from handforge_shared.poses import HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
@@ -62,8 +62,7 @@ SEED_LIMIT = 2 ** 31  # seeds are 0 … 2³¹ − 1 (the job's schema)
 # ---------------------------------------------------------------------- reading the scene
 def frame_range(scene, start: int, end: int) -> tuple[int, int]:
     """The operator's range (-1: the scene's), at least 2 and at most MAX_FRAMES frames."""
-    start = scene.frame_start if start < 0 else start
-    end = scene.frame_end if end < 0 else end
+    start, end = scene_range(scene, start, end)
     if end <= start:
         raise ValueError(f"the frame range {start}-{end} has fewer than 2 frames: set End after Start")
     if end - start + 1 > MAX_FRAMES:
@@ -479,6 +478,10 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
             raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
                              f"choose 0-{self.num_samples - 1}")
         kind, extra, arrays, write, every = self.motion_request(context, start, end)
+        # refused before the job runs, not when its result lands (a learned run's time lost); every hand:
+        # with one action shared, writing the left hand's keys moved the right hand too, unsaid
+        keys.check_own_actions(every)
+        keys.check_keyable({side: every[side] for side in write})
         placement = rig_placement(every)
         arrays = into_shared_space(arrays, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),

@@ -27,11 +27,23 @@ BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}
 # the scene's or the panel's ("-1: the scene's start"), so that a button or a script gets what it shows
 ONE_SHOT = {"SKIP_SAVE"}
 PATH_FIELD = BLEND_RELATIVE | ONE_SHOT  # an operator's file or folder field
-# a frame range whose -1 stands for the scene's (IntProperty(**SCENE_FRAME_START); an operator's: ONE_SHOT too)
-SCENE_FRAME_START = dict(name="Start", default=-1, min=-1, max=LAST_FRAME,
+# a frame range whose -1 stands for the scene's (IntProperty(**SCENE_FRAME_START); an operator's: ONE_SHOT too),
+# read by ``scene_range``; the fields go below -1 so that an earlier frame is refused, not clamped to -1
+SCENE_FRAME_START = dict(name="Start", default=-1, min=-LAST_FRAME, soft_min=-1, max=LAST_FRAME,
                          description="First frame (-1: the scene's start)")
-SCENE_FRAME_END = dict(name="End", default=-1, min=-1, max=LAST_FRAME, description="Last frame (-1: the scene's end)")
+SCENE_FRAME_END = dict(name="End", default=-1, min=-LAST_FRAME, soft_min=-1, max=LAST_FRAME,
+                       description="Last frame (-1: the scene's end)")
 
+
+def scene_range(scene, start: int, end: int) -> tuple[int, int]:
+    """The frames of a ``SCENE_FRAME_START``/``SCENE_FRAME_END`` pair: -1 is the scene's start or end. Frames
+    before 0 are refused: -1 cannot be one of them (Blender clamped -20 to -1, which became the scene's
+    whole range, unsaid), and the scene's own range never starts before 0."""
+    for name, frame in (("Start", start), ("End", end)):
+        if frame < -1:
+            raise ValueError(f"{name} {frame}: frames before 0 cannot be asked for (-1 stands for the scene's "
+                             f"{name.lower()}): move the keys to frame 0 or later")
+    return scene.frame_start if start < 0 else start, scene.frame_end if end < 0 else end
 
 def absolute_path(path: str, what: str = "path") -> str:
     """``path`` read through bpy.path.abspath, made absolute; a "//" path (beside the .blend) of an unsaved

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("motion_refusals")
-    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT),
+    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT), "work": str(work),
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
     env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
     return run_blender("motion_refusals_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
@@ -72,3 +72,18 @@ def test_a_wrist_path_in_edit_mode_is_followed_as_edited(session):
     session.no_error("edited_path")
     found = session["edited_path"]
     assert found["same"] is True, found
+
+
+def test_frames_before_zero_and_hands_sharing_one_action_are_refused_before_anything_is_sent(session):
+    # before: -20 to -5 was clamped to -1 to -1, the scene's whole range (250 frames keyed, unsaid); a
+    # shared action was refused once the job had run, and with Left chosen the right hand moved too
+    session.no_error("before_zero_shared")
+    found = session["before_zero_shared"]
+    for button in ("inbetween", "export_motion"):
+        result = found[button]
+        assert result["sent"] == [] and result["unchanged"] is True, (button, result)
+        assert "Start -20: frames before 0 cannot be asked for" in result["message"], result["message"]
+    for sides in ("LEFT", "BOTH"):
+        result = found[sides]
+        assert result["sent"] == [] and result["unchanged"] is True, (sides, result)
+        assert "share one action" in result["message"] and "Make Single User" in result["message"], result

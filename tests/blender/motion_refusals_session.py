@@ -147,6 +147,38 @@ def curves_of_other_than_one_spline():
 s.check("spline_counts", curves_of_other_than_one_spline)
 
 
+def frames_before_zero_and_a_shared_action():
+    """Start/End before frame 0 were clamped to -1 (the scene's start or end): In-between over -20 to -5 ran
+    over the scene's whole range, unsaid. Hands sharing one action were refused only once the job's result
+    came (a learned run's time lost); with Left chosen, the right hand moved too, unsaid."""
+    out = {"inbetween": refused(lambda: ops.motion_inbetween(frame_start=-20, frame_end=-5, engine="spline",
+                                                             sides="BOTH")),
+           "export_motion": refused(lambda: ops.export_motion(filepath=os.path.join(a["work"], "m.npz"),
+                                                              frame_start=-20, frame_end=-5))}
+    left, right = hand("left"), hand("right")
+    for frame in (1, 10):
+        scene.frame_set(frame)
+        assert ops.key_pose(sides="LEFT") == {"FINISHED"}
+    scene.frame_set(1)
+    right.animation_data_create()
+    right.animation_data.action = left.animation_data.action
+    right.animation_data.action_slot = left.animation_data.action_slot
+    scene.frame_set(1)  # (the right hand posed by the shared action before the state is taken)
+    try:
+        for sides in ("LEFT", "BOTH"):
+            out[sides] = refused(lambda: ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline",
+                                                              sides=sides))
+    finally:
+        action = left.animation_data.action
+        right.animation_data.action = None
+        left.animation_data.action = None
+        bpy.data.actions.remove(action)
+    return out
+
+
+s.check("before_zero_shared", frames_before_zero_and_a_shared_action)
+
+
 def one_hand():
     """Only a right hand in the scene: Generate Motion and In-between for both hands moved just that hand;
     a wrist path for that hand is still followed."""
