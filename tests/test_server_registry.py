@@ -192,3 +192,20 @@ def test_an_engine_packages_settings_py_is_declared_as_a_built_in_engines_is(tmp
         for module in [m for m in sys.modules if m.startswith("outside_engines")]:
             monkeypatch.delitem(sys.modules, module)
         config._SETTINGS.pop("own.weights", None)
+
+
+def test_every_job_kind_bounds_a_hands_pose_arrays_alike():
+    """Each engine wrote its own bounds: interaction's anchor.transl stopped at 10 m where every other job
+    takes 100 m (and motion kept its own copies of the numbers)."""
+    from handforge.engines.hands.jobs import POSE_LIMITS
+    from handforge.server.builtin_jobs import default_registry
+
+    seen = set()
+    for kind in default_registry().kinds():
+        for name, spec in kind.schema.arrays.items():
+            field_name = name.rsplit(".", 1)[-1]
+            if field_name in POSE_LIMITS:
+                seen.add(kind.name)
+                assert (spec.min, spec.max) == (-POSE_LIMITS[field_name], POSE_LIMITS[field_name]), (kind.name, name)
+    assert {"interaction.sample", "motion.inbetween", "export_renders", "forward_hands", "image.generate",
+            "image.transfer"} <= seen, seen

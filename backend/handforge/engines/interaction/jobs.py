@@ -33,18 +33,16 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge import config
-from handforge.engines.hands.jobs import cached_hand_model, require_hand_model
+from handforge.engines.hands.jobs import POSE_LIMITS, cached_hand_model, require_hand_model
 from handforge.engines.interaction.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid
+from handforge_shared.poses import DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, ROTATION_FIELDS
 
 ENGINES = ("learned", "templates")
-HAND_MODELS = ("open", "mano")
 ANCHOR_SIDES = ("none", "left", "right")
-ANCHOR_FIELDS = {"global_orient": 3, "hand_pose": 45, "betas": 10, "transl": 3}
-REQUIRED_ANCHOR = ("global_orient", "hand_pose")
-LIMITS = {"global_orient": 4 * np.pi, "hand_pose": 4 * np.pi, "betas": 20.0, "transl": 10.0}
+REQUIRED_ANCHOR = ROTATION_FIELDS
 MAX_COUNT = 256
 VECTOR_DIM = 64  # representation.VECTOR_DIM (kept literal: this module stays light, that one imports torch)
 
@@ -86,7 +84,7 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     anchor = None
     if params["anchor_side"] != "none":
         anchor = {"side": params["anchor_side"]}
-        for name, size in ANCHOR_FIELDS.items():
+        for name, size in POSE_FIELDS.items():
             anchor[name] = np.asarray(arrays.get(f"anchor.{name}", np.zeros(size)), dtype=np.float32).reshape(size)
     progress = lambda fraction, message: ctx.progress(0.98 * fraction, message)  # noqa: E731
     if params["engine"] == "templates":
@@ -132,9 +130,9 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
 def _anchor_arrays() -> dict[str, ArraySpec]:
     docs = {"global_orient": "wrist axis-angle", "hand_pose": "15 finger-joint axis-angles (MANO order)",
             "betas": "shape (default zeros)", "transl": "translation, metres (default zeros)"}
-    return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-LIMITS[name], max=LIMITS[name],
+    return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                                         doc=f"the anchor hand's {docs[name]}")
-            for name, size in ANCHOR_FIELDS.items()}
+            for name, size in POSE_FIELDS.items()}
 
 
 SCHEMA = Schema(
@@ -145,7 +143,7 @@ SCHEMA = Schema(
         "engine": String(doc="'learned' (default): the diffusion model (needs interaction.checkpoint, shipped); "
                              "'templates': the corpus's interaction templates, no weights", default="learned",
                          choices=ENGINES),
-        "model": String(doc="hand model of the anchor and the result", default="open", choices=HAND_MODELS),
+        "model": String(doc="hand model of the anchor and the result", default=DEFAULT_HAND_MODEL, choices=HAND_MODELS),
         "anchor_side": String(doc="side of the artist's hand sent as anchor.* (returned unchanged), or 'none' "
                                   "for both hands free", default="none", choices=ANCHOR_SIDES),
         "count": Integer(doc="candidates, returned best (highest score) first", default=16, min=1, max=MAX_COUNT),

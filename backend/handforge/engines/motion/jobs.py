@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from handforge import config
-from handforge.engines.hands.jobs import cached_hand_model, require_hand_model
+from handforge.engines.hands.jobs import POSE_LIMITS, cached_hand_model, require_hand_model
 from handforge.engines.motion.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
@@ -35,9 +35,6 @@ from handforge_shared.skeleton import NUM_BETAS, SIDES
 PARTS = 17                 # representation.PARTS (kept literal: this module stays light)
 MAX_FRAMES = 512           # the denoiser's max_frames
 MAX_SAMPLES = 8
-ROTATION_LIMIT = 4 * np.pi
-TRANSL_LIMIT = 100.0
-BETAS_LIMIT = 20.0
 
 PART_DOC = ("per frame, which parts are keys (1) or free (0): column 0 the wrist rotation (global_orient), "
             "columns 1-15 the finger joints in MANO order (hand_pose[3j-3:3j]), column 16 the wrist "
@@ -93,20 +90,20 @@ def _side_arrays(fields: dict[str, tuple[int, float, str]], required: bool = Fal
                 shape=shape, dtypes=dtypes, required=False, min=0 if name == "mask" else -limit,
                 max=1 if name == "mask" else limit, doc=f"{side} hand: {doc}")
         specs[hand_array_name(side, "betas")] = ArraySpec(
-            shape=(NUM_BETAS,), required=False, min=-BETAS_LIMIT, max=BETAS_LIMIT,
+            shape=(NUM_BETAS,), required=False, min=-POSE_LIMITS["betas"], max=POSE_LIMITS["betas"],
             doc=f"{side} hand: shape coefficients, carried into the result unchanged (zeros when absent)")
     return specs
 
 
 KEY_FIELDS = {
-    "global_orient": (3, ROTATION_LIMIT, "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are ignored)"),
-    "hand_pose": (45, ROTATION_LIMIT, "(T, 45) finger joint rotation keys, axis-angle, MANO order"),
-    "transl": (3, TRANSL_LIMIT, "(T, 3) wrist translation keys, metres, model frame"),
+    "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are ignored)"),
+    "hand_pose": (45, POSE_LIMITS["hand_pose"], "(T, 45) finger joint rotation keys, axis-angle, MANO order"),
+    "transl": (3, POSE_LIMITS["transl"], "(T, 3) wrist translation keys, metres, model frame"),
     "mask": (PARTS, 1, f"(T, {PARTS}) uint8 key mask, {PART_DOC}"),
 }
 PATH_FIELDS = {
-    "transl": (3, TRANSL_LIMIT, "(T, 3) the wrist path, metres, model frame, one row per frame"),
-    "global_orient": (3, ROTATION_LIMIT, "(T, 3) optional wrist rotations along the path (axis-angle); "
+    "transl": (3, POSE_LIMITS["transl"], "(T, 3) the wrist path, metres, model frame, one row per frame"),
+    "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) optional wrist rotations along the path (axis-angle); "
                                          "without them the wrist rotation is generated"),
 }
 DIMS = {"frames": (2, MAX_FRAMES)}
@@ -341,7 +338,7 @@ def register_jobs(registry: Registry) -> None:
         schema=Schema(params={**_common_params(guidance="auto"), "num_frames": Integer(doc="frames to generate", default=120, min=2,
                                                               max=MAX_FRAMES)},
                       arrays={hand_array_name(s, "betas"): ArraySpec(
-                          shape=(NUM_BETAS,), required=False, min=-BETAS_LIMIT, max=BETAS_LIMIT,
+                          shape=(NUM_BETAS,), required=False, min=-POSE_LIMITS["betas"], max=POSE_LIMITS["betas"],
                           doc=f"{s} hand: shape coefficients (zeros when absent)") for s in SIDES}),
         description="two-hand motion from nothing (unconditional), placed around the model origin",
         returns=RETURNS))
