@@ -12,7 +12,9 @@ from PIL import Image
 
 from handforge.cli import main
 from handforge.corpus import build
-from handforge.corpus.build import CorpusError, load_splits, write_corpus
+from handforge.corpus.build import write_corpus
+from handforge.datasets.corpus import read_splits
+from handforge.datasets import DatasetError
 from handforge.corpus.generator import CorpusSettings, Generator
 from handforge.evaluation.contact import contact_metrics
 from handforge.evaluation.limits import joint_limit_metrics
@@ -56,7 +58,7 @@ def test_corpus_files_summary_and_splits(corpus):
         split = next(s for s in ("train", "validation", "test") if name in splits[s])
         groups.setdefault(clips[name].extra["corpus"]["group"], set()).add(split)
     assert all(len(s) == 1 for s in groups.values())
-    assert {k: len(v) for k, v in load_splits(out).items()} == {k: len(splits[k]) for k in ("train", "validation", "test")}
+    assert {k: len(v) for k, v in read_splits(out).items()} == {k: len(splits[k]) for k in ("train", "validation", "test")}
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["sequences"] == 24 and on_disk["frames"] == sum(c.num_frames for c in clips.values())
     assert on_disk["evaluation"]["held_contact_frames"]["frames"] >= 1
@@ -245,7 +247,7 @@ def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_
                      figures=False, progress=False)
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert "interrupted" in summary["evaluation"] and len(list((tmp_path / "c" / "clips").iterdir())) == 2
-    assert load_splits(tmp_path / "c")
+    assert read_splits(tmp_path / "c")
 
 
 @pytest.mark.parametrize("name", ["c", "take[1]*"])  # (glob's own characters: the name is matched as is)
@@ -271,9 +273,8 @@ def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_pat
 
 def test_splits_file_is_checked(tmp_path):
     (tmp_path / "splits.json").write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(CorpusError, match="not a HandForge corpus split file"):
-        load_splits(tmp_path)
-    assert isinstance(Path(tmp_path), Path)
+    with pytest.raises(DatasetError, match="not a HandForge corpus split file"):
+        read_splits(tmp_path)
 
 
 def test_transitions_stay_nearly_free_of_penetration(corpus, model):
@@ -338,7 +339,7 @@ def test_the_out_folders_parents_are_made_as_export_makes_them(tmp_path, capsys,
     out = tmp_path / "data" / "corpora" / "c"
     assert main(["corpus", "--out", str(out), "--sequences", "2", "--stats-sample", "0", "--no-figures",
                  "--quiet"]) == 0, capsys.readouterr().err
-    assert load_splits(out) and len(list((out / "clips").iterdir())) == 2
+    assert read_splits(out) and len(list((out / "clips").iterdir())) == 2
     # a failed run leaves nothing, the folders it made above --out included
     def failed(*args, **kwargs):
         raise OSError(28, "No space left on device")

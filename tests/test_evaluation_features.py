@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from handforge.cli import main
-from handforge.evaluation.distribution import diversity, frechet_feature_distance
+from handforge.evaluation.distribution import frechet_feature_distance
 from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
 from handforge.evaluation.features import (
     SHIPPED_CHECKPOINT,

@@ -166,7 +166,7 @@ def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, t
     clip). Refused in one line saying which file and what to do, with workers too; the same files resume."""
     from handforge.export import writers
     from handforge.export.shards import export_sharded
-    from handforge.export.spec import ExportSpec, PoseSource, input_files
+    from handforge.export.spec import ExportSpec, input_files
     from handforge.export.writers import FolderTaken
     from handforge_shared.poses import MotionClip, side_by_side, stack_poses
 
@@ -388,7 +388,7 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can
     land in the image), a hand wholly outside has no projected box (as no box), and the
     InterHand2.6M-style data file leaves out samples without a hand, whose type and box its loaders need."""
-    from handforge.export.writers import finished_indices, interhand_paths
+    from handforge.export.writers import interhand_paths
 
     among = tmp_path / "among"
     export(parse_spec({"seed": 5, "samples": 12, "width": 160, "height": 160, "render": {"engine": "none"},

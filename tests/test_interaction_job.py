@@ -14,7 +14,7 @@ import pytest
 from handforge.engines.checkpoints import save_model
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, JobFailed, Progress, Result
+from handforge_shared.client import Cancelled, JobFailed, Progress
 from tests.support.interaction import tiny_denoiser
 from tests.support.server import running_server
 from tests.support.threads import torch_threads

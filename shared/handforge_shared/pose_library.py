@@ -288,7 +288,3 @@ def get(name: str, side: Side = "right", rig: "HandRig | None" = None) -> HandPo
                     transl=np.zeros(3))
     return pose if side == "right" else pose.mirrored()
 
-
-def all_anatomical() -> dict[str, np.ndarray]:
-    """Every pose's (15, 3) anatomical angles in radians, in menu order."""
-    return {s.name: anatomical(s.name) for s in _SPECS}

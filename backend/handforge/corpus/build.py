@@ -41,7 +41,7 @@ from handforge.corpus.summary import (
     summarise,
     write_json,
 )
-from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, DatasetError, clip_path, load_clip, read_splits
+from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, clip_path, load_clip
 from handforge.runtime import torch_threads
 from handforge.scratch import running
 from handforge_shared.poses import MotionClip
@@ -280,11 +280,3 @@ def _sheet_clips(sample: list[tuple[str, MotionClip]], count: int = 24) -> list[
     two = [s for s in sample if s[1].extra["corpus"].get("contact_frames")]
     one = [s for s in sample if not s[1].extra["corpus"].get("contact_frames")]
     return (two[: max(count * 2 // 3, count - len(one))] + one)[:count]
-
-
-def load_splits(corpus: str | os.PathLike) -> dict[str, list[Path]]:
-    """Clip paths per split of a corpus directory; training reads corpora with ``handforge.datasets``."""
-    try:
-        return {split: [clip_path(corpus, n) for n in names] for split, names in read_splits(corpus).items()}
-    except DatasetError as exc:
-        raise CorpusError(str(exc)) from None

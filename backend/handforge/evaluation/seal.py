@@ -45,10 +45,6 @@ class SealedTopology:
     num_vertices: int
     loops: tuple[np.ndarray, ...]
 
-    @property
-    def num_sealed_vertices(self) -> int:
-        return self.num_vertices + len(self.loops)
-
     def seal(self, vertices: Any) -> Any:
         """(..., V, 3) numpy array or torch tensor → (..., V + loops, 3) of the same kind."""
         if vertices.shape[-2:] != (self.num_vertices, 3):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from handforge_shared.poses import POSE_FIELDS, HandPose, PoseFormatError, TwoHandPose
+from handforge_shared.poses import POSE_FIELDS, HandPose, PoseFormatError
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import KEYPOINT_FROM_EXTENDED, NUM_JOINTS, SIDES, Side, check_side
 
@@ -138,9 +138,6 @@ class HandModel(nn.Module):
         """Forward a (batched or single) ``HandPose``; the output batch is the flattened batch shape."""
         flat = {k: np.asarray(getattr(pose, k)).reshape(-1, n) for k, n in POSE_FIELDS.items()}
         return self(side, **flat)
-
-    def forward_two(self, pose: TwoHandPose) -> dict[Side, HandOutput]:
-        return {side: self.forward_pose(side, p) for side, p in pose.hands.items()}
 
     def vertices_at(self, side: Side, global_orient: Any, hand_pose: Any, betas: Any = None, transl: Any = None, *,
                     pair: torch.Tensor, vertex: torch.Tensor) -> torch.Tensor:
