@@ -405,11 +405,8 @@ def load_mano_dir(model_dir: str | Path | None = None) -> dict[Side, ManoData]:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def write_mano_npz(data: ManoData, path: str | Path) -> Path:

@@ -143,11 +143,8 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
 
 
 def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
     with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_sd(path: str | Path, digest: bool = False) -> Report:
