@@ -373,3 +373,17 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_said(server):
     params, arrays = request(seed=1, steps=1, prompt="two hands " * 60)
     with server.client() as client:
         assert "the text encoder reads 75" in client.run("image.transfer", params, arrays, timeout=600).data["warning"]
+
+
+def test_labels_without_a_hands_pose_name_the_hand():
+    # before: "not HandForge labels (KeyError: 'params_world')", no hand named
+    from handforge.engines.transfer.jobs import source_pose
+    from handforge_shared.protocol import ProtocolError
+
+    labels = json.loads(labels_of("fist"))
+    side = next(iter(labels["hands"]))
+    del labels["hands"][side]["params_world"]
+    with pytest.raises(ProtocolError) as failed:
+        source_pose({"source_labels": json.dumps(labels), "hand_model": "open"}, {})
+    assert failed.value.field == "params.source_labels"
+    assert f"hands.{side} has no params_world" in failed.value.message

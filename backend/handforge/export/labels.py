@@ -96,6 +96,25 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
     }
 
 
+
+def label_poses(labels: Mapping[str, Any]) -> dict[str, HandPose]:
+    """The hands' poses in a sample's labels (each hand's ``params_world``, as ``hand_labels`` writes it; a
+    null hand left out): the one reader of them. A ValueError says what in them is wrong."""
+    hands = labels.get("hands") if isinstance(labels, Mapping) else None
+    if not isinstance(hands, Mapping):
+        raise ValueError("the labels have no hands object")
+    poses = {}
+    for side, hand in hands.items():
+        if hand is None:
+            continue
+        if not isinstance(hand, Mapping) or "params_world" not in hand:
+            raise ValueError(f"hands.{side} has no params_world")
+        try:
+            poses[side] = HandPose.from_dict(hand["params_world"])
+        except (ValueError, TypeError) as exc:  # (PoseFormatError is a ValueError)
+            raise ValueError(f"hands.{side}.params_world: {exc}") from None
+    return poses
+
 def hand_type(hands: Mapping[str, Mapping[str, Any]]) -> str:
     """InterHand2.6M's ``hand_type``: 'interacting' when both hands show, else the one that does."""
     shown = [s for s, h in hands.items() if h["mask_pixels"] > 0]

@@ -124,7 +124,6 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
 
 def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, dict]:
     import torch
-    from handforge_shared.poses import HandPose
 
     from handforge import config
     from handforge.engines.checkpoints import load_model
@@ -136,11 +135,12 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
     from handforge.engines.transfer.settings import TARGET_GENERATOR
+    from handforge.export.labels import label_poses
     from handforge.hands import load_hand_model
     from handforge.render.camera import Camera
 
     def target_view(labels):
-        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+        hands = label_poses(labels)
         return hands, condition(load_hand_model(labels.get("hand_model", "open")), hands,
                                 Camera.from_dict(labels["camera"])).global_view
 
@@ -178,8 +178,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
         models["ihpt"] = {"target_generator": str(folder)}
 
         def ihpt(source, source_labels, labels, steps, seed):
-            hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
-            source_hands = {s: HandPose.from_dict(h["params_world"]) for s, h in source_labels["hands"].items()}
+            hands, source_hands = label_poses(labels), label_poses(source_labels)
             camera = labels["camera"]
             return sample_target(parts, model, source, pose_vector(source_hands, np.asarray(source_labels["camera"]["R"])),
                                  pose_vector(hands, np.asarray(camera["R"])), camera["width"],

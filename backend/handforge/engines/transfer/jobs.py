@@ -26,6 +26,7 @@ from handforge.engines.image import jobs as image_jobs
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.image.tokens import truncated
 from handforge.engines.transfer.settings import TARGET_GENERATOR
+from handforge.export.labels import label_poses
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
@@ -93,8 +94,8 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
         return {}
     try:
         labels = json.loads(params["source_labels"])
-        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in (labels.get("hands") or {}).items()}
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # (nested 30,000 deep)
+        hands = label_poses(labels)
+    except (ValueError, RecursionError) as exc:  # (nested 30,000 deep)
         raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
                       "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
                       "{...}}}, \"camera\": {...}}") from None

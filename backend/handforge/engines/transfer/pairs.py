@@ -120,11 +120,11 @@ class PosePairs(torch.utils.data.Dataset):
         return len(self.indices)
 
     def _side(self, folder: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        from handforge_shared.poses import HandPose
+        from handforge.export.labels import label_poses
 
         sample = self.folder / folder / "samples" / name
         labels = json.loads((sample / "labels.json").read_text())
-        hands = {s: HandPose.from_dict(h["params_world"]) for s, h in labels["hands"].items()}
+        hands = label_poses(labels)
         rotation = np.asarray(labels["camera"]["R"], np.float64)
         image = Image.open(sample / "rgb.png").convert("RGB").resize((self.size, self.size), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
