@@ -28,13 +28,11 @@ from . import app_handlers, hands, importers, jobs, keys
 from . import pose as pose_conv
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
-from handforge_shared.poses import HandPose, MotionClip, hand_array_name
+from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
 
 KINDS = ("motion.inbetween", "motion.trajectory", "motion.generate")
-PARTS = 17           # per hand: wrist rotation, 15 finger joints (MANO order), wrist location
-WRIST_LOCATION = PARTS - 1
-MAX_FRAMES = 512     # the motion jobs' limit
+WRIST_LOCATION = KEY_PARTS - 1
 WRIST = JOINT_NAMES[0]
 
 ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (the backend's motion.checkpoint)"),
@@ -42,7 +40,7 @@ ENGINE_ITEMS = [("learned", "Learned", "The diffusion model (the backend's motio
 FIXED_ITEMS = [("WRIST_ROTATION", "Wrist Rotation", "Your wrist rotation keys are kept; otherwise it is generated"),
                ("WRIST_LOCATION", "Wrist Location", "Your wrist location keys are kept; otherwise it is generated"),
                ("FINGERS", "Fingers", "Your finger keys are kept; otherwise the fingers are generated")]
-FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, PARTS - 1)), "WRIST_LOCATION": [WRIST_LOCATION]}
+FIXED_COLUMNS = {"WRIST_ROTATION": [0], "FINGERS": list(range(1, KEY_PARTS - 1)), "WRIST_LOCATION": [WRIST_LOCATION]}
 ROTATION_ITEMS = [("GENERATE", "Generate", "The wrist rotation is generated along the path"),
                   ("ANIMATION", "Keep Animation", "The wrist keeps its own animated rotation")]
 APART_ITEMS = [("default", "Default", "In-between: Repair; wrist paths and generation: When Close"),
@@ -61,13 +59,13 @@ SEED_LIMIT = 2 ** 31  # seeds are 0 … 2³¹ − 1 (the job's schema)
 
 # ---------------------------------------------------------------------- reading the scene
 def frame_range(scene, start: int, end: int) -> tuple[int, int]:
-    """The operator's range (-1: the scene's), at least 2 and at most MAX_FRAMES frames."""
+    """The operator's range (-1: the scene's), at least 2 and at most MOTION_MAX_FRAMES frames."""
     start, end = scene_range(scene, start, end)
     if end <= start:
         raise ValueError(f"the frame range {start}-{end} has fewer than 2 frames: set End after Start")
-    if end - start + 1 > MAX_FRAMES:
+    if end - start + 1 > MOTION_MAX_FRAMES:
         raise ValueError(f"the frame range {start}-{end} has {end - start + 1} frames; the motion engine takes at "
-                         f"most {MAX_FRAMES}: split it into shorter ranges")
+                         f"most {MOTION_MAX_FRAMES}: split it into shorter ranges")
     return start, end
 
 
@@ -107,7 +105,7 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
     """(T, 17) bool: where the artist's (not GENERATED) keys are, per frame of [start, end] and part.
     An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
     on whole frames, so it would have gone past that key, generated keys either side of it."""
-    mask = np.zeros((end - start + 1, PARTS), bool)
+    mask = np.zeros((end - start + 1, KEY_PARTS), bool)
     bag = keys.find_channelbag(arm_obj)
     if bag is None:
         return mask
@@ -179,7 +177,7 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                                  f"parts){nla}: in-betweening needs keys on at least 2 frames; key the pose at "
                                  "another frame (Key Pose), widen the range, or choose the other hand only")
         else:
-            mask = np.ones((end - start + 1, PARTS), bool)
+            mask = np.ones((end - start + 1, KEY_PARTS), bool)
         arrays[hand_array_name(side, "mask")] = mask.astype(np.uint8)
     for side, poses in animated_poses(context, every, start, end).items():  # after the checks: may be frame by frame
         arrays.update(_pose_arrays(side, poses))

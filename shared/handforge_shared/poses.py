@@ -60,6 +60,10 @@ POSE_FIELDS: dict[str, int] = {
     "betas": NUM_BETAS,
     "transl": 3,
 }
+# The motion jobs' key mask, one row per frame and hand: column 0 the wrist rotation, 1-15 the finger
+# joints (MANO order), the last the wrist translation; and the most frames one motion job takes.
+KEY_PARTS = 1 + HAND_POSE_DIM // 3 + 1
+MOTION_MAX_FRAMES = 512
 
 
 def hand_array_name(side: Side, name: str) -> str:

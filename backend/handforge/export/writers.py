@@ -30,6 +30,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from handforge.datasets.interhand_files import MM_PER_M
 from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, atomic_file, folder_lock, sync_folder, write_atomic
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS, NUM_KEYPOINTS, SIDES
 
@@ -43,7 +44,6 @@ PARTIAL_PREFIX = ".partial-"
 SPLIT = "export"  # the InterHand2.6M-style split name
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
 COCO_CATEGORIES = {"right": 1, "left": 2}
-MM_PER_M = 1000.0
 # the camera parameters the card gives ranges of (a Blender scene's cameras have distance and focal only)
 CAMERA_RANGES = ("distance", "elevation", "azimuth", "focal", "roll")
 

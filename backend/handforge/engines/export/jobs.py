@@ -15,6 +15,7 @@ import numpy as np
 
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
+from handforge.render.camera import SENSOR_FITS
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -27,7 +28,6 @@ MAX_FRAMES = 100_000
 BLENDER_FRAME_LIMIT = 1_048_574  # Blender's frame numbers lie within ±this
 MAX_CAMERAS = 64
 MAX_SAMPLES = 1_000_000
-SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 TIMEOUT_S = 7 * 24 * 3600  # a long Cycles export runs for days; cancel stops it
 
 

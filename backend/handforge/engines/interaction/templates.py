@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from handforge.corpus.generator import BETA_SIGMA  # hand shapes drawn as the corpus draws them
 from handforge.corpus.resolver import Instance, Resolver
 from handforge.corpus.templates import Arrangement, draw, get_template, template_names
 from handforge.engines.interaction.pipeline import Candidates, Progress, SampleSettings, plausibility, settle
@@ -30,7 +31,6 @@ from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angl
 from handforge_shared.skeleton import SIDES
 
 CHUNK = 4  # instances per resolver call (progress between calls)
-BETA_SIGMA = 1.0  # as the corpus draws hand shapes
 
 
 class TemplateSampler:

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 
 from handforge_shared import pose_library
-from handforge_shared.poses import MotionClip, hand_array_name, side_by_side
+from handforge_shared.poses import KEY_PARTS, MotionClip, hand_array_name, side_by_side
 
 KEYED = ("flat", "fist")
 NUM_FRAMES = 30  # one second at 30 fps between the two keys
-PARTS = 17       # the in-between job's key mask columns per hand
 
 
 def keyed_arrays(num_frames: int = NUM_FRAMES) -> dict[str, np.ndarray]:
@@ -32,7 +31,7 @@ def keyed_arrays(num_frames: int = NUM_FRAMES) -> dict[str, np.ndarray]:
             values = np.zeros((num_frames, np.size(getattr(first.hands[side], field))))
             values[0], values[-1] = getattr(first.hands[side], field), getattr(last.hands[side], field)
             arrays[hand_array_name(side, field)] = values
-        mask = np.zeros((num_frames, PARTS), np.uint8)
+        mask = np.zeros((num_frames, KEY_PARTS), np.uint8)
         mask[[0, -1]] = 1
         arrays[hand_array_name(side, "mask")] = mask
     return arrays

@@ -28,12 +28,10 @@ from handforge.engines.motion.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, Number, Schema, String, invalid
-from handforge_shared.poses import HAND_MODELS, hand_array_name
+from handforge_shared.poses import HAND_MODELS, KEY_PARTS, MOTION_MAX_FRAMES, hand_array_name
 from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import NUM_BETAS, SIDES
 
-PARTS = 17                 # representation.PARTS (kept literal: this module stays light)
-MAX_FRAMES = 512           # the denoiser's max_frames
 MAX_SAMPLES = 8
 
 PART_DOC = ("per frame, which parts are keys (1) or free (0): column 0 the wrist rotation (global_orient), "
@@ -99,14 +97,14 @@ KEY_FIELDS = {
     "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are ignored)"),
     "hand_pose": (45, POSE_LIMITS["hand_pose"], "(T, 45) finger joint rotation keys, axis-angle, MANO order"),
     "transl": (3, POSE_LIMITS["transl"], "(T, 3) wrist translation keys, metres, model frame"),
-    "mask": (PARTS, 1, f"(T, {PARTS}) uint8 key mask, {PART_DOC}"),
+    "mask": (KEY_PARTS, 1, f"(T, {KEY_PARTS}) uint8 key mask, {PART_DOC}"),
 }
 PATH_FIELDS = {
     "transl": (3, POSE_LIMITS["transl"], "(T, 3) the wrist path, metres, model frame, one row per frame"),
     "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) optional wrist rotations along the path (axis-angle); "
                                          "without them the wrist rotation is generated"),
 }
-DIMS = {"frames": (2, MAX_FRAMES)}
+DIMS = {"frames": (2, MOTION_MAX_FRAMES)}
 RETURNS = {
     "motion": "the clip's metadata (MotionClip.metadata()); with the arrays <side>.<field> it is the motion",
     "<side>.<field>": "global_orient, hand_pose, betas, transl, present per frame (MotionClip.to_arrays())",
@@ -141,7 +139,7 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
     sides = [s for s in SIDES if hand_array_name(s, "mask") in arrays]
     if not sides:
         raise invalid("arrays.right.mask", "no keys given",
-                      f"send <side>.mask ({PARTS} columns per frame) with <side>.global_orient, .hand_pose and "
+                      f"send <side>.mask ({KEY_PARTS} columns per frame) with <side>.global_orient, .hand_pose and "
                       ".transl for the left and/or right hand")
     keyed = sum(int(np.asarray(arrays[hand_array_name(s, "mask")]).any(axis=1).sum()) for s in sides)
     if keyed == 0:
@@ -176,7 +174,7 @@ def inbetween_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarra
 
     t = _frames(arrays)
     values = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
-    mask = np.zeros((t, 2, PARTS), dtype=bool)
+    mask = np.zeros((t, 2, KEY_PARTS), dtype=bool)
     for h, side in enumerate(SIDES):
         if hand_array_name(side, "mask") not in arrays:
             continue
@@ -192,11 +190,11 @@ def trajectory_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarr
 
     t = _frames(arrays)
     values = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
-    mask = np.zeros((t, 2, PARTS), dtype=bool)
+    mask = np.zeros((t, 2, KEY_PARTS), dtype=bool)
     for h, side in enumerate(SIDES):
         if hand_array_name(side, "transl") in arrays:
             values["transl"][:, h] = arrays[hand_array_name(side, "transl")]
-            mask[:, h, PARTS - 1] = True
+            mask[:, h, KEY_PARTS - 1] = True
         if hand_array_name(side, "global_orient") in arrays:
             values["global_orient"][:, h] = arrays[hand_array_name(side, "global_orient")]
             mask[:, h, 0] = True
@@ -209,7 +207,7 @@ def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray
 
     t = params["num_frames"]
     zeros = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
-    return Observation(**zeros, part_mask=np.zeros((t, 2, PARTS), dtype=bool), betas=_betas(arrays),
+    return Observation(**zeros, part_mask=np.zeros((t, 2, KEY_PARTS), dtype=bool), betas=_betas(arrays),
                        hand_model=params["hand_model"], fps=params["fps"])
 
 
@@ -336,7 +334,7 @@ def register_jobs(registry: Registry) -> None:
     registry.add_kind(JobKind(
         "motion.generate", generate, engine="motion", device="gpu", timeout=600, check=_check_generate,
         schema=Schema(params={**_common_params(guidance="auto"), "num_frames": Integer(doc="frames to generate", default=120, min=2,
-                                                              max=MAX_FRAMES)},
+                                                              max=MOTION_MAX_FRAMES)},
                       arrays={hand_array_name(s, "betas"): ArraySpec(
                           shape=(NUM_BETAS,), required=False, min=-POSE_LIMITS["betas"], max=POSE_LIMITS["betas"],
                           doc=f"{s} hand: shape coefficients (zeros when absent)") for s in SIDES}),

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from handforge.engines.motion import representation as rep
-from handforge_shared.poses import HandPose, MotionClip, check_hand_model
+from handforge_shared.poses import ROTATION_FIELDS, HandPose, MotionClip, check_hand_model
 
-ROTATION_FIELDS = ("global_orient", "hand_pose")
 
 
 class ObservationError(ValueError):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from handforge_shared.poses import KEY_PARTS
 from handforge_shared.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from handforge_shared.skeleton import NUM_FINGER_JOINTS, SIDES
 
@@ -39,7 +40,7 @@ HAND_AXIS = SIDES                          # 0 = left, 1 = right
 NUM_ROTATIONS = 1 + NUM_FINGER_JOINTS      # wrist + 15 finger joints
 HAND_DIM = 6 * NUM_ROTATIONS + 3           # 99
 FRAME_DIM = 2 * HAND_DIM                   # 198
-PARTS = NUM_ROTATIONS + 1                  # 17 keyable parts per hand
+PARTS = KEY_PARTS                          # 17 keyable parts per hand: wrist rotation, joints, translation
 TRANSL_PART = NUM_ROTATIONS                # part 16 is the wrist translation
 PART_NAMES = ("global_orient", *(f"joint{j}" for j in range(1, NUM_FINGER_JOINTS + 1)), "transl")
 
