@@ -250,6 +250,28 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
     return frames[~free]
 
 
+def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[str, list[float]]:
+    """Per hand, the frames in [first, last] (within half a frame, as ``write_generated`` skips them) where
+    the artist keyed the rig or its correctives: keys that a generated clip leaves in place."""
+    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    found = {}
+    for side, obj in hands.items():
+        mesh_obj = rig_build.hand_mesh(obj)
+        frames = set()
+        for id_block in (obj, mesh_obj.data.shape_keys if mesh_obj is not None else None):
+            bag = find_channelbag(id_block) if id_block is not None else None
+            for fc in (bag.fcurves if bag is not None else ()):
+                n = len(fc.keyframe_points)
+                co, kind = np.empty(2 * n, np.float32), np.empty(n, np.int32)
+                fc.keyframe_points.foreach_get("co", co)
+                fc.keyframe_points.foreach_get("type", kind)
+                at = co[0::2][kind != generated]
+                reach = KEPT_KEY_REACH - _FRAME_EPS
+                frames.update(at[(at > first - reach) & (at < last + reach)].tolist())
+        if frames:
+            found[side] = sorted(frames)
+    return found
+
 def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
                    blend: int = 0) -> tuple[int, set[float]]:
     """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""

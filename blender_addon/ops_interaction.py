@@ -33,6 +33,7 @@ JOB_KIND = "interaction.sample"
 MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager keeps
 SENT_FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 KEPT_FIELDS = ("global_orient", "hand_pose", "transl")  # the rig keeps its own shape
+POSE_TOLERANCE = 1e-4  # rad, m (and the rigs' relative transform): beyond the float32 round trip of a pose
 GUIDANCE_STEPS = 10
 # in this order: Blender stores an enum choice by its index, and saved scenes chose by it
 ENGINE_ITEMS = [("templates", "Templates", "The corpus's interaction templates, placed and settled (no weights)"),
@@ -80,6 +81,8 @@ class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
     previous: StringProperty(name="Previous", options={"HIDDEN"},
                              description="JSON: the posed rigs' channels before the first preview")
     summary: StringProperty(name="Summary", description="Engine, hand model and time of the sampling")
+    sampled_for: StringProperty(name="Sampled For", options={"HIDDEN"},
+                                description="JSON: the anchor's pose and the rigs' placement the candidates were made for")
     message: StringProperty(name="Message", description="Why the preview could not be shown")
 
 
@@ -286,14 +289,16 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         ok, why = connection.hand_model_status(model)
         if not ok and connection.BACKEND.capabilities is not None:
             raise ValueError(f"the hands are {model} hands, which the backend cannot use: {why}")
-        arrays = {}
+        arrays, anchor = {}, None
         if side != "none":
             pose = pose_conv.read_pose(found[side])
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
+            anchor = {name: np.asarray(getattr(pose, name)).tolist() for name in KEPT_FIELDS}
         reference = found["left" if side == "none" else side]
-        for rig in found.values():
-            pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))  # checked before sending
+        placement = {s: pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world)).tolist()
+                     for s, rig in found.items()}  # (checked before sending)
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
+                         "sampled_for": json.dumps({"anchor": anchor, "placement": placement}),
                          "rigs": {s: rig.name for s, rig in found.items()},
                          "uids": {s: rig.session_uid for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
@@ -340,6 +345,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         state.rig_uids = json.dumps(request["uids"])
         state.previous = json.dumps({side: _snapshot(rigs[side]) for side in posed})
         state.summary = f"{result.data.get('engine', self.engine)} engine, {request['model']} hands"
+        state.sampled_for = request["sampled_for"]
         _set_index(state, 1)
         show_candidate(state)
         notes = []
@@ -406,6 +412,7 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         hands.check_not_in_edit_mode(_browse_rigs(state).values())
         index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
         score = shown(state).score
+        _warn_if_changed(self, state)
         end_browse(context, restore=False)
         self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
         return {"FINISHED"}
@@ -424,6 +431,33 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+def changed_since_sampling(state) -> str:
+    """What changed since the candidates were sampled that they do not follow ('' when nothing): the anchor
+    hand posed anew, or a rig moved against the other. Apply kept a candidate 7 cm from the hand it was
+    made to clasp, its score of 1.0 reported as if it still held."""
+    sampled = json.loads(state.sampled_for or "{}")
+    rigs = _browse_rigs(state)
+    if sampled.get("anchor") and state.anchor_side in rigs:
+        now = pose_conv.read_pose(rigs[state.anchor_side])
+        if any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
+               for name, value in sampled["anchor"].items()):
+            return f"the {state.anchor_side} hand was posed anew"
+    reference = rigs.get("left" if state.anchor_side == "none" else state.anchor_side)
+    for side, was in (sampled.get("placement") or {}).items():
+        if reference is not None and side in rigs and not np.allclose(
+                np.linalg.inv(np.array(rigs[side].matrix_world)) @ np.array(reference.matrix_world), was,
+                atol=POSE_TOLERANCE):
+            return "the hand rigs were moved against each other"
+    return ""
+
+
+def _warn_if_changed(operator, state) -> None:
+    changed = changed_since_sampling(state)
+    if changed:
+        operator.report({"WARNING"}, f"{changed} since the candidates were sampled: they fit the hands as they were "
+                                     "then, their scores no longer hold; Sample Interaction again to fit them now")
+
+
 def _check_in_scene(rigs: dict[str, object], scene) -> None:
     """Refuse candidates whose rigs are not in ``scene`` (another scene is shown): their keys would go
     on the other scene's rigs at this scene's frame, where the artist does not look."""
@@ -437,7 +471,7 @@ def _check_in_scene(rigs: dict[str, object], scene) -> None:
 
 
 class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
-    """Key interaction candidates on consecutive frames from the current one, on both hands (generated keys; your own keys stay), and end browsing"""
+    """Key interaction candidates on consecutive frames from the current one, on both hands (generated keys, on frames without your keys), and end browsing"""
 
     bl_idname = "handforge.interaction_key"
     bl_label = "Key Candidates"
@@ -468,6 +502,14 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
                       for side, rig in rigs.items()}
         clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
         start = scene.frame_current
+        # whole pairs only: around an artist's key a frame held a candidate's hand beside the artist's other
+        # hand (or a candidate with the artist's keyed finger), which no dataset wants
+        taken = keys.artist_frames(rigs, start, start + count - 1)
+        if taken:
+            where = "; ".join(f"the {side} hand at {keys.frame_list(frames)}" for side, frames in taken.items())
+            raise ValueError(f"frames {keys.frame_range(start, start + count - 1)} hold your keys ({where}): Key "
+                             "Candidates puts whole pairs on frames without them: go to a frame past them, or "
+                             "delete those keys")
         try:
             keys.check_import(scene, clip, rigs, start)  # a refusal keeps the candidates to browse
             end_browse(context, restore=True)  # the keys define the pose now; the channels go back first

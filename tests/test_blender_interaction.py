@@ -175,3 +175,18 @@ def test_a_file_saved_while_browsing_holds_the_pose_from_before_the_candidates(s
     assert found["moved"], found  # the candidate did pose the rig
     assert found["file_holds_before"] and not found["file_holds_preview"], found
     assert found["after_save"] == {"browse": 2, "previewed": True, "failed_save_previewed": True}, found
+
+
+def test_apply_warns_when_the_hands_changed_and_key_candidates_refuses_frames_holding_the_artists_keys(session):
+    # before: Apply said "applied candidate 1 (score 1.000)" with the hands 7 cm apart after the anchor was
+    # posed anew; Key Candidates over an artist's key paired a candidate's hand with the artist's other hand
+    session.no_error("changed_since_sampling")
+    found = session["changed_since_sampling"]
+    for change, words in (("posed", "the left hand was posed anew"), ("moved", "the hand rigs were moved against")):
+        result, printed = found[change]
+        assert result == ["FINISHED"] and words in printed and "Sample Interaction again" in printed, (change, printed)
+    result, printed = found["none"]
+    assert result == ["FINISHED"] and "since the candidates were sampled" not in printed, printed
+    message = found["in_the_way"]
+    assert "frames 200-202 hold your keys (the right hand at 201)" in message and "whole pairs" in message, message
+    assert found["kept"] == 3 and found["keys_unchanged"] is True, found

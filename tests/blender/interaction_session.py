@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from session import (Session, error_of, evaluated_vertices, hand, init_undo, recorded_layout, ui_context,
-                     while_a_job_runs)
+from session import (Session, error_of, evaluated_vertices, hand, init_undo, printed_by, recorded_layout,
+                     ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -392,6 +392,49 @@ def saved_while_browsing():
 
 
 s.check("saved_while_browsing", saved_while_browsing)
+
+
+def every_key(side: str) -> list:
+    """Every key of a rig's action: (data path, index, frame, value, type)."""
+    ad = hand(side).animation_data
+    if ad is None or ad.action is None:
+        return []
+    bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
+    return [(fc.data_path, fc.array_index, kp.co[0], kp.co[1], kp.type) for fc in bag.fcurves for kp in fc.keyframe_points]
+
+
+def changed_since_sampling_and_keys_in_the_way():
+    """Apply after the anchor was posed anew, or the rigs moved apart, kept a candidate made for the hands as
+    they were, its score reported as if it still held: a warning now. Key Candidates over the artist's keys
+    left pairs of a candidate's hand and the artist's other hand: refused, nothing keyed, candidates kept."""
+    scene = bpy.context.scene
+    scene.frame_set(200)
+    index1 = hand("left").pose.bones["index1"]
+    found = {}
+    for change in ("none", "posed", "moved"):
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        if change == "posed":
+            index1.rotation_euler[0] += 0.3
+        elif change == "moved":
+            hand("left").location.x += 0.2
+        found[change] = printed_by(lambda: as_user(bpy.ops.handforge.interaction_apply))
+        if change == "posed":
+            index1.rotation_euler[0] -= 0.3
+        elif change == "moved":
+            hand("left").location.x -= 0.2
+    scene.frame_set(201)
+    assert as_user(bpy.ops.handforge.key_pose, sides="RIGHT") == {"FINISHED"}
+    scene.frame_set(200)
+    before = {side: every_key(side) for side in SIDES}
+    assert sorted(sample(anchor="LEFT", count=3)) == ["FINISHED"]
+    found["in_the_way"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=3))
+    found["kept"] = browse()["count"]
+    found["keys_unchanged"] = {side: every_key(side) for side in SIDES} == before
+    bpy.ops.handforge.interaction_cancel()
+    return found
+
+
+s.check("changed_since_sampling", changed_since_sampling_and_keys_in_the_way)
 
 
 def scaled_rig_and_file_load():
