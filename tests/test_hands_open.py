@@ -328,7 +328,7 @@ def test_betas_reproduce_anny_phenotypes(anny_bake, rig):
     flatten = fresh.flatten_local
     for pheno in ({"age": 0.8, "height": 0.9, "gender": 1.0}, {"age": 0.5, "weight": 0.1, "proportions": 0.2}):
         verts, joints = hand.relaxed(pheno)
-        target, _ = bake_module.posed_hand(flatten, verts, joints, hand.skin_weights)
+        target, _ = bake_module.skinned_hand(flatten, verts, joints, hand.skin_weights)
         basis = rig.shape_dirs.reshape(-1, rig.num_betas)
         betas, *_ = np.linalg.lstsq(basis, (target - rig.rest_vertices).ravel(), rcond=None)
         fitted = rig.rest_vertices + rig.shape_dirs @ betas

@@ -1,8 +1,9 @@
-"""Quick shaded previews of hand meshes with matplotlib (contact sheets, pose-library checks).
+"""Quick shaded previews of hand meshes with matplotlib, for the corpus summary's contact sheet.
 
 An orthographic painter's-algorithm render: faces sorted back to front, flat Lambert shading.
-Good enough to recognise a pose at thumbnail size, needs no GPU or OpenGL, and runs under the
-headless Agg backend.
+Good enough to recognise a pose at thumbnail size, and runs under the headless Agg backend: the
+corpus command's figures need neither a GPU nor the EGL libraries that ``handforge.render.gl``
+(every image of a dataset) needs.
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ def skinning_transforms(local_rots: np.ndarray, joints: np.ndarray) -> np.ndarra
     return homogeneous
 
 
-def posed_hand(local_rots: np.ndarray, verts: np.ndarray, joints: np.ndarray,
-               skin_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def skinned_hand(local_rots: np.ndarray, verts: np.ndarray, joints: np.ndarray,
+                 skin_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (V, 3) and joints (16, 3) of a hand posed by ``lbs``, float64 throughout."""
     posed, transforms = rigid_transforms(_tensor(local_rots)[None], _tensor(joints)[None])
     return skin(_tensor(verts), _tensor(skin_weights), transforms)[0].numpy(), posed[0].numpy()
@@ -289,13 +289,13 @@ def bake(num_samples: int = _DEFAULT_SAMPLES, num_betas: int = 10, seed: int = _
     weights = hand.skin_weights
     tips = tip_vertex_ids(verts, joints, weights)
     flatten = flattening_rotations(joints, verts[tips], hand.metacarpal_heads())
-    flat_verts, flat_joints = posed_hand(flatten, verts, joints, weights)
+    flat_verts, flat_joints = skinned_hand(flatten, verts, joints, weights)
 
     rng = np.random.default_rng(seed)
     rows = []
     with torch.no_grad():
         for pheno in _sample_phenotypes(rng, num_samples):
-            fv, fj = posed_hand(flatten, *hand.relaxed(pheno), weights)
+            fv, fj = skinned_hand(flatten, *hand.relaxed(pheno), weights)
             rows.append(np.concatenate([fv.ravel(), fj.ravel()]))
     data = np.asarray(rows)
     mean_row = np.concatenate([flat_verts.ravel(), flat_joints.ravel()])
