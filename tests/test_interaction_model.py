@@ -117,6 +117,24 @@ def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsy
                  "8", "--hidden", "16", "--layers", "1", "--out", str(out), "--minutes", "0.02"]) == 2
     assert "fewer than one batch of 100000 per device: lower --batch-size" in capsys.readouterr().err
     assert not (out / "speed-probe").exists()
+    # nor a settings.json: a rerun with --minutes took its step count (20,000, the default) for a run to
+    # continue, hours instead of the minutes asked for
+    assert not (out / "settings.json").exists()
+    assert main(["train", "interaction", "--corpus", str(corpus), "--batch-size", "100000", "--quiet", "--width",
+                 "8", "--hidden", "16", "--layers", "1", "--out", str(out)]) == 2  # (no probe: refused by the loop)
+    assert "fewer than one batch" in capsys.readouterr().err and not (out / "settings.json").exists()
+    small = ["train", "interaction", "--corpus", str(corpus), "--batch-size", "8", "--quiet", "--width", "8",
+             "--hidden", "16", "--layers", "1", "--minutes", "0.01"]
+    assert main([*small, "--out", str(tmp_path / "done")]) == 0
+    # a run killed before its first checkpoint: its settings.json, no checkpoint (20,000 steps recorded)
+    recorded = json.loads((tmp_path / "done" / "settings.json").read_text())
+    out.mkdir(exist_ok=True)
+    (out / "settings.json").write_text(json.dumps({**recorded, "steps": 20000}))
+    capsys.readouterr()
+    assert main([*small, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ms/step" in printed and "continuing the run's" not in printed, printed
+    assert json.loads(printed.strip().splitlines()[-1])["steps"] < 20000
 
 
 def test_a_model_too_large_for_memory_is_refused_before_it_is_built(corpus, tmp_path, capsys):

@@ -368,6 +368,9 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     # data of another size (another corpus, --max-clips) draws other batches: the loop's own check, for an
     # engine whose statistics come from an --init model or that records none
     mine["dataset_size"] = len(dataset)
+    if len(dataset) < s.batch_size:  # (said again per device once accelerate has split the data)
+        raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {s.batch_size} per "
+                            "device: lower --batch-size")
     mine = json.loads(json.dumps(mine, default=str))
     theirs = _resumed_run(out, s)
     if theirs is not None:
@@ -417,9 +420,10 @@ def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> 
 
 def recorded_settings(out: str | Path) -> dict[str, Any] | None:
     """The settings a run in ``out`` recorded when it started (its step count, warm-up ...), or None where
-    ``out`` holds no readable run (resuming then says why)."""
+    ``out`` holds no run to resume: none, an unreadable one (resuming says why), or one that saved no
+    checkpoint (a rerun starts afresh: a refused or killed first run had fixed --minutes' steps for good)."""
     recorded = _read_settings(Path(out) / "settings.json")
-    return recorded if _is_run(recorded) else None
+    return recorded if _is_run(recorded) and _newest_checkpoint(Path(out)) is not None else None
 
 
 def _run_settings(path: Path) -> bool:

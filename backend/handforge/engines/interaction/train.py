@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             # it, and with it the learning-rate schedule, or fell below the steps already done and was refused)
             for name in ("steps", "warmup_steps", "checkpoint_every"):
                 setattr(settings, name, started_run[name])
-            print(f"continuing the run's {settings.steps} steps, sized by --minutes when it started")
+            print(f"continuing the run's {settings.steps} steps, as many as it was given when it started")
         elif args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
             import copy
             import shutil
