@@ -202,10 +202,11 @@ def test_reports_are_written_whole_or_not_at_all(tmp_path):
 
     report = tmp_path / "report.json"
     write_report(report, {"fd": 1.5})
-    assert json.loads(report.read_text()) == {"fd": 1.5} and oct(report.stat().st_mode & 0o777) != "0o600"
+    assert json.loads(report.read_text()) == {"handforge_report": 1, "fd": 1.5}
+    assert oct(report.stat().st_mode & 0o777) != "0o600"
     with pytest.raises(TypeError):
         write_report(report, {"fd": 2.0, "model": object()})  # fails part-way through the encoding
-    assert json.loads(report.read_text()) == {"fd": 1.5} and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    assert json.loads(report.read_text())["fd"] == 1.5 and [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
 def test_a_report_path_through_a_file_says_that_the_file_is_in_the_way(tmp_path):
@@ -222,13 +223,20 @@ def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
     # before: `handforge eval motion --out notes.txt` (or measure --out) replaced notes.txt with its report
     from handforge.arguments import report_file
 
+    from handforge.arguments import write_report
+
     notes, earlier, empty = tmp_path / "notes.txt", tmp_path / "report.json", tmp_path / "new.json"
     notes.write_text("my notes")
-    earlier.write_text('{"fd": 1.5}')
+    write_report(earlier, {"fd": 1.5})
     empty.write_text("")
-    with pytest.raises(argparse.ArgumentTypeError, match="notes.txt exists and is not a JSON report: choose "
-                                                         "another file, or remove it first"):
-        report_file(str(notes))
+    # nor JSON of another kind: `eval interaction --checkpoint m --out m/config.json` replaced the model's
+    # config with its report (and `eval motion --out corpus/splits.json` the corpus's splits)
+    config = tmp_path / "config.json"
+    config.write_text('{"_class_name": "InteractionDenoiser", "width": 8}')
+    for other in (notes, config):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{other.name} exists and is not a HandForge report: "
+                                                             "choose another file, or remove it first"):
+            report_file(str(other))
     assert report_file(str(earlier)) == str(earlier) and report_file(str(empty)) == str(empty)
     assert notes.read_text() == "my notes"
     # serve's endpoint file is no report: one left by a server killed outright does not stop a restart

@@ -163,12 +163,16 @@ def report_file(text: str) -> str:
     report (which it replaces), not another file of the user's."""
     path = Path(writable_file(text)).expanduser()
     if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
-        raise argparse.ArgumentTypeError(f"{path} exists and is not a JSON report: choose another file, or remove "
-                                         "it first (a report replaces only an earlier report)")
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a HandForge report: choose another file, or "
+                                         "remove it first (a report replaces only an earlier report)")
     return text
 
 
 REPORT_LIMIT = 64 << 20  # bytes: a larger file is no report of ours (and is not read to find out)
+# The key every report starts with: an earlier report is told by it from other JSON (a model's config.json or a
+# corpus's splits.json, which `eval --out` replaced, breaking the model or the corpus it had just read).
+REPORT_MARK = "handforge_report"
+REPORT_VERSION = 1
 
 
 def _a_report(path: Path) -> bool:
@@ -183,7 +187,8 @@ def _a_report(path: Path) -> bool:
     except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
         return False
     try:
-        return not text.strip() or isinstance(json.loads(text), dict)
+        data = json.loads(text) if text.strip() else {REPORT_MARK: REPORT_VERSION}
+        return isinstance(data, dict) and REPORT_MARK in data
     except (ValueError, RecursionError):
         return False
 
@@ -263,16 +268,17 @@ class ReportWriteError(RuntimeError):
     """A command's report could not be written; ``handforge.cli`` says it in one line."""
 
 
-def write_report(path: str | Path, data: Any) -> None:
-    """Write a command's JSON report to ``path`` (checked by ``report_file``) all at once: written
-    beside it and renamed into place, so an interrupted write never leaves half a report."""
+def write_report(path: str | Path, data: dict[str, Any]) -> None:
+    """Write a command's JSON report ``data`` to ``path`` (checked by ``report_file``), marked as one
+    (``REPORT_MARK``), all at once: written beside it and renamed into place, so an interrupted write never
+    leaves half a report."""
     import json
 
     from handforge_shared.files import atomic_file
 
     try:
         with atomic_file(Path(path).expanduser()) as fh:
-            json.dump(data, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
+            json.dump({REPORT_MARK: REPORT_VERSION, **data}, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
             fh.write("\n")
     except OSError as exc:  # a folder that passed report_file's look but refuses files (a read-only or full disk)
         raise ReportWriteError(f"could not write the report {path}: {exc.strerror or exc}; nothing was written: "
