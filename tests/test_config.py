@@ -91,3 +91,24 @@ def test_an_empty_path_or_an_unknown_users_home_is_refused(config_file, text, sh
     config_file.write_text(text)
     with pytest.raises(config.ConfigError, match=shown):
         config.value(shown.split(" from")[0])
+
+
+def test_every_command_reads_the_file_first_naming_a_misspelled_key(config_file, tmp_path, capsys):
+    """Only serve and doctor checked the file: eval, train and demo ignored a misspelled key without a word
+    (eval interaction evaluated the shipped model), and demo said a file that does not parse once it had
+    written half its folder."""
+    from handforge.cli import main
+
+    config_file.write_text('[interaction]\ncheckpont = "runA/model"\n')
+    assert main(["self-intersection", "--poses", "flat"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: the config file {config_file} names settings no engine declares, which nothing reads: " \
+           "interaction.checkpont (misspelled?" in err, err
+    out = tmp_path / "demo"
+    for text, words in (("[image\n", "cannot read the HandForge config file"),
+                        ('interaction = "runA/model"\n', "interaction must be a [interaction] table")):
+        config_file.write_text(text)
+        assert main(["demo", "--out", str(out), "--no-blender"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("handforge demo: ") and words in err and "Traceback" not in err, err
+        assert not out.exists()

@@ -25,7 +25,8 @@ def _command_modules() -> list:
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     """The parser, and each command's module by name (its ``run``; its ``ON_INTERRUPT``, if any: what Ctrl-C
     leaves and how to go on, said after "interrupted"; its ``ON_FILE_ERROR`` likewise after a file that
-    could not be read or written, and ``ELSEWHERE``, how to write elsewhere, e.g. "choose another --out")."""
+    could not be read or written, and ``ELSEWHERE``, how to write elsewhere, e.g. "choose another --out";
+    ``CHECKS_CONFIG``: it reads the config file itself, else it is checked before the command runs)."""
     parser = Parser(prog="handforge", description="HandForge backend and tools.")
     parser.add_argument("--version", action="version", version=f"handforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -49,9 +50,22 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
         logging.getLogger("accelerate").setLevel(logging.WARNING)
+    from handforge import config
     from handforge.config import ConfigError
     from handforge.termination import EXIT_STATUS, Terminated, sigterm_unwinds
 
+    if not getattr(modules[args.command], "CHECKS_CONFIG", False):  # (serve and doctor: after engine packages)
+        # read before any work: a file that does not parse was said once the demo had half written its
+        # folder, and a misspelled key was ignored without a word (the shipped model evaluated instead)
+        try:
+            unknown = config.check_file()
+        except ConfigError as exc:
+            print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
+            return 2
+        if unknown:
+            print(f"handforge {args.command}: warning: the config file {config.config_path()} names settings no "
+                  f"engine declares, which nothing reads: {', '.join(unknown)} (misspelled? `handforge doctor` "
+                  "lists the settings)", file=sys.stderr)
     try:
         with sigterm_unwinds():
             return int(modules[args.command].run(args) or 0)

@@ -14,6 +14,7 @@ from handforge_shared.protocol import DEFAULT_ENDPOINT, with_hint
 
 NAME = "doctor"
 HELP = "check the installation: versions, devices, hand models, engine weights, settings, a running backend"
+CHECKS_CONFIG = True  # reads the config file itself, once the engine packages declared their settings
 
 
 def _endpoint(text: str) -> str:

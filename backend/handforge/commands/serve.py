@@ -15,6 +15,7 @@ from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT
 
 NAME = "serve"
 HELP = "run the backend server that Blender and scripts talk to (ZeroMQ, loopback by default)"
+CHECKS_CONFIG = True  # reads the config file itself, once the engine packages declared their settings
 
 
 MIN_MESSAGE_MB = 1.0  # below this not even a hand model's rig fits in a reply
