@@ -374,3 +374,15 @@ def test_the_eval_refuses_more_steps_than_the_models_diffusion_steps(corpus, tmp
     assert evaluate.run(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == "handforge eval interaction: --steps 51 is more than the model's 50 diffusion steps", err
+
+
+def test_eval_with_an_unusable_feature_checkpoint_says_it_in_one_line(corpus, tmp_path, capsys, monkeypatch):
+    """A bad evaluation.features setting ended eval interaction (and eval motion) in a FeatureError
+    traceback, exit 1; measure said it in one line."""
+    from handforge.cli import main
+
+    monkeypatch.setenv("HANDFORGE_FEATURES", str(tmp_path / "nonexistent"))
+    assert main(["eval", "interaction", "--corpus", str(corpus), "--split", "train", "--samples", "6",
+                 "--reference", "6", "--mesh-samples", "1", "--template-samples", "6", "--steps", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("handforge eval interaction: ") and "nonexistent: no such feature checkpoint" in line, line

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         return int(target.run(parser.parse_args(args.engine_args)) or 0)
     except Exception as exc:  # the house's own errors say what to do: one line, as every shipped engine prints them
         from handforge.engines.checkpoints import CheckpointError
+        from handforge.evaluation.features import FeatureError  # (evaluation.features setting: a bad folder)
         from handforge.runtime import out_of_memory
         from handforge.training.loop import TrainingError  # (torch: loaded already by the engine that raised)
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
             print(f"handforge {command} {args.engine}: out of memory ({detail}): lower the model's sizes or the "
                   f"batch size (see --help), or free memory{kept}", file=sys.stderr)
             return 1
-        if not isinstance(exc, (CheckpointError, TrainingError)):
+        if not isinstance(exc, (CheckpointError, TrainingError, FeatureError)):
             raise
         print(f"handforge {command} {args.engine}: {exc}", file=sys.stderr)
         return 2

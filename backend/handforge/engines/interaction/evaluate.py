@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval interaction: --steps {args.steps} is more than the model's "
               f"{denoiser.config.num_train_timesteps} diffusion steps", file=sys.stderr)
         return 2
+    features = load_features()  # (before the corpus is read: a bad evaluation.features setting is said at once)
     hand_model = load_hand_model("open")
     rng = np.random.default_rng(args.seed)
     try:
@@ -172,7 +173,6 @@ def run(args: argparse.Namespace) -> int:
     reference = frames.take(torch.as_tensor(reference_rows))
     truth = frames.take(torch.as_tensor(truth_rows))
     fields = ("global_orient", "hand_pose", "betas", "transl")
-    features = load_features()
 
     def as_hands(pairs) -> dict:
         return {side: {f: pairs.arrays[f][:, h] for f in fields} for h, side in enumerate(("left", "right"))}

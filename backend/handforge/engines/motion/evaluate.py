@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:  # nothing to measure: the table of no rows was an IndexError traceback after the checkpoint loaded
         print(f"handforge eval motion: --tasks names no task; choose from {', '.join(TASKS)}", file=sys.stderr)
         return 2
+    features = load_features()  # (before the corpus is read: a bad evaluation.features setting is said at once)
     try:
         clips = []
         for split in splits.split(","):
@@ -242,7 +243,6 @@ def run(args: argparse.Namespace) -> int:
     pipe = MotionPipeline(model, hands)
     guidance = {"auto": Guidance(), "repair": Guidance(when="repair"), "off": None}[args.guidance]
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
-    features = load_features()
     rows, full = [], {}
     print(f"checkpoint {checkpoint}; corpus {args.corpus} ({splits}); windows per task: "
           + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
