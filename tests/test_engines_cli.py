@@ -197,3 +197,16 @@ def test_a_corpus_without_train_clips_is_said_so(tmp_path, capsys):
     assert main(["train", "motion", "--corpus", str(corpus), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"the train split of {corpus} holds no clips" in err and "make a larger corpus" in err, err
+
+
+def test_a_training_checkpoint_given_as_the_model_is_named_with_the_runs_model(tmp_path, capsys):
+    """eval on run/checkpoints/step-N said "not a checkpoint folder, it has no config.json", not that a
+    training checkpoint is the state a run resumes from, nor where the run's model is."""
+    run = tmp_path / "run"
+    assert main(["train", *EXAMPLE, "--out", str(run), "--steps", "2", "--quiet"]) == 0
+    step = sorted((run / "checkpoints").iterdir())[-1]
+    capsys.readouterr()
+    assert main(["eval", *EXAMPLE, "--checkpoint", str(step)]) == 2
+    err = capsys.readouterr().err
+    assert f"{step}: not a checkpoint folder, it has no config.json: it is a training checkpoint (the state a run " \
+           f"resumes from), not a model; give {run / 'model'}, the run's model" in err, err

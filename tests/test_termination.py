@@ -68,3 +68,18 @@ def test_ctrl_c_in_a_resumable_command_says_how_to_go_on(monkeypatch, capsys, tm
     assert cli.main(["export", str(spec), "--out", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err == ("interrupted: finished samples are kept: run the same command again to make "
                                        "the rest\n")
+
+
+def test_sigterm_in_a_resumable_command_says_how_to_go_on_as_ctrl_c_does(monkeypatch, capsys):
+    """A scheduler (Slurm) stops a training run with SIGTERM: "stopped by SIGTERM" alone, where Ctrl-C said
+    that the same command resumes from the newest checkpoint."""
+    import handforge.cli as cli
+    from handforge.commands import train
+    from handforge.termination import EXIT_STATUS, Terminated
+
+    def terminated(args):
+        raise Terminated
+
+    monkeypatch.setattr(train, "run", terminated)
+    assert cli.main(["train", "motion"]) == EXIT_STATUS
+    assert capsys.readouterr().err == f"stopped by SIGTERM: {train.ON_INTERRUPT}\n"

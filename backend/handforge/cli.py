@@ -69,13 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_unwinds():
             return int(modules[args.command].run(args) or 0)
-    except Terminated:
-        print("stopped by SIGTERM", file=sys.stderr)
-        return EXIT_STATUS
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a Terminated): a scheduler's stop needs the hint too
         hint = getattr(modules[args.command], "ON_INTERRUPT", "")
-        print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
-        return 130
+        stopped = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        print(stopped + (f": {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_STATUS if isinstance(exc, Terminated) else 130
     except ConfigError as exc:  # read by whichever setting the command needs first
         print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
         return 2

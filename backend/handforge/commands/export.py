@@ -8,7 +8,6 @@ import sys
 from dataclasses import asdict
 
 from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder
-from handforge.termination import EXIT_STATUS, Terminated
 from handforge_shared.protocol import with_hint
 
 NAME = "export"
@@ -81,16 +80,8 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
     return shlex.join(["handforge", "export", *kept])
 
 
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except Terminated:  # (cli.main turns SIGTERM into it): what is kept and how to go on
-        print("handforge export: stopped by SIGTERM; finished samples are kept: run the same command again to "
-              "continue", file=sys.stderr)
-        return EXIT_STATUS
-
-
-def _run(args: argparse.Namespace) -> int:
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
     from handforge.export.shards import WorkerStartError

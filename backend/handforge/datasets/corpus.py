@@ -36,8 +36,8 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
     """Clip names per split from a corpus folder's ``splits.json``."""
     path = Path(folder) / "splits.json"
     if not path.is_file():
-        raise DatasetError(f"{path}: no such file; a corpus folder written by `handforge corpus` has one "
-                           "(for a plain folder of clips use MotionFolder)")
+        raise DatasetError(f"{path}: no such file; a corpus folder written by `handforge corpus` has one: give "
+                           "such a folder (in Python, handforge.datasets.MotionFolder reads a plain folder of clips)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)

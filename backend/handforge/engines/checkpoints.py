@@ -116,7 +116,12 @@ def _config(folder: Path) -> dict[str, Any]:
                               "the .safetensors weights)")
     if not config_file.is_file():
         inside = folder / "model" / CONFIG_NAME  # a training run's folder: its model is in model/
-        hint = f": give {folder / 'model'}, the run's model" if inside.is_file() else ""
+        run = folder.parent.parent  # a training checkpoint: run/checkpoints/step-N, the state to resume from
+        hint = f": give {folder / 'model'}, the run's model" if inside.is_file() else (
+            f": it is a training checkpoint (the state a run resumes from), not a model; give "
+            + (f"{run / 'model'}, the run's model" if (run / "model" / CONFIG_NAME).is_file() else
+               "the run's model/ folder, which it writes when it ends")
+            if folder.parent.name == "checkpoints" else "")
         raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{hint}")
     try:
         config = json.loads(config_file.read_text())
