@@ -118,3 +118,19 @@ def test_a_training_runs_folder_names_its_model_folder(folder):
         load_model(TinyNet, run)
     (run / "empty").mkdir()
     assert checkpoint_problem(run / "empty", TinyNet).endswith("it has no config.json")  # no model/ in it: no hint
+
+
+def test_a_config_that_does_not_fit_its_weights_is_said_without_diffusers_python_advice(tmp_path):
+    """An edited config.json: diffusers' ValueError, passed on, advised `low_cpu_mem_usage=False` and
+    `ignore_mismatched_sizes=True`, which no command takes (and which would load random weights)."""
+    from handforge.engines.interaction.model import InteractionDenoiser
+
+    folder = save_model(InteractionDenoiser(width=8, hidden=16, layers=1), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden": 24}))
+    with pytest.raises(CheckpointError) as refused:
+        load_model(InteractionDenoiser, folder)
+    message = str(refused.value)
+    assert "its config.json does not fit its weights: " in message and "[24] by the config, [16] in the weights" \
+        in message and "save or train it again" in message, message
+    assert "ignore_mismatched_sizes" not in message

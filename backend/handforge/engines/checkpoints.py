@@ -20,6 +20,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -158,6 +159,18 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str, **sizes: int)
     return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes" if wrong else ""
 
 
+def _loading_error(exc: BaseException) -> str:
+    """diffusers' loading error in a user's words: a weight of another shape than the config makes is a
+    config that does not fit its weights (diffusers' own advice, load with ignore_mismatched_sizes, is a
+    Python call that no command offers and would load random weights)."""
+    found = re.search(r"because (\S+) expected shape torch\.Size\(\[(.*?)\]\), but got torch\.Size\(\[(.*?)\]\)",
+                      str(exc))
+    if found:
+        name, expected, got = found.groups()
+        return (f"its {CONFIG_NAME} does not fit its weights: {name} is [{expected}] by the config, [{got}] in the "
+                f"weights; the config was edited or belongs to other weights: save or train it again")
+    return f"{type(exc).__name__}: {exc}"
+
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
     eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable, holds another class,
@@ -177,8 +190,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
                                           output_loading_info=True)
     # TypeError: a config value of another type; AssertionError, ArithmeticError: sizes torch refuses
     except (OSError, ValueError, RuntimeError, TypeError, AssertionError, ArithmeticError) as exc:
-        raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({type(exc).__name__}: "
-                              f"{exc})") from None
+        raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint ({_loading_error(exc)})") from None
     overflow = _overflowed(model, folder, dtype)
     if overflow:
         raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {overflow}")
