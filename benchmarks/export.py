@@ -54,7 +54,7 @@ def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
     """Samples per second making and writing ``count`` samples starting at ``offset``: as the export
     loop does (Blender renders while the GL pass and labels are made, files written while the next
     sample is made), or ``naive``ly, one step after the other (render, then label, then write)."""
-    from handforge.export import writers
+    from handforge.export.samples import SampleWriter, write_sample
     from handforge.export.run import make_sample
     from handforge.hands import load_hand_model
     from handforge.render.gl import renderer
@@ -67,9 +67,9 @@ def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
         if naive:
             for index in range(offset, offset + count):
                 record, files = make_sample(spec, index, model, gl, rgb)
-                writers.write_sample(Path(tmp), index, record, files)
+                write_sample(Path(tmp), index, record, files)
         else:
-            with writers.SampleWriter(Path(tmp)) as writer:
+            with SampleWriter(Path(tmp)) as writer:
                 for index in range(offset, offset + count):
                     writer.write_or_fail(index, lambda: make_sample(spec, index, model, gl, rgb))
             if writer.errors:

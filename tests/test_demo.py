@@ -46,7 +46,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     _check_interaction(out / "interaction.npz", proc.stdout)
     # its folder again, its labelled/ made by an older demo (another spec: a new HandForge, a re-baked open
     # hand): made again (before: refused, "choose a new or an empty folder")
-    from handforge.export.writers import SPEC_RECORD
+    from handforge.export.folder import SPEC_RECORD
 
     record = json.loads((out / "labelled" / SPEC_RECORD).read_text())
     (out / "labelled" / SPEC_RECORD).write_text(json.dumps({**record, "seed": record["seed"] + 1}))

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handforge.export import run, writers
+from handforge.export import run
+from handforge.export.card import CAMERA_RANGES
+from handforge.export.coco import coco_annotations, coco_image, write_coco
+from handforge.export.folder import LABELS, finished_indices, sample_dir
+from handforge.export.interhand_format import interhand_camera, interhand_data, interhand_joints, interhand_mano, interhand_paths
+from handforge.export.samples import sample_labels
+from handforge.export.streamed_json import dumps
 from handforge.export.spec import parse_spec
 
 # a camera among and beside the hands: samples with no hand in view, hands with no box, indices past 9
@@ -40,19 +46,19 @@ def test_streamed_files_are_the_bytes_of_dumps_of_the_whole_files(exported):
     assert any(h["bbox"] is None for s in samples if s["hand_type"] != "none" for h in s["hands"].values())
     coco = json.loads((exported / "coco.json").read_text())
     whole = {"info": coco["info"], "categories": coco["categories"],
-             "images": [writers.coco_image(s) for s in samples],
-             "annotations": [a for s in samples for a in writers.coco_annotations(exported, s)]}
-    assert (exported / "coco.json").read_text() == writers.dumps(whole)
-    data = [entry for entry in map(writers.interhand_data, samples) if entry is not None]
-    cameras = [writers.interhand_camera(s) for s in samples]
+             "images": [coco_image(s) for s in samples],
+             "annotations": [a for s in samples for a in coco_annotations(exported, s)]}
+    assert (exported / "coco.json").read_text() == dumps(whole)
+    data = [entry for entry in map(interhand_data, samples) if entry is not None]
+    cameras = [interhand_camera(s) for s in samples]
     whole_interhand = {  # keyed by the index as text: dumps sorts "10" before "2"
-        "params": {"0": {str(s["index"]): writers.interhand_mano(s, None) for s in samples}},
+        "params": {"0": {str(s["index"]): interhand_mano(s, None) for s in samples}},
         "camera": {"0": {table: {str(s["index"]): c[table] for s, c in zip(samples, cameras)} for table in cameras[0]}},
-        "joint_3d": {"0": {str(s["index"]): writers.interhand_joints(s) for s in samples}},
+        "joint_3d": {"0": {str(s["index"]): interhand_joints(s) for s in samples}},
         "data": {"images": [image for image, _ in data], "annotations": [annotation for _, annotation in data]}}
-    paths = writers.interhand_paths(exported, "open")
+    paths = interhand_paths(exported, "open")
     for kind, expected in whole_interhand.items():
-        assert paths[kind].read_text() == writers.dumps(expected), kind
+        assert paths[kind].read_text() == dumps(expected), kind
 
 
 def test_pycocotools_reads_the_streamed_coco_file(exported):
@@ -73,7 +79,7 @@ def test_the_card_counts_the_samples_it_reads_one_at_a_time(exported):
     assert card["samples"] == len(samples) and card["hand_types"] == Counter(s["hand_type"] for s in samples)
     assert card["visible_keypoint_fraction"] == round(float(np.mean(visible)), 4)
     assert card["ranges"] == {k: [round(min(p[k] for p in params), 4), round(max(p[k] for p in params), 4)]
-                              for k in writers.CAMERA_RANGES}
+                              for k in CAMERA_RANGES}
     assert card["lighting"] == sorted({s["lighting"]["preset"] for s in samples})
     assert card["backgrounds"] == sorted({s["background"]["kind"] for s in samples})
     assert card["skin_tones"] == sorted({s["skin_tone"] for s in samples})
@@ -83,29 +89,29 @@ def test_a_write_that_fails_half_way_leaves_the_last_whole_file(exported, tmp_pa
     out = tmp_path / "data"
     shutil.copytree(exported, out)
     before = (out / "coco.json").read_bytes()
-    annotations = writers.coco_annotations
+    annotations = coco_annotations
 
     def disk_full_at_sample_11(out, sample):
         if sample["index"] == 11:
             raise OSError(errno.ENOSPC, "No space left on device")
         return annotations(out, sample)
 
-    monkeypatch.setattr(writers, "coco_annotations", disk_full_at_sample_11)
+    monkeypatch.setattr("handforge.export.coco.coco_annotations", disk_full_at_sample_11)
     with pytest.raises(OSError, match="No space left"):
-        writers.write_coco(out, writers.finished_indices(out, SPEC["samples"]))
+        write_coco(out, finished_indices(out, SPEC["samples"]))
     assert (out / "coco.json").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in exported.iterdir())  # no temporary file
 
 
 def copies_of_a_sample(source: Path, out: Path, count: int) -> None:
     """``count`` samples in ``out``, each ``source``'s labels with its index rewritten, and its images."""
-    labels = json.loads((source / writers.LABELS).read_text())
+    labels = json.loads((source / LABELS).read_text())
     for index in range(count):
-        folder = writers.sample_dir(out, index)
+        folder = sample_dir(out, index)
         folder.mkdir(parents=True)
         for name in labels["files"].values():
             shutil.copyfile(source / name, folder / name)
-        (folder / writers.LABELS).write_text(writers.dumps({**labels, "index": index}))
+        (folder / LABELS).write_text(dumps({**labels, "index": index}))
 
 
 def finalise_peak(spec, out: Path) -> int:
@@ -123,7 +129,7 @@ def test_finalising_ten_times_the_samples_takes_no_more_memory(exported, tmp_pat
     peaks = {}
     for count in (20, 200):
         spec = parse_spec({**SPEC, "samples": count})
-        copies_of_a_sample(writers.sample_dir(exported, 11), tmp_path / str(count), count)  # (both hands in view)
+        copies_of_a_sample(sample_dir(exported, 11), tmp_path / str(count), count)  # (both hands in view)
         # the lower of two: a first call imports, and Python's interned-string table (pathlib interns
         # each folder name) is reallocated now and then
         peaks[count] = min(finalise_peak(spec, tmp_path / str(count)) for _ in range(2))
@@ -137,7 +143,7 @@ def test_a_damaged_image_of_the_contact_sheet_is_named_with_the_fix(exported, tm
     shutil.copytree(exported, out)
     image = out / "samples" / "000000" / "mesh.png"
     image.write_bytes(image.read_bytes()[:60])
-    labels = list(writers.sample_labels(out, [0]))
+    labels = list(sample_labels(out, [0]))
     with pytest.raises(ValueError, match=f"{image} is damaged .*delete its sample folder and run again"):
         run.contact_sheet(out, labels)
 
@@ -150,4 +156,4 @@ def test_a_damaged_mask_is_named_with_the_fix(exported, tmp_path):
     mask = next(out.glob("samples/*/mask_right.png"))
     mask.write_bytes(b"")
     with pytest.raises(ValueError, match=f"{mask} is damaged .*delete its sample folder and run again"):
-        writers.write_coco(out, writers.finished_indices(out, SPEC["samples"]))
+        write_coco(out, finished_indices(out, SPEC["samples"]))

@@ -150,11 +150,11 @@ def test_a_projective_matrix_world_is_refused_naming_the_array(client, tmp_path)
 
 
 def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
-    """Blender's export and ``handforge export`` claim folders the same way (``writers.claim_folder``):
+    """Blender's export and ``handforge export`` claim folders the same way (``export.folder.claim_folder``):
     neither writes into the other's, another request is refused before queueing, a busy folder is typed."""
     from handforge.export.run import export, hand_model_identity
     from handforge.export.spec import parse_spec
-    from handforge.export.writers import HAND_MODEL, SPEC_RECORD, FolderTaken, run_lock
+    from handforge.export.folder import HAND_MODEL, SPEC_RECORD, FolderTaken, run_lock
 
     rng = np.random.default_rng(3)
     params, arrays = _request(tmp_path / "scene", rng)

@@ -96,7 +96,7 @@ def test_rerun_and_resume_give_the_same_bytes(generated, configured, tmp_path):
 def test_a_resume_with_other_weights_is_refused(generated, configured, monkeypatch, tmp_path):
     """Another SD model set between a run and its resume: the resume wrote the missing samples with it and the
     card named it for all (nothing in the labels tells which model made which image)."""
-    from handforge.export.writers import FolderTaken
+    from handforge.export.folder import FolderTaken
 
     out = tmp_path / "data"
     shutil.copytree(generated, out)

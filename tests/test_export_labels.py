@@ -14,7 +14,8 @@ from PIL import Image
 from handforge.datasets.interhand_files import read_cameras, read_mano_annotations
 from handforge.export.run import export
 from handforge.export.spec import SpecError, load_spec, parse_spec
-from handforge.export.writers import finished_indices, interhand_paths
+from handforge.export.folder import finished_indices
+from handforge.export.interhand_format import interhand_paths
 from handforge.hands import load_hand_model
 
 SPEC = {"seed": 5, "samples": 6, "width": 160, "height": 120, "render": {"engine": "none"},
@@ -137,8 +138,8 @@ def test_another_seed_gives_another_dataset(exported, tmp_path):
 def test_a_folder_holds_one_specs_export(exported, tmp_path):
     """Another spec, more samples than asked for, or someone else's files: refused, nothing written;
     the same spec with more samples extends the dataset. Dataset files are readable by others."""
-    from handforge.export.writers import ExportBusy, run_lock
-    from handforge.export.writers import FolderTaken
+    from handforge.export.folder import ExportBusy, run_lock
+    from handforge.export.folder import FolderTaken
 
     before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}
     with pytest.raises(FolderTaken, match="another spec \\(differing: seed\\)"):
@@ -164,10 +165,11 @@ def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, t
     """A background image or clip changed, added or removed since the folder's samples were written:
     the resume mixed two datasets without a word (its samples drew from another image list, another
     clip). Refused in one line saying which file and what to do, with workers too; the same files resume."""
-    from handforge.export import writers
+    from handforge.export.folder import SPEC_RECORD
+    from handforge_shared.files import write_atomic
     from handforge.export.shards import export_sharded
     from handforge.export.spec import ExportSpec, input_files
-    from handforge.export.writers import FolderTaken
+    from handforge.export.folder import FolderTaken
     from handforge_shared.poses import MotionClip, side_by_side, stack_poses
 
     (tmp_path / "bg").mkdir()
@@ -197,12 +199,12 @@ def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, t
     clip.write_bytes(frames)
     summary = export(spec, out, progress=False)
     assert (summary["skipped"], summary["written"], summary["finished"]) == (2, 2, 4)
-    record = json.loads((out / writers.SPEC_RECORD).read_text())
-    writers.write_atomic(out / writers.SPEC_RECORD, json.dumps({k: v for k, v in record.items() if k != "inputs"}))
+    record = json.loads((out / SPEC_RECORD).read_text())
+    write_atomic(out / SPEC_RECORD, json.dumps({k: v for k, v in record.items() if k != "inputs"}))
     assert export(spec, out, progress=False)["skipped"] == 4  # recorded before inputs were: resumed, recorded now
-    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record
+    assert json.loads((out / SPEC_RECORD).read_text()) == record
     # the library: nothing, its folders' record as before
-    assert input_files(ExportSpec()) == {} and "inputs" not in json.loads((exported / writers.SPEC_RECORD).read_text())
+    assert input_files(ExportSpec()) == {} and "inputs" not in json.loads((exported / SPEC_RECORD).read_text())
 
 
 def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkeypatch):
@@ -213,9 +215,9 @@ def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkey
     import hashlib
     import os
 
-    from handforge.export import writers
+    from handforge.export.folder import recorded_inputs
     from handforge.export.spec import input_files
-    from handforge.export.writers import FolderTaken
+    from handforge.export.folder import FolderTaken
     from handforge_shared.poses import MotionClip, side_by_side, stack_poses
 
     corpus, pair = tmp_path / "corpus", side_by_side()
@@ -247,7 +249,7 @@ def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkey
     assert export(spec, out, progress=False)["written"] == 1
     # the clip's hash came from the record (the hand model's files are hashed for the card: a few MB)
     assert [name for name in read if name.startswith(str(corpus))] == [str(corpus / "splits.json")]
-    inputs = writers.recorded_inputs(out)
+    inputs = recorded_inputs(out)
     assert inputs[str(clip)]["mtime_ns"] == old[1] * 10**9 and inputs[str(corpus / "splits.json")]["bytes"] > 0
     assert sorted(input_files(spec)) == [str(clip), str(corpus / "splits.json")]  # the split's clips only
 
@@ -258,7 +260,8 @@ def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, 
     the other run's record and folder when that run had made the folder in the meantime)."""
     import contextlib
 
-    from handforge.export import writers
+    from handforge.export.folder import SPEC_RECORD, ExportBusy, run_lock
+    from handforge_shared.files import write_atomic
     from handforge.export import run
 
     def no_renderer():
@@ -275,19 +278,19 @@ def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, 
     export(parse_spec(SPEC), tmp_path / "empty", progress=False)  # free for any spec
 
     race = tmp_path / "race"
-    real_lock = writers.run_lock
+    real_lock = run_lock
 
     @contextlib.contextmanager
     def taken_meanwhile(out):  # another driver made the folder's claim between our mkdir and our lock
-        writers.write_atomic(out / writers.SPEC_RECORD, "{}")
+        write_atomic(out / SPEC_RECORD, "{}")
         with real_lock(out):
             with real_lock(out):
                 yield
 
-    monkeypatch.setattr(writers, "run_lock", taken_meanwhile)
-    with pytest.raises(writers.ExportBusy):
+    monkeypatch.setattr("handforge.export.folder.run_lock", taken_meanwhile)
+    with pytest.raises(ExportBusy):
         export(parse_spec(SPEC), race, progress=False)
-    assert (race / writers.SPEC_RECORD).is_file()
+    assert (race / SPEC_RECORD).is_file()
 
 
 def test_temporary_files_of_an_interrupted_finish_are_cleared_on_resume(exported, tmp_path):
@@ -350,17 +353,18 @@ def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, mo
     files are refused in one line, with workers too; the same model converted .pkl → .npz (convert-mano)
     resumes; a folder recorded before the digest was resumes and gets it."""
     from handforge.cli import main
-    from handforge.export import writers
+    from handforge.export.folder import HAND_MODEL, SPEC_RECORD
+    from handforge_shared.files import write_atomic
     from handforge.export.shards import export_sharded
-    from handforge.export.writers import FolderTaken
+    from handforge.export.folder import FolderTaken
     from tests.support.synthetic_mano import synthetic_mano, write_mano_pickle, write_synthetic_mano
 
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(write_synthetic_mano(tmp_path / "pkl")))
     spec = parse_spec({**SPEC, "samples": 4, "width": 32, "height": 32, "outputs": ["mesh"], "hand_model": "mano"})
     out = tmp_path / "data"
     export(spec, out, progress=False, limit=1)
-    record = json.loads((out / writers.SPEC_RECORD).read_text())
-    assert record[writers.HAND_MODEL]["name"] == "mano"
+    record = json.loads((out / SPEC_RECORD).read_text())
+    assert record[HAND_MODEL]["name"] == "mano"
     for side, data in synthetic_mano().items():  # other MANO files: one array moved by 0.1 mm
         moved = {**data, "v_template": data["v_template"] + 1e-4} if side == "right" else data
         write_mano_pickle(moved, tmp_path / "other" / f"MANO_{side.upper()}.pkl")
@@ -371,16 +375,16 @@ def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, mo
         export(spec, out, progress=False)
     with pytest.raises(FolderTaken, match=refused):
         export_sharded(spec, out, lambda: pytest.fail("refused before any worker"), 2, command="test", progress=False)
-    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record and len(finished_indices(out, 4)) == 1
+    assert json.loads((out / SPEC_RECORD).read_text()) == record and len(finished_indices(out, 4)) == 1
     assert main(["convert-mano", "--model-dir", str(tmp_path / "pkl"), "--out", str(tmp_path / "npz")]) == 0
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "npz"))
     assert export(spec, out, progress=False, limit=1)["written"] == 1  # the same model: resumed
     card = json.loads((out / "dataset_card.json").read_text())
     assert {Path(f["path"]).suffix for f in card["hand_model_files"].values()} == {".npz"}
-    writers.write_atomic(out / writers.SPEC_RECORD,
-                         json.dumps({k: v for k, v in record.items() if k != writers.HAND_MODEL}))
+    write_atomic(out / SPEC_RECORD,
+                         json.dumps({k: v for k, v in record.items() if k != HAND_MODEL}))
     assert export(spec, out, progress=False, limit=1)["written"] == 1  # recorded before it was: resumed
-    assert json.loads((out / writers.SPEC_RECORD).read_text()) == record  # and recorded now
+    assert json.loads((out / SPEC_RECORD).read_text()) == record  # and recorded now
 
 
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
@@ -388,7 +392,7 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can
     land in the image), a hand wholly outside has no projected box (as no box), and the
     InterHand2.6M-style data file leaves out samples without a hand, whose type and box its loaders need."""
-    from handforge.export.writers import interhand_paths
+    from handforge.export.interhand_format import interhand_paths
 
     among = tmp_path / "among"
     export(parse_spec({"seed": 5, "samples": 12, "width": 160, "height": 160, "render": {"engine": "none"},
@@ -594,14 +598,15 @@ def test_the_example_spec_the_command_prints_is_every_default(tmp_path, capsys):
 
 
 def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_path):
-    from handforge.export import writers
+    from handforge.export.folder import SAMPLES
+    from handforge.export.samples import write_or_fail, write_sample
 
     good = np.zeros((4, 4), np.uint8)
     bad = np.zeros((4, 4, 7), np.uint8)  # no image mode has 7 channels: PIL refuses it mid-write
     with pytest.raises(TypeError):
-        writers.write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
-    assert list((tmp_path / writers.SAMPLES).iterdir()) == []  # the hidden folder went too
-    assert writers.write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
+        write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
+    assert list((tmp_path / SAMPLES).iterdir()) == []  # the hidden folder went too
+    assert write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
 
 
 def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path, monkeypatch):
@@ -681,7 +686,8 @@ def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(
     """Samples are written by a background thread while the next is made: a sample that fails to be
     made or written is reported under its own index, its neighbours are written, nothing half-written
     stays, and leaving the block (here by an error) first writes every sample already made."""
-    from handforge.export import writers
+    from handforge.export.folder import SAMPLES, finished_indices
+    from handforge.export.samples import SampleWriter
 
     good = {"mask_left.png": np.ones((4, 4), bool), "depth.npy": np.zeros((4, 4), np.float32)}
     bad = {"rgb.png": np.zeros((4, 4, 7), np.uint8)}  # refused by PIL mid-write
@@ -689,7 +695,7 @@ def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(
     def broken():
         raise ValueError("no such background\nsecond line")
 
-    with pytest.raises(KeyboardInterrupt), writers.SampleWriter(tmp_path) as writer:
+    with pytest.raises(KeyboardInterrupt), SampleWriter(tmp_path) as writer:
         writer.write_or_fail(0, lambda: ({"index": 0}, good))
         writer.write_or_fail(1, lambda: ({"index": 1}, bad))
         writer.write_or_fail(2, broken)
@@ -697,8 +703,8 @@ def test_the_background_writer_reports_each_samples_failure_and_writes_the_rest(
         raise KeyboardInterrupt  # stopped: sample 3 was made, so it is written
     assert sorted(writer.errors) == [1, 2]
     assert writer.errors[1].startswith("TypeError") and writer.errors[2].startswith("ValueError: no such background (")
-    assert writers.finished_indices(tmp_path, 10) == [0, 3]
-    assert sorted(p.name for p in (tmp_path / writers.SAMPLES).iterdir()) == ["000000", "000003"]
+    assert finished_indices(tmp_path, 10) == [0, 3]
+    assert sorted(p.name for p in (tmp_path / SAMPLES).iterdir()) == ["000000", "000003"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a file descriptor's file through /proc")
@@ -707,18 +713,19 @@ def test_a_sample_is_on_the_disk_before_it_is_renamed_into_place(tmp_path, monke
     finished. The real fsyncs and rename run; the test records what each was of, in order."""
     import os
 
-    from handforge.export import writers
+    from handforge.export.folder import LABELS, PARTIAL_PREFIX
+    from handforge.export.samples import write_sample
 
     calls, fsync, replace = [], os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
                                                  fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("rename", str(src))), replace(src, dst))[1])
     images = {"mask_left.png": np.ones((4, 4), bool), "depth.npy": np.zeros((4, 4), np.float32)}
-    final = writers.write_sample(tmp_path.resolve(), 3, {"index": 3}, images)
-    partial = str(final.parent / f"{writers.PARTIAL_PREFIX}000003")
+    final = write_sample(tmp_path.resolve(), 3, {"index": 3}, images)
+    partial = str(final.parent / f"{PARTIAL_PREFIX}000003")
     # the files' and the folder's fsyncs run at once (ext4 commits them together), all before the rename
     assert sorted(calls[:4]) == sorted([*(("fsync", f"{partial}/{name}") for name in
-                                          ("mask_left.png", "depth.npy", writers.LABELS)), ("fsync", partial)])
+                                          ("mask_left.png", "depth.npy", LABELS)), ("fsync", partial)])
     assert calls[4:] == [("rename", partial), ("fsync", str(final.parent))]
     assert np.load(final / "depth.npy").shape == (4, 4) and np.asarray(Image.open(final / "mask_left.png")).all()
 
@@ -771,11 +778,11 @@ def test_samples_from_index_a_million_on_are_finished_samples(tmp_path):
         (tmp_path / "samples" / name).mkdir(parents=True)
         (tmp_path / "samples" / name / "labels.json").write_text("{}")
     assert finished_indices(tmp_path, 1_000_001) == [7, 1_000_000]
-    from handforge.export import writers
+    from handforge.export.folder import is_finished, pending_indices
 
-    pending = writers.pending_indices(tmp_path, 1_000_002)  # what a run still has to make: the others
+    pending = pending_indices(tmp_path, 1_000_002)  # what a run still has to make: the others
     assert len(pending) == 999_999 and pending[:8] == [0, 1, 2, 3, 4, 5, 6, 8] and pending[-1] == 999_999
-    assert pending == [i for i in range(1_000_002) if not writers.is_finished(tmp_path, i)]
+    assert pending == [i for i in range(1_000_002) if not is_finished(tmp_path, i)]
 
 
 def test_keypoints_behind_the_camera_are_not_drawn():

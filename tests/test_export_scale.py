@@ -16,7 +16,7 @@ import pytest
 from handforge.commands.export import reproducing_command
 from handforge.export.local_pool import LocalPool
 from handforge.export.shards import MAX_CHUNK, export_sharded, failure_summary, plan_chunks
-from handforge.export.writers import ExportBusy, run_lock
+from handforge.export.folder import ExportBusy, run_lock
 from tests.support.scale import COMMAND, SPEC, single_process, spec, tree
 
 pytestmark = pytest.mark.slow

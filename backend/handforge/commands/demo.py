@@ -55,7 +55,7 @@ def _labelled_part(out: Path) -> bool:
     """The demo's labelled export; False when its folder is taken (said on stderr). An earlier demo's export
     of another spec or hand model (a new HandForge, a re-baked open hand) is made again, not refused."""
     from handforge.demo import MARK, export_labelled
-    from handforge.export.writers import SPEC_RECORD, FolderTaken
+    from handforge.export.folder import SPEC_RECORD, FolderTaken
 
     try:
         labelled = export_labelled(out)

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
     from handforge.export.shards import WorkerStartError
-    from handforge.export.writers import ExportBusy
+    from handforge.export.folder import ExportBusy
     from handforge.export.spec import SpecError, load_spec, parse_spec
     from handforge.hands.registry import entry as hand_model_entry
     from handforge.render.blender import BlenderRenderError

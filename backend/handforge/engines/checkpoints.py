@@ -119,7 +119,7 @@ def _config(folder: Path) -> dict[str, Any]:
         inside = folder / "model" / CONFIG_NAME  # a training run's folder: its model is in model/
         run = folder.parent.parent  # a training checkpoint: run/checkpoints/step-N, the state to resume from
         hint = f": give {folder / 'model'}, the run's model" if inside.is_file() else (
-            f": it is a training checkpoint (the state a run resumes from), not a model; give "
+            ": it is a training checkpoint (the state a run resumes from), not a model; give "
             + (f"{run / 'model'}, the run's model" if (run / "model" / CONFIG_NAME).is_file() else
                "the run's model/ folder, which it writes when it ends")
             if folder.parent.name == "checkpoints" else "")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from handforge.evaluation.landmarks import PCK_THRESHOLD, detect, keypoint_errors, match
-from handforge.export.writers import LabelsError, finished_indices, read_labels, sample_dir
+from handforge.export.folder import finished_indices, sample_dir
+from handforge.export.samples import LabelsError, read_labels
 
 PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
 

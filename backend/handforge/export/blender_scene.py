@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from handforge.export import writers
+from handforge.export.folder import HAND_MODEL, FolderTaken, claim_folder
 from handforge.export.labels import moved_pose
 from handforge.export.run import HAND_THREADS, hand_model_identity, label_scene, write_dataset
 from handforge.runtime import torch_threads
@@ -34,7 +34,7 @@ from handforge_shared.files import existing_ancestor, refused_new_files
 from handforge_shared.poses import POSE_FIELDS, HandPose, TwoHandPose, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
 
-RECORD_OF = "scene, frame range or settings"  # what a folder's record names in a refusal (``writers.claim_folder``)
+RECORD_OF = "scene, frame range or settings"  # what a folder's record names in a refusal (``claim_folder``)
 CAMERA_ARRAYS = ("matrix_world", "lens", "sensor", "shift")
 
 
@@ -166,8 +166,8 @@ def check_folder(out: str, signature: str) -> Path:
         raise BlenderExportError(f"cannot write into {existing}: {refused}; choose a folder you can write to")
     if path.is_dir():
         try:
-            writers.claim_folder(path, folder_record(signature), RECORD_OF, write=False)
-        except writers.FolderTaken as exc:
+            claim_folder(path, folder_record(signature), RECORD_OF, write=False)
+        except FolderTaken as exc:
             raise BlenderExportError(str(exc)) from None
     return path
 
@@ -176,7 +176,7 @@ def folder_record(signature: str, model=None) -> dict[str, Any]:
     """What the dataset folder records of the request that made it (a rerun of the same one resumes),
     and of the hand ``model`` that poses its samples (none in the check before the job is queued:
     the hand model is compared when the job starts)."""
-    identity = {writers.HAND_MODEL: hand_model_identity(model)} if model is not None else {}
+    identity = {HAND_MODEL: hand_model_identity(model)} if model is not None else {}
     return {"blender_request": signature, **identity}
 
 
@@ -223,5 +223,5 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
                                        "frames": [request.frames[0], request.frames[-1]],
                                        "cameras": [c.name for c in request.cameras]},
                              record=folder_record(signature, model), record_of=RECORD_OF)
-    except writers.FolderTaken as exc:  # taken since the check, or a folder that cannot be made
+    except FolderTaken as exc:  # taken since the check, or a folder that cannot be made
         raise BlenderExportError(str(exc)) from None

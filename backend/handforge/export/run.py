@@ -17,7 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from handforge.export import writers
+from handforge.export.card import write_card
+from handforge.export.coco import finished_image, write_coco
+from handforge.export.folder import GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, pending_indices, recorded_inputs
+from handforge.export.interhand_format import write_interhand
+from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
@@ -163,8 +167,8 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
     sheet = Image.new("RGB", (columns * tile, rows * tile))
     for k, sample in enumerate(samples):
         name = sample["files"].get("rgb") or sample["files"].get("mesh")
-        folder = out / writers.SAMPLES / f"{sample['index']:06d}"
-        image = writers.finished_image(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
+        folder = out / SAMPLES / f"{sample['index']:06d}"
+        image = finished_image(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
                                                                                          sample["camera"]["height"]))
         draw_skeletons(image, label_keypoints(sample["hands"]))
         # fitted into its tile, centred: a tall image overlapped the next row, a very wide one became 0 px high
@@ -195,21 +199,21 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
-    per folder at a time, and the folder must be new, empty or this export's (``writers.claimed_folder``
+    per folder at a time, and the folder must be new, empty or this export's (``claimed_folder``
     with ``record``, ``folder_record(spec, out, model)`` unless given, and ``record_of`` naming what it
     records in the refusal)."""
     check_rgb_source(spec)
     out = Path(out)
     model = model if model is not None else load_hand_model(spec.hand_model)  # the record names it
     record = folder_record(spec, out, model) if record is None else record
-    with writers.claimed_folder(out, record, record_of) as removed:
+    with claimed_folder(out, record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed)
 
 
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
                   removed: int) -> dict[str, Any]:
-    pending = writers.pending_indices(out, spec.samples)
+    pending = pending_indices(out, spec.samples)
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
@@ -225,8 +229,8 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
-        # each sample's files are written while the next one is made (``writers.SampleWriter``)
-        writer = stack.enter_context(writers.SampleWriter(out))
+        # each sample's files are written while the next one is made (``SampleWriter``)
+        writer = stack.enter_context(SampleWriter(out))
         for done, index in enumerate(iterator):
             writer.write_or_fail(index, lambda: make(index, model, gl, rgb))
             if callable(progress):
@@ -242,13 +246,13 @@ def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
     """What dataset folder ``out`` records of the spec that made it: the spec, the identity of its input
     files (a resume after one changed would mix two datasets; none for a spec without such files), the
     hashes of files unchanged since ``out`` recorded them reused, and the loaded hand ``model``'s."""
-    inputs = writers.file_identities(input_files(spec), writers.recorded_inputs(out))
-    record = {**spec.to_dict(), **({writers.INPUTS: inputs} if inputs else {}),
-              writers.HAND_MODEL: hand_model_identity(model)}
+    inputs = file_identities(input_files(spec), recorded_inputs(out))
+    record = {**spec.to_dict(), **({INPUTS: inputs} if inputs else {}),
+              HAND_MODEL: hand_model_identity(model)}
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
         from handforge.engines.image.generated_rgb import weights_identity
 
-        record[writers.GENERATE_WEIGHTS] = weights_identity(spec.generate)
+        record[GENERATE_WEIGHTS] = weights_identity(spec.generate)
     return record
 
 
@@ -270,11 +274,11 @@ def hand_model_identity(model) -> dict[str, str]:
 
 def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
     """The files hand model ``name`` is loaded from here (the open hand's rig, the MANO files of the
-    ``mano.model_dir`` setting), each one's path, size and BLAKE2b hash (``writers.file_identities``
+    ``mano.model_dir`` setting), each one's path, size and BLAKE2b hash (``file_identities``
     less the modification time: a copied file is the same model): which hand model made a dataset."""
     files = hand_model_entry(name).files()
     return {key: {"path": str(files[key].resolve()), "bytes": found["bytes"], "blake2b": found["blake2b"]}
-            for key, found in writers.file_identities(files).items()}
+            for key, found in file_identities(files).items()}
 
 
 def check_rgb_source(spec: ExportSpec) -> None:
@@ -292,14 +296,14 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
              model=None) -> int:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
     samples in index order: the same bytes whoever wrote the samples and in what order. Each file
-    reads the labels one sample at a time (``writers.sample_labels``); returns how many samples are
+    reads the labels one sample at a time (``sample_labels``); returns how many samples are
     finished."""
-    indices = writers.finished_indices(out, spec.samples)  # one list: every file describes the same samples
+    indices = finished_indices(out, spec.samples)  # one list: every file describes the same samples
     if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
-    writers.write_coco(out, indices)
-    writers.write_interhand(out, indices, hands_mean, spec.hand_model)
+    write_coco(out, indices)
+    write_interhand(out, indices, hands_mean, spec.hand_model)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "hand_model_files": hand_model_files(spec.hand_model),
@@ -309,8 +313,8 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
         from handforge.engines.image.generated_rgb import card_fields
 
         card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
-        card.update(card_fields(spec.generate, writers.sample_labels(out, indices)))
-    writers.write_card(out, indices, card)
+        card.update(card_fields(spec.generate, sample_labels(out, indices)))
+    write_card(out, indices, card)
     if indices:
-        contact_sheet(out, list(writers.sample_labels(out, indices[:CONTACT_SHEET_SAMPLES])))
+        contact_sheet(out, list(sample_labels(out, indices[:CONTACT_SHEET_SAMPLES])))
     return len(indices)

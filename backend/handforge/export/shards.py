@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export import writers
+from handforge.export.folder import claimed_folder, clean_partial, is_finished, pending_indices
 from handforge.export.spec import ExportSpec
 from handforge.export.worker import replaces_too
 
@@ -109,7 +109,7 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     # the driver's one copy: the record names it, and MANO's mean pose goes into the InterHand files
     model = load_hand_model(spec.hand_model)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    with writers.claimed_folder(out, folder_record(spec, out, model)) as removed:
+    with claimed_folder(out, folder_record(spec, out, model)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
                               poll_seconds, sample_timeout, removed, model)
 
@@ -118,7 +118,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                    poll_seconds, sample_timeout, removed: int, model) -> dict[str, Any]:
     from handforge.export.run import finalise
 
-    pending = writers.pending_indices(out, spec.samples)
+    pending = pending_indices(out, spec.samples)
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
@@ -133,11 +133,11 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                 failed, restarts, renderer_name = _drive(pool, chunks, min(workers, len(chunks)), progress,
                                                          fault, poll_seconds, out, sample_timeout)
         finally:  # what workers killed mid-write left (given up, or stopped by a Ctrl-C), once they are gone
-            writers.clean_partial(out)
+            clean_partial(out)
     seconds = time.perf_counter() - start
     finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
     # a failed sample that a replaced worker finished after all is not a failure
-    failed = {i: why for i, why in sorted(failed.items()) if not writers.is_finished(out, i)}
+    failed = {i: why for i, why in sorted(failed.items()) if not is_finished(out, i)}
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
             "finished": finished, "seconds": seconds, "failed": failed, "worker_restarts": restarts,
             "workers": workers}
@@ -243,7 +243,7 @@ def _requeue(chunk: int, chunks: list[list[int]], attempts: Counter, queue: dequ
     a poisonous sample killed every worker on the chunk and the healthy ones were given up with it), or,
     after ``MAX_ATTEMPTS``, given up. Returns how many samples the bar moves by."""
     attempts[chunk] += 1
-    finished = [i for i in chunks[chunk] if writers.is_finished(out, i)]
+    finished = [i for i in chunks[chunk] if is_finished(out, i)]
     unfinished = [i for i in chunks[chunk] if i not in set(finished)]
     if attempts[chunk] < MAX_ATTEMPTS:
         chunks[chunk] = []

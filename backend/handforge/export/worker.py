@@ -1,5 +1,5 @@
 """One export worker: holds the hand model, its own GL context and (for RGB) its own Blender warm, and
-writes the samples it is given straight into the dataset folder (each one atomically, see ``writers``).
+writes the samples it is given straight into the dataset folder (each one atomically, see ``samples``).
 
 The same class runs inside a local worker process (``handforge.export.local_pool``) and a Ray actor
 (``handforge.export.ray_pool``); the driver (``handforge.export.shards``) only sees JSON-able results.
@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handforge.export import writers
+from handforge.export.folder import is_finished
+from handforge.export.samples import SampleWriter
 from handforge.export.spec import parse_spec
 
 # Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
@@ -78,10 +79,10 @@ class SampleWorker:
     def run(self, indices: list[int]) -> list[dict[str, Any]]:
         from handforge.export.run import make_sample
 
-        # each sample's files are written while the next one is made (``writers.SampleWriter``)
-        with writers.SampleWriter(self.out) as writer:
+        # each sample's files are written while the next one is made (``SampleWriter``)
+        with SampleWriter(self.out) as writer:
             for index in indices:
-                if writers.is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
+                if is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
                     continue
                 if self.fault == ("die_at", index):
                     writer.flush()  # what it finished before stays finished

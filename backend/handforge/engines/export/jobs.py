@@ -84,7 +84,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     from handforge.export.blender_scene import (BlenderExport, BlenderExportError, check_folder,
                                                 export_blender_scene, request_signature)
-    from handforge.export.writers import ExportBusy
+    from handforge.export.folder import ExportBusy
     from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 

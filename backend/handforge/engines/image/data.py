@@ -18,7 +18,7 @@ from PIL import Image
 
 from handforge.engines.image.conditioning import local_box
 from handforge.export.labels import union_box
-from handforge.export.writers import sample_problem
+from handforge.export.samples import sample_problem
 
 SAMPLES = "samples"
 

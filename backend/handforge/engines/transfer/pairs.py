@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
-from handforge.export.writers import sample_problem
+from handforge.export.samples import sample_problem
 from handforge_shared.files import write_atomic
 
 SOURCE, TARGET = "source", "target"
@@ -50,7 +50,8 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     import dataclasses
 
     from handforge.engines.image.conditioning import posed_meshes
-    from handforge.export import writers
+    from handforge.export.folder import is_finished
+    from handforge.export.samples import write_sample
     from handforge.export.run import label_scene
     from handforge.export.sampler import sample_camera, sample_look, sample_scene
     from handforge.hands import load_hand_model
@@ -78,7 +79,7 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
 
             rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
         for index in range(count):
-            if writers.is_finished(out / SOURCE, index):
+            if is_finished(out / SOURCE, index):
                 continue
             scene = sample_scene(spec, index)
             poses = {s: scene.hands.hand(s) for s in ("right", "left") if scene.hands.hand(s) is not None}
@@ -90,7 +91,7 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
             sample_look(spec, scene)
             for folder, posed in ((TARGET, moved_hands), (SOURCE, hands)):  # source last: it marks the pair done
                 record, files = label_scene(spec, scene, posed, camera, gl, rgb)
-                writers.write_sample(out / folder, index, record, files)
+                write_sample(out / folder, index, record, files)
             if progress is not None:
                 progress(index + 1, count)
     return out

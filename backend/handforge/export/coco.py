@@ -1,0 +1,97 @@
+"""COCO keypoints of a dataset (21 keypoints per hand, skeleton, boxes, RLE masks), rebuilt from its
+finished samples; pycocotools reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+from handforge.export.folder import SAMPLES, sample_dir
+from handforge.export.samples import sample_labels
+from handforge.export.streamed_json import JsonArray, streamed_json
+from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
+
+
+COCO_CATEGORIES = {"right": 1, "left": 2}
+
+
+def coco_keypoints(hand: dict[str, Any], width: int, height: int) -> tuple[list[float], int]:
+    """COCO's flat [x, y, v] × 21: v = 2 visible, 1 in the image but hidden, 0 outside or behind the
+    camera (x = y = 0; a point behind it projects to a mirrored pixel that can lie in the image)."""
+    flat, labelled = [], 0
+    depths = [xyz[2] for xyz in hand["keypoints_camera"]]
+    for (x, y), visible, z in zip(hand["keypoints_2d"], hand["visible"], depths):
+        inside = z > 0 and 0 <= x < width and 0 <= y < height
+        v = 2 if visible else (1 if inside else 0)
+        flat += [round(x, 3), round(y, 3), v] if v else [0, 0, 0]
+        labelled += v > 0
+    return flat, labelled
+
+
+def image_name(sample: dict[str, Any]) -> str:
+    """The sample's image as the aggregate files name it: its RGB, else its mesh image."""
+    return f"{SAMPLES}/{sample['index']:06d}/{sample['files'].get('rgb', sample['files'].get('mesh'))}"
+
+
+def coco_image(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's entry in COCO's images (id: its index + 1)."""
+    return {"id": sample["index"] + 1, "file_name": image_name(sample),
+            "width": sample["camera"]["width"], "height": sample["camera"]["height"]}
+
+
+def coco_annotations(out: Path, sample: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The sample's entries in COCO's annotations: one per hand with a box, its RLE mask read from
+    the sample's ``mask_<side>.png``."""
+    from pycocotools import mask as mask_utils
+
+    image_id = sample["index"] + 1
+    width, height = sample["camera"]["width"], sample["camera"]["height"]
+    for side, hand in sorted(sample["hands"].items()):
+        if hand["bbox"] is None:
+            continue
+        mask = _mask(sample_dir(out, sample["index"]) / sample["files"][f"mask_{side}"])
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        keypoints, labelled = coco_keypoints(hand, width, height)
+        yield {"id": image_id * 2 + (side == "right"), "image_id": image_id, "category_id": COCO_CATEGORIES[side],
+               "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
+               "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+               "keypoints": keypoints, "num_keypoints": labelled}
+
+
+def finished_image(path: Path) -> Image.Image:
+    """A finished sample's image, read whole (Pillow reads lazily: a truncated file failed later, unnamed); a
+    damaged or missing one is named with the fix (an ``OSError`` here was read as a full disk: "make room")."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete its sample folder and run "
+                         "again to write it anew") from None
+
+
+def _mask(path: Path) -> np.ndarray:
+    """A finished sample's mask image as booleans."""
+    return np.asarray(finished_image(path)) > 127
+
+
+def write_coco(out: Path, indices: list[int]) -> Path:
+    """``coco.json`` of samples ``indices`` (images and annotations in their order)."""
+    skeleton = [[k + 1, p + 1] for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
+    images, annotations = JsonArray(), JsonArray()
+    path = out / "coco.json"
+    with streamed_json(path, {
+            "info": {"description": "HandForge labelled renders", "keypoint_convention":
+                     "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},
+            "categories": [{"id": cid, "name": f"{side}_hand", "supercategory": "hand",
+                            "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
+                           for side, cid in COCO_CATEGORIES.items()],
+            "images": images, "annotations": annotations}):
+        for sample in sample_labels(out, indices):
+            images.append(coco_image(sample))
+            annotations.extend(coco_annotations(out, sample))
+    return path

@@ -1,0 +1,238 @@
+"""The dataset folder: its layout, the one export that owns it (claimed by its spec or Blender request,
+locked while a driver writes), what its samples were made from, and which of them are finished.
+
+Layout of an export folder::
+
+    export_spec.json             what the samples were made from (``claim_folder``)
+    samples/000042/labels.json   self-describing labels (see ``handforge.export.labels``)
+    samples/000042/rgb.png mesh.png mask_left.png mask_right.png skeleton.png depth.npy normals.npy
+    coco.json                    COCO keypoints (``export.coco``)
+    interhand/annotations/export/InterHand2.6M_export_{MANO_NeuralAnnot,camera,joint_3d,data}.json
+                                 (``export.interhand_format``)
+    dataset_card.md, dataset_card.json  (``export.card``)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, write_atomic
+
+
+SAMPLES = "samples"
+LABELS = "labels.json"
+SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a spec or a Blender request
+INPUTS = "inputs"  # in it: the files besides the spec the samples were made from (``file_identities``)
+HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were posed with (``run.hand_model_identity``)
+GENERATE_WEIGHTS = "generate_weights"  # in it: the image weights of generated RGB (``generated_rgb.weights_identity``)
+PARTIAL_PREFIX = ".partial-"
+INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
+
+
+class ExportBusy(RuntimeError):
+    """Another driver holds the dataset folder."""
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """One driver per dataset folder at a time (a second one would redo the first one's samples)."""
+    try:
+        with folder_lock(out):
+            yield
+    except FolderBusy:
+        raise ExportBusy(f"{out}: another handforge export is writing into this folder; wait for it "
+                         "or stop it (a rerun afterwards resumes)") from None
+
+
+class FolderTaken(ValueError):
+    """The output folder holds something else than this export's samples."""
+
+
+def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: bool = True) -> None:
+    """Make ``out`` the folder of the export ``record`` describes (a spec's ``to_dict()``, or a Blender
+    scene's request), or refuse with ``FolderTaken``: a folder holds one export (its ``SPEC_RECORD``),
+    which a rerun of the same one resumes. Refused: a folder with other files, one holding another
+    export (``what`` names it: its samples would be mixed with this one's, and its card would
+    describe neither), one made from other input files (the record's ``INPUTS``, ``file_identities``:
+    a background image or clip changed, added or removed), one made with another hand model (its
+    ``HAND_MODEL``: e.g. other MANO files in ``mano.model_dir``), or, when the record has ``samples`` (which
+    may grow: a rerun with more extends the dataset), more finished samples than that. ``write=False``
+    only checks (before a job is queued)."""
+    path = out / SPEC_RECORD
+    # more samples extend the dataset; the inputs and the hand model are checked on their own
+    mutable = ("samples", INPUTS, HAND_MODEL, GENERATE_WEIGHTS)
+    wanted = {k: v for k, v in record.items() if k not in mutable}
+    if path.is_file():
+        held = _held_record(out)
+        if not isinstance(held, dict) or {k: v for k, v in held.items() if k not in mutable} != wanted:
+            differ = sorted(k for k in set(wanted) | set(held or {}) if k not in mutable
+                            and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
+            raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
+                              f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
+        now = record.get(INPUTS, {})
+        # (a folder recorded before inputs were: resumed, recorded now)
+        if INPUTS in held and _contents(held[INPUTS]) != _contents(now):
+            raise FolderTaken(f"{out} holds samples made from other input files ({inputs_changed(held[INPUTS], now)} "
+                              "since): resuming would mix two datasets; restore the file(s) to resume, or choose a "
+                              "new folder")
+        # (a folder recorded before the hand model was: resumed, recorded now; a check without it: not compared)
+        held_model, model = held.get(HAND_MODEL), record.get(HAND_MODEL)
+        if held_model is not None and model is not None and held_model != model:
+            raise FolderTaken(f"{out} holds samples made with another {model['name']} hand model (its arrays "
+                              "as loaded differ, e.g. other MANO files in mano.model_dir): resuming would mix two "
+                              "datasets; restore the hand model's files to resume, or choose a new folder")
+        held_weights, weights = held.get(GENERATE_WEIGHTS), record.get(GENERATE_WEIGHTS)
+        if held_weights is not None and weights is not None and held_weights != weights:
+            changed = ", ".join(k for k in sorted(weights) if held_weights.get(k) != weights.get(k))
+            raise FolderTaken(f"{out} holds images generated with other weights ({changed}: "
+                              f"{held_weights.get(changed.split(', ')[0])} then): resuming would mix two models' "
+                              "images; set them back to resume, or choose a new folder")
+        extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
+                    if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
+        if extra:
+            raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {record['samples']} asked for: ask "
+                              "for at least as many as are there, or choose another folder")
+    # (a run killed while it wrote its record left only the record's temporary file: resumed)
+    elif out.is_dir() and any(not (p.name.startswith(f".{SPEC_RECORD}.") and p.name.endswith(TEMPORARY_SUFFIX))
+                              for p in out.iterdir()):
+        raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
+    if write:
+        write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)
+
+
+def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Name → size and BLAKE2b hash of each file (background images, clips), with its modification time:
+    a file whose size and time match its entry in ``known`` (the folder's record, ``recorded_inputs``)
+    keeps that hash unread, so a resume over a 20,000-clip corpus stats its clips instead of reading them."""
+    identities, now = {}, time.time_ns()
+    for name, path in sorted(files.items()):
+        stat, held = path.stat(), (known or {}).get(name) or {}
+        same = (held.get("bytes"), held.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+        digest = held.get("blake2b") if same else None
+        if digest is None:
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        identities[name] = {"bytes": stat.st_size, "blake2b": digest}
+        # a file modified moments ago may be rewritten within the same clock tick, its time unchanged:
+        # its time is not recorded, so the next run reads it again
+        if now - stat.st_mtime_ns > MTIME_SETTLED_NS:
+            identities[name]["mtime_ns"] = stat.st_mtime_ns
+    return identities
+
+
+def _held_record(out: Path) -> Any:
+    """The folder's ``SPEC_RECORD`` as parsed JSON, None when missing or unreadable."""
+    try:
+        return json.loads((out / SPEC_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_inputs(out: Path) -> dict[str, Any]:
+    """The ``file_identities`` the folder's record holds ({} when none is readable)."""
+    held = _held_record(out)
+    inputs = held.get(INPUTS) if isinstance(held, dict) else None
+    return {k: v for k, v in inputs.items() if isinstance(v, dict)} if isinstance(inputs, dict) else {}
+
+
+def _contents(identities: dict[str, Any]) -> dict[str, Any]:
+    """``file_identities`` without the modification times: a file touched or copied is the same input."""
+    if not isinstance(identities, dict):  # a damaged record: differs from any
+        return identities
+    return {name: {k: v for k, v in entry.items() if k != "mtime_ns"} if isinstance(entry, dict) else entry
+            for name, entry in identities.items()}
+
+
+def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) -> str:
+    """What differs between two ``file_identities``, e.g. "bg/b.png changed (812 → 790 bytes), bg/c.png added"."""
+    held, now = _contents(held), _contents(now)
+
+    def change(name: str) -> str:
+        if name not in now:
+            return f"{name} removed"
+        if name not in held:
+            return f"{name} added"
+        before, after = held[name].get("bytes"), now[name]["bytes"]
+        return f"{name} changed ({before} → {after} bytes)" if before != after else f"{name} changed (same size)"
+    changes = [change(name) for name in sorted(set(held) | set(now)) if held.get(name) != now.get(name)]
+    return ", ".join(changes[:shown]) + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
+
+
+def sample_dir(out: Path, index: int) -> Path:
+    return out / SAMPLES / f"{index:06d}"
+
+
+def is_finished(out: Path, index: int) -> bool:
+    return (sample_dir(out, index) / LABELS).is_file()
+
+
+def clean_partial(out: Path) -> int:
+    """Remove what an interrupted run left half-written (samples, and ``write_atomic``'s temporary
+    files of the aggregate files); returns how many."""
+    root = out / SAMPLES
+    stale = list(root.glob(PARTIAL_PREFIX + "*")) if root.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    # the aggregate files: at the top and in the InterHand2.6M-style tree (not among the samples)
+    pattern = f".*{TEMPORARY_SUFFIX}"  # write_atomic's files of a run killed while it wrote them
+    temporary = [p for p in [*out.glob(pattern), *(out / INTERHAND).rglob(pattern)] if p.is_file()]
+    for path in temporary:
+        path.unlink(missing_ok=True)
+    return len(stale) + len(temporary)
+
+
+@contextlib.contextmanager
+def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -> Iterator[int]:
+    """The dataset folder every export writes through: ``out`` made if needed, locked for this run
+    (``run_lock``), claimed for ``record`` (``claim_folder``) and cleared of what interrupted runs left
+    half-written (yields how many). A run refused or failed before it wrote a sample leaves the folder
+    as it found it (no record, and no folder if it made it); one refused because another run holds the
+    folder touches nothing of it."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)
+        raise FolderTaken(f"cannot write into {out}: {exc.strerror or exc}; choose a folder you can "
+                          "write to") from None
+    with run_lock(out):  # ExportBusy: another run's folder, left alone
+        fresh = not (out / SPEC_RECORD).exists()
+        try:
+            claim_folder(out, record, record_of)
+            yield clean_partial(out)
+        except BaseException:
+            samples = out / SAMPLES
+            if fresh and {p.name for p in out.iterdir()} <= {SPEC_RECORD, SAMPLES} and not (
+                    samples.is_dir() and any(samples.iterdir())):
+                (out / SPEC_RECORD).unlink(missing_ok=True)
+                for made in (samples, out) if created else (samples,):
+                    with contextlib.suppress(OSError):
+                        made.rmdir()
+            raise
+
+
+def finished_indices(out: Path, count: int) -> list[int]:
+    """The finished samples' indices below ``count``, in order: the dataset's own folders only (named as
+    ``sample_dir`` names them): a copy such as "000003 copy" was read as one more sample, a duplicate id,
+    and a sample from index 1,000,000 on (seven digits) was left out of every aggregate file."""
+    root = out / SAMPLES
+    if not root.is_dir():
+        return []
+    names = (p.parent.name for p in root.glob(f"*/{LABELS}"))
+    return sorted(int(name) for name in names
+                  if name.isascii() and name.isdigit() and sample_dir(out, int(name)).name == name and int(name) < count)
+
+
+def pending_indices(out: Path, count: int) -> list[int]:
+    """The samples below ``count`` not finished yet, in order, from one listing of the finished ones (a
+    file check per index took 10 s a million samples before a run's first sample, which looked hung)."""
+    finished = set(finished_indices(out, count))
+    return [index for index in range(count) if index not in finished]

@@ -1,0 +1,117 @@
+"""InterHand2.6M-style annotations of a dataset (MANO parameters, cameras, 3D joints and the data file, with
+the release's keys and units), rebuilt from its finished samples: code written for InterHand2.6M reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handforge.datasets.interhand_files import MM_PER_M
+from handforge.export.coco import image_name
+from handforge.export.folder import INTERHAND
+from handforge.export.samples import sample_labels
+from handforge.export.streamed_json import JsonArray, JsonObject, streamed_json
+from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
+
+
+SPLIT = "export"  # the InterHand2.6M-style split name
+
+
+def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
+    """The InterHand2.6M-style files; ``"params"`` is the release's MANO file for MANO hands, and
+    for the open hand a file named for it (its parameters are no MANO parameters: code that reads a
+    MANO file would pose MANO with them, centimetres off without a word)."""
+    folder = out / INTERHAND / "annotations" / SPLIT
+    params = "MANO_NeuralAnnot" if hand_model == "mano" else f"HandForge_{hand_model}_hand_params"
+    return {kind: folder / f"InterHand2.6M_{SPLIT}_{name}.json"
+            for kind, name in (("params", params), ("camera", "camera"), ("joint_3d", "joint_3d"), ("data", "data"))}
+
+
+def interhand_mano(sample: dict[str, Any], hands_mean: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """The sample's frame in the MANO file: each side's pose, shape and translation, or None."""
+    frame = {}
+    for side in SIDES:
+        hand = sample["hands"].get(side)
+        if hand is None:
+            frame[side] = None
+            continue
+        p = hand["params_world"]
+        pose = np.asarray(p["hand_pose"]) - (hands_mean[side] if hands_mean else 0.0)
+        frame[side] = {"pose": [*p["global_orient"], *pose.tolist()], "shape": p["betas"], "trans": p["transl"]}
+    return frame
+
+
+def interhand_camera(sample: dict[str, Any]) -> dict[str, list[float]]:
+    """The sample's camera in each table of the camera file."""
+    cam = sample["camera"]
+    R, t, K = np.asarray(cam["R"]), np.asarray(cam["t"]), np.asarray(cam["K"])
+    return {"campos": (-R.T @ t * MM_PER_M).tolist(), "camrot": R.tolist(), "focal": [K[0, 0], K[1, 1]],
+            "princpt": [K[0, 2] - 0.5, K[1, 2] - 0.5]}
+
+
+def _joint_valid(sample: dict[str, Any]) -> np.ndarray:
+    """1 for the joints of the hands the sample has (InterHand2.6M: right 0–20, left 21–41)."""
+    valid = np.zeros(2 * NUM_KEYPOINTS)
+    for slot, side in enumerate(("right", "left")):
+        if sample["hands"].get(side) is not None:
+            valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
+    return valid
+
+
+def interhand_joints(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's entry in the joint file."""
+    world = np.zeros((2 * NUM_KEYPOINTS, 3))
+    for slot, side in enumerate(("right", "left")):
+        hand = sample["hands"].get(side)
+        if hand is not None:
+            world[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_world"]) * MM_PER_M
+    return {"world_coord": world.tolist(), "joint_valid": _joint_valid(sample).tolist(),
+            "hand_type": sample["hand_type"], "hand_type_valid": int(sample["hand_type"] != "none")}
+
+
+def interhand_data(sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The sample's image and annotation in the data file; None for a sample with no hand in view
+    (its loaders want a hand type and a box)."""
+    if sample["hand_type"] == "none" or sample["bbox"] is None:
+        return None
+    i = sample["index"]
+    image = {"id": i, "file_name": image_name(sample), "width": sample["camera"]["width"],
+             "height": sample["camera"]["height"], "capture": 0, "subject": 0, "seq_name": "handforge",
+             "camera": str(i), "frame_idx": i}
+    annotation = {"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": _joint_valid(sample).tolist(),
+                  "hand_type": sample["hand_type"], "hand_type_valid": 1}
+    return image, annotation
+
+
+def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndarray] | None,
+                    hand_model: str = "mano") -> dict[str, Path]:
+    """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
+    https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
+    sample index. MANO poses are mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the
+    open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
+    the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
+    with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
+    accept only right, left or interacting hands with a box).
+    The labels are read twice: the MANO, camera and joint files are keyed by the sample index as text,
+    written in the order ``dumps`` sorts keys ("10" before "2"); the data file lists samples in
+    index order."""
+    paths = interhand_paths(out, hand_model)
+    mano, joints = JsonObject(), JsonObject()
+    cameras = {table: JsonObject() for table in ("campos", "camrot", "focal", "princpt")}
+    with (streamed_json(paths["params"], {"0": mano}), streamed_json(paths["camera"], {"0": cameras}),
+          streamed_json(paths["joint_3d"], {"0": joints})):
+        for sample in sample_labels(out, sorted(indices, key=str)):
+            key = str(sample["index"])
+            mano.put(key, interhand_mano(sample, hands_mean))
+            for table, value in interhand_camera(sample).items():
+                cameras[table].put(key, value)
+            joints.put(key, interhand_joints(sample))
+    images, annotations = JsonArray(), JsonArray()
+    with streamed_json(paths["data"], {"images": images, "annotations": annotations}):
+        for entry in filter(None, map(interhand_data, sample_labels(out, indices))):
+            images.append(entry[0])
+            annotations.append(entry[1])
+    return paths

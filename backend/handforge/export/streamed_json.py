@@ -1,0 +1,102 @@
+"""Deterministic JSON (``dumps``: equal labels are equal bytes), and aggregate files written item by
+item as the samples are read (``streamed_json``): all of a 100,000-sample dataset's labels took gigabytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator
+
+from handforge_shared.files import TEMPORARY_SUFFIX, atomic_file
+
+
+def dumps(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Deterministic JSON (sorted keys) so equal labels are equal bytes; ``default`` as ``json.dumps``'s."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False, default=default)
+
+
+class _Items:
+    """The items of a JSON array or object in a ``streamed_json`` file, written one at a time into an
+    unnamed temporary file (``file``: open inside the ``streamed_json`` block)."""
+
+    brackets = ""
+
+    def __init__(self) -> None:
+        self.file: IO[str] | None = None
+        self.empty = True
+
+    def _write(self, text: str) -> None:
+        self.file.write(text if self.empty else "," + text)
+        self.empty = False
+
+    def copy_to(self, fh: IO[str]) -> None:
+        self.file.seek(0)
+        fh.write(self.brackets[0])
+        shutil.copyfileobj(self.file, fh)
+        fh.write(self.brackets[1])
+
+
+class JsonArray(_Items):
+    """Its items in the order they are appended."""
+
+    brackets = "[]"
+
+    def append(self, value: Any) -> None:
+        self._write(dumps(value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        for value in values:
+            self.append(value)
+
+
+class JsonObject(_Items):
+    """Its keys must come in the order ``dumps`` sorts them into (checked), so the file is the bytes
+    ``dumps`` gives of the whole object."""
+
+    brackets = "{}"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_key: str | None = None
+
+    def put(self, key: str, value: Any) -> None:
+        if self.last_key is not None and key <= self.last_key:
+            raise ValueError(f"key {key!r} after {self.last_key!r}: a streamed object's keys come in sorted order")
+        self.last_key = key
+        self._write(dumps(key) + ":" + dumps(value))
+
+
+_HOLE = "\0streamed items\0"  # in no template: where a JsonArray's or JsonObject's items go
+
+
+@contextlib.contextmanager
+def streamed_json(path: Path, template: dict[str, Any]) -> Iterator[None]:
+    """``path`` as ``dumps(template)`` would write it, where the template's ``JsonArray`` and
+    ``JsonObject`` values are filled inside the block, each into an unnamed temporary file beside
+    ``path`` (memory stays the same however many items they get). Whole or not at all: the file is
+    assembled in ``atomic_file``'s temporary file and renamed into place when the block ends without
+    an error."""
+    holes: list[_Items] = []
+
+    def hole(value: Any) -> str:  # json.dumps calls it in the order it writes, keys sorted
+        if not isinstance(value, _Items):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        holes.append(value)
+        return _HOLE
+
+    frame = dumps(template, default=hole).split(dumps(_HOLE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        for items in holes:
+            items.file = stack.enter_context(tempfile.TemporaryFile(
+                "w+", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX))
+        yield
+        with atomic_file(path) as fh:
+            fh.write(frame[0])
+            for items, text in zip(holes, frame[1:]):
+                items.copy_to(fh)
+                fh.write(text)
