@@ -295,6 +295,9 @@ def relative_transform(source_world: np.ndarray, rig_world: np.ndarray) -> np.nd
     if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-4):
         raise ValueError("the hand rigs' objects are scaled differently: clear their scale (Object › Clear › "
                          "Scale) or give both the same")
+    if np.linalg.det(T[:3, :3]) < 0:  # (a reflection passes the test above: the pose came out mirrored twice)
+        raise ValueError("one hand rig's object is mirrored (a negative scale) and the other not: clear its scale "
+                         "(Object › Clear › Scale)")
     return T
 
 
@@ -320,7 +323,14 @@ def world_mirrored(pose: HandPose, giver, taker) -> HandPose:
     """``pose`` shown on rig ``giver`` → its world mirror image through ``giver``'s armature YZ plane, as a
     pose for the other-side rig ``taker`` (whatever either's parents); refuses rigs of different world scales."""
     mirrored = pose.mirrored()  # the mirror image within the giving armature's own space
-    moved = into_rig_space({"global_orient": mirrored.global_orient, "transl": mirrored.transl},
-                           np.array(giver.matrix_world), np.array(taker.matrix_world),
-                           np.array(taker.data.bones[WRIST].head_local))
+    # ``mirrored`` puts the wrist at the mirror of the giver's only from a rest wrist that mirrors the giver's;
+    # a hand of another shape (Set Shape) rests elsewhere: its wrist landed 8 mm off. Relative to the taker's
+    # rest wrist h_t, the mirrored head S·(h_g + M·t) is reached with t' = mirrored t + Mᵀ·(S·h_g − h_t)
+    # (a giver that is the taker itself, for a pasted pose whose rig is not here: taken to be its mirror)
+    reflect = np.diag([-1.0, 1.0, 1.0])  # the armature's YZ plane
+    taker_head = np.array(taker.data.bones[WRIST].head_local)
+    giver_head = reflect @ taker_head if giver == taker else np.array(giver.data.bones[WRIST].head_local)
+    shift = MODEL_TO_BLENDER.T @ (reflect @ giver_head - taker_head)
+    moved = into_rig_space({"global_orient": mirrored.global_orient, "transl": mirrored.transl + shift},
+                           np.array(giver.matrix_world), np.array(taker.matrix_world), taker_head)
     return mirrored.replace(**moved)

@@ -226,3 +226,12 @@ def test_set_shape_and_key_pose_refuse_hands_they_cannot_change_whole(session):
     assert "Unit Scale is 0.01" in result["unit_scale"]  # hands 1/100 of their size there, unsaid before
     assert "ring2" in result["lost_bone"]["error"] and "Add Hands" in result["lost_bone"]["error"]
     assert result["lost_bone"]["keyed"] == [False, False]
+
+
+def test_mirror_with_placement_between_hands_of_different_shapes_and_a_mirrored_rig(session):
+    # before: the wrist 8.5 mm off the mirror image when Set Shape gave one hand another shape, and a rig
+    # mirrored by a negative scale got a pose mirrored twice (127 mm off), without a word
+    session.no_error("mirror_shapes")
+    found = session["mirror_shapes"]
+    assert found["off_mm"] < 0.01, found
+    assert "mirrored (a negative scale)" in found["negative_scale"] and found["unchanged"], found

@@ -370,4 +370,37 @@ def rig_checks():
 
 
 s.check("rig_checks", rig_checks)
+
+
+def mirror_between_shapes_and_a_mirrored_rig():
+    """Mirror with placement between hands of different shapes put the wrist 8.5 mm off the giver's mirror
+    image (the receiving rest wrist taken for the mirror of the giver's); a rig mirrored by a negative scale
+    passed the scale check (a reflection is orthogonal) and got a pose mirrored twice, 127 mm off."""
+    bpy.context.window.scene = bpy.data.scenes.new("Shapes")
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right, left = hand("right"), hand("left")
+
+    def wrist_head(obj):
+        bpy.context.view_layer.update()
+        return np.array(obj.matrix_world) @ np.array([*obj.pose.bones["wrist"].head, 1.0])
+
+    right.location, right.rotation_euler = (0.1, 0.2, 0.3), (0.3, 0.2, 0.1)
+    assert bpy.ops.handforge.set_shape(betas=[3.0] + [0.0] * 9, sides="RIGHT") == {"FINISHED"}
+    assert bpy.ops.handforge.apply_preset(preset="ok", sides="RIGHT") == {"FINISHED"}
+    assert bpy.ops.handforge.mirror_pose(direction="RIGHT_TO_LEFT", include_placement=True) == {"FINISHED"}
+    world = np.array(right.matrix_world)
+    wanted = world @ np.diag([-1.0, 1.0, 1.0, 1.0]) @ np.linalg.inv(world) @ wrist_head(right)
+    out = {"off_mm": float(np.linalg.norm(wrist_head(left)[:3] - wanted[:3]) * 1000)}
+    right.scale = (-1.0, 1.0, 1.0)
+    bpy.context.view_layer.update()
+    before = world_bones("right")
+    out["negative_scale"] = error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT",
+                                                                         include_placement=True))
+    bpy.context.view_layer.update()
+    out["unchanged"] = bool(np.array_equal(before, world_bones("right")))
+    right.scale = (1.0, 1.0, 1.0)
+    return out
+
+
+s.check("mirror_shapes", mirror_between_shapes_and_a_mirrored_rig)
 s.finish()
