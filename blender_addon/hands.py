@@ -55,8 +55,13 @@ def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> tuple[di
         x = max(o.matrix_world.translation.x for o in existing) + PAIR_SPACING_M
         for obj in out.values():
             obj.location.x = x
-        note = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; "
-                "the HandForge tools now act on the new ones")
+        # one side added to a scene with both: the tools pair it with the other side's hand there (said: it
+        # was "the new ones", and Mirror Pose then pulled that hand 0.7 m out of its own pair)
+        others = {side: obj for side, obj in partners.items() if side not in out}
+        with_ = "".join(f" and the {side} hand {obj.name!r}" for side, obj in others.items())
+        note = (f", {x:.2f} m to the right of the {len(existing)} hand(s) already in the scene; the HandForge "
+                f"tools now act on {'it' if len(out) == 1 else 'the new ones'}{with_}" + (
+                    " (Left Hand and Right Hand in the HandForge panel choose others)" if with_ else ""))
     for side, arm_obj in out.items():
         setattr(context.scene.handforge, side, arm_obj)
     return out, note

@@ -235,3 +235,13 @@ def test_mirror_with_placement_between_hands_of_different_shapes_and_a_mirrored_
     found = session["mirror_shapes"]
     assert found["off_mm"] < 0.01, found
     assert "mirrored (a negative scale)" in found["negative_scale"] and found["unchanged"], found
+
+
+def test_one_side_added_to_a_scene_with_a_pair_names_the_hand_it_is_paired_with(session):
+    # before: "the HandForge tools now act on the new ones", though they paired the new left hand with the
+    # first pair's right hand (Mirror Pose then pulled that hand 0.7 m out of its own pair)
+    session.no_error("scenes")
+    left, right = session["scenes"]["one_more_pair"]
+    printed = session["scenes"]["one_more"]
+    assert f"the HandForge tools now act on it and the right hand {right!r}" in printed, printed
+    assert "Left Hand and Right Hand in the HandForge panel choose others" in printed and left != "Hand.L", printed

@@ -7,7 +7,7 @@ import json
 import bpy
 import numpy as np
 
-from session import Session, error_of, hand
+from session import Session, error_of, hand, printed_by
 
 s = Session()
 s.install()
@@ -306,6 +306,9 @@ def scenes_and_placement():
     assert bpy.ops.handforge.add_hands(sides="LEFT") == {"FINISHED"}
     out["pair_offset"] = float(np.abs(np.array(third.handforge.left.matrix_world)
                                       - np.array(right.matrix_world)).max())
+    # one side more in a scene with a pair: the tools pair it with the right hand there, which is said
+    out["one_more"] = printed_by(lambda: bpy.ops.handforge.add_hands(sides="LEFT"))[1]
+    out["one_more_pair"] = [third.handforge.left.name, third.handforge.right.name]
     bpy.context.window.scene = first
     return out
 
