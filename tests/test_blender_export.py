@@ -260,3 +260,26 @@ def test_leaving_on_an_error_does_not_wait_for_the_render_in_flight():
             raise KeyboardInterrupt
     assert time.monotonic() - started < 15
     assert not rgb.work.exists()
+
+
+@pytest.mark.parametrize("camera, size, indices", [
+    ({"distance": [0.05, 0.06], "elevation": [-10, 10], "azimuth": [60, 120], "focal": [12, 12]}, 96, (8, 19)),
+    ({"distance": [99.95, 100.0], "elevation": [0, 0], "focal": [500, 500]}, 1024, (0, 1)),
+])
+def test_blender_clips_where_the_masks_do(blender, camera, size, indices):
+    """Blender clipped at 0.01–100 m, the GL images from 1 mm on: a hand 1–9 mm from the camera filled its
+    mask and was missing from the RGB (the other hand's mask empty behind it), and a hand at 100 m lost its
+    far side in the RGB only."""
+    spec = parse_spec({"seed": 5, "samples": 24, "width": size, "height": size, "lighting": ["studio"],
+                       "render": {"engine": "workbench", "forearm": "none"}, "background": {"kinds": ["solid"]},
+                       "camera": camera})
+    model, gl = load_hand_model("open"), renderer()
+    for index in indices:
+        scene = sample_scene(spec, index)
+        hands = _hands(model, scene)
+        shot, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+        sample_look(spec, scene)
+        theirs = blender(scene, shot, hands)[..., 3] > 0.5
+        ours = gl.render(shot, [(h["vertices"], h["faces"]) for h in hands.values()]).instance > 0
+        iou = (theirs & ours).sum() / (theirs | ours).sum()
+        assert ours.sum() > 20 and iou > 0.8, (index, iou, theirs.sum(), ours.sum())

@@ -58,24 +58,37 @@ def test_pycocotools_reads_what_the_samples_say(exported):
 
 
 def test_masks_hold_visible_keypoints_and_visibility_matches_depth(exported):
-    fractions = []
+    from scipy.ndimage import binary_dilation
+
+    fractions, on_outline = [], 0
     for sample in labels(exported):
         folder = exported / "samples" / f"{sample['index']:06d}"
         depth = np.load(folder / "depth.npy")
+        masks = {side: np.asarray(Image.open(folder / f"mask_{side}.png")) > 127 for side in sample["hands"]}
+        any_hand = np.any(list(masks.values()), axis=0)
         for side, hand in sample["hands"].items():
-            mask = np.asarray(Image.open(folder / f"mask_{side}.png")) > 127
+            mask = masks[side]
             uv = np.array(hand["keypoints_2d"])
             z = np.array(hand["keypoints_camera"])[:, 2]
             visible = np.array(hand["visible"], bool)
             col, row = np.floor(uv).astype(int).T
             inside = (col >= 0) & (col < 160) & (row >= 0) & (row < 120)
-            assert mask[row[visible], col[visible]].all()
+            # on or right beside its mask: a fingertip is a vertex of the tip's outline
+            assert binary_dilation(mask, np.ones((3, 3), bool))[row[visible], col[visible]].all()
             c, r = np.clip(col, 0, 159), np.clip(row, 0, 119)
-            # an independent depth test: in the image, own mask, surface no more than 2 cm in front
+            # an independent depth test: in the image, own mask, surface no more than 2 cm in front ...
             expected = inside & mask[r, c] & (depth[r, c] >= z - 0.02)
+            # ... or nothing in front at its pixel and its hand, near enough, in the 3 × 3 pixels around it
+            for k in np.flatnonzero(inside & ~expected):
+                clear = not any_hand[r[k], c[k]] or (not mask[r[k], c[k]] and depth[r[k], c[k]] > z[k])
+                window = (slice(max(r[k] - 1, 0), r[k] + 2), slice(max(c[k] - 1, 0), c[k] + 2))
+                near = mask[window] & (depth[window] >= z[k] - 0.02)
+                expected[k] = clear and near.any()
+                on_outline += bool(expected[k])
             assert np.array_equal(visible, expected)
             fractions.append(visible.mean())
     assert 0.1 < np.mean(fractions) < 0.99  # some keypoints hidden, most seen
+    assert on_outline > 0  # (fingertips on the outline, labelled hidden before: the rule is exercised)
 
 
 def test_camera_parameters_give_the_camera_frame_keypoints(exported):
@@ -453,6 +466,11 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
     with pytest.raises(SpecError, match="unknown keys.*camra"):
         parse_spec({"camra": {}})
+    # Blender renders at least 4 × 4: a 1 × 1 spec got 4 × 4 images for 1 × 1 labels, 2 × 300 failed every sample
+    for engine in ("workbench", "cycles"):
+        with pytest.raises(SpecError, match="Blender renders images of at least 4×4 pixels"):
+            parse_spec({"width": 2, "height": 300, "render": {"engine": engine}})
+    assert parse_spec({"width": 1, "height": 1, "render": {"engine": "none"}}).width == 1  # GL images only
     # TOML: a top-level key below a [table] is that table's; a table's key above them is the top level's
     (tmp_path / "late.toml").write_text('[camera]\npreset = "egocentric"\nwidth = 512\nlighting = ["soft"]\n')
     with pytest.raises(SpecError, match=r"camera: unknown keys \['lighting', 'width'\].*\(lighting, width: top-level "
@@ -890,3 +908,12 @@ def test_a_keypoint_almost_on_the_camera_plane_draws_its_bone_clipped_not_wrappe
     for got, expected in zip(_drawn(far), _drawn(near)):
         np.testing.assert_array_equal(got, expected)
         assert got[40, 95] and not got[:, :25].any()
+
+
+def test_the_card_names_the_monk_scale_only_for_its_colours(tmp_path):
+    """A spec's own skin tones were called "Monk Skin Tone scale" on the card too."""
+    for tones, scale in (([], True), (["ffffff", "101010"], False)):
+        out = tmp_path / str(scale)
+        export(parse_spec({**SPEC, "samples": 2, "hands": {"skin_tones": tones}}), out, progress=False)
+        line = next(x for x in (out / "dataset_card.md").read_text().splitlines() if x.startswith("- skin tones:"))
+        assert ("Monk Skin Tone scale" in line) == scale and (scale or line.endswith("(sRGB)")), line

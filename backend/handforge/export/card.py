@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from handforge.export.samples import sample_labels
+from handforge.export.spec import MONK_SKIN_TONES
 from handforge_shared.files import write_atomic
 
 
@@ -61,7 +62,9 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
                    if (a := g.get("alignment")) else "")] if (g := settings.get("generate")) else []),
              *(f"- camera {k}: {v}" for k, v in card["ranges"].items()),
              f"- lighting: {', '.join(card['lighting'])}; backgrounds: {', '.join(card['backgrounds'])}",
-             f"- skin tones: {', '.join(card['skin_tones'])} (Monk Skin Tone scale, https://skintone.google/)",
+             f"- skin tones: {', '.join(card['skin_tones'])}" + (  # (the spec's own colours are no scale's)
+                 " (Monk Skin Tone scale, https://skintone.google/)"
+                 if set(card["skin_tones"]) <= set(MONK_SKIN_TONES) else " (sRGB)"),
              "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
              "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
              "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", ""]

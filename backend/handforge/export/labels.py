@@ -25,14 +25,26 @@ VISIBILITY_TOLERANCE_M = 0.02
 
 def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, images: GLImages,
                         tolerance: float = VISIBILITY_TOLERANCE_M) -> np.ndarray:
-    """(21,) bool: in the image, in front of the camera, and not hidden (see VISIBILITY_TOLERANCE_M)."""
+    """(21,) bool: in the image, in front of the camera, and not hidden (see VISIBILITY_TOLERANCE_M): its
+    pixel shows its hand no more than ``tolerance`` in front of it, or, for a point on its hand's outline
+    (a fingertip keypoint is a vertex of the tip's skin), its pixel shows nothing in front of it and a pixel
+    next to it shows its hand. A tip on the outline falls on the background about half the time: 12–34 %
+    of in-image fingertips were labelled hidden, plainly in view."""
     uv, z = camera.project(keypoints)
     col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)  # the pixel holding the point
     inside = (z > 0) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
     col, row = np.clip(col, 0, camera.width - 1), np.clip(row, 0, camera.height - 1)
-    own = images.instance[row, col] == hand_index + 1
-    near = images.depth[row, col] >= z - tolerance
-    return inside & own & near
+    own = hand_index + 1
+    here, depth = images.instance[row, col], images.depth[row, col]
+    seen = (here == own) & (depth >= z - tolerance)
+    # nothing in front at its pixel: the background, or the other hand behind the point
+    clear = (here == 0) | ((here != own) & (depth > z))
+    beside = np.zeros_like(seen)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            r, c = np.clip(row + dr, 0, camera.height - 1), np.clip(col + dc, 0, camera.width - 1)
+            beside |= (images.instance[r, c] == own) & (images.depth[r, c] >= z - tolerance)
+    return inside & (seen | (clear & beside))
 
 
 def mask_box(mask: np.ndarray) -> list[float] | None:

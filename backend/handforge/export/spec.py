@@ -76,6 +76,7 @@ ENGINES = ("workbench", "cycles", "generate", "none")
 IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
 BACKGROUNDS = ("solid", "gradient", "images")
+BLENDER_MIN_SIDE = 4  # pixels: Blender's smallest render
 # The Monk Skin Tone scale (Monk, 2019; https://skintone.google/), sRGB
 MONK_SKIN_TONES = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a",
                    "292420")
@@ -348,6 +349,10 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     generate = _generate(top.get("generate", {}))
     if render.engine == "generate" and (width % 8 or height % 8):  # SD's VAE halves the image three times
         raise SpecError(f"width, height: {width}×{height}; render.engine = 'generate' needs multiples of 8")
+    if render.engine in ("workbench", "cycles") and min(width, height) < BLENDER_MIN_SIDE and "rgb" in outputs:
+        # (Blender made a 4×4 image for labels of 1×1, and failed every sample of 2×300)
+        raise SpecError(f"width, height: {width}×{height}; Blender renders images of at least {BLENDER_MIN_SIDE}×"
+                        f"{BLENDER_MIN_SIDE} pixels: make them larger, or set render.engine = 'none' (GL images only)")
     return ExportSpec(seed=seed, samples=_positive_int(top.get("samples", 100), "samples", 10_000_000),
                       hand_model=hand_model, width=width, height=height, outputs=outputs, generate=generate,
                       poses=pose_source, camera=camera, render=render,

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from handforge.render.camera import Camera, to_blender
+from handforge.render.camera import Camera, clip_range, to_blender
 from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
@@ -168,6 +168,7 @@ class BlenderRGB:
         request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
                                    "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
+                                   "clip": clip_range(camera, list(vertices.values())),  # GL's: the masks
                                    "target": (MODEL_TO_BLENDER @ np.asarray(target, dtype=np.float64)).tolist(),
                                    "out": str(self.work / "render.png")}
         # The worker keeps its meshes between requests; new sides or a new topology (a forearm

@@ -134,7 +134,7 @@ class Worker:
         data = self.camera.data
         for key in ("lens", "sensor_width", "sensor_height", "sensor_fit", "shift_x", "shift_y"):
             setattr(data, key, cam[key])
-        data.clip_start, data.clip_end = 0.01, 100.0
+        data.clip_start, data.clip_end = request["clip"]  # the GL images' range (render.camera.clip_range)
         render = scene.render
         render.resolution_x, render.resolution_y = cam["resolution_x"], cam["resolution_y"]
         render.pixel_aspect_x, render.pixel_aspect_y = cam["pixel_aspect_x"], cam["pixel_aspect_y"]

@@ -18,7 +18,7 @@ shifted by ``shift·viewfac`` where ``viewfac`` is the fitted side, and one pixe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -204,10 +204,23 @@ def from_blender(cam: BlenderCamera, world_to_blender: Any = np.eye(3)) -> Camer
     return Camera(K, R, -R @ (wb.T @ centre), W, H)
 
 
+def clip_range(camera: Camera, vertices: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The near and far clip distances (m) of every image of these meshes, GL and Blender alike: everything
+    from 1 mm in front of the camera is drawn. Blender's 0.01–100 m beside GL's own range clipped a hand
+    1–9 mm from the camera out of the RGB only (its mask filled the image, the other hand's was empty)."""
+    depths = np.concatenate([camera.to_camera(np.asarray(v, np.float64))[:, 2] for v in vertices])
+    near = float(np.clip(depths.min() * 0.5, 1e-3, None)) if np.any(depths > 0) else 1e-3
+    return near, float(max(depths.max() * 2.0, near * 10.0))
+
+BLENDER_MIN_MM = 1.0  # Blender's smallest lens and sensor side
+
+
 def to_blender(camera: Camera, sensor_size: float = 36.0, sensor_fit: str = "AUTO",
                world_to_blender: Any = np.eye(3)) -> BlenderCamera:
     """Blender settings rendering exactly ``camera`` (zero skew needed): ``sensor_size`` (mm) is the
-    fitted sensor side; the other side is set to the image's aspect for a faithful viewport frame."""
+    fitted sensor side; the other side is set to the image's aspect for a faithful viewport frame. A
+    lens or sensor side that would be under Blender's 1 mm (a tall image of a short focal length) is
+    scaled up with the rest of the sensor: the image is the same."""
     (fx, skew, cx), (_, fy, cy) = camera.K[0], camera.K[1]
     if abs(skew) > 1e-9:
         raise CameraError("Blender cameras have no skew: K[0, 1] must be 0")
@@ -225,7 +238,11 @@ def to_blender(camera: Camera, sensor_size: float = 36.0, sensor_fit: str = "AUT
     mw = np.eye(4)
     mw[:3, :3] = wb @ camera.R.T @ OPENCV_FROM_BLENDER_CAMERA
     mw[:3, 3] = wb @ camera.position
-    return BlenderCamera(matrix_world=mw, lens=float(fx * used / viewfac), sensor_width=float(sensor_width),
+    lens = fx * used / viewfac
+    smallest = min(lens, sensor_width, sensor_height)
+    if smallest < BLENDER_MIN_MM:  # Blender raises each to 1 mm, zooming the image: a larger sensor is the same camera
+        return to_blender(camera, sensor_size * BLENDER_MIN_MM / smallest * (1 + 1e-9), sensor_fit, world_to_blender)
+    return BlenderCamera(matrix_world=mw, lens=float(lens), sensor_width=float(sensor_width),
                          sensor_height=float(sensor_height), sensor_fit=sensor_fit,
                          shift_x=float((W / 2 - cx) / viewfac), shift_y=float((cy - H / 2) * ycor / viewfac),
                          resolution_x=W, resolution_y=H, pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from handforge.render.camera import Camera
+from handforge.render.camera import Camera, clip_range
 
 BASE_COLOUR = (1.0, 1.0, 0.9)
 AMBIENT = 0.3
@@ -176,9 +176,7 @@ class GLRenderer:
         W, H = camera.width, camera.height
         fbo = self._framebuffer(W, H, normals)
         program = self._programs[normals]
-        depths = np.concatenate([camera.to_camera(v)[:, 2] for v, _ in meshes])
-        near = float(np.clip(depths.min() * 0.5, 1e-3, None)) if np.any(depths > 0) else 1e-3
-        far = float(max(depths.max() * 2.0, near * 10.0))
+        near, far = clip_range(camera, [v for v, _ in meshes])
         program["world_to_camera"].write(camera.world_to_camera.T.astype("f4").tobytes())
         program["projection"].write((_FLIP_Y @ camera.gl_projection(near, far)).T.astype("f4").tobytes())
         fbo.use()
