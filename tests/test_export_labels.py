@@ -917,3 +917,21 @@ def test_the_card_names_the_monk_scale_only_for_its_colours(tmp_path):
         export(parse_spec({**SPEC, "samples": 2, "hands": {"skin_tones": tones}}), out, progress=False)
         line = next(x for x in (out / "dataset_card.md").read_text().splitlines() if x.startswith("- skin tones:"))
         assert ("Monk Skin Tone scale" in line) == scale and (scale or line.endswith("(sRGB)")), line
+
+
+def test_a_keypoint_under_an_occluder_is_hidden_even_beside_its_hands_outline():
+    """Occluders (the forearms) become background in the images: the outline rule read a point under a
+    forearm's edge, its hand showing in the next pixel, as a visible fingertip on its hand's outline."""
+    from handforge.export.labels import keypoint_visibility
+    from handforge.render.camera import Camera
+    from handforge.render.gl import renderer
+
+    def quad(x0, x1, z):
+        vertices = np.array([[x0, -0.2, z], [x1, -0.2, z], [x1, 0.2, z], [x0, 0.2, z]])
+        return vertices, np.array([[0, 1, 2], [0, 2, 3], [0, 2, 1], [0, 3, 2]])
+
+    camera = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    point = np.array([[0.001, 0.0, 1.0]])  # pixel column 32; the occluder's edge between columns 32 and 33
+    for occluder, expected in ((quad(-0.2, 0.005, 0.5), False), (quad(-0.2, -0.1, 0.5), True)):
+        images = renderer().render(camera, [quad(-0.2, 0.2, 1.0), occluder]).first(1)
+        assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]

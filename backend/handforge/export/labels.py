@@ -22,7 +22,6 @@ from handforge_shared.poses import HandPose
 VISIBILITY_TOLERANCE_M = 0.02
 
 
-
 def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, images: GLImages,
                         tolerance: float = VISIBILITY_TOLERANCE_M) -> np.ndarray:
     """(21,) bool: in the image, in front of the camera, and not hidden (see VISIBILITY_TOLERANCE_M): its
@@ -37,8 +36,10 @@ def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, 
     own = hand_index + 1
     here, depth = images.instance[row, col], images.depth[row, col]
     seen = (here == own) & (depth >= z - tolerance)
-    # nothing in front at its pixel: the background, or the other hand behind the point
-    clear = (here == 0) | ((here != own) & (depth > z))
+    # nothing in front at its pixel: the background (not an occluder's, e.g. a forearm's), or the other hand
+    # behind the point
+    covered = images.occluded[row, col] if images.occluded is not None else np.zeros_like(seen)
+    clear = ((here == 0) & ~covered) | ((here != own) & (depth > z))
     beside = np.zeros_like(seen)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
@@ -106,7 +107,6 @@ def hand_labels(side: str, hand_index: int, pose: HandPose, keypoints: np.ndarra
         "bbox_projected": projected,       # the whole hand (occluded parts too), clipped to the image
         "mask_pixels": int(mask.sum()),
     }
-
 
 
 def label_poses(labels: Mapping[str, Any]) -> dict[str, HandPose]:

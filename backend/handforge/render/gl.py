@@ -88,6 +88,7 @@ class GLImages:
     instance: np.ndarray   # (H, W) uint8: 0 background, k + 1 where mesh k is nearest
     depth: np.ndarray      # (H, W) float32 camera z in metres, 0 on the background
     normals: np.ndarray | None  # (H, W, 3) float32 unit normals in the camera frame (0 on the background)
+    occluded: np.ndarray | None = None  # (H, W) bool: where an occluder is nearest (``first``), None before
 
     def mask(self, index: int) -> np.ndarray:
         """(H, W) bool: where mesh ``index`` is visible."""
@@ -97,6 +98,7 @@ class GLImages:
         """These images with meshes ``count`` and after as occluders only: where one of them is nearest,
         the pixel is background in every image (what they hide stays hidden). In place."""
         hidden = self.instance > count
+        self.occluded = hidden  # background in the images, not for visibility: a point there is covered
         if hidden.any():
             self.instance[hidden] = 0
             self.mesh[hidden] = 0
