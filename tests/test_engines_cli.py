@@ -210,3 +210,16 @@ def test_a_training_checkpoint_given_as_the_model_is_named_with_the_runs_model(t
     err = capsys.readouterr().err
     assert f"{step}: not a checkpoint folder, it has no config.json: it is a training checkpoint (the state a run " \
            f"resumes from), not a model; give {run / 'model'}, the run's model" in err, err
+
+
+def test_an_outside_packages_setting_in_the_config_file_is_no_misspelling(tmp_path, capsys, monkeypatch):
+    """train/eval --package PKG declares PKG's engine settings: the config file's check ran before them and
+    warned that example.checkpoints was a setting "no engine declares" (misspelled?)."""
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[example]\ncheckpoints = "{tmp_path}"\n')
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(config_file))
+    assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run"), "--steps", "2", "--quiet"]) == 0
+    assert "no engine declares" not in capsys.readouterr().err
+    config_file.write_text('[example]\ncheckpoint = "x"\n')  # a real misspelling is still said
+    assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run2"), "--steps", "2", "--quiet"]) == 0
+    assert "no engine declares, which nothing reads: example.checkpoint (misspelled?" in capsys.readouterr().err

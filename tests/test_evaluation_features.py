@@ -294,7 +294,11 @@ def test_measure_reads_clips_given_under_the_home_folder(tmp_path, monkeypatch, 
     monkeypatch.setenv("HOME", str(tmp_path))
     MotionClip.from_frames([side_by_side()] * 4).save(tmp_path / "clips" / "a.npz")
     assert main(["measure", "--clips=~/clips", "--frames", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["clips"] == 1
+    printed = capsys.readouterr().out
+    assert json.loads(printed)["clips"] == 1
+    # marked as a report: saved (`> r.json`), a later --out r.json replaces it (refused as "not a report")
+    (tmp_path / "r.json").write_text(printed)
+    assert main(["measure", "--clips=~/clips", "--frames", "2", "--out", str(tmp_path / "r.json")]) == 0
 
 
 def test_measure_refuses_an_empty_clips_path(tmp_path, monkeypatch, capsys):

@@ -164,7 +164,8 @@ def report_file(text: str) -> str:
     path = Path(writable_file(text)).expanduser()
     if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
         raise argparse.ArgumentTypeError(f"{path} exists and is not a HandForge report: choose another file, or "
-                                         "remove it first (a report replaces only an earlier report)")
+                                         "remove it first (a report replaces only an earlier report, one marked "
+                                         f"\"{REPORT_MARK}\": a report older than that mark is removed by hand)")
     return text
 
 
@@ -176,8 +177,8 @@ REPORT_VERSION = 1
 
 
 def _a_report(path: Path) -> bool:
-    """Whether ``path`` holds a JSON object (an earlier report) or nothing, read only when it is small enough;
-    a file that cannot be read is left to the write to report."""
+    """Whether ``path`` holds an earlier report (a JSON object marked ``REPORT_MARK``) or nothing, read only
+    when it is small enough; a file that cannot be read is left to the write to report."""
     try:
         if path.stat().st_size > REPORT_LIMIT:
             return False

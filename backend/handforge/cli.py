@@ -6,6 +6,7 @@ A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(modules[args.command], "CHECKS_CONFIG", False):  # (serve and doctor: after engine packages)
         # read before any work: a file that does not parse was said once the demo had half written its
         # folder, and a misspelled key was ignored without a word (the shipped model evaluated instead)
+        package, engine = getattr(args, "package", None), getattr(args, "engine", None)
+        if package and engine:  # train/eval --package PKG ENGINE: its settings declared before the check
+            from handforge.engines import declare_settings
+
+            with contextlib.suppress(ImportError, ValueError):  # (an unknown engine: the command says it)
+                declare_settings(package, engine)
         try:
             unknown = config.check_file()
         except ConfigError as exc:
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"handforge {args.command}: warning: the config file {config.config_path()} names settings no "
                   f"engine declares, which nothing reads: {', '.join(unknown)} (misspelled? `handforge doctor` "
-                  "lists the settings)", file=sys.stderr)
+                  "lists the settings, with --engine-package PACKAGE an outside package's)", file=sys.stderr)
     try:
         with sigterm_unwinds():
             return int(modules[args.command].run(args) or 0)
@@ -86,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         module = modules[args.command]
-        hint = getattr(module, "ON_FILE_ERROR", "")
+        # (not after a name too long: the path given is at fault, and running the same command again is no help)
+        hint = getattr(module, "ON_FILE_ERROR", "") if exc.errno != errno.ENAMETOOLONG else ""
         words = file_error(exc, getattr(module, "ELSEWHERE", "choose another folder"))
         print(f"handforge {args.command}: {words}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 2 if exc.errno == errno.ENAMETOOLONG else 1
