@@ -505,6 +505,12 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         # whole pairs only: around an artist's key a frame held a candidate's hand beside the artist's other
         # hand (or a candidate with the artist's keyed finger), which no dataset wants
         taken = keys.artist_frames(rigs, start, start + count - 1)
+        anchor = state.anchor_side
+        if anchor in taken and not changed_since_sampling(state):  # the anchor keyed where it was sampled:
+            # its key is the pose the candidates were made for (Key Pose, then sample, then key them)
+            taken[anchor] = [f for f in taken[anchor] if abs(f - start) >= keys.KEPT_KEY_REACH]
+            if not taken[anchor]:
+                del taken[anchor]
         if taken:
             where = "; ".join(f"the {side} hand at {keys.frame_list(frames)}" for side, frames in taken.items())
             raise ValueError(f"frames {keys.frame_range(start, start + count - 1)} hold your keys ({where}): Key "

@@ -190,3 +190,4 @@ def test_apply_warns_when_the_hands_changed_and_key_candidates_refuses_frames_ho
     message = found["in_the_way"]
     assert "frames 200-202 hold your keys (the right hand at 201)" in message and "whole pairs" in message, message
     assert found["kept"] == 3 and found["keys_unchanged"] is True, found
+    assert found["anchor_keyed"] == ["FINISHED"], found  # the anchor's own key where it was sampled: no refusal

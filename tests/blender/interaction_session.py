@@ -431,6 +431,11 @@ def changed_since_sampling_and_keys_in_the_way():
     found["kept"] = browse()["count"]
     found["keys_unchanged"] = {side: every_key(side) for side in SIDES} == before
     bpy.ops.handforge.interaction_cancel()
+    # the anchor keyed where it is sampled (Key Pose, Sample, Key Candidates): its key is what they fit
+    scene.frame_set(300)
+    assert as_user(bpy.ops.handforge.key_pose, sides="LEFT") == {"FINISHED"}
+    assert sorted(sample(anchor="LEFT", count=1)) == ["FINISHED"]
+    found["anchor_keyed"] = sorted(as_user(bpy.ops.handforge.interaction_key, count=1))
     return found
 
 
