@@ -272,6 +272,7 @@ def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[s
             found[side] = sorted(frames)
     return found
 
+
 def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
                    blend: int = 0) -> tuple[int, set[float]]:
     """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""

@@ -45,6 +45,7 @@ def scene_range(scene, start: int, end: int) -> tuple[int, int]:
                              f"{name.lower()}): move the keys to frame 0 or later")
     return scene.frame_start if start < 0 else start, scene.frame_end if end < 0 else end
 
+
 def absolute_path(path: str, what: str = "path") -> str:
     """``path`` read through bpy.path.abspath, made absolute; a "//" path (beside the .blend) of an unsaved
     .blend is refused: it would name a file in Blender's working folder, wherever that is. A plain

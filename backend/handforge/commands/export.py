@@ -80,7 +80,6 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
     return shlex.join(["handforge", "export", *kept])
 
 
-
 def run(args: argparse.Namespace) -> int:
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export

@@ -171,6 +171,7 @@ def _loading_error(exc: BaseException) -> str:
                 f"weights; the config was edited or belongs to other weights: save or train it again")
     return f"{type(exc).__name__}: {exc}"
 
+
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
     eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable, holds another class,

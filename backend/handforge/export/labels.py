@@ -127,6 +127,7 @@ def label_poses(labels: Mapping[str, Any]) -> dict[str, HandPose]:
             raise ValueError(f"hands.{side}.params_world: {exc}") from None
     return poses
 
+
 def hand_type(hands: Mapping[str, Mapping[str, Any]]) -> str:
     """InterHand2.6M's ``hand_type``: 'interacting' when both hands show, else the one that does."""
     shown = [s for s, h in hands.items() if h["mask_pixels"] > 0]

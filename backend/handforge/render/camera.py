@@ -212,6 +212,7 @@ def clip_range(camera: Camera, vertices: Sequence[np.ndarray]) -> tuple[float, f
     near = float(np.clip(depths.min() * 0.5, 1e-3, None)) if np.any(depths > 0) else 1e-3
     return near, float(max(depths.max() * 2.0, near * 10.0))
 
+
 BLENDER_MIN_MM = 1.0  # Blender's smallest lens and sensor side
 
 

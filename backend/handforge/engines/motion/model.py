@@ -26,6 +26,7 @@ from torch import nn
 
 from handforge.engines.motion.curves import CURVES, key_curve, slerp_correction
 from handforge.engines.motion.representation import FRAME_DIM, ROTATION_CHANNELS
+from handforge_shared.poses import MOTION_MAX_FRAMES
 
 
 def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -36,7 +37,7 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-MAX_FRAMES = 512  # the default max_frames: the longest clip (and training window) a model takes
+MAX_FRAMES = MOTION_MAX_FRAMES  # the default max_frames: the longest clip (and training window) a model takes
 
 
 class MotionDenoiser(ModelMixin, ConfigMixin):
