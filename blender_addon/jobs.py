@@ -316,18 +316,18 @@ class JobOperator:
         is the one that was sent: an undo of something else, a camera moved, leaves the result good)."""
         if not self.made_from_scene:
             return ""
-        undone = job.undone.capitalize()
+        what = f"an {job.undone.capitalize()}" if job.undone == "undo" else f"a {job.undone.capitalize()}"
         try:
             now = self.job_request(context)
         except USER_ERRORS as exc:  # e.g. the keys gone, or a hand in Edit Mode now: say what the read found
-            return f"after an {undone} while it ran, its request could not be read again ({exc})"
+            return f"after {what} while it ran, its request could not be read again ({exc})"
         except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the console
             traceback.print_exception(exc)
-            return (f"after an {undone} while it ran, its request could not be read again ({type(exc).__name__}: "
+            return (f"after {what} while it ran, its request could not be read again ({type(exc).__name__}: "
                     f"{exc}; see the system console)")
         if _same_request(job.request, now):
             return ""
-        return f"the scene changed while it ran (an {undone} changed the keys or poses it was made from)"
+        return f"the scene changed while it ran ({what} changed the keys or poses it was made from)"
 
     def _end(self, context, job: RunningJob, note: str = "", failure: str = ""):
         RUNNING.pop(job.handle.id, None)

@@ -30,7 +30,7 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
 
 def _refused(found, label, what):
     assert found["result"] == ["CANCELLED"], found
-    assert f"{label} failed: the scene changed while it ran (an {what} changed the keys or poses it was made from)" in found["printed"], found
+    assert f"{label} failed: the scene changed while it ran ({'an' if what == 'Undo' else 'a'} {what} changed the keys or poses it was made from)" in found["printed"], found
     assert "run it again" in found["printed"], found["printed"]
     assert found["running"] == 0 and found["poll"] is True, found  # not left running, its button free
 
