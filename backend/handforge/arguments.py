@@ -176,6 +176,11 @@ REPORT_MARK = "handforge_report"
 REPORT_VERSION = 1
 
 
+def marked_report(data: dict[str, Any]) -> dict[str, Any]:
+    """A command's report ``data`` with the mark every report starts with, written or printed alike."""
+    return {REPORT_MARK: REPORT_VERSION, **data}
+
+
 def _a_report(path: Path) -> bool:
     """Whether ``path`` holds an earlier report (a JSON object marked ``REPORT_MARK``) or nothing, read only
     when it is small enough; a file that cannot be read is left to the write to report."""
@@ -279,7 +284,7 @@ def write_report(path: str | Path, data: dict[str, Any]) -> None:
 
     try:
         with atomic_file(Path(path).expanduser()) as fh:
-            json.dump({REPORT_MARK: REPORT_VERSION, **data}, fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
+            json.dump(marked_report(data), fh, indent=1)  # raises part-way for a value JSON cannot hold: nothing is replaced
             fh.write("\n")
     except OSError as exc:  # a folder that passed report_file's look but refuses files (a read-only or full disk)
         raise ReportWriteError(f"could not write the report {path}: {exc.strerror or exc}; nothing was written: "
@@ -319,5 +324,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -7,7 +7,7 @@ import itertools
 import json
 import sys
 
-from handforge.arguments import REPORT_MARK, REPORT_VERSION, SEED, at_least, given_path, report_file, write_report
+from handforge.arguments import SEED, at_least, given_path, marked_report, report_file, write_report
 
 NAME = "measure"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         write_report(args.out, report)
         print(f"wrote {args.out}")
     else:
-        print(json.dumps({REPORT_MARK: REPORT_VERSION, **report}, indent=1))  # (a report --out may replace)
+        print(json.dumps(marked_report(report), indent=1))  # (a report --out may replace)
     return 0
