@@ -26,6 +26,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 
 from . import app_handlers, hands, importers, jobs, keys
 from . import pose as pose_conv
+from .errors import USER_ERRORS
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
 from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, HandPose, MotionClip, hand_array_name
@@ -395,6 +396,20 @@ def out_of_shared_space(clip: MotionClip, placement: dict[str, Any]) -> MotionCl
                       extra=dict(clip.extra))
 
 
+def job_rigs(context, request: dict[str, Any]) -> dict[str, object]:
+    """The rigs a motion was made for that are still in the scene, by side, found by identity (a renamed
+    one too), not the scene's hands of now."""
+    by_uid = {o.session_uid: o for o in context.scene.objects}
+    return {side: by_uid[uid] for side, (_, uid) in request["rigs"].items() if uid in by_uid}
+
+
+def changed_arrays(sent: dict[str, np.ndarray], now: dict[str, np.ndarray], sides: set[str]) -> list[str]:
+    """Names of the arrays of ``sides`` that ``now`` holds different from ``sent`` (or no longer holds)."""
+    return [name for name, value in sent.items() if name.split(".", 1)[0] in sides
+            and (name not in now or np.shape(now[name]) != np.shape(value)
+                 or not np.allclose(now[name], value, rtol=0.0, atol=1e-6))]
+
+
 def write_result(context, result, request: dict[str, Any]) -> str:
     clip = out_of_shared_space(result_clip(result, request), request["placement"])
     made_at, now = request["params"]["fps"], keys.scene_fps(context.scene)
@@ -403,16 +418,15 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         clip = MotionClip(hands=clip.hands, fps=now, hand_model=clip.hand_model, extra=clip.extra)
         refit = (f"made for {made_at:g} fps, the scene is now at {now:g} fps: keyed frame for frame on the frames "
                  "asked for (run it again for this frame rate's timing)")
+    there = job_rigs(context, request)
     rigs = {}
-    for side in clip.hands:  # the rigs it was made for (a renamed one too), not the scene's hands of now
+    for side in clip.hands:
         if side not in request["rigs"]:  # (no rig of that side was there when it was sent)
             continue
-        name, uid = request["rigs"][side]
-        rig = next((o for o in context.scene.objects if o.session_uid == uid), None)
-        if rig is None:
-            raise hands.NoHandsError(f"the {side} hand {name!r} this motion was made for is no longer in the scene, "
-                                     "so nothing was keyed: run it again on the hands there now")
-        rigs[side] = rig
+        if side not in there:
+            raise hands.NoHandsError(f"the {side} hand {request['rigs'][side][0]!r} this motion was made for is no "
+                                     "longer in the scene, so nothing was keyed: run it again on the hands there now")
+        rigs[side] = there[side]
     if not rigs:
         raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
@@ -475,13 +489,13 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         if self.sample >= self.num_samples:
             raise ValueError(f"Keyed Sample {self.sample} does not exist with {self.num_samples} sample(s): "
                              f"choose 0-{self.num_samples - 1}")
-        kind, extra, arrays, write, every = self.motion_request(context, start, end)
+        kind, extra, read, write, every = self.motion_request(context, start, end)
         # refused before the job runs, not when its result lands (a learned run's time lost); every hand:
         # with one action shared, writing the left hand's keys moved the right hand too, unsaid
         keys.check_own_actions(every)
         keys.check_keyable({side: every[side] for side in write})
         placement = rig_placement(every)
-        arrays = into_shared_space(arrays, placement)
+        arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
                   **extra}
@@ -491,11 +505,34 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
             params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
-                         "placement": placement,
+                         "placement": placement, "read": read,
                          "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()}}
         return kind, params, arrays
 
+    def check_inputs_unchanged(self, context) -> None:
+        """The keys and paths the motion was made from, read again as it lands: a key moved while it ran
+        (no Undo involved) left the motion going round the old value, with a jump at the new one,
+        reported as done. Another pair added or the frame rate changed meanwhile do not count."""
+        request = self._request
+        rigs = job_rigs(context, request)
+        if set(request["write"]) - set(rigs):
+            return  # a rig written is gone: ``write_result`` refuses, saying which
+        start = request["frame_start"]
+        try:
+            *_, read, _, every = self.motion_request(context, start, start + request["frames"] - 1)
+        except USER_ERRORS as exc:
+            raise ValueError(f"the keys or paths it was made from could not be read again ({exc}), so nothing was "
+                             "keyed: run it again on the scene as it is now") from None
+        same = {side for side, rig in rigs.items() if side in every and every[side] == rig}
+        changed = changed_arrays(request["read"], read, same)
+        if changed:
+            sides = sorted({name.split(".", 1)[0] for name in changed})
+            whose = "the left and right hands'" if len(sides) == 2 else f"the {sides[0]} hand's"
+            raise ValueError(f"{whose} keys or wrist path changed while it ran, so nothing was keyed: run it again "
+                             "on the keys as they are now")
+
     def job_apply(self, context, result):
+        self.check_inputs_unchanged(context)
         text = write_result(context, result, self._request)
         LAST_RUN.clear()  # only a motion that landed: a cancelled or refused one is not what Regenerate repeats
         LAST_RUN.update(operator=type(self).bl_idname, params=self._request["params"],

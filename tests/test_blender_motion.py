@@ -256,6 +256,16 @@ def test_the_motion_lands_on_the_rigs_it_was_made_for(session):
     assert not any(deleted["keyed"].values()), deleted
 
 
+def test_a_key_moved_while_the_motion_ran_refuses_the_result(session):
+    # before: the in-between landed around the key's old value, a jump at the new one, reported as done
+    session.no_error("keys_edited")
+    found = session["keys_edited"]
+    assert found["moved"] and found["result"] == ["CANCELLED"], found
+    assert "the right hand's keys or wrist path changed while it ran" in found["printed"], found
+    assert found["generated"] == 0 and found["edited_only"], found  # nothing keyed: only the artist's edit
+    assert found["landed"] == ["FINISHED"], found
+
+
 def test_regenerate_follows_a_path_renamed_since(session):
     # before: Regenerate looked the path up by its old name: another object with that name was followed
     # (here 3 m away), or the renamed path was said not to be in the scene

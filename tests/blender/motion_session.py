@@ -502,6 +502,43 @@ def path_not_evaluated():
 s.check("path_not_evaluated", path_not_evaluated)
 
 
+def keys_edited_mid_job():
+    """A key moved while an in-between ran (no Undo): nothing is keyed, and why is said (the motion went
+    round the key's old value, with a jump at the new one, reported as done)."""
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    right = bpy.context.scene.handforge.right
+    for frame in (801, 820):
+        keys_module.key_pose(right, frame)
+    curve = bag_of(right).fcurves.find('pose.bones["index2"].rotation_euler', index=0)
+    moved = []
+
+    def move_a_key():
+        if not moved:
+            key = next(k for k in curve.keyframe_points if k.co[0] == 820)
+            key.co[1] += 0.3
+            curve.update()
+            moved.append(key.co[1])
+
+    before = snapshot()
+    try:
+        with while_a_job_runs(move_a_key):
+            result, printed = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline",
+                                      sides="RIGHT")
+    except RuntimeError as exc:  # the operator's error report
+        result, printed = ["CANCELLED"], str(exc)
+    after = snapshot()
+    generated = sum(k[2] == "GENERATED" and 801 < k[0] < 820 for v in after.values() for k in v)
+    edited_only = {key for key in after if after[key] != before[key]} == {'right|pose.bones["index2"].rotation_euler|0'}
+    # the same in-between with nothing edited lands
+    landed, _ = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline", sides="RIGHT")
+    _drop_keys_from(right, 800)
+    return {"result": result, "printed": printed, "moved": bool(moved), "generated": int(generated),
+            "edited_only": edited_only, "landed": landed}
+
+
+s.check("keys_edited", keys_edited_mid_job)
+
+
 def rigs_changed_mid_job():
     """The motion lands on the rigs it was made for: a second pair added while it ran (now the scene's
     hands) gets none of it (it went on the new pair, the artist's rig got nothing), and a rig deleted
