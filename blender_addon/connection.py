@@ -21,7 +21,7 @@ from bpy.app.handlers import persistent
 
 from . import app_handlers, preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from handforge_shared.protocol import is_loopback, parse_endpoint, sentence, with_hint
+from handforge_shared.protocol import STOP_WITH_STDIN_ENV, is_loopback, parse_endpoint, sentence, with_hint
 
 TICK_S = 0.25
 
@@ -134,7 +134,10 @@ def start_local(blocking: bool = False) -> None:
     log = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)
+            # a pipe on its stdin that only this process holds: when Blender exits, a crash too, the OS closes
+            # it and the backend stops (it outlived a crash, holding the port and its models' memory)
+            BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.PIPE,
+                                               env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
     except OSError as exc:
         log.unlink(missing_ok=True)  # (empty: nothing ran)
         message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): put the full path of `handforge` in the "
@@ -176,6 +179,8 @@ def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    if proc is not None and proc.stdin is not None:
+        proc.stdin.close()  # (its pipe: the one file Blender holds for it)
     if not keep_log:
         _remove_log()
 

@@ -12,8 +12,8 @@ import pytest
 
 from handforge.cli import main
 from handforge_shared.client import Cancelled, Disconnected
-from handforge_shared.protocol import Message, MessageType
-from tests.support.server import RawPeer, running_server
+from handforge_shared.protocol import STOP_WITH_STDIN_ENV, Message, MessageType
+from tests.support.server import RawPeer, running_server, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,3 +132,36 @@ def test_a_port_in_use_is_said_once():
         done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", str(port)], capture_output=True,
                               text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("cannot listen on") == 1, done.stderr
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(tmp_path, told):
+    # before: a backend the add-on started outlived a Blender that crashed, holding the port and its models'
+    # memory; a server started without the setting (e.g. under nohup, stdin closed) must not stop
+    endpoint_file = tmp_path / "endpoint"
+    env = {k: v for k, v in os.environ.items() if k != STOP_WITH_STDIN_ENV}
+    if told:
+        env[STOP_WITH_STDIN_ENV] = "1"
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
+                                str(endpoint_file)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoint_file.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.02)
+        wait_ready(endpoint_file.read_text().strip())
+        assert process.poll() is None  # the pipe open: it serves
+        process.stdin.close()
+        if told:
+            assert process.wait(20) == 0
+            assert "stdin closed" in process.stderr.read().decode()
+        else:
+            with pytest.raises(subprocess.TimeoutExpired):
+                process.wait(3)
+            assert wait_ready(endpoint_file.read_text().strip()) >= 0  # still answering
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(20)
+        process.stderr.close()

@@ -51,6 +51,9 @@ PROTOCOL_VERSION = 1
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5780
 DEFAULT_HEARTBEAT_S = 2.0
+# Set to "1" by whoever starts ``handforge serve`` as a child with a pipe on its stdin (the add-on): the
+# server stops when that pipe closes, which the OS does when the parent exits, a crash or kill -9 too
+STOP_WITH_STDIN_ENV = "HANDFORGE_STOP_WITH_STDIN"
 # pyzmq copies frames below 64 KiB anyway; above it we hand it the array's own buffer.
 ZERO_COPY_THRESHOLD = 64 * 1024
 MAX_NAME_LENGTH = 128

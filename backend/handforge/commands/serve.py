@@ -7,11 +7,13 @@ import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 from handforge.arguments import (at_least, existing_path, finite_number, given_path, python_package, writable_file,
                                  thread_count, whole_number)
-from handforge_shared.protocol import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Limits
+from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
+                                       STOP_WITH_STDIN_ENV, Limits)
 
 NAME = "serve"
 HELP = "run the backend server that Blender and scripts talk to (ZeroMQ, loopback by default)"
@@ -118,6 +120,25 @@ def limit_torch_threads(count: int) -> None:
         sys.modules["torch"].set_num_threads(count)
 
 
+def stop_when_stdin_closes(server) -> None:
+    """With ``STOP_WITH_STDIN_ENV`` set, stop ``server`` once stdin reaches its end: the parent that holds the
+    pipe's other end (Blender) exited. A backend the add-on started outlived a Blender that crashed,
+    holding its port (the next Start Local Backend was refused) and its models' memory."""
+    if os.environ.get(STOP_WITH_STDIN_ENV) != "1" or sys.stdin is None:
+        return
+    stdin = sys.stdin.buffer
+
+    def watch() -> None:
+        try:
+            while stdin.read1(4096):  # the parent writes nothing: this waits for the end
+                pass
+        except (OSError, ValueError):  # closed under us: the same news
+            pass
+        server.stop("stdin closed: the program that started the backend exited")
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
 def run(args: argparse.Namespace) -> int:
     from handforge.server.app import Server, ServerConfig
 
@@ -154,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:  # (after the refusals: a server that does not start says only why)
         logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
                                                       "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
+    stop_when_stdin_closes(server)
     server.serve()
     if server.failure:
         print(f"handforge serve: {server.failure}", file=sys.stderr)
