@@ -438,6 +438,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(str(result.data["warning"]))
     if refit:
         notes.append(refit)
+    if engine == "spline" and request["params"].get("penetration_guidance", "off") != "off":
+        notes.append("Keep Apart steers the learned engine only: this spline motion was not kept apart")
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
             f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
@@ -462,6 +464,8 @@ class _MotionOptions:
     num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
     keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
                              description="Steering the hands apart where they would pass through each other")
+    sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
+                        description="Which of the generated motions is keyed (0: the first)")
 
 
 class _MotionJob(_MotionOptions, jobs.JobOperator):
@@ -475,9 +479,6 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
     # the settings' range, not remembered by the operators: a later call without one takes the scene's
     frame_start: IntProperty(**SCENE_FRAME_START, options=ONE_SHOT)
     frame_end: IntProperty(**SCENE_FRAME_END, options=ONE_SHOT)
-
-    sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
-                        description="Which of the generated motions is keyed (0: the first)")
 
     def motion_request(self, context, start: int, end: int) -> tuple[str, dict, dict, list[str], dict]:
         """(kind, extra params, arrays, hands to write, every hand) of this button."""
@@ -691,12 +692,17 @@ def draw_panel(layout, context) -> None:
     row.prop(settings, "frame_end")
     layout.row().prop(settings, "engine", expand=True)
     col = layout.column(align=True)
-    col.prop(settings, "steps")
-    col.prop(settings, "variation")
-    row = col.row(align=True)
-    row.prop(settings, "seed")
+    learned = col.column(align=True)
+    learned.active = settings.engine == "learned"  # greyed for the spline engine, which ignores them
+    learned.prop(settings, "steps")
+    learned.prop(settings, "variation")
+    col.prop(settings, "seed")
+    row = learned.row(align=True)
     row.prop(settings, "num_samples")
-    col.prop(settings, "keep_apart")
+    sample = row.row(align=True)
+    sample.active = settings.num_samples > 1
+    sample.prop(settings, "sample")
+    learned.prop(settings, "keep_apart")
     layout.row().prop(settings, "fixed", expand=True)
     op = layout.operator(HANDFORGE_OT_motion_inbetween.bl_idname, icon="IPO_BEZIER")
     jobs.copy_options(op, settings, _MotionOptions)

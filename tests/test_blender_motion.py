@@ -87,7 +87,24 @@ def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
     set_on = {(d[1], d[2]) for d in drawn if d[0] == "set"}
     assert {("handforge.motion_inbetween", "engine"), ("handforge.motion_inbetween", "fixed"),
             ("handforge.motion_follow_path", "right_path"), ("handforge.motion_generate", "steps"),
-            ("handforge.motion_inbetween", "keep_apart"), ("handforge.motion_generate", "keep_apart")} <= set_on
+            ("handforge.motion_inbetween", "keep_apart"), ("handforge.motion_generate", "keep_apart"),
+            ("handforge.motion_inbetween", "sample"), ("handforge.motion_generate", "sample")} <= set_on
+    # the spline engine (drawn so here) ignores Steps, Variation, Samples and Keep Apart: greyed, not hidden;
+    # Keyed Sample (not on the panel before: only in the Redo panel) greyed while one sample is asked for
+    props = [d[1] for d in drawn if d[0] == "prop"]
+    greyed = [i for i, d in enumerate(drawn) if d == ["attr", "active", False]]
+    assert len(greyed) == 2 and "sample" in props, drawn
+    first, second = greyed
+    after = lambda i: [d[1] for d in drawn[i:] if d[0] == "prop"]
+    assert after(first)[:3] == ["steps", "variation", "seed"] and "keep_apart" in after(first), drawn
+    assert after(second)[0] == "sample", drawn
+
+
+def test_keep_apart_asked_of_the_spline_engine_is_said_to_do_nothing(session):
+    session.no_error("spline_keep_apart")
+    found = session["spline_keep_apart"]
+    assert found["result"] == ["FINISHED"], found
+    assert "Keep Apart steers the learned engine only" in found["printed"], found
 
 
 def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):

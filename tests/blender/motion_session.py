@@ -108,7 +108,8 @@ def panel():
     bpy.context.scene.handforge_motion.engine = "spline"
     calls = recorded_layout(bpy.types.HANDFORGE_PT_motion.draw)
     assert not [c for c in calls if c[0] == "bad"], [c for c in calls if c[0] == "bad"]
-    return [["operator", c[1][0]] if c[0] == "operator" else c[:3] for c in calls if c[0] in ("operator", "set")]
+    return [["operator", c[1][0]] if c[0] == "operator" else ["prop", c[1][1]] if c[0] == "prop" else c[:4]
+            for c in calls if c[0] in ("operator", "set", "attr", "prop")]
 
 
 s.check("panel", panel)
@@ -537,6 +538,18 @@ def keys_edited_mid_job():
 
 
 s.check("keys_edited", keys_edited_mid_job)
+
+
+def spline_keep_apart():
+    """Keep Apart asked of the spline engine, which cannot steer: said with the result (it was silently ignored)."""
+    right = bpy.context.scene.handforge.right
+    result, printed = as_user(ops.motion_generate, frame_start=901, frame_end=920, engine="spline", sides="RIGHT",
+                              keep_apart="on")
+    _drop_keys_from(right, 900)
+    return {"result": result, "printed": printed}
+
+
+s.check("spline_keep_apart", spline_keep_apart)
 
 
 def rigs_changed_mid_job():

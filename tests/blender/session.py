@@ -189,7 +189,8 @@ _ICONS: set[str] = set()
 def recorded_layout(draw, context=None) -> list[list]:
     """Run ``draw(self, context)`` (a panel's, an operator's dialog) on a stand-in for its UILayout that
     records every call, in order: ``[method, args, kwargs]`` (values as JSON-ready text where they are
-    not plain), ``["set", operator id, property, value]`` for each property set on an operator button,
+    not plain), ``["attr", name, value]`` for each attribute set on a layout (``active``, ``enabled``),
+    ``["set", operator id, property, value]`` for each property set on an operator button,
     and ``["bad", what]`` for a property that does not exist or an icon Blender does not know."""
     if not _ICONS:
         _ICONS.update(bpy.types.UILayout.bl_rna.functions["operator"].parameters["icon"].enum_items.keys())
@@ -207,6 +208,9 @@ def recorded_layout(draw, context=None) -> list[list]:
                           sorted(value)])
 
     class Layout:
+        def __setattr__(self, name: str, value: Any) -> None:  # e.g. ``active``: recorded, in order
+            calls.append(["attr", name, plain(value)])
+
         def __getattr__(self, name: str):
             def call(*args, **kwargs):
                 icon = kwargs.get("icon", "NONE")
