@@ -191,6 +191,22 @@ def test_clamp_lands_inside_and_is_idempotent(angles):
     np.testing.assert_allclose(clamped[inside], angles[inside])
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_clamp_pose_moves_only_poses_outside_the_limits_into_them_in_numpy_and_torch(side):
+    rng = np.random.default_rng(3)
+    inside = A.anatomical_to_hand_pose(A.clamp_to_limits(rng.normal(0, 0.3, (4, 15, 3))), FRAMES[side], side)
+    outside = A.anatomical_to_hand_pose(rng.normal(0, 1.5, (4, 15, 3)), FRAMES[side], side)
+    poses = np.concatenate([inside, outside])
+    assert not A.within_limits(A.hand_pose_to_anatomical(outside, FRAMES[side], side)).any()
+    clamped = A.clamp_pose(poses, FRAMES[side], side)
+    assert A.within_limits(A.hand_pose_to_anatomical(clamped, FRAMES[side], side), tolerance_deg=1e-6).all()
+    np.testing.assert_allclose(clamped[:4], inside, atol=1e-9)
+    # torch: the same poses, in the input's dtype
+    as_torch = A.clamp_pose(torch.tensor(poses, dtype=torch.float32), FRAMES[side], side)
+    assert as_torch.dtype == torch.float32
+    np.testing.assert_allclose(as_torch.numpy(), clamped, atol=1e-5)
+
+
 def test_pose_violation_from_axis_angles():
     bent_back = np.zeros((15, 3))
     bent_back[JOINT_NAMES.index("ring3") - 1, 0] = np.radians(-40)  # DIP hyperextended 40°

@@ -286,6 +286,17 @@ def clamp_to_limits(angles: Any) -> Any:
     return _clip(a, lo, hi)
 
 
+def clamp_pose(hand_pose: Any, frames: Any, side: Side) -> Any:
+    """(..., 45) ``hand_pose`` axis-angles on a rig's ``frames`` moved to the nearest pose inside the
+    limits (``clamp_to_limits`` on its anatomical angles); numpy, or torch (computed in float64, returned
+    in its own dtype)."""
+    hp = _as_input(hand_pose)
+    wide = hp if isinstance(hp, np.ndarray) else hp.double()
+    rig = _const(frames, wide)
+    clamped = anatomical_to_hand_pose(clamp_to_limits(hand_pose_to_anatomical(wide, rig, side)), rig, side)
+    return clamped if isinstance(hp, np.ndarray) else clamped.to(hp.dtype)
+
+
 def pose_violation(hand_pose: Any, frames: Any, side: Side) -> Any:
     """(..., 15, 3) limit violations (radians) of ``hand_pose`` axis-angles on a rig's frames."""
     return limit_violation(hand_pose_to_anatomical(hand_pose, frames, side))

@@ -74,7 +74,6 @@ from handforge.engines.interaction.representation import (
     decode_anchor,
     decode_other,
     mirror_hand,
-    within_limits,
 )
 from handforge.evaluation.limits import joint_frames, joint_limit_violations
 from handforge.evaluation.penetration import (
@@ -85,6 +84,7 @@ from handforge.evaluation.penetration import (
     separating_shifts,
     touching_shifts,
 )
+from handforge_shared.anatomy import clamp_pose
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES, other_side
 
@@ -322,7 +322,7 @@ class InteractionPipeline:
             x = scheduler.step(x0, t, x, eta=0.0).prev_sample
             step_done(f"other hand: step {k + 1}/{s.steps}")
         other = {f: v.float() for f, v in decode(x).items()}
-        other["hand_pose"] = within_limits(other["hand_pose"], self.frames[generated], generated)
+        other["hand_pose"] = clamp_pose(other["hand_pose"], self.frames[generated], generated)
         other = settle(self.hand_model, fixed, side, other, s)  # step 3
         # own memory (the anchor's fields and the shared betas are expanded views): redraws write rows in place
         return {sd: {f: v.clone() for f, v in hand.items()} for sd, hand in ((side, world_anchor), (generated, other))}
@@ -343,7 +343,7 @@ class InteractionPipeline:
         if not self.own_shapes:
             hand["betas"] = torch.zeros_like(hand["betas"])
             hand["transl"] = -self.wrists("left", hand["betas"])
-        hand["hand_pose"] = within_limits(hand["hand_pose"], self.frames["left"], "left")
+        hand["hand_pose"] = clamp_pose(hand["hand_pose"], self.frames["left"], "left")
         return hand
 
     def _batched_gradient(self, terms: Callable[..., torch.Tensor], fixed: FixedHands,

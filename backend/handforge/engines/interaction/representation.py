@@ -31,7 +31,6 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from handforge_shared.anatomy import anatomical_to_hand_pose, clamp_to_limits, hand_pose_to_anatomical
 from handforge_shared.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -137,18 +136,10 @@ def decode_other(vector: torch.Tensor, rotation: torch.Tensor, wrist: torch.Tens
             "transl": position - wrists(ANCHOR if mirror else OTHER, betas)}
 
 
-def within_limits(hand_pose: torch.Tensor, frames: np.ndarray, side: Side) -> torch.Tensor:
-    """``hand_pose`` (B, 45) projected into the joint limits (anatomical angles clamped)."""
-    angles = hand_pose_to_anatomical(hand_pose.double(), torch.as_tensor(frames, dtype=torch.float64), side)
-    clamped = anatomical_to_hand_pose(clamp_to_limits(angles), torch.as_tensor(frames, dtype=torch.float64), side)
-    return clamped.to(hand_pose.dtype)
-
-
 def pair_from_batch(batch: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
     """A ``handforge.datasets`` frame batch (fields (B, 2, n), hand axis left, right) → per side dicts."""
     return {side: {f: batch[f][:, h].float() for f in FIELDS} for h, side in enumerate(SIDES)}
 
 
 __all__ = ["ANCHOR", "ANCHOR_FREE", "FIELDS", "OTHER", "POSE", "ROOT", "SHAPE", "TRANSL", "VECTOR_DIM", "WristJoints",
-           "anchor_frame", "canonical", "decode_anchor", "decode_other", "encode", "mirror_hand", "pair_from_batch",
-           "within_limits"]
+           "anchor_frame", "canonical", "decode_anchor", "decode_other", "encode", "mirror_hand", "pair_from_batch"]

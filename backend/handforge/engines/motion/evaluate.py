@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, Guidance, MotionPipeline
     from handforge.engines.motion.settings import CHECKPOINT
     from handforge.engines.motion.spline import spline_inbetween
-    from handforge.engines.motion.synthesis import within_limits
+    from handforge.engines.motion.synthesis import into_limits
     from handforge.evaluation.features import load_features
     from handforge.evaluation.report import evaluate_clips
     from handforge.hands import load_hand_model
@@ -256,16 +256,16 @@ def run(args: argparse.Namespace) -> int:
             chunk = observations[s:s + args.batch]
             values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing,
                                 variation=variation)
-            learned += [o.clip(within_limits(v, o)) for o, v in zip(chunk, values)]
+            learned += [o.clip(into_limits(v, o)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()
-        spline = [o.clip(within_limits(spline_inbetween(o), o)) for o in observations]
+        spline = [o.clip(into_limits(spline_inbetween(o), o)) for o in observations]
         spline_seconds = time.monotonic() - started
         engines = [("ground truth", windows, 0.0), ("learned", learned, learned_seconds),
                    ("spline", spline, spline_seconds)]
         if task.startswith("gap"):
             started = time.monotonic()
-            curve = [o.clip(within_limits(hermite_inbetween(o), o)) for o in observations]
+            curve = [o.clip(into_limits(hermite_inbetween(o), o)) for o in observations]
             engines.append(("keys' Hermite curve", curve, time.monotonic() - started))
         for engine, generated, seconds in engines:
             report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,

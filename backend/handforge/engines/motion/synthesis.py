@@ -31,16 +31,16 @@ def synthesize(observation: Observation, engine: str = "learned", pipeline: Moti
     if engine not in ENGINES:
         raise ValueError(f"unknown motion engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "spline" or pipeline is None:
-        values = within_limits(spline_inbetween(observation), observation)
+        values = into_limits(spline_inbetween(observation), observation)
         if callback is not None:
             callback(1, 1, "spline")
         return [observation.clip(values, extra)] * num_samples
-    batch = within_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
+    batch = into_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
                                    guidance=guidance, callback=callback, smoothing=smoothing), observation)
     return [observation.clip({k: v[i] for k, v in batch.items()}, extra) for i in range(num_samples)]
 
 
-def within_limits(values: dict[str, np.ndarray], observation: Observation | None = None) -> dict[str, np.ndarray]:
+def into_limits(values: dict[str, np.ndarray], observation: Observation | None = None) -> dict[str, np.ndarray]:
     """``values`` (..., T, 2, size) with every finger joint outside its anatomical range clamped into it.
 
     With the ``observation``, a joint keyed outside its range (the rig's limits are a box; ours couple
@@ -83,4 +83,4 @@ def _keys_overshoot(observation: Observation, hand: int, side: str, frames) -> n
     return out
 
 
-__all__ = ["ENGINES", "synthesize", "within_limits"]
+__all__ = ["ENGINES", "synthesize", "into_limits"]

@@ -111,11 +111,11 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
     if unknown or not hands:
         raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
     for side, pose in hands.items():
-        _within_limits(side, pose)
+        _check_magnitudes(side, pose)
     return hands
 
 
-def _within_limits(side: str, pose: HandPose) -> None:
+def _check_magnitudes(side: str, pose: HandPose) -> None:
     """The labels' pose bounded as the source.<side>.* arrays are (the schema checks those)."""
     for name, limit in POSE_LIMITS.items():
         worst = float(np.max(np.abs(getattr(pose, name))))
