@@ -109,6 +109,17 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
+def start_command(template: str, port: int, python: str, windows: bool = os.name == "nt") -> list[str]:
+    """The start command's words, split as the shell would before ``{port}`` and ``{python}`` are filled
+    in (Blender's Python under "Program Files" is one word); on Windows, quotes around a word are taken
+    off (``shlex`` keeps them: a program path in quotes, needed for one with a space, was not found).
+    Raises KeyError, IndexError or ValueError for a malformed template."""
+    words = shlex.split(template, posix=not windows)
+    if windows:
+        words = [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]
+    return [w.format(port=port, python=python) for w in words]
+
+
 def start_local(blocking: bool = False) -> None:
     """Start the configured backend command as a subprocess and connect to it."""
     prefs = preferences.get()
@@ -121,7 +132,7 @@ def start_local(blocking: bool = False) -> None:
         raise BackendError(f"something already listens at tcp://{host}:{port} (a backend started elsewhere?): "
                            "press Connect to use it, or set another address in the HandForge preferences")
     try:
-        command = shlex.split(prefs.server_command.format(port=port, python=sys.executable), posix=os.name != "nt")
+        command = start_command(prefs.server_command, port, sys.executable)
     except (KeyError, IndexError, ValueError) as exc:
         raise BackendError(f"the start command {prefs.server_command!r} is not valid ({exc}): e.g. "
                            "`handforge serve --port {port}`") from None
@@ -140,8 +151,10 @@ def start_local(blocking: bool = False) -> None:
                                                env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
     except OSError as exc:
         log.unlink(missing_ok=True)  # (empty: nothing ran)
+        example = (r'"C:\path\to\HandForge\.venv\Scripts\handforge.exe"' if os.name == "nt"
+                   else "/path/to/HandForge/.venv/bin/handforge")
         message = (f"cannot run {command[0]!r} ({exc.strerror or exc}): put the full path of `handforge` in the "
-                   "start command (HandForge preferences), e.g. /path/to/HandForge/.venv/bin/handforge after "
+                   f"start command (HandForge preferences), e.g. {example} after "
                    "`python3 scripts/dev.py setup` in the HandForge checkout, or start Blender where it is on the PATH")
         _set_status(f"The local backend did not start: {message}")  # not an older, unrelated status
         raise BackendError(message) from None
@@ -172,15 +185,16 @@ def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
     (its status named the log until now); ``keep_log``: a start that failed, whose error names the log."""
     proc = BACKEND.process
     BACKEND.process = None
+    if proc is not None and proc.stdin is not None:
+        proc.stdin.close()  # its pipe closed: the backend cancels its jobs, tells its clients and exits
     if proc is not None and proc.poll() is None:
-        proc.terminate()  # the backend cancels its jobs and says goodbye
+        if os.name != "nt":  # (on Windows terminate() kills at once: no clean stop, no goodbye)
+            proc.terminate()  # the same clean stop, for a start command that does not pass its stdin on
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    if proc is not None and proc.stdin is not None:
-        proc.stdin.close()  # (its pipe: the one file Blender holds for it)
     if not keep_log:
         _remove_log()
 

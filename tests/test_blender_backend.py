@@ -80,6 +80,18 @@ def test_bad_settings_are_reported(session):
     assert result["port_taken_children"] == 0
 
 
+def test_the_start_command_is_split_before_it_is_filled_in_and_windows_quotes_are_taken_off(session):
+    # before: {python} was filled in first (a Blender under "Program Files" split in two), and on Windows
+    # shlex kept the quotes around a program path with a space in it: the program was not found
+    session.no_error("start_command")
+    words = session["start_command"]
+    assert words["posix"] == ["/opt/Blender 4.5/python/bin/python3", "-m", "handforge", "serve", "--port", "5780"]
+    assert words["windows"] == ["C:\\Users\\Ana Lopez\\HandForge\\.venv\\Scripts\\handforge.exe", "serve", "--port",
+                                "5780"]
+    assert words["windows_python"] == ["C:\\Program Files\\Blender\\python.exe", "-m", "handforge", "serve",
+                                       "--port", "5780"]
+
+
 def test_starts_a_local_backend_and_reads_capabilities(session):
     session.no_error("start")
     result = session["start"]

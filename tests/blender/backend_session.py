@@ -88,6 +88,21 @@ def bad_settings():
 s.check("bad_settings", bad_settings)
 
 
+def start_command_words():
+    """The start command split as a shell would, then filled in: Blender's Python in a folder with a space
+    (unquoted {python}) and, on Windows, a quoted program path (shlex kept the quotes: not found)."""
+    words = importlib.import_module(f"{ADDON_MODULE}.connection").start_command
+    return {"posix": words("{python} -m handforge serve --port {port}", 5780, "/opt/Blender 4.5/python/bin/python3",
+                           windows=False),
+            "windows": words('"C:\\Users\\Ana Lopez\\HandForge\\.venv\\Scripts\\handforge.exe" serve --port {port}',
+                             5780, "unused", windows=True),
+            "windows_python": words('"{python}" -m handforge serve --port {port}', 5780,
+                                    "C:\\Program Files\\Blender\\python.exe", windows=True)}
+
+
+s.check("start_command", start_command_words)
+
+
 def start():
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
     prefs.server_command = a["command"]
