@@ -46,7 +46,8 @@ def sweep() -> list[Path]:
 
 def _abandoned(folder: Path) -> bool:
     try:
-        if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+        # another user's is left alone (Windows has no uids, and each user a temporary folder of their own)
+        if folder.is_symlink() or (hasattr(os, "getuid") and folder.stat().st_uid != os.getuid()):
             return False
         pid, host, namespace = (folder / OWNER).read_text().split()
         pid = int(pid)
@@ -72,14 +73,11 @@ def pid_namespace() -> str | None:
 
 
 def running(pid: int) -> bool:
-    """Whether process ``pid`` exists (a reused pid only keeps a folder a while longer)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    """Whether process ``pid`` exists, another user's too (a reused pid only keeps a folder a while
+    longer). psutil, not ``os.kill(pid, 0)``: on Windows that call ends the process."""
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 __all__ = ["OWNER", "PREFIX", "pid_namespace", "running", "scratch_folder", "sweep"]
