@@ -121,6 +121,14 @@ def test_an_engine_without_weights_is_refused_before_queueing(client, monkeypatc
     assert engines["gated"]["available"] is False and engines["paint"]["available"] is True
 
 
+def test_a_bad_request_to_an_engine_without_weights_is_told_what_is_wrong_with_it_first(client, monkeypatch):
+    # before: "paint.weights is not set" hid the request's own faults: a user fixed them one refusal at a time
+    monkeypatch.delenv(WEIGHTS.env, raising=False)
+    with pytest.raises(JobFailed) as info:
+        client.run("gated", {"steps": "many"})
+    assert info.value.code == ErrorCode.INVALID_PARAMS and "params.steps" in info.value.message
+
+
 def test_typed_errors_from_handlers_and_unsendable_results(client):
     with pytest.raises(JobFailed) as info:
         client.run("late_failure")

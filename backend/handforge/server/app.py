@@ -414,8 +414,9 @@ class Server:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"job id {msg.job!r} is already used by another of your jobs",
                                 "use a fresh id for each job")
         kind = self.registry.kind(msg.kind)
-        self.registry.require_available(kind)
+        # the request first: a user without weights fixed it one refusal at a time, each said after them
         params = kind.schema.validate(msg.params, msg.arrays)
+        self.registry.require_available(kind)
         if kind.check is not None:
             kind.check(params, msg.arrays)
         wait_limit = _requested_timeout(msg.data)
