@@ -105,3 +105,19 @@ def test_no_backend_is_a_clear_error_not_a_hang():
             client.run("ping")
         with pytest.raises(BackendUnavailable, match=f"no backend at tcp://127.0.0.1:{port}"):
             client.hello()
+
+
+def test_a_job_sent_after_the_backend_shut_down_says_so_not_to_ask_for_a_longer_timeout():
+    # before: "got no answer from the backend in time (ask for a longer timeout ...)"
+    from handforge_shared.client import Cancelled, Client, JobFailed
+
+    with running_server() as server, Client(server.endpoint) as client:
+        handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+        _running(client, handle)
+        server.terminate(timeout=20)
+        _until(client, lambda seen: handle.done, 10, "the shutdown's cancellation")
+        assert isinstance(handle.outcome, Cancelled) and handle.outcome.reason == "shutdown"
+        with pytest.raises(JobFailed) as info:
+            client.run("ping", timeout=1.5)
+        assert "was never answered by the backend" in info.value.message, info.value
+        assert "shutting down" in info.value.message and "handforge serve" in info.value.hint, info.value

@@ -190,6 +190,7 @@ class Client:
         self._last_ping = 0.0
         self._ever_connected = False
         self._tcp_connected = False     # a TCP connection was made (even if its handshake then failed)
+        self._last_word = ""            # what the backend said as it shut down, until one welcomes us again
         self._handshake_error: Error | None = None
         self._closed = False
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
@@ -557,12 +558,15 @@ class Client:
         elif mtype == MessageType.RESULT:
             self._finish(handle, Result(handle.id, data, message.arrays))
         elif mtype == MessageType.CANCELLED:
+            if data.get("reason") == "shutdown":
+                self._last_word = str(data.get("message", "it was shutting down"))
             self._finish(handle, Cancelled(handle.id, str(data.get("reason", "cancelled")), str(data.get("message", ""))))
         elif mtype == MessageType.ERROR:
             self._finish(handle, _error_event(message))
 
     def _on_welcome(self, message: Message) -> None:
         data = message.data or {}
+        self._last_word = ""
         self.capabilities = data
         self._limits = Limits.from_json(data.get("limits") or {})
         held, self._held = self._held, []
@@ -607,8 +611,15 @@ class Client:
         if late:
             self._drain_socket()  # an answer already queued (after a progress event) is not late
         for handle in late:
-            if not handle.done:
-                self._send_cancel(handle.id)
+            if handle.done:
+                continue
+            self._send_cancel(handle.id)
+            if handle.state == "sent":  # not even accepted: a backend stopped, not a slow job
+                said = f"; its last word was: {self._last_word}" if self._last_word else ""
+                self._fail(handle, ErrorCode.TIMEOUT, f"job {handle.id} ({handle.kind}) was never answered by the "
+                           f"backend at {self.endpoint}{said}", f"check that it runs ({self._start_hint()}), or ask "
+                           "for a longer timeout")
+            else:
                 self._fail(handle, ErrorCode.TIMEOUT, f"job {handle.id} ({handle.kind}) got no answer from the "
                            f"backend in time", "ask for a longer timeout, or check the backend's log")
         if not self._jobs:
