@@ -35,3 +35,23 @@ def test_a_file_and_its_name_are_on_the_disk_before_the_write_returns(tmp_path, 
     assert [kind for kind, _ in calls] == ["fsync", "rename", "fsync"]
     assert calls[0][1] == calls[1][1] and calls[0][1] != str(path)  # the temporary file, synced before its rename
     assert calls[2][1] == str(tmp_path.resolve()) and path.read_text() == "{}"
+
+
+def test_the_folder_lock_refuses_a_second_holder_but_not_a_file_system_without_locks(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from handforge_shared.files import FolderBusy, folder_lock
+
+    with folder_lock(tmp_path):
+        with pytest.raises(FolderBusy, match="in use by another process"), folder_lock(tmp_path):
+            pass
+    # before: a share without a lock service (ENOLCK) was said to be "in use by another process"
+
+    def no_locks(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with folder_lock(tmp_path):
+        (tmp_path / "written").write_text("ok")
+    assert (tmp_path / "written").read_text() == "ok"

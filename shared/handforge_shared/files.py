@@ -28,7 +28,8 @@ class FolderBusy(RuntimeError):
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """One writer at a time in ``folder`` (raises ``FolderBusy`` while another holds it): an advisory lock
     on the folder itself, so nothing is added to it, and the kernel drops it when its holder dies. No
-    lock where the platform has none (Windows)."""
+    lock where the platform has none (Windows) or the file system takes none (a network share without
+    a lock service: ENOLCK, which was reported as the folder being in use)."""
     try:
         import fcntl
     except ImportError:
@@ -38,7 +39,10 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                yield  # no lock to be had here: as on a platform without locks
+                return
             raise FolderBusy(f"{folder} is in use by another process") from None
         yield
     finally:
