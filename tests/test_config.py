@@ -112,3 +112,22 @@ def test_every_command_reads_the_file_first_naming_a_misspelled_key(config_file,
         err = capsys.readouterr().err
         assert err.startswith("handforge demo: ") and words in err and "Traceback" not in err, err
         assert not out.exists()
+
+
+@pytest.mark.parametrize("path", ["C:\\Users\\ana\\mano", "C:\\mano", "C:\\temp\\new"])
+def test_a_windows_path_in_double_quotes_is_said_with_how_to_write_it(config_file, path):
+    # before: "Invalid hex value (at line 2, column 18)" alone, or (\t, \n being escapes) another path, unsaid
+    config_file.write_text(f'[mano]\nmodel_dir = "{path}"\n')
+    with pytest.raises(config.ConfigError, match="write a Windows path in single quotes"):
+        config.value("mano.model_dir")
+    config_file.write_text(f"[mano]\nmodel_dir = '{path}'\n")  # as the hint says: read as written
+    assert str(config.value("mano.model_dir")).endswith(path)  # (relative on this OS: from the file's folder)
+
+
+@pytest.mark.parametrize("xdg", ["", "relative/config"])
+def test_an_empty_or_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path, xdg):
+    # before: "" put the config file in the current folder
+    monkeypatch.delenv("HANDFORGE_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config.config_path() == tmp_path / ".config" / "handforge" / "config.toml"

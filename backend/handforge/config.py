@@ -112,8 +112,15 @@ def config_path() -> Path:
     env = os.environ.get("HANDFORGE_CONFIG")
     if env:
         return Path(env).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    # an empty or relative one is ignored, as the XDG spec says (it named a file in the current folder)
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
     return base / "handforge" / "config.toml"
+
+
+# in a TOML "…" string a backslash starts an escape: a Windows path there failed, or became another path
+BACKSLASH_HINT = (" (a backslash in double quotes starts an escape: write a Windows path in single quotes, "
+                  "'C:\\Users\\you\\mano', or with forward slashes, \"C:/Users/you/mano\")")
 
 
 def _read_file() -> dict[str, Any]:
@@ -127,7 +134,10 @@ def _read_file() -> dict[str, Any]:
         return tomllib.loads(read_user_text(path))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"the HandForge config file {path} is {not_utf8(exc)}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read the HandForge config file {path}: {exc}"
+                          + (f"{BACKSLASH_HINT}" if "hex value" in str(exc) or "\\" in str(exc) else "")) from None
+    except OSError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 
 
@@ -161,6 +171,8 @@ def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) 
         raise wrong  # `checkpoint = true`, `sd_model = ["/x"]`: not the path "True" or "['/x']"
     if setting.kind == "path" and not raw.strip():  # not Path(""), the current (or the file's) folder
         raise ConfigError(f"{setting.key} from {source} is empty: give a path, or remove the line to leave it unset")
+    if setting.kind == "path" and any(ord(c) < 32 for c in raw):  # "C:\temp\new": a tab and a newline
+        raise ConfigError(f"{setting.key} from {source} holds a control character, {raw!r}{BACKSLASH_HINT}")
     try:
         if setting.kind == "path":
             try:
