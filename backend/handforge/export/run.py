@@ -21,6 +21,7 @@ from handforge.export.card import write_card
 from handforge.export.coco import finished_image, write_coco
 from handforge.export.folder import GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, pending_indices, recorded_inputs
 from handforge.export.interhand_format import write_interhand
+from handforge.export.room import check_room
 from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
@@ -217,9 +218,11 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
+    check_room(out, spec.width, spec.height, spec.outputs, len(pending))
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        stack.callback(gl.release_large)  # (a cancel too) a large image size's buffers do not outlive the export
         if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
             from handforge.engines.image.generated_rgb import rgb_source
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from handforge.export.folder import claimed_folder, clean_partial, is_finished, pending_indices
+from handforge.export.room import check_room
 from handforge.export.spec import ExportSpec
 from handforge.export.worker import replaces_too
 
@@ -122,6 +123,8 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
+    # the disk only: the workers' memory is theirs (Ray's elsewhere; local ones each a process that may die alone)
+    check_room(out, spec.width, spec.height, spec.outputs, len(pending), memory=False)
     chunks = plan_chunks(pending, workers, chunk_size)
     start = time.perf_counter()
     failed: dict[int, str] = {}

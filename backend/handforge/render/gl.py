@@ -150,10 +150,7 @@ class GLRenderer:
         key = (width, height, normals)
         if key not in self._framebuffers:
             if len(self._framebuffers) >= 4:  # a run uses one or two sizes: keep memory bounded
-                old = self._framebuffers.pop(next(iter(self._framebuffers)))
-                for attachment in (*old.color_attachments, old.depth_attachment):
-                    attachment.release()
-                old.release()
+                self._release(next(iter(self._framebuffers)))
             size = (width, height)
             targets = [self.ctx.texture(size, 4, dtype="f1"), self.ctx.texture(size, 1, dtype="f4")]
             if normals:
@@ -161,6 +158,25 @@ class GLRenderer:
             self._framebuffers[key] = self.ctx.framebuffer(color_attachments=targets,
                                                            depth_attachment=self.ctx.depth_renderbuffer(size))
         return self._framebuffers[key]
+
+    def release_large(self, keep_bytes: int = 64 * 2**20) -> None:
+        """Free the framebuffers above ``keep_bytes`` (at the end of an export: an 8192² one held 1.9 GB of
+        the backend's memory until another size pushed it out; small ones stay, for the next job)."""
+        # bytes a pixel: colour 4, depth target 4, depth buffer 4, normals 16
+        large = [k for k in self._framebuffers if k[0] * k[1] * (28 if k[2] else 12) > keep_bytes]
+        for key in large:
+            self._release(key)
+        if large:  # Mesa frees released textures at the next use of the context, not at their release
+            fbo = self._framebuffer(1, 1, False)
+            fbo.use()
+            fbo.clear()
+            self.ctx.finish()
+
+    def _release(self, key: tuple[int, int, bool]) -> None:
+        old = self._framebuffers.pop(key)
+        for attachment in (*old.color_attachments, old.depth_attachment):
+            attachment.release()
+        old.release()
 
     def _indices(self, faces: np.ndarray):
         faces = np.ascontiguousarray(faces, dtype=np.int32)

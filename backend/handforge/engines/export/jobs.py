@@ -53,6 +53,7 @@ def _arrays() -> dict[str, ArraySpec]:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     from handforge.export.blender_scene import BlenderExportError, check_folder, request_signature
+    from handforge.export.room import ExportTooLarge, check_room
 
     frames, cameras = len(arrays["frames"]), len(params["cameras"])
     if arrays["camera.lens"].shape != (cameras, frames):
@@ -79,12 +80,17 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         check_folder(params["out"], request_signature(params, arrays))
     except BlenderExportError as exc:
         raise invalid("params.out", str(exc)) from None
+    try:  # the memory of a sample now; the disk when the job knows which samples are left
+        check_room(params["out"], params["width"], params["height"], (), 0)
+    except ExportTooLarge as exc:
+        raise invalid("params.width", str(exc)) from None
 
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     from handforge.export.blender_scene import (BlenderExport, BlenderExportError, check_folder,
                                                 export_blender_scene, request_signature)
     from handforge.export.folder import ExportBusy
+    from handforge.export.room import ExportTooLarge
     from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 
@@ -108,7 +114,7 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
                                        "Blender: HandForge › Export Labelled Renders", progress=progress)
     except GLUnavailable as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "install the GL renderer's system packages") from None
-    except BlenderExportError as exc:
+    except (BlenderExportError, ExportTooLarge) as exc:
         raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
     except ExportBusy as exc:  # another export is writing into the folder right now
         raise JobError(ErrorCode.BUSY, str(exc)) from None

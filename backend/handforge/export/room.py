@@ -1,0 +1,55 @@
+"""Whether an export fits: the memory one sample takes while it is made, and the disk its samples take.
+
+Refused before the first sample, not when the machine runs out: an 8192² sample took the backend to
+5.2 GB, and 64 of them (70 GB) went on writing into a disk with less free.
+
+Memory: ``SAMPLE_BYTES_PER_PIXEL`` per pixel of the image size (measured: a 4096² sample of every
+output with the GL renderer, the backend's resident memory went from 0.5 to 1.6 GB, 66 bytes a pixel),
+against what the machine has available now. Disk: the float arrays alone (depth 4 bytes a pixel,
+normals 12: ``np.save``'s size, whatever the image shows; the PNGs compress, and are not counted), so a
+refusal is never wrong about needing more than is free.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from handforge_shared.files import existing_ancestor
+
+SAMPLE_BYTES_PER_PIXEL = 70
+ARRAY_BYTES_PER_PIXEL = {"depth": 4, "normals": 12}  # float32 (H, W) and (H, W, 3), as samples.write_sample saves
+GB = 1e9
+
+
+class ExportTooLarge(ValueError):
+    """An export that cannot fit in this machine's memory or its output disk; says what to lower."""
+
+
+def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[str, ...], pending: int,
+               memory: bool = True) -> None:
+    """``ExportTooLarge`` when a ``width`` × ``height`` sample needs more memory than is available
+    (``memory``: it is made in this process; not a Ray worker's elsewhere), or ``pending`` samples of
+    ``outputs`` more disk than ``out``'s file system has free."""
+    import psutil
+
+    pixels = width * height
+    need, available = SAMPLE_BYTES_PER_PIXEL * pixels, psutil.virtual_memory().available
+    if memory and need > available:
+        raise ExportTooLarge(f"a sample of {width}×{height} needs about {need / GB:.1f} GB of memory while it is "
+                             f"made, and this machine has {available / GB:.1f} GB available: lower the resolution, "
+                             "or free memory")
+    per_sample = pixels * sum(ARRAY_BYTES_PER_PIXEL.get(o, 0) for o in outputs)
+    if not pending or not per_sample:
+        return
+    disk = existing_ancestor(Path(out))
+    free = shutil.disk_usage(disk).free
+    if pending * per_sample > free:
+        arrays = " and ".join(o for o in ARRAY_BYTES_PER_PIXEL if o in outputs)
+        raise ExportTooLarge(f"{pending} samples of {width}×{height} need at least {pending * per_sample / GB:.1f} GB "
+                             f"(their {arrays} arrays alone), and {disk} has {free / GB:.1f} GB free: free space, "
+                             "lower the resolution, or export fewer samples (a rerun into the same folder resumes)")
+
+
+__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room"]
