@@ -148,7 +148,8 @@ def start_local(blocking: bool = False) -> None:
             # a pipe on its stdin that only this process holds: when Blender exits, a crash too, the OS closes
             # it and the backend stops (it outlived a crash, holding the port and its models' memory)
             BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.PIPE,
-                                               env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
+                                               env={**os.environ, STOP_WITH_STDIN_ENV: "1",
+                                                    "PYTHONIOENCODING": "utf-8"})  # (read back as UTF-8)
     except OSError as exc:
         log.unlink(missing_ok=True)  # (empty: nothing ran)
         example = (r'"C:\path\to\HandForge\.venv\Scripts\handforge.exe"' if os.name == "nt"
@@ -219,7 +220,7 @@ _ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+ (DEBUG|INFO) ")
 def _error_tail(path: Path | None) -> list[str]:
     if path is None or not path.is_file():
         return []
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
     return [line for line in lines if not _ROUTINE_LOG.match(line)][-EXIT_LINES:]
 
 

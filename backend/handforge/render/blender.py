@@ -47,7 +47,7 @@ class BlenderRGB:
     def __enter__(self) -> "BlenderRGB":
         self.work = scratch_folder("blender")
         try:
-            self._log = open(self.work / "blender.log", "w+")
+            self._log = open(self.work / "blender.log", "w+", encoding="utf-8", errors="replace")
             self._start()
         except BaseException:
             self.__exit__()
@@ -57,9 +57,12 @@ class BlenderRGB:
     def _start(self) -> None:
         self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker"], cwd=self.work,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                      # Blender's own temporary folder inside ours: removed with it
+                                      encoding="utf-8",
+                                      # Blender's own temporary folder inside ours, removed with it (TEMP and TMP:
+                                      # Windows's names); its text in UTF-8 whatever the system's code page
                                       env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user"),
-                                           "TMPDIR": str(self.work)})
+                                           "TMPDIR": str(self.work), "TEMP": str(self.work), "TMP": str(self.work),
+                                           "PYTHONIOENCODING": "utf-8"})
         self._topology = None  # a new process holds no meshes yet
         self._pending: object | None = None  # and owes no reply
         self.version = self._reply().get("ready")

@@ -105,9 +105,10 @@ class _ProbeDone:
 def _bind_hint(errno_: int, host: str) -> str:
     """What to do when the socket cannot listen: a port in use is the usual case, but a --bind that is no
     address of this machine ("256.1.1.1", a host name) was told to choose another port too."""
-    if errno_ == errno.EADDRINUSE:
+    # libzmq's own numbers, which on Windows are not the C library's (EADDRINUSE 100 there, not 10048)
+    if errno_ in (errno.EADDRINUSE, zmq.EADDRINUSE):
         return "is another `handforge serve` running? choose another --port"
-    if errno_ in (errno.ENODEV, errno.EADDRNOTAVAIL):
+    if errno_ in (errno.ENODEV, errno.EADDRNOTAVAIL, zmq.EADDRNOTAVAIL):
         return (f"{host!r} is no address or network interface of this machine: give one of its IP addresses, "
                 "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
     return "check --bind and --port"
