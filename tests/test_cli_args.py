@@ -179,6 +179,15 @@ def test_training_options_that_do_not_fit_together_are_refused_before_any_work(a
     assert needle in err and "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("engine", ["motion", "interaction"])
+def test_a_model_deeper_than_any_of_its_kind_is_refused_at_once(engine, capsys, tmp_path, monkeypatch):
+    # before: each layer was made before the memory check: 300,000 took 5.5 GB and 150 s, then a MemoryError
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["train", engine, "--corpus", ".", "--out", "x", "--layers", "300000"])
+    assert exit_.value.code == 2 and "--layers: must be between 1 and 256, got 300000" in capsys.readouterr().err
+
+
 def test_help_shows_each_options_default(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "motion", "--help"])

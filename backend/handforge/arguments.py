@@ -75,6 +75,16 @@ def at_least(low: int) -> Callable[[str], int]:
     return whole_number(low)
 
 
+# Layers above this are refused: a model's layers are made (on the meta device) before its memory is checked,
+# ~34 KB of Python objects each: --layers 300000 took 5.5 GB and 150 s before the check could say no
+MAX_LAYERS = 256
+
+
+def layer_count(text: str) -> int:
+    """A model's number of layers, in [1, MAX_LAYERS]."""
+    return whole_number(1, MAX_LAYERS)(text)
+
+
 # Thread counts above this are refused: torch.set_num_threads(10**8) crashed the process (a segfault, no
 # message) and the server's thread pool died with "can't start new thread"; no machine this runs on has
 # anywhere near this many cores, and 4096 was checked to still work.
@@ -324,5 +334,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, given_path, multiple_of, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, given_path, layer_count, multiple_of, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "fine-tune resumes from --out's checkpoints")
     parser.add_argument("--width", type=multiple_of(4), default=128, help="attention width (4 heads: a multiple of 4)")
     parser.add_argument("--hidden", type=at_least(1), default=256, help="MLP width")
-    parser.add_argument("--layers", type=at_least(1), default=5, help="MLP layers")
+    parser.add_argument("--layers", type=layer_count, default=5, help="MLP layers")
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
     parser.add_argument("--max-clips", type=at_least(1), default=None)
     parser.add_argument("--seed", type=SEED, default=0)

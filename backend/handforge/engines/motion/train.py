@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, given_path, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, given_path, layer_count, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=at_least(2), default=96, help="frames per training window (crops are shorter)")
     parser.add_argument("--min-length", type=at_least(2), default=24, help="shortest random crop of a window")
     parser.add_argument("--d-model", type=at_least(1), default=192)
-    parser.add_argument("--layers", type=at_least(1), default=4, help="transformer layers (HandDiffuse: 8)")
+    parser.add_argument("--layers", type=layer_count, default=4, help="transformer layers (HandDiffuse: 8)")
     parser.add_argument("--heads", type=at_least(1), default=4)
     parser.add_argument("--ff-size", type=at_least(1), default=512, help="feed-forward width (HandDiffuse: 1024)")
     parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=0.1)
