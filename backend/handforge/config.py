@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from handforge_shared.files import not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, not_utf8, read_user_text
 
 Source = Literal["env", "file", "default", "unset"]
 
@@ -134,6 +134,8 @@ def _read_file() -> dict[str, Any]:
         return tomllib.loads(read_user_text(path))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"the HandForge config file {path} is {not_utf8(exc)}") from None
+    except FileTooLarge as exc:
+        raise ConfigError(f"the HandForge config file {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}"
                           + (f"{BACKSLASH_HINT}" if "hex value" in str(exc) or "\\" in str(exc) else "")) from None

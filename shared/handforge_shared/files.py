@@ -87,10 +87,24 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, private: bool = Fal
     return Path(path)
 
 
+# A settings file people write is kilobytes; parsed, text takes ~8x its size (a 127 MB annotation file given
+# as a spec by mistake took 973 MB and 12 s before "unknown keys")
+USER_TEXT_MAX_BYTES = 16 * 2**20
+
+
+class FileTooLarge(ValueError):
+    """A file far larger than one of its kind ever is: the wrong file."""
+
+
 def read_user_text(path: str | os.PathLike) -> str:
     """A text file people edit (a config, a specification): UTF-8 with or without the byte-order mark
     Windows Notepad writes (tomllib and json refused it: "Invalid statement" at line 1, column 1). Another
-    encoding raises ``UnicodeDecodeError``, which ``not_utf8`` puts into words."""
+    encoding raises ``UnicodeDecodeError``, which ``not_utf8`` puts into words; one over
+    ``USER_TEXT_MAX_BYTES``, ``FileTooLarge`` (not read)."""
+    size = os.path.getsize(path)
+    if size > USER_TEXT_MAX_BYTES:
+        raise FileTooLarge(f"{path} is {size / 2**20:,.0f} MiB, far more than a settings file ever is (at most "
+                           f"{USER_TEXT_MAX_BYTES // 2**20} MiB): is it the right file?")
     return Path(path).read_text(encoding="utf-8-sig")
 
 
@@ -158,5 +172,5 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
     return f"{where}{reason}: fix it (or {elsewhere})"
 
 
-__all__ = ["TEMPORARY_SUFFIX", "FolderBusy", "atomic_file", "existing_ancestor", "file_error", "file_kind", "folder_lock",
+__all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "atomic_file", "existing_ancestor", "file_error", "file_kind", "folder_lock",
            "not_utf8", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]

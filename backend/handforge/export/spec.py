@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge_shared import pose_library
-from handforge_shared.files import file_kind, not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, file_kind, not_utf8, read_user_text
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
@@ -459,6 +459,8 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         text = read_user_text(path)
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: {not_utf8(exc)}") from None
+    except FileTooLarge as exc:
+        raise SpecError(f"the export specification {exc}") from None
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
