@@ -13,9 +13,12 @@ from handforge.export.room import ExportTooLarge, check_room
 
 def test_a_sample_larger_than_the_memory_or_samples_larger_than_the_disk_are_refused(tmp_path):
     check_room(tmp_path, 64, 64, ("mesh", "depth", "normals"), 10)  # fits
-    with pytest.raises(ExportTooLarge, match=r"a sample of 200000×200000 needs about 2800\.0 GB of memory while it is made"):
+    with pytest.raises(ExportTooLarge, match=r"a sample of 200000×200000 needs about 2800\.0 GB of memory"):
         check_room(tmp_path, 200_000, 200_000, ("mesh",), 1)
-    check_room(tmp_path, 200_000, 200_000, ("mesh",), 1, memory=False)  # made by workers elsewhere
+    check_room(tmp_path, 200_000, 200_000, ("mesh",), 1, at_once=0)  # made by Ray workers elsewhere
+    with pytest.raises(ExportTooLarge, match=r"3 samples of 100000×100000 made at once need about 2100\.0 GB .* "
+                                             "lower the resolution or --workers"):
+        check_room(tmp_path, 100_000, 100_000, ("mesh",), 1, at_once=3)
     # the disk: depth and normals, 16 bytes a pixel whatever the image shows
     with pytest.raises(ExportTooLarge, match=r"10000000 samples of 4096×4096 need at least 2684354\.6 GB \(their "
                                              r"depth and normals arrays alone\), and .* GB free"):

@@ -146,7 +146,10 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if not args.ray:  # locally or on a Ray of the run's own: this machine
+        from handforge.export.room import check_room
+
         workers = cpu_capped("export", workers, f"each worker {_worker_holds(spec)}; --ray ADDRESS for a cluster")
+        check_room(args.out, spec.width, spec.height, spec.outputs, 0, at_once=workers)  # a sample each at once
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 

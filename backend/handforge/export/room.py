@@ -28,18 +28,20 @@ class ExportTooLarge(ValueError):
 
 
 def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[str, ...], pending: int,
-               memory: bool = True) -> None:
-    """``ExportTooLarge`` when a ``width`` × ``height`` sample needs more memory than is available
-    (``memory``: it is made in this process; not a Ray worker's elsewhere), or ``pending`` samples of
-    ``outputs`` more disk than ``out``'s file system has free."""
+               at_once: int = 1) -> None:
+    """``ExportTooLarge`` when ``at_once`` ``width`` × ``height`` samples made together on this machine
+    (one per worker; 0: made elsewhere, by Ray workers, not checked) need more memory than is available,
+    or ``pending`` samples of ``outputs`` more disk than ``out``'s file system has free."""
     import psutil
 
     pixels = width * height
-    need, available = SAMPLE_BYTES_PER_PIXEL * pixels, psutil.virtual_memory().available
-    if memory and need > available:
-        raise ExportTooLarge(f"a sample of {width}×{height} needs about {need / GB:.1f} GB of memory while it is "
-                             f"made, and this machine has {available / GB:.1f} GB available: lower the resolution, "
-                             "or free memory")
+    need, available = SAMPLE_BYTES_PER_PIXEL * pixels * at_once, psutil.virtual_memory().available
+    if need > available:
+        made = f"{at_once} samples of {width}×{height} made at once need" if at_once > 1 else \
+            f"a sample of {width}×{height} needs"
+        raise ExportTooLarge(f"{made} about {need / GB:.1f} GB of memory, and this machine has {available / GB:.1f} "
+                             f"GB available: lower the resolution{' or --workers' if at_once > 1 else ''}, or free "
+                             "memory")
     per_sample = pixels * sum(ARRAY_BYTES_PER_PIXEL.get(o, 0) for o in outputs)
     if not pending or not per_sample:
         return

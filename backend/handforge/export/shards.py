@@ -123,8 +123,8 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
-    # the disk only: the workers' memory is theirs (Ray's elsewhere; local ones each a process that may die alone)
-    check_room(out, spec.width, spec.height, spec.outputs, len(pending), memory=False)
+    # the disk only: the workers' memory is checked where they start (``handforge export``), Ray's elsewhere
+    check_room(out, spec.width, spec.height, spec.outputs, len(pending), at_once=0)
     chunks = plan_chunks(pending, workers, chunk_size)
     start = time.perf_counter()
     failed: dict[int, str] = {}
