@@ -19,7 +19,7 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from . import app_handlers, keys
+from . import app_handlers, fcurves, keys
 from . import pose as pose_conv
 from . import rig
 from handforge_shared import anatomy
@@ -77,7 +77,7 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
     """Key what a slider moved at the current frame, as Blender's auto-keying keys a transform:
     with the chosen key type, only channels that have curves when "Only Insert Available" is on."""
     only_available = bpy.context.preferences.edit.use_keyframe_insert_available
-    bag = keys.find_channelbag(arm_obj)
+    bag = fcurves.find_channelbag(arm_obj)
 
     def wanted(path: str) -> bool:
         return not only_available or (bag is not None and bag.fcurves.find(path) is not None)

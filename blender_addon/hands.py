@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import keys
+from . import reframe
 from . import pose as pose_conv
 from . import rig as rig_build
 from handforge_shared.poses import side_by_side
@@ -70,12 +70,12 @@ def add_hands(context, rigs: dict[str, HandRig], name: str = "Hand") -> tuple[di
 def set_shape(context, arm_obj, betas) -> None:
     """Change a hand's shape (rest skeleton, shape keys) and keep its poses: the one shown and that of every
     keyed frame of its action (bone channels are relative to the rest bones, so the keys are re-keyed:
-    ``keys.reframe_keys``); frames between keys show what the new keys interpolate to. Check several hands
+    ``reframe.reframe_keys``); frames between keys show what the new keys interpolate to. Check several hands
     with ``rig.check_reshapable`` first: a refusal then leaves them all as they were."""
     current = pose_conv.read_pose(arm_obj, visual=False)
     before = pose_conv.bone_frames(arm_obj)
     rig_build.reshape(context, arm_obj, betas)
-    if keys.reframe_keys(arm_obj, pose_conv.rest_change(before, pose_conv.bone_frames(arm_obj))):
+    if reframe.reframe_keys(arm_obj, pose_conv.rest_change(before, pose_conv.bone_frames(arm_obj))):
         context.view_layer.update()  # the new keys shown now: the pose written next (an unkeyed change too) stays
     pose_conv.write_pose(arm_obj, current)
 

@@ -1,10 +1,8 @@
 """Keyframes: key the current pose, write motion clips in bulk, read the rigs back into clips.
 
 Bulk writes use ``keyframe_points.add`` + ``foreach_set`` (two orders of magnitude faster than a
-``keyframe_insert`` loop, see ``benchmarks/blender_import.py``). F-curves are reached through the
-layered/slotted action API (Blender 4.4+: action → layer → keyframe strip → channelbag for the
-ID's slot; Blender 5.0 removed ``Action.fcurves``), with the legacy ``Action.fcurves`` kept only
-for 4.2/4.3.
+``keyframe_insert`` loop, see ``benchmarks/blender_import.py``); the F-curves are found through
+``fcurves``, which knows the action APIs of every Blender the add-on runs on.
 
 Generated keys have keyframe type ``GENERATED``. Writing a clip replaces earlier generated keys in
 its frame range and never touches any other key: where the artist has a key, the artist's key
@@ -13,7 +11,6 @@ stays and the generated one is left out.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import bpy
@@ -21,31 +18,14 @@ import numpy as np
 
 from . import pose as pose_conv
 from . import rig as rig_build
+from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
+                      hand_channels, is_pose_path, key_types, new_points, read_points, shown, write_points)
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
 
-GENERATED = "GENERATED"
 LAST_FRAME = 1048574  # Blender's largest frame (MAXFRAME): frame fields stop there
-# Keyframe attributes copied when an F-curve is rebuilt, so kept keys come back unchanged.
-_POINT_FLOATS = {"co": 2, "handle_left": 2, "handle_right": 2, "back": 1, "amplitude": 1, "period": 1}
-_POINT_ENUMS = ("handle_left_type", "handle_right_type", "interpolation", "type", "easing")
-_POINT_BOOLS = ("select_control_point", "select_left_handle", "select_right_handle")
-_FRAME_EPS = 1e-3
 _NO_FRAMES = np.empty(0, np.float32)
-
-
-@functools.cache
-def _enum_value(struct, prop: str, item: str) -> int:
-    return struct.bl_rna.properties[prop].enum_items[item].value
-
-
-@functools.lru_cache(maxsize=4)
-def _generated_types(n: int) -> np.ndarray:
-    """The keyframe type of n generated keys, shared by every curve of an import (read-only)."""
-    types = np.full(n, _enum_value(bpy.types.Keyframe, "type", GENERATED), np.int32)
-    types.flags.writeable = False
-    return types
 
 
 @dataclass
@@ -56,122 +36,7 @@ class Channel:
     values: np.ndarray  # (T,) one value per frame written
 
 
-# ---------------------------------------------------------------------- actions (4.2 … 5.x)
-@functools.cache
-def _layered() -> bool:
-    return hasattr(bpy.types, "ActionChannelbag") or hasattr(bpy.types, "ActionChannelBag")
-
-
-def ensure_channelbag(id_block, action_name: str):
-    """The channel container of ``id_block``'s action (created if needed): a channelbag of its
-    slot on Blender 4.4+, the action itself before."""
-    ad = id_block.animation_data or id_block.animation_data_create()
-    if ad.action is None:
-        ad.action = bpy.data.actions.new(action_name)
-    action = ad.action
-    if not _layered():
-        return action
-    if ad.action_slot is None:
-        slot = next(iter(ad.action_suitable_slots), None)
-        if slot is None:
-            slot = action.slots.new(id_type=id_block.id_type, name=id_block.name)
-        ad.action_slot = slot
-    layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
-    strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
-    return strip.channelbag(ad.action_slot, ensure=True)
-
-
-def find_channelbag(id_block):
-    """The existing channel container of ``id_block``, or None."""
-    ad = id_block.animation_data
-    if ad is None or ad.action is None:
-        return None
-    return _slot_channelbag(ad.action, getattr(ad, "action_slot", None))
-
-
-def _slot_channelbag(action, slot):
-    """The channels of ``action`` for ``slot`` (the action itself before Blender 4.4), or None."""
-    if not _layered():
-        return action
-    if slot is None:
-        return None
-    for layer in action.layers:
-        for strip in layer.strips:
-            bag = strip.channelbag(slot)
-            if bag is not None:
-                return bag
-    return None
-
-
-class FCurves:
-    """The F-curves of one channel container, found or created by (data path, index).
-
-    The existing curves and groups are listed once: a ``fcurves.find`` per channel searches every curve
-    (104 searches per hand import)."""
-
-    def __init__(self, bag) -> None:
-        self.bag = bag
-        self.curves = {(fc.data_path, fc.array_index): fc for fc in bag.fcurves}
-        self.groups = {g.name: g for g in bag.groups} if _layered() else {}
-
-    def ensure(self, data_path: str, index: int, group: str):
-        fc = self.curves.get((data_path, index))
-        if fc is not None:
-            return fc
-        if _layered():
-            fc = self.bag.fcurves.new(data_path, index=index)
-            grp = self.groups.get(group)
-            if grp is None:
-                grp = self.groups[group] = self.bag.groups.new(group)
-            fc.group = grp
-        else:
-            fc = self.bag.fcurves.new(data_path, index=index, action_group=group)
-        self.curves[data_path, index] = fc
-        return fc
-
-
 # ---------------------------------------------------------------------- bulk writing
-def _read_points(kps) -> dict[str, np.ndarray]:
-    n = len(kps)
-    out: dict[str, np.ndarray] = {}
-    for name, width in _POINT_FLOATS.items():
-        buf = np.empty(n * width, dtype=np.float32)
-        kps.foreach_get(name, buf)
-        out[name] = buf.reshape(n, width) if width > 1 else buf
-    for name in _POINT_ENUMS:
-        buf = np.empty(n, dtype=np.int32)
-        kps.foreach_get(name, buf)
-        out[name] = buf
-    for name in _POINT_BOOLS:
-        buf = np.empty(n, dtype=bool)
-        kps.foreach_get(name, buf)
-        out[name] = buf
-    return out
-
-
-def _write_points(kps, points: dict[str, np.ndarray]) -> None:
-    for name, arr in points.items():
-        kps.foreach_set(name, np.ascontiguousarray(arr).ravel())
-
-
-def _new_points(co: np.ndarray) -> dict[str, np.ndarray]:
-    """Attributes of new generated keys at ``co`` (n, 2), for a curve that is rebuilt."""
-    n = len(co)
-    kf = bpy.types.Keyframe
-    return {
-        "co": co, "handle_left": co.copy(), "handle_right": co.copy(),  # recalculated by update()
-        "back": np.full(n, 1.70158, np.float32), "amplitude": np.full(n, 0.8, np.float32),
-        "period": np.full(n, 4.1, np.float32),
-        "handle_left_type": np.full(n, _enum_value(kf, "handle_left_type", "AUTO_CLAMPED"), np.int32),
-        "handle_right_type": np.full(n, _enum_value(kf, "handle_right_type", "AUTO_CLAMPED"), np.int32),
-        "interpolation": np.full(n, _enum_value(kf, "interpolation", "BEZIER"), np.int32),
-        "type": np.full(n, _enum_value(kf, "type", GENERATED), np.int32),
-        "easing": np.full(n, _enum_value(kf, "easing", "AUTO"), np.int32),
-        "select_control_point": np.zeros(n, bool), "select_left_handle": np.zeros(n, bool),
-        "select_right_handle": np.zeros(n, bool),
-    }
-
-
 KEPT_KEY_REACH = 0.5  # frames: a generated key closer than this to a kept key is left out
 
 
@@ -184,7 +49,7 @@ def _free_frames(kept_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(kept_frames, frames)
     before = kept_frames[np.clip(pos - 1, 0, len(kept_frames) - 1)]
     after = kept_frames[np.clip(pos, 0, len(kept_frames) - 1)]
-    return np.minimum(np.abs(before - frames), np.abs(after - frames)) >= KEPT_KEY_REACH - _FRAME_EPS
+    return np.minimum(np.abs(before - frames), np.abs(after - frames)) >= KEPT_KEY_REACH - FRAME_EPS
 
 
 def blend_towards(co: np.ndarray, artist: np.ndarray, frames: int, periodic: bool) -> np.ndarray:
@@ -222,26 +87,26 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
     if n_old == 0:  # a new curve: the floor of bpy writing (add + foreach_set + update)
         kps.add(len(co))
         kps.foreach_set("co", co.ravel())
-        kps.foreach_set("type", _generated_types(len(co)))
+        kps.foreach_set("type", generated_types(len(co)))
         fc.update()
         return _NO_FRAMES
-    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    generated = enum_value(bpy.types.Keyframe, "type", GENERATED)
     old_co = np.empty((n_old, 2), np.float32)
     old_type = np.empty(n_old, np.int32)
     kps.foreach_get("co", old_co.ravel())
     kps.foreach_get("type", old_type)
     frames = co[:, 0]
-    lo, hi = frames.min() - _FRAME_EPS, frames.max() + _FRAME_EPS
+    lo, hi = frames.min() - FRAME_EPS, frames.max() + FRAME_EPS
     drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
     free = _free_frames(np.sort(old_co[~drop, 0]), frames)
     new_co = blend_towards(co[free], old_co[old_type != generated], blend, fc.data_path.endswith("rotation_euler"))
     count = len(new_co)
     if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
-        kept = {k: v[~drop] for k, v in _read_points(kps).items()}
-        new = _new_points(new_co)
+        kept = {k: v[~drop] for k, v in read_points(kps).items()}
+        new = new_points(new_co)
         kps.clear()
         kps.add(len(kept["co"]) + count)
-        _write_points(kps, {k: np.concatenate([kept[k], new[k]]) for k in new})
+        write_points(kps, {k: np.concatenate([kept[k], new[k]]) for k in new})
     elif count:  # append: new points get the user's default interpolation and handle types
         kps.add(count)
         kps.foreach_set("co", np.concatenate([old_co, new_co]).ravel())
@@ -253,7 +118,7 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
 def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[str, list[float]]:
     """Per hand, the frames in [first, last] (within half a frame, as ``write_generated`` skips them) where
     the artist keyed the rig or its correctives: keys that a generated clip leaves in place."""
-    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
+    generated = enum_value(bpy.types.Keyframe, "type", GENERATED)
     found = {}
     for side, obj in hands.items():
         mesh_obj = rig_build.hand_mesh(obj)
@@ -266,7 +131,7 @@ def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[s
                 fc.keyframe_points.foreach_get("co", co)
                 fc.keyframe_points.foreach_get("type", kind)
                 at = co[0::2][kind != generated]
-                reach = KEPT_KEY_REACH - _FRAME_EPS
+                reach = KEPT_KEY_REACH - FRAME_EPS
                 frames.update(at[(at > first - reach) & (at < last + reach)].tolist())
         if frames:
             found[side] = sorted(frames)
@@ -485,15 +350,6 @@ def curves_alone(arm_obj) -> bool:
     return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
 
 
-def _shown(fc) -> bool:
-    """Whether Blender evaluates ``fc`` (``BKE_fcurve_is_empty``): a curve left without keys, e.g. by
-    Delete Generated Keys, is skipped and the channel keeps its value (reading it gave 0: a flat hand
-    at the origin was exported while the viewport showed the pose)."""
-    return (fc is not None and not fc.mute
-            and bool(len(fc.keyframe_points) or len(fc.sampled_points)
-                     or any(m.type in ("GENERATOR", "FNGENERATOR") and not m.mute for m in fc.modifiers)))
-
-
 def _sample(fc, frames: np.ndarray) -> np.ndarray:
     evaluate = fc.evaluate
     return np.fromiter((evaluate(f) for f in frames), np.float64, len(frames))
@@ -512,141 +368,15 @@ def sample_channels(arm_obj, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray
         values = np.repeat(current[None], len(frames), axis=0)
         for c in range(len(current)):
             fc = bag.fcurves.find(path, index=c) if bag is not None else None
-            if _shown(fc):
+            if shown(fc):
                 values[:, c] = _sample(fc, frames)
         local[:, k] = pose_conv.channels_to_matrix(values, pb.rotation_mode)
     location = np.repeat(np.array(pbones[JOINT_NAMES[0]].location, dtype=np.float64)[None], len(frames), axis=0)
     for c in range(3):
         fc = bag.fcurves.find(f'pose.bones["{JOINT_NAMES[0]}"].location', index=c) if bag is not None else None
-        if _shown(fc):
+        if shown(fc):
             location[:, c] = _sample(fc, frames)
     return local, location
-
-
-# ---------------------------------------------------------------------- a new rest skeleton (Set Shape)
-def reframe_keys(arm_obj, q: np.ndarray) -> int:
-    """Re-key the rig's action after its rest bones turned by ``q`` (``pose.rest_change``; bone channels
-    are relative to them): each key of the joints' rotations and the wrist's location gets the value that
-    shows the same joint rotation and translation on the new rest, on its own frame, keeping its key type,
-    interpolation and handle types. A frame where a bone keys only some channels of its rotation gets keys
-    on the others too (a rotation mixes them). Frames between keys show what the new keys interpolate to.
-    Every action the rig plays is re-keyed: the active one and those of its NLA strips (``rig.animation_slots``).
-    Read from the curves, no frame visited. Returns how many key values were written."""
-    bags = (_slot_channelbag(action, slot) for action, slot in rig_build.animation_slots(arm_obj))
-    return sum(_reframe_bag(arm_obj, bag, q) for bag in bags if bag is not None)
-
-
-def _reframe_bag(arm_obj, bag, q: np.ndarray) -> int:
-    """``reframe_keys`` on the channels of one action slot."""
-    curves = FCurves(bag)
-    count = 0
-    for k, name in enumerate(JOINT_NAMES):
-        pb = arm_obj.pose.bones[name]
-        path = f'pose.bones["{name}"].{pose_conv.channel_prop(pb.rotation_mode)}'
-        count += _reframe(curves, path, name, pose_conv.channel_values(pb),
-                          lambda v, mode=pb.rotation_mode, qk=q[k]: pose_conv.reframed_channels(v, mode, qk))
-    wrist = arm_obj.pose.bones[JOINT_NAMES[0]]
-    return count + _reframe(curves, f'pose.bones["{wrist.name}"].location', wrist.name,
-                            np.array(wrist.location, dtype=np.float64), lambda v: v @ q[0])
-
-
-def _reframe(curves: FCurves, path: str, group: str, current: np.ndarray, convert) -> int:
-    """Re-key the channels of one property together: ``convert`` maps their values (T, C) on the frames
-    any of them keys; a channel without a curve there holds ``current``."""
-    fcs = [curves.curves.get((path, c)) for c in range(len(current))]
-    if not any(fc is not None and len(fc.keyframe_points) for fc in fcs):
-        return 0
-    points = [_read_points(fc.keyframe_points) if fc is not None else None for fc in fcs]
-    frames = _merged_frames(np.concatenate([p["co"][:, 0] for p in points if p is not None]))
-    values = np.stack([_values_at(fc, p, frames, v) for fc, p, v in zip(fcs, points, current)], axis=1)
-    new = convert(values)
-    slopes = {side: _turned_slopes(convert, values, new, np.stack(
-        [_slopes_at(fc, p, frames, side) for fc, p in zip(fcs, points)], axis=1)) for side in _HANDLES}
-    kinds = np.full(len(frames), _enum_value(bpy.types.Keyframe, "type", "KEYFRAME"), np.int32)
-    for p in points:  # a key added beside others gets their type (a generated frame stays generated)
-        if p is not None:
-            kinds[_frame_index(frames, p["co"][:, 0])] = p["type"]
-    for c, fc in enumerate(fcs):
-        _rekey(fc or curves.ensure(path, c, group), points[c], frames, new[:, c], kinds,
-               {side: slope[:, c] for side, slope in slopes.items()})
-    return new.size
-
-
-_HANDLES = ("handle_left", "handle_right")
-
-
-def _slopes_at(fc, points, frames: np.ndarray, side: str) -> np.ndarray:
-    """A channel's slopes (value per frame) on ``frames`` towards ``side``: its keys' handles', else its curve's."""
-    out = np.zeros(len(frames))
-    if fc is None or not len(points["co"]):
-        return out
-    co, handle = points["co"].astype(np.float64), points[side].astype(np.float64)
-    dx = handle[:, 0] - co[:, 0]
-    out[:] = np.nan
-    out[_frame_index(frames, co[:, 0])] = np.where(np.abs(dx) > 1e-6, (handle[:, 1] - co[:, 1]) / np.where(
-        np.abs(dx) > 1e-6, dx, 1.0), np.nan)
-    for i in np.flatnonzero(np.isnan(out)):  # no key there, or a handle of no length
-        out[i] = (fc.evaluate(frames[i] + 0.01) - fc.evaluate(frames[i] - 0.01)) / 0.02
-    return out
-
-
-def _turned_slopes(convert, values: np.ndarray, new: np.ndarray, slopes: np.ndarray) -> np.ndarray:
-    """The slopes (T, C) of the re-keyed channels where the old ones had ``slopes``: ``convert``'s derivative
-    along them (exact for quaternions, axis-angles and locations, which it maps linearly)."""
-    step = 1e-5 / np.maximum(np.abs(slopes).max(axis=1, keepdims=True), 1e-12)
-    return (convert(values + step * slopes) - new) / step
-
-
-def _merged_frames(frames: np.ndarray) -> np.ndarray:
-    """The sorted distinct frames of ``frames``, those within ``_FRAME_EPS`` taken as one."""
-    f = np.sort(frames.astype(np.float64))
-    return f[np.concatenate([[True], np.diff(f) > _FRAME_EPS])] if len(f) else f
-
-
-def _frame_index(frames: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Where each of ``at`` is in ``frames`` (sorted, from ``_merged_frames``)."""
-    return np.clip(np.searchsorted(frames, at - _FRAME_EPS), 0, len(frames) - 1)
-
-
-def _values_at(fc, points, frames: np.ndarray, current: float) -> np.ndarray:
-    """A channel's values on ``frames``: its keys' own values (an F-curve modifier is no key), else what it shows."""
-    if fc is None or not (len(points["co"]) or _shown(fc)):
-        return np.full(len(frames), current)
-    out = np.full(len(frames), np.nan)
-    out[_frame_index(frames, points["co"][:, 0])] = points["co"][:, 1]
-    for i in np.flatnonzero(np.isnan(out)):  # only where another channel of the property has a key
-        out[i] = fc.evaluate(frames[i])
-    return out
-
-
-def _rekey(fc, points, frames: np.ndarray, values: np.ndarray, kinds: np.ndarray, slopes: dict) -> None:
-    """Give ``fc``'s keys their new ``values`` (one per frame) and add keys on the frames it lacks. Free and
-    aligned handles keep their length and take the new ``slopes`` (per side, per frame): moved with their key
-    alone, the curve between keys bent up to 1.6 degrees from the old one (quaternions); update() sets the others."""
-    kps = fc.keyframe_points
-    pts = points if points is not None else _read_points(kps)
-    at = _frame_index(frames, pts["co"][:, 0])
-    delta = values[at] - pts["co"][:, 1]
-    pts["co"][:, 1] = values[at]
-    kf = bpy.types.Keyframe
-    for name in _HANDLES:
-        kept = np.isin(pts[f"{name}_type"], [_enum_value(kf, f"{name}_type", t) for t in ("FREE", "ALIGNED")])
-        dx = pts[name][:, 0] - pts["co"][:, 0]
-        pts[name][:, 1] = np.where(kept, values[at] + slopes[name][at] * dx, pts[name][:, 1] + delta)
-    missing = np.setdiff1d(np.arange(len(frames)), at)
-    if len(missing):
-        new = _new_points(np.stack([frames[missing], values[missing]], axis=1).astype(np.float32))
-        new["type"] = kinds[missing]
-        if len(at):  # the interpolation of the segment the key splits
-            before = np.clip(np.searchsorted(pts["co"][:, 0], frames[missing]) - 1, 0, len(at) - 1)
-            new["interpolation"], new["easing"] = pts["interpolation"][before], pts["easing"][before]
-        pts = {k: np.concatenate([pts[k], new[k]]) for k in pts}
-        kps.clear()
-        kps.add(len(pts["co"]))
-        _write_points(kps, pts)
-    else:
-        _write_points(kps, {name: pts[name] for name in ("co", "handle_left", "handle_right")})
-    fc.update()  # sorts the keys and recalculates the automatic handles
 
 
 def check_scene_time(hands: dict[str, object]) -> None:
@@ -743,14 +473,14 @@ def retype_pose_keys(arm_obj, frame: float, keytype: str) -> None:
     key keeps that key's type, so a generated key overwritten by the artist would stay GENERATED (and
     Regenerate or Delete Generated Keys would take the artist's fix away). In NLA tweak mode the keys
     are in the tweaked strip's action time, where ``keyframe_insert`` put them (the scene frame missed them)."""
-    for id_block, bag in _hand_channels(arm_obj):
+    for id_block, bag in hand_channels(arm_obj):
         ad = id_block.animation_data
         at = ad.nla_tweak_strip_time_to_scene(frame, invert=True) if ad is not None and ad.use_tweak_mode else frame
-        _retype([fc for fc in bag.fcurves if _is_pose_path(fc.data_path)], at, keytype)
+        _retype([fc for fc in bag.fcurves if is_pose_path(fc.data_path)], at, keytype)
 
 
 def _retype(fcurves, frame: float, keytype: str) -> None:
-    wanted = _enum_value(bpy.types.Keyframe, "type", keytype)
+    wanted = enum_value(bpy.types.Keyframe, "type", keytype)
     for fc in fcurves:
         n = len(fc.keyframe_points)
         if not n:
@@ -759,84 +489,9 @@ def _retype(fcurves, frame: float, keytype: str) -> None:
         fc.keyframe_points.foreach_get("co", co)
         at = np.flatnonzero(np.abs(co[0::2] - frame) < 1e-4)
         if len(at):
-            kinds = _key_types(fc)
+            kinds = key_types(fc)
             if (kinds[at] != wanted).any():
                 kinds[at] = wanted
                 fc.keyframe_points.foreach_set("type", kinds)
 
 
-# ---------------------------------------------------------------------- generated keys as a set
-def hand_fcurves(arm_obj, pose_only: bool = False) -> list:
-    """Every F-curve that animates a hand: its armature's and its correctives' shape keys'. ``pose_only``:
-    only those of the hand's pose (joint bones, correctives, finger sliders), not the other channels an
-    artist keys on the same objects (the object's transform, custom properties)."""
-    return [fc for _, bag in _hand_channels(arm_obj) for fc in bag.fcurves if not pose_only or _is_pose_path(fc.data_path)]
-
-
-def _hand_channels(arm_obj) -> list:
-    """(ID, its channelbag) of the hand's armature and of its correctives' shape keys (those animated)."""
-    mesh_obj = rig_build.hand_mesh(arm_obj)
-    id_blocks = (arm_obj, mesh_obj.data.shape_keys if mesh_obj is not None else None)
-    return [(i, bag) for i, bag in ((i, find_channelbag(i)) for i in id_blocks if i is not None) if bag is not None]
-
-
-_POSE_PREFIXES = (*(f'pose.bones["{name}"].' for name in JOINT_NAMES), 'key_blocks["pose_', "handforge.")
-
-
-def _is_pose_path(path: str) -> bool:
-    return path.startswith(_POSE_PREFIXES)
-
-
-def _key_types(fc) -> np.ndarray:
-    kinds = np.empty(len(fc.keyframe_points), np.int32)
-    fc.keyframe_points.foreach_get("type", kinds)
-    return kinds
-
-
-def select_generated(arm_obj) -> int:
-    """Select exactly the generated keys (others deselected, handles too); returns how many."""
-    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
-    count = 0
-    for fc in hand_fcurves(arm_obj):
-        is_generated = _key_types(fc) == generated
-        for name in _POINT_BOOLS:
-            fc.keyframe_points.foreach_set(name, is_generated if name == "select_control_point" else np.zeros_like(is_generated))
-        fc.select = bool(is_generated.any())
-        count += int(is_generated.sum())
-    return count
-
-
-def delete_generated(arm_obj) -> int:
-    """Delete every generated key (all other keys stay exactly); returns how many were deleted."""
-    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
-    count = 0
-    for _, bag in _hand_channels(arm_obj):
-        for fc in list(bag.fcurves):
-            is_generated = _key_types(fc) == generated
-            if not is_generated.any():
-                continue
-            count += int(is_generated.sum())
-            if is_generated.all() and not len(fc.modifiers):  # as Blender deletes a curve whose last key goes
-                bag.fcurves.remove(fc)
-                continue
-            kept = {k: v[~is_generated] for k, v in _read_points(fc.keyframe_points).items()}
-            fc.keyframe_points.clear()
-            fc.keyframe_points.add(len(kept["co"]))
-            _write_points(fc.keyframe_points, kept)
-            fc.update()
-    return count
-
-
-def generated_to_artist(arm_obj) -> int:
-    """Turn generated keys into ordinary keys (KEYFRAME): imports then leave them alone."""
-    generated = _enum_value(bpy.types.Keyframe, "type", GENERATED)
-    keyframe = _enum_value(bpy.types.Keyframe, "type", "KEYFRAME")
-    count = 0
-    for fc in hand_fcurves(arm_obj):
-        kinds = _key_types(fc)
-        is_generated = kinds == generated
-        if is_generated.any():
-            kinds[is_generated] = keyframe
-            fc.keyframe_points.foreach_set("type", kinds)
-            count += int(is_generated.sum())
-    return count

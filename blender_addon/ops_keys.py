@@ -9,7 +9,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import hands, keys
+from . import generated_keys, hands, keys
 from .errors import reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
@@ -216,7 +216,7 @@ class HANDFORGE_OT_select_generated_keys(_GeneratedKeysOperator, bpy.types.Opera
     done = "selected"
 
     def act(self, arm_obj) -> int:
-        return keys.select_generated(arm_obj)
+        return generated_keys.select_generated(arm_obj)
 
 
 class HANDFORGE_OT_delete_generated_keys(_GeneratedKeysOperator, bpy.types.Operator):
@@ -227,7 +227,7 @@ class HANDFORGE_OT_delete_generated_keys(_GeneratedKeysOperator, bpy.types.Opera
     done = "deleted"
 
     def act(self, arm_obj) -> int:
-        return keys.delete_generated(arm_obj)
+        return generated_keys.delete_generated(arm_obj)
 
 
 class HANDFORGE_OT_make_artist_keys(_GeneratedKeysOperator, bpy.types.Operator):
@@ -238,7 +238,7 @@ class HANDFORGE_OT_make_artist_keys(_GeneratedKeysOperator, bpy.types.Operator):
     done = "turned into artist keys"
 
     def act(self, arm_obj) -> int:
-        return keys.generated_to_artist(arm_obj)
+        return generated_keys.generated_to_artist(arm_obj)
 
 
 CLASSES = (HANDFORGE_OT_key_pose, HANDFORGE_OT_import_motion, HANDFORGE_OT_export_motion,

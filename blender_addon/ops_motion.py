@@ -24,7 +24,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import app_handlers, hands, importers, jobs, keys
+from . import app_handlers, fcurves, hands, importers, jobs, keys
 from . import pose as pose_conv
 from .errors import USER_ERRORS
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
@@ -99,7 +99,7 @@ def hand_model(every: dict[str, object]) -> str:
 
 
 def _generated_type() -> int:
-    return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[keys.GENERATED].value
+    return bpy.types.Keyframe.bl_rna.properties["type"].enum_items[fcurves.GENERATED].value
 
 
 def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = None) -> np.ndarray:
@@ -107,7 +107,7 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
     An artist key between frames on one of ``columns`` (the kept parts) is refused: the motion is made
     on whole frames, so it would have gone past that key, generated keys either side of it."""
     mask = np.zeros((end - start + 1, KEY_PARTS), bool)
-    bag = keys.find_channelbag(arm_obj)
+    bag = fcurves.find_channelbag(arm_obj)
     if bag is None:
         return mask
     between: set[float] = set()
@@ -170,7 +170,7 @@ def inbetween_arrays(context, chosen: dict, every: dict, start: int, end: int, f
                 ad = obj.animation_data
                 nla = (" (keys in NLA strips are not read: in-betweening works on the rig's active action)"
                        if ad is not None and any(t.strips for t in ad.nla_tracks) else "")
-                if ad is not None and ad.action is not None and keys.find_channelbag(obj) is None:
+                if ad is not None and ad.action is not None and fcurves.find_channelbag(obj) is None:
                     slot = getattr(ad.action_slot, "name_display", "") if hasattr(ad, "action_slot") else ""
                     nla += (f" (its action {ad.action.name!r} has no keys in the slot the rig uses"
                             f"{f', {slot!r}' if slot else ''}: choose the rig's slot in the Action editor)")

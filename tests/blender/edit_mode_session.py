@@ -47,7 +47,7 @@ def fresh_scene(name: str):
 
 
 def bag_of(obj):
-    return importlib.import_module(f"{ADDON_MODULE}.keys").find_channelbag(obj)
+    return importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(obj)
 
 
 def mesh_of(arm_obj):

@@ -34,7 +34,7 @@ def as_user(op, **kwargs):
 
 def bag_of(obj):
     """The hand's F-curve container, found the add-on's way (the layered action API)."""
-    return importlib.import_module(f"{ADDON_MODULE}.keys").find_channelbag(obj)
+    return importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(obj)
 
 
 def _key(kp) -> list:

@@ -49,10 +49,10 @@ def once(action):
 
 def key_frames() -> dict:
     """Per hand and key type, the frames keyed."""
-    keys = importlib.import_module(f"{ADDON_MODULE}.keys")
+    fcurves = importlib.import_module(f"{ADDON_MODULE}.fcurves")
     out = {}
     for side in SIDES:
-        bag = keys.find_channelbag(hand(side))
+        bag = fcurves.find_channelbag(hand(side))
         for fc in bag.fcurves if bag is not None else ():
             for kp in fc.keyframe_points:
                 out.setdefault(f"{side} {kp.type}", set()).add(kp.co[0])
