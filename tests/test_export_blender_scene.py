@@ -102,7 +102,7 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     assert "clear the camera's scale (Alt-S)" in failure.value.hint and "hand rig" not in failure.value.hint
     assert not (tmp_path / "out").exists()
     # a folder the file system refuses though access() allows it (/proc, as root): typed, not internal
-    with pytest.raises(JobFailed, match="cannot write into /proc") as failure:
+    with pytest.raises(JobFailed, match="cannot write into /proc: it refuses new files") as failure:
         client.run("export_renders", {**params, "out": "/proc/handforge_export"}, arrays)
     assert failure.value.code == "invalid_params"
     (tmp_path / "afile").write_text("x")

@@ -163,7 +163,8 @@ def check_folder(out: str, signature: str) -> Path:
         raise BlenderExportError(f"cannot write into {existing}: choose a folder you can write to")
     refused = refused_new_files(existing) if existing != path else ""  # (the job makes the folder)
     if refused:
-        raise BlenderExportError(f"cannot write into {existing}: {refused}; choose a folder you can write to")
+        raise BlenderExportError(f"cannot write into {existing}: it refuses new files ({refused}); choose a folder "
+                                 "you can write to")
     if path.is_dir():
         try:
             claim_folder(path, folder_record(signature), RECORD_OF, write=False)
