@@ -484,6 +484,11 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         """(kind, extra params, arrays, hands to write, every hand) of this button."""
         raise NotImplementedError
 
+    def read_arrays(self, context, chosen: dict, every: dict, start: int, end: int) -> dict[str, np.ndarray]:
+        """The request's arrays read from the hands ``chosen`` (to write) and ``every`` hand (rig-local
+        spaces); called again with the same rigs when the result lands (``check_inputs_unchanged``)."""
+        raise NotImplementedError
+
     def job_request(self, context):
         scene = context.scene
         start, end = frame_range(scene, self.frame_start, self.frame_end)
@@ -511,21 +516,22 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         return kind, params, arrays
 
     def check_inputs_unchanged(self, context) -> None:
-        """The keys and paths the motion was made from, read again as it lands: a key moved while it ran
-        (no Undo involved) left the motion going round the old value, with a jump at the new one,
-        reported as done. Another pair added or the frame rate changed meanwhile do not count."""
+        """The keys and paths the motion was made from, read again from the same rigs (and paths) as it lands:
+        a key moved while it ran (no Undo involved) left the motion going round the old value, with a jump
+        at the new one, reported as done. The panel's hands changed, another pair added or a path renamed
+        meanwhile do not count."""
         request = self._request
         rigs = job_rigs(context, request)
         if set(request["write"]) - set(rigs):
             return  # a rig written is gone: ``write_result`` refuses, saying which
         start = request["frame_start"]
         try:
-            *_, read, _, every = self.motion_request(context, start, start + request["frames"] - 1)
-        except USER_ERRORS as exc:
+            read = self.read_arrays(context, {side: rigs[side] for side in request["write"]}, rigs, start,
+                                    start + request["frames"] - 1)
+        except USER_ERRORS as exc:  # e.g. a key deleted: fewer than 2 left
             raise ValueError(f"the keys or paths it was made from could not be read again ({exc}), so nothing was "
                              "keyed: run it again on the scene as it is now") from None
-        same = {side for side, rig in rigs.items() if side in every and every[side] == rig}
-        changed = changed_arrays(request["read"], read, same)
+        changed = changed_arrays(request["read"], read, set(rigs))
         if changed:
             sides = sorted({name.split(".", 1)[0] for name in changed})
             whose = "the left and right hands'" if len(sides) == 2 else f"the {sides[0]} hand's"
@@ -558,8 +564,10 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
 
     def motion_request(self, context, start, end):
         chosen, every = motion_hands(context, _target(self, context))
-        arrays = inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
-        return self.job_kind, {}, arrays, list(chosen), every
+        return self.job_kind, {}, self.read_arrays(context, chosen, every, start, end), list(chosen), every
+
+    def read_arrays(self, context, chosen, every, start, end):
+        return inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
 
 
 class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
@@ -582,9 +590,16 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
         _, every = motion_hands(context, "BOTH", whole_target=False)  # (the hands of the paths: checked below)
         arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
-        # Regenerate follows these objects, renamed or not (by name, another object that took it)
+        # Regenerate (and the check as the result lands) follow these objects, renamed or not (by name,
+        # another object that took it)
         self._path_uids = {f"{side}_path": context.scene.objects[name].session_uid for side, name in paths.items()}
         return self.job_kind, {}, arrays, [s for s in SIDES if s in paths], every
+
+    def read_arrays(self, context, chosen, every, start, end):
+        by_uid = {o.session_uid: o.name for o in context.scene.objects}
+        paths = {prop.removesuffix("_path"): by_uid.get(uid, f"(deleted {prop.replace('_', ' ')})")
+                 for prop, uid in self._path_uids.items()}
+        return trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
 
 
 class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
@@ -598,8 +613,11 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
 
     def motion_request(self, context, start, end):
         chosen, every = motion_hands(context, _target(self, context))
-        arrays = {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
-        return self.job_kind, {"num_frames": end - start + 1}, arrays, list(chosen), every
+        return (self.job_kind, {"num_frames": end - start + 1}, self.read_arrays(context, chosen, every, start, end),
+                list(chosen), every)
+
+    def read_arrays(self, context, chosen, every, start, end):
+        return {hand_array_name(s, "betas"): pose_conv.rig_betas(obj) for s, obj in every.items()}
 
 
 class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):

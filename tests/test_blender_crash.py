@@ -18,7 +18,7 @@ from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
 from tests.blender.harness import HERE
 from tests.test_blender_backend import free_port
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _running(pid: int) -> bool:

@@ -100,6 +100,14 @@ def test_the_motion_panel_draws_its_buttons_with_the_settings(session):
     assert after(second)[0] == "sample", drawn
 
 
+def test_what_the_motion_was_not_made_from_changed_meanwhile_leaves_its_result_good(session):
+    # before: the panel's hands changed, a path renamed or a pair added mid-job refused the result as changed keys
+    session.no_error("unrelated_edits")
+    for case, found in session["unrelated_edits"].items():
+        assert found["result"] == ["FINISHED"], (case, found)
+        assert "changed while it ran" not in found["printed"] and "read again" not in found["printed"], (case, found)
+
+
 def test_keep_apart_asked_of_the_spline_engine_is_said_to_do_nothing(session):
     session.no_error("spline_keep_apart")
     found = session["spline_keep_apart"]

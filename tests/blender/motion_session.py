@@ -540,6 +540,52 @@ def keys_edited_mid_job():
 s.check("keys_edited", keys_edited_mid_job)
 
 
+def unrelated_edits_mid_job():
+    """What the motion was not made from, changed while it ran, leaves its result good: the panel's hands
+    (Both → Left), a wrist path renamed, another pair added (each refused it: the inputs were read again
+    from the scene as it was then, not from the rigs and paths the job used)."""
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    scene, first = bpy.context.scene, {side: hand(side) for side in SIDES}
+    out = {}
+    for side in SIDES:
+        for frame in (801, 820):
+            keys_module.key_pose(first[side], frame)
+    scene.handforge.target = "BOTH"
+    with while_a_job_runs(lambda: setattr(scene.handforge, "target", "LEFT")):
+        out["target"] = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline", sides="SCENE")
+    scene.handforge.target = "BOTH"
+    path = bpy.data.objects.new("Right Path", None)
+    scene.collection.objects.link(path)
+    for frame, x in ((801, 0.0), (820, 0.3)):
+        path.location = (x, 0.1, 0.05)
+        path.keyframe_insert("location", frame=frame)
+    with while_a_job_runs(lambda: setattr(path, "name", "Right Path renamed")):
+        out["path"] = as_user(ops.motion_follow_path, frame_start=801, frame_end=820, engine="spline",
+                              right_path="Right Path")
+    bpy.data.objects.remove(path)
+    added = {}
+
+    def add_a_pair():
+        if not added:
+            with bpy.context.temp_override(**UI):
+                assert ops.add_hands() == {"FINISHED"}
+            added.update({side: hand(side) for side in SIDES})
+
+    with while_a_job_runs(add_a_pair):
+        out["pair"] = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline", sides="BOTH")
+    for obj in added.values():
+        for child in list(obj.children):
+            bpy.data.objects.remove(child)
+        bpy.data.objects.remove(obj)
+    for side, obj in first.items():
+        setattr(scene.handforge, side, obj)
+        _drop_keys_from(obj, 800)
+    return {name: {"result": result, "printed": printed} for name, (result, printed) in out.items()}
+
+
+s.check("unrelated_edits", unrelated_edits_mid_job)
+
+
 def spline_keep_apart():
     """Keep Apart asked of the spline engine, which cannot steer: said with the result (it was silently ignored)."""
     right = bpy.context.scene.handforge.right
