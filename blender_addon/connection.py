@@ -7,6 +7,7 @@ operators poll it too. Under ``blender -b`` (no timers) the operators wait in a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -181,6 +182,9 @@ def disconnect(stop_local: bool = True) -> None:
     _set_status("Not connected")
 
 
+WINDOWS_STOP_GRACE_S = 3.0  # a backend stops within a second of its stdin closing; a wrapper that keeps it open waits
+
+
 def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
     """Stop the local backend (Stop, Disconnect, quitting) and remove its log, also one that exited by itself
     (its status named the log until now); ``keep_log``: a start that failed, whose error names the log."""
@@ -189,8 +193,11 @@ def stop_process(timeout: float = 10.0, keep_log: bool = False) -> None:
     if proc is not None and proc.stdin is not None:
         proc.stdin.close()  # its pipe closed: the backend cancels its jobs, tells its clients and exits
     if proc is not None and proc.poll() is None:
-        if os.name != "nt":  # (on Windows terminate() kills at once: no clean stop, no goodbye)
-            proc.terminate()  # the same clean stop, for a start command that does not pass its stdin on
+        if os.name == "nt":  # terminate() kills at once there (no goodbye): first a moment for the clean stop
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(WINDOWS_STOP_GRACE_S)
+        if proc.poll() is None:
+            proc.terminate()  # (POSIX: the same clean stop, for a start command that does not pass its stdin on)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

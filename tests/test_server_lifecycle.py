@@ -165,3 +165,22 @@ def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(
             process.terminate()
             process.wait(20)
         process.stderr.close()
+
+
+def test_a_backend_told_to_watch_its_stdin_but_given_no_pipe_does_not_stop_by_itself(tmp_path):
+    # before: a start command that backgrounds the server (its stdin /dev/null, at its end) stopped it at once
+    endpoint_file = tmp_path / "endpoint"
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
+                                str(endpoint_file)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoint_file.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        wait_ready(endpoint_file.read_text().strip())
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(2)
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import re
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -126,6 +127,11 @@ def stop_when_stdin_closes(server) -> None:
     holding its port (the next Start Local Backend was refused) and its models' memory."""
     if os.environ.get(STOP_WITH_STDIN_ENV) != "1" or sys.stdin is None:
         return
+    try:  # a pipe only: a start command that puts the server in the background gives it /dev/null, at its end
+        if not stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):  # at once ("sh -c '... &'" stopped it)
+            return
+    except (OSError, ValueError):
+        return
     stdin = sys.stdin.buffer
 
     def watch() -> None:
@@ -134,7 +140,7 @@ def stop_when_stdin_closes(server) -> None:
                 pass
         except (OSError, ValueError):  # closed under us: the same news
             pass
-        server.stop("stdin closed: the program that started the backend exited")
+        server.stop("stdin closed: Stop pressed, or the program that started the backend exited")
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
