@@ -111,10 +111,11 @@ def _listening(host: str, port: int) -> bool:
 
 
 def start_command(template: str, port: int, python: str, windows: bool = os.name == "nt") -> list[str]:
-    """The start command's words, split as the shell would before ``{port}`` and ``{python}`` are filled
-    in (Blender's Python under "Program Files" is one word); on Windows, quotes around a word are taken
-    off (``shlex`` keeps them: a program path in quotes, needed for one with a space, was not found).
-    Raises KeyError, IndexError or ValueError for a malformed template."""
+    """The start command's words, split before ``{port}`` and ``{python}`` are filled in (Blender's Python
+    under "Program Files" stays one word): by POSIX shell rules, or on Windows at spaces outside double
+    quotes, the quotes taken off a word they enclose whole (``shlex`` kept them: a program path in quotes,
+    needed for one with a space, was not found; quote whole words, not part of one). Raises KeyError,
+    IndexError or ValueError for a malformed template."""
     words = shlex.split(template, posix=not windows)
     if windows:
         words = [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]

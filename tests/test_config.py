@@ -131,3 +131,15 @@ def test_an_empty_or_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path, 
     monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert config.config_path() == tmp_path / ".config" / "handforge" / "config.toml"
+
+
+def test_the_backslash_hint_is_given_only_where_a_backslash_can_be_the_cause(config_file, monkeypatch):
+    config_file.write_text('[mano]\nmodel_dir = "/data/mano\n')  # unterminated: no backslash anywhere
+    with pytest.raises(config.ConfigError) as refused:
+        config.check_file()
+    assert "single quotes" not in str(refused.value)
+    config_file.write_text("")
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", "/data/mano\n")  # an environment variable has no escapes
+    with pytest.raises(config.ConfigError, match="holds a control character") as refused:
+        config.value("mano.model_dir")
+    assert "single quotes" not in str(refused.value)

@@ -55,6 +55,9 @@ def test_the_folder_lock_refuses_a_second_holder_but_not_a_file_system_without_l
     with folder_lock(tmp_path):
         (tmp_path / "written").write_text("ok")
     assert (tmp_path / "written").read_text() == "ok"
+    with pytest.raises(KeyError) as raised, folder_lock(tmp_path):  # an error in the block: its own, not the lock's
+        raise KeyError("in the block")
+    assert raised.value.__context__ is None
 
 
 def test_a_settings_file_far_too_large_is_refused_unread_by_the_spec_and_config_readers(tmp_path, monkeypatch):
@@ -65,9 +68,9 @@ def test_a_settings_file_far_too_large_is_refused_unread_by_the_spec_and_config_
     huge = tmp_path / "InterHand2.6M_train_MANO_NeuralAnnot.json"
     with open(huge, "wb") as fh:
         fh.truncate(127 * 2**20)  # (sparse: nothing is written)
-    with pytest.raises(SpecError, match=r"the export specification .* is 127 MiB, far more than a settings file "
+    with pytest.raises(SpecError, match=r"the export specification .* is 127\.0 MiB, far more than a settings file "
                                         r"ever is \(at most 16 MiB\): is it the right file\?"):
         load_spec(huge)
     monkeypatch.setenv("HANDFORGE_CONFIG", str(huge))
-    with pytest.raises(config.ConfigError, match="the HandForge config file .* is 127 MiB"):
+    with pytest.raises(config.ConfigError, match=r"the HandForge config file .* is 127\.0 MiB"):
         config.check_file()

@@ -138,7 +138,7 @@ def _read_file() -> dict[str, Any]:
         raise ConfigError(f"the HandForge config file {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}"
-                          + (f"{BACKSLASH_HINT}" if "hex value" in str(exc) or "\\" in str(exc) else "")) from None
+                          + (BACKSLASH_HINT if "hex value" in str(exc) or "Unescaped '\\'" in str(exc) else "")) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 
@@ -173,8 +173,9 @@ def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) 
         raise wrong  # `checkpoint = true`, `sd_model = ["/x"]`: not the path "True" or "['/x']"
     if setting.kind == "path" and not raw.strip():  # not Path(""), the current (or the file's) folder
         raise ConfigError(f"{setting.key} from {source} is empty: give a path, or remove the line to leave it unset")
-    if setting.kind == "path" and any(ord(c) < 32 for c in raw):  # "C:\temp\new": a tab and a newline
-        raise ConfigError(f"{setting.key} from {source} holds a control character, {raw!r}{BACKSLASH_HINT}")
+    if setting.kind == "path" and any(ord(c) < 32 for c in raw):  # "C:\temp\new" in the file: a tab and a newline
+        raise ConfigError(f"{setting.key} from {source} holds a control character, {raw!r}"
+                          + (BACKSLASH_HINT if base is not None else ""))
     try:
         if setting.kind == "path":
             try:

@@ -40,10 +40,10 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                yield  # no lock to be had here: as on a platform without locks
-                return
-            raise FolderBusy(f"{folder} is in use by another process") from None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderBusy(f"{folder} is in use by another process") from None
+            # else no lock to be had here: as on a platform without locks (outside this handler: an error
+            # in the block would show this one as its cause)
         yield
     finally:
         os.close(fd)
@@ -103,7 +103,7 @@ def read_user_text(path: str | os.PathLike) -> str:
     ``USER_TEXT_MAX_BYTES``, ``FileTooLarge`` (not read)."""
     size = os.path.getsize(path)
     if size > USER_TEXT_MAX_BYTES:
-        raise FileTooLarge(f"{path} is {size / 2**20:,.0f} MiB, far more than a settings file ever is (at most "
+        raise FileTooLarge(f"{path} is {size / 2**20:,.1f} MiB, far more than a settings file ever is (at most "
                            f"{USER_TEXT_MAX_BYTES // 2**20} MiB): is it the right file?")
     return Path(path).read_text(encoding="utf-8-sig")
 

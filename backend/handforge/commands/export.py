@@ -146,10 +146,7 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if not args.ray:  # locally or on a Ray of the run's own: this machine
-        from handforge.export.room import check_room
-
         workers = cpu_capped("export", workers, f"each worker {_worker_holds(spec)}; --ray ADDRESS for a cluster")
-        check_room(args.out, spec.width, spec.height, spec.outputs, 0, at_once=workers)  # a sample each at once
     if args.ray is not None:
         from handforge.export.ray_pool import RayPool
 
@@ -164,7 +161,8 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
 
         factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
-                          fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout)
+                          fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout,
+                          workers_here=not args.ray)
 
 
 def _worker_holds(spec) -> str:

@@ -93,10 +93,12 @@ class _Bar:
 def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[], Any], workers: int,
                    command: str, progress: bool | Callable = True, limit: int | None = None,
                    chunk_size: int | None = None, fault: str | None = None,
-                   poll_seconds: float = 0.5, sample_timeout: float = DEFAULT_SAMPLE_TIMEOUT) -> dict[str, Any]:
+                   poll_seconds: float = 0.5, sample_timeout: float = DEFAULT_SAMPLE_TIMEOUT,
+                   workers_here: bool = False) -> dict[str, Any]:
     """Export ``spec`` into ``out`` with ``workers`` workers from ``pool_factory()`` (a context manager
     giving a ``Pool``). ``fault``: the fault injection of ``handforge.export.worker.FAULT_ENV``;
-    ``sample_timeout``: seconds per sample a worker may go without answering before it is stopped as hung.
+    ``sample_timeout``: seconds per sample a worker may go without answering before it is stopped as hung;
+    ``workers_here``: they run on this machine (their samples' memory is checked here, not a cluster's).
     Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
@@ -112,19 +114,20 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
     with claimed_folder(out, folder_record(spec, out, model)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                              poll_seconds, sample_timeout, removed, model)
+                              poll_seconds, sample_timeout, removed, model, workers_here)
 
 
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                   poll_seconds, sample_timeout, removed: int, model) -> dict[str, Any]:
+                   poll_seconds, sample_timeout, removed: int, model, workers_here: bool) -> dict[str, Any]:
     from handforge.export.run import finalise
 
     pending = pending_indices(out, spec.samples)
     skipped = spec.samples - len(pending)
     if limit is not None:
         pending = pending[:limit]
-    # the disk only: the workers' memory is checked where they start (``handforge export``), Ray's elsewhere
-    check_room(out, spec.width, spec.height, spec.outputs, len(pending), at_once=0)
+    # as many samples at once as workers get work, each making one
+    check_room(out, spec.width, spec.height, spec.outputs, len(pending),
+               at_once=min(workers, len(pending)) if workers_here else 0)
     chunks = plan_chunks(pending, workers, chunk_size)
     start = time.perf_counter()
     failed: dict[int, str] = {}
