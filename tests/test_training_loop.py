@@ -277,6 +277,19 @@ def test_a_model_too_large_for_memory_is_refused_before_its_weights_exist(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_with_a_gpu_weights_larger_than_the_machines_memory_are_refused_too(monkeypatch):
+    """With CUDA the check was skipped, but the weights are built on the CPU first: 70 billion parameters
+    (280 GB) would meet the OOM killer before any GPU allocator could say a word."""
+    import torch
+
+    from handforge.training.loop import new_model
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with pytest.raises(TrainingError, match=r"needs about .* GiB to build before it moves to the GPU"):
+        new_model(lambda: TinyNet(width=10**10))
+
+
 def test_a_folder_holding_other_files_is_refused_as_a_run_folder(tmp_path):
     """--out a corpus (or any folder of the user's) got model/, checkpoints/ and the log mixed into it;
     an empty folder, a new path and a run's own folder are trained into."""

@@ -247,28 +247,29 @@ def new_model(build: Callable[[], Any], ema: bool = True) -> Any:
 
 
 def check_memory(model: Any, ema: bool = True) -> None:
-    """``TrainingError`` when training ``model`` on the CPU needs more memory than the machine has at all
-    (``runtime.memory_limit``): its weights, and per trainable weight its gradient and AdamW's two moments,
-    and the EMA copy of every weight. Only on the CPU: there the kernel's OOM killer ends the process without
-    a word, while a GPU's allocator raises an error that is reported (and its device is not chosen yet)."""
+    """``TrainingError`` when training ``model`` needs more of the machine's memory than it has at all
+    (``runtime.memory_limit``), where the kernel's OOM killer would end the process without a word: on
+    the CPU its weights, and per trainable weight its gradient and AdamW's two moments, and the EMA copy
+    of every weight; with a GPU its weights alone, built on the CPU before they move (the GPU's own
+    allocator raises an error that is reported, and its device is not chosen yet)."""
     import torch
 
     from handforge.runtime import memory_limit
 
-    if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
-        return
+    on_gpu = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes")
     params = list(model.parameters())
     weights = sum(p.numel() * p.element_size() for p in params)
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    need = weights + 3 * trainable + (weights if ema else 0)
+    need = weights if on_gpu else weights + 3 * trainable + (weights if ema else 0)
     limit = memory_limit()
     if limit is None or need <= limit:
         return
     count = sum(p.numel() for p in params)
+    what = ("to build before it moves to the GPU" if on_gpu else
+            f"to train (weights, gradients, AdamW's two moments{', the EMA copy' if ema else ''})")
     raise TrainingError(f"{type(model).__name__} of {count / 1e6:,.1f} M parameters needs about {need / 2**30:,.1f} "
-                        f"GiB to train (weights, gradients, AdamW's two moments{', the EMA copy' if ema else ''}), "
-                        f"more than this machine's {limit / 2**30:,.1f} GiB of memory: lower the model's sizes "
-                        "(see --help)")
+                        f"GiB {what}, more than this machine's {limit / 2**30:,.1f} GiB of memory: lower the model's "
+                        "sizes (see --help)")
 
 
 def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any:
