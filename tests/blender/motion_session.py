@@ -32,6 +32,16 @@ def as_user(op, **kwargs):
     return sorted(result), printed.getvalue()
 
 
+def as_user_while(act, op, **kwargs):
+    """``as_user`` with ``act()`` at each pump while its job runs (``while_a_job_runs``); a refusal as
+    (["CANCELLED"], its message)."""
+    try:
+        with while_a_job_runs(act):
+            return as_user(op, **kwargs)
+    except RuntimeError as exc:  # the operator's error report
+        return ["CANCELLED"], str(exc)
+
+
 def bag_of(obj):
     """The hand's F-curve container, found the add-on's way (the layered action API)."""
     return importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(obj)
@@ -65,6 +75,23 @@ def evaluated(frames) -> dict:
 def wrist_world(side: str) -> list[float]:
     obj = hand(side)
     return list(obj.matrix_world @ obj.pose.bones["wrist"].head)
+
+
+def add_pair_once(added: dict):
+    """For ``while_a_job_runs``: Add Hands, once, the new pair's rigs put into ``added``."""
+    def act():
+        if not added:
+            with bpy.context.temp_override(**UI):
+                assert ops.add_hands() == {"FINISHED"}
+            added.update({side: hand(side) for side in SIDES})
+    return act
+
+
+def remove_rig(obj) -> None:
+    """A hand rig and its mesh gone."""
+    for child in list(obj.children):
+        bpy.data.objects.remove(child)
+    bpy.data.objects.remove(obj)
 
 
 def no_backend():
@@ -521,12 +548,8 @@ def keys_edited_mid_job():
             moved.append(key.co[1])
 
     before = snapshot()
-    try:
-        with while_a_job_runs(move_a_key):
-            result, printed = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline",
-                                      sides="RIGHT")
-    except RuntimeError as exc:  # the operator's error report
-        result, printed = ["CANCELLED"], str(exc)
+    result, printed = as_user_while(move_a_key, ops.motion_inbetween, frame_start=801, frame_end=820,
+                                    engine="spline", sides="RIGHT")
     after = snapshot()
     generated = sum(k[2] == "GENERATED" and 801 < k[0] < 820 for v in after.values() for k in v)
     edited_only = {key for key in after if after[key] != before[key]} == {'right|pose.bones["index2"].rotation_euler|0'}
@@ -564,19 +587,10 @@ def unrelated_edits_mid_job():
                               right_path="Right Path")
     bpy.data.objects.remove(path)
     added = {}
-
-    def add_a_pair():
-        if not added:
-            with bpy.context.temp_override(**UI):
-                assert ops.add_hands() == {"FINISHED"}
-            added.update({side: hand(side) for side in SIDES})
-
-    with while_a_job_runs(add_a_pair):
+    with while_a_job_runs(add_pair_once(added)):
         out["pair"] = as_user(ops.motion_inbetween, frame_start=801, frame_end=820, engine="spline", sides="BOTH")
     for obj in added.values():
-        for child in list(obj.children):
-            bpy.data.objects.remove(child)
-        bpy.data.objects.remove(obj)
+        remove_rig(obj)
     for side, obj in first.items():
         setattr(scene.handforge, side, obj)
         _drop_keys_from(obj, 800)
@@ -611,13 +625,7 @@ def rigs_changed_mid_job():
         return sum(k.type == "GENERATED" and k.co[0] >= start for fc in (bag.fcurves if bag else ())
                    for k in fc.keyframe_points)
 
-    def add_a_pair():
-        if not added:
-            with bpy.context.temp_override(**UI):
-                assert ops.add_hands() == {"FINISHED"}
-            added.update({side: hand(side) for side in SIDES})
-
-    with while_a_job_runs(add_a_pair):
+    with while_a_job_runs(add_pair_once(added)):
         result, printed = as_user(ops.motion_generate, frame_start=600, frame_end=619, engine="spline", sides="RIGHT")
     found = {"added": {"result": result, "printed": printed, "first_right": generated(first["right"], 600),
                        "new_right": generated(added["right"], 600)}}
@@ -627,21 +635,13 @@ def rigs_changed_mid_job():
     def delete_it():
         obj = bpy.data.objects.get(doomed)
         if obj is not None:
-            for child in list(obj.children):
-                bpy.data.objects.remove(child)
-            bpy.data.objects.remove(obj)
+            remove_rig(obj)
 
-    try:
-        with while_a_job_runs(delete_it):
-            result, printed = as_user(ops.motion_generate, frame_start=700, frame_end=719, engine="spline",
-                                      sides="BOTH")
-    except RuntimeError as exc:  # the operator's error report
-        result, printed = ["CANCELLED"], str(exc)
+    result, printed = as_user_while(delete_it, ops.motion_generate, frame_start=700, frame_end=719, engine="spline",
+                                    sides="BOTH")
     found["deleted"] = {"result": result, "printed": printed, "deleted": doomed not in bpy.data.objects,
                         "keyed": {o.name: generated(o, 700) for o in (*first.values(), added["left"])}}
-    for obj in list(added["left"].children):
-        bpy.data.objects.remove(obj)
-    bpy.data.objects.remove(added["left"])
+    remove_rig(added["left"])
     for side, obj in first.items():
         setattr(bpy.context.scene.handforge, side, obj)
     return found
