@@ -253,13 +253,22 @@ def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: in
                      "wrist path, or key its location at two frames of the range (an animated empty)")
 
 
+# an object's own transform channels (a rig's action also holds its bones' keys, which move no object)
+_TRANSFORM_PATHS = frozenset(f"{delta}{prop}" for delta in ("", "delta_") for prop in (
+    "location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale"))
+
+
 def _moves_as_object(obj) -> bool:
-    """Whether ``obj``'s own transform may change with the frame: it or a parent is animated, driven or
-    constrained (a hand carried by a character)."""
+    """Whether ``obj``'s own transform may change with the frame: it or a parent has keys or drivers on
+    its transform, NLA strips, or constraints (a hand carried by a character). Bone keys alone do not
+    count: a keyed hand took any still target for a moving one, its wrist pinned there."""
     while obj is not None:
         ad = obj.animation_data
-        if ad is not None and (ad.action is not None or len(ad.nla_tracks) or len(ad.drivers)):
-            return True
+        if ad is not None:
+            bag = fcurves.find_channelbag(obj)
+            if len(ad.nla_tracks) or any(d.data_path in _TRANSFORM_PATHS for d in ad.drivers) or (
+                    bag is not None and any(fc.data_path in _TRANSFORM_PATHS and not fc.mute for fc in bag.fcurves)):
+                return True
         if any(not con.mute and con.influence > 0 for con in obj.constraints):
             return True
         obj = obj.parent

@@ -76,6 +76,11 @@ def static_paths():
                for what, obj in objects.items()}
         out["offered"] = {what: offered(None, obj) for what, obj in objects.items()}
         out["still_target_moving_rig"] = still_target_of_a_moving_rig(objects["empty"])
+        # a hand with its own (bone) keys does not move as an object: its action made it count as moving
+        assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+        out["keyed_hand"] = refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                                   right_path=objects["empty"].name))
+        hand("right").animation_data_clear()
         return out
     finally:
         for obj in objects.values():
