@@ -12,6 +12,7 @@ from .errors import reports_errors
 from .forearm import add_forearm
 from .properties import ONE_SHOT, PATH_FIELD, TARGET_ITEMS
 from handforge_shared.forearm import ForearmSpec
+from handforge_shared.poses import BETAS_LIMIT
 from handforge_shared.rig import HandRig
 from handforge_shared.skeleton import NUM_BETAS
 
@@ -90,7 +91,7 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     betas: FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3.0, soft_max=3.0,
-                               description=BETAS_DESCRIPTION)
+                               min=-BETAS_LIMIT, max=BETAS_LIMIT, description=BETAS_DESCRIPTION)
     sides: EnumProperty(name="Hands", items=TARGET_ITEMS, default="BOTH", description="Which hands to reshape")
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)

@@ -370,3 +370,10 @@ def test_the_keying_set_works_on_mano_hands(session):
     # info for active keying set", a traceback, and nothing keyed on MANO hands
     session.no_error("mano_keying_set")
     assert session["mano_keying_set"] == {"paths": 2 * (16 + 1 + 135), "correctives": 2 * 135}
+
+
+def test_a_shape_beyond_any_hand_is_bounded_and_the_hand_stays_reshapable(session):
+    # before: betas of 1e9 were taken; the rig could never be reshaped again, blamed on an edit never made
+    session.no_error("absurd_shape")
+    found = session["absurd_shape"]
+    assert found["kept"] == [20.0] * 10 and found["reset"], found

@@ -54,6 +54,9 @@ ROTATION_FIELDS = ("global_orient", "hand_pose")
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
+# |β| beyond this is no hand: a bound the job schemas and Set Shape share (1e9 made a rig no later shape could fix)
+BETAS_LIMIT = 20.0
+
 POSE_FIELDS: dict[str, int] = {
     "global_orient": 3,
     "hand_pose": HAND_POSE_DIM,

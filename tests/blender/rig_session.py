@@ -441,4 +441,18 @@ def linked_hands():
 
 
 s.check("linked", linked_hands)
+
+
+def absurd_shape():
+    """Set Shape of 1e9 from a script: bounded as the backend bounds betas (the rig's bones went to 1.6e7 m
+    and no later Set Shape could fix it: 'the rest skeleton was changed')."""
+    import numpy as np
+
+    assert bpy.ops.handforge.set_shape(betas=(1e9,) * 10, sides="RIGHT") == {"FINISHED"}
+    kept = list(hand("right").handforge.betas)
+    assert bpy.ops.handforge.set_shape(betas=(0.0,) * 10, sides="RIGHT") == {"FINISHED"}
+    return {"kept": kept, "reset": bool(np.allclose(hand("right").handforge.betas, 0.0))}
+
+
+s.check("absurd_shape", absurd_shape)
 s.finish()
