@@ -8,7 +8,7 @@ from . import rig as rig_build
 from handforge_shared.poses import side_by_side
 from handforge_shared.protocol import sentence
 from handforge_shared.rig import HandRig, load_open_hand_rig
-from handforge_shared.skeleton import SIDES
+from handforge_shared.skeleton import SIDES, other_side
 
 DEFAULT_PLACEMENT = side_by_side().hands
 TARGET_SIDES = {"BOTH": ("left", "right"), "LEFT": ("left",), "RIGHT": ("right",)}
@@ -90,6 +90,12 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
         if obj is None or obj.name not in scene.objects:
             obj = next((o for o in scene.objects if o.type == "ARMATURE" and o.handforge.is_hand
                         and o.handforge.side == side), None)
+            chosen = getattr(props, other_side(side))
+            if obj is not None and chosen is not None and chosen.name in scene.objects and required:
+                # the panel names the other hand only (this one deleted?): a hand of another pair stood in, unsaid
+                raise NoHandsError(f"the {side} hand is not chosen in HandForge > Hands (its rig deleted?), while "
+                                   f"the {other_side(side)} hand is {chosen.name!r}: choose the {side} hand there "
+                                   f"(e.g. {obj.name!r}), or add one with Add Hands")
         if obj is not None:
             hands[side] = obj
     for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail

@@ -420,3 +420,11 @@ def test_far_frames_are_reported_in_full(session):
     assert f"at frames 1000000-{1000000 + frames - 1}" in found["1000000"], found
     assert f"at frames -200000 to {-200000 + frames - 1}" in found["-200000"], found
     assert "at frame 1000000.25" in found["key"], found
+
+
+def test_a_chosen_rig_deleted_is_refused_not_stood_in_for_by_another_pairs_hand(session):
+    session.no_error("pair_rig_deleted")
+    found = session["pair_rig_deleted"]
+    for what in ("key", "mirror"):
+        assert "the left hand is not chosen in HandForge > Hands (its rig deleted?)" in found[what], found
+        assert "choose the left hand there" in found[what], found

@@ -561,4 +561,27 @@ def far_frames_in_reports():
 
 
 s.check("far_frames", far_frames_in_reports)
+
+
+def a_pairs_rig_deleted():
+    """Two pairs, the chosen pair's left rig deleted: Key Pose of the left hand and Mirror Pose are refused,
+    naming what to choose (they keyed or mirrored the other pair's left hand, unsaid)."""
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Two Pairs")
+    bpy.context.window.scene = here
+    try:
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}  # the second pair: the chosen one now
+        second = here.handforge.left
+        name = second.name
+        for child in list(second.children):
+            bpy.data.objects.remove(child)
+        bpy.data.objects.remove(second)
+        return {"key": error_of(lambda: bpy.ops.handforge.key_pose(sides="LEFT")),
+                "mirror": error_of(lambda: bpy.ops.handforge.mirror_pose()), "deleted": name}
+    finally:
+        bpy.context.window.scene = first
+
+
+s.check("pair_rig_deleted", a_pairs_rig_deleted)
 s.finish()
