@@ -307,8 +307,10 @@ class JobOperator:
             deadline = time.monotonic() + CANCEL_WAIT_S
             while not job.handle.done and time.monotonic() < deadline:
                 connection.pump(POLL_S)
-            if not job.handle.done:
-                return self._end(context, job, note="the backend did not confirm the cancel in time")
+            # an error, not a warning: a script's bpy.ops call raises, so Ctrl-C stops a batch, not just this
+            # job (the next job of its loop started, and one press per job was needed)
+            return self._end(context, job, note="" if job.handle.done else
+                             "the backend did not confirm the cancel in time", interrupted=True)
         return self._end(context, job)
 
     def _made_from_now(self, context, job: RunningJob) -> str:
@@ -329,7 +331,7 @@ class JobOperator:
             return ""
         return f"the scene changed while it ran ({what} changed the keys or poses it was made from)"
 
-    def _end(self, context, job: RunningJob, note: str = "", failure: str = ""):
+    def _end(self, context, job: RunningJob, note: str = "", failure: str = "", interrupted: bool = False):
         RUNNING.pop(job.handle.id, None)
         timer = getattr(self, "_timer", None)
         if timer is not None:
@@ -366,6 +368,8 @@ class JobOperator:
         self.job_not_applied(context)
         if failure:
             self.report({"ERROR"}, f"{job.label} failed: {failure}")
+        elif interrupted:
+            self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else ""))
         elif isinstance(outcome, Cancelled) or note:
             self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else ""))
         elif isinstance(outcome, Error):

@@ -215,7 +215,8 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
                 with np.load(path, allow_pickle=False) as data:
                     arrays = {k: np.array(data[k]) for k in data.files}
             except FileNotFoundError:
-                raise
+                raise ValueError(f"Inputs {path}: no such file: choose a .npz file of arrays (save one with "
+                                 "numpy.savez)") from None
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a folder, a damaged or other file
                 raise ValueError(f"Inputs {path} is not a .npz file of arrays ({type(exc).__name__}: {exc}): "
                                  "save one with numpy.savez") from None

@@ -245,12 +245,16 @@ def cancelled_sleep():
     presser = ctrl_c_once_running()
     t = time.monotonic()
     # while the job runs: may it be started again?
+    stopped = ""
     with once_job_runs(bpy.ops.handforge.run_job.poll) as polled:
-        result = bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S)
+        try:  # a script's loop stops here: Ctrl-C is an error to it, not one more CANCELLED
+            bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S)
+        except RuntimeError as exc:
+            stopped = str(exc)
     seconds = time.monotonic() - t
     presser.join()
     after = bpy.ops.handforge.run_job("INVOKE_DEFAULT", kind="ping")  # a button press: blocking under -b
-    return {"result": sorted(result), "seconds": seconds, "ping_after": sorted(after), "poll_while_running": polled,
+    return {"stopped": stopped, "seconds": seconds, "ping_after": sorted(after), "poll_while_running": polled,
             "poll_after": bpy.ops.handforge.run_job.poll()}
 
 
@@ -286,6 +290,7 @@ def results_imported():
         fh.write(b"PK\x03\x04 not a zip")
     bad_inputs = [error_of(lambda p=p: bpy.ops.handforge.run_job(kind="echo", inputs=p))
                   for p in (os.path.dirname(a["echo_inputs"]), damaged)]
+    missing_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=damaged + ".gone.npz"))
     unchanged_after_refusal = scene_state() == state
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     bpy.context.scene.collection.objects.link(cam)
@@ -294,7 +299,7 @@ def results_imported():
     return {"new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
-            "bad_inputs": bad_inputs,
+            "bad_inputs": bad_inputs, "missing_inputs": missing_inputs,
             "camera_backgrounds": [b.image.name for b in cam.data.background_images],
             "camera_shows": cam.data.show_background_images}
 
