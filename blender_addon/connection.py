@@ -225,11 +225,21 @@ EXIT_LINES = 3  # lines of the backend's error output quoted when it has exited
 _ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+ (DEBUG|INFO) ")
 
 
+# A Python warning ("…/x.py:12: UserWarning: …" and the source line echoed after it, indented): no reason either
+_WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")
+
+
 def _error_tail(path: Path | None) -> list[str]:
     if path is None or not path.is_file():
         return []
-    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    return [line for line in lines if not _ROUTINE_LOG.match(line)][-EXIT_LINES:]
+    kept, after_warning = [], False
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if after_warning and raw[:1].isspace():  # (the warning's source line)
+            continue
+        after_warning = bool(_WARNING.match(raw))
+        if raw.strip() and not after_warning and not _ROUTINE_LOG.match(raw.strip()):
+            kept.append(raw.strip())
+    return kept[-EXIT_LINES:]
 
 
 RESTART_HINT = "press Start Local Backend to start it again"

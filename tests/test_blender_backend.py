@@ -207,6 +207,7 @@ def test_a_dead_local_backend_greys_job_buttons_out_with_the_reason(session):
     assert dead["seconds"] < 1.0  # no wait per click
     assert "exited with code 3" in dead["start_dies"] and "RuntimeError: boom, the GPU is gone" in dead["start_dies"]
     assert "Traceback: device probe" in dead["start_dies"]  # the last lines of its error output
+    assert "UserWarning" not in dead["start_dies"] and "from_numpy" not in dead["start_dies"]  # (a warning: no reason)
     assert dead["start_dies_seconds"] < 10 and dead["after_start_poll"] is False
 
 

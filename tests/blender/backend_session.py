@@ -343,7 +343,9 @@ def dead_backend():
            "status": wm.handforge.status, "connected": wm.handforge.connected}
     out["seconds"] = time.monotonic() - t
     prefs.server_command = ('{python} -c "import sys; sys.stderr.write(chr(10).join(['
-                            "'starting', 'Traceback: device probe', 'RuntimeError: boom, the GPU is gone']));"
+                            "'starting', 'Traceback: device probe', 'RuntimeError: boom, the GPU is gone', "
+                            "'/x/torch/y.py:12: UserWarning: The given NumPy array is not writable', "
+                            "'  tensor = torch.from_numpy(array)']));"
                             ' sys.exit(3)"')
     t = time.monotonic()
     out["start_dies"] = error_of(lambda: bpy.ops.handforge.start_backend())
