@@ -211,3 +211,39 @@ def test_an_answer_already_queued_is_not_declared_late():
         assert isinstance(outcome, Result) and outcome.data == {"late": False}, outcome
     finally:
         router.close()
+
+
+def test_a_field_of_the_wrong_type_from_a_backend_is_ignored_not_raised_out_of_poll():
+    # before: "position": "x" in an accepted message raised ValueError out of Client.poll()
+    import zmq
+
+    from handforge_shared.protocol import Message, MessageType, decode, encode
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def receive() -> tuple[bytes, Message]:
+        assert router.poll(10_000), "the client sent nothing"
+        identity, *frames = router.recv_multipart()
+        return identity, decode(frames)
+
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", connect_timeout=10) as client:
+            handle = client.submit("ping")
+            seen = []
+            while MessageType.SUBMIT not in seen and len(seen) < 5:  # hellos, then the held submit once welcomed
+                identity, message = receive()
+                seen.append(message.type)
+                reply = (Message(MessageType.WELCOME, id=message.id, data={"server": {"instance": "fake"}})
+                         if message.type == MessageType.HELLO else
+                         Message(MessageType.ACCEPTED, id="a1", job=message.job, data={"position": "x"}))
+                router.send_multipart([identity, *encode(reply)])
+                for _ in range(20):
+                    client.poll(0.05)  # nothing raised
+            assert seen[-1] == MessageType.SUBMIT, seen
+            router.send_multipart([identity, *encode(Message(MessageType.RESULT, id="r1", job=handle.id,
+                                                             data={"pong": True}))])
+            assert isinstance(handle.wait(5), Result)
+    finally:
+        router.close(linger=0)

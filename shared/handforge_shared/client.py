@@ -461,7 +461,10 @@ class Client:
             if exc.code == ErrorCode.UNSUPPORTED_VERSION:
                 self._pending.append(Error(None, exc.code, exc.message, exc.hint))
             return
-        self._on_message(message)
+        try:
+            self._on_message(message)
+        except (TypeError, ValueError, AttributeError) as exc:  # a field of the wrong type ("position": "x")
+            log.warning("ignored a malformed %s message from the backend: %s", message.type, exc)
 
     def _drain_monitor(self) -> None:
         while self._monitor.get(EVENTS) & POLLIN:
