@@ -91,11 +91,14 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
             obj = next((o for o in scene.objects if o.type == "ARMATURE" and o.handforge.is_hand
                         and o.handforge.side == side), None)
             chosen = getattr(props, other_side(side))
-            if obj is not None and chosen is not None and chosen.name in scene.objects and required:
-                # the panel names the other hand only (this one deleted?): a hand of another pair stood in, unsaid
-                raise NoHandsError(f"the {side} hand is not chosen in HandForge > Hands (its rig deleted?), while "
-                                   f"the {other_side(side)} hand is {chosen.name!r}: choose the {side} hand there "
-                                   f"(e.g. {obj.name!r}), or add one with Add Hands")
+            if obj is not None and chosen is not None and chosen.name in scene.objects:
+                # the panel names the other hand only (this one deleted?): a hand of another pair stood in,
+                # unsaid; refused where it is required, left out where not (the panels, the keying set)
+                if required:
+                    raise NoHandsError(f"the {side} hand is not chosen in HandForge > Hands (its rig deleted?), "
+                                       f"while the {other_side(side)} hand is {chosen.name!r}: choose the {side} hand "
+                                       f"there (e.g. {obj.name!r}), or add one with Add Hands")
+                obj = None
         if obj is not None:
             hands[side] = obj
     for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail

@@ -368,7 +368,7 @@ class JobOperator:
         self.job_not_applied(context)
         if failure:
             self.report({"ERROR"}, f"{job.label} failed: {failure}")
-        elif interrupted:
+        elif interrupted and (isinstance(outcome, Cancelled) or note):
             self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else ""))
         elif isinstance(outcome, Cancelled) or note:
             self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else ""))

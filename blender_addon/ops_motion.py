@@ -259,19 +259,27 @@ _TRANSFORM_PATHS = frozenset(f"{delta}{prop}" for delta in ("", "delta_") for pr
 
 
 def _moves_as_object(obj) -> bool:
-    """Whether ``obj``'s own transform may change with the frame: it or a parent has keys or drivers on
-    its transform, NLA strips, or constraints (a hand carried by a character). Bone keys alone do not
-    count: a keyed hand took any still target for a moving one, its wrist pinned there."""
+    """Whether ``obj``'s own transform may change with the frame: it or a parent has keys or drivers on its
+    transform or its constraints, NLA strips or constraints, or it hangs from a parent's bone or vertices
+    that are animated or deformed (a hand carried by a character). Its own bone keys do not count: a keyed
+    hand took any still target for a moving one, its wrist pinned there."""
+    child = None
     while obj is not None:
         ad = obj.animation_data
         if ad is not None:
             bag = fcurves.find_channelbag(obj)
-            if len(ad.nla_tracks) or any(d.data_path in _TRANSFORM_PATHS for d in ad.drivers) or (
-                    bag is not None and any(fc.data_path in _TRANSFORM_PATHS and not fc.mute for fc in bag.fcurves)):
+            paths = [d.data_path for d in ad.drivers] + [fc.data_path for fc in (bag.fcurves if bag else ()) if not fc.mute]
+            if len(ad.nla_tracks) or any(p in _TRANSFORM_PATHS or p.startswith("constraints[") for p in paths):
                 return True
-        if any(not con.mute and con.influence > 0 for con in obj.constraints):
+        if child is not None and child.parent_type in ("BONE", "BONE_RELATIVE") and ad is not None:
+            return True  # carried by a bone of an animated armature
+        if child is not None and child.parent_type in ("VERTEX", "VERTEX_3") and (
+                ad is not None or len(obj.modifiers) or getattr(getattr(obj.data, "shape_keys", None),
+                                                                "animation_data", None) is not None):
+            return True  # carried by vertices that may move
+        if any(not con.mute for con in obj.constraints):  # (its influence may be keyed: 0 now is no answer)
             return True
-        obj = obj.parent
+        child, obj = obj, obj.parent
     return False
 
 
@@ -606,8 +614,10 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
 
     def read_arrays(self, context, chosen, every, start, end):
         by_uid = {o.session_uid: o.name for o in context.scene.objects}
-        paths = {prop.removesuffix("_path"): by_uid.get(uid, f"(deleted {prop.replace('_', ' ')})")
-                 for prop, uid in self._path_uids.items()}
+        gone = [prop.removesuffix("_path") for prop, uid in self._path_uids.items() if uid not in by_uid]
+        if gone:
+            raise ValueError(f"the {gone[0]} wrist path is no longer in the scene")
+        paths = {prop.removesuffix("_path"): by_uid[uid] for prop, uid in self._path_uids.items()}
         return trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
 
 

@@ -428,3 +428,4 @@ def test_a_chosen_rig_deleted_is_refused_not_stood_in_for_by_another_pairs_hand(
     for what in ("key", "mirror"):
         assert "the left hand is not chosen in HandForge > Hands (its rig deleted?)" in found[what], found
         assert "choose the left hand there" in found[what], found
+    assert found["listed"] == ["right"]  # the panels and the keying set leave the stand-in out too

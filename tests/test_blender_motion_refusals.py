@@ -40,6 +40,8 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
     assert found["offered"] == {"mesh": False, "empty": True, "text": False}  # (an empty: a target, below)
     # a still empty as the target of a rig that moves (a character's hand pinned to a point): followed
     assert found["still_target_moving_rig"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}, found
+    # carried by an animated bone of a character: moving too (bone keys count where they carry the rig)
+    assert found["still_target_bone_carried_rig"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}, found
     # a hand keyed (bone keys only) does not move as an object: refused too (sent, the wrist pinned)
     keyed = found["keyed_hand"]
     assert keyed["sent"] == [] and "'Target' is an empty" in keyed["message"], keyed

@@ -139,6 +139,13 @@ class JobHandle:
         return f"<JobHandle {self.id} {self.kind} {self.state} {self.fraction:.0%}>"
 
 
+def _number(value: Any, default: int | float) -> int | float:
+    """A number field of a backend's message, or ``default`` when it is not one (a bad backend's "x" raised
+    out of ``poll()``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return type(default)(value) if ok else default
+
+
 def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -> None:
     """What a script passes wrongly, said in its terms (a list of params was "cannot convert dictionary update
     sequence element #0", a timeout of inf or NaN "the submit header is not plain JSON")."""
@@ -461,10 +468,7 @@ class Client:
             if exc.code == ErrorCode.UNSUPPORTED_VERSION:
                 self._pending.append(Error(None, exc.code, exc.message, exc.hint))
             return
-        try:
-            self._on_message(message)
-        except (TypeError, ValueError, AttributeError) as exc:  # a field of the wrong type ("position": "x")
-            log.warning("ignored a malformed %s message from the backend: %s", message.type, exc)
+        self._on_message(message)
 
     def _drain_monitor(self) -> None:
         while self._monitor.get(EVENTS) & POLLIN:
@@ -550,11 +554,11 @@ class Client:
             return  # events of jobs we no longer wait for (reported lost, or closed)
         if mtype == MessageType.ACCEPTED:
             handle.state, handle.instance = "queued", self.instance
-            handle.position = int(data.get("position", 0))
+            handle.position = _number(data.get("position"), 0)
             self._pending.append(Accepted(handle.id, handle.position))
         elif mtype == MessageType.PROGRESS:
             handle.state = "running"
-            handle.fraction = float(data.get("fraction", 0.0))
+            handle.fraction = float(_number(data.get("fraction"), 0.0))
             handle.message = str(data.get("message", ""))
             handle.preview = message.arrays
             self._pending.append(Progress(handle.id, handle.fraction, handle.message, message.arrays))

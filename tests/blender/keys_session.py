@@ -3,6 +3,8 @@ artist keys kept, regenerate, presence, retiming), one undo step per import, bad
 
 from __future__ import annotations
 
+import importlib
+
 import bpy
 
 from session import ADDON_MODULE, Session, error_of, hand, init_undo, printed_by, ui_context
@@ -136,7 +138,6 @@ def export_modal():
     and write the file at the end; Esc stops it, writes nothing and restores the frame. (A background
     session has no window to run modally, so its modal() is driven with stand-ins for the window
     manager, the workspace and the events.)"""
-    import importlib
     from pathlib import Path
     from types import SimpleNamespace
 
@@ -577,8 +578,10 @@ def a_pairs_rig_deleted():
         for child in list(second.children):
             bpy.data.objects.remove(child)
         bpy.data.objects.remove(second)
+        listed = importlib.import_module(f"{ADDON_MODULE}.hands").scene_hands(here, "BOTH", required=False)
         return {"key": error_of(lambda: bpy.ops.handforge.key_pose(sides="LEFT")),
-                "mirror": error_of(lambda: bpy.ops.handforge.mirror_pose()), "deleted": name}
+                "mirror": error_of(lambda: bpy.ops.handforge.mirror_pose()), "deleted": name,
+                "listed": sorted(listed)}  # (what the panels and the keying set act on)
     finally:
         bpy.context.window.scene = first
 

@@ -76,6 +76,7 @@ def static_paths():
                for what, obj in objects.items()}
         out["offered"] = {what: offered(None, obj) for what, obj in objects.items()}
         out["still_target_moving_rig"] = still_target_of_a_moving_rig(objects["empty"])
+        out["still_target_bone_carried_rig"] = still_target_of_a_bone_carried_rig(objects["empty"])
         # a hand with its own (bone) keys does not move as an object: its action made it count as moving
         assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
         out["keyed_hand"] = refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
@@ -85,6 +86,29 @@ def static_paths():
     finally:
         for obj in objects.values():
             bpy.data.objects.remove(obj)
+
+
+def still_target_of_a_bone_carried_rig(target) -> dict:
+    """The right rig parented to a bone of an armature whose bone keys move it (a character's arm)."""
+    arm = bpy.data.objects.new("Character", bpy.data.armatures.new("Character"))
+    scene.collection.objects.link(arm)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = arm.data.edit_bones.new("arm")
+    bone.head, bone.tail = (0.0, 0.0, 0.0), (0.0, 0.0, 0.2)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for frame, x in ((1, 0.0), (10, 0.3)):
+        arm.pose.bones["arm"].location.x = x
+        arm.pose.bones["arm"].keyframe_insert("location", frame=frame)
+    rig = hand("right")
+    rig.parent, rig.parent_type, rig.parent_bone = arm, "BONE", "arm"
+    sent = len(SENT)
+    try:
+        result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=target.name)
+    finally:
+        rig.parent = None
+        bpy.data.objects.remove(arm)
+    return {"result": sorted(result), "sent": SENT[sent:]}
 
 
 def still_target_of_a_moving_rig(target) -> dict:
