@@ -100,15 +100,7 @@ def still_target_of_a_bone_carried_rig(target) -> dict:
     for frame, x in ((1, 0.0), (10, 0.3)):
         arm.pose.bones["arm"].location.x = x
         arm.pose.bones["arm"].keyframe_insert("location", frame=frame)
-    rig = hand("right")
-    rig.parent, rig.parent_type, rig.parent_bone = arm, "BONE", "arm"
-    sent = len(SENT)
-    try:
-        result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=target.name)
-    finally:
-        rig.parent = None
-        bpy.data.objects.remove(arm)
-    return {"result": sorted(result), "sent": SENT[sent:]}
+    return _follow_carried(target, arm, parent_type="BONE", parent_bone="arm")
 
 
 def still_target_of_a_moving_rig(target) -> dict:
@@ -118,8 +110,15 @@ def still_target_of_a_moving_rig(target) -> dict:
     for frame, x in ((1, 0.0), (10, 0.3)):
         carrier.location.x = x
         carrier.keyframe_insert("location", frame=frame)
+    return _follow_carried(target, carrier)
+
+
+def _follow_carried(target, carrier, **parenting) -> dict:
+    """Follow Wrist Path to ``target`` with the right rig parented to ``carrier`` (removed after)."""
     rig = hand("right")
     rig.parent = carrier
+    for name, value in parenting.items():
+        setattr(rig, name, value)
     sent = len(SENT)
     try:
         result = ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline", right_path=target.name)
