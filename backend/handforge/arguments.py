@@ -80,10 +80,7 @@ def at_least(low: int) -> Callable[[str], int]:
 MAX_LAYERS = 256
 
 
-def layer_count(text: str) -> int:
-    """A model's number of layers, in [1, MAX_LAYERS]."""
-    return whole_number(1, MAX_LAYERS)(text)
-
+layer_count = whole_number(1, MAX_LAYERS)  # a model's number of layers
 
 # Thread counts above this are refused: torch.set_num_threads(10**8) crashed the process (a segfault, no
 # message) and the server's thread pool died with "can't start new thread"; no machine this runs on has

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from handforge.export.folder import pending_indices
 from handforge_shared.files import existing_ancestor
 
 SAMPLE_BYTES_PER_PIXEL = 70
@@ -54,4 +55,15 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
                              "lower the resolution, or export fewer samples (a rerun into the same folder resumes)")
 
 
-__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room"]
+def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1) -> tuple[list[int], int]:
+    """The samples of ``spec`` an export into ``out`` still has to make (the first ``limit`` of them) and how
+    many are finished, once ``check_room`` found they fit (``at_once``: as there)."""
+    pending = pending_indices(out, spec.samples)
+    finished = spec.samples - len(pending)
+    if limit is not None:
+        pending = pending[:limit]
+    check_room(out, spec.width, spec.height, spec.outputs, len(pending), min(at_once, len(pending)))
+    return pending, finished
+
+
+__all__ = ["ARRAY_BYTES_PER_PIXEL", "ExportTooLarge", "SAMPLE_BYTES_PER_PIXEL", "check_room", "pending_that_fit"]

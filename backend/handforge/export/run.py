@@ -19,9 +19,9 @@ import numpy as np
 
 from handforge.export.card import write_card
 from handforge.export.coco import finished_image, write_coco
-from handforge.export.folder import GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, pending_indices, recorded_inputs
+from handforge.export.folder import GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
 from handforge.export.interhand_format import write_interhand
-from handforge.export.room import check_room
+from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
@@ -214,11 +214,7 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
                   removed: int) -> dict[str, Any]:
-    pending = pending_indices(out, spec.samples)
-    skipped = spec.samples - len(pending)
-    if limit is not None:
-        pending = pending[:limit]
-    check_room(out, spec.width, spec.height, spec.outputs, len(pending))
+    pending, skipped = pending_that_fit(spec, out, limit)
     gl = renderer()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export.folder import claimed_folder, clean_partial, is_finished, pending_indices
-from handforge.export.room import check_room
+from handforge.export.folder import claimed_folder, clean_partial, is_finished
+from handforge.export.room import pending_that_fit
 from handforge.export.spec import ExportSpec
 from handforge.export.worker import replaces_too
 
@@ -121,13 +121,8 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
                    poll_seconds, sample_timeout, removed: int, model, workers_here: bool) -> dict[str, Any]:
     from handforge.export.run import finalise
 
-    pending = pending_indices(out, spec.samples)
-    skipped = spec.samples - len(pending)
-    if limit is not None:
-        pending = pending[:limit]
-    # as many samples at once as workers get work, each making one
-    check_room(out, spec.width, spec.height, spec.outputs, len(pending),
-               at_once=min(workers, len(pending)) if workers_here else 0)
+    # as many samples at once as workers get work, each making one (a cluster's memory is not this machine's)
+    pending, skipped = pending_that_fit(spec, out, limit, at_once=workers if workers_here else 0)
     chunks = plan_chunks(pending, workers, chunk_size)
     start = time.perf_counter()
     failed: dict[int, str] = {}
