@@ -201,3 +201,69 @@ def test_cameras_become_opencv_cameras_in_metres(tmp_path):
     del data["0"]["focal"]
     with pytest.raises(PoseFormatError, match="capture 0: expected campos, camrot, focal and princpt"):
         interhand.read_cameras(data)
+
+
+# ---------------------------------------------------------------------- reading large files
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+@pytest.mark.parametrize("indent", [None, 3])
+def test_files_read_piecewise_give_what_json_load_gives(monkeypatch, tmp_path, annotations, chunk, indent):
+    """A file is read a piece at a time (a release file is gigabytes): wherever the pieces end, in a
+    number, a key or between members, the annotations are those of the file loaded whole."""
+    monkeypatch.setattr(interhand, "CHUNK_CHARS", chunk)
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps(annotations, indent=indent))
+    whole = interhand.read_mano_annotations(json.loads(path.read_text()))
+    read = interhand.read_mano_annotations(path)
+    assert [(c, list(frames), [sorted(h) for h in frames.values()]) for c, frames in read.items()] == \
+        [(c, list(frames), [sorted(h) for h in frames.values()]) for c, frames in whole.items()]
+    for capture, frames in whole.items():
+        for index, hands in frames.items():
+            for side, pose in hands.items():
+                np.testing.assert_array_equal(read[capture][index][side].to_vector(), pose.to_vector())
+
+
+@pytest.mark.parametrize("text", [
+    '{"0": {"1": {"left": null}} "7": {}}',           # no comma between captures
+    '{"0": {"1": {"left": null}, "2" {}}}',           # no colon in a capture
+    '{"0": {"1": {"left": null},}}',                  # a trailing comma
+    '{"0": {"1": {"left": nul}}}',                    # a broken literal inside a frame
+    '{"0": {"1": {"left": null}}}  x',                # something after the object
+    '{"0": {"1": {"left": null}}, 5: {}}',            # a key that is no string
+    '{"0": {"1": {"left": null}}',                    # cut short
+    '{"0": {"1": {"left": [1.5, 2.}}}}',              # a broken number
+])
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_malformed_json_is_refused_at_the_place_json_names(monkeypatch, tmp_path, text, chunk):
+    monkeypatch.setattr(interhand, "CHUNK_CHARS", chunk)
+    path = tmp_path / "broken.json"
+    path.write_text("\n".join([text[:9], text[9:]]))  # a line break: the line is counted over the pieces
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(path.read_text())
+    with pytest.raises(PoseFormatError, match="not a readable JSON file") as info:
+        interhand.capture_clips(path)
+    assert str(path) in str(info.value)
+    assert f"line {expected.value.lineno}, character {expected.value.pos + 1} of the file" in str(info.value)
+
+
+def test_reading_holds_a_fraction_of_the_file_not_its_object_tree(monkeypatch, tmp_path):
+    """``json.load`` of the file held its text and object tree, about three times the file, before a
+    clip was made; read a piece and a capture at a time, the peak is the clips' arrays (float64, 0.4
+    times the file here), one capture's objects and the piece of text (a release file's gigabytes
+    dwarf the megabyte read at a time; this small file is read 64 kB at a time)."""
+    import tracemalloc
+
+    monkeypatch.setattr(interhand, "CHUNK_CHARS", 1 << 16)
+    rng = np.random.default_rng(3)
+    data = {str(c): {str(f): {"right": _hand(rng), "left": _hand(rng)} for f in range(100)} for c in range(30)}
+    path = tmp_path / "InterHand2.6M_train_MANO_NeuralAnnot.json"
+    path.write_text(json.dumps(data))
+    del data
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        clips = interhand.capture_clips(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(clips) == 30 and all(c.num_frames == 100 for c in clips.values())
+    assert peak < 0.6 * size, f"peak {peak / 1e6:.1f} MB reading {size / 1e6:.1f} MB"

@@ -21,15 +21,18 @@ formula lives in ``mano_params``. Use these poses with the MANO hand model (``ha
                   "princpt": {cam: [cx, cy]}}}
 
 becomes OpenCV cameras in metres: ``X_cam = R X_world + t`` with ``t = -R campos / 1000``.
+
+Files are read a megabyte of text and one capture at a time (``_Document``), never whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, NoReturn, TextIO
 
 import numpy as np
 
@@ -45,23 +48,154 @@ MM_PER_M = 1000.0
 ManoAnnotations = dict[str, dict[int, dict[Side, HandPose]]]
 
 
-def _load_json(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[Mapping[str, Any], str]:
+CHUNK_CHARS = 1 << 20  # text read at a time (a value longer than what is held reads as much again)
+
+
+class _Members:
+    """The members of one JSON object of a file, read as they are iterated (``_Document``)."""
+
+    def __init__(self, members: Iterator[tuple[str, Any]]) -> None:
+        self._members = members
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._members
+
+
+class _Document:
+    """A JSON file whose value is an object, read member by member: a release file's text and object
+    tree were held whole by ``json.load`` (about three times the file) before one array was made; here
+    a megabyte of text and one member's objects are. Values are parsed by ``json``'s own decoder, so
+    numbers, strings, nesting limits and errors are the standard library's."""
+
+    WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, fh: TextIO) -> None:
+        self.fh, self.text, self.at, self.ended = fh, "", 0, False
+        self.consumed = self.lines = 0  # characters and line breaks before ``text``
+        self.decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
+
+    def members(self, nested: bool = False) -> Iterator[tuple[str, Any]]:
+        """(key, value) of the file's object in file order. With ``nested``, a value that is an object
+        comes as ``_Members``, read as it is iterated (before the next member)."""
+        first = self._peek()
+        if first == "":
+            self._fail("the file is empty")
+        if first != "{":
+            raise _NotAnObject(type(self._value()).__name__)
+        yield from self._object(nested)
+        if self._peek() != "":
+            self._fail("extra data after the object")
+
+    def _object(self, nested: bool) -> Iterator[tuple[str, Any]]:
+        self.at += 1  # the "{"
+        if self._peek() == "}":
+            self.at += 1
+            return
+        seen: set[str] = set()
+        while True:
+            if self._peek() != '"':
+                self._fail("expected a key in double quotes")
+            key = self._value()
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+            if self._peek() != ":":
+                self._fail("expected ':' after a key")
+            self.at += 1
+            if nested and self._peek() == "{":
+                inner = self._object(False)
+                yield key, _Members(inner)
+                for _ in inner:  # the rest of it, if the reader stopped early
+                    pass
+            else:
+                yield key, self._value()
+            separator = self._peek()
+            if separator not in (",", "}"):
+                self._fail("expected ',' or '}' after a value")
+            self.at += 1
+            if separator == "}":
+                return
+
+    def _more(self) -> bool:
+        """Read on, keeping the text not yet consumed; False at the end of the file."""
+        if self.ended:
+            return False
+        chunk = self.fh.read(max(CHUNK_CHARS, len(self.text) - self.at))
+        if not chunk:
+            self.ended = True
+            return False
+        self.consumed += self.at
+        self.lines += self.text.count("\n", 0, self.at)
+        self.text, self.at = self.text[self.at:] + chunk, 0
+        return True
+
+    def _peek(self) -> str:
+        """The next character after whitespace, "" at the end of the file."""
+        while True:
+            self.at = self.WHITESPACE.match(self.text, self.at).end()
+            if self.at < len(self.text) or not self._more():
+                return self.text[self.at:self.at + 1]
+
+    def _value(self) -> Any:
+        self._peek()
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, self.at)
+            except json.JSONDecodeError as exc:
+                if self._more():  # the value may go on past the text read so far
+                    continue
+                self._fail(exc.msg, exc.pos)
+            if end == len(self.text) and self._more():  # "12" may be the start of "123"
+                continue
+            self.at = end
+            return value
+
+    def _fail(self, message: str, at: int | None = None) -> NoReturn:
+        at = self.at if at is None else at
+        line = self.lines + self.text.count("\n", 0, at) + 1
+        raise _Malformed(f"{message}: line {line}, character {self.consumed + at + 1} of the file")
+
+
+class _Malformed(Exception):
+    """Not JSON, where and why (``json.JSONDecodeError``'s positions would count from the text held)."""
+
+
+class _NotAnObject(Exception):
+    """The file's JSON value is not an object (its type name)."""
+
+
+def _members(source: str | os.PathLike | Mapping[str, Any], what: str, nested: bool = False
+             ) -> tuple[Iterator[tuple[str, Any]], str]:
+    """The top-level (key, value) pairs of an InterHand2.6M JSON file, read as they are iterated (see
+    ``_Document``; with ``nested`` an object value is ``_Members``), or of its parsed dict; and the name
+    to put in errors."""
     if isinstance(source, Mapping):
-        return source, what
+        return iter(source.items()), what
     path = Path(source)
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file (the InterHand2.6M {what} JSON)")
-    try:
-        with path.open("r", encoding="utf-8") as fh:
-            data = json.load(fh, object_pairs_hook=unique_keys)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
-        raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
-    except ValueError as exc:  # unique_keys': "duplicate key '1'"
-        raise PoseFormatError(f"{path}: {exc}, a key twice in one object (two annotations of one capture or "
-                              "frame; json keeps the last silently): keep one of them") from None
-    if not isinstance(data, dict):
-        raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {type(data).__name__}")
-    return data, str(path)
+
+    def read(members: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        try:
+            yield from members
+        except (OSError, UnicodeDecodeError, _Malformed, RecursionError) as exc:  # (nested too deeply)
+            raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
+        except _NotAnObject as exc:
+            raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {exc}") from None
+        except ValueError as exc:  # unique_keys': "duplicate key '1'"
+            raise PoseFormatError(f"{path}: {exc}, a key twice in one object (two annotations of one capture or "
+                                  "frame; json keeps the last silently): keep one of them") from None
+
+    def members() -> Iterator[tuple[str, Any]]:
+        try:
+            fh = path.open("r", encoding="utf-8")
+        except OSError as exc:
+            raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
+        with fh:
+            for key, value in read(_Document(fh).members(nested)):  # a capture's frames are read in turn
+                yield key, _Members(read(iter(value))) if isinstance(value, _Members) else value
+
+    return members(), str(path)
 
 
 def _hand(value: Any, where: str) -> HandPose | None:
@@ -90,13 +224,21 @@ def _hand(value: Any, where: str) -> HandPose | None:
 
 def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> ManoAnnotations:
     """Parse a ``MANO_NeuralAnnot.json`` (path or loaded dict); hand poses stay mean-relative."""
-    data, name = _load_json(source, "MANO_NeuralAnnot")
-    out: ManoAnnotations = {}
-    for capture, frames in data.items():
-        if not isinstance(frames, Mapping):
+    return dict(_captures(source))
+
+
+def _captures(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tuple[str, dict[int, dict[Side, HandPose]]]]:
+    """Each capture of a ``MANO_NeuralAnnot.json`` (path, loaded dict or parsed annotations) and its
+    frames in frame order, one capture at a time: a file is read as it is parsed."""
+    if _parsed(source):
+        yield from source.items()
+        return
+    members, name = _members(source, "MANO_NeuralAnnot", nested=True)
+    for capture, frames in members:
+        if not isinstance(frames, (Mapping, _Members)):
             raise PoseFormatError(f"{name}: capture {capture}: expected an object keyed by frame index")
         parsed: dict[int, dict[Side, HandPose]] = {}
-        for frame, hands in frames.items():
+        for frame, hands in frames.items() if isinstance(frames, Mapping) else frames:
             where = f"{name}: capture {capture} frame {frame}"
             if not (isinstance(frame, str) and frame.isascii() and frame.isdigit()):  # int() also reads "1_0", " 3"
                 raise PoseFormatError(f"{where}: frame keys must be integers (digits 0-9 only)")
@@ -113,8 +255,7 @@ def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> Mano
                 raise PoseFormatError(f"{where}: unknown hands {unknown}; expected 'right' and 'left'")
             poses = {s: _hand(hands.get(s), f"{where} {s}") for s in SIDES}
             parsed[index] = {s: p for s, p in poses.items() if p is not None}
-        out[str(capture)] = dict(sorted(parsed.items()))
-    return out
+        yield str(capture), dict(sorted(parsed.items()))
 
 
 def _hands_mean(hands_mean: Mapping[Side, Any], side: Side) -> np.ndarray:
@@ -149,9 +290,8 @@ def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotation
     Captures with no annotated hand at all are left out. ``fps`` is the annotation rate you read
     (30 or 5 for the two InterHand2.6M versions).
     """
-    annotations = _as_annotations(source)
     clips = {}
-    for capture, frames in annotations.items():
+    for capture, frames in _captures(source):
         indices = list(frames)
         if not any(frames[i] for i in indices):
             continue
@@ -169,7 +309,7 @@ def frame_poses(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations,
     Hand poses are flat when ``hands_mean`` is given, else mean-relative.
     """
     out = {}
-    for capture, frames in _as_annotations(source).items():
+    for capture, frames in _captures(source):
         for index, hands in frames.items():
             if not hands:
                 continue
@@ -180,14 +320,13 @@ def frame_poses(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations,
     return out
 
 
-def _as_annotations(source: Any) -> ManoAnnotations:
-    """Parsed annotations as they are; a path or raw JSON dict is parsed."""
-    parsed = isinstance(source, Mapping) and all(
+def _parsed(source: Any) -> bool:
+    """Whether ``source`` is parsed annotations already (not a path or raw JSON dict)."""
+    return isinstance(source, Mapping) and all(
         isinstance(frames, Mapping) and all(
             isinstance(k, int) and isinstance(hands, Mapping) and all(isinstance(p, HandPose) for p in hands.values())
             for k, hands in frames.items())
         for frames in source.values())
-    return source if parsed else read_mano_annotations(source)
 
 
 def _clip(frames: list[TwoHandPose | None], fps: float, extra: dict[str, Any]) -> MotionClip:
@@ -224,9 +363,9 @@ class InterHandCamera:
 
 def read_cameras(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, dict[str, InterHandCamera]]:
     """Parse ``InterHand2.6M_{split}_camera.json`` (path or loaded dict): capture → camera id → camera."""
-    data, name = _load_json(source, "camera")
+    members, name = _members(source, "camera")
     out: dict[str, dict[str, InterHandCamera]] = {}
-    for capture, fields in data.items():
+    for capture, fields in members:
         where = f"{name}: capture {capture}"
         if not isinstance(fields, Mapping) or any(k not in fields for k in ("campos", "camrot", "focal", "princpt")):
             raise PoseFormatError(f"{where}: expected campos, camrot, focal and princpt")
