@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -221,6 +222,31 @@ def test_a_checkpoint_whose_random_states_cannot_be_restored_is_refused(tmp_path
         torch.save({"step": 4}, states)
     with pytest.raises(TrainingError, match="step-00000004 cannot be read.*random_states_0.pkl.*delete it"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
+
+
+class _RunsCode:
+    """Unpickled, it creates a file: what a checkpoint folder from elsewhere could do on resume."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["random_states_0.pkl", "custom_checkpoint_0.pkl"])
+def test_a_checkpoint_pickle_that_would_run_code_is_refused_unread(tmp_path, name):
+    """accelerate reads the random states and the EMA's state (``custom_checkpoint_0.pkl``) with
+    ``weights_only=False``: a resumed checkpoint from elsewhere ran what its pickles said."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    marker = tmp_path / "code-ran"
+    torch.save({"random_state": _RunsCode(marker), "numpy_random_seed": 0, "torch_manual_seed": 0},
+               run / "checkpoints" / "step-00000004" / name)
+    with pytest.raises(TrainingError, match=f"step-00000004 cannot be read.*{name}: not a pickle of tensors and "
+                       "plain data.*could run code.*delete it"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    assert not marker.exists()
 
 
 def test_another_models_run_is_named_so_whatever_steps_are_given(tmp_path):

@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -457,18 +459,33 @@ def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
 
 
 def _check_random_states(checkpoint: Path, process_index: int) -> None:
-    """Raise unless ``checkpoint`` holds this process's random states: accelerate's ``load_state`` only logs one
-    it cannot read and goes on with the RNGs as they are, so dropout and the loss's noise left the course of
-    the run that never stopped, without a word."""
+    """Raise unless ``checkpoint`` holds this process's random states, and unless every pickle in it is
+    plain data: accelerate's ``load_state`` only logs a random-states file it cannot read and goes on with
+    the RNGs as they are (dropout and the loss's noise then left the course of the run that never stopped,
+    without a word), and reads the objects registered for checkpointing (the EMA weights) with
+    ``weights_only=False``, so a checkpoint folder from elsewhere could run code on resume. Here each is
+    read as accelerate reads its optimiser, ``weights_only=True`` (tensors, numbers, containers)."""
     from accelerate.utils import RNG_STATE_NAME
+    from accelerate.utils import load as load_plain
 
     file = checkpoint / f"{RNG_STATE_NAME}_{process_index}.pkl"
-    try:
-        states = torch.load(file, weights_only=False)  # (as accelerate reads it: the run's own file)
-    except Exception as exc:  # noqa: BLE001 - missing, truncated, not a pickle
-        raise ValueError(f"{file.name}: {type(exc).__name__}: {exc}") from None
-    if not (isinstance(states, dict) and {"random_state", "numpy_random_seed", "torch_manual_seed"} <= states.keys()):
-        raise ValueError(f"{file.name} holds no random states")
+    for pickled in sorted({file, *checkpoint.glob("*.pkl")}):
+        try:
+            states = load_plain(pickled, map_location="cpu", mmap=True)  # mapped: the EMA's weights are not read twice
+        except pickle.UnpicklingError as exc:  # torch's "Weights only load failed ..." or garbage
+            found = re.search(r"Unsupported global: (GLOBAL )?(\S+)", str(exc))  # torch names what it refused
+            raise ValueError(f"{pickled.name}: not a pickle of tensors and plain data"
+                             f"{f' (it names {found[2]})' if found else ''}, and unpickling anything else "
+                             "could run code: not read") from None
+        except Exception as exc:  # noqa: BLE001 - missing, truncated
+            raise ValueError(f"{pickled.name}: {type(exc).__name__}: {_first_line(exc)}") from None
+        if pickled == file and not (isinstance(states, dict)
+                                    and {"random_state", "numpy_random_seed", "torch_manual_seed"} <= states.keys()):
+            raise ValueError(f"{file.name} holds no random states")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
