@@ -267,3 +267,22 @@ def test_reading_holds_a_fraction_of_the_file_not_its_object_tree(monkeypatch, t
         tracemalloc.stop()
     assert len(clips) == 30 and all(c.num_frames == 100 for c in clips.values())
     assert peak < 0.6 * size, f"peak {peak / 1e6:.1f} MB reading {size / 1e6:.1f} MB"
+
+
+def test_an_error_early_in_a_large_file_is_said_without_reading_the_rest(monkeypatch, tmp_path):
+    """A syntax error is the file's unless the text read so far ends inside the value: reading on to the end
+    (a release file's gigabytes) before saying so held the whole file."""
+    import tracemalloc
+
+    monkeypatch.setattr(interhand, "CHUNK_CHARS", 1 << 12)
+    path = tmp_path / "broken.json"
+    rest = json.dumps({str(f): {"left": None} for f in range(200_000)})[1:]
+    path.write_text('{"0": {"1": {"left": nul}}, "1": {' + rest + "}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(PoseFormatError, match="Expecting value: line 1, character 22 of the file"):
+            interhand.capture_clips(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.1 * path.stat().st_size, f"peak {peak / 1e6:.1f} MB for a {path.stat().st_size / 1e6:.1f} MB file"

@@ -142,7 +142,10 @@ class _Document:
             try:
                 value, end = self.decoder.raw_decode(self.text, self.at)
             except json.JSONDecodeError as exc:
-                if self._more():  # the value may go on past the text read so far
+                # cut short by the end of the text read so far (within the longest token, "\uXXXX", of it,
+                # or in a string): read on; an error before that is the file's, said without reading on
+                cut = exc.pos >= len(self.text) - 8 or exc.msg.startswith("Unterminated string")
+                if cut and self._more():
                     continue
                 self._fail(exc.msg, exc.pos)
             if end == len(self.text) and self._more():  # "12" may be the start of "123"
