@@ -68,3 +68,39 @@ def test_serve_without_curve_imports_neither_torch_nor_zmq_auth_before_its_first
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_hellos_waiting_for_the_probe_are_one_per_connection():
+    """A client that repeats its hello while the device probe runs is answered once, for its last hello: the
+    server kept every one of them (a loop of hellos grew its memory until the probe ended)."""
+    import zmq
+
+    from handforge_shared.protocol import SERVER_TYPES, Message, MessageType, decode, encode
+
+    probe_may_end = threading.Event()
+    registry = Registry()
+    registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
+    server = Server(ServerConfig(port=0, heartbeat_s=0.25), registry=registry)
+    endpoint = server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    try:
+        dealer.connect(endpoint)
+        for k in range(200):
+            dealer.send_multipart(encode(Message(MessageType.HELLO, id=f"h{k}", data={"devices": True})))
+        time.sleep(0.5)  # the hellos are in; none is answered before the probe ends
+        assert len(server._pending_hellos) == 1
+        probe_may_end.set()
+        replies = []
+        while dealer.poll(1000):
+            replies.append(decode(dealer.recv_multipart(), accept=SERVER_TYPES, local_role="client"))
+        welcomes = [m for m in replies if m.type == MessageType.WELCOME]
+        assert [m.id for m in welcomes] == ["h199"] and welcomes[0].data["devices"]
+    finally:
+        probe_may_end.set()
+        dealer.close(linger=0)
+        context.term()
+        server.stop()
+        thread.join(10)

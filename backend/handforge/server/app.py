@@ -136,7 +136,8 @@ class Server:
             s.setblocking(False)
         self._pool = WorkerPool(self._post, config.cpu_workers)
         self._jobs: dict[tuple[bytes, str], Job] = {}
-        self._pending_hellos: list[tuple[bytes, Message]] = []  # asked for devices before the probe ended
+        # asked for devices before the probe ended: one per connection (a flood of hellos held a list of them)
+        self._pending_hellos: dict[bytes, Message] = {}
         self._provisional: set[bytes] = set()                   # welcomed before it: welcomed again after
         self._peer_keys: dict[bytes, str] = {}                  # routing id -> CurveZMQ key of its connection
         self._monitor: zmq.Socket | None = None
@@ -259,7 +260,7 @@ class Server:
             self._send(job.client, Message(MessageType.CANCELLED, id=self._new_id(), job=job.job_id, data={
                 "reason": "shutdown", "message": f"the backend is shutting down ({reason})"}))
             self._close(job)
-        for identity, hello in self._pending_hellos:
+        for identity, hello in self._pending_hellos.items():
             self._send(identity, error_message(ErrorCode.INTERNAL, "the backend is shutting down", msg_id=hello.id))
         self._pool.stop(self.config.shutdown_grace_s)
         if self._monitor is not None:
@@ -385,7 +386,7 @@ class Server:
         client = (msg.data or {}).get("client", "unknown client")
         log.info("hello from %s (%s)", _peer(identity), client)
         if self._devices is None and (msg.data or {}).get("devices") is True:
-            self._pending_hellos.append((identity, msg))  # asked to wait for the device probe
+            self._pending_hellos[identity] = msg  # asked to wait for the device probe (its last hello answered)
             self._start_probe()
         elif self._devices is None:
             self._provisional.add(identity)  # devices unknown yet: a full welcome follows the probe
@@ -588,8 +589,8 @@ class Server:
         self._pool.start_devices(done.compute)
         log.info("devices: %s; GPU-class jobs run on %s",
                  ", ".join(f"{d['name']} ({d.get('description', '')})" for d in done.devices), ", ".join(done.compute))
-        pending, self._pending_hellos = self._pending_hellos, []
-        for identity, hello in pending:
+        pending, self._pending_hellos = self._pending_hellos, {}
+        for identity, hello in pending.items():
             self._welcome(identity, hello)
         provisional, self._provisional = self._provisional, set()
         for identity in provisional:
