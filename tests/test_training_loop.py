@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,44 @@ def test_a_checkpoint_pickle_that_would_run_code_is_refused_unread(tmp_path, nam
                        "plain data.*could run code.*delete it"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
     assert not marker.exists()
+
+
+def test_every_pickle_is_checked_whatever_the_case_of_its_suffix(tmp_path):
+    """On a case-insensitive file system (macOS, Windows) accelerate's custom_checkpoint_0.pkl opens a file
+    named custom_checkpoint_0.PKL, which a check of "*.pkl" names only had passed by."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    marker = tmp_path / "code-ran"
+    torch.save({"decay": _RunsCode(marker)}, run / "checkpoints" / "step-00000004" / "custom_checkpoint_5.PKL")
+    with pytest.raises(TrainingError, match="custom_checkpoint_5.PKL: not a pickle of tensors and plain data"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    assert not marker.exists()
+
+
+def test_a_run_folder_named_with_a_tilde_resumes_from_itself(tmp_path, monkeypatch):
+    """``out="~/run"`` from Python is the folder ./~/run (the command line expands "~" itself): its checkpoints
+    were checked there, but accelerate's load_state expanded "~" and loaded $HOME/run's, unchecked."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    train(fresh_model(), Points(40), loss, settings("~/run", stop_after=4))
+    assert (tmp_path / "~" / "run" / "checkpoints" / "step-00000004").is_dir()
+    elsewhere = tmp_path / "home" / "run"
+    shutil.copytree(tmp_path / "~" / "run", elsewhere)
+    marker = tmp_path / "code-ran"
+    torch.save({"decay": _RunsCode(marker)}, elsewhere / "checkpoints" / "step-00000004" / "custom_checkpoint_0.pkl")
+    train(fresh_model(), Points(40), loss, settings("~/run", steps=6))
+    assert not marker.exists()
+
+
+def test_random_states_in_torchs_legacy_format_resume(tmp_path):
+    """accelerate reads a random-states file of torch's legacy (non-zip) format; the check's memory-mapped
+    read cannot, and refused it as damaged."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    states = run / "checkpoints" / "step-00000004" / "random_states_0.pkl"
+    torch.save(torch.load(states, weights_only=False), states, _use_new_zipfile_serialization=False)
+    train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    assert (run / "model").is_dir()
 
 
 def test_another_models_run_is_named_so_whatever_steps_are_given(tmp_path):

@@ -176,7 +176,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     if checkpoint is not None:
         try:
             _check_random_states(checkpoint, accelerator.process_index)
-            accelerator.load_state(str(checkpoint))
+            accelerator.load_state(str(checkpoint.absolute()))  # (absolute: load_state expands a leading "~")
         except RuntimeError as exc:  # e.g. "size mismatch for output.weight": another model's run
             if "size mismatch" not in str(exc) and "Missing key" not in str(exc) and "Unexpected key" not in str(exc):
                 raise TrainingError(_unreadable(checkpoint, exc)) from None
@@ -469,9 +469,16 @@ def _check_random_states(checkpoint: Path, process_index: int) -> None:
     from accelerate.utils import load as load_plain
 
     file = checkpoint / f"{RNG_STATE_NAME}_{process_index}.pkl"
-    for pickled in sorted({file, *checkpoint.glob("*.pkl")}):
+    # every pickle, its suffix in any case: on a case-insensitive file system accelerate's "…_0.pkl" opens "…_0.PKL"
+    pickles = {file, *(f for f in checkpoint.iterdir() if f.name.lower().endswith(".pkl"))}
+    for pickled in sorted(pickles):
         try:
-            states = load_plain(pickled, map_location="cpu", mmap=True)  # mapped: the EMA's weights are not read twice
+            try:
+                states = load_plain(pickled, map_location="cpu", mmap=True)  # mapped: the EMA is not read twice
+            except RuntimeError as exc:  # a file of torch's legacy format, which accelerate reads too
+                if "mmap" not in str(exc):
+                    raise
+                states = load_plain(pickled, map_location="cpu")
         except pickle.UnpicklingError as exc:  # torch's "Weights only load failed ..." or garbage
             found = re.search(r"Unsupported global: (GLOBAL )?(\S+)", str(exc))  # torch names what it refused
             raise ValueError(f"{pickled.name}: not a pickle of tensors and plain data"
