@@ -4,6 +4,7 @@ several captures and frames) → MotionClip / TwoHandPose → .npz and back; the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_cameras_become_opencv_cameras_in_metres(tmp_path):
 def test_files_read_piecewise_give_what_json_load_gives(monkeypatch, tmp_path, annotations, chunk, indent):
     """A file is read a piece at a time (a release file is gigabytes): wherever the pieces end, in a
     number, a key or between members, the annotations are those of the file loaded whole."""
-    monkeypatch.setattr(interhand, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", chunk)
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(annotations, indent=indent))
     whole = interhand.read_mano_annotations(json.loads(path.read_text()))
@@ -234,7 +235,7 @@ def test_files_read_piecewise_give_what_json_load_gives(monkeypatch, tmp_path, a
 ])
 @pytest.mark.parametrize("chunk", [3, 4096])
 def test_malformed_json_is_refused_at_the_place_json_names(monkeypatch, tmp_path, text, chunk):
-    monkeypatch.setattr(interhand, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", chunk)
     path = tmp_path / "broken.json"
     path.write_text("\n".join([text[:9], text[9:]]))  # a line break: the line is counted over the pieces
     with pytest.raises(json.JSONDecodeError) as expected:
@@ -252,7 +253,7 @@ def test_reading_holds_a_fraction_of_the_file_not_its_object_tree(monkeypatch, t
     dwarf the megabyte read at a time; this small file is read 64 kB at a time)."""
     import tracemalloc
 
-    monkeypatch.setattr(interhand, "CHUNK_CHARS", 1 << 16)
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", 1 << 16)
     rng = np.random.default_rng(3)
     data = {str(c): {str(f): {"right": _hand(rng), "left": _hand(rng)} for f in range(100)} for c in range(30)}
     path = tmp_path / "InterHand2.6M_train_MANO_NeuralAnnot.json"
@@ -274,7 +275,7 @@ def test_an_error_early_in_a_large_file_is_said_without_reading_the_rest(monkeyp
     (a release file's gigabytes) before saying so held the whole file."""
     import tracemalloc
 
-    monkeypatch.setattr(interhand, "CHUNK_CHARS", 1 << 12)
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", 1 << 12)
     path = tmp_path / "broken.json"
     rest = json.dumps({str(f): {"left": None} for f in range(200_000)})[1:]
     path.write_text('{"0": {"1": {"left": nul}}, "1": {' + rest + "}")
@@ -286,3 +287,40 @@ def test_an_error_early_in_a_large_file_is_said_without_reading_the_rest(monkeyp
     finally:
         tracemalloc.stop()
     assert peak < 0.1 * path.stat().st_size, f"peak {peak / 1e6:.1f} MB for a {path.stat().st_size / 1e6:.1f} MB file"
+
+
+@pytest.mark.parametrize("chunk", [5, 4096])
+def test_a_byte_that_is_no_utf8_is_named_by_its_place_in_the_file(monkeypatch, tmp_path, annotations, chunk):
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", chunk)
+    text = json.dumps(annotations).encode()
+    at = text.index(b'"7"') + 1  # inside a capture id, past the first pieces
+    path = tmp_path / "latin1.json"
+    path.write_bytes(text[:at] + b"\xff" + text[at + 1:])
+    with pytest.raises(PoseFormatError, match=rf"not UTF-8 text \(invalid start byte\): byte {at + 1} of the file"):
+        interhand.capture_clips(path)
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path, annotations):
+    """Editors on Windows may start a UTF-8 file with a byte-order mark; json.load refused the file."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(annotations).encode())
+    assert list(interhand.capture_clips(path)) == ["0", "7"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files through /proc")
+def test_the_file_is_closed_when_reading_stops_on_an_error(tmp_path, annotations):
+    """An error in the middle of the file kept it open for as long as the error was kept (its traceback holds
+    the reader's frame)."""
+    def open_files() -> list[str]:
+        return [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")]
+
+    annotations["7"]["100"]["left"]["shape"] = [0.0] * 3
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(annotations))
+    errors = []
+    for reader in (interhand.capture_clips, interhand.frame_poses, interhand.read_mano_annotations):
+        with pytest.raises(PoseFormatError, match="capture 7 frame 100 left: shape must hold 10 numbers") as info:
+            reader(path)
+        errors.append(info.value)  # kept, with its traceback
+        assert str(path) not in open_files()

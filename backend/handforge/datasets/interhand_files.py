@@ -27,12 +27,14 @@ Files are read a megabyte of text and one capture at a time (``_Document``), nev
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NoReturn, TextIO
+from typing import Any, BinaryIO, Generator, Iterator, Mapping, NoReturn
 
 import numpy as np
 
@@ -48,7 +50,7 @@ MM_PER_M = 1000.0
 ManoAnnotations = dict[str, dict[int, dict[Side, HandPose]]]
 
 
-CHUNK_CHARS = 1 << 20  # text read at a time (a value longer than what is held reads as much again)
+CHUNK_BYTES = 1 << 20  # read at a time (a value longer than the text held reads as much again)
 
 
 class _Members:
@@ -69,9 +71,11 @@ class _Document:
 
     WHITESPACE = re.compile(r"[ \t\n\r]*")
 
-    def __init__(self, fh: TextIO) -> None:
+    def __init__(self, fh: BinaryIO) -> None:
         self.fh, self.text, self.at, self.ended = fh, "", 0, False
         self.consumed = self.lines = 0  # characters and line breaks before ``text``
+        self.utf8 = codecs.getincrementaldecoder("utf-8-sig")()  # (a byte-order mark is dropped)
+        self.bytes_read = 0
         self.decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
 
     def members(self, nested: bool = False) -> Iterator[tuple[str, Any]]:
@@ -120,7 +124,17 @@ class _Document:
         """Read on, keeping the text not yet consumed; False at the end of the file."""
         if self.ended:
             return False
-        chunk = self.fh.read(max(CHUNK_CHARS, len(self.text) - self.at))
+        while True:  # (a piece can end inside a character: then nothing is decoded yet)
+            raw = self.fh.read(max(CHUNK_BYTES, len(self.text) - self.at))
+            held = len(self.utf8.getstate()[0])
+            try:
+                chunk = self.utf8.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:  # its position counts from the piece: said from the file's start
+                at = self.bytes_read - held + exc.start + (3 if self.bytes_read == 0 and raw[:3] == codecs.BOM_UTF8 else 0)
+                raise _Malformed(f"not UTF-8 text ({exc.reason}): byte {at + 1} of the file") from None
+            self.bytes_read += len(raw)
+            if chunk or not raw:
+                break
         if not chunk:
             self.ended = True
             return False
@@ -168,12 +182,12 @@ class _NotAnObject(Exception):
 
 
 def _members(source: str | os.PathLike | Mapping[str, Any], what: str, nested: bool = False
-             ) -> tuple[Iterator[tuple[str, Any]], str]:
+             ) -> tuple[Generator[tuple[str, Any], None, None], str]:
     """The top-level (key, value) pairs of an InterHand2.6M JSON file, read as they are iterated (see
     ``_Document``; with ``nested`` an object value is ``_Members``), or of its parsed dict; and the name
     to put in errors."""
     if isinstance(source, Mapping):
-        return iter(source.items()), what
+        return (item for item in source.items()), what
     path = Path(source)
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file (the InterHand2.6M {what} JSON)")
@@ -181,7 +195,7 @@ def _members(source: str | os.PathLike | Mapping[str, Any], what: str, nested: b
     def read(members: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         try:
             yield from members
-        except (OSError, UnicodeDecodeError, _Malformed, RecursionError) as exc:  # (nested too deeply)
+        except (OSError, _Malformed, RecursionError) as exc:  # (nested too deeply)
             raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
         except _NotAnObject as exc:
             raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {exc}") from None
@@ -191,7 +205,7 @@ def _members(source: str | os.PathLike | Mapping[str, Any], what: str, nested: b
 
     def members() -> Iterator[tuple[str, Any]]:
         try:
-            fh = path.open("r", encoding="utf-8")
+            fh = path.open("rb")
         except OSError as exc:
             raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
         with fh:
@@ -227,7 +241,8 @@ def _hand(value: Any, where: str) -> HandPose | None:
 
 def read_mano_annotations(source: str | os.PathLike | Mapping[str, Any]) -> ManoAnnotations:
     """Parse a ``MANO_NeuralAnnot.json`` (path or loaded dict); hand poses stay mean-relative."""
-    return dict(_captures(source))
+    with closing(_captures(source)) as captures:
+        return dict(captures)
 
 
 def _captures(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tuple[str, dict[int, dict[Side, HandPose]]]]:
@@ -237,6 +252,12 @@ def _captures(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tuple[s
         yield from source.items()
         return
     members, name = _members(source, "MANO_NeuralAnnot", nested=True)
+    with closing(members):  # the file, when this stops early (an error here or in its reader)
+        yield from _parse_captures(members, name)
+
+
+def _parse_captures(members: Iterator[tuple[str, Any]], name: str
+                    ) -> Iterator[tuple[str, dict[int, dict[Side, HandPose]]]]:
     for capture, frames in members:
         if not isinstance(frames, (Mapping, _Members)):
             raise PoseFormatError(f"{name}: capture {capture}: expected an object keyed by frame index")
@@ -294,14 +315,15 @@ def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotation
     (30 or 5 for the two InterHand2.6M versions).
     """
     clips = {}
-    for capture, frames in _captures(source):
-        indices = list(frames)
-        if not any(frames[i] for i in indices):
-            continue
-        two_hand = [TwoHandPose(**frames[i]) if frames[i] else None for i in indices]
-        clip = _clip(two_hand, fps, {"source": SOURCE, "capture": capture, "frame_indices": indices,
-                                     "pose_convention": MEAN_RELATIVE})
-        clips[capture] = clip if hands_mean is None else to_flat(clip, hands_mean)
+    with closing(_captures(source)) as captures:
+        for capture, frames in captures:
+            indices = list(frames)
+            if not any(frames[i] for i in indices):
+                continue
+            two_hand = [TwoHandPose(**frames[i]) if frames[i] else None for i in indices]
+            clip = _clip(two_hand, fps, {"source": SOURCE, "capture": capture, "frame_indices": indices,
+                                         "pose_convention": MEAN_RELATIVE})
+            clips[capture] = clip if hands_mean is None else to_flat(clip, hands_mean)
     return clips
 
 
@@ -312,14 +334,15 @@ def frame_poses(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations,
     Hand poses are flat when ``hands_mean`` is given, else mean-relative.
     """
     out = {}
-    for capture, frames in _captures(source):
-        for index, hands in frames.items():
-            if not hands:
-                continue
-            if hands_mean is not None:
-                hands = {s: p.replace(hand_pose=flat_from_mean_relative(p.hand_pose, _hands_mean(hands_mean, s)))
-                         for s, p in hands.items()}
-            out[(capture, index)] = TwoHandPose(**hands)
+    with closing(_captures(source)) as captures:
+        for capture, frames in captures:
+            for index, hands in frames.items():
+                if not hands:
+                    continue
+                if hands_mean is not None:
+                    hands = {s: p.replace(hand_pose=flat_from_mean_relative(p.hand_pose, _hands_mean(hands_mean, s)))
+                             for s, p in hands.items()}
+                out[(capture, index)] = TwoHandPose(**hands)
     return out
 
 
@@ -367,6 +390,11 @@ class InterHandCamera:
 def read_cameras(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, dict[str, InterHandCamera]]:
     """Parse ``InterHand2.6M_{split}_camera.json`` (path or loaded dict): capture → camera id → camera."""
     members, name = _members(source, "camera")
+    with closing(members):
+        return _parse_cameras(members, name)
+
+
+def _parse_cameras(members: Iterator[tuple[str, Any]], name: str) -> dict[str, dict[str, InterHandCamera]]:
     out: dict[str, dict[str, InterHandCamera]] = {}
     for capture, fields in members:
         where = f"{name}: capture {capture}"
