@@ -645,6 +645,26 @@ def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path
         parse_spec(spec)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_background_image_cut_short_is_refused_with_the_spec(tmp_path, suffix):
+    """Half an image (an interrupted download) has a whole header: it opened, then failed every sample that
+    drew it ("image file is truncated", without its name), on every rerun."""
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / f"whole{suffix}")
+    spec = {"background": {"kinds": ["images"], "folder": str(folder)}}
+    assert parse_spec(spec).background.folder == str(folder)
+    data = (folder / f"whole{suffix}").read_bytes()
+    (folder / f"cut{suffix}").write_bytes(data[:len(data) // 2])
+    with pytest.raises(SpecError, match=rf"background.folder: .*cut{suffix}' is not a readable image \(.*runcated"):
+        parse_spec(spec)
+    from handforge.export.sampler import background_image  # one cut short after the spec was read: named
+
+    with pytest.raises(OSError, match=rf"background image .*cut{suffix}: .*runcated.*replace it"):
+        background_image({"kind": "image", "image": str(folder / f"cut{suffix}"), "crop": (0.0, 0.0)}, 8, 8)
+
+
 def test_a_16_bit_grayscale_background_keeps_its_tones(tmp_path):
     """A 16-bit grayscale PNG background (mode I;16) came out white: convert("RGB") clipped its values at 255."""
     from handforge.export.sampler import background_image

@@ -175,12 +175,15 @@ def _cover(path: str, stamp: tuple[int, int], width: int, height: int) -> np.nda
     """The image at ``path`` (read-only uint8 (H, W, 3), sRGB) scaled to cover ``width`` x ``height``."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        if img.mode.startswith("I"):  # 16-bit grayscale (PNG): convert("RGB") clips it at 255, a white image
-            img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
-        img = img.convert("RGB")
-        scale = max(width / img.width, height / img.height)
-        img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))))
-        cover = np.asarray(img)
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I"):  # 16-bit grayscale (PNG): convert("RGB") clips it at 255, a white image
+                img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+            img = img.convert("RGB")
+            scale = max(width / img.width, height / img.height)
+            img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))))
+            cover = np.asarray(img)
+    except (OSError, ValueError, SyntaxError) as exc:  # changed since the spec was checked: say which file
+        raise OSError(f"background image {path}: {exc}: replace it with the image it was") from None
     cover.flags.writeable = False  # shared by every sample that draws it
     return cover
