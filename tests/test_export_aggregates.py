@@ -157,3 +157,25 @@ def test_a_damaged_mask_is_named_with_the_fix(exported, tmp_path):
     mask.write_bytes(b"")
     with pytest.raises(ValueError, match=f"{mask} is damaged .*delete its sample folder and run again"):
         write_coco(out, finished_indices(out, SPEC["samples"]))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+@pytest.mark.parametrize("name", ["mesh.png", "depth.npy"])
+def test_a_finished_sample_missing_a_file_is_named_when_the_dataset_is_finalised(tmp_path, damage, name):
+    """A resume counted a sample with its labels as finished: one whose image or depth was deleted or cut short
+    afterwards stayed in coco.json and the InterHand2.6M-style files, and the run said all was well."""
+    spec = parse_spec({**SPEC, "samples": 3, "outputs": ["mesh", "masks", "depth"]})
+    out = tmp_path / "data"
+    run.export(spec, out, command="test", progress=False)
+    write_coco(out, finished_indices(out, 3))  # whole: no complaint
+    path = out / "samples" / "000001" / name
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:-1])
+    said = "is missing" if damage == "deleted" else r"is damaged \(cut short\)"
+    with pytest.raises(ValueError, match=f"{path} {said}: delete its sample folder and run again"):
+        run.export(spec, out, command="test", progress=False)
+    shutil.rmtree(path.parent)  # as told: the sample is made again
+    run.export(spec, out, command="test", progress=False)
+    assert (out / "samples" / "000001" / name).is_file()

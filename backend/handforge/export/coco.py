@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from handforge.export.folder import SAMPLES, sample_dir
-from handforge.export.samples import sample_labels
+from handforge.export.samples import files_problem, sample_labels
 from handforge.export.streamed_json import JsonArray, streamed_json
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
 
@@ -92,6 +92,9 @@ def write_coco(out: Path, indices: list[int]) -> Path:
                            for side, cid in COCO_CATEGORIES.items()],
             "images": images, "annotations": annotations}):
         for sample in sample_labels(out, indices):
+            problem = files_problem(sample_dir(out, sample["index"]), sample)
+            if problem:
+                raise ValueError(f"{problem}: delete its sample folder and run again to write it anew")
             images.append(coco_image(sample))
             annotations.extend(coco_annotations(out, sample))
     return path

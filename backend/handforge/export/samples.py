@@ -221,6 +221,42 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
     return ""
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every PNG's last 12 bytes: its IEND chunk
+
+
+def files_problem(folder: Path, labels: dict[str, Any]) -> str:
+    """Which file the labels of the finished sample ``folder`` list is missing or cut short ('' when none),
+    from its size and last bytes (a PNG's end chunk, a .npy's size against its header), not its pixels: a
+    resume counted a sample with its labels as finished, so one whose image was deleted or cut short stayed
+    in COCO and the InterHand2.6M-style files."""
+    for name in labels["files"].values():
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            if name.endswith(".png"):
+                with path.open("rb") as fh:
+                    fh.seek(max(0, size - len(PNG_END)))
+                    whole = fh.read() == PNG_END
+            elif name.endswith(".npy"):
+                with path.open("rb") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    header = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if header is None:
+                        return f"{path}: a .npy of version {version}, not one this export writes"
+                    shape, _, dtype = header(fh)
+                    whole = size == fh.tell() + math.prod(shape) * dtype.itemsize
+            else:
+                whole = size > 0
+        except FileNotFoundError:
+            return f"{path} is missing"
+        except (OSError, ValueError) as exc:
+            return f"{path}: {type(exc).__name__}: {exc}"
+        if not whole:
+            return f"{path} is damaged (cut short)"
+    return ""
+
+
 def labels_problem(labels: Any, index: int) -> str:
     """What in a sample's labels the aggregate files, the contact sheet, the image check (``handforge eval
     image``) and the engines' datasets cannot use ('' when nothing): the fields they read, of the types
