@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -625,6 +626,23 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
         write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
     assert list((tmp_path / SAMPLES).iterdir()) == []  # the hidden folder went too
     assert write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
+
+
+def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+    """numpy reports a full disk while it writes an array as a short write without an errno: the run's
+    summary said "OSError: 196608 requested and 157664 written (format.py:730)"."""
+    from handforge.export.folder import SAMPLES
+    from handforge.export.samples import write_or_fail
+
+    def short_write(fh, array, allow_pickle=False):  # what np.save raises when the disk fills mid-array
+        fh.write(b"\x93NUMPY")
+        raise OSError(f"{array.nbytes} requested and 6 written")
+
+    monkeypatch.setattr(np, "save", short_write)
+    said = write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"depth.npy": np.zeros((8, 8), np.float32)}))
+    assert said.startswith(f"OSError: [Errno {errno.ENOSPC}] no room left on the disk of {tmp_path} "
+                           "(256 requested and 6 written): make room and run again"), said
+    assert list((tmp_path / SAMPLES).iterdir()) == []
 
 
 def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ its labels read back and checked (``read_labels``: the one reader of every label
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -127,8 +128,13 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
             for fh in opened:
                 fh.flush()
             _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for fh in opened] + [lambda: sync_folder(partial)])
-    except BaseException:  # e.g. the disk is full: nothing half-written stays
+    except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
+        # numpy reports a full disk as a short write without an errno ("196608 requested and 157664 written")
+        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                                         or (exc.errno is None and " requested and " in str(exc))):
+            raise OSError(errno.ENOSPC, f"no room left on the disk of {out} ({exc}): make room and run again "
+                                        "(the samples already made are kept)") from None
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)
