@@ -483,6 +483,13 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
                        ("bom.json", '{"samples": 3, "render": {"engine": "none"}}')):
         (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
         assert load_spec(tmp_path / name).samples == 3
+    # a key twice in JSON kept its last value unseen (TOML refuses it); an output twice was recorded so, and
+    # the same export with it once was another spec on resume
+    (tmp_path / "twice.json").write_text('{"samples": 2, "render": {"engine": "none"}, "samples": 3}')
+    with pytest.raises(SpecError, match=r"twice.json: duplicate key 'samples': give each key once"):
+        load_spec(tmp_path / "twice.json")
+    with pytest.raises(SpecError, match=r"outputs: mesh given more than once; give each once"):
+        parse_spec({"outputs": ["mesh", "masks", "mesh"]})
     with pytest.raises(SpecError, match="camera.distance"):
         parse_spec({"camera": {"distance": [2, 1]}})
     # a string's characters ("12" → [1, 2]), a table's keys or booleans were read as the range

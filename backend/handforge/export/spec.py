@@ -67,6 +67,7 @@ from typing import Any, Mapping
 
 from handforge_shared import pose_library
 from handforge_shared.files import FileTooLarge, file_kind, not_utf8, read_user_text
+from handforge_shared.protocol import unique_keys
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
 FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or none
@@ -174,6 +175,9 @@ def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ..
     bad = [v for v in values if v not in allowed]
     if bad or not values:
         raise SpecError(f"{where}: {bad or 'nothing'} is not allowed; choose from {', '.join(allowed)}")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # (recorded as given, the same export written with each once was then another spec on resume)
+        raise SpecError(f"{where}: {', '.join(twice)} given more than once; give each once")
     return values
 
 
@@ -481,10 +485,13 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
     except FileTooLarge as exc:
         raise SpecError(f"the export specification {exc}") from None
     try:
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        # a key twice in JSON: refused, as TOML refuses it (json kept the last one silently)
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text, object_pairs_hook=unique_keys)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         if path.suffix.lower() not in (".toml", ".json"):  # e.g. a .yaml, called "not valid JSON" alone
             raise SpecError(f"{path}: specifications are read as TOML (.toml) or JSON (any other name), and this is "
                             f"not valid JSON ({exc}): write it as TOML or JSON") from None
         raise SpecError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from None
+    except ValueError as exc:  # unique_keys': "duplicate key 'samples'"
+        raise SpecError(f"{path}: {exc}: give each key once") from None
     return parse_spec(data)
