@@ -95,6 +95,7 @@ def test_templates_engine_needs_no_weights(server):
     ({"count": 0}, {}, "count"),
     ({"guidance_steps": -1}, {}, "guidance_steps"),
     ({"penetration_guidance": -1.0}, {}, "penetration_guidance"),
+    ({"cfg_scale": 3.0}, {}, "cfg_scale"),  # 3 to 10 put candidates 9 to 49 cm from the hand
     ({"separation": "yes"}, {}, "params.separation: must be true or false"),
     ({"engine": "templates", "templates": ["hug"]}, {}, "unknown template 'hug'"),
     ({"model": "smpl"}, {}, "model"),

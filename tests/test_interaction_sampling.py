@@ -217,6 +217,41 @@ def test_guidance_below_zero_varies_the_candidates_around_one_hand(shipped_pipe)
     assert plain < 0.002 and varied > 10 * plain, (plain, varied)  # (measured 0.1 mm and 9-18 cm with pinch)
 
 
+def relaxed_right() -> dict:
+    pose = pose_library.get("relaxed", side="right")
+    return {"side": "right", **{f: np.asarray(getattr(pose, f), np.float32) for f in FIELDS}}
+
+
+@pytest.mark.parametrize("strength", [20.0, 100.0])
+def test_strong_penetration_guidance_keeps_the_hands_in_touch(shipped_pipe, strength):
+    """Penetration guidance 20 (the add-on's slider goes to 100) made guided steps of up to 3 normalised units
+    and left all 8 candidates 17 cm from the hand (50: up to 46 cm); each step is now bounded."""
+    found = shipped_pipe(SampleSettings(count=8, seed=0, steps=10, guidance_steps=5,
+                                        penetration_guidance=strength), relaxed_right())
+    assert found.gap.max() < 0.01, found.gap  # measured 1 mm (0.17 m before)
+
+
+def test_an_anchor_outside_the_joint_limits_still_gets_a_partner_in_touch(shipped_pipe):
+    """Every finger at 3 rad (the schema takes up to 4π): conditioned on it as given, the model put every
+    partner 1.7 m away (score 0.003); conditioned on it clamped into the limits, they touch. The anchor comes
+    back exactly as given."""
+    anchor = {**relaxed_right(), "hand_pose": np.full(45, 3.0, np.float32)}
+    found = shipped_pipe(SampleSettings(count=8, seed=0, steps=10, guidance_steps=5), anchor)
+    assert np.array_equal(found.hands["right"]["hand_pose"], np.broadcast_to(anchor["hand_pose"], (8, 45)))
+    assert found.gap.max() < 0.01, found.gap  # measured 1-3 mm
+
+
+def test_an_anchor_within_the_limits_conditions_the_model_bit_for_bit(shipped_pipe):
+    """Only rows outside the limits are moved into them: a hand inside them is the condition as it is."""
+    anchor = {f: torch.from_numpy(np.stack([v, v])) for f, v in relaxed_right().items() if f != "side"}
+    anchor["hand_pose"][1] = 3.0
+    known = shipped_pipe._within_limits(anchor, "right")
+    assert torch.equal(known["hand_pose"][0], anchor["hand_pose"][0])
+    assert not torch.equal(known["hand_pose"][1], anchor["hand_pose"][1])
+    rig = shipped_pipe.hand_model.rig("right")
+    assert float(joint_limit_violations(known["hand_pose"][1:].double(), "right", rig).max()) < 1e-6
+
+
 def test_batched_guidance_gradient_is_the_per_sample_gradient(pipe):
     a = pipe(SampleSettings(count=5, seed=4, steps=6, guidance_steps=6, penetration_guidance=1.0, redraws=0),
              artist_hand("right"))

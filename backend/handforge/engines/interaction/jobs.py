@@ -151,8 +151,9 @@ SCHEMA = Schema(
                         max=2**31 - 1),
         "steps": Integer(doc="DDIM steps per hand (learned engine)", default=20, min=2, max=200),
         "cfg_scale": Number(doc="classifier-free guidance s, x0 = x0_c + s (x0_c - x0_u) (learned engine); below 0 "
-                                "towards the unconditional (-1): varied candidates around one hand",
-                            default=0.1, min=-1.0, max=10.0),
+                                "towards the unconditional (-1): varied candidates around one hand; up to 2 (at 3 to "
+                                "10 the model was pushed off its data: candidates 9 to 49 cm from the hand)",
+                            default=0.1, min=-1.0, max=2.0),
         "penetration_guidance": Number(doc="anti-penetration guidance strength (learned engine; 0 = off)",
                                        default=2.0, min=0.0, max=100.0),  # pipeline.SampleSettings
         "contact_guidance": Number(doc="weight of the contact term beside the penetration term: hands within 3 cm "

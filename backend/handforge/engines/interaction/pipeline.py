@@ -84,7 +84,7 @@ from handforge.evaluation.penetration import (
     separating_shifts,
     touching_shifts,
 )
-from handforge_shared.anatomy import clamp_pose
+from handforge_shared.anatomy import clamp_pose, pose_violation
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES, other_side
 
@@ -95,6 +95,10 @@ TOUCH_GAP = 0.001          # m: ``touch`` leaves the hands' nearest vertices thi
 TOUCH_REACH = 0.05         # m: hands further apart than this are left where they are
 REDRAW_SPARE = 2           # a redraw round draws this many candidates per interlocked one
 REDRAW_SHARE = 0.2         # of the progress bar, kept for the redraws (most requests need none or one)
+# a guided step is at most this many guidance_max_step long, the default strength's longest: a strength of 10 to
+# 50 made steps of up to 7.5 normalised units and left every candidate 6 to 45 cm from the hand it was to touch
+LONGEST_STEP = 2.0
+LIMITS_TOLERANCE = np.radians(0.5)  # an anchor finger further outside its limits conditions the model clamped
 
 
 @dataclass
@@ -256,11 +260,13 @@ class InteractionPipeline:
                         else self._sample_anchor(s, n, generator, step_done))
         mirror = side == "right"
         canon = mirror_hand(world_anchor) if mirror else world_anchor
+        known = self._within_limits(world_anchor, side)  # the condition; the anchor itself is never changed
+        known_canon = mirror_hand(known) if mirror else known
         wrist_world = self.wrists(side, world_anchor["betas"]) + world_anchor["transl"]
         wrist = mirror_points(wrist_world) if mirror else wrist_world
         rotation = axis_angle_to_matrix(canon["global_orient"])
         shape = canon["betas"] if self.own_shapes else torch.zeros_like(canon["betas"])
-        condition = torch.cat([mirror_hand(canon)["hand_pose"], shape,
+        condition = torch.cat([mirror_hand(known_canon)["hand_pose"], shape,
                                shape.new_tensor(IDENTITY_6D + (0.0, 0.0, 0.0)).expand(n, 9)], dim=-1)
         condition = self.denoiser.normalise(condition, 0)
         anchor_verts = self.hand_model(side, **world_anchor).vertices
@@ -312,7 +318,7 @@ class InteractionPipeline:
                                else self._batched_gradient(guided_terms, fixed, decode, generated, x0))
                 # deep overlaps have large gradients that would throw the hands apart: clip each step
                 length = step.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-                travel = weight * torch.clamp(length, max=s.guidance_max_step)
+                travel = (weight * torch.clamp(length, max=s.guidance_max_step)).clamp(max=LONGEST_STEP * s.guidance_max_step)
                 # a pair apart is pulled by the contact term alone, c (gap - 2 mm): never further than
                 # its first-order zero, c (gap - 2 mm) / |grad| (Polyak's step). Longer steps overshot
                 # into the anchor: the last step (weight 2) put a fist's partner 11 mm deep from 7 mm apart
@@ -326,6 +332,17 @@ class InteractionPipeline:
         other = settle(self.hand_model, fixed, side, other, s)  # step 3
         # own memory (the anchor's fields and the shared betas are expanded views): redraws write rows in place
         return {sd: {f: v.clone() for f, v in hand.items()} for sd, hand in ((side, world_anchor), (generated, other))}
+
+    def _within_limits(self, hand: dict[str, torch.Tensor], side: str) -> dict[str, torch.Tensor]:
+        """``hand`` with the fingers of the rows outside the joint limits moved into them (the others as
+        they are, bit for bit): the model was trained on hands within the limits, and conditioned on one
+        far outside (every finger angle 3 rad) it put its partner 0.8–1.7 m away."""
+        pose = hand["hand_pose"]
+        outside = pose_violation(pose.double(), self.frames[side], side).amax(dim=(-2, -1)) > LIMITS_TOLERANCE
+        if not bool(outside.any()):
+            return hand
+        limited = torch.where(outside[:, None], clamp_pose(pose, self.frames[side], side), pose)
+        return {**hand, "hand_pose": limited}
 
     def _sample_anchor(self, s: SampleSettings, n: int, generator: torch.Generator,
                        step_done: Callable[[str], None]) -> dict[str, torch.Tensor]:
