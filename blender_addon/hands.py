@@ -150,6 +150,17 @@ def poll_not_in_edit_mode(cls, context) -> bool:
     return True
 
 
+def one_hand_model(rigs: dict, what: str) -> str:
+    """The hand model of ``rigs`` (side → rig), refused unless there is one; ``what`` (e.g. "the motion
+    engine") is said to need a pair of one model."""
+    models = {obj.handforge.hand_model for obj in rigs.values()}
+    if len(models) != 1:
+        each = ", ".join(f"{obj.name!r} is {obj.handforge.hand_model}" for _, obj in sorted(rigs.items()))
+        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): {each}; {what} "
+                         "needs a pair of one model: add a matching pair (HandForge > Add Hands)")
+    return models.pop()
+
+
 def check_editable(rigs) -> None:
     """Refuse rigs linked from another file (or non-editable overrides): Blender lets a script pose and key
     them, and drops it all at save (Key Pose and Import Motion said done, and the keys were gone)."""

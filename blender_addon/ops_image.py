@@ -57,11 +57,7 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
                    "camera.lens": np.array([data.lens], np.float64),
                    "camera.sensor": np.array([data.sensor_width, data.sensor_height], np.float64),
                    "camera.shift": np.array([data.shift_x, data.shift_y], np.float64)})
-    models = {obj.handforge.hand_model for obj in found.values()}
-    if len(models) != 1:
-        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): "
-                         "use one pair of hands")
-    return arrays, models.pop()
+    return arrays, hands.one_hand_model(found, "an image of the hands")
 
 
 def import_images(context, result, title: str, seed: int, made_in: dict, background: bool,

@@ -185,9 +185,7 @@ def anchor_and_rigs(context, anchor: str) -> tuple[str, dict[str, object]]:
         rig = active_hand(context)
         side = rig.handforge.side
         found[side] = rig
-    models = {rig.handforge.hand_model for rig in found.values()}
-    if len(models) != 1:
-        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): use one pair of hands")
+    hands.one_hand_model(found, "interaction")
     hands.check_editable(rig for rig_side, rig in found.items() if rig_side != side)  # the hands to be posed
     hands.check_not_in_edit_mode(found.values())
     hands.check_evaluated(context.view_layer, found.values())  # else the anchor is read, the preview shown, stale
@@ -413,8 +411,15 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
         score = shown(state).score
         _warn_if_changed(self, state)
+        keyed = [rig for side, rig in _browse_rigs(state).items()
+                 if side != state.anchor_side and keys.animated_paths(rig)]
         end_browse(context, restore=False)
         self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
+        if keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
+            names = " and ".join(repr(rig.name) for rig in keyed)
+            self.report({"WARNING"}, f"{names} {'has' if len(keyed) == 1 else 'have'} keys, which pose "
+                                     f"{'it' if len(keyed) == 1 else 'them'} again at the next frame change: "
+                                     "Key Pose (or Key Candidates) to keep this candidate")
         return {"FINISHED"}
 
 

@@ -91,11 +91,7 @@ def motion_hands(context, target: str, whole_target: bool = True) -> tuple[dict[
 
 
 def hand_model(every: dict[str, object]) -> str:
-    models = {obj.handforge.hand_model for obj in every.values()}
-    if len(models) != 1:
-        raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}): the motion engine "
-                         "moves a pair of one model; add a matching pair (HandForge > Add Hands)")
-    return models.pop()
+    return hands.one_hand_model(every, "the motion engine")
 
 
 def _generated_type() -> int:

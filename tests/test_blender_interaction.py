@@ -191,3 +191,18 @@ def test_apply_warns_when_the_hands_changed_and_key_candidates_refuses_frames_ho
     assert "frames 200-202 hold your keys (the right hand at 201)" in message and "whole pairs" in message, message
     assert found["kept"] == 3 and found["keys_unchanged"] is True, found
     assert found["anchor_keyed"] == ["FINISHED"], found  # the anchor's own key where it was sampled: no refusal
+
+
+def test_apply_on_a_rig_with_keys_says_they_will_pose_it_again(session):
+    session.no_error("apply_on_keyed")
+    found = session["apply_on_keyed"]
+    result, printed = found["left_keyed"]  # the anchor has keys; the posed right hand none yet
+    assert result == ["FINISHED"] and "pose it again" not in printed, printed
+    result, printed = found["right_keyed"]
+    assert result == ["FINISHED"] and "has keys, which pose it again at the next frame change" in printed, printed
+
+
+def test_hands_of_two_models_are_named_with_the_fix(session):
+    session.no_error("mixed_models")
+    message = session["mixed_models"]
+    assert "'Hand.L' is open, 'Hand.R' is mano; interaction needs a pair of one model: add a matching pair" in message

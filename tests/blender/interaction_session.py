@@ -442,6 +442,39 @@ def changed_since_sampling_and_keys_in_the_way():
 s.check("changed_since_sampling", changed_since_sampling_and_keys_in_the_way)
 
 
+def apply_on_keyed_rigs():
+    """Apply on a rig with keys said only "applied", and the keys posed it again at the next frame change."""
+    scene = bpy.context.scene
+    for side in SIDES:
+        hand(side).animation_data_clear()  # (the checks before keyed both)
+    scene.frame_set(500)
+    found = {}
+    assert as_user(bpy.ops.handforge.key_pose, sides="LEFT") == {"FINISHED"}
+    assert sorted(sample(anchor="LEFT", count=1)) == ["FINISHED"]
+    found["left_keyed"] = printed_by(lambda: as_user(bpy.ops.handforge.interaction_apply))  # only the anchor keyed
+    scene.frame_set(501)
+    assert as_user(bpy.ops.handforge.key_pose, sides="RIGHT") == {"FINISHED"}
+    scene.frame_set(500)
+    assert sorted(sample(anchor="LEFT", count=1)) == ["FINISHED"]
+    found["right_keyed"] = printed_by(lambda: as_user(bpy.ops.handforge.interaction_apply))
+    return found
+
+
+s.check("apply_on_keyed", apply_on_keyed_rigs)
+
+
+def mixed_hand_models():
+    """One rig of each model was refused with "use one pair of hands", which said neither which nor how."""
+    hand("right").handforge.hand_model = "mano"
+    try:
+        return error_of(lambda: sample(anchor="LEFT", count=1))
+    finally:
+        hand("right").handforge.hand_model = "open"
+
+
+s.check("mixed_models", mixed_hand_models)
+
+
 def scaled_rig_and_file_load():
     hand("right").scale = (2.0, 2.0, 2.0)
     try:
