@@ -156,8 +156,11 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     from handforge.export.folder import FolderTaken
 
     before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}
-    with pytest.raises(FolderTaken, match="another spec \\(differing: seed\\)"):
+    with pytest.raises(FolderTaken, match="another spec \\(differing: seed: 5 → 9\\)"):
         export(parse_spec({**SPEC, "seed": 9}), exported, progress=False)
+    # a nested key is named: "differing: render" said nothing of which of its settings
+    with pytest.raises(FolderTaken, match="another spec \\(differing: render.samples: 16 → 3\\)"):
+        export(parse_spec({**SPEC, "render": {**SPEC.get("render", {}), "samples": 3}}), exported, progress=False)
     with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for"):
         export(parse_spec({**SPEC, "samples": 1}), exported, progress=False)
     assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before

@@ -71,8 +71,8 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     if path.is_file():
         held = _held_record(out)
         if not isinstance(held, dict) or {k: v for k, v in held.items() if k not in mutable} != wanted:
-            differ = sorted(k for k in set(wanted) | set(held or {}) if k not in mutable
-                            and (held or {}).get(k) != wanted.get(k)) if isinstance(held, dict) else ["all"]
+            differ = (_differences({k: v for k, v in held.items() if k not in mutable}, wanted)
+                      if isinstance(held, dict) else ["all"])
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         now = record.get(INPUTS, {})
@@ -165,6 +165,25 @@ def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) ->
         return f"{name} changed ({before} → {after} bytes)" if before != after else f"{name} changed (same size)"
     changes = [change(name) for name in sorted(set(held) | set(now)) if held.get(name) != now.get(name)]
     return ", ".join(changes[:shown]) + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
+
+
+def _differences(held: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """Each key that differs between two records, down to nested keys ("render.samples: 4 → 16"; "render"
+    alone named nothing the user could find), with the two values (shortened)."""
+    def shown(value: Any) -> str:
+        text = json.dumps(value) if value is not None else "none"
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    found = []
+    for key in sorted(set(held) | set(wanted)):
+        a, b = held.get(key), wanted.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        else:
+            found.append(f"{prefix}{key}: {shown(a)} → {shown(b)}")
+    return found
 
 
 def sample_dir(out: Path, index: int) -> Path:
