@@ -83,3 +83,42 @@ def test_sigterm_in_a_resumable_command_says_how_to_go_on_as_ctrl_c_does(monkeyp
     monkeypatch.setattr(train, "run", terminated)
     assert cli.main(["train", "motion"]) == EXIT_STATUS
     assert capsys.readouterr().err == f"stopped by SIGTERM: {train.ON_INTERRUPT}\n"
+
+
+SECOND_CTRL_C = r"""
+import atexit, os, signal, sys, time
+from handforge.termination import second_ctrl_c_quits
+
+def slow_clean_up():  # e.g. a pool's threads joined at exit
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+    print("not reached")
+
+atexit.register(slow_clean_up)
+with second_ctrl_c_quits():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        print("unwound", flush=True)
+sys.exit(130)
+"""
+
+
+def test_a_second_ctrl_c_while_cleaning_up_quits_with_one_line():
+    """A second Ctrl-C during the clean-up (here an atexit callback) printed "Exception ignored in atexit
+    callback" with a traceback and ended the process by the signal (status -2)."""
+    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert done.stdout == "unwound\n"
+    assert done.stderr.startswith("interrupted again: quitting") and "Traceback" not in done.stderr, done.stderr
+
+
+def test_without_an_interrupt_ctrl_c_is_handled_as_before_after_the_block():
+    from handforge.termination import second_ctrl_c_quits
+
+    before = signal.getsignal(signal.SIGINT)
+    with second_ctrl_c_quits():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("accelerate").setLevel(logging.WARNING)
     from handforge import config
     from handforge.config import ConfigError
-    from handforge.termination import EXIT_STATUS, Terminated, sigterm_unwinds
+    from handforge.termination import EXIT_STATUS, Terminated, second_ctrl_c_quits, sigterm_unwinds
 
     if not getattr(modules[args.command], "CHECKS_CONFIG", False):  # (serve and doctor: after engine packages)
         # read before any work: a file that does not parse was said once the demo had half written its
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"engine declares, which nothing reads: {', '.join(unknown)} (misspelled? `handforge doctor` "
                   "lists the settings, with --engine-package PACKAGE an outside package's)", file=sys.stderr)
     try:
-        with sigterm_unwinds():
+        with sigterm_unwinds(), second_ctrl_c_quits():
             return int(modules[args.command].run(args) or 0)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a Terminated): a scheduler's stop needs the hint too
         hint = getattr(modules[args.command], "ON_INTERRUPT", "")

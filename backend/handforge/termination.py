@@ -43,4 +43,37 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def second_ctrl_c_quits() -> Iterator[None]:
+    """Within the block, Ctrl-C raises ``KeyboardInterrupt`` as ever (the clean-ups run); pressed again while
+    they do, or later while the interpreter exits, it quits at once with status 130 and one line. It was a
+    second ``KeyboardInterrupt`` in the middle of a clean-up: "Exception ignored in atexit callback" with a
+    traceback, and the process killed by the signal (status -2). What a clean-up leaves undone, the next run
+    of the command clears (an export's half-written samples, a corpus's partial folder). After an interrupt
+    the handler stays (the interpreter's exit comes after the block); a forked child keeps the default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def again(signum, frame):
+        if os.getpid() != owner:
+            raise KeyboardInterrupt
+        os.write(2, b"interrupted again: quitting without finishing the clean-up (running the command again "
+                    b"clears what it left)\n")
+        os._exit(130)
+
+    def first(signum, frame):
+        if os.getpid() == owner:
+            signal.signal(signal.SIGINT, again)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is first:  # not interrupted: as it was
+            signal.signal(signal.SIGINT, previous)
+
+
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
