@@ -54,6 +54,24 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "made again" in rerun.stdout, rerun.stderr
     assert json.loads((out / "labelled" / SPEC_RECORD).read_text()) == record
+    # the same, with a file of the user's in labelled/: kept, and said (before: deleted with the old export)
+    (out / "labelled" / SPEC_RECORD).write_text(json.dumps({**record, "seed": record["seed"] + 1}))
+    (out / "labelled" / "notes").mkdir()
+    (out / "labelled" / "notes" / "keep.txt").write_text("mine")
+    kept = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                          capture_output=True, text=True, timeout=600)
+    assert kept.returncode == 2 and "files not of it (notes): move them out" in kept.stderr, kept.stderr
+    assert (out / "labelled" / "notes" / "keep.txt").read_text() == "mine"
+    shutil.rmtree(out / "labelled" / "notes")
+    # a second demo into a folder a demo is writing: one line, nothing written (before: a traceback after it
+    # had written its meshes beside the first one's)
+    from handforge_shared.files import folder_lock
+
+    with folder_lock(out):
+        busy = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
+                              capture_output=True, text=True, timeout=600)
+    assert busy.returncode == 2 and busy.stderr.strip() == (f"handforge demo: another handforge demo is writing into "
+                                                           f"{out}: wait for it, or choose another --out"), busy.stderr
     # its folder again, its labelled/ replaced by a file: one line (before: a FolderTaken traceback)
     shutil.rmtree(out / "labelled")
     (out / "labelled").write_text("x")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import trimesh
 
+from handforge.export.folder import CONTACT_SHEET
 from handforge.hands import HandModel, load_hand_model
 from handforge_shared import pose_library
 from handforge_shared.files import write_atomic
@@ -145,4 +146,4 @@ def export_labelled(out_dir: str | os.PathLike) -> dict[str, Any]:
         summary = export(parse_spec(LABELLED_SPEC), out, command="handforge demo", progress=False)
     except GLUnavailable as exc:
         return {"unavailable": str(exc)}
-    return {**summary, "folder": str(out), "contact_sheet": str(out / "contact_sheet.png")}
+    return {**summary, "folder": str(out), "contact_sheet": str(out / CONTACT_SHEET)}

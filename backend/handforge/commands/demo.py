@@ -24,13 +24,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handforge.demo import check_folder, run_demo
+    from handforge.demo import check_folder
+
+    from handforge_shared.files import FolderBusy, folder_lock
 
     try:
         check_folder(args.out)
     except ValueError as exc:
         print(f"handforge demo: {exc}", file=sys.stderr)
         return 2
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(args.out):  # two demos into one folder: the second wrote beside the first, then crashed
+            return _run(args)
+    except FolderBusy:
+        print(f"handforge demo: another handforge demo is writing into {args.out}: wait for it, or choose another "
+              "--out", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from handforge.demo import run_demo
+
     report = run_demo(args.out)
     print(f"HandForge demo: {len(report['scenes'])} scenes of two open hands")
     for name, scene in report["scenes"].items():
@@ -55,13 +70,18 @@ def _labelled_part(out: Path) -> bool:
     """The demo's labelled export; False when its folder is taken (said on stderr). An earlier demo's export
     of another spec or hand model (a new HandForge, a re-baked open hand) is made again, not refused."""
     from handforge.demo import MARK, export_labelled
-    from handforge.export.folder import SPEC_RECORD, FolderTaken
+    from handforge.export.folder import DATASET_ENTRIES, SPEC_RECORD, FolderTaken
 
     try:
         labelled = export_labelled(out)
     except FolderTaken as exc:
         if not ((out.parent / MARK).is_file() and (out / SPEC_RECORD).is_file()):  # other files: not the demo's
             print(f"handforge demo: {exc}", file=sys.stderr)
+            return False
+        yours = sorted(p.name for p in out.iterdir() if p.name not in DATASET_ENTRIES and not p.name.startswith("."))
+        if yours:  # the earlier export is replaced, not files put beside it
+            print(f"handforge demo: {out} holds the earlier demo's labelled export, to be made again, and files not "
+                  f"of it ({', '.join(yours[:5])}): move them out, or choose another --out", file=sys.stderr)
             return False
         print("labelled export: the earlier demo's was made with other settings or another hand model: made again")
         shutil.rmtree(out)

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from handforge.export.folder import CARD_JSON, CARD_MD
 from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
 from handforge_shared.files import write_atomic
@@ -48,7 +49,7 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
     """``dataset_card.json`` and a readable ``dataset_card.md`` of samples ``indices``: counts, parameter
     ranges, settings, licences, the command."""
     card = {**card_figures(sample_labels(out, indices)), **settings}
-    write_atomic(out / "dataset_card.json", json.dumps(card, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
              f"- visible keypoints: {card['visible_keypoint_fraction']}",
@@ -68,5 +69,5 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
              "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
              "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
              "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", ""]
-    write_atomic(out / "dataset_card.md", "\n".join(lines))
-    return out / "dataset_card.md"
+    write_atomic(out / CARD_MD, "\n".join(lines))
+    return out / CARD_MD

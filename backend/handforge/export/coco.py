@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from handforge.export.folder import SAMPLES, sample_dir
+from handforge.export.folder import COCO_FILE, SAMPLES, sample_dir
 from handforge.export.samples import files_problem, sample_labels
 from handforge.export.streamed_json import JsonArray, streamed_json
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
@@ -83,7 +83,7 @@ def write_coco(out: Path, indices: list[int]) -> Path:
     """``coco.json`` of samples ``indices`` (images and annotations in their order)."""
     skeleton = [[k + 1, p + 1] for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
     images, annotations = JsonArray(), JsonArray()
-    path = out / "coco.json"
+    path = out / COCO_FILE
     with streamed_json(path, {
             "info": {"description": "HandForge labelled renders", "keypoint_convention":
                      "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},

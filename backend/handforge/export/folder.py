@@ -33,6 +33,10 @@ HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were pos
 GENERATE_WEIGHTS = "generate_weights"  # in it: the image weights of generated RGB (``generated_rgb.weights_identity``)
 PARTIAL_PREFIX = ".partial-"
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
+COCO_FILE, CONTACT_SHEET = "coco.json", "contact_sheet.png"
+CARD_JSON, CARD_MD = "dataset_card.json", "dataset_card.md"
+# everything an export writes at the top of its folder (besides hidden temporary files)
+DATASET_ENTRIES = frozenset({SPEC_RECORD, SAMPLES, INTERHAND, COCO_FILE, CONTACT_SHEET, CARD_JSON, CARD_MD})
 
 
 class ExportBusy(RuntimeError):

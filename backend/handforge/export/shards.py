@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export.folder import claimed_folder, clean_partial, is_finished
+from handforge.export.folder import CARD_JSON, claimed_folder, clean_partial, is_finished
 from handforge.export.room import pending_that_fit
 from handforge.export.spec import ExportSpec
 from handforge.export.worker import replaces_too
@@ -263,7 +263,7 @@ def _known_renderer(out: Path) -> str:
     """The GL renderer's name when no worker ran (everything was finished): the card's, else this machine's."""
     import json
 
-    card = out / "dataset_card.json"
+    card = out / CARD_JSON
     if card.is_file():
         name = json.loads(card.read_text(encoding="utf-8")).get("gl_renderer")
         if name:
