@@ -348,3 +348,24 @@ def test_the_out_folders_parents_are_made_as_export_makes_them(tmp_path, capsys,
     with pytest.raises(OSError):
         write_corpus(tmp_path / "new" / "deeper" / "c", 2, seed=1, figures=False, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_folder_filled_by_another_run_meanwhile_is_said_so(tmp_path, monkeypatch):
+    """Two corpora into one --out: the later one said "Directory not empty: fix it (or choose another --out)",
+    though the folder had been empty when it began, and the other run's corpus is what filled it."""
+    from handforge.corpus import build
+    from handforge.corpus.build import CorpusError
+
+    out = tmp_path / "c"
+    generate = build._generate
+
+    def meanwhile(*args, **kwargs):  # the other run renames its corpus into place while this one generates
+        out.mkdir()
+        (out / "splits.json").write_text("{}")
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_generate", meanwhile)
+    with pytest.raises(CorpusError, match="was filled by something else while this corpus was made.*choose another"):
+        write_corpus(out, 2, seed=1, workers=1, settings=CorpusSettings(chunk_size=1), stats_sample=0,
+                     figures=False, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"] and (out / "splits.json").read_text() == "{}"

@@ -199,9 +199,16 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
                                                                                       settings))
         summary["timing"] = {"generation_seconds": gen_seconds, "sequences_per_second": len(records) / gen_seconds}
         write_json(work / "summary.json", summary)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        work.rename(out)
+        try:
+            if out.exists():
+                out.rmdir()  # empty (checked above)
+            work.rename(out)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
+                raise
+            # (said before as "Directory not empty: fix it", though the folder was right when this run began)
+            raise CorpusError(f"{out} was filled by something else while this corpus was made (another `handforge "
+                              "corpus` into it?): this run's corpus is not kept; choose another --out") from None
     except BaseException:
         _remove_work(work, made)
         raise

@@ -69,7 +69,8 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
     if corpus is not None:
         source = open_corpus(corpus, split=split, max_clips=max_clips)
         if not len(source):  # the store's "the source (split, max_clips) selected none" named neither
-            raise ValueError(f"the {split} split of {corpus} holds no clips: choose another split, or a larger corpus")
+            raise ValueError(f"the {split} split of {corpus} holds no clips (a corpus is split by groups of sequences: "
+                             "a few sequences may all land in the other splits): make a larger corpus")
         sources.append(source)
     if interhand is not None:
         sources.append(open_interhand(interhand, split=split, hands_mean=hands_mean, max_clips=max_clips))
