@@ -77,6 +77,20 @@ def test_a_key_file_that_is_not_there_is_one_line_and_status_2(tmp_path):
                                                                                   "is a folder" in line)
 
 
+def test_key_files_that_are_no_keys_are_one_line_and_status_2(tmp_path):
+    # before: after the device probe, "NOT usable: No public key found in afile" in the report, status 0
+    import zmq.auth
+
+    (tmp_path / "afile").write_text("not a key\n")
+    zmq.auth.create_certificates(tmp_path, "server")
+    for server_key, secret, said in ((tmp_path / "afile", tmp_path / "server.key_secret", "afile is not a CurveZMQ key"),
+                                     (tmp_path / "server.key", tmp_path / "server.key", "holds no secret key")):
+        done = _doctor("--curve-server-key", str(server_key), "--curve-client-secret", str(secret))
+        assert done.returncode == 2 and done.stdout == "", done
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("handforge doctor: ") and said in line, line
+
+
 def test_doctor_json_is_what_hello_reports(tmp_path):
     done = _doctor("--json", HANDFORGE_MANO_DIR=str(tmp_path / "nowhere"))
     report = json.loads(done.stdout)

@@ -96,8 +96,15 @@ class CurveKeys:
         """From ``handforge keys`` files: the server's ``.key`` and this client's ``.key_secret``."""
         import zmq.auth  # only with CurveZMQ: it pulls in asyncio
 
-        server_public, _ = zmq.auth.load_certificate(Path(server_public_file))
-        client_public, client_secret = zmq.auth.load_certificate(Path(client_secret_file))
+        def load(path: str | os.PathLike) -> tuple[bytes, bytes | None]:
+            try:
+                return zmq.auth.load_certificate(Path(path))
+            except ValueError as exc:  # zmq's own words name no file: "No public key found in afile"
+                raise ValueError(f"{path} is not a CurveZMQ key file ({exc}); use the files `handforge keys` "
+                                 "writes") from None
+
+        server_public, _ = load(server_public_file)
+        client_public, client_secret = load(client_secret_file)
         if not client_secret:
             raise ValueError(f"{client_secret_file} holds no secret key: pass this client's .key_secret file")
         return cls(server_public, client_public, client_secret)

@@ -68,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
+    if args.curve_server_key is not None:  # keys that are no keys: said now, not after the probe with status 0
+        from handforge_shared.client import CurveKeys
+
+        try:
+            CurveKeys.from_files(args.curve_server_key, args.curve_client_secret)
+        except (ValueError, OSError) as exc:
+            print(f"handforge doctor: {exc}", file=sys.stderr)
+            return 2
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
