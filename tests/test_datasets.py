@@ -387,3 +387,13 @@ def test_a_cached_store_of_interhand_clips_is_rebuilt_when_their_values_change(i
     edited = ClipStore.build(open_interhand(root, split="train"), cache=tmp_path / "store")
     rows = np.asarray(edited.arrays["present"][:, 1])
     np.testing.assert_allclose(edited.arrays["hand_pose"][rows, 1], first.arrays["hand_pose"][rows, 1] + 1.0, atol=1e-5)
+
+
+def test_a_clip_listed_twice_in_one_split_is_said_so(tmp_path):
+    """It said "clip 000001 is in both 'train' and 'train'"."""
+    from handforge.datasets.corpus import SPLITS_FORMAT, read_splits
+
+    (tmp_path / "splits.json").write_text(json.dumps({"format": SPLITS_FORMAT, "train": ["000001", "000001"],
+                                                      "validation": [], "test": []}))
+    with pytest.raises(DatasetError, match="clip 000001 is listed twice in 'train'$"):
+        read_splits(tmp_path)

@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import logging
+
     from handforge.demo import run_demo
+
+    if not getattr(args, "verbose", False):  # the engines' steps load models as a server would: not news here
+        logging.getLogger("handforge.server.model_cache").setLevel(logging.WARNING)
 
     report = run_demo(args.out)
     print(f"HandForge demo: {len(report['scenes'])} scenes of two open hands")

@@ -54,7 +54,8 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
     for split, names in splits.items():
         for name in names:
             if name in seen:
-                raise DatasetError(f"{path}: clip {name} is in both '{seen[name]}' and '{split}'")
+                raise DatasetError(f"{path}: clip {name} is listed twice in '{split}'" if seen[name] == split else
+                                   f"{path}: clip {name} is in both '{seen[name]}' and '{split}'")
             seen[name] = split
     return splits
 
