@@ -117,6 +117,14 @@ def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and not (tmp_path / "mine" / "settings.json").exists()
 
 
+def test_a_data_folder_that_is_not_there_is_said_first(tmp_path, capsys):
+    """--data /nope was said after the SD weights were looked for: a missing SD setting was named, not the typo."""
+    with pytest.raises(SystemExit) as done:
+        main(["train", "guidance", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    assert done.value.code == 2
+    assert f"argument --data: no such folder '{tmp_path / 'nope'}'" in capsys.readouterr().err
+
+
 def test_a_quiet_run_prints_nothing_but_its_result(setup, tmp_path):
     """train --quiet printed transformers' torchvision notes (2 lines) and its "Loading weights" bar."""
     import subprocess

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import POSITIVE, SEED, at_least, given_path, multiple_of, number_in, output_folder
+from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="a folder in the export format (samples/NNNNNN/rgb.png, mesh.png, "
+    parser.add_argument("--data", required=True, type=existing_path(folder=True), help="a folder in the export format (samples/NNNNNN/rgb.png, mesh.png, "
                                                       "labels.json, optional caption.txt)")
     parser.add_argument("--init", type=given_path("a guidance module folder"), help="start from this guidance module (default: a copy of the SD UNet's encoder)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the guidance module)")

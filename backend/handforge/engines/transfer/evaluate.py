@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
+from handforge.arguments import SEED, at_least, existing_path, given_path, number_in, report_file, torch_device, whole_number, write_report
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
 from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
 
@@ -68,7 +68,7 @@ def landmark_detector():
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs); "
+    parser.add_argument("--data", required=True, type=existing_path(folder=True), help="a pairs folder (handforge train transfer --write-pairs); "
                                                       "evaluate on pairs the model was not trained on")
     add_pair_arguments(parser, default_pairs=100)
     parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
