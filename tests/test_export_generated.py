@@ -164,7 +164,8 @@ def test_ray_actors_generate_with_the_drivers_weights(generated, weights, monkey
 def test_missing_weights_are_refused_before_anything_is_written(configured, monkeypatch, tmp_path, unset, named):
     monkeypatch.setenv(unset, str(tmp_path / "nowhere"))
     spec = parse_spec(SPEC)
-    with pytest.raises(SpecError, match=named):
+    # the setting named, and why its value does not do ("now .../nowhere" said neither)
+    with pytest.raises(SpecError, match=f"{named}.*it is {tmp_path / 'nowhere'}, which is not there"):
         export(spec, tmp_path / "single", command=COMMAND, progress=False)
     with pytest.raises(SpecError, match=named):
         export_sharded(spec, tmp_path / "sharded", lambda: LocalPool(spec.to_dict(), str(tmp_path), 2), 2,

@@ -22,6 +22,15 @@ from handforge.export.spec import GenerateSettings, SpecError
 from handforge.runtime import default_device, torch_dtype, torch_threads
 
 
+def _now(value: str | None, folder: bool = False) -> str:
+    """What a weights setting holds now, and why it does not do ("now /nope" said neither)."""
+    if not value:
+        return "it is unset"
+    path = Path(value).expanduser()
+    why = "which is not there" if not path.exists() else "which is a file, not a folder" if folder else ""
+    return f"it is {value}, {why}".rstrip(", ")
+
+
 def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     """The ControlNet weights of ``settings.engine`` and the render kind each takes; a SpecError that
     names the setting to configure when they are missing."""
@@ -30,17 +39,17 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     sd = config.value(SD_MODEL.key)
     if not sd or not Path(sd).expanduser().exists():
         raise SpecError(f"generate.engine = {settings.engine!r} needs Stable Diffusion 1.x weights: set "
-                        f"{SD_MODEL.key} (env {SD_MODEL.env}); now {sd or 'unset'} (see handforge models check)")
+                        f"{SD_MODEL.key} (env {SD_MODEL.env}); {_now(sd)} (see handforge models check)")
     if settings.engine == "attentionhand":
         guidance = config.value(GUIDANCE.key)
         if not guidance or not Path(guidance).expanduser().exists():
             raise SpecError(f"generate.engine = 'attentionhand' needs the guidance module: set {GUIDANCE.key} "
-                            f"(env {GUIDANCE.env}); now {guidance or 'unset'}")
+                            f"(env {GUIDANCE.env}); {_now(guidance)}")
         return [str(guidance)], ["mesh"]
     folder = config.value(CONTROLNETS.key)
     if not folder or not Path(folder).expanduser().is_dir():
         raise SpecError(f"generate.engine = 'controlnet' needs ControlNets: set {CONTROLNETS.key} (env "
-                        f"{CONTROLNETS.env}) to a folder of ControlNet folders; now {folder or 'unset'}")
+                        f"{CONTROLNETS.env}) to a folder of ControlNet folders; {_now(folder, folder=True)}")
     try:
         controls = resolve(list(settings.controls), folder)
     except ControlError as exc:
