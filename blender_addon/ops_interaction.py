@@ -415,10 +415,8 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
                  if side != state.anchor_side and keys.animated_paths(rig)]
         end_browse(context, restore=False)
         self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
-        if keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
-            names = " and ".join(repr(rig.name) for rig in keyed)
-            self.report({"WARNING"}, f"{names} {'has' if len(keyed) == 1 else 'have'} keys, which pose "
-                                     f"{'it' if len(keyed) == 1 else 'them'} again at the next frame change: "
+        for rig in keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
+            self.report({"WARNING"}, f"{rig.name!r} has keys, which pose it again at the next frame change: "
                                      "Key Pose (or Key Candidates) to keep this candidate")
         return {"FINISHED"}
 

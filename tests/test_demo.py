@@ -70,7 +70,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
     with folder_lock(out):
         busy = subprocess.run([sys.executable, "-m", "handforge", "demo", "--out", str(out), "--no-blender"],
                               capture_output=True, text=True, timeout=600)
-    assert busy.returncode == 2 and busy.stderr.strip() == (f"handforge demo: another handforge demo is writing into "
+    assert busy.returncode == 2 and busy.stderr.strip() == (f"handforge demo: another handforge command is writing into "
                                                            f"{out}: wait for it, or choose another --out"), busy.stderr
     # its folder again, its labelled/ replaced by a file: one line (before: a FolderTaken traceback)
     shutil.rmtree(out / "labelled")

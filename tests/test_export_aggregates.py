@@ -179,3 +179,15 @@ def test_a_finished_sample_missing_a_file_is_named_when_the_dataset_is_finalised
     shutil.rmtree(path.parent)  # as told: the sample is made again
     run.export(spec, out, command="test", progress=False)
     assert (out / "samples" / "000001" / name).is_file()
+
+
+def test_every_damaged_sample_is_named_in_one_pass(tmp_path):
+    """The first damaged sample stopped the pass: with k of them, k reruns found them one by one."""
+    spec = parse_spec({**SPEC, "samples": 4, "outputs": ["mesh", "masks"]})
+    out = tmp_path / "data"
+    run.export(spec, out, command="test", progress=False)
+    for index in (1, 3):
+        (out / "samples" / f"{index:06d}" / "mesh.png").unlink()
+    with pytest.raises(ValueError, match=r"2 finished samples have a file missing or cut short \(.*000001/mesh.png is "
+                                         r"missing; .*000003/mesh.png is missing\): delete their sample folders"):
+        write_coco(out, finished_indices(out, 4))

@@ -158,6 +158,12 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in exported.rglob("*")}
     with pytest.raises(FolderTaken, match="another spec \\(differing: seed: 5 → 9\\)"):
         export(parse_spec({**SPEC, "seed": 9}), exported, progress=False)
+    # a setting the record lacks (an older HandForge's) named as absent, not "differing: " with nothing
+    from handforge.export.folder import _differences
+
+    assert _differences({"a": {"b": 1}}, {"a": {"b": 1, "c": None}}) == ["a.c: (absent) → null"]
+    assert _differences({"p": "/data/" + "x" * 60 + "/one"}, {"p": "/data/" + "x" * 60 + "/two"}) == \
+        ['p: …xxxxxxxxx/one" → …xxxxxxxxx/two"']
     # a nested key is named: "differing: render" said nothing of which of its settings
     with pytest.raises(FolderTaken, match="another spec \\(differing: render.samples: 16 → 3\\)"):
         export(parse_spec({**SPEC, "render": {**SPEC.get("render", {}), "samples": 3}}), exported, progress=False)
@@ -491,6 +497,9 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     (tmp_path / "twice.json").write_text('{"samples": 2, "render": {"engine": "none"}, "samples": 3}')
     with pytest.raises(SpecError, match=r"twice.json: duplicate key 'samples': give each key once"):
         load_spec(tmp_path / "twice.json")
+    (tmp_path / "long.json").write_text('{"samples": ' + "1" * 5000 + "}")  # not said as a duplicate key
+    with pytest.raises(SpecError, match=r"long.json: not valid JSON \(Exceeds the limit"):
+        load_spec(tmp_path / "long.json")
     with pytest.raises(SpecError, match=r"outputs: mesh given more than once; give each once"):
         parse_spec({"outputs": ["mesh", "masks", "mesh"]})
     with pytest.raises(SpecError, match="camera.distance"):
@@ -674,23 +683,39 @@ def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
-def test_a_background_image_cut_short_is_refused_with_the_spec(tmp_path, suffix):
+def test_a_background_image_cut_short_is_refused_before_anything_is_written(tmp_path, suffix, monkeypatch):
     """Half an image (an interrupted download) has a whole header: it opened, then failed every sample that
-    drew it ("image file is truncated", without its name), on every rerun."""
+    drew it ("image file is truncated", without its name), on every rerun. Decoded once a run by the driver
+    (not at each parse of the spec: every export worker parses it), and not again for images its folder
+    recorded unchanged."""
+    from handforge.export import spec as spec_module
+
     folder = tmp_path / "backgrounds"
     folder.mkdir()
     noise = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     Image.fromarray(noise).save(folder / f"whole{suffix}")
-    spec = {"background": {"kinds": ["images"], "folder": str(folder)}}
-    assert parse_spec(spec).background.folder == str(folder)
     data = (folder / f"whole{suffix}").read_bytes()
     (folder / f"cut{suffix}").write_bytes(data[:len(data) // 2])
+    spec = parse_spec({**SPEC, "samples": 1, "background": {"kinds": ["images"], "folder": str(folder)}})
+    out = tmp_path / "data"
     with pytest.raises(SpecError, match=rf"background.folder: .*cut{suffix}' is not a readable image \(.*runcated"):
-        parse_spec(spec)
-    from handforge.export.sampler import background_image  # one cut short after the spec was read: named
+        export(spec, out, progress=False)
+    assert not out.exists()
+    from handforge.export.sampler import background_image  # one cut short after the run began: named
 
     with pytest.raises(OSError, match=rf"background image .*cut{suffix}: .*runcated.*replace it"):
         background_image({"kind": "image", "image": str(folder / f"cut{suffix}"), "crop": (0.0, 0.0)}, 8, 8)
+    (folder / f"cut{suffix}").write_bytes(data)
+    decoded = []
+    problem = spec_module._image_problem
+    monkeypatch.setattr(spec_module, "_image_problem",
+                        lambda path, decode=True: (decode and decoded.append(path.name), problem(path, decode))[1])
+    monkeypatch.setattr("handforge.export.folder.MTIME_SETTLED_NS", 0)  # the images' times recorded at once
+    export(spec, out, progress=False)
+    assert sorted(decoded) == [f"cut{suffix}", f"whole{suffix}"]
+    decoded.clear()
+    export(parse_spec({**spec.to_dict(), "samples": 2}), out, progress=False)  # a resume: nothing decoded again
+    assert decoded == [] and len(finished_indices(out, 2)) == 2
 
 
 def test_a_16_bit_grayscale_background_keeps_its_tones(tmp_path):

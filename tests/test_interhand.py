@@ -324,3 +324,13 @@ def test_the_file_is_closed_when_reading_stops_on_an_error(tmp_path, annotations
             reader(path)
         errors.append(info.value)  # kept, with its traceback
         assert str(path) not in open_files()
+
+
+@pytest.mark.parametrize("chunk", range(1, 16))
+def test_a_number_cut_by_the_end_of_a_piece_is_read_whole(monkeypatch, tmp_path, chunk):
+    """"1.5e10" cut after "1." was read as 1.0, and the rest then failed as a syntax error."""
+    monkeypatch.setattr(interhand, "CHUNK_BYTES", chunk)
+    path = tmp_path / "cameras.json"
+    path.write_text('{"0": 1.5e10}')
+    with pytest.raises(PoseFormatError, match="capture 0: expected campos, camrot, focal and princpt"):
+        interhand.read_cameras(path)

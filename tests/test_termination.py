@@ -122,3 +122,25 @@ def test_without_an_interrupt_ctrl_c_is_handled_as_before_after_the_block():
     with second_ctrl_c_quits():
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+IGNORED_FROM_THE_START = r"""
+import os, signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job of a script
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+from handforge.termination import second_ctrl_c_quits, sigterm_unwinds
+
+with sigterm_unwinds(), second_ctrl_c_quits():
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    print("still ignored")
+"""
+
+
+def test_signals_ignored_from_the_start_stay_ignored():
+    """A command started in the background by a script ignores Ctrl-C (the shell set it so): the handlers
+    turned it back on, and a Ctrl-C meant for the script's foreground process interrupted the command."""
+    done = subprocess.run([sys.executable, "-c", IGNORED_FROM_THE_START], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout == "still ignored\n", (done.returncode, done.stderr)

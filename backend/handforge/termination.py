@@ -23,7 +23,9 @@ def sigterm_unwinds() -> Iterator[None]:
     """Within the block, SIGTERM raises ``Terminated`` in the main thread; a second SIGTERM does not cut
     the unwinding short. A forked child (a data loader's worker) keeps SIGTERM's default: the pool that
     stops it with SIGTERM expects it to end, not to print a traceback."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+    # only the main thread takes signals; one started ignored (a command run in the background by a script)
+    # stays ignored
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         yield
         return
     owner = os.getpid()
@@ -51,8 +53,8 @@ def second_ctrl_c_quits() -> Iterator[None]:
     traceback, and the process killed by the signal (status -2). What a clean-up leaves undone, the next run
     of the command clears (an export's half-written samples, a corpus's partial folder). After an interrupt
     the handler stays (the interpreter's exit comes after the block); a forked child keeps the default."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # (ignored from the start, as a shell's background job: it stays so)
         return
     owner = os.getpid()
 

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         with folder_lock(args.out):  # two demos into one folder: the second wrote beside the first, then crashed
             return _run(args)
     except FolderBusy:
-        print(f"handforge demo: another handforge demo is writing into {args.out}: wait for it, or choose another "
-              "--out", file=sys.stderr)
+        print(f"handforge demo: another handforge command is writing into {args.out}: wait for it, or choose "
+              "another --out", file=sys.stderr)
         return 2
 
 

@@ -84,8 +84,12 @@ class _Document:
         first = self._peek()
         if first == "":
             self._fail("the file is empty")
-        if first != "{":
-            raise _NotAnObject(type(self._value()).__name__)
+        if first != "{":  # named by its first character: a 2 GB array is not read to say it is a list
+            kind = {"[": "an array", '"': "a string", "t": "true", "f": "false", "n": "null"}.get(
+                first, "a number" if first in "-0123456789" else None)
+            if kind is None:
+                self._fail("Expecting value")  # (json's words)
+            raise _NotAnObject(kind)
         yield from self._object(nested)
         if self._peek() != "":
             self._fail("extra data after the object")
@@ -162,7 +166,8 @@ class _Document:
                 if cut and self._more():
                     continue
                 self._fail(exc.msg, exc.pos)
-            if end == len(self.text) and self._more():  # "12" may be the start of "123"
+            # a number ending near the end of the text held may go on ("1." of "1.5e10" read as 1.0): read on
+            if end > len(self.text) - 32 and self._more():
                 continue
             self.at = end
             return value

@@ -91,10 +91,18 @@ def write_coco(out: Path, indices: list[int]) -> Path:
                             "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
                            for side, cid in COCO_CATEGORIES.items()],
             "images": images, "annotations": annotations}):
+        damaged = []
         for sample in sample_labels(out, indices):
             problem = files_problem(sample_dir(out, sample["index"]), sample)
-            if problem:
-                raise ValueError(f"{problem}: delete its sample folder and run again to write it anew")
+            if problem:  # every one found in one pass: a rerun per damaged sample was needed to find the next
+                damaged.append(problem)
+                continue
             images.append(coco_image(sample))
             annotations.extend(coco_annotations(out, sample))
+        if len(damaged) == 1:
+            raise ValueError(f"{damaged[0]}: delete its sample folder and run again to write it anew")
+        if damaged:
+            raise ValueError(f"{len(damaged)} finished samples have a file missing or cut short ({'; '.join(damaged[:3])}"
+                             f"{' …' if len(damaged) > 3 else ''}): delete their sample folders and run again to "
+                             "write them anew")
     return path

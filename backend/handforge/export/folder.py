@@ -173,21 +173,28 @@ def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) ->
 
 def _differences(held: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
     """Each key that differs between two records, down to nested keys ("render.samples: 4 → 16"; "render"
-    alone named nothing the user could find), with the two values (shortened)."""
-    def shown(value: Any) -> str:
-        text = json.dumps(value) if value is not None else "none"
-        return text if len(text) <= 40 else text[:37] + "..."
-
+    alone named nothing the user could find), with the two values (a long one around where they differ)."""
+    absent = object()
     found = []
     for key in sorted(set(held) | set(wanted)):
-        a, b = held.get(key), wanted.get(key)
+        a, b = held.get(key, absent), wanted.get(key, absent)
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             found += _differences(a, b, f"{prefix}{key}.")
         else:
-            found.append(f"{prefix}{key}: {shown(a)} → {shown(b)}")
+            texts = ["(absent)" if v is absent else json.dumps(v) for v in (a, b)]
+            found.append(f"{prefix}{key}: {' → '.join(_around_difference(*texts))}")
     return found
+
+
+def _around_difference(a: str, b: str, width: int = 40) -> tuple[str, str]:
+    """Two texts shortened to ``width`` characters around where they first differ."""
+    if max(len(a), len(b)) <= width:
+        return a, b
+    start = max(0, next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) - width // 4)
+    return tuple(("…" if start else "") + t[start:start + width] + ("…" if len(t) > start + width else "")
+                 for t in (a, b))
 
 
 def sample_dir(out: Path, index: int) -> Path:

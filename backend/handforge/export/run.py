@@ -26,7 +26,7 @@ from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
-from handforge.export.spec import ExportSpec, input_files
+from handforge.export.spec import ExportSpec, background_files, check_decoding, input_files
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge.runtime import torch_threads
@@ -245,7 +245,11 @@ def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
     """What dataset folder ``out`` records of the spec that made it: the spec, the identity of its input
     files (a resume after one changed would mix two datasets; none for a spec without such files), the
     hashes of files unchanged since ``out`` recorded them reused, and the loaded hand ``model``'s."""
-    inputs = file_identities(input_files(spec), recorded_inputs(out))
+    files, known = input_files(spec), recorded_inputs(out)
+    inputs = file_identities(files, known)
+    if "images" in spec.background.kinds:  # decoded once a run, those recorded unchanged (checked then) not again
+        images = set(background_files(spec.background.folder))
+        check_decoding([path for name, path in files.items() if path in images and known.get(name) != inputs[name]])
     record = {**spec.to_dict(), **({INPUTS: inputs} if inputs else {}),
               HAND_MODEL: hand_model_identity(model)}
     if spec.render.engine == "generate" and "rgb" in spec.outputs:

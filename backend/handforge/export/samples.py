@@ -133,7 +133,8 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         # numpy reports a full disk as a short write without an errno ("196608 requested and 157664 written")
         if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
                                          or (exc.errno is None and " requested and " in str(exc))):
-            raise OSError(errno.ENOSPC, f"no room left on the disk of {out} ({exc}): make room and run again "
+            where = "your disk quota" if exc.errno == errno.EDQUOT else "the disk"
+            raise OSError(errno.ENOSPC, f"no room left on {where} of {out} ({exc}): make room and run again "
                                         "(the samples already made are kept)") from None
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels

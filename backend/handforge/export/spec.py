@@ -371,28 +371,41 @@ def background_files(folder: str) -> tuple[Path, ...]:
 
 
 def _check_background_images(folder: str) -> None:
-    """Each background image decodes: one that does not (a Mac's ``._name.png``, a file not an image, one
-    cut short by a download, one above PIL's decompression-bomb limit) failed every sample that drew it, on
-    every rerun, so that the dataset could never be finished. A header is not enough (half a PNG has a
-    whole one): a JPEG is decoded at an eighth of its size (every byte read, 0.2 s for 12 MP here), a PNG's
-    chunks are checked (0.03 s), anything else decoded; on the cores' threads (PIL releases the GIL)."""
+    """Each background image opens (its header: cheap, as every parse of the spec, a worker's too, does it):
+    one that does not (a Mac's ``._name.png``, a file not an image, one above PIL's decompression-bomb
+    limit) failed every sample that drew it, on every rerun, so that the dataset could never be finished.
+    ``check_decoding`` reads them whole, once per run."""
+    for path in background_files(folder):
+        problem = _image_problem(path, decode=False)
+        if problem:
+            raise SpecError(f"background.folder: {str(path)!r} is not a readable image ({problem}); "
+                            "remove it from the folder or replace it")
+
+
+def check_decoding(images: list[Path]) -> None:
+    """Each of ``images`` (background images) decodes: a header is not enough (half a PNG from a download
+    cut short has a whole one, and failed every sample that drew it). A JPEG is decoded at an eighth of
+    its size (every byte read, 0.12-0.2 s for 12 MP here), a PNG's chunks are checked (0.03 s), anything
+    else decoded; on up to 8 threads (PIL releases the GIL). The export driver calls it once, for the
+    images its folder has not recorded unchanged (``run.folder_record``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    files = background_files(folder)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for path, problem in zip(files, pool.map(_image_problem, files)):
+        for path, problem in zip(images, pool.map(_image_problem, images)):
             if problem:
                 raise SpecError(f"background.folder: {str(path)!r} is not a readable image ({problem}); "
                                 "remove it from the folder or replace it")
 
 
-def _image_problem(path: Path) -> str:
-    """Why the image at ``path`` cannot be decoded ('' when it can)."""
+def _image_problem(path: Path, decode: bool = True) -> str:
+    """Why the image at ``path`` cannot be opened (``decode``: decoded) ('' when it can)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            if image.format == "JPEG":
+            if not decode:
+                pass
+            elif image.format == "JPEG":
                 image.draft("RGB", (1, 1))  # libjpeg's 1/8 scale: the whole file, a fraction of the work
                 image.load()
             elif image.format == "PNG":
@@ -492,6 +505,8 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
             raise SpecError(f"{path}: specifications are read as TOML (.toml) or JSON (any other name), and this is "
                             f"not valid JSON ({exc}): write it as TOML or JSON") from None
         raise SpecError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from None
-    except ValueError as exc:  # unique_keys': "duplicate key 'samples'"
-        raise SpecError(f"{path}: {exc}: give each key once") from None
+    except ValueError as exc:  # unique_keys': "duplicate key 'samples'"; else e.g. a number of 5,000 digits
+        if str(exc).startswith("duplicate key"):
+            raise SpecError(f"{path}: {exc}: give each key once") from None
+        raise SpecError(f"{path}: not valid JSON ({exc})") from None
     return parse_spec(data)

@@ -22,7 +22,7 @@ from handforge.export.spec import GenerateSettings, SpecError
 from handforge.runtime import default_device, torch_dtype, torch_threads
 
 
-def _now(value: str | None, folder: bool = False) -> str:
+def _what_it_holds(value: str | None, folder: bool = False) -> str:
     """What a weights setting holds now, and why it does not do ("now /nope" said neither)."""
     if not value:
         return "it is unset"
@@ -39,17 +39,17 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     sd = config.value(SD_MODEL.key)
     if not sd or not Path(sd).expanduser().exists():
         raise SpecError(f"generate.engine = {settings.engine!r} needs Stable Diffusion 1.x weights: set "
-                        f"{SD_MODEL.key} (env {SD_MODEL.env}); {_now(sd)} (see handforge models check)")
+                        f"{SD_MODEL.key} (env {SD_MODEL.env}); {_what_it_holds(sd)} (see handforge models check)")
     if settings.engine == "attentionhand":
         guidance = config.value(GUIDANCE.key)
         if not guidance or not Path(guidance).expanduser().exists():
             raise SpecError(f"generate.engine = 'attentionhand' needs the guidance module: set {GUIDANCE.key} "
-                            f"(env {GUIDANCE.env}); {_now(guidance)}")
+                            f"(env {GUIDANCE.env}); {_what_it_holds(guidance)}")
         return [str(guidance)], ["mesh"]
     folder = config.value(CONTROLNETS.key)
     if not folder or not Path(folder).expanduser().is_dir():
         raise SpecError(f"generate.engine = 'controlnet' needs ControlNets: set {CONTROLNETS.key} (env "
-                        f"{CONTROLNETS.env}) to a folder of ControlNet folders; {_now(folder, folder=True)}")
+                        f"{CONTROLNETS.env}) to a folder of ControlNet folders; {_what_it_holds(folder, folder=True)}")
     try:
         controls = resolve(list(settings.controls), folder)
     except ControlError as exc:

@@ -16,8 +16,9 @@
    meshes) + ``contact_guidance`` · max(gap − 2 mm, 0) for hands within 3 cm (not in the paper: the
    training interactions all touch, and the penetration term alone leaves half the samples a
    centimetre or two apart), w_k = ``penetration_guidance`` · 0.8^(steps left), each sample's gradient
-   clipped to ``guidance_max_step`` long before it is weighted, so a step is at most w_k ·
-   ``guidance_max_step`` (unclipped, a deep overlap threw the hands centimetres apart:
+   clipped to ``guidance_max_step`` long before it is weighted, so a step is at most min(w_k, 2) ·
+   ``guidance_max_step`` (``LONGEST_STEP``: above the default strength 2, w only lengthens the early
+   steps' ramp; 10 to 50 unbounded had left every candidate 6 to 45 cm away) (unclipped, a deep overlap threw the hands centimetres apart:
    measured mean gap 2.5 → 75 mm for w 0.02 → 0.3 on the shipped model's predecessor), and a pair apart
    (no penetration, the contact term alone) no further than that term's first-order zero, its value
    over its gradient's length (Polyak's step size, B. T. Polyak, "Introduction to Optimization", 1987):
