@@ -110,7 +110,8 @@ RETURNS = {
     "<side>.<field>": "global_orient, hand_pose, betas, transl, present per frame (MotionClip.to_arrays())",
     "samples.<side>": "(N, T, 51) float32 every sample: global_orient | hand_pose | transl",
     "engine": "the engine that ran ('learned' or 'spline')",
-    "warning": "why the learned engine fell back to the spline engine (only then)",
+    "warning": "why the learned engine fell back to the spline engine, and when the keys themselves hold the hands "
+               "in each other (Keep Apart then moves the wrists between them)",
     "seconds": "time spent generating",
 }
 
@@ -281,9 +282,31 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             ).astype(np.float32)
     data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
                             "seconds": round(time.monotonic() - started, 3)}
+    if guidance is not None and engine == "learned":
+        warning = " ".join(filter(None, [warning, _keys_in_each_other(pipeline, observation, clips[0])]))
     if warning:
         data["warning"] = warning
     return JobResult(data, arrays)
+
+
+KEYS_OVERLAP = 0.005  # m: keys whose hands go deeper into each other than this are said to (the depth measure errs by millimetres)
+
+
+def _keys_in_each_other(pipeline, observation, clip) -> str:
+    """A note when the keys themselves hold the hands in each other: the repair cannot clear the frames
+    next to them and moves the wrists out between them and back (README, Known limits), which a hold
+    keyed so showed as a bounce of the wrists with nothing said."""
+    from handforge.engines.motion import representation as rep
+
+    if not all(side in clip.hands for side in rep.HAND_AXIS):
+        return ""
+    values = {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
+              for k in ("global_orient", "hand_pose", "transl")}
+    depth = float(pipeline.penetration_depths([observation], [values], keyed=True)[0])
+    if depth <= KEYS_OVERLAP:
+        return ""
+    return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out between "
+            "such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
 
 
 def _observed(build, params, arrays):

@@ -155,10 +155,11 @@ class MotionPipeline:
 
     @torch.no_grad()
     def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
-                           chunk: int = 256, callback: Callable[[int, int, str], None] | None = None) -> np.ndarray:
+                           chunk: int = 256, callback: Callable[[int, int, str], None] | None = None,
+                           keyed: bool = False) -> np.ndarray:
         """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
-        can change (not those where every part is a key) and where the wrists are within reach of each
-        other (``REACH``; farther apart no vertex can touch, and the hand model is not run).
+        can change (not those where every part is a key; ``keyed``: those only) and where the wrists are
+        within reach of each other (``REACH``; farther apart no vertex can touch, and the hand model is not run).
         ``callback(motion, motions, "checking")`` after each chunk of frames (a job's cancel point: 8 long motions
         take tens of seconds on a CPU)."""
         from handforge.evaluation.penetration import penetration_depths
@@ -171,7 +172,8 @@ class MotionPipeline:
         roots = np.stack([hands.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3)
         for n, (o, v) in enumerate(zip(observations, values)):
             wrists = np.asarray(v["transl"]) + roots
-            measured = ~o.part_mask.reshape(o.num_frames, -1).all(-1) & (
+            whole_keys = o.part_mask.reshape(o.num_frames, -1).all(-1)
+            measured = (whole_keys if keyed else ~whole_keys) & (
                 np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH)
             if not measured.any():
                 continue
