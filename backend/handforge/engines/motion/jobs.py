@@ -94,7 +94,7 @@ def _side_arrays(fields: dict[str, tuple[int, float, str]], required: bool = Fal
 
 
 KEY_FIELDS = {
-    "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are ignored)"),
+    "global_orient": (3, POSE_LIMITS["global_orient"], "(T, 3) wrist rotation keys, axis-angle radians (rows not keyed are not used, but must be finite and in range like the rest)"),
     "hand_pose": (45, POSE_LIMITS["hand_pose"], "(T, 45) finger joint rotation keys, axis-angle, MANO order"),
     "transl": (3, POSE_LIMITS["transl"], "(T, 3) wrist translation keys, metres, model frame"),
     "mask": (KEY_PARTS, 1, f"(T, {KEY_PARTS}) uint8 key mask, {PART_DOC}"),
