@@ -3,10 +3,12 @@ asks for devices gets them once known, and every client welcomed early gets a co
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
+from typing import Iterator
 
 import pytest
 
@@ -17,7 +19,9 @@ from handforge_shared.client import Client, Connected
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows():
+@contextlib.contextmanager
+def server_whose_probe_waits() -> Iterator[tuple[Server, str, threading.Event]]:
+    """A server in a thread whose device probe ends when the test sets the event it yields."""
     probe_may_end = threading.Event()
     registry = Registry()
     registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
@@ -26,6 +30,15 @@ def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows(
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
+        yield server, endpoint, probe_may_end
+    finally:
+        probe_may_end.set()
+        server.stop()
+        thread.join(10)
+
+
+def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows():
+    with server_whose_probe_waits() as (server, endpoint, probe_may_end):
         with Client(endpoint) as early, Client(endpoint) as patient:
             first = early.hello(timeout=30, devices=False)
             assert first["devices"] is None and first["compute_devices"] is None  # the probe has not ended
@@ -43,10 +56,6 @@ def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows(
                 complete = next((e for e in early.poll(0.05) if isinstance(e, Connected)
                                  and e.capabilities.get("devices")), None)
             assert complete is not None and early.capabilities["compute_devices"] == ["cpu"]
-    finally:
-        probe_may_end.set()
-        server.stop()
-        thread.join(10)
 
 
 def test_serve_without_curve_imports_neither_torch_nor_zmq_auth_before_its_first_welcome():
@@ -77,16 +86,9 @@ def test_hellos_waiting_for_the_probe_are_one_per_connection():
 
     from handforge_shared.protocol import SERVER_TYPES, Message, MessageType, decode, encode
 
-    probe_may_end = threading.Event()
-    registry = Registry()
-    registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
-    server = Server(ServerConfig(port=0, heartbeat_s=0.25), registry=registry)
-    endpoint = server.bind()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    try:
+    with server_whose_probe_waits() as (server, endpoint, probe_may_end), zmq.Context() as context, \
+            context.socket(zmq.DEALER) as dealer:  # (closed before the context ends)
+        dealer.linger = 0
         dealer.connect(endpoint)
         for k in range(200):
             dealer.send_multipart(encode(Message(MessageType.HELLO, id=f"h{k}", data={"devices": True})))
@@ -98,9 +100,3 @@ def test_hellos_waiting_for_the_probe_are_one_per_connection():
             replies.append(decode(dealer.recv_multipart(), accept=SERVER_TYPES, local_role="client"))
         welcomes = [m for m in replies if m.type == MessageType.WELCOME]
         assert [m.id for m in welcomes] == ["h199"] and welcomes[0].data["devices"]
-    finally:
-        probe_may_end.set()
-        dealer.close(linger=0)
-        context.term()
-        server.stop()
-        thread.join(10)
