@@ -310,7 +310,7 @@ def test_json_files_nested_too_deeply_are_named(tmp_path):
     deep = "[" * 100_000 + "]" * 100_000
     annotations = tmp_path / "ih/annotations/train/InterHand2.6M_train_MANO_NeuralAnnot.json"
     annotations.parent.mkdir(parents=True)
-    annotations.write_text(deep)
+    annotations.write_text('{"0": ' + deep + "}")  # (a deep array alone is named as no object, unread)
     with pytest.raises(DatasetError, match="InterHand2.6M_train_MANO_NeuralAnnot.json: not a readable JSON"):
         open_interhand(tmp_path / "ih", split="train")
     (tmp_path / "corpus/clips").mkdir(parents=True)

@@ -89,6 +89,8 @@ SECOND_CTRL_C = r"""
 import atexit, os, signal, sys, time
 from handforge.termination import second_ctrl_c_quits
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background starts it ignored)
+
 def slow_clean_up():  # e.g. a pool's threads joined at exit
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
@@ -118,6 +120,14 @@ def test_a_second_ctrl_c_while_cleaning_up_quits_with_one_line():
 def test_without_an_interrupt_ctrl_c_is_handled_as_before_after_the_block():
     from handforge.termination import second_ctrl_c_quits
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background ignores it)
+    try:
+        _handled_as_before(second_ctrl_c_quits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _handled_as_before(second_ctrl_c_quits) -> None:
     before = signal.getsignal(signal.SIGINT)
     with second_ctrl_c_quits():
         assert signal.getsignal(signal.SIGINT) is not before

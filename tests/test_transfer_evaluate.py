@@ -117,3 +117,11 @@ def test_eval_transfer_refuses_a_target_generator_of_another_sd_model_as_the_job
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"{generator} was trained for a 48-wide UNet context, {sd} attends 32: train it on this SD model, or use " \
            "the SD model it was trained on" in done.stderr
+
+
+def test_a_data_folder_that_is_not_there_is_said_before_the_weights(tmp_path, capsys):
+    """--data /nope was said as missing SD weights (none configured here): the typo came second."""
+    from handforge.cli import main
+
+    assert main(["eval", "transfer", "--data", str(tmp_path / "nope")]) == 2
+    assert f"--data {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, existing_path, given_path, number_in, report_file, torch_device, whole_number, write_report
+from handforge.arguments import SEED, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
 from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
 
@@ -68,7 +69,7 @@ def landmark_detector():
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=existing_path(folder=True), help="a pairs folder (handforge train transfer --write-pairs); "
+    parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs); "
                                                       "evaluate on pairs the model was not trained on")
     add_pair_arguments(parser, default_pairs=100)
     parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
@@ -202,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     sd_path = args.sd or config.value(SD_MODEL.key)
     device = args.device or default_device()
     try:
+        if not args.write_pairs and not Path(args.data).expanduser().is_dir():  # said first: a typo, not the weights
+            raise ValueError(f"--data {args.data}: no such folder (a pairs folder; --write-pairs SPEC writes one)")
         if sd_path is None:
             raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
         if device != "cpu" and not torch.cuda.is_available():
