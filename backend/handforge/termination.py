@@ -3,6 +3,7 @@
 Its default action ends the process on the spot: no ``finally`` runs, so work folders (a corpus's
 ``.partial``, an export's scratch) stayed behind and the samples already made were not written.
 Raised as ``Terminated`` (a ``KeyboardInterrupt``), every clean-up written for Ctrl-C runs for it too.
+A second Ctrl-C while the clean-ups run quits at once (``second_ctrl_c_quits``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ def sigterm_unwinds() -> Iterator[None]:
     """Within the block, SIGTERM raises ``Terminated`` in the main thread; a second SIGTERM does not cut
     the unwinding short. A forked child (a data loader's worker) keeps SIGTERM's default: the pool that
     stops it with SIGTERM expects it to end, not to print a traceback."""
-    # only the main thread takes signals; one started ignored (a command run in the background by a script)
-    # stays ignored
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    if not _handled_here(signal.SIGTERM):
         yield
         return
     owner = os.getpid()
@@ -53,8 +52,8 @@ def second_ctrl_c_quits() -> Iterator[None]:
     traceback, and the process killed by the signal (status -2). What a clean-up leaves undone, the next run
     of the command clears (an export's half-written samples, a corpus's partial folder). After an interrupt
     the handler stays (the interpreter's exit comes after the block); a forked child keeps the default."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield  # (ignored from the start, as a shell's background job: it stays so)
+    if not _handled_here(signal.SIGINT):
+        yield
         return
     owner = os.getpid()
 
@@ -76,6 +75,12 @@ def second_ctrl_c_quits() -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGINT) is first:  # not interrupted: as it was
             signal.signal(signal.SIGINT, previous)
+
+
+def _handled_here(signum: int) -> bool:
+    """Whether a handler of ``signum`` may be installed here: only the main thread takes signals, and one the
+    process started ignoring (a command a script runs in the background) stays ignored."""
+    return threading.current_thread() is threading.main_thread() and signal.getsignal(signum) is not signal.SIG_IGN
 
 
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
