@@ -68,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
+    curve = None
     if args.curve_server_key is not None:  # keys that are no keys: said now, not after the probe with status 0
         from handforge_shared.client import CurveKeys
 
         try:
-            CurveKeys.from_files(args.curve_server_key, args.curve_client_secret)
+            curve = CurveKeys.from_files(args.curve_server_key, args.curve_client_secret)
         except (ValueError, OSError) as exc:
             print(f"handforge doctor: {exc}", file=sys.stderr)
             return 2
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
-    report["backend"] = _running_backend(args.endpoint, args.curve_server_key, args.curve_client_secret)
+    report["backend"] = _running_backend(args.endpoint, curve)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -99,23 +100,22 @@ def _limits():
     return DEFAULT_LIMITS
 
 
-def _running_backend(endpoint: str, server_key: str | None = None, client_secret: str | None = None
-                     ) -> dict[str, Any]:
-    from handforge_shared.client import Client, CurveKeys, JobFailed
+def _running_backend(endpoint: str, curve=None) -> dict[str, Any]:
+    """Whether a backend answers at ``endpoint`` (with ``curve``: ``CurveKeys`` read and checked already)."""
+    from handforge_shared.client import Client, JobFailed
 
     try:
-        curve = CurveKeys.from_files(server_key, client_secret) if server_key else None
         with Client(endpoint, connect_timeout=1.0, curve=curve) as client:
             seconds = client.ping(timeout=1.0)
             return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
                     "instance": client.instance}
     except JobFailed as exc:
-        if exc.code == "auth_failed" and not server_key:  # the client's hint names its Python API
+        if exc.code == "auth_failed" and curve is None:  # the client's hint names its Python API
             hint = "it requires CurveZMQ keys: pass --curve-server-key server.key --curve-client-secret NAME.key_secret"
         else:
             hint = exc.hint
         return {"endpoint": endpoint, "running": False, "reason": exc.message, "code": str(exc.code), "hint": hint}
-    except (ValueError, OSError) as exc:  # OSError: a key file that is missing or not a key
+    except (ValueError, OSError) as exc:  # (what the client refuses to connect with)
         return {"endpoint": endpoint, "running": False, "reason": str(exc), "code": "bad_keys", "hint": ""}
 
 
