@@ -115,6 +115,10 @@ def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("handforge train guidance: ") and "holds files that are not a training run's" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "mine" / "settings.json").exists()
+    # the same run under its other name says that name (it said `train guidance` for both)
+    assert main(["train", "image", "--data", str(tmp_path), "--sd", str(tmp_path / "not-sd"),
+                 "--out", str(tmp_path / "mine"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("handforge train image: ")
 
 
 def test_a_data_folder_that_is_not_there_is_said_first(tmp_path, capsys):

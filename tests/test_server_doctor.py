@@ -123,6 +123,10 @@ def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_pat
     report = json.loads(done.stdout)
     assert report["config_file"]["problem"].startswith("names settings no built-in engine declares: mano.modeldir, "
                                                        "[nosuch] (misspelled")
+    assert report["config_file"]["severity"] == "warning"
+    text = _doctor(HANDFORGE_CONFIG=str(typo))  # (it said PROBLEM, and exited 0)
+    assert text.returncode == 0 and "  warning: names settings no built-in engine declares" in text.stdout
+    assert "PROBLEM" not in text.stdout
 
 
 def test_a_setting_of_the_wrong_type_fails_the_check_naming_it(tmp_path):

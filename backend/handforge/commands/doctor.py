@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
     report["backend"] = _running_backend(args.endpoint, curve)
-    report["config_file"] = {"path": str(config.config_path()), "problem": problem}
+    # a setting no engine declares is only warned of (serve starts with it, and so doctor exits 0)
+    report["config_file"] = {"path": str(config.config_path()), "problem": problem,
+                             "severity": "" if not problem else "error" if status else "warning"}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return status
@@ -153,7 +155,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if config.config_path().is_file() else ', not created yet'}):"]
     if report["config_file"]["problem"]:
-        lines += _indented("  PROBLEM: ", report["config_file"]["problem"])
+        label = "PROBLEM" if report["config_file"]["severity"] == "error" else "warning"
+        lines += _indented(f"  {label}: ", report["config_file"]["problem"])
     known = {s.key: s for s in config.settings()}
     for row in report["settings"]:
         if "error" in row:

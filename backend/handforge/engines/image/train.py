@@ -137,7 +137,8 @@ class GuidanceObjective:
         return moved, (moved - alpha.sqrt() * x0) / (1 - alpha).sqrt()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, command: str = "image") -> int:
+    """``handforge train image``, or ``train guidance`` (``command``: the name errors are said under)."""
     import torch
     from diffusers import ControlNetModel
 
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.settings import SD_CONFIG
     from handforge.training.loop import TrainingError, check_settings, train
 
-    sd_path = sd_weights_path(args, "guidance")
+    sd_path = sd_weights_path(args, command)
     if sd_path is None:
         return 2
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
@@ -162,13 +163,13 @@ def run(args: argparse.Namespace) -> int:
             raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")
         dataset = GuidancePairs(args.data, sd["tokenizer"], size=args.size, default_caption=args.caption)
     except (TrainingError, WeightsError, ValueError) as exc:
-        print(f"handforge train guidance: {exc}", file=sys.stderr)
+        print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)
     try:
         result = train(net, dataset, objective, settings)
     except TrainingError as exc:
-        print(f"handforge train guidance: {exc}", file=sys.stderr)
+        print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}); set image.guidance to it")
     return 0
