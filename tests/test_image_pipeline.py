@@ -85,6 +85,25 @@ def test_tas_raises_the_attention_of_the_chosen_tokens(pipe):
     assert not any(isinstance(p, tas.RecordingProcessor) for p in pipe.unet.attn_processors.values())
 
 
+def test_tas_runs_beside_attention_slicing(pipe):
+    """The job's attention_slicing swaps the UNet's processors for sliced ones, which take no ``temb``:
+    the recording layers passed it to every layer they do not record, and each image failed as internal."""
+    chosen = [c.index for c in hand_tokens(PROMPT, pipe.tokenizer)[0]]
+    text, length = pipe.encode_text(PROMPT, "cpu")
+    pipe.scheduler.set_timesteps(20)
+    latents = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(0))
+    t = pipe.scheduler.timesteps[0]
+    with torch.no_grad():
+        plain = tas.attention_scores(pipe.unet, latents, t, text, length, chosen)
+        pipe.enable_attention_slicing(1)
+        try:
+            sliced = tas.attention_scores(pipe.unet, latents, t, text, length, chosen)
+            updated, _ = tas.tas_update(pipe.unet, latents, t, text, length, chosen, alpha=tas.DEFAULT_STRENGTH)
+        finally:
+            pipe.disable_attention_slicing()
+    assert torch.allclose(plain, sliced, atol=1e-5) and not torch.equal(updated, latents)
+
+
 def test_tas_reads_the_maps_of_latents_of_any_size(pipe):
     """Latents whose sides are not multiples of 4 (images multiples of 8, not of 32: a 1920×1080 camera):
     the UNet's downsamplings round up, and TAS finds its layers (it failed on 17×13 latents)."""

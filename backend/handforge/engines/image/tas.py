@@ -21,6 +21,7 @@ pass; sampling itself keeps the fast (SDPA) processors.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -70,12 +71,20 @@ class RecordingProcessor:
     def __init__(self, store: AttentionStore, fallback) -> None:
         self.store = store
         self.fallback = fallback
+        # what the fallback takes besides the tensors: diffusers' Attention filters its keywords by the
+        # installed processor's signature, which here takes any; the sliced one takes no ``temb``
+        parameters = inspect.signature(fallback.__call__).parameters.values()
+        self._takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        self._takes = {p.name for p in parameters}
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         queries = self.store.size[0] * self.store.size[1]
         plain = attn.spatial_norm is None and attn.group_norm is None and attn.norm_cross is None
         if encoder_hidden_states is None or hidden_states.ndim != 3 or hidden_states.shape[1] != queries or not plain:
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+            extra = {"temb": temb, **kwargs} if temb is not None else kwargs
+            extra = extra if self._takes_any else {k: v for k, v in extra.items() if k in self._takes}
+            return self.fallback(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
+                                 attention_mask=attention_mask, **extra)
         batch = hidden_states.shape[0]
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
