@@ -254,13 +254,10 @@ def test_the_transfer_guide_by_default_is_the_one_whose_weights_are_here(served)
             assert client.run("image.transfer", params, arrays, timeout=600).data["guide"] == "attentionhand"
     finally:
         away.rename(controlnets)
-    mine, aside = controlnets / "my_net", guidance.parent / "my_net"  # (its kind must be named: not with all)
-    mine.rename(aside)
-    try:
-        with server.client() as client:  # both here: the ControlNets
-            assert client.run("image.transfer", params, arrays, timeout=600).data["guide"] == "controlnet"
-    finally:
-        aside.rename(mine)
+    with server.client() as client:  # both here: the ControlNets whose names say their render (my_net failed it)
+        ran = client.run("image.transfer", params, arrays, timeout=600).data
+    assert ran["guide"] == "controlnet" and ran["controls"] == ["depth"]
+    assert "left out the ControlNet my_net of image.controlnets: its name says no render" in ran["warning"]
 
 
 # last: it deletes the guidance module the module's server uses
@@ -275,6 +272,5 @@ def test_missing_weights_name_the_setting(served):
         assert failed.value.code == "missing_weights" and "image.guidance" in failed.value.message
         assert "HANDFORGE_IMAGE_GUIDANCE" in failed.value.hint
         # before: the default engine was attentionhand, and failed so with only ControlNets set up
-        shutil.rmtree(guidance.parent / "controlnets" / "my_net")  # (its kind must be named: not with all)
         ran = client.run("image.generate", {**params, "steps": 1}, arrays, timeout=600)
         assert ran.data["engine"] == "controlnet" and ran.arrays["images"].shape == (1, SIZE, SIZE, 3)

@@ -468,6 +468,11 @@ def test_check_and_import_speak_json_when_asked(weights, tmp_path, monkeypatch, 
     imported = json.loads(capsys.readouterr().out)
     assert imported == {"imported": str(tmp_path / "models" / "guidance" / "guidance"), "setting": "image.guidance",
                         "value": str(tmp_path / "models" / "guidance" / "guidance")}
+    # a ControlNet whose name says no render: jobs naming no controls leave it out, which import says
+    assert main(["models", "import", str(guidance), "--kind", "controlnet", "--name", "my_net"]) == 0
+    assert "jobs use it only when their controls name it as 'my_net:KIND'" in capsys.readouterr().err
+    assert main(["models", "import", str(guidance), "--kind", "controlnet", "--name", "my_net_depth"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_a_controlnet_named_twice_is_refused(tmp_path):
@@ -481,6 +486,23 @@ def test_a_controlnet_named_twice_is_refused(tmp_path):
     for specs in (["depth", "depth"], ["depth:depth", "skeleton", "depth:normals"]):
         with pytest.raises(ControlError, match="the ControlNet 'depth' is named twice; name each once"):
             resolve(specs, tmp_path)
+
+
+def test_a_controlnet_whose_name_says_no_render_is_left_out_when_none_are_named(tmp_path):
+    """One ControlNet imported as my_net failed every job that named no controls (the default), though the
+    folder's depth ControlNet could run; only when no name says a render is the job refused, with the fix."""
+    from handforge.engines.image.controls import ControlError, resolve, unnamed
+
+    for name in ("my_net", "control_sd15_depth"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    assert [(c.name, c.kind) for c in resolve([], tmp_path)] == [("control_sd15_depth", "depth")]
+    assert unnamed(tmp_path) == ["my_net"]
+    assert [c.kind for c in resolve(["my_net:normals"], tmp_path)] == ["normals"]  # named, it is taken
+    (tmp_path / "control_sd15_depth" / "config.json").unlink()
+    with pytest.raises(ControlError, match=r"\(my_net\) say no render they take: name them in the job's controls as "
+                                           r"'NAME:KIND'"):
+        resolve([], tmp_path)
 
 
 def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypatch, capsys):

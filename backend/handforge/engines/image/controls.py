@@ -54,12 +54,23 @@ def _other_model(folder: Path) -> str:
     return "" if name in (None, "ControlNetModel") else name
 
 
+def unnamed(folder: str | Path | None) -> list[str]:
+    """The ControlNets in ``folder`` whose names say no render: a job that names no controls leaves them out."""
+    return [name for name in available(folder) if kind_from_name(name) is None]
+
+
 def resolve(specs: list[str], folder: str | Path) -> list[Control]:
-    """``specs`` ("name" or "name:kind"; empty: every ControlNet in ``folder``) → Controls."""
+    """``specs`` ("name" or "name:kind"; empty: every ControlNet in ``folder`` whose name says its render:
+    one imported as ``my_net`` failed every job that named none) → Controls."""
     names = available(folder)
-    specs = specs or names
-    if not specs:
+    if not names:
         raise ControlError(f"no ControlNet folders in {folder}: put SD 1.x ControlNets there (diffusers layout)")
+    if not specs:
+        specs = [name for name in names if kind_from_name(name) is not None]
+        if not specs:
+            raise ControlError(f"the names of the ControlNets in {folder} ({', '.join(names)}) say no render they "
+                               f"take: name them in the job's controls as 'NAME:KIND' (KIND one of "
+                               f"{', '.join(CONTROL_KINDS)}), or rename their folders (e.g. {names[0]}_depth)")
     out = []
     for spec in specs:
         name, _, kind = spec.partition(":")
@@ -79,4 +90,4 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
     return out
 
 
-__all__ = ["Control", "ControlError", "available", "kind_from_name", "resolve"]
+__all__ = ["Control", "ControlError", "available", "kind_from_name", "resolve", "unnamed"]

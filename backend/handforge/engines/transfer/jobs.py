@@ -320,6 +320,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     data.update({"guide": params["guide"], "controls": kinds, "reference_scale": params["reference_scale"]})
     warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
         pipe.tokenizer, params["negative_prompt"], "negative_prompt")
+    if params["guide"] == "controlnet":
+        warnings += image_jobs.controls_left_out(params["controls"])
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
