@@ -27,7 +27,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
 from handforge_shared.poses import HandPose, MotionClip
-from handforge_shared.skeleton import JOINT_NAMES, SIDES
+from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
 JOB_KIND = "interaction.sample"
 MAX_CANDIDATES = 64  # a browse list, not a dataset: what the window manager keeps
@@ -184,7 +184,12 @@ def anchor_and_rigs(context, anchor: str) -> tuple[str, dict[str, object]]:
     if anchor == "ACTIVE":
         rig = active_hand(context)
         side = rig.handforge.side
-        found[side] = rig
+        if found[side] != rig:  # a hand of another pair: its partner is not known (the panel's was posed)
+            other = found[other_side(side)]
+            raise ValueError(f"the active hand {rig.name!r} is not one of the pair chosen in HandForge > Hands "
+                             f"({found['left'].name!r}, {found['right'].name!r}), whose {other_side(side)} hand "
+                             f"{other.name!r} would be posed: choose {rig.name!r} and its partner there, or click "
+                             f"{found[side].name!r}")
     hands.one_hand_model(found, "interaction")
     hands.check_editable(rig for rig_side, rig in found.items() if rig_side != side)  # the hands to be posed
     hands.check_not_in_edit_mode(found.values())

@@ -206,3 +206,12 @@ def test_hands_of_two_models_are_named_with_the_fix(session):
     session.no_error("mixed_models")
     message = session["mixed_models"]
     assert "'Hand.L' is open, 'Hand.R' is mano; interaction needs a pair of one model: add a matching pair" in message
+
+
+def test_an_active_hand_of_another_pair_is_refused_and_nothing_moves(session):
+    session.no_error("another_pair")
+    found = session["another_pair"]
+    assert (f"the active hand {found['anchor']!r} is not one of the pair chosen in "
+            "HandForge > Hands") in found["message"], found["message"]
+    assert f"whose left hand {found['second_left']!r} would be posed" in found["message"]
+    assert found["unmoved"]

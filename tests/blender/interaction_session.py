@@ -488,5 +488,25 @@ def scaled_rig_and_file_load():
 
 
 s.check("scaled_and_load", scaled_rig_and_file_load)
+
+
+def active_hand_of_another_pair():
+    """Two pairs, the panel's the second: the first pair's right hand as the anchor posed the second pair's
+    left hand (54 cm away, pulled across), and said nothing. Refused now, naming the pair; nothing moves."""
+    rigs = lambda: {o.name for o in bpy.data.objects if o.type == "ARMATURE"}  # noqa: E731
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    first = rigs()
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    second = {bpy.data.objects[name].handforge.side: bpy.data.objects[name] for name in rigs() - first}
+    anchor = next(bpy.data.objects[name] for name in first if bpy.data.objects[name].handforge.side == "right")
+    bpy.context.view_layer.objects.active = anchor
+    before = [o.matrix_world.copy() for o in second.values()], channels("left")
+    message = error_of(lambda: sample(anchor="ACTIVE", count=1))
+    after = [o.matrix_world.copy() for o in second.values()], channels("left")
+    return {"message": message, "unmoved": before[0] == after[0] and bool(np.array_equal(before[1], after[1])),
+            "second_left": second["left"].name, "anchor": anchor.name}
+
+
+s.check("another_pair", active_hand_of_another_pair)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
