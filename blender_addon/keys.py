@@ -139,21 +139,27 @@ def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[s
 
 
 def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
-                   blend: int = 0) -> tuple[int, set[float]]:
-    """Write channels as generated keys; returns (keys written, frames skipped for other keys)."""
+                   blend: int = 0) -> tuple[int, set[float], list[str]]:
+    """Write channels as generated keys; returns (keys written, frames skipped for other keys, the groups
+    of the channels skipped because the artist muted their F-curves)."""
     if not channels:
-        return 0, set()
+        return 0, set(), []
     curves = FCurves(ensure_channelbag(id_block, action_name))
     co = np.empty((len(channels), len(frames), 2), np.float32)  # every channel's keys, built at once
     co[:, :, 0] = frames
     co[:, :, 1] = np.stack([ch.values for ch in channels])
-    written, skipped = 0, set()
+    written, skipped, muted = 0, set(), []
     for ch, ch_co in zip(channels, co):
+        fc = curves.curves.get((ch.data_path, ch.index))
+        if fc is not None and (fc.mute or (fc.group is not None and fc.group.mute)):
+            # switched off by the artist: keys written there showed nothing and were left behind, unsaid
+            muted += [ch.group] if ch.group not in muted else []
+            continue
         left_out = write_generated(curves.ensure(ch.data_path, ch.index, ch.group), ch_co, blend)
         written += len(ch_co) - len(left_out)
         if len(left_out):
             skipped.update(left_out.tolist())
-    return written, skipped
+    return written, skipped, muted
 
 
 # ---------------------------------------------------------------------- rig channels
@@ -289,8 +295,18 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         if np.abs(sel.betas - pose_conv.rig_betas(arm_obj)).max() > 1e-4:
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
-        count, skipped = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action", blend)
+        under_strips = only_in_strips(arm_obj)
+        count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action",
+                                               blend)
         written += count
+        if under_strips:  # (as Blender's own keying does: said, since it hides the strips everywhere)
+            warnings.append(f"{arm_obj.name!r} was animated by NLA strips alone: its new keys are in a new action, "
+                            f"{arm_obj.animation_data.action.name!r}, which overrides the strips on every frame (push "
+                            "it down in the NLA editor to layer it over them, or undo)")
+        if muted:
+            warnings.append(f"{side} hand: {', '.join(muted)} {'is' if len(muted) == 1 else 'are'} muted, so "
+                            f"{'its' if len(muted) == 1 else 'their'} channels were left as they are (unmute and run "
+                            "it again to key them)")
         mesh_obj = rig_build.hand_mesh(arm_obj)
         correctives = corrective_channels(arm_obj, sel)
         if correctives and mesh_obj is not None:
@@ -311,6 +327,14 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         scene.frame_set(scene.frame_current)
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
             "warnings": warnings, "skipped": skipped_frames}
+
+
+def only_in_strips(obj) -> bool:
+    """Whether the object's animation is in NLA strips alone (no active action, not in tweak mode): new keys
+    go to a new active action, which then overrides the strips on every frame."""
+    ad = obj.animation_data
+    return (ad is not None and ad.action is None and not ad.use_tweak_mode
+            and any(not track.mute and len(track.strips) for track in ad.nla_tracks))
 
 
 def animated_paths(arm_obj) -> set[str]:

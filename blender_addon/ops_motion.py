@@ -444,8 +444,11 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
     summary = keys.import_clip(context, clip, rigs, request["frame_start"])
-    # frames the artist keyed are left out on purpose: not worth a warning here
-    notes = [w for w in summary["warnings"] if "your keys were kept" not in w]
+    # frames the artist keyed are left out on purpose: not worth a warning, but along a wrist path a wrist key
+    # there is a jump off the path (26 cm, unsaid)
+    path = request["kind"] == "motion.trajectory"
+    notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if path else "")
+             for w in summary["warnings"] if path or "your keys were kept" not in w]
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))

@@ -328,3 +328,17 @@ def test_a_path_blender_does_not_evaluate_is_refused(session):
     assert "right wrist path 'Hidden Path' is in a collection excluded" in found["excluded"], found
     assert "right wrist path 'Hidden Path' is disabled in viewports" in found["disabled"], found
     assert found["unchanged"], found
+
+
+def test_what_a_motion_keeps_as_the_artist_had_it_is_said(session):
+    """Wrist keys along a wrist path, muted channels and NLA strips overridden were kept or done without a word."""
+    session.no_error("kept_said")
+    found = session["kept_said"]
+    result, printed = found["path"]
+    assert result == ["FINISHED"] and ("your keys were kept at frame 1010, so the clip was not keyed there: where "
+                                       "they key the wrist, it is where you keyed it, not on its path") in printed
+    result, printed = found["muted"]
+    assert result == ["FINISHED"] and found["muted_keys_added"] == 0
+    assert "right hand: index1 is muted, so its channels were left as they are" in printed, printed
+    result, printed = found["strips"]
+    assert result == ["FINISHED"] and "was animated by NLA strips alone: its new keys are in a new action" in printed

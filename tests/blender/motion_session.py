@@ -679,6 +679,50 @@ def regenerate_a_renamed_path():
 s.check("regenerate_renamed_path", regenerate_a_renamed_path)
 
 
+def what_is_kept_is_said():
+    """Three things a motion kept as the artist had them, unsaid: wrist keys along a wrist path (a jump off the
+    path), muted channels (keys written into them that showed nothing), and a rig animated by NLA strips alone
+    (its new action overrides the strips on every frame)."""
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    scene, right = bpy.context.scene, bpy.context.scene.handforge.right
+    found = {}
+    path = bpy.data.objects.new("Kept Path", None)
+    scene.collection.objects.link(path)
+    for frame, x in ((1001, 0.0), (1010, 0.3)):
+        path.location = (x, 0.1, 0.05)
+        path.keyframe_insert("location", frame=frame)
+    keys_module.key_pose(right, 1010)
+    found["path"] = as_user(ops.motion_follow_path, frame_start=1001, frame_end=1010, engine="spline",
+                            right_path=path.name, left_path="")
+    bpy.data.objects.remove(path)
+    _drop_keys_from(right, 1000)
+    index = [fc for fc in bag_of(right).fcurves if fc.data_path.startswith('pose.bones["index1"]')]
+    for fc in index:
+        fc.mute = True
+    before = {(fc.data_path, fc.array_index): len(fc.keyframe_points) for fc in index}
+    found["muted"] = as_user(ops.motion_generate, frame_start=1101, frame_end=1110, engine="spline", sides="RIGHT")
+    found["muted_keys_added"] = sum(len(fc.keyframe_points) - before[fc.data_path, fc.array_index] for fc in index)
+    for fc in index:
+        fc.mute = False
+    _drop_keys_from(right, 1100)
+    ad = right.animation_data  # pushed down to a strip: no active action
+    action, slot = ad.action, ad.action_slot
+    track = ad.nla_tracks.new()
+    track.strips.new("Pushed", 1, action)
+    ad.action = None
+    found["strips"] = as_user(ops.motion_generate, frame_start=1201, frame_end=1210, engine="spline", sides="RIGHT")
+    made = ad.action
+    ad.action = action
+    ad.action_slot = slot
+    ad.nla_tracks.remove(track)
+    bpy.data.actions.remove(made)
+    _drop_keys_from(right, 1200)
+    return found
+
+
+s.check("kept_said", what_is_kept_is_said)
+
+
 def regenerate_without_hands():
     """Regenerate after the hands were deleted: the motion button's refusal, as one line."""
     for side in ("left", "right"):
