@@ -250,6 +250,49 @@ def test_ctrl_c_during_the_statistics_keeps_the_complete_corpus_and_says_so(tmp_
     assert read_splits(tmp_path / "c")
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, "Terminated"])
+def test_a_stop_during_the_statistics_exits_as_a_stop(tmp_path, capsys, monkeypatch, stop):
+    """Ctrl-C or SIGTERM while the statistics ran: the corpus kept (as above), but the command exited 1 and said
+    "interrupted" for SIGTERM too: a scheduler read a failure, not the stop it asked for (130 / 143)."""
+    from handforge.termination import Terminated
+
+    error = Terminated if stop == "Terminated" else stop
+
+    def stopped(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(build, "evaluate_sample", stopped)
+    status = main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "2", "--chunk-size", "2",
+                   "--stats-sample", "2", "--no-figures", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == (143 if stop == "Terminated" else 130), err
+    assert err.startswith("handforge corpus: " + ("stopped by SIGTERM" if stop == "Terminated" else "interrupted")
+                          + ": the corpus is complete in ")
+    assert len(list((tmp_path / "c" / "clips").iterdir())) == 2
+
+
+def test_a_corpus_the_disk_cannot_hold_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """A corpus never resumes: 10 M clips (~300 GB) started on a disk with 75 GB free, to fail hours later."""
+    import shutil as shutil_module
+
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(build.shutil, "disk_usage", lambda path: usage._replace(free=10**9))
+    monkeypatch.setattr(build, "_generate", lambda *args: pytest.fail("generation started"))
+    assert main(["corpus", "--out", str(tmp_path / "c"), "--sequences", "100000", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"100,000 clips need about 2.9 GB (29 kB a clip on average), and {tmp_path} has 1.0 GB free" in err
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert build.CLIP_BYTES_LOW * 40 < sum(p.stat().st_size for p in _forty_clips(tmp_path)) < build.CLIP_BYTES_MEAN * 40 * 1.5
+
+
+def _forty_clips(tmp_path):
+    """The clips of a 40-clip corpus: the per-clip figures are what they measure."""
+    write_corpus(tmp_path / "forty", 40, seed=0, settings=CorpusSettings(chunk_size=40), stats_sample=0, figures=False,
+                 progress=False)
+    return list((tmp_path / "forty" / "clips").glob("*.npz"))
+
+
 @pytest.mark.parametrize("name", ["c", "take[1]*"])  # (glob's own characters: the name is matched as is)
 def test_the_work_folder_of_a_run_killed_outright_goes_with_the_next_run(tmp_path, name):
     """SIGTERM or SIGKILL runs no clean-up: the next run into the same --out removes the dead run's

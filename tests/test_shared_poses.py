@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 
 import numpy as np
@@ -315,3 +316,33 @@ def test_absurd_rotations_are_refused_naming_the_file_and_array(tmp_path, name):
     arrays[name][3, 1] = 900.0  # generous: many turns are still a rotation
     np.savez(tmp_path / "turns.npz", **arrays)
     assert MotionClip.load(tmp_path / "turns.npz").num_frames == 7
+
+
+def test_a_motion_file_that_cannot_be_written_leaves_nothing_and_no_open_archive(tmp_path, monkeypatch):
+    """A full disk part-way through a clip: np.savez_compressed left its ZipFile open, whose finaliser then
+    wrote to the closed file (`Exception ignored in: ZipFile.__del__ ... seek of closed file` after the
+    corpus command's one-line error). Now the error alone, no file, and nothing left for the finaliser."""
+    import errno
+    import gc
+
+    from handforge_shared.poses import write_npz_atomic
+
+    arrays = {"a": np.arange(2000, dtype=np.float64), "b": np.ones((3, 4), np.float32)}
+    write_npz_atomic(tmp_path / "ok.npz", arrays)
+    with np.load(tmp_path / "ok.npz", allow_pickle=False) as back:  # numpy reads it as its own
+        assert sorted(back.files) == ["a", "b"]
+        assert all(np.array_equal(back[k], v) and back[k].dtype == v.dtype for k, v in arrays.items())
+    write_array = np.lib.format.write_array
+
+    def full_disk_after_the_first(fh, array, **kwargs):
+        if array.dtype == np.float32:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_array(fh, array, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", full_disk_after_the_first)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(OSError, match="No space left"):
+        write_npz_atomic(tmp_path / "full.npz", arrays)
+    gc.collect()
+    assert unraisable == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz"]

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except SummaryError as exc:
         print(f"handforge corpus: {exc}", file=sys.stderr)
+        if exc.interrupted is not None:  # (a scheduler reads 1 as a failure, not a stop)
+            from handforge.termination import EXIT_STATUS, Terminated
+
+            return EXIT_STATUS if isinstance(exc.interrupted, Terminated) else 130
         return 1
     timing = summary["timing"]
     held = summary["evaluation"].get("held_contact_frames", {})

@@ -50,6 +50,10 @@ SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / te
 # Clips per corpus: ~30 kB each on disk (10 M: ~300 GB) and a small record each in memory for the splits and
 # summary; a count of 10**12 filled the memory with its list of chunks before the first clip was made
 MAX_SEQUENCES = 10_000_000
+# Refused before the first clip when they cannot fit (a corpus never resumes: a full disk after hours lost it
+# all): 28.9 kB a clip on average (40 clips, 60-300 frames, 7.9-56 kB), counted at 22 kB so that a refusal
+# is not wrong for the few clips whose random lengths come out short
+CLIP_BYTES_MEAN, CLIP_BYTES_LOW = 28_900, 22_000
 # A chunk's clips and resolver state stay in memory until it is written, ~170 kB a clip (256 took 38 MB more than
 # 32): 4096 is ~700 MB per worker, where --chunk-size 10**6 ran out of memory after its hours of work
 MAX_CHUNK_SIZE = 4096
@@ -146,6 +150,18 @@ def remove_abandoned(out: Path) -> list[Path]:
     return removed
 
 
+def _check_room(out: Path, sequences: int) -> None:
+    """``CorpusError`` when ``sequences`` clips cannot fit in the free space of ``out``'s file system."""
+    from handforge_shared.files import existing_ancestor
+
+    disk = existing_ancestor(out.parent)
+    free = shutil.disk_usage(disk).free
+    if sequences * CLIP_BYTES_LOW > free:
+        raise CorpusError(f"{sequences:,} clips need about {sequences * CLIP_BYTES_MEAN / 1e9:.1f} GB "
+                          f"({CLIP_BYTES_MEAN / 1e3:.0f} kB a clip on average), and {disk} has {free / 1e9:.1f} GB "
+                          "free: free space, build fewer clips (--sequences), or write elsewhere (--out)")
+
+
 def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int = 1,
                  settings: CorpusSettings | None = None, stats_sample: int = 200, figures: bool = True,
                  progress: bool = True) -> dict[str, Any]:
@@ -169,6 +185,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     if not 1 <= settings.chunk_size <= MAX_CHUNK_SIZE:
         raise CorpusError(f"--chunk-size must be between 1 and {MAX_CHUNK_SIZE}, got {settings.chunk_size}")
     check_output(out)
+    _check_room(out, sequences)
     remove_abandoned(out)
     work = out.parent / f".{out.name}.partial-{socket.gethostname()}-{os.getpid()}"
     clip_dir = work / "clips"
@@ -214,11 +231,14 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         raise
     try:
         _evaluate(out, seed, records, summary, stats_sample, figures)
-    except KeyboardInterrupt:  # the corpus itself is complete (perhaps hours of it): keep it, say so
+    except KeyboardInterrupt as stop:  # the corpus itself is complete (perhaps hours of it): keep it, say so
+        from handforge.termination import Terminated
+
         summary["evaluation"] = {"interrupted": "the statistics were interrupted; the clips and splits are complete"}
-        raise SummaryError(f"interrupted: the corpus is complete in {out}, but its statistics and figures were not "
+        how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
+        raise SummaryError(f"{how}: the corpus is complete in {out}, but its statistics and figures were not "
                            f"made (summary.json says so); it is usable as it is, and `handforge measure --clips {out}` "
-                           "measures its clips") from None
+                           "measures its clips", interrupted=stop) from None
     except Exception as exc:  # the corpus itself is complete: keep it, say what failed
         summary["evaluation"] = {"error": f"{type(exc).__name__}: {exc}"}
         raise SummaryError(f"the corpus is complete in {out}, but its statistics failed: {type(exc).__name__}: "
@@ -230,7 +250,12 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
 
 
 class SummaryError(RuntimeError):
-    """The corpus was written but its statistics or figures could not be made."""
+    """The corpus was written but its statistics or figures could not be made (``interrupted``: by Ctrl-C or
+    SIGTERM, which the command's exit status says as for any stopped command: 130 or 143, not 1)."""
+
+    def __init__(self, message: str, interrupted: KeyboardInterrupt | None = None) -> None:
+        super().__init__(message)
+        self.interrupted = interrupted
 
 
 def _settings(seed: int, count: int, workers: int, settings: CorpusSettings) -> dict[str, Any]:
