@@ -133,6 +133,22 @@ def test_cli_names_a_broken_sample_and_how_to_fix_it(exported, tmp_path, capsys,
     assert not (tmp_path / "report.json").exists()  # nothing half-written
 
 
+def test_an_rgb_image_lost_since_the_export_is_said_so(exported, tmp_path, capsys):
+    """A sample whose labels name its rgb.png, deleted since: told to export with an RGB engine, which it had."""
+    from handforge.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(exported, data)
+    labels = data / "samples" / "000000" / "labels.json"
+    record = json.loads(labels.read_text())
+    record["files"]["rgb"] = "rgb.png"  # as a workbench or cycles export names it
+    labels.write_text(json.dumps(record))
+    assert main(["eval", "image", str(data), "--out", str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err
+    assert "has lost its rgb.png, which its labels.json names: delete the sample's folder and run the same export" \
+           " again" in err and "RGB engine" not in err
+
+
 def test_cli_takes_a_folder_under_the_home_as_other_commands_do(exported, tmp_path, capsys, monkeypatch):
     """`handforge eval image '~/renders'` (a ~ the shell leaves, quoted or after "="): "no samples/*/labels.json
     under ~/renders" before, though the folder was there."""

@@ -60,8 +60,12 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
         labels = read_labels(folder)
     except LabelsError as exc:  # (one labels check with the export's: a hand's edited box was a KeyError)
         raise ValueError(f"{exc}: give a sample as `handforge export` writes it") from None
-    image_name = labels["files"].get("rgb", "rgb.png")
+    named = labels["files"].get("rgb")
+    image_name = named or "rgb.png"
     if not (folder / image_name).is_file():
+        if named:  # made, and gone since: not the engine's fault (its advice was to export with one)
+            raise ValueError(f"{folder} has lost its {image_name}, which its labels.json names: delete the sample's "
+                             "folder and run the same export again, which makes it anew")
         raise ValueError(f"{folder} has no {image_name}: export with an RGB engine (workbench or cycles), "
                          "not --engine none")
     try:
