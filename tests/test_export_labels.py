@@ -170,6 +170,20 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for"):
         export(parse_spec({**SPEC, "samples": 1}), exported, progress=False)
     assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before
+    # a damaged record: said so (it was "another spec (differing: all)", to be rerun "with that spec")
+    import shutil
+
+    from handforge.export.folder import SPEC_RECORD
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exported, damaged)
+    for text, why in (("garbage", "JSONDecodeError: Expecting value"), ("[1, 2]", "it holds a JSON list, not an object")):
+        (damaged / SPEC_RECORD).write_text(text)
+        with pytest.raises(FolderTaken) as taken:
+            export(parse_spec(SPEC), damaged, progress=False)
+        assert str(taken.value).startswith(f"{damaged / SPEC_RECORD} cannot be read as the record of the export this "
+                                           f"folder holds ({why}")
+        assert "restore the file, or choose a new or an empty folder" in str(taken.value)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.txt").write_text("keep")

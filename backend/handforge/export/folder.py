@@ -74,9 +74,12 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     wanted = {k: v for k, v in record.items() if k not in mutable}
     if path.is_file():
         held = _held_record(out)
-        if not isinstance(held, dict) or {k: v for k, v in held.items() if k not in mutable} != wanted:
-            differ = (_differences({k: v for k, v in held.items() if k not in mutable}, wanted)
-                      if isinstance(held, dict) else ["all"])
+        if not isinstance(held, dict):  # (said as "another spec, differing: all", to be rerun with "that spec")
+            raise FolderTaken(f"{path} cannot be read as the record of the export this folder holds "
+                              f"({_unreadable(path)}): its samples cannot be resumed without it; restore the file, "
+                              "or choose a new or an empty folder")
+        if {k: v for k, v in held.items() if k not in mutable} != wanted:
+            differ = _differences({k: v for k, v in held.items() if k not in mutable}, wanted)
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         now = record.get(INPUTS, {})
@@ -139,6 +142,15 @@ def _held_record(out: Path) -> Any:
         return json.loads((out / SPEC_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``path`` is no record: its read or parse error, or what it holds instead of an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return f"it holds a JSON {type(value).__name__}, not an object"
 
 
 def recorded_inputs(out: Path) -> dict[str, Any]:
