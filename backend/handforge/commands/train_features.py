@@ -68,4 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {path}: trained on {data.source['clips_used']} clips; results "
           f"{json.dumps(nets.recipe['results'], indent=None)}")
+    if nets.recipe["results"]["validated_on"] != "validation":
+        print("handforge train-features: warning: no clip used is in the validation split, so the results above are "
+              "measured on the training clips" + (": use more clips (a larger --max-clips)" if args.max_clips else ""),
+              file=sys.stderr)
     return 0
