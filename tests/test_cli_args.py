@@ -122,6 +122,10 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     # ("unrecognized arguments: -v" alone: it is the top-level option)
     (["export", "spec.toml", "--out", "x", "-v"], "-v (--verbose) goes before the command: handforge -v COMMAND"),
     (["train", "motion", "--corpus", ".", "--out", "x", "--verbose"], "goes before the command: handforge -v"),
+    # an option the command does not know, said by the command (it was "handforge: error ... (see handforge --help)")
+    (["corpus", "--out", "x", "--sequences", "2", "--bogus"],
+     "handforge corpus: error: unrecognized arguments: --bogus (see handforge corpus --help)"),
+    (["models", "list", "--bogus"], "handforge models: error: unrecognized arguments: --bogus"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -33,10 +33,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     modules = {}
+    parser.command_parsers = {}  # (an option a command does not know is said by its parser: main)
     for module in sorted(_command_modules(), key=lambda m: m.NAME):
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
-        modules[module.NAME] = module
+        modules[module.NAME], parser.command_parsers[module.NAME] = module, cmd
     return parser, modules
 
 
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's parser: "handforge: error ... (see handforge --help)" listed no such option
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
