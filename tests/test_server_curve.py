@@ -124,10 +124,11 @@ def test_doctor_reaches_a_curve_backend_with_a_clients_keys(server, keys):
     for extra, said in (([], "pass --curve-server-key server.key --curve-client-secret NAME.key_secret"),
                         (["--curve-server-key", str(keys / "server/server.key"), "--curve-client-secret",
                           str(keys / "others/mallory.key_secret")], "refused this client's CurveZMQ key")):
-        text = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", server.endpoint, *extra],
-                              capture_output=True, text=True, timeout=100).stdout
-        backend = text.split("Backend:")[1]
+        done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", server.endpoint, *extra],
+                              capture_output=True, text=True, timeout=100)
+        backend = done.stdout.split("Backend:")[1]
         assert "NOT usable: " in backend and said in " ".join(backend.split()) and "handforge serve" not in backend
+        assert done.returncode == 1  # (0 before: `handforge doctor --endpoint X && ...` went on)
 
 
 def test_an_unknown_client_key_is_refused(server, keys):

@@ -252,3 +252,20 @@ def test_an_ihpt_target_generator_setting_that_names_no_target_generator_makes_i
     status = default_registry().engine("ihpt").status()
     assert not status.available and "not a checkpoint folder, it has no config.json" in status.reason, status
     assert "model/ folder of a `handforge train transfer` run" in status.hint
+
+
+def test_another_program_on_the_port_is_no_usable_backend_and_fails_the_check(tmp_path):
+    """A listener that is no HandForge backend (a web server on 5780): said to "require CurveZMQ keys", and
+    doctor exited 0, so `handforge doctor && ...` went on."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        endpoint = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", endpoint],
+                              capture_output=True, text=True, timeout=100,
+                              env={**os.environ, "HANDFORGE_CONFIG": str(tmp_path / "none.toml")})
+    backend = " ".join(done.stdout.split("Backend:")[1].split())
+    assert done.returncode == 1, done.stderr
+    assert "NOT usable" in backend and "or what listens there is no HandForge backend" in backend

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
     report["backend"] = _running_backend(args.endpoint, curve)
+    if not report["backend"]["running"] and report["backend"]["code"] != "no_backend":
+        status = max(status, 1)  # something answers there that this client cannot use: a script's check fails
     # a setting no engine declares is only warned of (serve starts with it, and so doctor exits 0)
     report["config_file"] = {"path": str(config.config_path()), "problem": problem,
                              "severity": "" if not problem else "error" if status else "warning"}
@@ -113,7 +115,9 @@ def _running_backend(endpoint: str, curve=None) -> dict[str, Any]:
                     "instance": client.instance}
     except JobFailed as exc:
         if exc.code == "auth_failed" and curve is None:  # the client's hint names its Python API
-            hint = "it requires CurveZMQ keys: pass --curve-server-key server.key --curve-client-secret NAME.key_secret"
+            # (a web server on that port failed the handshake too, and was said to require keys)
+            hint = ("it may require CurveZMQ keys: pass --curve-server-key server.key --curve-client-secret "
+                    "NAME.key_secret; or what listens there is no HandForge backend (another program on that port?)")
         else:
             hint = exc.hint
         return {"endpoint": endpoint, "running": False, "reason": exc.message, "code": str(exc.code), "hint": hint}
