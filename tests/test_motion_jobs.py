@@ -136,6 +136,15 @@ def test_trajectory_and_generate(server):
         assert np.isfinite(clip.hands["right"].hand_pose).all()
         made = client.run("motion.generate", {"num_frames": 25, "steps": 3, "engine": "learned"}, {}, timeout=120)
     assert clip_of(made).num_frames == 25 and made.data["engine"] == "learned"
+    # the model runs on its own frames (30 fps): a range is counted at that rate, not in the scene's frames
+    with server.client() as client, pytest.raises(JobFailed) as long:
+        client.run("motion.generate", {"num_frames": 410, "fps": 24.0, "steps": 1}, {}, timeout=60)
+    assert long.value.code == "invalid_params"
+    assert "410 frames at 24 fps is longer than the model's 512 frames at 30 fps" in long.value.message
+    assert "generate at most 409 frames at a time" in long.value.hint
+    with server.client() as client:  # the most it said: 511 of the model's frames
+        made = client.run("motion.generate", {"num_frames": 409, "fps": 24.0, "steps": 1}, {}, timeout=120)
+    assert clip_of(made).num_frames == 409 and clip_of(made).fps == 24.0 and made.data["engine"] == "learned"
 
 
 def test_a_long_job_cancels(server):

@@ -24,6 +24,7 @@ import numpy as np
 
 from handforge import config
 from handforge.engines.hands.jobs import POSE_LIMITS, cached_hand_model, require_hand_model
+from handforge.engines.motion import retime
 from handforge.engines.motion.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
@@ -242,9 +243,13 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         pipeline, warning = _pipeline(ctx, params["hand_model"])
         if pipeline is None:
             engine = "spline"
-        elif observation.num_frames > pipeline.model.config.max_frames:
-            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames is more than the model's "
-                           f"{pipeline.model.config.max_frames}", "generate a shorter range")
+        elif retime.model_frames(observation.num_frames, observation.fps, pipeline.model.config.fps) > \
+                pipeline.model.config.max_frames:  # (it runs on its own frames: counted at its frame rate)
+            config = pipeline.model.config
+            most = int((config.max_frames - 1) * observation.fps / config.fps) + 1
+            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames at {observation.fps:g} fps is "
+                           f"longer than the model's {config.max_frames} frames at {config.fps:g} fps",
+                           f"generate at most {most} frames at a time")
         elif params["steps"] > pipeline.model.config.num_train_timesteps:
             # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
             # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)

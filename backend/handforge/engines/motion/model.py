@@ -12,7 +12,8 @@ positions (offset at random in training) let one model take clips of any length 
 ``max_frames``.
 
 Everything is in normalised units: ``(motion - data_mean) / data_std`` per channel, statistics of
-the training set kept in the config so a checkpoint folder is self-contained.
+the training set kept in the config so a checkpoint folder is self-contained; so is ``fps``, the frame
+rate of the training clips, at which the model generates whatever the scene's (``retime``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
     def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
                  ff_size: int = 512, dropout: float = 0.1, max_frames: int = MAX_FRAMES,
                  num_train_timesteps: int = 1000, data_mean: list[float] | None = None,
-                 data_std: list[float] | None = None, observation_curve: str = "linear") -> None:
+                 data_std: list[float] | None = None, observation_curve: str = "linear", fps: float = 30.0) -> None:
         super().__init__()
         if observation_curve not in CURVES:
             raise ValueError(f"observation_curve must be one of {', '.join(CURVES)}, got {observation_curve!r}")
+        if not (math.isfinite(fps) and fps > 0):  # the frame rate of its training clips (retime.py)
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
         # (on the CPU, not the default device: checked below also when the training loop sizes the model on
         # torch's meta device, which holds no values)
         mean = torch.tensor(data_mean if data_mean is not None else [0.0] * frame_dim, dtype=torch.float32, device="cpu")

@@ -4,7 +4,8 @@
                        num_samples=2, steps=20, seed=0)
 
 ``engine="spline"`` (or ``pipeline=None``) runs the spline engine; it is deterministic, so its
-samples are identical. Free finger joints outside the anatomical limits (``handforge_shared.anatomy``,
+samples are identical. The learned engine runs at its model's frame rate, whatever the observation's
+(``retime``). Free finger joints outside the anatomical limits (``handforge_shared.anatomy``,
 on the open hand's joint frames, which MANO's match within a degree or two) are moved to the
 nearest pose inside them; every clip then reproduces the keys exactly (``Observation.clip``).
 """
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from handforge.engines.motion import representation as rep
+from handforge.engines.motion import retime
 from handforge.engines.motion.observation import Observation
 from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, DEFAULT_STEPS, Guidance, MotionPipeline
 from handforge.engines.motion.spline import spline_inbetween
@@ -35,8 +37,11 @@ def synthesize(observation: Observation, engine: str = "learned", pipeline: Moti
         if callback is not None:
             callback(1, 1, "spline")
         return [observation.clip(values, extra)] * num_samples
-    batch = into_limits(pipeline(observation, num_samples=num_samples, steps=steps, seed=seed, variation=variation,
-                                   guidance=guidance, callback=callback, smoothing=smoothing), observation)
+    # on the model's own frames over the same time (retime.py), the clips at the observation's frames
+    model_fps = pipeline.model.config.fps
+    generated = pipeline(retime.at_model_rate(observation, model_fps), num_samples=num_samples, steps=steps,
+                         seed=seed, variation=variation, guidance=guidance, callback=callback, smoothing=smoothing)
+    batch = into_limits(retime.at_scene_rate(generated, observation, model_fps), observation)
     return [observation.clip({k: v[i] for k, v in batch.items()}, extra) for i in range(num_samples)]
 
 

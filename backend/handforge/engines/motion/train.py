@@ -87,6 +87,18 @@ def open_training_windows(args: argparse.Namespace):
     return Subset(windows, keep.tolist()), store
 
 
+def clips_fps(clips) -> float:
+    """The one frame rate of the training clips (``TrainingError`` for several: the model's motion would be a
+    blend of speeds, and its ``fps`` none of them)."""
+    from handforge.training.loop import TrainingError
+
+    rates = sorted({float(c.fps) for c in clips})
+    if len(rates) != 1:
+        raise TrainingError(f"the clips have {len(rates)} frame rates ({', '.join(f'{r:g}' for r in rates[:5])} fps): "
+                            "train on clips of one frame rate")
+    return rates[0]
+
+
 def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the representation over the frames training sees: those with both
     hands (an absent hand is zeros at the world origin), each clip's origin its first such frame's
@@ -178,12 +190,16 @@ def run(args: argparse.Namespace) -> int:
         if len(windows) < args.batch_size:
             raise TrainingError(f"only {len(windows)} windows of {args.window} frames with both hands; lower "
                                 "--window or --batch-size, or give more clips")
+        fps = clips_fps(store.clips)  # the model learns motion at this rate and generates at it (retime.py)
+        if model is not None and model.config.fps != fps:
+            raise TrainingError(f"the clips are at {fps:g} fps and --init's model learnt motion at "
+                                f"{model.config.fps:g} fps: fine-tune on clips of its frame rate")
         if model is None:
             mean, std = data_statistics(store, seed=args.seed)
             model = new_model(lambda: MotionDenoiser(
                 d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
                 dropout=args.dropout, data_mean=mean, data_std=std,
-                observation_curve=args.observation_curve or "linear"))
+                observation_curve=args.observation_curve or "linear", fps=fps))
         settings.data_statistics = {"mean": model.config.data_mean, "std": model.config.data_std}
         scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
         objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
