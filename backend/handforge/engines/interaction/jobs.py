@@ -162,10 +162,12 @@ SCHEMA = Schema(
         "guidance_steps": Integer(doc="how many of the last steps the anti-penetration guidance acts on (every "
                                       "step when more than steps)",
                                   default=10, min=0, max=200),
+        # (both engines: said "learned engine", while a template placed on an artist's hand is settled so too)
         "separation": Boolean(doc="finally move the generated hand rigidly out of the anchor, pose unchanged, until "
-                                  "no vertex is deeper than 1.5 mm (learned engine)", default=True),
+                                  "no vertex is deeper than 1.5 mm (learned engine; templates engine with an anchor)",
+                              default=True),
         "touch": Boolean(doc="finally move a generated hand that is apart (up to 5 cm) rigidly into touch with the "
-                             "anchor, pose unchanged (learned engine)", default=True),
+                             "anchor, pose unchanged (learned engine; templates engine with an anchor)", default=True),
         "redraws": Integer(doc="rounds of drawing again the candidates still deeper than 1.5 mm after the "
                                "separation, whose fingers interlock (learned engine, with separation; 0 = off)",
                            default=2, min=0, max=8),

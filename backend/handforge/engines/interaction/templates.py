@@ -119,7 +119,8 @@ class TemplateSampler:
         if side == "right":  # the template's left hand is the anchor: mirror the pair (sides swap)
             hands = {new: self._mirrored(hands[old], old, new) for new, old in (("right", "left"), ("left", "right"))}
         n = hands[side]["global_orient"].shape[0]
-        given = {f: torch.as_tensor(np.asarray(anchor[f], np.float32)).reshape(1, -1).expand(n, -1) for f in FIELDS}
+        # (a copy: the arrays a client sent are read-only, which torch warned of in the backend's log)
+        given = {f: torch.tensor(np.asarray(anchor[f], np.float32)).reshape(1, -1).expand(n, -1) for f in FIELDS}
         r_template = axis_angle_to_matrix(hands[side]["global_orient"])
         r_user = axis_angle_to_matrix(given["global_orient"])
         w_template = self.wrists(side, hands[side]["betas"]) + hands[side]["transl"]
