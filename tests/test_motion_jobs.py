@@ -127,6 +127,22 @@ def test_keys_that_hold_the_hands_in_each_other_are_said_to(server):
     assert "warning" not in apart.data and "warning" not in off.data  # (nothing repaired: nothing said)
 
 
+def test_wrist_paths_through_each_other_are_said_to_leave_the_hands_in_each_other(server):
+    """Two wrist paths crossing: the hands 20 mm into each other where they cross, which Keep Apart cannot undo
+    (it never moves a keyed wrist), and nothing was said; paths apart say nothing."""
+    t = 60
+    line = np.linspace(0.15, -0.15, t)
+    cross = {"left.transl": np.stack([-line, np.zeros(t), np.zeros(t)], 1).astype(np.float32),
+             "right.transl": np.stack([line, np.zeros(t), np.zeros(t)], 1).astype(np.float32)}
+    apart = {"left.transl": np.tile(np.float32([-0.1, 0, 0]), (t, 1)),
+             "right.transl": np.tile(np.float32([0.1, 0, 0]), (t, 1))}
+    with server.client() as client:
+        crossed = client.run("motion.trajectory", {"steps": 8, "seed": 2}, cross, timeout=300)
+        kept_apart = client.run("motion.trajectory", {"steps": 8, "seed": 2}, apart, timeout=300)
+    assert "mm into each other where your wrist keys or paths bring them together" in crossed.data["warning"]
+    assert "warning" not in kept_apart.data
+
+
 def test_trajectory_and_generate(server):
     path = np.stack([np.linspace(-0.2, -0.05, FRAMES), np.zeros(FRAMES), np.linspace(0, 0.1, FRAMES)], 1)
     with server.client() as client:

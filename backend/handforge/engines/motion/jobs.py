@@ -288,7 +288,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
                             "seconds": round(time.monotonic() - started, 3)}
     if guidance is not None and engine == "learned":
-        warning = " ".join(filter(None, [warning, _keys_in_each_other(pipeline, observation, clips[0])]))
+        note = _keys_in_each_other(pipeline, observation, clips[0])
+        if not note and observation.part_mask[..., KEY_PARTS - 1].any():  # keyed wrists (paths): not moved apart
+            note = _wrists_held_in_each_other(pipeline, observation, clips[0])
+        warning = " ".join(filter(None, [warning, note]))
     if warning:
         data["warning"] = warning
     return JobResult(data, arrays)
@@ -312,6 +315,23 @@ def _keys_in_each_other(pipeline, observation, clip) -> str:
         return ""
     return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out between "
             "such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
+
+
+def _wrists_held_in_each_other(pipeline, observation, clip) -> str:
+    """A note when the hands still go into each other where the wrists are keyed (crossing wrist paths): Keep
+    Apart moves the fingers and free wrist rotations there, not the wrists, and nothing was said (20 mm deep)."""
+    from handforge.engines.motion import representation as rep
+
+    if not all(side in clip.hands for side in rep.HAND_AXIS):
+        return ""
+    values = {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
+              for k in ("global_orient", "hand_pose", "transl")}
+    depth = float(pipeline.penetration_depths([observation], [values])[0])
+    if depth <= KEYS_OVERLAP:
+        return ""
+    return (f"The hands are still {depth * 1000:.0f} mm into each other where your wrist keys or paths bring them "
+            "together: Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the paths "
+            "apart there.")
 
 
 def _observed(build, params, arrays):
