@@ -358,6 +358,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             if np.abs(pose_conv.rig_betas(rigs[other]) - pose_conv.rig_betas(rigs[anchor])).max() > 1e-4:
                 notes.append(f" (the {other} hand's shape differs from the {anchor} one's, which the candidates "
                              "were made for: Set Shape matches them)")
+        if result.data.get("warning"):  # (the backend's, e.g. every candidate still inside the anchor: unshown)
+            notes.append(f"; {result.data['warning']}")
         best = state.candidates[0]
         return (f"{count} candidates, best score {best.score:.3f} (max depth {best.max_depth * 1000:.1f} mm, gap "
                 f"{best.gap * 1000:.1f} mm): Next/Previous to browse, Apply to keep{''.join(notes)}")

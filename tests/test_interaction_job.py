@@ -88,6 +88,19 @@ def test_templates_engine_needs_no_weights(server):
     assert np.array_equal(result.arrays["right.hand_pose"][0], anchor_arrays("right")["anchor.hand_pose"])
 
 
+def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(server):
+    """An anchor shaped at betas 20 (the schema's limit): every candidate 35-72 mm into it, said by scores alone."""
+    far_out = {**anchor_arrays("right"), "anchor.betas": np.full(10, 20.0, np.float32)}
+    with server.client(lost_after=60) as client:
+        result = client.run("interaction.sample", {"engine": "templates", "count": 2, "seed": 1, "anchor_side": "right",
+                                                   "templates": ["clap"]}, far_out, timeout=300)
+        usual = client.run("interaction.sample", {"engine": "templates", "count": 2, "seed": 1, "anchor_side": "right",
+                                                  "templates": ["clap"]}, anchor_arrays("right"), timeout=300)
+    assert result.data["warning"].startswith("every candidate still goes ")
+    assert "the anchor's shape (betas up to 20) is far from the hands the engines know" in result.data["warning"]
+    assert "warning" not in usual.data
+
+
 @pytest.mark.parametrize("params, arrays, message", [
     ({"anchor_side": "left"}, {}, "anchor.global_orient is missing"),
     ({}, anchor_arrays("left"), "anchor_side is 'none'"),
