@@ -163,6 +163,16 @@ def test_trajectory_and_generate(server):
     assert clip_of(made).num_frames == 409 and clip_of(made).fps == 24.0 and made.data["engine"] == "learned"
 
 
+def test_a_job_that_cannot_finish_in_time_fails_as_soon_as_its_pace_says_so(server):
+    """1000 steps of 512 frames, to finish in 20 s: it ran to its limit before (600 s for the kind's), its device
+    held all along; now it fails after a few steps, saying how long the whole would take."""
+    started = time.monotonic()
+    with server.client() as client, pytest.raises(JobFailed) as late:
+        client.run("motion.generate", {"num_frames": 512, "steps": 1000}, {}, timeout=20.0)
+    assert late.value.code == "timeout" and "at this pace its 1000 denoising steps take about" in late.value.message
+    assert time.monotonic() - started < 20.0
+
+
 def test_a_long_job_cancels(server):
     with server.client() as client:
         job = client.submit("motion.inbetween", {"steps": 1000}, keys())

@@ -82,6 +82,8 @@ class JobContext:
         self._fraction = 0.0  # the last fraction reported: a model loaded mid-job says so at it
         self._stop = threading.Event()
         self._reason = ""
+        self.started: float | None = None   # set by the worker (monotonic): when the handler began
+        self.deadline: float | None = None  # the earliest of its kind's limit and its client's timeout
 
     # ---------------------------------------------------------------- for handlers
     def progress(self, fraction: float, message: str = "",
@@ -106,6 +108,23 @@ class JobContext:
         else:
             previews = {"preview": np.array(preview, copy=True)}  # the handler may reuse its buffer
         self._sink(fraction, str(message), previews)
+
+    def check_pace(self, done: int, total: int, since: float, what: str = "steps") -> None:
+        """Fail now, as ``timeout``, when ``total`` equal pieces of work (``done`` of them finished since
+        ``since``, monotonic) will not finish before the deadline at this pace: a motion of 1000 steps × 8
+        samples held its device for the whole 600 s limit, and failed then. Judged after 3 pieces and 2 s,
+        with a fifth to spare for a busy machine's unsteady pace."""
+        if self.deadline is None or done < 3 or done >= total:
+            return
+        now = time.monotonic()
+        if now - since < 2.0:
+            return
+        finish = since + (now - since) * total / done
+        if finish - since > 1.2 * (self.deadline - since):
+            limit = self.deadline - (self.started if self.started is not None else since)
+            raise JobError(ErrorCode.TIMEOUT, f"at this pace its {total} {what} take about {finish - since:.0f} s, "
+                           f"past the {limit:.0f} s it may run ({done} done in {now - since:.1f} s)",
+                           f"ask for less work per job (fewer {what}, samples or frames), or a longer timeout")
 
     def check_cancelled(self) -> None:
         """Raise ``JobCancelled`` if the job was cancelled, timed out or the backend is stopping."""

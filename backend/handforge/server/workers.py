@@ -154,6 +154,8 @@ class WorkerPool:
 
     def _run(self, job: Job, device: str) -> None:
         job.ctx.device = device
+        job.ctx.started = time.monotonic()
+        job.ctx.deadline = min(t for t in (job.deadline, job.ctx.started + job.kind.timeout) if t is not None)
         self._post(Started(job, device))
         try:
             job.ctx.check_cancelled()
