@@ -215,3 +215,10 @@ def test_an_active_hand_of_another_pair_is_refused_and_nothing_moves(session):
             "HandForge > Hands") in found["message"], found["message"]
     assert f"whose left hand {found['second_left']!r} would be posed" in found["message"]
     assert found["unmoved"]
+
+
+def test_the_backends_warning_is_shown_with_the_candidates(session):
+    session.no_error("far_out_shape")
+    found = session["far_out_shape"]
+    assert found["result"] == ["FINISHED"]
+    assert "every candidate still goes" in found["printed"] and "betas up to 20" in found["printed"], found["printed"]

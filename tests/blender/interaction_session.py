@@ -475,6 +475,22 @@ def mixed_hand_models():
 s.check("mixed_models", mixed_hand_models)
 
 
+def far_out_shape_said():
+    """The backend's warning (every candidate still inside an anchor shaped far out) was not shown."""
+    far = [20.0] * 10
+    assert bpy.ops.handforge.set_shape(betas=far, sides="BOTH") == {"FINISHED"}
+    try:
+        result, printed = printed_by(lambda: sample(anchor="LEFT", count=1))
+    finally:
+        if bpy.context.window_manager.handforge_interaction.candidates:
+            bpy.ops.handforge.interaction_cancel()
+        bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="BOTH")
+    return {"result": result, "printed": printed}
+
+
+s.check("far_out_shape", far_out_shape_said)
+
+
 def scaled_rig_and_file_load():
     hand("right").scale = (2.0, 2.0, 2.0)
     try:
