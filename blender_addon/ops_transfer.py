@@ -60,11 +60,15 @@ def srgb_encoded(linear: np.ndarray) -> np.ndarray:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
 
 
+SOURCE_SIDES = (16, 4096)  # the backend's source.image: pixels a side (image.transfer's SOURCE_SIZE)
+
+
 def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """``pixels`` shrunk by the largest whole factor that keeps them at least ``width`` × ``height`` (box
-    filter): the backend resizes the source to that size anyway, and takes at most 4096 pixels a side,
-    so a camera photo goes as a fraction of its bytes instead of being refused."""
-    k = min(pixels.shape[0] // height, pixels.shape[1] // width)
+    filter), and at least by the one that brings them within the backend's 4096 pixels a side: the backend
+    resizes the source to the target's size anyway, so a camera photo goes as a fraction of its bytes instead
+    of being refused (a 4400 × 2200 photo for a 2048² target was refused, in the backend's words)."""
+    k = max(min(pixels.shape[0] // height, pixels.shape[1] // width), -(-max(pixels.shape[:2]) // SOURCE_SIDES[1]))
     if k < 2:
         return pixels
     rows, cols = pixels.shape[0] // k, pixels.shape[1] // k
@@ -72,10 +76,23 @@ def reduced(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
+def check_source_size(pixels: np.ndarray, given: tuple[int, int]) -> None:
+    """Refuse a source the backend cannot take, in the artist's words (it was the backend's: "dimension
+    source_width (axis 1) must be between 16 and 4096"); ``given``: its size as the artist knows it."""
+    fewest = SOURCE_SIDES[0]
+    if min(pixels.shape[:2]) < fewest:
+        once = "" if tuple(given) == (pixels.shape[1], pixels.shape[0]) else \
+            f", {pixels.shape[1]} × {pixels.shape[0]} once brought within {SOURCE_SIDES[1]} a side,"
+        raise ValueError(f"the source image is {given[0]} × {given[1]} pixels{once} and Transfer Pose needs at least "
+                         f"{fewest} a side: pick a larger image")
+
+
 def source_image(scene, file: str):
     """The source datablock: ``file`` loaded (once) when given, else the panel's choice."""
     if file:
         path = Path(absolute_path(file, "file"))
+        if path.is_dir():  # (said not to exist)
+            raise ValueError(f"source file {path} is a folder: pick an image file in it, or an image datablock")
         if not path.is_file():
             raise ValueError(f"source file {path} does not exist: pick an image file or an image datablock")
         before = {image.as_pointer() for image in bpy.data.images}
@@ -120,6 +137,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
         source = source_image(scene, self.source_file)
         try:
             arrays["source.image"] = reduced(image_pixels(source), width, height)
+            check_source_size(arrays["source.image"], tuple(source.size))
             labels = source.get("handforge_labels", "")
             if self.engine == "ihpt" and not labels:
                 raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "

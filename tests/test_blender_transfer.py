@@ -49,6 +49,9 @@ def test_transfer_from_a_datablock_makes_variants_background_and_plane(session):
 def test_transfer_from_a_file_and_a_missing_file_is_refused(session):
     session.no_error("from_file")
     found = session["from_file"]
+    assert "is a folder: pick an image file in it, or an image datablock" in found["folder"], found["folder"]
+    assert "the source image is 8 × 8 pixels and Transfer Pose needs at least 16 a side: pick a larger image" \
+        in found["tiny"], found["tiny"]
     assert "does not exist" in found["missing"] and found["objects_kept"]
     assert "does not recognise its contents" in found["not_image"] and "carries no HandForge labels" in found["unlabelled"]
     assert found["images_kept"]  # no debris left
@@ -69,6 +72,7 @@ def test_a_transparent_source_is_sent_with_its_alpha(session):
     found = session["transparent"]
     assert found["shape"] == [4, 8, 4] and found["alpha"] == [255] * 4 + [0] * 4
     assert found["opaque"] == [4, 8, 3] and found["reduced"] == [4, 8, 4]
+    assert found["large_for_2048"] == [1100, 2200, 3]
     # a float image's buffer is premultiplied: sent as such, its colours went at half their value here
     assert found["float_alpha"] == [128] * 32
     assert np.abs(np.array(found["float_rgb"]) - found["levels"]).max() <= 1

@@ -79,7 +79,15 @@ def from_file():
     result = bpy.ops.handforge.transfer_pose(source_file=path, seed=9, steps=1, resolution_x=a["size"],
                                              resolution_y=a["size"], set_background=False)
     made = bpy.data.images.get("HandForge transfer seed 9")
+    # a folder given as the file (said not to exist), and an image under the backend's 16 pixels a side (refused
+    # in the backend's words)
+    folder = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work), steps=1,
+                                                              resolution_x=a["size"], resolution_y=a["size"]))
+    scene.handforge_transfer_source = bpy.data.images.new("Tiny", 8, 8)
+    tiny = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"], resolution_y=a["size"]))
+    scene.handforge_transfer_source = None
     return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
+            "folder": folder, "tiny": tiny,
             "not_image": not_image, "unlabelled": unlabelled, "images_kept": images_kept,
             "source": made["handforge_transfer_source"] if made else None,
             "labels": json.loads(made["handforge_labels"])["hands"] is not None if made else False}
@@ -136,7 +144,10 @@ def transparent_source():
     return {"shape": list(sent.shape), "alpha": sent[0, :, 3].tolist(), "opaque": list(opaque.shape),
             "reduced": list(ops_transfer.reduced(np.repeat(np.repeat(sent, 2, 0), 2, 1), 8, 4).shape),
             "float_rgb": float_cut[0, :, 0].tolist(), "float_alpha": float_cut[0, :, 3].tolist(),
-            "levels": levels.tolist()}
+            "levels": levels.tolist(),
+            # a photo wider than the backend takes, for a target it exceeds by less than twice: brought within
+            # 4096 a side (sent whole before, and refused in the backend's words); one too small, said so
+            "large_for_2048": list(ops_transfer.reduced(np.zeros((2200, 4400, 3), np.uint8), 2048, 2048).shape)}
 
 
 s.check("transparent", transparent_source)
