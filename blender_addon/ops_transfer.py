@@ -146,7 +146,8 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
                 bpy.data.images.remove(source)
             raise
-        self._request = {"seed": self.seed, "made_in": ops_image.made_in(context, camera), "source": source.name}
+        self._request = {"seed": self.seed, "made_in": ops_image.made_in(context, camera), "source": source.name,
+                         "source_uid": source.session_uid}
         self._loaded = source.name if source.as_pointer() not in before else ""  # (a file loaded for this request)
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
@@ -168,7 +169,14 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             # loaded when the job started, outside any undo step: an undo while it ran took it away. Loaded again
             # here, it is in the result's undo step (a file gone meanwhile: the result still comes, naming it)
             with contextlib.suppress(ValueError):
-                request["source"] = self._loaded = source_image(context.scene, self.source_file).name
+                again = source_image(context.scene, self.source_file)
+                self._loaded = again.name
+                request["source"], request["source_uid"] = again.name, again.session_uid
+        # the source as it is named now: renamed while the job ran, and its old name given to another image, the
+        # results named that other image, and the fake user went to it (the source, unused, went at the next save)
+        found = next((image for image in bpy.data.images if image.session_uid == request["source_uid"]), None)
+        if found is not None:
+            request["source"] = found.name
         made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["made_in"],
                                              self.set_background, self.add_plane and "HandForge transfer",
                                              transfer_source=request["source"])

@@ -177,3 +177,10 @@ def test_a_transfer_made_while_another_scene_is_shown_lands_in_the_scene_it_was_
     found = session["scene_switched"]
     assert found["result"] == ["FINISHED"] and found["image"], found
     assert f"shown in scene {found['scene']!r}, where they were made" in found["printed"], found
+
+
+def test_a_source_renamed_while_the_job_ran_is_still_the_one_named(session):
+    session.no_error("renamed_source")
+    found = session["renamed_source"]
+    assert found["result"] == ["FINISHED"] and found["impostor"] == ["Renamed Source"]
+    assert found["named"] == "Source Now" and found["kept"] is True and found["impostor_kept"] is False

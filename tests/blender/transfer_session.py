@@ -83,9 +83,9 @@ def from_file():
     # in the backend's words)
     folder = error_of(lambda: bpy.ops.handforge.transfer_pose(source_file=str(s.work), steps=1,
                                                               resolution_x=a["size"], resolution_y=a["size"]))
-    scene.handforge_transfer_source = bpy.data.images.new("Tiny", 8, 8)
+    picked, scene.handforge_transfer_source = scene.handforge_transfer_source, bpy.data.images.new("Tiny", 8, 8)
     tiny = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"], resolution_y=a["size"]))
-    scene.handforge_transfer_source = None
+    scene.handforge_transfer_source = picked
     return {"missing": missing, "objects_kept": len(bpy.data.objects) == objects, "result": sorted(result),
             "folder": folder, "tiny": tiny,
             "not_image": not_image, "unlabelled": unlabelled, "images_kept": images_kept,
@@ -320,6 +320,30 @@ def file_source_undone_mid_job():
 
 
 s.check("file_undone", file_source_undone_mid_job)
+
+
+def source_renamed_mid_job():
+    """The source renamed while the job ran, another image then given its old name: the results named that other
+    image as their source and its fake user went there (the source, unused, went at the next save)."""
+    source, here = bpy.data.images.new("Renamed Source", 32, 32), bpy.context.scene  # (``scene``: gone with an undo)
+    picked, here.handforge_transfer_source = here.handforge_transfer_source, source
+    done = []
+
+    def rename():
+        if not done:
+            source.name = "Source Now"
+            done.append(bpy.data.images.new("Renamed Source", 4, 4).name)
+
+    with while_a_job_runs(rename):
+        result = bpy.ops.handforge.transfer_pose(seed=37, steps=1, resolution_x=a["size"], resolution_y=a["size"],
+                                                 set_background=False)
+    here.handforge_transfer_source = picked
+    made = bpy.data.images.get("HandForge transfer seed 37")
+    return {"result": sorted(result), "impostor": done, "named": made["handforge_transfer_source"] if made else None,
+            "kept": source.use_fake_user, "impostor_kept": bpy.data.images[done[0]].use_fake_user if done else None}
+
+
+s.check("renamed_source", source_renamed_mid_job)
 
 
 def scene_switched_mid_transfer():
