@@ -106,6 +106,17 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
                 "editor)")
     elif scene is not None and scene != context.scene and shown:
         note = f"; shown in scene {scene.name!r}, where they were made"
+    if camera is not None and scene is not None:
+        if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
+            note += f"; shown with camera {camera.name!r}, which they were made from, not the active one"
+        width, height = made[0].size
+        frame = (scene.render.resolution_x, scene.render.resolution_y)
+        if background and abs(width * frame[1] - height * frame[0]) > 0.5 * max(frame):
+            # Blender stretches a background to the camera's frame: a square image of a 16:9 render's camera was
+            # 87 px off the rigs at 1080p, unsaid (the plane is sized by the image's own camera, and fits)
+            note += (f"; behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × "
+                     f"{frame[1]} frame, off the rigs: the Image Plane shows it in place, or generate at the render's "
+                     "shape (Width and Height 0)")
     return made, note
 
 

@@ -76,6 +76,17 @@ def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
     assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found
 
 
+def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(session):
+    session.no_error("said_where")
+    result, printed = session["said_where"]["shape"]
+    assert result == ["FINISHED"]
+    assert (f"behind the camera the {SIZE} × {SIZE} image is stretched to the render's 160 × 90 frame, off the rigs: "
+            "the Image Plane shows it in place") in printed, printed
+    result, printed = session["said_where"]["switched"]
+    assert result == ["FINISHED"]
+    assert "shown with camera 'Cam', which they were made from, not the active one" in printed, printed
+
+
 def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(session):
     session.no_error("scaled_parent")
     found = session["scaled_parent"]
