@@ -24,6 +24,15 @@ def test_a_sample_larger_than_the_memory_or_samples_larger_than_the_disk_are_ref
                                              r"depth and normals arrays alone\), and .* GB free"):
         check_room(tmp_path / "new" / "folder", 4096, 4096, ("mesh", "depth", "normals"), 10_000_000)
     check_room(tmp_path, 4096, 4096, ("mesh", "masks"), 10_000_000)  # PNGs only: not counted
+    # a small disk's refusal in MB: it said it needed "0.0 GB" and had "0.0 GB free"
+    from handforge.export import room
+
+    usage = room.shutil.disk_usage(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(room.shutil, "disk_usage", lambda path: usage._replace(free=2_000_000))
+        with pytest.raises(ExportTooLarge, match=r"300 samples of 64×64 need at least 19\.7 MB \(their depth and "
+                                                 r"normals arrays alone\), and .* has 2\.0 MB free"):
+            check_room(tmp_path, 64, 64, ("mesh", "depth", "normals"), 300)
 
 
 def test_the_export_command_refuses_a_dataset_larger_than_the_disk_before_writing_a_sample(tmp_path, capsys):

@@ -74,7 +74,8 @@ def test_the_command_runs_on_ray_and_survives_a_killed_worker(local_ray, referen
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HANDFORGE_EXPORT_FAULT", "die_after=1")
     assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--quiet"]) == 0
-    assert ("worker(s) died and were replaced; the samples they left unfinished were redone one at a time"
+    assert ("worker(s) died or stopped answering (--sample-timeout) and were replaced; the samples they left "
+            "unfinished were redone one at a time"
             in capsys.readouterr().out)
     result, expected = tree(tmp_path / "data"), dict(reference)
     for name in ("dataset_card.json", "dataset_card.md"):  # the commands differ (the reference's is a stand-in)

@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("worker_restarts"):
         from handforge.export.shards import MAX_ATTEMPTS
 
-        print(f"{summary['worker_restarts']} worker(s) died and were replaced; the samples they left unfinished "
+        # (a hung worker, stopped after --sample-timeout, was said to have died)
+        print(f"{summary['worker_restarts']} worker(s) died or stopped answering (--sample-timeout) and were replaced; "
+              "the samples they left unfinished "
               f"were redone one at a time (one that kills {MAX_ATTEMPTS} workers is given up)")
     if summary.get("failed"):
         from handforge.export.shards import failure_summary

@@ -40,8 +40,8 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     if need > available:
         made = f"{at_once} samples of {width}×{height} made at once need" if at_once > 1 else \
             f"a sample of {width}×{height} needs"
-        raise ExportTooLarge(f"{made} about {need / GB:.1f} GB of memory, and this machine has {available / GB:.1f} "
-                             f"GB available: lower the resolution{' or --workers' if at_once > 1 else ''}, or free "
+        raise ExportTooLarge(f"{made} about {_size(need)} of memory, and this machine has {_size(available)} "
+                             f"available: lower the resolution{' or --workers' if at_once > 1 else ''}, or free "
                              "memory")
     per_sample = pixels * sum(ARRAY_BYTES_PER_PIXEL.get(o, 0) for o in outputs)
     if not pending or not per_sample:
@@ -50,9 +50,14 @@ def check_room(out: str | os.PathLike, width: int, height: int, outputs: tuple[s
     free = shutil.disk_usage(disk).free
     if pending * per_sample > free:
         arrays = " and ".join(o for o in ARRAY_BYTES_PER_PIXEL if o in outputs)
-        raise ExportTooLarge(f"{pending} samples of {width}×{height} need at least {pending * per_sample / GB:.1f} GB "
-                             f"(their {arrays} arrays alone), and {disk} has {free / GB:.1f} GB free: free space, "
+        raise ExportTooLarge(f"{pending} samples of {width}×{height} need at least {_size(pending * per_sample)} "
+                             f"(their {arrays} arrays alone), and {disk} has {_size(free)} free: free space, "
                              "lower the resolution, or export fewer samples (a rerun into the same folder resumes)")
+
+
+def _size(count: float) -> str:
+    """Bytes as GB, or MB below one (a small disk's refusal said it needed "0.0 GB" and had "0.0 GB free")."""
+    return f"{count / GB:.1f} GB" if count >= GB else f"{count / 1e6:.1f} MB"
 
 
 def pending_that_fit(spec, out: Path, limit: int | None = None, at_once: int = 1) -> tuple[list[int], int]:
