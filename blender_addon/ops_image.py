@@ -94,7 +94,10 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         (o for o in scene.objects if o.session_uid == made_in["camera"] and o.type == "CAMERA"), None)
     if camera is not None and background:
         show_behind(camera, made[0])
+    moved_from = None
     if camera is not None and plane_name:
+        before = scene_plane(scene, plane_name, camera)
+        moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
         add_plane(scene, camera, made[0], plane_name, result.data["camera"]["K"])
     # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
     # says why they are shown nowhere (made from that camera's view, they belong on no other)
@@ -109,6 +112,9 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
             note += f"; shown with camera {camera.name!r}, which they were made from, not the active one"
+        if moved_from is not None:  # (one plane a scene: the first camera's went, unsaid)
+            note += (f"; the image plane moved from camera {moved_from.name!r} to {camera.name!r} (one a scene: rename "
+                     "the plane to keep it where it was)")
         width, height = made[0].size
         frame = (scene.render.resolution_x, scene.render.resolution_y)
         if background and abs(width * frame[1] - height * frame[0]) > 0.5 * max(frame):

@@ -85,6 +85,9 @@ def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(sess
     result, printed = session["said_where"]["switched"]
     assert result == ["FINISHED"]
     assert "shown with camera 'Cam', which they were made from, not the active one" in printed, printed
+    result, printed = session["said_where"]["moved"]
+    assert result == ["FINISHED"]
+    assert "the image plane moved from camera 'Cam' to 'Other Cam' (one a scene: rename the plane" in printed, printed
 
 
 def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(session):

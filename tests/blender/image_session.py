@@ -108,33 +108,6 @@ def camera_renamed_mid_job():
 s.check("camera_renamed", camera_renamed_mid_job)
 
 
-def said_where_it_shows():
-    """Two things shown without a word: an image of another shape than the render's stretched behind the camera
-    (off the rigs: 87 px at 1080p for a square image of a 16:9 render), and a camera no longer the active one."""
-    camera, render = scene.camera, scene.render
-    size = (render.resolution_x, render.resolution_y, render.resolution_percentage)
-    render.resolution_x, render.resolution_y, render.resolution_percentage = 160, 90, 100
-    try:
-        shape = printed_by(lambda: bpy.ops.handforge.generate_image(
-            seed=9, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
-    finally:
-        render.resolution_x, render.resolution_y, render.resolution_percentage = size
-    other = add_camera("Other Cam", (0.3, -0.5, 0.15))
-
-    def switch():
-        scene.camera = other
-
-    try:
-        with while_a_job_runs(switch):
-            switched = printed_by(lambda: bpy.ops.handforge.generate_image(
-                seed=10, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
-    finally:
-        scene.camera = camera
-        bpy.data.objects.remove(other)
-    return {"shape": shape, "switched": switched}
-
-
-s.check("said_where", said_where_it_shows)
 
 
 def generated_images() -> list[str]:
@@ -429,6 +402,46 @@ def scene_switched_mid_job():
 
 
 s.check("scene_switched", scene_switched_mid_job)
+
+
+def said_where_it_shows():
+    """Two things shown without a word: an image of another shape than the render's stretched behind the camera
+    (off the rigs: 87 px at 1080p for a square image of a 16:9 render), and a camera no longer the active one."""
+    scene = bpy.context.scene  # (the module's: replaced by an undo above)
+    camera, render = scene.camera, scene.render
+    size = (render.resolution_x, render.resolution_y, render.resolution_percentage)
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 160, 90, 100
+    try:
+        shape = printed_by(lambda: bpy.ops.handforge.generate_image(
+            seed=89, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+    finally:
+        render.resolution_x, render.resolution_y, render.resolution_percentage = size
+    other = add_camera("Other Cam", (0.3, -0.5, 0.15))
+
+    def switch():
+        scene.camera = other
+
+    try:
+        with while_a_job_runs(switch):
+            switched = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=90, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+        # the image plane, one a scene: from the first camera to the second (the first's went, unsaid)
+        scene.camera = camera
+        assert bpy.ops.handforge.generate_image(seed=91, steps=1, variants=1, resolution_x=a["size"],
+                                                resolution_y=a["size"], add_plane=True) == {"FINISHED"}
+        scene.camera = other
+        moved = printed_by(lambda: bpy.ops.handforge.generate_image(
+            seed=92, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=True))
+    finally:
+        scene.camera = camera
+        plane = next((o for o in scene.objects if o.parent == other), None)
+        if plane is not None:  # (back on the first camera, for the checks after)
+            plane.parent = camera
+        bpy.data.objects.remove(other)
+    return {"shape": shape, "switched": switched, "moved": moved}
+
+
+s.check("said_where", said_where_it_shows)
 
 
 def results_kept_in_the_saved_file():
