@@ -447,8 +447,9 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     # frames the artist keyed are left out on purpose: not worth a warning, but along a wrist path a wrist key
     # there is a jump off the path (26 cm, unsaid)
     path = request["kind"] == "motion.trajectory"
-    notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if path else "")
-             for w in summary["warnings"] if path or "your keys were kept" not in w]
+    kept = "your keys were kept"
+    notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if path and kept in w else "")
+             for w in summary["warnings"] if path or kept not in w]
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))

@@ -164,12 +164,12 @@ def test_trajectory_and_generate(server):
 
 
 def test_a_job_that_cannot_finish_in_time_fails_as_soon_as_its_pace_says_so(server):
-    """1000 steps of 512 frames, to finish in 20 s: it ran to its limit before (600 s for the kind's), its device
+    """1000 steps of 8 samples of 512 frames, to finish in 20 s: it ran to its limit before (600 s for the kind's), its device
     held all along; now it fails after a few steps, saying how long the whole would take."""
     started = time.monotonic()
     with server.client() as client, pytest.raises(JobFailed) as late:
-        client.run("motion.generate", {"num_frames": 512, "steps": 1000}, {}, timeout=20.0)
-    assert late.value.code == "timeout" and "at this pace its 1000 denoising steps take about" in late.value.message
+        client.run("motion.generate", {"num_frames": 512, "steps": 1000, "num_samples": 8}, {}, timeout=20.0)
+    assert late.value.code == "timeout" and "at this pace its 1000 denoising steps end about" in late.value.message
     assert time.monotonic() - started < 20.0
 
 

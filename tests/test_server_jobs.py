@@ -331,7 +331,8 @@ def test_the_backend_frees_a_finished_jobs_arrays():
 
 def test_work_that_cannot_finish_before_its_deadline_fails_as_soon_as_its_pace_says_so(monkeypatch):
     """A motion of 1000 steps × 8 samples held its device for the whole 600 s limit of its kind, and failed then:
-    a handler's steady loop now fails as ``timeout`` once its pace shows it cannot finish, saying the pace."""
+    a handler's steady loop now fails as ``timeout`` once its pace shows it cannot finish, saying the pace, judged
+    on the pieces after the first (whose warm-up, 2 s, made a job of 0.1 s steps look three times too slow)."""
     from handforge.server import jobs as server_jobs
     from handforge.server.jobs import JobContext, JobError
 
@@ -339,16 +340,17 @@ def test_work_that_cannot_finish_before_its_deadline_fails_as_soon_as_its_pace_s
     monkeypatch.setattr(server_jobs.time, "monotonic", lambda: clock[0])
     ctx = JobContext("j", "k", lambda *args: None)
     ctx.started, ctx.deadline = 100.0, 160.0  # 60 s to run
-    clock[0] = 102.1  # 3 steps of 100 in 2.1 s: about 70 s, within 1.2 × 60
-    ctx.check_pace(3, 100, since=100.0)
-    clock[0] = 103.0  # 3 of 100 in 3 s: 100 s, past it
+    first = 102.0  # the first step ended after a 2 s warm-up; the next ones take 0.5 s
+    clock[0] = first + 5.0  # 11 done, 89 to go at 0.5 s: ends at 151.5 s, within the limit
+    ctx.check_pace(11, 100, since=first)
+    clock[0] = first + 2.0 * 9  # 10 done at 2 s each: 90 to go, ends at 300 s, past 60 + a fifth
     with pytest.raises(JobError) as late:
-        ctx.check_pace(3, 100, since=100.0, what="denoising steps")
+        ctx.check_pace(10, 100, since=first, what="denoising steps")
     assert late.value.code == "timeout"
-    assert late.value.message == "at this pace its 100 denoising steps take about 100 s, past the 60 s it may run " \
-                                 "(3 done in 3.0 s)"
+    assert late.value.message == "at this pace its 100 denoising steps end about 200 s after it started, past the " \
+                                 "60 s it may run (10 done)"
     assert "fewer denoising steps, samples or frames" in late.value.hint
-    ctx.check_pace(2, 100, since=100.0)  # (too few to judge by)
-    ctx.check_pace(100, 100, since=100.0)  # (done)
+    ctx.check_pace(3, 100, since=first)  # (too few to judge by)
+    ctx.check_pace(100, 100, since=first)  # (done)
     ctx.deadline = None
-    ctx.check_pace(3, 10**6, since=100.0)  # (no deadline: nothing to judge against)
+    ctx.check_pace(10, 10**6, since=first)  # (no deadline: nothing to judge against)

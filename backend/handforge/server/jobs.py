@@ -110,20 +110,21 @@ class JobContext:
         self._sink(fraction, str(message), previews)
 
     def check_pace(self, done: int, total: int, since: float, what: str = "steps") -> None:
-        """Fail now, as ``timeout``, when ``total`` equal pieces of work (``done`` of them finished since
-        ``since``, monotonic) will not finish before the deadline at this pace: a motion of 1000 steps × 8
-        samples held its device for the whole 600 s limit, and failed then. Judged after 3 pieces and 2 s,
-        with a fifth to spare for a busy machine's unsteady pace."""
-        if self.deadline is None or done < 3 or done >= total:
+        """Fail now, as ``timeout``, when ``total`` equal pieces of work will not finish before the deadline at
+        the pace of those after the first (``done`` of them finished; ``since``: when the first finished, its
+        warm-up being no measure of the rest): a motion of 1000 steps × 8 samples held its device for the whole
+        600 s limit, and failed then. Judged after 4 pieces and 2 s of them, with a fifth of the limit to spare
+        for a busy machine's unsteady pace."""
+        if self.deadline is None or done < 4 or done >= total:
             return
         now = time.monotonic()
         if now - since < 2.0:
             return
-        finish = since + (now - since) * total / done
-        if finish - since > 1.2 * (self.deadline - since):
-            limit = self.deadline - (self.started if self.started is not None else since)
-            raise JobError(ErrorCode.TIMEOUT, f"at this pace its {total} {what} take about {finish - since:.0f} s, "
-                           f"past the {limit:.0f} s it may run ({done} done in {now - since:.1f} s)",
+        started = self.started if self.started is not None else since
+        finish = now + (now - since) / (done - 1) * (total - done)
+        if finish - self.deadline > 0.2 * (self.deadline - started):
+            raise JobError(ErrorCode.TIMEOUT, f"at this pace its {total} {what} end about {finish - started:.0f} s "
+                           f"after it started, past the {self.deadline - started:.0f} s it may run ({done} done)",
                            f"ask for less work per job (fewer {what}, samples or frames), or a longer timeout")
 
     def check_cancelled(self) -> None:

@@ -263,12 +263,15 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     # each stage's first and last update always reach the client
     denoised = 0.9 if guidance is not None and engine == "learned" else 1.0
 
-    stage_started = {"denoising": time.monotonic()}
+    first_step: dict[str, float] = {}  # when the first denoising step ended (its warm-up is no measure)
 
     def on_step(step: int, total: int, stage: str) -> None:
         ends = step in (1, total)
         if stage == "denoising":  # (a lower bound of the job's time: the polish comes after)
-            ctx.check_pace(step, total, stage_started["denoising"], "denoising steps")
+            if step == 1:
+                first_step["at"] = time.monotonic()
+            else:
+                ctx.check_pace(step, total, first_step.get("at", time.monotonic()), "denoising steps")
         if stage == "separating":
             ctx.progress(denoised + (1.0 - denoised) * step / total,
                          f"moving the hands out of each other ({step}/{total} at most)", force=ends)
