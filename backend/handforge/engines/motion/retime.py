@@ -35,8 +35,11 @@ def _times(num_frames: int, fps: float, model_fps: float) -> np.ndarray:
 
 
 def at_model_rate(observation: Observation, model_fps: float) -> Observation:
-    """``observation`` on the model's frames: each key on the model frame nearest its time (where two keys of
-    one part meet there, the nearer in time); the observation itself when the rates agree."""
+    """``observation`` on the model's frames. A model frame between two keyed scene frames of a part (a wrist
+    path, a hand keyed on every frame) takes that part's keys at its own time (snapped to the nearest, a path
+    at 24 fps lost every fourth model frame's key and the rest were up to 8 mm off at 1 m/s: the model saw it
+    jerk); an isolated key goes to the model frame nearest its time (where two meet there, the nearer in
+    time). The observation itself when the rates agree."""
     frames = model_frames(observation.num_frames, observation.fps, model_fps)
     if frames == observation.num_frames and math.isclose(observation.fps, model_fps, rel_tol=1e-12):
         return observation
@@ -53,6 +56,16 @@ def at_model_rate(observation: Observation, model_fps: float) -> Observation:
         for name in FIELDS:
             keyed = Observation._keyed(name, take[None])[0]
             values[name][j] = np.where(keyed, getattr(observation, name)[i], values[name][j])
+    # within runs of keyed scene frames: each model frame's own time, between the two keys around it
+    scene_times = np.arange(frames) * (observation.fps / model_fps)
+    first, weight = _around(scene_times, observation.num_frames)
+    on_first = weight < _SAME
+    run = observation.part_mask[first] & (observation.part_mask[first + 1] | on_first[:, None, None])
+    mask |= run
+    for name in FIELDS:
+        keys = getattr(observation, name)
+        between = _between(name, keys[first], keys[first + 1], weight)
+        values[name] = np.where(Observation._keyed(name, run), between, values[name])
     return Observation(**values, part_mask=mask, betas=observation.betas, hand_model=observation.hand_model,
                        fps=model_fps)
 
@@ -60,29 +73,37 @@ def at_model_rate(observation: Observation, model_fps: float) -> Observation:
 def at_scene_rate(values: dict[str, np.ndarray], observation: Observation, model_fps: float) -> dict[str, np.ndarray]:
     """Rig values (..., T_model, 2, size) generated for ``at_model_rate(observation, model_fps)`` → the
     values at ``observation``'s own frames (..., T, 2, size)."""
-    from handforge_shared.rotations import axis_angle_to_quaternion, quaternion_to_axis_angle, slerp_quaternion
-
     frames = values["transl"].shape[-3]
     if frames == observation.num_frames and math.isclose(observation.fps, model_fps, rel_tol=1e-12):
         return values
-    times = _times(observation.num_frames, observation.fps, model_fps)
-    first = np.minimum(np.floor(times + _SAME).astype(int), frames - 2)
-    weight = np.clip(times - first, 0.0, 1.0)
-    on_first, on_next = np.abs(weight) < _SAME, np.abs(weight - 1.0) < _SAME  # on a model frame: its values as they are
+    first, weight = _around(_times(observation.num_frames, observation.fps, model_fps), frames)
     out = {}
     for name in FIELDS:
         value = np.asarray(values[name], dtype=np.float64)
-        a, b = value[..., first, :, :], value[..., first + 1, :, :]
-        w = weight[:, None, None]
-        if name == "transl":
-            mixed = a + w * (b - a)
-        else:  # each joint's rotation along its arc
-            shape = a.shape
-            qa, qb = (axis_angle_to_quaternion(x.reshape(*shape[:-1], -1, 3)) for x in (a, b))
-            mixed = quaternion_to_axis_angle(slerp_quaternion(qa, qb, np.broadcast_to(w, qa.shape[:-1])))
-            mixed = mixed.reshape(shape)
-        out[name] = np.where(on_first[:, None, None], a, np.where(on_next[:, None, None], b, mixed))
+        out[name] = _between(name, value[..., first, :, :], value[..., first + 1, :, :], weight)
     return out
+
+
+def _around(times: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each time (in frames of a sequence of ``frames``): the frame before it (at most the last but one)
+    and how far it is on to the next, in [0, 1]."""
+    first = np.minimum(np.floor(times + _SAME).astype(int), frames - 2)
+    return first, np.clip(times - first, 0.0, 1.0)
+
+
+def _between(name: str, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Values (..., F, 2, size) of field ``name`` ``weight`` (F,) of the way from ``a`` to ``b``: rotations along
+    their arcs, translations on their line; ``a`` or ``b`` themselves, bit for bit, at 0 and 1."""
+    from handforge_shared.rotations import axis_angle_to_quaternion, quaternion_to_axis_angle, slerp_quaternion
+
+    w = weight[:, None, None]
+    if name == "transl":
+        mixed = a + w * (b - a)
+    else:  # each joint's rotation along its arc
+        shape = a.shape
+        qa, qb = (axis_angle_to_quaternion(x.reshape(*shape[:-1], -1, 3)) for x in (a, b))
+        mixed = quaternion_to_axis_angle(slerp_quaternion(qa, qb, np.broadcast_to(w, qa.shape[:-1]))).reshape(shape)
+    return np.where(np.abs(w) < _SAME, a, np.where(np.abs(w - 1.0) < _SAME, b, mixed))
 
 
 __all__ = ["at_model_rate", "at_scene_rate", "model_frames"]
