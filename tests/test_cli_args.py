@@ -125,7 +125,10 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     # an option the command does not know, said by the command (it was "handforge: error ... (see handforge --help)")
     (["corpus", "--out", "x", "--sequences", "2", "--bogus"],
      "handforge corpus: error: unrecognized arguments: --bogus (see handforge corpus --help)"),
-    (["models", "list", "--bogus"], "handforge models: error: unrecognized arguments: --bogus"),
+    (["models", "list", "--bogus"], "handforge models list: error: unrecognized arguments: --bogus (see handforge "
+                                    "models list --help)"),
+    (["models", "check", "--hsh"], "handforge models check: error: unrecognized arguments: --hsh"),
+    (["--bogus", "doctor"], "handforge: error: unrecognized arguments: --bogus (see handforge --help)"),
 ])
 def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

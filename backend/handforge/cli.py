@@ -41,6 +41,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost parser ``args`` went through (`models check`'s, not `models`')."""
+    for action in parser._actions:  # (argparse keeps its subcommands there; no public accessor)
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _chosen_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while the commands' modules load, before the command's own handling below
         parser, modules = build_parser()
@@ -48,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # said by the command's parser: "handforge: error ... (see handforge --help)" listed no such option
-        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # said by the parser they went to: "handforge: error ... (see handforge --help)" listed no such option
+        given = list(sys.argv[1:] if argv is None else argv)
+        before = given[:given.index(args.command)] if args.command in given else []
+        top = [u for u in unknown if u in before]
+        (parser if top else _chosen_parser(parser.command_parsers[args.command], args)).error(
+            f"unrecognized arguments: {' '.join(top or unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
