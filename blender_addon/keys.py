@@ -303,15 +303,17 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             warnings.append(f"{arm_obj.name!r} was animated by NLA strips alone: its new keys are in a new action, "
                             f"{arm_obj.animation_data.action.name!r}, which overrides the strips on every frame (push "
                             "it down in the NLA editor to layer it over them, or undo)")
+        mesh_obj = rig_build.hand_mesh(arm_obj)
+        correctives = corrective_channels(arm_obj, sel)
+        if correctives and mesh_obj is not None:
+            count, _, muted_keys = write_channels(mesh_obj.data.shape_keys, frames, correctives,
+                                                  f"{mesh_obj.name} Correctives", blend)
+            written += count
+            muted += muted_keys  # (the corrective shape keys' group, muted: said with the bones')
         if muted:
             warnings.append(f"{side} hand: {', '.join(muted)} {'is' if len(muted) == 1 else 'are'} muted, so "
                             f"{'its' if len(muted) == 1 else 'their'} channels were left as they are (unmute and run "
                             "it again to key them)")
-        mesh_obj = rig_build.hand_mesh(arm_obj)
-        correctives = corrective_channels(arm_obj, sel)
-        if correctives and mesh_obj is not None:
-            written += write_channels(mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives",
-                                      blend)[0]
         if skipped:
             skipped_frames[side] = sorted(skipped)
             warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "

@@ -585,6 +585,14 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
                  "--steps", "1001", "--tasks", "gap15"]) == 2  # a diffusers traceback before
     assert "--steps 1001 is more than the model's 1000 diffusion steps" in capsys.readouterr().err
+    # a model of another frame rate: the windows go to it frame for frame, measured at another speed (unsaid)
+    other = tmp_path / "at60"
+    shutil.copytree(trained / "model", other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "fps": 60.0}))
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(other),
+                 "--tasks", "gap15"]) == 2
+    assert "the clips are at 30 fps and the model learnt motion at 60 fps" in capsys.readouterr().err
 
 
 def test_eval_motion_measures_a_task_or_split_named_twice_once(trained, corpus, tmp_path, capsys):

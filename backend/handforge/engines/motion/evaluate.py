@@ -218,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval motion: the split(s) {splits} of {args.corpus} hold no clips: choose others "
               "(--splits)", file=sys.stderr)
         return 2
+    rates = sorted({float(c.fps) for c in clips} - {float(model.config.fps)})
+    if rates:  # (its windows go to the model frame for frame: the model would be measured at another speed)
+        print(f"handforge eval motion: the clips are at {', '.join(f'{r:g}' for r in rates)} fps and the model "
+              f"learnt motion at {model.config.fps:g} fps: evaluate on clips of its frame rate", file=sys.stderr)
+        return 2
     hand_models = {c.hand_model for c in clips}
     if len(hand_models) != 1:
         print(f"handforge eval motion: clips of several hand models {sorted(hand_models)}", file=sys.stderr)
