@@ -92,16 +92,6 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _say_unnamed_render(kind: str, target) -> None:
-    """A ControlNet whose name says no render is left out of jobs that name no controls: said at import."""
-    from handforge.engines.image.controls import kind_from_name
-
-    if kind == "controlnet" and kind_from_name(target.name) is None:
-        print(f"note: the name {target.name!r} says no render this ControlNet takes (depth, normal, openpose, "
-              f"skeleton, mesh...): jobs use it only when their controls name it as '{target.name}:KIND'; or import "
-              f"it again with --name {target.name}_KIND", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     from handforge.engines.image import weights
 
@@ -119,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps({"imported": str(target), "setting": f"image.{key}", "value": str(value)}))
             else:
                 print(f"imported into {target}\nset it in the config file:\n    [image]\n    {key} = \"{value}\"")
-            _say_unnamed_render(args.kind, target)
+            note = weights.import_note(args.kind, target)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
             return 0
         target = weights.fetch(args.name, args.kind)
         print(json.dumps({"downloaded": str(target)}) if args.json else f"downloaded into {target}")

@@ -276,6 +276,18 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     return target
 
 
+def import_note(kind: str, target: Path) -> str:
+    """What to know of weights just imported (""): a ControlNet whose name says no render is left out of jobs
+    that name no controls (``controls.resolve``)."""
+    from handforge.engines.image.controls import kind_from_name
+
+    if kind != "controlnet" or kind_from_name(target.name) is not None:
+        return ""
+    return (f"the name {target.name!r} says no render this ControlNet takes (depth, normal, openpose, skeleton, "
+            f"mesh...): jobs use it only when their controls name it as '{target.name}:KIND'; or import it again "
+            f"with --name {target.name}_KIND")
+
+
 def _unread(root: Path, patterns: list[str]):
     """A ``copytree`` ignore leaving out what no pattern (a path from ``root``) matches, nor a folder leads to."""
     def ignore(folder: str, names: list[str]) -> list[str]:
@@ -317,4 +329,5 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     return folder
 
 
-__all__ = ["KNOWN", "NEEDS", "Report", "check_controlnet", "check_sd", "fetch", "import_weights", "status"]
+__all__ = ["KNOWN", "NEEDS", "Report", "check_controlnet", "check_sd", "fetch", "import_note", "import_weights",
+           "status"]

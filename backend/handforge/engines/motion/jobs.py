@@ -295,10 +295,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
                             "seconds": round(time.monotonic() - started, 3)}
     if guidance is not None and engine == "learned":
-        note = _keys_in_each_other(pipeline, observation, clips[0])
-        if not note and observation.part_mask[..., KEY_PARTS - 1].any():  # keyed wrists (paths): not moved apart
-            note = _wrists_held_in_each_other(pipeline, observation, clips[0])
-        warning = " ".join(filter(None, [warning, note]))
+        warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips[0])]))
     if warning:
         data["warning"] = warning
     return JobResult(data, arrays)
@@ -307,10 +304,11 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 KEYS_OVERLAP = 0.005  # m: keys whose hands go deeper into each other than this are said to (the depth measure errs by millimetres)
 
 
-def _keys_in_each_other(pipeline, observation, clip) -> str:
-    """A note when the keys themselves hold the hands in each other: the repair cannot clear the frames
-    next to them and moves the wrists out between them and back (README, Known limits), which a hold
-    keyed so showed as a bounce of the wrists with nothing said."""
+def _overlap_note(pipeline, observation, clip) -> str:
+    """A note when the hands stay in each other where Keep Apart cannot move them: keys that themselves hold
+    the hands in each other (the repair moves the wrists out between them and back, README, Known limits: a
+    keyed hold bounced, unsaid), or, failing that, keyed wrists brought together (crossing wrist paths: Keep
+    Apart moves fingers and free wrist rotations only, and the hands stayed 20 mm deep, unsaid)."""
     from handforge.engines.motion import representation as rep
 
     if not all(side in clip.hands for side in rep.HAND_AXIS):
@@ -318,21 +316,11 @@ def _keys_in_each_other(pipeline, observation, clip) -> str:
     values = {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
               for k in ("global_orient", "hand_pose", "transl")}
     depth = float(pipeline.penetration_depths([observation], [values], keyed=True)[0])
-    if depth <= KEYS_OVERLAP:
+    if depth > KEYS_OVERLAP:
+        return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out "
+                "between such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
+    if not observation.part_mask[..., KEY_PARTS - 1].any():  # no keyed wrist: Keep Apart could move them all
         return ""
-    return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out between "
-            "such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
-
-
-def _wrists_held_in_each_other(pipeline, observation, clip) -> str:
-    """A note when the hands still go into each other where the wrists are keyed (crossing wrist paths): Keep
-    Apart moves the fingers and free wrist rotations there, not the wrists, and nothing was said (20 mm deep)."""
-    from handforge.engines.motion import representation as rep
-
-    if not all(side in clip.hands for side in rep.HAND_AXIS):
-        return ""
-    values = {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
-              for k in ("global_orient", "hand_pose", "transl")}
     depth = float(pipeline.penetration_depths([observation], [values])[0])
     if depth <= KEYS_OVERLAP:
         return ""
