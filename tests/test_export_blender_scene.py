@@ -7,6 +7,7 @@ The comparison with Blender's own camera projection is tests/test_blender_export
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,15 @@ from handforge.hands import load_hand_model
 from handforge_shared.client import Error, JobFailed, Progress
 from handforge_shared.poses import HandPose, hand_array_name
 from handforge_shared.rotations import axis_angle_to_matrix
+from tests.support.refusing_site import refusals, refusing_env
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.timeout(300)
 FRAMES, CAMERAS = 2, 2
 
 
-def _request(out, rng, armature_rotation=(0.3, -0.2, 0.5)) -> tuple[dict, dict]:
+def _request(out, rng, armature_rotation=(0.3, -0.2, 0.5), frames: int = FRAMES) -> tuple[dict, dict]:
+    FRAMES = frames  # noqa: N806 (the module's two frames, unless asked for more)
     arrays = {}
     for side, x in (("left", -0.09), ("right", 0.09)):
         arrays[hand_array_name(side, "global_orient")] = rng.normal(0, 0.3, (FRAMES, 3)).astype(np.float32)
@@ -34,10 +37,10 @@ def _request(out, rng, armature_rotation=(0.3, -0.2, 0.5)) -> tuple[dict, dict]:
             matrix[:3, :3], matrix[:3, 3] = axis_angle_to_matrix(np.array(armature_rotation)), (0.03, -0.02, 0.01)
         arrays[hand_array_name(side, "matrix_world")] = np.tile(matrix, (FRAMES, 1, 1))
     cameras = np.tile(np.eye(4), (CAMERAS, FRAMES, 1, 1))
-    cameras[..., 2, 3] = [[0.5, 0.55], [0.6, 0.65]]  # above the hands, looking down Blender's -Z
+    cameras[..., 2, 3] = np.linspace([0.5, 0.6], [0.55, 0.65], FRAMES).T  # above the hands, looking down -Z
     arrays.update({"camera.matrix_world": cameras, "camera.lens": np.full((CAMERAS, FRAMES), 35.0),
                    "camera.sensor": np.tile([36.0, 24.0], (CAMERAS, FRAMES, 1)),
-                   "camera.shift": np.zeros((CAMERAS, FRAMES, 2)), "frames": np.array([1, 3])})
+                   "camera.shift": np.zeros((CAMERAS, FRAMES, 2)), "frames": 1 + 2 * np.arange(FRAMES)})
     params = {"out": str(out), "width": 96, "height": 72, "engine": "none",
               "cameras": [{"name": "A", "sensor_fit": "AUTO"}, {"name": "B", "sensor_fit": "VERTICAL"}]}
     return params, arrays
@@ -192,3 +195,17 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     with run_lock(tmp_path / "held"), pytest.raises(JobFailed, match="another handforge export") as failure:
         client.run("export_renders", {**params, "out": str(tmp_path / "held")}, arrays)
     assert failure.value.code == "busy"
+
+
+def test_a_folder_that_cannot_take_samples_fails_the_job_at_once_in_words(tmp_path):
+    """samples/ unwritable (or the disk full): every sample was made, then each failed alone, and the job
+    "finished" with a list of failures; now it stops at the first, saying the folder and the fix."""
+    with running_server(env=refusing_env(tmp_path)) as server, server.client() as client:
+        params, arrays = _request(tmp_path / "renders", np.random.default_rng(2), frames=8)
+        with pytest.raises(JobFailed) as failure:
+            client.run("export_renders", params, arrays)
+        assert client.run("ping").data is not None  # the backend carries on
+    assert re.match(rf"{re.escape(str(tmp_path))}/renders/samples/\.partial-0000\d\d: Permission denied: let this "
+                    r"user read and write it \(or choose another Output folder\)$", failure.value.message), failure.value
+    assert failure.value.hint == "the samples already made are kept: export again to go on"
+    assert refusals(tmp_path) <= 3  # not 16: stopped at the first

@@ -651,30 +651,43 @@ def test_the_example_spec_the_command_prints_is_every_default(tmp_path, capsys):
 
 def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_path):
     from handforge.export.folder import SAMPLES
-    from handforge.export.samples import write_or_fail, write_sample
+    from handforge.export.samples import SampleWriter, write_sample
 
     good = np.zeros((4, 4), np.uint8)
     bad = np.zeros((4, 4, 7), np.uint8)  # no image mode has 7 channels: PIL refuses it mid-write
     with pytest.raises(TypeError):
         write_sample(tmp_path, 3, {"index": 3}, {"mask_left.png": good, "rgb.png": bad})
     assert list((tmp_path / SAMPLES).iterdir()) == []  # the hidden folder went too
-    assert write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"rgb.png": bad})).startswith("TypeError")
+    with SampleWriter(tmp_path) as writer:
+        writer.write_or_fail(3, lambda: ({"index": 3}, {"rgb.png": bad}))
+    assert writer.errors[3].startswith("TypeError") and writer.stopped is None
 
 
-def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+def test_a_full_disk_is_said_as_such_and_stops_the_run(tmp_path, monkeypatch):
     """numpy reports a full disk while it writes an array as a short write without an errno: the run's
-    summary said "OSError: 196608 requested and 157664 written (format.py:730)"."""
+    summary said "OSError: 196608 requested and 157664 written (format.py:730)"; and the run went on,
+    making every later sample to fail each one."""
     from handforge.export.folder import SAMPLES
-    from handforge.export.samples import write_or_fail
+    from handforge.export.samples import SampleWriter
+    from handforge_shared.files import file_error
 
     def short_write(fh, array, allow_pickle=False):  # what np.save raises when the disk fills mid-array
         fh.write(b"\x93NUMPY")
         raise OSError(f"{array.nbytes} requested and 6 written")
 
     monkeypatch.setattr(np, "save", short_write)
-    said = write_or_fail(tmp_path, 3, lambda: ({"index": 3}, {"depth.npy": np.zeros((8, 8), np.float32)}))
-    assert said.startswith(f"OSError: [Errno {errno.ENOSPC}] no room left on the disk of {tmp_path} "
-                           "(256 requested and 6 written): make room and run again"), said
+    made = []
+
+    def make(index):
+        made.append(index)
+        return {"index": index}, {"depth.npy": np.zeros((8, 8), np.float32)}
+
+    with pytest.raises(OSError) as stopped, SampleWriter(tmp_path) as writer:
+        for index in range(20):
+            writer.write_or_fail(index, lambda: make(index))
+    assert stopped.value.errno == errno.ENOSPC and len(made) <= 3, made  # the one written, one waiting, one made
+    assert file_error(stopped.value) == (f"{tmp_path / SAMPLES}: No space left on device (256 requested and 6 "
+                                         "written): make room (or choose another folder)")
     assert list((tmp_path / SAMPLES).iterdir()) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from handforge.commands.export import reproducing_command
 from handforge.export.local_pool import LocalPool
 from handforge.export.shards import MAX_CHUNK, export_sharded, failure_summary, plan_chunks
 from handforge.export.folder import ExportBusy, run_lock
+from tests.support.refusing_site import refusals, refusing_env
 from tests.support.scale import COMMAND, SPEC, single_process, spec, tree
 
 pytestmark = pytest.mark.slow
@@ -317,3 +319,22 @@ def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_export(tmp_path)
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert not killed.exists() and list(scratch.iterdir()) == [live]
+
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["one-process", "workers"])
+def test_a_folder_that_cannot_take_samples_stops_the_run_at_once_in_one_line(tmp_path, workers):
+    """samples/ unwritable (or the disk full): every sample was made (all of Cycles' render time), then
+    each failed alone, one line each (10,000 lines for 10,000 samples), with "a rerun retries them"."""
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 30}))
+    env = {**os.environ, **refusing_env(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet",
+                          *workers], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert re.match(rf"handforge export: ({re.escape(str(tmp_path))}/)?data/samples/\.partial-0000", lines[0]), lines
+    assert lines[0].endswith(": Permission denied: let this user read and write it (or choose another --out); "
+                             "finished samples are kept: run the same command again"), lines
+    assert refusals(tmp_path) <= 3  # not 30: stopped at the first
+    assert not list(tmp_path.glob("data/samples/*"))

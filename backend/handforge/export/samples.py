@@ -23,21 +23,8 @@ from handforge_shared.files import sync_folder
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
 
-def write_or_fail(out: Path, index: int, make: Any) -> str | None:
-    """Make sample ``index`` (``make() -> (labels, images)``) and write it: None, or why it failed (one
-    line: the error and where it was raised). One bad sample (a corrupt background image, a full disk)
-    is reported in the run's summary and the others go on, in one process as in the workers; a rerun
-    retries it."""
-    try:
-        labels, images = make()
-        write_sample(out, index, labels, images)
-        return None
-    except Exception as exc:
-        return failure(exc)
-
-
 def failure(exc: BaseException) -> str:
-    """``write_or_fail``'s one line for a sample's error: its type, first line and where it was raised."""
+    """``SampleWriter``'s one line for a sample's error: its type, first line and where it was raised."""
     import traceback
 
     last = traceback.extract_tb(exc.__traceback__)[-1]
@@ -45,19 +32,35 @@ def failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first} ({Path(last.filename).name}:{last.lineno})"
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def stops_the_run(exc: BaseException, writing: bool) -> bool:
+    """Whether ``exc`` would fail every sample after it too: a full disk (or quota), whether making or
+    writing the sample, or a dataset folder this user cannot write (permissions, a read-only file system).
+    Such a run stops at once with one line (``handforge_shared.files.file_error``) instead of making every
+    sample (all of Cycles' render time) to fail each one, with one line each."""
+    return isinstance(exc, OSError) and (exc.errno in FULL or (writing and exc.errno in UNWRITABLE))
+
+
 class SampleWriter:
-    """``write_or_fail`` with the writing overlapped: ``make()`` runs in the caller's thread and the
+    """Makes and writes samples, the writing overlapped: ``make()`` runs in the caller's thread and the
     sample's files are encoded, synced and renamed into place (``write_sample``, each sample whole or
     not at all as ever) by one background thread while the caller makes the next one (Blender renders
     with one core; PNG encoding and the fsyncs take the other). At most ``depth`` made samples wait,
-    so memory stays bounded. ``errors``: index → ``write_or_fail``'s line for each sample that failed,
-    whether making or writing it; complete after ``flush()`` or the ``with`` block. Leaving the block,
-    also on an error or an interruption, writes every sample already made before it returns."""
+    so memory stays bounded. One bad sample (a scene Blender fails on) is said in ``errors`` (index →
+    ``failure``'s line, whether making or writing it; complete after ``flush()`` or the ``with`` block)
+    and the others go on; a rerun retries it. An error that would fail every later sample too
+    (``stops_the_run``: a full disk, a folder this user cannot write) is raised instead, by the next
+    ``write_or_fail`` or by leaving the block. Leaving the block, also on an error or an interruption,
+    writes every sample already made before it returns."""
 
     def __init__(self, out: Path, depth: int = 1):
         import queue
 
         self.out, self.errors = out, {}
+        self.stopped: OSError | None = None  # the error that stops the run (``stops_the_run``)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._drain, name="handforge-sample-writer", daemon=True)
         self._thread.start()
@@ -65,13 +68,19 @@ class SampleWriter:
     def __enter__(self) -> SampleWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         self.close()
+        if kind is None and self.stopped is not None:
+            raise self.stopped
 
     def write_or_fail(self, index: int, make: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]) -> None:
+        if self.stopped is not None:
+            raise self.stopped
         try:
             labels, images = make()
         except Exception as exc:
+            if stops_the_run(exc, writing=False):
+                raise
             self.errors[index] = failure(exc)
             return
         if not self._thread.is_alive():
@@ -79,7 +88,7 @@ class SampleWriter:
         self._queue.put((index, labels, images))
 
     def flush(self) -> None:
-        """Wait until every sample handed over is on the disk (or failed: ``errors``)."""
+        """Wait until every sample handed over is on the disk (or failed: ``errors``, ``stopped``)."""
         self._queue.join()
 
     def close(self) -> None:
@@ -94,10 +103,15 @@ class SampleWriter:
                 if item is None:
                     return
                 index, labels, images = item
+                if self.stopped is not None:  # (those made meanwhile: they would fail the same way)
+                    continue
                 try:
                     write_sample(self.out, index, labels, images)
                 except BaseException as exc:  # (this thread must go on: the caller may wait on the queue)
-                    self.errors[index] = failure(exc)
+                    if stops_the_run(exc, writing=True):
+                        self.stopped = exc
+                    else:
+                        self.errors[index] = failure(exc)
             finally:
                 self._queue.task_done()
 
@@ -110,8 +124,8 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     final = sample_dir(out, index)
     partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     try:
+        partial.mkdir(parents=True)
         with contextlib.ExitStack() as files:  # each file stays open until it is synced
             opened = []
             for name, array in images.items():
@@ -131,11 +145,8 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
     except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
         # numpy reports a full disk as a short write without an errno ("196608 requested and 157664 written")
-        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                                         or (exc.errno is None and " requested and " in str(exc))):
-            where = "your disk quota" if exc.errno == errno.EDQUOT else "the disk"
-            raise OSError(errno.ENOSPC, f"no room left on {where} of {out} ({exc}): make room and run again "
-                                        "(the samples already made are kept)") from None
+        if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(final.parent)) from None
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)

@@ -189,6 +189,9 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
                     busy.pop(event.slot, None)
                     idle.append(event.slot)
                     for result in results:
+                        if result.get("stop"):  # a full disk, an unwritable folder: every sample would fail
+                            stop = result["stop"]
+                            raise OSError(stop["errno"], stop["strerror"], stop["filename"])
                         if result["error"]:
                             failed[result["index"]] = result["error"]
                     bar.update(len(results), failed=len(failed), restarts=restarts)

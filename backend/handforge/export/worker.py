@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from handforge.export.folder import is_finished
-from handforge.export.samples import SampleWriter
+from handforge.export.samples import SampleWriter, failure, stops_the_run
 from handforge.export.spec import parse_spec
 
 # Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every
@@ -46,7 +46,8 @@ def replaces_too(fault: str | None) -> bool:
 
 
 class SampleWorker:
-    """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``.
+    """``SampleWorker(spec_dict, out).run(indices)`` → one result per index: ``{"index", "error"}``, and
+    ``"stop"`` (the ``OSError``'s errno, strerror and filename) when the dataset folder cannot take samples.
     ``threads``: torch's CPU threads in this worker (None: torch's default)."""
 
     def __init__(self, spec: dict[str, Any], out: str, fault: str | None = None, threads: int | None = None):
@@ -77,25 +78,35 @@ class SampleWorker:
         return self.gl.renderer_name
 
     def run(self, indices: list[int]) -> list[dict[str, Any]]:
+        # each sample's files are written while the next one is made (``SampleWriter``)
+        try:
+            with SampleWriter(self.out) as writer:
+                self._run(writer, indices)
+        except OSError as exc:  # a full disk, an unwritable folder (``stops_the_run``): the driver stops the run
+            if not stops_the_run(exc, writing=True):
+                raise
+            return [{"index": index, "error": None if is_finished(self.out, index) else failure(exc),
+                     "stop": {"errno": exc.errno, "strerror": exc.strerror, "filename": exc.filename}}
+                    for index in indices]
+        return [{"index": index, "error": writer.errors.get(index)} for index in indices]
+
+    def _run(self, writer: SampleWriter, indices: list[int]) -> None:
         from handforge.export.run import make_sample
 
-        # each sample's files are written while the next one is made (``SampleWriter``)
-        with SampleWriter(self.out) as writer:
-            for index in indices:
-                if is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
-                    continue
-                if self.fault == ("die_at", index):
-                    writer.flush()  # what it finished before stays finished
-                    os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
-                writer.write_or_fail(index, lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
-                self.written += 1
-                if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
-                    writer.flush()  # its K samples are on the disk, as before the writes overlapped
-                    if self.fault[0] == "die_after":
-                        os._exit(70)  # the injected fault: no clean-up, no reply
-                    while True:  # hang_after: alive, never answering
-                        time.sleep(3600)
-        return [{"index": index, "error": writer.errors.get(index)} for index in indices]
+        for index in indices:
+            if is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
+                continue
+            if self.fault == ("die_at", index):
+                writer.flush()  # what it finished before stays finished
+                os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
+            writer.write_or_fail(index, lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
+            self.written += 1
+            if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
+                writer.flush()  # its K samples are on the disk, as before the writes overlapped
+                if self.fault[0] == "die_after":
+                    os._exit(70)  # the injected fault: no clean-up, no reply
+                while True:  # hang_after: alive, never answering
+                    time.sleep(3600)
 
     def close(self) -> None:
         self._stack.close()

@@ -19,6 +19,7 @@ from handforge.render.camera import SENSOR_FITS
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
+from handforge_shared.files import file_error
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import SIDES
@@ -91,6 +92,7 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
                                                 export_blender_scene, request_signature)
     from handforge.export.folder import ExportBusy
     from handforge.export.room import ExportTooLarge
+    from handforge.export.samples import stops_the_run
     from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 
@@ -118,6 +120,11 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
         raise JobError(ErrorCode.INVALID_PARAMS, str(exc)) from None
     except ExportBusy as exc:  # another export is writing into the folder right now
         raise JobError(ErrorCode.BUSY, str(exc)) from None
+    except OSError as exc:  # a full disk, a folder this user cannot write: the run stopped at the first sample
+        if not stops_the_run(exc, writing=True):
+            raise
+        raise JobError(ErrorCode.INTERNAL, file_error(exc, "choose another Output folder"),
+                       "the samples already made are kept: export again to go on") from None
     failed = {str(index): why for index, why in summary.pop("failed", {}).items()}  # JSON keys
     return JobResult({"out": str(out), "samples": request.spec.samples, **summary, "failed": failed}, {})
 
