@@ -549,7 +549,15 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
                          ({"poses": {"corpus": 5}}, "poses.corpus: expected a string"),
                          ({"hands": {"shape_sigma": True}}, "hands.shape_sigma"),
                          ({"hands": {"skin_tones": [123456]}}, "hands.skin_tones: expected"),
-                         ({"hands": {"skin_tones": 0}}, "hands.skin_tones: expected")):
+                         ({"hands": {"skin_tones": 0}}, "hands.skin_tones: expected"),
+                         # keys of another source, or of images not drawn: never read, yet listed on the card
+                         ({"poses": {"files": [str(clip)]}}, "poses.files is given but poses.source is 'library': "
+                                                             "set source = 'files' to use it, or remove files"),
+                         ({"poses": {"source": "files", "files": [str(clip)], "names": ["fist"]}},
+                          "poses.names is given but poses.source is 'files': set source = 'library'"),
+                         ({"poses": {"split": "train"}}, "poses.split is given but .* set source = 'corpus'"),
+                         ({"background": {"folder": str(tmp_path)}}, "background.folder is given but "
+                          "background.kinds has no 'images': add 'images' to kinds to draw from it, or remove folder")):
         if needle is None:  # one name or one file is a list of one
             parsed = parse_spec(data)
             assert parsed.poses.names in ((), ("fist",)) and parsed.poses.files in ((), (str(clip),))

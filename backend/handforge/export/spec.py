@@ -1,6 +1,7 @@
 """The batch specification of ``handforge export SPEC`` (a JSON or TOML file), checked on load.
 
-Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently). Paths
+Every field has a default; unknown keys are errors (a typo would otherwise be ignored silently), and so
+are the keys of a pose source or of background images that the spec does not use. Paths
 are taken as written: a relative one from the folder the command runs in (it is recorded so). The
 example below, every key at its default, is what ``handforge export --example-spec`` prints::
 
@@ -298,6 +299,12 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                                                                          "a list of motion clip paths"),
                              corpus=_text(poses.get("corpus", ""), "poses.corpus"),
                              split=_text(poses.get("split", "test"), "poses.split"))
+    # a key of another source is an error, as an unknown key is: with source left at 'library', clips given
+    # in files were never read (nor checked) and the card listed them as if they had been used
+    for key, used_by in (("names", "library"), ("files", "files"), ("corpus", "corpus"), ("split", "corpus")):
+        if getattr(pose_source, key) != getattr(PoseSource, key) and source != used_by:
+            raise SpecError(f"poses.{key} is given but poses.source is {source!r}: set source = {used_by!r} to "
+                            f"use it, or remove {key}")
     # checked here, before the output folder is made: a mistyped path would leave a folder of this
     # spec that the corrected spec is then refused to write into
     if source == "files":
@@ -330,6 +337,9 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     bg = _section(Background, top.get("background", {}), "background")
     background = Background(kinds=_choices(bg.get("kinds", ("solid", "gradient")), BACKGROUNDS, "background.kinds"),
                             folder=_text(bg.get("folder", ""), "background.folder"))
+    if background.folder and "images" not in background.kinds:  # (its images were never drawn, unsaid)
+        raise SpecError("background.folder is given but background.kinds has no 'images': add 'images' to kinds "
+                        "to draw from it, or remove folder")
     if "images" in background.kinds:
         folder = Path(background.folder).expanduser()
         if not background.folder or not folder.is_dir():
