@@ -162,3 +162,22 @@ def test_a_damaged_sample_is_named_before_training(setup, tmp_path, damage, name
     damage(copy / "samples" / "000001")
     with pytest.raises(ValueError, match=re.escape(named) + ".*fix or remove that sample folder"):
         GuidancePairs(copy, load_sd(sd_path)["tokenizer"], size=SIZE)
+
+
+def test_a_resume_on_other_samples_of_the_same_count_is_refused(setup, tmp_path, capsys):
+    """settings.json recorded the samples' count only: a rerun on the same folder with other captions (or
+    another folder of as many samples) went on, unsaid, training on other data."""
+    import shutil
+
+    sd_path, data, _ = setup
+    mine = tmp_path / "data"
+    shutil.copytree(data, mine)
+    command = ["train", "guidance", "--data", str(mine), "--sd", str(sd_path), "--out", str(tmp_path / "run"),
+               "--size", str(SIZE), "--batch-size", "2", "--checkpoint-every", "1", "--quiet", "--steps"]
+    assert main([*command, "1"]) == 0
+    (mine / "samples" / "000002" / "caption.txt").write_text("a hand waving\n")
+    capsys.readouterr()
+    assert main([*command, "2"]) == 2
+    assert f"{tmp_path / 'run'} holds a run with other training data" in capsys.readouterr().err
+    (mine / "samples" / "000002" / "caption.txt").unlink()  # the data as it was: resumed
+    assert main([*command, "2"]) == 0

@@ -214,6 +214,12 @@ def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
     item = dataset[0]
     assert item["source"].shape == (3, 32, 32) and item["source_pose"].shape == (POSE_DIM,)
     assert not torch.equal(item["source_pose"], item["target_pose"])
+    # what a resume must find again: both annotation files and the four paired images
+    fingerprint = dataset.fingerprint()
+    assert fingerprint["files"] == 2 + 4
+    assert InterHandPairs(tmp_path, hands_mean, split="test", size=32, gap=5).fingerprint() == fingerprint
+    (folder / "InterHand2.6M_test_camera.json").write_text((folder / "InterHand2.6M_test_camera.json").read_text() + " ")
+    assert InterHandPairs(tmp_path, hands_mean, split="test", size=32, gap=30).fingerprint() != fingerprint
     for f in frames[1:]:
         (images / f"image{f}.jpg").unlink()
     with pytest.raises(ValueError, match="no InterHand2.6M pairs"):  # one annotated image: no partner
@@ -247,3 +253,57 @@ def test_a_damaged_pair_is_named_before_training(data, tmp_path, damage, named):
     damage(copy / "target" / "samples" / "000002")
     with pytest.raises(ValueError, match=re.escape(named) + ".*fix or remove that pair"):
         PosePairs(copy, size=64)
+
+
+def _tiny_run(data_folder, sd_path, out, steps: int) -> list[str]:
+    return ["train", "transfer", "--data", str(data_folder), "--sd", str(sd_path), "--out", str(out), "--size", "64",
+            "--image-size", "32", "--channels", "8", "16", "--feature-dim", "16", "--layers", "1", "--heads", "2",
+            "--steps", str(steps), "--batch-size", "1", "--checkpoint-every", "1", "--quiet"]
+
+
+def test_a_resume_on_another_folder_of_as_many_pairs_is_refused(data, tmp_path, capsys):
+    """settings.json recorded the pairs' count only: a rerun on another folder of 4 pairs went on, unsaid,
+    training on other data (a review found it)."""
+    import shutil
+
+    from handforge.cli import main
+
+    sd_path, pairs = data
+    other = write_pairs(parse_spec({**SPEC, "seed": 6}), tmp_path / "other", 4, shading="gl")
+    moved = tmp_path / "moved"
+    shutil.copytree(pairs, moved)  # the same pairs elsewhere: the same data
+    assert main(_tiny_run(pairs, sd_path, tmp_path / "run", 2)) == 0
+    capsys.readouterr()
+    assert main(_tiny_run(other, sd_path, tmp_path / "run", 4)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"handforge train transfer: {tmp_path / 'run'} holds a run with other training data"), err
+    assert main(_tiny_run(moved, sd_path, tmp_path / "run", 3)) == 0
+    assert json.loads((tmp_path / "run" / "checkpoints" / "step-00000003" / "step.json").read_text())["step"] == 3
+
+
+def test_pairs_of_another_spec_are_said_before_the_sd_weights_are_loaded(data, tmp_path, capsys):
+    """A --write-pairs spec other than the one the --data folder's pairs were written from was refused by
+    write_pairs, after the SD weights loaded (minutes with real ones): here --sd is no SD folder at all."""
+    from handforge.cli import main
+
+    _, pairs = data
+    (tmp_path / "not-sd").mkdir()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "seed": 9}))
+    assert main([*_tiny_run(pairs, tmp_path / "not-sd", tmp_path / "run", 2), "--write-pairs", str(spec),
+                 "--shading", "gl"]) == 2
+    err = capsys.readouterr().err
+    assert "holds pairs written from another spec or shading" in err and "not-sd" not in err, err
+
+
+def test_training_on_more_pairs_than_asked_for_is_said(data, tmp_path, capsys):
+    """--write-pairs --pairs 2 into a folder of 4 pairs trained on all 4, unsaid."""
+    from handforge.cli import main
+
+    sd_path, pairs = data
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    assert main([*_tiny_run(pairs, sd_path, tmp_path / "run", 1), "--write-pairs", str(spec), "--pairs", "2",
+                 "--shading", "gl"]) == 0
+    assert (f"note: training on the 4 pairs in {pairs}, more than --pairs 2 (written there before)"
+            in capsys.readouterr().err)

@@ -42,6 +42,14 @@ class GuidancePairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def fingerprint(self) -> dict[str, object]:
+        """What a resume must train on again (the loop's ``data_statistics``): labels and captions, images' sizes."""
+        from handforge.training.fingerprint import files_fingerprint
+
+        return files_fingerprint(self.folder, [s / name for s in self.samples for name in ("labels.json", "caption.txt")
+                                               if (s / name).is_file()],
+                                 [s / name for s in self.samples for name in ("rgb.png", "mesh.png")])
+
     def _caption(self, sample: Path) -> str:
         """The first line of the sample's caption.txt; the default caption without one, or when it is empty."""
         file = sample / "caption.txt"

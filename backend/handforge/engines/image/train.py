@@ -162,7 +162,8 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
         if mismatch(sd["unet"].config, net.config):
             raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")
         dataset = GuidancePairs(args.data, sd["tokenizer"], size=args.size, default_caption=args.caption)
-    except (TrainingError, WeightsError, ValueError) as exc:
+        settings.data_statistics = dataset.fingerprint()  # a resume on another folder of as many samples is refused
+    except (TrainingError, WeightsError, ValueError, OSError) as exc:
         print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)

@@ -44,6 +44,25 @@ def gl_rgb(gl) -> Callable:
     return render
 
 
+def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
+    """A ValueError when ``out`` holds pairs of another spec or shading (a rerun resumes the same pairs;
+    others would be mixed in silently); returns what ``out`` records of the pairs it holds."""
+    import dataclasses
+
+    if "rgb" not in spec.outputs:  # (as write_pairs makes them)
+        spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
+    made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
+    record = Path(out) / PAIRS_SPEC
+    try:
+        recorded = json.loads(record.read_text()) if record.is_file() else made_by
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{record} cannot be read ({exc}): write these pairs into another folder") from None
+    if recorded != made_by:
+        raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
+                         "another folder")
+    return made_by
+
+
 def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", progress: Callable | None = None) -> Path:
     """``count`` pairs under ``out`` (finished pairs are kept: a rerun resumes)."""
     import contextlib
@@ -60,14 +79,9 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     out = Path(out)
     if "rgb" not in spec.outputs:  # pairs are RGB images; label_scene writes rgb.png only when asked
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
-    # a rerun resumes the same pairs; pairs of another spec would be mixed in silently
-    made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
-    record = out / PAIRS_SPEC
-    if record.is_file() and json.loads(record.read_text()) != made_by:
-        raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
-                         "another folder")
-    if not record.is_file():
-        write_atomic(record, json.dumps(made_by, indent=1))
+    made_by = check_pairs_folder(out, spec, shading)
+    if not (out / PAIRS_SPEC).is_file():
+        write_atomic(out / PAIRS_SPEC, json.dumps(made_by, indent=1))
     model, gl = load_hand_model(spec.hand_model), renderer()
     with contextlib.ExitStack() as stack:
         if shading == "gl":
@@ -119,6 +133,13 @@ class PosePairs(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a resume must train on again (the loop's ``data_statistics``): both sides' labels, images' sizes."""
+        from handforge.training.fingerprint import files_fingerprint
+
+        samples = [self.folder / side / "samples" / name for name in self.indices for side in (SOURCE, TARGET)]
+        return files_fingerprint(self.folder, [s / "labels.json" for s in samples], [s / "rgb.png" for s in samples])
 
     def _side(self, folder: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         from handforge.export.labels import label_poses
@@ -177,6 +198,15 @@ class InterHandPairs(PosePairs):
             raise ValueError(f"{self.folder}: no InterHand2.6M pairs in split {split!r} (images/{SPLIT_FOLDERS[split]}/"
                              "Capture*/*/cam*/image*.jpg with MANO annotations and cameras)")
         self.indices = list(range(len(self.items)))
+        self.annotations = (annotations, annotations.with_name(annotations.name.replace("MANO_NeuralAnnot", "camera")))
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a resume must train on again: the split's annotation files and the pairs' images (names and
+        sizes), the gap between them in ``settings.json``'s options."""
+        from handforge.training.fingerprint import files_fingerprint
+
+        images = sorted({path for pair in self.items for path, _, _ in pair})
+        return files_fingerprint(self.folder, self.annotations, images)
 
     def _load(self, path: Path, pose, rotation) -> tuple[torch.Tensor, torch.Tensor]:
         hands = {s: pose.hand(s) for s in ("left", "right") if pose.hand(s) is not None}
@@ -191,4 +221,4 @@ class InterHandPairs(PosePairs):
         return {"source": source_image, "target": target_image, "source_pose": source_pose, "target_pose": target_pose}
 
 
-__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "gl_rgb", "write_pairs"]
+__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "check_pairs_folder", "gl_rgb", "write_pairs"]

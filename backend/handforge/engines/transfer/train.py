@@ -34,11 +34,15 @@ def requested_spec(args: argparse.Namespace):
         return None
     from handforge.export.spec import load_spec  # its SpecError is a ValueError
 
+    from handforge.engines.transfer.pairs import check_pairs_folder
+
     try:  # --data is written into only with --write-pairs: a file there was "[Errno 17] File exists"
         output_folder(args.data)
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"--data: {exc}") from None
-    return load_spec(args.write_pairs)
+    spec = load_spec(args.write_pairs)
+    check_pairs_folder(args.data, spec, args.shading)  # pairs of another spec there: said now too
+    return spec
 
 
 def write_requested_pairs(args: argparse.Namespace, spec=None) -> None:
@@ -139,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args, spec)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
+        settings.data_statistics = dataset.fingerprint()  # a resume on another folder of as many pairs is refused
+        if spec is not None and len(dataset) > args.pairs:  # (pairs written before, with a larger --pairs)
+            print(f"handforge train transfer: note: training on the {len(dataset)} pairs in {args.data}, more than "
+                  f"--pairs {args.pairs} (written there before)", file=sys.stderr)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
                                 num_layers=args.layers, num_heads=args.heads)
