@@ -170,11 +170,33 @@ def test_a_damaged_checkpoint_or_log_is_said_or_survived(tmp_path):
     # before: "step.json ... delete it", and a run without it failed the same way: the folder is to delete
     with pytest.raises(TrainingError, match="step.json cannot be read .*delete its folder .*step-00000004 to resume"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    # another step than its folder's: it resumed at that step and wrote over the later checkpoints and log lines
+    (newest / "step.json").write_text('{"step": 2}')
+    with pytest.raises(TrainingError, match="step.json cannot be read .*step 2 in the folder of step 4.*delete its "
+                                            "folder"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
     (newest / "step.json").write_text('{"step": 4}')
+    with (run / "log.jsonl").open("a") as fh:  # an edited line whose step is no number: dropped (a TypeError)
+        fh.write('\n{"step": "x"}\n{"step": null}\n')
     done = train(fresh_model(), Points(40), loss, settings(run, steps=6))
     assert done.resumed_from == 4
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
+
+
+def test_fp16_on_the_cpu_is_refused(tmp_path, monkeypatch):
+    """accelerate trains "fp16" on the CPU in full precision, unsaid, and settings.json recorded fp16."""
+    import handforge.training.loop as loop
+
+    monkeypatch.setattr(loop, "_training_device", lambda: "cpu")
+    for run in (lambda s: check_settings(s), lambda s: train(fresh_model(), Points(40), loss, s)):
+        with pytest.raises(TrainingError, match="fp16 needs a GPU: on the CPU it would train in full precision; "
+                                                "use bf16 or no"):
+            run(settings(tmp_path / "run", mixed_precision="fp16"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    check_settings(settings(tmp_path / "run", mixed_precision="bf16"))
+    monkeypatch.undo()  # accelerate's own answer here
+    assert loop._training_device() == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_one_run_at_a_time_in_a_folder(tmp_path):

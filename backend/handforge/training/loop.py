@@ -311,6 +311,8 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
         problems.append(f"grad_clip must be a positive number (or None for no clipping), got {s.grad_clip}")
     if s.mixed_precision not in ("no", "fp16", "bf16"):
         problems.append(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {s.mixed_precision!r}")
+    elif _precision_problem(s.mixed_precision, _training_device()):
+        problems.append(_precision_problem(s.mixed_precision, _training_device()))
     if s.ema_decay is not None and not 0.0 < s.ema_decay < 1.0:
         problems.append(f"ema_decay must be between 0 and 1 (or None for no EMA), got {s.ema_decay}")
     if s.stop_after is not None and s.stop_after < 1:
@@ -495,12 +497,30 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0][:200]
 
 
+def _precision_problem(precision: str, device_type: str) -> str:
+    """Why ``precision`` cannot train on ``device_type`` ('' when it can): accelerate runs fp16 on the CPU in
+    full precision, unsaid, and the run recorded fp16 all the same."""
+    if precision == "fp16" and device_type == "cpu":
+        return ("mixed_precision (--mixed-precision) fp16 needs a GPU: on the CPU it would train in full precision; "
+                "use bf16 or no")
+    return ""
+
+
+def _training_device() -> str:
+    """The kind of device accelerate trains on here (its process state, which ``Accelerator`` takes over)."""
+    from accelerate import PartialState
+
+    return PartialState().device.type
+
+
 def _checkpoint_step(checkpoint: Path) -> int:
     try:
         step = json.loads((checkpoint / "step.json").read_text())["step"]
-        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
-            return step
-        raise ValueError(f"step {step!r}")
+        if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+            raise ValueError(f"step {step!r}")
+        if step != int(checkpoint.name[5:]):  # (resumed at that step, it wrote over the later checkpoints)
+            raise ValueError(f"step {step} in the folder of step {int(checkpoint.name[5:])}")
+        return step
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TrainingError(_unreadable(checkpoint, exc, "step.json")) from None
 
@@ -547,7 +567,9 @@ def _logged_step(line: str) -> float:
     of a run killed while logging."""
     try:
         row = json.loads(line)
-        return row.get("step", 0) if isinstance(row, dict) else math.inf
+        step = row.get("step", 0) if isinstance(row, dict) else math.inf
+        # (a step that is no number, e.g. an edited line, ended the resume in a TypeError traceback)
+        return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
     except ValueError:
         return math.inf
 

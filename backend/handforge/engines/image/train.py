@@ -44,7 +44,8 @@ def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: f
     parser.add_argument("--steps", type=at_least(1), default=20000)
     parser.add_argument("--batch-size", type=at_least(1), default=batch_size)
     parser.add_argument("--lr", type=POSITIVE, default=lr, help=lr_help)
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+                        help="fp16 needs a GPU; bf16 runs on the CPU too")
     parser.add_argument("--ema-decay", type=number_in(0.0, 1.0, low_open=True, high_open=True), default=None,
                         help="EMA decay of the weights, between 0 and 1 (default: none)")
     parser.add_argument("--checkpoint-every", type=at_least(1), default=1000)
