@@ -529,7 +529,13 @@ def test_a_single_file_that_is_no_safetensors_is_refused_by_check_and_load(weigh
     assert main(["models", "check", str(notes)]) == 1
     assert f"problem: {notes}: not a readable safetensors file" in capsys.readouterr().out
     assert main(["models", "check", str(pickle)]) == 1
-    assert f"problem: {pickle}: only .safetensors weights are read, never pickles" in capsys.readouterr().out
+    assert f"problem: {pickle}: not weights HandForge reads: only .safetensors weights are read, never pickles" \
+        in capsys.readouterr().out
+    report = tmp_path / "report.json"  # (it was said to be a pickle)
+    report.write_text("{}")
+    assert main(["models", "check", str(report)]) == 1
+    assert (f"problem: {report}: not weights HandForge reads: a .safetensors file or a diffusers folder"
+            in capsys.readouterr().out)
     with pytest.raises(WeightsError, match="only .safetensors weights are read, never pickles"):
         load_sd(pickle, weights[1])
 

@@ -64,15 +64,17 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(pairs),
                            "--write-pairs", str(tmp_path / "spec.json"), "--pairs", "2", "--shading", "gl",
                            "--sd", str(sd), "--device", "cpu",
-                           "--controlnets", str(tmp_path / "controlnets"), "--target-generator", str(generator),
+                           # relative, from the folder it runs in: the report records it absolute (as the others)
+                           "--controlnets", str(tmp_path / "controlnets"), "--target-generator", "tg",
                            "--steps", "1", "--limit", "2", "--out", str(tmp_path / "report.json")],
-                          check=False, env=env, capture_output=True, text=True, timeout=600)
+                          check=False, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in (pairs / "target" / "samples").iterdir()) == ["000000", "000001"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []  # written in one go
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["pairs"] == 2 and set(report["engines"]) == {"reference", "ihpt"}
     run = report["run"]  # which weights the scores are of (the report did not say)
+    assert generator == tmp_path / "tg" and run["data"] == str(pairs)
     assert run["sd"] == str(sd) and run["models"]["ihpt"] == {"target_generator": str(generator)}
     assert all(path.startswith(str(tmp_path / "controlnets")) for path in run["models"]["reference"]["controlnets"].values())
     assert (run["steps"], run["limit"], run["device"]) == (1, 2, "cpu")

@@ -147,6 +147,9 @@ def _sha256(file: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
 def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -157,7 +160,10 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     report = Report(str(path))
     if path.is_file():
         if path.suffix.lower() != ".safetensors":
-            report.problems.append(f"{path}: only .safetensors weights are read, never pickles (.ckpt, .bin, .pt)")
+            pickled = path.suffix.lower() in PICKLE_SUFFIXES  # (a .json was said to be a pickle)
+            report.problems.append(f"{path}: not weights HandForge reads: " + (
+                "only .safetensors weights are read, never pickles (.ckpt, .bin, .pt, .pth)" if pickled else
+                "a .safetensors file or a diffusers folder (model_index.json beside unet/, vae/ ...)"))
             return report
         try:
             found = _header(path)

@@ -160,7 +160,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
         except ControlError as exc:
             raise ValueError(f"reference: {exc}") from None
         kinds = [c.kind for c in controls]
-        models["reference"] = {"controlnets": {c.kind: str(c.path) for c in controls}}
+        models["reference"] = {"controlnets": {c.kind: _absolute(c.path) for c in controls}}
         pipe = build_pipeline(sd_path, [str(c.path) for c in controls], sd_config, dtype=dtype, device=device)
 
         def reference(source, source_labels, labels, steps, seed):
@@ -176,7 +176,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
         parts = sd_parts_on(load_sd(sd_path, sd_config, dtype), device)
         model = load_model(TargetGenerator, folder, device=device)
         check_fits(model, folder, parts["unet"], sd_path)  # (the job's check: else a matmul error mid-evaluation)
-        models["ihpt"] = {"target_generator": str(folder)}
+        models["ihpt"] = {"target_generator": _absolute(folder)}
 
         def ihpt(source, source_labels, labels, steps, seed):
             hands, source_hands = label_poses(labels), label_poses(source_labels)
@@ -187,6 +187,11 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
 
         engines["ihpt"] = ihpt
     return engines, models
+
+
+def _absolute(path) -> str:
+    """A path as the report records it: absolute, so that a report read from elsewhere names its files."""
+    return str(Path(path).expanduser().absolute())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     scores = evaluate_pairs(engines, dataset, args.limit, args.steps, args.seed, args.pck, landmark_detector())
     # what was measured, so that a report read later says which weights it is about
-    report = {"run": {"sd": str(sd_path), "models": models, "data": str(args.data), "steps": args.steps,
+    report = {"run": {"sd": _absolute(sd_path), "models": models, "data": _absolute(args.data), "steps": args.steps,
                       "seed": args.seed, "limit": args.limit, "device": device}, **scores}
     if args.out:
         write_report(args.out, report)
