@@ -1043,3 +1043,36 @@ def test_a_keypoint_under_an_occluder_is_hidden_even_beside_its_hands_outline():
     for occluder, expected in ((quad(-0.2, 0.005, 0.5), False), (quad(-0.2, -0.1, 0.5), True)):
         images = renderer().render(camera, [quad(-0.2, 0.2, 1.0), occluder]).first(1)
         assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]
+
+
+def test_samples_that_show_no_hand_are_warned_of(tmp_path, capsys):
+    """Hands 100 m apart (the camera aims between them): every image empty, exit status 0, said only by
+    "none: 3" in the card's counts."""
+    from handforge.cli import main
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    pair = side_by_side()
+    apart = {side: stack_poses([pose.replace(transl=np.asarray(pose.transl) + [x, 0.0, 0.0])] * 2)
+             for side, pose, x in (("right", pair.right, 50.0), ("left", pair.left, -50.0))}
+    MotionClip(hands=apart).save(tmp_path / "apart.npz")
+    (tmp_path / "spec.json").write_text(json.dumps({"samples": 3, "width": 48, "height": 48, "render": {"engine": "none"},
+                                                    "poses": {"source": "files", "files": [str(tmp_path / "apart.npz")]}}))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    assert ("warning: 3 of 3 samples show no hand (outside the image): bring the camera ranges closer to the hands"
+            in capsys.readouterr().err)
+    (tmp_path / "seen.json").write_text(json.dumps({"samples": 3, "width": 48, "height": 48,
+                                                    "render": {"engine": "none"}}))  # the library's pairs: in view
+    assert main(["export", str(tmp_path / "seen.json"), "--out", str(tmp_path / "seen"), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_an_option_out_of_the_specs_range_is_named_as_the_option(tmp_path, capsys):
+    """--samples 99999999999 was said as the spec's key ("samples: expected ..."), which the spec did not hold."""
+    from handforge.cli import main
+
+    (tmp_path / "spec.json").write_text(json.dumps({"render": {"engine": "none"}}))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--samples",
+                 "99999999999"]) == 2
+    assert capsys.readouterr().err == ("handforge export: --samples: expected a whole number from 1 to 10000000, got "
+                                       "99999999999\n")
+    assert not (tmp_path / "data").exists()

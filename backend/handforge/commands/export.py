@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder
 from handforge_shared.protocol import with_hint
@@ -102,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
             overrides["generate"] = asdict(spec.generate)
             if args.engine != "none" and "rgb" not in overrides["outputs"]:
                 overrides["outputs"] = ["rgb", *overrides["outputs"]]
-        spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
+        try:
+            spec = parse_spec(overrides) if overrides != spec.to_dict() else spec
+        except SpecError as exc:  # the spec read well: an option's value is at fault, said by the option's name
+            flag = next((f for f in ("samples", "seed") if getattr(args, f) is not None and str(exc).startswith(f"{f}:")),
+                        None)
+            raise SpecError(f"--{flag}{str(exc)[len(flag):]}" if flag else str(exc)) from None
         status = hand_model_entry(spec.hand_model).status()
         if not status["available"]:
             raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: "
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
+    _note_unseen(args.out, summary["finished"])
     if summary.get("worker_restarts"):
         from handforge.export.shards import MAX_ATTEMPTS
 
@@ -137,6 +145,21 @@ def run(args: argparse.Namespace) -> int:
               sep="\n", file=sys.stderr)
         return 1
     return 0
+
+
+def _note_unseen(out: str, finished: int) -> None:
+    """A warning when samples show no hand (all their pixels outside the image): a dataset of empty images
+    ended in exit status 0, said only by "none: N" in the card's counts."""
+    from handforge.export.folder import CARD_JSON
+
+    try:
+        unseen = json.loads((Path(out) / CARD_JSON).read_text())["hand_types"].get("none", 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (the card is this run's: not expected)
+        return
+    if unseen:
+        print(f"warning: {unseen} of {finished} samples show no hand (outside the image): bring the camera "
+              "ranges closer to the hands ([camera] distance, elevation, azimuth), or drop those samples",
+              file=sys.stderr)
 
 
 def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
