@@ -223,3 +223,16 @@ def test_an_outside_packages_setting_in_the_config_file_is_no_misspelling(tmp_pa
     config_file.write_text('[example]\ncheckpoint = "x"\n')  # a real misspelling is still said
     assert main(["train", *EXAMPLE, "--out", str(tmp_path / "run2"), "--steps", "2", "--quiet"]) == 0
     assert "no engine declares, which nothing reads: example.checkpoint (misspelled?" in capsys.readouterr().err
+
+
+def test_torchs_info_lines_are_not_said_without_verbose(tmp_path):
+    """A Ctrl-C while torch was being imported (early in an export) left its loggers at the root's INFO, and
+    torch logged its "FakeTensor cache stats" (5 INFO lines) at exit, below "interrupted": torch's
+    internals, as accelerate's, are said with -v only, whenever torch is imported."""
+    script = ("import logging, sys; from handforge.cli import main; "  # a command that stops before torch
+              f"main(['convert-mano', {str(tmp_path / 'missing')!r}]); "
+              "assert 'torch' not in sys.modules; print(logging.getLogger('torch').level)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "30"  # WARNING (before: 0, NOTSET, the root's INFO)

@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(top or unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress
-        logging.getLogger("accelerate").setLevel(logging.WARNING)
+    if not args.verbose:  # accelerate says 6 INFO lines a saved checkpoint (its files), burying the progress;
+        # torch its FakeTensor cache statistics at exit (after a Ctrl-C of an export, below "interrupted")
+        for library in ("accelerate", "torch"):
+            logging.getLogger(library).setLevel(logging.WARNING)
     from handforge import config
     from handforge.config import ConfigError
     from handforge.termination import EXIT_STATUS, Terminated, second_ctrl_c_quits, sigterm_unwinds
