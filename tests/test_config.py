@@ -69,6 +69,21 @@ def test_every_command_says_an_unreadable_config_file_in_one_line(config_file, c
     assert str(config_file) in err and "fix or remove it" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [["corpus", "--out", "corpus", "--sequences", "1"], ["serve", "--port", "0"]])
+def test_every_command_refuses_a_setting_of_the_wrong_kind_before_any_work(config_file, command, tmp_path,
+                                                                           monkeypatch, capsys):
+    """`model_dir = 3` failed `doctor`, while serve started (every MANO job would fail on it) and corpus
+    wrote its clips: the README says every command refuses, before any work."""
+    from handforge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config_file.write_text("[mano]\nmodel_dir = 3\n")
+    assert main(command) == 2
+    assert capsys.readouterr().err == (f"handforge {command[0]}: mano.model_dir from {config_file} must be a path "
+                                       "(a string), got 3; fix or remove it\n")
+    assert not (tmp_path / "corpus").exists()
+
+
 def test_a_file_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_is_said(config_file):
     # before: Notepad's UTF-8 (a BOM) was "Invalid statement (at line 1, column 1)", and a Latin-1 é a
     # UnicodeDecodeError traceback from every command

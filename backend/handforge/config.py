@@ -222,6 +222,12 @@ def environment() -> dict[str, str]:
     return out
 
 
+def wrong_values() -> list[str]:
+    """What each setting whose value (from the environment or the file) cannot be read as its kind says:
+    every job reading it would fail, so the commands refuse to start on it, as on a file that does not parse."""
+    return [row["error"] for row in describe() if "error" in row]
+
+
 def describe() -> list[dict[str, Any]]:
     """Every setting with its value and source, JSON-ready (for doctor and capabilities); a value that
     cannot be read as its kind is the row's ``error`` (one bad line hid every other setting)."""

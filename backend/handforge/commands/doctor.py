@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _wrong_values(config) -> list[str]:
     """What each setting whose value cannot be read as its kind says, with the fix."""
-    return [f"{row['error']}: fix or remove it" for row in config.describe() if "error" in row]
+    return [f"{error}: fix or remove it" for error in config.wrong_values()]
 
 
 def _limits():
