@@ -14,7 +14,7 @@ from PIL import Image
 
 from handforge.datasets.interhand_files import read_cameras, read_mano_annotations
 from handforge.export.run import export
-from handforge.export.spec import SpecError, load_spec, parse_spec
+from handforge.export.spec import CAMERA_PRESETS, SpecError, load_spec, parse_spec
 from handforge.export.folder import finished_indices
 from handforge.export.interhand_format import interhand_paths
 from handforge.hands import load_hand_model
@@ -655,6 +655,12 @@ def test_the_example_spec_the_command_prints_is_every_default(tmp_path, capsys):
     assert parsed == parse_spec({})
     assert parsed.lighting == ("studio", "soft", "rim", "top") and parsed.render.engine == "workbench"
     assert len(parsed.hands.skin_tones) == 10  # skin_tones = [] there: the Monk scale's ten
+    # its preset switched: the egocentric ranges (the third-person ones, written out live, stayed: a review found it)
+    text = (tmp_path / "spec.toml").read_text()
+    (tmp_path / "ego.toml").write_text(text.replace('preset = "third_person"', 'preset = "egocentric"'))
+    assert load_spec(tmp_path / "ego.toml").camera == parse_spec({"camera": {"preset": "egocentric"}}).camera
+    for name, low_high in CAMERA_PRESETS["egocentric"].items():  # the comments say each preset's range
+        assert f"(egocentric: [{low_high[0]:g}, {low_high[1]:g}])" in text.split(f"# {name} = ")[1].splitlines()[0]
 
 
 def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_path):

@@ -21,12 +21,12 @@ example below, every key at its default, is what ``handforge export --example-sp
     split = "test"
 
     [camera]
-    preset = "third_person"              # or "egocentric": defaults for the ranges below
-    distance = [0.4, 0.8]                # metres from the hands' centre
-    elevation = [0, 45]                  # degrees above the hands
-    azimuth = [120, 240]                 # degrees about the vertical; 0 = from the person's side
-    focal = [35, 70]                     # mm on a 36 mm (full-frame) sensor
-    roll = [-10, 10]                     # degrees
+    preset = "third_person"              # or "egocentric": the ranges below (uncomment one to set it)
+    # distance = [0.4, 0.8]              # metres from the hands' centre        (egocentric: [0.3, 0.5])
+    # elevation = [0, 45]                # degrees above the hands              (egocentric: [35, 65])
+    # azimuth = [120, 240]               # degrees about the vertical; 0 = from the person's side (egocentric: [-25, 25])
+    # focal = [35, 70]                   # mm on a 36 mm (full-frame) sensor    (egocentric: [16, 24])
+    # roll = [-10, 10]                   # degrees                              (egocentric: [-15, 15])
 
     [render]
     engine = "workbench"                 # "workbench", "cycles", "generate" (the image engines, see
