@@ -420,4 +420,7 @@ def test_check_settings_refuses_what_needs_neither_model_nor_data(tmp_path):
     with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\)"):
         check_settings(settings(run, data_options={"window": 8}), OtherNet)
     check_settings(settings(run, data_options={"window": 16}), TinyNet)  # said by train(), with the data
+    # fewer steps than the run has done: said before the data is read too (train motion read it first)
+    with pytest.raises(TrainingError, match="already at step 2, past --steps 1"):
+        check_settings(settings(run, steps=1, warmup_steps=0, data_options={"window": 8}), TinyNet)
     assert not (tmp_path / "a").exists()

@@ -357,6 +357,11 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
     # by train(), with the data, so that a message names both
     _refuse_changes(out, theirs, {k: v for k, v in _settings_record(s).items()
                                   if k not in ("data_statistics", "data_options")})
+    # (after the comparisons: more steps would not do for another model's run; before the data is read)
+    done = _checkpoint_step(_newest_checkpoint(out))
+    if done > s.steps:
+        raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
+                            f"{done} steps, or train into a new out folder")
 
 
 def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
@@ -380,12 +385,6 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     theirs = _resumed_run(out, s)
     if theirs is not None:
         _refuse_changes(out, theirs, mine)
-    newest = _newest_checkpoint(out) if s.resume else None
-    if newest is not None:  # (after the comparison: more steps would not do for another model's run)
-        done = _checkpoint_step(newest)
-        if done > s.steps:
-            raise TrainingError(f"{out} holds a run already at step {done}, past --steps {s.steps}: give at least "
-                                f"{done} steps, or train into a new out folder")
     return mine
 
 
