@@ -75,7 +75,7 @@ def demo(out: Path) -> None:
     motion = inbetween_keyed_poses(out)
     engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
               f"the {motion['engine']} engine (shipped checkpoint, {motion['steps']} DDIM steps)")
-    loading = f" ({motion['seconds']:.1f} s with the first call's imports and model loading)" if motion["loaded"] else ""
+    loading = f" ({motion['seconds']:.2f} s with the first call's imports and model loading)" if motion["loaded"] else ""
     kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
     print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
           f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")
