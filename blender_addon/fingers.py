@@ -15,6 +15,8 @@ With auto-keying on, a slider tweak keys the bones it moved (and the slider, whe
 
 from __future__ import annotations
 
+import math
+
 import bpy
 import numpy as np
 from bpy.app.handlers import persistent
@@ -68,6 +70,9 @@ def slider_changed(context, arm_obj, kind: str, finger: str) -> None:
     """A slider was set (UI or script): move its finger, and auto-key when Blender would."""
     if _syncing:
         return
+    if not math.isfinite(getattr(arm_obj.handforge, f"{kind}_{finger}")):  # a script's NaN, an expression typed
+        sync_sliders(arm_obj)  # back to what the bones show: NaN went into the rotations (and the keys)
+        return
     joints = move_fingers(arm_obj, [(kind, finger)])
     if context.scene.tool_settings.use_keyframe_insert_auto:
         _autokey(context.scene, arm_obj, joints, keys.slider_path(kind, finger))
@@ -109,7 +114,8 @@ def sync_sliders(arm_obj, keep=()) -> None:
         for finger in FINGERS:
             for kind in keys.SLIDER_KINDS:
                 name = f"{kind}_{finger}"
-                if (kind, finger) not in keep and abs(getattr(props, name) - shown[kind][finger]) > SAME_VALUE:
+                # (not "<=": a NaN slider differs from every value)
+                if (kind, finger) not in keep and not abs(getattr(props, name) - shown[kind][finger]) <= SAME_VALUE:
                     setattr(props, name, shown[kind][finger])
     finally:
         _syncing = False

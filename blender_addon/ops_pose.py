@@ -104,7 +104,8 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
-            pose = hands.DEFAULT_PLACEMENT[side] if self.include_placement else pose_conv.read_pose(obj, visual=False)
+            # the fingers alone need no reading of the pose (a NaN in a bone made Reset fail on it)
+            pose = hands.DEFAULT_PLACEMENT[side]
             _posed(obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
         return {"FINISHED"}
 

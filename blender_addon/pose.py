@@ -248,7 +248,9 @@ def write_local(arm_obj, local: np.ndarray, location: np.ndarray | None, joints:
     for k in joints if joints is not None else range(NUM_JOINTS):
         pb = pbones[JOINT_NAMES[k]]
         mode = pb.rotation_mode
-        prop, values = rotation_channels(matrix_to_axis_angle(local[k][None]), mode, channel_values(pb))
+        previous = channel_values(pb)  # (continuity with a NaN channel made the new one NaN: Reset kept it)
+        prop, values = rotation_channels(matrix_to_axis_angle(local[k][None]), mode,
+                                         previous if np.isfinite(previous).all() else None)
         setattr(pb, prop, values[0].tolist())
     if location is not None:
         pbones[WRIST].location = np.asarray(location, dtype=np.float64).tolist()

@@ -133,3 +133,12 @@ def test_a_rig_that_lost_a_bone_gets_no_traceback_and_no_half_added_limits(sessi
     assert out["never_complete_on"] == {}  # not one limit added to a rig that lost a bone
     assert out["index1_moved"] == 0.0  # the slider left the rig alone
     assert out["own_muted"] is False  # the artist's own constraint untouched
+
+
+def test_a_slider_set_to_nan_leaves_the_bones_and_reset_pose_always_resets(session):
+    session.no_error("not_a_number")
+    found = session["not_a_number"]
+    assert found["bones_unchanged"] and abs(found["slider"] - 0.4) < 1e-3, found  # back to what the bones show
+    assert found["nan_in_bones"] and found["reset"] == ["FINISHED"], found
+    assert found["finite_after_reset"], found
+    assert abs(found["flat_after_reset"]) < 1e-5, found

@@ -154,6 +154,32 @@ def auto_keying_at_a_subframe():
 s.check("auto_keying_subframe", auto_keying_at_a_subframe)
 
 
+def not_a_number():
+    """A NaN set on a slider (a script, an expression typed in the field) went into the bones' rotations, was
+    keyed as such, and then even Reset Pose failed ("hand_pose has a non-finite value")."""
+    right = hand("right")
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    right.handforge.curl_index = 0.4
+    before = rotations("right")
+    right.handforge.curl_index = float("nan")
+    out = {"bones_unchanged": bool(np.array_equal(rotations("right"), before)),
+           "slider": right.handforge.curl_index}
+    for bone in ("index1", "index2", "index3"):  # NaN in the bones by other means: Reset Pose still resets
+        pb = right.pose.bones[bone]
+        if pb.rotation_mode == "QUATERNION":
+            pb.rotation_quaternion = (float("nan"),) * 4
+        else:
+            pb.rotation_euler = (float("nan"),) * 3
+    out["nan_in_bones"] = not bool(np.isfinite(rotations("right")).all())
+    out["reset"] = sorted(bpy.ops.handforge.reset_pose(sides="BOTH"))
+    out["finite_after_reset"] = bool(np.isfinite(rotations("right")).all())
+    out["flat_after_reset"] = sliders_of("right")["curl_index"]
+    return out
+
+
+s.check("not_a_number", not_a_number)
+
+
 def lose_bone(arm, name: str) -> None:
     """Delete a bone in edit mode, as a user would."""
     bpy.context.view_layer.objects.active = arm
