@@ -429,3 +429,14 @@ def test_a_chosen_rig_deleted_is_refused_not_stood_in_for_by_another_pairs_hand(
         assert "the left hand is not chosen in HandForge > Hands (its rig deleted?)" in found[what], found
         assert "choose the left hand there" in found[what], found
     assert found["listed"] == ["right"]  # the panels and the keying set leave the stand-in out too
+
+
+def test_export_motion_says_what_of_the_rigs_placement_the_clip_leaves_out(session):
+    """A rig moved as an object, a parent carrying one, a mirrored rig: written without a word before."""
+    session.no_error("placement")
+    found = session["placement"]
+    assert found["plain"] == [], found  # Add Hands' rigs: nothing left out
+    assert any(line.startswith("Warning: Hand.R") and "moves as an object" in line for line in found["keyed"]), found
+    assert any("moves as an object (Carrier: keys" in line for line in found["parented"]), found
+    assert any("is mirrored (a negative scale)" in line for line in found["mirrored"]), found
+    assert any("placed differently as objects" in line for line in found["mirrored"]), found

@@ -151,7 +151,7 @@ def export_modal():
                               scene=scene)
 
     def operator(path: str):
-        op = SimpleNamespace(_result={}, _path=path, _timer=None,
+        op = SimpleNamespace(_result={}, _path=path, _timer=None, _placement_notes=[],
                              report=lambda kind, text: seen["reports"].append([sorted(kind)[0], text]))
         op._steps = keys_module.export_steps(bpy.context, {"left": hand("left"), "right": hand("right")},
                                              1001, 1060, op._result)
@@ -587,4 +587,48 @@ def a_pairs_rig_deleted():
 
 
 s.check("pair_rig_deleted", a_pairs_rig_deleted)
+
+
+def placement_left_out():
+    """Export Motion holds each hand's bones in its own armature's space: a rig moved as an object (keys, an
+    animated parent), rigs placed apart as objects, or a mirrored rig were written without a word, the
+    clip's hands standing still or on the wrong side of each other."""
+    first = bpy.context.window.scene
+    here = bpy.data.scenes.new("Placed")
+    bpy.context.window.scene = here
+    out = a["work"] + "/placed.npz"
+
+    def export() -> list[str]:
+        result, printed = printed_by(lambda: bpy.ops.handforge.export_motion(filepath=out, frame_start=1, frame_end=10))
+        assert result == ["FINISHED"], printed
+        return [line for line in printed.splitlines() if line.startswith("Warning")]
+
+    try:
+        assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+        left, right = here.handforge.left, here.handforge.right
+        found = {"plain": export()}
+        right.location = (0.0, 0.0, 0.0)
+        right.keyframe_insert("location", frame=1)
+        right.location = (1.0, 0.0, 0.0)
+        right.keyframe_insert("location", frame=10)
+        found["keyed"] = export()
+        right.animation_data_clear()
+        right.location = left.location
+        empty = bpy.data.objects.new("Carrier", None)
+        here.collection.objects.link(empty)
+        left.parent = empty
+        empty.keyframe_insert("location", frame=1)
+        empty.location = (0.0, 0.5, 0.0)
+        empty.keyframe_insert("location", frame=10)
+        found["parented"] = export()
+        left.parent = None
+        empty.animation_data_clear()
+        right.scale = (-1.0, 1.0, 1.0)
+        found["mirrored"] = export()
+        return found
+    finally:
+        bpy.context.window.scene = first
+
+
+s.check("placement", placement_left_out)
 s.finish()
