@@ -143,6 +143,27 @@ def test_wrist_paths_through_each_other_are_said_to_leave_the_hands_in_each_othe
     assert "warning" not in kept_apart.data
 
 
+def test_a_hand_left_to_the_engine_is_not_said_to_follow_paths():
+    """One hand keyed at both ends, the other not sent (the engine makes it): where the made hand went into
+    the keyed one, the note told the artist to move wrist paths they had never sent (a review found it; the
+    shipped model, which makes this motion, not the module's tiny one)."""
+    rng = np.random.default_rng(0)
+    t = 30
+    arrays = {"left.global_orient": np.zeros((t, 3), np.float32), "left.hand_pose": np.zeros((t, 45), np.float32),
+              "left.transl": np.zeros((t, 3), np.float32), "left.mask": np.zeros((t, PARTS), np.uint8)}
+    for k in (0, t - 1):
+        arrays["left.global_orient"][k] = rng.uniform(-1, 1, 3)
+        arrays["left.hand_pose"][k] = rng.uniform(-0.3, 0.3, 45)
+        arrays["left.transl"][k] = [0.1 * k / t, 0.0, 0.3]
+        arrays["left.mask"][k] = 1
+    with running_server("--devices", "cpu") as shipped, shipped.client() as client:
+        result = client.run("motion.inbetween", {"engine": "learned", "fps": 1000, "smoothing": 10,
+                                                 "variation": 0.01}, arrays, timeout=300)
+    warning = result.data.get("warning", "")
+    assert "wrist keys or paths" not in warning, warning
+    assert warning.startswith("The hands still go ") and "Regenerate for another take" in warning, warning
+
+
 def test_trajectory_and_generate(server):
     path = np.stack([np.linspace(-0.2, -0.05, FRAMES), np.zeros(FRAMES), np.linspace(0, 0.1, FRAMES)], 1)
     with server.client() as client:

@@ -324,9 +324,15 @@ def _overlap_note(pipeline, observation, clip) -> str:
     depth = float(pipeline.penetration_depths([observation], [values])[0])
     if depth <= KEYS_OVERLAP:
         return ""
-    return (f"The hands are still {depth * 1000:.0f} mm into each other where your wrist keys or paths bring them "
-            "together: Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the paths "
-            "apart there.")
+    mask = np.asarray(observation.part_mask)
+    changeable = ~mask.reshape(len(mask), -1).all(-1)
+    if mask[changeable, :, KEY_PARTS - 1].all():  # both wrists placed on every frame sampling makes: the paths
+        return (f"The hands are still {depth * 1000:.0f} mm into each other where your wrist keys or paths bring "
+                "them together: Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the "
+                "paths apart there.")
+    # (a free wrist went in: the note above blamed paths the request had not sent, a hand left to the engine)
+    return (f"The hands still go {depth * 1000:.0f} mm into each other in places Keep Apart did not clear: Regenerate "
+            "for another take, or key the wrists apart there.")
 
 
 def _observed(build, params, arrays):
