@@ -121,6 +121,16 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     right_without_root = {k: v for k, v in arrays.items() if k not in ("right.global_orient", "right.matrix_world")}
     with pytest.raises(JobFailed, match="right.global_orient"):  # its other arrays would be dropped unseen
         client.run("export_renders", params, right_without_root)
+    # (a review found these: each frame exported twice, two cameras one name, a reply of kilobytes)
+    with pytest.raises(JobFailed, match=r"^arrays.frames: frame 3 is listed 2 times"):
+        client.run("export_renders", params, {**arrays, "frames": np.array([3, 3])})
+    with pytest.raises(JobFailed, match=r"^params.cameras\[1\]: camera name 'A' is given twice"):
+        client.run("export_renders", {**params, "cameras": [params["cameras"][0]] * 2}, arrays)
+    with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be") as failure:
+        client.run("export_renders", {**params, "cameras": [{"name": "A", "sensor_fit": list(range(1000))}] * 2}, arrays)
+    assert len(failure.value.message) < 400
+    with pytest.raises(JobFailed, match=r"^arrays: no hand given"):
+        client.run("export_renders", params, {k: v for k, v in arrays.items() if not k.startswith(("left.", "right."))})
     assert not (tmp_path / "out").exists()
 
 

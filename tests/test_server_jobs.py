@@ -200,7 +200,7 @@ def _pose(batch=2):
     ({**_pose(), "right.transl": np.zeros((3, 3), np.float32)}, {}, "arrays.right.transl", "batch_right is 3"),
     ({**_pose(), "right.betas": np.full((2, 10), 500.0)}, {}, "arrays.right.betas", "above 20"),
     ({"right.global_orient": np.zeros((2, 3), np.float32)}, {}, "arrays.right.hand_pose", "required with"),
-    ({}, {}, "arrays.right.global_orient", "no hand given"),
+    ({}, {}, "arrays:", "no hand given"),  # (neither side sent: not "arrays.right.global_orient")
     (_pose(), {"model": "smpl"}, "params.model", "'open', 'mano'"),
     (_pose(), {"modle": "open"}, "params.modle", "not a parameter"),
 ])

@@ -61,11 +61,22 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("arrays.camera.lens", f"must have shape ({cameras}, {frames}): one value per camera in "
                       "params.cameras and frame in arrays.frames")
     if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
-        raise invalid("arrays.right.global_orient", "no hand given", "send the poses of the left and/or right hand")
+        raise invalid("arrays", "no hand given", "send the poses of the left and/or right hand "
+                      "(<side>.global_orient with its matrix_world)")
+    unique, counts = np.unique(arrays["frames"], return_counts=True)
+    if (counts > 1).any():  # (each was exported again, as another sample of the same scene)
+        raise invalid("arrays.frames", f"frame {int(unique[counts > 1][0])} is listed {int(counts.max())} times",
+                      "list each frame once")
+    names = set()
     for k, camera in enumerate(params["cameras"]):
         if not isinstance(camera.get("name"), str) or camera.get("sensor_fit") not in SENSOR_FITS:
+            shown = repr(camera)
             raise invalid(f"params.cameras[{k}]", "must be {\"name\": str, \"sensor_fit\": "
-                          f"{' | '.join(SENSOR_FITS)}}}, got {camera!r}")
+                          f"{' | '.join(SENSOR_FITS)}}}, got {shown[:200] + ' …' if len(shown) > 200 else shown}")
+        if camera["name"] in names:  # (the labels name the camera: a dataset reader could not tell them apart)
+            raise invalid(f"params.cameras[{k}]", f"camera name {camera['name']!r} is given twice",
+                          "give each camera its own name")
+        names.add(camera["name"])
     if frames * cameras > MAX_SAMPLES:
         raise invalid("arrays.frames", f"{frames} frames × {cameras} cameras is more than {MAX_SAMPLES} samples",
                       "export a shorter frame range, a larger frame step or fewer cameras")

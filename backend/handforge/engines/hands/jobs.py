@@ -127,7 +127,7 @@ def _pose_arrays() -> dict[str, ArraySpec]:
 
 def _check_forward(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if not any(hand_array_name(side, "global_orient") in arrays for side in SIDES):
-        raise invalid("arrays.right.global_orient", "no hand given",
+        raise invalid("arrays", "no hand given",  # (neither side was sent: not the right hand's array)
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
     check_model_available(params, arrays)
 
