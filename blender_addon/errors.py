@@ -8,6 +8,7 @@ import traceback
 from .connection import BackendError
 from .hands import NoHandsError
 from .rig import RigBuildError
+from handforge_shared.files import file_error
 from handforge_shared.poses import PoseFormatError
 
 # Problems with the user's input or scene: reported as they are, with how to fix them.
@@ -18,6 +19,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (NoHandsError, RigBuildError, Pos
 def report_error(operator, exc: BaseException) -> None:
     """``exc`` as the operator's error report: a user error as it is, anything else with its type (its
     traceback printed to the system console) instead of a bare Python traceback in the report."""
+    if isinstance(exc, OSError) and exc.errno is not None:  # the artist's files (a folder refusing the file)
+        operator.report({"ERROR"}, file_error(exc, "choose another file or folder"))
+        return
     if isinstance(exc, USER_ERRORS):
         operator.report({"ERROR"}, str(exc))
         return

@@ -221,6 +221,9 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     bad = session["checked_first"]
     assert "choose where to write" in bad["export_empty"]
     assert "does not exist" in bad["export_no_folder"] and "folder" in bad["export_folder"]
+    refused = bad["export_refused"].strip().removeprefix("Error: ")
+    assert refused.startswith("/proc/handforge_m.npz: ") and ".tmp" not in refused, refused
+    assert refused.endswith("(or choose another file or folder)"), refused
     assert "frame range 20..10 is empty" in bad["export_range"]
     assert "choose a HandForge motion clip" in bad["import_empty"]
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]

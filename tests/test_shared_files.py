@@ -74,3 +74,14 @@ def test_a_settings_file_far_too_large_is_refused_unread_by_the_spec_and_config_
     monkeypatch.setenv("HANDFORGE_CONFIG", str(huge))
     with pytest.raises(config.ConfigError, match=r"the HandForge config file .* is 127\.0 MiB"):
         config.check_file()
+
+
+def test_a_folder_that_refuses_the_file_is_said_of_the_file_asked_for(tmp_path):
+    """/sys/x.npz said "Permission denied: '/sys/.x.npz.pf4c9sgl.tmp'": a temporary name nobody chose."""
+    import errno
+
+    target = "/proc/handforge_x.npz"  # (refuses new files, to root too)
+    with pytest.raises(OSError) as refused:
+        write_atomic(target, b"x")
+    assert refused.value.filename == target and refused.value.errno in (errno.ENOENT, errno.EACCES, errno.EPERM)
+    assert ".tmp" not in str(refused.value)

@@ -246,6 +246,9 @@ def checked_first():
         "export_no_folder": error_of(lambda: bpy.ops.handforge.export_motion(
             filepath=a["work"] + "/no/such/folder/m.npz", frame_start=1, frame_end=600)),
         "export_folder": error_of(lambda: bpy.ops.handforge.export_motion(filepath=a["work"], frame_start=1, frame_end=600)),
+        # a folder that refuses new files (to root too): it named a temporary file nobody chose
+        "export_refused": error_of(lambda: bpy.ops.handforge.export_motion(
+            filepath="/proc/handforge_m.npz", frame_start=1, frame_end=10)),
         "export_range": error_of(lambda: bpy.ops.handforge.export_motion(
             filepath=a["work"] + "/r.npz", frame_start=20, frame_end=10)),
         "import_empty": error_of(lambda: bpy.ops.handforge.import_motion(filepath="")),
