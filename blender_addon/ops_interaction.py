@@ -605,6 +605,15 @@ def _forget_on_load(*_args) -> None:
         end_browse(bpy.context, restore=False)
 
 
+@persistent
+def _forget_on_undo(*_args) -> None:
+    """An undo (or redo) while candidates are shown ends the browse, the hands left as the undo made them:
+    what Cancel would restore was saved before it, and Cancel wrote the undone pose back onto one hand."""
+    state = getattr(bpy.context.window_manager, "handforge_interaction", None)
+    if state is not None and len(state.candidates):
+        end_browse(bpy.context, restore=False)
+
+
 _SHOWN_AT_SAVE: dict[int, dict] = {}  # the previewed rigs' channels while a file is written, by session_uid
 
 
@@ -635,7 +644,8 @@ def _shown_again_after_save(*_args) -> None:
 
 
 HANDLERS = (("load_post", _forget_on_load), ("save_pre", _save_without_preview), ("save_post", _shown_again_after_save),
-            ("save_post_fail", _shown_again_after_save))  # (a save that failed: no save_post)
+            ("save_post_fail", _shown_again_after_save),  # (a save that failed: no save_post)
+            ("undo_post", _forget_on_undo), ("redo_post", _forget_on_undo))
 
 
 def register() -> None:

@@ -222,3 +222,10 @@ def test_the_backends_warning_is_shown_with_the_candidates(session):
     found = session["far_out_shape"]
     assert found["result"] == ["FINISHED"]
     assert "every candidate still goes" in found["printed"] and "betas up to 20" in found["printed"], found["printed"]
+
+
+def test_an_undo_while_browsing_ends_the_browse_and_cancel_writes_nothing_back(session):
+    session.no_error("undo_browsing")
+    found = session["undo_browsing"]
+    assert found["undone_to_flat"] and found["after_undo"] == 0, found  # the browse ended with the undo
+    assert found["still_flat"], found  # (Cancel put the undone fist back on the right hand)

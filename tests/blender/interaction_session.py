@@ -140,6 +140,25 @@ def apply_and_undo():
 s.check("apply", apply_and_undo)
 
 
+def undo_while_browsing():
+    """Fist over flat (one undo step), Sample, then Ctrl-Z: the hands went back to flat, the candidates stayed
+    listed, and Cancel wrote the undone fist back onto the right hand alone (a review found it)."""
+    as_user(bpy.ops.handforge.apply_preset, preset="flat", sides="BOTH")
+    flat = {side: channels(side) for side in SIDES}
+    as_user(bpy.ops.handforge.apply_preset, preset="fist", sides="BOTH")
+    assert sorted(sample()) == ["FINISHED"]
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    found = {"after_undo": browse()["count"],
+             "undone_to_flat": all(np.allclose(channels(side), flat[side], atol=1e-6) for side in SIDES),
+             "cancel": error_of(lambda: bpy.ops.handforge.interaction_cancel())}
+    found["still_flat"] = all(np.allclose(channels(side), flat[side], atol=1e-6) for side in SIDES)
+    return found
+
+
+s.check("undo_browsing", undo_while_browsing)
+
+
 def fcurve_frames(side: str) -> dict:
     ad = hand(side).animation_data
     bag = ad.action.layers[0].strips[0].channelbag(ad.action_slot)
