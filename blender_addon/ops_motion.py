@@ -559,10 +559,13 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         self.check_inputs_unchanged(context)
         text = write_result(context, result, self._request)
         LAST_RUN.clear()  # only a motion that landed: a cancelled or refused one is not what Regenerate repeats
+        options = {p.identifier: getattr(self, p.identifier) for p in self.properties.bl_rna.properties
+                   if p.identifier != "rna_type"}
+        # the frames it made, not "the scene's range" (-1): a range narrowed since redid other frames, or refused
+        start = self._request["frame_start"]
+        options.update(frame_start=start, frame_end=start + self._request["frames"] - 1)
         LAST_RUN.update(operator=type(self).bl_idname, params=self._request["params"],
-                        paths=getattr(self, "_path_uids", {}),
-                        options={p.identifier: getattr(self, p.identifier) for p in self.properties.bl_rna.properties
-                                 if p.identifier != "rna_type"})
+                        paths=getattr(self, "_path_uids", {}), options=options)
         return text
 
 
@@ -674,8 +677,11 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             options["variation"] = 1.0
         for prop, uid in LAST_RUN.get("paths", {}).items():  # a wrist path renamed since is still followed
             path = next((o for o in bpy.data.objects if o.session_uid == uid), None)
-            if path is not None:
-                options[prop] = path.name
+            if path is None:  # (the button said "choose a curve ...": Regenerate has no path to choose)
+                self.report({"ERROR"}, f"the {prop.removesuffix('_path')} wrist path the last Follow Wrist Path "
+                                       "followed is gone: run Follow Wrist Path again with a path")
+                return {"CANCELLED"}
+            options[prop] = path.name
         button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
         try:
             outcome = button(how, **options)

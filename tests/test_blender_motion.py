@@ -298,6 +298,8 @@ def test_regenerate_follows_a_path_renamed_since(session):
     found = session["regenerate_renamed_path"]
     assert found["first"] == ["FINISHED"] and found["result"] == ["FINISHED"], found
     assert max(found["misses"]) < 0.01, found
+    assert "the right wrist path the last Follow Wrist Path followed is gone: run Follow Wrist Path again" \
+        in found["gone"], found
 
 
 def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
@@ -342,3 +344,11 @@ def test_what_a_motion_keeps_as_the_artist_had_it_is_said(session):
     assert "right hand: index1 is muted, so its channels were left as they are" in printed, printed
     result, printed = found["strips"]
     assert result == ["FINISHED"] and "was animated by NLA strips alone: its new keys are in a new action" in printed
+
+
+def test_regenerate_redoes_the_frames_it_repeats_whatever_the_scene_range_is_now(session):
+    session.no_error("regenerate_range")
+    found = session["regenerate_range"]
+    start, end = ARTIST_FRAMES[0], ARTIST_FRAMES[-1]
+    assert found["made"] == ["FINISHED"] and found["first"] == [start, end], found
+    assert found["again"] == ["FINISHED"] and found["again_range"] == [start, end], found

@@ -216,6 +216,27 @@ def regenerate():
 s.check("regenerate", regenerate)
 
 
+def regenerate_the_same_frames():
+    """In-between over the scene's range (-1, as the panel sends it), the range then narrowed: Regenerate
+    redid the narrowed range, or refused it as if In-between had been pressed on it (a review found it)."""
+    scene = bpy.context.scene
+    saved = scene.frame_start, scene.frame_end
+    scene.frame_start, scene.frame_end = START, END
+    try:
+        made = as_user(ops.motion_inbetween, frame_start=-1, frame_end=-1, engine="spline", sides="BOTH")[0]
+        last = importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_RUN
+        first = (last["options"]["frame_start"], last["options"]["frame_end"])
+        scene.frame_end = START + 2  # to preview the start
+        again, printed = as_user(ops.motion_regenerate)
+        return {"made": made, "first": first, "again": again, "printed": printed,
+                "again_range": (last["options"]["frame_start"], last["options"]["frame_end"])}
+    finally:
+        scene.frame_start, scene.frame_end = saved
+
+
+s.check("regenerate_range", regenerate_the_same_frames)
+
+
 def second_sample_right_only():
     """The same two-sample request keying its first, then its second sample, on the right hand only."""
     before = snapshot()
@@ -673,7 +694,9 @@ def regenerate_a_renamed_path():
     scene.frame_set(1)
     bpy.data.objects.remove(decoy)
     bpy.data.objects.remove(path)
-    return {"first": first, "result": result, "printed": printed, "misses": misses}
+    # the path deleted since: said as Regenerate's (the button's "choose a curve" named a field it has not)
+    gone = error_of(lambda: ops.motion_regenerate())
+    return {"first": first, "result": result, "printed": printed, "misses": misses, "gone": gone}
 
 
 s.check("regenerate_renamed_path", regenerate_a_renamed_path)
