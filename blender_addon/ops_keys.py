@@ -10,7 +10,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import fcurves, generated_keys, hands, keys
-from .errors import reports_errors
+from .errors import report_error, reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import MotionClip
@@ -168,7 +168,11 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self._end_ui(context)
-        return self._finish()
+        try:
+            return self._finish()
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: said with its fix (execute's path has it too)
+            report_error(self, exc)
+            return {"CANCELLED"}
 
     def _end_ui(self, context) -> None:
         wm = context.window_manager

@@ -124,6 +124,9 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     # (a review found these: each frame exported twice, two cameras one name, a reply of kilobytes)
     with pytest.raises(JobFailed, match=r"^arrays.frames: frame 3 is listed 2 times"):
         client.run("export_renders", params, {**arrays, "frames": np.array([3, 3])})
+    three = _request(tmp_path / "out", rng, frames=5)[1]  # (the count of that frame, not the largest one)
+    with pytest.raises(JobFailed, match=r"^arrays.frames: frame 1 is listed 2 times"):
+        client.run("export_renders", params, {**three, "frames": np.array([1, 1, 2, 2, 2])})
     with pytest.raises(JobFailed, match=r"^params.cameras\[1\]: camera name 'A' is given twice"):
         client.run("export_renders", {**params, "cameras": [params["cameras"][0]] * 2}, arrays)
     with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be") as failure:
@@ -215,7 +218,7 @@ def test_a_folder_that_cannot_take_samples_fails_the_job_at_once_in_words(tmp_pa
         with pytest.raises(JobFailed) as failure:
             client.run("export_renders", params, arrays)
         assert client.run("ping").data is not None  # the backend carries on
-    assert re.match(rf"{re.escape(str(tmp_path))}/renders/samples/\.partial-0000\d\d: Permission denied: let this "
+    assert re.match(rf"{re.escape(str(tmp_path))}/renders/samples: Permission denied: let this "
                     r"user read and write it \(or choose another Output folder\)$", failure.value.message), failure.value
     assert failure.value.hint == "the samples already made are kept: export again to go on"
     assert refusals(tmp_path) <= 3  # not 16: stopped at the first

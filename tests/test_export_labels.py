@@ -1082,3 +1082,22 @@ def test_an_option_out_of_the_specs_range_is_named_as_the_option(tmp_path, capsy
     assert capsys.readouterr().err == ("handforge export: --samples: expected a whole number from 1 to 10000000, got "
                                        "99999999999\n")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_folder_recorded_with_a_key_its_source_did_not_use_resumes_without_it(tmp_path, capsys):
+    """Such keys were accepted unread (and recorded); refused now, the folder's spec could be rerun neither
+    with the key (refused) nor without it (another spec): the review of that change found it."""
+    from handforge.cli import main
+
+    spec = {"samples": 2, "width": 32, "height": 32, "render": {"engine": "none"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    record = tmp_path / "data" / "export_spec.json"
+    held = json.loads(record.read_text())
+    held["poses"]["files"], held["background"]["folder"] = ["/old/clip.npz"], "/old/backgrounds"  # as recorded then
+    record.write_text(json.dumps(held))
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "samples": 3}))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    assert "3 samples in" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps({**spec, "samples": 3, "seed": 4}))  # still another spec
+    assert main(["export", str(tmp_path / "other.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 2

@@ -70,16 +70,20 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     only checks (before a job is queued)."""
     path = out / SPEC_RECORD
     # more samples extend the dataset; the inputs and the hand model are checked on their own
+    from handforge.export.spec import without_unused
+
     mutable = ("samples", INPUTS, HAND_MODEL, GENERATE_WEIGHTS)
-    wanted = {k: v for k, v in record.items() if k not in mutable}
+    wanted = without_unused({k: v for k, v in record.items() if k not in mutable})
     if path.is_file():
         held = _held_record(out)
         if not isinstance(held, dict):  # (said as "another spec, differing: all", to be rerun with "that spec")
             raise FolderTaken(f"{path} cannot be read as the record of the export this folder holds "
                               f"({_unreadable(path)}): its samples cannot be resumed without it; restore the file, "
                               "or choose a new or an empty folder")
-        if {k: v for k, v in held.items() if k not in mutable} != wanted:
-            differ = _differences({k: v for k, v in held.items() if k not in mutable}, wanted)
+        # (keys a spec's source does not use compare at their defaults: refused now, they were accepted unread)
+        held_spec = without_unused({k: v for k, v in held.items() if k not in mutable})
+        if held_spec != wanted:
+            differ = _differences(held_spec, wanted)
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         now = record.get(INPUTS, {})

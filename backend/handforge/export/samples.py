@@ -147,6 +147,8 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         # numpy reports a full disk as a short write without an errno ("196608 requested and 157664 written")
         if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(final.parent)) from None
+        if stops_the_run(exc, writing=True):  # said of the samples' folder, not of the hidden .partial- one
+            raise type(exc)(exc.errno, exc.strerror, str(final.parent)) from None
         raise
     if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
         shutil.rmtree(final)

@@ -280,6 +280,24 @@ def _generate(data: Any) -> GenerateSettings:
                             keep_below_px=_number(gen.get("keep_below_px", 0.0), "generate.keep_below_px", 0.0, 1e4))
 
 
+UNUSED_POSE_KEYS = {"library": ("files", "corpus", "split"), "files": ("names", "corpus", "split"),
+                    "corpus": ("names", "files")}
+
+
+def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec's record (``to_dict``, as a dataset folder holds it) with the keys its pose source and
+    backgrounds do not use at their defaults: a folder recorded before such keys were refused (they were
+    accepted, unread) resumes from the same spec without them."""
+    out = dict(record)
+    poses, background = out.get("poses"), out.get("background")
+    if isinstance(poses, dict) and poses.get("source") in UNUSED_POSE_KEYS:
+        defaults = asdict(PoseSource())
+        out["poses"] = {**poses, **{k: defaults[k] for k in UNUSED_POSE_KEYS[poses["source"]] if k in poses}}
+    if isinstance(background, dict) and "images" not in (background.get("kinds") or ()) and "folder" in background:
+        out["background"] = {**background, "folder": ""}
+    return json.loads(json.dumps(out))
+
+
 def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     top = _section(ExportSpec, data, "spec")
     seed = _seed(top.get("seed", 0), "seed")

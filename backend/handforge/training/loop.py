@@ -311,8 +311,8 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
         problems.append(f"grad_clip must be a positive number (or None for no clipping), got {s.grad_clip}")
     if s.mixed_precision not in ("no", "fp16", "bf16"):
         problems.append(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {s.mixed_precision!r}")
-    elif _precision_problem(s.mixed_precision, _training_device()):
-        problems.append(_precision_problem(s.mixed_precision, _training_device()))
+    elif s.mixed_precision == "fp16" and _precision_problem(s.mixed_precision, _training_device()):
+        problems.append(_precision_problem(s.mixed_precision, _training_device()))  # (accelerate started for fp16 only)
     if s.ema_decay is not None and not 0.0 < s.ema_decay < 1.0:
         problems.append(f"ema_decay must be between 0 and 1 (or None for no EMA), got {s.ema_decay}")
     if s.stop_after is not None and s.stop_after < 1:

@@ -65,7 +65,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
                       "(<side>.global_orient with its matrix_world)")
     unique, counts = np.unique(arrays["frames"], return_counts=True)
     if (counts > 1).any():  # (each was exported again, as another sample of the same scene)
-        raise invalid("arrays.frames", f"frame {int(unique[counts > 1][0])} is listed {int(counts.max())} times",
+        raise invalid("arrays.frames", f"frame {int(unique[counts > 1][0])} is listed {int(counts[counts > 1][0])} times",
                       "list each frame once")
     names = set()
     for k, camera in enumerate(params["cameras"]):

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
             raise WeightsError(f"--init {args.init} does not fit {sd_path}: {mismatch(sd['unet'].config, net.config)}")
         dataset = GuidancePairs(args.data, sd["tokenizer"], size=args.size, default_caption=args.caption)
         settings.data_statistics = dataset.fingerprint()  # a resume on another folder of as many samples is refused
-    except (TrainingError, WeightsError, ValueError, OSError) as exc:
+    except (TrainingError, WeightsError, ValueError) as exc:  # (a file error: worded by the command line's handler)
         print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     objective = GuidanceObjective(sd, args.lambda_global, args.lambda_local, args.tas_strength if args.tas else None)

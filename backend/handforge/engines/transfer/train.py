@@ -151,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
                                 num_layers=args.layers, num_heads=args.heads)
     except (TrainingError, WeightsError, ValueError, OSError) as exc:
-        print(f"handforge train transfer: {exc}", file=sys.stderr)
+        from handforge_shared.files import file_error
+
+        said = file_error(exc, "choose another folder") if isinstance(exc, OSError) and exc.errno else exc
+        print(f"handforge train transfer: {said}", file=sys.stderr)
         return 2
     try:
         result = train(model, dataset, TransferObjective(sd), settings)
