@@ -187,9 +187,13 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.txt").write_text("keep")
-    with pytest.raises(FolderTaken, match="holds no HandForge export"):
+    with pytest.raises(FolderTaken, match=r"holds no HandForge export \(thesis.txt\)"):  # (what blocks it, named)
         export(parse_spec(SPEC), mine, progress=False)
     assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    finder = tmp_path / "finder"  # a Mac's Finder adds .DS_Store to a new folder; an empty samples/ holds nothing
+    (finder / "samples").mkdir(parents=True)
+    (finder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    assert export(parse_spec({**SPEC, "samples": 1}), finder, progress=False)["written"] == 1
     grown = tmp_path / "grown"
     export(parse_spec({**SPEC, "samples": 1}), grown, progress=False)
     assert export(parse_spec({**SPEC, "samples": 2}), grown, progress=False)["written"] == 1

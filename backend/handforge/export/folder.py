@@ -109,10 +109,13 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         if extra:
             raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {record['samples']} asked for: ask "
                               "for at least as many as are there, or choose another folder")
-    # (a run killed while it wrote its record left only the record's temporary file: resumed)
-    elif out.is_dir() and any(not (p.name.startswith(f".{SPEC_RECORD}.") and p.name.endswith(TEMPORARY_SUFFIX))
-                              for p in out.iterdir()):
-        raise FolderTaken(f"{out} is not empty and holds no HandForge export: choose a new or an empty folder")
+    # (hidden names are left out: .DS_Store, which a Mac's Finder adds to a new folder, or the record's temporary
+    # file of a run killed while it wrote it; and an empty samples/: nothing an export could mix with)
+    elif out.is_dir() and (blocking := sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                                              and not (p.name == SAMPLES and p.is_dir() and not any(p.iterdir())))):
+        named = ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
+        raise FolderTaken(f"{out} is not empty and holds no HandForge export ({named}): choose a new or an empty "
+                          "folder")
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
