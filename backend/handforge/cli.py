@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
             return 2
-        if config.wrong_values():  # (`model_dir = 3`: said by doctor, while every other command went on)
-            print(f"handforge {args.command}: {'; '.join(config.wrong_values())}; fix or remove it", file=sys.stderr)
+        if wrong := config.wrong_values():  # (`model_dir = 3`: said by doctor, while every other command went on)
+            print(f"handforge {args.command}: {'; '.join(wrong)}; fix or remove it", file=sys.stderr)
             return 2
         if unknown:
             print(f"handforge {args.command}: warning: the config file {config.config_path()} names settings no "

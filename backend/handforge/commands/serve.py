@@ -170,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # once the engines (and --engine-package's) have declared their settings
         unknown = settings_file.check_file()
-        if settings_file.wrong_values():  # every job reading such a value would fail (it started, unsaid)
-            raise settings_file.ConfigError("; ".join(settings_file.wrong_values()))
+        if wrong := settings_file.wrong_values():  # every job reading such a value would fail (it started, unsaid)
+            raise settings_file.ConfigError("; ".join(wrong))
     except settings_file.ConfigError as exc:
         print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
         return 2

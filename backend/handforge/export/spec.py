@@ -280,8 +280,7 @@ def _generate(data: Any) -> GenerateSettings:
                             keep_below_px=_number(gen.get("keep_below_px", 0.0), "generate.keep_below_px", 0.0, 1e4))
 
 
-UNUSED_POSE_KEYS = {"library": ("files", "corpus", "split"), "files": ("names", "corpus", "split"),
-                    "corpus": ("names", "files")}
+POSE_KEY_SOURCE = {"names": "library", "files": "files", "corpus": "corpus", "split": "corpus"}  # key → its source
 
 
 def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,9 +289,10 @@ def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
     accepted, unread) resumes from the same spec without them."""
     out = dict(record)
     poses, background = out.get("poses"), out.get("background")
-    if isinstance(poses, dict) and poses.get("source") in UNUSED_POSE_KEYS:
+    if isinstance(poses, dict):
         defaults = asdict(PoseSource())
-        out["poses"] = {**poses, **{k: defaults[k] for k in UNUSED_POSE_KEYS[poses["source"]] if k in poses}}
+        out["poses"] = {**poses, **{k: defaults[k] for k, used_by in POSE_KEY_SOURCE.items()
+                                    if k in poses and poses.get("source") != used_by}}
     if isinstance(background, dict) and "images" not in (background.get("kinds") or ()) and "folder" in background:
         out["background"] = {**background, "folder": ""}
     return json.loads(json.dumps(out))
@@ -319,7 +319,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                              split=_text(poses.get("split", "test"), "poses.split"))
     # a key of another source is an error, as an unknown key is: with source left at 'library', clips given
     # in files were never read (nor checked) and the card listed them as if they had been used
-    for key, used_by in (("names", "library"), ("files", "files"), ("corpus", "corpus"), ("split", "corpus")):
+    for key, used_by in POSE_KEY_SOURCE.items():
         if getattr(pose_source, key) != getattr(PoseSource, key) and source != used_by:
             raise SpecError(f"poses.{key} is given but poses.source is {source!r}: set source = {used_by!r} to "
                             f"use it, or remove {key}")

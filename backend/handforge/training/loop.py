@@ -311,8 +311,10 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
         problems.append(f"grad_clip must be a positive number (or None for no clipping), got {s.grad_clip}")
     if s.mixed_precision not in ("no", "fp16", "bf16"):
         problems.append(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {s.mixed_precision!r}")
-    elif s.mixed_precision == "fp16" and _precision_problem(s.mixed_precision, _training_device()):
-        problems.append(_precision_problem(s.mixed_precision, _training_device()))  # (accelerate started for fp16 only)
+    elif s.mixed_precision == "fp16" and _training_device() == "cpu":  # (accelerate started for fp16 only)
+        # accelerate runs fp16 on the CPU in full precision, unsaid, and the run recorded fp16 all the same
+        problems.append("mixed_precision (--mixed-precision) fp16 needs a GPU: on the CPU it would train in full "
+                        "precision; use bf16 or no")
     if s.ema_decay is not None and not 0.0 < s.ema_decay < 1.0:
         problems.append(f"ema_decay must be between 0 and 1 (or None for no EMA), got {s.ema_decay}")
     if s.stop_after is not None and s.stop_after < 1:
@@ -494,15 +496,6 @@ def _check_random_states(checkpoint: Path, process_index: int) -> None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0][:200]
-
-
-def _precision_problem(precision: str, device_type: str) -> str:
-    """Why ``precision`` cannot train on ``device_type`` ('' when it can): accelerate runs fp16 on the CPU in
-    full precision, unsaid, and the run recorded fp16 all the same."""
-    if precision == "fp16" and device_type == "cpu":
-        return ("mixed_precision (--mixed-precision) fp16 needs a GPU: on the CPU it would train in full precision; "
-                "use bf16 or no")
-    return ""
 
 
 def _training_device() -> str:
