@@ -185,6 +185,8 @@ class JobOperator:
     # True for a job whose result poses or keys the hands: greyed while one is in Edit Mode
     # (``hands.in_edit_mode``: the change could not be undone there)
     changes_hands = False
+    # said after "cancelled" when stopping loses nothing done so far (e.g. an export that a rerun resumes)
+    cancelled_hint = ""
 
     # ---------------------------------------------------------------- what subclasses define
     def job_request(self, context) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -369,9 +371,11 @@ class JobOperator:
         if failure:
             self.report({"ERROR"}, f"{job.label} failed: {failure}")
         elif interrupted and (isinstance(outcome, Cancelled) or note):
-            self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else ""))
+            self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else "")
+                        + (f"; {self.cancelled_hint}" if self.cancelled_hint else ""))
         elif isinstance(outcome, Cancelled) or note:
-            self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else ""))
+            self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else "")
+                        + (f"; {self.cancelled_hint}" if self.cancelled_hint else ""))
         elif isinstance(outcome, Error):
             self.report({"ERROR"}, f"{job.label} failed [{outcome.code}]: {outcome}")
         return {"CANCELLED"}

@@ -79,6 +79,7 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER"}  # writes files, changes nothing in the scene
     job_kind = "export_renders"
     scene_bound = False  # the backend writes the files; the result only reports them
+    cancelled_hint = "the images written so far are kept: export again to the same folder to resume"
 
     directory: StringProperty(name="Folder", subtype="DIR_PATH", default="", options=PATH_FIELD,
                               description="Dataset folder (on the backend's machine): new, empty, or this export's "

@@ -155,3 +155,16 @@ def test_another_file_opened_while_it_runs_frees_the_button(session):
     # greyed ("This job is running") until Blender restarted
     session.no_error("file_opened")
     assert session["file_opened"] == {"result": ["RUNNING_MODAL"], "running": 1, "after_load": 0, "poll": True}
+
+
+def test_a_cancelled_export_says_a_rerun_resumes_and_the_rerun_does(session):
+    # before: "Export Labelled Renders cancelled" and nothing more: whether the images written were kept, and
+    # what to do next, was left to guess
+    session.no_error("cancelled")
+    cancelled = session["cancelled"]
+    assert cancelled["result"] == ["CANCELLED"], cancelled
+    assert "cancelled; the images written so far are kept: export again to the same folder to resume" in \
+        cancelled["printed"], cancelled["printed"]
+    assert 1 <= cancelled["kept"] < 9, cancelled
+    assert cancelled["rerun"] == ["FINISHED"], cancelled
+    assert f"{9 - cancelled['kept']} new, {cancelled['kept']} already there" in cancelled["rerun_printed"], cancelled

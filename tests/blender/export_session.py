@@ -262,6 +262,27 @@ def scene_switched_mid_export():
 s.check("switched_scene", scene_switched_mid_export)
 
 
+def cancelled_then_resumed():
+    """Cancel Job once the first image is written; the warning says the images so far are kept and a rerun
+    resumes; the rerun to the same folder writes only the rest."""
+    out = s.work / "cancelled"
+
+    def cancel_after_the_first_image():
+        if any(out.glob("samples/*/labels.json")):
+            bpy.ops.handforge.cancel_job()
+
+    with while_a_job_runs(cancel_after_the_first_image):
+        result, printed = printed_by(lambda: bpy.ops.handforge.export_renders(
+            directory=str(out), frame_start=1, frame_end=9, cameras="ACTIVE", engine="none"))
+    kept = len(list(out.glob("samples/*/labels.json")))
+    rerun, rerun_printed = printed_by(lambda: bpy.ops.handforge.export_renders(
+        directory=str(out), frame_start=1, frame_end=9, cameras="ACTIVE", engine="none"))
+    return {"result": result, "printed": printed, "kept": kept, "rerun": rerun, "rerun_printed": rerun_printed}
+
+
+s.check("cancelled", cancelled_then_resumed)
+
+
 def file_opened_mid_export():
     """Another file opened while the modal export runs: Blender ends the modal; the job is cancelled and
     forgotten (before: it stayed listed as running, its button greyed until Blender restarted)."""
