@@ -178,6 +178,17 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     assert "blender_request" in json.loads((tmp_path / "scene" / SPEC_RECORD).read_text())
     with pytest.raises(JobFailed, match="another scene, frame range or settings") as failure:
         client.run("export_renders", params, {**arrays, "frames": np.array([1, 4])})
+    # the refusal names the setting that differs as the artist set it, or what the rest covers (before: only
+    # "blender_request: "5e3a…" → "77b2…"", a digest of it all)
+    assert 'settings.frames: "1 to 3, 2 frame(s)" → "1 to 4, 2 frame(s)"' in str(failure.value), failure.value
+    with pytest.raises(JobFailed) as other_seed:
+        client.run("export_renders", {**params, "seed": 5, "width": 64}, arrays)
+    assert "(differing: settings.seed: 0 → 5, settings.width: 96 → 64)" in str(other_seed.value), other_seed.value
+    moved = {**arrays, "camera.lens": arrays["camera.lens"] * 1.5}
+    with pytest.raises(JobFailed) as other_lens:
+        client.run("export_renders", params, moved)
+    assert ("(differing: the hands' keys or placement, or the cameras, over the exported frames)"
+            in str(other_lens.value)), other_lens.value
     # the same frames as int32 (another client's choice) are the same request: resumed, not refused
     assert client.run("export_renders", params, {**arrays, "frames": arrays["frames"].astype(np.int32)}).data[
         "written"] == 0
@@ -198,6 +209,14 @@ def test_a_folder_holds_one_export_whichever_made_it(client, tmp_path):
     path.write_text(json.dumps({k: v for k, v in record.items() if k != HAND_MODEL}))
     assert client.run("export_renders", params, arrays).data["written"] == 0
     assert json.loads(path.read_text()) == record
+    # a folder recorded before the settings were (its digest covers them) resumes, and records them now
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "settings"}))
+    assert client.run("export_renders", params, arrays).data["written"] == 0
+    assert json.loads(path.read_text()) == record
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "settings"}))
+    with pytest.raises(JobFailed, match="differing: the hands' keys or placement, the cameras, the frames or the "
+                                        "settings"):
+        client.run("export_renders", {**params, "seed": 5}, arrays)
     spec = parse_spec({"samples": 1, "width": 64, "height": 64, "render": {"engine": "none"}})
     with pytest.raises(FolderTaken, match="another spec"):
         export(spec, tmp_path / "scene", progress=False)

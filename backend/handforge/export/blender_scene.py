@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from handforge.export.folder import HAND_MODEL, FolderTaken, claim_folder
+from handforge.export.folder import DIGEST, HAND_MODEL, SETTINGS, FolderTaken, claim_folder
 from handforge.export.labels import moved_pose
 from handforge.export.run import HAND_THREADS, hand_model_identity, label_scene, write_dataset
 from handforge.runtime import torch_threads
@@ -123,13 +123,26 @@ def posed_hands(model, poses: Mapping[str, HandPose], object_matrices: Mapping[s
     return out
 
 
-def request_signature(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 of everything that decides the dataset's content: not the output folder, the command the
-    card records (it names the .blend file and Blender's version: saving the scene under a name blocked
-    the resume) or Cycles' samples when Cycles does not render."""
-    kept = {k: v for k, v in params.items() if k not in ("out", "command")
+def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's settings that decide the dataset's content (see ``request_record``)."""
+    return {k: v for k, v in params.items() if k not in ("out", "command")
             and not (k == "samples" and params.get("engine") != "cycles")}
-    digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
+
+
+def request_record(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """What a dataset folder records of the request (a rerun of the same one resumes): a sha256 of
+    everything that decides the dataset's content — not the output folder, the command the card records
+    (it names the .blend file and Blender's version: saving the scene under a name blocked the resume) or
+    Cycles' samples when Cycles does not render — and, for a refusal to name what differs, the settings
+    and frames it covers."""
+    settings = _settings(params)
+    frames = [int(f) for f in np.asarray(arrays["frames"]).ravel()]
+    return {DIGEST: _digest(settings, arrays), SETTINGS: {
+        **settings, "frames": f"{frames[0]} to {frames[-1]}, {len(frames)} frame(s)" if frames else "none"}}
+
+
+def _digest(settings: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         if arr.dtype.kind in "iu":  # frame numbers: the same whether sent as int32 or int64
@@ -139,7 +152,7 @@ def request_signature(params: Mapping[str, Any], arrays: Mapping[str, np.ndarray
     return digest.hexdigest()
 
 
-def check_folder(out: str, signature: str) -> Path:
+def check_folder(out: str, record: dict[str, Any]) -> Path:
     """The output folder, if it can take this export: new, empty, or holding the same request's
     (unfinished) export, which is then resumed. Checked before the job is queued and again at its start."""
     try:
@@ -167,25 +180,25 @@ def check_folder(out: str, signature: str) -> Path:
                                  "you can write to")
     if path.is_dir():
         try:
-            claim_folder(path, folder_record(signature), RECORD_OF, write=False)
+            claim_folder(path, folder_record(record), RECORD_OF, write=False)
         except FolderTaken as exc:
             raise BlenderExportError(str(exc)) from None
     return path
 
 
-def folder_record(signature: str, model=None) -> dict[str, Any]:
-    """What the dataset folder records of the request that made it (a rerun of the same one resumes),
-    and of the hand ``model`` that poses its samples (none in the check before the job is queued:
-    the hand model is compared when the job starts)."""
+def folder_record(request: dict[str, Any], model=None) -> dict[str, Any]:
+    """What the dataset folder records of the request that made it (``request_record``), and of the hand
+    ``model`` that poses its samples (none in the check before the job is queued: the hand model is
+    compared when the job starts)."""
     identity = {HAND_MODEL: hand_model_identity(model)} if model is not None else {}
-    return {"blender_request": signature, **identity}
+    return {**request, **identity}
 
 
 def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def export_blender_scene(request: BlenderExport, out: Path, signature: str, model, command: str,
+def export_blender_scene(request: BlenderExport, out: Path, record: dict[str, Any], model, command: str,
                          progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Write the dataset (resumable: a rerun of the same request skips finished samples).
     ``progress(done, total, eta_seconds)`` after each sample; it may raise to stop."""
@@ -223,6 +236,6 @@ def export_blender_scene(request: BlenderExport, out: Path, signature: str, mode
                              settings={"source": "a Blender scene's hands and cameras",
                                        "frames": [request.frames[0], request.frames[-1]],
                                        "cameras": [c.name for c in request.cameras]},
-                             record=folder_record(signature, model), record_of=RECORD_OF)
+                             record=folder_record(record, model), record_of=RECORD_OF)
     except FolderTaken as exc:  # taken since the check, or a folder that cannot be made
         raise BlenderExportError(str(exc)) from None

@@ -31,6 +31,8 @@ SPEC_RECORD = "export_spec.json"  # what the folder's samples were made from: a 
 INPUTS = "inputs"  # in it: the files besides the spec the samples were made from (``file_identities``)
 HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were posed with (``run.hand_model_identity``)
 GENERATE_WEIGHTS = "generate_weights"  # in it: the image weights of generated RGB (``generated_rgb.weights_identity``)
+DIGEST = "blender_request"  # in a Blender request's record: a digest of it all (``blender_scene.request_record``)
+SETTINGS = "settings"  # beside it: the request's settings as the user set them, for a refusal to name (since 2026-12)
 PARTIAL_PREFIX = ".partial-"
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
 COCO_FILE, CONTACT_SHEET = "coco.json", "contact_sheet.png"
@@ -82,8 +84,10 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
                               "or choose a new or an empty folder")
         # (keys a spec's source does not use compare at their defaults: refused now, they were accepted unread)
         held_spec = without_unused({k: v for k, v in held.items() if k not in mutable})
+        if SETTINGS not in held_spec:  # recorded before the settings were: the digest covers them
+            wanted.pop(SETTINGS, None)
         if held_spec != wanted:
-            differ = _differences(held_spec, wanted)
+            differ = _named_differences(held_spec, wanted)
             raise FolderTaken(f"{out} holds an export of another {what} (differing: {', '.join(differ)}): choose a "
                               f"new or an empty folder, or rerun with that {what.split(',')[0]} to resume it")
         now = record.get(INPUTS, {})
@@ -188,6 +192,18 @@ def inputs_changed(held: dict[str, Any], now: dict[str, Any], shown: int = 3) ->
         return f"{name} changed ({before} → {after} bytes)" if before != after else f"{name} changed (same size)"
     changes = [change(name) for name in sorted(set(held) | set(now)) if held.get(name) != now.get(name)]
     return ", ".join(changes[:shown]) + (f" and {len(changes) - shown} more" if len(changes) > shown else "")
+
+
+def _named_differences(held: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``_differences``, a Blender request's digest said in words: left out where settings that differ are
+    named, else what it covers besides them (a hash named nothing the artist could change back)."""
+    found = _differences(held, wanted)
+    named = [d for d in found if not d.startswith(f"{DIGEST}:")]
+    if len(named) == len(found):
+        return found
+    if SETTINGS not in held:  # recorded before the settings were: the digest is all there is to compare
+        return named + ["the hands' keys or placement, the cameras, the frames or the settings"]
+    return named or ["the hands' keys or placement, or the cameras, over the exported frames"]
 
 
 def _differences(held: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:

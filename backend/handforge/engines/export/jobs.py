@@ -53,7 +53,7 @@ def _arrays() -> dict[str, ArraySpec]:
 
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    from handforge.export.blender_scene import BlenderExportError, check_folder, request_signature
+    from handforge.export.blender_scene import BlenderExportError, check_folder, request_record
     from handforge.export.room import ExportTooLarge, check_room
 
     frames, cameras = len(arrays["frames"]), len(params["cameras"])
@@ -89,7 +89,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
                  CAMERA_SCALE_HINT)
     check_model_available(params, arrays)
     try:
-        check_folder(params["out"], request_signature(params, arrays))
+        check_folder(params["out"], request_record(params, arrays))
     except BlenderExportError as exc:
         raise invalid("params.out", str(exc)) from None
     try:  # the memory of a sample now; the disk when the job knows which samples are left
@@ -100,16 +100,16 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
 
 def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
     from handforge.export.blender_scene import (BlenderExport, BlenderExportError, check_folder,
-                                                export_blender_scene, request_signature)
+                                                export_blender_scene, request_record)
     from handforge.export.folder import ExportBusy
     from handforge.export.room import ExportTooLarge
     from handforge.export.samples import stops_the_run
     from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 
-    signature = request_signature(params, arrays)
+    record = request_record(params, arrays)
     try:
-        out = check_folder(params["out"], signature)  # again: another job may have used it since
+        out = check_folder(params["out"], record)  # again: another job may have used it since
         request = BlenderExport.from_request(params, arrays)
         for c in range(len(request.cameras)):  # every camera converts, before any sample is written
             for f in range(len(request.frames)):
@@ -123,7 +123,7 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
 
     ctx.progress(0.0, f"exporting {request.spec.samples} samples")
     try:
-        summary = export_blender_scene(request, out, signature, model, command=params["command"] or
+        summary = export_blender_scene(request, out, record, model, command=params["command"] or
                                        "Blender: HandForge › Export Labelled Renders", progress=progress)
     except GLUnavailable as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), "install the GL renderer's system packages") from None
