@@ -165,8 +165,9 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     assert _differences({"p": "/data/" + "x" * 60 + "/one"}, {"p": "/data/" + "x" * 60 + "/two"}) == \
         ['p: …xxxxxxxxx/one" → …xxxxxxxxx/two"']
     # a nested key is named: "differing: render" said nothing of which of its settings
-    with pytest.raises(FolderTaken, match="another spec \\(differing: render.samples: 16 → 3\\)"):
-        export(parse_spec({**SPEC, "render": {**SPEC.get("render", {}), "samples": 3}}), exported, progress=False)
+    with pytest.raises(FolderTaken, match="another spec \\(differing: camera.distance: \\[0.3, 0.5\\] → \\[0.3, "
+                                          "0.6\\]\\)"):
+        export(parse_spec({**SPEC, "camera": {"distance": [0.3, 0.6]}}), exported, progress=False)
     with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for"):
         export(parse_spec({**SPEC, "samples": 1}), exported, progress=False)
     assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before
@@ -1105,3 +1106,23 @@ def test_a_folder_recorded_with_a_key_its_source_did_not_use_resumes_without_it(
     assert "3 samples in" in capsys.readouterr().out
     (tmp_path / "other.json").write_text(json.dumps({**spec, "samples": 3, "seed": 4}))  # still another spec
     assert main(["export", str(tmp_path / "other.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 2
+
+
+def test_render_settings_the_engine_does_not_read_make_no_other_dataset(tmp_path, capsys):
+    """Cycles' samples under Workbench or none, a forearm under none: the same images, so a rerun with them
+    changed resumes (before: "holds an export of another spec (differing: render.samples: 16 → 64)")."""
+    from handforge.cli import main
+
+    spec = {"samples": 2, "width": 32, "height": 32, "render": {"engine": "none"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    capsys.readouterr()
+    unread = {**spec, "samples": 3, "render": {"engine": "none", "samples": 64, "forearm": "sleeve"}}
+    (tmp_path / "spec.json").write_text(json.dumps(unread))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0, \
+        capsys.readouterr().err
+    assert "3 samples in" in capsys.readouterr().out
+    read = {**spec, "samples": 3, "render": {"engine": "cycles", "samples": 64}, "outputs": ["mesh", "masks"]}
+    (tmp_path / "other.json").write_text(json.dumps(read))  # another engine: another spec, its samples named
+    assert main(["export", str(tmp_path / "other.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 2
+    assert "render.engine: \"none\" → \"cycles\", render.samples: 16 → 64" in capsys.readouterr().err

@@ -284,9 +284,10 @@ POSE_KEY_SOURCE = {"names": "library", "files": "files", "corpus": "corpus", "sp
 
 
 def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A spec's record (``to_dict``, as a dataset folder holds it) with the keys its pose source and
-    backgrounds do not use at their defaults: a folder recorded before such keys were refused (they were
-    accepted, unread) resumes from the same spec without them."""
+    """A spec's record (``to_dict``, as a dataset folder holds it) with the keys its pose source,
+    backgrounds and render engine do not use at their defaults: a folder recorded before such keys were
+    refused (they were accepted, unread) resumes from the same spec without them, and one exported with
+    ``engine = "none"`` resumes whatever Cycles' samples say."""
     out = dict(record)
     poses, background = out.get("poses"), out.get("background")
     if isinstance(poses, dict):
@@ -295,6 +296,12 @@ def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
                                     if k in poses and poses.get("source") != used_by}}
     if isinstance(background, dict) and "images" not in (background.get("kinds") or ()) and "folder" in background:
         out["background"] = {**background, "folder": ""}
+    render = out.get("render")
+    if isinstance(render, dict):  # Cycles' samples under another engine, a forearm in no Blender render: unread
+        engine, rgb = render.get("engine"), "rgb" in (out.get("outputs") or ())
+        out["render"] = {**render, **({"samples": RenderSettings.samples} if engine != "cycles" else {}),
+                         **({"forearm": RenderSettings.forearm}
+                            if not (rgb and engine in ("workbench", "cycles")) else {})}
     return json.loads(json.dumps(out))
 
 
