@@ -564,8 +564,13 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         # the frames it made, not "the scene's range" (-1): a range narrowed since redid other frames, or refused
         start = self._request["frame_start"]
         options.update(frame_start=start, frame_end=start + self._request["frames"] - 1)
+        written = self._request["write"]
+        if "sides" in options:  # the hands it keyed, not "the panel's" (switched since, it keyed the other hand)
+            options["sides"] = "BOTH" if len(written) == 2 else written[0].upper()
         LAST_RUN.update(operator=type(self).bl_idname, params=self._request["params"],
-                        paths=getattr(self, "_path_uids", {}), options=options)
+                        paths=getattr(self, "_path_uids", {}), options=options,
+                        scene=(context.scene.name, context.scene.session_uid),
+                        rigs={side: self._request["rigs"][side] for side in written})
         return text
 
 
@@ -669,6 +674,10 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         if not LAST_RUN:
             self.report({"ERROR"}, "no motion yet: run In-between, Follow Wrist Path or Generate Motion first")
             return {"CANCELLED"}
+        why = _not_where_made(bpy.context)
+        if why:
+            self.report({"ERROR"}, why)
+            return {"CANCELLED"}
         options = dict(LAST_RUN["options"])
         options["seed"] = (LAST_RUN["params"]["seed"] + 1) % SEED_LIMIT if self.seed < 0 else self.seed
         # A fresh sample (from pure noise) unless the artist set a Variation: an in-between's default (0.8)
@@ -689,6 +698,23 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
             self.report({"ERROR"}, str(exc).strip().removeprefix("Error: "))
             return {"CANCELLED"}
         return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
+
+
+def _not_where_made(context) -> str:
+    """Why Regenerate cannot redo the last motion here ('' when it can): it redoes it on the rigs it keyed, in
+    its scene (another scene's hands, or a rig added in place of one, never had that motion)."""
+    (scene_name, scene_uid), rigs = LAST_RUN["scene"], LAST_RUN["rigs"]
+    label = _button(LAST_RUN["operator"]).bl_label
+    if context.scene.session_uid != scene_uid:
+        return (f"the last motion ({label}) was made in the scene {scene_name!r}: show that scene to regenerate it, "
+                f"or run {label} here")
+    there = {o.session_uid for o in context.scene.objects}
+    gone = [(side, name) for side, (name, uid) in rigs.items() if uid not in there]
+    if gone:
+        which = " and ".join(f"{side} hand {name!r}" for side, name in gone)
+        return (f"the {which} the last motion ({label}) keyed {'is' if len(gone) == 1 else 'are'} no longer in the "
+                f"scene: add hands with HandForge > Add Hands and run {label} on them")
+    return ""
 
 
 def _button(idname: str) -> type:

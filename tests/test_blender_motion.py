@@ -352,3 +352,15 @@ def test_regenerate_redoes_the_frames_it_repeats_whatever_the_scene_range_is_now
     start, end = ARTIST_FRAMES[0], ARTIST_FRAMES[-1]
     assert found["made"] == ["FINISHED"] and found["first"] == [start, end], found
     assert found["again"] == ["FINISHED"] and found["again_range"] == [start, end], found
+
+
+def test_regenerate_redoes_the_hands_it_keyed_in_their_scene(session):
+    # before: the panel's Hands switched to Left after an In-between of the right hand, Regenerate keyed the
+    # left hand; shown another scene with hands, it in-betweened those
+    session.no_error("regenerate_where")
+    where = session["regenerate_where"]
+    assert where["made"] == ["FINISHED"] and "on the right hand" in where["made_printed"], where
+    assert where["again"] == ["FINISHED"] and "on the right hand" in where["printed"], where
+    assert where["left_unchanged"], where
+    assert ("the last motion (In-between) was made in the scene 'Scene': show that scene to regenerate it, or run "
+            "In-between here") in where["elsewhere"], where

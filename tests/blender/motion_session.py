@@ -338,6 +338,37 @@ def regenerate_after_an_edit():
 s.check("edited", regenerate_after_an_edit)
 
 
+def regenerate_where_it_was_made():
+    """Regenerate redoes the last motion on the hands it keyed, in its scene: before, it took the panel's
+    Hands as they were by then (switched to Left, it keyed the left hand) and another scene's hands."""
+    scene = bpy.context.scene
+    settings = scene.handforge
+    saved = settings.target
+    settings.target = "RIGHT"
+    try:
+        made, made_printed = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="spline",
+                                     sides="SCENE")
+        settings.target = "LEFT"  # the panel switched afterwards
+        left_before = {k: v for k, v in snapshot().items() if k.startswith("left|")}
+        again, printed = as_user(ops.motion_regenerate)
+        left_after = {k: v for k, v in snapshot().items() if k.startswith("left|")}
+    finally:
+        settings.target = saved
+    window = bpy.context.window_manager.windows[0]
+    other = bpy.data.scenes.new("Other Scene")
+    window.scene = other
+    try:
+        elsewhere = error_of(lambda: ops.motion_regenerate())
+    finally:
+        window.scene = scene
+        bpy.data.scenes.remove(other)
+    return {"made": made, "made_printed": made_printed, "again": again, "printed": printed,
+            "left_unchanged": left_before == left_after, "elsewhere": elsewhere}
+
+
+s.check("regenerate_where", regenerate_where_it_was_made)
+
+
 def fps_changed_mid_job():
     """The scene's frame rate changed while a motion was made: keys still land on the frames asked for."""
     scene = bpy.context.scene
