@@ -78,9 +78,35 @@ def slider_changed(context, arm_obj, kind: str, finger: str) -> None:
         _autokey(context.scene, arm_obj, joints, keys.slider_path(kind, finger))
 
 
-def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
-    """Key what a slider moved at the current frame, as Blender's auto-keying keys a transform:
-    with the chosen key type, only channels that have curves when "Only Insert Available" is on."""
+def posed(scene, arm_obj, pose, fingers_only: bool) -> None:
+    """A pose tool's pose on the rig (Apply Preset, Paste Pose, Mirror, Reset, a library pose): the sliders
+    show it, and with auto-keying on it is keyed, as Blender's own pose tools (Paste Pose) key theirs (before,
+    the next frame change took it away on a keyed rig, unsaid)."""
+    pose_conv.write_pose(arm_obj, pose, fingers_only=fingers_only)
+    sync_sliders(arm_obj)
+    if scene.tool_settings.use_keyframe_insert_auto:
+        _autokey(scene, arm_obj, list(range(1 if fingers_only else 0, len(JOINT_NAMES))), None,
+                 location=not fingers_only)
+
+
+def key_shown_sliders(arm_obj, frame: float, keytype: str) -> int:
+    """Key the rig's keyed finger sliders at the curl and spread its bones show now; returns how many. A keyed
+    slider moves its finger to its own value on every frame change, so a pose keyed without it came back
+    changed (Apply Preset, then Key Pose: the next frame change took the preset's curl away)."""
+    bag = fcurves.find_channelbag(arm_obj)
+    keyed = [keys.slider_path(kind, finger) for finger in FINGERS for kind in keys.SLIDER_KINDS
+             if bag is not None and bag.fcurves.find(keys.slider_path(kind, finger)) is not None]
+    if keyed:
+        sync_sliders(arm_obj)  # the keyed ones too: what is keyed is what the bones show
+        for path in keyed:
+            arm_obj.keyframe_insert(path, frame=frame, group=keys.SLIDER_GROUP, keytype=keytype)
+    return len(keyed)
+
+
+def _autokey(scene, arm_obj, joints: list[int], slider: str | None, location: bool = False) -> None:
+    """Key what a slider (or, ``slider`` None, a pose tool) moved at the current frame, as Blender's
+    auto-keying keys a transform: with the chosen key type, only channels that have curves when "Only
+    Insert Available" is on."""
     only_available = bpy.context.preferences.edit.use_keyframe_insert_available
     bag = fcurves.find_channelbag(arm_obj)
 
@@ -93,11 +119,16 @@ def _autokey(scene, arm_obj, joints: list[int], slider: str) -> None:
         prop = pose_conv.channel_prop(arm_obj.pose.bones[name].rotation_mode)
         if wanted(f'pose.bones["{name}"].{prop}'):
             arm_obj.pose.bones[name].keyframe_insert(prop, frame=frame, group=name, keytype=keytype)
+    if location and wanted(f'pose.bones["{JOINT_NAMES[0]}"].location'):
+        arm_obj.pose.bones[JOINT_NAMES[0]].keyframe_insert("location", frame=frame, group=JOINT_NAMES[0],
+                                                           keytype=keytype)
     correctives = rig.corrective_keys(arm_obj) if joints else None
     for kb in correctives or ():
         kb.keyframe_insert("value", frame=frame, group="Pose Correctives", keytype=keytype)
-    if slider in keys.animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
-        arm_obj.keyframe_insert(slider, frame=frame, group="HandForge Sliders", keytype=keytype)
+    if slider is None:  # a pose tool: the keyed sliders would take its pose back at the next frame change
+        key_shown_sliders(arm_obj, frame, keytype)
+    elif slider in keys.animated_paths(arm_obj):  # else the slider's own curve would undo the tweak
+        arm_obj.keyframe_insert(slider, frame=frame, group=keys.SLIDER_GROUP, keytype=keytype)
     # keyframe_insert keeps an overwritten key's type: a tweak over a generated frame is the artist's
     keys.retype_pose_keys(arm_obj, frame, keytype)
 

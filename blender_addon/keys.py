@@ -20,6 +20,7 @@ from . import pose as pose_conv
 from . import rig as rig_build
 from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
                       hand_channels, is_pose_path, key_types, new_points, read_points, shown, write_points)
+from handforge_shared import anatomy
 from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
@@ -190,6 +191,24 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
     return channels
 
 
+SLIDER_GROUP = "HandForge Sliders"  # the F-curve group of keyed finger sliders (as fingers' auto-keying names it)
+
+
+def slider_channels(arm_obj, poses: HandPose) -> list[Channel]:
+    """The keyed finger sliders' channels for (T,) poses: the curl and spread each pose shows. A keyed slider
+    moves its finger to its own value on every frame change (``fingers.follow_animation``), so bone keys
+    written without it were overridden there: Key Candidates and motion on such a rig showed other fingers."""
+    bag = find_channelbag(arm_obj)
+    keyed = [(kind, finger) for finger in FINGERS for kind in SLIDER_KINDS
+             if bag is not None and bag.fcurves.find(slider_path(kind, finger)) is not None]
+    if not keyed:
+        return []
+    angles = anatomy.hand_pose_to_anatomical(poses.hand_pose, pose_conv.bone_frames(arm_obj), arm_obj.handforge.side)
+    shown = [dict(zip(SLIDER_KINDS, anatomy.curl_spread_of(a))) for a in np.asarray(angles, np.float64)]
+    return [Channel(slider_path(kind, finger), 0, SLIDER_GROUP,
+                    np.array([frame[kind][finger] for frame in shown], np.float32)) for kind, finger in keyed]
+
+
 def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
     keys = rig_build.corrective_keys(arm_obj)
     if not keys:
@@ -296,8 +315,8 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
         under_strips = only_in_strips(arm_obj)
-        count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel), f"{arm_obj.name} Action",
-                                               blend)
+        count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel),
+                                               f"{arm_obj.name} Action", blend)
         written += count
         if under_strips:  # (as Blender's own keying does: said, since it hides the strips everywhere)
             warnings.append(f"{arm_obj.name!r} was animated by NLA strips alone: its new keys are in a new action, "

@@ -9,7 +9,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import fcurves, generated_keys, hands, keys
+from . import fcurves, fingers, generated_keys, hands, keys
 from .errors import report_error, reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
@@ -63,7 +63,9 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         keys.check_own_actions(found)  # one shared action: the second hand's keys would replace the first's
         keys.check_keyable(found)
         frame = context.scene.frame_current_final  # the time shown, subframe included, as Blender's I key
-        total = sum(keys.key_pose(obj, frame) for obj in found.values())
+        # (the keyed finger sliders too, at what the bones show: else they took the keyed pose back)
+        total = sum(keys.key_pose(obj, frame) + fingers.key_shown_sliders(obj, frame, "KEYFRAME")
+                    for obj in found.values())
         self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}")
         return {"FINISHED"}
 

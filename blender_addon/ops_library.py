@@ -34,9 +34,8 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
         angles = library.user_pose(self.name)
         for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
             current = pose_conv.read_pose(obj, visual=False)
-            pose_conv.write_pose(obj, current.replace(hand_pose=library.hand_pose_of(angles, obj)),
-                                 fingers_only=True)
-            fingers.sync_sliders(obj)
+            fingers.posed(context.scene, obj, current.replace(hand_pose=library.hand_pose_of(angles, obj)),
+                          fingers_only=True)
         return {"FINISHED"}
 
 

@@ -28,9 +28,8 @@ SIDES_DESCRIPTION = "Which hands to act on (Panel Setting: the hands chosen in t
 SIDES_WITH_SCENE = [("SCENE", "Panel Setting", "The hands chosen in the HandForge panel")] + TARGET_ITEMS
 
 
-def _posed(obj, pose: HandPose, fingers_only: bool) -> None:
-    pose_conv.write_pose(obj, pose, fingers_only=fingers_only)
-    fingers.sync_sliders(obj)
+def _posed(context, obj, pose: HandPose, fingers_only: bool) -> None:
+    fingers.posed(context.scene, obj, pose, fingers_only)
 
 
 class HANDFORGE_OT_apply_preset(bpy.types.Operator):
@@ -50,7 +49,7 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     def execute(self, context):
         for obj in hands.scene_hands(context.scene, _target(self, context), edit=True).values():
             current = pose_conv.read_pose(obj, visual=False)
-            _posed(obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
+            _posed(context, obj, current.replace(hand_pose=presets.hand_pose(self.preset, obj)), fingers_only=True)
         return {"FINISHED"}
 
 
@@ -83,7 +82,7 @@ class HANDFORGE_OT_mirror_pose(bpy.types.Operator):
             mirrored = pose_conv.world_mirrored(given, src, dst)
         else:
             mirrored = pose_conv.read_pose(dst, visual=False).replace(hand_pose=given.mirrored().hand_pose)
-        _posed(dst, mirrored, fingers_only=not self.include_placement)
+        _posed(context, dst, mirrored, fingers_only=not self.include_placement)
         return {"FINISHED"}
 
 
@@ -106,7 +105,7 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
         for side, obj in hands.scene_hands(context.scene, _target(self, context), edit=True).items():
             # the fingers alone need no reading of the pose (a NaN in a bone made Reset fail on it)
             pose = hands.DEFAULT_PLACEMENT[side]
-            _posed(obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
+            _posed(context, obj, pose.replace(hand_pose=pose.hand_pose * 0.0), fingers_only=not self.include_placement)
         return {"FINISHED"}
 
 
@@ -178,7 +177,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
                 pose = pose_conv.read_pose(obj, visual=False).replace(hand_pose=pose.hand_pose)
             posed.append((obj, pose))
         for obj, pose in posed:
-            _posed(obj, pose, fingers_only=self.fingers_only)
+            _posed(context, obj, pose, fingers_only=self.fingers_only)
         return {"FINISHED"}
 
 

@@ -142,3 +142,25 @@ def test_a_slider_set_to_nan_leaves_the_bones_and_reset_pose_always_resets(sessi
     assert found["nan_in_bones"] and found["reset"] == ["FINISHED"], found
     assert found["finite_after_reset"], found
     assert abs(found["flat_after_reset"]) < 1e-5, found
+
+
+def test_a_keyed_slider_keeps_what_the_pose_tools_key_and_imports_write(session):
+    # before: with the index curl slider keyed, Apply Preset then Key Pose came back to the frame with the index
+    # straight (the slider's curve took it back); under auto-keying Apply Preset and Paste Pose keyed nothing; an
+    # imported clip's index was overridden by the slider (as Key Candidates' and the motion's keys were); and a
+    # generated key fixed by hand and keyed with the HandForge Pose keying set stayed GENERATED, for Regenerate
+    session.no_error("keyed_slider_tools")
+    out, arrays = session["keyed_slider_tools"], session.arrays
+    np.testing.assert_allclose(arrays["key_pose_back"], arrays["key_pose_applied"], atol=1e-5)
+    np.testing.assert_allclose(arrays["autokey_preset_back"], arrays["autokey_preset_applied"], atol=1e-5)
+    np.testing.assert_allclose(arrays["autokey_paste_back"], arrays["autokey_paste_applied"], atol=1e-5)
+    assert not np.allclose(arrays["autokey_paste_applied"], arrays["autokey_preset_applied"], atol=1e-3)
+    assert out["index2_keys"] == [1.0, 3.0, 10.0, 14.0, 16.0, 20.0], out  # (3: the pinch copied, auto-keyed too)
+    clip = MotionClip.load(session.keyed_clip)
+    f = load_open_hand_rig("right").joint_frames()
+    wanted = anatomy.hand_pose_to_anatomical(clip.hands["right"].hand_pose[3], f, "right")
+    np.testing.assert_allclose(angles_of(arrays["imported_43"]), wanted, atol=1e-4)
+    assert out["slider_43"] == pytest.approx(anatomy.curl_spread_of(wanted)[0]["index"], abs=1e-5)
+    assert out["keying_set"] == ["FINISHED"], out
+    assert out["fixed_key"] == [[pytest.approx(0.4), "KEYFRAME"]], out
+    assert out["generated_beside"] == ["GENERATED"], out

@@ -154,6 +154,78 @@ def auto_keying_at_a_subframe():
 s.check("auto_keying_subframe", auto_keying_at_a_subframe)
 
 
+def keyed_slider_under_pose_tools():
+    """A rig whose index curl slider is keyed (0 at frames 1 and 20): the slider's curve moves the finger on
+    every frame change, so what the pose tools, Key Pose, imports and the keying set key must key it too."""
+    right = hand("right")
+    right.animation_data_clear()
+    tool = scene.tool_settings
+    tool.keyframe_type = "KEYFRAME"  # (the auto_keying check left BREAKDOWN)
+    out = {}
+    bpy.ops.handforge.reset_pose(sides="RIGHT")
+    for frame in (1, 20):
+        scene.frame_set(frame)
+        right.handforge.curl_index = 0.0
+        right.keyframe_insert("handforge.curl_index", frame=frame)
+        bpy.ops.handforge.key_pose(sides="RIGHT")
+    # Apply Preset then Key Pose: the preset is what comes back to the frame
+    scene.frame_set(10)
+    bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT")
+    s.arrays["key_pose_applied"] = rotations("right")
+    bpy.ops.handforge.key_pose(sides="RIGHT")
+    scene.frame_set(11)
+    scene.frame_set(10)
+    s.arrays["key_pose_back"] = rotations("right")
+    # auto-keying on: Apply Preset and Paste Pose key what they pose (Blender's own pose tools do)
+    tool.use_keyframe_insert_auto = True
+    try:
+        scene.frame_set(14)
+        bpy.ops.handforge.apply_preset(preset="point", sides="RIGHT")
+        s.arrays["autokey_preset_applied"] = rotations("right")
+        scene.frame_set(3)
+        bpy.ops.handforge.apply_preset(preset="pinch", sides="RIGHT")
+        bpy.ops.handforge.copy_pose(sides="RIGHT")
+        scene.frame_set(16)
+        bpy.ops.handforge.paste_pose(sides="RIGHT")
+        s.arrays["autokey_paste_applied"] = rotations("right")
+    finally:
+        tool.use_keyframe_insert_auto = False
+    for frame in (15, 14):
+        scene.frame_set(frame)
+    s.arrays["autokey_preset_back"] = rotations("right")
+    scene.frame_set(16)
+    s.arrays["autokey_paste_back"] = rotations("right")
+    out["index2_keys"] = [kp.co[0] for kp in right.animation_data.action.fcurves.find(
+        'pose.bones["index2"].rotation_euler', index=0).keyframe_points]
+    # a clip imported over frames 40-50 (the keyed_slider check's: the index curls from 0 to 1): the keyed
+    # slider gets generated keys of the curl each frame shows, so the frames show the clip
+    bpy.ops.handforge.import_motion(filepath=a["keyed_clip"], frame_start=40)
+    for frame in (42, 43):
+        scene.frame_set(frame)
+    s.arrays["imported_43"] = rotations("right")
+    out["slider_43"] = right.handforge.curl_index
+    # a generated frame fixed by hand and keyed with I and the HandForge Pose keying set is the artist's
+    scene.frame_set(45)
+    right.pose.bones["middle2"].rotation_euler[0] = 0.4
+    window = bpy.context.window_manager.windows[0]
+    area = window.screen.areas[0]
+    saved_type, area.type = area.type, "VIEW_3D"
+    try:  # (no undo push: one with an area override crashes Blender 4.5 in background mode, see ui_context)
+        with bpy.context.temp_override(window=window, screen=window.screen, area=area, region=area.regions[-1]):
+            out["keying_set"] = sorted(bpy.ops.anim.keyframe_insert("EXEC_DEFAULT", False, type="HANDFORGE_KS_pose"))
+    finally:
+        area.type = saved_type
+    middle = right.animation_data.action.fcurves.find('pose.bones["middle2"].rotation_euler', index=0)
+    out["fixed_key"] = [[kp.co[1], kp.type] for kp in middle.keyframe_points if kp.co[0] == 45]
+    out["generated_beside"] = [kp.type for kp in middle.keyframe_points if kp.co[0] == 46]
+    right.animation_data_clear()
+    scene.frame_set(1)
+    return out
+
+
+s.check("keyed_slider_tools", keyed_slider_under_pose_tools)
+
+
 def not_a_number():
     """A NaN set on a slider (a script, an expression typed in the field) went into the bones' rotations, was
     keyed as such, and then even Reset Pose failed ("hand_pose has a non-finite value")."""
