@@ -1126,3 +1126,23 @@ def test_render_settings_the_engine_does_not_read_make_no_other_dataset(tmp_path
     (tmp_path / "other.json").write_text(json.dumps(read))  # another engine: another spec, its samples named
     assert main(["export", str(tmp_path / "other.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 2
     assert "render.engine: \"none\" → \"cycles\", render.samples: 16 → 64" in capsys.readouterr().err
+
+
+def test_a_relative_path_that_names_nothing_says_where_it_was_looked_for(tmp_path, monkeypatch, capsys):
+    """Relative spec paths are read from the folder the command runs in (not the spec's): run from another
+    folder, the refusal named only '../clip.npz', which is there beside the spec."""
+    from handforge.cli import main
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    for name, spec in (("clips", {"poses": {"source": "files", "files": ["../clip.npz"]}}),
+                       ("corpus", {"poses": {"source": "corpus", "corpus": "corpus"}}),
+                       ("backgrounds", {"background": {"kinds": ["images"], "folder": "bg"}})):
+        (tmp_path / "specs" / f"{name}.json").write_text(json.dumps({"samples": 1, "render": {"engine": "none"},
+                                                                     **spec}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for name, path in (("clips", "../clip.npz"), ("corpus", "corpus"), ("backgrounds", "bg")):
+        assert main(["export", f"../specs/{name}.json", "--out", str(tmp_path / "data"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"(read from the folder the command runs in: {tmp_path / 'elsewhere' / path})" in err, err
+    assert not (tmp_path / "data").exists()

@@ -368,7 +368,8 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     if "images" in background.kinds:
         folder = Path(background.folder).expanduser()
         if not background.folder or not folder.is_dir():
-            raise SpecError(f"background.folder: {background.folder!r} is not a folder (needed for 'images')")
+            raise SpecError(f"background.folder: {background.folder!r}{_resolved(background.folder)} is not a folder "
+                            "(needed for 'images')")
         if not background_files(background.folder):
             raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
         _check_background_images(background.folder)
@@ -470,6 +471,14 @@ def input_files(spec: ExportSpec) -> dict[str, Path]:
     return files
 
 
+def _resolved(path: str) -> str:
+    """For a relative path that names nothing: where it was looked for (the folder the command runs in, not the
+    spec's: a resume from another folder read it there, and the refusal named only the path as written)."""
+    if not path or Path(path).expanduser().is_absolute():
+        return ""
+    return f" (read from the folder the command runs in: {Path.cwd() / Path(path).expanduser()})"
+
+
 def _check_clip(path: str, hand_model: str) -> None:
     """A motion clip the export can pose: it loads, is of the spec's hand model and has a frame with a
     hand (found per sample, after the folder was claimed, a wrong clip kept its fix out of that folder;
@@ -478,7 +487,7 @@ def _check_clip(path: str, hand_model: str) -> None:
     from handforge_shared.poses import MotionClip
 
     if not Path(path).expanduser().is_file():
-        raise SpecError(f"poses.files: {path!r} is not a file (a motion clip .npz)")
+        raise SpecError(f"poses.files: {path!r}{_resolved(path)} is not a file (a motion clip .npz)")
     try:
         clip = MotionClip.load(Path(path).expanduser())
     except (OSError, ValueError) as exc:  # (PoseFormatError is a ValueError)
@@ -494,7 +503,8 @@ def _check_clip(path: str, hand_model: str) -> None:
 def _check_corpus(folder: str, split: str, hand_model: str) -> None:
     """The corpus split has clips, of the spec's hand model (their metadata only: the sampler indexes it so)."""
     if not Path(folder).expanduser().is_dir():
-        raise SpecError(f"poses.corpus: {folder!r} is not a folder (the one `handforge corpus --out` wrote)")
+        raise SpecError(f"poses.corpus: {folder!r}{_resolved(folder)} is not a folder (the one `handforge corpus "
+                        "--out` wrote)")
     from handforge.datasets import check_clips, open_corpus
 
     try:
