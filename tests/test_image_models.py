@@ -38,6 +38,25 @@ def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
     monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(sd))
     assert main(["models"]) == 0
     assert f"attentionhand: not ready: image.guidance = {sd}: not a checkpoint folder" in capsys.readouterr().out
+    # an empty folder set as the SD model or the ControlNets' folder exists, but holds nothing: it was [ok]
+    empty = root / "empty"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(empty))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(empty))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert (f"image.sd_model = {empty} [incomplete: no unet/, vae/, text_encoder/, tokenizer/, scheduler/]" in out
+            and f"see `handforge models check {empty}`" in out), out
+    assert f"image.controlnets = {empty} [incomplete: no ControlNet folder (with a config.json) in it]" in out, out
+    # and the engines are not ready, as the server says (an empty folder made them available, the first click failed)
+    assert f"attentionhand: not ready: image.sd_model = {empty}: no unet/" in out, out
+    # checked without --kind, the empty folder is taken for a ControlNet: said, with the other choice
+    assert main(["models", "check", str(empty)]) == 1
+    assert (f"checking {empty} as a ControlNet folder (it has no unet/): --kind sd checks it as an SD model"
+            in capsys.readouterr().out)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["controlnet"]["needs"]
+    assert [row["present"] for row in rows] == [False, False], rows
 
 
 def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):

@@ -46,9 +46,12 @@ def _print_status(as_json: bool) -> int:
     for engine, info in report.items():
         print(f"{engine}: {'ready' if info['ready'] else 'not ready: ' + info['reason']}")
         for row in info["needs"]:
-            mark = "ok" if row["present"] else ("not found" if row["value"] else "not set")
+            mark = ("ok" if row["present"] else f"incomplete: {row['missing']}" if row["missing"] else
+                    "not found" if row["value"] else "not set")
             print(f"  {row['setting']} = {row['value'] or '-'} [{mark}]  {row['help']}")
-            if not row["present"]:
+            if row["missing"]:
+                print(f"    see `handforge models check {row['value']}` for what it holds")
+            elif not row["present"]:
                 print("    " + row["how_to_set"].replace("\n", "\n    "))
     return 0
 
@@ -65,6 +68,8 @@ def _check(args: argparse.Namespace) -> int:
         # one file: a single-file SD checkpoint (ControlNets are read from folders only)
         kind = args.kind or ("sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "controlnet")
         targets = [(kind, args.path)]
+        if not args.kind and kind == "controlnet" and not args.json:  # a guess: an SD folder with no unet/ went unsaid
+            print(f"checking {args.path} as a ControlNet folder (it has no unet/): --kind sd checks it as an SD model")
     else:
         targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
         folder = config.value(CONTROLNETS.key)

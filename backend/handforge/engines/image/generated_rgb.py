@@ -39,7 +39,8 @@ def engine_weights(settings: GenerateSettings) -> tuple[list[str], list[str]]:
     sd = config.value(SD_MODEL.key)
     if not sd or not Path(sd).expanduser().exists():
         raise SpecError(f"generate.engine = {settings.engine!r} needs Stable Diffusion 1.x weights: set "
-                        f"{SD_MODEL.key} (env {SD_MODEL.env}); {_what_it_holds(sd)} (see handforge models check)")
+                        f"{SD_MODEL.key} (env {SD_MODEL.env}); {_what_it_holds(sd)} (`handforge models list` says "
+                        "what each engine needs)")
     if settings.engine == "attentionhand":
         guidance = config.value(GUIDANCE.key)
         if not guidance or not Path(guidance).expanduser().exists():

@@ -49,11 +49,24 @@ AUTO = "auto"  # the first engine whose weights are here: the default, so the fi
 IMAGE_ENGINES: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
                                              "(arXiv:2407.18034)", settings=ENGINES["attentionhand"],
-                            availability=lambda: _guidance_present()),
+                            availability=lambda: _sd_complete() or _guidance_present()),
     "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
                                        "openpose, mesh)", settings=ENGINES["controlnet"],
-                         availability=lambda: _controlnets_present()),
+                         availability=lambda: _sd_complete() or _controlnets_present()),
 }
+
+
+def _sd_complete() -> str | tuple[str, str]:
+    """The SD model's setting exists (checked before): does it hold an SD model's parts? (An empty folder made
+    the engine available, and the first click failed.)"""
+    from handforge.engines.image.weights import missing_parts
+
+    path = config.value(SD_MODEL.key)
+    missing = missing_parts(SD_MODEL.key, Path(path))
+    if not missing:
+        return ""
+    return (f"{SD_MODEL.key} = {path}: {missing}", f"point it at a diffusers SD 1.x folder or one .safetensors file "
+                                                   f"(`handforge models check {path}` says what it holds)")
 
 
 def _controlnets_present() -> str | tuple[str, str]:

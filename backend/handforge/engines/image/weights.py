@@ -228,6 +228,21 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
     return report
 
 
+def missing_parts(key: str, path: Path) -> str:
+    """What a configured path plainly lacks, from its layout alone (``check_sd`` and ``check_controlnet``
+    read the files: `handforge models check`); '' when nothing. An empty folder was listed as [ok]."""
+    from handforge.engines.image.controls import available
+
+    if key == SD_MODEL.key:
+        if path.is_file():
+            return "" if path.suffix.lower() == ".safetensors" else "not a .safetensors file"
+        parts = [p for p in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / p).is_dir()]
+        return f"no {', '.join(p + '/' for p in parts)}" if parts else ""
+    if key == CONTROLNETS.key:
+        return "" if available(path) else "no ControlNet folder (with a config.json) in it"
+    return "" if (path / "config.json").is_file() else "no config.json"  # the guidance module: a ControlNet folder
+
+
 def status() -> dict[str, Any]:
     """Per engine: whether the server would run it (its own availability check, e.g. the guidance setting
     holds a ControlNet folder, not any path that exists) and why not; each setting it needs, its value and
@@ -239,9 +254,10 @@ def status() -> dict[str, Any]:
         rows = []
         for setting in settings:
             value, source = config.get(setting.key)
+            missing = missing_parts(setting.key, Path(value)) if value is not None and Path(value).exists() else ""
             rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
-                         "present": value is not None and Path(value).exists(), "help": setting.help,
-                         "how_to_set": setting.how_to_set()})
+                         "present": value is not None and Path(value).exists() and not missing,
+                         "missing": missing, "help": setting.help, "how_to_set": setting.how_to_set()})
         found = IMAGE_ENGINES[engine].status()
         out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "needs": rows}
     return out
