@@ -701,3 +701,14 @@ def test_a_tokenizer_that_cannot_load_is_a_problem_naming_it(weights, tmp_path, 
     assert main(["models", "check", str(sd)]) == 1
     problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
     assert len(problems) == 1 and f"problem: {sd / 'tokenizer'}: not a readable CLIP tokenizer" in problems[0]
+
+
+def test_controlnet_folders_without_their_config_are_named(tmp_path):
+    # before: "no ControlNet folders in …" while the folders were there (empty, or a download cut short)
+    from handforge.engines.image.controls import ControlError, resolve
+
+    for name in ("control_v11f1p_sd15_depth", "control_v11p_sd15_openpose"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(ControlError, match=r"\(control_v11f1p_sd15_depth, control_v11p_sd15_openpose hold no "
+                                           r"config.json of a ControlNet\)"):
+        resolve([], tmp_path)

@@ -64,7 +64,13 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
     one imported as ``my_net`` failed every job that named none) → Controls."""
     names = available(folder)
     if not names:
-        raise ControlError(f"no ControlNet folders in {folder}: put SD 1.x ControlNets there (diffusers layout)")
+        # folders there, but none a ControlNet: named, with why (it said "no ControlNet folders" beside them)
+        there = sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if Path(folder).is_dir() else []
+        why = (f" ({', '.join(there[:5])}{' …' if len(there) > 5 else ''} hold no config.json of a ControlNet)"
+               if there else "")
+        raise ControlError(f"no ControlNet folders in {folder}{why}: put SD 1.x ControlNets there (diffusers layout: "
+                           "config.json and diffusion_pytorch_model.safetensors in a folder per ControlNet)")
     if not specs:
         specs = [name for name in names if kind_from_name(name) is not None]
         if not specs:
