@@ -241,8 +241,8 @@ def test_missing_files_say_where_to_get_mano(tmp_path, monkeypatch):
     with pytest.raises(MANOFileError, match=r"nowhere \(from \$HANDFORGE_MANO_DIR\) does not exist"):
         resolve_model_dir()
     write_mano_pickle(synthetic_mano()["right"], tmp_path / "MANO_RIGHT.pkl")
-    with pytest.raises(MANOFileError, match=r"MANO_LEFT\.pkl is missing.*HANDFORGE_MANO_DIR"):
-        load_mano_dir(tmp_path)
+    with pytest.raises(MANOFileError, match=r"MANO_LEFT\.pkl is missing.*with --model-dir"):
+        load_mano_dir(tmp_path)  # (a folder given: chosen again, not the setting's advice)
     assert find_model_file(tmp_path, "right") == tmp_path / "MANO_RIGHT.pkl"
     with pytest.raises(MANOFileError, match="does not exist"):
         load_mano_file(tmp_path / "MANO_LEFT.pkl")
@@ -388,3 +388,24 @@ def test_a_pickle_longer_than_any_mano_file_is_refused_quickly(tmp_path):
 def test_other_malformed_pickles_end_in_one_clear_error(tmp_path, body):
     message = _refused_in_capped_process(_hostile(tmp_path, body))
     assert "is not a readable MANO pickle" in message and "mano.is.tue.mpg.de" in message
+
+
+def test_a_model_dir_given_on_the_command_line_is_fixed_there(tmp_path, monkeypatch, capsys):
+    """--model-dir wrong: the fix said to set HANDFORGE_MANO_DIR (set or not), and an empty folder's missing
+    files were named one at a time (MANO_LEFT.pkl, then once it was there, MANO_RIGHT.pkl)."""
+    from handforge.cli import main
+
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path))
+    for argv in (["convert-mano", "--model-dir", str(tmp_path / "nope")],
+                 ["compare-hands", "--model-dir", str(tmp_path / "nope")]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert "(from --model-dir) does not exist" in err and "with --model-dir" in err, err
+        assert "HANDFORGE_MANO_DIR" not in err, err
+    (tmp_path / "empty").mkdir()
+    assert main(["convert-mano", "--model-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "MANO_LEFT.pkl and " in err and "MANO_RIGHT.pkl are missing" in err and "HANDFORGE_MANO_DIR" not in err, err
+    assert main(["compare-hands", "--model-dir", str(tmp_path / "empty")]) != 0
+    err = capsys.readouterr().err
+    assert "holds neither MANO_RIGHT nor MANO_LEFT" in err and "with --model-dir" in err, err

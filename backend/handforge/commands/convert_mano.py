@@ -37,14 +37,13 @@ def run(args: argparse.Namespace) -> int:
             sources = list(args.files)
         else:
             folder = mano_files.resolve_model_dir(args.model_dir)
-            sources = []
-            for side in SIDES:
-                pkl = next((d / mano_files.file_name(side, "pkl") for d in (folder, folder / "mano")
-                            if (d / mano_files.file_name(side, "pkl")).is_file()), None)
-                if pkl is None:
-                    raise mano_files.MANOFileError(
-                        f"{folder / mano_files.file_name(side, 'pkl')} is missing: {mano_files.how_to_get_mano()}")
-                sources.append(pkl)
+            found = {side: next((d / mano_files.file_name(side, "pkl") for d in (folder, folder / "mano")
+                                 if (d / mano_files.file_name(side, "pkl")).is_file()), None) for side in SIDES}
+            missing = [str(folder / mano_files.file_name(side, "pkl")) for side, pkl in found.items() if pkl is None]
+            if missing:  # (both named: the second was said only once the first was there)
+                raise mano_files.MANOFileError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                                               f"missing: {mano_files.how_to_fix(args.model_dir is not None)}")
+            sources = list(found.values())
         for src in sources:
             if src.suffix != ".pkl":
                 raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "

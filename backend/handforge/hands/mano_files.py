@@ -82,9 +82,19 @@ def file_name(side: Side, ext: str) -> str:
     return f"MANO_{check_side(side).upper()}.{ext}"
 
 
+def how_to_fix(given: bool) -> str:
+    """The fix for a MANO folder or file: a folder given on the command line (``--model-dir``) is chosen
+    again there; the setting's is set (its advice, to set the variable already set, misled)."""
+    if given:
+        return ("choose MANO's models/ folder (it holds MANO_RIGHT.pkl and MANO_LEFT.pkl, from "
+                f"{MANO_URL}, free registration, non-commercial research licence) with --model-dir")
+    return how_to_get_mano()
+
+
 def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
-    """The folder holding the MANO files: ``model_dir`` or the ``mano.model_dir`` setting."""
-    source = "the model_dir argument"
+    """The folder holding the MANO files: ``model_dir`` (given as ``--model-dir``) or the ``mano.model_dir``
+    setting."""
+    source = "--model-dir"
     if model_dir is None:
         model_dir, where = config.get(MANO_DIR.key)
         if model_dir is None:
@@ -93,19 +103,37 @@ def resolve_model_dir(model_dir: str | Path | None = None) -> Path:
     path = Path(model_dir).expanduser()
     if not path.is_dir():
         raise MANOFileError(f"the MANO folder {path} (from {source}) does not exist or is not a folder: "
-                            f"{how_to_get_mano()}")
+                            f"{how_to_fix(source == '--model-dir')}")
     return path
 
 
-def find_model_file(model_dir: Path, side: Side) -> Path:
-    """``MANO_<SIDE>.npz`` (converted) or ``.pkl`` in ``model_dir`` or its ``mano/`` subfolder."""
+def find_model_file(model_dir: Path, side: Side, given: bool = False) -> Path:
+    """``MANO_<SIDE>.npz`` (converted) or ``.pkl`` in ``model_dir`` or its ``mano/`` subfolder (``given``: the
+    folder came from ``--model-dir``, which the fix then names)."""
     for folder in (model_dir, model_dir / "mano"):
         for ext in ("npz", "pkl"):
             candidate = folder / file_name(side, ext)
             if candidate.is_file():
                 return candidate
     raise MANOFileError(f"{model_dir / file_name(side, 'pkl')} is missing (no {file_name(side, 'pkl')} or "
-                        f"{file_name(side, 'npz')} in {model_dir}): {how_to_get_mano()}")
+                        f"{file_name(side, 'npz')} in {model_dir}): {how_to_fix(given)}")
+
+
+def find_model_files(model_dir: Path, given: bool = False) -> dict[Side, Path]:
+    """Both hands' files (``find_model_file``); both named when both are missing (the left's missing file
+    was said first, the right's only after it was put there)."""
+    found, missing = {}, []
+    for side in SIDES:
+        try:
+            found[side] = find_model_file(model_dir, side, given)
+        except MANOFileError as exc:
+            missing.append(exc)
+    if len(missing) == 2:
+        raise MANOFileError(f"{model_dir} holds neither MANO_RIGHT nor MANO_LEFT (.pkl or converted .npz): "
+                            f"{how_to_fix(given)}")
+    if missing:
+        raise missing[0]
+    return found
 
 
 def side_from_name(path: Path, default: Side | None = None) -> Side:
@@ -401,7 +429,7 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
 def load_mano_dir(model_dir: str | Path | None = None) -> dict[Side, ManoData]:
     """Both sides from a folder (default: the ``mano.model_dir`` setting)."""
     folder = resolve_model_dir(model_dir)
-    return {side: load_mano_file(find_model_file(folder, side), side) for side in SIDES}
+    return {side: load_mano_file(path, side) for side, path in find_model_files(folder, model_dir is not None).items()}
 
 
 def sha256(path: Path) -> str:

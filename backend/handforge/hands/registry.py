@@ -62,10 +62,10 @@ def _open_files() -> dict[str, Path]:
 
 
 def _mano_files() -> dict[str, Path]:
-    from handforge.hands.mano_files import find_model_file, resolve_model_dir
+    from handforge.hands.mano_files import find_model_files, resolve_model_dir
 
     folder = resolve_model_dir()
-    return {side: find_model_file(folder, side) for side in ("left", "right")}
+    return find_model_files(folder)
 
 
 def _mano_unavailable_reason() -> str:
