@@ -97,6 +97,9 @@ def test_doctor_json_is_what_hello_reports(tmp_path):
     assert {"versions", "devices", "hand_models", "kinds", "engines", "settings", "limits"} <= set(report)
     mano = report["hand_models"]["mano"]
     assert not mano["available"] and "HANDFORGE_MANO_DIR" in mano["hint"]
+    # set already: the fix is the files or another folder (it said to set the variable that was set)
+    assert mano["hint"] == (f"put the files in {tmp_path / 'nowhere'}, or point $HANDFORGE_MANO_DIR at the folder "
+                            "that has them"), mano["hint"]
     setting = next(s for s in report["settings"] if s["key"] == "mano.model_dir")
     assert setting["source"] == "env" and setting["value"].endswith("nowhere")
     features = next(s for s in report["settings"] if s["key"] == "evaluation.features")
@@ -112,6 +115,9 @@ def test_a_broken_config_file_is_said_once_and_a_misspelled_key_is_named(tmp_pat
     done = _doctor(HANDFORGE_CONFIG=str(broken))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr  # (0 before: scripts saw no fault)
     assert "PROBLEM: cannot read the HandForge config file" in done.stdout
+    # every fix points at the file: MANO's said to add its setting to the file that cannot be read
+    report = json.loads(_doctor("--json", HANDFORGE_CONFIG=str(broken), HANDFORGE_MANO_DIR="").stdout)
+    assert report["hand_models"]["mano"]["hint"] == f"fix or remove {broken}", report["hand_models"]["mano"]
     serve = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0"], capture_output=True, text=True,
                            timeout=100, env={**os.environ, "HANDFORGE_CONFIG": str(broken)})
     assert serve.returncode == 2 and "cannot read the HandForge config file" in serve.stderr

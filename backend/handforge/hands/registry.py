@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from handforge import config
 from handforge.config import Setting
 from handforge.hands.settings import MANO_DIR
 from handforge_shared.poses import DEFAULT_HAND_MODEL
@@ -39,8 +40,20 @@ class HandModelEntry:
         return {"available": not reason, "reason": reason, "hint": self.hint() if reason else ""}
 
     def hint(self) -> str:
-        """How to make this model available ('' when nothing can be set)."""
-        return self.setting.how_to_set() if self.setting is not None else ""
+        """How to make this model available ('' when nothing can be set): set its setting; when it is set,
+        put the files where it points or point it elsewhere; with an unreadable config file, fix that (the
+        advice was to set the variable already set, or to add to the file that cannot be read)."""
+        if self.setting is None:
+            return ""
+        try:
+            value, source = config.get(self.setting.key)
+        except config.ConfigError:
+            return f"fix or remove {config.config_path()}"
+        if value is None:
+            return self.setting.how_to_set()
+        where = (f"${self.setting.env}" if source == "env" else
+                 f"{self.setting.name} in {config.config_path()} [{self.setting.section}]")
+        return f"put the files in {value}, or point {where} at the folder that has them"
 
 
 def _load_open(**options: Any) -> "HandModel":
