@@ -207,7 +207,7 @@ def test_a_stopped_export_removes_its_blender_scratch_folder_and_resumes(tmp_pat
     assert process.returncode == (143 if how == "SIGTERM" else 130), err
     if how == "SIGTERM":
         assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: finished samples are kept: run the same command "
-                                                "again to make the rest")
+                                                "again to finish the dataset")
     assert list(scratch.iterdir()) == []
     _resume(tmp_path, out, _finished(out) + 1)
     assert list(scratch.iterdir()) == []

@@ -148,7 +148,10 @@ def test_command_refuses_bad_arguments_and_keeps_existing_data(tmp_path, capsys)
     assert "not an empty directory" in capsys.readouterr().err
     assert (existing / "notes.txt").read_text() == "keep me" and len(list(existing.iterdir())) == 1
     assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "0", "--quiet"]) == 2
-    assert "--sequences must be between 1 and" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--sequences must be between 1 and" in err and "for more clips" not in err, err  # (the hint fits too many)
+    assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "10000001", "--quiet"]) == 2
+    assert "for more clips, build several corpora" in capsys.readouterr().err
     assert main(["corpus", "--out", str(tmp_path / "x"), "--sequences", "2", "--workers", "0", "--quiet"]) == 2
     assert not (tmp_path / "x").exists()
 

@@ -197,6 +197,10 @@ def test_a_corpus_without_train_clips_is_said_so(tmp_path, capsys):
     assert main(["train", "motion", "--corpus", str(corpus), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"the train split of {corpus} holds no clips" in err and "make a larger corpus" in err, err
+    # eval interaction on its empty test split: the other split is named as the fix, as eval motion names it
+    assert main(["eval", "interaction", "--corpus", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("make a larger corpus, or choose another split (--split)"), err
 
 
 def test_a_training_checkpoint_given_as_the_model_is_named_with_the_runs_model(tmp_path, capsys):

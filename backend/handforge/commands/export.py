@@ -14,7 +14,8 @@ from handforge_shared.protocol import with_hint
 
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
-ON_INTERRUPT = "finished samples are kept: run the same command again to make the rest"  # said after Ctrl-C
+# said after Ctrl-C; "finish": the samples left, or only the COCO, InterHand and card files made once all are there
+ON_INTERRUPT = "finished samples are kept: run the same command again to finish the dataset"
 ON_FILE_ERROR = "finished samples are kept: run the same command again"  # after a full disk, a chmod'ed file
 ELSEWHERE = "choose another --out"
 

@@ -173,8 +173,9 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
     """
     out = Path(out).expanduser().resolve()
     if not 1 <= sequences <= MAX_SEQUENCES:
-        raise CorpusError(f"--sequences must be between 1 and {MAX_SEQUENCES:,}, got {sequences}; for more clips, "
-                          "build several corpora with different --seed values")
+        raise CorpusError(f"--sequences must be between 1 and {MAX_SEQUENCES:,}, got {sequences}"
+                          + ("; for more clips, build several corpora with different --seed values"
+                             if sequences > MAX_SEQUENCES else ""))
     if workers < 1:
         raise CorpusError(f"--workers must be at least 1, got {workers}")
     if stats_sample < 0:

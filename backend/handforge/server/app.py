@@ -206,8 +206,9 @@ class Server:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
-        log.info("HandForge backend %s (protocol v%d) listening on %s%s", __version__, PROTOCOL_VERSION,
-                 self.endpoint, " with CurveZMQ" if self._auth else "")
+        log.info("HandForge backend %s (protocol v%d) listening on %s%s; a frame over %d bytes closes its "
+                 "connection", __version__, PROTOCOL_VERSION, self.endpoint, " with CurveZMQ" if self._auth else "",
+                 self.hard_limit_bytes)
         next_heartbeat = time.monotonic() + self.config.heartbeat_s
         probe_at = time.monotonic() + PROBE_IDLE_DELAY_S
         try:
@@ -363,8 +364,9 @@ class Server:
             if kind == zmq.EVENT_ACCEPTED:
                 self._peers[fd] = _peer_address(fd)
             elif kind == zmq.EVENT_DISCONNECTED:
-                log.info("connection from %s closed (by the client, or by the backend after a frame over its "
-                         "hard limit of %d bytes)", self._peers.pop(fd, "an unknown peer"), self.hard_limit_bytes)
+                # (libzmq does not say whether the client left or a frame over the hard limit, said at start, closed
+                # it: every client's normal end read as a possible fault)
+                log.info("connection from %s closed", self._peers.pop(fd, "an unknown peer"))
 
     def _handle(self, identity: bytes, frames: list) -> None:
         msg = None

@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         frames = load_pairs(args.corpus, args.split, mirror=True)
     except (DatasetError, ValueError) as exc:  # a wrong folder or split name
-        print(f"handforge eval interaction: {exc}", file=sys.stderr)
+        empty = "holds no clips" in str(exc)  # (as eval motion's: the other split is the quicker fix)
+        print(f"handforge eval interaction: {exc}{', or choose another split (--split)' if empty else ''}",
+              file=sys.stderr)
         return 2
     try:
         reference_rows, truth_rows = clip_disjoint_draws(frames.clips.numpy(), args.reference, args.samples, rng)
