@@ -155,7 +155,12 @@ def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):
     # the same clips cropped otherwise: another task for the same weights (it resumed without a word)
     assert _train(*common, "--max-clips", "3", "--min-length", "3") == 2
     assert "other settings (data_options: min_length 16 -> 3)" in capsys.readouterr().err
+    capsys.readouterr()
     assert _train(*common, "--max-clips", "3") == 0  # the same data: continued
+    assert "; resumed at step 2)" in capsys.readouterr().out
+    # run again when finished: said, not "wrote … (last loss …)" as if it had trained
+    assert _train(*common, "--max-clips", "3") == 0
+    assert "; the run was already at step 6: nothing was trained (a larger --steps goes on))" in capsys.readouterr().out
 
 
 def test_tiny_model_trains_and_its_loss_falls(trained):

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     timing = summary["timing"]
     held = summary["evaluation"].get("held_contact_frames", {})
-    print(f"wrote {summary['sequences']} clips ({summary['frames']} frames) to {args.out} in "
+    print(f"wrote {summary['sequences']} clip{'' if summary['sequences'] == 1 else 's'} ({summary['frames']} frames) to {args.out} in "
           f"{timing['total_seconds']:.0f} s ({timing['sequences_per_second']:.1f} clips/s generating); "
           f"splits {summary['splits']}; resolver {summary['resolver']['resolved']}/{summary['resolver']['instances']}"
           + (f"; held-contact penetration {held.get('penetration_volume_cm3', 0):.3f} cm³ mean" if held.get("frames") else ""))

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             ExportBusy, WorkerStartError) as exc:
         print(f"handforge export: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary['finished']} samples in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
+    print(f"{summary['finished']} sample{'' if summary['finished'] == 1 else 's'} in {args.out} ({summary['written']} new, {summary['skipped']} already there)"
           f" in {summary['seconds']:.1f} s; see {args.out}/dataset_card.md")
     _note_unseen(args.out, summary["finished"])
     if summary.get("worker_restarts"):

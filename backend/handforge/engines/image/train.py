@@ -173,5 +173,6 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     except TrainingError as exc:
         print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}); set image.guidance to it")
+    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''}); "
+          "set image.guidance to it")
     return 0

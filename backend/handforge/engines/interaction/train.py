@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train interaction: {exc}", file=sys.stderr)
         return 2
     summary = {"pairs": count, "steps": result.step, "last_loss": result.last_loss,
-               "model": str(result.model_dir) if result.model_dir else None}
+               "model": str(result.model_dir) if result.model_dir else None,
+               **({"note": result.note()} if result.note() else {})}
     print(json.dumps(summary))
     return 0

@@ -210,5 +210,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train motion: {exc}", file=sys.stderr)
         return 2
     where = result.model_dir or f"{args.out} (stopped at step {result.step}; run again to continue)"
-    print(f"wrote {where} (last loss {result.last_loss:.4g})")
+    print(f"wrote {where} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''})")
     return 0

@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}); set transfer.target_generator to it")
+    print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''}); "
+          "set transfer.target_generator to it")
     return 0
 
 
