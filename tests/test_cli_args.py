@@ -113,6 +113,9 @@ def test_argument_types_accept_their_range_and_name_what_is_allowed():
     (["corpus", "--out", "afile/corpus"], "afile is a file: a folder cannot go inside it"),
     (["export", "spec.toml", "--out", ""], "--out: give a folder"),
     (["train", "motion", "--corpus", ".", "--out", "afile"], "--out: afile is a file"),
+    # a missing InterHand2.6M folder said first (MANO's absence was, naming neither the option nor the folder)
+    (["train", "motion", "--interhand", "nope", "--out", "x"], "argument --interhand: no such folder 'nope'"),
+    (["train", "interaction", "--interhand", "nope", "--out", "x"], "argument --interhand: no such folder 'nope'"),
     (["serve", "--endpoint-file", "."], "--endpoint-file: must be a file path"),
     # a name over 255 bytes: stat raised ENAMETOOLONG in the check, a traceback
     (["corpus", "--sequences", "1", "--out", "a" * 300], "--out: cannot use this path: File name too long"),

@@ -249,7 +249,9 @@ def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str]
     @_path_errors_said
     def existing(text: str) -> Path:
         path = Path(text).expanduser()
-        if not text.strip() or not path.exists():  # ("" would be the current folder)
+        if not text.strip():  # ("" would be the current folder) said as given_path says it
+            raise argparse.ArgumentTypeError(f"is empty: give a {kind}, or leave the option out")
+        if not path.exists():
             raise argparse.ArgumentTypeError(f"no such {kind} {text!r}" + (f" ({hint})" if hint else ""))
         if folder is not None and path.is_dir() != folder:
             raise argparse.ArgumentTypeError(f"{text} is a {'file' if folder else 'folder'}, not a {kind}")

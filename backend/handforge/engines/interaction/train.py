@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, given_path, layer_count, multiple_of, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, multiple_of, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=given_path("a corpus folder"), help="an open corpus folder (`handforge corpus`)")
-    parser.add_argument("--interhand", type=given_path("an InterHand2.6M folder"), help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
+    parser.add_argument("--interhand", type=existing_path(folder=True), help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=20_000)
     parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,

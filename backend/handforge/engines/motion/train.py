@@ -13,14 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, SEED, at_least, given_path, layer_count, number_in, output_folder, thread_count
+from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, layer_count, number_in, output_folder, thread_count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--corpus", type=given_path("a corpus folder"), help="a `handforge corpus` folder (uses its train split)")
     data.add_argument("--motion-folder", type=given_path("a folder of motion clips"), help="any folder of HandForge motion .npz clips")
-    data.add_argument("--interhand", type=given_path("an InterHand2.6M folder"), help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
+    data.add_argument("--interhand", type=existing_path(folder=True), help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log.jsonl, checkpoints, model/)")
     parser.add_argument("--steps", type=at_least(1), default=3000)
     parser.add_argument("--batch-size", type=at_least(1), default=16)
