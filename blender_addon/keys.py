@@ -254,6 +254,18 @@ def check_own_actions(hands: dict[str, object]) -> None:
             bags[bag.as_pointer()] = obj
 
 
+def others_on_the_same_keys(arm_obj, besides=()) -> list:
+    """Objects other than ``arm_obj`` (and ``besides``) animated by the same action and slot as it: keys
+    written for it move them too."""
+    ad = arm_obj.animation_data
+    if ad is None or ad.action is None:
+        return []
+    slot = getattr(ad, "action_slot", None)
+    skip = {arm_obj.as_pointer(), *(o.as_pointer() for o in besides)}
+    return [o for o in bpy.data.objects if o.as_pointer() not in skip and o.animation_data is not None
+            and o.animation_data.action == ad.action and getattr(o.animation_data, "action_slot", None) == slot]
+
+
 def check_keyable(hands: dict[str, object]) -> None:
     """Refuse hands whose keys live in an action linked from another file (a library override keeps the
     library's action): Blender skips every key inserted there with a console warning, and a script's
@@ -318,6 +330,12 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel),
                                                f"{arm_obj.name} Action", blend)
         written += count
+        sharing = others_on_the_same_keys(arm_obj, hands.values())
+        if sharing:  # a linked duplicate (Alt-D) moves with the keys it shares: right, but said, as it was not
+            warnings.append(f"{', '.join(repr(o.name) for o in sharing[:3])}{' and more' if len(sharing) > 3 else ''} "
+                            f"share{'s' if len(sharing) == 1 else ''} the action of {arm_obj.name!r} (a linked "
+                            "duplicate): the new keys move it too (Object > Relations > Make Single User > Object "
+                            "Animation gives it its own)")
         if under_strips:  # (as Blender's own keying does: said, since it hides the strips everywhere)
             warnings.append(f"{arm_obj.name!r} was animated by NLA strips alone: its new keys are in a new action, "
                             f"{arm_obj.animation_data.action.name!r}, which overrides the strips on every frame (push "

@@ -443,3 +443,12 @@ def test_export_motion_says_what_of_the_rigs_placement_the_clip_leaves_out(sessi
     assert any("moves as an object (Carrier: keys" in line for line in found["parented"]), found
     assert any("is mirrored (a negative scale)" in line for line in found["mirrored"]), found
     assert any("placed differently as objects" in line for line in found["mirrored"]), found
+
+
+def test_an_import_says_a_linked_duplicate_moves_with_the_rigs_keys(session):
+    # before: the duplicate got the keys without a word (the report named only the hands)
+    session.no_error("linked_duplicate")
+    found = session["linked_duplicate"]
+    assert found["result"] == ["FINISHED"], found
+    assert (f"{found['copy']!r} shares the action of {found['rig']!r} (a linked duplicate): the new keys move it too"
+            in found["printed"]), found["printed"]

@@ -635,4 +635,23 @@ def placement_left_out():
 
 
 s.check("placement", placement_left_out)
+
+
+def linked_duplicate():
+    """A linked duplicate of a rig (Alt-D: the same action) moves with every key an import writes for the rig:
+    right, since the artist linked them, but it was not said."""
+    right = hand("right")
+    scene.frame_set(1)
+    assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    copy = right.copy()  # shares the action and its slot, as Alt-D does
+    scene.collection.objects.link(copy)
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
+                                                                             frame_start=5000))
+        return {"result": result, "printed": printed, "copy": copy.name, "rig": right.name}
+    finally:
+        bpy.data.objects.remove(copy)
+
+
+s.check("linked_duplicate", linked_duplicate)
 s.finish()
