@@ -293,10 +293,13 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
     check_own_actions(animated)
     check_keyable(animated)
     all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)
-    if all_frames[-1] > LAST_FRAME or all_frames[0] < -LAST_FRAME:
+    if all_frames[-1] > LAST_FRAME:
         raise PoseFormatError(f"the clip would end at frame {all_frames[-1]:.0f}, beyond Blender's last frame "
                               f"({LAST_FRAME}): start it at frame {LAST_FRAME - (all_frames[-1] - frame_start):.0f} "
                               "or earlier")
+    if all_frames[0] < -LAST_FRAME:  # (said as the end's case, with a later frame still out of range as its fix)
+        raise PoseFormatError(f"the clip would start at frame {all_frames[0]:.0f}, before Blender's first frame "
+                              f"(-{LAST_FRAME}): start it at frame -{LAST_FRAME} or later")
     return all_frames
 
 

@@ -229,6 +229,9 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
     assert bad["seconds"] < 0.5, bad
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]
+    # before: "would end at frame -1048571, beyond Blender's last frame (1048574): start it at frame 1048565"
+    assert ("the clip would start at frame -1048580, before Blender's first frame (-1048574): start it at frame "
+            "-1048574 or later") in bad["import_before_start"], bad["import_before_start"]
 
 
 def test_import_reports_frames_skipped_for_artist_keys_and_can_blend_into_them(session):

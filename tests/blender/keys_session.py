@@ -261,6 +261,8 @@ def checked_first():
     before = snapshot()
     out["import_past_end"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                               frame_start=1048570))
+    out["import_before_start"] = error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
+                                                                                  frame_start=-1048580))
     out["past_end_unchanged"] = snapshot() == before
     return out
 
