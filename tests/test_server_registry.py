@@ -217,3 +217,18 @@ def test_every_job_kind_bounds_a_hands_pose_arrays_alike():
                 assert (spec.min, spec.max) == (-POSE_LIMITS[field_name], POSE_LIMITS[field_name]), (kind.name, name)
     assert {"interaction.sample", "motion.inbetween", "export_renders", "forward_hands", "image.generate",
             "image.transfer"} <= seen, seen
+
+
+def test_a_composite_engine_says_a_reason_all_its_parts_share_once(monkeypatch, tmp_path):
+    """With image.sd_model unset every part of the transfer engine (reference's controlnet and attentionhand,
+    ihpt) gave the same reason: the add-on's Transfer panel said it three times over (23 lines)."""
+    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.transfer import jobs as transfer_jobs
+    from handforge.server.registry import parts_reason, unset_reason
+
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    for variable in ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS"):
+        monkeypatch.delenv(variable, raising=False)
+    reason, _ = transfer_jobs._availability()
+    assert reason == unset_reason(SD_MODEL.key, SD_MODEL.help), reason
+    assert parts_reason({"a": "x", "b": "y"}) == "a: x; b: y"

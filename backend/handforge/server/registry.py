@@ -119,6 +119,15 @@ class Engine:
         return {"description": self.description, "settings": list(self.settings), **self.status().to_json()}
 
 
+def parts_reason(reasons: dict[str, str]) -> str:
+    """Why a composite engine cannot run, from why each of its parts cannot: one reason once when they all
+    give it (image.sd_model unset: the add-on's Transfer panel said it three times, 23 lines), else each
+    part's, named."""
+    if len(set(reasons.values())) == 1:
+        return next(iter(reasons.values()))
+    return "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+
+
 def unset_reason(key: str, help_text: str) -> str:
     """Why an engine that needs setting ``key`` cannot run while it is unset (doctor finds it by this text)."""
     return f"{key} is not set ({help_text})"

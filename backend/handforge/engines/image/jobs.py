@@ -30,7 +30,7 @@ from handforge.engines.image.tokens import truncated
 from handforge.render.camera import SENSOR_FITS
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
-from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.registry import Engine, JobKind, Registry, parts_reason
 from handforge.server.schema import (
     ArraySpec,
     Boolean,
@@ -99,7 +99,7 @@ def _image_availability() -> str | tuple[str, str]:
     statuses = {name: engine.status() for name, engine in IMAGE_ENGINES.items()}
     if any(status.available for status in statuses.values()):
         return ""
-    return ("; ".join(f"{name}: {s.reason}" for name, s in statuses.items()),
+    return (parts_reason({name: s.reason for name, s in statuses.items()}),
             "; ".join(dict.fromkeys(s.hint for s in statuses.values() if s.hint)))  # the same fix once
 
 

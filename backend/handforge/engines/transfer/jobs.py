@@ -29,7 +29,7 @@ from handforge.engines.transfer.settings import TARGET_GENERATOR
 from handforge.export.labels import label_poses
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
-from handforge.server.registry import Engine, JobKind, Registry
+from handforge.server.registry import Engine, JobKind, Registry, parts_reason
 from handforge.server.schema import ArraySpec, Number, Schema, String, invalid
 
 KIND = "image.transfer"
@@ -65,7 +65,7 @@ def _reference_availability() -> str:
     statuses = {name: image_jobs.IMAGE_ENGINES[name].status() for name in GUIDES}
     if any(status.available for status in statuses.values()):
         return ""
-    return "; ".join(f"{name}: {status.reason}" for name, status in statuses.items())
+    return parts_reason({name: status.reason for name, status in statuses.items()})
 
 
 def _availability() -> str | tuple[str, str]:
@@ -73,7 +73,7 @@ def _availability() -> str | tuple[str, str]:
     if not reference or ihpt.available:
         return ""
     guides = [image_jobs.IMAGE_ENGINES[name].status().hint for name in GUIDES]
-    return (f"reference: {reference}; ihpt: {ihpt.reason}",
+    return (parts_reason({"reference": reference, "ihpt": ihpt.reason}),
             "; ".join(dict.fromkeys(h for h in (*guides, ihpt.hint) if h)))  # the same fix once
 
 
