@@ -204,7 +204,10 @@ class MotionPipeline:
                                                dtype=dtype))
         fill = model.observe(keys, mask)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        noise = torch.randn(fill.shape, generator=generator, dtype=dtype).to(device)
+        # one draw per sample, in order: sample i's noise is the same whatever the number of samples (one
+        # (B, T, C) draw made the first motion depend on B: torch's CPU normal fill redraws the last 16 values)
+        noise = torch.stack([torch.randn(fill.shape[1:], generator=generator, dtype=dtype)
+                             for _ in range(fill.shape[0])]).to(device)
 
         scheduler = make_sampler(model.config.num_train_timesteps)
         scheduler.set_timesteps(steps)
