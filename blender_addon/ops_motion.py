@@ -706,6 +706,8 @@ def _not_where_made(context) -> str:
     (scene_name, scene_uid), rigs = LAST_RUN["scene"], LAST_RUN["rigs"]
     label = _button(LAST_RUN["operator"]).bl_label
     if context.scene.session_uid != scene_uid:
+        if not any(scene.session_uid == scene_uid for scene in bpy.data.scenes):
+            return f"the scene {scene_name!r} the last motion ({label}) was made in is gone: run {label} here"
         return (f"the last motion ({label}) was made in the scene {scene_name!r}: show that scene to regenerate it, "
                 f"or run {label} here")
     there = {o.session_uid for o in context.scene.objects}
@@ -714,6 +716,16 @@ def _not_where_made(context) -> str:
         which = " and ".join(f"{side} hand {name!r}" for side, name in gone)
         return (f"the {which} the last motion ({label}) keyed {'is' if len(gone) == 1 else 'are'} no longer in the "
                 f"scene: add hands with HandForge > Add Hands and run {label} on them")
+    # the button takes the panel's Left and Right Hand: another pair chosen since (Add Hands chooses its own)
+    # would get the motion the last one had
+    chosen = hands.scene_hands(context.scene, "BOTH", required=False)
+    other = [(side, name) for side, (name, uid) in rigs.items()
+             if side not in chosen or chosen[side].session_uid != uid]
+    if other:
+        which = " and ".join(f"{side} hand {name!r}" for side, name in other)
+        return (f"the last motion ({label}) keyed the {which}, which the panel no longer names as its hands: choose "
+                f"{'it' if len(other) == 1 else 'them'} as the Left/Right Hand to regenerate it, or run {label} on "
+                "the hands chosen now")
     return ""
 
 

@@ -364,3 +364,11 @@ def test_regenerate_redoes_the_hands_it_keyed_in_their_scene(session):
     assert where["left_unchanged"], where
     assert ("the last motion (In-between) was made in the scene 'Scene': show that scene to regenerate it, or run "
             "In-between here") in where["elsewhere"], where
+
+
+def test_regenerate_does_not_move_the_motion_to_another_pair(session):
+    session.no_error("regenerate_other_pair")
+    found = session["regenerate_other_pair"]
+    assert found["made"] == ["FINISHED"] and found["keys_on_added"] == 0, found
+    assert "which the panel no longer names as its hands: choose them as the Left/Right Hand" in found["message"], found
+    assert found["again"] == ["FINISHED"] and "on the left and right hand" in found["printed"], found

@@ -369,6 +369,29 @@ def regenerate_where_it_was_made():
 s.check("regenerate_where", regenerate_where_it_was_made)
 
 
+def regenerate_after_another_pair_is_chosen():
+    """Add Hands chooses its new pair in the panel: Regenerate keyed that pair, which never had the motion
+    (a review found it: the rigs were only checked to be still in the scene)."""
+    first = {side: hand(side) for side in SIDES}
+    made, _ = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="spline", sides="BOTH")
+    with bpy.context.temp_override(**UI):
+        assert ops.add_hands() == {"FINISHED"}
+    added = {side: hand(side) for side in SIDES}
+    try:
+        message = error_of(lambda: ops.motion_regenerate())
+        keys_on_added = sum(len(fc.keyframe_points) for side in SIDES
+                            for fc in (bag_of(added[side]).fcurves if bag_of(added[side]) else ()))
+    finally:
+        for side in SIDES:
+            remove_rig(added[side])
+            setattr(bpy.context.scene.handforge, side, first[side])
+    again, printed = as_user(ops.motion_regenerate)  # the first pair chosen again: regenerated
+    return {"made": made, "message": message, "keys_on_added": keys_on_added, "again": again, "printed": printed}
+
+
+s.check("regenerate_other_pair", regenerate_after_another_pair_is_chosen)
+
+
 def fps_changed_mid_job():
     """The scene's frame rate changed while a motion was made: keys still land on the frames asked for."""
     scene = bpy.context.scene
