@@ -93,9 +93,7 @@ def key_shown_sliders(arm_obj, frame: float, keytype: str) -> int:
     """Key the rig's keyed finger sliders at the curl and spread its bones show now; returns how many. A keyed
     slider moves its finger to its own value on every frame change, so a pose keyed without it came back
     changed (Apply Preset, then Key Pose: the next frame change took the preset's curl away)."""
-    bag = fcurves.find_channelbag(arm_obj)
-    keyed = [keys.slider_path(kind, finger) for finger in FINGERS for kind in keys.SLIDER_KINDS
-             if bag is not None and bag.fcurves.find(keys.slider_path(kind, finger)) is not None]
+    keyed = [keys.slider_path(kind, finger) for kind, finger in keys.keyed_sliders(arm_obj)]
     if keyed:
         sync_sliders(arm_obj)  # the keyed ones too: what is keyed is what the bones show
         for path in keyed:

@@ -368,14 +368,14 @@ class JobOperator:
                 return {"CANCELLED"}
             return {"FINISHED"}
         self.job_not_applied(context)
+        # (only once the backend confirmed: a job it may still be running holds its folder, a rerun is refused)
+        hint = f"; {self.cancelled_hint}" if self.cancelled_hint and isinstance(outcome, Cancelled) else ""
         if failure:
             self.report({"ERROR"}, f"{job.label} failed: {failure}")
         elif interrupted and (isinstance(outcome, Cancelled) or note):
-            self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else "")
-                        + (f"; {self.cancelled_hint}" if self.cancelled_hint else ""))
+            self.report({"ERROR"}, f"{job.label} cancelled: Ctrl-C" + (f" ({note})" if note else "") + hint)
         elif isinstance(outcome, Cancelled) or note:
-            self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else "")
-                        + (f"; {self.cancelled_hint}" if self.cancelled_hint else ""))
+            self.report({"WARNING"}, f"{job.label} cancelled" + (f" ({note})" if note else "") + hint)
         elif isinstance(outcome, Error):
             self.report({"ERROR"}, f"{job.label} failed [{outcome.code}]: {outcome}")
         return {"CANCELLED"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import fcurves, fingers, hands, keys, rig
+from . import fingers, hands, keys, rig
 from . import pose as pose_conv
-from handforge_shared.skeleton import FINGERS, JOINT_NAMES
+from handforge_shared.skeleton import JOINT_NAMES
 
 KEYING_SET_ID = "HANDFORGE_KS_pose"
 
@@ -22,9 +22,8 @@ def pose_paths(arm_obj) -> list[tuple[object, str, str]]:
     out = [(arm_obj, f'pose.bones["{name}"].{pose_conv.channel_prop(pbones[name].rotation_mode)}', name)
            for name in JOINT_NAMES]
     out.append((arm_obj, f'pose.bones["{JOINT_NAMES[0]}"].location', JOINT_NAMES[0]))
-    bag = fcurves.find_channelbag(arm_obj)  # keyed finger sliders (see ``iterator``)
-    out += [(arm_obj, keys.slider_path(kind, finger), keys.SLIDER_GROUP) for finger in FINGERS
-            for kind in keys.SLIDER_KINDS if bag is not None and bag.fcurves.find(keys.slider_path(kind, finger)) is not None]
+    out += [(arm_obj, keys.slider_path(kind, finger), keys.SLIDER_GROUP)  # keyed finger sliders (see ``iterator``)
+            for kind, finger in keys.keyed_sliders(arm_obj)]
     mesh_obj = rig.hand_mesh(arm_obj)
     for kb in rig.corrective_keys(arm_obj) or ():
         out.append((mesh_obj.data.shape_keys, f'key_blocks["{kb.name}"].value', "Pose Correctives"))

@@ -194,13 +194,21 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
 SLIDER_GROUP = "HandForge Sliders"  # the F-curve group of keyed finger sliders (as fingers' auto-keying names it)
 
 
+def keyed_sliders(arm_obj) -> list[tuple[str, str]]:
+    """(kind, finger) of the finger sliders the rig's action keys and plays (a muted curve moves nothing: its
+    slider is left to the bones, and its keys alone)."""
+    bag = find_channelbag(arm_obj)
+    curves = [(kind, finger, bag.fcurves.find(slider_path(kind, finger)) if bag is not None else None)
+              for finger in FINGERS for kind in SLIDER_KINDS]
+    return [(kind, finger) for kind, finger, fc in curves
+            if fc is not None and not fc.mute and not (fc.group is not None and fc.group.mute)]
+
+
 def slider_channels(arm_obj, poses: HandPose) -> list[Channel]:
     """The keyed finger sliders' channels for (T,) poses: the curl and spread each pose shows. A keyed slider
     moves its finger to its own value on every frame change (``fingers.follow_animation``), so bone keys
     written without it were overridden there: Key Candidates and motion on such a rig showed other fingers."""
-    bag = find_channelbag(arm_obj)
-    keyed = [(kind, finger) for finger in FINGERS for kind in SLIDER_KINDS
-             if bag is not None and bag.fcurves.find(slider_path(kind, finger)) is not None]
+    keyed = keyed_sliders(arm_obj)
     if not keyed:
         return []
     angles = anatomy.hand_pose_to_anatomical(poses.hand_pose, pose_conv.bone_frames(arm_obj), arm_obj.handforge.side)

@@ -164,3 +164,4 @@ def test_a_keyed_slider_keeps_what_the_pose_tools_key_and_imports_write(session)
     assert out["keying_set"] == ["FINISHED"], out
     assert out["fixed_key"] == [[pytest.approx(0.4), "KEYFRAME"]], out
     assert out["generated_beside"] == ["GENERATED"], out
+    assert "muted" not in out["muted"]["printed"] and out["muted"]["keys_added"] == 0, out["muted"]

@@ -3,6 +3,9 @@ sliders following the bones when scrubbing, auto-keying of slider tweaks."""
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stdout
+
 import bpy
 import numpy as np
 
@@ -218,6 +221,16 @@ def keyed_slider_under_pose_tools():
     middle = right.animation_data.action.fcurves.find('pose.bones["middle2"].rotation_euler', index=0)
     out["fixed_key"] = [[kp.co[1], kp.type] for kp in middle.keyframe_points if kp.co[0] == 45]
     out["generated_beside"] = [kp.type for kp in middle.keyframe_points if kp.co[0] == 46]
+    # a muted slider curve moves nothing: an import leaves it alone without a word, Key Pose does not key it
+    slider = right.animation_data.action.fcurves.find("handforge.curl_index")
+    slider.mute = True
+    before = len(slider.keyframe_points)
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        bpy.ops.handforge.import_motion(filepath=a["keyed_clip"], frame_start=60)
+    scene.frame_set(75)
+    bpy.ops.handforge.key_pose(sides="RIGHT")
+    out["muted"] = {"printed": printed.getvalue(), "keys_added": len(slider.keyframe_points) - before}
     right.animation_data_clear()
     scene.frame_set(1)
     return out
