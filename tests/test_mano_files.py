@@ -409,3 +409,20 @@ def test_a_model_dir_given_on_the_command_line_is_fixed_there(tmp_path, monkeypa
     assert main(["compare-hands", "--model-dir", str(tmp_path / "empty")]) != 0
     err = capsys.readouterr().err
     assert "holds neither MANO_RIGHT nor MANO_LEFT" in err and "with --model-dir" in err, err
+
+
+def test_the_fix_of_a_set_mano_folder_is_its_files_and_a_missing_smplx_is_not_one(tmp_path, monkeypatch):
+    """With mano.model_dir set, the reason said to set the variable already set, under a fix line that said
+    to put the files there; with smplx missing, that fix line said to put the files there too."""
+    from handforge.hands import mano_status
+    from handforge.hands.registry import entry
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "empty"))
+    with pytest.raises(MANOFileError) as info:
+        load_mano_dir(None)
+    assert "set the environment variable" not in str(info.value), info.value
+    assert f"put the files in {tmp_path / 'empty'}, or point $HANDFORGE_MANO_DIR at the folder" in str(info.value)
+    monkeypatch.setattr(mano_status, "_smplx_installed", lambda: False)
+    status = entry("mano").status()
+    assert "pip install 'handforge[mano]'" in status["reason"] and status["hint"] == "", status

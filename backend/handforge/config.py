@@ -55,6 +55,11 @@ class Setting:
         return (f"set the environment variable {self.env}=<value>, or add to {config_path()}:\n"
                 f"    [{self.section}]\n    {self.name} = \"<value>\"")
 
+    def files_fix(self, value: Any, source: str) -> str:
+        """The fix for files missing or unreadable in the folder this setting, set (``get``), names."""
+        where = f"${self.env}" if source == "env" else f"{self.name} in {config_path()} [{self.section}]"
+        return f"put the files in {value}, or point {where} at the folder that has them"
+
 
 _SETTINGS: dict[str, Setting] = {}
 _SETTINGS_MODULE = "settings"

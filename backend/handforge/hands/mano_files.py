@@ -73,6 +73,14 @@ class MANOFileError(HandModelError):
 
 
 def how_to_get_mano() -> str:
+    """Where MANO comes from and how to point HandForge at it; with the setting set, to put the files where
+    it points or point it elsewhere (it said to set the variable already set)."""
+    try:
+        value, source = config.get(MANO_DIR.key)
+    except config.ConfigError:
+        value = None
+    if value is not None:
+        return f"{MANO_DIR.files_fix(value, source)} (MANO: {MANO_URL}, free registration, non-commercial research licence)"
     return (f"download MANO from {MANO_URL} (free registration, non-commercial research licence), "
             f"unpack it and point HandForge at its models/ folder: {MANO_DIR.how_to_set()}")
 

@@ -37,11 +37,12 @@ class HandModelEntry:
             reason = self.unavailable_reason()
         except Exception as exc:  # e.g. the adapter is not part of this build: report it, never raise
             reason = f"{self.name} support cannot be loaded: {type(exc).__name__}: {exc}"
-        return {"available": not reason, "reason": reason, "hint": self.hint() if reason else ""}
+        return {"available": not reason, "reason": reason, "hint": self.hint(reason) if reason else ""}
 
-    def hint(self) -> str:
-        """How to make this model available ('' when nothing can be set): set its setting; when it is set,
-        put the files where it points or point it elsewhere; with an unreadable config file, fix that (the
+    def hint(self, reason: str = "") -> str:
+        """How to make this model available ('' when nothing can be set): set its setting; when it is set and
+        ``reason`` is about its folder, put the files there or point it elsewhere (a reason about something
+        else, e.g. a package to install, says its own fix); with an unreadable config file, fix that (the
         advice was to set the variable already set, or to add to the file that cannot be read)."""
         if self.setting is None:
             return ""
@@ -51,9 +52,7 @@ class HandModelEntry:
             return f"fix or remove {config.config_path()}"
         if value is None:
             return self.setting.how_to_set()
-        where = (f"${self.setting.env}" if source == "env" else
-                 f"{self.setting.name} in {config.config_path()} [{self.setting.section}]")
-        return f"put the files in {value}, or point {where} at the folder that has them"
+        return self.setting.files_fix(value, source) if str(value) in reason else ""
 
 
 def _load_open(**options: Any) -> "HandModel":
