@@ -247,3 +247,15 @@ def test_a_field_of_the_wrong_type_from_a_backend_is_ignored_not_raised_out_of_p
             assert isinstance(handle.wait(5), Result)
     finally:
         router.close(linger=0)
+
+
+def test_a_refusal_carries_the_field_it_names(client):
+    # before: the wire's error.data.field (PROTOCOL.md) was dropped by the client: a client could not point at the
+    # bad input without parsing the message
+    from handforge_shared.client import Error, JobFailed
+
+    with pytest.raises(JobFailed) as info:
+        client.run("sleep", {"steps": -1})
+    assert info.value.code == "invalid_params" and info.value.field == "params.steps", vars(info.value)
+    outcome = client.submit("sleep", {"steps": -1}).wait(timeout=30)
+    assert isinstance(outcome, Error) and outcome.field == "params.steps", outcome

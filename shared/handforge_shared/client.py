@@ -407,7 +407,7 @@ class Client:
         if isinstance(reply, Message):
             return reply
         if isinstance(reply, Error):
-            raise JobFailed(reply.code, reply.message, reply.hint)
+            raise JobFailed(reply.code, reply.message, reply.hint, field=reply.field)
         if self._handshake_error is not None:
             raise JobFailed.from_event(self._handshake_error)
         if not self._ever_connected:
@@ -697,7 +697,7 @@ def _trim(ordered: dict, keep: int = 256) -> None:
 def _error_event(message: Message) -> Error:
     data = message.data or {}
     return Error(message.job, str(data.get("code", ErrorCode.INTERNAL)), str(data.get("message", "")),
-                 str(data.get("hint", "")))
+                 str(data.get("hint", "")), str(data.get("field") or ""))
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -61,6 +61,7 @@ class Error(Event):
     code: str
     message: str
     hint: str = ""
+    field: str = ""  # the offending input when the backend names it, e.g. "params.steps", "arrays.right.mask"
 
     def __str__(self) -> str:
         return with_hint(self.message, self.hint)
@@ -77,11 +78,11 @@ UNAVAILABLE_CODES = frozenset({ErrorCode.NO_BACKEND, ErrorCode.BACKEND_LOST, Err
 
 
 class JobFailed(Exception):
-    """Raised by the blocking API for an ``Error``; carries its code, message and hint."""
+    """Raised by the blocking API for an ``Error``; carries its code, message, hint and field."""
 
-    def __init__(self, code: str, message: str, hint: str = "", job: str | None = None) -> None:
+    def __init__(self, code: str, message: str, hint: str = "", job: str | None = None, field: str = "") -> None:
         super().__init__(with_hint(message, hint))
-        self.code, self.message, self.hint, self.job = str(code), message, hint, job
+        self.code, self.message, self.hint, self.job, self.field = str(code), message, hint, job, field
 
     @classmethod
     def from_event(cls, event: Error | Cancelled) -> "JobFailed":
@@ -89,7 +90,7 @@ class JobFailed(Exception):
             return JobCancelledError("cancelled", event.message or f"job {event.job} was cancelled ({event.reason})",
                                      job=event.job)
         kind = BackendUnavailable if event.code in UNAVAILABLE_CODES else JobFailed
-        return kind(event.code, event.message, event.hint, event.job)
+        return kind(event.code, event.message, event.hint, event.job, event.field)
 
 
 class BackendUnavailable(JobFailed):
