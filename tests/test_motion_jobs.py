@@ -177,8 +177,9 @@ def test_trajectory_and_generate(server):
     with server.client() as client, pytest.raises(JobFailed) as long:
         client.run("motion.generate", {"num_frames": 410, "fps": 24.0, "steps": 1}, {}, timeout=60)
     assert long.value.code == "invalid_params"
-    assert "410 frames at 24 fps is longer than the model's 512 frames at 30 fps" in long.value.message
-    assert "generate at most 409 frames at a time" in long.value.hint
+    assert ("410 frames at 24 fps (17.04 s) is longer than the model's 512 frames at 30 fps (17.03 s)"
+            in long.value.message), long.value.message
+    assert "generate at most 409 frames at a time at 24 fps, or use the spline engine" in long.value.hint
     with server.client() as client:  # the most it said: 511 of the model's frames
         made = client.run("motion.generate", {"num_frames": 409, "fps": 24.0, "steps": 1}, {}, timeout=120)
     assert clip_of(made).num_frames == 409 and clip_of(made).fps == 24.0 and made.data["engine"] == "learned"

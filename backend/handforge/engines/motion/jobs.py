@@ -247,9 +247,12 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
                 pipeline.model.config.max_frames:  # (it runs on its own frames: counted at its frame rate)
             config = pipeline.model.config
             most = int((config.max_frames - 1) * observation.fps / config.fps) + 1
-            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames at {observation.fps:g} fps is "
-                           f"longer than the model's {config.max_frames} frames at {config.fps:g} fps",
-                           f"generate at most {most} frames at a time")
+            # (the time is what counts: "20 frames at 1 fps" read as too many frames)
+            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames at {observation.fps:g} fps "
+                           f"({(observation.num_frames - 1) / observation.fps:.2f} s) is longer than the model's "
+                           f"{config.max_frames} frames at {config.fps:g} fps ({(config.max_frames - 1) / config.fps:.2f} s)",
+                           f"generate at most {most} frames at a time at {observation.fps:g} fps, or use the spline "
+                           "engine (any length)")
         elif params["steps"] > pipeline.model.config.num_train_timesteps:
             # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
             # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)
