@@ -305,10 +305,11 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
                          "rigs": {s: rig.name for s, rig in found.items()},
                          "uids": {s: rig.session_uid for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
-                  "steps": self.steps, "cfg_scale": variety_cfg(self.variety),
-                  "penetration_guidance": self.penetration_guidance,
-                  "contact_guidance": self.contact_guidance, "separation": self.separation, "touch": self.touch,
-                  "guidance_steps": min(GUIDANCE_STEPS, self.steps)}
+                  "separation": self.separation, "touch": self.touch}
+        if self.engine == "learned":  # (the backend refuses them for the templates engine, which reads none)
+            params.update(steps=self.steps, cfg_scale=variety_cfg(self.variety),
+                          penetration_guidance=self.penetration_guidance, contact_guidance=self.contact_guidance,
+                          guidance_steps=min(GUIDANCE_STEPS, self.steps))
         return JOB_KIND, params, arrays
 
     def job_not_applied(self, context):

@@ -114,6 +114,8 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
     ({"model": "smpl"}, {}, "model"),
     ({"model": "mano"}, {}, "hand model 'mano' is not available here"),  # before queueing, with what to set
     ({"engine": "learned", "steps": 150}, {}, "exceeds the 100 diffusion steps"),
+    # the learned engine's settings with the templates engine: refused as templates with the learned one are
+    ({"engine": "templates", "steps": 40, "redraws": 8}, {}, "steps, redraws only apply to engine 'learned'"),
     ({"anchor_side": "left"}, {**anchor_arrays("left"), "anchor.transl": np.array([0, np.nan, 0], np.float32)},
      "anchor.transl"),
 ])

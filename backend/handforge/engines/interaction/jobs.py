@@ -44,6 +44,8 @@ ENGINES = ("learned", "templates")
 ANCHOR_SIDES = ("none", "left", "right")
 REQUIRED_ANCHOR = ROTATION_FIELDS
 MAX_COUNT = 256
+# the diffusion model's settings, which the templates engine does not read
+LEARNED_ONLY = ("steps", "cfg_scale", "penetration_guidance", "contact_guidance", "guidance_steps", "redraws")
 VECTOR_DIM = 64  # representation.VECTOR_DIM (kept literal: this module stays light, that one imports torch)
 
 
@@ -69,6 +71,11 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["templates"] and params["engine"] != "templates":
         raise invalid("params.templates", "templates only apply to engine 'templates'",
                       "set engine to 'templates' or leave templates empty")
+    if params["engine"] == "templates":  # the other way round as well (they were ignored, unsaid)
+        given = [k for k in LEARNED_ONLY if params[k] != SCHEMA.params[k].default]
+        if given:
+            raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine 'learned' (the templates "
+                          "engine draws the corpus's templates)", "set engine to 'learned', or leave them out")
     require_hand_model(params["model"])
 
 
