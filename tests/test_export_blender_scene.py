@@ -131,7 +131,12 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
         client.run("export_renders", {**params, "cameras": [params["cameras"][0]] * 2}, arrays)
     with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be") as failure:
         client.run("export_renders", {**params, "cameras": [{"name": "A", "sensor_fit": list(range(1000))}] * 2}, arrays)
-    assert len(failure.value.message) < 400
+    assert len(failure.value.message) < 450
+    # a camera's other keys (a lens, ignored: the lens is arrays.camera.lens), an empty or unprintable name
+    for camera in ({"name": "A", "sensor_fit": "AUTO", "lens": 85}, {"name": " ", "sensor_fit": "AUTO"},
+                   {"name": "A\x00", "sensor_fit": "AUTO"}):
+        with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be .*nothing else"):
+            client.run("export_renders", {**params, "cameras": [camera, params["cameras"][1]]}, arrays)
     with pytest.raises(JobFailed, match=r"^arrays: no hand given"):
         client.run("export_renders", params, {k: v for k, v in arrays.items() if not k.startswith(("left.", "right."))})
     assert not (tmp_path / "out").exists()

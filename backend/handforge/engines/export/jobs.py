@@ -69,10 +69,15 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
                       "list each frame once")
     names = set()
     for k, camera in enumerate(params["cameras"]):
-        if not isinstance(camera.get("name"), str) or camera.get("sensor_fit") not in SENSOR_FITS:
+        # (other keys were taken and ignored, a lens among them: the lens is arrays.camera.lens; written to the
+        # folder's record all the same; an empty name or one with control characters labelled every sample so)
+        name = camera.get("name")
+        if (set(camera) != {"name", "sensor_fit"} or not isinstance(name, str) or not name.strip()
+                or not name.isprintable() or camera.get("sensor_fit") not in SENSOR_FITS):
             shown = repr(camera)
-            raise invalid(f"params.cameras[{k}]", "must be {\"name\": str, \"sensor_fit\": "
-                          f"{' | '.join(SENSOR_FITS)}}}, got {shown[:200] + ' …' if len(shown) > 200 else shown}")
+            raise invalid(f"params.cameras[{k}]", "must be {\"name\": a non-empty printable str, \"sensor_fit\": "
+                          f"{' | '.join(SENSOR_FITS)}}} and nothing else (lens, shift and sensor go in arrays.camera.*), "
+                          f"got {shown[:200] + ' …' if len(shown) > 200 else shown}")
         if camera["name"] in names:  # (the labels name the camera: a dataset reader could not tell them apart)
             raise invalid(f"params.cameras[{k}]", f"camera name {camera['name']!r} is given twice",
                           "give each camera its own name")
