@@ -75,7 +75,12 @@ def test_inbetween_keeps_every_key(server, engine):
         result = client.run("motion.inbetween", {"engine": engine, "steps": 6, "num_samples": 2, "seed": 1}, arrays,
                             timeout=120, on_progress=lambda e: messages.append(e.message))
     # no fall-back said (these random keys hold the hands 18 mm into each other: that is said, learned)
-    assert result.data["engine"] == engine and result.data.get("warning", "Your keys").startswith("Your keys")
+    assert result.data["engine"] == engine
+    if engine == "spline":  # its 2 samples are one motion twice: said (they came back the same, unsaid)
+        assert result.data["warning"] == ("The spline engine makes one motion: the 2 samples are the same; the "
+                                          "learned engine draws different ones."), result.data
+    else:
+        assert result.data.get("warning", "Your keys").startswith("Your keys")
     clip = clip_of(result)
     assert clip.num_frames == FRAMES and clip.hand_model == "open"
     assert_keys_kept(clip, arrays)

@@ -299,6 +299,9 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
                             "seconds": round(time.monotonic() - started, 3)}
     if guidance is not None and engine == "learned":
         warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips[0])]))
+    if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
+        warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
+                                                  "samples are the same; the learned engine draws different ones."]))
     if warning:
         data["warning"] = warning
     return JobResult(data, arrays)
