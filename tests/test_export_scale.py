@@ -196,7 +196,7 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monk
     with pytest.raises(WorkerStartError, match="an export worker could not start: MANOFileError"):
         export_sharded(mano, out, pool_without_mano, 2, command=COMMAND, progress=False)
     assert not out.exists()  # nothing left behind
-    with pytest.raises(MANOFileError, match="MANO_LEFT.pkl is missing"):  # the driver's own: before any worker
+    with pytest.raises(MANOFileError, match="holds neither MANO_RIGHT nor MANO_LEFT"):  # the driver's: before any worker
         export_sharded(mano, out, lambda: pytest.fail("no worker"), 2, command=COMMAND, progress=False)
     assert not out.exists()
 
