@@ -59,7 +59,7 @@ IMAGE_ENGINES: dict[str, Engine] = {
 def _sd_complete() -> str | tuple[str, str]:
     """The SD model's setting exists (checked before): does it hold an SD model's parts? (An empty folder made
     the engine available, and the first click failed.)"""
-    from handforge.engines.image.weights import missing_parts
+    from handforge.engines.image.layout import missing_parts
 
     path = config.value(SD_MODEL.key)
     missing = missing_parts(SD_MODEL.key, Path(path))

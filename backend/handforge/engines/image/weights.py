@@ -21,6 +21,7 @@ from typing import Any
 
 from handforge import config
 from handforge.engines.checkpoints import config_size_problem
+from handforge.engines.image.layout import missing_parts
 from handforge.engines.image.settings import (
     CONTROLNETS,
     GUIDANCE,
@@ -226,21 +227,6 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
         if reason:
             report.problems.append(f"does not fit the SD model {sd}: {reason}")
     return report
-
-
-def missing_parts(key: str, path: Path) -> str:
-    """What a configured path plainly lacks, from its layout alone (``check_sd`` and ``check_controlnet``
-    read the files: `handforge models check`); '' when nothing. An empty folder was listed as [ok]."""
-    from handforge.engines.image.controls import available
-
-    if key == SD_MODEL.key:
-        if path.is_file():
-            return "" if path.suffix.lower() == ".safetensors" else "not a .safetensors file"
-        parts = [p for p in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / p).is_dir()]
-        return f"no {', '.join(p + '/' for p in parts)}" if parts else ""
-    if key == CONTROLNETS.key:
-        return "" if available(path) else "no ControlNet folder (with a config.json) in it"
-    return "" if (path / "config.json").is_file() else "no config.json"  # the guidance module: a ControlNet folder
 
 
 def status() -> dict[str, Any]:

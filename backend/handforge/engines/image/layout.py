@@ -1,0 +1,26 @@
+"""What a weights setting's folder must hold, read from its layout alone (no file is opened): cheap
+enough for the server's availability checks and ``handforge models list``; ``weights.check_sd`` and
+``weights.check_controlnet`` read the files themselves (``handforge models check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handforge.engines.image.settings import CONTROLNETS, SD_MODEL
+
+SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # a diffusers SD 1.x folder's
+
+
+def missing_parts(key: str, path: Path) -> str:
+    """What the path setting ``key`` holds plainly lacks; '' when nothing. (An empty folder was listed as
+    [ok], and made the engines available.)"""
+    from handforge.engines.image.controls import available
+
+    if key == SD_MODEL.key:
+        if path.is_file():
+            return "" if path.suffix.lower() == ".safetensors" else "not a .safetensors file"
+        parts = [p for p in SD_PARTS if not (path / p).is_dir()]
+        return f"no {', '.join(p + '/' for p in parts)}" if parts else ""
+    if key == CONTROLNETS.key:
+        return "" if available(path) else "no ControlNet folder (with a config.json) in it"
+    return "" if (path / "config.json").is_file() else "no config.json"  # the guidance module: a ControlNet folder
