@@ -5,11 +5,25 @@ every area poses, lives here."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 # Tests never reach a network and never pick up a user's config.
 os.environ.setdefault("HANDFORGE_CONFIG", os.path.join(os.path.dirname(__file__), "no-such-config.toml"))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept():
+    """A command run in this process may set torch's thread count for its own run (eval interaction sets one):
+    put back after each test, or a later test comparing a model trained here with one trained in a subprocess
+    saw other float sums (a full run failed that way, the test alone passed)."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -66,8 +66,8 @@ def test_ctrl_c_in_a_resumable_command_says_how_to_go_on(monkeypatch, capsys, tm
     spec = tmp_path / "spec.toml"
     spec.write_text("samples = 2\n")
     assert cli.main(["export", str(spec), "--out", str(tmp_path / "out")]) == 130
-    assert capsys.readouterr().err == ("interrupted: finished samples are kept: run the same command again to make "
-                                       "the rest\n")
+    assert capsys.readouterr().err == ("interrupted: finished samples are kept: run the same command again to "
+                                       "finish the dataset\n")
 
 
 def test_sigterm_in_a_resumable_command_says_how_to_go_on_as_ctrl_c_does(monkeypatch, capsys):
