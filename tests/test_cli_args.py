@@ -252,7 +252,11 @@ def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
     # config with its report (and `eval motion --out corpus/splits.json` the corpus's splits)
     config = tmp_path / "config.json"
     config.write_text('{"_class_name": "InteractionDenoiser", "width": 8}')
-    for other in (notes, config):
+    # an empty file of another kind: the active config.toml, left empty, was replaced by a report (every later
+    # command then failed to read its config)
+    empty_config = tmp_path / "cfg.toml"
+    empty_config.write_text("")
+    for other in (notes, config, empty_config):
         with pytest.raises(argparse.ArgumentTypeError, match=f"{other.name} exists and is not a HandForge report: "
                                                              "choose another file, or remove it first"):
             report_file(str(other))

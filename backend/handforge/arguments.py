@@ -199,8 +199,10 @@ def _a_report(path: Path) -> bool:
         return True
     except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
         return False
+    if not text.strip():  # an empty .json (made to be written into); an empty config.toml is no report
+        return path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if text.strip() else {REPORT_MARK: REPORT_VERSION}
+        data = json.loads(text)
         return isinstance(data, dict) and REPORT_MARK in data
     except (ValueError, RecursionError):
         return False
