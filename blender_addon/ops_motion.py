@@ -718,9 +718,11 @@ def _not_where_made(context) -> str:
                 f"scene: add hands with HandForge > Add Hands and run {label} on them")
     # the button takes the panel's Left and Right Hand: another pair chosen since (Add Hands chooses its own)
     # would get the motion the last one had
-    chosen = hands.scene_hands(context.scene, "BOTH", required=False)
+    # (the panel's own pointers: scene_hands leaves out a rig that lost bones, which the button refuses itself)
+    chosen = {side: getattr(context.scene.handforge, side) for side in rigs}
     other = [(side, name) for side, (name, uid) in rigs.items()
-             if side not in chosen or chosen[side].session_uid != uid]
+             if chosen[side] is not None and chosen[side].name in context.scene.objects
+             and chosen[side].session_uid != uid]
     if other:
         which = " and ".join(f"{side} hand {name!r}" for side, name in other)
         return (f"the last motion ({label}) keyed the {which}, which the panel no longer names as its hands: choose "

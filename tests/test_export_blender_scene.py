@@ -132,11 +132,19 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be") as failure:
         client.run("export_renders", {**params, "cameras": [{"name": "A", "sensor_fit": list(range(1000))}] * 2}, arrays)
     assert len(failure.value.message) < 450
-    # a camera's other keys (a lens, ignored: the lens is arrays.camera.lens), an empty or unprintable name
-    for camera in ({"name": "A", "sensor_fit": "AUTO", "lens": 85}, {"name": " ", "sensor_fit": "AUTO"},
+    # a camera's other keys (a lens, ignored: the lens is arrays.camera.lens), an empty name, control characters
+    for camera in ({"name": "A", "sensor_fit": "AUTO", "lens": 85}, {"name": "", "sensor_fit": "AUTO"},
                    {"name": "A\x00", "sensor_fit": "AUTO"}):
         with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be .*nothing else"):
             client.run("export_renders", {**params, "cameras": [camera, params["cameras"][1]]}, arrays)
+    # names Blender keeps pass: a full-width or no-break space, an emoji with a zero-width joiner, a lone space
+    (tmp_path / "a file").write_text("x")
+    for name in ("カメラ\u30001", "Cam\xa0A", "\U0001F468\u200d\U0001F4BB cam", " "):
+        with pytest.raises(JobFailed) as other:  # (refused further on, for its folder: not for its name)
+            client.run("export_renders", {**params, "out": str(tmp_path / "a file" / "x"),
+                                          "cameras": [{"name": name, "sensor_fit": "AUTO"}, params["cameras"][1]]},
+                       arrays)
+        assert other.value.message.startswith("params.out"), other.value.message
     with pytest.raises(JobFailed, match=r"^arrays: no hand given"):
         client.run("export_renders", params, {k: v for k, v in arrays.items() if not k.startswith(("left.", "right."))})
     assert not (tmp_path / "out").exists()

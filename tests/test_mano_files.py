@@ -244,8 +244,9 @@ def test_missing_files_say_where_to_get_mano(tmp_path, monkeypatch):
     with pytest.raises(MANOFileError, match=r"MANO_LEFT\.pkl is missing.*with --model-dir"):
         load_mano_dir(tmp_path)  # (a folder given: chosen again, not the setting's advice)
     assert find_model_file(tmp_path, "right") == tmp_path / "MANO_RIGHT.pkl"
-    with pytest.raises(MANOFileError, match="does not exist"):
-        load_mano_file(tmp_path / "MANO_LEFT.pkl")
+    with pytest.raises(MANOFileError, match="MANO_LEFT.pkl does not exist: check the path") as named:
+        load_mano_file(tmp_path / "MANO_LEFT.pkl")  # (a file named by path: not the setting's folder's fix)
+    assert "put the files in" not in str(named.value), named.value
     with pytest.raises(MANOFileError, match="cannot tell which hand"):
         load_mano_file(write_mano_pickle(synthetic_mano()["right"], tmp_path / "hand.pkl"))
     with pytest.raises(MANOFileError, match="holds the right hand, but the left hand was asked for"):

@@ -72,6 +72,11 @@ class MANOFileError(HandModelError):
     """A MANO model file is missing, unreadable or not a MANO file; the message says what to do."""
 
 
+# A file named by path (convert-mano FILE): its own path is checked, not the folder of mano.model_dir (which the
+# setting's fix named, a folder the user never mentioned)
+NAMED_FILE_FIX = f"check the path (MANO's files come from {MANO_URL}, free registration, non-commercial research licence)"
+
+
 def how_to_get_mano() -> str:
     """Where MANO comes from and how to point HandForge at it; with the setting set, to put the files where
     it points or point it elsewhere (it said to set the variable already set)."""
@@ -303,7 +308,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     """The raw dict of a MANO pickle with chumpy and sparse values as plain numpy arrays (unvalidated)."""
     path = Path(path)
     if not path.is_file():
-        raise MANOFileError(f"{path} does not exist: {how_to_get_mano()}")
+        raise MANOFileError(f"{path} does not exist: {NAMED_FILE_FIX}")
     if path.stat().st_size > MAX_PICKLE_BYTES:
         raise MANOFileError(f"{path} is not a MANO model file: it has {path.stat().st_size:,} bytes, a MANO pickle "
                             f"has a few MB; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
@@ -400,7 +405,7 @@ def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoDa
 def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise MANOFileError(f"{path} does not exist: {how_to_get_mano()}")
+        raise MANOFileError(f"{path} does not exist: {NAMED_FILE_FIX}")
     try:
         arrays, meta = read_npz(path)
     except PoseFormatError as exc:

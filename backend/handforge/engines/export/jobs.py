@@ -9,6 +9,7 @@ checked before the job is queued.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Mapping
 
 import numpy as np
@@ -72,10 +73,11 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         # (other keys were taken and ignored, a lens among them: the lens is arrays.camera.lens; written to the
         # folder's record all the same; an empty name or one with control characters labelled every sample so)
         name = camera.get("name")
-        if (set(camera) != {"name", "sensor_fit"} or not isinstance(name, str) or not name.strip()
-                or not name.isprintable() or camera.get("sensor_fit") not in SENSOR_FITS):
+        if (set(camera) != {"name", "sensor_fit"} or not isinstance(name, str) or not name
+                or any(unicodedata.category(c) == "Cc" for c in name) or camera.get("sensor_fit") not in SENSOR_FITS):
             shown = repr(camera)
-            raise invalid(f"params.cameras[{k}]", "must be {\"name\": a non-empty printable str, \"sensor_fit\": "
+            raise invalid(f"params.cameras[{k}]", "must be {\"name\": a non-empty str without control characters, "
+                          "\"sensor_fit\": "
                           f"{' | '.join(SENSOR_FITS)}}} and nothing else (lens, shift and sensor go in arrays.camera.*), "
                           f"got {shown[:200] + ' …' if len(shown) > 200 else shown}")
         if camera["name"] in names:  # (the labels name the camera: a dataset reader could not tell them apart)
