@@ -74,7 +74,8 @@ class MANOFileError(HandModelError):
 
 # A file named by path (convert-mano FILE): its own path is checked, not the folder of mano.model_dir (which the
 # setting's fix named, a folder the user never mentioned)
-NAMED_FILE_FIX = f"check the path (MANO's files come from {MANO_URL}, free registration, non-commercial research licence)"
+MANO_TERMS = "free registration, non-commercial research licence"  # said wherever MANO's download is
+NAMED_FILE_FIX = f"check the path (MANO's files come from {MANO_URL}, {MANO_TERMS})"
 
 
 def how_to_get_mano() -> str:
@@ -85,8 +86,8 @@ def how_to_get_mano() -> str:
     except config.ConfigError:
         value = None
     if value is not None:
-        return f"{MANO_DIR.files_fix(value, source)} (MANO: {MANO_URL}, free registration, non-commercial research licence)"
-    return (f"download MANO from {MANO_URL} (free registration, non-commercial research licence), "
+        return f"{MANO_DIR.files_fix(value, source)} (MANO: {MANO_URL}, {MANO_TERMS})"
+    return (f"download MANO from {MANO_URL} ({MANO_TERMS}), "
             f"unpack it and point HandForge at its models/ folder: {MANO_DIR.how_to_set()}")
 
 
@@ -100,7 +101,7 @@ def how_to_fix(given: bool) -> str:
     again there; the setting's is set (its advice, to set the variable already set, misled)."""
     if given:
         return ("choose MANO's models/ folder (it holds MANO_RIGHT.pkl and MANO_LEFT.pkl, from "
-                f"{MANO_URL}, free registration, non-commercial research licence) with --model-dir")
+                f"{MANO_URL}, {MANO_TERMS}) with --model-dir")
     return how_to_get_mano()
 
 
