@@ -259,6 +259,45 @@ def test_fixed_hands_give_the_same_depths_and_gradients_as_plain_vertices(model)
         FixedHands(lefts[0], faces_l)
 
 
+def test_brute_force_search_finds_the_k_d_trees_neighbours(model):
+    """The GPU's pair search (brute force) against the CPU's k-d tree, run here on the CPU: for queries
+    in and around each pair's own hand, the nearest vertex is as near (indices may differ at exact ties)."""
+    from handforge.evaluation.penetration import _PairBrute, _PairTree
+
+    rng = np.random.default_rng(3)
+    targets = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                           (("flat", (0.0, 0.0, 0.0)), ("fist", (0.05, 0.0, 0.0)), ("ok", (-1.0, 0.2, 0.0)))]).detach()
+    slot = torch.from_numpy(rng.integers(0, 3, 5000))
+    queries = targets[slot, torch.from_numpy(rng.integers(0, targets.shape[1], 5000))]
+    queries = queries + torch.from_numpy(rng.normal(0, 0.02, (5000, 3))).float()
+    brute = _PairBrute(targets)
+    brute.CHUNK = 7 * targets.shape[1]  # several chunks, the last one short
+    found = {}
+    for name, search in (("tree", _PairTree(targets)), ("brute", brute)):
+        index = search.nearest(queries, slot)
+        found[name] = torch.linalg.vector_norm(targets[slot, index].double() - queries.double(), dim=-1)
+    assert torch.allclose(found["brute"], found["tree"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_fixed_hands_on_the_gpu_give_the_cpus_loss_gradients_and_gaps(model):
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    lefts = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                         (("flat", (-0.17, 0.01, 0.0)), ("fist", (-0.17, 0.02, 0.0)), ("ok", (-0.4, 0.0, 0.0)))]).detach()
+    rights = torch.stack([posed(model, "right", n) for n in ("relaxed", "pinch", "fist")]).detach()
+    answers = {}
+    for device in ("cpu", "cuda"):
+        moving = rights.to(device).requires_grad_(True)
+        fixed = FixedHands(lefts.to(device), faces_l)
+        loss = penetration_loss(fixed, moving, faces_l, faces_r)
+        gap, near = fixed.gaps(moving, within=0.03)
+        (grad,) = torch.autograd.grad(loss.sum() + gap.sum(), moving)
+        answers[device] = [t.detach().cpu() for t in (loss, gap, near, grad)]
+    for cpu, gpu in zip(answers["cpu"], answers["cuda"]):
+        assert torch.allclose(gpu.double(), cpu.double(), atol=1e-6, rtol=0)
+    assert answers["cpu"][0][:2].gt(0).all()
+
+
 def test_hands_of_mixed_precision_give_the_double_precision_answer(model):
     """float64 and float32 hands together (a float64 anchor, float32 samples): the loss and gaps failed on
     an index_put or index_copy of mismatched dtypes; now the wider dtype's answer."""

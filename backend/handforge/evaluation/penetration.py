@@ -81,14 +81,14 @@ class FixedHands:
         self.sealed = self.topology.seal(self.vertices)
         self.lo, self.hi = self.sealed.amin(1, keepdim=True), self.sealed.amax(1, keepdim=True)
         self.normals = vertex_normals(self.sealed, self.topology.faces)
-        self.tree = _PairTree(self.sealed)
+        self.tree = pair_search(self.sealed)
 
     def rows(self, index: torch.Tensor) -> "FixedHands":
         """These hands for the pairs ``index`` (K,) only, sharing the k-d tree (nothing is rebuilt)."""
         view = object.__new__(FixedHands)
         view.vertices, view.topology, view.sealed = self.vertices[index], self.topology, self.sealed[index]
         view.lo, view.hi, view.normals = self.lo[index], self.hi[index], self.normals[index]
-        view.tree = _RowsTree(self.tree, index.cpu())
+        view.tree = _RowsTree(self.tree, index)
         return view
 
     def nearest(self, points: torch.Tensor, within: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -427,7 +427,7 @@ def _depths_inside(points: torch.Tensor, target: _Targets | FixedHands, found: F
         elif len(flat):
             pairs, slot = torch.unique(pair, return_inverse=True)  # only pairs that can collide
             sealed = target.sealed[pairs].detach()
-            index = _PairTree(sealed).nearest(_take(points, flat), slot).to(points.device)
+            index = pair_search(sealed).nearest(_take(points, flat), slot).to(points.device)
             normal = _normals_at(sealed, target.topology.faces, slot, index)
         else:
             index, normal = torch.zeros_like(flat), points.new_zeros(0, 3)
@@ -492,14 +492,42 @@ class _PairTree:
         return torch.from_numpy(flat.astype(np.int64) - s * self.count)
 
 
-class _RowsTree:
-    """A ``_PairTree`` seen through a subset of its pairs (``FixedHands.rows``)."""
+class _PairBrute:
+    """``_PairTree``'s search by brute force, for targets on a GPU: every query's squared distance to
+    each vertex of its own pair's target, in float64 as the tree, in chunks that bound the memory.
+    The same neighbours as the tree (up to exact ties), with no round trip through the CPU: on a GPU
+    the batched guidance then needs no host synchronisation per search."""
 
-    def __init__(self, tree: "_PairTree | _RowsTree", index: torch.Tensor) -> None:
+    CHUNK = 1 << 23  # query-vertex distances per chunk: 8M × 3 float64 differences, 200 MB
+
+    def __init__(self, targets: torch.Tensor) -> None:
+        self.targets = targets.detach().double()
+
+    def nearest(self, queries: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        device = self.targets.device
+        q, s = queries.detach().to(device, torch.float64), slot.to(device)
+        out = torch.empty(len(q), dtype=torch.long, device=device)
+        step = max(1, self.CHUNK // self.targets.shape[1])
+        for start in range(0, len(q), step):
+            part = slice(start, start + step)
+            out[part] = (self.targets[s[part]] - q[part, None]).square().sum(-1).argmin(-1)
+        return out
+
+
+def pair_search(targets: torch.Tensor) -> "_PairTree | _PairBrute":
+    """The nearest-vertex search over each pair's target (N, T, 3): a k-d tree on the CPU, brute force
+    where the targets are on a GPU (thousands of cores beat the tree, and nothing leaves the device)."""
+    return _PairBrute(targets) if targets.device.type == "cuda" else _PairTree(targets)
+
+
+class _RowsTree:
+    """A pair search seen through a subset of its pairs (``FixedHands.rows``)."""
+
+    def __init__(self, tree: "_PairTree | _PairBrute | _RowsTree", index: torch.Tensor) -> None:
         self.tree, self.index = tree, index
 
     def nearest(self, queries: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-        return self.tree.nearest(queries, self.index[slot.cpu()])
+        return self.tree.nearest(queries, self.index[slot.to(self.index.device)])
 
 
 def _batched(a: torch.Tensor, b: torch.Tensor, checked: tuple[bool, bool] = (False, False)
