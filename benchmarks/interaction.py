@@ -72,7 +72,8 @@ def main() -> None:
             started = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - started)
-        print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
+            # each time as it comes: a run stopped by a time limit (a lent GPU's) still says what it measured
+            print(f"repeat {repeat + 1}/{args.repeats}: {name}: {times[name][-1]:.2f} s", flush=True)
     rate = {}
     print(f"\ncheckpoint {folder}, device {args.device}, torch threads {torch.get_num_threads()}")
     for name, (count, _) in runs.items():

@@ -207,6 +207,15 @@ def test_clamp_pose_moves_only_poses_outside_the_limits_into_them_in_numpy_and_t
     np.testing.assert_allclose(as_torch.numpy(), clamped, atol=1e-5)
 
 
+
+@pytest.mark.gpu
+def test_clamp_pose_of_a_gpu_tensor_stays_on_the_gpu_and_matches_numpy():
+    """The rig's frames went through numpy after moving to the pose's device: a CUDA pose failed."""
+    poses = A.anatomical_to_hand_pose(np.random.default_rng(4).normal(0, 1.5, (6, 15, 3)), FRAMES["right"], "right")
+    on_gpu = A.clamp_pose(torch.tensor(poses, device="cuda"), FRAMES["right"], "right")
+    assert on_gpu.device.type == "cuda"
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), A.clamp_pose(poses, FRAMES["right"], "right"), atol=1e-9)
+
 def test_pose_violation_from_axis_angles():
     bent_back = np.zeros((15, 3))
     bent_back[JOINT_NAMES.index("ring3") - 1, 0] = np.radians(-40)  # DIP hyperextended 40°

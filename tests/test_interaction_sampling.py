@@ -318,3 +318,25 @@ def test_templates_around_an_artists_hand_are_separated_and_touch(open_hand):
         tolerance = SampleSettings().overlap_tolerance
         assert raw.max_depth.max() > 3 * tolerance or raw.gap.max() > 0.005  # what the settling is for
         assert settled.max_depth.max() <= tolerance + 1e-4 and settled.gap.max() <= 0.0015, (name, settled)
+
+
+@pytest.mark.gpu
+def test_the_shipped_model_samples_on_the_gpu(open_hand):
+    """The whole job on CUDA (model, hand model, guidance, separation, touch, redraws, scores): the anchor
+    comes back exactly, the candidates within the limits and in touch (the joint limits' numpy read a GPU
+    tensor: it failed there)."""
+    from handforge import config
+    from handforge.engines.checkpoints import load_model
+    from handforge.engines.interaction.model import InteractionDenoiser
+    from handforge.engines.interaction.settings import CHECKPOINT
+
+    gpu = InteractionPipeline(load_model(InteractionDenoiser, config.value(CHECKPOINT.key), device="cuda"),
+                              load_hand_model("open", device="cuda"))
+    anchor = artist_hand("left", "relaxed")
+    found = gpu(SampleSettings(count=16, seed=3), anchor)
+    for f in FIELDS:
+        assert np.array_equal(found.hands["left"][f], np.repeat(anchor[f][None], 16, axis=0)), f
+    violation = joint_limit_violations(found.hands["right"]["hand_pose"].astype(np.float64), "right",
+                                       open_hand.rig("right"))
+    assert np.degrees(violation).max() < 0.05 and np.all(np.diff(found.score) <= 0)
+    assert penetration(open_hand, found).max() < 0.02  # metres of summed depth: no interlocked candidate

@@ -176,11 +176,17 @@ def _as_input(x: Any) -> Any:
     return x if isinstance(x, np.ndarray) or is_torch(x) else np.asarray(x, dtype=np.float64)
 
 
-def _const(value: np.ndarray, like: Any) -> Any:
-    """A numpy constant as an array of the same kind (and torch dtype/device) as ``like``."""
+def _host(value: Any) -> Any:
+    """A torch tensor's values in host memory (numpy cannot read a GPU tensor); anything else as given."""
+    return value.detach().cpu().numpy() if is_torch(value) else value
+
+
+def _const(value: Any, like: Any) -> Any:
+    """A constant (numpy, or a tensor on any device) as an array of the same kind (and torch
+    dtype/device) as ``like``."""
     if isinstance(like, np.ndarray):
-        return np.asarray(value, dtype=np.float64)
-    return like.new_tensor(np.array(value))
+        return np.asarray(_host(value), dtype=np.float64)
+    return like.new_tensor(np.array(_host(value)))
 
 
 def _swap(m: Any) -> Any:
@@ -200,7 +206,7 @@ def _check_angles(angles: Any) -> None:
 def _finger_frames(frames: Any) -> np.ndarray:
     """The 15 finger joints' frames from (..., 16, 3, 3) or (..., 15, 3, 3) (batched frames, e.g.
     one rig per hand shape, broadcast against the angles' batch shape)."""
-    f = np.asarray(frames, dtype=np.float64)
+    f = np.asarray(_host(frames), dtype=np.float64)
     if f.shape[-3:] == (16, 3, 3):
         f = f[..., 1:, :, :]
     if f.shape[-3:] != (NUM_FINGER_JOINTS, 3, 3):
