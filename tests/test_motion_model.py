@@ -348,6 +348,8 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
     assert [step for step, _, _ in polish] == list(range(1, len(polish) + 1))
     with pytest.raises(ValueError, match="when"):
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
+    with pytest.raises(ValueError, match="one seed per observation: got 1 seeds for 2"):
+        pipe.batch(observations[:2], steps=2, seed=[3])
 
 
 def test_repair_keeps_the_shallowest_of_the_polishs_states(trained, monkeypatch):
@@ -599,6 +601,23 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
                  "--tasks", "gap15"]) == 2
     assert "the clips are at 30 fps and the model learnt motion at 60 fps" in capsys.readouterr().err
 
+
+
+def test_eval_motion_measures_the_same_whatever_the_batch(trained, corpus, tmp_path):
+    """Each window draws from its own seed: `--batch` changes the speed, not the figures (each batch's
+    windows drew from the batch's seed, so the tables depended on it)."""
+    from handforge.cli import main
+
+    reports = []
+    for batch in ("1", "2"):
+        out = tmp_path / f"batch{batch}.json"
+        assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint",
+                     str(trained / "model"), "--windows", "3", "--frames", "4", "--steps", "3", "--tasks", "gap15",
+                     "--guidance", "off", "--batch", batch, "--out", str(out)]) == 0
+        reports.append({r["engine"]: r for r in json.loads(out.read_text())["rows"]})
+    for key, value in reports[0]["learned"].items():
+        if key != "seconds" and isinstance(value, float):
+            assert reports[1]["learned"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 def test_eval_motion_measures_a_task_or_split_named_twice_once(trained, corpus, tmp_path, capsys):
     """`--tasks gap15,gap15 --splits train,train` measured gap15 twice, on each clip twice: as named once."""

@@ -259,8 +259,9 @@ def run(args: argparse.Namespace) -> int:
         learned = []
         for s in range(0, len(observations), args.batch):
             chunk = observations[s:s + args.batch]
-            values = pipe.batch(chunk, steps=args.steps, seed=args.seed + s, guidance=guidance, smoothing=smoothing,
-                                variation=variation)
+            # one seed per window: a window's motion is the same whatever --batch puts beside it
+            values = pipe.batch(chunk, steps=args.steps, seed=[args.seed + s + k for k in range(len(chunk))],
+                                guidance=guidance, smoothing=smoothing, variation=variation)
             learned += [o.clip(into_limits(v, o)) for o, v in zip(chunk, values)]
         learned_seconds = time.monotonic() - started
         started = time.monotonic()

@@ -16,7 +16,7 @@ of up to 96 frames at random frame offsets up to 256, so 200-frame clips work di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -115,11 +115,14 @@ class MotionPipeline:
         return {name: np.stack([v[name] for v in values]) for name in values[0]}
 
     @torch.no_grad()
-    def batch(self, observations: list[Observation], steps: int = DEFAULT_STEPS, seed: int = 0,
+    def batch(self, observations: list[Observation], steps: int = DEFAULT_STEPS, seed: int | Sequence[int] = 0,
               variation: float = 1.0, guidance: Guidance | None = None,
               callback: Callable[[int, int, str], None] | None = None,
               smoothing: float = DEFAULT_SMOOTHING) -> list[dict[str, np.ndarray]]:
         """One denoising run for several observations of the same length: their rig values (T, 2, size).
+
+        ``seed``: one for the batch (sample i draws the i-th noise of it), or one per observation (each
+        motion then depends on its own seed alone, whatever else is in the batch: the evaluation's windows).
 
         With guidance, the motions whose hands still pass through each other at the end are then
         polished (``_Guide.polish``): moved apart on the frames where they overlap, keys kept. "repair"
@@ -130,6 +133,8 @@ class MotionPipeline:
             raise ValueError(f"steps must be at least 1, got {steps}")
         if len({o.num_frames for o in observations}) != 1:
             raise ValueError("a batch needs observations of one length")
+        if not isinstance(seed, (int, np.integer)) and len(seed) != len(observations):
+            raise ValueError(f"one seed per observation: got {len(seed)} seeds for {len(observations)} observations")
         if guidance is not None and guidance.when not in ("always", "repair"):
             raise ValueError(f"guidance.when must be 'always' or 'repair', got {guidance.when!r}")
         during = guidance if guidance is not None and guidance.when == "always" else None
@@ -193,7 +198,7 @@ class MotionPipeline:
         return out
 
     @torch.no_grad()
-    def _denoise(self, observations: list[Observation], steps: int, seed: int, variation: float,
+    def _denoise(self, observations: list[Observation], steps: int, seed: int | Sequence[int], variation: float,
                  guidance: Guidance | None, callback: Callable[[int, int, str], None] | None,
                  smoothing: float) -> torch.Tensor:
         """The normalised motions (B, T, C), keys imposed."""
@@ -203,11 +208,13 @@ class MotionPipeline:
         keys = model.normalise(torch.as_tensor(np.stack([o.motion() for o in observations]), device=device,
                                                dtype=dtype))
         fill = model.observe(keys, mask)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
         # one draw per sample, in order: sample i's noise is the same whatever the number of samples (one
         # (B, T, C) draw made the first motion depend on B: torch's CPU normal fill redraws the last 16 values)
-        noise = torch.stack([torch.randn(fill.shape[1:], generator=generator, dtype=dtype)
-                             for _ in range(fill.shape[0])]).to(device)
+        one = isinstance(seed, (int, np.integer))
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in ([seed] if one else seed)]
+        noise = torch.stack([torch.randn(fill.shape[1:], generator=generators[0 if one else i], dtype=dtype)
+                             for i in range(fill.shape[0])]).to(device)
+        generator = generators[0]  # (DDIM with eta 0 draws nothing more)
 
         scheduler = make_sampler(model.config.num_train_timesteps)
         scheduler.set_timesteps(steps)
