@@ -455,7 +455,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(str(result.data["warning"]))
     if refit:
         notes.append(refit)
-    if engine == "spline" and request["params"].get("penetration_guidance", "off") != "off":
+    if engine == "spline" and request.get("keep_apart", "default") not in ("default", "off"):
         notes.append("Keep Apart steers the learned engine only: this spline motion was not kept apart")
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
@@ -520,15 +520,16 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         placement = rig_placement(every)
         arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
-                  "seed": self.seed, "num_samples": self.num_samples, "steps": self.steps,
-                  **extra}
-        if self.variation > 0:  # else the job kind's own default (its smallest is 0.01)
-            params["variation"] = max(self.variation, 0.01)
-        if self.keep_apart != "default":  # else the job kind's own default
-            params["penetration_guidance"] = self.keep_apart
+                  "seed": self.seed, "num_samples": self.num_samples, **extra}
+        if self.engine == "learned":  # the diffusion model's settings: the backend refuses them for the spline
+            params["steps"] = self.steps
+            if self.variation > 0:  # else the job kind's own default (its smallest is 0.01)
+                params["variation"] = max(self.variation, 0.01)
+            if self.keep_apart != "default":  # else the job kind's own default
+                params["penetration_guidance"] = self.keep_apart
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
-                         "placement": placement, "read": read,
+                         "placement": placement, "read": read, "keep_apart": self.keep_apart,
                          "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()}}
         return kind, params, arrays
 

@@ -72,7 +72,8 @@ def test_inbetween_keeps_every_key(server, engine):
     arrays = keys()
     messages = []
     with server.client() as client:
-        result = client.run("motion.inbetween", {"engine": engine, "steps": 6, "num_samples": 2, "seed": 1}, arrays,
+        learned = {"steps": 6} if engine == "learned" else {}
+        result = client.run("motion.inbetween", {"engine": engine, "num_samples": 2, "seed": 1, **learned}, arrays,
                             timeout=120, on_progress=lambda e: messages.append(e.message))
     # no fall-back said (these random keys hold the hands 18 mm into each other: that is said, learned)
     assert result.data["engine"] == engine
@@ -224,6 +225,22 @@ def test_bad_inputs_are_refused_with_what_to_fix(server, change, message):
     with server.client() as client, pytest.raises(JobFailed, match=message):
         client.run("motion.inbetween", {"engine": "spline"}, arrays, timeout=60)
 
+
+
+def test_the_learned_engines_settings_asked_of_the_spline_engine_are_refused(server):
+    """The spline engine reads no steps, variation, smoothing or guidance: asked of it they were ignored,
+    unsaid; now refused naming them. Each kind's own defaults sent as they are still run."""
+    with server.client() as client:
+        for params, named in (({"steps": 6}, "params.steps"), ({"variation": 0.5, "smoothing": 2.0}, "params.variation"),
+                              ({"penetration_guidance": "on"}, "params.penetration_guidance")):
+            with pytest.raises(JobFailed) as info:
+                client.run("motion.inbetween", {"engine": "spline", **params}, keys(), timeout=60)
+            assert info.value.code == "invalid_params" and info.value.field == named, info.value
+            assert "only apply to engine 'learned'" in info.value.message and "engine to 'learned'" in info.value.hint
+        defaults = {"steps": 20, "variation": 0.8, "smoothing": 1.0, "penetration_guidance": "repair"}
+        assert client.run("motion.inbetween", {"engine": "spline", **defaults}, keys(), timeout=60)
+        with pytest.raises(JobFailed, match="penetration_guidance only apply"):  # another kind, its own default
+            client.run("motion.generate", {"engine": "spline", "penetration_guidance": "repair"}, {}, timeout=60)
 
 def test_a_hand_model_not_available_here_is_refused_before_the_learned_engine_runs(server):
     """The learned engine runs the hand model (its guidance): refused at submit, with what to set; the

@@ -79,6 +79,14 @@ def _common_params(guidance: str, variation: float = 1.0) -> dict[str, Any]:
     }
 
 
+# the diffusion model's settings, which the spline engine does not read
+LEARNED_ONLY = ("steps", "variation", "smoothing", "penetration_guidance")
+INBETWEEN_PARAMS = _common_params(guidance="repair", variation=INBETWEEN_VARIATION)
+TRAJECTORY_PARAMS = _common_params(guidance="auto")
+GENERATE_PARAMS = {**_common_params(guidance="auto"),
+                   "num_frames": Integer(doc="frames to generate", default=120, min=2, max=MOTION_MAX_FRAMES)}
+
+
 def _side_arrays(fields: dict[str, tuple[int, float, str]], required: bool = False) -> dict[str, ArraySpec]:
     specs = {}
     for side in SIDES:
@@ -122,13 +130,25 @@ def _frames(arrays: Mapping[str, np.ndarray]) -> int:
     return next(a.shape[0] for n, a in arrays.items() if not n.endswith(".betas"))
 
 
-def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def _check_engine(params: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """The learned engine's hand model is here; the spline engine is not sent the diffusion model's
+    settings (``defaults``: the job kind's params), which it would ignore, unsaid."""
     if params["engine"] == "learned":  # its guidance runs the hand model; the spline engine needs none
         require_hand_model(params["hand_model"])
+        return
+    given = [k for k in LEARNED_ONLY if params[k] != defaults[k].default]
+    if given:
+        raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine 'learned' (the spline engine "
+                      "draws rotation splines and cubic wrist paths through the keys)",
+                      "set engine to 'learned', or leave them out")
+
+
+def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _check_engine(params, GENERATE_PARAMS)
 
 
 def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    _check_generate(params, arrays)
+    _check_engine(params, INBETWEEN_PARAMS)
     # a hand sent incomplete first: one sent without its mask was otherwise told "arrays.right.mask: no keys
     # given" (the wrong hand, and keys it had sent) instead of which array it lacks
     for side in SIDES:
@@ -151,7 +171,7 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
 
 
 def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    _check_generate(params, arrays)
+    _check_engine(params, TRAJECTORY_PARAMS)
     # rotations without their path first: they were otherwise told "arrays.right.transl: no wrist path given"
     # (the wrong hand when the left one was sent) instead of which array they lack
     for side in SIDES:
@@ -377,19 +397,17 @@ def register_jobs(registry: Registry) -> None:
                                          "paths, generation (learned diffusion model, spline fallback)", note=_note))
     registry.add_kind(JobKind(
         "motion.inbetween", inbetween, engine="motion", device="gpu", timeout=600, check=_check_inbetween,
-        schema=Schema(params=_common_params(guidance="repair", variation=INBETWEEN_VARIATION),
-                      arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
+        schema=Schema(params=INBETWEEN_PARAMS, arrays=_side_arrays(KEY_FIELDS), dims=DIMS),
         description="motion through the animator's keys: any frames, any joints of either hand, kept exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
         "motion.trajectory", trajectory, engine="motion", device="gpu", timeout=600, check=_check_trajectory,
-        schema=Schema(params=_common_params(guidance="auto"), arrays=_side_arrays(PATH_FIELDS), dims=DIMS),
+        schema=Schema(params=TRAJECTORY_PARAMS, arrays=_side_arrays(PATH_FIELDS), dims=DIMS),
         description="fingers (and free wrist rotations) generated along given wrist paths, followed exactly",
         returns=RETURNS))
     registry.add_kind(JobKind(
         "motion.generate", generate, engine="motion", device="gpu", timeout=600, check=_check_generate,
-        schema=Schema(params={**_common_params(guidance="auto"), "num_frames": Integer(doc="frames to generate", default=120, min=2,
-                                                              max=MOTION_MAX_FRAMES)},
+        schema=Schema(params=GENERATE_PARAMS,
                       arrays={hand_array_name(s, "betas"): ArraySpec(
                           shape=(NUM_BETAS,), required=False, min=-POSE_LIMITS["betas"], max=POSE_LIMITS["betas"],
                           doc=f"{s} hand: shape coefficients (zeros when absent)") for s in SIDES}),
