@@ -37,8 +37,8 @@ def test_loss_falls_and_the_run_folder_has_log_checkpoints_and_model(tmp_path):
     assert result.step == 120 and result.model_dir == tmp_path / "run" / "model"
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-00000116", "step-00000120"]
     loaded = load_model(TinyNet, result.model_dir)  # the EMA weights, as a ModelMixin checkpoint
-    for name, tensor in result.model.state_dict().items():
-        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    for name, tensor in result.model.state_dict().items():  # (the result is on the training device: a GPU's)
+        assert torch.equal(tensor.cpu(), loaded.state_dict()[name]), name
 
 
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
