@@ -208,6 +208,7 @@ def test_evaluate_command_reports_every_metric(corpus, tmp_path):
     assert report["joint_limits"]["right"]["limit_violation_max_deg"] < 0.1  # the corpus respects the limits
     assert report["smoothness"]["jitter"] > 0 and report["penetration"]["penetration_volume_cm3"] >= 0
     assert report["vs_reference_motions"]["frechet"] == pytest.approx(0.0, abs=1e-6)  # the same clips
+    assert report["not_measured"] == {}  # every metric measured
     assert main(["measure", "--clips", str(tmp_path / "none")]) == 2
 
 
@@ -350,3 +351,80 @@ def test_measure_refuses_clips_of_several_frame_rates(tmp_path, capsys):
         MotionClip.from_frames([side_by_side()] * 4, fps=fps).save(tmp_path / folder / "a.npz")
     assert main(["measure", "--clips", str(tmp_path / "clips"), "--reference", str(tmp_path / "reference")]) == 2
     assert "all clips must have one frame rate, found 5 and 30 fps" in capsys.readouterr().err
+
+
+def _clips(folder: Path, frames: list, count: int = 1) -> Path:
+    for k in range(count):
+        MotionClip.from_frames(frames).save(folder / f"{k}.npz")
+    return folder
+
+
+def test_measure_says_each_metric_it_leaves_out(tmp_path, capsys):
+    """Clips too short or one-handed for a metric got a report without it, and not a word: no smoothness
+    without 4 two-hand frames, no penetration, contact or diversity without a two-hand frame, no left hand's
+    joint limits, no motion comparison with one reference clip."""
+    from handforge_shared.poses import TwoHandPose
+
+    pose = side_by_side()
+    right_only = _clips(tmp_path / "right_only", [TwoHandPose(left=None, right=pose.right)] * 6, count=2)
+    reference = _clips(tmp_path / "reference", [pose] * 6)
+    out = tmp_path / "report.json"
+    assert main(["measure", "--clips", str(right_only), "--reference", str(reference), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    left_out = report["not_measured"]
+    assert set(left_out) == {"smoothness", "joint_limits.left", "penetration", "contact", "diversity_frames",
+                             "diversity_motions", "vs_reference_frames", "vs_reference_motions"}
+    assert left_out["joint_limits.left"] == "the left hand is present on no frame of the clips"
+    assert "found 0 and 1" in left_out["vs_reference_motions"]
+    assert set(report["joint_limits"]) == {"right"} and not set(left_out) & set(report)
+    # one line per metric left out, each saying why, as the report does
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("handforge measure: ")]
+    assert lines == [f"handforge measure: left out {name}: {why}" for name, why in left_out.items()]
+
+    # one 3-frame two-hand clip, 1 frame drawn: smoothness and both diversities, each with its reason
+    assert main(["measure", "--clips", str(_clips(tmp_path / "short", [pose] * 3)), "--frames", "1"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "diversity_frames" not in report and {"penetration", "contact", "joint_limits"} <= set(report)
+    assert report["not_measured"]["diversity_frames"] == "needs 2 or more two-hand frames, 1 drawn: raise --frames"
+    assert "4 consecutive frames" in report["not_measured"]["smoothness"]
+    assert sum(line.startswith("handforge measure: left out ") for line in captured.err.splitlines()) == 3
+
+
+def test_measure_computes_the_metrics_asked_for_and_refuses_unknown_names(tmp_path, capsys):
+    clips = _clips(tmp_path / "clips", [side_by_side()] * 5, count=2)
+    for asked, needle in (("contact,penetration,nonsense", "unknown metrics ['nonsense']; choose from penetration, "
+                                                           "contact, joint_limits, smoothness, diversity_frames, "
+                                                           "diversity_motions, vs_reference_frames, "
+                                                           "vs_reference_motions"),
+                          (",", "no metric named; choose from penetration, contact"),
+                          ("vs_reference_motions", "vs_reference_motions compares the clips with reference clips: "
+                                                   "give the reference (--reference FOLDER), or leave it out")):
+        assert main(["measure", "--clips", str(clips), "--metrics", asked]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"handforge measure: {needle}") and len(err.splitlines()) == 1, err
+    assert main(["measure", "--clips", str(clips), "--frames", "3", "--metrics", "contact, smoothness,contact"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert {"contact", "smoothness"} <= set(report) and report["not_measured"] == {}
+    assert not {"penetration", "joint_limits", "diversity_frames", "diversity_motions"} & set(report)
+    assert "left out" not in captured.err
+
+
+def test_a_metric_that_is_not_finite_is_left_out_and_said(tmp_path):
+    """Features gone NaN (a broken checkpoint) made the distances raise and the whole measure fail, and a NaN
+    value was written as "NaN", which is not JSON."""
+    from handforge.evaluation.report import evaluate_clips
+    from handforge.hands import load_hand_model
+
+    nets = load_features()
+    with torch.no_grad():
+        for weight in nets.frame.parameters():
+            weight.fill_(float("nan"))
+    clips = [MotionClip.from_frames([side_by_side()] * 5) for _ in range(2)]
+    report = evaluate_clips(clips, load_hand_model("open"), reference=clips, features=nets, frames=4)
+    assert report["not_measured"] == {
+        "diversity_frames": "could not be computed: features contain NaN or inf",
+        "vs_reference_frames": "could not be computed: features contain NaN or inf"}
+    assert {"diversity_motions", "vs_reference_motions", "penetration"} <= set(report)
+    json.dumps(report, allow_nan=False)

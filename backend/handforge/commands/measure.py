@@ -21,16 +21,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", type=given_path("a feature checkpoint folder"), help="feature checkpoint (default: the configured one, else the shipped one)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each folder")
     parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--metrics", metavar="NAME,...",
+                        help="measure only these, comma-separated: penetration, contact, joint_limits, smoothness, "
+                             "diversity_frames, diversity_motions, vs_reference_frames, vs_reference_motions (the "
+                             "last two need --reference; default: every one, those two only with --reference)")
 
 
 def run(args: argparse.Namespace) -> int:
     from handforge.evaluation.features import FeatureError, load_features
-    from handforge.evaluation.report import evaluate_clips, load_clips
+    from handforge.evaluation.report import check_metrics, evaluate_clips, load_clips
     from handforge.hands import load_hand_model
     from handforge.hands.errors import HandModelError
     from handforge_shared.poses import PoseFormatError
 
     try:
+        # (names checked before any clip is read: a typo was measured as nothing, unsaid)
+        metrics = None if args.metrics is None else list(dict.fromkeys(m.strip() for m in args.metrics.split(",")
+                                                                       if m.strip()))
+        check_metrics(metrics, args.reference is not None)
         clips = load_clips(args.clips, args.max_clips)
         reference = load_clips(args.reference, args.max_clips) if args.reference is not None else None
         models, rates = set(), set()
@@ -45,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                              f"{' and '.join(filter(None, (args.clips, args.reference)))}: measure the clips of each "
                              "frame rate on their own, against a reference of that rate")
         report = evaluate_clips(clips, load_hand_model(models.pop()), reference, load_features(args.features),
-                                frames=args.frames, seed=args.seed, progress=True)
+                                frames=args.frames, seed=args.seed, progress=True, metrics=metrics)
     except (ValueError, PoseFormatError, FeatureError, HandModelError) as exc:  # (MANO clips without MANO's files)
         print(f"handforge measure: {exc}", file=sys.stderr)
         return 2
@@ -54,4 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     else:
         print(json.dumps(marked_report(report), indent=1))  # (a report --out may replace)
+    for name, why in report["not_measured"].items():  # (also in the report, as "not_measured")
+        print(f"handforge measure: left out {name}: {why}", file=sys.stderr)
     return 0

@@ -12,6 +12,8 @@ Every engine's output is measured the same way (``handforge measure``):
     vs reference     Fréchet distance and KID (cubic; and InterHandGen's linear variant) of frame
                      features and of motion features (needs enough samples: KID subsets use
                      min(1000, N) samples, the Fréchet distance wants N well above 128)
+A metric the clips cannot give (too few two-hand frames or clips, a value that is not finite) is left
+out of the report and named in its ``not_measured``, with why.
 """
 
 from __future__ import annotations
@@ -31,10 +33,20 @@ from handforge_shared.mano_params import FLAT
 from handforge_shared.poses import MotionClip, motion_files
 
 
+# Every metric evaluate_clips reports, by its key in the report (``handforge measure --metrics`` names them)
+METRICS = ("penetration", "contact", "joint_limits", "smoothness", "diversity_frames", "diversity_motions",
+           "vs_reference_frames", "vs_reference_motions")
+REFERENCE_METRICS = ("vs_reference_frames", "vs_reference_motions")  # (only with a reference)
+
+
 def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[MotionClip] | None = None,
                    features: FeatureNetworks | None = None, frames: int = 200, seed: int = 0,
-                   progress: bool = False) -> dict[str, Any]:
-    """A JSON-ready report of every metric (see the module docstring) for ``clips``.
+                   progress: bool = False, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready report of the ``metrics`` (see the module docstring; default: every one, those against
+    the reference only with one) for ``clips``. A metric asked for that these clips cannot give (too few
+    two-hand frames or clips, a value that is not finite) is left out, and ``report["not_measured"]``
+    maps its name to why: a metric is never dropped unsaid. ``joint_limits.left`` / ``.right`` name one
+    hand left out of ``joint_limits``.
 
     ``clips`` and ``reference`` are read clip by clip, once for the per-clip statistics and again for the
     clips of the drawn frames, and only a few numbers per clip and a flag per frame are kept: with
@@ -42,42 +54,133 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     ``clips[i]`` must give the same clip at each read (a list, a folder not written meanwhile)."""
     if not len(clips):
         raise ValueError("no clips to evaluate")
+    wanted = check_metrics(metrics, bool(reference))
     nets = features or load_features()
     rng = np.random.default_rng(seed)
-    scan = _scan(clips, model, nets, statistics=True)
+    motions = bool({"diversity_motions", "vs_reference_motions"} & wanted)
+    scan = _scan(clips, model, nets, statistics=True, motions=motions)
     report: dict[str, Any] = {"clips": len(clips), "frames": scan.frames}
-    if scan.smooth:
-        report["smoothness"] = {key: float(np.mean([s[key] for s in scan.smooth])) for key in scan.smooth[0]}
-        report["smoothness"]["clips"] = len(scan.smooth)
-    report["joint_limits"] = {side: LimitMetrics(*(np.concatenate(column) for column in zip(*found))).summary()
-                              for side, found in scan.limits.items() if found and sum(len(m[0]) for m in found)}
+    missing: dict[str, str] = {}
+    if "smoothness" in wanted:
+        if scan.smooth:
+            _keep(report, missing, "smoothness", lambda: {
+                **{key: float(np.mean([s[key] for s in scan.smooth])) for key in scan.smooth[0]},
+                "clips": len(scan.smooth)})
+        else:
+            missing["smoothness"] = ("no clip has both hands present on 4 consecutive frames (acceleration and jerk "
+                                     "need 4): give longer two-hand clips")
+    if "joint_limits" in wanted:
+        report["joint_limits"] = {side: LimitMetrics(*(np.concatenate(column) for column in zip(*found))).summary()
+                                  for side, found in scan.limits.items() if found and sum(len(m[0]) for m in found)}
+        absent = [side for side in scan.limits if side not in report["joint_limits"]]
+        if len(absent) == len(scan.limits):
+            del report["joint_limits"]
+            missing["joint_limits"] = "no hand is present on any frame"
+        for side in absent if "joint_limits" in report else ():
+            missing[f"joint_limits.{side}"] = f"the {side} hand is present on no frame of the clips"
 
+    two_hand = int(sum(np.count_nonzero(p) for p in scan.present))
+    no_pair = "it is measured on two-hand frames, and no frame of the clips has both hands present"
     picked = draw_frames(scan.present, frames, rng)
-    if picked:
-        keypoints, verts = _drawn(clips, scan.present, picked, model, vertices=True)
-        faces = {side: model.faces(side) for side in ("left", "right")}
-        penetration, contact = pair_metrics(verts["left"], verts["right"], faces["left"], faces["right"],
-                                            progress=progress)
-        report["penetration"], report["contact"] = penetration.summary(), contact.summary()
-        frame_feat = nets.frame_features(keypoints)
-        report["diversity_frames"] = diversity(frame_feat) if len(frame_feat) > 1 else None
+    frame_feat = None
+    mesh = [name for name in ("penetration", "contact") if name in wanted]
+    if picked and (mesh or {"diversity_frames", "vs_reference_frames"} & wanted):
+        keypoints, verts = _drawn(clips, scan.present, picked, model, vertices=bool(mesh))
+        if mesh:
+            faces = {side: model.faces(side) for side in ("left", "right")}
+            penetration, contact = pair_metrics(verts["left"], verts["right"], faces["left"], faces["right"],
+                                                progress=progress, volume="penetration" in wanted)
+            for name, found in (("penetration", penetration), ("contact", contact)):
+                if name in wanted:
+                    _keep(report, missing, name, lambda found=found: found.summary())
+        if {"diversity_frames", "vs_reference_frames"} & wanted:
+            frame_feat = nets.frame_features(keypoints)
+    for name in mesh if not picked else ():
+        missing[name] = no_pair
+    if "diversity_frames" in wanted:
+        if frame_feat is not None and len(frame_feat) > 1:
+            _keep(report, missing, "diversity_frames", lambda: diversity(frame_feat))
+        else:
+            missing["diversity_frames"] = no_pair if not picked else (
+                f"needs 2 or more two-hand frames, {len(picked)} drawn: raise --frames" if two_hand > 1 else
+                "needs 2 or more two-hand frames, the clips have 1")
     motion_feat = scan.motion_features
-    if len(motion_feat) > 1:
-        report["diversity_motions"] = diversity(motion_feat)
+    whole = "clips with both hands present on every frame"
+    if "diversity_motions" in wanted:
+        if len(motion_feat) > 1:
+            _keep(report, missing, "diversity_motions", lambda: diversity(motion_feat))
+        else:
+            missing["diversity_motions"] = f"needs 2 or more {whole}, the clips have {len(motion_feat)}"
 
-    if reference:
-        ref = _scan(reference, model, nets, statistics=False)
+    if reference and set(REFERENCE_METRICS) & wanted:
+        ref = _scan(reference, model, nets, statistics=False, motions="vs_reference_motions" in wanted)
         ref_picked = draw_frames(ref.present, max(frames, 2), rng)
         if not ref_picked:
             raise ValueError("the reference clips have no frame with both hands present: the comparison is of "
                              "two-hand frames; give a reference of two-hand clips")
-        ref_frames = nets.frame_features(_drawn(reference, ref.present, ref_picked, model)[0])
-        if picked and len(ref_frames) > 1 and len(frame_feat) > 1:
-            report["vs_reference_frames"] = _distances(frame_feat, ref_frames)
-        if len(motion_feat) > 1 and len(ref.motion_features) > 1:
-            report["vs_reference_motions"] = _distances(motion_feat, ref.motion_features)
+        if "vs_reference_frames" in wanted:
+            ref_frames = nets.frame_features(_drawn(reference, ref.present, ref_picked, model)[0])
+            if frame_feat is not None and len(ref_frames) > 1 and len(frame_feat) > 1:
+                _keep(report, missing, "vs_reference_frames", lambda: _distances(frame_feat, ref_frames))
+            else:
+                missing["vs_reference_frames"] = no_pair if not picked else (
+                    f"needs 2 or more two-hand frames of the clips and of the reference, {len(picked)} and "
+                    f"{len(ref_frames)} drawn" + (": raise --frames" if two_hand > len(picked) else ""))
+        if "vs_reference_motions" in wanted:
+            if len(motion_feat) > 1 and len(ref.motion_features) > 1:
+                _keep(report, missing, "vs_reference_motions",
+                      lambda: _distances(motion_feat, ref.motion_features))
+            else:
+                missing["vs_reference_motions"] = (f"needs 2 or more {whole} in the clips and in the reference, "
+                                                   f"found {len(motion_feat)} and {len(ref.motion_features)}")
     report["features"] = {"recipe_command": nets.recipe.get("command"), "corpus": nets.recipe.get("corpus_command")}
+    report["not_measured"] = missing
     return report
+
+
+def check_metrics(metrics: Sequence[str] | None, with_reference: bool) -> set[str]:
+    """The metric names ``metrics`` asks for (None: every one that applies), checked: an unknown name, or
+    one against the reference without a reference, is a ValueError that lists what is allowed."""
+    if metrics is None:
+        return set(METRICS) - (set() if with_reference else set(REFERENCE_METRICS))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+    if not metrics:
+        raise ValueError(f"no metric named; choose from {', '.join(METRICS)}")
+    needs = [m for m in metrics if m in REFERENCE_METRICS]
+    if needs and not with_reference:
+        raise ValueError(f"{' and '.join(needs)} compare{'s' if len(needs) == 1 else ''} the clips with reference "
+                         "clips: give the reference (--reference FOLDER), or leave "
+                         f"{'it' if len(needs) == 1 else 'them'} out")
+    return set(metrics)
+
+
+def _keep(report: dict[str, Any], missing: dict[str, str], name: str, compute) -> None:
+    """``report[name] = compute()``, unless the value is not finite or the distances refuse the features
+    (NaN in them): then ``missing[name]`` says so. Written as NaN, the report was no longer JSON that
+    strict readers (JavaScript's JSON.parse) accept, and a mean of it hid which metric had failed."""
+    try:
+        value = compute()
+    except ValueError as exc:  # (distribution's checks: NaN or inf features, too few of them)
+        missing[name] = f"could not be computed: {exc}"
+        return
+    bad = _not_finite(value)
+    if bad:
+        missing[name] = f"came out {bad} (not a finite number)"
+        return
+    report[name] = value
+
+
+def _not_finite(value: Any, key: str = "") -> str:
+    """The first number in ``value`` (a float, or dicts of them) that is NaN or infinite, named by its key
+    ("max_depth_mm = nan"); "" when every one is finite."""
+    if isinstance(value, dict):
+        return next((bad for k, item in value.items() for bad in [_not_finite(item, f"{key}.{k}" if key else k)]
+                     if bad), "")
+    if isinstance(value, float) and not np.isfinite(value):
+        return f"{key} = {value}" if key else str(value)
+    return ""
 
 
 @dataclass
@@ -92,7 +195,8 @@ class _Scan:
     motion_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
-def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statistics: bool) -> _Scan:
+def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statistics: bool,
+          motions: bool = True) -> _Scan:
     scan, rows = _Scan(), []
     for clip in clips:  # (one clip and its keypoints at a time)
         keypoints, present = two_hand_keypoints(clip, model)
@@ -104,7 +208,7 @@ def _scan(clips: Sequence[MotionClip], model: Any, nets: FeatureNetworks, statis
             for side in clip.hands:
                 found = joint_limit_metrics(_present(clip, side), side, model.rig(side))
                 scan.limits[side].append((found.max_violation_deg, found.total_violation_deg))
-        if len(present) and present.all():
+        if motions and len(present) and present.all():
             rows.append(nets.motion_features([keypoints]))
     scan.motion_features = np.concatenate(rows) if rows else scan.motion_features
     return scan
