@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handforge.arguments import POSITIVE, at_least, number_in, output_folder
+from handforge.arguments import POSITIVE, at_least, number_in, output_folder, report_file
 from handforge.cli import main as cli_main
 
 
@@ -371,3 +371,39 @@ def test_an_output_folder_the_file_system_refuses_is_said_before_any_work(capsys
     with pytest.raises(SystemExit) as refused:
         cli_main(["demo", "--out", "/proc/x", "--no-blender"])
     assert refused.value.code == 2 and "argument --out: cannot write into /proc" in capsys.readouterr().err
+
+
+def test_an_out_path_with_dotdot_is_the_one_meant_and_makes_no_stray_folder(tmp_path, monkeypatch, capsys):
+    """``export SPEC --out a/../b`` wrote the dataset into b but made the folder a too (the OS walks into a
+    before going up), left behind; a report's "a/../r.json" was refused as "its folder a/.. does not exist"."""
+    from handforge.export.spec import example_spec
+
+    monkeypatch.chdir(tmp_path)
+    Path("spec.toml").write_text(example_spec())
+    assert cli_main(["export", "spec.toml", "--out", "a/../b", "--samples", "1", "--engine", "none", "--quiet"]) == 0
+    assert "1 sample in b " in capsys.readouterr().out
+    assert (tmp_path / "b" / "dataset_card.json").is_file()
+    assert cli_main(["keys", "--out", "k/../keys"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["b", "keys", "spec.toml"]  # (no a, no k)
+    # every command's --out folder and report file goes through these two
+    assert output_folder("x/y/../../runs/../run") == "run" and output_folder("../out") == "../out"
+    assert report_file("x/../r.json") == "r.json" and report_file("./r.json") == "./r.json"
+    assert sorted(os.listdir(tmp_path)) == ["b", "keys", "spec.toml"]
+
+
+def test_an_out_path_whose_dotdot_follows_a_link_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """Through a symbolic link, "link/../b" is b beside the link's target to the OS and b here to whoever reads
+    it: the dataset went into the target's folder, unsaid. Which one is meant cannot be told: refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "deep")
+    for argv in (["export", "spec.toml", "--out", "link/../b"], ["corpus", "--out", "link/../b"],
+                 ["measure", "--clips", ".", "--out", "link/../r.json"]):
+        with pytest.raises(SystemExit) as refused:
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and len(err.splitlines()) == 1, err
+        assert (f'argument --out: link/../{argv[-1][8:]}: its ".." follows a symbolic link, so it names '
+                f'{tmp_path / "elsewhere" / argv[-1][8:]}, not {tmp_path / argv[-1][8:]}: give the folder you mean '
+                'without ".."') in err, err
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere", "link"] and os.listdir(tmp_path / "elsewhere") == ["deep"]

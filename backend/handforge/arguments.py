@@ -168,7 +168,8 @@ def _path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
 def report_file(text: str) -> str:
     """A JSON report a command writes at its end: ``writable_file``, and an existing file there is an earlier
     report (which it replaces), not another file of the user's."""
-    path = Path(writable_file(text)).expanduser()
+    text = writable_file(text)
+    path = Path(text)
     if path.is_file() and not _a_report(path):  # (notes.txt was replaced by the report without a word)
         raise argparse.ArgumentTypeError(f"{path} exists and is not a HandForge report: choose another file, or "
                                          "remove it first (a report replaces only an earlier report, one marked "
@@ -208,11 +209,28 @@ def _a_report(path: Path) -> bool:
         return False
 
 
+def as_meant(text: str) -> Path:
+    """The path ``text`` names, "~" expanded and each ".." taken back over the name before it, as the user
+    reads "a/../b" (b, beside a): the OS walks into "a" first, so making the folder made "a" too (left behind),
+    and a missing "a" made a report's folder "not exist". Refused where the two readings differ, ".." after
+    a symbolic link (the OS goes up from where the link points)."""
+    path = Path(text).expanduser()
+    if ".." not in path.parts:
+        return path
+    meant = Path(os.path.normpath(path))
+    walked = Path(os.path.realpath(path))  # (what the OS would open, links followed)
+    if walked != Path(os.path.realpath(meant)):
+        raise argparse.ArgumentTypeError(
+            f"{text}: its \"..\" follows a symbolic link, so it names {walked}, not {meant.absolute()}: give the "
+            "folder you mean without \"..\"")
+    return meant
+
+
 @_path_errors_said
 def writable_file(text: str) -> str:
     """A file a command writes (a report at its end, an endpoint file): checked first, so that an hour of
-    evaluation is not lost to a missing folder or a typo."""
-    path = Path(text).expanduser()
+    evaluation is not lost to a missing folder or a typo. Returns it ``as_meant``."""
+    path = as_meant(text)
     if not text.strip() or path.is_dir():
         raise argparse.ArgumentTypeError(f"must be a file path, got {text!r}" + (" (a folder)" if text.strip() else ""))
     folder = path.parent if str(path.parent) else Path(".")
@@ -227,7 +245,7 @@ def writable_file(text: str) -> str:
     if refused:
         raise argparse.ArgumentTypeError(f"cannot write {path}: its folder refuses new files ({refused}): "
                                          "choose a folder you can write to")
-    return text
+    return text if path == Path(text) else str(path)
 
 
 def given_path(what: str) -> Callable[[str], str]:
@@ -305,10 +323,11 @@ def write_report(path: str | Path, data: dict[str, Any]) -> None:
 @_path_errors_said
 def output_folder(text: str) -> str:
     """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
-    folder this user can write to, checked before any work."""
-    path = Path(text).expanduser()
+    folder this user can write to, checked before any work. Returns it ``as_meant`` (no stray folder made
+    for "a/../b")."""
     if not text.strip():
         raise argparse.ArgumentTypeError("give a folder (an empty path would be the current folder)")
+    path = as_meant(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file: give a folder")
     existing = existing_ancestor(path.absolute())
@@ -335,5 +354,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
               f"got {args.out}", file=sys.stderr)
         return 2
     try:
-        output_folder(args.out)
+        args.out = output_folder(args.out)  # (as meant: "a/../b" made a stray "a")
     except argparse.ArgumentTypeError as exc:
         print(f"handforge train-features: --out: {exc}", file=sys.stderr)
         return 2

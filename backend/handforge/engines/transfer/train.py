@@ -37,7 +37,7 @@ def requested_spec(args: argparse.Namespace):
     from handforge.engines.transfer.pairs import check_pairs_folder
 
     try:  # --data is written into only with --write-pairs: a file there was "[Errno 17] File exists"
-        output_folder(args.data)
+        args.data = output_folder(args.data)  # (as meant: "a/../b" made a stray "a")
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"--data: {exc}") from None
     spec = load_spec(args.write_pairs)
