@@ -12,6 +12,7 @@ from handforge.evaluation.penetration import (
     SEPARATION_DISTANCES,
     intersection_volume,
     FixedHands,
+    max_depths,
     penetration_depths,
     penetration_loss,
     penetration_metrics,
@@ -153,6 +154,18 @@ def test_hand_against_a_translated_copy_of_itself(model):
     assert 0.8 * delta < m.max_depth[0] <= delta + 1e-9
     far = penetration_metrics(verts, verts + torch.tensor([0.0, 0.3, 0.0]), faces, faces)
     assert far.volume[0] == 0 and far.max_depth[0] == 0 and far.penetrating_a[0] == 0
+
+
+def test_max_depths_are_the_metrics_max_depth_without_the_volume(model):
+    """``max_depths`` (what the demo prints) is ``penetration_metrics``' max_depth, pair by pair, 0 apart."""
+    faces = model.faces("right")
+    verts = posed(model, "right", "relaxed").detach()
+    shifts = torch.tensor([[0.0, 0.002, 0.0], [0.001, 0.003, 0.002], [0.0, 0.3, 0.0]])
+    a, b = verts.expand(3, -1, -1), verts + shifts[:, None]
+    np.testing.assert_array_equal(max_depths(a, b, faces, faces), penetration_metrics(a, b, faces, faces).max_depth)
+    assert max_depths(a, b, faces, faces)[2] == 0
+    with pytest.raises(ValueError, match="NaN"):
+        max_depths(a, b * float("nan"), faces, faces)
 
 
 def test_metrics_refuse_meshes_that_are_not_volumes():

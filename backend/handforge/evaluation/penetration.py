@@ -4,7 +4,7 @@ Both hands are sealed at the wrist first (``seal.py``), so "inside" and "volume"
 Every function takes the two hands' vertices and their faces (an (F, 3) array/tensor, e.g.
 ``model.faces("left")``, or a ``SealedTopology``); the open topology is sealed and cached.
 
-Metrics (numpy, one call for a batch of pairs): ``penetration_metrics``
+Metrics (numpy, one call for a batch of pairs): ``penetration_metrics`` (``max_depths``: its max_depth alone)
     volume      m³, volume of the region inside both sealed hands. InterHandGen reports the mean
                 over samples in cm³ (× ``M3_TO_CM3``); unlike its evaluation, a mesh that is not a
                 volume is an error here, never a silent 0 (https://github.com/jyunlee/InterHandGen/issues/5). Inside
@@ -581,6 +581,16 @@ def penetration_metrics(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any, 
     return collect_penetration([p.penetration(method, spacing) for p in maybe_progress(pairs, progress, "penetration")])
 
 
+def max_depths(verts_a: Any, verts_b: Any, faces_a: Any, faces_b: Any) -> np.ndarray:
+    """Per pair (N,), m: ``penetration_metrics``' exact ``max_depth`` without its volume, which costs
+    most of its time (a resolved clasp: 0.09 s against 0.43 s). What a figure shown to a user should
+    be, not ``penetration_depths``' estimate (the clasp's 1.45 mm read 1.90 mm there)."""
+    va, vb = vertex_pairs(verts_a, verts_b)
+    topo_a, topo_b = as_sealed(faces_a, va.shape[1]), as_sealed(faces_b, vb.shape[1])
+    return np.array([HandPair(topo_a.mesh(va[i]), topo_b.mesh(vb[i])).max_depth() for i in range(len(va))],
+                    dtype=np.float64)
+
+
 def collect_penetration(rows: list[tuple]) -> PenetrationMetrics:
     cols = list(zip(*rows)) if rows else [[]] * 5
     return PenetrationMetrics(*(np.asarray(c, dtype=np.int64 if k >= 3 else np.float64) for k, c in enumerate(cols)))
@@ -606,6 +616,11 @@ class HandPair:
         depths = np.concatenate([a[a > 0], b[b > 0]])
         return (self.volume(method, spacing), depths.max(initial=0.0), depths.mean() if len(depths) else 0.0,
                 int((a > 0).sum()), int((b > 0).sum()))
+
+    def max_depth(self) -> float:
+        """``penetration``'s max depth alone (m; 0 when neither hand's vertices lie inside the other)."""
+        a, b = self.open_signed()
+        return float(max(a.max(initial=0.0), b.max(initial=0.0)))
 
     def volume(self, method: str = "winding", spacing: float = DEFAULT_SPACING) -> float:
         qa, qb = self.query_a, self.query_b
