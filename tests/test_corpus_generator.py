@@ -415,3 +415,17 @@ def test_a_folder_filled_by_another_run_meanwhile_is_said_so(tmp_path, monkeypat
         write_corpus(out, 2, seed=1, workers=1, settings=CorpusSettings(chunk_size=1), stats_sample=0,
                      figures=False, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"] and (out / "splits.json").read_text() == "{}"
+
+
+def test_the_summary_keys_the_resolvers_depths_as_estimates():
+    """The resolver's depths are its loss's nearest-vertex estimates (a clasp's 1.9 mm is exactly 1.45 mm):
+    keyed ``max_depth_mm``, beside the evaluation's exact ``max_depth_mm``, they read as the same measure."""
+    from handforge.corpus import summary as module
+
+    outcomes = [{"template": "interlocked", "ok": True, "max_depth": 0.0019, "max_gap": 0.001, "closing_depth": 0.0025},
+                {"template": "interlocked", "ok": False, "max_depth": 0.004, "max_gap": 0.0, "closing_depth": 0.0}]
+    summary = module.resolver_summary(outcomes)
+    row = summary["per_template"]["interlocked"]
+    assert "max_depth_mm" not in row and "max_closing_depth_mm" not in row
+    assert row["max_depth_estimate_mm"] == pytest.approx(1.9) and row["max_closing_depth_estimate_mm"] == pytest.approx(2.5)
+    assert "estimate" in summary["depths"]
