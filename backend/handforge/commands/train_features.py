@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=SEED, default=0, help="random seed (same corpus + seed: same checkpoint)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips (by name)")
     parser.add_argument("--threads", type=thread_count(0), default=0,
-                        help="torch threads (default: 0, which leaves torch's own count: OMP_NUM_THREADS, "
-                             "else one per core)")
+                        help="threads that train side by side (default: 0, torch's own count: OMP_NUM_THREADS, "
+                             "else one per core); the checkpoint is the same for any count")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
     from handforge.evaluation.features import FeatureError
+    from handforge.runtime import torch_threads
 
     # (os.path.isfile, not Path.is_file: a name over 255 bytes made that raise, a traceback; output_folder
     # below says it in one line)
@@ -53,12 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train-features: --out {args.out} is the current folder or holds it: choose a folder "
               "inside it, e.g. --out features_v2", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        data = load_corpus(args.corpus, max_clips=args.max_clips, progress=not args.quiet)
+        with torch_threads(args.threads):
+            data = load_corpus(args.corpus, max_clips=args.max_clips, progress=not args.quiet)
         nets = train(data, TrainSettings(epochs_frame=args.epochs, epochs_motion=args.epochs, seed=args.seed),
-                     progress=not args.quiet)
+                     progress=not args.quiet, threads=args.threads or torch.get_num_threads())
         nets.recipe["command"] = (f"handforge train-features --corpus CORPUS --out {Path(args.out).name} "
                                   f"--epochs {args.epochs} --seed {args.seed}"
                                   + (f" --max-clips {args.max_clips}" if args.max_clips else ""))

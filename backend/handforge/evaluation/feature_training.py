@@ -18,7 +18,11 @@ reconstruction only. Class imbalance is met with cross-entropy weights ∝ 1/√
 
 Recipe: every ``frame_stride``-th frame; motion crops of ``window`` frames up to the whole clip,
 ``windows_per_clip`` per clip and epoch; 1 mm Gaussian keypoint noise; Adam (lr 1e-3, cosine decay), batch 512 frames
-/ 64 crops; seeded (``torch.manual_seed`` and numpy ``default_rng``), single-threaded data order.
+/ 64 crops; seeded (``torch.manual_seed`` and numpy ``default_rng``), single-threaded data order. A
+batch's loss and gradient are sums over ``GRAD_CHUNKS`` fixed chunks, each computed on one torch thread
+and added in a fixed order; ``--threads`` only says how many chunks run side by side, so the same
+corpus and seed give the same weights on any thread count (torch splits some sums by its thread count:
+with intra-op threads, one to four gave weights differing in the last bits).
 Results (validation accuracy, Fréchet distance train ↔ validation) go into the checkpoint.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,9 @@ from handforge.evaluation.features import (
 
 FREE = "free"
 UNLABELLED = "unlabelled"
+# A batch's gradient is the sum of this many chunks' gradients, whatever the thread count: torch sums
+# layer norm's, convolution's and Linear's weight gradients and a loss's mean in pieces per thread
+GRAD_CHUNKS = 8
 
 
 @dataclass
@@ -124,9 +132,22 @@ def load_corpus(folder: str | Path, max_clips: int | None = None, progress: bool
     return data
 
 
-def train(data: CorpusData, settings: TrainSettings | None = None, progress: bool = False) -> FeatureNetworks:
-    """Train both networks on ``data`` (the train split) and report on the validation split."""
-    s = settings or TrainSettings()
+def train(data: CorpusData, settings: TrainSettings | None = None, progress: bool = False,
+          threads: int | None = None) -> FeatureNetworks:
+    """Train both networks on ``data`` (the train split) and report on the validation split.
+
+    ``threads`` (default: torch's thread count) chunks of a batch run side by side, each on one torch
+    thread: the result does not depend on it."""
+    from handforge.runtime import torch_threads
+
+    threads = torch.get_num_threads() if threads is None else threads
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be a whole number ≥ 1, got {threads!r}")
+    with torch_threads(1), ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return _train(data, settings or TrainSettings(), progress, _Chunks(pool if threads > 1 else None))
+
+
+def _train(data: CorpusData, s: TrainSettings, progress: bool, chunks: "_Chunks") -> FeatureNetworks:
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     train_ids = [i for i, sp in enumerate(data.splits) if sp == "train"]
@@ -143,8 +164,8 @@ def train(data: CorpusData, settings: TrainSettings | None = None, progress: boo
     motion_net = MotionNet(classes=motion_classes, template_names=templates)
 
     frames_x, frames_y = _frames(data, train_ids, frame_classes, s.frame_stride)
-    frame_loss = _fit_frames(frame_net, frames_x, frames_y, frame_classes, s, rng, progress)
-    motion_loss = _fit_motion(motion_net, data, train_ids, motion_classes, templates, s, rng, progress)
+    frame_loss = _fit_frames(frame_net, frames_x, frames_y, frame_classes, s, rng, progress, chunks)
+    motion_loss = _fit_motion(motion_net, data, train_ids, motion_classes, templates, s, rng, progress, chunks)
     frame_net.eval()
     motion_net.eval()
 
@@ -166,7 +187,7 @@ def train(data: CorpusData, settings: TrainSettings | None = None, progress: boo
                     == motion_classes.index(data.motion_labels[i]) for i in val_ids
                     if data.motion_labels[i] in motion_classes]
             results["motion_validation_accuracy"] = float(np.mean(hits)) if hits else None
-    nets.recipe = {"settings": asdict(s), "data": data.source, "results": results,
+    nets.recipe = {"settings": asdict(s), "gradient_chunks": GRAD_CHUNKS, "data": data.source, "results": results,
                    "splits": {k: data.splits.count(k) for k in sorted(set(data.splits))}}
     made = data.source.get("corpus_settings", {})
     if "seed" in made and "sequences" in made:
@@ -176,7 +197,7 @@ def train(data: CorpusData, settings: TrainSettings | None = None, progress: boo
 
 # ----------------------------------------------------------------------------- training loops
 def _fit_frames(net: FrameNet, x: torch.Tensor, y: torch.Tensor, classes: list[str], s: TrainSettings,
-                rng: np.random.Generator, progress: bool) -> float:
+                rng: np.random.Generator, progress: bool, chunks: "_Chunks") -> float:
     weights = _class_weights(y, len(classes))
     steps = s.epochs_frame * math.ceil(len(x) / s.batch_frame)
     optimiser, schedule = _optimiser(net, s.lr, steps)
@@ -187,19 +208,28 @@ def _fit_frames(net: FrameNet, x: torch.Tensor, y: torch.Tensor, classes: list[s
         order = torch.from_numpy(rng.permutation(len(x)))
         for start in range(0, len(x), s.batch_frame):
             idx = order[start:start + s.batch_frame]
-            clean = x[idx]
-            feat = net(_jittered(clean, s, rng))
-            loss = s.recon_weight * nn.functional.mse_loss(net.reconstruct(feat), clean)
-            labelled = y[idx] >= 0
-            if labelled.any():
-                loss = loss + nn.functional.cross_entropy(net.classify(feat[labelled]), y[idx][labelled], weight=weights)
-            loss_value = _step(loss, optimiser, schedule, bar)
+            clean, target = x[idx], y[idx]
+            noisy = _jittered(clean, s, rng)
+            # the batch's mean losses as sums over chunks, each divided by the whole batch's count / weight
+            labelled = target >= 0
+            ce_total = weights[target[labelled]].sum()
+
+            def chunk_loss(part: slice, clean=clean, noisy=noisy, target=target, ce_total=ce_total) -> torch.Tensor:
+                feat = net(noisy[part])
+                loss = s.recon_weight * (net.reconstruct(feat) - clean[part]).square().sum() / clean.numel()
+                known = target[part] >= 0
+                if known.any():
+                    loss = loss + nn.functional.cross_entropy(net.classify(feat[known]), target[part][known],
+                                                              weight=weights, reduction="sum") / ce_total
+                return loss
+
+            loss_value = chunks.step(net, chunk_loss, len(idx), optimiser, schedule, bar)
     bar.close()
     return loss_value
 
 
 def _fit_motion(net: MotionNet, data: CorpusData, ids: list[int], classes: list[str], templates: list[str],
-                s: TrainSettings, rng: np.random.Generator, progress: bool) -> float:
+                s: TrainSettings, rng: np.random.Generator, progress: bool, chunks: "_Chunks") -> float:
     clips = [(canonical_motion(data.keypoints[i]), data.motion_labels[i], data.templates[i]) for i in ids]
     y_all = torch.tensor([classes.index(c) if c != UNLABELLED else -1 for _, c, _ in clips])
     weights = _class_weights(y_all, len(classes))
@@ -224,16 +254,25 @@ def _fit_motion(net: MotionNet, data: CorpusData, ids: list[int], classes: list[
                 y.append(int(y_all[c]))
                 multi.append([t in held for t in templates])
             x, mask = _pad(crops)
-            feat = net(x, mask)
             y_t = torch.tensor(y)
-            loss = feat.new_zeros(())
-            if (y_t >= 0).any():
-                loss = loss + nn.functional.cross_entropy(net.classify(feat[y_t >= 0]), y_t[y_t >= 0], weight=weights)
-            if templates:
-                loss = loss + nn.functional.binary_cross_entropy_with_logits(net.templates(feat), torch.tensor(multi, dtype=torch.float32))
-            if not loss.requires_grad:
+            held_t = torch.tensor(multi, dtype=torch.float32)
+            if not ((y_t >= 0).any() or templates):
                 continue  # nothing to learn from unlabelled motion
-            loss_value = _step(loss, optimiser, schedule, bar)
+            ce_total = weights[y_t[y_t >= 0]].sum()
+
+            def chunk_loss(part: slice, x=x, mask=mask, y_t=y_t, held_t=held_t, ce_total=ce_total) -> torch.Tensor:
+                feat = net(x[part], mask[part])
+                loss = feat.new_zeros(())
+                known = y_t[part] >= 0
+                if known.any():
+                    loss = loss + nn.functional.cross_entropy(net.classify(feat[known]), y_t[part][known],
+                                                              weight=weights, reduction="sum") / ce_total
+                if templates:
+                    loss = loss + nn.functional.binary_cross_entropy_with_logits(
+                        net.templates(feat), held_t[part], reduction="sum") / held_t.numel()
+                return loss
+
+            loss_value = chunks.step(net, chunk_loss, len(batch), optimiser, schedule, bar)
     bar.close()
     return loss_value
 
@@ -243,13 +282,36 @@ def _jittered(x: torch.Tensor, s: TrainSettings, rng: np.random.Generator) -> to
     return x + torch.from_numpy(rng.normal(0, s.noise * SCALE, x.shape).astype(np.float32))
 
 
-def _step(loss: torch.Tensor, optimiser, schedule, bar) -> float:
-    optimiser.zero_grad()
-    loss.backward()
-    optimiser.step()
-    schedule.step()
-    bar.update(1)
-    return float(loss.detach())
+class _Chunks:
+    """One optimiser step on a batch whose loss is the sum of ``chunk_loss(part)`` over ``GRAD_CHUNKS``
+    fixed slices: each chunk's gradient on one torch thread (``pool``'s threads, or this one), added in
+    chunk order. How many run at once changes the time, never a bit of the sum."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+        self.pool = pool
+
+    def step(self, net: nn.Module, chunk_loss, size: int, optimiser, schedule, bar) -> float:
+        params = [p for p in net.parameters() if p.requires_grad]
+        edges = np.linspace(0, size, GRAD_CHUNKS + 1).round().astype(int)
+        parts = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+        def one(part: slice) -> tuple[float, tuple]:
+            loss = chunk_loss(part)
+            if not loss.requires_grad:
+                return float(loss), (None,) * len(params)
+            return float(loss.detach()), torch.autograd.grad(loss, params, allow_unused=True)
+
+        done = list(self.pool.map(one, parts)) if self.pool else [one(part) for part in parts]
+        for k, p in enumerate(params):
+            grads = [g[k] for _, g in done if g[k] is not None]
+            # a parameter no chunk used keeps no gradient, as after backward(): Adam leaves it alone
+            p.grad = None
+            for grad in grads:  # in chunk order
+                p.grad = grad if p.grad is None else p.grad + grad
+        optimiser.step()
+        schedule.step()
+        bar.update(1)
+        return float(sum(loss for loss, _ in done))
 
 
 def canonical_motion_window(canonical: torch.Tensor, first: int, length: int) -> torch.Tensor:
