@@ -387,3 +387,34 @@ def test_eval_with_an_unusable_feature_checkpoint_says_it_in_one_line(corpus, tm
                  "--reference", "6", "--mesh-samples", "1", "--template-samples", "6", "--steps", "1"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("handforge eval interaction: ") and "nonexistent: no such feature checkpoint" in line, line
+
+
+def test_more_conditioned_samples_than_samples_are_capped_and_the_report_records_the_number_used(
+        tmp_path_factory, tmp_path, capsys):
+    """The conditioned row's held-out hands are drawn among the --samples ones: more is said to be capped, and the
+    JSON report records the number the row used (it recorded the number asked)."""
+    import argparse
+
+    from handforge.corpus.build import write_corpus
+    from handforge.corpus.generator import CorpusSettings
+    from handforge.engines.checkpoints import save_model
+    from handforge.engines.interaction import evaluate
+
+    # the smallest corpus whose train split holds enough clips and distinct configurations for every row (the
+    # module's corpus has one clip there); an untrained tiny model, one step: the cap is what is checked
+    corpus = tmp_path_factory.mktemp("eval") / "corpus"
+    write_corpus(corpus, sequences=20, seed=3, settings=CorpusSettings(chunk_size=6, sequences_per_group=20),
+                 stats_sample=0, figures=False, progress=False)
+    folder = save_model(InteractionDenoiser(width=16, hidden=32, num_train_timesteps=50), tmp_path / "m")
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    report = tmp_path / "report.json"
+    args = parser.parse_args(["--corpus", str(corpus), "--split", "train", "--checkpoint", str(folder),
+                              "--samples", "12", "--conditioned-samples", "30", "--reference", "40",
+                              "--mesh-samples", "1", "--template-samples", "6", "--steps", "1", "--out", str(report)])
+    assert evaluate.run(args) == 0, capsys.readouterr().err
+    assert "--conditioned-samples 30 is more than --samples 12: the row uses 12" in capsys.readouterr().err
+    written = json.loads(report.read_text())
+    assert written["conditioned_samples"] == 12, written
+    (row,) = [row for name, row in written["rows"].items() if "around held-out hands" in name]
+    assert row["samples"] == 12, row
