@@ -17,6 +17,9 @@ Blender before a request is sent (rigs, range, keys, hand model, path objects).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from typing import Any
 
 import bpy
@@ -693,12 +696,41 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
                 return {"CANCELLED"}
             options[prop] = path.name
         button = getattr(bpy.ops.handforge, LAST_RUN["operator"].split(".", 1)[1])
+        held, refused = _HeldErrors(sys.stdout), ""
         try:
-            outcome = button(how, **options)
-        except RuntimeError as exc:  # the button's own refusal (e.g. its rig is gone), as one line
-            self.report({"ERROR"}, str(exc).strip().removeprefix("Error: "))
+            with contextlib.redirect_stdout(held):
+                outcome = button(how, **options)
+        except RuntimeError as exc:  # the button's own refusal (e.g. its rig is gone)
+            refused = str(exc)
+        finally:
+            held.release(refused)
+        if refused:  # as one line, printed once
+            self.report({"ERROR"}, refused.strip().removeprefix("Error: "))
             return {"CANCELLED"}
         return {"FINISHED"} if "RUNNING_MODAL" in outcome else outcome  # modal: the button carries on
+
+
+class _HeldErrors(io.TextIOBase):
+    """stdout while Regenerate runs its button: Blender prints the button's error reports there as well as raising
+    them, and Regenerate reports that error itself (it was printed twice). What the button prints passes at once,
+    its ``Error: ...`` lines held until it ends; ``release`` writes those the raised error does not hold."""
+
+    def __init__(self, out) -> None:
+        super().__init__()
+        self.out, self.held = out, []
+
+    def write(self, text: str) -> int:
+        (self.held.append if text.startswith("Error: ") else self.out.write)(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def release(self, raised: str = "") -> None:
+        for text in self.held:
+            if text.strip() not in raised:
+                self.out.write(text)
+        self.held.clear()
 
 
 def _not_where_made(context) -> str:

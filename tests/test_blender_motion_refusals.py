@@ -92,3 +92,18 @@ def test_frames_before_zero_and_hands_sharing_one_action_are_refused_before_anyt
         result = found[sides]
         assert result["sent"] == [] and result["unchanged"] is True, (sides, result)
         assert "share one action" in result["message"] and "Make Single User" in result["message"], result
+
+
+def test_regenerate_on_a_rig_that_lost_a_bone_blames_its_bones_once_and_changes_nothing(session):
+    # before: "... which the panel no longer names as its hands: choose it as the Left/Right Hand", though the
+    # panel named that very rig
+    session.no_error("regenerate_lost_bone")
+    found = session["regenerate_lost_bone"]
+    assert found["made"] == ["FINISHED"], found
+    assert found["result"] == ["CANCELLED"] and found["sent"] == [] and found["unchanged"] is True, found
+    message = found["message"]
+    assert f"the right hand {found['rig']!r} has lost its bone(s) index3" in message, message
+    assert "no longer names" not in message and "Traceback" not in message, message
+    assert message.count("lost its bone(s)") == 1, message
+    # printed once: the button's own refusal is not printed as well as Regenerate's
+    assert found["printed"].count("lost its bone(s)") == 1, found["printed"]
