@@ -168,3 +168,24 @@ def test_a_cancelled_export_says_a_rerun_resumes_and_the_rerun_does(session):
     assert 1 <= cancelled["kept"] < 9, cancelled
     assert cancelled["rerun"] == ["FINISHED"], cancelled
     assert f"{9 - cancelled['kept']} new, {cancelled['kept']} already there" in cancelled["rerun_printed"], cancelled
+
+
+def test_a_cancel_the_backend_did_not_confirm_does_not_say_a_rerun_resumes(session):
+    # the hint is said only when the backend confirmed the job Cancelled (the test above): a job it may still run
+    # holds its folder, so "export again to the same folder to resume" would be refused
+    session.no_error("cancel_not_confirmed")
+    found = session["cancel_not_confirmed"]
+    hint = "export again to the same folder to resume"
+    unanswered = found["unanswered"]  # Ctrl-C, the backend frozen: no answer in time
+    assert unanswered["result"] == ["CANCELLED"], unanswered
+    assert "Export Labelled Renders cancelled: Ctrl-C (the backend did not confirm the cancel in time)" in \
+        unanswered["said"], unanswered
+    assert hint not in unanswered["said"], unanswered
+    first = found["finished_first"]  # Cancel pressed after the backend had sent its result: the export is done
+    assert found.get("backend_sent") == "result" and found.get("finished_first_cancel") == ["FINISHED"], found
+    assert first["result"] == ["FINISHED"] and "9 labelled images" in first["said"], first
+    assert hint not in first["said"] and "cancelled" not in first["said"], first
+    killed = found["killed"]  # Cancel pressed with the backend killed: the connection dropped
+    assert found["killed_cancel"] == ["FINISHED"], found
+    assert killed["result"] == ["CANCELLED"] and "Export Labelled Renders failed" in killed["said"], killed
+    assert hint not in killed["said"], killed

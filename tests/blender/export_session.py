@@ -283,6 +283,80 @@ def cancelled_then_resumed():
 s.check("cancelled", cancelled_then_resumed)
 
 
+def outcome_of(call) -> dict:
+    """An operator's result and everything it said: what it printed and the error it raised (if any)."""
+    try:
+        result, printed = printed_by(call)
+        return {"result": result, "said": printed}
+    except RuntimeError as exc:
+        return {"result": ["CANCELLED"], "said": str(exc)}
+
+
+def cancel_not_confirmed():
+    """Cancel asked for, but the job did not end Cancelled: the backend did not answer in time, it had finished
+    first, or it was gone. The "export again to resume" hint is not said (only a confirmed cancel frees the
+    folder: a job the backend may still be running holds it, and a rerun is refused)."""
+    import importlib
+    import signal
+    import time
+
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+
+    def export(folder: str):
+        return lambda: bpy.ops.handforge.export_renders(directory=str(s.work / folder), frame_start=1, frame_end=9,
+                                                        cameras="ACTIVE", engine="none")
+
+    out, backend = {}, connection.BACKEND.process.pid
+    # Ctrl-C with the backend frozen (SIGSTOP): no answer within the wait (shortened below the heartbeat's 8 s)
+    frozen = []
+
+    def ctrl_c_while_frozen():
+        if not frozen:
+            frozen.append(os.kill(backend, signal.SIGSTOP))
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the terminal
+
+    wait, jobs.CANCEL_WAIT_S = jobs.CANCEL_WAIT_S, 1.0
+    try:
+        with while_a_job_runs(ctrl_c_while_frozen):
+            out["unanswered"] = outcome_of(export("unanswered"))
+    finally:
+        jobs.CANCEL_WAIT_S = wait
+        os.kill(backend, signal.SIGCONT)
+
+    # Cancel pressed once the backend has sent its result (its log says so after the send; the add-on reads it at
+    # its next pump, after this): the backend answers that the job is unknown, and the result lands
+    def cancel_once_sent():
+        job = next(iter(jobs.RUNNING.values()))
+        if job.cancel_requested is not None:
+            return
+        ended, deadline = f"job {job.handle.id} (export_renders) -> ", time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            log = connection.BACKEND.log_path.read_text(errors="replace")
+            if ended in log:
+                out["backend_sent"] = log.split(ended, 1)[1].split()[0]
+                break
+            time.sleep(0.05)
+        out["finished_first_cancel"] = sorted(bpy.ops.handforge.cancel_job())
+
+    with while_a_job_runs(cancel_once_sent):
+        out["finished_first"] = outcome_of(export("finished_first"))
+
+    # Cancel pressed with the backend gone (killed, not yet noticed): nothing can answer it
+    def kill_then_cancel():
+        if not out.get("killed_cancel"):
+            os.kill(backend, signal.SIGKILL)
+            out["killed_cancel"] = sorted(bpy.ops.handforge.cancel_job())
+
+    with while_a_job_runs(kill_then_cancel):
+        out["killed"] = outcome_of(export("killed"))
+    s.start_backend()  # (for the checks after this one)
+    return out
+
+
+s.check("cancel_not_confirmed", cancel_not_confirmed)
+
+
 def file_opened_mid_export():
     """Another file opened while the modal export runs: Blender ends the modal; the job is cancelled and
     forgotten (before: it stayed listed as running, its button greyed until Blender restarted)."""
