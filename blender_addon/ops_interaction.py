@@ -47,7 +47,9 @@ ANCHOR_ITEMS = [("ACTIVE", "Active Hand", "The active hand rig stays as posed; t
 # ---------------------------------------------------------------------- stored state (window manager)
 class HANDFORGE_PG_interaction_candidate(bpy.types.PropertyGroup):
     score: FloatProperty(name="Score", description="Plausibility in (0, 1], higher is better")
-    max_depth: FloatProperty(name="Max Depth", unit="LENGTH", description="Deepest penetration between the hands")
+    max_depth: FloatProperty(name="Max Depth", unit="LENGTH",
+                             description="Deepest penetration between the hands, as the score estimates it (from the "
+                                         "nearest vertex's normal; handforge eval measures it exactly, and can differ)")
     gap: FloatProperty(name="Gap", unit="LENGTH", description="Distance between the hands")
     limit: FloatProperty(name="Limit", description="Worst joint-limit violation, degrees")
     template: StringProperty(name="Template", description="The template it came from (templates engine)")
@@ -362,7 +364,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         if result.data.get("warning"):  # (the backend's, e.g. every candidate still inside the anchor: unshown)
             notes.append(f"; {result.data['warning']}")
         best = state.candidates[0]
-        return (f"{count} candidates, best score {best.score:.3f} (max depth {best.max_depth * 1000:.1f} mm, gap "
+        return (f"{count} candidates, best score {best.score:.3f} (max depth ≈ {best.max_depth * 1000:.1f} mm, gap "
                 f"{best.gap * 1000:.1f} mm): Next/Previous to browse, Apply to keep{''.join(notes)}")
 
 
@@ -579,7 +581,7 @@ def draw_panel(layout, context) -> None:
     row.prop(state, "index", text=f"Candidate (of {len(state.candidates)})")
     row.operator(HANDFORGE_OT_interaction_next.bl_idname, text="", icon="TRIA_RIGHT")
     candidate = shown(state)
-    box.label(text=f"Score {candidate.score:.3f}   depth {candidate.max_depth * 1000:.1f} mm   "
+    box.label(text=f"Score {candidate.score:.3f}   depth ≈ {candidate.max_depth * 1000:.1f} mm   "
                    f"gap {candidate.gap * 1000:.1f} mm")
     if candidate.template:
         box.label(text=f"Template: {candidate.template}")

@@ -218,7 +218,9 @@ def register_jobs(registry: Registry) -> None:
         description="candidates for the other hand around an anchor hand (or both hands), sorted by plausibility",
         returns={"<side>.<field>": "(count, n) float32 pose parameters of both hands, best candidate first",
                  "score": "(count,) plausibility in (0, 1], higher is better",
-                 "max_depth": "(count,) deepest penetration, m", "gap": "(count,) distance between the hands, m",
+                 "max_depth": "(count,) deepest penetration, m, as the score estimates it (along the nearest "
+                              "vertex's normal; handforge eval's exact depth can differ)",
+                 "gap": "(count,) distance between the hands, m",
                  "limit": "(count,) worst joint-limit violation of the generated hands, degrees",
                  "best_score": "the first candidate's score", "templates": "template of each row (templates engine)"}))
 
