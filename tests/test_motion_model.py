@@ -619,6 +619,18 @@ def test_eval_motion_measures_the_same_whatever_the_batch(trained, corpus, tmp_p
         if key != "seconds" and isinstance(value, float):
             assert reports[1]["learned"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
+
+def test_eval_motion_says_which_metrics_it_left_out_and_why(trained, corpus, capsys):
+    """One frame drawn per row: the frame diversity needs two. The table showed "–" (the JSON line null),
+    with no reason anywhere but the --out report."""
+    from handforge.cli import main
+
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
+                 "--windows", "3", "--frames", "1", "--steps", "2", "--tasks", "gap15", "--guidance", "off"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("not measured: ")]
+    assert any(line.startswith("not measured: diversity_frames in gap15/ground truth, gap15/learned, gap15/spline, "
+                               "gap15/keys' Hermite curve: needs 2 or more two-hand frames") for line in said), said
+
 def test_eval_motion_measures_a_task_or_split_named_twice_once(trained, corpus, tmp_path, capsys):
     """`--tasks gap15,gap15 --splits train,train` measured gap15 twice, on each clip twice: as named once."""
     from handforge.cli import main

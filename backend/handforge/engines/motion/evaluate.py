@@ -175,6 +175,16 @@ def format_table(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def not_measured_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per metric left out and why (``evaluate_clips``'s ``not_measured``), naming the rows
+    (``task/engine``) it is left out of."""
+    rows_of: dict[tuple[str, str], list[str]] = {}
+    for row, report in reports.items():
+        for name, why in report.get("not_measured", {}).items():
+            rows_of.setdefault((name, why), []).append(row)
+    return [f"not measured: {name} in {', '.join(rows)}: {why}" for (name, why), rows in rows_of.items()]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -284,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{task:13s} {engine:12s} " + json.dumps(rows[-1][2]), flush=True)
     print()
     print(format_table(rows))
+    for line in not_measured_lines(full):  # (a "–" in the table said nothing of why)
+        print(line)
     if args.out:
         write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": splits,
                                         "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
