@@ -209,7 +209,7 @@ def test_help_shows_each_options_default(capsys):
     assert "same corpus (default: 0)" in " ".join(capsys.readouterr().out.split())  # 0 is a default too
     with pytest.raises(SystemExit):
         cli_main(["train-features", "--help"])
-    assert "torch threads (default: 0, which leaves torch's own count" in " ".join(capsys.readouterr().out.split())
+    assert "threads that train side by side (default: 0, torch's own count" in " ".join(capsys.readouterr().out.split())
 
 
 def test_reports_are_written_whole_or_not_at_all(tmp_path):
