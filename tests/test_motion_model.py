@@ -317,6 +317,21 @@ def test_penetration_guidance_lowers_penetration_on_a_fixed_seed(trained):
     assert deepest(polished) < 0.9 * deepest(guided)
 
 
+
+def test_guidance_while_sampling_moves_each_motion_on_its_own(trained):
+    """Whether a motion is guided is its own wrists' business: one whose wrists stay 2 cm apart comes out the
+    same alone and beside one whose wrists come within ``near`` (the gate was the batch's closest pair: it
+    was guided there, and eval motion's figures depended on --batch), while that other one is guided."""
+    pipe = MotionPipeline(load_model(MotionDenoiser, trained / "model"), load_hand_model("open"))
+    apart, close = palm_to_palm(8, -0.01, 0.01), palm_to_palm(8, -0.005, 0.005)
+    guidance = Guidance(near=0.015, strength=20.0, last_fraction=1.0, polish=0)
+    alone = pipe.batch([apart], steps=4, seed=[7], guidance=guidance)[0]
+    beside = pipe.batch([apart, close], steps=4, seed=[7, 8], guidance=guidance)
+    for field in ("global_orient", "hand_pose", "transl"):
+        np.testing.assert_allclose(beside[0][field], alone[field], atol=1e-6, err_msg=field)
+    unguided = pipe.batch([close], steps=4, seed=[8])[0]
+    assert np.abs(beside[1]["hand_pose"] - unguided["hand_pose"]).max() > 1e-3  # the close one was guided
+
 def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(trained):
     """``when="repair"``: a motion whose hands stay apart comes back exactly as without guidance; one whose
     in-between passes a hand through the other comes back less deep, its keys kept exactly, and the
@@ -350,6 +365,8 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
     with pytest.raises(ValueError, match="one seed per observation: got 1 seeds for 2"):
         pipe.batch(observations[:2], steps=2, seed=[3])
+    with pytest.raises(ValueError, match="seed must be an integer or one integer per observation, got '12'"):
+        pipe.batch(observations[:2], steps=2, seed="12")  # (it was taken as the seeds 1 and 2)
 
 
 def test_repair_keeps_the_shallowest_of_the_polishs_states(trained, monkeypatch):

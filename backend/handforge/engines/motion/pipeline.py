@@ -15,6 +15,7 @@ of up to 96 frames at random frame offsets up to 256, so 200-frame clips work di
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -133,12 +134,11 @@ class MotionPipeline:
             raise ValueError(f"steps must be at least 1, got {steps}")
         if len({o.num_frames for o in observations}) != 1:
             raise ValueError("a batch needs observations of one length")
-        if not isinstance(seed, (int, np.integer)) and len(seed) != len(observations):
-            raise ValueError(f"one seed per observation: got {len(seed)} seeds for {len(observations)} observations")
+        seeds = _seeds(seed, len(observations))
         if guidance is not None and guidance.when not in ("always", "repair"):
             raise ValueError(f"guidance.when must be 'always' or 'repair', got {guidance.when!r}")
         during = guidance if guidance is not None and guidance.when == "always" else None
-        x0 = self._denoise(observations, steps, seed, variation, during, callback, smoothing)
+        x0 = self._denoise(observations, steps, seeds, variation, during, callback, smoothing)
         values = self._decode(observations, x0)
         if guidance is None or guidance.polish <= 0:
             return values
@@ -198,7 +198,7 @@ class MotionPipeline:
         return out
 
     @torch.no_grad()
-    def _denoise(self, observations: list[Observation], steps: int, seed: int | Sequence[int], variation: float,
+    def _denoise(self, observations: list[Observation], steps: int, seeds: list[int] | None, variation: float,
                  guidance: Guidance | None, callback: Callable[[int, int, str], None] | None,
                  smoothing: float) -> torch.Tensor:
         """The normalised motions (B, T, C), keys imposed."""
@@ -210,9 +210,8 @@ class MotionPipeline:
         fill = model.observe(keys, mask)
         # one draw per sample, in order: sample i's noise is the same whatever the number of samples (one
         # (B, T, C) draw made the first motion depend on B: torch's CPU normal fill redraws the last 16 values)
-        one = isinstance(seed, (int, np.integer))
-        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in ([seed] if one else seed)]
-        noise = torch.stack([torch.randn(fill.shape[1:], generator=generators[0 if one else i], dtype=dtype)
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        noise = torch.stack([torch.randn(fill.shape[1:], generator=generators[i if len(seeds) > 1 else 0], dtype=dtype)
                              for i in range(fill.shape[0])]).to(device)
         generator = generators[0]  # (DDIM with eta 0 draws nothing more)
 
@@ -238,6 +237,24 @@ class MotionPipeline:
         """Rig values (T, 2, size) of normalised motions ``x0`` (B, T, C), keys written back exactly."""
         motion = self.model.denormalise(x0).double().cpu().numpy()
         return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
+
+
+def _seeds(seed: Any, count: int) -> list[int]:
+    """``[seed]`` for one seed (any integer: int, numpy's, a 0-d tensor), else one integer per observation."""
+    try:
+        return [operator.index(seed)]
+    except TypeError:
+        pass
+    seeds = list(seed) if isinstance(seed, Sequence) or hasattr(seed, "__array__") else None
+    try:
+        seeds = None if seeds is None else [operator.index(s) for s in seeds]
+    except TypeError:
+        seeds = None
+    if seeds is None or isinstance(seed, (str, bytes)):
+        raise ValueError(f"seed must be an integer or one integer per observation, got {seed!r}")
+    if len(seeds) != count:
+        raise ValueError(f"one seed per observation: got {len(seeds)} seeds for {count} observations")
+    return seeds
 
 
 def key_blend(mask: torch.Tensor, frames: int) -> torch.Tensor:
@@ -357,15 +374,20 @@ class _Guide:
         s = self.settings
         self.deepest = torch.zeros(len(x0), device=x0.device)
         self.overlap = torch.zeros(len(x0), device=x0.device)
-        wrists = rep.translations(model.denormalise(x0))
-        # the polish (``active`` given) moves motions known to overlap, whose wrists may be farther apart
-        # than ``near`` (fingertips into fingertips)
-        if active is None and float((wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).min()) > s.near:
-            return x0
         t = x0.shape[1]
         stride = min(self.stride, t)
         frames = torch.arange(self.calls % stride, t, stride, device=x0.device)
-        self.calls += 1
+        self.calls += 1  # at every call, guided or not: which frames a motion measures is its own business
+        polish = active is not None
+        if not polish:
+            # while sampling, each motion whose wrists come within ``near`` on some frame, on its own (a batch-wide
+            # gate guided a motion because another one of its batch came close: the result depended on the
+            # batch); the polish (``active`` given) moves motions known to overlap, whose wrists may be farther
+            # apart than ``near`` (fingertips into fingertips)
+            wrists = rep.translations(model.denormalise(x0))
+            active = (wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).amin(-1) <= s.near
+            if not bool(active.any()):
+                return x0
         for iteration in range(s.iterations):
             with torch.enable_grad():
                 x = x0.detach().float().requires_grad_(True)
@@ -378,9 +400,7 @@ class _Guide:
                          for h, side in enumerate(rep.HAND_AXIS)]
                 depth_a, depth_b = penetration_depths(verts[0], verts[1], hands.faces("left"), hands.faces("right"))
                 # frames wholly keyed cannot change: their overlap is the animator's, and not measured
-                counted = ~mask[:, frames].all(-1)                                         # (B, frames)
-                if active is not None:
-                    counted = counted & active[:, None]
+                counted = ~mask[:, frames].all(-1) & active[:, None]                       # (B, frames)
                 loss = (depth_a.sum(-1) + depth_b.sum(-1)) * counted.reshape(-1)
                 if iteration == 0:
                     deepest = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).detach().view(len(x0), -1) * counted
@@ -395,7 +415,7 @@ class _Guide:
             # instead, which evens out the clip's ends, left 1.07 cm³ of trajectory overlap against 0.0037.)
             grad = grad.to(x0.dtype) * stride
             step = smooth_free(grad, s.smoothing) if s.smoothing > 0 else grad
-            strength = s.strength if active is None else s.polish_strength  # ``active``: the polish
+            strength = s.polish_strength if polish else s.strength
             update = torch.where(mask, torch.zeros_like(x0), strength * step * self.fade)
             shift = (rep.translations(update) * rep.translations(model.channel_std)).norm(dim=-1)  # (B, T, 2) metres
             peak = shift.flatten(1).amax(1)
