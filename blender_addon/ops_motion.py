@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 from typing import Any
 
@@ -712,25 +713,41 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
 
 class _HeldErrors(io.TextIOBase):
     """stdout while Regenerate runs its button: Blender prints the button's error reports there as well as raising
-    them, and Regenerate reports that error itself (it was printed twice). What the button prints passes at once,
-    its ``Error: ...`` lines held until it ends; ``release`` writes those the raised error does not hold."""
+    them, and Regenerate reports that error itself (it was printed twice). Whole lines pass at once, those of an
+    error report (``Error: ...``, ``Invalid Input Error: ...``) held until the button ends; ``release`` writes
+    those the raised error does not hold, and what is left of a line."""
+
+    REPORT = re.compile(r"^(\w+ )*Error: ")
 
     def __init__(self, out) -> None:
         super().__init__()
-        self.out, self.held = out, []
+        self.out, self.held, self.line = out, [], ""
 
     def write(self, text: str) -> int:
-        (self.held.append if text.startswith("Error: ") else self.out.write)(text)
+        *lines, self.line = (self.line + text).split("\n")
+        for line in lines:  # (print() writes its text and its newline apart)
+            if self.REPORT.match(line):
+                self.held.append(line)
+            else:
+                self.out.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
         self.out.flush()
 
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
+
     def release(self, raised: str = "") -> None:
-        for text in self.held:
-            if text.strip() not in raised:
-                self.out.write(text)
-        self.held.clear()
+        for line in self.held:
+            if line.strip() not in raised:
+                self.out.write(line + "\n")
+        if self.line:
+            self.out.write(self.line)
+        self.held, self.line = [], ""
 
 
 def _not_where_made(context) -> str:

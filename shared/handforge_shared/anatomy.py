@@ -186,7 +186,9 @@ def _const(value: Any, like: Any) -> Any:
     dtype/device) as ``like``."""
     if isinstance(like, np.ndarray):
         return np.asarray(_host(value), dtype=np.float64)
-    return like.new_tensor(np.array(_host(value)))
+    if is_torch(value):  # (a tensor already: no trip through the host)
+        return value.detach().to(device=like.device, dtype=like.dtype)
+    return like.new_tensor(np.array(value))
 
 
 def _swap(m: Any) -> Any:

@@ -22,7 +22,8 @@ Recipe: every ``frame_stride``-th frame; motion crops of ``window`` frames up to
 batch's loss and gradient are sums over ``GRAD_CHUNKS`` fixed chunks, each computed on one torch thread
 and added in a fixed order; ``--threads`` only says how many chunks run side by side, so the same
 corpus and seed give the same weights on any thread count (torch splits some sums by its thread count:
-with intra-op threads, one to four gave weights differing in the last bits).
+with intra-op threads, one to four gave weights differing in the last bits). The price: at most
+``GRAD_CHUNKS`` cores train.
 Results (validation accuracy, Fréchet distance train ↔ validation) go into the checkpoint.
 """
 

@@ -495,10 +495,10 @@ class _PairTree:
 class _PairBrute:
     """``_PairTree``'s search by brute force, for targets on a GPU: every query's squared distance to
     each vertex of its own pair's target, in float64 as the tree, in chunks that bound the memory.
-    The same neighbours as the tree (up to exact ties), with no round trip through the CPU: on a GPU
-    the batched guidance then needs no host synchronisation per search."""
+    The same neighbours as the tree (up to exact ties), and the queries and answers stay on the GPU (the
+    tree copies both through the CPU at every search)."""
 
-    CHUNK = 1 << 23  # query-vertex distances per chunk: 8M × 3 float64 differences, 200 MB
+    CHUNK = 1 << 22  # query-vertex pairs per chunk: 4M × 3 float64 differences, 100 MB a temporary, ~200 MB at peak
 
     def __init__(self, targets: torch.Tensor) -> None:
         self.targets = targets.detach().double()
