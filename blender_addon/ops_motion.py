@@ -713,23 +713,24 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
 
 class _HeldErrors(io.TextIOBase):
     """stdout while Regenerate runs its button: Blender prints the button's error reports there as well as raising
-    them, and Regenerate reports that error itself (it was printed twice). Whole lines pass at once, those of an
-    error report (``Error: ...``, ``Invalid Input Error: ...``) held until the button ends; ``release`` writes
-    those the raised error does not hold, and what is left of a line."""
+    them, and Regenerate reports that error itself (it was printed twice). Blender writes a report in one call,
+    "<Type> Error: message\n" (a message may hold newlines; one over 1000 bytes comes cut, its "... truncated"
+    in a second call): such a write is held with what follows it until a write ends a line, the rest passes at
+    once. ``release`` writes the held reports the raised error does not hold."""
 
     REPORT = re.compile(r"^(\w+ )*Error: ")
 
     def __init__(self, out) -> None:
         super().__init__()
-        self.out, self.held, self.line = out, [], ""
+        self.out, self.held = out, []
 
     def write(self, text: str) -> int:
-        *lines, self.line = (self.line + text).split("\n")
-        for line in lines:  # (print() writes its text and its newline apart)
-            if self.REPORT.match(line):
-                self.held.append(line)
-            else:
-                self.out.write(line + "\n")
+        if self.held and not self.held[-1].endswith(("\n", "... truncated")):  # the rest of a held report
+            self.held[-1] += text
+        elif self.REPORT.match(text):
+            self.held.append(text)
+        else:
+            self.out.write(text)
         return len(text)
 
     def flush(self) -> None:
@@ -742,12 +743,11 @@ class _HeldErrors(io.TextIOBase):
         return self.out.isatty()
 
     def release(self, raised: str = "") -> None:
-        for line in self.held:
-            if line.strip() not in raised:
-                self.out.write(line + "\n")
-        if self.line:
-            self.out.write(self.line)
-        self.held, self.line = [], ""
+        for report in self.held:
+            head = report.strip().split("\n")[0].removesuffix("... truncated")
+            if head not in raised:
+                self.out.write(report if report.endswith("\n") else report + "\n")
+        self.held = []
 
 
 def _not_where_made(context) -> str:

@@ -365,8 +365,9 @@ def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(tra
         pipe.batch(observations, steps=2, guidance=Guidance(when="sometimes"))
     with pytest.raises(ValueError, match="one seed per observation: got 1 seeds for 2"):
         pipe.batch(observations[:2], steps=2, seed=[3])
-    with pytest.raises(ValueError, match="seed must be an integer or one integer per observation, got '12'"):
-        pipe.batch(observations[:2], steps=2, seed="12")  # (it was taken as the seeds 1 and 2)
+    for seed in ("12", 3.0, np.float64(3.0), torch.tensor(3.0), True, [True, False], -1, 2**64):
+        with pytest.raises(ValueError, match=r"seed must be a whole number in \[0, 2\*\*64\) or one per observation"):
+            pipe.batch(observations[:2], steps=2, seed=seed)  # ("12" was taken as the seeds 1 and 2)
 
 
 def test_repair_keeps_the_shallowest_of_the_polishs_states(trained, monkeypatch):

@@ -198,7 +198,7 @@ class MotionPipeline:
         return out
 
     @torch.no_grad()
-    def _denoise(self, observations: list[Observation], steps: int, seeds: list[int] | None, variation: float,
+    def _denoise(self, observations: list[Observation], steps: int, seeds: list[int], variation: float,
                  guidance: Guidance | None, callback: Callable[[int, int, str], None] | None,
                  smoothing: float) -> torch.Tensor:
         """The normalised motions (B, T, C), keys imposed."""
@@ -240,18 +240,26 @@ class MotionPipeline:
 
 
 def _seeds(seed: Any, count: int) -> list[int]:
-    """``[seed]`` for one seed (any integer: int, numpy's, a 0-d tensor), else one integer per observation."""
+    """``[seed]`` for one seed (any integer: int, numpy's, a 0-d tensor), else one integer per observation;
+    each in [0, 2**64), which torch's generators take."""
+    def whole(value: Any) -> int:
+        if isinstance(value, bool):  # (True is an int to Python, not a seed to anyone)
+            raise TypeError
+        number = operator.index(value)
+        if not 0 <= number < 2**64:
+            raise TypeError
+        return number
+
     try:
-        return [operator.index(seed)]
+        return [whole(seed)]
     except TypeError:
         pass
-    seeds = list(seed) if isinstance(seed, Sequence) or hasattr(seed, "__array__") else None
     try:
-        seeds = None if seeds is None else [operator.index(s) for s in seeds]
+        if isinstance(seed, (str, bytes)) or not (isinstance(seed, Sequence) or hasattr(seed, "__array__")):
+            raise TypeError
+        seeds = [whole(s) for s in list(seed)]
     except TypeError:
-        seeds = None
-    if seeds is None or isinstance(seed, (str, bytes)):
-        raise ValueError(f"seed must be an integer or one integer per observation, got {seed!r}")
+        raise ValueError(f"seed must be a whole number in [0, 2**64) or one per observation, got {seed!r}") from None
     if len(seeds) != count:
         raise ValueError(f"one seed per observation: got {len(seeds)} seeds for {count} observations")
     return seeds
