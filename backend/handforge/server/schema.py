@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,17 @@ Dim = int | str | None  # fixed size, named dimension, or any size
 
 def invalid(where: str, message: str, hint: str = "") -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_PARAMS, f"{where}: {message}", hint, field=where)
+
+
+def refuse_unread(params: Mapping[str, Any], specs: Mapping[str, "Param"], names: Sequence[str], reader: str,
+                  why: str) -> None:
+    """Settings ``names`` that only engine ``reader`` reads, given (other than their defaults in ``specs``, the
+    kind's params) to another engine: refused, naming them; that engine would ignore them, unsaid. ``why``
+    says what the engine that runs does instead."""
+    given = [k for k in names if params[k] != specs[k].default]
+    if given:
+        raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine '{reader}' ({why})",
+                      f"set engine to '{reader}', or leave them out")
 
 
 @dataclass(frozen=True)
@@ -331,4 +342,4 @@ class Schema:
 
 
 __all__ = ["ANY_ARRAY", "ArraySpec", "Boolean", "Dim", "Integer", "ListOf", "Number", "Param", "Schema", "String",
-           "invalid"]
+           "invalid", "refuse_unread"]

@@ -37,7 +37,7 @@ from handforge.engines.hands.jobs import POSE_LIMITS, cached_hand_model, require
 from handforge.engines.interaction.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
-from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid
+from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid, refuse_unread
 from handforge_shared.poses import DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, ROTATION_FIELDS
 
 ENGINES = ("learned", "templates")
@@ -72,10 +72,8 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("params.templates", "templates only apply to engine 'templates'",
                       "set engine to 'templates' or leave templates empty")
     if params["engine"] == "templates":  # the other way round as well (they were ignored, unsaid)
-        given = [k for k in LEARNED_ONLY if params[k] != SCHEMA.params[k].default]
-        if given:
-            raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine 'learned' (the templates "
-                          "engine draws the corpus's templates)", "set engine to 'learned', or leave them out")
+        refuse_unread(params, SCHEMA.params, LEARNED_ONLY, "learned",
+                      "the templates engine draws the corpus's templates")
     require_hand_model(params["model"])
 
 

@@ -28,7 +28,7 @@ from handforge.engines.motion import retime
 from handforge.engines.motion.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
-from handforge.server.schema import ArraySpec, Integer, Number, Schema, String, invalid
+from handforge.server.schema import ArraySpec, Integer, Number, Schema, String, invalid, refuse_unread
 from handforge_shared.poses import HAND_MODELS, KEY_PARTS, MOTION_MAX_FRAMES, hand_array_name
 from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import NUM_BETAS, SIDES
@@ -136,11 +136,8 @@ def _check_engine(params: dict[str, Any], defaults: dict[str, Any]) -> None:
     if params["engine"] == "learned":  # its guidance runs the hand model; the spline engine needs none
         require_hand_model(params["hand_model"])
         return
-    given = [k for k in LEARNED_ONLY if params[k] != defaults[k].default]
-    if given:
-        raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine 'learned' (the spline engine "
-                      "draws rotation splines and cubic wrist paths through the keys)",
-                      "set engine to 'learned', or leave them out")
+    refuse_unread(params, defaults, LEARNED_ONLY, "learned",
+                  "the spline engine draws rotation splines and cubic wrist paths through the keys")
 
 
 def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
