@@ -240,8 +240,11 @@ def test_the_report_counts_a_hand_only_where_it_is_present(model):
     assert half["limit_violation_max_deg"] == pytest.approx(whole["limit_violation_max_deg"])
     scattered = evaluate_clips([clip(), clip(np.arange(frames) % 2 == 0)], model, frames=2)
     assert scattered["smoothness"]["clips"] == 1  # the scattered clip has no 4 consecutive frames: left out
-    with pytest.raises(ValueError, match="no frame with both hands present"):
-        evaluate_clips([clip()], model, reference=[clip(np.zeros(frames, bool))], frames=2)
+    # a reference without two-hand frames: its metrics are left out, said why, and the rest is kept
+    report = evaluate_clips([clip()], model, reference=[clip(np.zeros(frames, bool))], frames=2)
+    for name in ("vs_reference_frames", "vs_reference_motions"):
+        assert "the reference clips have no frame with both hands present" in report["not_measured"][name]
+    assert report["joint_limits"]["left"] == whole and "vs_reference_frames" not in report
 
 
 def test_vertices_in_millimetres_and_kid_subsets_of_one_are_refused():

@@ -115,10 +115,11 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
     if reference and set(REFERENCE_METRICS) & wanted:
         ref = _scan(reference, model, nets, statistics=False, motions="vs_reference_motions" in wanted)
         ref_picked = draw_frames(ref.present, max(frames, 2), rng)
-        if not ref_picked:
-            raise ValueError("the reference clips have no frame with both hands present: the comparison is of "
+        # (left out as any metric the clips cannot give: raising here threw away the metrics already measured)
+        for name in [m for m in REFERENCE_METRICS if m in wanted and not ref_picked]:
+            missing[name] = ("the reference clips have no frame with both hands present: the comparison is of "
                              "two-hand frames; give a reference of two-hand clips")
-        if "vs_reference_frames" in wanted:
+        if "vs_reference_frames" in wanted and ref_picked:
             ref_frames = nets.frame_features(_drawn(reference, ref.present, ref_picked, model)[0])
             if frame_feat is not None and len(ref_frames) > 1 and len(frame_feat) > 1:
                 _keep(report, missing, "vs_reference_frames", lambda: _distances(frame_feat, ref_frames))
@@ -126,7 +127,7 @@ def evaluate_clips(clips: Sequence[MotionClip], model: Any, reference: Sequence[
                 missing["vs_reference_frames"] = no_pair if not picked else (
                     f"needs 2 or more two-hand frames of the clips and of the reference, {len(picked)} and "
                     f"{len(ref_frames)} drawn" + (": raise --frames" if two_hand > len(picked) else ""))
-        if "vs_reference_motions" in wanted:
+        if "vs_reference_motions" in wanted and ref_picked:
             if len(motion_feat) > 1 and len(ref.motion_features) > 1:
                 _keep(report, missing, "vs_reference_motions",
                       lambda: _distances(motion_feat, ref.motion_features))
