@@ -147,10 +147,14 @@ def browsing(context) -> bool:
 
 # ---------------------------------------------------------------------- rigs
 def _find_rig(name: str, uid: int | None):
-    """A hand rig by its session id (a renamed rig is still found), else by name (the ids are new once
-    the file is opened again); None when it is gone."""
-    obj = next((o for o in bpy.data.objects if o.session_uid == uid), None) if uid is not None else None
-    obj = obj or bpy.data.objects.get(name)
+    """A hand rig by its session id (a renamed rig is still found); by name only without one; None when it
+    is gone. Not by name when its id is gone: that is another rig, e.g. one added in place of the deleted
+    one under its name, which Next posed and Cancel gave the deleted rig's pose (the candidates are dropped
+    when a file is opened, so no id of theirs is renewed)."""
+    if uid is not None:
+        obj = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+    else:
+        obj = bpy.data.objects.get(name)
     return obj if obj is not None and obj.type == "ARMATURE" and obj.handforge.is_hand else None
 
 

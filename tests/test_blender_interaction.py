@@ -217,6 +217,14 @@ def test_an_active_hand_of_another_pair_is_refused_and_nothing_moves(session):
     assert found["unmoved"]
 
 
+def test_a_rig_added_in_place_of_a_deleted_one_under_its_name_is_not_theirs(session):
+    session.no_error("deleted_and_renamed")
+    found = session["deleted_and_renamed"]
+    assert found["named"], found
+    assert "is gone: sample again" in found["next"] and found["next_kept"], found
+    assert found["cancel"] == ["FINISHED"] and found["cancel_kept"] and found["browse"] == 0, found
+
+
 def test_the_backends_warning_is_shown_with_the_candidates(session):
     session.no_error("far_out_shape")
     found = session["far_out_shape"]

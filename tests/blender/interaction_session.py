@@ -543,5 +543,31 @@ def active_hand_of_another_pair():
 
 
 s.check("another_pair", active_hand_of_another_pair)
+
+
+def rig_deleted_and_another_named_like_it():
+    """The previewed rig deleted while browsing and a new pair added, its right rig under the deleted one's name:
+    the candidates were found by that name, so Next posed the new rig and Cancel wrote the deleted rig's pose
+    over the artist's new one. The rig is gone: refused, and Cancel leaves the new rig as posed."""
+    bpy.context.view_layer.objects.active = hand("left")
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    doomed = hand("right")
+    name = doomed.name
+    for child in list(doomed.children):
+        bpy.data.objects.remove(child)
+    bpy.data.objects.remove(doomed)
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    hand("right").name = name  # (the name is free again: the new rig has it)
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="RIGHT") == {"FINISHED"}
+    posed = channels("right")
+    found = {"named": hand("right").name == name, "next": error_of(lambda: bpy.ops.handforge.interaction_next())}
+    found["next_kept"] = bool(np.array_equal(channels("right"), posed))
+    found["cancel"] = sorted(bpy.ops.handforge.interaction_cancel())
+    found["cancel_kept"] = bool(np.array_equal(channels("right"), posed))
+    found["browse"] = browse()["count"]
+    return found
+
+
+s.check("deleted_and_renamed", rig_deleted_and_another_named_like_it)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
