@@ -116,6 +116,7 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
     ({"engine": "learned", "steps": 150}, {}, "exceeds the 100 diffusion steps"),
     # the learned engine's settings with the templates engine: refused as templates with the learned one are
     ({"engine": "templates", "steps": 40, "redraws": 8}, {}, "steps, redraws only apply to engine 'learned'"),
+    ({"separation": False, "redraws": 8}, {}, "redraws only apply with separation"),  # (were not drawn, unsaid)
     ({"anchor_side": "left"}, {**anchor_arrays("left"), "anchor.transl": np.array([0, np.nan, 0], np.float32)},
      "anchor.transl"),
 ])

@@ -74,6 +74,10 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     if params["engine"] == "templates":  # the other way round as well (they were ignored, unsaid)
         refuse_unread(params, SCHEMA.params, LEARNED_ONLY, "learned",
                       "the templates engine draws the corpus's templates")
+    elif not params["separation"] and params["redraws"] not in (0, SCHEMA.params["redraws"].default):
+        # (a redraw replaces candidates still interlocked after the separation: without it, none would run)
+        raise invalid("params.redraws", "redraws only apply with separation (they redraw the candidates the "
+                      "separation leaves interlocked)", "set separation to true, or leave redraws out")
     require_hand_model(params["model"])
 
 
