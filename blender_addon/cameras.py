@@ -92,8 +92,10 @@ def render_size(scene, width: int, height: int, what: str, least: int, most: int
     each side is ``least``..``most`` pixels and a multiple of ``multiple``. The refusal names the render
     resolution and percentage it came from: a percentage left at 1% or 1000% is easy to miss."""
     render, pct = scene.render, scene.render.resolution_percentage
-    size = (width or max(1, round(render.resolution_x * pct / 100)),
-            height or max(1, round(render.resolution_y * pct / 100)))
+    # Blender's own size at a percentage truncates (BKE_render_resolution: x * pct / 100 in integers): rounded,
+    # 1003 at 50% was exported 502 pixels wide where Blender renders 501
+    size = (width or max(1, render.resolution_x * pct // 100),
+            height or max(1, render.resolution_y * pct // 100))
     if least <= min(size) and max(size) <= most and not (size[0] % multiple or size[1] % multiple):
         return size
     origin = ("" if width and height else

@@ -189,3 +189,21 @@ def test_a_cancel_the_backend_did_not_confirm_does_not_say_a_rerun_resumes(sessi
     assert found["killed_cancel"] == ["FINISHED"], found
     assert killed["result"] == ["CANCELLED"] and "Export Labelled Renders failed" in killed["said"], killed
     assert hint not in killed["said"], killed
+
+
+def test_the_image_size_at_a_render_percentage_is_the_one_blender_renders(tmp_path):
+    # before: the add-on rounded the percentage's size (103×11 at 50%: 52×6) where Blender truncates (51×5), so
+    # the dataset's images and labels were a pixel wider and taller than Blender's render of the same camera
+    from types import SimpleNamespace
+
+    import subprocess
+
+    from blender_addon.cameras import render_size
+
+    image = tmp_path / "render.png"
+    script = ("import bpy; s = bpy.context.scene; r = s.render; r.engine = 'BLENDER_WORKBENCH'; "
+              "r.resolution_x, r.resolution_y, r.resolution_percentage = 103, 11, 50; "
+              f"r.filepath = {str(image)!r}; bpy.ops.render.render(write_still=True)")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    scene = SimpleNamespace(render=SimpleNamespace(resolution_x=103, resolution_y=11, resolution_percentage=50))
+    assert render_size(scene, 0, 0, "the images", 1, 8192) == Image.open(image).size == (51, 5)
