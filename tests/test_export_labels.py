@@ -1128,6 +1128,24 @@ def test_render_settings_the_engine_does_not_read_make_no_other_dataset(tmp_path
     assert "render.engine: \"none\" → \"cycles\", render.samples: 16 → 64" in capsys.readouterr().err
 
 
+def test_the_same_outputs_in_another_order_resume(tmp_path, capsys):
+    """The outputs' order changes no file (each sample's are named in sorted order): ``--engine workbench``
+    on a spec without rgb records ["rgb", ...], and that spec with "rgb" written last was refused as
+    another spec (differing: outputs: ["rgb", "mesh", "masks"] → ["mesh", "masks", "rgb"])."""
+    from handforge.cli import main
+
+    spec = {"samples": 1, "width": 32, "height": 32, "outputs": ["mesh", "masks"], "render": {"engine": "none"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "samples": 2, "outputs": ["masks", "mesh"]}))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0, \
+        capsys.readouterr().err
+    assert "2 samples in" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps({**spec, "samples": 2, "outputs": ["mesh", "depth"]}))
+    assert main(["export", str(tmp_path / "other.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 2
+    assert 'outputs: ["mesh", "masks"] → ["mesh", "depth"]' in capsys.readouterr().err
+
+
 def test_a_relative_path_that_names_nothing_says_where_it_was_looked_for(tmp_path, monkeypatch, capsys):
     """Relative spec paths are read from the folder the command runs in (not the spec's): run from another
     folder, the refusal named only '../clip.npz', which is there beside the spec."""

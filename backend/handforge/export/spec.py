@@ -285,10 +285,13 @@ POSE_KEY_SOURCE = {"names": "library", "files": "files", "corpus": "corpus", "sp
 
 def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
     """A spec's record (``to_dict``, as a dataset folder holds it) with the keys its pose source,
-    backgrounds and render engine do not use at their defaults: a folder recorded before such keys were
-    refused (they were accepted, unread) resumes from the same spec without them, and one exported with
-    ``engine = "none"`` resumes whatever Cycles' samples say."""
+    backgrounds and render engine do not use at their defaults, and its outputs in ``OUTPUTS``' order: a
+    folder recorded before such keys were refused (they were accepted, unread) resumes from the same spec
+    without them, one exported with ``engine = "none"`` resumes whatever Cycles' samples say, and one
+    whose spec lists the same outputs in another order resumes."""
     out = dict(record)
+    if isinstance(out.get("outputs"), list):  # their order changes no file (``--engine`` puts rgb first)
+        out["outputs"] = sorted(out["outputs"], key=lambda o: OUTPUTS.index(o) if o in OUTPUTS else len(OUTPUTS))
     poses, background = out.get("poses"), out.get("background")
     if isinstance(poses, dict):
         defaults = asdict(PoseSource())
