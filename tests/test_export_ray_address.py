@@ -191,3 +191,20 @@ def test_token_mode_without_a_token_here_is_a_clear_error(http_port, tmp_path):
                     RAY_AUTH_TOKEN_PATH=None)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert f"--ray 127.0.0.1:{http_port}: RAY_AUTH_MODE=token is set but this machine has no token" in run.stderr
+
+
+@pytest.mark.slow
+def test_relative_spec_paths_are_read_from_the_drivers_folder_on_a_cluster(head, tmp_path):
+    """The spec's relative paths mean the folder the command runs in; the actors of a `ray start` head run in
+    the head's folder (on a cluster, each node's own), where the background folder was not found."""
+    from PIL import Image
+
+    (tmp_path / "backgrounds").mkdir()
+    Image.new("RGB", (32, 32), (40, 90, 200)).save(tmp_path / "backgrounds" / "blue.png")
+    spec = {**SPEC, "samples": 2, "background": {"kinds": ["images"], "folder": "backgrounds"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run = handforge("export", "spec.json", "--out", "data", "--ray", f"127.0.0.1:{head[0]}", "--workers", "1",
+                    "--quiet", cwd=tmp_path, timeout=240, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
+    assert run.returncode == 0, run.stderr[-2000:]
+    labels = json.loads((tmp_path / "data" / "samples" / "000001" / "labels.json").read_text())
+    assert labels["background"]["image"] == "backgrounds/blue.png"  # recorded as written, as a local run does

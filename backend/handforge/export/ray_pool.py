@@ -142,13 +142,21 @@ class _Actor:
     """The actor around a ``SampleWorker``: a constructor error is kept and reported by ``ready``, so
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
 
-    def __init__(self, spec: dict[str, Any], out: str, fault: str | None):
+    def __init__(self, spec: dict[str, Any], out: str, fault: str | None, folder: str):
         from handforge.export.worker import SampleWorker
 
+        # the spec's relative paths mean the driver's folder, as in a local run (and are recorded as written):
+        # an actor starts in its node's own (a `ray start` head's), where they named nothing
+        moved = os.path.isdir(folder)
+        if moved:
+            os.chdir(folder)  # (an actor is a process of its own)
         try:
             self.worker, self.error = SampleWorker(spec, out, fault), None
         except Exception as exc:
             self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {socket.gethostname()})"
+            if not moved:
+                self.error += (f"; the folder the command runs in, {folder}, is not on that node: run it from the "
+                               "shared storage, or give absolute paths in the spec")
 
     def ready(self) -> dict[str, str]:
         return {"fatal": self.error} if self.error else {"ready": self.worker.renderer_name}
@@ -268,7 +276,7 @@ class RayPool:
         return f"Ray at {self.address}" if self.address else "a local Ray"
 
     def start(self, slot: int, fault: str | None = None) -> None:
-        actor = self.actor_class.options(**self.options).remote(self.spec, self.out, fault)
+        actor = self.actor_class.options(**self.options).remote(self.spec, self.out, fault, os.getcwd())
         self.actors[slot] = actor
         self.pending[actor.ready.remote()] = (slot, "ready", None)
 
