@@ -127,3 +127,27 @@ def test_a_data_folder_that_is_not_there_is_said_before_the_weights(tmp_path, ca
 
     assert main(["eval", "transfer", "--data", str(tmp_path / "nope")]) == 2
     assert f"--data {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+
+
+def test_pairs_whose_size_the_engines_cannot_draw_are_refused_before_the_weights(tmp_path, capsys):
+    # before: pairs of a spec 100 px wide were written, the weights loaded, and the first pair's sampling
+    # ended in a traceback ("ValueError: image size 100×100: both sides must be multiples of 8"; ihpt's
+    # 96² result failed its comparison with the 100² truth)
+    from handforge.cli import main
+
+    spec = {"seed": 2, "samples": 1, "width": 100, "height": 64, "render": {"engine": "none"},
+            "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    pairs = tmp_path / "pairs"
+    args = ["eval", "transfer", "--data", str(pairs), "--sd", str(tmp_path / "no-sd"), "--device", "cpu"]
+    assert main([*args, "--write-pairs", str(tmp_path / "spec.json"), "--pairs", "1", "--shading", "gl"]) == 2
+    err = capsys.readouterr().err
+    assert "100×64" in err and "multiples of 8" in err and "Traceback" not in err
+    assert not pairs.exists()  # said before any pair was written
+    from handforge.engines.transfer.pairs import write_pairs
+    from handforge.export.spec import parse_spec
+
+    write_pairs(parse_spec(spec), pairs, 1, shading="gl")  # pairs already there (written otherwise)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "100×64" in err and "multiples of 8" in err and "no-sd" not in err  # said before the weights

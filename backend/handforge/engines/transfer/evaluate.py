@@ -21,7 +21,7 @@ import numpy as np
 
 from handforge.arguments import SEED, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
-from handforge.engines.transfer.train import add_pair_arguments, write_requested_pairs
+from handforge.engines.transfer.train import add_pair_arguments, requested_spec, write_requested_pairs
 
 
 def box_mask(box: list[float] | None, height: int, width: int) -> np.ndarray:
@@ -189,6 +189,14 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     return engines, models
 
 
+def _check_size(width: int, height: int, what: str) -> None:
+    """Both engines draw each pair at its target's size, which SD's VAE needs in multiples of 8: refused
+    here, before the pairs are written and the weights load (it was a traceback at the first pair)."""
+    if width % 8 or height % 8:
+        raise ValueError(f"{what}: {width}×{height} pixels; the engines draw images whose sides are multiples "
+                         "of 8: write the pairs from a spec whose width and height are")
+
+
 def _absolute(path) -> str:
     """A path as the report records it: absolute, so that a report read from elsewhere names its files."""
     return str(Path(path).expanduser().absolute())
@@ -214,8 +222,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
         if device != "cpu" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
-        write_requested_pairs(args)
+        spec = requested_spec(args)
+        if spec is not None:
+            _check_size(spec.width, spec.height, f"--write-pairs {args.write_pairs}")
+        write_requested_pairs(args, spec)
         dataset = PosePairs(args.data)
+        for index in dataset.indices[:args.limit]:
+            camera = json.loads((dataset.folder / "target" / "samples" / index / "labels.json").read_text())["camera"]
+            _check_size(camera["width"], camera["height"], f"pair {index} of {args.data}")
         engines, models = _engines(args, str(sd_path), args.engines, device)
     except (ValueError, OSError, CheckpointError, WeightsError) as exc:
         print(f"handforge eval transfer: {exc}", file=sys.stderr)
