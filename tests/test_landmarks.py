@@ -114,6 +114,9 @@ def _edited(labels: dict, key: str, value) -> dict:
      "hands.(left|right).bbox_projected must be null or 4 numbers"),
     (lambda text: text, False, "has no rgb.png: export with an RGB engine"),
     (lambda text: text, b"not a png", "cannot read .*rgb.png as an image"),
+    # an image resized since (its labels are in the camera's pixels): it was measured as it was, 30-50 px
+    # "errors" that were only the scale
+    (lambda text: text, "32x48", r"rgb.png is 32×48 but its labels' camera is 64×64"),
 ])
 def test_cli_names_a_broken_sample_and_how_to_fix_it(exported, tmp_path, capsys, edit, image, message):
     from handforge.cli import main
@@ -126,6 +129,10 @@ def test_cli_names_a_broken_sample_and_how_to_fix_it(exported, tmp_path, capsys,
         from PIL import Image
 
         Image.new("RGB", (64, 64)).save(sample / "rgb.png")
+    elif isinstance(image, str):
+        from PIL import Image
+
+        Image.new("RGB", tuple(int(n) for n in image.split("x"))).save(sample / "rgb.png")
     elif image:
         (sample / "rgb.png").write_bytes(image)
     assert main(["eval", "image", str(data), "--out", str(tmp_path / "report.json")]) == 2

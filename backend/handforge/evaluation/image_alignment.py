@@ -73,6 +73,11 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
             rgb = np.asarray(image.convert("RGB"))
     except OSError as exc:
         raise ValueError(f"cannot read {folder / image_name} as an image: {exc}") from exc
+    size = (labels["camera"]["width"], labels["camera"]["height"])
+    if (rgb.shape[1], rgb.shape[0]) != size:  # the labels are in the camera's pixels: a resized image measured
+        # as it is gave the scale as keypoint error (training data is refused so: export.samples.sample_problem)
+        raise ValueError(f"{folder / image_name} is {rgb.shape[1]}×{rgb.shape[0]} but its labels' camera is "
+                         f"{size[0]}×{size[1]}: evaluate the image at the size it was labelled at")
     return {"sample": folder.name, **evaluate_image(rgb, labels, min_confidence)}
 
 
