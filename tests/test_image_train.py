@@ -181,3 +181,20 @@ def test_a_resume_on_other_samples_of_the_same_count_is_refused(setup, tmp_path,
     assert f"{tmp_path / 'run'} holds a run with other training data" in capsys.readouterr().err
     (mine / "samples" / "000002" / "caption.txt").unlink()  # the data as it was: resumed
     assert main([*command, "2"]) == 0
+
+
+def test_a_caption_that_is_not_utf8_is_said_before_training(setup, tmp_path, capsys):
+    # before: read when its sample was first drawn, a UnicodeDecodeError traceback mid-training (a caption
+    # saved by an editor in Latin-1)
+    import shutil
+
+    sd_path, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    caption = sorted((copy / "samples").iterdir())[2] / "caption.txt"
+    caption.write_bytes("two hands in a café\n".encode("latin-1"))
+    assert main(["train", "guidance", "--data", str(copy), "--sd", str(sd_path), "--out", str(tmp_path / "run"),
+                 "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{caption}: not UTF-8 text" in err and "save it as UTF-8" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "model").exists()

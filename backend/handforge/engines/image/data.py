@@ -31,13 +31,19 @@ class GuidancePairs(torch.utils.data.Dataset):
         if not self.samples:
             raise ValueError(f"{self.folder}: no samples with rgb.png, mesh.png and labels.json under {SAMPLES}/ "
                              "(export with an RGB engine: handforge export SPEC --engine cycles)")
+        self.tokenizer = tokenizer
+        self.size = size
+        self.default_caption = default_caption
+        self.captions = []
         for sample in self.samples:  # before hours of training, not when the damaged one is drawn
             problem = sample_problem(sample, ("rgb.png", "mesh.png"))
             if problem:
                 raise ValueError(f"{problem}: fix or remove that sample folder")
-        self.tokenizer = tokenizer
-        self.size = size
-        self.default_caption = default_caption
+            try:  # (read when first drawn, a caption in Latin-1 was a UnicodeDecodeError traceback mid-training)
+                self.captions.append(self._caption(sample))
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{sample / 'caption.txt'}: not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                                 "save it as UTF-8") from None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -66,7 +72,7 @@ class GuidancePairs(torch.utils.data.Dataset):
         x, y, w, h = local_box(box, self.size, self.size)
         crop = (round(x), round(y), round(x + w), round(y + h))  # PIL pads outside the image with black
         size = (self.size, self.size)
-        ids = self.tokenizer(self._caption(sample), padding="max_length", truncation=True,
+        ids = self.tokenizer(self.captions[index], padding="max_length", truncation=True,
                              max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids[0]
         return {"rgb": _tensor(rgb.resize(size, Image.BICUBIC)) * 2 - 1, "mesh": _tensor(mesh.resize(size, Image.BILINEAR)),
                 "rgb_local": _tensor(rgb.crop(crop).resize(size, Image.BICUBIC)) * 2 - 1,
