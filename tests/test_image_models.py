@@ -125,6 +125,10 @@ def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_erro
     assert main(["models", "fetch", "controlnet-depth"]) == 2
     err = capsys.readouterr().err
     assert "cannot download lllyasviel/control_v11f1p_sd15_depth" in err and "handforge models import" in err
+    # a known name under another kind is refused before any download is tried
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+    assert main(["models", "fetch", "sd15", "--kind", "controlnet"]) == 2
+    assert "sd15 is of kind sd, not controlnet: leave --kind out" in capsys.readouterr().err
 
 
 def _controlnet_for_wider_text(folder):

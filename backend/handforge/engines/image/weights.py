@@ -322,6 +322,9 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     """Download public diffusers weights (a short name of KNOWN or a hub repository id); only the
     files the engines read. Without network this fails with a message saying so."""
     repo, known_kind = KNOWN.get(name_or_repo, (name_or_repo, None))
+    if kind and known_kind and kind != known_kind:  # (it was downloaded, gigabytes, into the wrong folder)
+        raise ValueError(f"{name_or_repo} is of kind {known_kind}, not {kind}: leave --kind out, or give "
+                         f"--kind {known_kind}")
     kind = kind or known_kind
     if kind not in ("sd", "guidance", "controlnet"):
         raise ValueError(f"say what {name_or_repo!r} is: --kind sd, guidance or controlnet")
