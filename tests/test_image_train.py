@@ -121,6 +121,14 @@ def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("handforge train image: ")
 
 
+def test_both_loss_weights_zero_is_refused_first(tmp_path, capsys):
+    """Nothing to learn: it ran, saved and said "last loss 0"."""
+    assert main(["train", "guidance", "--data", str(tmp_path), "--sd", str(tmp_path / "no-sd"),
+                 "--out", str(tmp_path / "run"), "--lambda-global", "0", "--lambda-local", "0", "--quiet"]) == 2
+    assert "--lambda-global and --lambda-local are both 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_data_folder_that_is_not_there_is_said_first(tmp_path, capsys):
     """--data /nope was said after the SD weights were looked for: a missing SD setting was named, not the typo."""
     with pytest.raises(SystemExit) as done:

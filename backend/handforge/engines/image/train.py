@@ -149,6 +149,10 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     from handforge.engines.image.settings import SD_CONFIG
     from handforge.training.loop import TrainingError, check_settings, train
 
+    if args.lambda_global == 0 and args.lambda_local == 0:  # (it trained for hours on a loss of 0)
+        print(f"handforge train {command}: --lambda-global and --lambda-local are both 0, so nothing would be "
+              "learned: give either a weight above 0 (the paper's objective weighs both)", file=sys.stderr)
+        return 2
     sd_path = sd_weights_path(args, command)
     if sd_path is None:
         return 2
