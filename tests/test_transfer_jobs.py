@@ -114,6 +114,18 @@ def test_labels_whose_hand_model_is_no_hand_models_name_say_so(hand_model):
                                    "naming a hand model: open or mano" and "set hand_model" not in failed.value.hint
 
 
+def test_labels_without_a_hand_or_with_a_camera_that_is_no_object_say_so():
+    from handforge.engines.transfer.jobs import source_camera, source_pose
+    from handforge_shared.protocol import ProtocolError
+
+    labels = json.loads(labels_of("fist"))
+    with pytest.raises(ProtocolError, match="its hands are all null: the source image has no hand"):
+        source_pose({"source_labels": json.dumps({**labels, "hands": {"right": None}}), "hand_model": "open"}, {})
+    # (it said "argument of type 'int' is not iterable")
+    with pytest.raises(ProtocolError, match="its camera: a camera is an object with K, R, t, width and height, got int 5"):
+        source_camera({"source_labels": json.dumps({**labels, "camera": 5})})
+
+
 def test_ihpt_engine_samples_from_the_target_generator(server):
     with server.client() as client:
         assert client.hello()["engines"]["ihpt"]["available"]

@@ -119,6 +119,9 @@ class Camera:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Camera":
+        if not isinstance(data, Mapping):  # (a number said "argument of type 'int' is not iterable")
+            raise CameraError(f"a camera is an object with K, R, t, width and height, got {type(data).__name__} "
+                              f"{str(data)[:40]}")
         missing = [k for k in ("K", "R", "t", "width", "height") if k not in data]
         if missing:
             raise CameraError(f"camera is missing {', '.join(missing)}")

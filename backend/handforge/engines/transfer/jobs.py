@@ -108,8 +108,11 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
                       f"hand_model is {params['hand_model']!r}", f"set hand_model to {made_with!r} (rigs of that "
                       "hand model), or send the source pose as source.<side>.* arrays of this one")
     unknown = set(hands) - set(SIDES)
-    if unknown or not hands:
+    if unknown:
         raise invalid("params.source_labels", f"hands {sorted(hands)}: expected 'left' and/or 'right'")
+    if not hands:  # (every hand null: it was said as "hands []: expected 'left' and/or 'right'")
+        raise invalid("params.source_labels", "its hands are all null: the source image has no hand to transfer",
+                      "send the labels of an image with a hand, or the source pose as source.<side>.* arrays")
     for side, pose in hands.items():
         _check_magnitudes(side, pose)
     return hands
