@@ -197,6 +197,8 @@ def test_a_folder_of_another_model_or_of_partial_weights_is_no_controlnet(weight
     with pytest.raises(WeightsError, match=f"{partial} lacks 1 of its weights \\(e.g. {dropped}\\)"):
         load_controlnet(partial)
     assert isinstance(load_controlnet(guidance), torch.nn.Module)
+    with pytest.raises(WeightsError, match="is a diffusers pipeline folder \\(model_index.json\\), not a ControlNet"):
+        load_controlnet(weights[1])  # the SD folder itself (was: "cannot load ... names the damaged file")
     _, sd, _ = weights  # an interrupted copy of SD: a part's weights file without one of its tensors
     broken = tmp_path / "sd"
     shutil.copytree(sd, broken)

@@ -181,6 +181,11 @@ def load_controlnet(path: str | Path, dtype: Any = None):
                            "repository (handforge models fetch)", path)
     from handforge.engines.checkpoints import saved_class
 
+    if (path / "model_index.json").is_file() and not (path / "config.json").is_file():
+        # (a Stable Diffusion folder given where a ControlNet belongs was called a damaged file)
+        raise WeightsError(f"{path} is a diffusers pipeline folder (model_index.json), not a ControlNet: give a "
+                           "ControlNetModel folder (config.json + diffusion_pytorch_model.safetensors, e.g. the "
+                           "model/ folder of handforge train guidance)", path)
     saved_as = saved_class(path)
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "
