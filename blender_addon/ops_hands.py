@@ -10,7 +10,7 @@ from . import fingers, hands, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .forearm import add_forearm
-from .properties import ONE_SHOT, PATH_FIELD, TARGET_ITEMS
+from .properties import ONE_SHOT, PATH_FIELD, TARGET_ITEMS, absolute_path
 from handforge_shared.forearm import ForearmSpec
 from handforge_shared.poses import BETAS_LIMIT
 from handforge_shared.rig import HandRig
@@ -49,11 +49,12 @@ class HANDFORGE_OT_add_hands(bpy.types.Operator):
         else:
             if not self.filepath:
                 raise ValueError("choose a rig file (.npz) to build the hands from")
-            first = HandRig.load(bpy.path.abspath(self.filepath))
+            # (absolute_path: "//rig.npz" of an unsaved .blend read a rig from Blender's working folder, unsaid)
+            first = HandRig.load(absolute_path(self.filepath, "rig file"))
             rigs = {first.side: first}
             other = "left" if first.side == "right" else "right"
             if self.filepath_left:
-                second = HandRig.load(bpy.path.abspath(self.filepath_left))
+                second = HandRig.load(absolute_path(self.filepath_left, "rig file"))
                 if second.side == first.side:
                     raise ValueError(f"both rig files are {first.side} hands: give one left and one right")
                 rigs[second.side] = second

@@ -197,6 +197,8 @@ def test_user_errors_are_reported_and_change_nothing(session):
     assert "Add Hands" in result["preset_without_hands"]
     assert "Add Hands" in result["mirror_without_hands"]
     assert "/nonexistent/rig.npz" in result["missing_rig_file"]
+    # "//" of an unsaved .blend named Blender's working folder: a rig file there was read, unsaid
+    assert result["unsaved"] and "save it first" in result["relative_rig_file"], result
     assert result["objects_after"] == 0
 
 

@@ -269,12 +269,17 @@ s.check("limits", limits)
 
 
 def errors():
+    from handforge_shared.rig import load_open_hand_rig
+
     scene = bpy.data.scenes.new("Empty")
     bpy.context.window.scene = scene
+    load_open_hand_rig("right").save("rig.npz")  # in the working folder, where "//" of an unsaved .blend pointed
     return {
         "preset_without_hands": error_of(lambda: bpy.ops.handforge.apply_preset(preset="fist")),
         "mirror_without_hands": error_of(lambda: bpy.ops.handforge.mirror_pose(direction="LEFT_TO_RIGHT")),
         "missing_rig_file": error_of(lambda: bpy.ops.handforge.add_hands(source="FILE", filepath="/nonexistent/rig.npz")),
+        "unsaved": not bpy.data.filepath,
+        "relative_rig_file": error_of(lambda: bpy.ops.handforge.add_hands(source="FILE", filepath="//rig.npz")),
         "objects_after": len(scene.objects),
     }
 
