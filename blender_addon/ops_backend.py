@@ -13,7 +13,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, StringPro
 from . import connection, hands, importers, jobs, rig
 from . import pose as pose_conv
 from .errors import reports_errors
-from .properties import ONE_SHOT, PATH_FIELD
+from .properties import ONE_SHOT, PATH_FIELD, absolute_path
 from handforge_shared.client import hand_rigs, pose_arrays
 from handforge_shared.poses import HAND_MODEL_LABELS, hand_array_name
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
@@ -210,7 +210,8 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
             raise ValueError("the job parameters must be a JSON object, e.g. {\"steps\": 10}")
         arrays = {}
         if self.inputs:
-            path = bpy.path.abspath(self.inputs)
+            # (absolute_path: "//" of an unsaved .blend sent the inputs in Blender's working folder, unsaid)
+            path = absolute_path(self.inputs, "file")
             try:
                 with np.load(path, allow_pickle=False) as data:
                     arrays = {k: np.array(data[k]) for k in data.files}

@@ -179,6 +179,7 @@ def test_results_become_keys_and_images(session):
         assert "is not a .npz file of arrays" in message and "Traceback" not in message, message
     # before: "[Errno 2] No such file or directory: '…'" alone
     assert "no such file: choose a .npz file of arrays" in result["missing_inputs"], result["missing_inputs"]
+    assert result["unsaved"] and "save it first" in result["relative_inputs"], result["relative_inputs"]
     assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -291,6 +292,9 @@ def results_imported():
     bad_inputs = [error_of(lambda p=p: bpy.ops.handforge.run_job(kind="echo", inputs=p))
                   for p in (os.path.dirname(a["echo_inputs"]), damaged)]
     missing_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=damaged + ".gone.npz"))
+    # "//" of an unsaved .blend named Blender's working folder: inputs there were sent, unsaid
+    shutil.copy(a["echo_inputs"], "relative_inputs.npz")
+    relative_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs="//relative_inputs.npz"))
     unchanged_after_refusal = scene_state() == state
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     bpy.context.scene.collection.objects.link(cam)
@@ -300,6 +304,7 @@ def results_imported():
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
             "bad_inputs": bad_inputs, "missing_inputs": missing_inputs,
+            "unsaved": not bpy.data.filepath, "relative_inputs": relative_inputs,
             "camera_backgrounds": [b.image.name for b in cam.data.background_images],
             "camera_shows": cam.data.show_background_images}
 
