@@ -47,11 +47,15 @@ def move_fingers(arm_obj, sliders) -> list[int]:
     frames = pose_conv.bone_frames(arm_obj)
     local, angles = _finger_angles(arm_obj, frames)
     shown = dict(zip(keys.SLIDER_KINDS, anatomy.curl_spread_of(angles)))
+    exact = dict(zip(keys.SLIDER_KINDS, anatomy.curl_spread_of(angles, clip=False)))
     delta = np.zeros_like(angles)
     for kind, finger in sliders:
-        wanted, now = getattr(props, f"{kind}_{finger}"), shown[kind][finger]
-        if abs(wanted - now) <= SAME_VALUE:
+        wanted = getattr(props, f"{kind}_{finger}")
+        if abs(wanted - shown[kind][finger]) <= SAME_VALUE:  # set to what it shows: nothing moves
             continue
+        # from where the finger is, not from the slider's clipped value: a finger beyond the slider's range
+        # (thumbs_up's thumb, curl -0.11) set to 0.5 went to 0.39, and the slider then showed that
+        now = exact[kind][finger]
         if kind == "curl":
             delta += anatomy.slider_angles(finger, wanted, 0.0) - anatomy.slider_angles(finger, now, 0.0)
         else:

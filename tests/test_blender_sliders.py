@@ -144,6 +144,16 @@ def test_a_slider_set_to_nan_leaves_the_bones_and_reset_pose_always_resets(sessi
     assert abs(found["flat_after_reset"]) < 1e-5, found
 
 
+def test_a_slider_set_on_a_finger_beyond_its_range_lands_on_the_value_set(session):
+    # before: thumbs_up's thumb (curl -0.11, the slider showing 0) set to curl 0.5 went to 0.39, and the slider
+    # then showed 0.39 (spread's index, at -0.02, likewise)
+    session.no_error("beyond_range")
+    for preset, kind, finger in (("thumbs_up", 0, "thumb"), ("spread", 0, "index")):
+        shown = anatomy.curl_spread_of(angles_of(session.arrays[f"beyond_{preset}"]))[kind][finger]
+        assert shown == pytest.approx(0.5, abs=1e-5), preset
+        assert session["beyond_range"][preset] == pytest.approx(0.5, abs=1e-5), preset
+
+
 def test_a_keyed_slider_keeps_what_the_pose_tools_key_and_imports_write(session):
     # before: with the index curl slider keyed, Apply Preset then Key Pose came back to the frame with the index
     # straight (the slider's curve took it back); under auto-keying Apply Preset and Paste Pose keyed nothing; an

@@ -402,12 +402,13 @@ def curl_spread_angles(curl: Mapping[str, float] | None = None,
     return clamp_to_limits(angles)
 
 
-def curl_spread_of(angles: Any) -> tuple[dict[str, float], dict[str, float]]:
+def curl_spread_of(angles: Any, clip: bool = True) -> tuple[dict[str, float], dict[str, float]]:
     """The per-finger sliders (curl, spread) that best describe anatomical angles (15, 3) radians:
     the inverse of ``curl_spread_angles``. Curl is the least-squares fit of the finger's three
     flexions to its curl synergy, spread the MCP (thumb: CMC) abduction as a fraction of the static
-    range; both clipped to their slider ranges. Exact on ``curl_spread_angles``' output wherever
-    the flexion coupling did not narrow the abduction (a straight finger, or no spread)."""
+    range; both clipped to their slider ranges (``clip`` False: not, for a finger beyond them). Exact
+    on ``curl_spread_angles``' output wherever the flexion coupling did not narrow the abduction (a
+    straight finger, or no spread)."""
     a = np.asarray(angles, dtype=np.float64)
     if a.shape != (NUM_FINGER_JOINTS, 3):
         raise ValueError(f"anatomical angles must have shape (15, 3), got {a.shape}")
@@ -415,10 +416,13 @@ def curl_spread_of(angles: Any) -> tuple[dict[str, float], dict[str, float]]:
     for finger in FINGERS:
         rows = _finger_rows(finger)
         full = _full_curl(finger)
-        curl[finger] = float(np.clip(a[rows, 0] @ full / (full @ full), 0.0, 1.0))
+        curl[finger] = float(a[rows, 0] @ full / (full @ full))
         lo, hi = LIMITS_RAD[rows[0], 1]
         abd = a[rows[0], 1]
-        spread[finger] = float(np.clip(_SPREAD_DIRECTION[finger] * abd / (hi if abd > 0 else -lo), -1.0, 1.0))
+        spread[finger] = float(_SPREAD_DIRECTION[finger] * abd / (hi if abd > 0 else -lo))
+        if clip:
+            curl[finger] = float(np.clip(curl[finger], 0.0, 1.0))
+            spread[finger] = float(np.clip(spread[finger], -1.0, 1.0))
     return curl, spread
 
 

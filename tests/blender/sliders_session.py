@@ -265,6 +265,23 @@ def not_a_number():
 s.check("not_a_number", not_a_number)
 
 
+def beyond_the_slider_range():
+    """Presets whose finger lies beyond its slider's range (thumbs_up: the thumb hyperextended, curl -0.11; spread:
+    the index, -0.02): a slider set there landed off the value set, and then showed that instead."""
+    right = hand("right")
+    out = {}
+    for preset, name, value in (("thumbs_up", "curl_thumb", 0.5), ("spread", "curl_index", 0.5)):
+        bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH")
+        setattr(right.handforge, name, value)
+        bpy.context.view_layer.update()  # the sliders follow the bones (the depsgraph handler)
+        s.arrays[f"beyond_{preset}"] = rotations("right")
+        out[preset] = getattr(right.handforge, name)
+    return out
+
+
+s.check("beyond_range", beyond_the_slider_range)
+
+
 def lose_bone(arm, name: str) -> None:
     """Delete a bone in edit mode, as a user would."""
     bpy.context.view_layer.objects.active = arm
