@@ -115,7 +115,8 @@ def test_a_bad_user_library_is_named_with_the_fix(session):
     result = session["bad_library"]
     assert "no user pose named 'Nobody'" in result["missing"]
     assert "user_poses.json" in result["corrupt"] and "move away" in result["corrupt"]
-    for case in ("bad_version", "bad_angle"):
+    assert "beyond ±360°" in result["huge_angle"]
+    for case in ("bad_version", "bad_angle", "huge_angle"):
         assert "user_poses.json" in result[case] and "move away" in result[case] and "failed" not in result[case], case
     assert result["after_delete"] == []
     assert "no user pose named 'My OK'" in result["deleted_again"]

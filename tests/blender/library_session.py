@@ -157,6 +157,10 @@ def bad_library():
     out["bad_version"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
     path.write_text(json.dumps({"format": "handforge.user_poses", "version": 1, "poses": {"Typo": [[0, 0, "x"]] * 15}}))
     out["bad_angle"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Typo", sides="RIGHT"))
+    # an angle no joint turns (1e5 degrees): it posed wrapped, meaningless rotations, unsaid
+    path.write_text(json.dumps({"format": "handforge.user_poses", "version": 1,
+                                "poses": {"Wild": [[1e5, 0, 0]] + [[0, 0, 0]] * 14}}))
+    out["huge_angle"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Wild", sides="RIGHT"))
     path.write_bytes(kept)
     assert bpy.ops.handforge.delete_user_pose(name="My OK") == {"FINISHED"}
     out["after_delete"] = addon_library().user_names()
