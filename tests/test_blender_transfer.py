@@ -78,6 +78,15 @@ def test_a_transparent_source_is_sent_with_its_alpha(session):
     assert np.abs(np.array(found["float_rgb"]) - found["levels"]).max() <= 1
 
 
+
+def test_a_channel_packed_source_is_sent_as_its_rgb(session):
+    # before: its float buffer, which Blender keeps unpremultiplied for Channel Packed, was divided by its alpha
+    # as a premultiplied one: colours over-bright where the alpha is below 1, black where it is 0
+    session.no_error("channel_packed")
+    found = session["channel_packed"]
+    assert found["shape"] == [4, 32, 3]
+    assert np.abs(np.array(found["rgb"]) - found["levels"]).max() <= 1
+
 def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
     # before: the plane was sized by the sensor width as if the fit were horizontal, and centred: for a
     # portrait image (AUTO fit: the sensor spans the height) it was twice too large, and shift was ignored

@@ -153,6 +153,22 @@ def transparent_source():
 s.check("transparent", transparent_source)
 
 
+def channel_packed_source():
+    """A 16-bit RGBA PNG whose Alpha is Channel Packed (a game texture: its alpha a mask, not coverage): sent as
+    its RGB values, alpha dropped, whatever the alpha holds."""
+    ops_transfer = importlib.import_module(f"{ADDON_MODULE}.ops_transfer")
+    levels = np.arange(0, 256, 8, dtype=np.uint16)
+    alpha = np.tile(np.array([0, 64, 128, 255], np.uint16).repeat(8), (4, 1)) * 257
+    write_png16(s.work / "packed16.png", np.stack([np.tile(levels, (4, 1)) * 257] * 3 + [alpha], axis=-1))
+    image = bpy.data.images.load(str(s.work / "packed16.png"))
+    image.alpha_mode = "CHANNEL_PACKED"
+    sent = ops_transfer.image_pixels(image)
+    return {"shape": list(sent.shape), "rgb": sent[0, :, 0].tolist(), "levels": levels.tolist()}
+
+
+s.check("channel_packed", channel_packed_source)
+
+
 def photo_source():
     """A camera photo's size (larger than the backend takes per side) as the source."""
     photo = bpy.data.images.new("Photo", 4160, 2080, alpha=False)
