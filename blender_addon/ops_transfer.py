@@ -10,6 +10,7 @@ target pose's labels, optionally shown behind the camera and/or on a plane in fr
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import bpy
@@ -114,6 +115,23 @@ def source_image(scene, file: str):
     return image
 
 
+def source_labels(image) -> str:
+    """The source's HandForge labels (JSON text), "" when it has none; refused naming the image and the property
+    when the artist edited them into something else (Custom Properties), which the backend only knew as
+    "params.source_labels" or could not even be sent (a property group)."""
+    labels = image.get("handforge_labels", "")
+    try:
+        if not isinstance(labels, str):
+            raise ValueError("not JSON text")
+        if labels:
+            json.loads(labels)
+    except ValueError as exc:
+        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are damaged "
+                         f"({exc}): pick another image, or delete that property (Image editor › Sidebar › Image › Custom "
+                         "Properties) to transfer without the source's pose (Reference engine)") from None
+    return labels
+
+
 class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
     """Re-pose the hands of a source image to the rigs' pose seen by the active camera, keeping their look (backend pose transfer)"""
 
@@ -140,7 +158,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
         try:
             arrays["source.image"] = reduced(image_pixels(source), width, height)
             check_source_size(arrays["source.image"], tuple(source.size))
-            labels = source.get("handforge_labels", "")
+            labels = source_labels(source)
             if self.engine == "ihpt" and not labels:
                 raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "
                                  "HandForge-generated image, or the Reference engine)")

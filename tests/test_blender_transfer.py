@@ -119,6 +119,13 @@ def test_a_relative_source_file_of_an_unsaved_blend_is_refused(session):
     assert found["images_kept"]
 
 
+
+def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_property(session):
+    session.no_error("damaged_labels")
+    for what, message in session["damaged_labels"].items():
+        assert "'Edited Labels'" in message and "handforge_labels" in message, (what, message)
+        assert "params." not in message and "submit header" not in message, (what, message)
+
 def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: its pose and placement were sent as last evaluated, not as the frame shows them
     session.no_error("hidden_rig")

@@ -208,6 +208,28 @@ def relative_source_unsaved():
 s.check("relative_source", relative_source_unsaved)
 
 
+def damaged_labels():
+    """A source whose handforge_labels the artist edited into something else (Custom Properties): refused naming
+    the image and the property (before: the backend's "params.source_labels: must be a string, got 5", or "the
+    submit header is not plain JSON: Object of type IDPropertyGroup ...")."""
+    chosen = scene.handforge_transfer_source
+    source = scene.handforge_transfer_source = bpy.data.images.new("Edited Labels", 64, 64, alpha=False)
+    found = {}
+    try:
+        for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}})):
+            source["handforge_labels"] = value
+            found[name] = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
+                                                                            resolution_y=a["size"],
+                                                                            set_background=False))
+    finally:
+        scene.handforge_transfer_source = chosen
+        bpy.data.images.remove(source)
+    return found
+
+
+s.check("damaged_labels", damaged_labels)
+
+
 def file_source_of_a_result_not_applied():
     """A source file loaded for a transfer whose result is not applied (cancelled while it ran) leaves no image
     datablock behind, as a refused request does; one the artist used meanwhile stays."""
