@@ -39,6 +39,11 @@ def image_pixels(image) -> np.ndarray:
         raise ValueError(f"{image.name!r} cannot be read by add-ons: save it (Image › Save As) and pick the saved "
                          "file or its image")
     width, height = image.size
+    if (not width or not height) and image.source in ("SEQUENCE", "MOVIE"):
+        # (its frames there: Blender loads one only to show it, so it was said to be missing)
+        kind = "an image sequence" if image.source == "SEQUENCE" else "a movie"
+        raise ValueError(f"image {image.name!r} is {kind}, no frame of it loaded: pick one frame's file (a still "
+                         "image) as the source")
     if not width or not height:
         raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")
     flat = np.empty(width * height * image.channels, np.float32)

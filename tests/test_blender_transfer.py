@@ -126,6 +126,12 @@ def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_proper
         assert "'Edited Labels'" in message and "handforge_labels" in message, (what, message)
         assert "params." not in message and "submit header" not in message, (what, message)
 
+
+def test_an_image_sequence_source_is_said_to_be_one(session):
+    session.no_error("sequence_source")
+    message = session["sequence_source"]["message"]
+    assert "image sequence" in message and "missing" not in message, message
+
 def test_a_rig_in_an_excluded_collection_is_refused(session):
     # before: its pose and placement were sent as last evaluated, not as the frame shows them
     session.no_error("hidden_rig")

@@ -208,6 +208,25 @@ def relative_source_unsaved():
 s.check("relative_source", relative_source_unsaved)
 
 
+def sequence_source():
+    """An image sequence as the source (its frames' files all there): said to be a sequence, not a missing file
+    (before: "has no pixels (is its file missing?)")."""
+    for frame in (1, 2):
+        png_file(f"frames_{frame:04d}.png")
+    image = bpy.data.images.load(str(s.work / "frames_0001.png"))
+    image.source = "SEQUENCE"
+    chosen, scene.handforge_transfer_source = scene.handforge_transfer_source, image
+    try:
+        return {"message": error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
+                                                                             resolution_y=a["size"]))}
+    finally:
+        scene.handforge_transfer_source = chosen
+        bpy.data.images.remove(image)
+
+
+s.check("sequence_source", sequence_source)
+
+
 def damaged_labels():
     """A source whose handforge_labels the artist edited into something else (Custom Properties): refused naming
     the image and the property (before: the backend's "params.source_labels: must be a string, got 5", or "the
