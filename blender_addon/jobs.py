@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from . import app_handlers, connection, hands
+from . import app_handlers, connection, hands, job_previews
 from .errors import USER_ERRORS, report_error
 from handforge_shared.client import Cancelled, Error, JobFailed, JobHandle, Result
 from handforge_shared.protocol import ProtocolError
@@ -59,6 +59,7 @@ def shutdown() -> None:
             with contextlib.suppress(Exception):  # its window may be gone
                 wm.event_timer_remove(job.timer)
     RUNNING.clear()
+    job_previews.clear()
 
 
 @persistent  # (kept when another file is opened: jobs of any file are marked)
@@ -147,6 +148,13 @@ def _sync_panel() -> None:
         item = props.jobs.add()
         item.job_id, item.label = job.handle.id, job.label
         item.fraction, item.message = job.handle.fraction, job.handle.message or job.handle.state
+
+
+def _redraw_panels(context) -> None:
+    """A new preview is drawn at once (the sidebar redraws by itself only on its own events)."""
+    for area in context.screen.areas if context.screen is not None else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
 
 
 def _status_text(job: RunningJob) -> str:
@@ -273,6 +281,8 @@ class JobOperator:
         if not job.handle.done:
             context.workspace.status_text_set(_status_text(job))
             _sync_panel()
+            if job_previews.show(job.handle.id, job.handle.preview):
+                _redraw_panels(context)
             return {"PASS_THROUGH"}
         return self._end(context, job)
 
@@ -301,6 +311,7 @@ class JobOperator:
                 connection.pump(POLL_S)
                 if connection.BACKEND.client is None:  # the local backend exited: no answer will come
                     return self._end(context, job, failure=_lost_why())
+                job_previews.show(job.handle.id, job.handle.preview)  # (a script may draw the UI meanwhile)
                 if job.handle.fraction - shown >= 0.1:
                     shown = job.handle.fraction
                     print(_status_text(job).replace(" — Esc to cancel", ""), flush=True)
@@ -335,6 +346,7 @@ class JobOperator:
 
     def _end(self, context, job: RunningJob, note: str = "", failure: str = "", interrupted: bool = False):
         RUNNING.pop(job.handle.id, None)
+        job_previews.drop(job.handle.id)
         timer = getattr(self, "_timer", None)
         if timer is not None:
             context.window_manager.event_timer_remove(timer)

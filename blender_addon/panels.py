@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import connection, hands, library, ops_image, ops_interaction, ops_motion
+from . import connection, hands, job_previews, library, ops_image, ops_interaction, ops_motion
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.protocol import sentence
@@ -209,6 +209,9 @@ class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
             row = self.layout.row(align=True)
             row.progress(factor=job.fraction, type="BAR", text=f"{job.label}: {job.message}")
             row.operator("handforge.cancel_job", text="", icon="CANCEL").job_id = job.job_id
+            preview = job_previews.icon(job.job_id)  # an image engine's latest step, while it runs
+            if preview:
+                self.layout.template_icon(icon_value=preview, scale=8.0)
 
 
 CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,

@@ -60,6 +60,14 @@ def test_generate_image_makes_image_datablocks_of_the_requested_size(session):
         pixels = session.arrays[name]
         assert pixels.shape == (SIZE, SIZE, 4) and pixels[..., :3].std() > 0.01  # a picture, not a blank
     assert not np.array_equal(session.arrays["HandForge seed 5 v1"], session.arrays["HandForge seed 5 v2"])
+    # while it ran, the Jobs panel drew each step's preview (latents as RGB, an eighth of the side), gone after
+    preview = session.arrays["preview"]
+    assert preview.shape == (SIZE // 8, SIZE // 8, 4) and np.all(preview[..., 3] == 1.0)
+    assert preview[..., :3].std() > 0.01 and preview.min() >= 0.0 and preview.max() <= 1.0
+    conversions = found["previews"]
+    assert np.allclose(conversions["flipped"], [[[120 / 255, 140 / 255, 160 / 255, 1], [180 / 255, 200 / 255, 220 / 255, 1]],
+                                                [[0, 20 / 255, 40 / 255, 1], [60 / 255, 80 / 255, 100 / 255, 1]]])
+    assert all(conversions["malformed"]) and conversions["left"]
     assert found["background"] == "HandForge seed 5 v1" and found["show_background"] is True
     assert found["plane"] == {"parent": "Cam", "image": "HandForge seed 5 v1"}  # on a plane in front of it too
     # a second run with the same seed, over an image of the artist's with the name it takes: every

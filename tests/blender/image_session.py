@@ -52,8 +52,27 @@ s.check("without_weights", without_weights)
 def with_weights():
     start({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_IMAGE_GUIDANCE": a["guidance"]})
     poll = bpy.ops.handforge.generate_image.poll()
-    result = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=2, resolution_x=a["size"],
-                                              resolution_y=a["size"], add_plane=True)
+    previews = importlib.import_module(f"{ADDON_MODULE}.job_previews")
+    drop, last = previews.drop, []
+
+    def keep_then_drop(job_id):  # the job's last preview, as the Jobs panel drew it, before it goes
+        last.append(previews.pixels(job_id))
+        drop(job_id)
+
+    previews.drop = keep_then_drop
+    try:
+        result = bpy.ops.handforge.generate_image(seed=5, steps=2, variants=2, resolution_x=a["size"],
+                                                  resolution_y=a["size"], add_plane=True)
+    finally:
+        previews.drop = drop
+    if last and last[0] is not None:
+        s.arrays["preview"] = last[0]
+    # rows bottom to top, as Blender holds pixels; the first image of a batch
+    flipped = previews.preview_pixels({"preview": np.arange(2 * 2 * 3, dtype=np.uint8).reshape(1, 2, 2, 3) * 20})
+    conversions = {"flipped": flipped.tolist(), "malformed": [previews.preview_pixels(bad) is None for bad in (
+        {}, {"preview": np.zeros((4, 4), np.uint8)}, {"preview": np.zeros((4, 4, 2), np.uint8)},
+        {"preview": np.full((4, 4, 3), np.nan, np.float32)}, {"preview": np.zeros((2000, 4, 3), np.uint8)},
+        {"preview": np.zeros((4, 4, 3), np.int64)})], "left": previews.pixels("") is None and not previews._shown}
     plane = bpy.data.objects.get("HandForge image")
     made = sorted((i for i in bpy.data.images if "handforge_seed" in i), key=lambda i: i.name)
     for image in made:
@@ -71,7 +90,7 @@ def with_weights():
                                                s.arrays[image.name]))
     second = {"result": sorted(again), "own": {"size": list(own.size), "mine": own.get("mine")}, "kept": kept,
               "new": sorted(i.name for i in bpy.data.images if "handforge_seed" in i and i not in made)}
-    return {"poll": poll, "result": sorted(result), "second": second, **shown,
+    return {"poll": poll, "result": sorted(result), "second": second, **shown, "previews": conversions,
             "images": {i.name: {"size": list(i.size), "seed": i["handforge_seed"], "prompt": i["handforge_prompt"],
                                 "labels": i["handforge_labels"], "packed": i.packed_file is not None} for i in made},
             "show_background": scene.camera.data.show_background_images,
