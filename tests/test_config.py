@@ -158,3 +158,22 @@ def test_the_backslash_hint_is_given_only_where_a_backslash_can_be_the_cause(con
     with pytest.raises(config.ConfigError, match="holds a control character") as refused:
         config.value("mano.model_dir")
     assert "single quotes" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path, shown", [
+    ("~no-such-user-here/config.toml", "HANDFORGE_CONFIG=~no-such-user-here/config.toml: there is no home folder "
+                                       "for ~no-such-user-here: give the config file's full path"),
+    ("/tmp/" + "a" * 300 + ".toml", "a name in this path is longer than the file system allows"),
+])
+def test_a_config_path_that_cannot_be_looked_at_is_said_in_one_line(path, shown, monkeypatch, capsys):
+    # before: a RuntimeError (no such user) or an OSError (a name over 255 bytes) traceback from every
+    # command, and from doctor
+    from handforge.cli import main
+
+    monkeypatch.setenv("HANDFORGE_CONFIG", path)
+    assert main(["measure", "--clips", "/no/such/clips"]) == 2
+    err = capsys.readouterr().err
+    assert shown in err and "fix or remove it" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: " in out and "not created yet" not in out

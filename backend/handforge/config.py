@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from handforge_shared.files import FileTooLarge, not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, file_error, not_utf8, read_user_text
 
 Source = Literal["env", "file", "default", "unset"]
 
@@ -116,7 +116,10 @@ def settings() -> list[Setting]:
 def config_path() -> Path:
     env = os.environ.get("HANDFORGE_CONFIG")
     if env:
-        return Path(env).expanduser()
+        try:
+            return Path(env).expanduser()
+        except RuntimeError:  # ~user of no such user (a traceback from every command): _read_file says it
+            return Path(env)
     xdg = os.environ.get("XDG_CONFIG_HOME", "")
     # an empty or relative one is ignored, as the XDG spec says (it named a file in the current folder)
     base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
@@ -130,10 +133,18 @@ BACKSLASH_HINT = (" (a backslash in double quotes starts an escape: write a Wind
 
 def _read_file() -> dict[str, Any]:
     path = config_path()
-    if path.is_dir():
+    if path.parts and path.parts[0].startswith("~"):  # not expanded by config_path
+        raise ConfigError(f"HANDFORGE_CONFIG={path}: there is no home folder for {path.parts[0]}: "
+                          "give the config file's full path")
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name over 255 bytes: a traceback from every command, before any work
+        raise ConfigError(f"cannot read the HandForge config file {file_error(exc, 'point HANDFORGE_CONFIG elsewhere')}") \
+            from None
+    if is_dir:
         raise ConfigError(f"the HandForge config file {path} is a folder: point HANDFORGE_CONFIG at a .toml file "
                           f"(e.g. {path / 'config.toml'})")
-    if not path.is_file():
+    if not is_file:
         return {}
     try:
         return tomllib.loads(read_user_text(path))

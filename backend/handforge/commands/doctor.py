@@ -156,8 +156,9 @@ def _text(report: dict[str, Any], config) -> list[str]:
         state = "available" if engine["available"] else "NOT available"
         lines.append(f"  {name:{width}s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
         lines += _status_lines(engine, said_below)
+    # (a file that cannot be looked at, a name over 255 bytes, is the problem below, not one not created yet)
     lines += ["", f"Settings (config file {config.config_path()}"
-                  f"{'' if config.config_path().is_file() else ', not created yet'}):"]
+                  f"{'' if report['config_file']['problem'] or config.config_path().is_file() else ', not created yet'}):"]
     if report["config_file"]["problem"]:
         label = "PROBLEM" if report["config_file"]["severity"] == "error" else "warning"
         lines += _indented(f"  {label}: ", report["config_file"]["problem"])
