@@ -24,6 +24,8 @@ from handforge.cli import main as cli_main
     (["--max-message-mb", "nan"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "inf"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "1e-9"], "argument --max-message-mb: must be at least 1 (MiB), got '1e-9'"),
+    # a traceback: twice 1e30 MiB overflowed libzmq's 64-bit frame limit
+    (["--max-message-mb", "1e30"], "argument --max-message-mb: must be at most 4194304 (MiB, 4 TiB), got '1e30'"),
     (["--max-queue", "0"], "argument --max-queue: must be at least 1"),
     (["--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["--devices", "gpu7"], "argument --devices: must be cpu or cuda:N"),

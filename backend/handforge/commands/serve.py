@@ -22,6 +22,9 @@ CHECKS_CONFIG = True  # reads the config file itself, once the engine packages d
 
 
 MIN_MESSAGE_MB = 1.0  # below this not even a hand model's rig fits in a reply
+# 4 TiB, more than any machine's memory: --max-message-mb 1e30 overflowed libzmq's 64-bit frame limit (twice
+# this), a traceback once the server was built
+MAX_MESSAGE_MB = float(1 << 22)
 
 
 def _positive_seconds(text: str) -> float:
@@ -35,6 +38,8 @@ def _message_mb(text: str) -> float:
     value = finite_number(text)
     if value < MIN_MESSAGE_MB:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_MESSAGE_MB:g} (MiB), got {text!r}")
+    if value > MAX_MESSAGE_MB:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_MESSAGE_MB:.0f} (MiB, 4 TiB), got {text!r}")
     return value
 
 
