@@ -72,6 +72,25 @@ def test_a_scripts_wrong_arguments_are_said_in_its_terms():
         assert client.jobs() == []
 
 
+@pytest.mark.timeout(30)
+def test_a_wait_that_is_no_finite_number_is_refused_not_waited_forever():
+    """Before: a NaN connect_timeout, lost_after or ping/hello timeout compares false with every time, so a
+    call to a dead (or stuck) backend never returned; a timeout of 10**400 was an OverflowError."""
+    for make, said in ((lambda: Client(NOWHERE, connect_timeout=float("nan")), "connect_timeout must be a positive "
+                        "finite number of seconds, got nan"),
+                       (lambda: Client(NOWHERE, connect_timeout="5"), "connect_timeout must be a positive finite"),
+                       (lambda: Client(NOWHERE, lost_after=float("nan")), "lost_after must be a positive finite")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            make()
+    with Client(NOWHERE, connect_timeout=1) as client:
+        for call, said in ((lambda: client.ping(timeout=float("nan")), "timeout must be a finite number of seconds"),
+                           (lambda: client.hello(timeout=float("nan")), "timeout must be a finite number of seconds"),
+                           (lambda: client.submit("echo", timeout=10**400), "timeout must be a finite number")):
+            with pytest.raises(ValueError, match=re.escape(said)):
+                call()
+        assert client.jobs() == []
+
+
 def test_numpy_numbers_in_params_are_the_json_numbers_they_are(client):
     """Before: np.float32(0.5) or np.int64(3) (what numpy code hands over) was 'not JSON serializable'."""
     sent = {"f": np.float32(0.5), "i": np.int64(3), "b": np.bool_(True), "nested": [np.float64(1.25)]}

@@ -153,6 +153,20 @@ def _number(value: Any, default: int | float) -> int | float:
     return type(default)(value) if ok else default
 
 
+def _check_seconds(name: str, value: Any, unset: str = "", *, positive: bool = False) -> None:
+    """A number of seconds a script passes, refused in its terms unless finite (and > 0 when ``positive``):
+    a NaN connect_timeout, lost_after or ping timeout compares false with every time, so a call to a dead
+    or stuck backend waited forever; 10**400 raised an OverflowError from deep inside."""
+    try:
+        ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+              and (value > 0 or not positive))
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number of seconds{unset}, "
+                         f"got {value!r}")
+
+
 def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -> None:
     """What a script passes wrongly, said in its terms (a list of params was "cannot convert dictionary update
     sequence element #0", a timeout of inf or NaN "the submit header is not plain JSON")."""
@@ -161,10 +175,8 @@ def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -
     for name, value in (("params", params), ("arrays", arrays)):
         if value is not None and not isinstance(value, Mapping):
             raise TypeError(f"{name} must be a dict (or None), got {type(value).__name__}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
-                                or not math.isfinite(timeout)):
-        raise ValueError(f"timeout must be a finite number of seconds (or None: the job kind's own limit), "
-                         f"got {timeout!r}")
+    if timeout is not None:
+        _check_seconds("timeout", timeout, " (or None: the job kind's own limit)")
 
 
 # ------------------------------------------------------------------------------------------ client
@@ -181,6 +193,9 @@ class Client:
                  lost_after: float | None = None, context: zmq.Context | None = None) -> None:
         if not isinstance(endpoint, str):  # (Client(5780): an AttributeError from deep inside)
             raise TypeError(f"endpoint must be an address such as {DEFAULT_ENDPOINT!r}, got {endpoint!r}")
+        _check_seconds("connect_timeout", connect_timeout, positive=True)
+        if lost_after is not None:
+            _check_seconds("lost_after", lost_after, " (or None: four heartbeats)", positive=True)
         self.endpoint = endpoint
         self.name = name
         self.connect_timeout = connect_timeout
@@ -388,6 +403,7 @@ class Client:
 
     def _request(self, mtype: MessageType, data: dict | None, timeout: float) -> Message:
         self._check_open()
+        _check_seconds("timeout", timeout)
         mid = self._next_id()
         self._replies[mid] = None
         self._send(Message(mtype, id=mid, data=data))
