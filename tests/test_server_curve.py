@@ -195,3 +195,22 @@ def test_keys_says_where_each_file_goes_and_the_server_warns_of_secrets_among_cl
     auth.stop()
     context.term()
     assert "holds client secret key(s) bob.key_secret: move them to their clients" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["notes", "folder"])
+def test_a_client_key_that_is_no_key_is_said_in_one_line(tmp_path, keys, bad):
+    """Before: a ValueError ("No public key found in ...") or IsADirectoryError traceback, status 1."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    shutil.copy(keys / "alice/alice.key", clients / "alice.key")
+    if bad == "notes":
+        (clients / "bob.key").write_text("ask Bob for his key\n")
+    else:
+        (clients / "bob.key").mkdir()
+    done = subprocess.run([sys.executable, "-m", "handforge", "serve", "--port", "0", "--curve-secret",
+                           str(keys / "server/server.key_secret"), "--curve-clients", str(clients)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"handforge serve: cannot read the client keys in --curve-clients {clients}: ")
+    assert str(clients / "bob.key") in line and line.endswith("`handforge keys` writes there")

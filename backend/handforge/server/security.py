@@ -65,7 +65,11 @@ def start_authenticator(context: zmq.Context, clients_dir: Path) -> Any:
                     "public .key files there", clients_dir, ", ".join(secrets))
     if not keys:
         log.warning("no client keys (*.key) in %s: every client will be refused", clients_dir)
-    authorised = set(zmq.auth.load_certificates(clients_dir))  # z85 public keys, read once at start
+    try:
+        authorised = set(zmq.auth.load_certificates(clients_dir))  # z85 public keys, read once at start
+    except (ValueError, OSError) as exc:  # a .key that is no key (a note, a folder): it was a traceback
+        raise SecurityError(f"cannot read the client keys in --curve-clients {clients_dir}: {exc}; put only the "
+                            "clients' public .key files that `handforge keys` writes there") from None
 
     class LoggingAuthenticator(ThreadAuthenticator):
         address = "?"
