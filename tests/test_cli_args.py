@@ -240,7 +240,7 @@ def test_a_report_path_through_a_file_says_that_the_file_is_in_the_way(tmp_path)
         report_file(str(tmp_path / "nowhere" / "report.json"))
 
 
-def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
+def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path, capsys):
     # before: `handforge eval motion --out notes.txt` (or measure --out) replaced notes.txt with its report
     from handforge.arguments import report_file
 
@@ -271,6 +271,14 @@ def test_a_report_path_replaces_an_earlier_report_not_another_file(tmp_path):
     stale.write_text("tcp://127.0.0.1:5780\n")
     parser, _ = build_parser()
     assert parser.parse_args(["serve", "--endpoint-file", str(stale)]).endpoint_file == stale
+    empty = tmp_path / "mktemp.XXXX"  # (EP=$(mktemp); handforge serve --endpoint-file "$EP")
+    empty.write_text("")
+    assert parser.parse_args(["serve", "--endpoint-file", str(empty)]).endpoint_file == empty
+    # any other file was replaced by the endpoint, then removed when the server stopped
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--endpoint-file", str(notes)])
+    assert f"--endpoint-file: {notes} exists and is not an endpoint file (tcp://HOST:PORT)" in capsys.readouterr().err
+    assert notes.read_text() == "my notes"
 
 
 @pytest.mark.timeout(60)  # (passed the check, it would start a server)

@@ -11,10 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
-from handforge.arguments import (at_least, existing_path, finite_number, given_path, python_package, writable_file,
+from handforge.arguments import (_path_errors_said, at_least, existing_path, finite_number, given_path, python_package, writable_file,
                                  thread_count, whole_number)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
-                                       STOP_WITH_STDIN_ENV, Limits)
+                                       STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
 
 NAME = "serve"
 HELP = "run the backend server that Blender and scripts talk to (ZeroMQ, loopback by default)"
@@ -79,6 +79,23 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+@_path_errors_said
+def _endpoint_file(text: str) -> Path:
+    """A file to write the endpoint into, and remove at exit: an existing one only when empty (mktemp's) or an
+    endpoint (one left by a server killed outright); any other was overwritten, then removed (a user's notes)."""
+    path = Path(writable_file(text))
+    if path.is_file():
+        with open(path, "rb") as fh:
+            held = fh.read(1024)
+        try:
+            held.strip() and parse_endpoint(held.decode())
+        except (UnicodeDecodeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{path} exists and is not an endpoint file (tcp://HOST:PORT): the "
+                                             "server replaces it and removes it at exit; choose another file, or "
+                                             "remove it first") from None
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", type=given_path(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)"),
                         default=DEFAULT_HOST, metavar="HOST",
@@ -113,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads of each torch operation (default: torch's own, one per core); 1 is "
                              "much faster on a small machine busy with other work, where torch's threads wait "
                              "on each other (in-betweening 200 frames: 1 s instead of 9-17 s on 2 loaded cores)")
-    parser.add_argument("--endpoint-file", type=lambda text: Path(writable_file(text)), metavar="FILE",
+    parser.add_argument("--endpoint-file", type=_endpoint_file, metavar="FILE",
                         help="write the endpoint (tcp://host:port) here once listening; removed on exit")
 
 
