@@ -268,6 +268,46 @@ def test_a_field_of_the_wrong_type_from_a_backend_is_ignored_not_raised_out_of_p
         router.close(linger=0)
 
 
+@pytest.mark.parametrize("reply", ["welcome server", "welcome limits", "heartbeat jobs"])
+def test_an_object_or_list_of_the_wrong_shape_from_a_backend_is_ignored_not_raised_out_of_poll(reply):
+    # before: "server": "x" or "limits": [1] in a welcome raised AttributeError, and "jobs": [[1]] in a
+    # heartbeat TypeError (unhashable), out of Client.poll()
+    import zmq
+
+    from handforge_shared.protocol import Message, MessageType, decode, encode
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def receive(client) -> tuple[bytes, Message]:
+        for _ in range(200):  # (the client says hello once its poll sees the connection)
+            client.poll(0.05)
+            if router.poll(0):
+                identity, *frames = router.recv_multipart()
+                return identity, decode(frames)
+        raise AssertionError("the client sent nothing")
+
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", connect_timeout=10) as client:
+            identity, hello = receive(client)
+            data = {"welcome server": {"server": "x"}, "welcome limits": {"limits": [1]}}.get(reply, {})
+            router.send_multipart([identity, *encode(Message(MessageType.WELCOME, id=hello.id, data=data))])
+            handle = client.submit("ping")
+            identity, submit = receive(client)
+            assert submit.type == MessageType.SUBMIT
+            for answer in (Message(MessageType.ACCEPTED, id="a1", job=handle.id, data={"position": 0}),
+                           Message(MessageType.HEARTBEAT, id="h1", data={"jobs": [[1], handle.id]})):
+                router.send_multipart([identity, *encode(answer)])
+            for _ in range(10):
+                client.poll(0.05)  # nothing raised
+            router.send_multipart([identity, *encode(Message(MessageType.RESULT, id="r1", job=handle.id,
+                                                             data={"pong": True}))])
+            assert isinstance(handle.wait(5), Result)
+    finally:
+        router.close(linger=0)
+
+
 def test_a_refusal_carries_the_field_it_names(client):
     # before: the wire's error.data.field (PROTOCOL.md) was dropped by the client: a client could not point at the
     # bad input without parsing the message

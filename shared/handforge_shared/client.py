@@ -553,7 +553,7 @@ class Client:
         now = time.monotonic()
         self._last_heard = now
         data = message.data or {}
-        instance = data.get("instance") or (data.get("server") or {}).get("instance")
+        instance = data.get("instance") or _fields(data.get("server")).get("instance")
         if isinstance(instance, str):
             self._note_instance(instance)
         mtype = message.type
@@ -598,7 +598,7 @@ class Client:
         data = message.data or {}
         self._last_word = ""
         self.capabilities = data
-        self._limits = Limits.from_json(data.get("limits") or {})
+        self._limits = Limits.from_json(_fields(data.get("limits")))
         held, self._held = self._held, []
         for message in held:
             handle = self._jobs.get(message.job)
@@ -610,7 +610,7 @@ class Client:
                 self._fail(handle, exc.code, exc.message, exc.hint)
             except BackendUnavailable as exc:
                 self._fail(handle, exc.code, exc.message, exc.hint)
-        server = data.get("server") or {}
+        server = _fields(data.get("server"))
         heartbeat = server.get("heartbeat_s")
         if isinstance(heartbeat, (int, float)) and heartbeat > 0:
             self._heartbeat_s = float(heartbeat)
@@ -628,7 +628,7 @@ class Client:
         """The backend's list of our live jobs: a job it should know and does not is lost."""
         if not isinstance(listed, list) or expected is None:
             return
-        for job_id in expected - set(listed):
+        for job_id in expected - {j for j in listed if isinstance(j, str)}:  # ([[1]] raised out of poll())
             handle = self._jobs.get(job_id)
             if handle is not None and not handle.done:
                 self._lose(handle, f"the backend at {self.endpoint} has no record of job {job_id} ({handle.kind}): "
@@ -694,6 +694,12 @@ class Client:
         handle.state = "done"
         self._jobs.pop(handle.id, None)
         self._pending.append(outcome)
+
+
+def _fields(value: Any) -> Mapping[str, Any]:
+    """An object field of a backend's message, or {} when it is not one ("server": "x" in a welcome raised
+    AttributeError out of ``poll()``)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _fits(message: Message, limits: Limits) -> bool:
