@@ -65,6 +65,22 @@ def test_a_malformed_endpoint_is_one_line():
     assert done.returncode == 2 and "use tcp://HOST:PORT" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_an_endpoint_libzmq_cannot_connect_to_is_refused_by_argparse():
+    # before: "tcp://127.0.0.1:5780/" (or a path, query, user@ or space) passed the check, and after the device
+    # probe the backend was "NOT usable: cannot connect to ...: Invalid argument", status 1
+    from handforge_shared.protocol import parse_endpoint
+
+    for text in ("tcp://127.0.0.1:5780/", "tcp://127.0.0.1:5780/x", "tcp://127.0.0.1:5780?x", "tcp://a b:5780",
+                 "tcp://u@127.0.0.1:5780", "tcp://127.0.0.1:5780#x"):
+        with pytest.raises(ValueError, match="use tcp://HOST:PORT"):
+            parse_endpoint(text)
+    assert parse_endpoint(" tcp://[::1]:5780 ") == ("::1", 5780)
+    assert parse_endpoint("tcp://localhost:5780") == ("localhost", 5780)
+    done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--endpoint", "tcp://127.0.0.1:5799/"],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 2 and done.stdout == "" and "use tcp://HOST:PORT" in done.stderr
+
+
 def test_a_key_file_that_is_not_there_is_one_line_and_status_2(tmp_path):
     # before: after the device probe, "NOT usable: Invalid certificate file: ..." in the report, status 0
     (tmp_path / "server.key").write_text("")
