@@ -327,6 +327,19 @@ def test_convert_mano_explicit_files_and_bad_npz(tmp_path, synthetic_mano_dir, c
     assert "reads the .pkl files" in capsys.readouterr().err
 
 
+def test_convert_mano_refuses_two_files_written_to_one_npz(tmp_path, synthetic_mano_dir, capsys):
+    # before: a/MANO_RIGHT.pkl b/MANO_RIGHT.pkl --out o wrote o/MANO_RIGHT.npz twice, the second over the first
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / "MANO_RIGHT.pkl"
+    other.write_bytes((synthetic_mano_dir / "MANO_RIGHT.pkl").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["convert-mano", str(synthetic_mano_dir / "MANO_RIGHT.pkl"), str(other), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"handforge convert-mano: {synthetic_mano_dir / 'MANO_RIGHT.pkl'} and {other} "
+                                       f"would both be written to {out / 'MANO_RIGHT.npz'}: convert them one at a "
+                                       "time, each into its own --out folder\n")
+    assert not out.exists() or not any(out.iterdir())
+
+
 # ---------------------------------------------------------------------- hostile pickles: bounded and typed
 def _refused_in_capped_process(path: Path) -> str:
     """Load ``path`` in a child under an address-space cap; return the MANOFileError message it printed."""

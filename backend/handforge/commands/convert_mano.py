@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
                 raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
                                                f"{mano_files.MANO_URL}")
         targets = [(args.out or src.parent) / f"{src.stem}.npz" for src in sources]
+        for index, target in enumerate(targets):  # (a/MANO_RIGHT.pkl b/MANO_RIGHT.pkl --out o: b's replaced a's, unsaid)
+            if target in targets[:index]:
+                first = sources[targets.index(target)]
+                raise mano_files.MANOFileError(f"{first} and {sources[index]} would both be written to {target}: "
+                                               "convert them one at a time, each into its own --out folder")
         existing = [t for t in targets if t.exists() and not args.force]
         if existing:
             raise mano_files.MANOFileError(f"{', '.join(map(str, existing))} already exist(s); add --force to "
