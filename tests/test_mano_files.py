@@ -247,6 +247,10 @@ def test_missing_files_say_where_to_get_mano(tmp_path, monkeypatch):
     with pytest.raises(MANOFileError, match="MANO_LEFT.pkl does not exist: check the path") as named:
         load_mano_file(tmp_path / "MANO_LEFT.pkl")  # (a file named by path: not the setting's folder's fix)
     assert "put the files in" not in str(named.value), named.value
+    for name in ("MANO_LEFT.pkl", "MANO_LEFT.npz"):  # before: a folder there "does not exist"
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        with pytest.raises(MANOFileError, match=f"{name} is not a regular file \\(a folder\\): check the path"):
+            load_mano_file(tmp_path / "folders" / name)
     with pytest.raises(MANOFileError, match="cannot tell which hand"):
         load_mano_file(write_mano_pickle(synthetic_mano()["right"], tmp_path / "hand.pkl"))
     with pytest.raises(MANOFileError, match="holds the right hand, but the left hand was asked for"):

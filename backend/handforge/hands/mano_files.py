@@ -31,6 +31,7 @@ from handforge import config
 from handforge.hands.errors import HandModelError
 from handforge.hands.settings import MANO_DIR
 from handforge.hands.pickle_limits import check_pickle_bounds
+from handforge_shared.files import file_kind
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
 from handforge_shared.skeleton import HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side
 
@@ -76,6 +77,13 @@ class MANOFileError(HandModelError):
 # setting's fix named, a folder the user never mentioned)
 MANO_TERMS = "free registration, non-commercial research licence"  # said wherever MANO's download is
 NAMED_FILE_FIX = f"check the path (MANO's files come from {MANO_URL}, {MANO_TERMS})"
+
+
+def _no_file(path: Path) -> "MANOFileError":
+    """A named MANO file that is no regular file: a folder (or a FIFO, a device) was said not to exist."""
+    what = "does not exist" if not path.is_symlink() and not path.exists() else \
+        f"is not a regular file ({file_kind(path)})"
+    return MANOFileError(f"{path} {what}: {NAMED_FILE_FIX}")
 
 
 def how_to_get_mano() -> str:
@@ -309,7 +317,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
     """The raw dict of a MANO pickle with chumpy and sparse values as plain numpy arrays (unvalidated)."""
     path = Path(path)
     if not path.is_file():
-        raise MANOFileError(f"{path} does not exist: {NAMED_FILE_FIX}")
+        raise _no_file(path)
     if path.stat().st_size > MAX_PICKLE_BYTES:
         raise MANOFileError(f"{path} is not a MANO model file: it has {path.stat().st_size:,} bytes, a MANO pickle "
                             f"has a few MB; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
@@ -406,7 +414,7 @@ def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoDa
 def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise MANOFileError(f"{path} does not exist: {NAMED_FILE_FIX}")
+        raise _no_file(path)
     try:
         arrays, meta = read_npz(path)
     except PoseFormatError as exc:
