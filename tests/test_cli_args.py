@@ -27,6 +27,11 @@ from handforge.cli import main as cli_main
     # a traceback: twice 1e30 MiB overflowed libzmq's 64-bit frame limit
     (["--max-message-mb", "1e30"], "argument --max-message-mb: must be at most 4194304 (MiB, 4 TiB), got '1e30'"),
     (["--max-queue", "0"], "argument --max-queue: must be at least 1"),
+    # refused as not loopback, with advice to create CurveZMQ keys
+    (["--bind", "tcp://127.0.0.1"], "argument --bind: must be a host name or IP address alone, e.g. 127.0.0.1"),
+    (["--bind", "127.0.0.1:5780"], "argument --bind: must be a host name or IP address alone, e.g. 127.0.0.1"),
+    (["--bind", "[::1]:5780"], "argument --bind: must be a host name or IP address alone, e.g. 127.0.0.1"),
+    (["--bind", "127.0.0.1 "], "argument --bind: must be a host name or IP address alone, e.g. 127.0.0.1"),
     (["--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["--devices", "gpu7"], "argument --devices: must be cpu or cuda:N"),
     (["--devices", ","], "argument --devices: must be cpu or cuda:N"),

@@ -43,6 +43,16 @@ def _message_mb(text: str) -> float:
     return value
 
 
+def _bind_host(text: str) -> str:
+    """An address to listen on: a host alone ("tcp://127.0.0.1", "127.0.0.1:5780" or a trailing space were
+    refused as not loopback, with advice to create CurveZMQ keys)."""
+    host = given_path(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)")(text)
+    if "://" in host or host.count(":") == 1 or "]:" in host or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(f"must be a host name or IP address alone, e.g. {DEFAULT_HOST}, got {text!r} "
+                                         "(the port is --port)")
+    return host
+
+
 def _device_list(text: str) -> tuple[str, ...]:
     devices = tuple(d.strip() for d in text.split(",") if d.strip())
     bad = [d for d in devices if not re.fullmatch(r"cpu|cuda:\d+", d)]
@@ -97,7 +107,7 @@ def _endpoint_file(text: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bind", type=given_path(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)"),
+    parser.add_argument("--bind", type=_bind_host,
                         default=DEFAULT_HOST, metavar="HOST",
                         help=f"address to listen on (default {DEFAULT_HOST}; any other needs CurveZMQ keys)")
     parser.add_argument("--port", type=whole_number(0, 65535), default=DEFAULT_PORT,
