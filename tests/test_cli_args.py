@@ -21,6 +21,8 @@ from handforge.cli import main as cli_main
     (["--heartbeat", "nan"], "argument --heartbeat: must be a finite number, got 'nan'"),
     (["--heartbeat", "inf"], "argument --heartbeat: must be a finite number, got 'inf'"),
     (["--heartbeat", "0"], "argument --heartbeat: must be a positive number of seconds"),
+    # ~900 heartbeats a second to each client: one busy for 40 s between reads was dropped, its job cancelled
+    (["--heartbeat", "1e-6"], "argument --heartbeat: must be at least 0.1 seconds, got '1e-6'"),
     (["--max-message-mb", "nan"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "inf"], "argument --max-message-mb: must be a finite number"),
     (["--max-message-mb", "1e-9"], "argument --max-message-mb: must be at least 1 (MiB), got '1e-9'"),

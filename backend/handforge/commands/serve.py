@@ -27,10 +27,17 @@ MIN_MESSAGE_MB = 1.0  # below this not even a hand model's rig fits in a reply
 MAX_MESSAGE_MB = float(1 << 22)
 
 
+# --heartbeat 1e-6 sent a client ~900 heartbeats a second (the loop's pace): one busy for 40 s between reads
+# filled its queues, its connection stalled, and the server dropped it after 17 s, cancelling its job
+MIN_HEARTBEAT_S = 0.1
+
+
 def _positive_seconds(text: str) -> float:
     value = finite_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if value < MIN_HEARTBEAT_S:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_HEARTBEAT_S:g} seconds, got {text!r}")
     return value
 
 
