@@ -55,6 +55,13 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         P.encode(Message(MessageType.RESULT, id="1", job="j", data={"x": np.zeros(2)}))
     with pytest.raises(ProtocolError, match="name"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"bad name": np.zeros(2)}))
+    # before: "$" matched before a trailing newline, so "a\n" was sent and arrived as a name
+    with pytest.raises(ProtocolError, match="name"):
+        P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"a\n": np.zeros(2)}))
+    header = {"v": 1, "type": "submit", "id": "1", "job": "j", "kind": "echo",
+              "arrays": [{"name": "a\n", "dtype": "uint8", "shape": [1]}]}
+    with pytest.raises(ProtocolError, match="invalid name"):
+        P.decode(_frames(header, b"\x00"))
 
 
 def test_large_arrays_go_zero_copy():

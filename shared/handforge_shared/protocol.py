@@ -57,7 +57,7 @@ STOP_WITH_STDIN_ENV = "HANDFORGE_STOP_WITH_STDIN"
 # pyzmq copies frames below 64 KiB anyway; above it we hand it the array's own buffer.
 ZERO_COPY_THRESHOLD = 64 * 1024
 MAX_NAME_LENGTH = 128
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*\Z")  # (\Z: "$" let a trailing newline through)
 
 
 class MessageType(StrEnum):
