@@ -177,3 +177,19 @@ def test_a_config_path_that_cannot_be_looked_at_is_said_in_one_line(path, shown,
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM: " in out and "not created yet" not in out
+
+
+def test_a_config_path_that_is_a_pipe_or_a_device_is_said(tmp_path, monkeypatch):
+    # before: HANDFORGE_CONFIG=<(printf ...) (a pipe) or a device was read as no file: its settings unset, its
+    # misspelled keys unsaid; /dev/null stays the way to use no config file
+    import os
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a FIFO"), ("/dev/zero", "a device")):
+        monkeypatch.setenv("HANDFORGE_CONFIG", str(path))
+        with pytest.raises(config.ConfigError, match=f"{path} is not a regular file \\({kind}\\): point "
+                                                     "HANDFORGE_CONFIG at a .toml file"):
+            config.check_file()
+    monkeypatch.setenv("HANDFORGE_CONFIG", os.devnull)
+    assert config.check_file() == []

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from handforge_shared.files import FileTooLarge, file_error, not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, file_error, file_kind, not_utf8, read_user_text
 
 Source = Literal["env", "file", "default", "unset"]
 
@@ -137,13 +137,17 @@ def _read_file() -> dict[str, Any]:
         raise ConfigError(f"HANDFORGE_CONFIG={path}: there is no home folder for {path.parts[0]}: "
                           "give the config file's full path")
     try:
-        is_dir, is_file = path.is_dir(), path.is_file()
+        is_dir, is_file, exists = path.is_dir(), path.is_file(), path.exists()
     except OSError as exc:  # a name over 255 bytes: a traceback from every command, before any work
         raise ConfigError(f"cannot read the HandForge config file {file_error(exc, 'point HANDFORGE_CONFIG elsewhere')}") \
             from None
     if is_dir:
         raise ConfigError(f"the HandForge config file {path} is a folder: point HANDFORGE_CONFIG at a .toml file "
                           f"(e.g. {path / 'config.toml'})")
+    # a FIFO (HANDFORGE_CONFIG=<(...)), a device: was read as no file, its settings unset (/dev/null: none, meant)
+    if exists and not is_file and path != Path(os.devnull):
+        raise ConfigError(f"the HandForge config file {path} is not a regular file ({file_kind(path)}): point "
+                          "HANDFORGE_CONFIG at a .toml file (it is read more than once)")
     if not is_file:
         return {}
     try:
