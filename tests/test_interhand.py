@@ -145,6 +145,8 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
     # text and booleans as numbers: "1e3" read as 1000 m before
     (lambda a: a["0"]["0"]["right"].update(trans=["1e3", 0, 0]), r"frame 0 right: pose, shape and trans must be lists"),
     (lambda a: a["0"]["0"]["right"].update(shape=[True] * 10), r"frame 0 right: pose, shape and trans must be lists"),
+    # one boolean among numbers: numpy made the list numbers, true read as 1 unsaid
+    (lambda a: a["0"]["0"]["right"].update(shape=[True] + [0.0] * 9), r"frame 0 right: pose, shape and trans must be"),
 ])
 def test_malformed_annotations_are_refused(tmp_path, annotations, mutate, message):
     mutate(annotations)

@@ -232,7 +232,9 @@ def _hand(value: Any, where: str) -> HandPose | None:
         raise PoseFormatError(f"{where}: missing {', '.join(missing)}")
     try:  # numbers only: "1e3" as text would read as 1000 (m), true as 1
         raw = {k: np.asarray(value[k]) for k in ("pose", "shape", "trans")}
-        if any(a.dtype.kind not in "iuf" for a in raw.values()):
+        # (numpy makes [true, 0.5] numbers: a boolean among numbers is looked for in the list itself)
+        if any(a.dtype.kind not in "iuf" for a in raw.values()) or any(
+                isinstance(x, (bool, np.bool_)) for k in raw if isinstance(value[k], (list, tuple)) for x in value[k]):
             raise ValueError("found text, booleans or nested values")
         pose, shape, trans = (raw[k].astype(np.float64) for k in ("pose", "shape", "trans"))
     except (TypeError, ValueError) as exc:
