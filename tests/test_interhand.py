@@ -147,6 +147,9 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
     (lambda a: a["0"]["0"]["right"].update(shape=[True] * 10), r"frame 0 right: pose, shape and trans must be lists"),
     # one boolean among numbers: numpy made the list numbers, true read as 1 unsaid
     (lambda a: a["0"]["0"]["right"].update(shape=[True] + [0.0] * 9), r"frame 0 right: pose, shape and trans must be"),
+    # a turn past MotionClip's bound was refused as "right.hand_pose turns a joint by ... in frame 0", naming no
+    # file, capture or annotated frame (frame 0 of the clip), and not at all by frame_poses
+    (lambda a: a["0"]["3"]["right"]["pose"].__setitem__(7, 1e300), r"capture 0 frame 3 right: pose\[6:9\] turns .* 1e\+300"),
 ])
 def test_malformed_annotations_are_refused(tmp_path, annotations, mutate, message):
     mutate(annotations)
@@ -155,6 +158,8 @@ def test_malformed_annotations_are_refused(tmp_path, annotations, mutate, messag
     with pytest.raises(PoseFormatError, match=message) as info:
         interhand.capture_clips(path)
     assert str(path) in str(info.value)
+    with pytest.raises(PoseFormatError, match=message):
+        interhand.frame_poses(path)
 
 
 def test_unreadable_files(tmp_path):
