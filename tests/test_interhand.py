@@ -139,6 +139,8 @@ def _smplx_default(folder: Path, side: str) -> smplx.MANO:
     (lambda a: a["0"].update({"1_0": {}}), r"capture 0 frame 1_0: frame keys must be integers"),
     (lambda a: a["0"].update({" 3": {}}), r"capture 0 frame  3: frame keys must be integers"),
     (lambda a: a["0"].update({"-2": {}}), r"capture 0 frame -2: frame keys must be integers"),
+    # int() of over 4300 digits raised Python's ValueError, a traceback
+    (lambda a: a["0"].update({"9" * 5000: {}}), r"capture 0 frame 99999999999999999999…: frame index of 5000 digits"),
     (lambda a: a["0"]["0"].update(middle=None), r"unknown hands \['middle'\]"),
     (lambda a: a["0"]["0"].update(right=[1, 2]), r"frame 0 right: expected an object"),
     (lambda a: a.update({"5": [1]}), r"capture 5: expected an object keyed by frame index"),

@@ -282,6 +282,9 @@ def _parse_captures(members: Iterator[tuple[str, Any]], name: str
             where = f"{name}: capture {capture} frame {frame}"
             if not (isinstance(frame, str) and frame.isascii() and frame.isdigit()):  # int() also reads "1_0", " 3"
                 raise PoseFormatError(f"{where}: frame keys must be integers (digits 0-9 only)")
+            if len(frame) > 18:  # (int() refuses over 4300 digits with a ValueError; no capture has 10**18 frames)
+                raise PoseFormatError(f"{name}: capture {capture} frame {frame[:20]}…: frame index of {len(frame)} "
+                                      "digits; frame indices have at most 18")
             index = int(frame)
             if index in parsed:  # "7" and "07": the later one replaced the earlier one unseen
                 raise PoseFormatError(f"{where}: frame {index} is annotated twice (two keys read as {index}); "
