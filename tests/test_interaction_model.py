@@ -290,6 +290,29 @@ def test_an_empty_split_is_named_with_its_corpus(corpus):
         load_pairs(corpus, "test")  # the fixture's one person group is all in train
 
 
+@pytest.mark.parametrize("change, problem", [({"hand_model": "mano"}, "of the mano hand model"),
+                                             ({"extra": {"pose_convention": "mean_relative"}}, "mean-relative")])
+def test_a_corpus_of_another_hand_model_or_raw_poses_is_refused(corpus, tmp_path, capsys, change, problem):
+    """A corpus is encoded on the open hand's wrist joints: MANO clips (or raw InterHand2.6M poses) in a corpus
+    folder trained a model on the wrong joints, unsaid."""
+    import dataclasses
+    import shutil
+
+    from handforge_shared.poses import MotionClip
+
+    other = tmp_path / "corpus"
+    shutil.copytree(corpus, other)
+    for path in (other / "clips").glob("*.npz"):
+        clip = MotionClip.load(path)
+        extra = {**clip.extra, **change.get("extra", {})}
+        dataclasses.replace(clip, hand_model=change.get("hand_model", clip.hand_model), extra=extra).save(path)
+    assert _train("--corpus", str(other), "--out", str(tmp_path / "model"), "--steps", "2", "--batch-size", "8",
+                  "--quiet") == 2
+    err = capsys.readouterr().err
+    assert problem in err and "--interhand" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "model").exists()
+
+
 def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, capsys, monkeypatch):
     """The corpus's contact frames repeat template poses, so a small split's ground-truth or reference
     draw can hold 5 or fewer distinct configurations, too few for k-NN precision/recall (k = 5): that

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from handforge.datasets import ClipStore, FrameDataset, open_corpus, open_interhand
+from handforge.datasets import ClipStore, FrameDataset, check_clips, open_corpus, open_interhand
 from handforge.datasets.representation import mirror_arrays
 from handforge.engines.interaction.representation import WristJoints, encode, pair_from_batch
 
@@ -71,6 +71,9 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
         if not len(source):  # the store's "the source (split, max_clips) selected none" named neither
             raise ValueError(f"the {split} split of {corpus} holds no clips (a corpus is split by groups of sequences: "
                              "a few sequences may all land in the other splits): make a larger corpus")
+        # encoded on the open hand's wrist joints (train/eval): MANO clips or raw poses were read as open ones, unsaid
+        check_clips(source.clips, "open", "--corpus takes open-hand clips with flat poses (`handforge corpus` writes "
+                                          "them); give MANO poses as InterHand2.6M annotations with --interhand")
         sources.append(source)
     if interhand is not None:
         sources.append(open_interhand(interhand, split=split, hands_mean=hands_mean, max_clips=max_clips))
