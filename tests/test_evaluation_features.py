@@ -357,6 +357,17 @@ def test_measure_refuses_mean_relative_clips(tmp_path, capsys):
     assert "raw.npz: holds mean_relative hand poses (raw InterHand2.6M)" in err and "to_flat" in err
 
 
+def test_train_features_refuses_mean_relative_clips(tmp_path, capsys):
+    """As measure does: raw InterHand2.6M clips were trained on as if flat, keypoints of other poses, unsaid."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    MotionClip.from_frames([side_by_side()] * 4, extra={"pose_convention": "mean_relative"}).save(clips / "raw.npz")
+    assert main(["train-features", "--corpus", str(clips), "--out", str(tmp_path / "f"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "raw.npz" in err and "mean_relative" in err and "to_flat" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f").exists()
+
+
 def test_measure_says_mano_clips_need_manos_files(tmp_path, monkeypatch, capsys):
     """Clips of the MANO hand (InterHand2.6M's) measured without MANO's files ended in a traceback."""
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "no-mano"))
