@@ -168,6 +168,11 @@ def test_cache_is_reused_while_the_corpus_is_unchanged(corpus, tmp_path):
     with pytest.raises(DatasetError, match="not a clip-store cache"):
         ClipStore.build(source, cache=tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # never deleted
+    (tmp_path / "a-file").write_text("mine")  # a file as the cache (or above it) was NotADirectoryError
+    for cache in (tmp_path / "a-file", tmp_path / "a-file" / "store"):
+        with pytest.raises(DatasetError, match="a-file is a file: give a folder for the cache"):
+            ClipStore.build(source, cache=cache)
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 def test_mirroring_is_an_involution_and_matches_the_clip_mirror(loaded, corpus):

@@ -67,6 +67,11 @@ class ClipStore:
             _fill(arrays, source, clips, progress)
             return cls(clips, arrays)
         cache = Path(cache).expanduser()
+        for folder in (cache, *cache.parents):  # (a file there raised NotADirectoryError from iterdir or mkdir)
+            if folder.exists():
+                if not folder.is_dir():
+                    raise DatasetError(f"{folder} is a file: give a folder for the cache (new, empty or a cache)")
+                break
         fingerprint = _fingerprint(source, clips)
         if cache.exists() and any(cache.iterdir()):
             # Only a folder this class wrote is ever replaced.
