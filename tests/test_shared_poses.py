@@ -318,6 +318,17 @@ def test_absurd_rotations_are_refused_naming_the_file_and_array(tmp_path, name):
     assert MotionClip.load(tmp_path / "turns.npz").num_frames == 7
 
 
+def test_a_value_beyond_float32_is_refused_before_a_file_is_written(tmp_path):
+    """1e300 m is a finite float64: saved as float32 it became inf, a file that its own load then refused."""
+    clip = random_clip(np.random.default_rng(5))
+    far = clip.hands["right"].transl.copy()
+    far[2, 0] = 1e300
+    clip = MotionClip(hands={**clip.hands, "right": clip.hands["right"].replace(transl=far)}, present=clip.present)
+    with pytest.raises(PoseFormatError, match=r"right.transl holds 1e\+300 in frame 2, beyond float32"):
+        clip.save(tmp_path / "far.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_motion_file_that_cannot_be_written_leaves_nothing_and_no_open_archive(tmp_path, monkeypatch):
     """A full disk part-way through a clip: np.savez_compressed left its ZipFile open, whose finaliser then
     wrote to the closed file (`Exception ignored in: ZipFile.__del__ ... seek of closed file` after the

@@ -342,7 +342,15 @@ class MotionClip:
         arrays: dict[str, np.ndarray] = {}
         for s, pose in self.hands.items():
             for k in POSE_FIELDS:
-                arrays[hand_array_name(s, k)] = getattr(pose, k).astype(np.float32)
+                values = getattr(pose, k)
+                with np.errstate(over="ignore"):
+                    stored = values.astype(np.float32)
+                if not np.all(np.isfinite(stored)):  # (saved as inf: a file its own load refuses)
+                    frame = int(np.argwhere(~np.isfinite(stored))[0][0])
+                    big = values[frame][~np.isfinite(stored[frame])][0]
+                    raise PoseFormatError(f"{hand_array_name(s, k)} holds {big:g} in frame {frame}, beyond float32's "
+                                          "range (3.4e38), in which clips are stored")
+                arrays[hand_array_name(s, k)] = stored
             arrays[hand_array_name(s, "present")] = np.asarray(self.present[s], dtype=bool)
         return arrays
 
