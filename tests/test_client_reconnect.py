@@ -121,3 +121,8 @@ def test_a_job_sent_after_the_backend_shut_down_says_so_not_to_ask_for_a_longer_
             client.run("ping", timeout=1.5)
         assert "was never answered by the backend" in info.value.message, info.value
         assert "shutting down" in info.value.message and "handforge serve" in info.value.hint, info.value
+        # without a timeout, once the silence counts as lost: the shutdown said too (it said only "stopped answering")
+        client._lost_after_arg = 1.0  # (not 8 s: the test waits for it)
+        with pytest.raises(JobFailed) as info:
+            client.run("ping")
+        assert "stopped answering" in info.value.message and "its last word was" in info.value.message, info.value

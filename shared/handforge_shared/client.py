@@ -663,9 +663,11 @@ class Client:
                     self._fail(handle, code, message, hint)
             return
         if silence > self._lost_after():
+            # (a job sent after the backend shut down: its shutdown notice, not only the silence, says why)
+            said = f"; its last word was: {self._last_word}" if self._last_word else ""
             for handle in list(self._jobs.values()):
                 self._lose(handle, f"the backend at {self.endpoint} stopped answering ({silence:.1f} s without a "
-                                   f"word) while job {handle.id} ({handle.kind}) was {handle.state}")
+                                   f"word) while job {handle.id} ({handle.kind}) was {handle.state}{said}")
         elif now - (self._last_heard or 0.0) >= self._heartbeat_s and now - self._last_ping >= self._heartbeat_s:
             self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
             mid = self._next_id()
