@@ -137,6 +137,23 @@ def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsy
     assert json.loads(printed.strip().splitlines()[-1])["steps"] < 20000
 
 
+def test_a_refused_speed_probe_leaves_another_runs_probe_alone(corpus, tmp_path, capsys):
+    """Two --minutes runs into one --out: the second's probe is refused (the first's holds OUT/speed-probe), and
+    its clean-up deleted that folder under the first run, which then failed (exit 1, "log.jsonl: No such file")."""
+    from handforge.cli import main
+    from handforge_shared.files import folder_lock
+
+    probe = tmp_path / "run" / "speed-probe"
+    probe.mkdir(parents=True)
+    (probe / ".theirs").write_text("")  # (hidden: no name the loop refuses before taking the lock)
+    with folder_lock(probe):  # as the other run's probe holds it
+        assert main(["train", "interaction", "--corpus", str(corpus), "--batch-size", "8", "--quiet", "--width",
+                     "8", "--hidden", "16", "--layers", "1", "--out", str(tmp_path / "run"), "--minutes",
+                     "0.01"]) == 2
+        assert "another training run is writing into this folder" in capsys.readouterr().err
+        assert (probe / ".theirs").is_file()
+
+
 def test_a_model_too_large_for_memory_is_refused_before_it_is_built(corpus, tmp_path, capsys):
     """--hidden 10000000 asks for more memory than the machine has: refused in one line from its size
     (counted on torch's meta device), before any weight is allocated. A size that fits in address space

@@ -50,6 +50,22 @@ def data_fingerprint(anchors, others) -> dict[str, object]:
     return {"pairs": len(anchors), "sha256": digest.hexdigest()}
 
 
+def _remove_probe(folder: Path) -> None:
+    """Delete a speed-probe folder, unless another run's probe holds it (its lock): a probe refused because
+    another --minutes run into the same --out was probing deleted that run's folder under it, and it failed."""
+    import shutil
+
+    from handforge_shared.files import FolderBusy, folder_lock
+
+    if not folder.is_dir():
+        return
+    try:
+        with folder_lock(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    except FolderBusy:
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
@@ -118,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"continuing the run's {settings.steps} steps, as many as it was given when it started")
         elif args.minutes is not None:  # time a short throwaway run, then size the real one to the time given
             import copy
-            import shutil
 
             probe_dir, probe = Path(args.out) / "speed-probe", 40
             started = time.monotonic()
@@ -127,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                       dataclasses.replace(settings, out=probe_dir, steps=probe, warmup_steps=0,
                                           checkpoint_every=probe, resume=False, progress=False))
             finally:  # a failed or interrupted probe too: nothing but a --minutes run removed it
-                shutil.rmtree(probe_dir, ignore_errors=True)
+                _remove_probe(probe_dir)
             per_step = (time.monotonic() - started) / probe
             settings.steps = max(1, min(args.steps, int(args.minutes * 60 / per_step)))  # --steps stays the most
             settings.warmup_steps = min(warmup, settings.steps // 10)
