@@ -134,3 +134,23 @@ def test_a_config_that_does_not_fit_its_weights_is_said_without_diffusers_python
     assert "its config.json does not fit its weights: " in message and "[24] by the config, [16] in the weights" \
         in message and "save or train it again" in message, message
     assert "ignore_mismatched_sizes" not in message
+
+
+def test_a_full_disk_while_saving_is_an_os_error_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    """safetensors says a full disk as a SafetensorError ("... (os error 28)"): a traceback from `handforge train`
+    when its model was saved, where every other full disk is one line (the OSError the CLI puts in words)."""
+    import errno
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\0" * 64)  # as far as it got
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError) as raised:
+        save_model(TinyNet(width=8), tmp_path / "model")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []  # no model/, no hidden .model.part-*

@@ -230,6 +230,33 @@ def test_a_run_killed_while_saving_leaves_no_half_saved_folders_behind(tmp_path)
     assert all(p.exists() for p in (only_copy, *mine))
 
 
+def test_a_full_disk_while_saving_a_checkpoint_is_an_os_error_and_the_run_resumes(tmp_path, monkeypatch):
+    """torch.save (the optimiser's state) says a full disk as a RuntimeError without an errno ("unexpected pos 576
+    vs 534"): `handforge train` ended in that traceback. It is the OSError the CLI says in one line, naming the
+    checkpoint; nothing half-written stays, and the run resumes from the checkpoint before."""
+    import errno
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # (a file partly written)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(2**30, 2**30, 0))
+    with pytest.raises(OSError) as raised:
+        train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(run / "checkpoints" / "step-00000008")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004"]
+    monkeypatch.undo()
+    assert train(fresh_model(), Points(40), loss, settings(run, stop_after=4)).resumed_from == 4
+
+
 @pytest.mark.parametrize("damage", ["garbage", "missing", "no_rng_states"])
 def test_a_checkpoint_whose_random_states_cannot_be_restored_is_refused(tmp_path, damage):
     """accelerate only logs a random-states file it cannot read and goes on with the RNGs as they are: the

@@ -16,6 +16,7 @@ may import it at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import json
 import math
@@ -55,9 +56,36 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         os.replace(tmp, folder)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
+        failed_write = _failed_write(exc, folder)  # (before the partial files go: the disk is as the write left it)
         shutil.rmtree(tmp, ignore_errors=True)
+        if failed_write is not None:
+            raise failed_write from exc
         raise
+
+
+# torch.save's stream writer failing ("unexpected pos 576 vs 534", "PytorchStreamWriter failed writing file")
+_TORCH_WRITE_FAILED = re.compile(r"inline_container|PytorchStreamWriter|iostream error")
+
+
+def _failed_write(exc: BaseException, folder: Path) -> OSError | None:
+    """A write into ``folder`` that failed, as the ``OSError`` it is (None for any other error): safetensors
+    reports one (a full disk) as a ``SafetensorError`` naming "os error 28", and torch.save (a training
+    checkpoint's optimiser state) as a ``RuntimeError`` with no errno at all; both ended `handforge train` in a
+    traceback where every other full disk is one line saying to make room. torch's is a full disk when the disk
+    has (almost) no room left; otherwise an I/O error with torch's words."""
+    code = re.search(r"\(os error (\d+)\)", str(exc))
+    if code and type(exc).__name__ == "SafetensorError":
+        return OSError(int(code[1]), os.strerror(int(code[1])), str(folder))
+    if not (isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILED.search(str(exc))):
+        return None
+    try:
+        full = shutil.disk_usage(folder.parent).free < 2**20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    return OSError(errno.EIO, f"torch could not write it ({(str(exc).splitlines() or [''])[0][:200]})", str(folder))
 
 
 def remove_leftovers(parent: str | Path, name: str) -> list[Path]:
