@@ -451,3 +451,15 @@ def test_check_settings_refuses_what_needs_neither_model_nor_data(tmp_path):
     with pytest.raises(TrainingError, match="already at step 2, past --steps 1"):
         check_settings(settings(run, steps=1, warmup_steps=0, data_options={"window": 8}), TinyNet)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name, value", [("steps", "abc"), ("steps", None), ("steps", 2.5), ("steps", True),
+                                         ("checkpoint_every", "4"), ("warmup_steps", None), ("stop_after", 1.5),
+                                         ("lr", "0.1"), ("ema_decay", "0.9"), ("grad_clip", "1")])
+def test_settings_that_are_not_numbers_are_refused_in_words(tmp_path, name, value):
+    """A count or rate of another type (`train interaction --minutes` takes a resumed run's steps from its
+    settings.json, which the user may have edited: "steps": "abc") ended in a TypeError traceback, or ran
+    (true: one step; 2.5 steps)."""
+    with pytest.raises(TrainingError, match=f"{name} must be .*got {re.escape(repr(value))}"):
+        check_settings(settings(tmp_path / "a", **{name: value}))
+    assert not (tmp_path / "a").exists()

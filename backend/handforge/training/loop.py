@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import pickle
 import re
@@ -305,10 +306,20 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
     --out or --warmup-steps is said at once. With ``model_class``, a run of another model in ``out`` is named
     too. ``train`` checks them again, and then what needs the model and the data (resuming on the same ones)."""
     s = settings
+    # values of another type (a resumed `train interaction --minutes` takes its steps from settings.json, which
+    # may have been edited: "steps": "abc") are said as such: compared below, they were a TypeError traceback
+    counts = (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1), ("log_every", 1),
+              ("warmup_steps", 0), ("num_workers", 0), *((("stop_after", 1),) if s.stop_after is not None else ()))
+    rates = [(name, getattr(s, name)) for name in ("lr", "weight_decay", "ema_decay", "grad_clip")
+             if getattr(s, name) is not None]  # (None: no EMA, no clipping)
+    wrong = [f"{name} must be a whole number, got {getattr(s, name)!r}" for name, _ in counts
+             if not _is_whole(getattr(s, name))]
+    wrong += [f"{name} must be a number, got {value!r}" for name, value in rates
+              if not (isinstance(value, numbers.Real) and not isinstance(value, bool))]
+    if wrong:
+        raise TrainingError("training settings: " + "; ".join(wrong))
     problems = [f"{name} must be at least {low}, got {getattr(s, name)}"
-                for name, low in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1), ("keep_checkpoints", 1),
-                                  ("log_every", 1), ("warmup_steps", 0), ("num_workers", 0))
-                if getattr(s, name) < low]
+                for name, low in counts[:7] if getattr(s, name) < low]
     if s.warmup_steps > s.steps >= 1:  # the learning rate would still be rising when the run ends
         problems.append(f"warmup_steps (--warmup-steps) {s.warmup_steps} is more than steps {s.steps}: the learning "
                         f"rate would never reach {s.lr:g}; give at most {s.steps} warm-up steps")
@@ -501,6 +512,10 @@ def _check_random_states(checkpoint: Path, process_index: int) -> None:
         if pickled == file and not (isinstance(states, dict)
                                     and {"random_state", "numpy_random_seed", "torch_manual_seed"} <= states.keys()):
             raise ValueError(f"{file.name} holds no random states")
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # (numpy's integers too)
 
 
 def _first_line(exc: BaseException) -> str:
