@@ -14,7 +14,9 @@ import numpy as np
 MAX_SIDE = 1024  # a preview is small (512² images send 64²): anything larger is not one, and is not drawn
 
 _collection = None
-_shown: dict[str, int] = {}  # job id → id() of the arrays last shown (progress replaces them; unchanged: skipped)
+# job id → the arrays last shown, held (progress replaces them; the same object: skipped). Not their id(): a new
+# dict can take a freed one's address, and a new step was then skipped as shown
+_shown: dict[str, object] = {}
 
 
 def preview_pixels(arrays) -> np.ndarray | None:
@@ -43,9 +45,9 @@ def preview_pixels(arrays) -> np.ndarray | None:
 def show(job_id: str, arrays) -> bool:
     """Draw ``arrays``' preview for job ``job_id`` if it is new; True when the preview changed."""
     global _collection
-    if not arrays or _shown.get(job_id) == id(arrays):
+    if not arrays or _shown.get(job_id) is arrays:
         return False
-    _shown[job_id] = id(arrays)
+    _shown[job_id] = arrays
     pixels = preview_pixels(arrays)
     if pixels is None:
         return False
