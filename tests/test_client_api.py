@@ -88,7 +88,10 @@ def test_a_wait_that_is_no_finite_number_is_refused_not_waited_forever():
                            (lambda: client.submit("echo", timeout=10**400), "timeout must be a finite number")):
             with pytest.raises(ValueError, match=re.escape(said)):
                 call()
-        assert client.jobs() == []
+        handle = client.submit("echo")
+        for timeout in (float("nan"), 10**400):  # (nan waited until the job ended, 10**400 was an OverflowError)
+            with pytest.raises(ValueError, match="timeout must be a finite number of seconds"):
+                handle.wait(timeout)
 
 
 def test_numpy_numbers_in_params_are_the_json_numbers_they_are(client):

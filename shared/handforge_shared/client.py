@@ -444,6 +444,8 @@ class Client:
 
     # ---------------------------------------------------------------- internals: receiving
     def _wait(self, done: Callable[[], bool], timeout: float | None) -> None:
+        if timeout is not None:  # (handle.wait(nan) waited until the job ended; 10**400 raised OverflowError)
+            _check_seconds("timeout", timeout, " (or None: until it ends)")
         if done():
             return
         self._check_open()
