@@ -50,9 +50,10 @@ def image_pixels(image) -> np.ndarray:
     image.pixels.foreach_get(flat)
     pixels = flat.reshape(height, width, image.channels)[::-1]
     rgb = pixels[..., :3] if image.channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
-    # Blender holds float buffers premultiplied by alpha, except Channel Packed ones (RGB and alpha independent:
-    # divided, their colours went over-bright where the alpha is below 1 and black where it is 0)
-    if image.is_float and image.channels == 4 and image.alpha_mode != "CHANNEL_PACKED":
+    # Blender holds float buffers premultiplied by alpha, except Channel Packed and Non-Color ones (their RGB as
+    # read: divided, their colours went over-bright where the alpha is below 1 and black where it is 0)
+    premultiplied = image.alpha_mode != "CHANNEL_PACKED" and not image.colorspace_settings.is_data
+    if image.is_float and image.channels == 4 and premultiplied:
         alpha = pixels[..., 3:]
         rgb = np.divide(rgb, alpha, out=np.zeros_like(rgb), where=alpha > 0)
     rgb = np.clip(rgb, 0, 1)

@@ -86,6 +86,8 @@ def test_a_channel_packed_source_is_sent_as_its_rgb(session):
     found = session["channel_packed"]
     assert found["shape"] == [4, 32, 3]
     assert np.abs(np.array(found["rgb"]) - found["levels"]).max() <= 1
+    # a Non-Color one as well (was divided, as Channel Packed was); its alpha kept as coverage
+    assert found["data_shape"] == [4, 32, 4] and np.abs(np.array(found["data_rgb"]) - found["levels"]).max() <= 1
 
 def test_the_result_plane_fills_a_portrait_shifted_cameras_view(session):
     # before: the plane was sized by the sensor width as if the fit were horizontal, and centred: for a

@@ -163,7 +163,11 @@ def channel_packed_source():
     image = bpy.data.images.load(str(s.work / "packed16.png"))
     image.alpha_mode = "CHANNEL_PACKED"
     sent = ops_transfer.image_pixels(image)
-    return {"shape": list(sent.shape), "rgb": sent[0, :, 0].tolist(), "levels": levels.tolist()}
+    data = bpy.data.images.load(str(s.work / "packed16.png"), check_existing=False)
+    data.colorspace_settings.name = "Non-Color"  # held as read too, its alpha straight coverage
+    as_data = ops_transfer.image_pixels(data)
+    return {"shape": list(sent.shape), "rgb": sent[0, :, 0].tolist(), "levels": levels.tolist(),
+            "data_shape": list(as_data.shape), "data_rgb": as_data[0, :, 0].tolist()}
 
 
 s.check("channel_packed", channel_packed_source)
