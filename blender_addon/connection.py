@@ -65,6 +65,10 @@ def _curve_keys(prefs) -> CurveKeys | None:
     if not (prefs.server_public_key and prefs.client_secret_key):
         raise BackendError("a remote backend needs both keys: set Server Public Key (.key) and Client Secret Key "
                            "(.key_secret) in the HandForge preferences (create them with `handforge keys`)")
+    relative = [p for p in (prefs.server_public_key, prefs.client_secret_key) if p.startswith("//")]
+    if relative:  # (preferences hold for every .blend: "//" named a file beside whichever one was open)
+        raise BackendError(f"the key path {relative[0]!r} is relative to the open .blend, and the preferences serve "
+                           "every .blend: give the keys' absolute paths in the HandForge preferences")
     try:
         return CurveKeys.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
     except (OSError, ValueError) as exc:

@@ -67,6 +67,8 @@ def test_bad_settings_are_reported(session):
     session.no_error("bad_settings")
     result = session["bad_settings"]
     assert "tcp://HOST:PORT" in result["bad_address"]
+    # a "//" key path in the preferences (which serve every .blend) named a file beside whichever .blend was open
+    assert "'//keys/server.key' is relative to the open .blend" in result["relative_key"]
     assert "'tcp://localhost:99999' is not valid" in result["bad_port"]  # was urllib's bare "Port out of range"
     assert "online access" in result["remote_without_keys"] or "CurveZMQ" in result["remote_without_keys"]
     assert "/nonexistent/handforge" in result["bad_command"]

@@ -113,7 +113,7 @@ def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(ses
     found = session["render_percentage"]
     assert "19200×10800 pixels (the scene's render resolution 1920×1080 at 1000%)" in found["1000"], found
     assert "64 to 2048 pixels a side, multiples of 8" in found["1000"], found
-    # 1080 at 1% is 10.8: Blender truncates (BKE_render_resolution), as the size sent does since ab2fed0
+    # 1080 at 1% is 10.8: Blender truncates (BKE_render_resolution), as the size sent does
     assert "19×10 pixels" in found["1"] and "at 1%" in found["1"], found
     assert found["made"] is False, found
 

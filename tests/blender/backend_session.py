@@ -81,7 +81,16 @@ def bad_settings():
         port_taken = error_of(lambda: bpy.ops.handforge.start_backend())
         taken_children = len(children())
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    prefs.server_public_key, prefs.client_secret_key = "//keys/server.key", "/keys/client.key_secret"
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+    try:
+        connection._curve_keys(prefs)
+        relative_key = ""
+    except connection.BackendError as exc:
+        relative_key = str(exc)
+    prefs.server_public_key = prefs.client_secret_key = ""
     return {"bad_address": bad_address, "bad_port": bad_port, "remote_without_keys": remote_without_keys,
+            "relative_key": relative_key,
             "bad_command": bad_command, "bad_command_status": bad_command_status,
             "port_taken": port_taken, "port_taken_children": taken_children}
 
