@@ -208,3 +208,14 @@ def test_relative_spec_paths_are_read_from_the_drivers_folder_on_a_cluster(head,
     assert run.returncode == 0, run.stderr[-2000:]
     labels = json.loads((tmp_path / "data" / "samples" / "000001" / "labels.json").read_text())
     assert labels["background"]["image"] == "backgrounds/blue.png"  # recorded as written, as a local run does
+
+
+def test_an_actor_on_a_node_without_the_drivers_folder_says_so_for_the_specs_paths(tmp_path):
+    """Where the driver's folder is not on the node, a relative path of the spec names nothing there: said, with
+    what to do."""
+    from handforge.export.ray_pool import _Actor
+
+    spec = {**SPEC, "background": {"kinds": ["images"], "folder": "backgrounds"}}
+    actor = _Actor(spec, str(tmp_path / "data"), None, str(tmp_path / "not-on-this-node"))
+    assert actor.ready()["fatal"].startswith("SpecError: background.folder: 'backgrounds'")
+    assert "is not on that node: run it from the shared storage, or give absolute paths" in actor.ready()["fatal"]

@@ -143,6 +143,7 @@ class _Actor:
     the driver tells a worker that cannot start (fatal) from one that died (replaced)."""
 
     def __init__(self, spec: dict[str, Any], out: str, fault: str | None, folder: str):
+        from handforge.export.spec import SpecError
         from handforge.export.worker import SampleWorker
 
         # the spec's relative paths mean the driver's folder, as in a local run (and are recorded as written):
@@ -154,7 +155,7 @@ class _Actor:
             self.worker, self.error = SampleWorker(spec, out, fault), None
         except Exception as exc:
             self.worker, self.error = None, f"{type(exc).__name__}: {exc} (on {socket.gethostname()})"
-            if not moved:
+            if not moved and isinstance(exc, (OSError, SpecError)):  # (a path the spec names, read from here)
                 self.error += (f"; the folder the command runs in, {folder}, is not on that node: run it from the "
                                "shared storage, or give absolute paths in the spec")
 
