@@ -36,6 +36,14 @@ FLAT = "flat"
 MEAN_RELATIVE = "mean_relative"
 POSE_CONVENTIONS = (FLAT, MEAN_RELATIVE)
 
+
+def not_flat(where: Any, convention: str, before: str) -> str:
+    """The one wording of a refusal of clips whose hand poses are not flat (raw InterHand2.6M ones, offsets
+    from MANO's mean hand: read as flat, every angle, mesh and keypoint is another pose's, and nothing says
+    so). ``where``: the clip's file; ``before``: what the user meant to do with them ("measuring them")."""
+    return (f"{where}: holds {convention} hand poses (raw InterHand2.6M), not HandForge's flat ones: convert its "
+            f"clips with interhand_files.to_flat and MANO's hands_mean (ManoModel.hands_mean_arrays()) before {before}")
+
 # smplx issue #48: in the released MANO_LEFT.pkl the x row of shapedirs has the right hand's sign.
 # A correctly mirrored left model has shapedirs[:, 0] = -right[:, 0]; the buggy one has +right.
 LEFT_SHAPEDIRS_BUG_THRESHOLD = 1.0

@@ -22,6 +22,7 @@ import numpy as np
 
 from handforge.datasets.representation import DTYPE, FIELDS, HAND_AXIS, ClipInfo, ClipSource, DatasetError, \
     clip_arrays
+from handforge_shared.files import existing_ancestor, file_kind
 
 ARRAYS = (*FIELDS, "present")
 CACHE_FORMAT = "handforge.clip-store"
@@ -67,11 +68,10 @@ class ClipStore:
             _fill(arrays, source, clips, progress)
             return cls(clips, arrays)
         cache = Path(cache).expanduser()
-        for folder in (cache, *cache.parents):  # (a file there raised NotADirectoryError from iterdir or mkdir)
-            if folder.exists():
-                if not folder.is_dir():
-                    raise DatasetError(f"{folder} is a file: give a folder for the cache (new, empty or a cache)")
-                break
+        blocked = existing_ancestor(cache)  # (a file there raised NotADirectoryError from iterdir or mkdir)
+        if not blocked.is_dir():
+            kind = "a file" if blocked.is_file() else file_kind(blocked)
+            raise DatasetError(f"{blocked} is {kind}: give a folder for the cache (new, empty or a cache)")
         fingerprint = _fingerprint(source, clips)
         if cache.exists() and any(cache.iterdir()):
             # Only a folder this class wrote is ever replaced.

@@ -52,6 +52,7 @@ from handforge.evaluation.features import (
     canonical_motion,
     two_hand_keypoints,
 )
+from handforge_shared.mano_params import FLAT, not_flat
 
 FREE = "free"
 UNLABELLED = "unlabelled"
@@ -101,11 +102,9 @@ def load_corpus(folder: str | Path, max_clips: int | None = None, progress: bool
             source = open_corpus(folder, max_clips=max_clips)
         else:
             source = open_motion_folder(folder / "clips" if (folder / "clips").is_dir() else folder, max_clips=max_clips)
-        raw = [(path, info) for path, info in zip(source.paths, source.clips) if info.pose_convention != "flat"]
+        raw = [(path, info) for path, info in zip(source.paths, source.clips) if info.pose_convention != FLAT]
         if raw:  # (as measure refuses them: their keypoints, posed as flat, were another pose's, unsaid)
-            raise FeatureError(f"{raw[0][0]}: holds {raw[0][1].pose_convention} hand poses (raw InterHand2.6M), not "
-                               "HandForge's flat ones: convert its clips with interhand_files.to_flat and MANO's "
-                               "hands_mean (ManoModel.hands_mean_arrays()) before training on them")
+            raise FeatureError(not_flat(raw[0][0], raw[0][1].pose_convention, "training on them"))
         data = CorpusData([], [], [], [], [], [], {"folder": folder.name, "clips_found": len(source.clips)})
         made = _corpus_settings(folder)
         if made:

@@ -16,7 +16,7 @@ import numpy as np
 
 from handforge.evaluation.landmarks import PCK_THRESHOLD, detect, keypoint_errors, match
 from handforge.export.folder import finished_indices, sample_dir
-from handforge.export.samples import LabelsError, read_labels
+from handforge.export.samples import LabelsError, read_labels, size_problem
 
 PCK_KEY = f"pck@{PCK_THRESHOLD:g}"
 
@@ -73,11 +73,9 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
             rgb = np.asarray(image.convert("RGB"))
     except OSError as exc:
         raise ValueError(f"cannot read {folder / image_name} as an image: {exc}") from exc
-    size = (labels["camera"]["width"], labels["camera"]["height"])
-    if (rgb.shape[1], rgb.shape[0]) != size:  # the labels are in the camera's pixels: a resized image measured
-        # as it is gave the scale as keypoint error (training data is refused so: export.samples.sample_problem)
-        raise ValueError(f"{folder / image_name} is {rgb.shape[1]}×{rgb.shape[0]} but its labels' camera is "
-                         f"{size[0]}×{size[1]}: evaluate the image at the size it was labelled at")
+    problem = size_problem(folder / image_name, (rgb.shape[1], rgb.shape[0]), labels)
+    if problem:  # (measured as it was, a resized image's scale came out as keypoint error)
+        raise ValueError(f"{problem}: evaluate the image at the size it was labelled at")
     return {"sample": folder.name, **evaluate_image(rgb, labels, min_confidence)}
 
 

@@ -29,7 +29,7 @@ from handforge.evaluation.distribution import diversity, frechet_feature_distanc
 from handforge.evaluation.features import FeatureNetworks, load_features, two_hand_keypoints
 from handforge.evaluation.limits import LimitMetrics, joint_limit_metrics
 from handforge.evaluation.motion import smoothness
-from handforge_shared.mano_params import FLAT
+from handforge_shared.mano_params import FLAT, not_flat
 from handforge_shared.poses import MotionClip, motion_files
 
 
@@ -318,7 +318,5 @@ class ClipFolder(Sequence[MotionClip]):
         # raw InterHand2.6M poses are offsets from MANO's mean hand: read as flat ones, every joint angle,
         # limit violation, mesh and feature is measured on another pose, and nothing says so
         if clip.extra.get("pose_convention", FLAT) != FLAT:
-            raise ValueError(f"{path}: holds {clip.extra['pose_convention']} hand poses (raw InterHand2.6M), not "
-                             "HandForge's flat ones: convert its clips with interhand_files.to_flat and MANO's "
-                             "hands_mean (ManoModel.hands_mean_arrays()) before measuring them")
+            raise ValueError(not_flat(path, clip.extra["pose_convention"], "measuring them"))
         return clip

@@ -229,16 +229,25 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
         return str(exc)
     except OSError as exc:
         return f"{folder / LABELS}: {exc.strerror or exc}"
-    size = (labels["camera"]["width"], labels["camera"]["height"])
     for name in images:
         try:
             with Image.open(folder / name) as image:
                 found = image.size
         except (OSError, ValueError) as exc:
             return f"{folder / name}: {type(exc).__name__}: {exc}"
-        if found != size:
-            return f"{folder / name} is {found[0]}×{found[1]} but its labels' camera is {size[0]}×{size[1]}"
+        problem = size_problem(folder / name, found, labels)
+        if problem:
+            return problem
     return ""
+
+
+def size_problem(path: Path, size: tuple[int, int], labels: dict) -> str:
+    """'' when an image of ``size`` (width, height) at ``path`` is its ``labels``' camera's size, else why not: the
+    labels are in the camera's pixels, and a resized image measured or trained on as it is shifts every keypoint."""
+    wanted = (labels["camera"]["width"], labels["camera"]["height"])
+    if tuple(size) == wanted:
+        return ""
+    return f"{path} is {size[0]}×{size[1]} but its labels' camera is {wanted[0]}×{wanted[1]}"
 
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every PNG's last 12 bytes: its IEND chunk
