@@ -181,6 +181,19 @@ def test_attentionhand_needs_its_guidance_module(configured, monkeypatch, tmp_pa
     assert not (tmp_path / "data").exists()
 
 
+def test_a_generate_spec_without_rgb_needs_no_weights_and_claims_no_images(monkeypatch, tmp_path):
+    """outputs without "rgb" generate no image: such an export wrote every sample, then failed at the card
+    for want of SD weights (exit 2, no card), and with weights its card named prompts and ControlNets
+    that made nothing."""
+    for name in WEIGHT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "data"
+    summary = export(parse_spec({**SPEC, "outputs": ["mesh", "masks"]}), out, command=COMMAND, progress=False)
+    assert summary["finished"] == 2
+    card = json.loads((out / "dataset_card.json").read_text())
+    assert "generate" not in card and not (out / "samples" / "000000" / "rgb.png").exists()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"generate": {"stesp": 2}}, "unknown keys"),
     ({"generate": {"prompts": []}}, "generate.prompts"),

@@ -312,7 +312,9 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
             "hand_model_files": hand_model_files(spec.hand_model),
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
-    if spec.render.engine == "generate":
+    # (as check_rgb_source: without "rgb" nothing is generated, and no weights are needed: the card needed
+    # them, failing an export whose samples were all written, and named prompts and weights that made nothing)
+    if spec.render.engine == "generate" and "rgb" in spec.outputs:
         from handforge.engines.image.generated_rgb import card_fields
 
         card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
