@@ -296,6 +296,24 @@ def test_pairs_of_another_spec_are_said_before_the_sd_weights_are_loaded(data, t
     assert "holds pairs written from another spec or shading" in err and "not-sd" not in err, err
 
 
+@pytest.mark.parametrize("engine", ["generate", "none"])
+def test_a_spec_whose_engine_makes_no_pairs_is_said_before_anything_is_written(tmp_path, capsys, engine):
+    """--write-pairs with a generated-image (or no-RGB) spec and Blender shading: refused after the SD weights
+    loaded, as "unknown Blender engine 'generate'", and after pairs_spec.json was written, so that the
+    corrected command (--shading gl) was refused as "pairs written from another spec or shading" in a
+    folder holding none. Here --sd is no SD folder at all."""
+    from handforge.cli import main
+
+    (tmp_path / "not-sd").mkdir()
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "outputs": ["rgb", "mesh"], "render": {"engine": engine}}))
+    assert main([*_tiny_run(tmp_path / "pairs", tmp_path / "not-sd", tmp_path / "run", 2), "--write-pairs",
+                 str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f"render.engine is {engine!r}" in err and "--shading gl" in err and "not-sd" not in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "pairs" / "pairs_spec.json").exists()
+
+
 def test_training_on_more_pairs_than_asked_for_is_said(data, tmp_path, capsys):
     """--write-pairs --pairs 2 into a folder of 4 pairs trained on all 4, unsaid."""
     from handforge.cli import main

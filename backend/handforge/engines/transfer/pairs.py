@@ -51,6 +51,11 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
 
     if "rgb" not in spec.outputs:  # (as write_pairs makes them)
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
+    # said here, before the SD weights load and the record is written: write_pairs said it after both
+    # (a generated spec as "unknown Blender engine"), and the record then refused the corrected command
+    if shading != "gl" and spec.render.engine not in ("workbench", "cycles"):
+        raise ValueError(f"render.engine is {spec.render.engine!r}: pairs need both poses rendered alike by Blender; "
+                         "choose workbench or cycles, or --shading gl (shading='gl')")
     made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
     record = Path(out) / PAIRS_SPEC
     try:
@@ -86,9 +91,7 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     with contextlib.ExitStack() as stack:
         if shading == "gl":
             rgb = gl_rgb(gl)
-        elif spec.render.engine == "none":
-            raise ValueError("render.engine is 'none': pairs need RGB; choose workbench or cycles, or shading='gl'")
-        else:
+        else:  # (a workbench or cycles spec: check_pairs_folder)
             from handforge.render.blender import BlenderRGB
 
             rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
