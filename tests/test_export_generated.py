@@ -128,6 +128,22 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_warned_of_once(configure
                                                      "reads"), warned
 
 
+def test_controlnets_left_out_by_empty_controls_are_warned_of(configured, caplog):
+    """controls = [] (the example spec: "empty: all") took only the ControlNets whose names say their render:
+    my_net was left out of every image unsaid (image.generate's result warns of it)."""
+    import logging
+
+    from handforge.export.run import check_rgb_source
+
+    unnamed = parse_spec({**SPEC, "generate": {k: v for k, v in SPEC["generate"].items() if k != "controls"}})
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):
+        check_rgb_source(unnamed)
+        check_rgb_source(parse_spec(SPEC))  # named: nothing left out
+    warned = [r.getMessage() for r in caplog.records if "ControlNet" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("generate.controls is empty: left out the ControlNet my_net "
+                                                     "of image.controlnets"), warned
+
+
 def test_two_workers_write_the_single_process_dataset(generated, configured, tmp_path):
     out = tmp_path / "data"
     spec = parse_spec(SPEC)

@@ -286,13 +286,19 @@ def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
 
 def check_rgb_source(spec: ExportSpec) -> None:
     """Refuse, before anything is written, a generated-RGB spec whose weights are not configured; warn
-    (once, before the workers start) of prompts longer than the text encoder reads."""
+    (once, before the workers start) of prompts longer than the text encoder reads, and of ControlNets
+    that empty controls leave out."""
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
         from handforge.engines.image.generated_rgb import engine_weights, prompt_warnings
 
         engine_weights(spec.generate)
         for warning in prompt_warnings(spec.generate):
             log.warning(warning)
+        if spec.generate.engine == "controlnet":  # (image.generate's result says so; the export left them out unsaid)
+            from handforge.engines.image.controls import controls_left_out
+
+            for warning in controls_left_out(list(spec.generate.controls)):
+                log.warning(f"generate.controls is empty: {warning}")
 
 
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,

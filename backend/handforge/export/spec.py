@@ -50,7 +50,8 @@ example below, every key at its default, is what ``handforge export --example-sp
     steps = 20                           # DDIM steps
     guidance_scale = 7.5
     control_scale = 1.0
-    controls = []                        # controlnet: ControlNet folders "name" or "name:kind" (empty: all)
+    controls = []                        # controlnet: ControlNet folders "name" or "name:kind" (empty: all
+                                         # whose names say their render, e.g. *_depth; the others are warned of)
     tas = true                           # AttentionHand's text attention stage on hand words
     seed = 0                             # added to each sample's noise seed
     keep_below_px = 0                    # > 0: record per sample whether MediaPipe's keypoints lie within

@@ -96,4 +96,17 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
     return out
 
 
-__all__ = ["Control", "ControlError", "available", "kind_from_name", "resolve", "unnamed"]
+def controls_left_out(specs: list[str]) -> list[str]:
+    """The warning when no controls were named and ControlNets whose names say no render were left out (of the
+    configured ControlNets folder): image.generate's, image.transfer's and a generated export's."""
+    from handforge import config
+    from handforge.engines.image.settings import CONTROLNETS
+
+    left = [] if specs else unnamed(config.value(CONTROLNETS.key))
+    return [f"left out the ControlNet{'s' if len(left) > 1 else ''} {', '.join(left)} of {CONTROLNETS.key}: "
+            f"{'their names say' if len(left) > 1 else 'its name says'} no render; name "
+            f"{'them' if len(left) > 1 else 'it'} in controls as '{left[0]}:KIND' to use "
+            f"{'them' if len(left) > 1 else 'it'}"] if left else []
+
+
+__all__ = ["Control", "ControlError", "available", "controls_left_out", "kind_from_name", "resolve", "unnamed"]

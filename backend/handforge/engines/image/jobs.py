@@ -169,17 +169,6 @@ def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
             raise invalid("params.controls", str(exc)) from None
 
 
-def controls_left_out(specs: list[str]) -> list[str]:
-    """The warning when no controls were named and ControlNets whose names say no render were left out."""
-    from handforge.engines.image.controls import unnamed
-
-    left = [] if specs else unnamed(config.value(CONTROLNETS.key))
-    return [f"left out the ControlNet{'s' if len(left) > 1 else ''} {', '.join(left)} of {CONTROLNETS.key}: "
-            f"{'their names say' if len(left) > 1 else 'its name says'} no render; name "
-            f"{'them' if len(left) > 1 else 'it'} in controls as '{left[0]}:KIND' to use "
-            f"{'them' if len(left) > 1 else 'it'}"] if left else []
-
-
 def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
     """The pipeline of these weights, dtype and offload setting from the server's model cache."""
     from handforge.engines.checkpoints import checkpoint_signature
@@ -359,6 +348,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
     warnings = (out_of_view(view) + truncated(pipe.tokenizer, params["prompt"])
                 + truncated(pipe.tokenizer, params["negative_prompt"], "negative_prompt"))
     if params["engine"] == "controlnet":
+        from handforge.engines.image.controls import controls_left_out
+
         warnings += controls_left_out(params["controls"])
     if params["tas"] and not tokens:
         warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "

@@ -324,7 +324,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     warnings += truncated(pipe.tokenizer, params["prompt"]) + truncated(
         pipe.tokenizer, params["negative_prompt"], "negative_prompt")
     if params["guide"] == "controlnet":
-        warnings += image_jobs.controls_left_out(params["controls"])
+        from handforge.engines.image.controls import controls_left_out
+
+        warnings += controls_left_out(params["controls"])
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": out.images, **{f"control.{k}": view.images[k] for k in kinds}, **extra})
