@@ -51,6 +51,15 @@ MAX_FPS = 10_000.0
 # or inf", naming no file). Generous: the jobs' pose limit is 4π, and 1000 rad keeps float32 precise.
 MAX_ROTATION = 1e3
 ROTATION_FIELDS = ("global_orient", "hand_pose")
+
+
+def overturned(rotations: np.ndarray) -> tuple[tuple[int, ...], float] | None:
+    """The first axis-angle triple of ``rotations`` (..., 3) turning a joint by more than ``MAX_ROTATION``, as (its
+    index in ``rotations[..., 0]``, its angle in rad), or None. The one bound of every reader (hypot: a norm of
+    1e300 is no overflow to inf)."""
+    turns = np.hypot.reduce(np.asarray(rotations, np.float64), axis=-1)
+    over = np.argwhere(turns > MAX_ROTATION)
+    return (tuple(over[0].tolist()), float(turns[tuple(over[0])])) if len(over) else None
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -281,12 +290,11 @@ class MotionClip:
             raise PoseFormatError("a motion clip needs at least one frame")
         for s, pose in self.hands.items():
             for name in ROTATION_FIELDS:
-                with np.errstate(over="ignore"):  # a norm past float64's range is inf: refused all the same
-                    turns = np.linalg.norm(getattr(pose, name).reshape(n, -1, 3), axis=-1)
-                if np.any(turns > MAX_ROTATION):
-                    frame, joint = np.argwhere(turns > MAX_ROTATION)[0].tolist()
+                found = overturned(getattr(pose, name).reshape(n, -1, 3))
+                if found is not None:
+                    (frame, _), angle = found
                     raise PoseFormatError(
-                        f"{hand_array_name(s, name)} turns a joint by {turns[frame, joint]:g} rad in frame {frame} "
+                        f"{hand_array_name(s, name)} turns a joint by {angle:g} rad in frame {frame} "
                         f"(at most {MAX_ROTATION:g} rad): rotations are axis-angle radians")
         present = {}
         for s in self.hands:

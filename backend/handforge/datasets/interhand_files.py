@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, Generator, Iterator, Mapping, NoReturn
 import numpy as np
 
 from handforge_shared.mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
-from handforge_shared.poses import MAX_ROTATION, HandPose, MotionClip, PoseFormatError, TwoHandPose
+from handforge_shared.poses import MAX_ROTATION, HandPose, MotionClip, PoseFormatError, TwoHandPose, overturned
 from handforge_shared.protocol import unique_keys
 from handforge_shared.skeleton import HAND_POSE_DIM, NUM_BETAS, SIDES, Side
 
@@ -243,11 +243,10 @@ def _hand(value: Any, where: str) -> HandPose | None:
         if arr.shape != (size,):
             raise PoseFormatError(f"{where}: {name} must hold {size} numbers, got shape {arr.shape}")
     # MotionClip's bound, here where the frame is known: it named no file, capture or annotated frame
-    # (hypot: a norm of 1e300 is no overflow to inf)
-    turns = np.hypot.reduce(pose.reshape(-1, 3), axis=-1)
-    if np.any(turns > MAX_ROTATION):
-        joint = int(np.argmax(turns > MAX_ROTATION))
-        raise PoseFormatError(f"{where}: pose[{3 * joint}:{3 * joint + 3}] turns a joint by {turns[joint]:g} rad "
+    found = overturned(pose.reshape(-1, 3))
+    if found is not None:
+        (joint,), angle = found
+        raise PoseFormatError(f"{where}: pose[{3 * joint}:{3 * joint + 3}] turns a joint by {angle:g} rad "
                               f"(at most {MAX_ROTATION:g}): rotations are axis-angle radians")
     try:
         return HandPose(global_orient=pose[:3], hand_pose=pose[3:], betas=shape, transl=trans)
