@@ -99,7 +99,9 @@ def load_user_poses() -> dict[str, np.ndarray]:
             arr = np.empty(0)
         if arr.shape != (anatomy.NUM_FINGER_JOINTS, 3) or not np.all(np.isfinite(arr)):
             raise ValueError(f"pose {name!r} in {path} is not 15 × 3 finite angles in degrees: {fix}")
-        if np.abs(arr).max() > 360.0:  # (saved poses hold a joint's angles, within ±180°: hand-edited, it posed wrapped)
+        # saved poses hold a joint's angles, within ±180° (±360°: room for a hand-edited turn the other way round);
+        # far beyond, hand-edited, it posed wrapped, meaningless rotations
+        if np.abs(arr).max() > 360.0:
             raise ValueError(f"pose {name!r} in {path} has an angle beyond ±360° ({np.abs(arr).max():g}°): {fix}")
         poses[name] = np.radians(arr)
     _cache = (identity, poses)

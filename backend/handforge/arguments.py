@@ -152,7 +152,7 @@ POSITIVE = number_in(0.0, low_open=True)  # e.g. a learning rate
 SEED = whole_number(0, 2**32 - 1)
 
 
-def _path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
+def path_errors_said(check: Callable[[str], str]) -> Callable[[str], str]:
     """A path type whose look at the disk fails (a name over the file system's 255 bytes: stat raised
     ENAMETOOLONG; a folder this user may not enter) refuses the path in argparse's one line, not a traceback."""
     def parse(text: str) -> str:
@@ -226,7 +226,7 @@ def as_meant(text: str) -> Path:
     return meant
 
 
-@_path_errors_said
+@path_errors_said
 def writable_file(text: str) -> str:
     """A file a command writes (a report at its end, an endpoint file): checked first, so that an hour of
     evaluation is not lost to a missing folder or a typo. Returns it ``as_meant``."""
@@ -266,7 +266,7 @@ def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str]
     said alone, before the start-up's log lines (a server's) or what checking its contents would list."""
     kind = {False: "file", True: "folder", None: "file or folder"}[folder]
 
-    @_path_errors_said
+    @path_errors_said
     def existing(text: str) -> Path:
         path = Path(text).expanduser()
         if not text.strip():  # ("" would be the current folder) said as given_path says it
@@ -320,7 +320,7 @@ def write_report(path: str | Path, data: dict[str, Any]) -> None:
                                "choose another --out and run it again") from None
 
 
-@_path_errors_said
+@path_errors_said
 def output_folder(text: str) -> str:
     """A folder a command writes into (made if missing): not a file, not an empty path, and inside a
     folder this user can write to, checked before any work. Returns it ``as_meant`` (no stray folder made
@@ -354,5 +354,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "python_package", "report_file",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file",
            "thread_count", "torch_device", "whole_number", "write_report"]

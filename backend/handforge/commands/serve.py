@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from handforge.arguments import (_path_errors_said, at_least, existing_path, finite_number, given_path, python_package, writable_file,
+from handforge.arguments import (path_errors_said, at_least, existing_path, finite_number, given_path, python_package, writable_file,
                                  thread_count, whole_number)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
                                        STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
@@ -32,7 +32,7 @@ MAX_MESSAGE_MB = float(1 << 22)
 MIN_HEARTBEAT_S = 0.1
 
 
-def _positive_seconds(text: str) -> float:
+def _heartbeat_seconds(text: str) -> float:
     value = finite_number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
@@ -96,7 +96,7 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-@_path_errors_said
+@path_errors_said
 def _endpoint_file(text: str) -> Path:
     """A file to write the endpoint into, and remove at exit: an existing one only when empty (mktemp's) or an
     endpoint (one left by a server killed outright); any other was overwritten, then removed (a user's notes)."""
@@ -133,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=_device_list, metavar="LIST",
                         help="comma-separated devices for GPU-class jobs, e.g. cuda:0,cuda:1 or cpu "
                              "(default: every CUDA GPU, else the CPU)")
-    parser.add_argument("--heartbeat", type=_positive_seconds, default=DEFAULT_HEARTBEAT_S, metavar="SECONDS",
+    parser.add_argument("--heartbeat", type=_heartbeat_seconds, default=DEFAULT_HEARTBEAT_S, metavar="SECONDS",
                         help=f"heartbeat interval to clients with jobs in flight (default {DEFAULT_HEARTBEAT_S:g})")
     parser.add_argument("--max-message-mb", type=_message_mb, default=DEFAULT_LIMITS.max_message_bytes / 2**20,
                         metavar="MB", help="largest request accepted, in MiB (default 256)")
