@@ -153,6 +153,32 @@ def test_two_workers_write_the_single_process_dataset(generated, configured, tmp
     assert tree(out) == tree(generated)
 
 
+def test_a_resume_on_another_device_is_refused(generated, configured, monkeypatch, tmp_path):
+    """Begun on the CPU, resumed where a GPU is seen: the same seeds draw other noise there (in float16), and the
+    images were mixed under one card, unsaid. A folder recorded before the device was is resumed anywhere."""
+    from handforge.export.folder import FolderTaken
+
+    out = tmp_path / "data"
+    shutil.copytree(generated, out)
+    shutil.rmtree(out / "samples" / "000001")
+    assert json.loads((out / "export_spec.json").read_text())["generate_weights"]["device"] == "cpu"
+    monkeypatch.setattr("handforge.engines.image.generated_rgb.default_device", lambda: "cuda:0")
+    with pytest.raises(FolderTaken, match=r"holds images generated on another device \(device, dtype: cpu then\): "
+                                          "resuming would mix images their seeds cannot reproduce"):
+        export(parse_spec(SPEC), out, command=COMMAND, progress=False)
+    from handforge.engines.image.generated_rgb import weights_identity
+
+    assert weights_identity(parse_spec(SPEC).generate, "cuda")["dtype"] == "float16"
+    monkeypatch.undo()
+    for name, value in configured.items():
+        monkeypatch.setenv(name, value)
+    record = json.loads((out / "export_spec.json").read_text())
+    for key in ("device", "dtype"):
+        del record["generate_weights"][key]
+    (out / "export_spec.json").write_text(json.dumps(record))
+    assert export(parse_spec(SPEC), out, command=COMMAND, progress=False)["written"] == 1
+
+
 def test_ray_actors_generate_with_the_drivers_weights(generated, weights, monkeypatch, tmp_path):
     """As on a cluster whose nodes have no weights configured: Ray is started before the driver's settings
     are, so its actors see none of them unless the pool hands them over; they then write the same dataset."""

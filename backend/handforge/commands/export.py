@@ -186,9 +186,11 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
         from handforge.export.local_pool import LocalPool
 
         factory = lambda: LocalPool(spec.to_dict(), args.out, workers)
+    # Ray's actors see a GPU only when they reserve one (the folder records where the images are made)
+    device = None if args.ray is None else ("cuda" if args.gpus_per_worker else "cpu")
     return export_sharded(spec, args.out, factory, workers, command=command, progress=not args.quiet,
                           fault=parse_fault(os.environ.get(FAULT_ENV, "")), sample_timeout=timeout,
-                          workers_here=not args.ray)
+                          workers_here=not args.ray, device=device)
 
 
 def _worker_holds(spec) -> str:

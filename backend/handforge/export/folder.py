@@ -103,11 +103,17 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
                               "as loaded differ, e.g. other MANO files in mano.model_dir): resuming would mix two "
                               "datasets; restore the hand model's files to resume, or choose a new folder")
         held_weights, weights = held.get(GENERATE_WEIGHTS), record.get(GENERATE_WEIGHTS)
-        if held_weights is not None and weights is not None and held_weights != weights:
-            changed = ", ".join(k for k in sorted(weights) if held_weights.get(k) != weights.get(k))
-            raise FolderTaken(f"{out} holds images generated with other weights ({changed}: "
-                              f"{held_weights.get(changed.split(', ')[0])} then): resuming would mix two models' "
-                              "images; set them back to resume, or choose a new folder")
+        # (what a folder recorded before the device and dtype were is compared: those it lacks, not)
+        changed = [k for k in sorted(weights or {}) if k in (held_weights or {}) and held_weights[k] != weights[k]]
+        if changed and set(changed) <= {"device", "dtype"}:
+            raise FolderTaken(f"{out} holds images generated on another device ({', '.join(changed)}: "
+                              f"{held_weights[changed[0]]} then): resuming would mix images their seeds cannot "
+                              "reproduce; resume where they were made (cuda: a machine with a GPU, or --ray with "
+                              "--gpus-per-worker; cpu: one without, or --ray without it), or choose a new folder")
+        if changed:
+            raise FolderTaken(f"{out} holds images generated with other weights ({', '.join(changed)}: "
+                              f"{held_weights[changed[0]]} then): resuming would mix two models' images; set them "
+                              "back to resume, or choose a new folder")
         extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
                     if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
         if extra:

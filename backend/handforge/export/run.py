@@ -241,7 +241,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             "finished": finished, "seconds": seconds, "failed": failed}
 
 
-def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
+def folder_record(spec: ExportSpec, out: Path, model, device: str | None = None) -> dict[str, Any]:
     """What dataset folder ``out`` records of the spec that made it: the spec, the identity of its input
     files (a resume after one changed would mix two datasets; none for a spec without such files), the
     hashes of files unchanged since ``out`` recorded them reused, and the loaded hand ``model``'s."""
@@ -255,7 +255,7 @@ def folder_record(spec: ExportSpec, out: Path, model) -> dict[str, Any]:
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
         from handforge.engines.image.generated_rgb import weights_identity
 
-        record[GENERATE_WEIGHTS] = weights_identity(spec.generate)
+        record[GENERATE_WEIGHTS] = weights_identity(spec.generate, device)
     return record
 
 

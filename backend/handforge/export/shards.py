@@ -94,11 +94,12 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
                    command: str, progress: bool | Callable = True, limit: int | None = None,
                    chunk_size: int | None = None, fault: str | None = None,
                    poll_seconds: float = 0.5, sample_timeout: float = DEFAULT_SAMPLE_TIMEOUT,
-                   workers_here: bool = False) -> dict[str, Any]:
+                   workers_here: bool = False, device: str | None = None) -> dict[str, Any]:
     """Export ``spec`` into ``out`` with ``workers`` workers from ``pool_factory()`` (a context manager
     giving a ``Pool``). ``fault``: the fault injection of ``handforge.export.worker.FAULT_ENV``;
     ``sample_timeout``: seconds per sample a worker may go without answering before it is stopped as hung;
-    ``workers_here``: they run on this machine (their samples' memory is checked here, not a cluster's).
+    ``workers_here``: they run on this machine (their samples' memory is checked here, not a cluster's);
+    ``device``: where the workers generate images (default: where this process would).
     Returns the single-process summary plus ``failed`` (index → why), ``worker_restarts`` and ``workers``."""
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
@@ -112,7 +113,7 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     # the driver's one copy: the record names it, and MANO's mean pose goes into the InterHand files
     model = load_hand_model(spec.hand_model)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
-    with claimed_folder(out, folder_record(spec, out, model)) as removed:
+    with claimed_folder(out, folder_record(spec, out, model, device)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
                               poll_seconds, sample_timeout, removed, model, workers_here)
 

@@ -84,14 +84,19 @@ def prompt_warnings(settings: GenerateSettings) -> list[str]:
         transformers_logging.set_verbosity(verbosity)
 
 
-def weights_identity(settings: GenerateSettings) -> dict[str, Any]:
+def weights_identity(settings: GenerateSettings, device: str | None = None) -> dict[str, Any]:
     """Which weights make a dataset's generated images: the SD model and the ControlNets or guidance
-    module, as resolved paths (a resume with others would mix two models' images under one card). Paths,
-    not contents: weights replaced in place are not seen."""
+    module, as resolved paths (a resume with others would mix two models' images under one card), and the
+    kind of device and the dtype they run in (``device``: where the images are made, default this process's
+    ``default_device``): the same seed draws other noise on a GPU than on the CPU, in float16 there, so a
+    dataset begun on one and resumed on the other mixed images its seeds cannot reproduce. Paths, not
+    contents: weights replaced in place are not seen."""
     weights, _ = engine_weights(settings)
     resolved = lambda path: str(Path(path).expanduser().resolve())  # noqa: E731
+    device = device or default_device()
     return {"sd_model": resolved(config.value(SD_MODEL.key)), "sd_config": str(config.value(SD_CONFIG.key) or ""),
-            "controlnets": [resolved(w) for w in weights]}
+            "controlnets": [resolved(w) for w in weights], "device": device.split(":")[0],
+            "dtype": str(torch_dtype("auto", device)).removeprefix("torch.")}
 
 
 def card_fields(settings: GenerateSettings, samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
