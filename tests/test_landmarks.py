@@ -112,7 +112,7 @@ def _edited(labels: dict, key: str, value) -> dict:
     # a hand's whole-hand box edited: a TypeError traceback in the errors' normalisation
     (lambda text: json.dumps(_edited(json.loads(text), "bbox_projected", "all of it")), True,
      "hands.(left|right).bbox_projected must be null or 4 numbers"),
-    (lambda text: text, False, "has no rgb.png: export with an RGB engine"),
+    (lambda text: text, False, "has no rgb.png: export with \"rgb\" in the spec's outputs and an RGB engine"),
     (lambda text: text, b"not a png", "cannot read .*rgb.png as an image"),
     # an image resized since (its labels are in the camera's pixels): it was measured as it was, 30-50 px
     # "errors" that were only the scale
@@ -179,3 +179,13 @@ def test_a_half_written_sample_of_a_killed_export_is_no_sample(tmp_path):
         (tmp_path / "samples" / name).mkdir(parents=True)
         (tmp_path / "samples" / name / "labels.json").write_text(text)
     assert sample_folders(tmp_path) == [tmp_path / "samples" / "000000"]
+
+
+def test_the_table_lists_the_passing_samples_with_no_dangling_colon_when_none_pass():
+    from handforge.engines.image.evaluate import _table
+
+    summary = {"samples": 2, "detected_hands": 0, "labelled_hands": 2, "detection_rate": 0.0, "confidence": None,
+               "mean_px": None, "mean_normalised": None, "mse_2d": None, "pck@0.1": None, "handedness_agreement": None}
+    report = {"samples": [], "summary": summary, "keep_below_px": 12.0}
+    assert _table({**report, "passing": []}).splitlines()[-1] == "passing (< 12 px): 0 of 2"
+    assert _table({**report, "passing": ["000001"]}).splitlines()[-1] == "passing (< 12 px): 1 of 2: 000001"

@@ -66,8 +66,8 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
         if named:  # made, and gone since: not the engine's fault (its advice was to export with one)
             raise ValueError(f"{folder} has lost its {image_name}, which its labels.json names: delete the sample's "
                              "folder and run the same export again, which makes it anew")
-        raise ValueError(f"{folder} has no {image_name}: export with an RGB engine (workbench or cycles), "
-                         "not --engine none")
+        raise ValueError(f"{folder} has no {image_name}: export with \"rgb\" in the spec's outputs and an RGB "
+                         "engine (workbench, cycles or generate), not --engine none")
     try:
         with Image.open(folder / image_name) as image:
             rgb = np.asarray(image.convert("RGB"))

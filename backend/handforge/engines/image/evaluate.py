@@ -44,8 +44,8 @@ def _table(report: dict) -> str:
                  f"MSE-2D {_cell(s['mse_2d'], 1)} px², PCK@0.1 {_cell(s['pck@0.1'])}, "
                  f"handedness agreement {_cell(s['handedness_agreement'])}")
     if "keep_below_px" in report:
-        lines.append(f"passing (< {report['keep_below_px']:g} px): {len(report['passing'])} of {s['samples']}: "
-                     + " ".join(report["passing"]))
+        lines.append(f"passing (< {report['keep_below_px']:g} px): {len(report['passing'])} of {s['samples']}"
+                     + (": " + " ".join(report["passing"]) if report["passing"] else ""))  # (none: no dangling ":")
     return "\n".join(lines)
 
 
