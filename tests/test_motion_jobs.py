@@ -15,9 +15,12 @@ import torch
 
 from handforge.engines.checkpoints import save_model
 from handforge.engines.motion.model import MotionDenoiser
+from handforge.engines.motion.representation import FRAME_DIM
 from handforge_shared.client import Cancelled, JobFailed
 from handforge_shared.poses import MotionClip
 from tests.support.server import running_server
+
+UNIT_STATISTICS = {"data_mean": [0.0] * FRAME_DIM, "data_std": [1.0] * FRAME_DIM}  # (train motion writes real ones)
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 30
@@ -27,7 +30,7 @@ PARTS = 17
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     torch.manual_seed(0)
-    net = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64)
+    net = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, **UNIT_STATISTICS)
     torch.nn.init.normal_(net.output.weight, std=0.05)  # untrained but not the plain in-between
     folder = save_model(net, tmp_path_factory.mktemp("motion") / "tiny")
     env = {"HANDFORGE_MOTION_CHECKPOINT": str(folder),
@@ -289,8 +292,8 @@ def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_p
     from handforge.server.jobs import JobContext, JobError
 
     torch.manual_seed(0)
-    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50),
-                        tmp_path / "tiny")
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50,
+                                       **UNIT_STATISTICS), tmp_path / "tiny")
     monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
     ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
     params = _generate_params(steps=100)

@@ -618,6 +618,11 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(other),
                  "--tasks", "gap15"]) == 2
     assert "the clips are at 30 fps and the model learnt motion at 60 fps" in capsys.readouterr().err
+    # its normalisation statistics deleted from config.json: it loaded and ran on unit statistics, unsaid
+    (other / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "data_mean"}))
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(other),
+                 "--tasks", "gap15"]) == 2
+    assert "config.json has no data_mean (the motion's normalisation statistics" in capsys.readouterr().err
 
 
 
@@ -703,7 +708,8 @@ def test_eval_motion_refuses_windows_longer_than_the_models_max_frames(corpus, t
     anything is sampled, as the jobs refuse such a range (its forward raised mid-run, a traceback)."""
     from handforge.cli import main
 
-    folder = save_model(MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=30),
+    stats = {"data_mean": [0.0] * rep.FRAME_DIM, "data_std": [1.0] * rep.FRAME_DIM}  # (as train motion writes them)
+    folder = save_model(MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=30, **stats),
                         tmp_path / "short")
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(folder),
                  "--windows", "2", "--frames", "2", "--steps", "2", "--tasks", "gap15,gap30"]) == 2

@@ -121,6 +121,12 @@ def check_representation(model: MotionDenoiser, folder) -> None:
     if model.config.frame_dim != FRAME_DIM:
         raise CheckpointError(f"{folder} holds a MotionDenoiser of {model.config.frame_dim} channels per frame, not "
                               f"the motion representation's {FRAME_DIM}; give a model `handforge train motion` wrote")
+    # the normalisation statistics live in config.json only (train motion always writes them): without them the
+    # model ran on unit statistics and made wrong motion, unsaid
+    missing = [key for key in ("data_mean", "data_std") if model.config.get(key) is None]
+    if missing:
+        raise CheckpointError(f"{folder}/config.json has no {' or '.join(missing)} (the motion's normalisation "
+                              "statistics `handforge train motion` writes there): restore the file, or train again")
 
 
 __all__ = ["MAX_FRAMES", "MotionDenoiser", "check_representation", "sinusoidal"]
