@@ -11,8 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
-from handforge.arguments import (path_errors_said, at_least, existing_path, finite_number, given_path, python_package, writable_file,
-                                 thread_count, whole_number)
+from handforge.arguments import (at_least, existing_path, finite_number, given_path, path_errors_said, python_package,
+                                 thread_count, whole_number, writable_file)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
                                        STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
 
@@ -105,7 +105,9 @@ def _endpoint_file(text: str) -> Path:
         with open(path, "rb") as fh:
             held = fh.read(1024)
         try:
-            held.strip() and parse_endpoint(held.decode())
+            text = held.decode().strip()
+            if text:  # (empty: mktemp's, taken)
+                parse_endpoint(text)
         except (UnicodeDecodeError, ValueError):
             raise argparse.ArgumentTypeError(f"{path} exists and is not an endpoint file (tcp://HOST:PORT): the "
                                              "server replaces it and removes it at exit; choose another file, or "

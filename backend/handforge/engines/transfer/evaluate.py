@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.engines.image.settings import SD_MODEL
     from handforge.engines.transfer.pairs import PosePairs
+    from handforge.export.samples import read_labels
 
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.image.loading import WeightsError
@@ -227,8 +228,8 @@ def run(args: argparse.Namespace) -> int:
             _check_size(spec.width, spec.height, f"--write-pairs {args.write_pairs}")
         write_requested_pairs(args, spec)
         dataset = PosePairs(args.data)
-        for index in dataset.indices[:args.limit]:
-            camera = json.loads((dataset.folder / "target" / "samples" / index / "labels.json").read_text())["camera"]
+        for index in dataset.indices[:args.limit]:  # (the one labels reader: a damaged file named, not a KeyError)
+            camera = read_labels(dataset.folder / "target" / "samples" / index)["camera"]
             _check_size(camera["width"], camera["height"], f"pair {index} of {args.data}")
         engines, models = _engines(args, str(sd_path), args.engines, device)
     except (ValueError, OSError, CheckpointError, WeightsError) as exc:
