@@ -4,6 +4,7 @@ Labelled Renders, Generate Image and Transfer Pose read them this one way."""
 
 from __future__ import annotations
 
+import bpy
 import numpy as np
 
 from . import hands
@@ -33,6 +34,23 @@ def active_camera(scene, otherwise: str = " or export from All Cameras"):
     if scene.camera is None or scene.camera.type != "CAMERA":
         raise ValueError(f"the scene has no active camera: set one (Scene properties › Camera){otherwise}")
     return check_perspective(scene.camera)
+
+
+def sharing_data(camera) -> list[str]:
+    """The other objects that use ``camera``'s camera data (linked duplicates, Alt-D), by name."""
+    return sorted(o.name for o in bpy.data.objects if o.data == camera.data and o != camera)
+
+
+def shares_data(camera, otherwise: str) -> str:
+    """Why an image of ``camera``'s view cannot be its background (said after its name): its camera data, which
+    holds the backgrounds, is shared (the image would show behind the other cameras too, off their rigs), or "".
+    ``otherwise``: what else to do, said last."""
+    others = sharing_data(camera)
+    if not others:
+        return ""
+    return (f"shares its camera data {camera.data.name!r} with {', '.join(repr(name) for name in others)} (a linked "
+            f"duplicate, Alt-D), and a background shows behind every camera of its data: give {camera.name!r} data "
+            f"of its own (select it alone, Object › Relations › Make Single User › Object & Data){otherwise}")
 
 
 def render_disabled(scene, obj) -> bool:

@@ -15,6 +15,7 @@ import bpy
 import numpy as np
 
 from . import hands, keys
+from .cameras import shares_data
 from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
@@ -114,6 +115,9 @@ def check_images(context, arrays: Mapping[str, np.ndarray], target: str) -> dict
             raise PoseFormatError(f"image {name!r} has non-finite pixels")
     if target == "CAMERA" and found and context.scene.camera is None:
         raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
+    shared = shares_data(context.scene.camera, ", or import it as a plane") if target == "CAMERA" and found else ""
+    if shared:  # (as Generate Image's Camera Background: its camera data is not changed unasked)
+        raise ValueError(f"camera {context.scene.camera.name!r} {shared}")
     return found
 
 

@@ -18,7 +18,6 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 
 from . import connection, ops_image
-from .cameras import active_camera
 from .panels import _Panel, _wrapped
 from .properties import PATH_FIELD, absolute_path
 
@@ -156,7 +155,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
 
     def job_request(self, context):
         scene = context.scene
-        camera = active_camera(scene, otherwise=", aimed at the hands")
+        camera = self.request_camera(scene)
         width, height = ops_image.image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
         before = {image.as_pointer() for image in bpy.data.images}

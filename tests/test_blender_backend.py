@@ -183,6 +183,10 @@ def test_results_become_keys_and_images(session):
     assert "no such file: choose a .npz file of arrays" in result["missing_inputs"], result["missing_inputs"]
     assert result["unsaved"] and "save it first" in result["relative_inputs"], result["relative_inputs"]
     assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
+    # before: shown behind the linked duplicate too (a background belongs to the camera data they share)
+    assert "camera 'Camera' shares its camera data" in result["shared"], result["shared"]
+    assert "with 'Camera.001' (a linked duplicate" in result["shared"], result["shared"]
+    assert "import it as a plane" in result["shared"] and result["shared_unchanged"] is True, result
 
 
 def test_stopping_the_backend_mid_job_is_reported(session):

@@ -84,6 +84,23 @@ def test_a_camera_renamed_while_the_image_is_made_still_gets_it_behind(session):
     assert found["result"] == ["FINISHED"] and found["background"] == "HandForge seed 8", found
 
 
+def test_a_camera_sharing_its_data_with_a_linked_duplicate_gets_no_background_meant_for_one_view(session):
+    # before: Camera Background set the image on the camera data both objects use: one view's image was shown
+    # behind the other camera too, off its rigs, unsaid
+    session.no_error("linked_duplicate")
+    found = session["linked_duplicate"]
+    first, second = found["twins"]  # (numbered names: earlier checks left cameras named "Cam.00N")
+    assert f"camera 'Cam' shares its camera data 'Cam' with {first!r} (a linked duplicate" in found["refused"], found
+    assert "Make Single User" in found["refused"] and "Image Plane" in found["refused"], found
+    assert found["made"] is False, found  # refused before anything was sent
+    assert found["plane"] == [["FINISHED"], "HandForge seed 51"], found  # a plane hangs from the object alone
+    result, printed = found["mid_job"]
+    assert result == ["FINISHED"] and found["mid_job_image"], found  # the image made meanwhile is kept
+    assert f"not shown behind camera 'Cam': it shares its camera data 'Cam' with {second!r}" in printed, printed
+    before, mine, twins = found["backgrounds"]
+    assert mine == twins == before and found["shared"] is True, found  # the data is left as it was, still shared
+
+
 def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(session):
     session.no_error("said_where")
     result, printed = session["said_where"]["shape"]

@@ -166,6 +166,8 @@ def test_camera_problems_are_said_for_transfer_not_for_exporting(session):
     found = session["camera_problems"]
     assert "no active camera" in found["none"] and "Scene properties" in found["none"], found
     assert "ortho" in found["ortho"] and "perspective" in found["ortho"], found
+    assert "camera 'Cam' shares its camera data 'Cam' with 'Cam.001'" in found["shared"], found
+    assert "turn off Camera Background" in found["shared"], found
     assert not any("export" in message.lower() for message in found.values()), found
 
 

@@ -309,7 +309,14 @@ def results_imported():
     bpy.context.scene.collection.objects.link(cam)
     bpy.context.scene.camera = cam
     assert bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA") == {"FINISHED"}
-    return {"new_objects": sorted(set(after["objects"]) - set(before["objects"])),
+    twin = cam.copy()  # a linked duplicate (Alt-D): the image would show behind it too
+    bpy.context.scene.collection.objects.link(twin)
+    state = scene_state()
+    shared = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
+    shared_unchanged = scene_state() == state and len(cam.data.background_images) == 1
+    bpy.data.objects.remove(twin)
+    return {"shared": shared, "shared_unchanged": shared_unchanged,
+            "new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
             "bad_inputs": bad_inputs, "missing_inputs": missing_inputs,

@@ -463,6 +463,53 @@ def said_where_it_shows():
 s.check("said_where", said_where_it_shows)
 
 
+def backgrounds_of(camera) -> list[str]:
+    return [b.image.name for b in camera.data.background_images if b.image is not None]
+
+
+def linked_duplicate_camera():
+    """A linked duplicate of the camera (Alt-D: another object, the same camera data), before the job and made
+    while it runs: the image of one camera's view is shown behind neither (a background belongs to the camera
+    data: before, it showed behind both), the data stays shared, and a plane, on the object, still shows it."""
+    scene = bpy.context.scene  # (the module's: replaced by an undo above)
+    camera = scene.camera
+    data, before = camera.data, backgrounds_of(camera)
+    twin = camera.copy()  # what Alt-D makes
+    scene.collection.objects.link(twin)
+    run = lambda seed, **kw: printed_by(lambda: bpy.ops.handforge.generate_image(  # noqa: E731
+        seed=seed, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], **kw))
+    try:
+        found = {"refused": error_of(lambda: bpy.ops.handforge.generate_image(
+                     seed=50, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False)),
+                 "made": "HandForge seed 50" in bpy.data.images, "twins": [twin.name]}
+        result, _ = run(51, set_background=False, add_plane=True)
+        plane = next(o for o in scene.objects if o.get("handforge_plane") == "HandForge image" and o.parent == camera
+                     and o.get("handforge_plane_name") == o.name)  # (not one an earlier check's artist kept)
+        found["plane"] = [result, plane.data.materials[0].node_tree.nodes["Image Texture"].image.name]
+        bpy.data.objects.remove(twin)
+        twin = None
+
+        def duplicate():
+            nonlocal twin
+            if twin is None:
+                twin = camera.copy()
+                scene.collection.objects.link(twin)
+
+        with while_a_job_runs(duplicate):
+            found["mid_job"] = run(52, add_plane=False)
+        found["mid_job_image"] = "HandForge seed 52" in bpy.data.images
+        found["twins"].append(twin.name)
+        found["backgrounds"] = [before, backgrounds_of(camera), backgrounds_of(twin)]
+        found["shared"] = camera.data == twin.data == data
+    finally:
+        if twin is not None:
+            bpy.data.objects.remove(twin)
+    return found
+
+
+s.check("linked_duplicate", linked_duplicate_camera)
+
+
 def results_kept_in_the_saved_file():
     """Variants with neither the camera's background nor a plane (nothing uses them), saved and reopened: every
     result of the session is still there, with its pixels and its properties (before: a result nothing used had

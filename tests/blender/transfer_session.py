@@ -286,6 +286,13 @@ def camera_problems():
         scene.camera = camera
         camera.data.type = "ORTHO"
         found["ortho"] = run()
+        camera.data.type = "PERSP"
+        twin = camera.copy()  # a linked duplicate (Alt-D): Camera Background would show behind it too
+        scene.collection.objects.link(twin)
+        try:
+            found["shared"] = run()
+        finally:
+            bpy.data.objects.remove(twin)
     finally:
         scene.camera, camera.data.type = camera, "PERSP"
     return found
