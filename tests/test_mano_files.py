@@ -251,10 +251,56 @@ def test_missing_files_say_where_to_get_mano(tmp_path, monkeypatch):
         (tmp_path / "folders" / name).mkdir(parents=True)
         with pytest.raises(MANOFileError, match=f"{name} is not a regular file \\(a folder\\): check the path"):
             load_mano_file(tmp_path / "folders" / name)
-    with pytest.raises(MANOFileError, match="cannot tell which hand"):
-        load_mano_file(write_mano_pickle(synthetic_mano()["right"], tmp_path / "hand.pkl"))
-    with pytest.raises(MANOFileError, match="holds the right hand, but the left hand was asked for"):
+    with pytest.raises(MANOFileError, match="holds a right hand by its contents .*, but the hand asked for is the "
+                                            r"left: use the left hand's file \(MANO_LEFT\.pkl"):
         load_mano_file(tmp_path / "MANO_RIGHT.pkl", side="left")
+
+
+def _rotated(data: dict, rotation: np.ndarray) -> dict:
+    """The same hand in another frame: vertices and each joint's rotation axis turned by ``rotation``."""
+    return {**data, "v_template": data["v_template"] @ rotation.T,
+            "hands_mean": (data["hands_mean"].reshape(15, 3) @ rotation.T).reshape(45)}
+
+
+def test_the_side_comes_from_the_contents_not_the_name(tmp_path, capsys):
+    """A right-hand pickle renamed MANO_LEFT.pkl was taken as the left hand (and converted as one), one named
+    hand.pkl could not be read without a side: the side was the name's."""
+    models = synthetic_mano()
+    renamed = write_mano_pickle(models["right"], tmp_path / "MANO_LEFT.pkl")
+    with pytest.raises(MANOFileError) as info:
+        load_mano_file(renamed)
+    assert str(info.value) == (f"{renamed} holds a right hand by its contents (its thumb is on a right hand's side "
+                               "of its palm), but its name says left: rename it (e.g. MANO_RIGHT.pkl), or use the "
+                               "left hand's file")
+    write_mano_pickle(models["left"], tmp_path / "MANO_RIGHT.pkl")  # the two swapped: refused, not mixed up
+    with pytest.raises(MANOFileError, match="MANO_LEFT.pkl holds a right hand by its contents"):
+        load_mano_dir(tmp_path)
+    assert cli_main(["convert-mano", "--model-dir", str(tmp_path)]) == 2
+    assert "MANO_LEFT.pkl holds a right hand by its contents" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MANO_LEFT.pkl", "MANO_RIGHT.pkl"]  # nothing written
+    # No side in the name: the contents tell it, in any frame (a rotated model is still the same hand).
+    turn = trimesh.transformations.rotation_matrix(2.0, [0.3, -0.5, 0.8])[:3, :3]
+    for side in ("right", "left"):
+        for data in (models[side], _rotated(models[side], turn)):
+            path = write_mano_pickle(data, tmp_path / "named" / "hand.pkl")
+            assert (load_mano_file(path).side, load_mano_file(path).side_from) == (side, "contents")
+            assert load_mano_file(path, side=side).side == side
+    assert cli_main(["convert-mano", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "(left hand, from" in capsys.readouterr().out
+    assert load_mano_file(tmp_path / "out" / "hand.npz").side == "left"
+
+
+def test_a_file_whose_contents_do_not_say_its_side_goes_by_its_name_and_says_so(tmp_path, capsys):
+    flat = {**synthetic_mano()["right"], "hands_mean": np.zeros(45)}  # no mean curl: no palm to tell it by
+    with pytest.raises(MANOFileError, match="cannot tell which hand .*hand.pkl is: its contents do not say"):
+        load_mano_file(write_mano_pickle(flat, tmp_path / "hand.pkl"))
+    named = write_mano_pickle(flat, tmp_path / "MANO_LEFT.pkl")
+    assert (load_mano_file(named).side, load_mano_file(named).side_from) == ("left", "name")
+    with pytest.raises(MANOFileError, match="its name says left, but the hand asked for is the right"):
+        load_mano_file(named, side="right")
+    assert cli_main(["convert-mano", str(named)]) == 0
+    assert "(left hand by its name: its contents do not say which, from" in capsys.readouterr().out
+    assert load_mano_file(tmp_path / "MANO_LEFT.npz").side == "left"
 
 
 def test_smplx_folder_layout_is_found(tmp_path, synthetic_mano_dir):

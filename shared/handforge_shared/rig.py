@@ -202,7 +202,8 @@ def load_open_hand_rig(side: Side = "right") -> HandRig:
 
 
 # ---------------------------------------------------------------------- anatomical joint frames
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1 along its last axis (a zero vector stays zero)."""
     return v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-12)
 
 
@@ -224,21 +225,21 @@ def anatomical_frames(extended_joints: np.ndarray, side: Side) -> np.ndarray:
         raise ValueError(f"expected (21, 3) rest joints + tips, got {j.shape}")
     wrist, index1, middle1, pinky1 = j[0], j[1], j[4], j[7]
     sign = 1.0 if side == "right" else -1.0
-    palm = _unit(sign * np.cross(index1 - wrist, pinky1 - wrist))  # direction the palm faces
-    across = _unit(pinky1 - index1)  # from the index side to the little-finger side
+    palm = unit(sign * np.cross(index1 - wrist, pinky1 - wrist))  # direction the palm faces
+    across = unit(pinky1 - index1)  # from the index side to the little-finger side
     children = joint_children()
     tip_of = {FINGER_JOINTS[f][2]: 16 + i for i, f in enumerate(("thumb", "index", "middle", "ring", "pinky"))}
     thumb_joints = set(FINGER_JOINTS["thumb"])
     frames = np.zeros((NUM_JOINTS, 3, 3))
     for k in range(NUM_JOINTS):
         if k == 0:
-            along = _unit(middle1 - wrist)
+            along = unit(middle1 - wrist)
         else:
             child = children[k][0] if children[k] else tip_of[k]
-            along = _unit(j[child] - j[k])
+            along = unit(j[child] - j[k])
         # The thumb is pronated: it curls across the palm, towards the little finger.
-        towards = _unit(palm + across) if k in thumb_joints else palm
-        flex = _unit(np.cross(along, towards))  # mirrors correctly for the left hand as it is
+        towards = unit(palm + across) if k in thumb_joints else palm
+        flex = unit(np.cross(along, towards))  # mirrors correctly for the left hand as it is
         third = np.cross(flex, along)
         frames[k] = np.stack([flex, along, third], axis=1)
     return frames

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                 target.unlink(missing_ok=True)
                 raise mano_files.MANOFileError(f"{target} did not read back identically; it was removed")
             loaded[data.side] = data
-            print(f"wrote {target} ({data.side} hand, from {src})")
+            told = "" if data.side_from == "contents" else f" by its {data.side_from}: its contents do not say which"
+            print(f"wrote {target} ({data.side} hand{told}, from {src})")
     except mano_files.MANOFileError as exc:
         print(f"handforge convert-mano: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ import io
 import json
 import pickle
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,10 @@ from handforge.hands.settings import MANO_DIR
 from handforge.hands.pickle_limits import check_pickle_bounds
 from handforge_shared.files import file_kind
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
-from handforge_shared.skeleton import HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side
+from handforge_shared.rig import unit
+from handforge_shared.skeleton import (
+    FINGER_JOINTS, HAND_POSE_DIM, JOINT_PARENTS, NUM_BETAS, NUM_JOINTS, SIDES, Side, check_side,
+)
 
 MANO_URL = "https://mano.is.tue.mpg.de"
 MANO_NPZ_FORMAT = "handforge.mano"
@@ -158,16 +162,79 @@ def find_model_files(model_dir: Path, given: bool = False) -> dict[Side, Path]:
     return found
 
 
-def side_from_name(path: Path, default: Side | None = None) -> Side:
-    """The hand a MANO pickle holds, from its name (as smplx tells it), else ``default``."""
+def side_from_name(path: Path) -> Side | None:
+    """The hand a MANO file's name says it holds (RIGHT or LEFT in it, as smplx tells them), else None."""
     name = path.name.upper()
     sides = [s for s in SIDES if s.upper() in name]
-    if len(sides) == 1:
-        return sides[0]
-    if default is None:
-        raise MANOFileError(f"cannot tell which hand {path} is: its name must contain RIGHT or LEFT "
-                            "(e.g. MANO_RIGHT.pkl)")
-    return default
+    return sides[0] if len(sides) == 1 else None
+
+
+# How clearly the fingers' mean curl must set the palm against the knuckles' line to tell the side (the
+# synthetic models give ±0.96, a near-flat or scrambled mean gives little) and how much curl there must be.
+_CHIRALITY_MIN = 0.5
+_CURL_MIN = 0.1
+
+
+def side_from_contents(arrays: dict[str, np.ndarray]) -> Side | None:
+    """The hand validated MANO arrays hold, by their chirality, in any frame; None when they do not say.
+
+    A hand's palm, its fingers' direction and the side its thumb is on make a right-handed triple on
+    one hand and a left-handed one on the other, so a mirrored file (MANO_LEFT is MANO_RIGHT mirrored
+    through x = 0) says the other side. The palm is where ``hands_mean`` (the relaxed, curled hand;
+    each axis-angle in world-aligned axes, as MANO's pose is) bends the four fingers' MCP and PIP
+    joints; the direction is wrist → middle MCP, the thumb side pinky MCP → index MCP. Looking into a
+    right palm with the fingers up, the thumb is to the right: (direction × thumb side) · palm < 0.
+    HandForge's model frame (``skeleton``) agrees: the right hand's fingers along -X, thumb side +Z,
+    its mean curls them towards -Y, its palm."""
+    joints = np.asarray(arrays["J_regressor"]) @ np.asarray(arrays["v_template"])
+    bends = np.asarray(arrays["hands_mean"]).reshape(NUM_JOINTS - 1, 3)
+    palm = np.zeros(3)
+    for finger in ("index", "middle", "ring", "pinky"):
+        for joint, child in pairwise(FINGER_JOINTS[finger]):
+            palm += np.cross(bends[joint - 1], unit(joints[child] - joints[joint]))
+    along, thumb_side = unit(joints[4] - joints[0]), unit(joints[1] - joints[7])
+    chirality = float(np.cross(along, thumb_side) @ unit(palm))
+    if np.linalg.norm(palm) < _CURL_MIN or not abs(chirality) >= _CHIRALITY_MIN:  # (not ≥: NaN says nothing)
+        return None
+    return "right" if chirality < 0 else "left"
+
+
+# What may say which hand a file holds besides its contents, as said in an error.
+_SAYS = {"name": "its name says", "asked": "the hand asked for is the",
+         "metadata": "its metadata (from convert-mano) says"}
+
+
+def file_side(arrays: dict[str, np.ndarray], path: Path, claims: dict[str, Side | None]) -> tuple[Side, str]:
+    """The hand a MANO file holds and what tells it ("contents", else a key of ``claims``): its contents
+    (``side_from_contents``) when they say, else ``claims`` ("name", "asked", "metadata" → a side or None),
+    which must agree. A claim the contents contradict is refused, naming the file and both sides."""
+    said = {key: side for key, side in claims.items() if side is not None}
+    contents = side_from_contents(arrays)
+    if contents is not None:
+        for key, side in said.items():
+            if side != contents:
+                raise MANOFileError(f"{path} holds a {contents} hand by its contents (its thumb is on a {contents} "
+                                    f"hand's side of its palm), but {_SAYS[key]} {side}: "
+                                    f"{_side_fix(key, contents, side)}")
+        return contents, "contents"
+    if len(set(said.values())) > 1:
+        key, side = next(iter(said.items()))
+        other, second = next((k, s) for k, s in said.items() if s != side)
+        raise MANOFileError(f"{path}: {_SAYS[key]} {side}, but {_SAYS[other]} {second} (its contents do not "
+                            f"say which hand it holds): {_side_fix(other, side, second)}")
+    if not said:
+        raise MANOFileError(f"cannot tell which hand {path} is: its contents do not say (its hands_mean has no "
+                            "clear finger curl) and its name must contain RIGHT or LEFT (e.g. MANO_RIGHT.pkl)")
+    key, side = next(iter(said.items()))
+    return side, key
+
+
+def _side_fix(key: str, holds: Side, claimed: Side) -> str:
+    if key == "asked":
+        return f"use the {claimed} hand's file ({file_name(claimed, 'pkl')} from {MANO_URL})"
+    if key == "metadata":
+        return "re-create it with `handforge convert-mano --force`"
+    return f"rename it (e.g. {file_name(holds, 'pkl')}), or use the {claimed} hand's file"
 
 
 # ---------------------------------------------------------------------- restricted unpickling
@@ -353,6 +420,7 @@ class ManoData:
     arrays: dict[str, np.ndarray]
     path: Path
     info: dict[str, str] = field(default_factory=dict)  # bs_style, bs_type when the file has them
+    side_from: str = "contents"  # what tells the side: "contents", else "name", "asked" or "metadata" (file_side)
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
@@ -383,8 +451,9 @@ def _checked_array(value: Any, key: str, shape: tuple[int | None, ...], kind: st
     return arr
 
 
-def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoData:
-    """Check keys, shapes, dtypes and the skeleton; raise ``MANOFileError`` naming the file and the fix."""
+def validate_mano_arrays(data: dict[str, Any], path: Path, claims: dict[str, Side | None]) -> ManoData:
+    """Check keys, shapes, dtypes and the skeleton; raise ``MANOFileError`` naming the file and the fix. The side
+    comes from the contents, else from ``claims`` (``file_side``)."""
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise MANOFileError(f"{path} is not a MANO model file: it lacks {', '.join(missing)} "
@@ -407,7 +476,8 @@ def validate_mano_arrays(data: dict[str, Any], path: Path, side: Side) -> ManoDa
     if not np.allclose(arrays["weights"].sum(1), 1.0, atol=1e-3):
         raise _not_mano(path, "skinning 'weights' rows must sum to 1")
     info = {k: str(data[k]) for k in TEXT_KEYS if k in data}
-    return ManoData(side=side, arrays=arrays, path=path, info=info)
+    side, side_from = file_side(arrays, path, claims)
+    return ManoData(side=side, arrays=arrays, path=path, info=info, side_from=side_from)
 
 
 # ---------------------------------------------------------------------- .npz (converted) files
@@ -426,13 +496,17 @@ def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
 
 
 def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
-    """Read and validate one MANO file (``.pkl`` as released, or ``.npz`` from ``convert-mano``)."""
+    """Read and validate one MANO file (``.pkl`` as released, or ``.npz`` from ``convert-mano``). Its side comes from
+    its contents (``side_from_contents``; a name, ``side`` or recorded side they contradict is refused), else from
+    those (the file's name: RIGHT or LEFT in it)."""
     path = Path(path)
+    claims: dict[str, Side | None] = {"name": side_from_name(path),
+                                      "asked": None if side is None else check_side(side)}
     if path.suffix == ".npz":
         arrays, meta = read_mano_npz(path)
-        file_side = meta.get("side")
-        if file_side not in SIDES:
+        if meta.get("side") not in SIDES:
             raise MANOFileError(f"{path}: its metadata names no hand side; re-create it with `handforge convert-mano`")
+        claims["metadata"] = meta["side"]
         source = path.with_name(str(meta.get("source") or ""))
         if meta.get("source") and source.is_file() and sha256(source) != meta.get("source_sha256"):
             raise MANOFileError(f"{path} was converted from another {source.name} than the one beside it now (the "
@@ -440,12 +514,9 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
         data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
     elif path.suffix == ".pkl":
         data = read_mano_pickle(path)
-        file_side = side_from_name(path, default=side)
     else:
         raise MANOFileError(f"{path}: MANO files are .pkl (as downloaded) or .npz (from `handforge convert-mano`)")
-    if side is not None and file_side != check_side(side):
-        raise MANOFileError(f"{path} holds the {file_side} hand, but the {side} hand was asked for")
-    return validate_mano_arrays(data, path, file_side)
+    return validate_mano_arrays(data, path, claims)
 
 
 def load_mano_dir(model_dir: str | Path | None = None) -> dict[Side, ManoData]:
