@@ -44,6 +44,11 @@ from handforge.cli import main as cli_main
     (["--torch-threads", "100000000"], "argument --torch-threads: must be at most 1024 threads, got 100000000"),
     (["--cpu-workers", "100000000"], "argument --cpu-workers: must be at most 1024 threads, got 100000000"),
     (["--curve-clients", "no/such/clients"], "argument --curve-clients: no such folder 'no/such/clients'"),
+    # "expected one argument" (argparse took '-1GiB' for an option), and '=-1GiB' "is not a size"
+    (["--model-memory", "-1GiB"], "argument --model-memory: '-1GiB' is a negative size: give 0 or more, e.g. 8GiB"),
+    (["--model-memory=-1GiB"], "argument --model-memory: '-1GiB' is a negative size: give 0 or more, e.g. 8GiB"),
+    (["--model-memory", "-0.5"], "argument --model-memory: '-0.5' is a negative size: give 0 or more, e.g. 8GiB"),
+    (["--heartbeat", "-1e-3"], "argument --heartbeat: must be a positive number of seconds, got '-1e-3'"),
 ])
 def test_bad_serve_arguments_give_one_line_and_status_2(capsys, args, message):
     with pytest.raises(SystemExit) as info:

@@ -109,6 +109,9 @@ def test_sizes_parse_with_units_and_bad_ones_say_the_accepted_forms():
     for bad in ("lots", "-1GB", "8 GiBs", ""):
         with pytest.raises(ValueError, match="e.g. 8GiB"):
             parse_size(bad)
+    assert parse_size("0") == 0  # (a budget of 0 keeps only the model in use)
+    with pytest.raises(ValueError, match=r"^'-1GB' is a negative size: give 0 or more, e.g. 8GiB or 512MB$"):
+        parse_size("-1GB")
     with pytest.raises(ValueError, match="at least 0"):
         ModelCache(-1)
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +43,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _DefaultsShown)
         super().__init__(*args, **kwargs)
+        # A value that starts like a negative number ("-1GiB", "-1e-3") is the option's value, for its type to
+        # refuse in words: argparse took it for an unknown option and said only "expected one argument"
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def add_argument(self, *args, **kwargs):
         if kwargs.get("help") is None and _has_default(kwargs.get("default")):

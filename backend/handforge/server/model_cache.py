@@ -189,6 +189,8 @@ def parse_size(text: str) -> int:
     """'8GiB', '512MB', '300' (bytes) → bytes; ``ValueError`` saying the accepted forms otherwise."""
     match = _SIZE.match(str(text))
     unit = match and _UNITS.get(match.group(2).lower())
+    if not unit and _SIZE.match(str(text).strip().removeprefix("-")):  # (said as "not a size", it confused)
+        raise ValueError(f"{text!r} is a negative size: give 0 or more, e.g. 8GiB or 512MB")
     if not unit:
         raise ValueError(f"{text!r} is not a size: give a number of bytes with an optional unit, e.g. 8GiB, "
                          "512MB, 300KiB or 1000")
