@@ -154,3 +154,29 @@ def test_signals_ignored_from_the_start_stay_ignored():
     done = subprocess.run([sys.executable, "-c", IGNORED_FROM_THE_START], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout == "still ignored\n", (done.returncode, done.stderr)
+
+
+def _with_stdout_closed_by_its_reader(*argv: str) -> subprocess.CompletedProcess:
+    """``handforge ARGV | head -0``: the command's stdout is a pipe whose reader has already gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # (a buffered stdout, as usual)
+        return subprocess.run([sys.executable, "-m", "handforge", *argv], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120, env=env)
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`handforge doctor | head`: the output's reader took what it wanted and left. The command said
+    "Broken pipe: fix it (or choose another folder)" (status 1), or, when its output was still buffered,
+    "Exception ignored in: <_io.TextIOWrapper name='<stdout>'...>" (status 120); now it ends as a writer
+    whose reader went away does in a shell pipeline: no word, status 141 (128 + SIGPIPE)."""
+    done = _with_stdout_closed_by_its_reader("keys", "--out", str(tmp_path / "keys"))
+    assert (done.returncode, done.stderr) == (141, "")
+    assert (tmp_path / "keys" / "server.key").is_file()  # the work was done; only its words had no reader
+    # a file error of the command's own is still said with its fix
+    (tmp_path / "file").write_text("")
+    done = _with_stdout_closed_by_its_reader("keys", "--out", str(tmp_path / "file" / "keys"))
+    assert done.returncode != 141 and "handforge keys:" in done.stderr, done.stderr

@@ -10,7 +10,9 @@ import contextlib
 import errno
 import importlib
 import logging
+import os
 import pkgutil
+import select
 import sys
 
 from handforge import __version__, commands
@@ -47,6 +49,20 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
             return _chosen_parser(action.choices[getattr(args, action.dest)], args)
     return parser
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it: a ``BrokenPipeError`` of our own output, not of a
+    pipe to a child process (where one cannot ask, as on Windows: not)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                   "lists the settings, with --engine-package PACKAGE an outside package's)", file=sys.stderr)
     try:
         with sigterm_unwinds(), second_ctrl_c_quits():
-            return int(modules[args.command].run(args) or 0)
+            status = int(modules[args.command].run(args) or 0)
+            if sys.stdout is not None:  # (none under pythonw)
+                sys.stdout.flush()  # here, where a reader that has gone is handled below, not at exit
+            return status
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a Terminated): a scheduler's stop needs the hint too
         hint = getattr(modules[args.command], "ON_INTERRUPT", "")
         stopped = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
@@ -108,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"handforge {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            # `handforge doctor | head`: the reader took what it wanted (this said "Broken pipe: fix it (or
+            # choose another folder)"); end as a shell pipeline's writer does, without a word: 128 + SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else the flush at exit says it)
+            return 141
         # the user's files (a full disk, a chmod'ed file, a name over 255 bytes) in words, not a traceback
         # (-v shows it); the command's ON_FILE_ERROR says what its run kept and how to go on
         if args.verbose:
