@@ -108,6 +108,15 @@ def test_an_empty_path_or_an_unknown_users_home_is_refused(config_file, text, sh
         config.value(shown.split(" from")[0])
 
 
+def test_an_empty_environment_variable_counts_as_unset(config_file, monkeypatch):
+    # README: an empty path in the file is refused, `HANDFORGE_MANO_DIR= handforge ...` leaves the file's value
+    config_file.write_text('[mano]\nmodel_dir = "mano"\n')
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", "")
+    assert config.get("mano.model_dir") == (config_file.parent / "mano", "file")
+    config_file.write_text("")
+    assert config.get("mano.model_dir") == (None, "unset")
+
+
 def test_every_command_reads_the_file_first_naming_a_misspelled_key(config_file, tmp_path, capsys):
     """Only serve and doctor checked the file: eval, train and demo ignored a misspelled key without a word
     (eval interaction evaluated the shipped model), and demo said a file that does not parse once it had
