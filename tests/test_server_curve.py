@@ -46,7 +46,8 @@ def server(keys):
     alice = CurveKeys.from_files(keys / "server/server.key", keys / "alice/alice.key_secret")
     with running_server("--bind", "0.0.0.0", "--curve-secret", str(keys / "server/server.key_secret"),
                         "--curve-clients", str(keys / "clients"), curve=alice) as s:
-        s.endpoint = s.endpoint.replace("0.0.0.0", "127.0.0.1")
+        # the endpoint file names an address to connect to, not the wildcard bound (tcp://0.0.0.0:PORT)
+        assert s.endpoint == f"tcp://127.0.0.1:{s.port}"
         yield s
 
 

@@ -150,7 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "much faster on a small machine busy with other work, where torch's threads wait "
                              "on each other (in-betweening 200 frames: 1 s instead of 9-17 s on 2 loaded cores)")
     parser.add_argument("--endpoint-file", type=_endpoint_file, metavar="FILE",
-                        help="write the endpoint (tcp://host:port) here once listening; removed on exit")
+                        help="write the endpoint to connect to (tcp://host:port; 127.0.0.1 for a --bind 0.0.0.0) here once "
+                             "listening; removed on exit")
 
 
 def limit_torch_threads(count: int) -> None:

@@ -9,6 +9,7 @@ its client is gone. Nothing a client sends can stop the loop: a bad message gets
 from __future__ import annotations
 
 import errno
+import ipaddress
 import itertools
 import logging
 import os
@@ -51,6 +52,7 @@ from handforge_shared.protocol import (
     endpoint,
     error_from,
     error_message,
+    parse_endpoint,
     wants_zero_copy,
 )
 
@@ -184,7 +186,7 @@ class Server:
         self._monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.endpoint = router.last_endpoint.decode()
         if cfg.endpoint_file is not None:
-            write_atomic(cfg.endpoint_file, self.endpoint)
+            write_atomic(cfg.endpoint_file, local_endpoint(self.endpoint))
         return self.endpoint
 
     @property
@@ -607,6 +609,17 @@ def _requested_timeout(data: dict[str, Any] | None) -> float | None:
         raise ProtocolError(ErrorCode.INVALID_PARAMS, f"data.timeout: must be a positive number of seconds, got "
                             f"{value!r}", field="data.timeout")
     return float(value)
+
+
+def local_endpoint(bound: str) -> str:
+    """The address a client on this machine connects to for the endpoint the server bound: a wildcard
+    (``--bind 0.0.0.0`` or ``::``) is a bind address, not one a client can connect to on every system."""
+    host, port = parse_endpoint(bound)
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        wildcard = False
+    return endpoint(("::1" if ":" in host else "127.0.0.1") if wildcard else host, port)
 
 
 def _peer(identity: bytes) -> str:
