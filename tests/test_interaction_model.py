@@ -105,6 +105,10 @@ def test_a_run_sized_by_minutes_resumes_with_its_step_count(corpus, tmp_path, ca
     printed = capsys.readouterr().out
     assert f"continuing the run's {steps + 3} steps" in printed and "ms/step" not in printed, printed
     assert json.loads(printed.strip().splitlines()[-1])["steps"] == steps + 3
+    settings_file = tmp_path / "run" / "settings.json"  # edited to a float: said naming the file (it named none)
+    settings_file.write_text(json.dumps({**json.loads(settings_file.read_text()), "steps": float(steps + 5)}))
+    assert _train(*common) == 2
+    assert f'{settings_file}: "steps" must be a whole number (a JSON integer' in capsys.readouterr().err
 
 
 def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsys):

@@ -463,3 +463,33 @@ def test_settings_that_are_not_numbers_are_refused_in_words(tmp_path, name, valu
     with pytest.raises(TrainingError, match=f"{name} must be .*got {re.escape(repr(value))}"):
         check_settings(settings(tmp_path / "a", **{name: value}))
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name, value, said", [
+    ("seed", 7.0, '"seed" must be a whole number (a JSON integer, e.g. 20000), got 7.0'),
+    ("batch_size", 16.0, '"batch_size" must be a whole number (a JSON integer, e.g. 20000), got 16.0'),
+    ("steps", 1e9, '"steps" must be a whole number (a JSON integer, e.g. 20000), got 1000000000.0'),
+    ("seed", True, '"seed" must be a whole number (a JSON integer, e.g. 20000), got true'),
+    ("lr", "0.003", '"lr" must be a number, got "0.003"'),
+    ("ema_decay", True, '"ema_decay" must be a number or null, got true'),
+    ("mixed_precision", 0, '"mixed_precision" must be a string, got 0'),
+    ("data_options", [], '"data_options" must be an object or null, got []'),
+])
+def test_a_resumed_runs_settings_of_another_kind_are_refused_naming_the_file_and_the_key(tmp_path, name, value, said):
+    """An edited settings.json's "seed": 7.0 or true resumed a run of seed 7 or 1 (compared with ==), its
+    "lr": "0.003" was said as a setting changed from 0.003 to 0.003, and `train interaction --minutes` took
+    "steps": 1e9 from it (said as "training settings: steps must be a whole number", no file named)."""
+    from handforge.training.loop import recorded_settings
+
+    out = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(out, stop_after=2))
+    settings_file = out / "settings.json"
+    recorded = json.loads(settings_file.read_text())
+    assert recorded_settings(out) == recorded  # (as written: every value of its kind)
+    settings_file.write_text(json.dumps({**recorded, name: value}))
+    refused = f"^{re.escape(f'{settings_file}: {said}')}: write it back as the run recorded it, or train into a new"
+    with pytest.raises(TrainingError, match=refused):
+        train(fresh_model(), Points(40), loss, settings(out))
+    with pytest.raises(TrainingError, match=refused):
+        recorded_settings(out)
+    assert json.loads(settings_file.read_text())[name] == value  # (left as it was, for the user to correct)

@@ -422,10 +422,11 @@ def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
     if not (s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None):
         return None
     try:
-        return json.loads(settings_file.read_text())
+        recorded = json.loads(settings_file.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
                             "a new out folder") from None
+    return _checked_record(settings_file, recorded)
 
 
 def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
@@ -448,8 +449,45 @@ def recorded_settings(out: str | Path) -> dict[str, Any] | None:
     """The settings a run in ``out`` recorded when it started (its step count, warm-up ...), or None where
     ``out`` holds no run to resume: none, an unreadable one (resuming says why), or one that saved no
     checkpoint (a rerun starts afresh: a refused or killed first run had fixed --minutes' steps for good)."""
-    recorded = _read_settings(Path(out) / "settings.json")
-    return recorded if _is_run(recorded) and _newest_checkpoint(Path(out)) is not None else None
+    settings_file = Path(out) / "settings.json"
+    recorded = _read_settings(settings_file)
+    if not (_is_run(recorded) and _newest_checkpoint(Path(out)) is not None):
+        return None
+    return _checked_record(settings_file, recorded)
+
+
+# settings.json's values by kind, as the run wrote them. An edited file's "steps": 100.0 (or 1e9, or true) was taken
+# for 100 (compared with ==, true for 1), and "lr": "0.1" was said as a setting changed from 0.1 to 0.1
+_WHOLE_RECORDS = ("steps", "batch_size", "warmup_steps", "seed", "checkpoint_every", "keep_checkpoints", "log_every",
+                  "num_workers", "dataset_size")
+_NUMBER_RECORDS = ("lr", "weight_decay", "grad_clip", "ema_decay")
+_NULL_RECORDS = ("grad_clip", "ema_decay", "data_statistics", "data_options")  # (null: none, or not recorded then)
+_TEXT_RECORDS = ("lr_schedule", "mixed_precision", "model_class")
+_OBJECT_RECORDS = ("data_statistics", "data_options", "model_config")
+
+
+def _checked_record(path: Path, recorded: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` (the run's settings.json at ``path``) when its values are of their kinds; else a
+    ``TrainingError`` naming the file and each key: a whole number must be a JSON integer, not 100.0 or true."""
+    wrong = []
+    for name, value in recorded.items():
+        if value is None and name in _NULL_RECORDS:
+            continue
+        if name in _WHOLE_RECORDS and not _is_whole(value):
+            wrong.append(f'"{name}" must be a whole number (a JSON integer, e.g. 20000)')
+        elif name in _NUMBER_RECORDS and not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+            wrong.append(f'"{name}" must be a number' + (" or null" if name in _NULL_RECORDS else ""))
+        elif name in _TEXT_RECORDS and not isinstance(value, str):
+            wrong.append(f'"{name}" must be a string')
+        elif name in _OBJECT_RECORDS and not isinstance(value, dict):
+            wrong.append(f'"{name}" must be an object' + (" or null" if name in _NULL_RECORDS else ""))
+        else:
+            continue
+        wrong[-1] += f", got {json.dumps(value)[:80]}"
+    if wrong:
+        raise TrainingError(f"{path}: {'; '.join(wrong)}: write it back as the run recorded it, or train into a new "
+                            "out folder")
+    return recorded
 
 
 def _run_settings(path: Path) -> bool:
