@@ -394,6 +394,56 @@ def test_a_cached_store_of_interhand_clips_is_rebuilt_when_their_values_change(i
     np.testing.assert_allclose(edited.arrays["hand_pose"][rows, 1], first.arrays["hand_pose"][rows, 1] + 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["../../secret", "/tmp/secret", "../c/clips/000001", "sub/000001", "C:000001", "..",
+                                  ""])
+def test_a_split_entry_that_is_a_path_is_refused_naming_the_file_and_the_entry(corpus, tmp_path, name):
+    """splits.json's names were joined to clips/ as they were: '../../secret' or '/tmp/secret' read a .npz outside
+    the corpus folder (and 'sub/000001' one whose split was then not found)."""
+    copy = tmp_path / "c"
+    shutil.copytree(corpus, copy)
+    (tmp_path / "secret.npz").write_bytes((corpus / "clips" / "000001.npz").read_bytes())  # a readable clip, outside
+    (copy / "clips" / "sub").mkdir()
+    shutil.copy(corpus / "clips" / "000001.npz", copy / "clips" / "sub")
+    splits = json.loads((copy / "splits.json").read_text())
+    splits["test"] = [*splits["test"], name]
+    (copy / "splits.json").write_text(json.dumps(splits))
+    said = (f"{copy / 'splits.json'}: 'test' lists {name!r}, which is not a clip name: a clip name is the name of a "
+            f"file in {copy / 'clips'} without .npz (e.g. 000001), never a path")
+    with pytest.raises(DatasetError) as info:
+        open_corpus(copy)
+    assert str(info.value) == said
+
+
+def test_a_clip_linked_out_of_the_corpus_is_refused_and_one_linked_within_it_read(corpus, tmp_path):
+    from handforge.datasets.corpus import read_splits
+
+    split = next(s for s, names in read_splits(corpus).items() if "000002" in names)
+    copy = tmp_path / "c"
+    shutil.copytree(corpus, copy)
+    outside = tmp_path / "elsewhere.npz"
+    shutil.move(copy / "clips" / "000002.npz", outside)
+    (copy / "clips" / "000002.npz").symlink_to(outside)
+    with pytest.raises(DatasetError) as info:
+        open_corpus(copy)
+    assert str(info.value) == (f"{copy / 'splits.json'}: '{split}' lists '000002', whose file "
+                               f"{copy / 'clips' / '000002.npz'} is a link out of the corpus (to {outside}): copy "
+                               f"the clip into {copy / 'clips'}, or leave it out")
+    (copy / "clips" / "000002.npz").unlink()
+    (copy / "clips" / "000002.npz").symlink_to("000002.npz")  # a loop
+    with pytest.raises(DatasetError, match=r"is a link out of the corpus \(to a loop of links\)"):
+        open_corpus(copy)
+    (copy / "clips" / "000002.npz").unlink()
+    shutil.move(outside, copy / "clips" / "kept.npz")  # a link within the clips folder is the corpus's own
+    (copy / "clips" / "000002.npz").symlink_to("kept.npz")
+    assert len(open_corpus(copy)) == len(open_corpus(corpus))
+    # a clips folder that is itself a link (to another disk) is the corpus's own folder
+    moved = tmp_path / "disk" / "clips"
+    moved.parent.mkdir()
+    shutil.move(copy / "clips", moved)
+    (copy / "clips").symlink_to(moved)
+    assert len(open_corpus(copy)) == len(open_corpus(corpus))
+
+
 def test_a_clip_listed_twice_in_one_split_is_said_so(tmp_path):
     """It said "clip 000001 is in both 'train' and 'train'"."""
     from handforge.datasets.corpus import SPLITS_FORMAT, read_splits
