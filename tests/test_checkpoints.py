@@ -43,6 +43,65 @@ def test_a_config_size_that_cannot_fit_the_weights_is_refused_before_the_model_i
     assert not built
 
 
+def _engine_models():
+    """A tiny model of each engine's class, by name (built when a test asks: importing them takes seconds)."""
+    from handforge.engines.interaction.model import InteractionDenoiser
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.representation import FRAME_DIM
+    from handforge.engines.transfer.model import TargetGenerator
+    from handforge.evaluation.feature_models import FrameNet, MotionNet
+
+    return {
+        "MotionDenoiser": lambda: MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64,
+                                                 data_mean=[0.0] * FRAME_DIM, data_std=[1.0] * FRAME_DIM),
+        "InteractionDenoiser": lambda: InteractionDenoiser(width=8, hidden=16, layers=1, heads=2),
+        "TargetGenerator": lambda: TargetGenerator(cross_attention_dim=16, image_size=32, backbone_channels=(8, 8),
+                                                   feature_dim=16, num_layers=1, num_heads=2, num_queries=2,
+                                                   pose_tokens=2),
+        "FrameNet": lambda: FrameNet(hidden=8, feature_dim=8),
+        "MotionNet": lambda: MotionNet(channels=8, feature_dim=8)}
+
+
+@pytest.mark.parametrize("model, key, value, says", [
+    # max_frames 0 loaded, then every job refused its window as "longer than the model's 0 frames"
+    ("MotionDenoiser", "max_frames", 0, "0, not a whole number of at least 2 (the default is 512)"),
+    ("MotionDenoiser", "max_frames", 1, "1, not a whole number of at least 2"),
+    ("MotionDenoiser", "num_layers", 0, "0, not a whole number of at least 1 (the default is 4)"),
+    ("MotionDenoiser", "num_train_timesteps", 0, "0, not a whole number of at least 1"),  # loaded: "exceeds 0 steps"
+    ("MotionDenoiser", "d_model", 33, "33, not a whole number that is even"),  # its sinusoidal embeddings
+    ("MotionDenoiser", "num_heads", 3, "3, not a whole number dividing d_model's 32"),  # was torch's AssertionError
+    ("MotionDenoiser", "fps", 0, "0, not a finite number above 0 (the default is 30.0)"),
+    ("MotionDenoiser", "fps", float("nan"), "nan, not a finite number"),
+    ("MotionDenoiser", "fps", True, "True, not a finite number"),  # loaded as 1 fps
+    ("MotionDenoiser", "dropout", float("nan"), "nan, not a finite number"),  # loaded (torch lets NaN through)
+    ("MotionDenoiser", "data_mean", [float("nan")] * 198, "[nan, nan, nan, nan, nan, nan, ...], not finite numbers"),
+    ("InteractionDenoiser", "heads", 3, "3, not a whole number dividing width's 8"),
+    ("InteractionDenoiser", "layers", -1, "-1, not a whole number of at least 1"),
+    ("InteractionDenoiser", "skips", [-1], "[-1], not a list of whole numbers each of at least 0"),  # loaded
+    ("InteractionDenoiser", "beta_schedule", "foo",  # loaded, then every job failed making its scheduler
+     "'foo', not a string among 'linear', 'scaled_linear', 'squaredcos_cap_v2'"),
+    ("InteractionDenoiser", "condition_dropout", float("nan"), "nan, not a finite number"),  # loaded
+    ("TargetGenerator", "num_heads", 3, "3, not a whole number dividing feature_dim's 16"),
+    ("TargetGenerator", "backbone_channels", [0, 8], "[0, 8], not a list of whole numbers each of at least 1"),
+    ("FrameNet", "hidden", -1, "-1, not a whole number of at least 1"),
+    ("MotionNet", "kernel", 4, "4, not a whole number that is odd"),  # the convolutions change the length
+    ("MotionNet", "dilations", [0, 1], "[0, 1], not a list of whole numbers each of at least 1"),
+])
+def test_a_config_value_that_makes_no_working_model_is_refused_naming_the_key(tmp_path, model, key, value, says):
+    """A hand-edited or damaged config.json: each value that makes no working model of an engine is refused at
+    load, saying the file, the key, the value and what is allowed (some loaded and failed in every job, others
+    failed in torch's words: "embed_dim must be divisible by num_heads")."""
+    torch.manual_seed(0)
+    net = _engine_models()[model]()
+    folder = save_model(net, tmp_path / "model")
+    edit_config(folder, **{key: value})
+    with pytest.raises(CheckpointError) as refused:
+        load_model(type(net), folder)
+    assert str(refused.value).startswith(f"{folder}: cannot load the {model} checkpoint: its config.json sets {key} "
+                                         f"to {says}"), str(refused.value)
+    assert str(refused.value).endswith("; correct it, or save or train the model again")
+
+
 def test_weights_the_model_has_not_are_refused(folder):
     # dropped with a log line before: a config.json with fewer layers than its weights loaded a smaller model
     tensors = load_file(folder / WEIGHTS)

@@ -161,6 +161,29 @@ def test_a_checkpoint_of_another_vector_size_is_missing_weights(tmp_path, monkey
         failed.value.message
 
 
+def test_a_hand_edited_config_that_makes_no_working_model_is_missing_weights_naming_the_key(tmp_path, monkeypatch):
+    """A beta_schedule no sampler has loaded (nothing checked it), then ended every job ``internal`` when the
+    pipeline made its scheduler; the load refuses it, through the model cache, as a job error saying the key."""
+    import json
+
+    from handforge.engines.interaction import jobs, model
+    from handforge.server.jobs import JobContext, JobError
+
+    folder = save_model(model.InteractionDenoiser(width=8, hidden=16, layers=1, heads=2), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "beta_schedule": "cosine"}))
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
+    ctx = JobContext("j", "interaction.sample", lambda fraction, message, previews: None)
+    params = {**{name: spec.default for name, spec in jobs.SCHEMA.params.items()}, "count": 2, "steps": 2}
+    with pytest.raises(JobError) as failed:
+        jobs.sample(ctx, params, {})
+    assert failed.value.code == "missing_weights"
+    assert failed.value.message == (
+        f"{folder}: cannot load the InteractionDenoiser checkpoint: its config.json sets beta_schedule to 'cosine', "
+        "not a string among 'linear', 'scaled_linear', 'squaredcos_cap_v2' (the default is 'squaredcos_cap_v2'); "
+        "correct it, or save or train the model again")
+
+
 def test_the_demos_interaction_part_says_a_missing_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     """The demo goes on without the interaction part (it ended in a CheckpointError traceback)."""
     from handforge.engines.interaction.demo import demo

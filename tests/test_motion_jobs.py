@@ -265,6 +265,33 @@ def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
     assert_keys_kept(clip_of(result), keys())
 
 
+def test_a_damaged_checkpoint_falls_back_to_the_spline_engine_naming_the_file_and_the_server_stays_up(tmp_path):
+    """A hand-edited config.json of max_frames 0 loaded, then every learned job was refused as "longer than the
+    model's 0 frames"; the load refuses it now, and the job says why it ran the spline engine. Mended, the same
+    server loads the model again; a truncated weights file is named as well."""
+    torch.manual_seed(0)
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, **UNIT_STATISTICS),
+                        tmp_path / "tiny")
+    config_file, weights = folder / "config.json", folder / "diffusion_pytorch_model.safetensors"
+    saved = config_file.read_text()
+    config_file.write_text(saved.replace('"max_frames": 512', '"max_frames": 0'))
+    env = {"HANDFORGE_MOTION_CHECKPOINT": str(folder),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    params = {"engine": "learned", "steps": 2}
+    with running_server("--devices", "cpu", env=env) as srv, srv.client() as client:
+        result = client.run("motion.inbetween", params, keys(), timeout=60)
+        assert result.data["engine"] == "spline", result.data
+        assert f"{folder}: cannot load the MotionDenoiser checkpoint: its config.json sets max_frames to 0, not a " \
+            "whole number of at least 2" in result.data["warning"]
+        assert_keys_kept(clip_of(result), keys())
+        config_file.write_text(saved)
+        assert client.run("motion.inbetween", params, keys(), timeout=60).data["engine"] == "learned"
+        weights.write_bytes(weights.read_bytes()[:100])
+        result = client.run("motion.inbetween", params, keys(), timeout=60)
+        assert result.data["engine"] == "spline" and f"{weights}: not a readable safetensors weights file" in \
+            result.data["warning"]
+
+
 def test_penetration_guidance_and_variation_defaults_per_job_kind():
     """In-betweening repairs only the motions that pass a hand through the other and starts from its keys'
     in-between noised 80 % of the way; wrist paths and generation guide whenever the wrists are close and

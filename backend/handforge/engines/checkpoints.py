@@ -22,10 +22,11 @@ import json
 import math
 import os
 import re
+import reprlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from handforge_shared.files import usual_mode
 
@@ -203,8 +204,8 @@ def _loading_error(exc: BaseException) -> str:
 def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Load a ``cls`` checkpoint from the local ``folder`` onto ``device`` (in ``dtype`` if given), in
     eval mode. Raises ``CheckpointError`` when the folder is missing, unreadable, holds another class,
-    a config that does not fit its weights (checked before the model is built, so that an absurd size
-    in config.json costs no memory), or weights that are not all finite."""
+    a config that makes no working model or does not fit its weights (checked before the model is built,
+    so that an absurd size in config.json costs no memory), or weights that are not all finite."""
     folder = Path(folder)
     config = _config(folder)
     saved_as = str(config["_class_name"])
@@ -212,8 +213,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
         raise CheckpointError(f"{folder} holds a checkpoint of another model ({saved_as}, not {cls.__name__}); "
                               "give a checkpoint of this model (the setting or option that named this folder)")
     shapes = weights_shapes(folder)
-    if shapes is not None:
-        _check_config_sizes(cls, folder, config, sum(math.prod(shape) for shape in shapes.values()))
+    _check_config(cls, folder, config, None if shapes is None else sum(math.prod(shape) for shape in shapes.values()))
     try:
         model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                           output_loading_info=True)
@@ -291,22 +291,110 @@ def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
     return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
 
 
-def _check_config_sizes(cls: type, folder: Path, config: dict[str, Any], values: int) -> None:
-    """Refuse a config.json whose whole-number arguments (those ``cls.__init__`` defaults to an int) are not
-    whole numbers, or exceed the ``values`` its weights file holds: no size of a model describing those
-    weights can be larger, and building the model from such a config could take all memory and time."""
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        default = param.default
-        if name not in config or not isinstance(default, int) or isinstance(default, bool):
-            continue
-        value = config[name]
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} "
-                                  f"to {value!r}, not a whole number (the default is {default}); save or train it again")
-        if value > max(values, default):
-            raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} "
-                                  f"to {value}, more than the {values} values its weights file holds, so it does "
-                                  "not describe these weights; save or train it again")
+# What a model class declares its config.json values must keep to beyond their types (load_model refuses others):
+#     config_limits = {"max_frames": (at_least(2),), "num_heads": (at_least(1), dividing("d_model"))}
+# each limit a (test(value, config), what is allowed) pair; a key's limits replace the whole numbers' at_least(1),
+# and apply to each number of a list of whole numbers.
+Limit = tuple[Callable[[Any, dict[str, Any]], bool], str]
+
+
+def at_least(low: float) -> Limit:
+    return (lambda value, config: value >= low), f"of at least {low:g}"
+
+
+def above(low: float) -> Limit:
+    return (lambda value, config: value > low), f"above {low:g}"
+
+
+def below(high: float) -> Limit:
+    return (lambda value, config: value < high), f"below {high:g}"
+
+
+def dividing(key: str) -> Limit:
+    """A whole number that divides the config's ``key`` (attention heads their width)."""
+    return (lambda value, config: config[key] % value == 0), f"dividing {key}'s {{{key}}}"
+
+
+def among(*choices: Any) -> Limit:
+    return (lambda value, config: value in choices), f"among {', '.join(map(repr, choices))}"
+
+
+EVEN: Limit = (lambda value, config: value % 2 == 0), "that is even"
+ODD: Limit = (lambda value, config: value % 2 == 1), "that is odd"
+FRACTION = (at_least(0), below(1))  # a dropout probability (torch lets NaN and 1 through)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(default: Any) -> tuple[str, Callable[[Any], bool]]:
+    """What a config value of an argument with this ``default`` must be (JSON has lists for tuples, and
+    whole numbers for floats), and the test of it. An argument without one (None: data_mean) may be any
+    JSON whose numbers are finite."""
+    if isinstance(default, bool):
+        return "true or false", lambda value: isinstance(value, bool)
+    if _whole(default):
+        return "a whole number", _whole
+    if isinstance(default, float):
+        return "a finite number", lambda value: _whole(value) or isinstance(value, float) and math.isfinite(value)
+    if isinstance(default, str):
+        return "a string", lambda value: isinstance(value, str)
+    if isinstance(default, (tuple, list)) and default and all(map(_whole, default)):
+        return "a list of whole numbers", lambda value: isinstance(value, list) and all(map(_whole, value))
+    if isinstance(default, (tuple, list)):
+        return "a list", lambda value: isinstance(value, list)
+    return "finite numbers", lambda value: all(math.isfinite(x) for x in _floats(value))
+
+
+_SHORT = reprlib.Repr()  # a config value in a message: data_mean holds 198 numbers
+_SHORT.maxlist, _SHORT.maxstring = 6, 60
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _floats(item)
+
+
+def _check_config(cls: type, folder: Path, config: dict[str, Any], values: int | None) -> None:
+    """Refuse (``CheckpointError`` naming the file, the key, its value and what is allowed) a config.json that
+    makes no working ``cls``, before the model is built: a value of another type than its argument's default, a
+    number that is not finite, one outside the ``config_limits`` the class declares (a whole number below 1 where
+    it declares none), or a whole number larger than the ``values`` its weights file holds (no size of a model
+    describing those weights can be; building it could take all memory and time). Sizes the weights hold are
+    also refused by their shapes; these are the values they do not show (max_frames 0 loaded, then every job
+    refused a window "longer than the model's 0 frames")."""
+    defaults = {name: param.default for name, param in inspect.signature(cls.__init__).parameters.items()
+                if param.default is not inspect.Parameter.empty}
+    given = {name: config[name] for name in defaults if name in config}
+    settings = {**defaults, **given}
+
+    def refuse(name: str, allowed: str) -> None:
+        shown = _SHORT.repr(given[name])
+        default = "" if isinstance(defaults[name], (tuple, list)) or defaults[name] is None else \
+            f" (the default is {defaults[name]!r})"
+        raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} to "
+                              f"{shown}, not {allowed}{default}; correct it, or save or train the model again")
+
+    kinds = {name: _kind(defaults[name]) for name in given}
+    for name, (noun, fits) in kinds.items():  # (all types first: a limit may read another key)
+        if not fits(given[name]):
+            refuse(name, noun)
+    limits = getattr(cls, "config_limits", {})
+    for name, (noun, _) in kinds.items():
+        listed, whole = noun.startswith("a list"), "whole number" in noun
+        for value in given[name] if listed else [given[name]]:
+            if whole and values is not None and value > max(values, *(defaults[name] if listed else [defaults[name]])):
+                raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets "
+                                      f"{name} to {_SHORT.repr(given[name])}, more than the {values} values its "
+                                      "weights file holds, so it does not describe these weights; save or train it "
+                                      "again")
+            for test, allowed in limits.get(name, (at_least(1),) if whole else ()):
+                if not test(value, settings):
+                    refuse(name, f"{noun}{' each' if listed else ''} {allowed.format_map(settings)}")
 
 
 def _non_finite(model: Any) -> str:
@@ -401,6 +489,7 @@ def checkpoint_signature(path: str | Path) -> tuple:
     return tuple(rows)
 
 
-__all__ = ["CONFIG_NAME", "CheckpointError", "atomic_folder", "checkpoint_class", "checkpoint_problem",
-           "checkpoint_signature", "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class",
-           "weights_shapes", "write_model"]
+__all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "above", "among", "at_least",
+           "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature", "dividing",
+           "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class", "weights_shapes",
+           "write_model"]

@@ -19,6 +19,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from handforge.engines.checkpoints import ODD, at_least
 from handforge.evaluation.common import INPUT_DIM
 
 
@@ -40,6 +41,8 @@ class FrameNet(ModelMixin, ConfigMixin):
 
 
 class MotionNet(ModelMixin, ConfigMixin):
+    config_limits = {"kernel": (at_least(1), ODD)}  # what else load_model refuses: an even kernel changes the length
+
     @register_to_config
     def __init__(self, channels: int = 96, feature_dim: int = 128, kernel: int = 5,
                  dilations: Sequence[int] = (1, 2, 4), classes: Sequence[str] = (),

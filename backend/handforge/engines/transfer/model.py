@@ -22,6 +22,8 @@ from handforge_shared.poses import HandPose
 from handforge_shared.skeleton import SIDES
 from torch import nn
 
+from handforge.engines.checkpoints import at_least, dividing
+
 HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
 POSE_DIM = HAND_DIM * len(SIDES)
 
@@ -49,6 +51,8 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class TargetGenerator(ModelMixin, ConfigMixin):
+    config_limits = {"num_heads": (at_least(1), dividing("feature_dim"))}  # what else load_model refuses in a config
+
     @register_to_config
     def __init__(self, cross_attention_dim: int = 768, image_size: int = 224,
                  backbone_channels: tuple[int, ...] = (64, 128, 256, 512), feature_dim: int = 512,
