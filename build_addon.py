@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a folder that cannot be made or written
         print(f"build_addon: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheels)")
+    count = len(wheels) + 1  # the handforge_shared wheel built here is one ("6 wheels" was said of a zip of 7)
+    held = "handforge_shared" + (f" and {len(wheels)} pyzmq" if wheels else "")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {count} wheel{'s' if count > 1 else ''}: {held})")
     return 0
 
 

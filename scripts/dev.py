@@ -85,8 +85,11 @@ def setup() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "setup"):
+    if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
+        return 0
+    if not argv or argv[0] not in ("demo", "test", "setup"):
+        print(__doc__, file=sys.stderr)
         return 2
     py = setup()
     command, rest = argv[0], argv[1:]

@@ -105,14 +105,18 @@ def test_blender_validates_the_zip(addon_zip):  # noqa: F811 - fixture
     assert "Success" in proc.stdout
 
 
-def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch):
+def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch, capsys):
     def no_download(*args, **kwargs):
         raise AssertionError("the cache should have every wheel")
 
     build_addon.fetch_wheels(build_addon.DEFAULT_CACHE)  # fills the cache (once per machine)
     monkeypatch.setattr(build_addon, "_pip_download", no_download)
     assert build_addon.main(["--out", str(tmp_path / "again.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "again.zip") as zf:  # the count said is the zip's (it left handforge_shared out)
+        held = len([n for n in zf.namelist() if n.endswith(".whl")])
+    assert f" MB, {held} wheels: handforge_shared and {held - 1} pyzmq)" in capsys.readouterr().out
     assert build_addon.main(["--out", str(tmp_path / "bare.zip"), "--no-wheels"]) == 0
+    assert capsys.readouterr().out.endswith(" MB, 1 wheel: handforge_shared)\n")
     with zipfile.ZipFile(tmp_path / "bare.zip") as zf:
         assert [n for n in zf.namelist() if n.endswith(".whl")] == [
             f"wheels/handforge_shared-{build_addon.project_version()}-py3-none-any.whl"]

@@ -330,7 +330,9 @@ def test_convert_mano_writes_plain_npz_that_reads_back_identically(tmp_path, syn
     assert sorted(p.name for p in out.iterdir()) == ["MANO_LEFT.npz", "MANO_RIGHT.npz"]  # no temporary files
     # A second run refuses to overwrite unless told to.
     assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert f"{out / 'MANO_RIGHT.npz'} already exist; add --force to overwrite" in capsys.readouterr().err
+    assert cli_main(["convert-mano", str(synthetic_mano_dir / "MANO_LEFT.pkl"), "--out", str(out)]) == 2
+    assert f"{out / 'MANO_LEFT.npz'} already exists; add --force" in capsys.readouterr().err  # (was "exist(s)")
     assert cli_main(["convert-mano", "--model-dir", str(synthetic_mano_dir), "--out", str(out), "--force"]) == 0
 
 

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
                                                "convert them one at a time, each into its own --out folder")
         existing = [t for t in targets if t.exists() and not args.force]
         if existing:
-            raise mano_files.MANOFileError(f"{', '.join(map(str, existing))} already exist(s); add --force to "
-                                           "overwrite")
+            raise mano_files.MANOFileError(f"{', '.join(map(str, existing))} already "
+                                           f"{'exists' if len(existing) == 1 else 'exist'}; add --force to overwrite")
         # Read and check every input before writing anything.
         datas = [mano_files.load_mano_file(src) for src in sources]
         loaded = {}
