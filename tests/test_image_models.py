@@ -678,6 +678,27 @@ def test_loading_a_folder_of_absurd_sizes_is_refused_before_a_model_is_built(wei
     assert refused.value.path == tmp_path / part
 
 
+@pytest.mark.parametrize("key, value, said", [
+    ("norm_eps", float("nan"), "sets norm_eps to nan, not a finite number"),  # (loaded: NaN images)
+    ("norm_eps", -1, "sets norm_eps to -1, not a number above 0"),
+    ("controlnet_conditioning_channel_order", "xyz", "not 'rgb' or 'bgr'"),  # (loaded: failed mid-generation)
+    ("layers_per_block", 0, "weights its model has not (e.g. "),  # (loaded: a shape error mid-generation)
+])
+def test_a_hand_edited_controlnet_config_is_refused_when_loaded(weights, tmp_path, key, value, said):
+    from handforge.engines.image.loading import WeightsError, load_controlnet
+
+    folder = tmp_path / "guidance"
+    shutil.copytree(weights[2], folder)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config.get(key) != value
+    config_file.write_text(json.dumps({**config, key: value}))
+    with pytest.raises(WeightsError) as refused:
+        load_controlnet(folder)
+    assert said in str(refused.value) and str(folder) in str(refused.value)
+    assert refused.value.path == folder
+
+
 @pytest.mark.parametrize("kind", ["controlnet", "guidance"])
 def test_check_and_import_name_a_folder_of_another_model_class(tmp_path, monkeypatch, capsys, kind):
     # before: a motion model's folder "did not describe its weights; import or download the weights again"

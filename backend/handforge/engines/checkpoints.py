@@ -223,7 +223,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     overflow = _overflowed(model, folder, dtype)
     if overflow:
         raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {overflow}")
-    problem = missing_weights(info) or _extra_weights(info) or _non_finite(model)
+    problem = missing_weights(info) or extra_weights(info) or _non_finite(model)
     if problem:
         raise CheckpointError(f"{folder}: the {cls.__name__} checkpoint {problem}; save or train it again")
     model = model.to(device).eval()
@@ -447,7 +447,7 @@ def missing_weights(loading_info: Any) -> str:
             if missing else "")
 
 
-def _extra_weights(loading_info: Any) -> str:
+def extra_weights(loading_info: Any) -> str:
     """What a weights file holds beyond its model ('' when nothing): diffusers drops those tensors with a
     warning, e.g. the layers a config.json with fewer layers leaves out. (Not in ``missing_weights``: the
     CLIP text encoders of Stable Diffusion checkpoints carry an unused ``position_ids``.)"""
@@ -491,5 +491,5 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "above", "among", "at_least",
            "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature", "dividing",
-           "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class", "weights_shapes",
-           "write_model"]
+           "extra_weights", "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class",
+           "weights_shapes", "write_model"]

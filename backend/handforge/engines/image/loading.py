@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from handforge.engines.checkpoints import WEIGHTS_NAME, folder_size_problem
+from handforge.engines.checkpoints import WEIGHTS_NAME, extra_weights, folder_size_problem
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # SD 1.x's UNet learned 1000 noise levels; DDIM samples up to that many steps (eval's --steps), each at
@@ -191,12 +191,45 @@ def load_controlnet(path: str | Path, dtype: Any = None):
         raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)", path)
     _check_sizes(path)
+    problem = _controlnet_config_problem(path)
+    if problem:
+        raise WeightsError(f"{path / 'config.json'} {problem}: correct it, or train or import the ControlNet again",
+                           path)
     try:
         loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
                                                  output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds; each is a weights problem here
         raise WeightsError(f"cannot load the ControlNet {path}: {_reason(exc)}; {_recheck(path)}", path) from None
+    extra = extra_weights(loaded[1])  # (layers_per_block lowered: diffusers dropped the other layers' weights)
+    if extra:
+        raise WeightsError(f"{path} {extra}", path)
     return _complete(loaded, path)
+
+
+def _controlnet_config_problem(path: Path) -> str:
+    """What in a ControlNet's config.json diffusers builds a model from without a word that then fails or
+    draws NaN mid-generation ('' when nothing): a number that is not finite, a norm_eps not above 0, an
+    unknown conditioning channel order. (Wrong sizes are refused by ``_check_sizes`` and the weights' shapes.)"""
+    import json
+    import math
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""  # diffusers' loading names what is wrong
+    if not isinstance(config, dict):
+        return ""
+    for key, value in config.items():
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, float) and not math.isfinite(number):
+                return f"sets {key} to {value!r}, not a finite number"
+    eps = config.get("norm_eps", 1e-5)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        return f"sets norm_eps to {eps!r}, not a number above 0 (diffusers' default is 1e-05)"
+    order = config.get("controlnet_conditioning_channel_order", "rgb")
+    if order not in ("rgb", "bgr"):
+        return f"sets controlnet_conditioning_channel_order to {order!r}, not 'rgb' or 'bgr'"
+    return ""
 
 
 def _reason(exc: Exception) -> str:
