@@ -21,6 +21,9 @@ DIR, N, SD15, IH26M_ROOT, ``...``, ``{port}``, ``<engine>``) and paths are never
 to parse: only option names, subcommand and engine names, and values written literally for an
 option with ``choices`` are checked. An option must be spelled in full: argparse would take a prefix
 (``--mesh-sample``), but a README that abbreviates has drifted or will once another option shares it.
+A whole command (one in a code block, or an inline span with two or more options; an inline span with
+one option mentions that option) also names every option its parser requires, unless it asks for
+help, the version or another print-and-exit option (``--example-spec``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ _PLACEHOLDER = re.compile(r"^(?:[A-Z][A-Z0-9_]*|\.\.\.|\{.*\}|<.*>)$")
 class Command:
     line: int  # 1-based README line where it starts
     text: str
+    inline: bool = False  # an inline backtick span (else a code block's line)
 
     def __str__(self) -> str:
         return f"README.md:{self.line}: {self.text}"
@@ -89,7 +93,7 @@ def readme_commands(text: str) -> list[Command]:
         span = " ".join(match.group(1).split())
         if span.startswith("handforge ") and re.search(r"(?:^|\s)\[?-", span):
             number = max(n for offset, n in starts if offset <= match.start())
-            found.append(Command(number, span))
+            found.append(Command(number, span, inline=True))
     return sorted(found, key=lambda c: c.line)
 
 
@@ -129,13 +133,35 @@ def _engine_parser(command: str, module: str, engine: str, package: str) -> argp
     return engine_parser(target, command, engine)
 
 
-def problems(command: str) -> list[str]:
-    """What in ``command`` the real parsers do not accept (empty: all of it is)."""
+def problems(command: str, whole: bool = True) -> list[str]:
+    """What in ``command`` the real parsers do not accept (empty: all of it is); ``whole``: it is a whole
+    command, not a mention of an option, so the options its parser requires must be there too."""
     root, _ = build_parser()
-    return _walk(root, "handforge", tokens(command))
+    return _walk(root, "handforge", tokens(command), whole)
 
 
-def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str]) -> list[str]:
+def _whole(command: Command) -> bool:
+    return not command.inline or sum(_is_option(w) for w in tokens(command.text)) >= 2
+
+
+def _exits(action: argparse.Action) -> bool:
+    """--help, --version, --example-spec: print and exit before the required options are asked for."""
+    return isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or (
+        action.nargs == 0 and type(action).__module__ != "argparse")
+
+
+def _missing_required(parser: argparse.ArgumentParser, given: list[str]) -> list[str]:
+    actions = [parser._option_string_actions[w] for w in given if w in parser._option_string_actions]
+    if any(_exits(a) for a in actions):
+        return []
+    missing = [a.option_strings[-1] for a in parser._actions
+               if a.required and a.option_strings and a not in actions]
+    missing += ["one of " + " | ".join(a.option_strings[-1] for a in g._group_actions)
+                for g in parser._mutually_exclusive_groups if g.required and not set(g._group_actions) & set(actions)]
+    return missing
+
+
+def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str], whole: bool) -> list[str]:
     found: list[str] = []
     sub = _subparsers(parser)
     module = parser.get_default("engine_module")  # a command that hands the rest to an engine's module
@@ -176,16 +202,19 @@ def _walk(parser: argparse.ArgumentParser, prog: str, words: list[str]) -> list[
                     found.append(f"{prog}: no engine {engine!r} (engines: {', '.join(engines)})")
                     continue
                 found += _walk(_engine_parser(prog.split()[-1], module, engine, package), f"{prog} {engine}",
-                               words[i + 1:])
+                               words[i + 1:], whole)
             return found
         if sub is not None:
             for name in word.split("|"):
                 if name not in sub.choices:
                     found.append(f"{prog}: no subcommand {name!r} (has: {', '.join(sub.choices)})")
                     continue
-                found += _walk(sub.choices[name], f"{prog} {name}", words[i + 1:])
+                found += _walk(sub.choices[name], f"{prog} {name}", words[i + 1:], whole)
             return found
         i += 1  # a positional value (a path, a spec): not checked
+    if whole:
+        found += [f"{prog}: {name} is required" for name in
+                  _missing_required(parser, [w.partition("=")[0] for w in words if _is_option(w)])]
     return found
 
 
@@ -212,7 +241,7 @@ def test_the_commands_that_dispatch_to_engines_are_known():
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"line{c.line}-{'-'.join(tokens(c.text)[:2])}" for c in COMMANDS])
 def test_readme_command_uses_real_options_and_choices(command):
-    assert problems(command.text) == [], str(command)
+    assert problems(command.text, _whole(command)) == [], str(command)
 
 
 @pytest.mark.parametrize("command, expected", [
@@ -225,10 +254,19 @@ def test_readme_command_uses_real_options_and_choices(command):
     ("handforge no-such-command --out DIR", "no subcommand 'no-such-command'"),
     ("handforge export S --out OUT [--workers N | --ray [ADDRESS] --gpu-per-worker 1]", "no option --gpu-per-worker"),
     ("handforge eval interaction --mesh-sample 100", "no option --mesh-sample"),  # a prefix argparse takes
+    ("handforge corpus --sequences 20000 --workers 2", "handforge corpus: --out is required"),
+    ("handforge train motion --out RUN --steps 10", "handforge train motion: one of --corpus | --motion-folder"),
 ])
 def test_the_check_catches_what_the_parser_refuses(command, expected):
     # the checker itself must be able to fail
     assert any(expected in p for p in problems(command)), problems(command)
+
+
+def test_a_mention_of_one_option_and_a_print_and_exit_option_need_no_required_ones():
+    mention = readme_commands("see `handforge corpus --workers`, `handforge export --example-spec > spec.toml`")
+    assert [(c.inline, _whole(c)) for c in mention] == [(True, False), (True, False)]
+    assert problems("handforge export --example-spec --quiet") == []
+    assert problems("handforge eval interaction --no-separation", whole=False) == []
 
 
 def test_placeholders_and_paths_are_not_checked():
