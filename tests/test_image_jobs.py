@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from handforge.engines.image.tokens import HAND_WORDS
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
 from handforge_shared.client import Cancelled, Error, JobFailed, Progress, Result, pose_arrays
@@ -77,6 +78,8 @@ def test_generate_reports_previews_and_returns_images_with_labels(served):
         none = client.run("image.generate", {**params, "prompt": "two people in a firm handshake", "steps": 1},
                           arrays, timeout=600)
         assert none.data["tas"]["steps"] == 0 and "no hand-related word" in none.data["warning"]
+        # naming every whole word that counts (before: "handed" was left out)
+        assert all(re.search(rf"\b{word}\b", none.data["warning"]) for word in HAND_WORDS), none.data["warning"]
 
 
 def test_shape_and_translation_are_optional_arrays(served):

@@ -26,7 +26,7 @@ from handforge import config
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
-from handforge.engines.image.tokens import truncated
+from handforge.engines.image.tokens import HAND_WORDS, truncated
 from handforge.render.camera import SENSOR_FITS
 from handforge.runtime import torch_dtype
 from handforge.server.jobs import JobContext, JobError, JobResult
@@ -352,8 +352,8 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
         warnings += controls_left_out(params["controls"])
     if params["tas"] and not tokens:
-        warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, "
-                        "or hand, hands, finger(s), fingertip(s), gesture(s)) in the part the text encoder reads")
+        warnings.append("TAS did nothing: the prompt has no hand-related word (a verb in -ing such as holding, or "
+                        f"the whole words {', '.join(sorted(HAND_WORDS))}) in the part the text encoder reads")
     if warnings:
         data["warning"] = "; ".join(warnings)
     return JobResult(data, {"images": images, **{f"control.{k}": view.images[k] for k in kinds}})
