@@ -239,10 +239,12 @@ def test_the_learned_engines_settings_asked_of_the_spline_engine_are_refused(ser
             with pytest.raises(JobFailed) as info:
                 client.run("motion.inbetween", {"engine": "spline", **params}, keys(), timeout=60)
             assert info.value.code == "invalid_params" and info.value.field == named, info.value
-            assert "only apply to engine 'learned'" in info.value.message and "engine to 'learned'" in info.value.hint
+            one = len(params) == 1  # (one setting: "steps only applies …, or leave it out")
+            assert f"only appl{'ies' if one else 'y'} to engine 'learned'" in info.value.message
+            assert info.value.hint == f"set engine to 'learned', or leave {'it' if one else 'them'} out"
         defaults = {"steps": 20, "variation": 0.8, "smoothing": 1.0, "penetration_guidance": "repair"}
         assert client.run("motion.inbetween", {"engine": "spline", **defaults}, keys(), timeout=60)
-        with pytest.raises(JobFailed, match="penetration_guidance only apply"):  # another kind, its own default
+        with pytest.raises(JobFailed, match="penetration_guidance only applies"):  # another kind, its own default
             client.run("motion.generate", {"engine": "spline", "penetration_guidance": "repair"}, {}, timeout=60)
 
 def test_a_hand_model_not_available_here_is_refused_before_the_learned_engine_runs(server):

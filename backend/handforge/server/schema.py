@@ -35,8 +35,9 @@ def refuse_unread(params: Mapping[str, Any], specs: Mapping[str, "Param"], names
     says what the engine that runs does instead."""
     given = [k for k in names if params[k] != specs[k].default]
     if given:
-        raise invalid(f"params.{given[0]}", f"{', '.join(given)} only apply to engine '{reader}' ({why})",
-                      f"set engine to '{reader}', or leave them out")
+        one = len(given) == 1  # ("cfg_scale only apply to …, or leave them out")
+        raise invalid(f"params.{given[0]}", f"{', '.join(given)} only appl{'ies' if one else 'y'} to engine '{reader}' "
+                      f"({why})", f"set engine to '{reader}', or leave {'it' if one else 'them'} out")
 
 
 @dataclass(frozen=True)
