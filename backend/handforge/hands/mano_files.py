@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -163,9 +164,10 @@ def find_model_files(model_dir: Path, given: bool = False) -> dict[Side, Path]:
 
 
 def side_from_name(path: Path) -> Side | None:
-    """The hand a MANO file's name says it holds (RIGHT or LEFT in it, as smplx tells them), else None."""
+    """The hand a MANO file's name says it holds (RIGHT or LEFT starting a word of it, any case: MANO_RIGHT.pkl,
+    RightHand.pkl, as smplx tells them), else None. Not inside a word: "bright.pkl" says nothing."""
     name = path.name.upper()
-    sides = [s for s in SIDES if s.upper() in name]
+    sides = [s for s in SIDES if re.search(rf"(?<![A-Z]){s.upper()}", name)]
     return sides[0] if len(sides) == 1 else None
 
 
