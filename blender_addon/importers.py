@@ -51,12 +51,17 @@ def image_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def check_image_shape(name: str, pixels: np.ndarray) -> None:
+    """Refuse pixels that are not (H, W, 1|3|4) with at least one pixel: no image datablock can hold them."""
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or min(pixels.shape[:2]) < 1:
+        raise PoseFormatError(f"image {name!r} must be (H, W, 1|3|4), got {pixels.shape}")
+
+
 def image_datablock(name: str, pixels: np.ndarray) -> bpy.types.Image:
     """A new image datablock, packed into the .blend, from (H, W, C) pixels, top row first (uint8 0..255 or
     float 0..1)."""
     arr = np.asarray(pixels)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
-        raise PoseFormatError(f"image {name!r} must be (H, W, 1|3|4), got {arr.shape}")
+    check_image_shape(name, arr)
     rgba = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
     if not np.all(np.isfinite(rgba)):
         raise PoseFormatError(f"image {name!r} has non-finite pixels")
@@ -109,6 +114,9 @@ def check_images(context, arrays: Mapping[str, np.ndarray], target: str) -> dict
     """The images of a result, checked before anything is written (a bad one changes nothing)."""
     found = image_arrays(arrays)
     for name, pixels in found.items():
+        # (an ``images`` batch of 2 channels, or an image of no rows: refused here, not after the images before it
+        # and the motion were written, which the refusal left in the scene outside any undo step)
+        check_image_shape(name, pixels)
         if not (np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.uint8):
             raise PoseFormatError(f"image {name!r} must be uint8 or float (H, W, C), got {pixels.dtype}")
         if np.issubdtype(pixels.dtype, np.floating) and not np.all(np.isfinite(pixels)):

@@ -43,10 +43,12 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     image[:4, :, 0] = 255  # top half red, bottom half black
     inputs["image"] = image
     np.savez(work / "echo_inputs.npz", **inputs)
+    # the same, and a batch of two-channel images (no image Blender makes): refused as a whole
+    np.savez(work / "bad_images.npz", **inputs, images=np.zeros((1, 4, 4, 2), np.uint8))
     args = {"port": free_port(), "unused_port": free_port(),
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
             "pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in pose.items()}}),
-            "echo_inputs": str(work / "echo_inputs.npz"),
+            "echo_inputs": str(work / "echo_inputs.npz"), "bad_images": str(work / "bad_images.npz"),
             "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}}),
             "victim": str(work / "victim.txt")}
     (work / "victim.txt").write_text("a file of the user's")
@@ -175,6 +177,9 @@ def test_results_become_keys_and_images(session):
     pixels = np.array(result["pixels"])
     np.testing.assert_allclose(pixels, session.image / 255.0, atol=1e-6)  # top row first, as sent
     assert any(name.startswith("echo image") for name in result["new_objects"])  # the textured plane
+    # before: the motion's keys and the good image were written, then the bad one refused: left half-imported
+    assert result["bad_images_unchanged"] is True, result
+    assert "image 'image_000' must be (H, W, 1|3|4), got (4, 4, 2)" in result["bad_images"], result["bad_images"]
     assert "no active camera" in result["no_camera"] and result["unchanged_after_refusal"] is True
     # before: a folder or a damaged .npz as Inputs gave a 12-22 line Python traceback as the report
     for message in result["bad_inputs"]:

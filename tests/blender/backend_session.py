@@ -294,6 +294,9 @@ def results_imported():
     fc = right.animation_data.action.layers[0].strips[0].channelbag(right.animation_data.action_slot).fcurves
     gen = sum(1 for f in fc for k in f.keyframe_points if k.type == "GENERATED")
     state = scene_state()
+    bad_images = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", params=a["echo_params"],
+                                                            inputs=a["bad_images"]))
+    bad_images_unchanged = scene_state() == state
     no_camera = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
     damaged = os.path.join(os.path.dirname(a["echo_inputs"]), "damaged.npz")
     with open(damaged, "wb") as fh:
@@ -315,7 +318,8 @@ def results_imported():
     shared = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
     shared_unchanged = scene_state() == state and len(cam.data.background_images) == 1
     bpy.data.objects.remove(twin)
-    return {"shared": shared, "shared_unchanged": shared_unchanged,
+    return {"shared": shared, "shared_unchanged": shared_unchanged, "bad_images": bad_images,
+            "bad_images_unchanged": bad_images_unchanged,
             "new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
