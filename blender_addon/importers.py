@@ -110,7 +110,21 @@ def show_on_plane(context, image, name: str) -> bpy.types.Object:
     return obj
 
 
-def check_images(context, arrays: Mapping[str, np.ndarray], target: str) -> dict[str, np.ndarray]:
+def camera_problem(scene) -> str:
+    """Why images cannot be shown behind ``scene``'s active camera, "" when they can."""
+    camera = scene.camera
+    if camera is None:
+        return "the scene has no active camera to show the image behind: add one, or import it as a plane"
+    if camera.type != "CAMERA":  # (Set Active Object as Camera takes any object: it has no background)
+        kind = camera.type.lower()
+        return (f"the scene's active camera {camera.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a "
+                "camera: set a camera (Scene properties › Camera), or import it as a plane")
+    # (as Generate Image's Camera Background: its camera data is not changed unasked)
+    shared = shares_data(camera, ", or import it as a plane")
+    return f"camera {camera.name!r} {shared}" if shared else ""
+
+
+def check_images(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The images of a result, checked before anything is written (a bad one changes nothing)."""
     found = image_arrays(arrays)
     for name, pixels in found.items():
@@ -121,11 +135,6 @@ def check_images(context, arrays: Mapping[str, np.ndarray], target: str) -> dict
             raise PoseFormatError(f"image {name!r} must be uint8 or float (H, W, C), got {pixels.dtype}")
         if np.issubdtype(pixels.dtype, np.floating) and not np.all(np.isfinite(pixels)):
             raise PoseFormatError(f"image {name!r} has non-finite pixels")
-    if target == "CAMERA" and found and context.scene.camera is None:
-        raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
-    shared = shares_data(context.scene.camera, ", or import it as a plane") if target == "CAMERA" and found else ""
-    if shared:  # (as Generate Image's Camera Background: its camera data is not changed unasked)
-        raise ValueError(f"camera {context.scene.camera.name!r} {shared}")
     return found
 
 
@@ -166,13 +175,17 @@ def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarr
         hands.scene_hands(context.scene, "BOTH", edit=True)  # raises (before any change) if there are none
     else:
         clip = None
-    images = check_images(context, arrays, image_target)
+    images = check_images(arrays)
+    # refused before the job (``HANDFORGE_OT_run_job``): a camera gone or changed while it ran leaves the result
+    # kept, the images in the Image editor (before: all of it refused once it came, the job run for nothing)
+    unshown = camera_problem(context.scene) if image_target == "CAMERA" and images else ""
     parts = []
     if clip is not None:
         parts.append(import_motion(context, clip))
     if images:
-        made = import_images(context, images, label, image_target)
-        parts.append(f"{len(made)} image(s): {', '.join(made)}")
+        made = import_images(context, images, label, "IMAGE" if unshown else image_target)
+        why = f"; not shown behind a camera, the active one changed while the job ran: {unshown}" if unshown else ""
+        parts.append(f"{len(made)} image(s): {', '.join(made)}{why}")
     if not parts:
         shown = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
         parts.append(f"result {shown}" + (f", arrays {sorted(arrays)}" if arrays else ""))

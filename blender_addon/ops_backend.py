@@ -202,6 +202,9 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
     def job_request(self, context):
         if not self.kind:
             raise ValueError("name the job kind to run")
+        why = importers.camera_problem(context.scene) if self.image_target == "CAMERA" else ""
+        if why:  # (said before the job runs, not once its result came)
+            raise ValueError(why)
         try:
             params = json.loads(self.params or "{}")
         except json.JSONDecodeError as exc:

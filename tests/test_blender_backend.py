@@ -194,6 +194,18 @@ def test_results_become_keys_and_images(session):
     assert "import it as a plane" in result["shared"] and result["shared_unchanged"] is True, result
 
 
+def test_camera_background_refused_before_the_job_and_a_camera_gone_meanwhile_loses_no_result(session):
+    session.no_error("camera_gone")
+    found = session["camera_gone"]
+    # the camera deleted while the job ran: the result kept, the report says why it is behind no camera
+    assert found["result"] == ["FINISHED"] and len(found["made"]) == 1, found
+    assert ("not shown behind a camera, the active one changed while the job ran: the scene has no active camera"
+            in found["printed"]), found
+    # an empty as the scene's camera: refused before the job, nothing written
+    assert "the scene's active camera 'Empty Cam' is an empty, not a camera" in found["refused"], found
+    assert "Traceback" not in found["refused"] and found["unchanged"] is True, found
+
+
 def test_stopping_the_backend_mid_job_is_reported(session):
     session.no_error("stopped_mid")
     found = session["stopped_mid"]

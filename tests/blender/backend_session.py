@@ -332,6 +332,39 @@ def results_imported():
 s.check("results", results_imported)
 
 
+def camera_background_without_a_camera():
+    """Images for the Camera Background: the active camera deleted while the job ran, then an empty as the active
+    camera (Set Active Object as Camera takes any object). The first keeps its result, images and keys, saying why
+    no image is behind a camera (before: all of it refused once it came, the job run for nothing); the second is
+    refused before anything is sent (before: the images made, then a Python error, left in the scene)."""
+    scene = bpy.context.scene
+    doomed = bpy.data.objects.new("Doomed Cam", bpy.data.cameras.new("Doomed Cam"))
+    scene.collection.objects.link(doomed)
+    scene.camera = doomed
+
+    def delete():
+        if "Doomed Cam" in bpy.data.objects:
+            bpy.data.objects.remove(doomed)
+
+    before = scene_state()
+    with while_a_job_runs(delete):
+        result, printed = printed_by(lambda: bpy.ops.handforge.run_job(
+            kind="echo", params=a["echo_params"], inputs=a["echo_inputs"], image_target="CAMERA"))
+    made = sorted(set(scene_state()["images"]) - set(before["images"]))
+    empty = bpy.data.objects.new("Empty Cam", None)
+    scene.collection.objects.link(empty)
+    scene.camera = empty
+    state = scene_state()
+    refused = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
+    found = {"result": result, "printed": printed, "made": made, "refused": refused,
+             "unchanged": scene_state() == state}
+    bpy.data.objects.remove(empty)
+    return found
+
+
+s.check("camera_gone", camera_background_without_a_camera)
+
+
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
     with once_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend())) as stopped:
