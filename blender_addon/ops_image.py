@@ -224,11 +224,14 @@ def add_plane(scene, camera, image, name: str, K):
 
 
 def show_behind(camera, image) -> None:
-    """The image as the camera's background (the one HandForge set before is replaced)."""
+    """The image as the camera's background (the one HandForge set before is replaced, the artist's settings of it
+    kept: opacity, front or back)."""
     data = camera.data
     backgrounds = [b for b in data.background_images if b.image is not None and "handforge_seed" in b.image]
     background = backgrounds[0] if backgrounds else data.background_images.new()
     background.image = image
+    # shown, though the artist hid the one it replaces (its eye): they asked for this one behind the camera
+    background.show_background_image = True
     data.show_background_images = True
 
 

@@ -101,6 +101,12 @@ def test_a_camera_sharing_its_data_with_a_linked_duplicate_gets_no_background_me
     assert mine == twins == before and found["shared"] is True, found  # the data is left as it was, still shared
 
 
+def test_a_background_the_artist_hid_shows_the_next_image(session):
+    session.no_error("hidden_background")
+    found = session["hidden_background"]
+    assert found["result"] == ["FINISHED"] and ["HandForge seed 53", True] in found["backgrounds"], found
+
+
 def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(session):
     session.no_error("said_where")
     result, printed = session["said_where"]["shape"]

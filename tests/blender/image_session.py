@@ -510,6 +510,22 @@ def linked_duplicate_camera():
 s.check("linked_duplicate", linked_duplicate_camera)
 
 
+def hidden_background_shown_again():
+    """The artist hides the last result's background (its eye in Camera properties › Background Images), then
+    makes another with Camera Background: the new image is shown (before: it took the hidden entry's place, and
+    stayed hidden, unsaid)."""
+    camera = bpy.context.scene.camera
+    ours = next(b for b in camera.data.background_images if b.image is not None and "handforge_seed" in b.image)
+    ours.show_background_image = False
+    result = bpy.ops.handforge.generate_image(seed=53, steps=1, variants=1, resolution_x=a["size"],
+                                              resolution_y=a["size"], add_plane=False)
+    return {"result": sorted(result), "backgrounds": [[b.image.name, b.show_background_image]
+                                                      for b in camera.data.background_images if b.image is not None]}
+
+
+s.check("hidden_background", hidden_background_shown_again)
+
+
 def results_kept_in_the_saved_file():
     """Variants with neither the camera's background nor a plane (nothing uses them), saved and reopened: every
     result of the session is still there, with its pixels and its properties (before: a result nothing used had
