@@ -41,14 +41,20 @@ def sharing_data(camera) -> list[str]:
     return sorted(o.name for o in bpy.data.objects if o.data == camera.data and o != camera)
 
 
-def shares_data(camera, otherwise: str) -> str:
-    """Why an image of ``camera``'s view cannot be its background (said after its name): its camera data, which
-    holds the backgrounds, is shared (the image would show behind the other cameras too, off their rigs), or "".
-    ``otherwise``: what else to do, said last."""
+def background_problem(camera, otherwise: str) -> str:
+    """Why an image of ``camera``'s view cannot be its background (said after its name), or "": its camera data,
+    which holds the backgrounds, is shared (the image would show behind the other cameras too, off their rigs), or
+    linked from another .blend (Blender ignores the change, the image shown nowhere). ``otherwise``: what else to
+    do, said last."""
+    data = camera.data
+    if not data.is_editable:
+        source = data.library.filepath if data.library is not None else "a library"
+        return (f"uses camera data {data.name!r} linked from {source}, which this file cannot change: make it local "
+                f"(Object › Relations › Make Local › Selected Objects and Data){otherwise}")
     others = sharing_data(camera)
     if not others:
         return ""
-    return (f"shares its camera data {camera.data.name!r} with {', '.join(repr(name) for name in others)} (a linked "
+    return (f"shares its camera data {data.name!r} with {', '.join(repr(name) for name in others)} (a linked "
             f"duplicate, Alt-D), and a background shows behind every camera of its data: give {camera.name!r} data "
             f"of its own (select it alone, Object › Relations › Make Single User › Object & Data){otherwise}")
 

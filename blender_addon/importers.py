@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from . import hands, keys
-from .cameras import shares_data
+from .cameras import background_problem
 from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
@@ -120,8 +120,8 @@ def camera_problem(scene) -> str:
         return (f"the scene's active camera {camera.name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a "
                 "camera: set a camera (Scene properties › Camera), or import it as a plane")
     # (as Generate Image's Camera Background: its camera data is not changed unasked)
-    shared = shares_data(camera, ", or import it as a plane")
-    return f"camera {camera.name!r} {shared}" if shared else ""
+    why = background_problem(camera, ", or import it as a plane")
+    return f"camera {camera.name!r} {why}" if why else ""
 
 
 def check_images(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, importers, jobs
 from . import pose as pose_conv
-from .cameras import active_camera, render_size, shares_data, unscaled
+from .cameras import active_camera, background_problem, render_size, unscaled
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -92,9 +92,9 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     scene = next((sc for sc in bpy.data.scenes if sc.session_uid == made_in["scene"]), None)
     camera = None if scene is None else next(
         (o for o in scene.objects if o.session_uid == made_in["camera"] and o.type == "CAMERA"), None)
-    shared = shares_data(camera, ", then pick the image in its Background Images (Camera properties)") \
+    unshown = background_problem(camera, ", then pick the image in its Background Images (Camera properties)") \
         if camera is not None and background else ""
-    if shared:  # (a linked duplicate made while the job ran: the request refused one made before)
+    if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
     if camera is not None and background:
         show_behind(camera, made[0])
@@ -113,8 +113,8 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
                 "editor)")
     elif scene is not None and scene != context.scene and shown:
         note = f"; shown in scene {scene.name!r}, where they were made"
-    if shared:
-        note += f"; not shown behind camera {camera.name!r}: it {shared}"
+    if unshown:
+        note += f"; not shown behind camera {camera.name!r}: it {unshown}"
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
             note += f"; shown with camera {camera.name!r}, which they were made from, not the active one"
@@ -255,13 +255,14 @@ class CameraImageJob(jobs.JobOperator):
                                                                            "in front of the camera")
 
     def request_camera(self, scene):
-        """The active camera the images are made from, checked; refused for Camera Background when it shares its
-        camera data (Alt-D): an image of its view would show behind the others too. Refused, not given a copy of
-        the data: the artist linked the cameras to edit them as one (lens, sensor), and unlinking them unasked
-        would break that unseen; Blender's own Apply Transform refuses multi-user data the same way."""
+        """The active camera the images are made from, checked; refused for Camera Background when its camera data
+        cannot take it (``background_problem``): shared (Alt-D), an image of its view would show behind the others
+        too. Refused, not given a copy of the data: the artist linked the cameras to edit them as one (lens,
+        sensor), and unlinking them unasked would break that unseen; Blender's own Apply Transform refuses
+        multi-user data the same way."""
         camera = active_camera(scene, otherwise=", aimed at the hands")
-        why = shares_data(camera, ", or turn off Camera Background (the Image Plane shows the image in front of "
-                                  "this camera alone)") if self.set_background else ""
+        why = background_problem(camera, ", or turn off Camera Background (the Image Plane shows the image in front "
+                                         "of this camera alone)") if self.set_background else ""
         if why:
             raise ValueError(f"camera {camera.name!r} {why}")
         return camera

@@ -107,6 +107,15 @@ def test_a_background_the_artist_hid_shows_the_next_image(session):
     assert found["result"] == ["FINISHED"] and ["HandForge seed 53", True] in found["backgrounds"], found
 
 
+def test_a_camera_linked_from_a_library_is_refused_camera_background_before_the_job(session):
+    # before: the image was made, then shown behind nothing (Blender ignores changes to linked data), unsaid
+    session.no_error("linked_camera")
+    found = session["linked_camera"]
+    assert found["linked"] is True and found["made"] is False, found
+    assert "camera 'Layout Cam' uses camera data 'Layout Cam' linked from" in found["refused"], found
+    assert "layout.blend" in found["refused"] and "Make Local" in found["refused"], found
+
+
 def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(session):
     session.no_error("said_where")
     result, printed = session["said_where"]["shape"]

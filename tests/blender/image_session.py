@@ -526,6 +526,32 @@ def hidden_background_shown_again():
 s.check("hidden_background", hidden_background_shown_again)
 
 
+def linked_camera():
+    """A camera linked from another .blend (a layout file's, as studios link them): its camera data cannot be changed
+    here, so Camera Background is refused before anything is sent, saying how (before: the image made, and silently
+    shown behind nothing: Blender ignores the change to linked data)."""
+    scene = bpy.context.scene
+    library = str(s.work / "layout.blend")
+    layout_cam = add_camera("Layout Cam", (0.0, -0.5, 0.15))
+    bpy.data.libraries.write(library, {layout_cam})
+    bpy.data.objects.remove(layout_cam)
+    with bpy.data.libraries.load(library, link=True) as (_, linked):
+        linked.objects = ["Layout Cam"]
+    camera, first = linked.objects[0], scene.camera
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    try:
+        refused = error_of(lambda: bpy.ops.handforge.generate_image(
+            seed=54, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+    finally:
+        scene.camera = first
+        scene.collection.objects.unlink(camera)
+    return {"refused": refused, "made": "HandForge seed 54" in bpy.data.images, "linked": camera.library is not None}
+
+
+s.check("linked_camera", linked_camera)
+
+
 def results_kept_in_the_saved_file():
     """Variants with neither the camera's background nor a plane (nothing uses them), saved and reopened: every
     result of the session is still there, with its pixels and its properties (before: a result nothing used had
