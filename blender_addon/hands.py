@@ -178,7 +178,9 @@ def not_evaluated(view_layer, obj) -> str:
         return (f"is in a collection excluded from the view layer {view_layer.name!r}, so it is not updated: "
                 "tick the collection in the Outliner first")
     view_layer.update()  # objects added or shown since the last redraw are then in the depsgraph
-    if not obj.evaluated_get(view_layer.depsgraph).is_evaluated:
+    # (not ``evaluated_get(...).is_evaluated``: a hand the scene's HandForge pointers name has an evaluated copy
+    # even when disabled, never animated: Key Pose keyed its stale pose over the frame's keys)
+    if not any(id_.original == obj for id_ in view_layer.depsgraph.ids):
         return ("is disabled in viewports (its own or its collection's monitor icon in the Outliner), so it is not "
                 "updated: enable it there first")
     return ""

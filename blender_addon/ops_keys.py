@@ -137,6 +137,9 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
         start, end = scene_range(scene, self.frame_start, self.frame_end)
         found = hands.scene_hands(scene, _target(self, context))
         keys.check_export(found, start, end)
+        # a rig read frame by frame (joint limits, NLA, drivers: not from its curves) must be one Blender evaluates:
+        # an excluded or disabled one was written with one pose on every frame, unsaid
+        hands.check_evaluated(context.view_layer, [obj for obj in found.values() if not keys.curves_alone(obj)])
         self._placement_notes = placement_notes(found)  # (read now: the steps move the scene's frame)
         self._result = {}
         self._steps = keys.export_steps(context, found, start, end, self._result)

@@ -89,6 +89,17 @@ def test_key_pose_refuses_hands_in_an_excluded_collection_and_keeps_their_keys(s
     assert "excluded from the view layer" in result["key"] and "excluded from the view layer" in result["copy"]
 
 
+def test_key_pose_copy_and_export_refuse_hands_disabled_in_viewports(session):
+    # before: the scene's HandForge pointers kept an evaluated (never animated) copy of a disabled hand, so the
+    # check passed: Key Pose keyed its stale pose over the frame's keys, Export Motion wrote it on every frame
+    session.no_error("key_pose_disabled")
+    for how, result in session["key_pose_disabled"].items():
+        for what in ("key", "copy", "export"):
+            assert "is disabled in viewports" in result[what] and "enable it there" in result[what], (how, result)
+        assert result["keys_kept"] is True and result["written"] is False, (how, result)
+        assert result["export_from_curves"] == ["FINISHED"], (how, result)  # read from its curves: right as it is
+
+
 def test_set_shape_refuses_a_hand_whose_mesh_lost_its_shape_keys(session):
     # before: done, and the bones took the new shape while the mesh kept the old one (a posed hand tore)
     session.no_error("set_shape_no_shape_keys")

@@ -3,6 +3,8 @@ shape sliders labelled, Add Hands on a scene with hands, operators with nothing 
 
 from __future__ import annotations
 
+import os
+
 import bpy
 
 from session import ADDON_MODULE, Session, error_of, hand, printed_by, recorded_layout, ui_context
@@ -214,6 +216,49 @@ def key_pose_on_an_excluded_hand() -> dict:
 
 
 s.check("key_pose_excluded", key_pose_on_an_excluded_hand)
+
+
+def key_pose_on_a_disabled_hand() -> dict:
+    """Key Pose, Copy Pose and Export Motion (joint limits on: read frame by frame) with the hands disabled in
+    viewports (the collection's monitor icon; the rig and its mesh): Blender no longer animates them, while the
+    scene's HandForge pointers keep an evaluated copy of each, so the check passed and the stale pose was keyed
+    over the frame's keys, and exported on every frame. Without joint limits the export reads the curves."""
+    _clear_scene()
+    scene = bpy.context.scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    right = hand("right")
+    scene.frame_set(1)
+    assert bpy.ops.handforge.key_pose() == {"FINISHED"}
+    scene.frame_set(5)
+    assert bpy.ops.handforge.apply_preset(preset="fist", sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.key_pose() == {"FINISHED"}
+    curve = next(fc for fc in right.animation_data.action.fcurves if '"index1"' in fc.data_path)
+    before = [tuple(k.co) for k in curve.keyframe_points]
+    collection = right.users_collection[0]
+    mesh_obj = next(c for c in right.children if c.type == "MESH")
+    out = {}
+    for how in ("collection", "objects"):
+        scene.frame_set(1)
+        if how == "collection":
+            collection.hide_viewport = True
+        else:
+            right.hide_viewport = mesh_obj.hide_viewport = True
+        scene.frame_set(5)
+        right.handforge.use_limits = True
+        path = str(s.work / f"disabled_{how}.npz")
+        out[how] = {"key": error_of(lambda: bpy.ops.handforge.key_pose()),
+                    "copy": error_of(lambda: bpy.ops.handforge.copy_pose()),
+                    "export": error_of(lambda: bpy.ops.handforge.export_motion(filepath=path, frame_start=1,
+                                                                               frame_end=5)),
+                    "written": os.path.exists(path), "keys_kept": [tuple(k.co) for k in curve.keyframe_points] == before}
+        right.handforge.use_limits = False
+        out[how]["export_from_curves"] = sorted(bpy.ops.handforge.export_motion(filepath=path, frame_start=1,
+                                                                                frame_end=5))
+        collection.hide_viewport = right.hide_viewport = mesh_obj.hide_viewport = False
+    return out
+
+
+s.check("key_pose_disabled", key_pose_on_a_disabled_hand)
 
 
 def set_shape_without_shape_keys() -> dict:
