@@ -274,6 +274,18 @@ def others_on_the_same_keys(arm_obj, besides=()) -> list:
             and o.animation_data.action == ad.action and getattr(o.animation_data, "action_slot", None) == slot]
 
 
+def sharing_warning(arm_obj, besides=(), change: str = "the new keys move it too") -> str:
+    """What to warn of when keys of ``arm_obj`` change (``change``: how that affects the others) and other objects
+    share them (``others_on_the_same_keys``), or "". A linked duplicate (Alt-D) moves with the keys it shares:
+    right, but said, as it was not (Import Motion; Key Pose changed the other hand's pose at the frame unsaid)."""
+    sharing = others_on_the_same_keys(arm_obj, besides)
+    if not sharing:
+        return ""
+    return (f"{', '.join(repr(o.name) for o in sharing[:3])}{' and more' if len(sharing) > 3 else ''} "
+            f"share{'s' if len(sharing) == 1 else ''} the action of {arm_obj.name!r} (a linked duplicate): {change} "
+            "(Object > Relations > Make Single User > Object Animation gives it its own)")
+
+
 def check_keyable(hands: dict[str, object]) -> None:
     """Refuse hands whose keys live in an action linked from another file (a library override keeps the
     library's action): Blender skips every key inserted there with a console warning, and a script's
@@ -341,12 +353,9 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel),
                                                f"{arm_obj.name} Action", blend)
         written += count
-        sharing = others_on_the_same_keys(arm_obj, hands.values())
-        if sharing:  # a linked duplicate (Alt-D) moves with the keys it shares: right, but said, as it was not
-            warnings.append(f"{', '.join(repr(o.name) for o in sharing[:3])}{' and more' if len(sharing) > 3 else ''} "
-                            f"share{'s' if len(sharing) == 1 else ''} the action of {arm_obj.name!r} (a linked "
-                            "duplicate): the new keys move it too (Object > Relations > Make Single User > Object "
-                            "Animation gives it its own)")
+        sharing = sharing_warning(arm_obj, hands.values())
+        if sharing:
+            warnings.append(sharing)
         if under_strips:  # (as Blender's own keying does: said, since it hides the strips everywhere)
             warnings.append(f"{arm_obj.name!r} was animated by NLA strips alone: its new keys are in a new action, "
                             f"{arm_obj.animation_data.action.name!r}, which overrides the strips on every frame (push "

@@ -66,6 +66,11 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
         # (the keyed finger sliders too, at what the bones show: else they took the keyed pose back)
         total = sum(keys.key_pose(obj, frame) + fingers.key_shown_sliders(obj, frame, "KEYFRAME")
                     for obj in found.values())
+        for obj in found.values():
+            warning = keys.sharing_warning(obj, found.values(), f"its pose at frame {keys.frame_text(frame)} is "
+                                                                "this one too")
+            if warning:
+                self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}")
         return {"FINISHED"}
 
@@ -243,6 +248,7 @@ class _GeneratedKeysOperator:
 
     bl_options = {"REGISTER", "UNDO"}
     done = ""  # past tense of what the tool does, for its report
+    changes = False  # whether it changes what the keys pose (then said of a linked duplicate sharing them)
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
@@ -256,6 +262,10 @@ class _GeneratedKeysOperator:
         found = hands.scene_hands(context.scene, _target(self, context), edit=True)
         keys.check_keyable(found)
         count = sum(self.act(obj) for obj in found.values())
+        for obj in found.values() if count and self.changes else ():
+            warning = keys.sharing_warning(obj, found.values(), f"its keys were {self.done} too")
+            if warning:
+                self.report({"WARNING"}, warning)
         if not count:
             self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "
                                   "(Import Motion or a backend job makes them)")
@@ -281,6 +291,7 @@ class HANDFORGE_OT_delete_generated_keys(_GeneratedKeysOperator, bpy.types.Opera
     bl_idname = "handforge.delete_generated_keys"
     bl_label = "Delete Generated Keys"
     done = "deleted"
+    changes = True
 
     def act(self, arm_obj) -> int:
         return generated_keys.delete_generated(arm_obj)

@@ -449,9 +449,13 @@ def test_export_motion_says_what_of_the_rigs_placement_the_clip_leaves_out(sessi
 
 
 def test_an_import_says_a_linked_duplicate_moves_with_the_rigs_keys(session):
-    # before: the duplicate got the keys without a word (the report named only the hands)
+    # before: the duplicate got the keys without a word (the report named only the hands); Key Pose and Delete
+    # Generated Keys changed its pose at those frames unsaid
     session.no_error("linked_duplicate")
     found = session["linked_duplicate"]
     assert found["result"] == ["FINISHED"], found
     assert (f"{found['copy']!r} shares the action of {found['rig']!r} (a linked duplicate): the new keys move it too"
             in found["printed"]), found["printed"]
+    shares = f"{found['copy']!r} shares the action of {found['rig']!r} (a linked duplicate): "
+    assert found["key"][0] == ["FINISHED"] and shares + "its pose at frame 5002 is this one too" in found["key"][1], found
+    assert found["delete"][0] == ["FINISHED"] and shares + "its keys were deleted too" in found["delete"][1], found

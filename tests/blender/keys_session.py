@@ -650,7 +650,12 @@ def linked_duplicate():
     try:
         result, printed = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
                                                                              frame_start=5000))
-        return {"result": result, "printed": printed, "copy": copy.name, "rig": right.name}
+        # Key Pose and Delete Generated Keys change the duplicate's pose just as much (before: unsaid)
+        scene.frame_set(5002)
+        key = printed_by(lambda: bpy.ops.handforge.key_pose(sides="RIGHT"))
+        delete = printed_by(lambda: bpy.ops.handforge.delete_generated_keys(sides="RIGHT"))
+        return {"result": result, "printed": printed, "copy": copy.name, "rig": right.name, "key": key,
+                "delete": delete}
     finally:
         bpy.data.objects.remove(copy)
 
