@@ -92,21 +92,49 @@ def render_cameras(scene, view_layer) -> tuple[list, list[str]]:
     return cameras, skipped
 
 
+def _rigid(matrix) -> bool:
+    m = np.asarray(matrix, np.float64)[:3, :3]
+    return np.allclose(np.linalg.norm(m, axis=0), 1.0, atol=1e-4) and np.linalg.det(m) > 0
+
+
+def _scale_source(obj) -> tuple[str, str]:
+    """(where, how to clear it) of the transform that scales ``obj``: its own scale, the parent inverse of it or
+    a parent (parented while that one was scaled), a parent bone's pose scale, or else a constraint or driver.
+    Where a parent's own scale was said for all of these, clearing it (already 1) changed nothing."""
+    child = None
+    while obj is not None:
+        if not _rigid(obj.matrix_basis):  # (its scale and delta scale)
+            through = f" through its parent {obj.name!r}" if child else ""
+            if np.allclose(obj.scale, 1.0, atol=1e-4):
+                return through, (f"set the Delta Scale of {obj.name!r} to 1 (Object properties › Transform › Delta "
+                                 "Transform)")
+            return through, f"clear the scale of {obj.name!r} (Object › Clear › Scale, Alt-S)"
+        parent = obj.parent
+        if parent is None:
+            break
+        if not _rigid(obj.matrix_parent_inverse):
+            return (f" by the parent inverse of {obj.name!r} (parented to {parent.name!r} while that was scaled)",
+                    f"parent {obj.name!r} to {parent.name!r} again (Ctrl-P, with {parent.name!r} unscaled), or clear "
+                    "its parent inverse (Alt-P › Clear Parent Inverse)")
+        bone = parent.pose.bones.get(obj.parent_bone) if parent.type == "ARMATURE" and obj.parent_type == "BONE" else None
+        if bone is not None and not _rigid(bone.matrix):
+            return (f" through the bone {bone.name!r} of {parent.name!r}",
+                    f"clear the pose scale of {bone.name!r} and of the bones above it (Pose Mode: Alt-S)")
+        child, obj = obj, parent
+    return (" by a constraint or driver (of it or a parent)", "remove the scale it gives")
+
+
 def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
-    """``obj``'s world ``matrix``, refused when scaled or mirrored (by it or a parent, which is named): the
-    backend's camera model and labels take rigid objects only, and the artist must know which object's scale
-    to clear."""
+    """``obj``'s world ``matrix``, refused when scaled or mirrored (by it or a parent, named with what scales
+    it, ``_scale_source``): the backend's camera model and labels take rigid objects only, and the artist must
+    know which scale to clear."""
     scale = np.linalg.norm(matrix[:3, :3], axis=0)
     mirrored = np.linalg.det(matrix[:3, :3]) < 0  # a negative scale: unit axis lengths, and still not rigid
     if mirrored or not np.allclose(scale, 1.0, atol=1e-4):
-        carrier = obj  # the object whose own scale it is: this one, or a parent
-        while carrier.parent is not None and np.allclose(np.asarray(carrier.scale), 1.0, atol=1e-4):
-            carrier = carrier.parent
-        through = f" through its parent {carrier.name!r}" if carrier is not obj else ""
+        through, fix = _scale_source(obj)
         how = "mirrored (a negative scale)" if mirrored else f"scaled ({', '.join(f'{s:.3g}' for s in scale)})"
-        raise ValueError(f"{obj.name!r} is {how}{through}: clear the scale of {carrier.name!r} (Object › Clear › "
-                         "Scale, Alt-S) first (applying it to a hand rig would resize its bones, which the labels "
-                         "would not follow)")
+        raise ValueError(f"{obj.name!r} is {how}{through}: {fix} first (applying it to a hand rig would resize its "
+                         "bones, which the labels would not follow)")
     return matrix
 
 

@@ -137,6 +137,12 @@ def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(sess
     assert "'Cam' is scaled" in found["camera"] and "through its parent 'Carrier'" in found["camera"], found
     # mirrored by a negative scale (axis lengths 1): the same, not the backend's "clear its scale" for the rig
     assert "is mirrored (a negative scale) through its parent 'Carrier'" in found["mirrored"], found
+    # before: each said to clear the scale of 'Carrier' or 'Character', already 1: the fix that fixes it now
+    assert ("by the parent inverse of 'Hand.R' (parented to 'Carrier' while that was scaled)" in found["parent_inverse"]
+            and "Alt-P › Clear Parent Inverse" in found["parent_inverse"]), found
+    assert ("through the bone 'forearm' of 'Character'" in found["bone"]
+            and "clear the pose scale of 'forearm'" in found["bone"]), found
+    assert "set the Delta Scale of 'Hand.R' to 1" in found["delta"], found
     assert found["made"] is False, found
 
 

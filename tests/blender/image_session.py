@@ -152,6 +152,34 @@ def refused_under_a_scaled_parent():
             finally:
                 obj.parent = None
                 obj.matrix_world = world
+        # the scale not the parent's own (its scale 1: clearing it, as said before, changed nothing): the parent
+        # inverse of a rig parented while the carrier was scaled, a character's forearm bone scaled in Pose Mode,
+        # the rig's Delta Scale
+        rig = scene.handforge.right
+        world = rig.matrix_world.copy()
+        carrier.scale = (2.0, 2.0, 2.0)
+        bpy.context.view_layer.update()
+        rig.parent = carrier
+        rig.matrix_parent_inverse = carrier.matrix_world.inverted()
+        carrier.scale = (1.0, 1.0, 1.0)
+        found["parent_inverse"] = error_of(lambda: bpy.ops.handforge.generate_image(seed=40, steps=1))
+        rig.parent = None
+        character = bpy.data.objects.new("Character", bpy.data.armatures.new("Character"))
+        scene.collection.objects.link(character)
+        bpy.context.view_layer.objects.active = character
+        bpy.ops.object.mode_set(mode="EDIT")
+        character.data.edit_bones.new("forearm").tail = (0.0, 0.3, 0.0)
+        bpy.ops.object.mode_set(mode="OBJECT")
+        rig.parent, rig.parent_type, rig.parent_bone = character, "BONE", "forearm"
+        character.pose.bones["forearm"].scale = (1.5, 1.5, 1.5)
+        found["bone"] = error_of(lambda: bpy.ops.handforge.generate_image(seed=40, steps=1))
+        rig.parent = None
+        bpy.data.objects.remove(character)
+        rig.matrix_world = world
+        rig.delta_scale = (0.5, 0.5, 0.5)
+        found["delta"] = error_of(lambda: bpy.ops.handforge.generate_image(seed=40, steps=1))
+        rig.delta_scale = (1.0, 1.0, 1.0)
+        rig.matrix_world = world
     finally:
         bpy.data.objects.remove(carrier)
     found["made"] = generated_images() != before
