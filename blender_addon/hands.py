@@ -104,8 +104,12 @@ def scene_hands(scene, target: str = "BOTH", required: bool = True, edit: bool =
     for side, obj in list(hands.items()):  # a rig that lost joints would be changed halfway, then fail
         missing = rig_build.missing_bones(obj)
         if missing and required:
-            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {', '.join(missing)}: undo the "
-                               "change that removed them, or add the hands again with HandForge > Add Hands")
+            # a bone renamed (its vertex group with it) is lost too: HandForge finds the joints by name
+            renamed = {name: rig_build.renamed_bone(obj, name) for name in missing}
+            said = ", ".join(f"{name} (renamed {renamed[name]!r}?)" if renamed[name] else name for name in missing)
+            back = "rename it back, " if any(renamed.values()) else ""
+            raise NoHandsError(f"the {side} hand {obj.name!r} has lost its bone(s) {said}: {back}undo the change that "
+                               "removed them, or add the hands again with HandForge > Add Hands")
         if missing:
             del hands[side]
     if required and not hands:

@@ -481,6 +481,21 @@ def missing_bones(arm_obj) -> list[str]:
     return [name for name in JOINT_NAMES if name not in arm_obj.data.bones]
 
 
+def renamed_bone(arm_obj, name: str) -> str | None:
+    """The bone that looks like HandForge's lost joint ``name`` renamed by the artist (none of HandForge's names,
+    in that joint's place: the same parent joint, the same child joints), or None."""
+    k = JOINT_NAMES.index(name)
+    known = set(JOINT_NAMES) | set(TIP_NAMES)
+    parent = JOINT_NAMES[JOINT_PARENTS[k]] if JOINT_PARENTS[k] >= 0 else None
+    children = {JOINT_NAMES[c] for c in joint_children()[k]}
+    for bone in arm_obj.data.bones:
+        if bone.name in known or (bone.parent.name if bone.parent else None) != parent:
+            continue
+        if children & {c.name for c in bone.children} or not children & set(arm_obj.data.bones.keys()):
+            return bone.name
+    return None
+
+
 # ---------------------------------------------------------------------- joint limits
 def set_limits(arm_obj, enabled: bool) -> None:
     """Add (once) and switch Limit Rotation constraints with the anatomical ranges on or off; only

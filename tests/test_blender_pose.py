@@ -227,6 +227,8 @@ def test_set_shape_and_key_pose_refuse_hands_they_cannot_change_whole(session):
     assert "in Edit Mode" in result["edit_mode"] and result["edit_mode_kept"] is True
     assert "Unit Scale is 0.01" in result["unit_scale"]  # hands 1/100 of their size there, unsaid before
     assert "ring2" in result["lost_bone"]["error"] and "Add Hands" in result["lost_bone"]["error"]
+    # before: a renamed bone was said to be lost, "undo the change that removed them", the rename unnamed
+    assert "middle2 (renamed 'Middle_02'?), ring2: rename it back, undo" in result["lost_bone"]["error"], result
     assert result["lost_bone"]["keyed"] == [False, False]
 
 
