@@ -76,14 +76,27 @@ def image_datablock(name: str, pixels: np.ndarray) -> bpy.types.Image:
     return image
 
 
-def show_on_camera(context, image) -> None:
-    camera = context.scene.camera
-    if camera is None:
-        raise ValueError("the scene has no active camera to show the image behind: add one, or import it as a plane")
-    cam = camera.data
-    bg = next((b for b in cam.background_images if b.image == image), None) or cam.background_images.new()
-    bg.image = image
-    cam.show_background_images = True
+# An image a job made says so: Generate Image's and Transfer Pose's carry their seed, Run Job's its job kind. A
+# camera background showing one is HandForge's, replaced by the next result; any other is the artist's, never touched.
+RESULT_PROPS = ("handforge_seed", "handforge_job")
+
+
+def is_result(image) -> bool:
+    """Whether ``image`` is one a job's result made (``RESULT_PROPS``)."""
+    return image is not None and any(key in image for key in RESULT_PROPS)
+
+
+def show_behind(camera, image) -> None:
+    """The image as the camera's background: the one HandForge set before is replaced, the artist's settings of it
+    kept (opacity, front or back), the artist's own backgrounds untouched. Every button's results show this one
+    way: one HandForge background a camera, the newest result's."""
+    data = camera.data
+    background = next((b for b in data.background_images if is_result(b.image)), None) \
+        or data.background_images.new()
+    background.image = image
+    # shown, though the artist hid the one it replaces (its eye): they asked for this one behind the camera
+    background.show_background_image = True
+    data.show_background_images = True
 
 
 def show_on_plane(context, image, name: str) -> bpy.types.Object:
@@ -139,16 +152,22 @@ def check_images(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def import_images(context, found: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
-    """Image datablocks for checked images (``check_images``); CAMERA or PLANE also shows them."""
+    """Image datablocks for checked images (``check_images``), each marked with the job kind ``label``; CAMERA also
+    shows the first (as Generate Image shows its first variant), the others in the Image editor; PLANE shows them."""
     made = []
     for name, pixels in found.items():
         image = image_datablock(f"{label} {name}", pixels)
-        if target == "CAMERA":
-            show_on_camera(context, image)
-        elif target == "PLANE":
+        # a fake user: an image nothing shows has no user, and saving the .blend would drop it (as Generate Image's)
+        image.use_fake_user = True
+        image["handforge_job"] = label
+        made.append(image)
+    # the first alone: each image of each run had a background at half opacity, blended into the ones before
+    if made and target == "CAMERA":
+        show_behind(context.scene.camera, made[0])
+    elif target == "PLANE":
+        for image in made:
             show_on_plane(context, image, image.name)
-        made.append(image.name)
-    return made
+    return [image.name for image in made]
 
 
 # ---------------------------------------------------------------------- meshes

@@ -189,7 +189,8 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
                                        "if the job takes them)")
     image_target: EnumProperty(name="Images", default="IMAGE", description="Where images in the result go", items=[
         ("IMAGE", "Image", "Image datablocks only"),
-        ("CAMERA", "Camera Background", "Also show them behind the active camera"),
+        ("CAMERA", "Camera Background", "Also show the first behind the active camera, in place of the "
+                                          "last result's"),
         ("PLANE", "Textured Plane", "Also show them on a plane in the scene")])
 
     @classmethod

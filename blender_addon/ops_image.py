@@ -97,7 +97,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
     if camera is not None and background:
-        show_behind(camera, made[0])
+        importers.show_behind(camera, made[0])
     moved_from = None
     if camera is not None and plane_name:
         before = scene_plane(scene, plane_name, camera)
@@ -221,18 +221,6 @@ def add_plane(scene, camera, image, name: str, K):
     plane.location = (0.0, 0.0, -distance)
     plane.rotation_euler = (0.0, 0.0, 0.0)
     return plane
-
-
-def show_behind(camera, image) -> None:
-    """The image as the camera's background (the one HandForge set before is replaced, the artist's settings of it
-    kept: opacity, front or back)."""
-    data = camera.data
-    backgrounds = [b for b in data.background_images if b.image is not None and "handforge_seed" in b.image]
-    background = backgrounds[0] if backgrounds else data.background_images.new()
-    background.image = image
-    # shown, though the artist hid the one it replaces (its eye): they asked for this one behind the camera
-    background.show_background_image = True
-    data.show_background_images = True
 
 
 class CameraImageJob(jobs.JobOperator):

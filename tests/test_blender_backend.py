@@ -45,10 +45,12 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     np.savez(work / "echo_inputs.npz", **inputs)
     # the same, and a batch of two-channel images (no image Blender makes): refused as a whole
     np.savez(work / "bad_images.npz", **inputs, images=np.zeros((1, 4, 4, 2), np.uint8))
+    np.savez(work / "two_images.npz", images=np.stack([np.full((8, 16, 3), grey, np.uint8) for grey in (60, 200)]))
     args = {"port": free_port(), "unused_port": free_port(),
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25",
             "pose": json.dumps({"format": "handforge.pose", "hands": {s: p.to_dict() for s, p in pose.items()}}),
             "echo_inputs": str(work / "echo_inputs.npz"), "bad_images": str(work / "bad_images.npz"),
+            "two_images": str(work / "two_images.npz"),
             "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}}),
             "victim": str(work / "victim.txt")}
     (work / "victim.txt").write_text("a file of the user's")
@@ -204,6 +206,21 @@ def test_camera_background_refused_before_the_job_and_a_camera_gone_meanwhile_lo
     # an empty as the scene's camera: refused before the job, nothing written
     assert "the scene's active camera 'Empty Cam' is an empty, not a camera" in found["refused"], found
     assert "Traceback" not in found["refused"] and found["unchanged"] is True, found
+
+
+def test_run_job_keeps_one_camera_background_the_newest_results_and_the_artists_own(session):
+    # before: a background per image per run, each at half opacity, blended into the ones before
+    session.no_error("one_background")
+    found = session["one_background"]
+    assert found["first"] == [["Artist Ref", 0.8, "BACK", True], ["echo image_000", 0.5, "BACK", True]], found
+    assert found["batch_kept"] == [True, True], found  # the second in the Image editor, kept by a save
+    assert found["result"] == ["FINISHED"], found
+    assert len(found["made"]) == 1 and found["made"][0].startswith("echo image"), found
+    assert found["second"] == [["Artist Ref", 0.8, "BACK", True], [found["made"][0], 0.3, "FRONT", True]], found
+    # one undo step: the run's image gone, HandForge's background back to the one before, as the artist set it
+    assert found["undone"] == found["before_run"] == [["Artist Ref", 0.8, "BACK", True],
+                                                      ["echo image_000", 0.3, "FRONT", True]], found
+    assert found["undone_images"] == [], found
 
 
 def test_stopping_the_backend_mid_job_is_reported(session):

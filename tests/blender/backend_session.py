@@ -17,7 +17,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from session import ADDON_MODULE, Session, error_of, evaluated_vertices, printed_by, while_a_job_runs
+from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, init_undo, printed_by, ui_context,
+                     while_a_job_runs)
 
 s = Session()
 s.install()
@@ -363,6 +364,46 @@ def camera_background_without_a_camera():
 
 
 s.check("camera_gone", camera_background_without_a_camera)
+
+
+def backgrounds(camera) -> list[list]:
+    return [[b.image.name, round(b.alpha, 3), b.display_depth, b.show_background_image]
+            for b in camera.data.background_images if b.image is not None]
+
+
+def one_background_a_camera():
+    """Run Job's Camera Background twice, the first result a batch of two, beside a background of the artist's: one
+    HandForge background, the newest result's first image, with the opacity and depth the artist gave it (before:
+    a new one per image per run, each at half opacity, blended into the ones before); the artist's untouched; the
+    batch's second image kept in the file; one undo takes the run away (its images, its background back as it was)."""
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Job Cam", bpy.data.cameras.new("Job Cam"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    reference = camera.data.background_images.new()
+    reference.image, reference.alpha = bpy.data.images.new("Artist Ref", 4, 4), 0.8
+    assert bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"], image_target="CAMERA") == {"FINISHED"}
+    found = {"first": backgrounds(camera),
+             "batch_kept": [bpy.data.images[f"echo image_00{i}"].users > 0 for i in (0, 1)]}
+    ours = next(b for b in camera.data.background_images if b.image != reference.image)
+    ours.alpha, ours.display_depth = 0.3, "FRONT"  # the artist's settings of HandForge's background
+    init_undo()
+    before, found["before_run"] = set(bpy.data.images.keys()), backgrounds(camera)
+    with bpy.context.temp_override(**ui_context()):
+        found["result"] = sorted(bpy.ops.handforge.run_job("EXEC_DEFAULT", True, kind="echo", inputs=a["echo_inputs"],
+                                                           image_target="CAMERA"))
+        found["made"] = sorted(set(bpy.data.images.keys()) - before)  # ("echo image.003": earlier checks' came first)
+        found["second"] = backgrounds(bpy.data.objects["Job Cam"])
+        bpy.ops.ed.undo()
+    camera = bpy.data.objects["Job Cam"]  # (the undo replaced the datablocks)
+    found["undone"] = backgrounds(camera)
+    found["undone_images"] = sorted(set(bpy.data.images.keys()) - before)
+    bpy.data.objects.remove(camera)
+    return found
+
+
+s.check("one_background", one_background_a_camera)
+
 
 
 def stopped_mid_job():
