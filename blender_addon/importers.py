@@ -99,28 +99,121 @@ def show_behind(camera, image) -> None:
     data.show_background_images = True
 
 
-def show_on_plane(context, image, name: str) -> bpy.types.Object:
-    """A plane with the image's aspect ratio (1 m wide), textured with an emission-free material."""
+PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
+
+
+# A result plane carries its kind (the name asked for) and the name it was made with: another scene's plane
+# or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
+# properties, not the name) is theirs to keep.
+PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
+PLANE_CAMERA_PROP = "handforge_plane_camera"  # the camera's name when the plane was made or last adopted
+
+
+def scene_plane(scene, name: str, camera):
+    """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None;
+    one that other scenes hold too (New Scene › Linked Copy links the same object) only if it already hangs
+    from ``camera`` (not None): re-parented to this scene's camera, it would move in the others. (No record of its
+    scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)
+    New Scene › Full Copy copies the plane and its camera under numbered names: where the scene holds no
+    plane of its made name, a numbered copy hanging from ``camera``, itself a numbered copy of the plane's
+    camera, is the scene's (it takes the new names as its own); a second plane would fight it for the same
+    pixels. A copy the artist made of the plane alone (Shift-D: the same camera) stays theirs."""
+    planes = [o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
+              and (len(o.users_scene) == 1 or (camera is not None and o.parent == camera))]
+    made = next((o for o in planes if o.get(PLANE_NAME_PROP) == o.name), None)
+    if made is None and camera is not None:
+        made = next((o for o in planes if o.parent == camera and _numbered_copy(o.name, o.get(PLANE_NAME_PROP))
+                     and _numbered_copy(camera.name, o.get(PLANE_CAMERA_PROP))), None)
+        if made is not None:
+            made[PLANE_NAME_PROP], made[PLANE_CAMERA_PROP] = made.name, camera.name
+    return made
+
+
+def _numbered_copy(name: str, of) -> bool:
+    """Whether ``name`` is a name Blender gives a copy of an object called ``of``: the same name with
+    another number ("HandForge image.003" copied is "HandForge image.004" or the next one free)."""
+    def stem(text: str) -> str:
+        base, dot, number = text.rpartition(".")
+        return base if dot and number.isdigit() else text
+
+    return isinstance(of, str) and name != of and stem(name) == stem(of)
+
+
+def add_plane(scene, camera, image, name: str, corners):
+    """``scene``'s own plane of kind ``name`` (made the first time) showing ``image`` unlit (emission: its pixels as
+    made, whatever the scene's lights) over ``corners`` (its local axes), hung ``PLANE_DISTANCE`` in front of
+    ``camera``; with no camera (None), standing in the scene: at the world origin facing the front view when new,
+    else where the artist put it."""
+    plane = scene_plane(scene, name, camera)
+    # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
+    # copied, by name they were this one's) stay as they are, showing their image: new ones instead
+    mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
+    mesh.clear_geometry()
+    mesh.from_pydata(corners, [], [(0, 1, 2, 3)])
+    mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+    material = mesh.materials[0] if len(mesh.materials) else None
+    material = material if material is not None and material.users == 1 else bpy.data.materials.new(name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture, emission, out = (nodes.new(t) for t in ("ShaderNodeTexImage", "ShaderNodeEmission",
+                                                     "ShaderNodeOutputMaterial"))
+    texture.image = image
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], out.inputs["Surface"])
+    mesh.materials.clear()
+    mesh.materials.append(material)
+    new = plane is None
+    if new:
+        plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
+        plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
+        scene.collection.objects.link(plane)
+    plane.data = mesh
+    if camera is None:
+        if new:
+            plane.rotation_euler = (np.pi / 2, 0.0, 0.0)  # stood up, facing the front view
+        elif plane.parent is not None:  # (hung from a camera no longer the active one: left where it shows)
+            world = plane.matrix_world.copy()
+            plane.parent = None
+            plane.matrix_world = world
+        plane.pop(PLANE_CAMERA_PROP, None)
+        return plane
+    plane[PLANE_CAMERA_PROP] = camera.name
+    plane.parent = camera
+    plane.matrix_parent_inverse.identity()
+    plane.location = (0.0, 0.0, -PLANE_DISTANCE)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
+    return plane
+
+
+def frame_corners(scene, camera, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:
+    """An image of ``width`` × ``height`` pixels as large as it fits in ``camera``'s view of ``scene`` (Blender's own
+    frame: render shape, sensor fit, shift), centred, ``distance`` in front of it in its local axes (-Z forward):
+    for an image that came without the intrinsics it was drawn with; one of the render's shape fills the view."""
+    frame = [tuple(corner) for corner in camera.data.view_frame(scene=scene)]
+    depth = -frame[0][2]
+    # (the frame is drawn at some depth: a perspective view grows with the distance, an orthographic one does not)
+    scale = distance / depth if camera.data.type != "ORTHO" and depth > 0 else 1.0
+    xs, ys = [x * scale for x, _, _ in frame], [y * scale for _, y, _ in frame]
+    fit = min((max(xs) - min(xs)) / width, (max(ys) - min(ys)) / height)
+    cx, cy, half_w, half_h = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2, width * fit / 2, height * fit / 2
+    return [(cx - half_w, cy - half_h, 0.0), (cx + half_w, cy - half_h, 0.0), (cx + half_w, cy + half_h, 0.0),
+            (cx - half_w, cy + half_h, 0.0)]
+
+
+def show_on_plane(scene, image, name: str):
+    """Run Job's Textured Plane: ``image`` on ``scene``'s plane of kind ``name``, one a scene as Generate Image's
+    (the next result refills it), hung in front of the active camera at the image's own shape (a job's image need not
+    be of the camera's view: none of its intrinsics come with it); without an active camera, 1 m wide, standing in
+    the scene (``add_plane``)."""
+    camera = scene.camera if scene.camera is not None and scene.camera.type == "CAMERA" else None
     width, height = image.size
-    aspect = height / max(width, 1)
-    mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata([(-0.5, -0.5 * aspect, 0), (0.5, -0.5 * aspect, 0), (0.5, 0.5 * aspect, 0), (-0.5, 0.5 * aspect, 0)],
-                     [], [(0, 1, 2, 3)])
-    uv = mesh.uv_layers.new(name="UVMap")
-    uv.data.foreach_set("uv", np.array([0, 0, 1, 0, 1, 1, 0, 1], dtype=np.float32))
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:  # Blender < 5.0 creates materials without nodes
-        mat.use_nodes = True
-    nodes = mat.node_tree.nodes
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.image = image
-    bsdf = nodes.get("Principled BSDF")
-    mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    mesh.materials.append(mat)
-    obj = bpy.data.objects.new(name, mesh)
-    obj.rotation_euler = (np.pi / 2, 0.0, 0.0)  # stand it up, facing the front view
-    context.scene.collection.objects.link(obj)
-    return obj
+    if camera is not None:
+        corners = frame_corners(scene, camera, width, height, PLANE_DISTANCE)
+    else:
+        half = 0.5 * height / max(width, 1)
+        corners = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
+    return add_plane(scene, camera, image, name, corners)
 
 
 def camera_problem(scene) -> str:
@@ -152,8 +245,8 @@ def check_images(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def import_images(context, found: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
-    """Image datablocks for checked images (``check_images``), each marked with the job kind ``label``; CAMERA also
-    shows the first (as Generate Image shows its first variant), the others in the Image editor; PLANE shows them."""
+    """Image datablocks for checked images (``check_images``), each marked with the job kind ``label``; CAMERA or
+    PLANE also shows the first (as Generate Image shows its first variant), the others in the Image editor."""
     made = []
     for name, pixels in found.items():
         image = image_datablock(f"{label} {name}", pixels)
@@ -161,12 +254,12 @@ def import_images(context, found: Mapping[str, np.ndarray], label: str, target: 
         image.use_fake_user = True
         image["handforge_job"] = label
         made.append(image)
-    # the first alone: each image of each run had a background at half opacity, blended into the ones before
+    # the first alone (each image of each run had a background at half opacity, blended into the ones before, and
+    # a plane, all at one spot), the newest result in place of the last
     if made and target == "CAMERA":
         show_behind(context.scene.camera, made[0])
-    elif target == "PLANE":
-        for image in made:
-            show_on_plane(context, image, image.name)
+    elif made and target == "PLANE":
+        show_on_plane(context.scene, made[0], f"{label} image")
     return [image.name for image in made]
 
 

@@ -191,7 +191,8 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
         ("IMAGE", "Image", "Image datablocks only"),
         ("CAMERA", "Camera Background", "Also show the first behind the active camera, in place of the "
                                           "last result's"),
-        ("PLANE", "Textured Plane", "Also show them on a plane in the scene")])
+        ("PLANE", "Textured Plane", "Also show the first on a plane in front of the active camera (standing in the "
+                                    "scene without one), refilled by the next result")])
 
     @classmethod
     def description(cls, context, properties):

@@ -100,9 +100,10 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         importers.show_behind(camera, made[0])
     moved_from = None
     if camera is not None and plane_name:
-        before = scene_plane(scene, plane_name, camera)
+        before = importers.scene_plane(scene, plane_name, camera)
         moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
-        add_plane(scene, camera, made[0], plane_name, result.data["camera"]["K"])
+        importers.add_plane(scene, camera, made[0], plane_name, view_corners(
+            result.data["camera"]["K"], made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
     # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
     # says why they are shown nowhere (made from that camera's view, they belong on no other)
     shown = [what for what, asked in (("behind it", background), ("on a plane in front of it", plane_name)) if asked]
@@ -137,9 +138,6 @@ def made_in(context, camera) -> dict:
     return {"scene": context.scene.session_uid, "camera": camera.session_uid}
 
 
-PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
-
-
 def view_corners(K, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:
     """The image's corners at ``distance`` in front of the camera, in its local axes (-Z forward, +Y up),
     from the intrinsics the backend drew it with (sensor fit, shift and pixel aspect are in them)."""
@@ -147,80 +145,6 @@ def view_corners(K, width: int, height: int, distance: float) -> list[tuple[floa
     left, right = -cx / fx * distance, (width - cx) / fx * distance
     top, bottom = cy / fy * distance, -(height - cy) / fy * distance  # image rows go down, the camera's Y up
     return [(left, bottom, 0.0), (right, bottom, 0.0), (right, top, 0.0), (left, top, 0.0)]
-
-
-# A result plane carries its kind (the name asked for) and the name it was made with: another scene's plane
-# or an artist's object may hold the bare name, and one the artist renamed or copied (Shift-D copies the
-# properties, not the name) is theirs to keep.
-PLANE_KIND_PROP, PLANE_NAME_PROP = "handforge_plane", "handforge_plane_name"
-PLANE_CAMERA_PROP = "handforge_plane_camera"  # the camera's name when the plane was made or last adopted
-
-
-def scene_plane(scene, name: str, camera):
-    """The plane of kind ``name`` that HandForge made in ``scene`` and the artist has not renamed, or None;
-    one that other scenes hold too (New Scene › Linked Copy links the same object) only if it already hangs
-    from ``camera``: re-parented to this scene's camera, it would move in the others. (No record of its
-    scene on the plane: a pointer would drag the scene along when the plane is appended or pasted.)
-    New Scene › Full Copy copies the plane and its camera under numbered names: where the scene holds no
-    plane of its made name, a numbered copy hanging from ``camera``, itself a numbered copy of the plane's
-    camera, is the scene's (it takes the new names as its own); a second plane would fight it for the same
-    pixels. A copy the artist made of the plane alone (Shift-D: the same camera) stays theirs."""
-    planes = [o for o in scene.objects if o.type == "MESH" and o.get(PLANE_KIND_PROP) == name
-              and (len(o.users_scene) == 1 or o.parent == camera)]
-    made = next((o for o in planes if o.get(PLANE_NAME_PROP) == o.name), None)
-    if made is None:
-        made = next((o for o in planes if o.parent == camera and _numbered_copy(o.name, o.get(PLANE_NAME_PROP))
-                     and _numbered_copy(camera.name, o.get(PLANE_CAMERA_PROP))), None)
-        if made is not None:
-            made[PLANE_NAME_PROP], made[PLANE_CAMERA_PROP] = made.name, camera.name
-    return made
-
-
-def _numbered_copy(name: str, of) -> bool:
-    """Whether ``name`` is a name Blender gives a copy of an object called ``of``: the same name with
-    another number ("HandForge image.003" copied is "HandForge image.004" or the next one free)."""
-    def stem(text: str) -> str:
-        base, dot, number = text.rpartition(".")
-        return base if dot and number.isdigit() else text
-
-    return isinstance(of, str) and name != of and stem(name) == stem(of)
-
-
-def add_plane(scene, camera, image, name: str, K):
-    """A plane in front of ``camera`` showing ``image`` exactly where the camera sees it, ``K`` being the
-    intrinsics it was drawn with (emission, no lighting): ``scene``'s own plane of kind ``name``, made the
-    first time."""
-    distance = PLANE_DISTANCE
-    plane = scene_plane(scene, name, camera)
-    # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
-    # copied, by name they were this one's) stay as they are, showing their image: new ones instead
-    mesh = plane.data if plane is not None and plane.data.users == 1 else bpy.data.meshes.new(name)
-    mesh.clear_geometry()
-    mesh.from_pydata(view_corners(K, image.size[0], image.size[1], distance), [], [(0, 1, 2, 3)])
-    mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    material = mesh.materials[0] if len(mesh.materials) else None
-    material = material if material is not None and material.users == 1 else bpy.data.materials.new(name)
-    material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    texture, emission, out = (nodes.new(t) for t in ("ShaderNodeTexImage", "ShaderNodeEmission",
-                                                     "ShaderNodeOutputMaterial"))
-    texture.image = image
-    links.new(texture.outputs["Color"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], out.inputs["Surface"])
-    mesh.materials.clear()
-    mesh.materials.append(material)
-    if plane is None:
-        plane = bpy.data.objects.new(name, mesh)  # "<name>.001" where another scene's plane or an object has it
-        plane[PLANE_KIND_PROP], plane[PLANE_NAME_PROP] = name, plane.name
-        scene.collection.objects.link(plane)
-    plane[PLANE_CAMERA_PROP] = camera.name
-    plane.data = mesh
-    plane.parent = camera
-    plane.matrix_parent_inverse.identity()
-    plane.location = (0.0, 0.0, -distance)
-    plane.rotation_euler = (0.0, 0.0, 0.0)
-    return plane
 
 
 class CameraImageJob(jobs.JobOperator):

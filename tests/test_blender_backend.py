@@ -223,6 +223,23 @@ def test_run_job_keeps_one_camera_background_the_newest_results_and_the_artists_
     assert found["undone_images"] == [], found
 
 
+def test_run_job_keeps_one_unlit_plane_a_scene_in_front_of_the_camera_showing_the_newest_result(session):
+    # before: a lit plane per image per run, 1 m wide at the world origin, all on top of each other
+    session.no_error("one_plane")
+    found = session["one_plane"]
+    assert len(found["made"]) == 2 and found["result"] == ["FINISHED"] and len(found["made_second"]) == 1, found
+    assert len(found["first"]) == 1, found  # (the earlier check's plane, made with no camera, taken up)
+    (name, plane), = found["first"].items()
+    assert plane["parent"] == "Plane Cam" and plane["image"] == found["made"][0], found
+    # unlit: the image's pixels as made, whatever the scene's lights (a Principled BSDF shaded them)
+    assert plane["nodes"] == ["ShaderNodeEmission", "ShaderNodeOutputMaterial", "ShaderNodeTexImage"], found
+    # a 2:1 image in a 16:9 view: its full width, centred, at its own shape (height 0.5 / 0.5625 of the view)
+    np.testing.assert_allclose(plane["x"], [0.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(plane["y"], [0.5 - 0.4444, 0.5 + 0.4444], atol=1e-3)
+    assert found["second"] == {name: {**plane, "image": found["made_second"][0]}}, found  # the same plane, refilled
+    assert found["undone"] == found["first"] and found["undone_images"] == [], found  # one undo step
+
+
 def test_stopping_the_backend_mid_job_is_reported(session):
     session.no_error("stopped_mid")
     found = session["stopped_mid"]

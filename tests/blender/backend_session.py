@@ -405,6 +405,62 @@ def one_background_a_camera():
 s.check("one_background", one_background_a_camera)
 
 
+def plane_seen(scene, camera_name: str) -> dict:
+    """The scene's planes of Run Job's echo images (by name: "echo image", numbered): each one's parent, image,
+    material nodes, and its corners as the camera sees them (0..1 across its frame)."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    camera = bpy.data.objects[camera_name]
+    out = {}
+    for plane in (o for o in scene.objects if o.type == "MESH" and o.name.startswith("echo image")):
+        nodes = plane.data.materials[0].node_tree.nodes
+        view = [world_to_camera_view(scene, camera, plane.matrix_world @ v.co) for v in plane.data.vertices]
+        out[plane.name] = {"parent": plane.parent.name if plane.parent else None,
+                           "image": next(n.image.name for n in nodes if n.bl_idname == "ShaderNodeTexImage"),
+                           "nodes": sorted(n.bl_idname for n in nodes),
+                           "x": [round(min(v.x for v in view), 4), round(max(v.x for v in view), 4)],
+                           "y": [round(min(v.y for v in view), 4), round(max(v.y for v in view), 4)]}
+    return out
+
+
+def one_plane_a_scene():
+    """Run Job's Textured Plane twice, the first result a batch of two (16 × 8 images), a camera of a 160 × 90
+    render active: one plane (the earlier check's, made with no camera, taken up), hung in front of the camera,
+    showing the newest result's first image unlit at its own shape, as wide as the camera's view and centred
+    (before: a lit plane per image per run, 1 m wide at the world origin, all at one spot); one undo takes the run
+    away."""
+    scene = bpy.context.scene
+    render = scene.render
+    size = (render.resolution_x, render.resolution_y, render.resolution_percentage)
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 160, 90, 100
+    camera = bpy.data.objects.new("Plane Cam", bpy.data.cameras.new("Plane Cam"))
+    scene.collection.objects.link(camera)
+    camera.location, camera.rotation_euler = (0.2, -2.0, 0.3), (1.4, 0.0, 0.1)
+    scene.camera = camera
+    try:
+        before = set(bpy.data.images.keys())
+        assert bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"], image_target="PLANE") == {"FINISHED"}
+        found = {"made": sorted(set(bpy.data.images.keys()) - before), "first": plane_seen(scene, "Plane Cam")}
+        init_undo()
+        before = set(bpy.data.images.keys())
+        with bpy.context.temp_override(**ui_context()):
+            found["result"] = sorted(bpy.ops.handforge.run_job("EXEC_DEFAULT", True, kind="echo",
+                                                               inputs=a["echo_inputs"], image_target="PLANE"))
+            found["made_second"] = sorted(set(bpy.data.images.keys()) - before)
+            found["second"] = plane_seen(bpy.context.scene, "Plane Cam")
+            bpy.ops.ed.undo()
+        found["undone"] = plane_seen(bpy.context.scene, "Plane Cam")  # (the undo replaced the datablocks)
+        found["undone_images"] = sorted(set(bpy.data.images.keys()) - before)
+    finally:
+        scene = bpy.context.scene
+        scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = size
+        scene.camera = None
+        bpy.data.objects.remove(bpy.data.objects["Plane Cam"])
+    return found
+
+
+s.check("one_plane", one_plane_a_scene)
+
 
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
