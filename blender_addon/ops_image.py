@@ -127,15 +127,23 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if background and abs(width * frame[1] - height * frame[0]) > 0.5 * max(frame):
             # Blender stretches a background to the camera's frame: a square image of a 16:9 render's camera was
             # 87 px off the rigs at 1080p, unsaid (the plane is sized by the image's own camera, and fits)
+            then = made_in.get("render")
+            # made at the render's size (Width and Height 0), changed while the job ran: "generate at the render's
+            # shape (Width and Height 0)" told the artist to do what they had done
+            how = (f"run it again (the render resolution was {then[0]} × {then[1]} when it was sent; Width and "
+                   "Height 0 follow it)" if then and tuple(then) != frame
+                   else "generate at the render's shape (Width and Height 0)")
             note += (f"; behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × "
-                     f"{frame[1]} frame, off the rigs: the Image Plane shows it in place, or generate at the render's "
-                     "shape (Width and Height 0)")
+                     f"{frame[1]} frame, off the rigs: the Image Plane shows it in place, or {how}")
     return made, note
 
 
-def made_in(context, camera) -> dict:
-    """Where a request was made: its scene's and camera's session_uids, for ``import_images``."""
-    return {"scene": context.scene.session_uid, "camera": camera.session_uid}
+def made_in(context, camera, follows_render: bool) -> dict:
+    """Where a request was made: its scene's and camera's session_uids, for ``import_images``; and, for images
+    sized by the render (``follows_render``: Width and Height 0), its render resolution then."""
+    render = context.scene.render
+    return {"scene": context.scene.session_uid, "camera": camera.session_uid,
+            "render": [render.resolution_x, render.resolution_y] if follows_render else None}
 
 
 def view_corners(K, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:
@@ -200,7 +208,8 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
         camera = self.request_camera(scene)
         width, height = image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)
-        self._request = {"prompt": prompt, "seed": self.seed, "made_in": made_in(context, camera)}
+        self._request = {"prompt": prompt, "seed": self.seed,
+                         "made_in": made_in(context, camera, not (self.resolution_x or self.resolution_y))}
         params = {"prompt": prompt, "negative_prompt": self.negative_prompt, "engine": self.engine, "seed": self.seed,
                   "steps": self.steps, "width": width, "height": height, "batch": self.variants,
                   "hand_model": model, "sensor_fit": camera.data.sensor_fit,

@@ -171,7 +171,8 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             if source.as_pointer() not in before:  # a file loaded for this refused request leaves no datablock
                 bpy.data.images.remove(source)
             raise
-        self._request = {"seed": self.seed, "made_in": ops_image.made_in(context, camera), "source": source.name,
+        self._request = {"seed": self.seed, "source": source.name,
+                         "made_in": ops_image.made_in(context, camera, not (self.resolution_x or self.resolution_y)),
                          "source_uid": source.session_uid}
         self._loaded = source.name if source.as_pointer() not in before else ""  # (a file loaded for this request)
         params = {"prompt": self.prompt, "engine": self.engine, "guide": self.guide, "seed": self.seed,

@@ -130,6 +130,19 @@ def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(sess
     assert "the image plane moved from camera 'Cam' to 'Other Cam' (one a scene: rename the plane" in printed, printed
 
 
+def test_a_render_resolution_changed_mid_job_is_said_so_not_told_to_use_width_and_height_0_again(session):
+    # before: "generate at the render's shape (Width and Height 0)" to an artist who had
+    session.no_error("render_changed")
+    result, printed = session["render_changed"]["changed"]
+    assert result == ["FINISHED"]
+    assert ("the 128 × 64 image is stretched to the render's 128 × 128 frame, off the rigs: the Image Plane shows it in "
+            "place, or run it again (the render resolution was 128 × 64 when it was sent") in printed, printed
+    assert "(Width and Height 0)" not in printed, printed
+    result, printed = session["render_changed"]["asked"]  # a size of their own: 0 is still the advice
+    assert result == ["FINISHED"]
+    assert "the Image Plane shows it in place, or generate at the render's shape (Width and Height 0)" in printed, printed
+
+
 def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(session):
     session.no_error("scaled_parent")
     found = session["scaled_parent"]

@@ -491,6 +491,34 @@ def said_where_it_shows():
 s.check("said_where", said_where_it_shows)
 
 
+def render_changed_mid_job():
+    """An image made at the render's size (Width and Height 0) whose render resolution changed shape while the job
+    ran is stretched behind the camera: the note says that and to run it again (before: "generate at the render's
+    shape (Width and Height 0)", what the artist had done); one asked for at another shape is still told to use 0."""
+    scene = bpy.context.scene  # (the module's: replaced by an undo above)
+    render = scene.render
+    size = (render.resolution_x, render.resolution_y, render.resolution_percentage)
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 128, 64, 100
+
+    def reshape():
+        render.resolution_y = 128
+
+    try:
+        with while_a_job_runs(reshape):
+            changed = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=93, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
+        render.resolution_y = 64
+        with while_a_job_runs(reshape):
+            asked = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=94, steps=1, variants=1, resolution_x=128, resolution_y=64, add_plane=False))
+    finally:
+        render.resolution_x, render.resolution_y, render.resolution_percentage = size
+    return {"changed": changed, "asked": asked}
+
+
+s.check("render_changed", render_changed_mid_job)
+
+
 def backgrounds_of(camera) -> list[str]:
     return [b.image.name for b in camera.data.background_images if b.image is not None]
 
