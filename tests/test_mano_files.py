@@ -302,9 +302,11 @@ def test_a_file_whose_contents_do_not_say_its_side_goes_by_its_name_and_says_so(
     assert "(left hand by its name: its contents do not say which, from" in capsys.readouterr().out
     assert load_mano_file(tmp_path / "MANO_LEFT.npz").side == "left"
     for name, side in (("RightHand.pkl", "right"), ("my_left_hand.pkl", "left"), ("bright.pkl", None),
-                       ("cleft_palm.pkl", None)):  # (a side inside a word said it: "bright" was a right hand)
+                       ("cleft_palm.pkl", None),  # (a side inside a word said it: "bright" was a right hand)
+                       ("manoRight.pkl", "right"), ("ManoLeft.pkl", "left")):  # (camelCase words said nothing)
         if side is None:
-            with pytest.raises(MANOFileError, match="cannot tell which hand"):
+            with pytest.raises(MANOFileError, match="cannot tell which hand .* and its name must start a word with "
+                                                    r"RIGHT or LEFT \(e\.g\. MANO_RIGHT\.pkl\)$"):
                 load_mano_file(write_mano_pickle(flat, tmp_path / name))
         else:
             assert load_mano_file(write_mano_pickle(flat, tmp_path / name)).side == side

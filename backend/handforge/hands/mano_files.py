@@ -165,9 +165,10 @@ def find_model_files(model_dir: Path, given: bool = False) -> dict[Side, Path]:
 
 def side_from_name(path: Path) -> Side | None:
     """The hand a MANO file's name says it holds (RIGHT or LEFT starting a word of it, any case: MANO_RIGHT.pkl,
-    RightHand.pkl, as smplx tells them), else None. Not inside a word: "bright.pkl" says nothing."""
-    name = path.name.upper()
-    sides = [s for s in SIDES if re.search(rf"(?<![A-Z]){s.upper()}", name)]
+    RightHand.pkl, as smplx tells them, or camelCase manoRight.pkl), else None. Not inside a word: "bright.pkl"
+    says nothing."""
+    # a word starts after a non-letter or, in camelCase, at a capital after a small letter ("manoRight")
+    sides = [s for s in SIDES if re.search(rf"(?i:(?<![a-z]){s})|(?<=[a-z]){s[0].upper()}(?i:{s[1:]})", path.name)]
     return sides[0] if len(sides) == 1 else None
 
 
@@ -226,7 +227,8 @@ def file_side(arrays: dict[str, np.ndarray], path: Path, claims: dict[str, Side 
                             f"say which hand it holds): {_side_fix(other, side, second)}")
     if not said:
         raise MANOFileError(f"cannot tell which hand {path} is: its contents do not say (its hands_mean has no "
-                            "clear finger curl) and its name must contain RIGHT or LEFT (e.g. MANO_RIGHT.pkl)")
+                            "clear finger curl) and its name must start a word with RIGHT or LEFT "
+                            "(e.g. MANO_RIGHT.pkl)")
     key, side = next(iter(said.items()))
     return side, key
 
@@ -500,7 +502,7 @@ def read_mano_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, An
 def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
     """Read and validate one MANO file (``.pkl`` as released, or ``.npz`` from ``convert-mano``). Its side comes from
     its contents (``side_from_contents``; a name, ``side`` or recorded side they contradict is refused), else from
-    those (the file's name: RIGHT or LEFT in it)."""
+    those (the file's name: RIGHT or LEFT starting a word of it)."""
     path = Path(path)
     claims: dict[str, Side | None] = {"name": side_from_name(path),
                                       "asked": None if side is None else check_side(side)}
