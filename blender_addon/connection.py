@@ -373,6 +373,16 @@ def kind_status(kind: str) -> tuple[bool, str]:
     return True, info.get("description", "")
 
 
+def may_return_images(kind: str) -> bool:
+    """Whether a job kind's result may hold images (``image``, ``images``, ``<name>.image``: what the importers take
+    as images), by the result keys the connected backend documents for it; True where it documents none."""
+    info, _ = _reported("kinds", kind, "")
+    returns = (info or {}).get("returns")
+    if not isinstance(returns, dict) or not returns:
+        return True
+    return any(name in ("*", "image", "images") or name.endswith(".image") for name in returns)
+
+
 def hand_model_status(name: str) -> tuple[bool, str]:
     """(available, why not) for a hand model on the connected backend."""
     info, why = _reported("hand_models", name, f"the backend does not know the hand model {name!r}")

@@ -204,8 +204,11 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
     def job_request(self, context):
         if not self.kind:
             raise ValueError("name the job kind to run")
-        why = importers.camera_problem(context.scene) if self.image_target == "CAMERA" else ""
-        if why:  # (said before the job runs, not once its result came)
+        # (said before the job runs, not once its result came; not for a kind whose results hold no images, e.g.
+        # motion with Camera Background still chosen from an image job: it was refused for a camera it never uses)
+        images = self.image_target == "CAMERA" and connection.may_return_images(self.kind)
+        why = importers.camera_problem(context.scene) if images else ""
+        if why:
             raise ValueError(why)
         try:
             params = json.loads(self.params or "{}")

@@ -194,6 +194,8 @@ def test_results_become_keys_and_images(session):
     assert "camera 'Camera' shares its camera data" in result["shared"], result["shared"]
     assert "with 'Camera.001' (a linked duplicate" in result["shared"], result["shared"]
     assert "import it as a plane" in result["shared"] and result["shared_unchanged"] is True, result
+    # a job whose results hold no images is not refused for the camera (before: no camera, or a shared one)
+    assert result["no_images"] == ["", ""], result["no_images"]
 
 
 def test_camera_background_refused_before_the_job_and_a_camera_gone_meanwhile_loses_no_result(session):

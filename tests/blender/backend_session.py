@@ -309,6 +309,8 @@ def results_imported():
     shutil.copy(a["echo_inputs"], "relative_inputs.npz")
     relative_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs="//relative_inputs.npz"))
     unchanged_after_refusal = scene_state() == state
+    # a kind whose results hold no images (ping) with Camera Background still chosen: no camera to refuse it for
+    no_images = [error_of(lambda: bpy.ops.handforge.run_job(kind="ping", image_target="CAMERA"))]
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     bpy.context.scene.collection.objects.link(cam)
     bpy.context.scene.camera = cam
@@ -318,8 +320,9 @@ def results_imported():
     state = scene_state()
     shared = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["echo_inputs"], image_target="CAMERA"))
     shared_unchanged = scene_state() == state and len(cam.data.background_images) == 1
+    no_images.append(error_of(lambda: bpy.ops.handforge.run_job(kind="ping", image_target="CAMERA")))
     bpy.data.objects.remove(twin)
-    return {"shared": shared, "shared_unchanged": shared_unchanged, "bad_images": bad_images,
+    return {"shared": shared, "shared_unchanged": shared_unchanged, "bad_images": bad_images, "no_images": no_images,
             "bad_images_unchanged": bad_images_unchanged,
             "new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
