@@ -142,23 +142,30 @@ def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path,
     assert "interaction.checkpoint" in failed.value.hint and "templates" in failed.value.hint
 
 
-def test_a_checkpoint_of_another_vector_size_is_missing_weights(tmp_path, monkeypatch):
-    """An InteractionDenoiser saved with another vector_dim (a foreign or damaged config, weights to match)
-    loaded, then ended the job ``internal`` with a reshape RuntimeError inside sampling."""
-    from handforge.engines.interaction import jobs, model
+def _sampling_error(folder, monkeypatch):
+    """The JobError of an interaction.sample job with the checkpoint ``folder``."""
+    from handforge.engines.interaction import jobs
     from handforge.server.jobs import JobContext, JobError
 
-    with monkeypatch.context() as patch:  # such a model can only be built by another representation
-        patch.setattr(model, "VECTOR_DIM", 10)
-        folder = save_model(model.InteractionDenoiser(vector_dim=10, width=8, hidden=16), tmp_path / "other")
     monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
     ctx = JobContext("j", "interaction.sample", lambda fraction, message, previews: None)
     params = {**{name: spec.default for name, spec in jobs.SCHEMA.params.items()}, "count": 2, "steps": 2}
     with pytest.raises(JobError) as failed:
         jobs.sample(ctx, params, {})
-    assert failed.value.code == "missing_weights"
-    assert str(folder) in failed.value.message and "vector_dim must be the representation's 64, got 10" in \
-        failed.value.message
+    return failed.value
+
+
+def test_a_checkpoint_of_another_vector_size_is_missing_weights(tmp_path, monkeypatch):
+    """An InteractionDenoiser saved with another vector_dim (a foreign or damaged config, weights to match)
+    loaded, then ended the job ``internal`` with a reshape RuntimeError inside sampling."""
+    from handforge.engines.interaction import model
+
+    with monkeypatch.context() as patch:  # such a model can only be built by another representation
+        patch.setattr(model, "VECTOR_DIM", 10)
+        folder = save_model(model.InteractionDenoiser(vector_dim=10, width=8, hidden=16), tmp_path / "other")
+    failed = _sampling_error(folder, monkeypatch)
+    assert failed.code == "missing_weights"
+    assert str(folder) in failed.message and "vector_dim must be the representation's 64, got 10" in failed.message
 
 
 def test_a_hand_edited_config_that_makes_no_working_model_is_missing_weights_naming_the_key(tmp_path, monkeypatch):
@@ -166,19 +173,14 @@ def test_a_hand_edited_config_that_makes_no_working_model_is_missing_weights_nam
     pipeline made its scheduler; the load refuses it, through the model cache, as a job error saying the key."""
     import json
 
-    from handforge.engines.interaction import jobs, model
-    from handforge.server.jobs import JobContext, JobError
+    from handforge.engines.interaction import model
 
     folder = save_model(model.InteractionDenoiser(width=8, hidden=16, layers=1, heads=2), tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "beta_schedule": "cosine"}))
-    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
-    ctx = JobContext("j", "interaction.sample", lambda fraction, message, previews: None)
-    params = {**{name: spec.default for name, spec in jobs.SCHEMA.params.items()}, "count": 2, "steps": 2}
-    with pytest.raises(JobError) as failed:
-        jobs.sample(ctx, params, {})
-    assert failed.value.code == "missing_weights"
-    assert failed.value.message == (
+    failed = _sampling_error(folder, monkeypatch)
+    assert failed.code == "missing_weights"
+    assert failed.message == (
         f"{folder}: cannot load the InteractionDenoiser checkpoint: its config.json sets beta_schedule to 'cosine', "
         "not a string among 'linear', 'scaled_linear', 'squaredcos_cap_v2' (the default is 'squaredcos_cap_v2'); "
         "correct it, or save or train the model again")
