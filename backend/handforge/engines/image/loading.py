@@ -10,7 +10,9 @@ uses DDIM built from the model's scheduler config.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -210,9 +212,6 @@ def _controlnet_config_problem(path: Path) -> str:
     """What in a ControlNet's config.json diffusers builds a model from without a word that then fails or
     draws NaN mid-generation ('' when nothing): a number that is not finite, a norm_eps not above 0, an
     unknown conditioning channel order. (Wrong sizes are refused by ``_check_sizes`` and the weights' shapes.)"""
-    import json
-    import math
-
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
