@@ -138,6 +138,22 @@ def unscaled(obj, matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def camera_matrix(camera, matrix: np.ndarray) -> np.ndarray:
+    """A camera's world ``matrix`` as Blender renders through it: its scale taken out (Blender's render and
+    ``world_to_camera_view`` normalise a camera's axes, so artists scale cameras freely, e.g. to see them in
+    the viewport; refusing one said to clear a scale that changes nothing). A mirrored or sheared camera
+    (a negative or non-uniform scale under a rotated parent) is refused as ``unscaled`` refuses it."""
+    axes = matrix[:3, :3]
+    lengths = np.linalg.norm(axes, axis=0)
+    if lengths.min() > 1e-9:
+        rotation = axes / lengths
+        if np.linalg.det(rotation) > 0 and np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-6):
+            rigid = np.array(matrix, np.float64)
+            rigid[:3, :3] = rotation
+            return rigid
+    return unscaled(camera, matrix)
+
+
 def render_size(scene, width: int, height: int, what: str, least: int, most: int,
                 multiple: int = 1) -> tuple[int, int]:
     """``width`` × ``height`` where given (0: the scene's render resolution at its percentage), refused unless

@@ -14,7 +14,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, jobs, keys
-from .cameras import active_camera, render_cameras, render_size, unscaled
+from .cameras import active_camera, camera_matrix, render_cameras, render_size, unscaled
 from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -49,7 +49,7 @@ def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[s
             for side, obj in found.items():
                 arm_matrices[side][t] = unscaled(obj, np.array(obj.matrix_world))
             for c, cam in enumerate(cameras):
-                cam_matrices[c, t] = unscaled(cam, np.array(cam.matrix_world))
+                cam_matrices[c, t] = camera_matrix(cam, np.array(cam.matrix_world))
                 data = cam.data
                 lens[c, t] = data.lens
                 sensor[c, t] = data.sensor_width, data.sensor_height

@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import hands, importers, jobs
 from . import pose as pose_conv
-from .cameras import active_camera, background_problem, render_size, unscaled
+from .cameras import active_camera, background_problem, camera_matrix, render_size, unscaled
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -53,7 +53,7 @@ def read_request(context, camera) -> tuple[dict[str, np.ndarray], str]:
         # refused here, naming the object to fix (a scaled parent too): the backend only knows "the left hand's rig"
         arrays[hand_array_name(side, "matrix_world")] = unscaled(obj, np.array(obj.matrix_world, np.float64))
     data = camera.data
-    arrays.update({"camera.matrix_world": unscaled(camera, np.array(camera.matrix_world, np.float64)),
+    arrays.update({"camera.matrix_world": camera_matrix(camera, np.array(camera.matrix_world, np.float64)),
                    "camera.lens": np.array([data.lens], np.float64),
                    "camera.sensor": np.array([data.sensor_width, data.sensor_height], np.float64),
                    "camera.shift": np.array([data.shift_x, data.shift_y], np.float64)})

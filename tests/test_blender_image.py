@@ -147,7 +147,7 @@ def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(sess
     session.no_error("scaled_parent")
     found = session["scaled_parent"]
     assert "through its parent 'Carrier'" in found["hand"] and "clear the scale of 'Carrier'" in found["hand"], found
-    assert "'Cam' is scaled" in found["camera"] and "through its parent 'Carrier'" in found["camera"], found
+    assert "'Cam' is mirrored (a negative scale) through its parent 'Carrier'" in found["camera_mirrored"], found
     # mirrored by a negative scale (axis lengths 1): the same, not the backend's "clear its scale" for the rig
     assert "is mirrored (a negative scale) through its parent 'Carrier'" in found["mirrored"], found
     # before: each said to clear the scale of 'Carrier' or 'Character', already 1: the fix that fixes it now
@@ -157,6 +157,15 @@ def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(sess
             and "clear the pose scale of 'forearm'" in found["bone"]), found
     assert "set the Delta Scale of 'Hand.R' to 1" in found["delta"], found
     assert found["made"] is False, found
+
+
+def test_a_scaled_camera_is_sent_as_blender_renders_through_it(session):
+    # before: refused, saying to clear a scale that changes nothing in Blender's render
+    session.no_error("scaled_camera")
+    for name, found in session["scaled_camera"].items():
+        assert not np.allclose(found["scale"], 1.0), (name, found)  # the camera was scaled
+        assert np.allclose(found["sent_scale"], 1.0, atol=1e-9), (name, found)
+        assert found["error"] < 1e-5, (name, found)  # the sent camera sees what Blender's scaled one does (float32)
 
 
 def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(session):

@@ -142,7 +142,7 @@ def refused_under_a_scaled_parent():
     scene.collection.objects.link(carrier)
     try:
         for name, obj, scale in (("hand", scene.handforge.right, (2.0, 2.0, 2.0)),
-                                 ("camera", scene.camera, (2.0, 2.0, 2.0)),
+                                 ("camera_mirrored", scene.camera, (-1.0, 1.0, 1.0)),
                                  ("mirrored", scene.handforge.right, (-1.0, 1.0, 1.0))):
             carrier.scale = scale
             world = obj.matrix_world.copy()
@@ -187,6 +187,52 @@ def refused_under_a_scaled_parent():
 
 
 s.check("scaled_parent", refused_under_a_scaled_parent)
+
+
+def scaled_camera_sent_as_blender_renders_it():
+    """A camera scaled by itself (0.3) and by a parent (2, 3, 0.5 along its own axes): sent with its axes
+    normalised (before: refused, "clear the scale"), and the sent camera sees what Blender's
+    ``world_to_camera_view`` says the scaled one does."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Matrix
+
+    ops_image = importlib.import_module(f"{ADDON_MODULE}.ops_image")
+    camera, found = scene.camera, {}
+    world = camera.matrix_world.copy()
+    carrier = bpy.data.objects.new("Rig carrier", None)
+    scene.collection.objects.link(carrier)
+    probe = bpy.data.objects.new("Probe camera", camera.data)  # the same lens, sensor and shift
+    scene.collection.objects.link(probe)
+    points = [scene.handforge.right.matrix_world @ b.head for b in scene.handforge.right.pose.bones]
+    try:
+        for name, own, parent in (("own", (0.3, 0.3, 0.3), None), ("parent", (1.0, 1.0, 1.0), (2.0, 3.0, 0.5))):
+            camera.scale = own
+            if parent is not None:  # the carrier's axes along the camera's: a non-uniform scale, not sheared
+                carrier.matrix_world = world @ Matrix.Diagonal((*parent, 1.0))
+                camera.parent = carrier
+                camera.matrix_parent_inverse = Matrix.Identity(4)
+                camera.matrix_basis = Matrix.Identity(4)
+            bpy.context.view_layer.update()
+            arrays, _ = ops_image.read_request(bpy.context, camera)
+            sent = arrays["camera.matrix_world"]
+            probe.matrix_world = Matrix(sent.tolist())  # rows
+            bpy.context.view_layer.update()
+            found[name] = {
+                "scale": list(np.linalg.norm(np.array(camera.matrix_world)[:3, :3], axis=0)),
+                "sent_scale": list(np.linalg.norm(sent[:3, :3], axis=0)),
+                "error": max(abs(a - b) for p in points for a, b in zip(world_to_camera_view(scene, camera, p),
+                                                                           world_to_camera_view(scene, probe, p)))}
+            camera.parent = None
+            camera.scale = (1.0, 1.0, 1.0)
+            camera.matrix_world = world
+    finally:
+        bpy.data.objects.remove(probe)
+        bpy.data.objects.remove(carrier)
+        camera.matrix_world = world
+    return found
+
+
+s.check("scaled_camera", scaled_camera_sent_as_blender_renders_it)
 
 
 def refused_at_a_render_percentage():
