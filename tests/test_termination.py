@@ -180,3 +180,7 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
     (tmp_path / "file").write_text("")
     done = _with_stdout_closed_by_its_reader("keys", "--out", str(tmp_path / "file" / "keys"))
     assert done.returncode != 141 and "handforge keys:" in done.stderr, done.stderr
+    # the parser's own output: `handforge --help | head -0` said "Exception ignored ... BrokenPipeError" (120)
+    for argv in (["--help"], ["serve", "--help"]):
+        done = _with_stdout_closed_by_its_reader(*argv)
+        assert (done.returncode, done.stderr) == (141, ""), (argv, done.stderr)

@@ -65,13 +65,38 @@ def _stdout_reader_gone() -> bool:
     return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
+def _reader_gone_at_flush() -> bool:
+    """Flush stdout now; True when its reader has gone (then silenced: the flush at exit said "Exception
+    ignored ... BrokenPipeError", status 120)."""
+    if sys.stdout is None:  # (none under pythonw)
+        return False
+    try:
+        sys.stdout.flush()
+        return False
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        _silence_stdout()
+        return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, its reader gone: else the flush at exit says "Exception ignored ..."."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while the commands' modules load, before the command's own handling below
         parser, modules = build_parser()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    args, unknown = parser.parse_known_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit:  # --help or --version printed, or a usage error: `handforge --help | head -1` too
+        if _reader_gone_at_flush():
+            raise SystemExit(141) from None
+        raise
     if unknown:  # said by the parser they went to: "handforge: error ... (see handforge --help)" listed no such option
         given = list(sys.argv[1:] if argv is None else argv)
         before = given[:given.index(args.command)] if args.command in given else []
@@ -130,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
             # `handforge doctor | head`: the reader took what it wanted (this said "Broken pipe: fix it (or
             # choose another folder)"); end as a shell pipeline's writer does, without a word: 128 + SIGPIPE
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else the flush at exit says it)
+            _silence_stdout()
             return 141
         # the user's files (a full disk, a chmod'ed file, a name over 255 bytes) in words, not a traceback
         # (-v shows it); the command's ON_FILE_ERROR says what its run kept and how to go on
