@@ -551,6 +551,10 @@ def test_key_blend_fades_the_generated_part_into_each_key():
     noisy = torch.randn(1, 40, 3, generator=torch.Generator().manual_seed(0))
     smooth = smooth_free(noisy, 2.0)
     assert smooth.shape == noisy.shape and smooth.diff(dim=1).abs().mean() < 0.5 * noisy.diff(dim=1).abs().mean()
+    # a σ too small for float32 (a job's smoothing of 5e-324, which the schema takes) leaves it as it was: it made
+    # the whole motion NaN (0 / 0 at the kernel's centre), an internal error
+    for tiny in (5e-324, 1e-45):
+        assert torch.equal(smooth_free(noisy, tiny), noisy)
 
 
 def test_hermite_keys_pass_through_the_keys_smoothly_and_stay_bounded():

@@ -293,9 +293,11 @@ def smooth_free(residual: torch.Tensor, sigma: float) -> torch.Tensor:
     difference from the keys' in-between), it removes the frame-to-frame noise a short-trained
     denoiser leaves at few DDIM steps while keeping the motion; the keys are imposed after it."""
     radius = max(1, int(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=residual.dtype, device=residual.device)
+    # in double precision, then cast: a σ below float32's range (a job's smoothing of 5e-324) is 0 there, and
+    # 0 / 0 at the centre made the whole motion NaN; in float64 it is the identity it should be
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    kernel = (kernel / kernel.sum()).to(residual).view(1, 1, -1)
     b, t, c = residual.shape
     x = residual.permute(0, 2, 1).reshape(b * c, 1, t)
     x = torch.nn.functional.pad(x, (radius, radius), mode="replicate")
