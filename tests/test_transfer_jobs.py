@@ -399,3 +399,18 @@ def test_labels_without_a_hands_pose_name_the_hand():
         source_pose({"source_labels": json.dumps(labels), "hand_model": "open"}, {})
     assert failed.value.field == "params.source_labels"
     assert f"hands.{side} has no params_world" in failed.value.message
+
+
+def test_labels_holding_a_batch_of_poses_per_hand_are_refused_naming_the_hand():
+    # before: taken; the ihpt engine then failed inside the job as internal ("axis-angles must have shape (..., 3),
+    # got (6,)") and the reference engine reported a batch of source poses (found by tests/test_job_params_fuzz.py)
+    from handforge.engines.transfer.jobs import source_pose
+    from handforge_shared.protocol import ProtocolError
+
+    labels = json.loads(labels_of("fist"))
+    pose = labels["hands"]["right"]["params_world"]
+    labels["hands"]["right"]["params_world"] = {name: [values, values] for name, values in pose.items()}
+    with pytest.raises(ProtocolError) as failed:
+        source_pose({"source_labels": json.dumps(labels), "hand_model": "open"}, {})
+    assert failed.value.field == "params.source_labels"
+    assert "hands.right.params_world: holds a batch of poses (global_orient of shape (2, 3))" in failed.value.message

@@ -125,6 +125,9 @@ def label_poses(labels: Mapping[str, Any]) -> dict[str, HandPose]:
             poses[side] = HandPose.from_dict(hand["params_world"])
         except (ValueError, TypeError) as exc:  # (PoseFormatError is a ValueError)
             raise ValueError(f"hands.{side}.params_world: {exc}") from None
+        if poses[side].batch_shape:  # a sample shows one pose per hand: a batch of them failed deep inside its users
+            raise ValueError(f"hands.{side}.params_world: holds a batch of poses (global_orient of shape "
+                             f"{poses[side].global_orient.shape}); a sample's labels have one pose per hand")
     return poses
 
 
