@@ -53,6 +53,11 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         P.encode(Message(MessageType.RESULT, id="1", job="j", data={"x": float("nan")}))
     with pytest.raises(ProtocolError, match="not plain JSON"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", data={"x": np.zeros(2)}))
+    nested: list = []
+    for _ in range(100_000):  # deeper than Python's recursion limit: a RecursionError escaped Client.submit
+        nested = [nested]
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params={"x": nested}))
     with pytest.raises(ProtocolError, match="name"):
         P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"bad name": np.zeros(2)}))
     # before: "$" matched before a trailing newline, so "a\n" was sent and arrived as a name

@@ -253,6 +253,9 @@ def encode(message: Message) -> list[bytes | memoryview]:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is not plain JSON: {exc}",
                             "params and data may hold only JSON values (finite numbers, str, bool, None, "
                             "lists, dicts with str keys); send arrays as arrays") from None
+    except RecursionError:  # (escaped Client.submit bare; the receiving side refuses such a header as bad_message)
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is nested too deeply to encode",
+                            "params and data nest a few levels at most; send bulk values as arrays") from None
     return [text.encode("utf-8"), *buffers]
 
 
