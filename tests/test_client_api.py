@@ -12,6 +12,7 @@ import pytest
 from handforge_shared.client import (
     Accepted,
     Client,
+    Connected,
     JobCancelledError,
     JobHandle,
     Progress,
@@ -187,6 +188,20 @@ def test_ping_and_hello(client):
     assert 0 < client.ping() < 1.0
     caps = client.hello()
     assert caps["server"]["heartbeat_s"] == 0.25 and client.capabilities == caps
+
+
+def test_hello_answers_its_caller_without_queueing_an_event(client):
+    """``Connected`` comes at start-up and after a reconnect: each hello() answer was one too, holding the whole
+    capabilities (about 100 KB), queued for a poll() that a script calling only run() and hello() never makes, so
+    its memory grew with every hello() of a long session."""
+    client.hello()
+    client.ping()  # the re-welcome after the backend's device probe, if any, has arrived by now
+    client.poll()
+    for _ in range(20):
+        caps = client.hello()
+        client.run("ping")
+    assert client.capabilities == caps
+    assert not any(isinstance(e, Connected) for e in client.poll())
 
 
 def test_an_answer_already_queued_is_not_declared_late():

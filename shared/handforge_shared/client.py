@@ -560,7 +560,9 @@ class Client:
             self._note_instance(instance)
         mtype = message.type
         if mtype == MessageType.WELCOME:
-            self._on_welcome(message)
+            # the answer to hello() goes to its caller: as an event too it piled up (the capabilities, ~100 KB
+            # each) in a script that only calls run() and hello() and so never polls
+            self._on_welcome(message, announce=message.id not in self._replies)
         elif mtype == MessageType.PONG:
             self._on_job_list(data.get("jobs"), self._pings.pop(message.id, None))
         elif mtype == MessageType.HEARTBEAT:
@@ -596,7 +598,7 @@ class Client:
         elif mtype == MessageType.ERROR:
             self._finish(handle, _error_event(message))
 
-    def _on_welcome(self, message: Message) -> None:
+    def _on_welcome(self, message: Message, announce: bool = True) -> None:
         data = message.data or {}
         self._last_word = ""
         self.capabilities = data
@@ -616,7 +618,8 @@ class Client:
         heartbeat = server.get("heartbeat_s")
         if isinstance(heartbeat, (int, float)) and heartbeat > 0:
             self._heartbeat_s = float(heartbeat)
-        self._pending.append(Connected(None, self.endpoint, str(server.get("instance", "")), data))
+        if announce:
+            self._pending.append(Connected(None, self.endpoint, str(server.get("instance", "")), data))
 
     def _note_instance(self, instance: str) -> None:
         if self.instance is not None and instance != self.instance:
