@@ -294,6 +294,7 @@ class JobOperator:
             return
         cancel(job.handle.id)  # (the module's cancel)
         RUNNING.pop(job.handle.id, None)
+        job_previews.drop(job.handle.id)  # (no tick ends it now: its preview stayed for the rest of the session)
         with contextlib.suppress(Exception):  # its window may be gone
             context.window_manager.event_timer_remove(self._timer)
         _sync_panel()

@@ -277,3 +277,10 @@ def test_every_result_is_in_the_saved_file_with_its_pixels_and_properties(sessio
     assert found["reopened"] == found["saved"], found
     assert found["pixels"] == {name: True for name in found["saved"]}, found
     assert found["properties"] == {name: True for name in found["saved"]}, found
+
+
+def test_a_file_opened_while_an_image_is_made_drops_its_preview(session):
+    session.no_error("file_opened_mid_job")
+    found = session["file_opened_mid_job"]
+    assert found["started"] == ["RUNNING_MODAL"] and found["shown"] and found["running"] == 0
+    assert not found["preview_left"] and found["held"] == 0

@@ -668,5 +668,45 @@ def results_kept_in_the_saved_file():
 
 
 s.check("saved_results", results_kept_in_the_saved_file)  # (last: the file reopened, ``scene`` is gone)
+
+
+def file_opened_mid_job_drops_its_preview():
+    """Another file opened while an image is made modally: Blender ends the modal (the job is cancelled and
+    forgotten); its live preview went with it (before: the preview and its arrays stayed, one per such job,
+    for the rest of the session)."""
+    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
+    previews = importlib.import_module(f"{ADDON_MODULE}.job_previews")
+    connection = importlib.import_module(f"{ADDON_MODULE}.connection")
+
+    class App:  # a window runs the button's job modally (as the export session's modal_export)
+        background = False
+
+        def __getattr__(self, name):
+            return getattr(bpy.app, name)
+
+    class Blender:
+        app = App()
+
+        def __getattr__(self, name):
+            return getattr(bpy, name)
+
+    jobs.bpy = Blender()
+    try:
+        with bpy.context.temp_override(**ui_context()):
+            started = sorted(bpy.ops.handforge.generate_image("INVOKE_DEFAULT", seed=3, steps=50, variants=1,
+                                                              resolution_x=a["size"], resolution_y=a["size"]))
+    finally:
+        jobs.bpy = bpy
+    job = jobs.running()[0]
+    while not job.handle.preview and not job.handle.done:  # no event loop ticks the modal here: as its tick does
+        connection.pump(0.1)
+    shown = previews.show(job.handle.id, job.handle.preview)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return {"started": started, "shown": shown, "running": len(jobs.running()),
+            "preview_left": previews.icon(job.handle.id) != 0 or previews.pixels(job.handle.id) is not None,
+            "held": len(previews._shown)}
+
+
+s.check("file_opened_mid_job", file_opened_mid_job_drops_its_preview)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
