@@ -82,7 +82,8 @@ def drop(job_id: str) -> None:
     """The job ended: its preview goes."""
     _shown.pop(job_id, None)
     if _collection is not None and job_id in _collection:
-        _collection.pop(job_id)
+        # del, not pop: the collection is a dict whose pop skips Blender's release, and each job's pixels stayed
+        del _collection[job_id]
 
 
 def clear() -> None:
