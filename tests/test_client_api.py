@@ -11,6 +11,7 @@ import pytest
 
 from handforge_shared.client import (
     Accepted,
+    BackendUnavailable,
     Client,
     Connected,
     JobCancelledError,
@@ -37,6 +38,17 @@ def test_poll_never_blocks_without_a_backend():
             worst = max(worst, time.perf_counter() - start)
         assert worst < 0.05  # a blocking call would wait for connect_timeout (30 s)
         assert all(h.state == "sent" and not h.done for h in handles)
+
+
+def test_requests_refused_at_the_send_leave_nothing_behind():
+    """With no backend, a ping's request waits in the socket's queue (1000 of them); past that each ping is refused
+    at the send, and each left its entry among the client's awaited replies: a script pinging a dead backend
+    grew forever."""
+    with Client(NOWHERE, connect_timeout=0.01) as client:
+        for _ in range(1100):
+            with pytest.raises(BackendUnavailable):
+                client.ping(timeout=0.001)
+        assert len(client._replies) == 0
 
 
 def test_what_can_never_be_sent_is_refused_at_once():

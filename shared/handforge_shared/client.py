@@ -405,8 +405,8 @@ class Client:
         self._check_open()
         _check_seconds("timeout", timeout)
         mid = self._next_id()
-        self._replies[mid] = None
         self._send(Message(mtype, id=mid, data=data))
+        self._replies[mid] = None  # (after the send: a send refused left its entry, one per ping to a dead backend)
         start = time.monotonic()
 
         def answered() -> bool:
