@@ -163,6 +163,33 @@ def test_a_job_belongs_to_the_key_that_submitted_it_not_to_the_routing_id(server
         assert event.type == "result" and event.job == "alices-job"
 
 
+def test_clients_gone_without_a_bye_are_not_remembered(keys):
+    """The backend notes each routing id's key (a job belongs to its key): a client that left without a bye (killed,
+    its machine off the network) stayed noted for the backend's life, one entry per such client."""
+    import threading
+
+    from handforge.server.app import Server, ServerConfig
+
+    alice = CurveKeys.from_files(keys / "server/server.key", keys / "alice/alice.key_secret")
+    server = Server(ServerConfig(port=0, curve_secret=keys / "server/server.key_secret",
+                                 curve_clients=keys / "clients"))
+    endpoint = server.bind()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        with RawPeer(endpoint, curve=alice, routing_id=b"stays") as owner:
+            owner.send(Message(MessageType.SUBMIT, id="s", job="kept", kind="sleep", params={"steps": 100}))
+            assert owner.recv().type == "accepted"
+            for n in range(300):
+                with RawPeer(endpoint, curve=alice, routing_id=f"gone-{n}".encode()) as peer:
+                    peer.send(Message(MessageType.PING, id="p"))
+                    assert peer.recv().type == "pong"
+            assert len(server._peer_keys) <= 100 and b"stays" in server._peer_keys  # the job's owner is still known
+    finally:
+        server.stop()
+        thread.join(10)
+
+
 def test_a_client_without_keys_is_refused(server):
     with Client(server.endpoint, connect_timeout=2) as client:
         with pytest.raises(BackendUnavailable) as info:

@@ -359,6 +359,11 @@ class Server:
                         _peer(identity), key, previous)
             self._forget_client(identity, "was replaced by a connection with another key")
         self._peer_keys[identity] = key
+        if len(self._peer_keys) > 2 * len(self._jobs) + 64:
+            # a key guards only jobs: forget those of routing ids without any (each client gone without a bye
+            # stayed here for the backend's life); this one's is kept, for the job it may be submitting now
+            owners = {client for client, _ in self._jobs} | {identity}
+            self._peer_keys = {i: k for i, k in self._peer_keys.items() if i in owners}
 
     def _drain_monitor(self) -> None:
         while self._monitor.get(EVENTS) & POLLIN:
