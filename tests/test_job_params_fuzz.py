@@ -34,6 +34,7 @@ from handforge_shared.protocol import Message, MessageType, ProtocolError, encod
 from handforge_shared.rotations import axis_angle_to_matrix
 from tests.support import tiny_sd
 from tests.support.hostile_params import Mutation, mutations
+from tests.support.motion_keys import keyed_ends
 from tests.support.server import RawPeer, running_server
 from tests.support.synthetic_mano import write_synthetic_mano
 from tests.support.threads import torch_threads
@@ -125,22 +126,8 @@ def _export(out: Path):
             "cameras": [{"name": "A", "sensor_fit": "AUTO"}]}, arrays
 
 
-def _keys() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for side, x in (("left", -0.1), ("right", 0.1)):
-        arrays[f"{side}.global_orient"] = (0.4 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
-        arrays[f"{side}.hand_pose"] = (0.3 * rng.normal(size=(FRAMES, 45))).astype(np.float32)
-        arrays[f"{side}.transl"] = (np.array([x, 0.0, 0.0]) + 0.01 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
-        mask = np.zeros((FRAMES, 17), dtype=np.uint8)
-        mask[[0, FRAMES - 1]] = 1
-        arrays[f"{side}.mask"] = mask
-        arrays[f"{side}.betas"] = (0.2 * rng.normal(size=10)).astype(np.float32)
-    return arrays
-
-
 def _trajectory(out: Path):
-    keys = _keys()
+    keys = keyed_ends(FRAMES)
     return {"steps": 2}, {k: v for k, v in keys.items() if k.endswith((".transl", ".global_orient", ".betas"))}
 
 
@@ -163,7 +150,7 @@ BASES = {
     "image.transfer": _transfer,
     "interaction.sample": lambda out: ({"anchor_side": "left", "count": 2, "steps": 2, "guidance_steps": 1,
                                         "redraws": 0}, _anchor()),
-    "motion.inbetween": lambda out: ({"steps": 2}, _keys()),
+    "motion.inbetween": lambda out: ({"steps": 2}, keyed_ends(FRAMES)),
     "motion.trajectory": _trajectory,
     "motion.generate": lambda out: ({"num_frames": FRAMES, "steps": 2}, {"right.betas": np.zeros(10, np.float32)}),
 }
@@ -282,7 +269,7 @@ def _batched_labels(out: Path) -> Mutation:
 FOUND = [
     # the Gaussian kernel of a σ below float32's range was 0/0: the motion NaN, an internal error
     ("motion.inbetween",
-     lambda out: Mutation("params.smoothing", "5e-324", {"steps": 2, "smoothing": 5e-324}, _keys())),
+     lambda out: Mutation("params.smoothing", "5e-324", {"steps": 2, "smoothing": 5e-324}, keyed_ends(FRAMES))),
     # a batch of poses per hand in the source's labels failed inside the ihpt engine as internal
     ("image.transfer", _batched_labels),
 ]

@@ -18,6 +18,7 @@ from handforge.engines.motion.model import MotionDenoiser
 from handforge.engines.motion.representation import FRAME_DIM
 from handforge_shared.client import Cancelled, JobFailed
 from handforge_shared.poses import MotionClip
+from tests.support.motion_keys import keyed_ends
 from tests.support.server import running_server
 
 UNIT_STATISTICS = {"data_mean": [0.0] * FRAME_DIM, "data_std": [1.0] * FRAME_DIM}  # (train motion writes real ones)
@@ -41,16 +42,7 @@ def server(tmp_path_factory):
 
 
 def keys() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for side, x in (("left", -0.1), ("right", 0.1)):
-        arrays[f"{side}.global_orient"] = (0.4 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
-        arrays[f"{side}.hand_pose"] = (0.3 * rng.normal(size=(FRAMES, 45))).astype(np.float32)
-        arrays[f"{side}.transl"] = (np.array([x, 0.0, 0.0]) + 0.01 * rng.normal(size=(FRAMES, 3))).astype(np.float32)
-        mask = np.zeros((FRAMES, PARTS), dtype=np.uint8)
-        mask[[0, FRAMES - 1]] = 1
-        arrays[f"{side}.mask"] = mask
-        arrays[f"{side}.betas"] = (0.2 * rng.normal(size=10)).astype(np.float32)
+    arrays = keyed_ends(FRAMES)
     arrays["right.mask"][12, 3:7] = 1  # some finger joints of the right hand at frame 12
     return arrays
 

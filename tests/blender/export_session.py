@@ -14,7 +14,8 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from session import ADDON_MODULE, Session, add_camera, error_of, printed_by, ui_context, while_a_job_runs
+from session import (ADDON_MODULE, Session, add_camera, as_in_a_window, error_of, printed_by, ui_context,
+                     while_a_job_runs)
 from handforge_shared.skeleton import KEYPOINT_NAMES, MODEL_TO_BLENDER
 
 s = Session()
@@ -191,32 +192,12 @@ s.check("export", export)
 
 def modal_export(folder: str):
     """Export Labelled Renders run as Blender's UI runs it (not in the background): modally."""
-    import importlib
-
-    jobs = importlib.import_module(f"{ADDON_MODULE}.jobs")
-    ops_export = importlib.import_module(f"{ADDON_MODULE}.ops_export")
-
-    class App:
-        background = False
-
-        def __getattr__(self, name):
-            return getattr(bpy.app, name)
-
-    class Blender:
-        app = App()
-
-        def __getattr__(self, name):
-            return getattr(bpy, name)
-
-    jobs.bpy = ops_export.bpy = Blender()
     try:
-        with bpy.context.temp_override(**ui_context()):
+        with as_in_a_window("jobs", "ops_export"), bpy.context.temp_override(**ui_context()):
             return sorted(bpy.ops.handforge.export_renders("EXEC_DEFAULT", directory=folder, frame_start=1,
                                                            frame_end=1, cameras="ACTIVE", engine="none"))
     except RuntimeError as exc:
         return str(exc)[-300:]
-    finally:
-        jobs.bpy = ops_export.bpy = bpy
 
 
 def from_the_ui():

@@ -10,8 +10,8 @@ import os
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, add_camera, error_of, images_through_a_save, init_undo,
-                     pixels_of, printed_by, ui_context, while_a_job_runs)
+from session import (ADDON_MODULE, Session, add_camera, as_in_a_window, error_of, images_through_a_save,
+                     init_undo, pixels_of, printed_by, ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -678,25 +678,9 @@ def file_opened_mid_job_drops_its_preview():
     previews = importlib.import_module(f"{ADDON_MODULE}.job_previews")
     connection = importlib.import_module(f"{ADDON_MODULE}.connection")
 
-    class App:  # a window runs the button's job modally (as the export session's modal_export)
-        background = False
-
-        def __getattr__(self, name):
-            return getattr(bpy.app, name)
-
-    class Blender:
-        app = App()
-
-        def __getattr__(self, name):
-            return getattr(bpy, name)
-
-    jobs.bpy = Blender()
-    try:
-        with bpy.context.temp_override(**ui_context()):
-            started = sorted(bpy.ops.handforge.generate_image("INVOKE_DEFAULT", seed=3, steps=50, variants=1,
-                                                              resolution_x=a["size"], resolution_y=a["size"]))
-    finally:
-        jobs.bpy = bpy
+    with as_in_a_window("jobs"), bpy.context.temp_override(**ui_context()):  # (modal, as a window runs it)
+        started = sorted(bpy.ops.handforge.generate_image("INVOKE_DEFAULT", seed=3, steps=50, variants=1,
+                                                          resolution_x=a["size"], resolution_y=a["size"]))
     job = jobs.running()[0]
     while not job.handle.preview and not job.handle.done:  # no event loop ticks the modal here: as its tick does
         connection.pump(0.1)

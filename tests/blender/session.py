@@ -122,6 +122,34 @@ def ui_context() -> dict[str, Any]:
     return {"window": window, "screen": window.screen}
 
 
+@contextlib.contextmanager
+def as_in_a_window(*module_names: str):
+    """The add-on's modules ``module_names`` (e.g. "jobs") see a Blender whose ``bpy.app.background`` is False,
+    as Blender's UI runs: a button's job then runs modally, as an artist's does (blender -b would run it to
+    its end at once)."""
+
+    class App:
+        background = False
+
+        def __getattr__(self, name):
+            return getattr(bpy.app, name)
+
+    class Blender:
+        app = App()
+
+        def __getattr__(self, name):
+            return getattr(bpy, name)
+
+    modules = [importlib.import_module(f"{ADDON_MODULE}.{name}") for name in module_names]
+    for module in modules:
+        module.bpy = Blender()
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.bpy = bpy
+
+
 def init_undo() -> None:
     """Background mode starts with undo off; the first explicit push turns it on."""
     with bpy.context.temp_override(**ui_context()):
