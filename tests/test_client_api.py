@@ -202,6 +202,30 @@ def test_ping_and_hello(client):
     assert caps["server"]["heartbeat_s"] == 0.25 and client.capabilities == caps
 
 
+def test_events_never_polled_stay_bounded_and_the_newest_are_kept(client, caplog):
+    """A script that submits and waits, never polling, kept every job's events (1,658 after 400 jobs, results'
+    arrays included): beyond MAX_PENDING the oldest of ended jobs go, their outcomes still on their handles."""
+    from handforge_shared import client as client_module
+
+    client.poll()
+    handles = []
+    for _ in range(client_module.MAX_PENDING):  # at least an accepted and a result each: twice the bound
+        handle = client.submit("echo", arrays={"x": np.zeros(4, np.float32)})
+        assert isinstance(handle.wait(30), Result)
+        handles.append(handle)
+    in_flight = client.submit("sleep", {"steps": 50})
+    client.ping()
+    assert len(client._pending) <= client_module.MAX_PENDING + 2
+    assert all(isinstance(h.outcome, Result) for h in handles)
+    events = client.poll()
+    assert any(isinstance(e, Result) and e.job == handles[-1].id for e in events)  # the newest kept
+    assert not any(e.job == handles[0].id for e in events)                         # the oldest dropped
+    assert any(e.job == in_flight.id for e in events)                              # a job in flight's kept
+    assert "events were not taken with poll()" in caplog.text
+    in_flight.cancel()
+    in_flight.wait(30)
+
+
 def test_hello_answers_its_caller_without_queueing_an_event(client):
     """``Connected`` comes at start-up and after a reconnect: each hello() answer was one too, holding the whole
     capabilities (about 100 KB), queued for a poll() that a script calling only run() and hello() never makes, so

@@ -80,6 +80,9 @@ RECEIVE_LIMITS = Limits(max_header_bytes=16 * 2**20, max_arrays=4096, max_messag
 # limits, a larger message waits for it instead of risking a dropped connection.
 UNWELCOMED_LIMITS = Limits(max_message_bytes=2**20)
 _TICK_S = 0.05  # how often blocking waits re-check deadlines
+# Events kept for poll(); beyond, the oldest of jobs that have ended are dropped (their outcome stays on their
+# handle): a script that submits and waits, never polling, kept every job's events, results' arrays included
+MAX_PENDING = 1024
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -138,7 +141,7 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None) -> Result | Error | Cancelled | None:
         """Block until the job ends (or ``timeout``); returns its outcome (None on timeout).
-        Its events stay queued for ``poll()``."""
+        Its events stay queued for ``poll()`` (the newest ``MAX_PENDING`` of ended jobs')."""
         self.client._wait(lambda: self.done, timeout)
         return self.outcome
 
@@ -222,6 +225,7 @@ class Client:
         self._last_word = ""            # what the backend said as it shut down, until one welcomes us again
         self._handshake_error: Error | None = None
         self._closed = False
+        self._dropped_events = False    # said once: events of ended jobs dropped, never taken with poll()
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         sock = self._socket
         sock.routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
@@ -470,6 +474,23 @@ class Client:
             self._drain_socket()
             self._drain_monitor()
         self._check_deadlines(time.monotonic())
+        if len(self._pending) > MAX_PENDING:
+            self._drop_old_events()
+
+    def _drop_old_events(self) -> None:
+        """Down to ``MAX_PENDING`` events, the oldest of ended jobs dropped (said once in the log); those of
+        jobs in flight and those of no job (connected, lost) are kept."""
+        excess, kept = len(self._pending) - MAX_PENDING, []
+        for event in self._pending:
+            if excess and event.job is not None and event.job not in self._jobs:
+                excess -= 1
+            else:
+                kept.append(event)
+        self._pending = kept
+        if not self._dropped_events:
+            self._dropped_events = True
+            log.warning("more than %d events were not taken with poll(): the oldest events of ended jobs are "
+                        "dropped (their outcomes stay on their JobHandle)", MAX_PENDING)
 
     def _drain_socket(self, known_ready: bool = False) -> None:
         """Read every message that has arrived; ``known_ready`` (a poll just named the socket): read one
