@@ -54,29 +54,22 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
     seen: dict[str, str] = {}
     for split, names in splits.items():
         for name in names:
+            # a name that was a path ('../../etc/x', '/etc/x') read a file outside the clips folder (and 'a/b'
+            # one its split was not found for); a clip file that is a link is the user's own and is followed
+            # (a subset of a larger corpus made with links), as is a clips folder that is a link
+            if _NOT_A_NAME.search(name):
+                raise DatasetError(f"{path}: '{split}' lists {name!r}, which is not a clip name: a clip name is the "
+                                   f"name of a file in {path.parent / 'clips'} without .npz (e.g. 000001), never a "
+                                   "path")
             if name in seen:
                 raise DatasetError(f"{path}: clip {name} is listed twice in '{split}'" if seen[name] == split else
                                    f"{path}: clip {name} is in both '{seen[name]}' and '{split}'")
             seen[name] = split
-    _check_clip_names(path, splits)
     return splits
 
 
 # Not a clip's file name: a path ('../../etc/x', '/etc/x', 'a/b', Windows' 'a\\b' and 'C:x'), '.', '..', '' or NUL
 _NOT_A_NAME = re.compile(r"[/\\:\x00]|^\.{0,2}$")
-
-
-def _check_clip_names(path: Path, splits: dict[str, list[str]]) -> None:
-    """Every clip ``splits.json`` (at ``path``) lists is named as a file of the corpus's clips folder: a name
-    that was a path ('../../etc/x', '/etc/x') read a file outside it (and 'a/b' one its split was not found
-    for). A clip file that is a link is the user's own choice and is followed (a subset of a larger corpus
-    made with links), as is a clips folder that is a link (to another disk)."""
-    for split, names in splits.items():
-        for name in names:
-            if _NOT_A_NAME.search(name):
-                raise DatasetError(f"{path}: '{split}' lists {name!r}, which is not a clip name: a clip name is the "
-                                   f"name of a file in {path.parent / 'clips'} without .npz (e.g. 000001), never a "
-                                   "path")
 
 
 def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: str | None = None) -> ClipInfo:
