@@ -69,6 +69,54 @@ def test_encode_refuses_what_the_wire_cannot_carry():
         P.decode(_frames(header, b"\x00"))
 
 
+_HEADER_TEXTS = ['{"v":1,"type":"ping","id":"1"}', ' \n{"v": 1, "x": [1.5, -0.0, 2e-300, "\\u00e9"]}\t ', '{}', '[]', '"s"',
+                 '17', '{"a": {"b": {"c": [null, true, false]}}}', '{"a": 1} x', '{"a": 1}}', '', ' ', '{"a": NaN}',
+                 '{"a": 1e999}', '{"a": 1, "a": 2}', '{"a": [1, 2,]}', 'nul', '\ufeff{}', '{"a": 1}\x00']
+
+
+@pytest.mark.parametrize("text", _HEADER_TEXTS)
+def test_the_fast_header_parser_reads_as_the_json_decoder_does(text):
+    """``_parse_header`` skips ``JSONDecoder.decode``'s whitespace matches: the same values, and the same
+    errors, as the standard library's decoder with the same hooks (the oracle)."""
+    oracle = json.JSONDecoder(parse_float=P._finite_float, parse_constant=P._reject_constant,
+                              object_pairs_hook=P.unique_keys)
+    try:
+        expected = oracle.decode(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as info:
+            P._parse_header(text)
+        assert str(info.value) == str(exc)
+    else:
+        assert P._parse_header(text) == expected
+
+
+def test_the_fast_header_encoder_writes_what_json_dumps_writes():
+    """``_encode_header`` uses json's C encoder built once: the same text as ``json.dumps`` with the same
+    options (the oracle) for random headers, and the same refusals (NaN, other types, circular, too deep)."""
+    rng = np.random.default_rng(5)
+
+    def value(depth: int):
+        pick = rng.integers(0, 8 if depth < 4 else 5)
+        return [lambda: int(rng.integers(-10**12, 10**12)), lambda: float(rng.normal() * 10.0 ** rng.integers(-300, 300)),
+                lambda: "".join(chr(int(c)) for c in rng.integers(1, 0x2FFF, rng.integers(0, 6))),
+                lambda: bool(rng.integers(2)), lambda: None, lambda: [value(depth + 1) for _ in range(rng.integers(0, 4))],
+                lambda: {f"k{i}\u00e9\"": value(depth + 1) for i in range(rng.integers(0, 4))},
+                lambda: np.float32(rng.normal())][pick]()
+
+    for _ in range(300):
+        head = {"v": 1, "type": "result", "id": "1", "data": {"x": value(0)}}
+        assert P._encode_header(head) == json.dumps(head, separators=(",", ":"), allow_nan=False,
+                                                    default=P._numpy_scalar)
+    circular: dict = {}
+    circular["self"] = circular
+    for bad, needle in ((float("inf"), "Out of range"), (object(), "not JSON serializable"),
+                        (circular, "Circular reference")):
+        with pytest.raises((ValueError, TypeError), match=needle):
+            P._encode_header({"x": bad})
+        with pytest.raises(ProtocolError, match="not plain JSON"):
+            P.encode(Message(MessageType.RESULT, id="1", job="j", data={"x": bad}))
+
+
 def test_large_arrays_go_zero_copy():
     big = np.zeros(P.ZERO_COPY_THRESHOLD // 4, np.float32)
     frames = P.encode(Message(MessageType.RESULT, id="1", job="j", arrays={"a": big}))
@@ -90,6 +138,11 @@ def test_large_arrays_go_zero_copy():
     ([b'{"v": 1, "v": 1, "type": "ping", "id": "1"}'], ErrorCode.BAD_MESSAGE, "duplicate"),
     ([b'{"type": "ping", "id": "1"}'], ErrorCode.BAD_MESSAGE, "'v'"),
     ([b'{"v": true, "type": "ping", "id": "1"}'], ErrorCode.BAD_MESSAGE, "'v'"),
+    ([b'{"v": 1.0, "type": "ping", "id": "1"}'], ErrorCode.BAD_MESSAGE, "'v'"),
+    ([b' {"v": 1, "v": 1, "type": "ping", "id": "1"}'], ErrorCode.BAD_MESSAGE, "duplicate"),
+    ([b'{"v": 1, "type": "ping", "id": "1"} {}'], ErrorCode.BAD_MESSAGE, "Extra data"),
+    ([b''], ErrorCode.BAD_MESSAGE, "Expecting value"),
+    ([b'  '], ErrorCode.BAD_MESSAGE, "Expecting value"),
     ([b'{"v": 1, "type": "launch", "id": "1"}'], ErrorCode.BAD_MESSAGE, "unknown message type"),
     ([b'{"v": 1, "type": "result", "id": "1", "job": "j"}'], ErrorCode.BAD_MESSAGE, "unknown message type"),
     ([b'{"v": 1, "type": "ping"}'], ErrorCode.BAD_MESSAGE, "'id'"),

@@ -414,7 +414,7 @@ class Server:
 
     def _on_ping(self, identity: bytes, msg: Message) -> None:
         self._send(identity, Message(MessageType.PONG, id=msg.id, data={
-            "instance": self.instance, "jobs": self._job_ids(identity), "time": time.time()}))
+            "instance": self.instance, "jobs": self._job_ids(identity)}))
 
     def _on_bye(self, identity: bytes, msg: Message) -> None:
         self._forget_client(identity, "said bye")
