@@ -19,7 +19,7 @@ from tests.blender.harness import run_blender
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 NUM = 12
-TOLERANCE_PX = 0.5
+TOLERANCE_PX = 1e-3  # the README's figure (labels need 0.5 px): float rounding, not a model difference
 
 
 def hand_keypoints(rng: np.random.Generator) -> np.ndarray:
