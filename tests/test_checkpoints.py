@@ -102,6 +102,43 @@ def test_a_config_value_that_makes_no_working_model_is_refused_naming_the_key(tm
     assert str(refused.value).endswith("; correct it, or save or train the model again")
 
 
+def _light_configs():
+    """Each engine model's ModelConfig, as its status line reads it (without the model's module), by class name."""
+    from handforge.engines.interaction.model_config import INTERACTION_DENOISER
+    from handforge.engines.motion.model_config import MOTION_DENOISER
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR
+
+    return {spec.name: spec for spec in (MOTION_DENOISER, INTERACTION_DENOISER, TARGET_GENERATOR)}
+
+
+@pytest.mark.parametrize("model, key, value", [("MotionDenoiser", "max_frames", 0), ("MotionDenoiser", "fps", True),
+                                               ("MotionDenoiser", "num_layers", 10**6),  # more than its weights' values
+                                               ("InteractionDenoiser", "skips", [-1]),
+                                               ("TargetGenerator", "num_heads", 3)])
+def test_an_engines_status_line_refuses_a_config_the_load_refuses_in_the_same_words(tmp_path, model, key, value):
+    """The engines' status lines read the checkpoint's class only: a config.json out of limits was ready (no note,
+    ihpt available) until a job loaded it."""
+    torch.manual_seed(0)
+    net = _engine_models()[model]()
+    folder = save_model(net, tmp_path / "model")
+    assert checkpoint_problem(folder, _light_configs()[model]) == ""
+    edit_config(folder, **{key: value})
+    with pytest.raises(CheckpointError) as refused:
+        load_model(type(net), folder)
+    assert checkpoint_problem(folder, _light_configs()[model]) == str(refused.value)
+    assert checkpoint_problem(folder, type(net)) == str(refused.value)  # (the class itself, where it is imported)
+
+
+def test_the_light_model_configs_are_those_of_their_classes():
+    """What the status lines check a config.json against is kept beside the model classes (which import torch
+    and diffusers): the same defaults and limits, or a status line and the load would disagree."""
+    from handforge.engines.checkpoints import model_config
+
+    models = _engine_models()
+    for name, spec in _light_configs().items():
+        assert model_config(type(models[name]())) == spec, name
+
+
 def test_weights_the_model_has_not_are_refused(folder):
     # dropped with a log line before: a config.json with fewer layers than its weights loaded a smaller model
     tensors = load_file(folder / WEIGHTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -251,16 +252,16 @@ def test_doctor_notes_a_learned_model_of_another_frame_or_vector_size(tmp_path, 
     for engine, shipped, size in (("motion", "motion/assets/motion_v5", "frame_dim"),
                                   ("interaction", "interaction/assets/interaction_v4", "vector_dim")):
         config = json.loads((assets / shipped / "config.json").read_text())
-        (tmp_path / engine).mkdir()
+        shutil.copytree(assets / shipped, tmp_path / engine)  # (its weights too: the status reads their sizes)
         (tmp_path / engine / "config.json").write_text(json.dumps({**config, size: 10}))
         monkeypatch.setenv(f"HANDFORGE_{engine.upper()}_CHECKPOINT", str(tmp_path / engine))
     registry = default_registry()
     motion, interaction = (registry.engine(name).status() for name in ("motion", "interaction"))
     assert motion.available and "frame_dim 10, not the 198" in motion.note, motion.note
     assert interaction.available and "vector_dim 10, not the 64" in interaction.note, interaction.note
-    from handforge.engines.interaction import jobs, representation
+    from handforge.engines.interaction import model_config, representation
 
-    assert jobs.VECTOR_DIM == representation.VECTOR_DIM  # kept literal there (light), checked here
+    assert model_config.VECTOR_DIM == representation.VECTOR_DIM  # kept literal there (light), checked here
 
 
 def test_an_ihpt_target_generator_setting_that_names_no_target_generator_makes_ihpt_unavailable(tmp_path, monkeypatch):
@@ -274,6 +275,49 @@ def test_an_ihpt_target_generator_setting_that_names_no_target_generator_makes_i
     status = default_registry().engine("ihpt").status()
     assert not status.available and "not a checkpoint folder, it has no config.json" in status.reason, status
     assert "model/ folder of a `handforge train transfer` run" in status.hint
+
+
+def test_engine_statuses_refuse_a_config_out_of_limits_in_the_loads_words_without_importing_torch(tmp_path):
+    # before: motion and interaction available with no note, ihpt available, with a config.json each that every
+    # job's load refused (max_frames 0, a beta_schedule no sampler has, heads that do not divide the width)
+    from handforge.engines.checkpoints import CheckpointError, load_model, save_model
+    from handforge.engines.interaction.model import InteractionDenoiser
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.transfer.model import TargetGenerator
+
+    assets = Path(__file__).resolve().parents[1] / "backend" / "handforge" / "engines"
+    shutil.copytree(assets / "motion/assets/motion_v5", tmp_path / "motion")
+    shutil.copytree(assets / "interaction/assets/interaction_v4", tmp_path / "interaction")
+    save_model(TargetGenerator(cross_attention_dim=16, image_size=32, backbone_channels=(8, 8), feature_dim=16,
+                               num_layers=1, num_heads=2, num_queries=2, pose_tokens=2), tmp_path / "transfer")
+    refused = {}
+    for name, cls, key, value in (("motion", MotionDenoiser, "max_frames", 0),
+                                  ("interaction", InteractionDenoiser, "beta_schedule", "cosine"),
+                                  ("transfer", TargetGenerator, "num_heads", 3)):
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(CheckpointError) as load:
+            load_model(cls, tmp_path / name)
+        refused[name] = str(load.value)
+    env = {"HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "motion"),
+           "HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "interaction"),
+           "HANDFORGE_TRANSFER_TARGET_GENERATOR": str(tmp_path / "transfer"), "HANDFORGE_SD_MODEL": str(tmp_path)}
+    code = ("import json, sys\n"
+            "from handforge.server.builtin_jobs import default_registry\n"
+            "registry = default_registry()\n"
+            "print(json.dumps([{name: registry.engine(name).status().to_json() for name in "
+            "('motion', 'interaction', 'ihpt')}, [m for m in ('torch', 'diffusers') if m in sys.modules]]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    statuses, heavy = json.loads(done.stdout)
+    assert heavy == []  # the server reports statuses from its first welcome on: light, as before
+    assert statuses["motion"]["note"] == (f"the learned model is missing (motion.checkpoint: {refused['motion']}): "
+                                          "jobs asking for it run the spline engine"), statuses["motion"]
+    assert statuses["interaction"]["note"] == (f"engine 'learned' cannot run (interaction.checkpoint: "
+                                               f"{refused['interaction']}); engine 'templates' can")
+    assert not statuses["ihpt"]["available"] and statuses["ihpt"]["reason"] == refused["transfer"], statuses["ihpt"]
+    assert "handforge train transfer" in statuses["ihpt"]["hint"]
 
 
 def test_another_program_on_the_port_is_no_usable_backend_and_fails_the_check(tmp_path):

@@ -25,8 +25,9 @@ import re
 import reprlib
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from handforge_shared.files import usual_mode
 
@@ -170,20 +171,26 @@ def saved_class(folder: str | Path) -> str | None:
         return None
 
 
-def checkpoint_problem(folder: str | Path | None, cls: type | str, **sizes: int) -> str:
-    """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check (its config only), for
-    engine status lines. ``sizes``: config values the engine's code takes no other of (``frame_dim=198``;
-    a missing one is the class default, which is that value); another one loads, then every job refuses it."""
-    name = cls if isinstance(cls, str) else cls.__name__
+def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig, **sizes: int) -> str:
+    """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check, for engine status lines, that
+    reads its config and the header of its weights file only. Given the class or its ``ModelConfig`` (a name
+    alone: the class only), that config and weights file pass what ``load_model`` checks before it builds the
+    model, refused in the same words: a config.json out of limits was "ready" until a job loaded it. ``sizes``:
+    config values the engine's code takes no other of (``frame_dim=198``; a missing one is the class default,
+    which is that value); another one loads, then every job refuses it."""
+    spec = model_config(cls) if isinstance(cls, type) else cls
+    name = spec if isinstance(spec, str) else spec.name
     if folder is None:
         return "not set"
     try:
         config = _config(Path(folder))
+        saved_as = str(config["_class_name"])
+        if saved_as != name:
+            return f"{folder} holds a checkpoint of another model ({saved_as}, not {name})"
+        if not isinstance(spec, str):
+            _check_config(spec, Path(folder), config, _values(weights_shapes(folder)))
     except CheckpointError as exc:
         return str(exc)
-    saved_as = str(config["_class_name"])
-    if saved_as != name:
-        return f"{folder} holds a checkpoint of another model ({saved_as}, not {name})"
     wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
     return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes" if wrong else ""
 
@@ -212,8 +219,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     if saved_as != cls.__name__:
         raise CheckpointError(f"{folder} holds a checkpoint of another model ({saved_as}, not {cls.__name__}); "
                               "give a checkpoint of this model (the setting or option that named this folder)")
-    shapes = weights_shapes(folder)
-    _check_config(cls, folder, config, None if shapes is None else sum(math.prod(shape) for shape in shapes.values()))
+    _check_config(model_config(cls), folder, config, _values(weights_shapes(folder)))
     try:
         model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                           output_loading_info=True)
@@ -233,8 +239,9 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
 
 def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
     """The tensor shapes in ``folder``'s weights file, from its header alone (safetensors reads no tensor
-    for them); None for a sharded checkpoint (diffusers checks those). ``CheckpointError`` when the file
-    is missing, not a safetensors file, or truncated (safetensors checks the header covers the file)."""
+    for them, nor torch: engine status lines call it); None for a sharded checkpoint (diffusers checks those).
+    ``CheckpointError`` when the file is missing, not a safetensors file, or truncated (safetensors checks the
+    header covers the file)."""
     from safetensors import SafetensorError, safe_open
 
     folder = Path(folder)
@@ -245,11 +252,16 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
         raise CheckpointError(f"{folder}: the checkpoint has no weights file {WEIGHTS_NAME} (a folder written by "
                               "save_pretrained holds it beside config.json); copy or save the checkpoint again")
     try:
-        with safe_open(str(file), framework="pt") as weights:
+        with safe_open(str(file), framework="numpy") as weights:  # (shapes of any dtype, bfloat16 too)
             return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{file}: not a readable safetensors weights file ({exc}: truncated or not "
                               "safetensors); copy or save the checkpoint again") from None
+
+
+def _values(shapes: dict[str, tuple[int, ...]] | None) -> int | None:
+    """How many values weights of these ``shapes`` hold (None: unknown, a sharded checkpoint)."""
+    return None if shapes is None else sum(math.prod(shape) for shape in shapes.values())
 
 
 def config_size_problem(file: str | Path, config: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str:
@@ -324,6 +336,25 @@ ODD: Limit = (lambda value, config: value % 2 == 1), "that is odd"
 FRACTION = (at_least(0), below(1))  # a dropout probability (torch lets NaN and 1 through)
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """What ``load_model`` checks a model class's config.json against: the class's name, its ``__init__``'s
+    defaults and its ``config_limits``. ``model_config(cls)`` reads them off a class; an engine whose model
+    imports torch and diffusers (seconds) states them in a light module too, for its status line, and a test
+    checks the two agree."""
+
+    name: str
+    defaults: Mapping[str, Any]
+    limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
+
+
+def model_config(cls: type) -> ModelConfig:
+    """A model class's ``ModelConfig``: its name, ``__init__`` defaults and ``config_limits``."""
+    defaults = {name: param.default for name, param in inspect.signature(cls.__init__).parameters.items()
+                if param.default is not inspect.Parameter.empty}
+    return ModelConfig(cls.__name__, defaults, getattr(cls, "config_limits", {}))
+
+
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -359,16 +390,15 @@ def _floats(value: Any) -> Iterator[float]:
             yield from _floats(item)
 
 
-def _check_config(cls: type, folder: Path, config: dict[str, Any], values: int | None) -> None:
+def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any], values: int | None) -> None:
     """Refuse (``CheckpointError`` naming the file, the key, its value and what is allowed) a config.json that
-    makes no working ``cls``, before the model is built: a value of another type than its argument's default, a
-    number that is not finite, one outside the ``config_limits`` the class declares (a whole number below 1 where
-    it declares none), or a whole number larger than the ``values`` its weights file holds (no size of a model
-    describing those weights can be; building it could take all memory and time). Sizes the weights hold are
-    also refused by their shapes; these are the values they do not show (max_frames 0 loaded, then every job
+    makes no working model of ``spec``, before the model is built: a value of another type than its argument's
+    default, a number that is not finite, one outside the ``limits`` the class declares (a whole number below 1
+    where it declares none), or a whole number larger than the ``values`` its weights file holds (no size of a
+    model describing those weights can be; building it could take all memory and time). Sizes the weights hold
+    are also refused by their shapes; these are the values they do not show (max_frames 0 loaded, then every job
     refused a window "longer than the model's 0 frames")."""
-    defaults = {name: param.default for name, param in inspect.signature(cls.__init__).parameters.items()
-                if param.default is not inspect.Parameter.empty}
+    defaults = spec.defaults
     given = {name: config[name] for name in defaults if name in config}
     settings = {**defaults, **given}
 
@@ -376,23 +406,22 @@ def _check_config(cls: type, folder: Path, config: dict[str, Any], values: int |
         shown = _SHORT.repr(given[name])
         default = "" if isinstance(defaults[name], (tuple, list)) or defaults[name] is None else \
             f" (the default is {defaults[name]!r})"
-        raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets {name} to "
+        raise CheckpointError(f"{folder}: cannot load the {spec.name} checkpoint: its {CONFIG_NAME} sets {name} to "
                               f"{shown}, not {allowed}{default}; correct it, or save or train the model again")
 
     kinds = {name: _kind(defaults[name]) for name in given}
     for name, (noun, fits) in kinds.items():  # (all types first: a limit may read another key)
         if not fits(given[name]):
             refuse(name, noun)
-    limits = getattr(cls, "config_limits", {})
     for name, (noun, _) in kinds.items():
         listed, whole = noun.startswith("a list"), "whole number" in noun
         for value in given[name] if listed else [given[name]]:
             if whole and values is not None and value > max(values, *(defaults[name] if listed else [defaults[name]])):
-                raise CheckpointError(f"{folder}: cannot load the {cls.__name__} checkpoint: its {CONFIG_NAME} sets "
+                raise CheckpointError(f"{folder}: cannot load the {spec.name} checkpoint: its {CONFIG_NAME} sets "
                                       f"{name} to {_SHORT.repr(given[name])}, more than the {values} values its "
                                       "weights file holds, so it does not describe these weights; save or train it "
                                       "again")
-            for test, allowed in limits.get(name, (at_least(1),) if whole else ()):
+            for test, allowed in spec.limits.get(name, (at_least(1),) if whole else ()):
                 if not test(value, settings):
                     refuse(name, f"{noun}{' each' if listed else ''} {allowed.format_map(settings)}")
 
@@ -489,7 +518,7 @@ def checkpoint_signature(path: str | Path) -> tuple:
     return tuple(rows)
 
 
-__all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "above", "among", "at_least",
-           "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature", "dividing",
-           "extra_weights", "load_model", "missing_weights", "remove_leftovers", "save_model", "saved_class",
-           "weights_shapes", "write_model"]
+__all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "ModelConfig", "above", "among",
+           "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature",
+           "dividing", "extra_weights", "load_model", "missing_weights", "model_config", "remove_leftovers",
+           "save_model", "saved_class", "weights_shapes", "write_model"]

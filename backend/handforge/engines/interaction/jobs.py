@@ -46,7 +46,6 @@ REQUIRED_ANCHOR = ROTATION_FIELDS
 MAX_COUNT = 256
 # the diffusion model's settings, which the templates engine does not read
 LEARNED_ONLY = ("steps", "cfg_scale", "penetration_guidance", "contact_guidance", "guidance_steps", "redraws")
-VECTOR_DIM = 64  # representation.VECTOR_DIM (kept literal: this module stays light, that one imports torch)
 
 
 def _template_names() -> tuple[str, ...]:
@@ -207,8 +206,9 @@ SCHEMA = Schema(
 def _note() -> str:
     """What the interaction engine lacks: the learned model (then only engine 'templates' runs)."""
     from handforge.engines.checkpoints import checkpoint_problem
+    from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
 
-    problem = checkpoint_problem(config.value(CHECKPOINT.key), "InteractionDenoiser", vector_dim=VECTOR_DIM)
+    problem = checkpoint_problem(config.value(CHECKPOINT.key), INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
     return (f"engine 'learned' cannot run ({CHECKPOINT.key}: {problem}); engine 'templates' can" if problem else "")
 
 

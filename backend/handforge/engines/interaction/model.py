@@ -28,7 +28,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from handforge.engines.checkpoints import FRACTION, among, at_least, dividing
+from handforge.engines.interaction.model_config import INTERACTION_DENOISER
 from handforge.engines.interaction.representation import ANCHOR_FREE, VECTOR_DIM
 
 ANCHOR, OTHER_FREE, OTHER = 0, 1, 2
@@ -39,11 +39,7 @@ def _mlp(inputs: int, hidden: int, out: int) -> nn.Sequential:
 
 
 class InteractionDenoiser(ModelMixin, ConfigMixin):
-    # what else a config.json must keep to (load_model refuses it); skips index the MLP's layers from 0, and the
-    # schedules are those of DDIM, which samples it (another loaded, then failed in every job)
-    config_limits = {"heads": (at_least(1), dividing("width")), "skips": (at_least(0),), "dropout": FRACTION,
-                     "condition_dropout": FRACTION,
-                     "beta_schedule": (among("linear", "scaled_linear", "squaredcos_cap_v2"),)}
+    config_limits = INTERACTION_DENOISER.limits  # (there, light, for the engine's status line; so are the defaults)
 
     @register_to_config
     def __init__(self, vector_dim: int = VECTOR_DIM, width: int = 128, hidden: int = 256, layers: int = 5,

@@ -6,6 +6,7 @@ from nothing (HandDiffuse, arXiv 2312.04867, on MDM's backbone; README "Motion")
     observation.py      keys: values + a per-frame, per-hand, per-part mask; exact write-back
     keysets.py          random key sets for training
     model.py            MotionDenoiser (diffusers ModelMixin): x0 from noisy motion, keys, mask, t
+    model_config.py     what its config.json must keep to, without torch (the engine's status line)
     losses.py           reconstruction, positions, velocity, interaction, bone length
     pipeline.py         DDIM sampling with keys imposed each step, penetration guidance
     spline.py           the spline engine (always available; fallback and baseline)

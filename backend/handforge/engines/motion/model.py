@@ -25,8 +25,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from handforge.engines.checkpoints import EVEN, FRACTION, above, at_least, dividing
 from handforge.engines.motion.curves import CURVES, key_curve, slerp_correction
+from handforge.engines.motion.model_config import MOTION_DENOISER
 from handforge.engines.motion.representation import FRAME_DIM, ROTATION_CHANNELS
 from handforge_shared.poses import MOTION_MAX_FRAMES
 
@@ -45,10 +45,7 @@ MAX_FRAMES = MOTION_MAX_FRAMES  # the default max_frames: the longest clip (and 
 class MotionDenoiser(ModelMixin, ConfigMixin):
     """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
 
-    # what else a config.json must keep to (load_model refuses it): a hand-edited max_frames 0 loaded, then every
-    # job refused its window as "longer than the model's 0 frames"; d_model even for its sinusoidal embeddings
-    config_limits = {"max_frames": (at_least(2),), "d_model": (at_least(2), EVEN),
-                     "num_heads": (at_least(1), dividing("d_model")), "dropout": FRACTION, "fps": (above(0),)}
+    config_limits = MOTION_DENOISER.limits  # (there, light, for the engine's status line; so are the defaults)
 
     @register_to_config
     def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,

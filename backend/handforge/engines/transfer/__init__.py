@@ -10,7 +10,8 @@ HANDS workshop), built on the image engine's components (``handforge.engines.ima
     pipeline.py     the training-free engine (ControlNet on the target-pose render + reference attention)
                     and IHPT's sampling from the target generator
     model.py        IHPT's target generator: backbone + feature encoder + pose encoder + feature decoder
-                    → visual prompt tokens for an SD 1.x UNet's cross-attention
+                    → visual prompt tokens for an SD 1.x UNet's cross-attention; model_config.py what
+                    its config.json must keep to, without torch (the ihpt engine's status)
     pairs.py        training pairs (same hands, camera and light; two poses) and their dataset
     train.py        ``handforge train transfer`` (exported pairs or InterHand2.6M)
     evaluate.py     ``handforge eval transfer``: PSNR inside/outside the hands' box, PCK with a landmark detector

@@ -43,11 +43,13 @@ BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn fi
 
 
 def _target_generator() -> str | tuple[str, str]:
-    """Whether the setting names a TargetGenerator checkpoint (its config only): a run folder instead of its
-    model/ was 'available', and every job then failed."""
+    """Whether the setting names a TargetGenerator checkpoint that loads, as far as its config and weights'
+    header tell (a run folder instead of its model/, or a config.json out of limits, was 'available', and every
+    job then failed)."""
     from handforge.engines.checkpoints import checkpoint_problem
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
 
-    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), "TargetGenerator")
+    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), MODEL)
     return (problem, _target_generator_fix()) if problem else ""
 
 

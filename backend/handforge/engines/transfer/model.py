@@ -22,10 +22,7 @@ from handforge_shared.poses import HandPose
 from handforge_shared.skeleton import SIDES
 from torch import nn
 
-from handforge.engines.checkpoints import at_least, dividing
-
-HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
-POSE_DIM = HAND_DIM * len(SIDES)
+from handforge.engines.transfer.model_config import HAND_DIM, POSE_DIM, TARGET_GENERATOR
 
 
 def pose_vector(hands: dict[str, HandPose], camera_rotation: np.ndarray | None = None) -> np.ndarray:
@@ -51,7 +48,7 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class TargetGenerator(ModelMixin, ConfigMixin):
-    config_limits = {"num_heads": (at_least(1), dividing("feature_dim"))}  # what else load_model refuses in a config
+    config_limits = TARGET_GENERATOR.limits  # (there, light, for the engine's status line; so are the defaults)
 
     @register_to_config
     def __init__(self, cross_attention_dim: int = 768, image_size: int = 224,

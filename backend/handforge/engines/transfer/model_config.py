@@ -1,0 +1,21 @@
+"""What a TargetGenerator's config.json must keep to (``checkpoints.ModelConfig``), importable without torch:
+the ihpt engine's status checks the configured checkpoint against it (model.py imports torch and diffusers,
+seconds), in the words ``load_model`` refuses it with. model.py takes its limits and pose size from here; a
+test checks its ``__init__`` defaults are these."""
+
+from __future__ import annotations
+
+from handforge.engines.checkpoints import ModelConfig, at_least, dividing
+from handforge_shared.skeleton import SIDES
+
+HAND_DIM = 1 + 3 + 45  # present, global_orient, hand_pose
+POSE_DIM = HAND_DIM * len(SIDES)
+
+TARGET_GENERATOR = ModelConfig(
+    "TargetGenerator",
+    defaults={"cross_attention_dim": 768, "image_size": 224, "backbone_channels": (64, 128, 256, 512),
+              "feature_dim": 512, "num_layers": 2, "num_heads": 8, "num_queries": 16, "pose_tokens": 4,
+              "pose_dim": POSE_DIM},
+    limits={"num_heads": (at_least(1), dividing("feature_dim"))})  # what else load_model refuses in a config
+
+__all__ = ["HAND_DIM", "POSE_DIM", "TARGET_GENERATOR"]
