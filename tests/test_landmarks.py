@@ -109,6 +109,14 @@ def _edited(labels: dict, key: str, value) -> dict:
     (lambda text: "{not json", True, "labels.json: Expecting property name .*give a sample as `handforge export`"),
     (lambda text: json.dumps(_edited(json.loads(text), "keypoints_2d", [[1, 2]])), True,
      "hands.(left|right).keypoints_2d must be 21×2 numbers"),
+    # a true among the numbers was taken as 1, unsaid; visible's flags may be true or false
+    (lambda text: json.dumps(_edited(json.loads(text), "keypoints_2d", [[1, 2]] * 20 + [[3, True]])), True,
+     r"hands.(left|right).keypoints_2d\[20\]\[1\] is true, not a number"),
+    (lambda text: json.dumps(_edited(json.loads(text), "params_world", {"global_orient": [False, 0, 0],
+                                                                         "hand_pose": [0] * 45, "betas": [],
+                                                                         "transl": [0, 0, 0]})), True,
+     r"hands.(left|right).params_world.global_orient\[0\] is false, not a number"),
+    (lambda text: json.dumps(_edited(json.loads(text), "visible", [True] * 21)), "32x48", r"rgb.png is 32×48"),
     # a hand's whole-hand box edited: a TypeError traceback in the errors' normalisation
     (lambda text: json.dumps(_edited(json.loads(text), "bbox_projected", "all of it")), True,
      "hands.(left|right).bbox_projected must be null or 4 numbers"),

@@ -401,6 +401,31 @@ def test_labels_without_a_hands_pose_name_the_hand():
     assert f"hands.{side} has no params_world" in failed.value.message
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("transl", [True, 0.0, 0.0], "hands.right.params_world: transl[0] is true, not a number"),
+    ("hand_pose", [0.0] * 44 + [False], "hands.right.params_world: hand_pose[44] is false, not a number"),
+    ("camera.t", [0.0, True, -0.4], "its camera: t[1] is true, not a number"),
+    ("camera.R", [[True, 0, 0], [0, 1, 0], [0, 0, 1]], "its camera: R[0][0] is true, not a number")])
+def test_a_true_or_false_where_labels_hold_numbers_is_refused_naming_the_field(field, value, says):
+    # before: JSON true among numbers was the number 1 (numpy makes [true, 0, 0] the integers [1, 0, 0]): a pose
+    # 1 m off, a camera of another rotation, transferred without a word
+    from handforge.engines.transfer.jobs import source_camera, source_pose
+    from handforge_shared.protocol import ProtocolError
+
+    camera = {"K": [[150.0, 0, 32], [0, 150.0, 32], [0, 0, 1]], "R": np.eye(3).tolist(), "t": [0.0, 0.0, 0.4],
+              "width": 64, "height": 64}
+    labels = json.loads(labels_of("fist", camera))
+    if field.startswith("camera."):
+        labels["camera"][field.removeprefix("camera.")] = value
+    else:
+        labels["hands"]["right"]["params_world"][field] = value
+    params = {"source_labels": json.dumps(labels), "hand_model": "open"}
+    with pytest.raises(ProtocolError) as failed:
+        source_pose(params, {})
+        source_camera(params)
+    assert failed.value.field == "params.source_labels" and says in failed.value.message, failed.value.message
+
+
 def test_labels_holding_a_batch_of_poses_per_hand_are_refused_naming_the_hand():
     # before: taken; the ihpt engine then failed inside the job as internal ("axis-angles must have shape (..., 3),
     # got (6,)") and the reference engine reported a batch of source poses (found by tests/test_job_params_fuzz.py)

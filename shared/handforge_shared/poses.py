@@ -93,6 +93,22 @@ def check_hand_model(name: str) -> str:
     return name
 
 
+def json_flag(value: Any) -> str:
+    """Where nested lists read from JSON hold a true or false, and which ('[0][2] is true'; ' is false' for the
+    value itself; '' when none). Where numbers are expected it is a mistake numpy hides: [true, 0, 0] becomes
+    the integer array [1, 0, 0]."""
+    if isinstance(value, (bool, np.bool_)):
+        return f" is {'true' if value else 'false'}"
+    if isinstance(value, Mapping):  # ('.transl[0] is true')
+        return next((f".{key}{found}" for key, item in value.items() for found in [json_flag(item)] if found), "")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = json_flag(item)
+            if found:
+                return f"[{i}]{found}"
+    return ""
+
+
 def _as_float_array(value: Any, name: str, size: int) -> np.ndarray:
     try:
         arr = np.asarray(value)
@@ -152,6 +168,10 @@ class HandPose:
         unknown = [k for k in data if k not in POSE_FIELDS]
         if unknown:
             raise PoseFormatError(f"hand pose has unknown fields {unknown}; expected {list(POSE_FIELDS)}")
+        for k in POSE_FIELDS:  # (a true among numbers was taken as 1)
+            flag = json_flag(data[k])
+            if flag:
+                raise PoseFormatError(f"{k}{flag}, not a number: pose values are numbers")
         return cls(**{k: data[k] for k in POSE_FIELDS})
 
     @classmethod

@@ -20,6 +20,7 @@ from PIL import Image
 from handforge.export.folder import LABELS, PARTIAL_PREFIX, sample_dir
 from handforge.export.streamed_json import dumps
 from handforge_shared.files import sync_folder
+from handforge_shared.poses import json_flag
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
 
@@ -210,13 +211,21 @@ def read_labels(folder: Path) -> dict[str, Any]:
     return labels
 
 
-def _numbers(value: Any, *shape: int) -> bool:
-    """Whether ``value`` is nested lists of finite numbers (bools count: ``visible``) of ``shape``."""
+def _numbers(value: Any, *shape: int, flags: bool = False) -> bool:
+    """Whether ``value`` is nested lists of finite numbers of ``shape``; true and false count only with ``flags``
+    (``visible``: elsewhere a true was taken as the number 1)."""
     if not isinstance(value, list) or len(value) != shape[0]:
         return False
     if len(shape) > 1:
-        return all(_numbers(row, *shape[1:]) for row in value)
-    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in value)
+        return all(_numbers(row, *shape[1:], flags=flags) for row in value)
+    return all(isinstance(x, (int, float)) and math.isfinite(x) and (flags or not isinstance(x, bool)) for x in value)
+
+
+def _refused(name: str, value: Any, rule: str) -> str:
+    """Why field ``name`` holding ``value`` is refused: a true or false where a number belongs, named (a true
+    was taken as 1, and "must be 21×2 numbers" of 21×2 values would not say which), else the ``rule``."""
+    flag = json_flag(value)
+    return f"{name}{flag}, not a number" if flag.startswith(("[", ".")) else f"{name} {rule}"
 
 
 def sample_problem(folder: Path, images: Iterable[str]) -> str:
@@ -302,11 +311,11 @@ def labels_problem(labels: Any, index: int) -> str:
         return "camera.width and camera.height must be positive whole numbers"
     for name, shape in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,))):
         if not _numbers(camera.get(name), *shape):
-            return f"camera.{name} must be {'×'.join(map(str, shape))} numbers"
+            return _refused(f"camera.{name}", camera.get(name), f"must be {'×'.join(map(str, shape))} numbers")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         return "files must map each output to its file name"
     if labels.get("bbox") is not None and not _numbers(labels["bbox"], 4):
-        return "bbox must be null or 4 numbers"
+        return _refused("bbox", labels["bbox"], "must be null or 4 numbers")
     for key, container in (("hand_type", None), ("skin_tone", None), ("preset", "lighting"), ("kind", "background")):
         holder = labels.get(container) if container else labels
         if not isinstance(holder, dict) or not isinstance(holder.get(key), str):
@@ -322,15 +331,16 @@ def labels_problem(labels: Any, index: int) -> str:
             return f"hands.{side} must be an object"
         for name, shape in (("keypoints_2d", (NUM_KEYPOINTS, 2)), ("keypoints_camera", (NUM_KEYPOINTS, 3)),
                             ("keypoints_world", (NUM_KEYPOINTS, 3)), ("visible", (NUM_KEYPOINTS,))):
-            if not _numbers(hand.get(name), *shape):
-                return f"hands.{side}.{name} must be {'×'.join(map(str, shape))} numbers"
+            if not _numbers(hand.get(name), *shape, flags=name == "visible"):
+                return _refused(f"hands.{side}.{name}", hand.get(name), f"must be {'×'.join(map(str, shape))} numbers")
         if hand.get("bbox") is not None and not (_numbers(hand["bbox"], 4) and f"mask_{side}" in files):
-            return f"hands.{side}.bbox must be null or 4 numbers, with files.mask_{side}"
+            return _refused(f"hands.{side}.bbox", hand["bbox"], f"must be null or 4 numbers, with files.mask_{side}")
         if hand.get("bbox_projected") is not None and not _numbers(hand["bbox_projected"], 4):
-            return f"hands.{side}.bbox_projected must be null or 4 numbers"
+            return _refused(f"hands.{side}.bbox_projected", hand["bbox_projected"], "must be null or 4 numbers")
         params = hand.get("params_world")
         if not isinstance(params, dict) or not all(_numbers(params.get(k), n) for k, n in (
                 ("global_orient", 3), ("hand_pose", 45), ("transl", 3))) or not (
                 isinstance(params.get("betas"), list) and _numbers(params["betas"], len(params["betas"]))):
-            return f"hands.{side}.params_world must hold global_orient (3), hand_pose (45), betas and transl (3)"
+            return _refused(f"hands.{side}.params_world", params,
+                            "must hold global_orient (3), hand_pose (45), betas and transl (3)")
     return ""

@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from handforge_shared.poses import json_flag
+
 PIXEL_CENTRE_OFFSET = 0.5  # pixel (i, j) has its centre at (i + 0.5, j + 0.5)
 # OpenCV camera axes (x right, y down, z forward) ↔ Blender's (x right, y up, looking along -z)
 OPENCV_FROM_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
@@ -125,6 +127,10 @@ class Camera:
         missing = [k for k in ("K", "R", "t", "width", "height") if k not in data]
         if missing:
             raise CameraError(f"camera is missing {', '.join(missing)}")
+        for k in ("K", "R", "t"):  # (a true among numbers was taken as 1; width and height refuse it themselves)
+            flag = json_flag(data[k])
+            if flag:
+                raise CameraError(f"{k}{flag}, not a number: a camera's K, R and t are numbers")
         return cls(data["K"], data["R"], data["t"], data["width"], data["height"])
 
 
