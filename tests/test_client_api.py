@@ -58,6 +58,8 @@ def test_what_can_never_be_sent_is_refused_at_once():
         with pytest.raises(ProtocolError) as info:
             client.submit("echo", arrays={f"a{i}": np.zeros(1) for i in range(17)})
         assert info.value.code == ErrorCode.TOO_LARGE
+        with pytest.raises(ProtocolError, match="params.source_labels is 70002 bytes of it"):  # (which one: unsaid)
+            client.submit("image.transfer", {"prompt": "two hands", "source_labels": "0" * 70_000})
         with pytest.raises(ProtocolError, match="JSON"):
             client.submit("echo", {"text": float("inf")})
         assert client.jobs() == []

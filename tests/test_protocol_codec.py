@@ -196,6 +196,17 @@ def test_limits_are_enforced_before_parsing():
     assert info.value.code == ErrorCode.TOO_LARGE
 
 
+def test_a_header_too_large_names_the_param_that_takes_most_of_it():
+    # before: "the header is 70102 bytes; the limit is 65536", which of the params unsaid (a pasted labels JSON)
+    message = Message(MessageType.SUBMIT, id="1", job="j", kind="image.transfer",
+                      params={"prompt": "two hands", "source_labels": "0" * 70_000, "steps": 20})
+    with pytest.raises(ProtocolError) as info:
+        P.check_outgoing(P.encode(message), P.DEFAULT_LIMITS, message)
+    assert info.value.code == ErrorCode.TOO_LARGE
+    assert info.value.message.endswith("the limit is 65536; params.source_labels is 70002 bytes of it"), info.value
+    assert "max_length" in info.value.hint
+
+
 def test_version_mismatch_says_which_side_to_upgrade():
     newer = _refused([b'{"v": 2, "type": "hello", "id": "h"}'], ErrorCode.UNSUPPORTED_VERSION)
     assert "upgrade the backend" in newer.hint and newer.msg_id == "h"

@@ -76,6 +76,12 @@ def test_transfer_returns_images_with_the_target_poses_labels(server):
         assert np.allclose(result.data["hands"]["right"]["params_world"]["hand_pose"], target.ravel(), atol=1e-6)
         fist = pose_library.get("fist", side="right").hand_pose
         assert np.allclose(result.data["source_hands"]["right"]["hand_pose"], fist.ravel(), atol=1e-6)
+        # the labels an image carries as the add-on keeps them, to send back as source_labels: well within the limit
+        from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
+
+        kept = json.dumps({key: result.data.get(key)
+                           for key in ("hands", "camera", "hand_model", "hand_model_licence")})
+        assert len(kept) < SOURCE_LABELS_MAX / 4, len(kept)  # (one hand here; two hands' are 11-14 KB)
         again = client.run("image.transfer", params, arrays, timeout=600)
         assert np.array_equal(again.arrays["images"], images)  # seeded; the shared pipeline was restored
         plain = client.run("image.transfer", {**params, "reference_scale": 0.0}, arrays, timeout=600)
@@ -424,6 +430,28 @@ def test_a_true_or_false_where_labels_hold_numbers_is_refused_naming_the_field(f
         source_pose(params, {})
         source_camera(params)
     assert failed.value.field == "params.source_labels" and says in failed.value.message, failed.value.message
+
+
+def test_source_labels_the_schema_takes_fit_the_message_header_they_travel_in():
+    """source_labels' max_length was 200,000 characters, the header that carries them 64 KiB: welcome promised what
+    no message could carry, and labels of 70,000 characters failed as a header of too many bytes, no field named.
+    The schema's limit now fits with every other param at its longest, and what is longer is refused naming it."""
+    from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
+    from handforge.server.builtin_jobs import default_registry
+    from handforge_shared.protocol import DEFAULT_LIMITS, Message, MessageType, ProtocolError, check_outgoing, encode
+
+    schema = default_registry().kind("image.transfer").schema
+    assert schema.describe()["params"]["source_labels"]["max_length"] == SOURCE_LABELS_MAX
+    params, arrays = request()
+    longest = {**params, **{name: "x" * schema.params[name].max_length
+                            for name in ("prompt", "negative_prompt", "background_prompt")},
+               "controls": ["x" * 200] * 8, "source_labels": "0" * SOURCE_LABELS_MAX}
+    message = Message(MessageType.SUBMIT, id="1", job="j", kind="image.transfer", params=longest, arrays=arrays)
+    check_outgoing(encode(message), DEFAULT_LIMITS, message)
+    with pytest.raises(ProtocolError) as refused:
+        schema.validate({**params, "source_labels": "0" * (SOURCE_LABELS_MAX + 1)}, arrays)
+    assert refused.value.field == "params.source_labels"
+    assert f"is {SOURCE_LABELS_MAX + 1} characters long; the limit is {SOURCE_LABELS_MAX}" in refused.value.message
 
 
 def test_labels_holding_a_batch_of_poses_per_hand_are_refused_naming_the_hand():

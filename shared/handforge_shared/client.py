@@ -280,7 +280,7 @@ class Client:
             return handle
         try:
             if self._limits is None and not _fits(message, UNWELCOMED_LIMITS):
-                check_outgoing(encode(message), DEFAULT_LIMITS)  # what no backend takes fails at once
+                check_outgoing(encode(message), DEFAULT_LIMITS, message)  # what no backend takes fails at once
                 self._held.append(message)  # sent (or refused as too_large) once the welcome says the limits
             else:
                 self._send(message)
@@ -391,7 +391,7 @@ class Client:
 
     def _send(self, message: Message) -> None:
         frames = encode(message)
-        check_outgoing(frames, self._limits or UNWELCOMED_LIMITS)
+        check_outgoing(frames, self._limits or UNWELCOMED_LIMITS, message)
         try:
             send_frames(self._socket, frames, copy=not wants_zero_copy(frames))
         except zmq.Again:

@@ -268,12 +268,15 @@ def wants_zero_copy(frames: Sequence[Any]) -> bool:
     return len(frames) > 1 and any(memoryview(f).nbytes >= ZERO_COPY_THRESHOLD for f in frames[1:])
 
 
-def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> None:
-    """Raise ``too_large`` before sending what the receiver would refuse."""
+def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS, message: Message | None = None) -> None:
+    """Raise ``too_large`` before sending what the receiver would refuse (``message``: the one ``frames`` encode,
+    whose largest param a header too large then names)."""
     header = memoryview(frames[0]).nbytes
     if header > limits.max_header_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"the header is {header} bytes; the limit is "
-                            f"{limits.max_header_bytes}", "send large values as arrays, not in params")
+                            f"{limits.max_header_bytes}{_largest_param(message)}",
+                            "send large values as arrays, not in params (welcome.kinds gives each string "
+                            "param's max_length)")
     if len(frames) - 1 > limits.max_arrays:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(frames) - 1} arrays in one message; the limit is "
                             f"{limits.max_arrays}", "stack arrays of the same kind into one")
@@ -281,6 +284,14 @@ def check_outgoing(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> No
     if total > limits.max_message_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"the message is {_mib(total)}; the limit is "
                             f"{_mib(limits.max_message_bytes)}", "split the request into smaller batches")
+
+
+def _largest_param(message: Message | None) -> str:
+    """'; params.NAME is N bytes of it' for the param of ``message`` that takes most of its header ('' when it
+    has none): the header said only its size (a long source_labels, a 100,000-character prompt)."""
+    sizes = {name: len(_HEADER_ENCODER.encode(value)) for name, value in ((message and message.params) or {}).items()}
+    name = max(sizes, key=sizes.__getitem__, default=None)
+    return f"; params.{name} is {sizes[name]} bytes of it" if name is not None else ""
 
 
 # --------------------------------------------------------------------------------------- decode

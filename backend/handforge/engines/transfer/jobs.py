@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from handforge_shared.poses import HAND_MODELS, POSE_FIELDS, HandPose, hand_array_name
-from handforge_shared.protocol import ErrorCode, ProtocolError
+from handforge_shared.protocol import DEFAULT_LIMITS, ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
 
 from handforge import config
@@ -40,6 +40,10 @@ SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
 # image.generate's parameters that mean nothing here (text attention, hand-box refinement)
 NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
 BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn first (as many steps as the transfer)
+# source_labels travels in the message header (limits.max_header_bytes, 64 KiB, with every other param): half of it
+# (200,000 was promised, and a longer text failed as a too_large header). A HandForge image's labels are 11-14 KB
+# (two hands' keypoints, boxes and parameters: at most about 18 KB however their numbers print)
+SOURCE_LABELS_MAX = DEFAULT_LIMITS.max_header_bytes // 2
 
 
 def _target_generator() -> str | tuple[str, str]:
@@ -353,7 +357,9 @@ def _schema(generate: Schema) -> Schema:
                                              "with its camera); empty: keep the source as it is", default="",
                                          max_length=2000)
     params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
-                                         "source.<side>.* arrays); optional", default="", max_length=200_000)
+                                         "source.<side>.* arrays); optional. Its characters travel in the message "
+                                         "header: half of limits.max_header_bytes at most (a HandForge image's "
+                                         "labels are 11-14 KB)", default="", max_length=SOURCE_LABELS_MAX)
     arrays = dict(generate.arrays)
     arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", "source_channels"), dtypes=("uint8",),
                                        doc="the source image, RGB or RGBA (straight alpha: composited over white), "
