@@ -164,8 +164,45 @@ def test_a_bad_camera_is_refused_before_the_job_is_queued(served):
         handle = client.submit("image.generate", params, {**arrays, "camera.R": 2.0 * arrays["camera.R"]})
         outcome = handle.wait(60)
     assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
-    assert str(outcome).startswith("arrays.camera")
+    assert str(outcome).startswith("arrays.camera.R: R must be a rotation matrix"), outcome
     assert handle.position is None  # never accepted
+
+
+def _blender_camera(arrays: dict) -> dict:
+    """``arrays`` with the camera as a Blender camera's settings instead of K, R and t."""
+    rest = {k: v for k, v in arrays.items() if k not in ("camera.K", "camera.R", "camera.t")}
+    world = np.eye(4)
+    world[:3, 3] = (0.0, -0.4, 0.0)
+    return {**rest, "camera.matrix_world": world, "camera.lens": np.array([50.0]),
+            "camera.sensor": np.array([36.0, 24.0]), "camera.shift": np.array([0.0, 0.0])}
+
+
+@pytest.mark.parametrize("change, field, says", [
+    (lambda a: {**a, "camera.R": 2.0 * a["camera.R"]}, "arrays.camera.R", "R must be a rotation matrix"),
+    (lambda a: {**a, "camera.K": np.diag([0.0, 150.0, 1.0])}, "arrays.camera.K", "K must be [[fx, s, cx]"),
+    (lambda a: {**a, "camera.t": np.array([0.0, np.nan, 0.0])}, "arrays.camera.t", "non-finite"),
+    (lambda a: {k: v for k, v in a.items() if not k.startswith("camera.")}, "arrays",
+     "no camera was sent: send one, camera.K, camera.R and camera.t (OpenCV) or camera.matrix_world, camera.lens, "
+     "camera.sensor and camera.shift (Blender's settings)"),
+    (lambda a: {**_blender_camera(a), **{k: v for k, v in a.items() if k.startswith("camera.")}}, "arrays",
+     "two cameras were sent: send one, camera.K"),
+    (lambda a: {**_blender_camera(a), "camera.matrix_world": np.diag([2.0, 2.0, 2.0, 1.0])},
+     "arrays.camera.matrix_world", "the camera is scaled"),
+])
+def test_a_camera_refused_names_the_array_at_fault_or_the_sets_to_send(change, field, says):
+    """Every camera refusal named "arrays.camera", which is no array: the request's array at fault is named (a
+    script or client can point at it), and when no camera or two are sent, the arrays of each way to send one."""
+    from handforge.engines.image.jobs import check_target
+    from handforge.server.builtin_jobs import default_registry
+    from handforge_shared.protocol import ProtocolError
+
+    params, arrays = request()
+    arrays = change(arrays)
+    schema = default_registry().kind("image.generate").schema
+    with pytest.raises(ProtocolError) as refused:
+        check_target(schema.validate(params, arrays), arrays)
+    assert refused.value.field == field and f"{field}: " in refused.value.message, refused.value
+    assert says in refused.value.message, refused.value.message
 
 
 def test_running_out_of_memory_on_the_cpu_says_so_and_the_server_carries_on(served):

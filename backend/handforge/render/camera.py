@@ -31,15 +31,20 @@ SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 
 
 class CameraError(ValueError):
-    """A camera that cannot be built or converted; the message says what was wrong."""
+    """A camera that cannot be built or converted; the message says what was wrong, ``value`` which of the
+    camera's values it is (K, R, t, matrix_world, sensor_fit, size) where one is."""
+
+    def __init__(self, message: str, value: str = "") -> None:
+        super().__init__(message)
+        self.value = value
 
 
 def _matrix(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != shape:
-        raise CameraError(f"{name} must be a finite array of shape {shape}, got shape {arr.shape}")
+        raise CameraError(f"{name} must be a finite array of shape {shape}, got shape {arr.shape}", name)
     if not np.all(np.isfinite(arr)):  # (it said "of shape (3, 3), got shape (3, 3)", the NaN unnamed)
-        raise CameraError(f"{name} has non-finite values (NaN or infinity): {arr.tolist()}")
+        raise CameraError(f"{name} has non-finite values (NaN or infinity): {arr.tolist()}", name)
     return arr
 
 
@@ -61,15 +66,16 @@ class Camera:
         object.__setattr__(self, "R", R)
         object.__setattr__(self, "t", _matrix(self.t, (3,), "t"))
         if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
-            raise CameraError("R must be a rotation matrix (orthonormal, determinant +1)")
+            raise CameraError("R must be a rotation matrix (orthonormal, determinant +1)", "R")
         if K[0, 0] <= 0 or K[1, 1] <= 0 or np.any(K[2] != (0.0, 0.0, 1.0)) or K[1, 0] != 0:
-            raise CameraError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
+            raise CameraError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0", "K")
         try:  # whole pixels: int() made 640.7 into 640 unsaid, and NaN a plain ValueError
             whole = all(not isinstance(v, (bool, str)) and float(v).is_integer() and v >= 1 for v in (self.width, self.height))
         except (TypeError, ValueError):
             whole = False
         if not whole:
-            raise CameraError(f"image size must be whole numbers of pixels, 1 or more, got {self.width}×{self.height}")
+            raise CameraError(f"image size must be whole numbers of pixels, 1 or more, got {self.width}×{self.height}",
+                              "size")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 
@@ -130,7 +136,7 @@ class Camera:
         for k in ("K", "R", "t"):  # (a true among numbers was taken as 1; width and height refuse it themselves)
             flag = json_flag(data[k])
             if flag:
-                raise CameraError(f"{k}{flag}, not a number: a camera's K, R and t are numbers")
+                raise CameraError(f"{k}{flag}, not a number: a camera's K, R and t are numbers", k)
         return cls(data["K"], data["R"], data["t"], data["width"], data["height"])
 
 
@@ -185,7 +191,7 @@ class BlenderCamera:
 def _fitted(fit: str, width: int, height: int, aspect_x: float, aspect_y: float) -> tuple[str, float]:
     """The resolved fit (HORIZONTAL/VERTICAL) and ``viewfac``, the fitted side in pixels."""
     if fit not in SENSOR_FITS:
-        raise CameraError(f"unknown sensor_fit {fit!r}: use one of {', '.join(SENSOR_FITS)}")
+        raise CameraError(f"unknown sensor_fit {fit!r}: use one of {', '.join(SENSOR_FITS)}", "sensor_fit")
     ycor = aspect_y / aspect_x
     if fit == "AUTO":
         fit = "HORIZONTAL" if aspect_x * width >= aspect_y * height else "VERTICAL"
@@ -207,7 +213,8 @@ def from_blender(cam: BlenderCamera, world_to_blender: Any = np.eye(3)) -> Camer
     rot, centre = mw[:3, :3], mw[:3, 3]
     scale = np.linalg.norm(rot, axis=0)
     if not np.allclose(scale, 1.0, atol=1e-5):
-        raise CameraError(f"the camera object is scaled ({scale.round(4).tolist()}); apply or clear its scale")
+        raise CameraError(f"the camera object is scaled ({scale.round(4).tolist()}); apply or clear its scale",
+                          "matrix_world")
     wb = _matrix(world_to_blender, (3, 3), "world_to_blender")
     R = OPENCV_FROM_BLENDER_CAMERA @ rot.T @ wb
     return Camera(K, R, -R @ (wb.T @ centre), W, H)

@@ -45,6 +45,9 @@ from handforge.server.schema import (
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 AUTO = "auto"  # the first engine whose weights are here: the default, so the first click works with either set up
+# the two ways to send the camera, by their arrays' names (errors name these, or the one at fault)
+OPENCV_CAMERA = "camera.K, camera.R and camera.t"
+BLENDER_CAMERA = "camera.matrix_world, camera.lens, camera.sensor and camera.shift"
 
 IMAGE_ENGINES: dict[str, Engine] = {
     "attentionhand": Engine("attentionhand", "AttentionHand: SD 1.x + the mesh-image guidance module + TAS "
@@ -127,9 +130,9 @@ def check_target(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> No
                       f"{params['height']}: both sides must be multiples of 8",
                       "round the camera's resolution to a multiple of 8")
     given = [n for n in ("camera.K", "camera.matrix_world") if n in arrays]
-    if len(given) != 1:
-        raise invalid("arrays.camera", "send one camera: camera.K/R/t (OpenCV) or camera.matrix_world/lens/"
-                      "sensor/shift (Blender's settings)" + (", not both" if given else ""))
+    if len(given) != 1:  # (named "arrays.camera", no array's name; neither set is at fault alone: "arrays")
+        raise invalid("arrays", f"{'two cameras were sent' if given else 'no camera was sent'}: send one, "
+                      f"{OPENCV_CAMERA} (OpenCV) or {BLENDER_CAMERA} (Blender's settings)")
     if not any(hand_array_name(s, "global_orient") in arrays for s in SIDES):
         raise invalid("arrays.right.global_orient", "no hand given",
                       "send <side>.global_orient and <side>.hand_pose for the left and/or right hand")
@@ -262,8 +265,13 @@ def request_camera(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
                                  resolution_x=params["width"], resolution_y=params["height"],
                                  pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y)
         return from_blender(settings, world_to_blender=MODEL_TO_BLENDER)
-    except CameraError as exc:
-        raise invalid("arrays.camera", str(exc)) from None
+    except CameraError as exc:  # the array (or param) at fault, where one is: "arrays.camera" was no array's name
+        opencv = "camera.K" in arrays
+        named = {"K": "arrays.camera.K", "R": "arrays.camera.R", "t": "arrays.camera.t"} if opencv else \
+            {"matrix_world": "arrays.camera.matrix_world", "sensor_fit": "params.sensor_fit"}
+        if exc.value in named:
+            raise invalid(named[exc.value], str(exc)) from None
+        raise invalid("arrays", f"{OPENCV_CAMERA if opencv else BLENDER_CAMERA} make no camera: {exc}") from None
 
 
 def placed_hands(hand_model, hands: dict, arrays: Mapping[str, np.ndarray]) -> dict:
