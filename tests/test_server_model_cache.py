@@ -72,6 +72,66 @@ def test_concurrent_requests_for_one_model_load_it_once():
     assert len(calls) == 1 and len(got) == 4 and all(m is got[0] for m in got)
 
 
+def test_a_slots_load_lock_goes_once_its_load_is_done_and_no_one_waits():
+    """The cache kept a lock per (key, device) ever loaded, checkpoint paths among the keys: a long-lived server
+    loading many checkpoints grew by one lock each, whether they stayed cached or not."""
+    cache, calls = ModelCache(budget_bytes=64), []
+    for k in range(50):  # (each evicts the one before: only the locks were left)
+        cache.get(("checkpoint", f"/runs/{k}/model"), linear_loader(4, calls), "cpu")
+    assert len(calls) == 50 and cache._loading == {}
+
+    def failing(device):
+        raise OSError("no such checkpoint")
+
+    with pytest.raises(OSError):
+        cache.get("broken", failing)
+    assert cache._loading == {}  # (a load that failed too)
+
+
+def test_threads_asking_for_one_model_never_load_it_twice_at_once_while_its_locks_come_and_go():
+    """Racing requests, key after key, the first load of each failing: each key's lock is made and removed while
+    threads wait for it or arrive at it, and no two loads of one model ever run at once (a lock removed while a
+    thread still waited on it let a later request load beside it), nor does a loaded model load again."""
+    rounds, workers = 30, 6
+    cache, barrier, counted = ModelCache(), threading.Barrier(workers), threading.Lock()
+    running, most, attempts = [0] * rounds, [0] * rounds, [0] * rounds
+    got: list[list] = [[] for _ in range(rounds)]
+
+    def loader(k):
+        def load(device):
+            with counted:
+                running[k] += 1
+                most[k], attempts[k] = max(most[k], running[k]), attempts[k] + 1
+                first = attempts[k] == 1
+            try:
+                time.sleep(0.004)
+                if first:
+                    raise OSError("the first load fails: the waiting requests load it again")
+                return torch.nn.Linear(2, 2)
+            finally:
+                with counted:
+                    running[k] -= 1
+        return load
+
+    def ask(worker):
+        for k in range(rounds):
+            barrier.wait(10)
+            time.sleep(0.0015 * worker)  # some arrive while the first load runs, some as it fails, some after
+            try:
+                got[k].append(cache.get(("m", k), loader(k)))
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=ask, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert most == [1] * rounds and attempts == [2] * rounds, (most, attempts)
+    assert all(models and all(m is models[0] for m in models) for models in got)
+    assert cache._loading == {}
+
+
 def test_a_job_context_reports_loading_as_progress():
     events = []
     cache = ModelCache()

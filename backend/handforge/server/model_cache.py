@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import ValuesView
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
@@ -49,6 +49,17 @@ class _Entry:
     nbytes: int
     signature: tuple | None
     loaded_at: float
+
+
+@dataclass
+class _Load:
+    """A slot's load: its lock, and how many requests hold or wait for it. The slot's ``_loading`` entry goes
+    when the last of them is done (one lock per slot ever asked for, checkpoint paths among the keys, grew a
+    long-lived server's memory without bound); a request after that finds the model cached, or loads it
+    alone (no one holds or waits for a lock that is gone)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
 
 
 def model_bytes(model: Any) -> int:
@@ -93,7 +104,7 @@ class ModelCache:
         self.budget_bytes = int(budget_bytes)
         self._entries: OrderedDict[tuple[Hashable, str], _Entry] = OrderedDict()  # oldest use first
         self._lock = threading.Lock()
-        self._loading: dict[tuple[Hashable, str], threading.Lock] = {}
+        self._loading: dict[tuple[Hashable, str], _Load] = {}  # slots being loaded or waited for
         self.loads = 0       # how many times a loader ran (for tests and logs)
         self.evictions = 0
 
@@ -107,26 +118,38 @@ class ModelCache:
             model = self._hit(slot, signature)
             if model is not None:
                 return model
-            load_lock = self._loading.setdefault(slot, threading.Lock())
-        with load_lock:  # one load per slot at a time; other slots load concurrently
+            load = self._loading.setdefault(slot, _Load())
+            load.users += 1  # (under self._lock, as its removal: a lock held or waited for stays)
+        try:
+            with load.lock:  # one load per slot at a time; other slots load concurrently
+                return self._load(slot, signature, key, loader, device, on_load)
+        finally:
             with self._lock:
-                model = self._hit(slot, signature)  # a concurrent request may have loaded it meanwhile
-                if model is not None:
-                    return model
-                stale = self._entries.pop(slot, None)
-            del stale  # a changed checkpoint: let the old copy go before loading the new one
-            if on_load is not None:
-                on_load(f"loading {_name(key)}")
-            started = time.monotonic()
-            model = loader(device)
-            entry = _Entry(model, model_bytes(model), signature, time.monotonic())
-            with self._lock:
-                self.loads += 1
-                self._entries[slot] = entry
-                self._evict(device, keep=slot)
-            log.info("loaded %s on %s in %.2f s (%.1f MiB)", _name(key), device, entry.loaded_at - started,
-                     entry.nbytes / 2**20)
-            return model
+                load.users -= 1
+                if not load.users:
+                    del self._loading[slot]
+
+    def _load(self, slot: tuple[Hashable, str], signature: tuple | None, key: Hashable, loader: Loader, device: str,
+              on_load: Callable[[str], None] | None) -> Any:
+        """``get``'s load, holding the slot's lock: the model another request loaded meanwhile, or a new one."""
+        with self._lock:
+            model = self._hit(slot, signature)  # a concurrent request may have loaded it meanwhile
+            if model is not None:
+                return model
+            stale = self._entries.pop(slot, None)
+        del stale  # a changed checkpoint: let the old copy go before loading the new one
+        if on_load is not None:
+            on_load(f"loading {_name(key)}")
+        started = time.monotonic()
+        model = loader(device)
+        entry = _Entry(model, model_bytes(model), signature, time.monotonic())
+        with self._lock:
+            self.loads += 1
+            self._entries[slot] = entry
+            self._evict(device, keep=slot)
+        log.info("loaded %s on %s in %.2f s (%.1f MiB)", _name(key), device, entry.loaded_at - started,
+                 entry.nbytes / 2**20)
+        return model
 
     def _hit(self, slot: tuple[Hashable, str], signature: tuple | None) -> Any:
         entry = self._entries.get(slot)
