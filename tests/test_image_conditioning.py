@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from handforge.engines.image.conditioning import (
+    CONTROL_KINDS,
     condition,
     crop_camera,
     depth_image,
@@ -117,3 +118,17 @@ def test_openpose_controlnets_get_hands_drawn_as_openpose_draws_them(sample):
                 assert tuple(image[int(y), int(x)]) == (0, 0, 255)
     colours = {tuple(c) for c in image.reshape(-1, 3)} - {(0, 0, 0), (0, 0, 255)}
     assert (255, 0, 0) in colours and len(colours) >= 10  # the bones' hues around the wheel, starting at red
+
+
+def test_the_controls_param_names_every_control_kind_the_engine_takes():
+    """The controls doc (welcome.kinds, the add-on's tooltip) listed four kinds; openpose, the fifth, was missing."""
+    from handforge.engines.image import jobs as image_jobs
+    from handforge.engines.transfer import jobs as transfer_jobs
+    from handforge.server.registry import Registry
+
+    registry = Registry()
+    image_jobs.register_jobs(registry)
+    transfer_jobs.register_jobs(registry)
+    for name in ("image.generate", "image.transfer"):
+        doc = registry.kind(name).schema.params["controls"].doc
+        assert all(kind in doc for kind in CONTROL_KINDS), (name, doc)

@@ -25,6 +25,7 @@ from handforge_shared.skeleton import SIDES
 from handforge import config
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import POSE_LIMITS, require_hand_model
+from handforge.engines.image.conditioning import CONTROL_KINDS
 from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, SD_MODEL
 from handforge.engines.image.tokens import HAND_WORDS, truncated
 from handforge.render.camera import SENSOR_FITS
@@ -393,8 +394,8 @@ def register_jobs(registry: Registry) -> None:
                 "engine": String(doc="attentionhand, controlnet, or auto: attentionhand when its weights are here, else "
                                       "controlnet (controlnet when controls are named)", default=AUTO,
                                   choices=(AUTO, *ENGINES)),
-                "controls": ListOf(doc="controlnet engine: ControlNet folders, 'name' or 'name:kind' (kind: mesh, "
-                                       "depth, normals, skeleton); empty: all", default=[], max_items=8,
+                "controls": ListOf(doc="controlnet engine: ControlNet folders, 'name' or 'name:kind' (kind: "
+                                       f"{', '.join(CONTROL_KINDS)}); empty: all", default=[], max_items=8,
                                    item=String(max_length=200)),
                 "seed": Integer(doc="random seed", default=0, min=0, max=2**63 - 1),
                 "steps": Integer(doc="sampling steps (DDIM)", default=20, min=1, max=200),
