@@ -8,8 +8,10 @@ without undo steps, so the last undo step still holds the artist's pose: *Apply*
 candidate as one undo step, *Cancel* writes back the channels saved before the first preview.
 *Key Candidates* keys N candidates on consecutive frames (generated keys; the artist's keys stay).
 
-The backend answers in the anchor rig's armature space; ``pose.into_rig_space`` carries a candidate into
-the other rig's space, so rigs moved or rotated as objects still meet where the backend put them.
+The backend answers in the anchor rig's armature space, and the candidates are kept so; each time a
+candidate poses or keys a rig, ``pose.into_rig_space`` carries it into the other rig's space as the rigs
+stand then (for Key Candidates: on each keyed frame), so rigs moved, rotated or parented to objects that
+move apart still meet where the backend put them.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class HANDFORGE_PG_interaction_candidate(bpy.types.PropertyGroup):
     limit: FloatProperty(name="Limit", description="Worst joint-limit violation, degrees")
     template: StringProperty(name="Template", description="The template it came from (templates engine)")
     poses: StringProperty(name="Poses", options={"HIDDEN"},
-                          description="JSON: side → global_orient, hand_pose, transl, in that rig's space")
+                          description="JSON: side → global_orient, hand_pose, transl, in the reference rig's space "
+                                      "(the anchor's; the left one's when both are free)")
 
 
 def _index_changed(self, context):
@@ -84,7 +87,7 @@ class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
                              description="JSON: the posed rigs' channels before the first preview")
     summary: StringProperty(name="Summary", description="Engine, hand model and time of the sampling")
     sampled_for: StringProperty(name="Sampled For", options={"HIDDEN"},
-                                description="JSON: the anchor's pose and the rigs' placement the candidates were made for")
+                                description="JSON: the anchor's pose the candidates were made for")
     message: StringProperty(name="Message", description="Why the preview could not be shown")
 
 
@@ -226,9 +229,27 @@ def _restore(rig, saved: dict) -> None:
     fingers.sync_sliders(rig)
 
 
-def _candidate_pose(candidate, side: str, rig) -> HandPose:
-    fields = json.loads(candidate.poses)[side]
-    return HandPose(betas=pose_conv.rig_betas(rig), **{name: np.asarray(fields[name]) for name in KEPT_FIELDS})
+def reference_side(anchor_side: str) -> str:
+    """The side whose armature space the candidates are in: the anchor's, the left one's when both are free."""
+    return "left" if anchor_side == "none" else anchor_side
+
+
+def placed(poses: dict, side: str, reference: str, rigs: dict[str, object], worlds: dict[str, np.ndarray]) -> dict:
+    """A candidate's hand ``side`` (``poses``: its JSON, in the reference rig's space) in its own rig's space,
+    the rigs' objects placed as ``worlds`` says (side → matrix_world): where the backend put it from the
+    anchor, wherever the rigs stand now (Apply kept it where they stood when sampled)."""
+    pose = {name: np.asarray(poses[side][name], np.float64) for name in KEPT_FIELDS}
+    if side == reference:
+        return pose
+    return pose_conv.into_rig_space(pose, worlds[reference], worlds[side],
+                                    np.array(rigs[side].data.bones[JOINT_NAMES[0]].head_local))
+
+
+def _candidate_pose(state, candidate, side: str, rigs: dict[str, object]) -> HandPose:
+    """The candidate's hand ``side`` for its rig as the rigs stand now."""
+    worlds = {s: np.array(rig.matrix_world) for s, rig in rigs.items()}
+    fields = placed(json.loads(candidate.poses), side, reference_side(state.anchor_side), rigs, worlds)
+    return HandPose(betas=pose_conv.rig_betas(rigs[side]), **fields)
 
 
 def _pose_rig(rig, pose: HandPose) -> None:
@@ -242,7 +263,7 @@ def show_candidate(state) -> None:
         rigs = _browse_rigs(state)
         candidate = shown(state)
         for side in state.posed_sides.split(","):
-            _pose_rig(rigs[side], _candidate_pose(candidate, side, rigs[side]))
+            _pose_rig(rigs[side], _candidate_pose(state, candidate, side, rigs))
         state.message = ""
     except (*USER_ERRORS, KeyError, IndexError) as exc:
         state.message = str(exc)
@@ -303,11 +324,11 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             pose = pose_conv.read_pose(found[side])
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
             anchor = {name: np.asarray(getattr(pose, name)).tolist() for name in KEPT_FIELDS}
-        reference = found["left" if side == "none" else side]
-        placement = {s: pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world)).tolist()
-                     for s, rig in found.items()}  # (checked before sending)
+        reference = found[reference_side(side)]
+        for rig in found.values():  # rigs of one scale (checked before sending)
+            pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))
         self._request = {"anchor_side": side, "model": model, "reference": reference.name,
-                         "sampled_for": json.dumps({"anchor": anchor, "placement": placement}),
+                         "sampled_for": json.dumps({"anchor": anchor}),
                          "rigs": {s: rig.name for s, rig in found.items()},
                          "uids": {s: rig.session_uid for s, rig in found.items()}}
         params = {"engine": self.engine, "model": model, "anchor_side": side, "count": self.count, "seed": self.seed,
@@ -328,7 +349,7 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         count = min(int(np.asarray(arrays["score"]).shape[0]), MAX_CANDIDATES)
         rigs = _rigs(request["rigs"], request["uids"], "the request")
         hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: the candidates pose the rigs)
-        reference = np.array(rigs["left" if request["anchor_side"] == "none" else request["anchor_side"]].matrix_world)
+        reference = np.array(rigs[reference_side(request["anchor_side"])].matrix_world)
         posed = [s for s in SIDES if s != request["anchor_side"]]
         per_side = {}
         for side, rig in rigs.items():
@@ -336,8 +357,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             shapes = {name: pose[name].shape for name in KEPT_FIELDS}
             if shapes != {"global_orient": (count, 3), "hand_pose": (count, 45), "transl": (count, 3)}:
                 raise ValueError(f"the backend sent {side} poses of shapes {shapes} for {count} candidates")
-            per_side[side] = pose_conv.into_rig_space(pose, reference, np.array(rig.matrix_world),
-                                            np.array(rig.data.bones[JOINT_NAMES[0]].head_local))
+            pose_conv.relative_transform(reference, np.array(rig.matrix_world))  # (scaled while it ran: refused)
+            per_side[side] = pose  # kept in the reference rig's space: placed where the rigs stand when used
         if browsing(context):  # the old candidates give way to a usable result (previewed again during the job, perhaps)
             end_browse(context, restore=True)
         state = browse_state(context)
@@ -450,8 +471,9 @@ class HANDFORGE_OT_interaction_cancel(_BrowseOperator, bpy.types.Operator):
 
 def changed_since_sampling(state) -> str:
     """What changed since the candidates were sampled that they do not follow ('' when nothing): the anchor
-    hand posed anew, or a rig moved against the other. Apply kept a candidate 7 cm from the hand it was
-    made to clasp, its score of 1.0 reported as if it still held."""
+    hand posed anew. Apply kept a candidate 7 cm from the hand it was made to clasp, its score of 1.0
+    reported as if it still held. (Rigs moved against each other are followed: a candidate is placed from
+    the anchor where the rigs stand when it is shown, applied or keyed.)"""
     sampled = json.loads(state.sampled_for or "{}")
     rigs = _browse_rigs(state)
     if sampled.get("anchor") and state.anchor_side in rigs:
@@ -459,12 +481,6 @@ def changed_since_sampling(state) -> str:
         if any(np.abs(np.asarray(getattr(now, name)) - value).max() > POSE_TOLERANCE
                for name, value in sampled["anchor"].items()):
             return f"the {state.anchor_side} hand was posed anew"
-    reference = rigs.get("left" if state.anchor_side == "none" else state.anchor_side)
-    for side, was in (sampled.get("placement") or {}).items():
-        if reference is not None and side in rigs and not np.allclose(
-                np.linalg.inv(np.array(rigs[side].matrix_world)) @ np.array(reference.matrix_world), was,
-                atol=POSE_TOLERANCE):
-            return "the hand rigs were moved against each other"
     return ""
 
 
@@ -514,10 +530,9 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         if len(models) != 1:
             raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
         rows = [json.loads(c.poses) for c in list(state.candidates)[:count]]
-        clip_hands = {side: HandPose(betas=np.repeat(pose_conv.rig_betas(rig)[None], count, axis=0),
-                                     **{name: np.array([row[side][name] for row in rows]) for name in KEPT_FIELDS})
-                      for side, rig in rigs.items()}
-        clip = MotionClip(clip_hands, fps=keys.scene_fps(scene), hand_model=models.pop())
+        model = models.pop()
+        # (in the reference rig's space: placed on each keyed frame below, once nothing refuses them)
+        clip = _candidates_clip(rows, rigs, state.anchor_side, keys.scene_fps(scene), model)
         start = scene.frame_current
         # whole pairs only: around an artist's key a frame held a candidate's hand beside the artist's other
         # hand (or a candidate with the artist's keyed finger), which no dataset wants
@@ -534,7 +549,12 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
                              "Candidates puts whole pairs on frames without them: go to a frame past them, or "
                              "delete those keys")
         try:
-            keys.check_import(scene, clip, rigs, start)  # a refusal keeps the candidates to browse
+            frames = keys.check_import(scene, clip, rigs, start)  # a refusal keeps the candidates to browse
+            # each candidate placed from the anchor as the rigs stand on its own frame: their parents (keys,
+            # constraints) may move them apart between frames, and the frame it was sampled on held for all
+            # of them put the other hand off the anchor by what the parents moved
+            worlds = _worlds_on(scene, rigs, frames)
+            clip = _candidates_clip(rows, rigs, state.anchor_side, clip.fps, model, worlds, frames)
             end_browse(context, restore=True)  # the keys define the pose now; the channels go back first
             summary = keys.import_clip(context, clip, rigs, start)
         except ValueError as exc:  # (PoseFormatError is one)
@@ -544,6 +564,45 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         self.report({"INFO"}, f"keyed {count} candidates on frames {keys.frame_range(start, start + count - 1)} "
                               f"({summary['keys']} keys)")
         return {"FINISHED"}
+
+
+def _worlds_on(scene, rigs: dict[str, object], frames) -> list[dict[str, np.ndarray]]:
+    """The rigs' matrix_world on each of ``frames`` as Blender evaluates the scene there (parents, keys,
+    constraints, drivers); the scene's frame and the rigs' channels (a preview, a pose not keyed) as they were
+    after."""
+    current, subframe = scene.frame_current, scene.frame_subframe
+    saved = {side: _snapshot(rig) for side, rig in rigs.items()}
+    worlds = []
+    try:
+        for frame in frames:
+            scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
+            worlds.append({side: np.array(rig.matrix_world) for side, rig in rigs.items()})
+    finally:
+        scene.frame_set(current, subframe=subframe)
+        for side, rig in rigs.items():
+            _restore(rig, saved[side])
+    return worlds
+
+
+def _candidates_clip(rows: list[dict], rigs: dict[str, object], anchor_side: str, fps: float, model: str,
+                     worlds: list | None = None, frames=()) -> MotionClip:
+    """Candidate i (``rows``: their poses' JSON) on clip frame i, each hand in its own rig's space as the rigs
+    stand in ``worlds[i]`` (keyed on ``frames[i]``); ``worlds`` None: as kept, for the checks before any change."""
+    reference = reference_side(anchor_side)
+    per_frame = []
+    for i, row in enumerate(rows):
+        if worlds is None:
+            per_frame.append({side: row[side] for side in rigs})
+            continue
+        try:
+            per_frame.append({side: placed(row, side, reference, rigs, worlds[i]) for side in rigs})
+        except ValueError as exc:  # (a parent's scale keyed: the rigs scaled apart on that frame)
+            raise ValueError(f"on frame {keys.frame_text(frames[i])}, {exc}") from None
+    hands_out = {side: HandPose(betas=np.repeat(pose_conv.rig_betas(rig)[None], len(rows), axis=0),
+                                **{name: np.array([poses[side][name] for poses in per_frame], np.float64)
+                                   for name in KEPT_FIELDS})
+                 for side, rig in rigs.items()}
+    return MotionClip(hands_out, fps=fps, hand_model=model)
 
 
 def variety_cfg(variety: float) -> float:

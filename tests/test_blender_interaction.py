@@ -182,11 +182,13 @@ def test_apply_warns_when_the_hands_changed_and_key_candidates_refuses_frames_ho
     # posed anew; Key Candidates over an artist's key paired a candidate's hand with the artist's other hand
     session.no_error("changed_since_sampling")
     found = session["changed_since_sampling"]
-    for change, words in (("posed", "the left hand was posed anew"), ("moved", "the hand rigs were moved against")):
+    result, printed = found["posed"]
+    assert result == ["FINISHED"] and "the left hand was posed anew" in printed, printed
+    assert "Sample Interaction again" in printed, printed
+    # the rigs moved apart as objects: the candidate is placed from the anchor where it stands now, and holds
+    for change in ("none", "moved"):
         result, printed = found[change]
-        assert result == ["FINISHED"] and words in printed and "Sample Interaction again" in printed, (change, printed)
-    result, printed = found["none"]
-    assert result == ["FINISHED"] and "since the candidates were sampled" not in printed, printed
+        assert result == ["FINISHED"] and "since the candidates were sampled" not in printed, (change, printed)
     message = found["in_the_way"]
     assert "frames 200-202 hold your keys (the right hand at 201)" in message and "whole pairs" in message, message
     assert found["kept"] == 3 and found["keys_unchanged"] is True, found
@@ -237,3 +239,16 @@ def test_an_undo_while_browsing_ends_the_browse_and_cancel_writes_nothing_back(s
     found = session["undo_browsing"]
     assert found["undone_to_flat"] and found["after_undo"] == 0, found  # the browse ended with the undo
     assert found["still_flat"], found  # (Cancel put the undone fist back on the right hand)
+
+
+def test_key_candidates_and_apply_place_the_other_hand_from_the_anchor_on_every_frame_under_moving_parents(session):
+    # before: the other hand was placed for the rigs as they stood when sampled, so on frames where their
+    # parents had moved apart it keyed (and Apply showed) it off the anchor by what the parents moved
+    session.no_error("moving_parents")
+    found, arrays = session["moving_parents"], session.arrays
+    assert found["key"] == ["FINISHED"], found
+    for k, (sampled, keyed) in enumerate(zip(arrays["parents_sampled"], arrays["parents_keyed"])):
+        np.testing.assert_allclose(keyed, sampled, atol=1e-4, err_msg=f"frame {600 + k}")
+    result, printed = found["apply"]
+    assert result == ["FINISHED"] and "since the candidates were sampled" not in printed, printed
+    np.testing.assert_allclose(arrays["parents_applied"], arrays["parents_shown"], atol=1e-4)

@@ -423,9 +423,10 @@ def every_key(side: str) -> list:
 
 
 def changed_since_sampling_and_keys_in_the_way():
-    """Apply after the anchor was posed anew, or the rigs moved apart, kept a candidate made for the hands as
-    they were, its score reported as if it still held: a warning now. Key Candidates over the artist's keys
-    left pairs of a candidate's hand and the artist's other hand: refused, nothing keyed, candidates kept."""
+    """Apply after the anchor was posed anew kept a candidate made for the hand as it was, its score reported
+    as if it still held: a warning now (rigs moved apart as objects are followed: no warning). Key Candidates
+    over the artist's keys left pairs of a candidate's hand and the artist's other hand: refused, nothing keyed,
+    candidates kept."""
     scene = bpy.context.scene
     scene.frame_set(200)
     index1 = hand("left").pose.bones["index1"]
@@ -480,6 +481,61 @@ def apply_on_keyed_rigs():
 
 
 s.check("apply_on_keyed", apply_on_keyed_rigs)
+
+
+def wrist_from_anchor() -> np.ndarray:
+    """The right wrist's world matrix in the left wrist's frame: where the other hand is from the anchor."""
+    bpy.context.view_layer.update()
+    left, right = (hand(side).matrix_world @ hand(side).pose.bones["wrist"].matrix for side in SIDES)
+    return np.array(left.inverted() @ right)
+
+
+def under_parents_moving_apart():
+    """Each rig parented to an empty, the empties keyed to move and turn differently over frames 600-602.
+    Key Candidates placed the other hand for the rigs as they stood at frame 600 on every frame, so on 601
+    and 602 it was off the anchor by what the parents moved; Apply on frame 601 the same (with a warning)."""
+    scene = bpy.context.scene
+    scene.frame_set(600)
+    movers = {}
+    for side, (step, turn) in (("left", ((0.3, 0.0, 0.0), 0.5)), ("right", ((0.0, 0.25, 0.1), -0.8))):
+        mover = bpy.data.objects.new(f"Mover {side}", None)
+        scene.collection.objects.link(mover)
+        for k in range(3):
+            mover.location, mover.rotation_euler = [k * v for v in step], (0.0, 0.0, k * turn)
+            mover.keyframe_insert("location", frame=600 + k)
+            mover.keyframe_insert("rotation_euler", frame=600 + k)
+        scene.frame_set(600)
+        hand(side).parent = movers[side] = mover  # (the empty stands at the origin on frame 600)
+    found = {}
+    try:
+        assert sorted(sample(anchor="LEFT", count=3)) == ["FINISHED"]
+        sampled = []
+        for _ in range(3):  # each candidate as shown where it was sampled: where the backend put it
+            sampled.append(wrist_from_anchor())
+            bpy.ops.handforge.interaction_next()
+        found["key"] = sorted(as_user(bpy.ops.handforge.interaction_key, count=3))
+        keyed = []
+        for k in range(3):
+            scene.frame_set(600 + k)
+            keyed.append(wrist_from_anchor())
+        s.arrays["parents_sampled"], s.arrays["parents_keyed"] = np.array(sampled), np.array(keyed)
+        scene.frame_set(600)
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        s.arrays["parents_shown"] = wrist_from_anchor()
+        scene.frame_set(601)  # the parents moved apart since the sampling
+        found["apply"] = printed_by(lambda: as_user(bpy.ops.handforge.interaction_apply))
+        s.arrays["parents_applied"] = wrist_from_anchor()
+    finally:
+        scene.frame_set(600)
+        for side, mover in movers.items():
+            hand(side).parent = None
+            bpy.data.objects.remove(mover)
+        for side in SIDES:
+            hand(side).animation_data_clear()
+    return found
+
+
+s.check("moving_parents", under_parents_moving_apart)
 
 
 def mixed_hand_models():
