@@ -86,17 +86,44 @@ def is_result(image) -> bool:
     return image is not None and any(key in image for key in RESULT_PROPS)
 
 
-def show_behind(camera, image) -> None:
+def show_behind(camera, image) -> dict[str, Any]:
     """The image as the camera's background: the one HandForge set before is replaced, the artist's settings of it
     kept (opacity, front or back), the artist's own backgrounds untouched. Every button's results show this one
-    way: one HandForge background a camera, the newest result's."""
+    way: one HandForge background a camera, the newest result's. Returns what it changed on the camera, to be
+    said: ``replaced``, the name of the last result's image it took the place of (None: a new background), and
+    ``shown_again``, the artist's own backgrounds that show again because the camera's Background Images were
+    off and are turned on (its one switch for all of them)."""
     data = camera.data
-    background = next((b for b in data.background_images if is_result(b.image)), None) \
-        or data.background_images.new()
+    background = next((b for b in data.background_images if is_result(b.image)), None)
+    replaced = background.image.name if background is not None else None
+    background = background or data.background_images.new()
     background.image = image
     # shown, though the artist hid the one it replaces (its eye): they asked for this one behind the camera
     background.show_background_image = True
+    shown_again = [] if data.show_background_images else [
+        _shows(b).name for b in data.background_images
+        if b != background and b.show_background_image and _shows(b) is not None]
     data.show_background_images = True
+    return {"replaced": replaced, "shown_again": shown_again}
+
+
+def _shows(background):
+    """What a camera background shows (its image or movie clip), or None."""
+    return background.image if background.source == "IMAGE" else background.clip
+
+
+def background_said(camera, shown: dict[str, Any]) -> tuple[str, list[str]]:
+    """What ``show_behind`` did to ``camera`` (its return ``shown``), for a report: (a note, warnings)."""
+    where = (f"in place of the last result's {shown['replaced']!r}" if shown["replaced"] is not None
+             else "(a new background)")
+    warnings = []
+    if shown["shown_again"]:
+        names = ", ".join(repr(name) for name in shown["shown_again"])
+        one = len(shown["shown_again"]) == 1
+        warnings.append(f"turned on the Background Images of camera {camera.name!r} (they were off) to show the "
+                        f"result: its own background{'' if one else 's'} {names} show{'s' if one else ''} again too "
+                        f"(hide {'it' if one else 'each'} with its eye in Camera properties › Background Images)")
+    return f"shown behind camera {camera.name!r} {where}", warnings
 
 
 PLANE_DISTANCE = 1.0  # metres: the result's plane sits this far in front of the camera, filling its view
@@ -201,11 +228,12 @@ def frame_corners(scene, camera, width: int, height: int, distance: float) -> li
             (cx - half_w, cy + half_h, 0.0)]
 
 
-def show_on_plane(scene, image, name: str):
+def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     """Run Job's Textured Plane: ``image`` on ``scene``'s plane of kind ``name``, one a scene as Generate Image's
     (the next result refills it), hung in front of the active camera at the image's own shape (a job's image need not
     be of the camera's view: none of its intrinsics come with it); without an active camera, 1 m wide, standing in
-    the scene (``add_plane``)."""
+    the scene (``add_plane``). Returns what it did, for a report: (a note for the summary, warnings): the plane is
+    the camera's child now, or was moved off another object (a camera) it hung from."""
     camera = scene.camera if scene.camera is not None and scene.camera.type == "CAMERA" else None
     width, height = image.size
     if camera is not None:
@@ -213,7 +241,20 @@ def show_on_plane(scene, image, name: str):
     else:
         half = 0.5 * height / max(width, 1)
         corners = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
-    return add_plane(scene, camera, image, name, corners)
+    before = scene_plane(scene, name, camera)
+    hung_from = before.parent if before is not None and before.parent not in (None, camera) else None
+    plane = add_plane(scene, camera, image, name, corners)
+    warnings = []
+    if hung_from is not None:  # (one plane a scene: it left what it hung from, as Generate Image says)
+        what = f"{'camera' if hung_from.type == 'CAMERA' else 'object'} {hung_from.name!r}"
+        warnings.append(f"the image plane {plane.name!r} moved from {what} to {camera.name!r} (one a scene: rename "
+                        "the plane to keep it where it was)" if camera is not None else
+                        f"the image plane {plane.name!r} was taken off {what} (the scene has no active camera) and "
+                        "stands where it was")
+    if camera is not None:
+        return (f"on plane {plane.name!r}, hung {PLANE_DISTANCE:g} m in front of camera {camera.name!r} (its child: it "
+                "moves with it)"), warnings
+    return f"on plane {plane.name!r}, standing in the scene (it has no active camera)", warnings
 
 
 def camera_problem(scene) -> str:
@@ -244,9 +285,12 @@ def check_images(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return found
 
 
-def import_images(context, found: Mapping[str, np.ndarray], label: str, target: str = "IMAGE") -> list[str]:
+def import_images(context, found: Mapping[str, np.ndarray], label: str, target: str = "IMAGE",
+                  warnings: list[str] | None = None) -> tuple[list[str], str]:
     """Image datablocks for checked images (``check_images``), each marked with the job kind ``label``; CAMERA or
-    PLANE also shows the first (as Generate Image shows its first variant), the others in the Image editor."""
+    PLANE also shows the first (as Generate Image shows its first variant), the others in the Image editor. Returns
+    the images' names and where the first is shown ("" for IMAGE); what that changed on a camera the artist did not
+    ask for is added to ``warnings``."""
     made = []
     for name, pixels in found.items():
         image = image_datablock(f"{label} {name}", pixels)
@@ -256,11 +300,15 @@ def import_images(context, found: Mapping[str, np.ndarray], label: str, target: 
         made.append(image)
     # the first alone (each image of each run had a background at half opacity, blended into the ones before, and
     # a plane, all at one spot), the newest result in place of the last
+    shown, said = "", []
     if made and target == "CAMERA":
-        show_behind(context.scene.camera, made[0])
+        camera = context.scene.camera
+        shown, said = background_said(camera, show_behind(camera, made[0]))
     elif made and target == "PLANE":
-        show_on_plane(context.scene, made[0], f"{label} image")
-    return [image.name for image in made]
+        shown, said = show_on_plane(context.scene, made[0], f"{label} image")
+    if warnings is not None:
+        warnings.extend(said)
+    return [image.name for image in made], shown
 
 
 # ---------------------------------------------------------------------- meshes
@@ -279,8 +327,9 @@ def vertices_object(context, name: str, vertices_model: np.ndarray, faces: np.nd
 
 
 def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray], label: str,
-                 image_target: str = "IMAGE") -> str:
-    """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise.
+                 image_target: str = "IMAGE", warnings: list[str] | None = None) -> str:
+    """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise (where the first
+    image is shown included), and in ``warnings`` what that changed on a camera unasked.
     Everything is checked first, so a result that cannot be used leaves the scene as it was."""
     clip = motion_from_arrays(data, arrays)
     if clip is not None and clip.num_frames > 1:
@@ -295,9 +344,10 @@ def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     if clip is not None:
         parts.append(import_motion(context, clip))
     if images:
-        made = import_images(context, images, label, "IMAGE" if unshown else image_target)
+        made, shown = import_images(context, images, label, "IMAGE" if unshown else image_target, warnings)
         why = f"; not shown behind a camera, the active one changed while the job ran: {unshown}" if unshown else ""
-        parts.append(f"{len(made)} image(s): {', '.join(made)}{why}")
+        where = f"; the first {shown}" if shown else ""
+        parts.append(f"{len(made)} image(s): {', '.join(made)}{where}{why}")
     if not parts:
         shown = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
         parts.append(f"result {shown}" + (f", arrays {sorted(arrays)}" if arrays else ""))

@@ -237,7 +237,11 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
         return self.kind, params, arrays
 
     def job_apply(self, context, result):
-        return importers.apply_result(context, result.data, result.arrays, self.kind, self.image_target)
+        warnings = []  # (what showing an image changed on a camera unasked: said apart, not lost in the summary)
+        summary = importers.apply_result(context, result.data, result.arrays, self.kind, self.image_target, warnings)
+        for warning in warnings:
+            self.report({"WARNING"}, warning)
+        return summary
 
 
 CLASSES = (HANDFORGE_OT_start_backend, HANDFORGE_OT_stop_backend, HANDFORGE_OT_connect, HANDFORGE_OT_cancel_job,

@@ -96,8 +96,9 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if camera is not None and background else ""
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
+    turned_on = []  # (the camera's Background Images, off, turned on: the artist's own there show again too)
     if camera is not None and background:
-        importers.show_behind(camera, made[0])
+        _, turned_on = importers.background_said(camera, importers.show_behind(camera, made[0]))
     moved_from = None
     if camera is not None and plane_name:
         before = importers.scene_plane(scene, plane_name, camera)
@@ -116,6 +117,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         note = f"; shown in scene {scene.name!r}, where they were made"
     if unshown:
         note += f"; not shown behind camera {camera.name!r}: it {unshown}"
+    note += "".join(f"; {said}" for said in turned_on)
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
             note += f"; shown with camera {camera.name!r}, which they were made from, not the active one"

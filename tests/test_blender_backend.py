@@ -287,3 +287,28 @@ def test_stop_leaves_no_backend_process(session):
     assert session["stop"]["status"] == "Not connected"
     # the failed start's log (dead_backend), named by its error until Stop: then removed (it was left in /tmp)
     assert session["stop"]["crash_log"] is True and session["stop"]["crash_log_left"] is False
+
+
+def test_run_job_says_what_it_changes_on_the_camera(session):
+    # before: "echo: 2 image(s): echo image_000, echo image_001" alone, whatever it turned on or moved
+    session.no_error("camera_changes")
+    found = session["camera_changes"]
+    result, printed = found["turned_on"]
+    assert result == ["FINISHED"] and found["shows"] is True, found
+    assert "shown behind camera 'Said Cam A' (a new background)" in printed, printed
+    assert ("turned on the Background Images of camera 'Said Cam A' (they were off) to show the result: its own "
+            "background 'Artist Photo' shows again too" in printed), printed
+    result, printed = found["again"]
+    assert "shown behind camera 'Said Cam A' in place of the last result's 'echo image_000" in printed, printed
+    assert "Background Images" not in printed, printed
+    result, printed = found["fresh_camera"]  # turned on too, but nothing of the artist's comes back with it
+    assert "shown behind camera 'Said Cam B' (a new background)" in printed and "Background Images" not in printed
+    result, printed = found["plane"]
+    assert "on plane 'echo image', hung 1 m in front of camera 'Said Cam A' (its child: it moves with it)" in printed
+    result, printed = found["plane_moved"]
+    assert ("the image plane 'echo image' moved from camera 'Said Cam A' to 'Said Cam B' (one a scene: rename the "
+            "plane to keep it where it was)" in printed), printed
+    result, printed = found["plane_off"]
+    assert ("the image plane 'echo image' was taken off camera 'Said Cam B' (the scene has no active camera) and "
+            "stands where it was" in printed), printed
+    assert found["plane_parent"] is None, found

@@ -107,6 +107,14 @@ def test_a_background_the_artist_hid_shows_the_next_image(session):
     assert found["result"] == ["FINISHED"] and ["HandForge seed 53", True] in found["backgrounds"], found
 
 
+def test_the_cameras_background_images_turned_on_are_said_with_the_artists_own_shown_again(session):
+    session.no_error("backgrounds_turned_on")
+    found = session["backgrounds_turned_on"]
+    assert found["result"] == ["FINISHED"] and found["shows"] is True, found
+    assert (f"turned on the Background Images of camera {found['camera']!r} (they were off) to show the result: its "
+            "own background 'Artist Sketch' shows again too" in found["printed"]), found["printed"]
+
+
 def test_a_camera_linked_from_a_library_is_refused_camera_background_before_the_job(session):
     # before: the image was made, then shown behind nothing (Blender ignores changes to linked data), unsaid
     session.no_error("linked_camera")

@@ -465,6 +465,49 @@ def one_plane_a_scene():
 s.check("one_plane", one_plane_a_scene)
 
 
+def camera_changes_said():
+    """What Run Job changes on a camera is said (it said only the images' names): the camera's Background
+    Images turned on, which shows again the artist's own backgrounds they had turned off with it; the
+    background it fills (new, or the last result's); the plane hung from the camera, moved from another
+    camera, or taken off one when the scene has none."""
+    scene = bpy.context.scene
+    cameras = []
+    for name in ("Said Cam A", "Said Cam B"):
+        cameras.append(bpy.data.objects.new(name, bpy.data.cameras.new(name)))
+        scene.collection.objects.link(cameras[-1])
+    first, second = cameras
+    own = first.data.background_images.new()
+    own.image = bpy.data.images.new("Artist Photo", 4, 4)
+    first.data.show_background_images = False  # the artist turned the camera's backgrounds off
+
+    def run(target: str):
+        return printed_by(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"], image_target=target))
+
+    try:
+        scene.camera = first
+        found = {"turned_on": run("CAMERA"), "shows": first.data.show_background_images}
+        found["again"] = run("CAMERA")
+        scene.camera = second  # a camera of no background of the artist's
+        found["fresh_camera"] = run("CAMERA")
+        scene.camera = first
+        found["plane"] = run("PLANE")
+        scene.camera = second
+        found["plane_moved"] = run("PLANE")
+        scene.camera = None
+        found["plane_off"] = run("PLANE")
+        plane = next(o for o in scene.objects if o.get("handforge_plane") == "echo image"
+                     and o.name == o.get("handforge_plane_name"))
+        found["plane_parent"] = plane.parent.name if plane.parent else None
+    finally:
+        scene.camera = None
+        for camera in cameras:
+            bpy.data.objects.remove(camera)
+    return found
+
+
+s.check("camera_changes", camera_changes_said)
+
+
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
     with once_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend())) as stopped:

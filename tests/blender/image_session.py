@@ -628,6 +628,25 @@ def hidden_background_shown_again():
 s.check("hidden_background", hidden_background_shown_again)
 
 
+def backgrounds_turned_on_said():
+    """The camera's Background Images turned off by the artist, one of their own on it: Camera Background turns
+    them on to show the image, and the artist's shows again with it, said (before: unsaid)."""
+    camera = bpy.context.scene.camera
+    own = camera.data.background_images.new()
+    own.image = bpy.data.images.new("Artist Sketch", 4, 4)
+    camera.data.show_background_images = False
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.generate_image(
+            seed=63, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+        return {"result": result, "printed": printed, "shows": camera.data.show_background_images,
+                "camera": camera.name}
+    finally:
+        camera.data.background_images.remove(own)
+
+
+s.check("backgrounds_turned_on", backgrounds_turned_on_said)
+
+
 def linked_camera():
     """A camera linked from another .blend (a layout file's, as studios link them): its camera data cannot be changed
     here, so Camera Background is refused before anything is sent, saying how (before: the image made, and silently
