@@ -9,12 +9,13 @@ Images are (H, W, 3|4) uint8 or float arrays named ``image``, ``images`` ((N, H,
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import bpy
 import numpy as np
 
-from . import hands, keys
+from . import connection, hands, keys
 from .cameras import background_problem
 from handforge_shared.poses import MotionClip, PoseFormatError
 from handforge_shared.skeleton import MODEL_TO_BLENDER
@@ -86,16 +87,43 @@ def is_result(image) -> bool:
     return image is not None and any(key in image for key in RESULT_PROPS)
 
 
+# Run Job's images before they were marked (``handforge_job``, 2026-12-04) were named "<job kind> <array>", the array
+# "image", "image_NNN" (of an ``images`` batch) or "<name>.image", Blender numbering a taken name ("echo image.001"),
+# and packed from pixels: no file of their own. Each got a background of its own, at Blender's half opacity.
+_OLDER_RESULT_NAME = re.compile(r"(?P<kind>\S+) (image|image_\d{3}|\S+\.image)(\.\d{3})?")
+
+
+def is_older_result(image) -> bool:
+    """Whether ``image`` is one Run Job made before its results were marked: unmarked, packed with no file path of
+    its own, named as it named them after a job kind the connected backend runs. An artist's image of a similar name
+    is not: opened from a file (a path, packed or not), or named after no job kind ("reference image")."""
+    if image is None or is_result(image) or image.packed_file is None or image.filepath_raw:
+        return False
+    match = _OLDER_RESULT_NAME.fullmatch(image.name)
+    kinds = (connection.BACKEND.capabilities or {}).get("kinds") or {}
+    return match is not None and match["kind"] in kinds
+
+
 def show_behind(camera, image) -> dict[str, Any]:
     """The image as the camera's background: the one HandForge set before is replaced, the artist's settings of it
     kept (opacity, front or back), the artist's own backgrounds untouched. Every button's results show this one
-    way: one HandForge background a camera, the newest result's. Returns what it changed on the camera, to be
-    said: ``replaced``, the name of the last result's image it took the place of (None: a new background), and
+    way: one HandForge background a camera, the newest result's. Backgrounds older versions of Run Job left (a
+    background per image per run, unmarked: ``is_older_result``) are HandForge's too: the first takes the image
+    where no marked one is, the others are taken off, their images kept in the file (a fake user, as results have).
+    Returns what it changed on the camera, to be said: ``replaced``, the name of the last result's image it took the
+    place of (None: a new background); ``taken_off``, the older results' images whose backgrounds went; and
     ``shown_again``, the artist's own backgrounds that show again because the camera's Background Images were
     off and are turned on (its one switch for all of them)."""
     data = camera.data
-    background = next((b for b in data.background_images if is_result(b.image)), None)
+    older = [b for b in data.background_images if is_older_result(b.image)]
+    for b in older:  # (a background was their one user: taken off, or given another image, a save dropped them)
+        b.image.use_fake_user = True
+    background = next((b for b in data.background_images if is_result(b.image)), None) or next(iter(older), None)
     replaced = background.image.name if background is not None else None
+    doomed = [b for b in older if b != background]
+    taken_off = [b.image.name for b in doomed]
+    for b in doomed:
+        data.background_images.remove(b)
     background = background or data.background_images.new()
     background.image = image
     # shown, though the artist hid the one it replaces (its eye): they asked for this one behind the camera
@@ -104,7 +132,7 @@ def show_behind(camera, image) -> dict[str, Any]:
         _shows(b).name for b in data.background_images
         if b != background and b.show_background_image and _shows(b) is not None]
     data.show_background_images = True
-    return {"replaced": replaced, "shown_again": shown_again}
+    return {"replaced": replaced, "taken_off": taken_off, "shown_again": shown_again}
 
 
 def _shows(background):
@@ -117,6 +145,11 @@ def background_said(camera, shown: dict[str, Any]) -> tuple[str, list[str]]:
     where = (f"in place of the last result's {shown['replaced']!r}" if shown["replaced"] is not None
              else "(a new background)")
     warnings = []
+    if shown["taken_off"]:
+        count = len(shown["taken_off"])
+        warnings.append(f"took {count} background{'s' if count > 1 else ''} of older Run Job results off camera "
+                        f"{camera.name!r} ({', '.join(repr(name) for name in shown['taken_off'])}): one HandForge "
+                        f"background a camera ({'their images are' if count > 1 else 'its image is'} kept in the file)")
     if shown["shown_again"]:
         names = ", ".join(repr(name) for name in shown["shown_again"])
         one = len(shown["shown_again"]) == 1

@@ -312,3 +312,21 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
     assert ("the image plane 'echo image' was taken off camera 'Said Cam B' (the scene has no active camera) and "
             "stands where it was" in printed), printed
     assert found["plane_parent"] is None, found
+
+
+def test_run_job_replaces_the_backgrounds_older_versions_left_unmarked_and_leaves_the_artists(session):
+    # before: a seventh background, the new image beside the three older results, all at half opacity
+    session.no_error("older_backgrounds")
+    found = session["older_backgrounds"]
+    assert found["result"] == ["FINISHED"], found
+    older, artists = found["older"], found["artists"]
+    assert [row for row in found["after"] if not row[2]] == [[artists[0], 0.9, False], [artists[1], 0.5, False],
+                                                             [artists[2], 0.5, False]], found  # untouched, in order
+    ours = [row for row in found["after"] if row[2]]
+    assert len(ours) == 1 and ours[0][0].startswith("echo image_000.") and ours[0][1] == 0.5, found
+    assert found["after"][0] == ours[0], found  # in the first older one's place, with its opacity
+    assert found["older_kept"] == [True, True, True], found  # (a fake user: a save keeps them, shown nowhere)
+    printed = found["printed"]
+    assert f"shown behind camera 'Old Cam' in place of the last result's {older[0]!r}" in printed, printed
+    assert (f"took 2 backgrounds of older Run Job results off camera 'Old Cam' ({older[1]!r}, {older[2]!r}): one "
+            "HandForge background a camera (their images are kept in the file)" in printed), printed

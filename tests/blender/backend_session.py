@@ -508,6 +508,55 @@ def camera_changes_said():
 s.check("camera_changes", camera_changes_said)
 
 
+def older_backgrounds_replaced():
+    """A camera as Run Job's Camera Background left it before its images were marked (``handforge_job``): a
+    background per image per run, each a packed image of pixels named "<kind> <array>" (Blender numbering a taken
+    name), at half opacity; beside the artist's own, some named alike but not made so. A new Run Job added one
+    more background beside them (before: 7 here); now the first older one takes the new image, the other older
+    ones go (their images kept in the file), the artist's stay as they were."""
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Old Cam", bpy.data.cameras.new("Old Cam"))
+    scene.collection.objects.link(camera)
+    data = camera.data
+
+    def packed(name: str):  # as the add-on's image_datablock made them then: pixels, packed, nothing else
+        image = bpy.data.images.new(name, 16, 8, alpha=True)
+        image.pixels.foreach_set(np.full(16 * 8 * 4, 0.5, np.float32))
+        image.pack()
+        return image
+
+    photo_path = str(s.work / "echo image_009.png")  # the artist's, from a file, under a name like the old ones
+    photo = packed("photo")
+    photo.filepath_raw, photo.file_format = photo_path, "PNG"
+    photo.save()
+    photo = bpy.data.images.load(photo_path)
+    photo.name = "echo image_009"
+    photo.pack()
+    # (the session's earlier runs hold these names: Blender numbers them, as it did in an artist's file)
+    older = [packed("echo image_000"), packed("echo image_001"), packed("echo image")]  # a run of two, one more
+    artists = [packed("reference image"), photo, packed("background image")]  # ("reference" is no job kind)
+    for image in (older[0], older[1], artists[0], older[2], artists[1], artists[2]):
+        background = data.background_images.new()
+        background.image = image
+    data.background_images[2].alpha = 0.9  # the artist's settings of theirs
+    data.show_background_images = True
+    scene.camera = camera
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"],
+                                                                       image_target="CAMERA"))
+        return {"result": result, "printed": printed, "older": [i.name for i in older],
+                "artists": [i.name for i in artists],
+                "after": [[b.image.name, round(b.alpha, 3), "handforge_job" in b.image]
+                          for b in data.background_images],
+                "older_kept": [bool(image.use_fake_user) for image in older]}
+    finally:
+        scene.camera = None
+        bpy.data.objects.remove(camera)
+
+
+s.check("older_backgrounds", older_backgrounds_replaced)
+
+
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
     with once_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend())) as stopped:
