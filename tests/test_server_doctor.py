@@ -222,7 +222,7 @@ def test_doctor_notes_learned_models_that_are_missing_though_their_engine_runs(t
     assert engines["interaction"]["available"] and engines["motion"]["available"]
     assert engines["interaction"]["note"].startswith(f"engine 'learned' cannot run (interaction.checkpoint: "
                                                      f"{tmp_path / 'nowhere'}: no such checkpoint folder")
-    assert engines["motion"]["note"] == (f"the learned model is missing (motion.checkpoint: {tmp_path / 'run'}: not a "
+    assert engines["motion"]["note"] == (f"the learned model cannot be used (motion.checkpoint: {tmp_path / 'run'}: not a "
                                          "checkpoint folder, it has no config.json): jobs asking for it run the "
                                          "spline engine")
     shipped = json.loads(_doctor("--json").stdout)["engines"]
@@ -312,7 +312,7 @@ def test_engine_statuses_refuse_a_config_out_of_limits_in_the_loads_words_withou
     assert done.returncode == 0, done.stderr
     statuses, heavy = json.loads(done.stdout)
     assert heavy == []  # the server reports statuses from its first welcome on: light, as before
-    assert statuses["motion"]["note"] == (f"the learned model is missing (motion.checkpoint: {refused['motion']}): "
+    assert statuses["motion"]["note"] == (f"the learned model cannot be used (motion.checkpoint: {refused['motion']}): "
                                           "jobs asking for it run the spline engine"), statuses["motion"]
     assert statuses["interaction"]["note"] == (f"engine 'learned' cannot run (interaction.checkpoint: "
                                                f"{refused['interaction']}); engine 'templates' can")

@@ -380,13 +380,13 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
 
 def _note() -> str:
-    """What the motion engine lacks: the learned model, when its jobs fall back to the spline engine."""
+    """Why the learned model cannot run (missing, or a checkpoint its load refuses): its jobs then run the spline engine."""
     from handforge.engines.checkpoints import checkpoint_problem
     from handforge.engines.motion.model_config import MOTION_DENOISER
     from handforge.engines.motion.representation import FRAME_DIM
 
     problem = checkpoint_problem(config.value(CHECKPOINT.key), MOTION_DENOISER, frame_dim=FRAME_DIM)
-    return (f"the learned model is missing ({CHECKPOINT.key}: {problem}): jobs asking for it run the spline engine"
+    return (f"the learned model cannot be used ({CHECKPOINT.key}: {problem}): jobs asking for it run the spline engine"
             if problem else "")
 
 
