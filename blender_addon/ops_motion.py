@@ -285,16 +285,25 @@ def _moves_as_object(obj) -> bool:
 
 def _world_matrices(scene, obj, start: int, end: int) -> np.ndarray:
     """(T, 4, 4) ``obj.matrix_world`` at each frame of [start, end] (read once when it cannot move)."""
-    if not _moves_as_object(obj):
-        return np.repeat(np.array(obj.matrix_world, np.float64)[None], end - start + 1, axis=0)
-    current, out = scene.frame_current, []
+    return _worlds_over(scene, {"": obj}, start, end)[""]
+
+
+def _worlds_over(scene, objects: dict[str, Any], start: int, end: int) -> dict[str, np.ndarray]:
+    """``_world_matrices`` of several objects, the frames they move on evaluated once for all of them."""
+    out = {key: np.repeat(np.array(obj.matrix_world, np.float64)[None], end - start + 1, axis=0)
+           for key, obj in objects.items()}
+    moving = {key: obj for key, obj in objects.items() if _moves_as_object(obj)}
+    if not moving:
+        return out
+    current = scene.frame_current
     try:
-        for frame in range(start, end + 1):
+        for i, frame in enumerate(range(start, end + 1)):
             scene.frame_set(frame)
-            out.append(np.array(obj.matrix_world, np.float64))
+            for key, obj in moving.items():
+                out[key][i] = np.array(obj.matrix_world, np.float64)
     finally:
         scene.frame_set(current)
-    return np.array(out)
+    return out
 
 
 def wrist_translations(arm_obj, world: np.ndarray, matrices: np.ndarray) -> np.ndarray:
@@ -364,30 +373,48 @@ def result_clip(result, request: dict[str, Any]) -> MotionClip:
     return MotionClip(hands=chosen, fps=clip.fps, hand_model=clip.hand_model, extra=dict(clip.extra))
 
 
-def rig_placement(every: dict[str, Any]) -> dict[str, Any]:
-    """Where each hand's armature is (``matrix_world``, and its rest wrist head for the poses), and the
-    rig whose armature space a request is in (the left one's when there is one): the motion engine
-    sees both hands in one space, so rigs moved as objects keep their places (a right rig moved
-    next to the left one was sent as if still 21 cm away, and Keep Apart could not see the overlap)."""
+def rig_placement(scene, every: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Where each hand's armature is on each frame of [start, end] (``matrix_world``, (T, 4, 4)), its rest
+    wrist head (for the poses), and the rig whose armature space a request is in (the left one's when there
+    is one), frame by frame: the motion engine sees both hands in one space, so rigs moved as objects keep
+    their places (a right rig moved next to the left one was sent as if still 21 cm away, and Keep Apart
+    could not see the overlap), and so do rigs whose parents move differently over the range (their places
+    read on one frame put the other hand off the reference one by what the parents moved since)."""
     reference = "left" if "left" in every else next(iter(every))
-    world = {side: np.array(obj.matrix_world, np.float64) for side, obj in every.items()}
-    for side in world:
-        pose_conv.relative_transform(world[side], world[reference])  # rigs of one scale, else said now
+    world = _worlds_over(scene, every, start, end)
+    for side in world:  # rigs of one scale, else said now
+        frames = _distinct_frames(world[side], world[reference])
+        for i in frames:
+            try:
+                pose_conv.relative_transform(world[side][i], world[reference][i])
+            except ValueError as exc:  # (a parent's scale keyed: the rigs scaled apart on that frame)
+                raise ValueError(f"on frame {start + i}, {exc}" if len(frames) > 1 else str(exc)) from None
     return {"reference": reference, "world": world,
             "head": {side: np.array(obj.data.bones[JOINT_NAMES[0]].head_local, np.float64) for side, obj in every.items()}}
 
 
+def _distinct_frames(own: np.ndarray, shared: np.ndarray) -> list[int]:
+    """The frames (indices) where the pair of placements differs from the frame before (0 first)."""
+    changes = np.any(own[1:] != own[:-1], axis=(1, 2)) | np.any(shared[1:] != shared[:-1], axis=(1, 2))
+    return [0] + (np.flatnonzero(changes) + 1).tolist()
+
+
 def _between_rigs(placement: dict[str, Any], side: str, global_orient, transl, into_reference: bool):
     """A hand's (T, 3) global_orient (or None) and transl moved from its own armature's space into the
-    reference rig's, or back; unchanged where the two armatures are placed alike."""
+    reference rig's, or back, frame by frame as the rigs stand there; unchanged where the two armatures
+    are placed alike."""
     own, shared = placement["world"][side], placement["world"][placement["reference"]]
     if np.array_equal(own, shared):
         return global_orient, transl
-    source, target = (own, shared) if into_reference else (shared, own)
     transl = np.asarray(transl, np.float64)
     orient = np.zeros_like(transl) if global_orient is None else np.asarray(global_orient, np.float64)
-    moved = pose_conv.into_rig_space({"global_orient": orient, "transl": transl}, source, target,
-                                     placement["head"][side])
+    moved = {"global_orient": orient.copy(), "transl": transl.copy()}
+    starts = _distinct_frames(own, shared)
+    for first, stop in zip(starts, starts[1:] + [len(transl)]):  # runs of frames with the rigs placed alike
+        source, target = (own[first], shared[first]) if into_reference else (shared[first], own[first])
+        run = pose_conv.into_rig_space({"global_orient": orient[first:stop], "transl": transl[first:stop]},
+                                       source, target, placement["head"][side])
+        moved["global_orient"][first:stop], moved["transl"][first:stop] = run["global_orient"], run["transl"]
     return (None if global_orient is None else moved["global_orient"]), moved["transl"]
 
 
@@ -521,7 +548,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         # with one action shared, writing the left hand's keys moved the right hand too, unsaid
         keys.check_own_actions(every)
         keys.check_keyable({side: every[side] for side in write})
-        placement = rig_placement(every)
+        placement = rig_placement(scene, every, start, end)
         arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
                   "seed": self.seed, "num_samples": self.num_samples, **extra}

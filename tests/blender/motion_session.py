@@ -474,7 +474,7 @@ def rigs_placed_apart():
     bpy.context.view_layer.update()
     try:
         every = {"left": left, "right": right}
-        placement = ops_motion.rig_placement(every)
+        placement = ops_motion.rig_placement(here, every, 1, 3)
         poses = ops_motion.animated_poses(bpy.context, every, 1, 3)
         arrays = {}
         for side, pose in poses.items():
