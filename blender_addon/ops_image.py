@@ -124,19 +124,16 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if moved_from is not None:  # (one plane a scene: the first camera's went, unsaid)
             note += (f"; the image plane moved from camera {moved_from.name!r} to {camera.name!r} (one a scene: rename "
                      "the plane to keep it where it was)")
-        width, height = made[0].size
         frame = (scene.render.resolution_x, scene.render.resolution_y)
-        if background and abs(width * frame[1] - height * frame[0]) > 0.5 * max(frame):
-            # Blender stretches a background to the camera's frame: a square image of a 16:9 render's camera was
-            # 87 px off the rigs at 1080p, unsaid (the plane is sized by the image's own camera, and fits)
+        stretched = importers.stretched_behind(scene, made[0]) if background else ""
+        if stretched:  # (the plane is sized by the image's own camera, and fits)
             then = made_in.get("render")
             # made at the render's size (Width and Height 0), changed while the job ran: "generate at the render's
             # shape (Width and Height 0)" told the artist to do what they had done
             how = (f"run it again (the render resolution was {then[0]} × {then[1]} when it was sent; Width and "
                    "Height 0 follow it)" if then and tuple(then) != frame
                    else "generate at the render's shape (Width and Height 0)")
-            note += (f"; behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × "
-                     f"{frame[1]} frame, off the rigs: the Image Plane shows it in place, or {how}")
+            note += f"; {stretched}, off the rigs: the Image Plane shows it in place, or {how}"
     return made, note
 
 

@@ -489,6 +489,15 @@ def camera_changes_said():
         found["again"] = run("CAMERA")
         scene.camera = second  # a camera of no background of the artist's
         found["fresh_camera"] = run("CAMERA")
+        # a 16 × 8 image behind a 160 × 90 render's camera is stretched to its frame (it was unsaid); at 2:1 it fits
+        render = scene.render
+        size = (render.resolution_x, render.resolution_y)
+        try:
+            for key, shape in (("stretched", (160, 90)), ("fits", (320, 160))):
+                render.resolution_x, render.resolution_y = shape
+                found[key] = run("CAMERA")
+        finally:
+            render.resolution_x, render.resolution_y = size
         scene.camera = first
         found["plane"] = run("PLANE")
         scene.camera = second
