@@ -272,6 +272,61 @@ def frame_corners(scene, camera, width: int, height: int, distance: float) -> li
             (cx - half_w, cy + half_h, 0.0)]
 
 
+# Run Job's Textured Plane before its planes were marked (``PLANE_KIND_PROP``, 2026-12-04) made a plane per image per
+# run, each as its own: object, mesh and material named after the image (an older result, ``is_older_result``), a
+# 1 m wide quad at the image's shape, a Principled material showing it through an Image Texture, standing at the world
+# origin facing the front view, unparented, all on one spot.
+_OLDER_PLANE_TURN = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def is_older_plane(obj, name: str) -> bool:
+    """Whether ``obj`` is a plane of kind ``name`` ("<job kind> image") that Run Job made before its planes were
+    marked, as it made it (above), in one scene. An object the artist made, renamed, copied (Shift-D: another name
+    than its image's), moved, reshaped, gave other materials, parented or hung things from is theirs: not one."""
+    if obj.type != "MESH" or PLANE_KIND_PROP in obj or len(obj.users_scene) != 1 or obj.parent is not None \
+            or obj.children or len(obj.material_slots) != 1:
+        return False
+    material = obj.material_slots[0].material
+    if material is None or material.node_tree is None:
+        return False
+    shown = [node.image for node in material.node_tree.nodes if node.type == "TEX_IMAGE"]
+    image = shown[0] if len(shown) == 1 else None
+    if not is_older_result(image) or image.name != obj.name \
+            or f"{_OLDER_RESULT_NAME.fullmatch(image.name)['kind']} image" != name:
+        return False
+    mesh = obj.data
+    if len(mesh.vertices) != 4 or len(mesh.polygons) != 1:
+        return False
+    corners = np.empty(12, np.float64)
+    mesh.vertices.foreach_get("co", corners)
+    half = 0.5 * image.size[1] / max(image.size[0], 1)
+    made = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
+    return (np.allclose(corners.reshape(4, 3), made, atol=1e-6)
+            and np.allclose(np.array(obj.matrix_world), _OLDER_PLANE_TURN, atol=1e-6))
+
+
+def take_up_older_planes(scene, name: str, camera) -> tuple[str | None, list[str]]:
+    """The planes of kind ``name`` older versions of Run Job left in ``scene`` (``is_older_plane``) give way to one
+    HandForge plane a scene: where the scene has no marked plane, the first (the one named ``name`` if any) is
+    marked to be refilled; the others are taken out of the scene. Their images stay in the file (a fake user, as
+    results have). Returns (the plane taken up, or None; the names of the planes taken out), to be said."""
+    older = [obj for obj in scene.objects if is_older_plane(obj, name)]
+    if not older:
+        return None, []
+    taken_up = None
+    if scene_plane(scene, name, camera) is None:
+        taken_up = next((obj for obj in older if obj.name == name), older[0])
+        taken_up[PLANE_KIND_PROP], taken_up[PLANE_NAME_PROP] = name, taken_up.name
+    gone = []
+    for obj in older:  # (its image: shown nowhere once refilled or gone, kept by a save all the same)
+        next(node.image for node in obj.material_slots[0].material.node_tree.nodes
+             if node.type == "TEX_IMAGE").use_fake_user = True
+        if obj != taken_up:
+            gone.append(obj.name)
+            bpy.data.objects.remove(obj)
+    return (taken_up.name if taken_up is not None else None), gone
+
+
 def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     """Run Job's Textured Plane: ``image`` on ``scene``'s plane of kind ``name``, one a scene as Generate Image's
     (the next result refills it), hung in front of the active camera at the image's own shape (a job's image need not
@@ -285,10 +340,21 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     else:
         half = 0.5 * height / max(width, 1)
         corners = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
+    taken_up, taken_out = take_up_older_planes(scene, name, camera)
     before = scene_plane(scene, name, camera)
     hung_from = before.parent if before is not None and before.parent not in (None, camera) else None
     plane = add_plane(scene, camera, image, name, corners)
     warnings = []
+    if taken_up is not None or taken_out:  # (one a scene: the older ones stood at one spot, through each other)
+        names = ", ".join(repr(n) for n in taken_out)
+        many = len(taken_out) + (taken_up is not None) > 1
+        said = (f"the plane {taken_up!r} an older Run Job left (unmarked, at the world origin) shows the result now"
+                + (f", and {len(taken_out)} more it left there were taken out of the scene ({names})" if taken_out else "")
+                if taken_up is not None else
+                f"took {len(taken_out)} plane{'s' if many else ''} older Run Jobs left (unmarked, at the world origin) "
+                f"out of the scene ({names})")
+        warnings.append(f"{said}: one HandForge plane a scene ({'their images are' if many else 'its image is'} kept "
+                        "in the file)")
     if hung_from is not None:  # (one plane a scene: it left what it hung from, as Generate Image says)
         what = f"{'camera' if hung_from.type == 'CAMERA' else 'object'} {hung_from.name!r}"
         warnings.append(f"the image plane {plane.name!r} moved from {what} to {camera.name!r} (one a scene: rename "

@@ -337,3 +337,25 @@ def test_run_job_replaces_the_backgrounds_older_versions_left_unmarked_and_leave
     assert f"shown behind camera 'Old Cam' in place of the last result's {older[0]!r}" in printed, printed
     assert (f"took 2 backgrounds of older Run Job results off camera 'Old Cam' ({older[1]!r}, {older[2]!r}): one "
             "HandForge background a camera (their images are kept in the file)" in printed), printed
+
+
+def test_run_job_takes_up_the_planes_older_versions_left_unmarked_and_leaves_the_artists(session):
+    # before: a new plane 'echo image.003' beside the older ones, all three still standing at the world origin
+    session.no_error("older_planes")
+    found = session["older_planes"]
+    first, second = found["first"], found["second"]
+    assert first["result"] == ["FINISHED"] and second["result"] == ["FINISHED"], first["printed"]
+    assert first["new_objects"] == [] and first["gone_objects"] == ["echo image_000", "echo image_001"], first
+    plane = first["plane"]  # the older 'echo image', marked now, refilled unlit and hung from the camera
+    assert plane[2] == ["ShaderNodeEmission", "ShaderNodeOutputMaterial", "ShaderNodeTexImage"], plane
+    assert plane[3] == [first["made"][0]] and plane[4] == "Plane Cam" and plane[5] is True, plane
+    assert ("the plane 'echo image' an older Run Job left (unmarked, at the world origin) shows the result now, and 2 "
+            "more it left there were taken out of the scene ('echo image_000', 'echo image_001'): one HandForge plane "
+            "a scene (their images are kept in the file)" in first["printed"]), first["printed"]
+    assert found["older_images_kept"] == [True, True, True], found
+    # the artist's: one moved, a copy of one, a photo's (from a file), an image of no job kind's: as they were
+    assert first["artists"] == second["artists"] == found["artists"], found
+    assert len(found["artists"]) == 4 and not any(seen[5] for seen in found["artists"].values()), found
+    # the next run refills the same plane, with nothing more to say of older ones
+    assert second["new_objects"] == [] and second["plane"][3] == [second["made"][0]], second
+    assert "older Run Job" not in second["printed"], second["printed"]

@@ -566,6 +566,7 @@ def older_backgrounds_replaced():
 s.check("older_backgrounds", older_backgrounds_replaced)
 
 
+
 def stopped_mid_job():
     """Stop Backend while a job runs: the job ends with a report saying so (it ended silently)."""
     with once_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend())) as stopped:
@@ -652,4 +653,84 @@ def file_opened_and_addon_disabled_mid_job():
 
 
 s.check("load_and_disable", file_opened_and_addon_disabled_mid_job)
+
+def older_planes_replaced():
+    """A file from before Run Job's planes were marked (``handforge_plane``): Textured Plane made a lit plane per image
+    per run, named after its image, standing at the world origin, all on one spot; beside them the artist's: one of
+    those planes they moved, a copy they made of one (Shift-D), a plane of a photo from a file named like a result
+    and one of an image named after no job kind, made the same way. A new Run Job made 'echo image.003' beside the
+    older 'echo image' (before); now the first older one (the one of the kind's name) becomes the scene's plane,
+    refilled, the other older ones go (their images kept in the file), the artist's stay as they were."""
+    bpy.ops.wm.read_homefile(use_empty=True)  # (a file of its own: the session's earlier planes hold the names)
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}  # (the check before stopped it)
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Plane Cam", bpy.data.cameras.new("Plane Cam"))
+    scene.collection.objects.link(camera)
+    camera.location, camera.rotation_euler = (0.0, -3.0, 0.5), (1.4, 0.0, 0.0)
+    scene.camera = camera
+
+    def packed(name: str):  # as the add-on's image_datablock made them then: pixels, packed, nothing else
+        image = bpy.data.images.new(name, 16, 8, alpha=True)
+        image.pixels.foreach_set(np.full(16 * 8 * 4, 0.5, np.float32))
+        image.pack()
+        return image
+
+    def older_plane(image):  # as the add-on's show_on_plane made them then, for each image of each run
+        mesh = bpy.data.meshes.new(image.name)
+        half = 0.5 * image.size[1] / image.size[0]
+        mesh.from_pydata([(-0.5, -half, 0), (0.5, -half, 0), (0.5, half, 0), (-0.5, half, 0)], [], [(0, 1, 2, 3)])
+        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
+        material = bpy.data.materials.new(image.name)
+        material.use_nodes = True
+        texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+        texture.image = image
+        bsdf = material.node_tree.nodes.get("Principled BSDF")
+        material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+        mesh.materials.append(material)
+        obj = bpy.data.objects.new(image.name, mesh)
+        obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+        scene.collection.objects.link(obj)
+        return obj
+
+    def seen(obj) -> list:
+        nodes = obj.active_material.node_tree.nodes
+        return [[round(v, 5) for row in obj.matrix_world for v in row], [tuple(v.co) for v in obj.data.vertices],
+                sorted(n.bl_idname for n in nodes), [n.image.name for n in nodes if n.bl_idname == "ShaderNodeTexImage"],
+                obj.parent.name if obj.parent else None, "handforge_plane" in obj]
+
+    older = [older_plane(packed(name)) for name in ("echo image_000", "echo image_001", "echo image")]  # two runs
+    moved = older_plane(packed("echo image"))  # a third run's ("echo image.001"), moved by the artist
+    moved.location.x = 0.6
+    copy = older[2].copy()  # the artist's Shift-D of one ("echo image.002": not its image's name)
+    copy.data = older[2].data.copy()
+    scene.collection.objects.link(copy)
+    photo_path = str(s.work / "plane photo.png")
+    photo = packed("photo")
+    photo.filepath_raw, photo.file_format = photo_path, "PNG"
+    photo.save()
+    photo = bpy.data.images.load(photo_path)
+    photo.name = "echo image_009"
+    photo.pack()
+    artists = [moved, copy, older_plane(photo), older_plane(packed("reference image"))]
+    bpy.context.view_layer.update()
+    found = {"older": [o.name for o in older], "older_images": [o.name for o in older],
+             "artists": {o.name: seen(o) for o in artists}}
+    before = set(bpy.data.objects.keys())
+    for run in ("first", "second"):
+        made = set(bpy.data.images.keys())
+        result, printed = printed_by(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"],
+                                                                       image_target="PLANE"))
+        made = sorted(set(bpy.data.images.keys()) - made)
+        plane = bpy.data.objects.get("echo image")
+        found[run] = {"result": result, "printed": printed, "made": made,
+                      "new_objects": sorted(set(bpy.data.objects.keys()) - before),
+                      "gone_objects": sorted(before - set(bpy.data.objects.keys())),
+                      "plane": seen(plane) if plane is not None else None,
+                      "artists": {o.name: seen(o) for o in artists}}
+    found["older_images_kept"] = [bool(bpy.data.images[name].use_fake_user) for name in found["older_images"]]
+    assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
+    return found
+
+
+s.check("older_planes", older_planes_replaced)
 s.finish()
