@@ -135,15 +135,27 @@ def show_behind(camera, image) -> dict[str, Any]:
     return {"replaced": replaced, "taken_off": taken_off, "shown_again": shown_again}
 
 
-def stretched_behind(scene, image) -> str:
+def stretched_behind(scene, image, pixel_aspect=(1.0, 1.0)) -> str:
     """How ``image`` shows behind ``scene``'s camera when its shape is not the render's, "" when it fits: Blender
     stretches a camera background to the camera's frame (a square image behind a 16:9 render's camera was 87 px off
-    the rigs at 1080p, unsaid). Every button that shows a result behind a camera says it in these words."""
+    the rigs at 1080p, unsaid). The frame is the render's resolution in its pixel aspect (a 160 × 90 render of 2:1
+    pixels is 320 wide to 90 high, as the camera shows it); the image is its size in ``pixel_aspect`` (x, y): square
+    for a job's image (as its Textured Plane shows it), the render's for one drawn through the camera at it.
+    Every button that shows a result behind a camera says it in these words."""
     width, height = image.size
-    frame = (scene.render.resolution_x, scene.render.resolution_y)
-    if abs(width * frame[1] - height * frame[0]) <= 0.5 * max(frame):  # (within half a pixel of the render's shape)
+    render = scene.render
+    frame = (render.resolution_x, render.resolution_y)
+    frame_aspect = (render.pixel_aspect_x, render.pixel_aspect_y)
+    shown = (frame[0] * frame_aspect[0], frame[1] * frame_aspect[1])
+    own = (width * pixel_aspect[0], height * pixel_aspect[1])
+    # (within half a pixel of the frame's shape; resolutions alone said a square-pixel image of the render's size
+    # fitted a frame of 2:1 pixels, stretched to twice its width, and one of the shape shown did not)
+    if abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(shown) * max(pixel_aspect):
         return ""
-    return f"behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × {frame[1]} frame"
+    pixels = "" if abs(frame_aspect[0] * pixel_aspect[1] - frame_aspect[1] * pixel_aspect[0]) <= 1e-6 * max(
+        frame_aspect) * max(pixel_aspect) else f" of pixel aspect {frame_aspect[0]:g}:{frame_aspect[1]:g}"
+    return f"behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × {frame[1]} " \
+           f"frame{pixels}"
 
 
 def _shows(background):

@@ -124,14 +124,19 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if moved_from is not None:  # (one plane a scene: the first camera's went, unsaid)
             note += (f"; the image plane moved from camera {moved_from.name!r} to {camera.name!r} (one a scene: rename "
                      "the plane to keep it where it was)")
-        frame = (scene.render.resolution_x, scene.render.resolution_y)
-        stretched = importers.stretched_behind(scene, made[0]) if background else ""
+        render = scene.render
+        now = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
+        # (drawn in the render's pixel aspect as it was sent, fy/fx in its intrinsics: a render of 2:1 pixels shows
+        # an image of its resolution in place, stretched to twice its width like a render of it)
+        (fx, _, _), (_, fy, _) = result.data["camera"]["K"][:2]
+        stretched = importers.stretched_behind(scene, made[0], (fy, fx)) if background else ""
         if stretched:  # (the plane is sized by the image's own camera, and fits)
             then = made_in.get("render")
             # made at the render's size (Width and Height 0), changed while the job ran: "generate at the render's
             # shape (Width and Height 0)" told the artist to do what they had done
-            how = (f"run it again (the render resolution was {then[0]} × {then[1]} when it was sent; Width and "
-                   "Height 0 follow it)" if then and tuple(then) != frame
+            pixels = f" of pixel aspect {then[2]:g}:{then[3]:g}" if then and tuple(then[2:]) != now[2:] else ""
+            how = (f"run it again (the render resolution was {then[0]} × {then[1]}{pixels} when it was sent; Width "
+                   "and Height 0 follow it)" if then and tuple(then) != now
                    else "generate at the render's shape (Width and Height 0)")
             note += f"; {stretched}, off the rigs: the Image Plane shows it in place, or {how}"
     return made, note
@@ -139,10 +144,11 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
 
 def made_in(context, camera, follows_render: bool) -> dict:
     """Where a request was made: its scene's and camera's session_uids, for ``import_images``; and, for images
-    sized by the render (``follows_render``: Width and Height 0), its render resolution then."""
+    sized by the render (``follows_render``: Width and Height 0), its render resolution and pixel aspect then."""
     render = context.scene.render
     return {"scene": context.scene.session_uid, "camera": camera.session_uid,
-            "render": [render.resolution_x, render.resolution_y] if follows_render else None}
+            "render": [render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y]
+            if follows_render else None}
 
 
 def view_corners(K, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:

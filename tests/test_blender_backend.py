@@ -310,6 +310,14 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
             "Textured Plane shows it at its own shape, or make it at the render's" in printed), printed
     result, printed = found["fits"]
     assert result == ["FINISHED"] and "stretched" not in printed, printed
+    # before: a render's pixel aspect was not seen (a 160 × 80 render of 2:1 pixels "fitted" a 16 × 8 image shown at
+    # half its height; an 80 × 80 one, shown 2:1, "stretched" it)
+    result, printed = found["stretched_pixels"]
+    assert result == ["FINISHED"], printed
+    assert ("Warning: behind the camera the 16 × 8 image is stretched to the render's 160 × 80 frame of pixel aspect "
+            "2:1: Images › Textured Plane shows it at its own shape" in printed), printed
+    result, printed = found["fits_pixels"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
     result, printed = found["plane"]
     assert "on plane 'echo image', hung 1 m in front of camera 'Said Cam A' (its child: it moves with it)" in printed
     result, printed = found["plane_moved"]

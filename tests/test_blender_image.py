@@ -149,6 +149,15 @@ def test_a_render_resolution_changed_mid_job_is_said_so_not_told_to_use_width_an
     result, printed = session["render_changed"]["asked"]  # a size of their own: 0 is still the advice
     assert result == ["FINISHED"]
     assert "the Image Plane shows it in place, or generate at the render's shape (Width and Height 0)" in printed, printed
+    # before: the render's pixel aspect was not seen: an image drawn in it, of the render's resolution, fits its frame
+    # (a naive aspect check calls it stretched); one whose render turned to 2:1 pixels while it ran is stretched
+    result, printed = session["render_changed"]["pixels_fit"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    result, printed = session["render_changed"]["pixels_changed"]
+    assert result == ["FINISHED"]
+    assert ("the 128 × 64 image is stretched to the render's 128 × 64 frame of pixel aspect 2:1, off the rigs: the "
+            "Image Plane shows it in place, or run it again (the render resolution was 128 × 64 of pixel aspect 1:1 "
+            "when it was sent") in printed, printed
 
 
 def test_a_rig_or_camera_under_a_scaled_parent_is_refused_naming_the_parent(session):

@@ -490,14 +490,17 @@ def camera_changes_said():
         scene.camera = second  # a camera of no background of the artist's
         found["fresh_camera"] = run("CAMERA")
         # a 16 × 8 image behind a 160 × 90 render's camera is stretched to its frame (it was unsaid); at 2:1 it fits
+        # the frame is the render's shape in its pixel aspect: a 160 × 80 render of 2:1 pixels is shown 4:1, an
+        # 80 × 80 one 2:1 (resolutions alone said the first fitted and the second was stretched)
         render = scene.render
-        size = (render.resolution_x, render.resolution_y)
+        size = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
         try:
-            for key, shape in (("stretched", (160, 90)), ("fits", (320, 160))):
-                render.resolution_x, render.resolution_y = shape
+            for key, shape in (("stretched", (160, 90, 1, 1)), ("fits", (320, 160, 1, 1)),
+                               ("stretched_pixels", (160, 80, 2, 1)), ("fits_pixels", (80, 80, 2, 1))):
+                render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = shape
                 found[key] = run("CAMERA")
         finally:
-            render.resolution_x, render.resolution_y = size
+            render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = size
         scene.camera = first
         found["plane"] = run("PLANE")
         scene.camera = second

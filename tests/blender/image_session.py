@@ -557,9 +557,23 @@ def render_changed_mid_job():
         with while_a_job_runs(reshape):
             asked = printed_by(lambda: bpy.ops.handforge.generate_image(
                 seed=94, steps=1, variants=1, resolution_x=128, resolution_y=64, add_plane=False))
+        # drawn through the camera in the render's pixel aspect: of its resolution, it fits a frame of 2:1 pixels;
+        # the pixel aspect changed while it ran, it is stretched (resolutions alone said the opposite of both)
+        render.resolution_y, render.pixel_aspect_x = 64, 2.0
+        pixels_fit = printed_by(lambda: bpy.ops.handforge.generate_image(
+            seed=95, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
+        render.pixel_aspect_x = 1.0
+
+        def reshape_pixels():
+            render.pixel_aspect_x = 2.0
+
+        with while_a_job_runs(reshape_pixels):
+            pixels_changed = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=96, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
     finally:
         render.resolution_x, render.resolution_y, render.resolution_percentage = size
-    return {"changed": changed, "asked": asked}
+        render.pixel_aspect_x = 1.0
+    return {"changed": changed, "asked": asked, "pixels_fit": pixels_fit, "pixels_changed": pixels_changed}
 
 
 s.check("render_changed", render_changed_mid_job)
