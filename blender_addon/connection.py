@@ -373,6 +373,14 @@ def kind_status(kind: str) -> tuple[bool, str]:
     return True, info.get("description", "")
 
 
+def param_spec(kind: str, name: str) -> dict:
+    """The connected backend's schema of parameter ``name`` of job kind ``kind`` (its type, default, limits), {} where
+    it reports none: the backend's limits are read from it, not copied into the add-on."""
+    info, _ = _reported("kinds", kind, "")
+    spec = ((info or {}).get("params") or {}).get(name)
+    return spec if isinstance(spec, dict) else {}
+
+
 def may_return_images(kind: str) -> bool:
     """Whether a job kind's result may hold images (``image``, ``images``, ``<name>.image``: what the importers take
     as images), by the result keys the connected backend documents for it; True where it documents none."""

@@ -122,9 +122,11 @@ def source_image(scene, file: str):
 
 def source_labels(image) -> str:
     """The source's HandForge labels (JSON text), "" when it has none; refused naming the image and the property
-    when the artist edited them into something else (Custom Properties), which the backend only knew as
-    "params.source_labels" or could not even be sent (a property group)."""
+    when the artist edited them into something else (Custom Properties) or they are longer than the backend takes,
+    which the backend only knew as "params.source_labels" or could not even be sent (a property group)."""
     labels = image.get("handforge_labels", "")
+    fix = ("pick another image, or delete that property (Image editor › Sidebar › Image › Custom Properties) to "
+           "transfer without the source's pose (Reference engine)")
     try:
         if not isinstance(labels, str):
             raise ValueError("not JSON text")
@@ -132,8 +134,14 @@ def source_labels(image) -> str:
             json.loads(labels)
     except ValueError as exc:
         raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are damaged "
-                         f"({exc}): pick another image, or delete that property (Image editor › Sidebar › Image › Custom "
-                         "Properties) to transfer without the source's pose (Reference engine)") from None
+                         f"({exc}): {fix}") from None
+    # longer than the backend takes (a HandForge image's are 11-14 KB): it said only "params.source_labels: is N
+    # characters long", naming neither the image nor the property
+    limit = connection.param_spec(JOB_KIND, "source_labels").get("max_length")
+    if isinstance(limit, int) and len(labels) > limit:
+        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are {len(labels):,} "
+                         f"characters long, more than the backend takes ({limit:,}; a HandForge image's are 11-14 KB): "
+                         f"{fix}")
     return labels
 
 

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
 from handforge_shared import pose_library
 
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
@@ -127,6 +128,9 @@ def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_proper
     for what, message in session["damaged_labels"].items():
         assert "'Edited Labels'" in message and "handforge_labels" in message, (what, message)
         assert "params." not in message and "submit header" not in message, (what, message)
+    # the backend's limit, read from its kinds (not a second copy in the add-on)
+    assert (f"are 40,025 characters long, more than the backend takes ({SOURCE_LABELS_MAX:,}; a HandForge image's "
+            "are 11-14 KB): pick another image, or delete that property" in session["damaged_labels"]["too_long"])
 
 
 def test_an_image_sequence_source_is_said_to_be_one(session):

@@ -234,12 +234,14 @@ s.check("sequence_source", sequence_source)
 def damaged_labels():
     """A source whose handforge_labels the artist edited into something else (Custom Properties): refused naming
     the image and the property (before: the backend's "params.source_labels: must be a string, got 5", or "the
-    submit header is not plain JSON: Object of type IDPropertyGroup ...")."""
+    submit header is not plain JSON: Object of type IDPropertyGroup ...", or "... is 40025 characters long")."""
     chosen = scene.handforge_transfer_source
     source = scene.handforge_transfer_source = bpy.data.images.new("Edited Labels", 64, 64, alpha=False)
     found = {}
     try:
-        for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}})):
+        # valid JSON longer than the backend takes (before: its "params.source_labels: is N characters long")
+        too_long = json.dumps({"hands": {}, "note": "x" * 40_000})
+        for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}}), ("too_long", too_long)):
             source["handforge_labels"] = value
             found[name] = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
                                                                             resolution_y=a["size"],
