@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 from handforge.cli import main
@@ -683,6 +686,14 @@ def test_loading_a_folder_of_absurd_sizes_is_refused_before_a_model_is_built(wei
     ("norm_eps", -1, "sets norm_eps to -1, not a number above 0"),
     ("controlnet_conditioning_channel_order", "xyz", "not 'rgb' or 'bgr'"),  # (loaded: failed mid-generation)
     ("layers_per_block", 0, "weights its model has not (e.g. "),  # (loaded: a shape error mid-generation)
+    # widths its weights have not: diffusers' "Cannot load  because ... expected shape" and ignore_mismatched_sizes
+    ("conditioning_channels", 4, "does not fit its weights: controlnet_cond_embedding.conv_in.weight has 8 out and 3 "
+                                 "in channels in diffusion_pytorch_model.safetensors, its conditioning_embedding_out_"
+                                 "channels, conditioning_channels make it in 4"),
+    ("in_channels", 8, "conv_in.weight has 32 out and 4 in channels"),
+    ("conditioning_embedding_out_channels", [8, 8, 16, 32], "controlnet_cond_embedding.conv_out.weight has 32 out "
+                                                            "and 16 in channels"),
+    ("cross_attention_dim", 64, "attn2.to_k.weight has 32 out and 32 in channels"),
 ])
 def test_a_hand_edited_controlnet_config_is_refused_when_loaded(weights, tmp_path, key, value, said):
     from handforge.engines.image.loading import WeightsError, load_controlnet
@@ -739,3 +750,42 @@ def test_controlnet_folders_without_their_config_are_named(tmp_path):
     with pytest.raises(ControlError, match=r"\(control_v11f1p_sd15_depth, control_v11p_sd15_openpose hold no "
                                            r"config.json of a ControlNet\)"):
         resolve([], tmp_path)
+
+
+def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine(weights, tmp_path):
+    # before: the guidance module and a ControlNets folder whose config.json says another conditioning width than
+    # their weights were ready, and every job's load failed in diffusers' words; the status reads the weights'
+    # header only (no torch, nor diffusers)
+    _, sd, guidance = weights
+    nets = tmp_path / "controlnets"
+    for folder in (tmp_path / "guidance", nets / "control_sd15_depth"):
+        shutil.copytree(guidance, folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(sd),
+           "HANDFORGE_IMAGE_GUIDANCE": str(tmp_path / "guidance"), "HANDFORGE_CONTROLNETS": str(nets)}
+    code = ("import json, sys\n"
+            "from handforge.engines.image import jobs\n"
+            "print(json.dumps([{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}, "
+            "[m for m in ('torch', 'diffusers') if m in sys.modules]]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    statuses, heavy = json.loads(done.stdout)
+    assert heavy == []
+    said = ("does not fit its weights: controlnet_cond_embedding.conv_in.weight has 8 out and 3 in channels in "
+            "diffusion_pytorch_model.safetensors")
+    guided = statuses["attentionhand"]
+    assert not guided["available"] and guided["reason"].startswith(
+        f"image.guidance = {tmp_path / 'guidance' / 'config.json'} {said}"), guided
+    assert f"handforge models check {tmp_path / 'guidance'}" in guided["hint"], guided
+    controlled = statuses["controlnet"]
+    assert not controlled["available"] and f"{nets / 'control_sd15_depth' / 'config.json'} {said}" in \
+        controlled["reason"], controlled
+    # the folders as made fit: ready
+    for folder in (tmp_path / "guidance", nets / "control_sd15_depth"):
+        shutil.copy(guidance / "config.json", folder / "config.json")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
+                          env={**os.environ, **env})
+    statuses, _ = json.loads(done.stdout)
+    assert statuses["attentionhand"]["available"] and statuses["controlnet"]["available"], statuses

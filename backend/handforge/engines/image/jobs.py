@@ -77,8 +77,17 @@ def _controlnets_present() -> str | tuple[str, str]:
     """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
     from handforge.engines.image.controls import available
 
+    from handforge.engines.image.loading import controlnet_shape_problem
+
     folder = config.value(CONTROLNETS.key)
-    if available(folder):
+    names = available(folder)
+    # (each of a config.json of other widths than its weights: ready, and every job's load failed)
+    problems = {name: controlnet_shape_problem(Path(folder) / name) for name in names}
+    if names and all(problems.values()):
+        return ("; ".join(f"{CONTROLNETS.key} = {Path(folder) / name / 'config.json'} {problem}"
+                          for name, problem in problems.items()),
+                "correct them, or import the ControlNets again (handforge models import DIR --kind controlnet)")
+    if names:
         return ""
     return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
             "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or "
@@ -89,10 +98,14 @@ def _guidance_present() -> str | tuple[str, str]:
     """The guidance module's setting exists (checked before): is it a ControlNet folder? (Else ``auto`` took
     a training run's folder, or the weights file, for a ready engine, and the first click failed.)"""
     from handforge.engines.checkpoints import CONFIG_NAME, checkpoint_problem, saved_class
+    from handforge.engines.image.loading import controlnet_shape_problem
 
     folder = Path(config.value(GUIDANCE.key))
     if folder.is_dir() and (folder / CONFIG_NAME).is_file() and saved_class(folder) in (None, "ControlNetModel"):
-        return ""
+        # (a config.json of other widths than its weights was ready, and every job's load failed in diffusers' words)
+        problem = controlnet_shape_problem(folder)
+        return (f"{GUIDANCE.key} = {folder / CONFIG_NAME} {problem}", "correct it, or train or import the guidance "
+                f"module again (handforge models check {folder} checks it whole)") if problem else ""
     return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",
             f"point it at a ControlNetModel folder (the model/ folder of a `handforge train guidance` run, or handforge "
             f"models import DIR --kind guidance): {GUIDANCE.how_to_set()}")

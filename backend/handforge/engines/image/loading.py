@@ -193,7 +193,7 @@ def load_controlnet(path: str | Path, dtype: Any = None):
         raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)", path)
     _check_sizes(path)
-    problem = _controlnet_config_problem(path)
+    problem = _controlnet_config_problem(path) or controlnet_shape_problem(path)
     if problem:
         raise WeightsError(f"{path / 'config.json'} {problem}: correct it, or train or import the ControlNet again",
                            path)
@@ -228,6 +228,54 @@ def _controlnet_config_problem(path: Path) -> str:
     order = config.get("controlnet_conditioning_channel_order", "rgb")
     if order not in ("rgb", "bgr"):
         return f"sets controlnet_conditioning_channel_order to {order!r}, not 'rgb' or 'bgr'"
+    return ""
+
+
+def controlnet_shape_problem(path: str | Path) -> str:
+    """Where a ControlNet's config.json does not fit its weights ('' when it does, or when either cannot be read:
+    the load says why), from the weights file's header alone (no torch: the engine status lines call it): the widths
+    its input, conditioning, text and last layers are built with. diffusers refused such a folder only at load, in
+    its own words (a shape mismatch and its ignore_mismatched_sizes advice), and the engine was "ready" till then."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        with safe_open(str(path / WEIGHTS_NAME), framework="numpy") as weights:  # (the header only)
+            shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except (OSError, ValueError, SafetensorError):
+        return ""
+    if not isinstance(config, dict):
+        return ""
+
+    def value(key: str, default: Any) -> Any:  # (diffusers' ControlNetModel defaults for a key left out)
+        return config.get(key, default)
+
+    blocks, embedding = value("block_out_channels", [320, 640, 1280, 1280]), \
+        value("conditioning_embedding_out_channels", [16, 32, 96, 256])
+    # weight: ((out, in) channels the config makes it, None where it does not say), the keys that make them
+    expected: dict[str, tuple[tuple[Any, Any], str]] = {}
+    if isinstance(blocks, list) and blocks:
+        expected["conv_in.weight"] = ((blocks[0], value("in_channels", 4)), "block_out_channels, in_channels")
+        expected["controlnet_mid_block.weight"] = ((blocks[-1], blocks[-1]), "block_out_channels")
+    if isinstance(embedding, list) and embedding:
+        expected["controlnet_cond_embedding.conv_in.weight"] = (
+            (embedding[0], value("conditioning_channels", 3)),
+            "conditioning_embedding_out_channels, conditioning_channels")
+        if isinstance(blocks, list) and blocks:
+            expected["controlnet_cond_embedding.conv_out.weight"] = (
+                (blocks[0], embedding[-1]), "block_out_channels, conditioning_embedding_out_channels")
+    text = value("cross_attention_dim", 1280)
+    if isinstance(text, int):
+        expected |= {name: ((None, text), "cross_attention_dim") for name in sorted(shapes)
+                     if name.endswith("attn2.to_k.weight")}
+    for name, (made, keys) in expected.items():
+        got = shapes.get(name)
+        if got is None or len(got) < 2 or all(m is None or m == g for m, g in zip(made, got)):
+            continue
+        said = [f"{'out' if i == 0 else 'in'} {m}" for i, m in enumerate(made) if m is not None and m != got[i]]
+        return (f"does not fit its weights: {name} has {got[0]} out and {got[1]} in channels in "
+                f"{WEIGHTS_NAME}, its {keys} make it {', '.join(said)}")
     return ""
 
 
