@@ -28,6 +28,7 @@ from . import app_handlers, connection, fingers, hands, jobs, keys
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
+from .ops_motion import _moves_as_object
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
@@ -569,7 +570,10 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
 def _worlds_on(scene, rigs: dict[str, object], frames) -> list[dict[str, np.ndarray]]:
     """The rigs' matrix_world on each of ``frames`` as Blender evaluates the scene there (parents, keys,
     constraints, drivers); the scene's frame and the rigs' channels (a preview, a pose not keyed) as they were
-    after."""
+    after. Rigs that cannot move as objects are read where they stand, no frame evaluated: that puts every
+    animated value in the scene back on its keys, an artist's change not keyed yet lost."""
+    if not any(_moves_as_object(rig) for rig in rigs.values()):
+        return [{side: np.array(rig.matrix_world) for side, rig in rigs.items()}] * len(frames)
     current, subframe = scene.frame_current, scene.frame_subframe
     saved = {side: _snapshot(rig) for side, rig in rigs.items()}
     worlds = []

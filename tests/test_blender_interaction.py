@@ -252,3 +252,12 @@ def test_key_candidates_and_apply_place_the_other_hand_from_the_anchor_on_every_
     result, printed = found["apply"]
     assert result == ["FINISHED"] and "since the candidates were sampled" not in printed, printed
     np.testing.assert_allclose(arrays["parents_applied"], arrays["parents_shown"], atol=1e-4)
+
+
+def test_key_candidates_on_rigs_standing_still_keeps_the_scenes_unkeyed_changes(session):
+    # before: each keyed frame was evaluated for the rigs' places, even where they cannot move, and another
+    # object's location moved but not keyed went back to its key
+    session.no_error("key_unkeyed")
+    found = session["key_unkeyed"]
+    assert found["result"] == ["FINISHED"] and found["frame"] == 400, found
+    assert found["location"] == [1.0, 2.0, 3.0], found

@@ -462,6 +462,28 @@ def changed_since_sampling_and_keys_in_the_way():
 s.check("changed_since_sampling", changed_since_sampling_and_keys_in_the_way)
 
 
+def key_keeps_unkeyed_changes():
+    """Key Candidates on rigs that stand still as objects: another object's keyed location, moved and not keyed
+    yet (the artist's work in progress), stays where they moved it. Evaluating each keyed frame for the rigs'
+    places put it back on its keys, though nothing needed the frames evaluated."""
+    scene = bpy.context.scene
+    scene.frame_set(400)
+    prop = bpy.data.objects.new("Keyed Prop", None)
+    scene.collection.objects.link(prop)
+    try:
+        prop.keyframe_insert("location", frame=400)
+        prop.location = (1.0, 2.0, 3.0)
+        bpy.context.view_layer.objects.active = hand("left")
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        return {"result": sorted(as_user(bpy.ops.handforge.interaction_key, count=2)),
+                "location": list(prop.location), "frame": scene.frame_current}
+    finally:
+        bpy.data.objects.remove(prop)
+
+
+s.check("key_unkeyed", key_keeps_unkeyed_changes)
+
+
 def apply_on_keyed_rigs():
     """Apply on a rig with keys said only "applied", and the keys posed it again at the next frame change."""
     scene = bpy.context.scene
