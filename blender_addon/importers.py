@@ -148,9 +148,11 @@ def stretched_behind(scene, image, pixel_aspect=(1.0, 1.0)) -> str:
     frame_aspect = (render.pixel_aspect_x, render.pixel_aspect_y)
     shown = (frame[0] * frame_aspect[0], frame[1] * frame_aspect[1])
     own = (width * pixel_aspect[0], height * pixel_aspect[1])
-    # (within half a pixel of the frame's shape; resolutions alone said a square-pixel image of the render's size
-    # fitted a frame of 2:1 pixels, stretched to twice its width, and one of the shape shown did not)
-    if abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(shown) * max(pixel_aspect):
+    # (within half a frame pixel: the image at its own shape across the frame misses the other side by the cross
+    # product over its side; the frame's size alone let a 16 × 8 image 5 px short of a 160 × 85 frame fit. The
+    # resolutions alone said a square-pixel image of the render's size fitted a frame of 2:1 pixels, stretched to
+    # twice its width, and one of the shape shown did not)
+    if abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(own[0] * frame_aspect[1], own[1] * frame_aspect[0]):
         return ""
     pixels = "" if abs(frame_aspect[0] * pixel_aspect[1] - frame_aspect[1] * pixel_aspect[0]) <= 1e-6 * max(
         frame_aspect) * max(pixel_aspect) else f" of pixel aspect {frame_aspect[0]:g}:{frame_aspect[1]:g}"

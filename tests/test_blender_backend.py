@@ -308,6 +308,9 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
     assert result == ["FINISHED"], printed
     assert ("Warning: behind the camera the 16 × 8 image is stretched to the render's 160 × 90 frame: Images › "
             "Textured Plane shows it at its own shape, or make it at the render's" in printed), printed
+    # before: fitted unsaid, 80 px high in an 85 px frame (the tolerance was half a pixel of an image the frame's size)
+    result, printed = found["stretched_short"]
+    assert "behind the camera the 16 × 8 image is stretched to the render's 160 × 85 frame" in printed, printed
     result, printed = found["fits"]
     assert result == ["FINISHED"] and "stretched" not in printed, printed
     # before: a render's pixel aspect was not seen (a 160 × 80 render of 2:1 pixels "fitted" a 16 × 8 image shown at

@@ -495,7 +495,8 @@ def camera_changes_said():
         render = scene.render
         size = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
         try:
-            for key, shape in (("stretched", (160, 90, 1, 1)), ("fits", (320, 160, 1, 1)),
+            for key, shape in (("stretched", (160, 90, 1, 1)), ("stretched_short", (160, 85, 1, 1)),
+                               ("fits", (320, 160, 1, 1)),
                                ("stretched_pixels", (160, 80, 2, 1)), ("fits_pixels", (80, 80, 2, 1))):
                 render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = shape
                 found[key] = run("CAMERA")
