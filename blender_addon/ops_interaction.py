@@ -24,11 +24,10 @@ from bpy.app.handlers import persistent
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from . import app_handlers, connection, fingers, hands, jobs, keys
+from . import app_handlers, connection, fingers, hands, jobs, keys, placement
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
-from .ops_motion import _moves_as_object
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
@@ -568,24 +567,18 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
 
 
 def _worlds_on(scene, rigs: dict[str, object], frames) -> list[dict[str, np.ndarray]]:
-    """The rigs' matrix_world on each of ``frames`` as Blender evaluates the scene there (parents, keys,
-    constraints, drivers); the scene's frame and the rigs' channels (a preview, a pose not keyed) as they were
-    after. Rigs that cannot move as objects are read where they stand, no frame evaluated: that puts every
-    animated value in the scene back on its keys, an artist's change not keyed yet lost."""
-    if not any(_moves_as_object(rig) for rig in rigs.values()):
+    """The rigs' matrix_world on each of ``frames`` (``placement.worlds_over``), the rigs' channels (a preview, a
+    pose not keyed) as they were after: evaluating a frame puts them back on their keys."""
+    frames = list(frames)
+    if not any(placement.moves_as_object(rig) for rig in rigs.values()):  # no frame evaluated: nothing to put back
         return [{side: np.array(rig.matrix_world) for side, rig in rigs.items()}] * len(frames)
-    current, subframe = scene.frame_current, scene.frame_subframe
     saved = {side: _snapshot(rig) for side, rig in rigs.items()}
-    worlds = []
     try:
-        for frame in frames:
-            scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
-            worlds.append({side: np.array(rig.matrix_world) for side, rig in rigs.items()})
+        worlds = placement.worlds_over(scene, rigs, frames)
     finally:
-        scene.frame_set(current, subframe=subframe)
         for side, rig in rigs.items():
             _restore(rig, saved[side])
-    return worlds
+    return [{side: worlds[side][i] for side in rigs} for i in range(len(frames))]
 
 
 def _candidates_clip(rows: list[dict], rigs: dict[str, object], anchor_side: str, fps: float, model: str,

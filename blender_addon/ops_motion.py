@@ -28,7 +28,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import app_handlers, fcurves, hands, importers, jobs, keys
+from . import app_handlers, fcurves, hands, importers, jobs, keys, placement
 from . import pose as pose_conv
 from .errors import USER_ERRORS
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
@@ -253,57 +253,9 @@ def check_moving_path(obj, side: str, positions: np.ndarray, start: int, end: in
                      "wrist path, or key its location at two frames of the range (an animated empty)")
 
 
-# an object's own transform channels (a rig's action also holds its bones' keys, which move no object)
-_TRANSFORM_PATHS = frozenset(f"{delta}{prop}" for delta in ("", "delta_") for prop in (
-    "location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale"))
-
-
-def _moves_as_object(obj) -> bool:
-    """Whether ``obj``'s own transform may change with the frame: it or a parent has keys or drivers on its
-    transform or its constraints, NLA strips or constraints, or it hangs from a parent's bone or vertices
-    that are animated or deformed (a hand carried by a character). Its own bone keys do not count: a keyed
-    hand took any still target for a moving one, its wrist pinned there."""
-    child = None
-    while obj is not None:
-        ad = obj.animation_data
-        if ad is not None:
-            bag = fcurves.find_channelbag(obj)
-            paths = [d.data_path for d in ad.drivers] + [fc.data_path for fc in (bag.fcurves if bag else ()) if not fc.mute]
-            if len(ad.nla_tracks) or any(p in _TRANSFORM_PATHS or p.startswith("constraints[") for p in paths):
-                return True
-        if child is not None and child.parent_type in ("BONE", "BONE_RELATIVE") and ad is not None:
-            return True  # carried by a bone of an animated armature
-        if child is not None and child.parent_type in ("VERTEX", "VERTEX_3") and (
-                ad is not None or len(obj.modifiers) or getattr(getattr(obj.data, "shape_keys", None),
-                                                                "animation_data", None) is not None):
-            return True  # carried by vertices that may move
-        if any(not con.mute for con in obj.constraints):  # (its influence may be keyed: 0 now is no answer)
-            return True
-        child, obj = obj, obj.parent
-    return False
-
-
 def _world_matrices(scene, obj, start: int, end: int) -> np.ndarray:
     """(T, 4, 4) ``obj.matrix_world`` at each frame of [start, end] (read once when it cannot move)."""
-    return _worlds_over(scene, {"": obj}, start, end)[""]
-
-
-def _worlds_over(scene, objects: dict[str, Any], start: int, end: int) -> dict[str, np.ndarray]:
-    """``_world_matrices`` of several objects, the frames they move on evaluated once for all of them."""
-    out = {key: np.repeat(np.array(obj.matrix_world, np.float64)[None], end - start + 1, axis=0)
-           for key, obj in objects.items()}
-    moving = {key: obj for key, obj in objects.items() if _moves_as_object(obj)}
-    if not moving:
-        return out
-    current = scene.frame_current
-    try:
-        for i, frame in enumerate(range(start, end + 1)):
-            scene.frame_set(frame)
-            for key, obj in moving.items():
-                out[key][i] = np.array(obj.matrix_world, np.float64)
-    finally:
-        scene.frame_set(current)
-    return out
+    return placement.worlds_over(scene, {"": obj}, range(start, end + 1))[""]
 
 
 def wrist_translations(arm_obj, world: np.ndarray, matrices: np.ndarray) -> np.ndarray:
@@ -335,7 +287,7 @@ def trajectory_arrays(context, every: dict, paths: dict[str, str], start: int, e
         if obj.type != "CURVE":  # followed as Blender moves it frame by frame: not at all if not evaluated
             hands.check_evaluated(context.view_layer, [obj], what=f"{side} wrist path")
         positions[side] = _object_positions(scene, obj, start, end)
-        check_moving_path(obj, side, positions[side], start, end, _moves_as_object(every[side]))
+        check_moving_path(obj, side, positions[side], start, end, placement.moves_as_object(every[side]))
     for side, poses in animated_poses(context, every, start, end).items():
         if side in paths:
             matrices = _world_matrices(scene, every[side], start, end)
@@ -381,7 +333,7 @@ def rig_placement(scene, every: dict[str, Any], start: int, end: int) -> dict[st
     could not see the overlap), and so do rigs whose parents move differently over the range (their places
     read on one frame put the other hand off the reference one by what the parents moved since)."""
     reference = "left" if "left" in every else next(iter(every))
-    world = _worlds_over(scene, every, start, end)
+    world = placement.worlds_over(scene, every, range(start, end + 1))
     for side in world:  # rigs of one scale, else said now
         frames = _distinct_frames(world[side], world[reference])
         for i in frames:
@@ -826,7 +778,7 @@ def is_path_object(_settings, obj) -> bool:
     scene's hundreds of static meshes are not listed."""
     if obj.type == "ARMATURE" and obj.handforge.is_hand:
         return False
-    return obj.type in ("CURVE", "EMPTY") or _moves_as_object(obj)
+    return obj.type in ("CURVE", "EMPTY") or placement.moves_as_object(obj)
 
 
 class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):

@@ -76,7 +76,6 @@ def _sd_complete() -> str | tuple[str, str]:
 def _controlnets_present() -> str | tuple[str, str]:
     """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
     from handforge.engines.image.controls import available
-
     from handforge.engines.image.loading import controlnet_shape_problem
 
     folder = config.value(CONTROLNETS.key)
