@@ -132,9 +132,10 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be") as failure:
         client.run("export_renders", {**params, "cameras": [{"name": "A", "sensor_fit": list(range(1000))}] * 2}, arrays)
     assert len(failure.value.message) < 450
-    # a camera's other keys (a lens, ignored: the lens is arrays.camera.lens), an empty name, control characters
+    # a camera's other keys (a lens, ignored: the lens is arrays.camera.lens), an empty name, control characters,
+    # half a surrogate pair (JSON's "\ud800": it was written into every sample's labels, text no UTF-8 reader takes)
     for camera in ({"name": "A", "sensor_fit": "AUTO", "lens": 85}, {"name": "", "sensor_fit": "AUTO"},
-                   {"name": "A\x00", "sensor_fit": "AUTO"}):
+                   {"name": "A\x00", "sensor_fit": "AUTO"}, {"name": "A\ud800", "sensor_fit": "AUTO"}):
         with pytest.raises(JobFailed, match=r"^params.cameras\[0\]: must be .*nothing else"):
             client.run("export_renders", {**params, "cameras": [camera, params["cameras"][1]]}, arrays)
     # names Blender keeps pass: a full-width or no-break space, an emoji with a zero-width joiner, a lone space

@@ -71,13 +71,15 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     names = set()
     for k, camera in enumerate(params["cameras"]):
         # (other keys were taken and ignored, a lens among them: the lens is arrays.camera.lens; written to the
-        # folder's record all the same; an empty name or one with control characters labelled every sample so)
+        # folder's record all the same; an empty name or one with control characters labelled every sample so;
+        # half a surrogate pair, "\ud800" in the JSON, was written into every label as text no UTF-8 reader takes)
         name = camera.get("name")
         if (set(camera) != {"name", "sensor_fit"} or not isinstance(name, str) or not name
-                or any(unicodedata.category(c) == "Cc" for c in name) or camera.get("sensor_fit") not in SENSOR_FITS):
+                or any(unicodedata.category(c) in ("Cc", "Cs") for c in name)
+                or camera.get("sensor_fit") not in SENSOR_FITS):
             shown = repr(camera)
-            raise invalid(f"params.cameras[{k}]", "must be {\"name\": a non-empty str without control characters, "
-                          "\"sensor_fit\": "
+            raise invalid(f"params.cameras[{k}]", "must be {\"name\": a non-empty str of whole characters without "
+                          "control characters, \"sensor_fit\": "
                           f"{' | '.join(SENSOR_FITS)}}} and nothing else (lens, shift and sensor go in arrays.camera.*), "
                           f"got {shown[:200] + ' …' if len(shown) > 200 else shown}")
         if camera["name"] in names:  # (the labels name the camera: a dataset reader could not tell them apart)
