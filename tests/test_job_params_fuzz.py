@@ -7,7 +7,7 @@ The cases are a fixed-seed sample of every single change ``tests.support.hostile
 kind's valid request (about 10,000 in all). To explore: HANDFORGE_FUZZ_CASES=all runs every one of them (an
 hour or more), a number that many per kind; HANDFORGE_FUZZ_ONLY=text only those whose description holds the
 text; HANDFORGE_FUZZ_GRACE=seconds lets accepted jobs run that long before they are cancelled (to reach
-deeper into the jobs).
+deeper into the jobs; by default 5 s, in which the tiny weights' jobs end, and half a second for the sleeps).
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ SEED = 20261204
 REFUSALS = {"invalid_params", "bad_message", "too_large", "missing_weights"}
 SIZE = tiny_sd.IMAGE_SIZE
 FRAMES = 6
-# how long an accepted job may run before it is cancelled (its cancel is then what is checked)
-GRACE_S = float(os.environ.get("HANDFORGE_FUZZ_GRACE", "0.5"))
+# how long an accepted job may run before it is cancelled (its cancel is then what is checked): long enough for
+# the tiny weights' jobs to end, so what fails after sampling (result packing, labels) is seen too (at 0.5 s the
+# motion jobs were all cancelled first); the sleeps, asked for up to days, are cancelled at once
+GRACE_S = float(os.environ.get("HANDFORGE_FUZZ_GRACE", "5"))
+SLEEP_GRACE_S = float(os.environ.get("HANDFORGE_FUZZ_GRACE", "0.5"))
 ENDED_WITHIN_S = 120.0  # after the cancel: longer is a hang
 
 
@@ -292,7 +295,8 @@ def test_hostile_params_get_a_typed_answer(server, welcome, kind, tmp_path):
                         grace=ENDED_WITHIN_S) == "result"
         for mutation in cases:
             try:
-                outcome = run_case(server, peer, kind, mutation)
+                outcome = run_case(server, peer, kind, mutation,
+                                   grace=SLEEP_GRACE_S if kind.startswith("sleep") else GRACE_S)
             except (AssertionError, TimeoutError) as exc:
                 failures.append(f"{kind} {mutation}: {type(exc).__name__}: {str(exc)[:1500]}")
                 print(failures[-1], flush=True)
