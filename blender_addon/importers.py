@@ -110,10 +110,10 @@ def show_behind(camera, image) -> dict[str, Any]:
     way: one HandForge background a camera, the newest result's. Backgrounds older versions of Run Job left (a
     background per image per run, unmarked: ``is_older_result``) are HandForge's too: the first takes the image
     where no marked one is, the others are taken off, their images kept in the file (a fake user, as results have).
-    Returns what it changed on the camera, to be said: ``replaced``, the name of the last result's image it took the
-    place of (None: a new background); ``taken_off``, the older results' images whose backgrounds went; and
-    ``shown_again``, the artist's own backgrounds that show again because the camera's Background Images were
-    off and are turned on (its one switch for all of them)."""
+    Returns the background (``background``) and what it changed on the camera, to be said: ``replaced``, the name
+    of the last result's image it took the place of (None: a new background); ``taken_off``, the older results'
+    images whose backgrounds went; and ``shown_again``, the artist's own backgrounds that show again because the
+    camera's Background Images were off and are turned on (its one switch for all of them)."""
     data = camera.data
     older = [b for b in data.background_images if is_older_result(b.image)]
     for b in older:  # (a background was their one user: taken off, or given another image, a save dropped them)
@@ -132,32 +132,63 @@ def show_behind(camera, image) -> dict[str, Any]:
         _shows(b).name for b in data.background_images
         if b != background and b.show_background_image and _shows(b) is not None]
     data.show_background_images = True
-    return {"replaced": replaced, "taken_off": taken_off, "shown_again": shown_again}
+    return {"replaced": replaced, "taken_off": taken_off, "shown_again": shown_again, "background": background}
 
 
-def stretched_behind(scene, image, pixel_aspect=(1.0, 1.0)) -> str:
-    """How ``image`` shows behind ``scene``'s camera when its shape is not the render's, "" when it fits: Blender
-    stretches a camera background to the camera's frame (a square image behind a 16:9 render's camera was 87 px off
-    the rigs at 1080p, unsaid). The frame is the render's resolution in its pixel aspect (a 160 × 90 render of 2:1
-    pixels is 320 wide to 90 high, as the camera shows it); the image is its size in ``pixel_aspect`` (x, y): square
-    for a job's image (as its Textured Plane shows it), the render's for one drawn through the camera at it.
-    Every button that shows a result behind a camera says it in these words."""
+def _fits(own, shown, frame_aspect) -> bool:
+    """Whether an image of shape ``own`` (width, height) fits a frame shown ``shown`` of pixels ``frame_aspect``."""
+    # (within half a frame pixel: the image at its own shape across the frame misses the other side by the cross
+    # product over its side; the frame's size alone let a 16 × 8 image 5 px short of a 160 × 85 frame fit. The
+    # resolutions alone said a square-pixel image of the render's size fitted a frame of 2:1 pixels, stretched to
+    # twice its width, and one of the shape shown did not)
+    return abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(own[0] * frame_aspect[1], own[1] * frame_aspect[0])
+
+
+def misfit_behind(scene, background, pixel_aspect=(1.0, 1.0)) -> str:
+    """How the image of camera background ``background`` shows behind ``scene``'s camera when its shape is not the
+    render's, "" when it fits or shows whole at its own shape. Blender shows it by the background's Frame Method:
+    Stretch (its default) stretches it to the camera's frame (a square image behind a 16:9 render's camera was 87 px
+    off the rigs at 1080p, unsaid); Crop scales it to fill the frame, cutting off what is outside; Fit scales it to
+    fit inside, the rest of the frame empty. The frame is the render's resolution in its pixel aspect (a 160 × 90
+    render of 2:1 pixels is 320 wide to 90 high, as the camera shows it); the image is its size in ``pixel_aspect``
+    (x, y) as it was drawn: square for a job's image (as its Textured Plane shows it), the render's for one drawn
+    through the camera at it. Fit and Crop keep the shape Blender gives it, its size in the image's Display Aspect
+    (1:1 unless set), not the one it was drawn in. Every button that shows a result behind a camera says it in
+    these words."""
+    image = background.image
     width, height = image.size
     render = scene.render
     frame = (render.resolution_x, render.resolution_y)
     frame_aspect = (render.pixel_aspect_x, render.pixel_aspect_y)
     shown = (frame[0] * frame_aspect[0], frame[1] * frame_aspect[1])
-    own = (width * pixel_aspect[0], height * pixel_aspect[1])
-    # (within half a frame pixel: the image at its own shape across the frame misses the other side by the cross
-    # product over its side; the frame's size alone let a 16 × 8 image 5 px short of a 160 × 85 frame fit. The
-    # resolutions alone said a square-pixel image of the render's size fitted a frame of 2:1 pixels, stretched to
-    # twice its width, and one of the shape shown did not)
-    if abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(own[0] * frame_aspect[1], own[1] * frame_aspect[0]):
+    drawn = (width * pixel_aspect[0], height * pixel_aspect[1])
+    drawn_fits = _fits(drawn, shown, frame_aspect)
+
+    def pixels(aspect):  # (the frame's pixel aspect, said where it is not the image's)
+        return "" if abs(frame_aspect[0] * aspect[1] - frame_aspect[1] * aspect[0]) <= 1e-6 * max(
+            frame_aspect) * max(aspect) else f" of pixel aspect {frame_aspect[0]:g}:{frame_aspect[1]:g}"
+
+    stretched = f"behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × " \
+                f"{frame[1]} frame{pixels(pixel_aspect)}"
+    method = background.frame_method
+    if method == "STRETCH":
+        return "" if drawn_fits else stretched
+    display = tuple(image.display_aspect)
+    own = (width * display[0], height * display[1])
+    if _fits(own, shown, frame_aspect):
+        return "" if drawn_fits else stretched  # (filling the frame at its shape: as Stretch shows it)
+    where = f"the render's {frame[0]} × {frame[1]} frame{pixels(display)} (the background's Frame Method is " \
+            f"{method.title()})"
+    if method == "CROP":
+        cut = "left and right" if own[0] * shown[1] > own[1] * shown[0] else "top and bottom"
+        return f"behind the camera the {width} × {height} image is cropped to fill {where}: its {cut} are cut off"
+    # Fit: whole at its own shape, the rest of the frame empty, as the artist chose; said when it was drawn for the
+    # frame (in the render's pixels, shown in its own: not the shape it was drawn at, nor filling the frame)
+    if not drawn_fits:
         return ""
-    pixels = "" if abs(frame_aspect[0] * pixel_aspect[1] - frame_aspect[1] * pixel_aspect[0]) <= 1e-6 * max(
-        frame_aspect) * max(pixel_aspect) else f" of pixel aspect {frame_aspect[0]:g}:{frame_aspect[1]:g}"
-    return f"behind the camera the {width} × {height} image is stretched to the render's {frame[0]} × {frame[1]} " \
-           f"frame{pixels}"
+    return f"behind the camera the {width} × {height} image is fitted into {where} at its Display Aspect " \
+           f"{display[0]:g}:{display[1]:g}: it does not fill the frame it was drawn for (Frame Method Stretch, or " \
+           f"a Display Aspect of the render's pixels, fills it)"
 
 
 def _shows(background):
@@ -427,10 +458,11 @@ def import_images(context, found: Mapping[str, np.ndarray], label: str, target: 
     shown, said = "", []
     if made and target == "CAMERA":
         camera = context.scene.camera
-        shown, said = background_said(camera, show_behind(camera, made[0]))
-        stretched = stretched_behind(context.scene, made[0])
-        if stretched:  # (a job's image need not be of the camera's view: a plane shows it at its own shape)
-            said.append(f"{stretched}: Images › Textured Plane shows it at its own shape, or make it at the render's")
+        behind = show_behind(camera, made[0])
+        shown, said = background_said(camera, behind)
+        misfit = misfit_behind(context.scene, behind["background"])
+        if misfit:  # (a job's image need not be of the camera's view: a plane shows it at its own shape)
+            said.append(f"{misfit}: Images › Textured Plane shows it at its own shape, or make it at the render's")
     elif made and target == "PLANE":
         shown, said = show_on_plane(context.scene, made[0], f"{label} image")
     if warnings is not None:

@@ -96,9 +96,12 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if camera is not None and background else ""
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)
         background = False
-    turned_on = []  # (the camera's Background Images, off, turned on: the artist's own there show again too)
+    # what showing it changed on the camera unasked: its Background Images, off, turned on (the artist's own there
+    # show again too); backgrounds of older Run Job results taken off
+    camera_changes, behind = [], None
     if camera is not None and background:
-        _, turned_on = importers.background_said(camera, importers.show_behind(camera, made[0]))
+        behind = importers.show_behind(camera, made[0])
+        _, camera_changes = importers.background_said(camera, behind)
     moved_from = None
     if camera is not None and plane_name:
         before = importers.scene_plane(scene, plane_name, camera)
@@ -117,7 +120,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         note = f"; shown in scene {scene.name!r}, where they were made"
     if unshown:
         note += f"; not shown behind camera {camera.name!r}: it {unshown}"
-    note += "".join(f"; {said}" for said in turned_on)
+    note += "".join(f"; {said}" for said in camera_changes)
     if camera is not None and scene is not None:
         if shown and scene.camera != camera:  # (switched while it ran: the images belong to the one they saw)
             note += f"; shown with camera {camera.name!r}, which they were made from, not the active one"
@@ -129,8 +132,10 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         # (drawn in the render's pixel aspect as it was sent, fy/fx in its intrinsics: a render of 2:1 pixels shows
         # an image of its resolution in place, stretched to twice its width like a render of it)
         (fx, _, _), (_, fy, _) = result.data["camera"]["K"][:2]
-        stretched = importers.stretched_behind(scene, made[0], (fy, fx)) if background else ""
-        if stretched:  # (the plane is sized by the image's own camera, and fits)
+        misfit = importers.misfit_behind(scene, behind["background"], (fy, fx)) if behind is not None else ""
+        if misfit and " is stretched to " not in misfit:  # (cropped or fitted by the artist's Frame Method)
+            note += f"; {misfit}: the Image Plane shows it in place"
+        elif misfit:  # (the plane is sized by the image's own camera, and fits)
             then = made_in.get("render")
             # made at the render's size (Width and Height 0), changed while the job ran: "generate at the render's
             # shape (Width and Height 0)" told the artist to do what they had done
@@ -138,7 +143,7 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
             how = (f"run it again (the render resolution was {then[0]} × {then[1]}{pixels} when it was sent; Width "
                    "and Height 0 follow it)" if then and tuple(then) != now
                    else "generate at the render's shape (Width and Height 0)")
-            note += f"; {stretched}, off the rigs: the Image Plane shows it in place, or {how}"
+            note += f"; {misfit}, off the rigs: the Image Plane shows it in place, or {how}"
     return made, note
 
 

@@ -303,7 +303,7 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
     assert "Background Images" not in printed, printed
     result, printed = found["fresh_camera"]  # turned on too, but nothing of the artist's comes back with it
     assert "shown behind camera 'Said Cam B' (a new background)" in printed and "Background Images" not in printed
-    # before: stretched unsaid (Generate Image said it; the words are one home's, importers.stretched_behind)
+    # before: stretched unsaid (Generate Image said it; the words are one home's, importers.misfit_behind)
     result, printed = found["stretched"]
     assert result == ["FINISHED"], printed
     assert ("Warning: behind the camera the 16 × 8 image is stretched to the render's 160 × 90 frame: Images › "
@@ -321,6 +321,14 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
             "2:1: Images › Textured Plane shows it at its own shape" in printed), printed
     result, printed = found["fits_pixels"]
     assert result == ["FINISHED"] and "stretched" not in printed, printed
+    # before: "stretched" whatever the background's Frame Method: Fit shows it whole, Crop cuts its sides off
+    result, printed = found["fit"]
+    assert result == ["FINISHED"] and "behind the camera the 16 × 8" not in printed, printed
+    result, printed = found["crop"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    assert ("Warning: behind the camera the 16 × 8 image is cropped to fill the render's 160 × 90 frame (the "
+            "background's Frame Method is Crop): its left and right are cut off: Images › Textured Plane" in printed
+            ), printed
     result, printed = found["plane"]
     assert "on plane 'echo image', hung 1 m in front of camera 'Said Cam A' (its child: it moves with it)" in printed
     result, printed = found["plane_moved"]

@@ -130,6 +130,11 @@ def test_where_an_image_shows_is_said_when_it_is_not_where_the_artist_looks(sess
     assert result == ["FINISHED"]
     assert (f"behind the camera the {SIZE} × {SIZE} image is stretched to the render's 160 × 90 frame, off the rigs: "
             "the Image Plane shows it in place") in printed, printed
+    result, printed = session["said_where"]["crop"]  # before: "stretched", with Frame Method Crop
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    assert (f"behind the camera the {SIZE} × {SIZE} image is cropped to fill the render's 160 × 90 frame (the "
+            "background's Frame Method is Crop): its top and bottom are cut off: the Image Plane shows it in place"
+            ) in printed, printed
     result, printed = session["said_where"]["switched"]
     assert result == ["FINISHED"]
     assert "shown with camera 'Cam', which they were made from, not the active one" in printed, printed
@@ -153,6 +158,11 @@ def test_a_render_resolution_changed_mid_job_is_said_so_not_told_to_use_width_an
     # (a naive aspect check calls it stretched); one whose render turned to 2:1 pixels while it ran is stretched
     result, printed = session["render_changed"]["pixels_fit"]
     assert result == ["FINISHED"] and "stretched" not in printed, printed
+    # before: unsaid with Frame Method Fit, shown 2:1 (its square pixels) in the 4:1 frame it was drawn for
+    result, printed = session["render_changed"]["pixels_fitted"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    assert ("the 128 × 64 image is fitted into the render's 128 × 64 frame of pixel aspect 2:1 (the background's "
+            "Frame Method is Fit) at its Display Aspect 1:1: it does not fill the frame it was drawn for") in printed
     result, printed = session["render_changed"]["pixels_changed"]
     assert result == ["FINISHED"]
     assert ("the 128 × 64 image is stretched to the render's 128 × 64 frame of pixel aspect 2:1, off the rigs: the "

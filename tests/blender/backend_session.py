@@ -500,7 +500,14 @@ def camera_changes_said():
                                ("stretched_pixels", (160, 80, 2, 1)), ("fits_pixels", (80, 80, 2, 1))):
                 render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = shape
                 found[key] = run("CAMERA")
+            # the artist's Frame Method on HandForge's background, kept by the next run: Fit shows the 16 × 8 image
+            # whole at its shape, Crop cuts its sides off (both were said "stretched")
+            render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = 160, 90, 1, 1
+            for method in ("FIT", "CROP"):
+                second.data.background_images[0].frame_method = method
+                found[method.lower()] = run("CAMERA")
         finally:
+            second.data.background_images[0].frame_method = "STRETCH"
             render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = size
         scene.camera = first
         found["plane"] = run("PLANE")

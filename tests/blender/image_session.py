@@ -507,6 +507,15 @@ def said_where_it_shows():
     try:
         shape = printed_by(lambda: bpy.ops.handforge.generate_image(
             seed=89, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+        # the artist's Frame Method Crop on HandForge's background, kept by the next: the square's top and bottom
+        # are cut off, not stretched
+        behind = next(b for b in camera.data.background_images if b.image and "handforge_seed" in b.image)
+        behind.frame_method = "CROP"
+        try:
+            crop = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=88, steps=1, variants=1, resolution_x=a["size"], resolution_y=a["size"], add_plane=False))
+        finally:
+            behind.frame_method = "STRETCH"
     finally:
         render.resolution_x, render.resolution_y, render.resolution_percentage = size
     other = add_camera("Other Cam", (0.3, -0.5, 0.15))
@@ -531,7 +540,7 @@ def said_where_it_shows():
         if plane is not None:  # (back on the first camera, for the checks after)
             plane.parent = camera
         bpy.data.objects.remove(other)
-    return {"shape": shape, "switched": switched, "moved": moved}
+    return {"shape": shape, "crop": crop, "switched": switched, "moved": moved}
 
 
 s.check("said_where", said_where_it_shows)
@@ -562,6 +571,14 @@ def render_changed_mid_job():
         render.resolution_y, render.pixel_aspect_x = 64, 2.0
         pixels_fit = printed_by(lambda: bpy.ops.handforge.generate_image(
             seed=95, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
+        # Frame Method Fit shows it in its own square pixels (its Display Aspect): 2:1 in the 4:1 frame it was drawn for
+        behind = next(b for b in scene.camera.data.background_images if b.image and "handforge_seed" in b.image)
+        behind.frame_method = "FIT"
+        try:
+            pixels_fitted = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=97, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
+        finally:
+            behind.frame_method = "STRETCH"
         render.pixel_aspect_x = 1.0
 
         def reshape_pixels():
@@ -573,7 +590,8 @@ def render_changed_mid_job():
     finally:
         render.resolution_x, render.resolution_y, render.resolution_percentage = size
         render.pixel_aspect_x = 1.0
-    return {"changed": changed, "asked": asked, "pixels_fit": pixels_fit, "pixels_changed": pixels_changed}
+    return {"changed": changed, "asked": asked, "pixels_fit": pixels_fit, "pixels_fitted": pixels_fitted,
+            "pixels_changed": pixels_changed}
 
 
 s.check("render_changed", render_changed_mid_job)
