@@ -16,6 +16,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
+from handforge_shared.protocol import escaped_length
 
 from . import connection, ops_image
 from .panels import _Panel, _wrapped
@@ -136,12 +137,17 @@ def source_labels(image) -> str:
         raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are damaged "
                          f"({exc}): {fix}") from None
     # longer than the backend takes (a HandForge image's are 11-14 KB): it said only "params.source_labels: is N
-    # characters long", naming neither the image nor the property
-    limit = connection.param_spec(JOB_KIND, "source_labels").get("max_length")
-    if isinstance(limit, int) and len(labels) > limit:
-        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are {len(labels):,} "
-                         f"characters long, more than the backend takes ({limit:,}; a HandForge image's are 11-14 KB): "
-                         f"{fix}")
+    # characters long", naming neither the image nor the property. Counted as the backend counts it: JSON-escaped,
+    # as the message header carries it, where its spec says so (quotes take 2 there: within the limit as written,
+    # such labels overflowed the header)
+    spec = connection.param_spec(JOB_KIND, "source_labels")
+    limit, escaped = spec.get("max_length"), spec.get("escaped") is True
+    length = escaped_length(labels) if escaped else len(labels)
+    if isinstance(limit, int) and length > limit:
+        counted = f" as sent, JSON-escaped ({len(labels):,} as written)" if escaped else ""
+        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are {length:,} "
+                         f"characters long{counted}, more than the backend takes ({limit:,}; a HandForge image's are "
+                         f"11-14 KB): {fix}")
     return labels
 
 

@@ -129,8 +129,11 @@ def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_proper
         assert "'Edited Labels'" in message and "handforge_labels" in message, (what, message)
         assert "params." not in message and "submit header" not in message, (what, message)
     # the backend's limit, read from its kinds (not a second copy in the add-on)
-    assert (f"are 40,025 characters long, more than the backend takes ({SOURCE_LABELS_MAX:,}; a HandForge image's "
-            "are 11-14 KB): pick another image, or delete that property" in session["damaged_labels"]["too_long"])
+    assert (f"are 40,031 characters long as sent, JSON-escaped (40,025 as written), more than the backend takes "
+            f"({SOURCE_LABELS_MAX:,}; a HandForge image's are 11-14 KB): pick another image, or delete that property"
+            in session["damaged_labels"]["too_long"])
+    # counted as the backend counts it: 24,025 characters as written, its quotes escaped in the header
+    assert "are 48,031 characters long as sent, JSON-escaped (24,025 as written)" in session["damaged_labels"]["quotes"]
 
 
 def test_an_image_sequence_source_is_said_to_be_one(session):

@@ -207,6 +207,18 @@ def test_a_header_too_large_names_the_param_that_takes_most_of_it():
     assert "max_length" in info.value.hint
 
 
+def test_escaped_length_is_what_a_string_takes_in_the_header():
+    # a string param whose spec says "escaped" (image.transfer's source_labels) is limited by this count: it must be
+    # what the header encoder spends on it, or a text within the limit could still overflow the header
+    def header_bytes(value: str) -> int:
+        return P.payload_size(P.encode(Message(MessageType.SUBMIT, id="1", job="j", kind="k", params={"p": value})))
+
+    for value in ('{"hands": {"right": null}}', "a\\b", "tab\there\n", "\x00\x1f", "héllo", "\u2028", "👋 hands",
+                  "\ud800", "plain"):
+        assert P.escaped_length(value) == header_bytes(value) - header_bytes(""), value
+    assert P.escaped_length('""') == 4 and P.escaped_length("é") == 6 and P.escaped_length("👋") == 12
+
+
 def test_version_mismatch_says_which_side_to_upgrade():
     newer = _refused([b'{"v": 2, "type": "hello", "id": "h"}'], ErrorCode.UNSUPPORTED_VERSION)
     assert "upgrade the backend" in newer.hint and newer.msg_id == "h"

@@ -78,10 +78,11 @@ def test_transfer_returns_images_with_the_target_poses_labels(server):
         assert np.allclose(result.data["source_hands"]["right"]["hand_pose"], fist.ravel(), atol=1e-6)
         # the labels an image carries as the add-on keeps them, to send back as source_labels: well within the limit
         from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
+        from handforge_shared.protocol import escaped_length
 
         kept = json.dumps({key: result.data.get(key)
                            for key in ("hands", "camera", "hand_model", "hand_model_licence")})
-        assert len(kept) < SOURCE_LABELS_MAX / 4, len(kept)  # (one hand here; two hands' are 11-14 KB)
+        assert escaped_length(kept) < SOURCE_LABELS_MAX / 4, len(kept)  # (one hand here; two hands' are 11-14 KB)
         again = client.run("image.transfer", params, arrays, timeout=600)
         assert np.array_equal(again.arrays["images"], images)  # seeded; the shared pipeline was restored
         plain = client.run("image.transfer", {**params, "reference_scale": 0.0}, arrays, timeout=600)
@@ -432,26 +433,75 @@ def test_a_true_or_false_where_labels_hold_numbers_is_refused_naming_the_field(f
     assert failed.value.field == "params.source_labels" and says in failed.value.message, failed.value.message
 
 
+def two_hand_labels() -> str:
+    """A HandForge image's labels for two hands as the add-on keeps them (the image job's conditioning and labels,
+    rendered for real): the text Transfer Pose sends back as source_labels."""
+    from dataclasses import replace
+
+    from handforge.engines.image.conditioning import condition
+    from handforge.engines.image.jobs import hand_model_labels
+    from handforge.hands.registry import load_hand_model
+    from handforge.render.camera import Camera
+
+    left = pose_library.get("point", side="left")
+    hands = {"left": replace(left, transl=np.asarray(left.transl) + np.array([0.12, 0.0, 0.0]).reshape(
+        np.shape(left.transl))), "right": pose_library.get("fist", side="right")}
+    R, t = look_at([0.06, -0.45, 0.07], [0.06, 0.0, 0.0])
+    camera = Camera(np.array([[563.2, 0, 256], [0, 563.2, 256], [0, 0, 1]]), R, t, 512, 512)
+    view = condition(load_hand_model("open"), hands, camera).global_view
+    assert set(view.hands) == {"left", "right"} and all(h["bbox"] for h in view.hands.values())  # both in view
+    return json.dumps({"hands": view.hands, "camera": camera.to_dict(), **hand_model_labels("open")})
+
+
 def test_source_labels_the_schema_takes_fit_the_message_header_they_travel_in():
     """source_labels' max_length was 200,000 characters, the header that carries them 64 KiB: welcome promised what
     no message could carry, and labels of 70,000 characters failed as a header of too many bytes, no field named.
-    The schema's limit now fits with every other param at its longest, and what is longer is refused naming it."""
+    Then 32,768 characters, counted as written: JSON whose quotes take 2 bytes each in the header overflowed it
+    within that length, refused by the client as too_large. The limit now counts the text JSON-escaped, as the
+    header carries it: what it takes fits with every other param at its longest, real labels well within it, and
+    what is longer is refused naming it."""
     from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
     from handforge.server.builtin_jobs import default_registry
     from handforge_shared.protocol import DEFAULT_LIMITS, Message, MessageType, ProtocolError, check_outgoing, encode
+    from handforge_shared.protocol import escaped_length
 
     schema = default_registry().kind("image.transfer").schema
-    assert schema.describe()["params"]["source_labels"]["max_length"] == SOURCE_LABELS_MAX
+    spec = schema.describe()["params"]["source_labels"]
+    assert spec["max_length"] == SOURCE_LABELS_MAX and spec["escaped"] is True
     params, arrays = request()
-    longest = {**params, **{name: "x" * schema.params[name].max_length
-                            for name in ("prompt", "negative_prompt", "background_prompt")},
-               "controls": ["x" * 200] * 8, "source_labels": "0" * SOURCE_LABELS_MAX}
-    message = Message(MessageType.SUBMIT, id="1", job="j", kind="image.transfer", params=longest, arrays=arrays)
-    check_outgoing(encode(message), DEFAULT_LIMITS, message)
-    with pytest.raises(ProtocolError) as refused:
-        schema.validate({**params, "source_labels": "0" * (SOURCE_LABELS_MAX + 1)}, arrays)
-    assert refused.value.field == "params.source_labels"
-    assert f"is {SOURCE_LABELS_MAX + 1} characters long; the limit is {SOURCE_LABELS_MAX}" in refused.value.message
+    real = two_hand_labels()
+    assert 10_000 < escaped_length(real) < 18_000 and escaped_length(real) - len(real) < 200  # (some 100 quotes)
+    # at the limit, quote-heavy: the real labels with a list of quotes ('"\\"", ': 10 bytes escaped for 6 characters)
+    at_limit = json.dumps({**json.loads(real), "notes": ['"'] * ((SOURCE_LABELS_MAX - escaped_length(real)) // 10 - 2)})
+    at_limit = at_limit[:-1] + " " * (SOURCE_LABELS_MAX - escaped_length(at_limit)) + "}"
+    assert escaped_length(at_limit) == SOURCE_LABELS_MAX and len(at_limit) < 0.8 * SOURCE_LABELS_MAX
+    for labels in (real, at_limit):
+        assert schema.validate({**params, "source_labels": labels}, arrays)["source_labels"] == labels
+        longest = {**params, **{name: "x" * schema.params[name].max_length
+                                for name in ("prompt", "negative_prompt", "background_prompt")},
+                   "controls": ["x" * 200] * 8, "source_labels": labels}
+        message = Message(MessageType.SUBMIT, id="1", job="j", kind="image.transfer", params=longest, arrays=arrays)
+        check_outgoing(encode(message), DEFAULT_LIMITS, message)
+    # within max_length as written, longer escaped: these two do not fit the header even with the other params at
+    # their defaults (before: taken by the schema, then refused by the client as a too_large header)
+    quotes = json.dumps({"hands": {}, "note": '"' * ((SOURCE_LABELS_MAX - 30) // 2)})
+    accented = json.dumps({"hands": {}, "note": "é" * (SOURCE_LABELS_MAX - 30)}, ensure_ascii=False)
+    for labels in (quotes, accented):
+        assert len(labels) <= SOURCE_LABELS_MAX
+        message = Message(MessageType.SUBMIT, id="1", job="j", kind="image.transfer",
+                          params={**params, "source_labels": labels}, arrays=arrays)
+        with pytest.raises(ProtocolError, match="params.source_labels is") as overflow:
+            check_outgoing(encode(message), DEFAULT_LIMITS, message)
+        assert overflow.value.code == "too_large"
+    over = json.dumps({**json.loads(real), "notes": ['"'] * ((SOURCE_LABELS_MAX - len(real)) // 6 - 2)})
+    for labels in (quotes, accented, over, "0" * (SOURCE_LABELS_MAX + 1)):
+        assert len(labels) <= SOURCE_LABELS_MAX < escaped_length(labels) or labels[0] == "0"
+        with pytest.raises(ProtocolError) as refused:
+            schema.validate({**params, "source_labels": labels}, arrays)
+        assert refused.value.field == "params.source_labels"
+        assert (f"is {escaped_length(labels)} characters long as the message header carries it, JSON-escaped "
+                f"({len(labels)} as written" in refused.value.message), refused.value.message
+        assert refused.value.message.endswith(f"the limit is {SOURCE_LABELS_MAX}"), refused.value.message
 
 
 def test_labels_holding_a_batch_of_poses_per_hand_are_refused_naming_the_hand():

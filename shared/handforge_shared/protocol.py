@@ -366,6 +366,13 @@ def _encode_header(head: dict[str, Any]) -> str:
         return _HEADER_ENCODER.encode(head)  # "Circular reference detected", or too deep: RecursionError again
 
 
+def escaped_length(text: str) -> int:
+    """The bytes ``text`` takes in a message header, its quotes left out: JSON-escaped as the header encoder
+    writes it (ASCII: each " and \\ takes 2, a control or non-ASCII character 6, one beyond the BMP 12). A string
+    param whose spec says ``escaped`` (a JSON text sent in params) has its max_length counted so."""
+    return len(json.encoder.encode_basestring_ascii(text)) - 2
+
+
 def version_hint(remote: Any, local_role: str) -> str:
     """What to upgrade when a peer speaks protocol ``remote``; ``local_role`` is "backend" or "client"."""
     other = "client (the Blender add-on or the handforge_shared package)" if local_role == "backend" \
@@ -560,6 +567,6 @@ __all__ = [
     "CLIENT_TYPES", "DEFAULT_ENDPOINT", "DEFAULT_HEARTBEAT_S", "DEFAULT_HOST", "DEFAULT_LIMITS", "DEFAULT_PORT",
     "DTYPES", "ErrorCode", "FLOAT_DTYPES", "Limits", "Message", "MessageType", "PROTOCOL_VERSION", "ProtocolError",
     "REQUIRED_FIELDS", "SERVER_TYPES", "TERMINAL_TYPES", "WIRE_ERROR_CODES", "ZERO_COPY_THRESHOLD", "check_outgoing",
-    "decode", "encode", "endpoint", "error_from", "error_message", "is_loopback", "new_id", "parse_endpoint",
-    "payload_size", "unique_keys", "version_hint", "wants_zero_copy", "wire_array", "with_hint",
+    "decode", "encode", "endpoint", "error_from", "error_message", "escaped_length", "is_loopback", "new_id",
+    "parse_endpoint", "payload_size", "unique_keys", "version_hint", "wants_zero_copy", "wire_array", "with_hint",
 ]

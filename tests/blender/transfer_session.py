@@ -239,9 +239,13 @@ def damaged_labels():
     source = scene.handforge_transfer_source = bpy.data.images.new("Edited Labels", 64, 64, alpha=False)
     found = {}
     try:
-        # valid JSON longer than the backend takes (before: its "params.source_labels: is N characters long")
+        # valid JSON longer than the backend takes (before: its "params.source_labels: is N characters long"), and
+        # JSON within its limit as written but not as the header carries it, its quotes escaped (before: the
+        # backend's "params.source_labels: is N characters long as the message header carries it")
         too_long = json.dumps({"hands": {}, "note": "x" * 40_000})
-        for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}}), ("too_long", too_long)):
+        quotes = json.dumps({"hands": {}, "note": '"' * 12_000})
+        for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}}), ("too_long", too_long),
+                            ("quotes", quotes)):
             source["handforge_labels"] = value
             found[name] = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
                                                                             resolution_y=a["size"],

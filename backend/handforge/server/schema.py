@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from handforge_shared.protocol import DTYPES, FLOAT_DTYPES, ErrorCode, ProtocolError
+from handforge_shared.protocol import DTYPES, FLOAT_DTYPES, ErrorCode, ProtocolError, escaped_length
 
 _REQUIRED = object()  # no default: the parameter must be given
 Dim = int | str | None  # fixed size, named dimension, or any size
@@ -130,10 +130,14 @@ class Integer(Param):
 class String(Param):
     choices: tuple[str, ...] | None = None
     max_length: int = 4096
+    # max_length counts the text as the message header carries it (escaped_length), not its characters: for a
+    # JSON text, whose quotes take two bytes each there, so that what the limit takes fits the header
+    escaped: bool = False
     type_name = "string"
 
     def _describe_extra(self) -> dict[str, Any]:
-        return {"choices": list(self.choices) if self.choices else None, "max_length": self.max_length}
+        return {"choices": list(self.choices) if self.choices else None, "max_length": self.max_length,
+                **({"escaped": True} if self.escaped else {})}
 
     def _check(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
@@ -146,7 +150,14 @@ class String(Param):
                           "UTF-16 surrogate pair", "send whole characters (UTF-8 text)") from None
         if self.choices is not None and value not in self.choices:
             raise invalid(where, f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
-        if len(value) > self.max_length:
+        if self.escaped:
+            escaped = escaped_length(value)
+            if escaped > self.max_length:
+                raise invalid(where, f"is {escaped} characters long as the message header carries it, JSON-escaped "
+                              f"({len(value)} as written: each \" or \\ takes 2, a control or non-ASCII character 6); "
+                              f"the limit is {self.max_length}", "send a shorter text; welcome.kinds gives its "
+                              "max_length, counted escaped")
+        elif len(value) > self.max_length:
             raise invalid(where, f"is {len(value)} characters long; the limit is {self.max_length}")
         return value
 

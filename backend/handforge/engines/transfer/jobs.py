@@ -41,8 +41,10 @@ SOURCE_SIZE = (16, 4096)  # pixels per side; resized to the target's size
 NOT_TAKEN = ("engine", "tas", "tas_strength", "tas_steps", "refine_hands", "refine_strength")
 BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn first (as many steps as the transfer)
 # source_labels travels in the message header (limits.max_header_bytes, 64 KiB, with every other param): half of it
-# (200,000 was promised, and a longer text failed as a too_large header). A HandForge image's labels are 11-14 KB
-# (two hands' keypoints, boxes and parameters: at most about 18 KB however their numbers print)
+# (200,000 was promised, and a longer text failed as a too_large header), counted JSON-escaped as the header carries
+# it (String.escaped: its quotes take 2 bytes each there, and 32,768 characters of JSON did not fit). A HandForge
+# image's labels are 11-14 KB (two hands' keypoints, boxes and parameters: at most about 18 KB however their numbers
+# print), about 100 bytes more escaped (some 100 quotes, all ASCII)
 SOURCE_LABELS_MAX = DEFAULT_LIMITS.max_header_bytes // 2
 
 
@@ -357,9 +359,11 @@ def _schema(generate: Schema) -> Schema:
                                              "with its camera); empty: keep the source as it is", default="",
                                          max_length=2000)
     params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
-                                         "source.<side>.* arrays); optional. Its characters travel in the message "
-                                         "header: half of limits.max_header_bytes at most (a HandForge image's "
-                                         "labels are 11-14 KB)", default="", max_length=SOURCE_LABELS_MAX)
+                                         "source.<side>.* arrays); optional. It travels in the message header, "
+                                         "JSON-escaped: max_length counts it so (each \" or \\ 2 characters, a "
+                                         "control or non-ASCII character 6), half of limits.max_header_bytes (a "
+                                         "HandForge image's labels are 11-14 KB)", default="",
+                                     max_length=SOURCE_LABELS_MAX, escaped=True)
     arrays = dict(generate.arrays)
     arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", "source_channels"), dtypes=("uint8",),
                                        doc="the source image, RGB or RGBA (straight alpha: composited over white), "
