@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +12,7 @@ from handforge.cli import main
 from safetensors.torch import load_file, save_file
 
 from tests.support import tiny_sd
+from tests.support.light_status import light_statuses
 
 
 @pytest.fixture(scope="module")
@@ -764,15 +763,8 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
         (folder / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
     env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(sd),
            "HANDFORGE_IMAGE_GUIDANCE": str(tmp_path / "guidance"), "HANDFORGE_CONTROLNETS": str(nets)}
-    code = ("import json, sys\n"
-            "from handforge.engines.image import jobs\n"
-            "print(json.dumps([{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}, "
-            "[m for m in ('torch', 'diffusers') if m in sys.modules]]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
-                          env={**os.environ, **env})
-    assert done.returncode == 0, done.stderr
-    statuses, heavy = json.loads(done.stdout)
-    assert heavy == []
+    statuses = light_statuses("from handforge.engines.image import jobs",
+                              "{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}", env)
     said = ("does not fit its weights: controlnet_cond_embedding.conv_in.weight has 8 out and 3 in channels in "
             "diffusion_pytorch_model.safetensors")
     guided = statuses["attentionhand"]
@@ -785,7 +777,6 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
     # the folders as made fit: ready
     for folder in (tmp_path / "guidance", nets / "control_sd15_depth"):
         shutil.copy(guidance / "config.json", folder / "config.json")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
-                          env={**os.environ, **env})
-    statuses, _ = json.loads(done.stdout)
+    statuses = light_statuses("from handforge.engines.image import jobs",
+                              "{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}", env)
     assert statuses["attentionhand"]["available"] and statuses["controlnet"]["available"], statuses

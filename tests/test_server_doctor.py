@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.light_status import light_statuses
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -302,16 +304,10 @@ def test_engine_statuses_refuse_a_config_out_of_limits_in_the_loads_words_withou
     env = {"HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "motion"),
            "HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "interaction"),
            "HANDFORGE_TRANSFER_TARGET_GENERATOR": str(tmp_path / "transfer"), "HANDFORGE_SD_MODEL": str(tmp_path)}
-    code = ("import json, sys\n"
-            "from handforge.server.builtin_jobs import default_registry\n"
-            "registry = default_registry()\n"
-            "print(json.dumps([{name: registry.engine(name).status().to_json() for name in "
-            "('motion', 'interaction', 'ihpt')}, [m for m in ('torch', 'diffusers') if m in sys.modules]]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
-                          env={**os.environ, **env})
-    assert done.returncode == 0, done.stderr
-    statuses, heavy = json.loads(done.stdout)
-    assert heavy == []  # the server reports statuses from its first welcome on: light, as before
+    statuses = light_statuses("from handforge.server.builtin_jobs import default_registry\n"
+                              "registry = default_registry()",
+                              "{name: registry.engine(name).status().to_json() for name in ('motion', 'interaction', "
+                              "'ihpt')}", env)
     assert statuses["motion"]["note"] == (f"the learned model cannot be used (motion.checkpoint: {refused['motion']}): "
                                           "jobs asking for it run the spline engine"), statuses["motion"]
     assert statuses["interaction"]["note"] == (f"engine 'learned' cannot run (interaction.checkpoint: "

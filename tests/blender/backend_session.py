@@ -528,6 +528,27 @@ def camera_changes_said():
 s.check("camera_changes", camera_changes_said)
 
 
+def older_result_image(name: str):
+    """An image as the add-on's image_datablock made a result's before they were marked: pixels, packed, no more."""
+    image = bpy.data.images.new(name, 16, 8, alpha=True)
+    image.pixels.foreach_set(np.full(16 * 8 * 4, 0.5, np.float32))
+    image.pack()
+    return image
+
+
+def artists_photo(file_name: str):
+    """An artist's image loaded from a file (``file_name`` in the session's folder), named as an older result's
+    ("echo image_009") and packed: its file path tells it from one."""
+    path = str(s.work / file_name)
+    photo = older_result_image("photo")
+    photo.filepath_raw, photo.file_format = path, "PNG"
+    photo.save()
+    photo = bpy.data.images.load(path)
+    photo.name = "echo image_009"
+    photo.pack()
+    return photo
+
+
 def older_backgrounds_replaced():
     """A camera as Run Job's Camera Background left it before its images were marked (``handforge_job``): a
     background per image per run, each a packed image of pixels named "<kind> <array>" (Blender numbering a taken
@@ -539,22 +560,12 @@ def older_backgrounds_replaced():
     scene.collection.objects.link(camera)
     data = camera.data
 
-    def packed(name: str):  # as the add-on's image_datablock made them then: pixels, packed, nothing else
-        image = bpy.data.images.new(name, 16, 8, alpha=True)
-        image.pixels.foreach_set(np.full(16 * 8 * 4, 0.5, np.float32))
-        image.pack()
-        return image
-
-    photo_path = str(s.work / "echo image_009.png")  # the artist's, from a file, under a name like the old ones
-    photo = packed("photo")
-    photo.filepath_raw, photo.file_format = photo_path, "PNG"
-    photo.save()
-    photo = bpy.data.images.load(photo_path)
-    photo.name = "echo image_009"
-    photo.pack()
+    photo = artists_photo("echo image_009.png")  # the artist's, from a file, under a name like the old ones
     # (the session's earlier runs hold these names: Blender numbers them, as it did in an artist's file)
-    older = [packed("echo image_000"), packed("echo image_001"), packed("echo image")]  # a run of two, one more
-    artists = [packed("reference image"), photo, packed("background image")]  # ("reference" is no job kind)
+    # a run of two, one more
+    older = [older_result_image(name) for name in ("echo image_000", "echo image_001", "echo image")]
+    # ("reference" is no job kind)
+    artists = [older_result_image("reference image"), photo, older_result_image("background image")]
     for image in (older[0], older[1], artists[0], older[2], artists[1], artists[2]):
         background = data.background_images.new()
         background.image = image
@@ -680,12 +691,6 @@ def older_planes_replaced():
     camera.location, camera.rotation_euler = (0.0, -3.0, 0.5), (1.4, 0.0, 0.0)
     scene.camera = camera
 
-    def packed(name: str):  # as the add-on's image_datablock made them then: pixels, packed, nothing else
-        image = bpy.data.images.new(name, 16, 8, alpha=True)
-        image.pixels.foreach_set(np.full(16 * 8 * 4, 0.5, np.float32))
-        image.pack()
-        return image
-
     def older_plane(image):  # as the add-on's show_on_plane made them then, for each image of each run
         mesh = bpy.data.meshes.new(image.name)
         half = 0.5 * image.size[1] / image.size[0]
@@ -709,20 +714,15 @@ def older_planes_replaced():
                 sorted(n.bl_idname for n in nodes), [n.image.name for n in nodes if n.bl_idname == "ShaderNodeTexImage"],
                 obj.parent.name if obj.parent else None, "handforge_plane" in obj]
 
-    older = [older_plane(packed(name)) for name in ("echo image_000", "echo image_001", "echo image")]  # two runs
-    moved = older_plane(packed("echo image"))  # a third run's ("echo image.001"), moved by the artist
+    # two runs
+    older = [older_plane(older_result_image(name)) for name in ("echo image_000", "echo image_001", "echo image")]
+    moved = older_plane(older_result_image("echo image"))  # a third run's ("echo image.001"), moved by the artist
     moved.location.x = 0.6
     copy = older[2].copy()  # the artist's Shift-D of one ("echo image.002": not its image's name)
     copy.data = older[2].data.copy()
     scene.collection.objects.link(copy)
-    photo_path = str(s.work / "plane photo.png")
-    photo = packed("photo")
-    photo.filepath_raw, photo.file_format = photo_path, "PNG"
-    photo.save()
-    photo = bpy.data.images.load(photo_path)
-    photo.name = "echo image_009"
-    photo.pack()
-    artists = [moved, copy, older_plane(photo), older_plane(packed("reference image"))]
+    photo = artists_photo("plane photo.png")
+    artists = [moved, copy, older_plane(photo), older_plane(older_result_image("reference image"))]
     bpy.context.view_layer.update()
     found = {"older": [o.name for o in older], "older_images": [o.name for o in older],
              "artists": {o.name: seen(o) for o in artists}}
