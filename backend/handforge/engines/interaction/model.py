@@ -38,14 +38,18 @@ def _mlp(inputs: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.SiLU(), nn.Linear(hidden, out))
 
 
+_D = INTERACTION_DENOISER.defaults  # the defaults' one home: the status line reads them without torch
+
+
 class InteractionDenoiser(ModelMixin, ConfigMixin):
-    config_limits = INTERACTION_DENOISER.limits  # (there, light, for the engine's status line; so are the defaults)
+    config_limits = INTERACTION_DENOISER.limits  # (there, light, for the engine's status line, as the defaults below)
 
     @register_to_config
-    def __init__(self, vector_dim: int = VECTOR_DIM, width: int = 128, hidden: int = 256, layers: int = 5,
-                 heads: int = 4, attention_layers: int = 2, dropout: float = 0.1, skips: tuple = (1, 3),
-                 num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
-                 condition_dropout: float = 0.15) -> None:
+    def __init__(self, vector_dim: int = _D["vector_dim"], width: int = _D["width"], hidden: int = _D["hidden"],
+                 layers: int = _D["layers"], heads: int = _D["heads"], attention_layers: int = _D["attention_layers"],
+                 dropout: float = _D["dropout"], skips: tuple = _D["skips"],
+                 num_train_timesteps: int = _D["num_train_timesteps"], beta_schedule: str = _D["beta_schedule"],
+                 condition_dropout: float = _D["condition_dropout"]) -> None:
         super().__init__()
         # the pipeline decodes vectors of the representation's layout: another size (a damaged or foreign
         # config) loaded, then failed inside sampling with a reshape error; load_model now names the folder

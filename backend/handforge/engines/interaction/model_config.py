@@ -1,7 +1,7 @@
 """What an InteractionDenoiser's config.json must keep to (``checkpoints.ModelConfig``), importable without
 torch: the engine's status line checks the configured checkpoint against it (model.py imports torch and
-diffusers, seconds), in the words ``load_model`` refuses it with. model.py takes its limits from here; a test
-checks its ``__init__`` defaults are these."""
+diffusers, seconds), in the words ``load_model`` refuses it with. model.py takes its limits and
+``__init__`` defaults from here (their one home)."""
 
 from __future__ import annotations
 

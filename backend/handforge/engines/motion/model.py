@@ -42,16 +42,21 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
 MAX_FRAMES = MOTION_MAX_FRAMES  # the default max_frames: the longest clip (and training window) a model takes
 
 
+_D = MOTION_DENOISER.defaults  # the defaults' one home: the status line reads them without torch
+
+
 class MotionDenoiser(ModelMixin, ConfigMixin):
     """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
 
-    config_limits = MOTION_DENOISER.limits  # (there, light, for the engine's status line; so are the defaults)
+    config_limits = MOTION_DENOISER.limits  # (there, light, for the engine's status line, as the defaults below)
 
     @register_to_config
-    def __init__(self, frame_dim: int = FRAME_DIM, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
-                 ff_size: int = 512, dropout: float = 0.1, max_frames: int = MAX_FRAMES,
-                 num_train_timesteps: int = 1000, data_mean: list[float] | None = None,
-                 data_std: list[float] | None = None, observation_curve: str = "linear", fps: float = 30.0) -> None:
+    def __init__(self, frame_dim: int = _D["frame_dim"], d_model: int = _D["d_model"],
+                 num_layers: int = _D["num_layers"], num_heads: int = _D["num_heads"], ff_size: int = _D["ff_size"],
+                 dropout: float = _D["dropout"], max_frames: int = _D["max_frames"],
+                 num_train_timesteps: int = _D["num_train_timesteps"],
+                 data_mean: list[float] | None = _D["data_mean"], data_std: list[float] | None = _D["data_std"],
+                 observation_curve: str = _D["observation_curve"], fps: float = _D["fps"]) -> None:
         super().__init__()
         if observation_curve not in CURVES:
             raise ValueError(f"observation_curve must be one of {', '.join(CURVES)}, got {observation_curve!r}")

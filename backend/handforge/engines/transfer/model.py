@@ -47,14 +47,18 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, 1, 1), nn.GroupNorm(min(8, c_out), c_out), nn.SiLU())
 
 
+_D = TARGET_GENERATOR.defaults  # the defaults' one home: the status line reads them without torch
+
+
 class TargetGenerator(ModelMixin, ConfigMixin):
-    config_limits = TARGET_GENERATOR.limits  # (there, light, for the engine's status line; so are the defaults)
+    config_limits = TARGET_GENERATOR.limits  # (there, light, for the engine's status line, as the defaults below)
 
     @register_to_config
-    def __init__(self, cross_attention_dim: int = 768, image_size: int = 224,
-                 backbone_channels: tuple[int, ...] = (64, 128, 256, 512), feature_dim: int = 512,
-                 num_layers: int = 2, num_heads: int = 8, num_queries: int = 16, pose_tokens: int = 4,
-                 pose_dim: int = POSE_DIM) -> None:
+    def __init__(self, cross_attention_dim: int = _D["cross_attention_dim"], image_size: int = _D["image_size"],
+                 backbone_channels: tuple[int, ...] = _D["backbone_channels"], feature_dim: int = _D["feature_dim"],
+                 num_layers: int = _D["num_layers"], num_heads: int = _D["num_heads"],
+                 num_queries: int = _D["num_queries"], pose_tokens: int = _D["pose_tokens"],
+                 pose_dim: int = _D["pose_dim"]) -> None:
         super().__init__()
         channels = [3, *backbone_channels]
         self.backbone = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(channels)))

@@ -1,7 +1,7 @@
 """What a TargetGenerator's config.json must keep to (``checkpoints.ModelConfig``), importable without torch:
 the ihpt engine's status checks the configured checkpoint against it (model.py imports torch and diffusers,
-seconds), in the words ``load_model`` refuses it with. model.py takes its limits and pose size from here; a
-test checks its ``__init__`` defaults are these."""
+seconds), in the words ``load_model`` refuses it with. model.py takes its limits, pose size and
+``__init__`` defaults from here (their one home)."""
 
 from __future__ import annotations
 
