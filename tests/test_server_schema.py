@@ -205,3 +205,38 @@ def test_every_job_bounds_a_blender_cameras_settings_alike():
             with pytest.raises(ProtocolError) as info:
                 registry.kind(kind).schema.validate({"prompt": "hands"}, {**camera, name: value})
             assert info.value.code == ErrorCode.INVALID_PARAMS and str(info.value).startswith(f"arrays.{name}: ")
+
+
+def _longest(param, name: str):
+    """The value of ``param`` that takes most of a message header while its schema takes it: text at its
+    max_length of characters beyond the BMP (12 bytes each, JSON-escaped) or, counted escaped, of quotes; lists at
+    max_items of such items; numbers with the most digits."""
+    from handforge.server.schema import JsonObject
+
+    if isinstance(param, String):
+        if param.choices:
+            return max(param.choices, key=len)
+        return '"' * (param.max_length // 2) if param.escaped else "\U0001F91D" * param.max_length
+    if isinstance(param, ListOf):
+        return [_longest(param.item, name)] * param.max_items
+    if isinstance(param, Integer):
+        return -(10 ** 18) if param.min is None or param.max is None else max(param.min, param.max, key=lambda v: len(str(v)))
+    if isinstance(param, Number):
+        return -1.2345678901234567e-300
+    if isinstance(param, Boolean):
+        return False
+    assert isinstance(param, JsonObject), f"{name}: a param type this test does not know, {type(param).__name__}"
+    return {}  # bounded by the header alone, as its doc says
+
+
+def test_every_kinds_params_at_their_limits_fit_the_message_header():
+    """What welcome.kinds promises a client (each string's max_length, each list's max_items) fits the 64 KiB
+    header the request travels in: the image kinds' prompts counted characters, and two of 2,000 emoji each (24 KB
+    JSON-escaped) with the transfer's source labels overflowed it, refused by the client as too_large, not by the
+    schema naming the prompt."""
+    from handforge_shared.protocol import DEFAULT_LIMITS, Message, MessageType, check_outgoing, encode
+
+    for kind in default_registry().kinds():
+        params = {name: _longest(param, f"{kind.name}.{name}") for name, param in kind.schema.params.items()}
+        message = Message(MessageType.SUBMIT, id="0" * 32, job="0" * 32, kind=kind.name, params=params)
+        check_outgoing(encode(message), DEFAULT_LIMITS, message)

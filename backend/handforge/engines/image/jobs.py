@@ -45,6 +45,11 @@ from handforge.server.schema import (
 
 ENGINES = {"attentionhand": (SD_MODEL.key, GUIDANCE.key), "controlnet": (SD_MODEL.key, CONTROLNETS.key)}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# Texts travel in the 64 KiB message header, so their limits count them JSON-escaped as it carries them (a
+# non-ASCII character takes 6 bytes, one beyond the BMP 12): the transfer's three prompts, the controls and its
+# source labels (half the header) at their limits still fit. CLIP reads 77 tokens of a prompt anyway.
+PROMPT_MAX = 8000
+CONTROL_NAME_MAX = 600
 AUTO = "auto"  # the first engine whose weights are here: the default, so the first click works with either set up
 # the two ways to send the camera, by their arrays' names (errors name these, or the one at fault)
 OPENCV_CAMERA = "camera.K, camera.R and camera.t"
@@ -401,14 +406,15 @@ def register_jobs(registry: Registry) -> None:
         "image.generate", generate, engine="image", device="gpu", timeout=1800, check=check_request,
         schema=Schema(
             params={
-                "prompt": String(doc="what the image shows", max_length=2000),
-                "negative_prompt": String(doc="what it must not show", default="", max_length=2000),
+                "prompt": String(doc="what the image shows", max_length=PROMPT_MAX, escaped=True),
+                "negative_prompt": String(doc="what it must not show", default="", max_length=PROMPT_MAX,
+                                          escaped=True),
                 "engine": String(doc="attentionhand, controlnet, or auto: attentionhand when its weights are here, else "
                                       "controlnet (controlnet when controls are named)", default=AUTO,
                                   choices=(AUTO, *ENGINES)),
                 "controls": ListOf(doc="controlnet engine: ControlNet folders, 'name' or 'name:kind' (kind: "
                                        f"{', '.join(CONTROL_KINDS)}); empty: all", default=[], max_items=8,
-                                   item=String(max_length=200)),
+                                   item=String(max_length=CONTROL_NAME_MAX, escaped=True)),
                 "seed": Integer(doc="random seed", default=0, min=0, max=2**63 - 1),
                 "steps": Integer(doc="sampling steps (DDIM)", default=20, min=1, max=200),
                 "guidance_scale": Number(doc="classifier-free guidance scale", default=7.5, min=1.0, max=30.0),

@@ -344,7 +344,7 @@ def _schema(generate: Schema) -> Schema:
     """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
     params["prompt"] = String(doc="what the image shows (the source's own words help)", default="two hands",
-                              max_length=2000)
+                              max_length=image_jobs.PROMPT_MAX, escaped=True)
     params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
                                   "from the source); ihpt: IHPT's target generator (transfer.target_generator; "
                                   "needs the source pose)", default="reference", choices=ENGINES)
@@ -357,7 +357,7 @@ def _schema(generate: Schema) -> Schema:
     params["background_prompt"] = String(doc="IHPT's background and source generators: a new background from "
                                              "this prompt, the source's hands composited in (needs source_labels "
                                              "with its camera); empty: keep the source as it is", default="",
-                                         max_length=2000)
+                                         max_length=image_jobs.PROMPT_MAX, escaped=True)
     params["source_labels"] = String(doc="the source's pose as a HandForge image's labels JSON (or send "
                                          "source.<side>.* arrays); optional. It travels in the message header, "
                                          "JSON-escaped: max_length counts it so (each \" or \\ 2 characters, a "
