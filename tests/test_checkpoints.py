@@ -4,6 +4,7 @@ names the folder and what is wrong, before building a model its config makes abs
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -250,3 +251,29 @@ def test_a_full_disk_while_saving_is_an_os_error_and_leaves_nothing_half_written
         save_model(TinyNet(width=8), tmp_path / "model")
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "model")
     assert list(tmp_path.iterdir()) == []  # no model/, no hidden .model.part-*
+
+
+def test_a_status_line_reads_a_checkpoint_again_only_when_its_files_change(folder, monkeypatch):
+    """Engine statuses are asked at every submit, on the server's loop: the config and weights header were read
+    each time (~0.5 ms a checkpoint). They are read once, and again when a file changes (its stat signature), or
+    while a file is too new for its stat to tell a change within the clock's granularity."""
+    import os
+
+    from handforge.engines import checkpoints
+
+    reads = []
+    config = checkpoints._config
+    monkeypatch.setattr(checkpoints, "_config", lambda path: reads.append(path) or config(path))
+    files = [p for p in folder.iterdir()]
+    for file in files:  # written just now: not kept
+        os.utime(file, ns=(time.time_ns(), time.time_ns()))
+    assert [checkpoint_problem(folder, TinyNet) for _ in range(2)] == ["", ""] and len(reads) == 2
+    old = time.time_ns() - 10**10
+    for file in files:
+        os.utime(file, ns=(old, old))
+    assert [checkpoint_problem(folder, TinyNet) for _ in range(3)] == ["", "", ""] and len(reads) == 3
+    edit_config(folder, width=10**5)  # a change: read again, and refused (more than its weights hold)
+    for file in files:
+        os.utime(file, ns=(old + 10**9, old + 10**9))
+    problem = checkpoint_problem(folder, TinyNet)
+    assert problem != "" and len(reads) == 4 and checkpoint_problem(folder, TinyNet) == problem and len(reads) == 4

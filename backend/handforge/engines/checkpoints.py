@@ -25,6 +25,7 @@ import re
 import reprlib
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -182,6 +183,27 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig,
     name = spec if isinstance(spec, str) else spec.name
     if folder is None:
         return "not set"
+    # engine statuses ask at every submit, on the server's loop: reading the config and weights header took
+    # ~0.5 ms a checkpoint, its files' stat signature ~0.02 ms (the model cache's own test of a change)
+    key = (str(folder), id(cls), tuple(sorted(sizes.items())), checkpoint_signature(folder))
+    cached = _PROBLEMS.get(key)
+    if cached is not None and cached[0] is cls:  # (the entry keeps cls alive: its id is not another's)
+        return cached[1]
+    problem = _checkpoint_problem(folder, spec, name, sizes)
+    # a file written within the clock's granularity of now may change again with the same stat ("racy git"):
+    # kept only once every file is older than that
+    if all(time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in key[3]):
+        if len(_PROBLEMS) >= 64:
+            _PROBLEMS.clear()
+        _PROBLEMS[key] = (cls, problem)
+    return problem
+
+
+_PROBLEMS: dict[tuple, tuple[Any, str]] = {}  # (folder, id(cls), sizes, signature) -> (cls, the problem)
+_RACY_NS = 2_000_000_000
+
+
+def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int]) -> str:
     try:
         config = _config(Path(folder))
         saved_as = str(config["_class_name"])
