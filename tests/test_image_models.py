@@ -780,3 +780,13 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
     statuses = light_statuses("from handforge.engines.image import jobs",
                               "{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}", env)
     assert statuses["attentionhand"]["available"] and statuses["controlnet"]["available"], statuses
+    assert statuses["controlnet"]["note"] == "", statuses
+    # one of two broken: ready with the other, the broken one said in the note (it was unsaid until a job failed)
+    shutil.copytree(nets / "control_sd15_depth", nets / "control_sd15_normal")
+    config = json.loads((nets / "control_sd15_normal" / "config.json").read_text())
+    (nets / "control_sd15_normal" / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
+    controlled = light_statuses("from handforge.engines.image import jobs",
+                                "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
+    assert controlled["available"] and controlled["note"].startswith(
+        f"{nets / 'control_sd15_normal' / 'config.json'} {said}"), controlled
+    assert "control_sd15_depth" not in controlled["note"] and "name no controls, fail" in controlled["note"]

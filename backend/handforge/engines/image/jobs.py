@@ -61,7 +61,7 @@ IMAGE_ENGINES: dict[str, Engine] = {
                             availability=lambda: _sd_complete() or _guidance_present()),
     "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
                                        "openpose, mesh)", settings=ENGINES["controlnet"],
-                         availability=lambda: _sd_complete() or _controlnets_present()),
+                         availability=lambda: _sd_complete() or _controlnets_present(), note=lambda: _broken_controlnets()),
 }
 
 
@@ -78,15 +78,20 @@ def _sd_complete() -> str | tuple[str, str]:
                                                    f"(`handforge models check {path}` says what it holds)")
 
 
-def _controlnets_present() -> str | tuple[str, str]:
-    """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
+def _controlnet_problems() -> tuple[str, dict[str, str]]:
+    """The ControlNets folder and, for each ControlNet in it, where its config.json does not fit its weights."""
     from handforge.engines.image.controls import available
     from handforge.engines.image.loading import controlnet_shape_problem
 
     folder = config.value(CONTROLNETS.key)
-    names = available(folder)
+    return folder, {name: controlnet_shape_problem(Path(folder) / name) for name in available(folder)}
+
+
+def _controlnets_present() -> str | tuple[str, str]:
+    """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
+    folder, problems = _controlnet_problems()
+    names = list(problems)
     # (each of a config.json of other widths than its weights: ready, and every job's load failed)
-    problems = {name: controlnet_shape_problem(Path(folder) / name) for name in names}
     if names and all(problems.values()):
         return ("; ".join(f"{CONTROLNETS.key} = {Path(folder) / name / 'config.json'} {problem}"
                           for name, problem in problems.items()),
@@ -96,6 +101,18 @@ def _controlnets_present() -> str | tuple[str, str]:
     return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
             "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or "
             "handforge models fetch controlnet-depth), or point the setting at the folder that has them")
+
+
+def _broken_controlnets() -> str:
+    """The note of a controlnet engine that runs with some of its ControlNets only: a broken one was unsaid until
+    a job that named it (or named none, so took it) failed."""
+    folder, problems = _controlnet_problems()
+    broken = {name: problem for name, problem in problems.items() if problem}
+    if not broken:
+        return ""
+    return ("; ".join(f"{Path(folder) / name / 'config.json'} {problem}" for name, problem in broken.items())
+            + f": jobs that name {'it' if len(broken) == 1 else 'them'}, or name no controls, fail; correct "
+            f"{'it' if len(broken) == 1 else 'them'}, or import again (handforge models import DIR --kind controlnet)")
 
 
 def _guidance_present() -> str | tuple[str, str]:
