@@ -9,7 +9,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import fcurves, fingers, generated_keys, hands, keys
+from . import fingers, generated_keys, hands, keys, placement
 from .errors import report_error, reports_errors
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
@@ -199,40 +199,19 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-OBJECT_TRANSFORMS = ("location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale",
-                     "delta_location", "delta_rotation_euler", "delta_rotation_quaternion", "delta_scale")
-
-
-def _moves_as_object(obj) -> bool:
-    """Whether keys, drivers or constraints move ``obj`` itself (not its bones)."""
-    if any(not c.mute for c in obj.constraints):
-        return True
-    ad = obj.animation_data
-    if ad is None:
-        return False
-    if any(not d.mute and d.data_path in OBJECT_TRANSFORMS for d in ad.drivers):
-        return True
-    bag = fcurves.find_channelbag(obj)
-    return bag is not None and any(not fc.mute and fc.data_path in OBJECT_TRANSFORMS and len(fc.keyframe_points) > 1
-                                   and len({round(k.co[1], 9) for k in fc.keyframe_points}) > 1 for fc in bag.fcurves)
-
-
 def placement_notes(found: dict) -> list[str]:
     """What of the hands' placement as objects a clip leaves out, said as warnings: it holds each hand's
-    bones in its own armature's space (as Import Motion writes them back), so an object moved by keys,
-    drivers, constraints or a parent stood still in it, a pair placed apart as objects lost where one is
-    from the other, and a mirrored rig (negative scale) showed the other side's hand than it holds."""
+    bones in its own armature's space (as Import Motion writes them back), so a rig moved as an object
+    (``placement.movers``: keys, drivers, constraints, a parent's) stood still in it, a pair placed apart as
+    objects lost where one is from the other, and a mirrored rig (negative scale) showed the other side's hand
+    than it holds."""
     notes = []
     for side, obj in found.items():
-        chain, parent = [], obj
-        while parent is not None:
-            chain.append(parent)
-            parent = parent.parent
-        moving = [o.name for o in chain if _moves_as_object(o)]
+        moving = [o.name for o in placement.movers(obj)]
         if moving:
-            notes.append(f"{obj.name} moves as an object ({', '.join(moving)}: keys, drivers or constraints): the "
-                         "clip holds its bones only, so that motion is not in it; move the hand with its wrist bone "
-                         "instead")
+            notes.append(f"{obj.name} moves as an object ({', '.join(moving)}: keys, drivers, constraints, NLA "
+                         "strips or an animated parent bone): the clip holds its bones only, so that motion is not in "
+                         "it; move the hand with its wrist bone instead")
         if obj.matrix_world.determinant() < 0:
             notes.append(f"{obj.name} is mirrored (a negative scale): the clip holds the {side} hand its bones pose, "
                          "not the other side's hand it shows")

@@ -15,29 +15,66 @@ _TRANSFORM_PATHS = frozenset(f"{delta}{prop}" for delta in ("", "delta_") for pr
     "location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale"))
 
 
-def moves_as_object(obj) -> bool:
-    """Whether ``obj``'s own transform may change with the frame: it or a parent has keys or drivers on its
-    transform or its constraints, NLA strips or constraints, or it hangs from a parent's bone or vertices
-    that are animated or deformed (a hand carried by a character). Its own bone keys do not count: a keyed
-    hand took any still target for a moving one, its wrist pinned there."""
-    child = None
-    while obj is not None:
-        ad = obj.animation_data
-        if ad is not None:
-            bag = fcurves.find_channelbag(obj)
-            paths = [d.data_path for d in ad.drivers] + [fc.data_path for fc in (bag.fcurves if bag else ()) if not fc.mute]
-            if len(ad.nla_tracks) or any(p in _TRANSFORM_PATHS or p.startswith("constraints[") for p in paths):
+def _moving_path(path: str) -> bool:
+    return path in _TRANSFORM_PATHS or path.startswith("constraints[")
+
+
+def _varies(fc) -> bool:
+    """Whether the F-curve's value changes with the frame: its keys (and their handles) hold more than one value,
+    or a modifier (noise, cycles of a slope) changes it. All keys on one value do not move anything."""
+    if any(not mod.mute for mod in fc.modifiers):
+        return True
+    values = {v for kp in fc.keyframe_points for v in (kp.co[1], kp.handle_left[1], kp.handle_right[1])}
+    return len(values) > 1
+
+
+def _moves_itself(obj) -> bool:
+    """Whether ``obj``'s own transform changes with the frame: constraints (their influence may be keyed: 0 now is
+    no answer), drivers on its transform or constraints, NLA strips that hold such keys, or its action's keys
+    of more than one value on them. Its bones' keys do not count: they move no object."""
+    if any(not con.mute for con in obj.constraints):
+        return True
+    ad = obj.animation_data
+    if ad is None:
+        return False
+    if any(not d.mute and _moving_path(d.data_path) for d in ad.drivers):
+        return True
+    for track in ad.nla_tracks:
+        for strip in () if track.mute else track.strips:
+            bag = fcurves.slot_channelbag(strip.action, getattr(strip, "action_slot", None)) if strip.action else None
+            if bag is not None and any(_moving_path(fc.data_path) for fc in bag.fcurves):
                 return True
-        if child is not None and child.parent_type in ("BONE", "BONE_RELATIVE") and ad is not None:
-            return True  # carried by a bone of an animated armature
-        if child is not None and child.parent_type in ("VERTEX", "VERTEX_3") and (
-                ad is not None or len(obj.modifiers) or getattr(getattr(obj.data, "shape_keys", None),
-                                                                "animation_data", None) is not None):
-            return True  # carried by vertices that may move
-        if any(not con.mute for con in obj.constraints):  # (its influence may be keyed: 0 now is no answer)
-            return True
-        child, obj = obj, obj.parent
+    bag = fcurves.find_channelbag(obj)
+    return bag is not None and any(not fc.mute and _moving_path(fc.data_path) and _varies(fc) for fc in bag.fcurves)
+
+
+def _carries(parent, child) -> bool:
+    """Whether ``parent`` moves ``child`` through what it hangs from: a bone of an animated armature, or
+    vertices that may move (animated, deformed by modifiers, or shape keys)."""
+    if child.parent_type in ("BONE", "BONE_RELATIVE"):
+        return parent.animation_data is not None
+    if child.parent_type in ("VERTEX", "VERTEX_3"):
+        return (parent.animation_data is not None or len(parent.modifiers) > 0
+                or getattr(getattr(parent.data, "shape_keys", None), "animation_data", None) is not None)
     return False
+
+
+def movers(obj) -> list:
+    """The objects that move ``obj`` as an object, itself first, then its parents: those whose transform changes
+    with the frame (``_moves_itself``) and those carrying it on an animated bone or moving vertices (a hand
+    carried by a character). Its own bone keys do not count: a keyed hand took any still target for a moving
+    one, its wrist pinned there."""
+    out, child = [], None
+    while obj is not None:
+        if _moves_itself(obj) or (child is not None and _carries(obj, child)):
+            out.append(obj)
+        child, obj = obj, obj.parent
+    return out
+
+
+def moves_as_object(obj) -> bool:
+    """Whether ``obj``'s ``matrix_world`` may change with the frame (``movers``)."""
+    return bool(movers(obj))
 
 
 def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict[Any, np.ndarray]:
@@ -62,4 +99,4 @@ def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict
     return out
 
 
-__all__ = ["moves_as_object", "worlds_over"]
+__all__ = ["movers", "moves_as_object", "worlds_over"]

@@ -444,6 +444,11 @@ def test_export_motion_says_what_of_the_rigs_placement_the_clip_leaves_out(sessi
     assert found["plain"] == [], found  # Add Hands' rigs: nothing left out
     assert any(line.startswith("Warning: Hand.R") and "moves as an object" in line for line in found["keyed"]), found
     assert any("moves as an object (Carrier: keys" in line for line in found["parented"]), found
+    # keys all on one value move nothing; an animated bone of the armature a rig hangs from does
+    assert found["constant"] == [] and found["constant_moves"] is False, found
+    assert any(line.startswith("Warning: Hand.R") and "moves as an object (Body: keys" in line
+               for line in found["bone_parent"]), found
+    assert found["bone_parent_moves"] is True, found
     assert any("is mirrored (a negative scale)" in line for line in found["mirrored"]), found
     assert any("placed differently as objects" in line for line in found["mirrored"]), found
 

@@ -603,6 +603,7 @@ def placement_left_out():
     here = bpy.data.scenes.new("Placed")
     bpy.context.window.scene = here
     out = a["work"] + "/placed.npz"
+    placement = importlib.import_module(f"{ADDON_MODULE}.placement")
 
     def export() -> list[str]:
         result, printed = printed_by(lambda: bpy.ops.handforge.export_motion(filepath=out, frame_start=1, frame_end=10))
@@ -619,6 +620,30 @@ def placement_left_out():
         right.keyframe_insert("location", frame=10)
         found["keyed"] = export()
         right.animation_data_clear()
+        right.location = left.location
+        # keys all on one value move nothing (said as moving before, the frames evaluated for nothing)
+        for frame in (1, 10):
+            right.keyframe_insert("location", frame=frame)
+        found["constant"] = export()
+        found["constant_moves"] = placement.moves_as_object(right)
+        right.animation_data_clear()
+        # carried by an animated bone of a character's armature (unsaid before: the rig's own keys none)
+        body = bpy.data.objects.new("Body", bpy.data.armatures.new("Body"))
+        here.collection.objects.link(body)
+        with bpy.context.temp_override(active_object=body, object=body, selected_objects=[body]):
+            bpy.context.view_layer.objects.active = body
+            bpy.ops.object.mode_set(mode="EDIT")
+            bone = body.data.edit_bones.new("Arm")
+            bone.tail = (0.0, 0.3, 0.0)
+            bpy.ops.object.mode_set(mode="OBJECT")
+        body.pose.bones["Arm"].keyframe_insert("rotation_quaternion", frame=1)
+        body.pose.bones["Arm"].rotation_quaternion = (0.7071, 0.7071, 0.0, 0.0)
+        body.pose.bones["Arm"].keyframe_insert("rotation_quaternion", frame=10)
+        right.parent, right.parent_type, right.parent_bone = body, "BONE", "Arm"
+        found["bone_parent"] = export()
+        found["bone_parent_moves"] = placement.moves_as_object(right)
+        right.parent = None
+        bpy.data.objects.remove(body)
         right.location = left.location
         empty = bpy.data.objects.new("Carrier", None)
         here.collection.objects.link(empty)
