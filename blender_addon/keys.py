@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
+from . import placement
 from . import pose as pose_conv
 from . import rig as rig_build
 from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
@@ -497,7 +498,8 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
 
     A generator: it yields the fraction done, so an operator can show progress and stop early. A
     rig that shows just its keys is read from its F-curves in one go; one with joint limits, NLA
-    or drivers is evaluated frame by frame (``scene.frame_set``), its frame restored at the end."""
+    or drivers is evaluated frame by frame (``scene.frame_set``), the scene as it was after
+    (``placement.evaluating_frames``: its frame, and the artist's changes not keyed yet)."""
     hand_model = check_export(hands, frame_start, frame_end)
     scene = context.scene
     frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
@@ -509,16 +511,13 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
         params = pose_conv.local_to_params(pose_conv.bone_frames(obj), local, location)
         per_side[side] = HandPose(betas=np.repeat(pose_conv.rig_betas(obj)[None], len(frames), axis=0), **params)
     if slow:
-        current = scene.frame_current
         sampled: dict[str, list[HandPose]] = {s: [] for s in slow}
-        try:
+        with placement.evaluating_frames(scene):
             for i, frame in enumerate(range(frame_start, frame_end + 1)):
                 scene.frame_set(frame)
                 for side, obj in slow.items():
                     sampled[side].append(pose_conv.read_pose(obj))
                 yield (i + 1) / len(frames)
-        finally:
-            scene.frame_set(current)
         per_side.update({s: stack_poses(p) for s, p in sampled.items()})
     result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,
                                 extra={"source": "blender", "frame_start": frame_start})

@@ -224,14 +224,11 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
         at = np.linspace(0.0, arc[-1], end - start + 1)
         return np.stack([np.interp(at, arc, points[:, i]) for i in range(3)], axis=1)
-    current = scene.frame_current
     out = []
-    try:
+    with placement.evaluating_frames(scene):
         for frame in range(start, end + 1):
             scene.frame_set(frame)
             out.append(np.array(obj.matrix_world.translation, np.float64))
-    finally:
-        scene.frame_set(current)
     return np.array(out)
 
 

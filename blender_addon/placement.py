@@ -1,9 +1,11 @@
 """Where objects stand over frames: whether one moves as an object (its keys, drivers, constraints, or a
-parent's), and its ``matrix_world`` on given frames, the frames evaluated only for those that move (each
-evaluation puts every animated value of the scene back on its keys: an artist's change not keyed yet is lost)."""
+parent's), and its ``matrix_world`` on given frames, the frames evaluated only for those that move. Evaluating
+a frame puts every animated value of the scene back on its keys: ``evaluating_frames`` puts back after it the
+artist's changes not keyed yet (a bone or object moved, not keyed), else lost unsaid."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable
 
 import numpy as np
@@ -77,26 +79,94 @@ def moves_as_object(obj) -> bool:
     return bool(movers(obj))
 
 
+def _animated_ids(scene) -> list:
+    """The scene, its world, and its objects with their data, shape keys and materials: what a frame change
+    evaluates animation on (the IDs of this scene's view)."""
+    ids = {scene, scene.world} if scene.world else {scene}
+    for obj in scene.objects:
+        data = obj.data
+        ids.update(x for x in (obj, data, getattr(data, "shape_keys", None)) if x is not None)
+        ids.update(slot.material for slot in obj.material_slots if slot.material is not None)
+    return [i for i in ids if getattr(i, "animation_data", None) is not None]
+
+
+def _animated_paths(id_block) -> set[tuple[str, int]]:
+    """(data path, index) of what the ID's action and NLA strips animate."""
+    ad = id_block.animation_data
+    bags = [fcurves.find_channelbag(id_block)] + [
+        fcurves.slot_channelbag(strip.action, getattr(strip, "action_slot", None))
+        for track in ad.nla_tracks for strip in track.strips if strip.action is not None]
+    return {(fc.data_path, fc.array_index) for bag in bags if bag is not None for fc in bag.fcurves}
+
+
+def _owner(id_block, path: str):
+    """(struct, property name or custom property key, whether a custom property) of an F-curve's data path."""
+    if path.endswith('"]'):  # a custom property: ...["key"]
+        at = path.rindex('["')
+        where, key, custom = path[:at], path[at + 2:-2].replace('\\"', '"').replace("\\\\", "\\"), True
+    else:
+        where, _, key = path.rpartition(".")
+        custom = False
+    return (id_block.path_resolve(where) if where else id_block), key, custom
+
+
+def _value(id_block, path: str, index: int):
+    """The property's value at ``index`` now, or None for a path to nothing (a bone renamed since)."""
+    try:
+        value = id_block.path_resolve(path)
+        return value if isinstance(value, (bool, int, float, str)) else value[index]
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def _put(id_block, path: str, index: int, value) -> None:
+    owner, key, custom = _owner(id_block, path)
+    current = owner[key] if custom else getattr(owner, key)
+    if isinstance(current, (bool, int, float, str)):
+        if custom:
+            owner[key] = value
+        else:
+            setattr(owner, key, value)
+    else:
+        current[index] = value  # (a vector or array of the struct: written through)
+
+
+@contextlib.contextmanager
+def evaluating_frames(scene):
+    """Around evaluating frames (``scene.frame_set``): after, the scene's frame and subframe as they were,
+    and each animated value the artist changed without keying it (a bone or an object moved, a slider
+    dragged, not keyed yet) too, exactly: evaluating a frame puts every animated value back on its keys, and
+    Blender's own frame change loses such a change the same way, but a button that only reads other frames
+    must not. Found as the animated values that setting the frame back did not bring back as they were."""
+    current, subframe = scene.frame_current, scene.frame_subframe
+    before = [(i, path, index, _value(i, path, index)) for i in _animated_ids(scene)
+              for path, index in _animated_paths(i)]
+    try:
+        yield
+    finally:
+        scene.frame_set(current, subframe=subframe)
+        for id_block, path, index, value in before:
+            if value is not None and _value(id_block, path, index) != value:
+                _put(id_block, path, index, value)
+
+
 def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict[Any, np.ndarray]:
     """(T, 4, 4) ``matrix_world`` of each of ``objects`` on each of ``frames`` (subframes allowed) as Blender
     evaluates the scene there, the frames evaluated once for all that move, the others read where they stand;
-    the scene's frame and subframe as they were after."""
+    the scene as it was after (``evaluating_frames``)."""
     frames = list(frames)
     out = {key: np.repeat(np.array(obj.matrix_world, np.float64)[None], len(frames), axis=0)
            for key, obj in objects.items()}
     moving = {key: obj for key, obj in objects.items() if moves_as_object(obj)}
     if not moving:
         return out
-    current, subframe = scene.frame_current, scene.frame_subframe
-    try:
+    with evaluating_frames(scene):
         for i, frame in enumerate(frames):
             whole = int(np.floor(frame))
             scene.frame_set(whole, subframe=float(frame - whole))
             for key, obj in moving.items():
                 out[key][i] = np.array(obj.matrix_world, np.float64)
-    finally:
-        scene.frame_set(current, subframe=subframe)
     return out
 
 
-__all__ = ["movers", "moves_as_object", "worlds_over"]
+__all__ = ["evaluating_frames", "movers", "moves_as_object", "worlds_over"]

@@ -50,3 +50,12 @@ def test_generate_motion_under_parents_moving_apart_keeps_the_hands_together_as_
     # before: the right hand 28 cm off on the range's first frame, and further on each frame after
     session.no_error("generate")
     _placed_as_made(session["generate"])
+
+
+def test_a_motion_job_on_moving_rigs_keeps_the_artists_changes_not_keyed_yet(session):
+    # before: evaluating frames 1-12 put the prop back on its keys (x 0.1, y 0 at frame 5; weight 0.1), unsaid
+    session.no_error("unkeyed")
+    found = session["unkeyed"]
+    assert found["result"] == ["FINISHED"], found["printed"]
+    assert found["frame"] == 5
+    assert found["location"] == [0.5, 2.0, 3.0] and found["weight"] == 7.0, found

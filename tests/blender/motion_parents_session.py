@@ -142,5 +142,29 @@ def generate():
 
 
 s.check("generate", generate)
+
+
+def unkeyed_kept():
+    """The rigs move as objects, so the job evaluates frames 1-12 (reading where they stand, and again as the
+    result lands): each put every animated value back on its keys, and a prop the artist moved (and a keyed
+    custom property changed), not keyed yet, went back to its keys unsaid."""
+    prop = bpy.data.objects.new("Prop", None)
+    scene.collection.objects.link(prop)
+    prop["weight"] = 0.0
+    for frame, x in ((1, 0.0), (40, 1.0)):
+        prop.location = (x, 0.0, 0.0)
+        prop["weight"] = x
+        prop.keyframe_insert("location", frame=frame)
+        prop.keyframe_insert('["weight"]', frame=frame)
+    scene.frame_set(5)
+    prop.location, prop["weight"] = (0.5, 2.0, 3.0), 7.0  # the artist's changes, not keyed
+    result, printed = as_user(ops.motion_inbetween, frame_start=1, frame_end=12, engine="spline", sides="BOTH")
+    out = {"result": result, "printed": printed, "frame": scene.frame_current, "location": list(prop.location),
+           "weight": prop["weight"]}
+    bpy.data.objects.remove(prop)
+    return out
+
+
+s.check("unkeyed", unkeyed_kept)
 s.check("stop", lambda: sorted(ops.stop_backend()))
 s.finish()
