@@ -9,6 +9,7 @@ Images are (H, W, 3|4) uint8 or float arrays named ``image``, ``images`` ((N, H,
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping
 
@@ -144,9 +145,29 @@ def _fits(own, shown, frame_aspect) -> bool:
     return abs(own[0] * shown[1] - own[1] * shown[0]) <= 0.5 * max(own[0] * frame_aspect[1], own[1] * frame_aspect[0])
 
 
+def moved_behind(background) -> str:
+    """What of camera background ``background``'s own Offset, Rotation and Scale moves its image off the camera's
+    frame, with the fix, "" when they are as Blender makes them (0, 0, 1). Flips keep it on the frame."""
+    moved = []
+    if any(abs(v) > 1e-6 for v in background.offset):
+        moved.append(f"Offset {background.offset[0]:.3g}, {background.offset[1]:.3g}")
+    if abs(background.rotation) > 1e-6:
+        moved.append(f"Rotation {math.degrees(background.rotation):.3g}°")
+    if abs(background.scale - 1.0) > 1e-6:
+        moved.append(f"Scale {background.scale:.3g}")
+    if not moved:
+        return ""
+    width, height = background.image.size
+    return (f"behind the camera the {width} × {height} image does not line up with the render's frame: its "
+            f"background is moved off it ({'; '.join(moved)}); set Offset 0, 0, Rotation 0 and Scale 1 (the camera's "
+            "Background Images) to line it up")
+
+
 def misfit_behind(scene, background, pixel_aspect=(1.0, 1.0)) -> str:
-    """How the image of camera background ``background`` shows behind ``scene``'s camera when its shape is not the
-    render's, "" when it fits or shows whole at its own shape. Blender shows it by the background's Frame Method:
+    """How the image of camera background ``background`` shows behind ``scene``'s camera when it does not line
+    up with the render's frame, "" when it does or shows whole at its own shape: moved off it by the background's
+    own Offset, Rotation or Scale (``moved_behind``, said alone: the fix of its shape would not line it up), or
+    of another shape than the render's. Blender shows it by the background's Frame Method:
     Stretch (its default) stretches it to the camera's frame (a square image behind a 16:9 render's camera was 87 px
     off the rigs at 1080p, unsaid); Crop scales it to fill the frame, cutting off what is outside; Fit scales it to
     fit inside, the rest of the frame empty. The frame is the render's resolution in its pixel aspect (a 160 × 90
@@ -155,6 +176,9 @@ def misfit_behind(scene, background, pixel_aspect=(1.0, 1.0)) -> str:
     through the camera at it. Fit and Crop keep the shape Blender gives it, its size in the image's Display Aspect
     (1:1 unless set), not the one it was drawn in. Every button that shows a result behind a camera says it in
     these words."""
+    moved = moved_behind(background)
+    if moved:
+        return moved
     image = background.image
     width, height = image.size
     render = scene.render
@@ -461,7 +485,9 @@ def import_images(context, found: Mapping[str, np.ndarray], label: str, target: 
         behind = show_behind(camera, made[0])
         shown, said = background_said(camera, behind)
         misfit = misfit_behind(context.scene, behind["background"])
-        if misfit:  # (a job's image need not be of the camera's view: a plane shows it at its own shape)
+        if misfit and moved_behind(behind["background"]):  # (its fix said: the shape's would not line it up)
+            said.append(misfit)
+        elif misfit:  # (a job's image need not be of the camera's view: a plane shows it at its own shape)
             said.append(f"{misfit}: Images › Textured Plane shows it at its own shape, or make it at the render's")
     elif made and target == "PLANE":
         shown, said = show_on_plane(context.scene, made[0], f"{label} image")

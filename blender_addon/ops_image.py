@@ -133,7 +133,9 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         # an image of its resolution in place, stretched to twice its width like a render of it)
         (fx, _, _), (_, fy, _) = result.data["camera"]["K"][:2]
         misfit = importers.misfit_behind(scene, behind["background"], (fy, fx)) if behind is not None else ""
-        if misfit and behind["background"].frame_method != "STRETCH":  # (cropped or fitted: the artist's choice)
+        if misfit and importers.moved_behind(behind["background"]):  # (its fix said; a plane shows it in place)
+            note += f"; {misfit}, or the Image Plane shows it in place"
+        elif misfit and behind["background"].frame_method != "STRETCH":  # (cropped or fitted: the artist's choice)
             note += f"; {misfit}: the Image Plane shows it in place"
         elif misfit:  # (the plane is sized by the image's own camera, and fits)
             then = made_in.get("render")

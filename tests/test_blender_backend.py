@@ -329,6 +329,14 @@ def test_run_job_says_what_it_changes_on_the_camera(session):
     assert ("Warning: behind the camera the 16 × 8 image is cropped to fill the render's 160 × 90 frame (the "
             "background's Frame Method is Crop): its left and right are cut off: Images › Textured Plane" in printed
             ), printed
+    # before: said nothing, the image of the render's shape taken to line up with it wherever the artist moved it
+    result, printed = found["moved"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    assert ("Warning: behind the camera the 16 × 8 image does not line up with the render's frame: its background is "
+            "moved off it (Offset 0.1, 0; Rotation 14.3°; Scale 0.5); set Offset 0, 0, Rotation 0 and Scale 1 (the "
+            "camera's Background Images) to line it up\n" in printed), printed
+    result, printed = found["flipped"]
+    assert result == ["FINISHED"] and "behind the camera the 16 × 8" not in printed, printed
     result, printed = found["plane"]
     assert "on plane 'echo image', hung 1 m in front of camera 'Said Cam A' (its child: it moves with it)" in printed
     result, printed = found["plane_moved"]

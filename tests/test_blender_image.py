@@ -163,6 +163,12 @@ def test_a_render_resolution_changed_mid_job_is_said_so_not_told_to_use_width_an
     assert result == ["FINISHED"] and "stretched" not in printed, printed
     assert ("the 128 × 64 image is fitted into the render's 128 × 64 frame of pixel aspect 2:1 (the background's "
             "Frame Method is Fit) at its Display Aspect 1:1: it does not fill the frame it was drawn for") in printed
+    # before: unsaid, the background's own Scale taking it off the frame it fits
+    result, printed = session["render_changed"]["pixels_scaled"]
+    assert result == ["FINISHED"] and "stretched" not in printed, printed
+    assert ("the 128 × 64 image does not line up with the render's frame: its background is moved off it (Scale 0.8); "
+            "set Offset 0, 0, Rotation 0 and Scale 1 (the camera's Background Images) to line it up, or the Image Plane "
+            "shows it in place") in printed, printed
     result, printed = session["render_changed"]["pixels_changed"]
     assert result == ["FINISHED"]
     assert ("the 128 × 64 image is stretched to the render's 128 × 64 frame of pixel aspect 2:1, off the rigs: the "

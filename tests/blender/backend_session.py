@@ -506,7 +506,18 @@ def camera_changes_said():
             for method in ("FIT", "CROP"):
                 second.data.background_images[0].frame_method = method
                 found[method.lower()] = run("CAMERA")
+            # the artist's own Offset, Rotation and Scale on it, kept by the next run, move the image off the frame
+            # (said fitting before); a flip keeps it on the frame
+            render.resolution_x, render.resolution_y = 320, 160  # (the image's shape: only the move is said)
+            behind = second.data.background_images[0]
+            behind.frame_method = "STRETCH"
+            behind.scale, behind.offset, behind.rotation = 0.5, (0.1, 0.0), 0.25
+            found["moved"] = run("CAMERA")
+            behind.scale, behind.offset, behind.rotation, behind.use_flip_x = 1.0, (0.0, 0.0), 0.0, True
+            found["flipped"] = run("CAMERA")
         finally:
+            behind = second.data.background_images[0]
+            behind.scale, behind.offset, behind.rotation, behind.use_flip_x = 1.0, (0.0, 0.0), 0.0, False
             second.data.background_images[0].frame_method = "STRETCH"
             render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = size
         scene.camera = first

@@ -579,6 +579,12 @@ def render_changed_mid_job():
                 seed=97, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
         finally:
             behind.frame_method = "STRETCH"
+        behind.scale = 0.8  # the artist's, kept: the image of the frame's shape no longer lines up with it
+        try:
+            pixels_scaled = printed_by(lambda: bpy.ops.handforge.generate_image(
+                seed=98, steps=1, variants=1, resolution_x=0, resolution_y=0, add_plane=False))
+        finally:
+            behind.scale = 1.0
         render.pixel_aspect_x = 1.0
 
         def reshape_pixels():
@@ -591,7 +597,7 @@ def render_changed_mid_job():
         render.resolution_x, render.resolution_y, render.resolution_percentage = size
         render.pixel_aspect_x = 1.0
     return {"changed": changed, "asked": asked, "pixels_fit": pixels_fit, "pixels_fitted": pixels_fitted,
-            "pixels_changed": pixels_changed}
+            "pixels_scaled": pixels_scaled, "pixels_changed": pixels_changed}
 
 
 s.check("render_changed", render_changed_mid_job)
