@@ -352,6 +352,18 @@ def is_older_plane(obj, name: str) -> bool:
     """Whether ``obj`` is a plane of kind ``name`` ("<job kind> image") that Run Job made before its planes were
     marked, as it made it (above), in one scene. An object the artist made, renamed, copied (Shift-D: another name
     than its image's), moved, reshaped, gave other materials, parented or hung things from is theirs: not one."""
+    return _made_as_older_plane(obj, name) and np.allclose(np.array(obj.matrix_world), _OLDER_PLANE_TURN, atol=1e-6)
+
+
+def is_moved_older_plane(obj, name: str) -> bool:
+    """Whether ``obj`` is a plane of kind ``name`` an older Run Job made (``is_older_plane``) that the artist moved,
+    turned or scaled since, and nothing else: theirs, placed where they want that result (kept, and said)."""
+    return _made_as_older_plane(obj, name) and not np.allclose(np.array(obj.matrix_world), _OLDER_PLANE_TURN,
+                                                               atol=1e-6)
+
+
+def _made_as_older_plane(obj, name: str) -> bool:
+    """``is_older_plane`` but for where it stands."""
     if obj.type != "MESH" or PLANE_KIND_PROP in obj or len(obj.users_scene) != 1 or obj.parent is not None \
             or obj.children or len(obj.material_slots) != 1:
         return False
@@ -370,8 +382,7 @@ def is_older_plane(obj, name: str) -> bool:
     mesh.vertices.foreach_get("co", corners)
     half = 0.5 * image.size[1] / max(image.size[0], 1)
     made = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
-    return (np.allclose(corners.reshape(4, 3), made, atol=1e-6)
-            and np.allclose(np.array(obj.matrix_world), _OLDER_PLANE_TURN, atol=1e-6))
+    return np.allclose(corners.reshape(4, 3), made, atol=1e-6)
 
 
 def take_up_older_planes(scene, name: str, camera) -> tuple[str | None, list[str]]:
@@ -409,11 +420,14 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     else:
         half = 0.5 * height / max(width, 1)
         corners = [(-0.5, -half, 0.0), (0.5, -half, 0.0), (0.5, half, 0.0), (-0.5, half, 0.0)]
+    first = scene_plane(scene, name, camera) is None  # (the scene's plane made or taken up now)
     taken_up, taken_out = take_up_older_planes(scene, name, camera)
     before = scene_plane(scene, name, camera)
     hung_from = before.parent if before is not None and before.parent not in (None, camera) else None
     plane = add_plane(scene, camera, image, name, corners)
     warnings = []
+    if first:  # (said once: the next results refill this plane)
+        warnings.extend(_beside_first_plane(scene, plane, name, new=taken_up is None))
     if taken_up is not None or taken_out:  # (one a scene: the older ones stood at one spot, through each other)
         names = ", ".join(repr(n) for n in taken_out)
         many = len(taken_out) + (taken_up is not None) > 1
@@ -434,6 +448,29 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
         return (f"on plane {plane.name!r}, hung {PLANE_DISTANCE:g} m in front of camera {camera.name!r} (its child: it "
                 "moves with it)"), warnings
     return f"on plane {plane.name!r}, standing in the scene (it has no active camera)", warnings
+
+
+def _beside_first_plane(scene, plane, name: str, new: bool) -> list[str]:
+    """What stays beside the scene's first plane of kind ``name`` (``new``, or one an older Run Job left, taken up),
+    to be said: the planes older Run Jobs left that the artist moved (``is_moved_older_plane``: kept as theirs, each
+    showing its older result where they put it; taken up, it would hang in front of the camera, their placement
+    lost), and what holds the name ``name`` when the plane is numbered. The next results refill this plane: one
+    more plane, not one a run."""
+    kept = [obj.name for obj in scene.objects if is_moved_older_plane(obj, name)]
+    holder = bpy.data.objects.get(name) if plane.name != name else None
+    if not kept and holder is None:
+        return []
+    said = f"the result is on {'a new' if new else 'the'} plane {plane.name!r}"
+    if holder is not None and holder.name not in kept:
+        whose = "your object" if scene in holder.users_scene else "an object of another scene"
+        said += f" ({name!r} is the name of {whose})"
+    if kept:
+        many = len(kept) > 1
+        them = "them" if many else "it"
+        said += (f"; the plane{'s' if many else ''} {', '.join(repr(n) for n in kept)} older Run Jobs left, moved "
+                 f"since, {'are' if many else 'is'} kept as yours, showing {'their' if many else 'its'} older result "
+                 f"where you put {them} (delete {them} if no longer wanted)")
+    return [f"{said}; the next results refill {plane.name!r}"]
 
 
 def camera_problem(scene) -> str:

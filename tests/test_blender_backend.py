@@ -386,3 +386,18 @@ def test_run_job_takes_up_the_planes_older_versions_left_unmarked_and_leaves_the
     # the next run refills the same plane, with nothing more to say of older ones
     assert second["new_objects"] == [] and second["plane"][3] == [second["made"][0]], second
     assert "older Run Job" not in second["printed"], second["printed"]
+
+
+def test_run_job_says_which_older_planes_moved_by_the_artist_it_kept_and_where_the_result_went(session):
+    # before: the result on 'echo image.001' beside them, unsaid (the artist's moved planes kept as theirs, rightly:
+    # taken up, one would hang in front of the camera, their placement lost)
+    session.no_error("older_planes_moved")
+    found = session["older_planes_moved"]
+    first, second = found["first"], found["second"]
+    assert first["result"] == ["FINISHED"] and second["result"] == ["FINISHED"], first["printed"]
+    assert first["new_objects"] == ["echo image.001"] and second["new_objects"] == [], found
+    assert ("Warning: the result is on a new plane 'echo image.001'; the planes 'echo image', 'echo image_000' older "
+            "Run Jobs left, moved since, are kept as yours, showing their older result where you put them (delete them "
+            "if no longer wanted); the next results refill 'echo image.001'" in first["printed"]), first["printed"]
+    assert "moved since" not in second["printed"], second["printed"]  # (said once: the same plane refilled)
+    assert found["kept"] == {"echo image": True, "echo image_000": True}, found

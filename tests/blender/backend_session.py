@@ -687,6 +687,26 @@ def file_opened_and_addon_disabled_mid_job():
 
 s.check("load_and_disable", file_opened_and_addon_disabled_mid_job)
 
+
+def older_plane(scene, image):
+    """A plane as the add-on's show_on_plane made them before they were marked, for each image of each run."""
+    mesh = bpy.data.meshes.new(image.name)
+    half = 0.5 * image.size[1] / image.size[0]
+    mesh.from_pydata([(-0.5, -half, 0), (0.5, -half, 0), (0.5, half, 0), (-0.5, half, 0)], [], [(0, 1, 2, 3)])
+    mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
+    material = bpy.data.materials.new(image.name)
+    material.use_nodes = True
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    bsdf = material.node_tree.nodes.get("Principled BSDF")
+    material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    mesh.materials.append(material)
+    obj = bpy.data.objects.new(image.name, mesh)
+    obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    scene.collection.objects.link(obj)
+    return obj
+
+
 def older_planes_replaced():
     """A file from before Run Job's planes were marked (``handforge_plane``): Textured Plane made a lit plane per image
     per run, named after its image, standing at the world origin, all on one spot; beside them the artist's: one of
@@ -702,23 +722,6 @@ def older_planes_replaced():
     camera.location, camera.rotation_euler = (0.0, -3.0, 0.5), (1.4, 0.0, 0.0)
     scene.camera = camera
 
-    def older_plane(image):  # as the add-on's show_on_plane made them then, for each image of each run
-        mesh = bpy.data.meshes.new(image.name)
-        half = 0.5 * image.size[1] / image.size[0]
-        mesh.from_pydata([(-0.5, -half, 0), (0.5, -half, 0), (0.5, half, 0), (-0.5, half, 0)], [], [(0, 1, 2, 3)])
-        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
-        material = bpy.data.materials.new(image.name)
-        material.use_nodes = True
-        texture = material.node_tree.nodes.new("ShaderNodeTexImage")
-        texture.image = image
-        bsdf = material.node_tree.nodes.get("Principled BSDF")
-        material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
-        mesh.materials.append(material)
-        obj = bpy.data.objects.new(image.name, mesh)
-        obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
-        scene.collection.objects.link(obj)
-        return obj
-
     def seen(obj) -> list:
         nodes = obj.active_material.node_tree.nodes
         return [[round(v, 5) for row in obj.matrix_world for v in row], [tuple(v.co) for v in obj.data.vertices],
@@ -726,14 +729,14 @@ def older_planes_replaced():
                 obj.parent.name if obj.parent else None, "handforge_plane" in obj]
 
     # two runs
-    older = [older_plane(older_result_image(name)) for name in ("echo image_000", "echo image_001", "echo image")]
-    moved = older_plane(older_result_image("echo image"))  # a third run's ("echo image.001"), moved by the artist
+    older = [older_plane(scene, older_result_image(name)) for name in ("echo image_000", "echo image_001", "echo image")]
+    moved = older_plane(scene, older_result_image("echo image"))  # a third run's ("echo image.001"), moved by the artist
     moved.location.x = 0.6
     copy = older[2].copy()  # the artist's Shift-D of one ("echo image.002": not its image's name)
     copy.data = older[2].data.copy()
     scene.collection.objects.link(copy)
     photo = artists_photo("plane photo.png")
-    artists = [moved, copy, older_plane(photo), older_plane(older_result_image("reference image"))]
+    artists = [moved, copy, older_plane(scene, photo), older_plane(scene, older_result_image("reference image"))]
     bpy.context.view_layer.update()
     found = {"older": [o.name for o in older], "older_images": [o.name for o in older],
              "artists": {o.name: seen(o) for o in artists}}
@@ -755,4 +758,33 @@ def older_planes_replaced():
 
 
 s.check("older_planes", older_planes_replaced)
+
+
+def older_planes_moved():
+    """Older Run Jobs' planes the artist moved, one of them holding the kind's name: theirs, kept where they put
+    them; the result went on a new 'echo image.001' beside them, unsaid."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.handforge.start_backend() == {"FINISHED"}
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Moved Cam", bpy.data.cameras.new("Moved Cam"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    moved = [older_plane(scene, older_result_image(name)) for name in ("echo image", "echo image_000")]
+    for i, obj in enumerate(moved):
+        obj.location.x = 0.6 + i
+    bpy.context.view_layer.update()
+    where = {obj.name: [list(row) for row in obj.matrix_world] for obj in moved}
+    found = {}
+    for run in ("first", "second"):
+        before = set(bpy.data.objects.keys())
+        result, printed = printed_by(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=a["two_images"],
+                                                                       image_target="PLANE"))
+        found[run] = {"result": result, "printed": printed,
+                      "new_objects": sorted(set(bpy.data.objects.keys()) - before)}
+    found["kept"] = {obj.name: [list(row) for row in obj.matrix_world] == where[obj.name] for obj in moved}
+    assert bpy.ops.handforge.stop_backend() == {"FINISHED"}
+    return found
+
+
+s.check("older_planes_moved", older_planes_moved)
 s.finish()
