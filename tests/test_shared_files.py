@@ -85,3 +85,18 @@ def test_a_folder_that_refuses_the_file_is_said_of_the_file_asked_for(tmp_path):
         write_atomic(target, b"x")
     assert refused.value.filename == target and refused.value.errno in (errno.ENOENT, errno.EACCES, errno.EPERM)
     assert ".tmp" not in str(refused.value)
+
+
+def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_config_readers(tmp_path, monkeypatch):
+    # before: a RecursionError traceback from tomllib or json, from `handforge export` and from every command
+    from handforge import config
+    from handforge.export.spec import SpecError, load_spec
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for name, text in (("deep.toml", f"samples = {deep}\n"), ("deep.json", deep)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SpecError, match=rf"{name}: nested too deeply to read .*: is it the right file\?"):
+            load_spec(tmp_path / name)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "deep.toml"))
+    with pytest.raises(config.ConfigError, match=r"the HandForge config file .*deep.toml: nested too deeply"):
+        config.check_file()

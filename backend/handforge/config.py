@@ -159,6 +159,9 @@ def _read_file() -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}"
                           + (BACKSLASH_HINT if "hex value" in str(exc) or "Unescaped '\\'" in str(exc) else "")) from None
+    except RecursionError:  # (a = [[[…]]] thousands deep: a traceback from every command)
+        raise ConfigError(f"cannot read the HandForge config file {path}: nested too deeply (lists or tables inside "
+                          "one another thousands of times, which no config is): is it the right file?") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 

@@ -558,4 +558,7 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
         raise SpecError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:  # ([[[…]]] thousands deep: a traceback from tomllib and json alike)
+        raise SpecError(f"{path}: nested too deeply to read (lists or tables inside one another thousands of times, "
+                        "which no specification is): is it the right file?") from None
     return parse_spec(data)
