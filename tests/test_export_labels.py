@@ -728,6 +728,21 @@ def test_a_background_image_that_does_not_open_is_refused_with_the_spec(tmp_path
         parse_spec(spec)
 
 
+def test_a_background_image_far_from_the_frames_shape_is_refused_with_the_spec(tmp_path):
+    """A 165-byte 1×20000 PNG was scaled to 64×1,280,000 to cover a 64² frame: 0.75 GB more memory and 3.5 s
+    for one sample (1×2,000,000: 75 GB). Refused when the spec is read; a 10:1 panorama is not."""
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    Image.new("RGB", (1000, 100), (200, 10, 10)).save(folder / "panorama.png")
+    spec = {"width": 64, "height": 64, "background": {"kinds": ["images"], "folder": str(folder)}}
+    assert parse_spec(spec).background.folder == str(folder)
+    Image.new("RGB", (1, 20000), (200, 10, 10)).save(folder / "strip.png")
+    with pytest.raises(SpecError, match=r"background.folder: .*strip.png' is 1×20000 pixels, far from the 64×64 "
+                                        r"frame's shape: scaled to cover it, it would be 64×1280000 \(245.8 MB\).*"
+                                        r"crop the image nearer the frame's shape \(covering at most 16 frames\)"):
+        parse_spec(spec)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_a_background_image_cut_short_is_refused_before_anything_is_written(tmp_path, suffix, monkeypatch):
     """Half an image (an interrupted download) has a whole header: it opened, then failed every sample that

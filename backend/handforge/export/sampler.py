@@ -16,7 +16,7 @@ from typing import Any
 import cachetools
 import numpy as np
 
-from handforge.export.spec import ExportSpec, background_files
+from handforge.export.spec import ExportSpec, background_files, cover_size
 from handforge.render.camera import Camera, look_at
 from handforge_shared import pose_library
 from handforge_shared.poses import HandPose, MotionClip, TwoHandPose, side_by_side
@@ -180,8 +180,7 @@ def _cover(path: str, stamp: tuple[int, int], width: int, height: int) -> np.nda
             if img.mode.startswith("I"):  # 16-bit grayscale (PNG): convert("RGB") clips it at 255, a white image
                 img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
             img = img.convert("RGB")
-            scale = max(width / img.width, height / img.height)
-            img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))))
+            img = img.resize(cover_size(img.size, width, height))
             cover = np.asarray(img)
     except (OSError, ValueError, SyntaxError) as exc:  # changed since the spec was checked: say which file
         raise OSError(f"background image {path}: {exc}: replace it with the image it was") from None

@@ -80,6 +80,10 @@ IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
 BACKGROUNDS = ("solid", "gradient", "images")
 BLENDER_MIN_SIDE = 4  # pixels: Blender's smallest render
+# how many frames of pixels a background image may take once scaled to cover the frame (its shape kept): a
+# 165-byte 1×20000 PNG became 64×1,280,000 at 64² (0.75 GB more memory and 3.5 s for one sample; 1×2,000,000:
+# 75 GB); a 10:1 panorama behind a square frame takes 10
+BACKGROUND_MAX_COVER = 16
 # The Monk Skin Tone scale (Monk, 2019; https://skintone.google/), sRGB
 MONK_SKIN_TONES = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a",
                    "292420")
@@ -376,7 +380,6 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                             "(needed for 'images')")
         if not background_files(background.folder):
             raise SpecError(f"background.folder: {background.folder!r} has no .png or .jpg images")  # (per sample)
-        _check_background_images(background.folder)
     hands_in = _section(HandSettings, top.get("hands", {}), "hands")
     sigma = _number(hands_in.get("shape_sigma", 1.0), "hands.shape_sigma", 0.0, 3.0)
     # (an empty list is the default, as documented above; 0 or false meant it too, unsaid: now type errors)
@@ -388,6 +391,8 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
     width = _positive_int(top.get("width", 256), "width", 8192)
     height = _positive_int(top.get("height", 256), "height", 8192)
+    if "images" in background.kinds:
+        _check_background_images(background.folder, width, height)
     # checked whole whatever the engine, as the other unused sections are: a wrong value is said now, not
     # when the engine is switched to generate (only its keys were checked when unused)
     generate = _generate(top.get("generate", {}))
@@ -410,16 +415,37 @@ def background_files(folder: str) -> tuple[Path, ...]:
                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
 
 
-def _check_background_images(folder: str) -> None:
+def _check_background_images(folder: str, width: int, height: int) -> None:
     """Each background image opens (its header: cheap, as every parse of the spec, a worker's too, does it):
     one that does not (a Mac's ``._name.png``, a file not an image, one above PIL's decompression-bomb
-    limit) failed every sample that drew it, on every rerun, so that the dataset could never be finished.
+    limit) failed every sample that drew it, on every rerun, so that the dataset could never be finished;
+    and none is scaled to more than ``BACKGROUND_MAX_COVER`` frames of ``width`` × ``height`` to cover one.
     ``check_decoding`` reads them whole, once per run."""
     for path in background_files(folder):
         problem = _image_problem(path, decode=False)
         if problem:
             raise SpecError(f"background.folder: {str(path)!r} is not a readable image ({problem}); "
                             "remove it from the folder or replace it")
+        _check_cover(path, width, height)
+
+
+def cover_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The size an image of ``size`` (width, height) is scaled to, its shape kept, to cover ``width`` × ``height``."""
+    scale = max(width / size[0], height / size[1])
+    return max(width, round(size[0] * scale)), max(height, round(size[1] * scale))
+
+
+def _check_cover(path: Path, width: int, height: int) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        size = image.size
+    cover = cover_size(size, width, height)
+    if cover[0] * cover[1] > BACKGROUND_MAX_COVER * width * height:
+        raise SpecError(f"background.folder: {str(path)!r} is {size[0]}×{size[1]} pixels, far from the {width}×"
+                        f"{height} frame's shape: scaled to cover it, it would be {cover[0]}×{cover[1]} "
+                        f"({3 * cover[0] * cover[1] / 1e6:,.1f} MB) for each sample to crop from; crop the image "
+                        f"nearer the frame's shape (covering at most {BACKGROUND_MAX_COVER} frames) or remove it")
 
 
 def check_decoding(images: list[Path]) -> None:
