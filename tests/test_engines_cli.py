@@ -121,6 +121,24 @@ def test_an_engines_checkpoint_and_training_errors_are_one_line_without_catching
             monkeypatch.delitem(sys.modules, module)
 
 
+def test_an_engine_module_without_its_functions_is_said_so(tmp_path, monkeypatch, capsys):
+    """An outside engine's train.py with neither main nor add_arguments + run was an AttributeError traceback."""
+    root = tmp_path / "half_engines" / "half"
+    root.mkdir(parents=True)
+    (root.parent / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "train.py").write_text("def add_arguments(parser):\n    pass\n")  # run forgotten
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["train", "--package", "half_engines", "half"]) == 2
+        assert capsys.readouterr().err == ("handforge train: half_engines.half.train defines neither main(argv) nor "
+                                           "add_arguments(parser) and run(args): define them (README.md, 'Adding an "
+                                           "engine')\n")
+    finally:
+        for module in [m for m in sys.modules if m.startswith("half_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+
+
 def test_package_after_the_engine_is_pointed_before_it(capsys):
     """`handforge train example --package tests.engines` (options usually go anywhere) said only that
     'example' is no engine of handforge.engines."""

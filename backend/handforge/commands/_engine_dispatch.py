@@ -31,6 +31,12 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
         return 2
     declare_settings(args.package, args.engine)  # its config keys, as serve declares them
     target = importlib.import_module(f"{args.package}.{args.engine}.{module}")
+    if not callable(getattr(target, "main", None)) and not all(callable(getattr(target, f, None))
+                                                               for f in ("add_arguments", "run")):
+        # (an outside package's engine: an AttributeError traceback from inside the dispatch)
+        print(f"handforge {command}: {target.__name__} defines neither main(argv) nor add_arguments(parser) and "
+              "run(args): define them (README.md, 'Adding an engine')", file=sys.stderr)
+        return 2
     try:
         if callable(getattr(target, "main", None)):
             return int(target.main(list(args.engine_args)) or 0)
