@@ -894,6 +894,9 @@ def test_a_copied_sample_folder_is_not_a_sample_and_a_damaged_label_is_named(tmp
     (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text('{"index": 1,\x01')
     with pytest.raises(ValueError, match="000001/labels.json is damaged.*delete its sample folder"):
         export(spec, tmp_path / "out", progress=False)
+    (tmp_path / "out" / "samples" / "000001" / "labels.json").write_text("[" * 100_000)  # (a RecursionError traceback)
+    with pytest.raises(ValueError, match=r"000001/labels.json is damaged \(nested too deeply .*delete its sample folder"):
+        export(spec, tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize("edit, problem", [

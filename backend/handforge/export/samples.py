@@ -206,6 +206,8 @@ def read_labels(folder: Path) -> dict[str, Any]:
         problem = labels_problem(labels, int(folder.name)) if folder.name.isdigit() else "not a sample's folder name"
     except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
         problem = str(exc)
+    except RecursionError:  # ([[[…]]] thousands deep: a traceback from export, eval image and train image)
+        problem = "nested too deeply (lists or objects inside one another thousands of times): not a sample's labels"
     if problem:
         raise LabelsError(path, problem)
     return labels
