@@ -175,9 +175,17 @@ def test_a_damaged_checkpoint_or_log_is_said_or_survived(tmp_path):
     with pytest.raises(TrainingError, match="step.json cannot be read .*step 2 in the folder of step 4.*delete its "
                                             "folder"):
         train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    (newest / "step.json").write_text("[" * 100_000)  # nested thousands deep: a RecursionError traceback
+    with pytest.raises(TrainingError, match="step.json cannot be read \\(RecursionError.*delete its folder"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    settings_file, recorded = run / "settings.json", (run / "settings.json").read_text()
+    settings_file.write_text("[" * 100_000)
+    with pytest.raises(TrainingError, match="settings.json cannot be read \\(maximum recursion depth"):
+        train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    settings_file.write_text(recorded)
     (newest / "step.json").write_text('{"step": 4}')
     with (run / "log.jsonl").open("a") as fh:  # an edited line whose step is no number: dropped (a TypeError)
-        fh.write('\n{"step": "x"}\n{"step": null}\n')
+        fh.write('\n{"step": "x"}\n{"step": null}\n' + "[" * 100_000 + "\n")
     done = train(fresh_model(), Points(40), loss, settings(run, steps=6))
     assert done.resumed_from == 4
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]

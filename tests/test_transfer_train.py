@@ -71,6 +71,16 @@ def test_pairs_of_another_spec_are_not_mixed_into_a_folder(data):
     assert not (pairs / "source" / "samples" / "000004").exists()
 
 
+def test_a_pairs_record_nested_too_deeply_is_said_unreadable(tmp_path):
+    """A pairs_spec.json nested thousands deep was a RecursionError traceback."""
+    from handforge.engines.transfer.pairs import PAIRS_SPEC, check_pairs_folder
+
+    (tmp_path / PAIRS_SPEC).write_text("[" * 100_000)
+    with pytest.raises(ValueError, match=r"pairs_spec.json cannot be read \(maximum recursion depth.*\): write these "
+                                         "pairs into another folder"):
+        check_pairs_folder(tmp_path, parse_spec(SPEC), "gl")
+
+
 def test_pose_vector_is_the_cameras_view_of_the_wrists():
     from handforge_shared import pose_library
     from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle

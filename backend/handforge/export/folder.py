@@ -157,7 +157,7 @@ def _held_record(out: Path) -> Any:
     """The folder's ``SPEC_RECORD`` as parsed JSON, None when missing or unreadable."""
     try:
         return json.loads((out / SPEC_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (nested thousands deep: a traceback)
         return None
 
 
@@ -165,7 +165,7 @@ def _unreadable(path: Path) -> str:
     """Why ``path`` is no record: its read or parse error, or what it holds instead of an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return f"it holds a JSON {type(value).__name__}, not an object"
 

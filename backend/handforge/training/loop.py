@@ -423,7 +423,7 @@ def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
         return None
     try:
         recorded = json.loads(settings_file.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (nested thousands deep: a traceback)
         raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
                             "a new out folder") from None
     return _checked_record(settings_file, recorded)
@@ -503,7 +503,7 @@ def _read_settings(path: Path) -> Any:
     """The JSON in ``path``, or ``_UNREADABLE``."""
     try:
         return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError, OSError):
+    except (ValueError, UnicodeDecodeError, OSError, RecursionError):
         return _UNREADABLE
 
 
@@ -575,7 +575,7 @@ def _checkpoint_step(checkpoint: Path) -> int:
         if step != int(checkpoint.name[5:]):  # (resumed at that step, it wrote over the later checkpoints)
             raise ValueError(f"step {step} in the folder of step {int(checkpoint.name[5:])}")
         return step
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise TrainingError(_unreadable(checkpoint, exc, "step.json")) from None
 
 
@@ -624,7 +624,7 @@ def _logged_step(line: str) -> float:
         step = row.get("step", 0) if isinstance(row, dict) else math.inf
         # (a step that is no number, e.g. an edited line, ended the resume in a TypeError traceback)
         return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
-    except ValueError:
+    except (ValueError, RecursionError):
         return math.inf
 
 

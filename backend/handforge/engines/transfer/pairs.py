@@ -60,7 +60,7 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
     record = Path(out) / PAIRS_SPEC
     try:
         recorded = json.loads(record.read_text()) if record.is_file() else made_by
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (nested thousands deep: a traceback)
         raise ValueError(f"{record} cannot be read ({exc}): write these pairs into another folder") from None
     if recorded != made_by:
         raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
