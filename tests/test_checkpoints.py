@@ -185,6 +185,14 @@ def test_a_damaged_weights_file_is_named(folder, damage):
         load_model(TinyNet, folder)
 
 
+def test_a_config_nested_too_deeply_is_named(folder):
+    """A config.json nested thousands deep was a RecursionError traceback (handforge eval motion --checkpoint)."""
+    (folder / "config.json").write_text("[" * 100_000)
+    with pytest.raises(CheckpointError, match=r"config.json: not a readable model config \(RecursionError"):
+        load_model(TinyNet, folder)
+    assert checkpoint_problem(folder, TinyNet).startswith(f"{folder / 'config.json'}: not a readable model config")
+
+
 @pytest.mark.parametrize("replace", ["remove", "directory", "symlink loop"])
 def test_a_missing_weights_file_is_named(folder, replace):
     # said 'no file named diffusion_pytorch_model.bin', after a warning about unsafe pickle serialization

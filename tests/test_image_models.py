@@ -439,6 +439,7 @@ def test_importing_the_current_folder_takes_its_name(weights, tmp_path, monkeypa
     ('"stable-diffusion-v1-5/stable-diffusion-v1-5"', "config.json: not a JSON object"),
     ("[]", "config.json: not a JSON object"),
     ("{unclosed", "config.json: not a JSON object"),
+    ("[" * 100_000, "config.json: not a JSON object"),  # (nested thousands deep: a RecursionError traceback)
     ('{"_class_name": "ControlNetModel", "block_out_channels": "wide"}', "config.json: does not describe a "
                                                                          "model of class ControlNetModel"),
 ])

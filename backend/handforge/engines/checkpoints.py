@@ -159,7 +159,7 @@ def _config(folder: Path) -> dict[str, Any]:
         config = json.loads(config_file.read_text())
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
         return config
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # (nested thousands deep)
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
 
@@ -320,7 +320,7 @@ def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
         config = json.loads((folder / CONFIG_NAME).read_text())
         with safe_open(str(folder / weights), framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except (OSError, ValueError, SafetensorError):
+    except (OSError, ValueError, SafetensorError, RecursionError):
         return ""
     return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
 

@@ -87,7 +87,7 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
     except FileNotFoundError:
         report.problems.append(f"{folder}: no config.json")
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # (nested thousands deep: a traceback)
         config = exc
     if not isinstance(config, dict):
         report.problems.append(f"{folder / 'config.json'}: not a JSON object (a model config): {config}")
