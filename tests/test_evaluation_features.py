@@ -56,6 +56,17 @@ def test_corpus_clips_become_labelled_two_hand_keypoints(data):
     assert "free" in set(held) and len(set(held)) > 1
 
 
+def test_a_corpus_summary_nested_too_deeply_is_read_as_none(corpus, tmp_path):
+    """The summary.json train-features records the corpus's settings from, nested thousands deep: a traceback."""
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(corpus, copy)
+    (copy / "summary.json").write_text("[" * 100_000)
+    loaded = load_corpus(copy, max_clips=2)
+    assert len(loaded.names) == 2 and "corpus_settings" not in loaded.source
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -129,6 +140,11 @@ def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
     assert np.array_equal(nets.frame_features(frames), again.frame_features(frames))
     assert np.array_equal(nets.motion_features([frames]), again.motion_features([frames]))
     assert again.recipe == json.loads(json.dumps(nets.recipe))
+    recipe = (path / "recipe.json").read_text()
+    (path / "recipe.json").write_text("[" * 100_000)  # nested thousands deep: a RecursionError traceback
+    with pytest.raises(FeatureError, match=r"not a readable feature checkpoint \(maximum recursion depth"):
+        FeatureNetworks.load(path)
+    (path / "recipe.json").write_text(recipe)
     broken = tmp_path / "broken"
     (broken / "frame").mkdir(parents=True)
     (broken / "frame" / "config.json").write_text("not json")

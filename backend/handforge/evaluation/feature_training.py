@@ -369,7 +369,7 @@ def _corpus_settings(folder: Path) -> dict[str, Any]:
     try:
         summary = json.loads((folder / "summary.json").read_text())
         return dict(summary.get("settings", {}))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+    except (OSError, json.JSONDecodeError, TypeError, ValueError, RecursionError):
         return {}
 
 

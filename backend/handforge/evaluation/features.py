@@ -130,7 +130,7 @@ class FeatureNetworks:
         try:
             frame, motion = load_model(FrameNet, folder / "frame"), load_model(MotionNet, folder / "motion")
             recipe = json.loads((folder / RECIPE).read_text()) if (folder / RECIPE).is_file() else {}
-        except (CheckpointError, OSError, ValueError) as exc:
+        except (CheckpointError, OSError, ValueError, RecursionError) as exc:  # (a recipe nested thousands deep)
             raise FeatureError(f"{folder}: not a readable feature checkpoint ({exc})") from None
         return cls(frame, motion, recipe)
 
