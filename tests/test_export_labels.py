@@ -484,9 +484,13 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     MotionClip(hands={"right": stack_poses([pair.right] * 3)}, hand_model="open",
                extra={"pose_convention": "mean_relative"}).save(tmp_path / "raw.npz")  # raw InterHand2.6M poses
+    # a hand at 1e30 m failed every sample ("look_at: eye and target coincide"), on every rerun
+    MotionClip(hands={"right": stack_poses([pair.right.replace(transl=pair.right.transl + 1e30)] * 3)}).save(
+        tmp_path / "far.npz")
     for name, needle in (("mano.npz", "clips are of the mano hand model, this run is for the open hand: set the spec's hand_model = 'mano'"),
                          ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip"),
-                         ("raw.npz", "hold mean-relative hand poses")):
+                         ("raw.npz", "hold mean-relative hand poses"),
+                         ("far.npz", "places a hand 1e\\+30 m from the origin, beyond the 10000 m .*nearer the origin")):
         with pytest.raises(SpecError, match=needle):
             parse_spec({"poses": {"source": "files", "files": [str(tmp_path / name)]}})
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'"):  # (the files named the image 'None')
