@@ -200,6 +200,26 @@ def test_training_data_too_large_for_memory_is_one_line(tmp_path, capsys):
     assert "lower the model's sizes or the batch size" in err and not out.exists()
 
 
+def test_a_clip_with_a_hand_far_from_the_origin_is_named_before_training(tmp_path, capsys):
+    """A (finite, so valid) clip with a hand at 1e30 m made the loss inf, said as "lower the learning rate"."""
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    pair, clips = side_by_side(), tmp_path / "clips"
+    clips.mkdir()
+    for name, shift in (("near", 0.0), ("far", 1e30)):
+        right = stack_poses([pair.right] * 40)
+        MotionClip(hands={"right": right.replace(transl=right.transl + shift),
+                          "left": stack_poses([pair.left] * 40)}).save(clips / f"{name}.npz")
+    out = tmp_path / "run"
+    assert main(["train", "motion", "--motion-folder", str(clips), "--out", str(out), "--steps", "2", "--window", "16",
+                 "--min-length", "8", "--batch-size", "2", "--d-model", "16", "--heads", "2", "--layers", "1",
+                 "--ff-size", "16", "--threads", "1", "--quiet"]) == 2
+    assert capsys.readouterr().err == ("handforge train motion: clip far places a hand 1e+30 m from the origin (frame 0), "
+                                       "beyond the 10000 m where float32 positions keep to a millimetre: move its "
+                                       "hands nearer the origin (translations are metres)\n")
+    assert not out.exists()
+
+
 def test_a_corpus_without_train_clips_is_said_so(tmp_path, capsys):
     """A tiny corpus can put every sequence in validation or test: train motion said only "no clips to
     read: the source (split, max_clips) selected none", naming neither the split nor the corpus."""

@@ -490,7 +490,8 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     for name, needle in (("mano.npz", "clips are of the mano hand model, this run is for the open hand: set the spec's hand_model = 'mano'"),
                          ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip"),
                          ("raw.npz", "hold mean-relative hand poses"),
-                         ("far.npz", "places a hand 1e\\+30 m from the origin, beyond the 10000 m .*nearer the origin")):
+                         ("far.npz", "far.npz' places a hand 1e\\+30 m from the origin \\(frame 0\\), beyond the 10000 m "
+                                     ".*nearer the origin")):
         with pytest.raises(SpecError, match=needle):
             parse_spec({"poses": {"source": "files", "files": [str(tmp_path / name)]}})
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'"):  # (the files named the image 'None')

@@ -59,6 +59,7 @@ from handforge.datasets.representation import (
     check_clips,
     clip_arrays,
     mirror_arrays,
+    reach_problem,
 )
 from handforge.datasets.store import ClipStore
 from handforge.datasets.torch_datasets import FrameDataset, WindowDataset
@@ -67,5 +68,5 @@ __all__ = [
     "FIELDS", "HAND_AXIS", "SPLITS", "SPLITS_FORMAT", "ClipFiles", "ClipInfo", "ClipList", "ClipStore",
     "DatasetError", "FrameDataset", "WindowDataset", "annotation_file", "arrays_to_clip", "check_clips", "clip_arrays",
     "interhand_clips", "interhand_files", "load_clip", "mirror_arrays", "open_corpus", "open_interhand", "open_motion_folder",
-    "read_clip_info", "read_splits",
+    "reach_problem", "read_clip_info", "read_splits",
 ]

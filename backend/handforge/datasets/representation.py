@@ -66,6 +66,25 @@ def check_clips(clips: Sequence[ClipInfo], hand_model: str, fix: str = "pass --h
                            "(interhand_files.to_flat with MANO's hands_mean)")
 
 
+# metres from the origin a clip's hand may be: float32 positions (these arrays', the export's labels') keep a
+# millimetre up to 10 km. A hand at 1e30 m, finite and so a valid clip, failed every export sample ("look_at: eye
+# and target coincide") and made training's loss inf, said as a learning rate too high.
+MAX_REACH_M = 1e4
+
+
+def reach_problem(arrays: Mapping[str, np.ndarray], starts: Sequence[int], names: Sequence[str]) -> str:
+    """Which clip places a present hand beyond ``MAX_REACH_M`` of the origin ('' when none): ``arrays`` in
+    ``clip_arrays``' layout, the clips one after another, clip k's frames from ``starts[k]`` on, named ``names[k]``."""
+    frame_reach = np.where(arrays["present"][..., None], np.abs(arrays["transl"]), 0.0).max(axis=(1, 2), initial=0.0)
+    if not len(frame_reach) or frame_reach.max() <= MAX_REACH_M:
+        return ""
+    worst = int(np.argmax(frame_reach))
+    clip = int(np.searchsorted(np.asarray(starts), worst, side="right")) - 1
+    return (f"{names[clip]} places a hand {frame_reach[worst]:g} m from the origin (frame {worst - starts[clip]}), "
+            f"beyond the {MAX_REACH_M:g} m where float32 positions keep to a millimetre: move its hands nearer the "
+            "origin (translations are metres)")
+
+
 def clip_arrays(clip: MotionClip) -> dict[str, np.ndarray]:
     """A clip in the representation: each field (T, 2, D) float32, ``present`` (T, 2) bool.
 

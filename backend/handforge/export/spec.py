@@ -84,9 +84,6 @@ BLENDER_MIN_SIDE = 4  # pixels: Blender's smallest render
 # 165-byte 1×20000 PNG became 64×1,280,000 at 64² (0.75 GB more memory and 3.5 s for one sample; 1×2,000,000:
 # 75 GB); a 10:1 panorama behind a square frame takes 10
 BACKGROUND_MAX_COVER = 16
-# metres from the origin a clip's hand may be: the labels hold float32 positions, a millimetre apart at 10 km (a
-# clip's hand at 1e30 m failed every sample, "look_at: eye and target coincide", on every rerun)
-MAX_CLIP_DISTANCE_M = 1e4
 # The Monk Skin Tone scale (Monk, 2019; https://skintone.google/), sRGB
 MONK_SKIN_TONES = ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a",
                    "292420")
@@ -516,7 +513,7 @@ def _check_clip(path: str, hand_model: str) -> None:
     """A motion clip the export can pose: it loads, is of the spec's hand model and has a frame with a
     hand (found per sample, after the folder was claimed, a wrong clip kept its fix out of that folder;
     another hand model's clip posed the wrong hands and labelled them, unsaid)."""
-    from handforge.datasets import check_clips, read_clip_info
+    from handforge.datasets import check_clips, clip_arrays, reach_problem, read_clip_info
     from handforge_shared.poses import MotionClip
 
     if not Path(path).expanduser().is_file():
@@ -531,11 +528,9 @@ def _check_clip(path: str, hand_model: str) -> None:
         raise SpecError(f"poses.files: {path!r}: {exc}") from None
     if not any(present.any() for present in clip.present.values()):
         raise SpecError(f"poses.files: {path!r} has no frame with a hand")
-    far = max(float(abs(pose.transl[clip.present[side]]).max(initial=0.0)) for side, pose in clip.hands.items())
-    if far > MAX_CLIP_DISTANCE_M:
-        raise SpecError(f"poses.files: {path!r} places a hand {far:g} m from the origin, beyond the {MAX_CLIP_DISTANCE_M:g} m "
-                        "the labels' float32 positions keep to a millimetre: move the clip's hands nearer the origin "
-                        "(its translations are metres)")
+    far = reach_problem(clip_arrays(clip), [0], [repr(path)])
+    if far:
+        raise SpecError(f"poses.files: {far}")
 
 
 def _check_corpus(folder: str, split: str, hand_model: str) -> None:

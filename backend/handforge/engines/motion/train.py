@@ -60,7 +60,7 @@ def open_training_windows(args: argparse.Namespace):
     from torch.utils.data import Subset
 
     from handforge.datasets import (ClipStore, DatasetError, WindowDataset, check_clips, open_corpus, open_interhand,
-                                    open_motion_folder)
+                                    open_motion_folder, reach_problem)
 
     if args.corpus:
         source = open_corpus(args.corpus, split="train", max_clips=args.max_clips)
@@ -77,6 +77,9 @@ def open_training_windows(args: argparse.Namespace):
                                 max_clips=args.max_clips)
     store = ClipStore.build(source, progress=not args.quiet)
     check_clips(store.clips, args.hand_model)  # e.g. MANO clips through the open hand's joints
+    far = reach_problem(store.arrays, store.starts, [f"clip {c.name}" for c in store.clips])
+    if far:  # (the loss became inf, said as a learning rate too high)
+        raise DatasetError(far)
     windows = WindowDataset(store, length=args.window, stride=max(1, args.window // 4), mirror=True)
     both = store.arrays["present"].all(axis=1)
     complete = np.concatenate([[0], np.cumsum(both)])
