@@ -1093,8 +1093,13 @@ def test_samples_that_show_no_hand_are_warned_of(tmp_path, capsys):
     (tmp_path / "spec.json").write_text(json.dumps({"samples": 3, "width": 48, "height": 48, "render": {"engine": "none"},
                                                     "poses": {"source": "files", "files": [str(tmp_path / "apart.npz")]}}))
     assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
-    assert ("warning: 3 of 3 samples show no hand (outside the image): bring the camera ranges closer to the hands"
-            in capsys.readouterr().err)
+    assert ("warning: 3 of 3 samples show no hand (not one pixel: outside the image, or too small to cover a pixel): "
+            "bring the camera ranges closer to the hands" in capsys.readouterr().err)
+    # in view but far too small (100 m, a 4 mm lens): it was said to be "outside the image", focal not named
+    (tmp_path / "far.json").write_text(json.dumps({"samples": 2, "width": 32, "height": 32, "render": {"engine": "none"},
+                                                   "camera": {"distance": [100, 100], "focal": [4, 4]}}))
+    assert main(["export", str(tmp_path / "far.json"), "--out", str(tmp_path / "far"), "--quiet"]) == 0
+    assert "too small to cover a pixel" in capsys.readouterr().err
     (tmp_path / "seen.json").write_text(json.dumps({"samples": 3, "width": 48, "height": 48,
                                                     "render": {"engine": "none"}}))  # the library's pairs: in view
     assert main(["export", str(tmp_path / "seen.json"), "--out", str(tmp_path / "seen"), "--quiet"]) == 0

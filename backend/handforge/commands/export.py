@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _note_unseen(out: str, finished: int) -> None:
-    """A warning when samples show no hand (all their pixels outside the image): a dataset of empty images
+    """A warning when samples show no hand (not one pixel of one: outside the image, or too small to cover a
+    pixel, e.g. at 100 m with a 4 mm lens, which was said as "outside the image" alone): a dataset of empty images
     ended in exit status 0, said only by "none: N" in the card's counts."""
     from handforge.export.folder import CARD_JSON
 
@@ -158,9 +159,9 @@ def _note_unseen(out: str, finished: int) -> None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # (the card is this run's: not expected)
         return
     if unseen:
-        print(f"warning: {unseen} of {finished} samples show no hand (outside the image): bring the camera "
-              "ranges closer to the hands ([camera] distance, elevation, azimuth), or drop those samples",
-              file=sys.stderr)
+        print(f"warning: {unseen} of {finished} samples show no hand (not one pixel: outside the image, or too "
+              "small to cover a pixel): bring the camera ranges closer to the hands ([camera] distance, elevation, "
+              "azimuth; a longer focal enlarges them), or drop those samples", file=sys.stderr)
 
 
 def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
