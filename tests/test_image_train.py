@@ -191,7 +191,7 @@ def test_a_resume_on_other_samples_of_the_same_count_is_refused(setup, tmp_path,
     assert main([*command, "2"]) == 0
 
 
-def test_a_caption_that_is_not_utf8_is_said_before_training(setup, tmp_path, capsys):
+def test_a_caption_that_is_not_utf8_or_no_sentence_is_said_before_training(setup, tmp_path, capsys):
     # before: read when its sample was first drawn, a UnicodeDecodeError traceback mid-training (a caption
     # saved by an editor in Latin-1)
     import shutil
@@ -206,3 +206,11 @@ def test_a_caption_that_is_not_utf8_is_said_before_training(setup, tmp_path, cap
     err = capsys.readouterr().err
     assert f"{caption}: not UTF-8 text" in err and "save it as UTF-8" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model").exists()
+    caption.write_text("two hands " * 2_000_000)  # 20 MB: read whole and tokenized at each draw (3 GB, 39 s)
+    assert main(["train", "guidance", "--data", str(copy), "--sd", str(sd_path), "--out", str(tmp_path / "run"),
+                 "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--quiet"]) == 2
+    assert f"{caption}: its first line runs past 16,384 characters" in capsys.readouterr().err
+    caption.write_text("two hands waving\n" + "x" * 20_000)  # a long second line is not read
+    from handforge.engines.image.data import GuidancePairs
+
+    assert GuidancePairs(copy, None, size=SIZE)._caption(caption.parent) == "two hands waving"  # (no tokenizer needed)

@@ -21,6 +21,9 @@ from handforge.export.labels import union_box
 from handforge.export.samples import sample_problem
 
 SAMPLES = "samples"
+# a caption is a sentence (CLIP reads its first 77 tokens): a 20 MB caption.txt was read whole and tokenized at every
+# draw, 3 GB and 39 s for two steps of a tiny model (a 200 MB one: beyond the memory)
+CAPTION_MAX_CHARS = 16_384
 
 
 class GuidancePairs(torch.utils.data.Dataset):
@@ -59,7 +62,14 @@ class GuidancePairs(torch.utils.data.Dataset):
     def _caption(self, sample: Path) -> str:
         """The first line of the sample's caption.txt; the default caption without one, or when it is empty."""
         file = sample / "caption.txt"
-        lines = file.read_text(encoding="utf-8").strip().splitlines() if file.is_file() else []
+        if not file.is_file():
+            return self.default_caption
+        with file.open(encoding="utf-8") as fh:  # (its start only: see CAPTION_MAX_CHARS)
+            text = fh.read(CAPTION_MAX_CHARS + 1)
+        lines = text.lstrip().splitlines()
+        if len(text) > CAPTION_MAX_CHARS and text.lstrip().splitlines(keepends=True)[:1] == lines[:1]:  # no line end
+            raise ValueError(f"{file}: its first line runs past {CAPTION_MAX_CHARS:,} characters, and a caption is a "
+                             "sentence (CLIP reads its first 77 tokens): write a short caption on the first line")
         return lines[0].strip() if lines else self.default_caption
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
