@@ -214,3 +214,15 @@ def test_a_caption_that_is_not_utf8_or_no_sentence_is_said_before_training(setup
     from handforge.engines.image.data import GuidancePairs
 
     assert GuidancePairs(copy, None, size=SIZE)._caption(caption.parent) == "two hands waving"  # (no tokenizer needed)
+
+
+@pytest.mark.parametrize("caption", ["", "   "])
+def test_an_empty_default_caption_is_refused_before_training(setup, tmp_path, capsys, caption):
+    # before: taken, and every sample without caption.txt trained on an empty prompt (the export refuses empty
+    # prompts); now argparse's usage error, nothing written
+    sd_path, data, _ = setup
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "run"),
+              "--size", str(SIZE), "--steps", "1", "--caption", caption, "--quiet"])
+    assert exited.value.code == 2 and "--caption: must have a word in it" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -131,6 +131,14 @@ def finite_number(text: str) -> float:
     return value
 
 
+def sentence(text: str) -> str:
+    """Text with a word in it, its ends stripped (a caption or prompt: an empty one trains or draws nothing
+    meant)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must have a word in it, got {text!r}")
+    return text.strip()
+
+
 def number_in(low: float, high: float = math.inf, low_open: bool = False,
               high_open: bool = False) -> Callable[[str], float]:
     """A finite number in [low, high] (``low_open``: (low, …; ``high_open``: …, high))."""
@@ -358,5 +366,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file", "sentence",
            "thread_count", "torch_device", "whole_number", "write_report"]

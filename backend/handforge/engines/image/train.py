@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in, output_folder
+from handforge.arguments import (POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in,
+                                 output_folder, sentence)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the guidance module)")
     parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution (pixels, square; a "
                                                                            "multiple of 8, the VAE's factor)")
-    parser.add_argument("--caption", default="two hands", help="caption of samples without caption.txt")
+    parser.add_argument("--caption", default="two hands", type=sentence,
+                        help="caption of samples without caption.txt")
     parser.add_argument("--lambda-global", type=number_in(0.0), default=0.5)
     parser.add_argument("--lambda-local", type=number_in(0.0), default=0.5)
     parser.add_argument("--tas", action="store_true", help="one TAS update of the noisy latents per branch")
