@@ -84,6 +84,11 @@ def test_mirroring_is_an_involution_and_swaps_two_hands():
     np.testing.assert_allclose(pose.mirrored().hand_pose.reshape(15, 3), pose.hand_pose.reshape(15, 3) * [1, -1, -1])
     two = TwoHandPose(left=pose, right=None).mirrored()
     assert two.left is None and two.right is not None
+    other = random_pose(rng)
+    both = TwoHandPose(left=pose, right=other).mirrored()
+    for got, was in ((two.right, pose), (both.right, pose), (both.left, other)):  # each hand on the other side, mirrored
+        np.testing.assert_allclose(got.transl, was.transl * [-1, 1, 1])
+        np.testing.assert_allclose(got.hand_pose.reshape(15, 3), was.hand_pose.reshape(15, 3) * [1, -1, -1])
 
 
 def test_motion_clip_npz_round_trip(tmp_path):
