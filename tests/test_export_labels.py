@@ -357,6 +357,7 @@ def test_a_run_killed_while_it_claimed_a_new_folder_resumes(tmp_path):
     (out / ".export_spec.json.k1ll3d.tmp").write_text('{"se')
     export(parse_spec({**SPEC, "samples": 1}), out, progress=False)
     assert not list(out.rglob(".*.tmp")) and (out / "export_spec.json").is_file()
+    assert finished_indices(out, 1) == [0] and [sample["index"] for sample in labels(out)] == [0]  # and it exported
 
 
 @pytest.mark.parametrize("hand_model", ["open", "mano"])
