@@ -330,8 +330,8 @@ def test_a_run_folder_named_with_a_tilde_resumes_from_itself(tmp_path, monkeypat
     shutil.copytree(tmp_path / "~" / "run", elsewhere)
     marker = tmp_path / "code-ran"
     torch.save({"decay": _RunsCode(marker)}, elsewhere / "checkpoints" / "step-00000004" / "custom_checkpoint_0.pkl")
-    train(fresh_model(), Points(40), loss, settings("~/run", steps=6))
-    assert not marker.exists()
+    resumed = train(fresh_model(), Points(40), loss, settings("~/run", steps=6))
+    assert not marker.exists() and resumed.resumed_from == 4 and resumed.step == 6  # from ./~/run's own checkpoint
 
 
 def test_random_states_in_torchs_legacy_format_resume(tmp_path):
