@@ -115,6 +115,7 @@ def test_same_seed_same_clips_other_seed_different(model):
     a = gen.chunk(seed=3, chunk=1, count=5)
     b = gen.chunk(seed=3, chunk=1, count=5)
     c = gen.chunk(seed=4, chunk=1, count=5)
+    assert len(a.sequences) == len(b.sequences) == len(c.sequences) == 5  # (zip below stops at the shortest)
     for x, y in zip(a.sequences, b.sequences):
         assert x.name == y.name and x.clip.extra == y.clip.extra
         for side in ("left", "right"):
@@ -133,6 +134,8 @@ def test_worker_processes_write_the_same_corpus(tmp_path):
     two = write_corpus(tmp_path / "two", 8, seed=9, workers=2, settings=settings, stats_sample=0, figures=False,
                        progress=False)
     assert one["splits"] == two["splits"]
+    clips = sorted(p.name for p in (tmp_path / "one" / "clips").glob("*.npz"))
+    assert len(clips) == 8 and clips == sorted(p.name for p in (tmp_path / "two" / "clips").glob("*.npz"))
     for path in sorted((tmp_path / "one" / "clips").glob("*.npz")):
         with np.load(path) as x, np.load(tmp_path / "two" / "clips" / path.name) as y:
             assert sorted(x.files) == sorted(y.files)
