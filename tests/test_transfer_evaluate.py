@@ -76,7 +76,7 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     run = report["run"]  # which weights the scores are of (the report did not say)
     assert generator == tmp_path / "tg" and run["data"] == str(pairs)
     assert run["sd"] == str(sd) and run["models"]["ihpt"] == {"target_generator": str(generator)}
-    assert all(path.startswith(str(tmp_path / "controlnets")) for path in run["models"]["reference"]["controlnets"].values())
+    assert run["models"]["reference"]["controlnets"] == {"depth": str(tmp_path / "controlnets" / "control_sd15_depth")}
     assert (run["steps"], run["limit"], run["device"]) == (1, 2, "cpu")
     for scores in report["engines"].values():
         assert 0 < scores["psnr_hands"] < 60 and 0 < scores["psnr_background"] < 60
