@@ -104,6 +104,7 @@ def test_the_checkpoint_does_not_depend_on_the_thread_count(corpus, tmp_path):
         torch.set_num_threads(before)
     files = sorted(p.relative_to(tmp_path / "1") for p in (tmp_path / "1").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "3") for p in (tmp_path / "3").rglob("*") if p.is_file())
+    assert {str(name.parent) for name in files if name.suffix == ".safetensors"} == {"frame", "motion"}, files
     for name in files:
         one, three = (tmp_path / "1" / name).read_bytes(), (tmp_path / "3" / name).read_bytes()
         if name.name == "recipe.json":  # its command names the --out folder, "1" or "3"
