@@ -9,7 +9,8 @@ samples with the Blender scene rebuilt from factory settings for every image, as
 builds a scene per sample does, one step after the other (render, label, write: ours overlaps the
 render with the GL pass and labels, and the writing with the next sample). Both produce the same files. Prints samples per second per size and
 engine, and the ratio, plus the GL mesh image time (512², this machine's GL) and the GL-only
-(no RGB) export rate. Rounds alternate ours/naive so machine load hits both alike.
+(no RGB) export rate. Each round runs both, the one going first alternating, so machine load hits both
+alike.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def main() -> int:
                 results = {"ours": [], "naive": []}
                 for r in range(args.rounds):
                     offset = r * args.samples
-                    results["ours"].append(rate(spec, ours, args.samples, offset))
-                    results["naive"].append(rate(spec, naive, args.samples, offset, naive=True))
+                    sides = [("ours", ours, False), ("naive", naive, True)]
+                    for name, worker, plain in sides if r % 2 == 0 else sides[::-1]:  # (who goes first alternates)
+                        results[name].append(rate(spec, worker, args.samples, offset, naive=plain))
                 a, b = (statistics.mean(results[k]) for k in ("ours", "naive"))
                 label = engine + (f" ({args.cycles_samples} spp)" if engine == "cycles" else "")
                 print(f"{label:18s} {size}²: ours {a:.2f} samples/s ({60 * a:.0f}/min), naive {b:.2f} samples/s "
