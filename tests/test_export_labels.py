@@ -528,6 +528,12 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         load_spec(tmp_path / "long.json")
     with pytest.raises(SpecError, match=r"outputs: mesh given more than once; give each once"):
         parse_spec({"outputs": ["mesh", "masks", "mesh"]})
+    # a pose, clip or skin tone given twice was drawn twice as often, unsaid (no list weights its entries)
+    for section, key, values, said in (("poses", "names", ["fist", "flat", "fist"], "fist"),
+                                       ("poses", "files", ["a.npz", "a.npz"], "a.npz"),
+                                       ("hands", "skin_tones", ["#ABCDEF", "abcdef"], "abcdef")):
+        with pytest.raises(SpecError, match=rf"{section}.{key}.*: {said} given more than once; give each once"):
+            parse_spec({section: {key: values, **({"source": "files"} if key == "files" else {})}})
     with pytest.raises(SpecError, match="camera.distance"):
         parse_spec({"camera": {"distance": [2, 1]}})
     # a string's characters ("12" → [1, 2]), a table's keys or booleans were read as the range

@@ -181,8 +181,14 @@ def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ..
     bad = [v for v in values if v not in allowed]
     if bad or not values:
         raise SpecError(f"{where}: {bad or 'nothing'} is not allowed; choose from {', '.join(allowed)}")
+    return _once(values, where)
+
+
+def _once(values: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """``values`` when none repeats. (A pose or skin tone given twice was drawn twice as often, unsaid; and
+    recorded as given, the same export written with each once was then another spec on resume.)"""
     twice = sorted({v for v in values if values.count(v) > 1})
-    if twice:  # (recorded as given, the same export written with each once was then another spec on resume)
+    if twice:
         raise SpecError(f"{where}: {', '.join(twice)} given more than once; give each once")
     return values
 
@@ -324,12 +330,13 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
         raise SpecError("poses.files: give at least one motion clip (.npz) for source = 'files'")
     if source == "corpus" and not poses.get("corpus"):
         raise SpecError("poses.corpus: give the folder `handforge corpus --out` wrote for source = 'corpus'")
-    names = _strings(poses.get("names", ()), "poses.names", "a list of pose names")
+    names = _once(_strings(poses.get("names", ()), "poses.names", "a list of pose names"), "poses.names")
     unknown = sorted(set(names) - set(pose_library.names()))
     if unknown:
         raise SpecError(f"poses.names: unknown poses {unknown}; known: {', '.join(pose_library.names())}")
-    pose_source = PoseSource(source=source, names=names, files=_strings(poses.get("files", ()), "poses.files",
-                                                                         "a list of motion clip paths"),
+    pose_source = PoseSource(source=source, names=names, files=_once(_strings(poses.get("files", ()), "poses.files",
+                                                                               "a list of motion clip paths"),
+                                                                      "poses.files"),
                              corpus=_text(poses.get("corpus", ""), "poses.corpus"),
                              split=_text(poses.get("split", "test"), "poses.split"))
     # a key of another source is an error, as an unknown key is: with source left at 'library', clips given
@@ -389,6 +396,7 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     for tone in tones:
         if len(tone) != 6 or any(c not in "0123456789abcdef" for c in tone):
             raise SpecError(f"hands.skin_tones: {tone!r} is not an sRGB hex colour like 'a07e56'")
+    _once(tones, "hands.skin_tones (as colours, '#' and case aside)")
     width = _positive_int(top.get("width", 256), "width", 8192)
     height = _positive_int(top.get("height", 256), "height", 8192)
     if "images" in background.kinds:
