@@ -80,13 +80,15 @@ def moves_as_object(obj) -> bool:
 
 
 def _animated_ids(scene) -> list:
-    """The scene, its world, and its objects with their data, shape keys and materials: what a frame change
-    evaluates animation on (the IDs of this scene's view)."""
+    """The scene, its world, and its objects with their data, shape keys and materials, and the node trees of
+    these (a material's, a world's or a light's node values are animated on its tree, an ID of its own): what a
+    frame change evaluates animation on (the IDs of this scene's view)."""
     ids = {scene, scene.world} if scene.world else {scene}
     for obj in scene.objects:
         data = obj.data
         ids.update(x for x in (obj, data, getattr(data, "shape_keys", None)) if x is not None)
         ids.update(slot.material for slot in obj.material_slots if slot.material is not None)
+    ids.update(tree for tree in (getattr(i, "node_tree", None) for i in list(ids)) if tree is not None)
     return [i for i in ids if getattr(i, "animation_data", None) is not None]
 
 
@@ -137,7 +139,11 @@ def evaluating_frames(scene):
     and each animated value the artist changed without keying it (a bone or an object moved, a slider
     dragged, not keyed yet) too, exactly: evaluating a frame puts every animated value back on its keys, and
     Blender's own frame change loses such a change the same way, but a button that only reads other frames
-    must not. Found as the animated values that setting the frame back did not bring back as they were."""
+    must not. Found as the animated values that setting the frame back did not bring back as they were.
+    Keys written since the last evaluation (a job's result keyed, no frame set) are evaluated first: their
+    values stand for the ones the scene had, else the values from before them were put back over them."""
+    for layer in scene.view_layers:  # (as frame_set evaluates them; an artist's change not keyed yet stays)
+        layer.update()
     current, subframe = scene.frame_current, scene.frame_subframe
     before = [(i, path, index, _value(i, path, index)) for i in _animated_ids(scene)
               for path, index in _animated_paths(i)]

@@ -1,0 +1,72 @@
+"""Blender session: ``placement.evaluating_frames`` around frames evaluated to read other frames: what the scene
+held before is what it holds after."""
+
+from __future__ import annotations
+
+import importlib
+
+import bpy
+
+from session import ADDON_MODULE, Session
+
+s = Session()
+s.install()
+scene = bpy.context.scene
+placement = importlib.import_module(f"{ADDON_MODULE}.placement")
+fcurves = importlib.import_module(f"{ADDON_MODULE}.fcurves")
+
+
+def keyed_empty(name: str):
+    """An empty with location.x keyed 0 on frame 1 and 1 on frame 10, shown on frame 5."""
+    obj = bpy.data.objects.new(name, None)
+    scene.collection.objects.link(obj)
+    for frame, x in ((1, 0.0), (10, 1.0)):
+        obj.location.x = x
+        obj.keyframe_insert("location", index=0, frame=frame)
+    scene.frame_set(5)
+    return obj
+
+
+def evaluate_frames() -> None:
+    with placement.evaluating_frames(scene):
+        for frame in range(1, 11):
+            scene.frame_set(frame)
+
+
+def keys_written_since():
+    """A job's result keyed through the F-curve API (as keys.import_clip writes: no frame set) just before: the
+    scene shows those keys, not the values from before them (put back over them as the artist's change)."""
+    obj = keyed_empty("Rekeyed")
+    fc = fcurves.find_channelbag(obj).fcurves.find("location", index=0)
+    for kp in fc.keyframe_points:
+        for point in (kp.co, kp.handle_left, kp.handle_right):
+            point[1] += 10.0
+    fc.update()
+    evaluate_frames()
+    out = {"x": obj.location.x, "keys": fc.evaluate(5)}
+    bpy.data.objects.remove(obj)
+    return out
+
+
+def node_value_kept():
+    """A material's node value keyed (on its node tree, an ID of its own), dragged on frame 5, not keyed."""
+    material = bpy.data.materials.new("Keyed")
+    material.use_nodes = True
+    obj = bpy.data.objects.new("Shaded", bpy.data.meshes.new("Shaded"))
+    scene.collection.objects.link(obj)
+    obj.data.materials.append(material)
+    socket = material.node_tree.nodes["Principled BSDF"].inputs["Roughness"]
+    for frame, value in ((1, 0.0), (10, 1.0)):
+        socket.default_value = value
+        socket.keyframe_insert("default_value", frame=frame)
+    scene.frame_set(5)
+    socket.default_value = 0.75
+    evaluate_frames()
+    out = {"roughness": socket.default_value}
+    bpy.data.objects.remove(obj)
+    return out
+
+
+s.check("rekeyed", keys_written_since)
+s.check("node", node_value_kept)
+s.finish()

@@ -1,0 +1,30 @@
+"""``placement.evaluating_frames`` in real Blender: after frames evaluated to read other frames, the scene holds
+what it held before, keys written just before and the artist's changes not keyed yet alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    return run_blender("placement_session.py", addon_zip, tmp_path_factory.mktemp("placement"))
+
+
+def test_keys_written_just_before_are_not_undone_as_an_artists_change(session):
+    # before: the value from before the new keys (0.42 on frame 5) was put back over them (10.42), unsaid
+    session.no_error("rekeyed")
+    found = session["rekeyed"]
+    assert found["x"] == pytest.approx(found["keys"], abs=1e-6), found
+
+
+def test_a_node_value_changed_not_keyed_is_kept(session):
+    # before: a material's node tree (an ID of its own) was not looked at: back on its keys (0.42)
+    session.no_error("node")
+    assert session["node"]["roughness"] == pytest.approx(0.75), session["node"]
+
