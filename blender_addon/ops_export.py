@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import hands, jobs, keys
+from . import hands, jobs, keys, placement
 from .cameras import active_camera, camera_matrix, render_cameras, render_size, unscaled
 from .properties import ONE_SHOT, PATH_FIELD, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
@@ -42,8 +42,7 @@ def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[s
     arm_matrices = {side: np.empty((T, 4, 4)) for side in found}
     cam_matrices, lens = np.empty((C, T, 4, 4)), np.empty((C, T))
     sensor, shift = np.empty((C, T, 2)), np.empty((C, T, 2))
-    current = scene.frame_current
-    try:
+    with placement.evaluating_frames(scene):  # (the artist's changes not keyed yet kept)
         for t, frame in enumerate(frames):
             scene.frame_set(frame)  # animated cameras, lenses and armature objects
             for side, obj in found.items():
@@ -54,8 +53,6 @@ def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[s
                 lens[c, t] = data.lens
                 sensor[c, t] = data.sensor_width, data.sensor_height
                 shift[c, t] = data.shift_x, data.shift_y
-    finally:
-        scene.frame_set(current)
     for side, matrices in arm_matrices.items():
         arrays[hand_array_name(side, "matrix_world")] = matrices
     arrays.update({"camera.matrix_world": cam_matrices, "camera.lens": lens, "camera.sensor": sensor,

@@ -28,3 +28,8 @@ def test_a_node_value_changed_not_keyed_is_kept(session):
     session.no_error("node")
     assert session["node"]["roughness"] == pytest.approx(0.75), session["node"]
 
+
+def test_export_renders_reading_the_scene_keeps_the_artists_changes_not_keyed_yet(session):
+    # before: its own frame loop put the prop back on its keys (0.42 on frame 5)
+    session.no_error("export_renders")
+    assert session["export_renders"] == {"x": 0.25, "frame": 5}, session["export_renders"]

@@ -1,5 +1,6 @@
-"""Blender session: ``placement.evaluating_frames`` around frames evaluated to read other frames: what the scene
-held before is what it holds after."""
+"""Blender session: ``placement.evaluating_frames`` around frames evaluated to read other frames, and Export
+Labelled Renders' reading of the scene (``ops_export.read_scene``) through it: what the scene held before is
+what it holds after."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import importlib
 
 import bpy
 
-from session import ADDON_MODULE, Session
+from session import ADDON_MODULE, Session, add_camera
 
 s = Session()
 s.install()
 scene = bpy.context.scene
 placement = importlib.import_module(f"{ADDON_MODULE}.placement")
+ops_export = importlib.import_module(f"{ADDON_MODULE}.ops_export")
 fcurves = importlib.import_module(f"{ADDON_MODULE}.fcurves")
 
 
@@ -67,6 +69,18 @@ def node_value_kept():
     return out
 
 
+def export_renders_reading():
+    """Export Labelled Renders reads the hands and cameras frame by frame: a prop moved, not keyed, stays."""
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    camera = add_camera("Cam", (0.0, -0.6, 0.3))
+    prop = keyed_empty("Prop")
+    prop.location.x = 0.25  # the artist's change, not keyed
+    found = {side: getattr(scene.handforge, side) for side in ("left", "right")}
+    ops_export.read_scene(bpy.context, found, [camera], [1, 4, 7])
+    return {"x": prop.location.x, "frame": scene.frame_current}
+
+
 s.check("rekeyed", keys_written_since)
 s.check("node", node_value_kept)
+s.check("export_renders", export_renders_reading)
 s.finish()
