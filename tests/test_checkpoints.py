@@ -285,3 +285,23 @@ def test_a_status_line_reads_a_checkpoint_again_only_when_its_files_change(folde
         os.utime(file, ns=(old + 10**9, old + 10**9))
     problem = checkpoint_problem(folder, TinyNet)
     assert problem != "" and len(reads) == 4 and checkpoint_problem(folder, TinyNet) == problem and len(reads) == 4
+
+
+def test_a_status_line_of_a_folder_without_its_config_follows_what_is_outside_it(tmp_path):
+    """Its answer depends on what its files' signature does not hold: whether the folder exists (empty, the
+    signature of none), and the run's model/ beside a training checkpoint, written when the run ends."""
+    import os
+
+    step = tmp_path / "run" / "checkpoints" / "step-4"
+    step.mkdir(parents=True)
+    (step / "optimizer.bin").write_bytes(b"state")
+    old = time.time_ns() - 10**10
+    os.utime(step / "optimizer.bin", ns=(old, old))
+    assert checkpoint_problem(step, TinyNet).endswith("give the run's model/ folder, which it writes when it ends")
+    save_model(TinyNet(width=8), tmp_path / "run" / "model")
+    # before: the first answer, kept while step-4's files stayed as they were
+    assert checkpoint_problem(step, TinyNet).endswith(f"give {tmp_path / 'run' / 'model'}, the run's model")
+    later = tmp_path / "later"
+    assert "no such checkpoint folder" in checkpoint_problem(later, TinyNet)
+    later.mkdir()  # before: still 'no such checkpoint folder' (no file in it either way)
+    assert checkpoint_problem(later, TinyNet) == f"{later}: not a checkpoint folder, it has no config.json"

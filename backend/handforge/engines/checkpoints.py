@@ -191,8 +191,10 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig,
         return cached[1]
     problem = _checkpoint_problem(folder, spec, name, sizes)
     # a file written within the clock's granularity of now may change again with the same stat ("racy git"):
-    # kept only once every file is older than that
-    if all(time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in key[3]):
+    # kept only once every file is older than that; and only for a folder holding its config: the answer for
+    # one without depends on what is not in it (whether it exists at all, empty; its run's model/ written since)
+    if any(file == CONFIG_NAME for file, *_ in key[3]) and all(
+            time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in key[3]):
         if len(_PROBLEMS) >= 64:
             _PROBLEMS.clear()
         _PROBLEMS[key] = (cls, problem)
