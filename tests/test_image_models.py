@@ -791,3 +791,24 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
     assert controlled["available"] and controlled["note"].startswith(
         f"{nets / 'control_sd15_normal' / 'config.json'} {said}"), controlled
     assert "control_sd15_depth" not in controlled["note"] and "name no controls, fail" in controlled["note"]
+
+
+def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_others(weights, tmp_path):
+    """Unreadable as any other unreadable config.json (a job that names it says so, as diffusers' load fails)."""
+    # before: the engine unavailable beside a working ControlNet, 'availability check failed: maximum recursion
+    # depth exceeded while decoding a JSON array' (doctor, every submit's engine list), and a job naming it a
+    # RecursionError traceback from load_controlnet
+    _, sd, guidance = weights
+    nets = tmp_path / "controlnets"
+    for name in ("control_sd15_depth", "control_sd15_normal"):
+        shutil.copytree(guidance, nets / name)
+    (nets / "control_sd15_normal" / "config.json").write_text("[" * 100_000)
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(sd),
+           "HANDFORGE_CONTROLNETS": str(nets)}
+    controlled = light_statuses("from handforge.engines.image import jobs",
+                                "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
+    assert controlled["available"] and controlled["reason"] == "", controlled
+    from handforge.engines.image.loading import WeightsError, load_controlnet
+
+    with pytest.raises(WeightsError, match=r"cannot load the ControlNet .*control_sd15_normal: .*recursion"):
+        load_controlnet(nets / "control_sd15_normal")

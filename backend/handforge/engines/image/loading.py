@@ -214,7 +214,7 @@ def _controlnet_config_problem(path: Path) -> str:
     unknown conditioning channel order. (Wrong sizes are refused by ``_check_sizes`` and the weights' shapes.)"""
     try:
         config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: nested thousands deep)
         return ""  # diffusers' loading names what is wrong
     if not isinstance(config, dict):
         return ""
@@ -243,7 +243,7 @@ def controlnet_shape_problem(path: str | Path) -> str:
         config = json.loads((path / "config.json").read_text())
         with safe_open(str(path / WEIGHTS_NAME), framework="numpy") as weights:  # (the header only)
             shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
-    except (OSError, ValueError, SafetensorError):
+    except (OSError, ValueError, SafetensorError, RecursionError):  # (RecursionError: nested thousands deep)
         return ""
     if not isinstance(config, dict):
         return ""
