@@ -22,11 +22,13 @@ def _moving_path(path: str) -> bool:
 
 
 def _varies(fc) -> bool:
-    """Whether the F-curve's value changes with the frame: its keys (and their handles) hold more than one value,
-    or a modifier (noise, cycles of a slope) changes it. All keys on one value do not move anything."""
+    """Whether the F-curve's value changes with the frame: its keys (and their handles), or its samples (a curve
+    baked, Keys to Samples: no keys left), hold more than one value, or a modifier (noise, cycles of a slope)
+    changes it. All keys on one value do not move anything."""
     if any(not mod.mute for mod in fc.modifiers):
         return True
     values = {v for kp in fc.keyframe_points for v in (kp.co[1], kp.handle_left[1], kp.handle_right[1])}
+    values.update(point.co[1] for point in fc.sampled_points)
     return len(values) > 1
 
 

@@ -33,3 +33,10 @@ def test_export_renders_reading_the_scene_keeps_the_artists_changes_not_keyed_ye
     # before: its own frame loop put the prop back on its keys (0.42 on frame 5)
     session.no_error("export_renders")
     assert session["export_renders"] == {"x": 0.25, "frame": 5}, session["export_renders"]
+
+
+def test_an_object_moved_by_a_curve_baked_to_samples_moves_as_an_object(session):
+    # before: no keys, so taken to stand still: read where it stood now on every frame (x 0 on frame 10)
+    session.no_error("baked")
+    found = session["baked"]
+    assert found["moves"] is True and found["x"][0] == pytest.approx(0.0) and found["x"][1] > 0.9, found

@@ -80,6 +80,17 @@ def export_renders_reading():
     return {"x": prop.location.x, "frame": scene.frame_current}
 
 
+def baked_curve_moves():
+    """An object moved by a transform curve baked to samples (Keys to Samples: no keys left) moves as an object."""
+    obj = keyed_empty("Baked")
+    fcurves.find_channelbag(obj).fcurves.find("location", index=0).convert_to_samples(1, 10)
+    out = {"moves": placement.moves_as_object(obj),
+           "x": placement.worlds_over(scene, {"": obj}, [1, 10])[""][:, 0, 3].tolist()}
+    bpy.data.objects.remove(obj)
+    return out
+
+
+s.check("baked", baked_curve_moves)
 s.check("rekeyed", keys_written_since)
 s.check("node", node_value_kept)
 s.check("export_renders", export_renders_reading)
