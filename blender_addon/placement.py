@@ -94,13 +94,18 @@ def _animated_ids(scene) -> list:
     return [i for i in ids if getattr(i, "animation_data", None) is not None]
 
 
-def _animated_paths(id_block) -> set[tuple[str, int]]:
-    """(data path, index) of what the ID's action and NLA strips animate."""
+def _keyed(id_block, frame: float) -> dict[tuple[str, int], tuple[float, ...]]:
+    """(data path, index) of what the ID's action and NLA strips animate -> what their F-curves hold on ``frame``
+    (a change of these is a change of its keys there)."""
     ad = id_block.animation_data
     bags = [fcurves.find_channelbag(id_block)] + [
         fcurves.slot_channelbag(strip.action, getattr(strip, "action_slot", None))
         for track in ad.nla_tracks for strip in track.strips if strip.action is not None]
-    return {(fc.data_path, fc.array_index) for bag in bags if bag is not None for fc in bag.fcurves}
+    out: dict[tuple[str, int], tuple[float, ...]] = {}
+    for fc in (fc for bag in bags if bag is not None for fc in bag.fcurves):
+        key = (fc.data_path, fc.array_index)
+        out[key] = out.get(key, ()) + (fc.evaluate(frame),)
+    return out
 
 
 def _owner(id_block, path: str):
@@ -141,21 +146,29 @@ def evaluating_frames(scene):
     and each animated value the artist changed without keying it (a bone or an object moved, a slider
     dragged, not keyed yet) too, exactly: evaluating a frame puts every animated value back on its keys, and
     Blender's own frame change loses such a change the same way, but a button that only reads other frames
-    must not. Found as the animated values that setting the frame back did not bring back as they were.
-    Keys written since the last evaluation (a job's result keyed, no frame set) are evaluated first: their
-    values stand for the ones the scene had, else the values from before them were put back over them."""
+    must not. Found as the animated values that setting the frame back did not bring back as they were, their
+    keys on this frame as they were: keys written meanwhile (a job's result landing between a modal export's
+    steps) are shown, as Blender shows new keys. Keys written since the last evaluation (a job's result keyed,
+    no frame set) are evaluated first: their values stand for the ones the scene had, else the values from
+    before them were put back over them."""
     for layer in scene.view_layers:  # (as frame_set evaluates them; an artist's change not keyed yet stays)
         layer.update()
     current, subframe = scene.frame_current, scene.frame_subframe
-    before = [(i, path, index, _value(i, path, index)) for i in _animated_ids(scene)
-              for path, index in _animated_paths(i)]
+    ids = _animated_ids(scene)
+    keyed = [_keyed(i, current + subframe) for i in ids]
+    before = [{key: _value(i, *key) for key in paths} for i, paths in zip(ids, keyed)]
     try:
         yield
     finally:
         scene.frame_set(current, subframe=subframe)
-        for id_block, path, index, value in before:
-            if value is not None and _value(id_block, path, index) != value:
-                _put(id_block, path, index, value)
+        for id_block, was_keyed, values in zip(ids, keyed, before):
+            try:  # (keys written meanwhile, a job's result landing between a modal export's steps: theirs shown)
+                now_keyed = _keyed(id_block, current + subframe) if id_block.animation_data is not None else {}
+            except ReferenceError:  # (removed meanwhile)
+                continue
+            for key, value in values.items():
+                if value is not None and now_keyed.get(key) == was_keyed[key] and _value(id_block, *key) != value:
+                    _put(id_block, *key, value)
 
 
 def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict[Any, np.ndarray]:

@@ -23,6 +23,13 @@ def test_keys_written_just_before_are_not_undone_as_an_artists_change(session):
     assert found["x"] == pytest.approx(found["keys"], abs=1e-6), found
 
 
+def test_keys_written_while_frames_are_evaluated_are_shown_after(session):
+    # before: the value from before them (0.42 on frame 5) was put back over the new keys (10.42), unsaid
+    session.no_error("meanwhile")
+    found = session["meanwhile"]
+    assert found["x"] == pytest.approx(found["keys"], abs=1e-6), found
+
+
 def test_a_node_value_changed_not_keyed_is_kept(session):
     # before: a material's node tree (an ID of its own) was not looked at: back on its keys (0.42)
     session.no_error("node")

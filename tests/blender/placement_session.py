@@ -50,6 +50,24 @@ def keys_written_since():
     return out
 
 
+def keys_written_meanwhile():
+    """A job's result keyed while the frames are evaluated (landing between a modal export's steps): the scene
+    shows the new keys after, as Blender does, not the value from before them."""
+    obj = keyed_empty("Landed")
+    fc = fcurves.find_channelbag(obj).fcurves.find("location", index=0)
+    with placement.evaluating_frames(scene):
+        for frame in range(1, 11):
+            scene.frame_set(frame)
+            if frame == 3:
+                for kp in fc.keyframe_points:
+                    for point in (kp.co, kp.handle_left, kp.handle_right):
+                        point[1] += 10.0
+                fc.update()
+    out = {"x": obj.location.x, "keys": fc.evaluate(5)}
+    bpy.data.objects.remove(obj)
+    return out
+
+
 def node_value_kept():
     """A material's node value keyed (on its node tree, an ID of its own), dragged on frame 5, not keyed."""
     material = bpy.data.materials.new("Keyed")
@@ -92,6 +110,7 @@ def baked_curve_moves():
 
 s.check("baked", baked_curve_moves)
 s.check("rekeyed", keys_written_since)
+s.check("meanwhile", keys_written_meanwhile)
 s.check("node", node_value_kept)
 s.check("export_renders", export_renders_reading)
 s.finish()
