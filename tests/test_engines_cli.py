@@ -214,7 +214,7 @@ def test_a_clip_with_a_hand_far_from_the_origin_is_named_before_training(tmp_pat
     assert main(["train", "motion", "--motion-folder", str(clips), "--out", str(out), "--steps", "2", "--window", "16",
                  "--min-length", "8", "--batch-size", "2", "--d-model", "16", "--heads", "2", "--layers", "1",
                  "--ff-size", "16", "--threads", "1", "--quiet"]) == 2
-    assert capsys.readouterr().err == ("handforge train motion: clip far places a hand 1e+30 m from the origin (frame 0), "
+    assert capsys.readouterr().err == ("handforge train motion: clip far places a hand 1.73205e+30 m from the origin (frame 0), "
                                        "beyond the 10000 m where float32 positions keep to a millimetre: move its "
                                        "hands nearer the origin (translations are metres)\n")
     assert not out.exists()

@@ -488,11 +488,15 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     # a hand at 1e30 m failed every sample ("look_at: eye and target coincide"), on every rerun
     MotionClip(hands={"right": stack_poses([pair.right.replace(transl=pair.right.transl + 1e30)] * 3)}).save(
         tmp_path / "far.npz")
+    # 7 km along each axis is 12 km away: the check took the largest coordinate for the distance
+    MotionClip(hands={"right": stack_poses([pair.right.replace(transl=pair.right.transl + 7000.0)] * 3)}).save(
+        tmp_path / "diagonal.npz")
     for name, needle in (("mano.npz", "clips are of the mano hand model, this run is for the open hand: set the spec's hand_model = 'mano'"),
                          ("nohands.npz", "has no frame with a hand"), ("broken.npz", "is not a readable motion clip"),
                          ("raw.npz", "hold mean-relative hand poses"),
-                         ("far.npz", "far.npz' places a hand 1e\\+30 m from the origin \\(frame 0\\), beyond the 10000 m "
-                                     ".*nearer the origin")):
+                         ("far.npz", "far.npz' places a hand 1.7\\d*e\\+30 m from the origin \\(frame 0\\), beyond the "
+                                     "10000 m .*nearer the origin"),
+                         ("diagonal.npz", "diagonal.npz' places a hand 1212\\d.\\d m from the origin")):
         with pytest.raises(SpecError, match=needle):
             parse_spec({"poses": {"source": "files", "files": [str(tmp_path / name)]}})
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'"):  # (the files named the image 'None')

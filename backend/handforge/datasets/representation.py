@@ -75,7 +75,8 @@ MAX_REACH_M = 1e4
 def reach_problem(arrays: Mapping[str, np.ndarray], starts: Sequence[int], names: Sequence[str]) -> str:
     """Which clip places a present hand beyond ``MAX_REACH_M`` of the origin ('' when none): ``arrays`` in
     ``clip_arrays``' layout, the clips one after another, clip k's frames from ``starts[k]`` on, named ``names[k]``."""
-    frame_reach = np.where(arrays["present"][..., None], np.abs(arrays["transl"]), 0.0).max(axis=(1, 2), initial=0.0)
+    distance = np.linalg.norm(arrays["transl"].astype(np.float64), axis=-1)  # (T, 2): (float64: 1e30² overflows float32)
+    frame_reach = np.where(arrays["present"], distance, 0.0).max(axis=1, initial=0.0)
     if not len(frame_reach) or frame_reach.max() <= MAX_REACH_M:
         return ""
     worst = int(np.argmax(frame_reach))
