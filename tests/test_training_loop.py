@@ -341,8 +341,9 @@ def test_random_states_in_torchs_legacy_format_resume(tmp_path):
     train(fresh_model(), Points(40), loss, settings(run, stop_after=4))
     states = run / "checkpoints" / "step-00000004" / "random_states_0.pkl"
     torch.save(torch.load(states, weights_only=False), states, _use_new_zipfile_serialization=False)
+    model = fresh_model()
     torch.manual_seed(12345)  # what the resume restores from the legacy file, not what it starts with
-    resumed = train(fresh_model(), Points(40), loss, settings(run, steps=6))
+    resumed = train(model, Points(40), loss, settings(run, steps=6))
     assert resumed.resumed_from == 4 and resumed.step == 6 and (run / "model").is_dir()
     whole = train(fresh_model(), Points(40), loss, settings(tmp_path / "whole", steps=6))
     for name, tensor in whole.model.state_dict().items():
