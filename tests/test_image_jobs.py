@@ -168,6 +168,20 @@ def test_a_bad_camera_is_refused_before_the_job_is_queued(served):
     assert handle.position is None  # never accepted
 
 
+def test_cpu_offload_on_a_backend_without_a_cuda_gpu_is_refused_before_the_job_is_queued(served):
+    # before: accepted, then refused when the job ran ("this job runs on cpu"), after its wait in the queue
+    server, _ = served
+    params, arrays = request(cpu_offload=True)
+    with server.client() as client:
+        assert client.hello()["compute_devices"] == ["cpu"]  # (waits until the backend knows its devices)
+        handle = client.submit("image.generate", params, arrays)
+        outcome = handle.wait(60)
+    assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+    assert outcome.message == "params.cpu_offload: needs a CUDA GPU; this backend runs image.generate jobs on cpu"
+    assert "turn cpu_offload off" in outcome.hint
+    assert handle.position is None  # never accepted
+
+
 def _blender_camera(arrays: dict) -> dict:
     """``arrays`` with the camera as a Blender camera's settings instead of K, R and t."""
     rest = {k: v for k, v in arrays.items() if k not in ("camera.K", "camera.R", "camera.t")}

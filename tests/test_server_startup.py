@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from handforge.server import Engine, Registry
+from handforge.server import Boolean, Engine, JobKind, JobResult, Registry, Schema
 from handforge.server.app import Server, ServerConfig
 from handforge_shared.client import Client, Connected
 
@@ -20,12 +20,16 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextlib.contextmanager
-def server_whose_probe_waits() -> Iterator[tuple[Server, str, threading.Event]]:
-    """A server in a thread whose device probe ends when the test sets the event it yields."""
+def server_whose_probe_waits(devices: tuple[str, ...] | None = None,
+                             kinds: tuple[JobKind, ...] = ()) -> Iterator[tuple[Server, str, threading.Event]]:
+    """A server in a thread whose device probe ends when the test sets the event it yields (``devices``: its
+    --devices; ``kinds``: job kinds of its engine "slow")."""
     probe_may_end = threading.Event()
     registry = Registry()
     registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
-    server = Server(ServerConfig(port=0, heartbeat_s=0.25), registry=registry)
+    for kind in kinds:
+        registry.add_kind(kind)
+    server = Server(ServerConfig(port=0, heartbeat_s=0.25, devices=devices), registry=registry)
     endpoint = server.bind()
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
@@ -56,6 +60,28 @@ def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows(
                 complete = next((e for e in early.poll(0.05) if isinstance(e, Connected)
                                  and e.capabilities.get("devices")), None)
             assert complete is not None and early.capabilities["compute_devices"] == ["cpu"]
+
+
+def test_a_job_accepted_before_the_probe_that_its_devices_cannot_run_fails_when_the_probe_ends():
+    """A GPU-class job that needs CUDA (``JobKind.needs_cuda``), submitted before the backend knows its devices,
+    is failed as soon as it does, before a worker takes it (its handler here would have run and succeeded)."""
+    offload = JobKind("offload", lambda ctx, params, arrays: JobResult({"ran": True}),
+                      Schema(params={"offload": Boolean(default=False)}), device="gpu", engine="slow",
+                      needs_cuda=("offload",))
+    with server_whose_probe_waits(devices=("cpu",), kinds=(offload,)) as (server, endpoint, probe_may_end):
+        with Client(endpoint) as client:
+            handle = client.submit("offload", {"offload": True})
+            end = time.monotonic() + 30
+            while handle.position is None and time.monotonic() < end:
+                client.poll(0.05)
+            assert handle.position == 0  # accepted: the devices are not known yet
+            probe_may_end.set()
+            outcome = handle.wait(30)
+            assert outcome.code == "invalid_params", outcome
+            assert outcome.message == "params.offload: needs a CUDA GPU; this backend runs offload jobs on cpu"
+            assert client.run("offload", {"offload": False}, timeout=30).data == {"ran": True}
+            handle = client.submit("offload", {"offload": True})  # known now: refused, never accepted
+            assert handle.wait(30).code == "invalid_params" and handle.position is None
 
 
 def test_serve_without_curve_imports_neither_torch_nor_zmq_auth_before_its_first_welcome():

@@ -19,7 +19,7 @@ from handforge.engines.transfer.jobs import ENGINES
 from handforge.engines.transfer.model import TargetGenerator
 from handforge.render.camera import look_at
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, JobFailed, Progress, Result, pose_arrays
+from handforge_shared.client import Cancelled, Error, JobFailed, Progress, Result, pose_arrays
 
 from tests.support import tiny_sd
 from tests.support.server import running_server
@@ -330,6 +330,18 @@ def test_ihpt_refuses_what_it_cannot_use_before_loading_anything(server):
                        timeout=60)
         assert failed.value.code == "missing_weights" and "set guide to 'controlnet', which is ready" in \
             failed.value.hint
+
+
+def test_cpu_offload_on_a_backend_without_a_cuda_gpu_is_refused_before_the_job_is_queued(server):
+    # before: the reference engine's job was accepted, then refused when it ran, after its wait in the queue
+    with server.client() as client:
+        assert client.hello()["compute_devices"] == ["cpu"]  # (waits until the backend knows its devices)
+        params, arrays = request(cpu_offload=True, source_labels=labels_of("fist"))
+        handle = client.submit("image.transfer", params, arrays)
+        outcome = handle.wait(60)
+    assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+    assert outcome.message == "params.cpu_offload: needs a CUDA GPU; this backend runs image.transfer jobs on cpu"
+    assert handle.position is None  # never accepted
 
 
 def test_a_target_generator_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):

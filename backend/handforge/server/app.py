@@ -32,7 +32,7 @@ from handforge.server import capabilities, security
 from handforge.server.jobs import JobContext
 from handforge.server.builtin_jobs import default_registry
 from handforge.server.model_cache import DEFAULT_BUDGET, ModelCache
-from handforge.server.registry import Registry, discover_engines
+from handforge.server.registry import JobKind, Registry, discover_engines
 from handforge.server.workers import Finished, Job, Progress, Started, WorkerPool
 from handforge_shared.frames import EVENTS, POLLIN, read_monitor_event, recv_frames, send_frames
 from handforge_shared.protocol import (
@@ -430,6 +430,9 @@ class Server:
         self.registry.require_available(kind)
         if kind.check is not None:
             kind.check(params, msg.arrays)
+        devices = self._devices_for(kind)
+        if devices is not None:  # (unknown yet: checked when the probe ends, before a GPU worker exists)
+            kind.check_devices(params, devices)
         wait_limit = _requested_timeout(msg.data)
         waiting = self._pool.waiting()
         if waiting >= self.config.max_queue:
@@ -455,6 +458,23 @@ class Server:
             return
         self._pool.enqueue(job)
         log.info("job %s (%s) from %s accepted, %d ahead", msg.job, kind.name, _peer(identity), position)
+
+    def _devices_for(self, kind: JobKind) -> list[str] | None:
+        """The devices a job of this kind may run on: the CPU threads', or the compute devices (None until
+        the device probe has ended)."""
+        if kind.device == "cpu":
+            return ["cpu"]
+        return self._compute if self._devices is not None else None
+
+    def _check_devices_of_queued(self) -> None:
+        """Once the devices are known, fail the GPU-class jobs accepted before that which cannot run on them
+        (``JobKind.check_devices``): told now, not after they waited their turn."""
+        for job in [j for j in self._jobs.values() if j.kind.device == "gpu" and j.started_at is None]:
+            try:
+                job.kind.check_devices(job.params, self._compute)
+            except ProtocolError as exc:
+                self._pool.remove(job)
+                self._terminal(job, error=(exc.code, exc.message, exc.hint))
 
     def _check_queued_bytes(self, msg: Message) -> None:
         """Waiting jobs keep their arrays in memory: ``max_queue`` requests of the largest size would hold
@@ -595,6 +615,7 @@ class Server:
             self.failure = done.error
             self.stop(f"bad --devices: {done.error}")
         self._devices, self._compute = done.devices, done.compute
+        self._check_devices_of_queued()  # before a worker can take them
         self._pool.start_devices(done.compute)
         log.info("devices: %s; GPU-class jobs run on %s",
                  ", ".join(f"{d['name']} ({d.get('description', '')})" for d in done.devices), ", ".join(done.compute))

@@ -18,14 +18,14 @@ import logging
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from handforge import config
 from handforge.engines import declare_settings
 from handforge.server.jobs import JobContext, JobResult
-from handforge.server.schema import Schema
+from handforge.server.schema import Schema, invalid
 from handforge_shared.protocol import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ class JobKind:
     is none); "cpu" jobs are light and run concurrently on a thread pool. ``timeout``: the longest
     a job of this kind may run, in seconds. ``check``: cross-field rules the declarative schema
     cannot say, run before queueing (raise ``ProtocolError``, e.g. via ``schema.invalid``).
+    ``needs_cuda``: boolean params that, set, need a CUDA device (e.g. ``cpu_offload``): the server refuses
+    them before queueing when its devices for the kind's class hold none (``check_devices``); the handler
+    still refuses them, for a backend where such a job may land on the CPU.
     ``returns`` documents the result's data keys and arrays for ``welcome``.
     """
 
@@ -55,6 +58,14 @@ class JobKind:
     description: str = ""
     returns: Mapping[str, str] = field(default_factory=dict)
     check: Check | None = None
+    needs_cuda: tuple[str, ...] = ()
+
+    def check_devices(self, params: Mapping[str, Any], devices: Sequence[str]) -> None:
+        """Refuse params that need a CUDA device when none of ``devices`` (those the kind's jobs run on) is one."""
+        asked = [name for name in self.needs_cuda if params[name]]
+        if asked and not any(d.startswith("cuda") for d in devices):
+            raise invalid(f"params.{asked[0]}", f"needs a CUDA GPU; this backend runs {self.name} jobs on "
+                          f"{', '.join(devices)}", f"turn {asked[0]} off, or use a backend with a CUDA GPU")
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.engine, "device": self.device, "timeout": self.timeout,
@@ -151,6 +162,9 @@ class Registry:
             raise ValueError(f"job kind {kind.name!r} names engine {kind.engine!r}: register the engine first")
         if kind.device not in ("gpu", "cpu") or not kind.timeout > 0:
             raise ValueError(f"job kind {kind.name!r}: device must be 'gpu' or 'cpu' and timeout positive")
+        unknown = [name for name in kind.needs_cuda if name not in kind.schema.params]
+        if unknown:
+            raise ValueError(f"job kind {kind.name!r}: needs_cuda names {unknown[0]!r}, which is none of its params")
         self._kinds[kind.name] = kind
         return kind
 

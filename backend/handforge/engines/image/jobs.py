@@ -215,7 +215,7 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
     sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
     dtype = torch_dtype(params["dtype"], ctx.device)
     offload = params["cpu_offload"]
-    if offload and not ctx.device.startswith("cuda"):
+    if offload and not ctx.device.startswith("cuda"):  # (refused at submit unless the job may run on a GPU)
         raise JobError(ErrorCode.INVALID_PARAMS, "cpu_offload moves models between the CPU and a GPU; this job "
                        f"runs on {ctx.device}", "turn cpu_offload off")
 
@@ -421,6 +421,7 @@ def register_jobs(registry: Registry) -> None:
                                availability=_image_availability))
     registry.add_kind(JobKind(
         "image.generate", generate, engine="image", device="gpu", timeout=1800, check=check_request,
+        needs_cuda=("cpu_offload",),
         schema=Schema(
             params={
                 "prompt": String(doc="what the image shows", max_length=PROMPT_MAX, escaped=True),

@@ -386,6 +386,7 @@ def register_jobs(registry: Registry) -> None:
                                availability=_availability))
     registry.add_kind(JobKind(
         KIND, transfer_job, engine="transfer", device="gpu", timeout=1800, check=_check, schema=_schema(generate.schema),
+        needs_cuda=generate.needs_cuda,
         description="source image + target pose (camera + rigs) → images of the source's hands in the target pose",
         returns={"images": "(batch, H, W, 3) uint8", "control.<kind>": "(H, W, 3) uint8 target-pose renders",
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
