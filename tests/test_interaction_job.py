@@ -14,7 +14,7 @@ import pytest
 from handforge.engines.checkpoints import save_model
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
-from handforge_shared.client import Cancelled, JobFailed, Progress
+from handforge_shared.client import Cancelled, Error, JobFailed, Progress
 from tests.support.interaction import tiny_denoiser
 from tests.support.server import running_server
 from tests.support.threads import torch_threads
@@ -127,6 +127,32 @@ def test_bad_inputs_are_refused_with_what_was_wrong(server, params, arrays, mess
     assert message in info.value.message + info.value.hint
     # as a person reads it, the hint once (a missing MANO's reason already names the setting to fill)
     assert not info.value.hint or str(info.value).count(info.value.hint) == 1
+
+
+def test_more_steps_than_the_checkpoint_was_trained_with_are_refused_before_the_job_is_queued(server):
+    # before: accepted, then refused once the job had its turn and had loaded the model
+    with server.client(lost_after=60) as client:
+        handle = client.submit("interaction.sample", {"engine": "learned", "steps": 150})
+        outcome = handle.wait(30)
+    assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+    assert outcome.message.startswith("params.steps: 150 exceeds the 100 diffusion steps the model at ")
+    assert outcome.field == "params.steps" and outcome.hint == "ask for at most 100 steps"
+    assert handle.position is None  # never accepted
+
+
+def test_a_missing_checkpoint_is_refused_before_the_job_is_queued_and_templates_still_run(tmp_path):
+    # before: accepted, then failed as missing_weights when its turn came
+    env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "nonexistent"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as server, server.client(lost_after=60) as client:
+        handle = client.submit("interaction.sample", {"count": 1})
+        outcome = handle.wait(30)
+        assert isinstance(outcome, Error) and outcome.code == "missing_weights", outcome
+        assert outcome.message.startswith("engine 'learned' cannot run: interaction.checkpoint: ")
+        assert "nonexistent" in outcome.message and "engine 'templates'" in outcome.hint
+        assert handle.position is None  # never accepted
+        result = client.run("interaction.sample", {"engine": "templates", "count": 1}, timeout=120)
+    assert result.data["engine"] == "templates"
 
 
 def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):

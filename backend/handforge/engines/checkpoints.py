@@ -163,6 +163,12 @@ def _config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
 
+def saved_config(folder: str | Path, spec: ModelConfig) -> dict[str, Any]:
+    """The config a checkpoint's model loads with (its config.json over the class's defaults), read without
+    loading it: for refusing a request the model cannot take before the job is queued."""
+    return {**spec.defaults, **_config(Path(folder))}
+
+
 def saved_class(folder: str | Path) -> str | None:
     """``checkpoint_class``, or None where the folder's config names no class or is unreadable (the
     loader then says what is wrong)."""
@@ -545,4 +551,4 @@ def checkpoint_signature(path: str | Path) -> tuple:
 __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "ModelConfig", "above", "among",
            "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature",
            "dividing", "extra_weights", "load_model", "missing_weights", "model_config", "remove_leftovers",
-           "save_model", "saved_class", "weights_shapes", "write_model"]
+           "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]

@@ -38,6 +38,7 @@ from handforge.engines.interaction.settings import CHECKPOINT
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Boolean, Integer, ListOf, Number, Schema, String, invalid, refuse_unread
+from handforge_shared.protocol import ErrorCode, ProtocolError
 from handforge_shared.poses import DEFAULT_HAND_MODEL, HAND_MODELS, POSE_FIELDS, ROTATION_FIELDS
 
 ENGINES = ("learned", "templates")
@@ -78,6 +79,32 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         raise invalid("params.redraws", "redraws only apply with separation (they redraw the candidates the "
                       "separation leaves interlocked)", "set separation to true, or leave redraws out")
     require_hand_model(params["model"])
+    if params["engine"] == "learned":
+        _check_learned(params)
+
+
+def _check_learned(params: dict[str, Any]) -> None:
+    """The learned engine's checkpoint loads, as far as its files tell, and was trained with the steps asked for:
+    said before the job is queued (the job said it when its turn came; it still does, for files changed since)."""
+    from handforge.engines.checkpoints import checkpoint_problem, saved_config
+    from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
+
+    folder = config.value(CHECKPOINT.key)
+    problem = checkpoint_problem(folder, INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
+    if problem:
+        raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'learned' cannot run: {CHECKPOINT.key}: {problem}",
+                            _CHECKPOINT_FIX)
+    most = saved_config(folder, INTERACTION_DENOISER)["num_train_timesteps"]
+    if params["steps"] > most:
+        raise invalid("params.steps", _too_many_steps(params["steps"], most, folder), f"ask for at most {most} steps")
+
+
+_CHECKPOINT_FIX = (f"point {CHECKPOINT.key} at the model/ folder of a `handforge train interaction` run, or unset it "
+                   "for the shipped model; or use engine 'templates', which needs no weights")
+
+
+def _too_many_steps(steps: int, most: int, folder) -> str:
+    return f"{steps} exceeds the {most} diffusion steps the model at {folder} was trained with"
 
 
 def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
@@ -142,13 +169,11 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
     try:
         denoiser = ctx.pretrained(InteractionDenoiser, folder)
     except CheckpointError as exc:  # a folder that is no checkpoint of this model (e.g. the run, not run/model)
-        raise JobError("missing_weights", str(exc), f"point {CHECKPOINT.key} at the model/ folder of a "
-                       "`handforge train interaction` run, or unset it for the shipped model; or use engine "
-                       "'templates', which needs no weights") from None
+        raise JobError("missing_weights", str(exc), _CHECKPOINT_FIX) from None
     most = denoiser.config.num_train_timesteps
-    if params["steps"] > most:
-        raise JobError("invalid_params", f"steps ({params['steps']}) exceeds the {most} diffusion steps the model at "
-                       f"{folder} was trained with", f"ask for at most {most} steps")
+    if params["steps"] > most:  # (refused at submit: here for a checkpoint changed since)
+        raise JobError("invalid_params", f"params.steps: {_too_many_steps(params['steps'], most, folder)}",
+                       f"ask for at most {most} steps")
     return ctx.model(f"interaction pipeline {folder.resolve()} {model_name}",
                      lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder)
 
