@@ -16,7 +16,7 @@ import torch
 from handforge.engines.checkpoints import save_model
 from handforge.engines.motion.model import MotionDenoiser
 from handforge.engines.motion.representation import FRAME_DIM
-from handforge_shared.client import Cancelled, JobFailed
+from handforge_shared.client import Cancelled, Error, JobFailed
 from handforge_shared.poses import MotionClip
 from tests.support.motion_keys import keyed_ends
 from tests.support.server import running_server
@@ -186,6 +186,22 @@ def test_trajectory_and_generate(server):
     assert clip_of(made).num_frames == 409 and clip_of(made).fps == 24.0 and made.data["engine"] == "learned"
 
 
+def test_a_range_longer_than_the_model_takes_is_refused_before_the_job_is_queued(server):
+    # before: accepted, then refused once the job had its turn and had loaded the model
+    with server.client() as client:
+        generate = client.submit("motion.generate", {"num_frames": 410, "fps": 24.0, "steps": 1})
+        inbetween = client.submit("motion.inbetween", {"fps": 1.0, "steps": 1}, keys())  # 29 s of keys
+        outcomes = generate.wait(60), inbetween.wait(60)
+    for outcome, field in zip(outcomes, ("params.num_frames", "arrays")):
+        assert isinstance(outcome, Error) and outcome.code == "invalid_params", outcome
+        assert outcome.field == field and " is longer than the model's 512 frames at 30 fps" in outcome.message
+    assert outcomes[0].message.startswith("params.num_frames: 410 frames at 24 fps (17.04 s)")
+    assert generate.position is None and inbetween.position is None  # never accepted
+    with server.client() as client:  # the spline engine takes any length
+        assert client.run("motion.generate", {"num_frames": 410, "fps": 24.0, "engine": "spline"}, {},
+                          timeout=120).data["engine"] == "spline"
+
+
 def test_a_job_that_cannot_finish_in_time_fails_as_soon_as_its_pace_says_so(server):
     """1000 steps of 8 samples of 512 frames, to finish in 20 s: it ran to its limit before (600 s for the kind's), its device
     held all along; now it fails after a few steps, saying how long the whole would take."""
@@ -323,6 +339,23 @@ def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_p
     assert failed.value.code == "invalid_params" and "exceeds the 50 diffusion steps" in failed.value.message
     assert "at most 50 steps" in failed.value.hint
     assert jobs.generate(ctx, {**params, "steps": 50}, {}).data["engine"] == "learned"  # the limit itself runs
+
+
+def test_more_steps_than_the_checkpoint_was_trained_with_are_refused_before_the_job_is_queued(tmp_path, monkeypatch):
+    # before: the request passed its check, and the job said it when its turn came
+    from handforge.engines.motion import jobs
+    from handforge_shared.protocol import ProtocolError
+
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50,
+                                       **UNIT_STATISTICS), tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    with pytest.raises(ProtocolError) as refused:
+        jobs._check_generate(_generate_params(steps=100), {})
+    assert refused.value.field == "params.steps" and "exceeds the 50 diffusion steps" in refused.value.message
+    assert refused.value.hint == "ask for at most 50 steps"
+    jobs._check_generate(_generate_params(steps=50), {})  # the limit itself is taken
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(tmp_path / "nonexistent"))  # falls back to the spline
+    jobs._check_generate(_generate_params(steps=100), {})
 
 
 def test_a_checkpoint_of_another_frame_size_falls_back_to_the_spline_engine_saying_why(tmp_path, monkeypatch):

@@ -142,6 +142,7 @@ def _check_engine(params: dict[str, Any], defaults: dict[str, Any]) -> None:
 
 def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _check_engine(params, GENERATE_PARAMS)
+    _check_fits_model(params, params["num_frames"], "params.num_frames")
 
 
 def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -165,6 +166,7 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
         raise invalid(f"arrays.{hand_array_name(sides[0], 'mask')}", "keys no frame (all zeros)",
                       "set a row's columns to 1 where the values are keys; use motion.generate for no keys")
     _observed(inbetween_observation, params, arrays)
+    _check_fits_model(params, _frames(arrays), "arrays")
 
 
 def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -180,6 +182,48 @@ def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) 
         raise invalid("arrays.right.transl", "no wrist path given",
                       "send <side>.transl (T, 3) for the left and/or right wrist")
     _observed(trajectory_observation, params, arrays)
+    _check_fits_model(params, _frames(arrays), "arrays")
+
+
+def _beyond_model(num_frames: int, fps: float, steps: int, model: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """What of a request the learned model (``model``: its config) cannot take, as (field, message, hint), or None."""
+    if retime.model_frames(num_frames, fps, model["fps"]) > model["max_frames"]:  # (it runs on its own frames:
+        most = int((model["max_frames"] - 1) * fps / model["fps"]) + 1            # counted at its frame rate)
+        # (the time is what counts: "20 frames at 1 fps" read as too many frames)
+        return ("frames", f"{num_frames} frames at {fps:g} fps ({(num_frames - 1) / fps:.2f} s) is longer than the "
+                f"model's {model['max_frames']} frames at {model['fps']:g} fps "
+                f"({(model['max_frames'] - 1) / model['fps']:.2f} s)",
+                f"generate at most {most} frames at a time at {fps:g} fps, or use the spline engine (any length)")
+    if steps > model["num_train_timesteps"]:
+        # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
+        # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)
+        most = model["num_train_timesteps"]
+        return ("params.steps", f"steps ({steps}) exceeds the {most} diffusion steps the motion model was trained "
+                "with", f"ask for at most {most} steps")
+    return None
+
+
+def _learned_config() -> dict[str, Any] | None:
+    """The config of the model a learned job will run, read from its files; None where the job will fall back to
+    the spline engine (no checkpoint, or one ``_pipeline`` refuses)."""
+    from handforge.engines.checkpoints import checkpoint_problem, saved_config
+    from handforge.engines.motion.model_config import MOTION_DENOISER
+    from handforge.engines.motion.representation import FRAME_DIM
+
+    value = config.value(CHECKPOINT.key)
+    if not value or not Path(value).exists() or checkpoint_problem(value, MOTION_DENOISER, frame_dim=FRAME_DIM):
+        return None
+    model = saved_config(value, MOTION_DENOISER)
+    return model if model["data_mean"] is not None and model["data_std"] is not None else None  # (check_representation)
+
+
+def _check_fits_model(params: dict[str, Any], num_frames: int, frames_field: str) -> None:
+    """A learned job the model cannot take, refused before it is queued (it was when its turn came)."""
+    model = _learned_config() if params["engine"] == "learned" else None
+    beyond = None if model is None else _beyond_model(num_frames, params["fps"], params["steps"], model)
+    if beyond is not None:
+        field, message, hint = beyond
+        raise invalid(frames_field if field == "frames" else field, message, hint)
 
 
 # ------------------------------------------------------------------------------------- observations
@@ -260,22 +304,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         pipeline, warning = _pipeline(ctx, params["hand_model"])
         if pipeline is None:
             engine = "spline"
-        elif retime.model_frames(observation.num_frames, observation.fps, pipeline.model.config.fps) > \
-                pipeline.model.config.max_frames:  # (it runs on its own frames: counted at its frame rate)
-            config = pipeline.model.config
-            most = int((config.max_frames - 1) * observation.fps / config.fps) + 1
-            # (the time is what counts: "20 frames at 1 fps" read as too many frames)
-            raise JobError(ErrorCode.INVALID_PARAMS, f"{observation.num_frames} frames at {observation.fps:g} fps "
-                           f"({(observation.num_frames - 1) / observation.fps:.2f} s) is longer than the model's "
-                           f"{config.max_frames} frames at {config.fps:g} fps ({(config.max_frames - 1) / config.fps:.2f} s)",
-                           f"generate at most {most} frames at a time at {observation.fps:g} fps, or use the spline "
-                           "engine (any length)")
-        elif params["steps"] > pipeline.model.config.num_train_timesteps:
-            # the schema allows 1000 (the shipped model's); a checkpoint trained with fewer diffusion steps
-            # cannot take more DDIM steps (diffusers' set_timesteps raised a ValueError: an internal error)
-            most = pipeline.model.config.num_train_timesteps
-            raise JobError(ErrorCode.INVALID_PARAMS, f"steps ({params['steps']}) exceeds the {most} diffusion steps "
-                           f"the motion model was trained with", f"ask for at most {most} steps")
+        else:  # (refused at submit: here for a checkpoint changed since)
+            beyond = _beyond_model(observation.num_frames, observation.fps, params["steps"], pipeline.model.config)
+            if beyond is not None:
+                raise JobError(ErrorCode.INVALID_PARAMS, *beyond[1:])
     guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
                 "repair": Guidance(when="repair")}[params["penetration_guidance"]]
 
