@@ -305,3 +305,27 @@ def test_a_status_line_of_a_folder_without_its_config_follows_what_is_outside_it
     assert "no such checkpoint folder" in checkpoint_problem(later, TinyNet)
     later.mkdir()  # before: still 'no such checkpoint folder' (no file in it either way)
     assert checkpoint_problem(later, TinyNet) == f"{later}: not a checkpoint folder, it has no config.json"
+
+
+def test_a_checkpoints_saved_config_is_read_again_only_when_its_files_change(folder, monkeypatch):
+    """Motion and interaction submits read the checkpoint's config to refuse what the model cannot take: read once
+    while its files stay as they are (beside the status line's answer for the same class, not mistaken for it)."""
+    import os
+
+    from handforge.engines import checkpoints
+    from handforge.engines.checkpoints import model_config, saved_config
+
+    spec = model_config(TinyNet)
+    old = time.time_ns() - 10**10
+    for file in folder.iterdir():
+        os.utime(file, ns=(old, old))
+    reads = []
+    config = checkpoints._config
+    monkeypatch.setattr(checkpoints, "_config", lambda path: reads.append(path) or config(path))
+    assert checkpoint_problem(folder, spec) == "" and saved_config(folder, spec)["width"] == 16
+    assert saved_config(folder, spec)["width"] == 16 and checkpoint_problem(folder, spec) == "" and len(reads) == 2
+    saved_config(folder, spec)["width"] = 3  # (a copy: the remembered one stays)
+    edit_config(folder, width=17)
+    for file in folder.iterdir():
+        os.utime(file, ns=(old + 10**9, old + 10**9))
+    assert saved_config(folder, spec)["width"] == 17 and len(reads) == 3

@@ -165,8 +165,9 @@ def _config(folder: Path) -> dict[str, Any]:
 
 def saved_config(folder: str | Path, spec: ModelConfig) -> dict[str, Any]:
     """The config a checkpoint's model loads with (its config.json over the class's defaults), read without
-    loading it: for refusing a request the model cannot take before the job is queued."""
-    return {**spec.defaults, **_config(Path(folder))}
+    loading it: for refusing a request the model cannot take before the job is queued (remembered while the
+    folder's files stay as they are: asked at every submit)."""
+    return dict(_remembered(folder, spec, ("config",), lambda: {**spec.defaults, **_config(Path(folder))}))
 
 
 def saved_class(folder: str | Path) -> str | None:
@@ -189,25 +190,33 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig,
     name = spec if isinstance(spec, str) else spec.name
     if folder is None:
         return "not set"
-    # engine statuses ask at every submit, on the server's loop: reading the config and weights header took
-    # ~0.5 ms a checkpoint, its files' stat signature ~0.02 ms (the model cache's own test of a change)
-    key = (str(folder), id(cls), tuple(sorted(sizes.items())), checkpoint_signature(folder))
-    cached = _PROBLEMS.get(key)
-    if cached is not None and cached[0] is cls:  # (the entry keeps cls alive: its id is not another's)
+    return _remembered(folder, cls, ("problem", *sorted(sizes.items())),
+                       lambda: _checkpoint_problem(folder, spec, name, sizes))
+
+
+def _remembered(folder: str | Path, owner: Any, extra: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` of ``folder`` for ``owner`` (a class or spec) and ``extra`` (what is computed), remembered
+    while the folder's files stay as they are: engine statuses and submit checks ask at every submit, on the
+    server's loop, where reading a config and weights header took ~0.5 ms a checkpoint, its files' stat
+    signature ~0.02 ms (the model cache's own test of a change)."""
+    signature = checkpoint_signature(folder)
+    key = (str(folder), id(owner), extra, signature)
+    cached = _REMEMBERED.get(key)
+    if cached is not None and cached[0] is owner:  # (the entry keeps owner alive: its id is not another's)
         return cached[1]
-    problem = _checkpoint_problem(folder, spec, name, sizes)
+    value = compute()
     # a file written within the clock's granularity of now may change again with the same stat ("racy git"):
     # kept only once every file is older than that; and only for a folder holding its config: the answer for
     # one without depends on what is not in it (whether it exists at all, empty; its run's model/ written since)
-    if any(file == CONFIG_NAME for file, *_ in key[3]) and all(
-            time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in key[3]):
-        if len(_PROBLEMS) >= 64:
-            _PROBLEMS.clear()
-        _PROBLEMS[key] = (cls, problem)
-    return problem
+    if any(file == CONFIG_NAME for file, *_ in signature) and all(
+            time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in signature):
+        if len(_REMEMBERED) >= 64:
+            _REMEMBERED.clear()
+        _REMEMBERED[key] = (owner, value)
+    return value
 
 
-_PROBLEMS: dict[tuple, tuple[Any, str]] = {}  # (folder, id(cls), sizes, signature) -> (cls, the problem)
+_REMEMBERED: dict[tuple, tuple[Any, Any]] = {}  # (folder, id(owner), extra, signature) -> (owner, value)
 _RACY_NS = 2_000_000_000
 
 
