@@ -100,3 +100,18 @@ def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_c
     monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "deep.toml"))
     with pytest.raises(config.ConfigError, match=r"the HandForge config file .*deep.toml: nested too deeply"):
         config.check_file()
+
+
+def test_json_and_toml_nested_too_deeply_are_a_value_error_that_says_so():
+    """json's C scanner and tomllib raise RecursionError on text nested thousands deep: every file reader caught
+    it by name beside ValueError, and a reader that did not let it out as a traceback."""
+    from handforge_shared.files import NestedTooDeeply, parse_json, parse_toml
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for parse, text in ((parse_json, deep), (parse_toml, f"a = {deep}\n")):
+        with pytest.raises(ValueError, match="nested too deeply: lists or .* inside one another thousands of times"):
+            parse(text)
+    with pytest.raises(NestedTooDeeply):
+        parse_json("[" * 100_000)
+    assert parse_json('{"a": [1]}', object_pairs_hook=list) == [("a", [1])]
+    assert parse_toml("a = [[1]]\n") == {"a": [[1]]}

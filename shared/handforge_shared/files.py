@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 import tempfile
+import tomllib
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -115,6 +117,32 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     return f"not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
 
 
+class NestedTooDeeply(ValueError):
+    """JSON or TOML text with lists or objects inside one another thousands of times: json's C scanner and
+    tomllib recurse, and raise ``RecursionError``, which no reader of a damaged file expects. A ``ValueError``,
+    so the readers' "not valid JSON" handling covers it as the damage it is."""
+
+
+_NESTED_TOO_DEEPLY = "nested too deeply: lists or {} inside one another thousands of times"
+
+
+def parse_json(text: str | bytes, **json_kwargs: Any) -> Any:
+    """``json.loads(text, **json_kwargs)``, the one reader of JSON from files and records: text nested too
+    deeply to parse raises ``NestedTooDeeply`` (a ``ValueError``), not a ``RecursionError``."""
+    try:
+        return json.loads(text, **json_kwargs)
+    except RecursionError:
+        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``, nested too deeply raising ``NestedTooDeeply`` as ``parse_json`` does."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("tables")) from None
+
+
 def sync_folder(folder: str | os.PathLike) -> None:
     """A folder's entries (new files, a rename into it) on the disk; nothing where folders cannot be
     opened (Windows: no ``os.O_DIRECTORY``)."""
@@ -175,5 +203,6 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
     return f"{where}{reason}: fix it (or {elsewhere})"
 
 
-__all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "atomic_file", "existing_ancestor", "file_error", "file_kind", "folder_lock",
-           "not_utf8", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]
+__all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
+           "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json", "parse_toml",
+           "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]
