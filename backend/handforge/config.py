@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from handforge_shared.files import FileTooLarge, file_error, file_kind, not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_error, file_kind, not_utf8, parse_toml, read_user_text
 
 Source = Literal["env", "file", "default", "unset"]
 
@@ -151,7 +151,7 @@ def _read_file() -> dict[str, Any]:
     if not is_file:
         return {}
     try:
-        return tomllib.loads(read_user_text(path))
+        return parse_toml(read_user_text(path))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"the HandForge config file {path} is {not_utf8(exc)}") from None
     except FileTooLarge as exc:
@@ -159,9 +159,9 @@ def _read_file() -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}"
                           + (BACKSLASH_HINT if "hex value" in str(exc) or "Unescaped '\\'" in str(exc) else "")) from None
-    except RecursionError:  # (a = [[[…]]] thousands deep: a traceback from every command)
-        raise ConfigError(f"cannot read the HandForge config file {path}: nested too deeply (lists or tables inside "
-                          "one another thousands of times, which no config is): is it the right file?") from None
+    except NestedTooDeeply as exc:  # (a = [[[…]]] thousands deep)
+        raise ConfigError(f"cannot read the HandForge config file {path}: {exc}, which no config is: is it the "
+                          "right file?") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
 

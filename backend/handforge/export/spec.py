@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge_shared import pose_library
-from handforge_shared.files import FileTooLarge, file_kind, not_utf8, read_user_text
+from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
 from handforge_shared.protocol import unique_keys
 
 OUTPUTS = ("rgb", "mesh", "masks", "skeleton", "depth", "normals")
@@ -585,7 +585,9 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         raise SpecError(f"the export specification {exc}") from None
     try:
         # a key twice in JSON: refused, as TOML refuses it (json kept the last one silently)
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text, object_pairs_hook=unique_keys)
+        data = parse_toml(text) if path.suffix.lower() == ".toml" else parse_json(text, object_pairs_hook=unique_keys)
+    except NestedTooDeeply as exc:  # ([[[…]]] thousands deep, TOML or JSON: not the ValueError below's "not valid JSON")
+        raise SpecError(f"{path}: {exc}, which no specification is: is it the right file?") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         if path.suffix.lower() not in (".toml", ".json"):  # e.g. a .yaml, called "not valid JSON" alone
             raise SpecError(f"{path}: specifications are read as TOML (.toml) or JSON (any other name), and this is "
@@ -595,7 +597,4 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
         raise SpecError(f"{path}: not valid JSON ({exc})") from None
-    except RecursionError:  # ([[[…]]] thousands deep: a traceback from tomllib and json alike)
-        raise SpecError(f"{path}: nested too deeply to read (lists or tables inside one another thousands of times, "
-                        "which no specification is): is it the right file?") from None
     return parse_spec(data)
