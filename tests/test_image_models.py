@@ -165,6 +165,25 @@ def test_controlnets_that_do_not_fit_the_sd_model_are_refused_when_loaded_and_ch
     assert main(["models", "check", str(wide)]) == 0  # on its own, nothing to fit
 
 
+@pytest.mark.parametrize("text", ["{unclosed", "[" * 100_000])  # (nested thousands deep)
+def test_an_sd_unet_config_that_cannot_be_read_is_its_problem_not_a_traceback_from_the_controlnets(
+        weights, tmp_path, monkeypatch, capsys, text):
+    # before: check_sd named it, then each ControlNet's fit to that UNet read it again unguarded: a JSONDecodeError
+    # (or RecursionError) traceback from `handforge models check`
+    root, sd, guidance = weights
+    damaged = tmp_path / "sd"
+    shutil.copytree(sd, damaged)
+    (damaged / "unet" / "config.json").write_text(text)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(damaged))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    assert main(["models", "check"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAILED  sd  {damaged}" in out and f"problem: {damaged / 'unet' / 'config.json'}: not a JSON object" in out
+    assert f"ok  controlnet  {guidance}" in out and f"not checked against the SD model {damaged}" in out, out
+
+
 def test_single_files_that_cannot_load_are_weights_errors(weights, tmp_path):
     # before: a single-file ControlNet looked up an unrelated Hub repository offline, and a single file
     # that is not an SD checkpoint escaped as SingleFileComponentError (the job said "internal")

@@ -10,7 +10,6 @@ huggingface_hub.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from handforge.engines.image.settings import (
     SD_CONFIG,
     SD_MODEL,
 )
+from handforge_shared.files import parse_json
 
 NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
 SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
@@ -83,11 +83,11 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
     (diffusers and transformers took a JSON string for a hub repo id and looked it up online, and read a
     missing one as the class's defaults)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = parse_json((folder / "config.json").read_text())
     except FileNotFoundError:
         report.problems.append(f"{folder}: no config.json")
         return None
-    except (OSError, ValueError, RecursionError) as exc:  # (nested thousands deep: a traceback)
+    except (OSError, ValueError) as exc:
         config = exc
     if not isinstance(config, dict):
         report.problems.append(f"{folder / 'config.json'}: not a JSON object (a model config): {config}")
@@ -223,8 +223,11 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
     net = check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest)
     unet_config = Path(sd) / "unet" / "config.json" if sd is not None else None
     if net and unet_config is not None and unet_config.is_file():
-        reason = mismatch(json.loads(unet_config.read_text()), net)
-        if reason:
+        unet = _config_json(unet_config.parent, Report(str(sd)))  # (unreadable: the SD model's own check says so)
+        reason = mismatch(unet, net) if unet is not None else ""
+        if unet is None:
+            report.notes.append(f"not checked against the SD model {sd}: its {unet_config} cannot be read")
+        elif reason:
             report.problems.append(f"does not fit the SD model {sd}: {reason}")
     return report
 
