@@ -326,6 +326,14 @@ def test_json_files_nested_too_deeply_are_named(tmp_path):
     (tmp_path / "store/clips.json").write_text(deep)
     with pytest.raises(DatasetError, match=r"clips.json: not readable JSON"):
         ClipStore.open(tmp_path / "store")
+    # a number of 5,000 digits: json's ValueError beyond Python's int limit, not a JSONDecodeError (a traceback)
+    (tmp_path / "corpus/splits.json").write_text('{"train": ' + "1" * 5000 + "}")
+    with pytest.raises(DatasetError, match=r"splits.json: not readable JSON \(Exceeds the limit"):
+        open_corpus(tmp_path / "corpus")
+    (tmp_path / "store/clips.json").write_text("1" * 5000)
+    with pytest.raises(DatasetError, match=r"clips.json: not readable JSON \(Exceeds the limit"):
+        ClipStore.open(tmp_path / "store")
+
 
 def test_a_clip_damaged_after_indexing_is_named(corpus, tmp_path):
     copy = tmp_path / "copy"

@@ -143,7 +143,7 @@ def test_checkpoints_round_trip_and_bad_files_are_refused(data, tmp_path):
     assert again.recipe == json.loads(json.dumps(nets.recipe))
     recipe = (path / "recipe.json").read_text()
     (path / "recipe.json").write_text("[" * 100_000)  # nested thousands deep: a RecursionError traceback
-    with pytest.raises(FeatureError, match=r"not a readable feature checkpoint \(maximum recursion depth"):
+    with pytest.raises(FeatureError, match=r"not a readable feature checkpoint \(nested too deeply: "):
         FeatureNetworks.load(path)
     (path / "recipe.json").write_text(recipe)
     broken = tmp_path / "broken"

@@ -76,7 +76,7 @@ def test_a_pairs_record_nested_too_deeply_is_said_unreadable(tmp_path):
     from handforge.engines.transfer.pairs import PAIRS_SPEC, check_pairs_folder
 
     (tmp_path / PAIRS_SPEC).write_text("[" * 100_000)
-    with pytest.raises(ValueError, match=r"pairs_spec.json cannot be read \(maximum recursion depth.*\): write these "
+    with pytest.raises(ValueError, match=r"pairs_spec.json cannot be read \(nested too deeply: .*\): write these "
                                          "pairs into another folder"):
         check_pairs_folder(tmp_path, parse_spec(SPEC), "gl")
 

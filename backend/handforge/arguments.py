@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from handforge_shared.files import existing_ancestor, refused_new_files
+from handforge_shared.files import existing_ancestor, parse_json, refused_new_files
 
 
 def _has_default(value) -> bool:
@@ -215,9 +215,9 @@ def _a_report(path: Path) -> bool:
     if not text.strip():  # an empty .json (made to be written into); an empty config.toml is no report
         return path.suffix.lower() == ".json"
     try:
-        data = json.loads(text)
+        data = parse_json(text)
         return isinstance(data, dict) and REPORT_MARK in data
-    except (ValueError, RecursionError):
+    except ValueError:
         return False
 
 

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .files import atomic_file, file_kind
+from .files import atomic_file, file_kind, parse_json
 from .rotations import mirror_axis_angle, mirror_points
 from .skeleton import HAND_POSE_DIM, MODEL_FRAME_DESCRIPTION, NUM_BETAS, SIDES, Side, check_side, other_side
 
@@ -489,8 +489,8 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
         raise PoseFormatError(f"{path}: 'meta' must be one JSON text, got {meta_array.dtype} {meta_array.shape}")
     try:
-        meta = json.loads(str(meta_array))
-    except (ValueError, RecursionError) as exc:
+        meta = parse_json(str(meta_array))
+    except ValueError as exc:
         raise PoseFormatError(f"{path}: 'meta' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise PoseFormatError(f"{path}: 'meta' must be a JSON object")

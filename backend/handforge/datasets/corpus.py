@@ -8,7 +8,6 @@ a 20,000-clip corpus is indexed without holding its 3.7 M frames; ``load`` reads
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import zipfile
@@ -19,6 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from handforge.datasets.representation import ClipInfo, DatasetError
+from handforge_shared.files import parse_json
 from handforge_shared.mano_params import FLAT
 from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError, motion_files
 
@@ -40,8 +40,8 @@ def read_splits(folder: str | os.PathLike) -> dict[str, list[str]]:
         raise DatasetError(f"{path}: no such file; a corpus folder written by `handforge corpus` has one: give "
                            "such a folder (in Python, handforge.datasets.MotionFolder reads a plain folder of clips)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
+        data = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # (not UTF-8, not JSON, nested too deeply, a number of 5,000 digits)
         raise DatasetError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != SPLITS_FORMAT:
         raise DatasetError(f"{path} is not a HandForge corpus split file (format {SPLITS_FORMAT!r} expected)")
@@ -83,12 +83,12 @@ def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: 
         with np.load(path, allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise DatasetError(f"{path}: no 'meta' entry; not a HandForge motion file")
-            meta = json.loads(str(data["meta"]))
+            meta = parse_json(str(data["meta"]))
     except DatasetError:
         raise
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, RecursionError, zipfile.BadZipFile) as exc:  # JSONDecodeError: a ValueError
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError, NestedTooDeeply: ValueErrors
         raise DatasetError(f"{path}: not a readable motion file ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != MOTION_FORMAT:
         raise DatasetError(f"{path}: not a HandForge motion file (meta format {MOTION_FORMAT!r} expected)")

@@ -22,7 +22,7 @@ import numpy as np
 
 from handforge.datasets.representation import DTYPE, FIELDS, HAND_AXIS, ClipInfo, ClipSource, DatasetError, \
     clip_arrays
-from handforge_shared.files import existing_ancestor, file_kind
+from handforge_shared.files import existing_ancestor, file_kind, parse_json
 
 ARRAYS = (*FIELDS, "present")
 CACHE_FORMAT = "handforge.clip-store"
@@ -156,11 +156,11 @@ def _fingerprint(source: ClipSource, clips: tuple[ClipInfo, ...]) -> str:
 def _read_manifest(cache: Path) -> dict[str, Any]:
     path = cache / "clips.json"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file, so {cache} is not a clip-store cache; give an empty or new "
                            "folder to ClipStore.build(source, cache=...)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # (a file nested too deeply)
+    except (OSError, ValueError) as exc:  # (not UTF-8, not JSON, nested too deeply, a number of 5,000 digits)
         raise DatasetError(f"{path}: not readable JSON ({exc}); delete {cache} and build it again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT \
             or manifest.get("version") != CACHE_VERSION:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from handforge_shared.files import usual_mode
+from handforge_shared.files import parse_json, usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers.utils.SAFETENSORS_WEIGHTS_NAME
@@ -156,10 +156,10 @@ def _config(folder: Path) -> dict[str, Any]:
             if folder.parent.name == "checkpoints" else "")
         raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{hint}")
     try:
-        config = json.loads(config_file.read_text())
+        config = parse_json(config_file.read_text())
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
         return config
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # (nested thousands deep)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
 
 
@@ -334,10 +334,10 @@ def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
 
     folder = Path(folder)
     try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config = parse_json((folder / CONFIG_NAME).read_text())
         with safe_open(str(folder / weights), framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-    except (OSError, ValueError, SafetensorError, RecursionError):
+    except (OSError, ValueError, SafetensorError):
         return ""
     return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
 

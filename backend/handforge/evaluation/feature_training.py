@@ -30,7 +30,6 @@ Results (validation accuracy, Fréchet distance train ↔ validation) go into th
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -52,6 +51,7 @@ from handforge.evaluation.features import (
     canonical_motion,
     two_hand_keypoints,
 )
+from handforge_shared.files import parse_json
 from handforge_shared.mano_params import FLAT, not_flat
 
 FREE = "free"
@@ -367,9 +367,9 @@ def _motion_class(info: dict[str, Any]) -> str:
 def _corpus_settings(folder: Path) -> dict[str, Any]:
     """The settings ``handforge corpus`` recorded in the folder's summary, if it has one."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = parse_json((folder / "summary.json").read_text())
         return dict(summary.get("settings", {}))
-    except (OSError, json.JSONDecodeError, TypeError, ValueError, RecursionError):
+    except (OSError, TypeError, ValueError):
         return {}
 
 

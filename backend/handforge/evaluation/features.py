@@ -38,6 +38,7 @@ from handforge.evaluation.common import as_numpy
 
 # declared in evaluation/settings.py, where config finds every key without importing this module
 from handforge.evaluation.settings import FEATURES, SHIPPED_CHECKPOINT  # noqa: F401 - re-exported
+from handforge_shared.files import parse_json
 from handforge_shared.poses import MotionClip
 from handforge_shared.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS
 
@@ -129,8 +130,8 @@ class FeatureNetworks:
                                f"or {where}")
         try:
             frame, motion = load_model(FrameNet, folder / "frame"), load_model(MotionNet, folder / "motion")
-            recipe = json.loads((folder / RECIPE).read_text()) if (folder / RECIPE).is_file() else {}
-        except (CheckpointError, OSError, ValueError, RecursionError) as exc:  # (a recipe nested thousands deep)
+            recipe = parse_json((folder / RECIPE).read_text()) if (folder / RECIPE).is_file() else {}
+        except (CheckpointError, OSError, ValueError) as exc:
             raise FeatureError(f"{folder}: not a readable feature checkpoint ({exc})") from None
         return cls(frame, motion, recipe)
 

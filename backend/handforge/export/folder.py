@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, write_atomic
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, parse_json, write_atomic
 
 
 SAMPLES = "samples"
@@ -156,16 +156,16 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
 def _held_record(out: Path) -> Any:
     """The folder's ``SPEC_RECORD`` as parsed JSON, None when missing or unreadable."""
     try:
-        return json.loads((out / SPEC_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # (nested thousands deep: a traceback)
+        return parse_json((out / SPEC_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 
 def _unreadable(path: Path) -> str:
     """Why ``path`` is no record: its read or parse error, or what it holds instead of an object."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        value = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return f"it holds a JSON {type(value).__name__}, not an object"
 

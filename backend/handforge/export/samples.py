@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import os
 import shutil
@@ -19,7 +18,7 @@ from PIL import Image
 
 from handforge.export.folder import LABELS, PARTIAL_PREFIX, sample_dir
 from handforge.export.streamed_json import dumps
-from handforge_shared.files import sync_folder
+from handforge_shared.files import parse_json, sync_folder
 from handforge_shared.poses import json_flag
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
@@ -202,12 +201,10 @@ def read_labels(folder: Path) -> dict[str, Any]:
     one reader of every labels.json (``LabelsError`` names the file and what is wrong in it)."""
     path = folder / LABELS
     try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
+        labels = parse_json(path.read_text(encoding="utf-8"))
         problem = labels_problem(labels, int(folder.name)) if folder.name.isdigit() else "not a sample's folder name"
-    except (ValueError, UnicodeDecodeError) as exc:  # (it said "Invalid control character", no file named)
+    except ValueError as exc:  # (it said "Invalid control character", no file named; UnicodeDecodeError too)
         problem = str(exc)
-    except RecursionError:  # ([[[…]]] thousands deep: a traceback from export, eval image and train image)
-        problem = "nested too deeply (lists or objects inside one another thousands of times): not a sample's labels"
     if problem:
         raise LabelsError(path, problem)
     return labels

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, remove_leftovers, save_model
-from handforge_shared.files import FolderBusy, folder_lock, write_atomic
+from handforge_shared.files import FolderBusy, folder_lock, parse_json, write_atomic
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -422,8 +422,8 @@ def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
     if not (s.resume and settings_file.is_file() and _newest_checkpoint(out) is not None):
         return None
     try:
-        recorded = json.loads(settings_file.read_text())
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (nested thousands deep: a traceback)
+        recorded = parse_json(settings_file.read_text())
+    except ValueError as exc:  # (UnicodeDecodeError and NestedTooDeeply: ValueErrors)
         raise TrainingError(f"{settings_file} cannot be read ({exc}): it is not this run's settings; train into "
                             "a new out folder") from None
     return _checked_record(settings_file, recorded)
@@ -502,8 +502,8 @@ _UNREADABLE = object()
 def _read_settings(path: Path) -> Any:
     """The JSON in ``path``, or ``_UNREADABLE``."""
     try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError, OSError, RecursionError):
+        return parse_json(path.read_text())
+    except (ValueError, OSError):
         return _UNREADABLE
 
 
@@ -569,13 +569,13 @@ def _training_device() -> str:
 
 def _checkpoint_step(checkpoint: Path) -> int:
     try:
-        step = json.loads((checkpoint / "step.json").read_text())["step"]
+        step = parse_json((checkpoint / "step.json").read_text())["step"]
         if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
             raise ValueError(f"step {step!r}")
         if step != int(checkpoint.name[5:]):  # (resumed at that step, it wrote over the later checkpoints)
             raise ValueError(f"step {step} in the folder of step {int(checkpoint.name[5:])}")
         return step
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TrainingError(_unreadable(checkpoint, exc, "step.json")) from None
 
 
@@ -620,11 +620,11 @@ def _logged_step(line: str) -> float:
     """The step a log line records; inf (dropped) for a line that is not one, e.g. the half-written last line
     of a run killed while logging."""
     try:
-        row = json.loads(line)
+        row = parse_json(line)
         step = row.get("step", 0) if isinstance(row, dict) else math.inf
         # (a step that is no number, e.g. an edited line, ended the resume in a TypeError traceback)
         return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
-    except (ValueError, RecursionError):
+    except ValueError:
         return math.inf
 
 

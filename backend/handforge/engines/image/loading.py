@@ -10,7 +10,6 @@ uses DDIM built from the model's scheduler config.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from handforge.engines.checkpoints import WEIGHTS_NAME, extra_weights, folder_size_problem
+from handforge_shared.files import parse_json
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # SD 1.x's UNet learned 1000 noise levels; DDIM samples up to that many steps (eval's --steps), each at
@@ -213,8 +213,8 @@ def _controlnet_config_problem(path: Path) -> str:
     draws NaN mid-generation ('' when nothing): a number that is not finite, a norm_eps not above 0, an
     unknown conditioning channel order. (Wrong sizes are refused by ``_check_sizes`` and the weights' shapes.)"""
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError, RecursionError):  # (RecursionError: nested thousands deep)
+        config = parse_json((path / "config.json").read_text())
+    except (OSError, ValueError):
         return ""  # diffusers' loading names what is wrong
     if not isinstance(config, dict):
         return ""
@@ -240,10 +240,10 @@ def controlnet_shape_problem(path: str | Path) -> str:
 
     path = Path(path)
     try:
-        config = json.loads((path / "config.json").read_text())
+        config = parse_json((path / "config.json").read_text())
         with safe_open(str(path / WEIGHTS_NAME), framework="numpy") as weights:  # (the header only)
             shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
-    except (OSError, ValueError, SafetensorError, RecursionError):  # (RecursionError: nested thousands deep)
+    except (OSError, ValueError, SafetensorError):
         return ""
     if not isinstance(config, dict):
         return ""

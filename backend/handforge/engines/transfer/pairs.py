@@ -22,7 +22,7 @@ from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
 from handforge.export.samples import sample_problem
-from handforge_shared.files import write_atomic
+from handforge_shared.files import parse_json, write_atomic
 
 SOURCE, TARGET = "source", "target"
 OTHER_SCENE = 1_000_003  # the target's articulation comes from scene index + this
@@ -59,8 +59,8 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
     made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
     record = Path(out) / PAIRS_SPEC
     try:
-        recorded = json.loads(record.read_text()) if record.is_file() else made_by
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (nested thousands deep: a traceback)
+        recorded = parse_json(record.read_text()) if record.is_file() else made_by
+    except ValueError as exc:  # (UnicodeDecodeError and NestedTooDeeply: ValueErrors)
         raise ValueError(f"{record} cannot be read ({exc}): write these pairs into another folder") from None
     if recorded != made_by:
         raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
