@@ -265,6 +265,27 @@ def test_a_damaged_pair_is_named_before_training(data, tmp_path, damage, named):
         PosePairs(copy, size=64)
 
 
+@pytest.mark.parametrize("text", ['{"index": 0,', "[" * 100_000])  # (nested thousands deep)
+def test_a_pair_damaged_after_the_check_is_named_by_training_and_evaluation(data, tmp_path, text):
+    """A labels.json damaged once the pairs were checked (rewritten by another run) was read again with json.loads
+    of its own by each drawn item and by eval transfer: a JSONDecodeError or RecursionError naming no file."""
+    import shutil
+
+    from handforge.engines.transfer.evaluate import evaluate_pairs
+    from handforge.export.samples import LabelsError
+
+    _, pairs = data
+    copy = tmp_path / "pairs"
+    shutil.copytree(pairs, copy)
+    dataset = PosePairs(copy, size=64)
+    damaged = copy / "target" / "samples" / "000000" / "labels.json"
+    damaged.write_text(text)
+    with pytest.raises(LabelsError, match=re.escape(f"{damaged}: ")):
+        dataset[0]
+    with pytest.raises(LabelsError, match=re.escape(f"{damaged}: ")):
+        evaluate_pairs({}, dataset, 1, 1, 0, 0.1, None)
+
+
 def _tiny_run(data_folder, sd_path, out, steps: int) -> list[str]:
     return ["train", "transfer", "--data", str(data_folder), "--sd", str(sd_path), "--out", str(out), "--size", "64",
             "--image-size", "32", "--channels", "8", "16", "--feature-dim", "16", "--layers", "1", "--heads", "2",

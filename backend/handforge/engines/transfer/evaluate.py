@@ -98,6 +98,7 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
     from PIL import Image
 
     from handforge.export.labels import union_box
+    from handforge.export.samples import read_labels
 
     report = {"pairs": 0, "pose": f"PCK@{threshold:g} over visible keypoints" if detect else
               "not measured: no hand landmark detector (MediaPipe: pip install 'handforge[landmarks]')", "engines": {}}
@@ -105,10 +106,10 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
     for index in dataset.indices[:limit]:
         source_sample = dataset.folder / "source" / "samples" / index
         source = np.asarray(Image.open(source_sample / "rgb.png").convert("RGB"))
-        source_labels = json.loads((source_sample / "labels.json").read_text())
+        source_labels = read_labels(source_sample)
         sample = dataset.folder / "target" / "samples" / index
         truth = np.asarray(Image.open(sample / "rgb.png").convert("RGB"))
-        labels = json.loads((sample / "labels.json").read_text())
+        labels = read_labels(sample)
         box = union_box([h["bbox_projected"] for h in labels["hands"].values()])
         inside = box_mask(box, *truth.shape[:2])
         for name, run in engines.items():

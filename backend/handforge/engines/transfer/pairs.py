@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
-from handforge.export.samples import sample_problem
+from handforge.export.samples import read_labels, sample_problem
 from handforge_shared.files import parse_json, write_atomic
 
 SOURCE, TARGET = "source", "target"
@@ -148,7 +148,7 @@ class PosePairs(torch.utils.data.Dataset):
         from handforge.export.labels import label_poses
 
         sample = self.folder / folder / "samples" / name
-        labels = json.loads((sample / "labels.json").read_text())
+        labels = read_labels(sample)  # (checked when the pairs were; damaged since: named)
         hands = label_poses(labels)
         rotation = np.asarray(labels["camera"]["R"], np.float64)
         image = Image.open(sample / "rgb.png").convert("RGB").resize((self.size, self.size), Image.BICUBIC)
