@@ -172,6 +172,25 @@ def test_a_damaged_sample_is_named_before_training(setup, tmp_path, damage, name
         GuidancePairs(copy, load_sd(sd_path)["tokenizer"], size=SIZE)
 
 
+@pytest.mark.parametrize("text", ['{"index": 1,', "[" * 100_000])  # (nested thousands deep)
+def test_a_sample_damaged_after_the_check_is_named_when_drawn(setup, tmp_path, text):
+    """A labels.json damaged once the samples were checked was read again with json.loads of its own by each
+    drawn item: a JSONDecodeError or RecursionError naming no file, mid-training."""
+    import re
+    import shutil
+
+    from handforge.export.samples import LabelsError
+
+    _, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    dataset = GuidancePairs(copy, None, size=SIZE)
+    damaged = copy / "samples" / "000001" / "labels.json"
+    damaged.write_text(text)
+    with pytest.raises(LabelsError, match=re.escape(f"{damaged}: ")):
+        dataset[1]
+
+
 def test_a_resume_on_other_samples_of_the_same_count_is_refused(setup, tmp_path, capsys):
     """settings.json recorded the samples' count only: a rerun on the same folder with other captions (or
     another folder of as many samples) went on, unsaid, training on other data."""

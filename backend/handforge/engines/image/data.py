@@ -9,7 +9,6 @@ box (``conditioning.local_box``: the same crop the generator uses) cropped and r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image
 
 from handforge.engines.image.conditioning import local_box
 from handforge.export.labels import union_box
-from handforge.export.samples import sample_problem
+from handforge.export.samples import read_labels, sample_problem
 
 SAMPLES = "samples"
 # a caption is a sentence (CLIP reads its first 77 tokens): a 20 MB caption.txt was read whole and tokenized at every
@@ -76,7 +75,7 @@ class GuidancePairs(torch.utils.data.Dataset):
         sample = self.samples[index]
         rgb = Image.open(sample / "rgb.png").convert("RGB")
         mesh = Image.open(sample / "mesh.png").convert("RGB")
-        labels = json.loads((sample / "labels.json").read_text())
+        labels = read_labels(sample)  # (checked when the samples were; damaged since: named)
         # the whole projected hands' box, as the generator's local view (conditioning.Conditioning.box)
         box = union_box([h.get("bbox_projected") for h in labels.get("hands", {}).values()]) or [0, 0, rgb.width, rgb.height]
         x, y, w, h = local_box(box, self.size, self.size)
