@@ -22,12 +22,18 @@ def weights(tmp_path_factory):
     return root, sd, tiny_sd.build_controlnet(root / "guidance", sd)
 
 
-def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
-    root, sd, guidance = weights
+def _image_settings(monkeypatch, root, sd, guidance):
+    """The image engines' settings from the environment: ``sd`` and the guidance module ``guidance``, no
+    ControlNets, no config file."""
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
     monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
     monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
     monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
+
+
+def test_list_says_what_each_engine_needs(weights, monkeypatch, capsys):
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "attentionhand: ready" in out and "controlnet: not ready: image.controlnets is not set" in out
@@ -155,10 +161,7 @@ def test_controlnets_that_do_not_fit_the_sd_model_are_refused_when_loaded_and_ch
     with pytest.raises(WeightsError, match=r"does not fit .*cross_attention_dim is 48.*has 32 \(an SD 2.x model"):
         build_pipeline(sd, [guidance, wide])
     assert build_pipeline(sd, [guidance]).controlnet is not None
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
-    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
-    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(wide))
-    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    _image_settings(monkeypatch, root, sd, wide)
     assert main(["models", "check"]) == 1
     out = capsys.readouterr().out
     assert f"FAILED  controlnet  {wide}" in out and "does not fit the SD model" in out and f"ok  sd  {sd}" in out
@@ -174,10 +177,7 @@ def test_an_sd_unet_config_that_cannot_be_read_is_its_problem_not_a_traceback_fr
     damaged = tmp_path / "sd"
     shutil.copytree(sd, damaged)
     (damaged / "unet" / "config.json").write_text(text)
-    monkeypatch.setenv("HANDFORGE_CONFIG", str(root / "none.toml"))
-    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(damaged))
-    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
-    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    _image_settings(monkeypatch, root, damaged, guidance)
     assert main(["models", "check"]) == 1
     out = capsys.readouterr().out
     assert f"FAILED  sd  {damaged}" in out and f"problem: {damaged / 'unet' / 'config.json'}: not a JSON object" in out
