@@ -230,7 +230,7 @@ def test_paths_and_ranges_are_checked_before_any_work(session):
     assert "frame range 20..10 is empty" in bad["export_range"]
     assert "choose a HandForge motion clip" in bad["import_empty"]
     assert "1,048,575 frames" in bad["export_huge"] and "export it in parts" in bad["export_huge"]
-    assert bad["seconds"] < 0.5, bad
+    assert bad["seconds"] < 5, bad  # a guard against starting: 1,048,575 frames took minutes (not a speed target)
     assert "beyond Blender's last frame" in bad["import_past_end"] and bad["past_end_unchanged"]
     # before: "would end at frame -1048571, beyond Blender's last frame (1048574): start it at frame 1048565"
     assert ("the clip would start at frame -1048580, before Blender's first frame (-1048574): start it at frame "

@@ -36,7 +36,7 @@ def test_poll_never_blocks_without_a_backend():
             start = time.perf_counter()
             assert client.poll() == []
             worst = max(worst, time.perf_counter() - start)
-        assert worst < 0.05  # a blocking call would wait for connect_timeout (30 s)
+        assert worst < 1.0  # a blocking call would wait for connect_timeout (30 s); loaded cores take ms, not s
         assert all(h.state == "sent" and not h.done for h in handles)
 
 
