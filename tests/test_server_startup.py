@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextlib.contextmanager
-def server_whose_probe_waits(devices: tuple[str, ...] | None = None,
-                             kinds: tuple[JobKind, ...] = ()) -> Iterator[tuple[Server, str, threading.Event]]:
+def server_whose_probe_waits(devices: tuple[str, ...] | None = None, kinds: tuple[JobKind, ...] = (),
+                             heartbeat_s: float = 0.25) -> Iterator[tuple[Server, str, threading.Event]]:
     """A server in a thread whose device probe ends when the test sets the event it yields (``devices``: its
     --devices; ``kinds``: job kinds of its engine "slow")."""
     probe_may_end = threading.Event()
@@ -29,7 +29,7 @@ def server_whose_probe_waits(devices: tuple[str, ...] | None = None,
     registry.add_engine(Engine("slow", "a probe that waits for the test", warm_up=lambda: probe_may_end.wait(60)))
     for kind in kinds:
         registry.add_kind(kind)
-    server = Server(ServerConfig(port=0, heartbeat_s=0.25, devices=devices), registry=registry)
+    server = Server(ServerConfig(port=0, heartbeat_s=heartbeat_s, devices=devices), registry=registry)
     endpoint = server.bind()
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
@@ -62,13 +62,16 @@ def test_hello_is_answered_before_the_probe_ends_and_a_complete_welcome_follows(
             assert complete is not None and early.capabilities["compute_devices"] == ["cpu"]
 
 
+def _offload_kind() -> JobKind:
+    return JobKind("offload", lambda ctx, params, arrays: JobResult({"ran": True}),
+                   Schema(params={"offload": Boolean(default=False)}), device="gpu", engine="slow",
+                   needs_cuda=("offload",))
+
+
 def test_a_job_accepted_before_the_probe_that_its_devices_cannot_run_fails_when_the_probe_ends():
     """A GPU-class job that needs CUDA (``JobKind.needs_cuda``), submitted before the backend knows its devices,
     is failed as soon as it does, before a worker takes it (its handler here would have run and succeeded)."""
-    offload = JobKind("offload", lambda ctx, params, arrays: JobResult({"ran": True}),
-                      Schema(params={"offload": Boolean(default=False)}), device="gpu", engine="slow",
-                      needs_cuda=("offload",))
-    with server_whose_probe_waits(devices=("cpu",), kinds=(offload,)) as (server, endpoint, probe_may_end):
+    with server_whose_probe_waits(devices=("cpu",), kinds=(_offload_kind(),)) as (server, endpoint, probe_may_end):
         with Client(endpoint) as client:
             handle = client.submit("offload", {"offload": True})
             end = time.monotonic() + 30
@@ -82,6 +85,40 @@ def test_a_job_accepted_before_the_probe_that_its_devices_cannot_run_fails_when_
             assert client.run("offload", {"offload": False}, timeout=30).data == {"ran": True}
             handle = client.submit("offload", {"offload": True})  # known now: refused, never accepted
             assert handle.wait(30).code == "invalid_params" and handle.position is None
+
+
+def test_jobs_failed_when_the_probe_ends_whose_client_has_left_are_dropped_once(caplog):
+    """Failing the first job found its client gone, which drops the client's other jobs: those were then failed
+    too, each sent to a client no longer there and logged as ended by invalid_params after being dropped."""
+    import logging
+
+    import zmq
+
+    from handforge_shared.protocol import Message, MessageType, encode
+
+    caplog.set_level(logging.INFO, logger="handforge.server")
+    # (no heartbeat before the probe ends: it would find the client gone first)
+    with server_whose_probe_waits(devices=("cpu",), kinds=(_offload_kind(),), heartbeat_s=600) as \
+            (server, endpoint, probe_may_end), zmq.Context() as context:
+        dealer = context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(endpoint)
+        for job in ("a", "b"):
+            dealer.send_multipart(encode(Message(MessageType.SUBMIT, id=job, job=job, kind="offload",
+                                                 params={"offload": True})))
+        for _ in range(2):
+            assert dealer.poll(30_000)
+            dealer.recv_multipart()  # accepted
+        dealer.close()
+        end = time.monotonic() + 30
+        while not any(" closed" in r.getMessage() for r in caplog.records) and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.3)  # (the connection's end logged: its routing id goes with it)
+        probe_may_end.set()
+        while server._jobs and time.monotonic() < end:
+            time.sleep(0.05)
+    ended = [r.getMessage() for r in caplog.records if " (offload) -> " in r.getMessage()]
+    assert len(ended) == 1 and ended[0].startswith("job a (offload) -> invalid_params"), ended
 
 
 def test_serve_without_curve_imports_neither_torch_nor_zmq_auth_before_its_first_welcome():

@@ -473,8 +473,10 @@ class Server:
             try:
                 job.kind.check_devices(job.params, self._compute)
             except ProtocolError as exc:
-                self._pool.remove(job)
-                self._terminal(job, error=(exc.code, exc.message, exc.hint))
+                # (done: failing one found its client gone, which dropped the client's others; not failed again)
+                if not job.done:
+                    self._pool.remove(job)
+                    self._terminal(job, error=(exc.code, exc.message, exc.hint))
 
     def _check_queued_bytes(self, msg: Message) -> None:
         """Waiting jobs keep their arrays in memory: ``max_queue`` requests of the largest size would hold
