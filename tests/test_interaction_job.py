@@ -155,6 +155,22 @@ def test_a_missing_checkpoint_is_refused_before_the_job_is_queued_and_templates_
     assert result.data["engine"] == "templates"
 
 
+def test_a_checkpoint_folder_not_there_is_refused_at_submit_saying_how_to_set_the_setting(tmp_path, monkeypatch):
+    """The refusal at submit took the job's place, without the job's how-to: the environment variable and the
+    config file that set interaction.checkpoint, and how to train a model."""
+    from handforge.engines.interaction import jobs
+    from handforge_shared.protocol import ProtocolError
+
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(tmp_path / "nonexistent"))
+    params = {name: spec.default for name, spec in jobs.SCHEMA.params.items()}
+    with pytest.raises(ProtocolError) as refused:
+        jobs._check(params, {})
+    assert refused.value.code == "missing_weights" and "nonexistent: no such checkpoint folder" in refused.value.message
+    assert "HANDFORGE_INTERACTION_CHECKPOINT=<value>" in refused.value.hint, refused.value.hint
+    assert "handforge train interaction --corpus DIR --out RUN" in refused.value.hint
+    assert "engine 'templates'" in refused.value.hint
+
+
 def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):
     # before: a folder without config.json (a training run instead of its model/) ended "internal"
     from handforge.engines.interaction import jobs

@@ -28,6 +28,7 @@ For the add-on (the *Sample interaction* and *Key candidates* operators):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -91,9 +92,9 @@ def _check_learned(params: dict[str, Any]) -> None:
 
     folder = config.value(CHECKPOINT.key)
     problem = checkpoint_problem(folder, INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
-    if problem:
+    if problem:  # (no folder there: how to set the setting, as the job says it)
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'learned' cannot run: {CHECKPOINT.key}: {problem}",
-                            _CHECKPOINT_FIX)
+                            _CHECKPOINT_FIX if folder and Path(folder).is_dir() else _no_checkpoint_fix())
     most = saved_config(folder, INTERACTION_DENOISER)["num_train_timesteps"]
     if params["steps"] > most:
         raise invalid("params.steps", _too_many_steps(params["steps"], most, folder), f"ask for at most {most} steps")
@@ -101,6 +102,12 @@ def _check_learned(params: dict[str, Any]) -> None:
 
 _CHECKPOINT_FIX = (f"point {CHECKPOINT.key} at the model/ folder of a `handforge train interaction` run, or unset it "
                    "for the shipped model; or use engine 'templates', which needs no weights")
+
+
+def _no_checkpoint_fix() -> str:
+    return ("unset interaction.checkpoint for the shipped model, or train one (`handforge train interaction --corpus DIR "
+            "--out RUN`) and point at RUN/model: " + CHECKPOINT.how_to_set() + "; or use engine 'templates', which "
+            "needs no weights")
 
 
 def _too_many_steps(steps: int, most: int, folder) -> str:
@@ -154,18 +161,13 @@ def _still_inside(found, anchor: Mapping[str, np.ndarray], tolerance: float) -> 
 
 
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
-    from pathlib import Path
-
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.interaction.model import InteractionDenoiser
     from handforge.engines.interaction.pipeline import InteractionPipeline
 
     folder = Path(config.value(CHECKPOINT.key))
     if not folder.is_dir():
-        raise JobError("missing_weights", f"no interaction checkpoint at {folder}",
-                       "unset interaction.checkpoint for the shipped model, or train one (`handforge train "
-                       "interaction --corpus DIR --out RUN`) and point at RUN/model: " + CHECKPOINT.how_to_set()
-                       + "; or use engine 'templates', which needs no weights")
+        raise JobError("missing_weights", f"no interaction checkpoint at {folder}", _no_checkpoint_fix())
     try:
         denoiser = ctx.pretrained(InteractionDenoiser, folder)
     except CheckpointError as exc:  # a folder that is no checkpoint of this model (e.g. the run, not run/model)
