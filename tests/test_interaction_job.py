@@ -237,3 +237,20 @@ def test_the_demos_interaction_part_says_a_missing_checkpoint_in_one_line(tmp_pa
     out = capsys.readouterr().out
     assert out.startswith("interaction: skipped:") and "nonexistent" in out
     assert not (tmp_path / "interaction.npz").exists()
+
+
+def test_a_checkpoint_replaced_between_its_checks_at_submit_is_missing_weights(monkeypatch):
+    # its files checked, then unreadable when read for the model's steps (a training run writing it just then):
+    # an internal error at submit; now missing_weights naming what was wrong
+    from handforge.engines import checkpoints
+    from handforge.engines.interaction import jobs
+    from handforge_shared.protocol import ProtocolError
+
+    def replaced(folder, spec):
+        raise checkpoints.CheckpointError(f"{folder}/config.json: not a readable model config")
+
+    monkeypatch.setattr(checkpoints, "saved_config", replaced)
+    params = {name: spec.default for name, spec in jobs.SCHEMA.params.items()}
+    with pytest.raises(ProtocolError) as refused:
+        jobs._check(params, {})
+    assert refused.value.code == "missing_weights" and "not a readable model config" in refused.value.message

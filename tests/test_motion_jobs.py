@@ -404,3 +404,21 @@ def test_more_samples_leave_the_first_one_as_it_was(server):
             # (to float rounding: a batch of 3 sums in another order than a batch of 1; it was 0.13 rad apart)
             np.testing.assert_allclose(one.arrays[f"{side}.{name}"], three.arrays[f"{side}.{name}"], atol=1e-5)
         assert not np.array_equal(three.arrays[f"samples.{side}"][0], three.arrays[f"samples.{side}"][1])
+
+
+def test_a_checkpoint_replaced_between_its_checks_at_submit_leaves_the_job_to_decide(tmp_path, monkeypatch):
+    # its config checked, then unreadable when read for the model's limits (a training run writing it just then):
+    # an internal error at submit ("the backend failed to handle this submit"); now the job decides, as for a
+    # checkpoint it falls back from
+    from handforge.engines import checkpoints
+    from handforge.engines.motion import jobs
+
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50,
+                                       **UNIT_STATISTICS), tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+
+    def replaced(folder, spec):
+        raise checkpoints.CheckpointError(f"{folder}/config.json: not a readable model config")
+
+    monkeypatch.setattr(checkpoints, "saved_config", replaced)
+    jobs._check_generate(_generate_params(steps=100), {})

@@ -87,15 +87,19 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
 def _check_learned(params: dict[str, Any]) -> None:
     """The learned engine's checkpoint loads, as far as its files tell, and was trained with the steps asked for:
     said before the job is queued (the job said it when its turn came; it still does, for files changed since)."""
-    from handforge.engines.checkpoints import checkpoint_problem, saved_config
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_problem, saved_config
     from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
 
     folder = config.value(CHECKPOINT.key)
     problem = checkpoint_problem(folder, INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
+    if not problem:
+        try:
+            most = saved_config(folder, INTERACTION_DENOISER)["num_train_timesteps"]
+        except CheckpointError as exc:  # (replaced since it was checked, e.g. a training run writing it)
+            problem = str(exc)
     if problem:  # (no folder there: how to set the setting, as the job says it)
         raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'learned' cannot run: {CHECKPOINT.key}: {problem}",
                             _CHECKPOINT_FIX if folder and Path(folder).is_dir() else _no_checkpoint_fix())
-    most = saved_config(folder, INTERACTION_DENOISER)["num_train_timesteps"]
     if params["steps"] > most:
         raise invalid("params.steps", _too_many_steps(params["steps"], most, folder), f"ask for at most {most} steps")
 

@@ -206,14 +206,17 @@ def _beyond_model(num_frames: int, fps: float, steps: int, model: Mapping[str, A
 def _learned_config() -> dict[str, Any] | None:
     """The config of the model a learned job will run, read from its files; None where the job will fall back to
     the spline engine (no checkpoint, or one ``_pipeline`` refuses)."""
-    from handforge.engines.checkpoints import checkpoint_problem, saved_config
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_problem, saved_config
     from handforge.engines.motion.model_config import MOTION_DENOISER
     from handforge.engines.motion.representation import FRAME_DIM
 
     value = config.value(CHECKPOINT.key)
     if not value or not Path(value).exists() or checkpoint_problem(value, MOTION_DENOISER, frame_dim=FRAME_DIM):
         return None
-    model = saved_config(value, MOTION_DENOISER)
+    try:
+        model = saved_config(value, MOTION_DENOISER)
+    except CheckpointError:  # (replaced since it was checked, e.g. a training run writing it: the job decides)
+        return None
     return model if model["data_mean"] is not None and model["data_std"] is not None else None  # (check_representation)
 
 
