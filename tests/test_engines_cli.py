@@ -61,6 +61,18 @@ def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):
         assert f"argument --package: no such Python package {package!r}" in capsys.readouterr().err
 
 
+def test_a_package_holding_an_engines_package_is_refused_with_the_one_meant(capsys):
+    """`train --package handforge motion` listed `commands` as an engine (handforge/commands/train.py is the
+    train subcommand), and `serve --engine-package handforge` would load handforge/server/jobs.py."""
+    for command, package, meant in (("train", "handforge", "handforge.engines"), ("eval", "tests", "tests.engines")):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--package", package, "motion"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --package: {package} holds the engines package {meant}: give {meant}" in err, err
+        assert "commands" not in err
+
+
 def test_engine_options_are_the_engines_own(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", *EXAMPLE, "--help"])

@@ -294,11 +294,14 @@ def existing_path(folder: bool | None = False, hint: str = "") -> Callable[[str]
 
 
 def python_package(text: str) -> str:
-    """A Python package engines live in (``--package``, ``--engine-package``): importable, a package."""
+    """A Python package engines live in (``--package``, ``--engine-package``): importable, a package, and not
+    one above its engines: ``handforge`` listed ``commands`` as an engine (commands/train.py is a subcommand)."""
     from handforge.engines import is_package
 
     if not is_package(text):
         raise argparse.ArgumentTypeError(f"no such Python package {text!r} (is its folder on PYTHONPATH?)")
+    if is_package(f"{text}.engines"):
+        raise argparse.ArgumentTypeError(f"{text} holds the engines package {text}.engines: give {text}.engines")
     return text
 
 
