@@ -452,7 +452,11 @@ def test_measure_computes_the_metrics_asked_for_and_refuses_unknown_names(tmp_pa
         assert main(["measure", "--clips", str(clips), "--metrics", asked]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"handforge measure: {needle}") and len(err.splitlines()) == 1, err
-    assert main(["measure", "--clips", str(clips), "--frames", "3", "--metrics", "contact, smoothness,contact"]) == 0
+    with pytest.raises(SystemExit) as exit_:  # (measured once, unsaid, before)
+        main(["measure", "--clips", str(clips), "--metrics", "contact, smoothness,contact"])
+    assert exit_.value.code == 2
+    assert "argument --metrics: contact given more than once; give each once" in capsys.readouterr().err
+    assert main(["measure", "--clips", str(clips), "--frames", "3", "--metrics", "contact, smoothness"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert {"contact", "smoothness"} <= set(report) and report["not_measured"] == {}

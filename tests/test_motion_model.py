@@ -658,24 +658,16 @@ def test_eval_motion_says_which_metrics_it_left_out_and_why(trained, corpus, cap
     assert any(line.startswith("not measured: diversity_frames in gap15/ground truth, gap15/learned, gap15/spline, "
                                "gap15/keys' Hermite curve: needs 2 or more two-hand frames") for line in said), said
 
-def test_eval_motion_measures_a_task_or_split_named_twice_once(trained, corpus, tmp_path, capsys):
-    """`--tasks gap15,gap15 --splits train,train` measured gap15 twice, on each clip twice: as named once."""
+def test_eval_motion_refuses_a_task_or_split_named_twice(tmp_path, capsys):
+    """`--tasks gap15,gap15 --splits train,train` measured gap15 once, unsaid (before that, twice, on each clip
+    twice): refused, as the export spec's lists and serve --devices refuse a repeat."""
     from handforge.cli import main
-    from handforge.datasets import open_corpus
-    from handforge.engines.motion.evaluate import cut_windows, task_window
 
-    out = tmp_path / "report.json"
-    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train,train", "--checkpoint",
-                 str(trained / "model"), "--windows", "1000", "--frames", "2", "--steps", "1",
-                 "--tasks", "gap15,gap15", "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    source = open_corpus(corpus, split="train")
-    windows = cut_windows([source.load(i) for i in range(len(source))], task_window("gap15"), 1000, 0)
-    assert (report["run"]["tasks"], report["run"]["splits"]) == (["gap15"], "train")
-    assert report["run"]["windows"] == {"gap15": len(windows)}
-    assert [r["engine"] for r in report["rows"]] == ["ground truth", "learned", "spline", "keys' Hermite curve"]
-    assert "corpus " + str(corpus) + " (train); windows per task: gap15 " + str(len(windows)) + "\n" in \
-        capsys.readouterr().out
+    for option, value, twice in (("--tasks", "gap15,gap30,gap15", "gap15"), ("--splits", "train, train", "train")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", "motion", "--corpus", str(tmp_path), option, value])
+        assert exit_.value.code == 2
+        assert f"argument {option}: {twice} given more than once; give each once" in capsys.readouterr().err
 
 
 def test_eval_motion_refuses_an_empty_task_list(tmp_path, capsys):

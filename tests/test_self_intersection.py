@@ -75,6 +75,10 @@ def test_the_command_reports_every_asked_pose_on_the_open_hand_as_the_measure_do
     assert "flat" in table and "part mm" in table and "deepest part into another: flat 0.00 mm" in table
     assert main(["self-intersection", "--poses", "nope"]) == 2
     assert "no library pose named nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # (measured twice, shown once, before)
+        main(["self-intersection", "--poses", "fist", "ok", "fist"])
+    assert exit_.value.code == 2
+    assert "argument --poses: fist given more than once; give each once" in capsys.readouterr().err
 
 
 def test_the_command_reports_mano_from_the_users_files(synthetic_mano_dir, capsys):

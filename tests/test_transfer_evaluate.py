@@ -129,6 +129,17 @@ def test_a_data_folder_that_is_not_there_is_said_before_the_weights(tmp_path, ca
     assert f"--data {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
 
 
+def test_an_engine_named_twice_is_refused(tmp_path, capsys):
+    """--engines ihpt ihpt ran ihpt once, unsaid: refused, as the export spec's lists refuse a repeat."""
+    import pytest
+    from handforge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "transfer", "--data", str(tmp_path), "--engines", "ihpt", "reference", "ihpt"])
+    assert exit_.value.code == 2
+    assert "argument --engines: ihpt given more than once; give each once" in capsys.readouterr().err
+
+
 def test_pairs_whose_size_the_engines_cannot_draw_are_refused_before_the_weights(tmp_path, capsys):
     # before: pairs of a spec 100 px wide were written, the weights loaded, and the first pair's sampling
     # ended in a traceback ("ValueError: image size 100×100: both sides must be multiples of 8"; ihpt's

@@ -305,6 +305,30 @@ def python_package(text: str) -> str:
     return text
 
 
+def each_once(values: list[str]) -> list[str]:
+    """``values`` when none repeats: a name given twice was run or measured once, unsaid (the export spec's
+    lists and ``serve --devices`` refuse a repeat too)."""
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given more than once; give each once")
+    return values
+
+
+def comma_list(text: str) -> list[str]:
+    """Comma-separated names, each once (``--tasks gap15,gap30``); blanks around and between commas dropped."""
+    return each_once([name.strip() for name in text.split(",") if name.strip()])
+
+
+class EachOnce(argparse.Action):
+    """``action=`` of an option taking several values (``nargs="+"``) that refuses a repeated one."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            setattr(namespace, self.dest, each_once(list(values)))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
 def torch_device(text: str) -> str:
     """A torch device a command runs on: cpu, cuda or cuda:N (whether it exists is checked when used)."""
     import re
@@ -369,5 +393,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "Parser", "ReportWriteError", "as_meant", "at_least", "cpu_capped", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file", "sentence",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file", "sentence",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -7,7 +7,7 @@ import itertools
 import json
 import sys
 
-from handforge.arguments import SEED, at_least, given_path, marked_report, report_file, write_report
+from handforge.arguments import SEED, at_least, comma_list, given_path, marked_report, report_file, write_report
 
 NAME = "measure"
 HELP = "measure a folder of motion clips: penetration, contact, joint limits, smoothness, diversity, FD/KID"
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", type=given_path("a feature checkpoint folder"), help="feature checkpoint (default: the configured one, else the shipped one)")
     parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each folder")
     parser.add_argument("--seed", type=SEED, default=0)
-    parser.add_argument("--metrics", metavar="NAME,...",
+    parser.add_argument("--metrics", type=comma_list, metavar="NAME,...",
                         help="measure only these, comma-separated: penetration, contact, joint_limits, smoothness, "
                              "diversity_frames, diversity_motions, vs_reference_frames, vs_reference_motions (the "
                              "last two need --reference; default: every one, those two only with --reference)")
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         # (names checked before any clip is read: a typo was measured as nothing, unsaid)
-        metrics = None if args.metrics is None else list(dict.fromkeys(m.strip() for m in args.metrics.split(",")
-                                                                       if m.strip()))
+        metrics = args.metrics  # (each once: comma_list refuses a repeat)
         check_metrics(metrics, args.reference is not None)
         clips = load_clips(args.clips, args.max_clips)
         reference = load_clips(args.reference, args.max_clips) if args.reference is not None else None

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from handforge.arguments import given_path
+from handforge.arguments import EachOnce, given_path
 
 NAME = "self-intersection"
 HELP = "measure how far every library pose sinks the hand into itself, on the open hand or your MANO"
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", type=given_path("MANO's folder"), default=None,
                         help="MANO only: folder with MANO_RIGHT/MANO_LEFT (default: the mano.model_dir setting)")
     parser.add_argument("--side", choices=("right", "left"), default="right")
-    parser.add_argument("--poses", nargs="+", default=None, help="only these library poses (default: all)")
+    parser.add_argument("--poses", nargs="+", action=EachOnce, default=None,
+                        help="only these library poses (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

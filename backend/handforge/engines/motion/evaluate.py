@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, given_path, number_in, report_file, thread_count, write_report
+from handforge.arguments import SEED, at_least, comma_list, given_path, number_in, report_file, thread_count, write_report
 
 KEY_FRAMES = 5
 TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
@@ -35,7 +35,8 @@ TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
-    parser.add_argument("--splits", default="validation,test", help="held-out splits to cut windows from")
+    parser.add_argument("--splits", type=comma_list, default="validation,test",
+                        help="held-out splits to cut windows from, comma-separated")
     parser.add_argument("--checkpoint", type=given_path("a motion checkpoint folder"), default=None, help="motion checkpoint (default: motion.checkpoint)")
     parser.add_argument("--windows", type=at_least(1), default=128, help="windows per task")
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "noise; less: from the keys' in-between, noised); default: the jobs' own, 0.8 for the gap "
                         "tasks (motion.inbetween) and 1 for the others")
     parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
+    parser.add_argument("--tasks", type=comma_list, default=",".join(TASKS),
+                        help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
@@ -202,9 +204,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    # a task or split named twice is measured once (twice, its rows were repeated and its clips counted double)
-    tasks = list(dict.fromkeys(t for t in args.tasks.split(",") if t))
-    splits = ",".join(dict.fromkeys(args.splits.split(",")))
+    tasks = args.tasks  # (each once: comma_list refuses a repeat)
+    splits = ",".join(args.splits)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         print(f"handforge eval motion: unknown tasks {unknown}; choose from {', '.join(TASKS)}", file=sys.stderr)
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     features = load_features()  # (before the corpus is read: a bad evaluation.features setting is said at once)
     try:
         clips = []
-        for split in splits.split(","):
+        for split in args.splits:
             source = open_corpus(args.corpus, split=split)
             clips += [source.load(i) for i in range(len(source))]
         checkpoint = args.checkpoint or config.value(CHECKPOINT.key)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handforge.arguments import SEED, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
+from handforge.arguments import SEED, EachOnce, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
 from handforge.engines.transfer.train import add_pair_arguments, requested_spec, write_requested_pairs
 
@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a pairs folder (handforge train transfer --write-pairs); "
                                                       "evaluate on pairs the model was not trained on")
     add_pair_arguments(parser, default_pairs=100)
-    parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"])
+    parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"],
+                        action=EachOnce)
     parser.add_argument("--sd", type=given_path("an SD 1.x folder"), help="SD 1.x folder (default: image.sd_model)")
     parser.add_argument("--controlnets", type=given_path("the folder of ControlNets"), help="reference: the folder of ControlNets (default: image.controlnets)")
     parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
