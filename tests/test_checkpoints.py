@@ -188,7 +188,7 @@ def test_a_damaged_weights_file_is_named(folder, damage):
 def test_a_config_nested_too_deeply_is_named(folder):
     """A config.json nested thousands deep was a RecursionError traceback (handforge eval motion --checkpoint)."""
     (folder / "config.json").write_text("[" * 100_000)
-    with pytest.raises(CheckpointError, match=r"config.json: not a readable model config \(NestedTooDeeply: nested"):
+    with pytest.raises(CheckpointError, match=r"config.json: not a readable model config \(nested too deeply: "):
         load_model(TinyNet, folder)
     assert checkpoint_problem(folder, TinyNet).startswith(f"{folder / 'config.json'}: not a readable model config")
 

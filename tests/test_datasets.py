@@ -289,6 +289,9 @@ def test_bad_corpus_folders_say_what_is_wrong(corpus, tmp_path):
     # (before: "Cannot load file containing pickled data when allow_pickle=False", numpy's guess)
     with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file \(not a \.npz archive\)$"):
         open_corpus(copy)
+    np.savez(copy / "clips" / "000004.npz", meta=np.array("[" * 100_000))  # (said its class, then the same)
+    with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file \(nested too deeply: lists"):
+        open_corpus(copy)
     (copy / "clips" / "000004.npz").unlink()
     with pytest.raises(DatasetError, match=r"lists 1 clips that are not there \(first: 000004.npz\)"):
         open_corpus(copy)

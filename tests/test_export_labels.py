@@ -179,7 +179,7 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(exported, damaged)
     for text, why in (("garbage", "JSONDecodeError: Expecting value"), ("[1, 2]", "it holds a JSON list, not an object"),
-                      ("[" * 100_000, "NestedTooDeeply: nested too deeply")):  # (nested thousands deep: a traceback)
+                      ("[" * 100_000, "nested too deeply: lists")):  # (nested thousands deep: a traceback)
         (damaged / SPEC_RECORD).write_text(text)
         with pytest.raises(FolderTaken) as taken:
             export(parse_spec(SPEC), damaged, progress=False)

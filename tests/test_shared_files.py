@@ -105,7 +105,7 @@ def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_c
 def test_json_and_toml_nested_too_deeply_are_a_value_error_that_says_so():
     """json's C scanner and tomllib raise RecursionError on text nested thousands deep: every file reader caught
     it by name beside ValueError, and a reader that did not let it out as a traceback."""
-    from handforge_shared.files import NestedTooDeeply, parse_json, parse_toml
+    from handforge_shared.files import NestedTooDeeply, parse_json, parse_toml, read_error
 
     deep = "[" * 100_000 + "]" * 100_000
     for parse, text in ((parse_json, deep), (parse_toml, f"a = {deep}\n")):
@@ -113,5 +113,12 @@ def test_json_and_toml_nested_too_deeply_are_a_value_error_that_says_so():
             parse(text)
     with pytest.raises(NestedTooDeeply):
         parse_json("[" * 100_000)
+    with pytest.raises(NestedTooDeeply) as deep_error:
+        parse_json("[" * 100_000)
+    with pytest.raises(ValueError) as plain_error:
+        parse_json("x")
+    # quoted by a reader: its text alone (it read "NestedTooDeeply: nested too deeply: ..."), other errors' classes
+    assert read_error(deep_error.value) == str(deep_error.value)
+    assert read_error(plain_error.value).startswith("JSONDecodeError: Expecting value")
     assert parse_json('{"a": [1]}', object_pairs_hook=list) == [("a", [1])]
     assert parse_toml("a = [[1]]\n") == {"a": [[1]]}

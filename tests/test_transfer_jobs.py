@@ -418,6 +418,9 @@ def test_labels_without_a_hands_pose_name_the_hand():
         source_pose({"source_labels": json.dumps(labels), "hand_model": "open"}, {})
     assert failed.value.field == "params.source_labels"
     assert f"hands.{side} has no params_world" in failed.value.message
+    with pytest.raises(ProtocolError) as failed:  # (it read "NestedTooDeeply: nested too deeply: ...")
+        source_pose({"source_labels": "[" * 100_000, "hand_model": "open"}, {})
+    assert "not HandForge labels (nested too deeply: lists" in failed.value.message, failed.value.message
 
 
 @pytest.mark.parametrize("field, value, says", [

@@ -135,6 +135,13 @@ def parse_json(text: str | bytes, **json_kwargs: Any) -> Any:
         raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
 
 
+def read_error(exc: BaseException) -> str:
+    """A reader's error as its message quotes it: ``JSONDecodeError: Expecting value: ...`` (the class says
+    what the text alone may not), but a ``NestedTooDeeply`` by its text, which says so already (it read
+    "NestedTooDeeply: nested too deeply: ...")."""
+    return str(exc) if isinstance(exc, NestedTooDeeply) else f"{type(exc).__name__}: {exc}"
+
+
 def parse_toml(text: str) -> dict[str, Any]:
     """``tomllib.loads(text)``, nested too deeply raising ``NestedTooDeeply`` as ``parse_json`` does."""
     try:
@@ -205,4 +212,4 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
 
 __all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
            "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json", "parse_toml",
-           "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]
+           "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]

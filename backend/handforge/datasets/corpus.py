@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from handforge.datasets.representation import ClipInfo, DatasetError
-from handforge_shared.files import parse_json
+from handforge_shared.files import parse_json, read_error
 from handforge_shared.mano_params import FLAT
 from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError, motion_files
 
@@ -89,7 +89,7 @@ def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: 
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError, NestedTooDeeply: ValueErrors
-        raise DatasetError(f"{path}: not a readable motion file ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(f"{path}: not a readable motion file ({read_error(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != MOTION_FORMAT:
         raise DatasetError(f"{path}: not a HandForge motion file (meta format {MOTION_FORMAT!r} expected)")
     frames, fps = meta.get("num_frames"), meta.get("fps")

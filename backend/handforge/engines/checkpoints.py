@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from handforge_shared.files import parse_json, usual_mode
+from handforge_shared.files import parse_json, read_error, usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers.utils.SAFETENSORS_WEIGHTS_NAME
@@ -160,7 +160,7 @@ def _config(folder: Path) -> dict[str, Any]:
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
         return config
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{config_file}: not a readable model config ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{config_file}: not a readable model config ({read_error(exc)})") from None
 
 
 def saved_config(folder: str | Path, spec: ModelConfig) -> dict[str, Any]:

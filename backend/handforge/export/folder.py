@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, parse_json, write_atomic
+from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, parse_json, read_error, write_atomic
 
 
 SAMPLES = "samples"
@@ -166,7 +166,7 @@ def _unreadable(path: Path) -> str:
     try:
         value = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return read_error(exc)
     return f"it holds a JSON {type(value).__name__}, not an object"
 
 

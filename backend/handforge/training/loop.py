@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, remove_leftovers, save_model
-from handforge_shared.files import FolderBusy, folder_lock, parse_json, write_atomic
+from handforge_shared.files import FolderBusy, folder_lock, parse_json, read_error, write_atomic
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -515,7 +515,7 @@ def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
     """What to do with a damaged checkpoint (``file``: the one of its files found damaged): delete the whole
     checkpoint folder (deleting only that file, as the message once read, failed the same way again)."""
     where = checkpoint / file if file else checkpoint
-    return (f"{where} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): the checkpoint is damaged; delete "
+    return (f"{where} cannot be read ({read_error(exc)[:250]}): the checkpoint is damaged; delete "
             f"its folder {checkpoint} to resume from the checkpoint before it, or train into a new out folder")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from handforge_shared.files import parse_json
+from handforge_shared.files import parse_json, read_error
 from handforge_shared.poses import HAND_MODELS, POSE_FIELDS, HandPose, hand_array_name
 from handforge_shared.protocol import DEFAULT_LIMITS, ErrorCode, ProtocolError
 from handforge_shared.skeleton import SIDES
@@ -105,7 +105,7 @@ def source_pose(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dic
         labels = parse_json(params["source_labels"])
         hands = label_poses(labels)
     except ValueError as exc:
-        raise invalid("params.source_labels", f"not HandForge labels ({type(exc).__name__}: {exc})",
+        raise invalid("params.source_labels", f"not HandForge labels ({read_error(exc)})",
                       "send the handforge_labels JSON of a generated image: {\"hands\": {side: {\"params_world\": "
                       "{...}}}, \"camera\": {...}}") from None
     made_with = labels.get("hand_model", params["hand_model"])  # (labels before it was recorded: taken as given)
