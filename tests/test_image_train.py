@@ -4,6 +4,7 @@ training runs; bad data folders are named."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -233,6 +234,13 @@ def test_a_caption_that_is_not_utf8_or_no_sentence_is_said_before_training(setup
     from handforge.engines.image.data import GuidancePairs
 
     assert GuidancePairs(copy, None, size=SIZE)._caption(caption.parent) == "two hands waving"  # (no tokenizer needed)
+    # blanks before the caption: it read "its first line runs past 16,384 characters", untrue
+    for text, said in ((" \n" * 10_000 + "two hands waving\n", "its first 16,384 characters are blank"),
+                       ("\n" * 100 + "two hands " * 2_000, "its caption, after 100 blank characters, does not end "
+                                                           "within its first 16,384, and a caption is a sentence")):
+        caption.write_text(text)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(caption))}: {said}"):
+            GuidancePairs(copy, None, size=SIZE)
 
 
 @pytest.mark.parametrize("caption", ["", "   "])

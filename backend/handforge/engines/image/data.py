@@ -59,16 +59,23 @@ class GuidancePairs(torch.utils.data.Dataset):
                                  [s / name for s in self.samples for name in ("rgb.png", "mesh.png")])
 
     def _caption(self, sample: Path) -> str:
-        """The first line of the sample's caption.txt; the default caption without one, or when it is empty."""
+        """The first line of the sample's caption.txt that is not blank; the default caption without one, or when
+        it is empty."""
         file = sample / "caption.txt"
         if not file.is_file():
             return self.default_caption
         with file.open(encoding="utf-8") as fh:  # (its start only: see CAPTION_MAX_CHARS)
             text = fh.read(CAPTION_MAX_CHARS + 1)
-        lines = text.lstrip().splitlines()
-        if len(text) > CAPTION_MAX_CHARS and text.lstrip().splitlines(keepends=True)[:1] == lines[:1]:  # no line end
-            raise ValueError(f"{file}: its first line runs past {CAPTION_MAX_CHARS:,} characters, and a caption is a "
-                             "sentence (CLIP reads its first 77 tokens): write a short caption on the first line")
+        caption = text.lstrip()
+        lines = caption.splitlines()
+        if len(text) > CAPTION_MAX_CHARS and caption.splitlines(keepends=True)[:1] == lines[:1]:  # no line end
+            blank = len(text) - len(caption)  # (20,000 blanks before a caption read "its first line runs past")
+            where = (f"its first {CAPTION_MAX_CHARS:,} characters are blank" if not caption else
+                     f"its first line runs past {CAPTION_MAX_CHARS:,} characters" if not blank else
+                     f"its caption, after {blank:,} blank characters, does not end within its first "
+                     f"{CAPTION_MAX_CHARS:,}")
+            raise ValueError(f"{file}: {where}, and a caption is a sentence (CLIP reads its first 77 tokens): write a "
+                             "short caption on the first line")
         return lines[0].strip() if lines else self.default_caption
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
