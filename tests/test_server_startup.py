@@ -163,3 +163,34 @@ def test_hellos_waiting_for_the_probe_are_one_per_connection():
             replies.append(decode(dealer.recv_multipart(), accept=SERVER_TYPES, local_role="client"))
         welcomes = [m for m in replies if m.type == MessageType.WELCOME]
         assert [m.id for m in welcomes] == ["h199"] and welcomes[0].data["devices"]
+
+
+def _recording_kind(ran: threading.Event) -> JobKind:
+    return JobKind("record", lambda ctx, params, arrays: (ran.set(), JobResult({"ran": True}))[1], Schema(),
+                   device="gpu", engine="slow")
+
+
+@pytest.mark.parametrize("kind, params", [("offload", {"offload": True}), ("record", {})])
+def test_jobs_queued_when_the_probe_finds_bad_devices_end_once_with_the_shutdown(kind, params):
+    """A probe that refuses --devices stops the backend: the GPU-class jobs queued before it ended were failed
+    as needing a CUDA GPU on the CPU fallback ("offload"), or ran on that CPU while the backend stopped
+    ("record"); each is now cancelled once, with the reason the backend stops."""
+    import zmq
+
+    from handforge_shared.protocol import SERVER_TYPES, Message, MessageType, decode, encode
+
+    ran = threading.Event()
+    with server_whose_probe_waits(devices=("cuda:7",), kinds=(_offload_kind(), _recording_kind(ran))) as \
+            (server, endpoint, probe_may_end), zmq.Context() as context, context.socket(zmq.DEALER) as dealer:
+        dealer.linger = 0
+        dealer.connect(endpoint)
+        # (the probe starts once this job is in: it is queued before the probe can end)
+        dealer.send_multipart(encode(Message(MessageType.SUBMIT, id="s", job="j", kind=kind, params=params)))
+        replies = []
+        while dealer.poll(3000):
+            replies.append(decode(dealer.recv_multipart(), accept=SERVER_TYPES, local_role="client"))
+    assert [m.type for m in replies] == [MessageType.ACCEPTED, MessageType.CANCELLED], replies
+    assert replies[1].data["reason"] == "shutdown"
+    assert replies[1].data["message"].startswith("the backend is shutting down (bad --devices: unknown device(s) "
+                                                 "cuda:7: this machine has cpu")
+    assert not ran.is_set() and server.failure.startswith("unknown device(s) cuda:7")

@@ -616,6 +616,10 @@ class Server:
         if done.error is not None and self.config.devices:
             self.failure = done.error
             self.stop(f"bad --devices: {done.error}")
+        if self._stop_reason is not None:
+            # stopping: no worker starts on the fallback devices, and the queued jobs are not checked against
+            # them; ``_shutdown`` cancels each with the reason (they ran on the CPU, or failed as needing CUDA)
+            return
         self._devices, self._compute = done.devices, done.compute
         self._check_devices_of_queued()  # before a worker can take them
         self._pool.start_devices(done.compute)
