@@ -194,3 +194,40 @@ def test_jobs_queued_when_the_probe_finds_bad_devices_end_once_with_the_shutdown
     assert replies[1].data["message"].startswith("the backend is shutting down (bad --devices: unknown device(s) "
                                                  "cuda:7: this machine has cpu")
     assert not ran.is_set() and server.failure.startswith("unknown device(s) cuda:7")
+
+
+def test_shutdown_sends_one_cancelled_for_the_jobs_of_a_client_found_gone(caplog):
+    """Cancelling the first job at shutdown found its client gone, which dropped the client's other jobs: each
+    of those was then cancelled again, its notice sent to a client no longer there."""
+    import logging
+
+    import zmq
+
+    from handforge_shared.protocol import Message, MessageType, encode
+
+    caplog.set_level(logging.INFO, logger="handforge.server")
+    ran = threading.Event()
+    # (the probe never ends here: no worker takes the jobs; no heartbeat finds the client gone first)
+    with server_whose_probe_waits(kinds=(_recording_kind(ran),), heartbeat_s=600) as \
+            (server, endpoint, probe_may_end), zmq.Context() as context:
+        sent: list[str] = []
+        send_frames = server._send_frames
+        server._send_frames = lambda identity, frames, what: (sent.append(str(what)),
+                                                              send_frames(identity, frames, what))[1]
+        dealer = context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(endpoint)
+        for job in ("a", "b"):
+            dealer.send_multipart(encode(Message(MessageType.SUBMIT, id=job, job=job, kind="record")))
+        for _ in range(2):
+            assert dealer.poll(30_000)
+            dealer.recv_multipart()  # accepted
+        dealer.close()
+        end = time.monotonic() + 30
+        while not any(" closed" in r.getMessage() for r in caplog.records) and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.3)  # (the connection's end logged: its routing id goes with it)
+        server.stop()
+        while not any(r.getMessage() == "stopped" for r in caplog.records) and time.monotonic() < end:
+            time.sleep(0.05)
+    assert sent.count(str(MessageType.CANCELLED)) == 1 and not ran.is_set(), sent

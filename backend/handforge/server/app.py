@@ -258,6 +258,8 @@ class Server:
         reason = self._stop_reason or "stopped"
         log.info("stopping (%s): cancelling %d job(s)", reason, len(self._jobs))
         for job in list(self._jobs.values()):
+            if job.done:  # cancelling one found its client gone, which dropped the client's others
+                continue
             self._pool.remove(job)
             job.ctx.request_stop("shutdown")
             self._send(job.client, Message(MessageType.CANCELLED, id=self._new_id(), job=job.job_id, data={
