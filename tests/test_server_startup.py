@@ -87,6 +87,29 @@ def test_a_job_accepted_before_the_probe_that_its_devices_cannot_run_fails_when_
             assert handle.wait(30).code == "invalid_params" and handle.position is None
 
 
+def _submit_two_and_leave(context, endpoint: str, caplog, kind: str, params: dict) -> float:
+    """Jobs "a" and "b" of ``kind`` sent from a raw DEALER, accepted, and the client gone (the server has logged
+    its connection closed, its routing id with it); the deadline (30 s on) for what the test waits for next."""
+    import zmq
+
+    from handforge_shared.protocol import Message, MessageType, encode
+
+    dealer = context.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(endpoint)
+    for job in ("a", "b"):
+        dealer.send_multipart(encode(Message(MessageType.SUBMIT, id=job, job=job, kind=kind, params=params)))
+    for _ in range(2):
+        assert dealer.poll(30_000)
+        dealer.recv_multipart()  # accepted
+    dealer.close()
+    end = time.monotonic() + 30
+    while not any(" closed" in r.getMessage() for r in caplog.records) and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.3)  # (the connection's end logged: its routing id goes with it)
+    return end
+
+
 def test_jobs_failed_when_the_probe_ends_whose_client_has_left_are_dropped_once(caplog):
     """Failing the first job found its client gone, which drops the client's other jobs: those were then failed
     too, each sent to a client no longer there and logged as ended by invalid_params after being dropped."""
@@ -94,26 +117,11 @@ def test_jobs_failed_when_the_probe_ends_whose_client_has_left_are_dropped_once(
 
     import zmq
 
-    from handforge_shared.protocol import Message, MessageType, encode
-
     caplog.set_level(logging.INFO, logger="handforge.server")
     # (no heartbeat before the probe ends: it would find the client gone first)
     with server_whose_probe_waits(devices=("cpu",), kinds=(_offload_kind(),), heartbeat_s=600) as \
             (server, endpoint, probe_may_end), zmq.Context() as context:
-        dealer = context.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.connect(endpoint)
-        for job in ("a", "b"):
-            dealer.send_multipart(encode(Message(MessageType.SUBMIT, id=job, job=job, kind="offload",
-                                                 params={"offload": True})))
-        for _ in range(2):
-            assert dealer.poll(30_000)
-            dealer.recv_multipart()  # accepted
-        dealer.close()
-        end = time.monotonic() + 30
-        while not any(" closed" in r.getMessage() for r in caplog.records) and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.3)  # (the connection's end logged: its routing id goes with it)
+        end = _submit_two_and_leave(context, endpoint, caplog, "offload", {"offload": True})
         probe_may_end.set()
         while server._jobs and time.monotonic() < end:
             time.sleep(0.05)
@@ -203,7 +211,7 @@ def test_shutdown_sends_one_cancelled_for_the_jobs_of_a_client_found_gone(caplog
 
     import zmq
 
-    from handforge_shared.protocol import Message, MessageType, encode
+    from handforge_shared.protocol import MessageType
 
     caplog.set_level(logging.INFO, logger="handforge.server")
     ran = threading.Event()
@@ -214,19 +222,7 @@ def test_shutdown_sends_one_cancelled_for_the_jobs_of_a_client_found_gone(caplog
         send_frames = server._send_frames
         server._send_frames = lambda identity, frames, what: (sent.append(str(what)),
                                                               send_frames(identity, frames, what))[1]
-        dealer = context.socket(zmq.DEALER)
-        dealer.linger = 0
-        dealer.connect(endpoint)
-        for job in ("a", "b"):
-            dealer.send_multipart(encode(Message(MessageType.SUBMIT, id=job, job=job, kind="record")))
-        for _ in range(2):
-            assert dealer.poll(30_000)
-            dealer.recv_multipart()  # accepted
-        dealer.close()
-        end = time.monotonic() + 30
-        while not any(" closed" in r.getMessage() for r in caplog.records) and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.3)  # (the connection's end logged: its routing id goes with it)
+        end = _submit_two_and_leave(context, endpoint, caplog, "record", {})
         server.stop()
         while not any(r.getMessage() == "stopped" for r in caplog.records) and time.monotonic() < end:
             time.sleep(0.05)
