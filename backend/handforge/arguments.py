@@ -305,10 +305,15 @@ def python_package(text: str) -> str:
     return text
 
 
+def repeated(values) -> list[str]:
+    """The values given more than once, sorted: each list a user names things in refuses them (these options, the
+    export spec's lists, ``serve --devices``), a repeat having been run once, or twice as often, unsaid."""
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 def each_once(values: list[str]) -> list[str]:
-    """``values`` when none repeats: a name given twice was run or measured once, unsaid (the export spec's
-    lists and ``serve --devices`` refuse a repeat too)."""
-    twice = sorted({v for v in values if values.count(v) > 1})
+    """``values`` when none repeats (``repeated``)."""
+    twice = repeated(values)
     if twice:
         raise argparse.ArgumentTypeError(f"{', '.join(twice)} given more than once; give each once")
     return values
@@ -393,5 +398,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "report_file", "sentence",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from handforge.arguments import (at_least, existing_path, finite_number, given_path, path_errors_said, python_package,
-                                 thread_count, whole_number, writable_file)
+                                 repeated, thread_count, whole_number, writable_file)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
                                        STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
 
@@ -67,7 +67,7 @@ def _device_list(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"must be cpu or cuda:N, comma-separated (e.g. cuda:0,cuda:1), got {text!r}")
     # one worker per entry, and the workers of one device share its cached models: a device named twice
     # ran two jobs at once on one pipeline (image.transfer's reference attention hooks crossed, jobs failed)
-    twice = sorted({d for d in devices if devices.count(d) > 1})
+    twice = repeated(devices)
     if twice:
         raise argparse.ArgumentTypeError(f"{', '.join(twice)} named more than once, got {text!r}; each device "
                                          "runs one job at a time: name it once")

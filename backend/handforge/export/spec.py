@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from handforge.arguments import repeated
 from handforge_shared import pose_library
 from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
 from handforge_shared.protocol import unique_keys
@@ -187,7 +188,7 @@ def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ..
 def _once(values: tuple[str, ...], where: str) -> tuple[str, ...]:
     """``values`` when none repeats. (A pose or skin tone given twice was drawn twice as often, unsaid; and
     recorded as given, the same export written with each once was then another spec on resume.)"""
-    twice = sorted({v for v in values if values.count(v) > 1})
+    twice = repeated(values)
     if twice:
         raise SpecError(f"{where}: {', '.join(twice)} given more than once; give each once")
     return values
