@@ -297,6 +297,29 @@ def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkey
     assert sorted(input_files(spec)) == [str(clip), str(corpus / "splits.json")]  # the split's clips only
 
 
+def test_a_corpus_clip_too_far_fails_its_samples_saying_so(tmp_path):
+    """A corpus clip with a hand at 1e30 m (a corpus's clips are not read when the spec is, unlike motion
+    files): its samples failed as "look_at: eye and target coincide"; now they say which clip and how far,
+    and the samples drawn from the other clip are written."""
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    corpus, pair = tmp_path / "corpus", side_by_side()
+    (corpus / "clips").mkdir(parents=True)
+    MotionClip(hands={"right": stack_poses([pair.right.replace(transl=pair.right.transl + 1e30)] * 3)}).save(
+        corpus / "clips" / "far.npz")
+    MotionClip(hands={"right": stack_poses([pair.right] * 3), "left": stack_poses([pair.left] * 3)}).save(
+        corpus / "clips" / "near.npz")
+    (corpus / "splits.json").write_text(json.dumps({"format": "handforge.corpus-splits", "train": ["far", "near"],
+                                                    "validation": [], "test": []}))
+    spec = parse_spec({**SPEC, "samples": 8, "width": 32, "height": 32, "outputs": ["mesh"],
+                       "poses": {"source": "corpus", "corpus": str(corpus), "split": "train"}})
+    summary = export(spec, tmp_path / "data", progress=False)
+    assert summary["failed"] and summary["written"] == 8 - len(summary["failed"]) > 0
+    for reason in summary["failed"].values():
+        assert re.match(r"ValueError: poses.corpus: '.*far.npz' places a hand 1.7\d*e\+30 m from the origin "
+                        r"\(frame 0\), beyond the 10000 m .*nearer the origin", reason), reason
+
+
 def test_a_run_that_writes_no_sample_leaves_the_folder_as_it_found_it(tmp_path, monkeypatch):
     """Failed before its first sample, a run takes back its claim (an empty folder stays empty and free,
     a new one goes); refused because another run holds the folder, it touches nothing of it (it removed

@@ -67,6 +67,16 @@ def _clip(path: str) -> MotionClip:
     return MotionClip.load(path)
 
 
+@lru_cache(maxsize=8)
+def _too_far(path: str) -> str:
+    """Why a corpus clip's hands cannot be posed, too far from the origin ('' when they can), once per clip
+    drawn (motion files are checked when the spec is read; a corpus has thousands of clips, not read up front).
+    A hand at 1e30 m failed its samples as "look_at: eye and target coincide"."""
+    from handforge.datasets import clip_arrays, reach_problem
+
+    return reach_problem(clip_arrays(_clip(path)), [0], [repr(path)])
+
+
 @lru_cache(maxsize=2)
 def _corpus(folder: str, split: str):
     from handforge.datasets import open_corpus
@@ -92,6 +102,9 @@ def clip_frame(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPose,
                 raise ValueError(f"{spec.poses.corpus}: no clips in split {spec.poses.split!r}")
             index = int(rng.integers(len(files)))
             clip, name = _clip(str(files.paths[index])), files.paths[index].name
+            far = _too_far(str(files.paths[index]))
+            if far:
+                raise ValueError(f"poses.corpus: {far}")
         frame = int(rng.integers(clip.num_frames))
         hands = {s: p[frame] for s, p in clip.hands.items() if clip.present[s][frame]}
         if hands:
