@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -331,6 +332,28 @@ def test_a_corpus_of_another_hand_model_or_raw_poses_is_refused(corpus, tmp_path
                   "--quiet") == 2
     err = capsys.readouterr().err
     assert problem in err and "--interhand" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_corpus_clip_with_a_hand_far_from_the_origin_is_named_before_training(corpus, tmp_path, capsys):
+    """A (finite, so valid) corpus clip with a hand at 1e30 m trained a model whose translations were
+    normalised by its distance, unsaid (the motion engine refuses such clips too)."""
+    import dataclasses
+    import shutil
+
+    from handforge_shared.poses import MotionClip
+
+    other = tmp_path / "corpus"
+    shutil.copytree(corpus, other)
+    path = sorted((other / "clips").glob("*.npz"))[0]
+    clip = MotionClip.load(path)
+    right = clip.hands["right"]
+    dataclasses.replace(clip, hands={**clip.hands, "right": right.replace(transl=right.transl + 1e30)}).save(path)
+    assert _train("--corpus", str(other), "--out", str(tmp_path / "model"), "--steps", "2", "--batch-size", "8",
+                  "--quiet") == 2
+    err = capsys.readouterr().err
+    assert re.search(f"clip {path.stem} places a hand 1.7\\d*e\\+30 m from the origin \\(frame 0\\), beyond the "
+                     "10000 m .*nearer the origin", err) and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "model").exists()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from handforge.datasets import ClipStore, FrameDataset, check_clips, open_corpus, open_interhand
+from handforge.datasets import ClipStore, FrameDataset, check_clips, open_corpus, open_interhand, reach_problem
 from handforge.datasets.representation import mirror_arrays
 from handforge.engines.interaction.representation import WristJoints, encode, pair_from_batch
 
@@ -82,6 +82,10 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
     parts, clips, offset = [], [], 0
     for k, source in enumerate(sources):
         store = ClipStore.build(source, cache=None if cache is None else Path(cache) / f"{split}-{k}.store")
+        # a hand at 1e30 m (finite, so a valid clip) stretched the normalisation of every translation, unsaid
+        far = reach_problem(store.arrays, store.starts, [f"clip {c.name}" for c in store.clips])
+        if far:
+            raise ValueError(far)
         frames = FrameDataset(store, stride=stride, both_hands=True)
         rows = interaction_frames(frames)
         starts = store.starts[frames.clip_ids[rows]] + frames.firsts[rows]
