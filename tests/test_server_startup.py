@@ -204,6 +204,21 @@ def test_jobs_queued_when_the_probe_finds_bad_devices_end_once_with_the_shutdown
     assert not ran.is_set() and server.failure.startswith("unknown device(s) cuda:7")
 
 
+def test_a_hello_waiting_for_the_probe_that_finds_bad_devices_is_told_why_the_backend_stops():
+    """A client waiting for its welcome when the probe refuses --devices was told only "the backend is shutting
+    down"; it is told what was wrong with --devices, as the cancelled jobs are."""
+    from handforge_shared.client import JobFailed
+
+    with server_whose_probe_waits(devices=("cuda:7",)) as (server, endpoint, probe_may_end), \
+            Client(endpoint) as client:
+        with pytest.raises(JobFailed) as refused:
+            client.hello(timeout=30, devices=True)  # (the hello starts the probe, which fails before warming up)
+    assert refused.value.code == "internal"
+    assert "the backend is shutting down (bad --devices: unknown device(s) cuda:7: this machine has cpu" in \
+        str(refused.value), refused.value
+    assert server.failure.startswith("unknown device(s) cuda:7")
+
+
 def test_shutdown_sends_one_cancelled_for_the_jobs_of_a_client_found_gone(caplog):
     """Cancelling the first job at shutdown found its client gone, which dropped the client's other jobs: each
     of those was then cancelled again, its notice sent to a client no longer there."""

@@ -256,6 +256,7 @@ class Server:
 
     def _shutdown(self) -> None:
         reason = self._stop_reason or "stopped"
+        notice = f"the backend is shutting down ({reason})"  # e.g. what was wrong with --devices, for every client
         log.info("stopping (%s): cancelling %d job(s)", reason, len(self._jobs))
         for job in list(self._jobs.values()):
             if job.done:  # cancelling one found its client gone, which dropped the client's others
@@ -263,10 +264,10 @@ class Server:
             self._pool.remove(job)
             job.ctx.request_stop("shutdown")
             self._send(job.client, Message(MessageType.CANCELLED, id=self._new_id(), job=job.job_id, data={
-                "reason": "shutdown", "message": f"the backend is shutting down ({reason})"}))
+                "reason": "shutdown", "message": notice}))
             self._close(job)
         for identity, hello in self._pending_hellos.items():
-            self._send(identity, error_message(ErrorCode.INTERNAL, "the backend is shutting down", msg_id=hello.id))
+            self._send(identity, error_message(ErrorCode.INTERNAL, notice, msg_id=hello.id))
         self._pool.stop(self.config.shutdown_grace_s)
         if self._monitor is not None:
             self._router.disable_monitor()
