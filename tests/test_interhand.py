@@ -176,6 +176,20 @@ def test_unreadable_files(tmp_path):
 
 
 
+@pytest.mark.parametrize("text", ['{"0": %s}', '{"0": {"0": %s}}'])
+def test_json_nested_too_deeply_is_said_so(tmp_path, text):
+    """A value nested thousands deep (a capture's, or a frame's, read as its capture is) was refused with
+    Python's "maximum recursion depth exceeded while decoding a JSON array"; it is said as the damage it is, as
+    every JSON file of the project is (``handforge_shared.files.NestedTooDeeply``)."""
+    path = tmp_path / "deep.json"
+    path.write_text(text % ("[" * 100_000 + "]" * 100_000))
+    for read in (interhand.read_mano_annotations, interhand.read_cameras):
+        with pytest.raises(PoseFormatError) as info:
+            read(path)
+        assert str(info.value) == f"{path}: not a readable JSON file (nested too deeply: lists or objects inside " \
+                                  "one another thousands of times)"
+
+
 @pytest.mark.parametrize("frames", ['{"1": {"left": null}, "1": %s}', '{"1": %s, "01": {"left": null}}'])
 def test_a_frame_annotated_twice_is_refused(tmp_path, annotations, frames):
     """A repeated frame id (twice the same key, or "1" and "01") kept one annotation and dropped the other unseen."""

@@ -135,6 +135,15 @@ def parse_json(text: str | bytes, **json_kwargs: Any) -> Any:
         raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
 
 
+def raw_decode_json(decoder: json.JSONDecoder, text: str, at: int = 0) -> tuple[Any, int]:
+    """``decoder.raw_decode(text, at)``: the value at ``at`` and where it ends, for a reader that parses a file
+    in pieces (too large to hold whole); nested too deeply raises ``NestedTooDeeply`` as ``parse_json`` does."""
+    try:
+        return decoder.raw_decode(text, at)
+    except RecursionError:
+        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
+
+
 def read_error(exc: BaseException) -> str:
     """A reader's error as its message quotes it: ``JSONDecodeError: Expecting value: ...`` (the class says
     what the text alone may not), but a ``NestedTooDeeply`` by its text, which says so already (it read
@@ -212,4 +221,5 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
 
 __all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
            "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json", "parse_toml",
-           "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode", "write_atomic"]
+           "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
+           "write_atomic"]

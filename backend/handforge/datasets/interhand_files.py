@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Generator, Iterator, Mapping, NoReturn
 
 import numpy as np
 
+from handforge_shared.files import NestedTooDeeply, raw_decode_json
 from handforge_shared.mano_params import FLAT, MEAN_RELATIVE, flat_from_mean_relative
 from handforge_shared.poses import MAX_ROTATION, HandPose, MotionClip, PoseFormatError, TwoHandPose, overturned
 from handforge_shared.protocol import unique_keys
@@ -160,7 +161,7 @@ class _Document:
         self._peek()
         while True:
             try:
-                value, end = self.decoder.raw_decode(self.text, self.at)
+                value, end = raw_decode_json(self.decoder, self.text, self.at)
             except json.JSONDecodeError as exc:
                 # cut short by the end of the text read so far (within the longest token, "\uXXXX", of it,
                 # or in a string): read on; an error before that is the file's, said without reading on
@@ -202,7 +203,7 @@ def _members(source: str | os.PathLike | Mapping[str, Any], what: str, nested: b
     def read(members: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         try:
             yield from members
-        except (OSError, _Malformed, RecursionError) as exc:  # (nested too deeply)
+        except (OSError, _Malformed, NestedTooDeeply) as exc:  # (NestedTooDeeply: before the ValueErrors below)
             raise PoseFormatError(f"{path}: not a readable JSON file ({exc})") from None
         except _NotAnObject as exc:
             raise PoseFormatError(f"{path}: expected a JSON object keyed by capture id, got {exc}") from None
