@@ -812,6 +812,37 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
     assert "control_sd15_depth" not in controlled["note"] and "name no controls, fail" in controlled["note"]
 
 
+def test_one_status_of_the_controlnet_engine_reads_each_controlnets_header_once(weights, tmp_path, monkeypatch):
+    """Its availability and its note each read every ControlNet's weights header: twice per status (every hello,
+    ``handforge models``), for the same answer."""
+    import safetensors
+
+    from handforge.engines.checkpoints import WEIGHTS_NAME
+    from handforge.engines.image import jobs
+
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
+    nets = tmp_path / "controlnets"
+    for name in ("control_sd15_depth", "control_sd15_normal"):
+        shutil.copytree(guidance, nets / name)
+    config = json.loads((nets / "control_sd15_normal" / "config.json").read_text())
+    (nets / "control_sd15_normal" / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(nets))
+    opened: list[str] = []
+    safe_open = safetensors.safe_open
+
+    def counting_safe_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return safe_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors, "safe_open", counting_safe_open)
+    status = jobs.IMAGE_ENGINES["controlnet"].status()
+    # ready with the depth ControlNet, the broken normal one in the note: both read, by the checks that said so
+    assert status.available and status.note.startswith(f"{nets / 'control_sd15_normal' / 'config.json'} "), status
+    assert sorted(opened) == [str(nets / name / WEIGHTS_NAME)
+                              for name in ("control_sd15_depth", "control_sd15_normal")], opened
+
+
 def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_others(weights, tmp_path):
     """Unreadable as any other unreadable config.json (a job that names it says so, as diffusers' load fails)."""
     # before: the engine unavailable beside a working ControlNet, 'availability check failed: maximum recursion

@@ -87,7 +87,8 @@ class EngineStatus:
 class Engine:
     """A family of job kinds sharing weights. By default it is available when each of its
     ``settings`` (config keys naming local weight files/folders) is set and exists; pass
-    ``availability`` (returning '' or the reason, or a (reason, hint) pair) for anything finer.
+    ``availability`` (returning '' or the reason, or a (reason, hint) pair) for anything finer; a (reason,
+    hint, note) triple gives the note too, when it comes from the same checks (read once, not again by ``note``).
 
     ``capabilities``: what the engine adds to ``welcome`` (and ``handforge doctor``), as top-level
     fields, e.g. the hands engine's ``{"hand_models": ...}``; called for every hello, so keep it cheap.
@@ -99,7 +100,7 @@ class Engine:
     name: str
     description: str = ""
     settings: tuple[str, ...] = ()
-    availability: Callable[[], str | tuple[str, str]] | None = None
+    availability: Callable[[], str | tuple[str, str] | tuple[str, str, str]] | None = None
     capabilities: Callable[[], dict[str, Any]] | None = None
     warm_up: Callable[[], None] | None = None
     note: Callable[[], str] | None = None
@@ -117,8 +118,11 @@ class Engine:
                 if setting.kind == "path" and not Path(value).exists():
                     return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
             found = self.availability() if self.availability else ""
-            reason, hint = found if isinstance(found, tuple) else (found, "")
-            note = self.note() if self.note and not reason else ""
+            reason, hint, note = (*found, "")[:3] if isinstance(found, tuple) else (found, "", "")
+            if reason:
+                note = ""
+            elif self.note:
+                note = self.note()
         except config.ConfigError as exc:  # the config file is unreadable: said, not a failed check
             return EngineStatus(False, str(exc), f"fix or remove {config.config_path()}")
         except Exception as exc:  # a broken check must not break hello

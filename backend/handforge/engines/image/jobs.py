@@ -61,7 +61,7 @@ IMAGE_ENGINES: dict[str, Engine] = {
                             availability=lambda: _sd_complete() or _guidance_present()),
     "controlnet": Engine("controlnet", "SD 1.x + your ControlNets on our renders (depth, normals, skeleton, "
                                        "openpose, mesh)", settings=ENGINES["controlnet"],
-                         availability=lambda: _sd_complete() or _controlnets_present(), note=lambda: _broken_controlnets()),
+                         availability=lambda: _sd_complete() or _controlnets_ready()),
 }
 
 
@@ -87,9 +87,15 @@ def _controlnet_problems() -> tuple[str, dict[str, str]]:
     return folder, {name: controlnet_shape_problem(Path(folder) / name) for name in available(folder)}
 
 
-def _controlnets_present() -> str | tuple[str, str]:
-    """The ControlNets folder exists (checked before): does it hold any ControlNet?"""
+def _controlnets_ready() -> str | tuple[str, str, str]:
+    """The controlnet engine's ControlNets: why they cannot run, or the note of those broken, from one read of
+    their headers (the engine's availability and its note read them once each: twice per status)."""
     folder, problems = _controlnet_problems()
+    return _controlnets_present(folder, problems) or ("", "", _broken_controlnets(folder, problems))
+
+
+def _controlnets_present(folder: str, problems: dict[str, str]) -> str | tuple[str, str]:
+    """The ControlNets folder exists (checked before): does it hold any ControlNet (``_controlnet_problems``)?"""
     names = list(problems)
     # (each of a config.json of other widths than its weights: ready, and every job's load failed)
     if names and all(problems.values()):
@@ -103,10 +109,9 @@ def _controlnets_present() -> str | tuple[str, str]:
             "handforge models fetch controlnet-depth), or point the setting at the folder that has them")
 
 
-def _broken_controlnets() -> str:
-    """The note of a controlnet engine that runs with some of its ControlNets only: a broken one was unsaid until
-    a job that named it (or named none, so took it) failed."""
-    folder, problems = _controlnet_problems()
+def _broken_controlnets(folder: str, problems: dict[str, str]) -> str:
+    """The note of a controlnet engine that runs with some of its ControlNets only (``_controlnet_problems``): a
+    broken one was unsaid until a job that named it (or named none, so took it) failed."""
     broken = {name: problem for name, problem in problems.items() if problem}
     if not broken:
         return ""
