@@ -783,6 +783,31 @@ def test_a_background_image_far_from_the_frames_shape_is_refused_with_the_spec(t
         parse_spec(spec)
 
 
+def test_reading_the_spec_opens_each_background_image_once(tmp_path, monkeypatch):
+    """Its header was opened twice: once to see it opens, once for its size against the frame's shape (every
+    parse of the spec, an export worker's too, does it)."""
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    Image.new("RGB", (1000, 100), (200, 10, 10)).save(folder / "panorama.png")
+    Image.new("RGB", (80, 60), (10, 200, 10)).save(folder / "small.jpg")
+    opened: list[str] = []
+    image_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(Path(fp).name)
+        return image_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    spec = {"width": 64, "height": 64, "background": {"kinds": ["images"], "folder": str(folder)}}
+    assert parse_spec(spec).background.folder == str(folder)
+    assert sorted(opened) == ["panorama.png", "small.jpg"], opened
+    Image.new("RGB", (1, 20000), (200, 10, 10)).save(folder / "strip.png")
+    opened.clear()
+    with pytest.raises(SpecError, match=r"strip.png' is 1×20000 pixels, far from the 64×64 frame's shape"):
+        parse_spec(spec)  # the size read by the one opening still refuses it
+    assert sorted(opened) == ["panorama.png", "small.jpg", "strip.png"], opened
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_a_background_image_cut_short_is_refused_before_anything_is_written(tmp_path, suffix, monkeypatch):
     """Half an image (an interrupted download) has a whole header: it opened, then failed every sample that

@@ -431,11 +431,11 @@ def _check_background_images(folder: str, width: int, height: int) -> None:
     and none is scaled to more than ``BACKGROUND_MAX_COVER`` frames of ``width`` × ``height`` to cover one.
     ``check_decoding`` reads them whole, once per run."""
     for path in background_files(folder):
-        problem = _image_problem(path, decode=False)
+        problem, size = _read_image(path, decode=False)  # (its size from the same opening: each opened once)
         if problem:
             raise SpecError(f"background.folder: {str(path)!r} is not a readable image ({problem}); "
                             "remove it from the folder or replace it")
-        _check_cover(path, width, height)
+        _check_cover(path, size, width, height)
 
 
 def cover_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
@@ -444,11 +444,9 @@ def cover_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int
     return max(width, round(size[0] * scale)), max(height, round(size[1] * scale))
 
 
-def _check_cover(path: Path, width: int, height: int) -> None:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        size = image.size
+def _check_cover(path: Path, size: tuple[int, int], width: int, height: int) -> None:
+    """The image at ``path``, of ``size``, scaled to cover ``width`` × ``height``, is at most ``BACKGROUND_MAX_COVER``
+    frames."""
     cover = cover_size(size, width, height)
     if cover[0] * cover[1] > BACKGROUND_MAX_COVER * width * height:
         raise SpecError(f"background.folder: {str(path)!r} is {size[0]}×{size[1]} pixels, far from the {width}×"
@@ -474,10 +472,17 @@ def check_decoding(images: list[Path]) -> None:
 
 def _image_problem(path: Path, decode: bool = True) -> str:
     """Why the image at ``path`` cannot be opened (``decode``: decoded) ('' when it can)."""
+    return _read_image(path, decode)[0]
+
+
+def _read_image(path: Path, decode: bool = True) -> tuple[str, tuple[int, int] | None]:
+    """Why the image at ``path`` cannot be opened (``decode``: decoded) ('' when it can), and its size (None when
+    it cannot)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
+            size = image.size
             if not decode:
                 pass
             elif image.format == "JPEG":
@@ -488,8 +493,8 @@ def _image_problem(path: Path, decode: bool = True) -> str:
             else:
                 image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # (UnidentifiedImageError: OSError)
-        return f"{type(exc).__name__}: {exc}"
-    return ""
+        return f"{type(exc).__name__}: {exc}", None
+    return "", size
 
 
 def input_files(spec: ExportSpec) -> dict[str, Path]:
