@@ -123,25 +123,27 @@ class NestedTooDeeply(ValueError):
     so the readers' "not valid JSON" handling covers it as the damage it is."""
 
 
-_NESTED_TOO_DEEPLY = "nested too deeply: lists or {} inside one another thousands of times"
+@contextlib.contextmanager
+def _depth_guard(containers: str) -> Iterator[None]:
+    """A parser's ``RecursionError`` as ``NestedTooDeeply`` (``containers``: what nests, 'objects' or 'tables')."""
+    try:
+        yield
+    except RecursionError:
+        raise NestedTooDeeply(f"nested too deeply: lists or {containers} inside one another thousands of times") from None
 
 
 def parse_json(text: str | bytes, **json_kwargs: Any) -> Any:
     """``json.loads(text, **json_kwargs)``, the one reader of JSON from files and records: text nested too
     deeply to parse raises ``NestedTooDeeply`` (a ``ValueError``), not a ``RecursionError``."""
-    try:
+    with _depth_guard("objects"):
         return json.loads(text, **json_kwargs)
-    except RecursionError:
-        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
 
 
 def raw_decode_json(decoder: json.JSONDecoder, text: str, at: int = 0) -> tuple[Any, int]:
     """``decoder.raw_decode(text, at)``: the value at ``at`` and where it ends, for a reader that parses a file
     in pieces (too large to hold whole); nested too deeply raises ``NestedTooDeeply`` as ``parse_json`` does."""
-    try:
+    with _depth_guard("objects"):
         return decoder.raw_decode(text, at)
-    except RecursionError:
-        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("objects")) from None
 
 
 def read_error(exc: BaseException) -> str:
@@ -153,10 +155,8 @@ def read_error(exc: BaseException) -> str:
 
 def parse_toml(text: str) -> dict[str, Any]:
     """``tomllib.loads(text)``, nested too deeply raising ``NestedTooDeeply`` as ``parse_json`` does."""
-    try:
+    with _depth_guard("tables"):
         return tomllib.loads(text)
-    except RecursionError:
-        raise NestedTooDeeply(_NESTED_TOO_DEEPLY.format("tables")) from None
 
 
 def sync_folder(folder: str | os.PathLike) -> None:
