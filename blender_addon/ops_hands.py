@@ -6,7 +6,7 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatVectorProperty, StringProperty
 
-from . import fingers, hands, rig
+from . import fingers, hands, ops_interaction, rig
 from . import pose as pose_conv
 from .errors import reports_errors
 from .forearm import add_forearm
@@ -100,14 +100,17 @@ class HANDFORGE_OT_set_shape(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         targets = hands.scene_hands(context.scene, self.sides, edit=True)
+        ops_interaction.check_not_browsed(context, targets.values(), "Set Shape")
         for obj in targets.values():  # every hand checked before any is changed
             rig.check_reshapable(context, obj)
         for obj in targets.values():
             hands.set_shape(context, obj, np.array(self.betas))
         return {"FINISHED"}
 
+    @reports_errors
     def invoke(self, context, event):
         targets = hands.scene_hands(context.scene, self.sides, required=False)
+        ops_interaction.check_not_browsed(context, targets.values(), "Set Shape")  # (before its dialog)
         if targets:
             self.betas = next(iter(targets.values())).handforge.betas
         return context.window_manager.invoke_props_dialog(self)

@@ -173,6 +173,20 @@ def _browse_rigs(state) -> dict[str, object]:
     return _rigs(json.loads(state.rig_names or "{}"), json.loads(state.rig_uids or "{}"), "the candidates")
 
 
+def check_not_browsed(context, objects, what: str) -> None:
+    """Refuse ``what`` on rigs whose interaction candidates are being browsed: Set Shape re-keys a rig for its new
+    skeleton, but the channels Cancel writes back were saved for the old one (the hand off its pose before the
+    candidates), its undo step holds the preview, and the candidates were made for the shape before."""
+    if not browsing(context):
+        return
+    uids = set(json.loads(browse_state(context).rig_uids or "{}").values())
+    browsed = [obj for obj in objects if obj.session_uid in uids]
+    if browsed:
+        names = " and ".join(repr(obj.name) for obj in browsed)
+        raise ValueError(f"interaction candidates are being browsed on {names}, made for the shape they have: Apply "
+                         f"or Cancel them (HandForge > Interaction) first, then {what}")
+
+
 def active_hand(context):
     obj = context.active_object
     if obj is not None and obj.type == "MESH" and obj.handforge.is_hand_mesh and obj.parent is not None:

@@ -261,3 +261,14 @@ def test_key_candidates_on_rigs_standing_still_keeps_the_scenes_unkeyed_changes(
     found = session["key_unkeyed"]
     assert found["result"] == ["FINISHED"] and found["frame"] == 400, found
     assert found["location"] == [1.0, 2.0, 3.0], found
+
+
+def test_set_shape_while_browsing_is_refused_and_cancel_puts_the_pose_back(session):
+    # before: Set Shape re-keyed the previewed rig for the new skeleton, Cancel wrote back the old skeleton's
+    # channels (the hand off its pose before the candidates) and Apply's undo kept the candidate
+    session.no_error("set_shape_while_browsing")
+    found = session["set_shape_while_browsing"]
+    assert "Apply or Cancel" in found["message"] and "Interaction" in found["message"], found
+    assert found["browse"] == 2 and found["shown"], found  # still browsing, the candidate shown
+    assert found["betas"] == {"left": True, "right": True}, found
+    assert found["restored"] == {"left": True, "right": True}, found

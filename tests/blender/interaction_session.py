@@ -647,5 +647,25 @@ def rig_deleted_and_another_named_like_it():
 
 
 s.check("deleted_and_renamed", rig_deleted_and_another_named_like_it)
+
+def set_shape_while_browsing():
+    """Set Shape while a candidate was previewed re-keyed the rigs for the new skeleton, but Cancel then wrote back
+    the channels saved for the old one (the right hand 13 mm / 0.8° off the pose before the candidates) and Apply's
+    undo went back to the reshape, the candidate still on the hand. Refused now, naming what to do; nothing changes."""
+    rigs = {side: hand(side) for side in SIDES}
+    betas = {side: list(rigs[side].handforge.betas) for side in SIDES}
+    before = {side: channels(side) for side in SIDES}
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    shown = channels("right")
+    message = error_of(lambda: bpy.ops.handforge.set_shape(betas=[2.0] + [0.0] * 9, sides="BOTH"))
+    found = {"message": message, "browse": browse()["count"], "shown": bool(np.array_equal(channels("right"), shown)),
+             "betas": {side: list(rigs[side].handforge.betas) == betas[side] for side in SIDES}}
+    if browse()["count"]:
+        bpy.ops.handforge.interaction_cancel()
+    found["restored"] = {side: bool(np.array_equal(channels(side), before[side])) for side in SIDES}
+    return found
+
+
+s.check("set_shape_while_browsing", set_shape_while_browsing)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
