@@ -233,7 +233,8 @@ def _object_positions(scene, obj, start: int, end: int) -> np.ndarray:
 
 
 OBJECT_KINDS = {"MESH": "a mesh", "EMPTY": "an empty", "FONT": "a text object", "SURFACE": "a surface",
-                "CURVES": "a hair curves object", "CAMERA": "a camera", "LIGHT": "a light"}
+                "CURVES": "a hair curves object", "CAMERA": "a camera", "LIGHT": "a light",
+                "ARMATURE": "an armature"}  # (the other hand's rig, a character's: "a armature object")
 STILL_M = 1e-6  # a path object that moves less than this over the range stands still
 
 

@@ -30,14 +30,14 @@ def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):
     session.no_error("start", "static_paths")
     found = session["static_paths"]
     for what, name, kind in (("mesh", "Cube", "a mesh"), ("empty", "Target", "an empty"),
-                             ("text", "Label", "a text object")):
+                             ("text", "Label", "a text object"), ("armature", "Character", "an armature")):
         result = found[what]
         assert result["sent"] == [] and result["unchanged"] is True, (what, result)
         message = result["message"]
         assert f"'{name}' is {kind}" in message and "not a curve" in message, message
         assert "Add > Curve" in message and "key its location" in message, message
     # the Motion panel's path pickers offer none of them (they listed every object but the hands)
-    assert found["offered"] == {"mesh": False, "empty": True, "text": False}  # (an empty: a target, below)
+    assert found["offered"] == {"mesh": False, "empty": True, "text": False, "armature": False}  # (an empty: a target)
     # a still empty as the target of a rig that moves (a character's hand pinned to a point): followed
     assert found["still_target_moving_rig"] == {"result": ["FINISHED"], "sent": ["motion.trajectory"]}, found
     # carried by an animated bone of a character: moving too (bone keys count where they carry the rig)

@@ -67,7 +67,8 @@ def static_paths():
     mesh = bpy.data.meshes.new("Cube")
     mesh.from_pydata([(0, 0, 0), (0.1, 0, 0), (0, 0.1, 0)], [], [(0, 1, 2)])
     objects = {"mesh": bpy.data.objects.new("Cube", mesh), "empty": bpy.data.objects.new("Target", None),
-               "text": bpy.data.objects.new("Label", bpy.data.curves.new("Label", "FONT"))}
+               "text": bpy.data.objects.new("Label", bpy.data.curves.new("Label", "FONT")),
+               "armature": bpy.data.objects.new("Character", bpy.data.armatures.new("Character"))}
     for obj in objects.values():
         scene.collection.objects.link(obj)
     objects["empty"].location = (0.2, 0.1, 0.0)
