@@ -372,6 +372,9 @@ def test_a_checkpoint_of_another_frame_size_falls_back_to_the_spline_engine_sayi
     result = jobs.generate(ctx, _generate_params(steps=4), {})
     assert result.data["engine"] == "spline"
     assert "10 channels per frame, not the motion representation's 198" in result.data["warning"]
+    # the setting to fix, and what ran instead (it read as a bare path and its problem, whose setting unsaid)
+    assert "the learned model cannot be used (motion.checkpoint: " in result.data["warning"], result.data
+    assert "the spline engine made this motion" in result.data["warning"], result.data
 
 
 @pytest.mark.parametrize("kind, arrays, field", [

@@ -290,8 +290,8 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
     try:
         model = ctx.pretrained(MotionDenoiser, value)
         check_representation(model, value)
-    except CheckpointError as exc:
-        return None, str(exc)
+    except CheckpointError as exc:  # (said as the engine's note says it: a bare path and its problem named no setting)
+        return None, f"the learned model cannot be used ({CHECKPOINT.key}: {exc}): the spline engine made this motion"
     return MotionPipeline(model, cached_hand_model(ctx, hand_model_name)), ""
 
 
