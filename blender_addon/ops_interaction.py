@@ -226,7 +226,13 @@ def _snapshot(rig) -> dict:
                        "rotation_euler": list(pb.rotation_euler), "rotation_axis_angle": list(pb.rotation_axis_angle),
                        "location": list(pb.location), "scale": list(pb.scale)} for pb in rig.pose.bones}
     shape_keys = {kb.name: kb.value for kb in (rig_build.corrective_keys(rig) or [])}
-    return {"bones": bones, "shape_keys": shape_keys}
+    return {"bones": bones, "shape_keys": shape_keys, "frame": _frame_of(rig)}
+
+
+def _frame_of(rig) -> float | None:
+    """The frame (subframe included) shown in the rig's scene: the one shown, if the rig is there."""
+    scene = bpy.context.scene if any(o == rig for o in bpy.context.scene.objects) else next(iter(rig.users_scene), None)
+    return None if scene is None else scene.frame_current + scene.frame_subframe
 
 
 def _restore(rig, saved: dict) -> None:
@@ -240,6 +246,11 @@ def _restore(rig, saved: dict) -> None:
     for kb in rig_build.corrective_keys(rig) or []:
         if kb.name in saved["shape_keys"]:
             kb.value = saved["shape_keys"][kb.name]
+    now = _frame_of(rig)
+    if saved.get("frame") is not None and now is not None and now != saved["frame"]:
+        # saved on another frame (scrubbed while browsing): its keyed bones held that frame's pose, which written
+        # here showed against the keys, and Key Pose keyed it (the sliders follow the bones, below)
+        placement.show_keys(rig, now, prefix="pose.bones[")
     fingers.sync_sliders(rig)
 
 

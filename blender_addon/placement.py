@@ -140,6 +140,17 @@ def _put(id_block, path: str, index: int, value) -> None:
         current[index] = value  # (a vector or array of the struct: written through)
 
 
+def show_keys(id_block, frame: float, prefix: str = "") -> None:
+    """Put what ``id_block``'s action keys hold on ``frame`` on the values they animate whose data paths start with
+    ``prefix``, as a frame change to it does, without evaluating the scene (other objects' changes not keyed yet
+    stay). Their update callbacks run, as a frame change's do not: a prefix leaves out values that have one."""
+    bag = fcurves.find_channelbag(id_block)
+    for fc in bag.fcurves if bag is not None else ():
+        if (fc.data_path.startswith(prefix) and not fc.mute and len(fc.keyframe_points)
+                and _value(id_block, fc.data_path, fc.array_index) is not None):
+            _put(id_block, fc.data_path, fc.array_index, fc.evaluate(frame))
+
+
 @contextlib.contextmanager
 def evaluating_frames(scene):
     """Around evaluating frames (``scene.frame_set``): after, the scene's frame and subframe as they were,
@@ -190,4 +201,4 @@ def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict
     return out
 
 
-__all__ = ["evaluating_frames", "movers", "moves_as_object", "worlds_over"]
+__all__ = ["evaluating_frames", "movers", "moves_as_object", "show_keys", "worlds_over"]

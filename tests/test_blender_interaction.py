@@ -272,3 +272,11 @@ def test_set_shape_while_browsing_is_refused_and_cancel_puts_the_pose_back(sessi
     assert found["browse"] == 2 and found["shown"], found  # still browsing, the candidate shown
     assert found["betas"] == {"left": True, "right": True}, found
     assert found["restored"] == {"left": True, "right": True}, found
+
+
+def test_cancel_on_another_frame_than_the_sampling_shows_the_keys_of_that_frame(session):
+    # before: the channels read on the sampling's frame were written back on the frame shown, against its keys
+    session.no_error("cancel_on_another_frame")
+    found = session["cancel_on_another_frame"]
+    assert found["moved"] and found["result"] == ["FINISHED"] and found["browse"] == 0, found
+    assert found["keys_shown"], found

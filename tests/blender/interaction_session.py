@@ -667,5 +667,33 @@ def set_shape_while_browsing():
 
 
 s.check("set_shape_while_browsing", set_shape_while_browsing)
+
+def cancel_on_another_frame():
+    """Keyed rigs, sampled on frame 700, scrubbed to 710 and a candidate shown there: Cancel wrote back the channels
+    read on frame 700, so the right hand showed frame 700's fist on frame 710, against its keys, and Key Pose keyed
+    it there. Its keys' pose on 710 now; its channels no key sets still as saved."""
+    scene = bpy.context.scene
+    for frame, preset in ((700, "fist"), (720, "flat")):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    try:
+        scene.frame_set(710)
+        keyed = channels("right")  # what the keys show on 710
+        scene.frame_set(700)
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        scene.frame_set(710)
+        assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
+        moved = bool(np.abs(channels("right") - keyed).max() > 1e-3)
+        result = sorted(bpy.ops.handforge.interaction_cancel())
+        return {"moved": moved, "result": result, "keys_shown": bool(np.allclose(channels("right"), keyed, atol=1e-6)),
+                "browse": browse()["count"]}
+    finally:
+        scene.frame_set(1)
+        for side in SIDES:
+            hand(side).animation_data_clear()
+
+
+s.check("cancel_on_another_frame", cancel_on_another_frame)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
