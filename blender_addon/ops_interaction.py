@@ -471,8 +471,13 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
         score = shown(state).score
         _warn_if_changed(self, state)
-        keyed = [rig for side, rig in _browse_rigs(state).items()
-                 if side != state.anchor_side and keys.animated_paths(rig)]
+        rigs = _browse_rigs(state)
+        posed = {side: rig for side, rig in rigs.items() if side != state.anchor_side}
+        autokey = context.scene.tool_settings.use_keyframe_insert_auto
+        if autokey:  # keyed as the pose tools key theirs (else the next frame change took it away on a keyed rig)
+            for side, rig in posed.items():
+                fingers.posed(context.scene, rig, _candidate_pose(state, shown(state), side, rigs), fingers_only=False)
+        keyed = [rig for rig in posed.values() if not autokey and keys.animated_paths(rig)]
         end_browse(context, restore=False)
         self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
         for rig in keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen

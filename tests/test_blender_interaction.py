@@ -280,3 +280,12 @@ def test_cancel_on_another_frame_than_the_sampling_shows_the_keys_of_that_frame(
     found = session["cancel_on_another_frame"]
     assert found["moved"] and found["result"] == ["FINISHED"] and found["browse"] == 0, found
     assert found["keys_shown"], found
+
+
+def test_apply_with_auto_keying_keys_the_candidate(session):
+    # before: nothing keyed, and the next frame change put the rig back on its keys ("Key Pose to keep it")
+    session.no_error("apply_with_auto_keying")
+    found = session["apply_with_auto_keying"]
+    assert found["result"] == ["FINISHED"] and "pose it again" not in found["printed"], found
+    assert found["frames"] == {"left": [800.0, 820.0], "right": [800.0, 810.0, 820.0]}, found
+    assert found["kept"], found

@@ -695,5 +695,34 @@ def cancel_on_another_frame():
 
 
 s.check("cancel_on_another_frame", cancel_on_another_frame)
+
+def apply_with_auto_keying():
+    """Auto-keying on, keyed rigs: Apply did not key the candidate (the pose tools key theirs, as Blender's Paste
+    Pose does), and the next frame change took it away. Keyed now where it is applied; the anchor keeps its keys."""
+    scene = bpy.context.scene
+    for frame, preset in ((800, "fist"), (820, "flat")):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    frames = lambda side: sorted({kp.co[0] for fc in hand(side).animation_data.action.layers[0].strips[0].channelbag(
+        hand(side).animation_data.action_slot).fcurves for kp in fc.keyframe_points})  # noqa: E731
+    scene.tool_settings.use_keyframe_insert_auto = True
+    try:
+        scene.frame_set(810)
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        shown_pose = channels("right")
+        result, printed = printed_by(lambda: bpy.ops.handforge.interaction_apply())
+        scene.frame_set(811)
+        scene.frame_set(810)
+        return {"result": result, "printed": printed, "frames": {side: frames(side) for side in SIDES},
+                "kept": bool(np.allclose(channels("right"), shown_pose, atol=1e-5))}
+    finally:
+        scene.tool_settings.use_keyframe_insert_auto = False
+        scene.frame_set(1)
+        for side in SIDES:
+            hand(side).animation_data_clear()
+
+
+s.check("apply_with_auto_keying", apply_with_auto_keying)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
