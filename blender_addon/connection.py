@@ -321,7 +321,7 @@ def pump(timeout: float = 0.0) -> None:
         if check_local():
             return
         if time.monotonic() - BACKEND.since > min(5.0, BACKEND.connect_timeout) and BACKEND.capabilities is None:
-            hint = "starting (it probes its devices first)…" if BACKEND.process is not None else \
+            hint = (_port_unsaid() or "starting (it probes its devices first)…") if BACKEND.process is not None else \
                 "start it with `handforge serve` or press Start Local Backend"
             _set_status(f"No answer from {BACKEND.endpoint} yet: {hint}")
 
@@ -332,9 +332,20 @@ def _wait_welcome() -> None:
         if BACKEND.client is None and BACKEND.problem:
             raise BackendError(BACKEND.problem)
         if time.monotonic() - BACKEND.since > BACKEND.connect_timeout:
-            hint = "its log is " + str(BACKEND.log_path) if BACKEND.process is not None else \
+            hint = "; ".join(filter(None, (_port_unsaid(), "its log is " + str(BACKEND.log_path)))) \
+                if BACKEND.process is not None else \
                 "start it with `handforge serve` (or Start Local Backend), or check the address"
             raise BackendError(f"no backend answered at {BACKEND.endpoint} within {BACKEND.connect_timeout:g} s: {hint}")
+
+
+def _port_unsaid() -> str:
+    """Why the local backend may not answer at the address: a start command without {port} nor the address's port
+    ('' with either)."""
+    command = preferences.get().server_command
+    if "{port}" in command or str(parse_address(BACKEND.endpoint)[1]) in command:
+        return ""
+    return ("the start command has no {port}, so the backend listens on a port of its own, not the address's: put "
+            "`--port {port}` in it (HandForge preferences)")
 
 
 def _tick():

@@ -84,6 +84,9 @@ def test_bad_settings_are_reported(session):
     # the add-on dropped the working connection
     assert "already listens at tcp://127.0.0.1:" in result["port_taken"] and "press Connect" in result["port_taken"]
     assert result["port_taken_children"] == 0
+    # before: only "no backend answered at tcp://127.0.0.1:N within 2 s: its log is ...", the missing {port} unsaid
+    assert "no backend answered" in result["no_port"] and "has no {port}" in result["no_port"], result["no_port"]
+    assert "--port {port}" in result["no_port"] and result["no_port_children"] == 0, result
 
 
 def test_the_start_command_is_split_before_it_is_filled_in_and_windows_quotes_are_taken_off(session):

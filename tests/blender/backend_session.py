@@ -82,6 +82,10 @@ def bad_settings():
         port_taken = error_of(lambda: bpy.ops.handforge.start_backend())
         taken_children = len(children())
     prefs.address = f"tcp://127.0.0.1:{a['port']}"
+    # a start command without {port}: its backend runs (here: waits on its stdin) but listens elsewhere, if at all
+    prefs.server_command = '{python} -c "import sys; sys.stdin.read()"'
+    no_port = error_of(lambda: bpy.ops.handforge.start_backend())
+    no_port_children = len(children())
     prefs.server_public_key, prefs.client_secret_key = "//keys/server.key", "/keys/client.key_secret"
     connection = importlib.import_module(f"{ADDON_MODULE}.connection")
     try:
@@ -93,7 +97,8 @@ def bad_settings():
     return {"bad_address": bad_address, "bad_port": bad_port, "remote_without_keys": remote_without_keys,
             "relative_key": relative_key,
             "bad_command": bad_command, "bad_command_status": bad_command_status,
-            "port_taken": port_taken, "port_taken_children": taken_children}
+            "port_taken": port_taken, "port_taken_children": taken_children, "no_port": no_port,
+            "no_port_children": no_port_children}
 
 
 s.check("bad_settings", bad_settings)
