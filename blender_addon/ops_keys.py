@@ -246,8 +246,9 @@ class _GeneratedKeysOperator:
             if warning:
                 self.report({"WARNING"}, warning)
         if not count:
-            self.report({"INFO"}, f"nothing to do: the {' and '.join(found)} hand has no generated keys "
-                                  "(Import Motion or a backend job makes them)")
+            which = f"{' and '.join(found)} {'hands have' if len(found) > 1 else 'hand has'}"
+            self.report({"INFO"}, f"nothing to do: the {which} no generated keys (Import Motion or a backend job "
+                                  "makes them)")
             return {"CANCELLED"}
         self.report({"INFO"}, f"{self.done} {count} generated keys on the {' and '.join(found)} hand")
         return {"FINISHED"}

@@ -47,6 +47,9 @@ def test_an_operator_with_nothing_to_do_says_so(session):
     result = session["nothing_to_do"]
     assert result["result"] == ["CANCELLED"]
     assert "no pose correctives" in result["printed"]
+    said = result["no_generated_keys"]  # (it read "the left and right hand has no generated keys")
+    assert "the left and right hands have no generated keys" in said["BOTH"], said
+    assert "the left hand has no generated keys" in said["LEFT"], said
 
 
 def test_the_backend_panel_shows_engines_with_jobs_and_says_what_an_engine_lacks(session):

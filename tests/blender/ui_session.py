@@ -98,7 +98,13 @@ def nothing_to_do() -> dict:
     out = io.StringIO()
     with redirect_stdout(out):
         result = bpy.ops.handforge.update_correctives()
-    return {"result": sorted(result), "printed": out.getvalue()}
+    said = {}
+    for sides in ("BOTH", "LEFT"):  # no generated keys to select
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            bpy.ops.handforge.select_generated_keys(sides=sides)
+        said[sides] = printed.getvalue()
+    return {"result": sorted(result), "printed": out.getvalue(), "no_generated_keys": said}
 
 
 s.check("nothing_to_do", nothing_to_do)
