@@ -89,6 +89,8 @@ class HANDFORGE_PG_interaction_browse(bpy.types.PropertyGroup):
     sampled_for: StringProperty(name="Sampled For", options={"HIDDEN"},
                                 description="JSON: the anchor's pose the candidates were made for")
     message: StringProperty(name="Message", description="Why the preview could not be shown")
+    shown: StringProperty(name="Shown", options={"HIDDEN"},
+                          description="JSON: the posed rigs' channels as the preview last wrote them, and its frame")
 
 
 class _SampleOptions:
@@ -289,6 +291,7 @@ def show_candidate(state) -> None:
         candidate = shown(state)
         for side in state.posed_sides.split(","):
             _pose_rig(rigs[side], _candidate_pose(state, candidate, side, rigs))
+        state.shown = json.dumps({side: _snapshot(rigs[side]) for side in state.posed_sides.split(",")})
         state.message = ""
     except (*USER_ERRORS, KeyError, IndexError) as exc:
         state.message = str(exc)
@@ -310,7 +313,17 @@ def end_browse(context, restore: bool) -> None:
         take_off_preview(state)
     state.candidates.clear()
     _set_index(state, 1)
-    state.previous = state.rig_names = state.rig_uids = state.posed_sides = state.anchor_side = state.message = state.summary = ""
+    state.previous = state.rig_names = state.rig_uids = state.posed_sides = state.anchor_side = state.message = ""
+    state.summary = state.shown = ""
+
+
+def _tweaked(state) -> list[str]:
+    """The posed sides whose rig the artist changed since the preview wrote it, on the frame it was written on (on
+    another, keys may have posed it)."""
+    shown_pose = json.loads(state.shown or "{}")
+    rigs = _browse_rigs(state)
+    return [side for side, saved in shown_pose.items() if side in rigs and saved["frame"] == _frame_of(rigs[side])
+            and _snapshot(rigs[side])["bones"] != saved["bones"]]
 
 
 def _step(context, delta: int) -> int:
@@ -468,7 +481,12 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
     def execute(self, context):
         state = browse_state(context)
         hands.check_not_in_edit_mode(_browse_rigs(state).values())
-        index = _step(context, 0)  # shown again: an undo during the browse may have put the rigs back
+        # the artist's changes to the shown candidate (a finger turned, a preset) are kept: posed again, they were
+        # lost unsaid; else it is shown again, following rigs moved since (and frames whose keys posed it)
+        tweaked = _tweaked(state)
+        if tweaked:
+            _check_in_scene(_browse_rigs(state), context.scene)
+        index = state.index if tweaked else _step(context, 0)
         score = shown(state).score
         _warn_if_changed(self, state)
         rigs = _browse_rigs(state)
@@ -476,10 +494,12 @@ class HANDFORGE_OT_interaction_apply(_BrowseOperator, bpy.types.Operator):
         autokey = context.scene.tool_settings.use_keyframe_insert_auto
         if autokey:  # keyed as the pose tools key theirs (else the next frame change took it away on a keyed rig)
             for side, rig in posed.items():
-                fingers.posed(context.scene, rig, _candidate_pose(state, shown(state), side, rigs), fingers_only=False)
+                pose = pose_conv.read_pose(rig) if side in tweaked else _candidate_pose(state, shown(state), side, rigs)
+                fingers.posed(context.scene, rig, pose, fingers_only=False)
         keyed = [rig for rig in posed.values() if not autokey and keys.animated_paths(rig)]
         end_browse(context, restore=False)
-        self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})")
+        self.report({"INFO"}, f"applied candidate {index} (score {score:.3f})"
+                              + (f" with your changes to the {' and '.join(tweaked)} hand" if tweaked else ""))
         for rig in keyed:  # Blender poses a keyed rig from its keys at the next frame change: the candidate went unseen
             self.report({"WARNING"}, f"{rig.name!r} has keys, which pose it again at the next frame change: "
                                      "Key Pose (or Key Candidates) to keep this candidate")

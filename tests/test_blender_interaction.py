@@ -289,3 +289,13 @@ def test_apply_with_auto_keying_keys_the_candidate(session):
     assert found["result"] == ["FINISHED"] and "pose it again" not in found["printed"], found
     assert found["frames"] == {"left": [800.0, 820.0], "right": [800.0, 810.0, 820.0]}, found
     assert found["kept"], found
+
+
+def test_apply_keeps_the_artists_changes_to_the_shown_candidate(session):
+    session.no_error("apply_keeps_a_tweak")
+    found = session["apply_keeps_a_tweak"]
+    assert found["result"] == ["FINISHED"] and "with your changes to the right hand" in found["printed"], found
+    assert found["differs"] and found["kept"], found
+    assert found["undone"], found
+    result, printed = found["plain"]
+    assert result == ["FINISHED"] and "applied candidate 1" in printed and "your changes" not in printed, printed

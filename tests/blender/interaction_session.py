@@ -724,5 +724,33 @@ def apply_with_auto_keying():
 
 
 s.check("apply_with_auto_keying", apply_with_auto_keying)
+def apply_keeps_a_tweak():
+    """A finger of the shown candidate turned, then Apply: the candidate was posed again as sampled, the
+    artist's change lost unsaid. Kept now, said so, in one undo step back to the pose before the browse."""
+    scene, ui = bpy.context.scene, ui_context()  # (a file was loaded since UI was read: its screen is another)
+    scene.frame_set(900)
+    init_undo()  # (and undo starts again after a load, in background mode)
+
+    def apply():
+        with bpy.context.temp_override(**ui):
+            return printed_by(lambda: bpy.ops.handforge.interaction_apply("EXEC_DEFAULT", True))
+    before = channels("right")
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    candidate = channels("right")
+    hand("right").pose.bones["index2"].rotation_euler[0] += 0.2  # as the artist's rotate tool does
+    tweaked = channels("right")
+    result, printed = apply()
+    found = {"result": result, "printed": printed, "kept": bool(np.array_equal(channels("right"), tweaked)),
+             "differs": bool(np.abs(tweaked - candidate).max() > 0.01)}
+    with bpy.context.temp_override(**ui):
+        bpy.ops.ed.undo()
+    found["undone"] = bool(np.allclose(channels("right"), before, atol=1e-6))
+    # untouched, the candidate is shown again as sampled (a rig moved since is followed): no "your changes"
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    found["plain"] = apply()
+    return found
+
+
+s.check("apply_keeps_a_tweak", apply_keeps_a_tweak)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
