@@ -356,3 +356,22 @@ def test_training_on_more_pairs_than_asked_for_is_said(data, tmp_path, capsys):
                  "--shading", "gl"]) == 0
     assert (f"note: training on the 4 pairs in {pairs}, more than --pairs 2 (written there before)"
             in capsys.readouterr().err)
+
+
+def test_write_pairs_with_interhand_is_refused_before_anything_is_written(tmp_path, capsys):
+    """--interhand --write-pairs wrote HandForge pairs into --data, the InterHand2.6M copy, then trained on
+    InterHand2.6M without them (or, without the MANO files, failed after writing them). Here --sd is no SD
+    folder at all: the conflict is what is said."""
+    from handforge.cli import main
+
+    (tmp_path / "not-sd").mkdir()
+    root = tmp_path / "InterHand2.6M"
+    (root / "annotations" / "train").mkdir(parents=True)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    assert main([*_tiny_run(root, tmp_path / "not-sd", tmp_path / "run", 2), "--interhand", "--write-pairs",
+                 str(spec), "--shading", "gl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handforge train transfer: ") and "--write-pairs" in err and "--interhand" in err, err
+    assert len(err.splitlines()) == 1 and "not-sd" not in err
+    assert sorted(p.name for p in root.iterdir()) == ["annotations"] and not (tmp_path / "run").exists()

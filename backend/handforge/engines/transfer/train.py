@@ -129,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train transfer: --feature-dim {args.feature_dim} must be a multiple of --heads {args.heads}",
               file=sys.stderr)
         return 2
+    if args.interhand and args.write_pairs:  # the pairs went into the InterHand2.6M copy, and were not trained on
+        print("handforge train transfer: --write-pairs writes pairs into --data, which --interhand makes your "
+              "InterHand2.6M copy: give one of them (--write-pairs into a pairs folder, or --interhand alone)",
+              file=sys.stderr)
+        return 2
     sd_path = sd_weights_path(args, "transfer")
     if sd_path is None:
         return 2
