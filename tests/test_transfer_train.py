@@ -375,3 +375,19 @@ def test_write_pairs_with_interhand_is_refused_before_anything_is_written(tmp_pa
     assert err.startswith("handforge train transfer: ") and "--write-pairs" in err and "--interhand" in err, err
     assert len(err.splitlines()) == 1 and "not-sd" not in err
     assert sorted(p.name for p in root.iterdir()) == ["annotations"] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options, needed", [(["--pairs", "3"], "--write-pairs"), (["--shading", "gl"], "--write-pairs"),
+                                             (["--interhand-gap", "5"], "--interhand"),
+                                             (["--interhand-split", "test"], "--interhand")])
+def test_an_option_that_needs_another_is_refused_without_it(data, tmp_path, capsys, options, needed):
+    """--pairs/--shading without --write-pairs and --interhand-* without --interhand were ignored unsaid: the run
+    trained on the folder's pairs as they were. Here --sd is no SD folder at all: the option is what is said."""
+    from handforge.cli import main
+
+    _, pairs = data
+    (tmp_path / "not-sd").mkdir()
+    assert main([*_tiny_run(pairs, tmp_path / "not-sd", tmp_path / "run", 2), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"handforge train transfer: {options[0]}: only with {needed}"), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()

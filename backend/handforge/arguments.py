@@ -319,6 +319,21 @@ def each_once(values: list[str]) -> list[str]:
     return values
 
 
+def only_with(args: argparse.Namespace, needed: str, defaults: dict[str, Any], why: str) -> None:
+    """Options that act only with the option ``needed`` (``defaults``: their dests, whose argparse default is
+    None so that giving one is seen, and the values those left out take with ``needed``): one given without
+    ``needed`` is a ValueError naming it (it was ignored, unsaid), as ``export --gpus-per-worker`` without
+    ``--ray`` is."""
+    given = [f"--{dest.replace('_', '-')}" for dest in defaults if getattr(args, dest) is not None]
+    if not getattr(args, needed.lstrip("-").replace("-", "_")):
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with {needed} ({why})")
+        return
+    for dest, value in defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+
+
 def comma_list(text: str) -> list[str]:
     """Comma-separated names, each once (``--tasks gap15,gap30``); blanks around and between commas dropped."""
     return each_once([name.strip() for name in text.split(",") if name.strip()])
@@ -398,5 +413,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from handforge.arguments import at_least, layer_count, multiple_of, output_folder
+from handforge.arguments import at_least, layer_count, multiple_of, only_with, output_folder
 from handforge.engines.image.train import add_sd_run_arguments
 
 
@@ -21,15 +21,18 @@ def add_pair_arguments(parser: argparse.ArgumentParser, default_pairs: int) -> N
     """Writing pairs before a command reads them (training, and evaluation on pairs of another seed)."""
     parser.add_argument("--write-pairs", metavar="SPEC", help="first write --pairs pairs from this export spec "
                                                               "(TOML/JSON, the labelled export's) into --data")
-    parser.add_argument("--pairs", type=at_least(1), default=default_pairs, help="how many pairs --write-pairs writes")
-    parser.add_argument("--shading", choices=("blender", "gl"), default="blender",
-                        help="RGB of written pairs: the spec's Blender engine, or our GL shading (fast, plain)")
+    parser.add_argument("--pairs", type=at_least(1), help=f"how many pairs --write-pairs writes (default: {default_pairs})")
+    parser.add_argument("--shading", choices=("blender", "gl"), help="RGB of written pairs: the spec's Blender "
+                                                                     "engine, or our GL shading (fast, plain) (default: blender)")
+    parser.set_defaults(default_pairs=default_pairs)  # --pairs's with --write-pairs (requested_spec)
 
 
 def requested_spec(args: argparse.Namespace):
     """The export spec ``--write-pairs`` names (None without it), read and ``--data`` checked: before the SD
     weights are loaded (minutes with real ones), a missing or bad spec was said only after them. A bad
     one is a ValueError."""
+    only_with(args, "--write-pairs", {"pairs": args.default_pairs, "shading": "blender"},
+              "they say how it writes pairs; --data's pairs are read as they are")
     if not args.write_pairs:
         return None
     from handforge.export.spec import load_spec  # its SpecError is a ValueError
@@ -61,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "--interhand an InterHand2.6M root")
     parser.add_argument("--interhand", action="store_true", help="--data is InterHand2.6M: pairs of frames of one "
                                                                  "sequence and camera (needs the MANO files)")
-    parser.add_argument("--interhand-split", default="train", choices=("train", "validation", "test"))
-    parser.add_argument("--interhand-gap", type=at_least(1), default=30, help="frames between a pair's two images, at least")
+    parser.add_argument("--interhand-split", choices=("train", "validation", "test"), help="(default: train)")
+    parser.add_argument("--interhand-gap", type=at_least(1), help="frames between a pair's two images, at least "
+                                                                  "(default: 30)")
     add_pair_arguments(parser, default_pairs=1000)
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints; model/ is the target generator)")
     parser.add_argument("--size", type=multiple_of(8, 64), default=512, help="training resolution of the target images "
@@ -133,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
         print("handforge train transfer: --write-pairs writes pairs into --data, which --interhand makes your "
               "InterHand2.6M copy: give one of them (--write-pairs into a pairs folder, or --interhand alone)",
               file=sys.stderr)
+        return 2
+    try:
+        only_with(args, "--interhand", {"interhand_split": "train", "interhand_gap": 30},
+                  "they choose InterHand2.6M's pairs; --data is a pairs folder without it")
+    except ValueError as exc:
+        print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
     sd_path = sd_weights_path(args, "transfer")
     if sd_path is None:
