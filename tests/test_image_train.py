@@ -130,6 +130,22 @@ def test_both_loss_weights_zero_is_refused_first(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("options, said", [
+    (["--tas-strength", "5"], "--tas-strength: only with --tas"),  # (it trained without TAS, unsaid)
+    (["--tas", "--tas-strength", "0"], "argument --tas-strength: must be a number above 0")])  # (TAS off, unsaid)
+def test_a_tas_strength_that_would_do_nothing_is_refused_first(tmp_path, capsys, options, said):
+    code = None
+    try:
+        code = main(["train", "guidance", "--data", str(tmp_path), "--sd", str(tmp_path / "no-sd"),
+                     "--out", str(tmp_path / "run"), *options, "--quiet"])
+    except SystemExit as done:  # (argparse's refusal)
+        code = done.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.splitlines()) == 1 and "no-sd" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_data_folder_that_is_not_there_is_said_first(tmp_path, capsys):
     """--data /nope was said after the SD weights were looked for: a missing SD setting was named, not the typo."""
     with pytest.raises(SystemExit) as done:

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from handforge.arguments import (POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in,
-                                 output_folder, sentence)
+                                 only_with, output_folder, sentence)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-global", type=number_in(0.0), default=0.5)
     parser.add_argument("--lambda-local", type=number_in(0.0), default=0.5)
     parser.add_argument("--tas", action="store_true", help="one TAS update of the noisy latents per branch")
-    parser.add_argument("--tas-strength", type=number_in(0.0), default=20.0)
+    parser.add_argument("--tas-strength", type=number_in(0.0, low_open=True), help="with --tas: its step size at the "
+                                                                               "first step (default: 20.0)")
     add_sd_run_arguments(parser, batch_size=1, lr=1e-5, lr_help="AttentionHand's 1e-5")
 
 
@@ -154,6 +155,11 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     if args.lambda_global == 0 and args.lambda_local == 0:  # (it trained for hours on a loss of 0)
         print(f"handforge train {command}: --lambda-global and --lambda-local are both 0, so nothing would be "
               "learned: give either a weight above 0 (the paper's objective weighs both)", file=sys.stderr)
+        return 2
+    try:
+        only_with(args, "--tas", {"tas_strength": 20.0}, "without it the training makes no TAS update")
+    except ValueError as exc:
+        print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     sd_path = sd_weights_path(args, command)
     if sd_path is None:
