@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handforge.arguments import POSITIVE, at_least, number_in, output_folder, report_file
+from handforge.arguments import POSITIVE, at_least, given_path, number_in, output_folder, report_file
 from handforge.cli import main as cli_main
 
 
@@ -384,6 +384,14 @@ def test_an_output_folder_under_the_home_is_the_folder_written(tmp_path, monkeyp
     wrote into a folder named "~" in the current one."""
     monkeypatch.setenv("HOME", str(tmp_path))
     assert output_folder("~/data") == str(tmp_path / "data")
+
+
+def test_an_input_path_under_the_home_is_the_one_read(tmp_path, monkeypatch):
+    """``--checkpoint=~/run/model`` (``--init``, ``--target-generator``: the shell expands no ~ after "="):
+    "~/run/model: no such checkpoint folder", where ``--corpus=~/c`` and ``--out=~/x`` were the home's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert given_path("a model folder")("~/run/model") == str(tmp_path / "run" / "model")
+    assert given_path("a model folder")("run/model") == "run/model"  # (a relative path stays relative)
 
 
 def test_an_output_folder_the_file_system_refuses_is_said_before_any_work(capsys):

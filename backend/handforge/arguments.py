@@ -263,11 +263,12 @@ def writable_file(text: str) -> str:
 def given_path(what: str) -> Callable[[str], str]:
     """A path option read later (its default from a setting, its checks where it is read), refused when
     empty: "" (an unset shell variable) read the current folder as if named ("--features ''" said '.: not
-    a readable feature checkpoint') or took the default as if the option had been left out."""
+    a readable feature checkpoint') or took the default as if the option had been left out. A leading "~"
+    is the home, as in a setting and ``--out`` (the shell expands none after "=": ``--checkpoint=~/m``)."""
     def parse(text: str) -> str:
         if not text.strip():
             raise argparse.ArgumentTypeError(f"is empty: give {what}, or leave the option out")
-        return text
+        return str(Path(text).expanduser()) if text.startswith("~") else text
 
     parse.__name__ = what
     return parse
