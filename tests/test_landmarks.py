@@ -197,3 +197,14 @@ def test_the_table_lists_the_passing_samples_with_no_dangling_colon_when_none_pa
     report = {"samples": [], "summary": summary, "keep_below_px": 12.0}
     assert _table({**report, "passing": []}).splitlines()[-1] == "passing (< 12 px): 0 of 2"
     assert _table({**report, "passing": ["000001"]}).splitlines()[-1] == "passing (< 12 px): 1 of 2: 000001"
+
+
+def test_a_folder_that_is_not_there_or_a_file_is_named_so(tmp_path):
+    """A typo in the folder was said as "no samples/*/labels.json under it", as if it were an empty export."""
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'renderz'}: no such folder")):
+        sample_folders(tmp_path / "renderz")
+    (tmp_path / "coco.json").write_text("{}")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'coco.json'} is a file")):
+        sample_folders(tmp_path / "coco.json")
+    with pytest.raises(ValueError, match="no samples/"):  # an empty folder: as before
+        sample_folders(tmp_path)

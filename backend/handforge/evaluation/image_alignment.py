@@ -26,6 +26,9 @@ def sample_folders(root: str | Path) -> list[Path]:
     the folders the export names as finished samples: not ``.partial-NNNNNN`` (an export killed mid-write,
     its labels maybe cut short) nor a copy such as "000003 copy" (the same sample twice)."""
     root = Path(root).expanduser()  # as open_corpus: "~/renders" quoted, or after "=", reaches here unexpanded
+    if not root.is_dir():  # (a typo was said as an export with no samples)
+        what = f"{root} is a file, not a folder" if root.exists() else f"{root}: no such folder"
+        raise ValueError(f"{what}; give a folder written by `handforge export` (or generated images in its layout)")
     folders = [sample_dir(root, index) for index in finished_indices(root, count=sys.maxsize)]
     if not folders:
         raise ValueError(f"no samples/*/labels.json under {root}: give a folder written by `handforge export` "
