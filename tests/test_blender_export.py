@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -283,3 +284,47 @@ def test_blender_clips_where_the_masks_do(blender, camera, size, indices):
         ours = gl.render(shot, [(h["vertices"], h["faces"]) for h in hands.values()]).instance > 0
         iou = (theirs & ours).sum() / (theirs | ours).sum()
         assert ours.sum() > 20 and iou > 0.8, (index, iou, theirs.sum(), ours.sum())
+
+
+def test_a_blender_process_ends_with_the_process_that_started_it(tmp_path):
+    """An export worker killed mid-render (Ctrl-C or a hung worker: the driver kills it, then removes its
+    scratch folder) left its Blender rendering: the render, written after the removal, made the folder again
+    without its owner record, so no later run removed it (``handforge-export-workers-*`` left in $TMPDIR)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "render_then_wait.py"
+    script.write_text(f"""
+import json, sys, time
+import numpy as np
+from handforge.export.run import _hands
+from handforge.export.sampler import sample_camera, sample_look, sample_scene
+from handforge.export.spec import parse_spec
+from handforge.hands import load_hand_model
+from handforge.render.blender import BlenderRGB
+
+spec = parse_spec(json.loads({json.dumps({**SPEC, "width": 320, "height": 240, "render": {"engine": "cycles", "samples": 512}})!r}))
+scene = sample_scene(spec, 0)
+hands = _hands(load_hand_model("open"), scene)
+camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+sample_look(spec, scene)
+rgb = BlenderRGB("cycles", 512).__enter__()
+rgb.submit_sample(scene, camera, hands)  # Blender renders (seconds) while this process is killed
+print(rgb._proc.pid, rgb.work, flush=True)
+time.sleep(600)
+""")
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    pid, work = process.stdout.readline().split()
+    process.kill()  # as the driver kills a worker
+    process.wait()
+    shutil.rmtree(work)  # and then removes its scratch folder
+    deadline = time.monotonic() + 300
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:  # (the render's end, without the fix)
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not Path(work).exists()

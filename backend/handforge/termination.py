@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from typing import Iterator
 
@@ -75,6 +76,18 @@ def second_ctrl_c_quits() -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGINT) is first:  # not interrupted: as it was
             signal.signal(signal.SIGINT, previous)
+
+
+def die_with_parent(parent: int) -> bool:
+    """Linux: the kernel kills this process (SIGKILL) when the thread of ``parent`` that started it ends, so that
+    nothing outlives a parent killed outright (an export worker the driver kills: its Blender, rendering on, wrote
+    into the scratch folder removed meanwhile and made it again). False when ``parent`` is gone already."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent  # (it died before the line above took effect)
 
 
 def _handled_here(signum: int) -> bool:

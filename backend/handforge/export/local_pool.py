@@ -13,30 +13,20 @@ import os
 import shutil
 import signal
 import tempfile
-import sys
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from handforge.export.shards import Event
 from handforge.scratch import scratch_folder
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the driver dies, so a restarted driver never races an orphan."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+from handforge.termination import die_with_parent
 
 
 def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int,
            scratch: str) -> None:
     tempfile.tempdir = scratch  # before anything makes a temporary file (and Blender's, through TMPDIR)
     os.environ["TMPDIR"] = scratch
-    _die_with_parent()
-    if os.getppid() != parent:  # the driver died before the line above took effect
+    if not die_with_parent(parent):  # the driver dies: so does this worker, and a restarted driver never races it
         return
     # Ctrl-C reaches the whole process group: the driver stops the workers and says so once (each
     # worker printed its own KeyboardInterrupt traceback)

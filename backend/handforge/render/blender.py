@@ -55,7 +55,9 @@ class BlenderRGB:
         return self
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker"], cwd=self.work,
+        # (its parent's pid: it dies with this process, see blender_worker.main)
+        self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker", str(os.getpid())],
+                                      cwd=self.work,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
                                       encoding="utf-8",
                                       # Blender's own temporary folder inside ours, removed with it (TEMP and TMP:

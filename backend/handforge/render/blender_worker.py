@@ -151,6 +151,12 @@ class Worker:
 
 
 def main() -> int:
+    from handforge.termination import die_with_parent
+
+    # a parent killed outright (an export worker the driver kills, then removes its scratch folder): this
+    # process ends at once, not after a render that would write into that folder and make it again
+    if len(sys.argv) > 1 and not die_with_parent(int(sys.argv[1])):
+        return 1
     worker = Worker()
     print(REPLY + json.dumps({"ready": bpy.app.version_string}), flush=True)
     for line in sys.stdin:
