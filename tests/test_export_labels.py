@@ -126,6 +126,20 @@ def test_interhand_files_round_trip_through_the_reader(exported):
         assert joints[str(i)]["hand_type"] == sample["hand_type"]
 
 
+def test_the_open_hands_interhand_params_read_as_clips_are_flat_open_hand_poses(exported):
+    """capture_clips tagged the open hand's parameters file MANO and mean-relative: a reader that then made them
+    flat with MANO's hands_mean (as InterHand2.6M's clips need) posed the open hand off its labels, unsaid."""
+    from handforge.datasets.interhand_files import capture_clips
+
+    mano_mean = {side: np.full(45, 0.1, np.float32) for side in ("left", "right")}  # (any mean: not applied)
+    clip = capture_clips(interhand_paths(exported, "open")["params"], hands_mean=mano_mean)["0"]
+    assert clip.hand_model == "open" and clip.extra["pose_convention"] == "flat"
+    for sample in labels(exported):
+        frame = clip.extra["frame_indices"].index(sample["index"])
+        for side, hand in sample["hands"].items():
+            assert np.allclose(clip.hands[side].hand_pose[frame], hand["params_world"]["hand_pose"], atol=1e-6)
+
+
 def test_interrupted_and_resumed_run_is_byte_identical(exported, tmp_path):
     spec = parse_spec(SPEC)
     out = tmp_path / "resumed"

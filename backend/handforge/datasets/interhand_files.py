@@ -331,8 +331,12 @@ def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotation
     ``extra`` records the source, the capture id, each clip frame's InterHand2.6M ``frame_indices``
     and the ``pose_convention`` ("flat" when ``hands_mean`` is given, else "mean_relative").
     Captures with no annotated hand at all are left out. ``fps`` is the annotation rate you read
-    (30 or 5 for the two InterHand2.6M versions).
+    (30 or 5 for the two InterHand2.6M versions). A HandForge export's file of the open hand's parameters
+    (named for it) gives open-hand clips of flat poses.
     """
+    hand_model = _exported_hand_model(source)
+    # a HandForge export's file of another hand model's parameters: flat poses of that model (its mean is zero)
+    convention = MEAN_RELATIVE if hand_model == "mano" else FLAT
     clips = {}
     with closing(_captures(source)) as captures:
         for capture, frames in captures:
@@ -341,9 +345,19 @@ def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotation
                 continue
             two_hand = [TwoHandPose(**frames[i]) if frames[i] else None for i in indices]
             clip = _clip(two_hand, fps, {"source": SOURCE, "capture": capture, "frame_indices": indices,
-                                         "pose_convention": MEAN_RELATIVE})
+                                         "pose_convention": convention}, hand_model)
             clips[capture] = clip if hands_mean is None else to_flat(clip, hands_mean)
     return clips
+
+
+def _exported_hand_model(source: Any) -> str:
+    """The hand model of a parameters file by its name: "mano" but for a HandForge export's
+    ``InterHand2.6M_<split>_HandForge_<model>_hand_params.json`` (``handforge.export.interhand_format``: the open
+    hand's parameters are no MANO parameters, and their clips were tagged MANO and mean-relative)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return "mano"
+    found = re.fullmatch(r"InterHand2\.6M_.+_HandForge_(\w+?)_hand_params\.json", Path(source).name)
+    return found.group(1) if found else "mano"
 
 
 def frame_poses(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotations,
@@ -374,7 +388,7 @@ def _parsed(source: Any) -> bool:
         for frames in source.values())
 
 
-def _clip(frames: list[TwoHandPose | None], fps: float, extra: dict[str, Any]) -> MotionClip:
+def _clip(frames: list[TwoHandPose | None], fps: float, extra: dict[str, Any], hand_model: str = "mano") -> MotionClip:
     sides = [s for s in SIDES if any(f is not None and f.hand(s) is not None for f in frames)]
     hands, present = {}, {}
     for s in sides:
@@ -382,7 +396,7 @@ def _clip(frames: list[TwoHandPose | None], fps: float, extra: dict[str, Any]) -
         poses = [f.hand(s) if f is not None and f.hand(s) is not None else HandPose.zeros() for f in frames]
         hands[s] = HandPose(**{k: np.stack([getattr(p, k) for p in poses]) for k in ("global_orient", "hand_pose",
                                                                                       "betas", "transl")})
-    return MotionClip(hands=hands, present=present, fps=fps, hand_model="mano", extra=extra)
+    return MotionClip(hands=hands, present=present, fps=fps, hand_model=hand_model, extra=extra)
 
 
 # ---------------------------------------------------------------------- cameras
