@@ -63,3 +63,32 @@ def test_eight_clients_fifty_jobs_each_every_job_answered_exactly_once():
         log = server.log()
         assert log.count(" accepted, ") == CLIENTS * JOBS
         assert log.count(" -> result after ") == CLIENTS * JOBS
+
+
+def test_a_client_used_by_a_second_thread_while_the_first_is_in_a_call_is_refused_and_its_job_unharmed():
+    """A script that shares one Client between threads: two threads on one ZeroMQ socket interleaved their
+    frames ("the header describes 1 arrays but 3 binary frames follow it"), and jobs were reported lost ("the
+    backend has no record of job ...") while the backend ran fine. The second thread is told at once instead; a
+    client handed to another thread once the first is done with it works there."""
+    with running_server() as server, server.client() as client:
+        in_run, checked, outcome = threading.Event(), threading.Event(), []
+
+        def first_thread():
+            def hold(progress):  # (run() is still waiting for its job while this runs)
+                in_run.set()
+                checked.wait(30)
+            outcome.append(client.run("sleep", {"steps": 2, "step_seconds": 0.01}, on_progress=hold))
+
+        thread = threading.Thread(target=first_thread)
+        thread.start()
+        try:
+            assert in_run.wait(30)
+            for call in (lambda: client.submit("echo", {"text": "x"}), lambda: client.run("ping"), client.poll,
+                         client.ping, client.hello, lambda: client.cancel("any"), client.close):
+                with pytest.raises(RuntimeError, match="another thread.*one Client per thread"):
+                    call()
+        finally:
+            checked.set()
+            thread.join(30)
+        assert isinstance(outcome[0], Result) and outcome[0].data["steps"] == 2
+        assert client.run("echo", {"text": "handed over"}).data["text"] == "handed over"

@@ -20,16 +20,19 @@ Blocking (scripts, ``blender -b``)::
 Every submitted job ends with exactly one of ``Result``, ``Error`` or ``Cancelled``, also when the
 backend dies or restarts: the client watches the connection, the backend's heartbeats and its own
 deadlines, and reports a lost job as ``Error(code="backend_lost")``. It reconnects by itself.
-A ``Client`` belongs to the thread that created it.
+A ``Client`` serves one thread at a time (a call from a second thread while one is in a call raises
+``RuntimeError``): give each thread its own.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import numbers
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +187,23 @@ def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -
         _check_seconds("timeout", timeout, " (or None: the job kind's own limit)")
 
 
+def _one_thread_at_a_time(method: Callable) -> Callable:
+    """A public call of a ``Client``, refused while another thread is in one: two threads on one ZeroMQ socket
+    interleaved their messages' frames, and their jobs were refused as malformed or reported lost."""
+    @functools.wraps(method)
+    def guarded(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        if not self._in_call.acquire(blocking=False):  # (reentrant: run() calls submit() and _wait())
+            raise RuntimeError(f"this HandForge client is in a call on another thread ({self._caller}); a client "
+                               "serves one thread at a time: create one Client per thread")
+        caller, self._caller = self._caller, threading.current_thread().name
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._caller = caller
+            self._in_call.release()
+    return guarded
+
+
 # ------------------------------------------------------------------------------------------ client
 class Client:
     """One connection to one backend.
@@ -228,6 +248,8 @@ class Client:
         self._handshake_error: Error | None = None
         self._closed = False
         self._dropped_events = False    # said once: events of ended jobs dropped, never taken with poll()
+        self._in_call = threading.RLock()  # held by the thread in a public call (_one_thread_at_a_time)
+        self._caller = ""
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         sock = self._socket
         sock.routing_id = f"hf-{new_id()}".encode()  # fixed: the backend finds us again after a reconnect
@@ -258,6 +280,7 @@ class Client:
         self._poller.register(self._monitor, zmq.POLLIN)
 
     # ---------------------------------------------------------------- non-blocking API
+    @_one_thread_at_a_time
     def submit(self, kind: str, params: Mapping[str, Any] | None = None,
                arrays: Mapping[str, np.ndarray] | None = None, *, timeout: float | None = None) -> JobHandle:
         """Send a job; never blocks. ``timeout``: seconds the job may take from now, queue included
@@ -289,6 +312,7 @@ class Client:
             raise
         return handle
 
+    @_one_thread_at_a_time
     def cancel(self, job: str | JobHandle) -> None:
         """Ask the backend to stop a job; its ``Cancelled`` event follows (or its result, if it had
         already finished)."""
@@ -298,6 +322,7 @@ class Client:
             return  # (also once closed: close() ended every job)
         self._send_cancel(job_id)
 
+    @_one_thread_at_a_time
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """Events that arrived since the last call. ``timeout`` 0 (default): never blocks; otherwise, when
         none is there yet, waits up to ``timeout`` seconds for the first one (those arriving with it come
@@ -318,6 +343,7 @@ class Client:
         return list(self._jobs.values())
 
     # ---------------------------------------------------------------- blocking API
+    @_one_thread_at_a_time
     def run(self, kind: str, params: Mapping[str, Any] | None = None,
             arrays: Mapping[str, np.ndarray] | None = None, *, timeout: float | None = None,
             on_progress: Callable[[Progress], None] | None = None) -> Result:
@@ -344,6 +370,7 @@ class Client:
             return handle.outcome
         raise JobFailed.from_event(handle.outcome)
 
+    @_one_thread_at_a_time
     def hello(self, timeout: float = 60.0, *, devices: bool = True) -> dict[str, Any]:
         """The backend's capabilities (``welcome`` data). ``devices``: wait until the backend knows its
         devices (the first seconds after it starts: it probes them); False answers at once, with
@@ -352,12 +379,14 @@ class Client:
                                                   "devices": devices}, timeout)
         return reply.data or {}
 
+    @_one_thread_at_a_time
     def ping(self, timeout: float | None = None) -> float:
         """Round trip to the backend's socket loop, in seconds."""
         start = time.perf_counter()
         self._request(MessageType.PING, None, timeout or self.connect_timeout)
         return time.perf_counter() - start
 
+    @_one_thread_at_a_time
     def close(self) -> None:
         """Tell the backend we leave (it cancels our jobs) and close the socket. Jobs still running end
         here, ``Cancelled`` with reason "closed": every job ends with one outcome."""
@@ -449,6 +478,7 @@ class Client:
                                                     self.endpoint else ", check the address and that its port is reachable")
 
     # ---------------------------------------------------------------- internals: receiving
+    @_one_thread_at_a_time
     def _wait(self, done: Callable[[], bool], timeout: float | None) -> None:
         if timeout is not None:  # (handle.wait(nan) waited until the job ended; 10**400 raised OverflowError)
             _check_seconds("timeout", timeout, " (or None: until it ends)")
