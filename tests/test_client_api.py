@@ -62,6 +62,11 @@ def test_what_can_never_be_sent_is_refused_at_once():
             client.submit("image.transfer", {"prompt": "two hands", "source_labels": "0" * 70_000})
         with pytest.raises(ProtocolError, match="JSON"):
             client.submit("echo", {"text": float("inf")})
+        for params, field in (({"num_frames": 20, "fps": float("nan")}, "params.fps"),  # (which one: unsaid)
+                              ({"num_frames": 20, "seed": {1, 2}}, "params.seed")):
+            with pytest.raises(ProtocolError, match=f"^{field}: ") as info:
+                client.submit("motion.generate", params)
+            assert info.value.field == field
         assert client.jobs() == []
     with pytest.raises(RuntimeError, match="closed"):
         client.submit("ping")

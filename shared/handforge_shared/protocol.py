@@ -250,9 +250,11 @@ def encode(message: Message) -> list[bytes | memoryview]:
     try:
         text = _encode_header(head)
     except (TypeError, ValueError) as exc:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is not plain JSON: {exc}",
-                            "params and data may hold only JSON values (finite numbers, str, bool, None, "
-                            "lists, dicts with str keys); send arrays as arrays") from None
+        field, value = _unencodable_param(message)
+        said = f"{field}: {value} is not a JSON value ({exc})" if field else \
+            f"the {message.type} header is not plain JSON: {exc}"
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, said, "params and data may hold only JSON values (finite numbers, "
+                            "str, bool, None, lists, dicts with str keys); send arrays as arrays", field=field) from None
     except RecursionError:  # (escaped Client.submit bare; the receiving side refuses such a header as bad_message)
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"the {message.type} header is nested too deeply to encode",
                             "params and data nest a few levels at most; send bulk values as arrays") from None
@@ -292,6 +294,18 @@ def _largest_param(message: Message | None) -> str:
     sizes = {name: len(_HEADER_ENCODER.encode(value)) for name, value in ((message and message.params) or {}).items()}
     name = max(sizes, key=sizes.__getitem__, default=None)
     return f"; params.{name} is {sizes[name]} bytes of it" if name is not None else ""
+
+
+def _unencodable_param(message: Message) -> tuple[str | None, str]:
+    """The first param of ``message`` that is no JSON value, and its (shortened) repr: the refusal named neither
+    (a NaN fps among a dozen params)."""
+    for name, value in (message.params or {}).items():
+        try:
+            _HEADER_ENCODER.encode(value)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(value)
+            return f"params.{name}", text if len(text) <= 80 else text[:77] + "..."
+    return None, ""
 
 
 # --------------------------------------------------------------------------------------- decode
