@@ -3,8 +3,10 @@ anything is sent, handles track their job, and the blocking API raises typed err
 
 from __future__ import annotations
 
+import gc
 import re
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -49,6 +51,20 @@ def test_requests_refused_at_the_send_leave_nothing_behind():
             with pytest.raises(BackendUnavailable):
                 client.ping(timeout=0.001)
         assert len(client._replies) == 0
+
+
+def test_a_large_job_that_failed_before_any_backend_answered_lets_its_arrays_go():
+    """A job too large to send before the backend's welcome waits in the client for it; once failed (no backend)
+    it was kept there with its arrays all the same: a script retrying a large job against a backend that is not
+    up yet grew by the job's size each time."""
+    with Client(NOWHERE, connect_timeout=0.01) as client:
+        large = np.ones(2**18)  # 2 MiB: over what any backend takes before its welcome says its limits
+        kept = weakref.ref(large)
+        handle = client.submit("echo", arrays={"a": large})
+        assert handle.wait(30).code == ErrorCode.NO_BACKEND
+        del large
+        gc.collect()
+        assert kept() is None
 
 
 def test_what_can_never_be_sent_is_refused_at_once():

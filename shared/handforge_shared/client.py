@@ -753,6 +753,8 @@ class Client:
         handle.outcome = outcome
         handle.state = "done"
         self._jobs.pop(handle.id, None)
+        if self._held:  # a job waiting for the welcome that ended without it: its arrays are not needed
+            self._held = [m for m in self._held if m.job != handle.id]
         self._pending.append(outcome)
 
 
