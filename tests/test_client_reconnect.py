@@ -7,9 +7,10 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
-from handforge_shared.client import Connected, Disconnected, Error, Progress, Result
+from handforge_shared.client import Cancelled, Connected, Disconnected, Error, Progress, Result
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -64,6 +65,19 @@ def test_a_job_submitted_while_the_backend_restarts_waits_for_it(server):
         server.restart()
         _until(client, lambda seen: handle.done, 30, "the job to finish")
         assert isinstance(handle.outcome, Result) and handle.outcome.data["text"] == "queued while down"
+
+
+def test_a_large_job_cancelled_before_a_backend_welcomed_the_client_is_never_run(server):
+    """A job too large to send before the backend's welcome waits in the client; its cancel went out at once and
+    reached the backend before the job, which then ran all the same and came back as a Result."""
+    server.kill()
+    with server.client(connect_timeout=60) as client:  # (a fresh client: it has no welcome, no limits yet)
+        handle = client.submit("echo", {"text": "cancelled"}, {"a": np.ones(2**18)})  # 2 MiB
+        handle.cancel()
+        server.restart()
+        _until(client, lambda seen: handle.done and client.capabilities, 30, "the job to end and the welcome")
+        assert isinstance(handle.outcome, Cancelled) and handle.outcome.reason == "cancelled", handle.outcome
+        assert client.run("echo", {"text": "after"}).data["text"] == "after"
 
 
 def test_a_hung_backend_is_reported_lost(server):

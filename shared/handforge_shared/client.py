@@ -320,6 +320,9 @@ class Client:
         handle = self._jobs.get(job_id)
         if handle is None or handle.done:
             return  # (also once closed: close() ended every job)
+        if any(m.job == job_id for m in self._held):  # not sent yet: a cancel sent now would reach the backend first
+            self._finish(handle, Cancelled(job_id, "cancelled", "cancelled before it was sent to the backend"))
+            return
         self._send_cancel(job_id)
 
     @_one_thread_at_a_time
