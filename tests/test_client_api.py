@@ -92,8 +92,8 @@ def test_what_can_never_be_sent_is_refused_at_once():
 
 def test_a_scripts_wrong_arguments_are_said_in_its_terms():
     """Before: params as a list was 'cannot convert dictionary update sequence element #0', a timeout of inf or
-    NaN 'the submit header is not plain JSON', a timeout of '5' a TypeError from time arithmetic, arrays as a
-    list 'array name 0.0 is not allowed', Client(5780) an AttributeError."""
+    NaN 'the submit header is not plain JSON', a timeout of '5' (of poll(), also None) a TypeError from time
+    arithmetic, arrays as a list 'array name 0.0 is not allowed', Client(5780) an AttributeError."""
     with Client(NOWHERE) as client:
         for call, error, said in (
                 (lambda: client.submit("echo", [1, 2]), TypeError, "params must be a dict (or None), got list"),
@@ -102,6 +102,8 @@ def test_a_scripts_wrong_arguments_are_said_in_its_terms():
                 (lambda: client.submit("echo", timeout=float("inf")), ValueError, "timeout must be a finite number"),
                 (lambda: client.submit("echo", timeout=float("nan")), ValueError, "timeout must be a finite number"),
                 (lambda: client.submit("echo", timeout="5"), ValueError, "timeout must be a finite number"),
+                (lambda: client.poll(None), ValueError, "timeout must be a finite number"),  # (a TypeError from
+                (lambda: client.poll("0.1"), ValueError, "timeout must be a finite number"),  # time arithmetic)
                 (lambda: Client(5780), TypeError, "endpoint must be an address such as")):
             with pytest.raises(error, match=re.escape(said)):
                 call()

@@ -331,6 +331,7 @@ class Client:
         none is there yet, waits up to ``timeout`` seconds for the first one (those arriving with it come
         with the next call)."""
         self._check_open()
+        _check_seconds("timeout", timeout, " (0: do not wait)")
         end = time.monotonic() + timeout
         self._pump(0.0)
         while not self._pending and timeout > 0:
