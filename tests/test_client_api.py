@@ -20,8 +20,10 @@ from handforge_shared.client import (
     JobHandle,
     Progress,
     Result,
+    hand_rigs,
     pose_arrays,
 )
+from handforge_shared import pose_library
 from handforge_shared.poses import HandPose
 from handforge_shared.protocol import ErrorCode, ProtocolError
 from tests.support.server import running_server
@@ -150,6 +152,9 @@ def test_pose_arrays_builds_forward_hands_inputs():
     assert {k: v.shape for k, v in arrays.items()} == {"left.global_orient": (2, 3), "left.hand_pose": (2, 45),
                                                        "left.betas": (2, 10), "left.transl": (2, 3)}
     assert all(v.dtype == np.float32 for v in arrays.values())
+    for wrong in ("fist", {"global_orient": np.zeros(3), "hand_pose": np.zeros(45)}):  # (an AttributeError)
+        with pytest.raises(TypeError, match=r"pose_arrays takes \{side: HandPose\}; 'right' is a (str|dict): make "):
+            pose_arrays({"right": wrong})
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +224,15 @@ def test_closing_a_client_ends_its_jobs_cancelled(client):
     handle.cancel()
     with pytest.raises(RuntimeError, match="closed"):
         other.submit("ping")
+
+
+def test_hand_rigs_of_another_jobs_result_says_what_it_takes(client):
+    """Before: hand_rigs of a forward_hands result (the README's next line) was KeyError: 'rigs'."""
+    result = client.run("forward_hands", arrays=pose_arrays({"right": pose_library.get("fist", side="right")}))
+    with pytest.raises(ValueError, match=r"hand_rigs takes the Result of a hand_model job .* a Result without rigs "
+                                         r"\(its data: .*sides\)"):
+        hand_rigs(result)
+    assert hand_rigs(client.run("hand_model", {"sides": ["left"]}))["left"].num_vertices > 0
 
 
 def test_ping_and_hello(client):

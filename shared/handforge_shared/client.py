@@ -794,8 +794,13 @@ def hand_rigs(result: Result) -> dict[str, Any]:
     from .poses import hand_array_name
     from .rig import HandRig
 
+    metas = result.data.get("rigs") if isinstance(result, Result) else None
+    if not isinstance(metas, Mapping):  # (a forward_hands result was KeyError: 'rigs')
+        raise ValueError("hand_rigs takes the Result of a hand_model job (client.run(\"hand_model\", ...)), got "
+                         + (f"a Result without rigs (its data: {', '.join(result.data)})" if isinstance(result, Result)
+                            else type(result).__name__))
     rigs = {}
-    for side, meta in result.data["rigs"].items():
+    for side, meta in metas.items():
         prefix = hand_array_name(side, "")
         arrays = {name[len(prefix):]: a for name, a in result.arrays.items() if name.startswith(prefix)}
         rigs[side] = HandRig.from_arrays(meta, arrays)
@@ -804,10 +809,13 @@ def hand_rigs(result: Result) -> dict[str, Any]:
 
 def pose_arrays(poses: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``forward_hands`` input arrays from ``{side: HandPose}`` (batched or single), float32 (B, n)."""
-    from .poses import POSE_FIELDS, hand_array_name
+    from .poses import POSE_FIELDS, HandPose, hand_array_name
 
     out = {}
     for side, pose in poses.items():
+        if not isinstance(pose, HandPose):  # (a dict of arrays, or a pose's name, was an AttributeError)
+            raise TypeError(f"pose_arrays takes {{side: HandPose}}; {side!r} is a {type(pose).__name__}: make one with "
+                            "HandPose(global_orient=..., hand_pose=...) or pose_library.get(name, side=...)")
         for name, size in POSE_FIELDS.items():
             out[hand_array_name(side, name)] = np.asarray(getattr(pose, name), dtype=np.float32).reshape(-1, size)
     return out
