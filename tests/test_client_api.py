@@ -95,15 +95,19 @@ def test_what_can_never_be_sent_is_refused_at_once():
 def test_a_scripts_wrong_arguments_are_said_in_its_terms():
     """Before: params as a list was 'cannot convert dictionary update sequence element #0', a timeout of inf or
     NaN 'the submit header is not plain JSON', a timeout of '5' (of poll(), also None) a TypeError from time
-    arithmetic, arrays as a list 'array name 0.0 is not allowed', Client(5780) an AttributeError."""
+    arithmetic, arrays as a list 'array name 0.0 is not allowed', Client(5780) an AttributeError; a timeout of -5 was
+    failed by the client at once as 'never answered by the backend ... check that it runs' (0 was the backend's
+    refusal)."""
     with Client(NOWHERE) as client:
         for call, error, said in (
                 (lambda: client.submit("echo", [1, 2]), TypeError, "params must be a dict (or None), got list"),
                 (lambda: client.submit("echo", arrays=[np.zeros(2)]), TypeError, "arrays must be a dict"),
                 (lambda: client.submit(None), TypeError, "kind must be a job kind's name"),
-                (lambda: client.submit("echo", timeout=float("inf")), ValueError, "timeout must be a finite number"),
-                (lambda: client.submit("echo", timeout=float("nan")), ValueError, "timeout must be a finite number"),
-                (lambda: client.submit("echo", timeout="5"), ValueError, "timeout must be a finite number"),
+                (lambda: client.submit("echo", timeout=float("inf")), ValueError, "timeout must be a positive finite"),
+                (lambda: client.submit("echo", timeout=float("nan")), ValueError, "timeout must be a positive finite"),
+                (lambda: client.submit("echo", timeout="5"), ValueError, "timeout must be a positive finite number"),
+                (lambda: client.submit("echo", timeout=-5), ValueError, "timeout must be a positive finite number"),
+                (lambda: client.submit("echo", timeout=0), ValueError, "timeout must be a positive finite number"),
                 (lambda: client.poll(None), ValueError, "timeout must be a finite number"),  # (a TypeError from
                 (lambda: client.poll("0.1"), ValueError, "timeout must be a finite number"),  # time arithmetic)
                 (lambda: Client(5780), TypeError, "endpoint must be an address such as")):
@@ -125,7 +129,7 @@ def test_a_wait_that_is_no_finite_number_is_refused_not_waited_forever():
     with Client(NOWHERE, connect_timeout=1) as client:
         for call, said in ((lambda: client.ping(timeout=float("nan")), "timeout must be a finite number of seconds"),
                            (lambda: client.hello(timeout=float("nan")), "timeout must be a finite number of seconds"),
-                           (lambda: client.submit("echo", timeout=10**400), "timeout must be a finite number")):
+                           (lambda: client.submit("echo", timeout=10**400), "timeout must be a positive finite number")):
             with pytest.raises(ValueError, match=re.escape(said)):
                 call()
         handle = client.submit("echo")

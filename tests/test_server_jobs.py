@@ -223,13 +223,17 @@ def test_echo_returns_data_and_arrays_and_checks_the_data_type(client):
     assert "must be a JSON object" in info.value.message
 
 
-def test_unknown_kind_and_bad_timeout(client):
+def test_unknown_kind_and_bad_timeout(server, client):
     with pytest.raises(JobFailed) as info:
         client.run("teleport")
     assert info.value.code == ErrorCode.UNKNOWN_KIND and "forward_hands" in info.value.hint
-    with pytest.raises(JobFailed) as info:
+    with pytest.raises(ValueError, match="timeout must be a positive finite number"):  # the client refuses it itself
         client.run("ping", timeout=-1)
-    assert info.value.code == ErrorCode.INVALID_PARAMS and "data.timeout" in info.value.message
+    with RawPeer(server.endpoint) as peer:  # and so does the backend
+        peer.send(Message(MessageType.SUBMIT, id="t1", job="t1", kind="ping", data={"timeout": -1}))
+        reply = peer.recv()
+    assert reply.type == "error" and reply.data["code"] == ErrorCode.INVALID_PARAMS
+    assert "data.timeout" in reply.data["message"]
 
 
 def test_oversized_requests_are_refused_and_the_server_stays_up(server, client):

@@ -184,7 +184,7 @@ def _check_submit_arguments(kind: Any, params: Any, arrays: Any, timeout: Any) -
         if value is not None and not isinstance(value, Mapping):
             raise TypeError(f"{name} must be a dict (or None), got {type(value).__name__}")
     if timeout is not None:
-        _check_seconds("timeout", timeout, " (or None: the job kind's own limit)")
+        _check_seconds("timeout", timeout, " (or None: the job kind's own limit)", positive=True)
 
 
 def _one_thread_at_a_time(method: Callable) -> Callable:
