@@ -34,6 +34,7 @@ import numbers
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -278,6 +279,9 @@ class Client:
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
+        # A client dropped without close() (one per loop or notebook cell): garbage-collected, its sockets kept
+        # their monitor and four file descriptors, until Client() raised "Too many open files"
+        self._release = weakref.finalize(self, _release_sockets, sock, self._monitor)
 
     # ---------------------------------------------------------------- non-blocking API
     @_one_thread_at_a_time
@@ -404,9 +408,8 @@ class Client:
                 send_frames(self._socket, encode(Message(MessageType.BYE, id=self._next_id())))
             except zmq.ZMQError:
                 pass
-        self._socket.disable_monitor()
-        self._monitor.close(linger=0)
-        self._socket.close(linger=100 if self.connected else 0)
+        self._release.detach()
+        _release_sockets(self._socket, self._monitor, linger=100 if self.connected else 0)
 
     def __enter__(self) -> "Client":
         return self
@@ -760,6 +763,13 @@ class Client:
         if self._held:  # a job waiting for the welcome that ended without it: its arrays are not needed
             self._held = [m for m in self._held if m.job != handle.id]
         self._pending.append(outcome)
+
+
+def _release_sockets(sock: zmq.Socket, monitor: zmq.Socket, linger: int = 0) -> None:
+    if not sock.closed:  # (closed already when their context was destroyed)
+        sock.disable_monitor()
+    monitor.close(linger=0)
+    sock.close(linger=linger)
 
 
 def _fields(value: Any) -> Mapping[str, Any]:
