@@ -288,6 +288,26 @@ def test_events_never_polled_stay_bounded_and_the_newest_are_kept(client, caplog
     in_flight.wait(30)
 
 
+def test_results_waited_for_and_never_polled_stay_bounded_in_bytes(client):
+    """The bound above counted events: a script waiting on one 4,096-hand forward_hands job after another (80 MB of
+    vertices each), never polling, kept every result until 1,024 events (about 60 such jobs, 5 GB). Beyond
+    MAX_PENDING_BYTES of arrays the oldest of ended jobs go too, the newest kept, the outcomes on their handles."""
+    from handforge_shared import client as client_module
+
+    client.poll()
+    size = 40 * 2**20
+    handles = []
+    for _ in range(client_module.MAX_PENDING_BYTES // size + 3):
+        handle = client.submit("echo", arrays={"x": np.zeros(size, np.uint8)})
+        assert isinstance(handle.wait(60), Result)
+        handles.append(handle)
+    client.ping()
+    queued = [e for e in client._pending if isinstance(e, Result)]
+    assert sum(e.arrays["x"].nbytes for e in queued) <= client_module.MAX_PENDING_BYTES
+    assert queued[-1].job == handles[-1].id and queued[0].job != handles[0].id  # the newest kept, the oldest gone
+    assert all(h.outcome.arrays["x"].nbytes == size for h in handles[-2:])
+
+
 def test_hello_answers_its_caller_without_queueing_an_event(client):
     """``Connected`` comes at start-up and after a reconnect: each hello() answer was one too, holding the whole
     capabilities (about 100 KB), queued for a poll() that a script calling only run() and hello() never makes, so

@@ -87,6 +87,8 @@ _TICK_S = 0.05  # how often blocking waits re-check deadlines
 # Events kept for poll(); beyond, the oldest of jobs that have ended are dropped (their outcome stays on their
 # handle): a script that submits and waits, never polling, kept every job's events, results' arrays included
 MAX_PENDING = 1024
+# ... and of their arrays (a 4,096-hand forward_hands result is 80 MB: 1,024 events of those were 5 GB)
+MAX_PENDING_BYTES = 256 * 2**20
 
 
 # ------------------------------------------------------------------------------------------ keys
@@ -236,6 +238,7 @@ class Client:
         self._prefix = new_id()[:8]
         self._jobs: dict[str, JobHandle] = {}
         self._pending: list[Event] = []
+        self._pending_bytes = 0                 # of the arrays of the events in _pending
         self._replies: dict[str, Message | Error | None] = {}
         self._pings: dict[str, set[str]] = {}       # ping id -> jobs submitted before it
         self._cancel_ids: dict[str, None] = {}      # ids of our cancel requests (ordered, bounded)
@@ -343,7 +346,7 @@ class Client:
             if remaining <= 0:
                 break
             self._pump(min(remaining, _TICK_S))
-        events, self._pending = self._pending, []
+        events, self._pending, self._pending_bytes = self._pending, [], 0
         return events
 
     def jobs(self) -> list[JobHandle]:
@@ -365,6 +368,7 @@ class Client:
                 self._wait(lambda: handle.done or any(e.job == handle.id for e in self._pending), None)
                 mine = [e for e in self._pending if e.job == handle.id]
                 self._pending = [e for e in self._pending if e.job != handle.id]
+                self._pending_bytes -= sum(map(_array_bytes, mine))
                 for event in mine:
                     if isinstance(event, Progress) and on_progress is not None:
                         on_progress(event)
@@ -513,23 +517,26 @@ class Client:
             self._drain_socket()
             self._drain_monitor()
         self._check_deadlines(time.monotonic())
-        if len(self._pending) > MAX_PENDING:
+        if len(self._pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES:
             self._drop_old_events()
 
     def _drop_old_events(self) -> None:
-        """Down to ``MAX_PENDING`` events, the oldest of ended jobs dropped (said once in the log); those of
-        jobs in flight and those of no job (connected, lost) are kept."""
+        """Down to ``MAX_PENDING`` events and ``MAX_PENDING_BYTES`` of arrays, the oldest of ended jobs dropped (said
+        once in the log); those of jobs in flight and those of no job (connected, lost) are kept."""
         excess, kept = len(self._pending) - MAX_PENDING, []
         for event in self._pending:
-            if excess and event.job is not None and event.job not in self._jobs:
+            if ((excess > 0 or self._pending_bytes > MAX_PENDING_BYTES) and event.job is not None
+                    and event.job not in self._jobs):
                 excess -= 1
+                self._pending_bytes -= _array_bytes(event)
             else:
                 kept.append(event)
         self._pending = kept
         if not self._dropped_events:
             self._dropped_events = True
-            log.warning("more than %d events were not taken with poll(): the oldest events of ended jobs are "
-                        "dropped (their outcomes stay on their JobHandle)", MAX_PENDING)
+            log.warning("events were not taken with poll() (more than %d, or %d MiB of arrays): the oldest events "
+                        "of ended jobs are dropped (their outcomes stay on their JobHandle)", MAX_PENDING,
+                        MAX_PENDING_BYTES // 2**20)
 
     def _drain_socket(self, known_ready: bool = False) -> None:
         """Read every message that has arrived; ``known_ready`` (a poll just named the socket): read one
@@ -649,6 +656,7 @@ class Client:
             handle.message = str(data.get("message", ""))
             handle.preview = message.arrays
             self._pending.append(Progress(handle.id, handle.fraction, handle.message, message.arrays))
+            self._pending_bytes += _array_bytes(self._pending[-1])
         elif mtype == MessageType.RESULT:
             self._finish(handle, Result(handle.id, data, message.arrays))
         elif mtype == MessageType.CANCELLED:
@@ -763,6 +771,13 @@ class Client:
         if self._held:  # a job waiting for the welcome that ended without it: its arrays are not needed
             self._held = [m for m in self._held if m.job != handle.id]
         self._pending.append(outcome)
+        self._pending_bytes += _array_bytes(outcome)
+
+
+def _array_bytes(event: Event) -> int:
+    """The bytes of an event's arrays (a result's, a progress's preview)."""
+    arrays = event.arrays if isinstance(event, Result) else event.preview if isinstance(event, Progress) else {}
+    return sum(a.nbytes for a in arrays.values())
 
 
 def _release_sockets(sock: zmq.Socket, monitor: zmq.Socket, linger: int = 0) -> None:
