@@ -147,7 +147,8 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None) -> Result | Error | Cancelled | None:
         """Block until the job ends (or ``timeout``); returns its outcome (None on timeout).
-        Its events stay queued for ``poll()`` (the newest ``MAX_PENDING`` of ended jobs')."""
+        Its events stay queued for ``poll()`` (the newest ``MAX_PENDING``, ``MAX_PENDING_BYTES`` of
+        ended jobs')."""
         self.client._wait(lambda: self.done, timeout)
         return self.outcome
 
