@@ -21,7 +21,8 @@ class Event:
 
 @dataclass(frozen=True)
 class Connected(Event):
-    """A ``welcome`` arrived: at start-up and again after every reconnect."""
+    """A ``welcome`` arrived: at start-up and again after every reconnect; from a backend still probing its
+    devices twice (``capabilities["devices"]`` None, then the complete one, with the same ``instance``)."""
 
     endpoint: str
     instance: str
