@@ -128,8 +128,11 @@ def test_a_wait_that_is_no_finite_number_is_refused_not_waited_forever():
         with pytest.raises(ValueError, match=re.escape(said)):
             make()
     with Client(NOWHERE, connect_timeout=1) as client:
-        for call, said in ((lambda: client.ping(timeout=float("nan")), "timeout must be a finite number of seconds"),
-                           (lambda: client.hello(timeout=float("nan")), "timeout must be a finite number of seconds"),
+        for call, said in ((lambda: client.ping(timeout=float("nan")), "timeout must be a positive finite number"),
+                           (lambda: client.hello(timeout=float("nan")), "timeout must be a positive finite number"),
+                           # (they were said not answered within -1 s, the backend "overloaded or stuck")
+                           (lambda: client.ping(timeout=-1), "timeout must be a positive finite number"),
+                           (lambda: client.hello(timeout=0), "timeout must be a positive finite number"),
                            (lambda: client.submit("echo", timeout=10**400), "timeout must be a positive finite number")):
             with pytest.raises(ValueError, match=re.escape(said)):
                 call()

@@ -396,7 +396,7 @@ class Client:
     def ping(self, timeout: float | None = None) -> float:
         """Round trip to the backend's socket loop, in seconds."""
         start = time.perf_counter()
-        self._request(MessageType.PING, None, timeout or self.connect_timeout)
+        self._request(MessageType.PING, None, self.connect_timeout if timeout is None else timeout)
         return time.perf_counter() - start
 
     @_one_thread_at_a_time
@@ -450,7 +450,7 @@ class Client:
 
     def _request(self, mtype: MessageType, data: dict | None, timeout: float) -> Message:
         self._check_open()
-        _check_seconds("timeout", timeout)
+        _check_seconds("timeout", timeout, positive=True)
         mid = self._next_id()
         self._send(Message(mtype, id=mid, data=data))
         self._replies[mid] = None  # (after the send: a send refused left its entry, one per ping to a dead backend)
