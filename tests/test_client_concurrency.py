@@ -92,3 +92,25 @@ def test_a_client_used_by_a_second_thread_while_the_first_is_in_a_call_is_refuse
             thread.join(30)
         assert isinstance(outcome[0], Result) and outcome[0].data["steps"] == 2
         assert client.run("echo", {"text": "handed over"}).data["text"] == "handed over"
+
+
+def test_cancelling_many_jobs_that_had_just_finished_ends_each_with_one_outcome():
+    """Cancels of jobs the backend had just finished are answered unknown_job; beyond the 256 cancels the client
+    remembers, those answers came as a second outcome of jobs that had one (Result, then Error unknown_job)."""
+    jobs = 300
+    with running_server("--max-queue", str(jobs)) as server, server.client() as client:
+        client.hello()
+        handles = [client.submit("echo", {"text": str(i)}) for i in range(jobs)]
+        deadline = time.monotonic() + 60
+        while server.log().count(" -> result after ") < jobs:  # every job finished, none of it read yet
+            assert time.monotonic() < deadline, "the backend did not finish the jobs"
+            time.sleep(0.05)
+        for handle in handles:
+            handle.cancel()
+        outcomes: Counter = Counter()
+        while not all(h.done for h in handles):
+            outcomes.update(e.job for e in client.poll(0.05) if isinstance(e, TERMINAL_EVENTS))
+        client.ping()  # answered after every cancel sent before it
+        outcomes.update(e.job for e in client.poll() if isinstance(e, TERMINAL_EVENTS))
+        assert all(isinstance(h.outcome, Result) for h in handles)
+        assert outcomes == Counter({h.id: 1 for h in handles})

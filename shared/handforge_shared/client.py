@@ -644,9 +644,9 @@ class Client:
             return
         handle = self._jobs.get(message.job) if message.job else None
         if handle is None:
-            if mtype == MessageType.ERROR:
+            if mtype == MessageType.ERROR and not message.job:
                 self._pending.append(_error_event(message))
-            return  # events of jobs we no longer wait for (reported lost, or closed)
+            return  # events of jobs we no longer wait for (ended, reported lost, or closed): each has its outcome
         if mtype == MessageType.ACCEPTED:
             handle.state, handle.instance = "queued", self.instance
             handle.position = _number(data.get("position"), 0)
