@@ -428,7 +428,8 @@ class Client:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this HandForge client is closed")
+            raise RuntimeError("this HandForge client is closed (make a new Client, or make the calls inside its "
+                               "with block)")
 
     def _send(self, message: Message) -> None:
         frames = encode(message)
