@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from handforge_shared.client import Cancelled, Connected, Disconnected, Error, Progress, Result
+from handforge_shared.client import BackendUnavailable, Cancelled, Connected, Disconnected, Error, Progress, Result
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,6 +78,23 @@ def test_a_large_job_cancelled_before_a_backend_welcomed_the_client_is_never_run
         _until(client, lambda seen: handle.done and client.capabilities, 30, "the job to end and the welcome")
         assert isinstance(handle.outcome, Cancelled) and handle.outcome.reason == "cancelled", handle.outcome
         assert client.run("echo", {"text": "after"}).data["text"] == "after"
+
+
+def test_a_request_to_a_backend_whose_connection_is_gone_says_so(server):
+    """hello() and ping() to a backend that had died waited their whole timeout (hello's: 60 s) and then blamed an
+    "overloaded or stuck" backend, while the client knew its connection was gone; a job is reported lost after
+    lost_after. A request now ends then too, saying the connection is lost; one answered once it is back works."""
+    with server.client() as client:
+        client.hello()
+        server.kill()
+        _until(client, lambda seen: any(isinstance(e, Disconnected) for e in seen), 10, "disconnect")
+        for request in (lambda: client.hello(timeout=20), lambda: client.ping(timeout=20)):
+            with pytest.raises(BackendUnavailable, match=r"the connection to the backend at .* was lost and has not "
+                                                         r"come back .*\(start it with `handforge serve`") as info:
+                request()
+            assert info.value.code == "backend_lost"
+        server.restart()
+        assert client.hello(timeout=60)["server"]["instance"] == client.instance
 
 
 def test_a_hung_backend_is_reported_lost(server):

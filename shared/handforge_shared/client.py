@@ -464,6 +464,8 @@ class Client:
                 return True
             if not self._ever_connected and time.monotonic() - start > self.connect_timeout:
                 return True
+            if self._ever_connected and not self.connected and time.monotonic() - start > self._lost_after():
+                return True  # (its connection is gone: no use waiting the whole timeout, as a job does not)
             return False
 
         self._wait(answered, timeout)
@@ -476,6 +478,10 @@ class Client:
             raise JobFailed.from_event(self._handshake_error)
         if not self._ever_connected:
             raise BackendUnavailable(*self._no_backend())
+        if not self.connected:
+            raise BackendUnavailable(ErrorCode.BACKEND_LOST, f"the connection to the backend at {self.endpoint} was "
+                                     f"lost and has not come back for {time.monotonic() - start:.1f} s ({mtype} "
+                                     "unanswered)", self._start_hint())
         raise BackendUnavailable(ErrorCode.BACKEND_LOST, f"the backend at {self.endpoint} did not answer "
                                  f"{mtype} within {timeout:g} s", "it may be overloaded or stuck: see its log")
 
