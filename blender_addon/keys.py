@@ -431,7 +431,13 @@ def curves_alone(arm_obj) -> bool:
     bag = find_channelbag(arm_obj)
     if bag is not None and any(fc.data_path.startswith("handforge.") for fc in bag.fcurves):
         return False  # keyed finger sliders move the bones on each frame (fingers.follow_animation)
-    return not any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
+    return not constrained(arm_obj)
+
+
+def constrained(arm_obj) -> bool:
+    """Whether an active bone constraint (HandForge's joint limits, or the artist's own: IK, Limit or Copy
+    Rotation) sits between the rig's channels and the pose Blender shows."""
+    return any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
 
 
 def _sample(fc, frames: np.ndarray) -> np.ndarray:
@@ -516,7 +522,9 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
             for i, frame in enumerate(range(frame_start, frame_end + 1)):
                 scene.frame_set(frame)
                 for side, obj in slow.items():
-                    sampled[side].append(pose_conv.read_pose(obj))
+                    # what is shown: the artist's own constraints too (read by the joint-limits switch alone,
+                    # a finger clamped or bent by IK was exported as its channels, and labelled so)
+                    sampled[side].append(pose_conv.read_pose(obj, visual=constrained(obj)))
                 yield (i + 1) / len(frames)
         per_side.update({s: stack_poses(p) for s, p in sampled.items()})
     result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,

@@ -467,3 +467,14 @@ def test_an_import_says_a_linked_duplicate_moves_with_the_rigs_keys(session):
     shares = f"{found['copy']!r} shares the action of {found['rig']!r} (a linked duplicate): "
     assert found["key"][0] == ["FINISHED"] and shares + "its pose at frame 5002 is this one too" in found["key"][1], found
     assert found["delete"][0] == ["FINISHED"] and shares + "its keys were deleted too" in found["delete"][1], found
+
+
+def test_export_motion_writes_the_pose_an_artists_own_constraint_shows(session):
+    # before: only HandForge's joint limits were read as shown; a bone held by the artist's own constraint (a
+    # Limit Rotation, an IK) was exported as its channels, and Export Labelled Renders labelled that pose
+    session.no_error("artists_constraint")
+    found = session["artists_constraint"]
+    shown, channels, imported = (np.array(found[k]) for k in ("shown", "channels", "imported"))
+    assert np.abs(shown - channels)[:, 0].max() > 5e-3  # the constraint moves the index tip: the check can fail
+    np.testing.assert_allclose(imported, shown, atol=2e-5)
+

@@ -691,4 +691,37 @@ def linked_duplicate():
 
 
 s.check("linked_duplicate", linked_duplicate)
+
+
+def export_with_the_artists_constraint():
+    """A bone held by the artist's own constraint (not HandForge's joint limits): Export Motion writes the pose
+    Blender shows (before: the channels under the constraint), so the clip imported without it shows the same."""
+    right = hand("right")
+    as_user(bpy.ops.handforge.paste_pose, text=a["artist_pose"], sides="RIGHT")
+    for frame in (7000, 7004):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.key_pose(sides="RIGHT") == {"FINISHED"}
+    held = right.pose.bones["index1"].constraints.new("LIMIT_ROTATION")  # the index finger's base held straight
+    held.owner_space = "LOCAL"
+    held.use_limit_x = held.use_limit_y = held.use_limit_z = True
+
+    def tips(frames) -> list:
+        out = []
+        for frame in frames:
+            scene.frame_set(frame)
+            out.append([list(right.pose.bones[name].tail) for name in ("index3", "middle3", "thumb3")])
+        return out
+
+    shown = tips(range(7000, 7005))
+    held.mute = True
+    channels = tips(range(7000, 7005))
+    held.mute = False
+    out = a["work"] + "/constrained.npz"
+    assert bpy.ops.handforge.export_motion(filepath=out, frame_start=7000, frame_end=7004, sides="RIGHT") == {"FINISHED"}
+    right.pose.bones["index1"].constraints.remove(held)
+    assert bpy.ops.handforge.import_motion(filepath=out, frame_start=7100) == {"FINISHED"}
+    return {"shown": shown, "channels": channels, "imported": tips(range(7100, 7105))}
+
+
+s.check("artists_constraint", export_with_the_artists_constraint)
 s.finish()
