@@ -1,5 +1,5 @@
 """Blender session: Export Labelled Renders through a real backend the add-on starts. Two keyed
-poses, one armature moved, two cameras (one animated, one with a vertical sensor fit and a shift),
+poses, one armature moved, one held by the artist's own bone constraint, two cameras (one animated, one with a vertical sensor fit and a shift),
 a non-square pixel aspect; the rigs' keypoints projected by Blender's own ``world_to_camera_view``
 are handed back as the oracle for the labels."""
 
@@ -41,6 +41,10 @@ def build_scene():
         assert bpy.ops.handforge.paste_pose(text=pose, sides="BOTH") == {"FINISHED"}
         assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
     scene.frame_start, scene.frame_end = 1, 9
+    # the artist's own constraint holds the left index finger's base straight: labelled as Blender shows it
+    held = scene.handforge.left.pose.bones["index1"].constraints.new("LIMIT_ROTATION")
+    held.owner_space = "LOCAL"
+    held.use_limit_x = held.use_limit_y = held.use_limit_z = True
     right = scene.handforge.right  # an armature moved as an object: its hand moves with it
     right.location = (0.04, -0.03, 0.02)
     right.rotation_euler = (0.2, -0.1, 0.4)
