@@ -83,6 +83,17 @@ def test_all_cameras_skips_cameras_that_cannot_render_and_says_which(session):
     assert "'Cam C' is disabled in renders" in skipping["printed"], skipping
 
 
+def test_a_hand_disabled_in_renders_is_left_out_and_said(session):
+    # before: a hand whose mesh the artist disabled in renders was drawn, masked and labelled all the same
+    session.no_error("hand_left_out")
+    found = session["hand_left_out"]
+    assert found["result"] == ["FINISHED"] and found["sides"] == [["left"]], found
+    assert ("left out the right hand: 'Hand.R Mesh' is disabled in renders (its own or its collection's camera icon "
+            "in the Outliner): enable it there to export it") in found["printed"], found["printed"]
+    assert "no hand to export" in found["refused"] and "'Hand.L Mesh' is disabled" in found["refused"], found
+    assert "'Hand.R Mesh' is disabled" in found["refused"] and found["nothing_written"] is True, found
+
+
 def test_labels_put_keypoints_where_blender_projects_the_rigs(session):
     session.no_error("oracle", "export")
     assert session["export"]["result"] == ["FINISHED"] and session["export"]["frame_restored"] is True

@@ -157,6 +157,28 @@ def skipped_cameras():
 s.check("skipped_cameras", skipped_cameras)
 
 
+def hand_left_out_of_renders():
+    """The right hand's mesh disabled in renders: the dataset holds the left hand alone, and says why (before: both
+    hands drawn, masked and labelled); both disabled: refused, each named."""
+    out = s.work / "one_hand"
+    right, left = bpy.data.objects["Hand.R Mesh"], bpy.data.objects["Hand.L Mesh"]
+    right.hide_render = True
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.export_renders(
+            directory=str(out), frame_start=1, frame_end=1, cameras="ACTIVE", engine="none"))
+        left.hide_render = True
+        refused = error_of(lambda: bpy.ops.handforge.export_renders(directory=str(s.work / "no_hand"),
+                                                                    cameras="ACTIVE", engine="none"))
+    finally:
+        right.hide_render = left.hide_render = False
+    sides = [sorted(json.loads(p.read_text())["hands"]) for p in sorted(out.glob("samples/*/labels.json"))]
+    return {"result": result, "printed": printed, "sides": sides, "refused": refused,
+            "nothing_written": not (s.work / "no_hand").exists()}
+
+
+s.check("hand_left_out", hand_left_out_of_renders)
+
+
 def oracle():
     """Per exported frame and camera, each rig's 21 keypoints (bone heads) projected by Blender,
     in pixels (origin top-left), and in the world (model axes)."""
