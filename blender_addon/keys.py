@@ -342,7 +342,10 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         if arm_obj is None:
             continue
         if arm_obj.handforge.hand_model != clip.hand_model:
-            warnings.append(f"the clip was made for the {clip.hand_model} hand, the {side} rig is {arm_obj.handforge.hand_model}")
+            warnings.append(f"the clip was made for the {clip.hand_model} hand, the {side} rig is "
+                            f"{arm_obj.handforge.hand_model}: its joint angles were keyed as they are, on another "
+                            f"skeleton (its joints sit elsewhere); for the clip's own hands, import it onto "
+                            f"{clip.hand_model} hands (Add Hands from Backend)")
         present = clip.present[side]
         if not present.any():
             continue

@@ -478,3 +478,14 @@ def test_export_motion_writes_the_pose_an_artists_own_constraint_shows(session):
     assert np.abs(shown - channels)[:, 0].max() > 5e-3  # the constraint moves the index tip: the check can fail
     np.testing.assert_allclose(imported, shown, atol=2e-5)
 
+
+def test_a_clip_of_another_hand_model_says_what_was_keyed_and_what_to_do(session):
+    # before: "the clip was made for the mano hand, the left rig is open", and nothing on what that means or does
+    session.no_error("other_model")
+    found = session["other_model"]
+    assert found["result"] == ["FINISHED"], found
+    for side in SIDES:
+        assert (f"the clip was made for the mano hand, the {side} rig is open: its joint angles were keyed as they are, "
+                "on another skeleton") in found["printed"], found["printed"]
+    assert "import it onto mano hands (Add Hands from Backend)" in found["printed"], found["printed"]
+

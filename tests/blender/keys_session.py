@@ -724,4 +724,18 @@ def export_with_the_artists_constraint():
 
 
 s.check("artists_constraint", export_with_the_artists_constraint)
+
+
+def clip_of_another_hand_model():
+    """A clip made for MANO hands imported onto the open hands: keyed, and said with what to do instead."""
+    from handforge_shared.poses import MotionClip
+
+    clip = MotionClip.load(a["clip_still"])
+    path = a["work"] + "/mano_clip.npz"
+    MotionClip(hands=clip.hands, fps=clip.fps, hand_model="mano").save(path)
+    result, printed = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=path, frame_start=8000))
+    return {"result": result, "printed": printed}
+
+
+s.check("other_model", clip_of_another_hand_model)
 s.finish()
