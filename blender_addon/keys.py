@@ -377,8 +377,12 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                             "it again to key them)")
         if skipped:
             skipped_frames[side] = sorted(skipped)
-            warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(skipped) > 1 else ''} "
-                            f"{frame_list(skipped)}, so the clip was not keyed there")
+            # the artist's keys named where they are: a retimed clip's frames skipped beside them fall between
+            # frames (a key at 2 was said "kept at frame 2.429")
+            kept = [f for f in artist_frames({side: arm_obj}, min(skipped), max(skipped)).get(side, [])
+                    if min(abs(f - c) for c in skipped) < KEPT_KEY_REACH] or sorted(skipped)
+            warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(kept) > 1 else ''} "
+                            f"{frame_list(kept)}, so the clip was not keyed there")
     last = int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last

@@ -489,3 +489,13 @@ def test_a_clip_of_another_hand_model_says_what_was_keyed_and_what_to_do(session
                 "on another skeleton") in found["printed"], found["printed"]
     assert "import it onto mano hands (Add Hands from Backend)" in found["printed"], found["printed"]
 
+
+def test_a_retimed_clip_names_the_artists_kept_key_where_it_is(session):
+    # before: "your keys were kept at frame 8101.25": the clip's frame skipped beside the key, between frames
+    session.no_error("retimed_kept")
+    found = session["retimed_kept"]
+    assert found["result"] == ["FINISHED"] and found["clip_fps"] == 24.0, found
+    for side in SIDES:
+        assert f"{side} hand: your keys were kept at frame 8101, so the clip was not keyed there" in found["printed"], \
+            found["printed"]
+

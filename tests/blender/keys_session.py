@@ -738,4 +738,24 @@ def clip_of_another_hand_model():
 
 
 s.check("other_model", clip_of_another_hand_model)
+
+
+def retimed_clip_beside_the_artists_key():
+    """A 24 fps clip into a 30 fps scene (its frames 1.25 apart) beside the artist's key at frame 8101: the
+    report names that key's frame, not the clip frame skipped beside it (8101.25)."""
+    from handforge_shared.poses import MotionClip
+
+    clip = MotionClip.load(a["clip_still"])
+    scene.frame_set(8101)
+    assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    scene.render.fps = 30
+    try:
+        result, printed = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"],
+                                                                             frame_start=8100))
+    finally:
+        scene.render.fps = 24
+    return {"result": result, "printed": printed, "clip_fps": clip.fps}
+
+
+s.check("retimed_kept", retimed_clip_beside_the_artists_key)
 s.finish()
