@@ -110,11 +110,15 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         clip = MotionClip.load(path)
         # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
         start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
+        end_before = context.scene.frame_end
         summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
+        # (a scene setting changed: said, else the longer range showed up unexplained, in playback and exports)
+        moved = (f"; the scene's End moved from {end_before} to {context.scene.frame_end} to play it whole"
+                 if context.scene.frame_end != end_before else "")
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
-                              f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}")
+                              f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}{moved}")
         return {"FINISHED"}
 
 

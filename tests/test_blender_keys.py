@@ -499,3 +499,12 @@ def test_a_retimed_clip_names_the_artists_kept_key_where_it_is(session):
         assert f"{side} hand: your keys were kept at frame 8101, so the clip was not keyed there" in found["printed"], \
             found["printed"]
 
+
+def test_an_import_past_the_scene_end_says_it_moved_the_end(session):
+    # before: End moved from 9010 to 9020 unsaid (the longer range then showed in playback and in every export)
+    session.no_error("past_end")
+    found = session["past_end"]
+    assert found["end_after"] == 9020 and found["past"][0] == ["FINISHED"], found
+    assert "at frames 9000-9020; the scene's End moved from 9010 to 9020 to play it whole" in found["past"][1], found
+    assert found["inside"][0] == ["FINISHED"] and "End moved" not in found["inside"][1], found
+

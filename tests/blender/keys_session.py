@@ -758,4 +758,17 @@ def retimed_clip_beside_the_artists_key():
 
 
 s.check("retimed_kept", retimed_clip_beside_the_artists_key)
+
+
+def clip_past_the_scene_end():
+    """A clip running past the scene's End: End moves to its last frame, and the report says so; one inside the
+    range says nothing of it."""
+    scene.frame_end = 9010
+    past = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=9000))
+    end_after = scene.frame_end
+    inside = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=8950))
+    return {"past": past, "end_after": end_after, "inside": inside}
+
+
+s.check("past_end", clip_past_the_scene_end)
 s.finish()
