@@ -438,6 +438,8 @@ def curves_alone(arm_obj) -> bool:
     bag = find_channelbag(arm_obj)
     if bag is not None and any(fc.data_path.startswith("handforge.") for fc in bag.fcurves):
         return False  # keyed finger sliders move the bones on each frame (fingers.follow_animation)
+    if any(".constraints[" in path for path in animated_paths(arm_obj)):
+        return False  # a constraint keyed or driven on and off: off at the frame shown is not off at every frame
     return not constrained(arm_obj)
 
 

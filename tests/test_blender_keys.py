@@ -477,6 +477,9 @@ def test_export_motion_writes_the_pose_an_artists_own_constraint_shows(session):
     shown, channels, imported = (np.array(found[k]) for k in ("shown", "channels", "imported"))
     assert np.abs(shown - channels)[:, 0].max() > 5e-3  # the constraint moves the index tip: the check can fail
     np.testing.assert_allclose(imported, shown, atol=2e-5)
+    keyed, keyed_imported = np.array(found["keyed"]), np.array(found["keyed_imported"])
+    assert np.abs(keyed - channels)[-1, 0].max() > 5e-3  # the keyed influence holds the finger at the last frame
+    np.testing.assert_allclose(keyed_imported, keyed, atol=2e-5)
 
 
 def test_a_clip_of_another_hand_model_says_what_was_keyed_and_what_to_do(session):

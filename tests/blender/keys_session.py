@@ -718,9 +718,22 @@ def export_with_the_artists_constraint():
     held.mute = False
     out = a["work"] + "/constrained.npz"
     assert bpy.ops.handforge.export_motion(filepath=out, frame_start=7000, frame_end=7004, sides="RIGHT") == {"FINISHED"}
+    # its influence keyed from 0 (the frame shown at the export) to 1: on at the frames after (before: read in
+    # bulk from the curves, the constraint being off at the frame shown)
+    held.influence = 0.0
+    held.keyframe_insert("influence", frame=7000)
+    held.influence = 1.0
+    held.keyframe_insert("influence", frame=7004)
+    keyed = tips(range(7000, 7005))
+    scene.frame_set(7000)
+    keyed_out = a["work"] + "/constraint_keyed.npz"
+    assert bpy.ops.handforge.export_motion(filepath=keyed_out, frame_start=7000, frame_end=7004,
+                                           sides="RIGHT") == {"FINISHED"}
     right.pose.bones["index1"].constraints.remove(held)
     assert bpy.ops.handforge.import_motion(filepath=out, frame_start=7100) == {"FINISHED"}
-    return {"shown": shown, "channels": channels, "imported": tips(range(7100, 7105))}
+    assert bpy.ops.handforge.import_motion(filepath=keyed_out, frame_start=7200) == {"FINISHED"}
+    return {"shown": shown, "channels": channels, "imported": tips(range(7100, 7105)), "keyed": keyed,
+            "keyed_imported": tips(range(7200, 7205))}
 
 
 s.check("artists_constraint", export_with_the_artists_constraint)
