@@ -74,4 +74,7 @@ def test_cli_prints_the_table_and_writes_the_report(renders, report, tmp_path, c
     printed = capsys.readouterr().out
     assert f"{len(written['passing'])} of 8" in printed and "000007" in printed
     assert main(["eval", "image", str(tmp_path / "nothing")]) == 2
+    assert "nothing: no such folder; give a folder written by `handforge export`" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "image", str(tmp_path / "empty")]) == 2
     assert "no samples/*/labels.json" in capsys.readouterr().err
