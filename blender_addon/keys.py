@@ -440,13 +440,7 @@ def curves_alone(arm_obj) -> bool:
         return False  # keyed finger sliders move the bones on each frame (fingers.follow_animation)
     if any(".constraints[" in path for path in animated_paths(arm_obj)):
         return False  # a constraint keyed or driven on and off: off at the frame shown is not off at every frame
-    return not constrained(arm_obj)
-
-
-def constrained(arm_obj) -> bool:
-    """Whether an active bone constraint (HandForge's joint limits, or the artist's own: IK, Limit or Copy
-    Rotation) sits between the rig's channels and the pose Blender shows."""
-    return any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
+    return not pose_conv.constrained(arm_obj)
 
 
 def _sample(fc, frames: np.ndarray) -> np.ndarray:
@@ -531,9 +525,8 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
             for i, frame in enumerate(range(frame_start, frame_end + 1)):
                 scene.frame_set(frame)
                 for side, obj in slow.items():
-                    # what is shown: the artist's own constraints too (read by the joint-limits switch alone,
-                    # a finger clamped or bent by IK was exported as its channels, and labelled so)
-                    sampled[side].append(pose_conv.read_pose(obj, visual=constrained(obj)))
+                    # what is shown: the artist's own constraints too (``read_pose``)
+                    sampled[side].append(pose_conv.read_pose(obj))
                 yield (i + 1) / len(frames)
         per_side.update({s: stack_poses(p) for s, p in sampled.items()})
     result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,

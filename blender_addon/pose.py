@@ -260,10 +260,18 @@ def rig_betas(arm_obj) -> np.ndarray:
     return np.array(arm_obj.handforge.betas, dtype=np.float64)[:NUM_BETAS]
 
 
+def constrained(arm_obj) -> bool:
+    """Whether an active bone constraint (HandForge's joint limits, or the artist's own: IK, Limit or Copy
+    Rotation) sits between the rig's channels and the pose Blender shows."""
+    return any(not con.mute and con.influence > 0 for pb in arm_obj.pose.bones for con in pb.constraints)
+
+
 def read_pose(arm_obj, visual: bool | None = None) -> HandPose:
-    """The rig's current pose as MANO parameters. ``visual`` defaults to "joint limits are on"."""
+    """The rig's current pose as MANO parameters. ``visual`` defaults to what is shown where a constraint acts
+    (``constrained``): read by the joint-limits switch alone, a finger held by the artist's own constraint (IK,
+    Limit Rotation) was sent, labelled and copied as its channels, off what the viewport shows."""
     if visual is None:
-        visual = bool(arm_obj.handforge.use_limits)
+        visual = constrained(arm_obj)
     local, location = read_local(arm_obj, visual=visual)
     params = local_to_params(bone_frames(arm_obj), local, location)
     return HandPose(betas=rig_betas(arm_obj), **params)
@@ -284,7 +292,7 @@ def update_correctives(arm_obj) -> None:
     keys = rig.corrective_keys(arm_obj)
     if not keys:
         return
-    local, _ = read_local(arm_obj, visual=bool(arm_obj.handforge.use_limits))
+    local, _ = read_local(arm_obj, visual=constrained(arm_obj))
     values = rig.corrective_values(world_from_local(bone_frames(arm_obj), local))
     for kb, v in zip(keys, values):
         kb.value = float(v)

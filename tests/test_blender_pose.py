@@ -249,3 +249,9 @@ def test_one_side_added_to_a_scene_with_a_pair_names_the_hand_it_is_paired_with(
     printed = session["scenes"]["one_more"]
     assert f"the HandForge tools now act on it and the right hand {right!r}" in printed, printed
     assert "Left Hand and Right Hand in the HandForge panel choose others" in printed and left != "Hand.L", printed
+
+
+def test_copy_pose_copies_what_the_artists_own_constraint_shows(session):
+    session.no_error("copy_constrained")
+    found = session["copy_constrained"]
+    assert found["off_shown"] < 1e-5 and found["off_channels"] > 0.5, found

@@ -412,4 +412,36 @@ def mirror_between_shapes_and_a_mirrored_rig():
 
 
 s.check("mirror_shapes", mirror_between_shapes_and_a_mirrored_rig)
+
+
+def copy_under_an_artists_constraint():
+    """Copy Pose (and every request that reads a rig's pose: Generate Image's labels, the hands jobs) of a finger
+    held by the artist's own Limit Rotation copied its channels, off what the viewport shows (only HandForge's
+    joint-limits switch made the read visual). The shown pose now, as Export Motion reads it."""
+    import importlib
+
+    from session import ADDON_MODULE
+
+    pose_conv = importlib.import_module(f"{ADDON_MODULE}.pose")
+
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    right = hand("right")
+    bone = right.pose.bones["index2"]
+    bone.rotation_euler = (1.5, 0.0, 0.0)
+    con = bone.constraints.new("LIMIT_ROTATION")  # the artist's own, not HandForge's joint limits
+    con.owner_space, con.use_limit_x, con.min_x, con.max_x = "LOCAL", True, 0.0, 0.5
+    bpy.context.view_layer.update()
+    try:
+        assert bpy.ops.handforge.copy_pose(sides="RIGHT") == {"FINISHED"}
+        text = importlib.import_module(f"{ADDON_MODULE}.ops_pose")._last_copied  # (no system clipboard in blender -b)
+        copied = np.array(json.loads(text)["hands"]["right"]["hand_pose"])
+        shown = np.asarray(pose_conv.read_pose(right, visual=True).hand_pose)
+        channels = np.asarray(pose_conv.read_pose(right, visual=False).hand_pose)
+        return {"off_shown": float(np.abs(copied - shown).max()), "off_channels": float(np.abs(copied - channels).max())}
+    finally:
+        bone.constraints.remove(con)
+        bpy.ops.handforge.reset_pose(sides="BOTH")
+
+
+s.check("copy_constrained", copy_under_an_artists_constraint)
 s.finish()
