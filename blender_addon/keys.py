@@ -489,29 +489,35 @@ def check_scene_time(hands: dict[str, object]) -> None:
 MAX_EXPORT_FRAMES = 100_000  # ~1.3 GB and ~12 s read at once (measured: 50,000 frames, 665 MB, 5.9 s)
 
 
-def check_export(hands: dict[str, object], frame_start: int, frame_end: int) -> str:
-    """The clip's hand model, after checking what can be checked before any work."""
+def check_export(hands: dict[str, object], frame_start: int, frame_end: int, step: int = 1) -> str:
+    """The clip's hand model, after checking what can be checked before any work. The limit counts the frames
+    read, every ``step``-th of the range (a long range at a large Step reads few)."""
     if frame_end < frame_start:
         raise ValueError(f"the frame range {frame_start}..{frame_end} is empty: set End at or after Start")
-    if frame_end - frame_start + 1 > MAX_EXPORT_FRAMES:  # read whole in memory, before the first progress step
-        raise ValueError(f"the frame range {frame_start}..{frame_end} has {frame_end - frame_start + 1:,} frames; an "
+    count = len(range(frame_start, frame_end + 1, step))
+    if count > MAX_EXPORT_FRAMES and step == 1:  # read whole in memory, before the first progress step
+        raise ValueError(f"the frame range {frame_start}..{frame_end} has {count:,} frames; an "
                          f"export reads at most {MAX_EXPORT_FRAMES:,} at once (over an hour at 24 fps): export it in parts")
+    if count > MAX_EXPORT_FRAMES:
+        raise ValueError(f"the frame range {frame_start}..{frame_end} at Step {step} has {count:,} frames to read; "
+                         f"an export reads at most {MAX_EXPORT_FRAMES:,} at once: raise Step or export it in parts")
     models = {obj.handforge.hand_model for obj in hands.values()}
     if len(models) != 1:
         raise PoseFormatError(f"the hands are of different hand models ({', '.join(sorted(models))}): export them one at a time")
     return models.pop()
 
 
-def export_steps(context, hands: dict[str, object], frame_start: int, frame_end: int, result: dict):
-    """Sample the rigs over [frame_start, frame_end] into ``result["clip"]`` (what is shown).
+def export_steps(context, hands: dict[str, object], frame_start: int, frame_end: int, result: dict, step: int = 1):
+    """Sample the rigs at every ``step``-th frame of [frame_start, frame_end] into ``result["clip"]`` (what is
+    shown; its fps the scene's over ``step``).
 
     A generator: it yields the fraction done, so an operator can show progress and stop early. A
     rig that shows just its keys is read from its F-curves in one go; one with joint limits, NLA
     or drivers is evaluated frame by frame (``scene.frame_set``), the scene as it was after
     (``placement.evaluating_frames``: its frame, and the artist's changes not keyed yet)."""
-    hand_model = check_export(hands, frame_start, frame_end)
+    hand_model = check_export(hands, frame_start, frame_end, step)
     scene = context.scene
-    frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
+    frames = np.arange(frame_start, frame_end + 1, step, dtype=np.float64)
     bulk = {s: obj for s, obj in hands.items() if curves_alone(obj)}
     slow = {s: obj for s, obj in hands.items() if s not in bulk}
     per_side: dict[str, HandPose] = {}
@@ -522,22 +528,22 @@ def export_steps(context, hands: dict[str, object], frame_start: int, frame_end:
     if slow:
         sampled: dict[str, list[HandPose]] = {s: [] for s in slow}
         with placement.evaluating_frames(scene):
-            for i, frame in enumerate(range(frame_start, frame_end + 1)):
+            for i, frame in enumerate(range(frame_start, frame_end + 1, step)):
                 scene.frame_set(frame)
                 for side, obj in slow.items():
                     # what is shown: the artist's own constraints too (``read_pose``)
                     sampled[side].append(pose_conv.read_pose(obj))
                 yield (i + 1) / len(frames)
         per_side.update({s: stack_poses(p) for s, p in sampled.items()})
-    result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene), hand_model=hand_model,
-                                extra={"source": "blender", "frame_start": frame_start})
+    result["clip"] = MotionClip(hands={s: per_side[s] for s in hands}, fps=scene_fps(scene) / step,
+                                hand_model=hand_model, extra={"source": "blender", "frame_start": frame_start})
     yield 1.0
 
 
-def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int) -> MotionClip:
-    """Sample the rigs at every frame of [frame_start, frame_end] into a clip (all at once)."""
+def export_clip(context, hands: dict[str, object], frame_start: int, frame_end: int, step: int = 1) -> MotionClip:
+    """Sample the rigs at every ``step``-th frame of [frame_start, frame_end] into a clip (all at once)."""
     result: dict = {}
-    for _ in export_steps(context, hands, frame_start, frame_end, result):
+    for _ in export_steps(context, hands, frame_start, frame_end, result, step):
         pass
     return result["clip"]
 

@@ -28,16 +28,16 @@ ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
-def read_scene(context, found: dict, cameras: list, frames: list[int]) -> dict[str, np.ndarray]:
+def read_scene(context, found: dict, cameras: list, frames: range) -> dict[str, np.ndarray]:
     """The request's arrays: poses per frame (read as Export Motion reads them), the armatures' and
-    cameras' world matrices and the cameras' lens, sensor and shift at each frame."""
+    cameras' world matrices and the cameras' lens, sensor and shift at each frame. Only ``frames`` are
+    read, not every frame between them (a long range at a large Step reads few)."""
     scene = context.scene
-    clip = keys.export_clip(context, found, frames[0], frames[-1])
-    rows = np.asarray(frames) - frames[0]
+    clip = keys.export_clip(context, found, frames.start, frames[-1], frames.step)
     arrays: dict[str, np.ndarray] = {}
     for side, pose in clip.hands.items():
         for name in POSE_FIELDS:
-            arrays[hand_array_name(side, name)] = np.asarray(getattr(pose, name))[rows].astype(np.float32)
+            arrays[hand_array_name(side, name)] = np.asarray(getattr(pose, name)).astype(np.float32)
     T, C = len(frames), len(cameras)
     arm_matrices = {side: np.empty((T, 4, 4)) for side in found}
     cam_matrices, lens = np.empty((C, T, 4, 4)), np.empty((C, T))
@@ -117,9 +117,9 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
         out = output_folder(self.directory)
         start, end = scene_range(scene, self.frame_start, self.frame_end)
         found, hands_skipped = rendered_hands(scene, hands.scene_hands(scene, "BOTH"))
-        model = keys.check_export(found, start, end)  # a non-empty range, one hand model
         step = self.frame_step or max(1, scene.frame_step)
-        frames = list(range(start, end + 1, step))
+        model = keys.check_export(found, start, end, step)  # a non-empty range, few enough frames, one hand model
+        frames = range(start, end + 1, step)
         if self.cameras == "ALL":
             cameras, skipped = render_cameras(scene, context.view_layer)
         else:

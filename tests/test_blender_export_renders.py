@@ -1,7 +1,8 @@
 """Export Labelled Renders from Blender through a real backend: the labels' 2D keypoints are where
 Blender's own camera projection (``world_to_camera_view``) puts the rigs' keypoints, for a moved
 armature, a bone held by the artist's own constraint, an animated camera, a shifted vertically fitted sensor and non-square pixels; pycocotools
-reads the COCO file; bad input is refused before anything is written."""
+reads the COCO file; bad input is refused before anything is written; a range over the frame limit at a Step
+that leaves few frames is exported, labelled as those frames alone."""
 
 from __future__ import annotations
 
@@ -36,11 +37,11 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     # The default heartbeat (2 s: lost after 8 s of silence): with 0.25 s a loaded CI machine starved
     # the backend past the 3 s floor while it imported the export's libraries, and the job was lost.
     args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}}",
-            "pose_a": _pose(rng), "pose_b": _pose(rng), "out": str(work / "renders"),
+            "pose_a": _pose(rng), "pose_b": _pose(rng), "pose_c": _pose(rng), "out": str(work / "renders"),
             "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign")}
     env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
     result = run_blender("export_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
-    result.out, result.rgb_out = work / "renders", work / "rgb"
+    result.out, result.rgb_out, result.work = work / "renders", work / "rgb", work / "blender"
     return result
 
 
@@ -201,6 +202,51 @@ def test_a_cancel_the_backend_did_not_confirm_does_not_say_a_rerun_resumes(sessi
     assert found["killed_cancel"] == ["FINISHED"], found
     assert killed["result"] == ["CANCELLED"] and "Export Labelled Renders failed" in killed["said"], killed
     assert hint not in killed["said"], killed
+
+
+def _assert_close(got, want, where: str = "") -> None:
+    """Two labels' values equal, numbers within float error."""
+    if isinstance(want, dict):
+        assert sorted(got) == sorted(want), where
+        for key in want:
+            _assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list) and any(isinstance(v, (list, dict, str)) for v in want):
+        assert len(got) == len(want), where
+        for k, (g, w) in enumerate(zip(got, want)):
+            _assert_close(g, w, f"{where}[{k}]")
+    elif isinstance(want, (list, int, float)) and not isinstance(want, bool):
+        np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-5, atol=1e-5,
+                                   err_msg=where)
+    else:
+        assert got == want, where
+
+
+def test_a_long_span_at_a_large_step_is_exported_and_labelled_as_its_frames_alone(session):
+    # before: 1-150000 at Step 50000 (3 frames) was refused, the whole span counted against the 100,000-frame limit
+    # ("export it in parts"), and an export under it read every frame of the span for the few it exported
+    session.no_error("stepped_long_span")
+    found = session["stepped_long_span"]
+    assert found["result"] == ["FINISHED"] and "3 frames × 2 cameras" in found["printed"], found
+    assert found["after"] == found["before"], found  # the scene's frame, subframe and selection
+    assert set(found["visited"]) <= {1, 50001, 100001, 5}, found["visited"]  # its frames, then back to the shown one
+    assert "the frame range 1..200000 has 200,000 frames" in found["refused_at_step_1"], found
+    assert "export it in parts" in found["refused_at_step_1"], found
+    assert "the frame range 1..200002 at Step 2 has 100,001 frames to read" in found["refused_at_step_2"], found
+    assert "raise Step or export it in parts" in found["refused_at_step_2"], found
+    assert found["refused_nothing_written"] is True, found
+    assert found["one_at_a_time"] == [["FINISHED"]] * 3, found
+    stepped = _labels(session.work / "stepped")
+    assert [(s["camera_params"]["frame"], s["camera_params"]["blender_camera"]) for s in stepped] == [
+        (f, c) for f in (1, 50001, 100001) for c in ("Cam A", "Cam B")]
+    for sample in stepped:
+        frame = sample["camera_params"]["frame"]
+        (alone,) = [s for s in _labels(session.work / f"frame_{frame}")
+                    if s["camera_params"]["blender_camera"] == sample["camera_params"]["blender_camera"]]
+        for part in ("hands", "camera", "camera_params", "hand_type", "bbox"):
+            _assert_close(sample[part], alone[part], f"frame {frame} {part}")
+    # the frames show different poses and camera places: the comparison is about what each frame shows
+    points = {s["camera_params"]["frame"]: np.array(s["hands"]["left"]["keypoints_world"]) for s in stepped}
+    assert min(np.abs(points[f] - points[g]).max() for f, g in ((1, 50001), (50001, 100001), (1, 100001))) > 1e-3
 
 
 def test_the_image_size_at_a_render_percentage_is_the_one_blender_renders(tmp_path):

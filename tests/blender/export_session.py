@@ -364,6 +364,58 @@ def cancel_not_confirmed():
 s.check("cancel_not_confirmed", cancel_not_confirmed)
 
 
+def stepped_long_span():
+    """A span over the 100,000-frame limit at a Step that leaves three frames (1, 50001, 100001): exported, only
+    those frames visited (before: refused, "export it in parts", the whole span counted), the scene's frame, subframe
+    and selection as they were; the same frames exported one at a time are the labels to compare with. Keys at
+    100001 (a third pose, and Cam B moved) make the three frames differ; frame 50001 lies between keys."""
+    far, moving = 100001, bpy.data.objects["Cam B"]
+    scene.frame_set(far)
+    assert bpy.ops.handforge.paste_pose(text=a["pose_c"], sides="BOTH") == {"FINISHED"}
+    assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+    moving.location = (0.05, -0.65, 0.15)
+    moving.rotation_euler = (Vector((0, 0, 0)) - moving.location).to_track_quat("-Z", "Y").to_euler()
+    moving.keyframe_insert("location", frame=far)
+    moving.keyframe_insert("rotation_euler", frame=far)
+    scene.frame_set(5, subframe=0.25)
+    for obj in scene.objects:
+        obj.select_set(obj.name == "Cam A")
+    bpy.context.view_layer.objects.active = bpy.data.objects["Cam A"]
+
+    def state():
+        return {"frame": [scene.frame_current, scene.frame_subframe],
+                "active": bpy.context.view_layer.objects.active.name,
+                "selected": sorted(o.name for o in scene.objects if o.select_get())}
+
+    before = state()
+    out = {"refused_at_step_1": error_of(lambda: bpy.ops.handforge.export_renders(
+               directory=str(s.work / "huge"), frame_start=1, frame_end=200000, frame_step=1, engine="none")),
+           "refused_at_step_2": error_of(lambda: bpy.ops.handforge.export_renders(
+               directory=str(s.work / "huge"), frame_start=1, frame_end=200002, frame_step=2, engine="none")),
+           "refused_nothing_written": not (s.work / "huge").exists()}
+    visited = set()
+
+    def visit(changed, *_):
+        visited.add(changed.frame_current)
+
+    bpy.app.handlers.frame_change_post.append(visit)
+    try:
+        out["result"], out["printed"] = printed_by(lambda: bpy.ops.handforge.export_renders(
+            directory=str(s.work / "stepped"), frame_start=1, frame_end=150000, frame_step=50000, engine="none",
+            seed=3))
+    finally:
+        bpy.app.handlers.frame_change_post.remove(visit)
+    out["visited"] = sorted(visited)
+    out["before"], out["after"] = before, state()
+    out["one_at_a_time"] = [sorted(bpy.ops.handforge.export_renders(
+        directory=str(s.work / f"frame_{frame}"), frame_start=frame, frame_end=frame, engine="none", seed=3))
+        for frame in (1, 50001, far)]
+    return out
+
+
+s.check("stepped_long_span", stepped_long_span)
+
+
 def file_opened_mid_export():
     """Another file opened while the modal export runs: Blender ends the modal; the job is cancelled and
     forgotten (before: it stayed listed as running, its button greyed until Blender restarted)."""

@@ -94,7 +94,7 @@ def export_renders_reading():
     prop = keyed_empty("Prop")
     prop.location.x = 0.25  # the artist's change, not keyed
     found = {side: getattr(scene.handforge, side) for side in ("left", "right")}
-    ops_export.read_scene(bpy.context, found, [camera], [1, 4, 7])
+    ops_export.read_scene(bpy.context, found, [camera], range(1, 8, 3))
     return {"x": prop.location.x, "frame": scene.frame_current}
 
 
