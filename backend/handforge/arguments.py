@@ -260,14 +260,26 @@ def writable_file(text: str) -> str:
     return text if path == Path(text) else str(path)
 
 
-def given_path(what: str) -> Callable[[str], str]:
-    """A path option read later (its default from a setting, its checks where it is read), refused when
-    empty: "" (an unset shell variable) read the current folder as if named ("--features ''" said '.: not
-    a readable feature checkpoint') or took the default as if the option had been left out. A leading "~"
-    is the home, as in a setting and ``--out`` (the shell expands none after "=": ``--checkpoint=~/m``)."""
+def given_text(what: str) -> Callable[[str], str]:
+    """An option read later (its default from a setting, its checks where it is read), refused when empty: ""
+    (an unset shell variable) took the default as if the option had been left out."""
     def parse(text: str) -> str:
         if not text.strip():
             raise argparse.ArgumentTypeError(f"is empty: give {what}, or leave the option out")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
+def given_path(what: str) -> Callable[[str], str]:
+    """A path option read later, refused when empty (``given_text``: "" also read the current folder as if
+    named, "--features ''" said '.: not a readable feature checkpoint'). A leading "~" is the home, as in a
+    setting and ``--out`` (the shell expands none after "=": ``--checkpoint=~/m``)."""
+    nonempty = given_text(what)
+
+    def parse(text: str) -> str:
+        text = nonempty(text)
         return str(Path(text).expanduser()) if text.startswith("~") else text
 
     parse.__name__ = what
@@ -414,5 +426,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "given_text", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
            "thread_count", "torch_device", "whole_number", "write_report"]

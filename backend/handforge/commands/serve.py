@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from handforge.arguments import (at_least, existing_path, finite_number, given_path, path_errors_said, python_package,
+from handforge.arguments import (at_least, existing_path, finite_number, given_text, path_errors_said, python_package,
                                  repeated, thread_count, whole_number, writable_file)
 from handforge_shared.protocol import (DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT,
                                        STOP_WITH_STDIN_ENV, Limits, parse_endpoint)
@@ -53,7 +53,7 @@ def _message_mb(text: str) -> float:
 def _bind_host(text: str) -> str:
     """An address to listen on: a host alone ("tcp://127.0.0.1", "127.0.0.1:5780" or a trailing space were
     refused as not loopback, with advice to create CurveZMQ keys)."""
-    host = given_path(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)")(text)
+    host = given_text(f"an address to listen on, e.g. {DEFAULT_HOST} (this machine only)")(text)
     if "://" in host or host.count(":") == 1 or "]:" in host or any(c.isspace() for c in host):
         raise argparse.ArgumentTypeError(f"must be a host name or IP address alone, e.g. {DEFAULT_HOST}, got {text!r} "
                                          "(the port is --port)")
