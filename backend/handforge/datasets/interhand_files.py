@@ -350,10 +350,16 @@ def capture_clips(source: str | os.PathLike | Mapping[str, Any] | ManoAnnotation
     return clips
 
 
+def params_kind(hand_model: str) -> str:
+    """The kind in the name ``InterHand2.6M_<split>_<kind>.json`` of a file of hand parameters: the release's
+    ``MANO_NeuralAnnot`` for MANO, and for another hand model (a HandForge export's) one named for it: code that
+    reads a MANO file would pose MANO with the open hand's parameters, centimetres off without a word."""
+    return "MANO_NeuralAnnot" if hand_model == "mano" else f"HandForge_{hand_model}_hand_params"
+
+
 def _exported_hand_model(source: Any) -> str:
-    """The hand model of a parameters file by its name: "mano" but for a HandForge export's
-    ``InterHand2.6M_<split>_HandForge_<model>_hand_params.json`` (``handforge.export.interhand_format``: the open
-    hand's parameters are no MANO parameters, and their clips were tagged MANO and mean-relative)."""
+    """The hand model of a parameters file by its name (``params_kind``): their clips were tagged MANO and
+    mean-relative whatever the file held."""
     if not isinstance(source, (str, os.PathLike)):
         return "mano"
     found = re.fullmatch(r"InterHand2\.6M_.+_HandForge_(\w+?)_hand_params\.json", Path(source).name)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from handforge.datasets.interhand_files import MM_PER_M
+from handforge.datasets.interhand_files import MM_PER_M, params_kind
 from handforge.export.coco import image_name
 from handforge.export.folder import INTERHAND
 from handforge.export.samples import sample_labels
@@ -22,10 +22,9 @@ SPLIT = "export"  # the InterHand2.6M-style split name
 
 def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
     """The InterHand2.6M-style files; ``"params"`` is the release's MANO file for MANO hands, and
-    for the open hand a file named for it (its parameters are no MANO parameters: code that reads a
-    MANO file would pose MANO with them, centimetres off without a word)."""
+    for the open hand a file named for it (``params_kind``)."""
     folder = out / INTERHAND / "annotations" / SPLIT
-    params = "MANO_NeuralAnnot" if hand_model == "mano" else f"HandForge_{hand_model}_hand_params"
+    params = params_kind(hand_model)
     return {kind: folder / f"InterHand2.6M_{SPLIT}_{name}.json"
             for kind, name in (("params", params), ("camera", "camera"), ("joint_3d", "joint_3d"), ("data", "data"))}
 
