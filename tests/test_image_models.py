@@ -522,6 +522,21 @@ def test_check_and_import_speak_json_when_asked(weights, tmp_path, monkeypatch, 
     assert capsys.readouterr().err == ""
 
 
+def test_check_with_nothing_configured_speaks_json_when_asked(monkeypatch, capsys):
+    # before: `models --json check` with no weights configured printed only the stderr line, no JSON
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+
+    for setting in (SD_MODEL, GUIDANCE, CONTROLNETS):
+        monkeypatch.delenv(setting.env, raising=False)
+    for argv in (["models", "--json", "check"], ["models", "check", "--json"]):
+        assert main(argv) == 1
+        out = capsys.readouterr()
+        assert json.loads(out.out) == [] and "no image weights are configured" in out.err
+    assert main(["models", "check"]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and "no image weights are configured" in out.err
+
+
 def test_a_controlnet_named_twice_is_refused(tmp_path):
     # before: controls ["depth:depth"] × 5 ran the same ControlNet five times, its conditioning added five times
     from handforge.engines.image.controls import ControlError, resolve

@@ -76,6 +76,8 @@ def _check(args: argparse.Namespace) -> int:
         targets += [("controlnet", Path(folder) / n) for n in available(folder)]
         targets = [(k, p) for k, p in targets if p is not None]
         if not targets:
+            if args.json:  # a reader of --json gets JSON on stdout whatever happens: no file was checked
+                print("[]")
             print("no image weights are configured; see `handforge models list`", file=sys.stderr)
             return 1
     failed, found = False, []
