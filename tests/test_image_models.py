@@ -858,6 +858,62 @@ def test_one_status_of_the_controlnet_engine_reads_each_controlnets_header_once(
                               for name in ("control_sd15_depth", "control_sd15_normal")], opened
 
 
+def test_one_hello_reads_each_controlnet_file_once_and_an_edited_one_again(weights, tmp_path, monkeypatch):
+    """Every engine that runs on the ControlNets (controlnet, attentionhand, image, transfer) checks them, each
+    through the folder's class and its widths: one hello read each ControlNet's config.json six times and its
+    weights header three times, the guidance module's as often, for the same answer."""
+    import os
+    import pathlib
+    import time
+
+    import safetensors
+
+    from handforge.engines.checkpoints import WEIGHTS_NAME
+    from handforge.server.builtin_jobs import default_registry
+
+    root, sd, guidance = weights
+    nets = tmp_path / "controlnets"
+    for name in ("control_sd15_depth", "control_sd15_normal"):
+        shutil.copytree(guidance, nets / name)
+    shutil.copytree(guidance, tmp_path / "guidance")
+    _image_settings(monkeypatch, root, sd, tmp_path / "guidance")
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(nets))
+    # a file written within 2 s of a read is read again at each ask (it may change again with the same stat)
+    long_ago = time.time() - 60
+    for file in tmp_path.rglob("*"):
+        os.utime(file, (long_ago, long_ago))
+    reads: list[str] = []
+    safe_open, read_text = safetensors.safe_open, pathlib.Path.read_text
+
+    def counting_safe_open(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)):  # (other engines read their shipped weights)
+            reads.append(str(path))
+        return safe_open(path, *args, **kwargs)
+
+    def counting_read_text(path, *args, **kwargs):
+        if path.name == "config.json" and str(path).startswith(str(tmp_path)):
+            reads.append(str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors, "safe_open", counting_safe_open)
+    monkeypatch.setattr(pathlib.Path, "read_text", counting_read_text)
+    registry = default_registry()
+    engines = registry.describe_engines()
+    assert all(engines[name]["available"] for name in ("attentionhand", "controlnet", "image", "transfer")), engines
+    folders = [nets / "control_sd15_depth", nets / "control_sd15_normal", tmp_path / "guidance"]
+    assert sorted(reads) == sorted(str(folder / file) for folder in folders for file in ("config.json", WEIGHTS_NAME))
+    reads.clear()
+    registry.describe_engines()
+    assert reads == []  # nothing changed since
+    # an edited config is read again (its header is as it was), and what it now says is said
+    edited = nets / "control_sd15_normal" / "config.json"
+    edited.write_text(json.dumps({**json.loads(read_text(edited)), "conditioning_channels": 4}))
+    os.utime(edited, (long_ago + 1, long_ago + 1))
+    engines = registry.describe_engines()
+    assert reads == [str(edited)]
+    assert engines["controlnet"]["note"].startswith(f"{edited} does not fit its weights"), engines["controlnet"]
+
+
 def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_others(weights, tmp_path):
     """Unreadable as any other unreadable config.json (a job that names it says so, as diffusers' load fails)."""
     # before: the engine unavailable beside a working ControlNet, 'availability check failed: maximum recursion

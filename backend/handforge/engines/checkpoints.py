@@ -16,6 +16,7 @@ may import it at start.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import inspect
 import json
@@ -156,7 +157,7 @@ def _config(folder: Path) -> dict[str, Any]:
             if folder.parent.name == "checkpoints" else "")
         raise CheckpointError(f"{folder}: not a checkpoint folder, it has no {CONFIG_NAME}{hint}")
     try:
-        config = parse_json(config_file.read_text())
+        config = config_json(config_file)
         config["_class_name"]  # noqa: B018 - KeyError / TypeError: a config that names no class, or no dict
         return config
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -220,6 +221,61 @@ _REMEMBERED: dict[tuple, tuple[Any, Any]] = {}  # (folder, id(owner), extra, sig
 _RACY_NS = 2_000_000_000
 
 
+def config_json(file: str | Path) -> Any:
+    """A config file's JSON (``parse_json``'s value and errors, ``OSError`` too), read once while the file stays as
+    it is: one hello asked each ControlNet's config.json six times (the image, controlnet and transfer engines'
+    statuses, each through its folder's class and its widths)."""
+    return _read_once(Path(file), _read_json)
+
+
+def _read_json(file: Path) -> Any:
+    return parse_json(file.read_text())
+
+
+def header_shapes(file: str | Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes in a safetensors file, from its header alone (no tensor is read), read once while the
+    file stays as it is (``config_json``: three reads of each ControlNet's header per hello). Raises
+    ``SafetensorError`` or ``OSError`` when it is not a readable safetensors file."""
+    return _read_once(Path(file), _read_header_shapes)
+
+
+def _read_header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="numpy") as weights:  # (shapes of any dtype, bfloat16 too)
+        return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+
+
+def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(file)`` (a module-level function: part of the key), its value or its error, remembered by the file's
+    resolved path, size, mtime_ns and inode: an edited or replaced file is read again, and one written within
+    ``_RACY_NS`` of now at every ask (it may change again with the same stat). A copy is returned: the caller may
+    change it."""
+    try:
+        file = file.resolve()
+        st = file.stat()
+    except (OSError, RuntimeError):  # (missing, a symlink loop: the read says so)
+        return read(file)
+    key = (str(file), read, st.st_size, st.st_mtime_ns, st.st_ino)
+    outcome = _READ_ONCE.get(key)
+    if outcome is None:
+        try:
+            outcome = (True, read(file))
+        except Exception as exc:  # noqa: BLE001 - the reader's own error, raised again at each ask
+            outcome = (False, exc)
+        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+            if len(_READ_ONCE) >= 256:
+                _READ_ONCE.clear()
+            _READ_ONCE[key] = outcome
+    done, value = outcome
+    if not done:
+        raise value.with_traceback(None)
+    return copy.deepcopy(value)
+
+
+_READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (resolved path, read, size, mtime_ns, inode) -> (read, value/error)
+
+
 def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int]) -> str:
     try:
         config = _config(Path(folder))
@@ -281,7 +337,7 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
     for them, nor torch: engine status lines call it); None for a sharded checkpoint (diffusers checks those).
     ``CheckpointError`` when the file is missing, not a safetensors file, or truncated (safetensors checks the
     header covers the file)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     folder = Path(folder)
     file = folder / WEIGHTS_NAME
@@ -291,8 +347,7 @@ def weights_shapes(folder: str | Path) -> dict[str, tuple[int, ...]] | None:
         raise CheckpointError(f"{folder}: the checkpoint has no weights file {WEIGHTS_NAME} (a folder written by "
                               "save_pretrained holds it beside config.json); copy or save the checkpoint again")
     try:
-        with safe_open(str(file), framework="numpy") as weights:  # (shapes of any dtype, bfloat16 too)
-            return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+        return header_shapes(file)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{file}: not a readable safetensors weights file ({exc}: truncated or not "
                               "safetensors); copy or save the checkpoint again") from None
@@ -330,13 +385,12 @@ def config_size_problem(file: str | Path, config: dict[str, Any], shapes: dict[s
 def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
     """``config_size_problem`` of ``folder``'s config.json against its safetensors file ``weights``; '' also
     when either cannot be read (whatever loads the folder then says why)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     folder = Path(folder)
     try:
-        config = parse_json((folder / CONFIG_NAME).read_text())
-        with safe_open(str(folder / weights), framework="pt") as f:
-            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        config = config_json(folder / CONFIG_NAME)
+        shapes = header_shapes(folder / weights)
     except (OSError, ValueError, SafetensorError):
         return ""
     return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
@@ -559,5 +613,5 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "ModelConfig", "above", "among",
            "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature",
-           "dividing", "extra_weights", "load_model", "missing_weights", "model_config", "remove_leftovers",
-           "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]
+           "config_json", "dividing", "extra_weights", "header_shapes", "load_model", "missing_weights", "model_config",
+           "remove_leftovers", "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]

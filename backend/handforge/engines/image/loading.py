@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from handforge.engines.checkpoints import WEIGHTS_NAME, extra_weights, folder_size_problem
-from handforge_shared.files import parse_json
+from handforge.engines.checkpoints import WEIGHTS_NAME, config_json, extra_weights, folder_size_problem, header_shapes
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # SD 1.x's UNet learned 1000 noise levels; DDIM samples up to that many steps (eval's --steps), each at
@@ -213,7 +212,7 @@ def _controlnet_config_problem(path: Path) -> str:
     draws NaN mid-generation ('' when nothing): a number that is not finite, a norm_eps not above 0, an
     unknown conditioning channel order. (Wrong sizes are refused by ``_check_sizes`` and the weights' shapes.)"""
     try:
-        config = parse_json((path / "config.json").read_text())
+        config = config_json(path / "config.json")
     except (OSError, ValueError):
         return ""  # diffusers' loading names what is wrong
     if not isinstance(config, dict):
@@ -236,13 +235,12 @@ def controlnet_shape_problem(path: str | Path) -> str:
     the load says why), from the weights file's header alone (no torch: the engine status lines call it): the widths
     its input, conditioning, text and last layers are built with. diffusers refused such a folder only at load, in
     its own words (a shape mismatch and its ignore_mismatched_sizes advice), and the engine was "ready" till then."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     path = Path(path)
     try:
-        config = parse_json((path / "config.json").read_text())
-        with safe_open(str(path / WEIGHTS_NAME), framework="numpy") as weights:  # (the header only)
-            shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+        config = config_json(path / "config.json")
+        shapes = header_shapes(path / WEIGHTS_NAME)
     except (OSError, ValueError, SafetensorError):
         return ""
     if not isinstance(config, dict):
