@@ -358,6 +358,49 @@ def test_more_steps_than_the_checkpoint_was_trained_with_are_refused_before_the_
     jobs._check_generate(_generate_params(steps=100), {})
 
 
+@pytest.mark.parametrize("diverged", [False, True])
+def test_the_submit_check_refuses_exactly_what_the_job_refuses(tmp_path, monkeypatch, diverged):
+    """A checkpoint whose weights hold NaN (a diverged training run) passed the submit check as a model of 50
+    diffusion steps and 8 frames, which then refused 100 steps and 10 frames; the job, whose load refuses NaN
+    weights, would have served them with the spline engine. The engine's note said nothing of it either."""
+    from handforge.engines.motion import jobs
+    from handforge.server.jobs import JobContext, JobError
+    from handforge_shared.protocol import ProtocolError
+
+    torch.manual_seed(0)
+    net = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50, max_frames=8,
+                         **UNIT_STATISTICS)
+    if diverged:
+        with torch.no_grad():
+            net.output.weight[0, 0] = float("nan")
+    folder = save_model(net, tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
+    outcomes = []
+    for changes in ({"steps": 100}, {"num_frames": 10}, {"steps": 2, "num_frames": 8}):
+        params = {**_generate_params(steps=2), "num_frames": 8, **changes}
+        try:
+            jobs._check_generate(params, {})
+            at_submit = "accepted"
+        except ProtocolError as exc:
+            at_submit = f"refused: {exc.message}"
+        try:
+            by_job = f"served by {jobs.generate(ctx, params, {}).data['engine']}"
+        except JobError as exc:
+            by_job = f"refused: {exc.message}"
+        outcomes.append((at_submit, by_job))
+    for at_submit, by_job in outcomes:  # refused at submit as by the job (the submit's names the field), or served
+        assert (at_submit.startswith("refused: ") and by_job.startswith("refused: ") and by_job[9:] in at_submit) \
+            or (at_submit, by_job[:9]) == ("accepted", "served by"), outcomes
+    engines = [by_job for _, by_job in outcomes]
+    if diverged:
+        assert engines == ["served by spline"] * 3, outcomes
+        assert "holds weights that are not finite (NaN or infinity) in output.weight" in jobs._note()
+    else:
+        assert [e.split(":")[0] for e in engines] == ["refused", "refused", "served by learned"], outcomes
+        assert jobs._note() == ""
+
+
 def test_a_checkpoint_of_another_frame_size_falls_back_to_the_spline_engine_saying_why(tmp_path, monkeypatch):
     """A MotionDenoiser of another frame_dim (as the unit tests build) loads as a checkpoint; the job then
     ended ``internal`` with a tensor-size RuntimeError from sampling. It is no motion model: the job runs the

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 from handforge_shared.files import parse_json, read_error, usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
@@ -180,19 +181,22 @@ def saved_class(folder: str | Path) -> str | None:
         return None
 
 
-def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig, **sizes: int) -> str:
+def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig, *, finite: bool = False,
+                       **sizes: int) -> str:
     """Why ``folder`` holds no ``cls`` checkpoint ('' when it does): a cheap check, for engine status lines, that
     reads its config and the header of its weights file only. Given the class or its ``ModelConfig`` (a name
     alone: the class only), that config and weights file pass what ``load_model`` checks before it builds the
     model, refused in the same words: a config.json out of limits was "ready" until a job loaded it. ``sizes``:
     config values the engine's code takes no other of (``frame_dim=198``; a missing one is the class default,
-    which is that value); another one loads, then every job refuses it."""
+    which is that value); another one loads, then every job refuses it. ``finite``: read the weights too, and
+    refuse a NaN or infinity in them as ``load_model`` does (a whole read of the file, once while it stays as it
+    is: for a small model whose jobs fall back from such a checkpoint, so that its submit check does too)."""
     spec = model_config(cls) if isinstance(cls, type) else cls
     name = spec if isinstance(spec, str) else spec.name
     if folder is None:
         return "not set"
-    return _remembered(folder, cls, ("problem", *sorted(sizes.items())),
-                       lambda: _checkpoint_problem(folder, spec, name, sizes))
+    return _remembered(folder, cls, ("problem", finite, *sorted(sizes.items())),
+                       lambda: _checkpoint_problem(folder, spec, name, sizes, finite))
 
 
 def _remembered(folder: str | Path, owner: Any, extra: tuple, compute: Callable[[], Any]) -> Any:
@@ -276,7 +280,7 @@ def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
 _READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (resolved path, read, size, mtime_ns, inode) -> (read, value/error)
 
 
-def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int]) -> str:
+def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int], finite: bool) -> str:
     try:
         config = _config(Path(folder))
         saved_as = str(config["_class_name"])
@@ -287,7 +291,10 @@ def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping
     except CheckpointError as exc:
         return str(exc)
     wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
-    return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes" if wrong else ""
+    if wrong:
+        return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes"
+    not_finite = _first_non_finite_saved(Path(folder)) if finite else ""
+    return f"{folder}: the {name} checkpoint {_non_finite_text(not_finite)}; save or train it again" if not_finite else ""
 
 
 def _loading_error(exc: BaseException) -> str:
@@ -522,7 +529,10 @@ def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any], value
 def _non_finite(model: Any) -> str:
     """Which weight of a loaded model is NaN or infinite ('' when none): a diverged training run saves
     such weights, and every output of the model would be NaN."""
-    name = _first_non_finite(model)
+    return _non_finite_text(_first_non_finite(model))
+
+
+def _non_finite_text(name: str) -> str:
     return f"holds weights that are not finite (NaN or infinity) in {name}: its training diverged" if name else ""
 
 
@@ -547,6 +557,26 @@ def _first_non_finite(model: Any) -> str:
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return name
+    return ""
+
+
+def _first_non_finite_saved(folder: Path) -> str:
+    """The name of the first floating-point tensor in ``folder``'s weights file holding a NaN or infinity ('' if
+    none, or where the file cannot be read: the load says why), one tensor at a time, through numpy (no torch:
+    engine status lines call it) but for a dtype numpy has not (bfloat16)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="numpy") as weights:
+            for name in weights.keys():
+                try:
+                    tensor = weights.get_tensor(name)
+                except TypeError:  # "data type 'bfloat16' not understood"
+                    tensor = _saved_tensor(folder, name).float().numpy()
+                if np.issubdtype(tensor.dtype, np.floating) and not np.isfinite(tensor).all():
+                    return name
+    except (SafetensorError, OSError):
+        pass
     return ""
 
 

@@ -205,19 +205,28 @@ def _beyond_model(num_frames: int, fps: float, steps: int, model: Mapping[str, A
 
 def _learned_config() -> dict[str, Any] | None:
     """The config of the model a learned job will run, read from its files; None where the job will fall back to
-    the spline engine (no checkpoint, or one ``_pipeline`` refuses)."""
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_problem, saved_config
+    the spline engine (``_learned_problem``)."""
+    from handforge.engines.checkpoints import CheckpointError, saved_config
     from handforge.engines.motion.model_config import MOTION_DENOISER
-    from handforge.engines.motion.representation import FRAME_DIM
 
     value = config.value(CHECKPOINT.key)
-    if not value or not Path(value).exists() or checkpoint_problem(value, MOTION_DENOISER, frame_dim=FRAME_DIM):
-        return None
     try:
-        model = saved_config(value, MOTION_DENOISER)
+        return None if _learned_problem(value) else saved_config(value, MOTION_DENOISER)
     except CheckpointError:  # (replaced since it was checked, e.g. a training run writing it: the job decides)
         return None
-    return model if model["data_mean"] is not None and model["data_std"] is not None else None  # (check_representation)
+
+
+def _learned_problem(value: str | None) -> str:
+    """Why ``_pipeline`` will not run the learned model of the setting's ``value`` ('' when it will), from its files:
+    what its load (``load_model``, ``check_representation``) refuses, the weights' values read too. The submit
+    check and the engine's note ask it: a checkpoint of NaN weights passed them, and a request beyond its model's
+    limits was refused that the job, falling back to the spline engine, would have served."""
+    from handforge.engines.checkpoints import checkpoint_problem, saved_config
+    from handforge.engines.motion.model_config import MOTION_DENOISER, representation_problem
+    from handforge.engines.motion.representation import FRAME_DIM
+
+    problem = checkpoint_problem(value or None, MOTION_DENOISER, finite=True, frame_dim=FRAME_DIM)
+    return problem or representation_problem(value, saved_config(value, MOTION_DENOISER))
 
 
 def _check_fits_model(params: dict[str, Any], num_frames: int, frames_field: str) -> None:
@@ -416,11 +425,12 @@ def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.nd
 
 def _note() -> str:
     """Why the learned model cannot run (missing, or a checkpoint its load refuses): its jobs then run the spline engine."""
-    from handforge.engines.checkpoints import checkpoint_problem
-    from handforge.engines.motion.model_config import MOTION_DENOISER
-    from handforge.engines.motion.representation import FRAME_DIM
+    from handforge.engines.checkpoints import CheckpointError
 
-    problem = checkpoint_problem(config.value(CHECKPOINT.key), MOTION_DENOISER, frame_dim=FRAME_DIM)
+    try:
+        problem = _learned_problem(config.value(CHECKPOINT.key))
+    except CheckpointError as exc:  # (replaced since it was checked: said as read)
+        problem = str(exc)
     return (f"the learned model cannot be used ({CHECKPOINT.key}: {problem}): jobs asking for it run the spline engine"
             if problem else "")
 

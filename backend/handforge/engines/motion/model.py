@@ -26,7 +26,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from handforge.engines.motion.curves import CURVES, key_curve, slerp_correction
-from handforge.engines.motion.model_config import MOTION_DENOISER
+from handforge.engines.motion.model_config import MOTION_DENOISER, representation_problem
 from handforge.engines.motion.representation import FRAME_DIM, ROTATION_CHANNELS
 from handforge_shared.poses import MOTION_MAX_FRAMES
 
@@ -122,19 +122,12 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
 
 def check_representation(model: MotionDenoiser, folder) -> None:
     """``CheckpointError`` unless ``model`` (loaded from ``folder``) denoises the motion representation's
-    frames: a model of another frame_dim (tests build small ones) loads, then failed inside sampling with
-    a tensor-size RuntimeError."""
+    frames (``model_config.representation_problem``)."""
     from handforge.engines.checkpoints import CheckpointError
 
-    if model.config.frame_dim != FRAME_DIM:
-        raise CheckpointError(f"{folder} holds a MotionDenoiser of {model.config.frame_dim} channels per frame, not "
-                              f"the motion representation's {FRAME_DIM}; give a model `handforge train motion` wrote")
-    # the normalisation statistics live in config.json only (train motion always writes them): without them the
-    # model ran on unit statistics and made wrong motion, unsaid
-    missing = [key for key in ("data_mean", "data_std") if model.config.get(key) is None]
-    if missing:
-        raise CheckpointError(f"{folder}/config.json has no {' or '.join(missing)} (the motion's normalisation "
-                              "statistics `handforge train motion` writes there): restore the file, or train again")
+    problem = representation_problem(folder, model.config)
+    if problem:
+        raise CheckpointError(problem)
 
 
 __all__ = ["MAX_FRAMES", "MotionDenoiser", "check_representation", "sinusoidal"]

@@ -5,6 +5,9 @@ seconds), in the words ``load_model`` refuses it with. model.py takes its limits
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from handforge.engines.checkpoints import EVEN, FRACTION, ModelConfig, above, at_least, dividing
 from handforge.engines.motion.representation import FRAME_DIM
 from handforge_shared.poses import MOTION_MAX_FRAMES
@@ -19,4 +22,23 @@ MOTION_DENOISER = ModelConfig(
     limits={"max_frames": (at_least(2),), "d_model": (at_least(2), EVEN),
             "num_heads": (at_least(1), dividing("d_model")), "dropout": FRACTION, "fps": (above(0),)})
 
-__all__ = ["MOTION_DENOISER"]
+
+
+def representation_problem(folder: Any, config: Mapping[str, Any]) -> str:
+    """Why a MotionDenoiser of this ``config`` (read from ``folder``) does not denoise the motion representation's
+    frames ('' when it does), from its config alone: the load's check and the submit check say it alike. A model
+    of another frame_dim (tests build small ones) loaded, then failed inside sampling with a tensor-size
+    RuntimeError."""
+    if config.get("frame_dim", FRAME_DIM) != FRAME_DIM:
+        return (f"{folder} holds a MotionDenoiser of {config['frame_dim']} channels per frame, not the motion "
+                f"representation's {FRAME_DIM}; give a model `handforge train motion` wrote")
+    # the normalisation statistics live in config.json only (train motion always writes them): without them the
+    # model ran on unit statistics and made wrong motion, unsaid
+    missing = [key for key in ("data_mean", "data_std") if config.get(key) is None]
+    if missing:
+        return (f"{folder}/config.json has no {' or '.join(missing)} (the motion's normalisation statistics "
+                "`handforge train motion` writes there): restore the file, or train again")
+    return ""
+
+
+__all__ = ["MOTION_DENOISER", "representation_problem"]
