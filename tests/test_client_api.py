@@ -18,6 +18,7 @@ from handforge_shared.client import (
     Client,
     Connected,
     JobCancelledError,
+    JobFailed,
     JobHandle,
     Progress,
     Result,
@@ -233,6 +234,32 @@ def test_closing_a_client_ends_its_jobs_cancelled(client):
     handle.cancel()
     with pytest.raises(RuntimeError, match="closed"):
         other.submit("ping")
+
+
+def test_a_list_given_for_an_array_is_said_as_the_list_it_was_with_what_to_send(client):
+    """A list of Python ints goes as an int64 array: it was refused as "has dtype int64; send float32 or float64",
+    no word of the list the script wrote, the shape taken, or how to send it; put in params, "not a parameter"."""
+    with pytest.raises(JobFailed) as refused:
+        client.run("hand_model", {"sides": ["left"]}, {"betas": [0] * 10}, timeout=30)
+    assert refused.value.field == "arrays.betas"
+    assert refused.value.message == ("arrays.betas: has dtype int64; send float32 or float64 of shape (10,) (it was "
+                                     "given as a list of 10 ints, which numpy sends as int64 of shape (10,))")
+    assert refused.value.hint == "send a numpy array: arrays={'betas': numpy.asarray(values, dtype=numpy.float32)}"
+    with pytest.raises(JobFailed) as refused:
+        client.run("forward_hands", arrays={"right.global_orient": [[0, 0, 0]], "right.hand_pose": [[0] * 45]},
+                   timeout=30)
+    assert "given as a list of 1×3 ints, which numpy sends as int64 of shape (1, 3)" in refused.value.message
+    assert "send float32 or float64 of shape (batch_right, 3)" in refused.value.message
+    with pytest.raises(JobFailed) as refused:
+        client.run("hand_model", {"sides": ["left"], "betas": [0] * 10}, timeout=30)
+    assert refused.value.message == ("params.betas: is an array of this job kind, not a parameter: send it in arrays, "
+                                     "float32 or float64 of shape (10,)"), refused.value.message
+    assert "numpy.asarray(values, dtype=numpy.float32)" in refused.value.hint
+    # floats in a list are the float64 array the job takes; a numpy array of ints is said as the array it is
+    assert client.run("hand_model", {"sides": ["left"]}, {"betas": [0.0] * 10}, timeout=30).data["rigs"]["left"]
+    with pytest.raises(JobFailed) as refused:
+        client.run("hand_model", {"sides": ["left"]}, {"betas": np.zeros(10, np.int64)}, timeout=30)
+    assert "given as" not in refused.value.message and "has dtype int64" in refused.value.message
 
 
 def test_hand_rigs_of_another_jobs_result_says_what_it_takes(client):

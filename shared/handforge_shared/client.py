@@ -35,7 +35,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -137,6 +137,7 @@ class JobHandle:
         self.sent_at = time.monotonic()
         self.deadline = deadline  # monotonic; None: only the backend's own limits apply
         self.instance: str | None = None  # the backend instance that accepted it
+        self.given_as: dict[str, str] = {}  # "arrays.<name>" -> what a list sent for it was (``_given_as``)
 
     @property
     def done(self) -> bool:
@@ -304,6 +305,7 @@ class Client:
                           arrays=dict(arrays or {}), data={"timeout": timeout} if timeout is not None else None)
         grace = max(2.0, self._heartbeat_s)
         handle = JobHandle(self, job_id, kind, None if timeout is None else time.monotonic() + timeout + grace)
+        handle.given_as = _given_as(arrays or {})
         self._jobs[job_id] = handle
         if self._handshake_error is not None:  # it could not reach the backend: say why at once
             err = self._handshake_error
@@ -773,6 +775,8 @@ class Client:
     def _finish(self, handle: JobHandle, outcome: Result | Error | Cancelled) -> None:
         if handle.done:
             return
+        if isinstance(outcome, Error) and outcome.field in handle.given_as:  # (the backend sees an array only)
+            outcome = replace(outcome, message=f"{outcome.message} (it was given as {handle.given_as[outcome.field]})")
         handle.outcome = outcome
         handle.state = "done"
         self._jobs.pop(handle.id, None)
@@ -780,6 +784,26 @@ class Client:
             self._held = [m for m in self._held if m.job != handle.id]
         self._pending.append(outcome)
         self._pending_bytes += _array_bytes(outcome)
+
+
+def _given_as(arrays: Mapping[str, Any]) -> dict[str, str]:
+    """What each array given as a list or tuple was, and what numpy made of it, by its error field: "a list of 10
+    ints, which numpy sends as int64 of shape (10,)". The backend refused it as an int64 array, and nothing said
+    that it was the list the script wrote, nor why it was int64."""
+    kinds = {"i": "int", "u": "int", "f": "float", "b": "bool", "c": "complex"}
+    given = {}
+    for name, value in arrays.items():
+        if not isinstance(value, (list, tuple)):
+            continue
+        try:
+            array = np.asarray(value)
+        except ValueError:  # (ragged: the send refuses it, saying so)
+            continue
+        if array.dtype.kind in kinds and array.ndim:
+            count = "×".join(map(str, array.shape))
+            given[f"arrays.{name}"] = (f"a {type(value).__name__} of {count} {kinds[array.dtype.kind]}s, which numpy "
+                                       f"sends as {array.dtype} of shape {tuple(array.shape)}")
+    return given
 
 
 def _array_bytes(event: Event) -> int:

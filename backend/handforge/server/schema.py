@@ -244,6 +244,15 @@ def _shape_text(shape: tuple[Dim, ...]) -> str:
     return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _array_text(spec: ArraySpec) -> str:
+    """The arrays ``spec`` takes: "float32 or float64 of shape (10,)"."""
+    return " or ".join(spec.dtypes) + ("" if spec.shape is None else f" of shape {_shape_text(spec.shape)}")
+
+
+def _how_to_send(name: str, spec: ArraySpec) -> str:
+    return f"send a numpy array: arrays={{{name!r}: numpy.asarray(values, dtype=numpy.{spec.dtypes[0]})}}"
+
+
 def _wire_dtype(arr: np.ndarray) -> str:
     return next(n for n, dt in DTYPES.items() if dt == arr.dtype)
 
@@ -283,6 +292,10 @@ class Schema:
     def _check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - set(self.params))
         if unknown:
+            spec = self.arrays.get(unknown[0])
+            if spec is not None:  # (a list put in params: it was "not a parameter", the array it is unsaid)
+                raise invalid(f"params.{unknown[0]}", f"is an array of this job kind, not a parameter: send it in "
+                              f"arrays, {_array_text(spec)}", _how_to_send(unknown[0], spec))
             known = ", ".join(self.params) or "none"
             raise invalid(f"params.{unknown[0]}", "is not a parameter of this job kind", f"known parameters: {known}")
         out = {}
@@ -318,8 +331,9 @@ class Schema:
 
     def _check_array(self, where: str, spec: ArraySpec, arr: np.ndarray, bound: dict[str, tuple[int, str]]) -> None:
         dtype = _wire_dtype(arr)
-        if dtype not in spec.dtypes:
-            raise invalid(where, f"has dtype {dtype}; send {' or '.join(spec.dtypes)}")
+        if dtype not in spec.dtypes:  # (a list of Python ints arrives as int64: said with the type to send)
+            raise invalid(where, f"has dtype {dtype}; send {_array_text(spec)}",
+                          _how_to_send(where.removeprefix("arrays."), spec))
         if spec.shape is not None:
             if arr.ndim != len(spec.shape):
                 raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}")
