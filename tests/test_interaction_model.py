@@ -459,7 +459,8 @@ def test_eval_with_an_unusable_feature_checkpoint_says_it_in_one_line(corpus, tm
 def test_more_conditioned_samples_than_samples_are_capped_and_the_report_records_the_number_used(
         tmp_path_factory, tmp_path, capsys):
     """The conditioned row's held-out hands are drawn among the --samples ones: more is said to be capped, and the
-    JSON report records the number the row used (it recorded the number asked)."""
+    JSON report records the number the row used (it recorded the number asked). On the training split, the run and
+    its report say the figures are not held-out (they were unsaid)."""
     import argparse
 
     from handforge.corpus.build import write_corpus
@@ -476,12 +477,27 @@ def test_more_conditioned_samples_than_samples_are_capped_and_the_report_records
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
     report = tmp_path / "report.json"
-    args = parser.parse_args(["--corpus", str(corpus), "--split", "train", "--checkpoint", str(folder),
-                              "--samples", "12", "--conditioned-samples", "30", "--reference", "40",
-                              "--mesh-samples", "1", "--template-samples", "6", "--steps", "1", "--out", str(report)])
+    options = ["--corpus", str(corpus), "--checkpoint", str(folder), "--samples", "12", "--conditioned-samples",
+               "30", "--reference", "40", "--mesh-samples", "1", "--template-samples", "6", "--steps", "1",
+               "--out", str(report)]
+    args = parser.parse_args([*options, "--split", "train"])
     assert evaluate.run(args) == 0, capsys.readouterr().err
-    assert "--conditioned-samples 30 is more than --samples 12: the row uses 12" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--conditioned-samples 30 is more than --samples 12: the row uses 12" in err
     written = json.loads(report.read_text())
     assert written["conditioned_samples"] == 12, written
+    # the training split's figures said not to be held-out, in one line and in the report (they were unsaid)
+    note = ("note: the train split is what the model was trained on, so these figures are not held-out (evaluate "
+            "on validation or test with --split for that)")
+    assert f"handforge eval interaction: {note}\n" in err, err
+    assert (written["split"], written["held_out"], written["note"]) == ("train", False, note), written
     (row,) = [row for name, row in written["rows"].items() if "around held-out hands" in name]
     assert row["samples"] == 12, row
+    # the same clips as the test split: held-out, no note
+    splits = json.loads((corpus / "splits.json").read_text())
+    splits["test"], splits["train"] = splits["train"], []
+    (corpus / "splits.json").write_text(json.dumps(splits))
+    assert evaluate.run(parser.parse_args([*options, "--split", "test"])) == 0
+    assert "not held-out" not in capsys.readouterr().err
+    written = json.loads(report.read_text())
+    assert (written["split"], written["held_out"]) == ("test", True) and "note" not in written, written

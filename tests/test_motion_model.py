@@ -597,10 +597,16 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
     assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
                  "--windows", "3", "--frames", "4", "--steps", "3", "--tasks", "gap15,unconditional",
                  "--out", str(out)]) == 0
-    table = capsys.readouterr().out
+    said = capsys.readouterr()
+    table = said.out
     rows = json.loads(out.read_text())["rows"]
     run = json.loads(out.read_text())["run"]  # what was measured, in the report itself
     assert run["checkpoint"] == str(trained / "model") and run["splits"] == "train" and run["steps"] == 3
+    # the training split's figures said not to be held-out, in one line and in the report (they were unsaid)
+    note = ("note: the train split is what the model was trained on, so these figures are not held-out (evaluate "
+            "on validation or test with --splits for that)")
+    assert said.err.splitlines() == [f"handforge eval motion: {note}"], said.err
+    assert (run["held_out"], run["note"]) == (False, note), run
     assert run["windows"] == {"gap15": 3, "unconditional": 3} and "windows per task: gap15 3" in table
     assert (run["frames"], run["tasks"], run["variation"]) == (4, ["gap15", "unconditional"], None)  # (unrecorded)
     assert [(r["task"], r["engine"]) for r in rows] == [
@@ -628,6 +634,23 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
                  "--tasks", "gap15"]) == 2
     assert "config.json has no data_mean (the motion's normalisation statistics" in capsys.readouterr().err
 
+
+
+def test_eval_motion_on_held_out_clips_says_no_note(trained, corpus, tmp_path, capsys):
+    """The note is the training split's only: the same clips as the test split are held-out figures."""
+    from handforge.cli import main
+
+    held_out = tmp_path / "corpus"
+    shutil.copytree(corpus, held_out)
+    splits = json.loads((held_out / "splits.json").read_text())
+    splits["test"], splits["train"] = splits["train"], []
+    (held_out / "splits.json").write_text(json.dumps(splits))
+    out = tmp_path / "report.json"
+    assert main(["eval", "motion", "--corpus", str(held_out), "--splits", "test", "--checkpoint", str(trained / "model"),
+                 "--windows", "2", "--frames", "4", "--steps", "2", "--tasks", "unconditional", "--out", str(out)]) == 0
+    assert "not held-out" not in capsys.readouterr().err
+    run = json.loads(out.read_text())["run"]
+    assert run["splits"] == "test" and run["held_out"] is True and "note" not in run, run
 
 
 def test_eval_motion_measures_the_same_whatever_the_batch(trained, corpus, tmp_path):

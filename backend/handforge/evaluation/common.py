@@ -24,6 +24,24 @@ MAX_HAND_EXTENT_M = 2.0  # no hand (with a forearm) spans more along one axis
 MAX_HAND_DISTANCE_M = 1000.0
 
 
+TRAIN_SPLIT = "train"  # the corpus split `handforge train` fits its models on
+
+
+def training_split_note(splits: Iterable[str], option: str) -> str:
+    """The line an evaluation prints and its report records when it reads the training split ('' when every split
+    it reads is held-out): `eval interaction --split train` printed its figures as any others, nothing saying
+    that the model had been fitted on those very frames. ``option``: the command's option that picks splits."""
+    if TRAIN_SPLIT not in splits:
+        return ""
+    return (f"note: the {TRAIN_SPLIT} split is what the model was trained on, so these figures are not held-out "
+            f"(evaluate on validation or test with {option} for that)")
+
+
+def held_out_fields(note: str) -> dict[str, Any]:
+    """What a report records of ``training_split_note``'s ``note``: held_out, and the note when it is not."""
+    return {"held_out": not note, **({"note": note} if note else {})}
+
+
 def vertex_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     """Two hands' vertices as float64 (N, V, 3) arrays (one (V, 3) pair becomes N = 1), checked."""
     a, b = as_numpy(a), as_numpy(b)

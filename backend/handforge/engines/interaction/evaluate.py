@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
     from handforge.engines.interaction.settings import CHECKPOINT
     from handforge.engines.interaction.templates import TemplateSampler
+    from handforge.evaluation.common import training_split_note
     from handforge.evaluation.contact import pair_metrics
     from handforge.evaluation.distribution import diversity, frechet_feature_distance, kid
     from handforge.evaluation.features import load_features
@@ -196,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
                   f"holds {distinct} distinct configurations, and k-NN precision/recall needs more than "
                   f"{K_NEAREST}: draw more, or use a larger corpus or another split", file=sys.stderr)
             return 2
+    note = training_split_note([args.split], "--split")
+    if note:
+        print(f"handforge eval interaction: {note}", file=sys.stderr, flush=True)
     pipe = InteractionPipeline(denoiser, hand_model)
     guidance = SampleSettings().penetration_guidance if args.guidance is None else args.guidance
     cfg = SampleSettings().cfg_scale if args.cfg is None else args.cfg
@@ -280,13 +284,15 @@ def run_record(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
     """How a report was made: the model, the data and every sampling setting its rows used (the
     engine's defaults filled in), so that two reports can be told apart."""
     from handforge.engines.interaction.pipeline import SampleSettings
+    from handforge.evaluation.common import held_out_fields, training_split_note
 
     defaults = SampleSettings()
 
     def chosen(value: Any, default: Any) -> Any:
         return default if value is None else value
 
-    return {"checkpoint": str(folder), "corpus": str(args.corpus), "split": args.split, "reference": args.reference,
+    return {"checkpoint": str(folder), "corpus": str(args.corpus), "split": args.split,
+            **held_out_fields(training_split_note([args.split], "--split")), "reference": args.reference,
             "samples": args.samples, "mesh_samples_asked": args.mesh_samples,
             "conditioned_samples": args.conditioned_samples, "template_samples": args.template_samples,
             "seed": args.seed, "steps": args.steps,

@@ -197,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.settings import CHECKPOINT
     from handforge.engines.motion.spline import spline_inbetween
     from handforge.engines.motion.synthesis import into_limits
+    from handforge.evaluation.common import held_out_fields, training_split_note
     from handforge.evaluation.features import load_features
     from handforge.evaluation.report import evaluate_clips
     from handforge.hands import load_hand_model
@@ -255,6 +256,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval motion: {exc} in the split(s) {splits}: choose tasks with shorter windows "
               "(--tasks) or a corpus of longer clips", file=sys.stderr)
         return 2
+    note = training_split_note(args.splits, "--splits")
+    if note:
+        print(f"handforge eval motion: {note}", file=sys.stderr, flush=True)
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
     guidance = {"auto": Guidance(), "repair": Guidance(when="repair"), "off": None}[args.guidance]
@@ -299,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.out:
         write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": splits,
+                                        **held_out_fields(note),
                                         "seed": args.seed, "steps": args.steps, "guidance": args.guidance,
                                         "variation": args.variation, "smoothing": args.smoothing,
                                         "frames": args.frames, "batch": args.batch, "tasks": list(tasks),
