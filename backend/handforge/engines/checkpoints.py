@@ -251,16 +251,15 @@ def _read_header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
-    """``read(file)`` (a module-level function: part of the key), its value or its error, remembered by the file's
-    resolved path, size, mtime_ns and inode: an edited or replaced file is read again, and one written within
-    ``_RACY_NS`` of now at every ask (it may change again with the same stat). A copy is returned: the caller may
-    change it."""
+    """``read(file)`` (a module-level function: part of the key), its value or its error, remembered by the path
+    given and the file it names (device, inode, size, mtime_ns: an edited, replaced or re-linked file is read
+    again), but for a file written within ``_RACY_NS`` of now, read at every ask (it may change again with the
+    same stat). A copy is returned: the caller may change it."""
     try:
-        file = file.resolve()
         st = file.stat()
     except (OSError, RuntimeError):  # (missing, a symlink loop: the read says so)
         return read(file)
-    key = (str(file), read, st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (str(file), read, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     outcome = _READ_ONCE.get(key)
     if outcome is None:
         try:
@@ -277,7 +276,7 @@ def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
     return copy.deepcopy(value)
 
 
-_READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (resolved path, read, size, mtime_ns, inode) -> (read, value/error)
+_READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (path, read, device, inode, size, mtime_ns) -> (read?, value or error)
 
 
 def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int], finite: bool) -> str:
