@@ -228,6 +228,27 @@ def test_a_hand_edited_config_that_makes_no_working_model_is_missing_weights_nam
         "correct it, or save or train the model again")
 
 
+def test_a_checkpoint_of_nan_weights_is_refused_at_submit_as_the_job_refuses_it(tmp_path, monkeypatch):
+    """A diverged training run's checkpoint (NaN weights) passed the submit check, and the engine's note said nothing:
+    every job then failed as missing_weights when its load found the NaN."""
+    import torch
+
+    from handforge.engines.interaction import jobs, model
+    from handforge_shared.protocol import ProtocolError
+
+    net = model.InteractionDenoiser(width=8, hidden=16, layers=1, heads=2)
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    folder = save_model(net, tmp_path / "diverged")
+    failed = _sampling_error(folder, monkeypatch)
+    assert failed.code == "missing_weights" and "holds weights that are not finite (NaN or infinity)" in failed.message
+    params = {name: spec.default for name, spec in jobs.SCHEMA.params.items()}
+    with pytest.raises(ProtocolError) as refused:
+        jobs._check(params, {})
+    assert refused.value.code == "missing_weights" and failed.message in refused.value.message, refused.value.message
+    assert failed.message in jobs._note()
+
+
 def test_the_demos_interaction_part_says_a_missing_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     """The demo goes on without the interaction part (it ended in a CheckpointError traceback)."""
     from handforge.engines.interaction.demo import demo

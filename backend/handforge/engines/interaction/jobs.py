@@ -87,11 +87,11 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
 def _check_learned(params: dict[str, Any]) -> None:
     """The learned engine's checkpoint loads, as far as its files tell, and was trained with the steps asked for:
     said before the job is queued (the job said it when its turn came; it still does, for files changed since)."""
-    from handforge.engines.checkpoints import CheckpointError, checkpoint_problem, saved_config
-    from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
+    from handforge.engines.checkpoints import CheckpointError, saved_config
+    from handforge.engines.interaction.model_config import INTERACTION_DENOISER
 
     folder = config.value(CHECKPOINT.key)
-    problem = checkpoint_problem(folder, INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
+    problem = _checkpoint_problem(folder)
     if not problem:
         try:
             most = saved_config(folder, INTERACTION_DENOISER)["num_train_timesteps"]
@@ -102,6 +102,16 @@ def _check_learned(params: dict[str, Any]) -> None:
                             _CHECKPOINT_FIX if folder and Path(folder).is_dir() else _no_checkpoint_fix())
     if params["steps"] > most:
         raise invalid("params.steps", _too_many_steps(params["steps"], most, folder), f"ask for at most {most} steps")
+
+
+def _checkpoint_problem(folder: str | None) -> str:
+    """Why the learned engine's load will refuse ``folder`` ('' when it loads), from its files, the weights' values
+    read too: a checkpoint of NaN weights passed the submit check and the engine's note, and every job then failed
+    as missing_weights."""
+    from handforge.engines.checkpoints import checkpoint_problem
+    from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
+
+    return checkpoint_problem(folder, INTERACTION_DENOISER, finite=True, vector_dim=VECTOR_DIM)
 
 
 _CHECKPOINT_FIX = (f"point {CHECKPOINT.key} at the model/ folder of a `handforge train interaction` run, or unset it "
@@ -236,10 +246,7 @@ SCHEMA = Schema(
 
 def _note() -> str:
     """What the interaction engine lacks: the learned model (then only engine 'templates' runs)."""
-    from handforge.engines.checkpoints import checkpoint_problem
-    from handforge.engines.interaction.model_config import INTERACTION_DENOISER, VECTOR_DIM
-
-    problem = checkpoint_problem(config.value(CHECKPOINT.key), INTERACTION_DENOISER, vector_dim=VECTOR_DIM)
+    problem = _checkpoint_problem(config.value(CHECKPOINT.key))
     return (f"engine 'learned' cannot run ({CHECKPOINT.key}: {problem}); engine 'templates' can" if problem else "")
 
 
