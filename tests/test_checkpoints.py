@@ -148,13 +148,19 @@ def test_weights_the_model_has_not_are_refused(folder):
         load_model(TinyNet, folder)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_weights_that_are_not_finite_are_refused(folder, bad):
-    tensors = load_file(folder / WEIGHTS)
+def test_weights_that_are_not_finite_are_refused(folder, bad, dtype):
+    tensors = {name: tensor.to(dtype) for name, tensor in load_file(folder / WEIGHTS).items()}
     tensors["layers.0.weight"][0, 0] = bad
     save_file(tensors, folder / WEIGHTS)
-    with pytest.raises(CheckpointError, match=f"{folder}: .* not finite \\(NaN or infinity\\) in layers.0.weight"):
+    with pytest.raises(CheckpointError, match=f"{folder}: .* not finite \\(NaN or infinity\\) in layers.0.weight") \
+            as refused:
         load_model(TinyNet, folder)
+    # a status line that reads the weights' values says it in the same words (bfloat16 too, which numpy has not);
+    # one that reads their header only cannot
+    assert checkpoint_problem(folder, TinyNet, finite=True) == str(refused.value)
+    assert checkpoint_problem(folder, TinyNet) == ""
 
 
 def test_weights_beyond_the_range_of_the_dtype_asked_for_say_so(folder):

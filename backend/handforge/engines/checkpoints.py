@@ -571,7 +571,10 @@ def _first_non_finite_saved(folder: Path) -> str:
                 try:
                     tensor = weights.get_tensor(name)
                 except TypeError:  # "data type 'bfloat16' not understood"
-                    tensor = _saved_tensor(folder, name).float().numpy()
+                    saved = _saved_tensor(folder, name)
+                    if saved is None:
+                        continue
+                    tensor = saved.float().numpy()
                 if np.issubdtype(tensor.dtype, np.floating) and not np.isfinite(tensor).all():
                     return name
     except (SafetensorError, OSError):

@@ -23,7 +23,6 @@ MOTION_DENOISER = ModelConfig(
             "num_heads": (at_least(1), dividing("d_model")), "dropout": FRACTION, "fps": (above(0),)})
 
 
-
 def representation_problem(folder: Any, config: Mapping[str, Any]) -> str:
     """Why a MotionDenoiser of this ``config`` (read from ``folder``) does not denoise the motion representation's
     frames ('' when it does), from its config alone: the load's check and the submit check say it alike. A model
