@@ -4,10 +4,11 @@ a field, or accepted and ended with a result, a typed error or a cancel; never `
 in the server's log, a hang or a dead server. (The message layer itself: tests/test_server_fuzz.py.)
 
 The cases are a fixed-seed sample of every single change ``tests.support.hostile_params`` makes of each
-kind's valid request (about 10,000 in all). To explore: HANDFORGE_FUZZ_CASES=all runs every one of them (an
-hour or more), a number that many per kind; HANDFORGE_FUZZ_ONLY=text only those whose description holds the
-text; HANDFORGE_FUZZ_GRACE=seconds lets accepted jobs run that long before they are cancelled (to reach
-deeper into the jobs; by default 5 s, in which the tiny weights' jobs end, and half a second for the sleeps).
+kind's valid request (about 10,000 in all): its ``JobKind.example``, else the one written here in ``BASES``.
+To explore: HANDFORGE_FUZZ_CASES=all runs every one of them (an hour or more), a number that many per kind;
+HANDFORGE_FUZZ_ONLY=text only those whose description holds the text; HANDFORGE_FUZZ_GRACE=seconds lets
+accepted jobs run that long before they are cancelled (to reach deeper into the jobs; by default 5 s, in which
+the tiny weights' jobs end, and half a second for the sleeps).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import json
 import os
 import random
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -27,6 +30,8 @@ import torch
 
 from handforge.engines.checkpoints import save_model
 from handforge.render.camera import Camera, look_at
+from handforge.server import default_registry
+from handforge.server.registry import Registry, Request, discover_engines
 from handforge_shared import pose_library
 from handforge_shared.client import pose_arrays
 from handforge_shared.poses import hand_array_name
@@ -162,8 +167,18 @@ BASES = {
 FRESH_FOLDER = {"export_renders": "out"}  # kind -> its parameter naming a folder it writes
 
 
+def valid_requests(registry: Registry) -> dict[str, Callable[[Path], Request]]:
+    """Each kind's valid request, given a scratch folder: the kind's own ``example``, else its entry in ``BASES``
+    (a new engine's kinds were refused here until this file had a request for each of them)."""
+    own = {kind.name: (lambda out, example=kind.example: example()) for kind in registry.kinds() if kind.example}
+    return {**BASES, **own}
+
+
+REQUESTS = valid_requests(default_registry())
+
+
 def test_every_registered_kind_is_fuzzed(welcome):
-    assert set(welcome["kinds"]) == set(BASES), "give each job kind a valid request in BASES"
+    assert set(welcome["kinds"]) == set(REQUESTS), "give each job kind an example= (JobKind) or a request in BASES"
     assert all(engine["available"] for engine in welcome["engines"].values()), welcome["engines"]
 
 
@@ -285,9 +300,15 @@ def test_what_the_fuzzer_found(server, kind, case, tmp_path):
     assert outcome in ("result", "refused invalid_params")
 
 
-@pytest.mark.parametrize("kind", sorted(BASES))
+@pytest.mark.parametrize("kind", sorted(REQUESTS))
 def test_hostile_params_get_a_typed_answer(server, welcome, kind, tmp_path):
-    params, arrays = BASES[kind](tmp_path)
+    fuzz_kind(server, welcome, kind, REQUESTS[kind](tmp_path))
+
+
+def fuzz_kind(server, welcome: dict, kind: str, request: Request) -> None:
+    """The valid ``request`` of ``kind`` ends with a result, and each of its sampled hostile variants gets a typed
+    answer from ``server``, which stays up."""
+    params, arrays = request
     cases = _cases(kind, welcome["kinds"][kind], params, arrays)
     failures, outcomes = [], {}
     with RawPeer(server.endpoint) as peer:
@@ -308,3 +329,42 @@ def test_hostile_params_get_a_typed_answer(server, welcome, kind, tmp_path):
     assert not failures, "\n".join(failures)
     with server.client() as client:
         assert client.run("ping").data["pong"]
+
+
+def test_a_new_engines_kind_is_fuzzed_from_its_own_example(tmp_path, monkeypatch):
+    """README's "Adding an engine" keeps an engine in its folder, yet a new engine's kind failed
+    test_every_registered_kind_is_fuzzed until this file had a request for it; its JobKind's example now is one."""
+    root = tmp_path / "fuzz_own_engines"
+    (root / "tiny").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "tiny" / "__init__.py").write_text("")
+    (root / "tiny" / "jobs.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from handforge.server import ArraySpec, Engine, Integer, JobKind, JobResult, Schema
+
+        def scale(ctx, params, arrays):
+            ctx.check_cancelled()
+            return JobResult({}, {"y": arrays["x"] * params["factor"]})
+
+        def register_jobs(registry):
+            registry.add_engine(Engine("tiny"))
+            registry.add_kind(JobKind(
+                "tiny.scale", scale, engine="tiny",
+                schema=Schema(params={"factor": Integer(default=2, min=1, max=10)},
+                              arrays={"x": ArraySpec(shape=("n", 3))}, dims={"n": (1, 64)}),
+                example=lambda: ({"factor": 3}, {"x": np.ones((4, 3), np.float32)})))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    try:
+        discover_engines(registry, package="fuzz_own_engines")
+    finally:
+        for module in [m for m in sys.modules if m.startswith("fuzz_own_engines")]:
+            monkeypatch.delitem(sys.modules, module)
+    requests = valid_requests(registry)
+    assert "tiny.scale" in requests
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--engine-package", "fuzz_own_engines", "--devices", "cpu", env=env) as own:
+        with own.client() as client:
+            welcome = client.hello()
+        fuzz_kind(own, welcome, "tiny.scale", requests["tiny.scale"](tmp_path))

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[JobContext, dict[str, Any], dict[str, np.ndarray]], JobResult]
 Check = Callable[[dict[str, Any], Mapping[str, np.ndarray]], None]
+Request = tuple[dict[str, Any], dict[str, np.ndarray]]  # params and arrays
 DeviceClass = Literal["gpu", "cpu"]
 
 
@@ -47,6 +48,9 @@ class JobKind:
     them before queueing when its devices for the kind's class hold none (``check_devices``); the handler
     still refuses them, for a backend where such a job may land on the CPU.
     ``returns`` documents the result's data keys and arrays for ``welcome``.
+    ``example``: a valid request ``(params, arrays)``, built when called (numpy only, no weights); the job-parameter
+    fuzz test (tests/test_job_params_fuzz.py) sends it and hostile variants of it, so a new engine's kinds are
+    fuzzed without a request written into that test.
     """
 
     name: str
@@ -59,6 +63,7 @@ class JobKind:
     returns: Mapping[str, str] = field(default_factory=dict)
     check: Check | None = None
     needs_cuda: tuple[str, ...] = ()
+    example: Callable[[], Request] | None = None
 
     def check_devices(self, params: Mapping[str, Any], devices: Sequence[str]) -> None:
         """Refuse params that need a CUDA device when none of ``devices`` (those the kind's jobs run on) is one."""
@@ -258,4 +263,4 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
                                            availability=lambda exc=exc: f"failed to load: {exc}"))
 
 
-__all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "discover_engines"]
+__all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "Request", "discover_engines"]
