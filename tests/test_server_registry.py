@@ -163,12 +163,18 @@ def test_engine_discovery_registers_good_engines_and_reports_broken_ones(tmp_pat
         (root / name / "__init__.py").write_text("")
         (root / name / "jobs.py").write_text(textwrap.dedent(body))
     (root / "__init__.py").write_text("")
+    # a folder without __init__.py is no package: it was skipped unsaid (no engine, no word in welcome or doctor)
+    (root / "loose").mkdir()
+    (root / "loose" / "jobs.py").write_text("def register_jobs(registry):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
     discover_engines(registry, package="fake_engines")
     assert [k.name for k in registry.kinds()] == ["good.run"]
     status = registry.engine("broken").status()
     assert not status.available and "no_such_module_anywhere" in status.reason
+    status = registry.engine("loose").status()
+    assert not status.available and f"{root / 'loose'} has no __init__.py" in status.reason, status
+    assert "add an empty __init__.py" in status.hint
     for module in [m for m in sys.modules if m.startswith("fake_engines")]:
         monkeypatch.delitem(sys.modules, module)
 

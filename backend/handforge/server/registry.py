@@ -261,6 +261,14 @@ def discover_engines(registry: Registry, package: str = "handforge.engines") -> 
             if info.name not in {e.name for e in registry.engines()}:
                 registry.add_engine(Engine(info.name, f"failed to load ({module_name})",
                                            availability=lambda exc=exc: f"failed to load: {exc}"))
+    # a folder with a jobs.py but no __init__.py is no package: pkgutil skipped it unsaid (nor would it be installed)
+    for path in root.__path__:
+        for jobs in sorted(Path(path).glob("*/jobs.py")):
+            folder = jobs.parent
+            if not (folder / "__init__.py").is_file() and folder.name not in {e.name for e in registry.engines()}:
+                log.error("engine folder %s has a jobs.py but no __init__.py: not loaded", folder)
+                registry.add_engine(Engine(folder.name, f"not loaded ({folder})", availability=lambda folder=folder: (
+                    f"{folder} has no __init__.py, so it is no package", "add an empty __init__.py to it")))
 
 
 __all__ = ["DeviceClass", "Engine", "EngineStatus", "Handler", "JobKind", "Registry", "Request", "discover_engines"]
