@@ -246,6 +246,7 @@ class HANDFORGE_PT_transfer(_Panel, bpy.types.Panel):
 
 
 CLASSES = (HANDFORGE_OT_transfer_pose, HANDFORGE_PT_transfer)
+ENGINES = ("transfer", "ihpt")  # their kinds run from this panel: no Run Job buttons of them in the Backend panel
 
 
 def register() -> None:

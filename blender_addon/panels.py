@@ -155,7 +155,8 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
 # Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
 _HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
 _HIDDEN_ENGINES |= {"motion"}  # the Motion panel (ops_motion)
-_HIDDEN_ENGINES |= {"transfer", "ihpt"}  # Transfer Pose has its own panel (ops_transfer.py)
+# engines with buttons of their own in an ops_<engine>.py (its ENGINES, added as the add-on registers it)
+OWN_BUTTONS: set[str] = set()
 
 
 class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
@@ -185,7 +186,8 @@ class HANDFORGE_PT_backend(_Panel, bpy.types.Panel):
         layout.operator("handforge.check_backend", icon="MOD_MESHDEFORM")
         for engine in props.engines:
             kinds = [kind.name for kind in props.kinds if kind.engine == engine.name]
-            if engine.name in _HIDDEN_ENGINES or not kinds:  # no kinds: an image engine, said in the Image panel
+            # no kinds: an image engine, said in the Image panel
+            if engine.name in _HIDDEN_ENGINES or engine.name in OWN_BUTTONS or not kinds:
                 continue
             box = layout.box()
             box.label(text=engine.name.capitalize(), icon="CHECKMARK" if engine.available else "ERROR")
