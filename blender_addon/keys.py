@@ -383,9 +383,11 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                     if min(abs(f - c) for c in skipped) < KEPT_KEY_REACH] or sorted(skipped)
             warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(kept) > 1 else ''} "
                             f"{frame_list(kept)}, so the clip was not keyed there")
-    last = int(np.ceil(all_frames[-1]))
+    first, last = int(np.floor(all_frames[0])), int(np.ceil(all_frames[-1]))
     if last > scene.frame_end:
         scene.frame_end = last
+    if first < scene.frame_start:  # (as End: keys before Start were out of playback, renders and exports of the range)
+        scene.frame_start = max(first, 0)  # (Blender's Start is 0 at the least)
     # No scene.frame_set in general: each curve's update() tags its action's animation, so the next depsgraph
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.

@@ -110,13 +110,21 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         clip = MotionClip.load(path)
         # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
         start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
-        end_before = context.scene.frame_end
+        scene = context.scene
+        start_before, end_before = scene.frame_start, scene.frame_end
         summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         # (a scene setting changed: said, else the longer range showed up unexplained, in playback and exports)
-        moved = (f"; the scene's End moved from {end_before} to {context.scene.frame_end} to play it whole"
-                 if context.scene.frame_end != end_before else "")
+        moves = []
+        if scene.frame_start != start_before:
+            early = summary["frame_start"] < scene.frame_start  # (before frame 0: Blender's Start is 0 at the least)
+            moves.append(f"the scene's Start moved from {start_before} to {scene.frame_start} " + (
+                f"(frames {keys.frame_range(summary['frame_start'], -1)} are keyed, but Blender plays no frame before 0)"
+                if early else "to play it whole"))
+        if scene.frame_end != end_before:
+            moves.append(f"the scene's End moved from {end_before} to {scene.frame_end} to play it whole")
+        moved = "".join(f"; {move}" for move in moves)
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
                               f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}{moved}")
         return {"FINISHED"}

@@ -511,3 +511,16 @@ def test_an_import_past_the_scene_end_says_it_moved_the_end(session):
     assert "at frames 9000-9020; the scene's End moved from 9010 to 9020 to play it whole" in found["past"][1], found
     assert found["inside"][0] == ["FINISHED"] and "End moved" not in found["inside"][1], found
 
+
+def test_an_import_before_the_scene_start_says_it_moved_the_start(session):
+    # before: Start stayed at 9500, frames 9490-9499 of the motion outside playback, unsaid
+    session.no_error("before_start")
+    found = session["before_start"]
+    assert found["range_after"] == [9490, 9600] and found["before"][0] == ["FINISHED"], found
+    assert "at frames 9490-9510; the scene's Start moved from 9500 to 9490 to play it whole" in found["before"][1], found
+    assert found["inside"][0] == ["FINISHED"] and "moved" not in found["inside"][1], found
+    # Blender's Start is 0 at the least: the frames before it named
+    assert found["start_after_zero"] == 0, found
+    assert ("the scene's Start moved from 9490 to 0 (frames -10 to -1 are keyed, but Blender plays no frame "
+            "before 0)") in found["below_zero"][1], found
+

@@ -784,4 +784,20 @@ def clip_past_the_scene_end():
 
 
 s.check("past_end", clip_past_the_scene_end)
+
+
+def clip_before_the_scene_start():
+    """A clip starting before the scene's Start: Start moves to its first frame (it stayed, part of the motion out
+    of playback), and the report says so; one starting before frame 0 moves it to 0, Blender's least, saying
+    which frames do not play."""
+    scene.frame_start, scene.frame_end = 9500, 9600
+    before = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=9490))
+    range_after = [scene.frame_start, scene.frame_end]
+    inside = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=9500))
+    below_zero = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=-10))
+    return {"before": before, "range_after": range_after, "inside": inside, "below_zero": below_zero,
+            "start_after_zero": scene.frame_start}
+
+
+s.check("before_start", clip_before_the_scene_start)
 s.finish()
