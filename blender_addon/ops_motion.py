@@ -418,7 +418,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         if side not in request["rigs"]:  # (no rig of that side was there when it was sent)
             continue
         if side not in there:
-            raise hands.NoHandsError(f"the {side} hand {request['rigs'][side][0]!r} this motion was made for is no "
+            name = current_name(bpy.data.objects, *request["rigs"][side])  # (renamed, then taken out of the scene)
+            raise hands.NoHandsError(f"the {side} hand {name!r} this motion was made for is no "
                                      "longer in the scene, so nothing was keyed: run it again on the hands there now")
         rigs[side] = there[side]
     if not rigs:
@@ -730,11 +731,14 @@ class _HeldErrors(io.TextIOBase):
 def _not_where_made(context) -> str:
     """Why Regenerate cannot redo the last motion here ('' when it can): it redoes it on the rigs it keyed, in
     its scene (another scene's hands, or a rig added in place of one, never had that motion)."""
-    (scene_name, scene_uid), rigs = LAST_RUN["scene"], LAST_RUN["rigs"]
-    label = _button(LAST_RUN["operator"]).bl_label
+    (scene_name, scene_uid), label = LAST_RUN["scene"], _button(LAST_RUN["operator"]).bl_label
+    # named as they are called now (renamed since, a message named them by their old names): the stored name only
+    # for what is gone
+    rigs = {side: (current_name(bpy.data.objects, name, uid), uid) for side, (name, uid) in LAST_RUN["rigs"].items()}
     if context.scene.session_uid != scene_uid:
         if not any(scene.session_uid == scene_uid for scene in bpy.data.scenes):
             return f"the scene {scene_name!r} the last motion ({label}) was made in is gone: run {label} here"
+        scene_name = current_name(bpy.data.scenes, scene_name, scene_uid)
         return (f"the last motion ({label}) was made in the scene {scene_name!r}: show that scene to regenerate it, "
                 f"or run {label} here")
     there = {o.session_uid for o in context.scene.objects}
@@ -756,6 +760,12 @@ def _not_where_made(context) -> str:
                 f"{'it' if len(other) == 1 else 'them'} as the Left/Right Hand to regenerate it, or run {label} on "
                 "the hands chosen now")
     return ""
+
+
+def current_name(collection, name: str, uid: int) -> str:
+    """The name of the ID of session id ``uid`` in ``collection`` (``bpy.data.objects``, ``.scenes``) now, or
+    ``name``, the one it had, where it is gone."""
+    return next((item.name for item in collection if item.session_uid == uid), name)
 
 
 def _button(idname: str) -> type:

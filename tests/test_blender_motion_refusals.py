@@ -107,3 +107,13 @@ def test_regenerate_on_a_rig_that_lost_a_bone_blames_its_bones_once_and_changes_
     assert message.count("lost its bone(s)") == 1, message
     # printed once: the button's own refusal is not printed as well as Regenerate's
     assert found["printed"].count("lost its bone(s)") == 1, found["printed"]
+
+
+def test_regenerate_names_the_rig_and_scene_as_they_are_called_now(session):
+    # before: "... keyed the right hand 'Hand.R.002' ... choose it", renamed 'Renamed Right' since
+    session.no_error("regenerate_renamed")
+    found = session["regenerate_renamed"]
+    assert found["made"] == ["FINISHED"], found
+    assert "keyed the right hand 'Renamed Right', which the panel no longer names" in found["other_pair"], found
+    assert found["old_rig"] not in found["other_pair"], found
+    assert "was made in the scene 'Renamed Scene': show that scene" in found["elsewhere"], found

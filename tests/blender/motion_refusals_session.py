@@ -293,4 +293,32 @@ def regenerate_after_a_bone_is_deleted():
 
 
 s.check("regenerate_lost_bone", regenerate_after_a_bone_is_deleted)
+
+
+def regenerate_after_renames():
+    """The rig the last motion keyed and its scene renamed since: Regenerate's refusals named them by their old
+    names (a rig or a scene of that name, to choose or show, that is not there)."""
+    rig = hand("right")
+    for frame in (1, 10):
+        scene.frame_set(frame)
+        assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+    made = sorted(ops.motion_inbetween(frame_start=1, frame_end=10, engine="spline", sides="RIGHT"))
+    old_rig, old_scene = rig.name, scene.name
+    rig.name, scene.name = "Renamed Right", "Renamed Scene"
+    with bpy.context.temp_override(**ui_context()):
+        assert ops.add_hands() == {"FINISHED"}  # another pair, chosen in the panel
+    other_pair = error_of(lambda: ops.motion_regenerate())
+    window = bpy.context.window_manager.windows[0]
+    other = bpy.data.scenes.new("Other Scene")
+    window.scene = other
+    try:
+        elsewhere = error_of(lambda: ops.motion_regenerate())
+    finally:
+        window.scene = scene
+        bpy.data.scenes.remove(other)
+        scene.name = old_scene
+    return {"made": made, "old_rig": old_rig, "other_pair": other_pair, "elsewhere": elsewhere}
+
+
+s.check("regenerate_renamed", regenerate_after_renames)
 s.finish()
