@@ -596,6 +596,10 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}
         if not paths:
             raise ValueError("no wrist path: choose a curve or an animated empty for the left and/or right wrist")
+        if len(paths) == 2 and paths["left"] == paths["right"]:  # (both wrists on one line, through each other)
+            raise ValueError(f"the left and right wrist paths are the same object, {paths['left']!r}, which would move "
+                             "both wrists along one line, through each other: choose a different path for one wrist, "
+                             "or leave one empty")
         _, every = motion_hands(context, "BOTH", whole_target=False)  # (the hands of the paths: checked below)
         arrays = trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
         # Regenerate (and the check as the result lands) follow these objects, renamed or not (by name,

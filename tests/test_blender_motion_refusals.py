@@ -109,6 +109,16 @@ def test_regenerate_on_a_rig_that_lost_a_bone_blames_its_bones_once_and_changes_
     assert found["printed"].count("lost its bone(s)") == 1, found["printed"]
 
 
+def test_one_path_for_both_wrists_is_refused_before_anything_is_sent(session):
+    # before: sent and keyed, both wrists along one line through each other
+    session.no_error("one_path")
+    found = session["one_path"]
+    assert found["sent"] == [] and found["unchanged"] is True, found
+    message = found["message"]
+    assert "the left and right wrist paths are the same object, 'Shared Path'" in message, message
+    assert "choose a different path for one wrist, or leave one empty" in message, message
+
+
 def test_regenerate_names_the_rig_and_scene_as_they_are_called_now(session):
     # before: "... keyed the right hand 'Hand.R.002' ... choose it", renamed 'Renamed Right' since
     session.no_error("regenerate_renamed")

@@ -144,6 +144,28 @@ def test_wrist_paths_through_each_other_are_said_to_leave_the_hands_in_each_othe
     assert "warning" not in kept_apart.data
 
 
+def test_both_wrists_sent_along_one_path_are_refused(server):
+    """One path for both wrists (one curve chosen for both): the spline engine moved the hands through each other
+    the whole way, unsaid, and the learned one said so only after its run. A hand's wrist is its rest joint moved by
+    its transl, so one path is a transl of each hand's own; refused before sampling. 2 cm apart still runs."""
+    from handforge.engines.motion.kinematics import rest_skeleton
+    from handforge.hands.registry import load_hand_model
+
+    rest, _ = rest_skeleton(load_hand_model("open"), torch.zeros(1, 2, 10))
+    wrist = rest[0, :, 0].double().numpy()  # (2, 3): left, right
+    path = np.stack([np.linspace(-0.1, 0.1, FRAMES), np.zeros(FRAMES), np.full(FRAMES, 0.3)], 1)
+    one_path = {f"{side}.transl": (path - wrist[h]).astype(np.float32) for h, side in enumerate(("left", "right"))}
+    apart = {**one_path, "right.transl": one_path["right.transl"] + np.float32([0.02, 0.0, 0.0])}
+    with server.client() as client:
+        for engine in ("spline", "learned"):
+            with pytest.raises(JobFailed) as refused:
+                client.run("motion.trajectory", {"engine": engine}, one_path, timeout=120)
+            assert refused.value.code == "invalid_params", refused.value
+            assert "put both wrists on one path, through each other" in refused.value.message, refused.value
+            assert "send a different path for one wrist, or send one wrist's path only" in refused.value.hint
+        assert clip_of(client.run("motion.trajectory", {"engine": "spline"}, apart, timeout=120)).num_frames == FRAMES
+
+
 def test_a_hand_left_to_the_engine_is_not_said_to_follow_paths():
     """One hand keyed at both ends, the other not sent (the engine makes it): where the made hand went into
     the keyed one, the note told the artist to move wrist paths they had never sent (a review found it; the

@@ -295,6 +295,26 @@ def regenerate_after_a_bone_is_deleted():
 s.check("regenerate_lost_bone", regenerate_after_a_bone_is_deleted)
 
 
+def one_path_for_both_wrists():
+    """The same curve as the left and the right wrist path: both wrists went along one line, through each other."""
+    with bpy.context.temp_override(**ui_context()):
+        assert ops.add_hands() == {"FINISHED"}  # (a pair with all its bones)
+    curve = bpy.data.curves.new("Shared Path", "CURVE")
+    spline = curve.splines.new("POLY")
+    spline.points.add(1)
+    spline.points[1].co = (0.3, 0.0, 0.0, 1.0)
+    path = bpy.data.objects.new("Shared Path", curve)
+    scene.collection.objects.link(path)
+    try:
+        return refused(lambda: ops.motion_follow_path(frame_start=1, frame_end=10, engine="spline",
+                                                      left_path=path.name, right_path=path.name))
+    finally:
+        bpy.data.objects.remove(path)
+
+
+s.check("one_path", one_path_for_both_wrists)
+
+
 def regenerate_after_renames():
     """The rig the last motion keyed and its scene renamed since: Regenerate's refusals named them by their old
     names (a rig or a scene of that name, to choose or show, that is not there)."""

@@ -416,7 +416,37 @@ def inbetween(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.n
 
 
 def trajectory(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
-    return _run(ctx, params, _observed(trajectory_observation, params, arrays))
+    observation = _observed(trajectory_observation, params, arrays)
+    _refuse_one_path(ctx, params, observation)
+    return _run(ctx, params, observation)
+
+
+SAME_PATH = 0.001  # m: wrists no further apart than this on every frame follow one path
+
+
+def _refuse_one_path(ctx: JobContext, params: dict[str, Any], observation) -> None:
+    """Refuse both wrists sent along one path (one curve chosen for both): the hands went through each other the
+    whole way, unsaid by the spline engine, said by the learned one only after its run. The wrist joints, not
+    ``transl``, are compared: a hand's wrist is its rest joint (of its side and betas) moved by ``transl``, so one
+    path gives each hand another ``transl``. Measured with the hand model, where it loads (the spline engine runs
+    without it: not measured there)."""
+    import torch
+
+    from handforge.engines.motion.kinematics import rest_skeleton
+    from handforge.hands.registry import entry
+
+    if not observation.part_mask[..., KEY_PARTS - 1].all() or not entry(params["hand_model"]).status()["available"]:
+        return
+    hand_model = cached_hand_model(ctx, params["hand_model"])
+    layer = hand_model.layer(SIDES[0])  # (its device and dtype)
+    betas = torch.as_tensor(observation.betas, dtype=layer.float_dtype, device=layer.faces.device)
+    rest, _ = rest_skeleton(hand_model, betas[None])
+    wrists = observation.transl + rest[0, :, 0].double().cpu().numpy()  # (T, 2, 3)
+    if np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1).max() <= SAME_PATH:
+        raise JobError(ErrorCode.INVALID_PARAMS, "the left and right wrist paths (left.transl, right.transl) put both "
+                       "wrists on one path, through each other on every frame",
+                       "send a different path for one wrist, or send one wrist's path only (the other hand is then "
+                       "generated)")
 
 
 def generate(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> JobResult:
