@@ -231,9 +231,14 @@ def _snapshot(rig) -> dict:
     return {"bones": bones, "shape_keys": shape_keys, "frame": _frame_of(rig)}
 
 
+def _scene_of(rig):
+    """The rig's scene: the one shown, if the rig is there (None: in no scene)."""
+    return bpy.context.scene if any(o == rig for o in bpy.context.scene.objects) else next(iter(rig.users_scene), None)
+
+
 def _frame_of(rig) -> float | None:
-    """The frame (subframe included) shown in the rig's scene: the one shown, if the rig is there."""
-    scene = bpy.context.scene if any(o == rig for o in bpy.context.scene.objects) else next(iter(rig.users_scene), None)
+    """The frame (subframe included) shown in the rig's scene."""
+    scene = _scene_of(rig)
     return None if scene is None else scene.frame_current + scene.frame_subframe
 
 
@@ -250,10 +255,14 @@ def _restore(rig, saved: dict) -> None:
             kb.value = saved["shape_keys"][kb.name]
     now = _frame_of(rig)
     if saved.get("frame") is not None and now is not None and now != saved["frame"]:
-        # saved on another frame (scrubbed while browsing): its keyed bones held that frame's pose, which written
-        # here showed against the keys, and Key Pose keyed it (the sliders follow the bones, below)
-        placement.show_keys(rig, now, prefix="pose.bones[")
-    fingers.sync_sliders(rig)
+        # saved on another frame (scrubbed while browsing): its keyed values held that frame's, which written here
+        # showed against the keys, and Key Pose keyed them. What the artist's animation gives on this frame, as
+        # Blender evaluates it (bone keys and NLA strips, keyed sliders moving their fingers, corrective keys)
+        mesh = rig_build.hand_mesh(rig)
+        ids = [rig, rig.data] + ([mesh, mesh.data, mesh.data.shape_keys] if mesh is not None else [])
+        placement.show_animation(_scene_of(rig), [i for i in ids if i is not None])
+    else:
+        fingers.sync_sliders(rig)
 
 
 def reference_side(anchor_side: str) -> str:

@@ -140,19 +140,8 @@ def _put(id_block, path: str, index: int, value) -> None:
         current[index] = value  # (a vector or array of the struct: written through)
 
 
-def show_keys(id_block, frame: float, prefix: str = "") -> None:
-    """Put what ``id_block``'s action keys hold on ``frame`` on the values they animate whose data paths start with
-    ``prefix``, as a frame change to it does, without evaluating the scene (other objects' changes not keyed yet
-    stay). Their update callbacks run, as a frame change's do not: a prefix leaves out values that have one."""
-    bag = fcurves.find_channelbag(id_block)
-    for fc in bag.fcurves if bag is not None else ():
-        if (fc.data_path.startswith(prefix) and not fc.mute and len(fc.keyframe_points)
-                and _value(id_block, fc.data_path, fc.array_index) is not None):
-            _put(id_block, fc.data_path, fc.array_index, fc.evaluate(frame))
-
-
 @contextlib.contextmanager
-def evaluating_frames(scene):
+def evaluating_frames(scene, showing=()):
     """Around evaluating frames (``scene.frame_set``): after, the scene's frame and subframe as they were,
     and each animated value the artist changed without keying it (a bone or an object moved, a slider
     dragged, not keyed yet) too, exactly: evaluating a frame puts every animated value back on its keys, and
@@ -161,7 +150,7 @@ def evaluating_frames(scene):
     keys on this frame as they were: keys written meanwhile (a job's result landing between a modal export's
     steps) are shown, as Blender shows new keys. Keys written since the last evaluation (a job's result keyed,
     no frame set) are evaluated first: their values stand for the ones the scene had, else the values from
-    before them were put back over them."""
+    before them were put back over them. The IDs ``showing`` are left as the frame's evaluation shows them."""
     for layer in scene.view_layers:  # (as frame_set evaluates them; an artist's change not keyed yet stays)
         layer.update()
     current, subframe = scene.frame_current, scene.frame_subframe
@@ -173,6 +162,8 @@ def evaluating_frames(scene):
     finally:
         scene.frame_set(current, subframe=subframe)
         for id_block, was_keyed, values in zip(ids, keyed, before):
+            if id_block in showing:
+                continue
             try:  # (keys written meanwhile, a job's result landing between a modal export's steps: theirs shown)
                 now_keyed = _keyed(id_block, current + subframe) if id_block.animation_data is not None else {}
             except ReferenceError:  # (removed meanwhile)
@@ -180,6 +171,14 @@ def evaluating_frames(scene):
             for key, value in values.items():
                 if value is not None and now_keyed.get(key) == was_keyed[key] and _value(id_block, *key) != value:
                     _put(id_block, *key, value)
+
+
+def show_animation(scene, ids) -> None:
+    """Put on the animated values of ``ids`` what the scene's animation gives them on its current frame, as Blender's
+    frame change does (keys, NLA, drivers, the frame handlers: keyed finger sliders, corrective shape keys), the
+    artist's changes not keyed yet elsewhere kept (``evaluating_frames``)."""
+    with evaluating_frames(scene, showing=ids):
+        pass  # (setting the frame back evaluates it)
 
 
 def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict[Any, np.ndarray]:
@@ -201,4 +200,4 @@ def worlds_over(scene, objects: dict[Any, Any], frames: Iterable[float]) -> dict
     return out
 
 
-__all__ = ["evaluating_frames", "movers", "moves_as_object", "show_keys", "worlds_over"]
+__all__ = ["evaluating_frames", "movers", "moves_as_object", "show_animation", "worlds_over"]

@@ -282,6 +282,16 @@ def test_cancel_on_another_frame_than_the_sampling_shows_the_keys_of_that_frame(
     assert found["keys_shown"], found
 
 
+@pytest.mark.parametrize("where", ["action", "nla"])
+def test_cancel_on_another_frame_shows_all_of_its_animation_there(session, where):
+    # before: the bone keys of the rig's action only: a keyed slider, keyed corrective shape keys (and, in NLA
+    # strips, the bones too) stayed as read on the sampling's frame
+    session.no_error(f"cancel_on_another_frame_{where}")
+    found = session[f"cancel_on_another_frame_{where}"]
+    assert found["moved"] > 1e-3 and found["result"] == ["FINISHED"] and found["browse"] == 0, found
+    assert found["off_by"] < 1e-5 and found["keys_kept"], found
+
+
 def test_apply_with_auto_keying_keys_the_candidate(session):
     # before: nothing keyed, and the next frame change put the rig back on its keys ("Key Pose to keep it")
     session.no_error("apply_with_auto_keying")

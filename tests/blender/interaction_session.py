@@ -7,9 +7,11 @@ with both hands free; a MANO rig on a backend without MANO files."""
 from __future__ import annotations
 
 
+import importlib
+
 import bpy
 import numpy as np
-from session import (Session, error_of, evaluated_vertices, hand, init_undo, printed_by, recorded_layout,
+from session import (ADDON_MODULE, Session, error_of, evaluated_vertices, hand, init_undo, printed_by, recorded_layout,
                      ui_context, while_a_job_runs)
 
 s = Session()
@@ -695,6 +697,78 @@ def cancel_on_another_frame():
 
 
 s.check("cancel_on_another_frame", cancel_on_another_frame)
+
+
+def animated_values(rig, mesh) -> np.ndarray:
+    """Everything a candidate shown on ``rig`` may change that animation sets: the bones' channels, the finger
+    sliders and the shape-key values."""
+    sliders = [getattr(rig.handforge, f"{kind}_{finger}") for finger in ("thumb", "index", "middle", "ring", "pinky")
+               for kind in ("curl", "spread")]
+    return np.concatenate([channels("right").ravel(), sliders, [kb.value for kb in mesh.data.shape_keys.key_blocks]])
+
+
+def stored_keys(*id_blocks) -> list:
+    """Every key of the IDs' actions and NLA strips' actions, as stored."""
+    actions = {ad.action for ad in (i.animation_data for i in id_blocks) if ad is not None and ad.action}
+    actions |= {strip.action for i in id_blocks if i.animation_data for track in i.animation_data.nla_tracks
+                for strip in track.strips}
+    return sorted([action.name, fc.data_path, fc.array_index, [list(k.co) + list(k.handle_left) for k in
+                   fc.keyframe_points]] for action in actions for layer in action.layers for strip in layer.strips
+                  for bag in strip.channelbags for fc in bag.fcurves)
+
+
+def cancel_on_another_frame_shows_its_animation(in_nla: bool):
+    """As above, the right hand's animation also a keyed finger slider (which moves its finger on frame changes),
+    keyed corrective shape-key values (a MANO hand's: its mesh given them here), and, ``in_nla``, its keys in an
+    NLA strip: Cancel put back only the bone keys of the rig's action, the rest as read on the sampling's frame (and
+    a slider set to what the bones show). Now all of it as Blender's own frame change shows it on that frame."""
+    scene, rig = bpy.context.scene, hand("right")
+    mesh = next(c for c in rig.children if c.type == "MESH")
+    if mesh.data.shape_keys is None:
+        mesh.shape_key_add(name="Basis")
+    own = {kb.name for kb in mesh.data.shape_keys.key_blocks}
+    assert mesh.data.shape_keys.animation_data is None and not any(name.startswith("pose_") for name in own), own
+    corrective = importlib.import_module(f"{ADDON_MODULE}.rig").CORRECTIVE_KEY
+    for j in range(1, 16):  # named as a MANO rig's: the add-on sets them from the pose
+        for r in range(3):
+            for c in range(3):
+                mesh.shape_key_add(name=corrective.format(j, r, c), from_mix=False)
+    for frame, preset, curl in ((1700, "fist", 0.1), (1720, "flat", 0.9)):
+        scene.frame_set(frame)
+        assert bpy.ops.handforge.apply_preset(preset=preset, sides="BOTH") == {"FINISHED"}
+        assert bpy.ops.handforge.key_pose(sides="BOTH") == {"FINISHED"}
+        rig.handforge.curl_index = curl
+        rig.keyframe_insert("handforge.curl_index", frame=frame)
+        for kb in mesh.data.shape_keys.key_blocks:
+            if kb.name not in own:
+                kb.keyframe_insert("value", frame=frame)
+    if in_nla:
+        action = rig.animation_data.action
+        rig.animation_data.nla_tracks.new().strips.new("Keys", 1700, action)
+        rig.animation_data.action = None
+    try:
+        scene.frame_set(1710)
+        shown = animated_values(rig, mesh)  # what Blender's evaluation of the animation shows on 1710
+        stored = stored_keys(rig, mesh.data.shape_keys)
+        scene.frame_set(1700)
+        assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+        scene.frame_set(1710)
+        assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
+        moved = float(np.abs(animated_values(rig, mesh) - shown).max())
+        result = sorted(bpy.ops.handforge.interaction_cancel())
+        return {"moved": moved, "result": result, "off_by": float(np.abs(animated_values(rig, mesh) - shown).max()),
+                "keys_kept": stored_keys(rig, mesh.data.shape_keys) == stored, "browse": browse()["count"]}
+    finally:
+        scene.frame_set(1)
+        for side in SIDES:
+            hand(side).animation_data_clear()
+        mesh.data.shape_keys.animation_data_clear()
+        for kb in [kb for kb in mesh.data.shape_keys.key_blocks if kb.name not in own]:
+            mesh.shape_key_remove(kb)
+
+
+s.check("cancel_on_another_frame_action", lambda: cancel_on_another_frame_shows_its_animation(in_nla=False))
+s.check("cancel_on_another_frame_nla", lambda: cancel_on_another_frame_shows_its_animation(in_nla=True))
 
 def apply_with_auto_keying():
     """Auto-keying on, keyed rigs: Apply did not key the candidate (the pose tools key theirs, as Blender's Paste
