@@ -391,9 +391,11 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     # No scene.frame_set in general: each curve's update() tags its action's animation, so the next depsgraph
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.
-    # Keyed sliders move their fingers on frame changes only (fingers.follow_animation): then it is needed.
-    if any(animated_sliders(arm_obj) for arm_obj in hands.values() if arm_obj is not None):
-        scene.frame_set(scene.frame_current)
+    # Keyed sliders move their fingers on frame changes only (fingers.follow_animation): then it is needed,
+    # for these rigs alone (a frame change put every other object moved by hand, not keyed yet, back on its keys)
+    sliding = [arm_obj for arm_obj in hands.values() if arm_obj is not None and animated_sliders(arm_obj)]
+    if sliding:
+        placement.show_animation(scene, [i for arm_obj in sliding for i in rig_build.hand_ids(arm_obj)])
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
             "warnings": warnings, "skipped": skipped_frames}
 

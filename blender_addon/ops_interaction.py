@@ -258,9 +258,7 @@ def _restore(rig, saved: dict) -> None:
         # saved on another frame (scrubbed while browsing): its keyed values held that frame's, which written here
         # showed against the keys, and Key Pose keyed them. What the artist's animation gives on this frame, as
         # Blender evaluates it (bone keys and NLA strips, keyed sliders moving their fingers, corrective keys)
-        mesh = rig_build.hand_mesh(rig)
-        ids = [rig, rig.data] + ([mesh, mesh.data, mesh.data.shape_keys] if mesh is not None else [])
-        placement.show_animation(_scene_of(rig), [i for i in ids if i is not None])
+        placement.show_animation(_scene_of(rig), rig_build.hand_ids(rig))
     else:
         fingers.sync_sliders(rig)
 

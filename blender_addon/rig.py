@@ -314,6 +314,14 @@ def hand_mesh(arm_obj):
     return None
 
 
+def hand_ids(arm_obj) -> list:
+    """What a hand's animation sets values on: the rig and its armature, its hand mesh, the mesh's data and
+    corrective shape keys."""
+    mesh = hand_mesh(arm_obj)
+    ids = [arm_obj, arm_obj.data] + ([mesh, mesh.data, mesh.data.shape_keys] if mesh is not None else [])
+    return [i for i in ids if i is not None]
+
+
 def _stored_joints(arm_obj) -> tuple[np.ndarray, np.ndarray]:
     arm = arm_obj.data
     s = int(arm["handforge_num_betas"])

@@ -175,3 +175,14 @@ def test_a_keyed_slider_keeps_what_the_pose_tools_key_and_imports_write(session)
     assert out["fixed_key"] == [[pytest.approx(0.4), "KEYFRAME"]], out
     assert out["generated_beside"] == ["GENERATED"], out
     assert "muted" not in out["muted"]["printed"] and out["muted"]["keys_added"] == 0, out["muted"]
+
+
+def test_an_import_onto_a_keyed_slider_keeps_other_objects_moved_by_hand(session):
+    # before: the import evaluated the frame for its keyed slider, and an empty moved by hand (its location
+    # keyed, the move not) jumped back to its keys
+    session.no_error("import_keeps_edits")
+    found = session["import_keeps_edits"]
+    assert found["prop"] == pytest.approx([0.0, 2.0, 0.0]), found
+    # the rig itself shows its animation on this frame, as Blender's frame change does (the slider's finger too)
+    assert found["slider"] == pytest.approx(found["slider_evaluated"]) and 0.4 < found["slider"] < 0.6, found
+    np.testing.assert_allclose(session.arrays["import_shown"], session.arrays["import_evaluated"], atol=ATOL)

@@ -239,6 +239,39 @@ def keyed_slider_under_pose_tools():
 s.check("keyed_slider_tools", keyed_slider_under_pose_tools)
 
 
+def import_keeps_unkeyed_edits():
+    """Import Motion onto a rig with a keyed slider evaluates the frame (the slider moves its finger then), which
+    puts every animated value of the scene back on its keys: another object moved by hand, not keyed yet,
+    jumped back to its keys, lost unsaid."""
+    right = hand("right")
+    bpy.ops.handforge.reset_pose(sides="BOTH")
+    right.handforge.curl_index = 0.0
+    right.keyframe_insert("handforge.curl_index", frame=1)
+    right.handforge.curl_index = 1.0
+    right.keyframe_insert("handforge.curl_index", frame=11)
+    prop = bpy.data.objects.new("Prop", None)
+    scene.collection.objects.link(prop)
+    prop.location = (0.0, 0.0, 0.0)
+    prop.keyframe_insert("location", frame=1)
+    prop.location = (1.0, 0.0, 0.0)
+    prop.keyframe_insert("location", frame=11)
+    scene.frame_set(6)
+    prop.location = (0.0, 2.0, 0.0)  # moved by hand, not keyed
+    bpy.ops.handforge.import_motion(filepath=a["keyed_clip"], frame_start=100)
+    out = {"prop": list(prop.location), "slider": right.handforge.curl_index}
+    s.arrays["import_shown"] = rotations("right")
+    scene.frame_set(6)  # what Blender shows of the rig's animation on this frame
+    s.arrays["import_evaluated"] = rotations("right")
+    out["slider_evaluated"] = right.handforge.curl_index
+    right.animation_data_clear()
+    bpy.data.objects.remove(prop)
+    scene.frame_set(1)
+    return out
+
+
+s.check("import_keeps_edits", import_keeps_unkeyed_edits)
+
+
 def not_a_number():
     """A NaN set on a slider (a script, an expression typed in the field) went into the bones' rotations, was
     keyed as such, and then even Reset Pose failed ("hand_pose has a non-finite value")."""
