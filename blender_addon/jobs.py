@@ -32,6 +32,10 @@ CANCEL_WAIT_S = 10.0
 LOST_EXIT_GRACE_S = 1.0  # a lost connection: how long to wait for the local backend's exit status
 
 
+class Noted(str):
+    """A job's message that says what did not happen as asked (keys left out, a setting ignored): a warning."""
+
+
 @dataclass
 class RunningJob:
     operator: str
@@ -204,7 +208,8 @@ class JobOperator:
         raise NotImplementedError
 
     def job_apply(self, context, result: Result) -> str:
-        """Put the result into the scene; returns a short message for the user."""
+        """Put the result into the scene; returns a short message for the user, a ``Noted`` one when it says what
+        did not happen as asked (reported as a warning, as a result with the backend's ``data["warning"]`` is)."""
         raise NotImplementedError
 
     def job_not_applied(self, context) -> None:
@@ -370,7 +375,11 @@ class JobOperator:
                 failure = f"{changed}, so its result was not applied: run it again on the scene as it is now"
         if not failure and isinstance(outcome, Result):
             try:
-                self.report({"INFO"}, self.job_apply(context, outcome))
+                text = self.job_apply(context, outcome)
+                # a fallback or what did not happen as asked (the backend's warning, or the operator's own notes)
+                # in the status bar's warning colour: an INFO line read as a plain success
+                noted = isinstance(text, Noted) or bool(outcome.data.get("warning"))
+                self.report({"WARNING"} if noted else {"INFO"}, text)
             except USER_ERRORS as exc:
                 self.report({"ERROR"}, f"{job.label}: the result could not be used: {exc}")
                 self.job_not_applied(context)

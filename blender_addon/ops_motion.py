@@ -405,6 +405,8 @@ def changed_arrays(sent: dict[str, np.ndarray], now: dict[str, np.ndarray], side
 
 
 def write_result(context, result, request: dict[str, Any]) -> str:
+    """Key the motion on the rigs it was made for; the report, ``jobs.Noted`` when it says what did not happen as
+    asked (the learned engine's fallback, keys left out, a setting ignored)."""
     clip = out_of_shared_space(result_clip(result, request), request["placement"])
     made_at, now = request["params"]["fps"], keys.scene_fps(context.scene)
     refit = ""
@@ -443,7 +445,7 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
             f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")")
-    return text + "".join(f"; {n}" for n in notes)
+    return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
 
 
 # ---------------------------------------------------------------------- operators

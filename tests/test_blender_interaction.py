@@ -232,6 +232,9 @@ def test_the_backends_warning_is_shown_with_the_candidates(session):
     found = session["far_out_shape"]
     assert found["result"] == ["FINISHED"]
     assert "every candidate still goes" in found["printed"] and "betas up to 20" in found["printed"], found["printed"]
+    # at WARNING level, in the status bar's warning colour (it was an INFO line, read as a plain success)
+    said = [line for line in found["printed"].splitlines() if "every candidate still goes" in line]
+    assert len(said) == 1 and said[0].startswith("Warning: "), found["printed"]
 
 
 def test_an_undo_while_browsing_ends_the_browse_and_cancel_writes_nothing_back(session):

@@ -127,3 +127,17 @@ def test_regenerate_names_the_rig_and_scene_as_they_are_called_now(session):
     assert "keyed the right hand 'Renamed Right', which the panel no longer names" in found["other_pair"], found
     assert found["old_rig"] not in found["other_pair"], found
     assert "was made in the scene 'Renamed Scene': show that scene" in found["elsewhere"], found
+
+
+def test_the_learned_engines_fallback_is_reported_as_a_warning(session):
+    # before: "Info: In-between: ... (spline, ...); no motion checkpoint at ...", the status bar's plain success
+    session.no_error("fallback")
+    found = session["fallback"]
+    learned, spline = found["learned"], found["spline"]
+    assert learned["result"] == ["FINISHED"] and spline["result"] == ["FINISHED"], found
+    assert len(learned["reports"]) == 1 and learned["said"] == 1, found  # one report: the fallback said once
+    line = learned["reports"][0]
+    assert line.startswith("Warning: In-between") and "(spline, seed" in line, line
+    assert "no motion checkpoint at" in line and "no such checkpoint" in line, line
+    assert "HANDFORGE_MOTION_CHECKPOINT" in line, line  # how to set it
+    assert len(spline["reports"]) == 1 and spline["reports"][0].startswith("Info: In-between"), found

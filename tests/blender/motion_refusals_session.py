@@ -341,4 +341,26 @@ def regenerate_after_renames():
 
 
 s.check("regenerate_renamed", regenerate_after_renames)
+
+
+def fallback_reported():
+    """The learned engine unavailable (no checkpoint where the backend looks), the spline engine made the motion:
+    said only on an INFO line, read as a plain success. In-between learned, then spline (a plain success)."""
+    assert ops.stop_backend() == {"FINISHED"}
+    os.environ["HANDFORGE_MOTION_CHECKPOINT"] = os.path.join(a["work"], "no such checkpoint")
+    s.start_backend()
+    for frame in (1, 10):
+        scene.frame_set(frame)
+        assert ops.key_pose(sides="RIGHT") == {"FINISHED"}
+    out = {}
+    for engine in ("learned", "spline"):
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            result = sorted(ops.motion_inbetween(frame_start=1, frame_end=10, engine=engine, sides="RIGHT"))
+        reports = [line for line in printed.getvalue().splitlines() if line.startswith(("Info:", "Warning:", "Error:"))]
+        out[engine] = {"result": result, "reports": reports, "said": printed.getvalue().count("no motion checkpoint")}
+    return out
+
+
+s.check("fallback", fallback_reported)
 s.finish()
