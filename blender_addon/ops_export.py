@@ -149,10 +149,11 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
     def job_apply(self, context, result):
         data = result.data
         failed = data.get("failed") or {}
-        return (f"{data['finished']} labelled images ({self._summary}) in {data['out']}: {data['written']} new, "
+        text = (f"{data['finished']} labelled images ({self._summary}) in {data['out']}: {data['written']} new, "
                 f"{data['skipped']} already there"
                 + (f"; {len(failed)} failed, export again to retry them (sample {min(failed, key=int)}: "
                    f"{failed[min(failed, key=int)]})" if failed else "") + self._skipped)
+        return jobs.Noted(text) if failed else text  # images missing from the dataset: a warning
 
     def invoke(self, context, event):
         if not self.directory and not bpy.app.background and context.window is not None:

@@ -204,6 +204,20 @@ def test_a_cancel_the_backend_did_not_confirm_does_not_say_a_rerun_resumes(sessi
     assert hint not in killed["said"], killed
 
 
+def test_a_run_in_which_samples_failed_ends_on_a_warning_naming_one(session):
+    # before: "Info: 2 labelled images ...; 1 failed, export again to retry them (sample 1: ...)", the status bar's
+    # plain success for a dataset with an image missing
+    session.no_error("failed_samples")
+    clean, failed = session["failed_samples"]["clean"], session["failed_samples"]["failed"]
+    assert clean["result"] == ["FINISHED"] and len(clean["reports"]) == 1, clean
+    assert clean["reports"][0].startswith("Info: 3 labelled images (3 frames × 1 cameras)"), clean
+    assert "export again to retry" not in clean["reports"][0], clean
+    assert failed["result"] == ["FINISHED"] and len(failed["reports"]) == 1, failed
+    line = failed["reports"][0]
+    assert line.startswith("Warning: 2 labelled images (3 frames × 1 cameras)"), line
+    assert "0 new, 2 already there; 1 failed, export again to retry them (sample 1: NotADirectoryError" in line, line
+
+
 def _assert_close(got, want, where: str = "") -> None:
     """Two labels' values equal, numbers within float error."""
     if isinstance(want, dict):

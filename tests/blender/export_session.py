@@ -364,6 +364,32 @@ def cancel_not_confirmed():
 s.check("cancel_not_confirmed", cancel_not_confirmed)
 
 
+def failed_samples_warned():
+    """A run in which a sample failed ends on a warning that names it (before: an Info line, read as a plain
+    success, the dataset an image short); a clean run on an Info line. The failure is one of the job's own path
+    (HANDFORGE_EXPORT_FAULT is the scale-out workers' and does not reach it): sample 1's folder, deleted since the
+    clean run, has a file in its name's place, so the rerun cannot write it."""
+    import shutil
+
+    out = s.work / "some_failed"
+
+    def export_and_report():
+        result, printed = printed_by(lambda: bpy.ops.handforge.export_renders(
+            directory=str(out), frame_start=1, frame_end=3, frame_step=1, cameras="ACTIVE", engine="none"))
+        reports = [line for line in printed.splitlines() if line.startswith(("Info:", "Warning:", "Error:"))]
+        return {"result": result, "reports": reports}
+
+    found = {"clean": export_and_report()}
+    held = out / "samples" / "000001"
+    shutil.rmtree(held)
+    held.write_text("not a sample\n")
+    found["failed"] = export_and_report()  # the same request: a rerun, sample 1 retried
+    return found
+
+
+s.check("failed_samples", failed_samples_warned)
+
+
 def stepped_long_span():
     """A span over the 100,000-frame limit at a Step that leaves three frames (1, 50001, 100001): exported, only
     those frames visited (before: refused, "export it in parts", the whole span counted), the scene's frame, subframe
