@@ -492,6 +492,31 @@ def test_one_guidance_update_moves_a_free_wrist_at_most_max_shift(trained):
     assert unbounded > 2 * bounded
 
 
+def test_one_polish_update_turns_a_rotation_at_most_max_turn(trained):
+    """Wrist paths: translations keyed, rotations free, palms overlapping 2 cm. The polish's gradient on a free
+    wrist rotation is large (it flipped hands by 98-153° in a frame on a test wrist path), yet one polish call
+    changes no rotation's 6D vector by more than ``iterations × max_turn``; without the bound the same call
+    changes them by more."""
+    from handforge.engines.motion.pipeline import _Guide
+
+    model = load_model(MotionDenoiser, trained / "model")
+    pipe = MotionPipeline(model, load_hand_model("open"))
+    obs = palm_to_palm(12, -0.01, 0.01)
+    obs.part_mask[:, :, 0] = False  # the wrist rotations free, as a wrist path leaves them
+    x0 = model.normalise(torch.as_tensor(obs.motion()[None], dtype=torch.float32))
+    channels = torch.as_tensor(obs.channel_mask()[None])
+    rotations = torch.as_tensor(rep.ROTATION_CHANNELS)
+
+    def turn(settings: Guidance) -> float:
+        moved = _Guide(pipe, [obs], settings)(x0.clone(), channels, active=torch.ones(1, dtype=torch.bool))
+        return float((((moved - x0) * model.channel_std)[..., rotations]).norm(dim=-1).max())
+
+    bounded = turn(Guidance(smoothing=0.0, max_turn=0.01))
+    unbounded = turn(Guidance(smoothing=0.0, max_turn=float("inf")))
+    assert 0.0 < bounded <= 2 * 0.01 + 1e-6  # two iterations
+    assert unbounded > 2 * bounded
+
+
 def test_penetration_guidance_moves_stretches_of_motion_not_single_frames(trained):
     """The guidance update is filtered along time: the change it makes to the free fingers is far
     smoother from frame to frame than the per-frame gradient's, and it still separates the hands."""

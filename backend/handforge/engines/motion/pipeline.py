@@ -83,6 +83,13 @@ class Guidance:
     # windows, against 8-30 unguided and with this bound). Updates whose wrist move is larger are
     # scaled down as a whole, so their direction is kept.
     max_shift: float = 0.004
+    # The most one polish update may change a rotation (the norm of its 6D change; the 6D vector's own is
+    # √2, a change of 0.5 about 20°). With the wrists keyed and the overlap deep, the polish's gradient on a
+    # free wrist rotation is large enough to flip it: on one of 64 test wrist paths (24 mm deep) the hands
+    # turned 98° and 153° in a frame (jitter 438 m/s³, the 64 windows' mean 19.9 against ground truth's
+    # 15.9); bounded, 12.8, and the gap30 repairs unchanged. While sampling the denoiser's next step pulls a
+    # rotation back, and the bound is not applied there.
+    max_turn: float = 0.5
     # The polish that ends every guided run: guidance updates on the finished motion, where no denoising
     # step follows to pull the hands back into each other (re-sampling with guidance left a third to
     # five-sixths of the deep windows deep), until the motion measures no deeper than ``depth`` on every
@@ -429,7 +436,12 @@ class _Guide:
             update = torch.where(mask, torch.zeros_like(x0), strength * step * self.fade)
             shift = (rep.translations(update) * rep.translations(model.channel_std)).norm(dim=-1)  # (B, T, 2) metres
             peak = shift.flatten(1).amax(1)
-            update = update * torch.where(peak > s.max_shift, s.max_shift / peak, torch.ones_like(peak))[:, None, None]
+            scale = s.max_shift / peak.clamp_min(1e-30)
+            if polish:
+                rotations = torch.as_tensor(rep.ROTATION_CHANNELS, device=x0.device)
+                turn = (update * model.channel_std)[..., rotations].norm(dim=-1)  # (B, T, 32) each rotation's change
+                scale = torch.minimum(scale, s.max_turn / turn.flatten(1).amax(1).clamp_min(1e-30))
+            update = update * scale.clamp(max=1.0)[:, None, None]
             x0 = x0 - update
         return x0
 
