@@ -215,7 +215,8 @@ def test_a_run_in_which_samples_failed_ends_on_a_warning_naming_one(session):
     assert failed["result"] == ["FINISHED"] and len(failed["reports"]) == 1, failed
     line = failed["reports"][0]
     assert line.startswith("Warning: 2 labelled images (3 frames × 1 cameras)"), line
-    assert "0 new, 2 already there; 1 failed, export again to retry them (sample 1: NotADirectoryError" in line, line
+    assert "0 new, 2 already there; 1 failed, export again to retry them (sample 1: FileExistsError" in line, line
+    assert "not a sample folder" in line and "PosixPath" not in line, line
 
 
 def _assert_close(got, want, where: str = "") -> None:

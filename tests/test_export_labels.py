@@ -736,6 +736,29 @@ def test_a_sample_whose_files_cannot_be_written_leaves_nothing_half_written(tmp_
     assert writer.errors[3].startswith("TypeError") and writer.stopped is None
 
 
+def test_a_file_where_a_sample_goes_is_named_and_leaves_nothing_half_written(tmp_path):
+    """A plain file named as a sample's folder: the sample failed with shutil's NotADirectoryError, its path
+    shown as PosixPath('...'), and its hidden .partial- folder stayed (left again by every rerun)."""
+    from handforge.export.folder import SAMPLES, sample_dir
+    from handforge.export.samples import SampleWriter, failure, write_sample
+
+    in_the_way = sample_dir(tmp_path, 1)
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_text("mine")
+    with pytest.raises(FileExistsError) as raised:
+        write_sample(tmp_path, 1, {"index": 1}, {"mask_left.png": np.zeros((4, 4), np.uint8)})
+    line = failure(raised.value)
+    assert line.startswith("FileExistsError") and f"'{in_the_way}'" in line and "PosixPath" not in line
+    assert "move it away" in line
+    assert sorted(p.name for p in (tmp_path / SAMPLES).iterdir()) == [in_the_way.name]  # no .partial- left
+    assert in_the_way.read_text() == "mine"  # not ours to delete
+    with SampleWriter(tmp_path) as writer:  # one sample's failure: the run goes on
+        writer.write_or_fail(1, lambda: ({"index": 1}, {"mask_left.png": np.zeros((4, 4), np.uint8)}))
+        writer.write_or_fail(2, lambda: ({"index": 2}, {"mask_left.png": np.zeros((4, 4), np.uint8)}))
+    assert writer.errors[1].startswith("FileExistsError") and writer.stopped is None
+    assert (sample_dir(tmp_path, 2) / "mask_left.png").is_file()
+
+
 def test_a_full_disk_is_said_as_such_and_stops_the_run(tmp_path, monkeypatch):
     """numpy reports a full disk while it writes an array as a short write without an errno: the run's
     summary said "OSError: 196608 requested and 157664 written (format.py:730)"; and the run went on,

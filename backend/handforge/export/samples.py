@@ -150,9 +150,16 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         if stops_the_run(exc, writing=True):  # said of the samples' folder, not of the hidden .partial- one
             raise type(exc)(exc.errno, exc.strerror, str(final.parent)) from None
         raise
-    if final.exists():  # a finished sample is never rewritten; this is a leftover without labels
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    try:
+        if final.is_dir() and not final.is_symlink():  # a finished sample is never rewritten: a leftover without labels
+            shutil.rmtree(final)
+        elif os.path.lexists(final):  # not ours to delete
+            raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, then "
+                                                "export again", str(final))
+        os.replace(partial, final)
+    except BaseException:  # nothing half-written stays, whatever stood in the way
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     sync_folder(final.parent)
     return final
 
