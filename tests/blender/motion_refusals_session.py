@@ -11,7 +11,7 @@ from contextlib import redirect_stdout
 
 import bpy
 import numpy as np
-from session import ADDON_MODULE, Session, error_of, hand, ui_context
+from session import ADDON_MODULE, Session, error_of, hand, in_another_scene, ui_context
 
 s = Session()
 s.install()
@@ -328,14 +328,9 @@ def regenerate_after_renames():
     with bpy.context.temp_override(**ui_context()):
         assert ops.add_hands() == {"FINISHED"}  # another pair, chosen in the panel
     other_pair = error_of(lambda: ops.motion_regenerate())
-    window = bpy.context.window_manager.windows[0]
-    other = bpy.data.scenes.new("Other Scene")
-    window.scene = other
     try:
-        elsewhere = error_of(lambda: ops.motion_regenerate())
+        elsewhere = in_another_scene(lambda: error_of(lambda: ops.motion_regenerate()))
     finally:
-        window.scene = scene
-        bpy.data.scenes.remove(other)
         scene.name = old_scene
     return {"made": made, "old_rig": old_rig, "other_pair": other_pair, "elsewhere": elsewhere}
 

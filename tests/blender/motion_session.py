@@ -11,8 +11,8 @@ from contextlib import redirect_stdout
 
 import bpy
 import numpy as np
-from session import (ADDON_MODULE, Session, error_of, hand, init_undo, recorded_layout, ui_context,
-                     while_a_job_runs)
+from session import (ADDON_MODULE, Session, error_of, hand, in_another_scene, init_undo, recorded_layout,
+                     ui_context, while_a_job_runs)
 
 s = Session()
 s.install()
@@ -354,14 +354,7 @@ def regenerate_where_it_was_made():
         left_after = {k: v for k, v in snapshot().items() if k.startswith("left|")}
     finally:
         settings.target = saved
-    window = bpy.context.window_manager.windows[0]
-    other = bpy.data.scenes.new("Other Scene")
-    window.scene = other
-    try:
-        elsewhere = error_of(lambda: ops.motion_regenerate())
-    finally:
-        window.scene = scene
-        bpy.data.scenes.remove(other)
+    elsewhere = in_another_scene(lambda: error_of(lambda: ops.motion_regenerate()))
     return {"made": made, "made_printed": made_printed, "again": again, "printed": printed,
             "left_unchanged": left_before == left_after, "elsewhere": elsewhere}
 

@@ -107,6 +107,19 @@ def error_of(call) -> str:
     return ""
 
 
+def in_another_scene(call):
+    """``call()``'s result with a new, empty scene shown in the window (a button pressed there), the scene
+    shown before put back and the new one removed after."""
+    window = bpy.context.window_manager.windows[0]
+    shown, other = window.scene, bpy.data.scenes.new("Other Scene")
+    window.scene = other
+    try:
+        return call()
+    finally:
+        window.scene = shown
+        bpy.data.scenes.remove(other)
+
+
 def printed_by(call) -> tuple[list[str], str]:
     """An operator's result and what it printed (its reports, in blender -b)."""
     out = io.StringIO()
