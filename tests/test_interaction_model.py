@@ -491,8 +491,9 @@ def test_more_conditioned_samples_than_samples_are_capped_and_the_report_records
             "on validation or test with --split for that)")
     assert f"handforge eval interaction: {note}\n" in err, err
     assert (written["split"], written["held_out"], written["note"]) == ("train", False, note), written
-    (row,) = [row for name, row in written["rows"].items() if "around held-out hands" in name]
+    (row,) = [row for name, row in written["rows"].items() if "around train hands" in name]  # not "held-out"
     assert row["samples"] == 12, row
+    assert not [name for name in written["rows"] if "held-out" in name], written["rows"]
     # the same clips as the test split: held-out, no note
     splits = json.loads((corpus / "splits.json").read_text())
     splits["test"], splits["train"] = splits["train"], []

@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
               f"uses {args.samples}", file=sys.stderr)
         args.conditioned_samples = args.samples  # what the row and the report use (the report said the number asked)
     if args.conditioned_samples > 0:
-        rows[guided.replace("learned,", "learned around held-out hands,")] = conditioned(args.conditioned_samples)
+        anchors = f"{args.split} hands" if note else "held-out hands"  # (the training split's are not)
+        rows[guided.replace("learned,", f"learned around {anchors},")] = conditioned(args.conditioned_samples)
     rows["templates"] = templates()
     table = {}
     for name, (hands, seconds) in rows.items():
