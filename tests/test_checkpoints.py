@@ -335,3 +335,23 @@ def test_a_checkpoints_saved_config_is_read_again_only_when_its_files_change(fol
     for file in folder.iterdir():
         os.utime(file, ns=(old + 10**9, old + 10**9))
     assert saved_config(folder, spec)["width"] == 17 and len(reads) == 3
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_kept_is_read_again(folder):
+    """A config.json rewritten in place, its size the same and its mtime put back (``cp --preserve=timestamps``,
+    ``touch -r``; as a ``chmod`` that makes an unreadable one readable, only its ctime tells): the remembered
+    config and status line were served for it, the old file's, until the server restarted."""
+    import os
+
+    from handforge.engines.checkpoints import config_json
+
+    file = folder / "config.json"
+    old = time.time_ns() - 10**10
+    for each in folder.iterdir():
+        os.utime(each, ns=(old, old))
+    assert config_json(file)["width"] == 16 and checkpoint_problem(folder, TinyNet) == ""
+    time.sleep(0.05)  # (a ctime tick later, as any edit by hand is)
+    file.write_text(file.read_text().replace('"width": 16', '"width": -1'))  # the same size, the same inode
+    os.utime(file, ns=(old, old))
+    assert config_json(file)["width"] == -1
+    assert "sets width to -1" in checkpoint_problem(folder, TinyNet)

@@ -214,7 +214,7 @@ def _remembered(folder: str | Path, owner: Any, extra: tuple, compute: Callable[
     # kept only once every file is older than that; and only for a folder holding its config: the answer for
     # one without depends on what is not in it (whether it exists at all, empty; its run's model/ written since)
     if any(file == CONFIG_NAME for file, *_ in signature) and all(
-            time.time_ns() - mtime > _RACY_NS for _, _, mtime, _ in signature):
+            time.time_ns() - mtime > _RACY_NS for _, _, mtime, *_ in signature):
         if len(_REMEMBERED) >= 64:
             _REMEMBERED.clear()
         _REMEMBERED[key] = (owner, value)
@@ -252,14 +252,15 @@ def _read_header_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 
 def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
     """``read(file)`` (a module-level function: part of the key), its value or its error, remembered by the path
-    given and the file it names (device, inode, size, mtime_ns: an edited, replaced or re-linked file is read
-    again), but for a file written within ``_RACY_NS`` of now, read at every ask (it may change again with the
-    same stat). A copy is returned: the caller may change it."""
+    given and the file it names (device, inode, size, mtime_ns, ctime_ns: an edited, replaced or re-linked file is
+    read again, and one whose mtime was put back or whose permissions changed), but for a file written within
+    ``_RACY_NS`` of now, read at every ask (it may change again with the same stat). A copy is returned: the caller
+    may change it."""
     try:
         st = file.stat()
     except (OSError, RuntimeError):  # (missing, a symlink loop: the read says so)
         return read(file)
-    key = (str(file), read, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (str(file), read, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     outcome = _READ_ONCE.get(key)
     if outcome is None:
         try:
@@ -276,7 +277,7 @@ def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
     return copy.deepcopy(value)
 
 
-_READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (path, read, device, inode, size, mtime_ns) -> (read?, value or error)
+_READ_ONCE: dict[tuple, tuple[bool, Any]] = {}  # (path, read, device, inode, size, mtimes) -> (read?, value or error)
 
 
 def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping[str, int], finite: bool) -> str:
@@ -623,8 +624,9 @@ def _own_cpu_memory(model: Any) -> None:
 
 
 def checkpoint_signature(path: str | Path) -> tuple:
-    """What changes when a checkpoint on disk changes: (name, size, mtime_ns, inode) of every file
-    under ``path`` (a folder or one file); empty when nothing is there."""
+    """What changes when a checkpoint on disk changes: (name, size, mtime_ns, inode, ctime_ns) of every file
+    under ``path`` (a folder or one file); empty when nothing is there. The ctime: a file rewritten with its size
+    and its mtime put back (``cp --preserve=timestamps``), or made readable (``chmod``), is a change too."""
     path = Path(path)
     if path.is_file():
         files = [path]
@@ -639,7 +641,7 @@ def checkpoint_signature(path: str | Path) -> tuple:
         except FileNotFoundError:  # replaced while we looked: the next call sees the new one
             continue
         rows.append((str(file.relative_to(path)) if file != path else file.name, st.st_size, st.st_mtime_ns,
-                     st.st_ino))
+                     st.st_ino, st.st_ctime_ns))
     return tuple(rows)
 
 
