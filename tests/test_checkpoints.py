@@ -355,3 +355,29 @@ def test_a_file_rewritten_with_its_size_and_mtime_kept_is_read_again(folder):
     os.utime(file, ns=(old, old))
     assert config_json(file)["width"] == -1
     assert "sets width to -1" in checkpoint_problem(folder, TinyNet)
+
+
+def test_a_remembered_read_error_is_raised_afresh_each_time(tmp_path):
+    """An unreadable config.json's error is remembered, and was raised as the one same exception object at every
+    ask: a later ask's traceback carried an earlier caller's exception as its context ("During handling of the
+    above exception..." in the server's log, of another request), kept alive with its frames, and two threads
+    raising it at once wrote one traceback over the other's."""
+    import os
+
+    from handforge.engines.checkpoints import config_json
+
+    file = tmp_path / "config.json"
+    file.write_text("{not json")
+    old = time.time_ns() - 10**10
+    os.utime(file, ns=(old, old))
+    with pytest.raises(ValueError) as first:
+        config_json(file)
+    try:
+        raise KeyError("another request's")
+    except KeyError:
+        with pytest.raises(ValueError):
+            config_json(file)
+    with pytest.raises(ValueError) as later:
+        config_json(file)
+    assert later.value is not first.value and str(later.value) == str(first.value)
+    assert later.value.__context__ is None

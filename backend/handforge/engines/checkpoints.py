@@ -266,14 +266,14 @@ def _read_once(file: Path, read: Callable[[Path], Any]) -> Any:
         try:
             outcome = (True, read(file))
         except Exception as exc:  # noqa: BLE001 - the reader's own error, raised again at each ask
-            outcome = (False, exc)
+            outcome = (False, exc.with_traceback(None))
         if time.time_ns() - st.st_mtime_ns > _RACY_NS:
             if len(_READ_ONCE) >= 256:
                 _READ_ONCE.clear()
             _READ_ONCE[key] = outcome
     done, value = outcome
-    if not done:
-        raise value.with_traceback(None)
+    if not done:  # a copy: one object raised at every ask carried an earlier ask's context, and its frames
+        raise copy.copy(value)
     return copy.deepcopy(value)
 
 
