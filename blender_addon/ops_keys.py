@@ -117,11 +117,14 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
             self.report({"WARNING"}, warning)
         # (a scene setting changed: said, else the longer range showed up unexplained, in playback and exports)
         moves = []
+        # (before frame 0: Blender's Start is 0 at the least; said whether Start moved to 0 or stood there already)
+        unplayed = (f"frames {keys.frame_range(summary['frame_start'], min(summary['frame_end'], -1))} are keyed, but "
+                    "Blender plays no frame before 0" if summary["frame_start"] < scene.frame_start else "")
         if scene.frame_start != start_before:
-            early = summary["frame_start"] < scene.frame_start  # (before frame 0: Blender's Start is 0 at the least)
-            moves.append(f"the scene's Start moved from {start_before} to {scene.frame_start} " + (
-                f"(frames {keys.frame_range(summary['frame_start'], -1)} are keyed, but Blender plays no frame before 0)"
-                if early else "to play it whole"))
+            moves.append(f"the scene's Start moved from {start_before} to {scene.frame_start} "
+                         + (f"({unplayed})" if unplayed else "to play it whole"))
+        elif unplayed:
+            moves.append(unplayed)
         if scene.frame_end != end_before:
             moves.append(f"the scene's End moved from {end_before} to {scene.frame_end} to play it whole")
         moved = "".join(f"; {move}" for move in moves)

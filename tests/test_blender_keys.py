@@ -523,4 +523,7 @@ def test_an_import_before_the_scene_start_says_it_moved_the_start(session):
     assert found["start_after_zero"] == 0, found
     assert ("the scene's Start moved from 9490 to 0 (frames -10 to -1 are keyed, but Blender plays no frame "
             "before 0)") in found["below_zero"][1], found
+    # Start already at 0: nothing moved, yet frames -5 to -1 play no more than before (they went unsaid)
+    assert found["at_zero"][0] == ["FINISHED"] and "Start moved" not in found["at_zero"][1], found
+    assert "; frames -5 to -1 are keyed, but Blender plays no frame before 0" in found["at_zero"][1], found
 

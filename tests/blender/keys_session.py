@@ -795,8 +795,10 @@ def clip_before_the_scene_start():
     range_after = [scene.frame_start, scene.frame_end]
     inside = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=9500))
     below_zero = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=-10))
+    start_after_zero = scene.frame_start
+    at_zero = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=-5))
     return {"before": before, "range_after": range_after, "inside": inside, "below_zero": below_zero,
-            "start_after_zero": scene.frame_start}
+            "start_after_zero": start_after_zero, "at_zero": at_zero}
 
 
 s.check("before_start", clip_before_the_scene_start)
