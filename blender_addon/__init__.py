@@ -33,15 +33,26 @@ def engine_modules() -> list:
     Backend panel. Found, not listed, so that adding one touches no other add-on file."""
     listed = {module.__name__ for module in (*_CLASS_MODULES, ops_library)}
     names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if info.name.startswith("ops_")]
-    return [importlib.import_module(name) for name in sorted(names) if name not in listed]
+    return [_engine_module(name) for name in sorted(names) if name not in listed]
+
+
+def _engine_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # (a library its engine needs, not installed; a typo)
+        file = f"{name.rpartition('.')[2]}.py"
+        raise ImportError(f"HandForge: the add-on file {file}, an engine's own buttons, failed to load ({exc}): "
+                          f"fix it, or remove {file} from the add-on, then enable HandForge again") from exc
 
 
 def register() -> None:
+    # imported first: one that fails to load fails the enabling before anything is registered (Blender unregisters
+    # nothing then, and the next enabling, the file fixed, was refused as 'already registered')
+    _engine_modules[:] = engine_modules()
     properties.register()
     for module in _CLASS_MODULES:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
-    _engine_modules[:] = engine_modules()
     for module in _engine_modules:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
