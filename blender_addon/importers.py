@@ -551,7 +551,8 @@ def vertices_object(context, name: str, vertices_model: np.ndarray, faces: np.nd
 def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray], label: str,
                  image_target: str = "IMAGE", warnings: list[str] | None = None) -> str:
     """Whatever a generic job returned: motion → keys, images → datablocks; a summary otherwise (where the first
-    image is shown included), and in ``warnings`` what that changed on a camera unasked.
+    image is shown included, the backend's ``data["warning"]`` last), and in ``warnings`` what that changed on a
+    camera unasked.
     Everything is checked first, so a result that cannot be used leaves the scene as it was."""
     clip = motion_from_arrays(data, arrays)
     if clip is not None and clip.num_frames > 1:
@@ -570,7 +571,9 @@ def apply_result(context, data: Mapping[str, Any], arrays: Mapping[str, np.ndarr
         why = f"; not shown behind a camera, the active one changed while the job ran: {unshown}" if unshown else ""
         where = f"; the first {shown}" if shown else ""
         parts.append(f"{len(made)} image(s): {', '.join(made)}{where}{why}")
-    if not parts:
+    if parts and data.get("warning"):  # (the backend's: what did not happen as asked; the job reports it as a warning)
+        parts.append(str(data["warning"]))
+    if not parts:  # (data["warning"] among them)
         shown = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
         parts.append(f"result {shown}" + (f", arrays {sorted(arrays)}" if arrays else ""))
     return f"{label}: " + "; ".join(parts)

@@ -201,6 +201,14 @@ def test_results_become_keys_and_images(session):
     assert result["no_images"] == ["", ""], result["no_images"]
 
 
+def test_a_results_warning_is_said_beside_the_images_it_came_with(session):
+    session.no_error("result_warning")
+    result, printed = session["result_warning"]
+    assert result == ["FINISHED"], printed
+    line = next(line for line in printed.splitlines() if "image(s)" in line)
+    assert line.startswith("Warning: ") and line.endswith("; no hand in view, said by the backend"), printed
+
+
 def test_camera_background_refused_before_the_job_and_a_camera_gone_meanwhile_loses_no_result(session):
     session.no_error("camera_gone")
     found = session["camera_gone"]

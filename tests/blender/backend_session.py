@@ -341,6 +341,19 @@ def results_imported():
 s.check("results", results_imported)
 
 
+def result_with_a_warning():
+    """A result of images (or motion) whose data carries the backend's warning: reported in the warning colour, yet
+    the line said only what was imported, not the warning (said only of results without images or motion)."""
+    import json
+
+    return printed_by(lambda: bpy.ops.handforge.run_job(
+        kind="echo", params=json.dumps({"data": {"warning": "no hand in view, said by the backend"}}),
+        inputs=a["echo_inputs"]))
+
+
+s.check("result_warning", result_with_a_warning)
+
+
 def camera_background_without_a_camera():
     """Images for the Camera Background: the active camera deleted while the job ran, then an empty as the active
     camera (Set Active Object as Camera takes any object). The first keeps its result, images and keys, saying why
