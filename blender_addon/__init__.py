@@ -37,12 +37,16 @@ def engine_modules() -> list:
 
 
 def _engine_module(name: str):
+    file = f"{name.rpartition('.')[2]}.py"
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except Exception as exc:  # (a library its engine needs, not installed; a typo)
-        file = f"{name.rpartition('.')[2]}.py"
         raise ImportError(f"HandForge: the add-on file {file}, an engine's own buttons, failed to load ({exc}): "
                           f"fix it, or remove {file} from the add-on, then enable HandForge again") from exc
+    if not isinstance(getattr(module, "CLASSES", None), (tuple, list)):  # (register() met it half done)
+        raise ImportError(f"HandForge: the add-on file {file}, an engine's own buttons, has no CLASSES (its operators "
+                          f"and panels): add it, or remove {file} from the add-on, then enable HandForge again")
+    return module
 
 
 def register() -> None:

@@ -53,12 +53,12 @@ assert bpy.ops.extensions.package_install_files(filepath=s.zip, repo="user_defau
 folder = Path(bpy.utils.user_resource("EXTENSIONS", path="user_default")) / "handforge"
 
 
-def enable_with_a_broken_file() -> dict:
-    """An ops_<engine>.py that fails to import (a library its engine needs, not installed): the add-on's classes were
-    registered before it was imported, and stayed so when the enabling failed, so the next enabling, the file
-    fixed, failed too ('already registered as a subclass') until Blender was restarted."""
+def enable_with_a_broken_file(text: str) -> dict:
+    """An ops_<engine>.py that fails to import (a library its engine needs, not installed), or has no CLASSES: the
+    add-on's classes were registered before it was imported, and stayed so when the enabling failed, so the next
+    enabling, the file fixed, failed too ('already registered as a subclass') until Blender was restarted."""
     broken = folder / "ops_broken.py"
-    broken.write_text("import no_such_library_anywhere\n")
+    broken.write_text(text)
     try:
         bpy.ops.preferences.addon_enable(module=ADDON_MODULE)
         said = ""
@@ -69,7 +69,8 @@ def enable_with_a_broken_file() -> dict:
     return {"said": said, "left_registered": hasattr(bpy.types, "HANDFORGE_PT_backend")}
 
 
-s.check("broken_file", enable_with_a_broken_file)
+s.check("broken_file", lambda: enable_with_a_broken_file("import no_such_library_anywhere\n"))
+s.check("no_classes", lambda: enable_with_a_broken_file("ENGINES = ('broken',)\n"))
 (folder / "ops_tiny.py").write_text(TINY)
 bpy.ops.preferences.addon_enable(module=ADDON_MODULE)
 
