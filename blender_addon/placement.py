@@ -140,6 +140,11 @@ def _put(id_block, path: str, index: int, value) -> None:
         current[index] = value  # (a vector or array of the struct: written through)
 
 
+# An object's own transform channels: where the artist put it, not what its pose or sliders animate.
+OBJECT_PLACEMENT = frozenset({"location", "rotation_euler", "rotation_quaternion", "rotation_axis_angle", "scale",
+                              "delta_location", "delta_rotation_euler", "delta_rotation_quaternion", "delta_scale"})
+
+
 @contextlib.contextmanager
 def evaluating_frames(scene, showing=()):
     """Around evaluating frames (``scene.frame_set``): after, the scene's frame and subframe as they were,
@@ -150,7 +155,8 @@ def evaluating_frames(scene, showing=()):
     keys on this frame as they were: keys written meanwhile (a job's result landing between a modal export's
     steps) are shown, as Blender shows new keys. Keys written since the last evaluation (a job's result keyed,
     no frame set) are evaluated first: their values stand for the ones the scene had, else the values from
-    before them were put back over them. The IDs ``showing`` are left as the frame's evaluation shows them."""
+    before them were put back over them. The IDs ``showing`` are left as the frame's evaluation shows them, but for
+    an object's own placement (``OBJECT_PLACEMENT``), which a hand's animation does not set."""
     for layer in scene.view_layers:  # (as frame_set evaluates them; an artist's change not keyed yet stays)
         layer.update()
     current, subframe = scene.frame_current, scene.frame_subframe
@@ -162,12 +168,13 @@ def evaluating_frames(scene, showing=()):
     finally:
         scene.frame_set(current, subframe=subframe)
         for id_block, was_keyed, values in zip(ids, keyed, before):
-            if id_block in showing:
-                continue
             try:  # (keys written meanwhile, a job's result landing between a modal export's steps: theirs shown)
                 now_keyed = _keyed(id_block, current + subframe) if id_block.animation_data is not None else {}
             except ReferenceError:  # (removed meanwhile)
                 continue
+            if id_block in showing:  # an object's own placement stays the artist's (a rig moved by hand, not keyed)
+                values = {key: value for key, value in values.items()
+                          if id_block.id_type == "OBJECT" and key[0] in OBJECT_PLACEMENT}
             for key, value in values.items():
                 if value is not None and now_keyed.get(key) == was_keyed[key] and _value(id_block, *key) != value:
                     _put(id_block, *key, value)

@@ -293,6 +293,7 @@ def test_cancel_on_another_frame_shows_all_of_its_animation_there(session, where
     found = session[f"cancel_on_another_frame_{where}"]
     assert found["moved"] > 1e-3 and found["result"] == ["FINISHED"] and found["browse"] == 0, found
     assert found["off_by"] < 1e-5 and found["keys_kept"], found
+    assert found["move_kept"], found  # the rig object moved by hand, not keyed, stays where the artist put it
 
 
 def test_apply_with_auto_keying_keys_the_candidate(session):

@@ -742,10 +742,12 @@ def cancel_on_another_frame_shows_its_animation(in_nla: bool):
         for kb in mesh.data.shape_keys.key_blocks:
             if kb.name not in own:
                 kb.keyframe_insert("value", frame=frame)
+        rig.keyframe_insert("location", frame=frame)  # the rig object placed by keys too
     if in_nla:
         action = rig.animation_data.action
         rig.animation_data.nla_tracks.new().strips.new("Keys", 1700, action)
         rig.animation_data.action = None
+    placed = rig.location.copy()
     try:
         scene.frame_set(1710)
         shown = animated_values(rig, mesh)  # what Blender's evaluation of the animation shows on 1710
@@ -755,10 +757,14 @@ def cancel_on_another_frame_shows_its_animation(in_nla: bool):
         scene.frame_set(1710)
         assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
         moved = float(np.abs(animated_values(rig, mesh) - shown).max())
+        rig.location.z += 0.05  # the artist moves the rig by hand, not keyed yet: Cancel kept it (before 2026-12-05)
+        by_hand = list(rig.location)
         result = sorted(bpy.ops.handforge.interaction_cancel())
         return {"moved": moved, "result": result, "off_by": float(np.abs(animated_values(rig, mesh) - shown).max()),
-                "keys_kept": stored_keys(rig, mesh.data.shape_keys) == stored, "browse": browse()["count"]}
+                "keys_kept": stored_keys(rig, mesh.data.shape_keys) == stored, "browse": browse()["count"],
+                "move_kept": bool(np.allclose(list(rig.location), by_hand, atol=1e-6))}
     finally:
+        rig.location = placed
         scene.frame_set(1)
         for side in SIDES:
             hand(side).animation_data_clear()
