@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from handforge.datasets.corpus import SPLITS
 from handforge_shared.skeleton import NUM_KEYPOINTS
 
 # The feature networks' input: both hands' 21 keypoints, (x, y, z) each.
@@ -24,7 +25,7 @@ MAX_HAND_EXTENT_M = 2.0  # no hand (with a forearm) spans more along one axis
 MAX_HAND_DISTANCE_M = 1000.0
 
 
-TRAIN_SPLIT = "train"  # the corpus split `handforge train` fits its models on
+TRAIN_SPLIT = SPLITS[0]  # the corpus split `handforge train` fits its models on
 
 
 def training_split_note(splits: Iterable[str], option: str) -> str:

@@ -84,11 +84,11 @@ class Guidance:
     # scaled down as a whole, so their direction is kept.
     max_shift: float = 0.004
     # The most one polish update may change a rotation (the norm of its 6D change; the 6D vector's own is
-    # √2, a change of 0.5 about 20°). With the wrists keyed and the overlap deep, the polish's gradient on a
-    # free wrist rotation is large enough to flip it: on one of 64 test wrist paths (24 mm deep) the hands
-    # turned 98° and 153° in a frame (jitter 438 m/s³, the 64 windows' mean 19.9 against ground truth's
-    # 15.9); bounded, 12.8, and the gap30 repairs unchanged. While sampling the denoiser's next step pulls a
-    # rotation back, and the bound is not applied there.
+    # √2, a change of 0.5 a turn of 20-29° by its axis). With the wrists keyed and the overlap deep, the
+    # polish's gradient on a free wrist rotation is large enough to flip it: on one of 64 test wrist paths
+    # (24 mm deep) the hands turned 98° and 153° in a frame (jitter 438 m/s³, the 64 windows' mean 19.9
+    # against ground truth's 15.9); bounded, 12.8, and the gap30 repairs unchanged. While sampling the
+    # denoiser's next step pulls a rotation back, and the bound is not applied there.
     max_turn: float = 0.5
     # The polish that ends every guided run: guidance updates on the finished motion, where no denoising
     # step follows to pull the hands back into each other (re-sampling with guidance left a third to
