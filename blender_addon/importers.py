@@ -38,7 +38,7 @@ def import_motion(context, clip: MotionClip, frame_start: float | None = None) -
     start = context.scene.frame_current if frame_start is None else frame_start
     summary = keys.import_clip(context, clip, found, start)
     text = f"{clip.num_frames} frames of motion keyed at {keys.frame_range(summary['frame_start'], summary['frame_end'])}"
-    return text + "".join(f"; {w}" for w in summary["warnings"])
+    return text + "".join(f"; {w}" for w in summary["warnings"] + summary["range"])
 
 
 # ---------------------------------------------------------------------- images

@@ -383,11 +383,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
                     if min(abs(f - c) for c in skipped) < KEPT_KEY_REACH] or sorted(skipped)
             warnings.append(f"{side} hand: your keys were kept at frame{'s' if len(kept) > 1 else ''} "
                             f"{frame_list(kept)}, so the clip was not keyed there")
-    first, last = int(np.floor(all_frames[0])), int(np.ceil(all_frames[-1]))
-    if last > scene.frame_end:
-        scene.frame_end = last
-    if first < scene.frame_start:  # (as End: keys before Start were out of playback, renders and exports of the range)
-        scene.frame_start = max(first, 0)  # (Blender's Start is 0 at the least)
+    range_moves = _play_whole(scene, float(all_frames[0]), float(all_frames[-1]))
     # No scene.frame_set in general: each curve's update() tags its action's animation, so the next depsgraph
     # update (Blender's redraw) shows the new keys and the sliders follow (fingers' depsgraph handler);
     # evaluating the whole scene and its frame handlers now cost 4 ms, a third of a 2 × 600-frame import.
@@ -397,7 +393,30 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     if sliding:
         placement.show_animation(scene, [i for arm_obj in sliding for i in rig_build.hand_ids(arm_obj)])
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
-            "warnings": warnings, "skipped": skipped_frames}
+            "warnings": warnings, "skipped": skipped_frames, "range": range_moves}
+
+
+def _play_whole(scene, first: float, last: float) -> list[str]:
+    """Widen the scene's frame range to play keys from ``first`` to ``last`` (keys outside it were out of
+    playback, renders and exports of the range), and say how: a scene setting changed unsaid showed up
+    unexplained."""
+    start_before, end_before = scene.frame_start, scene.frame_end
+    if int(np.ceil(last)) > scene.frame_end:
+        scene.frame_end = int(np.ceil(last))
+    if int(np.floor(first)) < scene.frame_start:
+        scene.frame_start = max(int(np.floor(first)), 0)  # (Blender's Start is 0 at the least)
+    # (before frame 0: said whether Start moved to 0 or stood there already)
+    unplayed = (f"frames {frame_range(first, min(last, -1))} are keyed, but Blender plays no frame before 0"
+                if first < scene.frame_start else "")
+    moves = []
+    if scene.frame_start != start_before:
+        moves.append(f"the scene's Start moved from {start_before} to {scene.frame_start} "
+                     + (f"({unplayed})" if unplayed else "to play it whole"))
+    elif unplayed:
+        moves.append(unplayed)
+    if scene.frame_end != end_before:
+        moves.append(f"the scene's End moved from {end_before} to {scene.frame_end} to play it whole")
+    return moves
 
 
 def only_in_strips(obj) -> bool:

@@ -619,7 +619,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"keyed {count} candidates on frames {keys.frame_range(start, start + count - 1)} "
-                              f"({summary['keys']} keys)")
+                              f"({summary['keys']} keys)" + "".join(f"; {move}" for move in summary["range"]))
         return {"FINISHED"}
 
 

@@ -110,24 +110,10 @@ class HANDFORGE_OT_import_motion(bpy.types.Operator, ImportHelper):
         clip = MotionClip.load(path)
         # (not set: the current frame; a -1 for it made negative frames unreachable, -20 went to the current one)
         start = self.frame_start if self.properties.is_property_set("frame_start") else context.scene.frame_current
-        scene = context.scene
-        start_before, end_before = scene.frame_start, scene.frame_end
         summary = keys.import_clip(context, clip, found, start, self.blend)
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
-        # (a scene setting changed: said, else the longer range showed up unexplained, in playback and exports)
-        moves = []
-        # (before frame 0: Blender's Start is 0 at the least; said whether Start moved to 0 or stood there already)
-        unplayed = (f"frames {keys.frame_range(summary['frame_start'], min(summary['frame_end'], -1))} are keyed, but "
-                    "Blender plays no frame before 0" if summary["frame_start"] < scene.frame_start else "")
-        if scene.frame_start != start_before:
-            moves.append(f"the scene's Start moved from {start_before} to {scene.frame_start} "
-                         + (f"({unplayed})" if unplayed else "to play it whole"))
-        elif unplayed:
-            moves.append(unplayed)
-        if scene.frame_end != end_before:
-            moves.append(f"the scene's End moved from {end_before} to {scene.frame_end} to play it whole")
-        moved = "".join(f"; {move}" for move in moves)
+        moved = "".join(f"; {move}" for move in summary["range"])
         self.report({"INFO"}, f"imported {clip.num_frames} frames ({summary['keys']} keys) at frames "
                               f"{keys.frame_range(summary['frame_start'], summary['frame_end'])}{moved}")
         return {"FINISHED"}

@@ -444,7 +444,8 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
             f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
-            + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")")
+            + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
+            + "".join(f"; {move}" for move in summary["range"]))
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
 
 

@@ -526,4 +526,6 @@ def test_an_import_before_the_scene_start_says_it_moved_the_start(session):
     # Start already at 0: nothing moved, yet frames -5 to -1 play no more than before (they went unsaid)
     assert found["at_zero"][0] == ["FINISHED"] and "Start moved" not in found["at_zero"][1], found
     assert "; frames -5 to -1 are keyed, but Blender plays no frame before 0" in found["at_zero"][1], found
+    # the motion jobs', Key Candidates' and Run Job's keying say it as well (keys.import_clip's summary): unsaid before
+    assert found["run_job"].endswith("keyed at 9590-9610; the scene's End moved from 9600 to 9610 to play it whole"), found
 

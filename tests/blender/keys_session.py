@@ -797,8 +797,14 @@ def clip_before_the_scene_start():
     below_zero = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=-10))
     start_after_zero = scene.frame_start
     at_zero = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_still"], frame_start=-5))
+    # the other buttons keying a motion say it too (they moved the range unsaid): Run Job's import, as one
+    from handforge_shared.poses import MotionClip
+
+    scene.frame_start, scene.frame_end = 9500, 9600
+    importers = importlib.import_module(f"{ADDON_MODULE}.importers")
+    run_job = importers.import_motion(bpy.context, MotionClip.load(a["clip_still"]), frame_start=9590)
     return {"before": before, "range_after": range_after, "inside": inside, "below_zero": below_zero,
-            "start_after_zero": start_after_zero, "at_zero": at_zero}
+            "start_after_zero": start_after_zero, "at_zero": at_zero, "run_job": run_job}
 
 
 s.check("before_start", clip_before_the_scene_start)
