@@ -47,4 +47,5 @@ def register_jobs(registry: Registry) -> None:
                                              default="default", max_length=64)},
                       arrays={"x": ArraySpec(shape=("n", 3), doc="inputs")}, dims={"n": (1, 4096)}),
         description="TinyNet applied to a batch of inputs",
+        example=lambda: ({"name": "default"}, {"x": np.zeros((2, 3), np.float32)}),  # a valid request, fuzzed
         returns={"y": "(n, 3) outputs", "loaded": "models this job loaded (empty when all came from the cache)"}))
