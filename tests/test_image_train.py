@@ -164,7 +164,7 @@ def test_a_quiet_run_prints_nothing_but_its_result(setup, tmp_path):
                           str(sd_path), "--out", str(tmp_path / "run"), "--size", str(SIZE), "--steps", "1",
                           "--quiet"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stderr == "" and run.stdout.startswith("wrote ")
+    assert run.stderr == "" and run.stdout.startswith("wrote "), (run.stdout, run.stderr)
 
 
 @pytest.mark.parametrize("damage, named", [
