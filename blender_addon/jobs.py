@@ -53,6 +53,13 @@ class RunningJob:
 RUNNING: dict[str, RunningJob] = {}
 
 
+def by_uid(collection, uid: int):
+    """The ID of session id ``uid`` in ``collection`` (``bpy.data.objects``, ``.scenes``, ``.images``, a scene's
+    objects) now, or None where it is gone: a request remembers the IDs it was made from by their session ids,
+    which survive renames (a name may have gone to another ID meanwhile)."""
+    return next((item for item in collection if item.session_uid == uid), None)
+
+
 def shutdown() -> None:
     """On unregister: forget every running job and its timer. Disabling the add-on frees a modal job
     operator without ending it; the job stayed listed, its button greyed and Cancel had no effect

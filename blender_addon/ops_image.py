@@ -89,9 +89,9 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         made.append(image)
     # another scene shown while the job ran: the images belong to the one they were made from (before, a
     # finished image was discarded then, minutes of GPU time lost)
-    scene = next((sc for sc in bpy.data.scenes if sc.session_uid == made_in["scene"]), None)
-    camera = None if scene is None else next(
-        (o for o in scene.objects if o.session_uid == made_in["camera"] and o.type == "CAMERA"), None)
+    scene = jobs.by_uid(bpy.data.scenes, made_in["scene"])
+    camera = None if scene is None else jobs.by_uid(scene.objects, made_in["camera"])
+    camera = camera if camera is not None and camera.type == "CAMERA" else None
     unshown = background_problem(camera, ", then pick the image in its Background Images (Camera properties)") \
         if camera is not None and background else ""
     if unshown:  # (e.g. a linked duplicate made while the job ran: the request refused one made before)

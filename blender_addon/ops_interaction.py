@@ -157,7 +157,7 @@ def _find_rig(name: str, uid: int | None):
     one under its name, which Next posed and Cancel gave the deleted rig's pose (the candidates are dropped
     when a file is opened, so no id of theirs is renewed)."""
     if uid is not None:
-        obj = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+        obj = jobs.by_uid(bpy.data.objects, uid)
     else:
         obj = bpy.data.objects.get(name)
     return obj if obj is not None and obj.type == "ARMATURE" and obj.handforge.is_hand else None
@@ -757,7 +757,7 @@ def _save_without_preview(*_args) -> None:
 @persistent
 def _shown_again_after_save(*_args) -> None:
     for uid, shown in _SHOWN_AT_SAVE.items():
-        rig = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+        rig = jobs.by_uid(bpy.data.objects, uid)
         if rig is not None:
             _restore(rig, shown)
     _SHOWN_AT_SAVE.clear()

@@ -675,7 +675,7 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         if options.get("variation", 0.0) <= 0.0:
             options["variation"] = 1.0
         for prop, uid in LAST_RUN.get("paths", {}).items():  # a wrist path renamed since is still followed
-            path = next((o for o in bpy.data.objects if o.session_uid == uid), None)
+            path = jobs.by_uid(bpy.data.objects, uid)
             if path is None:  # (the button said "choose a curve ...": Regenerate has no path to choose)
                 self.report({"ERROR"}, f"the {prop.removesuffix('_path')} wrist path the last Follow Wrist Path "
                                        "followed is gone: run Follow Wrist Path again with a path")
@@ -743,10 +743,10 @@ def _not_where_made(context) -> str:
     # for what is gone
     rigs = {side: (current_name(bpy.data.objects, name, uid), uid) for side, (name, uid) in LAST_RUN["rigs"].items()}
     if context.scene.session_uid != scene_uid:
-        if not any(scene.session_uid == scene_uid for scene in bpy.data.scenes):
+        made_in = jobs.by_uid(bpy.data.scenes, scene_uid)
+        if made_in is None:
             return f"the scene {scene_name!r} the last motion ({label}) was made in is gone: run {label} here"
-        scene_name = current_name(bpy.data.scenes, scene_name, scene_uid)
-        return (f"the last motion ({label}) was made in the scene {scene_name!r}: show that scene to regenerate it, "
+        return (f"the last motion ({label}) was made in the scene {made_in.name!r}: show that scene to regenerate it, "
                 f"or run {label} here")
     there = {o.session_uid for o in context.scene.objects}
     gone = [(side, name) for side, (name, uid) in rigs.items() if uid not in there]
@@ -772,7 +772,8 @@ def _not_where_made(context) -> str:
 def current_name(collection, name: str, uid: int) -> str:
     """The name of the ID of session id ``uid`` in ``collection`` (``bpy.data.objects``, ``.scenes``) now, or
     ``name``, the one it had, where it is gone."""
-    return next((item.name for item in collection if item.session_uid == uid), name)
+    found = jobs.by_uid(collection, uid)
+    return name if found is None else found.name
 
 
 def _button(idname: str) -> type:

@@ -18,7 +18,7 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 from handforge_shared.protocol import escaped_length
 
-from . import connection, ops_image
+from . import connection, jobs, ops_image
 from .panels import _Panel, _wrapped
 from .properties import PATH_FIELD, absolute_path
 
@@ -214,7 +214,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
                 request["source"], request["source_uid"] = again.name, again.session_uid
         # the source as it is named now: renamed while the job ran, and its old name given to another image, the
         # results named that other image, and the fake user went to it (the source, unused, went at the next save)
-        found = next((image for image in bpy.data.images if image.session_uid == request["source_uid"]), None)
+        found = jobs.by_uid(bpy.data.images, request["source_uid"])
         if found is not None:
             request["source"] = found.name
         made, note = ops_image.import_images(context, result, "HandForge transfer", request["seed"], request["made_in"],
