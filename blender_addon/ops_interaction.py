@@ -434,7 +434,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         if result.data.get("warning"):  # (the backend's, e.g. every candidate still inside the anchor: unshown)
             notes.append(f"; {result.data['warning']}")
         best = state.candidates[0]
-        return (f"{count} candidates, best score {best.score:.3f} (max depth ≈ {best.max_depth * 1000:.1f} mm, gap "
+        # a note says what did not go as asked (a shape the candidates were not made for): a warning
+        return (jobs.Noted if notes else str)(f"{count} candidates, best score {best.score:.3f} (max depth ≈ {best.max_depth * 1000:.1f} mm, gap "
                 f"{best.gap * 1000:.1f} mm): Next/Previous to browse, Apply to keep{''.join(notes)}")
 
 

@@ -235,6 +235,10 @@ def test_the_backends_warning_is_shown_with_the_candidates(session):
     # at WARNING level, in the status bar's warning colour (it was an INFO line, read as a plain success)
     said = [line for line in found["printed"].splitlines() if "every candidate still goes" in line]
     assert len(said) == 1 and said[0].startswith("Warning: "), found["printed"]
+    # the other hand shaped unlike the anchor: said as a warning too (its candidates may sink into the anchor)
+    assert found["other_result"] == ["FINISHED"]
+    said = [line for line in found["other_printed"].splitlines() if "shape differs" in line]
+    assert len(said) == 1 and said[0].startswith("Warning: "), found["other_printed"]
 
 
 def test_an_undo_while_browsing_ends_the_browse_and_cancel_writes_nothing_back(session):

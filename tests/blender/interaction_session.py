@@ -584,7 +584,15 @@ def far_out_shape_said():
         if bpy.context.window_manager.handforge_interaction.candidates:
             bpy.ops.handforge.interaction_cancel()
         bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="BOTH")
-    return {"result": result, "printed": printed}
+    # the other rig shaped unlike the anchor: the candidates were made for the anchor's shape
+    assert bpy.ops.handforge.set_shape(betas=[1.5] * 10, sides="RIGHT") == {"FINISHED"}
+    try:
+        other_result, other_printed = printed_by(lambda: sample(anchor="LEFT", count=1))
+    finally:
+        if bpy.context.window_manager.handforge_interaction.candidates:
+            bpy.ops.handforge.interaction_cancel()
+        bpy.ops.handforge.set_shape(betas=[0.0] * 10, sides="BOTH")
+    return {"result": result, "printed": printed, "other_result": other_result, "other_printed": other_printed}
 
 
 s.check("far_out_shape", far_out_shape_said)
