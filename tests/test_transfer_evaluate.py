@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from handforge.engines.checkpoints import save_model
-from handforge.engines.transfer.evaluate import box_mask, pose_scores, psnr
+from handforge.engines.transfer.evaluate import box_mask, pose_scores, psnr, ssim
 from handforge.engines.transfer.model import TargetGenerator
 
 from tests.support import tiny_sd
@@ -31,6 +31,19 @@ def test_appearance_scores_separate_the_hands_box_from_the_background():
     assert psnr(result, truth, ~inside) == 100.0  # capped: an exact match counts in a mean (inf dropped out)
     assert psnr(result, truth, inside) < 10
     assert psnr(result, truth, np.zeros_like(inside)) is None
+    # SSIM: 1 where the images agree (away from the box: its 7x7 windows see none of it), low where they do not
+    far = ~box_mask([7.2, 2.0, 26.0, 16.0], 40, 60)
+    assert ssim(result, truth, far) == 1.0 and ssim(truth, truth, inside) == 1.0
+    assert ssim(result, truth, inside) < 0.1 < ssim(result, truth, ~inside) < 1.0
+    assert ssim(result, truth, np.zeros_like(inside)) is None
+    # the oracle: scikit-image's own mean SSIM, which leaves out the 3 pixels along the image's edges
+    from skimage.metrics import structural_similarity
+
+    noisy = np.clip(truth.astype(int) + rng.integers(-30, 31, truth.shape), 0, 255).astype(np.uint8)
+    interior = np.zeros_like(inside)
+    interior[3:-3, 3:-3] = True
+    whole = structural_similarity(noisy, truth, channel_axis=-1, data_range=255)
+    assert 0.5 < whole < 0.99 and abs(ssim(noisy, truth, interior) - whole) < 1e-9
 
 
 def test_pck_counts_visible_keypoints_within_the_radius():
@@ -80,6 +93,7 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     assert (run["steps"], run["limit"], run["device"]) == (1, 2, "cpu")
     for scores in report["engines"].values():
         assert 0 < scores["psnr_hands"] < 60 and 0 < scores["psnr_background"] < 60
+        assert -1 <= scores["ssim_hands"] < 1 and -1 <= scores["ssim_background"] < 1
     try:
         import mediapipe  # noqa: F401
     except ImportError:

@@ -3,7 +3,8 @@
 Each pair's source image goes to the engine with the target's camera and pose; the result is
 compared with the pair's ground-truth target image:
 
-- appearance kept: PSNR (dB) inside the target hands' projected box and outside it (the background);
+- appearance kept: PSNR (dB) and SSIM (Wang et al. 2004, https://doi.org/10.1109/TIP.2003.819861, scikit-image's)
+  inside the target hands' projected box and outside it (the background);
 - pose agreement: PCK — the share of the target's visible keypoints whose detected position lies
   within ``--pck`` × the box's diagonal of our projected keypoint. Detection needs a hand landmark
   detector: ``handforge.evaluation.landmarks`` (MediaPipe Hands, the ``landmarks`` extra) when it is
@@ -43,6 +44,18 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
         return None
     error = float(np.mean((a[where].astype(np.float64) - b[where].astype(np.float64)) ** 2))
     return PSNR_CAP_DB if error == 0 else min(PSNR_CAP_DB, float(10 * np.log10(255.0 ** 2 / error)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
+    """Mean SSIM of two uint8 (H, W, 3) images over the pixels ``where`` (1: equal); None without pixels. The
+    local SSIM map is made on the whole images (7×7 windows, colour channels averaged), then averaged over
+    ``where``: a box's border pixels see a little of its surroundings, as the eye does."""
+    if not where.any():
+        return None
+    from skimage.metrics import structural_similarity
+
+    _, local = structural_similarity(a, b, channel_axis=-1, data_range=255, full=True)
+    return float(local.mean(-1)[where].mean())
 
 
 def pose_scores(detected: list, hands: dict, threshold: float) -> list[float]:
@@ -115,7 +128,8 @@ def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, th
         inside = box_mask(box, *truth.shape[:2])
         for name, run in engines.items():
             result = run(source, source_labels, labels, steps, seed)
-            row = {"psnr_hands": psnr(result, truth, inside), "psnr_background": psnr(result, truth, ~inside)}
+            row = {"psnr_hands": psnr(result, truth, inside), "psnr_background": psnr(result, truth, ~inside),
+                   "ssim_hands": ssim(result, truth, inside), "ssim_background": ssim(result, truth, ~inside)}
             if detect is not None:
                 row["pck"] = _mean(pose_scores(detect(result), labels["hands"], threshold))
             rows[name].append(row)
