@@ -10,67 +10,102 @@ from __future__ import annotations
 import atexit
 import importlib
 import pkgutil
+import sys
+from functools import partial
 
 import bpy
 
-from . import (connection, keying_set, ops_backend, ops_export, ops_hands, ops_image, ops_keys, ops_pose, panels,
-               preferences, properties)
+from . import (connection, keying_set, library, ops_backend, ops_export, ops_hands, ops_keys, ops_library, ops_pose,
+               panels, preferences, properties)
 from . import fingers  # frame-change and update handlers: sliders follow the bones, animated sliders move them
 from . import jobs  # the running jobs, forgotten on unregister
-from . import ops_library  # the pose browser's user library
-from . import ops_interaction  # Sample Interaction, its candidates browsed, applied or keyed
-from . import ops_motion  # motion engine buttons: In-between, Follow Wrist Path, Generate, Regenerate
 
-# The panels after the operators they draw; an engine's own panel (below) after the main ones.
-_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_image, keying_set,
-                  ops_interaction, ops_motion, panels)
+# The panels after the operators they draw; each engine's own buttons (below) after them.
+_CLASS_MODULES = (preferences, ops_hands, ops_pose, ops_keys, ops_backend, ops_export, ops_library, keying_set, panels)
 _engine_modules: list = []  # those registered, for unregister
 
 
 def engine_modules() -> list:
-    """An engine's own buttons: each ``ops_*.py`` not imported above (e.g. ``ops_transfer.py``, Transfer Pose),
-    in name order: its ``CLASSES``, then its ``register()``; its ``ENGINES`` get no Run Job buttons in the
-    Backend panel. Found, not listed, so that adding one touches no other add-on file."""
-    listed = {module.__name__ for module in (*_CLASS_MODULES, ops_library)}
+    """An engine's own buttons: each ``ops_*.py`` not listed above (``ops_image``, ``ops_interaction``,
+    ``ops_motion``, ``ops_transfer``, ...), in name order: its ``CLASSES``, then its ``register()``; its
+    ``ENGINES`` get no Run Job buttons in the Backend panel. Found, not listed, so that adding one touches no
+    other add-on file."""
+    listed = {module.__name__ for module in _CLASS_MODULES}
     names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if info.name.startswith("ops_")]
     return [_engine_module(name) for name in sorted(names) if name not in listed]
 
 
 def _engine_module(name: str):
-    file = f"{name.rpartition('.')[2]}.py"
+    file = _file(name)
     try:
         module = importlib.import_module(name)
     except Exception as exc:  # (a library its engine needs, not installed; a typo)
         raise ImportError(f"HandForge: the add-on file {file}, an engine's own buttons, failed to load ({exc}): "
                           f"fix it, or remove {file} from the add-on, then enable HandForge again") from exc
     if not isinstance(getattr(module, "CLASSES", None), (tuple, list)):  # (register() met it half done)
+        _forget(module)
         raise ImportError(f"HandForge: the add-on file {file}, an engine's own buttons, has no CLASSES (its operators "
                           f"and panels): add it, or remove {file} from the add-on, then enable HandForge again")
     return module
 
 
+def _file(name: str) -> str:
+    return f"{name.rpartition('.')[2]}.py"
+
+
+def _forget(module) -> None:
+    """A file that failed is read anew at the next enabling (Blender forgets only the add-on's package: its
+    modules stay imported, and the file fixed, its old text failed again)."""
+    sys.modules.pop(module.__name__, None)
+
+
 def register() -> None:
-    # imported first: one that fails to load fails the enabling before anything is registered (Blender unregisters
-    # nothing then, and the next enabling, the file fixed, was refused as 'already registered')
-    _engine_modules[:] = engine_modules()
-    properties.register()
-    for module in _CLASS_MODULES:
-        for cls in module.CLASSES:
-            bpy.utils.register_class(cls)
-    for module in _engine_modules:
-        for cls in module.CLASSES:
-            bpy.utils.register_class(cls)
-        if hasattr(module, "register"):
+    """All or nothing: a step that fails takes back every step before it, in reverse (Blender unregisters nothing
+    when an add-on's register() raises, and the next enabling was refused as 'already registered')."""
+    # imported first: one that fails to load fails the enabling before anything is registered
+    engines = engine_modules()
+    undo: list = []  # how to take back each step done
+    module = properties
+    try:
+        properties.register()
+        undo.append(properties.unregister)
+        for module in (*_CLASS_MODULES, *engines):
+            for cls in module.CLASSES:
+                bpy.utils.register_class(cls)
+                undo.append(partial(bpy.utils.unregister_class, cls))
+            if module in engines:
+                # its unregister() first: a register() that fails half way is taken back as far as it goes
+                if hasattr(module, "unregister"):
+                    undo.append(module.unregister)
+                if hasattr(module, "register"):
+                    module.register()
+                panels.OWN_BUTTONS.update(getattr(module, "ENGINES", ()))
+                undo.append(partial(panels.OWN_BUTTONS.difference_update, getattr(module, "ENGINES", ())))
+        for module in (fingers, connection, jobs):  # jobs: Ctrl-Z / Ctrl-Shift-Z while a job runs
             module.register()
-        panels.OWN_BUTTONS.update(getattr(module, "ENGINES", ()))
-    ops_image.register()
-    ops_interaction.register()
-    ops_motion.register()
-    fingers.register()
-    ops_library.register()
-    connection.register()
-    jobs.register()  # Ctrl-Z / Ctrl-Shift-Z while a job runs
+            undo.append(module.unregister)
+    except Exception as exc:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception as also:  # noqa: BLE001 - the rest is still taken back; said on the console
+                print(f"HandForge: taking back {getattr(step, '__qualname__', step)} failed too: {also!r}",
+                      file=sys.stderr)
+        if module in engines:
+            _forget(module)
+        raise RuntimeError(_not_registered(module, engines, exc)) from exc
+    _engine_modules[:] = engines
     atexit.register(connection.shutdown)  # never leave a backend we started running
+
+
+def _not_registered(module, engines: list, exc: Exception) -> str:
+    file = _file(module.__name__)
+    if module in engines:
+        return (f"HandForge: the add-on file {file}, an engine's own buttons, failed to register ({exc}); nothing "
+                f"of HandForge stays registered: fix it, or remove {file} from the add-on, then enable HandForge "
+                f"again")
+    return (f"HandForge: its file {file} failed to register ({exc}); nothing of HandForge stays registered: "
+            f"another add-on may use the same names (disable it), else reinstall HandForge, then enable it again")
 
 
 def unregister() -> None:
@@ -80,7 +115,7 @@ def unregister() -> None:
     connection.shutdown()
     connection.unregister()
     fingers.unregister()
-    ops_library.unregister()
+    library.unregister()  # the pose thumbnails' previews
     for module in reversed(_engine_modules):
         panels.OWN_BUTTONS.difference_update(getattr(module, "ENGINES", ()))
         if hasattr(module, "unregister"):
@@ -88,9 +123,6 @@ def unregister() -> None:
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)
     _engine_modules.clear()
-    ops_image.unregister()
-    ops_interaction.unregister()
-    ops_motion.unregister()
     for module in reversed(_CLASS_MODULES):
         for cls in reversed(module.CLASSES):
             bpy.utils.unregister_class(cls)

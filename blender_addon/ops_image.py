@@ -15,9 +15,10 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import hands, importers, jobs
+from . import connection, hands, importers, jobs
 from . import pose as pose_conv
 from .cameras import active_camera, background_problem, camera_matrix, render_size, unscaled
+from .panels import TOP, _Panel, _wrapped
 from .properties import ONE_SHOT
 from handforge_shared.poses import POSE_FIELDS, hand_array_name
 
@@ -238,7 +239,21 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
 
 
 
-CLASSES = (HANDFORGE_OT_generate_image,)
+class HANDFORGE_PT_image(_Panel, bpy.types.Panel):
+    bl_label = "Generate Image"
+    bl_order = TOP  # above the Backend panel, where it has always been
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(context.scene, PROMPT_PROP, text="", icon="TEXT")
+        layout.operator("handforge.generate_image", icon="IMAGE_DATA")
+        ok, why = connection.kind_status(JOB_KIND)
+        if not ok and context.window_manager.handforge.kinds:  # say why the button is grey (missing weights)
+            _wrapped(layout.box(), why, icon="ERROR")
+
+
+CLASSES = (HANDFORGE_OT_generate_image, HANDFORGE_PT_image)
+ENGINES = ("image",)  # its kinds run from this panel: no Run Job buttons of them in the Backend panel
 
 
 def register() -> None:

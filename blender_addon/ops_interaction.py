@@ -28,6 +28,7 @@ from . import app_handlers, connection, fingers, hands, jobs, keys, placement
 from . import pose as pose_conv
 from . import rig as rig_build
 from .errors import USER_ERRORS, reports_errors
+from .panels import _engine_note, _Panel
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import JOINT_NAMES, SIDES, other_side
 
@@ -670,7 +671,7 @@ def variety_cfg(variety: float) -> float:
 
 
 def draw_panel(layout, context) -> None:
-    """The Interaction panel's contents (``panels.HANDFORGE_PT_interaction``)."""
+    """The Interaction panel's contents (``HANDFORGE_PT_interaction``)."""
     settings = context.scene.handforge_interaction
     col = layout.column(align=True)
     col.prop(settings, "anchor")
@@ -713,9 +714,19 @@ def draw_panel(layout, context) -> None:
     row.operator(HANDFORGE_OT_interaction_key.bl_idname, icon="KEY_HLT").count = settings.key_count
 
 
+class HANDFORGE_PT_interaction(_Panel, bpy.types.Panel):
+    bl_label = "Interaction"
+
+    def draw(self, context):
+        _engine_note(self.layout, context, "interaction")
+        draw_panel(self.layout, context)
+
+
 CLASSES = (HANDFORGE_PG_interaction_candidate, HANDFORGE_PG_interaction_browse, HANDFORGE_PG_interaction_settings,
            HANDFORGE_OT_sample_interaction, HANDFORGE_OT_interaction_next, HANDFORGE_OT_interaction_previous,
-           HANDFORGE_OT_interaction_apply, HANDFORGE_OT_interaction_cancel, HANDFORGE_OT_interaction_key)
+           HANDFORGE_OT_interaction_apply, HANDFORGE_OT_interaction_cancel, HANDFORGE_OT_interaction_key,
+           HANDFORGE_PT_interaction)
+ENGINES = ()  # none: the Backend panel keeps interaction.sample's Run Job button too (the engine's note in its box)
 
 
 @persistent

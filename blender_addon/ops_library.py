@@ -90,14 +90,3 @@ class HANDFORGE_OT_delete_user_pose(bpy.types.Operator):
 
 
 CLASSES = (HANDFORGE_OT_apply_user_pose, HANDFORGE_OT_save_user_pose, HANDFORGE_OT_delete_user_pose)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
-    library.unregister()

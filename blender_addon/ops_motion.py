@@ -32,6 +32,7 @@ from . import app_handlers, fcurves, hands, importers, jobs, keys, placement
 from . import pose as pose_conv
 from .errors import USER_ERRORS
 from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .panels import _engine_note, _Panel
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
 from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, HandPose, MotionClip, hand_array_name
 from handforge_shared.skeleton import JOINT_NAMES, MODEL_TO_BLENDER, SIDES
@@ -812,7 +813,7 @@ class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
 
 
 def draw_panel(layout, context) -> None:
-    """The Motion panel (``panels.HANDFORGE_PT_motion``): settings, then one button per job."""
+    """The Motion panel (``HANDFORGE_PT_motion``): settings, then one button per job."""
     settings = context.scene.handforge_motion
     layout.row().prop(context.scene.handforge, "target", expand=True)  # the hands In-between and Generate key
     row = layout.row(align=True)
@@ -849,8 +850,20 @@ def draw_panel(layout, context) -> None:
     row.operator(HANDFORGE_OT_motion_regenerate.bl_idname, icon="FILE_REFRESH")
 
 
+class HANDFORGE_PT_motion(_Panel, bpy.types.Panel):
+    """The motion engine's buttons"""
+
+    bl_label = "Motion"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        _engine_note(self.layout, context, "motion")
+        draw_panel(self.layout, context)
+
+
 CLASSES = (HANDFORGE_OT_motion_inbetween, HANDFORGE_OT_motion_follow_path, HANDFORGE_OT_motion_generate,
-           HANDFORGE_OT_motion_regenerate)
+           HANDFORGE_OT_motion_regenerate, HANDFORGE_PT_motion)
+ENGINES = ("motion",)  # its kinds run from this panel: no Run Job buttons of them in the Backend panel
 
 
 def register() -> None:

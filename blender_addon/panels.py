@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import connection, hands, job_previews, library, ops_image, ops_interaction, ops_motion
+from . import hands, job_previews, library
 from .presets import label
 from handforge_shared import pose_library
 from handforge_shared.protocol import sentence
@@ -14,9 +14,19 @@ from handforge_shared.skeleton import FINGERS
 
 
 class _Panel:
+    """A panel of the sidebar's HandForge tab. Blender orders a region's panels by ``bl_order``, then as registered
+    (rna_Panel_register, source/blender/makesrna/intern/rna_ui.cc): the tab's top panels (``TOP``: Hands, Pose,
+    Animation, and Generate Image, whose file is registered after the others) at Blender's default, so that the tab
+    keeps its place among other add-ons' tabs (ordered by their first panel); the rest (Backend, Jobs, then each
+    engine's own panel as its file is found) below them."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "HandForge"
+    bl_order = 1
+
+
+TOP = 0  # the bl_order of a panel above the Backend panel
 
 
 class HANDFORGE_MT_presets(bpy.types.Menu):
@@ -36,6 +46,7 @@ class HANDFORGE_MT_presets(bpy.types.Menu):
 
 class HANDFORGE_PT_hands(_Panel, bpy.types.Panel):
     bl_label = "Hands"
+    bl_order = TOP
 
     def draw(self, context):
         layout = self.layout
@@ -56,6 +67,7 @@ class HANDFORGE_PT_hands(_Panel, bpy.types.Panel):
 
 class HANDFORGE_PT_pose(_Panel, bpy.types.Panel):
     bl_label = "Pose"
+    bl_order = TOP
 
     def draw(self, context):
         layout = self.layout
@@ -116,6 +128,7 @@ class HANDFORGE_PT_pose_library(_Panel, bpy.types.Panel):
 
 class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
     bl_label = "Animation"
+    bl_order = TOP
 
     def draw(self, context):
         layout = self.layout
@@ -132,18 +145,6 @@ class HANDFORGE_PT_animation(_Panel, bpy.types.Panel):
         row.operator("handforge.make_artist_keys", text="Make Mine", icon="KEYTYPE_KEYFRAME_VEC")
 
 
-class HANDFORGE_PT_image(_Panel, bpy.types.Panel):
-    bl_label = "Generate Image"
-
-    def draw(self, context):
-        layout = self.layout
-        layout.prop(context.scene, ops_image.PROMPT_PROP, text="", icon="TEXT")
-        layout.operator("handforge.generate_image", icon="IMAGE_DATA")
-        ok, why = connection.kind_status(ops_image.JOB_KIND)
-        if not ok and context.window_manager.handforge.kinds:  # say why the button is grey (missing weights)
-            _wrapped(layout.box(), why, icon="ERROR")
-
-
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
     """``text`` as labels of at most ``width`` characters; its own line breaks (config snippets) kept."""
     lines = [piece for paragraph in text.splitlines() for piece in textwrap.wrap(paragraph, width, break_long_words=False,
@@ -152,9 +153,8 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
         layout.label(text=line, icon=icon if i == 0 else "BLANK1")
 
 
-# Engines whose kinds have their own buttons elsewhere (hands, export, image) or are only for diagnostics.
-_HIDDEN_ENGINES = {"builtin", "hands", "export", "image"}
-_HIDDEN_ENGINES |= {"motion"}  # the Motion panel (ops_motion)
+# Engines whose kinds have their buttons elsewhere in the add-on (Add Hands, Export Renders) or are only for diagnostics
+_HIDDEN_ENGINES = {"builtin", "hands", "export"}
 # engines with buttons of their own in an ops_<engine>.py (its ENGINES, added as the add-on registers it)
 OWN_BUTTONS: set[str] = set()
 
@@ -217,7 +217,7 @@ class HANDFORGE_PT_jobs(_Panel, bpy.types.Panel):
 
 
 CLASSES = (HANDFORGE_MT_presets, HANDFORGE_PT_hands, HANDFORGE_PT_pose, HANDFORGE_PT_animation,
-           HANDFORGE_PT_image, HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
+           HANDFORGE_PT_backend, HANDFORGE_PT_jobs)
 CLASSES += (HANDFORGE_PT_pose_library,)
 
 
@@ -228,27 +228,3 @@ def _engine_note(layout, context, name: str) -> None:
     if found is not None and found.available and found.reason:
         _wrapped(layout.box(), found.reason, icon="INFO")
 
-
-class HANDFORGE_PT_interaction(_Panel, bpy.types.Panel):
-    bl_label = "Interaction"
-
-    def draw(self, context):
-        _engine_note(self.layout, context, "interaction")
-        ops_interaction.draw_panel(self.layout, context)
-
-
-CLASSES += (HANDFORGE_PT_interaction,)
-
-
-class HANDFORGE_PT_motion(_Panel, bpy.types.Panel):
-    """The motion engine's buttons (``ops_motion``)"""
-
-    bl_label = "Motion"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        _engine_note(self.layout, context, "motion")
-        ops_motion.draw_panel(self.layout, context)
-
-
-CLASSES += (HANDFORGE_PT_motion,)
