@@ -356,6 +356,33 @@ def test_a_target_generator_setting_that_is_no_checkpoint_is_missing_weights(tmp
     assert failed.value.code == "missing_weights" and "transfer.target_generator" in failed.value.hint
 
 
+def test_a_target_generator_of_nan_weights_is_refused_at_submit_as_its_job_refuses_it(tmp_path, monkeypatch):
+    """A diverged training run's target generator: the ihpt engine's status read its config and weights' header
+    only, so it was available and its requests accepted; every job then failed as missing_weights on its load."""
+    from handforge.engines.transfer import jobs
+    from handforge.server.jobs import JobContext, JobError
+    from handforge_shared.protocol import ProtocolError
+
+    torch.manual_seed(0)
+    net = TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16), feature_dim=16,
+                          num_layers=1, num_heads=2)
+    with torch.no_grad():
+        net.feature_proj.weight[0, 0] = float("nan")
+    monkeypatch.setenv("HANDFORGE_TRANSFER_TARGET_GENERATOR", str(save_model(net, tmp_path / "model")))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(tmp_path))  # (set: the engine's status reads no SD weights)
+    ctx = JobContext("j", "image.transfer", lambda fraction, message, previews: None)
+    with pytest.raises(JobError) as by_job:
+        jobs._sample_ihpt(ctx, {}, {}, None, {}, {}, None, None)
+    assert "not finite (NaN or infinity) in feature_proj.weight" in by_job.value.message
+    status = jobs._ihpt.status()
+    assert not status.available and status.reason == by_job.value.message and status.hint == by_job.value.hint
+    params = {"engine": "ihpt", "background_prompt": "", "cpu_offload": False, "hand_model": "open",
+              "source_labels": labels_of("fist")}
+    with pytest.raises(ProtocolError) as at_submit:
+        jobs._check(params, {})
+    assert at_submit.value.code == "missing_weights" and by_job.value.message in at_submit.value.message
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_source_labels_are_checked_like_pose_arrays_before_the_job_runs(server, engine):
     # before: a source pose of 1e30 radians was sampled from, and for ihpt a labels' camera that is no

@@ -50,13 +50,13 @@ SOURCE_LABELS_MAX = DEFAULT_LIMITS.max_header_bytes // 2
 
 
 def _target_generator() -> str | tuple[str, str]:
-    """Whether the setting names a TargetGenerator checkpoint that loads, as far as its config and weights'
-    header tell (a run folder instead of its model/, or a config.json out of limits, was 'available', and every
-    job then failed)."""
+    """Whether the setting names a TargetGenerator checkpoint that loads, from its files, the weights' values read
+    too (a run folder instead of its model/, a config.json out of limits, or weights holding NaN, was 'available',
+    and every job then failed as missing_weights)."""
     from handforge.engines.checkpoints import checkpoint_problem
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
 
-    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), MODEL)
+    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), MODEL, finite=True)
     return (problem, _target_generator_fix()) if problem else ""
 
 
