@@ -115,10 +115,17 @@ def _light_configs():
 @pytest.mark.parametrize("model, key, value", [("MotionDenoiser", "max_frames", 0), ("MotionDenoiser", "fps", True),
                                                ("MotionDenoiser", "num_layers", 10**6),  # more than its weights' values
                                                ("InteractionDenoiser", "skips", [-1]),
-                                               ("TargetGenerator", "num_heads", 3)])
+                                               ("TargetGenerator", "num_heads", 3),
+                                               # another number of layers than the weights hold: were ready, then
+                                               # the load met weights its model has not (or lacks)
+                                               ("MotionDenoiser", "num_layers", 2),
+                                               ("InteractionDenoiser", "attention_layers", 1),
+                                               ("InteractionDenoiser", "layers", 3),
+                                               ("TargetGenerator", "num_layers", 2),
+                                               ("TargetGenerator", "backbone_channels", [8])])
 def test_an_engines_status_line_refuses_a_config_the_load_refuses_in_the_same_words(tmp_path, model, key, value):
-    """The engines' status lines read the checkpoint's class only: a config.json out of limits was ready (no note,
-    ihpt available) until a job loaded it."""
+    """The engines' status lines read the checkpoint's class only: a config.json out of limits, or of another
+    number of layers than its weights hold, was ready (no note, ihpt available) until a job loaded it."""
     torch.manual_seed(0)
     net = _engine_models()[model]()
     folder = save_model(net, tmp_path / "model")
@@ -138,6 +145,14 @@ def test_the_light_model_configs_are_those_of_their_classes():
     models = _engine_models()
     for name, spec in _light_configs().items():
         assert model_config(type(models[name]())) == spec, name
+        # each count names the blocks the class makes of it (a wrong prefix refused every checkpoint)
+        net = models[name]()
+        for key, prefixes in spec.counts.items():
+            value = net.config[key]
+            for prefix in prefixes:
+                held = {n[len(prefix) + 1:].split(".")[0] for n in net.state_dict() if n.startswith(prefix + ".")}
+                assert held == {str(i) for i in range(len(value) if isinstance(value, (list, tuple)) else value)}, \
+                    (name, key, prefix)
 
 
 def test_weights_the_model_has_not_are_refused(folder):

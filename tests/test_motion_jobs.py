@@ -5,6 +5,7 @@ message saying what to fix, and a missing checkpoint falls back to the spline en
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -380,22 +381,26 @@ def test_more_steps_than_the_checkpoint_was_trained_with_are_refused_before_the_
     jobs._check_generate(_generate_params(steps=100), {})
 
 
-@pytest.mark.parametrize("diverged", [False, True])
-def test_the_submit_check_refuses_exactly_what_the_job_refuses(tmp_path, monkeypatch, diverged):
-    """A checkpoint whose weights hold NaN (a diverged training run) passed the submit check as a model of 50
-    diffusion steps and 8 frames, which then refused 100 steps and 10 frames; the job, whose load refuses NaN
-    weights, would have served them with the spline engine. The engine's note said nothing of it either."""
+@pytest.mark.parametrize("damage", [None, "diverged", "fewer layers"])
+def test_the_submit_check_refuses_exactly_what_the_job_refuses(tmp_path, monkeypatch, damage):
+    """A checkpoint whose weights hold NaN (a diverged training run), or whose config.json sets fewer layers than
+    its weights hold, passed the submit check as a model of 50 diffusion steps and 8 frames, which then refused 100
+    steps and 10 frames; the job, whose load refuses such a checkpoint, would have served them with the spline
+    engine. The engine's note said nothing of it either."""
     from handforge.engines.motion import jobs
     from handforge.server.jobs import JobContext, JobError
     from handforge_shared.protocol import ProtocolError
 
     torch.manual_seed(0)
-    net = MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, num_train_timesteps=50, max_frames=8,
+    net = MotionDenoiser(d_model=32, num_layers=2, num_heads=2, ff_size=64, num_train_timesteps=50, max_frames=8,
                          **UNIT_STATISTICS)
-    if diverged:
+    if damage == "diverged":
         with torch.no_grad():
             net.output.weight[0, 0] = float("nan")
     folder = save_model(net, tmp_path / "tiny")
+    if damage == "fewer layers":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "num_layers": 1}))
     monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
     ctx = JobContext("j", "motion.generate", lambda fraction, message, previews: None)
     outcomes = []
@@ -415,9 +420,11 @@ def test_the_submit_check_refuses_exactly_what_the_job_refuses(tmp_path, monkeyp
         assert (at_submit.startswith("refused: ") and by_job.startswith("refused: ") and by_job[9:] in at_submit) \
             or (at_submit, by_job[:9]) == ("accepted", "served by"), outcomes
     engines = [by_job for _, by_job in outcomes]
-    if diverged:
+    if damage:
         assert engines == ["served by spline"] * 3, outcomes
-        assert "holds weights that are not finite (NaN or infinity) in output.weight" in jobs._note()
+        assert {"diverged": "holds weights that are not finite (NaN or infinity) in output.weight",
+                "fewer layers": "sets num_layers to 1, but its weights file holds 2 (encoder.layers.0-1), so it does "
+                                "not describe these weights; set it to 2"}[damage] in jobs._note()
     else:
         assert [e.split(":")[0] for e in engines] == ["refused", "refused", "served by learned"], outcomes
         assert jobs._note() == ""

@@ -190,7 +190,7 @@ def checkpoint_problem(folder: str | Path | None, cls: type | str | ModelConfig,
     config values the engine's code takes no other of (``frame_dim=198``; a missing one is the class default,
     which is that value); another one loads, then every job refuses it. ``finite``: read the weights too, and
     refuse a NaN or infinity in them as ``load_model`` does (a whole read of the file, once while it stays as it
-    is: for a small model whose jobs fall back from such a checkpoint, so that its submit check does too)."""
+    is: for the engines' own models, 6-85 MB, whose submit checks must say what their jobs' loads refuse)."""
     spec = model_config(cls) if isinstance(cls, type) else cls
     name = spec if isinstance(spec, str) else spec.name
     if folder is None:
@@ -287,7 +287,7 @@ def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping
         if saved_as != name:
             return f"{folder} holds a checkpoint of another model ({saved_as}, not {name})"
         if not isinstance(spec, str):
-            _check_config(spec, Path(folder), config, _values(weights_shapes(folder)))
+            _check_config(spec, Path(folder), config, weights_shapes(folder))
     except CheckpointError as exc:
         return str(exc)
     wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
@@ -321,7 +321,7 @@ def load_model(cls: type, folder: str | Path, device: str = "cpu", dtype: Any = 
     if saved_as != cls.__name__:
         raise CheckpointError(f"{folder} holds a checkpoint of another model ({saved_as}, not {cls.__name__}); "
                               "give a checkpoint of this model (the setting or option that named this folder)")
-    _check_config(model_config(cls), folder, config, _values(weights_shapes(folder)))
+    _check_config(model_config(cls), folder, config, weights_shapes(folder))
     try:
         model, info = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                           output_loading_info=True)
@@ -441,18 +441,22 @@ class ModelConfig:
     """What ``load_model`` checks a model class's config.json against: the class's name, its ``__init__``'s
     defaults and its ``config_limits``. ``model_config(cls)`` reads them off a class; an engine whose model
     imports torch and diffusers (seconds) states them in a light module too, for its status line, and a test
-    checks the two agree."""
+    checks the two agree. ``counts``: the config keys that say how many numbered blocks the weights hold, each with
+    the prefixes of those blocks' tensor names (``{"num_layers": ("encoder.layers",)}``: encoder.layers.0.*,
+    encoder.layers.1.*, ...; a list value counts by its length), so that a status line tells a config.json of
+    another number of layers than its weights from their header, as the load refuses it."""
 
     name: str
     defaults: Mapping[str, Any]
     limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
+    counts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def model_config(cls: type) -> ModelConfig:
-    """A model class's ``ModelConfig``: its name, ``__init__`` defaults and ``config_limits``."""
+    """A model class's ``ModelConfig``: its name, ``__init__`` defaults, ``config_limits`` and ``config_counts``."""
     defaults = {name: param.default for name, param in inspect.signature(cls.__init__).parameters.items()
                 if param.default is not inspect.Parameter.empty}
-    return ModelConfig(cls.__name__, defaults, getattr(cls, "config_limits", {}))
+    return ModelConfig(cls.__name__, defaults, getattr(cls, "config_limits", {}), getattr(cls, "config_counts", {}))
 
 
 def _whole(value: Any) -> bool:
@@ -490,14 +494,17 @@ def _floats(value: Any) -> Iterator[float]:
             yield from _floats(item)
 
 
-def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any], values: int | None) -> None:
+def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any],
+                  shapes: dict[str, tuple[int, ...]] | None) -> None:
     """Refuse (``CheckpointError`` naming the file, the key, its value and what is allowed) a config.json that
     makes no working model of ``spec``, before the model is built: a value of another type than its argument's
     default, a number that is not finite, one outside the ``limits`` the class declares (a whole number below 1
-    where it declares none), or a whole number larger than the ``values`` its weights file holds (no size of a
-    model describing those weights can be; building it could take all memory and time). Sizes the weights hold
-    are also refused by their shapes; these are the values they do not show (max_frames 0 loaded, then every job
-    refused a window "longer than the model's 0 frames")."""
+    where it declares none), a whole number larger than the values its weights file holds (``shapes``: no size of
+    a model describing those weights can be; building it could take all memory and time), or a count of blocks
+    other than its weights hold (``spec.counts``). Sizes the weights hold are also refused by their shapes; these
+    are the values they do not show (max_frames 0 loaded, then every job refused a window "longer than the
+    model's 0 frames")."""
+    values = _values(shapes)
     defaults = spec.defaults
     given = {name: config[name] for name in defaults if name in config}
     settings = {**defaults, **given}
@@ -524,6 +531,30 @@ def _check_config(spec: ModelConfig, folder: Path, config: dict[str, Any], value
             for test, allowed in spec.limits.get(name, (at_least(1),) if whole else ()):
                 if not test(value, settings):
                     refuse(name, f"{noun}{' each' if listed else ''} {allowed.format_map(settings)}")
+    for name, prefixes in spec.counts.items():
+        if shapes is not None:
+            _check_count(spec, folder, name, settings[name], prefixes, shapes)
+
+
+def _check_count(spec: ModelConfig, folder: Path, name: str, value: Any, prefixes: tuple[str, ...],
+                 shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a config.json whose ``name`` (``value``) sets another number of blocks than the weights hold under each
+    of ``prefixes``: the status line read the config alone and said ready, then diffusers' load met weights its
+    model has not (a config.json of fewer layers) or lacks (more), and every job refused or fell back."""
+    listed = isinstance(value, (list, tuple))  # (a tuple: the default, where config.json has no value)
+    count = len(value) if listed else value
+    for prefix in prefixes:
+        held = {int(index) for index in (tensor[len(prefix) + 1:].partition(".")[0] for tensor in shapes
+                                         if tensor.startswith(prefix + ".")) if index.isdigit()}
+        if held == set(range(count)):
+            continue
+        numbered = held == set(range(len(held)))  # (0 to n-1: the config's value would describe them)
+        blocks = f" ({count} blocks)" if listed else ""
+        where = f"{prefix}.{min(held)}-{max(held)}" if held else f"no {prefix}.*"
+        fix = f"set it to {len(held)}" if numbered and held and not blocks else "correct it"
+        raise CheckpointError(f"{folder}: cannot load the {spec.name} checkpoint: its {CONFIG_NAME} sets {name} to "
+                              f"{_SHORT.repr(value)}{blocks}, but its weights file holds {len(held)} ({where}), so it "
+                              f"does not describe these weights; {fix}, or save or train the model again")
 
 
 def _non_finite(model: Any) -> str:

@@ -43,6 +43,7 @@ _D = INTERACTION_DENOISER.defaults  # the defaults' one home: the status line re
 
 class InteractionDenoiser(ModelMixin, ConfigMixin):
     config_limits = INTERACTION_DENOISER.limits  # (there, light, for the engine's status line, as the defaults below)
+    config_counts = INTERACTION_DENOISER.counts
 
     @register_to_config
     def __init__(self, vector_dim: int = _D["vector_dim"], width: int = _D["width"], hidden: int = _D["hidden"],

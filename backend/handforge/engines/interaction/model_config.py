@@ -17,6 +17,7 @@ INTERACTION_DENOISER = ModelConfig(
     # what else a config.json must keep to (load_model refuses it); skips index the MLP's layers from 0, and the
     # schedules are those of DDIM, which samples it (another loaded, then failed in every job)
     limits={"heads": (at_least(1), dividing("width")), "skips": (at_least(0),), "dropout": FRACTION,
-            "condition_dropout": FRACTION, "beta_schedule": (among("linear", "scaled_linear", "squaredcos_cap_v2"),)})
+            "condition_dropout": FRACTION, "beta_schedule": (among("linear", "scaled_linear", "squaredcos_cap_v2"),)},
+    counts={"layers": ("mlp",), "attention_layers": ("attention.layers",)})  # (the blocks these numbers make)
 
 __all__ = ["INTERACTION_DENOISER", "VECTOR_DIM"]

@@ -49,6 +49,7 @@ class MotionDenoiser(ModelMixin, ConfigMixin):
     """x0 = f(x_t, t, observation, mask); all (B, T, 198) in normalised units, t (B,) integer steps."""
 
     config_limits = MOTION_DENOISER.limits  # (there, light, for the engine's status line, as the defaults below)
+    config_counts = MOTION_DENOISER.counts
 
     @register_to_config
     def __init__(self, frame_dim: int = _D["frame_dim"], d_model: int = _D["d_model"],

@@ -20,7 +20,8 @@ MOTION_DENOISER = ModelConfig(
     # what else a config.json must keep to (load_model refuses it): a hand-edited max_frames 0 loaded, then every
     # job refused its window as "longer than the model's 0 frames"; d_model even for its sinusoidal embeddings
     limits={"max_frames": (at_least(2),), "d_model": (at_least(2), EVEN),
-            "num_heads": (at_least(1), dividing("d_model")), "dropout": FRACTION, "fps": (above(0),)})
+            "num_heads": (at_least(1), dividing("d_model")), "dropout": FRACTION, "fps": (above(0),)},
+    counts={"num_layers": ("encoder.layers",)})  # (its transformer's layers: encoder.layers.0.*, ...)
 
 
 def representation_problem(folder: Any, config: Mapping[str, Any]) -> str:

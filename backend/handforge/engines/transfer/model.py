@@ -52,6 +52,7 @@ _D = TARGET_GENERATOR.defaults  # the defaults' one home: the status line reads 
 
 class TargetGenerator(ModelMixin, ConfigMixin):
     config_limits = TARGET_GENERATOR.limits  # (there, light, for the engine's status line, as the defaults below)
+    config_counts = TARGET_GENERATOR.counts
 
     @register_to_config
     def __init__(self, cross_attention_dim: int = _D["cross_attention_dim"], image_size: int = _D["image_size"],
