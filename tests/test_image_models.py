@@ -933,3 +933,29 @@ def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_
 
     with pytest.raises(WeightsError, match=r"cannot load the ControlNet .*control_sd15_normal: .*recursion"):
         load_controlnet(nets / "control_sd15_normal")
+
+
+@pytest.mark.parametrize("key, value", [("norm_eps", float("nan")), ("norm_eps", -1),
+                                        ("controlnet_conditioning_channel_order", "xyz"),
+                                        ("layers_per_block", 10**5), ("layers_per_block", 0)])
+def test_what_a_controlnets_load_refuses_models_check_and_the_engines_status_refuse(weights, tmp_path, monkeypatch,
+                                                                                  capsys, key, value):
+    """`handforge models check` built the model its config.json describes and compared shapes, and the engines'
+    status read the widths alone: a NaN or negative norm_eps, an unknown channel order or an absurd size was 'ok'
+    and ready, and every job's load refused it; so was a config.json of fewer layers than its weights (its status
+    still cannot tell, from the header alone: the load and `models check` refuse it)."""
+    from handforge.engines.image import jobs
+    from handforge.engines.image.loading import WeightsError, load_controlnet
+
+    folder = tmp_path / "guidance"
+    shutil.copytree(weights[2], folder)
+    config_file = folder / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), key: value}))
+    with pytest.raises(WeightsError) as refused:
+        load_controlnet(folder)
+    assert main(["models", "check", "--kind", "controlnet", str(folder)]) == 1
+    assert "problem: " in capsys.readouterr().out
+    if value != 0:
+        _image_settings(monkeypatch, tmp_path, weights[1], folder)
+        status = jobs.IMAGE_ENGINES["attentionhand"].status()
+        assert not status.available and status.reason == f"image.guidance = {refused.value}", status

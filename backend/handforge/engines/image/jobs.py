@@ -79,12 +79,12 @@ def _sd_complete() -> str | tuple[str, str]:
 
 
 def _controlnet_problems() -> tuple[str, dict[str, str]]:
-    """The ControlNets folder and, for each ControlNet in it, where its config.json does not fit its weights."""
+    """The ControlNets folder and, for each ControlNet in it, what its load refuses in its config.json."""
     from handforge.engines.image.controls import available
-    from handforge.engines.image.loading import controlnet_shape_problem
+    from handforge.engines.image.loading import controlnet_problem
 
     folder = config.value(CONTROLNETS.key)
-    return folder, {name: controlnet_shape_problem(Path(folder) / name) for name in available(folder)}
+    return folder, {name: controlnet_problem(Path(folder) / name) for name in available(folder)}
 
 
 def _controlnets_ready() -> str | tuple[str, str, str]:
@@ -99,8 +99,7 @@ def _controlnets_present(folder: str, problems: dict[str, str]) -> str | tuple[s
     names = list(problems)
     # (each of a config.json of other widths than its weights: ready, and every job's load failed)
     if names and all(problems.values()):
-        return ("; ".join(f"{CONTROLNETS.key} = {Path(folder) / name / 'config.json'} {problem}"
-                          for name, problem in problems.items()),
+        return ("; ".join(f"{CONTROLNETS.key}: {problem}" for problem in problems.values()),
                 "correct them, or import the ControlNets again (handforge models import DIR --kind controlnet)")
     if names:
         return ""
@@ -115,22 +114,22 @@ def _broken_controlnets(folder: str, problems: dict[str, str]) -> str:
     broken = {name: problem for name, problem in problems.items() if problem}
     if not broken:
         return ""
-    return ("; ".join(f"{Path(folder) / name / 'config.json'} {problem}" for name, problem in broken.items())
-            + f": jobs that name {'it' if len(broken) == 1 else 'them'}, or name no controls, fail; correct "
-            f"{'it' if len(broken) == 1 else 'them'}, or import again (handforge models import DIR --kind controlnet)")
+    # (each problem says its own fix: correct the config.json, or import the ControlNet again)
+    return "; ".join(broken.values()) + f" (jobs that name {'it' if len(broken) == 1 else 'them'}, or name no " \
+        "controls, fail; handforge models import DIR --kind controlnet imports one again)"
 
 
 def _guidance_present() -> str | tuple[str, str]:
     """The guidance module's setting exists (checked before): is it a ControlNet folder? (Else ``auto`` took
     a training run's folder, or the weights file, for a ready engine, and the first click failed.)"""
     from handforge.engines.checkpoints import CONFIG_NAME, checkpoint_problem, saved_class
-    from handforge.engines.image.loading import controlnet_shape_problem
+    from handforge.engines.image.loading import controlnet_problem
 
     folder = Path(config.value(GUIDANCE.key))
     if folder.is_dir() and (folder / CONFIG_NAME).is_file() and saved_class(folder) in (None, "ControlNetModel"):
         # (a config.json of other widths than its weights was ready, and every job's load failed in diffusers' words)
-        problem = controlnet_shape_problem(folder)
-        return (f"{GUIDANCE.key} = {folder / CONFIG_NAME} {problem}", "correct it, or train or import the guidance "
+        problem = controlnet_problem(folder)
+        return (f"{GUIDANCE.key} = {problem}", "correct it, or train or import the guidance "
                 f"module again (handforge models check {folder} checks it whole)") if problem else ""
     return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",
             f"point it at a ControlNetModel folder (the model/ folder of a `handforge train guidance` run, or handforge "

@@ -191,11 +191,9 @@ def load_controlnet(path: str | Path, dtype: Any = None):
     if saved_as not in (None, "ControlNetModel"):  # diffusers would build a default ControlNet, all random
         raise WeightsError(f"{path} holds a model of another class ({saved_as}, not ControlNetModel): give a ControlNetModel folder "
                            "(e.g. one written by handforge train guidance, its model/ folder)", path)
-    _check_sizes(path)
-    problem = _controlnet_config_problem(path) or controlnet_shape_problem(path)
+    problem = controlnet_problem(path)
     if problem:
-        raise WeightsError(f"{path / 'config.json'} {problem}: correct it, or train or import the ControlNet again",
-                           path)
+        raise WeightsError(problem, path)
     try:
         loaded = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype,
                                                  output_loading_info=True)
@@ -205,6 +203,18 @@ def load_controlnet(path: str | Path, dtype: Any = None):
     if extra:
         raise WeightsError(f"{path} {extra}", path)
     return _complete(loaded, path)
+
+
+def controlnet_problem(path: str | Path) -> str:
+    """What ``load_controlnet`` refuses in a ControlNet folder's config.json before building it ('' when nothing),
+    from its files' text and the weights' header (no torch: the engines' status lines call it, so that they refuse
+    what every job's load would; they checked the widths alone, and a NaN norm_eps or an absurd size was ready)."""
+    path = Path(path)
+    problem = folder_size_problem(path)
+    if problem:
+        return problem
+    problem = _controlnet_config_problem(path) or controlnet_shape_problem(path)
+    return f"{path / 'config.json'} {problem}: correct it, or train or import the ControlNet again" if problem else ""
 
 
 def _controlnet_config_problem(path: Path) -> str:

@@ -95,8 +95,10 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
     return config
 
 
-def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False) -> dict[str, Any]:
-    """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``."""
+def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False,
+                extra: bool = False) -> dict[str, Any]:
+    """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``. ``extra``:
+    tensors its model has not are a problem too, where the loader refuses them (``load_controlnet``)."""
     file = folder / weights
     if not folder.is_dir():
         report.problems.append(f"{folder}: no such folder")
@@ -132,6 +134,9 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
     wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k][0]) != expected[k])
     if missing:
         report.problems.append(f"{file}: {len(missing)} tensors missing, e.g. {missing[0]}")
+    unused = sorted(set(found) - set(expected)) if extra else []
+    if unused:  # (a config.json of fewer layers_per_block: ok here, and every job's load refused it)
+        report.problems.append(f"{file}: {len(unused)} tensors its config.json makes no place for, e.g. {unused[0]}")
     if wrong:
         k = wrong[0]
         report.problems.append(f"{file}: {len(wrong)} tensors of the wrong shape, e.g. {k} {found[k][0]} "
@@ -213,14 +218,17 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
     model's UNet (text width and down blocks: an SD 2.x ControlNet cannot drive SD 1.x)."""
     from diffusers import ControlNetModel
 
-    from handforge.engines.image.loading import mismatch
+    from handforge.engines.image.loading import controlnet_problem, mismatch
 
     report = Report(str(path))
     if Path(path).is_file():
         report.problems.append(f"{path} is one file: ControlNets are read from diffusers folders (config.json + "
                                "diffusion_pytorch_model.safetensors)")
         return report
-    net = check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest)
+    net = check_model(ControlNetModel, Path(path), "diffusion_pytorch_model.safetensors", report, digest, extra=True)
+    problem = controlnet_problem(path) if net else ""  # what its load refuses before building it (norm_eps 0 built)
+    if problem and problem not in report.problems:
+        report.problems.append(problem)
     unet_config = Path(sd) / "unet" / "config.json" if sd is not None else None
     if net and unet_config is not None and unet_config.is_file():
         unet = _config_json(unet_config.parent, Report(str(sd)))  # (unreadable: the SD model's own check says so)
