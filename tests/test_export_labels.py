@@ -182,7 +182,8 @@ def test_a_folder_holds_one_specs_export(exported, tmp_path):
     with pytest.raises(FolderTaken, match="another spec \\(differing: camera.distance: \\[0.3, 0.5\\] → \\[0.3, "
                                           "0.6\\]\\)"):
         export(parse_spec({**SPEC, "camera": {"distance": [0.3, 0.6]}}), exported, progress=False)
-    with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for"):
+    with pytest.raises(FolderTaken, match="5 finished sample\\(s\\) beyond the 1 asked for \\(up to index 5\\): "
+                                          "ask for at least 6 samples"):
         export(parse_spec({**SPEC, "samples": 1}), exported, progress=False)
     assert {p: p.stat().st_mtime_ns for p in exported.rglob("*")} == before
     # a damaged record: said so (it was "another spec (differing: all)", to be rerun "with that spec")

@@ -114,11 +114,12 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             raise FolderTaken(f"{out} holds images generated with other weights ({', '.join(changed)}: "
                               f"{held_weights[changed[0]]} then): resuming would mix two models' images; set them "
                               "back to resume, or choose a new folder")
-        extra = sum(1 for p in (out / SAMPLES).glob(f"*/{LABELS}")
-                    if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]) if "samples" in record else 0
-        if extra:
-            raise FolderTaken(f"{out} holds {extra} finished sample(s) beyond the {record['samples']} asked for: ask "
-                              "for at least as many as are there, or choose another folder")
+        beyond = [int(p.parent.name) for p in (out / SAMPLES).glob(f"*/{LABELS}")
+                  if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]] if "samples" in record else []
+        if beyond:  # the count to ask for is said: "as many as are there" left the user to count the folders
+            raise FolderTaken(f"{out} holds {len(beyond)} finished sample(s) beyond the {record['samples']} asked "
+                              f"for (up to index {max(beyond)}): ask for at least {max(beyond) + 1} samples, or "
+                              "choose another folder")
     # (hidden names are left out: .DS_Store, which a Mac's Finder adds to a new folder, or the record's temporary
     # file of a run killed while it wrote it; and an empty samples/: nothing an export could mix with)
     elif out.is_dir() and (blocking := sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
