@@ -542,8 +542,13 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'.*'none' draws no RGB"):
         parse_spec({"outputs": ["rgb", "masks"], "render": {"engine": "none"}})
     assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
-    with pytest.raises(SpecError, match="unknown keys.*camra"):
+    with pytest.raises(SpecError, match=r"unknown keys.*camra.*\(camra: did you mean camera\?\)"):
         parse_spec({"camra": {}})
+    with pytest.raises(SpecError, match=r"camera: unknown keys \['distnce'\].*\(distnce: did you mean distance\?\)"):
+        parse_spec({"camera": {"distnce": [0.3, 0.5]}})
+    with pytest.raises(SpecError) as far_off:  # nothing near: no guess
+        parse_spec({"colour": 1})
+    assert "did you mean" not in str(far_off.value)
     # Blender renders at least 4 × 4: a 1 × 1 spec got 4 × 4 images for 1 × 1 labels, 2 × 300 failed every sample
     for engine in ("workbench", "cycles"):
         with pytest.raises(SpecError, match="Blender renders images of at least 4×4 pixels"):

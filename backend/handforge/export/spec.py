@@ -60,6 +60,7 @@ example below, every key at its default, is what ``handforge export --example-sp
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -221,18 +222,22 @@ def _section(cls, data: Any, where: str, defaults: Mapping[str, Any] | None = No
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(names)}{_misplaced(unknown, where)}")
+        raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(names)}{_misplaced(unknown, where, names)}")
     return {**(defaults or {}), **data}
 
 
-def _misplaced(keys: list[str], where: str) -> str:
+def _misplaced(keys: list[str], where: str, names: set[str]) -> str:
     """Where unknown ``keys`` of ``where`` belong, if elsewhere: in TOML a top-level key written below a
-    [table] is that table's (``width = 512`` after ``[camera]`` was refused as an unknown camera key, unsaid why)."""
+    [table] is that table's (``width = 512`` after ``[camera]`` was refused as an unknown camera key, unsaid why);
+    else the known key of ``names`` each one is likely a misspelling of (``widht``: the user compared a dozen)."""
     tables = {f.name: {g.name for g in fields(f.default)} for f in fields(ExportSpec) if is_dataclass(f.default)}
     top = [k for k in keys if k in {f.name for f in fields(ExportSpec)} and where != "spec"]
     hints = [f"{', '.join(top)}: top-level key(s), which in TOML go above the first [table]"] if top else []
     hints += [f"{k}: a key of [{', '.join(t for t, known in tables.items() if k in known)}]" for k in keys
               if k not in top and any(k in known for t, known in tables.items() if t != where)]
+    placed = {h.split(":")[0] for h in hints} | set(top)
+    hints += [f"{k}: did you mean {near[0]}?" for k in keys
+              if k not in placed and (near := difflib.get_close_matches(k, sorted(names), n=1, cutoff=0.7))]
     return f" ({'; '.join(hints)})" if hints else ""
 
 
