@@ -542,6 +542,8 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'.*'none' draws no RGB"):
         parse_spec({"outputs": ["rgb", "masks"], "render": {"engine": "none"}})
     assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
+    with pytest.raises(SpecError, match=r"background.folder: not given; background.kinds has 'images'.*set folder"):
+        parse_spec({"background": {"kinds": ["images"]}})
     with pytest.raises(SpecError, match=r"unknown keys.*camra.*\(camra: did you mean camera\?\)"):
         parse_spec({"camra": {}})
     with pytest.raises(SpecError, match=r"camera: unknown keys \['distnce'\].*\(distnce: did you mean distance\?\)"):

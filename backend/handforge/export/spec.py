@@ -388,7 +388,10 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
                         "to draw from it, or remove folder")
     if "images" in background.kinds:
         folder = Path(background.folder).expanduser()
-        if not background.folder or not folder.is_dir():
+        if not background.folder:  # (it said "'' is not a folder", which reads as a path problem)
+            raise SpecError("background.folder: not given; background.kinds has 'images', which draws from a "
+                            "folder of .png/.jpg images: set folder = \"path/to/images\", or remove 'images' from kinds")
+        if not folder.is_dir():
             raise SpecError(f"background.folder: {background.folder!r}{_resolved(background.folder)} is not a folder "
                             "(needed for 'images')")
         if not background_files(background.folder):
