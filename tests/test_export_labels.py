@@ -126,6 +126,24 @@ def test_interhand_files_round_trip_through_the_reader(exported):
         assert joints[str(i)]["hand_type"] == sample["hand_type"]
 
 
+def test_the_card_says_how_interhands_loaders_find_the_images(exported, tmp_path):
+    """The data file names images from the dataset folder, and InterHand2.6M's loaders read
+    <root>/images/<split>/<file_name>: with interhand/ as their root they found none, unsaid. The card's
+    command, run in the dataset folder, makes them find every one (in a copy: the link loops back)."""
+    import re
+    import shutil
+    import subprocess
+
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    command = re.search(r"run `([^`]+)` in this folder", (out / "dataset_card.md").read_text())
+    assert command, "the card does not say how InterHand2.6M's loaders find the images"
+    subprocess.run(command.group(1), shell=True, cwd=out, check=True)
+    data = json.loads(interhand_paths(out, "open")["data"].read_text())
+    root = out / "interhand"
+    assert data["images"] and all((root / "images" / "export" / image["file_name"]).is_file() for image in data["images"])
+
+
 def test_the_open_hands_interhand_params_read_as_clips_are_flat_open_hand_poses(exported):
     """capture_clips tagged the open hand's parameters file MANO and mean-relative: a reader that then made them
     flat with MANO's hands_mean (as InterHand2.6M's clips need) posed the open hand off its labels, unsaid."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from handforge.export.folder import CARD_JSON, CARD_MD
+from handforge.export.interhand_format import IMAGES_LINK, SPLIT
 from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
 from handforge_shared.files import write_atomic
@@ -68,6 +69,9 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
                  if set(card["skin_tones"]) <= set(MONK_SKIN_TONES) else " (sRGB)"),
              "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
              "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
-             "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", ""]
+             "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", "",
+             f"InterHand2.6M's loaders read each image at images/{SPLIT}/<file_name> of their root, interhand/ "
+             f"here (the file names are relative to this folder): run `{IMAGES_LINK}` in this folder for them "
+             "to find the images.", ""]
     write_atomic(out / CARD_MD, "\n".join(lines))
     return out / CARD_MD

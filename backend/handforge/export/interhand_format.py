@@ -18,6 +18,10 @@ from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
 
 SPLIT = "export"  # the InterHand2.6M-style split name
+# The data file's image file_names are relative to the dataset folder, and InterHand2.6M's loaders read
+# <root>/images/<split>/<file_name> (https://github.com/facebookresearch/InterHand2.6M): the card gives this
+# command, run in the dataset folder, to make interhand/ such a root (a link, so no image is copied).
+IMAGES_LINK = f"mkdir -p {INTERHAND}/images && ln -s ../.. {INTERHAND}/images/{SPLIT}"
 
 
 def interhand_paths(out: Path, hand_model: str = "mano") -> dict[str, Path]:
