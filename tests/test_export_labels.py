@@ -560,6 +560,13 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     with pytest.raises(SpecError, match="outputs: give 'rgb' or 'mesh'.*'none' draws no RGB"):
         parse_spec({"outputs": ["rgb", "masks"], "render": {"engine": "none"}})
     assert "rgb" not in parse_spec({"render": {"engine": "none"}}).outputs  # the default list: without it
+    # the dataset's size written under [render], where samples is Cycles': 100 samples (the default) were made
+    with pytest.raises(SpecError, match=r"render.samples = 8 is Cycles' samples per pixel \(unused with engine "
+                                        r"'workbench'\), not the dataset's size.*none given: 100.*write samples = 8 "
+                                        r"above the first \[table\]"):
+        parse_spec({"render": {"engine": "workbench", "samples": 8}})
+    assert parse_spec({"samples": 2, "render": {"engine": "workbench", "samples": 8}}).samples == 2  # said: unused
+    assert parse_spec({"render": {"engine": "cycles", "samples": 8}}).render.samples == 8
     with pytest.raises(SpecError, match=r"background.folder: not given; background.kinds has 'images'.*set folder"):
         parse_spec({"background": {"kinds": ["images"]}})
     with pytest.raises(SpecError, match=r"unknown keys.*camra.*\(camra: did you mean camera\?\)"):

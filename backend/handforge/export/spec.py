@@ -373,6 +373,12 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     render = RenderSettings(engine=_choice(ren.get("engine", "workbench"), ENGINES, "render.engine"),
                             samples=_positive_int(ren.get("samples", 16), "render.samples", 4096),
                             forearm=_choice(ren.get("forearm", "skin"), FOREARMS, "render.forearm"))
+    if "samples" in ren and "samples" not in top and render.engine != "cycles":
+        # read as the dataset's size (the README's example spec has one under [render]), it made the default 100
+        raise SpecError(f"render.samples = {render.samples} is Cycles' samples per pixel (unused with engine "
+                        f"{render.engine!r}), not the dataset's size, which the top-level samples sets (none given: "
+                        f"{ExportSpec.samples}): for {render.samples} samples write samples = {render.samples} above "
+                        "the first [table]; keep render.samples only beside a top-level samples")
     outputs = _choices(top.get("outputs", OUTPUTS), OUTPUTS, "outputs")
     if render.engine == "none" and "rgb" in outputs:  # (GL images only: `handforge export --engine none`)
         outputs = tuple(o for o in outputs if o != "rgb")
