@@ -126,6 +126,17 @@ def test_interhand_files_round_trip_through_the_reader(exported):
         assert joints[str(i)]["hand_type"] == sample["hand_type"]
 
 
+def test_a_datasets_record_is_its_spec(exported, tmp_path):
+    """export_spec.json holds the spec and the identities a resume checks: read as a spec (a dataset
+    received without its spec file) its extra keys were refused as unknown, so it could not be extended."""
+    from handforge.export.folder import SPEC_RECORD
+
+    assert load_spec(exported / SPEC_RECORD) == parse_spec(SPEC)
+    (tmp_path / "spec.json").write_text((exported / SPEC_RECORD).read_text())  # under another name: keys checked
+    with pytest.raises(SpecError, match="unknown keys \\['hand_model_identity'\\]"):
+        load_spec(tmp_path / "spec.json")
+
+
 def test_the_card_says_how_interhands_loaders_find_the_images(exported, tmp_path):
     """The data file names images from the dataset folder, and InterHand2.6M's loaders read
     <root>/images/<split>/<file_name>: with interhand/ as their root they found none, unsaid. The card's

@@ -33,6 +33,8 @@ HAND_MODEL = "hand_model_identity"  # in it: the hand model the samples were pos
 GENERATE_WEIGHTS = "generate_weights"  # in it: the image weights of generated RGB (``generated_rgb.weights_identity``)
 DIGEST = "blender_request"  # in a Blender request's record: a digest of it all (``blender_scene.request_record``)
 SETTINGS = "settings"  # beside it: the request's settings as the user set them, for a refusal to name (since 2026-12)
+# what a spec's record holds besides the spec (checked on their own on resume): left out when it is read as a spec
+RECORD_ONLY = (INPUTS, HAND_MODEL, GENERATE_WEIGHTS)
 PARTIAL_PREFIX = ".partial-"
 INTERHAND = "interhand"  # the InterHand2.6M-style files' folder
 COCO_FILE, CONTACT_SHEET = "coco.json", "contact_sheet.png"
@@ -74,7 +76,7 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
     # more samples extend the dataset; the inputs and the hand model are checked on their own
     from handforge.export.spec import without_unused
 
-    mutable = ("samples", INPUTS, HAND_MODEL, GENERATE_WEIGHTS)
+    mutable = ("samples", *RECORD_ONLY)
     wanted = without_unused({k: v for k, v in record.items() if k not in mutable})
     if path.is_file():
         held = _held_record(out)

@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge.arguments import repeated
+from handforge.export.folder import RECORD_ONLY, SPEC_RECORD
 from handforge_shared import pose_library
 from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
 from handforge_shared.protocol import unique_keys
@@ -617,4 +618,8 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
         raise SpecError(f"{path}: not valid JSON ({exc})") from None
+    if path.name == SPEC_RECORD and isinstance(data, dict):
+        # a dataset's record is its spec plus what a resume checks besides (refused as unknown keys, it left one
+        # given a dataset without the spec file no way to extend it); a resume derives and checks those again
+        data = {k: v for k, v in data.items() if k not in RECORD_ONLY}
     return parse_spec(data)
