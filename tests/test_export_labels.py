@@ -578,6 +578,9 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
         parse_spec({"render": {"engine": "workbench", "samples": 8}})
     assert parse_spec({"samples": 2, "render": {"engine": "workbench", "samples": 8}}).samples == 2  # said: unused
     assert parse_spec({"render": {"engine": "cycles", "samples": 8}}).render.samples == 8
+    for key, table in (("outputs", {"outputs": []}), ("background.kinds", {"background": {"kinds": []}})):
+        with pytest.raises(SpecError, match=rf"{key}: the list is empty; give at least one of .*leave {key} out"):
+            parse_spec(table)
     with pytest.raises(SpecError, match=r"background.folder: not given; background.kinds has 'images'.*set folder"):
         parse_spec({"background": {"kinds": ["images"]}})
     with pytest.raises(SpecError, match=r"unknown keys.*camra.*\(camra: did you mean camera\?\)"):

@@ -181,9 +181,12 @@ class ExportSpec:
 
 def _choices(values: Any, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
     values = _strings(values, where, f"one of {', '.join(allowed)}, or a list of them")
+    if not values:  # (it said "nothing is not allowed")
+        raise SpecError(f"{where}: the list is empty; give at least one of {', '.join(allowed)}, or leave {where} out "
+                        "for its default")
     bad = [v for v in values if v not in allowed]
-    if bad or not values:
-        raise SpecError(f"{where}: {bad or 'nothing'} is not allowed; choose from {', '.join(allowed)}")
+    if bad:
+        raise SpecError(f"{where}: {bad} is not allowed; choose from {', '.join(allowed)}")
     return _once(values, where)
 
 
