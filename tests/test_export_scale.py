@@ -241,6 +241,22 @@ def test_chunks_cover_the_pending_samples_in_order():
     assert plan_chunks([], 3) == []
 
 
+def test_the_progress_bars_clock_starts_when_a_worker_is_ready(capsys):
+    """The bar counted from the command's start: the workers' start-up (seconds each) made the first
+    sample's rate an ETA of a minute for a run of seconds. Until a worker is ready it says so."""
+    from handforge.export.shards import _Bar
+
+    bar = _Bar(True, 3, "export (2 workers, local processes)")
+    assert "starting workers" in str(bar.tqdm)
+    before = bar.tqdm._time()
+    bar.first_ready()
+    assert bar.tqdm.start_t >= before and bar.tqdm.n == 0 and "starting" not in str(bar.tqdm)
+    bar.update(1, failed=0, restarts=0)
+    bar.first_ready()  # a replacement worker ready later: the clock runs on
+    assert bar.tqdm.n == 1
+    bar.close()
+
+
 def test_failure_summary_groups_by_reason():
     lines = failure_summary({4: "b", 1: "a", 2: "a", **{k: "c" for k in range(10, 25)}}, shown=3)
     assert lines == ["  15 sample(s) [10, 11, 12, …]: c", "  2 sample(s) [1, 2]: a", "  1 sample(s) [4]: b"]

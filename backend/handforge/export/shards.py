@@ -74,7 +74,16 @@ class _Bar:
         if progress is True:
             from tqdm import tqdm
 
-            self.tqdm = tqdm(total=total, desc=desc, unit="sample", smoothing=0.1)
+            self.tqdm = tqdm(total=total, desc=desc, unit="sample", smoothing=0.1, postfix="starting workers")
+        self.ready = False
+
+    def first_ready(self) -> None:
+        """Start the bar's clock when a worker can take samples: counted from the command's start, the
+        workers' start-up (seconds each) made the first sample's rate an ETA of minutes for a run of seconds."""
+        if self.tqdm is not None and not self.ready and self.tqdm.n == 0:
+            self.tqdm.set_postfix_str("", refresh=False)
+            self.tqdm.reset(self.total)
+        self.ready = True
 
     def update(self, n: int, **postfix: int) -> None:
         self.done += n
@@ -178,6 +187,7 @@ def _drive(pool, chunks: list[list[int]], workers: int, progress, fault, poll_se
             for event in itertools.chain(pool.wait(poll_seconds), _hung(pool, busy, deadline, chunks, sample_timeout),
                                          _hung_starting(pool, starting, start_timeout)):
                 if event.kind == "ready":
+                    bar.first_ready()
                     starting.pop(event.slot, None)
                     renderer_name = renderer_name or event.payload
                     unready_deaths[event.slot] = 0
