@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # one GPU, a logical one (Ray schedules GPUs as counted resources; nothing here runs on it): a worker asking
+    # for one holds it, as on a node with one real GPU
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -83,18 +85,40 @@ def test_the_command_runs_on_ray_and_survives_a_killed_worker(local_ray, referen
     assert result == expected
 
 
-def test_gpus_per_worker_on_a_ray_without_gpus_is_a_clear_error_not_a_hang(local_ray, tmp_path, monkeypatch, capsys):
+def test_more_workers_than_gpus_run_one_per_gpu_and_write_the_single_process_dataset(local_ray, reference,
+                                                                                      tmp_path):
+    """A cluster of fewer GPUs than workers (`--workers 32` on 8 GPUs): the workers beyond the GPUs wait for one
+    (Ray keeps them pending); the run must not wait for them, and no two workers share the GPU."""
+    started: list[int] = []
+
+    class Watched(RayPool):
+        def wait(self, timeout: float):
+            events = super().wait(timeout)
+            started.extend(event.slot for event in events if event.kind == "ready")
+            return events
+
+    out = tmp_path / "data"
+    summary = export_sharded(spec(), out, lambda: Watched(spec().to_dict(), str(out), None, 2, gpus_per_worker=1), 2,
+                             command=COMMAND, progress=False)
+    assert summary["finished"] == SPEC["samples"] and summary["failed"] == {} and summary["worker_restarts"] == 0
+    assert tree(out) == reference
+    assert len(started) == 1  # one worker on the one GPU; the other never started
+    assert ray.available_resources().get("GPU") == 1  # the waiting worker was given up, the GPU freed
+
+
+def test_gpus_per_worker_on_a_ray_without_enough_gpus_is_a_clear_error_not_a_hang(local_ray, tmp_path, monkeypatch,
+                                                                                   capsys):
     import json
 
     from handforge.cli import main
 
-    assert ray.cluster_resources().get("GPU", 0) == 0  # this test's local Ray has no GPU
+    assert ray.cluster_resources().get("GPU", 0) == 1  # this test's local Ray has one GPU
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--gpus-per-worker", "1",
+    assert main(["export", "spec.json", "--out", "data", "--ray", "--workers", "2", "--gpus-per-worker", "2",
                  "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "--gpus-per-worker 1: no node of this machine's Ray has that many GPUs (the most on one node: 0)" in err
+    assert "--gpus-per-worker 2: no node of this machine's Ray has that many GPUs (the most on one node: 1)" in err
     assert "drop the flag" in err
     assert not (tmp_path / "data" / "samples").exists()  # nothing written
     assert ray.is_initialized()  # a Ray the command did not start is left running
