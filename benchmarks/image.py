@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     from tests.support import tiny_sd
 
     dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
+    began = time.perf_counter()
+
+    def say(what: str) -> None:  # as it goes: a run stopped by a time limit (a lent GPU's) still says how far it got
+        print(f"[{time.perf_counter() - began:6.1f} s] {what}", flush=True)
+
     tmp = scratch_folder("bench-image", remove_at_exit=True)  # (random full-size weights are GBs)
     if args.sd:
         sd, net, what = Path(args.sd), Path(args.controlnet), "given weights"
@@ -90,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         sd = tiny_sd.build_sd(tmp / "sd")
         net, what = tiny_sd.build_controlnet(tmp / "controlnet", sd), "random tiny weights (the tests')"
     size = args.size or (512 if (args.full or args.sd) else tiny_sd.IMAGE_SIZE)
+    say(f"{what} ready")
     ours = build_pipeline(sd, [net], dtype=dtype, device=args.device)
+    say(f"loaded on {args.device} in {str(dtype).removeprefix('torch.')}")
     if args.fast:
         for module in (ours.unet, ours.controlnet):
             module.to(memory_format=torch.channels_last)
@@ -123,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         return time.perf_counter() - start, np.round(out * 255).astype(np.uint8)
 
-    run_ours(), run_theirs(), run_ours(args.steps // 2)  # warm-up (and compilation)
+    for name, warm_up in (("ours", run_ours), ("diffusers", run_theirs),
+                          ("ours + TAS", lambda: run_ours(args.steps // 2))):
+        warm_up()  # first calls (and with --fast, each one's compilation) are not measured
+        say(f"warm-up: {name}")
     times = {"ours": [], "diffusers": [], "ours + TAS": []}
     diff = 0
     ratios = []
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         times["ours + TAS"].append(t_tas)
         ratios.append(t_ours / t_theirs)
         diff = max(diff, int(np.abs(a.astype(int) - b.astype(int)).max()))
+        say(f"repeat {repeat + 1}/{args.repeats}: ours {t_ours:.3f} s, diffusers {t_theirs:.3f} s, "
+            f"ours + TAS {t_tas:.3f} s")
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     print(f"{what}, {size}², {args.steps} DDIM steps, CFG 7.5, {args.device} {str(dtype).removeprefix('torch.')}"
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"min {best['diffusers']:.3f} / median {med['diffusers']:.3f} s/image; ratio of the mins "
           f"{best['ours'] / best['diffusers']:.3f}, median of the pairs' ratios {statistics.median(ratios):.3f}")
     print(f"TAS at the first {args.steps // 2} steps ({len(tokens)} tokens): {med['ours + TAS']:.3f} s/image, "
-          f"+{med['ours + TAS'] - med['ours']:.3f} s ({med['ours + TAS'] / med['ours']:.2f}×)")
+          f"{med['ours + TAS'] - med['ours']:+.3f} s ({med['ours + TAS'] / med['ours']:.2f}×)")
     return 0 if diff <= 1 else 1
 
 
