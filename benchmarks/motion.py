@@ -90,7 +90,8 @@ def main() -> None:
                 started = time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - started)
-            print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
+                # each time as it comes: a run stopped by a time limit (a lent GPU's) still says what it measured
+                print(f"repeat {repeat + 1}/{args.repeats}: {name}: {times[name][-1]:.3f} s", flush=True)
         print(f"\n{args.frames} frames, two hands, keys on {len(KEY_POSES)} frames; checkpoint {folder}; "
               f"device {args.device}, torch threads {torch.get_num_threads()}")
         shipped_name = f"shipped learned, {DEFAULT_STEPS} steps"
