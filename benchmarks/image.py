@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fast", action="store_true", help="channels_last + torch.compile (CUDA)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile's backend for --fast ('eager': traced, not compiled: a quick CPU check)")
     args = parser.parse_args(argv)
 
     from diffusers import StableDiffusionControlNetPipeline
@@ -101,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast:
         for module in (ours.unet, ours.controlnet):
             module.to(memory_format=torch.channels_last)
-        ours.unet = torch.compile(ours.unet)
-        ours.controlnet = torch.compile(ours.controlnet)
+        ours.unet = torch.compile(ours.unet, backend=args.compile_backend)
+        ours.controlnet = torch.compile(ours.controlnet, backend=args.compile_backend)
     theirs = StableDiffusionControlNetPipeline(vae=ours.vae, text_encoder=ours.text_encoder, tokenizer=ours.tokenizer,
                                                unet=ours.unet, controlnet=ours.controlnet, scheduler=ours.scheduler,
                                                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
