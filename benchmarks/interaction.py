@@ -66,6 +66,11 @@ def main() -> None:
         "guidance, separation, touch, redraws": (args.samples, lambda: pipe(SampleSettings(count=args.samples))),
         "16 candidates around a hand, guided": (16, lambda: pipe(SampleSettings(count=16), anchor)),
     }
+    # warm-up, untimed: a first call pays one-time costs (CUDA's context and kernels, the allocator, lazy imports)
+    # that would otherwise land in the first repeat of whichever variant runs first
+    pipe(SampleSettings(count=16))
+    pipe(SampleSettings(count=2, per_sample_guidance=True, **bare))
+    print("warmed up", flush=True)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for repeat in range(args.repeats):
         for name, (_, run) in runs.items():  # interleaved: load changes hit every variant alike
