@@ -14,7 +14,8 @@
 #   compiled     (540 s, only when named, alone) image with channels_last + torch.compile: the UNet and
 #                ControlNet are compiled 5 times (ours, diffusers' call, TAS's backward), minutes each
 # It first checks that CUDA and every package the steps import are there (the lent machines have no
-# diffusers, pykdtree, trimesh, pyzmq...: carry them as wheels) and stops at once if not.
+# diffusers, pykdtree, trimesh, pyzmq...: benchmarks/gpu_wheels.sh fetches them here as wheels to carry, and
+# says how to install them there) and stops at once if not.
 #
 #   PYTHONPATH=backend:shared:. [PYTHON=.venv/bin/python] [LOG=...] [BUDGET=s] bash benchmarks/gpu.sh [STEP ...]
 #
@@ -66,9 +67,10 @@ import torch
 print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA", flush=True)
 missing = [m for m in ("numpy", "scipy", "diffusers", "transformers", "accelerate", "safetensors", "PIL", "zmq",
                        "psutil", "trimesh", "pykdtree", "manifold3d", "moderngl", "cachetools", "tqdm", "matplotlib",
-                       "pytest", "hypothesis") if importlib.util.find_spec(m) is None]
+                       "pytest", "hypothesis", "pycocotools") if importlib.util.find_spec(m) is None]
 if missing:
-    sys.exit(f"missing packages: {' '.join(missing)} (pyzmq for zmq, pillow for PIL)")
+    sys.exit(f"missing packages: {' '.join(missing)} (pyzmq for zmq, pillow for PIL): on a lent GPU machine, "
+             "carry the wheels of benchmarks/gpu_wheels.sh")
 for name in ("diffusers", "transformers", "accelerate"):
     print(name, importlib.import_module(name).__version__)
 for name in ("handforge.engines.interaction.pipeline", "handforge.engines.motion.synthesis",
