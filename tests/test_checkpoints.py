@@ -193,6 +193,11 @@ def test_weights_beyond_the_range_of_the_dtype_asked_for_say_so(folder):
     save_file(tensors, folder / WEIGHTS)
     with pytest.raises(CheckpointError, match="not finite \\(NaN or infinity\\) in layers.0.weight: its training"):
         load_model(TinyNet, folder, dtype=torch.float16)
+    # each weight within float16, their sum beyond it: the check sums first, then looks closer (loaded)
+    tensors["layers.0.weight"] = torch.full_like(tensors["layers.0.weight"], 60000.0)
+    save_file(tensors, folder / WEIGHTS)
+    assert load_model(TinyNet, folder, dtype=torch.float16).layers[0].weight.sum().isinf()
+    assert checkpoint_problem(folder, TinyNet, finite=True) == ""
 
 
 @pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:20], lambda b: b"",

@@ -576,6 +576,11 @@ def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypa
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path))
     assert main(["models", "check", str(file)]) == 0
     assert capsys.readouterr().out.startswith(f"ok  sd  {file}\n    single-file checkpoint of 1 tensors")
+    # its values are read too: a NaN there loaded, and every image came out black
+    save_file({"model.diffusion_model.out.2.weight": torch.full((4, 4), float("nan"))}, file)
+    assert main(["models", "check", str(file)]) == 1
+    assert f"problem: {file}: model.diffusion_model.out.2.weight holds values that are not finite" in \
+        capsys.readouterr().out
 
 
 def test_a_single_file_that_is_no_safetensors_is_refused_by_check_and_load(weights, tmp_path, monkeypatch, capsys):
@@ -719,7 +724,7 @@ def test_loading_a_folder_of_absurd_sizes_is_refused_before_a_model_is_built(wei
     ("norm_eps", float("nan"), "sets norm_eps to nan, not a finite number"),  # (loaded: NaN images)
     ("norm_eps", -1, "sets norm_eps to -1, not a number above 0"),
     ("controlnet_conditioning_channel_order", "xyz", "not 'rgb' or 'bgr'"),  # (loaded: failed mid-generation)
-    ("layers_per_block", 0, "weights its model has not (e.g. "),  # (loaded: a shape error mid-generation)
+    ("layers_per_block", 0, "sets layers_per_block to 0, but its weights file holds 1 (down_blocks.0.resnets.0-0)"),
     # widths its weights have not: diffusers' "Cannot load  because ... expected shape" and ignore_mismatched_sizes
     ("conditioning_channels", 4, "does not fit its weights: controlnet_cond_embedding.conv_in.weight has 8 out and 3 "
                                  "in channels in diffusion_pytorch_model.safetensors, its conditioning_embedding_out_"
@@ -937,13 +942,16 @@ def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_
 
 @pytest.mark.parametrize("key, value", [("norm_eps", float("nan")), ("norm_eps", -1),
                                         ("controlnet_conditioning_channel_order", "xyz"),
-                                        ("layers_per_block", 10**5), ("layers_per_block", 0)])
+                                        ("layers_per_block", 10**5), ("layers_per_block", 0),
+                                        ("layers_per_block", 2), ("transformer_layers_per_block", 2),
+                                        ("down_block_types", ["CrossAttnDownBlock2D"] * 2),
+                                        ("block_out_channels", [32, 32, 64, 64])])
 def test_what_a_controlnets_load_refuses_models_check_and_the_engines_status_refuse(weights, tmp_path, monkeypatch,
                                                                                   capsys, key, value):
     """`handforge models check` built the model its config.json describes and compared shapes, and the engines'
     status read the widths alone: a NaN or negative norm_eps, an unknown channel order or an absurd size was 'ok'
-    and ready, and every job's load refused it; so was a config.json of fewer layers than its weights (its status
-    still cannot tell, from the header alone: the load and `models check` refuse it)."""
+    and ready, and every job's load refused it; so was a config.json of fewer or more layers, transformer blocks or
+    down blocks than its weights hold, until the status counted them in the weights' header."""
     from handforge.engines.image import jobs
     from handforge.engines.image.loading import WeightsError, load_controlnet
 
@@ -955,7 +963,74 @@ def test_what_a_controlnets_load_refuses_models_check_and_the_engines_status_ref
         load_controlnet(folder)
     assert main(["models", "check", "--kind", "controlnet", str(folder)]) == 1
     assert "problem: " in capsys.readouterr().out
-    if value != 0:
-        _image_settings(monkeypatch, tmp_path, weights[1], folder)
-        status = jobs.IMAGE_ENGINES["attentionhand"].status()
-        assert not status.available and status.reason == f"image.guidance = {refused.value}", status
+    _image_settings(monkeypatch, tmp_path, weights[1], folder)
+    status = jobs.IMAGE_ENGINES["attentionhand"].status()
+    assert not status.available and status.reason == f"image.guidance = {refused.value}", status
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(tmp_path))  # (holding guidance/ alone)
+    status = jobs.IMAGE_ENGINES["controlnet"].status()
+    assert not status.available and status.reason == f"image.controlnets: {refused.value}", status
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_controlnet_weights_that_are_not_finite_are_refused_by_the_load_and_models_check(weights, tmp_path,
+                                                                                       monkeypatch, capsys, bad):
+    """They loaded (status, `models check` and load all said yes), and every image came out black or noise. The
+    status reads the header only (a ControlNet's values are hundreds of MB): the load and `models check` read them."""
+    import torch
+
+    from handforge.engines.checkpoints import WEIGHTS_NAME
+    from handforge.engines.image import jobs
+    from handforge.engines.image.loading import WeightsError, load_controlnet
+
+    folder = tmp_path / "guidance"
+    shutil.copytree(weights[2], folder)
+    tensors = load_file(folder / WEIGHTS_NAME)
+    tensors["controlnet_mid_block.weight"][0, 0] = bad
+    save_file(tensors, folder / WEIGHTS_NAME)
+    with pytest.raises(WeightsError) as refused:
+        load_controlnet(folder)
+    assert str(refused.value).startswith(f"{folder / WEIGHTS_NAME} holds weights that are not finite (NaN or "
+                                         "infinity), e.g. controlnet_mid_block.weight: every image made with them "
+                                         "would come out black or noise"), refused.value
+    assert refused.value.path == folder
+    assert main(["models", "check", "--kind", "controlnet", str(folder)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
+    assert problems == [f"    problem: {folder / WEIGHTS_NAME}: controlnet_mid_block.weight holds values that are "
+                        "not finite (NaN or infinity): images made with it would come out black or noise; copy or "
+                        "download it again, or train it again"], problems
+    _image_settings(monkeypatch, tmp_path, weights[1], folder)
+    assert jobs.IMAGE_ENGINES["attentionhand"].status().available  # (header only: the job's load refuses it)
+    # finite in the file, beyond float16 once loaded in it: said so (training again would not mend it)
+    tensors["controlnet_mid_block.weight"][0, 0] = 1e6
+    save_file(tensors, folder / WEIGHTS_NAME)
+    assert main(["models", "check", "--kind", "controlnet", str(folder)]) == 0
+    with pytest.raises(WeightsError, match=r"holds controlnet_mid_block.weight up to 1e\+06 in torch.float32, beyond "
+                                           r"the range of the torch.float16 it was loaded in .*; load it in "
+                                           r"torch.float32$"):
+        load_controlnet(folder, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("part, file", [("unet", "diffusion_pytorch_model.safetensors"),
+                                        ("vae", "diffusion_pytorch_model.safetensors"),
+                                        ("text_encoder", "model.safetensors")])
+def test_sd_weights_that_are_not_finite_are_refused_by_the_load_and_models_check(weights, tmp_path, capsys, part,
+                                                                               file):
+    """A NaN in the UNet, VAE or text encoder loaded without a word, and every image came out black."""
+    from handforge.engines.image.loading import WeightsError, load_sd
+
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    tensors = load_file(sd / part / file)
+    name = next(key for key in sorted(tensors) if key.endswith(".weight") and tensors[key].is_floating_point())
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, sd / part / file)
+    with pytest.raises(WeightsError) as refused:
+        load_sd(sd)
+    assert str(refused.value).startswith(f"{sd / part / file} holds weights that are not finite (NaN or infinity), "
+                                         f"e.g. {name}: "), refused.value
+    assert refused.value.path == sd / part
+    assert main(["models", "check", str(sd)]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if "problem:" in line]
+    assert problems == [f"    problem: {sd / part / file}: {name} holds values that are not finite (NaN or infinity): "
+                        "images made with it would come out black or noise; copy or download it again, or train it "
+                        "again"], problems

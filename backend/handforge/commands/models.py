@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="what each engine needs and what is configured (default)")
     # `models list --json` (as `doctor --json`) was refused as an unrecognised argument: the flag was only
     # the parent's. SUPPRESS: without it, the subcommand's default would hide `models --json list`.
-    check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs")
+    check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs, "
+                                          "then every value for a NaN or infinity (reads the whole files)")
     check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"),
                        help="what PATH holds (default: sd for a file or a folder with unet/, else controlnet)")

@@ -1,9 +1,10 @@
 """What each image engine needs, what is present, and whether the files hold what their configs say.
 
-A check reads only the safetensors headers (names, shapes, dtypes; no weights are loaded) and
-compares them with the model its config.json describes, built on the meta device (no memory), so a
-truncated download, a file of another model or an SD 2.x file where 1.x is needed is named before a
-job runs. ``fetch`` (an explicit user action, never called by jobs) downloads public weights with
+A check reads the safetensors headers (names, shapes, dtypes) and compares them with the model its
+config.json describes, built on the meta device (no memory), so a truncated download, a file of another
+model or an SD 2.x file where 1.x is needed is named before a job runs; then it reads every value, one
+tensor at a time, for a NaN or infinity (a user-run check: seconds a model; the engines' status lines
+read the headers only). ``fetch`` (an explicit user action, never called by jobs) downloads public weights with
 huggingface_hub.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from handforge import config
-from handforge.engines.checkpoints import config_size_problem
+from handforge.engines.checkpoints import config_size_problem, first_non_finite_saved
 from handforge.engines.image.layout import missing_parts
 from handforge.engines.image.settings import (
     CONTROLNETS,
@@ -141,11 +142,21 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
         k = wrong[0]
         report.problems.append(f"{file}: {len(wrong)} tensors of the wrong shape, e.g. {k} {found[k][0]} "
                                f"(config says {expected[k]})")
+    _check_values(file, report)
     dtypes = sorted({d for _, d in found.values()})
     report.notes.append(f"{file.relative_to(report.path) if file.is_relative_to(report.path) else file}: "
                         f"{len(found)} tensors, {', '.join(dtypes)}"
                         + (f", sha256 {_sha256(file)}" if digest else ""))
     return config
+
+
+def _check_values(file: Path, report: Report) -> None:
+    """A problem in ``report`` where the safetensors ``file`` holds a NaN or infinity: it loaded, and every image
+    made with it came out black or noise (each load refuses it too; the status lines, reading headers, cannot)."""
+    name = first_non_finite_saved(file)
+    if name:
+        report.problems.append(f"{file}: {name} holds values that are not finite (NaN or infinity): images made "
+                               "with it would come out black or noise; copy or download it again, or train it again")
 
 
 def _sha256(file: Path) -> str:
@@ -178,6 +189,7 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
             return report
         report.notes.append(f"single-file checkpoint of {len(found)} tensors: its layout is checked when loaded "
                             "(needs image.sd_config)")
+        _check_values(path, report)
         if config.value(SD_CONFIG.key) is None:
             report.problems.append(f"{path} is one file: set image.sd_config to a local diffusers SD 1.x folder")
         return report
