@@ -383,6 +383,39 @@ def test_a_target_generator_of_nan_weights_is_refused_at_submit_as_its_job_refus
     assert at_submit.value.code == "missing_weights" and by_job.value.message in at_submit.value.message
 
 
+def test_a_target_generator_of_another_sd_width_is_refused_at_submit_as_its_job_refuses_it(tmp_path, monkeypatch):
+    """Trained on another SD model (its context 48 wide, this UNet attends 32): the ihpt engine was available and
+    its requests accepted; each job refused it once SD had loaded. Now its status and submit check say so."""
+    from handforge.engines.transfer import jobs
+    from handforge.engines.transfer.model import check_fits
+    from handforge.engines.image.loading import WeightsError
+    from handforge_shared.protocol import ProtocolError
+
+    torch.manual_seed(0)
+    net = TargetGenerator(cross_attention_dim=48, image_size=32, backbone_channels=(8, 16), feature_dim=16,
+                          num_layers=1, num_heads=2)
+    folder = save_model(net, tmp_path / "model")
+    sd = tmp_path / "sd"
+    (sd / "unet").mkdir(parents=True)  # the status reads the UNet's config.json only, not its weights
+    (sd / "unet" / "config.json").write_text(json.dumps(tiny_sd.unet_config()))
+    monkeypatch.setenv("HANDFORGE_TRANSFER_TARGET_GENERATOR", str(folder))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(sd))
+    unet = type("Unet", (), {"config": type("Config", (), tiny_sd.unet_config())})
+    with pytest.raises(WeightsError) as by_job:  # what the job's load says
+        check_fits(net, folder, unet, sd)
+    status = jobs._ihpt.status()
+    assert not status.available and status.reason == str(by_job.value), status
+    assert status.hint == "set image.sd_model to the SD model it was trained on, or transfer.target_generator to " \
+        "one trained on this one"
+    params = {"engine": "ihpt", "background_prompt": "", "cpu_offload": False, "hand_model": "open",
+              "source_labels": labels_of("fist")}
+    with pytest.raises(ProtocolError) as at_submit:
+        jobs._check(params, {})
+    assert at_submit.value.code == "missing_weights" and str(by_job.value) in at_submit.value.message
+    (sd / "unet" / "config.json").write_text(json.dumps({**tiny_sd.unet_config(), "cross_attention_dim": 48}))
+    assert jobs._ihpt.status().available
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_source_labels_are_checked_like_pose_arrays_before_the_job_runs(server, engine):
     # before: a source pose of 1e30 radians was sampled from, and for ihpt a labels' camera that is no

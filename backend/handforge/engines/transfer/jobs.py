@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,40 @@ def _target_generator() -> str | tuple[str, str]:
     from handforge.engines.checkpoints import checkpoint_problem
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
 
-    problem = checkpoint_problem(config.value(TARGET_GENERATOR.key), MODEL, finite=True)
-    return (problem, _target_generator_fix()) if problem else ""
+    folder = config.value(TARGET_GENERATOR.key)
+    problem = checkpoint_problem(folder, MODEL, finite=True)
+    if problem:
+        return problem, _target_generator_fix()
+    return _fits_sd(folder)
+
+
+def _fits_sd(folder) -> str | tuple[str, str]:
+    """The target generator's context width against the SD model's UNet, from their config.json files (without
+    torch): one of another SD model was available and its requests accepted, each job refusing it once SD had
+    loaded. An SD model whose UNet config cannot be read here is left to its own checks."""
+    from handforge.engines.checkpoints import config_json, saved_config
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+    from handforge.engines.transfer.model_config import width_problem
+
+    sd = config.value(SD_MODEL.key)
+    if sd is None:
+        return ""
+    configs = Path(sd) if Path(sd).is_dir() else config.value(SD_CONFIG.key)  # (one .safetensors: its config folder)
+    try:
+        unet = config_json(Path(configs) / "unet" / "config.json") if configs is not None else None
+        sd_width = unet.get("cross_attention_dim", UNET_CONTEXT) if isinstance(unet, dict) else None
+    except (OSError, ValueError):
+        return ""
+    problem = width_problem(folder, saved_config(folder, MODEL)["cross_attention_dim"], sd, sd_width) \
+        if isinstance(sd_width, int) else ""
+    return (problem, _fits_sd_fix()) if problem else ""
+
+
+UNET_CONTEXT = 1280  # diffusers' UNet2DConditionModel default, for a config.json without cross_attention_dim
+
+
+def _fits_sd_fix() -> str:
+    return f"set {SD_MODEL.key} to the SD model it was trained on, or {TARGET_GENERATOR.key} to one trained on this one"
 
 
 def _target_generator_fix() -> str:
@@ -227,8 +260,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     try:
         check_fits(model, folder, parts["unet"], sd)
     except WeightsError as exc:
-        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), f"set {SD_MODEL.key} to the SD model it was trained on, "
-                       f"or {TARGET_GENERATOR.key} to one trained on this one") from None
+        raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), _fits_sd_fix()) from None
     seen_from = source_camera(params) or camera  # a source without a camera: taken as seen like the target
     return sample_target(parts, model, source, pose_vector(source_hands, seen_from.R),
                          pose_vector(hands, camera.R), params["width"], params["height"], params["steps"], params["batch"],

@@ -22,7 +22,7 @@ from handforge_shared.poses import HandPose
 from handforge_shared.skeleton import SIDES
 from torch import nn
 
-from handforge.engines.transfer.model_config import HAND_DIM, POSE_DIM, TARGET_GENERATOR
+from handforge.engines.transfer.model_config import HAND_DIM, POSE_DIM, TARGET_GENERATOR, width_problem
 
 
 def pose_vector(hands: dict[str, HandPose], camera_rotation: np.ndarray | None = None) -> np.ndarray:
@@ -101,10 +101,9 @@ def check_fits(model: TargetGenerator, folder, unet, sd) -> None:
     ``unet`` cannot attend to: its width is the UNet's it was trained on (else a matmul error mid-sampling)."""
     from handforge.engines.image.loading import WeightsError
 
-    if model.config.cross_attention_dim != unet.config.cross_attention_dim:
-        raise WeightsError(f"{folder} was trained for a {model.config.cross_attention_dim}-wide UNet context, {sd} "
-                           f"attends {unet.config.cross_attention_dim}: train it on this SD model, or use the SD "
-                           "model it was trained on", folder)
+    problem = width_problem(folder, model.config.cross_attention_dim, sd, unet.config.cross_attention_dim)
+    if problem:
+        raise WeightsError(problem, folder)
 
 
 __all__ = ["HAND_DIM", "POSE_DIM", "TargetGenerator", "check_fits", "pose_vector"]

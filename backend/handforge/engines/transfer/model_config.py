@@ -19,4 +19,15 @@ TARGET_GENERATOR = ModelConfig(
     limits={"num_heads": (at_least(1), dividing("feature_dim"))},  # what else load_model refuses in a config
     counts={"backbone_channels": ("backbone",), "num_layers": ("feature_encoder.layers", "feature_decoder.layers")})
 
-__all__ = ["HAND_DIM", "POSE_DIM", "TARGET_GENERATOR"]
+
+
+def width_problem(folder, width: int, sd, sd_width: int) -> str:
+    """Why a target generator whose context is ``width`` wide cannot drive the SD model ``sd``'s UNet, which attends
+    ``sd_width`` ('' when it can): the words of the job's load and of the engine's status alike."""
+    if width == sd_width:
+        return ""
+    return (f"{folder} was trained for a {width}-wide UNet context, {sd} attends {sd_width}: train it on this SD "
+            "model, or use the SD model it was trained on")
+
+
+__all__ = ["HAND_DIM", "POSE_DIM", "TARGET_GENERATOR", "width_problem"]
