@@ -240,3 +240,12 @@ def test_every_kinds_params_at_their_limits_fit_the_message_header():
         params = {name: _longest(param, f"{kind.name}.{name}") for name, param in kind.schema.params.items()}
         message = Message(MessageType.SUBMIT, id="0" * 32, job="0" * 32, kind=kind.name, params=params)
         check_outgoing(encode(message), DEFAULT_LIMITS, message)
+
+
+def test_an_object_where_a_string_goes_is_said_short_with_how_to_send_it():
+    # a script sent image.generate's result.data as image.transfer's source_labels: its 7 KB came back in the error
+    schema = Schema(params={"labels": String()})
+    with pytest.raises(ProtocolError) as refused:
+        schema.validate({"labels": {"hands": {"right": {"keypoints": list(range(500))}}}}, {})
+    assert refused.value.message.startswith("params.labels: must be a string, got {'hands': {'right': …(2427 characters)")
+    assert len(refused.value.message) < 100 and refused.value.hint == "send it as JSON text: json.dumps(value)"

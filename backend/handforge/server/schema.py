@@ -140,8 +140,9 @@ class String(Param):
                 **({"escaped": True} if self.escaped else {})}
 
     def _check(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            raise invalid(where, f"must be a string, got {value!r}")
+        if not isinstance(value, str):  # (shortened: a labels dict sent as is was echoed whole, 7 KB)
+            raise invalid(where, f"must be a string, got {_short(value)}",
+                          "send it as JSON text: json.dumps(value)" if isinstance(value, (dict, list)) else "")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:  # JSON's "\ud800" escape decodes to half a character: the
