@@ -168,6 +168,26 @@ def test_controlnets_that_do_not_fit_the_sd_model_are_refused_when_loaded_and_ch
     assert main(["models", "check", str(wide)]) == 0  # on its own, nothing to fit
 
 
+def test_controlnets_that_do_not_fit_the_sd_model_make_no_ready_engine(weights, tmp_path):
+    # before: with an SD model of another text width (SD 2.x's ControlNets on SD 1.x, or the reverse) `handforge
+    # models` and welcome.engines said both engines ready (Blender's button lit), and every job failed at its load
+    _, sd, guidance = weights
+    wide = _controlnet_for_wider_text(tmp_path / "controlnets" / "control_sd21_depth")
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(sd),
+           "HANDFORGE_IMAGE_GUIDANCE": str(wide), "HANDFORGE_CONTROLNETS": str(tmp_path / "controlnets")}
+    statuses = light_statuses("from handforge.engines.image import jobs",
+                              "{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}", env)
+    said = (f"{wide} does not fit the SD model {sd}: its cross_attention_dim is 48, the SD model's UNet has 32 "
+            "(an SD 2.x model with SD 1.x ControlNets, or the reverse?)")
+    for name in ("attentionhand", "controlnet"):
+        assert not statuses[name]["available"] and said in statuses[name]["reason"], statuses[name]
+    # one that fits beside it: ready with that one, the other said in the note
+    shutil.copytree(guidance, tmp_path / "controlnets" / "control_sd15_depth")
+    controlled = light_statuses("from handforge.engines.image import jobs",
+                                "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
+    assert controlled["available"] and controlled["note"].startswith(said), controlled
+
+
 @pytest.mark.parametrize("text", ["{unclosed", "[" * 100_000])  # (nested thousands deep)
 def test_an_sd_unet_config_that_cannot_be_read_is_its_problem_not_a_traceback_from_the_controlnets(
         weights, tmp_path, monkeypatch, capsys, text):

@@ -81,10 +81,11 @@ def _sd_complete() -> str | tuple[str, str]:
 def _controlnet_problems() -> tuple[str, dict[str, str]]:
     """The ControlNets folder and, for each ControlNet in it, what its load refuses in its config.json."""
     from handforge.engines.image.controls import available
-    from handforge.engines.image.loading import controlnet_problem
+    from handforge.engines.image.loading import controlnet_problem, sd_fit_problem
 
-    folder = config.value(CONTROLNETS.key)
-    return folder, {name: controlnet_problem(Path(folder) / name) for name in available(folder)}
+    folder, sd, sd_config = config.value(CONTROLNETS.key), config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    return folder, {name: controlnet_problem(Path(folder) / name) or sd_fit_problem(Path(folder) / name, sd, sd_config)
+                    for name in available(folder)}
 
 
 def _controlnets_ready() -> str | tuple[str, str, str]:
@@ -123,12 +124,13 @@ def _guidance_present() -> str | tuple[str, str]:
     """The guidance module's setting exists (checked before): is it a ControlNet folder? (Else ``auto`` took
     a training run's folder, or the weights file, for a ready engine, and the first click failed.)"""
     from handforge.engines.checkpoints import CONFIG_NAME, checkpoint_problem, saved_class
-    from handforge.engines.image.loading import controlnet_problem
+    from handforge.engines.image.loading import controlnet_problem, sd_fit_problem
 
     folder = Path(config.value(GUIDANCE.key))
     if folder.is_dir() and (folder / CONFIG_NAME).is_file() and saved_class(folder) in (None, "ControlNetModel"):
         # (a config.json of other widths than its weights was ready, and every job's load failed in diffusers' words)
-        problem = controlnet_problem(folder)
+        problem = controlnet_problem(folder) or sd_fit_problem(folder, config.value(SD_MODEL.key),
+                                                               config.value(SD_CONFIG.key))
         return (f"{GUIDANCE.key} = {problem}", "correct it, or train or import the guidance "
                 f"module again (handforge models check {folder} checks it whole)") if problem else ""
     return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",

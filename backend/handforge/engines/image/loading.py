@@ -399,6 +399,20 @@ def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
     return ""
 
 
+def sd_fit_problem(path: str | Path, sd: str | Path, sd_config: str | Path | None = None) -> str:
+    """Why the ControlNet folder ``path`` cannot drive the SD model ``sd`` (``mismatch``), from the two config.json
+    files alone (no torch: the engines' status lines call it, which said "ready" for SD 2.x ControlNets on SD 1.x
+    until each job's load refused them); '' when it can, or when either cannot be read (the load says why)."""
+    sd = Path(sd).expanduser()
+    folder = Path(sd_config).expanduser() if sd.is_file() and sd_config is not None else sd
+    try:
+        unet, net = config_json(folder / "unet" / "config.json"), config_json(Path(path) / "config.json")
+    except (OSError, ValueError, RecursionError):
+        return ""
+    reason = mismatch(unet, net) if isinstance(unet, dict) and isinstance(net, dict) else ""
+    return f"{path} does not fit the SD model {sd}: {reason}" if reason else ""
+
+
 def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config: str | Path | None = None,
                    dtype: Any = None, device: str = "cpu", check: Callable[[], None] = lambda: None):
     """A ``HandImagePipeline`` of the SD weights and the ControlNets, on ``device``. ``check()`` runs
@@ -430,4 +444,4 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
 
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch",
-           "scheduler_config", "sd_parts_on"]
+           "scheduler_config", "sd_fit_problem", "sd_parts_on"]
