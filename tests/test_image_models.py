@@ -188,6 +188,21 @@ def test_controlnets_that_do_not_fit_the_sd_model_make_no_ready_engine(weights, 
     assert controlled["available"] and controlled["note"].startswith(said), controlled
 
 
+def test_models_says_which_controlnets_of_a_ready_engine_are_broken(weights, tmp_path, monkeypatch, capsys):
+    # before: `handforge models` said "controlnet: ready" and nothing more, while welcome.engines' note named the
+    # ControlNet that fails every job naming no controls
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
+    shutil.copytree(guidance, tmp_path / "control_sd15_depth")
+    wide = _controlnet_for_wider_text(tmp_path / "control_sd21_depth")
+    monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"controlnet: ready\n  note: {wide} does not fit the SD model {sd}" in out, out
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["controlnet"]["note"].startswith(f"{wide} does not fit")
+
+
 @pytest.mark.parametrize("text", ["{unclosed", "[" * 100_000])  # (nested thousands deep)
 def test_an_sd_unet_config_that_cannot_be_read_is_its_problem_not_a_traceback_from_the_controlnets(
         weights, tmp_path, monkeypatch, capsys, text):

@@ -46,6 +46,8 @@ def _print_status(as_json: bool) -> int:
         return 0
     for engine, info in report.items():
         print(f"{engine}: {'ready' if info['ready'] else 'not ready: ' + info['reason']}")
+        if info["note"]:  # ready with less than it has (a broken ControlNet beside good ones), as welcome says
+            print(f"  note: {info['note']}")
         for row in info["needs"]:
             mark = ("ok" if row["present"] else f"incomplete: {row['missing']}" if row["missing"] else
                     "not found" if row["value"] else "not set")

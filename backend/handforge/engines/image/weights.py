@@ -268,7 +268,8 @@ def status() -> dict[str, Any]:
                          "present": value is not None and Path(value).exists() and not missing,
                          "missing": missing, "help": setting.help, "how_to_set": setting.how_to_set()})
         found = IMAGE_ENGINES[engine].status()
-        out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "needs": rows}
+        out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "note": found.note,
+                       "needs": rows}
     return out
 
 
