@@ -105,6 +105,18 @@ def test_the_same_seed_gives_the_same_model(setup, tmp_path, capsys):
     assert "other settings (data_options: lambda_local 0.5 -> 0.2)" in capsys.readouterr().err
 
 
+def test_the_model_written_is_named_as_the_config_file_takes_it(setup, tmp_path, monkeypatch, capsys):
+    # before: "wrote runs/g/model ...; set image.guidance to it": that relative path in the config file is read from
+    # the file's folder, not from where training ran, so the setting named a folder that is not there
+    sd_path, data, _ = setup
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "elsewhere" / "config.toml"))
+    assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", "runs/g", "--size", "64",
+                 "--steps", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f'guidance = "{tmp_path / "runs" / "g" / "model"}"' in out and f"HANDFORGE_IMAGE_GUIDANCE=" in out, out
+
+
 def test_a_bad_out_is_said_before_the_sd_weights_are_loaded(tmp_path, capsys):
     """A bad --out was said by the training loop, after the SD weights were loaded (minutes with real ones):
     here --sd is no SD folder at all, and the run folder is what is named."""

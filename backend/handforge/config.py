@@ -19,6 +19,7 @@ Nothing is ever downloaded: a setting names a local file or folder.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import threading
 import tomllib
@@ -51,9 +52,10 @@ class Setting:
     def name(self) -> str:
         return self.key.split(".", 1)[1]
 
-    def how_to_set(self) -> str:
-        return (f"set the environment variable {self.env}=<value>, or add to {config_path()}:\n"
-                f"    [{self.section}]\n    {self.name} = \"<value>\"")
+    def how_to_set(self, value: str = "<value>") -> str:
+        """The line to set it; a path ``value`` should be absolute: the file reads a relative one from its folder."""
+        return (f"set the environment variable {self.env}={value}, or add to {config_path()}:\n"
+                f"    [{self.section}]\n    {self.name} = {json.dumps(value, ensure_ascii=False)}")
 
     def files_fix(self, value: Any, source: str) -> str:
         """The fix for files missing or unreadable in the folder this setting, set (``get``), names."""

@@ -17,6 +17,7 @@ TAS iterations per training step; one is ours, for cost).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from handforge.arguments import (POSITIVE, SEED, at_least, existing_path, given_path, multiple_of, number_in,
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     from handforge import config
     from handforge.engines.image.data import GuidancePairs
     from handforge.engines.image.loading import WeightsError, load_controlnet, load_sd, mismatch
-    from handforge.engines.image.settings import SD_CONFIG
+    from handforge.engines.image.settings import GUIDANCE, SD_CONFIG
     from handforge.training.loop import TrainingError, check_settings, train
 
     if args.lambda_global == 0 and args.lambda_local == 0:  # (it trained for hours on a loss of 0)
@@ -186,5 +187,5 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
         print(f"handforge train {command}: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''}); "
-          "set image.guidance to it")
+          "to use it, " + GUIDANCE.how_to_set(os.path.abspath(result.model_dir)))
     return 0

@@ -11,6 +11,7 @@ export spec with ``--write-pairs``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from handforge.arguments import at_least, layer_count, multiple_of, only_with, output_folder
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.image.train import sd_run_settings, sd_weights_path
     from handforge.engines.transfer.model import TargetGenerator
     from handforge.engines.transfer.pairs import PosePairs
+    from handforge.engines.transfer.settings import TARGET_GENERATOR
     from handforge.training.loop import TrainingError, check_settings, train
 
     if args.feature_dim % args.heads:
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train transfer: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {result.model_dir} (last loss {result.last_loss:.4g}{'; ' + result.note() if result.note() else ''}); "
-          "set transfer.target_generator to it")
+          "to use it, " + TARGET_GENERATOR.how_to_set(os.path.abspath(result.model_dir)))
     return 0
 
 
