@@ -365,6 +365,18 @@ def test_a_height_that_is_no_multiple_of_8_is_named():
     assert failed.value.field == "params.height"
 
 
+def test_tas_on_at_strength_0_is_refused_naming_the_field():
+    # before: taken, the result listing the tokens TAS attended and its losses, each step paying TAS's backward
+    # pass for latents moved by 0 (`handforge train guidance --tas --tas-strength 0` is refused alike)
+    from handforge.engines.image import jobs
+    from handforge.server.schema import ProtocolError
+
+    with pytest.raises(ProtocolError) as failed:
+        jobs.check_request({"width": 512, "height": 512, "steps": 20, "tas": True, "tas_strength": 0.0,
+                            "tas_steps": None}, {})
+    assert failed.value.field == "params.tas_strength" and "set tas off" in failed.value.hint
+
+
 def test_a_damaged_weights_folder_is_hinted_by_its_own_setting(weights, tmp_path, monkeypatch):
     # before: every failure hinted "check image.sd_model, image.guidance and image.controlnets", whichever
     # folder it was

@@ -196,6 +196,9 @@ def check_rigs(arrays: Mapping[str, np.ndarray]) -> None:
 
 def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Cross-field rules, for the engine that will run (``auto`` resolved; the job resolves it the same way)."""
+    if params.get("tas") and params.get("tas_strength") == 0:
+        raise invalid("params.tas_strength", "0 with tas on: TAS would move the latents by nothing, at the cost of "
+                      "its attention gradient each step", "give tas_strength above 0, or set tas off")
     check_target(params, arrays)
     params = {**params, "engine": ready_engine(params["engine"], tuple(ENGINES), params["controls"])}
     if params["tas_steps"] is not None and params["tas_steps"] > params["steps"]:
