@@ -630,6 +630,27 @@ def test_check_takes_one_file_for_a_single_file_sd_checkpoint(tmp_path, monkeypa
         capsys.readouterr().out
 
 
+def test_a_single_file_sd_model_without_its_config_folder_is_no_ready_engine(weights, tmp_path, monkeypatch, capsys):
+    # before: `handforge models` said "attentionhand: ready" and the server the same (Blender's button lit), and every
+    # job failed at its load: "is a single-file checkpoint: set image.sd_config"
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
+    file = tmp_path / "v1-5-pruned-emaonly.safetensors"
+    shutil.copy(sd / "unet" / "diffusion_pytorch_model.safetensors", file)
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(file))
+    monkeypatch.delenv("HANDFORGE_SD_CONFIG", raising=False)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"attentionhand: not ready: image.sd_model = {file}: one .safetensors file, and image.sd_config is not " \
+           "set" in out, out
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path / "nowhere"))
+    assert main(["models"]) == 0
+    assert f"image.sd_config = {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().out
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(sd))
+    assert main(["models"]) == 0
+    assert "attentionhand: ready" in capsys.readouterr().out
+
+
 def test_a_single_file_that_is_no_safetensors_is_refused_by_check_and_load(weights, tmp_path, monkeypatch, capsys):
     """A 12-byte text named .safetensors was 'ok' (and imported), and a .ckpt pickle too, which the load
     then unpickled: only .safetensors are read."""

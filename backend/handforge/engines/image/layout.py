@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handforge.engines.image.settings import CONTROLNETS, SD_MODEL
+from handforge import config
+from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG, SD_MODEL
 
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # a diffusers SD 1.x folder's
 
@@ -18,9 +19,18 @@ def missing_parts(key: str, path: Path) -> str:
 
     if key == SD_MODEL.key:
         if path.is_file():
-            return "" if path.suffix.lower() == ".safetensors" else "not a .safetensors file"
+            return "not a .safetensors file" if path.suffix.lower() != ".safetensors" else _sd_config_missing()
         parts = [p for p in SD_PARTS if not (path / p).is_dir()]
         return f"no {', '.join(p + '/' for p in parts)}" if parts else ""
     if key == CONTROLNETS.key:
         return "" if available(path) else "no ControlNet folder (with a config.json) in it"
     return "" if (path / "config.json").is_file() else "no config.json"  # the guidance module: a ControlNet folder
+
+
+def _sd_config_missing() -> str:
+    """A single-file SD model's configs and tokenizer come from image.sd_config (its load refuses it without)."""
+    folder = config.value(SD_CONFIG.key)
+    if folder is None:
+        return (f"one .safetensors file, and {SD_CONFIG.key} is not set (a diffusers SD 1.x folder for its configs "
+                "and tokenizer)")
+    return "" if Path(folder).is_dir() else f"{SD_CONFIG.key} = {folder} does not exist"
