@@ -584,6 +584,18 @@ def test_check_with_nothing_configured_speaks_json_when_asked(monkeypatch, capsy
     assert out.out == "" and "no image weights are configured" in out.err
 
 
+def test_a_render_kind_that_is_none_is_named_as_such(tmp_path):
+    # before: 'my_net:dpeth' was answered "say which render it takes, as 'my_net:KIND'", as if no kind had been given
+    from handforge.engines.image.controls import ControlError, resolve
+
+    (tmp_path / "my_net").mkdir()
+    (tmp_path / "my_net" / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    with pytest.raises(ControlError, match=r"'my_net:dpeth': 'dpeth' is no render kind; KIND is one of mesh, depth"):
+        resolve(["my_net:dpeth"], tmp_path)
+    with pytest.raises(ControlError, match=r"'my_net': say which render it takes, as 'my_net:KIND'"):
+        resolve(["my_net"], tmp_path)
+
+
 def test_a_controlnet_named_twice_is_refused(tmp_path):
     # before: controls ["depth:depth"] × 5 ran the same ControlNet five times, its conditioning added five times
     from handforge.engines.image.controls import ControlError, resolve

@@ -86,6 +86,8 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
             other = _other_model(Path(folder) / name) if (Path(folder) / name).is_dir() else ""
             what = f"{name!r} holds a model of another class ({other}, not ControlNetModel)" if other else f"no ControlNet {name!r}"
             raise ControlError(f"{what} in {folder}; there are: {', '.join(names) or 'none'}")
+        if kind and kind not in CONTROL_KINDS:  # (a typo was answered as if no kind had been given)
+            raise ControlError(f"{spec!r}: {kind!r} is no render kind; KIND is one of {', '.join(CONTROL_KINDS)}")
         kind = kind or kind_from_name(name)
         if kind not in CONTROL_KINDS:
             raise ControlError(f"{spec!r}: say which render it takes, as '{name}:KIND' with KIND one of "
