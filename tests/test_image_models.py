@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
+import time
 
 import pytest
 from handforge.cli import main
@@ -927,6 +929,11 @@ def test_one_status_of_the_controlnet_engine_reads_each_controlnets_header_once(
         shutil.copytree(guidance, nets / name)
     config = json.loads((nets / "control_sd15_normal" / "config.json").read_text())
     (nets / "control_sd15_normal" / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
+    # written a minute ago, as a user's are: a file written within the last 2 s is read at every ask (it may change
+    # again unseen), which made this test fail when run alone, right after the fixture wrote the weights
+    a_minute_ago = time.time_ns() - 60_000_000_000
+    for file in nets.rglob("*"):
+        os.utime(file, ns=(a_minute_ago, a_minute_ago))
     monkeypatch.setenv("HANDFORGE_CONTROLNETS", str(nets))
     opened: list[str] = []
     safe_open = safetensors.safe_open
