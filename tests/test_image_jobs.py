@@ -4,6 +4,7 @@ missing weights."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -312,6 +313,29 @@ def test_the_transfer_guide_by_default_is_the_one_whose_weights_are_here(served)
         ran = client.run("image.transfer", params, arrays, timeout=600).data
     assert ran["guide"] == "controlnet" and ran["controls"] == ["depth"]
     assert "left out the ControlNet my_net of image.controlnets: its name says no render" in ran["warning"]
+
+
+def test_a_job_naming_no_controls_leaves_a_broken_controlnet_out_and_says_so(served):
+    # before: the engine's status was ready (the depth ControlNet loads) with the broken one in its note, and every
+    # job that named no controls took the broken one too and failed at its load
+    server, guidance = served
+    broken = guidance.parent / "controlnets" / "control_sd15_normal"
+    shutil.copytree(guidance.parent / "controlnets" / "control_sd15_depth", broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "conditioning_channels": 4}))
+    params, arrays = request(steps=1)
+    try:
+        with server.client() as client:
+            ran = client.run("image.generate", {**params, "engine": "controlnet"}, arrays, timeout=600).data
+            assert ran["controls"] == ["depth"], ran["controls"]
+            assert (f"left out the ControlNet control_sd15_normal of image.controlnets, which would fail: "
+                    f"{broken / 'config.json'}") in ran["warning"], ran["warning"]
+            with pytest.raises(JobFailed) as named:  # named, it is refused, as before
+                client.run("image.generate", {**params, "engine": "controlnet", "controls": ["control_sd15_normal"]},
+                           arrays, timeout=600)
+            assert "control_sd15_normal" in named.value.message
+    finally:
+        shutil.rmtree(broken)
 
 
 # last: it deletes the guidance module the module's server uses

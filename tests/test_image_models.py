@@ -911,7 +911,7 @@ def test_a_controlnet_config_of_other_widths_than_its_weights_is_no_ready_engine
                                 "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
     assert controlled["available"] and controlled["note"].startswith(
         f"{nets / 'control_sd15_normal' / 'config.json'} {said}"), controlled
-    assert "control_sd15_depth" not in controlled["note"] and "name no controls, fail" in controlled["note"]
+    assert "control_sd15_depth" not in controlled["note"] and "name no controls leave it out" in controlled["note"]
 
 
 def test_one_status_of_the_controlnet_engine_reads_each_controlnets_header_once(weights, tmp_path, monkeypatch):

@@ -59,9 +59,33 @@ def unnamed(folder: str | Path | None) -> list[str]:
     return [name for name in available(folder) if kind_from_name(name) is None]
 
 
+def problems(folder: str | Path | None) -> dict[str, str]:
+    """For each ControlNet in ``folder`` (``available``): what its load refuses in its config.json, or why it cannot
+    drive the configured SD model ('' for neither), from the config files and the weights' headers (cached): the
+    engine's status says these, and a job that names no controls leaves them out."""
+    from handforge import config
+    from handforge.engines.image.loading import controlnet_problem, sd_fit_problem
+    from handforge.engines.image.settings import SD_CONFIG, SD_MODEL
+
+    sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    return {name: controlnet_problem(Path(folder) / name) or (sd_fit_problem(Path(folder) / name, sd, sd_config)
+                                                               if sd else "")
+            for name in available(folder)}
+
+
+def by_default(folder: str | Path | None) -> tuple[list[str], dict[str, str]]:
+    """The ControlNets a job that names none takes — those whose names say their render and whose load would not
+    fail (``problems``) — and those it leaves out, each with why."""
+    broken = problems(folder)
+    taken = [name for name, problem in broken.items() if kind_from_name(name) is not None and not problem]
+    left = {name: problem or "its name says no render" for name, problem in broken.items() if name not in taken}
+    return taken, left
+
+
 def resolve(specs: list[str], folder: str | Path) -> list[Control]:
-    """``specs`` ("name" or "name:kind"; empty: every ControlNet in ``folder`` whose name says its render:
-    one imported as ``my_net`` failed every job that named none) → Controls."""
+    """``specs`` ("name" or "name:kind"; empty: ``by_default``, every ControlNet in ``folder`` whose name says its
+    render and that loads: one imported as ``my_net`` failed every job that named none, and so did a broken one
+    beside good ones) → Controls."""
     names = available(folder)
     if not names:
         # folders there, but none a ControlNet: named, with why (it said "no ControlNet folders" beside them)
@@ -72,7 +96,12 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
         raise ControlError(f"no ControlNet folders in {folder}{why}: put SD 1.x ControlNets there (diffusers layout: "
                            "config.json and diffusion_pytorch_model.safetensors in a folder per ControlNet)")
     if not specs:
-        specs = [name for name in names if kind_from_name(name) is not None]
+        specs, left = by_default(folder)
+        broken = {name: problem for name, problem in left.items() if kind_from_name(name) is not None}
+        if not specs and broken:
+            raise ControlError(f"every ControlNet in {folder} whose name says its render is broken: "
+                               f"{'; '.join(broken.values())}; correct them, or import them again (handforge models "
+                               "import DIR --kind controlnet)")
         if not specs:
             raise ControlError(f"the names of the ControlNets in {folder} ({', '.join(names)}) say no render they "
                                f"take: name them in the job's controls as 'NAME:KIND' (KIND one of "
@@ -99,16 +128,24 @@ def resolve(specs: list[str], folder: str | Path) -> list[Control]:
 
 
 def controls_left_out(specs: list[str]) -> list[str]:
-    """The warning when no controls were named and ControlNets whose names say no render were left out (of the
-    configured ControlNets folder): image.generate's, image.transfer's and a generated export's."""
+    """The warnings when no controls were named and ControlNets of the configured folder were left out
+    (``by_default``): those whose names say no render, and those broken. image.generate's, image.transfer's and a
+    generated export's."""
     from handforge import config
     from handforge.engines.image.settings import CONTROLNETS
 
-    left = [] if specs else unnamed(config.value(CONTROLNETS.key))
-    return [f"left out the ControlNet{'s' if len(left) > 1 else ''} {', '.join(left)} of {CONTROLNETS.key}: "
-            f"{'their names say' if len(left) > 1 else 'its name says'} no render; name "
-            f"{'them' if len(left) > 1 else 'it'} in controls as '{left[0]}:KIND' to use "
-            f"{'them' if len(left) > 1 else 'it'}"] if left else []
+    if specs:
+        return []
+    left = by_default(config.value(CONTROLNETS.key))[1]
+    unsaid = [name for name in left if kind_from_name(name) is None]
+    broken = {name: why for name, why in left.items() if name not in unsaid}
+    said = [f"left out the ControlNet{'s' if len(unsaid) > 1 else ''} {', '.join(unsaid)} of {CONTROLNETS.key}: "
+            f"{'their names say' if len(unsaid) > 1 else 'its name says'} no render; name "
+            f"{'them' if len(unsaid) > 1 else 'it'} in controls as '{unsaid[0]}:KIND' to use "
+            f"{'them' if len(unsaid) > 1 else 'it'}"] if unsaid else []
+    return said + [f"left out the ControlNet {name} of {CONTROLNETS.key}, which would fail: {why}"
+                   for name, why in broken.items()]
 
 
-__all__ = ["Control", "ControlError", "available", "controls_left_out", "kind_from_name", "resolve", "unnamed"]
+__all__ = ["Control", "ControlError", "available", "by_default", "controls_left_out", "kind_from_name", "problems",
+           "resolve", "unnamed"]

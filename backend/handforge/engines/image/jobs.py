@@ -79,13 +79,11 @@ def _sd_complete() -> str | tuple[str, str]:
 
 
 def _controlnet_problems() -> tuple[str, dict[str, str]]:
-    """The ControlNets folder and, for each ControlNet in it, what its load refuses in its config.json."""
-    from handforge.engines.image.controls import available
-    from handforge.engines.image.loading import controlnet_problem, sd_fit_problem
+    """The ControlNets folder and, for each ControlNet in it, why its load would fail (``controls.problems``)."""
+    from handforge.engines.image.controls import problems
 
-    folder, sd, sd_config = config.value(CONTROLNETS.key), config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
-    return folder, {name: controlnet_problem(Path(folder) / name) or sd_fit_problem(Path(folder) / name, sd, sd_config)
-                    for name in available(folder)}
+    folder = config.value(CONTROLNETS.key)
+    return folder, problems(folder)
 
 
 def _controlnets_ready() -> str | tuple[str, str, str]:
@@ -111,13 +109,15 @@ def _controlnets_present(folder: str, problems: dict[str, str]) -> str | tuple[s
 
 def _broken_controlnets(folder: str, problems: dict[str, str]) -> str:
     """The note of a controlnet engine that runs with some of its ControlNets only (``_controlnet_problems``): a
-    broken one was unsaid until a job that named it (or named none, so took it) failed."""
+    broken one was unsaid until a job that named it failed (one that named none took it, and failed too, until
+    ``controls.by_default`` left the broken ones out)."""
     broken = {name: problem for name, problem in problems.items() if problem}
     if not broken:
         return ""
     # (each problem says its own fix: correct the config.json, or import the ControlNet again)
-    return "; ".join(broken.values()) + f" (jobs that name {'it' if len(broken) == 1 else 'them'}, or name no " \
-        "controls, fail; handforge models import DIR --kind controlnet imports one again)"
+    return "; ".join(broken.values()) + f" (jobs that name {'it' if len(broken) == 1 else 'them'} fail, jobs that " \
+        f"name no controls leave {'it' if len(broken) == 1 else 'them'} out; handforge models import DIR --kind " \
+        "controlnet imports one again)"
 
 
 def _guidance_present() -> str | tuple[str, str]:
