@@ -276,6 +276,28 @@ def test_source_image_must_be_rgb_uint8(server):
             client.run("image.transfer", {**params, "source_labels": labels_of("fist")}, both, timeout=60)
 
 
+@pytest.mark.parametrize("shape, says, hint", [
+    ((3, 96, 80), "its shape (3, 96, 80) looks channels-first (C, H, W)", "np.transpose(image, (1, 2, 0))"),
+    ((4, 96, 80), "its shape (4, 96, 80) looks channels-first (C, H, W)", "np.transpose(image, (1, 2, 0))"),
+    ((96, 80), "its shape (96, 80) is a grey image", "send it as RGB"),
+    ((96, 80, 1), "its shape (96, 80, 1) is a grey image", "send it as RGB"),
+    ((96, 80, 2), "got shape (96, 80, 2)", ""),
+])
+def test_a_source_image_of_another_layout_says_what_an_image_must_be(shape, says, hint):
+    # before: (3, H, W) was "dimension source_height (axis 0) must be between 16 and 4096, got 3", a grey
+    # (H, W) image "must have shape (source_height, source_width, source_channels), got (96, 80)"
+    from handforge.server.builtin_jobs import default_registry
+    from handforge_shared.protocol import ProtocolError
+
+    params, arrays = request()
+    with pytest.raises(ProtocolError) as failed:
+        default_registry().kind("image.transfer").schema.validate(
+            params, {**arrays, "source.image": np.zeros(shape, np.uint8)})
+    assert failed.value.message.startswith("arrays.source.image: must be an image, (H, W, 3) uint8 RGB, or (H, W, 4) "
+                                           "with alpha, top row first"), failed.value.message
+    assert says in failed.value.message and hint in (failed.value.hint or "")
+
+
 def test_a_transparent_source_is_the_source_over_white(server):
     # before: an RGBA source was refused (the add-on dropped its alpha, so a cut-out's hidden colours,
     # often black, went as the source's background)

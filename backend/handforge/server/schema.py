@@ -226,6 +226,9 @@ class ArraySpec:
     max: float | None = None
     requires: tuple[str, ...] = ()
     doc: str = ""
+    # an image (height, width, channels): a shape error says so, and names a channels-first (C, H, W) or a
+    # grey (H, W) one (they were "dimension height (axis 0) must be between 16 and 4096, got 3")
+    image: bool = False
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.dtypes if d not in DTYPES]
@@ -243,6 +246,12 @@ ANY_ARRAY = ArraySpec(dtypes=tuple(DTYPES), finite=False, required=False)
 
 def _shape_text(shape: tuple[Dim, ...]) -> str:
     return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _image_text(spec: ArraySpec, lo: int, hi: int) -> str:
+    """An image array in words: "(H, W, 3) uint8 RGB, or (H, W, 4) with alpha"."""
+    names = {3: f"{' or '.join(spec.dtypes)} RGB", 4: "with alpha"}
+    return ", or ".join(f"(H, W, {c}) {names.get(c, 'channels')}" for c in range(lo, hi + 1))
 
 
 def _array_text(spec: ArraySpec) -> str:
@@ -330,11 +339,27 @@ class Schema:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"the arrays hold {total} bytes; this job kind accepts at "
                                 f"most {self.max_bytes}", "split the request into smaller batches")
 
+    def _check_image(self, where: str, spec: ArraySpec, shape: tuple[int, ...]) -> None:
+        """An image array's layout: (H, W, C), C in its channels' bounds (its sizes: checked as any dimension's)."""
+        lo, hi = self.dims[spec.shape[-1]]
+        if len(shape) == 3 and lo <= shape[2] <= hi:
+            return
+        want = f"must be an image, {_image_text(spec, lo, hi)}, top row first"
+        if len(shape) == 3 and lo <= shape[0] <= hi:
+            raise invalid(where, f"{want}; its shape {shape} looks channels-first (C, H, W)",
+                          "transpose it to (H, W, C): np.transpose(image, (1, 2, 0))")
+        if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+            raise invalid(where, f"{want}; its shape {shape} is a grey image", "send it as RGB: "
+                          "np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2); a PIL image: image.convert('RGB')")
+        raise invalid(where, f"{want}, got shape {shape}")
+
     def _check_array(self, where: str, spec: ArraySpec, arr: np.ndarray, bound: dict[str, tuple[int, str]]) -> None:
         dtype = _wire_dtype(arr)
         if dtype not in spec.dtypes:  # (a list of Python ints arrives as int64: said with the type to send)
             raise invalid(where, f"has dtype {dtype}; send {_array_text(spec)}",
                           _how_to_send(where.removeprefix("arrays."), spec))
+        if spec.image:
+            self._check_image(where, spec, arr.shape)
         if spec.shape is not None:
             if arr.ndim != len(spec.shape):
                 raise invalid(where, f"must have shape {_shape_text(spec.shape)}, got {tuple(arr.shape)}")

@@ -399,8 +399,8 @@ def _schema(generate: Schema) -> Schema:
                                      max_length=SOURCE_LABELS_MAX, escaped=True)
     arrays = dict(generate.arrays)
     arrays["source.image"] = ArraySpec(shape=("source_height", "source_width", "source_channels"), dtypes=("uint8",),
-                                       doc="the source image, RGB or RGBA (straight alpha: composited over white), "
-                                           "top row first; resized to width × height")
+                                       image=True, doc="the source image, RGB or RGBA (straight alpha: composited over "
+                                                       "white), top row first; resized to width × height")
     for side in SIDES:
         for name, size in POSE_FIELDS.items():
             arrays[source_array(side, name)] = ArraySpec(
