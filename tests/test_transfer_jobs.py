@@ -154,6 +154,32 @@ def test_ihpt_engine_samples_from_the_target_generator(server):
         assert failed.value.code == "invalid_params" and "source image's pose" in failed.value.message
 
 
+def test_ihpt_says_which_of_the_reference_engines_settings_it_did_not_read(server):
+    # before: prompt, guide and reference_scale were accepted for ihpt and did nothing, unsaid; its result
+    # returned control.mesh without the reference engine's "controls"
+    with server.client() as client:
+        params, arrays = request(engine="ihpt", steps=1, source_labels=labels_of("fist"))
+        # what Blender's Transfer Pose always sends, at its defaults: nothing to say
+        plain = client.run("image.transfer", {**params, "prompt": "two hands", "guide": "auto", "reference_scale": 1.0,
+                                              "controls": [], "control_scale": 1.0}, arrays, timeout=600)
+        assert "warning" not in plain.data, plain.data
+        assert plain.data["controls"] == ["mesh"] and plain.arrays["control.mesh"].shape == (SIZE, SIZE, 3)
+        said = client.run("image.transfer", {**params, "prompt": "a red glove", "guide": "controlnet",
+                                             "reference_scale": 0.25}, arrays, timeout=600).data["warning"]
+        assert "prompt 'a red glove', guide 'controlnet', reference_scale 0.25 had no effect: the ihpt engine reads " \
+               "no prompt, guide, reference_scale, controls, control_scale" in said, said
+        assert np.array_equal(plain.arrays["images"], client.run("image.transfer", {**params, "prompt": "a red glove"},
+                                                                 arrays, timeout=600).arrays["images"])  # (unread)
+
+
+def test_the_reference_engines_settings_ihpt_says_it_ignores_are_at_the_schemas_defaults():
+    from handforge.engines.transfer.jobs import REFERENCE_ONLY
+    from handforge.server.builtin_jobs import default_registry
+
+    schema = default_registry().kind("image.transfer").schema
+    assert {name: schema.params[name].default for name in REFERENCE_ONLY} == REFERENCE_ONLY
+
+
 def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
     # before: only image.generate's prompt was measured; a background_prompt or negative_prompt past the
     # encoder's 75 tokens lost its end unsaid (ihpt's background's negative_prompt too)

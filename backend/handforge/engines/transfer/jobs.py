@@ -48,6 +48,12 @@ BACKGROUND_SHARE = 0.5  # of the progress bar, when a new background is drawn fi
 # image's labels are 11-14 KB (two hands' keypoints, boxes and parameters: at most about 18 KB however their numbers
 # print), about 100 bytes more escaped (some 100 quotes, all ASCII)
 SOURCE_LABELS_MAX = DEFAULT_LIMITS.max_header_bytes // 2
+# the reference engine's own settings at their defaults (the schema's): the ihpt engine reads none of them (its
+# target generator conditions SD on the source image and both poses: no text, no ControlNet), so one set to
+# anything else is said in its result's warning. Blender's Transfer Pose always sends prompt, guide and
+# reference_scale: at these defaults unless the user changed them
+REFERENCE_ONLY = {"prompt": "two hands", "guide": image_jobs.AUTO, "reference_scale": 1.0, "controls": [],
+                  "control_scale": 1.0}
 
 
 def _target_generator() -> str | tuple[str, str]:
@@ -267,6 +273,20 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
                          torch.Generator(device=ctx.device).manual_seed(params["seed"]), on_step)
 
 
+def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
+    """The reference engine's settings an ihpt request set, which had no effect (in a warning's words)."""
+    def shown(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    said = [f"{name} {shown(params[name])}" for name, default in REFERENCE_ONLY.items() if params[name] != default]
+    if not said:
+        return []
+    return [f"{', '.join(said)} had no effect: the ihpt engine reads no {', '.join(REFERENCE_ONLY)} (its target "
+            "generator conditions SD on the source image and the two poses, not on text or ControlNets); they are "
+            "the reference engine's"]
+
+
 def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, source: np.ndarray,
                     source_hands) -> tuple[np.ndarray, np.ndarray]:
     """IHPT's background and source generators: a text-to-image background, the source's hands
@@ -303,6 +323,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
     from handforge.engines.transfer.pipeline import opaque, transfer
 
     before = BACKGROUND_SHARE if params["background_prompt"] else 0.0  # the new background's part of the bar
+    unread = _unread_by_ihpt(params) if params["engine"] == "ihpt" else []  # (as asked: before guide's auto is read)
     params = {**params, "guide": image_jobs.ready_engine(params["guide"], GUIDES, params["controls"])}
 
     def on_step(i: int, total: int, latents) -> None:
@@ -342,6 +363,8 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                             "hands as the source shows")
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
+        warnings += unread
+        data["controls"] = ["mesh"]  # the control.<kind> renders returned, as the reference engine's result says
         if warnings:  # (ihpt reads no prompt, its background does: background_prompt and negative_prompt)
             data["warning"] = "; ".join(warnings)
         return JobResult(data, {"images": images, "control.mesh": view.images["mesh"], **extra})
@@ -376,17 +399,18 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 def _schema(generate: Schema) -> Schema:
     """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
-    params["prompt"] = String(doc="what the image shows (the source's own words help)", default="two hands",
-                              max_length=image_jobs.PROMPT_MAX, escaped=True)
+    params["prompt"] = String(doc="what the image shows (the source's own words help; reference engine)",
+                              default=REFERENCE_ONLY["prompt"], max_length=image_jobs.PROMPT_MAX, escaped=True)
     params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
                                   "from the source); ihpt: IHPT's target generator (transfer.target_generator; "
                                   "needs the source pose)", default="reference", choices=ENGINES)
     params["guide"] = String(doc="the target pose's render goes to: controlnet (image.controlnets), attentionhand "
                                  "(the guidance module, image.guidance), or auto: controlnet when ControlNets are "
-                                 "here, else attentionhand", default=image_jobs.AUTO,
+                                 "here, else attentionhand (reference engine)", default=REFERENCE_ONLY["guide"],
                              choices=(image_jobs.AUTO, *GUIDES))
-    params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all)",
-                                       default=1.0, min=0.0, max=1.0)
+    params["reference_scale"] = Number(doc="how strongly the source's appearance is injected (0: not at all; "
+                                           "reference engine)", default=REFERENCE_ONLY["reference_scale"], min=0.0,
+                                       max=1.0)
     params["background_prompt"] = String(doc="IHPT's background and source generators: a new background from "
                                              "this prompt, the source's hands composited in (needs source_labels "
                                              "with its camera); empty: keep the source as it is", default="",
@@ -425,8 +449,10 @@ def register_jobs(registry: Registry) -> None:
                  "hands": "the target pose's labels (keypoints_2d, visible, boxes, parameters)",
                  "source_hands": "the source pose used (params_world per side), {} when not given",
                  "hand_model": "the hand model of both poses, with hand_model_licence",
-                 "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short), "
-                            "only then",
+                 "controls": "the kinds of the control.<kind> renders (reference: those its guide read; ihpt: "
+                             "mesh, the target pose's render, which its target generator does not read)",
+                 "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short, the "
+                            "reference engine's settings sent to ihpt), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
 
