@@ -36,12 +36,19 @@ def server(tmp_path_factory):
     tiny_sd.build_controlnet(root / "controlnets" / "control_sd15_depth", sd, seed=2)
     torch.manual_seed(0)
     generator = save_model(TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16),
-                                           feature_dim=16, num_layers=1, num_heads=2), root / "target_generator")
+                                           feature_dim=16, num_layers=1, num_heads=2), root / "run" / "model")
+    (root / "run" / "settings.json").write_text(json.dumps(trained_at(SIZE)))  # as `handforge train transfer`'s run
     env = {"HANDFORGE_SD_MODEL": str(sd), "HANDFORGE_CONTROLNETS": str(root / "controlnets"),
            "HANDFORGE_TRANSFER_TARGET_GENERATOR": str(generator),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as running:
         yield running
+
+
+def trained_at(size: int) -> dict:
+    """The settings.json a `handforge train transfer --size <size>` run records (the keys read here)."""
+    return {"steps": 2, "batch_size": 1, "lr": 1e-4, "seed": 0, "model_class": "TargetGenerator",
+            "data_options": {"size": size, "interhand": False, "sd": "sd"}}
 
 
 def request(**params):
@@ -170,6 +177,29 @@ def test_ihpt_says_which_of_the_reference_engines_settings_it_did_not_read(serve
                "no prompt, guide, reference_scale, controls, control_scale" in said, said
         assert np.array_equal(plain.arrays["images"], client.run("image.transfer", {**params, "prompt": "a red glove"},
                                                                  arrays, timeout=600).arrays["images"])  # (unread)
+
+
+def test_ihpt_at_another_size_than_its_target_generator_was_trained_at_is_said(server):
+    # before: a target generator trained at --size 128 ran at 64 × 64, unsaid
+    with server.client() as client:
+        params, arrays = request(engine="ihpt", steps=1, source_labels=labels_of("fist"), width=64, height=64)
+        warning = client.run("image.transfer", params, arrays, timeout=600).data["warning"]
+        assert f"the target generator was trained on {SIZE}×{SIZE} images (--size {SIZE}), this image is 64×64" \
+            in warning, warning
+
+
+def test_the_training_size_is_read_from_the_run_the_model_was_saved_in(tmp_path):
+    from handforge.engines.transfer.jobs import _trained_size
+
+    model = tmp_path / "run" / "model"
+    model.mkdir(parents=True)
+    assert _trained_size(model) is None  # no settings.json: a model/ copied out of its run
+    (tmp_path / "run" / "settings.json").write_text(json.dumps(trained_at(256)))
+    assert _trained_size(model) == 256
+    (tmp_path / "run" / "settings.json").write_text(json.dumps({**trained_at(256), "model_class": "GuidanceModule"}))
+    assert _trained_size(model) is None  # another model's run
+    (tmp_path / "run" / "settings.json").write_text("{not json")
+    assert _trained_size(model) is None
 
 
 def test_the_reference_engines_settings_ihpt_says_it_ignores_are_at_the_schemas_defaults():

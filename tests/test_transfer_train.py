@@ -132,6 +132,9 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "pairs" / "target" / "samples" / "000001" / "rgb.png").is_file()
     first = load_model(TargetGenerator, tmp_path / "run" / "model").state_dict()
+    from handforge.engines.transfer.jobs import _trained_size  # the ihpt engine's size warning reads the run's --size
+
+    assert _trained_size(tmp_path / "run" / "model") == 64
     from handforge.cli import main  # the same command again (its pairs written): the same model
 
     assert main([*command[3:7], *command[13:16], str(tmp_path / "again"), *command[17:]]) == 0

@@ -287,6 +287,35 @@ def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
             "the reference engine's"]
 
 
+def _trained_size(folder) -> int | None:
+    """The resolution (``--size``) the target generator in ``folder`` was trained at, from its run's settings.json
+    (``handforge train transfer`` saves it as the run's model/, and records ``size`` in the run's data options;
+    the model's config.json holds only its backbone's input size). None for a model/ copied out of its run."""
+    from handforge.training.loop import MODEL
+
+    folder = Path(folder)
+    try:
+        recorded = parse_json((folder.parent / "settings.json").read_text()) if folder.name == MODEL else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("model_class") != "TargetGenerator":
+        return None
+    options = recorded.get("data_options")
+    size = options.get("size") if isinstance(options, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def _size_warning(params: dict[str, Any]) -> list[str]:
+    """The ihpt engine at a resolution other than its training one runs (SD's UNet is convolutional), said:
+    its target generator learnt the context of size × size images only."""
+    size = _trained_size(config.value(TARGET_GENERATOR.key))
+    if size is None or (params["width"], params["height"]) == (size, size):
+        return []
+    return [f"the target generator was trained on {size}×{size} images (--size {size}), this image is "
+            f"{params['width']}×{params['height']}: the hands may come out worse; set width and height to {size}, "
+            f"or train at this size"]
+
+
 def _new_background(ctx: JobContext, params: dict[str, Any], parts, hand_model, source: np.ndarray,
                     source_hands) -> tuple[np.ndarray, np.ndarray]:
     """IHPT's background and source generators: a text-to-image background, the source's hands
@@ -363,7 +392,7 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
                             "hands as the source shows")
         parts = _sd_parts(ctx, params)
         images = _sample_ihpt(ctx, params, parts, recomposited(parts), source_hands, hands, camera, on_step)
-        warnings += unread
+        warnings += unread + _size_warning(params)
         data["controls"] = ["mesh"]  # the control.<kind> renders returned, as the reference engine's result says
         if warnings:  # (ihpt reads no prompt, its background does: background_prompt and negative_prompt)
             data["warning"] = "; ".join(warnings)
@@ -452,7 +481,8 @@ def register_jobs(registry: Registry) -> None:
                  "controls": "the kinds of the control.<kind> renders (reference: those its guide read; ihpt: "
                              "mesh, the target pose's render, which its target generator does not read)",
                  "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short, the "
-                            "reference engine's settings sent to ihpt), only then",
+                            "reference engine's settings sent to ihpt, ihpt at another size than it was trained "
+                            "at), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
 
