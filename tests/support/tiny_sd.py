@@ -1,6 +1,7 @@
 """Tiny random Stable Diffusion 1.x components (UNet, VAE, CLIP text encoder, a CLIP BPE tokenizer
 from a vocabulary written here, DDIM) and ControlNets, saved in the diffusers folder layout that
-real SD 1.5 / ControlNet weights come in, so tests load them through the users' code path."""
+real SD 1.5 / ControlNet weights come in, so tests load them through the users' code path; and one
+tiny SD set by hand whose self-attention carries the image (``build_mean_colour_sd``)."""
 
 from __future__ import annotations
 
@@ -110,3 +111,125 @@ def build_controlnet(folder: Path, sd: Path, seed: int = 1) -> Path:
     _randomise(net, seed)
     net.save_pretrained(str(folder))
     return Path(folder)
+
+
+# --- A tiny SD whose self-attention carries the image: reference attention's effect at the output ---
+# Random weights give self-attention almost no say in the output, so they cannot show that injecting
+# a source's tokens moves the *image* toward the source. This model is set by hand instead (no training,
+# deterministic): the VAE maps each 8×8 pixel block to its mean colour (latent = RGB, 0) and back, and the
+# UNet predicts the clean sample (prediction_type "sample") as the mean of the tokens its one
+# self-attention layer attends to (query and key zero: uniform weights) — the best guess of a denoiser
+# for flat-colour images. Every other path (resnets, cross-attention, feed-forward, the ControlNet's
+# zero convolutions) adds nothing. With reference attention that layer also attends to the source's
+# tokens, so the sampled colour is pulled toward the source's.
+#
+# Normalisation layers are made linear by a constant channel BIG that dominates their statistics
+# (their std is then fixed: BIG·√(C-1)/C over C channels) and by reading every value as its difference
+# with an all-zero channel (the mean they subtract cancels); SiLU is linear far on its positive side.
+BIG_CHANNEL, ZERO_CHANNEL, MEAN = 4, 5, 8  # channel roles; channels 0-3 carry the latents (0-2: RGB)
+BIG, SILU_SHIFT = 100.0, 30.0
+
+
+def _std(channels: int) -> float:
+    """The std a normalisation over ``channels`` sees: one channel at BIG, the rest ~0."""
+    return BIG * (channels - 1) ** 0.5 / channels
+
+
+def _pick(layer, pairs, scale: float = 1.0) -> None:
+    """A linear layer or conv (centre tap) sending input channel i to output channel o, ×scale, for (o, i) in pairs."""
+    for o, i in pairs:
+        if layer.weight.ndim == 4:
+            k = layer.weight.shape[-1] // 2
+            layer.weight[o, i, k, k] = scale
+        else:
+            layer.weight[o, i] = scale
+
+
+def _zero(module) -> None:
+    for name, p in module.named_parameters():
+        p.fill_(1.0 if "norm" in name and name.endswith("weight") else 0.0)
+
+
+def _linear_readout(norm, conv, sources: list[int]) -> None:
+    """GroupNorm → SiLU → conv as the identity from channels ``sources`` to the conv's outputs 0, 1, ..."""
+    norm.bias.fill_(SILU_SHIFT)
+    for o, i in enumerate(sources):
+        _pick(conv, [(o, i)], _std(norm.num_channels))
+        _pick(conv, [(o, ZERO_CHANNEL)], -_std(norm.num_channels))
+
+
+@torch.no_grad()
+def mean_colour_vae():
+    """An AutoencoderKL whose latents are the mean RGB of each 8×8 block (4th channel 0), scaling 1, and
+    whose decoder repeats each latent's RGB over its block."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        norm_num_groups=1, sample_size=IMAGE_SIZE, scaling_factor=1.0)
+    _zero(vae)  # resnets' conv2 and the mid attention's output at zero: each block is its skip connection
+    enc, dec = vae.encoder, vae.decoder
+    _pick(enc.conv_in, [(c, c) for c in range(3)])
+    enc.conv_in.bias[BIG_CHANNEL] = BIG
+    for block in enc.down_blocks:
+        for down in block.downsamplers or ():  # padded (0, 1, 0, 1), stride 2: taps [0:2, 0:2] are the 2×2 block
+            for c in range(8):
+                down.conv.weight[c, c, :2, :2] = 0.25
+    _linear_readout(enc.conv_norm_out, enc.conv_out, list(range(4)))
+    _pick(vae.quant_conv, [(c, c) for c in range(8)])
+    _pick(vae.post_quant_conv, [(c, c) for c in range(4)])
+    _pick(dec.conv_in, [(c, c) for c in range(4)])
+    dec.conv_in.bias[BIG_CHANNEL] = BIG
+    for block in dec.up_blocks:
+        for up in block.upsamplers or ():  # nearest ×2, then this conv
+            _pick(up.conv, [(c, c) for c in range(8)])
+    _linear_readout(dec.conv_norm_out, dec.conv_out, list(range(3)))
+    return vae
+
+
+@torch.no_grad()
+def mean_attending_unet():
+    """A one-level UNet predicting the clean sample as the mean of the tokens its down block's
+    self-attention attends to (its own, and the source's under reference attention)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(**dict(unet_config(), block_out_channels=(32,), norm_num_groups=1,
+                                       down_block_types=("CrossAttnDownBlock2D",),
+                                       up_block_types=("CrossAttnUpBlock2D",)))
+    _zero(unet)  # resnets, cross-attention, feed-forward and every proj_out but one add nothing
+    _pick(unet.conv_in, [(c, c) for c in range(4)])
+    unet.conv_in.bias[BIG_CHANNEL] = BIG
+    for name, m in unet.named_modules():
+        if name.endswith("conv_shortcut"):  # the up block's resnets: keep the path, drop the skip
+            _pick(m, [(c, c) for c in range(m.weight.shape[0])])
+    channels = unet.config.block_out_channels[0]
+    tf = unet.down_blocks[0].attentions[0]
+    block = tf.transformer_blocks[0]
+    # GroupNorm then proj_in: latents / std, BIG / std; the LayerNorm after it then has std 1
+    _pick(tf.proj_in, [(c, c) for c in range(5)])
+    _pick(tf.proj_in, [(c, ZERO_CHANNEL) for c in range(5)], -1.0)
+    _pick(block.attn1.to_v, [(c, c) for c in range(4)])
+    _pick(block.attn1.to_v, [(c, ZERO_CHANNEL) for c in range(4)], -1.0)
+    _pick(block.attn1.to_out[0], [(MEAN + c, c) for c in range(4)], _std(channels))  # back to latent units
+    _pick(tf.proj_out, [(MEAN + c, MEAN + c) for c in range(4)])
+    _linear_readout(unet.conv_norm_out, unet.conv_out, [MEAN + c for c in range(4)])
+    return unet
+
+
+def build_mean_colour_sd(folder: Path) -> tuple[Path, Path]:
+    """The SD folder (``build_sd``'s text encoder, tokenizer; the VAE and UNet above; DDIM predicting
+    the sample) and a ControlNet folder for it (``from_unet``: zero convolutions, no effect)."""
+    import json
+
+    from diffusers import ControlNetModel
+
+    folder = Path(folder)
+    sd = build_sd(folder / "sd")
+    unet = mean_attending_unet()
+    unet.save_pretrained(str(sd / "unet"))
+    mean_colour_vae().save_pretrained(str(sd / "vae"))
+    config = sd / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prediction_type": "sample"}))
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).save_pretrained(
+        str(folder / "cn"))
+    return sd, folder / "cn"
