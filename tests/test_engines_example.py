@@ -93,15 +93,16 @@ def test_jobs_share_the_cache_evict_under_the_budget_and_reload_changed_checkpoi
         assert client.hello()["engines"]["example"]["available"]
         first, loading = run(client, "a")
         assert np.allclose(first.arrays["y"], expected(tiny(0)), atol=1e-6)
-        assert first.data["loaded"] == [f"TinyNet {checkpoints / 'a'}"] and loading == ["loading " + first.data["loaded"][0]]
+        # said by the engine's label, not the cache's key (the class and the checkpoint's full path)
+        assert first.data["loaded"] == ["the example model a"] and loading == ["loading the example model a"]
         second, loading = run(client, "a")           # from the cache
         assert second.data["loaded"] == [] and loading == []
         assert np.array_equal(second.arrays["y"], first.arrays["y"])
         other, _ = run(client, "b")                  # a and b do not fit together: a is evicted
-        assert other.data["loaded"] == [f"TinyNet {checkpoints / 'b'}"]
+        assert other.data["loaded"] == ["the example model b"]
         assert np.allclose(other.arrays["y"], expected(tiny(1)), atol=1e-6)
         again, _ = run(client, "a")
-        assert again.data["loaded"] == [f"TinyNet {checkpoints / 'a'}"]
+        assert again.data["loaded"] == ["the example model a"]
 
         save_model(tiny(2), checkpoints / "a")       # a new checkpoint on disk: loaded again
         changed, loading = run(client, "a")
@@ -110,4 +111,4 @@ def test_jobs_share_the_cache_evict_under_the_budget_and_reload_changed_checkpoi
 
         with pytest.raises(JobFailed, match="not a checkpoint name"):
             client.run("example.apply", {"name": "../a"}, {"x": X})
-    assert "evicted TinyNet" in server.log()
+    assert f"evicted the example model a (TinyNet {checkpoints / 'a'})" in server.log()  # the log: label and key

@@ -149,6 +149,22 @@ def test_a_job_context_reports_loading_as_progress():
     assert events[-2:] == [(0.5, "background: step 2/2"), (0.5, "loading hands/mano")]
 
 
+def test_a_job_says_what_it_loads_by_its_label_and_the_log_by_its_key(caplog):
+    """The user read the cache's key ("loading hands open", "loading image /a/sd+/b/cn torch.float32"): the
+    hands engine's job says "loading the open hand model", and ``ctx.loaded`` records it; the log keeps the key."""
+    from handforge.engines.hands.jobs import hand_model
+
+    messages = []
+    ctx = JobContext("j1", "hand_model", lambda f, m, p: messages.append(m), models=ModelCache())
+    with caplog.at_level("INFO", logger="handforge.server.model_cache"):
+        hand_model(ctx, {"model": "open", "sides": ["left"]}, {})
+    assert messages[0] == "loading the open hand model" and ctx.loaded == ["the open hand model"]
+    assert "loaded the open hand model (hands open) on cpu" in caplog.text
+    plain = JobContext("j2", "kind", lambda f, m, p: messages.append(m), models=ModelCache())
+    plain.model(("hands", "mano"), linear_loader(2, []))  # no label: the key as text, as before
+    assert messages[-1] == "loading hands mano" and plain.loaded == ["hands mano"]
+
+
 def test_a_cancel_during_a_load_stops_the_job_as_it_returns_and_keeps_the_model():
     """The cancel was seen at the job's next progress, after work that followed the load."""
     from handforge.server.jobs import JobCancelled

@@ -135,6 +135,17 @@ def write_model(model: Any, folder: Path) -> None:
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def checkpoint_name(path: str | Path | None) -> str:
+    """A checkpoint's name as people say it (job progress: "loading the motion model <name>"): its folder's or
+    file's name, with its run's for a training run's ``model/`` folder ("motion_v2/model")."""
+    if path is None:
+        return "(not set)"
+    path = Path(path).expanduser()
+    if path.name == "model" and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name or str(path)
+
+
 def checkpoint_class(folder: str | Path) -> str:
     """The model class a checkpoint folder was saved from (its config's ``_class_name``)."""
     return str(_config(Path(folder))["_class_name"])
@@ -698,7 +709,7 @@ def checkpoint_signature(path: str | Path) -> tuple:
 
 
 __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit", "ModelConfig", "above", "among",
-           "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_problem", "checkpoint_signature",
-           "config_json", "count_problem", "dividing", "extra_weights", "first_non_finite", "first_non_finite_saved",
-           "header_shapes", "load_model", "missing_weights", "model_config", "overflowed", "remove_leftovers",
-           "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]
+           "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_name", "checkpoint_problem",
+           "checkpoint_signature", "config_json", "count_problem", "dividing", "extra_weights", "first_non_finite",
+           "first_non_finite_saved", "header_shapes", "load_model", "missing_weights", "model_config", "overflowed",
+           "remove_leftovers", "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]

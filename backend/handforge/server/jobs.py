@@ -11,7 +11,8 @@ It runs on a worker thread, never on the socket thread, and knows nothing of the
 
 Models come from the server's model cache (``model_cache.py``): ``ctx.pretrained(ModelClass, folder)``
 loads a checkpoint folder once per device and reuses it across jobs; ``ctx.model(key, loader,
-checkpoint=path)`` does the same for anything else.
+checkpoint=path, label=...)`` does the same for anything else. A load shows as progress "loading <label>":
+the label says what it is for people ("the SD model sd15 (float16)"), the key is only the cache's.
 
 ``ctx.progress`` (and ``ctx.check_cancelled``) raise ``JobCancelled`` once the job was cancelled,
 timed out or the backend is shutting down, so a handler that reports progress at each step stops
@@ -74,7 +75,7 @@ class JobContext:
         self.job_id = job_id
         self.kind = kind
         self.device = "cpu"  # set by the worker that runs the job: "cpu" or "cuda:N"
-        self.loaded: list[str] = []  # the models this job had to load (the others came from the cache)
+        self.loaded: list[str] = []  # the labels of the models this job had to load (the others were cached)
         self._models = models
         self._sink = sink
         self._min_interval = min_interval_s
@@ -141,12 +142,16 @@ class JobContext:
         if self._stop.wait(max(0.0, seconds)):
             raise JobCancelled(self._reason)
 
-    def model(self, key: Hashable, loader: Callable[[str], Any], checkpoint: str | Path | None = None) -> Any:
+    def model(self, key: Hashable, loader: Callable[[str], Any], checkpoint: str | Path | None = None,
+              label: str | None = None) -> Any:
         """The model cached under ``key`` for this job's device, loaded with ``loader(ctx.device)`` the
-        first time (reported as progress "loading <key>"), and again when ``checkpoint`` (a file or
-        folder) changed on disk. Do not modify it: later jobs share it. A cancel that arrived while it
-        loaded stops the job here (the loaded model stays cached for the next job); a loader may call
-        ``check_cancelled`` between its parts to stop sooner (nothing is cached then)."""
+        first time (reported as progress "loading <label>" and recorded in ``ctx.loaded``), and again when
+        ``checkpoint`` (a file or folder) changed on disk. ``label``: what is loaded, for people ("the open hand
+        model", "the interaction model interaction_v4": a folder's name, not its path); without one the user
+        reads the cache's key ("loading image /a/sd+/b/cn torch.float32"). Do not modify the model: later jobs
+        share it. A cancel that arrived while it loaded stops the job here (the loaded model stays cached for the
+        next job); a loader may call ``check_cancelled`` between its parts to stop sooner (nothing is cached
+        then)."""
         from handforge.server.model_cache import shared_cache
 
         self.check_cancelled()
@@ -156,19 +161,21 @@ class JobContext:
             self.loaded.append(message.removeprefix("loading "))
             self.progress(self._fraction, message, force=True)  # (at 0.0 the bar went back to the start mid-job)
 
-        model = cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load)
+        model = cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load, label=label)
         self.check_cancelled()  # a load is not interruptible: its cancel is seen when it returns
         return model
 
-    def pretrained(self, cls: type, folder: str | Path, dtype: Any = None) -> Any:
+    def pretrained(self, cls: type, folder: str | Path, dtype: Any = None, label: str | None = None) -> Any:
         """A ModelMixin checkpoint folder (``engines.checkpoints``) through the model cache, keyed by
-        the class and the folder, in eval mode on this job's device."""
-        from handforge.engines.checkpoints import load_model
+        the class and the folder, in eval mode on this job's device; ``label`` as ``model``'s (default: the
+        class and the folder's name, "the TinyNet model a")."""
+        from handforge.engines.checkpoints import checkpoint_name, load_model
 
         folder = Path(folder).resolve()
         key = f"{cls.__name__} {folder}" + ("" if dtype is None else f" ({dtype})")
-        return self.model(key,
-                          lambda device: load_model(cls, folder, device=device, dtype=dtype), checkpoint=folder)
+        return self.model(key, lambda device: load_model(cls, folder, device=device, dtype=dtype), checkpoint=folder,
+                          label=label or f"the {cls.__name__} model {checkpoint_name(folder)}"
+                          + ("" if dtype is None else f" ({str(dtype).removeprefix('torch.')})"))
 
     # ---------------------------------------------------------------- for the server
     def request_stop(self, reason: str) -> None:

@@ -5,12 +5,14 @@ From a job handler, through its ``JobContext``:
     def sample(ctx, params, arrays):
         net = ctx.pretrained(MotionDenoiser, folder)     # a ModelMixin checkpoint folder, on ctx.device
         hands = ctx.model(("hands", "mano"), lambda device: load_hand_model("mano", device=device),
-                          checkpoint=mano_dir)           # anything else: a key and a loader(device)
+                          checkpoint=mano_dir, label="the mano hand model")  # anything else: a key, a loader(device)
         ...
 
 - A model is loaded once per (key, device) and reused by later jobs; two jobs asking for the same
   model at once load it once (the second waits for the first).
-- Loading shows as job progress ("loading <key>") and is recorded in ``ctx.loaded``.
+- Loading shows as job progress ("loading <label>": what is loaded, for people, e.g. "loading the SD model
+  sd15 (float32)"; the key when no label is given) and the label is recorded in ``ctx.loaded``. The key is
+  for the cache (paths, dtypes, file signatures): the log says both.
 - ``checkpoint``: a file or folder whose stat signature (``engines.checkpoints.checkpoint_signature``)
   is checked on every request; when a file in it changed on disk, the model is loaded again.
 - Each device has a memory budget (bytes of parameters and buffers; ``handforge serve
@@ -49,6 +51,7 @@ class _Entry:
     nbytes: int
     signature: tuple | None
     loaded_at: float
+    said: str  # how the log names it: its label and key
 
 
 @dataclass
@@ -109,9 +112,10 @@ class ModelCache:
         self.evictions = 0
 
     def get(self, key: Hashable, loader: Loader, device: str = "cpu", checkpoint: str | Path | None = None,
-            on_load: Callable[[str], None] | None = None) -> Any:
+            on_load: Callable[[str], None] | None = None, label: str | None = None) -> Any:
         """The model cached for (``key``, ``device``), loading it with ``loader(device)`` when it is
-        missing or its ``checkpoint`` changed; ``on_load(message)`` is called just before loading."""
+        missing or its ``checkpoint`` changed; ``on_load("loading <label>")`` is called just before loading
+        (``label``: what it is, for people; the key as text when None)."""
         slot = (key, device)
         signature = None if checkpoint is None else checkpoint_signature(checkpoint)
         with self._lock:
@@ -122,7 +126,7 @@ class ModelCache:
             load.users += 1  # (under self._lock, as its removal: a lock held or waited for stays)
         try:
             with load.lock:  # one load per slot at a time; other slots load concurrently
-                return self._load(slot, signature, key, loader, device, on_load)
+                return self._load(slot, signature, key, loader, device, on_load, label)
         finally:
             with self._lock:
                 load.users -= 1
@@ -130,7 +134,7 @@ class ModelCache:
                     del self._loading[slot]
 
     def _load(self, slot: tuple[Hashable, str], signature: tuple | None, key: Hashable, loader: Loader, device: str,
-              on_load: Callable[[str], None] | None) -> Any:
+              on_load: Callable[[str], None] | None, label: str | None) -> Any:
         """``get``'s load, holding the slot's lock: the model another request loaded meanwhile, or a new one."""
         with self._lock:
             model = self._hit(slot, signature)  # a concurrent request may have loaded it meanwhile
@@ -139,15 +143,16 @@ class ModelCache:
             stale = self._entries.pop(slot, None)
         del stale  # a changed checkpoint: let the old copy go before loading the new one
         if on_load is not None:
-            on_load(f"loading {_name(key)}")
+            on_load(f"loading {label or _name(key)}")
         started = time.monotonic()
         model = loader(device)
-        entry = _Entry(model, model_bytes(model), signature, time.monotonic())
+        said = _name(key) if not label or label == _name(key) else f"{label} ({_name(key)})"
+        entry = _Entry(model, model_bytes(model), signature, time.monotonic(), said)
         with self._lock:
             self.loads += 1
             self._entries[slot] = entry
             self._evict(device, keep=slot)
-        log.info("loaded %s on %s in %.2f s (%.1f MiB)", _name(key), device, entry.loaded_at - started,
+        log.info("loaded %s on %s in %.2f s (%.1f MiB)", said, device, entry.loaded_at - started,
                  entry.nbytes / 2**20)
         return model
 
@@ -162,12 +167,13 @@ class ModelCache:
         while self.used(device, locked=True) > self.budget_bytes:
             victim = next((slot for slot in self._entries if slot[1] == device and slot != keep), None)
             if victim is None:
-                log.warning("%s alone (%.1f MiB) exceeds the model memory budget of %s (%.1f MiB)", _name(keep[0]),
-                            self._entries[keep].nbytes / 2**20, device, self.budget_bytes / 2**20)
+                kept = self._entries[keep]
+                log.warning("%s alone (%.1f MiB) exceeds the model memory budget of %s (%.1f MiB)", kept.said,
+                            kept.nbytes / 2**20, device, self.budget_bytes / 2**20)
                 return
             entry = self._entries.pop(victim)
             self.evictions += 1
-            log.info("evicted %s from %s (%.1f MiB) to stay within the model memory budget", _name(victim[0]),
+            log.info("evicted %s from %s (%.1f MiB) to stay within the model memory budget", entry.said,
                      device, entry.nbytes / 2**20)
         if device.startswith("cuda") and "torch" in sys.modules:
             sys.modules["torch"].cuda.empty_cache()

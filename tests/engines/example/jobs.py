@@ -31,7 +31,7 @@ def apply(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndarr
     if not folder.is_dir():
         raise JobError("missing_weights", f"no example checkpoint {params['name']!r} in {folder.parent}",
                        CHECKPOINTS.how_to_set())
-    net = ctx.pretrained(TinyNet, folder)
+    net = ctx.pretrained(TinyNet, folder, label=f"the example model {params['name']}")  # for people: not its path
     with torch.no_grad():
         y = net(torch.as_tensor(np.array(arrays["x"], dtype=np.float32), device=ctx.device))
     ctx.progress(1.0, "applied")

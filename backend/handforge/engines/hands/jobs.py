@@ -38,7 +38,8 @@ def cached_hand_model(ctx: JobContext, name: str):
     model_entry = entry(name)
     files = config.value(model_entry.setting.key) if model_entry.setting is not None else None
     try:
-        return ctx.model(("hands", name), lambda device: load_hand_model(name, device=device), checkpoint=files)
+        return ctx.model(("hands", name), lambda device: load_hand_model(name, device=device), checkpoint=files,
+                         label=f"the {name} hand model")
     except HandModelError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 

@@ -218,7 +218,7 @@ def check_request(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> N
 
 def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str]):
     """The pipeline of these weights, dtype and offload setting from the server's model cache."""
-    from handforge.engines.checkpoints import checkpoint_signature
+    from handforge.engines.checkpoints import checkpoint_name, checkpoint_signature
     from handforge.engines.image.loading import WeightsError, build_pipeline
 
     sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
@@ -236,8 +236,11 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
         return pipe
 
     key = ("image", str(sd), tuple(weights), str(dtype), offload, tuple(checkpoint_signature(w) for w in weights))
+    guides = " + ".join(dict.fromkeys(checkpoint_name(w) for w in weights))  # (one folder given twice loads once)
+    label = (f"the SD model {checkpoint_name(sd)} with {guides} ({str(dtype).removeprefix('torch.')}"
+             + (", CPU offload)" if offload else ")"))
     try:
-        return ctx.model(key, load, checkpoint=sd)
+        return ctx.model(key, load, checkpoint=sd, label=label)
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), weights_hint(exc)) from None
 
@@ -277,7 +280,8 @@ def hand_model_for(ctx: JobContext, name: str):
     model_entry = entry(name)
     files = config.value(model_entry.setting.key) if model_entry.setting is not None else None
     try:
-        return ctx.model(("image", "hands", name), lambda device: load_hand_model(name), checkpoint=files)
+        return ctx.model(("image", "hands", name), lambda device: load_hand_model(name), checkpoint=files,
+                         label=f"the {name} hand model")
     except HandModelError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 

@@ -146,7 +146,8 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     if params["engine"] == "templates":
         from handforge.engines.interaction.templates import TemplateSampler
 
-        sampler = ctx.model(f"interaction templates on {params['model']}", lambda device: TemplateSampler(hand_model))
+        sampler = ctx.model(f"interaction templates on {params['model']}", lambda device: TemplateSampler(hand_model),
+                            label=f"the interaction templates for the {params['model']} hand model")
         found = sampler(settings, anchor, templates=params["templates"], progress=progress)
     else:
         found = _learned(ctx, hand_model, params["model"], params)(settings, anchor, progress=progress)
@@ -175,7 +176,7 @@ def _still_inside(found, anchor: Mapping[str, np.ndarray], tolerance: float) -> 
 
 
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
-    from handforge.engines.checkpoints import CheckpointError
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_name
     from handforge.engines.interaction.model import InteractionDenoiser
     from handforge.engines.interaction.pipeline import InteractionPipeline
 
@@ -183,7 +184,7 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
     if not folder.is_dir():
         raise JobError("missing_weights", f"no interaction checkpoint at {folder}", _no_checkpoint_fix())
     try:
-        denoiser = ctx.pretrained(InteractionDenoiser, folder)
+        denoiser = ctx.pretrained(InteractionDenoiser, folder, label=f"the interaction model {checkpoint_name(folder)}")
     except CheckpointError as exc:  # a folder that is no checkpoint of this model (e.g. the run, not run/model)
         raise JobError("missing_weights", str(exc), _CHECKPOINT_FIX) from None
     most = denoiser.config.num_train_timesteps
@@ -191,7 +192,8 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
         raise JobError("invalid_params", f"params.steps: {_too_many_steps(params['steps'], most, folder)}",
                        f"ask for at most {most} steps")
     return ctx.model(f"interaction pipeline {folder.resolve()} {model_name}",
-                     lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder)
+                     lambda device: InteractionPipeline(denoiser, hand_model), checkpoint=folder,
+                     label=f"the interaction pipeline of {checkpoint_name(folder)} for the {model_name} hand model")
 
 
 def _anchor_arrays() -> dict[str, ArraySpec]:

@@ -289,7 +289,7 @@ def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray
 # ------------------------------------------------------------------------------------- running
 def _pipeline(ctx: JobContext, hand_model_name: str):
     """The learned pipeline, or (None, why) when no checkpoint is there."""
-    from handforge.engines.checkpoints import CheckpointError
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_name
     from handforge.engines.motion.model import MotionDenoiser, check_representation
     from handforge.engines.motion.pipeline import MotionPipeline
 
@@ -297,7 +297,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
     if not value or not Path(value).exists():  # (a file: load_model says it is one, and to give its folder)
         return None, f"no motion checkpoint at {str(value) if value else '(not set)'}; {CHECKPOINT.how_to_set()}"
     try:
-        model = ctx.pretrained(MotionDenoiser, value)
+        model = ctx.pretrained(MotionDenoiser, value, label=f"the motion model {checkpoint_name(value)}")
         check_representation(model, value)
     except CheckpointError as exc:  # (said as the engine's note says it: a bare path and its problem named no setting)
         return None, f"the learned model cannot be used ({CHECKPOINT.key}: {exc}): the spline engine made this motion"

@@ -234,6 +234,7 @@ def _check_guide(params: dict[str, Any]) -> None:
 
 def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     """SD 1.x's parts (no ControlNet) from the model cache, for the ihpt engine."""
+    from handforge.engines.checkpoints import checkpoint_name
     from handforge.engines.image.loading import WeightsError, load_sd, sd_parts_on
 
     sd, dtype = config.value(SD_MODEL.key), torch_dtype(params["dtype"], ctx.device)
@@ -242,7 +243,8 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
         return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype, ctx.check_cancelled), device)
 
     try:
-        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd)
+        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd,
+                          label=f"the SD model {checkpoint_name(sd)} ({str(dtype).removeprefix('torch.')})")
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), image_jobs.weights_hint(exc)) from None
     return parts
@@ -252,7 +254,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
                  camera, on_step) -> np.ndarray:
     import torch
 
-    from handforge.engines.checkpoints import CheckpointError
+    from handforge.engines.checkpoints import CheckpointError, checkpoint_name
     from handforge.engines.image.loading import WeightsError
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target
@@ -260,7 +262,7 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
     sd = config.value(SD_MODEL.key)
     folder = config.value(TARGET_GENERATOR.key)
     try:
-        model = ctx.pretrained(TargetGenerator, folder)
+        model = ctx.pretrained(TargetGenerator, folder, label=f"the target generator {checkpoint_name(folder)}")
     except CheckpointError as exc:  # e.g. the run folder instead of its model/
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), _target_generator_fix()) from None
     try:
