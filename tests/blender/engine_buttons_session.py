@@ -105,16 +105,21 @@ def enable_with_a_broken_file(text: str) -> dict:
     """An ops_<engine>.py that fails to import (a library its engine needs, not installed), or has no CLASSES: the
     add-on's classes were registered before it was imported, and stayed so when the enabling failed, so the next
     enabling, the file fixed, failed too ('already registered as a subclass') until Blender was restarted."""
-    broken = folder / "ops_broken.py"
-    broken.write_text(text)
+    said = enable_with_file("ops_broken.py", text)
+    return {"said": said, "left_registered": hasattr(bpy.types, "HANDFORGE_PT_backend"), "leftovers": leftovers()}
+
+
+def enable_with_file(name: str, text: str) -> str:
+    """Enable the add-on with the engine file ``name`` holding ``text`` (removed after): what the enabling said."""
+    file = folder / name
+    file.write_text(text)
     try:
         bpy.ops.preferences.addon_enable(module=ADDON_MODULE)
-        said = ""
+        return ""
     except RuntimeError as exc:
-        said = str(exc)
+        return str(exc)
     finally:
-        broken.unlink()
-    return {"said": said, "left_registered": hasattr(bpy.types, "HANDFORGE_PT_backend"), "leftovers": leftovers()}
+        file.unlink()
 
 
 def leftovers() -> list[str]:
@@ -157,16 +162,7 @@ def enable_with_a_file_that_fails_to_register(text: str) -> dict:
     CLASSES Blender refuses: the add-on was left registered up to it (Blender unregisters nothing when an add-on's
     register() raises), and the next enabling, the file removed, failed ('already registered') until Blender was
     restarted. Written over the one before: its new text is read (before, the old one was still imported)."""
-    failing = folder / "ops_zzz.py"
-    failing.write_text(text)
-    try:
-        bpy.ops.preferences.addon_enable(module=ADDON_MODULE)
-        said = ""
-    except RuntimeError as exc:
-        said = str(exc)
-    finally:
-        failing.unlink()
-    return {"said": said, "leftovers": leftovers()}
+    return {"said": enable_with_file("ops_zzz.py", text), "leftovers": leftovers()}
 
 
 s.check("register_raises", lambda: enable_with_a_file_that_fails_to_register(REGISTER_RAISES))

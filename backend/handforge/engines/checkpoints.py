@@ -400,9 +400,10 @@ def config_size_problem(file: str | Path, config: dict[str, Any], shapes: dict[s
     return ""
 
 
-def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
-    """``config_size_problem`` of ``folder``'s config.json against its safetensors file ``weights``; '' also
-    when either cannot be read (whatever loads the folder then says why)."""
+def config_and_shapes(folder: str | Path, weights: str = WEIGHTS_NAME
+                      ) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]] | None:
+    """``folder``'s config.json (a JSON object) and the tensor shapes of its safetensors file ``weights`` (its
+    header alone), both cached; None when either cannot be read (whatever loads the folder then says why)."""
     from safetensors import SafetensorError
 
     folder = Path(folder)
@@ -410,8 +411,15 @@ def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
         config = config_json(folder / CONFIG_NAME)
         shapes = header_shapes(folder / weights)
     except (OSError, ValueError, SafetensorError):
-        return ""
-    return config_size_problem(folder / CONFIG_NAME, config, shapes) if isinstance(config, dict) else ""
+        return None
+    return (config, shapes) if isinstance(config, dict) else None
+
+
+def folder_size_problem(folder: str | Path, weights: str = WEIGHTS_NAME) -> str:
+    """``config_size_problem`` of ``folder``'s config.json against its safetensors file ``weights``; '' also
+    when either cannot be read (whatever loads the folder then says why)."""
+    read = config_and_shapes(folder, weights)
+    return config_size_problem(Path(folder) / CONFIG_NAME, *read) if read is not None else ""
 
 
 # What a model class declares its config.json values must keep to beyond their types (load_model refuses others):

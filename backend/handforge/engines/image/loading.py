@@ -20,12 +20,12 @@ from typing import Any
 from handforge.engines.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    config_and_shapes,
     config_json,
     count_problem,
     extra_weights,
     first_non_finite,
     folder_size_problem,
-    header_shapes,
     overflowed,
 )
 
@@ -296,16 +296,10 @@ def controlnet_shape_problem(path: str | Path) -> str:
     the load says why), from the weights file's header alone (no torch: the engine status lines call it): the widths
     its input, conditioning, text and last layers are built with. diffusers refused such a folder only at load, in
     its own words (a shape mismatch and its ignore_mismatched_sizes advice), and the engine was "ready" till then."""
-    from safetensors import SafetensorError
-
-    path = Path(path)
-    try:
-        config = config_json(path / "config.json")
-        shapes = header_shapes(path / WEIGHTS_NAME)
-    except (OSError, ValueError, SafetensorError):
+    read = config_and_shapes(path)
+    if read is None:
         return ""
-    if not isinstance(config, dict):
-        return ""
+    config, shapes = read
 
     def value(key: str) -> Any:
         return config.get(key, CONTROLNET_DEFAULTS[key])
@@ -343,16 +337,11 @@ def controlnet_count_problem(path: str | Path) -> str:
     weights file's header alone (``checkpoints.count_problem``, as ``load_model`` counts): diffusers built the model
     the config describes, then refused the weights it had no place for (fewer layers) or lacked (more), and the
     engine was "ready" till a job loaded it."""
-    from safetensors import SafetensorError
-
     path = Path(path)
-    try:
-        config = config_json(path / CONFIG_NAME)
-        shapes = header_shapes(path / WEIGHTS_NAME)
-    except (OSError, ValueError, SafetensorError):
+    read = config_and_shapes(path)
+    if read is None:
         return ""
-    if not isinstance(config, dict):
-        return ""
+    config, shapes = read
     setting = {**CONTROLNET_DEFAULTS, **config}
     blocks = setting["down_block_types"]
     attentions = sorted({found[1] for found in map(_ATTENTION.match, shapes) if found})
