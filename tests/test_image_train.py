@@ -271,6 +271,26 @@ def test_a_caption_that_is_not_utf8_or_no_sentence_is_said_before_training(setup
             GuidancePairs(copy, None, size=SIZE)
 
 
+def test_a_generated_image_without_caption_is_captioned_by_its_prompt(setup, tmp_path):
+    # before: an export of generated images (engine "generate") writes no caption.txt, and every image trained on
+    # the default caption, its prompt (in its labels) unread
+    import shutil
+
+    from handforge.engines.image.data import GuidancePairs
+
+    _, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    samples = sorted((copy / "samples").iterdir())
+    for sample, prompt in zip(samples[1:3], ("two hands holding a mug, kitchen", "  ")):
+        (sample / "caption.txt").unlink(missing_ok=True)  # (the module's other tests may have written one)
+        labels = json.loads((sample / "labels.json").read_text())
+        (sample / "labels.json").write_text(json.dumps({**labels, "generated": {"prompt": prompt, "seed": 3}}))
+    captions = GuidancePairs(copy, None, size=SIZE).captions
+    # caption.txt first; the prompt; a blank prompt and no labels' prompt: the default
+    assert captions == ["a person holding hands", "two hands holding a mug, kitchen", "two hands", "two hands"]
+
+
 @pytest.mark.parametrize("caption", ["", "   "])
 def test_an_empty_default_caption_is_refused_before_training(setup, tmp_path, capsys, caption):
     # before: taken, and every sample without caption.txt trained on an empty prompt (the export refuses empty

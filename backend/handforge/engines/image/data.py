@@ -3,7 +3,7 @@
 Per sample ``samples/NNNNNN/``: ``rgb.png`` (the image to learn), ``mesh.png`` (its mesh image),
 ``labels.json`` (the hands' projected boxes) and a caption: ``caption.txt`` beside them if there
 is one (AttentionHand captions its images with a vision-language model, arXiv:2407.18034, supp. B),
-else ``default_caption``. Each item holds the global pair at ``size`` and the local pair: the hands'
+else the prompt a generated image was made from (its labels' ``generated.prompt``), else ``default_caption``. Each item holds the global pair at ``size`` and the local pair: the hands'
 box (``conditioning.local_box``: the same crop the generator uses) cropped and resized to ``size``.
 """
 
@@ -59,11 +59,13 @@ class GuidancePairs(torch.utils.data.Dataset):
                                  [s / name for s in self.samples for name in ("rgb.png", "mesh.png")])
 
     def _caption(self, sample: Path) -> str:
-        """The first line of the sample's caption.txt that is not blank; the default caption without one, or when
-        it is empty."""
+        """The first line of the sample's caption.txt that is not blank; without one, the prompt of a generated
+        image (an export's ``engine = "generate"``: it trained on "two hands" instead), else the default caption,
+        also for an empty caption.txt."""
         file = sample / "caption.txt"
         if not file.is_file():
-            return self.default_caption
+            prompt = read_labels(sample).get("generated", {}).get("prompt")
+            return prompt.strip() if isinstance(prompt, str) and prompt.strip() else self.default_caption
         with file.open(encoding="utf-8") as fh:  # (its start only: see CAPTION_MAX_CHARS)
             text = fh.read(CAPTION_MAX_CHARS + 1)
         caption = text.lstrip()
