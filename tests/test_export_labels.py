@@ -129,12 +129,18 @@ def test_interhand_files_round_trip_through_the_reader(exported):
 def test_a_datasets_record_is_its_spec(exported, tmp_path):
     """export_spec.json holds the spec and the identities a resume checks: read as a spec (a dataset
     received without its spec file) its extra keys were refused as unknown, so it could not be extended."""
-    from handforge.export.folder import SPEC_RECORD
+    import shutil
 
-    assert load_spec(exported / SPEC_RECORD) == parse_spec(SPEC)
+    from handforge.cli import main
+    from handforge.export.folder import RECORD_ONLY, SPEC_RECORD
+
+    assert load_spec(exported / SPEC_RECORD, RECORD_ONLY) == parse_spec(SPEC)
     (tmp_path / "spec.json").write_text((exported / SPEC_RECORD).read_text())  # under another name: keys checked
     with pytest.raises(SpecError, match="unknown keys \\['hand_model_identity'\\]"):
         load_spec(tmp_path / "spec.json")
+    copy = tmp_path / "data"  # the command reads a dataset's record as its spec: a resume with all there
+    shutil.copytree(exported, copy)
+    assert main(["export", str(copy / SPEC_RECORD), "--out", str(copy), "--quiet"]) == 0
 
 
 def test_the_card_says_how_interhands_loaders_find_the_images(exported, tmp_path):

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.export.ray_pool import RayUnavailable
     from handforge.export.run import export
     from handforge.export.shards import WorkerStartError
-    from handforge.export.folder import ExportBusy
+    from handforge.export.folder import RECORD_ONLY, SPEC_RECORD, ExportBusy
     from handforge.export.spec import SpecError, load_spec, parse_spec
     from handforge.hands.registry import entry as hand_model_entry
     from handforge.render.blender import BlenderRenderError
@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     sweep()  # the scratch folders of exports killed outright (SIGKILL), whatever they ran
     try:
-        spec = load_spec(args.spec)
+        # a dataset's record reads as its spec (its other keys refused as unknown, a dataset given without the spec
+        # file could not be extended)
+        spec = load_spec(args.spec, RECORD_ONLY if Path(args.spec).name == SPEC_RECORD else ())
         overrides = {**spec.to_dict(), **{k: v for k, v in (("samples", args.samples), ("seed", args.seed))
                                            if v is not None}}
         if args.engine:

@@ -69,7 +69,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge.arguments import repeated
-from handforge.export.folder import RECORD_ONLY, SPEC_RECORD
 from handforge_shared import pose_library
 from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
 from handforge_shared.protocol import unique_keys
@@ -591,8 +590,9 @@ def example_spec() -> str:
     return textwrap.dedent(__doc__.split("::\n\n", 1)[1]).rstrip() + "\n"
 
 
-def load_spec(path: str | os.PathLike) -> ExportSpec:
-    """Read a ``.json`` or ``.toml`` specification."""
+def load_spec(path: str | os.PathLike, record_only: tuple[str, ...] = ()) -> ExportSpec:
+    """Read a ``.json`` or ``.toml`` specification. ``record_only``: keys left out of a JSON object before it is
+    parsed (a dataset's record is its spec plus what a resume checks besides: ``folder.RECORD_ONLY``)."""
     path = Path(path)
     if path.is_dir():  # (was "no such file")
         raise SpecError(f"{path} is a folder: give the export specification file in it (.toml or .json)")
@@ -621,8 +621,6 @@ def load_spec(path: str | os.PathLike) -> ExportSpec:
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
         raise SpecError(f"{path}: not valid JSON ({exc})") from None
-    if path.name == SPEC_RECORD and isinstance(data, dict):
-        # a dataset's record is its spec plus what a resume checks besides (refused as unknown keys, it left one
-        # given a dataset without the spec file no way to extend it); a resume derives and checks those again
-        data = {k: v for k, v in data.items() if k not in RECORD_ONLY}
+    if record_only and isinstance(data, dict):  # (a resume derives and checks those keys again)
+        data = {k: v for k, v in data.items() if k not in record_only}
     return parse_spec(data)
