@@ -183,11 +183,33 @@ def test_controlnets_that_do_not_fit_the_sd_model_make_no_ready_engine(weights, 
             "(an SD 2.x model with SD 1.x ControlNets, or the reverse?)")
     for name in ("attentionhand", "controlnet"):
         assert not statuses[name]["available"] and said in statuses[name]["reason"], statuses[name]
+    # the fix is an SD model of their width or nets made for this one (it said "correct them, or import the
+    # ControlNets again", and "train or import the guidance module again", which mend nothing)
+    assert statuses["controlnet"]["hint"] == ("point image.sd_model at an SD model whose UNet has cross_attention_dim "
+                                              "48, as they were made for, or use ControlNets made for this SD model "
+                                              "(cross_attention_dim 32)"), statuses["controlnet"]
+    assert statuses["attentionhand"]["hint"].startswith(
+        "point image.sd_model at an SD model whose UNet has cross_attention_dim 48, as it was made for, or use a "
+        "guidance module made for this SD model"), statuses["attentionhand"]
     # one that fits beside it: ready with that one, the other said in the note
     shutil.copytree(guidance, tmp_path / "controlnets" / "control_sd15_depth")
     controlled = light_statuses("from handforge.engines.image import jobs",
                                 "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
     assert controlled["available"] and controlled["note"].startswith(said), controlled
+
+
+def test_a_model_of_another_class_among_the_controlnets_is_said_in_the_note(weights, tmp_path):
+    # before: a UNet put in image.controlnets was passed over without a word until a job named it
+    _, sd, guidance = weights
+    shutil.copytree(guidance, tmp_path / "controlnets" / "control_sd15_depth")
+    shutil.copytree(sd / "unet", tmp_path / "controlnets" / "my_unet")
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(sd),
+           "HANDFORGE_IMAGE_GUIDANCE": str(guidance), "HANDFORGE_CONTROLNETS": str(tmp_path / "controlnets")}
+    controlled = light_statuses("from handforge.engines.image import jobs",
+                                "jobs.IMAGE_ENGINES['controlnet'].status().to_json()", env)
+    assert controlled["available"] and controlled["note"] == ("image.controlnets: my_unet holds a "
+                                                              "UNet2DConditionModel, not a ControlNet: passed over"), \
+        controlled
 
 
 def test_models_says_which_controlnets_of_a_ready_engine_are_broken(weights, tmp_path, monkeypatch, capsys):

@@ -54,6 +54,15 @@ def _other_model(folder: Path) -> str:
     return "" if name in (None, "ControlNetModel") else name
 
 
+def passed_over(folder: str | Path | None) -> dict[str, str]:
+    """The folders in ``folder`` that ``available`` passes over as another model class's, each with that class:
+    the engine's status says them (a UNet put there to be used was unsaid until a job named it)."""
+    if folder is None or not Path(folder).is_dir():
+        return {}
+    return {p.name: other for p in sorted(Path(folder).iterdir()) if not p.name.startswith(".")
+            and (p / "config.json").is_file() and (other := _other_model(p))}
+
+
 def unnamed(folder: str | Path | None) -> list[str]:
     """The ControlNets in ``folder`` whose names say no render: a job that names no controls leaves them out."""
     return [name for name in available(folder) if kind_from_name(name) is None]
@@ -147,5 +156,5 @@ def controls_left_out(specs: list[str]) -> list[str]:
                    for name, why in broken.items()]
 
 
-__all__ = ["Control", "ControlError", "available", "by_default", "controls_left_out", "kind_from_name", "problems",
-           "resolve", "unnamed"]
+__all__ = ["Control", "ControlError", "available", "by_default", "controls_left_out", "kind_from_name",
+           "passed_over", "problems", "resolve", "unnamed"]

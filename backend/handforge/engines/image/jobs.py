@@ -87,24 +87,36 @@ def _controlnet_problems() -> tuple[str, dict[str, str]]:
 
 
 def _controlnets_ready() -> str | tuple[str, str, str]:
-    """The controlnet engine's ControlNets: why they cannot run, or the note of those broken, from one read of
-    their headers (the engine's availability and its note read them once each: twice per status)."""
+    """The controlnet engine's ControlNets: why they cannot run, or the note of those broken and of the folders of
+    other models passed over, from one read of their headers (the engine's availability and its note read them
+    once each: twice per status)."""
+    from handforge.engines.image.controls import passed_over
+
     folder, problems = _controlnet_problems()
-    return _controlnets_present(folder, problems) or ("", "", _broken_controlnets(folder, problems))
+    others = [f"{CONTROLNETS.key}: {name} holds a {other}, not a ControlNet: passed over"
+              for name, other in passed_over(folder).items()]
+    return _controlnets_present(folder, problems, others) or \
+        ("", "", "; ".join(filter(None, [_broken_controlnets(folder, problems), *others])))
 
 
-def _controlnets_present(folder: str, problems: dict[str, str]) -> str | tuple[str, str]:
-    """The ControlNets folder exists (checked before): does it hold any ControlNet (``_controlnet_problems``)?"""
+def _controlnets_present(folder: str, problems: dict[str, str], others: list[str]) -> str | tuple[str, str]:
+    """The ControlNets folder exists (checked before): does it hold any ControlNet (``_controlnet_problems``)?
+    ``others`` says the folders of other models there."""
     names = list(problems)
     # (each of a config.json of other widths than its weights: ready, and every job's load failed)
     if names and all(problems.values()):
+        fixes = {name: _misfit_fix(Path(folder) / name, problem, "as they were made for",
+                                   "ControlNets made for this SD model") for name, problem in problems.items()}
+        other = ([] if all(fixes.values()) else
+                 ["correct them, or import the ControlNets again (handforge models import DIR --kind controlnet)"])
         return ("; ".join(f"{CONTROLNETS.key}: {problem}" for problem in problems.values()),
-                "correct them, or import the ControlNets again (handforge models import DIR --kind controlnet)")
+                "; ".join(dict.fromkeys([fix for fix in fixes.values() if fix] + other)))
     if names:
         return ""
     return (f"{CONTROLNETS.key} = {folder} holds no ControlNet (a folder with config.json and its weights per "
-            "ControlNet)", "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or "
-            "handforge models fetch controlnet-depth), or point the setting at the folder that has them")
+            "ControlNet)" + "".join(f"; {other}" for other in others),
+            "put SD 1.x ControlNets there (handforge models import DIR --kind controlnet, or handforge models fetch "
+            "controlnet-depth), or point the setting at the folder that has them")
 
 
 def _broken_controlnets(folder: str, problems: dict[str, str]) -> str:
@@ -131,11 +143,27 @@ def _guidance_present() -> str | tuple[str, str]:
         # (a config.json of other widths than its weights was ready, and every job's load failed in diffusers' words)
         problem = controlnet_problem(folder) or sd_fit_problem(folder, config.value(SD_MODEL.key),
                                                                config.value(SD_CONFIG.key))
-        return (f"{GUIDANCE.key} = {problem}", "correct it, or train or import the guidance "
-                f"module again (handforge models check {folder} checks it whole)") if problem else ""
+        return (f"{GUIDANCE.key} = {problem}", _misfit_fix(
+            folder, problem, "as it was made for", "a guidance module made for this SD model (handforge train "
+            "guidance trains one on it)") or "correct it, or train or import the guidance module again "
+            f"(handforge models check {folder} checks it whole)") if problem else ""
     return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",
             f"point it at a ControlNetModel folder (the model/ folder of a `handforge train guidance` run, or handforge "
             f"models import DIR --kind guidance): {GUIDANCE.how_to_set()}")
+
+
+def _misfit_fix(path: Path, problem: str, made: str, for_this: str) -> str:
+    """The fix of ``problem``, said of the ControlNet folder ``path``, when it is that it does not fit the SD model
+    (``sd_fit``): an SD model of the width it was ``made`` for, or ``for_this`` (SD 2.x ControlNets on SD 1.x were
+    told to be corrected or imported again, which mends nothing); '' for any other problem (its own fix)."""
+    from handforge.engines.image.loading import sd_fit, sd_fit_problem
+
+    sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    found = sd_fit(path, sd, sd_config) if sd else None
+    if found is None or problem != sd_fit_problem(path, sd, sd_config):
+        return ""
+    key, a, b = found
+    return f"point {SD_MODEL.key} at an SD model whose UNet has {key} {b}, {made}, or use {for_this} ({key} {a})"
 
 
 def _image_availability() -> str | tuple[str, str]:

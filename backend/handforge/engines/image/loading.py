@@ -376,30 +376,49 @@ def _recheck(path: Path) -> str:
 MATCHING = ("cross_attention_dim", "block_out_channels", "layers_per_block")
 
 
-def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
-    """Why a ControlNet of config ``controlnet`` cannot drive a UNet of config ``unet`` ('' when it can)."""
+def mismatched(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first of ``MATCHING`` in which a ControlNet of config ``controlnet`` differs from a UNet of config
+    ``unet``: (its key, the UNet's value, the ControlNet's); None when none differs."""
     for key in MATCHING:
         a, b = unet.get(key), controlnet.get(key)
         if a is not None and b is not None and (list(a) if isinstance(a, (list, tuple)) else a) != \
                 (list(b) if isinstance(b, (list, tuple)) else b):
-            hint = (" (an SD 2.x model with SD 1.x ControlNets, or the reverse?)" if key == "cross_attention_dim"
-                    else "")
-            return f"its {key} is {b}, the SD model's UNet has {a}{hint}"
-    return ""
+            return key, a, b
+    return None
 
 
-def sd_fit_problem(path: str | Path, sd: str | Path, sd_config: str | Path | None = None) -> str:
-    """Why the ControlNet folder ``path`` cannot drive the SD model ``sd`` (``mismatch``), from the two config.json
-    files alone (no torch: the engines' status lines call it, which said "ready" for SD 2.x ControlNets on SD 1.x
-    until each job's load refused them); '' when it can, or when either cannot be read (the load says why)."""
+def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
+    """Why a ControlNet of config ``controlnet`` cannot drive a UNet of config ``unet`` ('' when it can)."""
+    found = mismatched(unet, controlnet)
+    if found is None:
+        return ""
+    key, a, b = found
+    hint = " (an SD 2.x model with SD 1.x ControlNets, or the reverse?)" if key == "cross_attention_dim" else ""
+    return f"its {key} is {b}, the SD model's UNet has {a}{hint}"
+
+
+def sd_fit(path: str | Path, sd: str | Path, sd_config: str | Path | None = None) -> tuple[str, Any, Any] | None:
+    """Where the ControlNet folder ``path`` does not fit the SD model ``sd`` (``mismatched``), from the two
+    config.json files alone (no torch: the engines' status lines call it, which said "ready" for SD 2.x ControlNets
+    on SD 1.x until each job's load refused them); None when it fits, or when either cannot be read (the load says
+    why)."""
     sd = Path(sd).expanduser()
     folder = Path(sd_config).expanduser() if sd.is_file() and sd_config is not None else sd
     try:
         unet, net = config_json(folder / "unet" / "config.json"), config_json(Path(path) / "config.json")
     except (OSError, ValueError, RecursionError):
+        return None
+    return mismatched(unet, net) if isinstance(unet, dict) and isinstance(net, dict) else None
+
+
+def sd_fit_problem(path: str | Path, sd: str | Path, sd_config: str | Path | None = None) -> str:
+    """Why the ControlNet folder ``path`` cannot drive the SD model ``sd`` (``sd_fit``, said as ``mismatch``);
+    '' when it can, or when either config cannot be read."""
+    found = sd_fit(path, sd, sd_config)
+    if found is None:
         return ""
-    reason = mismatch(unet, net) if isinstance(unet, dict) and isinstance(net, dict) else ""
-    return f"{path} does not fit the SD model {sd}: {reason}" if reason else ""
+    key, a, b = found
+    return f"{path} does not fit the SD model {Path(sd).expanduser()}: {mismatch({key: a}, {key: b})}"
 
 
 def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config: str | Path | None = None,
@@ -433,4 +452,4 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
 
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch",
-           "scheduler_config", "sd_fit_problem", "sd_parts_on"]
+           "mismatched", "scheduler_config", "sd_fit", "sd_fit_problem", "sd_parts_on"]
