@@ -102,6 +102,40 @@ def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
         assert report["pose"] == "PCK@0.1 over visible keypoints" and all("pck" in s for s in report["engines"].values())
 
 
+def test_eval_transfer_runs_the_reference_engine_with_the_guidance_module(tmp_path):
+    # before: the reference engine ran with ControlNets only ("--guide": unrecognized arguments), so one who had
+    # only the guidance module (image.guidance) could not evaluate it; the image.transfer job could run it
+    sd = tiny_sd.build_sd(tmp_path / "sd")
+    guidance = tiny_sd.build_controlnet(tmp_path / "guidance", sd, seed=3)
+    spec = {"seed": 2, "samples": 1, "width": 64, "height": 64, "render": {"engine": "none"},
+            "camera": {"distance": [0.45, 0.6]}, "outputs": ["mesh"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "cfg.toml").write_text("")  # nothing set: no ControlNets, no guidance module
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HANDFORGE_")},
+           "HANDFORGE_CONFIG": str(tmp_path / "cfg.toml"),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
+    command = [sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(tmp_path / "pairs"), "--sd",
+               str(sd), "--device", "cpu", "--engines", "reference", "--steps", "1", "--limit", "1"]
+    subprocess.run([*command, "--write-pairs", str(tmp_path / "spec.json"), "--pairs", "1", "--shading", "gl",
+                    "--guidance", str(guidance), "--guide", "attentionhand", "--out", str(tmp_path / "given.json")],
+                   check=True, env=env, capture_output=True, text=True, timeout=600)
+    given = json.loads((tmp_path / "given.json").read_text())
+    assert given["pairs"] == 1 and set(given["engines"]) == {"reference"}
+    assert given["run"]["models"]["reference"] == {"guide": "attentionhand", "guidance": str(guidance)}
+    # auto, with no ControlNets: the guidance module, as the job's auto picks (it set, not given)
+    auto = subprocess.run([*command, "--out", str(tmp_path / "auto.json")], check=False, capture_output=True,
+                          text=True, timeout=600, env={**env, "HANDFORGE_IMAGE_GUIDANCE": str(guidance)})
+    assert auto.returncode == 0, auto.stderr[-3000:]
+    assert json.loads((tmp_path / "auto.json").read_text())["run"]["models"]["reference"]["guide"] == "attentionhand"
+    # no guidance module given or set: refused in one message (the setting's lines to set it follow, as for the
+    # ControlNets'), before SD loads (there is none at no-sd)
+    missing = subprocess.run([*command, "--guide", "attentionhand", "--sd", str(tmp_path / "no-sd")],
+                             check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+    assert missing.stderr.startswith("handforge eval transfer: reference: guide attentionhand: no guidance module: "
+                                     "pass --guidance or set the environment variable HANDFORGE_IMAGE_GUIDANCE=")
+
+
 def test_eval_transfer_refuses_a_device_it_does_not_have(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "backend"), str(REPO / "shared"), str(REPO)])}
     bad = subprocess.run([sys.executable, "-m", "handforge", "eval", "transfer", "--data", str(tmp_path), "--device",

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from handforge.arguments import SEED, EachOnce, at_least, given_path, number_in, report_file, torch_device, whole_number, write_report
+from handforge.engines.image.jobs import AUTO
 from handforge.engines.image.loading import TRAIN_TIMESTEPS
+from handforge.engines.transfer.jobs import GUIDES
 from handforge.engines.transfer.train import add_pair_arguments, requested_spec, write_requested_pairs
 
 
@@ -91,6 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controlnets", type=given_path("the folder of ControlNets"), help="reference: the folder of ControlNets (default: image.controlnets)")
     parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
                                                                   "'name:kind' (default: all)")
+    parser.add_argument("--guide", choices=(AUTO, *GUIDES), default=AUTO,
+                        help="reference: where the target pose's render goes, as the image.transfer job's guide "
+                             "(auto: the ControlNets when there are any, else the guidance module)")
+    parser.add_argument("--guidance", type=given_path("a guidance module folder"),
+                        help="reference, guide attentionhand: the guidance module (default: image.guidance)")
     parser.add_argument("--target-generator", type=given_path("a model folder"), help="ihpt: the model folder (default: transfer.target_generator)")
     parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
     parser.add_argument("--steps", type=whole_number(1, TRAIN_TIMESTEPS), default=20,
@@ -148,7 +157,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     from handforge.engines.image.controls import ControlError, resolve
     from handforge.runtime import torch_dtype
     from handforge.engines.image.loading import build_pipeline, load_sd, sd_parts_on
-    from handforge.engines.image.settings import CONTROLNETS, SD_CONFIG
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
     from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -168,16 +177,29 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
 
     engines, models = {}, {}  # the models each engine ran with, for the report
     if "reference" in names:
-        folder = args.controlnets or config.value(CONTROLNETS.key)
-        if folder is None:
-            raise ValueError(f"reference: no ControlNets: pass --controlnets or {CONTROLNETS.how_to_set()}")
-        try:
-            controls = resolve(args.controls, folder)
-        except ControlError as exc:
-            raise ValueError(f"reference: {exc}") from None
-        kinds = [c.kind for c in controls]
-        models["reference"] = {"controlnets": {c.kind: _absolute(c.path) for c in controls}}
-        pipe = build_pipeline(sd_path, [str(c.path) for c in controls], sd_config, dtype=dtype, device=device)
+        guide = _guide(args, sd_path)
+        if guide == "attentionhand":
+            folder = args.guidance or config.value(GUIDANCE.key)
+            if folder is None:
+                raise ValueError(f"reference: guide attentionhand: no guidance module: pass --guidance or "
+                                 f"{GUIDANCE.how_to_set()}")
+            if args.controls:  # (the job's refusal: controls choose ControlNets)
+                raise ValueError("reference: --controls choose ControlNets of the controlnet guide: leave them "
+                                 "out for --guide attentionhand, or pass --guide controlnet")
+            weights, kinds = [str(folder)], ["mesh"]
+            models["reference"] = {"guide": guide, "guidance": _absolute(folder)}
+        else:
+            folder = args.controlnets or config.value(CONTROLNETS.key)
+            if folder is None:
+                raise ValueError(f"reference: guide controlnet: no ControlNets: pass --controlnets or "
+                                 f"{CONTROLNETS.how_to_set()}")
+            try:
+                controls = resolve(args.controls, folder)
+            except ControlError as exc:
+                raise ValueError(f"reference: {exc}") from None
+            weights, kinds = [str(c.path) for c in controls], [c.kind for c in controls]
+            models["reference"] = {"guide": guide, "controlnets": {c.kind: _absolute(c.path) for c in controls}}
+        pipe = build_pipeline(sd_path, weights, sd_config, dtype=dtype, device=device)
 
         def reference(source, source_labels, labels, steps, seed):
             _, view = target_view(labels)
@@ -203,6 +225,34 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
 
         engines["ihpt"] = ihpt
     return engines, models
+
+
+@contextmanager
+def _given_settings(args, sd_path: str):
+    """The paths given on the command line as the settings they stand for, while the job's checks read them."""
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+
+    given = {SD_MODEL.env: sd_path, CONTROLNETS.env: args.controlnets, GUIDANCE.env: args.guidance}
+    before = {name: os.environ.get(name) for name in given}
+    os.environ.update({name: _absolute(path) for name, path in given.items() if path is not None})
+    try:
+        yield
+    finally:
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _guide(args, sd_path: str) -> str:
+    """--guide, with auto read as the image.transfer job reads its guide (``image.jobs.ready_engine``: the
+    ControlNets when --controls names some or they are ready, else the guidance module when it is), of the
+    weights given here or set."""
+    from handforge.engines.image.jobs import ready_engine
+
+    with _given_settings(args, sd_path):
+        return ready_engine(args.guide, GUIDES, args.controls)
 
 
 def _check_size(width: int, height: int, what: str) -> None:
