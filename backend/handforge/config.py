@@ -18,6 +18,7 @@ Nothing is ever downloaded: a setting names a local file or folder.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -25,7 +26,7 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_error, file_kind, not_utf8, parse_toml, read_user_text
 
@@ -245,6 +246,23 @@ def environment() -> dict[str, str]:
         if source in ("env", "file"):
             out[s.env] = str(val)
     return out
+
+
+@contextlib.contextmanager
+def given(values: dict[Setting, str | None]) -> Iterator[None]:
+    """Values given another way (a command's options) read as these settings, while the block runs: set as their
+    environment variables, which ``get`` reads first, and put back after (None: that setting is left as it is).
+    So code that reads settings (an engine's status, a job's choice of engine) judges what was given."""
+    before = {s.env: os.environ.get(s.env) for s in values}
+    os.environ.update({s.env: str(v) for s, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def wrong_values() -> list[str]:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -227,31 +225,16 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     return engines, models
 
 
-@contextmanager
-def _given_settings(args, sd_path: str):
-    """The paths given on the command line as the settings they stand for, while the job's checks read them."""
-    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
-
-    given = {SD_MODEL.env: sd_path, CONTROLNETS.env: args.controlnets, GUIDANCE.env: args.guidance}
-    before = {name: os.environ.get(name) for name in given}
-    os.environ.update({name: _absolute(path) for name, path in given.items() if path is not None})
-    try:
-        yield
-    finally:
-        for name, old in before.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
-
-
 def _guide(args, sd_path: str) -> str:
     """--guide, with auto read as the image.transfer job reads its guide (``image.jobs.ready_engine``: the
     ControlNets when --controls names some or they are ready, else the guidance module when it is), of the
     weights given here or set."""
+    from handforge import config
     from handforge.engines.image.jobs import ready_engine
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
 
-    with _given_settings(args, sd_path):
+    given = {SD_MODEL: sd_path, CONTROLNETS: args.controlnets, GUIDANCE: args.guidance}
+    with config.given({s: _absolute(path) if path is not None else None for s, path in given.items()}):
         return ready_engine(args.guide, GUIDES, args.controls)
 
 
