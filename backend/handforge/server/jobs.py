@@ -157,9 +157,9 @@ class JobContext:
         self.check_cancelled()
         cache = self._models if self._models is not None else shared_cache()
 
-        def on_load(message: str) -> None:
-            self.loaded.append(message.removeprefix("loading "))
-            self.progress(self._fraction, message, force=True)  # (at 0.0 the bar went back to the start mid-job)
+        def on_load(name: str) -> None:
+            self.loaded.append(name)
+            self.progress(self._fraction, f"loading {name}", force=True)  # (at 0.0 the bar went back to the start)
 
         model = cache.get(key, loader, self.device, checkpoint=checkpoint, on_load=on_load, label=label)
         self.check_cancelled()  # a load is not interruptible: its cancel is seen when it returns

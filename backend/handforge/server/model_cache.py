@@ -114,8 +114,8 @@ class ModelCache:
     def get(self, key: Hashable, loader: Loader, device: str = "cpu", checkpoint: str | Path | None = None,
             on_load: Callable[[str], None] | None = None, label: str | None = None) -> Any:
         """The model cached for (``key``, ``device``), loading it with ``loader(device)`` when it is
-        missing or its ``checkpoint`` changed; ``on_load("loading <label>")`` is called just before loading
-        (``label``: what it is, for people; the key as text when None)."""
+        missing or its ``checkpoint`` changed; ``on_load(label)`` is called just before loading (``label``: what it
+        is, for people; the key as text when None)."""
         slot = (key, device)
         signature = None if checkpoint is None else checkpoint_signature(checkpoint)
         with self._lock:
@@ -143,7 +143,7 @@ class ModelCache:
             stale = self._entries.pop(slot, None)
         del stale  # a changed checkpoint: let the old copy go before loading the new one
         if on_load is not None:
-            on_load(f"loading {label or _name(key)}")
+            on_load(label or _name(key))
         started = time.monotonic()
         model = loader(device)
         said = _name(key) if not label or label == _name(key) else f"{label} ({_name(key)})"
