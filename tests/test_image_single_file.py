@@ -157,3 +157,23 @@ def test_a_server_job_makes_the_same_images_from_the_file(models):
             assert client.hello()["engines"]["attentionhand"]["available"]
             images.append(client.run("image.generate", params, arrays, timeout=600).arrays["images"])
     _same_image(*images)
+
+
+def test_an_sd_config_folder_as_models_fetch_leaves_sd15_serves(models, tmp_path, capfd):
+    # before: "cannot load Stable Diffusion from FILE: OSError: Can't load image processor ...": SD 1.5's
+    # model_index.json names a feature extractor (and a safety checker) whose files `handforge models fetch` leaves
+    # out, and from_single_file loaded every component the index names but the safety checker
+    _, sd, _, file = models
+    config = tmp_path / "stable-diffusion-v1-5"
+    shutil.copytree(sd, config)
+    index = json.loads((config / "model_index.json").read_text())
+    index.update(feature_extractor=["transformers", "CLIPImageProcessor"], requires_safety_checker=True,
+                 safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"])
+    (config / "model_index.json").write_text(json.dumps(index))
+    (config / "safety_checker").mkdir()
+    (config / "safety_checker" / "config.json").write_text("{}")  # (*/config.json is fetched, not its weights)
+    capfd.readouterr()
+    parts, connections = _no_network(lambda: load_sd(file, config))
+    assert connections == [] and torch.equal(parts["unet"].conv_in.weight, load_sd(sd)["unet"].conv_in.weight)
+    # and quietly, as a folder loads (a job reports its own progress): diffusers drew a bar per load on stderr
+    assert "Loading pipeline components" not in capfd.readouterr().err

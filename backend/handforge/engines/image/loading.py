@@ -52,17 +52,20 @@ def _torchvision_note(record: logging.LogRecord) -> bool:
 def _quiet_loading() -> Iterator[None]:
     """Without transformers' lines that are no news to the user: its note that image processors fall
     back to PIL without torchvision (printed when diffusers' SD pipeline is imported; SD here uses none
-    of them) and its "Loading weights" bar (a job reports its own progress; ``train --quiet`` is quiet)."""
+    of them), its "Loading weights" bar and diffusers' "Loading pipeline components" (a single file's) bar (a job
+    reports its own progress; ``train --quiet`` is quiet)."""
     logging.getLogger("transformers.utils.import_utils").addFilter(_torchvision_note)  # once: a set
+    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    shown = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
+    shown = [lib for lib in (transformers_logging, diffusers_logging) if lib.is_progress_bar_enabled()]
+    for lib in shown:
+        lib.disable_progress_bar()
     try:
         yield
     finally:
-        if shown:
-            transformers_logging.enable_progress_bar()
+        for lib in shown:
+            lib.enable_progress_bar()
 
 
 def _local(path: str | Path, what: str) -> Path:
@@ -102,9 +105,12 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
                                    "SD 1.x folder for its configs and tokenizer (nothing is downloaded)", path)
             config = _local(config, "SD config folder")
             scheduler_config(config)  # (the pipeline's scheduler is built from its file)
+            # the components SD here never uses are not loaded: from_single_file loads each one model_index.json
+            # names, and SD 1.5's names a feature extractor whose files `handforge models fetch` leaves out
             pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config),
                                                             local_files_only=True, torch_dtype=dtype,
-                                                            safety_checker=None, requires_safety_checker=False)
+                                                            safety_checker=None, feature_extractor=None,
+                                                            image_encoder=None, requires_safety_checker=False)
             parts = {"vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer,
                      "unet": pipe.unet, "scheduler": pipe.scheduler}
         else:
