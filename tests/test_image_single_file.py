@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -177,3 +178,56 @@ def test_an_sd_config_folder_as_models_fetch_leaves_sd15_serves(models, tmp_path
     assert connections == [] and torch.equal(parts["unet"].conv_in.weight, load_sd(sd)["unet"].conv_in.weight)
     # and quietly, as a folder loads (a job reports its own progress): diffusers drew a bar per load on stderr
     assert "Loading pipeline components" not in capfd.readouterr().err
+
+
+def test_an_sd_config_folder_without_model_index_is_named(models, tmp_path, monkeypatch, capsys):
+    # before: the engines were "ready", `models check FILE` said ok, and each load failed as "cannot load Stable
+    # Diffusion from FILE: OSError: Error no file named model_index.json found in directory CONFIG; `handforge
+    # models check FILE` names the damaged file" (a folder of the five parts serves as the SD model itself)
+    root, sd, guidance, file = models
+    config = tmp_path / "parts"
+    shutil.copytree(sd, config)
+    (config / "model_index.json").unlink()
+    with pytest.raises(WeightsError, match=f"image.sd_config = {config} has no model_index.json: it must be a whole "
+                                           "diffusers SD 1.x folder") as refused:
+        load_sd(file, config)
+    assert refused.value.path == config
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(file))
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(config))
+    monkeypatch.setenv("HANDFORGE_IMAGE_GUIDANCE", str(guidance))
+    monkeypatch.delenv("HANDFORGE_CONTROLNETS", raising=False)
+    assert main(["models"]) == 0
+    assert f"attentionhand: not ready: image.sd_model = {file}: image.sd_config = {config} has no model_index.json" \
+        in capsys.readouterr().out
+    assert main(["models", "check", str(file)]) == 1
+    assert f"problem: image.sd_config = {config} has no model_index.json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda t: t.pop("model.diffusion_model.out.2.weight"), "lacks 1 of the unet's 402 tensors"),
+    (lambda t: t.pop("first_stage_model.decoder.conv_out.bias"), "lacks 1 of the vae's 176 tensors"),
+    (lambda t: t.pop("cond_stage_model.transformer.text_model.final_layer_norm.weight"),
+     "lacks 1 of the text_encoder's 36 tensors"),
+    (lambda t: t.update({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 9, 3, 3)}),  # inpainting's
+     "the unet's conv_in.weight is (32, 9, 3, 3) there"),
+    (lambda t: [t.pop(k) for k in list(t) if k.startswith("cond_stage_model.")], "holds no text_encoder"),
+])
+def test_a_file_that_lacks_tensors_or_holds_other_shapes_is_named(models, tmp_path, monkeypatch, capsys, damage, said):
+    # before: diffusers left a missing tensor unset: "cannot load Stable Diffusion from FILE: NotImplementedError:
+    # Cannot copy out of meta tensor", or for the text encoder a RuntimeError out of load_sd ("Tensor.item() cannot
+    # be called on meta tensors": an internal error of the job), and `models check FILE`, where the error sent the
+    # user, said ok; a wrong shape or a missing part came as diffusers' words, naming no tensor or code to write
+    from safetensors.torch import load_file, save_file
+
+    _, sd, _, file = models
+    tensors = load_file(file)
+    damage(tensors)
+    damaged = tmp_path / file.name
+    save_file(tensors, damaged)
+    with pytest.raises(WeightsError, match=re.escape(said)) as refused:
+        load_sd(damaged, sd)
+    assert refused.value.path == damaged and str(damaged) in str(refused.value)
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(sd))
+    assert main(["models", "check", str(damaged)]) == 1
+    assert said in capsys.readouterr().out

@@ -33,4 +33,9 @@ def _sd_config_missing() -> str:
     if folder is None:
         return (f"one .safetensors file, and {SD_CONFIG.key} is not set (a diffusers SD 1.x folder for its configs "
                 "and tokenizer)")
-    return "" if Path(folder).is_dir() else f"{SD_CONFIG.key} = {folder} does not exist"
+    if not Path(folder).is_dir():
+        return f"{SD_CONFIG.key} = {folder} does not exist"
+    from handforge.engines.image.loading import sd_config_missing
+
+    lacks = sd_config_missing(Path(folder))
+    return f"{SD_CONFIG.key} = {folder} has {lacks}" if lacks else ""

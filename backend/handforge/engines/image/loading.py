@@ -26,6 +26,7 @@ from handforge.engines.checkpoints import (
     extra_weights,
     first_non_finite,
     folder_size_problem,
+    header_shapes,
     overflowed,
 )
 
@@ -104,7 +105,15 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
                 raise WeightsError(f"{path} is a single-file checkpoint: set image.sd_config to a local diffusers "
                                    "SD 1.x folder for its configs and tokenizer (nothing is downloaded)", path)
             config = _local(config, "SD config folder")
+            lacks = sd_config_missing(config)
+            if lacks:
+                raise WeightsError(f"image.sd_config = {config} has {lacks}: it must be a whole diffusers SD 1.x "
+                                   "folder (model_index.json beside unet/, vae/, text_encoder/, tokenizer/, scheduler/; "
+                                   "their weights are not read), e.g. handforge models fetch sd15", config)
             scheduler_config(config)  # (the pipeline's scheduler is built from its file)
+            problem = single_file_problem(path, config)
+            if problem:
+                raise WeightsError(problem, path)
             # the components SD here never uses are not loaded: from_single_file loads each one model_index.json
             # names, and SD 1.5's names a feature extractor whose files `handforge models fetch` leaves out
             pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config),
@@ -149,6 +158,82 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
             weights = "model.safetensors" if name == "text_encoder" else WEIGHTS_NAME
             _refuse_non_finite(parts[name], path / name / weights, dtype, path / name)
     return parts
+
+
+def sd_config_missing(folder: Path) -> str:
+    """What the diffusers folder ``folder`` lacks as a single-file SD model's configs ('' when nothing): diffusers'
+    from_single_file reads model_index.json for the pipeline's parts, then each part's config (a copy of the parts
+    alone failed each load as "no file named model_index.json", said of the weights file)."""
+    lacks = [f"{p}/" for p in SD_PARTS if not (folder / p).is_dir()]
+    lacks += [f"{p}/config.json" for p in ("unet", "vae", "text_encoder")
+              if (folder / p).is_dir() and not (folder / p / "config.json").is_file()]
+    if not (folder / "model_index.json").is_file():
+        lacks.insert(0, "model_index.json")
+    return f"no {', '.join(lacks)}" if lacks else ""
+
+
+# an original-layout SD 1.x checkpoint's tensor name prefix of each part (CompVis/LDM: the UNet, the VAE, the CLIP
+# text encoder), as diffusers' from_single_file reads them
+SINGLE_FILE_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.",
+                        "text_encoder": "cond_stage_model.transformer."}
+
+
+def single_file_problem(file: str | Path, config: str | Path) -> str:
+    """Where the original-layout SD 1.x checkpoint ``file`` lacks a tensor of the UNet, VAE or text encoder that the
+    diffusers folder ``config`` describes, or holds one of another shape ('' when it does neither), from its header
+    alone (no tensor is read; unreadable: '', the load says why), its names converted by diffusers' own single-file
+    conversions. diffusers left a missing tensor unset and failed mid-load ("Cannot copy out of meta tensor"), or
+    at the text encoder's first use, naming no tensor; a part missing whole it called a component error."""
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    file, config = Path(file), Path(config)
+    try:
+        shapes = header_shapes(file)
+    except Exception:  # noqa: BLE001 - safetensors raises its own error types
+        return ""
+    tensors = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    for part in ("unet", "vae", "text_encoder"):
+        prefix = SINGLE_FILE_PREFIXES[part]
+        if not any(name.startswith(prefix) for name in shapes):
+            return (f"{file} holds no {part} (no {prefix}* tensor): not a whole SD 1.x checkpoint in the original "
+                    "layout (a UNet, a LoRA or an SD 2.x/SDXL file?)")
+        try:
+            with init_empty_weights():
+                if part == "text_encoder":
+                    model = CLIPTextModel(CLIPTextConfig.from_pretrained(str(config), subfolder=part,
+                                                                         local_files_only=True))
+                    found = convert_ldm_clip_checkpoint(tensors)
+                    if not hasattr(model, "text_model"):  # (transformers 5.6 on: no such level, as diffusers reads it)
+                        found = {k.removeprefix("text_model."): v for k, v in found.items()}
+                else:
+                    cls = UNet2DConditionModel if part == "unet" else AutoencoderKL
+                    settings = cls.load_config(str(config), subfolder=part, local_files_only=True)
+                    model = cls.from_config(settings)
+                    convert = convert_ldm_unet_checkpoint if part == "unet" else convert_ldm_vae_checkpoint
+                    found = convert(tensors, settings)
+        except Exception:  # noqa: BLE001 - a config no model is built from, or a layout diffusers cannot convert:
+            return ""  # the load says why in diffusers' words
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        missing = sorted(set(expected) - set(found))
+        if missing:
+            return (f"{file} lacks {len(missing)} of the {part}'s {len(expected)} tensors that image.sd_config's "
+                    f"{config / part / 'config.json'} makes, e.g. {missing[0]} (diffusers' name): a damaged or pruned "
+                    "checkpoint, or one of another model than that folder's")
+        wrong = sorted(k for k in expected if k in found and tuple(found[k].shape) != expected[k])
+        if wrong:
+            k = wrong[0]
+            return (f"{file}: the {part}'s {k} is {tuple(found[k].shape)} there, image.sd_config's "
+                    f"{config / part / 'config.json'} makes it {expected[k]}: give the diffusers folder of this "
+                    "checkpoint's model as image.sd_config (SD 2.x, inpainting and SDXL checkpoints are not SD 1.5's)")
+    return ""
 
 
 def _refuse_non_finite(model: Any, file: Path, dtype: Any, at: Path, part: str = "") -> None:
@@ -458,4 +543,5 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
 
 
 __all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch",
-           "mismatched", "scheduler_config", "sd_fit", "sd_fit_problem", "sd_parts_on"]
+           "mismatched", "scheduler_config", "sd_config_missing", "sd_fit", "sd_fit_problem", "sd_parts_on",
+           "single_file_problem"]

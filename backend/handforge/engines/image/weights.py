@@ -171,7 +171,7 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from handforge.engines.image.loading import WeightsError, scheduler_config
+    from handforge.engines.image.loading import WeightsError, scheduler_config, sd_config_missing, single_file_problem
 
     path = Path(path)
     report = Report(str(path))
@@ -187,11 +187,20 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             report.problems.append(f"{path}: not a readable safetensors file ({exc})")
             return report
-        report.notes.append(f"single-file checkpoint of {len(found)} tensors: its layout is checked when loaded "
-                            "(needs image.sd_config)")
+        folder = config.value(SD_CONFIG.key)
+        report.notes.append(f"single-file checkpoint of {len(found)} tensors" + (
+            f": its tensors checked against the configs of image.sd_config = {folder}" if folder is not None else ""))
         _check_values(path, report)
-        if config.value(SD_CONFIG.key) is None:
+        if folder is None:
             report.problems.append(f"{path} is one file: set image.sd_config to a local diffusers SD 1.x folder")
+        elif not Path(folder).expanduser().is_dir():
+            report.problems.append(f"image.sd_config = {folder} does not exist")
+        else:  # what load_sd refuses, here where its error sends the user (the file was 'ok' and failed every load)
+            folder = Path(folder).expanduser()
+            lacks = sd_config_missing(folder)
+            problem = f"image.sd_config = {folder} has {lacks}" if lacks else single_file_problem(path, folder)
+            if problem:
+                report.problems.append(problem)
         return report
     unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest)
     check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
