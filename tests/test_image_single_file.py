@@ -99,6 +99,27 @@ def test_the_file_loads_the_folders_weights_offline(models):
     assert all(b[k].dtype == torch.float32 and torch.equal(a[k].half().float(), b[k]) for k in a)
 
 
+def test_a_file_of_sd15s_layout_loads_the_folders_weights(tmp_path):
+    # the names the tiny model's file does not have: two layers per level, a level without attention (the
+    # upsampler after a resnet alone), the VAE's shortcuts, up to output_blocks.11 (diffusers' own test for SD 1.x)
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+    from safetensors.torch import load_file
+
+    sd = tiny_sd.build_sd15_shaped(tmp_path / "sd")
+    file = write_single_file(sd, tmp_path / "sd15.safetensors")
+    tensors = load_file(file)
+    for key in ("model.diffusion_model.output_blocks.11.0.skip_connection.weight",
+                "model.diffusion_model.output_blocks.2.1.conv.weight", "model.diffusion_model.input_blocks.9.0.op.weight",
+                "first_stage_model.encoder.down.1.block.0.nin_shortcut.weight",
+                "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight"):
+        assert key in tensors, key
+    assert infer_diffusers_model_type(tensors) == "v1"
+    folder, single = load_sd(sd), load_sd(file, sd)
+    for part in ("unet", "vae", "text_encoder"):
+        a, b = _state(folder[part]), _state(single[part])
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+
 def test_the_file_makes_the_folders_images(models):
     _, sd, guidance, file = models
     control = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""A diffusers SD 1.x folder (``tiny_sd.build_sd``'s) written as ONE ``.safetensors`` in the original
+"""A diffusers SD 1.x folder (``tiny_sd``'s) written as ONE ``.safetensors`` in the original
 CompVis/LDM layout that single-file SD 1.x checkpoints come in (``v1-5-pruned-emaonly.safetensors``):
 ``model.diffusion_model.*`` (the UNet), ``first_stage_model.*`` (the VAE), ``cond_stage_model.transformer.*``
 (the CLIP text encoder), beside the LDM's noise-schedule buffers. The names are renamed from the diffusers

@@ -102,6 +102,25 @@ def build_sd(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_sd15_shaped(folder: Path, seed: int = 0) -> Path:
+    """``build_sd`` with a UNet and VAE built as SD 1.5's, narrower: two layers per block, no attention in the
+    UNet's lowest level (DownBlock2D / UpBlock2D), the VAE's channels changing between levels (its resnets'
+    shortcuts). The layout of an original SD 1.5 checkpoint, to the names' numbers (output_blocks.11)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    folder = build_sd(folder, seed)
+    unet = UNet2DConditionModel(**dict(unet_config(), layers_per_block=2, block_out_channels=(16, 32, 32, 32),
+                                       down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                                       up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16, 16, 16),
+                        layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, sample_size=IMAGE_SIZE)
+    for model, part, offset in ((unet, "unet", 1), (vae, "vae", 2)):
+        _randomise(model, seed + offset)
+        model.save_pretrained(str(folder / part))
+    return folder
+
+
 def build_controlnet(folder: Path, sd: Path, seed: int = 1) -> Path:
     """A tiny SD 1.x ControlNet (the UNet's encoder copied, then randomised) in the diffusers layout."""
     from diffusers import ControlNetModel, UNet2DConditionModel
