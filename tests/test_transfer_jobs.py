@@ -179,6 +179,21 @@ def test_ihpt_says_which_of_the_reference_engines_settings_it_did_not_read(serve
                                                                  arrays, timeout=600).arrays["images"])  # (unread)
 
 
+def test_ihpt_says_the_background_settings_it_did_not_read_without_a_background_prompt(server):
+    # before: negative_prompt and guidance_scale were taken and did nothing unless a background_prompt drew a new
+    # background (the target generator samples without classifier-free guidance), unsaid
+    with server.client() as client:
+        params, arrays = request(engine="ihpt", steps=1, source_labels=labels_of("fist"))
+        plain = client.run("image.transfer", params, arrays, timeout=600)
+        assert "warning" not in plain.data, plain.data
+        said = client.run("image.transfer", {**params, "negative_prompt": "blurry", "guidance_scale": 3.0}, arrays,
+                          timeout=600)
+        assert "negative_prompt 'blurry', guidance_scale 3.0 had no effect: the ihpt engine reads negative_prompt " \
+               "and guidance_scale only to draw the new background a background_prompt asks for" \
+               in said.data["warning"], said.data
+        assert np.array_equal(plain.arrays["images"], said.arrays["images"])  # (unread indeed)
+
+
 def test_ihpt_at_another_size_than_its_target_generator_was_trained_at_is_said(server):
     # before: a target generator trained at --size 128 ran at 64 × 64, unsaid
     with server.client() as client:
@@ -203,11 +218,12 @@ def test_the_training_size_is_read_from_the_run_the_model_was_saved_in(tmp_path)
 
 
 def test_the_reference_engines_settings_ihpt_says_it_ignores_are_at_the_schemas_defaults():
-    from handforge.engines.transfer.jobs import REFERENCE_ONLY
+    from handforge.engines.transfer.jobs import BACKGROUND_ONLY, REFERENCE_ONLY
     from handforge.server.builtin_jobs import default_registry
 
     schema = default_registry().kind("image.transfer").schema
     assert {name: schema.params[name].default for name in REFERENCE_ONLY} == REFERENCE_ONLY
+    assert {name: schema.params[name].default for name in BACKGROUND_ONLY} == BACKGROUND_ONLY
 
 
 def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
@@ -226,10 +242,12 @@ def test_prompts_longer_than_the_text_encoder_reads_are_said(server):
                              "ignored", warning), warning
             assert re.search("the negative_prompt is [0-9]+ tokens, the text encoder reads 75", warning), warning
             assert warning.count("the negative_prompt is") == 1, warning  # (the reference engine reads it twice)
-        # ihpt reads the negative_prompt only when it draws a background (before: cut short there unsaid)
+            assert "had no effect" not in warning, warning  # (ihpt's background read the negative_prompt)
+        # ihpt reads the negative_prompt only when it draws a background (before: cut short there unsaid); without
+        # one it is not measured, it is said to have had no effect
         warning = client.run("image.transfer", {**params, "engine": "ihpt", "source_labels": labels_of("fist")},
                              arrays, timeout=600).data.get("warning", "")
-        assert "negative_prompt" not in warning, warning
+        assert "the negative_prompt is" not in warning and "negative_prompt 'blurry " in warning, warning
 
 
 def test_background_prompt_recomposites_the_source_through_its_mesh_image(server):

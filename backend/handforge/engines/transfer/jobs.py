@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ SOURCE_LABELS_MAX = DEFAULT_LIMITS.max_header_bytes // 2
 # reference_scale: at these defaults unless the user changed them
 REFERENCE_ONLY = {"prompt": "two hands", "guide": image_jobs.AUTO, "reference_scale": 1.0, "controls": [],
                   "control_scale": 1.0}
+# image.generate's settings the ihpt engine reads only to draw a new background (background_prompt): its target
+# generator samples without classifier-free guidance, so without one they have no effect, said as the above are
+BACKGROUND_ONLY = {"negative_prompt": "", "guidance_scale": 7.5}
 
 
 def _target_generator() -> str | tuple[str, str]:
@@ -276,17 +280,27 @@ def _sample_ihpt(ctx: JobContext, params: dict[str, Any], parts: dict, source: n
 
 
 def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
-    """The reference engine's settings an ihpt request set, which had no effect (in a warning's words)."""
+    """The settings an ihpt request set which had no effect (in a warning's words): the reference engine's, and
+    without a background_prompt those of the background it did not draw."""
+    def set_otherwise(defaults: dict[str, Any]) -> list[str]:
+        return [f"{name} {shown(params[name])}" for name, default in defaults.items() if params[name] != default]
+
     def shown(value) -> str:
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
 
-    said = [f"{name} {shown(params[name])}" for name, default in REFERENCE_ONLY.items() if params[name] != default]
-    if not said:
-        return []
-    return [f"{', '.join(said)} had no effect: the ihpt engine reads no {', '.join(REFERENCE_ONLY)} (its target "
-            "generator conditions SD on the source image and the two poses, not on text or ControlNets); they are "
-            "the reference engine's"]
+    warnings = []
+    said = set_otherwise(REFERENCE_ONLY)
+    if said:
+        warnings.append(f"{', '.join(said)} had no effect: the ihpt engine reads no {', '.join(REFERENCE_ONLY)} (its "
+                        "target generator conditions SD on the source image and the two poses, not on text or "
+                        "ControlNets); they are the reference engine's")
+    said = set_otherwise(BACKGROUND_ONLY) if not params["background_prompt"] else []
+    if said:
+        warnings.append(f"{', '.join(said)} had no effect: the ihpt engine reads {' and '.join(BACKGROUND_ONLY)} only "
+                        "to draw the new background a background_prompt asks for (its target generator samples "
+                        "without classifier-free guidance); set background_prompt, or leave them at their defaults")
+    return warnings
 
 
 def _trained_size(folder) -> int | None:
@@ -430,6 +444,9 @@ def transfer_job(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, n
 def _schema(generate: Schema) -> Schema:
     """image.generate's target inputs (camera, pose, sampling, memory) + the source and the transfer's own."""
     params = {k: v for k, v in generate.params.items() if k not in NOT_TAKEN}
+    for name in BACKGROUND_ONLY:  # (a client reading the schema learns where ihpt reads them)
+        params[name] = replace(params[name], doc=f"{params[name].doc} (reference engine; ihpt: its new background's, "
+                                                 "with background_prompt only)")
     params["prompt"] = String(doc="what the image shows (the source's own words help; reference engine)",
                               default=REFERENCE_ONLY["prompt"], max_length=image_jobs.PROMPT_MAX, escaped=True)
     params["engine"] = String(doc="reference: training-free (ControlNet on the target pose + reference attention "
@@ -483,8 +500,8 @@ def register_jobs(registry: Registry) -> None:
                  "controls": "the kinds of the control.<kind> renders (reference: those its guide read; ihpt: "
                              "mesh, the target pose's render, which its target generator does not read)",
                  "warning": "what did not happen as asked (no hand in the camera's view, a prompt cut short, the "
-                            "reference engine's settings sent to ihpt, ihpt at another size than it was trained "
-                            "at), only then",
+                            "reference engine's settings sent to ihpt, negative_prompt or guidance_scale sent to ihpt "
+                            "without background_prompt, ihpt at another size than it was trained at), only then",
                  "source": "with background_prompt: (H, W, 3) uint8 the recomposited source; source.mesh its mask "
                            "image"}))
 
