@@ -301,3 +301,17 @@ def test_an_empty_default_caption_is_refused_before_training(setup, tmp_path, ca
               "--size", str(SIZE), "--steps", "1", "--caption", caption, "--quiet"])
     assert exited.value.code == 2 and "--caption: must have a word in it" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["guidance", "transfer"])
+def test_training_without_sd_weights_is_refused_in_one_line_saying_how_to_give_them(command, tmp_path, capsys,
+                                                                                   monkeypatch):
+    # before: "... pass --sd or set the environment variable HANDFORGE_SD_MODEL=<value>, or add to FILE:" and the
+    # file's two lines under it, where other refusals are one line
+    config_file = tmp_path / "none.toml"
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(config_file))
+    monkeypatch.delenv("HANDFORGE_SD_MODEL", raising=False)
+    assert main(["train", command, "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"handforge train {command}: no SD weights: pass --sd or set the environment "
+                                       f'variable HANDFORGE_SD_MODEL=<path>, or sd_model = "<path>" under [image] in '
+                                       f"{config_file}\n")

@@ -73,11 +73,11 @@ def sd_run_settings(args: argparse.Namespace, sd_path: str, data_options: dict):
 def sd_weights_path(args: argparse.Namespace, command: str) -> str | None:
     """``--sd``, else the configured image.sd_model; None (after saying what to set) when neither is there."""
     from handforge import config
-    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.image.settings import SD_MODEL, pass_or_set
 
     path = args.sd or config.value(SD_MODEL.key)
     if path is None:
-        print(f"handforge train {command}: no SD weights: pass --sd or {SD_MODEL.how_to_set()}", file=sys.stderr)
+        print(f"handforge train {command}: no SD weights: {pass_or_set('--sd', SD_MODEL)}", file=sys.stderr)
     return path
 
 

@@ -155,7 +155,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
     from handforge.engines.image.controls import ControlError, resolve
     from handforge.runtime import torch_dtype
     from handforge.engines.image.loading import build_pipeline, load_sd, sd_parts_on
-    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG
+    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_CONFIG, pass_or_set
     from handforge.engines.transfer.model import TargetGenerator, check_fits, pose_vector
     from handforge.engines.transfer.pipeline import sample_target, transfer
     from handforge.engines.transfer.settings import TARGET_GENERATOR
@@ -174,13 +174,16 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
         return torch.Generator(device=device).manual_seed(seed)
 
     engines, models = {}, {}  # the models each engine ran with, for the report
+    target_generator = args.target_generator or config.value(TARGET_GENERATOR.key)
+    if "ihpt" in names and target_generator is None:  # (said before the reference engine's weights load: minutes)
+        raise ValueError("ihpt: no target generator: " + pass_or_set("--target-generator", TARGET_GENERATOR))
     if "reference" in names:
         guide = _guide(args, sd_path)
         if guide == "attentionhand":
             folder = args.guidance or config.value(GUIDANCE.key)
             if folder is None:
-                raise ValueError(f"reference: guide attentionhand: no guidance module: pass --guidance or "
-                                 f"{GUIDANCE.how_to_set()}")
+                raise ValueError("reference: guide attentionhand: no guidance module: "
+                                 + pass_or_set("--guidance", GUIDANCE))
             if args.controls:  # (the job's refusal: controls choose ControlNets)
                 raise ValueError("reference: --controls choose ControlNets of the controlnet guide: leave them "
                                  "out for --guide attentionhand, or pass --guide controlnet")
@@ -189,8 +192,8 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
         else:
             folder = args.controlnets or config.value(CONTROLNETS.key)
             if folder is None:
-                raise ValueError(f"reference: guide controlnet: no ControlNets: pass --controlnets or "
-                                 f"{CONTROLNETS.how_to_set()}")
+                raise ValueError("reference: guide controlnet: no ControlNets: "
+                                 + pass_or_set("--controlnets", CONTROLNETS))
             try:
                 controls = resolve(args.controls, folder)
             except ControlError as exc:
@@ -206,9 +209,7 @@ def _engines(args, sd_path: str, names: list[str], device: str) -> tuple[dict, d
 
         engines["reference"] = reference
     if "ihpt" in names:
-        folder = args.target_generator or config.value(TARGET_GENERATOR.key)
-        if folder is None:
-            raise ValueError(f"ihpt: no target generator: pass --target-generator or {TARGET_GENERATOR.how_to_set()}")
+        folder = target_generator
         parts = sd_parts_on(load_sd(sd_path, sd_config, dtype), device)
         model = load_model(TargetGenerator, folder, device=device)
         check_fits(model, folder, parts["unet"], sd_path)  # (the job's check: else a matmul error mid-evaluation)
@@ -253,7 +254,7 @@ def _absolute(path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from handforge import config
-    from handforge.engines.image.settings import SD_MODEL
+    from handforge.engines.image.settings import SD_MODEL, pass_or_set
     from handforge.engines.transfer.pairs import PosePairs
     from handforge.export.samples import read_labels
 
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.write_pairs and not Path(args.data).expanduser().is_dir():  # said first: a typo, not the weights
             raise ValueError(f"--data {args.data}: no such folder (a pairs folder; --write-pairs SPEC writes one)")
         if sd_path is None:
-            raise ValueError(f"no SD weights: pass --sd or {SD_MODEL.how_to_set()}")
+            raise ValueError("no SD weights: " + pass_or_set("--sd", SD_MODEL))
         if device != "cpu" and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: this machine has no CUDA device; use --device cpu")
         spec = requested_spec(args)
