@@ -1144,3 +1144,29 @@ def test_sd_weights_that_are_not_finite_are_refused_by_the_load_and_models_check
     assert problems == [f"    problem: {sd / part / file}: {name} holds values that are not finite (NaN or infinity): "
                         "images made with it would come out black or noise; copy or download it again, or train it "
                         "again"], problems
+
+
+def test_the_image_engines_hand_model_is_the_hands_engines_on_the_cpu_and_a_labelled_cpu_copy_on_a_gpu():
+    """Both were cached as "the open hand model" under two keys: a CPU server loaded the same model twice, each
+    time said as "loading the open hand model", and a GPU server's progress could not tell the hands engine's
+    model on the GPU from the image engine's CPU copy."""
+    from handforge.engines.hands.jobs import cached_hand_model
+    from handforge.engines.image.jobs import hand_model_for
+    from handforge.server.jobs import JobContext
+    from handforge.server.model_cache import ModelCache
+
+    cache, said = ModelCache(), []
+
+    def context(kind: str, device: str) -> JobContext:
+        ctx = JobContext("j", kind, lambda fraction, message, previews: said.append(message), models=cache)
+        ctx.device = device
+        return ctx
+
+    hands = context("hands.forward", "cpu")
+    posed = cached_hand_model(hands, "open")
+    image = context("image.generate", "cpu")
+    assert hand_model_for(image, "open") is posed and image.loaded == []  # one model, loaded once
+    on_gpu = context("image.generate", "cuda:0")  # (its copy stays on the CPU: no GPU is needed here)
+    copy = hand_model_for(on_gpu, "open")
+    assert copy is not posed and on_gpu.loaded == ["the open hand model (a CPU copy for the pose renders)"]
+    assert said == ["loading the open hand model", "loading the open hand model (a CPU copy for the pose renders)"]

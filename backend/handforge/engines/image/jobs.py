@@ -301,15 +301,20 @@ def request_hands(arrays: Mapping[str, np.ndarray]):
 
 
 def hand_model_for(ctx: JobContext, name: str):
-    """The hand model on the CPU (conditioning renders with numpy and GL), through the model cache."""
+    """The hand model on the CPU (conditioning renders with numpy and GL), through the model cache: on a CPU
+    device the hands engine's own entry; on a GPU a CPU copy of its own, labelled so (both were "the mano hand
+    model", and a CPU job loaded the same model twice under that one name)."""
+    from handforge.engines.hands.jobs import cached_hand_model
     from handforge.hands.errors import HandModelError
     from handforge.hands.registry import entry, load_hand_model
 
+    if ctx.device == "cpu":
+        return cached_hand_model(ctx, name)
     model_entry = entry(name)
     files = config.value(model_entry.setting.key) if model_entry.setting is not None else None
     try:
         return ctx.model(("image", "hands", name), lambda device: load_hand_model(name), checkpoint=files,
-                         label=f"the {name} hand model")
+                         label=f"the {name} hand model (a CPU copy for the pose renders)")
     except HandModelError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), model_entry.hint()) from None
 
