@@ -1054,6 +1054,12 @@ def test_a_controlnet_config_nested_too_deeply_leaves_the_engine_ready_with_the_
                                         ("controlnet_conditioning_channel_order", "xyz"),
                                         ("layers_per_block", 10**5), ("layers_per_block", 0),
                                         ("layers_per_block", 2), ("transformer_layers_per_block", 2),
+                                        # per down block (the last also the middle block's), as diffusers takes
+                                        # it: a list was not counted, and was ready whatever it said
+                                        ("transformer_layers_per_block", [2, 2, 2]),
+                                        ("transformer_layers_per_block", [1, 1, 2]),
+                                        ("transformer_layers_per_block", [[1], [1], [2]]),
+                                        ("transformer_layers_per_block", [1, 1]),
                                         ("down_block_types", ["CrossAttnDownBlock2D"] * 2),
                                         ("block_out_channels", [32, 32, 64, 64])])
 def test_what_a_controlnets_load_refuses_models_check_and_the_engines_status_refuse(weights, tmp_path, monkeypatch,
@@ -1170,3 +1176,22 @@ def test_the_image_engines_hand_model_is_the_hands_engines_on_the_cpu_and_a_labe
     copy = hand_model_for(on_gpu, "open")
     assert copy is not posed and on_gpu.loaded == ["the open hand model (a CPU copy for the pose renders)"]
     assert said == ["loading the open hand model", "loading the open hand model (a CPU copy for the pose renders)"]
+
+
+def test_a_controlnet_of_other_transformer_layers_per_down_block_is_counted_per_block(weights, tmp_path):
+    """transformer_layers_per_block as a list (diffusers' per-down-block form, SDXL's ControlNets use it): the status
+    counts each block's against its own entry, so one whose weights hold what it says is ready and loads."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from handforge.engines.image.loading import controlnet_problem, load_controlnet
+
+    unet = UNet2DConditionModel(**{**tiny_sd.unet_config(), "transformer_layers_per_block": [1, 2, 1]})
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).save_pretrained(
+        str(tmp_path / "net"))
+    assert json.loads((tmp_path / "net" / "config.json").read_text())["transformer_layers_per_block"] == [1, 2, 1]
+    assert controlnet_problem(tmp_path / "net") == ""
+    assert len(load_controlnet(tmp_path / "net").down_blocks[1].attentions[0].transformer_blocks) == 2
+    config_file = tmp_path / "net" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "transformer_layers_per_block": [1, 1, 1]}))
+    assert "sets transformer_layers_per_block[1] to 1, but its weights file holds 2 " \
+           "(down_blocks.1.attentions.0.transformer_blocks.0-1)" in controlnet_problem(tmp_path / "net")

@@ -442,14 +442,46 @@ def controlnet_count_problem(path: str | Path) -> str:
               "transformer_layers_per_block": tuple(f"{prefix}.transformer_blocks" for prefix in attentions)}
     for key, prefixes in counts.items():
         value = setting[key]  # (of another type: diffusers refuses it in its words)
-        if isinstance(value, list) if key in _LISTS else isinstance(value, int) and not isinstance(value, bool):
+        if key == "transformer_layers_per_block" and isinstance(value, list):
+            problem = _per_block_transformers_problem(path, value, blocks, attentions, shapes)
+        elif isinstance(value, list) if key in _LISTS else _whole(value):
             problem = count_problem(path, "ControlNetModel", key, value, prefixes, shapes)
-            if problem:
-                return problem
+        else:
+            problem = ""
+        if problem:
+            return problem
     return ""
 
 
 _LISTS = ("down_block_types", "block_out_channels")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _per_block_transformers_problem(path: Path, value: list, blocks: Any, attentions: list[str],
+                                    shapes: dict[str, tuple[int, ...]]) -> str:
+    """``transformer_layers_per_block`` given per down block, as diffusers takes it too: entry i for down block i
+    (a whole number, or one per attention of that block), the last for the middle block. It was counted only as
+    one whole number, so a list was 'ready' whatever it said, and every job's load refused it (weights lacking) or
+    failed (a list shorter than the down blocks: an IndexError)."""
+    key = "transformer_layers_per_block"
+    if isinstance(blocks, list) and len(value) < len(blocks):
+        return (f"{path / 'config.json'} sets {key} to {value!r}, {len(value)} entries for its {len(blocks)} down "
+                "blocks (one each, the last also the middle block's): correct it, or train or import the ControlNet "
+                "again")
+    for attention in attentions:  # down_blocks.<i>.attentions.<j>, mid_block.attentions.<j>
+        block, _, index = attention.rpartition(".attentions.")
+        i = -1 if block == "mid_block" else int(block.rpartition(".")[2])
+        entry, name = value[i] if i < len(value) else None, f"{key}[{i}]"
+        if isinstance(entry, list):
+            entry, name = entry[int(index)] if int(index) < len(entry) else None, f"{name}[{index}]"
+        if _whole(entry):
+            problem = count_problem(path, "ControlNetModel", name, entry, (f"{attention}.transformer_blocks",), shapes)
+            if problem:
+                return problem
+    return ""
 _ATTENTION = re.compile(r"((?:down_blocks\.\d+|mid_block)\.attentions\.\d+)\.transformer_blocks\.")
 
 
