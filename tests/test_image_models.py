@@ -1192,6 +1192,36 @@ def test_a_controlnet_of_other_transformer_layers_per_down_block_is_counted_per_
     assert controlnet_problem(tmp_path / "net") == ""
     assert len(load_controlnet(tmp_path / "net").down_blocks[1].attentions[0].transformer_blocks) == 2
     config_file = tmp_path / "net" / "config.json"
-    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "transformer_layers_per_block": [1, 1, 1]}))
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "transformer_layers_per_block": [1, 1, 1]}))
     assert "sets transformer_layers_per_block[1] to 1, but its weights file holds 2 " \
            "(down_blocks.1.attentions.0.transformer_blocks.0-1)" in controlnet_problem(tmp_path / "net")
+
+
+def test_a_unet_config_of_fewer_transformer_layers_than_its_weights_is_refused_by_the_load_and_models_check(
+        weights, tmp_path, capsys):
+    """The UNet's weights beyond its config.json were dropped unsaid (diffusers only warns) and SD sampled without
+    them; `models check` built the model the config describes and found no tensor missing. A per-down-block list
+    (diffusers' form) that fits its weights loads."""
+    from diffusers import UNet2DConditionModel
+
+    from handforge.engines.image.loading import WeightsError, load_sd
+
+    sd = tmp_path / "sd"
+    shutil.copytree(weights[1], sd)
+    shutil.rmtree(sd / "unet")
+    UNet2DConditionModel(**{**tiny_sd.unet_config(), "transformer_layers_per_block": [1, 2, 1]}).save_pretrained(
+        str(sd / "unet"))
+    assert len(load_sd(sd)["unet"].down_blocks[1].attentions[0].transformer_blocks) == 2
+    assert main(["models", "check", "--kind", "sd", str(sd)]) == 0
+    capsys.readouterr()
+    config_file = sd / "unet" / "config.json"
+    for fewer in ([1, 1, 1], 1):
+        config = json.loads(config_file.read_text())
+        config_file.write_text(json.dumps({**config, "transformer_layers_per_block": fewer}))
+        with pytest.raises(WeightsError, match=r"unet has 60 weights its model has not \(e\.g\. down_blocks\.1\."
+                                               r"attentions\.0\.transformer_blocks\.1\..*\): its weights file does "
+                                               "not fit its config.json"):
+            load_sd(sd)
+        assert main(["models", "check", "--kind", "sd", str(sd)]) == 1
+        assert "60 tensors its config.json makes no place for" in capsys.readouterr().out

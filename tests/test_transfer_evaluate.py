@@ -239,7 +239,8 @@ def test_missing_weights_are_refused_in_one_line_saying_how_to_give_them(tmp_pat
             ([*given_sd, "--engines", "reference", "--guide", "controlnet"],
              'reference: guide controlnet: no ControlNets: pass --controlnets or set the environment variable '
              f'HANDFORGE_CONTROLNETS=<path>, or controlnets = "<path>" under [image] in {config_file}'),
-            (["--engines", "ihpt"], 'no SD weights: pass --sd or set the environment variable '
-                                    f'HANDFORGE_SD_MODEL=<path>, or sd_model = "<path>" under [image] in {config_file}')):
+            (["--engines", "ihpt"],
+             'no SD weights: pass --sd or set the environment variable HANDFORGE_SD_MODEL=<path>, or sd_model = '
+             f'"<path>" under [image] in {config_file}')):
         assert main([*command, *args]) == 2
         assert capsys.readouterr().err == f"handforge eval transfer: {said}\n", args

@@ -135,8 +135,13 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
                     stopped = True  # the caller's to handle (a cancelled job), not a damaged file
                     raise
                 _check_sizes(path / name, "model.safetensors" if name == "text_encoder" else WEIGHTS_NAME)
-                parts[name] = _complete(cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw),
-                                        path / name)
+                loaded = cls.from_pretrained(str(path), subfolder=name, output_loading_info=True, **kw)
+                # the UNet's weights beyond its config (one of fewer layers or transformer blocks) were dropped
+                # unsaid, and it sampled without them (not the text encoder's: SD's carry an unused position_ids)
+                extra = extra_weights(loaded[1]) if name == "unet" else ""
+                if extra:
+                    raise WeightsError(f"{path / name} {extra}; correct it, or copy the folder again", path / name)
+                parts[name] = _complete(loaded, path / name)
             parts.update(tokenizer=CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True),
                          scheduler=DDIMScheduler.from_config(scheduler_config(path)))
     except WeightsError:

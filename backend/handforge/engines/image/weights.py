@@ -202,7 +202,9 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
             if problem:
                 report.problems.append(problem)
         return report
-    unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest)
+    # (extra: tensors beyond its config.json, as its load refuses them: a config of fewer layers passed here)
+    unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest,
+                       extra=True)
     check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
     # the text encoder as its weights and config are loaded (they passed here with another part's weights
     # in its file, or a config no model can have, which load_sd then refused)
