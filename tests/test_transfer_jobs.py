@@ -217,6 +217,21 @@ def test_the_training_size_is_read_from_the_run_the_model_was_saved_in(tmp_path)
     assert _trained_size(model) is None
 
 
+def test_the_training_size_is_read_from_the_models_own_config_out_of_its_run(tmp_path):
+    # before: a model/ copied out of its run lost the size (read from the run's settings.json alone), and the
+    # warning at another size could not be given; `handforge train transfer` now records it in its config.json
+    from handforge.engines.transfer.jobs import _trained_size
+
+    copied = save_model(TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16),
+                                        feature_dim=16, num_layers=1, num_heads=2, trained_size=256), tmp_path / "tg")
+    assert json.loads((copied / "config.json").read_text())["trained_size"] == 256
+    assert _trained_size(copied) == 256
+    config_file = copied / "config.json"
+    for unusable in (None, True, "256", 0):  # (a model saved before it was recorded holds null)
+        config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "trained_size": unusable}))
+        assert _trained_size(copied) is None, unusable
+
+
 def test_the_reference_engines_settings_ihpt_says_it_ignores_are_at_the_schemas_defaults():
     from handforge.engines.transfer.jobs import BACKGROUND_ONLY, REFERENCE_ONLY
     from handforge.server.builtin_jobs import default_registry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -394,3 +395,26 @@ def test_an_option_that_needs_another_is_refused_without_it(data, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"handforge train transfer: {options[0]}: only with {needed}"), err
     assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_the_model_records_its_training_size_and_a_run_begun_before_it_did_resumes(data, tmp_path, capsys):
+    # before: the size was in the run's settings.json alone, so a model/ copied out of its run could not say it
+    # (the ihpt engine's warning at another size needs it); a run begun before it was recorded resumes as it was
+    from handforge.cli import main
+    from handforge.engines.transfer.jobs import _trained_size
+
+    sd_path, pairs = data
+    run = tmp_path / "run"
+    assert main(_tiny_run(pairs, sd_path, run, 1)) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["trained_size"] == 64
+    shutil.copytree(run / "model", tmp_path / "copied")
+    assert _trained_size(tmp_path / "copied") == 64
+    # as an older version left the run: neither its settings.json nor its model's config holds trained_size
+    settings_file = run / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    del settings["model_config"]["trained_size"]
+    settings_file.write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(_tiny_run(pairs, sd_path, run, 2)) == 0, capsys.readouterr().err
+    assert json.loads((run / "model" / "config.json").read_text())["trained_size"] is None
+    assert _trained_size(run / "model") == 64  # (from the run's settings.json, as before)

@@ -433,8 +433,8 @@ def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> 
     """Refuse a resume whose settings in ``mine`` differ from the run's (but for what may change)."""
     # a key an older run did not record (its settings.json predates it, or an engine that recorded no
     # data statistics then) is not compared
-    changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs and theirs[k] != mine[k]
-                     and not (k == "data_statistics" and theirs[k] is None))
+    changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs
+                     and _differs(k, theirs[k], mine[k]) and not (k == "data_statistics" and theirs[k] is None))
     if changed:
         named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
                           if name not in ("data_statistics", "dataset_size"))
@@ -577,6 +577,15 @@ def _checkpoint_step(checkpoint: Path) -> int:
         return step
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TrainingError(_unreadable(checkpoint, exc, "step.json")) from None
+
+
+def _differs(name: str, theirs: Any, mine: Any) -> bool:
+    """Whether a recorded setting differs; in the model or data options, one that either run did not record reads as
+    null, as ``_difference`` says them (an option a model gained since the run began, null here, refused the resume
+    of every run begun before it, saying "model_config: " and nothing more)."""
+    if name in ("model_config", "data_options") and isinstance(theirs, dict) and isinstance(mine, dict):
+        return any(theirs.get(k) != mine.get(k) for k in theirs.keys() | mine.keys())
+    return theirs != mine
 
 
 def _difference(name: str, theirs: Any, mine: Any) -> str:

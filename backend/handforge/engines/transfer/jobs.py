@@ -304,12 +304,23 @@ def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
 
 
 def _trained_size(folder) -> int | None:
-    """The resolution (``--size``) the target generator in ``folder`` was trained at, from its run's settings.json
-    (``handforge train transfer`` saves it as the run's model/, and records ``size`` in the run's data options;
-    the model's config.json holds only its backbone's input size). None for a model/ copied out of its run."""
+    """The resolution (``--size``) the target generator in ``folder`` was trained at: its config.json's
+    trained_size (``handforge train transfer`` records it there), else, for a model trained before it did, its
+    run's settings.json (the run's data options; the model is the run's model/). None when neither says it (such
+    a model/ copied out of its run)."""
+    from handforge.engines.checkpoints import CONFIG_NAME, config_json
     from handforge.training.loop import MODEL
 
+    def whole(size) -> bool:
+        return isinstance(size, int) and not isinstance(size, bool) and size > 0
+
     folder = Path(folder)
+    try:
+        own = config_json(folder / CONFIG_NAME).get("trained_size")
+    except (OSError, ValueError, AttributeError):  # (AttributeError: a config.json that is no object)
+        own = None
+    if whole(own):
+        return own
     try:
         recorded = parse_json((folder.parent / "settings.json").read_text()) if folder.name == MODEL else None
     except (OSError, ValueError):
@@ -318,7 +329,7 @@ def _trained_size(folder) -> int | None:
         return None
     options = recorded.get("data_options")
     size = options.get("size") if isinstance(options, dict) else None
-    return size if isinstance(size, int) and not isinstance(size, bool) else None
+    return size if whole(size) else None
 
 
 def _size_warning(params: dict[str, Any]) -> list[str]:

@@ -59,7 +59,9 @@ class TargetGenerator(ModelMixin, ConfigMixin):
                  backbone_channels: tuple[int, ...] = _D["backbone_channels"], feature_dim: int = _D["feature_dim"],
                  num_layers: int = _D["num_layers"], num_heads: int = _D["num_heads"],
                  num_queries: int = _D["num_queries"], pose_tokens: int = _D["pose_tokens"],
-                 pose_dim: int = _D["pose_dim"]) -> None:
+                 pose_dim: int = _D["pose_dim"], trained_size: int | None = _D["trained_size"]) -> None:
+        # trained_size: the SD image size (train transfer's --size) it learnt, kept in its config.json so that a
+        # model/ copied out of its run still says it (the ihpt engine warns at another); None: not recorded
         super().__init__()
         channels = [3, *backbone_channels]
         self.backbone = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(channels)))

@@ -15,7 +15,7 @@ TARGET_GENERATOR = ModelConfig(
     "TargetGenerator",
     defaults={"cross_attention_dim": 768, "image_size": 224, "backbone_channels": (64, 128, 256, 512),
               "feature_dim": 512, "num_layers": 2, "num_heads": 8, "num_queries": 16, "pose_tokens": 4,
-              "pose_dim": POSE_DIM},
+              "pose_dim": POSE_DIM, "trained_size": None},
     limits={"num_heads": (at_least(1), dividing("feature_dim"))},  # what else load_model refuses in a config
     counts={"backbone_channels": ("backbone",), "num_layers": ("feature_encoder.layers", "feature_decoder.layers")})
 

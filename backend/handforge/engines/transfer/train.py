@@ -119,6 +119,17 @@ def _interhand(args: argparse.Namespace):
     return InterHandPairs(args.data, hands_mean, args.interhand_split, args.size, args.interhand_gap)
 
 
+def _resumes_a_run_without_trained_size(out) -> bool:
+    """Whether ``out`` holds a run begun before the model's config recorded its --size (its settings.json's
+    model_config lacks trained_size): resumed with it, its model config would differ and the resume be refused;
+    the size stays in its settings.json, where the ihpt engine reads it for such a model."""
+    from handforge.training.loop import recorded_settings
+
+    recorded = recorded_settings(out)
+    model_config = recorded.get("model_config") if recorded is not None else None
+    return isinstance(model_config, dict) and "trained_size" not in model_config
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -166,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
                   f"--pairs {args.pairs} (written there before)", file=sys.stderr)
         model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
                                 backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
-                                num_layers=args.layers, num_heads=args.heads)
+                                num_layers=args.layers, num_heads=args.heads,
+                                trained_size=None if _resumes_a_run_without_trained_size(args.out) else args.size)
     except (TrainingError, WeightsError, ValueError, OSError) as exc:
         from handforge_shared.files import file_error
 
