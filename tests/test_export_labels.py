@@ -436,7 +436,8 @@ def test_a_run_killed_while_it_claimed_a_new_folder_resumes(tmp_path):
 @pytest.mark.parametrize("hand_model", ["open", "mano"])
 def test_the_card_names_the_hand_model_files_and_an_export_made_before_resumes(tmp_path, monkeypatch, hand_model):
     """The card said "mano", not which MANO files (or which open hand rig) made the dataset: now each
-    file's path, size and BLAKE2b hash. The folder's record (export_spec.json) is unchanged, so an
+    file's name, size and BLAKE2b hash (its path, recorded at first, put the maker's home or install folder
+    in a shared dataset, and identified nothing the hash does not). The folder's record (export_spec.json) is unchanged, so an
     export written before (its card without them) resumes, and its card gains them."""
     import hashlib
 
@@ -458,10 +459,15 @@ def test_the_card_names_the_hand_model_files_and_an_export_made_before_resumes(t
     assert export(spec, out, command="test", progress=False)["written"] == 2
     card = json.loads(card_path.read_text())
     assert card["hand_model_files"] == {
-        key: {"path": str(path.resolve()), "bytes": path.stat().st_size,
+        key: {"file": path.name, "bytes": path.stat().st_size,
               "blake2b": hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()} for key, path in files.items()}
     markdown = (out / "dataset_card.md").read_text()
-    assert all(f"- hand model file {key}: {path.resolve()} (" in markdown for key, path in files.items())
+    assert all(f"- hand model file {key}: {path.name} (" in markdown for key, path in files.items())
+    # a shared dataset names its model's files, not the folders they were in on its maker's machine
+    folders = {str(path.resolve().parent) for path in files.values()} | {str(path.parent) for path in files.values()}
+    for written in ("dataset_card.json", "dataset_card.md", "export_spec.json"):
+        text = (out / written).read_text()
+        assert not [folder for folder in folders if folder in text], written
 
 
 def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, monkeypatch):
@@ -497,7 +503,7 @@ def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, mo
     monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path / "npz"))
     assert export(spec, out, progress=False, limit=1)["written"] == 1  # the same model: resumed
     card = json.loads((out / "dataset_card.json").read_text())
-    assert {Path(f["path"]).suffix for f in card["hand_model_files"].values()} == {".npz"}
+    assert {Path(f["file"]).suffix for f in card["hand_model_files"].values()} == {".npz"}
     write_atomic(out / SPEC_RECORD,
                          json.dumps({k: v for k, v in record.items() if k != HAND_MODEL}))
     assert export(spec, out, progress=False, limit=1)["written"] == 1  # recorded before it was: resumed

@@ -277,10 +277,12 @@ def hand_model_identity(model) -> dict[str, str]:
 
 def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
     """The files hand model ``name`` is loaded from here (the open hand's rig, the MANO files of the
-    ``mano.model_dir`` setting), each one's path, size and BLAKE2b hash (``file_identities``
-    less the modification time: a copied file is the same model): which hand model made a dataset."""
+    ``mano.model_dir`` setting), each one's file name, size and BLAKE2b hash (``file_identities``
+    less the modification time: a copied file is the same model): which hand model made a dataset.
+    The name, not the path: a shared dataset's card carried its maker's folders (a home folder, the
+    install's), which identify no model; the folder's record compares the model itself on resume."""
     files = hand_model_entry(name).files()
-    return {key: {"path": str(files[key].resolve()), "bytes": found["bytes"], "blake2b": found["blake2b"]}
+    return {key: {"file": files[key].name, "bytes": found["bytes"], "blake2b": found["blake2b"]}
             for key, found in file_identities(files).items()}
 
 
