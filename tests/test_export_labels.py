@@ -1348,3 +1348,24 @@ def test_a_relative_path_that_names_nothing_says_where_it_was_looked_for(tmp_pat
         err = capsys.readouterr().err
         assert f"(read from the folder the command runs in: {tmp_path / 'elsewhere' / path})" in err, err
     assert not (tmp_path / "data").exists()
+
+
+def test_a_background_folder_under_home_is_recorded_as_the_spec_writes_it(tmp_path, monkeypatch):
+    """A spec's background folder "~/photos" was expanded into every label ("/home/<maker>/photos/x.png"): a
+    shared dataset carried its maker's home folder, which the spec and the folder's record (its inputs)
+    name as written. The label names the image as the spec does; the RGB still composites that image."""
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(home / "photos" / "green.png")
+    monkeypatch.setenv("HOME", str(home))
+    out = tmp_path / "data"
+    spec = parse_spec({**SPEC, "samples": 2, "width": 32, "height": 32, "outputs": ["rgb", "mesh"],
+                       "render": {"engine": "workbench"}, "background": {"kinds": ["images"], "folder": "~/photos"}})
+    export(spec, out, progress=False)
+    for sample in labels(out):
+        assert sample["background"]["image"] == "~/photos/green.png"
+        rgb = np.asarray(Image.open(out / "samples" / f"{sample['index']:06d}" / "rgb.png"))
+        hands = np.asarray(Image.open(out / "samples" / f"{sample['index']:06d}" / "mesh.png")).any(axis=-1)
+        assert (rgb[~hands] == (10, 200, 30)).all(axis=-1).mean() > 0.5  # the photo around the hands (and forearms)
+    for path in out.rglob("*"):
+        assert not path.is_file() or str(home) not in path.read_text(errors="replace"), path

@@ -144,7 +144,9 @@ def sample_look(spec: ExportSpec, scene: Scene) -> None:
         bg["angle_deg"] = float(rng.uniform(0, 360))
     else:
         files = background_images(spec.background.folder)
-        bg["image"] = str(files[int(rng.integers(len(files)))])
+        # the image as the spec names it (its folder as written, as the record's inputs are): "~/photos"
+        # expanded put the maker's home folder into every label of a dataset meant to be shared
+        bg["image"] = str(Path(spec.background.folder) / files[int(rng.integers(len(files)))].name)
         bg["crop"] = rng.uniform(0, 1, 2).round(4).tolist()
     scene.background = bg
     scene.skin_tone = str(rng.choice(spec.hands.skin_tones))
@@ -169,7 +171,7 @@ def background_image(background: dict[str, Any], width: int, height: int) -> np.
         s = ((xs / width - 0.5) * np.cos(a) + (ys / height - 0.5) * np.sin(a)) / np.sqrt(0.5) + 0.5
         c0, c1 = (np.float32(c) for c in background["colours"])
         return (c0 + np.clip(s, 0, 1)[..., None] * (c1 - c0)).astype(np.float32)
-    path = background["image"]
+    path = str(Path(background["image"]).expanduser())
     stat = os.stat(path)
     cover = _cover(path, (stat.st_size, stat.st_mtime_ns), width, height)
     fx, fy = background["crop"]
