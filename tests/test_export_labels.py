@@ -1369,3 +1369,30 @@ def test_a_background_folder_under_home_is_recorded_as_the_spec_writes_it(tmp_pa
         assert (rgb[~hands] == (10, 200, 30)).all(axis=-1).mean() > 0.5  # the photo around the hands (and forearms)
     for path in out.rglob("*"):
         assert not path.is_file() or str(home) not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("limit, named", [(20_000, None), (120_000, "contact_sheet.png")])
+def test_a_write_of_the_dataset_files_that_fails_names_the_file(tmp_path, limit, named):
+    """A disk that filled while the COCO, InterHand2.6M-style or card files or the contact sheet were
+    written was said as "No space left on device: make room", no file or folder named (the write's error
+    names none; the test of it had raised one with a name). A real process under a file-size limit
+    (RLIMIT_FSIZE: the samples fit, a dataset file does not) fails its writes as a full disk does, unnamed."""
+    import resource
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 12, "width": 32, "height": 32}))
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ,
+           "PYTHONPATH": __import__("os").pathsep.join([str(root / "backend"), str(root / "shared")])}
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", str(spec), "--out", str(tmp_path / "data"),
+                          "--quiet"], env=env, capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    said = re.search(rf"^handforge export: {re.escape(str(tmp_path / 'data'))}/(\S+): File too large: ", run.stderr,
+                     re.MULTILINE)
+    assert said, run.stderr
+    assert not Path(said.group(1)).name.startswith("."), said.group(1)  # the file, not its temporary beside it
+    assert said.group(1) == named if named else said.group(1).endswith(".json")
+    assert len(finished_indices(tmp_path / "data", 12)) == 12

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from handforge.export.folder import CARD_JSON, CARD_MD
+from handforge.export.folder import CARD_JSON, CARD_MD, errors_named
 from handforge.export.interhand_format import IMAGES_LINK, SPLIT
 from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
@@ -50,7 +50,8 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
     """``dataset_card.json`` and a readable ``dataset_card.md`` of samples ``indices``: counts, parameter
     ranges, settings, licences, the command."""
     card = {**card_figures(sample_labels(out, indices)), **settings}
-    write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
+    with errors_named(out / CARD_JSON):
+        write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
              f"- visible keypoints: {card['visible_keypoint_fraction']}",
@@ -73,5 +74,6 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
              f"InterHand2.6M's loaders read each image at images/{SPLIT}/<file_name> of their root, interhand/ "
              f"here (the file names are relative to this folder): run `{IMAGES_LINK}` in this folder for them "
              "to find the images.", ""]
-    write_atomic(out / CARD_MD, "\n".join(lines))
+    with errors_named(out / CARD_MD):
+        write_atomic(out / CARD_MD, "\n".join(lines))
     return out / CARD_MD

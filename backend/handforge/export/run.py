@@ -19,7 +19,7 @@ import numpy as np
 
 from handforge.export.card import write_card
 from handforge.export.coco import finished_image, write_coco
-from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
+from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, errors_named, file_identities, finished_indices, recorded_inputs
 from handforge.export.interhand_format import write_interhand
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, sample_labels
@@ -178,7 +178,7 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
         sheet.paste(image, ((k % columns) * tile + (tile - image.width) // 2,
                             (k // columns) * tile + (tile - image.height) // 2))
     path = out / CONTACT_SHEET
-    with atomic_file(path, "wb") as fh:
+    with errors_named(path), atomic_file(path, "wb") as fh:
         sheet.save(fh, format="PNG")
     return path
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
+from handforge.export.folder import errors_named
 from handforge_shared.files import TEMPORARY_SUFFIX, atomic_file
 
 
@@ -90,7 +91,8 @@ def streamed_json(path: Path, template: dict[str, Any]) -> Iterator[None]:
 
     frame = dumps(template, default=hole).split(dumps(_HOLE))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
+    # (around the block too: the temporary files' writes are buffered, and fail at a later write or as they close)
+    with errors_named(path), contextlib.ExitStack() as stack:
         for items in holes:
             items.file = stack.enter_context(tempfile.TemporaryFile(
                 "w+", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX))
