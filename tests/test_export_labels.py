@@ -1396,3 +1396,22 @@ def test_a_write_of_the_dataset_files_that_fails_names_the_file(tmp_path, limit,
     assert not Path(said.group(1)).name.startswith("."), said.group(1)  # the file, not its temporary beside it
     assert said.group(1) == named if named else said.group(1).endswith(".json")
     assert len(finished_indices(tmp_path / "data", 12)) == 12
+
+
+def test_a_motion_clip_under_home_poses_the_samples(tmp_path, monkeypatch, capsys):
+    """poses.files = ["~/clips/a.npz"] passed the spec's check (which expands "~") and claimed the folder, then
+    every sample failed, on every rerun: "~/clips/a.npz: no such file" (the sampler opened it unexpanded)."""
+    from handforge.cli import main
+    from handforge_shared.poses import MotionClip, side_by_side, stack_poses
+
+    home = tmp_path / "home"
+    (home / "clips").mkdir(parents=True)
+    pair, frames = side_by_side(), 4
+    MotionClip(hands={"right": stack_poses([pair.right] * frames), "left": stack_poses([pair.left] * frames)},
+               present={side: np.ones(frames, bool) for side in ("right", "left")}).save(home / "clips" / "a.npz")
+    monkeypatch.setenv("HOME", str(home))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 3, "width": 32, "height": 32,
+                                "poses": {"source": "files", "files": ["~/clips/a.npz"]}}))
+    assert main(["export", str(spec), "--out", str(tmp_path / "data"), "--quiet"]) == 0, capsys.readouterr().err
+    assert [sample["origin"].split("#")[0] for sample in labels(tmp_path / "data")] == ["files:a.npz"] * 3

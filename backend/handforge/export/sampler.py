@@ -95,7 +95,8 @@ def clip_frame(spec: ExportSpec, rng: np.random.Generator) -> tuple[TwoHandPose,
     for _ in range(MAX_FRAME_DRAWS):
         if spec.poses.source == "files":
             path = spec.poses.files[int(rng.integers(len(spec.poses.files)))]
-            clip, name = _clip(str(path)), Path(path).name
+            # (expanded as the spec's check reads it: "~/clips/a.npz" passed it, then failed every sample)
+            clip, name = _clip(str(Path(path).expanduser())), Path(path).name
         else:
             files = _corpus(spec.poses.corpus, spec.poses.split)
             if len(files) == 0:
