@@ -1225,3 +1225,19 @@ def test_a_unet_config_of_fewer_transformer_layers_than_its_weights_is_refused_b
             load_sd(sd)
         assert main(["models", "check", "--kind", "sd", str(sd)]) == 1
         assert "60 tensors its config.json makes no place for" in capsys.readouterr().out
+
+
+def test_check_kind_without_a_path_checks_only_the_configured_weights_of_that_kind(weights, monkeypatch, capsys):
+    # before: `models check --kind sd` checked the guidance module and every ControlNet too (--kind was read only
+    # with a PATH), and `--kind controlnet` the SD model
+    root, sd, guidance = weights
+    _image_settings(monkeypatch, root, sd, guidance)
+    assert main(["models", "check", "--kind", "sd"]) == 0
+    out = capsys.readouterr().out
+    assert f"ok  sd  {sd}" in out and "controlnet" not in out, out
+    assert main(["models", "check", "--kind", "controlnet"]) == 0
+    out = capsys.readouterr().out
+    assert f"ok  controlnet  {guidance}" in out and "  sd  " not in out, out
+    monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE")
+    assert main(["models", "check", "--kind", "controlnet"]) == 1
+    assert "no guidance module or ControlNet is configured" in capsys.readouterr().err

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "then every value for a NaN or infinity (reads the whole files)")
     check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
     check.add_argument("--kind", choices=("sd", "controlnet"),
-                       help="what PATH holds (default: sd for a file or a folder with unet/, else controlnet)")
+                       help="what PATH holds (default: sd for a file or a folder with unet/, else controlnet); "
+                            "without PATH, check only the configured weights of this kind (controlnet: the "
+                            "guidance module and the ControlNets)")
     check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
     imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module or a ControlNet) "
                                         "into the models folder")
@@ -77,11 +79,13 @@ def _check(args: argparse.Namespace) -> int:
         targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
         folder = config.value(CONTROLNETS.key)
         targets += [("controlnet", Path(folder) / n) for n in available(folder)]
-        targets = [(k, p) for k, p in targets if p is not None]
+        # `--kind sd` without PATH checked every configured file all the same (ControlNets too: minutes of reading)
+        targets = [(k, p) for k, p in targets if p is not None and args.kind in (None, k)]
         if not targets:
             if args.json:  # a reader of --json gets JSON on stdout whatever happens: no file was checked
                 print("[]")
-            print("no image weights are configured; see `handforge models list`", file=sys.stderr)
+            what = {None: "image weights are", "sd": "SD model is", "controlnet": "guidance module or ControlNet is"}
+            print(f"no {what[args.kind]} configured; see `handforge models list`", file=sys.stderr)
             return 1
     failed, found = False, []
     sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets must fit it
