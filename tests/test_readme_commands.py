@@ -2,8 +2,8 @@
 (benchmarks/README.md's too) parses with the real command-line parser (``handforge.cli.build_parser``'s parse
 step, nothing run; ``train``/``eval`` also with the engine's own parser), every ``--option`` its prose names
 beside a command is one of that command's, every ``HANDFORGE_*`` variable and config key it names exists, and
-its TOML snippets are read by their readers. A newcomer copying a line met "unrecognized arguments" where the
-text had drifted.
+its TOML snippets are read by their readers; every path its Architecture tree names exists, and the tree names
+every engine folder. A newcomer copying a line met "unrecognized arguments" where the text had drifted.
 
 Extraction rules (``commands``, ``prose_options``, ``named_settings``):
 
@@ -53,6 +53,7 @@ import functools
 import importlib
 import importlib.util
 import io
+import itertools
 import re
 import shlex
 import tomllib
@@ -674,6 +675,58 @@ def test_the_commands_that_dispatch_to_engines_are_known():
     dispatching = {name: sub.get_default("engine_module") for name, sub in _subcommands().items()
                    if any(a.nargs == argparse.REMAINDER for a in sub._actions)}
     assert dispatching == _engine_modules() == {"train": "train", "eval": "evaluate"}
+
+
+
+# ----------------------------------------------------------------------------------------------- the Architecture tree
+
+
+def architecture_tree(text: str) -> list[str]:
+    """The lines of the code block under "## Architecture"."""
+    section = text.split("\n## Architecture\n", 1)[1]
+    return section.split("```", 2)[1].strip("\n").splitlines()
+
+
+_TREE_PATH = re.compile(r"[\w*.-]+(/[\w*.-]+)*(/|\.\w+)")
+
+
+def tree_paths(lines: list[str]) -> list[str]:
+    """The files and folders (globs too: ``ops_*.py``) each entry of the tree starts with, from the repository root: a
+    line at column 0 names top-level paths, one indented by 2 names paths in the folder the last column-0 line named;
+    the words up to the first that is no path (a folder ends in ``/``, a file has a suffix). Deeper lines describe."""
+    paths, parent = [], ""
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if indent not in (0, 2):
+            continue
+        for word in line.split():
+            if not _TREE_PATH.fullmatch(word):
+                break
+            paths.append((parent if indent else "") + word)
+            if indent == 0 and word.endswith("/"):
+                parent = word
+    return paths
+
+
+def tree_engines(lines: list[str]) -> tuple[set[str], set[str]]:
+    """The engine folders (``motion/`` ...) and the files (``checkpoints.py``) the tree's ``engines/`` entry names, over
+    all its lines."""
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("engines/"))
+    entry = [lines[start]] + list(itertools.takewhile(lambda line: len(line) - len(line.lstrip()) > 2, lines[start + 1:]))
+    folders = {match.group(1) for line in entry for match in re.finditer(r"(?:^|\s)(\w+)/(?=\s|$)", line)}
+    return folders - {"engines"}, {match.group(1) for line in entry for match in re.finditer(r"(\w+\.py)\b", line)}
+
+
+def test_every_path_of_the_architecture_tree_exists_and_it_names_every_engine():
+    # before: its engines/ entry named hands/, export/ and image/ only, of seven engine folders
+    lines = architecture_tree(_text(README))
+    paths = tree_paths(lines)
+    assert {"blender_addon/", "backend/handforge/engines/", "shared/handforge_shared/", "scripts/dev.py"} <= set(paths)
+    assert not [p for p in paths if not list(ROOT.glob(p.rstrip("/")))], "named in the tree, not in the repository"
+    folder = ROOT / "backend" / PACKAGE.replace(".", "/")
+    engines, files = tree_engines(lines)
+    assert engines == {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    assert files and not [name for name in files if not (folder / name).is_file()]
 
 
 SAMPLE = """\
