@@ -1241,3 +1241,22 @@ def test_check_kind_without_a_path_checks_only_the_configured_weights_of_that_ki
     monkeypatch.delenv("HANDFORGE_IMAGE_GUIDANCE")
     assert main(["models", "check", "--kind", "controlnet"]) == 1
     assert "no guidance module or ControlNet is configured" in capsys.readouterr().err
+
+
+def test_the_demos_skip_line_says_an_import_needs_its_setting_too(weights, tmp_path, monkeypatch, capsys):
+    # before: it said `models import` "brings in weights you have, and the demo then generates a labelled image";
+    # an import sets nothing, and the demo skipped the image again
+    from handforge.engines.image.demo import demo
+
+    root, sd, guidance = weights
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    for setting in ("HANDFORGE_SD_MODEL", "HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS"):
+        monkeypatch.delenv(setting, raising=False)
+    assert main(["models", "import", str(sd), "--kind", "sd"]) == 0
+    assert main(["models", "import", str(guidance), "--kind", "guidance"]) == 0
+    assert 'sd_model = "' in capsys.readouterr().out  # the import prints the setting to add
+    demo(tmp_path / "demo")
+    line = capsys.readouterr().out
+    assert line.startswith("image generation: skipped") and "prints the setting to add" in line, line
+    assert not (tmp_path / "demo" / "generated").exists()

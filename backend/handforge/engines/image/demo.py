@@ -19,8 +19,8 @@ def demo(out: Path) -> None:
                                               and config.value(CONTROLNETS.key) is None):
         print(f"image generation: skipped (no weights configured): set {SD_MODEL.key} ({SD_MODEL.env}) and "
               f"{GUIDANCE.key} ({GUIDANCE.env}) or {CONTROLNETS.key} ({CONTROLNETS.env}); `handforge models import "
-              "PATH --kind sd|guidance|controlnet` brings in weights you have, and the demo then generates a "
-              "labelled image")
+              "PATH --kind sd|guidance|controlnet` copies weights you have into the models folder and prints the "
+              "setting to add (an import alone sets nothing)")
         return
     engine = "attentionhand" if config.value(GUIDANCE.key) is not None else "controlnet"
     spec = parse_spec({"seed": 0, "samples": 1, "width": 512, "height": 512, "render": {"engine": "generate"},
