@@ -13,8 +13,8 @@ from handforge.arguments import output_folder
 NAME = "demo"
 HELP = ("run every step on the shipped defaults: two open hands in named poses and a two-hand clasp (glTF "
         "meshes, a JSON of labels), a small labelled export, a sampled interaction, an in-betweened motion, "
-        "a generated image (when Stable Diffusion weights are configured) and the Blender part (when bpy is "
-        "installed)")
+        "a generated image (when Stable Diffusion weights and a guidance module or ControlNets are configured) and "
+        "the Blender part (when bpy is installed)")
 DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: engines/<name>/demo.py
 
 

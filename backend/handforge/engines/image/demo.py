@@ -6,8 +6,9 @@ from pathlib import Path
 
 
 def demo(out: Path) -> None:
-    """One labelled generated image (the export's ``generate`` engine) when Stable Diffusion weights are
-    configured; otherwise one line saying what to configure. Nothing is downloaded."""
+    """One labelled generated image (the export's ``generate`` engine) when Stable Diffusion weights and a
+    guidance module or ControlNets are configured; otherwise one line saying what to configure. Nothing is
+    downloaded."""
     import time
 
     from handforge import config
