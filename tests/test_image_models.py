@@ -1260,3 +1260,18 @@ def test_the_demos_skip_line_says_an_import_needs_its_setting_too(weights, tmp_p
     line = capsys.readouterr().out
     assert line.startswith("image generation: skipped") and "prints the setting to add" in line, line
     assert not (tmp_path / "demo" / "generated").exists()
+
+
+def test_checking_a_controlnet_folder_does_not_guess_aloud_at_what_it_holds(weights, tmp_path, capsys):
+    # before: every ControlNet checked by its path was announced "checking ... as a ControlNet folder (it has no
+    # unet/): --kind sd checks it as an SD model", though its config.json names ControlNetModel; the guess is said
+    # only where the folder does not say what it is
+    root, sd, guidance = weights
+    assert main(["models", "check", str(guidance)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok  controlnet  {guidance}") and "--kind sd" not in out, out
+    unsaid = tmp_path / "unsaid"
+    shutil.copytree(guidance, unsaid)
+    (unsaid / "config.json").write_text("{}")  # names no class: the guess is said
+    main(["models", "check", str(unsaid)])
+    assert f"checking {unsaid} as a ControlNet folder (it has no unet/)" in capsys.readouterr().out

@@ -65,6 +65,7 @@ def _check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from handforge import config
+    from handforge.engines.checkpoints import saved_class
     from handforge.engines.image.controls import available
     from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
     from handforge.engines.image.weights import check_controlnet, check_sd
@@ -73,7 +74,8 @@ def _check(args: argparse.Namespace) -> int:
         # one file: a single-file SD checkpoint (ControlNets are read from folders only)
         kind = args.kind or ("sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "controlnet")
         targets = [(kind, args.path)]
-        if not args.kind and kind == "controlnet" and not args.json:  # a guess: an SD folder with no unet/ went unsaid
+        # a guess (an SD folder with no unet/ went unsaid), but not where the folder's config names a ControlNet
+        if not args.kind and kind == "controlnet" and not args.json and saved_class(args.path) != "ControlNetModel":
             print(f"checking {args.path} as a ControlNet folder (it has no unet/): --kind sd checks it as an SD model")
     else:
         targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
