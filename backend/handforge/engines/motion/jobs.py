@@ -120,7 +120,8 @@ RETURNS = {
     "samples.<side>": "(N, T, 51) float32 every sample: global_orient | hand_pose | transl",
     "engine": "the engine that ran ('learned' or 'spline')",
     "warning": "why the learned engine fell back to the spline engine, and when the keys themselves hold the hands "
-               "in each other (Keep Apart then moves the wrists between them)",
+               "in each other (Keep Apart then moves the wrists between them) or the hands are left in each other "
+               "(naming the samples so left when num_samples > 1)",
     "seconds": "time spent generating",
 }
 
@@ -359,7 +360,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
                             "seconds": round(time.monotonic() - started, 3)}
     if guidance is not None and engine == "learned":
-        warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips[0])]))
+        warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips, ctx.check_cancelled)]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
@@ -371,35 +372,45 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 KEYS_OVERLAP = 0.005  # m: keys whose hands go deeper into each other than this are said to (the depth measure errs by millimetres)
 
 
-def _overlap_note(pipeline, observation, clip) -> str:
+def _overlap_note(pipeline, observation, clips, check_cancelled=None) -> str:
     """A note when the hands stay in each other where Keep Apart cannot move them: keys that themselves hold
     the hands in each other (the repair moves the wrists out between them and back, README, Known limits: a
     keyed hold bounced, unsaid), or, failing that, keyed wrists brought together (crossing wrist paths: Keep
-    Apart moves fingers and free wrist rotations only, and the hands stayed 20 mm deep, unsaid)."""
+    Apart moves fingers and free wrist rotations only, and the hands stayed 20 mm deep, unsaid). Every sample
+    is measured and those left in each other are named: the add-on keys any of them (Keyed Sample), and the
+    first one's note was said of them all (a sample 8 mm deep went unsaid beside a clear first)."""
     from handforge.engines.motion import representation as rep
 
-    if not all(side in clip.hands for side in rep.HAND_AXIS):
+    if not all(side in clips[0].hands for side in rep.HAND_AXIS):
         return ""
-    values = {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
-              for k in ("global_orient", "hand_pose", "transl")}
-    depth = float(pipeline.penetration_depths([observation], [values], keyed=True)[0])
+    values = [{k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
+               for k in ("global_orient", "hand_pose", "transl")} for clip in clips]
+    # cancellable while it measures (8 long motions take seconds on a CPU)
+    callback = None if check_cancelled is None else (lambda *_: check_cancelled())
+    # the keys are the same in every sample: measured in the first
+    depth = float(pipeline.penetration_depths([observation], values[:1], keyed=True, callback=callback)[0])
     if depth > KEYS_OVERLAP:
         return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out "
                 "between such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
     if not observation.part_mask[..., KEY_PARTS - 1].any():  # no keyed wrist: Keep Apart could move them all
         return ""
-    depth = float(pipeline.penetration_depths([observation], [values])[0])
-    if depth <= KEYS_OVERLAP:
+    depths = pipeline.penetration_depths([observation] * len(values), values, callback=callback)
+    deep = [(i, float(d)) for i, d in enumerate(depths) if d > KEYS_OVERLAP]
+    if not deep:
         return ""
+    if len(values) == 1:
+        by, which = f" {deep[0][1] * 1000:.0f} mm", ""
+    else:
+        by, which = "", " (" + ", ".join(f"sample {i}: {d * 1000:.0f} mm" for i, d in deep) + ")"
     mask = np.asarray(observation.part_mask)
     changeable = ~mask.reshape(len(mask), -1).all(-1)
     if mask[changeable, :, KEY_PARTS - 1].all():  # both wrists placed on every frame sampling makes: the paths
-        return (f"The hands are still {depth * 1000:.0f} mm into each other where your wrist keys or paths bring "
-                "them together: Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the "
-                "paths apart there.")
+        return (f"The hands are still{by} into each other where your wrist keys or paths bring them together{which}: "
+                "Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the paths apart "
+                "there.")
     # (a free wrist went in: the note above blamed paths the request had not sent, a hand left to the engine)
-    return (f"The hands still go {depth * 1000:.0f} mm into each other in places Keep Apart did not clear: Regenerate "
-            "for another take, or key the wrists apart there.")
+    return (f"The hands still go{by} into each other in places Keep Apart did not clear{which}: Regenerate for another "
+            "take, or key the wrists apart there.")
 
 
 def _observed(build, params, arrays):
