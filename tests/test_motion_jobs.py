@@ -521,3 +521,15 @@ def test_a_checkpoint_replaced_between_its_checks_at_submit_leaves_the_job_to_de
 
     monkeypatch.setattr(checkpoints, "saved_config", replaced)
     jobs._check_generate(_generate_params(steps=100), {})
+
+
+def test_the_clip_records_the_settings_that_made_it(server):
+    """The clip's extra.motion_engine: a spline motion recorded the learned engine's steps and variation, which it
+    never used, and a learned one left out its smoothing, guidance and checkpoint, which shape it."""
+    with server.client() as client:
+        spline = clip_of(client.run("motion.inbetween", {"engine": "spline", "seed": 4}, keys(), timeout=60))
+        learned = clip_of(client.run("motion.inbetween", {"steps": 3, "seed": 4, "smoothing": 2.0,
+                                                          "penetration_guidance": "off"}, keys(), timeout=120))
+    assert spline.extra["motion_engine"] == {"engine": "spline"}
+    assert learned.extra["motion_engine"] == {"engine": "learned", "checkpoint": "tiny", "seed": 4, "steps": 3,
+                                              "variation": 0.8, "smoothing": 2.0, "penetration_guidance": "off"}

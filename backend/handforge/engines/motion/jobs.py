@@ -115,7 +115,9 @@ PATH_FIELDS = {
 }
 DIMS = {"frames": (2, MOTION_MAX_FRAMES)}
 RETURNS = {
-    "motion": "the clip's metadata (MotionClip.metadata()); with the arrays <side>.<field> it is the motion",
+    "motion": "the clip's metadata (MotionClip.metadata()); with the arrays <side>.<field> it is the motion; its "
+              "extra.motion_engine: the engine and, for the learned one, its checkpoint, seed, steps, variation, "
+              "smoothing and penetration_guidance",
     "<side>.<field>": "global_orient, hand_pose, betas, transl, present per frame (MotionClip.to_arrays())",
     "samples.<side>": "(N, T, 51) float32 every sample: global_orient | hand_pose | transl",
     "engine": "the engine that ran ('learned' or 'spline')",
@@ -308,6 +310,7 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
 def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     import torch
 
+    from handforge.engines.checkpoints import checkpoint_name
     from handforge.engines.motion.pipeline import Guidance
     from handforge.engines.motion.synthesis import synthesize
 
@@ -346,7 +349,11 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             ctx.progress(denoised * step / total, f"denoising step {step}/{total}" if stage == "denoising" else stage,
                          force=ends)
 
-    meta = {"engine": engine, "seed": params["seed"], "steps": params["steps"], "variation": params["variation"]}
+    # what made the motion: the spline engine reads none of the learned engine's settings (its clips said "steps 20")
+    meta: dict[str, Any] = {"engine": engine}
+    if engine == "learned":
+        meta.update(checkpoint=checkpoint_name(config.value(CHECKPOINT.key)),
+                    **{k: params[k] for k in ("seed", "steps", "variation", "smoothing", "penetration_guidance")})
     with torch.no_grad():
         clips = synthesize(observation, engine, pipeline, num_samples=params["num_samples"], steps=params["steps"],
                            seed=params["seed"], variation=params["variation"], guidance=guidance, callback=on_step,
