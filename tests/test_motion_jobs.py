@@ -129,6 +129,22 @@ def test_keys_that_hold_the_hands_in_each_other_are_said_to(server):
     assert "warning" not in apart.data and "warning" not in off.data  # (nothing repaired: nothing said)
 
 
+def test_keys_on_every_frame_are_not_said_to_bounce(server):
+    """The same hold keyed on every frame: nothing is free, so Keep Apart moves nothing, yet the result said it moved
+    the wrists out between the keys and back and to set Keep Apart to Off (as 'off' does: nothing repaired, nothing
+    said)."""
+    arrays = keys()
+    for side in ("left", "right"):
+        arrays[f"{side}.global_orient"][:] = 0.0
+        arrays[f"{side}.hand_pose"][:] = 0.0
+        arrays[f"{side}.transl"][:] = [-0.1 if side == "left" else 0.1, 0.0, 0.0]
+        arrays[f"{side}.mask"][:] = 1
+    with server.client() as client:
+        result = client.run("motion.inbetween", {"steps": 2}, arrays, timeout=300)
+    assert "warning" not in result.data, result.data
+    assert_keys_kept(clip_of(result), arrays)
+
+
 def test_wrist_paths_through_each_other_are_said_to_leave_the_hands_in_each_other(server):
     """Two wrist paths crossing: the hands 20 mm into each other where they cross, which Keep Apart cannot undo
     (it never moves a keyed wrist), and nothing was said; paths apart say nothing."""

@@ -388,7 +388,10 @@ def _overlap_note(pipeline, observation, clips, check_cancelled=None) -> str:
     first one's note was said of them all (a sample 8 mm deep went unsaid beside a clear first)."""
     from handforge.engines.motion import representation as rep
 
-    if not all(side in clips[0].hands for side in rep.HAND_AXIS):
+    mask = np.asarray(observation.part_mask)
+    changeable = ~mask.reshape(len(mask), -1).all(-1)
+    # every frame a key of every part: Keep Apart moved nothing (as with 'off', nothing to say; it said a bounce)
+    if not changeable.any() or not all(side in clips[0].hands for side in rep.HAND_AXIS):
         return ""
     values = [{k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
                for k in ("global_orient", "hand_pose", "transl")} for clip in clips]
@@ -409,8 +412,6 @@ def _overlap_note(pipeline, observation, clips, check_cancelled=None) -> str:
         by, which = f" {deep[0][1] * 1000:.0f} mm", ""
     else:
         by, which = "", " (" + ", ".join(f"sample {i}: {d * 1000:.0f} mm" for i, d in deep) + ")"
-    mask = np.asarray(observation.part_mask)
-    changeable = ~mask.reshape(len(mask), -1).all(-1)
     if mask[changeable, :, KEY_PARTS - 1].all():  # both wrists placed on every frame sampling makes: the paths
         return (f"The hands are still{by} into each other where your wrist keys or paths bring them together{which}: "
                 "Keep Apart moves the fingers and free wrist rotations, never a keyed wrist; move the paths apart "
