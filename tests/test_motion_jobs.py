@@ -549,3 +549,12 @@ def test_the_clip_records_the_settings_that_made_it(server):
     assert spline.extra["motion_engine"] == {"engine": "spline"}
     assert learned.extra["motion_engine"] == {"engine": "learned", "checkpoint": "tiny", "seed": 4, "steps": 3,
                                               "variation": 0.8, "smoothing": 2.0, "penetration_guidance": "off"}
+
+
+def test_the_spline_engines_progress_says_what_it_does(server):
+    """Its one progress update read 'spline' (the stage's name), shown as such in Blender's status bar."""
+    messages = []
+    with server.client() as client:
+        client.run("motion.inbetween", {"engine": "spline"}, keys(), timeout=60,
+                   on_progress=lambda e: messages.append(e.message))
+    assert messages == ["spline curves through the keys"], messages

@@ -345,9 +345,9 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
                          f"moving the hands out of each other ({step}/{total} at most)", force=ends)
         elif stage == "checking":  # between denoising and polish: where the hands overlap (cancels here too)
             ctx.progress(denoised, f"checking where the hands overlap ({step}/{total})")
-        else:
-            ctx.progress(denoised * step / total, f"denoising step {step}/{total}" if stage == "denoising" else stage,
-                         force=ends)
+        else:  # (the spline engine's one update said its stage's name, "spline")
+            said = {"denoising": f"denoising step {step}/{total}", "spline": "spline curves through the keys"}
+            ctx.progress(denoised * step / total, said.get(stage, stage), force=ends)
 
     # what made the motion: the spline engine reads none of the learned engine's settings (its clips said "steps 20")
     meta: dict[str, Any] = {"engine": engine}
