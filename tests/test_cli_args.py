@@ -4,6 +4,7 @@ nothing read or written (the shared types of ``handforge.arguments``); ``--help`
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import socket
 import subprocess
@@ -216,7 +217,8 @@ def test_help_shows_each_options_default(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "motion", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--steps STEPS (default: 3000)" in text and "--lr LR (default: 0.0004)" in text
+    assert "(not the DDIM steps of `eval motion` and the jobs) (default: 3000)" in text
+    assert "reached after the warm-up (default: 0.0004)" in text
     assert "(default: 200) (default" not in text  # said once where the help already says it
     with pytest.raises(SystemExit):
         cli_main(["corpus", "--help"])
@@ -437,3 +439,17 @@ def test_an_out_path_whose_dotdot_follows_a_link_is_refused_in_one_line(tmp_path
                 f'{tmp_path / "elsewhere" / argv[-1][8:]}, not {tmp_path / argv[-1][8:]}: give the folder you mean '
                 'without ".."') in err, err
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", "link"] and os.listdir(tmp_path / "elsewhere") == ["deep"]
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_every_option_of_the_motion_engine_says_what_it_is(command):
+    """`handforge train motion --help` listed --steps, --batch-size, --lr, --d-model, --heads, --checkpoint-every and
+    --seed with their default alone: a newcomer could not tell training steps from `eval motion`'s DDIM steps."""
+    from handforge.commands._engine_dispatch import engine_parser
+
+    module = importlib.import_module(f"handforge.engines.motion.{'train' if command == 'train' else 'evaluate'}")
+    parser = engine_parser(module, command, "motion")
+    said = {action.option_strings[-1]: (action.help or "").replace("(default: %(default)s)", "").strip()
+            for action in parser._actions if action.option_strings and action.help != argparse.SUPPRESS}
+    bare = [option for option, text in said.items() if not text]  # (the parser adds the default to any help)
+    assert not bare, f"options without a description: {bare}"

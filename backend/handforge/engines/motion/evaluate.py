@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=at_least(1), default=60, help="two-hand frames drawn per row for the mesh metrics")
     parser.add_argument("--tasks", type=comma_list, default=",".join(TASKS),
                         help="comma-separated subset of " + ", ".join(TASKS))
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--seed", type=SEED, default=0,
+                        help="seed of the windows cut, each window's noise (--seed + its index) and the frames drawn "
+                             "for the mesh metrics")
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--out", type=report_file, help="write the full report here (JSON)")

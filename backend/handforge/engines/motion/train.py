@@ -22,18 +22,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--motion-folder", type=given_path("a folder of motion clips"), help="any folder of HandForge motion .npz clips")
     data.add_argument("--interhand", type=existing_path(folder=True), help="InterHand2.6M root (annotations/train ...); needs MANO (--hand-model mano)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log.jsonl, checkpoints, model/)")
-    parser.add_argument("--steps", type=at_least(1), default=3000)
-    parser.add_argument("--batch-size", type=at_least(1), default=16)
-    parser.add_argument("--lr", type=POSITIVE, default=4e-4)
+    parser.add_argument("--steps", type=at_least(1), default=3000,
+                        help="optimiser steps, one batch each (not the DDIM steps of `eval motion` and the jobs)")
+    parser.add_argument("--batch-size", type=at_least(1), default=16, help="training windows per step")
+    parser.add_argument("--lr", type=POSITIVE, default=4e-4,
+                        help="peak learning rate (AdamW), reached after the warm-up")
     parser.add_argument("--warmup-steps", type=at_least(0), default=None,
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 200)")
     parser.add_argument("--window", type=at_least(2), default=96, help="frames per training window (crops are shorter)")
     parser.add_argument("--min-length", type=at_least(2), default=24, help="shortest random crop of a window")
-    parser.add_argument("--d-model", type=at_least(1), default=192)
+    parser.add_argument("--d-model", type=at_least(1), default=192,
+                        help="transformer width (HandDiffuse: 512); even, and a multiple of --heads")
     parser.add_argument("--layers", type=layer_count, default=4, help="transformer layers (HandDiffuse: 8)")
-    parser.add_argument("--heads", type=at_least(1), default=4)
+    parser.add_argument("--heads", type=at_least(1), default=4, help="attention heads per layer")
     parser.add_argument("--ff-size", type=at_least(1), default=512, help="feed-forward width (HandDiffuse: 1024)")
-    parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=0.1)
+    parser.add_argument("--dropout", type=number_in(0.0, 0.9), default=0.1, help="dropout in the transformer layers")
     parser.add_argument("--init", type=given_path("a model folder"), help="fine-tune: start from this motion model folder (its architecture, dropout "
                                        "and data statistics: the size and dropout options are then ignored); "
                                        "an interrupted fine-tune resumes from --out's checkpoints")
@@ -46,9 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hand-model", default=None, choices=("open", "mano"),
                         help="the hand model of the clips (joint positions for the losses; default open, with "
                              "--interhand mano)")
-    parser.add_argument("--checkpoint-every", type=at_least(1), default=250)
+    parser.add_argument("--checkpoint-every", type=at_least(1), default=250,
+                        help="steps between the resumable checkpoints kept in --out")
     parser.add_argument("--stop-after", type=at_least(1), default=None, help="stop (resumably) after this many steps")
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--seed", type=SEED, default=0,
+                        help="seed of everything drawn: the starting weights, the windows' order and crops, the "
+                             "key sets, the noise")
     parser.add_argument("--threads", type=thread_count(), default=None,
                         help="torch CPU threads (default: torch's own, every core; 1 is fastest on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
