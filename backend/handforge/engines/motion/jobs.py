@@ -333,6 +333,12 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 
     first_step: dict[str, float] = {}  # when the first denoising step ended (its warm-up is no measure)
 
+    shown = [0.0]  # the bar never goes back: the polish's own last checks had set it back to 90 % (0.96 -> 0.9)
+
+    def say(fraction: float, message: str, force: bool = False) -> None:
+        shown[0] = max(shown[0], fraction)
+        ctx.progress(shown[0], message, force=force)
+
     def on_step(step: int, total: int, stage: str) -> None:
         ends = step in (1, total)
         if stage == "denoising":  # (a lower bound of the job's time: the polish comes after)
@@ -341,13 +347,13 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             else:
                 ctx.check_pace(step, total, first_step.get("at", time.monotonic()), "denoising steps")
         if stage == "separating":
-            ctx.progress(denoised + (1.0 - denoised) * step / total,
-                         f"moving the hands out of each other ({step}/{total} at most)", force=ends)
-        elif stage == "checking":  # between denoising and polish: where the hands overlap (cancels here too)
-            ctx.progress(denoised, f"checking where the hands overlap ({step}/{total})")
+            say(denoised + (1.0 - denoised) * step / total,
+                f"moving the hands out of each other ({step}/{total} at most)", force=ends)
+        elif stage == "checking":  # before and after the polish: where the hands overlap (cancels here too)
+            say(denoised, f"checking where the hands overlap ({step}/{total})")
         else:  # (the spline engine's one update said its stage's name, "spline")
             said = {"denoising": f"denoising step {step}/{total}", "spline": "spline curves through the keys"}
-            ctx.progress(denoised * step / total, said.get(stage, stage), force=ends)
+            say(denoised * step / total, said.get(stage, stage), force=ends)
 
     # what made the motion: the spline engine reads none of the learned engine's settings (its clips said "steps 20")
     meta: dict[str, Any] = {"engine": engine}
@@ -367,7 +373,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     data: dict[str, Any] = {"motion": clips[0].metadata(), "engine": engine,
                             "seconds": round(time.monotonic() - started, 3)}
     if guidance is not None and engine == "learned":
-        warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips, ctx.check_cancelled)]))
+        def measuring(motion: int, motions: int) -> None:  # (8 long samples take seconds: said, and cancellable)
+            say(shown[0], f"measuring where the hands are left in each other ({motion}/{motions})")
+
+        warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips, measuring)]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
@@ -379,7 +388,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 KEYS_OVERLAP = 0.005  # m: keys whose hands go deeper into each other than this are said to (the depth measure errs by millimetres)
 
 
-def _overlap_note(pipeline, observation, clips, check_cancelled=None) -> str:
+def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     """A note when the hands stay in each other where Keep Apart cannot move them: keys that themselves hold
     the hands in each other (the repair moves the wrists out between them and back, README, Known limits: a
     keyed hold bounced, unsaid), or, failing that, keyed wrists brought together (crossing wrist paths: Keep
@@ -395,8 +404,8 @@ def _overlap_note(pipeline, observation, clips, check_cancelled=None) -> str:
         return ""
     values = [{k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
                for k in ("global_orient", "hand_pose", "transl")} for clip in clips]
-    # cancellable while it measures (8 long motions take seconds on a CPU)
-    callback = None if check_cancelled is None else (lambda *_: check_cancelled())
+    # on_measured(motion, motions) after each chunk of frames measured (progress, cancelling)
+    callback = None if on_measured is None else (lambda motion, motions, _stage: on_measured(motion, motions))
     # the keys are the same in every sample: measured in the first
     depth = float(pipeline.penetration_depths([observation], values[:1], keyed=True, callback=callback)[0])
     if depth > KEYS_OVERLAP:
