@@ -661,6 +661,18 @@ def test_eval_motion_prints_every_engine_with_exact_keys(trained, corpus, tmp_pa
 
 
 
+def test_eval_motion_measures_every_guidance_the_jobs_offer(trained, corpus, tmp_path):
+    """The jobs' penetration_guidance 'on' (guided throughout sampling) could not be measured: --guidance took
+    auto, repair and off only."""
+    from handforge.cli import main
+
+    out = tmp_path / "on.json"
+    assert main(["eval", "motion", "--corpus", str(corpus), "--splits", "train", "--checkpoint", str(trained / "model"),
+                 "--windows", "2", "--frames", "4", "--steps", "2", "--tasks", "trajectory", "--guidance", "on",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["run"]["guidance"] == "on"
+
+
 def test_eval_motion_on_held_out_clips_says_no_note(trained, corpus, tmp_path, capsys):
     """The note is the training split's only: the same clips as the test split are held-out figures."""
     from handforge.cli import main

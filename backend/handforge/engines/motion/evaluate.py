@@ -41,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=at_least(1), default=128, help="windows per task")
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
     parser.add_argument("--batch", type=at_least(1), default=32, help="windows denoised together")
-    parser.add_argument("--guidance", choices=("auto", "repair", "off"), default="off",
+    parser.add_argument("--guidance", choices=("auto", "on", "repair", "off"), default="off",
                         help="penetration guidance (off here unless asked: the jobs' own choices are 'auto' "
                              "for wrist paths and generation, 'repair' for in-betweening): 'auto' while sampling "
-                             "when the wrists are within 20 cm, 'repair' not while sampling; both then move the "
-                             "motions that still pass one hand through the other out of it")
+                             "when the wrists are within 20 cm, 'on' throughout, 'repair' not while sampling; all "
+                             "three then move the motions that still pass one hand through the other out of it")
     parser.add_argument("--smoothing", type=number_in(0.0), default=None, help="σ (frames) of the post-filter "
                         "(default: the pipeline's)")
     parser.add_argument("--variation", type=number_in(0.0, 1.0, low_open=True), default=None, help="how much of the schedule runs (1: from "
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.datasets import DatasetError, open_corpus
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.motion.model import MotionDenoiser, check_representation
-    from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, Guidance, MotionPipeline
+    from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, MotionPipeline, guidance_named
     from handforge.engines.motion.settings import CHECKPOINT
     from handforge.engines.motion.spline import spline_inbetween
     from handforge.engines.motion.synthesis import into_limits
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge eval motion: {note}", file=sys.stderr, flush=True)
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
-    guidance = {"auto": Guidance(), "repair": Guidance(when="repair"), "off": None}[args.guidance]
+    guidance = guidance_named(args.guidance)
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     rows, full = [], {}
     print(f"checkpoint {checkpoint}; corpus {args.corpus} ({splits}); windows per task: "

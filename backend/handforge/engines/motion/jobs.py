@@ -311,7 +311,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     import torch
 
     from handforge.engines.checkpoints import checkpoint_name
-    from handforge.engines.motion.pipeline import Guidance
+    from handforge.engines.motion.pipeline import guidance_named
     from handforge.engines.motion.synthesis import synthesize
 
     started = time.monotonic()
@@ -324,8 +324,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             beyond = _beyond_model(observation.num_frames, observation.fps, params["steps"], pipeline.model.config)
             if beyond is not None:
                 raise JobError(ErrorCode.INVALID_PARAMS, *beyond[1:])
-    guidance = {"off": None, "auto": Guidance(), "on": Guidance(near=float("inf")),
-                "repair": Guidance(when="repair")}[params["penetration_guidance"]]
+    guidance = guidance_named(params["penetration_guidance"])
 
     # with guidance, denoising fills the bar to 90 % and moving overlapping hands apart (if any) the rest;
     # each stage's first and last update always reach the client

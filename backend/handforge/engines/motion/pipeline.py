@@ -101,6 +101,15 @@ class Guidance:
     polish_strength: float = 25.0
 
 
+def guidance_named(name: str) -> Guidance | None:
+    """The jobs' ``penetration_guidance`` (and ``eval motion --guidance``) as a ``Guidance``: "auto" while sampling
+    within ``near``, "on" throughout, "repair" never (each then polishes), "off" None."""
+    settings = {"auto": Guidance(), "on": Guidance(near=float("inf")), "repair": Guidance(when="repair"), "off": None}
+    if name not in settings:
+        raise ValueError(f"penetration guidance must be one of {', '.join(settings)}, got {name!r}")
+    return settings[name]
+
+
 class MotionPipeline:
     def __init__(self, model: MotionDenoiser, hand_model: Any = None) -> None:
         self.model = model
@@ -446,5 +455,5 @@ class _Guide:
         return x0
 
 
-__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "key_blend",
-           "make_sampler", "make_train_scheduler", "smooth_free"]
+__all__ = ["BLEND_FRAMES", "DEFAULT_SMOOTHING", "DEFAULT_STEPS", "Guidance", "MotionPipeline", "guidance_named",
+           "key_blend", "make_sampler", "make_train_scheduler", "smooth_free"]
