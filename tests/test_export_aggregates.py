@@ -17,10 +17,10 @@ import pytest
 from handforge.export import run
 from handforge.export.card import CAMERA_RANGES
 from handforge.export.coco import coco_annotations, coco_image, write_coco
-from handforge.export.folder import LABELS, finished_indices, sample_dir
+from handforge.export.folder import LABELS, SAMPLES as SAMPLES_FOLDER, SPEC_RECORD, finished_indices, sample_dir
 from handforge.export.interhand_format import interhand_camera, interhand_data, interhand_joints, interhand_mano, interhand_paths
 from handforge.export.samples import sample_labels
-from handforge.export.streamed_json import dumps
+from handforge.export.streamed_json import dumps, streamed_json
 from handforge.export.spec import parse_spec
 
 # a camera among and beside the hands: samples with no hand in view, hands with no box, indices past 9
@@ -191,3 +191,49 @@ def test_every_damaged_sample_is_named_in_one_pass(tmp_path):
     with pytest.raises(ValueError, match=r"2 finished samples have a file missing or cut short \(.*000001/mesh.png is "
                                          r"missing; .*000003/mesh.png is missing\): delete their sample folders"):
         write_coco(out, finished_indices(out, 4))
+
+
+def test_finishing_reads_each_samples_labels_once_and_writes_the_same_bytes(exported, tmp_path, monkeypatch):
+    """Each aggregate file read and checked every labels.json on its own (COCO, the InterHand2.6M-style files
+    twice, the card, the contact sheet's first twelve): ~4 reads a sample, 40 s to finish a 5,000-sample rerun."""
+    from handforge.export import samples
+
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    aggregates = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name != SPEC_RECORD
+                  and SAMPLES_FOLDER not in p.relative_to(out).parts]
+    assert len(aggregates) == 8  # COCO, four InterHand2.6M-style files, the card's two, the contact sheet
+    before = {p: p.read_bytes() for p in aggregates}
+    for p in aggregates:
+        p.unlink()
+    reads, read = Counter(), samples.read_labels
+
+    def counted(folder):
+        reads[folder.name] += 1
+        return read(folder)
+
+    monkeypatch.setattr(samples, "read_labels", counted)
+    run.finalise(parse_spec(SPEC), out, "test", run.renderer().renderer_name)
+    assert reads == Counter({f"{i:06d}": 1 for i in range(SPEC["samples"])})
+    assert {p: p.read_bytes() for p in aggregates} == before  # the files of the whole export's own finish
+
+
+def test_a_keyed_object_takes_its_keys_in_any_order_and_writes_the_bytes_of_dumps(tmp_path):
+    """The InterHand2.6M-style files' objects are filled in index order and keyed by the index as text."""
+    from handforge.export.streamed_json import KeyedJsonObject
+
+    items = {str(i): {"i": i, "text": "é" * (i % 3)} for i in (0, 1, 2, 10, 11, 100, 7, 23)}
+    keyed = KeyedJsonObject()
+    with streamed_json(tmp_path / "keyed.json", {"0": keyed, "z": [1]}):
+        for key, value in items.items():
+            keyed.put(key, value)
+    assert (tmp_path / "keyed.json").read_text() == dumps({"0": items, "z": [1]})
+    empty = KeyedJsonObject()
+    with streamed_json(tmp_path / "empty.json", {"0": empty}):
+        pass
+    assert (tmp_path / "empty.json").read_text() == dumps({"0": {}})
+    twice = KeyedJsonObject()
+    with pytest.raises(ValueError, match="key '2' put twice"), streamed_json(tmp_path / "twice.json", {"0": twice}):
+        for key in ("2", "10", "2"):
+            twice.put(key, 0)
+    assert not (tmp_path / "twice.json").exists()

@@ -20,36 +20,56 @@ from handforge_shared.files import write_atomic
 CAMERA_RANGES = ("distance", "elevation", "azimuth", "focal", "roll")
 
 
-def card_figures(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The card's figures of ``samples``, gathered in one pass: counts, the visible-keypoint fraction,
-    camera parameter ranges and the looks used."""
-    hand_types: Counter[str] = Counter()
-    visible = keypoints = 0
-    bounds: dict[str, list[float]] = {}  # [lowest, highest], the first of equal ones (as min() and max() give)
-    lighting, backgrounds, skin_tones = set(), set(), set()
-    for s in samples:
-        hand_types[s["hand_type"]] += 1
+class CardFigures:
+    """The card's figures of the samples ``add``-ed, gathered as they come: counts, the visible-keypoint
+    fraction, camera parameter ranges and the looks used (``figures()``)."""
+
+    def __init__(self) -> None:
+        self.hand_types: Counter[str] = Counter()
+        self.visible = self.keypoints = 0
+        self.bounds: dict[str, list[float]] = {}  # [lowest, highest], the first of equal ones (as min() and max() give)
+        self.lighting, self.backgrounds, self.skin_tones = set(), set(), set()
+
+    def add(self, s: dict[str, Any]) -> None:
+        self.hand_types[s["hand_type"]] += 1
         for hand in s["hands"].values():
-            visible += sum(hand["visible"])
-            keypoints += len(hand["visible"])
+            self.visible += sum(hand["visible"])
+            self.keypoints += len(hand["visible"])
         for k in CAMERA_RANGES:
             if k in s["camera_params"]:
                 value = s["camera_params"][k]
-                low, high = bounds.setdefault(k, [value, value])
-                bounds[k] = [min(low, value), max(high, value)]
-        lighting.add(s["lighting"]["preset"])
-        backgrounds.add(s["background"]["kind"])
-        skin_tones.add(s["skin_tone"])
-    return {"samples": hand_types.total(), "hand_types": dict(sorted(hand_types.items())),
-            "visible_keypoint_fraction": round(visible / keypoints, 4) if keypoints else None,
-            "ranges": {k: [round(bounds[k][0], 4), round(bounds[k][1], 4)] for k in CAMERA_RANGES if k in bounds},
-            "lighting": sorted(lighting), "backgrounds": sorted(backgrounds), "skin_tones": sorted(skin_tones)}
+                low, high = self.bounds.setdefault(k, [value, value])
+                self.bounds[k] = [min(low, value), max(high, value)]
+        self.lighting.add(s["lighting"]["preset"])
+        self.backgrounds.add(s["background"]["kind"])
+        self.skin_tones.add(s["skin_tone"])
+
+    def figures(self) -> dict[str, Any]:
+        bounds, visible, keypoints = self.bounds, self.visible, self.keypoints
+        return {"samples": self.hand_types.total(), "hand_types": dict(sorted(self.hand_types.items())),
+                "visible_keypoint_fraction": round(visible / keypoints, 4) if keypoints else None,
+                "ranges": {k: [round(bounds[k][0], 4), round(bounds[k][1], 4)] for k in CAMERA_RANGES if k in bounds},
+                "lighting": sorted(self.lighting), "backgrounds": sorted(self.backgrounds),
+                "skin_tones": sorted(self.skin_tones)}
+
+
+def card_figures(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The card's figures of ``samples``, gathered in one pass (``CardFigures``)."""
+    figures = CardFigures()
+    for s in samples:
+        figures.add(s)
+    return figures.figures()
 
 
 def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
     """``dataset_card.json`` and a readable ``dataset_card.md`` of samples ``indices``: counts, parameter
     ranges, settings, licences, the command."""
-    card = {**card_figures(sample_labels(out, indices)), **settings}
+    return write_card_of(out, card_figures(sample_labels(out, indices)), settings)
+
+
+def write_card_of(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> Path:
+    """``write_card`` of the samples' ``figures`` (``CardFigures.figures``)."""
+    card = {**figures, **settings}
     with errors_named(out / CARD_JSON):
         write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",

@@ -4,8 +4,9 @@ finished samples; pycocotools reads it.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -79,30 +80,43 @@ def _mask(path: Path) -> np.ndarray:
     return np.asarray(finished_image(path)) > 127
 
 
-def write_coco(out: Path, indices: list[int]) -> Path:
-    """``coco.json`` of samples ``indices`` (images and annotations in their order)."""
+@contextlib.contextmanager
+def coco_writer(out: Path) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """``coco.json``, written when the block ends, of the samples given to the function it yields (in that
+    order). A sample with a file missing or cut short is left out and named: the block's end raises naming
+    every one of them (found in one pass: a rerun per damaged sample was needed to find the next), and
+    nothing is written."""
     skeleton = [[k + 1, p + 1] for k, p in enumerate(KEYPOINT_PARENTS) if p >= 0]
     images, annotations = JsonArray(), JsonArray()
-    path = out / COCO_FILE
-    with streamed_json(path, {
+    damaged = []
+
+    def add(sample: dict[str, Any]) -> None:
+        problem = files_problem(sample_dir(out, sample["index"]), sample)
+        if problem:
+            damaged.append(problem)
+            return
+        images.append(coco_image(sample))
+        annotations.extend(coco_annotations(out, sample))
+
+    with streamed_json(out / COCO_FILE, {
             "info": {"description": "HandForge labelled renders", "keypoint_convention":
                      "pixel coordinates with (0, 0) the top-left image corner; pixel centres at i + 0.5"},
             "categories": [{"id": cid, "name": f"{side}_hand", "supercategory": "hand",
                             "keypoints": list(KEYPOINT_NAMES), "skeleton": skeleton}
                            for side, cid in COCO_CATEGORIES.items()],
             "images": images, "annotations": annotations}):
-        damaged = []
-        for sample in sample_labels(out, indices):
-            problem = files_problem(sample_dir(out, sample["index"]), sample)
-            if problem:  # every one found in one pass: a rerun per damaged sample was needed to find the next
-                damaged.append(problem)
-                continue
-            images.append(coco_image(sample))
-            annotations.extend(coco_annotations(out, sample))
+        yield add
         if len(damaged) == 1:
             raise ValueError(f"{damaged[0]}: delete its sample folder and run again to write it anew")
         if damaged:
             raise ValueError(f"{len(damaged)} finished samples have a file missing or cut short ({'; '.join(damaged[:3])}"
                              f"{' …' if len(damaged) > 3 else ''}): delete their sample folders and run again to "
                              "write them anew")
-    return path
+
+
+def write_coco(out: Path, indices: list[int]) -> Path:
+    """``coco.json`` of samples ``indices`` (images and annotations in their order)."""
+    with coco_writer(out) as add:
+        for sample in sample_labels(out, indices):
+            add(sample)
+    return out / COCO_FILE

@@ -4,8 +4,9 @@ the release's keys and units), rebuilt from its finished samples: code written f
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from handforge.datasets.interhand_files import MM_PER_M, params_kind
 from handforge.export.coco import image_name
 from handforge.export.folder import INTERHAND
 from handforge.export.samples import sample_labels
-from handforge.export.streamed_json import JsonArray, JsonObject, streamed_json
+from handforge.export.streamed_json import JsonArray, KeyedJsonObject, streamed_json
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
 
@@ -89,32 +90,45 @@ def interhand_data(sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return image, annotation
 
 
-def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndarray] | None,
-                    hand_model: str = "mano") -> dict[str, Path]:
+@contextlib.contextmanager
+def interhand_writer(out: Path, hands_mean: dict[str, np.ndarray] | None,
+                     hand_model: str = "mano") -> Iterator[Callable[[dict[str, Any]], None]]:
     """The four InterHand2.6M annotation files (Moon et al., ECCV 2020,
-    https://github.com/facebookresearch/InterHand2.6M): one capture "0", frame index = camera id =
-    sample index. MANO poses are mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the
-    open hand's mean is zero), translations in metres; joints and camera positions in millimetres;
-    the principal point moves to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
-    with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
-    accept only right, left or interacting hands with a box).
-    The labels are read twice: the MANO, camera and joint files are keyed by the sample index as text,
-    written in the order ``dumps`` sorts keys ("10" before "2"); the data file lists samples in
-    index order."""
+    https://github.com/facebookresearch/InterHand2.6M), written when the block ends, of the samples given
+    to the function it yields: one capture "0", frame index = camera id = sample index. MANO poses are
+    mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the open hand's mean is
+    zero), translations in metres; joints and camera positions in millimetres; the principal point moves
+    to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples with no hand in view are in
+    the MANO, camera and joint files but not in the data file (its loaders accept only right, left or
+    interacting hands with a box). The MANO, camera and joint files are keyed by the sample index as
+    text, in the order ``dumps`` sorts keys ("10" before "2"); the data file lists the samples in the
+    order given."""
     paths = interhand_paths(out, hand_model)
-    mano, joints = JsonObject(), JsonObject()
-    cameras = {table: JsonObject() for table in ("campos", "camrot", "focal", "princpt")}
-    with (streamed_json(paths["params"], {"0": mano}), streamed_json(paths["camera"], {"0": cameras}),
-          streamed_json(paths["joint_3d"], {"0": joints})):
-        for sample in sample_labels(out, sorted(indices, key=str)):
-            key = str(sample["index"])
-            mano.put(key, interhand_mano(sample, hands_mean))
-            for table, value in interhand_camera(sample).items():
-                cameras[table].put(key, value)
-            joints.put(key, interhand_joints(sample))
+    mano, joints = KeyedJsonObject(), KeyedJsonObject()
+    cameras = {table: KeyedJsonObject() for table in ("campos", "camrot", "focal", "princpt")}
     images, annotations = JsonArray(), JsonArray()
-    with streamed_json(paths["data"], {"images": images, "annotations": annotations}):
-        for entry in filter(None, map(interhand_data, sample_labels(out, indices))):
+
+    def add(sample: dict[str, Any]) -> None:
+        key = str(sample["index"])  # (one string, kept by each keyed file)
+        mano.put(key, interhand_mano(sample, hands_mean))
+        for table, value in interhand_camera(sample).items():
+            cameras[table].put(key, value)
+        joints.put(key, interhand_joints(sample))
+        entry = interhand_data(sample)
+        if entry is not None:
             images.append(entry[0])
             annotations.append(entry[1])
-    return paths
+
+    with (streamed_json(paths["params"], {"0": mano}), streamed_json(paths["camera"], {"0": cameras}),
+          streamed_json(paths["joint_3d"], {"0": joints}),
+          streamed_json(paths["data"], {"images": images, "annotations": annotations})):
+        yield add
+
+
+def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndarray] | None,
+                    hand_model: str = "mano") -> dict[str, Path]:
+    """``interhand_writer``'s files of samples ``indices`` (the data file in their order)."""
+    with interhand_writer(out, hands_mean, hand_model) as add:
+        for sample in sample_labels(out, indices):
+            add(sample)
+    return interhand_paths(out, hand_model)

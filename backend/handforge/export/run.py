@@ -7,6 +7,7 @@ samples at the end, so an interrupted and resumed run gives the same bytes as an
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -17,10 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from handforge.export.card import write_card
-from handforge.export.coco import finished_image, write_coco
+from handforge.export.card import CardFigures, write_card_of
+from handforge.export.coco import coco_writer, finished_image
 from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, errors_named, file_identities, finished_indices, recorded_inputs
-from handforge.export.interhand_format import write_interhand
+from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
@@ -306,28 +307,43 @@ def check_rgb_source(spec: ExportSpec) -> None:
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
              model=None) -> int:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
-    samples in index order: the same bytes whoever wrote the samples and in what order. Each file
-    reads the labels one sample at a time (``sample_labels``); returns how many samples are
-    finished."""
+    samples in index order: the same bytes whoever wrote the samples and in what order. One pass reads
+    and checks each sample's labels once (``sample_labels``, one sample at a time) and hands it to every
+    file; returns how many samples are finished."""
     indices = finished_indices(out, spec.samples)  # one list: every file describes the same samples
     if spec.hand_model == "mano":  # the release's poses are mean-relative; the open hand's mean is zero
         model = model if model is not None else load_hand_model(spec.hand_model)
     hands_mean = model.hands_mean_arrays() if spec.hand_model == "mano" else None
-    write_coco(out, indices)
-    write_interhand(out, indices, hands_mean, spec.hand_model)
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "hand_model_files": hand_model_files(spec.hand_model),
             "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
-    # (as check_rgb_source: without "rgb" nothing is generated, and no weights are needed: the card needed
-    # them, failing an export whose samples were all written, and named prompts and weights that made nothing)
-    if spec.render.engine == "generate" and "rgb" in spec.outputs:
-        from handforge.engines.image.generated_rgb import card_fields
+    figures, first = CardFigures(), []
+    with contextlib.ExitStack() as files:
+        to_interhand = files.enter_context(interhand_writer(out, hands_mean, spec.hand_model))
+        # entered last, so left first: its refusal of samples with a file missing stops every file being written
+        to_coco = files.enter_context(coco_writer(out))
 
-        card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
-        card.update(card_fields(spec.generate, sample_labels(out, indices)))
-    write_card(out, indices, card)
+        def each_sample():  # each sample to every file, as whoever iterates this reads it
+            for sample in sample_labels(out, indices):
+                to_coco(sample)
+                to_interhand(sample)
+                figures.add(sample)
+                if len(first) < CONTACT_SHEET_SAMPLES:
+                    first.append(sample)
+                yield sample
+
+        samples = each_sample()
+        # (as check_rgb_source: without "rgb" nothing is generated, and no weights are needed: the card needed
+        # them, failing an export whose samples were all written, and named prompts and weights that made nothing)
+        if spec.render.engine == "generate" and "rgb" in spec.outputs:
+            from handforge.engines.image.generated_rgb import card_fields
+
+            card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
+            card.update(card_fields(spec.generate, samples))  # (reads the samples, or none: the pass goes on below)
+        collections.deque(samples, maxlen=0)  # the rest of the pass
+    write_card_of(out, figures.figures(), card)
     if indices:
-        contact_sheet(out, list(sample_labels(out, indices[:CONTACT_SHEET_SAMPLES])))
+        contact_sheet(out, first)
     return len(indices)
