@@ -1415,3 +1415,46 @@ def test_a_motion_clip_under_home_poses_the_samples(tmp_path, monkeypatch, capsy
                                 "poses": {"source": "files", "files": ["~/clips/a.npz"]}}))
     assert main(["export", str(spec), "--out", str(tmp_path / "data"), "--quiet"]) == 0, capsys.readouterr().err
     assert [sample["origin"].split("#")[0] for sample in labels(tmp_path / "data")] == ["files:a.npz"] * 3
+
+
+def test_the_labels_check_of_numbers_by_type_answers_as_the_check_of_each_value():
+    """The labels' numbers are checked by type in one go (the check of each value was half of a dataset's
+    finishing time): the same answer, or the same error, as that check for every kind of value."""
+    import math
+
+    from handforge.export.samples import _numbers
+
+    def each_value(value, *shape, flags=False):  # the rule as it was written, one value at a time
+        if not isinstance(value, list) or len(value) != shape[0]:
+            return False
+        if len(shape) > 1:
+            return all(each_value(row, *shape[1:], flags=flags) for row in value)
+        return all(isinstance(x, (int, float)) and math.isfinite(x) and (flags or not isinstance(x, bool))
+                   for x in value)
+
+    class Number(float):
+        pass
+
+    class Rows(list):
+        pass
+
+    def outcome(check, value, shape, flags):  # its answer, or the error it raises (an int too large for a float)
+        try:
+            return check(value, *shape, flags=flags)
+        except OverflowError:
+            return OverflowError
+
+    values = [0, 1, -2.5, 1e308, 10**400, True, False, math.nan, math.inf, -math.inf, "1", None, [1], {}, Number(2.0),
+              Number(math.nan), np.float64(1.5), np.float64(math.inf), np.int64(3), np.bool_(True)]
+    cases = [[a, b] for a in values for b in values] + [[], [1, 2, 3], "ab", None, [[1, 2], [3, 4]], [[1, True], [2, 3]],
+                                                       [[1, 2], [3]], [[1, 2], "ab"], [[1, 10**400], [True, 2]],
+                                                       [[1, math.nan], [10**400, 2]], [[1, 2], Rows([3, 4])],
+                                                       [Rows([1, 2]), Rows([3, math.inf])], [[1, 2], [3, False]]]
+    answers = set()
+    for value in cases:
+        for shape in ((2,), (2, 2), (0,), (3,)):
+            for flags in (False, True):
+                answer = outcome(_numbers, value, shape, flags)
+                assert answer == outcome(each_value, value, shape, flags), (value, shape, flags)
+                answers.add(answer)
+    assert answers == {True, False, OverflowError}

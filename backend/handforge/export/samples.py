@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import math
 import os
 import shutil
@@ -222,9 +223,19 @@ def _numbers(value: Any, *shape: int, flags: bool = False) -> bool:
     (``visible``: elsewhere a true was taken as the number 1)."""
     if not isinstance(value, list) or len(value) != shape[0]:
         return False
-    if len(shape) > 1:
+    # parsed JSON's lists and numbers are exactly list, int, float or bool: checked by type in one go (the check
+    # per row and value took half of a dataset's finishing time), the same answer as the check per value below,
+    # which anything else takes
+    if len(shape) == 2 and set(map(type, value)) == {list} and set(map(len, value)) == {shape[1]}:
+        value = list(itertools.chain.from_iterable(value))
+    elif len(shape) > 1:
         return all(_numbers(row, *shape[1:], flags=flags) for row in value)
+    if set(map(type, value)) <= (_FLAG_TYPES if flags else _NUMBER_TYPES):
+        return all(map(math.isfinite, value))
     return all(isinstance(x, (int, float)) and math.isfinite(x) and (flags or not isinstance(x, bool)) for x in value)
+
+
+_NUMBER_TYPES, _FLAG_TYPES = {int, float}, {int, float, bool}
 
 
 def _refused(name: str, value: Any, rule: str) -> str:
