@@ -91,7 +91,7 @@ def test_check_passes_good_files_and_names_bad_ones(weights, tmp_path, capsys):
     assert "not a readable safetensors file" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("kind", ["sd", "guidance", "controlnet"])
+@pytest.mark.parametrize("kind", ["sd", "guidance", "controlnet", "target_generator"])
 def test_a_missing_path_to_import_or_check_is_named_alone(kind, tmp_path, capsys):
     # it was checked as weights: an SD folder's five parts were each listed as missing
     missing = str(tmp_path / "nothere")
@@ -597,16 +597,17 @@ def test_check_and_import_speak_json_when_asked(weights, tmp_path, monkeypatch, 
 def test_check_with_nothing_configured_speaks_json_when_asked(monkeypatch, capsys):
     # before: `models --json check` with no weights configured printed only the stderr line, no JSON
     from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
+    from handforge.engines.transfer.settings import TARGET_GENERATOR
 
-    for setting in (SD_MODEL, GUIDANCE, CONTROLNETS):
+    for setting in (SD_MODEL, GUIDANCE, CONTROLNETS, TARGET_GENERATOR):
         monkeypatch.delenv(setting.env, raising=False)
     for argv in (["models", "--json", "check"], ["models", "check", "--json"]):
         assert main(argv) == 1
         out = capsys.readouterr()
-        assert json.loads(out.out) == [] and "no image weights are configured" in out.err
+        assert json.loads(out.out) == [] and "no weights are configured" in out.err
     assert main(["models", "check"]) == 1
     out = capsys.readouterr()
-    assert out.out == "" and "no image weights are configured" in out.err
+    assert out.out == "" and "no weights are configured" in out.err
 
 
 def test_a_render_kind_that_is_none_is_named_as_such(tmp_path):

@@ -485,7 +485,7 @@ def test_a_target_generator_of_nan_weights_is_refused_at_submit_as_its_job_refus
     with pytest.raises(JobError) as by_job:
         jobs._sample_ihpt(ctx, {}, {}, None, {}, {}, None, None)
     assert "not finite (NaN or infinity) in feature_proj.weight" in by_job.value.message
-    status = jobs._ihpt.status()
+    status = jobs.IHPT.status()
     assert not status.available and status.reason == by_job.value.message and status.hint == by_job.value.hint
     params = {"engine": "ihpt", "background_prompt": "", "cpu_offload": False, "hand_model": "open",
               "source_labels": labels_of("fist")}
@@ -514,7 +514,7 @@ def test_a_target_generator_of_another_sd_width_is_refused_at_submit_as_its_job_
     unet = type("Unet", (), {"config": type("Config", (), tiny_sd.unet_config())})
     with pytest.raises(WeightsError) as by_job:  # what the job's load says
         check_fits(net, folder, unet, sd)
-    status = jobs._ihpt.status()
+    status = jobs.IHPT.status()
     assert not status.available and status.reason == str(by_job.value), status
     assert status.hint == "set image.sd_model to the SD model it was trained on, or transfer.target_generator to " \
         "one trained on this one"
@@ -524,7 +524,7 @@ def test_a_target_generator_of_another_sd_width_is_refused_at_submit_as_its_job_
         jobs._check(params, {})
     assert at_submit.value.code == "missing_weights" and str(by_job.value) in at_submit.value.message
     (sd / "unet" / "config.json").write_text(json.dumps({**tiny_sd.unet_config(), "cross_attention_dim": 48}))
-    assert jobs._ihpt.status().available
+    assert jobs.IHPT.status().available
 
 
 @pytest.mark.parametrize("engine", ENGINES)

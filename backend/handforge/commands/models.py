@@ -1,4 +1,5 @@
-"""handforge models: the image engines' weights — what is needed and present, checks, import, fetch."""
+"""handforge models: the weights of the engines on Stable Diffusion (the image engines attentionhand and controlnet,
+the pose-transfer engine ihpt) — what is needed and present, checks, import, fetch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from handforge.arguments import existing_path
 from handforge_shared.files import file_error
 
 NAME = "models"
-HELP = "list, check, import or (on request) download the weights of the image engines"
+HELP = "list, check, import or (on request) download the weights of the image and pose-transfer engines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,17 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the parent's. SUPPRESS: without it, the subcommand's default would hide `models --json list`.
     check = sub.add_parser("check", help="check the configured weights (or PATH): shapes and dtypes against configs, "
                                           "then every value for a NaN or infinity (reads the whole files)")
-    check.add_argument("path", nargs="?", type=existing_path(folder=None), help="an SD folder or ControlNet folder (default: the configured ones)")
-    check.add_argument("--kind", choices=("sd", "controlnet"),
-                       help="what PATH holds (default: sd for a file or a folder with unet/, else controlnet); "
+    check.add_argument("path", nargs="?", type=existing_path(folder=None),
+                       help="an SD folder, ControlNet folder or target generator folder (default: the configured ones)")
+    check.add_argument("--kind", choices=("sd", "controlnet", "target_generator"),
+                       help="what PATH holds (default: sd for a file or a folder with unet/, target_generator for a "
+                            "folder whose config.json, or its model/'s, names a TargetGenerator, else controlnet); "
                             "without PATH, check only the configured weights of this kind (controlnet: the "
                             "guidance module and the ControlNets)")
     check.add_argument("--hash", action="store_true", help="also print each weight file's sha256 (slow)")
-    imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module or a ControlNet) "
-                                        "into the models folder")
+    imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module, a ControlNet or a "
+                                        "target generator) into the models folder")
     imp.add_argument("path", type=existing_path(folder=None), help="the weights to copy")
-    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet"), required=True, help="what PATH holds")
-    imp.add_argument("--name", help="folder name there (default: the source's)")
+    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet", "target_generator"), required=True,
+                     help="what PATH holds")
+    imp.add_argument("--name", help="folder name there (default: the source's; a training run's model/: the run's)")
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
     fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
     fetch.add_argument("--kind", choices=("sd", "guidance", "controlnet"))
@@ -68,11 +72,18 @@ def _check(args: argparse.Namespace) -> int:
     from handforge.engines.checkpoints import saved_class
     from handforge.engines.image.controls import available
     from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
-    from handforge.engines.image.weights import check_controlnet, check_sd
+    from handforge.engines.image.weights import check
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+    from handforge.engines.transfer.settings import TARGET_GENERATOR
+    from handforge.training.loop import MODEL as RUN_MODEL
 
     if args.path:
-        # one file: a single-file SD checkpoint (ControlNets are read from folders only)
-        kind = args.kind or ("sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "controlnet")
+        # one file: a single-file SD checkpoint (ControlNets are read from folders only); a training run's folder
+        # of a target generator is checked as one, whose check names its model/
+        kind = args.kind or (
+            "sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "target_generator"
+            if MODEL.name in (saved_class(args.path), saved_class(Path(args.path) / RUN_MODEL))
+            else "controlnet")
         targets = [(kind, args.path)]
         # a guess (an SD folder with no unet/ went unsaid), but not where the folder's config names a ControlNet
         if not args.kind and kind == "controlnet" and not args.json and saved_class(args.path) != "ControlNetModel":
@@ -81,18 +92,20 @@ def _check(args: argparse.Namespace) -> int:
         targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
         folder = config.value(CONTROLNETS.key)
         targets += [("controlnet", Path(folder) / n) for n in available(folder)]
+        targets += [("target_generator", config.value(TARGET_GENERATOR.key))]
         # `--kind sd` without PATH checked every configured file all the same (ControlNets too: minutes of reading)
         targets = [(k, p) for k, p in targets if p is not None and args.kind in (None, k)]
         if not targets:
             if args.json:  # a reader of --json gets JSON on stdout whatever happens: no file was checked
                 print("[]")
-            what = {None: "image weights are", "sd": "SD model is", "controlnet": "guidance module or ControlNet is"}
+            what = {None: "weights are", "sd": "SD model is", "controlnet": "guidance module or ControlNet is",
+                    "target_generator": "target generator is"}
             print(f"no {what[args.kind]} configured; see `handforge models list`", file=sys.stderr)
             return 1
     failed, found = False, []
-    sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets must fit it
+    sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets, target generator must fit it
     for kind, path in targets:
-        report = check_sd(path, digest=args.hash) if kind == "sd" else check_controlnet(path, args.hash, sd)
+        report = check(kind, path, args.hash, sd)
         found.append({"kind": kind, "path": str(path), "ok": report.ok, "notes": report.notes,
                       "problems": report.problems})
         failed |= not report.ok
@@ -119,12 +132,13 @@ def run(args: argparse.Namespace) -> int:
             return _check(args)
         if action == "import":
             target = weights.import_weights(args.path, args.kind, args.name)
-            key = {"sd": "sd_model", "guidance": "guidance", "controlnet": "controlnets"}[args.kind]
+            setting = weights.SETTINGS[args.kind]
             value = target if args.kind != "controlnet" else target.parent
             if args.json:
-                print(json.dumps({"imported": str(target), "setting": f"image.{key}", "value": str(value)}))
+                print(json.dumps({"imported": str(target), "setting": setting.key, "value": str(value)}))
             else:
-                print(f"imported into {target}\nset it in the config file:\n    [image]\n    {key} = \"{value}\"")
+                print(f"imported into {target}\nset it in the config file:\n    [{setting.section}]\n    "
+                      f"{setting.name} = {json.dumps(str(value), ensure_ascii=False)}")
             note = weights.import_note(args.kind, target)
             if note:
                 print(f"note: {note}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""What each image engine needs, what is present, and whether the files hold what their configs say.
+"""What each engine on Stable Diffusion needs (the image engines; the pose-transfer engine ihpt, whose target
+generator ``handforge train transfer`` trains), what is present, and whether the files hold what their configs say.
 
 A check reads the safetensors headers (names, shapes, dtypes) and compares them with the model its
 config.json describes, built on the meta device (no memory), so a truncated download, a file of another
@@ -29,9 +30,13 @@ from handforge.engines.image.settings import (
     SD_CONFIG,
     SD_MODEL,
 )
+from handforge.engines.transfer.settings import TARGET_GENERATOR
 from handforge_shared.files import parse_json
 
-NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
+NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS),
+         "ihpt": (SD_MODEL, TARGET_GENERATOR)}
+# what `models import` copies, by kind, and the setting that names it (controlnet: the folder of ControlNets)
+SETTINGS = {"sd": SD_MODEL, "guidance": GUIDANCE, "controlnet": CONTROLNETS, "target_generator": TARGET_GENERATOR}
 SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
 # Public diffusers-layout repositories `handforge models fetch` knows by a short name.
 KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
@@ -41,8 +46,8 @@ KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
 _SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
              "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
              "text_encoder/model.safetensors"]
-_FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets"}
-_CONTROLNET_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
+_FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets", "target_generator": "target_generators"}
+_MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]  # one model's folder: a ControlNet, a target generator
 
 
 @dataclass
@@ -97,9 +102,10 @@ def _config_json(folder: Path, report: Report) -> dict[str, Any] | None:
 
 
 def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = False,
-                extra: bool = False) -> dict[str, Any]:
+                extra: bool = False, values: bool = True) -> dict[str, Any]:
     """Compare ``folder/weights`` with the ``cls`` its config describes; adds problems to ``report``. ``extra``:
-    tensors its model has not are a problem too, where the loader refuses them (``load_controlnet``)."""
+    tensors its model has not are a problem too, where the loader refuses them (``load_controlnet``). ``values``:
+    read every value for a NaN or infinity (False: the caller has)."""
     file = folder / weights
     if not folder.is_dir():
         report.problems.append(f"{folder}: no such folder")
@@ -142,7 +148,8 @@ def check_model(cls, folder: Path, weights: str, report: Report, digest: bool = 
         k = wrong[0]
         report.problems.append(f"{file}: {len(wrong)} tensors of the wrong shape, e.g. {k} {found[k][0]} "
                                f"(config says {expected[k]})")
-    _check_values(file, report)
+    if values:
+        _check_values(file, report)
     dtypes = sorted({d for _, d in found.values()})
     report.notes.append(f"{file.relative_to(report.path) if file.is_relative_to(report.path) else file}: "
                         f"{len(found)} tensors, {', '.join(dtypes)}"
@@ -263,12 +270,46 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
     return report
 
 
+def check_target_generator(path: str | Path, digest: bool = False, sd: str | Path | None = None) -> Report:
+    """A target generator folder (``handforge train transfer``'s model/): first what the ihpt engine's status
+    refuses, in its words (class, config.json values and counts of layers, weights' values: ``checkpoint_problem``),
+    then its tensors against the model its config builds (what the job's load refuses beyond that: a context width
+    edited in config.json), and with ``sd`` (an SD model) whether that SD model's UNet can attend to it."""
+    from handforge.engines.checkpoints import WEIGHTS_NAME, checkpoint_problem
+    from handforge.engines.transfer.jobs import sd_width_problem
+    from handforge.engines.transfer.model import TargetGenerator
+    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
+
+    report = Report(str(path))
+    problem = checkpoint_problem(path, MODEL, finite=True)
+    if problem:
+        report.problems.append(problem)
+        return report
+    check_model(TargetGenerator, Path(path), WEIGHTS_NAME, report, digest, extra=True, values=False)
+    problem = sd_width_problem(path, sd, config.value(SD_CONFIG.key)) if report.ok else ""
+    if problem:
+        report.problems.append(problem)
+    return report
+
+
+def check(kind: str, path: str | Path, digest: bool = False, sd: str | Path | None = None) -> Report:
+    """``path``'s weights checked as ``kind`` (a ``SETTINGS`` kind) holds them; ``sd``: the SD model a ControlNet,
+    guidance module or target generator must fit (None: not checked)."""
+    if kind == "sd":
+        return check_sd(path, digest)
+    if kind == "target_generator":
+        return check_target_generator(path, digest, sd)
+    return check_controlnet(path, digest, sd)  # a ControlNet, or the guidance module (a ControlNetModel)
+
+
 def status() -> dict[str, Any]:
     """Per engine: whether the server would run it (its own availability check, e.g. the guidance setting
     holds a ControlNet folder, not any path that exists) and why not; each setting it needs, its value and
     whether it is present."""
     from handforge.engines.image.jobs import IMAGE_ENGINES
+    from handforge.engines.transfer.jobs import IHPT
 
+    engines = {**IMAGE_ENGINES, IHPT.name: IHPT}
     out = {}
     for engine, settings in NEEDS.items():
         rows = []
@@ -278,15 +319,16 @@ def status() -> dict[str, Any]:
             rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
                          "present": value is not None and Path(value).exists() and not missing,
                          "missing": missing, "help": setting.help, "how_to_set": setting.how_to_set()})
-        found = IMAGE_ENGINES[engine].status()
+        found = engines[engine].status()
         out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "note": found.note,
                        "needs": rows}
     return out
 
 
 def import_weights(source: str | Path, kind: str, name: str | None = None, models_dir: Path | None = None) -> Path:
-    """Copy a checked SD folder, guidance module or ControlNet folder (``kind``: sd, guidance,
-    controlnet) into the models folder; returns where it went."""
+    """Copy a checked SD folder, guidance module, ControlNet folder or target generator folder (``kind``: sd,
+    guidance, controlnet, target_generator) into the models folder; returns where it went. A training run's
+    model/ folder goes under its run's name ("model" names no model)."""
     if kind not in _FOLDERS:
         raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(_FOLDERS)}")
     # one folder name: "/elsewhere" replaced the models folder in the join (the weights copied anywhere),
@@ -294,12 +336,15 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")):
         raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path")
     source = Path(os.path.abspath(Path(source).expanduser()))  # "." has no name to copy it under (symlinks kept)
-    report = (check_sd if kind == "sd" else check_controlnet)(source)
+    report = check(kind, source)
     if not report.ok:
         raise ValueError(f"{source} does not check out: " + "; ".join(report.problems))
     if name is not None and source.is_file() and not name.endswith(source.suffix):
         name += source.suffix  # diffusers' from_single_file reads a file by its suffix (else as a torch pickle)
-    target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or source.name)
+    from handforge.training.loop import MODEL  # (torch: the check above imported it already)
+
+    default = source.parent.name if source.name == MODEL and source.is_dir() and source.parent.name else source.name
+    target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or default)
     if target.exists() or target.is_symlink():  # a dangling link does not "exist", and the rename onto it fails
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +354,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     _remove(partial)
     try:
         if source.is_dir():  # what fetch downloads: a pickle of the same weights, a dangling link are left out
-            shutil.copytree(source, partial, ignore=_unread(source, _SD_FILES if kind == "sd" else _CONTROLNET_FILES))
+            shutil.copytree(source, partial, ignore=_unread(source, _SD_FILES if kind == "sd" else _MODEL_FILES))
         else:
             shutil.copy2(source, partial)
         partial.rename(target)
@@ -368,12 +413,12 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
 
     folder = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
     try:
-        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else _CONTROLNET_FILES)
+        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else _MODEL_FILES)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(exc).__name__}); without "
                               "network, copy the weights here and use `handforge models import`") from None
     return folder
 
 
-__all__ = ["KNOWN", "NEEDS", "Report", "check_controlnet", "check_sd", "fetch", "import_note", "import_weights",
-           "status"]
+__all__ = ["KNOWN", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_sd", "check_target_generator",
+           "fetch", "import_note", "import_weights", "status"]

@@ -78,22 +78,29 @@ def _fits_sd(folder) -> str | tuple[str, str]:
     """The target generator's context width against the SD model's UNet, from their config.json files (without
     torch): one of another SD model was available and its requests accepted, each job refusing it once SD had
     loaded. An SD model whose UNet config cannot be read here is left to its own checks."""
+    problem = sd_width_problem(folder, config.value(SD_MODEL.key), config.value(SD_CONFIG.key))
+    return (problem, _fits_sd_fix()) if problem else ""
+
+
+def sd_width_problem(folder, sd, sd_config=None) -> str:
+    """Why the target generator checkpoint in ``folder`` (one that loads) cannot drive the SD model ``sd``'s UNet,
+    from their config.json files ('' when it can, or ``sd`` is None or its UNet config cannot be read: left to its
+    own checks); ``sd_config``: the configs' folder of a one-file ``sd`` (image.sd_config). `handforge models
+    check` says it in the same words."""
     from handforge.engines.checkpoints import config_json, saved_config
     from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
     from handforge.engines.transfer.model_config import width_problem
 
-    sd = config.value(SD_MODEL.key)
     if sd is None:
         return ""
-    configs = Path(sd) if Path(sd).is_dir() else config.value(SD_CONFIG.key)  # (one .safetensors: its config folder)
+    configs = Path(sd) if Path(sd).is_dir() else sd_config  # (one .safetensors: its config folder)
     try:
         unet = config_json(Path(configs) / "unet" / "config.json") if configs is not None else None
         sd_width = unet.get("cross_attention_dim", UNET_CONTEXT) if isinstance(unet, dict) else None
     except (OSError, ValueError):
         return ""
-    problem = width_problem(folder, saved_config(folder, MODEL)["cross_attention_dim"], sd, sd_width) \
+    return width_problem(folder, saved_config(folder, MODEL)["cross_attention_dim"], sd, sd_width) \
         if isinstance(sd_width, int) else ""
-    return (problem, _fits_sd_fix()) if problem else ""
 
 
 UNET_CONTEXT = 1280  # diffusers' UNet2DConditionModel default, for a config.json without cross_attention_dim
@@ -108,8 +115,9 @@ def _target_generator_fix() -> str:
             f"{TARGET_GENERATOR.how_to_set()}")
 
 
-_ihpt = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
-               TARGET_GENERATOR.key), availability=_target_generator)
+# (public: `handforge models list` says its status, the server's, word for word)
+IHPT = Engine("ihpt", "IHPT's target generator (handforge train transfer) on SD 1.x", settings=(SD_MODEL.key,
+              TARGET_GENERATOR.key), availability=_target_generator)
 
 
 def _reference_availability() -> str:
@@ -121,7 +129,7 @@ def _reference_availability() -> str:
 
 
 def _availability() -> str | tuple[str, str]:
-    reference, ihpt = _reference_availability(), _ihpt.status()
+    reference, ihpt = _reference_availability(), IHPT.status()
     if not reference or ihpt.available:
         return ""
     guides = [image_jobs.IMAGE_ENGINES[name].status().hint for name in GUIDES]
@@ -212,7 +220,7 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         if params["cpu_offload"]:
             raise invalid("params.cpu_offload", "the ihpt engine keeps its models on the job's device",
                           "turn cpu_offload off (float16 SD 1.x and the target generator fit an 8 GB GPU)")
-        status = _ihpt.status()
+        status = IHPT.status()
         if not status.available:
             raise ProtocolError(ErrorCode.MISSING_WEIGHTS, f"engine 'ihpt' cannot run: {status.reason}", status.hint)
         image_jobs.check_target(params, target)  # ihpt's weights are its own: checked above
@@ -496,7 +504,7 @@ def _schema(generate: Schema) -> Schema:
 
 def register_jobs(registry: Registry) -> None:
     generate = registry.kind("image.generate")  # engines register in name order: image before transfer
-    registry.add_engine(_ihpt)
+    registry.add_engine(IHPT)
     registry.add_engine(Engine("transfer", "pose transfer: the source image's hands re-posed to the rigs' pose "
                                            "(reference: ControlNet + reference attention, or ihpt)",
                                availability=_availability))
@@ -517,4 +525,4 @@ def register_jobs(registry: Registry) -> None:
                            "image"}))
 
 
-__all__ = ["KIND", "register_jobs", "source_pose", "transfer_job"]
+__all__ = ["IHPT", "KIND", "register_jobs", "sd_width_problem", "source_pose", "transfer_job"]
