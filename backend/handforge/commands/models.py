@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"imported into {target}\nset it in the config file:\n    [{setting.section}]\n    "
                       f"{setting.name} = {json.dumps(str(value), ensure_ascii=False)}")
-            note = weights.import_note(args.kind, target)
+            note = weights.import_note(args.kind, target, args.path)
             if note:
                 print(f"note: {note}", file=sys.stderr)
             return 0

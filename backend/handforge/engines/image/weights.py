@@ -364,11 +364,21 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     return target
 
 
-def import_note(kind: str, target: Path) -> str:
-    """What to know of weights just imported (""): a ControlNet whose name says no render is left out of jobs
-    that name no controls (``controls.resolve``)."""
+def import_note(kind: str, target: Path, source: str | Path | None = None) -> str:
+    """What to know of weights just imported from ``source`` (""): a ControlNet whose name says no render is left
+    out of jobs that name no controls (``controls.resolve``); a target generator whose training size only its run's
+    settings.json says (trained before its config.json recorded it) is, copied, of no known size."""
     from handforge.engines.image.controls import kind_from_name
 
+    if kind == "target_generator":
+        from handforge.engines.transfer.jobs import _trained_size
+
+        size = _trained_size(source) if source is not None else None
+        if size is None or _trained_size(target) is not None:
+            return ""
+        return (f"its run's settings.json says it was trained at --size {size}, its config.json does not (trained "
+                "before it was recorded there), so the copy's size is unknown and the ihpt engine will not warn of "
+                f"images of another size: add \"trained_size\": {size} to {target / 'config.json'}")
     if kind != "controlnet" or kind_from_name(target.name) is not None:
         return ""
     return (f"the name {target.name!r} says no render this ControlNet takes (depth, normal, openpose, skeleton, "
