@@ -320,6 +320,21 @@ def test_templates_around_an_artists_hand_are_separated_and_touch(open_hand):
         assert settled.max_depth.max() <= tolerance + 1e-4 and settled.gap.max() <= 0.0015, (name, settled)
 
 
+def test_templates_on_mano_give_the_other_hand_the_anchors_shape(open_hand, synthetic_mano_dir):
+    """One person, as the learned engine's: the templates engine left a MANO anchor's partner at betas 0 and
+    scored it so, while the add-on shows it on a rig of the anchor's shape (it keeps its own betas), where
+    around a pinch of betas (2.5, -2, 1.5, ...) it went 3 to 12 mm into the anchor at scores of up to 1.0."""
+    mano = load_hand_model("mano", model_dir=synthetic_mano_dir)
+    pose = pose_library.get("pinch", side="left")
+    betas = np.array([2.5, -2.0, 1.5, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], np.float32)
+    anchor = {"side": "left", "global_orient": np.asarray(pose.global_orient, np.float32),
+              "hand_pose": np.asarray(pose.hand_pose, np.float32), "betas": betas, "transl": np.zeros(3, np.float32)}
+    found = TemplateSampler(mano, open_hand=open_hand)(SampleSettings(count=4, seed=1), anchor)
+    assert np.array_equal(found.hands["right"]["betas"], np.repeat(betas[None], 4, axis=0))
+    # the score holds for the hands as returned: settled out of the anchor with the shape it will be shown with
+    assert found.max_depth.max() <= SampleSettings().overlap_tolerance + 1e-4 and found.gap.max() <= 0.0015
+
+
 @pytest.mark.gpu
 def test_the_shipped_model_samples_on_the_gpu(open_hand):
     """The whole job on CUDA (model, hand model, guidance, separation, touch, redraws, scores): the anchor

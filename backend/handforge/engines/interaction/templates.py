@@ -5,8 +5,9 @@ No weights needed. Templates are resolved on the open hand (their regions and po
 on it); for another hand model the result moves over as anatomical finger angles (the rig's own
 joint frames) and wrist positions. With an artist's anchor, the template's anchor hand takes the
 artist's finger angles before resolving (so the other hand settles around that hand), and the
-resolved pair is then moved rigidly onto the artist's wrist; the anchor comes back unchanged. The
-move (and another hand model's shape) can leave the hands in or apart from each other: with
+resolved pair is then moved rigidly onto the artist's wrist, the other hand taking the artist's
+shape (one person, as the learned engine's); the anchor comes back unchanged. The move (and
+another hand model's shape) can leave the hands in or apart from each other: with
 ``separation`` and ``touch`` the other hand is then moved rigidly out of the anchor and into touch,
 as the learned engine's candidates are (around *pinch* and *fist*, before it: overlaps up to 14 mm
 deep and gaps up to 17 mm).
@@ -129,6 +130,10 @@ class TemplateSampler:
         other = dict(hands[other_side])
         w_other = self.wrists(other_side, other["betas"]) + other["transl"]
         other["global_orient"] = matrix_to_axis_angle(move @ axis_angle_to_matrix(other["global_orient"]))
+        # one person, as the learned engine's: the other hand takes the anchor's shape, its wrist where the move put
+        # it (on MANO the template's hands were drawn at betas 0, which the add-on's rig of the anchor's shape does
+        # not show: 3-12 mm into the anchor at scores of 1.0; on the open hand they were the anchor's already)
+        other["betas"] = given["betas"]
         other["transl"] = w_user + (move @ (w_other - w_template)[..., None])[..., 0] - self.wrists(other_side, other["betas"])
         return {side: given, other_side: other}
 
