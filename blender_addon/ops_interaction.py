@@ -113,10 +113,11 @@ class _SampleOptions:
                                     description="Draw hands within 3 cm into touch (learned engine; 0 off)")
     separation: BoolProperty(name="Separation", default=True,
                              description="Finally move the generated hand out of the other, pose unchanged, until "
-                                         "no part is deeper than 1.5 mm (learned engine)")
+                                         "no part is deeper than 1.5 mm (learned engine; templates engine "
+                                         "around a hand)")
     touch: BoolProperty(name="Touch", default=True,
                         description="Finally move a generated hand that is apart (up to 5 cm) into touch with the "
-                                    "other, pose unchanged (learned engine)")
+                                    "other, pose unchanged (learned engine; templates engine around a hand)")
 
 
 class HANDFORGE_PG_interaction_settings(_SampleOptions, bpy.types.PropertyGroup):
@@ -686,6 +687,9 @@ def draw_panel(layout, context) -> None:
         row = col.row(align=True)
         row.prop(settings, "penetration_guidance", text="Guidance")
         row.prop(settings, "contact_guidance", text="Contact")
+    # the templates engine settles its candidates around the artist's hand by them too (sent either way: hidden, one
+    # unticked for the learned engine left the templates' candidates in or apart from the hand, unseen)
+    if settings.engine == "learned" or settings.anchor != "NONE":
         row = col.row(align=True)
         row.prop(settings, "separation")
         row.prop(settings, "touch")

@@ -317,3 +317,12 @@ def test_apply_keeps_the_artists_changes_to_the_shown_candidate(session):
     assert found["undone"], found
     result, printed = found["plain"]
     assert result == ["FINISHED"] and "applied candidate 1" in printed and "your changes" not in printed, printed
+
+
+def test_the_panel_shows_every_option_the_engine_reads_that_its_button_sends(session):
+    session.no_error("panel_options")
+    for case, found in session["panel_options"].items():
+        # (the templates engine reads Separation and Touch around an artist's hand; with both free it reads neither)
+        reads = "templates NONE" != case
+        assert found["sent"]["separation"] is False, (case, found)
+        assert ("separation" in found["drawn"] and "touch" in found["drawn"]) == reads, (case, found)

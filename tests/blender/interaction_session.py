@@ -839,5 +839,24 @@ def apply_keeps_a_tweak():
 
 
 s.check("apply_keeps_a_tweak", apply_keeps_a_tweak)
+
+
+def panel_options(engine: str, anchor: str) -> dict:
+    """The options the panel draws and those its Sample Interaction button sends, with Separation off: under the
+    templates engine it was hidden (said "learned engine") yet sent, and the templates engine settles a candidate
+    around the artist's hand by it, so an option unticked for the learned engine left them unsettled, unseen."""
+    settings = bpy.context.scene.handforge_interaction
+    saved = (settings.engine, settings.anchor, settings.separation)
+    settings.engine, settings.anchor, settings.separation = engine, anchor, False
+    try:
+        calls = recorded_layout(bpy.types.HANDFORGE_PT_interaction.draw)
+    finally:
+        settings.engine, settings.anchor, settings.separation = saved
+    return {"drawn": [c[1][1] for c in calls if c[0] == "prop" and len(c[1]) > 1],
+            "sent": {c[2]: c[3] for c in calls if c[0] == "set" and c[1] == "handforge.sample_interaction"}}
+
+
+s.check("panel_options", lambda: {f"{engine} {anchor}": panel_options(engine, anchor)
+                                  for engine in ("learned", "templates") for anchor in ("LEFT", "ACTIVE", "NONE")})
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
