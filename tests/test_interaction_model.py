@@ -294,6 +294,20 @@ def test_the_eval_draws_its_ground_truth_from_other_clips_than_its_reference(cor
         clip_disjoint_draws(clips, 20, 31, np.random.default_rng(0))
 
 
+
+def test_a_split_of_one_clip_is_named_with_what_to_do():
+    """The ground truth and the reference come from two halves of the clips: a split of one clip said "half of its
+    1 clips hold 0 frames, fewer than --samples 8", and --samples cannot go below 6. Now said as it is."""
+    import numpy as np
+
+    from handforge.engines.interaction.evaluate import clip_disjoint_draws
+
+    with pytest.raises(ValueError, match="^it holds 1 clip, and the ground-truth row is drawn from other clips than "
+                                         "the reference: make a larger corpus, or choose another split"):
+        clip_disjoint_draws(np.zeros(60, int), 20, 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="fewer than --samples 31: lower it, or make a larger corpus"):
+        clip_disjoint_draws(np.repeat(np.arange(10), 6), 20, 31, np.random.default_rng(0))
+
 def test_a_stride_that_skips_every_contact_frame_is_named(corpus):
     # it said only "corpus clips need contact_frames", which they have
     from handforge.engines.interaction.data import load_pairs

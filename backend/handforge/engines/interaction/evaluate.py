@@ -118,12 +118,16 @@ def clip_disjoint_draws(clips, reference: int, samples: int, rng) -> tuple:
 
     clips = np.asarray(clips)
     names = rng.permutation(np.unique(clips))
+    if len(names) < 2:  # (no option lowers it: one half of one clip is empty)
+        raise ValueError(f"it holds {len(names)} clip{'s' if len(names) != 1 else ''}, and the ground-truth row is "
+                         "drawn from other clips than the reference: make a larger corpus, or choose another split "
+                         "(--split)")
     truth_clips = np.isin(clips, names[:len(names) // 2])
     pools = rng.permutation(np.flatnonzero(~truth_clips)), rng.permutation(np.flatnonzero(truth_clips))
     for pool, wanted, what in zip(pools, (reference, samples), ("--reference", "--samples")):
         if len(pool) < wanted:
             raise ValueError(f"half of its {len(names)} clips hold {len(pool)} frames (mirrored included), "
-                             f"fewer than {what} {wanted}")
+                             f"fewer than {what} {wanted}: lower it, or make a larger corpus")
     return pools[0][:reference], pools[1][:samples]
 
 
