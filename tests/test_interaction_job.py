@@ -101,6 +101,24 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
     assert "warning" not in usual.data
 
 
+def test_candidates_left_apart_from_an_anchor_of_a_far_out_shape_are_said_to_be():
+    """At betas -20 the learned engine's candidates around a fist all stayed 10 mm from it, touch on, said by
+    scores alone (0.4), while candidates deep inside one at +20 were said to be."""
+    from handforge.engines.interaction.settings import SHIPPED_CHECKPOINT
+
+    fist = pose_library.get("fist", side="left")
+    far_out = {**{f"anchor.{f}": np.asarray(getattr(fist, f), np.float32) for f in FIELDS},
+               "anchor.betas": np.full(10, -20.0, np.float32)}
+    env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(SHIPPED_CHECKPOINT),  # (the tiny model's stay in touch)
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as shipped, shipped.client(lost_after=60) as client:
+        result = client.run("interaction.sample", {"count": 2, "seed": 0, "anchor_side": "left"}, far_out,
+                            timeout=300)
+    assert result.arrays["gap"].min() > 0.004, result.arrays["gap"]  # what is to be said
+    assert result.data["warning"].startswith("every candidate is still "), result.data
+    assert " mm or more from the anchor: the anchor's shape (betas up to 20) is far from" in result.data["warning"]
+
+
 @pytest.mark.parametrize("params, arrays, message", [
     ({"anchor_side": "left"}, {}, "anchor.global_orient is missing"),
     ({}, anchor_arrays("left"), "anchor_side is 'none'"),

@@ -154,25 +154,31 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     ctx.progress(1.0, f"{params['count']} candidates")
     data = {"engine": params["engine"], "model": params["model"], "anchor_side": params["anchor_side"],
             "count": params["count"], "best_score": float(found.score[0]), **found.extra}
-    if anchor is not None and params["separation"]:
-        data.update(_still_inside(found, anchor, settings.overlap_tolerance))
+    if anchor is not None:
+        data.update(_still_off(found, anchor, settings))
     return JobResult(data, found.arrays())
 
 
 UNUSUAL_BETAS = 5.0  # |betas| beyond this is far from any hand the corpus and InterHand2.6M hold (about ±3)
 
 
-def _still_inside(found, anchor: Mapping[str, np.ndarray], tolerance: float) -> dict[str, str]:
-    """A warning when every candidate still goes into the anchor past the separation's tolerance (an anchor
-    shaped at betas ±20, the schema's limit, left all 35-72 mm deep, said only by low scores)."""
-    least = float(np.min(found.max_depth))
-    if least <= 2 * tolerance:
+def _still_off(found, anchor: Mapping[str, np.ndarray], settings) -> dict[str, str]:
+    """A warning when every candidate still goes into the anchor past the separation's tolerance, or stays apart from
+    it past the touch's (an anchor shaped at betas 20, the schema's limit, left all 35-72 mm deep; at -20, 10 mm
+    apart around a fist: said only by low scores)."""
+    from handforge.engines.interaction.pipeline import CONTACT_TOLERANCE
+
+    deepest, widest = float(np.min(found.max_depth)), float(np.min(found.gap))
+    if settings.separation and deepest > 2 * settings.overlap_tolerance:
+        what, measure = f"still goes {deepest * 1000:.0f} mm or more into the anchor", "max_depth"
+    elif settings.touch and widest > 2 * CONTACT_TOLERANCE:
+        what, measure = f"is still {widest * 1000:.0f} mm or more from the anchor", "gap"
+    else:
         return {}
     shape = float(np.abs(anchor["betas"]).max())
     why = (f": the anchor's shape (betas up to {shape:g}) is far from the hands the engines know (within about "
            f"±3), one cause" if shape > UNUSUAL_BETAS else "")
-    return {"warning": f"every candidate still goes {least * 1000:.0f} mm or more into the anchor{why}; their "
-                       "scores and max_depth say how far"}
+    return {"warning": f"every candidate {what}{why}; their scores and {measure} say how far"}
 
 
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
