@@ -101,6 +101,22 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
     assert "warning" not in usual.data
 
 
+@pytest.mark.parametrize("engine", ["learned", "templates"])
+def test_both_free_hands_take_the_shape_sent(server, engine):
+    """With both hands free the shape was drawn with them, and the add-on shows them on its rigs' own shapes: a
+    candidate 1 mm apart was 4.5 mm apart there. anchor.betas alone is now both hands' shape."""
+    betas = np.linspace(-1.5, 1.5, 10).astype(np.float32)
+    with server.client(lost_after=60) as client:
+        result = client.run("interaction.sample", {"engine": engine, "count": 2, "seed": 1, "anchor_side": "none",
+                                                   **({"steps": 6} if engine == "learned" else {})},
+                            {"anchor.betas": betas}, timeout=300)
+        with pytest.raises(JobFailed, match="anchor arrays were sent but anchor_side is 'none'"):
+            client.run("interaction.sample", {"anchor_side": "none"}, {"anchor.betas": betas,
+                                                                      "anchor.transl": np.zeros(3, np.float32)})
+    for side in ("left", "right"):
+        assert np.array_equal(result.arrays[f"{side}.betas"], np.repeat(betas[None], 2, axis=0)), side
+
+
 def test_candidates_left_apart_from_an_anchor_of_a_far_out_shape_are_said_to_be():
     """At betas -20 the learned engine's candidates around a fist all stayed 10 mm from it, touch on, said by
     scores alone (0.4), while candidates deep inside one at +20 were said to be."""

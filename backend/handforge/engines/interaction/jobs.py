@@ -19,7 +19,8 @@ For the add-on (the *Sample interaction* and *Key candidates* operators):
                           candidates (learned)
             templates     restrict the templates engine to these template names (empty: all)
     arrays  anchor.global_orient (3,), anchor.hand_pose (45,) required with an anchor side;
-            anchor.betas (10,), anchor.transl (3,) optional (zeros). Pose conventions of the README.
+            anchor.betas (10,), anchor.transl (3,) optional (zeros). With anchor_side "none", anchor.betas
+            alone may be sent: both hands' shape (else drawn with them). Pose conventions of the README.
     result  left.<field> / right.<field> (count, n) float32 for global_orient, hand_pose, betas,
             transl (apply row i of the non-anchor side to the other rig); score (count,) in (0, 1],
             higher is more plausible, with its parts max_depth (m), gap (m), limit (degrees);
@@ -58,10 +59,12 @@ def _template_names() -> tuple[str, ...]:
 
 def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     side = params["anchor_side"]
-    sent = sorted(name for name in arrays if name.startswith("anchor."))
+    # (with both hands free, anchor.betas alone is their shape)
+    sent = sorted(name for name in arrays if name.startswith("anchor.") and name != "anchor.betas")
     if side == "none" and sent:
         raise invalid(f"arrays.{sent[0]}", "anchor arrays were sent but anchor_side is 'none'",
-                      "set anchor_side to the side of the hand you sent, or send no anchor arrays")
+                      "set anchor_side to the side of the hand you sent, or send no anchor arrays (but "
+                      "anchor.betas, the shape of both free hands)")
     for name in REQUIRED_ANCHOR:
         if side != "none" and f"anchor.{name}" not in arrays:
             raise invalid(f"arrays.anchor.{name}", f"anchor_side is {side!r} but anchor.{name} is missing",
@@ -136,7 +139,8 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
                               cfg_scale=params["cfg_scale"], penetration_guidance=params["penetration_guidance"],
                               guidance_steps=min(params["guidance_steps"], params["steps"]),
                               contact_guidance=params["contact_guidance"],
-                              separation=params["separation"], touch=params["touch"], redraws=params["redraws"])
+                              separation=params["separation"], touch=params["touch"], redraws=params["redraws"],
+                              betas=arrays.get("anchor.betas") if params["anchor_side"] == "none" else None)
     anchor = None
     if params["anchor_side"] != "none":
         anchor = {"side": params["anchor_side"]}
@@ -204,7 +208,7 @@ def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str
 
 def _anchor_arrays() -> dict[str, ArraySpec]:
     docs = {"global_orient": "wrist axis-angle", "hand_pose": "15 finger-joint axis-angles (MANO order)",
-            "betas": "shape (default zeros)", "transl": "translation, metres (default zeros)"}
+            "betas": "shape (default zeros); with anchor_side 'none', both hands' (default: drawn with them)", "transl": "translation, metres (default zeros)"}
     return {f"anchor.{name}": ArraySpec(shape=(size,), required=False, min=-POSE_LIMITS[name], max=POSE_LIMITS[name],
                                         doc=f"the anchor hand's {docs[name]}")
             for name, size in POSE_FIELDS.items()}

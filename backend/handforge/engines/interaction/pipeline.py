@@ -117,6 +117,7 @@ class SampleSettings:
     redraws: int = 2                   # rounds of drawing the still-interlocked candidates again (see 4.; 0: off)
     overlap_tolerance: float = 0.0015  # m: the deepest vertex the separation leaves, deeper ones are redrawn
     touch: bool = True                 # move a generated hand that is apart rigidly into touch (see 3.)
+    betas: Any = None                  # (10,) both hands' shape when both are sampled (None: drawn with them)
 
 
 @dataclass
@@ -358,8 +359,9 @@ class InteractionPipeline:
             x = scheduler.step(x0, t, x, eta=0.0).prev_sample
             step_done(f"anchor: step {k + 1}/{s.steps}")
         hand = {f: v.float() for f, v in decode_anchor(self.denoiser.denormalise(x, 0), self.wrists).items()}
-        if not self.own_shapes:
-            hand["betas"] = torch.zeros_like(hand["betas"])
+        if s.betas is not None or not self.own_shapes:  # the rigs' shape, which they are shown with; or MANO's mean
+            hand["betas"] = (torch.zeros_like(hand["betas"]) if s.betas is None else
+                             torch.tensor(np.asarray(s.betas, np.float32)).reshape(1, -1).expand(n, -1).to(self.device))
             hand["transl"] = -self.wrists("left", hand["betas"])
         hand["hand_pose"] = clamp_pose(hand["hand_pose"], self.frames["left"], "left")
         return hand

@@ -61,6 +61,8 @@ class TemplateSampler:
             arrangement = draw(template, rng)
             betas = np.asarray(anchor["betas"], np.float64).reshape(10) if own_shape else \
                 rng.normal(0.0, BETA_SIGMA, 10) if anchor is None else np.zeros(10)
+            if anchor is None and settings.betas is not None:  # both free, the shape the rigs show them with
+                betas = np.asarray(settings.betas, np.float64).reshape(10)
             if anchor is not None:  # the template's anchor (its left hand) takes the artist's fingers
                 angles = hand_pose_to_anatomical(np.asarray(anchor["hand_pose"], np.float64).reshape(45),
                                                  self.frames[anchor["side"]], anchor["side"])
