@@ -371,6 +371,8 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
             pose = pose_conv.read_pose(found[side])
             arrays = {f"anchor.{name}": np.asarray(getattr(pose, name), np.float32) for name in SENT_FIELDS}
             anchor = {name: np.asarray(getattr(pose, name)).tolist() for name in KEPT_FIELDS}
+        else:  # both free: sampled for the shape the rigs show them with (the backend drew one: 1 mm became 4.5 mm)
+            arrays = {"anchor.betas": np.asarray(pose_conv.rig_betas(found["left"]), np.float32)}
         reference = found[reference_side(side)]
         for rig in found.values():  # rigs of one scale (checked before sending)
             pose_conv.relative_transform(np.array(reference.matrix_world), np.array(rig.matrix_world))
@@ -428,11 +430,11 @@ class HANDFORGE_OT_sample_interaction(_SampleOptions, jobs.JobOperator, bpy.type
         show_candidate(state)
         notes = []
         anchor = request["anchor_side"]
-        if anchor != "none":
-            other = posed[0]
-            if np.abs(pose_conv.rig_betas(rigs[other]) - pose_conv.rig_betas(rigs[anchor])).max() > 1e-4:
-                notes.append(f" (the {other} hand's shape differs from the {anchor} one's, which the candidates "
-                             "were made for: Set Shape matches them)")
+        shaped = reference_side(anchor)  # the hand whose shape was sent (the left one's when both are free)
+        other = other_side(shaped)
+        if np.abs(pose_conv.rig_betas(rigs[other]) - pose_conv.rig_betas(rigs[shaped])).max() > 1e-4:
+            notes.append(f" (the {other} hand's shape differs from the {shaped} one's, which the candidates "
+                         "were made for: Set Shape matches them)")
         if result.data.get("warning"):  # (the backend's, e.g. every candidate still inside the anchor: unshown)
             notes.append(f"; {result.data['warning']}")
         best = state.candidates[0]

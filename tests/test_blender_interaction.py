@@ -124,6 +124,13 @@ def test_learned_engine_with_both_hands_free(session):
     assert found["restored"] == {"left": True, "right": True}
 
 
+def test_both_free_hands_stand_in_blender_as_the_backend_measured_them(session):
+    session.no_error("both_free_as_measured")
+    for engine, found in session["both_free_as_measured"].items():
+        gap_mm, closest = found["gap_mm"], found["closest_mm"]
+        assert abs(closest - gap_mm) < 2.0 if gap_mm > 2.0 else closest < 4.0, (engine, found)
+
+
 def test_mano_rig_on_a_backend_without_mano_files_says_so(session):
     session.no_error("mano")
     found = session["mano"]

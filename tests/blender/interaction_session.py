@@ -260,6 +260,20 @@ def learned_both_free():
 s.check("learned", learned_both_free)
 
 
+def both_free_as_measured():
+    """Both hands free: the backend drew their shape with them, and the rigs showed them with their own, a
+    candidate scored 1 mm apart 4.5 mm apart. The rigs' shape is sent; in Blender they are as measured."""
+    found = {}
+    for engine in ("learned", "templates"):
+        assert sorted(sample(engine=engine, anchor="NONE", count=2)) == ["FINISHED"]
+        found[engine] = {"gap_mm": browse()["gaps"][0] * 1000, "closest_mm": closest_mm()}
+        bpy.ops.handforge.interaction_cancel()
+    return found
+
+
+s.check("both_free_as_measured", both_free_as_measured)
+
+
 def cancel_after_rename():
     """A previewed rig renamed while browsing is still put back by Cancel (its pose was left on it)."""
     before = channels("right")
