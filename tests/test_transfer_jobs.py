@@ -204,32 +204,32 @@ def test_ihpt_at_another_size_than_its_target_generator_was_trained_at_is_said(s
 
 
 def test_the_training_size_is_read_from_the_run_the_model_was_saved_in(tmp_path):
-    from handforge.engines.transfer.jobs import _trained_size
+    from handforge.engines.transfer.jobs import trained_size
 
     model = tmp_path / "run" / "model"
     model.mkdir(parents=True)
-    assert _trained_size(model) is None  # no settings.json: a model/ copied out of its run
+    assert trained_size(model) is None  # no settings.json: a model/ copied out of its run
     (tmp_path / "run" / "settings.json").write_text(json.dumps(trained_at(256)))
-    assert _trained_size(model) == 256
+    assert trained_size(model) == 256
     (tmp_path / "run" / "settings.json").write_text(json.dumps({**trained_at(256), "model_class": "GuidanceModule"}))
-    assert _trained_size(model) is None  # another model's run
+    assert trained_size(model) is None  # another model's run
     (tmp_path / "run" / "settings.json").write_text("{not json")
-    assert _trained_size(model) is None
+    assert trained_size(model) is None
 
 
 def test_the_training_size_is_read_from_the_models_own_config_out_of_its_run(tmp_path):
     # before: a model/ copied out of its run lost the size (read from the run's settings.json alone), and the
     # warning at another size could not be given; `handforge train transfer` now records it in its config.json
-    from handforge.engines.transfer.jobs import _trained_size
+    from handforge.engines.transfer.jobs import trained_size
 
     copied = save_model(TargetGenerator(cross_attention_dim=32, image_size=32, backbone_channels=(8, 16),
                                         feature_dim=16, num_layers=1, num_heads=2, trained_size=256), tmp_path / "tg")
     assert json.loads((copied / "config.json").read_text())["trained_size"] == 256
-    assert _trained_size(copied) == 256
+    assert trained_size(copied) == 256
     config_file = copied / "config.json"
     for unusable in (None, True, "256", 0):  # (a model saved before it was recorded holds null)
         config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "trained_size": unusable}))
-        assert _trained_size(copied) is None, unusable
+        assert trained_size(copied) is None, unusable
 
 
 def test_the_reference_engines_settings_ihpt_says_it_ignores_are_at_the_schemas_defaults():

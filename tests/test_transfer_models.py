@@ -158,16 +158,16 @@ def test_importing_a_target_generator_whose_size_only_its_run_records_says_the_c
                                                                                              capsys):
     # before: the copy was made silently; out of its run, its training size was unknown and the ihpt engine's
     # warning of images of another size was gone
-    from handforge.engines.transfer.jobs import _trained_size
+    from handforge.engines.transfer.jobs import trained_size
 
     monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
     old = _target_generator(tmp_path / "old" / "model")  # trained_size None: as before train transfer recorded it
     (tmp_path / "old" / "settings.json").write_text(json.dumps({"model_class": "TargetGenerator",
                                                                 "data_options": {"size": 64}}))
-    assert _trained_size(old) == 64
+    assert trained_size(old) == 64
     assert main(["models", "import", str(old), "--kind", "target_generator"]) == 0
     target = tmp_path / "models" / "target_generators" / "old"
-    assert _trained_size(target) is None
+    assert trained_size(target) is None
     err = capsys.readouterr().err
     assert "note: its run's settings.json says it was trained at --size 64" in err and \
         f'add "trained_size": 64 to {target / "config.json"}' in err, err
@@ -175,4 +175,4 @@ def test_importing_a_target_generator_whose_size_only_its_run_records_says_the_c
     torch.manual_seed(0)
     recorded = save_model(TargetGenerator(**TINY, cross_attention_dim=32, trained_size=64), tmp_path / "new" / "model")
     assert main(["models", "import", str(recorded), "--kind", "target_generator"]) == 0
-    assert capsys.readouterr().err == "" and _trained_size(tmp_path / "models" / "target_generators" / "new") == 64
+    assert capsys.readouterr().err == "" and trained_size(tmp_path / "models" / "target_generators" / "new") == 64

@@ -133,9 +133,9 @@ def test_train_transfer_command_writes_pairs_and_a_model(data, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "pairs" / "target" / "samples" / "000001" / "rgb.png").is_file()
     first = load_model(TargetGenerator, tmp_path / "run" / "model").state_dict()
-    from handforge.engines.transfer.jobs import _trained_size  # the ihpt engine's size warning reads the run's --size
+    from handforge.engines.transfer.jobs import trained_size  # the ihpt engine's size warning reads the run's --size
 
-    assert _trained_size(tmp_path / "run" / "model") == 64
+    assert trained_size(tmp_path / "run" / "model") == 64
     from handforge.cli import main  # the same command again (its pairs written): the same model
 
     assert main([*command[3:7], *command[13:16], str(tmp_path / "again"), *command[17:]]) == 0
@@ -401,14 +401,14 @@ def test_the_model_records_its_training_size_and_a_run_begun_before_it_did_resum
     # before: the size was in the run's settings.json alone, so a model/ copied out of its run could not say it
     # (the ihpt engine's warning at another size needs it); a run begun before it was recorded resumes as it was
     from handforge.cli import main
-    from handforge.engines.transfer.jobs import _trained_size
+    from handforge.engines.transfer.jobs import trained_size
 
     sd_path, pairs = data
     run = tmp_path / "run"
     assert main(_tiny_run(pairs, sd_path, run, 1)) == 0
     assert json.loads((run / "model" / "config.json").read_text())["trained_size"] == 64
     shutil.copytree(run / "model", tmp_path / "copied")
-    assert _trained_size(tmp_path / "copied") == 64
+    assert trained_size(tmp_path / "copied") == 64
     # as an older version left the run: neither its settings.json nor its model's config holds trained_size
     settings_file = run / "settings.json"
     settings = json.loads(settings_file.read_text())
@@ -417,4 +417,4 @@ def test_the_model_records_its_training_size_and_a_run_begun_before_it_did_resum
     capsys.readouterr()
     assert main(_tiny_run(pairs, sd_path, run, 2)) == 0, capsys.readouterr().err
     assert json.loads((run / "model" / "config.json").read_text())["trained_size"] is None
-    assert _trained_size(run / "model") == 64  # (from the run's settings.json, as before)
+    assert trained_size(run / "model") == 64  # (from the run's settings.json, as before)

@@ -4,6 +4,7 @@ the pose-transfer engine ihpt) — what is needed and present, checks, import, f
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -12,6 +13,13 @@ from handforge_shared.files import file_error
 
 NAME = "models"
 HELP = "list, check, import or (on request) download the weights of the image and pose-transfer engines"
+
+# Which engine's weights module (NEEDS, SETTINGS, status, check, import_weights, import_note) checks and imports
+# each kind of weights; `models list` shows their engines in this order. The dispatch lives here, not in an
+# engine: the pose-transfer engine builds on the image engine's helpers, and the image engine knows nothing of it.
+_IMAGE, _TRANSFER = "handforge.engines.image.weights", "handforge.engines.transfer.weights"
+KINDS = {"sd": _IMAGE, "guidance": _IMAGE, "controlnet": _IMAGE, "target_generator": _TRANSFER}
+CHECKED = tuple(kind for kind in KINDS if kind != "guidance")  # the guidance module is checked as the ControlNet it is
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "then every value for a NaN or infinity (reads the whole files)")
     check.add_argument("path", nargs="?", type=existing_path(folder=None),
                        help="an SD folder, ControlNet folder or target generator folder (default: the configured ones)")
-    check.add_argument("--kind", choices=("sd", "controlnet", "target_generator"),
+    check.add_argument("--kind", choices=CHECKED,
                        help="what PATH holds (default: sd for a file or a folder with unet/, target_generator for a "
                             "folder whose config.json, or its model/'s, names a TargetGenerator, else controlnet); "
                             "without PATH, check only the configured weights of this kind (controlnet: the "
@@ -32,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="copy checked weights (an SD model, a guidance module, a ControlNet or a "
                                         "target generator) into the models folder")
     imp.add_argument("path", type=existing_path(folder=None), help="the weights to copy")
-    imp.add_argument("--kind", choices=("sd", "guidance", "controlnet", "target_generator"), required=True,
-                     help="what PATH holds")
+    imp.add_argument("--kind", choices=tuple(KINDS), required=True, help="what PATH holds")
     imp.add_argument("--name", help="folder name there (default: the source's; a training run's model/: the run's)")
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
     fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
@@ -43,10 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _print_status(as_json: bool) -> int:
-    from handforge.engines.image.weights import status
+def _weights(kind: str):
+    """The weights module of the engine whose weights ``kind`` are."""
+    return importlib.import_module(KINDS[kind])
 
-    report = status()
+
+def _print_status(as_json: bool) -> int:
+    report = {}
+    for module in dict.fromkeys(KINDS.values()):
+        report.update(importlib.import_module(module).status())
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
@@ -72,18 +84,15 @@ def _check(args: argparse.Namespace) -> int:
     from handforge.engines.checkpoints import saved_class
     from handforge.engines.image.controls import available
     from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
-    from handforge.engines.image.weights import check
-    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
     from handforge.engines.transfer.settings import TARGET_GENERATOR
-    from handforge.training.loop import MODEL as RUN_MODEL
+    from handforge.engines.transfer.weights import holds_target_generator
 
     if args.path:
         # one file: a single-file SD checkpoint (ControlNets are read from folders only); a training run's folder
         # of a target generator is checked as one, whose check names its model/
         kind = args.kind or (
             "sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "target_generator"
-            if MODEL.name in (saved_class(args.path), saved_class(Path(args.path) / RUN_MODEL))
-            else "controlnet")
+            if holds_target_generator(args.path) else "controlnet")
         targets = [(kind, args.path)]
         # a guess (an SD folder with no unet/ went unsaid), but not where the folder's config names a ControlNet
         if not args.kind and kind == "controlnet" and not args.json and saved_class(args.path) != "ControlNetModel":
@@ -105,7 +114,7 @@ def _check(args: argparse.Namespace) -> int:
     failed, found = False, []
     sd = None if args.path else config.value(SD_MODEL.key)  # the configured ControlNets, target generator must fit it
     for kind, path in targets:
-        report = check(kind, path, args.hash, sd)
+        report = _weights(kind).check(kind, path, args.hash, sd)
         found.append({"kind": kind, "path": str(path), "ok": report.ok, "notes": report.notes,
                       "problems": report.problems})
         failed |= not report.ok
@@ -122,8 +131,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handforge.engines.image import weights
-
     action = args.action or "list"
     try:
         if action == "list":
@@ -131,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if action == "check":
             return _check(args)
         if action == "import":
+            weights = _weights(args.kind)
             target = weights.import_weights(args.path, args.kind, args.name)
             setting = weights.SETTINGS[args.kind]
             value = target if args.kind != "controlnet" else target.parent
@@ -143,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(f"note: {note}", file=sys.stderr)
             return 0
-        target = weights.fetch(args.name, args.kind)
+        from handforge.engines.image.weights import fetch  # (the image engines' public weights only)
+
+        target = fetch(args.name, args.kind)
         print(json.dumps({"downloaded": str(target)}) if args.json else f"downloaded into {target}")
         return 0
     except (ValueError, FileExistsError, ConnectionError) as exc:

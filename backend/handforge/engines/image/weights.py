@@ -1,5 +1,6 @@
-"""What each engine on Stable Diffusion needs (the image engines; the pose-transfer engine ihpt, whose target
-generator ``handforge train transfer`` trains), what is present, and whether the files hold what their configs say.
+"""What each image engine needs, what is present, and whether the files hold what their configs say; and the
+generic parts of that (``Report``, ``check_model``, ``engine_status``, ``copy_weights``) that engines built on SD
+use for their own weights (the pose-transfer engine's ``engines/transfer/weights.py``).
 
 A check reads the safetensors headers (names, shapes, dtypes) and compares them with the model its
 config.json describes, built on the meta device (no memory), so a truncated download, a file of another
@@ -30,13 +31,11 @@ from handforge.engines.image.settings import (
     SD_CONFIG,
     SD_MODEL,
 )
-from handforge.engines.transfer.settings import TARGET_GENERATOR
 from handforge_shared.files import parse_json
 
-NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS),
-         "ihpt": (SD_MODEL, TARGET_GENERATOR)}
+NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
 # what `models import` copies, by kind, and the setting that names it (controlnet: the folder of ControlNets)
-SETTINGS = {"sd": SD_MODEL, "guidance": GUIDANCE, "controlnet": CONTROLNETS, "target_generator": TARGET_GENERATOR}
+SETTINGS = {"sd": SD_MODEL, "guidance": GUIDANCE, "controlnet": CONTROLNETS}
 SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
 # Public diffusers-layout repositories `handforge models fetch` knows by a short name.
 KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
@@ -46,8 +45,9 @@ KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
 _SD_FILES = ["model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*",
              "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
              "text_encoder/model.safetensors"]
-_FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets", "target_generator": "target_generators"}
-_MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]  # one model's folder: a ControlNet, a target generator
+_FOLDERS = {"sd": "sd", "guidance": "guidance", "controlnet": "controlnets"}
+# one model's folder: a ControlNet, or another engine's model (copy_weights)
+MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 
 
 @dataclass
@@ -270,73 +270,56 @@ def check_controlnet(path: str | Path, digest: bool = False, sd: str | Path | No
     return report
 
 
-def check_target_generator(path: str | Path, digest: bool = False, sd: str | Path | None = None) -> Report:
-    """A target generator folder (``handforge train transfer``'s model/): first what the ihpt engine's status
-    refuses, in its words (class, config.json values and counts of layers, weights' values: ``checkpoint_problem``),
-    then its tensors against the model its config builds (what the job's load refuses beyond that: a context width
-    edited in config.json), and with ``sd`` (an SD model) whether that SD model's UNet can attend to it."""
-    from handforge.engines.checkpoints import WEIGHTS_NAME, checkpoint_problem
-    from handforge.engines.transfer.jobs import sd_width_problem
-    from handforge.engines.transfer.model import TargetGenerator
-    from handforge.engines.transfer.model_config import TARGET_GENERATOR as MODEL
-
-    report = Report(str(path))
-    problem = checkpoint_problem(path, MODEL, finite=True)
-    if problem:
-        report.problems.append(problem)
-        return report
-    check_model(TargetGenerator, Path(path), WEIGHTS_NAME, report, digest, extra=True, values=False)
-    problem = sd_width_problem(path, sd, config.value(SD_CONFIG.key)) if report.ok else ""
-    if problem:
-        report.problems.append(problem)
-    return report
-
-
 def check(kind: str, path: str | Path, digest: bool = False, sd: str | Path | None = None) -> Report:
-    """``path``'s weights checked as ``kind`` (a ``SETTINGS`` kind) holds them; ``sd``: the SD model a ControlNet,
-    guidance module or target generator must fit (None: not checked)."""
+    """``path``'s weights checked as ``kind`` (a ``SETTINGS`` kind) holds them; ``sd``: the SD model a ControlNet
+    or guidance module must fit (None: not checked)."""
     if kind == "sd":
         return check_sd(path, digest)
-    if kind == "target_generator":
-        return check_target_generator(path, digest, sd)
     return check_controlnet(path, digest, sd)  # a ControlNet, or the guidance module (a ControlNetModel)
 
 
-def status() -> dict[str, Any]:
-    """Per engine: whether the server would run it (its own availability check, e.g. the guidance setting
-    holds a ControlNet folder, not any path that exists) and why not; each setting it needs, its value and
-    whether it is present."""
-    from handforge.engines.image.jobs import IMAGE_ENGINES
-    from handforge.engines.transfer.jobs import IHPT
+def engine_status(engine, settings) -> dict[str, Any]:
+    """Whether the server would run ``engine`` (a server ``Engine``: its own availability check, e.g. the guidance
+    setting holds a ControlNet folder, not any path that exists) and why not; each of its ``settings``, its value
+    and whether it is present."""
+    rows = []
+    for setting in settings:
+        value, source = config.get(setting.key)
+        missing = missing_parts(setting.key, Path(value)) if value is not None and Path(value).exists() else ""
+        rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
+                     "present": value is not None and Path(value).exists() and not missing,
+                     "missing": missing, "help": setting.help, "how_to_set": setting.how_to_set()})
+    found = engine.status()
+    return {"ready": found.available, "reason": found.reason, "hint": found.hint, "note": found.note, "needs": rows}
 
-    engines = {**IMAGE_ENGINES, IHPT.name: IHPT}
-    out = {}
-    for engine, settings in NEEDS.items():
-        rows = []
-        for setting in settings:
-            value, source = config.get(setting.key)
-            missing = missing_parts(setting.key, Path(value)) if value is not None and Path(value).exists() else ""
-            rows.append({"setting": setting.key, "value": None if value is None else str(value), "source": source,
-                         "present": value is not None and Path(value).exists() and not missing,
-                         "missing": missing, "help": setting.help, "how_to_set": setting.how_to_set()})
-        found = engines[engine].status()
-        out[engine] = {"ready": found.available, "reason": found.reason, "hint": found.hint, "note": found.note,
-                       "needs": rows}
-    return out
+
+def status() -> dict[str, Any]:
+    """Per image engine, ``engine_status``."""
+    from handforge.engines.image.jobs import IMAGE_ENGINES
+
+    return {engine: engine_status(IMAGE_ENGINES[engine], settings) for engine, settings in NEEDS.items()}
 
 
 def import_weights(source: str | Path, kind: str, name: str | None = None, models_dir: Path | None = None) -> Path:
-    """Copy a checked SD folder, guidance module, ControlNet folder or target generator folder (``kind``: sd,
-    guidance, controlnet, target_generator) into the models folder; returns where it went. A training run's
-    model/ folder goes under its run's name ("model" names no model)."""
+    """Copy a checked SD folder, guidance module or ControlNet folder (``kind``: sd, guidance, controlnet) into the
+    models folder; returns where it went."""
     if kind not in _FOLDERS:
         raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(_FOLDERS)}")
+    return copy_weights(source, _FOLDERS[kind], lambda folder: check(kind, folder), name, models_dir,
+                        _SD_FILES if kind == "sd" else MODEL_FILES)
+
+
+def copy_weights(source: str | Path, folder: str, check_source, name: str | None = None,
+                 models_dir: Path | None = None, files: list[str] = MODEL_FILES) -> Path:
+    """Copy ``source`` into the models folder's ``folder`` once ``check_source(source)`` (a ``Report``) is ok: of a
+    folder, only what ``files`` (patterns from it) match; returns where it went. A training run's model/ folder
+    goes under its run's name ("model" names no model)."""
     # one folder name: "/elsewhere" replaced the models folder in the join (the weights copied anywhere),
     # "../x" climbed out of it ("" is refused too: an empty --name is a slip, not "the source's name")
     if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")):
         raise ValueError(f"--name {name!r}: one folder name (letters, digits, '.', '_' or '-'), not a path")
     source = Path(os.path.abspath(Path(source).expanduser()))  # "." has no name to copy it under (symlinks kept)
-    report = check(kind, source)
+    report = check_source(source)
     if not report.ok:
         raise ValueError(f"{source} does not check out: " + "; ".join(report.problems))
     if name is not None and source.is_file() and not name.endswith(source.suffix):
@@ -344,7 +327,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     from handforge.training.loop import MODEL  # (torch: the check above imported it already)
 
     default = source.parent.name if source.name == MODEL and source.is_dir() and source.parent.name else source.name
-    target = (models_dir or default_models_dir()) / _FOLDERS[kind] / (name or default)
+    target = (models_dir or default_models_dir()) / folder / (name or default)
     if target.exists() or target.is_symlink():  # a dangling link does not "exist", and the rename onto it fails
         raise FileExistsError(f"{target} exists; choose another --name or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -354,7 +337,7 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
     _remove(partial)
     try:
         if source.is_dir():  # what fetch downloads: a pickle of the same weights, a dangling link are left out
-            shutil.copytree(source, partial, ignore=_unread(source, _SD_FILES if kind == "sd" else _MODEL_FILES))
+            shutil.copytree(source, partial, ignore=_unread(source, files))
         else:
             shutil.copy2(source, partial)
         partial.rename(target)
@@ -366,19 +349,9 @@ def import_weights(source: str | Path, kind: str, name: str | None = None, model
 
 def import_note(kind: str, target: Path, source: str | Path | None = None) -> str:
     """What to know of weights just imported from ``source`` (""): a ControlNet whose name says no render is left
-    out of jobs that name no controls (``controls.resolve``); a target generator whose training size only its run's
-    settings.json says (trained before its config.json recorded it) is, copied, of no known size."""
+    out of jobs that name no controls (``controls.resolve``)."""
     from handforge.engines.image.controls import kind_from_name
 
-    if kind == "target_generator":
-        from handforge.engines.transfer.jobs import _trained_size
-
-        size = _trained_size(source) if source is not None else None
-        if size is None or _trained_size(target) is not None:
-            return ""
-        return (f"its run's settings.json says it was trained at --size {size}, its config.json does not (trained "
-                "before it was recorded there), so the copy's size is unknown and the ihpt engine will not warn of "
-                f"images of another size: add \"trained_size\": {size} to {target / 'config.json'}")
     if kind != "controlnet" or kind_from_name(target.name) is not None:
         return ""
     return (f"the name {target.name!r} says no render this ControlNet takes (depth, normal, openpose, skeleton, "
@@ -423,12 +396,13 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
 
     folder = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
     try:
-        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else _MODEL_FILES)
+        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else MODEL_FILES)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(exc).__name__}); without "
                               "network, copy the weights here and use `handforge models import`") from None
     return folder
 
 
-__all__ = ["KNOWN", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_sd", "check_target_generator",
-           "fetch", "import_note", "import_weights", "status"]
+__all__ = ["KNOWN", "MODEL_FILES", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_model",
+           "check_sd", "copy_weights", "default_models_dir", "engine_status", "fetch", "import_note", "import_weights",
+           "status"]

@@ -311,7 +311,7 @@ def _unread_by_ihpt(params: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _trained_size(folder) -> int | None:
+def trained_size(folder) -> int | None:
     """The resolution (``--size``) the target generator in ``folder`` was trained at: its config.json's
     trained_size (``handforge train transfer`` records it there), else, for a model trained before it did, its
     run's settings.json (the run's data options; the model is the run's model/). None when neither says it (such
@@ -343,7 +343,7 @@ def _trained_size(folder) -> int | None:
 def _size_warning(params: dict[str, Any]) -> list[str]:
     """The ihpt engine at a resolution other than its training one runs (SD's UNet is convolutional), said:
     its target generator learnt the context of size × size images only."""
-    size = _trained_size(config.value(TARGET_GENERATOR.key))
+    size = trained_size(config.value(TARGET_GENERATOR.key))
     if size is None or (params["width"], params["height"]) == (size, size):
         return []
     return [f"the target generator was trained on {size}×{size} images (--size {size}), this image is "
@@ -525,4 +525,4 @@ def register_jobs(registry: Registry) -> None:
                            "image"}))
 
 
-__all__ = ["IHPT", "KIND", "register_jobs", "sd_width_problem", "source_pose", "transfer_job"]
+__all__ = ["IHPT", "KIND", "register_jobs", "sd_width_problem", "source_pose", "trained_size", "transfer_job"]
