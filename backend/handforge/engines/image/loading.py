@@ -487,6 +487,8 @@ def _per_block_transformers_problem(path: Path, value: list, blocks: Any, attent
             if problem:
                 return problem
     return ""
+
+
 _ATTENTION = re.compile(r"((?:down_blocks\.\d+|mid_block)\.attentions\.\d+)\.transformer_blocks\.")
 
 
