@@ -229,6 +229,14 @@ def test_the_train_command_fine_tunes_from_a_given_model(corpus, tmp_path, capsy
     # the run continued on every other frame is another dataset for the same weights (it resumed unsaid)
     assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "90", "--stride", "2") == 2
     assert "other settings (data_options: stride 1 -> 2)" in capsys.readouterr().err
+    # with the batch size and the model's width too: all in one refusal, before the data is read (no corpus here)
+    assert _train(*common, "--out", str(tmp_path / "first"), "--steps", "90", "--stride", "2", "--batch-size", "4",
+                  "--width", "48", "--corpus", str(tmp_path / "no-corpus")) == 2
+    assert ("other settings (batch_size 8 -> 4; model_config: width 32 -> 48; data_options: stride 1 -> 2); resume "
+            "with the same settings and data") in capsys.readouterr().err
+    # the fine-tuned run again: the --init model's config is its own (no difference; nothing left to train)
+    assert _train(*common, "--out", str(tmp_path / "tuned"), "--steps", "10", "--warmup-steps", "0",
+                  "--init", str(tmp_path / "first" / "model"), "--width", "48") == 0
 
 
 def test_a_run_resumed_on_a_corpus_rebuilt_in_place_is_refused(corpus, tmp_path, capsys):

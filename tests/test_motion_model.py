@@ -128,7 +128,12 @@ def test_a_bad_out_or_warm_up_is_refused_before_the_data_is_read(trained, tmp_pa
                           "warmup_steps (--warmup-steps) 50 is more than steps 10"),
                          # the fixture's run with another learning rate
                          (["--out", str(trained), "--steps", "70", "--lr", "1e-3", "--warmup-steps", "10"],
-                          "other settings (lr)")):
+                          "other settings (lr 0.002 -> 0.001)"),
+                         # another batch size and model depth: both in one refusal (the model's came on the next try)
+                         (["--out", str(trained), "--steps", "70", "--lr", "2e-3", "--warmup-steps", "10",
+                           "--batch-size", "4", "--layers", "2"],
+                          "other settings (batch_size 8 -> 4; model_config: num_layers 1 -> 2); resume with the same "
+                          "settings and data, or choose a new out folder")):
         assert _train(*common, *argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("handforge train motion: ") and needle in err and len(err.splitlines()) == 1, err
@@ -150,7 +155,13 @@ def test_a_stopped_run_resumes_only_on_the_same_data(corpus, tmp_path, capsys):
     common = ["--motion-folder", str(corpus / "clips"), "--out", str(tmp_path / "run"), "--steps", "6",
               "--batch-size", "4", "--quiet", *TINY]
     assert _train(*common, "--stop-after", "2", "--max-clips", "3") == 0
-    assert _train(*common, "--max-clips", "6") == 2
+    assert _train(*common, "--max-clips", "6") == 2  # (said before the data is read)
+    assert "other settings (data_options: max_clips 3 -> 6)" in capsys.readouterr().err
+    # the same options on other clips: a folder without the first one
+    others = tmp_path / "others"
+    shutil.copytree(corpus / "clips", others)
+    min(others.iterdir()).unlink()
+    assert _train(*common[2:], "--motion-folder", str(others), "--max-clips", "3") == 2
     assert "other training data" in capsys.readouterr().err
     # the same clips cropped otherwise: another task for the same weights (it resumed without a word)
     assert _train(*common, "--max-clips", "3", "--min-length", "3") == 2

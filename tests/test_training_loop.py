@@ -73,7 +73,7 @@ def test_bad_settings_are_refused_with_what_to_change(tmp_path):
     with pytest.raises(TrainingError, match="not a diffusers ModelMixin"):
         train(torch.nn.Linear(3, 3), Points(10), loss, settings(tmp_path / "c"))
     train(fresh_model(), Points(40), loss, settings(tmp_path / "d", stop_after=2))
-    with pytest.raises(TrainingError, match="other settings.*lr"):
+    with pytest.raises(TrainingError, match=r"other settings \(lr 0.003 -> 0.1\)"):
         train(fresh_model(), Points(40), loss, settings(tmp_path / "d", lr=0.1))
     # a longer run, with the warm-up and the saving spacing the engines derive from the steps: continued
     # (train interaction --minutes re-sizes them at every start; they were refused as other settings)
@@ -360,10 +360,42 @@ def test_another_models_run_is_named_so_whatever_steps_are_given(tmp_path):
     train(fresh_model(), Points(40), loss, settings(run, stop_after=6))
     with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\)"):
         train(OtherNet(width=16, dropout=0.1), Points(40), loss, settings(run, steps=3))
-    with pytest.raises(TrainingError, match=r"other settings \(lr\)"):
+    with pytest.raises(TrainingError, match=r"other settings \(lr 0.003 -> 0.1\)"):
         train(fresh_model(), Points(40), loss, settings(run, steps=3, lr=0.1))
     with pytest.raises(TrainingError, match="already at step 6, past --steps 3"):
         train(fresh_model(), Points(40), loss, settings(run, steps=3))
+
+
+def test_a_refused_resume_names_every_difference_with_both_values_at_once(tmp_path):
+    """The refusal named plain settings without values ("other settings (lr)"), and came in two passes: with the
+    batch size and the model changed, only batch_size was named, the model on the next try."""
+    run = tmp_path / "run"
+    train(fresh_model(), Points(40), loss, settings(run, stop_after=2, data_options={"window": 8}))
+    advice = "; resume with the same settings and data, or choose a new out folder"
+    with pytest.raises(TrainingError, match=re.escape("other settings (lr 0.003 -> 0.1)" + advice)):
+        train(fresh_model(), Points(40), loss, settings(run, lr=0.1, data_options={"window": 8}))
+    torch.manual_seed(0)
+    wider = TinyNet(width=32, dropout=0.1)
+    with pytest.raises(TrainingError, match=re.escape(
+            "other settings (batch_size 16 -> 8; model_config: width 16 -> 32; data_options: window 8 -> 16)"
+            + advice)):
+        train(wider, Points(40), loss, settings(run, batch_size=8, data_options={"window": 16}))
+    # with other data too: one refusal still
+    with pytest.raises(TrainingError, match=re.escape(
+            "other training data (40 items, now 48), and other settings (batch_size 16 -> 8; model_config: width "
+            "16 -> 32)" + advice)):
+        train(wider, Points(48), loss, settings(run, batch_size=8, data_options={"window": 8}))
+    # before the data is read: what the engine knows of its model is compared with the rest
+    with pytest.raises(TrainingError, match=re.escape(
+            "other settings (batch_size 16 -> 8, seed 7 -> 1; model_config: width 16 -> 32; data_options: "
+            "window 8 -> 16)" + advice)):
+        check_settings(settings(run, batch_size=8, seed=1, data_options={"window": 16}), TinyNet, {"width": 32})
+    check_settings(settings(run, data_options={"window": 8}), TinyNet, {"width": 16})  # the rest: train()'s
+    # a long value (a path) is shortened in its middle
+    long_path = "/data/" + "corpus-" * 40 + "clips"
+    with pytest.raises(TrainingError, match=re.escape(f"(data_options: source None -> {long_path[:78]}..."
+                                                      f"{long_path[-78:]});")):
+        check_settings(settings(run, data_options={"window": 8, "source": long_path}))
 
 
 @pytest.mark.parametrize("name, folder", [("checkpoints", False), ("model", False), ("log.jsonl", True),
@@ -445,13 +477,13 @@ def test_a_warm_up_longer_than_the_run_is_refused(tmp_path):
 
 
 def test_check_settings_refuses_what_needs_neither_model_nor_data(tmp_path):
-    """What engines call before reading their data: the settings, the folder, and a resumed run's optimiser
-    settings and model class; the data's own options are left to train(), which has the data."""
+    """What engines call before reading their data: the settings, the folder, and a resumed run's settings, data
+    options and model class; what needs the data (its size, statistics) is left to train(), which has it."""
     with pytest.raises(TrainingError, match=r"warmup_steps \(--warmup-steps\) 50 is more than steps 10"):
         check_settings(settings(tmp_path / "a", steps=10, warmup_steps=50))
     run = tmp_path / "run"
     train(fresh_model(), Points(40), loss, settings(run, stop_after=2, data_options={"window": 8}))
-    with pytest.raises(TrainingError, match=r"other settings \(lr\)"):
+    with pytest.raises(TrainingError, match=r"other settings \(lr 0.003 -> 0.1\)"):
         check_settings(settings(run, lr=0.1, data_options={"window": 8}))
 
     class OtherNet(TinyNet):
@@ -459,7 +491,9 @@ def test_check_settings_refuses_what_needs_neither_model_nor_data(tmp_path):
 
     with pytest.raises(TrainingError, match=r"holds a run of another model \(TinyNet, not OtherNet\)"):
         check_settings(settings(run, data_options={"window": 8}), OtherNet)
-    check_settings(settings(run, data_options={"window": 16}), TinyNet)  # said by train(), with the data
+    # the data's options are known before the data: said with the rest (they were left to train())
+    with pytest.raises(TrainingError, match=r"other settings \(data_options: window 8 -> 16\)"):
+        check_settings(settings(run, data_options={"window": 16}), TinyNet)
     # fewer steps than the run has done: said before the data is read too (train motion read it first)
     with pytest.raises(TrainingError, match="already at step 2, past --steps 1"):
         check_settings(settings(run, steps=1, warmup_steps=0, data_options={"window": 8}), TinyNet)

@@ -312,6 +312,10 @@ def test_a_resume_on_another_folder_of_as_many_pairs_is_refused(data, tmp_path, 
     assert main(_tiny_run(other, sd_path, tmp_path / "run", 4)) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"handforge train transfer: {tmp_path / 'run'} holds a run with other training data"), err
+    # another batch size and model depth: both in one refusal, said before the SD weights are loaded
+    assert main([*_tiny_run(pairs, sd_path, tmp_path / "run", 3), "--batch-size", "2", "--layers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds a run with other settings (batch_size 1 -> 2; model_config: num_layers 1 -> 2); resume" in err, err
     assert main(_tiny_run(moved, sd_path, tmp_path / "run", 3)) == 0
     assert json.loads((tmp_path / "run" / "checkpoints" / "step-00000003" / "step.json").read_text())["step"] == 3
 

@@ -300,11 +300,26 @@ def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any
         raise TrainingError(f"--init: {exc}") from None
 
 
-def check_settings(settings: TrainSettings, model_class: type | None = None) -> None:
+def check_settings(settings: TrainSettings, model_class: type | None = None,
+                   model_options: dict[str, Any] | None = None) -> None:
     """``TrainingError`` for settings and a run folder that cannot be trained into whatever the model and the
     data: an engine calls it before it reads its data (seconds to minutes on a real corpus), so that a bad
     --out or --warmup-steps is said at once. With ``model_class``, a run of another model in ``out`` is named
-    too. ``train`` checks them again, and then what needs the model and the data (resuming on the same ones)."""
+    too. A resumed run's settings and data options are compared, and with ``model_options`` (the options the
+    engine will build its model with, as far as it knows them before the data, or an --init model's whole
+    config) the model's too: one refusal names every difference known here. ``train`` checks them again, and
+    then what needs the model and the data (resuming on the same ones)."""
+    mine = {k: v for k, v in _settings_record(settings).items() if k != "data_statistics"}
+    if model_options is not None:
+        mine["model_config"] = json.loads(json.dumps({k: v for k, v in model_options.items() if not k.startswith("_")},
+                                                     default=str))  # (as train() records them)
+    _check_settings_and_run(settings, model_class, mine, all_model_options=False)
+
+
+def _check_settings_and_run(settings: TrainSettings, model_class: type | None, mine: dict[str, Any],
+                            all_model_options: bool) -> None:
+    """``check_settings``, comparing a resumed run's record with ``mine`` (what is known of this run's; its
+    model_config is the model's whole config where ``all_model_options``, else only the options it names)."""
     s = settings
     # values of another type (a resumed `train interaction --minutes` takes its steps from settings.json, which
     # may have been edited: "steps": "abc") are said as such: compared below, they were a TypeError traceback
@@ -375,10 +390,11 @@ def check_settings(settings: TrainSettings, model_class: type | None = None) -> 
     if model_class is not None and theirs.get("model_class", model_class.__name__) != model_class.__name__:
         raise TrainingError(f"{out} holds a run of another model ({theirs['model_class']}, not "
                             f"{model_class.__name__}): train into a new out folder")
-    # the optimiser's own settings; the data's (data_options among them: --max-clips is other data) are compared
-    # by train(), with the data, so that a message names both
-    _refuse_changes(out, theirs, {k: v for k, v in _settings_record(s).items()
-                                  if k not in ("data_statistics", "data_options")})
+    if not all_model_options and isinstance(mine.get("model_config"), dict) \
+            and isinstance(theirs.get("model_config"), dict):  # the options not known yet are compared by train()
+        theirs = {**theirs, "model_config": {k: theirs["model_config"].get(k) for k in mine["model_config"]}}
+    # every difference at once (the optimiser's were refused first, the model's and the data's on the next try)
+    _refuse_changes(out, theirs, mine)
     # (after the comparisons: more steps would not do for another model's run; before the data is read)
     done = _checkpoint_step(_newest_checkpoint(out))
     if done > s.steps:
@@ -391,8 +407,6 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     if not callable(getattr(model, "save_pretrained", None)):
         raise TrainingError(f"{type(model).__name__} is not a diffusers ModelMixin: engine models subclass "
                             "diffusers.ModelMixin and ConfigMixin (see handforge.engines)")
-    check_settings(s, type(model))
-    out = Path(s.out)
     mine = _settings_record(s)
     # the model's own options (its config: sizes, dropout, what it is conditioned on) shape the weights too
     mine["model_class"] = type(model).__name__
@@ -400,13 +414,11 @@ def _check(model: Any, dataset: Any, s: TrainSettings) -> dict[str, Any]:
     # data of another size (another corpus, --max-clips) draws other batches: the loop's own check, for an
     # engine whose statistics come from an --init model or that records none
     mine["dataset_size"] = len(dataset)
+    mine = json.loads(json.dumps(mine, default=str))
+    _check_settings_and_run(s, type(model), mine, all_model_options=True)
     if len(dataset) < s.batch_size:  # (said again per device once accelerate has split the data)
         raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {s.batch_size} per "
                             "device: lower --batch-size")
-    mine = json.loads(json.dumps(mine, default=str))
-    theirs = _resumed_run(out, s)
-    if theirs is not None:
-        _refuse_changes(out, theirs, mine)
     return mine
 
 
@@ -430,19 +442,22 @@ def _resumed_run(out: Path, s: TrainSettings) -> dict[str, Any] | None:
 
 
 def _refuse_changes(out: Path, theirs: dict[str, Any], mine: dict[str, Any]) -> None:
-    """Refuse a resume whose settings in ``mine`` differ from the run's (but for what may change)."""
+    """Refuse a resume whose settings in ``mine`` differ from the run's (but for what may change), naming every
+    difference with the run's value and this one's."""
     # a key an older run did not record (its settings.json predates it, or an engine that recorded no
     # data statistics then) is not compared
     changed = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and k in theirs
                      and _differs(k, theirs[k], mine[k]) and not (k == "data_statistics" and theirs[k] is None))
-    if changed:
-        named = ", ".join(_difference(name, theirs[name], mine[name]) for name in changed
-                          if name not in ("data_statistics", "dataset_size"))
-        size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
-        data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
-            if {"data_statistics", "dataset_size"} & set(changed) else f"other settings ({named})"
-        raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
-                            "choose a new out folder (or delete this one to start over)")
+    if not changed:
+        return
+    plain = ", ".join(_difference(k, theirs[k], mine[k]) for k in changed if k not in _DATA and k not in _GROUPS)
+    grouped = [_difference(k, theirs[k], mine[k]) for k in _GROUPS if k in changed]
+    named = "; ".join(([plain] if plain else []) + grouped)
+    size = f" ({theirs['dataset_size']} items, now {mine['dataset_size']})" if "dataset_size" in changed else ""
+    data = f"other training data{size}" + (f", and other settings ({named})" if named else "") \
+        if set(_DATA) & set(changed) else f"other settings ({named})"
+    raise TrainingError(f"{out} holds a run with {data}; resume with the same settings and data, or "
+                        "choose a new out folder (or delete this one to start over)")
 
 
 def recorded_settings(out: str | Path) -> dict[str, Any] | None:
@@ -583,20 +598,35 @@ def _differs(name: str, theirs: Any, mine: Any) -> bool:
     """Whether a recorded setting differs; in the model or data options, one that either run did not record reads as
     null, as ``_difference`` says them (an option a model gained since the run began, null here, refused the resume
     of every run begun before it, saying "model_config: " and nothing more)."""
-    if name in ("model_config", "data_options") and isinstance(theirs, dict) and isinstance(mine, dict):
+    if name in _GROUPS and isinstance(theirs, dict) and isinstance(mine, dict):
         return any(theirs.get(k) != mine.get(k) for k in theirs.keys() | mine.keys())
     return theirs != mine
 
 
+# the records said as "other training data" (statistics: long, and no setting to give back), and those whose
+# options are listed each under its name
+_DATA = ("data_statistics", "dataset_size")
+_GROUPS = ("model_config", "data_options")
+
+
 def _difference(name: str, theirs: Any, mine: Any) -> str:
-    """``name``, with the model or data options that differ (e.g. "model_config: d_model 32 -> 64")."""
-    if name not in ("model_config", "data_options") or not (isinstance(theirs, dict) and isinstance(mine, dict)):
-        return name
+    """``name`` with the run's value and this one's ("lr 0.001 -> 0.01"), or with the model or data options
+    that differ ("model_config: d_model 32 -> 64, num_layers 1 -> 2")."""
+    if name not in _GROUPS or not (isinstance(theirs, dict) and isinstance(mine, dict)):
+        return f"{name} {_shown(theirs)} -> {_shown(mine)}"
     keys = sorted(k for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k))
     # a long list (a model's data_mean: hundreds of numbers) is only named: printed, it buried the message
     return f"{name}: " + ", ".join(f"{k} (other values)" if any(isinstance(v, (list, dict)) and len(str(v)) > 80
                                                                for v in (theirs.get(k), mine.get(k)))
-                                   else f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys)
+                                   else f"{k} {_shown(theirs.get(k))} -> {_shown(mine.get(k))}" for k in keys)
+
+
+def _shown(value: Any, limit: int = 160) -> str:
+    """``value`` as a message says it, its middle cut out past ``limit`` characters (a path whole, as far as paths
+    go; a longer one keeps its start and its end, the part that tells two apart)."""
+    text = str(value)
+    keep = (limit - 3) // 2
+    return text if len(text) <= limit else f"{text[:keep]}...{text[-keep:]}"
 
 
 def _checkpoints(out: Path) -> list[Path]:

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = fine_tune_start(InteractionDenoiser, args.init, args.out) if args.init else None
         # before the data is read and --minutes' speed probe: a bad --out or --warmup-steps is said at once
-        check_settings(settings, InteractionDenoiser)
+        check_settings(settings, InteractionDenoiser, dict(model.config) if model is not None else {
+            "width": args.width, "hidden": args.hidden, "layers": args.layers})  # (a resume's every difference)
         vectors = []  # each source encoded on its own hand model (wrist joints differ)
         try:
             if args.corpus is not None:

@@ -188,8 +188,11 @@ def run(args: argparse.Namespace) -> int:
             model = fine_tune_start(MotionDenoiser, args.init, args.out)
             if args.observation_curve:
                 model.register_to_config(observation_curve=args.observation_curve)
-        # before the data is read (minutes on a real corpus): a bad --out or --warmup-steps is said at once
-        check_settings(settings, MotionDenoiser)
+        # before the data is read (minutes on a real corpus): a bad --out or --warmup-steps is said at once, and a
+        # resume's every difference, the model's options among them (its statistics and fps come from the data)
+        check_settings(settings, MotionDenoiser, dict(model.config) if model is not None else {
+            "d_model": args.d_model, "num_layers": args.layers, "num_heads": args.heads, "ff_size": args.ff_size,
+            "dropout": args.dropout, "observation_curve": args.observation_curve or "linear"})
         # a crop longer than the model's max_frames made its forward raise at whichever step first drew one
         most = model.config.max_frames if model is not None else MAX_FRAMES
         if args.window > most:

@@ -166,7 +166,10 @@ def run(args: argparse.Namespace) -> int:
         "interhand_split": args.interhand_split if args.interhand else None,
         "interhand_gap": args.interhand_gap if args.interhand else None})
     try:
-        check_settings(settings, TargetGenerator)  # before the SD weights are loaded (minutes) and pairs written
+        # before the SD weights are loaded (minutes) and pairs written; with the model's options known without them
+        check_settings(settings, TargetGenerator, {
+            "image_size": args.image_size, "backbone_channels": list(args.channels), "feature_dim": args.feature_dim,
+            "num_layers": args.layers, "num_heads": args.heads})
         spec = requested_spec(args)
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args, spec)
