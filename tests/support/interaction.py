@@ -11,7 +11,7 @@ import torch
 
 from handforge.engines.interaction.data import Pairs
 from handforge.engines.interaction.model import InteractionDenoiser, training_loss
-from handforge.engines.interaction.representation import WristJoints
+from handforge.hands.wrists import WristJoints
 from handforge_shared import pose_library
 
 

@@ -13,9 +13,10 @@ if TYPE_CHECKING:
     from handforge.hands.base import HandLayer, HandModel, HandOutput
     from handforge.hands.errors import HandModelError
     from handforge.hands.registry import available_hand_models, load_hand_model
+    from handforge.hands.wrists import WristJoints
 
 _HOMES = {"HandLayer": "base", "HandModel": "base", "HandModelError": "errors", "HandOutput": "base",
-          "available_hand_models": "registry", "load_hand_model": "registry"}
+          "WristJoints": "wrists", "available_hand_models": "registry", "load_hand_model": "registry"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,8 @@ import torch
 
 from handforge.datasets import ClipStore, FrameDataset, check_clips, open_corpus, open_interhand, reach_problem
 from handforge.datasets.representation import mirror_arrays
-from handforge.engines.interaction.representation import WristJoints, encode, pair_from_batch
+from handforge.engines.interaction.representation import encode, pair_from_batch
+from handforge.hands.wrists import WristJoints
 
 FIELDS = ("global_orient", "hand_pose", "betas", "transl")
 

@@ -71,7 +71,6 @@ from handforge.engines.interaction.representation import (
     ANCHOR_FREE,
     FIELDS,
     IDENTITY_6D,
-    WristJoints,
     decode_anchor,
     decode_other,
     mirror_hand,
@@ -85,6 +84,7 @@ from handforge.evaluation.penetration import (
     separating_shifts,
     touching_shifts,
 )
+from handforge.hands.wrists import WristJoints
 from handforge_shared.anatomy import clamp_pose, pose_violation
 from handforge_shared.rotations import axis_angle_to_matrix, mirror_points
 from handforge_shared.skeleton import SIDES, other_side

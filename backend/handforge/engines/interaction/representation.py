@@ -25,12 +25,11 @@ model (a linear shape space and a linear joint regressor), so it is two small ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
-import numpy as np
 import torch
 
+from handforge.hands.wrists import WristJoints
 from handforge_shared.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -47,28 +46,6 @@ ANCHOR_FREE = slice(0, 55)      # the anchor's root and translation are fixed: o
 ANCHOR, OTHER = "left", "right"  # sides in the canonical form
 IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 FIELDS = ("global_orient", "hand_pose", "betas", "transl")
-
-
-@dataclass(frozen=True)
-class WristJoints:
-    """Rest wrist joint of each side as ``base + betas @ basis`` (metres)."""
-
-    base: Mapping[str, torch.Tensor]    # side → (3,)
-    basis: Mapping[str, torch.Tensor]   # side → (10, 3)
-
-    @classmethod
-    def of(cls, hand_model: Any) -> "WristJoints":
-        base, basis = {}, {}
-        for side in SIDES:
-            rig = hand_model.rig(side)
-            zero = np.asarray(rig.shaped(np.zeros(10))[1][0], dtype=np.float64)
-            unit = np.stack([np.asarray(rig.shaped(np.eye(10)[k])[1][0], dtype=np.float64) - zero for k in range(10)])
-            base[side], basis[side] = torch.tensor(zero), torch.tensor(unit)
-        return cls(base, basis)
-
-    def __call__(self, side: Side, betas: torch.Tensor) -> torch.Tensor:
-        base = self.base[side].to(betas)
-        return base + betas @ self.basis[side].to(betas)
 
 
 def canonical(pair: Mapping[str, torch.Tensor], anchor_side: Side) -> dict[str, torch.Tensor]:

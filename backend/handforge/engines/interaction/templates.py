@@ -24,9 +24,10 @@ from handforge.corpus.generator import BETA_SIGMA  # hand shapes drawn as the co
 from handforge.corpus.resolver import Instance, Resolver
 from handforge.corpus.templates import Arrangement, draw, get_template, template_names
 from handforge.engines.interaction.pipeline import Candidates, Progress, SampleSettings, plausibility, settle
-from handforge.engines.interaction.representation import FIELDS, WristJoints, mirror_hand
+from handforge.engines.interaction.representation import FIELDS, mirror_hand
 from handforge.evaluation.limits import joint_frames
 from handforge.evaluation.penetration import FixedHands
+from handforge.hands.wrists import WristJoints
 from handforge_shared.anatomy import anatomical_to_hand_pose, hand_pose_to_anatomical
 from handforge_shared.rotations import axis_angle_to_matrix, matrix_to_axis_angle, mirror_points
 from handforge_shared.skeleton import SIDES

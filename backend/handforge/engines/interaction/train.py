@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.engines.interaction.data import load_pairs
     from handforge.engines.interaction.model import InteractionDenoiser, training_loss
-    from handforge.engines.interaction.representation import SHAPE, WristJoints
+    from handforge.engines.interaction.representation import SHAPE
     from handforge.hands import HandModelError, load_hand_model
+    from handforge.hands.wrists import WristJoints
     from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start, new_model,
                                          recorded_settings, train)
 
