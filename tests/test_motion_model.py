@@ -806,7 +806,8 @@ def test_the_keys_curve_turns_each_rotation_along_its_arc():
     go[-1] = [turns["left"].as_rotvec(), turns["right"].as_rotvec()]
     rng = np.random.default_rng(0)
     transl = np.tile([[-0.1, 0, 0], [0.1, 0, 0]], (frames, 1, 1)) + 0.05 * rng.normal(size=(frames, 2, 3))
-    keys = torch.as_tensor(rep.encode(go, 0.3 * rng.normal(size=(frames, 2, 45)), transl, np.zeros(3)))[None]
+    keys = torch.as_tensor(rep.encode(go, 0.3 * rng.normal(size=(frames, 2, 45)), transl, np.zeros(3),
+                                      np.zeros((2, 3))))[None]
     part_mask = np.zeros((frames, 2, rep.PARTS), bool)
     part_mask[[0, -1]] = True
     part_mask[20, 1, 5] = True  # a finger joint keyed mid-gap too
@@ -814,7 +815,8 @@ def test_the_keys_curve_turns_each_rotation_along_its_arc():
     blocks = torch.as_tensor(rep.ROTATION_CHANNELS)
     correction = slerp_correction(keys, mask, blocks)
     curve = hermite_keys(keys, mask) + correction
-    wrists = Rotation.from_rotvec(rep.decode(curve[0].numpy(), np.zeros(3))["global_orient"].reshape(-1, 3)).as_matrix()
+    wrists = Rotation.from_rotvec(rep.decode(curve[0].numpy(), np.zeros(3), np.zeros((2, 3)))["global_orient"]
+                                  .reshape(-1, 3)).as_matrix()
     for h, side in enumerate(rep.HAND_AXIS):
         oracle = Slerp([0, frames - 1], Rotation.concatenate([start, turns[side]]))(np.arange(frames))
         got = Rotation.from_matrix(wrists.reshape(frames, 2, 3, 3)[:, h])
@@ -885,6 +887,7 @@ def test_normalisation_statistics_count_only_the_frames_with_both_hands(corpus):
     import dataclasses
 
     from handforge.datasets import ClipList, ClipStore, open_motion_folder
+    from handforge.hands import WristJoints
     from handforge_shared.poses import HandPose
 
     source = open_motion_folder(corpus / "clips", max_clips=2)
@@ -898,7 +901,8 @@ def test_normalisation_statistics_count_only_the_frames_with_both_hands(corpus):
     motions = tuple(source.load(i) for i in range(len(source)))
     mixed = ClipStore.build(ClipList(clips=(*source.clips, info), motions=(*motions, right_only)))
     assert mixed.num_frames > two_hands.num_frames
-    assert np.allclose(motion_train.data_statistics(mixed), motion_train.data_statistics(two_hands))
+    wrists = WristJoints.of(load_hand_model("open"))
+    assert np.allclose(motion_train.data_statistics(mixed, wrists), motion_train.data_statistics(two_hands, wrists))
 
 
 def test_the_limit_column_is_the_worse_hands_violation():

@@ -312,6 +312,24 @@ def write_synthetic_mano(folder: str | Path, reproduce_left_bug: bool = False,
     return folder
 
 
+# Real MANO's right rest wrist joint is some 9.6 cm from the model origin (x mirrored on the left); the
+# open hand's, and so the synthetic model's, some 1.6 cm. Where a test needs a wrist that far out:
+MANO_LIKE_RIGHT_WRIST = np.array([0.0957, 0.0064, 0.0062])
+
+
+def write_far_wrist_mano(folder: str | Path, right_wrist: np.ndarray = MANO_LIKE_RIGHT_WRIST) -> Path:
+    """``write_synthetic_mano`` with the right template (vertices and joints) moved so that its rest wrist
+    joint is at ``right_wrist``, the left one the mirror image: a model whose ``transl`` means another
+    place than the open hand's, as real MANO's does."""
+    right = synthetic_mano_right()
+    offset = np.asarray(right_wrist, dtype=np.float64) - right["J"][0]
+    right = {**right, "v_template": right["v_template"] + offset, "J": right["J"] + offset}
+    folder = Path(folder)
+    for side, data in (("right", right), ("left", mirror_mano(right))):
+        write_mano_pickle(data, folder / f"MANO_{side.upper()}.pkl")
+    return folder
+
+
 # ---------------------------------------------------------------------- pytest fixtures
 @pytest.fixture(scope="session")
 def synthetic_mano_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

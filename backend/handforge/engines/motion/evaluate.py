@@ -117,11 +117,10 @@ def hermite_inbetween(observation) -> dict[str, np.ndarray]:
     channel; the curve is unchanged by the model's per-channel normalisation)."""
     import torch
 
-    from handforge.engines.motion import representation as rep
     from handforge.engines.motion.curves import hermite_keys
 
     curve = hermite_keys(torch.as_tensor(observation.motion())[None], torch.as_tensor(observation.channel_mask())[None])
-    return observation.with_keys(rep.decode(curve[0].numpy(), observation.origin))
+    return observation.values_of(curve[0].numpy())
 
 
 def keyframe_errors(clips: list, observations: list) -> dict[str, float]:
@@ -270,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{task} {len(windows_of[task])}" for task in tasks), flush=True)
     for task in tasks:
         windows = windows_of[task]
-        observations = [observation_of(w, task_mask(task, w.num_frames)) for w in windows]
+        # on the hand model's wrist joints (the spline and the keys' curve too: one placement for all three)
+        observations = pipe.placed([observation_of(w, task_mask(task, w.num_frames)) for w in windows])
         variation = args.variation if args.variation is not None else default_variation(task)
         started = time.monotonic()
         learned = []

@@ -313,6 +313,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     from handforge.engines.checkpoints import checkpoint_name
     from handforge.engines.motion.pipeline import guidance_named
     from handforge.engines.motion.synthesis import synthesize
+    from handforge.hands.registry import entry
 
     started = time.monotonic()
     engine, warning, pipeline = params["engine"], "", None
@@ -325,6 +326,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             if beyond is not None:
                 raise JobError(ErrorCode.INVALID_PARAMS, *beyond[1:])
     guidance = guidance_named(params["penetration_guidance"])
+    if observation.wrist_shift is None and entry(params["hand_model"]).status()["available"]:
+        # MANO's wrist joints, where its files are here: the spline engine places a hand without keys by its
+        # wrist (the learned one's pipeline places the keys itself)
+        observation = observation.placed(cached_hand_model(ctx, params["hand_model"]))
 
     # with guidance, denoising fills the bar to 90 % and moving overlapping hands apart (if any) the rest;
     # each stage's first and last update always reach the client

@@ -48,7 +48,9 @@ def points(motion: torch.Tensor, rest_joints: torch.Tensor, rest_tips: torch.Ten
     """Motion (..., T, 198) → (..., T, 2, 25, 3) points in metres (canonical frame, plus ``origin``).
 
     ``rest_joints`` (..., 2, 16, 3) and ``rest_tips`` (..., 2, 5, 3) from ``rest_skeleton``, one
-    per motion (broadcast over frames)."""
+    per motion (broadcast over frames). The translation channels place each wrist joint as the open
+    hand at mean shape's ``transl`` would (``representation``), so each hand is moved by its own rest
+    wrist's offset from that one's: the points are the same on every hand model for the same channels."""
     lead = motion.shape[:-1]                                        # (..., T)
     rot = rep.rotation_matrices(motion)                             # (..., T, 2, 16, 3, 3)
     joints = rest_joints.unsqueeze(-4).expand(*lead, 2, 16, 3)
@@ -59,7 +61,8 @@ def points(motion: torch.Tensor, rest_joints: torch.Tensor, rest_tips: torch.Ten
     extended = torch.cat([posed, tip_pos], 1)[:, list(KEYPOINT_FROM_EXTENDED)]   # (N, 21, 3)
     palm = 0.5 * (extended[:, PALM_KNUCKLES] + extended[:, WRIST:WRIST + 1])
     out = torch.cat([extended, palm], 1).reshape(*lead, 2, NUM_POINTS, 3)
-    shift = rep.translations(motion)
+    wrist_shift = rest_joints[..., 0, :] - rest_joints.new_tensor(rep.open_rest_wrists())   # (..., 2, 3)
+    shift = rep.translations(motion) - wrist_shift.unsqueeze(-3)
     if origin is not None:
         shift = shift + origin.unsqueeze(-2).unsqueeze(-2)
     return out + shift.unsqueeze(-2)

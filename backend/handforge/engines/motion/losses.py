@@ -46,7 +46,7 @@ class LossWeights:
 
 
 def origin_from_keys(transl: torch.Tensor, transl_mask: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """The canonical origin (B, 3): mean of the observed wrist translations (B, T, 2, 3) where
+    """The canonical origin (B, 3): mean of the observed wrist positions (B, T, 2, 3; ``transl + wrist_shift``) where
     ``transl_mask`` (B, T, 2) has any, else ``fallback`` (B, 3)."""
     weight = transl_mask.to(transl.dtype).unsqueeze(-1)
     count = weight.sum((1, 2))
@@ -79,7 +79,10 @@ class MotionObjective:
 
     def __init__(self, hand_model: Any, scheduler: Any, weights: LossWeights | None = None,
                  min_length: int = 24, position_range: int = 256) -> None:
+        from handforge.hands.wrists import WristJoints
+
         self.hand_model = hand_model
+        self.wrists = WristJoints.of(hand_model)
         self.scheduler = scheduler
         self.weights = weights or LossWeights()
         self.min_length = min_length
@@ -95,9 +98,11 @@ class MotionObjective:
         b = len(betas)
 
         part_mask = random_key_masks(b, length).to(device)                          # (B, T, 2, 17)
-        origin = origin_from_keys(crop["transl"], part_mask[..., rep.TRANSL_PART],
-                                  rep.first_frame_origin(crop["transl"]))
-        target = model.normalise(rep.encode(crop["global_orient"], crop["hand_pose"], crop["transl"], origin[:, None]))
+        shift = rep.wrist_shift(self.wrists, betas.to(crop["transl"].dtype))[:, None]   # (B, 1, 2, 3)
+        origin = origin_from_keys(crop["transl"] + shift, part_mask[..., rep.TRANSL_PART],
+                                  rep.first_frame_origin(crop["transl"], shift))
+        target = model.normalise(rep.encode(crop["global_orient"], crop["hand_pose"], crop["transl"], origin[:, None],
+                                            shift))
         mask = rep.part_mask_to_channels(part_mask)
         observation = model.observe(target, mask)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=device)

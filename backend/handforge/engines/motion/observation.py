@@ -8,6 +8,11 @@
                                      wrist translation (``representation.PART_NAMES``)
     betas         (2, 10)            shape of each hand, carried into the result unchanged
     hand_model    "open" | "mano";  fps
+    wrist_shift   (2, 3)             the hand model's rest wrist joints for these betas minus the open
+                                     hand's at mean shape (``representation.wrist_shift``): how its
+                                     ``transl`` maps to the motion's translation channels. Worked out
+                                     from the shipped rig for the open hand; a MANO observation gets it
+                                     from its hand model (``placed``; ``MotionPipeline`` does so itself)
 
 ``clip(...)`` turns generated rig values into a ``MotionClip`` and writes every key back
 exactly, so the result reproduces the animator's values bit for bit.
@@ -15,7 +20,8 @@ exactly, so the result reproduces the animator's values bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +43,7 @@ class Observation:
     betas: np.ndarray
     hand_model: str = "open"
     fps: float = 30.0
+    wrist_shift: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mask = np.asarray(self.part_mask)
@@ -64,6 +71,14 @@ class Observation:
             raise ObservationError(str(exc)) from None
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise ObservationError(f"fps must be a positive number, got {self.fps!r}")
+        shift = self.wrist_shift
+        if shift is None and self.hand_model == "open":
+            shift = rep.wrist_shift(rep.open_hand_wrists(), betas)
+        if shift is not None:
+            shift = np.asarray(shift, dtype=np.float64)
+            if shift.shape != (2, 3) or not np.isfinite(shift).all():
+                raise ObservationError(f"wrist_shift must be two finite rows of 3 (left, right), got {shift.shape}")
+        object.__setattr__(self, "wrist_shift", shift)
 
     @staticmethod
     def _keyed(name: str, mask: np.ndarray) -> np.ndarray:
@@ -78,12 +93,26 @@ class Observation:
     def num_frames(self) -> int:
         return self.part_mask.shape[0]
 
+    def placed(self, hands: Any) -> "Observation":
+        """This observation with the ``wrist_shift`` of ``hands`` (its ``HandModel``, or that model's
+        ``WristJoints``) for its betas."""
+        name = getattr(hands, "name", self.hand_model)
+        if name != self.hand_model:
+            raise ObservationError(f"the keys are for the {self.hand_model} hand model, not {name}")
+        return replace(self, wrist_shift=rep.wrist_shift(hands, self.betas))
+
+    def _shift(self) -> np.ndarray:
+        if self.wrist_shift is None:
+            raise ObservationError(f"where the {self.hand_model} hand's wrist joints sit is not known here: place the "
+                                   "observation on its hand model first (Observation.placed(hand_model))")
+        return self.wrist_shift
+
     @property
     def origin(self) -> np.ndarray:
-        """The canonical origin: mean of the keyed wrist translations, else the model origin."""
+        """The canonical origin: mean of the keyed wrist joints (as ``transl + wrist_shift``), else the model origin."""
         keyed = self.part_mask[..., rep.TRANSL_PART]
         if keyed.any():
-            return self.transl[keyed].mean(0)
+            return (self.transl + self._shift())[keyed].mean(0)
         return np.zeros(3)
 
     def channel_mask(self) -> np.ndarray:
@@ -91,7 +120,11 @@ class Observation:
 
     def motion(self) -> np.ndarray:
         """(T, 198) the keyed values in the representation (unkeyed entries: whatever was given)."""
-        return rep.encode(self.global_orient, self.hand_pose, self.transl, self.origin)
+        return rep.encode(self.global_orient, self.hand_pose, self.transl, self.origin, self._shift())
+
+    def values_of(self, motion: np.ndarray) -> dict[str, np.ndarray]:
+        """Motion (..., T, 198) of this observation → its rig values (..., T, 2, size), keys written back exactly."""
+        return self.with_keys(rep.decode(motion, self.origin, self._shift()))
 
     def with_keys(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``values`` (..., T, 2, size) with every keyed entry replaced by the key (exact)."""

@@ -151,6 +151,7 @@ class MotionPipeline:
         if len({o.num_frames for o in observations}) != 1:
             raise ValueError("a batch needs observations of one length")
         seeds = _seeds(seed, len(observations))
+        observations = self.placed(observations)
         if guidance is not None and guidance.when not in ("always", "repair"):
             raise ValueError(f"guidance.when must be 'always' or 'repair', got {guidance.when!r}")
         during = guidance if guidance is not None and guidance.when == "always" else None
@@ -173,6 +174,20 @@ class MotionPipeline:
                     if d < depths[i]:
                         values[i], depths[i] = v, d
         return values
+
+    def placed(self, observations: list[Observation]) -> list[Observation]:
+        """The observations with their hand model's wrist joints (``Observation.placed``): the translation
+        channels are wrist joints, so the same keys give the same wrist paths on every hand model."""
+        if self.hand_model is None:
+            return observations
+        from handforge.hands.wrists import WristJoints
+
+        for o in observations:
+            if o.hand_model != self.hand_model.name:
+                raise ValueError(f"keys for the {o.hand_model} hand model given to a pipeline of the "
+                                 f"{self.hand_model.name} hand model")
+        wrists = WristJoints.of(self.hand_model)
+        return [o.placed(wrists) for o in observations]
 
     @torch.no_grad()
     def penetration_depths(self, observations: list[Observation], values: list[dict[str, np.ndarray]],
@@ -252,7 +267,7 @@ class MotionPipeline:
     def _decode(self, observations: list[Observation], x0: torch.Tensor) -> list[dict[str, np.ndarray]]:
         """Rig values (T, 2, size) of normalised motions ``x0`` (B, T, C), keys written back exactly."""
         motion = self.model.denormalise(x0).double().cpu().numpy()
-        return [o.with_keys(rep.decode(m, o.origin)) for o, m in zip(observations, motion)]
+        return [o.values_of(m) for o, m in zip(observations, motion)]
 
 
 def _seeds(seed: Any, count: int) -> list[int]:
@@ -337,6 +352,8 @@ class _Guide:
         device = pipe.device
         self.origin = torch.as_tensor(np.stack([o.origin for o in observations]), dtype=torch.float32,
                                       device=device)  # (B, 3)
+        self.shift = torch.as_tensor(np.stack([o.wrist_shift for o in observations]), dtype=torch.float32,
+                                     device=device)   # (B, 2, 3): transl = channel + origin − shift
         self.betas = torch.as_tensor(np.stack([o.betas for o in observations]), dtype=torch.float32,
                                      device=device)   # (B, 2, 10)
 
@@ -409,7 +426,8 @@ class _Guide:
             # while sampling, each motion whose wrists come within ``near`` on some frame, on its own (a batch-wide
             # gate guided a motion because another one of its batch came close: the result depended on the
             # batch); the polish (``active`` given) moves motions known to overlap, whose wrists may be farther
-            # apart than ``near`` (fingertips into fingertips)
+            # apart than ``near`` (fingertips into fingertips). The channels, as the open hand at mean shape's
+            # transl: the same gate on every hand model, and the one ``near`` was chosen with
             wrists = rep.translations(model.denormalise(x0))
             active = (wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).amin(-1) <= s.near
             if not bool(active.any()):
@@ -419,7 +437,8 @@ class _Guide:
                 x = x0.detach().float().requires_grad_(True)
                 flat = model.denormalise(x)[:, frames].reshape(-1, rep.FRAME_DIM)
                 aa = matrix_to_axis_angle(rep.rotation_matrices(flat))                    # (N, 2, 16, 3)
-                transl = rep.translations(flat) + self.origin.repeat_interleave(len(frames), 0)[:, None]
+                transl = (rep.translations(flat) + self.origin.repeat_interleave(len(frames), 0)[:, None]
+                          - self.shift.repeat_interleave(len(frames), 0))
                 betas = self.betas.repeat_interleave(len(frames), 0)
                 verts = [hands(side, aa[:, h, 0], aa[:, h, 1:].reshape(len(flat), 45), betas[:, h],
                                transl[:, h]).vertices

@@ -8,7 +8,11 @@ table. Per hand and part (``representation.PARTS``), over that part's keyed fram
     translation   a C¹ piecewise cubic Hermite (PCHIP: no overshoot between keys), held outside
     no key        the default placement of Add Hands (``poses.side_by_side``): flat fingers,
                   palms down, translations 24 cm apart (the open hand's wrist keypoints about
-                  21 cm); a wrist without a path follows the other's path at that distance
+                  21 cm); a wrist without a path follows the other's path at that distance.
+                  Placed by wrist joint (``representation``: the open hand at mean shape's
+                  ``transl``), so MANO's wrists land where the open hand's do; a MANO observation
+                  without its ``wrist_shift`` (the spline engine runs where MANO's files are not)
+                  is placed by ``transl``
 
 Exact at the keys: every keyed entry is written back from the observation (``Observation.clip``).
 """
@@ -54,6 +58,10 @@ def spline_inbetween(observation: Observation) -> dict[str, np.ndarray]:
     out_rot = np.zeros((t, 2, rep.NUM_ROTATIONS, 3))
     out_transl = np.zeros((t, 2, 3))
     rest = side_by_side()
+    # each hand's wrist joint as the open hand at mean shape's transl: wrist = transl + shift
+    shift = observation.wrist_shift if observation.wrist_shift is not None else np.zeros((2, 3))
+    keyed_wrists = mask[..., rep.TRANSL_PART]
+    centre = (observation.transl + shift)[keyed_wrists].mean(0) if keyed_wrists.any() else np.zeros(3)
     for h, side in enumerate(rep.HAND_AXIS):
         placed = rest.hand(side)
         for part in range(rep.NUM_ROTATIONS):
@@ -62,12 +70,12 @@ def spline_inbetween(observation: Observation) -> dict[str, np.ndarray]:
             out_rot[:, h, part] = interpolate_rotations(keyed, rotations[keyed, h, part], t, default)
         keyed = np.flatnonzero(mask[:, h, rep.TRANSL_PART])
         out_transl[:, h] = interpolate_points(keyed, observation.transl[keyed, h], t,
-                                              observation.origin + placed.transl)
+                                              centre + placed.transl - shift[h])
     placed_at = [rest.hand(side).transl for side in rep.HAND_AXIS]
     has_path = [mask[:, h, rep.TRANSL_PART].any() for h in range(2)]
     for h in range(2):  # a hand without a path goes along beside the other's, as side_by_side places them
         if not has_path[h] and has_path[1 - h]:  # (at origin + placement it lay 12 cm off: inside the other)
-            out_transl[:, h] = out_transl[:, 1 - h] + placed_at[h] - placed_at[1 - h]
+            out_transl[:, h] = out_transl[:, 1 - h] + shift[1 - h] - shift[h] + placed_at[h] - placed_at[1 - h]
     values = {"global_orient": out_rot[:, :, 0], "hand_pose": out_rot[:, :, 1:].reshape(t, 2, -1),
               "transl": out_transl}
     return observation.with_keys(values)

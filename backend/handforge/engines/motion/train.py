@@ -108,10 +108,11 @@ def clips_fps(clips) -> float:
     return rates[0]
 
 
-def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple[list[float], list[float]]:
+def data_statistics(store, wrists, sample_frames: int = 200_000, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the representation over the frames training sees: those with both
     hands (an absent hand is zeros at the world origin), each clip's origin its first such frame's
-    wrist midpoint (the corpus has both hands everywhere: its first frame's)."""
+    wrist midpoint (the corpus has both hands everywhere: its first frame's). ``wrists``: the training
+    hand model's ``WristJoints`` (the translation channels are wrist joints, ``representation``)."""
     import numpy as np
 
     from handforge.engines.motion import representation as rep
@@ -122,7 +123,8 @@ def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple
     rng = np.random.default_rng(seed)
     both = np.asarray(store.arrays["present"]).all(axis=1)
     firsts = [start + int(np.argmax(both[start:end])) for start, end in zip(store.starts[:-1], store.starts[1:])]
-    origins = np.repeat(store.arrays["transl"][firsts].mean(1), np.diff(store.starts), axis=0)
+    shifts = rep.wrist_shift(wrists, np.asarray(store.arrays["betas"][firsts], dtype=np.float64))   # (clips, 2, 3)
+    origins = np.repeat((store.arrays["transl"][firsts] + shifts).mean(1), np.diff(store.starts), axis=0)
     kept = np.flatnonzero(both)
     if len(kept) == store.num_frames:  # every frame (the corpus): drawn as before, the same statistics
         rows = np.sort(rng.choice(store.num_frames, size=min(sample_frames, store.num_frames), replace=False))
@@ -132,8 +134,10 @@ def data_statistics(store, sample_frames: int = 200_000, seed: int = 0) -> tuple
               for k, v in store.arrays.items()}
     mirrored = mirror_arrays(frames)  # the training windows are mirrored too
     both = np.concatenate([
-        rep.encode(frames["global_orient"], frames["hand_pose"], frames["transl"], origins[rows]),
-        rep.encode(mirrored["global_orient"], mirrored["hand_pose"], mirrored["transl"], mirror_points(origins[rows]))])
+        rep.encode(frames["global_orient"], frames["hand_pose"], frames["transl"], origins[rows],
+                   rep.wrist_shift(wrists, frames["betas"])),
+        rep.encode(mirrored["global_orient"], mirrored["hand_pose"], mirrored["transl"], mirror_points(origins[rows]),
+                   rep.wrist_shift(wrists, mirrored["betas"]))])
     std = np.maximum(both.std(0), 0.02)  # near-constant channels would blow up the noise otherwise
     return both.mean(0).tolist(), std.tolist()
 
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge.engines.motion.model import MAX_FRAMES, MotionDenoiser
     from handforge.engines.motion.pipeline import make_train_scheduler
     from handforge.hands import load_hand_model
+    from handforge.hands.wrists import WristJoints
     from handforge.training.loop import (TrainingError, TrainSettings, check_settings, fine_tune_start,
                                          new_model, train)
 
@@ -206,15 +211,16 @@ def run(args: argparse.Namespace) -> int:
         if model is not None and model.config.fps != fps:
             raise TrainingError(f"the clips are at {fps:g} fps and --init's model learnt motion at "
                                 f"{model.config.fps:g} fps: fine-tune on clips of its frame rate")
+        hands = load_hand_model(args.hand_model)
         if model is None:
-            mean, std = data_statistics(store, seed=args.seed)
+            mean, std = data_statistics(store, WristJoints.of(hands), seed=args.seed)
             model = new_model(lambda: MotionDenoiser(
                 d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
                 dropout=args.dropout, data_mean=mean, data_std=std,
                 observation_curve=args.observation_curve or "linear", fps=fps))
         settings.data_statistics = {"mean": model.config.data_mean, "std": model.config.data_std}
         scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
-        objective = MotionObjective(load_hand_model(args.hand_model), scheduler, min_length=args.min_length)
+        objective = MotionObjective(hands, scheduler, min_length=args.min_length)
         print(f"training on {len(windows)} windows of {args.window} frames ({len(store)} clips); "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
         result = train(model, windows, objective, settings)
