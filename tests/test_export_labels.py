@@ -1398,6 +1398,29 @@ def test_a_write_of_the_dataset_files_that_fails_names_the_file(tmp_path, limit,
     assert len(finished_indices(tmp_path / "data", 12)) == 12
 
 
+@pytest.mark.parametrize("outputs", [["mesh", "masks"], ["mesh", "depth"]])
+def test_a_file_size_limit_while_samples_are_written_stops_the_run(tmp_path, outputs):
+    """A file-size limit (EFBIG) that a sample's files pass did not stop the run as a full disk does: every
+    sample failed on its own ("12 sample(s) failed: OSError: [Errno 27] File too large"); and numpy's short
+    write of a .npy under the limit was said as a full disk ("No space left on device: make room")."""
+    import resource
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "samples": 12, "width": 32, "height": 32, "outputs": outputs}))
+    root = Path(__file__).resolve().parents[1]
+    env = {**__import__("os").environ,
+           "PYTHONPATH": __import__("os").pathsep.join([str(root / "backend"), str(root / "shared")])}
+    limit = 3_000  # the folder's record fits; a sample's labels.json (or depth.npy) does not
+    run = subprocess.run([sys.executable, "-m", "handforge", "export", str(spec), "--out", str(tmp_path / "data"),
+                          "--quiet"], env=env, capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "failed" not in run.stderr, run.stderr
+    assert re.search(rf"^handforge export: {re.escape(str(tmp_path / 'data'))}/samples: File too large: over this "
+                     r"process's file-size limit \(`ulimit -f`\)", run.stderr, re.MULTILINE), run.stderr
+
+
 def test_a_motion_clip_under_home_poses_the_samples(tmp_path, monkeypatch, capsys):
     """poses.files = ["~/clips/a.npz"] passed the spec's check (which expands "~") and claimed the folder, then
     every sample failed, on every rerun: "~/clips/a.npz: no such file" (the sampler opened it unexpanded)."""

@@ -33,14 +33,17 @@ def failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first} ({Path(last.filename).name}:{last.lineno})"
 
 
-FULL = (errno.ENOSPC, errno.EDQUOT)
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: a file-size limit (``ulimit -f``) fails every sample too
+# what EFBIG (strerror "File too large") is said as: the sample's files are small, so it is a limit, not the file
+OVER_FILE_SIZE_LIMIT = ("File too large: over this process's file-size limit (`ulimit -f`) or the file system's "
+                        "largest file; raise the limit")
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def stops_the_run(exc: BaseException, writing: bool) -> bool:
-    """Whether ``exc`` would fail every sample after it too: a full disk (or quota), whether making or
-    writing the sample, or a dataset folder this user cannot write (permissions, a read-only file system).
-    Such a run stops at once with one line (``handforge_shared.files.file_error``) instead of making every
+    """Whether ``exc`` would fail every sample after it too: a full disk (or quota, or a file-size limit),
+    whether making or writing the sample, or a dataset folder this user cannot write (permissions, a read-only
+    file system). Such a run stops at once with one line (``handforge_shared.files.file_error``) instead of making every
     sample (all of Cycles' render time) to fail each one, with one line each."""
     return isinstance(exc, OSError) and (exc.errno in FULL or (writing and exc.errno in UNWRITABLE))
 
@@ -53,7 +56,7 @@ class SampleWriter:
     so memory stays bounded. One bad sample (a scene Blender fails on) is said in ``errors`` (index →
     ``failure``'s line, whether making or writing it; complete after ``flush()`` or the ``with`` block)
     and the others go on; a rerun retries it. An error that would fail every later sample too
-    (``stops_the_run``: a full disk, a folder this user cannot write) is raised instead, by the next
+    (``stops_the_run``: a full disk, a file-size limit, a folder this user cannot write) is raised instead, by the next
     ``write_or_fail`` or by leaving the block. Leaving the block, also on an error or an interruption,
     writes every sample already made before it returns."""
 
@@ -117,6 +120,21 @@ class SampleWriter:
                 self._queue.task_done()
 
 
+def _under_file_size_limit(folder: Path) -> bool:
+    """Whether a short write into ``folder`` was a file-size limit rather than a full disk: a limit is set
+    and the disk still has room (a sample's files are megabytes at most)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return False
+    try:
+        disk = os.statvfs(folder)
+    except OSError:
+        return False
+    return disk.f_bavail * disk.f_frsize > 64 * 2**20
+
+
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
     """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all,
     also after a power loss (its files and folder are synced to the disk before the rename, and the rename
@@ -145,11 +163,15 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
             _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for fh in opened] + [lambda: sync_folder(partial)])
     except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
-        # numpy reports a full disk as a short write without an errno ("196608 requested and 157664 written")
+        # numpy reports a full disk, or a file-size limit, as a short write without an errno ("196608
+        # requested and 157664 written")
         if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
+            if _under_file_size_limit(final.parent):
+                raise OSError(errno.EFBIG, f"{OVER_FILE_SIZE_LIMIT} ({exc})", str(final.parent)) from None
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(final.parent)) from None
         if stops_the_run(exc, writing=True):  # said of the samples' folder, not of the hidden .partial- one
-            raise type(exc)(exc.errno, exc.strerror, str(final.parent)) from None
+            reason = OVER_FILE_SIZE_LIMIT if exc.errno == errno.EFBIG else exc.strerror
+            raise type(exc)(exc.errno, reason, str(final.parent)) from None
         raise
     try:
         if final.is_dir() and not final.is_symlink():  # a finished sample is never rewritten: a leftover without labels
