@@ -1312,6 +1312,24 @@ def test_render_settings_the_engine_does_not_read_make_no_other_dataset(tmp_path
     assert "render.engine: \"none\" → \"cycles\", render.samples: 16 → 64" in capsys.readouterr().err
 
 
+def test_render_settings_the_engine_does_not_read_are_warned_of(tmp_path, caplog):
+    """A forearm style under engine "none" (GL images only: no forearm is drawn anywhere) was accepted without a
+    word, as were Cycles' samples under another engine: still accepted (a rerun with them resumes), but said."""
+    import logging
+
+    spec = {"samples": 1, "width": 32, "height": 32, "render": {"engine": "none", "forearm": "sleeve", "samples": 64}}
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):
+        export(parse_spec(spec), tmp_path / "data", progress=False)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(" has no effect")[0] for w in warned] == ["render.forearm = 'sleeve'", "render.samples = 64"]
+    assert "engine 'none'" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):  # the defaults given: nothing to say
+        export(parse_spec({**spec, "render": {"engine": "none", "forearm": "skin"}}), tmp_path / "other",
+               progress=False)
+    assert not [r for r in caplog.records if "has no effect" in r.getMessage()]
+
+
 def test_the_same_outputs_in_another_order_resume(tmp_path, capsys):
     """The outputs' order changes no file (each sample's are named in sorted order): ``--engine workbench``
     on a spec without rgb records ["rgb", ...], and that spec with "rgb" written last was refused as

@@ -27,7 +27,7 @@ from handforge.export.samples import SampleWriter, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
-from handforge.export.spec import ExportSpec, background_files, check_decoding, input_files
+from handforge.export.spec import ExportSpec, RenderSettings, background_files, check_decoding, input_files
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge.runtime import torch_threads
@@ -287,10 +287,28 @@ def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
             for key, found in file_identities(files).items()}
 
 
+def unread_render_settings(spec: ExportSpec) -> list[str]:
+    """The render settings given other than their defaults that this spec's images do not use: accepted
+    (a rerun with them changed resumes the same dataset, ``spec.without_unused``), but said, as a forearm
+    style under engine "none" otherwise made no forearm without a word."""
+    said = []
+    if spec.render.forearm != RenderSettings.forearm and not draws_forearms(spec):
+        said.append(f"render.forearm = {spec.render.forearm!r} has no effect: forearms are drawn in the RGB of "
+                    f"engines 'workbench' and 'cycles' only (this spec: engine {spec.render.engine!r}"
+                    f"{', no rgb output' if spec.render.engine in ('workbench', 'cycles') else ''}), never in the "
+                    "masks or GL images")
+    if spec.render.samples != RenderSettings.samples and spec.render.engine != "cycles":
+        said.append(f"render.samples = {spec.render.samples} has no effect: it is Cycles' samples per pixel "
+                    f"(this spec: engine {spec.render.engine!r})")
+    return said
+
+
 def check_rgb_source(spec: ExportSpec) -> None:
     """Refuse, before anything is written, a generated-RGB spec whose weights are not configured; warn
-    (once, before the workers start) of prompts longer than the text encoder reads, and of ControlNets
-    that empty controls leave out."""
+    (once, before the workers start) of prompts longer than the text encoder reads, of ControlNets
+    that empty controls leave out, and of render settings the images do not use."""
+    for warning in unread_render_settings(spec):
+        log.warning(warning)
     if spec.render.engine == "generate" and "rgb" in spec.outputs:
         from handforge.engines.image.generated_rgb import engine_weights, prompt_warnings
 
