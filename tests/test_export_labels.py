@@ -1439,6 +1439,25 @@ def test_a_file_size_limit_while_samples_are_written_stops_the_run(tmp_path, out
                      r"process's file-size limit \(`ulimit -f`\)", run.stderr, re.MULTILINE), run.stderr
 
 
+def test_another_specs_lists_name_what_was_added_and_removed(exported):
+    """A list cut around its first difference lost the item that differed ("poses.files: …_02/b.npz"] →
+    …_02/b.npz", "/data/clips/session_03/c.np…"): a long list's refusal names what was added and removed,
+    bounded; a short one still reads whole."""
+    from handforge.export.folder import FolderTaken, _differences
+
+    clips = ["/data/clips/session_01/a.npz", "/data/clips/session_02/b.npz"]
+    assert _differences({"files": clips}, {"files": [*clips, "/data/clips/session_03/c.npz"]}) == \
+        ['files: "/data/clips/session_03/c.npz" added']
+    outputs = ["mesh", "masks", "skeleton", "depth", "normals"]
+    assert _differences({"outputs": outputs}, {"outputs": ["rgb", *outputs[:-1]]}) == \
+        ['outputs: "rgb" added; "normals" removed']
+    many = _differences({"files": []}, {"files": [f"/data/clips/{'x' * 70}/{i}.npz" for i in range(500)]})[0]
+    assert len(many) < 200 and many.endswith('/0.npz" and 499 more added'), many
+    assert _differences({"c": [0.3, 0.5]}, {"c": [0.3, 0.6]}) == ["c: [0.3, 0.5] → [0.3, 0.6]"]
+    with pytest.raises(FolderTaken, match='another spec \\(differing: outputs: "depth" removed\\)'):
+        export(parse_spec({**SPEC, "outputs": ["mesh", "masks", "skeleton", "normals"]}), exported, progress=False)
+
+
 def test_a_motion_clip_under_home_poses_the_samples(tmp_path, monkeypatch, capsys):
     """poses.files = ["~/clips/a.npz"] passed the spec's check (which expands "~") and claimed the folder, then
     every sample failed, on every rerun: "~/clips/a.npz: no such file" (the sampler opened it unexpanded)."""

@@ -242,11 +242,49 @@ def _differences(held: dict[str, Any], wanted: dict[str, Any], prefix: str = "")
             found += _differences(a, b, f"{prefix}{key}.")
         else:
             texts = ["(absent)" if v is absent else json.dumps(v) for v in (a, b)]
-            found.append(f"{prefix}{key}: {' → '.join(_around_difference(*texts))}")
+            changed = _list_change(a, b) if isinstance(a, list) and isinstance(b, list) else None
+            if not changed or max(len(t) for t in texts) <= AROUND_WIDTH:  # (short lists read best whole)
+                changed = " → ".join(_around_difference(*texts))
+            found.append(f"{prefix}{key}: {changed}")
     return found
 
 
-def _around_difference(a: str, b: str, width: int = 40) -> tuple[str, str]:
+AROUND_WIDTH = 40  # characters of a long value shown around where two differ
+LIST_CHANGE_WIDTH = 100  # characters of a list's added and removed items, at most (then "and N more")
+
+
+def _list_change(held: list, wanted: list) -> str | None:
+    """What ``wanted`` adds to and removes from ``held`` ('"rgb" added; "thumbs_up" removed'), within about
+    ``LIST_CHANGE_WIDTH`` characters; None when only the order differs. Cut around its first difference, a
+    long list lost the item that differs (an output added first, a clip added after long paths)."""
+    def without(items: list, others: list) -> list:
+        left = [json.dumps(o, sort_keys=True) for o in others]
+        kept = []
+        for item in items:
+            text = json.dumps(item, sort_keys=True)
+            if text in left:
+                left.remove(text)
+            else:
+                kept.append(text)
+        return kept
+
+    parts, room = [], LIST_CHANGE_WIDTH
+    for texts, verb in ((without(wanted, held), "added"), (without(held, wanted), "removed")):
+        if not texts:
+            continue
+        shown = []
+        for text in texts:
+            text = text if len(text) <= 60 else f"{text[:20]}…{text[-39:]}"  # (a path's end names its file)
+            if shown and len(text) + 2 > room:
+                break
+            shown.append(text)
+            room -= len(text) + 2
+        more = f" and {len(texts) - len(shown)} more" if len(shown) < len(texts) else ""
+        parts.append(f"{', '.join(shown)}{more} {verb}")
+    return "; ".join(parts) or None
+
+
+def _around_difference(a: str, b: str, width: int = AROUND_WIDTH) -> tuple[str, str]:
     """Two texts shortened to ``width`` characters around where they first differ."""
     if max(len(a), len(b)) <= width:
         return a, b
