@@ -1126,6 +1126,20 @@ def test_the_contact_sheet_fits_any_aspect_ratio(tmp_path):
         assert sheet.size == (4 * 256, 2 * 256)
 
 
+def test_the_contact_sheet_draws_skeletons_at_the_tiles_scale(tmp_path):
+    """The keypoints were drawn on the sample's image before it was fitted into its 256 px tile: a 32²
+    export's 1 px bones and 3 px markers became 8 and 24 px on the sheet, hiding its hands (a 128² one's:
+    2 and 6). Drawn on the tile, they take about the same share of it whatever the image's size."""
+    covered = {}
+    for side in (32, 128):
+        out = tmp_path / str(side)
+        export(parse_spec({**SPEC, "samples": 1, "width": side, "height": side}), out, progress=False)
+        mesh = Image.open(out / "samples" / "000000" / "mesh.png").convert("RGB").resize((256, 256))
+        tile = Image.open(out / "contact_sheet.png").convert("RGB").crop((0, 0, 256, 256))
+        covered[side] = (np.asarray(tile) != np.asarray(mesh)).any(axis=-1).mean()
+    assert 0 < covered[128] and covered[32] < 1.5 * covered[128], covered
+
+
 def test_a_full_disk_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
     import errno
 

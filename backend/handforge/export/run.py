@@ -172,10 +172,16 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
         folder = out / SAMPLES / f"{sample['index']:06d}"
         image = finished_image(folder / name).convert("RGB") if name else Image.new("RGB", (sample["camera"]["width"],
                                                                                          sample["camera"]["height"]))
-        draw_skeletons(image, label_keypoints(sample["hands"]))
         # fitted into its tile, centred: a tall image overlapped the next row, a very wide one became 0 px high
         scale = tile / max(image.width, image.height)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        fitted = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        # the skeletons drawn on the fitted image, at the tile's scale: drawn before, at the image's, a 32²
+        # image's 1 px bones became 8 px wide on the sheet (a 1024² one's 8 px: 2)
+        stretch = np.array([fitted.width / image.width, fitted.height / image.height])
+        draw_skeletons(fitted, {side: (points * stretch, visible)
+                                for side, (points, visible) in label_keypoints(sample["hands"]).items()},
+                       width=max(1.0, tile / 128))
+        image = fitted
         sheet.paste(image, ((k % columns) * tile + (tile - image.width) // 2,
                             (k // columns) * tile + (tile - image.height) // 2))
     path = out / CONTACT_SHEET
