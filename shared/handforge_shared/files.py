@@ -59,6 +59,21 @@ def usual_mode(folder: bool = False) -> int:
 
 
 @contextlib.contextmanager
+def errors_named(path: str | os.PathLike) -> Iterator[None]:
+    """An ``OSError`` while ``path`` is written, named as ``path``: a full disk (or a file-size limit) fails a
+    write with no file name, said as "No space left on device" with no file or folder, and a folder that
+    refuses new files was said of the hidden temporary file made beside ``path``, a name nobody chose."""
+    path = Path(path)
+    try:
+        yield
+    except OSError as exc:
+        temporary = isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}.")
+        if exc.filename is not None and not temporary:
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False) -> Iterator[IO]:
     """An open file ("w" text in UTF-8, or "wb") that replaces ``path`` when the block ends without an
     error; on an error the temporary file goes and ``path`` is as it was. ``private``: owner-only (0600,
@@ -67,10 +82,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False)
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with errors_named(path):  # said of the file asked for (it named '.x.npz.pf4c9sgl.tmp', a name nobody chose)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-    except OSError as exc:  # said of the file asked for (it named '.x.npz.pf4c9sgl.tmp', a name nobody chose)
-        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
@@ -210,6 +223,9 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{where}{reason}: make room (or {elsewhere})"
+    if exc.errno == errno.EFBIG:  # (a process's limit far more often than a file system's largest file)
+        return (f"{where}{reason}: over this process's file-size limit (`ulimit -f`) or the file system's largest "
+                f"file: raise the limit (or {elsewhere})")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"{where}{reason}: let this user read and write it (or {elsewhere})"
     if exc.errno == errno.EROFS:
@@ -220,6 +236,6 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
 
 
 __all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
-           "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json", "parse_toml",
-           "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
+           "errors_named", "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json",
+           "parse_toml", "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
            "write_atomic"]

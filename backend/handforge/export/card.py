@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from handforge.export.folder import CARD_JSON, CARD_MD, errors_named
+from handforge.export.folder import CARD_JSON, CARD_MD
 from handforge.export.interhand_format import IMAGES_LINK, SPLIT
 from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
-from handforge_shared.files import write_atomic
+from handforge_shared.files import errors_named, write_atomic
 
 
 # the camera parameters the card gives ranges of (a Blender scene's cameras have distance and focal only)

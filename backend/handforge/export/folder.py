@@ -133,20 +133,6 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-@contextlib.contextmanager
-def errors_named(path: Path) -> Iterator[None]:
-    """An ``OSError`` while ``path`` is written, named as ``path``: a full disk (or a file-size limit) fails a
-    write with no file name, said as "No space left on device" with no file or folder, and a folder that
-    refuses new files was said of the hidden temporary file made beside ``path``, a name nobody chose."""
-    try:
-        yield
-    except OSError as exc:
-        temporary = isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}.")
-        if exc.filename is not None and not temporary:
-            raise
-        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
-
-
 MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)
 
 

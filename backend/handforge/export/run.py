@@ -20,7 +20,7 @@ import numpy as np
 
 from handforge.export.card import CardFigures, write_card_of
 from handforge.export.coco import coco_writer, finished_image
-from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, errors_named, file_identities, finished_indices, recorded_inputs
+from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
 from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, sample_labels
@@ -31,7 +31,7 @@ from handforge.export.spec import ExportSpec, RenderSettings, background_files, 
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge.runtime import torch_threads
-from handforge_shared.files import atomic_file
+from handforge_shared.files import atomic_file, errors_named
 from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer

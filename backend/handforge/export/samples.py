@@ -34,9 +34,6 @@ def failure(exc: BaseException) -> str:
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: a file-size limit (``ulimit -f``) fails every sample too
-# what EFBIG (strerror "File too large") is said as: the sample's files are small, so it is a limit, not the file
-OVER_FILE_SIZE_LIMIT = ("File too large: over this process's file-size limit (`ulimit -f`) or the file system's "
-                        "largest file; raise the limit")
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -167,11 +164,10 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         # requested and 157664 written")
         if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
             if _under_file_size_limit(final.parent):
-                raise OSError(errno.EFBIG, f"{OVER_FILE_SIZE_LIMIT} ({exc})", str(final.parent)) from None
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(final.parent)) from None
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(final.parent)) from None
         if stops_the_run(exc, writing=True):  # said of the samples' folder, not of the hidden .partial- one
-            reason = OVER_FILE_SIZE_LIMIT if exc.errno == errno.EFBIG else exc.strerror
-            raise type(exc)(exc.errno, reason, str(final.parent)) from None
+            raise type(exc)(exc.errno, exc.strerror, str(final.parent)) from None
         raise
     try:
         if final.is_dir() and not final.is_symlink():  # a finished sample is never rewritten: a leftover without labels

@@ -12,8 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from handforge.export.folder import errors_named
-from handforge_shared.files import TEMPORARY_SUFFIX, atomic_file
+from handforge_shared.files import TEMPORARY_SUFFIX, atomic_file, errors_named
 
 
 def dumps(data: Any, default: Callable[[Any], Any] | None = None) -> str:
