@@ -111,16 +111,22 @@ def test_inbetween_through_the_other_hand_reports_the_repair(server):
     assert all(b >= a for a, b in zip(fractions, fractions[1:])), list(zip(fractions, messages))
 
 
-def test_keys_that_hold_the_hands_in_each_other_are_said_to(server):
-    """Flat hands keyed 20 cm apart, their fingers 17 mm through each other at every key: the repair moved the
-    wrists out between the keys and back (a held pose bounced at up to 3 m/s) and the result said nothing."""
+def flat_hands_held_apart(keyed_frames) -> dict[str, np.ndarray]:
+    """Flat hands keyed with their wrists 20 cm apart (their fingers 17 mm through each other) at ``keyed_frames``."""
     arrays = keys()
     for side in ("left", "right"):
         arrays[f"{side}.global_orient"][:] = 0.0
         arrays[f"{side}.hand_pose"][:] = 0.0
         arrays[f"{side}.transl"][:] = [-0.1 if side == "left" else 0.1, 0.0, 0.0]
         arrays[f"{side}.mask"][:] = 0
-        arrays[f"{side}.mask"][[0, FRAMES - 1]] = 1
+        arrays[f"{side}.mask"][keyed_frames] = 1
+    return arrays
+
+
+def test_keys_that_hold_the_hands_in_each_other_are_said_to(server):
+    """Flat hands keyed 20 cm apart, their fingers 17 mm through each other at every key: the repair moved the
+    wrists out between the keys and back (a held pose bounced at up to 3 m/s) and the result said nothing."""
+    arrays = flat_hands_held_apart(keyed_frames=[0, FRAMES - 1])
     with server.client() as client:
         held = client.run("motion.inbetween", {"steps": 2}, arrays, timeout=300)
         far = {k: v + np.float32([0.2 if k.startswith("right") else -0.2, 0, 0]) if k.endswith("transl") else v
@@ -136,12 +142,7 @@ def test_keys_on_every_frame_are_not_said_to_bounce(server):
     """The same hold keyed on every frame: nothing is free, so Keep Apart moves nothing, yet the result said it moved
     the wrists out between the keys and back and to set Keep Apart to Off (as 'off' does: nothing repaired, nothing
     said)."""
-    arrays = keys()
-    for side in ("left", "right"):
-        arrays[f"{side}.global_orient"][:] = 0.0
-        arrays[f"{side}.hand_pose"][:] = 0.0
-        arrays[f"{side}.transl"][:] = [-0.1 if side == "left" else 0.1, 0.0, 0.0]
-        arrays[f"{side}.mask"][:] = 1
+    arrays = flat_hands_held_apart(keyed_frames=slice(None))
     with server.client() as client:
         result = client.run("motion.inbetween", {"steps": 2}, arrays, timeout=300)
     assert "warning" not in result.data, result.data
