@@ -87,6 +87,36 @@ def test_a_folder_that_refuses_the_file_is_said_of_the_file_asked_for(tmp_path):
     assert ".tmp" not in str(refused.value)
 
 
+@pytest.mark.parametrize("how", ["write_atomic", "atomic_file"])
+def test_a_write_that_fails_mid_file_is_said_of_the_file_asked_for(tmp_path, how):
+    """A full disk or a file-size limit fails a write with no file name: a settings, checkpoint or motion file
+    written through ``atomic_file`` was said as "File too large" (or "No space left on device"), no file
+    named, unless its caller had wrapped it to name it. A real process under a file-size limit (RLIMIT_FSIZE)
+    writes 100 kB there; an error in the block that names another file stays as it is."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target, other = tmp_path / "settings.toml", tmp_path / "absent" / "other.npz"
+    write = {"write_atomic": "files.write_atomic(target, b'x' * 100_000)",
+             "atomic_file": "with files.atomic_file(target, 'wb') as fh:\n    fh.write(b'x' * 100_000)"}[how]
+    script = (f"import sys\nfrom handforge_shared import files\ntarget = {str(target)!r}\n"
+              f"try:\n    {write.replace(chr(10), chr(10) + '    ')}\n"
+              "except OSError as exc:\n    print(exc.errno, exc.filename)\n"
+              f"try:\n    with files.atomic_file(target) as fh:\n        open({str(other)!r})\n"
+              "except OSError as exc:\n    print(exc.errno, exc.filename)\n")
+    shared = Path(__file__).resolve().parents[1] / "shared"
+    run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(shared)},
+                         capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000)))
+    import errno
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [f"{errno.EFBIG} {target}", f"{errno.ENOENT} {other}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary left, no file half written
+
+
 def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_config_readers(tmp_path, monkeypatch):
     # before: a RecursionError traceback from tomllib or json, from `handforge export` and from every command
     from handforge import config

@@ -77,25 +77,26 @@ def errors_named(path: str | os.PathLike) -> Iterator[None]:
 def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False) -> Iterator[IO]:
     """An open file ("w" text in UTF-8, or "wb") that replaces ``path`` when the block ends without an
     error; on an error the temporary file goes and ``path`` is as it was. ``private``: owner-only (0600,
-    from its first byte: a secret key), not the umask's mode."""
+    from its first byte: a secret key), not the umask's mode. Its write errors are said of ``path``
+    (``errors_named``), the block's writes to ``fh`` included: a full disk there named no file."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with errors_named(path):  # said of the file asked for (it named '.x.npz.pf4c9sgl.tmp', a name nobody chose)
+    with errors_named(path):  # (an error the block raises naming another file passes as it is)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        if not private:
-            os.chmod(tmp, usual_mode())
-        os.replace(tmp, path)
-        sync_folder(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        try:
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not private:
+                os.chmod(tmp, usual_mode())
+            os.replace(tmp, path)
+            sync_folder(path.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes, private: bool = False) -> Path:

@@ -13,7 +13,7 @@ from handforge.export.folder import CARD_JSON, CARD_MD
 from handforge.export.interhand_format import IMAGES_LINK, SPLIT
 from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
-from handforge_shared.files import errors_named, write_atomic
+from handforge_shared.files import write_atomic
 
 
 # the camera parameters the card gives ranges of (a Blender scene's cameras have distance and focal only)
@@ -70,8 +70,7 @@ def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
 def write_card_of(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> Path:
     """``write_card`` of the samples' ``figures`` (``CardFigures.figures``)."""
     card = {**figures, **settings}
-    with errors_named(out / CARD_JSON):
-        write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
              f"- visible keypoints: {card['visible_keypoint_fraction']}",
@@ -94,6 +93,5 @@ def write_card_of(out: Path, figures: dict[str, Any], settings: dict[str, Any]) 
              f"InterHand2.6M's loaders read each image at images/{SPLIT}/<file_name> of their root, interhand/ "
              f"here (the file names are relative to this folder): run `{IMAGES_LINK}` in this folder for them "
              "to find the images.", ""]
-    with errors_named(out / CARD_MD):
-        write_atomic(out / CARD_MD, "\n".join(lines))
+    write_atomic(out / CARD_MD, "\n".join(lines))
     return out / CARD_MD

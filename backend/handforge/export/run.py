@@ -31,7 +31,7 @@ from handforge.export.spec import ExportSpec, RenderSettings, background_files, 
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge.runtime import torch_threads
-from handforge_shared.files import atomic_file, errors_named
+from handforge_shared.files import atomic_file
 from handforge_shared.forearm import ForearmSpec, forearm_mesh
 from handforge.render.camera import to_blender
 from handforge.render.gl import renderer
@@ -185,7 +185,7 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
         sheet.paste(image, ((k % columns) * tile + (tile - image.width) // 2,
                             (k // columns) * tile + (tile - image.height) // 2))
     path = out / CONTACT_SHEET
-    with errors_named(path), atomic_file(path, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         sheet.save(fh, format="PNG")
     return path
 
