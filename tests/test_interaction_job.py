@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 from handforge.engines.checkpoints import save_model
+from handforge.evaluation.limits import joint_frames
 from handforge.hands import load_hand_model
 from handforge_shared import pose_library
+from handforge_shared.anatomy import LIMITS_DEG, anatomical_to_hand_pose, hand_pose_to_anatomical
 from handforge_shared.client import Cancelled, Error, JobFailed, Progress
+from handforge_shared.skeleton import JOINT_NAMES
 from tests.support.interaction import tiny_denoiser
 from tests.support.server import running_server
 from tests.support.threads import torch_threads
@@ -37,6 +40,15 @@ def server(tmp_path_factory):
 def anchor_arrays(side: str = "left") -> dict[str, np.ndarray]:
     pose = pose_library.get("pinch", side=side)
     return {f"anchor.{f}": np.asarray(getattr(pose, f), np.float32) for f in FIELDS}
+
+
+def past_limit(side: str, degrees: float, joint: str = "index2") -> dict[str, np.ndarray]:
+    """The pinch with ``joint`` bent back ``degrees`` past its limit (on the open hand's frames)."""
+    arrays = anchor_arrays(side)
+    frames, k = joint_frames(side), JOINT_NAMES.index(joint) - 1
+    angles = hand_pose_to_anatomical(arrays["anchor.hand_pose"].astype(np.float64), frames, side)
+    angles[k, 0] = np.radians(LIMITS_DEG[k, 0, 0] - degrees)  # (flexion, below its range)
+    return {**arrays, "anchor.hand_pose": anatomical_to_hand_pose(angles, frames, side).astype(np.float32)}
 
 
 def test_learned_engine_samples_around_the_artists_hand_with_progress(server):
@@ -96,9 +108,36 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
                                                    "templates": ["clap"]}, far_out, timeout=300)
         usual = client.run("interaction.sample", {"engine": "templates", "count": 2, "seed": 1, "anchor_side": "right",
                                                   "templates": ["clap"]}, anchor_arrays("right"), timeout=300)
+        both = client.run("interaction.sample", {"engine": "templates", "count": 2, "seed": 1, "anchor_side": "right",
+                                                 "templates": ["clap"]},
+                          {**past_limit("right", 60.0, "pinky3"), "anchor.betas": far_out["anchor.betas"]}, timeout=300)
     assert result.data["warning"].startswith("every candidate still goes ")
     assert "the anchor's shape (betas up to 20) is far from the hands the engines know" in result.data["warning"]
     assert "warning" not in usual.data
+    # a finger outside its limits as well: both said, one after the other
+    first, second = both.data["warning"].split("; the anchor is outside its joint limits (")
+    assert first.startswith("every candidate still goes ") and "betas up to 20" in first, both.data
+    assert second.startswith("pinky tip joint bent 60° past its limit)"), both.data
+
+
+@pytest.mark.parametrize("engine", ["learned", "templates"])
+def test_an_anchor_far_outside_its_joint_limits_is_said_to_be_and_returned_unchanged(server, engine):
+    """Both engines make the other hand for the anchor moved into its limits and score the other hand only: an
+    anchor finger bent 60° past its limit got candidates scored as any other, unsaid."""
+    params = {"engine": engine, "count": 2, "seed": 1, "anchor_side": "left",
+              **({"steps": 6, "guidance_steps": 3} if engine == "learned" else {"templates": ["clap"]})}
+    off, slightly = past_limit("left", 60.0), past_limit("left", 3.0)
+    with server.client(lost_after=60) as client:
+        results = [client.run("interaction.sample", params, arrays, timeout=300)
+                   for arrays in (off, slightly, anchor_arrays("left"))]
+    warning = results[0].data["warning"]
+    assert "the anchor is outside its joint limits (index middle joint bent 60° past its limit)" in warning, warning
+    assert "the scores rate the other hand only; bring the finger back within the limits" in warning
+    for result, arrays in zip(results, (off, slightly, anchor_arrays("left"))):
+        for f in FIELDS:  # the anchor as sent, bit for bit
+            assert np.array_equal(result.arrays[f"left.{f}"], np.repeat(arrays[f"anchor.{f}"][None], 2, axis=0))
+    for within in results[1:]:  # within a few degrees (people's ranges vary by ±10°) or within: nothing said
+        assert "joint limits" not in within.data.get("warning", ""), within.data
 
 
 @pytest.mark.parametrize("engine", ["learned", "templates"])

@@ -24,7 +24,10 @@ For the add-on (the *Sample interaction* and *Key candidates* operators):
     result  left.<field> / right.<field> (count, n) float32 for global_orient, hand_pose, betas,
             transl (apply row i of the non-anchor side to the other rig); score (count,) in (0, 1],
             higher is more plausible, with its parts max_depth (m), gap (m), limit (degrees);
-            data: anchor_side, engine, model, count, and for templates the template of each row.
+            data: anchor_side, engine, model, count, and for templates the template of each row; warning
+            (only when one applies, several joined by "; "): every candidate still in or apart from the
+            anchor, or the anchor's fingers more than 5° outside their joint limits (the other hand was
+            made for the anchor moved into them, and the scores rate the other hand only).
 """
 
 from __future__ import annotations
@@ -159,14 +162,16 @@ def sample(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str, np.ndar
     data = {"engine": params["engine"], "model": params["model"], "anchor_side": params["anchor_side"],
             "count": params["count"], "best_score": float(found.score[0]), **found.extra}
     if anchor is not None:
-        data.update(_still_off(found, anchor, settings))
+        warnings = [_still_off(found, anchor, settings), _anchor_off_limits(hand_model, anchor)]
+        if any(warnings):
+            data["warning"] = "; ".join(w for w in warnings if w)
     return JobResult(data, found.arrays())
 
 
 UNUSUAL_BETAS = 5.0  # |betas| beyond this is far from any hand the corpus and InterHand2.6M hold (about ±3)
 
 
-def _still_off(found, anchor: Mapping[str, np.ndarray], settings) -> dict[str, str]:
+def _still_off(found, anchor: Mapping[str, np.ndarray], settings) -> str:
     """A warning when every candidate still goes into the anchor past the separation's tolerance, or stays apart from
     it past the touch's (an anchor shaped at betas 20, the schema's limit, left all 35-72 mm deep; at -20, 10 mm
     apart around a fist: said only by low scores)."""
@@ -178,11 +183,50 @@ def _still_off(found, anchor: Mapping[str, np.ndarray], settings) -> dict[str, s
     elif settings.touch and widest > 2 * CONTACT_TOLERANCE:
         what, measure = f"is still {widest * 1000:.0f} mm or more from the anchor", "gap"
     else:
-        return {}
+        return ""
     shape = float(np.abs(anchor["betas"]).max())
     why = (f": the anchor's shape (betas up to {shape:g}) is far from the hands the engines know (within about "
            f"±3), one cause" if shape > UNUSUAL_BETAS else "")
-    return {"warning": f"every candidate {what}{why}; their scores and {measure} say how far"}
+    return f"every candidate {what}{why}; their scores and {measure} say how far"
+
+
+# degrees an anchor's finger may lie outside its joint limits unsaid: people's ranges vary by about ±10°
+# (handforge_shared.anatomy), and a few degrees barely change the hand the other one is made for
+ANCHOR_LIMIT_TOLERANCE_DEG = 5.0
+JOINTS_NAMED = 3  # the worst joints a warning names (then how many more)
+SEGMENT_WORDS = ("base", "middle", "tip")  # a finger's joints, proximal to distal (skeleton.FINGER_JOINTS)
+ANGLE_WORDS = ("bent", "spread", "twisted")  # anatomy.ANGLE_NAMES: flex, abd, twist
+
+
+def _joint_in_words(joint: int) -> str:
+    """A finger joint (MANO index 1..15) as an artist names it, e.g. 'index middle joint'."""
+    from handforge_shared.skeleton import FINGER_JOINTS
+
+    finger, joints = next((f, js) for f, js in FINGER_JOINTS.items() if joint in js)
+    return f"{finger} {SEGMENT_WORDS[joints.index(joint)]} joint"
+
+
+def _anchor_off_limits(hand_model: Any, anchor: Mapping[str, Any]) -> str:
+    """A warning when the anchor's fingers lie outside their joint limits: both engines make the other hand for the
+    anchor moved into them (the learned one conditions on it, the templates' resolver clamps it), and the scores
+    rate the other hand only, so an anchor bent 60° past its limits got candidates scored 1.0, unsaid."""
+    from handforge.evaluation.limits import joint_limit_violations
+
+    side = anchor["side"]
+    violation = np.degrees(joint_limit_violations(np.asarray(anchor["hand_pose"], np.float64).reshape(45), side,
+                                                  hand_model.rig(side)))  # (15, 3)
+    worst = violation.max(axis=1)
+    off = [j for j in np.argsort(-worst, kind="stable") if worst[j] > ANCHOR_LIMIT_TOLERANCE_DEG]
+    if not off:
+        return ""
+    named = [f"{_joint_in_words(j + 1)} {ANGLE_WORDS[int(np.argmax(violation[j]))]} {worst[j]:.0f}° past its limit"
+             for j in off[:JOINTS_NAMED]]
+    more = f" and {len(off) - JOINTS_NAMED} more joints" if len(off) > JOINTS_NAMED else ""
+    fingers = len({_joint_in_words(j + 1).split()[0] for j in off})
+    return (f"the anchor is outside its joint limits ({', '.join(named)}{more}): the other hand was made for the "
+            f"anchor with its fingers moved into their limits, and the scores rate the other hand only; bring the "
+            f"finger{'s' if fingers > 1 else ''} back within the limits (the rig's Joint Limits option keeps them "
+            f"there) or start from a preset")
 
 
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):
@@ -274,7 +318,10 @@ def register_jobs(registry: Registry) -> None:
                               "vertex's normal; handforge eval's exact depth can differ)",
                  "gap": "(count,) distance between the hands, m",
                  "limit": "(count,) worst joint-limit violation of the generated hands, degrees",
-                 "best_score": "the first candidate's score", "templates": "template of each row (templates engine)"}))
+                 "best_score": "the first candidate's score", "templates": "template of each row (templates engine)",
+                 "warning": "only when one applies: every candidate still in or apart from the anchor, or the anchor's "
+                            "fingers outside their joint limits (named, in degrees; the other hand was made for the "
+                            "anchor moved into them, and the scores rate the other hand only)"}))
 
 
 __all__ = ["SCHEMA", "register_jobs", "sample"]
