@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -73,9 +74,14 @@ def test_inbetween_keeps_every_key(server, engine):
                             timeout=120, on_progress=lambda e: messages.append(e.message))
     # no fall-back said (these random keys hold the hands 18 mm into each other: that is said, learned)
     assert result.data["engine"] == engine
-    if engine == "spline":  # its 2 samples are one motion twice: said (they came back the same, unsaid)
-        assert result.data["warning"] == ("The spline engine makes one motion: the 2 samples are the same; the "
-                                          "learned engine draws different ones."), result.data
+    if engine == "spline":  # its 2 samples are one motion twice: said (they came back the same, unsaid); and the
+        # keys 10 mm into each other, the spline between them 21 mm (measured as Keep Apart measures them)
+        warning = result.data["warning"]
+        assert warning.startswith("Your keys hold the hands 10 mm into each other on frames 0 and 29 of the range "
+                                  "(0 its first): the spline engine keeps keys as they are"), warning
+        assert "The spline motion takes the hands 21 mm into each other on frames " in warning, warning
+        assert warning.endswith("The spline engine makes one motion: the 2 samples are the same; the learned engine "
+                                "draws different ones."), warning
     else:
         assert result.data.get("warning", "Your keys").startswith("Your keys")
     clip = clip_of(result)
@@ -163,6 +169,36 @@ def test_wrist_paths_through_each_other_are_said_to_leave_the_hands_in_each_othe
         kept_apart = client.run("motion.trajectory", {"steps": 8, "seed": 2}, apart, timeout=300)
     assert "mm into each other where your wrist keys or paths bring them together" in crossed.data["warning"]
     assert "warning" not in kept_apart.data
+
+
+def flat_hands_trading_places(start: float, end: float) -> dict[str, np.ndarray]:
+    """Flat hands keyed at both ends only, the left wrist's transl going from x = -``start`` to -``end``, the right's
+    from ``start`` to ``end`` (the spline engine's cubic wrist paths between)."""
+    arrays = flat_hands_held_apart(keyed_frames=[0, FRAMES - 1])
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        arrays[f"{side}.transl"][:, 0] = np.linspace(sign * start, sign * end, FRAMES)
+    return arrays
+
+
+def test_spline_paths_through_each_other_are_said_naming_the_frames(server):
+    """The spline engine keeps nothing apart: flat hands keyed 40 cm apart at both ends, trading places, went
+    through each other mid-way and the result said nothing (the learned engine's Keep Apart says so). Now the
+    frames and the depth are said; hands that stay apart say nothing."""
+    with server.client() as client:
+        crossed = client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.2, -0.2),
+                             timeout=120)
+        apart = client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.2, 0.2),
+                           timeout=120)
+    warning = crossed.data.get("warning", "")
+    said = re.fullmatch(r"The spline motion takes the hands (\d+) mm into each other on frames (\d+)-(\d+) of the "
+                        r"range \(0 its first\), deepest at frame (\d+): add a key where they overlap, or use the "
+                        r"learned engine with Keep Apart\.", warning)
+    assert said, warning  # (the keys, 40 cm apart, are not said)
+    depth, first, last, worst = map(int, said.groups())
+    # the fingers meet some frames after the keys and go 20 mm into the other palm before the wrists pass (the
+    # hands then point away from each other)
+    assert depth >= 10 and 0 < first <= worst <= last < FRAMES - 1, warning
+    assert "warning" not in apart.data, apart.data
 
 
 def test_both_wrists_sent_along_one_path_are_refused(server):
@@ -338,8 +374,13 @@ def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with running_server("--devices", "cpu", env=env) as srv, srv.client() as client:
         result = client.run("motion.inbetween", {"engine": "learned"}, keys(), timeout=60)
+        crossed = client.run("motion.inbetween", {"engine": "learned"}, flat_hands_trading_places(0.2, -0.2),
+                             timeout=60)
     assert result.data["engine"] == "spline" and "no motion checkpoint" in result.data["warning"]
     assert_keys_kept(clip_of(result), keys())
+    # the fallback's spline motion is measured as the spline engine's is (hands carried through each other, unsaid)
+    assert "The spline motion takes the hands 20 mm into each other on frames 2-14" in crossed.data["warning"], \
+        crossed.data
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_spline_engine_naming_the_file_and_the_server_stays_up(tmp_path):
@@ -556,9 +597,11 @@ def test_the_clip_records_the_settings_that_made_it(server):
 
 
 def test_the_spline_engines_progress_says_what_it_does(server):
-    """Its one progress update read 'spline' (the stage's name), shown as such in Blender's status bar."""
-    messages = []
+    """Its one progress update read 'spline' (the stage's name), shown as such in Blender's status bar; measuring
+    where its hands go into each other follows, said so (the wrists within reach on all 30 frames)."""
+    events = []
     with server.client() as client:
-        client.run("motion.inbetween", {"engine": "spline"}, keys(), timeout=60,
-                   on_progress=lambda e: messages.append(e.message))
-    assert messages == ["spline curves through the keys"], messages
+        client.run("motion.inbetween", {"engine": "spline"}, keys(), timeout=60, on_progress=events.append)
+    assert [(e.fraction, e.message) for e in events] == [
+        (0.1, "spline curves through the keys"),
+        (1.0, "measuring where the hands go into each other (30/30 frames)")], events

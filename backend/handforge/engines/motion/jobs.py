@@ -123,7 +123,9 @@ RETURNS = {
     "engine": "the engine that ran ('learned' or 'spline')",
     "warning": "why the learned engine fell back to the spline engine, and when the keys themselves hold the hands "
                "in each other (Keep Apart then moves the wrists between them) or the hands are left in each other "
-               "(naming the samples so left when num_samples > 1)",
+               "(naming the samples so left when num_samples > 1); for the spline engine, which keeps nothing "
+               "apart, the keys and the frames it made (counted from 0, the range's first) that hold the hands "
+               "more than 5 mm into each other, with the depth (measured where the hand model's files are here)",
     "seconds": "time spent generating",
 }
 
@@ -311,6 +313,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     import torch
 
     from handforge.engines.checkpoints import checkpoint_name
+    from handforge.engines.motion.overlap import frame_depths, spline_note
     from handforge.engines.motion.pipeline import guidance_named
     from handforge.engines.motion.synthesis import synthesize
     from handforge.hands.registry import entry
@@ -331,9 +334,11 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         # wrist (the learned one's pipeline places the keys itself)
         observation = observation.placed(cached_hand_model(ctx, params["hand_model"]))
 
-    # with guidance, denoising fills the bar to 90 % and moving overlapping hands apart (if any) the rest;
-    # each stage's first and last update always reach the client
-    denoised = 0.9 if guidance is not None and engine == "learned" else 1.0
+    # the spline engine keeps nothing apart: where the hand model is here, its motion is measured for a note
+    measured = engine == "spline" and entry(params["hand_model"]).status()["available"]
+    # with guidance, denoising fills the bar to 90 % and moving overlapping hands apart (if any) the rest; the
+    # spline's curves (instant) 10 % and measuring them the rest; each stage's first and last update reach the client
+    denoised = 0.9 if guidance is not None and engine == "learned" else 0.1 if measured else 1.0
 
     first_step: dict[str, float] = {}  # when the first denoising step ended (its warm-up is no measure)
 
@@ -381,6 +386,14 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             say(shown[0], f"measuring where the hands are left in each other ({motion}/{motions})")
 
         warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips, measuring)]))
+    if measured and all(side in clips[0].hands for side in SIDES):
+        def measuring_frames(done: int, total: int) -> None:  # (512 frames take seconds on a CPU: cancellable)
+            say(denoised + (1.0 - denoised) * done / total,
+                f"measuring where the hands go into each other ({done}/{total} frames)", force=done == total)
+
+        depths = frame_depths(cached_hand_model(ctx, params["hand_model"]), observation, _rig_values(clips[0]),
+                              callback=measuring_frames)
+        warning = " ".join(filter(None, [warning, spline_note(observation, depths, KEYS_OVERLAP)]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
@@ -406,8 +419,7 @@ def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     # every frame a key of every part: Keep Apart moved nothing (as with 'off', nothing to say; it said a bounce)
     if not changeable.any() or not all(side in clips[0].hands for side in rep.HAND_AXIS):
         return ""
-    values = [{k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
-               for k in ("global_orient", "hand_pose", "transl")} for clip in clips]
+    values = [_rig_values(clip) for clip in clips]
     # on_measured(motion, motions) after each chunk of frames measured (progress, cancelling)
     callback = None if on_measured is None else (lambda motion, motions, _stage: on_measured(motion, motions))
     # the keys are the same in every sample: measured in the first
@@ -432,6 +444,14 @@ def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     # (a free wrist went in: the note above blamed paths the request had not sent, a hand left to the engine)
     return (f"The hands still go{by} into each other in places Keep Apart did not clear{which}: Regenerate for another "
             "take, or key the wrists apart there.")
+
+
+def _rig_values(clip) -> dict[str, np.ndarray]:
+    """A two-hand clip's rig values {global_orient, hand_pose, transl}: (T, 2, size), the hands in HAND_AXIS order."""
+    from handforge.engines.motion import representation as rep
+
+    return {k: np.stack([getattr(clip.hands[s], k) for s in rep.HAND_AXIS], 1)
+            for k in ("global_orient", "hand_pose", "transl")}
 
 
 def _observed(build, params, arrays):

@@ -1,0 +1,80 @@
+"""Where a motion holds one hand inside the other, frame by frame, and the spline engine's note saying so.
+
+The learned engine's Keep Apart measures each motion's deepest overlap (``MotionPipeline.penetration_depths``);
+the spline engine keeps nothing apart (its rotation splines and cubic wrist paths between keys can pass one hand
+through the other), so its note names the frames, measured here with the same depth test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from handforge.engines.motion import representation as rep
+from handforge.engines.motion.observation import Observation
+from handforge.engines.motion.pipeline import REACH
+
+
+@torch.no_grad()
+def frame_depths(hand_model: Any, observation: Observation, values: dict[str, np.ndarray], chunk: int = 256,
+                 callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """(T,) per frame, the deepest any vertex of one hand goes into the other (m) in ``values`` (rig values
+    {global_orient, hand_pose, transl}: (T, 2, size)); 0 where the wrists are beyond ``REACH`` (not measured).
+    ``callback(done, total)`` after each chunk of the frames measured (a job's progress and cancel point)."""
+    from handforge.evaluation.penetration import penetration_depths
+
+    roots = np.stack([hand_model.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3): beside transl
+    wrists = np.asarray(values["transl"]) + roots
+    measured = np.flatnonzero(np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH)
+    depths = np.zeros(observation.num_frames)
+    betas = torch.as_tensor(np.asarray(observation.betas), dtype=torch.float32)   # (2, 10)
+    for start in range(0, len(measured), chunk):
+        frames = measured[start:start + chunk]
+        part = {k: torch.as_tensor(np.asarray(values[k])[frames], dtype=torch.float32)
+                for k in ("global_orient", "hand_pose", "transl")}
+        verts = [hand_model(side, part["global_orient"][:, h], part["hand_pose"][:, h],
+                            betas[h].expand(len(frames), -1), part["transl"][:, h]).vertices
+                 for h, side in enumerate(rep.HAND_AXIS)]
+        depth_a, depth_b = penetration_depths(verts[0], verts[1], hand_model.faces(rep.HAND_AXIS[0]),
+                                              hand_model.faces(rep.HAND_AXIS[1]))
+        depths[frames] = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).double().cpu().numpy()
+        if callback is not None:
+            callback(start + len(frames), len(measured))
+    return depths
+
+
+def spline_note(observation: Observation, depths: np.ndarray, deep: float) -> str:
+    """What the spline engine's motion (``depths``: ``frame_depths`` of it) says of hands more than ``deep`` (m) in
+    each other: keys that hold them so (every part of both hands keyed), then the frames it made that take them
+    so; '' when none."""
+    keyed = observation.part_mask.reshape(observation.num_frames, -1).all(-1)
+    notes = []
+    deep_keys = np.flatnonzero(keyed & (depths > deep))
+    if len(deep_keys):
+        notes.append(f"Your keys hold the hands {depths[deep_keys].max() * 1000:.0f} mm into each other on "
+                     f"{_frames_named(deep_keys)}: the spline engine keeps keys as they are; key the hands apart "
+                     "there.")
+    made = np.flatnonzero(~keyed & (depths > deep))
+    if len(made):
+        worst = made[np.argmax(depths[made])]
+        notes.append(f"The spline motion takes the hands {depths[worst] * 1000:.0f} mm into each other on "
+                     f"{_frames_named(made)}, deepest at frame {worst}: add a key where they overlap, or use the "
+                     "learned engine with Keep Apart.")
+    return " ".join(notes)
+
+
+def _frames_named(frames: np.ndarray, most: int = 4) -> str:
+    """Sorted frame numbers as runs, counted from the range's first frame: 'frames 3-9 and 20 of the range (0 its
+    first)'; after ``most`` runs the rest are left at '…'."""
+    runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
+    named = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs[:most]]
+    listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else named[0]
+    if len(runs) > most:
+        listed = ", ".join(named) + ", …"
+    word = "frame" if len(frames) == 1 else "frames"
+    return f"{word} {listed} of the range (0 its first)"
+
+
+__all__ = ["frame_depths", "spline_note"]
