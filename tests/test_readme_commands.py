@@ -832,3 +832,64 @@ def test_an_unknown_variable_or_key_is_caught():
                  "render.forearms", "cameras"):
         assert name in problems, problems
     assert len(setting_problems(broken)) == 6, problems
+
+
+# ----------------------------------------------------------------------------------------------- links and the client snippet
+
+
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*$")
+LINK_TO_ANCHOR = re.compile(r"\]\(#([^)\s]*)\)")
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: its text without markup, lower case, every character but letters, digits,
+    ``_``, ``-`` and spaces dropped, each space a hyphen."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link: its text
+    return re.sub(r"[^\w\- ]", "", text.replace("`", "").strip().lower()).replace(" ", "-")
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors of every heading outside code blocks; a repeated one as GitHub numbers it (``name-1`` ...)."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        heading = None if fenced else HEADING.match(line)
+        if heading:
+            slug = github_slug(heading.group(2))
+            anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def anchor_problems(text: str) -> list[str]:
+    anchors = heading_anchors(text)
+    return [f"README.md:{text.count(chr(10), 0, m.start()) + 1}: (#{m.group(1)}) is no heading's anchor"
+            for m in LINK_TO_ANCHOR.finditer(text) if m.group(1) not in anchors]
+
+
+def test_every_link_within_the_readme_leads_to_a_heading():
+    # before: the README had no contents (no such link at all)
+    text = _text(README)
+    assert len(LINK_TO_ANCHOR.findall(text)) >= 20
+    assert not anchor_problems(text), "\n".join(anchor_problems(text))
+
+
+def test_a_link_to_no_heading_is_caught():
+    sample = ("# Measured (this 2-core CPU machine; `benchmarks/`)\n## Scale-out: worker processes and Ray\n"
+              "```\n# not a heading\n```\n### Notes\n### Notes\n"
+              "[a](#measured-this-2-core-cpu-machine-benchmarks) [b](#scale-out-worker-processes-and-ray) "
+              "[c](#notes) [d](#notes-1)\n")
+    assert heading_anchors(sample) == {"measured-this-2-core-cpu-machine-benchmarks",
+                                       "scale-out-worker-processes-and-ray", "notes", "notes-1"}
+    assert not anchor_problems(sample)
+    assert anchor_problems(sample + "[e](#not-a-heading) [f](#notes-2)\n") == [
+        "README.md:9: (#not-a-heading) is no heading's anchor", "README.md:9: (#notes-2) is no heading's anchor"]
+    text = _text(README)
+    assert "](#licences)" in text
+    (problem,) = anchor_problems(text.replace("](#licences)", "](#licenses)", 1))
+    assert "(#licenses) is no heading's anchor" in problem
+
