@@ -893,3 +893,17 @@ def test_a_link_to_no_heading_is_caught():
     (problem,) = anchor_problems(text.replace("](#licences)", "](#licenses)", 1))
     assert "(#licenses) is no heading's anchor" in problem
 
+
+def test_the_client_snippet_runs_against_a_real_backend_and_prints_what_it_says():
+    """README's Python client example, run as written against `handforge serve` (only its endpoint changed): each
+    print gives what its comment says. Before, it said how to submit a job but not how to wait for it."""
+    from tests.support.server import running_server
+
+    section = _text(README).split("\n## Backend server and client\n", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(next(b for b in blocks(section) if b.kind == "code" and b.lang == "python").lines)
+    said = [_strip_comment(line)[1].strip() for line in code.splitlines() if line.lstrip().startswith("print(")]
+    assert code.count("Client()") == 1 and said and "job.wait(" in code
+    printed = io.StringIO()
+    with running_server() as server, contextlib.redirect_stdout(printed):
+        exec(compile(code.replace("Client()", f"Client({server.endpoint!r})"), "README.md", "exec"), {})
+    assert printed.getvalue().splitlines() == said
