@@ -506,7 +506,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         placement = rig_placement(scene, every, start, end)
         arrays = into_shared_space(read, placement)
         params = {"engine": self.engine, "hand_model": hand_model(every), "fps": keys.scene_fps(scene),
-                  "seed": self.seed, "num_samples": self.num_samples, **extra}
+                  "seed": self.seed, "num_samples": self.num_samples, "first_frame": start, **extra}
         if self.engine == "learned":  # the diffusion model's settings: the backend refuses them for the spline
             params["steps"] = self.steps
             if self.variation > 0:  # else the job kind's own default (its smallest is 0.01)

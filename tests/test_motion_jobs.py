@@ -77,8 +77,8 @@ def test_inbetween_keeps_every_key(server, engine):
     if engine == "spline":  # its 2 samples are one motion twice: said (they came back the same, unsaid); and the
         # keys 10 mm into each other, the spline between them 21 mm (measured as Keep Apart measures them)
         warning = result.data["warning"]
-        assert warning.startswith("Your keys hold the hands 10 mm into each other on frames 0 and 29 of the range "
-                                  "(0 its first): the spline engine keeps keys as they are"), warning
+        assert warning.startswith("Your keys hold the hands 10 mm into each other on frames 0 and 29: the spline "
+                                  "engine keeps keys as they are"), warning
         assert "The spline motion takes the hands 21 mm into each other on frames " in warning, warning
         assert warning.endswith("The spline engine makes one motion: the 2 samples are the same; the learned engine "
                                 "draws different ones."), warning
@@ -183,21 +183,22 @@ def flat_hands_trading_places(start: float, end: float) -> dict[str, np.ndarray]
 def test_spline_paths_through_each_other_are_said_naming_the_frames(server):
     """The spline engine keeps nothing apart: flat hands keyed 40 cm apart at both ends, trading places, went
     through each other mid-way and the result said nothing (the learned engine's Keep Apart says so). Now the
-    frames and the depth are said; hands that stay apart say nothing."""
+    frames and the depth are said, numbered as the scene numbers them (``first_frame``, the range's first: counted
+    from 0 they were the range's rows, not the frames the artist sees); hands that stay apart say nothing."""
     with server.client() as client:
-        crossed = client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.2, -0.2),
-                             timeout=120)
+        crossed = client.run("motion.inbetween", {"engine": "spline", "first_frame": 101},
+                             flat_hands_trading_places(0.2, -0.2), timeout=120)
         apart = client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.2, 0.2),
                            timeout=120)
     warning = crossed.data.get("warning", "")
-    said = re.fullmatch(r"The spline motion takes the hands (\d+) mm into each other on frames (\d+)-(\d+) of the "
-                        r"range \(0 its first\), deepest at frame (\d+): add a key where they overlap, or use the "
-                        r"learned engine with Keep Apart\.", warning)
+    said = re.fullmatch(r"The spline motion takes the hands (\d+) mm into each other on frames (\d+)-(\d+), "
+                        r"deepest at frame (\d+): add a key where they overlap, or use the learned engine with Keep "
+                        r"Apart\.", warning)
     assert said, warning  # (the keys, 40 cm apart, are not said)
     depth, first, last, worst = map(int, said.groups())
     # the fingers meet some frames after the keys and go 20 mm into the other palm before the wrists pass (the
     # hands then point away from each other)
-    assert depth >= 10 and 0 < first <= worst <= last < FRAMES - 1, warning
+    assert depth >= 10 and 101 < first <= worst <= last < 101 + FRAMES - 1, warning
     assert "warning" not in apart.data, apart.data
 
 
@@ -426,8 +427,8 @@ def test_penetration_guidance_and_variation_defaults_per_job_kind():
 
 def _generate_params(steps: int) -> dict:
     """motion.generate's params, validated as the schema would leave them: 10 frames, learned engine."""
-    return {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "num_samples": 1, "steps": steps,
-            "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
+    return {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": 0, "first_frame": 0, "num_samples": 1,
+            "steps": steps, "variation": 1.0, "smoothing": 1.0, "penetration_guidance": "off", "num_frames": 10}
 
 
 def test_more_steps_than_the_checkpoint_was_trained_with_is_invalid_params(tmp_path, monkeypatch):

@@ -58,6 +58,11 @@ class Setting:
         return (f"set the environment variable {self.env}={value}, or add to {config_path()}:\n"
                 f"    [{self.section}]\n    {self.name} = {json.dumps(value, ensure_ascii=False)}")
 
+    def how_to_set_in_line(self, value: str = "<value>") -> str:
+        """``how_to_set`` in one line, for a message that is one line (a job's note, a command's refusal)."""
+        return (f"set the environment variable {self.env}={value}, or {self.name} = "
+                f"{json.dumps(value, ensure_ascii=False)} under [{self.section}] in {config_path()}")
+
     def files_fix(self, value: Any, source: str) -> str:
         """The fix for files missing or unreadable in the folder this setting, set (``get``), names."""
         where = f"${self.env}" if source == "env" else f"{self.name} in {config_path()} [{self.section}]"

@@ -31,8 +31,7 @@ def pass_or_set(option: str, setting: config.Setting) -> str:
     """How to give a command the weights ``setting`` names, in one line (a command's refusal is one line):
     ``option``, or the setting (``Setting.how_to_set`` spreads it over the config file's lines, as the doctor
     lists it)."""
-    return (f"pass {option} or set the environment variable {setting.env}=<path>, or {setting.name} = \"<path>\" "
-            f"under [{setting.section}] in {config.config_path()}")
+    return f"pass {option} or {setting.how_to_set_in_line('<path>')}"
 
 
 __all__ = ["CONTROLNETS", "GUIDANCE", "MODELS_DIR", "SD_CONFIG", "SD_MODEL", "pass_or_set"]

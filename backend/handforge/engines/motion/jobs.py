@@ -34,6 +34,7 @@ from handforge_shared.protocol import ErrorCode
 from handforge_shared.skeleton import NUM_BETAS, SIDES
 
 MAX_SAMPLES = 8
+MAX_FRAME = 1_048_574  # Blender's frame limits (MAXFRAME), both ways
 
 PART_DOC = ("per frame, which parts are keys (1) or free (0): column 0 the wrist rotation (global_orient), "
             "columns 1-15 the finger joints in MANO order (hand_pose[3j-3:3j]), column 16 the wrist "
@@ -57,6 +58,8 @@ def _common_params(guidance: str, variation: float = 1.0) -> dict[str, Any]:
         "fps": Number(doc="frames per second of the motion (stored in the result)", default=30.0, min=1.0, max=1000.0),
         "seed": Integer(doc="random seed: the same seed and inputs give the same motion", default=0, min=0,
                         max=2**31 - 1),
+        "first_frame": Integer(doc="the frame number of the arrays' first row (Blender: the range's first frame): "
+                                   "notes that name frames count from it", default=0, min=-MAX_FRAME, max=MAX_FRAME),
         "num_samples": Integer(doc="motions to generate (the first is the result's clip; all are in "
                                    "samples.<side>)", default=1, min=1, max=MAX_SAMPLES),
         "steps": Integer(doc="DDIM denoising steps (learned engine): more is slower and a little finer",
@@ -300,7 +303,8 @@ def _pipeline(ctx: JobContext, hand_model_name: str):
 
     value = config.value(CHECKPOINT.key)
     if not value or not Path(value).exists():  # (a file: load_model says it is one, and to give its folder)
-        return None, f"no motion checkpoint at {str(value) if value else '(not set)'}; {CHECKPOINT.how_to_set()}"
+        return None, (f"no motion checkpoint at {str(value) if value else '(not set)'}: the spline engine made this "
+                      f"motion; {CHECKPOINT.how_to_set_in_line()}.")
     try:
         model = ctx.pretrained(MotionDenoiser, value, label=f"the motion model {checkpoint_name(value)}")
         check_representation(model, value)
@@ -393,7 +397,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 
         depths = frame_depths(cached_hand_model(ctx, params["hand_model"]), observation, _rig_values(clips[0]),
                               callback=measuring_frames)
-        warning = " ".join(filter(None, [warning, spline_note(observation, depths, KEYS_OVERLAP)]))
+        warning = " ".join(filter(None, [warning, spline_note(observation, depths, KEYS_OVERLAP, params["first_frame"])]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))

@@ -45,36 +45,35 @@ def frame_depths(hand_model: Any, observation: Observation, values: dict[str, np
     return depths
 
 
-def spline_note(observation: Observation, depths: np.ndarray, deep: float) -> str:
+def spline_note(observation: Observation, depths: np.ndarray, deep: float, first_frame: int = 0) -> str:
     """What the spline engine's motion (``depths``: ``frame_depths`` of it) says of hands more than ``deep`` (m) in
     each other: keys that hold them so (every part of both hands keyed), then the frames it made that take them
-    so; '' when none."""
+    so, numbered from ``first_frame`` (the scene's number of the first row); '' when none."""
     keyed = observation.part_mask.reshape(observation.num_frames, -1).all(-1)
     notes = []
     deep_keys = np.flatnonzero(keyed & (depths > deep))
     if len(deep_keys):
         notes.append(f"Your keys hold the hands {depths[deep_keys].max() * 1000:.0f} mm into each other on "
-                     f"{_frames_named(deep_keys)}: the spline engine keeps keys as they are; key the hands apart "
+                     f"{_frames_named(deep_keys + first_frame)}: the spline engine keeps keys as they are; key the hands apart "
                      "there.")
     made = np.flatnonzero(~keyed & (depths > deep))
     if len(made):
         worst = made[np.argmax(depths[made])]
         notes.append(f"The spline motion takes the hands {depths[worst] * 1000:.0f} mm into each other on "
-                     f"{_frames_named(made)}, deepest at frame {worst}: add a key where they overlap, or use the "
+                     f"{_frames_named(made + first_frame)}, deepest at frame {worst + first_frame}: add a key where they overlap, or use the "
                      "learned engine with Keep Apart.")
     return " ".join(notes)
 
 
 def _frames_named(frames: np.ndarray, most: int = 4) -> str:
-    """Sorted frame numbers as runs, counted from the range's first frame: 'frames 3-9 and 20 of the range (0 its
-    first)'; after ``most`` runs the rest are left at '…'."""
+    """Sorted frame numbers as runs: 'frames 3-9 and 20'; after ``most`` runs the rest are left at '…'."""
     runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
     named = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs[:most]]
     listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else named[0]
     if len(runs) > most:
         listed = ", ".join(named) + ", …"
     word = "frame" if len(frames) == 1 else "frames"
-    return f"{word} {listed} of the range (0 its first)"
+    return f"{word} {listed}"
 
 
 __all__ = ["frame_depths", "spline_note"]
