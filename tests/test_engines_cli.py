@@ -61,6 +61,22 @@ def test_unknown_engines_and_packages_are_named_with_what_exists(capsys):
         assert f"argument --package: no such Python package {package!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, module", [("train", "train"), ("eval", "evaluate")])
+def test_help_lists_the_engines_and_a_missing_one_is_said_alone(command, module, capsys):
+    """--help said "see the list when it is unknown" (one had to mistype an engine to learn them), and no
+    engine at all said "required: engine, ..."."""
+    from handforge.engines import engines_with
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert ", ".join(engines_with(module)) in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as exit_:
+        main([command])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"handforge {command}: error: the following arguments are required: ENGINE "
+                                       f"(see handforge {command} --help)\n")
+
+
 def test_a_package_holding_an_engines_package_is_refused_with_the_one_meant(capsys):
     """`train --package handforge motion` listed `commands` as an engine (handforge/commands/train.py is the
     train subcommand), and `serve --engine-package handforge` would load handforge/server/jobs.py."""

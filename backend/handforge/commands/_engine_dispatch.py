@@ -15,9 +15,13 @@ from handforge.engines import PACKAGE, declare_settings, engines_with
 def add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     parser.add_argument("--package", type=python_package, default=PACKAGE, metavar="PACKAGE",
                         help=f"the Python package holding the engines (default {PACKAGE})")
-    parser.add_argument("engine", help=f"an engine with {_a(module)}.py (see the list when it is unknown)")
-    parser.add_argument("engine_args", nargs=argparse.REMAINDER, metavar="...",
-                        help=f"the engine's own options; `handforge {parser.prog.split()[-1]} ENGINE --help` lists them")
+    engines = ", ".join(engines_with(module)) or "none yet"  # (the list an unknown engine is told)
+    parser.add_argument("engine", metavar="ENGINE",
+                        help=f"the engine: {engines} (those with {_a(module)}.py; with --package, that package's)")
+    rest = parser.add_argument("engine_args", nargs=argparse.REMAINDER, metavar="...",
+                               help=f"the engine's own options; `handforge {parser.prog.split()[-1]} ENGINE --help` "
+                                    "lists them")
+    rest.required = False  # (none is fine: a missing ENGINE alone is said, not "required: engine, ...")
     parser.set_defaults(engine_module=module)  # (which module of the engine takes them: read by tests too)
 
 
