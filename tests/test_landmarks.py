@@ -4,6 +4,7 @@ order and error arithmetic. Renders with hands: tests/test_blender_landmarks.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -85,6 +86,29 @@ def test_without_mediapipe_the_error_names_the_extra():
             "except LandmarkError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert 'handforge[landmarks]' in out.stdout and "mediapipe" in out.stdout, out.stderr
+
+
+def test_the_detector_says_nothing_on_stderr():
+    """MediaPipe's C++ wrote "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and absl warnings
+    ("W0000 ... Feedback manager requires a model with a single signature ...") to fd 2 on every run."""
+    code = ("import numpy as np\n"
+            "from handforge.evaluation.landmarks import detect\n"
+            "print(detect(np.zeros((64, 64, 3), np.uint8)), detect(np.zeros((64, 64, 3), np.uint8)))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[] []\n", "")
+
+
+def test_only_mediapipes_routine_lines_are_dropped_and_all_kept_when_the_call_fails(capfd):
+    from handforge.evaluation.landmarks import native_noise_dropped
+
+    noise = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    with native_noise_dropped():
+        os.write(2, noise + b"E0000 a real error\n")
+    assert capfd.readouterr().err == "E0000 a real error\n"
+    with pytest.raises(RuntimeError), native_noise_dropped():
+        os.write(2, noise)
+        raise RuntimeError("the graph failed")
+    assert capfd.readouterr().err == noise.decode()
 
 
 @pytest.fixture(scope="module")

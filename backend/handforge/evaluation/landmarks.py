@@ -20,7 +20,12 @@ measured from that same corner, so pixels = fraction × size with no half-pixel 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import re
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,6 +70,37 @@ class KeypointErrors:
                 "per_keypoint_px": {n: float(d) for n, d in zip(KEYPOINT_NAMES, self.per_keypoint_px)}}
 
 
+# What MediaPipe's C++ (TFLite, absl) writes to fd 2 on every run, past Python's logging and deaf to
+# GLOG_minloglevel / TF_CPP_MIN_LOG_LEVEL (absl's own logging, measured with mediapipe 0.10.21): said for
+# nothing, it alarmed `handforge eval image`'s users. Only these lines are dropped; any other is kept.
+_NATIVE_NOISE = re.compile(
+    r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog|"
+    r"inference_feedback_manager\.cc.*single signature|landmark_projection_calculator\.cc.*NORM_RECT without")
+
+
+@contextlib.contextmanager
+def native_noise_dropped():
+    """Catch what is written to fd 2 inside the block and pass it on after, less MediaPipe's routine lines
+    (``_NATIVE_NOISE``); all of it, those too, when the block raises. What other threads write meanwhile is
+    passed on late, never lost."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        raised = True
+        try:
+            yield
+            raised = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().splitlines(keepends=True)
+            os.write(2, b"".join(line for line in lines
+                                 if raised or not _NATIVE_NOISE.search(line.decode(errors="replace"))))
+
+
 _PROCESS_LOCK = threading.Lock()  # one MediaPipe graph per threshold, shared: it is not thread-safe
 
 
@@ -75,8 +111,9 @@ def _hands(min_confidence: float):
     except ImportError as exc:
         raise LandmarkError(f"the hand-landmark detector needs MediaPipe ({exc}); install it: {INSTALL_HINT}") from exc
     # static_image_mode: every image is detected afresh (no tracking between unrelated images)
-    return mp_hands.Hands(static_image_mode=True, max_num_hands=2, model_complexity=1,
-                          min_detection_confidence=min_confidence)
+    with native_noise_dropped():
+        return mp_hands.Hands(static_image_mode=True, max_num_hands=2, model_complexity=1,
+                              min_detection_confidence=min_confidence)
 
 
 def detect(image: np.ndarray, min_confidence: float = 0.5) -> list[DetectedHand]:
@@ -87,7 +124,7 @@ def detect(image: np.ndarray, min_confidence: float = 0.5) -> list[DetectedHand]
                             f"{image.shape} (drop an alpha channel with image[..., :3])")
     height, width = image.shape[:2]
     hands = _hands(float(min_confidence))
-    with _PROCESS_LOCK:
+    with _PROCESS_LOCK, native_noise_dropped():
         result = hands.process(np.ascontiguousarray(image))
     found = []
     for landmarks, handedness in zip(result.multi_hand_landmarks or (), result.multi_handedness or ()):
