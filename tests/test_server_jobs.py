@@ -264,7 +264,7 @@ def test_oversized_requests_are_refused_and_the_server_stays_up(server, client):
         time.sleep(0.05)
     # the hard limit is said once, at start (every client's normal end read "closed (by the client, or by the
     # backend after a frame over its hard limit ...)")
-    assert "a frame over 2097152 bytes closes its connection" in server.log()
+    assert "requests over 1 MiB are refused, and a message part over 2 MiB also closes its connection" in server.log()
     assert "hard limit" not in server.log()
     assert client.run("echo", {"text": "up"}).data["text"] == "up"
 

@@ -208,9 +208,10 @@ class Server:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
-        log.info("HandForge backend %s (protocol v%d) listening on %s%s; a frame over %d bytes closes its "
-                 "connection", __version__, PROTOCOL_VERSION, self.endpoint, " with CurveZMQ" if self._auth else "",
-                 self.hard_limit_bytes)
+        log.info("HandForge backend %s (protocol v%d) listening on %s%s; requests over %g MiB are refused, and a "
+                 "message part over %g MiB also closes its connection", __version__, PROTOCOL_VERSION, self.endpoint,
+                 " with CurveZMQ" if self._auth else "", self.config.limits.max_message_bytes / 2**20,
+                 self.hard_limit_bytes / 2**20)
         next_heartbeat = time.monotonic() + self.config.heartbeat_s
         probe_at = time.monotonic() + PROBE_IDLE_DELAY_S
         try:
