@@ -22,6 +22,7 @@ def test_demo_writes_meshes_and_labels_that_agree(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
+    assert "wrote" not in proc.stderr, proc.stderr  # the meshes are in the table: not logged too (unless -v)
     assert "motion: two keyed poses" in proc.stdout and (out / "inbetween.npz").is_file()  # tests/test_demo_motion.py
     # no weights in the tests' config: one line says what to configure (the generate path: test_export_generated)
     assert "image generation: skipped (no weights configured): set image.sd_model (HANDFORGE_SD_MODEL)" in proc.stdout
@@ -119,6 +120,19 @@ def _check_labelled_export(folder, stdout):
     drawn = {finger: int((np.abs(sheet - colour).sum(-1) < 6).sum()) for finger, colour in FINGER_COLOURS.items()
              if finger != "wrist"}
     assert all(count > 20 for count in drawn.values()), drawn  # every finger's bones drawn over the images
+
+
+def test_the_meshes_written_are_logged_only_at_debug(tmp_path, caplog):
+    """`handforge demo` printed five "INFO handforge.demo: wrote .../flat.glb" lines above the table that
+    names the same files; `handforge -v demo` still logs them."""
+    import logging
+
+    from handforge.demo import run_demo
+
+    with caplog.at_level(logging.DEBUG, logger="handforge.demo"):
+        report = run_demo(tmp_path / "demo")
+    wrote = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("wrote ")]
+    assert wrote == [(logging.DEBUG, f"wrote {tmp_path / 'demo' / s['mesh']}") for s in report["scenes"].values()]
 
 
 def test_a_folder_of_other_files_is_refused_before_anything_is_written(tmp_path):

@@ -138,7 +138,7 @@ def run_demo(out_dir: str | os.PathLike) -> dict[str, Any]:
         path = out / f"{scene.name}.glb"
         write_atomic(path, gltf.export(file_type="glb"))
         report["scenes"][scene.name] = {"description": scene.description, "mesh": path.name, "hands": hands}
-        log.info("wrote %s", path)
+        log.debug("wrote %s", path)  # (the command prints them in its table; -v logs them too)
     json_path = out / "demo.json"
     write_atomic(json_path, (json.dumps(report, indent=1) + "\n").encode())
     report["json"] = str(json_path)
