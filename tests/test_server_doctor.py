@@ -28,8 +28,8 @@ def test_doctor_names_the_mano_setting_when_mano_is_not_configured():
     for expected in ("HandForge 0.1.0 (wire protocol v1)", "torch ", "pyzmq", "Devices:", "cpu ",
                      "open     available", "mano     NOT available", "mano.model_dir = (not set)",
                      "HANDFORGE_MANO_DIR=<value>", "[mano]", "model_dir = \"<value>\"",
-                     "\n  hands         available: hand_model, forward_hands\n",
-                     "\n  attentionhand NOT available",  # the engines' names in one column, the longest's width
+                     "\n  hands           available: hand_model, forward_hands\n",
+                     "\n    attentionhand NOT available",  # the engines' names in one column, the longest's width
                      "none at tcp://127.0.0.1:1: start one with `handforge serve`"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
 
@@ -59,6 +59,24 @@ def test_a_composite_engine_waiting_for_several_settings_leaves_their_fixes_to_s
     assert "attentionhand: image.guidance is not set (see Settings below); controlnet: image.controlnets" in engines
     for variable in ("HANDFORGE_IMAGE_GUIDANCE", "HANDFORGE_CONTROLNETS", "HANDFORGE_TRANSFER_TARGET_GENERATOR"):
         assert out.count(f"{variable}=<value>") == 1, (variable, out)
+
+
+def test_engines_a_job_kind_runs_are_listed_under_its_engine_and_an_unset_setting_once():
+    """attentionhand, controlnet and ihpt (no job kinds of their own: image.generate's and image.transfer's
+    `engine` parameter picks them) were listed beside the others as 'NOT available: no job kinds', and an
+    unset setting read 'image.sd_model = (not set)   [from unset]'."""
+    out = _doctor(HANDFORGE_SD_MODEL="").stdout
+    engines = out.split("Engines (")[1].split("Settings (")[0]
+    assert "no job kinds" not in engines, engines
+    why = "           why: image.sd_model is not set (see Settings below)\n"
+    assert ("  image           NOT available: image.generate\n" + why
+            + "    attentionhand NOT available (an engine of image.generate)\n" + why
+            + "    controlnet    NOT available (an engine of image.generate)\n" + why) in engines, engines
+    assert ("  transfer        NOT available: image.transfer\n" + why
+            + "    ihpt          NOT available (an engine of image.transfer)\n" + why) in engines, engines
+    settings = out.split("Settings (")[1]
+    assert "  image.sd_model = (not set)\n" in settings and "[from unset]" not in settings, settings
+    assert "[from default]" in settings  # (a value's source is still said)
 
 
 def test_a_malformed_endpoint_is_one_line():
@@ -219,7 +237,7 @@ def test_doctor_notes_learned_models_that_are_missing_though_their_engine_runs(t
     env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(tmp_path / "nowhere"),
            "HANDFORGE_MOTION_CHECKPOINT": str(tmp_path / "run")}
     out = _doctor(**env).stdout
-    assert "interaction   available" in out and "motion        available" in out and out.count("note: ") == 2, out
+    assert "interaction     available" in out and "motion          available" in out and out.count("note: ") == 2, out
     engines = json.loads(_doctor("--json", **env).stdout)["engines"]
     assert engines["interaction"]["available"] and engines["motion"]["available"]
     assert engines["interaction"]["note"].startswith(f"engine 'learned' cannot run (interaction.checkpoint: "

@@ -150,12 +150,19 @@ def _text(report: dict[str, Any], config) -> list[str]:
     kinds_by_engine: dict[str, list[str]] = {}
     for kind, spec in report["kinds"].items():
         kinds_by_engine.setdefault(spec["engine"], []).append(kind)
-    width = _name_width(report["engines"])
+    parts = _engine_parts(report, kinds_by_engine)
+    width = _name_width([*report["engines"], *(f"  {part}" for part in parts)])  # (parts indented 2 more)
     said_below = _settings_said_below(report, config)
     for name, engine in report["engines"].items():
+        if name in parts:
+            continue  # (said under the engine whose job it is run by)
         state = "available" if engine["available"] else "NOT available"
         lines.append(f"  {name:{width}s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
         lines += _status_lines(engine, said_below)
+        for part, (_, kind) in ((p, v) for p, v in parts.items() if v[0] == name):
+            state = "available" if report["engines"][part]["available"] else "NOT available"
+            lines.append(f"    {part:{width - 2}s} {state} (an engine of {kind})")
+            lines += _status_lines(report["engines"][part], said_below)
     # (a file that cannot be looked at, a name over 255 bytes, is the problem below, not one not created yet)
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if report['config_file']['problem'] or config.config_path().is_file() else ', not created yet'}):"]
@@ -169,7 +176,7 @@ def _text(report: dict[str, Any], config) -> list[str]:
                 lines.append(f"  {row['error']}")
             continue
         value = row["value"] if row["value"] is not None else "(not set)"
-        lines.append(f"  {row['key']} = {value}   [from {row['source']}]")
+        lines.append(f"  {row['key']} = {value}" + ("" if row["value"] is None else f"   [from {row['source']}]"))
         lines.append(f"           {row['help']}")
         if row["value"] is None:
             lines += _indented("to set: ", known[row["key"]].how_to_set())
@@ -196,6 +203,18 @@ def _engine_field(value: Any) -> list[str]:
         lines.append(f"  {name:{width}s} {'available' if status['available'] else 'NOT available'}")
         lines += _status_lines(status)
     return lines
+
+
+def _engine_parts(report: dict[str, Any], kinds_by_engine: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+    """The engines without job kinds of their own that a kind runs by its ``engine`` parameter (image.generate's
+    attentionhand and controlnet, image.transfer's ihpt): {part: (the kind's engine, the kind)}. They were
+    listed among the others as 'attentionhand NOT available: no job kinds'."""
+    parts = {}
+    for kind, spec in report["kinds"].items():
+        for choice in (spec.get("params", {}).get("engine") or {}).get("choices") or ():
+            if choice in report["engines"] and choice not in kinds_by_engine and choice != spec["engine"]:
+                parts.setdefault(choice, (spec["engine"], kind))
+    return parts
 
 
 def _name_width(names) -> int:
