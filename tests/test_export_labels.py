@@ -143,6 +143,21 @@ def test_a_datasets_record_is_its_spec(exported, tmp_path):
     assert main(["export", str(copy / SPEC_RECORD), "--out", str(copy), "--quiet"]) == 0
 
 
+def test_a_rerun_with_nothing_left_shows_no_empty_progress_bar(exported, tmp_path, capsys):
+    """Without --quiet, an export already finished printed 'export: 0sample [00:00, ?sample/s]' (twice, at the
+    bar's start and close) before the summary."""
+    import shutil
+
+    from handforge.cli import main
+    from handforge.export.folder import SPEC_RECORD
+
+    copy = tmp_path / "data"
+    shutil.copytree(exported, copy)
+    assert main(["export", str(copy / SPEC_RECORD), "--out", str(copy)]) == 0
+    out, err = capsys.readouterr()
+    assert f"(0 new, {SPEC['samples']} already there)" in out and "sample/s" not in err, (out, err)
+
+
 def test_the_card_says_how_interhands_loaders_find_the_images(exported, tmp_path):
     """The data file names images from the dataset folder, and InterHand2.6M's loaders read
     <root>/images/<split>/<file_name>: with interhand/ as their root they found none, unsaid. The card's

@@ -231,7 +231,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
 
             rgb = stack.enter_context(rgb_source(spec))
         iterator = pending
-        if progress is True:
+        if progress is True and pending:  # (none left: an empty "export: 0sample [00:00, ?sample/s]" said nothing)
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
