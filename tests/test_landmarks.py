@@ -232,3 +232,33 @@ def test_a_folder_that_is_not_there_or_a_file_is_named_so(tmp_path):
         sample_folders(tmp_path / "coco.json")
     with pytest.raises(ValueError, match="no samples/"):  # an empty folder: as before
         sample_folders(tmp_path)
+
+
+def test_blocks_in_two_threads_leave_fd_2_where_it_was(capfd):
+    """Two threads' blocks interleaved (the second entered while the first ran, the first left first) had left
+    fd 2 on the first block's closed temporary file: every later error lost. They now take turns."""
+    import os
+    import threading
+    import time
+
+    from handforge.evaluation.landmarks import native_noise_dropped
+
+    inside = threading.Event()
+
+    def first() -> None:
+        with native_noise_dropped():
+            inside.set()
+            time.sleep(0.3)  # the second thread tries to enter meanwhile
+
+    def second() -> None:
+        inside.wait(5)
+        with native_noise_dropped():
+            time.sleep(0.5)  # and leaves after the first
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    os.write(2, b"said after both\n")
+    assert "said after both" in capfd.readouterr().err

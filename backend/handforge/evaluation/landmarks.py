@@ -78,13 +78,17 @@ _NATIVE_NOISE = re.compile(
     r"inference_feedback_manager\.cc.*single signature|landmark_projection_calculator\.cc.*NORM_RECT without")
 
 
+_FD2_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def native_noise_dropped():
     """Catch what is written to fd 2 inside the block and pass it on after, less MediaPipe's routine lines
     (``_NATIVE_NOISE``); all of it, those too, when the block raises. What other threads write meanwhile is
-    passed on late, never lost."""
+    passed on late, never lost. One block at a time: two threads' blocks interleaved would leave fd 2 on the
+    first one's closed file (the second restores what it found), every later error lost."""
     sys.stderr.flush()
-    with tempfile.TemporaryFile() as caught:
+    with _FD2_LOCK, tempfile.TemporaryFile() as caught:
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         raised = True
