@@ -99,6 +99,23 @@ def test_the_file_loads_the_folders_weights_offline(models):
     assert all(b[k].dtype == torch.float32 and torch.equal(a[k].half().float(), b[k]) for k in a)
 
 
+def test_a_file_with_an_ema_copy_loads_the_ema_unet(models, tmp_path, capfd):
+    """SD 1.x's 'v1-5-pruned.safetensors' holds the trained UNet and its EMA copy (``model_ema.*``); the EMA one
+    is what its authors give for inference ('-emaonly' is that copy alone), and diffusers' from_single_file reads
+    the trained one unless asked. Built here from two tiny SDs of other seeds: the file's UNet is the EMA one's,
+    its other parts the file's own; diffusers' notes of which copy it read are not passed on."""
+    root, sd, _, _ = models
+    other = tiny_sd.build_sd(tmp_path / "ema", seed=7)
+    both = load_sd(write_single_file(sd, tmp_path / "v1-5-pruned.safetensors", ema=other), sd)
+    ema, trained = _state(load_sd(other)["unet"]), _state(load_sd(sd)["unet"])
+    got = _state(both["unet"])
+    assert got.keys() == ema.keys() and all(torch.equal(got[k], ema[k]) for k in ema)
+    assert not all(torch.equal(got[k], trained[k]) for k in trained)
+    folder_vae = _state(load_sd(sd)["vae"])
+    assert all(torch.equal(v, folder_vae[k]) for k, v in _state(both["vae"]).items())
+    assert "EMA" not in capfd.readouterr().err  # (diffusers' advice names its conversion script's flag)
+
+
 def test_a_file_of_sd15s_layout_loads_the_folders_weights(tmp_path):
     # the names the tiny model's file does not have: two layers per level, a level without attention (the
     # upsampler after a resnet alone), the VAE's shortcuts, up to output_blocks.11 (diffusers' own test for SD 1.x)

@@ -117,15 +117,28 @@ def schedule_buffers(steps: int = 1000) -> dict[str, torch.Tensor]:
             "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt().float()}
 
 
-def write_single_file(sd: Path, file: Path, dtype: torch.dtype | None = None) -> Path:
+def ema_keys(unet: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The UNet's original-layout tensors as the LDM's EMA copy names them beside the trained ones (SD 1.x's
+    'v1-5-pruned.safetensors': ``model_ema.`` and the name after ``model.`` without its dots), with its
+    ``decay`` and ``num_updates``."""
+    return {"model_ema." + k[len("model."):].replace(".", ""): t for k, t in unet.items()} | {
+        "model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(470000, dtype=torch.int32)}
+
+
+def write_single_file(sd: Path, file: Path, dtype: torch.dtype | None = None, ema: Path | None = None) -> Path:
     """The diffusers SD 1.x folder ``sd`` as one original-layout ``file`` (its floats in ``dtype``, as saved
-    when None)."""
+    when None); ``ema``: another such folder whose UNet is added as the EMA copy (``ema_keys``)."""
     sd = Path(sd)
     unet = json.loads((sd / "unet" / "config.json").read_text())
     vae = json.loads((sd / "vae" / "config.json").read_text())
+
+    def unet_of(folder: Path) -> dict[str, torch.Tensor]:
+        return unet_keys(load_file(folder / "unet" / "diffusion_pytorch_model.safetensors"), unet["layers_per_block"],
+                         {i for i, kind in enumerate(unet["up_block_types"]) if "CrossAttn" in kind})
+
     tensors = {
-        **unet_keys(load_file(sd / "unet" / "diffusion_pytorch_model.safetensors"), unet["layers_per_block"],
-                    {i for i, kind in enumerate(unet["up_block_types"]) if "CrossAttn" in kind}),
+        **unet_of(sd),
+        **(ema_keys(unet_of(Path(ema))) if ema is not None else {}),
         **vae_keys(load_file(sd / "vae" / "diffusion_pytorch_model.safetensors"), len(vae["block_out_channels"])),
         **text_keys(load_file(sd / "text_encoder" / "model.safetensors")),
         **schedule_buffers(),

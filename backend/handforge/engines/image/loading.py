@@ -49,13 +49,19 @@ def _torchvision_note(record: logging.LogRecord) -> bool:
     return "requires torchvision (not installed)" not in record.getMessage()
 
 
+def _ema_note(record: logging.LogRecord) -> bool:
+    # diffusers' notes of which UNet copy a single file gave, whose advice names its conversion script's flag
+    return "EMA" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Without transformers' lines that are no news to the user: its note that image processors fall
     back to PIL without torchvision (printed when diffusers' SD pipeline is imported; SD here uses none
-    of them), its "Loading weights" bar and diffusers' "Loading pipeline components" (a single file's) bar (a job
-    reports its own progress; ``train --quiet`` is quiet)."""
+    of them), diffusers' notes of a single file's EMA weights, its "Loading weights" bar and diffusers' "Loading
+    pipeline components" (a single file's) bar (a job reports its own progress; ``train --quiet`` is quiet)."""
     logging.getLogger("transformers.utils.import_utils").addFilter(_torchvision_note)  # once: a set
+    logging.getLogger("diffusers.loaders.single_file_utils").addFilter(_ema_note)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -115,8 +121,11 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
             if problem:
                 raise WeightsError(problem, path)
             # the components SD here never uses are not loaded: from_single_file loads each one model_index.json
-            # names, and SD 1.5's names a feature extractor whose files `handforge models fetch` leaves out
-            pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config),
+            # names, and SD 1.5's names a feature extractor whose files `handforge models fetch` leaves out.
+            # extract_ema: a file holding the UNet's EMA copy too (SD 1.5's v1-5-pruned) gives that copy, the one
+            # its authors give for inference (v1-5-pruned-emaonly is it alone); diffusers reads the other unless
+            # asked (its notes of which copy it read are left out: ``_ema_note``)
+            pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config), extract_ema=True,
                                                             local_files_only=True, torch_dtype=dtype,
                                                             safety_checker=None, feature_extractor=None,
                                                             image_encoder=None, requires_safety_checker=False)
