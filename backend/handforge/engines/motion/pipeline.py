@@ -10,7 +10,9 @@ the next noise level. ``variation`` in (0, 1] is how much of the schedule runs: 
 noise, smaller values start from the model's in-between of the keys (its observation) noised to
 that level (SDEdit, Meng et al., arXiv 2108.01073), keeping the result closer to it. The whole
 clip is denoised at once (any length up to the model's ``max_frames``; training used random crops
-of up to 96 frames at random frame offsets up to 256, so 200-frame clips work directly).
+of up to 96 frames at random frame offsets up to 256, yet 480-frame in-betweens measured as well
+denoised whole as in overlapping windows of the trained length, which left a kink at each seam:
+README 'Motion', Known limits).
 """
 
 from __future__ import annotations
