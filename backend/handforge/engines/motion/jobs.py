@@ -395,9 +395,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             say(denoised + (1.0 - denoised) * done / total,
                 f"measuring where the hands go into each other ({done}/{total} frames)", force=done == total)
 
-        depths = frame_depths(cached_hand_model(ctx, params["hand_model"]), observation, _rig_values(clips[0]),
-                              callback=measuring_frames)
-        warning = " ".join(filter(None, [warning, spline_note(observation, depths, KEYS_OVERLAP, params["first_frame"])]))
+        depths = frame_depths(cached_hand_model(ctx, params["hand_model"]), observation.betas,
+                              _rig_values(clips[0]), callback=measuring_frames)
+        said = spline_note(observation, depths, KEYS_OVERLAP, params["first_frame"])
+        warning = " ".join(filter(None, [warning, said]))
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))

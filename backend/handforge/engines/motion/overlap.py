@@ -14,34 +14,39 @@ import torch
 
 from handforge.engines.motion import representation as rep
 from handforge.engines.motion.observation import Observation
-from handforge.engines.motion.pipeline import REACH
+
+REACH = 0.45  # m: wrists farther apart than this cannot touch (two adult hands of up to ~21 cm)
 
 
 @torch.no_grad()
-def frame_depths(hand_model: Any, observation: Observation, values: dict[str, np.ndarray], chunk: int = 256,
-                 callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+def frame_depths(hand_model: Any, betas: Any, values: dict[str, np.ndarray], frames: np.ndarray | None = None,
+                 chunk: int = 256, callback: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(T,) per frame, the deepest any vertex of one hand goes into the other (m) in ``values`` (rig values
-    {global_orient, hand_pose, transl}: (T, 2, size)); 0 where the wrists are beyond ``REACH`` (not measured).
-    ``callback(done, total)`` after each chunk of the frames measured (a job's progress and cancel point)."""
+    {global_orient, hand_pose, transl}: (T, 2, size)) of hands shaped ``betas`` (2, 10), over ``frames`` (a (T,)
+    mask; all when None) where the wrists are within ``REACH`` (farther apart no vertex can touch, and the hand
+    model is not run); 0 elsewhere. ``callback(done, total)`` after each chunk of the frames measured (a job's
+    progress and cancel point: 8 long motions take tens of seconds on a CPU)."""
     from handforge.evaluation.penetration import penetration_depths
 
-    roots = np.stack([hand_model.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3): beside transl
+    # the wrists: each model's root joint sits off the origin (MANO's some 10 cm), beside transl
+    roots = np.stack([hand_model.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3)
     wrists = np.asarray(values["transl"]) + roots
-    measured = np.flatnonzero(np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH)
-    depths = np.zeros(observation.num_frames)
-    betas = torch.as_tensor(np.asarray(observation.betas), dtype=torch.float32)   # (2, 10)
+    near = np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH
+    measured = np.flatnonzero(near if frames is None else near & frames)
+    depths = np.zeros(len(wrists))
+    betas = torch.as_tensor(np.asarray(betas), dtype=torch.float32)
     for start in range(0, len(measured), chunk):
-        frames = measured[start:start + chunk]
-        part = {k: torch.as_tensor(np.asarray(values[k])[frames], dtype=torch.float32)
+        rows = measured[start:start + chunk]
+        part = {k: torch.as_tensor(np.asarray(values[k])[rows], dtype=torch.float32)
                 for k in ("global_orient", "hand_pose", "transl")}
         verts = [hand_model(side, part["global_orient"][:, h], part["hand_pose"][:, h],
-                            betas[h].expand(len(frames), -1), part["transl"][:, h]).vertices
+                            betas[h].expand(len(rows), -1), part["transl"][:, h]).vertices
                  for h, side in enumerate(rep.HAND_AXIS)]
         depth_a, depth_b = penetration_depths(verts[0], verts[1], hand_model.faces(rep.HAND_AXIS[0]),
                                               hand_model.faces(rep.HAND_AXIS[1]))
-        depths[frames] = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).double().cpu().numpy()
+        depths[rows] = torch.maximum(depth_a.amax(-1), depth_b.amax(-1)).double().cpu().numpy()
         if callback is not None:
-            callback(start + len(frames), len(measured))
+            callback(start + len(rows), len(measured))
     return depths
 
 
@@ -76,4 +81,4 @@ def _frames_named(frames: np.ndarray, most: int = 4) -> str:
     return f"{word} {listed}"
 
 
-__all__ = ["frame_depths", "spline_note"]
+__all__ = ["REACH", "frame_depths", "spline_note"]

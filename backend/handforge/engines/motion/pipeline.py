@@ -28,6 +28,7 @@ from handforge.engines.motion import representation as rep
 from handforge.engines.motion.curves import hermite_keys
 from handforge.engines.motion.model import MotionDenoiser
 from handforge.engines.motion.observation import Observation
+from handforge.engines.motion.overlap import frame_depths
 
 DEFAULT_STEPS = 20
 DEFAULT_SMOOTHING = 1.0  # frames: σ of the Gaussian applied to the generated part (see ``smooth_free``)
@@ -35,7 +36,6 @@ BLEND_FRAMES = 8         # the generated part fades into each key over this many
 SCHEDULE = "squaredcos_cap_v2"  # the cosine schedule of MDM and HandDiffuse
 POLISH_PROGRESS = 2.5e-4  # m: a polished motion whose deepest overlap shrinks by less than this per turn,
 POLISH_PROGRESS_SUM = 0.02  # and its overlap summed over the turn's frames by less than this fraction, is stalled
-REACH = 0.45             # m: wrists farther apart than this cannot touch (two adult hands of up to ~21 cm)
 
 
 def make_train_scheduler(num_train_timesteps: int = 1000):
@@ -197,37 +197,16 @@ class MotionPipeline:
                            keyed: bool = False) -> np.ndarray:
         """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
         can change (not those where every part is a key; ``keyed``: those only) and where the wrists are
-        within reach of each other (``REACH``; farther apart no vertex can touch, and the hand model is not run).
-        ``callback(motion, motions, "checking")`` after each chunk of frames (a job's cancel point: 8 long motions
-        take tens of seconds on a CPU)."""
-        from handforge.evaluation.penetration import penetration_depths
-
-        hands = self.hand_model
-        if hands is None:
+        within reach of each other (``overlap.frame_depths``). ``callback(motion, motions, "checking")`` after
+        each chunk of frames (a job's cancel point: 8 long motions take tens of seconds on a CPU)."""
+        if self.hand_model is None:
             raise ValueError("penetration checks need the hand model: MotionPipeline(model, hand_model)")
         out = np.zeros(len(values))
-        # the wrists: each model's root joint sits off the origin (MANO's some 10 cm), beside transl
-        roots = np.stack([hands.rig(side).rest_joints[0] for side in rep.HAND_AXIS])  # (2, 3)
         for n, (o, v) in enumerate(zip(observations, values)):
-            wrists = np.asarray(v["transl"]) + roots
             whole_keys = o.part_mask.reshape(o.num_frames, -1).all(-1)
-            measured = (whole_keys if keyed else ~whole_keys) & (
-                np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < REACH)
-            if not measured.any():
-                continue
-            field = {k: torch.as_tensor(np.asarray(v[k])[measured], dtype=torch.float32)
-                     for k in ("global_orient", "hand_pose", "transl")}
-            betas = torch.as_tensor(np.asarray(o.betas), dtype=torch.float32)   # (2, 10)
-            for start in range(0, len(field["transl"]), chunk):
-                part = {k: f[start:start + chunk] for k, f in field.items()}
-                verts = [hands(side, part["global_orient"][:, h], part["hand_pose"][:, h],
-                               betas[h].expand(len(part["transl"]), -1), part["transl"][:, h]).vertices
-                         for h, side in enumerate(rep.HAND_AXIS)]
-                depth_a, depth_b = penetration_depths(verts[0], verts[1], hands.faces(rep.HAND_AXIS[0]),
-                                                      hands.faces(rep.HAND_AXIS[1]))
-                out[n] = max(out[n], float(torch.maximum(depth_a.amax(), depth_b.amax())))
-                if callback is not None:
-                    callback(n + 1, len(values), "checking")
+            said = None if callback is None else (lambda _done, _total, n=n: callback(n + 1, len(values), "checking"))
+            out[n] = frame_depths(self.hand_model, o.betas, v, whole_keys if keyed else ~whole_keys, chunk,
+                                  said).max(initial=0.0)
         return out
 
     @torch.no_grad()
