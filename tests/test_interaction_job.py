@@ -242,6 +242,7 @@ def test_a_checkpoint_folder_not_there_is_refused_at_submit_saying_how_to_set_th
     assert "HANDFORGE_INTERACTION_CHECKPOINT=<value>" in refused.value.hint, refused.value.hint
     assert "handforge train interaction --corpus DIR --out RUN" in refused.value.hint
     assert "engine 'templates'" in refused.value.hint
+    assert "\n" not in refused.value.hint  # (one line: its config-file lines ran on into "; or use engine ...")
 
 
 def test_a_checkpoint_setting_that_is_no_checkpoint_is_missing_weights(tmp_path, monkeypatch):

@@ -149,7 +149,7 @@ def _guidance_present() -> str | tuple[str, str]:
             f"(handforge models check {folder} checks it whole)") if problem else ""
     return (f"{GUIDANCE.key} = {checkpoint_problem(folder, 'ControlNetModel')}",
             f"point it at a ControlNetModel folder (the model/ folder of a `handforge train guidance` run, or handforge "
-            f"models import DIR --kind guidance): {GUIDANCE.how_to_set()}")
+            f"models import DIR --kind guidance): {GUIDANCE.how_to_set_in_line()}")
 
 
 def _misfit_fix(path: Path, problem: str, made: str, for_this: str) -> str:

@@ -126,7 +126,7 @@ _CHECKPOINT_FIX = (f"point {CHECKPOINT.key} at the model/ folder of a `handforge
 
 def _no_checkpoint_fix() -> str:
     return ("unset interaction.checkpoint for the shipped model, or train one (`handforge train interaction --corpus DIR "
-            "--out RUN`) and point at RUN/model: " + CHECKPOINT.how_to_set() + "; or use engine 'templates', which "
+            "--out RUN`) and point at RUN/model: " + CHECKPOINT.how_to_set_in_line() + "; or use engine 'templates', which "
             "needs no weights")
 
 

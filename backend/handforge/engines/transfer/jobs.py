@@ -112,7 +112,7 @@ def _fits_sd_fix() -> str:
 
 def _target_generator_fix() -> str:
     return (f"point {TARGET_GENERATOR.key} at the model/ folder of a `handforge train transfer` run: "
-            f"{TARGET_GENERATOR.how_to_set()}")
+            f"{TARGET_GENERATOR.how_to_set_in_line()}")
 
 
 # (public: `handforge models list` says its status, the server's, word for word)
