@@ -25,7 +25,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -83,26 +82,39 @@ _FD2_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def native_noise_dropped():
-    """Catch what is written to fd 2 inside the block and pass it on after, less MediaPipe's routine lines
-    (``_NATIVE_NOISE``); all of it, those too, when the block raises. What other threads write meanwhile is
-    passed on late, never lost. One block at a time: two threads' blocks interleaved would leave fd 2 on the
-    first one's closed file (the second restores what it found), every later error lost."""
+    """fd 2 inside the block, passed on line by line as it comes, less MediaPipe's routine lines
+    (``_NATIVE_NOISE``): through a pipe and a thread, not held until the block ends, so the words of a crash
+    in the block (an absl CHECK's abort) reach the terminal (unless the process dies before the thread has
+    read them: microseconds). One block at a time: two threads' blocks
+    interleaved would leave fd 2 on the first one's closed pipe (the second restores what it found)."""
     sys.stderr.flush()
-    with _FD2_LOCK, tempfile.TemporaryFile() as caught:
+    with _FD2_LOCK:
         saved = os.dup(2)
-        os.dup2(caught.fileno(), 2)
-        raised = True
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+
+        def forward() -> None:
+            pending = b""
+            while chunk := os.read(read_end, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = [line + b"\n" for line in lines if not _NATIVE_NOISE.search(line.decode(errors="replace"))]
+                if kept:
+                    os.write(saved, b"".join(kept))
+            if pending and not _NATIVE_NOISE.search(pending.decode(errors="replace")):
+                os.write(saved, pending)
+
+        forwarder = threading.Thread(target=forward, name="fd2-forwarder", daemon=True)
+        forwarder.start()
         try:
             yield
-            raised = False
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
+            os.dup2(saved, 2)  # (the pipe's last write end: the forwarder reads to its end and stops)
+            forwarder.join(timeout=5)
             os.close(saved)
-            caught.seek(0)
-            lines = caught.read().splitlines(keepends=True)
-            os.write(2, b"".join(line for line in lines
-                                 if raised or not _NATIVE_NOISE.search(line.decode(errors="replace"))))
+            if not forwarder.is_alive():  # (a child process still holding the pipe keeps it open: left to it)
+                os.close(read_end)
 
 
 _PROCESS_LOCK = threading.Lock()  # one MediaPipe graph per threshold, shared: it is not thread-safe
