@@ -117,6 +117,16 @@ def test_a_write_that_fails_mid_file_is_said_of_the_file_asked_for(tmp_path, how
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary left, no file half written
 
 
+def test_an_error_in_the_block_that_is_no_files_is_left_as_it_is(tmp_path):
+    """Naming every unnamed OSError in an atomic write as the file gave an encoder's "cannot write mode RGBA as
+    JPEG" the file's name and an "[Errno None]", and dropped its traceback."""
+    with pytest.raises(OSError) as raised, atomic_file(tmp_path / "x.png", "wb"):
+        raise OSError("cannot write mode RGBA as JPEG")
+    assert str(raised.value) == "cannot write mode RGBA as JPEG" and raised.value.filename is None
+    assert raised.traceback[-1].name == "test_an_error_in_the_block_that_is_no_files_is_left_as_it_is"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_config_readers(tmp_path, monkeypatch):
     # before: a RecursionError traceback from tomllib or json, from `handforge export` and from every command
     from handforge import config

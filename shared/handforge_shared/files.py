@@ -68,9 +68,10 @@ def errors_named(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as exc:
         temporary = isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}.")
-        if exc.filename is not None and not temporary:
-            raise
-        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+        # (an error without errno is no file's: Pillow's "cannot write mode RGBA as JPEG", a socket's)
+        if exc.errno is not None and (exc.filename is None or temporary):
+            exc.filename, exc.filename2 = str(path), None  # (its traceback kept)
+        raise
 
 
 @contextlib.contextmanager
