@@ -191,15 +191,29 @@ def test_spline_paths_through_each_other_are_said_naming_the_frames(server):
         apart = client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.2, 0.2),
                            timeout=120)
     warning = crossed.data.get("warning", "")
-    said = re.fullmatch(r"The spline motion takes the hands (\d+) mm into each other on frames (\d+)-(\d+), "
+    said = re.fullmatch(r"The spline motion takes the hands (\d+) mm into each other on frames (\d+) to (\d+), "
                         r"deepest at frame (\d+): add a key where they overlap, or use the learned engine with Keep "
                         r"Apart\.", warning)
     assert said, warning  # (the keys, 40 cm apart, are not said)
     depth, first, last, worst = map(int, said.groups())
     # the fingers meet some frames after the keys and go 20 mm into the other palm before the wrists pass (the
-    # hands then point away from each other)
-    assert depth >= 10 and 101 < first <= worst <= last < 101 + FRAMES - 1, warning
+    # hands then point away from each other): rows 2 to 14 (the fallback's test, from 0), frames 103 to 115
+    assert depth >= 10 and (first, last) == (103, 115) and first <= worst <= last, warning
     assert "warning" not in apart.data, apart.data
+
+
+def test_a_spline_job_with_nothing_to_measure_ends_its_progress(server):
+    """The spline's curves had 10 % of the bar and measuring the rest; with the hands beyond reach of each other
+    (or one hand) nothing was measured and the bar stayed at 10 % until the result. Frames before 0 are named as
+    such: '-18--6' read as nothing."""
+    from handforge.engines.motion.overlap import _frames_named
+
+    events = []
+    with server.client() as client:
+        client.run("motion.inbetween", {"engine": "spline"}, flat_hands_trading_places(0.4, 0.4), timeout=60,
+                   on_progress=events.append)
+    assert events[-1].fraction == 1.0, [(e.fraction, e.message) for e in events]
+    assert _frames_named(np.array([-18, -17, -6, -5, 3])) == "frames -18 to -17, -6 to -5 and 3"
 
 
 def test_both_wrists_sent_along_one_path_are_refused(server):
@@ -380,7 +394,7 @@ def test_missing_checkpoint_falls_back_to_the_spline_engine(tmp_path):
     assert result.data["engine"] == "spline" and "no motion checkpoint" in result.data["warning"]
     assert_keys_kept(clip_of(result), keys())
     # the fallback's spline motion is measured as the spline engine's is (hands carried through each other, unsaid)
-    assert "The spline motion takes the hands 20 mm into each other on frames 2-14" in crossed.data["warning"], \
+    assert "The spline motion takes the hands 20 mm into each other on frames 2 to 14" in crossed.data["warning"], \
         crossed.data
 
 

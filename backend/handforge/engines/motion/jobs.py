@@ -127,8 +127,9 @@ RETURNS = {
     "warning": "why the learned engine fell back to the spline engine, and when the keys themselves hold the hands "
                "in each other (Keep Apart then moves the wrists between them) or the hands are left in each other "
                "(naming the samples so left when num_samples > 1); for the spline engine, which keeps nothing "
-               "apart, the keys and the frames it made (counted from 0, the range's first) that hold the hands "
-               "more than 5 mm into each other, with the depth (measured where the hand model's files are here)",
+               "apart, the keys and the frames it made (numbered from first_frame, the scene's frame of the first "
+               "row) that hold the hands more than 5 mm into each other, with the depth (measured where the hand "
+               "model's files are here)",
     "seconds": "time spent generating",
 }
 
@@ -397,8 +398,10 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
 
         depths = frame_depths(cached_hand_model(ctx, params["hand_model"]), observation.betas,
                               _rig_values(clips[0]), callback=measuring_frames)
-        said = spline_note(observation, depths, KEYS_OVERLAP, params["first_frame"])
+        said = spline_note(observation, depths, OVERLAP_SAID, params["first_frame"])
         warning = " ".join(filter(None, [warning, said]))
+    if measured and shown[0] < 1.0:  # (one hand, or none within reach: nothing measured, the bar left at 10 %)
+        say(1.0, "nothing to measure: the hands are not within reach of each other", force=True)
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
@@ -407,7 +410,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
     return JobResult(data, arrays)
 
 
-KEYS_OVERLAP = 0.005  # m: keys whose hands go deeper into each other than this are said to (the depth measure errs by millimetres)
+OVERLAP_SAID = 0.005  # m: hands deeper into each other than this are said to be (the depth measure errs by millimetres)
 
 
 def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
@@ -429,13 +432,13 @@ def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     callback = None if on_measured is None else (lambda motion, motions, _stage: on_measured(motion, motions))
     # the keys are the same in every sample: measured in the first
     depth = float(pipeline.penetration_depths([observation], values[:1], keyed=True, callback=callback)[0])
-    if depth > KEYS_OVERLAP:
+    if depth > OVERLAP_SAID:
         return (f"Your keys hold the hands {depth * 1000:.0f} mm into each other; Keep Apart moves the wrists out "
                 "between such keys and back, which a hold shows as a bounce: set Keep Apart to Off to keep it as keyed.")
     if not observation.part_mask[..., KEY_PARTS - 1].any():  # no keyed wrist: Keep Apart could move them all
         return ""
     depths = pipeline.penetration_depths([observation] * len(values), values, callback=callback)
-    deep = [(i, float(d)) for i, d in enumerate(depths) if d > KEYS_OVERLAP]
+    deep = [(i, float(d)) for i, d in enumerate(depths) if d > OVERLAP_SAID]
     if not deep:
         return ""
     if len(values) == 1:

@@ -71,9 +71,10 @@ def spline_note(observation: Observation, depths: np.ndarray, deep: float, first
 
 
 def _frames_named(frames: np.ndarray, most: int = 4) -> str:
-    """Sorted frame numbers as runs: 'frames 3-9 and 20'; after ``most`` runs the rest are left at '…'."""
+    """Sorted frame numbers as runs: 'frames 3 to 9 and 20' (a scene's frames may be negative: '-18--6' read
+    as nothing); after ``most`` runs the rest are left at '…'."""
     runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
-    named = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs[:most]]
+    named = [f"{r[0]}" if len(r) == 1 else f"{r[0]} to {r[-1]}" for r in runs[:most]]
     listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else named[0]
     if len(runs) > most:
         listed = ", ".join(named) + ", …"
