@@ -42,12 +42,14 @@ def anchor_arrays(side: str = "left") -> dict[str, np.ndarray]:
     return {f"anchor.{f}": np.asarray(getattr(pose, f), np.float32) for f in FIELDS}
 
 
-def past_limit(side: str, degrees: float, joint: str = "index2") -> dict[str, np.ndarray]:
-    """The pinch with ``joint`` bent back ``degrees`` past its limit (on the open hand's frames)."""
+def past_limit(side: str, degrees: float, joint: str = "index2", closed: bool = False) -> dict[str, np.ndarray]:
+    """The pinch with ``joint`` bent back (``closed``: bent) ``degrees`` past its limit (on the open hand's
+    frames)."""
     arrays = anchor_arrays(side)
     frames, k = joint_frames(side), JOINT_NAMES.index(joint) - 1
     angles = hand_pose_to_anatomical(arrays["anchor.hand_pose"].astype(np.float64), frames, side)
-    angles[k, 0] = np.radians(LIMITS_DEG[k, 0, 0] - degrees)  # (flexion, below its range)
+    # (flexion, above or below its range)
+    angles[k, 0] = np.radians(LIMITS_DEG[k, 0, 1] + degrees if closed else LIMITS_DEG[k, 0, 0] - degrees)
     return {**arrays, "anchor.hand_pose": anatomical_to_hand_pose(angles, frames, side).astype(np.float32)}
 
 
@@ -117,7 +119,21 @@ def test_candidates_left_inside_an_anchor_of_a_far_out_shape_are_said_to_be(serv
     # a finger outside its limits as well: both said, one after the other
     first, second = both.data["warning"].split("; the anchor is outside its joint limits (")
     assert first.startswith("every candidate still goes ") and "betas up to 20" in first, both.data
-    assert second.startswith("pinky tip joint bent 60° past its limit)"), both.data
+    assert first.endswith("(their scores and max_depth say how far)") and first.count(";") == 0, both.data
+    assert second.startswith("pinky's tip joint bent back 60° past its limit)"), both.data
+
+
+def test_a_joint_bent_too_far_closed_is_said_as_bent_and_the_middle_finger_by_name():
+    """The warning said 'bent' of a joint bent back past straight, read as too far closed, and named the middle
+    finger's middle joint 'middle middle joint'."""
+    from handforge.engines.interaction.jobs import _anchor_off_limits
+    from handforge.hands.registry import load_hand_model
+
+    hands = load_hand_model("open")
+    anchor = {k.split(".")[1]: v for k, v in past_limit("left", 30.0, "middle2", closed=True).items()} | {"side": "left"}
+    assert "(middle finger's middle joint bent 30° past its limit)" in _anchor_off_limits(hands, anchor)
+    anchor = {k.split(".")[1]: v for k, v in past_limit("left", 30.0, "thumb3").items()} | {"side": "left"}
+    assert "(thumb's tip joint bent back 30° past its limit)" in _anchor_off_limits(hands, anchor)
 
 
 @pytest.mark.parametrize("engine", ["learned", "templates"])
@@ -131,7 +147,8 @@ def test_an_anchor_far_outside_its_joint_limits_is_said_to_be_and_returned_uncha
         results = [client.run("interaction.sample", params, arrays, timeout=300)
                    for arrays in (off, slightly, anchor_arrays("left"))]
     warning = results[0].data["warning"]
-    assert "the anchor is outside its joint limits (index middle joint bent 60° past its limit)" in warning, warning
+    assert "the anchor is outside its joint limits (index finger's middle joint bent back 60° past its limit)" \
+        in warning, warning
     assert "the scores rate the other hand only; bring the finger back within the limits" in warning
     for result, arrays in zip(results, (off, slightly, anchor_arrays("left"))):
         for f in FIELDS:  # the anchor as sent, bit for bit

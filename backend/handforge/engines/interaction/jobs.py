@@ -187,7 +187,7 @@ def _still_off(found, anchor: Mapping[str, np.ndarray], settings) -> str:
     shape = float(np.abs(anchor["betas"]).max())
     why = (f": the anchor's shape (betas up to {shape:g}) is far from the hands the engines know (within about "
            f"±3), one cause" if shape > UNUSUAL_BETAS else "")
-    return f"every candidate {what}{why}; their scores and {measure} say how far"
+    return f"every candidate {what}{why} (their scores and {measure} say how far)"
 
 
 # degrees an anchor's finger may lie outside its joint limits unsaid: people's ranges vary by about ±10°
@@ -199,30 +199,37 @@ ANGLE_WORDS = ("bent", "spread", "twisted")  # anatomy.ANGLE_NAMES: flex, abd, t
 
 
 def _joint_in_words(joint: int) -> str:
-    """A finger joint (MANO index 1..15) as an artist names it, e.g. 'index middle joint'."""
+    """A finger joint (MANO index 1..15) as an artist names it, e.g. "index finger's middle joint" (the middle
+    finger's had read 'middle middle joint')."""
     from handforge_shared.skeleton import FINGER_JOINTS
 
     finger, joints = next((f, js) for f, js in FINGER_JOINTS.items() if joint in js)
-    return f"{finger} {SEGMENT_WORDS[joints.index(joint)]} joint"
+    return f"{finger if finger in ('thumb', 'pinky') else finger + ' finger'}'s {SEGMENT_WORDS[joints.index(joint)]} joint"
 
 
 def _anchor_off_limits(hand_model: Any, anchor: Mapping[str, Any]) -> str:
     """A warning when the anchor's fingers lie outside their joint limits: both engines make the other hand for the
     anchor moved into them (the learned one conditions on it, the templates' resolver clamps it), and the scores
     rate the other hand only, so an anchor bent 60° past its limits got candidates scored 1.0, unsaid."""
-    from handforge.evaluation.limits import joint_limit_violations
+    from handforge.evaluation.limits import joint_frames
+    from handforge_shared.anatomy import hand_pose_to_anatomical, limit_violation
 
     side = anchor["side"]
-    violation = np.degrees(joint_limit_violations(np.asarray(anchor["hand_pose"], np.float64).reshape(45), side,
-                                                  hand_model.rig(side)))  # (15, 3)
+    angles = hand_pose_to_anatomical(np.asarray(anchor["hand_pose"], np.float64).reshape(45),
+                                     joint_frames(side, hand_model.rig(side)), side)  # (15, 3): flex, abd, twist
+    violation = np.degrees(limit_violation(angles))
     worst = violation.max(axis=1)
     off = [j for j in np.argsort(-worst, kind="stable") if worst[j] > ANCHOR_LIMIT_TOLERANCE_DEG]
     if not off:
         return ""
-    named = [f"{_joint_in_words(j + 1)} {ANGLE_WORDS[int(np.argmax(violation[j]))]} {worst[j]:.0f}° past its limit"
-             for j in off[:JOINTS_NAMED]]
+
+    def how(j: int) -> str:  # (a joint flexed backwards, past straight, is bent back: "bent" read as too far closed)
+        kind = int(np.argmax(violation[j]))
+        return "bent back" if kind == 0 and angles[j, 0] < 0 else ANGLE_WORDS[kind]
+
+    named = [f"{_joint_in_words(j + 1)} {how(j)} {worst[j]:.0f}° past its limit" for j in off[:JOINTS_NAMED]]
     more = f" and {len(off) - JOINTS_NAMED} more joints" if len(off) > JOINTS_NAMED else ""
-    fingers = len({_joint_in_words(j + 1).split()[0] for j in off})
+    fingers = len({_joint_in_words(j + 1).split("'")[0] for j in off})
     return (f"the anchor is outside its joint limits ({', '.join(named)}{more}): the other hand was made for the "
             f"anchor with its fingers moved into their limits, and the scores rate the other hand only; bring the "
             f"finger{'s' if fingers > 1 else ''} back within the limits (the rig's Joint Limits; a bent base joint "
