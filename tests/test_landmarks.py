@@ -111,6 +111,28 @@ def test_only_mediapipes_routine_lines_are_dropped(capfd):
     assert capfd.readouterr().err == "E0000 the graph failed\nno newline"
 
 
+def test_a_child_that_holds_the_pipe_past_the_block_neither_stalls_it_nor_writes_into_another_file(tmp_path):
+    """A process started in the block inherits fd 2 (the pipe) and may outlive it: the block waited 5 s for the
+    pipe's end, then closed the forwarder's terminal fd under it, and the child's later words went into whatever
+    file took that number next (here a file opened just after the block)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    victim = tmp_path / "victim.txt"
+    script = ("import os, subprocess, time\nfrom handforge.evaluation.landmarks import native_noise_dropped\n"
+              "start = time.monotonic()\nwith native_noise_dropped():\n"
+              "    child = subprocess.Popen(['sh', '-c', 'sleep 2; echo FROM-THE-CHILD >&2'])\n"
+              f"took = time.monotonic() - start\nwith open({str(victim)!r}, 'w') as f:\n"
+              "    f.write('mine'); f.flush(); child.wait(); time.sleep(0.5)\nprint(round(took, 1))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "backend"), str(repo / "shared")])})
+    assert run.returncode == 0, run.stderr
+    assert victim.read_text() == "mine"
+    assert float(run.stdout) < 1.8 and "FROM-THE-CHILD" in run.stderr, (run.stdout, run.stderr)
+
+
 def test_the_words_of_a_crash_in_the_block_reach_stderr():
     """fd 2 was held in a temporary file until the block ended: an absl CHECK failure's line, then its abort,
     printed nothing (exit 134, silent)."""

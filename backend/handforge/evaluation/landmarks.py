@@ -85,36 +85,51 @@ def native_noise_dropped():
     """fd 2 inside the block, passed on line by line as it comes, less MediaPipe's routine lines
     (``_NATIVE_NOISE``): through a pipe and a thread, not held until the block ends, so the words of a crash
     in the block (an absl CHECK's abort) reach the terminal (unless the process dies before the thread has
-    read them: microseconds). One block at a time: two threads' blocks
-    interleaved would leave fd 2 on the first one's closed pipe (the second restores what it found)."""
+    read them: microseconds). One block at a time: two threads' blocks interleaved would leave fd 2 on the
+    first one's closed pipe (the second restores what it found)."""
     sys.stderr.flush()
     with _FD2_LOCK:
-        saved = os.dup(2)
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, 2)
-        os.close(write_end)
-
-        def forward() -> None:
-            pending = b""
-            while chunk := os.read(read_end, 65536):
-                *lines, pending = (pending + chunk).split(b"\n")
-                kept = [line + b"\n" for line in lines if not _NATIVE_NOISE.search(line.decode(errors="replace"))]
-                if kept:
-                    os.write(saved, b"".join(kept))
-            if pending and not _NATIVE_NOISE.search(pending.decode(errors="replace")):
-                os.write(saved, pending)
-
-        forwarder = threading.Thread(target=forward, name="fd2-forwarder", daemon=True)
-        forwarder.start()
+        saved, forwarder = os.dup(2), None
         try:
+            read_end, write_end = os.pipe()
+            # the forwarder owns its ends (the pipe's reading end, a copy of the terminal's) and closes them: a
+            # child process the block started may hold the pipe past the block, and it forwards that to its end
+            forwarder = threading.Thread(target=_forward, args=(read_end, os.dup(saved)), name="fd2-forwarder",
+                                         daemon=True)
+            forwarder.start()
+            os.dup2(write_end, 2)
+            os.close(write_end)
             yield
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)  # (the pipe's last write end: the forwarder reads to its end and stops)
-            forwarder.join(timeout=5)
+            os.dup2(saved, 2)  # (the pipe's last write end, unless a child holds it: the forwarder reads to its end)
             os.close(saved)
-            if not forwarder.is_alive():  # (a child process still holding the pipe keeps it open: left to it)
-                os.close(read_end)
+            if forwarder is not None:  # what the block wrote reaches the terminal before what comes after it
+                forwarder.join(timeout=1.0)
+
+
+def _forward(read_end: int, out: int) -> None:
+    """Lines from ``read_end`` to ``out``, MediaPipe's routine lines dropped, until the pipe's end; it always drains
+    the pipe (a writer to a full pipe nobody reads blocks for good), and closes both when done."""
+    pending = b""
+    try:
+        while chunk := os.read(read_end, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not _NATIVE_NOISE.search(line.decode(errors="replace"))]
+            _write_all(out, b"".join(kept))
+        if pending and not _NATIVE_NOISE.search(pending.decode(errors="replace")):
+            _write_all(out, pending)
+    finally:
+        os.close(read_end)
+        os.close(out)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # (a terminal gone: what is left is dropped, and the pipe still drained)
+        pass
 
 
 _PROCESS_LOCK = threading.Lock()  # one MediaPipe graph per threshold, shared: it is not thread-safe
