@@ -149,7 +149,8 @@ def test_an_anchor_far_outside_its_joint_limits_is_said_to_be_and_returned_uncha
     warning = results[0].data["warning"]
     assert "the anchor is outside its joint limits (index finger's middle joint bent back 60° past its limit)" \
         in warning, warning
-    assert "the scores rate the other hand only; bring the finger back within the limits" in warning
+    assert "the scores rate the other hand only, so bring the finger back within the limits" in warning
+    assert warning.count(";") == 0, warning  # (warnings are joined by '; ')
     for result, arrays in zip(results, (off, slightly, anchor_arrays("left"))):
         for f in FIELDS:  # the anchor as sent, bit for bit
             assert np.array_equal(result.arrays[f"left.{f}"], np.repeat(arrays[f"anchor.{f}"][None], 2, axis=0))

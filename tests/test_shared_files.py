@@ -125,6 +125,12 @@ def test_an_error_in_the_block_that_is_no_files_is_left_as_it_is(tmp_path):
     assert str(raised.value) == "cannot write mode RGBA as JPEG" and raised.value.filename is None
     assert raised.traceback[-1].name == "test_an_error_in_the_block_that_is_no_files_is_left_as_it_is"
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as raised, atomic_file(tmp_path / "x.png", "wb"):
+        raise OSError(5, None)  # (an errno without its words: said by its number's)
+    assert str(raised.value) == f"[Errno 5] Input/output error: '{tmp_path / 'x.png'}'"
+    with pytest.raises(OSError) as raised, atomic_file(tmp_path / "x.png", "wb"):  # (a rename's: both named)
+        raise OSError(18, "Invalid cross-device link", str(tmp_path / ".x.png.ab12.tmp"), None, str(tmp_path / "x.png"))
+    assert str(raised.value) == f"[Errno 18] Invalid cross-device link: '{tmp_path / 'x.png'}'"
 
 
 def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_config_readers(tmp_path, monkeypatch):

@@ -68,9 +68,12 @@ def errors_named(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as exc:
         temporary = isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}.")
-        # (an error without errno is no file's: Pillow's "cannot write mode RGBA as JPEG", a socket's)
+        # (an error without errno is no file's: Pillow's "cannot write mode RGBA as JPEG")
         if exc.errno is not None and (exc.filename is None or temporary):
-            exc.filename, exc.filename2 = str(path), None  # (its traceback kept)
+            exc.filename = str(path)  # (its traceback kept)
+            if exc.filename2 is not None:  # (the temporary's rename: one set to None is said "-> None")
+                del exc.filename2
+            exc.strerror = exc.strerror or os.strerror(exc.errno)  # (else said "[Errno 5] None: ...")
         raise
 
 

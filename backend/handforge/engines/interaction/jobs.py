@@ -231,9 +231,9 @@ def _anchor_off_limits(hand_model: Any, anchor: Mapping[str, Any]) -> str:
     more = f" and {len(off) - JOINTS_NAMED} more joints" if len(off) > JOINTS_NAMED else ""
     fingers = len({_joint_in_words(j + 1).split("'")[0] for j in off})
     return (f"the anchor is outside its joint limits ({', '.join(named)}{more}): the other hand was made for the "
-            f"anchor with its fingers moved into their limits, and the scores rate the other hand only; bring the "
-            f"finger{'s' if fingers > 1 else ''} back within the limits (the rig's Joint Limits; a bent base joint "
-            f"also spreads less, which they leave unchecked) or start from a preset")
+            f"anchor with its fingers moved into their limits, and the scores rate the other hand only, so bring the "
+            f"finger{'s' if fingers > 1 else ''} back within the limits (the rig's Joint Limits, though a bent base "
+            f"joint also spreads less, which they leave unchecked) or start from a preset")
 
 
 def _learned(ctx: JobContext, hand_model: Any, model_name: str, params: dict[str, Any]):

@@ -401,7 +401,8 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         said = spline_note(observation, depths, OVERLAP_SAID, params["first_frame"])
         warning = " ".join(filter(None, [warning, said]))
     if measured and shown[0] < 1.0:  # (one hand, or none within reach: nothing measured, the bar left at 10 %)
-        say(1.0, "nothing to measure: the hands are not within reach of each other", force=True)
+        say(1.0, "nothing to measure: the hands are not within reach of each other" if len(clips[0].hands) > 1
+            else "nothing to measure: one hand", force=True)
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
                                                   "samples are the same; the learned engine draws different ones."]))
