@@ -117,6 +117,7 @@ def test_an_engine_without_weights_is_refused_before_queueing(client, monkeypatc
         client.run("gated")
     assert info.value.code == ErrorCode.MISSING_WEIGHTS and "paint.weights is not set" in info.value.message
     assert "HANDFORGE_TEST_PAINT_WEIGHTS=<value>" in info.value.hint
+    assert "\n" not in info.value.hint  # (one line, as the client and Blender's status line show it)
     engines = client.hello()["engines"]
     assert engines["gated"]["available"] is False and engines["paint"]["available"] is True
 

@@ -230,7 +230,7 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
 
     known = {s.key: s for s in config.settings()}
     return {unset_reason(row["key"], row["help"]): (f"{row['key']} is not set (see Settings below)",
-                                                    known[row["key"]].how_to_set())
+                                                    known[row["key"]].how_to_set_in_line())
             for row in report["settings"] if "error" not in row and row["value"] is None and row["key"] in known}
 
 

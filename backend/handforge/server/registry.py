@@ -119,9 +119,9 @@ class Engine:
                     return EngineStatus(False, f"engine {self.name!r} names an undeclared setting {key!r}")
                 value, _ = config.get(key)
                 if value is None:
-                    return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set())
+                    return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set_in_line())
                 if setting.kind == "path" and not Path(value).exists():
-                    return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set())
+                    return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set_in_line())
             found = self.availability() if self.availability else ""
             reason, hint, note = (*found, "")[:3] if isinstance(found, tuple) else (found, "", "")
             if reason:
