@@ -88,13 +88,16 @@ def test_without_mediapipe_the_error_names_the_extra():
     assert 'handforge[landmarks]' in out.stdout and "mediapipe" in out.stdout, out.stderr
 
 
-def test_the_detector_says_nothing_on_stderr():
+@pytest.mark.parametrize("egl", ["", "surfaceless"])
+def test_the_detector_says_nothing_on_stderr(egl):
     """MediaPipe's C++ wrote "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and absl warnings
-    ("W0000 ... Feedback manager requires a model with a single signature ...") to fd 2 on every run."""
+    ("W0000 ... Feedback manager requires a model with a single signature ...") to fd 2 on every run; where EGL
+    is there (EGL_PLATFORM set, as the GL renderer sets it in the process) its GL context's start too."""
     code = ("import numpy as np\n"
             "from handforge.evaluation.landmarks import detect\n"
             "print(detect(np.zeros((64, 64, 3), np.uint8)), detect(np.zeros((64, 64, 3), np.uint8)))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "EGL_PLATFORM"} | ({"EGL_PLATFORM": egl} if egl else {})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "[] []\n", "")
 
 

@@ -74,7 +74,9 @@ class KeypointErrors:
 # nothing, it alarmed `handforge eval image`'s users. Only these lines are dropped; any other is kept.
 _NATIVE_NOISE = re.compile(
     r"Created TensorFlow Lite XNNPACK delegate|All log messages before absl::InitializeLog|"
-    r"inference_feedback_manager\.cc.*single signature|landmark_projection_calculator\.cc.*NORM_RECT without")
+    r"inference_feedback_manager\.cc.*single signature|landmark_projection_calculator\.cc.*NORM_RECT without|"
+    # where EGL is there (EGL_PLATFORM set, as the GL renderer sets it), its GL context's start
+    r"gl_context_egl\.cc.*Successfully initialized EGL|gl_context\.cc.*GL version:")
 
 
 _FD2_LOCK = threading.Lock()
@@ -141,10 +143,14 @@ def _hands(min_confidence: float):
         from mediapipe.python.solutions import hands as mp_hands
     except ImportError as exc:
         raise LandmarkError(f"the hand-landmark detector needs MediaPipe ({exc}); install it: {INSTALL_HINT}") from exc
-    # static_image_mode: every image is detected afresh (no tracking between unrelated images)
+    # static_image_mode: every image is detected afresh (no tracking between unrelated images). The graph's
+    # calculators open on its own threads after it is made (TFLite's XNNPACK line among their words, once out of
+    # the block in a full test run): a first image, waited for, keeps their opening inside the block
     with native_noise_dropped():
-        return mp_hands.Hands(static_image_mode=True, max_num_hands=2, model_complexity=1,
-                              min_detection_confidence=min_confidence)
+        hands = mp_hands.Hands(static_image_mode=True, max_num_hands=2, model_complexity=1,
+                               min_detection_confidence=min_confidence)
+        hands.process(np.zeros((32, 32, 3), np.uint8))
+        return hands
 
 
 def detect(image: np.ndarray, min_confidence: float = 0.5) -> list[DetectedHand]:
