@@ -7,7 +7,7 @@ Ours: one Blender worker for the whole run (scene built once; per sample a verte
 lights and a render), labels, masks, depth and the mesh image from one GL pass. Naive: the same
 samples with the Blender scene rebuilt from factory settings for every image, as a script that
 builds a scene per sample does, one step after the other (render, label, write: ours overlaps the
-render with the GL pass and labels, and the writing with the next sample). Both produce the same files. Prints samples per second per size and
+render with the GL pass, the labels and the next sample's scene, and the writing with the next sample). Both produce the same files. Prints samples per second per size and
 engine, and the ratio, plus the GL mesh image time (512², this machine's GL) and the GL-only
 (no RGB) export rate. Each round runs both, the one going first alternating, so machine load hits both
 alike.
@@ -53,10 +53,11 @@ def gl_mesh_image_ms(size: int = 512, repeats: int = 50) -> float:
 
 def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
     """Samples per second making and writing ``count`` samples starting at ``offset``: as the export
-    loop does (Blender renders while the GL pass and labels are made, files written while the next
-    sample is made), or ``naive``ly, one step after the other (render, then label, then write)."""
+    loop does (Blender renders while the GL pass and labels are made and the next scene is sampled and
+    sent, files written while the next sample is made), or ``naive``ly, one step after the other
+    (render, then label, then write)."""
     from handforge.export.samples import SampleWriter, write_sample
-    from handforge.export.run import make_sample
+    from handforge.export.run import begin_sample, make_sample
     from handforge.hands import load_hand_model
     from handforge.render.gl import renderer
 
@@ -72,7 +73,7 @@ def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
         else:
             with SampleWriter(Path(tmp)) as writer:
                 for index in range(offset, offset + count):
-                    writer.write_or_fail(index, lambda: make_sample(spec, index, model, gl, rgb))
+                    writer.write_or_fail(index, lambda: begin_sample(spec, index, model, gl, rgb))
             if writer.errors:
                 raise RuntimeError(f"samples failed: {writer.errors}")
         return count / (time.perf_counter() - start)

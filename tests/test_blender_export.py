@@ -122,27 +122,104 @@ def test_a_blender_process_that_died_is_started_again_and_the_render_done(blende
         np.testing.assert_allclose(again, first, atol=1 / 255)
 
 
-def test_a_render_submitted_and_never_collected_does_not_answer_the_next_one(blender):
-    """The export sends Blender its request before the GL pass and collects the image after it: a
-    sample whose labels failed in between leaves a reply unread, which the next submit drops rather
-    than hand it to the next sample."""
-    spec = parse_spec(SPEC)
+def _shots(spec, indices):
+    """(scene, camera, hands) of the sampled scenes ``indices``, as the export sends them to Blender."""
     model = load_hand_model("open")
     shots = []
-    for index in (0, 1):
+    for index in indices:
         scene = sample_scene(spec, index)
         hands = _hands(model, scene)
         camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
         sample_look(spec, scene)
         shots.append((scene, camera, hands))
-    second = blender(*shots[1])
+    return shots
+
+
+def test_a_render_submitted_and_never_collected_does_not_answer_the_next_one(blender):
+    """The export sends Blender sample i + 1's request before it collects sample i's image: a sample
+    whose labels failed in between leaves a reply unread, which the next sample's collect drops rather
+    than take as its own; a third render sent drops the oldest too (two in flight at most)."""
+    shots = _shots(parse_spec(SPEC), (0, 1, 2))
+    alone = [blender(*shot) for shot in shots]
     dropped = blender.submit_sample(*shots[0])  # never collected
     collect = blender.submit_sample(*shots[1])
-    with pytest.raises(RuntimeError, match="dropped by a later submit"):
-        dropped()  # (it must not take the second render's reply)
-    np.testing.assert_array_equal(collect(), second)
+    np.testing.assert_array_equal(collect(), alone[1])
+    with pytest.raises(RuntimeError, match="dropped by a later one"):
+        dropped()  # (after the later one took its own reply)
     with pytest.raises(RuntimeError, match="collected already"):
         collect()
+    dropped = blender.submit_sample(*shots[0])
+    second = blender.submit_sample(*shots[1])
+    third = blender.submit_sample(*shots[2])
+    with pytest.raises(RuntimeError, match="dropped by a later one"):
+        dropped()
+    np.testing.assert_array_equal(second(), alone[1])
+    np.testing.assert_array_equal(third(), alone[2])
+
+
+def test_two_renders_in_flight_each_get_their_own_image_also_after_blender_died(blender):
+    """Two renders sent before either is collected (the export's pipeline) get their own images, in
+    order, though each writes its image and reads its vertices while the other's are sent; a Blender
+    killed with both in flight renders both again in the new process. Before 2026-12-05 a second
+    submit dropped the first render."""
+    import os
+    import signal
+
+    shots = _shots(parse_spec(SPEC), (0, 1, 2))
+    scene, camera, hands = shots[1]
+    shots[1] = scene, camera, with_forearms(hands, "skin")  # other meshes: Blender rebuilds them for it
+    alone = [blender(*shot) for shot in shots]
+    assert not np.array_equal(alone[0], alone[1])
+    first, second = blender.submit_sample(*shots[0]), blender.submit_sample(*shots[1])
+    np.testing.assert_array_equal(first(), alone[0])
+    third = blender.submit_sample(*shots[2])  # (the forearm-less meshes' faces sent while the second is in flight)
+    np.testing.assert_array_equal(second(), alone[1])
+    np.testing.assert_array_equal(third(), alone[2])
+    first, second = blender.submit_sample(*shots[0]), blender.submit_sample(*shots[1])
+    old = blender._proc.pid
+    os.kill(old, signal.SIGKILL)
+    np.testing.assert_allclose(first(), alone[0], atol=1 / 255)
+    np.testing.assert_allclose(second(), alone[1], atol=1 / 255)
+    assert blender._proc.pid != old
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_the_pipelined_export_writes_the_bytes_of_one_sample_at_a_time(blender, tmp_path):
+    """``export`` begins sample i + 1 (its render sent) before it finishes sample i: the same files as
+    each sample made whole in turn (``make_sample``). A sample whose labels fail after the next one's
+    render was sent is reported under its own index and the next sample is its own (the failed one's
+    render reply is dropped, not taken as the next's)."""
+    from handforge.export.run import begin_sample, make_sample, write_dataset
+
+    spec = parse_spec({**SPEC, "samples": 5})
+
+    def failing_third(index, model, gl, rgb):
+        finish = begin_sample(spec, index, model, gl, rgb)
+        if index == 2:
+            def finish():
+                raise ValueError("labels failed")
+        return finish
+
+    runs = {"pipelined": lambda index, model, gl, rgb: begin_sample(spec, index, model, gl, rgb),
+            "whole": lambda index, model, gl, rgb: make_sample(spec, index, model, gl, rgb),
+            "failing": failing_third}
+    done = {}
+    for name, make in runs.items():
+        reported = []
+        summary = write_dataset(spec, tmp_path / name, make, command="test", rgb=blender,
+                                progress=lambda n, total: reported.append((n, total)))
+        assert reported == [(n, 5) for n in range(1, 6)]
+        done[name] = summary["failed"]
+    assert done["pipelined"] == done["whole"] == {}
+    assert list(done["failing"]) == [2] and done["failing"][2].startswith("ValueError: labels failed")
+    assert _files(tmp_path / "pipelined") == _files(tmp_path / "whole")
+    assert sorted(k for k in _files(tmp_path / "whole" / "samples") if k.endswith("rgb.png")) == \
+        [f"{index:06d}/rgb.png" for index in range(5)]
+    failing = _files(tmp_path / "failing" / "samples")
+    assert failing == {k: v for k, v in _files(tmp_path / "whole" / "samples").items() if not k.startswith("000002")}
 
 
 def _export_until_rendering(tmp_path):

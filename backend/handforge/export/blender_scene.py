@@ -24,7 +24,7 @@ import numpy as np
 
 from handforge.export.folder import DIGEST, HAND_MODEL, SETTINGS, FolderTaken, claim_folder
 from handforge.export.labels import moved_pose
-from handforge.export.run import HAND_THREADS, hand_model_identity, label_scene, write_dataset
+from handforge.export.run import HAND_THREADS, begin_label_scene, hand_model_identity, write_dataset
 from handforge.runtime import torch_threads
 from handforge.hands.posed import posed_hand
 from handforge.export.sampler import SENSOR_MM, Scene, sample_look
@@ -222,7 +222,7 @@ def export_blender_scene(request: BlenderExport, out: Path, record: dict[str, An
                                "distance": float(np.linalg.norm(camera.position - centre)),
                                "focal": float(camera.K[0, 0] * SENSOR_MM / max(camera.width, camera.height))}
         sample_look(spec, scene)
-        return label_scene(spec, scene, hands, camera, gl, rgb)
+        return begin_label_scene(spec, scene, hands, camera, gl, rgb)  # (finished after the next is begun)
 
     start = time.perf_counter()
 

@@ -70,12 +70,19 @@ def _hands(model, scene) -> dict[str, dict[str, Any]]:
 
 def make_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One sampled scene's labels and image files (name → array)."""
+    return begin_sample(spec, index, model, gl, rgb)()
+
+
+def begin_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) -> Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """``make_sample`` in two halves (``begin_label_scene``): the scene sampled, posed and sent to Blender
+    now; the returned call makes its labels and files. ``SampleWriter`` begins the next sample before
+    it finishes this one, so Blender renders without waiting for the next scene."""
     scene = sample_scene(spec, index)
     hands = _hands(model, scene)
     centre = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
     camera, scene.camera_params = sample_camera(spec, scene.rng, centre)
     sample_look(spec, scene)
-    return label_scene(spec, scene, hands, camera, gl, rgb)
+    return begin_label_scene(spec, scene, hands, camera, gl, rgb)
 
 
 def draws_forearms(spec: ExportSpec) -> bool:
@@ -90,13 +97,15 @@ def forearms(hands: dict[str, dict[str, Any]], style: str) -> dict[str, tuple[np
     return {side: forearm_mesh(hand["rig"], hand["vertices"], hand["joints"], spec) for side, hand in hands.items()}
 
 
-def with_forearms(hands: dict[str, dict[str, Any]], style: str) -> dict[str, dict[str, Any]]:
+def with_forearms(hands: dict[str, dict[str, Any]], style: str,
+                  arms: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, dict[str, Any]]:
     """The hands as the RGB renderer draws them: each mesh continued by a capped forearm unless
-    ``style`` is "none". A 2D hand detector misses arm-less hands in egocentric views."""
+    ``style`` is "none" (``arms``: ``forearms(hands, style)`` if made already). A 2D hand detector
+    misses arm-less hands in egocentric views."""
     if style == "none":
         return hands
     out = {}
-    for side, (arm_vertices, arm_faces) in forearms(hands, style).items():
+    for side, (arm_vertices, arm_faces) in (arms if arms is not None else forearms(hands, style)).items():
         hand = hands[side]
         out[side] = {**hand, "vertices": np.concatenate([hand["vertices"], arm_vertices]),
                      "faces": np.concatenate([hand["faces"], arm_faces + len(hand["vertices"])])}
@@ -107,15 +116,29 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
                 rgb: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The labels and image files of a scene whose hands are posed (``_hands``' form, world frame) and
     whose camera and look are chosen: every export (sampled or from a Blender scene) ends here."""
-    index = scene.index
-    sides = list(hands)
+    return begin_label_scene(spec, scene, hands, camera, gl, rgb)()
+
+
+def begin_label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]], camera, gl,
+                      rgb: Callable | None) -> Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """``label_scene`` in two halves: Blender's render is sent now; the returned call makes the GL pass
+    and labels while Blender renders, then collects the image."""
     # the RGB's forearms hide what they cover: drawn as occluders, the masks, depth, mesh image and
     # visibility are the hands as the RGB shows them (a forearm crossing the other hand hides it)
-    arms = list(forearms(hands, spec.render.forearm).values()) if draws_forearms(spec) else []
+    arms = forearms(hands, spec.render.forearm) if draws_forearms(spec) else {}
+    shown = with_forearms(hands, spec.render.forearm, arms) if arms else hands  # the RGB's meshes
     collect = None
     submit = getattr(rgb, "submit_sample", None)
     if "rgb" in spec.outputs and submit is not None:  # Blender renders while the GL pass and labels are made
-        collect = submit(scene, camera, with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands)
+        collect = submit(scene, camera, shown)
+    return lambda: _finish_label_scene(spec, scene, hands, camera, gl, rgb, list(arms.values()), shown, collect)
+
+
+def _finish_label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]], camera, gl,
+                        rgb: Callable | None, arms: list, shown: dict[str, dict[str, Any]],
+                        collect: Callable | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    index = scene.index
+    sides = list(hands)
     images = gl.render(camera, [(hands[s]["vertices"], hands[s]["faces"]) for s in sides] + arms,
                        normals="normals" in spec.outputs).first(len(sides))
     labels = {s: hand_labels(s, k, hands[s]["pose"], hands[s]["keypoints"], hands[s]["root"], hands[s]["vertices"],
@@ -135,7 +158,6 @@ def label_scene(spec: ExportSpec, scene, hands: dict[str, dict[str, np.ndarray]]
     if "rgb" in spec.outputs and rgb is not None:
         background = background_image(scene.background, camera.width, camera.height)
         if collect is None:
-            shown = with_forearms(hands, spec.render.forearm) if draws_forearms(spec) else hands
             collect = lambda: rgb(scene, camera, shown)  # noqa: E731
         rgba = collect()  # (H, W, 4), straight alpha
         alpha = rgba[..., 3:4]
@@ -195,7 +217,7 @@ def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool 
     """Export ``spec`` into ``out``; ``limit`` stops after that many new samples (the aggregate files
     are then written for what is finished); ``rgb``: a running ``BlenderRGB`` to reuse (else one is
     started when the spec wants RGB). Returns a summary."""
-    return write_dataset(spec, out, lambda index, model, gl, rgb: make_sample(spec, index, model, gl, rgb),
+    return write_dataset(spec, out, lambda index, model, gl, rgb: begin_sample(spec, index, model, gl, rgb),
                          command=command or "handforge.export.run.export", progress=progress, limit=limit, rgb=rgb)
 
 
@@ -203,8 +225,9 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
                   limit: int | None = None, rgb: Callable | None = None, model=None,
                   settings: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
                   record_of: str = "spec") -> dict[str, Any]:
-    """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` for
-    each of the ``spec.samples`` indices not finished yet, then the aggregate files. ``progress``:
+    """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` (or a call
+    returning them: ``begin_sample``, see ``SampleWriter``) for each of the ``spec.samples`` indices not
+    finished yet, then the aggregate files. ``progress``:
     a tqdm bar (True), nothing (False), or ``progress(done, total)`` called after each sample (it may
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
     per folder at a time, and the folder must be new, empty or this export's (``claimed_folder``
@@ -235,12 +258,22 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             from tqdm import tqdm
 
             iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
-        # each sample's files are written while the next one is made (``SampleWriter``)
+        # each sample's files are written while the next one is made, and a sample begun (its render sent)
+        # is finished after the next one is begun (``SampleWriter``)
         writer = stack.enter_context(SampleWriter(out))
-        for done, index in enumerate(iterator):
+        reported = 0
+
+        def report() -> None:  # each sample made since, once
+            nonlocal reported
+            while callable(progress) and reported < writer.made:
+                reported += 1
+                progress(reported, len(pending))
+
+        for index in iterator:
             writer.write_or_fail(index, lambda: make(index, model, gl, rgb))
-            if callable(progress):
-                progress(done + 1, len(pending))
+            report()
+        writer.finish_begun()
+        report()
     failed = dict(sorted(writer.errors.items()))
     seconds = time.perf_counter() - start
     finished = finalise(spec, out, command, gl.renderer_name, settings, model)

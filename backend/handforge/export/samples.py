@@ -55,13 +55,21 @@ class SampleWriter:
     and the others go on; a rerun retries it. An error that would fail every later sample too
     (``stops_the_run``: a full disk, a file-size limit, a folder this user cannot write) is raised instead, by the next
     ``write_or_fail`` or by leaving the block. Leaving the block, also on an error or an interruption,
-    writes every sample already made before it returns."""
+    writes every sample already made before it returns.
+
+    A ``make()`` may return a call that finishes the sample instead (``run.begin_sample``: its Blender
+    render sent, its labels not made yet): that call runs after the next ``write_or_fail``'s ``make()``
+    (or on ``flush()``, or on leaving the block without an error), so Blender renders one sample while
+    the next is sampled and sent. The samples are written in the order given; one begun and not finished
+    when the block is left on an error is not written (a rerun makes it)."""
 
     def __init__(self, out: Path, depth: int = 1):
         import queue
 
         self.out, self.errors = out, {}
         self.stopped: OSError | None = None  # the error that stops the run (``stops_the_run``)
+        self.made = 0  # samples made (or failed making), written or handed to the writing thread
+        self._begun: tuple[int, Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]] | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._drain, name="handforge-sample-writer", daemon=True)
         self._thread.start()
@@ -70,26 +78,54 @@ class SampleWriter:
         return self
 
     def __exit__(self, kind: Any, *exc: Any) -> None:
-        self.close()
+        try:
+            if kind is None:
+                self.finish_begun()
+        finally:
+            self.close()
         if kind is None and self.stopped is not None:
             raise self.stopped
 
-    def write_or_fail(self, index: int, make: Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]) -> None:
+    def write_or_fail(self, index: int, make: Callable[[], Any]) -> None:
         if self.stopped is not None:
             raise self.stopped
+        made = self._made(index, make)
+        self.finish_begun()  # (the one before it, written first)
+        if callable(made):
+            self._begun = (index, made)
+        elif made is not None:
+            self._write(index, made)
+
+    def finish_begun(self) -> None:
+        """Finish the sample begun (``make()`` returned a call), if any, and hand it to the writing thread."""
+        if self._begun is not None:
+            (index, finish), self._begun = self._begun, None
+            made = self._made(index, finish)
+            if made is not None:
+                self._write(index, made)
+
+    def _made(self, index: int, make: Callable[[], Any]) -> Any:
+        """``make()``, or None when it failed (said in ``errors``; an error that stops the run is raised)."""
         try:
-            labels, images = make()
+            return make()
         except Exception as exc:
             if stops_the_run(exc, writing=False):
                 raise
             self.errors[index] = failure(exc)
-            return
+            self.made += 1
+            return None
+
+    def _write(self, index: int, made: tuple[dict[str, Any], dict[str, np.ndarray]]) -> None:
+        labels, images = made
         if not self._thread.is_alive():
             raise RuntimeError("the sample writer is closed")
         self._queue.put((index, labels, images))
+        self.made += 1
 
     def flush(self) -> None:
-        """Wait until every sample handed over is on the disk (or failed: ``errors``, ``stopped``)."""
+        """Finish the sample begun, then wait until every sample handed over is on the disk (or failed:
+        ``errors``, ``stopped``)."""
+        self.finish_begun()
         self._queue.join()
 
     def close(self) -> None:

@@ -91,7 +91,7 @@ class SampleWorker:
         return [{"index": index, "error": writer.errors.get(index)} for index in indices]
 
     def _run(self, writer: SampleWriter, indices: list[int]) -> None:
-        from handforge.export.run import make_sample
+        from handforge.export.run import begin_sample
 
         for index in indices:
             if is_finished(self.out, index):  # a replaced worker's sample, or a second driver's
@@ -99,7 +99,7 @@ class SampleWorker:
             if self.fault == ("die_at", index):
                 writer.flush()  # what it finished before stays finished
                 os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
-            writer.write_or_fail(index, lambda: make_sample(self.spec, index, self.model, self.gl, self.rgb))
+            writer.write_or_fail(index, lambda: begin_sample(self.spec, index, self.model, self.gl, self.rgb))
             self.written += 1
             if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
                 writer.flush()  # its K samples are on the disk, as before the writes overlapped

@@ -9,6 +9,8 @@ left by a killed export is removed by the next renderer started); requests and r
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -31,9 +33,22 @@ class BlenderRenderError(RuntimeError):
     pass
 
 
+@dataclasses.dataclass(eq=False)
+class _Render:
+    """A render sent to Blender: its arguments (sent again to a restarted Blender) and its files' slot."""
+
+    args: tuple
+    slot: int
+    retried: bool = False
+
+
 class BlenderRGB:
     """``with BlenderRGB("workbench") as rgb: rgba = rgb(scene, camera, hands)``; ``rebuild=True``
     builds a fresh scene for every image (the naive baseline of ``benchmarks/export.py``)."""
+
+    # renders sent ahead: the export sends sample i + 1's before it collects sample i's, so Blender starts
+    # it as soon as it is done with i instead of waiting while the next scene is sampled and posed
+    IN_FLIGHT = 2
 
     def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 300.0):
         if engine not in ("workbench", "cycles"):
@@ -42,7 +57,9 @@ class BlenderRGB:
         self._proc: subprocess.Popen | None = None
         self._log = None
         self._topology: dict[str, tuple[int, ...]] | None = None
-        self._pending: object | None = None  # the ticket of a render submitted and not collected yet
+        self._faces: dict[str, Path] = {}  # each side's faces file, as the requests name it
+        self._meshes = 0  # topologies sent: the faces files alternate (one in flight may still read the last)
+        self._pending: collections.deque[_Render] = collections.deque()  # sent, not answered yet, oldest first
 
     def __enter__(self) -> "BlenderRGB":
         self.work = scratch_folder("blender")
@@ -66,7 +83,6 @@ class BlenderRGB:
                                            "TMPDIR": str(self.work), "TEMP": str(self.work), "TMP": str(self.work),
                                            "PYTHONIOENCODING": "utf-8"})
         self._topology = None  # a new process holds no meshes yet
-        self._pending: object | None = None  # and owes no reply
         self.version = self._reply().get("ready")
 
     def _stop(self, abandon: bool = False) -> None:
@@ -121,78 +137,94 @@ class BlenderRGB:
     def submit(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
                lighting: dict[str, Any], skin_tone: str) -> Callable[[], np.ndarray]:
         """``render`` in two halves: the request is sent now and Blender renders while the caller does
-        other work (the GL pass and the labels); the returned ``collect()`` waits for the image (or
-        raises, after the same one retry in a restarted Blender as ``render``). One render is in flight
-        at a time: a later ``submit`` first waits out (and drops) a reply nobody collected."""
-        args = (camera, vertices, faces, target, lighting, skin_tone)
-        self._drain()
+        other work (the GL pass and the labels, the next sample's scene); the returned ``collect()`` waits
+        for the image (or raises, after the same one retry in a restarted Blender as ``render``). Up to
+        ``IN_FLIGHT`` renders are sent ahead, rendered in order: a later ``submit`` past that, or a later
+        render's ``collect``, first waits out (and drops) the replies of older ones nobody collected."""
+        while len(self._pending) >= self.IN_FLIGHT:
+            self._drop_oldest()
         if self._proc.poll() is not None:
             self._restart()
-        retried = False
+        # its own files: the render before it may still be reading its vertices or writing its image
+        render = _Render((camera, vertices, faces, target, lighting, skin_tone),
+                         slot=1 - self._pending[-1].slot if self._pending else 0)
         try:
-            self._send(*args)
+            self._send(render)
         except BrokenPipeError:
             if self._proc.poll() is None:
                 raise
-            self._restart()
-            self._send(*args)
-            retried = True
-        self._pending = ticket = object()
+            self._restart()  # (sends those in flight again)
+            self._send(render)
+            render.retried = True
+        self._pending.append(render)
 
         def collect() -> np.ndarray:
-            if self._pending is not ticket:  # the reply waiting (if any) is another render's
-                raise RuntimeError("this render was collected already, or dropped by a later submit")
-            self._pending = None
+            if render not in self._pending:
+                raise RuntimeError("this render was collected already, or dropped by a later one")
+            while self._pending[0] is not render:
+                self._drop_oldest()
             try:
                 return self._receive()
-            except (BrokenPipeError, BlenderRenderError):
-                if retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+            except BlenderRenderError:
+                if render.retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
                     raise
+                render.retried = True
                 self._restart()
-                self._send(*args)
                 return self._receive()
 
         return collect
 
-    def _drain(self) -> None:
-        """Wait for (and drop) the reply of a render submitted but not collected (its caller failed)."""
-        if self._pending is not None:
-            self._pending = None
-            try:
-                self._reply()
-            except BlenderRenderError:
-                pass  # its failure was nobody's to report; a dead process is restarted by the caller
+    def _drop_oldest(self) -> None:
+        """Wait for (and drop) the reply of the oldest render in flight: nobody collects it (its caller failed)."""
+        self._pending.popleft()
+        try:
+            self._reply()
+        except BlenderRenderError:
+            pass  # its failure was nobody's to report; a dead process is restarted by the caller
 
     def _restart(self) -> None:
+        """Start Blender again and send it the renders it had not answered, in their order."""
         self._stop()
         self._log.write(f"\n--- the Blender worker stopped (exit {self._proc.returncode}): started again ---\n")
         self._start()
+        for render in self._pending:
+            self._send(render)
 
-    def _send(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
-              lighting: dict[str, Any], skin_tone: str) -> None:
+    def _send(self, render: _Render) -> None:
+        camera, vertices, faces, target, lighting, skin_tone = render.args
         request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
                                    "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
                                    "clip": clip_range(camera, list(vertices.values())),  # GL's: the masks
                                    "target": (MODEL_TO_BLENDER @ np.asarray(target, dtype=np.float64)).tolist(),
-                                   "out": str(self.work / "render.png")}
+                                   "out": str(self.work / f"render_{render.slot}.png")}
         # The worker keeps its meshes between requests; new sides or a new topology (a forearm
         # switched on, another hand model) rebuild them.
         topology = {side: np.asarray(faces[side]).shape for side in vertices}
         if topology != self._topology:
             request["rebuild"], self._topology = True, topology
+            self._meshes += 1
             for side in vertices:
-                np.save(self.work / f"{side}_faces.npy", np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
+                self._faces[side] = self.work / f"{side}_faces_{self._meshes % 2}.npy"
+                np.save(self._faces[side], np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
         for side, verts in vertices.items():
-            path = self.work / f"{side}_vertices.npy"
+            path = self.work / f"{side}_vertices_{render.slot}.npy"
             np.save(path, (np.asarray(verts) @ MODEL_TO_BLENDER.T).astype(np.float32), allow_pickle=False)
             request["vertices"][side] = str(path)
-            request["faces"][side] = str(self.work / f"{side}_faces.npy")
+            request["faces"][side] = str(self._faces[side])
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
 
     def _receive(self) -> np.ndarray:
-        out = Path(self._reply()["out"])
+        """The oldest render's image (its reply taken off ``_pending``, an error too; not a Blender that died)."""
+        try:
+            reply = self._reply()
+        except BlenderRenderError:
+            if self._proc.poll() is None:  # its answer (an error): read
+                self._pending.popleft()
+            raise
+        self._pending.popleft()
+        out = Path(reply["out"])
         with Image.open(out) as img:
             return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
 
