@@ -9,16 +9,27 @@ import json
 import sys
 
 from handforge.arguments import existing_path
+from handforge.engines import PACKAGE, engines_with
 from handforge_shared.files import file_error
 
 NAME = "models"
 HELP = "list, check, import or (on request) download the weights of the image and pose-transfer engines"
 
-# Which engine's weights module (NEEDS, SETTINGS, status, check, import_weights, import_note) checks and imports
-# each kind of weights; `models list` shows their engines in this order. The dispatch lives here, not in an
-# engine: the pose-transfer engine builds on the image engine's helpers, and the image engine knows nothing of it.
-_IMAGE, _TRANSFER = "handforge.engines.image.weights", "handforge.engines.transfer.weights"
-KINDS = {"sd": _IMAGE, "guidance": _IMAGE, "controlnet": _IMAGE, "target_generator": _TRANSFER}
+
+
+def weight_kinds() -> dict[str, str]:
+    """Each kind of weights, and the weights module (NEEDS, SETTINGS, status, check, import_weights, import_note)
+    of the engine that checks and imports it: every engine with a ``weights.py`` declares its kinds in its light
+    ``settings.py`` (``WEIGHT_KINDS``), read without the weights module's imports; engines in name order, as
+    `models list` shows them. (A new engine with weights adds its own, nothing here.)"""
+    kinds = {}
+    for engine in engines_with("weights"):
+        settings = importlib.import_module(f"{PACKAGE}.{engine}.settings")
+        kinds.update(dict.fromkeys(getattr(settings, "WEIGHT_KINDS", {}), f"{PACKAGE}.{engine}.weights"))
+    return kinds
+
+
+KINDS = weight_kinds()
 CHECKED = tuple(kind for kind in KINDS if kind != "guidance")  # the guidance module is checked as the ControlNet it is
 
 
@@ -78,30 +89,21 @@ def _print_status(as_json: bool) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from handforge import config
     from handforge.engines.checkpoints import saved_class
-    from handforge.engines.image.controls import available
-    from handforge.engines.image.settings import CONTROLNETS, GUIDANCE, SD_MODEL
-    from handforge.engines.transfer.settings import TARGET_GENERATOR
-    from handforge.engines.transfer.weights import holds_target_generator
+    from handforge.engines.image.settings import SD_MODEL
 
+    engines = [importlib.import_module(module) for module in dict.fromkeys(KINDS.values())]
     if args.path:
-        # one file: a single-file SD checkpoint (ControlNets are read from folders only); a training run's folder
-        # of a target generator is checked as one, whose check names its model/
-        kind = args.kind or (
-            "sd" if Path(args.path).is_file() or (Path(args.path) / "unet").is_dir() else "target_generator"
-            if holds_target_generator(args.path) else "controlnet")
+        # each engine's guess in turn (a single file or unet/: SD; a target generator's folder or its run's),
+        # else a ControlNet folder (ControlNets are read from folders only)
+        kind = args.kind or next(filter(None, (e.kind_of(args.path) for e in engines)), "controlnet")
         targets = [(kind, args.path)]
         # a guess (an SD folder with no unet/ went unsaid), but not where the folder's config names a ControlNet
         if not args.kind and kind == "controlnet" and not args.json and saved_class(args.path) != "ControlNetModel":
             print(f"checking {args.path} as a ControlNet folder (it has no unet/): --kind sd checks it as an SD model")
     else:
-        targets = [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key))]
-        folder = config.value(CONTROLNETS.key)
-        targets += [("controlnet", Path(folder) / n) for n in available(folder)]
-        targets += [("target_generator", config.value(TARGET_GENERATOR.key))]
+        targets = [target for engine in engines for target in engine.configured()]
         # `--kind sd` without PATH checked every configured file all the same (ControlNets too: minutes of reading)
         targets = [(k, p) for k, p in targets if p is not None and args.kind in (None, k)]
         if not targets:

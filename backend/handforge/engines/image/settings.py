@@ -27,6 +27,11 @@ MODELS_DIR = config.register(config.Setting(
 
 
 
+# the kinds of weights `handforge models check/import` takes for this engine, and the setting that names each
+# (controlnet: the folder of ControlNets); `handforge models` finds them here, in every engine with a weights.py
+WEIGHT_KINDS = {"sd": SD_MODEL, "guidance": GUIDANCE, "controlnet": CONTROLNETS}
+
+
 def pass_or_set(option: str, setting: config.Setting) -> str:
     """How to give a command the weights ``setting`` names, in one line (a command's refusal is one line):
     ``option``, or the setting (``Setting.how_to_set`` spreads it over the config file's lines, as the doctor
@@ -34,4 +39,4 @@ def pass_or_set(option: str, setting: config.Setting) -> str:
     return f"pass {option} or {setting.how_to_set_in_line('<path>')}"
 
 
-__all__ = ["CONTROLNETS", "GUIDANCE", "MODELS_DIR", "SD_CONFIG", "SD_MODEL", "pass_or_set"]
+__all__ = ["CONTROLNETS", "GUIDANCE", "MODELS_DIR", "SD_CONFIG", "SD_MODEL", "WEIGHT_KINDS", "pass_or_set"]

@@ -30,12 +30,12 @@ from handforge.engines.image.settings import (
     MODELS_DIR,
     SD_CONFIG,
     SD_MODEL,
+    WEIGHT_KINDS,
 )
 from handforge_shared.files import parse_json
 
 NEEDS = {"attentionhand": (SD_MODEL, GUIDANCE), "controlnet": (SD_MODEL, CONTROLNETS)}
-# what `models import` copies, by kind, and the setting that names it (controlnet: the folder of ControlNets)
-SETTINGS = {"sd": SD_MODEL, "guidance": GUIDANCE, "controlnet": CONTROLNETS}
+SETTINGS = WEIGHT_KINDS  # what `models import` copies, by kind, and the setting that names it
 SD15_TEXT_WIDTH = 768  # SD 1.x's CLIP ViT-L/14 text width (SD 2.x: 1024)
 # Public diffusers-layout repositories `handforge models fetch` knows by a short name.
 KNOWN = {"sd15": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd"),
@@ -293,6 +293,22 @@ def engine_status(engine, settings) -> dict[str, Any]:
     return {"ready": found.available, "reason": found.reason, "hint": found.hint, "note": found.note, "needs": rows}
 
 
+def kind_of(path: str | Path) -> str | None:
+    """``handforge models check PATH``'s guess of what PATH holds, where it is this engine's: an SD model (a
+    single file, or a folder with unet/); None otherwise (a ControlNet folder is the command's last guess)."""
+    return "sd" if Path(path).is_file() or (Path(path) / "unet").is_dir() else None
+
+
+def configured() -> list[tuple[str, Any]]:
+    """(kind, path) of each of this engine's weights the settings name (None where unset), as `handforge models
+    check` checks them: the SD model, the guidance module, each ControlNet of the ControlNets folder."""
+    from handforge.engines.image.controls import available
+
+    folder = config.value(CONTROLNETS.key)
+    return [("sd", config.value(SD_MODEL.key)), ("controlnet", config.value(GUIDANCE.key)),
+            *(("controlnet", Path(folder) / n) for n in available(folder))]
+
+
 def status() -> dict[str, Any]:
     """Per image engine, ``engine_status``."""
     from handforge.engines.image.jobs import IMAGE_ENGINES
@@ -404,5 +420,5 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
 
 
 __all__ = ["KNOWN", "MODEL_FILES", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_model",
-           "check_sd", "copy_weights", "default_models_dir", "engine_status", "fetch", "import_note", "import_weights",
-           "status"]
+           "check_sd", "configured", "copy_weights", "default_models_dir", "engine_status", "fetch", "import_note",
+           "import_weights", "kind_of", "status"]

@@ -9,4 +9,7 @@ TARGET_GENERATOR = config.register(config.Setting(
     key="transfer.target_generator", env="HANDFORGE_TRANSFER_TARGET_GENERATOR",
     help="IHPT target generator: a model/ folder written by `handforge train transfer` (config.json + safetensors)"))
 
-__all__ = ["TARGET_GENERATOR"]
+# the kind of weights `handforge models check/import` takes for this engine, and the setting that names it
+WEIGHT_KINDS = {"target_generator": TARGET_GENERATOR}
+
+__all__ = ["TARGET_GENERATOR", "WEIGHT_KINDS"]

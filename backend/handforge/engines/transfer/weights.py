@@ -11,12 +11,11 @@ from typing import Any
 from handforge import config
 from handforge.engines.image.settings import SD_CONFIG, SD_MODEL
 from handforge.engines.image.weights import MODEL_FILES, Report, check_model, copy_weights, engine_status
-from handforge.engines.transfer.settings import TARGET_GENERATOR
+from handforge.engines.transfer.settings import TARGET_GENERATOR, WEIGHT_KINDS
 
 KIND = "target_generator"  # the kind of weights `models check` and `models import` name
 NEEDS = {"ihpt": (SD_MODEL, TARGET_GENERATOR)}
-# what `models import` copies, by kind, and the setting that names it
-SETTINGS = {KIND: TARGET_GENERATOR}
+SETTINGS = WEIGHT_KINDS  # what `models import` copies, by kind, and the setting that names it
 _FOLDER = "target_generators"  # in the models folder
 
 
@@ -59,6 +58,17 @@ def check(kind: str, path: str | Path, digest: bool = False, sd: str | Path | No
     return check_target_generator(path, digest, sd)
 
 
+def kind_of(path: str | Path) -> str | None:
+    """``handforge models check PATH``'s guess, where PATH is this engine's: a target generator's folder or its
+    training run's; None otherwise."""
+    return KIND if holds_target_generator(path) else None
+
+
+def configured() -> list[tuple[str, Any]]:
+    """(kind, path) of the target generator the settings name (None where unset)."""
+    return [(KIND, config.value(TARGET_GENERATOR.key))]
+
+
 def status() -> dict[str, Any]:
     """The ihpt engine's ``engine_status``: the server's status of it, word for word."""
     from handforge.engines.transfer.jobs import IHPT
@@ -92,5 +102,5 @@ def _known(kind: str) -> None:
         raise ValueError(f"unknown kind {kind!r}: use {KIND}")
 
 
-__all__ = ["KIND", "NEEDS", "SETTINGS", "check", "check_target_generator", "holds_target_generator", "import_note",
-           "import_weights", "status"]
+__all__ = ["KIND", "NEEDS", "SETTINGS", "check", "check_target_generator", "configured", "holds_target_generator",
+           "import_note", "import_weights", "kind_of", "status"]
