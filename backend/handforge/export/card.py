@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from handforge.export.folder import CARD_JSON, CARD_MD
 from handforge.export.interhand_format import IMAGES_LINK, SPLIT
-from handforge.export.samples import sample_labels
 from handforge.export.spec import MONK_SKIN_TONES
 from handforge_shared.files import write_atomic
 
@@ -53,22 +52,9 @@ class CardFigures:
                 "skin_tones": sorted(self.skin_tones)}
 
 
-def card_figures(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The card's figures of ``samples``, gathered in one pass (``CardFigures``)."""
-    figures = CardFigures()
-    for s in samples:
-        figures.add(s)
-    return figures.figures()
-
-
-def write_card(out: Path, indices: list[int], settings: dict[str, Any]) -> Path:
-    """``dataset_card.json`` and a readable ``dataset_card.md`` of samples ``indices``: counts, parameter
-    ranges, settings, licences, the command."""
-    return write_card_of(out, card_figures(sample_labels(out, indices)), settings)
-
-
-def write_card_of(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> Path:
-    """``write_card`` of the samples' ``figures`` (``CardFigures.figures``)."""
+def write_card(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> Path:
+    """``dataset_card.json`` and a readable ``dataset_card.md`` of the samples' ``figures``
+    (``CardFigures.figures``: counts, parameter ranges) and ``settings`` (render settings, licences, the command)."""
     card = {**figures, **settings}
     write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",

@@ -13,7 +13,6 @@ import numpy as np
 from handforge.datasets.interhand_files import MM_PER_M, params_kind
 from handforge.export.coco import image_name
 from handforge.export.folder import INTERHAND
-from handforge.export.samples import sample_labels
 from handforge.export.streamed_json import JsonArray, KeyedJsonObject, streamed_json
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
@@ -123,12 +122,3 @@ def interhand_writer(out: Path, hands_mean: dict[str, np.ndarray] | None,
           streamed_json(paths["joint_3d"], {"0": joints}),
           streamed_json(paths["data"], {"images": images, "annotations": annotations})):
         yield add
-
-
-def write_interhand(out: Path, indices: list[int], hands_mean: dict[str, np.ndarray] | None,
-                    hand_model: str = "mano") -> dict[str, Path]:
-    """``interhand_writer``'s files of samples ``indices`` (the data file in their order)."""
-    with interhand_writer(out, hands_mean, hand_model) as add:
-        for sample in sample_labels(out, indices):
-            add(sample)
-    return interhand_paths(out, hand_model)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from handforge.export.card import CardFigures, write_card_of
+from handforge.export.card import CardFigures, write_card
 from handforge.export.coco import coco_writer, finished_image
 from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
 from handforge.export.interhand_format import interhand_writer
@@ -400,7 +400,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
             card["render"] = f"generate ({spec.generate.engine}, {spec.generate.steps} steps)"
             card.update(card_fields(spec.generate, samples))  # (reads the samples, or none: the pass goes on below)
         collections.deque(samples, maxlen=0)  # the rest of the pass
-    write_card_of(out, figures.figures(), card)
+    write_card(out, figures.figures(), card)
     if indices:
         contact_sheet(out, first)
     return len(indices)

@@ -54,23 +54,6 @@ class JsonArray(_Items):
             self.append(value)
 
 
-class JsonObject(_Items):
-    """Its keys must come in the order ``dumps`` sorts them into (checked), so the file is the bytes
-    ``dumps`` gives of the whole object."""
-
-    brackets = "{}"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_key: str | None = None
-
-    def put(self, key: str, value: Any) -> None:
-        if self.last_key is not None and key <= self.last_key:
-            raise ValueError(f"key {key!r} after {self.last_key!r}: a streamed object's keys come in sorted order")
-        self.last_key = key
-        self._write(dumps(key) + ":" + dumps(value))
-
-
 class KeyedJsonObject(_Items):
     """A JSON object whose keys may come in any order (not twice): each item is written as it comes and
     the file gets them in the order ``dumps`` sorts keys into, read back from where each was written. Memory
@@ -104,13 +87,13 @@ class KeyedJsonObject(_Items):
         fh.write(self.brackets[1])
 
 
-_HOLE = "\0streamed items\0"  # in no template: where a JsonArray's or JsonObject's items go
+_HOLE = "\0streamed items\0"  # in no template: where a JsonArray's or KeyedJsonObject's items go
 
 
 @contextlib.contextmanager
 def streamed_json(path: Path, template: dict[str, Any]) -> Iterator[None]:
     """``path`` as ``dumps(template)`` would write it, where the template's ``JsonArray`` and
-    ``JsonObject`` values are filled inside the block, each into an unnamed temporary file beside
+    ``KeyedJsonObject`` values are filled inside the block, each into an unnamed temporary file beside
     ``path`` (memory stays the same however many items they get). Whole or not at all: the file is
     assembled in ``atomic_file``'s temporary file and renamed into place when the block ends without
     an error."""
