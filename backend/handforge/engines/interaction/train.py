@@ -95,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
                                            "init": str(Path(args.init).resolve()) if args.init else None})
     try:
         model = fine_tune_start(InteractionDenoiser, args.init, args.out) if args.init else None
-        # before the data is read and --minutes' speed probe: a bad --out or --warmup-steps is said at once
-        check_settings(settings, InteractionDenoiser, dict(model.config) if model is not None else {
-            "width": args.width, "hidden": args.hidden, "layers": args.layers})  # (a resume's every difference)
+        # before the data is read and --minutes' speed probe: a bad --out or --warmup-steps is said at once, and a
+        # resume's every difference, a new model's options (``options``) among them
+        options = {"width": args.width, "hidden": args.hidden, "layers": args.layers}
+        check_settings(settings, InteractionDenoiser, dict(model.config) if model is not None else options)
         vectors = []  # each source encoded on its own hand model (wrist joints differ)
         try:
             if args.corpus is not None:
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             shapes = torch.randn(len(anchors), 10, generator=generator)
             anchors[:, SHAPE], others[:, SHAPE] = shapes, shapes
         if model is None:
-            model = new_model(lambda: InteractionDenoiser(width=args.width, hidden=args.hidden, layers=args.layers))
+            model = new_model(lambda: InteractionDenoiser(**options))
             model.fit_normalisation(anchors, others)
         scheduler = model.noise_scheduler()
         print(f"{count} training pairs; {sum(p.numel() for p in model.parameters()):,} parameters")

@@ -195,9 +195,9 @@ def run(args: argparse.Namespace) -> int:
                 model.register_to_config(observation_curve=args.observation_curve)
         # before the data is read (minutes on a real corpus): a bad --out or --warmup-steps is said at once, and a
         # resume's every difference, the model's options among them (its statistics and fps come from the data)
-        check_settings(settings, MotionDenoiser, dict(model.config) if model is not None else {
-            "d_model": args.d_model, "num_layers": args.layers, "num_heads": args.heads, "ff_size": args.ff_size,
-            "dropout": args.dropout, "observation_curve": args.observation_curve or "linear"})
+        options = {"d_model": args.d_model, "num_layers": args.layers, "num_heads": args.heads,  # a new model's
+                   "ff_size": args.ff_size, "dropout": args.dropout, "observation_curve": args.observation_curve or "linear"}
+        check_settings(settings, MotionDenoiser, dict(model.config) if model is not None else options)
         # a crop longer than the model's max_frames made its forward raise at whichever step first drew one
         most = model.config.max_frames if model is not None else MAX_FRAMES
         if args.window > most:
@@ -214,10 +214,7 @@ def run(args: argparse.Namespace) -> int:
         hands = load_hand_model(args.hand_model)
         if model is None:
             mean, std = data_statistics(store, WristJoints.of(hands), seed=args.seed)
-            model = new_model(lambda: MotionDenoiser(
-                d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, ff_size=args.ff_size,
-                dropout=args.dropout, data_mean=mean, data_std=std,
-                observation_curve=args.observation_curve or "linear", fps=fps))
+            model = new_model(lambda: MotionDenoiser(**options, data_mean=mean, data_std=std, fps=fps))
         settings.data_statistics = {"mean": model.config.data_mean, "std": model.config.data_std}
         scheduler: DDPMScheduler = make_train_scheduler(model.config.num_train_timesteps)
         objective = MotionObjective(hands, scheduler, min_length=args.min_length)

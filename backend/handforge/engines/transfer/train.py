@@ -167,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
         "interhand_gap": args.interhand_gap if args.interhand else None})
     try:
         # before the SD weights are loaded (minutes) and pairs written; with the model's options known without them
-        check_settings(settings, TargetGenerator, {
-            "image_size": args.image_size, "backbone_channels": list(args.channels), "feature_dim": args.feature_dim,
-            "num_layers": args.layers, "num_heads": args.heads})
+        options = {"image_size": args.image_size, "backbone_channels": tuple(args.channels),
+                   "feature_dim": args.feature_dim, "num_layers": args.layers, "num_heads": args.heads}
+        check_settings(settings, TargetGenerator, options)
         spec = requested_spec(args)
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args, spec)
@@ -178,9 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if spec is not None and len(dataset) > args.pairs:  # (pairs written before, with a larger --pairs)
             print(f"handforge train transfer: note: training on the {len(dataset)} pairs in {args.data}, more than "
                   f"--pairs {args.pairs} (written there before)", file=sys.stderr)
-        model = TargetGenerator(cross_attention_dim=sd["unet"].config.cross_attention_dim, image_size=args.image_size,
-                                backbone_channels=tuple(args.channels), feature_dim=args.feature_dim,
-                                num_layers=args.layers, num_heads=args.heads,
+        model = TargetGenerator(**options, cross_attention_dim=sd["unet"].config.cross_attention_dim,
                                 trained_size=None if _resumes_a_run_without_trained_size(args.out) else args.size)
     except (TrainingError, WeightsError, ValueError, OSError) as exc:
         from handforge_shared.files import file_error
