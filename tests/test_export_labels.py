@@ -1483,6 +1483,9 @@ def test_another_specs_lists_name_what_was_added_and_removed(exported):
     many = _differences({"files": []}, {"files": [f"/data/clips/{'x' * 70}/{i}.npz" for i in range(500)]})[0]
     assert len(many) < 200 and many.endswith('/0.npz" and 499 more added'), many
     assert _differences({"c": [0.3, 0.5]}, {"c": [0.3, 0.6]}) == ["c: [0.3, 0.5] → [0.3, 0.6]"]
+    # counted as a multiset: a clip listed twice and now once is one removed, whatever the order
+    twice = [f"/data/clips/{'x' * 70}/{i}.npz" for i in (0, 1, 1)]
+    assert _differences({"files": twice}, {"files": twice[:0:-1]})[0].endswith('/0.npz" removed')
     with pytest.raises(FolderTaken, match='another spec \\(differing: outputs: "depth" removed\\)'):
         export(parse_spec({**SPEC, "outputs": ["mesh", "masks", "skeleton", "normals"]}), exported, progress=False)
 

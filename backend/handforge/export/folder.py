@@ -14,6 +14,7 @@ Layout of an export folder::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -244,12 +245,13 @@ def _list_change(held: list, wanted: list) -> str | None:
     ``LIST_CHANGE_WIDTH`` characters; None when only the order differs. Cut around its first difference, a
     long list lost the item that differs (an output added first, a clip added after long paths)."""
     def without(items: list, others: list) -> list:
-        left = [json.dumps(o, sort_keys=True) for o in others]
+        # counted, not searched in a list: a spec may list thousands of clips
+        left = collections.Counter(json.dumps(o, sort_keys=True) for o in others)
         kept = []
         for item in items:
             text = json.dumps(item, sort_keys=True)
-            if text in left:
-                left.remove(text)
+            if left[text]:
+                left[text] -= 1
             else:
                 kept.append(text)
         return kept
