@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -131,6 +132,11 @@ def test_an_error_in_the_block_that_is_no_files_is_left_as_it_is(tmp_path):
     with pytest.raises(OSError) as raised, atomic_file(tmp_path / "x.png", "wb"):  # (a rename's: both named)
         raise OSError(18, "Invalid cross-device link", str(tmp_path / ".x.png.ab12.tmp"), None, str(tmp_path / "x.png"))
     assert str(raised.value) == f"[Errno 18] Invalid cross-device link: '{tmp_path / 'x.png'}'"
+    # another's failure in the block, unnamed, is not the file's: said as it was, not "...: 'x.png'"
+    with pytest.raises(ConnectionResetError) as raised, atomic_file(tmp_path / "x.png", "wb"):
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    assert raised.value.filename is None and str(raised.value) == "[Errno 104] Connection reset by peer"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_settings_file_nested_too_deeply_is_refused_in_words_by_the_spec_and_config_readers(tmp_path, monkeypatch):

@@ -58,6 +58,10 @@ def usual_mode(folder: bool = False) -> int:
     return (0o777 if folder else 0o666) & ~umask
 
 
+# what a write, a flush or an fsync fails with, the file unnamed: a full disk or quota, a file-size limit, the device
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 @contextlib.contextmanager
 def errors_named(path: str | os.PathLike) -> Iterator[None]:
     """An ``OSError`` while ``path`` is written, named as ``path``: a full disk (or a file-size limit) fails a
@@ -68,8 +72,9 @@ def errors_named(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as exc:
         temporary = isinstance(exc.filename, str) and Path(exc.filename).name.startswith(f".{path.name}.")
-        # (an error without errno is no file's: Pillow's "cannot write mode RGBA as JPEG")
-        if exc.errno is not None and (exc.filename is None or temporary):
+        # unnamed, only a write's own failures are the file's: not an error without errno (Pillow's "cannot
+        # write mode RGBA as JPEG") nor another's, as a socket's "Connection reset" in the block
+        if exc.errno is not None and (temporary or exc.filename is None and exc.errno in _WRITE_ERRNOS):
             exc.filename = str(path)  # (its traceback kept)
             if exc.filename2 is not None:  # (the temporary's rename: one set to None is said "-> None")
                 del exc.filename2
