@@ -340,6 +340,46 @@ def test_leaving_on_an_error_does_not_wait_for_the_render_in_flight():
     assert not rgb.work.exists()
 
 
+@pytest.mark.timeout(120)  # (it hung for ever: nothing bounded the wait for Blender's answer)
+def test_a_hung_blender_fails_its_render_and_the_next_renders_start_a_new_one():
+    """A Blender that stops answering (a stuck render, a GL deadlock: here stopped with SIGSTOP) hung the
+    export for ever. Its render fails within the timeout, without a retry; the render sent after it is
+    sent again to a new Blender, as is every later one."""
+    import os
+    import signal
+    import time
+
+    from handforge.render.blender import BlenderHung, BlenderRenderError
+
+    spec = parse_spec(SPEC)
+    scene = sample_scene(spec, 0)
+    hands = _hands(load_hand_model("open"), scene)
+    camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
+    sample_look(spec, scene)
+    with BlenderRGB("workbench", timeout=3) as rgb:  # (its start may take longer: START_TIMEOUT_FLOOR)
+        expected = rgb(scene, camera, hands)
+        hung = rgb._proc
+        os.kill(hung.pid, signal.SIGSTOP)
+        first, second = rgb.submit_sample(scene, camera, hands), rgb.submit_sample(scene, camera, hands)
+        started = time.monotonic()
+        with pytest.raises(BlenderHung, match="had not answered a render after 3 s") as raised:
+            first()
+        assert 3 <= time.monotonic() - started < 15
+        assert isinstance(raised.value, BlenderRenderError)  # (what the export reports as the sample's failure)
+        assert hung.poll() is not None  # stopped, not left behind
+        assert np.array_equal(second(), expected) and rgb._proc is not hung
+        assert np.array_equal(rgb(scene, camera, hands), expected)
+
+
+def test_the_export_gives_blender_its_timeout():
+    from handforge.engines.image.generated_rgb import rgb_source
+
+    spec = parse_spec(SPEC)
+    assert rgb_source(spec, 7.5).timeout == 7.5 and rgb_source(spec).timeout == BlenderRGB().timeout
+    with pytest.raises(ValueError, match="expected a positive number of seconds, got 0"):
+        BlenderRGB(timeout=0)
+
+
 @pytest.mark.parametrize("camera, size, indices", [
     ({"distance": [0.05, 0.06], "elevation": [-10, 10], "azimuth": [60, 120], "focal": [12, 12]}, 96, (8, 19)),
     ({"distance": [99.95, 100.0], "elevation": [0, 0], "focal": [500, 500]}, 1024, (0, 1)),

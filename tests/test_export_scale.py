@@ -281,7 +281,7 @@ def test_the_card_command_leaves_out_the_scale_out_options(argv, address, kept):
 @pytest.mark.parametrize("options, message", [
     (["--workers", "0"], "--workers: must be at least 1, got 0"),
     (["--workers", "2", "--sample-timeout", "nan"], "--sample-timeout: must be a number above 0, got 'nan'"),
-    (["--sample-timeout", "30"], "--sample-timeout: only with --workers or --ray"),
+    (["--sample-timeout", "nan"], "--sample-timeout: must be a number above 0, got 'nan'"),  # (one process too)
     (["--gpus-per-worker", "1"], "--gpus-per-worker: only with --ray"),  # was ignored without --workers
     (["--ray", "--gpus-per-worker", "nan"], "--gpus-per-worker: must be a"),  # was taken after Ray had started
 ])

@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --ray: GPUs each worker reserves (e.g. 1 for NVIDIA EGL or Cycles on GPU)")
     scale.add_argument("--sample-timeout", type=POSITIVE, default=None, metavar="SECONDS",
                        help="with --workers or --ray: a worker silent this long per sample of its chunk is stopped "
-                            "as hung and replaced, its samples redone (default 600)")
+                            "as hung and replaced, its samples redone; in one process: a Blender render this slow "
+                            "is stopped as hung, its sample fails and the next starts a new Blender (default 600)")
 
 
 # options that change where samples are rendered, not what: left out of the card's command
@@ -122,9 +123,8 @@ def run(args: argparse.Namespace) -> int:
         if args.gpus_per_worker and args.ray is None:
             raise ValueError("--gpus-per-worker: only with --ray (local processes share the machine)")
         if args.workers is None and args.ray is None:
-            if args.sample_timeout is not None:
-                raise ValueError("--sample-timeout: only with --workers or --ray (one process has no worker to replace)")
-            summary = export(spec, args.out, command=command, progress=not args.quiet)
+            summary = export(spec, args.out, command=command, progress=not args.quiet,
+                             blender_timeout=_sample_timeout(args))
         else:
             summary = _scaled(spec, args, command)
     except (SpecError, GLUnavailable, BlenderRenderError, ValueError, RayUnavailable,
@@ -166,13 +166,19 @@ def _note_unseen(out: str, finished: int) -> None:
               "azimuth; a longer focal enlarges them), or drop those samples", file=sys.stderr)
 
 
+def _sample_timeout(args: argparse.Namespace) -> float:
+    from handforge.export.shards import DEFAULT_SAMPLE_TIMEOUT
+
+    return DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
+
+
 def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     import os
 
-    from handforge.export.shards import DEFAULT_SAMPLE_TIMEOUT, export_sharded
+    from handforge.export.shards import export_sharded
     from handforge.export.worker import FAULT_ENV, parse_fault
 
-    timeout = DEFAULT_SAMPLE_TIMEOUT if args.sample_timeout is None else args.sample_timeout
+    timeout = _sample_timeout(args)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if not args.ray:  # locally or on a Ray of the run's own: this machine
         workers = cpu_capped("export", workers, f"each worker {_worker_holds(spec)}; --ray ADDRESS for a cluster")

@@ -8,6 +8,7 @@ The same class runs inside a local worker process (``handforge.export.local_pool
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ class SampleWorker:
         if "rgb" in self.spec.outputs and self.spec.render.engine != "none":
             from handforge.engines.image.generated_rgb import rgb_source  # Blender, or the image pipeline (once)
 
-            self.rgb = self._stack.enter_context(rgb_source(self.spec))
+            # no timeout of its own: the driver stops a hung worker (--sample-timeout) and redoes its samples
+            self.rgb = self._stack.enter_context(rgb_source(self.spec, blender_timeout=math.inf))
         self.written = 0
 
     @property

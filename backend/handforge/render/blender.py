@@ -12,10 +12,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,10 +31,17 @@ from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
 REPLY = "HANDFORGE_WORKER "
+# s: a Blender not ready this long after its start (and the timeout) is hung. Its start imports bpy (seconds, more on
+# a cold disk): a timeout sized for quick renders must not count that as a hang, nor fail every restart
+START_TIMEOUT_FLOOR = 60.0
 
 
 class BlenderRenderError(RuntimeError):
     pass
+
+
+class BlenderHung(BlenderRenderError):
+    """Blender gave no answer within the timeout: its worker was stopped (not retried: it would hang again)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -44,17 +55,25 @@ class _Render:
 
 class BlenderRGB:
     """``with BlenderRGB("workbench") as rgb: rgba = rgb(scene, camera, hands)``; ``rebuild=True``
-    builds a fresh scene for every image (the naive baseline of ``benchmarks/export.py``)."""
+    builds a fresh scene for every image (the naive baseline of ``benchmarks/export.py``).
+    ``timeout``: seconds Blender may take to answer one render (``math.inf``: no limit) before it counts
+    as hung (a stuck render, a GL deadlock), is stopped and the render fails with ``BlenderHung``; its
+    start may take ``START_TIMEOUT_FLOOR`` at least."""
 
     # renders sent ahead: the export sends sample i + 1's before it collects sample i's, so Blender starts
     # it as soon as it is done with i instead of waiting while the next scene is sampled and posed
     IN_FLIGHT = 2
 
-    def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 300.0):
+    # (the scale-out's default too: enough for Cycles at high sample counts on a CPU)
+    def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 600.0):
         if engine not in ("workbench", "cycles"):
             raise ValueError(f"unknown Blender engine {engine!r}: use 'workbench' or 'cycles'")
+        if not timeout > 0:  # (NaN too)
+            raise ValueError(f"Blender timeout: expected a positive number of seconds, got {timeout}")
         self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
         self._proc: subprocess.Popen | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()  # its stdout's lines (None: its end), see _start
+        self._hung = False  # stopped for giving no answer in time (see _reply)
         self._log = None
         self._topology: dict[str, tuple[int, ...]] | None = None
         self._faces: dict[str, Path] = {}  # each side's faces file, as the requests name it
@@ -76,14 +95,19 @@ class BlenderRGB:
         self._proc = subprocess.Popen([sys.executable, "-m", "handforge.render.blender_worker", str(os.getpid())],
                                       cwd=self.work,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                      encoding="utf-8",
+                                      encoding="utf-8", errors="replace",  # (its replies are ASCII JSON)
                                       # Blender's own temporary folder inside ours, removed with it (TEMP and TMP:
                                       # Windows's names); its text in UTF-8 whatever the system's code page
                                       env={**os.environ, "BLENDER_USER_RESOURCES": str(self.work / "user"),
                                            "TMPDIR": str(self.work), "TEMP": str(self.work), "TMP": str(self.work),
                                            "PYTHONIOENCODING": "utf-8"})
         self._topology = None  # a new process holds no meshes yet
-        self.version = self._reply().get("ready")
+        # A pipe read has no timeout that works everywhere (select takes no pipes on Windows, and the text
+        # stream buffers lines a select on its fd would not see): a thread reads, _reply waits on the queue
+        self._lines, self._hung = queue.Queue(), False
+        threading.Thread(target=_read_lines, args=(self._proc.stdout, self._lines), daemon=True,
+                         name=f"blender-worker-{self._proc.pid}-stdout").start()
+        self.version = self._reply(max(self.timeout, START_TIMEOUT_FLOOR), "started").get("ready")
 
     def _stop(self, abandon: bool = False) -> None:
         """End the Blender process: asked to (it finishes its render), or at once when ``abandon``."""
@@ -98,7 +122,7 @@ class BlenderRGB:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._proc.stdout.close()
+        # (its stdout: closed by its reader at its end)
 
     def __exit__(self, *exc: Any) -> None:
         try:
@@ -111,8 +135,25 @@ class BlenderRGB:
                 self._log.close()
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def _reply(self) -> dict[str, Any]:
-        for line in self._proc.stdout:
+    def _reply(self, timeout: float | None = None, awaited: str = "answered a render") -> dict[str, Any]:
+        """The worker's next reply (``timeout``: ``self.timeout`` unless given); its Blender killed when it
+        gives none in time (``BlenderHung``) or a ``BlenderRenderError`` when it answers with an error or dies."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            try:  # (Queue.get takes no infinite timeout)
+                line = self._lines.get(timeout=None if math.isinf(timeout) else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self._proc.kill()
+                self._proc.wait()
+                self._hung = True
+                self._log.write(f"\n--- the Blender worker gave no answer for {timeout:g} s: stopped ---\n")
+                raise BlenderHung(
+                    f"Blender had not {awaited} after {timeout:g} s (a render that hung, a GL deadlock?): its "
+                    "worker was stopped, and the next render starts a new one. If renders are this slow (Cycles "
+                    "at many samples), allow them more time (handforge export --sample-timeout SECONDS)") from None
+            if line is None:
+                break
             if line.startswith(REPLY):
                 reply = json.loads(line[len(REPLY):])
                 if "error" in reply:
@@ -131,7 +172,9 @@ class BlenderRGB:
                lighting: dict[str, Any], skin_tone: str) -> np.ndarray:
         """(H, W, 4) float32 RGBA in [0, 1] (sRGB, straight alpha) of the hands (world = model frame).
         A Blender process that has died (killed, out of memory, a crash in GL) is started again, and a
-        render it died in is tried once more in the new one: a worker must not fail every later sample."""
+        render it died in is tried once more in the new one: a worker must not fail every later sample.
+        One that gave no answer within ``timeout`` is stopped and its render fails (``BlenderHung``) without
+        that retry (the same scene would likely hang again, for as long); the next render starts a new one."""
         return self.submit(camera, vertices, faces, target, lighting, skin_tone)()
 
     def submit(self, camera: Camera, vertices: dict[str, np.ndarray], faces: dict[str, np.ndarray], target: Any,
@@ -163,8 +206,12 @@ class BlenderRGB:
                 raise RuntimeError("this render was collected already, or dropped by a later one")
             while self._pending[0] is not render:
                 self._drop_oldest()
+            if self._hung:
+                self._restart()  # stopped as hung (on an older render): this one is sent again to a new one
             try:
                 return self._receive()
+            except BlenderHung:
+                raise
             except BlenderRenderError:
                 if render.retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
                     raise
@@ -216,9 +263,13 @@ class BlenderRGB:
         self._proc.stdin.flush()
 
     def _receive(self) -> np.ndarray:
-        """The oldest render's image (its reply taken off ``_pending``, an error too; not a Blender that died)."""
+        """The oldest render's image (its reply taken off ``_pending``, an error or a hang too; not a Blender that
+        died)."""
         try:
             reply = self._reply()
+        except BlenderHung:
+            self._pending.popleft()  # (not sent again to the next Blender)
+            raise
         except BlenderRenderError:
             if self._proc.poll() is None:  # its answer (an error): read
                 self._pending.popleft()
@@ -237,3 +288,13 @@ class BlenderRGB:
         target = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
         return self.submit(camera, {s: h["vertices"] for s, h in hands.items()},
                            {s: h["faces"] for s, h in hands.items()}, target, scene.lighting, scene.skin_tone)
+
+
+def _read_lines(stdout, lines: queue.Queue) -> None:
+    """``stdout``'s lines into ``lines``, then None at its end (the worker exited, or was killed)."""
+    try:
+        with stdout:
+            for line in stdout:
+                lines.put(line)
+    finally:
+        lines.put(None)

@@ -199,13 +199,16 @@ class GeneratedRGB:
         self.pipe = None
 
 
-def rgb_source(spec):
-    """The export's RGB source of ``spec`` as a context manager: Blender or the image engines."""
+def rgb_source(spec, blender_timeout: float | None = None):
+    """The export's RGB source of ``spec`` as a context manager: Blender or the image engines.
+    ``blender_timeout``: seconds Blender may take for one render before it is stopped as hung (``BlenderRGB``'s
+    default unless given)."""
     if spec.render.engine == "generate":
         return GeneratedRGB(spec.generate)
     from handforge.render.blender import BlenderRGB
 
-    return BlenderRGB(spec.render.engine, spec.render.samples)
+    return BlenderRGB(spec.render.engine, spec.render.samples,
+                      **({} if blender_timeout is None else {"timeout": blender_timeout}))
 
 
 __all__ = ["GeneratedRGB", "card_fields", "engine_weights", "rgb_source"]
