@@ -13,7 +13,7 @@ from handforge.export.run import _hands, export, with_forearms
 from handforge.export.sampler import sample_camera, sample_look, sample_scene
 from handforge.export.spec import parse_spec
 from handforge.hands import load_hand_model
-from handforge.render.blender import BlenderRGB
+from handforge.render.blender import BlenderRenderError, BlenderRGB
 from handforge.render.gl import renderer
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -183,6 +183,37 @@ def test_two_renders_in_flight_each_get_their_own_image_also_after_blender_died(
     assert blender._proc.pid != old
 
 
+def test_a_scene_blender_dies_in_twice_fails_and_is_not_sent_to_the_next_blender(blender, monkeypatch):
+    """A render Blender died in, then died in again in the new process (a scene that crashes it), fails; the
+    next render goes alone to a new Blender. Before, the failed render stayed in flight: the next submit's
+    restart sent it a third time (one more crash, one more start, the next render done twice)."""
+    import os
+    import signal
+
+    shots = _shots(parse_spec(SPEC), (0, 1))
+    alone = blender(*shots[1])
+    poison, sends, starts = shots[0][1], [], []
+    send, start = blender._send, blender._start
+
+    def dying_send(render):  # Blender dies in this scene's render, every time (killed the moment it has it)
+        sends.append("poison" if render.args[0] is poison else "other")
+        send(render)
+        if render.args[0] is poison:
+            os.kill(blender._proc.pid, signal.SIGKILL)
+
+    def counted_start():
+        start()
+        starts.append(blender._proc.pid)
+
+    monkeypatch.setattr(blender, "_send", dying_send)
+    monkeypatch.setattr(blender, "_start", counted_start)
+    with pytest.raises(BlenderRenderError, match="stopped"):
+        blender.submit_sample(*shots[0])()
+    assert (sends, len(starts), len(blender._pending)) == (["poison", "poison"], 1, 0)
+    np.testing.assert_array_equal(blender.submit_sample(*shots[1])(), alone)
+    assert (sends, len(starts)) == (["poison", "poison", "other"], 2)
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
 
@@ -349,7 +380,7 @@ def test_a_hung_blender_fails_its_render_and_the_next_renders_start_a_new_one():
     import signal
     import time
 
-    from handforge.render.blender import BlenderHung, BlenderRenderError
+    from handforge.render.blender import BlenderHung
 
     spec = parse_spec(SPEC)
     scene = sample_scene(spec, 0)

@@ -209,15 +209,21 @@ class BlenderRGB:
             if self._hung:
                 self._restart()  # stopped as hung (on an older render): this one is sent again to a new one
             try:
-                return self._receive()
-            except BlenderHung:
-                raise
-            except BlenderRenderError:
-                if render.retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+                try:
+                    return self._receive()
+                except BlenderHung:
                     raise
-                render.retried = True
-                self._restart()
-                return self._receive()
+                except BlenderRenderError:
+                    if render.retried or self._proc.poll() is None:  # Blender answered with an error: this scene's own failure
+                        raise
+                    render.retried = True
+                    self._restart()
+                    return self._receive()
+            except BlenderRenderError:
+                # Blender died in it again: failed, it must not go to the next Blender (a third crash, a third start)
+                if self._pending and self._pending[0] is render:
+                    self._pending.popleft()
+                raise
 
         return collect
 
