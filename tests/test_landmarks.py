@@ -138,7 +138,8 @@ def test_a_child_that_holds_the_pipe_past_the_block_neither_stalls_it_nor_writes
 
 def test_the_words_of_a_crash_in_the_block_reach_stderr():
     """fd 2 was held in a temporary file until the block ended: an absl CHECK failure's line, then its abort,
-    printed nothing (exit 134, silent)."""
+    printed nothing (exit 134, silent). (Aborting the very moment after still loses them: see the debug-logging
+    test below.)"""
     import subprocess
     import sys
     from pathlib import Path
@@ -150,6 +151,49 @@ def test_the_words_of_a_crash_in_the_block_reach_stderr():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "backend"), str(repo / "shared")])})
     assert run.returncode != 0 and b"F0000 check failed: graph" in run.stderr, run.stderr
+
+
+def test_with_debug_logging_fd_2_is_left_alone_so_an_immediate_aborts_words_show():
+    """An absl CHECK writes its line and aborts at once: the forwarder thread dies before reading it (0 of 8 runs
+    printed it), so ``handforge -v`` (debug logging) leaves fd 2 alone, MediaPipe's routine lines shown too."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = ("import logging, os\nfrom handforge.evaluation.landmarks import native_noise_dropped\n"
+              "logging.basicConfig(level=logging.DEBUG)\n"
+              "with native_noise_dropped():\n    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate\\n')\n"
+              "    os.write(2, b'F0000 check failed: graph\\n')\n    os.abort()\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "backend"), str(repo / "shared")])})
+    assert run.returncode != 0 and run.stderr.startswith(b"INFO: Created TensorFlow Lite XNNPACK delegate\n"
+                                                         b"F0000 check failed: graph\n"), run.stderr
+
+
+@pytest.mark.parametrize("failing", ["thread", "dup"])
+def test_a_block_that_cannot_start_raises_its_own_error_and_leaks_no_fd(monkeypatch, failing):
+    """A forwarder thread that could not start was joined in the cleanup ("cannot join thread before it is
+    started", the real error lost) and the pipe's ends and the terminal's copy were left open."""
+    import threading
+
+    from handforge.evaluation import landmarks
+
+    def refuse(*args):
+        raise OSError(24, "Too many open files")
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    if failing == "thread":
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+    else:  # the terminal's copy for the forwarder, after the pipe was made
+        dup, calls = os.dup, []
+        monkeypatch.setattr(landmarks.os, "dup", lambda fd: refuse() if calls.append(fd) or len(calls) == 2 else dup(fd))
+    with pytest.raises(OSError, match="Too many open files"), landmarks.native_noise_dropped():
+        pass
+    monkeypatch.undo()
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    with landmarks.native_noise_dropped():  # (fd 2 back where it was: the next block works)
+        pass
 
 
 @pytest.fixture(scope="module")

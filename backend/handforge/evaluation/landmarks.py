@@ -21,6 +21,7 @@ measured from that same corner, so pixels = fraction × size with no half-pixel 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -80,32 +81,46 @@ _NATIVE_NOISE = re.compile(
 
 
 _FD2_LOCK = threading.Lock()
+_LOG = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def native_noise_dropped():
     """fd 2 inside the block, passed on line by line as it comes, less MediaPipe's routine lines
-    (``_NATIVE_NOISE``): through a pipe and a thread, not held until the block ends, so the words of a crash
-    in the block (an absl CHECK's abort) reach the terminal (unless the process dies before the thread has
-    read them: microseconds). One block at a time: two threads' blocks interleaved would leave fd 2 on the
-    first one's closed pipe (the second restores what it found)."""
+    (``_NATIVE_NOISE``): through a pipe and a thread, not held until the block ends. The words of a crash that
+    comes some time after them reach the terminal; those of one that aborts at once (an absl CHECK writes its
+    line and aborts) die with the thread that would pass them on: with debug logging (``handforge -v``) fd 2 is
+    left alone, MediaPipe's every line shown. One block at a time: two threads' blocks interleaved would leave
+    fd 2 on the first one's closed pipe (the second restores what it found)."""
+    if _LOG.isEnabledFor(logging.DEBUG):
+        yield
+        return
     sys.stderr.flush()
     with _FD2_LOCK:
-        saved, forwarder = os.dup(2), None
+        saved = os.dup(2)
+        read_end = write_end = forwarder = None
         try:
             read_end, write_end = os.pipe()
             # the forwarder owns its ends (the pipe's reading end, a copy of the terminal's) and closes them: a
             # child process the block started may hold the pipe past the block, and it forwards that to its end
-            forwarder = threading.Thread(target=_forward, args=(read_end, os.dup(saved)), name="fd2-forwarder",
-                                         daemon=True)
-            forwarder.start()
+            out = os.dup(saved)
+            try:
+                thread = threading.Thread(target=_forward, args=(read_end, out), name="fd2-forwarder", daemon=True)
+                thread.start()
+            except BaseException:
+                os.close(out)
+                raise
+            forwarder, read_end = thread, None  # (its own now)
             os.dup2(write_end, 2)
             os.close(write_end)
+            write_end = None
             yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)  # (the pipe's last write end, unless a child holds it: the forwarder reads to its end)
-            os.close(saved)
+            for fd in (saved, read_end, write_end):  # (the pipe's ends where the forwarder never took them)
+                if fd is not None:
+                    os.close(fd)
             if forwarder is not None:  # what the block wrote reaches the terminal before what comes after it
                 forwarder.join(timeout=1.0)
 
