@@ -1550,3 +1550,22 @@ def test_the_labels_check_of_numbers_by_type_answers_as_the_check_of_each_value(
                 assert answer == outcome(each_value, value, shape, flags), (value, shape, flags)
                 answers.add(answer)
     assert answers == {True, False, OverflowError}
+
+
+def test_the_progress_bar_counts_the_samples_written_not_the_one_begun(tmp_path, capsys):
+    """The bar counted each sample once the loop had begun it (its Blender render sent), one ahead of those
+    written: a Ctrl-C at "49/300" left 48 samples, and the rerun said "48 already there"."""
+    from handforge.export.run import begin_sample, write_dataset
+
+    spec = parse_spec({**SPEC, "samples": 8})
+
+    def stopped_at_four(index, model, gl, rgb):
+        if index == 4:
+            raise KeyboardInterrupt  # as a Ctrl-C while sample 4 is made: samples 0-2 written, 3 begun
+        return begin_sample(spec, index, model, gl, rgb)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(spec, tmp_path / "data", stopped_at_four, command="test", progress=True)
+    bars = re.findall(r"export:.*?\| (\d+)/8 ", capsys.readouterr().err)
+    written = finished_indices(tmp_path / "data", 8)
+    assert written == [0, 1, 2] and bars and int(bars[-1]) == len(written)

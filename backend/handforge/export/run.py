@@ -255,11 +255,16 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
             from handforge.engines.image.generated_rgb import rgb_source
 
             rgb = stack.enter_context(rgb_source(spec, blender_timeout))
-        iterator = pending
         if progress is True and pending:  # (none left: an empty "export: 0sample [00:00, ?sample/s]" said nothing)
             from tqdm import tqdm
 
-            iterator = tqdm(pending, desc="export", unit="sample")  # shows the rate and the ETA
+            # counts the samples made, as a progress call does: iterating the indices through it counted the
+            # sample begun (its render sent), so a Ctrl-C at "49/300" left 48
+            bar = stack.enter_context(tqdm(total=len(pending), desc="export", unit="sample"))  # the rate and ETA
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
+
         # each sample's files are written while the next one is made, and a sample begun (its render sent)
         # is finished after the next one is begun (``SampleWriter``)
         writer = stack.enter_context(SampleWriter(out))
@@ -271,7 +276,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
                 reported += 1
                 progress(reported, len(pending))
 
-        for index in iterator:
+        for index in pending:
             writer.write_or_fail(index, lambda: make(index, model, gl, rgb))
             report()
         writer.finish_begun()
