@@ -453,3 +453,20 @@ def test_every_option_of_the_motion_engine_says_what_it_is(command):
             for action in parser._actions if action.option_strings and action.help != argparse.SUPPRESS}
     bare = [option for option, text in said.items() if not text]  # (the parser adds the default to any help)
     assert not bare, f"options without a description: {bare}"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["export", "spec.toml", "--out", "x", "--smaples", "3"], "unrecognized arguments: --smaples 3; --smaples: did you "
+                                                               "mean --samples? (see handforge export --help)"),
+    (["models", "check", "--hsh"], "--hsh: did you mean --hash?"),
+    (["export", "spec.toml", "--out", "x", "--wrokers=2"], "--wrokers=2: did you mean --workers?"),
+    (["corpus", "--out", "x", "--sequences", "2", "--bogus"], "unrecognized arguments: --bogus (see"),  # nothing near
+])
+def test_a_misspelled_option_is_answered_with_the_nearest_one(argv, said, capsys, tmp_path, monkeypatch):
+    """"unrecognized arguments: --smaples 3" left the user to compare it with --help's options (the spec's
+    misspelled keys were already answered with the one meant)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(argv)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -8,6 +8,7 @@ naming the option and what is allowed (exit status 2), before anything is read o
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -55,7 +56,17 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("unrecognized arguments:") and {"-v", "--verbose"} & set(message.split()[2:]):
             message += "; -v (--verbose) goes before the command: handforge -v COMMAND …"
+        elif message.startswith("unrecognized arguments:"):
+            message += self._nearest_options(message.split()[2:])
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _nearest_options(self, words: list[str]) -> str:
+        """For each unknown option near one of this parser's, "; --smaples: did you mean --samples?" (the
+        user compared it with --help's list otherwise)."""
+        known = sorted(o for o in self._option_string_actions if o.startswith("--"))
+        hints = [f"{word}: did you mean {near[0]}?" for word in words if word.startswith("--")
+                 and (near := difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7))]
+        return "".join(f"; {hint}" for hint in hints)
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
