@@ -58,6 +58,41 @@ def test_pycocotools_reads_what_the_samples_say(exported):
         assert np.allclose(kp[visible, :2], np.array(hand["keypoints_2d"])[visible], atol=1e-3)
 
 
+def test_cocoeval_scores_keypoints_with_the_hand_sigmas(exported, tmp_path):
+    """pycocotools' keypoint AP assumes COCO's 17 body keypoints and failed on our 21 ("shapes (21,) (17,)"):
+    with ``HAND_OKS_SIGMAS`` the labels scored against themselves give AP 1, keypoints moved by a pixel
+    less, by four pixels less still."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from handforge.export.coco import HAND_OKS_SIGMAS
+
+    truth = COCO(str(exported / "coco.json"))
+    rng = np.random.default_rng(0)
+
+    def average_precision(shift_px: float) -> float:
+        found = []
+        for ann in truth.loadAnns(truth.getAnnIds()):
+            kp = np.array(ann["keypoints"], float).reshape(21, 3)
+            kp[:, :2] += rng.normal(0, shift_px, (21, 2)) * (kp[:, 2:] > 0)
+            found.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 1.0,
+                          "keypoints": kp.ravel().tolist()})
+        path = tmp_path / f"found_{shift_px}.json"
+        path.write_text(json.dumps(found))
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluation = COCOeval(truth, truth.loadRes(str(path)), "keypoints")
+            evaluation.params.kpt_oks_sigmas = HAND_OKS_SIGMAS
+            evaluation.evaluate(), evaluation.accumulate(), evaluation.summarize()
+        return float(evaluation.stats[0])
+
+    assert len(HAND_OKS_SIGMAS) == 21
+    assert average_precision(0.0) == pytest.approx(1.0)
+    assert 0.95 > average_precision(1.0) > average_precision(4.0)  # (0.65 and 0.003: hands of a few hundred px²)
+
+
 def test_masks_hold_visible_keypoints_and_visibility_matches_depth(exported):
     from scipy.ndimage import binary_dilation
 

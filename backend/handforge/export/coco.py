@@ -19,6 +19,16 @@ from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
 
 COCO_CATEGORIES = {"right": 1, "left": 2}
 
+# Per-keypoint OKS falloffs for pycocotools' keypoint AP, in our keypoint order: COCOeval assumes COCO's 17
+# body keypoints ("operands could not be broadcast together with shapes (21,) (17,)" on ours) unless
+# given ``E.params.kpt_oks_sigmas = HAND_OKS_SIGMAS``. COCO-WholeBody's hand values (Jin et al., "Whole-Body
+# Human Pose Estimation in the Wild", ECCV 2020, https://arxiv.org/abs/2007.11858), each finger base → tip:
+_WHOLEBODY_HAND = {"wrist": (0.029,), "thumb": (0.022, 0.035, 0.037, 0.047), "index": (0.026, 0.025, 0.024, 0.035),
+                   "middle": (0.018, 0.024, 0.022, 0.026), "ring": (0.017, 0.021, 0.021, 0.032),
+                   "pinky": (0.02, 0.019, 0.022, 0.031)}
+HAND_OKS_SIGMAS = np.array([_WHOLEBODY_HAND[name.rstrip("1234")][int(name[-1]) - 1 if name != "wrist" else 0]
+                            for name in KEYPOINT_NAMES])  # (our names: "thumb4" the tip, "thumb1" the base)
+
 
 def coco_keypoints(hand: dict[str, Any], width: int, height: int) -> tuple[list[float], int]:
     """COCO's flat [x, y, v] × 21: v = 2 visible, 1 in the image but hidden, 0 outside or behind the
