@@ -228,6 +228,34 @@ def test_help_shows_each_options_default(capsys):
     assert "threads that train side by side (default: 0, torch's own count" in " ".join(capsys.readouterr().out.split())
 
 
+def test_every_option_of_every_command_and_engine_says_what_it_is():
+    """``--help`` listed ``train interaction --max-clips`` (and 28 other options: ``--lambda-global``,
+    ``models fetch --kind``, the trainers' ``--steps``, ``--seed``...) with its default and no word of what it
+    was: each command's and each shipped engine's options have a help text."""
+    import importlib
+
+    from handforge.cli import build_parser
+    from handforge.commands._engine_dispatch import engine_parser
+    from handforge.engines import engines_with
+
+    def unexplained(parser: argparse.ArgumentParser, path: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from unexplained(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+    parsers = [(build_parser()[0], "handforge")]
+    for command, module in (("train", "train"), ("eval", "evaluate")):
+        for engine in engines_with(module):
+            target = importlib.import_module(f"handforge.engines.{engine}.{module}")
+            if callable(getattr(target, "add_arguments", None)):
+                parsers.append((engine_parser(target, command, engine), f"handforge {command} {engine}"))
+    assert len(parsers) > 8  # (the engines were found)
+    assert [o for parser, path in parsers for o in unexplained(parser, path)] == []
+
+
 def test_reports_are_written_whole_or_not_at_all(tmp_path):
     # before: `eval motion/interaction/transfer` and `evaluate` wrote their report in place; a failure
     # mid-write (or Ctrl-C) left half a JSON file over the previous report

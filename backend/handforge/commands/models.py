@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--name", help="folder name there (default: the source's; a training run's model/: the run's)")
     fetch = sub.add_parser("fetch", help="download public weights with huggingface_hub (needs network)")
     fetch.add_argument("name", help="sd15, controlnet-depth, controlnet-normal, controlnet-openpose or a hub repo id")
-    fetch.add_argument("--kind", choices=("sd", "guidance", "controlnet"))
+    fetch.add_argument("--kind", choices=("sd", "guidance", "controlnet"),
+                       help="what the hub repo holds (the known names say it themselves)")
     for action in (listing, check, imp, fetch):  # after the action too, as `doctor --json`
         action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                            "multiple of 8, the VAE's factor)")
     parser.add_argument("--caption", default="two hands", type=sentence,
                         help="caption of samples without caption.txt")
-    parser.add_argument("--lambda-global", type=number_in(0.0), default=0.5)
-    parser.add_argument("--lambda-local", type=number_in(0.0), default=0.5)
+    parser.add_argument("--lambda-global", type=number_in(0.0), default=0.5, help="weight of the global branch's loss (λG)")
+    parser.add_argument("--lambda-local", type=number_in(0.0), default=0.5, help="weight of the local (hands' box) branch's loss (λL)")
     parser.add_argument("--tas", action="store_true", help="one TAS update of the noisy latents per branch")
     parser.add_argument("--tas-strength", type=number_in(0.0, low_open=True), help="with --tas: its step size at the "
                                                                                "first step (default: 20.0)")
@@ -45,15 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_sd_run_arguments(parser: argparse.ArgumentParser, batch_size: int, lr: float, lr_help: str | None = None) -> None:
     """The options of a training run on frozen SD 1.x weights (this engine's and the transfer engine's)."""
     parser.add_argument("--sd", type=given_path("an SD 1.x folder"), help="SD 1.x diffusers folder (default: the image.sd_model setting)")
-    parser.add_argument("--steps", type=at_least(1), default=20000)
-    parser.add_argument("--batch-size", type=at_least(1), default=batch_size)
-    parser.add_argument("--lr", type=POSITIVE, default=lr, help=lr_help)
+    parser.add_argument("--steps", type=at_least(1), default=20000, help="optimiser steps")
+    parser.add_argument("--batch-size", type=at_least(1), default=batch_size, help="samples a step")
+    parser.add_argument("--lr", type=POSITIVE, default=lr, help=f"learning rate{f' ({lr_help})' if lr_help else ''}")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                         help="fp16 needs a GPU; bf16 runs on the CPU too")
     parser.add_argument("--ema-decay", type=number_in(0.0, 1.0, low_open=True, high_open=True), default=None,
                         help="EMA decay of the weights, between 0 and 1 (default: none)")
-    parser.add_argument("--checkpoint-every", type=at_least(1), default=1000)
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--checkpoint-every", type=at_least(1), default=1000, help="steps between checkpoints (a rerun resumes from the last)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out hands the guided engine samples the other hand around, one each (0: no row; "
                              "> 5 for k-NN precision/recall)")
     parser.add_argument("--reference", type=at_least(6), default=2000, help="reference frames")
-    parser.add_argument("--steps", type=at_least(1), default=20)
+    parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps per hand")
     parser.add_argument("--guidance", type=number_in(0.0), default=None, help="anti-penetration strength (default: the engine's)")
     parser.add_argument("--cfg", type=number_in(-1.0, 10.0), default=None,
                         help="classifier-free guidance s of the learned rows (default: the engine's; below 0 "
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-touch", action="store_true", help="without moving the guided row's hands into touch")
     parser.add_argument("--redraws", type=at_least(0), default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed")
     parser.add_argument("--out", type=report_file, default=None, help="also write the table as JSON here")
 
 

@@ -16,12 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=given_path("a corpus folder"), help="an open corpus folder (`handforge corpus`)")
     parser.add_argument("--interhand", type=existing_path(folder=True), help="an InterHand2.6M root (annotations/{train,val,test}; needs MANO files)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder (log, checkpoints, model/)")
-    parser.add_argument("--steps", type=at_least(1), default=20_000)
+    parser.add_argument("--steps", type=at_least(1), default=20_000, help="optimiser steps")
     parser.add_argument("--minutes", type=number_in(0.0, low_open=True), default=None,
                         help="size the run to about this long: a short timed probe picks the step count (at "
                              "most --steps), and the run then finishes with its learning rate decayed")
-    parser.add_argument("--batch-size", type=at_least(1), default=256)
-    parser.add_argument("--lr", type=POSITIVE, default=1e-3)
+    parser.add_argument("--batch-size", type=at_least(1), default=256, help="hand pairs a step")
+    parser.add_argument("--lr", type=POSITIVE, default=1e-3, help="peak learning rate")
     parser.add_argument("--warmup-steps", type=at_least(0), default=None,
                         help="linear LR warm-up, then cosine decay (default: a tenth of the steps, at most 500)")
     parser.add_argument("--init", type=given_path("a model folder"), help="fine-tune: start from this interaction model folder (its architecture and "
@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=at_least(1), default=256, help="MLP width")
     parser.add_argument("--layers", type=layer_count, default=5, help="MLP layers")
     parser.add_argument("--stride", type=at_least(1), default=1, help="use every N-th frame")
-    parser.add_argument("--max-clips", type=at_least(1), default=None)
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--max-clips", type=at_least(1), default=None, help="use only the first N clips of each source (a quick run)")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed")
     parser.add_argument("--threads", type=thread_count(), default=1,
                         help="torch CPU threads (1 is fastest on a busy machine: 0.36 s/step against 3 s with 2)")
     parser.add_argument("--keep-shapes", action="store_true",

@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "evaluate on pairs the model was not trained on")
     add_pair_arguments(parser, default_pairs=100)
     parser.add_argument("--engines", nargs="+", choices=("reference", "ihpt"), default=["reference", "ihpt"],
-                        action=EachOnce)
+                        action=EachOnce, help="the engines to evaluate, a row each")
     parser.add_argument("--sd", type=given_path("an SD 1.x folder"), help="SD 1.x folder (default: image.sd_model)")
     parser.add_argument("--controlnets", type=given_path("the folder of ControlNets"), help="reference: the folder of ControlNets (default: image.controlnets)")
     parser.add_argument("--controls", nargs="*", default=[], help="reference: which of them, 'name' or "
@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=at_least(1), default=100, help="pairs to evaluate")
     parser.add_argument("--steps", type=whole_number(1, TRAIN_TIMESTEPS), default=20,
                         help=f"DDIM steps (SD 1.x has {TRAIN_TIMESTEPS})")
-    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed")
     parser.add_argument("--pck", type=number_in(0.0, 1.0, low_open=True), default=0.1, help="PCK threshold, a fraction of the box diagonal")
     parser.add_argument("--out", type=report_file, help="write the report here (JSON)")
     parser.add_argument("--device", type=torch_device, default=None, help="cpu, cuda or cuda:N (default: cuda when "

@@ -75,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=at_least(1), default=224, help="the backbone's input size")
     parser.add_argument("--channels", type=at_least(1), nargs="+", default=[64, 128, 256, 512], help="backbone widths")
     parser.add_argument("--feature-dim", type=at_least(1), default=512, help="a multiple of --heads")
-    parser.add_argument("--layers", type=layer_count, default=2)
-    parser.add_argument("--heads", type=at_least(1), default=8)
+    parser.add_argument("--layers", type=layer_count, default=2, help="transformer layers")
+    parser.add_argument("--heads", type=at_least(1), default=8, help="attention heads")
     add_sd_run_arguments(parser, batch_size=4, lr=1e-4)
 
 
