@@ -66,6 +66,12 @@ def test_ctrl_c_in_a_resumable_command_says_how_to_go_on(monkeypatch, capsys, tm
     spec = tmp_path / "spec.toml"
     spec.write_text("samples = 2\n")
     assert cli.main(["export", str(spec), "--out", str(tmp_path / "out")]) == 130
+    # none finished yet: "finished samples are kept" said of none
+    assert capsys.readouterr().err == ("interrupted: no sample was finished yet: run the same command again to "
+                                       "make the dataset\n")
+    (tmp_path / "out" / "samples" / "000000").mkdir(parents=True)
+    (tmp_path / "out" / "samples" / "000000" / "labels.json").write_text("{}")
+    assert cli.main(["export", str(spec), "--out", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err == ("interrupted: finished samples are kept: run the same command again to "
                                        "finish the dataset\n")
 

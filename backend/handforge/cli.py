@@ -27,7 +27,7 @@ def _command_modules() -> list:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     """The parser, and each command's module by name (its ``run``; its ``ON_INTERRUPT``, if any: what Ctrl-C
-    leaves and how to go on, said after "interrupted"; its ``ON_FILE_ERROR`` likewise after a file that
+    leaves and how to go on, said after "interrupted" (or a function of the arguments that says it); its ``ON_FILE_ERROR`` likewise after a file that
     could not be read or written, and ``ELSEWHERE``, how to write elsewhere, e.g. "choose another --out";
     ``CHECKS_CONFIG``: it reads the config file itself, else it is checked before the command runs)."""
     parser = Parser(prog="handforge", description="HandForge backend and tools.")
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return status
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (a Terminated): a scheduler's stop needs the hint too
         hint = getattr(modules[args.command], "ON_INTERRUPT", "")
+        hint = hint(args) if callable(hint) else hint  # (what it leaves may depend on how far it got)
         stopped = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
         print(stopped + (f": {hint}" if hint else ""), file=sys.stderr)
         return EXIT_STATUS if isinstance(exc, Terminated) else 130

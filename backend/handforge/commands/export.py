@@ -15,7 +15,17 @@ from handforge_shared.protocol import with_hint
 NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
 # said after Ctrl-C; "finish": the samples left, or only the COCO, InterHand and card files made once all are there
-ON_INTERRUPT = "finished samples are kept: run the same command again to finish the dataset"
+KEPT = "finished samples are kept: run the same command again to finish the dataset"
+
+
+def ON_INTERRUPT(args: argparse.Namespace) -> str:  # noqa: N802 - the name every command's hint has (cli.py)
+    """What Ctrl-C leaves: finished samples, or none yet (interrupted before the first, it said they were kept)."""
+    from handforge.export.folder import LABELS, SAMPLES
+
+    out = getattr(args, "out", None)
+    if out is not None and next((Path(out) / SAMPLES).glob(f"*/{LABELS}"), None) is not None:
+        return KEPT
+    return "no sample was finished yet: run the same command again to make the dataset"
 ON_FILE_ERROR = "finished samples are kept: run the same command again"  # after a full disk, a chmod'ed file
 ELSEWHERE = "choose another --out"
 
