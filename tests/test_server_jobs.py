@@ -87,7 +87,16 @@ def test_a_job_past_its_timeout_is_stopped_and_reported(client):
     with pytest.raises(JobFailed) as info:
         client.run("sleep", {"steps": 100, "step_seconds": 0.1}, timeout=0.6)
     assert info.value.code == ErrorCode.TIMEOUT and "0.6 s" in info.value.message
+    assert info.value.message.endswith("(it was running)")
     assert time.monotonic() - start < 5.0  # the job itself would run 10 s
+
+
+def test_a_job_that_times_out_in_the_queue_is_said_to_have_waited(client):
+    busy = client.submit("sleep.gpu", {"steps": 30, "step_seconds": 0.1})  # the one GPU-class worker taken
+    with pytest.raises(JobFailed) as info:
+        client.run("sleep.gpu", {"steps": 1, "step_seconds": 0.0}, timeout=0.5)
+    assert info.value.code == ErrorCode.TIMEOUT and info.value.message.endswith("(it was still waiting in the queue)")
+    client.cancel(busy)
 
 
 def test_a_job_that_ignores_cancel_still_times_out_on_time(client):

@@ -573,7 +573,9 @@ class Server:
                 text = f"job {job.job_id} ({job.kind.name}) ran past the {job.kind.timeout:g} s limit of its kind"
                 hint = "ask for less work per job (a smaller batch or fewer steps)"
             else:
-                state = "running" if job.started_at else "still waiting in the queue"
+                # (a worker may have taken it before the loop read its Started event: the worker's own mark)
+                running = job.started_at is not None or job.ctx.started is not None
+                state = "running" if running else "still waiting in the queue"
                 text = (f"job {job.job_id} ({job.kind.name}) did not finish within the {job.deadline - job.accepted_at:g} s "
                         f"asked for in its submit (it was {state})")
                 hint = "ask for a longer timeout, or submit when the backend is less busy"
