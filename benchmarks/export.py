@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Labelled export throughput: HandForge's loop vs a naive one, interleaved in the same run.
 
-    .venv/bin/python benchmarks/export.py [--samples 4] [--rounds 2] [--cycles-samples 4] [--sizes 256 512]
+    .venv/bin/python benchmarks/export.py [--samples 4] [--rounds 2] [--cycles-samples 4] [--antialiasing 8]
+                                          [--sizes 256 512]
 
 Ours: one Blender worker for the whole run (scene built once; per sample a vertex update, camera,
 lights and a render), labels, masks, depth and the mesh image from one GL pass. Naive: the same
@@ -80,10 +81,14 @@ def rate(spec, rgb, count: int, offset: int, naive: bool = False) -> float:
 
 
 def main() -> int:
+    from handforge.export.spec import ANTIALIASING
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4, help="samples per method, size, engine and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cycles-samples", type=int, default=4, help="Cycles samples per pixel")
+    parser.add_argument("--antialiasing", default="8", choices=ANTIALIASING,
+                        help="Workbench's anti-aliasing (the spec's render.antialiasing)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     args = parser.parse_args()
 
@@ -98,10 +103,11 @@ def main() -> int:
         print(f"GL-only export (labels, mesh, masks, skeleton, depth, normals, files) {size}²: "
               f"{rate(spec, None, 3 * args.samples, 0):.1f} samples/s")
     for engine in ("workbench", "cycles"):
-        with BlenderRGB(engine, args.cycles_samples) as ours, BlenderRGB(engine, args.cycles_samples, rebuild=True) as naive:
+        settings = {"samples": args.cycles_samples, "antialiasing": args.antialiasing}
+        with BlenderRGB(engine, **settings) as ours, BlenderRGB(engine, **settings, rebuild=True) as naive:
             for size in args.sizes:
                 spec = parse_spec({"samples": 1000, "width": size, "height": size,
-                                   "render": {"engine": engine, "samples": args.cycles_samples}})
+                                   "render": {"engine": engine, **settings}})
                 rate(spec, ours, 1, 999)  # warm-up: the first render compiles shaders / builds the scene
                 rate(spec, naive, 1, 999, naive=True)
                 results = {"ours": [], "naive": []}
@@ -111,7 +117,8 @@ def main() -> int:
                     for name, worker, plain in sides if r % 2 == 0 else sides[::-1]:  # (who goes first alternates)
                         results[name].append(rate(spec, worker, args.samples, offset, naive=plain))
                 a, b = (statistics.mean(results[k]) for k in ("ours", "naive"))
-                label = engine + (f" ({args.cycles_samples} spp)" if engine == "cycles" else "")
+                label = engine + (f" ({args.cycles_samples} spp)" if engine == "cycles"
+                                  else f" (AA {args.antialiasing})")
                 print(f"{label:18s} {size}²: ours {a:.2f} samples/s ({60 * a:.0f}/min), naive {b:.2f} samples/s "
                       f"-> {a / b:.2f}×")
     return 0

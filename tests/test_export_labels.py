@@ -692,6 +692,15 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
             parse_spec({"camera": {"distance": value}})
     with pytest.raises(SpecError, match="render.engine.*eevee"):
         parse_spec({"render": {"engine": "eevee"}})
+    # Workbench's anti-aliasing: Blender's own values, named when another is given
+    for bad in ("4", 4, "x8", True, ["8"], 8.0):
+        with pytest.raises(SpecError, match=r"render.antialiasing: .* is not one of Workbench's anti-aliasing "
+                                            r"settings; choose one of 'OFF', 'FXAA', '5', '8', '11', '16', '32'"):
+            parse_spec({"render": {"antialiasing": bad}})
+    # (as TOML invites: a number; "off" as the other values are written; recorded as Blender names them)
+    assert [parse_spec({"render": {"antialiasing": v}}).render.antialiasing for v in (8, "off", "Fxaa", "32")] == \
+        ["8", "OFF", "FXAA", "32"]
+    assert parse_spec({}).render.antialiasing == "8"  # Blender's default: what exports rendered with before
     with pytest.raises(SpecError, match="render.forearm.*'arm'.*skin, sleeve, none"):
         parse_spec({"render": {"forearm": "arm"}})
     assert parse_spec({}).render.forearm == "skin"  # realistic renders get a forearm by default
@@ -1365,7 +1374,8 @@ def test_render_settings_the_engine_does_not_read_make_no_other_dataset(tmp_path
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0
     capsys.readouterr()
-    unread = {**spec, "samples": 3, "render": {"engine": "none", "samples": 64, "forearm": "sleeve"}}
+    unread = {**spec, "samples": 3, "render": {"engine": "none", "samples": 64, "forearm": "sleeve",
+                                               "antialiasing": "OFF"}}
     (tmp_path / "spec.json").write_text(json.dumps(unread))
     assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "data"), "--quiet"]) == 0, \
         capsys.readouterr().err
@@ -1381,17 +1391,43 @@ def test_render_settings_the_engine_does_not_read_are_warned_of(tmp_path, caplog
     word, as were Cycles' samples under another engine: still accepted (a rerun with them resumes), but said."""
     import logging
 
-    spec = {"samples": 1, "width": 32, "height": 32, "render": {"engine": "none", "forearm": "sleeve", "samples": 64}}
+    spec = {"samples": 1, "width": 32, "height": 32, "render": {"engine": "none", "forearm": "sleeve", "samples": 64,
+                                                                "antialiasing": "FXAA"}}
     with caplog.at_level(logging.WARNING, logger="handforge.export"):
         export(parse_spec(spec), tmp_path / "data", progress=False)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert [w.split(" has no effect")[0] for w in warned] == ["render.forearm = 'sleeve'", "render.samples = 64"]
-    assert "engine 'none'" in warned[0]
+    assert [w.split(" has no effect")[0] for w in warned] == ["render.forearm = 'sleeve'", "render.samples = 64",
+                                                              "render.antialiasing = 'FXAA'"]
+    assert "engine 'none'" in warned[0] and "Workbench's anti-aliasing (this spec: engine 'none')" in warned[2]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="handforge.export"):  # the defaults given: nothing to say
         export(parse_spec({**spec, "render": {"engine": "none", "forearm": "skin"}}), tmp_path / "other",
                progress=False)
     assert not [r for r in caplog.records if "has no effect" in r.getMessage()]
+
+
+def test_workbench_antialiasing_is_part_of_the_spec_and_older_folders_resume_at_its_default(tmp_path):
+    """A Workbench dataset rendered with one anti-aliasing is refused to a rerun with another (its images would
+    mix two edge qualities), named; a folder recorded before the setting existed (no such key: rendered at
+    Blender's 8 samples) resumes with the default, and is refused to another value; under Cycles it renders
+    nothing, so either resumes."""
+    from handforge.export.folder import FolderTaken, claim_folder
+
+    def record(**render):
+        return parse_spec({"samples": 2, "render": {"engine": "workbench", **render}}).to_dict()
+
+    claim_folder(tmp_path / "off", record(antialiasing="OFF"))
+    claim_folder(tmp_path / "off", record(antialiasing="off"))  # (the same setting, recorded as Blender's name)
+    with pytest.raises(FolderTaken, match='another spec \\(differing: render.antialiasing: "OFF" → "8"\\)'):
+        claim_folder(tmp_path / "off", record())
+    older = record()
+    del older["render"]["antialiasing"]
+    claim_folder(tmp_path / "older", older)
+    claim_folder(tmp_path / "older", record(antialiasing=8))
+    with pytest.raises(FolderTaken, match='differing: render.antialiasing: "8" → "FXAA"'):
+        claim_folder(tmp_path / "older", record(antialiasing="FXAA"))
+    claim_folder(tmp_path / "cycles", record(engine="cycles", antialiasing="OFF"))
+    claim_folder(tmp_path / "cycles", record(engine="cycles"))
 
 
 def test_the_same_outputs_in_another_order_resume(tmp_path, capsys):

@@ -72,6 +72,22 @@ def test_pairs_of_another_spec_are_not_mixed_into_a_folder(data):
     assert not (pairs / "source" / "samples" / "000004").exists()
 
 
+def test_pairs_recorded_before_a_render_setting_existed_resume(tmp_path):
+    """Pairs written before render.antialiasing (their record has no such key) were made at its default: the
+    same spec resumes them (compared as written, the new key refused every older pairs folder); another value
+    is another spec."""
+    from handforge.engines.transfer.pairs import PAIRS_SPEC, check_pairs_folder
+
+    spec = {**SPEC, "render": {"engine": "workbench"}}
+    made_by = check_pairs_folder(tmp_path, parse_spec(spec), "blender")
+    del made_by["spec"]["render"]["antialiasing"]  # as an older HandForge recorded it
+    (tmp_path / PAIRS_SPEC).write_text(json.dumps(made_by))
+    check_pairs_folder(tmp_path, parse_spec(spec), "blender")
+    with pytest.raises(ValueError, match="holds pairs written from another spec or shading"):
+        check_pairs_folder(tmp_path, parse_spec({**spec, "render": {"engine": "workbench", "antialiasing": "OFF"}}),
+                           "blender")
+
+
 def test_a_pairs_record_nested_too_deeply_is_said_unreadable(tmp_path):
     """A pairs_spec.json nested thousands deep was a RecursionError traceback."""
     from handforge.engines.transfer.pairs import PAIRS_SPEC, check_pairs_folder

@@ -333,6 +333,22 @@ def hand_model_files(name: str) -> dict[str, dict[str, Any]]:
             for key, found in file_identities(files).items()}
 
 
+def draws_workbench(spec: ExportSpec) -> bool:
+    """Whether ``spec``'s samples have a Workbench RGB render (which its anti-aliasing smooths)."""
+    return "rgb" in spec.outputs and spec.render.engine == "workbench"
+
+
+def render_description(spec: ExportSpec) -> str:
+    """The card's render settings: the engine and what sets its images' quality (a generated RGB's: ``finalise``)."""
+    if spec.render.engine == "cycles":
+        return f"cycles ({spec.render.samples} samples)"
+    if draws_workbench(spec):
+        aa = spec.render.antialiasing
+        return "workbench (" + {"OFF": "no anti-aliasing", "FXAA": "FXAA anti-aliasing"}.get(
+            aa, f"{aa}-sample anti-aliasing") + ")"
+    return spec.render.engine
+
+
 def unread_render_settings(spec: ExportSpec) -> list[str]:
     """The render settings given other than their defaults that this spec's images do not use: accepted
     (a rerun with them changed resumes the same dataset, ``spec.without_unused``), but said, as a forearm
@@ -346,6 +362,10 @@ def unread_render_settings(spec: ExportSpec) -> list[str]:
     if spec.render.samples != RenderSettings.samples and spec.render.engine != "cycles":
         said.append(f"render.samples = {spec.render.samples} has no effect: it is Cycles' samples per pixel "
                     f"(this spec: engine {spec.render.engine!r})")
+    if spec.render.antialiasing != RenderSettings.antialiasing and not draws_workbench(spec):
+        said.append(f"render.antialiasing = {spec.render.antialiasing!r} has no effect: it is Workbench's "
+                    f"anti-aliasing (this spec: engine {spec.render.engine!r}"
+                    f"{', no rgb output' if spec.render.engine == 'workbench' else ''})")
     return said
 
 
@@ -381,7 +401,7 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
     card = {"command": command, "spec": spec.to_dict(),
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "hand_model_files": hand_model_files(spec.hand_model),
-            "render": spec.render.engine + (f" ({spec.render.samples} samples)" if spec.render.engine == "cycles" else ""),
+            "render": render_description(spec),
             "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
     figures, first = CardFigures(), []
     with contextlib.ExitStack() as files:

@@ -32,6 +32,9 @@ example below, every key at its default, is what ``handforge export --example-sp
     engine = "workbench"                 # "workbench", "cycles", "generate" (the image engines, see
                                          # [generate]) or "none" (no RGB, no Blender)
     samples = 16                         # Cycles samples per pixel
+    antialiasing = "8"                   # Workbench's anti-aliasing: "OFF", "FXAA", or "5", "8", "11", "16",
+                                         # "32" samples per pixel (an export at 256² here: ~12 samples/s at
+                                         # "8", ~32 at "OFF", its edges stair-stepped)
     forearm = "skin"                     # "skin", "sleeve" or "none": a forearm in the RGB renders only
                                          # (never in the masks, labels or mesh image: those are the hand's)
 
@@ -78,6 +81,9 @@ FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or n
 POSE_SOURCES = ("library", "files", "corpus")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # background images
 ENGINES = ("workbench", "cycles", "generate", "none")
+# Workbench's anti-aliasing: Blender's own values of scene.display.render_aa (bpy 4.5), cheapest first; "8" is
+# Blender's default and what every export before the setting rendered with
+ANTIALIASING = ("OFF", "FXAA", "5", "8", "11", "16", "32")
 IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
 BACKGROUNDS = ("solid", "gradient", "images")
@@ -127,6 +133,7 @@ class RenderSettings:
     engine: str = "workbench"
     samples: int = 16
     forearm: str = "skin"
+    antialiasing: str = "8"
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,18 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     if value not in allowed:
         raise SpecError(f"{where}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
     return value
+
+
+def _antialiasing(value: Any) -> str:
+    """Workbench's anti-aliasing as Blender names it: the sample counts may be written as numbers (``= 8``, as
+    TOML invites), "off" and "fxaa" in any case; recorded as Blender's name, so each setting is one spec."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value.upper() in ANTIALIASING:
+        return value.upper()
+    raise SpecError(f"render.antialiasing: {value!r} is not one of Workbench's anti-aliasing settings; choose one of "
+                    f"{', '.join(repr(v) for v in ANTIALIASING)} (\"OFF\": none, \"FXAA\": one filtering pass, a "
+                    "number: samples per pixel; the default \"8\")")
 
 
 def _range(value: Any, where: str, low: float, high: float) -> tuple[float, float]:
@@ -307,7 +326,8 @@ def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
     """A spec's record (``to_dict``, as a dataset folder holds it) with the keys its pose source,
     backgrounds and render engine do not use at their defaults, and its outputs in ``OUTPUTS``' order: a
     folder recorded before such keys were refused (they were accepted, unread) resumes from the same spec
-    without them, one exported with ``engine = "none"`` resumes whatever Cycles' samples say, and one
+    without them, one exported with ``engine = "none"`` resumes whatever Cycles' samples (or Workbench's
+    anti-aliasing) say, one recorded before ``render.antialiasing`` was resumes at its default, and one
     whose spec lists the same outputs in another order resumes."""
     out = dict(record)
     if isinstance(out.get("outputs"), list):  # their order changes no file (``--engine`` puts rgb first)
@@ -322,9 +342,13 @@ def without_unused(record: Mapping[str, Any]) -> dict[str, Any]:
     render = out.get("render")
     if isinstance(render, dict):  # Cycles' samples under another engine, a forearm in no Blender render: unread
         engine, rgb = render.get("engine"), "rgb" in (out.get("outputs") or ())
-        out["render"] = {**render, **({"samples": RenderSettings.samples} if engine != "cycles" else {}),
+        # (a folder recorded before render.antialiasing was rendered at Blender's 8 samples: its default)
+        out["render"] = {"antialiasing": RenderSettings.antialiasing, **render,
+                         **({"samples": RenderSettings.samples} if engine != "cycles" else {}),
                          **({"forearm": RenderSettings.forearm}
-                            if not (rgb and engine in ("workbench", "cycles")) else {})}
+                            if not (rgb and engine in ("workbench", "cycles")) else {}),
+                         **({"antialiasing": RenderSettings.antialiasing}
+                            if not (rgb and engine == "workbench") else {})}
     return json.loads(json.dumps(out))
 
 
@@ -375,7 +399,11 @@ def parse_spec(data: Mapping[str, Any]) -> ExportSpec:
     ren = _section(RenderSettings, top.get("render", {}), "render")
     render = RenderSettings(engine=_choice(ren.get("engine", "workbench"), ENGINES, "render.engine"),
                             samples=_positive_int(ren.get("samples", 16), "render.samples", 4096),
-                            forearm=_choice(ren.get("forearm", "skin"), FOREARMS, "render.forearm"))
+                            forearm=_choice(ren.get("forearm", "skin"), FOREARMS, "render.forearm"),
+                            # accepted under another engine, as Cycles' samples are under Workbench: one spec
+                            # switched between engines keeps both settings; unused, it is said (run.py's
+                            # unread_render_settings) and a resume ignores it (without_unused)
+                            antialiasing=_antialiasing(ren.get("antialiasing", RenderSettings.antialiasing)))
     if "samples" in ren and "samples" not in top and render.engine != "cycles":
         # read as the dataset's size (the README's example spec has one under [render]), it made the default 100
         raise SpecError(f"render.samples = {render.samples} is Cycles' samples per pixel (unused with engine "

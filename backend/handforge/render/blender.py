@@ -65,12 +65,18 @@ class BlenderRGB:
     IN_FLIGHT = 2
 
     # (the scale-out's default too: enough for Cycles at high sample counts on a CPU)
-    def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 600.0):
+    def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 600.0,
+                 antialiasing: str = "8"):
+        from handforge.export.spec import ANTIALIASING
+
         if engine not in ("workbench", "cycles"):
             raise ValueError(f"unknown Blender engine {engine!r}: use 'workbench' or 'cycles'")
+        if antialiasing not in ANTIALIASING:  # (Blender's error would come per render, from its worker)
+            raise ValueError(f"Workbench anti-aliasing {antialiasing!r}: use one of {', '.join(ANTIALIASING)}")
         if not timeout > 0:  # (NaN too)
             raise ValueError(f"Blender timeout: expected a positive number of seconds, got {timeout}")
         self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
+        self.antialiasing = antialiasing  # Workbench's (scene.display.render_aa); unused by Cycles
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()  # its stdout's lines (None: its end), see _start
         self._hung = False  # stopped for giving no answer in time (see _reply)
@@ -245,7 +251,8 @@ class BlenderRGB:
 
     def _send(self, render: _Render) -> None:
         camera, vertices, faces, target, lighting, skin_tone = render.args
-        request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "rebuild": self.rebuild,
+        request: dict[str, Any] = {"engine": self.engine, "samples": self.samples, "antialiasing": self.antialiasing,
+                                   "rebuild": self.rebuild,
                                    "vertices": {}, "faces": {}, "lighting": lighting, "skin_tone": skin_tone,
                                    "camera": to_blender(camera, world_to_blender=MODEL_TO_BLENDER).to_dict(),
                                    "clip": clip_range(camera, list(vertices.values())),  # GL's: the masks

@@ -6,7 +6,7 @@ Reads one JSON request per line on stdin, answers one line ``HANDFORGE_WORKER {j
 (Blender prints its own lines there too). The scene (two hand meshes, a skin material, a camera,
 lights) is built once; a request moves the vertices (``foreach_set``), the camera and the lights and
 renders an RGBA PNG with a transparent film (the caller composites the background).
-Request: ``{"engine", "samples", "vertices": {side: .npy}, "faces": {side: .npy}, "camera":
+Request: ``{"engine", "samples", "antialiasing", "vertices": {side: .npy}, "faces": {side: .npy}, "camera":
 BlenderCamera dict, "target": [3], "lighting": {"preset", "rotation_deg"}, "skin_tone": hex,
 "out": png path, "rebuild": bool}`` (``rebuild``: a fresh scene first, the naive baseline).
 """
@@ -89,7 +89,7 @@ class Worker:
         else:
             shading = scene.display.shading
             shading.light, shading.color_type = "STUDIO", "MATERIAL"
-            scene.display.render_aa = "8"
+            scene.display.render_aa = request["antialiasing"]  # "OFF" … "32": handforge.export.spec.ANTIALIASING
         self.lights = []
         self.engine = request["engine"]
         self.built = True

@@ -207,7 +207,7 @@ def rgb_source(spec, blender_timeout: float | None = None):
         return GeneratedRGB(spec.generate)
     from handforge.render.blender import BlenderRGB
 
-    return BlenderRGB(spec.render.engine, spec.render.samples,
+    return BlenderRGB(spec.render.engine, spec.render.samples, antialiasing=spec.render.antialiasing,
                       **({} if blender_timeout is None else {"timeout": blender_timeout}))
 
 

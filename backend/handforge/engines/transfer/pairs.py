@@ -62,10 +62,20 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
         recorded = parse_json(record.read_text()) if record.is_file() else made_by
     except ValueError as exc:  # (UnicodeDecodeError and NestedTooDeeply: ValueErrors)
         raise ValueError(f"{record} cannot be read ({exc}): write these pairs into another folder") from None
-    if recorded != made_by:
+    if _comparable(recorded) != _comparable(made_by):
         raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
                          "another folder")
     return made_by
+
+
+def _comparable(record: Any) -> Any:
+    """A pairs record with its spec's unused settings at their defaults, and settings added since at theirs
+    (``spec.without_unused``): pairs written before render.antialiasing was are resumed."""
+    from handforge.export.spec import without_unused
+
+    if isinstance(record, dict) and isinstance(record.get("spec"), dict):
+        return {**record, "spec": without_unused(record["spec"])}
+    return record
 
 
 def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", progress: Callable | None = None) -> Path:
@@ -94,7 +104,8 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
         else:  # (a workbench or cycles spec: check_pairs_folder)
             from handforge.render.blender import BlenderRGB
 
-            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples))
+            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples,
+                                                        antialiasing=spec.render.antialiasing))
         for index in range(count):
             if is_finished(out / SOURCE, index):
                 continue
