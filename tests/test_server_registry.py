@@ -16,7 +16,7 @@ from handforge import config
 from handforge.server import ArraySpec, Engine, Integer, JobError, JobKind, JobResult, Registry, Schema, invalid
 from handforge.server.app import Server, ServerConfig
 from handforge.server.registry import discover_engines
-from handforge_shared.client import Client, JobFailed, Progress
+from handforge_shared.client import Client, JobFailed, Progress, Result
 from handforge_shared.protocol import ErrorCode
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,6 +48,28 @@ def _broken_capabilities() -> dict:
     raise RuntimeError("this engine's capabilities hook is broken")
 
 
+class _CudaTensor:
+    """What numpy makes of a torch tensor still on the GPU."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor first.")
+
+
+class _UnencodableDict(dict):
+    """A data value no check before the send foresees (its JSON encoding raises RuntimeError)."""
+
+    def items(self):
+        raise RuntimeError("changed while it was being encoded")
+
+
+_UNCONVERTIBLE = {  # results whose send raised out of the socket loop (or was dropped by the client as malformed)
+    "ragged": lambda: JobResult({}, {"keys": [[1, 2], [3]]}),
+    "cuda": lambda: JobResult({}, {"vertices": _CudaTensor()}),
+    "data": lambda: JobResult(["not", "a", "dict"]),
+    "late": lambda: JobResult({"rigs": _UnencodableDict(a=1)}),
+}
+
+
 def _registry() -> Registry:
     registry = Registry()
     registry.add_engine(Engine("paint", "a test painter", warm_up=_warm_up,
@@ -64,6 +86,8 @@ def _registry() -> Registry:
     registry.add_kind(JobKind("late_failure", truncated_checkpoint, engine="paint"))
     registry.add_kind(JobKind("unsendable", lambda ctx, p, a: JobResult({}, {"x": np.zeros(3, np.int16)}),
                               engine="paint"))
+    for name, result in _UNCONVERTIBLE.items():
+        registry.add_kind(JobKind(f"unconvertible.{name}", lambda ctx, p, a, result=result: result(), engine="paint"))
     registry.add_kind(JobKind("buggy_check", paint, check=lambda params, arrays: {}["a bug"], engine="paint"))
     registry.add_kind(JobKind("keys", lambda ctx, p, a: JobResult({"frames": int(a["keys"].shape[0])}),
                               Schema(arrays={"keys": ArraySpec(shape=("frames", 2, 61))}, dims={"frames": (2, 600)}),
@@ -139,6 +163,22 @@ def test_typed_errors_from_handlers_and_unsendable_results(client):
         client.run("unsendable")
     assert info.value.code == ErrorCode.INTERNAL and "int16" in info.value.message
     assert client.run("keys", arrays={"keys": np.zeros((24, 2, 61), np.float32)}).data["frames"] == 24
+
+
+@pytest.mark.parametrize("name, needle", [("ragged", "arrays.keys is no array numpy can convert (ValueError"),
+                                          ("cuda", "arrays.vertices is no array numpy can convert (TypeError: can't "
+                                                   "convert cuda:0"),
+                                          ("data", "its data is a list, not a dict"),
+                                          ("late", "RuntimeError: changed while it was being encoded")])
+def test_a_result_that_cannot_be_sent_fails_its_job_and_the_backend_carries_on(client, name, needle):
+    """A ragged list or a CUDA tensor among a result's arrays raised out of the socket loop: the backend exited,
+    cancelling every client's jobs; a data that is no dict reached the client, which dropped it as malformed."""
+    other = client.submit("paint", {"steps": 2})
+    with pytest.raises(JobFailed) as info:
+        client.run(f"unconvertible.{name}", timeout=10)
+    assert info.value.code == ErrorCode.INTERNAL and f"the result of unconvertible.{name} cannot be sent" in \
+        info.value.message and needle in info.value.message, info.value.message
+    assert isinstance(other.wait(10), Result) and client.run("paint", {"steps": 2}).data["steps"] == 2
 
 
 def test_a_bug_in_a_kinds_check_is_an_internal_error_for_that_job_and_the_backend_carries_on(client):

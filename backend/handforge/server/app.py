@@ -548,6 +548,12 @@ class Server:
             message = error_message(ErrorCode.INTERNAL, f"the result of {job.kind.name} cannot be sent: {exc}",
                                     exc.hint, msg_id=mid, job=job.job_id)
             frames = encode(message)
+        except Exception as exc:  # the workers check results; whatever gets past them must not stop the backend
+            log.exception("the result of job %s (%s) cannot be sent", job.job_id, job.kind.name)
+            message = error_message(ErrorCode.INTERNAL, f"the result of {job.kind.name} cannot be sent: "
+                                    f"{type(exc).__name__}: {exc}", "the backend log has the traceback; the backend "
+                                    "carries on", msg_id=mid, job=job.job_id)
+            frames = encode(message)
         self._close(job)
         self._send_frames(job.client, frames, message.type)
         outcome = message.data.get("code") if message.type == MessageType.ERROR else str(message.type)

@@ -21,7 +21,7 @@ import numpy as np
 from handforge.runtime import out_of_memory
 from handforge.server.jobs import JobCancelled, JobContext, JobError, JobResult
 from handforge.server.registry import JobKind
-from handforge_shared.protocol import ErrorCode
+from handforge_shared.protocol import ErrorCode, ProtocolError, wire_array
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class WorkerPool:
                 result = JobResult()
             if not isinstance(result, JobResult):
                 raise TypeError(f"the handler of {job.kind.name!r} returned {type(result).__name__}, not JobResult")
-            outcome = Finished(job, result=result)
+            outcome = Finished(job, result=_sendable(job.kind.name, result))
         except JobCancelled as exc:
             outcome = Finished(job, cancelled=exc.reason)
         except JobError as exc:
@@ -173,6 +173,28 @@ class WorkerPool:
             log.exception("job %s (%s) failed", job.job_id, job.kind.name)
             outcome = Finished(job, error=(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", _hint_for(exc)))
         self._post(outcome)
+
+
+def _sendable(kind: str, result: JobResult) -> JobResult:
+    """``result`` with its arrays as they go on the wire, converted here on the worker: a result numpy cannot
+    convert (a ragged list, a CUDA tensor) raised on the socket thread and stopped the whole backend, and a
+    data that is no dict was sent, and dropped by the client as malformed."""
+    if not isinstance(result.data, dict):
+        raise JobError(ErrorCode.INTERNAL, f"the result of {kind} cannot be sent: its data is a "
+                       f"{type(result.data).__name__}, not a dict", "the job's handler must return "
+                       "JobResult(data: dict, arrays: dict); the backend carries on")
+    arrays = {}
+    for name, array in result.arrays.items():
+        try:
+            arrays[name] = wire_array(name, array)[1]
+        except ProtocolError as exc:  # a dtype or name the protocol does not carry
+            raise JobError(ErrorCode.INTERNAL, f"the result of {kind} cannot be sent: {exc.message}", exc.hint) from None
+        except Exception as exc:
+            log.exception("the result of %s: arrays.%s cannot be converted", kind, name)
+            raise JobError(ErrorCode.INTERNAL, f"the result of {kind} cannot be sent: arrays.{name} is no array numpy "
+                           f"can convert ({type(exc).__name__}: {exc})", "the job's handler must return numpy arrays "
+                           "(a torch tensor: .cpu().numpy(); a list: rectangular); the backend carries on") from None
+    return JobResult(result.data, arrays)
 
 
 def _hint_for(exc: Exception) -> str:
