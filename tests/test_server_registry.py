@@ -36,6 +36,10 @@ def truncated_checkpoint(ctx, params, arrays):
     raise JobError(ErrorCode.MISSING_WEIGHTS, "the checkpoint is truncated", "download it again")
 
 
+def exits(ctx, params, arrays):
+    raise SystemExit(2)  # e.g. a library's argparse given the server's own argv
+
+
 WARM_UPS: list[str] = []  # the thread each warm-up ran on
 
 
@@ -88,6 +92,7 @@ def _registry() -> Registry:
                               engine="paint"))
     for name, result in _UNCONVERTIBLE.items():
         registry.add_kind(JobKind(f"unconvertible.{name}", lambda ctx, p, a, result=result: result(), engine="paint"))
+    registry.add_kind(JobKind("exits", exits, device="gpu", timeout=5, engine="paint"))
     registry.add_kind(JobKind("buggy_check", paint, check=lambda params, arrays: {}["a bug"], engine="paint"))
     registry.add_kind(JobKind("keys", lambda ctx, p, a: JobResult({"frames": int(a["keys"].shape[0])}),
                               Schema(arrays={"keys": ArraySpec(shape=("frames", 2, 61))}, dims={"frames": (2, 600)}),
@@ -179,6 +184,15 @@ def test_a_result_that_cannot_be_sent_fails_its_job_and_the_backend_carries_on(c
     assert info.value.code == ErrorCode.INTERNAL and f"the result of unconvertible.{name} cannot be sent" in \
         info.value.message and needle in info.value.message, info.value.message
     assert isinstance(other.wait(10), Result) and client.run("paint", {"steps": 2}).data["steps"] == 2
+
+
+def test_a_handler_that_exits_fails_its_job_and_its_worker_takes_the_next(client):
+    """SystemExit is no Exception: it ended the worker thread silently, the job was reported as a timeout, and the
+    GPU-class lane had lost its only worker (every later job waited until its own timeout)."""
+    with pytest.raises(JobFailed) as info:
+        client.run("exits", timeout=10)
+    assert info.value.code == ErrorCode.INTERNAL and "raised SystemExit(2)" in info.value.message, info.value.message
+    assert client.run("paint", {"steps": 2}, timeout=10).data["steps"] == 2  # the same lane: its worker lives
 
 
 def test_a_bug_in_a_kinds_check_is_an_internal_error_for_that_job_and_the_backend_carries_on(client):

@@ -172,6 +172,14 @@ class WorkerPool:
         except Exception as exc:
             log.exception("job %s (%s) failed", job.job_id, job.kind.name)
             outcome = Finished(job, error=(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", _hint_for(exc)))
+        except BaseException as exc:
+            # A handler's SystemExit (sys.exit, argparse) or KeyboardInterrupt: never a signal's (those reach only the
+            # main thread), so it is the handler's bug as any other. Let go, it ended this worker thread silently:
+            # its job was reported as a timeout and a GPU-class lane was left without its only worker.
+            log.error("job %s (%s) raised %s", job.job_id, job.kind.name, type(exc).__name__, exc_info=True)
+            outcome = Finished(job, error=(ErrorCode.INTERNAL, f"the handler of {job.kind.name} raised "
+                                           f"{type(exc).__name__}({exc})", "a job's handler must raise an exception, "
+                                           "not exit; the backend carries on"))
         self._post(outcome)
 
 
