@@ -114,6 +114,46 @@ def test_a_hung_backend_is_reported_lost(server):
         assert 2.5 < waited < 4.5  # lost_after: four heartbeats, at least 3 s (before ZMTP's own 5 s timeout)
 
 
+# An engine whose warm-up, once told (its trigger file), holds the GIL for 4 s in one C call, as an import of torch's
+# extension modules can: the backend's socket loop is stalled while the connection stays up.
+_GIL_HOLDER = """
+import ctypes, os, sys, time
+from handforge.server import Engine
+
+def _hold_the_gil():
+    while not os.path.exists(os.environ["HANDFORGE_TEST_TRIGGER"]):
+        time.sleep(0.02)
+    print("holding the GIL", file=sys.stderr, flush=True)
+    ctypes.PyDLL(None).sleep(4)  # (a PyDLL call keeps the GIL)
+
+def register_jobs(registry):
+    registry.add_engine(Engine("gil", "a warm-up that holds the GIL", warm_up=_hold_the_gil))
+"""
+
+
+def test_a_job_held_for_the_welcome_is_not_reported_lost_by_a_ping_sent_before_it(tmp_path):
+    """A submit over 1 MiB waits in the client for the welcome; a heartbeat ping sent meanwhile expected the backend
+    to know it, so the pong (answered before the submit arrived) made the client report it lost ("has no record of
+    job"), and the backend then ran it all the same."""
+    (tmp_path / "gil_engines" / "gil").mkdir(parents=True)
+    (tmp_path / "gil_engines" / "__init__.py").write_text("")
+    (tmp_path / "gil_engines" / "gil" / "__init__.py").write_text("")
+    (tmp_path / "gil_engines" / "gil" / "jobs.py").write_text(_GIL_HOLDER)
+    trigger = tmp_path / "trigger"
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "HANDFORGE_TEST_TRIGGER": str(trigger)}
+    with running_server("--engine-package", "gil_engines", env=env) as server:
+        trigger.touch()
+        end = time.monotonic() + 10
+        while "holding the GIL" not in server.log():
+            assert time.monotonic() < end, server.log()
+            time.sleep(0.02)
+        with server.client() as client:  # welcomed once the GIL is free: after the client's first ping (2 s)
+            handle = client.submit("echo", {"text": "held"}, {"a": np.zeros(2**19, np.float32)})  # 2 MiB
+            outcome = handle.wait(30)
+            assert isinstance(outcome, Result) and outcome.data["text"] == "held", outcome
+
+
 def test_no_backend_is_a_clear_error_not_a_hang():
     import socket
 

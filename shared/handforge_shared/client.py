@@ -242,7 +242,7 @@ class Client:
         self._pending: list[Event] = []
         self._pending_bytes = 0                 # of the arrays of the events in _pending
         self._replies: dict[str, Message | Error | None] = {}
-        self._pings: dict[str, set[str]] = {}       # ping id -> jobs submitted before it
+        self._pings: dict[str, set[str]] = {}       # ping id -> jobs sent before it
         self._cancel_ids: dict[str, None] = {}      # ids of our cancel requests (ordered, bounded)
         self._cancel_on_reconnect: set[str] = set()
         self._created = time.monotonic()
@@ -754,7 +754,8 @@ class Client:
         elif now - (self._last_heard or 0.0) >= self._heartbeat_s and now - self._last_ping >= self._heartbeat_s:
             self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
             mid = self._next_id()
-            self._pings[mid] = {h.id for h in self._jobs.values()}
+            held = {m.job for m in self._held}  # not sent yet: the backend cannot know them (they go after its welcome)
+            self._pings[mid] = {h.id for h in self._jobs.values() if h.id not in held}
             _trim(self._pings)  # pings a dead backend never answers
             try:
                 self._send(Message(MessageType.PING, id=mid))
