@@ -97,21 +97,33 @@ def test_a_request_to_a_backend_whose_connection_is_gone_says_so(server):
         assert client.hello(timeout=60)["server"]["instance"] == client.instance
 
 
-def test_a_hung_backend_is_reported_lost(server):
+def test_a_hung_backend_is_reported_lost_and_its_jobs_do_not_run_on(server):
+    """Jobs reported lost while the connection stayed up were cancelled only on a reconnect: a backend that was
+    only slow ran them to the end, their results dropped. And a job started without a progress event yet was
+    said to be "queued"."""
     with server.client() as client:
         _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "welcome")  # heartbeat 0.25 s
         handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+        quiet = client.submit("sleep", {"steps": 2, "step_seconds": 30})  # its first progress comes after 30 s
         _running(client, handle)
+        assert quiet.state == "queued"
         os.kill(server.process.pid, signal.SIGSTOP)  # alive but silent: no heartbeat, no FIN
         try:
             stopped = time.monotonic()
-            _until(client, lambda seen: handle.done, 15, "the hung backend to be noticed")
+            _until(client, lambda seen: handle.done and quiet.done, 15, "the hung backend to be noticed")
             waited = time.monotonic() - stopped
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
         assert isinstance(handle.outcome, Error) and handle.outcome.code == "backend_lost"
         assert "stopped answering" in handle.outcome.message
         assert 2.5 < waited < 4.5  # lost_after: four heartbeats, at least 3 s (before ZMTP's own 5 s timeout)
+        assert f"({handle.kind}) was running (" in handle.outcome.message, handle.outcome.message
+        assert "was accepted, with no progress reported yet (queued or running)" in quiet.outcome.message
+        end = time.monotonic() + 10  # (the connection stayed up: nothing is sent on a reconnect)
+        while not all(f"job {h.id} (sleep) -> cancelled" in server.log() for h in (handle, quiet)):
+            assert time.monotonic() < end, f"the lost jobs ran on:\n{server.log()[-1500:]}"
+            client.poll(0.1)
+        assert client.connected
 
 
 # An engine whose warm-up, once told (its trigger file), holds the GIL for 4 s in one C call, as an import of torch's

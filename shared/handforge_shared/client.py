@@ -611,7 +611,7 @@ class Client:
         for handle in list(self._jobs.values()):
             if handle.state != "sent":  # accepted: it cannot report back on a new connection
                 self._lose(handle, f"the connection to the backend at {self.endpoint} was lost while job "
-                                   f"{handle.id} ({handle.kind}) was {handle.state}")
+                                   f"{handle.id} ({handle.kind}) was {_state_said(handle)}")
 
     def _on_handshake_failed(self, kind: int, value: Any) -> None:
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -750,7 +750,7 @@ class Client:
             said = f"; its last word was: {self._last_word}" if self._last_word else ""
             for handle in list(self._jobs.values()):
                 self._lose(handle, f"the backend at {self.endpoint} stopped answering ({silence:.1f} s without a "
-                                   f"word) while job {handle.id} ({handle.kind}) was {handle.state}{said}")
+                                   f"word) while job {handle.id} ({handle.kind}) was {_state_said(handle)}{said}")
         elif now - (self._last_heard or 0.0) >= self._heartbeat_s and now - self._last_ping >= self._heartbeat_s:
             self._last_ping = now  # ask which of our jobs the backend knows: answers within one round trip
             mid = self._next_id()
@@ -766,6 +766,10 @@ class Client:
         return self._lost_after_arg or max(4 * self._heartbeat_s, 3.0)
 
     def _lose(self, handle: JobHandle, message: str) -> None:
+        # it must not run on, its result dropped: cancel it now when the connection is up (the backend was silent),
+        # and again on a reconnect (a cancel still queued on a connection that then drops goes with it)
+        if self.connected:
+            self._send_cancel(handle.id)
         self._cancel_on_reconnect.add(handle.id)
         self._fail(handle, ErrorCode.BACKEND_LOST, message, "submit it again once the backend is back "
                    "(`handforge serve`); the client reconnects by itself")
@@ -785,6 +789,16 @@ class Client:
             self._held = [m for m in self._held if m.job != handle.id]
         self._pending.append(outcome)
         self._pending_bytes += _array_bytes(outcome)
+
+
+def _state_said(handle: JobHandle) -> str:
+    """What the client knows of a job's state, in words: "queued" only says it was accepted, and a job that had
+    started without a progress event yet was said to be queued."""
+    if handle.state == "running":
+        return f"running ({handle.fraction:.0%} done)"
+    if handle.state == "queued":
+        return "accepted, with no progress reported yet (queued or running)"
+    return "sent, not yet accepted"
 
 
 def _given_as(arrays: Mapping[str, Any]) -> dict[str, str]:
