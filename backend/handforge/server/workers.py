@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -202,7 +202,7 @@ def _sendable(kind: str, result: JobResult) -> JobResult:
             raise JobError(ErrorCode.INTERNAL, f"the result of {kind} cannot be sent: arrays.{name} is no array numpy "
                            f"can convert ({type(exc).__name__}: {exc})", "the job's handler must return numpy arrays "
                            "(a torch tensor: .cpu().numpy(); a list: rectangular); the backend carries on") from None
-    return JobResult(result.data, arrays)
+    return replace(result, arrays=arrays)  # (any other field as it came)
 
 
 def _hint_for(exc: Exception) -> str:
