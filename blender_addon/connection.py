@@ -35,6 +35,7 @@ class Backend:
     def __init__(self) -> None:
         self.client: Client | None = None
         self.process: subprocess.Popen | None = None
+        self.process_endpoint = ""  # where the local backend (``process``) listens
         self.log_path: Path | None = None
         self.endpoint = ""
         self.since = 0.0
@@ -127,13 +128,18 @@ def start_command(template: str, port: int, python: str, windows: bool = os.name
 
 
 def start_local(blocking: bool = False) -> None:
-    """Start the configured backend command as a subprocess and connect to it."""
+    """Start the configured backend command as a subprocess and connect to it; connect back to the one started
+    before if it still runs (left by a Connect to another address)."""
     prefs = preferences.get()
+    if BACKEND.process is not None and BACKEND.process.poll() is None:
+        if on_local_backend():
+            raise BackendError(f"a local backend is already running (pid {BACKEND.process.pid}) and connected: "
+                               "press Stop Backend first to start it again")
+        connect(BACKEND.process_endpoint, blocking=blocking)
+        return
     host, port = parse_address(prefs.address)
     if not is_loopback(host):
         raise BackendError(f"a local backend listens on this computer: set the address to tcp://127.0.0.1:{port}")
-    if BACKEND.process is not None and BACKEND.process.poll() is None:
-        raise BackendError(f"a local backend is already running (pid {BACKEND.process.pid}): stop it first")
     if _listening(host, port):  # a new backend could not bind; the client would reach the old one meanwhile
         raise BackendError(f"something already listens at tcp://{host}:{port} (a backend started elsewhere?): "
                            "press Connect to use it, or set another address in the HandForge preferences")
@@ -168,7 +174,7 @@ def start_local(blocking: bool = False) -> None:
     except BaseException:  # (a bad argument in the command, Ctrl-C): no file left behind either
         log.unlink(missing_ok=True)
         raise
-    BACKEND.log_path, BACKEND.problem = log, ""
+    BACKEND.log_path, BACKEND.problem, BACKEND.process_endpoint = log, "", f"tcp://{host}:{port}"
     try:
         connect(f"tcp://{host}:{port}", blocking=blocking)
     except BackendError:
@@ -265,12 +271,30 @@ def process_exit(grace: float = 0.0) -> str:
         (f": {' | '.join(tail)}" if tail else "") + (f"; log: {BACKEND.log_path}" if BACKEND.log_path else "")
 
 
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two addresses reach the same backend: the same port on the same host, or both on this computer
+    (tcp://localhost:N and tcp://127.0.0.1:N)."""
+    try:
+        (host_a, port_a), (host_b, port_b) = parse_endpoint(a), parse_endpoint(b)
+    except ValueError:
+        return False
+    return port_a == port_b and (host_a == host_b or is_loopback(host_a) and is_loopback(host_b))
+
+
+def on_local_backend() -> bool:
+    """Whether the connection (or the last one) is to the local backend this Blender started. Connect to another
+    address leaves that backend running, detached: Start Local Backend gets back to it without a new start (its
+    models loaded), Stop Backend or quitting Blender stops it; meanwhile its exit is none of the connection's
+    business (it closed the other connection and failed its jobs, "the local backend exited")."""
+    return BACKEND.process is not None and _same_endpoint(BACKEND.endpoint, BACKEND.process_endpoint)
+
+
 def check_local(grace: float = 0.0) -> str:
-    """Notice at once that the local backend has exited (a cheap ``waitpid``): the client is closed,
-    job buttons grey out with the reason, and '' is returned while all is well. ``grace``: seconds to
+    """Notice at once that the local backend has exited (a cheap ``waitpid``), while connected to it: the client
+    is closed, job buttons grey out with the reason, and '' is returned while all is well. ``grace``: seconds to
     wait for an exit, when the connection was lost: a killed process closes its sockets before the
     kernel reports its exit, so the loss can be seen first."""
-    exited = process_exit(grace)
+    exited = process_exit(grace) if on_local_backend() else ""
     if not exited:
         return BACKEND.problem if BACKEND.client is None and BACKEND.problem.startswith("the local backend exited") else ""
     if BACKEND.client is not None:
@@ -321,7 +345,7 @@ def pump(timeout: float = 0.0) -> None:
         if check_local():
             return
         if time.monotonic() - BACKEND.since > min(5.0, BACKEND.connect_timeout) and BACKEND.capabilities is None:
-            hint = (_port_unsaid() or "starting (it probes its devices first)…") if BACKEND.process is not None else \
+            hint = (_port_unsaid() or "starting (it probes its devices first)…") if on_local_backend() else \
                 "start it with `handforge serve` or press Start Local Backend"
             _set_status(f"No answer from {BACKEND.endpoint} yet: {hint}")
 
@@ -333,7 +357,7 @@ def _wait_welcome() -> None:
             raise BackendError(BACKEND.problem)
         if time.monotonic() - BACKEND.since > BACKEND.connect_timeout:
             hint = "; ".join(filter(None, (_port_unsaid(), "its log is " + str(BACKEND.log_path)))) \
-                if BACKEND.process is not None else \
+                if on_local_backend() else \
                 "start it with `handforge serve` (or Start Local Backend), or check the address"
             raise BackendError(f"no backend answered at {BACKEND.endpoint} within {BACKEND.connect_timeout:g} s: {hint}")
 

@@ -20,7 +20,7 @@ from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
 
 class HANDFORGE_OT_start_backend(bpy.types.Operator):
-    """Start a local backend with the command from the HandForge preferences, and connect to it"""
+    """Start a local backend with the command from the HandForge preferences, and connect to it (to the one started before, if it still runs)"""
 
     bl_idname = "handforge.start_backend"
     bl_label = "Start Local Backend"

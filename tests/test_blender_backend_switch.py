@@ -1,0 +1,59 @@
+"""The add-on between two backends: the local one it started and one started elsewhere. Connecting elsewhere
+leaves the local one running, detached: its exit no longer closes the other connection, and Start Local Backend
+gets back to it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("backend_switch")
+    args = {"port": free_port(), "other_port": free_port(),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25"}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    result = run_blender("backend_switch_session.py", addon_zip, work / "blender", args, env=env, timeout=300)
+    result.ports = args["port"], args["other_port"]
+    return result
+
+
+def test_connect_elsewhere_leaves_the_local_backend_running(session):
+    session.no_error("start", "connect_elsewhere")
+    _, other = session.ports
+    found = session["connect_elsewhere"]
+    assert f"at tcp://127.0.0.1:{other}" in found["status"] and found["local_alive"] is True, found
+
+
+def test_start_local_backend_gets_back_to_the_running_local_backend(session):
+    session.no_error("start_local_reconnects")
+    local, _ = session.ports
+    found = session["start_local_reconnects"]
+    # before: "a local backend is already running (pid N): stop it first", while connected elsewhere
+    assert found["message"] == "" and f"at tcp://127.0.0.1:{local}" in found["status"], found
+    assert found["pid"] == session["start"]["pid"] and found["ping"] == "", found
+
+
+def test_the_local_backend_exiting_leaves_the_connection_elsewhere_and_its_job_alone(session):
+    session.no_error("local_exits")
+    _, other = session.ports
+    found = session["local_exits"]
+    # before: the other connection was closed, its job failed "the local backend exited with code -9"
+    assert found["killed"] == ["killed"] and found["message"] == "", found
+    assert found["connected"] is True and f"at tcp://127.0.0.1:{other}" in found["status"], found
+    assert found["ping"] == "", found
