@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import bpy
@@ -90,7 +91,7 @@ def connect(address: str | None = None, blocking: bool = False) -> None:
     if remote and keys is None:
         raise BackendError(f"a backend on another computer ({host}) only accepts clients with CurveZMQ keys: set "
                            "them in the HandForge preferences (create them with `handforge keys`)")
-    disconnect(stop_local=False)
+    disconnect(stop_local=False, why=f"to connect to {address}")
     try:
         BACKEND.client = Client(address, curve=keys, connect_timeout=prefs.connect_timeout)
     except ValueError as exc:
@@ -184,8 +185,26 @@ def start_local(blocking: bool = False) -> None:
         _set_status(f"Starting the local backend (pid {BACKEND.process.pid})…")
 
 
-def disconnect(stop_local: bool = True) -> None:
+# what closed each client ``disconnect`` closed, said by the jobs it ended (``closed_why``)
+_CLOSED_WHY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def closed_why(client: Client) -> str:
+    """Why ``disconnect`` closed ``client`` under its jobs ('' if it did not)."""
+    return _CLOSED_WHY.get(client, "")
+
+
+def disconnect(stop_local: bool = True, why: str = "") -> None:
+    """Close the connection and, with ``stop_local``, stop the local backend. ``why``: what closes it (Stop
+    Backend, a Connect elsewhere), said by the jobs it ends (they said "the backend was stopped" of a backend
+    still running: another computer's, or the one just left for another address)."""
     if BACKEND.client is not None:
+        if stop_local and on_local_backend():
+            _CLOSED_WHY[BACKEND.client] = "the backend was stopped before the job ended (Start Local Backend)"
+        else:  # (the client says bye, and the backend cancels a leaving client's jobs: none runs on unseen)
+            cause = f" ({why})" if why else ""
+            _CLOSED_WHY[BACKEND.client] = (f"Blender disconnected from {BACKEND.endpoint}{cause} before the job ended; "
+                                           "the backend there cancels the jobs of a client that leaves")
         BACKEND.client.close()
     BACKEND.client, BACKEND.capabilities = None, None
     if stop_local:

@@ -147,9 +147,11 @@ def _same_request(sent: tuple, now: tuple) -> bool:
     return True
 
 
-def _lost_why() -> str:
-    """Why a running job's backend is gone: its exit (code and last lines), or that it was stopped."""
-    return connection.BACKEND.problem or "the backend was stopped before the job ended (Start Local Backend)"
+def _lost_why(job: RunningJob) -> str:
+    """Why a running job's connection is gone: what closed it (Stop Backend, a Connect elsewhere), or the local
+    backend's exit (code and last lines)."""
+    return (connection.closed_why(job.handle.client) or connection.BACKEND.problem
+            or "the connection to the backend was closed before the job ended")
 
 
 def _sync_panel() -> None:
@@ -287,7 +289,7 @@ class JobOperator:
             return {"PASS_THROUGH"}
         connection.pump()
         if not job.handle.done and connection.BACKEND.client is None:  # the local backend exited
-            return self._end(context, job, failure=_lost_why())
+            return self._end(context, job, failure=_lost_why(job))
         if not job.handle.done and job.cancel_requested and time.monotonic() - job.cancel_requested > CANCEL_WAIT_S:
             return self._end(context, job, note="the backend did not confirm the cancel in time")
         if not job.handle.done:
@@ -323,7 +325,7 @@ class JobOperator:
             while not job.handle.done and not pressed.is_set():
                 connection.pump(POLL_S)
                 if connection.BACKEND.client is None:  # the local backend exited: no answer will come
-                    return self._end(context, job, failure=_lost_why())
+                    return self._end(context, job, failure=_lost_why(job))
                 job_previews.show(job.handle.id, job.handle.preview)  # (a script may draw the UI meanwhile)
                 if job.handle.fraction - shown >= 0.1:
                     shown = job.handle.fraction
@@ -369,7 +371,7 @@ class JobOperator:
         _sync_panel()
         outcome = job.handle.outcome
         if isinstance(outcome, Cancelled) and outcome.reason == "closed" and not failure:
-            failure = _lost_why()  # the connection was closed under the job (Stop Backend)
+            failure = _lost_why(job)  # the connection was closed under the job (Stop Backend, Connect)
         if isinstance(outcome, Error) and not failure:  # was the connection lost because the local backend exited?
             failure = connection.check_local(grace=LOST_EXIT_GRACE_S if outcome.code == "backend_lost" else 0.0)
         if not failure and isinstance(outcome, Result) and self.scene_bound and context.scene.session_uid != job.scene:

@@ -46,7 +46,7 @@ class HANDFORGE_OT_stop_backend(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         cancelled = sum(jobs.cancel())
-        connection.disconnect(stop_local=True)
+        connection.disconnect(stop_local=True, why="Stop Backend")
         self.report({"INFO"}, "disconnected" + (f" ({cancelled} running job(s) cancelled)" if cancelled else ""))
         return {"FINISHED"}
 

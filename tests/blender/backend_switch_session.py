@@ -1,11 +1,13 @@
 """Blender session with two backends: the local one the add-on starts, and one started elsewhere (as from a
 terminal; here by this script). Connect moves the connection to the other, Start Local Backend gets back to the
-local one, which then exits while the other is used."""
+local one, Connect moves it away while a job runs, the local one exits while the other is used, and Stop Backend
+ends a job on the other."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ wm = bpy.context.window_manager
 connection = importlib.import_module(f"{ADDON_MODULE}.connection")
 local, elsewhere = f"tcp://127.0.0.1:{a['port']}", f"tcp://127.0.0.1:{a['other_port']}"
 SLEEP_20_S = '{"steps": 400, "step_seconds": 0.05}'
+SLEEP_1_5_S = '{"steps": 30, "step_seconds": 0.05}'
 
 # the other backend, with its log (which says what it did with this Blender's jobs); it stops with this script
 other_log = open(s.work / "other.log", "wb")  # noqa: SIM115 - open until the end
@@ -38,6 +41,19 @@ def alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def log_once_it_says(path, pattern: str, deadline_s: float = 20.0) -> str:
+    """A backend's log once a line matches ``pattern`` (or at the deadline): written once it handled the message."""
+    end = time.monotonic() + deadline_s
+    while not re.search(pattern, text := path.read_text(errors="replace")) and time.monotonic() < end:
+        time.sleep(0.1)
+    return text
+
+
+BYE = r"said bye: cancelling its 1 job\(s\)"
+# Stop Backend asks to cancel the job before it leaves: the backend may have cancelled it before the bye
+CANCELLED = BYE + r"|\(sleep\) -> cancelled"
 
 
 def once_a_job_runs(action) -> list:
@@ -79,19 +95,45 @@ def start_local_reconnects():
 s.check("start_local_reconnects", start_local_reconnects)
 
 
+def connect_mid_job():
+    """Connect to the other backend while a job runs on the local one (connected to it again): the job ends saying
+    why."""
+    done, acting = once_a_job_runs(lambda: sorted(bpy.ops.handforge.connect(address=elsewhere)))
+    with acting:
+        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S))
+    return {"connected": done, "message": message, "status": wm.handforge.status,
+            "local_alive": alive(s.results["start"]["pid"]),
+            "local_log": log_once_it_says(connection.BACKEND.log_path, BYE)}
+
+
+s.check("connect_mid_job", connect_mid_job)
+
+
 def local_exits_while_elsewhere():
     """The local backend dies while a job runs on the other one: the other connection and its job carry on."""
     assert bpy.ops.handforge.connect(address=elsewhere) == {"FINISHED"}
     pid = s.results["start"]["pid"]
     done, acting = once_a_job_runs(lambda: os.kill(pid, signal.SIGKILL) or time.sleep(0.5) or "killed")
     with acting:
-        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params='{"steps": 30, "step_seconds": 0.05}'))
+        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_1_5_S))
     return {"killed": done, "message": message, "status": wm.handforge.status, "connected": wm.handforge.connected,
             "ping": error_of(lambda: bpy.ops.handforge.run_job(kind="ping"))}
 
 
 s.check("local_exits", local_exits_while_elsewhere)
 
+
+def stop_mid_job_elsewhere():
+    """Stop Backend while a job runs on the other backend (not this Blender's): the job ends saying why."""
+    assert bpy.ops.handforge.connect(address=elsewhere) == {"FINISHED"}
+    done, acting = once_a_job_runs(lambda: sorted(bpy.ops.handforge.stop_backend()))
+    with acting:
+        message = error_of(lambda: bpy.ops.handforge.run_job(kind="sleep", params=SLEEP_20_S))
+    return {"stopped": done, "message": message, "other_log": log_once_it_says(s.work / "other.log", CANCELLED),
+            "other_alive": other.poll() is None}
+
+
+s.check("stop_elsewhere", stop_mid_job_elsewhere)
 
 other.stdin.close()
 try:
