@@ -1276,3 +1276,57 @@ def test_checking_a_controlnet_folder_does_not_guess_aloud_at_what_it_holds(weig
     (unsaid / "config.json").write_text("{}")  # names no class: the guess is said
     main(["models", "check", str(unsaid)])
     assert f"checking {unsaid} as a ControlNet folder (it has no unet/)" in capsys.readouterr().out
+
+
+def _inpainting_sd(folder, sd):
+    """``sd`` with an inpainting UNet: 9 input channels (the latents, a mask, the masked image's latents)."""
+    from diffusers import UNet2DConditionModel
+
+    shutil.copytree(sd, folder)
+    shutil.rmtree(folder / "unet")
+    unet = UNet2DConditionModel(**{**tiny_sd.unet_config(), "in_channels": 9})
+    tiny_sd._randomise(unet, 0)
+    unet.save_pretrained(str(folder / "unet"))
+    return folder, unet
+
+
+def test_an_inpainting_sd_model_or_controlnet_is_refused_by_the_load_models_check_and_the_engines_status(
+        weights, tmp_path, monkeypatch, capsys):
+    # before: an SD inpainting model (UNet in_channels 9) loaded, checked ok and made both engines ready, and every
+    # job failed at its first step with torch's "expected input[2, 9, 16, 16] to have 4 channels", naming no file
+    from diffusers import ControlNetModel
+
+    from handforge.engines.image.loading import WeightsError, build_pipeline, load_sd, sd_fit_problem
+
+    root, sd, guidance = weights
+    inpainting, unet = _inpainting_sd(tmp_path / "sd-inpainting", sd)
+    said = (f"{inpainting / 'unet'} is an inpainting or other non-text-to-image UNet (in_channels 9, its VAE's "
+            "latent_channels 4): give an SD 1.x text-to-image model")
+    with pytest.raises(WeightsError, match=re.escape(said)):
+        load_sd(inpainting)
+    assert main(["models", "check", "--kind", "sd", str(inpainting)]) == 1
+    assert said in capsys.readouterr().out
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml"), "HANDFORGE_SD_MODEL": str(inpainting),
+           "HANDFORGE_IMAGE_GUIDANCE": str(guidance), "HANDFORGE_CONTROLNETS": str(root)}
+    statuses = light_statuses("from handforge.engines.image import jobs",
+                              "{name: jobs.IMAGE_ENGINES[name].status().to_json() for name in jobs.IMAGE_ENGINES}", env)
+    for name in ("attentionhand", "controlnet"):
+        assert not statuses[name]["available"] and statuses[name]["reason"] == f"image.sd_model = {inpainting}: " \
+            f"{said}", statuses[name]
+        assert statuses[name]["hint"].startswith("point image.sd_model at an SD 1.x text-to-image model"), statuses
+    # a single-file inpainting model, its configs (image.sd_config) an inpainting model's: refused alike
+    single = write_single_file(inpainting, tmp_path / "inpainting.safetensors")
+    with pytest.raises(WeightsError, match=re.escape(said)):
+        load_sd(single, inpainting)
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(inpainting))
+    assert main(["models", "check", "--kind", "sd", str(single)]) == 1
+    assert "inpainting or other non-text-to-image UNet (in_channels 9" in capsys.readouterr().out
+    # a ControlNet made for it reads 9 channels where the text-to-image UNet gives it 4
+    net = tmp_path / "control_inpainting"
+    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)).save_pretrained(str(net))
+    with pytest.raises(WeightsError, match=r"does not fit .*its in_channels is 9, the SD model's UNet has 4 \(a "
+                                           r"ControlNet of an inpainting model\?\)"):
+        build_pipeline(sd, [net])
+    assert "its in_channels is 9, the SD model's UNet has 4" in sd_fit_problem(net, sd)
+    assert main(["models", "check", "--kind", "sd", str(sd)]) == 0  # the text-to-image model as made: ok

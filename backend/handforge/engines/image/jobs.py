@@ -70,12 +70,17 @@ def _sd_complete() -> str | tuple[str, str]:
     the engine available, and the first click failed.)"""
     from handforge.engines.image.layout import missing_parts
 
+    from handforge.engines.image.loading import sd_latent_problem
+
     path = config.value(SD_MODEL.key)
     missing = missing_parts(SD_MODEL.key, Path(path))
-    if not missing:
-        return ""
-    return (f"{SD_MODEL.key} = {path}: {missing}", f"point it at a diffusers SD 1.x folder or one .safetensors file "
-                                                   f"(`handforge models check {path}` says what it holds)")
+    if missing:
+        return (f"{SD_MODEL.key} = {path}: {missing}", f"point it at a diffusers SD 1.x folder or one .safetensors "
+                                                       f"file (`handforge models check {path}` says what it holds)")
+    # (an inpainting model was ready, and every job failed at its first step naming no file)
+    problem = sd_latent_problem(path, config.value(SD_CONFIG.key))
+    return (f"{SD_MODEL.key} = {path}: {problem}", f"point {SD_MODEL.key} at an SD 1.x text-to-image model "
+                                                   "(handforge models fetch sd15)") if problem else ""
 
 
 def _controlnet_problems() -> tuple[str, dict[str, str]]:
@@ -163,6 +168,8 @@ def _misfit_fix(path: Path, problem: str, made: str, for_this: str) -> str:
     if found is None or problem != sd_fit_problem(path, sd, sd_config):
         return ""
     key, a, b = found
+    if key == "in_channels":  # (a UNet of other latent channels is no text-to-image model: refused)
+        return f"use {for_this} ({key} {a})"
     return f"point {SD_MODEL.key} at an SD model whose UNet has {key} {b}, {made}, or use {for_this} ({key} {a})"
 
 

@@ -165,6 +165,10 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
         raise WeightsError(f"{path}: the UNet attends {parts['unet'].config.cross_attention_dim}-wide text but the "
                            f"text encoder gives {parts['text_encoder'].config.hidden_size}; is it an SD 1.x model?",
                            path)
+    problem = latent_problem(parts["unet"].config, parts["vae"].config)
+    if problem:  # (it loaded, and every job failed at its first step in torch's words, naming no file)
+        where = path / "unet" if path.is_dir() else Path(config) / "unet"
+        raise WeightsError(f"{where} {problem}", path)
     for name in ("unet", "vae", "text_encoder"):
         if path.is_file():
             _refuse_non_finite(parts[name], path, dtype, path, part=name)
@@ -172,6 +176,38 @@ def _load_sd(path: str | Path, config: str | Path | None, dtype: Any, check: Cal
             weights = "model.safetensors" if name == "text_encoder" else WEIGHTS_NAME
             _refuse_non_finite(parts[name], path / name / weights, dtype, path / name)
     return parts
+
+
+def latent_problem(unet: Mapping[str, Any], vae: Mapping[str, Any]) -> str:
+    """Why a UNet of config ``unet`` cannot sample text-to-image in the latents of a VAE of config ``vae`` ('' when
+    it can, or when a value is no whole number: diffusers' load says why), said of the UNet's folder: SD 1.x's takes
+    and gives the VAE's latent channels, an inpainting UNet takes 9 (the latents, a mask, the masked image's)."""
+    latent = vae.get("latent_channels", 4)  # (diffusers' defaults, for a config.json that leaves one out)
+    for key in ("in_channels", "out_channels"):
+        value = unet.get(key, 4)
+        if _whole(value) and _whole(latent) and value != latent:
+            return (f"is an inpainting or other non-text-to-image UNet ({key} {value}, its VAE's latent_channels "
+                    f"{latent}): give an SD 1.x text-to-image model")
+    return ""
+
+
+def sd_latent_problem(sd: str | Path, sd_config: str | Path | None = None) -> str:
+    """``latent_problem`` of the SD model ``sd`` (a diffusers folder, or one file with its configs in ``sd_config``),
+    said of its UNet's folder, from the config.json files alone (no torch: the engines' status lines call it, which
+    said "ready" for an inpainting model until every job failed at its first step); '' when it fits, or when a
+    config cannot be read (the load says why)."""
+    sd = Path(sd).expanduser()
+    if sd.is_file() and sd_config is None:
+        return ""
+    folder = Path(sd_config).expanduser() if sd.is_file() else sd
+    try:
+        unet, vae = config_json(folder / "unet" / "config.json"), config_json(folder / "vae" / "config.json")
+    except (OSError, ValueError, RecursionError):
+        return ""
+    if not isinstance(unet, dict) or not isinstance(vae, dict):
+        return ""
+    problem = latent_problem(unet, vae)
+    return f"{folder / 'unet'} {problem}" if problem else ""
 
 
 def sd_config_missing(folder: Path) -> str:
@@ -511,8 +547,9 @@ def _recheck(path: Path) -> str:
 
 
 # What a ControlNet must share with the UNet whose blocks it adds to: the text width its attention
-# reads, and the channels and layers of each down block (its residuals are added one by one).
-MATCHING = ("cross_attention_dim", "block_out_channels", "layers_per_block")
+# reads, the channels and layers of each down block (its residuals are added one by one), and the
+# latents' channels (it reads the UNet's input).
+MATCHING = ("cross_attention_dim", "block_out_channels", "layers_per_block", "in_channels")
 
 
 def mismatched(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
@@ -532,7 +569,8 @@ def mismatch(unet: Mapping[str, Any], controlnet: Mapping[str, Any]) -> str:
     if found is None:
         return ""
     key, a, b = found
-    hint = " (an SD 2.x model with SD 1.x ControlNets, or the reverse?)" if key == "cross_attention_dim" else ""
+    hint = {"cross_attention_dim": " (an SD 2.x model with SD 1.x ControlNets, or the reverse?)",
+            "in_channels": " (a ControlNet of an inpainting model?)"}.get(key, "")
     return f"its {key} is {b}, the SD model's UNet has {a}{hint}"
 
 
@@ -590,6 +628,6 @@ def build_pipeline(sd: str | Path, controlnets: Sequence[str | Path], sd_config:
     return pipe.to(device)
 
 
-__all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "load_controlnet", "load_sd", "mismatch",
-           "mismatched", "scheduler_config", "sd_config_missing", "sd_fit", "sd_fit_problem", "sd_parts_on",
-           "single_file_problem"]
+__all__ = ["SD_PARTS", "TRAIN_TIMESTEPS", "WeightsError", "build_pipeline", "latent_problem", "load_controlnet",
+           "load_sd", "mismatch", "mismatched", "scheduler_config", "sd_config_missing", "sd_fit", "sd_fit_problem",
+           "sd_latent_problem", "sd_parts_on", "single_file_problem"]

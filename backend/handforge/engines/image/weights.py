@@ -178,7 +178,14 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from handforge.engines.image.loading import WeightsError, scheduler_config, sd_config_missing, single_file_problem
+    from handforge.engines.image.loading import (
+        WeightsError,
+        latent_problem,
+        scheduler_config,
+        sd_config_missing,
+        sd_latent_problem,
+        single_file_problem,
+    )
 
     path = Path(path)
     report = Report(str(path))
@@ -205,14 +212,18 @@ def check_sd(path: str | Path, digest: bool = False) -> Report:
         else:  # what load_sd refuses, here where its error sends the user (the file was 'ok' and failed every load)
             folder = Path(folder).expanduser()
             lacks = sd_config_missing(folder)
-            problem = f"image.sd_config = {folder} has {lacks}" if lacks else single_file_problem(path, folder)
+            problem = f"image.sd_config = {folder} has {lacks}" if lacks else \
+                single_file_problem(path, folder) or sd_latent_problem(path, folder)
             if problem:
                 report.problems.append(problem)
         return report
     # (extra: tensors beyond its config.json, as its load refuses them: a config of fewer layers passed here)
     unet = check_model(UNet2DConditionModel, path / "unet", "diffusion_pytorch_model.safetensors", report, digest,
                        extra=True)
-    check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
+    vae = check_model(AutoencoderKL, path / "vae", "diffusion_pytorch_model.safetensors", report, digest)
+    problem = latent_problem(unet, vae) if unet and vae else ""
+    if problem:  # (as its load refuses it: an inpainting UNet was ok here, and every job failed at its first step)
+        report.problems.append(f"{path / 'unet'} {problem}")
     # the text encoder as its weights and config are loaded (they passed here with another part's weights
     # in its file, or a config no model can have, which load_sd then refused)
     problems = len(report.problems)
