@@ -189,3 +189,27 @@ def test_a_controlnet_folder_given_twice_is_loaded_once(weights, tmp_path):
     out = pipe(PROMPT, [control(0), control(1), control(2)], num_inference_steps=1,
                generator=torch.Generator().manual_seed(0))  # each render still drives the shared module
     assert out.images.shape == (1, SIZE, SIZE, 3)
+
+
+def test_with_cpu_offload_a_sampling_stopped_mid_way_still_frees_the_models(weights):
+    # before: maybe_free_model_hooks (which, with cpu_offload, puts every model back on the CPU) ran only when the
+    # call ended normally, so a cancel, a timeout or an error mid-sampling left the UNet and the ControlNets on the
+    # GPU, holding its memory. No GPU here: the offload is armed on the CPU, and the free is counted as it runs
+    sd, guidance, depth = weights
+    pipe = build_pipeline(sd, [guidance, depth])
+    pipe.enable_model_cpu_offload(device="cpu")
+    freed = []
+    free = pipe.maybe_free_model_hooks
+    pipe.maybe_free_model_hooks = lambda: (freed.append(True), free())
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(i, total, latents):
+        raise Cancelled  # as a job's check_cancelled does from its step callback
+
+    with pytest.raises(Cancelled):
+        pipe(PROMPT, [control(0), control(1)], num_inference_steps=3, on_step=cancel)
+    assert freed == [True]
+    assert pipe(PROMPT, [control(0), control(1)], num_inference_steps=1).images.shape == (1, SIZE, SIZE, 3)
+    assert freed == [True, True]

@@ -92,56 +92,65 @@ class HandImagePipeline(DiffusionPipeline):
         height, width = control_images[0].shape[:2]
         if height % 8 or width % 8:
             raise ValueError(f"image size {width}×{height}: both sides must be multiples of 8")
-        device, dtype = self._execution_device, self.unet.dtype
-        cfg = guidance_scale > 1.0
-        text, text_length = self.encode_text(prompt, device)
-        negative, _ = self.encode_text(negative_prompt, device)
-        cond = text.repeat(num_images, 1, 1).to(dtype)
-        embeddings = torch.cat([negative.repeat(num_images, 1, 1).to(dtype), cond]) if cfg else cond
-        copies = 2 * num_images if cfg else num_images
-        controls = [self.control_tensor(img, copies, device, self.controlnet.dtype) for img in control_images]
-        scales = list(control_scales) if isinstance(control_scales, Sequence) else [float(control_scales)] * len(nets)
+        # with cpu_offload the models go back to the CPU after a cancel, a timeout or an error too (they were
+        # left on the GPU, the UNet and ControlNets holding its memory until the next job)
+        try:
+            device, dtype = self._execution_device, self.unet.dtype
+            cfg = guidance_scale > 1.0
+            text, text_length = self.encode_text(prompt, device)
+            negative, _ = self.encode_text(negative_prompt, device)
+            cond = text.repeat(num_images, 1, 1).to(dtype)
+            embeddings = torch.cat([negative.repeat(num_images, 1, 1).to(dtype), cond]) if cfg else cond
+            copies = 2 * num_images if cfg else num_images
+            controls = [self.control_tensor(img, copies, device, self.controlnet.dtype) for img in control_images]
+            scales = list(control_scales) if isinstance(control_scales, Sequence) else \
+                [float(control_scales)] * len(nets)
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (num_images, self.unet.config.in_channels, height // self.vae_scale_factor,
-                 width // self.vae_scale_factor)
-        timesteps = self.scheduler.timesteps
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        if init_images is None:
-            latents = noise * self.scheduler.init_noise_sigma
-        else:
-            kept = min(len(timesteps), max(1, round(len(timesteps) * strength)))
-            timesteps = timesteps[len(timesteps) - kept:]
-            pixels = torch.from_numpy(np.ascontiguousarray(init_images)).permute(0, 3, 1, 2).to(device, self.vae.dtype)
-            encoded = self.vae.encode(pixels / 127.5 - 1.0).latent_dist.sample(generator)
-            latents = self.scheduler.add_noise(encoded.to(dtype) * self.vae.config.scaling_factor, noise, timesteps[:1])
-        step_kwargs = {"eta": eta, "generator": generator} if "eta" in _step_parameters(self.scheduler) else {}
-        tas_losses = []
-        for i, t in enumerate(timesteps):
-            if tas_tokens and i < tas_steps:
-                alpha = tas.step_size(i, len(timesteps), tas_strength)
-                latents, loss = tas.tas_update(self.unet, latents, t, cond, text_length, tas_tokens, alpha)
-                tas_losses.append(loss.float().cpu().tolist())
-            model_input = torch.cat([latents] * 2) if cfg else latents
-            model_input = self.scheduler.scale_model_input(model_input, t)
-            if len(nets) == 1:
-                down, mid = nets[0](model_input, t, encoder_hidden_states=embeddings, controlnet_cond=controls[0],
-                                    conditioning_scale=scales[0], return_dict=False)
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+            shape = (num_images, self.unet.config.in_channels, height // self.vae_scale_factor,
+                     width // self.vae_scale_factor)
+            timesteps = self.scheduler.timesteps
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            if init_images is None:
+                latents = noise * self.scheduler.init_noise_sigma
             else:
-                down, mid = self.controlnet(model_input, t, encoder_hidden_states=embeddings,
-                                            controlnet_cond=controls, conditioning_scale=scales, return_dict=False)
-            noise = self.unet(model_input, t, encoder_hidden_states=embeddings, down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid, return_dict=False)[0]
-            if cfg:
-                uncond, conditioned = noise.chunk(2)
-                noise = uncond + guidance_scale * (conditioned - uncond)
-            latents = self.scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
-            if on_step is not None:
-                on_step(i, len(timesteps), latents)
-        decoded = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
-        images = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        self.maybe_free_model_hooks()
-        return Generated(images.permute(0, 2, 3, 1).cpu().numpy(), tas_losses)
+                kept = min(len(timesteps), max(1, round(len(timesteps) * strength)))
+                timesteps = timesteps[len(timesteps) - kept:]
+                pixels = torch.from_numpy(np.ascontiguousarray(init_images)).permute(0, 3, 1, 2).to(device,
+                                                                                                     self.vae.dtype)
+                encoded = self.vae.encode(pixels / 127.5 - 1.0).latent_dist.sample(generator)
+                latents = self.scheduler.add_noise(encoded.to(dtype) * self.vae.config.scaling_factor, noise,
+                                                   timesteps[:1])
+            step_kwargs = {"eta": eta, "generator": generator} if "eta" in _step_parameters(self.scheduler) else {}
+            tas_losses = []
+            for i, t in enumerate(timesteps):
+                if tas_tokens and i < tas_steps:
+                    alpha = tas.step_size(i, len(timesteps), tas_strength)
+                    latents, loss = tas.tas_update(self.unet, latents, t, cond, text_length, tas_tokens, alpha)
+                    tas_losses.append(loss.float().cpu().tolist())
+                model_input = torch.cat([latents] * 2) if cfg else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                if len(nets) == 1:
+                    down, mid = nets[0](model_input, t, encoder_hidden_states=embeddings, controlnet_cond=controls[0],
+                                        conditioning_scale=scales[0], return_dict=False)
+                else:
+                    down, mid = self.controlnet(model_input, t, encoder_hidden_states=embeddings,
+                                                controlnet_cond=controls, conditioning_scale=scales, return_dict=False)
+                noise = self.unet(model_input, t, encoder_hidden_states=embeddings,
+                                  down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                                  return_dict=False)[0]
+                if cfg:
+                    uncond, conditioned = noise.chunk(2)
+                    noise = uncond + guidance_scale * (conditioned - uncond)
+                latents = self.scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
+                if on_step is not None:
+                    on_step(i, len(timesteps), latents)
+            decoded = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False,
+                                      generator=generator)[0]
+            images = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+            return Generated(images.permute(0, 2, 3, 1).cpu().numpy(), tas_losses)
+        finally:
+            self.maybe_free_model_hooks()
 
 
 def _step_parameters(scheduler) -> set[str]:
