@@ -213,3 +213,23 @@ def test_with_cpu_offload_a_sampling_stopped_mid_way_still_frees_the_models(weig
     assert freed == [True]
     assert pipe(PROMPT, [control(0), control(1)], num_inference_steps=1).images.shape == (1, SIZE, SIZE, 3)
     assert freed == [True, True]
+
+
+def test_attention_slicing_reaches_each_controlnet_of_several(weights):
+    # before: diffusers slices the components that have set_attention_slice, and the MultiControlNetModel of two or
+    # more ControlNets has none: the job's attention_slicing left their attention whole (one ControlNet was sliced)
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    sd, guidance, depth = weights
+
+    def sliced(model) -> set[bool]:
+        return {isinstance(p, SlicedAttnProcessor) for p in model.attn_processors.values()}
+
+    for nets in ([guidance], [guidance, depth]):
+        pipe = build_pipeline(sd, nets)
+        pipe.enable_attention_slicing()
+        assert sliced(pipe.unet) == {True}
+        for net in pipe.controlnets:
+            assert sliced(net) == {True}, nets
+        pipe.disable_attention_slicing()  # (a cached pipeline serves jobs with it off too)
+        assert all(sliced(model) == {False} for model in [pipe.unet, *pipe.controlnets])

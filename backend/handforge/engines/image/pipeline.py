@@ -62,6 +62,15 @@ class HandImagePipeline(DiffusionPipeline):
         net = self.controlnet
         return list(net.nets) if isinstance(net, MultiControlNetModel) else [net]
 
+    def set_attention_slice(self, slice_size: int | str | None) -> None:
+        """diffusers' attention slicing (``enable_attention_slicing``, and off with None), reaching each ControlNet
+        of several too: diffusers slices the components that have this method, and MultiControlNetModel has none
+        (two or more ControlNets computed their attention whole)."""
+        super().set_attention_slice(slice_size)
+        if isinstance(self.controlnet, MultiControlNetModel):
+            for net in self.controlnets:
+                net.set_attention_slice(slice_size)
+
     def encode_text(self, prompt: str, device) -> tuple[torch.Tensor, int]:
         """(1, 77, d) embeddings and the prompt's token count (start/end tokens excluded, truncated)."""
         ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
