@@ -525,6 +525,14 @@ def test_a_target_generator_of_another_sd_width_is_refused_at_submit_as_its_job_
     assert at_submit.value.code == "missing_weights" and str(by_job.value) in at_submit.value.message
     (sd / "unet" / "config.json").write_text(json.dumps({**tiny_sd.unet_config(), "cross_attention_dim": 48}))
     assert jobs.IHPT.status().available
+    # an inpainting model's UNet (9 input channels, its VAE's latents 4): ready before, each job refusing it
+    (sd / "unet" / "config.json").write_text(json.dumps({**tiny_sd.unet_config(), "cross_attention_dim": 48,
+                                                         "in_channels": 9}))
+    (sd / "vae").mkdir()
+    (sd / "vae" / "config.json").write_text(json.dumps({"latent_channels": 4}))
+    status = jobs.IHPT.status()
+    assert not status.available and "is an inpainting or other non-text-to-image UNet (in_channels 9" in status.reason
+    assert status.reason.startswith(f"image.sd_model = {sd}: ") and status.hint.startswith("point image.sd_model at")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

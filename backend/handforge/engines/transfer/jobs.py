@@ -78,7 +78,14 @@ def _fits_sd(folder) -> str | tuple[str, str]:
     """The target generator's context width against the SD model's UNet, from their config.json files (without
     torch): one of another SD model was available and its requests accepted, each job refusing it once SD had
     loaded. An SD model whose UNet config cannot be read here is left to its own checks."""
-    problem = sd_width_problem(folder, config.value(SD_MODEL.key), config.value(SD_CONFIG.key))
+    from handforge.engines.image.loading import sd_latent_problem
+
+    sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    # (an inpainting model: ihpt was ready, and each job refused it once it loaded; the image engines say the same)
+    latent = sd_latent_problem(sd, sd_config) if sd is not None else ""
+    if latent:
+        return f"{SD_MODEL.key} = {sd}: {latent}", f"point {SD_MODEL.key} at an SD 1.x text-to-image model"
+    problem = sd_width_problem(folder, sd, sd_config)
     return (problem, _fits_sd_fix()) if problem else ""
 
 
