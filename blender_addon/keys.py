@@ -6,7 +6,8 @@ Bulk writes use ``keyframe_points.add`` + ``foreach_set`` (two orders of magnitu
 
 Generated keys have keyframe type ``GENERATED``. Writing a clip replaces earlier generated keys in
 its frame range and never touches any other key: where the artist has a key, the artist's key
-stays and the generated one is left out.
+stays and the generated one is left out. A motion job asks for one exception: on the parts it
+generated (``import_clip``'s ``replace``), the artist's keys in its range are replaced too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import rig as rig_build
 from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
                       hand_channels, is_pose_path, key_types, new_points, read_points, shown, write_points)
 from handforge_shared import anatomy
-from handforge_shared.poses import HandPose, MotionClip, PoseFormatError, stack_poses
+from handforge_shared.poses import KEY_PARTS, HandPose, MotionClip, PoseFormatError, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
 
@@ -36,6 +37,11 @@ class Channel:
     index: int
     group: str
     values: np.ndarray  # (T,) one value per frame written
+    part: int = -1  # the pose part it animates (KEY_PARTS column: 0 wrist rotation, 1-15 finger joints, 16 wrist location)
+
+
+WRIST_LOCATION_PART = KEY_PARTS - 1
+PART_NAMES = {0: "wrist rotation", **{k: "fingers" for k in range(1, NUM_JOINTS)}, WRIST_LOCATION_PART: "wrist location"}
 
 
 # ---------------------------------------------------------------------- bulk writing
@@ -77,13 +83,15 @@ def blend_towards(co: np.ndarray, artist: np.ndarray, frames: int, periodic: boo
     return out
 
 
-def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
+def write_generated(fc, co: np.ndarray, blend: int = 0, replace_artist: bool = False) -> tuple[np.ndarray, int]:
     """Write generated keys ``co`` ((n, 2) float32 frame, value) onto one F-curve; returns the
-    frames left out because another key is there.
+    frames left out because another key is there, and how many of the artist's keys were replaced.
 
     Earlier GENERATED keys inside the clip's frame range are replaced; every other key is kept
-    exactly, and frames where such a key exists are skipped. ``blend`` > 0: keys that many frames
-    around an artist key ease into it (``blend_towards``)."""
+    exactly, and frames where such a key exists are skipped. ``replace_artist``: the artist's keys
+    inside the range are replaced as well (a part a motion job generated: kept, each was a one-frame
+    jump to the old pose). ``blend`` > 0: keys that many frames around an artist key ease into it
+    (``blend_towards``)."""
     kps = fc.keyframe_points
     n_old = len(kps)
     if n_old == 0:  # a new curve: the floor of bpy writing (add + foreach_set + update)
@@ -91,7 +99,7 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
         kps.foreach_set("co", co.ravel())
         kps.foreach_set("type", generated_types(len(co)))
         fc.update()
-        return _NO_FRAMES
+        return _NO_FRAMES, 0
     generated = enum_value(bpy.types.Keyframe, "type", GENERATED)
     old_co = np.empty((n_old, 2), np.float32)
     old_type = np.empty(n_old, np.int32)
@@ -99,9 +107,12 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
     kps.foreach_get("type", old_type)
     frames = co[:, 0]
     lo, hi = frames.min() - FRAME_EPS, frames.max() + FRAME_EPS
-    drop = (old_type == generated) & (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
+    in_range = (old_co[:, 0] >= lo) & (old_co[:, 0] <= hi)
+    drop = in_range & ((old_type == generated) | replace_artist)
+    replaced = int((drop & (old_type != generated)).sum())
     free = _free_frames(np.sort(old_co[~drop, 0]), frames)
-    new_co = blend_towards(co[free], old_co[old_type != generated], blend, fc.data_path.endswith("rotation_euler"))
+    new_co = blend_towards(co[free], old_co[~drop & (old_type != generated)], blend,
+                           fc.data_path.endswith("rotation_euler"))
     count = len(new_co)
     if drop.any():  # rebuild the curve from the kept keys (all their attributes) and the new ones
         kept = {k: v[~drop] for k, v in read_points(kps).items()}
@@ -114,7 +125,7 @@ def write_generated(fc, co: np.ndarray, blend: int = 0) -> np.ndarray:
         kps.foreach_set("co", np.concatenate([old_co, new_co]).ravel())
         kps.foreach_set("type", np.concatenate([old_type, np.full(count, generated, np.int32)]))
     fc.update()  # sorts by frame and recalculates the auto handles
-    return frames[~free]
+    return frames[~free], replaced
 
 
 def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[str, list[float]]:
@@ -140,28 +151,32 @@ def artist_frames(hands: dict[str, object], first: float, last: float) -> dict[s
     return found
 
 
-def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str,
-                   blend: int = 0) -> tuple[int, set[float], list[str]]:
+def write_channels(id_block, frames: np.ndarray, channels: list[Channel], action_name: str, blend: int = 0,
+                   replace: frozenset[int] = frozenset()) -> tuple[int, set[float], list[str], dict[str, int]]:
     """Write channels as generated keys; returns (keys written, frames skipped for other keys, the groups
-    of the channels skipped because the artist muted their F-curves)."""
+    of the channels skipped because the artist muted their F-curves, the artist's keys replaced per part
+    name). ``replace``: the parts (``Channel.part``) whose artist keys in the range are replaced."""
     if not channels:
-        return 0, set(), []
+        return 0, set(), [], {}
     curves = FCurves(ensure_channelbag(id_block, action_name))
     co = np.empty((len(channels), len(frames), 2), np.float32)  # every channel's keys, built at once
     co[:, :, 0] = frames
     co[:, :, 1] = np.stack([ch.values for ch in channels])
-    written, skipped, muted = 0, set(), []
+    written, skipped, muted, replaced = 0, set(), [], {}
     for ch, ch_co in zip(channels, co):
         fc = curves.curves.get((ch.data_path, ch.index))
         if fc is not None and (fc.mute or (fc.group is not None and fc.group.mute)):
             # switched off by the artist: keys written there showed nothing and were left behind, unsaid
             muted += [ch.group] if ch.group not in muted else []
             continue
-        left_out = write_generated(curves.ensure(ch.data_path, ch.index, ch.group), ch_co, blend)
+        left_out, count = write_generated(curves.ensure(ch.data_path, ch.index, ch.group), ch_co, blend,
+                                          ch.part in replace)
         written += len(ch_co) - len(left_out)
         if len(left_out):
             skipped.update(left_out.tolist())
-    return written, skipped, muted
+        if count:
+            replaced[PART_NAMES[ch.part]] = replaced.get(PART_NAMES[ch.part], 0) + count
+    return written, skipped, muted, replaced
 
 
 # ---------------------------------------------------------------------- rig channels
@@ -186,9 +201,11 @@ def pose_channels(arm_obj, poses: HandPose) -> list[Channel]:
         values = np.moveaxis(values, 0, -1)  # (joints, C, T): each channel's values contiguous
         for i, k in enumerate(joints):
             name = JOINT_NAMES[k]
-            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[i, c]) for c in range(values.shape[1])]
+            channels += [Channel(f'pose.bones["{name}"].{prop}', c, name, values[i, c], k)
+                         for c in range(values.shape[1])]
     wrist = JOINT_NAMES[0]
-    channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i]) for i in range(3)]
+    channels += [Channel(f'pose.bones["{wrist}"].location', i, wrist, location[:, i], WRIST_LOCATION_PART)
+                 for i in range(3)]
     return channels
 
 
@@ -214,8 +231,10 @@ def slider_channels(arm_obj, poses: HandPose) -> list[Channel]:
         return []
     angles = anatomy.hand_pose_to_anatomical(poses.hand_pose, pose_conv.bone_frames(arm_obj), arm_obj.handforge.side)
     shown = [dict(zip(SLIDER_KINDS, anatomy.curl_spread_of(a))) for a in np.asarray(angles, np.float64)]
+    # (a slider moves its finger's joints: the fingers' part, named by the finger's first joint)
     return [Channel(slider_path(kind, finger), 0, SLIDER_GROUP,
-                    np.array([frame[kind][finger] for frame in shown], np.float32)) for kind, finger in keyed]
+                    np.array([frame[kind][finger] for frame in shown], np.float32), JOINT_NAMES.index(f"{finger}1"))
+            for kind, finger in keyed]
 
 
 def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
@@ -224,7 +243,9 @@ def corrective_channels(arm_obj, poses: HandPose) -> list[Channel]:
         return []
     aa = np.concatenate([poses.global_orient[:, None], poses.hand_pose.reshape(-1, NUM_JOINTS - 1, 3)], axis=1)
     values = rig_build.corrective_values(axis_angle_to_matrix(aa))
-    return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i]) for i, kb in enumerate(keys)]
+    # corrective i is vec(R_j - I)[i % 9] of finger joint j = 1 + i // 9: that joint's part
+    return [Channel(f'key_blocks["{kb.name}"].value', 0, "Pose Correctives", values[:, i], 1 + i // 9)
+            for i, kb in enumerate(keys)]
 
 
 def frame_text(frame: float) -> str:
@@ -324,12 +345,16 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
     return all_frames
 
 
-def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0) -> dict:
+def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start: float, blend: int = 0,
+                replace: dict[str, frozenset[int]] | None = None) -> dict:
     """Write ``clip`` onto the rigs as generated keys starting at ``frame_start``.
 
     Clip frame i lands on scene frame ``frame_start + i · scene_fps / clip_fps`` (same time).
     ``blend`` > 0: the clip eases into and out of the artist's keys over that many frames.
-    Returns a summary: keys written, frame range, frames skipped per side, warnings for the user."""
+    ``replace``: per side, the parts (``Channel.part``) whose artist keys inside the clip's frames are
+    replaced (a motion job's generated parts); elsewhere the artist's keys stay.
+    Returns a summary: keys written, frame range, frames skipped per side, the artist's keys replaced per
+    side and part name, warnings for the user."""
     scene = context.scene
     all_frames = check_import(scene, clip, hands, frame_start)
     missing = [s for s in clip.hands if s not in hands]
@@ -337,6 +362,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     warnings += [f"the scene has no {s} hand: its motion was skipped" for s in missing]
     written = 0
     skipped_frames: dict[str, list[float]] = {}
+    replaced_keys: dict[str, dict[str, int]] = {}
     for side, poses in clip.hands.items():
         arm_obj = hands.get(side)
         if arm_obj is None:
@@ -354,8 +380,10 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
             warnings.append(f"the clip's {side} hand shape differs from the rig's: the rig keeps its shape (Set Shape changes it)")
         frames = all_frames[present]
         under_strips = only_in_strips(arm_obj)
-        count, skipped, muted = write_channels(arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel),
-                                               f"{arm_obj.name} Action", blend)
+        parts = (replace or {}).get(side, frozenset())
+        count, skipped, muted, replaced = write_channels(
+            arm_obj, frames, pose_channels(arm_obj, sel) + slider_channels(arm_obj, sel), f"{arm_obj.name} Action",
+            blend, parts)
         written += count
         sharing = sharing_warning(arm_obj, hands.values())
         if sharing:
@@ -367,10 +395,14 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
         mesh_obj = rig_build.hand_mesh(arm_obj)
         correctives = corrective_channels(arm_obj, sel)
         if correctives and mesh_obj is not None:
-            count, _, muted_keys = write_channels(mesh_obj.data.shape_keys, frames, correctives,
-                                                  f"{mesh_obj.name} Correctives", blend)
+            count, _, muted_keys, replaced_correctives = write_channels(
+                mesh_obj.data.shape_keys, frames, correctives, f"{mesh_obj.name} Correctives", blend, parts)
             written += count
             muted += muted_keys  # (the corrective shape keys' group, muted: said with the bones')
+            for name, n in replaced_correctives.items():
+                replaced[name] = replaced.get(name, 0) + n
+        if replaced:
+            replaced_keys[side] = replaced
         if muted:
             warnings.append(f"{side} hand: {', '.join(muted)} {'is' if len(muted) == 1 else 'are'} muted, so "
                             f"{'its' if len(muted) == 1 else 'their'} channels were left as they are (unmute and run "
@@ -393,7 +425,7 @@ def import_clip(context, clip: MotionClip, hands: dict[str, object], frame_start
     if sliding:
         placement.show_animation(scene, [i for arm_obj in sliding for i in rig_build.hand_ids(arm_obj)])
     return {"keys": written, "frame_start": float(all_frames[0]), "frame_end": float(all_frames[-1]),
-            "warnings": warnings, "skipped": skipped_frames, "range": range_moves}
+            "warnings": warnings, "skipped": skipped_frames, "replaced": replaced_keys, "range": range_moves}
 
 
 def _play_whole(scene, first: float, last: float) -> list[str]:

@@ -10,9 +10,12 @@
   sample (variation 1 unless one was set), on the keys and paths as they are now; its GENERATED keys
   are replaced. Forgotten when another file is opened.
 
-The artist's keys are never changed: ``keys.import_clip`` writes only where no other key is
-(per F-curve) and replaces only GENERATED keys inside the written range. Everything is checked in
-Blender before a request is sent (rigs, range, keys, hand model, path objects).
+The artist's keys on the parts In-between keeps (*Kept*), and along a wrist path, are never changed:
+``keys.import_clip`` writes there only where no other key is (per F-curve). On the parts In-between
+leaves out of Kept, and everywhere for Generate Motion, the artist's keys inside the range are replaced
+with the rest (kept, each was a one-frame jump to the old pose), said in the report, and back with the
+same undo.
+Everything is checked in Blender before a request is sent (rigs, range, keys, hand model, path objects).
 """
 
 from __future__ import annotations
@@ -428,13 +431,19 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     if not rigs:
         raise hands.NoHandsError("the hands this motion was made for are no longer in the scene: add hands and run it again")
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
-    summary = keys.import_clip(context, clip, rigs, request["frame_start"])
-    # frames the artist keyed are left out on purpose: not worth a warning, but along a wrist path a wrist key
-    # there is a jump off the path (26 cm, unsaid)
+    summary = keys.import_clip(context, clip, rigs, request["frame_start"], replace=request["replace"])
+    # frames the artist keyed are left out on the parts kept, on purpose: not worth a warning, but along a wrist
+    # path a wrist key there is a jump off the path (26 cm, unsaid)
     path = request["kind"] == "motion.trajectory"
     kept = "your keys were kept"
     notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if path and kept in w else "")
              for w in summary["warnings"] if path or kept not in w]
+    why = "not kept" if request["kind"] == "motion.inbetween" else "generated"
+    for side, parts in summary["replaced"].items():
+        names = [name for name in ("wrist rotation", "fingers", "wrist location") if name in parts]
+        notes.append(f"{side} hand: replaced {sum(parts.values())} of your keys on the "
+                     f"{', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}{names[-1]} ({why}); "
+                     "Ctrl-Z brings them back")
     engine = result.data.get("engine", request["params"].get("engine", ""))
     if result.data.get("warning"):
         notes.append(str(result.data["warning"]))
@@ -492,6 +501,11 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         spaces); called again with the same rigs when the result lands (``check_inputs_unchanged``)."""
         raise NotImplementedError
 
+    def generated_parts(self) -> frozenset[int]:
+        """The parts (KEY_PARTS columns) this button generates on the hands it writes, the artist's keys there
+        ignored: their keys in the range are replaced (kept, each was a one-frame jump to the old pose)."""
+        return frozenset(range(KEY_PARTS))
+
     def job_request(self, context):
         scene = context.scene
         start, end = frame_range(scene, self.frame_start, self.frame_end)
@@ -516,6 +530,7 @@ class _MotionJob(_MotionOptions, jobs.JobOperator):
         self._request = {"kind": kind, "params": params, "arrays": arrays, "write": write, "frame_start": start,
                          "frames": end - start + 1, "sample": self.sample, "label": self.bl_label,
                          "placement": placement, "read": read, "keep_apart": self.keep_apart,
+                         "replace": {side: self.generated_parts() for side in write},
                          "rigs": {side: (obj.name, obj.session_uid) for side, obj in every.items()}}
         return kind, params, arrays
 
@@ -581,6 +596,9 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
     def read_arrays(self, context, chosen, every, start, end):
         return inbetween_arrays(context, chosen, every, start, end, set(self.fixed))
 
+    def generated_parts(self):
+        return frozenset(range(KEY_PARTS)) - {c for part in self.fixed for c in FIXED_COLUMNS[part]}
+
 
 class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
     """Move the wrists along curves or animated empties over the frame range; the fingers are generated"""
@@ -618,6 +636,10 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
             raise ValueError(f"the {gone[0]} wrist path is no longer in the scene")
         paths = {prop.removesuffix("_path"): by_uid[uid] for prop, uid in self._path_uids.items()}
         return trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
+
+    def generated_parts(self):
+        # none: the artist's keys in a path's range stay, and are said (a pose keyed at its ends is one to keep)
+        return frozenset()
 
 
 class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):

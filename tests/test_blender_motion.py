@@ -1,7 +1,7 @@
 """The motion buttons in real Blender through a real backend (started by the add-on): In-between with
 the spline and the learned engine (the shipped checkpoint, 3 steps) writes GENERATED keys between
-the artist's keys, leaves the artist's keys bit for bit, goes through the keys, and is undone by one
-undo; Regenerate replaces its own keys; Generate Motion and Follow Wrist Path (an animated empty, a
+the artist's keys, leaves the artist's keys on the kept parts bit for bit and replaces them on the parts
+left free, goes through the keys, and is undone by one undo; Regenerate replaces its own keys; Generate Motion and Follow Wrist Path (an animated empty, a
 curve) land on the chosen hands; bad input is reported before anything is sent."""
 
 from __future__ import annotations
@@ -131,16 +131,28 @@ def test_bad_inputs_are_reported_before_sending_and_change_nothing(session):
     assert bad["unchanged"] is True
 
 
-def _check_inbetween(result, artist_before):
+def _is_finger(key: str) -> bool:
+    return '"wrist"' not in key
+
+
+def _check_inbetween(result, artist_before, fingers_kept: bool = True):
+    """Kept parts: the artist's keys bit for bit, generated keys on every frame between them, none on them,
+    the curves through them. Fingers left out of Kept: generated everywhere, the artist's keys there replaced."""
     assert result["result"] == ["FINISHED"], result["printed"]
     keys = result["keys"]
-    assert _artist(keys) == artist_before  # bit for bit: frame, value, type, interpolation, handles
+    kept = {key: points for key, points in artist_before.items() if fingers_kept or not _is_finger(key)}
+    # bit for bit: frame, value, type, interpolation, handles
+    assert _artist(keys) == {key: kept.get(key, []) for key in artist_before}
     between = _between(ARTIST_FRAMES[0], ARTIST_FRAMES[-1])
     for key, frames in _generated_frames(keys).items():
-        assert frames == between, key  # every frame between the keys, none on them
-    for key, values in result["at_keys"].items():  # the curves go through the artist's keys
-        keyed = {p[0]: p[1] for p in artist_before[key]}
-        assert values == [keyed[float(f)] for f in ARTIST_FRAMES], key
+        if key in kept:
+            assert frames == between, key  # every frame between the keys, none on them
+        else:
+            assert frames == [float(f) for f in range(ARTIST_FRAMES[0], ARTIST_FRAMES[-1] + 1)], key
+    for key, values in result["at_keys"].items():  # the curves go through the artist's keys they keep
+        if key in kept:
+            keyed = {p[0]: p[1] for p in artist_before[key]}
+            assert values == [keyed[float(f)] for f in ARTIST_FRAMES], key
 
 
 def test_spline_inbetween_goes_through_the_keys_and_keeps_them(session):
@@ -162,13 +174,44 @@ def test_one_undo_step_removes_the_inbetween(session):
 def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
     session.no_error("learned")
     learned = session["learned"]
-    _check_inbetween(learned, session["artist"])
+    # Kept: the wrists; the fingers' keys were kept before (each a one-frame snap to the keyed pose): replaced
+    _check_inbetween(learned, session["artist"], fingers_kept=False)
     assert "learned" in learned["printed"] and "seed 1" in learned["printed"]
+    fingers = {side: sum(len(v) for k, v in session["artist"].items() if k.startswith(side) and _is_finger(k))
+               for side in ("left", "right")}
+    for side, count in fingers.items():
+        assert (f"{side} hand: replaced {count} of your keys on the fingers (not kept); Ctrl-Z brings them back"
+                in learned["printed"]), learned["printed"]
     # Keep Apart: "off" is sent as the job's penetration_guidance; "default" sends nothing (the kind's default)
     assert learned["params"]["penetration_guidance"] == "off"
     assert "penetration_guidance" not in session["spline"]["params"]
     finger = 'right|pose.bones["index2"].rotation_euler|0'
     assert not np.allclose(learned["curves"][finger], session["spline"]["curves"][finger], atol=1e-3)
+
+
+def test_freed_fingers_move_smoothly_through_the_frames_the_artist_had_keyed(session):
+    """Before: the artist's finger keys stayed where the fingers were generated, a 43-57° snap to the old
+    pose for one frame. Around the middle key (frame 12) each freed finger curve now changes per frame as
+    elsewhere: within a few times its median change over the range."""
+    session.no_error("learned")
+    middle = ARTIST_FRAMES.index(12)
+    at = ARTIST_FRAMES[middle] - ARTIST_FRAMES[0]  # (index of frame 12 in the evaluated frames)
+    worst = []
+    for key, values in session["learned"]["curves"].items():
+        if _is_finger(key) and "rotation" in key:
+            steps = np.abs(np.diff(values))
+            around = steps[at - 1:at + 1].max()  # into and out of frame 12
+            worst.append((around / (np.median(steps) + 1e-3), key, around))
+    ratio, key, around = max(worst)
+    assert ratio < 6.0, (key, around, sorted(worst)[-5:])
+
+
+def test_the_replaced_keys_come_back_with_one_undo(session):
+    session.no_error("learned", "artist_back")
+    learned = session["learned"]
+    assert learned["undone"] == session["artist"]  # the artist's finger keys back, exactly, with one undo
+    assert learned["redone"] == learned["keys"]
+    assert session["artist_back"]["back"], session["artist_back"]  # (for the checks after)
 
 
 def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
@@ -177,7 +220,8 @@ def test_regenerate_replaces_its_own_keys_with_a_new_seed(session):
     assert again["result"] == ["FINISHED"] and "seed 2" in again["printed"], again["printed"]
     # the in-between left Variation to the job (0.8); Regenerate asks for a fresh sample
     assert "variation" not in learned["params"] and again["params"]["variation"] == 1.0
-    assert _artist(again["keys"]) == session["artist"]
+    assert _artist(again["keys"]) == _artist(learned["keys"])  # the wrist keys (the fingers' went with learned)
+    assert "replaced" not in again["printed"], again["printed"]  # none of the artist's left on the fingers
     assert _generated_frames(again["keys"]) == _generated_frames(learned["keys"])  # replaced, not added
     finger = 'left|pose.bones["middle2"].rotation_euler|0'
     assert not np.allclose(again["curves"][finger], learned["curves"][finger], atol=1e-4)
@@ -339,9 +383,16 @@ def test_what_a_motion_keeps_as_the_artist_had_it_is_said(session):
     result, printed = found["path"]
     assert result == ["FINISHED"] and ("your keys were kept at frame 1010, so the clip was not keyed there: where "
                                        "they key the wrist, it is where you keyed it, not on its path") in printed
+    assert "replaced" not in printed, printed  # (along a path the artist's keys stay)
+    # Generate Motion over the artist's keys at 1105: replaced (they were kept, the hand snapping there), but
+    # not in the muted channels (left as they are), nor after the range (1111)
     result, printed = found["muted"]
     assert result == ["FINISHED"] and found["muted_keys_added"] == 0
     assert "right hand: index1 is muted, so its channels were left as they are" in printed, printed
+    assert found["types_at"] == {"1105": ["GENERATED"], "1111": ["KEYFRAME"]}, found
+    assert found["muted_at_1105"] == ["KEYFRAME"], found
+    assert (f"right hand: replaced {found['count_at_1105']} of your keys on the wrist rotation, fingers and wrist "
+            "location (generated)") in printed, printed
     result, printed = found["strips"]
     assert result == ["FINISHED"] and "was animated by NLA strips alone: its new keys are in a new action" in printed
 

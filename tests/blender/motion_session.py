@@ -199,9 +199,16 @@ def learned():
     try:
         out = inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"}, keep_apart="off")
         out["params"] = sent_params()
-        return out
     finally:
         hand("left").handforge.use_limits = False
+    # one undo brings the replaced finger keys back; redo, the motion again
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo()
+    out["undone"] = snapshot()
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.redo()
+    out["redone"] = snapshot()
+    return out
 
 
 s.check("learned", learned)
@@ -216,6 +223,25 @@ def regenerate():
 s.check("regenerate", regenerate)
 
 
+# Kept as the panel has it by default: an operator called without it takes the last call's (the learned in-between's
+# wrists only, which replaces the artist's finger keys)
+ALL_KEPT = {"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"}
+
+
+def artist_keys_back():
+    """The artist's keys as they were before the learned in-between replaced its finger keys (the checks after
+    key them): undone step by step (Regenerate, run from a script here, made no undo step of its own)."""
+    undos = 0
+    while snapshot() != s.results["artist"] and undos < 3:
+        with bpy.context.temp_override(**UI):
+            bpy.ops.ed.undo()
+        undos += 1
+    return {"back": snapshot() == s.results["artist"], "undos": undos}
+
+
+s.check("artist_back", artist_keys_back)
+
+
 def regenerate_the_same_frames():
     """In-between over the scene's range (-1, as the panel sends it), the range then narrowed: Regenerate
     redid the narrowed range, or refused it as if In-between had been pressed on it (a review found it)."""
@@ -223,7 +249,8 @@ def regenerate_the_same_frames():
     saved = scene.frame_start, scene.frame_end
     scene.frame_start, scene.frame_end = START, END
     try:
-        made = as_user(ops.motion_inbetween, frame_start=-1, frame_end=-1, engine="spline", sides="BOTH")[0]
+        made = as_user(ops.motion_inbetween, frame_start=-1, frame_end=-1, engine="spline", sides="BOTH",
+                       fixed=ALL_KEPT)[0]
         last = importlib.import_module(f"{ADDON_MODULE}.ops_motion").LAST_RUN
         first = (last["options"]["frame_start"], last["options"]["frame_end"])
         scene.frame_end = START + 2  # to preview the start
@@ -243,7 +270,7 @@ def second_sample_right_only():
     out = {"before": before}
     for sample in (0, 1):
         result, printed = as_user(ops.motion_inbetween, frame_start=START, frame_end=END, engine="learned", steps=3,
-                                  seed=1, num_samples=2, sample=sample, sides="RIGHT")
+                                  seed=1, num_samples=2, sample=sample, sides="RIGHT", fixed=ALL_KEPT)
         out[sample] = {"result": result, "printed": printed, "keys": snapshot()}
     return out
 
@@ -769,9 +796,16 @@ def what_is_kept_is_said():
     index = [fc for fc in bag_of(right).fcurves if fc.data_path.startswith('pose.bones["index1"]')]
     for fc in index:
         fc.mute = True
+    keys_module.key_pose(right, 1105)  # the artist's keys inside the range: Generate Motion replaces them (not index1)
+    keys_module.key_pose(right, 1111)  # (after the range: kept)
     before = {(fc.data_path, fc.array_index): len(fc.keyframe_points) for fc in index}
     found["muted"] = as_user(ops.motion_generate, frame_start=1101, frame_end=1110, engine="spline", sides="RIGHT")
     found["muted_keys_added"] = sum(len(fc.keyframe_points) - before[fc.data_path, fc.array_index] for fc in index)
+    found["types_at"] = {str(f): sorted({k.type for fc in bag_of(right).fcurves if fc not in index
+                                         for k in fc.keyframe_points if k.co[0] == f}) for f in (1105, 1111)}
+    found["muted_at_1105"] = sorted({k.type for fc in index for k in fc.keyframe_points if k.co[0] == 1105})
+    found["count_at_1105"] = sum(k.co[0] == 1105 for fc in bag_of(right).fcurves if fc not in index
+                                 for k in fc.keyframe_points)
     for fc in index:
         fc.mute = False
     _drop_keys_from(right, 1100)
