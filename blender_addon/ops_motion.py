@@ -122,7 +122,8 @@ def artist_key_mask(arm_obj, start: int, end: int, columns: list[int] | None = N
     generated = _generated_type()
     for fc in bag.fcurves:
         part = part_of.get(fc.data_path)
-        if part is None or fc.mute or not len(fc.keyframe_points):
+        # (a muted curve or group plays nothing: the pose sent there is not its keys', so they constrain nothing)
+        if part is None or fc.mute or (fc.group is not None and fc.group.mute) or not len(fc.keyframe_points):
             continue
         n = len(fc.keyframe_points)
         co, kinds = np.empty(2 * n, np.float32), np.empty(n, np.int32)

@@ -353,6 +353,12 @@ def test_an_artist_key_between_frames_is_refused_not_passed_by(session):
     assert "keys between frames (at 510.5)" in found["printed"] and "Snap" in found["printed"], found["printed"]
 
 
+def test_keys_in_a_muted_group_are_not_kept_as_constraints(session):
+    # before: only the curve's own mute was looked at; the group's (as the writer checks) made them constraints
+    session.no_error("muted_group")
+    assert session["muted_group"] == {"index1_at_510": False, "index2_at_510": True}
+
+
 def test_motion_buttons_run_one_at_a_time(session):
     session.no_error("one_at_a_time")
     found = session["one_at_a_time"]

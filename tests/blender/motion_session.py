@@ -573,6 +573,27 @@ def subframe_key():
 s.check("subframe_key", subframe_key)
 
 
+def muted_group_keys():
+    """Keys in a muted F-curve group play nothing (the pose sent there ignores them): not constraints, as keys
+    of a muted curve are not (only the curve's own mute was looked at)."""
+    ops_motion = importlib.import_module(f"{ADDON_MODULE}.ops_motion")
+    keys_module = importlib.import_module(f"{ADDON_MODULE}.keys")
+    right = bpy.context.scene.handforge.right
+    for frame in (501, 510, 520):
+        keys_module.key_pose(right, frame)
+    group = next(fc.group for fc in bag_of(right).fcurves if fc.data_path.startswith('pose.bones["index1"]'))
+    group.mute = True
+    try:
+        mask = ops_motion.artist_key_mask(right, 501, 520)
+    finally:
+        group.mute = False
+    _drop_keys_from(right, 500)
+    return {"index1_at_510": bool(mask[9, 1]), "index2_at_510": bool(mask[9, 2])}
+
+
+s.check("muted_group", muted_group_keys)
+
+
 def keys_in_another_slot():
     """The rig's action assigned with a slot holding none of its keys (Blender 4.4+ slotted actions): the
     refusal said only "keyed on no frame", though the action holds the keys."""
