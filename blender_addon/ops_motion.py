@@ -586,9 +586,12 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
     job_kind = "motion.inbetween"
 
     sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
-    fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
+    # (SKIP_SAVE: Blender otherwise gives a call without it the last call's Kept, and the parts left out have their
+    # keys in the range replaced: a script's call would delete keys an earlier call's choice left unkept)
+    fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG", "SKIP_SAVE"},
                         default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
-                        description="Which of your keys the motion goes through; the other parts are generated")
+                        description="Which of your keys the motion goes through; the other parts are generated, "
+                                    "your keys on them in the range replaced (Ctrl-Z brings them back)")
 
     def motion_request(self, context, start, end):
         chosen, every = motion_hands(context, _target(self, context))
@@ -826,7 +829,8 @@ class HANDFORGE_PG_motion(_MotionOptions, bpy.types.PropertyGroup):
 
     fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG"},
                         default={"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"},
-                        description="Which of your keys In-between goes through; the other parts are generated")
+                        description="Which of your keys In-between goes through; the other parts are generated, your "
+                                    "keys on them in the range replaced (Ctrl-Z brings them back)")
     left_path: PointerProperty(name="Left Path", type=bpy.types.Object, poll=is_path_object,
                                description="Curve or animated object the left wrist follows")
     right_path: PointerProperty(name="Right Path", type=bpy.types.Object, poll=is_path_object,

@@ -182,6 +182,9 @@ def test_learned_inbetween_generates_free_fingers_and_keeps_the_keys(session):
     for side, count in fingers.items():
         assert (f"{side} hand: replaced {count} of your keys on the fingers (not kept); Ctrl-Z brings them back"
                 in learned["printed"]), learned["printed"]
+    # Kept is not remembered for the next call (Blender's last-used values): a script's call without it would have
+    # replaced the fingers' keys as this call's narrower choice did
+    assert learned["kept_skip_save"] is True
     # Keep Apart: "off" is sent as the job's penetration_guidance; "default" sends nothing (the kind's default)
     assert learned["params"]["penetration_guidance"] == "off"
     assert "penetration_guidance" not in session["spline"]["params"]

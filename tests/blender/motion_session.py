@@ -199,6 +199,8 @@ def learned():
     try:
         out = inbetween("learned", steps=3, seed=1, fixed={"WRIST_ROTATION", "WRIST_LOCATION"}, keep_apart="off")
         out["params"] = sent_params()
+        # a later call without Kept gets the default (all kept), not this call's narrower choice
+        out["kept_skip_save"] = bpy.ops.handforge.motion_inbetween.get_rna_type().properties["fixed"].is_skip_save
     finally:
         hand("left").handforge.use_limits = False
     # one undo brings the replaced finger keys back; redo, the motion again
