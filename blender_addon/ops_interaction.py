@@ -591,6 +591,10 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         models = {rig.handforge.hand_model for rig in rigs.values()}
         if len(models) != 1:
             raise ValueError(f"the hands are of different hand models ({', '.join(sorted(models))}) now: sample again")
+        changed = changed_since_sampling(state)
+        if changed:  # each pair keys the anchor as sampled: the artist's new pose went back unsaid
+            raise ValueError(f"{changed} since the candidates were sampled, and each pair keys it as it was then: "
+                             "Sample Interaction again to fit them to it (or undo the change)")
         rows = [json.loads(c.poses) for c in list(state.candidates)[:count]]
         model = models.pop()
         # (in the reference rig's space: placed on each keyed frame below, once nothing refuses them)
@@ -600,7 +604,7 @@ class HANDFORGE_OT_interaction_key(_BrowseOperator, bpy.types.Operator):
         # hand (or a candidate with the artist's keyed finger), which no dataset wants
         taken = keys.artist_frames(rigs, start, start + count - 1)
         anchor = state.anchor_side
-        if anchor in taken and not changed_since_sampling(state):  # the anchor keyed where it was sampled:
+        if anchor in taken:  # the anchor keyed where it was sampled (a change since is refused above):
             # its key is the pose the candidates were made for (Key Pose, then sample, then key them)
             taken[anchor] = [f for f in taken[anchor] if abs(f - start) >= keys.KEPT_KEY_REACH]
             if not taken[anchor]:

@@ -199,6 +199,9 @@ def test_apply_warns_when_the_hands_changed_and_key_candidates_refuses_frames_ho
     message = found["in_the_way"]
     assert "frames 200-202 hold your keys (the right hand at 201)" in message and "whole pairs" in message, message
     assert found["kept"] == 3 and found["keys_unchanged"] is True, found
+    message = found["posed_then_keyed"]  # before: keyed, the anchor's new pose put back as sampled, unsaid
+    assert "the left hand was posed anew since the candidates were sampled" in message, message
+    assert "Sample Interaction again" in message and found["posed_kept"] is True, found
     assert found["anchor_keyed"] == ["FINISHED"], found  # the anchor's own key where it was sampled: no refusal
 
 

@@ -467,6 +467,16 @@ def changed_since_sampling_and_keys_in_the_way():
     found["kept"] = browse()["count"]
     found["keys_unchanged"] = {side: every_key(side) for side in SIDES} == before
     bpy.ops.handforge.interaction_cancel()
+    # the anchor posed anew since sampling, on frames free of keys: each pair keyed it back as it was sampled,
+    # the artist's change lost unsaid
+    scene.frame_set(250)
+    assert sorted(sample(anchor="LEFT", count=3)) == ["FINISHED"]
+    index1.rotation_euler[0] += 0.3
+    posed = index1.rotation_euler[0]
+    found["posed_then_keyed"] = error_of(lambda: bpy.ops.handforge.interaction_key(count=3))
+    found["posed_kept"] = abs(index1.rotation_euler[0] - posed) < 1e-6 and every_key("left") == before["left"]
+    index1.rotation_euler[0] -= 0.3
+    bpy.ops.handforge.interaction_cancel()
     # the anchor keyed where it is sampled (Key Pose, Sample, Key Candidates): its key is what they fit
     scene.frame_set(300)
     assert as_user(bpy.ops.handforge.key_pose, sides="LEFT") == {"FINISHED"}
