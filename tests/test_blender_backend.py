@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 
 import numpy as np
@@ -15,15 +14,9 @@ import pytest
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import SIDES
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
+from tests.blender.harness import free_port, run_blender
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -419,12 +419,7 @@ def test_workbench_antialiasing_reaches_blender_and_smooths_only_the_edges(blend
     hardly elsewhere. A rerun with another value is another dataset, and the card says which."""
     from handforge.export.folder import FolderTaken
 
-    spec = parse_spec(SPEC)
-    model = load_hand_model("open")
-    scene = sample_scene(spec, 0)
-    hands = _hands(model, scene)
-    camera, _ = sample_camera(spec, scene.rng, np.concatenate([h["keypoints"] for h in hands.values()]).mean(0))
-    sample_look(spec, scene)
+    scene, camera, hands = _shots(parse_spec(SPEC), (0,))[0]
     with BlenderRGB("workbench", antialiasing="OFF") as aliased:
         hard = aliased(scene, camera, hands)[..., 3]
     smooth = blender(scene, camera, hands)[..., 3]  # (the module's: the default, 8 samples)
