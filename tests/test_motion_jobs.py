@@ -245,8 +245,9 @@ def shipped():
         yield srv
 
 
-def one_hand_keyed() -> dict[str, np.ndarray]:
-    """The left hand keyed (random poses) at both ends of 30 frames; the right hand not sent (the engine makes it)."""
+def one_hand_keyed(right_sent: bool = True) -> dict[str, np.ndarray]:
+    """The left hand keyed (random poses) at both ends of 30 frames; the right hand sent without keys (the engine
+    makes it), or, ``right_sent`` False, not sent: a scene of the left hand alone."""
     rng = np.random.default_rng(0)
     t = 30
     arrays = {"left.global_orient": np.zeros((t, 3), np.float32), "left.hand_pose": np.zeros((t, 45), np.float32),
@@ -256,19 +257,26 @@ def one_hand_keyed() -> dict[str, np.ndarray]:
         arrays["left.hand_pose"][k] = rng.uniform(-0.3, 0.3, 45)
         arrays["left.transl"][k] = [0.1 * k / t, 0.0, 0.3]
         arrays["left.mask"][k] = 1
+    if right_sent:
+        arrays.update({name.replace("left", "right"): np.zeros_like(value) for name, value in arrays.items()})
     return arrays
 
 
 def test_a_hand_left_to_the_engine_is_not_said_to_follow_paths(shipped):
-    """One hand keyed at both ends, the other not sent (the engine makes it): where the made hand went into
-    the keyed one, the note told the artist to move wrist paths they had never sent (a review found it; the
-    shipped model, which makes this motion, not the module's tiny one)."""
+    """One hand keyed at both ends, the other sent without keys (the engine makes it): where the made hand went
+    into the keyed one, the note told the artist to move wrist paths they had never sent (a review found it; the
+    shipped model, which makes this motion, not the module's tiny one). With the other hand not sent (a scene of
+    one hand: the add-on sends the hands its scene has) the same motion is made, yet there is no other hand to be
+    in: it was said all the same, "The hands still go ... into each other", of a hand the scene does not have."""
+    params = {"engine": "learned", "fps": 1000, "smoothing": 10, "variation": 0.01}
     with shipped.client() as client:
-        result = client.run("motion.inbetween", {"engine": "learned", "fps": 1000, "smoothing": 10,
-                                                 "variation": 0.01}, one_hand_keyed(), timeout=300)
+        result = client.run("motion.inbetween", params, one_hand_keyed(), timeout=300)
+        alone = client.run("motion.inbetween", params, one_hand_keyed(right_sent=False), timeout=300)
     warning = result.data.get("warning", "")
     assert "wrist keys or paths" not in warning, warning
     assert warning.startswith("The hands still go ") and "Regenerate for another take" in warning, warning
+    assert "warning" not in alone.data, alone.data
+    assert set(clip_of(alone).hands) == {"left", "right"}  # (the result's format: both hands, the add-on keys its own)
 
 
 def test_hands_left_in_each_other_are_said_of_every_sample(shipped):

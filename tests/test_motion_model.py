@@ -343,6 +343,33 @@ def test_guidance_while_sampling_moves_each_motion_on_its_own(trained):
     unguided = pipe.batch([close], steps=4, seed=[8])[0]
     assert np.abs(beside[1]["hand_pose"] - unguided["hand_pose"]).max() > 1e-3  # the close one was guided
 
+def test_a_scene_of_one_hand_is_not_kept_apart_from_the_generated_other():
+    """A right wrist path alone (the scene has no left hand: the add-on sends none): the left hand is generated
+    too, 27 cm from the right wrist at its closest here, and "auto" guidance steered the right fingers away
+    from it (0.006 rad on seed 2 of the shipped model), from a hand the scene does not have. Now the right
+    hand comes out as unguided; the same keys with both hands in the scene are still guided."""
+    from dataclasses import replace
+
+    from handforge.engines.motion.jobs import trajectory_observation
+    from handforge.engines.motion.pipeline import guidance_named
+    from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+
+    pipe = MotionPipeline(load_model(MotionDenoiser, str(SHIPPED_CHECKPOINT)), load_hand_model("open"))
+    t = 60
+    path = np.stack([np.linspace(-0.1, 0.2, t), 0.05 * np.sin(np.linspace(0, 3, t)), np.zeros(t)], 1)
+    alone = trajectory_observation({"hand_model": "open", "fps": 30.0}, {"right.transl": path})
+
+    def right_fingers(observation, guidance):
+        return synthesize(observation, "learned", pipe, steps=20, seed=2, guidance=guidance)[0].hands["right"].hand_pose
+
+    unguided = right_fingers(alone, None)
+    np.testing.assert_array_equal(right_fingers(alone, guidance_named("auto")), unguided)
+    assert alone.scene_hands == ("right",)
+    both = replace(alone, scene_hands=("left", "right"))  # (the other hand there, free: kept apart from it)
+    assert np.abs(right_fingers(both, guidance_named("auto")) - unguided).max() > 1e-3
+    assert pipe.penetration_depths([alone], [{"transl": np.zeros((t, 2, 3))}]) == [0.0]  # (nothing to measure)
+
+
 def test_repair_polishes_only_the_motions_that_pass_hands_through_each_other(trained):
     """``when="repair"``: a motion whose hands stay apart comes back exactly as without guidance; one whose
     in-between passes a hand through the other comes back less deep, its keys kept exactly, and the

@@ -150,3 +150,8 @@ def test_observation_rejects_bad_keys():
     bad[4, 0, 0] = np.nan
     bad[0, 0, 0] = 0.0
     Observation(obs.global_orient, obs.hand_pose, bad, obs.part_mask, obs.betas)
+    # the scene's hands: one or both sides, once each, and keys on those only
+    with pytest.raises(ObservationError, match="scene_hands must name one or both of left, right"):
+        Observation(obs.global_orient, obs.hand_pose, obs.transl, obs.part_mask, obs.betas, scene_hands=())
+    with pytest.raises(ObservationError, match="part_mask keys the left hand, which scene_hands"):
+        Observation(obs.global_orient, obs.hand_pose, obs.transl, obs.part_mask, obs.betas, scene_hands=("right",))

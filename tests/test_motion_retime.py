@@ -4,6 +4,8 @@ every learned motion played at 0.8× the speed the model learnt, and at 60 fps a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
@@ -54,6 +56,9 @@ def test_keys_land_on_the_nearest_model_frame_the_nearer_in_time_where_two_meet(
     assert np.array_equal(model.hand_pose[30], scene.hand_pose[60])
     assert np.array_equal(model.hand_pose[16], scene.hand_pose[31])  # 15.5 rounds to 16 (numpy: to even)
     assert retime.at_model_rate(observation(40, 30.0, keyed=(0, 39)), 30.0).num_frames == 40
+    # a scene of one hand stays one on the model's frames (else its hand was kept apart from the generated other)
+    one = replace(scene, part_mask=scene.part_mask & np.array([False, True])[:, None], scene_hands=("right",))
+    assert retime.at_model_rate(one, 30.0).scene_hands == ("right",)
 
 
 def test_resampled_rotations_follow_their_arc_and_translations_their_line():

@@ -10,6 +10,11 @@ rows. Every job returns one ``MotionClip`` in the motion format the add-on impor
 ``num_samples`` > 1 every sample also comes packed as ``samples.<side>`` (N, T, 51) =
 [global_orient 3 | hand_pose 45 | transl 3] per frame (betas as in the clip).
 
+The hands a request sends are the scene's (the add-on sends every hand its scene has): a side not sent is
+still generated (the clip has both hands), but it is not in the scene, so nothing keeps the other hand apart
+from it and no overlap with it is measured or said (it steered a lone hand's fingers away from a phantom).
+``motion.generate`` reads the sides from the betas sent; none sent: both hands.
+
 ``engine``: "learned" (the diffusion model of ``motion.checkpoint``; falls back to "spline", saying
 so in ``data["engine"]`` and ``data["warning"]``, when no checkpoint is there) or "spline".
 """
@@ -248,6 +253,11 @@ def _check_fits_model(params: dict[str, Any], num_frames: int, frames_field: str
 
 
 # ------------------------------------------------------------------------------------- observations
+def _sent(arrays: Mapping[str, np.ndarray], field: str) -> tuple[str, ...]:
+    """The scene's hands: those the request sends ``field`` of (the add-on sends every hand its scene has)."""
+    return tuple(s for s in SIDES if hand_array_name(s, field) in arrays)
+
+
 def _betas(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(arrays.get(hand_array_name(s, "betas"), np.zeros(NUM_BETAS)), dtype=np.float64)
                      for s in SIDES])
@@ -266,7 +276,7 @@ def inbetween_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarra
         for f in values:
             values[f][:, h] = arrays[hand_array_name(side, f)]
     return Observation(**values, part_mask=mask, betas=_betas(arrays), hand_model=params["hand_model"],
-                       fps=params["fps"])
+                       fps=params["fps"], scene_hands=_sent(arrays, "mask"))
 
 
 def trajectory_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
@@ -283,7 +293,7 @@ def trajectory_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarr
             values["global_orient"][:, h] = arrays[hand_array_name(side, "global_orient")]
             mask[:, h, 0] = True
     return Observation(**values, part_mask=mask, betas=_betas(arrays), hand_model=params["hand_model"],
-                       fps=params["fps"])
+                       fps=params["fps"], scene_hands=_sent(arrays, "transl"))
 
 
 def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray]):
@@ -292,7 +302,8 @@ def generate_observation(params: dict[str, Any], arrays: Mapping[str, np.ndarray
     t = params["num_frames"]
     zeros = {f: np.zeros((t, 2, n)) for f, n in (("global_orient", 3), ("hand_pose", 45), ("transl", 3))}
     return Observation(**zeros, part_mask=np.zeros((t, 2, KEY_PARTS), dtype=bool), betas=_betas(arrays),
-                       hand_model=params["hand_model"], fps=params["fps"])
+                       hand_model=params["hand_model"], fps=params["fps"],
+                       scene_hands=_sent(arrays, "betas") or SIDES)  # (no betas: a two-hand motion from nothing)
 
 
 # ------------------------------------------------------------------------------------- running
@@ -391,7 +402,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
             say(shown[0], f"measuring where the hands are left in each other ({motion}/{motions})")
 
         warning = " ".join(filter(None, [warning, _overlap_note(pipeline, observation, clips, measuring)]))
-    if measured and all(side in clips[0].hands for side in SIDES):
+    if measured and observation.both_hands:  # (one hand in the scene: nothing for it to go into)
         def measuring_frames(done: int, total: int) -> None:  # (512 frames take seconds on a CPU: cancellable)
             say(denoised + (1.0 - denoised) * done / total,
                 f"measuring where the hands go into each other ({done}/{total} frames)", force=done == total)
@@ -401,7 +412,7 @@ def _run(ctx: JobContext, params: dict[str, Any], observation) -> JobResult:
         said = spline_note(observation, depths, OVERLAP_SAID, params["first_frame"])
         warning = " ".join(filter(None, [warning, said]))
     if measured and shown[0] < 1.0:  # (one hand, or none within reach: nothing measured, the bar left at 10 %)
-        say(1.0, "nothing to measure: the hands are not within reach of each other" if len(clips[0].hands) > 1
+        say(1.0, "nothing to measure: the hands are not within reach of each other" if observation.both_hands
             else "nothing to measure: one hand", force=True)
     if engine == "spline" and params["num_samples"] > 1:  # (its N "samples" came back the same, unsaid)
         warning = " ".join(filter(None, [warning, f"The spline engine makes one motion: the {params['num_samples']} "
@@ -421,12 +432,11 @@ def _overlap_note(pipeline, observation, clips, on_measured=None) -> str:
     Apart moves fingers and free wrist rotations only, and the hands stayed 20 mm deep, unsaid). Every sample
     is measured and those left in each other are named: the add-on keys any of them (Keyed Sample), and the
     first one's note was said of them all (a sample 8 mm deep went unsaid beside a clear first)."""
-    from handforge.engines.motion import representation as rep
-
     mask = np.asarray(observation.part_mask)
     changeable = ~mask.reshape(len(mask), -1).all(-1)
-    # every frame a key of every part: Keep Apart moved nothing (as with 'off', nothing to say; it said a bounce)
-    if not changeable.any() or not all(side in clips[0].hands for side in rep.HAND_AXIS):
+    # every frame a key of every part: Keep Apart moved nothing (as with 'off', nothing to say; it said a bounce);
+    # one hand in the scene: the generated other one is not there to be in (it was measured, and said)
+    if not changeable.any() or not observation.both_hands:
         return ""
     values = [_rig_values(clip) for clip in clips]
     # on_measured(motion, motions) after each chunk of frames measured (progress, cancelling)

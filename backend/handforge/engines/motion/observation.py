@@ -13,6 +13,9 @@
                                      ``transl`` maps to the motion's translation channels. Worked out
                                      from the shipped rig for the open hand; a MANO observation gets it
                                      from its hand model (``placed``; ``MotionPipeline`` does so itself)
+    scene_hands   the sides the scene has ("left", "right"): a request names the hands it sends. Both
+                  hands are generated either way (the motion is two-hand), but a hand the scene lacks
+                  is nowhere to collide with: nothing keeps the other apart from it or measures overlap
 
 ``clip(...)`` turns generated rig values into a ``MotionClip`` and writes every key back
 exactly, so the result reproduces the animator's values bit for bit.
@@ -44,8 +47,14 @@ class Observation:
     hand_model: str = "open"
     fps: float = 30.0
     wrist_shift: np.ndarray | None = None
+    scene_hands: tuple[str, ...] = rep.HAND_AXIS
 
     def __post_init__(self) -> None:
+        scene_hands = tuple(self.scene_hands)
+        if not scene_hands or len(set(scene_hands)) != len(scene_hands) or not set(scene_hands) <= set(rep.HAND_AXIS):
+            raise ObservationError(f"scene_hands must name one or both of {', '.join(rep.HAND_AXIS)} once each, got "
+                                   f"{self.scene_hands!r}")
+        object.__setattr__(self, "scene_hands", tuple(s for s in rep.HAND_AXIS if s in scene_hands))
         mask = np.asarray(self.part_mask)
         if mask.ndim != 3 or mask.shape[1:] != (2, rep.PARTS) or mask.dtype != bool:
             raise ObservationError(f"part_mask must be a (T, 2, {rep.PARTS}) bool array, got {mask.dtype} {mask.shape}")
@@ -65,6 +74,10 @@ class Observation:
             raise ObservationError(f"betas must be two finite rows of 10 (left, right), got {betas.shape}")
         object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "part_mask", mask)
+        absent = [h for h, side in enumerate(rep.HAND_AXIS) if side not in self.scene_hands]
+        if mask[:, absent].any():
+            raise ObservationError(f"part_mask keys the {rep.HAND_AXIS[absent[0]]} hand, which scene_hands "
+                                   f"{self.scene_hands} leaves out: name it there, or key only the scene's hands")
         try:
             check_hand_model(self.hand_model)
         except ValueError as exc:
@@ -88,6 +101,11 @@ class Observation:
         if name == "hand_pose":
             return np.repeat(mask[..., 1:rep.TRANSL_PART], 3, -1)
         return np.repeat(mask[..., rep.TRANSL_PART:], 3, -1)
+
+    @property
+    def both_hands(self) -> bool:
+        """Whether the scene has both hands: only then can one go into the other (penetration guidance, overlap notes)."""
+        return len(self.scene_hands) == 2
 
     @property
     def num_frames(self) -> int:

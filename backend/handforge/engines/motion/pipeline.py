@@ -197,12 +197,15 @@ class MotionPipeline:
                            keyed: bool = False) -> np.ndarray:
         """Per motion, the deepest any vertex of one hand goes into the other (m) over the frames sampling
         can change (not those where every part is a key; ``keyed``: those only) and where the wrists are
-        within reach of each other (``overlap.frame_depths``). ``callback(motion, motions, "checking")`` after
+        within reach of each other (``overlap.frame_depths``); 0 for a scene of one hand (``scene_hands``: the
+        other is generated, but not there to go into). ``callback(motion, motions, "checking")`` after
         each chunk of frames (a job's cancel point: 8 long motions take tens of seconds on a CPU)."""
         if self.hand_model is None:
             raise ValueError("penetration checks need the hand model: MotionPipeline(model, hand_model)")
         out = np.zeros(len(values))
         for n, (o, v) in enumerate(zip(observations, values)):
+            if not o.both_hands:
+                continue
             whole_keys = o.part_mask.reshape(o.num_frames, -1).all(-1)
             said = None if callback is None else (lambda _done, _total, n=n: callback(n + 1, len(values), "checking"))
             out[n] = frame_depths(self.hand_model, o.betas, v, whole_keys if keyed else ~whole_keys, chunk,
@@ -337,6 +340,9 @@ class _Guide:
                                      device=device)   # (B, 2, 3): transl = channel + origin − shift
         self.betas = torch.as_tensor(np.stack([o.betas for o in observations]), dtype=torch.float32,
                                      device=device)   # (B, 2, 10)
+        # (B,) a scene of one hand has nothing to keep apart: steered away from the generated other hand, which
+        # the scene does not have, its fingers moved for nothing (the add-on sends the scene's hands only)
+        self.apart = torch.as_tensor([o.both_hands for o in observations], device=device)
 
     def polish(self, x0: torch.Tensor, mask: torch.Tensor,
                callback: Callable[[int, int, str], None] | None = None) -> torch.Tensor:
@@ -411,8 +417,9 @@ class _Guide:
             # transl: the same gate on every hand model, and the one ``near`` was chosen with
             wrists = rep.translations(model.denormalise(x0))
             active = (wrists[..., 0, :] - wrists[..., 1, :]).norm(dim=-1).amin(-1) <= s.near
-            if not bool(active.any()):
-                return x0
+        active = active & self.apart
+        if not bool(active.any()):
+            return x0
         for iteration in range(s.iterations):
             with torch.enable_grad():
                 x = x0.detach().float().requires_grad_(True)

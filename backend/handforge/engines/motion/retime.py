@@ -67,7 +67,7 @@ def at_model_rate(observation: Observation, model_fps: float) -> Observation:
         between = _between(name, keys[first], keys[first + 1], weight)
         values[name] = np.where(Observation._keyed(name, run), between, values[name])
     return Observation(**values, part_mask=mask, betas=observation.betas, hand_model=observation.hand_model,
-                       fps=model_fps, wrist_shift=observation.wrist_shift)
+                       fps=model_fps, wrist_shift=observation.wrist_shift, scene_hands=observation.scene_hands)
 
 
 def at_scene_rate(values: dict[str, np.ndarray], observation: Observation, model_fps: float) -> dict[str, np.ndarray]:
