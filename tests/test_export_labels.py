@@ -158,6 +158,11 @@ def test_interhand_files_round_trip_through_the_reader(exported):
             assert np.allclose(uv, np.array(hand["keypoints_2d"]) - 0.5, atol=1e-6)  # their pixel-centre convention
             slot = 0 if side == "right" else 21
             assert np.allclose(np.array(joints[str(i)]["world_coord"])[slot:slot + 21] / 1000, hand["keypoints_world"])
+            # a loader crops with the data file's box and projects with the camera's princpt: the keypoints sit
+            # in the crop where the labels' keypoints sit in the labels' box (the box was 0.5 px off: our convention)
+            box = next(a["bbox"] for a in data["annotations"] if a["image_id"] == i)
+            assert np.allclose(uv - box[:2], np.array(hand["keypoints_2d"]) - sample["bbox"][:2], atol=1e-6)
+            assert box[2:] == sample["bbox"][2:]
         assert joints[str(i)]["hand_type"] == sample["hand_type"]
 
 

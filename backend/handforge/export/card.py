@@ -75,7 +75,8 @@ def write_card(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> 
                  if set(card["skin_tones"]) <= set(MONK_SKIN_TONES) else " (sRGB)"),
              "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
              "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
-             "corner, pixel centres at i + 0.5 (InterHand2.6M-style cameras: principal point − 0.5).", "",
+             "corner, pixel centres at i + 0.5 (InterHand2.6M-style files: principal point and box corner "
+             "− 0.5).", "",
              f"InterHand2.6M's loaders read each image at images/{SPLIT}/<file_name> of their root, interhand/ "
              f"here (the file names are relative to this folder): run `{IMAGES_LINK}` in this folder for them "
              "to find the images.", ""]

@@ -84,7 +84,11 @@ def interhand_data(sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     image = {"id": i, "file_name": image_name(sample), "width": sample["camera"]["width"],
              "height": sample["camera"]["height"], "capture": 0, "subject": 0, "seq_name": "handforge",
              "camera": str(i), "frame_idx": i}
-    annotation = {"id": i, "image_id": i, "bbox": sample["bbox"], "joint_valid": _joint_valid(sample).tolist(),
+    # the box moves with the principal point to pixel centres on integers: a loader crops with it and projects
+    # with princpt, so both must be in one convention (width and height do not change)
+    x, y, w, h = sample["bbox"]
+    annotation = {"id": i, "image_id": i, "bbox": [x - 0.5, y - 0.5, w, h],
+                  "joint_valid": _joint_valid(sample).tolist(),
                   "hand_type": sample["hand_type"], "hand_type_valid": 1}
     return image, annotation
 
@@ -96,12 +100,12 @@ def interhand_writer(out: Path, hands_mean: dict[str, np.ndarray] | None,
     https://github.com/facebookresearch/InterHand2.6M), written when the block ends, of the samples given
     to the function it yields: one capture "0", frame index = camera id = sample index. MANO poses are
     mean-relative as in the release (``hands_mean`` taken off: loaders add it back; the open hand's mean is
-    zero), translations in metres; joints and camera positions in millimetres; the principal point moves
-    to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples with no hand in view are in
-    the MANO, camera and joint files but not in the data file (its loaders accept only right, left or
-    interacting hands with a box). The MANO, camera and joint files are keyed by the sample index as
-    text, in the order ``dumps`` sorts keys ("10" before "2"); the data file lists the samples in the
-    order given."""
+    zero), translations in metres; joints and camera positions in millimetres; the principal point and the
+    data file's box corner move to InterHand2.6M's pixel-centres-on-integers convention (−0.5). Samples
+    with no hand in view are in the MANO, camera and joint files but not in the data file (its loaders
+    accept only right, left or interacting hands with a box). The MANO, camera and joint files are keyed by
+    the sample index as text, in the order ``dumps`` sorts keys ("10" before "2"); the data file lists the
+    samples in the order given."""
     paths = interhand_paths(out, hand_model)
     mano, joints = KeyedJsonObject(), KeyedJsonObject()
     cameras = {table: KeyedJsonObject() for table in ("campos", "camrot", "focal", "princpt")}
