@@ -568,7 +568,7 @@ def test_a_folder_resumes_only_with_the_hand_model_it_was_made_with(tmp_path, mo
 def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     """A camera among the hands (keypoints behind it), hands out of the picture or none in view:
     COCO marks a keypoint behind the camera not labelled (its projection is a mirrored pixel that can
-    land in the image), a hand wholly outside has no projected box (as no box), and the
+    land in the image), as InterHand2.6M's joint_valid does, a hand wholly outside has no projected box (as no box), and the
     InterHand2.6M-style data file leaves out samples without a hand, whose type and box its loaders need."""
     from handforge.export.interhand_format import interhand_paths
 
@@ -588,6 +588,21 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
                     behind += 1
                     assert ann["keypoints"][3 * k:3 * k + 3] == [0, 0, 0]
     assert behind > 0  # the spec puts the camera among the hands
+    # InterHand2.6M's loaders project joints with cam2pixel: a joint behind the camera is not valid there either
+    # (it was, as every joint of a present hand, with a mirrored pixel)
+    paths = interhand_paths(among)
+    joint_valid = {i: entry["joint_valid"] for i, entry in json.loads(paths["joint_3d"].read_text())["0"].items()}
+    data_valid = {a["image_id"]: a["joint_valid"] for a in json.loads(paths["data"].read_text())["annotations"]}
+    assert any(i in data_valid for i in (s["index"] for s in labels(among)
+                                         if any(np.asarray(h["keypoints_camera"])[:, 2].min() <= 0
+                                                for h in s["hands"].values())))  # (the data file has such a sample)
+    for sample in labels(among):
+        expected = np.zeros(42)
+        for slot, side in enumerate(("right", "left")):
+            if side in sample["hands"]:
+                expected[21 * slot:21 * slot + 21] = np.asarray(sample["hands"][side]["keypoints_camera"])[:, 2] > 0
+        assert joint_valid[str(sample["index"])] == expected.tolist()
+        assert data_valid.get(sample["index"], expected.tolist()) == expected.tolist()
     beside = tmp_path / "beside"
     export(parse_spec({"seed": 3, "samples": 12, "width": 200, "height": 120, "render": {"engine": "none"},
                        "camera": {"distance": [0.08, 0.2], "elevation": [-90, 90], "azimuth": [-360, 360],

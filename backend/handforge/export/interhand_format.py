@@ -56,11 +56,16 @@ def interhand_camera(sample: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def _joint_valid(sample: dict[str, Any]) -> np.ndarray:
-    """1 for the joints of the hands the sample has (InterHand2.6M: right 0–20, left 21–41)."""
+    """1 for the joints of the hands the sample has that lie in front of the camera (InterHand2.6M: right
+    0–20, left 21–41): its loaders project joints with cam2pixel, which gives a joint behind the camera a
+    mirrored pixel. A hand in front but with no pixel in view (outside the image, or hidden) keeps its
+    joints valid: InterHand2.6M's joint_valid says the joint's 3D and projection are sound, not that it is
+    seen (its loaders find truncation from the crop; hand_type says which hands show)."""
     valid = np.zeros(2 * NUM_KEYPOINTS)
     for slot, side in enumerate(("right", "left")):
-        if sample["hands"].get(side) is not None:
-            valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = 1
+        hand = sample["hands"].get(side)
+        if hand is not None:
+            valid[slot * NUM_KEYPOINTS:(slot + 1) * NUM_KEYPOINTS] = np.asarray(hand["keypoints_camera"])[:, 2] > 0
     return valid
 
 
