@@ -1312,7 +1312,8 @@ def test_the_card_names_the_monk_scale_only_for_its_colours(tmp_path):
 
 def test_a_keypoint_under_an_occluder_is_hidden_even_beside_its_hands_outline():
     """Occluders (the forearms) become background in the images: the outline rule read a point under a
-    forearm's edge, its hand showing in the next pixel, as a visible fingertip on its hand's outline."""
+    forearm's edge, its hand showing in the next pixel, as a visible fingertip on its hand's outline; and a
+    point on the outline with a forearm behind it is in view."""
     from handforge.export.labels import keypoint_visibility
     from handforge.render.camera import Camera
     from handforge.render.gl import renderer
@@ -1325,6 +1326,12 @@ def test_a_keypoint_under_an_occluder_is_hidden_even_beside_its_hands_outline():
     point = np.array([[0.001, 0.0, 1.0]])  # pixel column 32; the occluder's edge between columns 32 and 33
     for occluder, expected in ((quad(-0.2, 0.005, 0.5), False), (quad(-0.2, -0.1, 0.5), True)):
         images = renderer().render(camera, [quad(-0.2, 0.2, 1.0), occluder]).first(1)
+        assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]
+    # on its hand's outline (the hand ends at column 32's left edge) with a forearm behind it, in view: a forearm's
+    # pixel counted as covering at any depth, so the point was hidden
+    for occluder, expected in ((quad(-0.2, 0.2, 1.5), True), (quad(0.0, 0.2, 0.9), False)):
+        images = renderer().render(camera, [quad(-0.2, 0.0, 1.0), occluder]).first(1)
+        assert images.instance[32, 31] == 1 and images.instance[32, 32] == 0  # the outline runs as said
         assert keypoint_visibility(camera, point, 0, images).tolist() == [expected]
 
 

@@ -36,10 +36,10 @@ def keypoint_visibility(camera: Camera, keypoints: np.ndarray, hand_index: int, 
     own = hand_index + 1
     here, depth = images.instance[row, col], images.depth[row, col]
     seen = (here == own) & (depth >= z - tolerance)
-    # nothing in front at its pixel: the background (not an occluder's, e.g. a forearm's), or the other hand
-    # behind the point
-    covered = images.occluded[row, col] if images.occluded is not None else np.zeros_like(seen)
-    clear = ((here == 0) & ~covered) | ((here != own) & (depth > z))
+    # nothing in front at its pixel: the background, an occluder (e.g. a forearm) or the other hand behind the
+    # point (an occluder's pixel is background in the images; its depth is kept apart)
+    occluder = images.occluder_depth[row, col] if images.occluder_depth is not None else np.zeros_like(depth)
+    clear = ((here == 0) & ((occluder == 0) | (occluder > z))) | ((here != own) & (depth > z))
     beside = np.zeros_like(seen)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):

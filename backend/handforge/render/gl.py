@@ -88,7 +88,8 @@ class GLImages:
     instance: np.ndarray   # (H, W) uint8: 0 background, k + 1 where mesh k is nearest
     depth: np.ndarray      # (H, W) float32 camera z in metres, 0 on the background
     normals: np.ndarray | None  # (H, W, 3) float32 unit normals in the camera frame (0 on the background)
-    occluded: np.ndarray | None = None  # (H, W) bool: where an occluder is nearest (``first``), None before
+    # (H, W) float32: the occluder's camera z where one is nearest, 0 elsewhere (``first``); None before
+    occluder_depth: np.ndarray | None = None
 
     def mask(self, index: int) -> np.ndarray:
         """(H, W) bool: where mesh ``index`` is visible."""
@@ -96,9 +97,12 @@ class GLImages:
 
     def first(self, count: int) -> "GLImages":
         """These images with meshes ``count`` and after as occluders only: where one of them is nearest,
-        the pixel is background in every image (what they hide stays hidden). In place."""
+        the pixel is background in every image (what they hide stays hidden), its depth kept in
+        ``occluder_depth``. In place."""
         hidden = self.instance > count
-        self.occluded = hidden  # background in the images, not for visibility: a point there is covered
+        # background in the images, not for visibility: a point there is covered when the occluder is in front
+        # of it, and not when it lies behind (a forearm seen past a fingertip on the hand's outline)
+        self.occluder_depth = np.where(hidden, self.depth, 0.0).astype(np.float32)
         if hidden.any():
             self.instance[hidden] = 0
             self.mesh[hidden] = 0
