@@ -63,6 +63,24 @@ def test_pck_counts_visible_keypoints_within_the_radius():
     assert pose_scores([far, DetectedHand("right", 0.9, detected)], {"right": hand}, 0.1) == [10 / 20]
 
 
+def test_a_hand_out_of_view_is_left_out_of_the_pose_score():
+    """A labelled hand with no visible keypoint (occluded, or outside the image) scored 0 when nothing was
+    detected but NaN (dropped from the mean) when a wrong detection was paired with it: now left out either
+    way, as eval image leaves it, and it takes no detection from a hand in view."""
+    from handforge.evaluation.landmarks import DetectedHand
+
+    target = np.random.default_rng(0).uniform(100, 200, (21, 2))
+    seen = {"keypoints_2d": target.tolist(), "visible": [1] * 21, "bbox_projected": [100, 100, 100, 100]}
+    occluded = {"keypoints_2d": (target + 300).tolist(), "visible": [0] * 21, "bbox_projected": [400, 400, 100, 100]}
+    outside = {"keypoints_2d": (target - 300).tolist(), "visible": [0] * 21, "bbox_projected": None}
+    right = DetectedHand("right", 0.9, target.copy())
+    for hidden in (occluded, outside):
+        hands = {"right": seen, "left": hidden}
+        assert pose_scores([right], hands, 0.1) == [1.0]
+        assert pose_scores([right, DetectedHand("left", 0.9, target + 350)], hands, 0.1) == [1.0]
+    assert pose_scores([right], {"left": occluded}, 0.1) == []  # nothing to score: the pair's mean is None
+
+
 def test_eval_transfer_runs_both_engines_on_pairs(tmp_path):
     sd = tiny_sd.build_sd(tmp_path / "sd")
     tiny_sd.build_controlnet(tmp_path / "controlnets" / "control_sd15_depth", sd, seed=2)

@@ -63,13 +63,16 @@ def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:
 def pose_scores(detected: list, hands: dict, threshold: float) -> list[float]:
     """Per labelled hand, PCK@``threshold`` (of its box's diagonal) over its visible keypoints against the
     detection paired with it (``evaluation.landmarks``: ``match`` by 2D proximity, ``keypoint_errors``,
-    as ``handforge eval image`` measures); a hand without a detection scores 0."""
+    as ``handforge eval image`` measures); a hand without a detection scores 0. A hand with no visible
+    keypoint (occluded, or outside the image: no ``bbox_projected``) is left out, as ``eval image`` leaves
+    it: it cannot be found, and it scored 0 when nothing was detected but NaN (dropped) when something was."""
     from handforge.evaluation.landmarks import keypoint_errors, match
 
-    labelled = {s: np.array(h["keypoints_2d"], np.float64) for s, h in hands.items()}
-    paired = match(detected, labelled)
+    in_view = {s: h for s, h in hands.items() if h.get("bbox_projected") is not None and np.any(h["visible"])}
+    labelled = {s: np.array(h["keypoints_2d"], np.float64) for s, h in in_view.items()}
+    paired = match(detected, labelled)  # (after the filter: a hand out of view must not take a detection)
     return [keypoint_errors(paired[s].keypoints, labelled[s], h["bbox_projected"], np.array(h["visible"], bool),
-                            threshold).pck if s in paired else 0.0 for s, h in hands.items()]
+                            threshold).pck if s in paired else 0.0 for s, h in in_view.items()]
 
 
 def landmark_detector():
