@@ -380,9 +380,10 @@ def test_a_corpus_clip_with_a_hand_far_from_the_origin_is_named_before_training(
 
 
 def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, capsys, monkeypatch):
-    """The corpus's contact frames repeat template poses, so a small split's ground-truth or reference
-    draw can hold 5 or fewer distinct configurations, too few for k-NN precision/recall (k = 5): that
-    is one line and exit status 2 before anything is sampled, not a traceback after every row."""
+    """The corpus's contact frames repeat template poses, so a small split's reference draw can hold 5 or
+    fewer distinct configurations, too few for k-NN precision/recall (k = 5; the reference manifold is built
+    from its distinct rows): that is one line and exit status 2 before anything is sampled, not a traceback
+    after every row. (The ground-truth row is a generated set: its copies count, as any generator's do.)"""
     import argparse
 
     from handforge.corpus.build import write_corpus
@@ -399,10 +400,11 @@ def test_the_eval_names_a_draw_with_too_few_distinct_configurations(tmp_path, ca
     evaluate.add_arguments(parser)
     args = parser.parse_args(["--corpus", str(corpus), "--split", "train", "--samples", "6", "--reference", "6",
                               "--mesh-samples", "1", "--template-samples", "6", "--conditioned-samples", "0",
-                              "--steps", "2"])
+                              "--steps", "2", "--seed", "1"])  # (seed 1: a reference of 5 distinct configurations)
     assert evaluate.run(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("handforge eval interaction: the train split's") and "distinct" in err, err
+    assert err.startswith("handforge eval interaction: the train split's reference (--reference 6 frames) holds 5 "
+                          "distinct configurations"), err
     assert len(err.splitlines()) == 1, err
 
 
@@ -425,6 +427,29 @@ def test_knn_precision_recall_builds_its_manifolds_from_distinct_configurations(
     assert knn_precision_recall(copies, far) == (0.0, 0.0)
     with pytest.raises(ValueError, match="distinct"):
         knn_precision_recall(np.repeat(points[:5], 3, axis=0), near)
+
+
+def test_knn_recall_counts_a_generator_s_repeated_samples():
+    """The generated manifold is built from every sample (Kynkäänniemi et al.'s definition): a generator that
+    repeats 6 configurations has radii of 0 at its copies and a low recall. Its copies dropped, the 6 points'
+    5th-neighbour radii spanned everything, and it out-recalled a healthy generator (0.9995 against 0.87)."""
+    import numpy as np
+
+    from handforge.engines.interaction.evaluate import knn_precision_recall, markdown
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 8))
+    healthy = rng.normal(size=(200, 8))
+    repeating = np.repeat(rng.normal(size=(6, 8)), 34, axis=0)[:200] + rng.normal(scale=1e-5, size=(200, 8))
+    healthy_recall, repeating_recall = knn_precision_recall(real, healthy)[1], knn_precision_recall(real, repeating)[1]
+    assert repeating_recall < 0.05 < 0.5 < healthy_recall
+    with pytest.raises(ValueError, match="more than 5 generated samples, got 5"):
+        knn_precision_recall(real, healthy[:5])
+    # a row not measured is a dash in the table, not a TypeError that loses the rows measured
+    row = dict.fromkeys(("penetration_volume_cm3", "max_depth_mm", "contact_ratio", "diversity", "fd", "kid",
+                         "ms_per_sample"), 1.0)
+    assert markdown({"degenerate": {**row, "samples": 5, "precision": None, "recall": None}}).splitlines()[-1] \
+        .count("–") == 2
 
 
 def test_the_eval_report_says_how_it_was_made(corpus, tmp_path):

@@ -13,8 +13,8 @@ Columns: penetration volume (cm³) and deepest penetration (mm) on wrist-sealed 
 ratio (``handforge.evaluation``), diversity, Fréchet distance and KID (cubic kernel) on the
 evaluation features (``handforge.evaluation.features``, frame network), and precision / recall
 with k-nearest-neighbour manifolds, k = 5 (Kynkäänniemi et al., NeurIPS 2019, arXiv:1904.06991;
-InterHandGen reports them so), each manifold built from its set's distinct configurations
-(``knn_precision_recall``).
+InterHandGen reports them so), the reference manifold built from its distinct configurations, the
+generated one from every sample (``knn_precision_recall``).
 """
 
 from __future__ import annotations
@@ -85,25 +85,29 @@ def knn_precision_recall(real, fake, k: int = K_NEAREST) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): a sample is inside a set's
     manifold when it lies within the k-th-nearest-neighbour radius of some member of that set.
 
-    Each set's manifold is built from its distinct rows: a radius measured to copies of the same
-    configuration is 0, and the open corpus's contact frames hold template poses exactly (the test
-    split's 26,290 contact frames have 85 distinct pairs of finger poses; on the validation split
-    1,994 of 2,000 reference frames have a copy within 1e-4 in the canonical features), so with the
-    copies kept the reference manifold shrank to its points: ground truth, itself copies, scored
-    0.97 and a sample that is not an exact template ~0.05. Every sample is still counted."""
+    The reference manifold is built from its distinct rows: its copies come from the data, not from
+    the generator (the open corpus's contact frames hold template poses exactly: the test split's
+    26,290 contact frames have 85 distinct pairs of finger poses; on the validation split 1,994 of
+    2,000 reference frames have a copy within 1e-4 in the canonical features), and a radius measured
+    to copies is 0, so with them kept the reference manifold shrank to its points: ground truth,
+    itself copies, scored 0.97 and a sample that is not an exact template ~0.05. The generated
+    manifold is built from every sample, as the standard definition does: a generator that repeats a
+    few configurations gets radii of 0 there and a low recall (6 distinct samples repeated to 500 had
+    recall 0.9995 with its copies dropped, their few 5th-neighbour radii spanning everything). Every
+    sample is counted on both sides."""
     import numpy as np
     from scipy.spatial.distance import cdist
 
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real_points = distinct_rows(real)
+    for points, what in ((real_points, "distinct reference configurations"), (fake, "generated samples")):
+        if len(points) <= k:
+            raise ValueError(f"k-NN precision/recall with k = {k} needs more than {k} {what}, got {len(points)}")
 
-    def manifold(x):
-        x = distinct_rows(x)
-        if len(x) <= k:
-            raise ValueError(f"k-NN precision/recall with k = {k} needs more than {k} distinct samples per set, "
-                             f"got {len(x)}")
-        return x, np.sort(cdist(x, x), axis=1)[:, k]  # column 0 is the point itself
+    def radii(x):
+        return np.sort(cdist(x, x), axis=1)[:, k]  # column 0 is the point itself
 
-    (real_points, real_radii), (fake_points, fake_radii) = manifold(real), manifold(fake)
+    fake_points, real_radii, fake_radii = fake, radii(real_points), radii(fake)
     precision = (cdist(fake, real_points) <= real_radii[None]).any(axis=1).mean()
     recall = (cdist(real, fake_points) <= fake_radii[None]).any(axis=1).mean()
     return float(precision), float(recall)
@@ -190,17 +194,15 @@ def run(args: argparse.Namespace) -> int:
 
     reference_features = features.frame_features(
         torch.cat([o.keypoints for o in forward(as_hands(reference)).values()], dim=1))
-    # k-NN precision/recall needs more than K_NEAREST distinct configurations per set; the corpus's contact
-    # frames repeat template poses, so a small split's draws can hold fewer: say so before sampling
-    truth_features = features.frame_features(torch.cat([o.keypoints for o in forward(as_hands(truth)).values()], dim=1))
-    for name, option, drawn in (("reference", "--reference", reference_features),
-                                ("ground-truth draw", "--samples", truth_features)):
-        distinct = len(distinct_rows(drawn))
-        if distinct <= K_NEAREST:
-            print(f"handforge eval interaction: the {args.split} split's {name} ({option} {len(drawn)} frames) "
-                  f"holds {distinct} distinct configurations, and k-NN precision/recall needs more than "
-                  f"{K_NEAREST}: draw more, or use a larger corpus or another split", file=sys.stderr)
-            return 2
+    # k-NN precision/recall needs more than K_NEAREST distinct reference configurations (the generated side,
+    # ground truth included, counts its copies); the corpus's contact frames repeat template poses, so a small
+    # split's draw can hold fewer: say so before sampling
+    distinct = len(distinct_rows(reference_features))
+    if distinct <= K_NEAREST:
+        print(f"handforge eval interaction: the {args.split} split's reference (--reference {len(reference_features)} "
+              f"frames) holds {distinct} distinct configurations, and k-NN precision/recall needs more than "
+              f"{K_NEAREST}: draw more, or use a larger corpus or another split", file=sys.stderr)
+        return 2
     note = training_split_note([args.split], "--split")
     if note:
         print(f"handforge eval interaction: {note}", file=sys.stderr, flush=True)
@@ -264,7 +266,12 @@ def run(args: argparse.Namespace) -> int:
         m = min(args.mesh_samples, len(feats))
         penetration, contact = pair_metrics(out["left"].vertices[:m].numpy(), out["right"].vertices[:m].numpy(),
                                             hand_model.faces("left").numpy(), hand_model.faces("right").numpy())
-        precision, recall = knn_precision_recall(reference_features, feats, k=K_NEAREST)
+        not_measured = {}
+        try:  # (one row that cannot be measured must not lose the rows measured before it)
+            precision, recall = knn_precision_recall(reference_features, feats, k=K_NEAREST)
+        except ValueError as exc:
+            precision = recall = None
+            not_measured["precision, recall"] = str(exc)
         table[name] = {
             "samples": len(feats),
             "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
@@ -277,9 +284,14 @@ def run(args: argparse.Namespace) -> int:
             "kid": kid(feats, reference_features)[0],
             "precision": precision, "recall": recall,
             "ms_per_sample": 1e3 * seconds,
+            "not_measured": not_measured,
         }
-        print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in table[name].items()), flush=True)
+        print(f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in table[name].items() if k != "not_measured"),
+              flush=True)
     print(markdown(table))
+    for name, row in table.items():  # (a "–" in the table says nothing of why)
+        for metrics, why in row["not_measured"].items():
+            print(f"not measured: {metrics} of {name}: {why}")
     if args.out:
         write_report(args.out, {**run_record(args, folder), "rows": table})
     return 0
@@ -313,5 +325,9 @@ def markdown(table: dict) -> str:
                ("precision", "precision"), ("recall", "recall"), ("ms_per_sample", "ms/sample")]
     lines = ["| | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[key]:.3g}" for key, _ in columns) + " |")
+        lines.append(f"| {name} | " + " | ".join(_number(row[key], ".3g") for key, _ in columns) + " |")
     return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str = ".4g") -> str:
+    return "–" if value is None else format(value, spec)
