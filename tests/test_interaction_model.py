@@ -448,8 +448,31 @@ def test_knn_recall_counts_a_generator_s_repeated_samples():
     # a row not measured is a dash in the table, not a TypeError that loses the rows measured
     row = dict.fromkeys(("penetration_volume_cm3", "max_depth_mm", "contact_ratio", "diversity", "fd", "kid",
                          "ms_per_sample"), 1.0)
-    assert markdown({"degenerate": {**row, "samples": 5, "precision": None, "recall": None}}).splitlines()[-1] \
-        .count("–") == 2
+    assert markdown({"degenerate": {**row, "compared_samples": 5, "precision": None, "recall": None}}) \
+        .splitlines()[-1].count("–") == 2
+
+
+def test_the_eval_table_gives_each_row_s_sample_count_and_warns_of_small_ones():
+    """FD, KID and precision/recall depend on N (FD's bias ~1/N; a singular covariance at N ≤ the feature
+    dimension), and the rows' N differ by default (500, 100 conditioned, 150 templates): the table said none
+    of it, so a row measured on 100 samples read as a worse engine."""
+    from handforge.engines.interaction.evaluate import markdown, sample_count_warnings
+
+    metrics = dict.fromkeys(("penetration_volume_cm3", "max_depth_mm", "contact_ratio", "diversity", "fd", "kid",
+                             "precision", "recall", "ms_per_sample"), 1.0)
+
+    def row(n):
+        return {**metrics, "samples": n, "compared_samples": n, "reference_frames": 2000, "feature_dim": 128}
+
+    table = {"ground truth": row(500), "around held-out hands": row(100), "templates": row(150)}
+    lines = markdown(table).splitlines()
+    assert lines[0].startswith("| | N | pen. volume") and lines[3].startswith("| around held-out hands | 100 | 1 |")
+    warning, note = sample_count_warnings(table)
+    assert warning.startswith("warning: around held-out hands (N = 100): FD, KID and precision/recall on no more "
+                              "samples than the feature dimension (128)")
+    assert "(100, 150, 500, against 2000 reference frames)" in note and "--equal-samples" in note
+    equal = {name: {**row(150), "reference_frames": 150} for name in table}  # (--equal-samples: the smallest N)
+    assert sample_count_warnings(equal) == []
 
 
 def test_the_eval_report_says_how_it_was_made(corpus, tmp_path):

@@ -15,6 +15,13 @@ evaluation features (``handforge.evaluation.features``, frame network), and prec
 with k-nearest-neighbour manifolds, k = 5 (Kynkäänniemi et al., NeurIPS 2019, arXiv:1904.06991;
 InterHandGen reports them so), the reference manifold built from its distinct configurations, the
 generated one from every sample (``knn_precision_recall``).
+
+FD, KID and precision/recall depend on the sample count N as well as on the distribution (FD's
+bias grows as 1/N: one distribution against 2,000 reference frames gave 0.47 at N = 500 and 1.98 at
+N = 100, and at N ≤ the feature dimension the covariance is singular), and the rows differ in N by
+default (--samples, --conditioned-samples, --template-samples): the table gives each row's N and
+warns of those at or below the feature dimension; ``--equal-samples`` compares every row, and the
+reference, on the smallest row's N drawn at random.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-touch", action="store_true", help="without moving the guided row's hands into touch")
     parser.add_argument("--redraws", type=at_least(0), default=None,
                         help="rounds of redrawing interlocked candidates in the guided row (default: the engine's)")
+    parser.add_argument("--equal-samples", action="store_true",
+                        help="FD, KID and precision/recall of every row on as many samples as the smallest row has, "
+                             "against as many reference frames (drawn at random): the rows' figures comparable, "
+                             "each on fewer samples (default: each row on all its samples, against --reference)")
     parser.add_argument("--seed", type=SEED, default=0, help="random seed")
     parser.add_argument("--out", type=report_file, default=None, help="also write the table as JSON here")
 
@@ -259,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
         anchors = f"{args.split} hands" if note else "held-out hands"  # (the training split's are not)
         rows[guided.replace("learned,", f"learned around {anchors},")] = conditioned(args.conditioned_samples)
     rows["templates"] = templates()
+    compared = reference_features
+    if args.equal_samples:  # one draw of the reference for every row: the rows measured against the same frames
+        smallest = min(len(hands["left"]["transl"]) for hands, _ in rows.values())
+        compared = reference_features[rng.choice(len(reference_features), smallest, replace=False)]
     table = {}
     for name, (hands, seconds) in rows.items():
         out = forward(hands)
@@ -266,22 +281,26 @@ def run(args: argparse.Namespace) -> int:
         m = min(args.mesh_samples, len(feats))
         penetration, contact = pair_metrics(out["left"].vertices[:m].numpy(), out["right"].vertices[:m].numpy(),
                                             hand_model.faces("left").numpy(), hand_model.faces("right").numpy())
+        drawn = feats[rng.choice(len(feats), len(compared), replace=False)] if args.equal_samples else feats
         not_measured = {}
         try:  # (one row that cannot be measured must not lose the rows measured before it)
-            precision, recall = knn_precision_recall(reference_features, feats, k=K_NEAREST)
+            precision, recall = knn_precision_recall(compared, drawn, k=K_NEAREST)
         except ValueError as exc:
             precision = recall = None
             not_measured["precision, recall"] = str(exc)
         table[name] = {
             "samples": len(feats),
+            "compared_samples": len(drawn),  # FD, KID, precision/recall: of this many samples,
+            "reference_frames": len(compared),  # against this many reference frames
+            "feature_dim": feats.shape[1],
             "mesh_samples": m,  # the pairs the mesh metrics measured (at most --mesh-samples)
             "penetration_volume_cm3": penetration.summary()["penetration_volume_cm3"],
             "max_depth_mm": penetration.summary()["max_depth_mm"],
             "contact_ratio": contact.summary()["contact_ratio"],
             "in_contact": contact.summary()["contact_fraction_of_pairs"],
             "diversity": diversity(feats),
-            "fd": frechet_feature_distance(feats, reference_features),
-            "kid": kid(feats, reference_features)[0],
+            "fd": frechet_feature_distance(drawn, compared),
+            "kid": kid(drawn, compared)[0],
             "precision": precision, "recall": recall,
             "ms_per_sample": 1e3 * seconds,
             "not_measured": not_measured,
@@ -289,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: " + ", ".join(f"{k} {_number(v)}" for k, v in table[name].items() if k != "not_measured"),
               flush=True)
     print(markdown(table))
+    for line in sample_count_warnings(table):
+        print(line)
     for name, row in table.items():  # (a "–" in the table says nothing of why)
         for metrics, why in row["not_measured"].items():
             print(f"not measured: {metrics} of {name}: {why}")
@@ -312,20 +333,42 @@ def run_record(args: argparse.Namespace, folder: Any) -> dict[str, Any]:
             **held_out_fields(training_split_note([args.split], "--split")), "reference": args.reference,
             "samples": args.samples, "mesh_samples_asked": args.mesh_samples,
             "conditioned_samples": args.conditioned_samples, "template_samples": args.template_samples,
-            "seed": args.seed, "steps": args.steps,
+            "seed": args.seed, "steps": args.steps, "equal_samples": args.equal_samples,
             "guidance": chosen(args.guidance, defaults.penetration_guidance),
             "cfg": chosen(args.cfg, defaults.cfg_scale), "contact": chosen(args.contact, defaults.contact_guidance),
             "separation": not args.no_separation, "touch": not args.no_touch,
             "redraws": chosen(args.redraws, defaults.redraws)}
 
 
+def sample_count_warnings(table: dict) -> list[str]:
+    """Lines for the table: the rows whose FD, KID and precision/recall were measured on N at or below the
+    feature dimension (a singular covariance: FD rises steeply as N falls), and a note when the rows' N differ."""
+    lines = []
+    small = [f"{name} (N = {row['compared_samples']})" for name, row in table.items()
+             if row["compared_samples"] <= row["feature_dim"]]
+    if small:
+        dim = next(iter(table.values()))["feature_dim"]
+        lines.append(f"warning: {', '.join(small)}: FD, KID and precision/recall on no more samples than the "
+                     f"feature dimension ({dim}), biased upward, FD most (~1/N): raise them (--samples, "
+                     "--conditioned-samples, --template-samples)")
+    counts = {row["compared_samples"] for row in table.values()}
+    if len(counts) > 1:
+        lines.append(f"note: FD, KID and precision/recall depend on N as well as on the distribution, and the rows' N "
+                     f"differ ({', '.join(str(n) for n in sorted(counts))}, against "
+                     f"{next(iter(table.values()))['reference_frames']} reference frames): --equal-samples compares "
+                     "them on equal N")
+    return lines
+
+
 def markdown(table: dict) -> str:
     columns = [("penetration_volume_cm3", "pen. volume cm³"), ("max_depth_mm", "pen. depth mm"),
                ("contact_ratio", "contact ratio"), ("diversity", "diversity"), ("fd", "FD"), ("kid", "KID"),
                ("precision", "precision"), ("recall", "recall"), ("ms_per_sample", "ms/sample")]
-    lines = ["| | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    # N: the samples FD, KID and precision/recall were measured on (they depend on it: sample_count_warnings)
+    lines = ["| | N | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 2) + "|"]
     for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(_number(row[key], ".3g") for key, _ in columns) + " |")
+        lines.append(f"| {name} | {row['compared_samples']} | "
+                     + " | ".join(_number(row[key], ".3g") for key, _ in columns) + " |")
     return "\n".join(lines)
 
 
