@@ -11,7 +11,8 @@ Rows: ground truth (the windows themselves), the learned engine, the spline engi
 gap tasks, the keys' Hermite curve alone (``curves.hermite_keys`` in the motion representation: what
 a model with ``observation_curve="hermite"`` starts from and corrects). Metrics from
 ``handforge.evaluation`` (``evaluate_clips``): Fréchet distance of the motion features to the
-ground-truth windows, diversity, jitter and acceleration, penetration volume and depth and contact
+ground-truth windows (for the ground-truth row: its windows of half the clips against those of the
+other half, ``ground_truth_report``), diversity, jitter and acceleration, penetration volume and depth and contact
 ratio on ``--frames`` drawn two-hand frames, joint-limit violations; and the keyframe error: the
 largest rotation angle (rad) between a keyed rotation and the result's, and the largest keyed
 wrist-translation error (m).
@@ -84,15 +85,17 @@ def task_mask(task: str, frames: int) -> np.ndarray:
     return mask
 
 
-def cut_windows(clips: list, length: int, count: int, seed: int) -> list:
-    """Up to ``count`` windows of ``length`` frames, spread over the clips (both hands present)."""
+def cut_windows(clips: list, length: int, count: int, seed: int) -> tuple[list, list[int]]:
+    """Up to ``count`` windows of ``length`` frames, spread over the clips (both hands present), and the
+    index in ``clips`` of each one's clip."""
     rng = np.random.default_rng(seed)
     spans = [(i, s) for i, c in enumerate(clips) if set(c.hands) == {"left", "right"}
              for s in range(0, c.num_frames - length + 1, max(1, length // 2))]
     if not spans:
         raise ValueError(f"no clip has {length} frames with both hands")
     picked = rng.choice(len(spans), size=min(count, len(spans)), replace=False)
-    return [_window(clips[spans[k][0]], spans[k][1], length) for k in sorted(picked)]
+    return ([_window(clips[spans[k][0]], spans[k][1], length) for k in sorted(picked)],
+            [spans[k][0] for k in sorted(picked)])
 
 
 def _window(clip, start: int, length: int):
@@ -101,6 +104,46 @@ def _window(clip, start: int, length: int):
     hands = {side: pose[start:start + length] for side, pose in clip.hands.items()}
     present = {side: m[start:start + length] for side, m in clip.present.items()}
     return replace(clip, hands=hands, present=present)
+
+
+def ground_truth_halves(window_clips, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Indices of the ground-truth row's windows and of its reference's: the windows of two random halves
+    of their clips (``window_clips``: each window's clip); None when they come from one clip. Windows of a
+    clip overlap and are near copies, so the halves share none (as eval interaction's draws)."""
+    clips = np.asarray(window_clips)
+    names = np.random.default_rng(seed).permutation(np.unique(clips))
+    if len(names) < 2:
+        return None
+    truth = np.isin(clips, names[:len(names) // 2])
+    return np.flatnonzero(truth), np.flatnonzero(~truth)
+
+
+def ground_truth_report(windows: list, window_clips, hands, features, frames: int, seed: int) -> dict[str, Any]:
+    """``evaluate_clips`` of the ground-truth windows: their own metrics on every window, the comparison
+    with the reference (FD, KID) on the windows of half their clips against those of the other half
+    (``report["reference"]`` says so). Compared with themselves they scored FD exactly 0 and a negative
+    KID, a floor no engine can reach. Each half holds about half the windows, and FD rises as N falls:
+    the figure is an upper estimate of the floor. From one clip the comparison is not measured, and said."""
+    from handforge.evaluation.report import REFERENCE_METRICS, evaluate_clips
+
+    report = evaluate_clips(windows, hands, features=features, frames=frames, seed=seed)
+    halves = ground_truth_halves(window_clips, seed)
+    if halves is None:
+        for name in REFERENCE_METRICS:
+            report["not_measured"][name] = ("the windows come from one clip, and the ground truth is compared with "
+                                            "the windows of other clips (with itself its FD is 0): use more clips")
+        return report
+    truth, other = halves
+    compared = evaluate_clips([windows[i] for i in truth], hands, reference=[windows[i] for i in other],
+                              features=features, frames=frames, seed=seed, metrics=REFERENCE_METRICS)
+    for name in REFERENCE_METRICS:
+        if name in compared:
+            report[name] = compared[name]
+        else:
+            report["not_measured"][name] = compared["not_measured"][name]
+    report["reference"] = (f"its {len(truth)} windows of half the clips with the {len(other)} of the other half "
+                           f"(the other rows: {len(windows)} with the same {len(windows)})")
+    return report
 
 
 def observation_of(window, mask: np.ndarray):
@@ -252,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:  # every task's windows before any is sampled: a corpus too short for one is said at once
-        windows_of = {task: cut_windows(clips, task_window(task), args.windows, args.seed) for task in tasks}
+        cut = {task: cut_windows(clips, task_window(task), args.windows, args.seed) for task in tasks}
     except ValueError as exc:
         print(f"handforge eval motion: {exc} in the split(s) {splits}: choose tasks with shorter windows "
               "(--tasks) or a corpus of longer clips", file=sys.stderr)
@@ -260,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
     note = training_split_note(args.splits, "--splits")
     if note:
         print(f"handforge eval motion: {note}", file=sys.stderr, flush=True)
+    windows_of = {task: windows for task, (windows, _) in cut.items()}
     hands = load_hand_model(hand_models.pop())
     pipe = MotionPipeline(model, hands)
     guidance = guidance_named(args.guidance)
@@ -291,8 +335,11 @@ def run(args: argparse.Namespace) -> int:
             curve = [o.clip(into_limits(hermite_inbetween(o), o)) for o in observations]
             engines.append(("keys' Hermite curve", curve, time.monotonic() - started))
         for engine, generated, seconds in engines:
-            report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,
-                                    seed=args.seed)
+            if engine == "ground truth":  # (compared with windows of other clips, not with itself)
+                report = ground_truth_report(windows, cut[task][1], hands, features, args.frames, args.seed)
+            else:
+                report = evaluate_clips(generated, hands, reference=windows, features=features, frames=args.frames,
+                                        seed=args.seed)
             report.update(keyframe_errors(generated, observations), seconds=seconds / len(windows))
             if engine == "learned":
                 report["variation"] = variation
@@ -303,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     for line in not_measured_lines(full):  # (a "–" in the table said nothing of why)
         print(line)
+    for row, report in full.items():
+        if "reference" in report:
+            print(f"{row}: FD and KID compare {report['reference']}")
     if args.out:
         write_report(args.out, {"run": {"checkpoint": str(checkpoint), "corpus": str(args.corpus), "splits": splits,
                                         **held_out_fields(note),
