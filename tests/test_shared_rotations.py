@@ -209,7 +209,8 @@ def test_euler_agrees_with_scipy_extrinsic(angles, order):
     m = rot.euler_to_matrix(angles, order)
     np.testing.assert_allclose(m, truth.as_matrix(), atol=1e-12)
     expected = truth.as_euler(order.lower())  # scipy: middle angle in [-π/2, π/2], like ours
-    assume(np.pi / 2 - abs(expected[1]) > 1e-3)  # gimbal lock: the first and last angles are not unique
+    # near the gimbal lock the first and last angles are not unique (the rotation is: tested below)
+    assume(np.pi / 2 - abs(expected[1]) > 1e-3)
     back = rot.matrix_to_euler(m, order)
     gap = np.array([back["XYZ".index(c)] for c in order]) - expected
     np.testing.assert_allclose((gap + np.pi) % (2 * np.pi) - np.pi, 0.0, atol=1e-8)  # +π and −π are one angle
@@ -218,6 +219,35 @@ def test_euler_agrees_with_scipy_extrinsic(angles, order):
     for q in (truth.as_quat(scalar_first=True) * 2.5, -truth.as_quat(scalar_first=True)):
         gap = np.array([rot.quaternion_to_euler(q, order)["XYZ".index(c)] for c in order]) - expected
         np.testing.assert_allclose((gap + np.pi) % (2 * np.pi) - np.pi, 0.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("order", rot.EULER_ORDERS)
+def test_euler_at_and_near_the_gimbal_lock_give_the_rotation(order):
+    """Middle angle at ±90°: the outer angles' atan2 arguments are all rounding noise there. The
+    rotations come from scipy, not ``euler_to_matrix``, whose cos(π/2) = 6e-17 would hide that."""
+    rng = np.random.default_rng(11)
+    middle = "XYZ".index(order[1])
+    for gap in (0.0, 1e-12, 1e-9, 1e-7, 1e-3):
+        for _ in range(20):
+            angles = rng.uniform(-3, 3, 3)
+            angles[middle] = rng.choice([-1, 1]) * (np.pi / 2 - gap)
+            truth = Rotation.from_euler(order.lower(), [angles["XYZ".index(c)] for c in order])
+            m = truth.as_matrix()
+            for back in (rot.matrix_to_euler(m, order), rot.quaternion_to_euler(truth.as_quat(scalar_first=True), order),
+                         rot.axis_angle_to_euler(truth.as_rotvec(), order)):
+                np.testing.assert_allclose(rot.euler_to_matrix(back, order), m, rtol=0, atol=1e-7, err_msg=f"{gap=}")
+                if gap == 0.0:  # as Blender and scipy: the last-applied axis takes no turn
+                    assert back["XYZ".index(order[2])] == 0.0
+    # torch: the same angles, and finite gradients at the lock itself
+    truth = Rotation.from_euler(order.lower(), [0.5, np.pi / 2, 0.3])
+    for dtype in (torch.float32, torch.float64):
+        t = torch.tensor(truth.as_matrix(), dtype=dtype, requires_grad=True)
+        q = torch.tensor(truth.as_quat(scalar_first=True), dtype=dtype, requires_grad=True)
+        back = rot.matrix_to_euler(t, order)
+        (back.sum() + rot.quaternion_to_euler(q, order).sum()).backward()
+        assert torch.isfinite(t.grad).all() and torch.isfinite(q.grad).all()
+        np.testing.assert_allclose(rot.euler_to_matrix(back.detach().double(), order).numpy(), truth.as_matrix(),
+                                   atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
 def test_euler_torch_agrees_and_has_finite_gradients():

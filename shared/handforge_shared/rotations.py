@@ -328,8 +328,9 @@ def euler_to_matrix(euler: Any, order: str) -> Any:
 def matrix_to_euler(matrix: Any, order: str) -> Any:
     """Inverse of ``euler_to_matrix``: (..., 3) angles (x, y, z), the middle axis' angle in [-π/2, π/2].
 
-    Written with atan2 throughout (no arcsin), so it stays accurate and torch gradients stay finite
-    everywhere but at the gimbal lock (middle angle ±90°)."""
+    Written with atan2 throughout (no arcsin), so it stays accurate and torch gradients stay finite.
+    At the gimbal lock (middle angle ±90°, to within sqrt(eps)) only one combination of the outer
+    angles is defined: the last axis' angle is then 0, as in Blender's ``Matrix.to_euler``."""
     m = _as_array(matrix)
     _check_matrix(m)
     return _euler_from_entries(lambda r, c: m[..., r, c], order, array_ops(m))
@@ -337,7 +338,7 @@ def matrix_to_euler(matrix: Any, order: str) -> Any:
 
 def quaternion_to_euler(quaternion: Any, order: str) -> Any:
     """``matrix_to_euler`` of quaternions (..., 4) (w, x, y, z; any norm) without building the
-    matrices: only the five entries the angles need, each a quadratic in the quaternion."""
+    matrices: only the seven entries the angles need, each a quadratic in the quaternion."""
     q = _as_array(quaternion)
     _check_last(q, 4, "quaternions")
     return _quaternion_parts_to_euler(q[..., 0], (q[..., 1], q[..., 2], q[..., 3]), order, array_ops(q))
@@ -363,12 +364,36 @@ def _euler_from_entries(m: Any, order: str, xp: SimpleNamespace) -> Any:
     # R = R_k(c) R_j(b) R_i(a); the cyclic orders (XYZ, YZX, ZXY) and the others differ in sign.
     sign = 1.0 if (j - i) % 3 == 1 else -1.0
     m_kj, m_kk = m(k, j), m(k, k)
-    # cos(b) ≥ 0; the clamp keeps sqrt's gradient finite at the lock
-    b = xp.atan2(-sign * m(k, i), xp.sqrt(xp.clamp_min(m_kj ** 2 + m_kk ** 2, 1e-30)))
-    a = xp.atan2(sign * m_kj, m_kk)
-    c = xp.atan2(sign * m(j, i), m(i, i))
+    m_ji, m_ii = m(j, i), m(i, i)
+    m_jk, m_jj = m(j, k), m(j, j)
+    cos_b = xp.sqrt(xp.clamp_min(m_kj ** 2 + m_kk ** 2, 1e-30))  # cos(b) ≥ 0; the clamp keeps sqrt's gradient finite
+    b = xp.atan2(-sign * m(k, i), cos_b)
+    # At the gimbal lock (b = ±90°) m_kj, m_kk, m_ji and m_ii are all cos(b)·(…), rounding noise, so
+    # their atan2s are arbitrary; only a ∓ c is defined. There, as Blender does, c = 0 and a comes
+    # from row j, which is row j of R_i(a) once R_k is the identity. Each free-branch angle has an
+    # error of ~eps/cos(b) and the locked one of ~cos(b): they meet at cos(b) = sqrt(eps) (1.5e-8 in
+    # float64, 3.5e-4 in float32), the rotation error there being ~sqrt(eps).
+    locked = cos_b < _sqrt_eps(m_kk)
+    free = ~locked
+    # Both branches are evaluated (xp.where): each atan2 gets (0, 1) where its branch is not taken, so
+    # neither has a 0/0 gradient (the free one at the lock, the locked one where row j is ±e_i).
+    a_free = xp.atan2(sign * xp.where(free, m_kj, 0.0), xp.where(free, m_kk, 1.0))
+    a_locked = xp.atan2(-sign * xp.where(locked, m_jk, 0.0), xp.where(locked, m_jj, 1.0))
+    a = xp.where(locked, a_locked, a_free)
+    c = xp.where(locked, 0.0, xp.atan2(sign * xp.where(free, m_ji, 0.0), xp.where(free, m_ii, 1.0)))
     by_axis = {i: a, j: b, k: c}
     return xp.stack([by_axis[0], by_axis[1], by_axis[2]], -1)
+
+
+def _sqrt_eps(x: Any) -> float:
+    """The square root of the machine epsilon of ``x``'s float dtype (float64's for other dtypes)."""
+    if is_torch(x) and x.dtype.is_floating_point:
+        import torch
+
+        return float(torch.finfo(x.dtype).eps) ** 0.5
+    dtype = getattr(x, "dtype", None)
+    floating = dtype is not None and not is_torch(x) and np.issubdtype(dtype, np.floating)
+    return float(np.finfo(dtype if floating else np.float64).eps) ** 0.5
 
 
 def euler_other_solution(euler: Any, order: str) -> Any:
