@@ -276,6 +276,9 @@ def test_slerp_agrees_with_scipy(aa0, aa1, s):
     np.testing.assert_allclose(rot.slerp_matrix(r0.as_matrix(), r1.as_matrix(), np.array(s)), expected, atol=2e-6)
     q = rot.slerp_quaternion(_wxyz(r0), -_wxyz(r1), np.array(s))  # either sign of q1: the short way
     np.testing.assert_allclose(rot.quaternion_to_matrix(q), expected, atol=2e-6)
+    q = rot.slerp_quaternion(0.3 * _wxyz(r0), 2.0 * _wxyz(r1), np.array(s))  # any norm, as elsewhere
+    np.testing.assert_allclose(rot.quaternion_to_matrix(q), expected, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.norm(q), 1.0, atol=1e-12)
 
 
 def test_slerp_batches_keeps_equal_rotations_and_runs_on_torch():
@@ -290,6 +293,10 @@ def test_slerp_batches_keeps_equal_rotations_and_runs_on_torch():
     steps = rot.rotation_angle(np.swapaxes(out[:-1], -1, -2) @ out[1:])
     np.testing.assert_allclose(steps, steps[0], atol=1e-9)
     np.testing.assert_array_equal(rot.slerp_matrix(r0, r0.copy(), s), np.broadcast_to(r0, (7, 3, 3)))
+    # halfway between the identity and a quarter turn, q1 not unit: an eighth of a turn
+    quarter = 2.0 * rot.axis_angle_to_quaternion(np.array([0.0, 0.0, np.pi / 2]))
+    half = rot.slerp_quaternion(np.array([1.0, 0.0, 0.0, 0.0]), quarter, 0.5)
+    np.testing.assert_allclose(np.linalg.norm(rot.quaternion_to_axis_angle(half)), np.pi / 4, atol=1e-12)
     q0, q1 = (torch.tensor(rot.matrix_to_quaternion(r), requires_grad=True) for r in (r0, r0 @ rot.axis_angle_to_matrix(rng.normal(size=3) * 1e-3)))
     q = rot.slerp_quaternion(q0, q1, 0.3)  # nearly equal: the normalised-lerp branch
     q.sum().backward()

@@ -411,12 +411,15 @@ _NLERP_ABOVE = 0.9995  # |cos Ω| above this: normalised lerp is exact enough an
 
 def slerp_quaternion(q0: Any, q1: Any, s: Any) -> Any:
     """Quaternions (..., 4) from ``q0`` to ``q1`` at fractions ``s`` (...) along the shortest arc
-    (Shoemake 1985, "Animating rotation with quaternion curves", SIGGRAPH). Inputs broadcast."""
+    (Shoemake 1985, "Animating rotation with quaternion curves", SIGGRAPH). Inputs broadcast and
+    may have any norm."""
     q0, q1 = _as_array(q0), _as_array(q1)
     s = q0.new_tensor(s) if is_torch(q0) and not is_torch(s) else _as_array(s)
     _check_last(q0, 4, "quaternions")
     _check_last(q1, 4, "quaternions")
     xp = array_ops(q0)
+    # unit length first: the dot product is cos Ω only between unit quaternions
+    q0, q1 = (q / xp.sqrt(xp.clamp_min((q * q).sum(-1), 1e-24))[..., None] for q in (q0, q1))
     dot = (q0 * q1).sum(-1)
     q1 = xp.where((dot < 0.0)[..., None], -q1, q1)  # the shorter of the two arcs
     dot = xp.abs(dot)
