@@ -196,6 +196,27 @@ def test_scipy_agreement_in_batches_and_torch():
     np.testing.assert_allclose(rot.quaternion_to_axis_angle(_wxyz(truth)), truth.as_rotvec(), atol=1e-9)
 
 
+def test_tiny_quaternions_are_rotations():
+    """Quaternions of any norm are accepted: a tiny one is the same rotation (not clamped away)."""
+    truth = Rotation.random(16, random_state=7)
+    m, q = truth.as_matrix(), _wxyz(truth)
+    for scale in (1e-4, 1e-8, 1e-12):
+        np.testing.assert_allclose(rot.quaternion_to_matrix(q * scale), m, rtol=0, atol=1e-12, err_msg=f"{scale=}")
+        np.testing.assert_allclose(rot.quaternion_to_axis_angle(q * scale), truth.as_rotvec(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(rot.euler_to_matrix(rot.quaternion_to_euler(q * scale, "YZX"), "YZX"), m,
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(rot.quaternion_to_matrix(rot.slerp_quaternion(q * scale, q * scale, 0.5)), m,
+                                   rtol=0, atol=1e-12)
+    small = torch.tensor(q * 1e-8, dtype=torch.float32, requires_grad=True)
+    out = rot.quaternion_to_matrix(small)
+    np.testing.assert_allclose(out.detach().numpy(), m, rtol=0, atol=1e-5)
+    out.sum().backward()
+    assert torch.isfinite(small.grad).all()
+    zero = torch.zeros(4, requires_grad=True)  # no rotation at all: the identity, with finite gradients
+    rot.quaternion_to_matrix(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+
+
 euler_angles = arrays(np.float64, (3,), elements=st.floats(-np.pi, np.pi, allow_nan=False))
 
 

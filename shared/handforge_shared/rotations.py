@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 
 _SMALL = 1e-6  # below this angle² the two-term Taylor series are used (relative error ~angle⁴, < 1e-12)
+# Quaternions may have any norm: their squared norm is kept from 0 only, not from small values (a
+# quaternion of norm 1e-8 is a rotation). 1e-30 is above float32's smallest normal number (1.2e-38).
+_TINY_NORM2 = 1e-30
 
 
 def _numpy_ops() -> SimpleNamespace:
@@ -115,7 +118,7 @@ def quaternion_to_matrix(quaternion: Any) -> Any:
     _check_last(q, 4, "quaternions")
     xp = array_ops(q)
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    s = 2.0 / xp.clamp_min(w * w + x * x + y * y + z * z, 1e-12)
+    s = 2.0 / xp.clamp_min(w * w + x * x + y * y + z * z, _TINY_NORM2)
     return _matrix(
         [
             [1.0 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
@@ -162,7 +165,7 @@ def matrix_to_quaternion(matrix: Any) -> Any:
 
 
 def _canonical_quaternion(q: Any, xp: SimpleNamespace) -> Any:
-    norm = xp.sqrt(xp.clamp_min((q * q).sum(-1), 1e-24))
+    norm = xp.sqrt(xp.clamp_min((q * q).sum(-1), _TINY_NORM2))
     q = q / norm[..., None]
     sign = xp.where(q[..., 0] < 0, -1.0, 1.0)
     return q * sign[..., None]
@@ -345,7 +348,7 @@ def quaternion_to_euler(quaternion: Any, order: str) -> Any:
 
 
 def _quaternion_parts_to_euler(w: Any, v: Any, order: str, xp: SimpleNamespace) -> Any:
-    s = 2.0 / xp.clamp_min(w * w + v[0] * v[0] + v[1] * v[1] + v[2] * v[2], 1e-12)
+    s = 2.0 / xp.clamp_min(w * w + v[0] * v[0] + v[1] * v[1] + v[2] * v[2], _TINY_NORM2)
 
     def entry(r: int, c: int) -> Any:  # the entries of ``quaternion_to_matrix``
         if r == c:
@@ -419,7 +422,7 @@ def slerp_quaternion(q0: Any, q1: Any, s: Any) -> Any:
     _check_last(q1, 4, "quaternions")
     xp = array_ops(q0)
     # unit length first: the dot product is cos Ω only between unit quaternions
-    q0, q1 = (q / xp.sqrt(xp.clamp_min((q * q).sum(-1), 1e-24))[..., None] for q in (q0, q1))
+    q0, q1 = (q / xp.sqrt(xp.clamp_min((q * q).sum(-1), _TINY_NORM2))[..., None] for q in (q0, q1))
     dot = (q0 * q1).sum(-1)
     q1 = xp.where((dot < 0.0)[..., None], -q1, q1)  # the shorter of the two arcs
     dot = xp.abs(dot)
