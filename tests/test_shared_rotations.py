@@ -102,6 +102,26 @@ def test_batched_shapes_and_torch_agreement():
     assert f32.dtype == torch.float32
 
 
+def test_numpy_float32_stays_float32():
+    rng = np.random.default_rng(12)
+    aa = rng.normal(size=(5, 3)).astype(np.float32)
+    m, q = rot.axis_angle_to_matrix(aa), rng.normal(size=(5, 4)).astype(np.float32)
+    assert m.dtype == np.float32
+    outputs = {
+        "axis_angle_to_quaternion": rot.axis_angle_to_quaternion(aa),
+        "matrix_to_quaternion": rot.matrix_to_quaternion(m),
+        "quaternion_to_axis_angle": rot.quaternion_to_axis_angle(q),
+        "matrix_to_axis_angle": rot.matrix_to_axis_angle(m),
+        "quaternion_to_matrix": rot.quaternion_to_matrix(q),
+        "matrix_to_euler": rot.matrix_to_euler(m, "ZXY"),
+        "quaternion_to_euler": rot.quaternion_to_euler(q, "ZXY"),
+        "axis_angle_to_euler": rot.axis_angle_to_euler(aa, "ZXY"),
+        "slerp_matrix": rot.slerp_matrix(m, m[::-1], np.full(5, 0.3, np.float32)),
+    }
+    assert {name: out.dtype for name, out in outputs.items()} == {name: np.float32 for name in outputs}
+    np.testing.assert_allclose(outputs["matrix_to_axis_angle"], rot.matrix_to_axis_angle(m.astype(np.float64)), atol=1e-5)
+
+
 def test_gradients_are_finite_at_and_near_zero():
     for value in (0.0, 1e-5, 1e-3, 1.0):
         aa = torch.full((2, 3), value, dtype=torch.float64, requires_grad=True)

@@ -167,8 +167,7 @@ def matrix_to_quaternion(matrix: Any) -> Any:
 def _canonical_quaternion(q: Any, xp: SimpleNamespace) -> Any:
     norm = xp.sqrt(xp.clamp_min((q * q).sum(-1), _TINY_NORM2))
     q = q / norm[..., None]
-    sign = xp.where(q[..., 0] < 0, -1.0, 1.0)
-    return q * sign[..., None]
+    return xp.where(q[..., :1] < 0, -q, q)  # not q · where(…, -1.0, 1.0): that sign is float64 in numpy
 
 
 def axis_angle_to_quaternion(axis_angle: Any) -> Any:
