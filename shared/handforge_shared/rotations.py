@@ -367,7 +367,6 @@ def _euler_from_entries(m: Any, order: str, xp: SimpleNamespace) -> Any:
     sign = 1.0 if (j - i) % 3 == 1 else -1.0
     m_kj, m_kk = m(k, j), m(k, k)
     m_ji, m_ii = m(j, i), m(i, i)
-    m_jk, m_jj = m(j, k), m(j, j)
     cos_b = xp.sqrt(xp.clamp_min(m_kj ** 2 + m_kk ** 2, 1e-30))  # cos(b) ≥ 0; the clamp keeps sqrt's gradient finite
     b = xp.atan2(-sign * m(k, i), cos_b)
     # At the gimbal lock (b = ±90°) m_kj, m_kk, m_ji and m_ii are all cos(b)·(…), rounding noise, so
@@ -376,11 +375,18 @@ def _euler_from_entries(m: Any, order: str, xp: SimpleNamespace) -> Any:
     # error of ~eps/cos(b) and the locked one of ~cos(b): they meet at cos(b) = sqrt(eps) (1.5e-8 in
     # float64, 3.5e-4 in float32), the rotation error there being ~sqrt(eps).
     locked = cos_b < _sqrt_eps(m_kk)
+    if xp is _NUMPY:  # no gradients to guard: the free branch alone, the locked rows (rarely any) mended after
+        a, c = np.arctan2(sign * m_kj, m_kk), np.arctan2(sign * m_ji, m_ii)
+        if locked.any():
+            a = np.where(locked, np.arctan2(-sign * m(j, k), m(j, j)), a)
+            c = np.where(locked, 0.0, c)
+        by_axis = {i: a, j: b, k: c}
+        return np.stack([by_axis[0], by_axis[1], by_axis[2]], -1)
     free = ~locked
     # Both branches are evaluated (xp.where): each atan2 gets (0, 1) where its branch is not taken, so
     # neither has a 0/0 gradient (the free one at the lock, the locked one where row j is ±e_i).
     a_free = xp.atan2(sign * xp.where(free, m_kj, 0.0), xp.where(free, m_kk, 1.0))
-    a_locked = xp.atan2(-sign * xp.where(locked, m_jk, 0.0), xp.where(locked, m_jj, 1.0))
+    a_locked = xp.atan2(-sign * xp.where(locked, m(j, k), 0.0), xp.where(locked, m(j, j), 1.0))
     a = xp.where(locked, a_locked, a_free)
     c = xp.where(locked, 0.0, xp.atan2(sign * xp.where(free, m_ji, 0.0), xp.where(free, m_ii, 1.0)))
     by_axis = {i: a, j: b, k: c}
