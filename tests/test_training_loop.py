@@ -106,6 +106,16 @@ def test_a_loss_that_stops_being_finite_ends_the_run_without_a_model(tmp_path):
     assert not (tmp_path / "f" / "model").exists()
 
 
+@pytest.mark.gpu
+def test_a_run_with_ema_resumes_on_a_gpu(tmp_path):
+    """accelerate gives registered objects (the EMA) back on the CPU: on a GPU every resumed run with EMA (the
+    interaction and motion trainers always have one) failed at its first step, "Expected all tensors to be on the
+    same device". Read in the code, not seen: no GPU was lent when it was fixed; benchmarks/gpu.sh runs this."""
+    train(fresh_model(), Points(100), loss, settings(tmp_path / "run", stop_after=10))
+    rest = train(fresh_model(), Points(100), loss, settings(tmp_path / "run"))
+    assert rest.resumed_from == 10 and rest.step == 30 and next(rest.model.parameters()).is_cuda
+
+
 def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     """A run is resumed only into the same model, within its steps, from a checkpoint."""
     run = tmp_path / "run"

@@ -195,6 +195,8 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
         except Exception as exc:  # noqa: BLE001 - a damaged file (truncated safetensors, a pickle, a missing one)
             raise TrainingError(_unreadable(checkpoint, exc)) from None
         step = _checkpoint_step(checkpoint)
+        if ema is not None:  # accelerate gives registered objects back on the CPU: on a GPU the first EMA step failed
+            ema.to(accelerator.device)
     resumed_from = step
     log = _Log(out / LOG, accelerator.is_main_process, after_step=step)
     bar = tqdm(total=s.steps, initial=step, desc=f"training {out.name}", unit="step",
