@@ -116,6 +116,20 @@ def test_a_run_with_ema_resumes_on_a_gpu(tmp_path):
     assert rest.resumed_from == 10 and rest.step == 30 and next(rest.model.parameters()).is_cuda
 
 
+def test_a_resume_on_another_number_of_processes_is_refused(tmp_path):
+    """A run of 2 processes resumed on 1 went on with the schedule of twice the steps (its learning rate 2e-5 where
+    5e-3 was due, then rising) and another global batch, unsaid. A checkpoint with two processes' random states
+    stands for such a run here."""
+    import shutil as copying
+
+    run = tmp_path / "run"
+    train(fresh_model(), Points(100), loss, settings(run, stop_after=4))
+    checkpoint = run / "checkpoints" / "step-00000004"
+    copying.copyfile(checkpoint / "random_states_0.pkl", checkpoint / "random_states_1.pkl")
+    with pytest.raises(TrainingError, match=r"saved by a run on 2 process\(es\), and this one runs on 1: resume it on 2"):
+        train(fresh_model(), Points(100), loss, settings(run))
+
+
 def test_a_resume_that_would_save_other_weights_is_refused(tmp_path):
     """A run is resumed only into the same model, within its steps, from a checkpoint."""
     run = tmp_path / "run"

@@ -184,6 +184,7 @@ def _train(model: Any, dataset: torch.utils.data.Dataset, loss_fn: Callable[[Any
     step = 0
     checkpoint = _newest_checkpoint(out) if s.resume else None
     if checkpoint is not None:
+        _check_processes(checkpoint, accelerator.num_processes)
         try:
             _check_random_states(checkpoint, accelerator.process_index)
             accelerator.load_state(str(checkpoint.absolute()))  # (absolute: load_state expands a leading "~")
@@ -534,6 +535,19 @@ def _unreadable(checkpoint: Path, exc: BaseException, file: str = "") -> str:
     where = checkpoint / file if file else checkpoint
     return (f"{where} cannot be read ({read_error(exc)[:250]}): the checkpoint is damaged; delete "
             f"its folder {checkpoint} to resume from the checkpoint before it, or train into a new out folder")
+
+
+def _check_processes(checkpoint: Path, processes: int) -> None:
+    """Refuse a resume on another number of processes than the run's (one random-states file each): the schedule
+    counts a step per process, so 2 → 1 went on with the learning rate of twice the steps (2e-5 for 5e-3, then
+    rising again), and another global batch, unsaid; 1 → 2 was said to be a damaged checkpoint."""
+    from accelerate.utils import RNG_STATE_NAME
+
+    saved = len(list(checkpoint.glob(f"{RNG_STATE_NAME}_*.pkl")))
+    if saved and saved != processes:
+        raise TrainingError(f"{checkpoint} was saved by a run on {saved} process(es), and this one runs on {processes}: "
+                            f"resume it on {saved} (accelerate launch --num_processes {saved} …), or train into a new "
+                            "out folder")
 
 
 def _check_random_states(checkpoint: Path, process_index: int) -> None:
