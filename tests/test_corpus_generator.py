@@ -126,6 +126,26 @@ def test_same_seed_same_clips_other_seed_different(model):
     assert all(differs)
 
 
+def test_clapping_clips_clap_and_the_rest_become_interactions(model):
+    # Seed 0, chunks of 12: chunk 0's clap resolves; chunk 3 has a clapping member whose group's clap
+    # did not (it used to clap along another template, closed grips included, under kind "clapping").
+    gen = Generator(model=model, settings=CorpusSettings(chunk_size=12))
+    seen = set()
+    for chunk in (0, 3):
+        for seq in gen.chunk(seed=0, chunk=chunk, count=12).sequences:
+            meta = seq.clip.extra["corpus"]
+            seen.add(meta["kind"])
+            if meta["kind"] == "clapping":
+                assert meta["templates"] == ["clap"], (seq.name, meta["templates"])
+                assert all(template == "clap" for _, _, template in meta["contact_frames"])
+    assert {"clapping", "interaction"} <= seen
+    first = gen.chunk(seed=0, chunk=3, count=12).sequences  # the kind's change is deterministic too
+    again = gen.chunk(seed=0, chunk=3, count=12).sequences
+    for x, y in zip(first, again):
+        assert x.clip.extra == y.clip.extra
+        np.testing.assert_array_equal(x.clip.hands["right"].to_vector(), y.clip.hands["right"].to_vector())
+
+
 @pytest.mark.slow
 def test_worker_processes_write_the_same_corpus(tmp_path):
     settings = CorpusSettings(chunk_size=4)

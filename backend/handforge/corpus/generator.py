@@ -9,7 +9,8 @@ Per chunk:
    in *groups* of a few sequences; each group is one person (one hand shape, ``betas``, for both
    hands) with a few interaction instances drawn from the templates.
 2. All instances of the chunk are resolved in one batched call (``resolver``); instances that do
-   not resolve are dropped (their sequences fall back to free gestures).
+   not resolve are dropped (their sequences fall back to free gestures; clapping sequences whose
+   group's clap did not resolve become interactions with the group's resolved templates).
 3. Each sequence is built from its own random stream (``motion``) and returned as a
    ``MotionClip`` whose ``extra["corpus"]`` records how it was made, including the frames where
    the hands are held exactly in a resolved interaction (``contact_frames``).
@@ -128,6 +129,10 @@ class Generator:
             group = groups[member_group[i]] if i in member_group else None
             if group is not None and not group.get("resolved"):
                 kind = "gestures"  # nothing of the group resolved: fall back to free hands
+            elif kind == "clapping" and not any(r.template == "clap" for r in group["resolved"]):
+                # The group's clap did not resolve: clapping along another template would slam
+                # closed grips together, so these members perform the group's resolved interactions.
+                kind = "interaction"
             if group is not None and kind != "gestures":
                 betas, label = group["betas"], f"{chunk}:{member_group[i]}"
             else:
@@ -313,7 +318,9 @@ class Generator:
         return self._finish(rng, pair, contacts, [resolved[i].template for i in chosen])
 
     def _clapping(self, rng, hands, resolved, speed):
-        res = next((r for r in resolved if r.template == "clap"), resolved[0])
+        res = next((r for r in resolved if r.template == "clap"), None)
+        if res is None:  # chunk() turns clapping without a resolved clap into interaction
+            raise ValueError(f"clapping needs a resolved 'clap' instance; got {[r.template for r in resolved]}")
         contact = self._contact_states(hands, res)
         away = res.approach
         gap = rng.uniform(0.06, 0.14)
