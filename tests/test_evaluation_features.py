@@ -56,6 +56,18 @@ def test_corpus_clips_become_labelled_two_hand_keypoints(data):
     assert "free" in set(held) and len(set(held)) > 1
 
 
+def test_a_plain_folder_splits_by_person_group(corpus):
+    """Without splits.json the clips are split by hash: per person group, not per clip name."""
+    loaded = load_corpus(corpus / "clips")
+    splits_of_group: dict[str, list[str]] = {}
+    for name, split in zip(loaded.names, loaded.splits):
+        group = MotionClip.load(corpus / "clips" / f"{name}.npz").extra["corpus"]["group"]
+        splits_of_group.setdefault(group, []).append(split)
+    assert any(len(splits) > 1 for splits in splits_of_group.values())  # groups of several clips
+    assert all(len(set(splits)) == 1 for splits in splits_of_group.values()), splits_of_group
+    assert {"train", "validation"} <= set(loaded.splits)
+
+
 def test_a_corpus_summary_nested_too_deeply_is_read_as_none(corpus, tmp_path):
     """The summary.json train-features records the corpus's settings from, nested thousands deep: a traceback."""
     import shutil

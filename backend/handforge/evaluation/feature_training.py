@@ -121,7 +121,9 @@ def load_corpus(folder: str | Path, max_clips: int | None = None, progress: bool
             for start, end, template in corpus_info.get("contact_frames", []):
                 labels[start:end + 1] = template
             data.names.append(info.name)
-            data.splits.append(info.split or _hash_split(info.name))
+            # a plain folder has no splits: hash the person group, so that one person's clips
+            # (which share a hand shape and interactions) never land in both train and validation
+            data.splits.append(info.split or _hash_split(info.group or info.name))
             data.keypoints.append(keypoints.astype(np.float32))
             data.frame_labels.append(labels)
             data.motion_labels.append(_motion_class(corpus_info))
