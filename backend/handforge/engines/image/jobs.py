@@ -70,14 +70,20 @@ def _sd_complete() -> str | tuple[str, str]:
     the engine available, and the first click failed.)"""
     from handforge.engines.image.layout import missing_parts
 
-    from handforge.engines.image.loading import sd_latent_problem
-
     path = config.value(SD_MODEL.key)
     missing = missing_parts(SD_MODEL.key, Path(path))
     if missing:
         return (f"{SD_MODEL.key} = {path}: {missing}", f"point it at a diffusers SD 1.x folder or one .safetensors "
                                                        f"file (`handforge models check {path}` says what it holds)")
-    # (an inpainting model was ready, and every job failed at its first step naming no file)
+    return sd_text_to_image_status(path)
+
+
+def sd_text_to_image_status(path) -> str | tuple[str, str]:
+    """Why the SD model at ``path`` cannot generate from text (an inpainting UNet: ready before, every job failing
+    at its first step naming no file), with its fix; '' when it can or its configs cannot be read (the load says
+    why). From the config.json files alone, for the engines' status lines (this one's and pose transfer's)."""
+    from handforge.engines.image.loading import sd_latent_problem
+
     problem = sd_latent_problem(path, config.value(SD_CONFIG.key))
     return (f"{SD_MODEL.key} = {path}: {problem}", f"point {SD_MODEL.key} at an SD 1.x text-to-image model "
                                                    "(handforge models fetch sd15)") if problem else ""

@@ -78,13 +78,11 @@ def _fits_sd(folder) -> str | tuple[str, str]:
     """The target generator's context width against the SD model's UNet, from their config.json files (without
     torch): one of another SD model was available and its requests accepted, each job refusing it once SD had
     loaded. An SD model whose UNet config cannot be read here is left to its own checks."""
-    from handforge.engines.image.loading import sd_latent_problem
-
     sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
-    # (an inpainting model: ihpt was ready, and each job refused it once it loaded; the image engines say the same)
-    latent = sd_latent_problem(sd, sd_config) if sd is not None else ""
+    # (an inpainting model: ihpt was ready, and each job refused it once it loaded; said as the image engines say it)
+    latent = image_jobs.sd_text_to_image_status(sd) if sd is not None else ""
     if latent:
-        return f"{SD_MODEL.key} = {sd}: {latent}", f"point {SD_MODEL.key} at an SD 1.x text-to-image model"
+        return latent
     problem = sd_width_problem(folder, sd, sd_config)
     return (problem, _fits_sd_fix()) if problem else ""
 
