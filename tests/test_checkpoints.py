@@ -401,3 +401,41 @@ def test_a_remembered_read_error_is_raised_afresh_each_time(tmp_path):
         config_json(file)
     assert later.value is not first.value and str(later.value) == str(first.value)
     assert later.value.__context__ is None
+
+
+def test_a_checkpoint_saved_over_another_is_never_missing_to_a_reader(tmp_path):
+    """A reader (the server loading the model a training run is saving over) looked for the folder between
+    its two renames (old out, new in) and found nothing: "no checkpoint". Swapped in one call (renameat2's
+    RENAME_EXCHANGE), a process polling the folder as fast as it can always finds its config, old or new."""
+    import subprocess
+    import sys
+
+    from handforge.engines.checkpoints import atomic_folder
+
+    folder = tmp_path / "model"
+    with atomic_folder(folder) as tmp:
+        (tmp / "config.json").write_text("{}")
+    stop = tmp_path / "stop"
+    poll = ("import os, sys\nmissing = polls = 0\n"
+            f"config, stop = {str(folder / 'config.json')!r}, {str(stop)!r}\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    polls += 1\n"
+            "    if not os.path.isfile(config):\n"
+            "        missing += 1\n"
+            "    if polls % 256 == 0 and os.path.exists(stop):\n"
+            "        break\n"
+            "print(missing, polls)\n")
+    reader = subprocess.Popen([sys.executable, "-c", poll], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        for save in range(300):
+            with atomic_folder(folder) as tmp:
+                (tmp / "config.json").write_text(json.dumps({"save": save}))
+        stop.touch()
+        missing, polls = map(int, reader.communicate(timeout=60)[0].split())
+    finally:
+        reader.kill()
+    assert missing == 0 and polls > 1000, (missing, polls)
+    assert json.loads((folder / "config.json").read_text()) == {"save": 299}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "stop"]  # no .model.part-* / .old-* left

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import errno
 import inspect
 import json
@@ -44,8 +45,11 @@ class CheckpointError(RuntimeError):
 
 @contextlib.contextmanager
 def atomic_folder(folder: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``folder``; on success it replaces ``folder`` in one
-    rename (the old one, if any, is removed afterwards), on failure it is deleted."""
+    """Yield an empty temporary folder beside ``folder``; on success it replaces ``folder`` (the old one,
+    if any, is removed afterwards), on failure it is deleted. Where the system can swap two paths in one
+    call (Linux's ``renameat2``), a reader (the server loading the checkpoint a training run is saving)
+    always finds one whole folder there, the old or the new; elsewhere two renames leave ``folder``
+    missing for a moment (a process killed between them leaves it in ``.NAME.old-*``)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists() and not folder.is_dir():
@@ -55,10 +59,13 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         yield tmp
         _usual_permissions(tmp)
         old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
+        if folder.is_dir() and not folder.is_symlink() and _exchange(tmp, folder):
+            old = tmp  # (now holding the old folder)
+        else:
+            if folder.exists():
+                old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+                os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as exc:
@@ -67,6 +74,26 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         if failed_write is not None:
             raise failed_write from exc
         raise
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: renameat2's flag that swaps the two paths
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` (both existing) in one system call; False where the system or the
+    file system cannot (not Linux, an old C library, a file system without the flag): the caller renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 # torch.save's stream writer failing ("unexpected pos 576 vs 534", "PytorchStreamWriter failed writing file")
