@@ -564,3 +564,56 @@ def test_a_resumed_runs_settings_of_another_kind_are_refused_naming_the_file_and
     with pytest.raises(TrainingError, match=refused):
         recorded_settings(out)
     assert json.loads(settings_file.read_text())[name] == value  # (left as it was, for the user to correct)
+
+
+def _two_process_run(out: str, crash_saving_step: int | None) -> None:
+    """One process of a two-process CPU run (accelerate's debug_launcher forks both); rank 1 dies while the
+    checkpoint of ``crash_saving_step`` is being saved, after rank 0 has written its share."""
+    import os
+    import time
+
+    import torch.distributed as dist
+    from accelerate import Accelerator
+
+    os.environ["RANK"] = str(dist.get_rank())  # as `accelerate launch` sets it (debug_launcher does not)
+    if crash_saving_step is not None and dist.get_rank() == 1:
+        save_state = Accelerator.save_state
+
+        def dying(self, output_dir=None, **kwargs):
+            if f"step-{crash_saving_step:08d}" in str(output_dir):
+                time.sleep(1.0)  # rank 0's files are written meanwhile
+                os._exit(3)
+            return save_state(self, output_dir, **kwargs)
+
+        Accelerator.save_state = dying
+    train(fresh_model(), Points(100), loss, settings(out, steps=8, batch_size=8))
+
+
+def test_a_two_process_run_killed_while_saving_resumes_from_its_last_whole_checkpoint(tmp_path):
+    """The processes of a multi-process run wrote their shards straight into step-N, the main one its step.json
+    first: killed while saving, the run left a step-N without the other process's random states, and its
+    resume was refused ("saved by a run on 1 process(es)") until the folder was deleted by hand. The shards now
+    go to a hidden part folder that becomes step-N once every process has written its own."""
+    import subprocess
+    import sys
+
+    def launch(crash_saving_step: int | None) -> subprocess.CompletedProcess:
+        # in a fresh interpreter: forked from this one, after other tests had run torch's thread pools, the
+        # processes could hang
+        code = ("from accelerate import debug_launcher\nfrom tests.test_training_loop import _two_process_run\n"
+                f"debug_launcher(_two_process_run, args=({str(out)!r}, {crash_saving_step!r}), num_processes=2)\n")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[1])  # (where `tests` imports from)
+
+    out = tmp_path / "run"
+    crashed = launch(8)
+    assert crashed.returncode != 0 and "exit code 3" in crashed.stderr, crashed.stderr[-2000:]
+    saved = sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith("."))
+    assert saved == ["step-00000004"], saved
+    assert {p.name for p in (out / "checkpoints" / "step-00000004").glob("random_states_*.pkl")} == \
+        {"random_states_0.pkl", "random_states_1.pkl"}
+    resumed = launch(None)  # resumed at step 4
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000004", "step-00000008"]
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9)) and (out / "model" / "config.json").is_file()

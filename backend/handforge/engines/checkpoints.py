@@ -57,23 +57,30 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.part-"))
     try:
         yield tmp
-        _usual_permissions(tmp)
-        old = None
-        if folder.is_dir() and not folder.is_symlink() and _exchange(tmp, folder):
-            old = tmp  # (now holding the old folder)
-        else:
-            if folder.exists():
-                old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-                os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     except BaseException as exc:
         failed_write = _failed_write(exc, folder)  # (before the partial files go: the disk is as the write left it)
         shutil.rmtree(tmp, ignore_errors=True)
         if failed_write is not None:
             raise failed_write from exc
         raise
+
+
+def replace_folder(written: Path, folder: Path) -> None:
+    """Put the folder ``written`` (beside ``folder``, named ``.NAME.part-*``) in the place of ``folder``, as
+    ``atomic_folder`` does on success; for writers that cannot use it (the processes of a multi-process
+    training run, which all write into one folder)."""
+    _usual_permissions(written)
+    old = None
+    if folder.is_dir() and not folder.is_symlink() and _exchange(written, folder):
+        old = written  # (now holding the old folder)
+    else:
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+            os.replace(folder, old / folder.name)
+        os.replace(written, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h: renameat2's flag that swaps the two paths
@@ -747,4 +754,5 @@ __all__ = ["CONFIG_NAME", "EVEN", "FRACTION", "ODD", "CheckpointError", "Limit",
            "at_least", "atomic_folder", "below", "checkpoint_class", "checkpoint_name", "checkpoint_problem",
            "checkpoint_signature", "config_json", "count_problem", "dividing", "extra_weights", "first_non_finite",
            "first_non_finite_saved", "header_shapes", "load_model", "missing_weights", "model_config", "overflowed",
-           "remove_leftovers", "save_model", "saved_class", "saved_config", "weights_shapes", "write_model"]
+           "remove_leftovers", "replace_folder", "save_model", "saved_class", "saved_config", "weights_shapes",
+           "write_model"]

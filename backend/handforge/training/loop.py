@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from handforge.engines.checkpoints import CheckpointError, atomic_folder, load_model, remove_leftovers, save_model
+from handforge.engines.checkpoints import (CheckpointError, atomic_folder, load_model, remove_leftovers,
+                                          replace_folder, save_model)
 from handforge_shared.files import FolderBusy, folder_lock, parse_json, read_error, write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -661,10 +662,17 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, keep: int) -> None:
         with atomic_folder(target) as tmp:  # a run killed while saving leaves the previous checkpoint intact
             accelerator.save_state(str(tmp))
             (tmp / "step.json").write_text(json.dumps({"step": step}))
-    else:  # every process writes its own shards into the same folder
-        accelerator.save_state(str(target))
+    else:  # every process writes its own shards into one folder, named as atomic_folder's (removed if left over)
+        part = target.parent / f".{target.name}.part-processes"
         if accelerator.is_main_process:
-            (target / "step.json").write_text(json.dumps({"step": step}))
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(part))
+        accelerator.wait_for_everyone()  # every shard written: only now is it a checkpoint
+        if accelerator.is_main_process:
+            (part / "step.json").write_text(json.dumps({"step": step}))
+            replace_folder(part, target)
         accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for old in _checkpoints(out)[:-keep]:  # (counting step-best, keep 1 deleted the one just saved)
