@@ -10,11 +10,12 @@
   sample (variation 1 unless one was set), on the keys and paths as they are now; its GENERATED keys
   are replaced. Forgotten when another file is opened.
 
-The artist's keys on the parts In-between keeps (*Kept*), and along a wrist path, are never changed:
-``keys.import_clip`` writes there only where no other key is (per F-curve). On the parts In-between
-leaves out of Kept, and everywhere for Generate Motion, the artist's keys inside the range are replaced
+The artist's keys on the parts In-between keeps (*Kept*), and the wrist keys along a wrist path (its
+location; its rotation too when kept as animated), are never changed: ``keys.import_clip`` writes there
+only where no other key is (per F-curve). On the parts In-between leaves out of Kept, the parts Follow
+Wrist Path generates, and everywhere for Generate Motion, the artist's keys inside the range are replaced
 with the rest (kept, each was a one-frame jump to the old pose), said in the report, and back with the
-same undo.
+same undo (``_MotionJob.generated_parts``).
 Everything is checked in Blender before a request is sent (rigs, range, keys, hand model, path objects).
 """
 
@@ -642,8 +643,11 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
         return trajectory_arrays(context, every, paths, start, end, self.wrist_rotation)
 
     def generated_parts(self):
-        # none: the artist's keys in a path's range stay, and are said (a pose keyed at its ends is one to keep)
-        return frozenset()
+        # what the path does not drive is generated: the fingers, and the wrist rotation unless kept as animated
+        # (their keys in the range were kept, each a one-frame snap to the old pose, as In-between's parts left
+        # out of Kept); the wrist location keys stay, said (a wrist keyed there is off its path)
+        kept = {"WRIST_LOCATION"} | ({"WRIST_ROTATION"} if self.wrist_rotation == "ANIMATION" else set())
+        return frozenset(range(KEY_PARTS)) - {c for part in kept for c in FIXED_COLUMNS[part]}
 
 
 class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):

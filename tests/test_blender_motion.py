@@ -392,7 +392,8 @@ def test_what_a_motion_keeps_as_the_artist_had_it_is_said(session):
     result, printed = found["path"]
     assert result == ["FINISHED"] and ("your keys were kept at frame 1010, so the clip was not keyed there: where "
                                        "they key the wrist, it is where you keyed it, not on its path") in printed
-    assert "replaced" not in printed, printed  # (along a path the artist's keys stay)
+    # (along a path the artist's wrist location keys stay; the parts it generates have theirs replaced: said)
+    assert "replaced" in printed and "on the wrist rotation and fingers (generated)" in printed, printed
     # Generate Motion over the artist's keys at 1105: replaced (they were kept, the hand snapping there), but
     # not in the muted channels (left as they are), nor after the range (1111)
     result, printed = found["muted"]

@@ -1,0 +1,71 @@
+"""Follow Wrist Path over the artist's keys in real Blender through a real backend (the add-on starts it, spline
+engine): the parts it generates (the fingers, the wrist rotation unless kept as animated) have the artist's keys in
+the range replaced, said, and back with one undo, as In-between's parts left out of Kept; the wrist location keys
+and the keys outside the range stay."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
+from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
+from tests.blender.harness import run_blender
+from tests.test_blender_backend import free_port
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+START, END = 1, 20
+WRIST_LOCATION = 'pose.bones["wrist"].location'
+WRIST_ROTATION = 'pose.bones["wrist"].rotation_quaternion'
+
+
+@pytest.fixture(scope="module")
+def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    work = tmp_path_factory.mktemp("motion_paths_session")
+    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT),
+            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
+    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
+    return run_blender("motion_paths_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+
+
+def _artist_in_range(points):
+    return [p for p in points if p[2] != "GENERATED" and START <= p[0] <= END]
+
+
+def _check_path(session, name: str, kept_parts: tuple[str, ...], replaced_names: str):
+    session.no_error("start", "artist", name)
+    artist, found = session["artist"], session[name]
+    assert found["result"] == ["FINISHED"], found["printed"]
+    keys = found["keys"]
+    replaced = 0
+    for key, before in artist.items():
+        side, path, _ = key.split("|")
+        if side != "right":
+            assert keys[key] == before, key  # the other hand is not touched
+            continue
+        after = keys[key]
+        assert [p for p in after if p[0] > END] == [p for p in before if p[0] > END], key  # after the range: kept
+        if path in kept_parts:  # the artist's keys stay exactly, generated keys between them
+            assert _artist_in_range(after) == _artist_in_range(before), key
+        else:  # generated on every frame of the range, the artist's keys there gone
+            assert _artist_in_range(after) == [], key
+            assert [p[0] for p in after if p[2] == "GENERATED"] == [float(f) for f in range(START, END + 1)], key
+            replaced += len(_artist_in_range(before))
+    said = re.search(r"right hand: replaced (\d+) of your keys on the " + re.escape(replaced_names)
+                     + r" \(generated\); Ctrl-Z brings them back", found["printed"])
+    assert said, found["printed"]
+    assert int(said.group(1)) >= replaced > 0  # (the count also holds the mesh's corrective shape keys)
+    assert found["undone"] == artist  # one undo brings every key back, exactly
+
+
+def test_follow_wrist_path_replaces_the_artists_keys_on_the_parts_it_generates(session):
+    """Before: the artist's finger and wrist rotation keys at 1, 10 and 20 stayed among the generated keys, a
+    one-frame snap to the old pose at each."""
+    _check_path(session, "path", (WRIST_LOCATION,), "wrist rotation and fingers")
+
+
+def test_a_wrist_rotation_kept_as_animated_keeps_its_keys(session):
+    _check_path(session, "path_rotation_kept", (WRIST_LOCATION, WRIST_ROTATION), "fingers")
