@@ -673,7 +673,7 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
 
     bl_idname = "handforge.motion_regenerate"
     bl_label = "Regenerate"
-    bl_options = {"REGISTER"}  # the motion button it runs makes the undo step
+    bl_options = {"REGISTER"}  # the motion button it runs makes the undo step (``_run``)
 
     seed: IntProperty(name="Seed", default=-1, min=-1, max=SEED_LIMIT - 1, options=ONE_SHOT,  # (else: that seed again)
                       description="Seed of the new motion (-1: the last seed + 1)")
@@ -716,7 +716,10 @@ class HANDFORGE_OT_motion_regenerate(bpy.types.Operator):
         held, refused = _HeldErrors(sys.stdout), ""
         try:
             with contextlib.redirect_stdout(held):
-                outcome = button(how, **options)
+                # undo=True: the button's own undo step, as if pressed (called from an operator it made none, and
+                # Ctrl-Z took back the motion Regenerate replaced too); none still inside an operator that makes
+                # one, or from a script's call without undo
+                outcome = button(how, True, **options)
         except RuntimeError as exc:  # the button's own refusal (e.g. its rig is gone)
             refused = str(exc)
         finally:

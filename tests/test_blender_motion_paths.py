@@ -1,7 +1,7 @@
-"""Follow Wrist Path over the artist's keys in real Blender through a real backend (the add-on starts it, spline
-engine): the parts it generates (the fingers, the wrist rotation unless kept as animated) have the artist's keys in
-the range replaced, said, and back with one undo, as In-between's parts left out of Kept; the wrist location keys
-and the keys outside the range stay."""
+"""Follow Wrist Path and Regenerate as the artist undoes them, in real Blender through a real backend (the add-on
+starts it): along a path (spline engine), the parts it generates (the fingers, the wrist rotation unless kept as
+animated) have the artist's keys in the range replaced, said, and back with one undo, as In-between's parts left out
+of Kept; the wrist location keys and the keys outside the range stay. Regenerate is one undo step of its own."""
 
 from __future__ import annotations
 
@@ -69,3 +69,15 @@ def test_follow_wrist_path_replaces_the_artists_keys_on_the_parts_it_generates(s
 
 def test_a_wrist_rotation_kept_as_animated_keeps_its_keys(session):
     _check_path(session, "path_rotation_kept", (WRIST_LOCATION, WRIST_ROTATION), "fingers")
+
+
+def test_one_undo_takes_back_a_regenerate_and_no_more(session):
+    """Before: Regenerate run as a button from a script made no undo step (its button was called from an operator),
+    so Ctrl-Z went back to before the Generate Motion it regenerated, that motion gone too."""
+    session.no_error("start", "artist", "regenerate_undone")
+    found = session["regenerate_undone"]
+    assert found["result"] == ["FINISHED"] and found["again"] == ["FINISHED"], (found["printed"], found["again_printed"])
+    assert found["regenerated"] != found["generated"]  # another motion (seed 1)
+    assert found["undone"] == found["generated"]  # one undo: the first motion back, not the keys before it
+    assert found["redone"] == found["regenerated"]
+    assert found["back"] == session["artist"]

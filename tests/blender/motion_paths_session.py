@@ -1,5 +1,6 @@
 """Blender session: Follow Wrist Path over the artist's keys (the parts it generates replaced, the wrist location
-keys kept, one undo brings them back), through a real backend the add-on starts (spline engine)."""
+keys kept, one undo brings them back; spline engine) and Regenerate's own undo step (learned engine), through a real
+backend the add-on starts."""
 
 from __future__ import annotations
 
@@ -99,4 +100,27 @@ def follow_path(wrist_rotation: str) -> dict:
 
 s.check("path", lambda: follow_path("GENERATE"))
 s.check("path_rotation_kept", lambda: follow_path("ANIMATION"))
+
+
+def regenerate_undone():
+    """Generate Motion (learned: each seed another motion), then Regenerate, then one undo: the scene as before the
+    Regenerate, the first motion still there (Regenerate made no undo step: the undo went back to before Generate)."""
+    result, printed = as_user(ops.motion_generate, frame_start=40, frame_end=59, engine="learned", steps=2,
+                              sides="RIGHT")
+    generated = snapshot()
+    again, again_printed = as_user(ops.motion_regenerate)
+    regenerated = snapshot()
+    undo()
+    undone = snapshot()
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.redo()
+    redone = snapshot()
+    undo()
+    undo()  # (the artist's keys again, for the checks after)
+    return {"result": result, "printed": printed, "again": again, "again_printed": again_printed,
+            "generated": generated, "regenerated": regenerated, "undone": undone, "redone": redone,
+            "back": snapshot()}
+
+
+s.check("regenerate_undone", regenerate_undone)
 s.finish()

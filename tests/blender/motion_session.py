@@ -232,7 +232,7 @@ ALL_KEPT = {"WRIST_ROTATION", "WRIST_LOCATION", "FINGERS"}
 
 def artist_keys_back():
     """The artist's keys as they were before the learned in-between replaced its finger keys (the checks after
-    key them): undone step by step (Regenerate, run from a script here, made no undo step of its own)."""
+    key them): undone step by step (the learned in-between's step, then Regenerate's)."""
     undos = 0
     while snapshot() != s.results["artist"] and undos < 3:
         with bpy.context.temp_override(**UI):
