@@ -1,7 +1,8 @@
 """Follow Wrist Path and Regenerate as the artist undoes them, in real Blender through a real backend (the add-on
 starts it): along a path (spline engine), the parts it generates (the fingers, the wrist rotation unless kept as
 animated) have the artist's keys in the range replaced, said, and back with one undo, as In-between's parts left out
-of Kept; the wrist location keys and the keys outside the range stay. Regenerate is one undo step of its own."""
+of Kept; the wrist location keys and the keys outside the range stay. Regenerate is one undo step of its own. A
+scene with one hand goes through In-between, Follow Wrist Path and Regenerate with either engine."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
@@ -76,8 +78,31 @@ def test_one_undo_takes_back_a_regenerate_and_no_more(session):
     so Ctrl-Z went back to before the Generate Motion it regenerated, that motion gone too."""
     session.no_error("start", "artist", "regenerate_undone")
     found = session["regenerate_undone"]
-    assert found["result"] == ["FINISHED"] and found["again"] == ["FINISHED"], (found["printed"], found["again_printed"])
+    assert found["result"] == ["FINISHED"] and found["again"] == ["FINISHED"], found
     assert found["regenerated"] != found["generated"]  # another motion (seed 1)
     assert found["undone"] == found["generated"]  # one undo: the first motion back, not the keys before it
     assert found["redone"] == found["regenerated"]
     assert found["back"] == session["artist"]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_one_hand_in_the_scene_is_inbetweened_and_follows_its_path(session, side):
+    """A scene with one rig (the left one moved and turned as an object): In-between and Follow Wrist Path along a
+    curve, with each engine, key it, the wrist on the curve's ends, Regenerate too, one undo each; the panel's Both
+    and a path for the hand that is not there are refused, saying why."""
+    name = f"one_{side}_hand"
+    session.no_error("start", name)
+    found = session[name]
+    for engine in ("spline", "learned"):
+        for job in ("inbetween", "inbetween_apart", "path"):  # (Keep Apart with no other hand to keep apart from)
+            run = found[f"{engine} {job}"]
+            assert run["result"] == ["FINISHED"] and run["generated"] > 0, (engine, job, run["printed"])
+            assert run["undone"], (engine, job)
+        scene_hands = found[f"{engine} inbetween_scene"]  # the panel's Both in a one-hand scene: refused, saying why
+        assert scene_hands["result"] == ["CANCELLED"] and "Add Hands" in scene_hands["printed"], scene_hands
+        path = found[f"{engine} path"]
+        np.testing.assert_allclose(path["wrist"], found["ends"], atol=1e-3)  # the curve's ends, frames 101 and 120
+        assert path["again"] == ["FINISHED"], path["again_printed"]
+    other = "left" if side == "right" else "right"
+    assert f"a path is set for the {other} hand, which the scene does not have" in found["missing_hand"], found
+    assert found["missing_hand_unchanged"]

@@ -1,6 +1,7 @@
 """Blender session: Follow Wrist Path over the artist's keys (the parts it generates replaced, the wrist location
-keys kept, one undo brings them back; spline engine) and Regenerate's own undo step (learned engine), through a real
-backend the add-on starts."""
+keys kept, one undo brings them back; spline engine), Regenerate's own undo step (learned engine), and a scene with
+one hand through In-between, Follow Wrist Path and Regenerate (both engines), through a real backend the add-on
+starts."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from session import ADDON_MODULE, Session, hand, init_undo, ui_context
 s = Session()
 s.install()
 a = s.args
-scene = bpy.context.scene
-scene.render.fps, scene.render.fps_base = 30, 1.0
+bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
 SIDES = ("left", "right")
 UI = ui_context()
 ops = bpy.ops.handforge
@@ -66,7 +66,7 @@ s.check("start", start)
 
 def key_the_artist_poses():
     """The right hand keyed by the artist at 1, 10, 20 and 30, its fingers bent differently on each key."""
-    right = hand("right")
+    scene, right = bpy.context.scene, hand("right")
     rest_wrist = right.pose.bones["wrist"].rotation_quaternion.copy()
     for i, frame in enumerate(ARTIST_FRAMES):
         scene.frame_set(frame)
@@ -123,4 +123,92 @@ def regenerate_undone():
 
 
 s.check("regenerate_undone", regenerate_undone)
+
+
+def remove_rig(obj) -> None:
+    for child in list(obj.children):
+        bpy.data.objects.remove(child)
+    bpy.data.objects.remove(obj)
+
+
+def wrist_world(obj) -> list[float]:
+    return list(obj.matrix_world @ obj.pose.bones["wrist"].head)
+
+
+def one_hand(keep: str, moved: bool = False) -> dict:
+    """Only the ``keep`` hand in the scene (the other rig deleted; ``moved``: its rig moved and turned as an object):
+    In-between of its keys and Follow Wrist Path along a curve, each engine, then Regenerate; every one undone
+    after; a path for the hand that is not there refused."""
+    other, scene = "left" if keep == "right" else "right", bpy.context.scene
+    for obj in [o for o in scene.objects if o.type == "ARMATURE" and o.handforge.is_hand]:
+        remove_rig(obj)
+    with bpy.context.temp_override(**UI):
+        assert ops.add_hands() == {"FINISHED"}
+    remove_rig(hand(other))
+    rig = hand(keep)
+    if moved:
+        rig.location, rig.rotation_euler = (0.3, -0.2, 0.05), (0.0, 0.0, 0.7)
+    for frame in (101, 110, 120):
+        scene.frame_set(frame)
+        rig.pose.bones["index2"].rotation_euler[0] = 0.03 * (frame - 100)
+        assert as_user(ops.key_pose, sides=keep.upper())[0] == ["FINISHED"]
+    scene.frame_set(101)
+    bag = importlib.import_module(f"{ADDON_MODULE}.fcurves").find_channelbag(rig)
+    for fc in [fc for fc in bag.fcurves if fc.data_path == 'pose.bones["wrist"].location']:
+        bag.fcurves.remove(fc)  # (keys of the wrist's place would keep it off the path there: said, tested above)
+    data = bpy.data.curves.new(f"One Hand Path {keep}", "CURVE")
+    data.dimensions = "3D"
+    spline = data.splines.new("BEZIER")
+    spline.bezier_points.add(2)
+    points = [(0.0, 0.0, 0.1), (0.1, 0.05, 0.15), (0.2, 0.0, 0.2)]
+    for point, co in zip(spline.bezier_points, points):
+        point.co = co
+        point.handle_left_type = point.handle_right_type = "AUTO"
+    path = bpy.data.objects.new(data.name, data)
+    scene.collection.objects.link(path)
+    with bpy.context.temp_override(**UI):
+        bpy.ops.ed.undo_push(message="the one hand")
+    before = snapshot()
+    out = {"ends": [points[0], points[-1]]}
+    path_name = path.name  # (an undo replaces the objects: found again by name)
+    paths = {"left_path": "", "right_path": "", f"{keep}_path": path_name}
+    for engine in ("spline", "learned"):
+        for name, op, kwargs in (
+                ("inbetween", ops.motion_inbetween, {"sides": keep.upper()}),
+                ("inbetween_scene", ops.motion_inbetween, {"sides": "SCENE"}),  # the panel's hands: Both
+                ("inbetween_apart", ops.motion_inbetween, {"sides": keep.upper(), "keep_apart": "on"}),
+                ("path", ops.motion_follow_path, paths)):
+            try:
+                result, printed = as_user(op, frame_start=101, frame_end=120, engine=engine, steps=2, **kwargs)
+            except RuntimeError as exc:
+                result, printed = ["CANCELLED"], str(exc)
+            found = {"result": result, "printed": printed,
+                     "generated": sum(p[2] == "GENERATED" for v in snapshot().values() for p in v)}
+            scene = bpy.context.scene  # (an undo replaces it)
+            if name == "path" and result == ["FINISHED"]:
+                found["wrist"] = []
+                for frame in (101, 120):
+                    scene.frame_set(frame)
+                    found["wrist"].append(wrist_world(hand(keep)))
+                scene.frame_set(101)
+                again, again_printed = as_user(ops.motion_regenerate)
+                found.update(again=again, again_printed=again_printed)
+                undo()
+            if result == ["FINISHED"]:
+                undo()
+            found["undone"] = snapshot() == before
+            out[f"{engine} {name}"] = found
+    try:
+        as_user(ops.motion_follow_path, frame_start=101, frame_end=120, engine="spline", **{f"{other}_path": path_name,
+                                                                                             f"{keep}_path": ""})
+        out["missing_hand"] = ""
+    except RuntimeError as exc:
+        out["missing_hand"] = str(exc)
+    out["missing_hand_unchanged"] = snapshot() == before
+    bpy.data.objects.remove(bpy.data.objects[path_name])
+    return out
+
+
+s.check("one_right_hand", lambda: one_hand("right"))
+s.check("one_left_hand", lambda: one_hand("left", moved=True))
 s.finish()
