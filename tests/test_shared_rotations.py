@@ -122,6 +122,69 @@ def test_numpy_float32_stays_float32():
     np.testing.assert_allclose(outputs["matrix_to_axis_angle"], rot.matrix_to_axis_angle(m.astype(np.float64)), atol=1e-5)
 
 
+def _inputs(name: str, dtype: type, batch: tuple[int, ...]) -> list:
+    """Valid arguments of each public function, ``batch`` leading their rotation shapes."""
+    rng = np.random.default_rng(5)
+    aa = rng.normal(size=(*batch, 3))
+    m = rot.axis_angle_to_matrix(aa)
+    q = rot.axis_angle_to_quaternion(aa)
+    fraction = np.full(batch, 0.3)
+    by_name = {
+        "axis_angle_to_matrix": [aa], "axis_angle_to_quaternion": [aa], "axis_angle_to_rot6d": [aa],
+        "axis_angle_to_euler": [aa, "YZX"], "mirror_axis_angle": [aa], "mirror_points": [aa],
+        "quaternion_to_matrix": [q], "quaternion_to_axis_angle": [q], "quaternion_to_euler": [q, "YZX"],
+        "matrix_to_quaternion": [m], "matrix_to_axis_angle": [m], "matrix_to_rot6d": [m],
+        "matrix_to_euler": [m, "YZX"], "rotation_angle": [m],
+        "rot6d_to_matrix": [rot.matrix_to_rot6d(m)], "rot6d_to_axis_angle": [rot.matrix_to_rot6d(m)],
+        "euler_to_matrix": [aa, "YZX"], "euler_other_solution": [aa, "YZX"],
+        "slerp_quaternion": [q, -q[..., [1, 0, 3, 2]], fraction],
+        "slerp_matrix": [m, np.swapaxes(m, -1, -2), fraction],
+    }
+    return [a.astype(dtype) if isinstance(a, np.ndarray) else a for a in by_name[name]]
+
+
+_CONVERSIONS = sorted(
+    name for name in dir(rot)
+    if not name.startswith("_") and callable(getattr(rot, name)) and getattr(rot, name).__module__ == rot.__name__
+    and name not in ("is_torch", "array_ops")
+)
+
+
+def test_every_public_conversion_is_checked_for_dtype():
+    for name in _CONVERSIONS:
+        _inputs(name, np.float64, ())  # a KeyError names a function the dtype test does not cover
+
+
+@pytest.mark.parametrize("name", _CONVERSIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_keep_the_float_dtype_batched_or_not(name, dtype):
+    """An unbatched float32 input came out float64 from 15 of the functions (numpy 1.x promotes 0-d
+    arrays by dtype, so x * x + … then 1.0 - t2 / 6.0 became float64); batched ones stayed float32."""
+    function = getattr(rot, name)
+    batched = function(*_inputs(name, dtype, (4,)))
+    single = function(*_inputs(name, dtype, ()))
+    assert (batched.dtype, np.asarray(single).dtype) == (dtype, dtype)
+    np.testing.assert_array_equal(single, batched[0])  # the same arithmetic, batched or not
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_scalars_are_accepted_like_python_numbers(dtype):
+    """np.float32(0.3) as slerp's fraction was refused ("expected a numpy array or a torch tensor")."""
+    q0, q1, _ = _inputs("slerp_quaternion", dtype, (4,))
+    r0, r1, _ = _inputs("slerp_matrix", dtype, (4,))
+    for function, a, b in ((rot.slerp_quaternion, q0, q1), (rot.slerp_matrix, r0, r1)):
+        expected = function(a, b, 0.3)
+        assert expected.dtype == dtype  # a Python fraction takes the rotations' precision
+        for fraction in (dtype(0.3), np.float64(0.3)):
+            found = function(a, b, fraction)
+            assert found.dtype == np.result_type(dtype, type(fraction))
+            np.testing.assert_allclose(found, expected, atol=1e-6)
+        np.testing.assert_allclose(function(a, b, np.int64(1)), function(a, b, 1), atol=1e-6)
+        for refused in (np.bool_(True), np.complex64(0.3), np.str_("0.3")):
+            with pytest.raises(TypeError, match="numpy array or a torch tensor"):
+                function(a, b, refused)
+
+
 def test_gradients_are_finite_at_and_near_zero():
     for value in (0.0, 1e-5, 1e-3, 1.0):
         aa = torch.full((2, 3), value, dtype=torch.float64, requires_grad=True)

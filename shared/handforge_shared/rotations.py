@@ -12,12 +12,18 @@ Conventions
   the convention InterHandGen's data uses); decoded by Gram-Schmidt.
 - Euler: (..., 3), angles (x, y, z) about the parent's axes in one of Blender's six modes
   ('YZX': Y applied first, R = Rx · Rz · Ry), as ``mathutils.Euler`` stores them.
+
+Outputs have the inputs' float dtype (float32 in, float32 out), batched or not; numpy real scalars
+(``np.float32(0.3)``) are accepted where Python numbers are, and Python numbers and sequences are
+float64 (or, for slerp's fractions, the rotations' dtype).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -70,10 +76,56 @@ def array_ops(x: Any) -> SimpleNamespace:
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
 
 
+def _is_real_numpy_scalar(x: Any) -> bool:
+    """np.float32(0.3), np.int64(2)…: real numbers as numpy hands them out (not np.bool_ or complex)."""
+    return isinstance(x, (np.floating, np.integer))
+
+
 def _as_array(x: Any) -> Any:
     if isinstance(x, (list, tuple, float, int)):
         return np.asarray(x, dtype=np.float64)
+    if _is_real_numpy_scalar(x):
+        return np.asarray(x, dtype=x.dtype if isinstance(x, np.floating) else np.float64)
     array_ops(x)  # raises for anything that is neither numpy nor torch
+    return x
+
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def _keeps_numpy_dtype(function: _Function) -> _Function:
+    """Run ``function`` on numpy inputs with a leading batch axis added, removed from its result.
+
+    numpy 1.x promotes 0-d arrays by their dtypes alone, so the unbatched float32 steps (x * x + …
+    of a (3,) axis-angle) mixed with Python floats (1.0 - t2 / 6.0) became float64, while batched
+    ones stayed float32 (value-based casting). A batch axis of 1 gives every input the batched
+    path: the same dtype and the same values as the batched call, gimbal-lock threshold included."""
+
+    @functools.wraps(function)
+    def batched(*args: Any, **kwargs: Any) -> Any:
+        values = (*args, *kwargs.values())
+        if any(is_torch(v) for v in values) or not any(_is_numpy(v) for v in values):
+            return function(*args, **kwargs)
+        try:
+            out = function(*(_lift(a) for a in args), **{k: _lift(v) for k, v in kwargs.items()})
+        except ValueError:  # a shape error: raised again to name the caller's shapes, not the lifted ones
+            return function(*args, **kwargs)
+        return out[0]
+
+    return batched  # type: ignore[return-value]
+
+
+def _is_numpy(x: Any) -> bool:
+    return isinstance(x, np.ndarray) or _is_real_numpy_scalar(x)
+
+
+def _lift(x: Any) -> Any:
+    """``x`` with a leading axis of 1 if it is an array; Python numbers (0-d, they broadcast) and
+    anything else (Euler orders, inputs ``_as_array`` refuses) as they are."""
+    if isinstance(x, np.ndarray):
+        return x[None]
+    if isinstance(x, (list, tuple)) or _is_real_numpy_scalar(x):
+        return _as_array(x)[None]
     return x
 
 
@@ -91,6 +143,7 @@ def _matrix(rows: list[list[Any]], xp: SimpleNamespace) -> Any:
     return xp.stack([xp.stack(r, -1) for r in rows], -2)
 
 
+@_keeps_numpy_dtype
 def axis_angle_to_matrix(axis_angle: Any) -> Any:
     """Rodrigues' formula, with Taylor terms near zero so gradients stay finite there."""
     aa = _as_array(axis_angle)
@@ -113,6 +166,7 @@ def axis_angle_to_matrix(axis_angle: Any) -> Any:
     )
 
 
+@_keeps_numpy_dtype
 def quaternion_to_matrix(quaternion: Any) -> Any:
     q = _as_array(quaternion)
     _check_last(q, 4, "quaternions")
@@ -129,6 +183,7 @@ def quaternion_to_matrix(quaternion: Any) -> Any:
     )
 
 
+@_keeps_numpy_dtype
 def matrix_to_quaternion(matrix: Any) -> Any:
     """Shepperd's method: each of the four candidate formulas is used where it is best conditioned."""
     m = _as_array(matrix)
@@ -170,6 +225,7 @@ def _canonical_quaternion(q: Any, xp: SimpleNamespace) -> Any:
     return xp.where(q[..., :1] < 0, -q, q)  # not q · where(…, -1.0, 1.0): that sign is float64 in numpy
 
 
+@_keeps_numpy_dtype
 def axis_angle_to_quaternion(axis_angle: Any) -> Any:
     aa = _as_array(axis_angle)
     _check_last(aa, 3, "axis-angles")
@@ -177,6 +233,7 @@ def axis_angle_to_quaternion(axis_angle: Any) -> Any:
     return _canonical_quaternion(_unit_quaternion(aa, xp), xp)
 
 
+@_keeps_numpy_dtype
 def axis_angle_to_euler(axis_angle: Any, order: str) -> Any:
     """Blender Euler angles (..., 3) of axis-angles (..., 3), in their precision, without matrices."""
     aa = _as_array(axis_angle)
@@ -209,6 +266,7 @@ def _unit_quaternion_parts(x: Any, y: Any, z: Any, xp: SimpleNamespace) -> tuple
     return w, x * k, y * k, z * k
 
 
+@_keeps_numpy_dtype
 def quaternion_to_axis_angle(quaternion: Any) -> Any:
     """Angles come out in [0, π]."""
     q = _as_array(quaternion)
@@ -227,6 +285,7 @@ def quaternion_to_axis_angle(quaternion: Any) -> Any:
     return v * k[..., None]
 
 
+@_keeps_numpy_dtype
 def matrix_to_axis_angle(matrix: Any) -> Any:
     return quaternion_to_axis_angle(matrix_to_quaternion(matrix))
 
@@ -237,6 +296,7 @@ def matrix_to_rot6d(matrix: Any) -> Any:
     return m[..., :2, :].reshape(*m.shape[:-2], 6)
 
 
+@_keeps_numpy_dtype
 def rot6d_to_matrix(rot6d: Any) -> Any:
     r = _as_array(rot6d)
     _check_last(r, 6, "6D rotations")
@@ -249,10 +309,12 @@ def rot6d_to_matrix(rot6d: Any) -> Any:
     return xp.stack([b1, b2, b3], -2)
 
 
+@_keeps_numpy_dtype
 def axis_angle_to_rot6d(axis_angle: Any) -> Any:
     return matrix_to_rot6d(axis_angle_to_matrix(axis_angle))
 
 
+@_keeps_numpy_dtype
 def rot6d_to_axis_angle(rot6d: Any) -> Any:
     return matrix_to_axis_angle(rot6d_to_matrix(rot6d))
 
@@ -279,6 +341,7 @@ def mirror_points(points: Any) -> Any:
     return xp.stack([-p[..., 0], p[..., 1], p[..., 2]], -1)
 
 
+@_keeps_numpy_dtype
 def rotation_angle(matrix: Any) -> Any:
     """Angle of each rotation in radians, in [0, π]."""
     m = _as_array(matrix)
@@ -318,6 +381,7 @@ def _elementary(angle: Any, axis: int, xp: SimpleNamespace) -> Any:
     return _matrix(rows, xp)
 
 
+@_keeps_numpy_dtype
 def euler_to_matrix(euler: Any, order: str) -> Any:
     """Blender Euler angles (..., 3), (x, y, z) radians in mode ``order`` → matrices (..., 3, 3)."""
     e = _as_array(euler)
@@ -327,6 +391,7 @@ def euler_to_matrix(euler: Any, order: str) -> Any:
     return _elementary(e[..., k], k, xp) @ _elementary(e[..., j], j, xp) @ _elementary(e[..., i], i, xp)
 
 
+@_keeps_numpy_dtype
 def matrix_to_euler(matrix: Any, order: str) -> Any:
     """Inverse of ``euler_to_matrix``: (..., 3) angles (x, y, z), the middle axis' angle in [-π/2, π/2].
 
@@ -338,6 +403,7 @@ def matrix_to_euler(matrix: Any, order: str) -> Any:
     return _euler_from_entries(lambda r, c: m[..., r, c], order, array_ops(m))
 
 
+@_keeps_numpy_dtype
 def quaternion_to_euler(quaternion: Any, order: str) -> Any:
     """``matrix_to_euler`` of quaternions (..., 4) (w, x, y, z; any norm) without building the
     matrices: only the seven entries the angles need, each a quadratic in the quaternion."""
@@ -404,6 +470,7 @@ def _sqrt_eps(x: Any) -> float:
     return float(np.finfo(dtype if floating else np.float64).eps) ** 0.5
 
 
+@_keeps_numpy_dtype
 def euler_other_solution(euler: Any, order: str) -> Any:
     """The second Euler triple of the same rotations: (a + π, π − b, c + π) in the order's axes."""
     e = _as_array(euler)
@@ -417,12 +484,18 @@ def euler_other_solution(euler: Any, order: str) -> Any:
 _NLERP_ABOVE = 0.9995  # |cos Ω| above this: normalised lerp is exact enough and sin Ω is not divided by
 
 
+@_keeps_numpy_dtype
 def slerp_quaternion(q0: Any, q1: Any, s: Any) -> Any:
     """Quaternions (..., 4) from ``q0`` to ``q1`` at fractions ``s`` (...) along the shortest arc
     (Shoemake 1985, "Animating rotation with quaternion curves", SIGGRAPH). Inputs broadcast and
     may have any norm."""
     q0, q1 = _as_array(q0), _as_array(q1)
-    s = q0.new_tensor(s) if is_torch(q0) and not is_torch(s) else _as_array(s)
+    if is_torch(q0) and not is_torch(s):
+        s = q0.new_tensor(s)
+    elif isinstance(s, (float, int)) and np.issubdtype(np.result_type(q0, q1), np.floating):
+        s = np.asarray(s, dtype=np.result_type(q0, q1))  # a Python number takes the rotations' precision
+    else:
+        s = _as_array(s)
     _check_last(q0, 4, "quaternions")
     _check_last(q1, 4, "quaternions")
     xp = array_ops(q0)
@@ -441,6 +514,7 @@ def slerp_quaternion(q0: Any, q1: Any, s: Any) -> Any:
     return q / xp.sqrt((q * q).sum(-1))[..., None]
 
 
+@_keeps_numpy_dtype
 def slerp_matrix(r0: Any, r1: Any, s: Any) -> Any:
     """Rotations (..., 3, 3) from ``r0`` to ``r1`` at fractions ``s`` (...) along the shortest arc.
     Where ``r0`` and ``r1`` are equal (to ``np.allclose``'s tolerance) ``r0`` itself comes back,
