@@ -349,3 +349,32 @@ def test_another_program_on_the_port_is_no_usable_backend_and_fails_the_check(tm
     backend = " ".join(done.stdout.split("Backend:")[1].split())
     assert done.returncode == 1, done.stderr
     assert "NOT usable" in backend and "or what listens there is no HandForge backend" in backend
+
+
+def test_doctor_json_says_which_server_is_there_or_why_none(tmp_path):
+    """`doctor --json` printed "server": null whatever the state, while its text said "running at …",
+    "none at …: start one with `handforge serve`" or "NOT usable: …"."""
+    from tests.support.server import running_server
+
+    env = {"HANDFORGE_CONFIG": str(tmp_path / "none.toml")}
+    none = json.loads(_doctor("--json", **env).stdout)["server"]
+    assert none == {"status": "none", "endpoint": "tcp://127.0.0.1:1", "reason": "no backend at tcp://127.0.0.1:1",
+                    "hint": "start it with `handforge serve`"}, none
+    with running_server() as server, server.client() as client:
+        client.ping()  # (learns the backend's instance)
+        done = subprocess.run([sys.executable, "-m", "handforge", "doctor", "--json", "--endpoint", server.endpoint],
+                              capture_output=True, text=True, timeout=100, env={**os.environ, **env})
+        running = json.loads(done.stdout)["server"]
+        assert running["status"] == "running" and running["instance"] == client.instance == \
+            json.loads(done.stdout)["backend"]["instance"], running
+        assert running["name"] == "handforge" and running["endpoint"] == server.endpoint, running
+    import socket
+
+    with socket.socket() as listener:  # something that is no HandForge backend
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        endpoint = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        unusable = json.loads(subprocess.run(
+            [sys.executable, "-m", "handforge", "doctor", "--json", "--endpoint", endpoint],
+            capture_output=True, text=True, timeout=100, env={**os.environ, **env}).stdout)["server"]
+    assert unusable["status"] == "not_usable" and "no HandForge backend" in unusable["hint"], unusable

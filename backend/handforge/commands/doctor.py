@@ -28,7 +28,8 @@ def _endpoint(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (what `hello` answers; its `server` is the "
+                             "backend at --endpoint, with a `status`: running, none or not_usable)")
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, type=_endpoint,
                         help=f"backend to look for (default {DEFAULT_ENDPOINT})")
     # (a mistyped key path was reported after the device probe as the backend being "NOT usable: Invalid
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     devices = capabilities.probe_devices()
     report = capabilities.welcome_data(registry=registry, limits=_limits(), devices=devices,
                                        compute=capabilities.compute_devices(devices), server=None)
-    report["backend"] = _running_backend(args.endpoint, curve)
+    report["backend"], identity = _running_backend(args.endpoint, curve)
+    report["server"] = _server_field(report["backend"], identity)
     if not report["backend"]["running"] and report["backend"]["code"] != "no_backend":
         status = max(status, 1)  # something answers there that this client cannot use: a script's check fails
     # a setting no engine declares is only warned of (serve starts with it, and so doctor exits 0)
@@ -104,15 +106,17 @@ def _limits():
     return DEFAULT_LIMITS
 
 
-def _running_backend(endpoint: str, curve=None) -> dict[str, Any]:
-    """Whether a backend answers at ``endpoint`` (with ``curve``: ``CurveKeys`` read and checked already)."""
+def _running_backend(endpoint: str, curve=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Whether a backend answers at ``endpoint`` (with ``curve``: ``CurveKeys`` read and checked already),
+    and the ``server`` its welcome describes itself with ({} when none answers)."""
     from handforge_shared.client import Client, JobFailed
 
     try:
         with Client(endpoint, connect_timeout=1.0, curve=curve) as client:
             seconds = client.ping(timeout=1.0)
-            return {"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
-                    "instance": client.instance}
+            server = client.hello(timeout=1.0, devices=False).get("server")
+            return ({"endpoint": endpoint, "running": True, "ping_ms": round(seconds * 1000, 2),
+                     "instance": client.instance}, server if isinstance(server, dict) else {})
     except JobFailed as exc:
         if exc.code == "auth_failed" and curve is None:  # the client's hint names its Python API
             # (a web server on that port failed the handshake too, and was said to require keys)
@@ -120,9 +124,19 @@ def _running_backend(endpoint: str, curve=None) -> dict[str, Any]:
                     "NAME.key_secret; or what listens there is no HandForge backend (another program on that port?)")
         else:
             hint = exc.hint
-        return {"endpoint": endpoint, "running": False, "reason": exc.message, "code": str(exc.code), "hint": hint}
+        return {"endpoint": endpoint, "running": False, "reason": exc.message, "code": str(exc.code), "hint": hint}, {}
     except (ValueError, OSError) as exc:  # (what the client refuses to connect with)
-        return {"endpoint": endpoint, "running": False, "reason": str(exc), "code": "bad_keys", "hint": ""}
+        return {"endpoint": endpoint, "running": False, "reason": str(exc), "code": "bad_keys", "hint": ""}, {}
+
+
+def _server_field(backend: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    """``welcome``'s ``server`` (the backend that answers) for doctor's JSON, where no server answers for
+    itself: the one at --endpoint as its own welcome describes it, or why there is none to use. It was
+    null whatever the state, while the text said "running at …" or "none at …: start one with …"."""
+    if backend["running"]:
+        return {"status": "running", "endpoint": backend["endpoint"], **identity}
+    return {"status": "none" if backend.get("code") == "no_backend" else "not_usable", "endpoint": backend["endpoint"],
+            "reason": backend.get("reason") or "no answer", "hint": backend.get("hint", "")}
 
 
 def _gib(n: int | None) -> str:
