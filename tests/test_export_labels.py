@@ -838,6 +838,41 @@ def test_command_exports_and_reports_bad_specs(tmp_path, capsys, monkeypatch):
     assert "poses.corpus" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
+def test_the_card_command_with_relative_paths_runs_from_anywhere(tmp_path, monkeypatch):
+    """`handforge export spec.json --out data` recorded just that: run from another folder, the card's
+    command found no spec (or read another, and wrote another dataset there)."""
+    import os
+    import subprocess
+    import sys
+
+    from handforge.cli import main
+
+    work, elsewhere = tmp_path / "work dir", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "spec.json").write_text(json.dumps({**SPEC, "samples": 2}))
+    monkeypatch.chdir(work)
+    argv = ["spec.json", "--out", "data", "--seed", "3", "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["handforge", "export", *argv])
+    assert main(["export", *argv]) == 0
+    command = json.loads((work / "data" / "dataset_card.json").read_text())["command"]
+    assert command == f"cd '{work}' && handforge export spec.json --out data --seed 3", command
+    assert f"Made with: `{command}`" in (work / "data" / "dataset_card.md").read_text()
+    # run as recorded, from another folder: the same dataset, found finished
+    shell = f'handforge() {{ "{sys.executable}" -m handforge "$@"; }}; {command}'
+    done = subprocess.run(["bash", "-c", shell], cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0 and "(0 new, 2 already there)" in done.stdout, done
+    assert list(elsewhere.iterdir()) == []
+    # absolute paths throughout: the command as typed
+    monkeypatch.chdir(elsewhere)
+    argv = [str(work / "spec.json"), "--out", str(tmp_path / "absolute"), "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["handforge", "export", *argv])
+    assert main(["export", *argv]) == 0
+    command = json.loads((tmp_path / "absolute" / "dataset_card.json").read_text())["command"]
+    assert command.startswith(f"handforge export '{work / 'spec.json'}' --out "), command
+
+
 def test_the_example_spec_the_command_prints_is_every_default(tmp_path, capsys):
     """`handforge export --example-spec > spec.toml` (before: README sent users to the module's docstring)
     writes a spec that loads as it is (its top-level lighting key once sat under [render], which refused

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -110,7 +111,8 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates_or_holes(reference, 
     # the card records the command without the scale-out options: the one that remakes the dataset
     card = json.loads(result.pop("dataset_card.json"))
     expected = dict(reference)
-    assert card.pop("command") == "handforge export spec.json --out data"  # --quiet changes nothing written
+    # --quiet changes nothing written; the relative paths are read from the folder it ran in, said first
+    assert card.pop("command") == f"cd {shlex.quote(str(tmp_path))} && handforge export spec.json --out data"
     assert card == {k: v for k, v in json.loads(expected.pop("dataset_card.json")).items() if k != "command"}
     expected.pop("dataset_card.md"), result.pop("dataset_card.md")
     assert result == expected

@@ -73,8 +73,9 @@ SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker", "--sample-timeout")
 QUIET = "--quiet"  # how the run reports, not what it writes: left out too
 
 
-def reproducing_command(argv: list[str], ray_address: str | None) -> str:
-    """``handforge export …`` as typed, without the scale-out options (they do not change the dataset)."""
+def reproducing_command(argv: list[str], ray_address: str | None, workdir: Path | None = None) -> str:
+    """``handforge export …`` as typed, without the scale-out options (they do not change the dataset);
+    ``workdir``: the folder it ran in, said first (``cd DIR && …``) for the relative paths it names."""
     kept, skip = [], False
     for k, token in enumerate(argv):
         if skip:
@@ -91,7 +92,24 @@ def reproducing_command(argv: list[str], ray_address: str | None) -> str:
             skip = "=" not in token and (name != "--ray" or bool(ray_address) and argv[k + 1:k + 2] == [ray_address])
             continue
         kept.append(token)
-    return shlex.join(["handforge", "export", *kept])
+    return _from(workdir, shlex.join(["handforge", "export", *kept]))
+
+
+def _from(workdir: Path | None, command: str) -> str:
+    return command if workdir is None else f"cd {shlex.quote(str(workdir))} && {command}"
+
+
+def relative_paths(spec_path: str, out: str, spec) -> list[str]:
+    """The paths of the command and of the spec that it reads from the folder it runs in: the card's command
+    must say that folder, or it makes another dataset (or none) when run from anywhere else."""
+    paths = [spec_path, out]
+    if "images" in spec.background.kinds:
+        paths.append(spec.background.folder)
+    if spec.poses.source == "files":
+        paths += spec.poses.files
+    if spec.poses.source == "corpus":
+        paths.append(spec.poses.corpus)
+    return [p for p in paths if p and not Path(p).expanduser().is_absolute()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
         if not status["available"]:
             raise ValueError(f"hand_model: {spec.hand_model!r} is not available here: "
                              + with_hint(status["reason"], status["hint"]))
-        command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray) \
-            if "export" in sys.argv else f"handforge export {args.spec} --out {args.out}"
+        # (a relative --out, spec or path in the spec: the command said only from the folder it ran in)
+        workdir = Path.cwd() if relative_paths(args.spec, args.out, spec) else None
+        command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray, workdir) \
+            if "export" in sys.argv else _from(workdir, shlex.join(["handforge", "export", args.spec, "--out", args.out]))
         if args.gpus_per_worker and args.ray is None:
             raise ValueError("--gpus-per-worker: only with --ray (local processes share the machine)")
         if args.workers is None and args.ray is None:
