@@ -397,9 +397,43 @@ def test_a_hung_blender_fails_its_render_and_the_next_renders_start_a_new_one():
             first()
         assert 3 <= time.monotonic() - started < 15
         assert isinstance(raised.value, BlenderRenderError)  # (what the export reports as the sample's failure)
+        # a caller without a knob of its own is told BlenderRGB's (it said handforge export's --sample-timeout)
+        assert str(raised.value).endswith("Cycles at many samples), allow them more time (BlenderRGB's "
+                                          "timeout=SECONDS)"), raised.value
         assert hung.poll() is not None  # stopped, not left behind
         assert np.array_equal(second(), expected) and rgb._proc is not hung
         assert np.array_equal(rgb(scene, camera, hands), expected)
+
+
+def test_a_hung_render_names_the_knob_of_the_command_that_rendered_it():
+    """BlenderHung told every caller to use `handforge export --sample-timeout`, which pose-transfer pairs
+    (train/eval transfer --write-pairs) and the add-on's Export Labelled Renders do not have."""
+    from handforge.commands.export import SLOW_HINT as EXPORT_HINT
+    from handforge.engines.image.generated_rgb import rgb_source
+    from handforge.engines.transfer.pairs import blender_rgb
+    from handforge.export import blender_scene
+
+    spec = parse_spec(SPEC)
+    assert "handforge export --sample-timeout SECONDS" in EXPORT_HINT
+    assert rgb_source(spec, 7.5, EXPORT_HINT).slow_hint == EXPORT_HINT
+    assert "--sample-timeout" not in rgb_source(spec).slow_hint  # (a Python caller: BlenderRGB's timeout=)
+    pairs = blender_rgb(spec).slow_hint
+    assert "--sample-timeout" not in pairs and "--write-pairs spec, or --shading gl" in pairs, pairs
+    assert "--sample-timeout" not in blender_scene.SLOW_HINT and "Cycles Samples" in blender_scene.SLOW_HINT
+
+
+def test_a_render_slower_than_the_timeout_names_export_s_knob(tmp_path, capsys):
+    """The export's own hang (a Cycles render of 4,096 samples against a 1 s timeout): its failure names the
+    command's --sample-timeout, and export()'s blender_timeout= for a Python caller."""
+    from handforge.cli import main
+
+    slow = {**SPEC, "samples": 1, "width": 1024, "height": 1024, "render": {"engine": "cycles", "samples": 4096}}
+    (tmp_path / "spec.json").write_text(json.dumps(slow))
+    assert main(["export", str(tmp_path / "spec.json"), "--out", str(tmp_path / "cli"), "--sample-timeout", "1",
+                 "--quiet"]) == 1
+    assert "allow them more time (handforge export --sample-timeout SECONDS)" in capsys.readouterr().err
+    (reason,) = export(parse_spec(slow), tmp_path / "python", progress=False, blender_timeout=1)["failed"].values()
+    assert "BlenderHung" in reason and "allow them more time (export's blender_timeout=SECONDS)" in reason, reason
 
 
 def test_the_export_gives_blender_its_timeout():

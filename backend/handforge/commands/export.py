@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # options that change where samples are rendered, not what: left out of the card's command
 SCALE_OPTIONS = ("--workers", "--ray", "--gpus-per-worker", "--sample-timeout")
 QUIET = "--quiet"  # how the run reports, not what it writes: left out too
+SLOW_HINT = "allow them more time (handforge export --sample-timeout SECONDS)"  # (a Blender render stopped as hung)
 
 
 def reproducing_command(argv: list[str], ray_address: str | None, workdir: Path | None = None) -> str:
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--gpus-per-worker: only with --ray (local processes share the machine)")
         if args.workers is None and args.ray is None:
             summary = export(spec, args.out, command=command, progress=not args.quiet,
-                             blender_timeout=_sample_timeout(args))
+                             blender_timeout=_sample_timeout(args), slow_hint=SLOW_HINT)
         else:
             summary = _scaled(spec, args, command)
     except (SpecError, GLUnavailable, BlenderRenderError, ValueError, RayUnavailable,

@@ -36,6 +36,8 @@ from handforge_shared.skeleton import MODEL_TO_BLENDER, SIDES
 
 RECORD_OF = "scene, frame range or settings"  # what a folder's record names in a refusal (``claim_folder``)
 CAMERA_ARRAYS = ("matrix_world", "lens", "sensor", "shift")
+# a Blender render stopped as hung: the add-on has no timeout to raise (handforge export's --sample-timeout is not its)
+SLOW_HINT = "render them faster: with Workbench, or fewer Cycles Samples in Export Labelled Renders"
 
 
 class BlenderExportError(ValueError):
@@ -236,6 +238,6 @@ def export_blender_scene(request: BlenderExport, out: Path, record: dict[str, An
                              settings={"source": "a Blender scene's hands and cameras",
                                        "frames": [request.frames[0], request.frames[-1]],
                                        "cameras": [c.name for c in request.cameras]},
-                             record=folder_record(record, model), record_of=RECORD_OF)
+                             record=folder_record(record, model), record_of=RECORD_OF, slow_hint=SLOW_HINT)
     except FolderTaken as exc:  # taken since the check, or a folder that cannot be made
         raise BlenderExportError(str(exc)) from None

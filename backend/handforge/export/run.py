@@ -214,19 +214,22 @@ def contact_sheet(out: Path, samples: list[dict[str, Any]], columns: int = 4, ti
 
 def export(spec: ExportSpec, out: str | Path, command: str = "", progress: bool = True,
            limit: int | None = None, rgb: Callable | None = None,
-           blender_timeout: float | None = None) -> dict[str, Any]:
+           blender_timeout: float | None = None,
+           slow_hint: str = "allow them more time (export's blender_timeout=SECONDS)") -> dict[str, Any]:
     """Export ``spec`` into ``out``; ``limit`` stops after that many new samples (the aggregate files
     are then written for what is finished); ``rgb``: a running ``BlenderRGB`` to reuse (else one is
-    started when the spec wants RGB, with ``blender_timeout``: see ``rgb_source``). Returns a summary."""
+    started when the spec wants RGB, with ``blender_timeout`` and ``slow_hint``: see ``rgb_source``). Returns
+    a summary."""
     return write_dataset(spec, out, lambda index, model, gl, rgb: begin_sample(spec, index, model, gl, rgb),
                          command=command or "handforge.export.run.export", progress=progress, limit=limit, rgb=rgb,
-                         blender_timeout=blender_timeout)
+                         blender_timeout=blender_timeout, slow_hint=slow_hint)
 
 
 def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: str, progress: bool | Callable = True,
                   limit: int | None = None, rgb: Callable | None = None, model=None,
                   settings: dict[str, Any] | None = None, record: dict[str, Any] | None = None,
-                  record_of: str = "spec", blender_timeout: float | None = None) -> dict[str, Any]:
+                  record_of: str = "spec", blender_timeout: float | None = None,
+                  slow_hint: str | None = None) -> dict[str, Any]:
     """The resumable loop every export runs: ``make(index, model, gl, rgb) -> (record, files)`` (or a call
     returning them: ``begin_sample``, see ``SampleWriter``) for each of the ``spec.samples`` indices not
     finished yet, then the aggregate files. ``progress``:
@@ -234,18 +237,19 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     raise to stop: finished samples stay). ``settings``: extra fields of the dataset card. One run
     per folder at a time, and the folder must be new, empty or this export's (``claimed_folder``
     with ``record``, ``folder_record(spec, out, model)`` unless given, and ``record_of`` naming what it
-    records in the refusal). ``blender_timeout``: see ``rgb_source``."""
+    records in the refusal). ``blender_timeout``, ``slow_hint``: see ``rgb_source``."""
     check_rgb_source(spec)
     out = Path(out)
     model = model if model is not None else load_hand_model(spec.hand_model)  # the record names it
     record = folder_record(spec, out, model) if record is None else record
     with claimed_folder(out, record, record_of) as removed:
-        return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed, blender_timeout)
+        return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed, blender_timeout,
+                             slow_hint)
 
 
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
-                  removed: int, blender_timeout: float | None) -> dict[str, Any]:
+                  removed: int, blender_timeout: float | None, slow_hint: str | None) -> dict[str, Any]:
     pending, skipped = pending_that_fit(spec, out, limit)
     gl = renderer()
     start = time.perf_counter()
@@ -254,7 +258,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
         if rgb is None and "rgb" in spec.outputs and spec.render.engine != "none" and pending:
             from handforge.engines.image.generated_rgb import rgb_source
 
-            rgb = stack.enter_context(rgb_source(spec, blender_timeout))
+            rgb = stack.enter_context(rgb_source(spec, blender_timeout, slow_hint))
         if progress is True and pending:  # (none left: an empty "export: 0sample [00:00, ?sample/s]" said nothing)
             from tqdm import tqdm
 

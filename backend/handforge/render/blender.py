@@ -31,6 +31,8 @@ from handforge.scratch import scratch_folder
 from handforge_shared.skeleton import MODEL_TO_BLENDER
 
 REPLY = "HANDFORGE_WORKER "
+# what a BlenderHung says to do about renders that slow, unless its caller names its own knob (``slow_hint``)
+SLOW_HINT = "allow them more time (BlenderRGB's timeout=SECONDS)"
 # s: a Blender not ready this long after its start (and the timeout) is hung. Its start imports bpy (seconds, more on
 # a cold disk): a timeout sized for quick renders must not count that as a hang, nor fail every restart
 START_TIMEOUT_FLOOR = 60.0
@@ -58,7 +60,8 @@ class BlenderRGB:
     builds a fresh scene for every image (the naive baseline of ``benchmarks/export.py``).
     ``timeout``: seconds Blender may take to answer one render (``math.inf``: no limit) before it counts
     as hung (a stuck render, a GL deadlock), is stopped and the render fails with ``BlenderHung``; its
-    start may take ``START_TIMEOUT_FLOOR`` at least."""
+    start may take ``START_TIMEOUT_FLOOR`` at least. ``slow_hint``: what ``BlenderHung`` tells the caller's
+    user to do if renders are that slow, with the caller's own knob (``handforge export --sample-timeout``)."""
 
     # renders sent ahead: the export sends sample i + 1's before it collects sample i's, so Blender starts
     # it as soon as it is done with i instead of waiting while the next scene is sampled and posed
@@ -66,7 +69,7 @@ class BlenderRGB:
 
     # (the scale-out's default too: enough for Cycles at high sample counts on a CPU)
     def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 600.0,
-                 antialiasing: str = "8"):
+                 antialiasing: str = "8", slow_hint: str = SLOW_HINT):
         from handforge.export.spec import ANTIALIASING
 
         if engine not in ("workbench", "cycles"):
@@ -77,6 +80,7 @@ class BlenderRGB:
             raise ValueError(f"Blender timeout: expected a positive number of seconds, got {timeout}")
         self.engine, self.samples, self.rebuild, self.timeout = engine, samples, rebuild, timeout
         self.antialiasing = antialiasing  # Workbench's (scene.display.render_aa); unused by Cycles
+        self.slow_hint = slow_hint
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()  # its stdout's lines (None: its end), see _start
         self._hung = False  # stopped for giving no answer in time (see _reply)
@@ -157,7 +161,7 @@ class BlenderRGB:
                 raise BlenderHung(
                     f"Blender had not {awaited} after {timeout:g} s (a render that hung, a GL deadlock?): its "
                     "worker was stopped, and the next render starts a new one. If renders are this slow (Cycles "
-                    "at many samples), allow them more time (handforge export --sample-timeout SECONDS)") from None
+                    f"at many samples), {self.slow_hint}") from None
             if line is None:
                 break
             if line.startswith(REPLY):

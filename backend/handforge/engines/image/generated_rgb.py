@@ -199,16 +199,17 @@ class GeneratedRGB:
         self.pipe = None
 
 
-def rgb_source(spec, blender_timeout: float | None = None):
+def rgb_source(spec, blender_timeout: float | None = None, slow_hint: str | None = None):
     """The export's RGB source of ``spec`` as a context manager: Blender or the image engines.
     ``blender_timeout``: seconds Blender may take for one render before it is stopped as hung (``BlenderRGB``'s
-    default unless given)."""
+    default unless given); ``slow_hint``: what to do if renders are that slow (``BlenderRGB``'s)."""
     if spec.render.engine == "generate":
         return GeneratedRGB(spec.generate)
     from handforge.render.blender import BlenderRGB
 
     return BlenderRGB(spec.render.engine, spec.render.samples, antialiasing=spec.render.antialiasing,
-                      **({} if blender_timeout is None else {"timeout": blender_timeout}))
+                      **({} if blender_timeout is None else {"timeout": blender_timeout}),
+                      **({} if slow_hint is None else {"slow_hint": slow_hint}))
 
 
 __all__ = ["GeneratedRGB", "card_fields", "engine_weights", "rgb_source"]

@@ -26,6 +26,9 @@ from handforge_shared.files import parse_json, write_atomic
 
 SOURCE, TARGET = "source", "target"
 OTHER_SCENE = 1_000_003  # the target's articulation comes from scene index + this
+# a Blender render stopped as hung: pairs have no timeout option (handforge export's --sample-timeout is not theirs)
+SLOW_HINT = ("render them faster: fewer render.samples (Cycles) or render.engine = \"workbench\" in the "
+             "--write-pairs spec, or --shading gl")
 PAIRS_SPEC = "pairs_spec.json"  # the spec (less its sample count) and shading the pairs were written from
 
 
@@ -78,6 +81,14 @@ def _comparable(record: Any) -> Any:
     return record
 
 
+def blender_rgb(spec):
+    """The Blender that renders the pairs of a workbench or cycles ``spec`` (not started yet)."""
+    from handforge.render.blender import BlenderRGB
+
+    return BlenderRGB(spec.render.engine, spec.render.samples, antialiasing=spec.render.antialiasing,
+                      slow_hint=SLOW_HINT)
+
+
 def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", progress: Callable | None = None) -> Path:
     """``count`` pairs under ``out`` (finished pairs are kept: a rerun resumes)."""
     import contextlib
@@ -102,10 +113,7 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
         if shading == "gl":
             rgb = gl_rgb(gl)
         else:  # (a workbench or cycles spec: check_pairs_folder)
-            from handforge.render.blender import BlenderRGB
-
-            rgb = stack.enter_context(BlenderRGB(spec.render.engine, spec.render.samples,
-                                                        antialiasing=spec.render.antialiasing))
+            rgb = stack.enter_context(blender_rgb(spec))
         for index in range(count):
             if is_finished(out / SOURCE, index):
                 continue
@@ -235,4 +243,4 @@ class InterHandPairs(PosePairs):
         return {"source": source_image, "target": target_image, "source_pose": source_pose, "target_pose": target_pose}
 
 
-__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "check_pairs_folder", "gl_rgb", "write_pairs"]
+__all__ = ["SOURCE", "TARGET", "InterHandPairs", "PosePairs", "blender_rgb", "check_pairs_folder", "gl_rgb", "write_pairs"]
