@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         if _reader_gone_at_flush():
             raise SystemExit(141) from None
         raise
+    given = list(sys.argv[1:] if argv is None else argv)
+    # the command's own words as given (export records them in its dataset card), also when called in-process
+    args.command_argv = given[given.index(args.command) + 1:] if args.command in given else []
     if unknown:  # said by the parser they went to: "handforge: error ... (see handforge --help)" listed no such option
-        given = list(sys.argv[1:] if argv is None else argv)
         before = given[:given.index(args.command)] if args.command in given else []
         top = [u for u in unknown if u in before]
         (parser if top else _chosen_parser(parser.command_parsers[args.command], args)).error(

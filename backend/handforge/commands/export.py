@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
                              + with_hint(status["reason"], status["hint"]))
         # (a relative --out, spec or path in the spec: the command said only from the folder it ran in)
         workdir = Path.cwd() if relative_paths(args.spec, args.out, spec) else None
-        command = reproducing_command(sys.argv[sys.argv.index("export") + 1:], args.ray, workdir) \
-            if "export" in sys.argv else _from(workdir, shlex.join(["handforge", "export", args.spec, "--out", args.out]))
+        command = reproducing_command(getattr(args, "command_argv", None) or [args.spec, "--out", args.out], args.ray,
+                                      workdir)
         if args.gpus_per_worker and args.ray is None:
             raise ValueError("--gpus-per-worker: only with --ray (local processes share the machine)")
         if args.workers is None and args.ray is None:
