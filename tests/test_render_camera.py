@@ -96,3 +96,67 @@ def test_gl_meshes_of_changing_sizes_keep_no_old_buffers():
     finally:
         del gl.ctx.buffer
     assert sum(type(b.mglo).__name__ != "InvalidObject" for b in created) <= 2  # this size's and the faces'
+
+
+def _gl_renderer():
+    pytest.importorskip("moderngl")
+    from handforge.render.gl import GLUnavailable, renderer
+
+    try:
+        return renderer()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def test_gl_a_bad_mesh_is_refused_saying_which_and_the_next_render_is_right():
+    """The renderer is one per thread: a mesh without vertices released the old vertex buffer and then failed
+    to allocate, and every later render of that thread failed ('InvalidObject' object has no attribute 'size');
+    a NaN vertex blanked every mesh of the image (a NaN clip range), faces past the vertices drew garbage."""
+    gl = _gl_renderer()
+    R, t = look_at([0.0, -0.5, 0.0], [0.0, 0.0, 0.0])
+    cam = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), R, t, 64, 64)
+    vertices = np.array([[-0.05, 0, -0.05], [0.05, 0, -0.05], [0, 0, 0.05]])
+    faces = np.array([[0, 1, 2]])
+    good = [(vertices, faces), (vertices + [0.02, -0.01, 0.0], faces)]
+    before = gl.render(cam, good)
+    assert 0 < before.mask(0).sum() and 0 < before.mask(1).sum()
+    nan_vertex = vertices.copy()
+    nan_vertex[1, 2] = np.nan
+    bad_meshes = {
+        r"mesh 0 \(instance 1\): vertices must be numbers of shape \(V, 3\) with V >= 1, got float64 of shape \(0, 3\)":
+            [(np.zeros((0, 3)), np.zeros((0, 3), int)), good[1]],
+        r"mesh 1 \(instance 2\): 1 of its 3 vertices are not finite \(NaN or infinity\), the first at index 1":
+            [good[0], (nan_vertex, faces)],
+        r"mesh 1 \(instance 2\): face 1 \[0, 1, 7\] names a vertex outside 0 to 2":
+            [good[0], (vertices, np.array([[0, 1, 2], [0, 1, 7]]))],
+        r"mesh 0 \(instance 1\): faces must be whole numbers of shape \(F, 3\) with F >= 1":
+            [(vertices, np.zeros((0, 3), int))],
+    }
+    for message, meshes in bad_meshes.items():
+        with pytest.raises(ValueError, match=message):
+            gl.render(cam, meshes)
+        after = gl.render(cam, good)
+        assert np.array_equal(after.instance, before.instance) and np.array_equal(after.depth, before.depth)
+
+
+def test_gl_a_failed_vertex_buffer_allocation_leaves_the_renderer_working():
+    """The old buffer was released before the new one was allocated; an allocation that failed (GL out of
+    memory) left the released one in the renderer's list, used by every later render."""
+    gl = _gl_renderer()
+    R, t = look_at([0.0, -0.5, 0.0], [0.0, 0.0, 0.0])
+    cam = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), R, t, 64, 64)
+    small = (np.array([[-0.05, 0, -0.05], [0.05, 0, -0.05], [0, 0, 0.05]]), np.array([[0, 1, 2]]))
+    large = (np.vstack([small[0], small[0] + [0.0, 0.0, 0.02]]), np.array([[0, 1, 2], [3, 4, 5]]))
+    before = gl.render(cam, [small])
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated: GL could not allocate the buffer")
+
+    gl.ctx.buffer = out_of_memory
+    try:
+        with pytest.raises(MemoryError):
+            gl.render(cam, [large])  # another size: a new buffer
+    finally:
+        del gl.ctx.buffer
+    assert np.array_equal(gl.render(cam, [small]).instance, before.instance)
+    assert gl.render(cam, [large]).mask(0).sum() >= before.mask(0).sum() > 0

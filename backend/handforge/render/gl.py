@@ -195,6 +195,7 @@ class GLRenderer:
         """``meshes``: (vertices (V, 3) world metres, faces (F, 3)) per instance, at most 255."""
         if not 0 < len(meshes) < 256:
             raise ValueError(f"render 1 to 255 meshes, got {len(meshes)}")
+        meshes = [_checked_mesh(k, vertices, faces) for k, (vertices, faces) in enumerate(meshes)]
         W, H = camera.width, camera.height
         fbo = self._framebuffer(W, H, normals)
         program = self._programs[normals]
@@ -212,6 +213,9 @@ class GLRenderer:
             if vbo is None or vbo.size != len(data):
                 if vbo is not None:
                     vbo.release()  # moderngl frees nothing itself: each change of size kept the old buffer
+                    # (a failed allocation below left the released buffer here, and every later render of this
+                    # thread's renderer failed on it: 'InvalidObject' object has no attribute 'size')
+                    self._vertex_buffers[k] = None
                 vbo = self._vertex_buffers[k] = self.ctx.buffer(reserve=len(data))
             vbo.write(data)
             ibo, _ = self._indices(faces)
@@ -231,6 +235,32 @@ class GLRenderer:
         if normals:
             normal_image = _read_writable(fbo, (H, W, 4), "f4", components=4, attachment=2)[..., :3].copy()
         return GLImages(mesh=mesh, instance=instance, depth=depth, normals=normal_image)
+
+
+def _checked_mesh(index: int, vertices, faces) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh ``index``'s vertices and faces as arrays, or a ValueError saying what is wrong with them. Said up
+    front: a mesh without vertices failed in GL, faces past the last vertex drew whatever lay beyond it, and
+    one NaN vertex made the clip range NaN, so that no mesh of the image was drawn."""
+    vertices, faces = np.asarray(vertices), np.asarray(faces)
+    what = f"mesh {index} (instance {index + 1})"
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0 or vertices.dtype.kind not in "iuf":
+        raise ValueError(f"{what}: vertices must be numbers of shape (V, 3) with V >= 1, got {vertices.dtype} "
+                         f"of shape {vertices.shape}: leave a mesh without vertices out")
+    finite = np.isfinite(vertices).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{what}: {int((~finite).sum())} of its {len(vertices)} vertices are not finite (NaN or "
+                         f"infinity), the first at index {int(np.argmin(finite))}: fix the pose or transform "
+                         "that made them")
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0 or faces.dtype.kind not in "iu":
+        raise ValueError(f"{what}: faces must be whole numbers of shape (F, 3) with F >= 1, got {faces.dtype} "
+                         f"of shape {faces.shape}")
+    outside = (faces < 0) | (faces >= len(vertices))
+    if outside.any():
+        face = int(np.argmax(outside.any(axis=1)))
+        raise ValueError(f"{what}: face {face} {faces[face].tolist()} names a vertex outside 0 to "
+                         f"{len(vertices) - 1} (the mesh has {len(vertices)} vertices): faces index the mesh's own "
+                         "vertices, from 0")
+    return vertices, faces
 
 
 def _read_writable(fbo, shape: tuple[int, ...], gl_dtype: str, **read) -> np.ndarray:
