@@ -151,6 +151,18 @@ def test_requests_that_cannot_work_are_refused_before_anything_is_written(client
     assert not (tmp_path / "out").exists()
 
 
+def test_a_pixel_aspect_blender_would_clamp_is_refused_before_queueing(client, tmp_path):
+    """Each of x and y may be 0.01–100, a ratio up to 10,000; Blender clamps the ratio to 200 without a word,
+    and its RGB no longer matched the GL masks and labels."""
+    params, arrays = _request(tmp_path / "out", np.random.default_rng(3))
+    for aspect in ([0.4, 100.0], [100.0, 0.4]):
+        with pytest.raises(JobFailed, match=r"^params.pixel_aspect: pixel aspect .* is a ratio of 250, more than the "
+                                            r"200 Blender renders") as failure:
+            client.run("export_renders", {**params, "pixel_aspect": aspect}, arrays)
+        assert failure.value.code == "invalid_params"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_the_file_system_refuses_is_refused_before_queueing_naming_params_out(client, tmp_path):
     # before: access() allows /proc to root, so the request was queued and the job failed at its start
     # with "cannot write into /proc/...", the field unnamed

@@ -53,6 +53,22 @@ def test_bad_cameras_say_what_is_wrong():
         to_blender(Camera.from_fov(np.eye(3), np.zeros(3), 10, 10, 10.0), sensor_fit="DIAGONAL")
 
 
+def test_pixel_aspects_blender_would_clamp_are_refused_naming_the_limit():
+    """Blender clamps pixel_aspect_x and _y to 1–200 without a word: a camera of fx/fy = 300 became one of 200
+    in Blender, its RGB off the masks and labels by up to 502 px."""
+    R, t = look_at([0.0, -1.0, 0.0], [0.0, 0.0, 0.0])
+    for fx, fy in ((3000.0, 10.0), (10.0, 3000.0)):
+        with pytest.raises(CameraError, match=r"ratio of 300, more than the 200 Blender renders .* within 200× of "
+                                              r"each other") as refused:
+            to_blender(Camera(np.array([[fx, 0, 32], [0, fy, 24], [0, 0, 1]]), R, t, 64, 48))
+        assert refused.value.value == "pixel_aspect"
+    for fx, fy in ((2000.0, 10.0), (10.0, 2000.0)):  # 200 itself renders, and round-trips
+        K = np.array([[fx, 0, 32], [0, fy, 24], [0, 0, 1]])
+        settings = to_blender(Camera(K, R, t, 64, 48))
+        assert max(settings.pixel_aspect_x, settings.pixel_aspect_y) == pytest.approx(200.0)
+        assert np.allclose(from_blender(settings).K, K)
+
+
 def test_gl_meshes_whose_faces_differ_late_are_drawn_each_with_its_own():
     pytest.importorskip("moderngl")
     from handforge.render.gl import GLUnavailable, renderer

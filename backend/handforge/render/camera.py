@@ -32,7 +32,7 @@ SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 
 class CameraError(ValueError):
     """A camera that cannot be built or converted; the message says what was wrong, ``value`` which of the
-    camera's values it is (K, R, t, matrix_world, sensor_fit, size) where one is."""
+    camera's values it is (K, R, t, matrix_world, sensor_fit, size, pixel_aspect) where one is."""
 
     def __init__(self, message: str, value: str = "") -> None:
         super().__init__(message)
@@ -230,6 +230,20 @@ def clip_range(camera: Camera, vertices: Sequence[np.ndarray]) -> tuple[float, f
 
 
 BLENDER_MIN_MM = 1.0  # Blender's smallest lens and sensor side
+BLENDER_MAX_PIXEL_ASPECT = 200.0  # Blender clamps pixel_aspect_x and pixel_aspect_y to 1–200, without a word
+
+
+def check_pixel_aspect(aspect_x: float, aspect_y: float) -> None:
+    """Refuse pixels Blender cannot render: their aspect ratio (the longer side over the shorter; K's fx/fy)
+    over 200. Blender clamped it silently, so its images no longer matched the GL masks and the labels (a
+    ratio of 300: projections off by up to 502 px)."""
+    ratio = max(aspect_x / aspect_y, aspect_y / aspect_x)
+    if not ratio <= BLENDER_MAX_PIXEL_ASPECT * (1 + 1e-9):  # (the rounding of a round trip through K)
+        raise CameraError(f"pixel aspect {aspect_x:.6g} × {aspect_y:.6g} is a ratio of {ratio:.6g}, more than the "
+                          f"{BLENDER_MAX_PIXEL_ASPECT:g} Blender renders (it clamps pixel_aspect_x and _y to 1–"
+                          f"{BLENDER_MAX_PIXEL_ASPECT:g}, and its images would not match the masks and labels): "
+                          f"bring the pixel aspect's x and y (a camera's fx and fy) within "
+                          f"{BLENDER_MAX_PIXEL_ASPECT:g}× of each other", "pixel_aspect")
 
 
 def to_blender(camera: Camera, sensor_size: float = 36.0, sensor_fit: str = "AUTO",
@@ -244,6 +258,7 @@ def to_blender(camera: Camera, sensor_size: float = 36.0, sensor_fit: str = "AUT
     W, H = camera.width, camera.height
     ycor = fx / fy  # Blender's pixel aspect y/x; both must be ≥ 1
     aspect_x, aspect_y = (1.0, ycor) if ycor >= 1 else (1.0 / ycor, 1.0)
+    check_pixel_aspect(aspect_x, aspect_y)
     fit, viewfac = _fitted(sensor_fit, W, H, aspect_x, aspect_y)
     if fit == "HORIZONTAL":
         sensor_width, sensor_height = sensor_size, sensor_size * aspect_y * H / (aspect_x * W)

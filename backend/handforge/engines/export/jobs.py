@@ -16,7 +16,7 @@ import numpy as np
 
 from handforge.engines.blender_inputs import CAMERA_SCALE_HINT, WORLD_LIMIT, camera_arrays, check_rigid
 from handforge.engines.hands.jobs import MODEL_PARAM, POSE_LIMITS, cached_hand_model, check_model_available
-from handforge.render.camera import SENSOR_FITS
+from handforge.render.camera import BLENDER_MAX_PIXEL_ASPECT, SENSOR_FITS, CameraError, check_pixel_aspect
 from handforge.server.jobs import JobContext, JobError, JobResult
 from handforge.server.registry import Engine, JobKind, Registry
 from handforge.server.schema import ArraySpec, Integer, JsonObject, ListOf, Number, Schema, String, invalid
@@ -96,6 +96,10 @@ def _check(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     check_rigid("arrays.camera.matrix_world", arrays["camera.matrix_world"],
                  lambda c, f: f"camera {params['cameras'][c]['name']!r} at frame {arrays['frames'][f]}",
                  CAMERA_SCALE_HINT)
+    try:  # (Blender clamps the ratio to 200, its RGB then unlike the masks and labels; 10,000 passed)
+        check_pixel_aspect(*params["pixel_aspect"])
+    except CameraError as exc:
+        raise invalid("params.pixel_aspect", str(exc)) from None
     check_model_available(params, arrays)
     try:
         check_folder(params["out"], request_record(params, arrays))
@@ -113,7 +117,6 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
     from handforge.export.folder import ExportBusy
     from handforge.export.room import ExportTooLarge
     from handforge.export.samples import stops_the_run
-    from handforge.render.camera import CameraError
     from handforge.render.gl import GLUnavailable
 
     record = request_record(params, arrays)
@@ -162,7 +165,8 @@ def register_jobs(registry: Registry) -> None:
                                       item=JsonObject()),
                     "width": Integer(doc="image width, pixels", min=8, max=8192),
                     "height": Integer(doc="image height, pixels", min=8, max=8192),
-                    "pixel_aspect": ListOf(doc="Blender's pixel aspect x, y", default=[1.0, 1.0], min_items=2,
+                    "pixel_aspect": ListOf(doc="Blender's pixel aspect x, y (one at most "
+                                               f"{BLENDER_MAX_PIXEL_ASPECT:g}× the other)", default=[1.0, 1.0], min_items=2,
                                            max_items=2, item=Number(min=0.01, max=100.0)),
                     "engine": String(doc="RGB images: Blender Workbench, Cycles, or none (GL images and labels)",
                                      default="workbench", choices=("workbench", "cycles", "none")),
