@@ -378,3 +378,23 @@ def test_doctor_json_says_which_server_is_there_or_why_none(tmp_path):
             [sys.executable, "-m", "handforge", "doctor", "--json", "--endpoint", endpoint],
             capture_output=True, text=True, timeout=100, env={**os.environ, **env}).stdout)["server"]
     assert unusable["status"] == "not_usable" and "no HandForge backend" in unusable["hint"], unusable
+
+
+def test_the_export_engine_is_not_available_without_the_gl_renderer(tmp_path):
+    """Every export sample's masks and labels come from the GL pass: without moderngl doctor said 'export
+    available', and each export job failed once it ran."""
+    pytest.importorskip("moderngl")
+    from handforge.render.gl import GLUnavailable, create_context
+
+    try:
+        create_context().release()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+    export = "\n  export          available: export_renders\n"
+    assert export in _doctor().stdout
+    (tmp_path / "moderngl.py").write_text('raise ImportError("simulated: moderngl is not installed")\n')
+    done = _doctor(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    assert done.returncode == 0, done.stderr  # (as for any engine that cannot run here)
+    assert ("\n  export          NOT available: export_renders\n"
+            "           why: the GL renderer needs moderngl, which cannot be imported\n"
+            "           fix: pip install moderngl (in the backend extra)\n") in done.stdout, done.stdout

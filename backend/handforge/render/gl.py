@@ -12,6 +12,7 @@ per face (screen-space derivatives of the camera-frame position), turned towards
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -78,7 +79,11 @@ _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
 
 
 class GLUnavailable(RuntimeError):
-    """No headless GL context here; the message says what to install."""
+    """No headless GL context here: ``reason`` why, ``hint`` what to install (the message says both)."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(f"{reason}; {hint}")
+        self.reason, self.hint = reason, hint
 
 
 @dataclass
@@ -119,12 +124,24 @@ def create_context():
     try:
         import moderngl
     except ImportError:
-        raise GLUnavailable("the GL renderer needs moderngl: pip install moderngl (in the backend extra)") from None
+        raise GLUnavailable("the GL renderer needs moderngl, which cannot be imported",
+                            "pip install moderngl (in the backend extra)") from None
     try:
         return moderngl.create_standalone_context(require=330, backend="egl")
     except Exception as exc:  # noqa: BLE001 - glcontext raises plain Exceptions
-        raise GLUnavailable(f"no headless EGL context ({exc}); on Debian/Ubuntu install libegl1 and "
+        raise GLUnavailable(f"no headless EGL context ({exc})", "on Debian/Ubuntu install libegl1 and "
                             "libgl1-mesa-dri (Mesa's llvmpipe renders on the CPU)") from None
+
+
+@functools.lru_cache(maxsize=1)
+def availability() -> tuple[str, str]:
+    """('', '') when a GL context can be made here, else why not and what to install: an engine's availability.
+    Tried once (an engine's status is read at every hello); the context is released at once."""
+    try:
+        create_context().release()
+    except GLUnavailable as exc:
+        return exc.reason, exc.hint
+    return "", ""
 
 
 class GLRenderer:

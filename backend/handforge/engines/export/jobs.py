@@ -152,9 +152,18 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
     return JobResult({"out": str(out), "samples": request.spec.samples, **summary, "failed": failed}, {})
 
 
+def _gl_availability() -> tuple[str, str]:
+    """Every sample's masks and labels come from the GL pass, whatever makes its RGB: no GL context, no export
+    (doctor said 'export available' without moderngl)."""
+    from handforge.render.gl import availability
+
+    return availability()
+
+
 def register_jobs(registry: Registry) -> None:
     registry.add_engine(Engine("export", "labelled renders of a Blender scene's hands and cameras "
-                               "(images, masks, keypoints; COCO and InterHand2.6M-style files)"))
+                               "(images, masks, keypoints; COCO and InterHand2.6M-style files)",
+                               availability=_gl_availability))
     registry.add_kind(JobKind(
         KIND, export_renders, engine="export", device="gpu", timeout=TIMEOUT_S, check=_check,
         schema=Schema(
