@@ -6,12 +6,12 @@ import os
 import time
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import fingers, generated_keys, hands, keys, placement
 from .errors import report_error, reports_errors
-from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .ops_pose import _target, sides_option
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
 from handforge_shared.poses import MotionClip
 
@@ -54,7 +54,7 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     @reports_errors
     def execute(self, context):
@@ -133,8 +133,7 @@ class HANDFORGE_OT_export_motion(bpy.types.Operator, ExportHelper):
                              description="The motion clip to write (.npz; // is the .blend file's folder)")
     frame_start: IntProperty(**SCENE_FRAME_START, options=ONE_SHOT)
     frame_end: IntProperty(**SCENE_FRAME_END, options=ONE_SHOT)
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="BOTH",
-                        description="Which hands to export")
+    sides: sides_option(default="BOTH", description="Which hands to export")
 
     @reports_errors
     def execute(self, context):
@@ -232,7 +231,7 @@ class _GeneratedKeysOperator:
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     def act(self, arm_obj) -> int:
         raise NotImplementedError

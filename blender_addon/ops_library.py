@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from . import fingers, hands, library
 from . import pose as pose_conv
 from .errors import reports_errors
-from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .ops_pose import _target, sides_option
 from .properties import ONE_SHOT
 
 ONE_SIDE = [("RIGHT", "Right", "The right hand"), ("LEFT", "Left", "The left hand")]
@@ -27,7 +27,7 @@ class HANDFORGE_OT_apply_user_pose(bpy.types.Operator):
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     name: StringProperty(name="Name", options=ONE_SHOT, description="The saved pose to apply")
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     @reports_errors
     def execute(self, context):

@@ -35,7 +35,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty,
 from . import app_handlers, fcurves, hands, importers, jobs, keys, placement
 from . import pose as pose_conv
 from .errors import USER_ERRORS
-from .ops_pose import SIDES_DESCRIPTION, SIDES_WITH_SCENE, _target
+from .ops_pose import _target, sides_option
 from .panels import _engine_note, _Panel
 from .properties import ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, scene_range
 from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES, HandPose, MotionClip, hand_array_name
@@ -586,7 +586,7 @@ class HANDFORGE_OT_motion_inbetween(_MotionJob, bpy.types.Operator):
     bl_label = "In-between"
     job_kind = "motion.inbetween"
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    sides: sides_option()
     # (SKIP_SAVE: Blender otherwise gives a call without it the last call's Kept, and the parts left out have their
     # keys in the range replaced: a script's call would delete keys an earlier call's choice left unkept)
     fixed: EnumProperty(name="Kept", items=FIXED_ITEMS, options={"ENUM_FLAG", "SKIP_SAVE"},
@@ -657,7 +657,7 @@ class HANDFORGE_OT_motion_generate(_MotionJob, bpy.types.Operator):
     bl_label = "Generate Motion"
     job_kind = "motion.generate"
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE", description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     def motion_request(self, context, start, end):
         chosen, every = motion_hands(context, _target(self, context))

@@ -12,7 +12,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from . import fingers, hands, presets
 from . import pose as pose_conv
 from .errors import reports_errors
-from .properties import TARGET_ITEMS
+from .properties import ONE_SHOT, TARGET_ITEMS
 from handforge_shared.poses import HandPose, PoseFormatError
 from handforge_shared.skeleton import other_side
 
@@ -26,6 +26,13 @@ def _target(op, context) -> str:
 
 SIDES_DESCRIPTION = "Which hands to act on (Panel Setting: the hands chosen in the HandForge panel)"
 SIDES_WITH_SCENE = [("SCENE", "Panel Setting", "The hands chosen in the HandForge panel")] + TARGET_ITEMS
+
+
+def sides_option(default: str = "SCENE", description: str = SIDES_DESCRIPTION):
+    """An operator's Hands option. One-shot: Blender would give a button's call the last call's value (one
+    Redo-panel change to Left, and every later Apply Preset posed the left hand alone while the panel said Both)."""
+    return EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default=default, description=description,
+                        options=ONE_SHOT)
 
 
 def _posed(context, obj, pose: HandPose, fingers_only: bool) -> None:
@@ -42,8 +49,7 @@ class HANDFORGE_OT_apply_preset(bpy.types.Operator):
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
     preset: EnumProperty(name="Preset", items=presets.enum_items, description="The named pose to apply")
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
-                        description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     @reports_errors
     def execute(self, context):
@@ -95,8 +101,7 @@ class HANDFORGE_OT_reset_pose(bpy.types.Operator):
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
-                        description=SIDES_DESCRIPTION)
+    sides: sides_option()
     include_placement: BoolProperty(name="Include Placement", default=False,
                                     description="Also reset the wrist's orientation and position")
 
@@ -115,8 +120,7 @@ class HANDFORGE_OT_copy_pose(bpy.types.Operator):
     bl_idname = "handforge.copy_pose"
     bl_label = "Copy Pose"
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
-                        description=SIDES_DESCRIPTION)
+    sides: sides_option()
 
     @reports_errors
     def execute(self, context):
@@ -139,8 +143,7 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
 
     poll = classmethod(hands.poll_not_in_edit_mode)  # greyed while a hand is in Edit Mode (its reason shown)
 
-    sides: EnumProperty(name="Hands", items=SIDES_WITH_SCENE, default="SCENE",
-                        description=SIDES_DESCRIPTION)
+    sides: sides_option()
     fingers_only: BoolProperty(name="Fingers Only", default=False,
                                description="Keep each hand's orientation and position, paste only the fingers")
     text: StringProperty(name="Pose", default="", options={"HIDDEN", "SKIP_SAVE"},

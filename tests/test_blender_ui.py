@@ -138,3 +138,6 @@ def test_a_path_or_one_shot_option_is_not_taken_from_the_last_call_but_a_file_br
     # a file browser's path stays remembered, as Blender's own exporters': the browser opens at the last file
     assert result["browser_paths"] == {"handforge.import_motion": True, "handforge.export_motion": True}
     assert result["browser_rewrote"] is True
+    # Hands (Panel Setting) is not remembered either: a Fist after one on the left alone poses both hands, as the
+    # panel says (before: only the left, the last call's Left)
+    assert result["panel_curls"]["left"] > 0.5 and result["panel_curls"]["right"] > 0.5, result["panel_curls"]

@@ -328,9 +328,12 @@ def remembered_options() -> dict:
         for prop in getattr(bpy.ops.handforge, name).get_rna_type().properties:
             is_path = getattr(prop, "subtype", "") in ("FILE_PATH", "DIR_PATH")
             scene_frame = prop.identifier in ("frame_start", "frame_end") and getattr(prop, "default", 0) == -1
+            # Hands whose "Panel Setting" stands for the panel's: a remembered Left overrode the panel's Both
+            panel_sides = prop.identifier == "sides" and "SCENE" in {i.identifier for i in getattr(prop, "enum_items", ())}
             if f"handforge.{name}" in browsers and prop.identifier == "filepath":
                 browser_paths[f"handforge.{name}"] = not prop.is_skip_save
-            elif (is_path or scene_frame or (name, prop.identifier) in ONE_SHOT_OPTIONS) and not prop.is_skip_save:
+            elif (is_path or scene_frame or panel_sides or (name, prop.identifier) in ONE_SHOT_OPTIONS) \
+                    and not prop.is_skip_save:
                 remembered.append(f"handforge.{name}.{prop.identifier}")
     _clear_scene()
     assert bpy.ops.handforge.add_hands() == {"FINISHED"}
@@ -340,7 +343,15 @@ def remembered_options() -> dict:
         assert export("EXEC_DEFAULT", True, filepath=str(first), frame_start=1, frame_end=2) == {"FINISHED"}
         first.unlink()
         export("EXEC_DEFAULT", True, frame_start=3, frame_end=4)  # (the browser's path: remembered)
-    return {"remembered": remembered, "browser_paths": browser_paths, "browser_rewrote": first.exists()}
+        # one Redo-panel change of Hands to Left, then the buttons again with the panel's Both
+        scene = bpy.context.scene
+        scene.handforge.target = "BOTH"
+        assert bpy.ops.handforge.apply_preset("EXEC_DEFAULT", True, preset="fist", sides="LEFT") == {"FINISHED"}
+        assert bpy.ops.handforge.reset_pose("EXEC_DEFAULT", True, sides="LEFT") == {"FINISHED"}
+        assert bpy.ops.handforge.apply_preset("EXEC_DEFAULT", True, preset="fist") == {"FINISHED"}
+        panel_curls = {side: round(getattr(scene.handforge, side).handforge.curl_index, 3) for side in ("left", "right")}
+    return {"remembered": remembered, "browser_paths": browser_paths, "browser_rewrote": first.exists(),
+            "panel_curls": panel_curls}
 
 
 s.check("remembered_options", remembered_options)
