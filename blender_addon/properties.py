@@ -29,6 +29,9 @@ ONE_SHOT = {"SKIP_SAVE"}
 PATH_FIELD = BLEND_RELATIVE | ONE_SHOT  # an operator's file or folder field
 # a frame range whose -1 stands for the scene's (IntProperty(**SCENE_FRAME_START); an operator's: ONE_SHOT too),
 # read by ``scene_range``; the fields go below -1 so that an earlier frame is refused, not clamped to -1
+# a property of a hand rig the artist sets on a library override of it (a rig linked from another .blend): without
+# it the value cannot be set there, or is lost at the next open
+OVERRIDABLE = {"LIBRARY_OVERRIDABLE"}
 SCENE_FRAME_START = dict(name="Start", default=-1, min=-LAST_FRAME, soft_min=-1, max=LAST_FRAME,
                          description="First frame (-1: the scene's start)")
 SCENE_FRAME_END = dict(name="End", default=-1, min=-LAST_FRAME, soft_min=-1, max=LAST_FRAME,
@@ -90,17 +93,17 @@ def _hand_props_annotations() -> dict:
                                      description="The hand model this rig was built from (open or mano)"),
         "betas": FloatVectorProperty(name="Shape", size=NUM_BETAS, default=(0.0,) * NUM_BETAS,
                                      description="Shape coefficients; change them with Set Shape"),
-        "use_limits": BoolProperty(name="Joint Limits", default=False, update=_limits_changed,
+        "use_limits": BoolProperty(name="Joint Limits", default=False, update=_limits_changed, override=OVERRIDABLE,
                                    description="Limit each finger joint to its anatomical range of motion"),
     }
     for finger in FINGERS:
         ann[f"curl_{finger}"] = FloatProperty(
             name=finger.capitalize(), min=0.0, max=1.0, default=0.0, subtype="FACTOR",
-            update=_slider_updater("curl", finger),
+            update=_slider_updater("curl", finger), override=OVERRIDABLE,
             description=f"Curl the {finger} (0 straight, 1 fully curled) from its current pose; keyable")
         ann[f"spread_{finger}"] = FloatProperty(
             name=finger.capitalize(), min=-1.0, max=1.0, default=0.0, subtype="FACTOR",
-            update=_slider_updater("spread", finger),
+            update=_slider_updater("spread", finger), override=OVERRIDABLE,
             description=f"Spread the {finger} away from the middle finger (negative: towards it) from its current pose; keyable")
     return ann
 
@@ -170,7 +173,7 @@ CLASSES = (HandProps, HANDFORGE_PG_scene, HANDFORGE_PG_engine, HANDFORGE_PG_kind
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.Object.handforge = PointerProperty(type=HandProps, name="HandForge",
+    bpy.types.Object.handforge = PointerProperty(type=HandProps, name="HandForge", override=OVERRIDABLE,
                                                  description="HandForge hand rig settings of this object")
     bpy.types.Scene.handforge = PointerProperty(type=HANDFORGE_PG_scene, name="HandForge",
                                                 description="HandForge settings of this scene: its hands and targets")

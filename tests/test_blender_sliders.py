@@ -186,3 +186,16 @@ def test_an_import_onto_a_keyed_slider_keeps_other_objects_moved_by_hand(session
     # the rig itself shows its animation on this frame, as Blender's frame change does (the slider's finger too)
     assert found["slider"] == pytest.approx(found["slider_evaluated"]) and 0.4 < found["slider"] < 0.6, found
     np.testing.assert_allclose(session.arrays["import_shown"], session.arrays["import_evaluated"], atol=ATOL)
+
+
+def test_sliders_and_joint_limits_work_on_a_library_override_rig_and_are_kept_through_save_and_reopen(session):
+    # before: not overridable (curl, spread, Joint Limits, nor Object.handforge itself): a Joint Limits switched on
+    # here was off again after save and reopen, its limit constraints still on the bones
+    session.no_error("override_rig")
+    result = session["override_rig"]
+    assert result["is_override"]
+    assert result["overridable"] == {"use_limits": True, "curl_index": True, "spread_thumb": True}
+    assert result["curl_moved"] > 0.01  # the slider posed the overridden rig
+    expected = {"curl": pytest.approx(0.4), "limits": True, "muted": [False]}
+    assert result["set"] == expected
+    assert result["reopened"] == expected

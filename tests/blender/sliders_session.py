@@ -360,4 +360,47 @@ def lost_bone():
 
 
 s.check("lost_bone", lost_bone)
+
+
+def override_rig():
+    """Sliders and Joint Limits on a library override of the hands (a collection linked from a saved .blend, made
+    editable as Blender's Library Override > Make does): they were not overridable, so a slider could not be set
+    and a Joint Limits set here was lost at the next open while its constraints stayed. Last: it opens a file."""
+    scene = bpy.data.scenes.new("Override")
+    bpy.context.window.scene = scene
+    assert bpy.ops.handforge.add_hands() == {"FINISHED"}
+    hands = bpy.data.collections.new("Hands")
+    scene.collection.children.link(hands)
+    for obj in list(scene.objects):
+        for owner in obj.users_collection:
+            owner.objects.unlink(obj)
+        hands.objects.link(obj)
+    library = str(s.work / "override_library.blend")
+    bpy.data.libraries.write(library, {hands}, fake_user=True)
+    for obj in list(hands.objects):
+        bpy.data.objects.remove(obj)
+    bpy.data.collections.remove(hands)
+    with bpy.data.libraries.load(library, link=True) as (src, dst):
+        dst.collections = ["Hands"]
+    dst.collections[0].override_hierarchy_create(scene, bpy.context.view_layer, do_fully_editable=True)
+    right = next(o for o in scene.objects if o.type == "ARMATURE" and o.handforge.side == "right")
+    out = {"is_override": right.override_library is not None,
+           "overridable": {name: right.handforge.is_property_overridable_library(name)
+                           for name in ("use_limits", "curl_index", "spread_thumb")}}
+    index2 = np.array(right.pose.bones["index2"].matrix_basis)
+    right.handforge.curl_index = 0.4
+    right.handforge.use_limits = True
+    out["curl_moved"] = float(np.abs(np.array(right.pose.bones["index2"].matrix_basis) - index2).max())
+    out["set"] = {"curl": right.handforge.curl_index, "limits": right.handforge.use_limits,
+                  "muted": sorted(set(limits_of(right).values()))}
+    saved = str(s.work / "override_scene.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=saved)
+    bpy.ops.wm.open_mainfile(filepath=saved)
+    right = next(o for o in bpy.data.scenes["Override"].objects if o.type == "ARMATURE" and o.handforge.side == "right")
+    out["reopened"] = {"curl": right.handforge.curl_index, "limits": right.handforge.use_limits,
+                       "muted": sorted(set(limits_of(right).values()))}
+    return out
+
+
+s.check("override_rig", override_rig)  # (last: it opens the saved file)
 s.finish()
