@@ -23,7 +23,7 @@ from . import rig as rig_build
 from .fcurves import (FRAME_EPS, GENERATED, FCurves, ensure_channelbag, enum_value, find_channelbag, generated_types,
                       hand_channels, is_pose_path, key_types, new_points, read_points, shown, write_points)
 from handforge_shared import anatomy
-from handforge_shared.poses import KEY_PARTS, HandPose, MotionClip, PoseFormatError, stack_poses
+from handforge_shared.poses import KEY_PARTS, HandPose, MotionClip, PoseFormatError, check_reach, stack_poses
 from handforge_shared.rotations import axis_angle_to_matrix
 from handforge_shared.skeleton import FINGERS, JOINT_NAMES, NUM_JOINTS
 
@@ -332,6 +332,8 @@ def check_import(scene, clip: MotionClip, hands: dict[str, object], frame_start:
         raise PoseFormatError(f"the clip animates the {' and '.join(missing)} hand, which this scene does not have: "
                               "add hands first (HandForge > Add Hands)")
     animated = {side: hands[side] for side in clip.hands if side in hands}
+    for side in animated:  # (a clip's hand 1e30 m away, finite and so a valid clip, was keyed there)
+        check_reach(clip.hands[side], side, clip.present[side])
     check_own_actions(animated)
     check_keyable(animated)
     all_frames = frame_start + np.arange(clip.num_frames) * (scene_fps(scene) / clip.fps)

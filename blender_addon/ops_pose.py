@@ -13,7 +13,7 @@ from . import fingers, hands, presets
 from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import ONE_SHOT, TARGET_ITEMS
-from handforge_shared.poses import HandPose, PoseFormatError
+from handforge_shared.poses import HandPose, PoseFormatError, check_reach, check_rotations
 from handforge_shared.skeleton import other_side
 
 CLIPBOARD_FORMAT = "handforge.pose"
@@ -165,6 +165,12 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
             if pose.batch_shape != ():
                 raise PoseFormatError(f"the copied {side} hand holds {int(np.prod(pose.batch_shape))} poses, not "
                                       "one: copy a single pose (Copy Pose)")
+            # (a finite 1e308 rad posed the bones to NaN, 1e5 rad wrapped, a hand 1e30 m away was pasted)
+            try:
+                check_rotations(pose, side)
+                check_reach(pose, side)
+            except PoseFormatError as exc:
+                raise PoseFormatError(f"the copied pose cannot be pasted: {exc}") from None
         # a copied hand is pasted as its pose parameters (placed by its rig here); a missing one is mirrored
         # in the world through the copied side's rig here, targeted or not, as Mirror Pose does
         givers = hands.scene_hands(context.scene, "BOTH", required=False)

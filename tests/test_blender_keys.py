@@ -3,6 +3,7 @@ keys, keeps the artist's keys, replaces its own keys on re-import, and is undone
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -42,6 +43,11 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     still = HandPose(global_orient=np.zeros((21, 3)), hand_pose=np.tile(rng.normal(0, 0.3, 45), (21, 1)),
                      betas=np.zeros((21, 10)), transl=np.zeros((21, 3)))
     clips["clip_still"] = MotionClip(hands={s: still for s in SIDES}, fps=24.0)  # one pose held
+    near = clip_of(np.random.default_rng(4), 10)  # (its own generator: the clips above stay as they were)
+    far_transl = near.hands["right"].transl.copy()
+    far_transl[4, 0] = 1e30  # finite, so a valid clip, and no place for a hand
+    clips["clip_far"] = dataclasses.replace(near, hands={**near.hands, "right": near.hands["right"].replace(
+        transl=far_transl)})
     for name, clip in clips.items():
         clip.save(work / f"{name}.npz")
     (work / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip")
@@ -161,6 +167,8 @@ def test_bad_files_are_reported_and_change_nothing(session):
     bad = session["bad"]
     assert "corrupt.npz" in bad["corrupt"] and "nope.npz" in bad["missing"]
     assert bad["unsaved"] and all("save it first" in bad[k] for k in ("relative_import", "relative_export")), bad
+    # before: keyed, the wrist at 1e30 m in frame 4
+    assert "right.transl places the hand 1e+30 m from the origin in frame 4" in bad["far"], bad["far"]
     assert bad["unchanged"] is True
 
 

@@ -140,6 +140,13 @@ def test_copy_then_paste_restores_the_pose(session):
     refused = result["refused"]
     assert "holds 2 poses, not one" in refused["batch"] and "no HandForge pose" in refused["list"]
     assert "a hand pose is a mapping" in refused["number"]
+    # before: finite but absurd values were pasted, said done: NaN bones (1e308 rad), wrapped turns (1e5 rad, also
+    # with Fingers Only), the wrist 1e30 m away; refused now with MotionClip's bounds
+    for name, field in (("nan_bones", "hand_pose"), ("wrapped", "hand_pose"), ("orient", "global_orient"),
+                        ("far_fingers_only", "hand_pose")):
+        assert f"cannot be pasted: right.{field} turns a joint by" in refused[name], refused[name]
+        assert "at most 1000 rad" in refused[name], refused[name]
+    assert "right.transl places the hand 1e+30 m from the origin" in refused["far"], refused["far"]
     assert not any("HandForge failed" in text for text in refused.values()), refused  # no internal errors
     assert result["unchanged"] is True
 

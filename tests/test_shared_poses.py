@@ -16,6 +16,8 @@ from handforge_shared.poses import (
     PoseFormatError,
     TwoHandPose,
     check_hand_model,
+    check_reach,
+    check_rotations,
     read_npz,
     stack_poses,
 )
@@ -321,6 +323,22 @@ def test_absurd_rotations_are_refused_naming_the_file_and_array(tmp_path, name):
     arrays[name][3, 1] = 900.0  # generous: many turns are still a rotation
     np.savez(tmp_path / "turns.npz", **arrays)
     assert MotionClip.load(tmp_path / "turns.npz").num_frames == 7
+
+
+def test_the_placing_checks_name_the_hand_and_frame_and_skip_absent_frames():
+    """check_rotations and check_reach, the bounds Paste Pose and Import Motion share with MotionClip: a single
+    pose names no frame; a hand 1e30 m away in a frame where it is absent is no placement."""
+    one = HandPose.zeros().replace(hand_pose=np.full(45, 1e5))
+    with pytest.raises(PoseFormatError, match=r"^left.hand_pose turns a joint by 173205 rad \(at most 1000 rad\)"):
+        check_rotations(one, "left")
+    far = np.zeros((4, 3))
+    far[2, 1] = -1e30
+    frames = HandPose.zeros((4,)).replace(transl=far)
+    with pytest.raises(PoseFormatError, match=r"^right.transl places the hand 1e\+30 m from the origin in frame 2, "
+                                              r"beyond 10000 m"):
+        check_reach(frames, "right")
+    check_reach(frames, "right", present=np.array([True, True, False, True]))
+    check_reach(frames.replace(transl=np.full((4, 3), 5000.0)), "right")  # 8.7 km: still placed to a millimetre
 
 
 def test_a_value_beyond_float32_is_refused_before_a_file_is_written(tmp_path):

@@ -60,6 +60,38 @@ def overturned(rotations: np.ndarray) -> tuple[tuple[int, ...], float] | None:
     turns = np.hypot.reduce(np.asarray(rotations, np.float64), axis=-1)
     over = np.argwhere(turns > MAX_ROTATION)
     return (tuple(over[0].tolist()), float(turns[tuple(over[0])])) if len(over) else None
+
+
+# Metres from the origin a hand may be put: float32 positions (a rig's, a clip file's, the export's labels') keep a
+# millimetre up to 10 km. A hand at 1e30 m is finite, so a valid clip, but no placement anyone meant: the readers
+# that place hands (the add-on's Paste Pose and Import Motion, training, the export) refuse it.
+MAX_REACH_M = 1e4
+
+
+def check_rotations(pose: HandPose, side: Side) -> None:
+    """Refuse ``pose`` (one, or batched over frames) where it turns a joint by more than ``MAX_ROTATION``: finite,
+    such turns still pose to NaN (1e308 rad) or wrap to no angle anyone meant (1e5 rad)."""
+    for name in ROTATION_FIELDS:
+        found = overturned(getattr(pose, name).reshape(pose.batch_shape + (-1, 3)))
+        if found is not None:
+            index, angle = found
+            where = f" in frame {index[0]}" if pose.batch_shape else ""
+            raise PoseFormatError(f"{hand_array_name(side, name)} turns a joint by {angle:g} rad{where} "
+                                  f"(at most {MAX_ROTATION:g} rad): rotations are axis-angle radians")
+
+
+def check_reach(pose: HandPose, side: Side, present: np.ndarray | None = None) -> None:
+    """Refuse ``pose`` (one, or batched over frames; ``present``: the frames that count) where it places the hand
+    beyond ``MAX_REACH_M`` of the origin."""
+    distance = np.hypot.reduce(pose.transl, axis=-1)  # (hypot: 1e300² is no overflow to inf)
+    if present is not None:
+        distance = np.where(present, distance, 0.0)
+    if np.any(distance > MAX_REACH_M):
+        worst = np.unravel_index(np.argmax(distance), distance.shape)
+        where = f" in frame {worst[0]}" if pose.batch_shape else ""
+        raise PoseFormatError(f"{hand_array_name(side, 'transl')} places the hand {distance[worst]:g} m from the "
+                              f"origin{where}, beyond {MAX_REACH_M:g} m: translations are metres; move the hand "
+                              "nearer the origin")
 MOTION_FORMAT = "handforge.motion"
 MOTION_VERSION = 1
 
@@ -309,13 +341,7 @@ class MotionClip:
         if n < 1:
             raise PoseFormatError("a motion clip needs at least one frame")
         for s, pose in self.hands.items():
-            for name in ROTATION_FIELDS:
-                found = overturned(getattr(pose, name).reshape(n, -1, 3))
-                if found is not None:
-                    (frame, _), angle = found
-                    raise PoseFormatError(
-                        f"{hand_array_name(s, name)} turns a joint by {angle:g} rad in frame {frame} "
-                        f"(at most {MAX_ROTATION:g} rad): rotations are axis-angle radians")
+            check_rotations(pose, s)
         present = {}
         for s in self.hands:
             mask = self.present.get(s)

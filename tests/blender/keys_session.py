@@ -103,6 +103,7 @@ def bad_files():
         "unsaved": not bpy.data.filepath,
         "relative_import": error_of(lambda: bpy.ops.handforge.import_motion(filepath="//clip.npz")),
         "relative_export": error_of(lambda: bpy.ops.handforge.export_motion(filepath="//motion.npz")),
+        "far": error_of(lambda: bpy.ops.handforge.import_motion(filepath=a["clip_far"], frame_start=1)),
         "unchanged": snapshot() == before,
     }
 

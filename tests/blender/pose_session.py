@@ -173,11 +173,19 @@ def copy_paste():
     # pastes that cannot be applied whole: nothing is posed (the left hand was, then the right failed)
     one = json.loads(a["random_pose"])["hands"]["right"]
     batch = {k: [v, v] for k, v in one.items()}
-    before = {side: rotations(side) for side in SIDES}
+    before = {side: (rotations(side), location(side)) for side in SIDES}
+    # finite, and still no pose: turns that pose to NaN (1e308 rad) or wrap (1e5 rad), a hand 1e30 m away
+    absurd = {"nan_bones": {"hand_pose": [1e308] * 45}, "wrapped": {"hand_pose": [1e5] * 45},
+              "orient": {"global_orient": [1e300, 0.0, 0.0]}, "far": {"transl": [1e30, 0.0, 0.0]}}
+    cases = [("batch", {"left": one, "right": batch}), ("list", []), ("number", {"left": 5})]
+    cases += [(name, {"left": one, "right": {**one, **change}}) for name, change in absurd.items()]
     refused = {name: error_of(lambda: bpy.ops.handforge.paste_pose(
-        text=json.dumps({"format": "handforge.pose", "hands": hands_}), sides="BOTH"))
-        for name, hands_ in (("batch", {"left": one, "right": batch}), ("list", []), ("number", {"left": 5}))}
-    unchanged = all(np.array_equal(rotations(side), before[side]) for side in SIDES)
+        text=json.dumps({"format": "handforge.pose", "hands": hands_}), sides="BOTH")) for name, hands_ in cases}
+    refused["far_fingers_only"] = error_of(lambda: bpy.ops.handforge.paste_pose(
+        text=json.dumps({"format": "handforge.pose", "hands": {"right": {**one, "hand_pose": [1e5] * 45}}}),
+        sides="BOTH", fingers_only=True))
+    unchanged = all(np.array_equal(rotations(side), before[side][0]) and np.array_equal(location(side), before[side][1])
+                    for side in SIDES)
     return {"roundtrip_error": err, "bad_clipboard": bad, "refused": refused, "unchanged": unchanged}
 
 

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from handforge_shared.poses import POSE_FIELDS, HandPose, MotionClip
+from handforge_shared.poses import MAX_REACH_M, POSE_FIELDS, HandPose, MotionClip
 from handforge_shared.rotations import mirror_axis_angle, mirror_points
 from handforge_shared.skeleton import SIDES
 
@@ -66,10 +66,8 @@ def check_clips(clips: Sequence[ClipInfo], hand_model: str, fix: str = "pass --h
                            "(interhand_files.to_flat with MANO's hands_mean)")
 
 
-# metres from the origin a clip's hand may be: float32 positions (these arrays', the export's labels') keep a
-# millimetre up to 10 km. A hand at 1e30 m, finite and so a valid clip, failed every export sample ("look_at: eye
-# and target coincide") and made training's loss inf, said as a learning rate too high.
-MAX_REACH_M = 1e4
+# (MAX_REACH_M: a hand at 1e30 m, finite and so a valid clip, failed every export sample ("look_at: eye and target
+# coincide") and made training's loss inf, said as a learning rate too high)
 
 
 def reach_problem(arrays: Mapping[str, np.ndarray], starts: Sequence[int], names: Sequence[str]) -> str:
