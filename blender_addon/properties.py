@@ -84,6 +84,12 @@ def _slider_updater(kind: str, finger: str):
     return update
 
 
+# where each spread slider moves its finger (anatomy.curl_spread_angles: positive is away from the middle finger;
+# the middle finger itself goes towards the index, the thumb away from the index)
+SPREAD_WAYS = {"thumb": "the thumb away from the index (negative: towards it)",
+               "middle": "the middle finger towards the index (negative: towards the ring finger)"}
+
+
 def _hand_props_annotations() -> dict:
     ann = {
         "is_hand": BoolProperty(name="HandForge Hand", default=False, options={"HIDDEN"}),
@@ -104,7 +110,8 @@ def _hand_props_annotations() -> dict:
         ann[f"spread_{finger}"] = FloatProperty(
             name=finger.capitalize(), min=-1.0, max=1.0, default=0.0, subtype="FACTOR",
             update=_slider_updater("spread", finger), override=OVERRIDABLE,
-            description=f"Spread the {finger} away from the middle finger (negative: towards it) from its current pose; keyable")
+            description=f"Spread {SPREAD_WAYS.get(finger, f'the {finger} away from the middle finger (negative: towards it)')} "
+                        "from its current pose; keyable")
     return ann
 
 

@@ -21,6 +21,16 @@ def test_every_operator_and_property_has_a_one_line_description(session):
     assert described["operators"] >= 15
     assert {"HANDFORGE_PG_hand", "HANDFORGE_PG_scene", "HANDFORGE_PG_backend", "HANDFORGE_PG_job"} <= set(described["groups"])
     assert described["missing"] == [] and described["broken"] == []
+    # each spread slider says where it moves its own finger (anatomy.curl_spread_angles: positive away from the
+    # middle finger; the middle finger itself towards the index, the thumb away from the index); before, every
+    # one said "away from the middle finger", the middle finger's and the thumb's too
+    spread = described["spread"]
+    assert spread["thumb"].startswith("Spread the thumb away from the index (negative: towards it)"), spread
+    assert spread["middle"].startswith("Spread the middle finger towards the index (negative: towards the ring "
+                                       "finger)"), spread
+    for finger in ("index", "ring", "pinky"):
+        assert spread[finger].startswith(f"Spread the {finger} away from the middle finger (negative: towards it)"), spread
+    assert all(text.endswith("from its current pose; keyable") for text in spread.values()), spread
 
 
 def test_every_file_field_of_an_operator_accepts_a_path_beside_the_blend_file(session):

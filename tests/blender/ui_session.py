@@ -49,7 +49,11 @@ def undescribed() -> dict:
                     missing.append(f"{owner.__name__}.{prop.identifier}")
                 walk(prop.fixed_type)
     look("preferences", bpy.context.preferences.addons[ADDON_MODULE].preferences.bl_rna)
-    return {"missing": missing, "broken": broken, "operators": len(dir(bpy.ops.handforge)), "groups": sorted(seen)}
+    hand_props = bpy.types.Object.bl_rna.properties["handforge"].fixed_type.properties
+    spread = {p.identifier.removeprefix("spread_"): p.description for p in hand_props
+              if p.identifier.startswith("spread_")}
+    return {"missing": missing, "broken": broken, "operators": len(dir(bpy.ops.handforge)), "groups": sorted(seen),
+            "spread": spread}
 
 
 s.check("described", undescribed)
