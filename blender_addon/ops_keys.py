@@ -32,7 +32,7 @@ def motion_file_to_read(filepath: str) -> str:
 
 def motion_file_to_write(filepath: str) -> str:
     """The absolute path to write a motion clip to, checked before any work is done."""
-    if not filepath.strip() or os.path.basename(filepath) in ("", ".npz"):
+    if not filepath.strip() or os.path.basename(filepath).lower() in ("", ".npz"):
         raise ValueError("no file chosen: choose where to write the motion clip, e.g. //motion.npz")
     path = absolute_path(filepath, "file")  # "//motion.npz" of an unsaved .blend went to the working folder
     if os.path.isdir(path):

@@ -537,3 +537,15 @@ def test_an_import_before_the_scene_start_says_it_moved_the_start(session):
     # the motion jobs', Key Candidates' and Run Job's keying say it as well (keys.import_clip's summary): unsaid before
     assert found["run_job"].endswith("keyed at 9590-9610; the scene's End moved from 9600 to 9610 to play it whole"), found
 
+
+
+def test_a_capital_npz_is_written_and_read_and_a_two_hand_clip_keys_the_one_hand_there(session):
+    session.no_error("capital_one_hand")
+    result = session["capital_one_hand"]
+    # before: "upper.NPZ: HandForge writes .npz files, give a path ending in .npz"
+    assert result["export"][0] == ["FINISHED"] and "wrote 3 frames" in result["export"][1], result["export"]
+    assert "choose where to write" in result["suffix_only"], result["suffix_only"]
+    assert result["import"][0] == ["FINISHED"], result["import"]
+    result_, printed = result["two_hands"]
+    assert result_ == ["FINISHED"] and "the scene has no left hand: its motion was skipped" in printed, printed
+    assert result["right_keyed"] == [float(20 + i) for i in range(NUM_FRAMES)]

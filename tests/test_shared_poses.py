@@ -170,6 +170,7 @@ def test_bad_clips_and_files_are_rejected_clearly(tmp_path):
         read_npz(tmp_path / "pipe.npz")
     with pytest.raises(PoseFormatError, match="ending in .npz"):
         random_clip(rng).save(tmp_path / "clip.npy")
+    assert MotionClip.load(random_clip(rng).save(tmp_path / "CLIP.NPZ")).num_frames == 7  # (refused before)
 
     good = random_clip(rng).save(tmp_path / "good.npz")
     with np.load(good) as data:

@@ -809,4 +809,30 @@ def clip_before_the_scene_start():
 
 
 s.check("before_start", clip_before_the_scene_start)
+
+
+def capital_suffix_and_one_hand():
+    """A clip named with a capital .NPZ (as some systems save them) is written and read back (Export refused it:
+    'HandForge writes .npz files'); a two-hand clip imported into a scene with the right hand alone keys that hand
+    and says the left's motion was skipped."""
+    first = bpy.context.window.scene
+    bpy.context.window.scene = bpy.data.scenes.new("One hand")
+    try:
+        assert bpy.ops.handforge.add_hands(sides="RIGHT") == {"FINISHED"}
+        upper = a["work"] + "/upper.NPZ"
+        out = {"export": printed_by(lambda: bpy.ops.handforge.export_motion(filepath=upper, frame_start=1,
+                                                                            frame_end=3, sides="RIGHT")),
+               "suffix_only": error_of(lambda: bpy.ops.handforge.export_motion(filepath=a["work"] + "/.NPZ",
+                                                                               frame_start=1, frame_end=3))}
+        out["import"] = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=upper, frame_start=10))
+        out["two_hands"] = printed_by(lambda: bpy.ops.handforge.import_motion(filepath=a["clip1"], frame_start=20))
+        fcurves = [fc for bag in hand("right").animation_data.action.layers[0].strips[0].channelbags
+                   for fc in bag.fcurves]
+        out["right_keyed"] = sorted({k.co[0] for fc in fcurves for k in fc.keyframe_points if k.co[0] >= 20})
+        return out
+    finally:
+        bpy.context.window.scene = first
+
+
+s.check("capital_one_hand", capital_suffix_and_one_hand)
 s.finish()
