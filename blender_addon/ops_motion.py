@@ -464,7 +464,11 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- operators
 class _MotionOptions:
     """The options every motion request takes, declared once for the panel's settings (kept with the
-    scene) and the operators (Blender reads property annotations from mixin classes)."""
+    scene) and the operators (Blender reads property annotations from mixin classes).
+
+    Seed is ONE_SHOT (SKIP_SAVE): an operator's call without it takes its default, not the last call's value
+    (Blender's last-used values: a script's Follow Wrist Path after a Regenerate ran with Regenerate's seed). The
+    panel's buttons copy it from its settings; on the settings (saved with the scene) the flag changes nothing."""
 
     frame_start: IntProperty(**SCENE_FRAME_START)  # (remembered with the panel)
     frame_end: IntProperty(**SCENE_FRAME_END)
@@ -474,7 +478,8 @@ class _MotionOptions:
                              description="How far the motion may stray from the keys' plain in-between (1: a fresh "
                                          "sample; small values stay close to it; 0: the job's default, 0.8 for "
                                          "in-betweens, 1 for wrist paths and generation)")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed and keys give the same motion")
+    seed: IntProperty(name="Seed", default=0, min=0, options=ONE_SHOT,
+                      description="Random seed: the same seed and keys give the same motion")
     num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
     keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
                              description="Steering the hands apart where they would pass through each other")

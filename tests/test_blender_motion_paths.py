@@ -106,3 +106,13 @@ def test_one_hand_in_the_scene_is_inbetweened_and_follows_its_path(session, side
     other = "left" if side == "right" else "right"
     assert f"a path is set for the {other} hand, which the scene does not have" in found["missing_hand"], found
     assert found["missing_hand_unchanged"]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_call_without_a_seed_takes_seed_0_not_the_last_regenerates(session, side):
+    """Before: each Follow Wrist Path without a seed after a Regenerate (which runs it with seed 1) reported 'seed 1':
+    the learned one after the spline one's Regenerate, and the left hand's spline one after the right hand's."""
+    found = session[f"one_{side}_hand"]
+    for engine in ("spline", "learned"):
+        said = found[f"{engine} path"]["printed"].strip().splitlines()[-1][:140]  # (its report: "… (learned, seed N")
+        assert re.search(rf"\({engine}, seed 0[,)]", said), said
