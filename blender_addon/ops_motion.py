@@ -466,24 +466,28 @@ class _MotionOptions:
     """The options every motion request takes, declared once for the panel's settings (kept with the
     scene) and the operators (Blender reads property annotations from mixin classes).
 
-    Seed is ONE_SHOT (SKIP_SAVE): an operator's call without it takes its default, not the last call's value
-    (Blender's last-used values: a script's Follow Wrist Path after a Regenerate ran with Regenerate's seed). The
-    panel's buttons copy it from its settings; on the settings (saved with the scene) the flag changes nothing."""
+    Each is ONE_SHOT (SKIP_SAVE): an operator's call without it takes its default, not the last call's value
+    (Blender's last-used values; a script's Follow Wrist Path after a Regenerate ran with Regenerate's seed, its
+    engine after a spline call the spline). The panel's buttons copy them from its settings; on the settings
+    (saved with the scene) the flag changes nothing."""
 
     frame_start: IntProperty(**SCENE_FRAME_START)  # (remembered with the panel)
     frame_end: IntProperty(**SCENE_FRAME_END)
-    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine")
-    steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)")
-    variation: FloatProperty(name="Variation", default=0.0, min=0.0, max=1.0,
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="learned", description="Motion engine",
+                         options=ONE_SHOT)
+    steps: IntProperty(name="Steps", default=20, min=1, max=1000, description="Denoising steps (learned engine)",
+                       options=ONE_SHOT)
+    variation: FloatProperty(name="Variation", default=0.0, min=0.0, max=1.0, options=ONE_SHOT,
                              description="How far the motion may stray from the keys' plain in-between (1: a fresh "
                                          "sample; small values stay close to it; 0: the job's default, 0.8 for "
                                          "in-betweens, 1 for wrist paths and generation)")
     seed: IntProperty(name="Seed", default=0, min=0, options=ONE_SHOT,
                       description="Random seed: the same seed and keys give the same motion")
-    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate")
-    keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default",
+    num_samples: IntProperty(name="Samples", default=1, min=1, max=8, description="Motions to generate",
+                             options=ONE_SHOT)
+    keep_apart: EnumProperty(name="Keep Apart", items=APART_ITEMS, default="default", options=ONE_SHOT,
                              description="Steering the hands apart where they would pass through each other")
-    sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7,
+    sample: IntProperty(name="Keyed Sample", default=0, min=0, max=7, options=ONE_SHOT,
                         description="Which of the generated motions is keyed (0: the first)")
 
 
@@ -621,8 +625,11 @@ class HANDFORGE_OT_motion_follow_path(_MotionJob, bpy.types.Operator):
                               description="Curve or animated object the left wrist follows")
     right_path: StringProperty(name="Right Path", default="", options=ONE_SHOT,
                                description="Curve or animated object the right wrist follows")
-    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE",
-                                 description="Whether the wrist rotation is generated or kept as animated")
+    # (ONE_SHOT: Blender otherwise gives a call without it the last call's choice: after a Keep Animation, the
+    # wrist rotation was kept where the default generates it, your keys on it replaced)
+    wrist_rotation: EnumProperty(name="Wrist Rotation", items=ROTATION_ITEMS, default="GENERATE", options=ONE_SHOT,
+                                 description="Whether the wrist rotation is generated (your keys on it in the range "
+                                             "replaced; Ctrl-Z brings them back) or kept as animated")
 
     def motion_request(self, context, start, end):
         paths = {side: name for side, name in (("left", self.left_path), ("right", self.right_path)) if name.strip()}

@@ -73,6 +73,23 @@ def test_a_wrist_rotation_kept_as_animated_keeps_its_keys(session):
     _check_path(session, "path_rotation_kept", (WRIST_LOCATION, WRIST_ROTATION), "fingers")
 
 
+def test_a_call_without_wrist_rotation_generates_it_after_one_that_kept_it(session):
+    """Before: Blender gave the call Keep Animation, the last call's choice, so the artist's wrist rotation keys
+    stayed where a call without the option (its default: Generate) replaces them."""
+    _check_path(session, "path_rotation_not_given", (WRIST_LOCATION,), "wrist rotation and fingers")
+
+
+def test_the_motion_buttons_options_are_not_remembered_from_call_to_call(session):
+    """Each option that changes what a motion button generates or replaces takes its default in a call without it,
+    not the last call's value (Blender's last-used values; SKIP_SAVE), as Kept and the frame range already did.
+    Before: wrist_rotation, engine, steps, variation, num_samples, keep_apart and sample were remembered (seed: see
+    test_a_call_without_a_seed_takes_seed_0_not_the_last_regenerates). (Hands, ``sides``, is not checked here.)"""
+    session.no_error("start", "not_remembered")
+    for name, options in session["not_remembered"].items():
+        remembered = [option for option, skip in options.items() if not skip and option != "sides"]
+        assert remembered == [], (name, remembered)
+
+
 def test_one_undo_takes_back_a_regenerate_and_no_more(session):
     """Before: Regenerate run as a button from a script made no undo step (its button was called from an operator),
     so Ctrl-Z went back to before the Generate Motion it regenerated, that motion gone too."""
@@ -116,3 +133,12 @@ def test_a_call_without_a_seed_takes_seed_0_not_the_last_regenerates(session, si
     for engine in ("spline", "learned"):
         said = found[f"{engine} path"]["printed"].strip().splitlines()[-1][:140]  # (its report: "… (learned, seed N")
         assert re.search(rf"\({engine}, seed 0[,)]", said), said
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_keep_apart_not_given_is_its_default_not_the_last_calls(session, side):
+    """Before: the left hand's spline In-between without Keep Apart, after the right hand's learned one with Always,
+    ran with Always (remembered), and said the spline motion was not kept apart."""
+    for engine in ("spline", "learned"):
+        printed = session[f"one_{side}_hand"][f"{engine} inbetween"]["printed"]
+        assert "kept apart" not in printed, (engine, printed)

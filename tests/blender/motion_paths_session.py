@@ -89,10 +89,12 @@ def key_the_artist_poses():
 s.check("artist", key_the_artist_poses)
 
 
-def follow_path(wrist_rotation: str) -> dict:
-    """Follow Wrist Path of the right wrist over the artist's keys; then one undo."""
+def follow_path(wrist_rotation: str | None) -> dict:
+    """Follow Wrist Path of the right wrist over the artist's keys (``None``: Wrist Rotation not given); then one
+    undo."""
+    chosen = {} if wrist_rotation is None else {"wrist_rotation": wrist_rotation}
     result, printed = as_user(ops.motion_follow_path, frame_start=START, frame_end=END, engine="spline",
-                              right_path="Wrist Target", left_path="", wrist_rotation=wrist_rotation)
+                              right_path="Wrist Target", left_path="", **chosen)
     keyed = snapshot()
     undo()
     return {"result": result, "printed": printed, "keys": keyed, "undone": snapshot()}
@@ -100,6 +102,18 @@ def follow_path(wrist_rotation: str) -> dict:
 
 s.check("path", lambda: follow_path("GENERATE"))
 s.check("path_rotation_kept", lambda: follow_path("ANIMATION"))
+# a call without Wrist Rotation right after Keep Animation: its default (Generate), not the last call's choice
+s.check("path_rotation_not_given", lambda: follow_path(None))
+
+
+def not_remembered():
+    """Per motion operator, whether each option is left out of Blender's last-used values (SKIP_SAVE)."""
+    return {name: {p.identifier: p.is_skip_save for p in getattr(ops, name).get_rna_type().properties
+                   if p.identifier != "rna_type"}
+            for name in ("motion_inbetween", "motion_follow_path", "motion_generate", "motion_regenerate")}
+
+
+s.check("not_remembered", not_remembered)
 
 
 def regenerate_undone():
