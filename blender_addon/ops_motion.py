@@ -435,11 +435,15 @@ def write_result(context, result, request: dict[str, Any]) -> str:
     hands.check_not_in_edit_mode(rigs.values())  # (Tab pressed while it ran: keys there could not be undone)
     summary = keys.import_clip(context, clip, rigs, request["frame_start"], replace=request["replace"])
     # frames the artist keyed are left out on the parts kept, on purpose: not worth a warning, but along a wrist
-    # path a wrist key there is a jump off the path (26 cm, unsaid)
+    # path a wrist location key there is a jump off the path (26 cm, unsaid); said of a hand whose wrist location
+    # keys were kept, not of one whose kept keys are its wrist rotation's alone (its wrist is on its path)
     path = request["kind"] == "motion.trajectory"
     kept = "your keys were kept"
-    notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if path and kept in w else "")
-             for w in summary["warnings"] if path or kept not in w]
+    first, last = request["frame_start"], request["frame_start"] + request["frames"] - 1
+    off_path = tuple(f"{side} hand: {kept}" for side, rig in rigs.items()
+                     if path and wrist_location_keyed(rig, first, last))
+    notes = [w + (": where they key the wrist, it is where you keyed it, not on its path" if w.startswith(off_path)
+                  else "") for w in summary["warnings"] if path or kept not in w]
     why = "not kept" if request["kind"] == "motion.inbetween" else "generated"
     for side, parts in summary["replaced"].items():
         names = [name for name in ("wrist rotation", "fingers", "wrist location") if name in parts]
@@ -459,6 +463,11 @@ def write_result(context, result, request: dict[str, Any]) -> str:
             + (f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else "") + ")"
             + "".join(f"; {move}" for move in summary["range"]))
     return (jobs.Noted if notes else str)(text + "".join(f"; {n}" for n in notes))
+
+
+def wrist_location_keyed(arm_obj, start: int, end: int) -> bool:
+    """Whether the artist's (not GENERATED) keys on the wrist location of ``arm_obj`` lie in [start, end]."""
+    return bool(artist_key_mask(arm_obj, start, end, columns=[])[:, WRIST_LOCATION].any())
 
 
 # ---------------------------------------------------------------------- operators

@@ -71,6 +71,9 @@ def test_follow_wrist_path_replaces_the_artists_keys_on_the_parts_it_generates(s
 
 def test_a_wrist_rotation_kept_as_animated_keeps_its_keys(session):
     _check_path(session, "path_rotation_kept", (WRIST_LOCATION, WRIST_ROTATION), "fingers")
+    # the wrist location keys kept (at 1, 10, 20): the wrist is where they key it there, off its path, said
+    assert ("right hand: your keys were kept at frames 1, 10, 20, so the clip was not keyed there: where they key the "
+            "wrist, it is where you keyed it, not on its path") in session["path_rotation_kept"]["printed"]
 
 
 def test_a_call_without_wrist_rotation_generates_it_after_one_that_kept_it(session):
@@ -142,3 +145,14 @@ def test_keep_apart_not_given_is_its_default_not_the_last_calls(session, side):
     for engine in ("spline", "learned"):
         printed = session[f"one_{side}_hand"][f"{engine} inbetween"]["printed"]
         assert "kept apart" not in printed, (engine, printed)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_hand_whose_wrist_rotation_keys_alone_were_kept_is_not_said_off_its_path(session, side):
+    """The wrist location unkeyed, the rest of the pose keyed at 101, 110, 120, Follow Wrist Path with Keep Animation:
+    the rotation keys are kept, said; before, the note went on that where they key the wrist it is off its path,
+    which it is not (no location key)."""
+    kept = session[f"one_{side}_hand"]["path_rotation_kept"]
+    assert kept["result"] == ["FINISHED"], kept["printed"]
+    assert f"{side} hand: your keys were kept at frames 101, 110, 120" in kept["printed"], kept["printed"]
+    assert "not on its path" not in kept["printed"], kept["printed"]

@@ -212,6 +212,12 @@ def one_hand(keep: str, moved: bool = False) -> dict:
                 undo()
             found["undone"] = snapshot() == before
             out[f"{engine} {name}"] = found
+    # the wrist rotation kept as animated: its keys at 101, 110, 120 are kept, the wrist location (no keys) on its path
+    result, printed = as_user(ops.motion_follow_path, frame_start=101, frame_end=120, engine="spline",
+                              wrist_rotation="ANIMATION", **paths)
+    out["path_rotation_kept"] = {"result": result, "printed": printed}
+    if result == ["FINISHED"]:
+        undo()
     try:
         as_user(ops.motion_follow_path, frame_start=101, frame_end=120, engine="spline", **{f"{other}_path": path_name,
                                                                                              f"{keep}_path": ""})
