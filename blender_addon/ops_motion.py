@@ -455,8 +455,9 @@ def write_result(context, result, request: dict[str, Any]) -> str:
         notes.append(str(result.data["warning"]))
     if refit:
         notes.append(refit)
-    if engine == "spline" and request.get("keep_apart", "default") not in ("default", "off"):
-        notes.append("Keep Apart steers the learned engine only: this spline motion was not kept apart")
+    unkept = keep_apart_unused(engine, request.get("keep_apart", "default"), len(request["rigs"]))
+    if unkept:
+        notes.append(unkept)
     seconds = result.data.get("seconds")
     text = (f"{request['label']}: {summary['keys']} keys on the {' and '.join(rigs)} hand, frames "
             f"{keys.frame_range(summary['frame_start'], summary['frame_end'])} ({engine}, seed {request['params']['seed']}"
@@ -468,6 +469,18 @@ def write_result(context, result, request: dict[str, Any]) -> str:
 def wrist_location_keyed(arm_obj, start: int, end: int) -> bool:
     """Whether the artist's (not GENERATED) keys on the wrist location of ``arm_obj`` lie in [start, end]."""
     return bool(artist_key_mask(arm_obj, start, end, columns=[])[:, WRIST_LOCATION].any())
+
+
+def keep_apart_unused(engine: str, keep_apart: str, scene_hands: int) -> str:
+    """Why a Keep Apart asked for (not Default or Off) kept nothing apart ('' when it did): the spline engine does
+    not steer, and a scene of one hand has no other hand to keep apart from. One place for both, worded alike."""
+    if keep_apart in ("default", "off"):
+        return ""
+    if engine == "spline":
+        return "Keep Apart steers the learned engine only: this spline motion was not kept apart"
+    if scene_hands < 2:
+        return "Keep Apart steers two hands apart: the scene has one hand, so this motion was not kept apart"
+    return ""
 
 
 # ---------------------------------------------------------------------- operators

@@ -156,3 +156,14 @@ def test_a_hand_whose_wrist_rotation_keys_alone_were_kept_is_not_said_off_its_pa
     assert kept["result"] == ["FINISHED"], kept["printed"]
     assert f"{side} hand: your keys were kept at frames 101, 110, 120" in kept["printed"], kept["printed"]
     assert "not on its path" not in kept["printed"], kept["printed"]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_keep_apart_with_one_hand_in_the_scene_is_said_to_keep_nothing_apart(session, side):
+    """Before: the learned engine's In-between of one hand with Keep Apart: Always said nothing of it (the spline
+    engine says it steers nothing)."""
+    found = session[f"one_{side}_hand"]
+    unkept = {"spline": "Keep Apart steers the learned engine only: this spline motion was not kept apart",
+              "learned": "Keep Apart steers two hands apart: the scene has one hand, so this motion was not kept apart"}
+    for engine, note in unkept.items():
+        assert note in found[f"{engine} inbetween_apart"]["printed"], (engine, found[f"{engine} inbetween_apart"])
