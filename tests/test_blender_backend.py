@@ -5,7 +5,6 @@ results imported as keys and images); a backend killed mid-job is reported and c
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -47,8 +46,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
             "echo_params": json.dumps({"text": "hi", "data": {"motion": clip.metadata()}}),
             "victim": str(work / "victim.txt")}
     (work / "victim.txt").write_text("a file of the user's")
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}  # MANO is not configured
-    result = run_blender("backend_session.py", addon_zip, work / "blender", args, env=env, timeout=400)
+    result = run_blender("backend_session.py", addon_zip, work / "blender", args,
+                         unset=("HANDFORGE_MANO_DIR",), timeout=400)
     result.image = image
     return result
 

@@ -4,7 +4,6 @@ gets back to it. A job whose connection Connect or Stop Backend closes says so, 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 
@@ -21,8 +20,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("backend_switch")
     args = {"port": free_port(), "other_port": free_port(),
             "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25"}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    result = run_blender("backend_switch_session.py", addon_zip, work / "blender", args, env=env, timeout=300)
+    result = run_blender("backend_switch_session.py", addon_zip, work / "blender", args,
+                         unset=("HANDFORGE_MANO_DIR",), timeout=300)
     result.ports = args["port"], args["other_port"]
     return result
 

@@ -6,16 +6,13 @@ the mesh in Weight Paint or Sculpt Mode."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
 from handforge_shared.poses import HandPose
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -34,11 +31,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("edit_mode_session")
     pose = HandPose(global_orient=[0.3, -1.2, 0.1], hand_pose=np.full(45, 0.2), betas=np.zeros(10), transl=[0, 0, 0])
     args = {"clip_in": str(work / "clip.npz"), "clip_out": str(work / "out.npz"), "renders": str(work / "renders"),
-            "pose": json.dumps({"format": "handforge.pose", "hands": {"right": pose.to_dict()}}),
-            "port": free_port(),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    return run_blender("edit_mode_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+            "pose": json.dumps({"format": "handforge.pose", "hands": {"right": pose.to_dict()}})}
+    return run_with_backend("edit_mode_session.py", addon_zip, work / "blender", args)
 
 
 @pytest.mark.parametrize("mode", EDIT_MODES)

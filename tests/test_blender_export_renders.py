@@ -7,7 +7,6 @@ that leaves few frames is exported, labelled as those frames alone."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -39,8 +38,8 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     args = {"port": free_port(), "command": f"{sys.executable} -m handforge serve --port {{port}}",
             "pose_a": _pose(rng), "pose_b": _pose(rng), "pose_c": _pose(rng), "out": str(work / "renders"),
             "rgb_out": str(work / "rgb"), "foreign": str(work / "foreign")}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    result = run_blender("export_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    result = run_blender("export_session.py", addon_zip, work / "blender", args,
+                         unset=("HANDFORGE_MANO_DIR",), timeout=600)
     result.out, result.rgb_out, result.work = work / "renders", work / "rgb", work / "blender"
     return result
 

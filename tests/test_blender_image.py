@@ -6,17 +6,14 @@ size, labelled, named with the seed and shown behind the camera."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 from handforge_shared import pose_library
 
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
+from tests.blender.harness import run_with_backend
 from tests.support import tiny_sd
-from tests.test_blender_backend import free_port
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE = tiny_sd.IMAGE_SIZE
@@ -28,11 +25,10 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     sd = tiny_sd.build_sd(work / "sd")
     guidance = tiny_sd.build_controlnet(work / "guidance", sd, seed=1)
     pose = {s: pose_library.get("fist", side=s).to_dict() for s in ("left", "right")}
-    args = {"port": free_port(), "size": SIZE, "sd": str(sd), "guidance": str(guidance),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+    args = {"size": SIZE, "sd": str(sd), "guidance": str(guidance),
             "pose": json.dumps({"format": "handforge.pose", "hands": pose})}
-    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_CONTROLNETS")}
-    return run_blender("image_session.py", addon_zip, work / "blender", args, env=env, timeout=900)
+    return run_with_backend("image_session.py", addon_zip, work / "blender", args,
+                            unset=("HANDFORGE_CONTROLNETS",), timeout=900)
 
 
 def test_button_is_greyed_out_with_the_missing_weights_reason(session):

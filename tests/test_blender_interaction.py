@@ -8,16 +8,13 @@ without a backend, hands, an active hand, or MANO files for a MANO rig."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 from handforge_shared import pose_library
 
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 COUNT = 3
@@ -28,11 +25,10 @@ TOUCHING_MM = 15.0  # the templates are settled into contact; the rigs start 8 c
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("interaction_session")
     pose = {s: pose_library.get("relaxed", side=s).to_dict() for s in ("left", "right")}
-    args = {"port": free_port(), "count": COUNT,
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+    args = {"count": COUNT,
             "pose": json.dumps({"format": "handforge.pose", "hands": pose})}
-    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_INTERACTION_CHECKPOINT")}
-    return run_blender("interaction_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    return run_with_backend("interaction_session.py", addon_zip, work / "blender", args,
+                            unset=("HANDFORGE_INTERACTION_CHECKPOINT",))
 
 
 def test_clear_errors_without_backend_hands_or_active_hand(session):

@@ -7,8 +7,6 @@ curve) land on the chosen hands; bad input is reported before anything is sent."
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +15,7 @@ from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
 from handforge_shared import pose_library
 from handforge_shared.poses import side_by_side
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -42,12 +39,10 @@ def _pose_text(name: str, turn: float, lift: float) -> str:
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("motion_session")
-    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT), "artist_frames": ARTIST_FRAMES,
+    args = {"checkpoint": str(SHIPPED_CHECKPOINT), "artist_frames": ARTIST_FRAMES,
             "artist_poses": [_pose_text(n, 0.3 * i, 0.05 * i) for i, n in enumerate(POSES)],
-            "empty_path": EMPTY_PATH, "curve_points": CURVE_POINTS,
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    return run_blender("motion_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+            "empty_path": EMPTY_PATH, "curve_points": CURVE_POINTS}
+    return run_with_backend("motion_session.py", addon_zip, work / "blender", args)
 
 
 def _artist(keys):

@@ -6,17 +6,14 @@ scene with one hand goes through In-between, Follow Wrist Path and Regenerate wi
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
 
 from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 START, END = 1, 20
@@ -27,10 +24,8 @@ WRIST_ROTATION = 'pose.bones["wrist"].rotation_quaternion'
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("motion_paths_session")
-    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    return run_blender("motion_paths_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    args = {"checkpoint": str(SHIPPED_CHECKPOINT)}
+    return run_with_backend("motion_paths_session.py", addon_zip, work / "blender", args)
 
 
 def _artist_in_range(points):

@@ -3,15 +3,12 @@ use with what was wrong and how to fix it: nothing sent, the scene as it was."""
 
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 
 from handforge.engines.motion.settings import SHIPPED_CHECKPOINT
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -19,10 +16,8 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("motion_refusals")
-    args = {"port": free_port(), "checkpoint": str(SHIPPED_CHECKPOINT), "work": str(work),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
-    env = {k: v for k, v in os.environ.items() if k != "HANDFORGE_MANO_DIR"}
-    return run_blender("motion_refusals_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    args = {"checkpoint": str(SHIPPED_CHECKPOINT), "work": str(work)}
+    return run_with_backend("motion_refusals_session.py", addon_zip, work / "blender", args)
 
 
 def test_a_wrist_path_that_is_not_a_curve_and_stands_still_is_refused(session):

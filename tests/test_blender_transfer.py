@@ -5,7 +5,6 @@ pose's labels, the camera background and a plane; a missing source file, or one 
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -13,9 +12,8 @@ from handforge.engines.transfer.jobs import SOURCE_LABELS_MAX
 from handforge_shared import pose_library
 
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
+from tests.blender.harness import run_with_backend
 from tests.support import tiny_sd
-from tests.test_blender_backend import free_port
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE = tiny_sd.IMAGE_SIZE
@@ -28,10 +26,9 @@ def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     tiny_sd.build_controlnet(work / "controlnets" / "control_sd15_depth", sd, seed=2)
     pose = {s: pose_library.get("fist", side=s).to_dict() for s in ("left", "right")}
     labels = {"hands": {"right": {"params_world": pose_library.get("spread", side="right").to_dict()}}, "camera": {}}
-    args = {"port": free_port(), "size": SIZE, "sd": str(sd), "controlnets": str(work / "controlnets"),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu",
+    args = {"size": SIZE, "sd": str(sd), "controlnets": str(work / "controlnets"),
             "pose": json.dumps({"format": "handforge.pose", "hands": pose}), "labels": json.dumps(labels)}
-    return run_blender("transfer_session.py", addon_zip, work / "blender", args, timeout=900)
+    return run_with_backend("transfer_session.py", addon_zip, work / "blender", args, timeout=900)
 
 
 def test_transfer_from_a_datablock_makes_variants_background_and_plane(session):

@@ -6,14 +6,11 @@ or redo left it. One made from what the undo left as it was is applied."""
 
 from __future__ import annotations
 
-import os
-import sys
 
 import pytest
 
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_blender
-from tests.test_blender_backend import free_port
+from tests.blender.harness import run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 ARTIST = [1.0, 20.0]
@@ -22,10 +19,8 @@ ARTIST = [1.0, 20.0]
 @pytest.fixture(scope="module")
 def session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
     work = tmp_path_factory.mktemp("undo_session")
-    args = {"port": free_port(),
-            "command": f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"}
-    env = {k: v for k, v in os.environ.items() if k not in ("HANDFORGE_MANO_DIR", "HANDFORGE_INTERACTION_CHECKPOINT")}
-    return run_blender("undo_session.py", addon_zip, work / "blender", args, env=env, timeout=600)
+    return run_with_backend("undo_session.py", addon_zip, work / "blender",
+                            unset=("HANDFORGE_INTERACTION_CHECKPOINT",))
 
 
 def _refused(found, label, what):

@@ -63,14 +63,16 @@ class BlenderSession:
 
 
 def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any] | None = None,
-                timeout: float = 300.0, env: dict[str, str] | None = None) -> BlenderSession:
-    """Run ``tests/blender/<script>`` in a new Python process that imports bpy."""
+                timeout: float = 300.0, env: dict[str, str] | None = None,
+                unset: tuple[str, ...] = ()) -> BlenderSession:
+    """Run ``tests/blender/<script>`` in a new Python process that imports bpy, with this process's
+    environment plus ``env`` and without the variables ``unset`` (e.g. the developer's HANDFORGE_MANO_DIR)."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     spec = {"zip": str(zip_path), "work": str(work_dir), "args": args or {}}
     spec_path = work_dir / "session.json"
     spec_path.write_text(json.dumps(spec))
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
     # the scripts' own folder first; a PYTHONPATH already set (a work tree's sources) is kept after it
     python_path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     full_env.update({"BLENDER_USER_RESOURCES": str(work_dir / "blender_user"), "PYTHONPATH": python_path})
@@ -88,3 +90,15 @@ def run_blender(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any
     arrays_path = work_dir / "arrays.npz"
     arrays = dict(np.load(arrays_path)) if arrays_path.is_file() else {}
     return BlenderSession(json.loads(result_path.read_text()), arrays, log)
+
+
+# the backend a session starts itself, on the port it is given: the CPU, a short heartbeat (a lost backend seen at once)
+BACKEND_COMMAND = f"{sys.executable} -m handforge serve --port {{port}} --heartbeat 0.25 --devices cpu"
+
+
+def run_with_backend(script: str, zip_path: Path, work_dir: Path, args: dict[str, Any] | None = None,
+                     unset: tuple[str, ...] = (), timeout: float = 600.0) -> BlenderSession:
+    """``run_blender`` for a session that starts its own backend (``args`` gain ``port`` and ``command``), on the
+    open hand whatever the developer's setup (HANDFORGE_MANO_DIR unset, and the variables ``unset``)."""
+    return run_blender(script, zip_path, work_dir, {"port": free_port(), "command": BACKEND_COMMAND, **(args or {})},
+                       timeout=timeout, unset=("HANDFORGE_MANO_DIR", *unset))
