@@ -18,6 +18,7 @@ from scipy import sparse
 from handforge.cli import main as cli_main
 from handforge.hands.errors import HandModelError
 from handforge.hands.mano_files import (
+    REQUIRED,
     MANOFileError,
     find_model_file,
     load_mano_dir,
@@ -443,6 +444,33 @@ def test_array_and_codec_tricks_are_refused_without_allocating(tmp_path):
     assert "builds a numpy object from sizes in the file" in _refused_in_capped_process(_hostile(tmp_path, direct))
     codec = b"c_codecs\nencode\nX\x03\x00\x00\x00abcX\x08\x00\x00\x00no-codec\x86R"
     assert "refusing _codecs.encode with encoding 'no-codec'" in _refused_in_capped_process(_hostile(tmp_path, codec))
+
+
+def test_a_small_pickle_that_repeats_one_list_is_refused_before_numpy_expands_it(tmp_path):
+    """The pickle memoizes the inner list once and references it: 170**3 = 4.9M numbers from a 3 kB file (1500**3
+    from 20 kB ended in a 25 GiB MemoryError); a list repeating one 40 kB string likewise (160 MB as a numpy array)."""
+    side = [0.5] * 170
+    cube = [[side] * 170] * 170
+    strings = ["x" * 40_000] * 1000
+    for value in (cube, strings):
+        path = tmp_path / "MANO_RIGHT.pkl"
+        path.write_bytes(pickle.dumps({"v_template": value, **{key: [[0.0]] for key in REQUIRED if key != "v_template"}},
+                                      protocol=2))
+        assert path.stat().st_size < 50_000
+        result = run_capped(f"""
+            import tracemalloc
+            from handforge.hands.mano_files import MANOFileError, load_mano_file
+            tracemalloc.start()  # numpy reports its buffers to it too
+            try:
+                load_mano_file({str(path)!r})
+            except MANOFileError as exc:
+                print("REFUSED", exc)
+            print("PEAK_MB", tracemalloc.get_traced_memory()[1] >> 20)
+        """)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.startswith("REFUSED") and str(path) in result.stdout
+        assert "expands to more than 4,194,304 elements" in result.stdout
+        assert int(result.stdout.split("PEAK_MB")[1]) < 10  # the load's peak allocation
 
 
 def test_a_pickle_longer_than_any_mano_file_is_refused_quickly(tmp_path):

@@ -32,7 +32,7 @@ import numpy as np
 from handforge import config
 from handforge.hands.errors import HandModelError
 from handforge.hands.settings import MANO_DIR
-from handforge.hands.pickle_limits import check_pickle_bounds
+from handforge.hands.pickle_limits import Limits, check_pickle_bounds
 from handforge_shared.files import file_kind
 from handforge_shared.poses import PoseFormatError, read_npz, write_npz_atomic
 from handforge_shared.rig import unit
@@ -394,7 +394,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
                             f"has a few MB; use MANO_RIGHT.pkl / MANO_LEFT.pkl from {MANO_URL}")
     raw = path.read_bytes()[:MAX_PICKLE_BYTES + 1]
     try:
-        check_pickle_bounds(raw)  # before unpickling: the C unpickler trusts sizes and indices in the file
+        check_pickle_bounds(raw, Limits(max_elements=MAX_ARRAY_ELEMENTS))  # before unpickling: the C unpickler trusts sizes and indices in the file
         data = _MANOUnpickler(io.BytesIO(raw), path).load()
     except MANOFileError:
         raise

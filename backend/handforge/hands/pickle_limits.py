@@ -5,7 +5,8 @@ memo table, and a million nested one-item tuples overflow the C stack as soon as
 ``check_pickle_bounds`` replays the pickle machine's stack on stand-in nodes (``pickletools``
 decodes the opcodes and their stack effects, so no object is built) and refuses a pickle that
 exceeds ``Limits``: opcodes (time), nesting depth, items per container (dict and set inserts are
-quadratic with colliding keys), memo indices, and the classes that would allocate from a size in
+quadratic with colliding keys), the elements a value expands to (a memo reference repeats a whole value, so
+a 4 kB list of lists of one shared list becomes a 27-million-element array in ``np.asarray``), memo indices, and the classes that would allocate from a size in
 the file (``numpy.ndarray``/``numpy.dtype`` called directly). The declared length of every bytes
 or string opcode is checked against what is really there, so the unpickler that runs afterwards
 never allocates more than the file holds.
@@ -27,6 +28,7 @@ class Limits:
     max_opcodes: int = 100_000
     max_depth: int = 64
     max_container_items: int = 5_000
+    max_elements: int = 4 << 20  # expanded, memo references in full; a string counts one per 8 bytes
 
 
 _MARK = object()
@@ -36,13 +38,16 @@ _INSTANTIATE = {"NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"}
 
 
 class _Node:
-    """One value on the simulated stack: its nesting depth, item count, and the global it names."""
+    """One value on the simulated stack: its nesting depth, item count, expanded element count, and the global
+    it names."""
 
-    __slots__ = ("depth", "items", "embedded", "global_name", "text")
+    __slots__ = ("depth", "items", "elements", "embedded", "global_name", "text")
 
-    def __init__(self, depth: int = 0, global_name: str | None = None, text: str | None = None) -> None:
+    def __init__(self, depth: int = 0, global_name: str | None = None, text: str | None = None,
+                 elements: int = 1) -> None:
         self.depth = depth
         self.items = 0
+        self.elements = elements
         self.embedded = False  # inside another object: its depth is final, changing it would go unseen
         self.global_name = global_name
         self.text = text
@@ -86,6 +91,8 @@ def check_pickle_bounds(data: bytes, limits: Limits = Limits()) -> None:
                 raise PickleBoundsError(f"a container with more than {limits.max_container_items} items")
             target.depth = max([target.depth, *(_embed(item) + 1 for item in items)])
             _check_depth(target, limits, pos)
+            target.elements += sum(item.elements for item in items)
+            _check_elements(target, limits, pos)
             stack.append(target)
         elif op.stack_after:
             called = arg if name == "INST" else popped[0].global_name if popped else None
@@ -94,8 +101,10 @@ def check_pickle_bounds(data: bytes, limits: Limits = Limits()) -> None:
             if len(popped) > limits.max_container_items:
                 raise PickleBoundsError(f"a container with more than {limits.max_container_items} items")
             node = _Node(depth=max((_embed(item) + 1 for item in popped), default=0),
-                         text=arg if isinstance(arg, str) and len(arg) < 256 else None)
+                         text=arg if isinstance(arg, str) and len(arg) < 256 else None,
+                         elements=_own_elements(arg) + sum(item.elements for item in popped))
             _check_depth(node, limits, pos)
+            _check_elements(node, limits, pos)
             stack.append(node)
 
 
@@ -130,3 +139,15 @@ def _embed(node: _Node) -> int:
 def _check_depth(node: _Node, limits: Limits, pos: int) -> None:
     if node.depth > limits.max_depth:
         raise PickleBoundsError(f"objects nested more than {limits.max_depth} deep (at byte {pos})")
+
+
+def _own_elements(arg: object) -> int:
+    """A string or bytes value counts as the 8-byte numbers its size would hold: ``np.asarray`` of a list
+    repeating one long string allocates the string's size for every repeat."""
+    return 1 + len(arg) // 8 if isinstance(arg, (str, bytes, bytearray)) else 1
+
+
+def _check_elements(node: _Node, limits: Limits, pos: int) -> None:
+    if node.elements > limits.max_elements:
+        raise PickleBoundsError(f"a value that expands to more than {limits.max_elements:,} elements (at byte {pos}; "
+                                "repeated references to one list count every time, as numpy would copy them)")
