@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,9 @@ from handforge.datasets import (
     open_corpus,
     open_interhand,
     open_motion_folder,
+    read_clip_info,
 )
-from handforge_shared.poses import MotionClip
+from handforge_shared.poses import MotionClip, PoseFormatError
 
 KEYS = (*FIELDS, "present")
 
@@ -290,7 +292,7 @@ def test_bad_corpus_folders_say_what_is_wrong(corpus, tmp_path):
     with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file \(not a \.npz archive\)$"):
         open_corpus(copy)
     np.savez(copy / "clips" / "000004.npz", meta=np.array("[" * 100_000))  # (said its class, then the same)
-    with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file \(nested too deeply: lists"):
+    with pytest.raises(DatasetError, match=r"000004\.npz: not a readable motion file \('meta' is not valid JSON \(nested too deeply: lists"):
         open_corpus(copy)
     (copy / "clips" / "000004.npz").unlink()
     with pytest.raises(DatasetError, match=r"lists 1 clips that are not there \(first: 000004.npz\)"):
@@ -336,6 +338,27 @@ def test_json_files_nested_too_deeply_are_named(tmp_path):
     (tmp_path / "store/clips.json").write_text("1" * 5000)
     with pytest.raises(DatasetError, match=r"clips.json: not readable JSON \(Exceeds the limit"):
         ClipStore.open(tmp_path / "store")
+
+
+def test_a_clip_whose_meta_declares_a_huge_text_is_refused_before_it_is_read(corpus, tmp_path):
+    """Indexing read meta with np.load, uncapped: a 585 kB clip declaring 150 million characters (trailing
+    spaces, valid JSON) took 1.6 GB. Now meta is read as MotionClip.load reads it, capped at 1 MiB stored."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    path = clips / "000000.npz"
+    clip = MotionClip.load(corpus / "clips" / "000000.npz")
+    text = json.dumps(clip.metadata())
+    text += " " * (300_000 - len(text))  # 1.2 MB as UTF-32
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, value in {**clip.to_arrays(), "meta": np.array(text)}.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, value)
+    assert path.stat().st_size < 100_000
+    refusal = "not a readable motion file \\(its 'meta' text takes 1,200,000 bytes, more than the 1,048,576"
+    with pytest.raises(DatasetError, match=f"^{path}: {refusal}"):
+        read_clip_info(path)
+    with pytest.raises(PoseFormatError, match=f"^{path}: its 'meta' text takes 1,200,000 bytes"):
+        MotionClip.load(path)
 
 
 def test_a_clip_damaged_after_indexing_is_named(corpus, tmp_path):

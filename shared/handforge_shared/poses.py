@@ -43,6 +43,10 @@ REAL_KINDS = "iuf"  # numpy dtype kinds that are real numbers (no bool, text, co
 # What read_npz accepts uncompressed, from the zip directory before inflating anything: an hour of
 # two-hand motion at 30 fps is about 55 MB, the converted MANO files about 8 MB.
 MAX_NPZ_BYTES = 256 << 20
+# The 0-d text 'meta' of an .npz, stored as UTF-32: a clip's or MANO file's JSON is a few hundred characters;
+# 1 MiB holds 262,144. Checked from its header before it is inflated (a 585 kB file declaring 150 million
+# characters took 1.6 GB to index).
+MAX_META_BYTES = 1 << 20
 # No capture runs faster; the bound keeps a clip's derivatives finite (jerk scales with fps³: a clip
 # of 1e308 fps overflowed in handforge measure, a traceback).
 MAX_FPS = 10_000.0
@@ -496,6 +500,37 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     problem, whatever the damaged bytes make zipfile, zlib or numpy raise, is a ``PoseFormatError``
     naming the file.
     """
+    path = _regular_file(path)
+    try:
+        arrays = _read_npz_arrays(path, max_bytes)
+    except PoseFormatError as exc:
+        raise PoseFormatError(f"{path}: {exc}") from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, NotImplementedError (compression), EOFError, ...
+        raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    return arrays, _parsed_meta(path, arrays.pop("meta", None))
+
+
+def read_npz_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the JSON ``meta`` entry of an `.npz` (its arrays stay compressed on disk), read with ``read_npz``'s
+    checks: a regular file, sizes from the headers, at most ``MAX_META_BYTES``; a ``PoseFormatError`` naming
+    the file otherwise."""
+    path = _regular_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next((m for m in archive.infolist() if m.filename == "meta.npy"), None)
+            if member is None:
+                meta_array = None
+            else:
+                with archive.open(member) as fh:
+                    meta_array = _read_npy(fh, "meta", member.file_size)
+    except PoseFormatError as exc:
+        raise PoseFormatError(f"{path}: {exc}") from None
+    except Exception as exc:  # as read_npz
+        raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    return _parsed_meta(path, meta_array)
+
+
+def _regular_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise PoseFormatError(f"{path} is a folder: choose a .npz file inside it")
@@ -503,13 +538,10 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
         raise PoseFormatError(f"{path} is not a regular file ({file_kind(path)}): give a .npz file")
     if not path.is_file():
         raise PoseFormatError(f"{path}: no such file")
-    try:
-        arrays = _read_npz_arrays(path, max_bytes)
-    except PoseFormatError as exc:
-        raise PoseFormatError(f"{path}: {exc}") from None
-    except Exception as exc:  # zipfile.BadZipFile, zlib.error, NotImplementedError (compression), EOFError, ...
-        raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    meta_array = arrays.pop("meta", None)
+    return path
+
+
+def _parsed_meta(path: Path, meta_array: np.ndarray | None) -> dict[str, Any]:
     if meta_array is None:
         raise PoseFormatError(f"{path}: no 'meta' entry; not a HandForge file")
     if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
@@ -520,7 +552,7 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
         raise PoseFormatError(f"{path}: 'meta' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise PoseFormatError(f"{path}: 'meta' must be a JSON object")
-    return arrays, meta
+    return meta
 
 
 def motion_files(folder: str | os.PathLike) -> list[Path]:
@@ -566,6 +598,9 @@ def _read_npy(fh: Any, name: str, stored_size: int) -> np.ndarray:
     if dtype.kind not in "b" + REAL_KINDS and not (name == "meta" and dtype.kind == "U"):
         raise PoseFormatError(f"array {name!r} has dtype {dtype}; HandForge files hold booleans, integers and floats")
     nbytes = math.prod(shape) * dtype.itemsize
+    if name == "meta" and nbytes > MAX_META_BYTES:
+        raise PoseFormatError(f"its 'meta' text takes {nbytes:,} bytes, more than the {MAX_META_BYTES:,} of any "
+                              "HandForge file's metadata")
     if fh.tell() + nbytes != stored_size:  # the header's shape must account for exactly the stored bytes
         raise PoseFormatError(f"array {name!r} says shape {shape} ({nbytes:,} bytes) but stores "
                               f"{stored_size - fh.tell():,} bytes")

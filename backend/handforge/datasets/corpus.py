@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 
 from handforge.datasets.representation import ClipInfo, DatasetError
 from handforge_shared.files import parse_json, read_error
 from handforge_shared.mano_params import FLAT
-from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError, motion_files
+from handforge_shared.poses import MOTION_FORMAT, MotionClip, PoseFormatError, motion_files, read_npz_meta
 
 SPLITS = ("train", "validation", "test")
 SPLITS_FORMAT = "handforge.corpus-splits"
@@ -80,15 +79,14 @@ def read_clip_info(path: str | os.PathLike, source: str = FOLDER_SOURCE, split: 
             archive = zipfile.is_zipfile(fh)
         if not archive:  # np.load then speaks of pickles, which are never read
             raise DatasetError(f"{path}: not a readable motion file (not a .npz archive)")
-        with np.load(path, allow_pickle=False) as data:
-            if "meta" not in data.files:
-                raise DatasetError(f"{path}: no 'meta' entry; not a HandForge motion file")
-            meta = parse_json(str(data["meta"]))
+        meta = read_npz_meta(path)  # its checks: sizes from the headers, a small cap on meta (not a 1.6 GB one)
     except DatasetError:
         raise
+    except PoseFormatError as exc:  # names the file already
+        raise DatasetError(f"{path}: not a readable motion file ({str(exc).removeprefix(f'{path}: ')})") from None
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError, NestedTooDeeply: ValueErrors
+    except OSError as exc:
         raise DatasetError(f"{path}: not a readable motion file ({read_error(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != MOTION_FORMAT:
         raise DatasetError(f"{path}: not a HandForge motion file (meta format {MOTION_FORMAT!r} expected)")
