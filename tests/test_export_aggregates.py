@@ -19,9 +19,10 @@ from handforge.export.card import CAMERA_RANGES
 from handforge.export.coco import coco_annotations, coco_image, write_coco
 from handforge.export.folder import LABELS, SAMPLES as SAMPLES_FOLDER, SPEC_RECORD, finished_indices, sample_dir
 from handforge.export.interhand_format import interhand_camera, interhand_data, interhand_joints, interhand_mano, interhand_paths
-from handforge.export.samples import sample_labels
+from handforge.export.samples import sample_labels, sample_problem
 from handforge.export.streamed_json import dumps, streamed_json
 from handforge.export.spec import parse_spec
+from tests.support.images import png_claiming
 
 # a camera among and beside the hands: samples with no hand in view, hands with no box, indices past 9
 SPEC = {"seed": 3, "samples": 14, "width": 96, "height": 64, "render": {"engine": "none"}, "outputs": ["mesh", "masks"],
@@ -157,6 +158,21 @@ def test_a_damaged_mask_is_named_with_the_fix(exported, tmp_path):
     mask.write_bytes(b"")
     with pytest.raises(ValueError, match=f"{mask} is damaged .*delete its sample folder and run again"):
         write_coco(out, finished_indices(out, SPEC["samples"]))
+
+
+def test_a_mask_claiming_too_many_pixels_is_named_as_damaged(exported, tmp_path):
+    """A finished mask replaced by a PNG whose header claims 20000 x 20000: Pillow's DecompressionBombError is
+    neither an OSError nor a ValueError, so a rerun of `handforge export` ended in its traceback."""
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    mask = next(out.glob("samples/*/mask_right.png"))
+    mask.write_bytes(png_claiming(20_000, 20_000))
+    damaged = f"{mask} is damaged \\(DecompressionBombError: .*\\): delete its sample folder and run again"
+    with pytest.raises(ValueError, match=damaged):
+        write_coco(out, finished_indices(out, SPEC["samples"]))
+    assert sample_problem(mask.parent, [mask.name]).startswith(f"{mask}: DecompressionBombError: Image size")
+    with pytest.raises(ValueError, match=damaged):
+        run.export(parse_spec(SPEC), out, command="test", progress=False)
 
 
 @pytest.mark.parametrize("damage", ["deleted", "cut short"])

@@ -18,6 +18,7 @@ from handforge.export.spec import CAMERA_PRESETS, SpecError, load_spec, parse_sp
 from handforge.export.folder import finished_indices
 from handforge.export.interhand_format import interhand_paths
 from handforge.hands import load_hand_model
+from tests.support.images import png_claiming
 
 SPEC = {"seed": 5, "samples": 6, "width": 160, "height": 120, "render": {"engine": "none"},
         "camera": {"distance": [0.3, 0.5]}}
@@ -1016,6 +1017,17 @@ def test_reading_the_spec_opens_each_background_image_once(tmp_path, monkeypatch
     with pytest.raises(SpecError, match=r"strip.png' is 1×20000 pixels, far from the 64×64 frame's shape"):
         parse_spec(spec)  # the size read by the one opening still refuses it
     assert sorted(opened) == ["panorama.png", "small.jpg", "strip.png"], opened
+
+
+def test_a_background_image_claiming_too_many_pixels_after_the_run_began_is_named(tmp_path):
+    """Pillow's DecompressionBombError (a header claiming 20000 x 20000) is no OSError: it left the sampler as
+    a traceback, without the image's name."""
+    from handforge.export.sampler import background_image
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_claiming(20_000, 20_000))
+    with pytest.raises(OSError, match=r"background image .*huge.png: Image size \(400000000 pixels\).*replace it"):
+        background_image({"kind": "image", "image": str(path), "crop": (0.0, 0.0)}, 8, 8)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])

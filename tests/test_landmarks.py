@@ -17,6 +17,8 @@ from handforge.evaluation.image_alignment import evaluate_image, passes, sample_
 from handforge.evaluation.landmarks import (OURS_FROM_MEDIAPIPE, PCK_THRESHOLD, LandmarkError, detect,
                                             keypoint_errors, match)
 from handforge_shared.skeleton import KEYPOINT_NAMES
+from tests.support.images import png_claiming
+
 
 def _labels(rng) -> dict:
     hands = {}
@@ -231,6 +233,9 @@ def _edited(labels: dict, key: str, value) -> dict:
      "hands.(left|right).bbox_projected must be null or 4 numbers"),
     (lambda text: text, False, "has no rgb.png: export with \"rgb\" in the spec's outputs and an RGB engine"),
     (lambda text: text, b"not a png", "cannot read .*rgb.png as an image"),
+    # a header claiming 20000 x 20000 pixels: Pillow's DecompressionBombError, a traceback
+    (lambda text: text, png_claiming(20_000, 20_000),
+     r"cannot read .*rgb.png as an image: Image size \(400000000 pixels"),
     # an image resized since (its labels are in the camera's pixels): it was measured as it was, 30-50 px
     # "errors" that were only the scale
     (lambda text: text, "32x48", r"rgb.png is 32×48 but its labels' camera is 64×64"),

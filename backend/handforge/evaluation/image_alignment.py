@@ -74,7 +74,7 @@ def evaluate_sample(folder: str | Path, min_confidence: float = 0.5) -> dict:
     try:
         with Image.open(folder / image_name) as image:
             rgb = np.asarray(image.convert("RGB"))
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:  # (a header claiming 400 million pixels: the latter)
         raise ValueError(f"cannot read {folder / image_name} as an image: {exc}") from exc
     problem = size_problem(folder / image_name, (rgb.shape[1], rgb.shape[0]), labels)
     if problem:  # (measured as it was, a resized image's scale came out as keypoint error)

@@ -80,7 +80,7 @@ def finished_image(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete its sample folder and run "
                          "again to write it anew") from None
 

@@ -198,7 +198,8 @@ def _cover(path: str, stamp: tuple[int, int], width: int, height: int) -> np.nda
             img = img.convert("RGB")
             img = img.resize(cover_size(img.size, width, height))
             cover = np.asarray(img)
-    except (OSError, ValueError, SyntaxError) as exc:  # changed since the spec was checked: say which file
+    except (OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as exc:  # changed since the spec was checked: say which file
         raise OSError(f"background image {path}: {exc}: replace it with the image it was") from None
     cover.flags.writeable = False  # shared by every sample that draws it
     return cover

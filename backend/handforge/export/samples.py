@@ -313,7 +313,7 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
         try:
             with Image.open(folder / name) as image:
                 found = image.size
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             return f"{folder / name}: {type(exc).__name__}: {exc}"
         problem = size_problem(folder / name, found, labels)
         if problem:
