@@ -21,7 +21,7 @@ import numpy as np
 
 from . import pose as pose_conv
 from handforge_shared import anatomy, pose_library
-from handforge_shared.files import atomic_file
+from handforge_shared.files import atomic_file, parse_json
 
 THUMBNAILS = Path(__file__).resolve().parent / "thumbnails"
 USER_FORMAT = "handforge.user_poses"
@@ -83,8 +83,8 @@ def load_user_poses() -> dict[str, np.ndarray]:
         return dict(_cache[1])
     fix = f"fix or move away {path} (HandForge then starts a new user library)"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(path.read_text(encoding="utf-8"))  # nested too deeply: a ValueError, not RecursionError
+    except (OSError, ValueError) as exc:  # (UnicodeDecodeError, JSONDecodeError, NestedTooDeeply)
         raise ValueError(f"the user pose library cannot be read ({exc}): {fix}") from None
     if (not isinstance(data, dict) or data.get("format") != USER_FORMAT or not isinstance(data.get("poses"), dict)
             or not isinstance(data.get("version", 0), int)):

@@ -95,6 +95,10 @@ def test_the_pose_library_panel_draws_a_thumbnail_button_per_pose_and_the_users_
     # an unreadable user library: the panel says so and still shows every built-in pose
     assert presets(drawn["corrupt"]) == presets(drawn["all"]) and users(drawn["corrupt"]) == []
     assert any(d[0] == "label" and "user_poses.json" in d[1] for d in drawn["corrupt"])
+    # nested too deeply to parse: said the same way (it was a RecursionError out of every redraw of the panel)
+    assert presets(drawn["deep"]) == presets(drawn["all"]) and users(drawn["deep"]) == []
+    said = " ".join(d[1] for d in drawn["deep"] if d[0] == "label")
+    assert "user_poses.json" in said and "nested too deeply" in said, said
 
 
 def test_the_user_library_lives_in_the_config_folder_and_survives_an_update(session):
@@ -116,7 +120,8 @@ def test_a_bad_user_library_is_named_with_the_fix(session):
     assert "no user pose named 'Nobody'" in result["missing"]
     assert "user_poses.json" in result["corrupt"] and "move away" in result["corrupt"]
     assert "beyond ±360°" in result["huge_angle"]
-    for case in ("bad_version", "bad_angle", "huge_angle"):
+    assert "nested too deeply" in result["deep"]
+    for case in ("deep", "bad_version", "bad_angle", "huge_angle"):
         assert "user_poses.json" in result[case] and "move away" in result[case] and "failed" not in result[case], case
     assert result["after_delete"] == []
     assert "no user pose named 'My OK'" in result["deleted_again"]

@@ -121,6 +121,9 @@ def panel():
     path.write_text("{not json")
     try:
         out["corrupt"] = drawn_panel("")
+        # nested 100,000 deep: json.loads raised RecursionError, which the panel's draw raised at every redraw
+        path.write_text('{"format": "handforge.user_poses", "poses": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        out["deep"] = drawn_panel("")
     finally:
         path.write_bytes(kept)
     bpy.context.scene.handforge.pose_search = ""
@@ -152,6 +155,8 @@ def bad_library():
     out = {"missing": error_of(lambda: bpy.ops.handforge.apply_user_pose(name="Nobody", sides="RIGHT"))}
     path.write_text("{not json")
     out["corrupt"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
+    path.write_text('{"format": "handforge.user_poses", "version": ' + "[" * 5_000 + "]" * 5_000 + ', "poses": {}}')
+    out["deep"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
     # hand-edited: a version that is not a number, an angle that is not one
     path.write_text(json.dumps({"format": "handforge.user_poses", "version": None, "poses": {}}))
     out["bad_version"] = error_of(lambda: bpy.ops.handforge.apply_user_pose(name="My OK", sides="RIGHT"))
