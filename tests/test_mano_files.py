@@ -361,6 +361,24 @@ def test_a_converted_file_older_than_the_pickle_beside_it_is_refused(tmp_path, s
     assert load_mano_file(folder / "MANO_RIGHT.npz").side == "right"
 
 
+@pytest.mark.parametrize("source", ["x/y", "/etc/passwd", "..", "a\0b", 5, ["MANO_RIGHT.pkl"]])
+def test_a_converted_file_naming_its_source_as_no_file_name_is_refused_with_the_fix(tmp_path, synthetic_mano_dir,
+                                                                                   source):
+    """A hand-edited meta.source: '/' in it was a bare ValueError 'Invalid name' from path.with_name, and a
+    number or list was taken as the name its text spells."""
+    import json
+
+    from handforge_shared.poses import read_npz, write_npz_atomic
+
+    converted = tmp_path / "MANO_RIGHT.npz"
+    assert cli_main(["convert-mano", str(synthetic_mano_dir / "MANO_RIGHT.pkl"), "--out", str(tmp_path)]) == 0
+    arrays, meta = read_npz(converted)
+    write_npz_atomic(converted, {**arrays, "meta": np.array(json.dumps({**meta, "source": source}))})
+    with pytest.raises(MANOFileError, match=f"^{converted}: its metadata names the pickle it was converted from as "
+                                            ".*, not a file name beside it; .*`handforge convert-mano --force`"):
+        load_mano_file(converted)
+
+
 def test_convert_mano_leaves_nothing_behind_on_a_bad_file(tmp_path, synthetic_mano_dir, capsys):
     good = tmp_path / "MANO_RIGHT.pkl"
     good.write_bytes((synthetic_mano_dir / "MANO_RIGHT.pkl").read_bytes())

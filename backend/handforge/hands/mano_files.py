@@ -511,8 +511,12 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
         if meta.get("side") not in SIDES:
             raise MANOFileError(f"{path}: its metadata names no hand side; re-create it with `handforge convert-mano`")
         claims["metadata"] = meta["side"]
-        source = path.with_name(str(meta.get("source") or ""))
-        if meta.get("source") and source.is_file() and sha256(source) != meta.get("source_sha256"):
+        name = meta.get("source")
+        if name is not None and name != "" and not _plain_file_name(name):  # (path.with_name raised 'Invalid name')
+            raise MANOFileError(f"{path}: its metadata names the pickle it was converted from as {name!r}, not a file "
+                                "name beside it; re-create it with `handforge convert-mano --force`")
+        source = path.with_name(name or "")
+        if name and source.is_file() and sha256(source) != meta.get("source_sha256"):
             raise MANOFileError(f"{path} was converted from another {source.name} than the one beside it now (the "
                                 "pickle was replaced since): re-create it with `handforge convert-mano --force`")
         data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
@@ -521,6 +525,11 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
     else:
         raise MANOFileError(f"{path}: MANO files are .pkl (as downloaded) or .npz (from `handforge convert-mano`)")
     return validate_mano_arrays(data, path, claims)
+
+
+def _plain_file_name(name: Any) -> bool:
+    """A file's name alone: no folder, root, '.', '..' or NUL (what ``write_mano_npz`` records)."""
+    return isinstance(name, str) and "\0" not in name and name not in (".", "..") and Path(name).name == name
 
 
 def load_mano_dir(model_dir: str | Path | None = None) -> dict[Side, ManoData]:
