@@ -310,6 +310,34 @@ def test_bad_metadata_names_the_file(tmp_path, change, message):
     assert str(tmp_path / "meta.npz") in str(info.value)
 
 
+def test_metadata_nested_deeper_than_a_file_holds_is_refused_when_read_and_when_made(tmp_path):
+    """A clip whose meta.extra nested ~990 deep parsed, then raised RecursionError where json.dumps wrote it
+    again (MotionClip checks its extra so), from any stack deeper than the reader's: now 'meta' nests at most
+    64 levels when read, and a clip's extra 63 when made, so whatever loads saves and loads again."""
+    def nested(depth):
+        value = 1
+        for _ in range(depth):
+            value = [value]
+        return {"x": value}
+
+    clip = random_clip(np.random.default_rng(4))
+    deepest = MotionClip(hands=clip.hands, present=clip.present, extra=nested(62))
+    assert MotionClip.load(deepest.save(tmp_path / "deepest.npz")).extra == nested(62)
+    for depth in (63, 5_000):  # (5,000: a RecursionError out of the constructor)
+        with pytest.raises(PoseFormatError, match="extra metadata must be JSON-serialisable: lists or objects "
+                                                  "inside one another more than 63 times"):
+            MotionClip(hands=clip.hands, extra=nested(depth))
+    arrays = _entries(tmp_path / "deepest.npz")
+    head = json.dumps({**json.loads(str(arrays["meta"])), "extra": {"x": None}}).replace("null", "%s")
+    for depth in (63, 985):  # (written as text: json.dumps of 985 deep fails on this stack)
+        text = head % ("[" * depth + "1" + "]" * depth)
+        np.savez(tmp_path / "deep.npz", **dict(arrays, meta=np.array(text)))
+        with pytest.raises(PoseFormatError, match=f"^{tmp_path / 'deep.npz'}: 'meta' is not valid JSON \\(nested too "
+                                                  "deeply: lists or objects inside one another (more than 64|thousands "
+                                                  "of) times"):  # (985: json.loads gives up first, on this stack)
+            MotionClip.load(tmp_path / "deep.npz")
+
+
 @pytest.mark.parametrize("name", ["right.hand_pose", "left.global_orient"])
 def test_absurd_rotations_are_refused_naming_the_file_and_array(tmp_path, name):
     # 1e30 rad is finite, but posing it gives NaN keypoints ("the trajectory contains NaN or inf" in measure)

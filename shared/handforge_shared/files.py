@@ -155,11 +155,29 @@ def _depth_guard(containers: str) -> Iterator[None]:
         raise NestedTooDeeply(f"nested too deeply: lists or {containers} inside one another thousands of times") from None
 
 
-def parse_json(text: str | bytes, **json_kwargs: Any) -> Any:
+def parse_json(text: str | bytes, *, max_depth: int | None = None, **json_kwargs: Any) -> Any:
     """``json.loads(text, **json_kwargs)``, the one reader of JSON from files and records: text nested too
-    deeply to parse raises ``NestedTooDeeply`` (a ``ValueError``), not a ``RecursionError``."""
+    deeply to parse raises ``NestedTooDeeply`` (a ``ValueError``), not a ``RecursionError``; so does a value
+    with lists or objects more than ``max_depth`` deep (one that parsed ~990 deep raised ``RecursionError``
+    when ``json.dumps`` wrote it again, from a deeper stack)."""
     with _depth_guard("objects"):
-        return json.loads(text, **json_kwargs)
+        value = json.loads(text, **json_kwargs)
+    if max_depth is not None and nested_deeper_than(value, max_depth):
+        raise NestedTooDeeply(f"nested too deeply: lists or objects inside one another more than {max_depth} times")
+    return value
+
+
+def nested_deeper_than(value: Any, max_depth: int) -> bool:
+    """Whether ``value`` nests lists or dicts more than ``max_depth`` deep (walked without recursion, so any
+    depth is measured)."""
+    pending = [(value, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (list, dict)):
+            if depth >= max_depth:
+                return True
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def raw_decode_json(decoder: json.JSONDecoder, text: str, at: int = 0) -> tuple[Any, int]:

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .files import atomic_file, file_kind, parse_json
+from .files import atomic_file, file_kind, nested_deeper_than, parse_json
 from .rotations import mirror_axis_angle, mirror_points
 from .skeleton import HAND_POSE_DIM, MODEL_FRAME_DESCRIPTION, NUM_BETAS, SIDES, Side, check_side, other_side
 
@@ -47,6 +47,9 @@ MAX_NPZ_BYTES = 256 << 20
 # 1 MiB holds 262,144. Checked from its header before it is inflated (a 585 kB file declaring 150 million
 # characters took 1.6 GB to index).
 MAX_META_BYTES = 1 << 20
+# Lists or objects in 'meta' nested deeper than this are refused as it is read: json.dumps writes ~990 deep
+# only from a shallow stack (a clip that loaded there raised RecursionError when saved from a deeper one).
+MAX_META_DEPTH = 64
 # No capture runs faster; the bound keeps a clip's derivatives finite (jerk scales with fps³: a clip
 # of 1e308 fps overflowed in handforge measure, a traceback).
 MAX_FPS = 10_000.0
@@ -361,7 +364,10 @@ class MotionClip:
         object.__setattr__(self, "hands", dict(self.hands))
         object.__setattr__(self, "fps", float(self.fps))
         try:
-            json.dumps(dict(self.extra))
+            extra = dict(self.extra)
+            if nested_deeper_than(extra, MAX_META_DEPTH - 1):  # (the file's meta holds it one level down)
+                raise ValueError(f"lists or objects inside one another more than {MAX_META_DEPTH - 1} times")
+            json.dumps(extra)
         except (TypeError, ValueError) as exc:
             raise PoseFormatError(f"extra metadata must be JSON-serialisable: {exc}") from None
 
@@ -547,7 +553,7 @@ def _parsed_meta(path: Path, meta_array: np.ndarray | None) -> dict[str, Any]:
     if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
         raise PoseFormatError(f"{path}: 'meta' must be one JSON text, got {meta_array.dtype} {meta_array.shape}")
     try:
-        meta = parse_json(str(meta_array))
+        meta = parse_json(str(meta_array), max_depth=MAX_META_DEPTH)
     except ValueError as exc:
         raise PoseFormatError(f"{path}: 'meta' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
