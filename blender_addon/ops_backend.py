@@ -4,7 +4,7 @@ against the backend, any job kind), all through the one job mechanism in ``jobs`
 from __future__ import annotations
 
 import json
-import zipfile
+import os
 
 import bpy
 import numpy as np
@@ -15,7 +15,7 @@ from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import ONE_SHOT, PATH_FIELD, absolute_path
 from handforge_shared.client import hand_rigs, pose_arrays
-from handforge_shared.poses import HAND_MODEL_LABELS, hand_array_name
+from handforge_shared.poses import HAND_MODEL_LABELS, PoseFormatError, hand_array_name, read_npz_arrays
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
 
@@ -220,15 +220,15 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
         if self.inputs:
             # (absolute_path: "//" of an unsaved .blend sent the inputs in Blender's working folder, unsaid)
             path = absolute_path(self.inputs, "file")
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    arrays = {k: np.array(data[k]) for k in data.files}
-            except FileNotFoundError:
+            if not os.path.lexists(path):
                 raise ValueError(f"Inputs {path}: no such file: choose a .npz file of arrays (save one with "
-                                 "numpy.savez)") from None
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a folder, a damaged or other file
-                raise ValueError(f"Inputs {path} is not a .npz file of arrays ({type(exc).__name__}: {exc}): "
-                                 "save one with numpy.savez") from None
+                                 "numpy.savez)")
+            try:  # (np.load waited for ever on a FIFO, Blender frozen, and inflated whatever sizes a file declared)
+                arrays = read_npz_arrays(path)
+            except PoseFormatError as exc:  # a folder, a FIFO, a damaged, oversized or other file
+                detail = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+                raise ValueError(f"Inputs {path} is not a .npz file of arrays ({detail}): save one with "
+                                 "numpy.savez") from None
         else:
             takes = (connection.BACKEND.capabilities or {}).get("kinds", {}).get(self.kind, {}).get("arrays", {})
             if any(name.endswith(".global_orient") for name in takes):

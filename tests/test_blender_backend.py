@@ -181,6 +181,9 @@ def test_results_become_keys_and_images(session):
     # before: a folder or a damaged .npz as Inputs gave a 12-22 line Python traceback as the report
     for message in result["bad_inputs"]:
         assert "is not a .npz file of arrays" in message and "Traceback" not in message, message
+    # before: a 260 MB array declared by a 260 kB file was inflated and sent
+    assert "its arrays take 272,629,888 bytes uncompressed" in result["bad_inputs"][2], result["bad_inputs"]
+    assert "is not a regular file (a FIFO)" in result["bad_inputs"][3], result["bad_inputs"]  # (it froze Blender)
     # before: "[Errno 2] No such file or directory: '…'" alone
     assert "no such file: choose a .npz file of arrays" in result["missing_inputs"], result["missing_inputs"]
     assert result["unsaved"] and "save it first" in result["relative_inputs"], result["relative_inputs"]

@@ -506,14 +506,20 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> tuple[d
     problem, whatever the damaged bytes make zipfile, zlib or numpy raise, is a ``PoseFormatError``
     naming the file.
     """
+    arrays = read_npz_arrays(path, max_bytes)
+    return arrays, _parsed_meta(Path(path), arrays.pop("meta", None))
+
+
+def read_npz_arrays(path: str | os.PathLike, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` with ``read_npz``'s checks (a regular file, sizes from the zip directory and
+    the headers, numbers only), a ``meta`` entry not needed: a file of arrays a user gives (a job's inputs)."""
     path = _regular_file(path)
     try:
-        arrays = _read_npz_arrays(path, max_bytes)
+        return _read_npz_arrays(path, max_bytes)
     except PoseFormatError as exc:
         raise PoseFormatError(f"{path}: {exc}") from None
     except Exception as exc:  # zipfile.BadZipFile, zlib.error, NotImplementedError (compression), EOFError, ...
         raise PoseFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    return arrays, _parsed_meta(path, arrays.pop("meta", None))
 
 
 def read_npz_meta(path: str | os.PathLike) -> dict[str, Any]:

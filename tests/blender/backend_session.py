@@ -12,6 +12,7 @@ import signal
 import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import bpy
@@ -307,8 +308,18 @@ def results_imported():
     damaged = os.path.join(os.path.dirname(a["echo_inputs"]), "damaged.npz")
     with open(damaged, "wb") as fh:
         fh.write(b"PK\x03\x04 not a zip")
+    # 260 MB of zeros in a 260 kB file: np.load inflated whatever an array's header declared
+    inflated = os.path.join(os.path.dirname(a["echo_inputs"]), "inflated.npz")
+    with zipfile.ZipFile(inflated, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("big.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": (260 << 20,)})
+            for _ in range(260):
+                member.write(bytes(1 << 20))
     bad_inputs = [error_of(lambda p=p: bpy.ops.handforge.run_job(kind="echo", inputs=p))
-                  for p in (os.path.dirname(a["echo_inputs"]), damaged)]
+                  for p in (os.path.dirname(a["echo_inputs"]), damaged, inflated)]
+    fifo = os.path.join(os.path.dirname(a["echo_inputs"]), "fifo.npz")  # np.load waited for a writer, Blender frozen
+    os.mkfifo(fifo)
+    bad_inputs.append(error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=fifo)))
     missing_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs=damaged + ".gone.npz"))
     # "//" of an unsaved .blend named Blender's working folder: inputs there were sent, unsaid
     shutil.copy(a["echo_inputs"], "relative_inputs.npz")
