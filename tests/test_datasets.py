@@ -375,6 +375,10 @@ def test_plain_motion_folders(corpus, loaded, tmp_path):
     assert [c.split for c in source.clips] == [None, None] and [c.name for c in source.clips] == sorted(loaded)[:2]
     with pytest.raises(DatasetError, match="no motion clips"):
         open_motion_folder(tmp_path)
+    # a clip named with a capital .NPZ (as some systems name files) was skipped, unsaid
+    shutil.copy(corpus / "clips" / "000000.npz", tmp_path / "b.npz")
+    shutil.copy(corpus / "clips" / "000001.npz", tmp_path / "A.NPZ")
+    assert [c.name for c in open_motion_folder(tmp_path).clips] == ["A", "b"]
 
 
 @pytest.mark.timeout(60)  # a FIFO read as a clip waited for a writer for ever

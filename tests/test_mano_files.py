@@ -361,6 +361,18 @@ def test_a_converted_file_older_than_the_pickle_beside_it_is_refused(tmp_path, s
     assert load_mano_file(folder / "MANO_RIGHT.npz").side == "right"
 
 
+def test_capital_suffixes_are_the_same_kinds_of_mano_file(tmp_path, synthetic_mano_dir):
+    """A converted MANO_RIGHT.NPZ was read as a pickle ('is not a readable MANO pickle'); a .PKL was refused by
+    load_mano_file and convert-mano."""
+    assert cli_main(["convert-mano", str(synthetic_mano_dir / "MANO_RIGHT.pkl"), "--out", str(tmp_path)]) == 0
+    (tmp_path / "MANO_RIGHT.npz").rename(tmp_path / "MANO_RIGHT.NPZ")
+    (tmp_path / "MANO_LEFT.PKL").write_bytes((synthetic_mano_dir / "MANO_LEFT.pkl").read_bytes())
+    assert load_mano_file(tmp_path / "MANO_RIGHT.NPZ").side == "right"
+    assert load_mano_file(tmp_path / "MANO_LEFT.PKL").side == "left"
+    assert cli_main(["convert-mano", str(tmp_path / "MANO_LEFT.PKL")]) == 0
+    assert load_mano_file(tmp_path / "MANO_LEFT.npz").side == "left"
+
+
 @pytest.mark.parametrize("source", ["x/y", "/etc/passwd", "..", "a\0b", 5, ["MANO_RIGHT.pkl"]])
 def test_a_converted_file_naming_its_source_as_no_file_name_is_refused_with_the_fix(tmp_path, synthetic_mano_dir,
                                                                                    source):

@@ -568,11 +568,13 @@ def _parsed_meta(path: Path, meta_array: np.ndarray | None) -> dict[str, Any]:
 
 
 def motion_files(folder: str | os.PathLike) -> list[Path]:
-    """The ``*.npz`` files of a folder of motion clips, in name order: the one listing of every command
-    that reads such a folder. An entry so named that is not a regular file raises ``PoseFormatError``
-    naming it, as a damaged clip does (a FIFO, read, waited for a writer for ever; a folder was read
-    as a clip that could not be opened)."""
-    paths = sorted(Path(folder).glob("*.npz"))
+    """The ``*.npz`` files of a folder of motion clips (``.NPZ`` too: a clip so named was skipped, unsaid), in
+    name order: the one listing of every command that reads such a folder. An entry so named that is not a
+    regular file raises ``PoseFormatError`` naming it, as a damaged clip does (a FIFO, read, waited for a
+    writer for ever; a folder was read as a clip that could not be opened)."""
+    if not Path(folder).is_dir():
+        return []  # (as glob gave)
+    paths = sorted(path for path in Path(folder).iterdir() if path.suffix.lower() == ".npz")
     for path in paths:
         if not path.is_file():
             raise PoseFormatError(f"{path} is not a regular file ({file_kind(path)}): a folder of motion clips "

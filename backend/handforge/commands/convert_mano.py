@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                                                f"missing: {mano_files.how_to_fix(args.model_dir is not None)}")
             sources = list(found.values())
         for src in sources:
-            if src.suffix != ".pkl":
+            if src.suffix.lower() != ".pkl":  # (a capital .PKL was refused as not one)
                 raise mano_files.MANOFileError(f"{src}: convert-mano reads the .pkl files as downloaded from "
                                                f"{mano_files.MANO_URL}")
         targets = [(args.out or src.parent) / f"{src.stem}.npz" for src in sources]

@@ -506,7 +506,8 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
     path = Path(path)
     claims: dict[str, Side | None] = {"name": side_from_name(path),
                                       "asked": None if side is None else check_side(side)}
-    if path.suffix == ".npz":
+    suffix = path.suffix.lower()  # (a capital MANO_RIGHT.NPZ was read as a pickle)
+    if suffix == ".npz":
         arrays, meta = read_mano_npz(path)
         if meta.get("side") not in SIDES:
             raise MANOFileError(f"{path}: its metadata names no hand side; re-create it with `handforge convert-mano`")
@@ -520,7 +521,7 @@ def load_mano_file(path: str | Path, side: Side | None = None) -> ManoData:
             raise MANOFileError(f"{path} was converted from another {source.name} than the one beside it now (the "
                                 "pickle was replaced since): re-create it with `handforge convert-mano --force`")
         data: dict[str, Any] = {**arrays, **{k: meta[k] for k in TEXT_KEYS if k in meta}}
-    elif path.suffix == ".pkl":
+    elif suffix == ".pkl":
         data = read_mano_pickle(path)
     else:
         raise MANOFileError(f"{path}: MANO files are .pkl (as downloaded) or .npz (from `handforge convert-mano`)")
