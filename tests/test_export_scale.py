@@ -79,6 +79,11 @@ def test_a_sample_that_kills_every_worker_fails_alone(tmp_path):
     assert sorted(summary["failed"]) == [3] and summary["finished"] == 11 and summary["worker_restarts"] == 3
     assert failure_summary(summary["failed"]) == [
         "  1 sample(s) [3]: 3 workers died on this sample (last: worker process exited with code 70)"]
+    # an error out of a worker's run (no sample's own): the same, its process exiting on it (Ray's: test_export_scale_ray)
+    out = tmp_path / "raised"
+    summary = export_sharded(twelve, out, lambda: LocalPool(twelve.to_dict(), str(out), 2), 2, command=COMMAND,
+                             progress=False, chunk_size=8, fault="raise_at=3")
+    assert sorted(summary["failed"]) == [3] and summary["finished"] == 11, summary["failed"]
 
 
 def _finished(out: Path) -> list[Path]:

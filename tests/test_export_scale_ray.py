@@ -58,6 +58,19 @@ def test_a_sample_that_kills_every_ray_worker_fails_alone(local_ray, tmp_path):
     assert summary["failed"][3].startswith("3 workers died on this sample (last: Ray actor died")
 
 
+def test_a_ray_worker_whose_run_raises_is_replaced_and_its_sample_fails_alone(local_ray, tmp_path):
+    """An error out of a Ray worker's run (one no sample's own handling catches: a stale NFS handle while it
+    checked the folder) reached the driver as a RayTaskError traceback and ended the run; a local worker's
+    process exits on it and is replaced."""
+    from handforge.export.spec import parse_spec
+
+    twelve, out = parse_spec({**SPEC, "samples": 12}), tmp_path / "data"
+    summary = export_sharded(twelve, out, lambda: RayPool(twelve.to_dict(), str(out), None, 2), 2, command=COMMAND,
+                             progress=False, chunk_size=8, fault="raise_at=3")
+    assert sorted(summary["failed"]) == [3] and summary["finished"] == 11
+    assert "Ray worker failed: OSError: [Errno 116] Stale file handle" in summary["failed"][3], summary["failed"]
+
+
 def test_a_stopped_ray_driver_resumes(local_ray, reference, tmp_path):
     out = tmp_path / "data"
     first = on_ray(out, limit=15)  # the driver stops after 15 samples, as a killed one leaves them

@@ -299,6 +299,12 @@ class RayPool:
                 self._forget(slot)
                 events.append(Event("died", slot, f"Ray actor died: {str(exc).splitlines()[0]}"))
                 continue
+            except self.ray.exceptions.RayTaskError as exc:  # its run raised: as a local worker, it is replaced
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                self.stop(slot, force=True)  # (its state is unknown; the driver redoes its unfinished samples)
+                events.append(Event("died", slot, f"Ray worker failed: {type(cause).__name__}: "
+                                                  f"{(str(cause).splitlines() or [''])[0]}"))
+                continue
             if kind == "ready":
                 events.append(Event("fatal", slot, value["fatal"]) if "fatal" in value
                               else Event("ready", slot, value["ready"]))

@@ -8,6 +8,7 @@ The same class runs inside a local worker process (``handforge.export.local_pool
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import time
@@ -24,9 +25,10 @@ from handforge.export.spec import parse_spec
 # the driver's --sample-timeout to stop it; "hang_at_start=0" makes it never get ready (stuck loading), for
 # the start timeout. Every first worker, so that one fails whichever gets the work. "die_at=I" is a
 # poisonous sample instead (a scene that segfaults Blender): every worker, replacements too, exits
-# abruptly when it starts sample I.
+# abruptly when it starts sample I; "raise_at=I" makes it raise there an error no sample's own handling
+# catches (a stale NFS handle while checking the folder), out of the worker's run.
 FAULT_ENV = "HANDFORGE_EXPORT_FAULT"
-FAULT_KINDS = ("die_after", "hang_after", "hang_at_start", "die_at")
+FAULT_KINDS = ("die_after", "hang_after", "hang_at_start", "die_at", "raise_at")
 
 
 def parse_fault(text: str) -> str | None:
@@ -37,13 +39,13 @@ def parse_fault(text: str) -> str | None:
     key, _, value = text.partition("=")
     if key.strip() not in FAULT_KINDS or not value.strip().isdigit():
         raise ValueError(f"{FAULT_ENV}={text!r}: expected die_after=K, hang_after=K (K a whole number of samples), "
-                         "hang_at_start=0 or die_at=I (I a sample index)")
+                         "hang_at_start=0, die_at=I or raise_at=I (I a sample index)")
     return f"{key.strip()}={int(value)}"
 
 
 def replaces_too(fault: str | None) -> bool:
     """Whether a replacement worker gets the fault as well: a poisonous sample kills whoever renders it."""
-    return (fault or "").startswith("die_at=")
+    return (fault or "").startswith(("die_at=", "raise_at="))
 
 
 class SampleWorker:
@@ -101,9 +103,12 @@ class SampleWorker:
             if self.fault == ("die_at", index):
                 writer.flush()  # what it finished before stays finished
                 os._exit(70)  # the injected poisonous sample: as a Blender segfault on it
+            if self.fault == ("raise_at", index):
+                writer.flush()
+                raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(self.out))
             writer.write_or_fail(index, lambda: begin_sample(self.spec, index, self.model, self.gl, self.rgb))
             self.written += 1
-            if self.fault is not None and self.fault[0] != "die_at" and self.written >= self.fault[1]:
+            if self.fault is not None and self.fault[0] not in ("die_at", "raise_at") and self.written >= self.fault[1]:
                 writer.flush()  # its K samples are on the disk, as before the writes overlapped
                 if self.fault[0] == "die_after":
                     os._exit(70)  # the injected fault: no clean-up, no reply
