@@ -3,7 +3,6 @@ against the backend, any job kind), all through the one job mechanism in ``jobs`
 
 from __future__ import annotations
 
-import json
 import os
 
 import bpy
@@ -15,6 +14,7 @@ from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import ONE_SHOT, PATH_FIELD, absolute_path
 from handforge_shared.client import hand_rigs, pose_arrays
+from handforge_shared.files import parse_json
 from handforge_shared.poses import HAND_MODEL_LABELS, PoseFormatError, hand_array_name, read_npz_arrays
 from handforge_shared.skeleton import MODEL_TO_BLENDER, NUM_BETAS
 
@@ -211,8 +211,8 @@ class HANDFORGE_OT_run_job(jobs.JobOperator, bpy.types.Operator):
         if why:
             raise ValueError(why)
         try:
-            params = json.loads(self.params or "{}")
-        except json.JSONDecodeError as exc:
+            params = parse_json(self.params or "{}")  # (nested too deeply: a ValueError, not a RecursionError)
+        except ValueError as exc:
             raise ValueError(f"the job parameters are not valid JSON ({exc}): e.g. {{\"steps\": 10}}") from None
         if not isinstance(params, dict):
             raise ValueError("the job parameters must be a JSON object, e.g. {\"steps\": 10}")

@@ -13,6 +13,7 @@ from . import fingers, hands, presets
 from . import pose as pose_conv
 from .errors import reports_errors
 from .properties import ONE_SHOT, TARGET_ITEMS
+from handforge_shared.files import parse_json
 from handforge_shared.poses import HandPose, PoseFormatError, check_reach, check_rotations
 from handforge_shared.skeleton import other_side
 
@@ -152,9 +153,10 @@ class HANDFORGE_OT_paste_pose(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         try:
-            data = json.loads(self.text or context.window_manager.clipboard or _last_copied)
+            # (parse_json: a clipboard nested 100,000 deep raised RecursionError, not this refusal)
+            data = parse_json(self.text or context.window_manager.clipboard or _last_copied)
             ok = isinstance(data, dict) and data.get("format") == CLIPBOARD_FORMAT
-        except json.JSONDecodeError:
+        except ValueError:
             ok = False
         if not ok or not isinstance(data.get("hands"), dict):
             raise PoseFormatError("the clipboard holds no HandForge pose: copy one with Copy Pose first")

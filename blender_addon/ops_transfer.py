@@ -10,12 +10,12 @@ target pose's labels, optionally shown behind the camera and/or on a plane in fr
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
+from handforge_shared.files import parse_json
 from handforge_shared.protocol import escaped_length
 
 from . import connection, jobs, ops_image
@@ -132,7 +132,7 @@ def source_labels(image) -> str:
         if not isinstance(labels, str):
             raise ValueError("not JSON text")
         if labels:
-            json.loads(labels)
+            parse_json(labels)  # (nested too deeply: a ValueError, not a RecursionError)
     except ValueError as exc:
         raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are damaged "
                          f"({exc}): {fix}") from None

@@ -187,6 +187,8 @@ def test_results_become_keys_and_images(session):
     # before: "[Errno 2] No such file or directory: '…'" alone
     assert "no such file: choose a .npz file of arrays" in result["missing_inputs"], result["missing_inputs"]
     assert result["unsaved"] and "save it first" in result["relative_inputs"], result["relative_inputs"]
+    # (a RecursionError traceback before)
+    assert "the job parameters are not valid JSON (nested too deeply" in result["deep_params"], result["deep_params"]
     assert len(result["camera_backgrounds"]) == 1 and result["camera_shows"] is True
     # before: shown behind the linked duplicate too (a background belongs to the camera data they share)
     assert "camera 'Camera' shares its camera data" in result["shared"], result["shared"]

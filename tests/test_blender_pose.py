@@ -137,6 +137,7 @@ def test_copy_then_paste_restores_the_pose(session):
     mirrored = session.random_pose["right"].mirrored()
     np.testing.assert_allclose(session.arrays["paste_mirrored_left"], expected_local(mirrored, "left"), atol=ATOL)
     assert "no HandForge pose" in result["bad_clipboard"]
+    assert "no HandForge pose" in result["deep_clipboard"]  # (a RecursionError before)
     refused = result["refused"]
     assert "holds 2 poses, not one" in refused["batch"] and "no HandForge pose" in refused["list"]
     assert "a hand pose is a mapping" in refused["number"]

@@ -131,6 +131,7 @@ def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_proper
             in session["damaged_labels"]["too_long"])
     # counted as the backend counts it: 24,025 characters as written, its quotes escaped in the header
     assert "are 48,031 characters long as sent, JSON-escaped (24,025 as written)" in session["damaged_labels"]["quotes"]
+    assert "are damaged (nested too deeply" in session["damaged_labels"]["deep"]  # (a RecursionError before)
 
 
 def test_an_image_sequence_source_is_said_to_be_one(session):

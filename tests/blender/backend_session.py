@@ -324,6 +324,7 @@ def results_imported():
     # "//" of an unsaved .blend named Blender's working folder: inputs there were sent, unsaid
     shutil.copy(a["echo_inputs"], "relative_inputs.npz")
     relative_inputs = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", inputs="//relative_inputs.npz"))
+    deep_params = error_of(lambda: bpy.ops.handforge.run_job(kind="echo", params="[" * 100_000))
     unchanged_after_refusal = scene_state() == state
     # a kind whose results hold no images (ping) with Camera Background still chosen: no camera to refuse it for
     no_images = [error_of(lambda: bpy.ops.handforge.run_job(kind="ping", image_target="CAMERA"))]
@@ -344,7 +345,7 @@ def results_imported():
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
             "bad_inputs": bad_inputs, "missing_inputs": missing_inputs,
-            "unsaved": not bpy.data.filepath, "relative_inputs": relative_inputs,
+            "unsaved": not bpy.data.filepath, "relative_inputs": relative_inputs, "deep_params": deep_params,
             "camera_backgrounds": [b.image.name for b in cam.data.background_images],
             "camera_shows": cam.data.show_background_images}
 

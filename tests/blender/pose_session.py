@@ -170,6 +170,7 @@ def copy_paste():
     paste(json.dumps(right_only), sides="LEFT")
     s.arrays["paste_mirrored_left"] = rotations("left")
     bad = error_of(lambda: bpy.ops.handforge.paste_pose(text="not a pose", sides="BOTH"))
+    deep = error_of(lambda: bpy.ops.handforge.paste_pose(text="[" * 100_000, sides="BOTH"))
     # pastes that cannot be applied whole: nothing is posed (the left hand was, then the right failed)
     one = json.loads(a["random_pose"])["hands"]["right"]
     batch = {k: [v, v] for k, v in one.items()}
@@ -186,7 +187,8 @@ def copy_paste():
         sides="BOTH", fingers_only=True))
     unchanged = all(np.array_equal(rotations(side), before[side][0]) and np.array_equal(location(side), before[side][1])
                     for side in SIDES)
-    return {"roundtrip_error": err, "bad_clipboard": bad, "refused": refused, "unchanged": unchanged}
+    return {"roundtrip_error": err, "bad_clipboard": bad, "deep_clipboard": deep, "refused": refused,
+            "unchanged": unchanged}
 
 
 s.check("copy_paste", copy_paste)

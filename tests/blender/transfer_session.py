@@ -245,7 +245,7 @@ def damaged_labels():
         too_long = json.dumps({"hands": {}, "note": "x" * 40_000})
         quotes = json.dumps({"hands": {}, "note": '"' * 12_000})
         for name, value in (("text", '{"hands": '), ("number", 5), ("group", {"hands": {}}), ("too_long", too_long),
-                            ("quotes", quotes)):
+                            ("quotes", quotes), ("deep", "[" * 100_000)):
             source["handforge_labels"] = value
             found[name] = error_of(lambda: bpy.ops.handforge.transfer_pose(steps=1, resolution_x=a["size"],
                                                                             resolution_y=a["size"],
