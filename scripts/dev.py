@@ -5,7 +5,8 @@
     python3 scripts/dev.py test     # the whole test suite
     python3 scripts/dev.py setup    # only create/update the environment
 
-Needs nothing but python3 (3.11). Installs what is missing and nothing else: a second run only
+Needs nothing but Python 3.11 (bpy 4.5 has wheels for no other): where python3 is another version, run
+python3.11 scripts/dev.py demo. Installs what is missing and nothing else: a second run only
 checks a stamp (a hash of pyproject.toml) and starts at once.
 """
 
@@ -61,10 +62,23 @@ def system_libraries() -> None:
     print(f"note: the GL renderer needs {' '.join(missing)} (apt-get install {' '.join(missing)})", file=sys.stderr)
 
 
+# bpy 4.5.15 (Blender as a Python module, in the dev extra) has wheels for Python 3.11 only
+REQUIRED_PYTHON = (3, 11)
+
+
+def python_version_problem(version: tuple[int, ...], command: str = "demo") -> str:
+    """Why an interpreter of ``version`` cannot set HandForge up, with what to run instead ('' when it can). Said
+    before anything is installed: on 3.12 (Ubuntu 24.04's python3) pip found no bpy only after installing torch."""
+    if tuple(version[:2]) == REQUIRED_PYTHON:
+        return ""
+    return (f"HandForge needs Python 3.11: bpy 4.5 (Blender as a Python module) has no wheels for Python "
+            f"{'.'.join(map(str, version[:3]))}, which runs this script. Run it with Python 3.11:\n"
+            f"    python3.11 scripts/dev.py {command}\n"
+            "No python3.11? Ubuntu: sudo add-apt-repository ppa:deadsnakes/ppa && sudo apt-get install python3.11 "
+            "python3.11-venv; elsewhere: python.org's installer, pyenv install 3.11 or uv python install 3.11.")
+
+
 def setup() -> Path:
-    if sys.version_info[:2] != (3, 11):
-        print(f"note: HandForge is developed on Python 3.11 (bpy 4.5 needs it); this is {sys.version.split()[0]}",
-              file=sys.stderr)
     system_libraries()
     if not _python().exists():
         print(f"creating the virtual environment {VENV}", flush=True)
@@ -84,13 +98,17 @@ def setup() -> Path:
     return py
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], python_version: tuple[int, ...] = tuple(sys.version_info)) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
     if not argv or argv[0] not in ("demo", "test", "setup"):
         print(__doc__, file=sys.stderr)
         return 2
+    problem = python_version_problem(python_version, argv[0])
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     py = setup()
     command, rest = argv[0], argv[1:]
     if command == "setup":

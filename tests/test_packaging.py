@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,3 +32,23 @@ def test_torch_is_pinned_to_the_cpu_build_on_disk():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     backend = meta["project"]["optional-dependencies"]["backend"]
     assert "torch==2.13.0" in backend
+
+
+def _dev_script():
+    spec = importlib.util.spec_from_file_location("handforge_dev_script", ROOT / "scripts" / "dev.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("command", ["demo", "test", "setup"])
+def test_dev_script_on_another_python_stops_before_installing_anything(command, tmp_path, capsys, monkeypatch):
+    # before: a note, then the setup went on, installed torch and failed at bpy 4.5.15 (no wheels for 3.12)
+    dev = _dev_script()
+    monkeypatch.setattr(dev, "VENV", tmp_path / "venv")
+    assert dev.main([command], python_version=(3, 12, 3, "final", 0)) == 1
+    said = capsys.readouterr()
+    assert not said.out and not (tmp_path / "venv").exists()
+    assert "needs Python 3.11" in said.err and "Python 3.12.3" in said.err
+    assert f"python3.11 scripts/dev.py {command}\n" in said.err and "deadsnakes" in said.err
+    assert dev.python_version_problem((3, 11, 7)) == "" and dev.python_version_problem((3, 10, 14))
