@@ -894,16 +894,24 @@ def test_a_link_to_no_heading_is_caught():
     assert "(#licenses) is no heading's anchor" in problem
 
 
-def test_the_client_snippet_runs_against_a_real_backend_and_prints_what_it_says():
-    """README's Python client example, run as written against `handforge serve` (only its endpoint changed): each
-    print gives what its comment says. Before, it said how to submit a job but not how to wait for it."""
+def test_the_client_snippets_run_against_a_real_backend_and_print_what_they_say(tmp_path, monkeypatch):
+    """README's Python client examples, run as written against `handforge serve` (only the endpoint changed, in a
+    scratch folder): each print gives what its comment says. Before, the first said how to submit a job but not how
+    to wait for it; none showed the engines' jobs (`interaction.sample`, `motion.generate`), given in prose only."""
+    from handforge_shared.poses import MotionClip
     from tests.support.server import running_server
 
     section = _text(README).split("\n## Backend server and client\n", 1)[1].split("\n## ", 1)[0]
-    code = "\n".join(next(b for b in blocks(section) if b.kind == "code" and b.lang == "python").lines)
-    said = [_strip_comment(line)[1].strip() for line in code.splitlines() if line.lstrip().startswith("print(")]
-    assert code.count("Client()") == 1 and said and "job.wait(" in code
-    printed = io.StringIO()
-    with running_server() as server, contextlib.redirect_stdout(printed):
-        exec(compile(code.replace("Client()", f"Client({server.endpoint!r})"), "README.md", "exec"), {})
-    assert printed.getvalue().splitlines() == said
+    snippets = ["\n".join(b.lines) for b in blocks(section) if b.kind == "code" and b.lang == "python"]
+    assert len(snippets) >= 2 and "job.wait(" in snippets[0]
+    assert all(kind in "".join(snippets) for kind in ('"interaction.sample"', '"motion.generate"'))
+    monkeypatch.chdir(tmp_path)
+    with running_server() as server:
+        for code in snippets:
+            said = [_strip_comment(line)[1].strip() for line in code.splitlines() if line.lstrip().startswith("print(")]
+            assert code.count("Client()") == 1 and said
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(compile(code.replace("Client()", f"Client({server.endpoint!r})"), "README.md", "exec"), {})
+            assert printed.getvalue().splitlines() == said
+    assert MotionClip.load(tmp_path / "gen.npz").num_frames == 48  # the file Import Motion reads
