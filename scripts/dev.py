@@ -2,7 +2,8 @@
 """Set up HandForge in ./.venv (once) and run the demo or the tests.
 
     python3 scripts/dev.py demo     # the main job, on the embedded defaults
-    python3 scripts/dev.py test     # the whole test suite
+    python3 scripts/dev.py test     # the whole test suite (about 17-20 min on 2 cores)
+    python3 scripts/dev.py test tests/test_x.py   # one area: the arguments go to pytest
     python3 scripts/dev.py setup    # only create/update the environment
 
 Needs nothing but Python 3.11 (bpy 4.5 has wheels for no other): where python3 is another version, run
