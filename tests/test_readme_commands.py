@@ -77,6 +77,7 @@ FOREIGN_OPTIONS = {
     "ray start": {"--port"},
     "benchmarks/image.py": {"--full", "--fast", "--device", "--dtype"},
     "penetration.py": {"--threads", "--baseline-pairs"},
+    "scripts/pose_thumbnails.py": {"--out", "--size"},
 }
 
 FENCE = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
