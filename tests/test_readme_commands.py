@@ -916,3 +916,38 @@ def test_the_client_snippets_run_against_a_real_backend_and_print_what_they_say(
                 exec(compile(code.replace("Client()", f"Client({server.endpoint!r})"), "README.md", "exec"), {})
             assert printed.getvalue().splitlines() == said
     assert MotionClip.load(tmp_path / "gen.npz").num_frames == 48  # the file Import Motion reads
+
+
+# ----------------------------------------------------------------------------------------------- what the examples write
+
+
+OUTPUT_OPTIONS = ("--out", "--write-pairs")
+
+
+def example_outputs(text: str) -> set[str]:
+    """The files and folders README's examples write, relative to where they run: the value of each command's
+    ``--out``/``--write-pairs`` and ``> FILE`` (placeholders and absolute paths left out), and each Python snippet's
+    ``.save("FILE")``."""
+    found = set()
+    for command in commands(text):
+        words = list(command.words)
+        for i, word in enumerate(words[:-1]):
+            if word in OUTPUT_OPTIONS + (">",):
+                found.add(words[i + 1])
+    found |= {m.group(1) for block in blocks(text) if block.kind == "code" and block.lang == "python"
+              for m in re.finditer(r"\.save\(\"([^\"]+)\"\)", "\n".join(block.lines))}
+    return {path.rstrip("/") for path in found if not is_placeholder(path) and not path.startswith(("/", "~"))}
+
+
+def test_what_the_readme_examples_write_in_the_checkout_is_ignored_by_git():
+    # before: following the README left spec.toml, data/, corpus-small/, gen.npz ... untracked in `git status`
+    import shutil
+    import subprocess
+
+    outputs = example_outputs(_text(README))
+    assert {"spec.toml", "data/renders", "corpus-small", "gen.npz", "keys"} <= outputs, outputs
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    checked = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT, input="\n".join(outputs),
+                             capture_output=True, text=True)
+    assert set(checked.stdout.split()) == outputs, f"not ignored: {sorted(outputs - set(checked.stdout.split()))}"
