@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Render the pose browser's thumbnails: every pose of the pose library on the open right hand.
 
-    python scripts/pose_thumbnails.py [--out blender_addon/thumbnails] [--size 96]
+    .venv/bin/python scripts/pose_thumbnails.py [--out blender_addon/thumbnails] [--size 96]
+
+(the default --out is the shipped thumbnails' folder: they are overwritten)
 
 One PNG per pose (``<name>.png``, RGBA, transparent background), drawn by the backend's GL path
 (``handforge.render.gl``: flat-shaded mesh image and instance mask) from one fixed view of the
