@@ -122,6 +122,42 @@ def test_a_blender_process_that_died_is_started_again_and_the_render_done(blende
         np.testing.assert_allclose(again, first, atol=1 / 255)
 
 
+def test_a_full_temporary_folder_stops_the_run_naming_the_hand_off_file_and_tmpdir(tmp_path):
+    """Blender's hand-off files go to $TMPDIR: a full one failed every sample, each after its render ("OSError:
+    5370 requested and 2016 written", numpy's short write with no errno; "cannot identify image file
+    render_0.png", Blender's image cut short), and the run went on to the last; with --workers the error named no
+    file and said "choose another --out", where --out had room. Now a failed hand-off write is a full disk naming
+    the file (``stops_the_run``), said as TMPDIR's, and an image cut short on a full disk is one too."""
+    import errno
+
+    from handforge.export.samples import stops_the_run
+    from handforge.render.blender import _check_render_written
+    from handforge_shared.files import file_error
+
+    scene, camera, hands = _shots(parse_spec(SPEC), (0,))[0]
+    with BlenderRGB("workbench") as rgb:
+        handed_off = rgb.work / f"{next(iter(hands))}_vertices_0.npy"
+        handed_off.symlink_to("/dev/full")  # (a full disk without root: every write fails with ENOSPC)
+        with pytest.raises(OSError) as raised:
+            rgb(scene, camera, hands)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(handed_off)
+    assert stops_the_run(raised.value, writing=False)
+    words = file_error(raised.value, "choose another --out", out=tmp_path / "data")
+    assert "set TMPDIR to a folder on a disk with room" in words and "--out" not in words, words
+    for users in (tmp_path / "data" / "samples", tmp_path / "corpus.npz"):  # a full --out, a user's file in /tmp:
+        assert "make room (or choose another --out)" in file_error(  # as before
+            OSError(errno.ENOSPC, "No space left on device", str(users)), "choose another --out", out=tmp_path / "data")
+
+    cut_short = tmp_path / "render_0.png"
+    Image.new("RGBA", (64, 64), (200, 10, 10, 255)).save(cut_short)
+    cut_short.write_bytes(cut_short.read_bytes()[:-20])
+    with pytest.raises(OSError) as raised:  # more room needed than the disk has left: a full disk
+        _check_render_written(cut_short, room_needed=2**62)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(cut_short)
+    with pytest.raises(BlenderRenderError, match="cut short"):  # with room: that render's own failure
+        _check_render_written(cut_short, room_needed=0)
+
+
 def _shots(spec, indices):
     """(scene, camera, hands) of the sampled scenes ``indices``, as the export sends them to Blender."""
     model = load_hand_model("open")

@@ -20,7 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-PREFIX = "handforge-"
+from handforge_shared.files import SCRATCH_PREFIX as PREFIX  # (file_error tells its files from the user's)
+
 OWNER = "owner.pid"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # a machine's boot (Linux)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 TEMPORARY_SUFFIX = ".tmp"
+SCRATCH_PREFIX = "handforge-"  # the backend's scratch folders in the temporary folder (handforge.scratch)
 
 
 class FolderBusy(RuntimeError):
@@ -243,12 +244,22 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return next(p for p in (path, *path.parents) if p.exists())
 
 
-def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
+def file_error(exc: OSError, elsewhere: str = "choose another folder", out: str | os.PathLike | None = None) -> str:
     """An ``OSError`` of the user's files in words, with its fix: the file named, why, what to do
     (``elsewhere``: how to write somewhere else instead, e.g. "choose another --out"). One home for every
-    command: they had each read any failure as a full disk ("make room"), a chmod'ed file included."""
+    command: they had each read any failure as a full disk ("make room"), a chmod'ed file included.
+    ``out``: the command's output folder; a full disk in a HandForge scratch folder of the temporary folder
+    (``SCRATCH_PREFIX``: a renderer's hand-off files) and not under ``out`` says to free space there or move
+    TMPDIR, not to choose another ``out``."""
     where = f"{exc.filename}: " if exc.filename else ""
     reason = exc.strerror or str(exc)
+    if out is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename:
+        temporary = Path(tempfile.gettempdir()).absolute()
+        path = Path(os.fsdecode(exc.filename)).absolute()
+        inside = path.relative_to(temporary).parts if path.is_relative_to(temporary) else ()
+        if inside and inside[0].startswith(SCRATCH_PREFIX) and not path.is_relative_to(Path(out).absolute()):
+            return (f"{where}{reason}: free space in the temporary folder {temporary}, or set TMPDIR to a folder "
+                    "on a disk with room")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{where}{reason}: make room (or {elsewhere})"
     if exc.errno == errno.EFBIG:  # (a process's limit far more often than a file system's largest file)
@@ -263,7 +274,7 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder") -> str:
     return f"{where}{reason}: fix it (or {elsewhere})"
 
 
-__all__ = ["TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
+__all__ = ["SCRATCH_PREFIX", "TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
            "errors_named", "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json",
            "parse_toml", "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
            "write_atomic"]

@@ -168,6 +168,29 @@ def _under_file_size_limit(folder: Path) -> bool:
     return disk.f_bavail * disk.f_frsize > 64 * 2**20
 
 
+def write_error(exc: BaseException, path: str | os.PathLike) -> BaseException:
+    """``exc``, raised writing ``path`` (a file, or the folder written into), as the error that stops the run
+    (``stops_the_run``) naming ``path`` where it is one, else ``exc`` itself. numpy reports a full disk, or a
+    file-size limit, as a short write without an errno ("196608 requested and 157664 written"), which
+    ``stops_the_run`` did not recognise: every later sample rendered to fail the same way; and a full disk
+    met at a file's close names no file. The one conversion of the samples' files and Blender's hand-off files."""
+    if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
+        if _under_file_size_limit(Path(path)):
+            return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(path))
+    if stops_the_run(exc, writing=True):
+        return type(exc)(exc.errno, exc.strerror, str(path))
+    return exc
+
+
+def png_cut_short(path: Path) -> bool:
+    """Whether the PNG ``path`` lacks its end chunk (``PNG_END``): written only in part (a full disk)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - len(PNG_END)))
+        return fh.read() != PNG_END
+
+
 def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str, np.ndarray]) -> Path:
     """Write a sample into a hidden folder, then rename it into place: a sample exists whole or not at all,
     also after a power loss (its files and folder are synced to the disk before the rename, and the rename
@@ -196,15 +219,10 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
             _sync_all([lambda fd=fh.fileno(): os.fsync(fd) for fh in opened] + [lambda: sync_folder(partial)])
     except BaseException as exc:  # e.g. the disk is full: nothing half-written stays
         shutil.rmtree(partial, ignore_errors=True)
-        # numpy reports a full disk, or a file-size limit, as a short write without an errno ("196608
-        # requested and 157664 written")
-        if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
-            if _under_file_size_limit(final.parent):
-                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(final.parent)) from None
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(final.parent)) from None
-        if stops_the_run(exc, writing=True):  # said of the samples' folder, not of the hidden .partial- one
-            raise type(exc)(exc.errno, exc.strerror, str(final.parent)) from None
-        raise
+        said = write_error(exc, final.parent)  # said of the samples' folder, not of the hidden .partial- one
+        if said is exc:
+            raise
+        raise said from None
     try:
         if final.is_dir() and not final.is_symlink():  # a finished sample is never rewritten: a leftover without labels
             shutil.rmtree(final)
@@ -343,9 +361,7 @@ def files_problem(folder: Path, labels: dict[str, Any]) -> str:
         try:
             size = path.stat().st_size
             if name.endswith(".png"):
-                with path.open("rb") as fh:
-                    fh.seek(max(0, size - len(PNG_END)))
-                    whole = fh.read() == PNG_END
+                whole = not png_cut_short(path)
             elif name.endswith(".npy"):
                 with path.open("rb") as fh:
                     version = np.lib.format.read_magic(fh)

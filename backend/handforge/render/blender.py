@@ -270,10 +270,10 @@ class BlenderRGB:
             self._meshes += 1
             for side in vertices:
                 self._faces[side] = self.work / f"{side}_faces_{self._meshes % 2}.npy"
-                np.save(self._faces[side], np.asarray(faces[side], dtype=np.int32), allow_pickle=False)
+                _hand_off(self._faces[side], np.asarray(faces[side], dtype=np.int32))
         for side, verts in vertices.items():
             path = self.work / f"{side}_vertices_{render.slot}.npy"
-            np.save(path, (np.asarray(verts) @ MODEL_TO_BLENDER.T).astype(np.float32), allow_pickle=False)
+            _hand_off(path, (np.asarray(verts) @ MODEL_TO_BLENDER.T).astype(np.float32))
             request["vertices"][side] = str(path)
             request["faces"][side] = str(self._faces[side])
         self._proc.stdin.write(json.dumps(request) + "\n")
@@ -291,8 +291,9 @@ class BlenderRGB:
             if self._proc.poll() is None:  # its answer (an error): read
                 self._pending.popleft()
             raise
-        self._pending.popleft()
+        camera = self._pending.popleft().args[0]
         out = Path(reply["out"])
+        _check_render_written(out, camera.width * camera.height * 4)
         with Image.open(out) as img:
             return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
 
@@ -305,6 +306,37 @@ class BlenderRGB:
         target = np.concatenate([h["keypoints"] for h in hands.values()]).mean(axis=0)
         return self.submit(camera, {s: h["vertices"] for s, h in hands.items()},
                            {s: h["faces"] for s, h in hands.items()}, target, scene.lighting, scene.skin_tone)
+
+
+def _hand_off(path: Path, array: np.ndarray) -> None:
+    """Save ``array`` for the worker to read; a full temporary folder stops the run as a full dataset folder does
+    (``write_error``: numpy's short write had no errno, and every later sample was rendered to fail the same way)."""
+    from handforge.export.samples import write_error
+
+    try:
+        np.save(path, array, allow_pickle=False)
+    except OSError as exc:
+        raise write_error(exc, path) from None
+
+
+def _check_render_written(path: Path, room_needed: int) -> None:
+    """Raise when Blender's image ``path`` was cut short: Blender reports a render it could not write whole as
+    done (PIL then said "cannot identify image file"). With less room left on its disk than the image's raw
+    size, that is a full disk (``ENOSPC``, which stops the run); otherwise the render's own failure."""
+    import errno
+
+    from handforge.export.samples import png_cut_short
+
+    if not png_cut_short(path):
+        return
+    try:
+        disk = os.statvfs(path.parent)
+        full = disk.f_bavail * disk.f_frsize < room_needed
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        full = False
+    if full:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (Blender's render was written in part)", str(path))
+    raise BlenderRenderError(f"Blender wrote {path} in part (cut short), and its disk has room: see its log")
 
 
 def _read_lines(stdout, lines: queue.Queue) -> None:
