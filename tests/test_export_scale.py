@@ -300,15 +300,19 @@ def test_bad_scale_out_options_say_what_is_wrong(tmp_path, options, message):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here (Linux only)")
 def test_more_workers_than_cpus_run_one_per_cpu_and_say_so(tmp_path):
-    """As ``handforge corpus --workers`` does (it capped them silently, and export refused the count)."""
+    """As ``handforge corpus --workers`` does (it capped them silently, and export refused the count); the CPUs
+    are those this process may use (a cgroup cpuset, taskset, Slurm): `taskset -c 0 handforge export --workers 3`
+    said "more than this machine's 2 CPUs: running 2" and ran two workers on one core."""
     (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 2}))
+    one_cpu = min(os.sched_getaffinity(0))
     run = subprocess.run([sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet",
-                          "--workers", "100000"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    cpus = os.cpu_count() or 1
+                          "--workers", "3"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
     assert run.returncode == 0, run.stderr
     assert [line for line in run.stderr.splitlines() if "--workers" in line] == [
-        f"handforge export: --workers 100000 is more than this machine's {cpus} CPUs: running {cpus} (each worker "
+        "handforge export: --workers 3 is more than the 1 CPUs this process may use: running 1 (each worker "
         "draws with its own hand model and GL context; --ray ADDRESS for a cluster)"]  # (no Blender: no RGB here)
     assert len(_finished(tmp_path / "data")) == 2
 

@@ -427,15 +427,25 @@ def output_folder(text: str) -> str:
     return str(path)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a cgroup cpuset, ``taskset``, a Slurm allocation), not the
+    machine's (``os.cpu_count``: ``taskset -c 0 handforge export --workers 3`` ran 2 workers on one core). The one
+    count of every local worker pool and its threads."""
+    if hasattr(os, "sched_getaffinity"):  # (Linux; not macOS or Windows)
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def cpu_capped(command: str, workers: int, why: str) -> int:
-    """``--workers`` at most this machine's CPUs (a process more than the cores only waits, and holds its
-    memory), with one line on stderr when it was more; every command with local worker processes uses it."""
-    cpus = os.cpu_count() or 1
+    """``--workers`` at most the CPUs this process may use (``usable_cpus``: a process more than the cores only
+    waits, and holds its memory), with one line on stderr when it was more; every command with local worker
+    processes uses it."""
+    cpus = usable_cpus()
     if workers > cpus:
-        print(f"handforge {command}: --workers {workers} is more than this machine's {cpus} CPUs: running {cpus} "
-              f"({why})", file=sys.stderr)
+        print(f"handforge {command}: --workers {workers} is more than the {cpus} CPUs this process may use: running "
+              f"{cpus} ({why})", file=sys.stderr)
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "given_text", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "given_text", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence", "usable_cpus",
            "thread_count", "torch_device", "whole_number", "write_report"]

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder
+from handforge.arguments import POSITIVE, at_least, cpu_capped, number_in, output_folder, usable_cpus
 from handforge_shared.protocol import with_hint
 
 NAME = "export"
@@ -210,7 +210,7 @@ def _scaled(spec, args: argparse.Namespace, command: str) -> dict:
     from handforge.export.worker import FAULT_ENV, parse_fault
 
     timeout = _sample_timeout(args)
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    workers = args.workers if args.workers is not None else usable_cpus()
     if not args.ray:  # locally or on a Ray of the run's own: this machine
         workers = cpu_capped("export", workers, f"each worker {_worker_holds(spec)}; --ray ADDRESS for a cluster")
     if args.ray is not None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from handforge.arguments import usable_cpus
 from handforge.corpus.generator import CORPUS_VERSION, CorpusSettings, Generator
 from handforge.corpus.summary import (
     clip_record,
@@ -281,7 +282,7 @@ def _generate(chunks: list, settings: CorpusSettings, workers: int, progress: bo
             ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
             # a process per core at most: each holds torch and a generator (~300 MB), and one more than the
             # cores only waits; --workers 1000 started 1000 of them and ran the machine out of memory
-            processes = min(workers, len(chunks), os.cpu_count() or 1)
+            processes = min(workers, len(chunks), usable_cpus())
             with ctx.Pool(processes, initializer=_init_worker, initargs=(settings,)) as pool:
                 for res in pool.imap_unordered(_run_chunk, chunks):
                     results.append(res)

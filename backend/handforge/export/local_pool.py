@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
 from handforge.scratch import scratch_folder
 from handforge.termination import die_with_parent
@@ -59,7 +60,7 @@ class LocalPool:
 
     def __init__(self, spec: dict[str, Any], out: str, workers: int = 1):
         self.spec_json, self.out = json.dumps(spec), str(Path(out).absolute())
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = max(1, usable_cpus() // workers)
         self.context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and a GL state
         self.workers: dict[int, tuple[Any, Connection]] = {}
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handforge import config
+from handforge.arguments import usable_cpus
 from handforge.export.shards import Event
 
 # the addresses --ray takes, as errors name them
@@ -244,7 +245,7 @@ class RayPool:
                 kwargs["address"] = self.address
             else:  # enough CPUs that every worker is placed even on a small machine; "local": a Ray of this
                 # run's own even where one is running (ray.init() would attach to it, and refuse num_cpus)
-                kwargs.update(address="local", num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False)
+                kwargs.update(address="local", num_cpus=max(self.workers, usable_cpus()), include_dashboard=False)
             _connect(ray, **kwargs)
             self._started = True
         wanted = self.options["num_gpus"]
