@@ -248,6 +248,26 @@ def test_interrupted_and_resumed_run_is_byte_identical(exported, tmp_path):
     assert export(spec, out, command="test", progress=False)["written"] == 0
 
 
+def test_a_folder_whose_run_finished_no_sample_takes_a_corrected_spec(tmp_path, caplog):
+    """A run that failed every sample (a wrong spec, a full disk) leaves its record and no sample: rerunning with
+    a corrected spec was refused ("holds an export of another spec"), though nothing could be mixed. Now the record
+    is replaced, said in one line; once a sample is finished, another spec is refused as ever."""
+    import shutil
+
+    from handforge.export.folder import SPEC_RECORD, FolderTaken
+
+    out = tmp_path / "data"
+    export(parse_spec({**SPEC, "seed": 9, "samples": 1}), out, progress=False)
+    shutil.rmtree(out / "samples" / "000000")  # as a run whose every sample failed leaves it: record, card, no sample
+    with caplog.at_level("WARNING", logger="handforge.export"):
+        export(parse_spec({**SPEC, "samples": 1}), out, progress=False)
+    said = [r.getMessage() for r in caplog.records if "finished no sample" in r.getMessage()]
+    assert said == [f"{out}: the export of another spec recorded there finished no sample: this one replaces it"]
+    assert json.loads((out / SPEC_RECORD).read_text())["seed"] == 5 and (out / "samples/000000/labels.json").is_file()
+    with pytest.raises(FolderTaken, match="another spec \\(differing: seed: 5 → 9\\)"):
+        export(parse_spec({**SPEC, "seed": 9, "samples": 1}), out, progress=False)
+
+
 def test_another_seed_gives_another_dataset(exported, tmp_path):
     export(parse_spec({**SPEC, "seed": 6, "samples": 1}), tmp_path, progress=False)
     ours = json.loads((tmp_path / "samples/000000/labels.json").read_text())
@@ -1490,17 +1510,22 @@ def test_workbench_antialiasing_is_part_of_the_spec_and_older_folders_resume_at_
     def record(**render):
         return parse_spec({"samples": 2, "render": {"engine": "workbench", **render}}).to_dict()
 
-    claim_folder(tmp_path / "off", record(antialiasing="OFF"))
+    def claimed_with_a_sample(folder, record):  # (a folder without a finished sample takes another spec)
+        claim_folder(folder, record)
+        (folder / "samples" / "000000").mkdir(parents=True)
+        (folder / "samples" / "000000" / "labels.json").write_text("{}")
+
+    claimed_with_a_sample(tmp_path / "off", record(antialiasing="OFF"))
     claim_folder(tmp_path / "off", record(antialiasing="off"))  # (the same setting, recorded as Blender's name)
     with pytest.raises(FolderTaken, match='another spec \\(differing: render.antialiasing: "OFF" → "8"\\)'):
         claim_folder(tmp_path / "off", record())
     older = record()
     del older["render"]["antialiasing"]
-    claim_folder(tmp_path / "older", older)
+    claimed_with_a_sample(tmp_path / "older", older)
     claim_folder(tmp_path / "older", record(antialiasing=8))
     with pytest.raises(FolderTaken, match='differing: render.antialiasing: "8" → "FXAA"'):
         claim_folder(tmp_path / "older", record(antialiasing="FXAA"))
-    claim_folder(tmp_path / "cycles", record(engine="cycles", antialiasing="OFF"))
+    claimed_with_a_sample(tmp_path / "cycles", record(engine="cycles", antialiasing="OFF"))
     claim_folder(tmp_path / "cycles", record(engine="cycles"))
 
 

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 
 from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, parse_json, read_error, write_atomic
 
+log = logging.getLogger("handforge.export")
 
 SAMPLES = "samples"
 LABELS = "labels.json"
@@ -79,7 +81,16 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
 
     mutable = ("samples", *RECORD_ONLY)
     wanted = without_unused({k: v for k, v in record.items() if k not in mutable})
-    if path.is_file():
+    if path.is_file() and not _any_finished(out):
+        # a run that finished no sample (each failed: a wrong spec, a full disk) holds nothing to mix with: its
+        # record blocked the corrected spec's run ("holds an export of another spec") in a folder with no sample
+        held = _held_record(out)
+        held_spec = without_unused({k: v for k, v in held.items() if k not in mutable}) if isinstance(held, dict) \
+            else None
+        if write and held_spec != wanted:
+            log.warning(f"{out}: the export of another {what.split(',')[0]} recorded there finished no sample: "
+                        "this one replaces it")
+    elif path.is_file():
         held = _held_record(out)
         if not isinstance(held, dict):  # (said as "another spec, differing: all", to be rerun with "that spec")
             raise FolderTaken(f"{path} cannot be read as the record of the export this folder holds "
@@ -331,6 +342,12 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
                     with contextlib.suppress(OSError):
                         made.rmdir()
             raise
+
+
+def _any_finished(out: Path) -> bool:
+    """Whether ``out`` holds a finished sample (one with its labels), whatever its index."""
+    root = out / SAMPLES
+    return root.is_dir() and any(p.parent.name.isdigit() for p in root.glob(f"*/{LABELS}"))
 
 
 def finished_indices(out: Path, count: int) -> list[int]:
