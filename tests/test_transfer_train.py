@@ -369,17 +369,51 @@ def test_a_spec_whose_engine_makes_no_pairs_is_said_before_anything_is_written(t
     assert len(err.splitlines()) == 1 and not (tmp_path / "pairs" / "pairs_spec.json").exists()
 
 
-def test_training_on_more_pairs_than_asked_for_is_said(data, tmp_path, capsys):
-    """--write-pairs --pairs 2 into a folder of 4 pairs trained on all 4, unsaid."""
+def test_fewer_pairs_than_the_folder_holds_are_refused(data, tmp_path, capsys):
+    """--write-pairs --pairs 2 into a folder of 4 pairs trained on all 4 (then with a note), and write_pairs(…, 2)
+    returned the folder of 4 to train on; refused now as the export refuses fewer samples than its folder holds
+    (the export's guard, ``refuse_beyond``), before the SD weights load (here: no SD folder at all)."""
     from handforge.cli import main
 
-    sd_path, pairs = data
+    _, pairs = data
+    before = sorted(p.name for p in (pairs / "source" / "samples").iterdir())
+    refused = (f"{pairs} holds 2 finished pair(s) beyond the 2 asked for (up to index 3): ask for at least 4 pairs "
+               "(--pairs), or choose another folder")
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        write_pairs(parse_spec(SPEC), pairs, 2, shading="gl")
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
-    assert main([*_tiny_run(pairs, sd_path, tmp_path / "run", 1), "--write-pairs", str(spec), "--pairs", "2",
-                 "--shading", "gl"]) == 0
-    assert (f"note: training on the 4 pairs in {pairs}, more than --pairs 2 (written there before)"
-            in capsys.readouterr().err)
+    (tmp_path / "not-sd").mkdir()
+    assert main([*_tiny_run(pairs, tmp_path / "not-sd", tmp_path / "run", 1), "--write-pairs", str(spec), "--pairs",
+                 "2", "--shading", "gl"]) == 2
+    err = capsys.readouterr().err
+    assert refused in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in (pairs / "source" / "samples").iterdir()) == before
+
+
+def test_pairs_are_not_written_beside_other_files(tmp_path):
+    """The pairs writer wrote source/, target/ and pairs_spec.json beside a user's thesis.tex, or into an export's
+    dataset; the export's guard (``refuse_foreign_files``) refuses both now, and still takes a new, an empty or a
+    Finder-touched folder."""
+    from handforge.export.run import export
+
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("keep")
+    with pytest.raises(ValueError, match=re.escape(f"{thesis} is not empty and holds no pose-transfer pairs "
+                                                   "(thesis.tex): choose a new or an empty folder")):
+        write_pairs(parse_spec(SPEC), thesis, 1, shading="gl")
+    assert [p.name for p in thesis.iterdir()] == ["thesis.tex"]
+    dataset = tmp_path / "dataset"
+    export(parse_spec({**SPEC, "samples": 1}), dataset, progress=False)
+    held = sorted(p.name for p in dataset.iterdir())
+    with pytest.raises(ValueError, match=f"holds no pose-transfer pairs \\({held[0]}, "):
+        write_pairs(parse_spec(SPEC), dataset, 1, shading="gl")
+    assert sorted(p.name for p in dataset.iterdir()) == held
+    finder = tmp_path / "finder"
+    finder.mkdir()
+    (finder / ".DS_Store").write_text("")
+    assert write_pairs(parse_spec(SPEC), finder, 1, shading="gl") == finder
 
 
 def test_write_pairs_with_interhand_is_refused_before_anything_is_written(tmp_path, capsys):

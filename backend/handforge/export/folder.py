@@ -128,21 +128,36 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
             raise FolderTaken(f"{out} holds images generated with other weights ({', '.join(changed)}: "
                               f"{held_weights[changed[0]]} then): resuming would mix two models' images; set them "
                               "back to resume, or choose a new folder")
-        beyond = [int(p.parent.name) for p in (out / SAMPLES).glob(f"*/{LABELS}")
-                  if p.parent.name.isdigit() and int(p.parent.name) >= record["samples"]] if "samples" in record else []
-        if beyond:  # the count to ask for is said: "as many as are there" left the user to count the folders
-            raise FolderTaken(f"{out} holds {len(beyond)} finished sample(s) beyond the {record['samples']} asked "
-                              f"for (up to index {max(beyond)}): ask for at least {max(beyond) + 1} samples, or "
-                              "choose another folder")
-    # (hidden names are left out: .DS_Store, which a Mac's Finder adds to a new folder, or the record's temporary
-    # file of a run killed while it wrote it; and an empty samples/: nothing an export could mix with)
-    elif out.is_dir() and (blocking := sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                                              and not (p.name == SAMPLES and p.is_dir() and not any(p.iterdir())))):
-        named = ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
-        raise FolderTaken(f"{out} is not empty and holds no HandForge export ({named}): choose a new or an empty "
-                          "folder")
+        if "samples" in record:
+            refuse_beyond(out, out, record["samples"])
+    else:
+        refuse_foreign_files(out)
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def refuse_beyond(out: Path, dataset: Path, count: int, unit: str = "sample(s)", asked: str = "samples") -> None:
+    """``FolderTaken`` when ``dataset`` (a folder of ``samples/``, in ``out``) holds finished samples from index
+    ``count`` on: asked for fewer than it holds, a run would leave them out of its dataset's files, or train on
+    them unasked (``unit``: what they are to the user; ``asked``: the count's name)."""
+    beyond = [int(p.parent.name) for p in (dataset / SAMPLES).glob(f"*/{LABELS}")
+              if p.parent.name.isdigit() and int(p.parent.name) >= count]
+    if beyond:  # the count to ask for is said: "as many as are there" left the user to count the folders
+        raise FolderTaken(f"{out} holds {len(beyond)} finished {unit} beyond the {count} asked for (up to index "
+                          f"{max(beyond)}): ask for at least {max(beyond) + 1} {asked}, or choose another folder")
+
+
+def refuse_foreign_files(out: Path, holds: str = "HandForge export",
+                         empty_folders: tuple[str, ...] = (SAMPLES,)) -> None:
+    """``FolderTaken`` when ``out``, which records no ``holds`` (an export, pose-transfer pairs), is not empty: its
+    files are someone else's (a thesis, another dataset), which the run would write beside. Hidden names are left
+    out (.DS_Store, which a Mac's Finder adds to a new folder, or a record's temporary file of a run killed while
+    it wrote it), and so are ``empty_folders`` left empty: nothing a run could mix with."""
+    blocking = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                      and not (p.name in empty_folders and p.is_dir() and not any(p.iterdir()))) if out.is_dir() else []
+    if blocking:
+        named = ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
+        raise FolderTaken(f"{out} is not empty and holds no {holds} ({named}): choose a new or an empty folder")
 
 
 MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)

@@ -47,10 +47,14 @@ def gl_rgb(gl) -> Callable:
     return render
 
 
-def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
+def check_pairs_folder(out: str | Path, spec, shading: str, count: int | None = None) -> dict[str, Any]:
     """A ValueError when ``out`` holds pairs of another spec or shading (a rerun resumes the same pairs;
-    others would be mixed in silently); returns what ``out`` records of the pairs it holds."""
+    others would be mixed in silently), anything but pairs (the export's guard, ``refuse_foreign_files``: pairs
+    were written beside a user's files or into an export's dataset), or more finished pairs than ``count`` (the
+    export's ``refuse_beyond``: training read them all); returns what ``out`` records of the pairs it holds."""
     import dataclasses
+
+    from handforge.export.folder import refuse_beyond, refuse_foreign_files
 
     if "rgb" not in spec.outputs:  # (as write_pairs makes them)
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
@@ -61,6 +65,8 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
                          "choose workbench or cycles, or --shading gl (shading='gl')")
     made_by = {"spec": {k: v for k, v in spec.to_dict().items() if k != "samples"}, "shading": shading}
     record = Path(out) / PAIRS_SPEC
+    if not record.is_file():  # (empty source/ and target/: a run stopped before its first pair)
+        refuse_foreign_files(Path(out), "pose-transfer pairs", empty_folders=(SOURCE, TARGET))
     try:
         recorded = parse_json(record.read_text()) if record.is_file() else made_by
     except ValueError as exc:  # (UnicodeDecodeError and NestedTooDeeply: ValueErrors)
@@ -68,6 +74,8 @@ def check_pairs_folder(out: str | Path, spec, shading: str) -> dict[str, Any]:
     if _comparable(recorded) != _comparable(made_by):
         raise ValueError(f"{out} holds pairs written from another spec or shading ({record}): write these into "
                          "another folder")
+    if count is not None:
+        refuse_beyond(Path(out), Path(out) / SOURCE, count, "pair(s)", "pairs (--pairs)")
     return made_by
 
 
@@ -105,7 +113,7 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     out = Path(out)
     if "rgb" not in spec.outputs:  # pairs are RGB images; label_scene writes rgb.png only when asked
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
-    made_by = check_pairs_folder(out, spec, shading)
+    made_by = check_pairs_folder(out, spec, shading, count)
     if not (out / PAIRS_SPEC).is_file():
         write_atomic(out / PAIRS_SPEC, json.dumps(made_by, indent=1))
     model, gl = load_hand_model(spec.hand_model), renderer()

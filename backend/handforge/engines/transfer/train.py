@@ -45,7 +45,7 @@ def requested_spec(args: argparse.Namespace):
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"--data: {exc}") from None
     spec = load_spec(args.write_pairs)
-    check_pairs_folder(args.data, spec, args.shading)  # pairs of another spec there: said now too
+    check_pairs_folder(args.data, spec, args.shading, args.pairs)  # pairs of another spec there: said now too
     return spec
 
 
@@ -175,9 +175,6 @@ def run(args: argparse.Namespace) -> int:
         write_requested_pairs(args, spec)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
         settings.data_statistics = dataset.fingerprint()  # a resume on another folder of as many pairs is refused
-        if spec is not None and len(dataset) > args.pairs:  # (pairs written before, with a larger --pairs)
-            print(f"handforge train transfer: note: training on the {len(dataset)} pairs in {args.data}, more than "
-                  f"--pairs {args.pairs} (written there before)", file=sys.stderr)
         model = TargetGenerator(**options, cross_attention_dim=sd["unet"].config.cross_attention_dim,
                                 trained_size=None if _resumes_a_run_without_trained_size(args.out) else args.size)
     except (TrainingError, WeightsError, ValueError, OSError) as exc:
