@@ -349,6 +349,27 @@ def test_a_killed_drivers_scratch_folder_is_removed_by_the_next_export(tmp_path)
 
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no file-size limit (resource) on Windows")
+def test_a_file_error_before_any_sample_does_not_say_samples_are_kept(tmp_path):
+    """A disk full (here: a file-size limit of 512 bytes, EFBIG) where export_spec.json is written, before any sample,
+    said "finished samples are kept"; it says none was finished now, and still says they are kept after one."""
+    import resource
+
+    (tmp_path / "spec.json").write_text(json.dumps({**SPEC, "samples": 1}))
+    command = [sys.executable, "-m", "handforge", "export", "spec.json", "--out", "data", "--quiet"]
+
+    def limited(*more: str) -> str:
+        run = subprocess.run([*command, *more], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
+        assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        return run.stderr.strip()
+
+    assert "export_spec.json" in limited() and limited().endswith("; no sample was finished yet: run the same "
+                                                                  "command again")
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    assert limited("--samples", "2").endswith("; finished samples are kept: run the same command again")
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["one-process", "workers"])
 def test_a_folder_that_cannot_take_samples_stops_the_run_at_once_in_one_line(tmp_path, workers):
     """samples/ unwritable (or the disk full): every sample was made (all of Cycles' render time), then
@@ -363,6 +384,6 @@ def test_a_folder_that_cannot_take_samples_stops_the_run_at_once_in_one_line(tmp
     # the samples' folder named, not the hidden .partial- one nobody chose
     assert re.match(rf"handforge export: ({re.escape(str(tmp_path))}/)?data/samples: Permission denied", lines[0]), lines
     assert lines[0].endswith(": Permission denied: let this user read and write it (or choose another --out); "
-                             "finished samples are kept: run the same command again"), lines
+                             "no sample was finished yet: run the same command again"), lines
     assert refusals(tmp_path) <= 3  # not 30: stopped at the first
     assert not list(tmp_path.glob("data/samples/*"))

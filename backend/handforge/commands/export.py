@@ -16,17 +16,28 @@ NAME = "export"
 HELP = "render a labelled two-hand dataset (RGB, mesh images, masks, keypoints; COCO and InterHand2.6M-style)"
 # said after Ctrl-C; "finish": the samples left, or only the COCO, InterHand and card files made once all are there
 KEPT = "finished samples are kept: run the same command again to finish the dataset"
+NONE_YET = "no sample was finished yet: run the same command again"  # (the hints before the first)
+
+
+def _kept(args: argparse.Namespace) -> bool:
+    """Whether ``--out`` holds a finished sample (the hints after an interruption or a file error say so)."""
+    from handforge.export.folder import any_finished
+
+    out = getattr(args, "out", None)
+    return out is not None and any_finished(Path(out))
 
 
 def ON_INTERRUPT(args: argparse.Namespace) -> str:  # noqa: N802 - the name every command's hint has (cli.py)
     """What Ctrl-C leaves: finished samples, or none yet (interrupted before the first, it said they were kept)."""
-    from handforge.export.folder import LABELS, SAMPLES
+    return KEPT if _kept(args) else f"{NONE_YET} to make the dataset"
 
-    out = getattr(args, "out", None)
-    if out is not None and next((Path(out) / SAMPLES).glob(f"*/{LABELS}"), None) is not None:
-        return KEPT
-    return "no sample was finished yet: run the same command again to make the dataset"
-ON_FILE_ERROR = "finished samples are kept: run the same command again"  # after a full disk, a chmod'ed file
+
+def ON_FILE_ERROR(args: argparse.Namespace) -> str:  # noqa: N802
+    """What a full disk or a chmod'ed file leaves: as ``ON_INTERRUPT`` (a disk full before the first sample, e.g.
+    writing export_spec.json, said finished samples were kept)."""
+    return "finished samples are kept: run the same command again" if _kept(args) else NONE_YET
+
+
 ELSEWHERE = "choose another --out"
 
 

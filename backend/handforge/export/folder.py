@@ -81,7 +81,7 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
 
     mutable = ("samples", *RECORD_ONLY)
     wanted = without_unused({k: v for k, v in record.items() if k not in mutable})
-    if path.is_file() and not _any_finished(out):
+    if path.is_file() and not any_finished(out):
         # a run that finished no sample (each failed: a wrong spec, a full disk) holds nothing to mix with: its
         # record blocked the corrected spec's run ("holds an export of another spec") in a folder with no sample
         held = _held_record(out)
@@ -359,7 +359,7 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
             raise
 
 
-def _any_finished(out: Path) -> bool:
+def any_finished(out: Path) -> bool:
     """Whether ``out`` holds a finished sample (one with its labels), whatever its index."""
     root = out / SAMPLES
     return root.is_dir() and any(p.parent.name.isdigit() for p in root.glob(f"*/{LABELS}"))
