@@ -67,10 +67,10 @@ import torch
 print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA", flush=True)
 missing = [m for m in ("numpy", "scipy", "diffusers", "transformers", "accelerate", "safetensors", "PIL", "zmq",
                        "psutil", "trimesh", "pykdtree", "manifold3d", "moderngl", "cachetools", "tqdm", "matplotlib",
-                       "pytest", "hypothesis", "pycocotools") if importlib.util.find_spec(m) is None]
+                       "pytest", "hypothesis", "pycocotools", "smplx") if importlib.util.find_spec(m) is None]
 if missing:
-    sys.exit(f"missing packages: {' '.join(missing)} (pyzmq for zmq, pillow for PIL): on a lent GPU machine, "
-             "carry the wheels of benchmarks/gpu_wheels.sh")
+    sys.exit(f"missing packages: {' '.join(missing)} (pyzmq for zmq, pillow for PIL, smplx==0.1.28 as pyproject "
+             "pins it): on a lent GPU machine, carry the wheels of benchmarks/gpu_wheels.sh")
 for name in ("diffusers", "transformers", "accelerate"):
     print(name, importlib.import_module(name).__version__)
 for name in ("handforge.engines.interaction.pipeline", "handforge.engines.motion.synthesis",

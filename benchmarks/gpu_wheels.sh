@@ -18,10 +18,10 @@ for tag in manylinux1 manylinux2014 manylinux_2_17 manylinux_2_24 manylinux_2_26
 done
 # diffusers as pyproject pins it; importlib-metadata and zipp: diffusers' own needs the image lacks; pycocotools:
 # the export the guidance training test writes; glcontext:
-# moderngl's EGL context
+# moderngl's EGL context; smplx as pyproject's mano extra pins it: tests/test_mano_model.py's reference
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${platforms[@]}" -d .whl "diffusers~=0.42.1" pykdtree trimesh pyzmq manifold3d moderngl glcontext cachetools \
-    importlib-metadata zipp pycocotools
+    importlib-metadata zipp pycocotools "smplx==0.1.28"
 ls .whl
 du -sh .whl
 mkdir -p .gl /tmp/gpu-apt-lists/partial
