@@ -113,6 +113,7 @@ class SampleSettings:
     guidance_max_step: float = 0.15    # per step and sample, the longest guidance step (normalised units)
     contact_guidance: float = 1.0      # weight of the contact term in the guided loss (0: off); 1 chosen on validation
     per_sample_guidance: bool = False  # the reference's way (one backward per sample): benchmarks only
+    per_sample_anchor_once: bool = False  # with it, each anchor's normals and k-d tree built once, not per step
     separation: bool = True            # finally move the generated hand rigidly out of the anchor (see 3.)
     redraws: int = 2                   # rounds of drawing the still-interlocked candidates again (see 4.; 0: off)
     overlap_tolerance: float = 0.0015  # m: the deepest vertex the separation leaves, deeper ones are redrawn
@@ -285,10 +286,19 @@ class InteractionPipeline:
         fixed = (FixedHands(anchor_verts, self.hand_model.faces(side)) if batched_guidance or s.separation or s.touch
                  else None)
 
+        anchor_of_rows: dict[tuple[int, int], FixedHands] = {}  # per_sample_anchor_once: across the steps
+
         def guided_loss(x0: torch.Tensor, rows: slice) -> torch.Tensor:
             """``guided_terms`` of one sample, all rebuilt per call, as the reference does (kept for the
-            benchmark; the batch goes through ``_batched_gradient``)."""
-            anchor_side = FixedHands(anchor_verts[rows], self.hand_model.faces(side))
+            benchmark; the batch goes through ``_batched_gradient``); with ``per_sample_anchor_once`` the
+            anchor's FixedHands are built at its first guided step and kept, as the batch's are."""
+            if not s.per_sample_anchor_once:
+                anchor_side = FixedHands(anchor_verts[rows], self.hand_model.faces(side))
+            elif (rows.start, rows.stop) in anchor_of_rows:
+                anchor_side = anchor_of_rows[rows.start, rows.stop]
+            else:
+                anchor_side = anchor_of_rows[rows.start, rows.stop] = FixedHands(anchor_verts[rows],
+                                                                                 self.hand_model.faces(side))
             return guided_terms(self.hand_model(generated, **decode(x0, rows)).vertices, anchor_side)
 
         def guided_terms(verts: torch.Tensor, anchor_side: FixedHands) -> torch.Tensor:
