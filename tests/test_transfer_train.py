@@ -472,3 +472,28 @@ def test_the_model_records_its_training_size_and_a_run_begun_before_it_did_resum
     assert main(_tiny_run(pairs, sd_path, run, 2)) == 0, capsys.readouterr().err
     assert json.loads((run / "model" / "config.json").read_text())["trained_size"] is None
     assert trained_size(run / "model") == 64  # (from the run's settings.json, as before)
+
+
+def test_a_resume_on_another_pair_count_is_refused_before_a_pair_is_written(data, tmp_path, capsys):
+    """A run on 2 written pairs, rerun with --write-pairs --pairs 3: refused ("other training data (2 items,
+    now 3)") after pair 000002 was written, and then neither --pairs 2 (the folder held 3) nor --pairs 3 (the run
+    had 2) resumed it (a review found it). Refused now before anything is written; --pairs 2 resumes."""
+    from handforge.cli import main
+
+    sd_path, _ = data
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    pairs = tmp_path / "pairs"
+
+    def run(count: int, steps: int) -> int:
+        return main([*_tiny_run(pairs, sd_path, tmp_path / "run", steps), "--write-pairs", str(spec), "--pairs",
+                     str(count), "--shading", "gl"])
+
+    assert run(2, 2) == 0
+    capsys.readouterr()
+    assert run(3, 4) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run'} holds a run with other training data (2 items, now 3)" in err, err
+    assert sorted(p.name for p in (pairs / "source" / "samples").iterdir()) == ["000000", "000001"]
+    assert run(2, 4) == 0
+    assert json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "step.json").read_text())["step"] == 4

@@ -305,15 +305,19 @@ def fine_tune_start(model_class: type, init: str | Path, out: str | Path) -> Any
 
 
 def check_settings(settings: TrainSettings, model_class: type | None = None,
-                   model_options: dict[str, Any] | None = None) -> None:
+                   model_options: dict[str, Any] | None = None, dataset_size: int | None = None) -> None:
     """``TrainingError`` for settings and a run folder that cannot be trained into whatever the model and the
     data: an engine calls it before it reads its data (seconds to minutes on a real corpus), so that a bad
     --out or --warmup-steps is said at once. With ``model_class``, a run of another model in ``out`` is named
     too. A resumed run's settings and data options are compared, and with ``model_options`` (the options the
     engine will build its model with, as far as it knows them before the data, or an --init model's whole
-    config) the model's too: one refusal names every difference known here. ``train`` checks them again, and
-    then what needs the model and the data (resuming on the same ones)."""
+    config) the model's too: one refusal names every difference known here. With ``dataset_size`` (the count
+    the data will have, where the engine knows it before writing or reading any: ``--write-pairs --pairs``), a
+    resume on another count is refused before the engine writes it. ``train`` checks them again, and then what
+    needs the model and the data (resuming on the same ones)."""
     mine = {k: v for k, v in _settings_record(settings).items() if k != "data_statistics"}
+    if dataset_size is not None:
+        mine["dataset_size"] = dataset_size
     if model_options is not None:
         mine["model_config"] = json.loads(json.dumps({k: v for k, v in model_options.items() if not k.startswith("_")},
                                                      default=str))  # (as train() records them)

@@ -169,8 +169,10 @@ def run(args: argparse.Namespace) -> int:
         # before the SD weights are loaded (minutes) and pairs written; with the model's options known without them
         options = {"image_size": args.image_size, "backbone_channels": tuple(args.channels),
                    "feature_dim": args.feature_dim, "num_layers": args.layers, "num_heads": args.heads}
-        check_settings(settings, TargetGenerator, options)
         spec = requested_spec(args)
+        # --pairs is the data's count once written: a resume on another count is refused before a pair is written
+        # (it was written, and then neither count resumed the run)
+        check_settings(settings, TargetGenerator, options, dataset_size=args.pairs if spec is not None else None)
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))  # before any pair is written
         write_requested_pairs(args, spec)
         dataset = _interhand(args) if args.interhand else PosePairs(args.data, size=args.size)
