@@ -83,6 +83,25 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def test_a_checkpoint_folder_holding_other_files_is_not_replaced(tmp_path, capsys):
+    """--out a feature checkpoint (it has a recipe.json) with the user's notes.txt beside it was replaced whole,
+    notes.txt gone (a review found it). Refused now, before the corpus is read; the checkpoint's own names and
+    hidden ones (.DS_Store) are what a replaced checkpoint may hold."""
+    out = tmp_path / "features"
+    for part in ("frame", "motion"):
+        (out / part).mkdir(parents=True)
+    (out / "recipe.json").write_text("{}")
+    (out / "notes.txt").write_text("keep")
+    assert main(["train-features", "--corpus", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "which would be deleted when it is replaced: notes.txt; move them away or choose a new folder" in err, err
+    assert (out / "notes.txt").read_text() == "keep"
+    (out / "notes.txt").unlink()
+    (out / ".DS_Store").write_text("")
+    assert main(["train-features", "--corpus", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err  # (past the folder's check)
+
+
 def test_train_features_command_writes_a_checkpoint_that_loads(corpus, tmp_path, capsys):
     out = tmp_path / "features"
     assert main(["train-features", "--corpus", str(corpus), "--out", str(out), "--epochs", "1", "--max-clips", "6",

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
-    from handforge.evaluation.features import FeatureError
+    from handforge.evaluation.features import RECIPE, FeatureError
+    from handforge.export.folder import foreign_names
     from handforge.runtime import torch_threads
 
     # (os.path.isfile, not Path.is_file: a name over 255 bytes made that raise, a traceback; output_folder
@@ -46,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"handforge train-features: --out: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
-    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.json").is_file():
+    # a checkpoint is replaced whole: anything else there (the user's notes, or a folder that is no checkpoint)
+    # would be deleted with it
+    others = foreign_names(out, own=("frame", "motion", RECIPE) if (out / RECIPE).is_file() else ())
+    if others:
         print(f"handforge train-features: --out {args.out} holds other files than a feature checkpoint "
-              "(frame/, motion/, recipe.json), which would be replaced: choose a new folder", file=sys.stderr)
+              f"(frame/, motion/, recipe.json), which would be deleted when it is replaced: {others}; move them "
+              "away or choose a new folder", file=sys.stderr)
         return 2
     if out == Path.cwd().resolve() or out in Path.cwd().resolve().parents:
         print(f"handforge train-features: --out {args.out} is the current folder or holds it: choose a folder "
