@@ -144,6 +144,8 @@ class GuidanceObjective:
 
 def run(args: argparse.Namespace, command: str = "image") -> int:
     """``handforge train image``, or ``train guidance`` (``command``: the name errors are said under)."""
+    from pathlib import Path
+
     import torch
     from diffusers import ControlNetModel
 
@@ -168,7 +170,9 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
     settings = sd_run_settings(args, sd_path, {
         "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
-        "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None})
+        "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None,
+        # the weights a run starts from: a resume with another --init (or none) was silently another start
+        "init": str(Path(args.init).resolve()) if args.init else None})
     try:
         check_settings(settings, ControlNetModel)  # before the SD weights are loaded (minutes) and the data read
         sd = load_sd(sd_path, config.value(SD_CONFIG.key))
