@@ -734,6 +734,31 @@ def test_eval_motion_on_held_out_clips_says_no_note(trained, corpus, tmp_path, c
     assert run["splits"] == "test" and run["held_out"] is True and "note" not in run, run
 
 
+def test_eval_motion_measures_the_same_whatever_the_order_of_the_splits(trained, corpus, tmp_path):
+    """The clips were read in the order of --splits and the windows drawn in that order: "train,test" and
+    "test,train" measured other windows, other figures (a review found it). The splits are read in the corpus's
+    order now."""
+    from handforge.cli import main
+
+    halves = tmp_path / "corpus"
+    shutil.copytree(corpus, halves)
+    splits = json.loads((halves / "splits.json").read_text())
+    clips = splits["train"]
+    splits["train"], splits["test"] = clips[: len(clips) // 2], clips[len(clips) // 2:]
+    (halves / "splits.json").write_text(json.dumps(splits))
+    reports, named = [], []
+    for order in ("train,test", "test,train"):
+        out = tmp_path / f"{order}.json"
+        assert main(["eval", "motion", "--corpus", str(halves), "--splits", order, "--checkpoint",
+                     str(trained / "model"), "--windows", "3", "--frames", "4", "--steps", "2", "--tasks", "gap15",
+                     "--guidance", "off", "--out", str(out)]) == 0
+        report = json.loads(out.read_text())
+        named.append(report["run"]["splits"])
+        reports.append({r["engine"]: {k: v for k, v in r.items() if k != "seconds"} for r in report["rows"]})
+    assert reports[0] == reports[1]
+    assert named == ["train,test", "train,test"]  # (the report says them in the order read)
+
+
 def test_eval_motion_measures_the_same_whatever_the_batch(trained, corpus, tmp_path):
     """Each window draws from its own seed: `--batch` changes the speed, not the figures (each batch's
     windows drew from the batch's seed, so the tables depended on it)."""

@@ -37,7 +37,8 @@ TASKS = ("gap15", "gap30", "gap60", "trajectory", "unconditional")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, help="a `handforge corpus` folder")
     parser.add_argument("--splits", type=comma_list, default="validation,test",
-                        help="held-out splits to cut windows from, comma-separated")
+                        help="held-out splits to cut windows from, comma-separated (read in the corpus's order, "
+                             "train, validation, test, whatever the order given)")
     parser.add_argument("--checkpoint", type=given_path("a motion checkpoint folder"), default=None, help="motion checkpoint (default: motion.checkpoint)")
     parser.add_argument("--windows", type=at_least(1), default=128, help="windows per task")
     parser.add_argument("--steps", type=at_least(1), default=20, help="DDIM steps of the learned engine")
@@ -235,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from handforge.datasets import DatasetError, open_corpus
+    from handforge.datasets.corpus import SPLITS
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.motion.model import MotionDenoiser, check_representation
     from handforge.engines.motion.pipeline import DEFAULT_SMOOTHING, MotionPipeline, guidance_named
@@ -250,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = args.tasks  # (each once: comma_list refuses a repeat)
+    # the windows are drawn from the clips in their order: the splits read in the corpus's order (train,
+    # validation, test), so that "test,validation" measures what "validation,test" does (its figures differed)
+    args.splits = sorted(args.splits, key=lambda name: (SPLITS.index(name) if name in SPLITS else len(SPLITS), name))
     splits = ",".join(args.splits)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
