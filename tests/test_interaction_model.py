@@ -142,6 +142,24 @@ def test_a_speed_probe_that_fails_leaves_no_probe_folder(corpus, tmp_path, capsy
     assert json.loads(printed.strip().splitlines()[-1])["steps"] < 20000
 
 
+def test_a_finished_minutes_run_says_how_to_go_on(corpus, tmp_path, capsys):
+    """A finished --minutes run rerun with --minutes and a larger --steps trained nothing and said "a larger
+    --steps goes on", though one was given: with --minutes the steps are the run's record (a review found it)."""
+    from handforge.cli import main
+
+    small = ["train", "interaction", "--corpus", str(corpus), "--batch-size", "8", "--quiet", "--width", "8",
+             "--hidden", "16", "--layers", "1", "--out", str(tmp_path / "run")]
+    assert main([*small, "--minutes", "0.01"]) == 0
+    steps = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"]
+    assert main([*small, "--minutes", "0.01", "--steps", str(steps + 50)]) == 0
+    note = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["note"]
+    assert note == (f"the run was already at step {steps}: nothing was trained (rerun without --minutes, with a "
+                    "larger --steps, to go on)"), note
+    assert main([*small, "--steps", str(steps + 2)]) == 0  # as said: it goes on
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["steps"], summary["note"]) == (steps + 2, f"resumed at step {steps}"), summary
+
+
 def test_a_refused_speed_probe_leaves_another_runs_probe_alone(corpus, tmp_path, capsys):
     """Two --minutes runs into one --out: the second's probe is refused (the first's holds OUT/speed-probe), and
     its clean-up deleted that folder under the first run, which then failed (exit 1, "log.jsonl: No such file")."""

@@ -101,13 +101,14 @@ class TrainResult:
     resumed_from: int = 0     # the step the run resumed at (0: a fresh run)
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def note(self) -> str:
+    def note(self, go_on: str = "a larger --steps goes on") -> str:
         """How this run went on from its folder, for the line that says what it wrote ('' for a fresh run): a
-        rerun of a finished run trains nothing, and said "wrote … (last loss …)" as if it had."""
+        rerun of a finished run trains nothing, and said "wrote … (last loss …)" as if it had. ``go_on``: how
+        to train it further, where a larger --steps is not it (steps taken from the run's record)."""
         if not self.resumed_from:
             return ""
         if self.resumed_from >= self.step:
-            return f"the run was already at step {self.step}: nothing was trained (a larger --steps goes on)"
+            return f"the run was already at step {self.step}: nothing was trained ({go_on})"
         return f"resumed at step {self.resumed_from}"
 
 

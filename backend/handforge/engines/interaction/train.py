@@ -155,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         print(f"handforge train interaction: {exc}", file=sys.stderr)
         return 2
+    # with --minutes a resumed run's steps are its record's: a larger --steps given with it changes nothing
+    go_on = "rerun without --minutes, with a larger --steps, to go on" if started_run is not None else None
+    note = result.note(go_on) if go_on else result.note()
     summary = {"pairs": count, "steps": result.step, "last_loss": result.last_loss,
-               "model": str(result.model_dir) if result.model_dir else None,
-               **({"note": result.note()} if result.note() else {})}
+               "model": str(result.model_dir) if result.model_dir else None, **({"note": note} if note else {})}
     print(json.dumps(summary))
     return 0
