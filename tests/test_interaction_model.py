@@ -352,6 +352,31 @@ def test_an_empty_split_is_named_with_its_corpus(corpus):
         load_pairs(corpus, "test")  # the fixture's one person group is all in train
 
 
+def test_a_split_without_interaction_frames_says_how_to_fix_it(corpus, tmp_path, capsys):
+    """eval and train interaction on a split whose clips have no contact said only "no interaction frames in the
+    train split (corpus clips need contact_frames)", no fix (a review found it); now as an empty split is said."""
+    import shutil
+
+    import numpy as np
+
+    from handforge.cli import main
+
+    no_contact = tmp_path / "corpus"
+    shutil.copytree(corpus, no_contact)
+    for clip in (no_contact / "clips").glob("*.npz"):
+        with np.load(clip) as held:
+            arrays = dict(held)
+        meta = json.loads(str(arrays["meta"]))
+        meta["extra"]["corpus"]["contact_frames"] = []
+        np.savez(clip, **{**arrays, "meta": np.array(json.dumps(meta))})
+    said = "no interaction frames in the train split (corpus clips need contact_frames): make a larger corpus"
+    assert main(["eval", "interaction", "--corpus", str(no_contact), "--split", "train", "--samples", "6",
+                 "--reference", "6", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip() == f"handforge eval interaction: {said}, or choose another split (--split)"
+    assert _train("--corpus", str(no_contact), "--out", str(tmp_path / "run"), "--steps", "1", "--quiet") == 2
+    assert capsys.readouterr().err.strip() == f"handforge train interaction: {said}"
+
+
 @pytest.mark.parametrize("change, problem", [({"hand_model": "mano"}, "of the mano hand model"),
                                              ({"extra": {"pose_convention": "mean_relative"}}, "mean-relative")])
 def test_a_corpus_of_another_hand_model_or_raw_poses_is_refused(corpus, tmp_path, capsys, change, problem):

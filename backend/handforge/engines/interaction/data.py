@@ -97,7 +97,8 @@ def load_pairs(corpus: str | Path | None = None, split: str = "train", interhand
     if not len(pairs):
         skipped = (f"; one frame in {stride} (--stride) may have skipped every contact: lower it"
                    if stride > 1 else "")
-        raise ValueError(f"no interaction frames in the {split} split (corpus clips need contact_frames{skipped})")
+        raise ValueError(f"no interaction frames in the {split} split (corpus clips need contact_frames{skipped})"
+                         + (": make a larger corpus" if corpus is not None else ""))
     if not mirror:
         return pairs
     return Pairs({f: torch.cat([pairs.arrays[f], pairs.mirrored().arrays[f]]) for f in FIELDS},

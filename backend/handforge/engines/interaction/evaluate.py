@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         frames = load_pairs(args.corpus, args.split, mirror=True)
     except (DatasetError, ValueError) as exc:  # a wrong folder or split name
-        empty = "holds no clips" in str(exc)  # (as eval motion's: the other split is the quicker fix)
+        # (as eval motion's: the other split is the quicker fix; load_pairs says "make a larger corpus")
+        empty = "holds no clips" in str(exc) or "no interaction frames" in str(exc)
         print(f"handforge eval interaction: {exc}{', or choose another split (--split)' if empty else ''}",
               file=sys.stderr)
         return 2
