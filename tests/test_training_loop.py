@@ -594,6 +594,7 @@ def test_a_two_process_run_killed_while_saving_resumes_from_its_last_whole_check
     first: killed while saving, the run left a step-N without the other process's random states, and its
     resume was refused ("saved by a run on 1 process(es)") until the folder was deleted by hand. The shards now
     go to a hidden part folder that becomes step-N once every process has written its own."""
+    import os
     import subprocess
     import sys
 
@@ -602,10 +603,13 @@ def test_a_two_process_run_killed_while_saving_resumes_from_its_last_whole_check
         # processes could hang
         code = ("from accelerate import debug_launcher\nfrom tests.test_training_loop import _two_process_run\n"
                 f"debug_launcher(_two_process_run, args=({str(out)!r}, {crash_saving_step!r}), num_processes=2)\n")
+        # TMPDIR: torch's launcher leaves a pytorch-errorfile-*.pickle per process it spawned in the temp folder
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                              cwd=Path(__file__).resolve().parents[1])  # (where `tests` imports from)
+                              cwd=Path(__file__).resolve().parents[1],  # (where `tests` imports from)
+                              env={**os.environ, "TMPDIR": str(scratch)})
 
-    out = tmp_path / "run"
+    out, scratch = tmp_path / "run", tmp_path / "tmp"
+    scratch.mkdir()
     crashed = launch(8)
     assert crashed.returncode != 0 and "exit code 3" in crashed.stderr, crashed.stderr[-2000:]
     saved = sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith("."))
