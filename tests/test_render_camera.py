@@ -196,3 +196,34 @@ def test_gl_images_far_from_the_world_origin_are_those_at_it():
         assert np.allclose(images.depth, at_origin.depth, atol=1e-5)
         assert np.allclose(images.normals, at_origin.normals, atol=1e-3)
     assert at_origin.mask(0).sum() > 20000
+
+
+def test_the_gl_availability_probe_leaves_the_threads_renderer_drawing():
+    """The export engine's status tried a GL context on the calling thread and released it: that left the thread
+    with no current context, and its renderer drew nothing afterwards (the full suite's next export segfaulted
+    in Mesa). In a fresh interpreter, so that a crash fails this test alone: a renderer made through
+    renderer() and a GLRenderer of its own, each drawing the same image before and after the probe."""
+    import subprocess
+    import sys
+
+    _gl_renderer()  # (skips where there is no GL here)
+    code = """
+import numpy as np
+from handforge.render import gl
+from handforge.render.camera import Camera, look_at
+R, t = look_at([0.0, -0.5, 0.0], [0.0, 0.0, 0.0])
+cam = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), R, t, 64, 64)
+mesh = (np.array([[-0.05, 0, -0.05], [0.05, 0, -0.05], [0, 0, 0.05]]), np.array([[0, 1, 2]]))
+for make in (gl.GLRenderer, gl.renderer):  # (its own first: the probe then runs, on a thread of its own)
+    drawer = make()
+    before = drawer.render(cam, [mesh]).instance
+    assert gl.availability() == ("", ""), gl.availability()
+    gl.availability.cache_clear()
+    after = drawer.render(cam, [mesh]).instance
+    print(make.__name__, int((before > 0).sum()), bool(np.array_equal(before, after)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.split("\n")
+    assert lines[0].split()[0] == "GLRenderer" and lines[1].split()[0] == "renderer", done.stdout
+    assert all(int(line.split()[1]) > 0 and line.split()[2] == "True" for line in lines[:2]), done.stdout

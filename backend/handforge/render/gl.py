@@ -136,12 +136,26 @@ def create_context():
 @functools.lru_cache(maxsize=1)
 def availability() -> tuple[str, str]:
     """('', '') when a GL context can be made here, else why not and what to install: an engine's availability.
-    Tried once (an engine's status is read at every hello); the context is released at once."""
-    try:
-        create_context().release()
-    except GLUnavailable as exc:
-        return exc.reason, exc.hint
-    return "", ""
+    Tried once (an engine's status is read at every hello), on a thread of its own: making a context makes it
+    current on the thread that makes it, and releasing it left that thread with none, so the thread's renderer
+    drew nothing afterwards (an export's masks came out empty) or crashed the process (a segfault in Mesa)."""
+    if getattr(_renderers, "gl", None) is not None:  # this thread has made one
+        return "", ""
+    found: list[tuple[str, str]] = []
+
+    def probe() -> None:
+        try:
+            create_context().release()
+            found.append(("", ""))
+        except GLUnavailable as exc:
+            found.append((exc.reason, exc.hint))
+        except Exception as exc:  # noqa: BLE001 - said as the reason, not lost with the thread
+            found.append((f"no GL context ({type(exc).__name__}: {exc})", "install libegl1 and libgl1-mesa-dri"))
+
+    prober = threading.Thread(target=probe, name="handforge-gl-probe", daemon=True)
+    prober.start()
+    prober.join()
+    return found[0]
 
 
 class GLRenderer:
