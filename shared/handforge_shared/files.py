@@ -17,7 +17,7 @@ import stat
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Collection, Iterator
 
 TEMPORARY_SUFFIX = ".tmp"
 SCRATCH_PREFIX = "handforge-"  # the backend's scratch folders in the temporary folder (handforge.scratch)
@@ -156,6 +156,17 @@ def _depth_guard(containers: str) -> Iterator[None]:
         raise NestedTooDeeply(f"nested too deeply: lists or {containers} inside one another thousands of times") from None
 
 
+def foreign_names(out: str | os.PathLike, own: Collection[str] = (), empty_folders: Collection[str] = ()) -> str:
+    """The names in ``out`` that are neither hidden nor ``own`` (a run's own files, which it replaces) nor one of
+    ``empty_folders`` left empty, as said in a refusal ("a, b, c and 2 more"); '' when none (or no folder)."""
+    out = Path(out)
+    if not out.is_dir():
+        return ""
+    blocking = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in own
+                      and not (p.name in empty_folders and p.is_dir() and not any(p.iterdir())))
+    return ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
+
+
 def parse_json(text: str | bytes, *, max_depth: int | None = None, **json_kwargs: Any) -> Any:
     """``json.loads(text, **json_kwargs)``, the one reader of JSON from files and records: text nested too
     deeply to parse raises ``NestedTooDeeply`` (a ``ValueError``), not a ``RecursionError``; so does a value
@@ -274,7 +285,7 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder", out: str 
     return f"{where}{reason}: fix it (or {elsewhere})"
 
 
-__all__ = ["SCRATCH_PREFIX", "TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file",
+__all__ = ["SCRATCH_PREFIX", "TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file", "foreign_names",
            "errors_named", "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json",
            "parse_toml", "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
            "write_atomic"]

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from handforge.evaluation.feature_training import TrainSettings, load_corpus, train
     from handforge.evaluation.features import RECIPE, FeatureError
-    from handforge.export.folder import foreign_names
+    from handforge_shared.files import foreign_names
     from handforge.runtime import torch_threads
 
     # (os.path.isfile, not Path.is_file: a name over 255 bytes made that raise, a traceback; output_folder

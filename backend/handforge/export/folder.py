@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from handforge_shared.files import TEMPORARY_SUFFIX, FolderBusy, folder_lock, parse_json, read_error, write_atomic
+from handforge_shared.files import (TEMPORARY_SUFFIX, FolderBusy, folder_lock, foreign_names, parse_json, read_error,
+                                   write_atomic)
 
 log = logging.getLogger("handforge.export")
 
@@ -156,14 +157,6 @@ def refuse_foreign_files(out: Path, holds: str = "HandForge export",
     named = foreign_names(out, empty_folders=empty_folders)
     if named:
         raise FolderTaken(f"{out} is not empty and holds no {holds} ({named}): choose a new or an empty folder")
-
-
-def foreign_names(out: Path, own: tuple[str, ...] = (), empty_folders: tuple[str, ...] = ()) -> str:
-    """The names in ``out`` that are neither hidden nor ``own`` (a run's own files, which it replaces) nor one of
-    ``empty_folders`` left empty, as said in a refusal ("a, b, c and 2 more"); '' when none (or no folder)."""
-    blocking = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.name not in own
-                      and not (p.name in empty_folders and p.is_dir() and not any(p.iterdir()))) if out.is_dir() else []
-    return ", ".join(blocking[:3]) + (f" and {len(blocking) - 3} more" if len(blocking) > 3 else "")
 
 
 MTIME_SETTLED_NS = 2 * 10**9  # a file's time is recorded once it is this old (``file_identities``)

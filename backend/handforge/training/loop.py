@@ -41,7 +41,7 @@ import torch
 
 from handforge.engines.checkpoints import (CheckpointError, atomic_folder, load_model, remove_leftovers,
                                           replace_folder, save_model)
-from handforge_shared.files import FolderBusy, folder_lock, parse_json, read_error, write_atomic
+from handforge_shared.files import FolderBusy, folder_lock, foreign_names, parse_json, read_error, write_atomic
 
 CHECKPOINTS = "checkpoints"
 LOG = "log.jsonl"
@@ -376,10 +376,8 @@ def _check_settings_and_run(settings: TrainSettings, model_class: type | None, m
     # a folder that is no run yet and holds anything else (a corpus, training pairs, the user's files) would
     # get the run's files mixed into it; a run's folder is resumed, whatever was put beside it since
     # (hidden names are left out: .DS_Store, .ipynb_checkpoints, a settings.json's atomic write killed midway)
-    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_NAMES and not p.name.startswith(".")) \
-        if out.is_dir() and not settings_file.is_file() else []
-    if others:
-        named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    named = foreign_names(out, own=RUN_NAMES) if not settings_file.is_file() else ""
+    if named:
         raise TrainingError(f"{out} holds files that are not a training run's ({named}): choose a new or an empty "
                             "folder")
     # a folder with a run's own names but no run: the run would overwrite them
