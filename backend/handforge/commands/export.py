@@ -104,10 +104,7 @@ def reproducing_command(argv: list[str], ray_address: str | None, workdir: Path 
             skip = "=" not in token and (name != "--ray" or bool(ray_address) and argv[k + 1:k + 2] == [ray_address])
             continue
         kept.append(token)
-    return _from(workdir, shlex.join(["handforge", "export", *kept]))
-
-
-def _from(workdir: Path | None, command: str) -> str:
+    command = shlex.join(["handforge", "export", *kept])
     return command if workdir is None else f"cd {shlex.quote(str(workdir))} && {command}"
 
 
