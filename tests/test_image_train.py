@@ -236,6 +236,23 @@ def test_a_sample_damaged_after_the_check_is_named_when_drawn(setup, tmp_path, t
         dataset[1]
 
 
+@pytest.mark.parametrize("image", ["rgb.png", "mesh.png"])
+def test_an_image_damaged_after_the_check_is_named_when_drawn(setup, tmp_path, image):
+    """An image cut short once the samples were checked (its header intact) ended the run when drawn in
+    Pillow's "image file is truncated", naming no file."""
+    import re
+    import shutil
+
+    _, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    dataset = GuidancePairs(copy, None, size=SIZE)
+    damaged = copy / "samples" / "000001" / image
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    with pytest.raises(ValueError, match=re.escape(f"{damaged} is damaged") + ".*fix or remove that sample folder"):
+        dataset[1]
+
+
 def test_a_resume_on_other_samples_of_the_same_count_is_refused(setup, tmp_path, capsys):
     """settings.json recorded the samples' count only: a rerun on the same folder with other captions (or
     another folder of as many samples) went on, unsaid, training on other data."""

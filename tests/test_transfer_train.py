@@ -244,6 +244,11 @@ def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
     item = dataset[0]
     assert item["source"].shape == (3, 32, 32) and item["source_pose"].shape == (POSE_DIM,)
     assert not torch.equal(item["source_pose"], item["target_pose"])
+    whole = (images / "image0.jpg").read_bytes()
+    (images / "image0.jpg").write_bytes(whole[:300])  # cut short: named, with what to do
+    with pytest.raises(ValueError, match=re.escape(f"{images / 'image0.jpg'} is damaged") + ".*InterHand2.6M copy"):
+        dataset[0]
+    (images / "image0.jpg").write_bytes(whole)
     # what a resume must find again: both annotation files and the four paired images
     fingerprint = dataset.fingerprint()
     assert fingerprint["files"] == 2 + 4
@@ -303,6 +308,25 @@ def test_a_pair_damaged_after_the_check_is_named_by_training_and_evaluation(data
     with pytest.raises(LabelsError, match=re.escape(f"{damaged}: ")):
         dataset[0]
     with pytest.raises(LabelsError, match=re.escape(f"{damaged}: ")):
+        evaluate_pairs({}, dataset, 1, 1, 0, 0.1, None)
+
+
+def test_an_image_damaged_after_the_check_is_named_by_training_and_evaluation(data, tmp_path):
+    """An rgb.png cut short once the pairs were checked ended a run (and eval transfer) when drawn, in Pillow's
+    "image file is truncated", naming no file."""
+    import shutil
+
+    from handforge.engines.transfer.evaluate import evaluate_pairs
+
+    _, pairs = data
+    copy = tmp_path / "pairs"
+    shutil.copytree(pairs, copy)
+    dataset = PosePairs(copy, size=64)
+    damaged = copy / "source" / "samples" / "000000" / "rgb.png"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    with pytest.raises(ValueError, match=re.escape(f"{damaged} is damaged") + ".*fix or remove that pair"):
+        dataset[0]
+    with pytest.raises(ValueError, match=re.escape(f"{damaged} is damaged") + ".*fix or remove that pair"):
         evaluate_pairs({}, dataset, 1, 1, 0, 0.1, None)
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from PIL import Image
 
 from handforge.export.folder import COCO_FILE, SAMPLES, sample_dir
-from handforge.export.samples import files_problem, sample_labels
+from handforge.export.samples import files_problem, finished_image, sample_labels
 from handforge.export.streamed_json import JsonArray, streamed_json
 from handforge_shared.skeleton import KEYPOINT_NAMES, KEYPOINT_PARENTS
 
@@ -71,18 +70,6 @@ def coco_annotations(out: Path, sample: dict[str, Any]) -> Iterator[dict[str, An
                "iscrowd": 0, "bbox": hand["bbox"], "area": float(mask_utils.area(rle)),
                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
                "keypoints": keypoints, "num_keypoints": labelled}
-
-
-def finished_image(path: Path) -> Image.Image:
-    """A finished sample's image, read whole (Pillow reads lazily: a truncated file failed later, unnamed); a
-    damaged or missing one is named with the fix (an ``OSError`` here was read as a full disk: "make room")."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete its sample folder and run "
-                         "again to write it anew") from None
 
 
 def _mask(path: Path) -> np.ndarray:

@@ -19,11 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from handforge.export.card import CardFigures, write_card
-from handforge.export.coco import coco_writer, finished_image
+from handforge.export.coco import coco_writer
 from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
 from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
-from handforge.export.samples import SampleWriter, sample_labels
+from handforge.export.samples import SampleWriter, finished_image, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene

@@ -339,6 +339,17 @@ def sample_problem(folder: Path, images: Iterable[str]) -> str:
     return ""
 
 
+def finished_image(path: Path, fix: str = "delete its sample folder and run again to write it anew") -> Image.Image:
+    """A finished sample's image, read whole (Pillow reads lazily: a truncated file failed later, unnamed); a
+    damaged or missing one is named with the ``fix`` (an ``OSError`` here was read as a full disk: "make room")."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc}): {fix}") from None
+
+
 def size_problem(path: Path, size: tuple[int, int], labels: dict) -> str:
     """'' when an image of ``size`` (width, height) at ``path`` is its ``labels``' camera's size, else why not: the
     labels are in the camera's pixels, and a resized image measured or trained on as it is shifts every keypoint."""

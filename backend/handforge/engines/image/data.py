@@ -17,7 +17,7 @@ from PIL import Image
 
 from handforge.engines.image.conditioning import local_box
 from handforge.export.labels import union_box
-from handforge.export.samples import read_labels, sample_problem
+from handforge.export.samples import finished_image, read_labels, sample_problem
 
 SAMPLES = "samples"
 # a caption is a sentence (CLIP reads its first 77 tokens): a 20 MB caption.txt was read whole and tokenized at every
@@ -82,9 +82,10 @@ class GuidancePairs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
-        rgb = Image.open(sample / "rgb.png").convert("RGB")
-        mesh = Image.open(sample / "mesh.png").convert("RGB")
-        labels = read_labels(sample)  # (checked when the samples were; damaged since: named)
+        # (checked when the samples were; damaged since: named)
+        rgb, mesh = (finished_image(sample / name, "fix or remove that sample folder").convert("RGB")
+                     for name in ("rgb.png", "mesh.png"))
+        labels = read_labels(sample)
         # the whole projected hands' box, as the generator's local view (conditioning.Conditioning.box)
         box = union_box([h.get("bbox_projected") for h in labels.get("hands", {}).values()]) or [0, 0, rgb.width, rgb.height]
         x, y, w, h = local_box(box, self.size, self.size)

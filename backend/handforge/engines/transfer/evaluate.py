@@ -119,20 +119,18 @@ def _mean(values) -> float | None:
 
 def evaluate_pairs(engines: dict, dataset, limit: int, steps: int, seed: int, threshold: float, detect) -> dict:
     """``engines``: name → fn(source_image, source_labels, target_labels, steps, seed) → (H, W, 3) uint8."""
-    from PIL import Image
-
     from handforge.export.labels import union_box
-    from handforge.export.samples import read_labels
+    from handforge.export.samples import finished_image, read_labels
 
     report = {"pairs": 0, "pose": f"PCK@{threshold:g} over visible keypoints" if detect else
               "not measured: no hand landmark detector (MediaPipe: pip install 'handforge[landmarks]')", "engines": {}}
     rows = {name: [] for name in engines}
     for index in dataset.indices[:limit]:
         source_sample = dataset.folder / "source" / "samples" / index
-        source = np.asarray(Image.open(source_sample / "rgb.png").convert("RGB"))
+        source = np.asarray(finished_image(source_sample / "rgb.png", "fix or remove that pair").convert("RGB"))
         source_labels = read_labels(source_sample)
         sample = dataset.folder / "target" / "samples" / index
-        truth = np.asarray(Image.open(sample / "rgb.png").convert("RGB"))
+        truth = np.asarray(finished_image(sample / "rgb.png", "fix or remove that pair").convert("RGB"))
         labels = read_labels(sample)
         box = union_box([h["bbox_projected"] for h in labels["hands"].values()])
         inside = box_mask(box, *truth.shape[:2])
@@ -259,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     from handforge import config
     from handforge.engines.image.settings import SD_MODEL, pass_or_set
     from handforge.engines.transfer.pairs import PosePairs
-    from handforge.export.samples import read_labels
+    from handforge.export.samples import finished_image, read_labels
 
     from handforge.engines.checkpoints import CheckpointError
     from handforge.engines.image.loading import WeightsError

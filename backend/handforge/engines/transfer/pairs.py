@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
-from handforge.export.samples import read_labels, sample_problem
+from handforge.export.samples import finished_image, read_labels, sample_problem
 from handforge_shared.files import parse_json, write_atomic
 
 SOURCE, TARGET = "source", "target"
@@ -178,7 +178,8 @@ class PosePairs(torch.utils.data.Dataset):
         labels = read_labels(sample)  # (checked when the pairs were; damaged since: named)
         hands = label_poses(labels)
         rotation = np.asarray(labels["camera"]["R"], np.float64)
-        image = Image.open(sample / "rgb.png").convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        image = finished_image(sample / "rgb.png", f"fix or remove that pair (source and target folders {name})").convert(
+            "RGB").resize((self.size, self.size), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
         return pixels, torch.from_numpy(pose_vector(hands, rotation))
 
@@ -240,7 +241,8 @@ class InterHandPairs(PosePairs):
 
     def _load(self, path: Path, pose, rotation) -> tuple[torch.Tensor, torch.Tensor]:
         hands = {s: pose.hand(s) for s in ("left", "right") if pose.hand(s) is not None}
-        image = Image.open(path).convert("RGB").resize((self.size, self.size), Image.BICUBIC)
+        image = finished_image(path, "restore it from your InterHand2.6M copy").convert("RGB").resize(
+            (self.size, self.size), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1).contiguous()
         return pixels, torch.from_numpy(pose_vector(hands, rotation))
 
