@@ -23,7 +23,8 @@ from bpy.app.handlers import persistent
 
 from . import app_handlers, preferences
 from handforge_shared.client import Client, Connected, CurveKeys, Disconnected, Error
-from handforge_shared.protocol import STOP_WITH_STDIN_ENV, is_loopback, parse_endpoint, sentence, with_hint
+from handforge_shared.protocol import (STOP_WITH_STDIN_ENV, escaped_length, is_loopback, parse_endpoint, sentence,
+                                      with_hint)
 
 TICK_S = 0.25
 
@@ -433,6 +434,19 @@ def param_spec(kind: str, name: str) -> dict:
     info, _ = _reported("kinds", kind, "")
     spec = ((info or {}).get("params") or {}).get(name)
     return spec if isinstance(spec, dict) else {}
+
+
+def over_limit(kind: str, name: str, text: str) -> tuple[str, int] | None:
+    """Where ``text`` is longer than the connected backend takes as parameter ``name`` of ``kind`` (``param_spec``'s
+    max_length, counted JSON-escaped where the spec says so: the message header carries it so, quotes taking 2):
+    its length as said ("9,000 characters long", "… as sent, JSON-escaped (N as written)") and the limit; else
+    None. Refused in the add-on, the artist reads which field and by how much, not the backend's "params.prompt"."""
+    spec = param_spec(kind, name)
+    limit, escaped = spec.get("max_length"), spec.get("escaped") is True
+    length = escaped_length(text) if escaped else len(text)
+    if not isinstance(limit, int) or length <= limit:
+        return None
+    return f"{length:,} characters long" + (f" as sent, JSON-escaped ({len(text):,} as written)" if escaped else ""), limit
 
 
 def may_return_images(kind: str) -> bool:

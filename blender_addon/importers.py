@@ -9,6 +9,7 @@ Images are (H, W, 3|4) uint8 or float arrays named ``image``, ``images`` ((N, H,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Any, Mapping
@@ -283,7 +284,8 @@ def add_plane(scene, camera, image, name: str, corners):
     """``scene``'s own plane of kind ``name`` (made the first time) showing ``image`` unlit (emission: its pixels as
     made, whatever the scene's lights) over ``corners`` (its local axes), hung ``PLANE_DISTANCE`` in front of
     ``camera``; with no camera (None), standing in the scene: at the world origin facing the front view when new,
-    else where the artist put it."""
+    else where the artist put it. Returns the plane and the names of the planes of other kinds hung from ``camera``
+    that it hid (``show_alone``)."""
     plane = scene_plane(scene, name, camera)
     # its own mesh and material are refilled; ones it shares with a plane the artist kept (renamed or
     # copied, by name they were this one's) stay as they are, showing their image: new ones instead
@@ -317,13 +319,61 @@ def add_plane(scene, camera, image, name: str, corners):
             plane.parent = None
             plane.matrix_world = world
         plane.pop(PLANE_CAMERA_PROP, None)
-        return plane
+        return plane, []
     plane[PLANE_CAMERA_PROP] = camera.name
     plane.parent = camera
-    plane.matrix_parent_inverse.identity()
+    # hung in the camera's axes as Blender renders through it (its scale taken out, as ``cameras.camera_matrix``
+    # does): under a camera scaled 0.01 (an imported rig's) the plane sat 1 cm away, inside the clip start, unseen,
+    # and under a non-uniform scale it was stretched off the frame
+    plane.matrix_parent_inverse = camera.matrix_world.inverted_safe() @ _unit_axes(camera.matrix_world)
     plane.location = (0.0, 0.0, -PLANE_DISTANCE)
     plane.rotation_euler = (0.0, 0.0, 0.0)
-    return plane
+    return plane, show_alone(scene, camera, plane)
+
+
+def _unit_axes(matrix):
+    """``matrix`` (a world matrix) with each of its three axes scaled to unit length, its location kept."""
+    out = matrix.copy()
+    for column in range(3):
+        length = sum(out[row][column] ** 2 for row in range(3)) ** 0.5
+        if length > 0.0:
+            for row in range(3):
+                out[row][column] /= length
+    return out
+
+
+def show_alone(scene, camera, plane) -> list[str]:
+    """Show ``plane`` (in the viewport and the render) and hide the other HandForge planes hung from ``camera`` (other
+    kinds', and ones the artist kept), which sit at the same distance over the same frame: a Transfer Pose plane
+    left there hid the newer Generate Image one in the render (and they flickered through each other in the
+    viewport). Returns the names of those hidden now (they are kept, with their images: the Outliner's eye and
+    camera icons show them again)."""
+    hidden = []
+    for other in scene.objects:
+        if other == plane or other.parent != camera or not other.get(PLANE_KIND_PROP):
+            continue
+        if not other.hide_render:  # (one hidden before, by the artist or a result before this one: not said again)
+            hidden.append(other.name)
+        other.hide_render = True
+        _hide_in_views(scene, other, True)
+    plane.hide_render = False
+    _hide_in_views(scene, plane, False)
+    return hidden
+
+
+def hidden_said(hidden: list[str]) -> str:
+    """What a report says of the planes ``show_alone`` hid."""
+    many = len(hidden) > 1
+    return (f"hid the plane{'s' if many else ''} {', '.join(repr(n) for n in hidden)} in front of the same camera, "
+            f"over the same frame, so that this result shows (the Outliner's eye and camera icons show "
+            f"{'them' if many else 'it'} again)")
+
+
+def _hide_in_views(scene, obj, hide: bool) -> None:
+    """``obj`` hidden (the Outliner's eye) in every view layer of ``scene`` that holds it."""
+    for layer in scene.view_layers:
+        with contextlib.suppress(RuntimeError):  # (not in that view layer: an excluded collection)
+            obj.hide_set(hide, view_layer=layer)
 
 
 def frame_corners(scene, camera, width: int, height: int, distance: float) -> list[tuple[float, float, float]]:
@@ -424,8 +474,8 @@ def show_on_plane(scene, image, name: str) -> tuple[str, list[str]]:
     taken_up, taken_out = take_up_older_planes(scene, name, camera)
     before = scene_plane(scene, name, camera)
     hung_from = before.parent if before is not None and before.parent not in (None, camera) else None
-    plane = add_plane(scene, camera, image, name, corners)
-    warnings = []
+    plane, hidden = add_plane(scene, camera, image, name, corners)
+    warnings = [hidden_said(hidden)] if hidden else []
     if first:  # (said once: the next results refill this plane)
         warnings.extend(_beside_first_plane(scene, plane, name, new=taken_up is None))
     if taken_up is not None or taken_out:  # (one a scene: the older ones stood at one spot, through each other)

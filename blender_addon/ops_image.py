@@ -103,11 +103,11 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
     if camera is not None and background:
         behind = importers.show_behind(camera, made[0])
         _, camera_changes = importers.background_said(camera, behind)
-    moved_from = None
+    moved_from, hidden = None, []
     if camera is not None and plane_name:
         before = importers.scene_plane(scene, plane_name, camera)
         moved_from = before.parent if before is not None and before.parent not in (None, camera) else None
-        importers.add_plane(scene, camera, made[0], plane_name, view_corners(
+        _, hidden = importers.add_plane(scene, camera, made[0], plane_name, view_corners(
             result.data["camera"]["K"], made[0].size[0], made[0].size[1], importers.PLANE_DISTANCE))
     # the camera (or its scene) deleted or unlinked while the job ran: the images are kept, and the report
     # says why they are shown nowhere (made from that camera's view, they belong on no other)
@@ -128,6 +128,8 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
         if moved_from is not None:  # (one plane a scene: the first camera's went, unsaid)
             note += (f"; the image plane moved from camera {moved_from.name!r} to {camera.name!r} (one a scene: rename "
                      "the plane to keep it where it was)")
+        if hidden:
+            note += f"; {importers.hidden_said(hidden)}"
         render = scene.render
         now = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
         # (drawn in the render's pixel aspect as it was sent, fy/fx in its intrinsics: a render of 2:1 pixels shows
@@ -148,6 +150,17 @@ def import_images(context, result, title: str, seed: int, made_in: dict, backgro
                    else "generate at the render's shape (Width and Height 0)")
             note += f"; {misfit}, off the rigs: the Image Plane shows it in place, or {how}"
     return made, note
+
+
+def check_text(kind: str, name: str, text: str, field: str) -> str:
+    """``text`` of the operator's ``field`` (its name in the panel), refused when longer than the backend takes for
+    its parameter ``name`` (``connection.over_limit``): the backend said "params.prompt: is N characters long as
+    the message header carries it, JSON-escaped", the protocol's words."""
+    over = connection.over_limit(kind, name, text)
+    if over is not None:
+        raise ValueError(f"the {field} is {over[0]}, more than the backend takes ({over[1]:,}): shorten it (CLIP "
+                         "reads its first 77 tokens, a sentence or two)")
+    return text
 
 
 def made_in(context, camera, follows_render: bool) -> dict:
@@ -218,6 +231,8 @@ class HANDFORGE_OT_generate_image(CameraImageJob, bpy.types.Operator):
         prompt = (self.prompt or getattr(scene, PROMPT_PROP, "")).strip()
         if not prompt:
             raise ValueError("no prompt: type what the image shows (HandForge › Generate Image › Prompt)")
+        check_text(JOB_KIND, "prompt", prompt, "Prompt")
+        check_text(JOB_KIND, "negative_prompt", self.negative_prompt, "Negative Prompt")
         camera = self.request_camera(scene)
         width, height = image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = read_request(context, camera)

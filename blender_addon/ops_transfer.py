@@ -16,7 +16,6 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 from handforge_shared.files import parse_json
-from handforge_shared.protocol import escaped_length
 
 from . import connection, jobs, ops_image
 from .panels import _Panel, _wrapped
@@ -140,15 +139,24 @@ def source_labels(image) -> str:
     # characters long", naming neither the image nor the property. Counted as the backend counts it: JSON-escaped,
     # as the message header carries it, where its spec says so (quotes take 2 there: within the limit as written,
     # such labels overflowed the header)
-    spec = connection.param_spec(JOB_KIND, "source_labels")
-    limit, escaped = spec.get("max_length"), spec.get("escaped") is True
-    length = escaped_length(labels) if escaped else len(labels)
-    if isinstance(limit, int) and length > limit:
-        counted = f" as sent, JSON-escaped ({len(labels):,} as written)" if escaped else ""
-        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are {length:,} "
-                         f"characters long{counted}, more than the backend takes ({limit:,}; a HandForge image's are "
-                         f"11-14 KB): {fix}")
+    over = connection.over_limit(JOB_KIND, "source_labels", labels)
+    if over is not None:
+        raise ValueError(f"the HandForge labels of {image.name!r} (its handforge_labels property) are {over[0]}, more "
+                         f"than the backend takes ({over[1]:,}; a HandForge image's are 11-14 KB): {fix}")
     return labels
+
+
+def check_hand_model(image, labels: str, model: str) -> None:
+    """Refuse a source whose labels give its pose in another hand model than the rigs' (``model``): the same numbers
+    are another pose there, and the backend refused it in its own terms ("set hand_model", which the add-on has no
+    setting for). Labels from before the model was recorded are taken as the rigs'."""
+    found = parse_json(labels) if labels else {}
+    made_with = found.get("hand_model", model) if isinstance(found, dict) else model
+    if isinstance(made_with, str) and made_with != model:  # (labels of another shape: the backend names what is wrong)
+        raise ValueError(f"{image.name!r} was made with {made_with!r} hands (its HandForge labels give its pose in "
+                         f"that hand model) and the rigs are {model!r} hands: add {made_with!r} rigs to transfer onto "
+                         f"(HandForge › Add Hands from Backend, Hand Model {made_with!r}), or pick an image made with "
+                         f"{model!r} rigs")
 
 
 class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
@@ -169,6 +177,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
 
     def job_request(self, context):
         scene = context.scene
+        ops_image.check_text(JOB_KIND, "prompt", self.prompt, "Prompt")
         camera = self.request_camera(scene)
         width, height = ops_image.image_size(scene, self.resolution_x, self.resolution_y)
         arrays, model = ops_image.read_request(context, camera)
@@ -178,6 +187,7 @@ class HANDFORGE_OT_transfer_pose(ops_image.CameraImageJob, bpy.types.Operator):
             arrays["source.image"] = reduced(image_pixels(source), width, height)
             check_source_size(arrays["source.image"], tuple(source.size))
             labels = source_labels(source)
+            check_hand_model(source, labels, model)
             if self.engine == "ihpt" and not labels:
                 raise ValueError(f"{source.name!r} carries no HandForge labels: IHPT needs the source's pose (use a "
                                  "HandForge-generated image, or the Reference engine)")

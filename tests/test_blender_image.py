@@ -197,6 +197,32 @@ def test_a_scaled_camera_is_sent_as_blender_renders_through_it(session):
         assert found["error"] < 1e-5, (name, found)  # the sent camera sees what Blender's scaled one does (float32)
 
 
+def test_the_image_plane_fills_the_view_1_m_away_under_a_scaled_camera(session):
+    # before: hung in the camera's scaled axes: 1 cm away under a camera scaled 0.01 by its parent (inside its clip
+    # start: never seen), and twice the frame under a scale of (1, 1, 0.5)
+    session.no_error("plane_under_scaled_cameras")
+    found = session["plane_under_scaled_cameras"]
+    assert np.allclose(found["imported"]["scale"], 0.01) and np.allclose(found["squashed"]["scale"], [1, 1, 0.5])
+    for name, case in found.items():
+        assert case["result"] == ["FINISHED"], (name, case)
+        assert np.allclose(case["depth"], 1.0, atol=1e-5) and case["depth"][0] > case["clip_start"], (name, case)
+        # where the unscaled camera shows it (a square image in the render's wider frame: its width across the view)
+        assert np.allclose(case["corners"], found["unscaled"]["corners"], atol=2e-3), (name, case)
+    assert [x for x, _ in found["unscaled"]["corners"]] == [0, 0, 1, 1], found
+
+
+def test_a_prompt_longer_than_the_backend_takes_is_refused_in_the_panels_words(session):
+    # before: the backend's "params.prompt: is 24000 characters long as the message header carries it, JSON-escaped"
+    session.no_error("prompts_too_long")
+    found = session["prompts_too_long"]
+    assert found["made"] is False
+    assert ("the Prompt is 9,000 characters long as sent, JSON-escaped (9,000 as written), more than the backend "
+            "takes (8,000): shorten it" in found["ascii"]), found["ascii"]
+    assert "the Prompt is 24,000 characters long as sent, JSON-escaped (2,000 as written)" in found["emoji"], found
+    assert "the Negative Prompt is 10,000 characters long as sent, JSON-escaped (5,000 as written)" in found["negative"]
+    assert not any("params." in message for message in found.values() if isinstance(message, str)), found
+
+
 def test_a_size_out_of_range_from_the_render_percentage_names_the_percentage(session):
     session.no_error("render_percentage")
     found = session["render_percentage"]

@@ -134,6 +134,28 @@ def test_a_source_with_damaged_labels_is_refused_naming_the_image_and_its_proper
     assert "are damaged (nested too deeply" in session["damaged_labels"]["deep"]  # (a RecursionError before)
 
 
+def test_a_source_of_another_hand_model_and_a_long_prompt_are_refused_in_the_artists_words(session):
+    session.no_error("artists_words")
+    found = session["artists_words"]
+    assert ("'Made With MANO' was made with 'mano' hands (its HandForge labels give its pose in that hand model) and "
+            "the rigs are 'open' hands: add 'mano' rigs to transfer onto (HandForge › Add Hands from Backend, Hand "
+            "Model 'mano'), or pick an image made with 'open' rigs" in found["mano"]), found["mano"]
+    assert "the Prompt is 9,000 characters long" in found["prompt"] and "more than the backend takes" in found["prompt"]
+    assert "params." not in found["mano"] + found["prompt"], found
+
+
+def test_the_newest_results_plane_shows_and_the_other_kinds_is_hidden(session):
+    # before: both planes shown at the same spot, the older transfer's in front of the newer image in the render
+    session.no_error("planes_of_both_kinds")
+    found = session["planes_of_both_kinds"]
+    assert [result for result, _ in found["said"].values()] == [["FINISHED"]] * 3, found
+    assert found["after_transfer"] == {"HandForge image": [False, False], "HandForge transfer": [True, True]}, found
+    assert found["after_image"] == {"HandForge image": [True, True], "HandForge transfer": [False, False]}, found
+    assert found["image_shown"] == "HandForge seed 73"
+    assert "hid the plane 'HandForge image' in front of the same camera" in found["said"]["transfer"][1], found
+    assert "hid the plane 'HandForge transfer' in front of the same camera" in found["said"]["image"][1], found
+
+
 def test_an_image_sequence_source_is_said_to_be_one(session):
     session.no_error("sequence_source")
     message = session["sequence_source"]["message"]

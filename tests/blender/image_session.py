@@ -49,6 +49,20 @@ def without_weights():
 s.check("without_weights", without_weights)
 
 
+def prompts_too_long():
+    """Prompts longer than the backend takes, as written or once JSON-escaped as the header carries them: refused
+    before sending, in the panel's words (before: the backend's "params.prompt: is 24000 characters long as the
+    message header carries it, JSON-escaped ..."), nothing made."""
+    before, found = generated_images(), {}
+    size = dict(steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False)
+    found["ascii"] = error_of(lambda: bpy.ops.handforge.generate_image(prompt="x" * 9000, **size))
+    found["emoji"] = error_of(lambda: bpy.ops.handforge.generate_image(prompt="\U0001F590" * 2000, **size))
+    found["negative"] = error_of(lambda: bpy.ops.handforge.generate_image(prompt="two hands",
+                                                                           negative_prompt='"' * 5000, **size))
+    found["made"] = generated_images() != before
+    return found
+
+
 def with_weights():
     start({"HANDFORGE_SD_MODEL": a["sd"], "HANDFORGE_IMAGE_GUIDANCE": a["guidance"]})
     poll = bpy.ops.handforge.generate_image.poll()
@@ -233,6 +247,52 @@ def scaled_camera_sent_as_blender_renders_it():
 
 
 s.check("scaled_camera", scaled_camera_sent_as_blender_renders_it)
+
+
+def plane_under_scaled_cameras():
+    """Generate Image's plane under a camera scaled 0.01 by its parent (an imported rig's) and under one scaled
+    (1, 1, 0.5): 1 m in front of the camera in world units and filling its view, as under an unscaled one (before:
+    hung in the camera's scaled axes, 1 cm away inside its 10 cm clip start, unseen; and twice the frame)."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Matrix
+
+    scene = bpy.context.scene  # (the module's was removed by a check before)
+    camera, found = scene.camera, {}
+    world = camera.matrix_world.copy()
+    carrier = bpy.data.objects.new("Scaled carrier", None)
+    scene.collection.objects.link(carrier)
+    try:
+        for name, parent, own in (("imported", (0.01, 0.01, 0.01), (1.0, 1.0, 1.0)),
+                                  ("squashed", None, (1.0, 1.0, 0.5)), ("unscaled", None, (1.0, 1.0, 1.0))):
+            camera.parent = None
+            camera.matrix_world = world
+            if parent is not None:
+                carrier.matrix_world = world @ Matrix.Diagonal((*parent, 1.0))
+                camera.parent = carrier
+                camera.matrix_parent_inverse = Matrix.Identity(4)
+                camera.matrix_basis = Matrix.Identity(4)
+            camera.scale = own
+            bpy.context.view_layer.update()
+            result = bpy.ops.handforge.generate_image(prompt="two hands", seed=81, steps=1, add_plane=True,
+                                                      set_background=False, resolution_x=a["size"],
+                                                      resolution_y=a["size"])
+            plane = next(o for o in scene.objects if o.get("handforge_plane") == "HandForge image"
+                         and o.get("handforge_plane_name") == o.name)  # (the scene's own, not a copy the artist kept)
+            bpy.context.view_layer.update()
+            seen = [world_to_camera_view(scene, camera, plane.matrix_world @ v.co) for v in plane.data.vertices]
+            found[name] = {"result": sorted(result),
+                           "scale": list(np.linalg.norm(np.array(camera.matrix_world)[:3, :3], axis=0)),
+                           "corners": sorted([round(p.x, 4), round(p.y, 4)] for p in seen),
+                           "depth": [p.z for p in seen], "clip_start": camera.data.clip_start}
+    finally:
+        camera.parent = None
+        camera.scale = (1.0, 1.0, 1.0)
+        camera.matrix_world = world
+        bpy.data.objects.remove(carrier)
+    return found
+
+
+s.check("prompts_too_long", prompts_too_long)
 
 
 def refused_at_a_render_percentage():
@@ -709,6 +769,7 @@ def linked_camera():
 
 
 s.check("linked_camera", linked_camera)
+s.check("plane_under_scaled_cameras", plane_under_scaled_cameras)  # (after the plane checks: it refills Cam's)
 
 
 def results_kept_in_the_saved_file():

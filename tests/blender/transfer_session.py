@@ -259,6 +259,54 @@ def damaged_labels():
 s.check("damaged_labels", damaged_labels)
 
 
+def refused_in_the_artists_words():
+    """A source made with other rigs than these (its labels' hand_model) and a prompt longer than the backend takes:
+    refused before sending, naming the image and a fix the add-on has (before: the backend's "params.source_labels:
+    ... (set hand_model to 'mano' ...)", a setting the add-on has none of, and "params.prompt: is N characters
+    long as the message header carries it")."""
+    chosen = scene.handforge_transfer_source
+    source = scene.handforge_transfer_source = bpy.data.images.new("Made With MANO", 64, 64, alpha=False)
+    size = dict(steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False)
+    found = {}
+    try:
+        labels = json.loads(a["labels"])
+        source["handforge_labels"] = json.dumps({**labels, "hand_model": "mano"})
+        found["mano"] = error_of(lambda: bpy.ops.handforge.transfer_pose(**size))
+    finally:
+        scene.handforge_transfer_source = chosen
+        bpy.data.images.remove(source)
+    found["prompt"] = error_of(lambda: bpy.ops.handforge.transfer_pose(prompt="x" * 9000, **size))
+    return found
+
+
+s.check("artists_words", refused_in_the_artists_words)
+
+
+def planes_of_both_kinds():
+    """Generate Image, Transfer Pose, Generate Image again, each with its plane: the newest result's plane shows,
+    the other kind's (at the same distance, over the same frame) is hidden and said so (before: both shown, the
+    older transfer's in front of the newer image in the render, unsaid)."""
+    size = dict(steps=1, resolution_x=a["size"], resolution_y=a["size"], set_background=False, add_plane=True)
+    kinds = ("HandForge image", "HandForge transfer")
+
+    def shown() -> dict:
+        planes = {o.get("handforge_plane"): o for o in scene.objects  # (the scene's own, not ones the artist kept)
+                  if o.get("handforge_plane") in kinds and o.get("handforge_plane_name") == o.name}
+        return {kind: [not plane.hide_render, plane.visible_get()] for kind, plane in planes.items()}
+
+    said = {}
+    said["first"] = printed_by(lambda: bpy.ops.handforge.generate_image(prompt="two hands", seed=71, **size))
+    said["transfer"] = printed_by(lambda: bpy.ops.handforge.transfer_pose(seed=72, **size))
+    after_transfer = shown()
+    said["image"] = printed_by(lambda: bpy.ops.handforge.generate_image(prompt="two hands", seed=73, **size))
+    image = bpy.data.objects["HandForge image"]
+    return {"said": said, "after_transfer": after_transfer, "after_image": shown(),
+            "image_shown": image.data.materials[0].node_tree.nodes["Image Texture"].image.name}
+
+
+s.check("planes_of_both_kinds", planes_of_both_kinds)
+
+
 def file_source_of_a_result_not_applied():
     """A source file loaded for a transfer whose result is not applied (cancelled while it ran) leaves no image
     datablock behind, as a refused request does; one the artist used meanwhile stays."""
