@@ -103,7 +103,7 @@ def rate(spec, rgb, count: int, offset: int, naive: bool = False, out: Path | No
 
 
 def main() -> int:
-    from handforge.export.spec import ANTIALIASING
+    from handforge.render.blender import ANTIALIASING
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4, help="samples per method, size, engine and round")

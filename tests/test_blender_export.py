@@ -130,7 +130,7 @@ def test_a_full_temporary_folder_stops_the_run_naming_the_hand_off_file_and_tmpd
     the file (``stops_the_run``), said as TMPDIR's, and an image cut short on a full disk is one too."""
     import errno
 
-    from handforge.export.samples import stops_the_run
+    from handforge.disk import stops_the_run
     from handforge.render.blender import _check_render_written
     from handforge_shared.files import file_error
 

@@ -78,6 +78,15 @@ def test_no_import_cycle_anywhere():
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
 
 
+def test_the_renderer_builds_on_nothing_of_the_export():
+    """``handforge.render`` draws every image the backend makes; the export (and the image engines) build on it,
+    never the other way: its modules once imported the export's spec and samples for a constant and for the
+    disk-write verdicts, now in ``handforge.render.blender`` and ``handforge.disk``."""
+    uses = {name: sorted(t for t in _imports(name, path) if t.startswith("handforge.export"))
+            for name, path in ALL.items() if name.startswith("handforge.render")}
+    assert len(uses) > 3 and not any(uses.values()), {name: found for name, found in uses.items() if found}
+
+
 @pytest.mark.parametrize("package", ["handforge", "handforge_shared"])
 def test_every_backend_and_shared_module_imports(package):
     for name in sorted(n for n in ALL if n.split(".")[0] == package):

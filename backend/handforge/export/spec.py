@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from handforge.arguments import repeated
+from handforge.render.blender import ANTIALIASING
 from handforge_shared import pose_library
 from handforge_shared.files import FileTooLarge, NestedTooDeeply, file_kind, not_utf8, parse_json, parse_toml, read_user_text
 from handforge_shared.protocol import unique_keys
@@ -81,9 +82,6 @@ FOREARMS = ("skin", "sleeve", "none")  # handforge_shared.forearm's styles, or n
 POSE_SOURCES = ("library", "files", "corpus")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # background images
 ENGINES = ("workbench", "cycles", "generate", "none")
-# Workbench's anti-aliasing: Blender's own values of scene.display.render_aa (bpy 4.5), cheapest first; "8" is
-# Blender's default and what every export before the setting rendered with
-ANTIALIASING = ("OFF", "FXAA", "5", "8", "11", "16", "32")
 IMAGE_ENGINES = ("controlnet", "attentionhand")
 LIGHTING_PRESETS = ("studio", "soft", "rim", "top")
 BACKGROUNDS = ("solid", "gradient", "images")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from handforge.export.folder import is_finished
-from handforge.export.samples import SampleWriter, failure, stops_the_run
+from handforge.disk import stops_the_run
+from handforge.export.samples import SampleWriter, failure
 from handforge.export.spec import parse_spec
 
 # Fault injection for the tests and for trying a cluster's recovery by hand: "die_after=K" makes every

@@ -33,6 +33,9 @@ from handforge_shared.skeleton import MODEL_TO_BLENDER
 REPLY = "HANDFORGE_WORKER "
 # what a BlenderHung says to do about renders that slow, unless its caller names its own knob (``slow_hint``)
 SLOW_HINT = "allow them more time (BlenderRGB's timeout=SECONDS)"
+# Workbench's anti-aliasing: Blender's own values of scene.display.render_aa (bpy 4.5), cheapest first; "8" is
+# Blender's default and what every export before the setting rendered with
+ANTIALIASING = ("OFF", "FXAA", "5", "8", "11", "16", "32")
 # s: a Blender not ready this long after its start (and the timeout) is hung. Its start imports bpy (seconds, more on
 # a cold disk): a timeout sized for quick renders must not count that as a hang, nor fail every restart
 START_TIMEOUT_FLOOR = 60.0
@@ -70,8 +73,6 @@ class BlenderRGB:
     # (the scale-out's default too: enough for Cycles at high sample counts on a CPU)
     def __init__(self, engine: str = "workbench", samples: int = 16, rebuild: bool = False, timeout: float = 600.0,
                  antialiasing: str = "8", slow_hint: str = SLOW_HINT):
-        from handforge.export.spec import ANTIALIASING
-
         if engine not in ("workbench", "cycles"):
             raise ValueError(f"unknown Blender engine {engine!r}: use 'workbench' or 'cycles'")
         if antialiasing not in ANTIALIASING:  # (Blender's error would come per render, from its worker)
@@ -311,7 +312,7 @@ class BlenderRGB:
 def _hand_off(path: Path, array: np.ndarray) -> None:
     """Save ``array`` for the worker to read; a full temporary folder stops the run as a full dataset folder does
     (``write_error``: numpy's short write had no errno, and every later sample was rendered to fail the same way)."""
-    from handforge.export.samples import write_error
+    from handforge.disk import write_error
 
     try:
         np.save(path, array, allow_pickle=False)
@@ -325,7 +326,7 @@ def _check_render_written(path: Path, room_needed: int) -> None:
     size, that is a full disk (``ENOSPC``, which stops the run); otherwise the render's own failure."""
     import errno
 
-    from handforge.export.samples import png_cut_short
+    from handforge.disk import png_cut_short
 
     if not png_cut_short(path):
         return

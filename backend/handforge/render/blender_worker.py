@@ -89,7 +89,7 @@ class Worker:
         else:
             shading = scene.display.shading
             shading.light, shading.color_type = "STUDIO", "MATERIAL"
-            scene.display.render_aa = request["antialiasing"]  # "OFF" … "32": handforge.export.spec.ANTIALIASING
+            scene.display.render_aa = request["antialiasing"]  # "OFF" … "32": handforge.render.blender.ANTIALIASING
         self.lights = []
         self.engine = request["engine"]
         self.built = True

@@ -116,7 +116,7 @@ def export_renders(ctx: JobContext, params: dict[str, Any], arrays: Mapping[str,
                                                 export_blender_scene, request_record)
     from handforge.export.folder import ExportBusy
     from handforge.export.room import ExportTooLarge
-    from handforge.export.samples import stops_the_run
+    from handforge.disk import stops_the_run
     from handforge.render.gl import GLUnavailable
 
     record = request_record(params, arrays)
