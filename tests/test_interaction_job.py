@@ -367,3 +367,39 @@ def test_a_checkpoint_replaced_between_its_checks_at_submit_is_missing_weights(m
     with pytest.raises(ProtocolError) as refused:
         jobs._check(params, {})
     assert refused.value.code == "missing_weights" and "not a readable model config" in refused.value.message
+
+
+def test_both_engines_take_the_mano_model_again_once_its_files_change(tmp_path):
+    """Once MANO's files changed on disk, forward_hands took the reloaded hand model while interaction.sample kept
+    the first job's (its templates sampler and learned pipeline were cached on it) until the server restarted."""
+    from tests.support.synthetic_mano import synthetic_mano, write_mano_pickle
+
+    mano = tmp_path / "mano"
+
+    def write(scale: float) -> None:
+        for side, data in synthetic_mano().items():  # (a new file each: a new inode, whatever the clock says)
+            write_mano_pickle({**data, "v_template": data["v_template"] * scale}, tmp_path / "new.pkl")
+            os.replace(tmp_path / "new.pkl", mano / f"MANO_{side.upper()}.pkl")
+
+    def sample(client) -> list[np.ndarray]:
+        common = {"model": "mano", "count": 2, "seed": 1, "separation": False, "touch": False}
+        templates = client.run("interaction.sample", {**common, "engine": "templates"}, timeout=120)
+        learned = client.run("interaction.sample", {**common, "engine": "learned", "steps": 4, "redraws": 0,
+                                                    "penetration_guidance": 0}, timeout=120)
+        return [result.arrays[f"{side}.transl"] for result in (templates, learned) for side in ("left", "right")]
+
+    mano.mkdir()
+    write(1.0)
+    with torch_threads(1):
+        folder = save_model(tiny_denoiser(load_hand_model("open"), steps=50), tmp_path / "tiny")
+    env = {"HANDFORGE_INTERACTION_CHECKPOINT": str(folder), "HANDFORGE_MANO_DIR": str(mano),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as server, server.client(lost_after=60) as client:
+        before = sample(client)
+        write(1.5)
+        after = sample(client)
+    with running_server("--devices", "cpu", env=env) as fresh, fresh.client(lost_after=60) as client:
+        expected = sample(client)
+    assert not all(np.allclose(b, e) for b, e in zip(before, expected))  # (the change shows in both engines)
+    for got, want in zip(after, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)

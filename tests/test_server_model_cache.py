@@ -54,6 +54,32 @@ def test_a_changed_checkpoint_is_loaded_again(tmp_path):
     assert second is not first and len(calls) == 2 and cache.cached() == [("m", "cpu")]
 
 
+class Wrapper:
+    """What an engine caches on top of cached models (an interaction pipeline on a denoiser and a hand model)."""
+
+    def __init__(self, *parts):
+        self.parts = {"first": parts[0], "rest": list(parts[1:])}
+
+
+def test_an_entry_built_on_a_reloaded_model_is_built_again_on_the_new_one(tmp_path):
+    # an interaction pipeline cached on the hand model kept the old one after MANO's files changed, until a restart
+    weights = tmp_path / "ckpt"
+    weights.mkdir()
+    (weights / "w.bin").write_bytes(b"1")
+    cache, calls = ModelCache(), []
+    first = cache.get("hands", linear_loader(2, calls), checkpoint=weights)
+    wrapper = cache.get("pipeline", lambda device: Wrapper(first), "cpu")
+    assert cache.get("pipeline", lambda device: Wrapper(first), "cpu") is wrapper
+    (weights / "w.bin").write_bytes(b"22")
+    second = cache.get("hands", linear_loader(2, calls), checkpoint=weights)
+    assert cache.cached() == [("hands", "cpu")]  # the pipeline went with the model it holds
+    rebuilt = cache.get("pipeline", lambda device: Wrapper(second), "cpu")
+    assert rebuilt.parts["first"] is second and cache.get("pipeline", lambda device: None, "cpu") is rebuilt
+    # a job that got the old model before its reload builds on it: returned to that job, not kept for the next
+    late = cache.get("late", lambda device: Wrapper(torch.nn.Linear(1, 1), first), "cpu")
+    assert late.parts["rest"] == [first] and ("late", "cpu") not in cache.cached()
+
+
 def test_concurrent_requests_for_one_model_load_it_once():
     cache, calls, started = ModelCache(), [], threading.Event()
 

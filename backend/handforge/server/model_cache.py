@@ -15,6 +15,11 @@ From a job handler, through its ``JobContext``:
   for the cache (paths, dtypes, file signatures): the log says both.
 - ``checkpoint``: a file or folder whose stat signature (``engines.checkpoints.checkpoint_signature``)
   is checked on every request; when a file in it changed on disk, the model is loaded again.
+- Entries built on other entries: a cached object that holds other cached models (found among its attributes
+  and containers when it is loaded, e.g. an interaction pipeline on a cached denoiser and hand model) leaves the
+  cache with any of them. A hand model reloaded for its changed files takes the pipelines built on it along, so
+  the next job builds them on the new one (they had kept the old one until a restart). One built on a model
+  the cache has already let go (a job that got the model just before its reload) is returned, not kept.
 - Each device has a memory budget (bytes of parameters and buffers; ``handforge serve
   --model-memory``, default ``DEFAULT_BUDGET``); loading past it evicts the least recently used
   models of that device. A model larger than the whole budget is still loaded (the job needs it) and
@@ -30,6 +35,8 @@ import re
 import sys
 import threading
 import time
+import types
+import weakref
 from collections import OrderedDict
 from collections.abc import ValuesView
 from dataclasses import dataclass, field
@@ -52,6 +59,7 @@ class _Entry:
     signature: tuple | None
     loaded_at: float
     said: str  # how the log names it: its label and key
+    built_on: tuple = ()  # the slots of the other cached models it holds (``_held``): it leaves with them
 
 
 @dataclass
@@ -78,6 +86,35 @@ def model_bytes(model: Any) -> int:
                     seen.add(key)
                     total += tensor.numel() * tensor.element_size()
     return total
+
+
+_LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), type, types.ModuleType, types.FunctionType,
+           types.BuiltinFunctionType, types.MethodType)
+HELD_LIMIT = 200_000  # objects looked at for the models one holds (a diffusers pipeline's: some tens of thousands)
+
+
+def _held(model: Any) -> dict[int, Any]:
+    """The objects ``model`` holds (id -> object; not itself), through attributes (``__dict__``) and containers:
+    where the cache finds the other cached models a loaded one is built on (a pipeline's denoiser and hand model).
+    Classes, modules and functions are not looked into (a module's globals reach everything)."""
+    found: dict[int, Any] = {}
+    pending, seen = [model], {id(model)}
+    while pending and len(seen) < HELD_LIMIT:
+        obj = pending.pop()
+        if isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        else:
+            attributes = getattr(obj, "__dict__", None)
+            children = list(attributes.values()) if isinstance(attributes, dict) else []
+        for child in children:
+            if isinstance(child, _LEAVES) or id(child) in seen:
+                continue
+            seen.add(id(child))
+            found[id(child)] = child
+            pending.append(child)
+    return found
 
 
 def _modules(obj: Any, depth: int = 0):
@@ -108,6 +145,7 @@ class ModelCache:
         self._entries: OrderedDict[tuple[Hashable, str], _Entry] = OrderedDict()  # oldest use first
         self._lock = threading.Lock()
         self._loading: dict[tuple[Hashable, str], _Load] = {}  # slots being loaded or waited for
+        self._retired: dict[int, weakref.ref] = {}  # id -> the models that left the cache, while alive elsewhere
         self.loads = 0       # how many times a loader ran (for tests and logs)
         self.evictions = 0
 
@@ -140,7 +178,7 @@ class ModelCache:
             model = self._hit(slot, signature)  # a concurrent request may have loaded it meanwhile
             if model is not None:
                 return model
-            stale = self._entries.pop(slot, None)
+            stale = self._drop(slot)  # (with the entries built on it: they would keep serving the old copy)
         del stale  # a changed checkpoint: let the old copy go before loading the new one
         if on_load is not None:
             on_load(label or _name(key))
@@ -148,13 +186,46 @@ class ModelCache:
         model = loader(device)
         said = _name(key) if not label or label == _name(key) else f"{label} ({_name(key)})"
         entry = _Entry(model, model_bytes(model), signature, time.monotonic(), said)
+        held = _held(model)
         with self._lock:
             self.loads += 1
+            if any(self._is_retired(obj) for obj in held.values()):  # built on a model the cache let go
+                log.info("loaded %s on %s, not kept: it is built on a model since reloaded or evicted", said, device)
+                return model
+            cached = {id(e.model): s for s, e in self._entries.items() if s != slot}
+            entry.built_on = tuple(cached[i] for i in held if i in cached)
+            self._retired.pop(id(model), None)  # (a loader may hand back an object the cache held before)
             self._entries[slot] = entry
             self._evict(device, keep=slot)
         log.info("loaded %s on %s in %.2f s (%.1f MiB)", said, device, entry.loaded_at - started,
                  entry.nbytes / 2**20)
         return model
+
+    def _drop(self, slot: tuple[Hashable, str]) -> list[_Entry]:
+        """Take ``slot``'s entry out of the cache (under ``self._lock``) with every entry built on it, directly or
+        not; the entries taken (none when ``slot`` is not cached). Their models are remembered as retired while
+        something else keeps them alive, so that nothing built on them is cached again."""
+        dropped, pending = [], [slot]
+        while pending:
+            gone = pending.pop()
+            entry = self._entries.pop(gone, None)
+            if entry is None:
+                continue
+            dropped.append(entry)
+            self._retire(entry.model)
+            pending += [s for s, e in self._entries.items() if gone in e.built_on]
+        return dropped
+
+    def _retire(self, model: Any) -> None:
+        key = id(model)
+        try:  # (the callback runs when the model is freed, before its id can be another object's)
+            self._retired[key] = weakref.ref(model, lambda _, key=key: self._retired.pop(key, None))
+        except TypeError:  # not weakly referable (a dict of parts): nothing can be told to be built on it
+            pass
+
+    def _is_retired(self, obj: Any) -> bool:
+        ref = self._retired.get(id(obj))
+        return ref is not None and ref() is obj
 
     def _hit(self, slot: tuple[Hashable, str], signature: tuple | None) -> Any:
         entry = self._entries.get(slot)
