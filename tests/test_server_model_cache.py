@@ -80,6 +80,27 @@ def test_an_entry_built_on_a_reloaded_model_is_built_again_on_the_new_one(tmp_pa
     assert late.parts["rest"] == [first] and ("late", "cpu") not in cache.cached()
 
 
+def test_an_evicted_model_is_not_kept_alive_by_an_entry_built_on_it():
+    # an interaction pipeline (0 bytes of its own) kept the denoiser the cache had evicted under it: memory past
+    # --model-memory by a whole model
+    import gc
+    import weakref
+
+    net_bytes = 64 * 64 * 4
+    cache, calls, nets = ModelCache(budget_bytes=net_bytes + 10), [], []
+    for name in ("a", "b"):
+        net = cache.get(f"net {name}", linear_loader(64, calls), "cpu")
+        cache.get(f"pipeline {name}", lambda device: Wrapper(net), "cpu")
+        nets.append(weakref.ref(net))
+    del net
+    gc.collect()
+    assert cache.cached() == [("net b", "cpu"), ("pipeline b", "cpu")] and cache.evictions == 2
+    assert nets[0]() is None and nets[1]() is not None  # evicted, and freed with what was built on it
+    # a model built on cached ones, over the budget with its own: what it is built on stays (the job needs it)
+    big = cache.get("pipeline c", lambda device: {"net": nets[1](), "own": torch.nn.Linear(64, 64)}, "cpu")
+    assert big["net"] is nets[1]() and cache.cached() == [("net b", "cpu"), ("pipeline c", "cpu")]
+
+
 def test_concurrent_requests_for_one_model_load_it_once():
     cache, calls, started = ModelCache(), [], threading.Event()
 

@@ -17,13 +17,18 @@ From a job handler, through its ``JobContext``:
   is checked on every request; when a file in it changed on disk, the model is loaded again.
 - Entries built on other entries: a cached object that holds other cached models (found among its attributes
   and containers when it is loaded, e.g. an interaction pipeline on a cached denoiser and hand model) leaves the
-  cache with any of them. A hand model reloaded for its changed files takes the pipelines built on it along, so
-  the next job builds them on the new one (they had kept the old one until a restart). One built on a model
-  the cache has already let go (a job that got the model just before its reload) is returned, not kept.
+  cache with any of them, whether reloaded for a changed checkpoint or evicted. A hand model reloaded for its
+  changed files takes the pipelines built on it along, so the next job builds them on the new one (they had kept
+  the old one until a restart); an evicted denoiser takes its pipeline along, so no entry counted as 0 bytes
+  keeps an evicted model in memory past the budget (it did, by a whole model). One built on a model the cache
+  has already let go (a job that got the model just before its reload) is returned, not kept; and loading one
+  never evicts what it is built on.
 - Each device has a memory budget (bytes of parameters and buffers; ``handforge serve
   --model-memory``, default ``DEFAULT_BUDGET``); loading past it evicts the least recently used
-  models of that device. A model larger than the whole budget is still loaded (the job needs it) and
-  is the first to go.
+  models of that device (with the entries built on them). A model larger than the whole budget is still loaded
+  (the job needs it) and is the first to go. An entry's bytes are those of the modules ``model_bytes`` finds in
+  it: none for an object holding its models as attributes (an interaction pipeline), whose models are counted by
+  their own entries, and leave the cache with them (above).
 - Handlers must not move or modify a cached model in place (it is shared): wrap it in
   ``torch.no_grad()`` and keep per-job state outside it.
 """
@@ -235,17 +240,23 @@ class ModelCache:
         return entry.model
 
     def _evict(self, device: str, keep: tuple[Hashable, str]) -> None:
+        needed, pending = {keep}, [keep]  # ``keep`` and what it is built on (evicting those would take it along)
+        while pending:
+            for part in self._entries[pending.pop()].built_on:
+                if part in self._entries and part not in needed:
+                    needed.add(part)
+                    pending.append(part)
         while self.used(device, locked=True) > self.budget_bytes:
-            victim = next((slot for slot in self._entries if slot[1] == device and slot != keep), None)
+            victim = next((slot for slot in self._entries if slot[1] == device and slot not in needed), None)
             if victim is None:
                 kept = self._entries[keep]
                 log.warning("%s alone (%.1f MiB) exceeds the model memory budget of %s (%.1f MiB)", kept.said,
                             kept.nbytes / 2**20, device, self.budget_bytes / 2**20)
                 return
-            entry = self._entries.pop(victim)
-            self.evictions += 1
-            log.info("evicted %s from %s (%.1f MiB) to stay within the model memory budget", entry.said,
-                     device, entry.nbytes / 2**20)
+            for entry in self._drop(victim):  # with the entries built on it, which would keep it in memory
+                self.evictions += 1
+                log.info("evicted %s from %s (%.1f MiB) to stay within the model memory budget", entry.said,
+                         device, entry.nbytes / 2**20)
         if device.startswith("cuda") and "torch" in sys.modules:
             sys.modules["torch"].cuda.empty_cache()
 
@@ -263,7 +274,8 @@ class ModelCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            while self._entries:
+                self._drop(next(iter(self._entries)))
 
 
 def _name(key: Hashable) -> str:
