@@ -269,3 +269,43 @@ def test_a_file_that_lacks_tensors_or_holds_other_shapes_is_named(models, tmp_pa
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(sd))
     assert main(["models", "check", str(damaged)]) == 1
     assert said in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_server_takes_a_changed_sd_config_as_it_takes_a_changed_sd_model(models, tmp_path):
+    """image.generate kept the pipeline of the first ``image.sd_config`` (the key and signature named the .safetensors
+    file alone) until the server restarted: another config folder, or files edited inside it, went unseen."""
+    from handforge.render.camera import look_at
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+
+    from tests.support.server import running_server
+
+    root, sd, guidance, file = models
+    for name in ("a", "same_as_a"):
+        shutil.copytree(sd, tmp_path / name)
+    settings = tmp_path / "handforge.toml"
+
+    def point(folder: Path) -> None:
+        (tmp_path / "new.toml").write_text(f'[image]\nsd_model = "{file}"\nsd_config = "{folder}"\n'
+                                           f'guidance = "{guidance}"\n')
+        os.replace(tmp_path / "new.toml", settings)
+
+    R, t = look_at([-0.08, -0.35, 0.06], [-0.08, 0.0, 0.0])
+    arrays = {"camera.K": np.array([[150.0, 0, SIZE / 2], [0, 150.0, SIZE / 2], [0, 0, 1]]), "camera.R": R,
+              "camera.t": t, **pose_arrays({"right": pose_library.get("fist", side="right")})}
+    params = {"prompt": PROMPT, "width": SIZE, "height": SIZE, "steps": 3, "seed": 4, "engine": "attentionhand"}
+    point(tmp_path / "a")
+    env = {"HANDFORGE_CONFIG": str(settings),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with running_server("--devices", "cpu", env=env) as server, server.client() as client:
+        first = client.run("image.generate", params, arrays, timeout=600).arrays["images"]
+        scheduler = tmp_path / "a" / "scheduler" / "scheduler_config.json"  # edited in place: another schedule
+        (tmp_path / "new.json").write_text(json.dumps({**json.loads(scheduler.read_text()), "beta_end": 0.02,
+                                                       "beta_schedule": "linear"}))
+        os.replace(tmp_path / "new.json", scheduler)
+        edited = client.run("image.generate", params, arrays, timeout=600).arrays["images"]
+        point(tmp_path / "same_as_a")  # another folder, with A's first files: A's first images again
+        again = client.run("image.generate", params, arrays, timeout=600).arrays["images"]
+    assert np.abs(edited.astype(float) - first.astype(float)).mean() > 1.0
+    _same_image(first, again)

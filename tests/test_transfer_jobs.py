@@ -711,3 +711,35 @@ def test_labels_holding_a_batch_of_poses_per_hand_are_refused_naming_the_hand():
         source_pose({"source_labels": json.dumps(labels), "hand_model": "open"}, {})
     assert failed.value.field == "params.source_labels"
     assert "hands.right.params_world: holds a batch of poses (global_orient of shape (2, 3))" in failed.value.message
+
+
+def test_the_ihpt_engines_sd_parts_are_loaded_again_for_another_or_an_edited_sd_config(tmp_path, monkeypatch):
+    """The ihpt engine's SD parts were cached by the SD model's path and files alone: a single-file model's
+    ``image.sd_config`` folder, another one or one edited, went unseen until the server restarted."""
+    from handforge.engines.transfer.jobs import _sd_parts
+    from handforge.server.jobs import JobContext
+    from handforge.server.model_cache import ModelCache
+
+    from tests.support.single_file_sd import write_single_file
+
+    sd = tiny_sd.build_sd(tmp_path / "sd")
+    file = write_single_file(sd, tmp_path / "one.safetensors")
+    for name in ("a", "same_as_a"):
+        shutil.copytree(sd, tmp_path / name)
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(file))
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path / "a"))
+    cache = ModelCache()
+
+    def parts() -> dict:
+        return _sd_parts(JobContext("j", "image.transfer", lambda fraction, message, previews: None, models=cache),
+                         {"dtype": "float32"})
+
+    first = parts()
+    assert parts() is first and first["scheduler"].config.beta_schedule != "linear"
+    scheduler = tmp_path / "a" / "scheduler" / "scheduler_config.json"  # edited in place: another schedule
+    (tmp_path / "new.json").write_text(json.dumps({**json.loads(scheduler.read_text()), "beta_schedule": "linear"}))
+    os.replace(tmp_path / "new.json", scheduler)
+    edited = parts()
+    assert edited["scheduler"].config.beta_schedule == "linear"
+    monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path / "same_as_a"))  # another folder, with A's first files
+    assert parts()["scheduler"].config.beta_schedule == first["scheduler"].config.beta_schedule

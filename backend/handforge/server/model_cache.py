@@ -14,7 +14,8 @@ From a job handler, through its ``JobContext``:
   sd15 (float32)"; the key when no label is given) and the label is recorded in ``ctx.loaded``. The key is
   for the cache (paths, dtypes, file signatures): the log says both.
 - ``checkpoint``: a file or folder whose stat signature (``engines.checkpoints.checkpoint_signature``)
-  is checked on every request; when a file in it changed on disk, the model is loaded again.
+  is checked on every request; when a file in it changed on disk, the model is loaded again. A model read from
+  several (a single-file SD model and its config folder) gives them all, as a tuple (None for one not set).
 - Entries built on other entries: a cached object that holds other cached models (found among its attributes
   and containers when it is loaded, e.g. an interaction pipeline on a cached denoiser and hand model) leaves the
   cache with any of them, whether reloaded for a changed checkpoint or evicted. A hand model reloaded for its
@@ -154,13 +155,14 @@ class ModelCache:
         self.loads = 0       # how many times a loader ran (for tests and logs)
         self.evictions = 0
 
-    def get(self, key: Hashable, loader: Loader, device: str = "cpu", checkpoint: str | Path | None = None,
+    def get(self, key: Hashable, loader: Loader, device: str = "cpu",
+            checkpoint: str | Path | tuple[str | Path | None, ...] | None = None,
             on_load: Callable[[str], None] | None = None, label: str | None = None) -> Any:
         """The model cached for (``key``, ``device``), loading it with ``loader(device)`` when it is
-        missing or its ``checkpoint`` changed; ``on_load(label)`` is called just before loading (``label``: what it
-        is, for people; the key as text when None)."""
+        missing or its ``checkpoint`` (a file or folder, or a tuple of them) changed; ``on_load(label)`` is called
+        just before loading (``label``: what it is, for people; the key as text when None)."""
         slot = (key, device)
-        signature = None if checkpoint is None else checkpoint_signature(checkpoint)
+        signature = _signature(checkpoint)
         with self._lock:
             model = self._hit(slot, signature)
             if model is not None:
@@ -276,6 +278,16 @@ class ModelCache:
         with self._lock:
             while self._entries:
                 self._drop(next(iter(self._entries)))
+
+
+def _signature(checkpoint: str | Path | tuple[str | Path | None, ...] | None) -> tuple | None:
+    """What changes when ``checkpoint`` (a file or folder, or a tuple of them, None for one not set) changes."""
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, (tuple, list)):
+        return tuple(None if path is None else (str(path), checkpoint_signature(Path(path).expanduser()))
+                     for path in checkpoint)
+    return checkpoint_signature(checkpoint)
 
 
 def _name(key: Hashable) -> str:

@@ -281,7 +281,8 @@ def cached_pipeline(ctx: JobContext, params: dict[str, Any], weights: list[str])
     label = (f"the SD model {checkpoint_name(sd)} with {guides} ({str(dtype).removeprefix('torch.')}"
              + (", CPU offload)" if offload else ")"))
     try:
-        return ctx.model(key, load, checkpoint=sd, label=label)
+        # (and sd_config, a single-file model's config folder: another one, or one edited, went unseen until a restart)
+        return ctx.model(key, load, checkpoint=(sd, sd_config), label=label)
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), weights_hint(exc)) from None
 

@@ -254,13 +254,14 @@ def _sd_parts(ctx: JobContext, params: dict[str, Any]) -> dict:
     from handforge.engines.checkpoints import checkpoint_name
     from handforge.engines.image.loading import WeightsError, load_sd, sd_parts_on
 
-    sd, dtype = config.value(SD_MODEL.key), torch_dtype(params["dtype"], ctx.device)
+    sd, sd_config = config.value(SD_MODEL.key), config.value(SD_CONFIG.key)
+    dtype = torch_dtype(params["dtype"], ctx.device)
 
     def load(device: str):
-        return sd_parts_on(load_sd(sd, config.value(SD_CONFIG.key), dtype, ctx.check_cancelled), device)
+        return sd_parts_on(load_sd(sd, sd_config, dtype, ctx.check_cancelled), device)
 
-    try:
-        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=sd,
+    try:  # (sd_config too: a single-file model's config folder, another or edited, went unseen until a restart)
+        parts = ctx.model(("transfer", "sd", str(sd), str(dtype)), load, checkpoint=(sd, sd_config),
                           label=f"the SD model {checkpoint_name(sd)} ({str(dtype).removeprefix('torch.')})")
     except WeightsError as exc:
         raise JobError(ErrorCode.MISSING_WEIGHTS, str(exc), image_jobs.weights_hint(exc)) from None
