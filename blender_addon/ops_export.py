@@ -22,16 +22,19 @@ MAX_SAMPLES = 1_000_000
 MAX_SIDE = 8192  # pixels: the backend's limit on an exported image's side
 CAMERA_ITEMS = [("ALL", "All Cameras", "Every camera in the scene that can render (ones excluded from the view "
                                         "layer or disabled in renders or viewports are skipped)"),
-                ("ACTIVE", "Active Camera", "Only the scene's active camera")]
+                ("ACTIVE", "Active Camera", "Only the scene's active camera (refused where timeline markers make another camera "
+                                              "active on a frame of the range)")]
 ENGINE_ITEMS = [("workbench", "Workbench", "Fast RGB images (Blender Workbench)"),
                 ("cycles", "Cycles", "Realistic RGB images (Blender Cycles; slow)"),
                 ("none", "None", "No RGB: mesh images, masks, depth and labels only (fastest)")]
 
 
-def read_scene(context, found: dict, cameras: list, frames: range) -> dict[str, np.ndarray]:
+def read_scene(context, found: dict, cameras: list, frames: range, active: bool = False) -> dict[str, np.ndarray]:
     """The request's arrays: poses per frame (read as Export Motion reads them), the armatures' and
     cameras' world matrices and the cameras' lens, sensor and shift at each frame. Only ``frames`` are
-    read, not every frame between them (a long range at a large Step reads few)."""
+    read, not every frame between them (a long range at a large Step reads few). ``active``: ``cameras`` is the
+    scene's active camera, refused where timeline markers make another one active on a frame (Render Animation
+    renders that frame from the other: its labels were made from the first, unsaid)."""
     scene = context.scene
     clip = keys.export_clip(context, found, frames.start, frames[-1], frames.step)
     arrays: dict[str, np.ndarray] = {}
@@ -42,9 +45,12 @@ def read_scene(context, found: dict, cameras: list, frames: range) -> dict[str, 
     arm_matrices = {side: np.empty((T, 4, 4)) for side in found}
     cam_matrices, lens = np.empty((C, T, 4, 4)), np.empty((C, T))
     sensor, shift = np.empty((C, T, 2)), np.empty((C, T, 2))
+    switched = []
     with placement.evaluating_frames(scene):  # (the artist's changes not keyed yet kept)
         for t, frame in enumerate(frames):
-            scene.frame_set(frame)  # animated cameras, lenses and armature objects
+            scene.frame_set(frame)  # animated cameras, lenses and armature objects (and markers' cameras)
+            if active and scene.camera != cameras[0]:
+                switched.append((frame, scene.camera))
             for side, obj in found.items():
                 arm_matrices[side][t] = unscaled(obj, np.array(obj.matrix_world))
             for c, cam in enumerate(cameras):
@@ -53,6 +59,13 @@ def read_scene(context, found: dict, cameras: list, frames: range) -> dict[str, 
                 lens[c, t] = data.lens
                 sensor[c, t] = data.sensor_width, data.sensor_height
                 shift[c, t] = data.shift_x, data.shift_y
+    if switched:
+        frame, other = switched[0]
+        more = f" (and {len(switched) - 1} more frame(s))" if len(switched) > 1 else ""
+        raise ValueError(f"the active camera changes over the frames: timeline markers make "
+                         f"{getattr(other, 'name', 'no camera')!r} the active one at frame {frame}{more}, not "
+                         f"{cameras[0].name!r}: export each camera's frames on their own (Start and End), or choose "
+                         "All Cameras")
     for side, matrices in arm_matrices.items():
         arrays[hand_array_name(side, "matrix_world")] = matrices
     arrays.update({"camera.matrix_world": cam_matrices, "camera.lens": lens, "camera.sensor": sensor,
@@ -131,7 +144,8 @@ class HANDFORGE_OT_export_renders(jobs.JobOperator, bpy.types.Operator):
             raise ValueError(f"{len(frames)} frames × {len(cameras)} cameras is more than {MAX_SAMPLES} images: "
                              "raise Step or narrow the frame range")
         width, height = render_size(scene, self.resolution_x, self.resolution_y, "the images", 8, MAX_SIDE)
-        arrays = {**read_scene(context, found, cameras, frames), "frames": np.asarray(frames, np.int64)}
+        arrays = {**read_scene(context, found, cameras, frames, active=self.cameras == "ACTIVE"),
+                  "frames": np.asarray(frames, np.int64)}
         self._summary = f"{len(frames)} frames × {len(cameras)} cameras"
         self._skipped = f"; skipped {len(skipped)} camera(s): {'; '.join(skipped)}" if skipped else ""
         self._skipped += "".join(f"; left out {note}" for note in hands_skipped)

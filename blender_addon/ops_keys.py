@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -9,7 +10,7 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import fingers, generated_keys, hands, keys, placement
+from . import fingers, generated_keys, hands, keys, ops_interaction, placement
 from .errors import report_error, reports_errors
 from .ops_pose import _target, sides_option
 from .properties import BLEND_RELATIVE, ONE_SHOT, SCENE_FRAME_END, SCENE_FRAME_START, absolute_path, scene_range
@@ -71,8 +72,23 @@ class HANDFORGE_OT_key_pose(bpy.types.Operator):
                                                                 "this one too")
             if warning:
                 self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}")
+        kept = _candidate_kept(context, found.values())
+        self.report({"INFO"}, f"keyed {total} channels at frame {keys.frame_text(frame)}" + kept)
         return {"FINISHED"}
+
+
+def _candidate_kept(context, keyed) -> str:
+    """Key Pose on rigs whose interaction candidates are browsed keys the candidate shown, and keeps it: browsing
+    ends as Apply ends it ('' when none was browsed, else what the report adds). Left browsing, Cancel put back the
+    pose from before the candidates over keys that hold the candidate: the viewport showed one pose, the keys, a
+    render and an export another (113 px apart in an export's keypoints)."""
+    if not ops_interaction.browsing(context):
+        return ""
+    browsed = set(json.loads(ops_interaction.browse_state(context).rig_uids or "{}").values())
+    if not any(obj.session_uid in browsed for obj in keyed):
+        return ""
+    ops_interaction.end_browse(context, restore=False)
+    return "; the interaction candidate shown is kept (browsing ended, as Apply Candidate ends it)"
 
 
 # Operators whose button always opens Blender's file browser on their ``filepath``: it stays remembered, so

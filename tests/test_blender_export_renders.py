@@ -68,6 +68,11 @@ def test_bad_input_is_refused_before_anything_is_written(session):
     # before: 1000% was sent as 16000×12000 and the backend refused "params.width", the percentage unsaid
     assert "16000×12000 pixels (the scene's render resolution 1600×1200 at 1000%)" in refusals["percent_1000"], refusals
     assert "8 to 8192 pixels a side" in refusals["percent_1000"], refusals
+    # before: Active Camera labelled every frame from the current frame's camera, where timeline markers make Blender
+    # render frames 5 and 9 from Cam B
+    assert ("the active camera changes over the frames: timeline markers make 'Cam B' the active one at frame 5 (and 1 "
+            "more frame(s)), not 'Cam A': export each camera's frames on their own" in refusals["switched"]), refusals
+    assert "markers" not in refusals["only_cam_a"] and "not empty" in refusals["only_cam_a"], refusals  # (its folder's)
     assert refusals["nothing_written"] is True
 
 

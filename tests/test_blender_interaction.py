@@ -332,3 +332,14 @@ def test_the_panel_shows_every_option_the_engine_reads_that_its_button_sends(ses
         reads = "templates NONE" != case
         assert found["sent"]["separation"] is False, (case, found)
         assert ("separation" in found["drawn"] and "touch" in found["drawn"]) == reads, (case, found)
+
+
+def test_key_pose_while_browsing_keeps_the_candidate_it_keys(session):
+    # before: browsing went on, and Cancel put back the pose from before the candidates over keys holding the
+    # candidate: the viewport showed one pose, the keys (and exports) another, 114 px apart in an export's keypoints
+    session.no_error("key_pose_while_browsing")
+    found = session["key_pose_while_browsing"]
+    result, printed = found["keyed"]
+    assert result == ["FINISHED"] and "the interaction candidate shown is kept (browsing ended" in printed, printed
+    assert found["browsing"] == 0 and found["cancel_poll"] is False, found
+    assert found["kept"] and found["keys_hold_it"], found

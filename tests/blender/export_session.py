@@ -119,7 +119,22 @@ def refusals():
             none_left = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], engine="none"))
         finally:
             first.hide_render = False
-    return {"none_left": none_left,
+    # timeline markers bound to cameras, frame 1 to Cam A, frame 5 to Cam B: Active Camera labelled every frame
+    # from Cam A, where Render Animation renders frames 5 to 9 from Cam B
+    markers = [scene.timeline_markers.new(f"cut {frame}", frame=frame) for frame in (1, 5)]
+    markers[0].camera, markers[1].camera = first, bpy.data.objects["Cam B"]
+    scene.frame_set(1)
+    try:
+        switched = error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], cameras="ACTIVE",
+                                                                     engine="none", frame_step=4))
+        only_cam_a = bpy.ops.handforge.export_renders.poll() and error_of(  # within the first cut: not refused
+            lambda: bpy.ops.handforge.export_renders(directory=a["foreign"], cameras="ACTIVE", engine="none",
+                                                     frame_start=1, frame_end=4))
+    finally:
+        for marker in markers:
+            scene.timeline_markers.remove(marker)
+        scene.camera = first
+    return {"none_left": none_left, "switched": switched, "only_cam_a": only_cam_a,
             "empty_range": error_of(lambda: bpy.ops.handforge.export_renders(directory=a["out"], frame_start=5,
                                                                              frame_end=2)),
             "relative": error_of(lambda: bpy.ops.handforge.export_renders(directory="//renders")),

@@ -882,5 +882,37 @@ def panel_options(engine: str, anchor: str) -> dict:
 
 s.check("panel_options", lambda: {f"{engine} {anchor}": panel_options(engine, anchor)
                                   for engine in ("learned", "templates") for anchor in ("LEFT", "ACTIVE", "NONE")})
+
+
+def key_pose_while_browsing():
+    """Keyed rigs, a candidate shown on a frame between their keys, Key Pose: before, browsing went on and Cancel put
+    back the pose from before the candidates over keys now holding the candidate (the viewport one pose, the keys,
+    renders and exports another). Key Pose keeps the candidate now, as Apply does: browsing ends, the keys and the
+    rig agree."""
+    scene, ui = bpy.context.scene, ui_context()  # (a file was loaded since UI was read: its screen is another)
+
+    def as_user(op, **kwargs):
+        with bpy.context.temp_override(**ui):
+            return op("EXEC_DEFAULT", True, **kwargs)
+
+    for side in SIDES:
+        hand(side).animation_data_clear()
+    for frame in (801, 809):
+        scene.frame_set(frame)
+        assert as_user(bpy.ops.handforge.key_pose, sides="BOTH") == {"FINISHED"}
+    scene.frame_set(805)
+    assert sorted(sample(anchor="LEFT", count=2)) == ["FINISHED"]
+    assert as_user(bpy.ops.handforge.interaction_next) == {"FINISHED"}
+    shown = channels("right")
+    keyed = printed_by(lambda: as_user(bpy.ops.handforge.key_pose, sides="RIGHT"))
+    found = {"keyed": keyed, "browsing": browse()["count"], "cancel_poll": bpy.ops.handforge.interaction_cancel.poll(),
+             "kept": bool(np.allclose(channels("right"), shown, atol=1e-6))}
+    scene.frame_set(806)
+    scene.frame_set(805)  # the keys give the candidate back on its frame
+    found["keys_hold_it"] = bool(np.allclose(channels("right"), shown, atol=1e-5))
+    return found
+
+
+s.check("key_pose_while_browsing", key_pose_while_browsing)
 s.check("stop", lambda: bpy.ops.handforge.stop_backend() and None)
 s.finish()
