@@ -28,8 +28,9 @@ _engine_modules: list = []  # those registered, for unregister
 def engine_modules() -> list:
     """An engine's own buttons: each ``ops_*.py`` not listed above (``ops_image``, ``ops_interaction``,
     ``ops_motion``, ``ops_transfer``, ...), in name order: its ``CLASSES``, then its ``register()``; its
-    ``ENGINES`` get no Run Job buttons in the Backend panel. Found, not listed, so that adding one touches no
-    other add-on file."""
+    ``ENGINES`` get no Run Job buttons in the Backend panel; on unregister its ``shutdown()``, if any, first
+    (while the rest of the add-on still runs; it must not raise), its ``unregister()`` later. Found, not listed,
+    so that adding one touches no other add-on file."""
     listed = {module.__name__ for module in _CLASS_MODULES}
     names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__) if info.name.startswith("ops_")]
     return [_engine_module(name) for name in sorted(names) if name not in listed]
@@ -110,6 +111,9 @@ def _not_registered(module, engines: list, exc: Exception) -> str:
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
+    for module in reversed(_engine_modules):  # first, while every part of the add-on still runs
+        if hasattr(module, "shutdown"):
+            module.shutdown()
     jobs.shutdown()
     jobs.unregister()
     connection.shutdown()

@@ -17,6 +17,8 @@ move apart still meet where the backend put them.
 from __future__ import annotations
 
 import json
+import sys
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -235,7 +237,10 @@ def _snapshot(rig) -> dict:
 
 def _scene_of(rig):
     """The rig's scene: the one shown, if the rig is there (None: in no scene)."""
-    return bpy.context.scene if any(o == rig for o in bpy.context.scene.objects) else next(iter(rig.users_scene), None)
+    shown = getattr(bpy.context, "scene", None)  # (none in a restricted context: the add-on being disabled)
+    if shown is not None and any(o == rig for o in shown.objects):
+        return shown
+    return next(iter(rig.users_scene), None)
 
 
 def _frame_of(rig) -> float | None:
@@ -800,7 +805,39 @@ def register() -> None:
         description="What the Interaction panel's Sample Interaction button sends")
 
 
+def shutdown() -> None:
+    """The add-on disabled (also by an upgrade, or Blender quitting) while candidates are browsed: the browse ends
+    with the rigs put back as they were before the candidates, as Cancel does. The candidates and the channels
+    Cancel writes back live in the window manager's property, gone with the add-on, and the save handlers that
+    take the preview off a saved file with it: the candidate stayed on the rig, and a file saved then held it as
+    the hand's pose, the artist's lost. Called before the add-on's other parts stop (the frame handlers that move
+    keyed sliders' fingers, used when the frame changed while browsing). Never raises, so that the add-on is
+    still unregistered: where the rigs cannot be put back (a context Blender restricts, without ``bpy.data``) it
+    says so on the console, naming them."""
+    try:
+        wm = bpy.context.window_manager  # (a restricted context has it too)
+        state = getattr(wm, "handforge_interaction", None)
+        if state is None or not len(state.candidates):
+            return
+        names = json.loads(state.rig_names or "{}")
+        context = SimpleNamespace(window_manager=wm)  # what end_browse reads
+    except Exception as exc:  # noqa: BLE001 - unregister goes on
+        print(f"HandForge: the interaction candidates could not be ended on disabling ({exc!r})", file=sys.stderr)
+        return
+    try:
+        end_browse(context, restore=True)
+    except Exception as exc:  # noqa: BLE001 - unregister goes on; the artist is told which rigs
+        print(f"HandForge: the hand rig(s) {', '.join(map(repr, names.values()))} could not be put back as they "
+              f"were before the interaction candidates on disabling HandForge ({exc!r}): the candidate shown may "
+              f"stay on them (Ctrl-Z, or pose them again)", file=sys.stderr)
+        try:
+            end_browse(context, restore=False)
+        except Exception:  # noqa: BLE001 - (the property goes with the add-on anyway)
+            pass
+
+
 def unregister() -> None:
+    shutdown()  # (already done by the add-on's unregister; here too for a caller of this one alone)
     app_handlers.remove(*HANDLERS)
     del bpy.types.Scene.handforge_interaction
     del bpy.types.WindowManager.handforge_interaction
