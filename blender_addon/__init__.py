@@ -9,11 +9,47 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import os
 import pkgutil
 import sys
 from functools import partial
 
 import bpy
+
+SHARED = "handforge_shared"  # the project's shared package: the add-on's own copy comes from its wheel
+
+
+def _from_extension_wheels(module) -> bool:
+    """Whether ``module`` was loaded from the wheels Blender unpacks for its extensions (``<extensions>/.local``:
+    HandForge's ``handforge_shared`` wheel), not from another copy on the path (a developer's install, a script's
+    own), which is not the add-on's to drop."""
+    file = getattr(module, "__file__", None)
+    try:
+        wheels = os.path.realpath(bpy.utils.user_resource("EXTENSIONS", path=".local"))
+        return file is not None and os.path.realpath(file).startswith(wheels + os.sep)
+    except Exception:  # noqa: BLE001 - (no extensions folder: not from it)
+        return False
+
+
+def _forget_loaded() -> None:
+    """Drop from ``sys.modules`` the add-on's submodules and its wheel's ``handforge_shared`` loaded before this
+    package ran: its files are being read anew (Blender dropped the package and submodules to upgrade it, by
+    Install from Disk over it or uninstall then install, or after an enabling that failed), and the shared code
+    must be read anew with them: the new add-on ran on the old ``handforge_shared`` still loaded ("cannot import
+    name 'check_reach' from 'handforge_shared.poses'", HandForge left disabled, or the old shared code silently).
+    Here, not in unregister(): an upgrade from a HandForge without this is mended too, and a plain disable and
+    enable keeps the add-on's modules (Blender does not read them again), which hold the shared modules they
+    imported: dropped, a fresh import beside them (rig.py's forearm, a script's) loaded a second copy. Nothing else
+    holds the old ones by then (the old add-on's handlers, timers, threads and classes went with its unregister);
+    a script's own reference stays valid. A ``handforge_shared`` from elsewhere on the path is not the add-on's."""
+    names = [name for name in sys.modules if name.startswith(__name__ + ".")]
+    if _from_extension_wheels(sys.modules.get(SHARED)):
+        names += [name for name in sys.modules if name == SHARED or name.startswith(SHARED + ".")]
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+_forget_loaded()
 
 from . import (connection, keying_set, library, ops_backend, ops_export, ops_hands, ops_keys, ops_library, ops_pose,
                panels, preferences, properties)

@@ -4,10 +4,15 @@ included."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 
+import build_addon
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
-from tests.blender.harness import run_with_backend
+from tests.blender.harness import ROOT, run_blender, run_with_backend
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -42,3 +47,61 @@ def test_disabling_while_browsing_in_a_restricted_context_still_unregisters_and_
     assert "Exception in module unregister" not in browse_session.log, browse_session.log[-3000:]
     said = [line for line in browse_session.log.splitlines() if "could not be put back" in line]
     assert said and "'Hand.R'" in said[0], browse_session.log[-3000:]
+
+
+PROBE = '\n\ndef upgrade_probe():  # (a test\'s upgraded build)\n    return "upgraded"\n'
+
+
+@pytest.fixture(scope="module")
+def upgrade_session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    """The zip, then one of a newer version built from a copy of the sources whose handforge_shared.poses has a new
+    function that the add-on's keys.py imports (as keys.py came to import check_reach), installed over it."""
+    work = tmp_path_factory.mktemp("lifecycle_upgrade")
+    src = work / "src"
+    shutil.copy(ROOT / "build_addon.py", src.mkdir() or src / "build_addon.py")
+    shutil.copytree(ROOT / "blender_addon", src / "blender_addon", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "shared", src / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    with open(src / "shared" / "handforge_shared" / "poses.py", "a") as poses:
+        poses.write(PROBE)
+    # a new version, as a release is (Blender keeps a wheel of the same name and version it unpacked before)
+    init = src / "shared" / "handforge_shared" / "__init__.py"
+    version = build_addon.project_version()
+    major, minor, patch = version.split(".")[:3]
+    newer = f"{major}.{minor}.{int(patch) + 1}"
+    init.write_text(init.read_text().replace(f'__version__ = "{version}"', f'__version__ = "{newer}"'))
+    with open(src / "blender_addon" / "keys.py", "a") as keys:
+        keys.write("\nfrom handforge_shared.poses import upgrade_probe  # noqa: E402,F401 - (a test's upgraded build)\n")
+    upgraded = work / "upgraded.zip"
+    subprocess.run([sys.executable, str(src / "build_addon.py"), "--out", str(upgraded), "--wheels-from",
+                    str(ROOT / ".cache" / "wheels")], check=True, capture_output=True)
+    return run_blender("lifecycle_upgrade_session.py", addon_zip, work / "blender", {"upgraded": str(upgraded)})
+
+
+def test_an_upgrade_in_a_running_blender_runs_the_new_shared_code(upgrade_session):
+    # before: the new add-on met the old handforge_shared still loaded: "cannot import name 'upgrade_probe' from
+    # 'handforge_shared.poses' (<the new file, which has it>)", HandForge left disabled
+    upgrade_session.no_error("first", "upgraded")
+    first, upgraded = upgrade_session["first"], upgrade_session["upgraded"]
+    assert first["enabled"] and first["shared_probe"] is None and first["one_copy"], first
+    assert upgraded["error"] == "" and upgraded["installed"] == ["FINISHED"], upgraded
+    assert upgraded["enabled"] and upgraded["operators"], upgraded
+    assert upgraded["shared_probe"] == "upgraded" and upgraded["addon_probe"] == "upgraded", upgraded
+    assert upgraded["one_copy"] and upgraded["add_hands"] == ["FINISHED"] and upgraded["preset"] == ["FINISHED"]
+    site = upgrade_session["extension_site"]
+    assert first["shared_file"].startswith(site) and upgraded["shared_file"].startswith(site)
+
+
+def test_disable_and_enable_leave_one_copy_of_the_shared_code(upgrade_session):
+    upgrade_session.no_error("disable_enable")
+    found = upgrade_session["disable_enable"]
+    assert found["error"] == "" and found["enabled"] and found["one_copy"], found
+    assert found["shared_probe"] == "upgraded" and found["add_hands"] == ["FINISHED"], found
+
+
+def test_uninstall_then_install_runs_the_installed_shared_code(upgrade_session):
+    # before: the first zip's add-on ran on the upgraded zip's handforge_shared (upgrade_probe still there)
+    upgrade_session.no_error("reinstalled")
+    found = upgrade_session["reinstalled"]
+    assert found["error"] == "" and found["installed"] == ["FINISHED"] and found["enabled"] and found["one_copy"], found
+    assert found["shared_probe"] is None and found["addon_probe"] is None, found
+    assert found["add_hands"] == ["FINISHED"] and found["preset"] == ["FINISHED"], found
