@@ -154,12 +154,20 @@ def shared_wheel(version: str) -> tuple[str, bytes]:
     """``handforge_shared`` as a pure-Python wheel (PEP 427), in memory: (file name, bytes).
 
     Only what the add-on needs goes in (the code and the open hand's rig); numpy and pyzmq are not
-    declared as requirements because Blender ships numpy and the zip carries pyzmq's wheels."""
+    declared as requirements because Blender ships numpy and the zip carries pyzmq's wheels. Its version is
+    ``version`` with a local label of its contents' hash (PEP 440, "0.1.0+3f2a…"): Blender unpacks an extension's
+    wheel again only under a new name and version, so a zip of the same version with other shared code, installed
+    over the first, ran on the first one's shared code (a build between releases, a fix)."""
     files = _files(SHARED_DIR, SHARED_PATTERNS)
     if not any(p.relative_to(SHARED_DIR).as_posix() == "assets/open_hand_right.npz" for p in files):
         raise BuildError(f"{SHARED_DIR}/assets/open_hand_right.npz is missing: run `handforge bake-open-hand`")
-    dist_info = f"{SHARED_PACKAGE}-{version}.dist-info"
     members = [(f"{SHARED_PACKAGE}/{p.relative_to(SHARED_DIR).as_posix()}", p.read_bytes()) for p in files]
+    contents = hashlib.sha256()
+    for name, data in members:
+        contents.update(f"{name}\0{len(data)}\0".encode())
+        contents.update(data)
+    version = f"{version}+{contents.hexdigest()[:12]}"
+    dist_info = f"{SHARED_PACKAGE}-{version}.dist-info"
     members += [
         (f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {SHARED_PACKAGE}\nVersion: {version}\n"
          "Summary: HandForge conventions, formats, protocol and client (shared by backend and add-on)\n"

@@ -52,29 +52,43 @@ def test_disabling_while_browsing_in_a_restricted_context_still_unregisters_and_
 PROBE = '\n\ndef upgrade_probe():  # (a test\'s upgraded build)\n    return "upgraded"\n'
 
 
-@pytest.fixture(scope="module")
-def upgrade_session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
-    """The zip, then one of a newer version built from a copy of the sources whose handforge_shared.poses has a new
-    function that the add-on's keys.py imports (as keys.py came to import check_reach), installed over it."""
-    work = tmp_path_factory.mktemp("lifecycle_upgrade")
+def _upgraded_session(addon_zip, work, newer_version: bool):
+    """The zip, then one built from a copy of the sources whose handforge_shared.poses has a new function that the
+    add-on's keys.py imports (as keys.py came to import check_reach), of a newer version or not, installed over it."""
     src = work / "src"
     shutil.copy(ROOT / "build_addon.py", src.mkdir() or src / "build_addon.py")
     shutil.copytree(ROOT / "blender_addon", src / "blender_addon", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "shared", src / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     with open(src / "shared" / "handforge_shared" / "poses.py", "a") as poses:
         poses.write(PROBE)
-    # a new version, as a release is (Blender keeps a wheel of the same name and version it unpacked before)
-    init = src / "shared" / "handforge_shared" / "__init__.py"
-    version = build_addon.project_version()
-    major, minor, patch = version.split(".")[:3]
-    newer = f"{major}.{minor}.{int(patch) + 1}"
-    init.write_text(init.read_text().replace(f'__version__ = "{version}"', f'__version__ = "{newer}"'))
+    if newer_version:  # a new version, as a release is
+        init = src / "shared" / "handforge_shared" / "__init__.py"
+        version = build_addon.project_version()
+        major, minor, patch = version.split(".")[:3]
+        newer = f"{major}.{minor}.{int(patch) + 1}"
+        init.write_text(init.read_text().replace(f'__version__ = "{version}"', f'__version__ = "{newer}"'))
     with open(src / "blender_addon" / "keys.py", "a") as keys:
         keys.write("\nfrom handforge_shared.poses import upgrade_probe  # noqa: E402,F401 - (a test's upgraded build)\n")
     upgraded = work / "upgraded.zip"
     subprocess.run([sys.executable, str(src / "build_addon.py"), "--out", str(upgraded), "--wheels-from",
                     str(ROOT / ".cache" / "wheels")], check=True, capture_output=True)
     return run_blender("lifecycle_upgrade_session.py", addon_zip, work / "blender", {"upgraded": str(upgraded)})
+
+
+@pytest.fixture(scope="module")
+def upgrade_session(addon_zip, tmp_path_factory):  # noqa: F811 - fixture
+    return _upgraded_session(addon_zip, tmp_path_factory.mktemp("lifecycle_upgrade"), newer_version=True)
+
+
+def test_a_build_of_the_same_version_installed_over_runs_its_own_shared_code(addon_zip, tmp_path):  # noqa: F811
+    # before: Blender unpacks an extension's wheel again only under a new name and version, and the shared wheel was
+    # named by the project's version alone: a zip of the same version with other shared code (a build between
+    # releases) installed over the first ran on the first one's ("cannot import name 'upgrade_probe'")
+    found = _upgraded_session(addon_zip, tmp_path, newer_version=False)
+    found.no_error("first", "upgraded")
+    upgraded = found["upgraded"]
+    assert upgraded["error"] == "" and upgraded["enabled"] and upgraded["one_copy"], upgraded
+    assert upgraded["shared_probe"] == "upgraded" and upgraded["addon_probe"] == "upgraded", upgraded
 
 
 def test_an_upgrade_in_a_running_blender_runs_the_new_shared_code(upgrade_session):

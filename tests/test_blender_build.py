@@ -43,8 +43,9 @@ def test_zip_holds_code_and_the_shared_wheel_with_the_open_hand(contents, addon_
     for module in ("__init__.py", "rig.py", "pose.py", "keys.py", "jobs.py", "connection.py", "importers.py", "panels.py"):
         assert module in names
     assert not [n for n in names if n.startswith("shared/")], "the shared code travels as a wheel, not a copy"
-    version = build_addon.project_version()
-    wheel = f"wheels/handforge_shared-{version}-py3-none-any.whl"
+    name, _ = build_addon.shared_wheel(build_addon.project_version())
+    version = name.split("-")[1]  # the project's, with its contents' hash as a local label
+    wheel = f"wheels/{name}"
     assert wheel in names and f"./{wheel}" in manifest["wheels"]
     with zipfile.ZipFile(addon_zip) as zf:
         (tmp_path / "shared.whl").write_bytes(zf.read(wheel))
@@ -56,6 +57,24 @@ def test_zip_holds_code_and_the_shared_wheel_with_the_open_hand(contents, addon_
         assert f"handforge_shared/{module}" in inner
     assert set(inner) == {line.split(",")[0] for line in record.splitlines()}, "RECORD lists every file"
     assert not [n for n in names + inner if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_the_shared_wheels_version_follows_its_contents(tmp_path, monkeypatch):
+    """Blender unpacks an extension's wheel again only under a new name and version: a zip of the same version with
+    other shared code, installed over the first, ran on the first one's. The wheel's version carries a hash of its
+    contents (a PEP 440 local label), the same for the same sources (reproducible builds)."""
+    import shutil
+
+    version = build_addon.project_version()
+    first, again = build_addon.shared_wheel(version), build_addon.shared_wheel(version)
+    assert first == again and first[0].startswith(f"handforge_shared-{version}+") and first[0].endswith("-py3-none-any.whl")
+    copy = tmp_path / "handforge_shared"
+    shutil.copytree(build_addon.SHARED_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "poses.py", "a") as poses:
+        poses.write("\n# changed\n")
+    monkeypatch.setattr(build_addon, "SHARED_DIR", copy)
+    changed = build_addon.shared_wheel(version)[0]
+    assert changed != first[0] and changed.startswith(f"handforge_shared-{version}+"), (changed, first[0])
 
 
 def test_shared_wheel_installs_with_pip_and_imports(tmp_path):
@@ -119,7 +138,7 @@ def test_second_build_uses_the_wheel_cache(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.endswith(" MB, 1 wheel: handforge_shared)\n")
     with zipfile.ZipFile(tmp_path / "bare.zip") as zf:
         assert [n for n in zf.namelist() if n.endswith(".whl")] == [
-            f"wheels/handforge_shared-{build_addon.project_version()}-py3-none-any.whl"]
+            f"wheels/{build_addon.shared_wheel(build_addon.project_version())[0]}"]
 
 
 def test_the_zip_gets_a_new_files_usual_permissions(tmp_path):
