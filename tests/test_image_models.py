@@ -8,6 +8,7 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from handforge.cli import main
@@ -140,6 +141,59 @@ def test_import_copies_checked_weights_and_fetch_without_network_is_a_clear_erro
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
     assert main(["models", "fetch", "sd15", "--kind", "controlnet"]) == 2
     assert "sd15 is of kind sd, not controlnet: leave --kind out" in capsys.readouterr().err
+
+
+def test_fetch_refuses_a_folder_there_keeps_nothing_partial_and_stops_at_once(weights, tmp_path, monkeypatch, capsys):
+    """models fetch downloaded straight into its folder: over a folder of the artist's own weights (imported under
+    the same name) it replaced them; offline, the hub handed back what an earlier try left and it said "downloaded";
+    Ctrl-C waited for the file in flight. Now: refused, checked before it is renamed into place, stopped at once."""
+    import shutil as sh
+    import threading
+
+    import huggingface_hub
+
+    guidance = weights[2]  # a ControlNetModel folder: what a ControlNet download holds
+    monkeypatch.setenv("HANDFORGE_MODELS_DIR", str(tmp_path / "models"))
+    target = tmp_path / "models" / "controlnets" / "control_v11f1p_sd15_depth"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text('{"mine": true}')
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+    assert main(["models", "fetch", "controlnet-depth"]) == 2
+    assert "exists (weights fetched or imported before)" in capsys.readouterr().err
+    assert (target / "config.json").read_text() == '{"mine": true}'
+    sh.rmtree(target)
+
+    def incomplete(repo, local_dir, allow_patterns):  # (offline: whatever an earlier try left, here a config alone)
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        sh.copy(guidance / "config.json", Path(local_dir) / "config.json")
+        return local_dir
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", incomplete)
+    assert main(["models", "fetch", "controlnet-depth"]) == 2
+    assert "the download of lllyasviel/control_v11f1p_sd15_depth is not whole" in capsys.readouterr().err
+    assert list((tmp_path / "models" / "controlnets").iterdir()) == []  # nothing under the name, no partial left
+
+    def whole(repo, local_dir, allow_patterns):
+        sh.copytree(guidance, local_dir, dirs_exist_ok=True)
+        return local_dir
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", whole)
+    assert main(["models", "fetch", "controlnet-depth"]) == 0
+    out, err = capsys.readouterr()
+    assert f"downloaded into {target}" in out and (target / "diffusion_pytorch_model.safetensors").is_file()
+    assert f"into {target}; its licence is on https://huggingface.co/lllyasviel/control_v11f1p_sd15_depth" in err
+    assert [p.name for p in (tmp_path / "models" / "controlnets").iterdir()] == [target.name]
+
+    from handforge.engines.image.weights import fetch
+
+    release = threading.Event()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: release.wait(60))
+    threading.Timer(0.5, __import__("_thread").interrupt_main).start()  # Ctrl-C half a second in
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fetch("controlnet-normal", models_dir=tmp_path / "other", say=lambda text: None)
+    stopped = time.monotonic() - started
+    release.set()
+    assert stopped < 10, stopped  # (the download would have taken 60 s: before, Ctrl-C waited for it)
+    assert not (tmp_path / "other" / "controlnets" / "control_v11p_sd15_normalbae").exists()
 
 
 def _controlnet_for_wider_text(folder):

@@ -408,9 +408,17 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = None) -> Path:
-    """Download public diffusers weights (a short name of KNOWN or a hub repository id); only the
-    files the engines read. Without network this fails with a message saying so."""
+def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = None, say=None) -> Path:
+    """Download public diffusers weights (a short name of KNOWN or a hub repository id) into the models folder;
+    only the files the engines read. ``say`` (default: stderr) hears what is fetched, from where and to where, first.
+    Without network this fails with a message saying so. Downloaded beside the target and renamed into place once
+    the files check out (``check``): a folder already there (an import under the same name: the artist's own
+    weights) is refused, not overwritten; a download cut short, or a hub that answered offline with files from an
+    earlier try, leaves nothing under the name (both had said "downloaded"). Ctrl-C and SIGTERM stop it at once
+    (the download runs on its own thread: the main one had waited for the file in flight, minutes for a UNet)."""
+    import sys
+    import threading
+
     repo, known_kind = KNOWN.get(name_or_repo, (name_or_repo, None))
     if kind and known_kind and kind != known_kind:  # (it was downloaded, gigabytes, into the wrong folder)
         raise ValueError(f"{name_or_repo} is of kind {known_kind}, not {kind}: leave --kind out, or give "
@@ -421,13 +429,42 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    folder = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
-    try:
-        snapshot_download(repo, local_dir=str(folder), allow_patterns=_SD_FILES if kind == "sd" else MODEL_FILES)
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(exc).__name__}); without "
-                              "network, copy the weights here and use `handforge models import`") from None
-    return folder
+    target = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
+    if target.exists() or target.is_symlink():
+        raise FileExistsError(f"{target} exists (weights fetched or imported before): use it as it is (`handforge "
+                              "models check`), or move it away to fetch again")
+    patterns = _SD_FILES if kind == "sd" else MODEL_FILES
+    (say or (lambda text: print(text, file=sys.stderr, flush=True)))(
+        f"fetching {repo} ({kind}: {', '.join(patterns)}) from the Hugging Face Hub into {target}; its licence is "
+        f"on https://huggingface.co/{repo}: read it before you use or share what you make with it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    _remove(partial)  # (a fetch stopped before: its files, and the hub's .incomplete ones inside it)
+    failed: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            snapshot_download(repo, local_dir=str(partial), allow_patterns=patterns)
+        except BaseException as exc:  # noqa: BLE001 - (handed to the main thread)
+            failed.append(exc)
+
+    worker = threading.Thread(target=download, name="handforge-fetch", daemon=True)
+    worker.start()
+    while worker.is_alive():  # (joined in steps: a signal reaches the main thread between them)
+        worker.join(0.2)
+    if failed:
+        _remove(partial)
+        if isinstance(failed[0], (LocalEntryNotFoundError, HfHubHTTPError, OSError)):
+            raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(failed[0]).__name__}); "
+                                  "without network, copy the weights here and use `handforge models import`") from None
+        raise failed[0]
+    report = check(kind, partial)
+    if not report.ok:  # (offline, the hub hands back whatever an earlier try left: it had said "downloaded")
+        _remove(partial)
+        raise ConnectionError(f"the download of {repo} is not whole ({'; '.join(report.problems)}): run it again "
+                              "with network, or copy the weights here and use `handforge models import`")
+    partial.rename(target)
+    return target
 
 
 __all__ = ["KNOWN", "MODEL_FILES", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_model",
