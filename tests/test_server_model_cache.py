@@ -42,10 +42,16 @@ def test_least_recently_used_models_are_evicted_per_device_under_the_budget():
     assert cache.cached() == [("d", "meta"), ("big", "cpu")] and big.weight.shape == (8, 8)
 
 
-def test_a_changed_checkpoint_is_loaded_again(tmp_path):
+def one_file_checkpoint(tmp_path):
+    """A checkpoint folder of one file, ``w.bin`` (rewrite it to change the checkpoint)."""
     weights = tmp_path / "ckpt"
     weights.mkdir()
     (weights / "w.bin").write_bytes(b"1")
+    return weights
+
+
+def test_a_changed_checkpoint_is_loaded_again(tmp_path):
+    weights = one_file_checkpoint(tmp_path)
     cache, calls = ModelCache(), []
     first = cache.get("m", linear_loader(2, calls), checkpoint=weights)
     assert cache.get("m", linear_loader(2, calls), checkpoint=weights) is first
@@ -63,9 +69,7 @@ class Wrapper:
 
 def test_an_entry_built_on_a_reloaded_model_is_built_again_on_the_new_one(tmp_path):
     # an interaction pipeline cached on the hand model kept the old one after MANO's files changed, until a restart
-    weights = tmp_path / "ckpt"
-    weights.mkdir()
-    (weights / "w.bin").write_bytes(b"1")
+    weights = one_file_checkpoint(tmp_path)
     cache, calls = ModelCache(), []
     first = cache.get("hands", linear_loader(2, calls), checkpoint=weights)
     wrapper = cache.get("pipeline", lambda device: Wrapper(first), "cpu")
