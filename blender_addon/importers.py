@@ -319,6 +319,7 @@ def add_plane(scene, camera, image, name: str, corners):
             plane.parent = None
             plane.matrix_world = world
         plane.pop(PLANE_CAMERA_PROP, None)
+        _show(scene, plane)  # (hidden by a result hung from a camera since: it holds the newest now)
         return plane, []
     plane[PLANE_CAMERA_PROP] = camera.name
     plane.parent = camera
@@ -356,9 +357,13 @@ def show_alone(scene, camera, plane) -> list[str]:
             hidden.append(other.name)
         other.hide_render = True
         _hide_in_views(scene, other, True)
+    _show(scene, plane)
+    return hidden
+
+
+def _show(scene, plane) -> None:
     plane.hide_render = False
     _hide_in_views(scene, plane, False)
-    return hidden
 
 
 def hidden_said(hidden: list[str]) -> str:

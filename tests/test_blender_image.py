@@ -211,6 +211,13 @@ def test_the_image_plane_fills_the_view_1_m_away_under_a_scaled_camera(session):
     assert [x for x, _ in found["unscaled"]["corners"]] == [0, 0, 1, 1], found
 
 
+def test_a_plane_hidden_by_a_newer_result_shows_the_next_result_it_takes_without_a_camera(session):
+    session.no_error("plane_without_camera")
+    found = session["plane_without_camera"]
+    assert found["hidden"] == ["probe image"] and found["hidden_then"] == [True, False], found
+    assert "standing in the scene" in found["said"] and found["shown_now"] == [True, True], found
+
+
 def test_a_prompt_longer_than_the_backend_takes_is_refused_in_the_panels_words(session):
     # before: the backend's "params.prompt: is 24000 characters long as the message header carries it, JSON-escaped"
     session.no_error("prompts_too_long")

@@ -772,6 +772,30 @@ s.check("linked_camera", linked_camera)
 s.check("plane_under_scaled_cameras", plane_under_scaled_cameras)  # (after the plane checks: it refills Cam's)
 
 
+def plane_shown_again_without_a_camera():
+    """Run Job's Textured Plane hung from the camera, hidden when Generate Image's plane came in front of it
+    (``show_alone``); the next Run Job result with no active camera goes on it, standing in the scene: shown again
+    (before: still hidden, the report saying where it stands)."""
+    importers = importlib.import_module(f"{ADDON_MODULE}.importers")
+    scene = bpy.context.scene
+    camera, image = scene.camera, bpy.data.images.new("Job result", 64, 48)
+    importers.show_on_plane(scene, image, "probe image")
+    job = next(o for o in scene.objects if o.get("handforge_plane") == "probe image")
+    _, hidden = importers.add_plane(scene, camera, image, "HandForge image",
+                                    importers.frame_corners(scene, camera, 64, 48, importers.PLANE_DISTANCE))
+    found = {"hidden": hidden, "hidden_then": [job.hide_render, job.visible_get()]}
+    scene.camera = None
+    try:
+        found["said"] = importers.show_on_plane(scene, image, "probe image")[0]
+    finally:
+        scene.camera = camera
+    found["shown_now"] = [not job.hide_render, job.visible_get()]
+    return found
+
+
+s.check("plane_without_camera", plane_shown_again_without_a_camera)
+
+
 def results_kept_in_the_saved_file():
     """Variants with neither the camera's background nor a plane (nothing uses them), saved and reopened: every
     result of the session is still there, with its pixels and its properties (before: a result nothing used had
