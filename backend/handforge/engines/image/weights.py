@@ -414,10 +414,11 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     Without network this fails with a message saying so. Downloaded beside the target and renamed into place once
     the files check out (``check``): a folder already there (an import under the same name: the artist's own
     weights) is refused, not overwritten; a download cut short, or a hub that answered offline with files from an
-    earlier try, leaves nothing under the name (both had said "downloaded"). Ctrl-C and SIGTERM stop it at once
-    (the download runs on its own thread: the main one had waited for the file in flight, minutes for a UNet)."""
+    earlier try, leaves nothing under the name (both had said "downloaded"). Ctrl-C and SIGTERM stop it at once:
+    the hub downloads on worker threads that an interrupt does not reach (the process waited for the files in
+    flight, minutes for a UNet), so it runs in a child process, killed then, its partial folder removed."""
+    import multiprocessing
     import sys
-    import threading
 
     repo, known_kind = KNOWN.get(name_or_repo, (name_or_repo, None))
     if kind and known_kind and kind != known_kind:  # (it was downloaded, gigabytes, into the wrong folder)
@@ -426,9 +427,6 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     kind = kind or known_kind
     if kind not in ("sd", "guidance", "controlnet"):
         raise ValueError(f"say what {name_or_repo!r} is: --kind sd, guidance or controlnet")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
     target = (models_dir or default_models_dir()) / _FOLDERS[kind] / repo.split("/")[-1]
     if target.exists() or target.is_symlink():
         raise FileExistsError(f"{target} exists (weights fetched or imported before): use it as it is (`handforge "
@@ -440,24 +438,28 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     _remove(partial)  # (a fetch stopped before: its files, and the hub's .incomplete ones inside it)
-    failed: list[BaseException] = []
-
-    def download() -> None:
-        try:
-            snapshot_download(repo, local_dir=str(partial), allow_patterns=patterns)
-        except BaseException as exc:  # noqa: BLE001 - (handed to the main thread)
-            failed.append(exc)
-
-    worker = threading.Thread(target=download, name="handforge-fetch", daemon=True)
-    worker.start()
-    while worker.is_alive():  # (joined in steps: a signal reaches the main thread between them)
-        worker.join(0.2)
-    if failed:
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_download, args=(repo, str(partial), patterns, send), name="handforge-fetch",
+                            daemon=True)
+    child.start()
+    send.close()
+    try:
+        while child.is_alive() and not receive.poll(0.2):  # (in steps: a signal reaches this thread between them)
+            pass
+        failure, what = receive.recv() if receive.poll() else ("error", f"its process ended ({child.exitcode})")
+        child.join()
+    except BaseException:  # Ctrl-C, SIGTERM: nothing of it left running or on disk
+        child.kill()
+        child.join()
         _remove(partial)
-        if isinstance(failed[0], (LocalEntryNotFoundError, HfHubHTTPError, OSError)):
-            raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({type(failed[0]).__name__}); "
-                                  "without network, copy the weights here and use `handforge models import`") from None
-        raise failed[0]
+        raise
+    if failure:
+        _remove(partial)
+        if failure == "network":
+            raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({what}); without network, "
+                                  "copy the weights here and use `handforge models import`")
+        raise RuntimeError(f"the download of {repo} failed: {what}")
     report = check(kind, partial)
     if not report.ok:  # (offline, the hub hands back whatever an earlier try left: it had said "downloaded")
         _remove(partial)
@@ -465,6 +467,21 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
                               "with network, or copy the weights here and use `handforge models import`")
     partial.rename(target)
     return target
+
+
+def _download(repo: str, folder: str, patterns: list[str], answer) -> None:
+    """``fetch``'s child process: the hub's files of ``repo`` into ``folder``; ``answer`` (a pipe) hears ("", "")
+    when done, else ("network", the error's type) or ("error", what went wrong)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(repo, local_dir=folder, allow_patterns=patterns)
+        answer.send(("", ""))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        answer.send(("network", type(exc).__name__))
+    except BaseException as exc:  # noqa: BLE001 - (said by the parent)
+        answer.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 __all__ = ["KNOWN", "MODEL_FILES", "NEEDS", "SETTINGS", "Report", "check", "check_controlnet", "check_model",
