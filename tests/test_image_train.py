@@ -66,7 +66,7 @@ def test_training_lowers_the_loss(setup, tmp_path):
     assert sorted(p.name for p in (out / "model").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
 
 
-def test_dataset_pairs_and_tas_in_training(setup, tmp_path):
+def test_dataset_pairs_and_tas_in_training(setup, tmp_path, capsys):
     sd_path, data, _ = setup
     sd = load_sd(sd_path)
     dataset = GuidancePairs(data, sd["tokenizer"], size=SIZE)
@@ -84,6 +84,17 @@ def test_dataset_pairs_and_tas_in_training(setup, tmp_path):
     assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "tas"),
                  "--size", str(SIZE), "--steps", "1", "--batch-size", "2", "--tas", "--quiet"]) == 0
     assert (tmp_path / "tas" / "model" / "config.json").is_file()
+    # the tagger that chose TAS's words is recorded: a resume where the other is installed would attend other words
+    from handforge.engines.image.tokens import tag_vbg
+
+    record = tmp_path / "tas" / "settings.json"
+    recorded = json.loads(record.read_text())
+    assert recorded["data_options"]["tas_tagger"] == tag_vbg(["holding"])[1]
+    recorded["data_options"]["tas_tagger"] = "nltk" if tag_vbg(["holding"])[1] == "fallback" else "fallback"
+    record.write_text(json.dumps(recorded))
+    assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "tas"),
+                 "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--tas", "--quiet"]) == 2
+    assert "tas_tagger" in capsys.readouterr().err
     assert main(["train", "guidance", "--data", str(tmp_path), "--sd", str(sd_path), "--out", str(tmp_path / "x"),
                  "--size", str(SIZE), "--steps", "2"]) == 2
 

@@ -142,6 +142,10 @@ class GuidanceObjective:
         return moved, (moved - alpha.sqrt() * x0) / (1 - alpha).sqrt()
 
 
+TAGGERS = {"nltk": "NLTK's tagger",
+           "fallback": "the built-in fallback (NLTK or its averaged_perceptron_tagger_eng data is not installed)"}
+
+
 def run(args: argparse.Namespace, command: str = "image") -> int:
     """``handforge train image``, or ``train guidance`` (``command``: the name errors are said under)."""
     from pathlib import Path
@@ -168,7 +172,15 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
     if sd_path is None:
         return 2
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
+    tagger = None
+    if args.tas:  # which words TAS attends: NLTK's tagger or the fallback (a resume with the other would change them)
+        from handforge.engines.image.tokens import tag_vbg
+
+        tagger = tag_vbg(["holding"])[1]
+        if not args.quiet:
+            print(f"TAS attends the hand-related words tagged by {TAGGERS[tagger]}", file=sys.stderr)
     settings = sd_run_settings(args, sd_path, {
+        "tas_tagger": tagger,
         "size": args.size, "caption": args.caption, "lambda_global": args.lambda_global,
         "lambda_local": args.lambda_local, "tas_strength": args.tas_strength if args.tas else None,
         # the weights a run starts from: a resume with another --init (or none) was silently another start
