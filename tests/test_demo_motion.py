@@ -27,3 +27,28 @@ def test_demo_inbetween_runs_the_learned_engine_and_keeps_the_keys(tmp_path):
         assert distance[0] > 1.0 and distance[-1] < 1e-6
         assert 0.2 * distance[0] < distance[NUM_FRAMES // 2] < 0.8 * distance[0]
         assert np.abs(np.diff(distance)).max() < 0.2 * distance[0]
+
+
+def test_demo_names_the_checkpoint_that_ran(tmp_path, monkeypatch, capsys):
+    # a configured checkpoint was said to be the "shipped checkpoint" while the step loaded the user's
+    import shutil
+
+    from handforge.engines.motion import demo as motion_demo
+    from handforge.engines.motion.settings import CHECKPOINT, SHIPPED_CHECKPOINT
+
+    mine = tmp_path / "my_motion"
+    shutil.copytree(SHIPPED_CHECKPOINT, mine)
+    monkeypatch.setenv(CHECKPOINT.env, str(mine))
+    motion_demo.demo(tmp_path / "out")
+    line = capsys.readouterr().out
+    assert "shipped" not in line and f"checkpoint {mine} (from ${CHECKPOINT.env}" in line, line
+    monkeypatch.delenv(CHECKPOINT.env)
+    motion_demo.demo(tmp_path / "out")
+    line = capsys.readouterr().out
+    assert f"shipped checkpoint {SHIPPED_CHECKPOINT.name}" in line, line
+
+
+def test_demo_help_says_the_configured_checkpoints_are_used():
+    from handforge.commands.demo import HELP
+
+    assert "shipped defaults" not in HELP and "interaction.checkpoint" in HELP and "motion.checkpoint" in HELP

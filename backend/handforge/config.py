@@ -242,6 +242,18 @@ def value(key: str) -> Any:
     return get(key)[0]
 
 
+def said(key: str, default: str) -> str:
+    """A setting's value as a message names it, with where it came from: "/x (from $HANDFORGE_X)", "/x (from
+    FILE)", or ``default``, the words for its default ("the shipped checkpoint motion_v5"): a configured one was
+    said to be the shipped one (the demo)."""
+    val, source = get(key)
+    if source == "env":
+        return f"{val} (from ${setting(key).env})"
+    if source == "file":
+        return f"{val} (from {config_path()})"
+    return default
+
+
 def environment() -> dict[str, str]:
     """The settings given here (environment or config file) as environment variables, so that a process
     elsewhere (a Ray actor on another node) uses the values this one resolved, not its own config."""

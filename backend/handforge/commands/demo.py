@@ -11,8 +11,9 @@ from pathlib import Path
 from handforge.arguments import output_folder
 
 NAME = "demo"
-HELP = ("run every step on the shipped defaults: two open hands in named poses and a two-hand clasp (glTF "
-        "meshes, a JSON of labels), a small labelled export, a sampled interaction, an in-betweened motion, "
+HELP = ("run every step, with no licensed files: two open hands in named poses and a two-hand clasp (glTF "
+        "meshes, a JSON of labels), a small labelled export, a sampled interaction and an in-betweened motion (by the "
+        "interaction.checkpoint and motion.checkpoint settings' checkpoints: the shipped ones unless configured), "
         "a generated image (when Stable Diffusion weights and a guidance module or ControlNets are configured) and "
         "the Blender part (when bpy is installed)")
 DEMO_ENGINES = ("interaction", "motion", "image")  # each engine's demo step: engines/<name>/demo.py

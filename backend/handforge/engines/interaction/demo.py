@@ -1,6 +1,7 @@
 """The demo's interaction step: the right hand sampled around a posed left hand, as the add-on's
 Sample Interaction does (job ``interaction.sample``'s default engine, the learned one, with the
-shipped checkpoint and the job's default settings)."""
+``interaction.checkpoint`` setting's checkpoint, the shipped one unless one is configured, and the job's
+default settings)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def demo(out: Path) -> None:
     from handforge.engines.checkpoints import CheckpointError, load_model
     from handforge.engines.interaction.model import InteractionDenoiser
     from handforge.engines.interaction.pipeline import InteractionPipeline, SampleSettings
-    from handforge.engines.interaction.settings import CHECKPOINT
+    from handforge.engines.interaction.settings import CHECKPOINT, SHIPPED_CHECKPOINT
     from handforge.hands import load_hand_model
     from handforge.runtime import torch_threads
     from handforge_shared import pose_library
@@ -35,6 +36,9 @@ def demo(out: Path) -> None:
     except CheckpointError as exc:  # the rest of the demo still runs
         print(f"interaction: skipped: {exc} (`handforge doctor` shows the setting)")
         return
+    # the one that runs, named: a configured one read as the shipped one
+    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}")
+    checkpoint = checkpoint if checkpoint.startswith("shipped") else f"checkpoint {checkpoint}"
     hand_model = load_hand_model("open")
     with torch_threads(1):  # small batches: on a shared 2-core machine two threads took 6-10 s, one 0.2 s
         found = InteractionPipeline(model, hand_model)(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)
@@ -46,7 +50,7 @@ def demo(out: Path) -> None:
     # (``handforge eval``'s), so the two never show different numbers for the same hands.
     depth = best_depth(hand_model, found)
     print(f"interaction: {len(found.score)} candidates for the right hand around a left hand posed "
-          f"'{INTERACTION_ANCHOR}' (learned engine) in {seconds:.1f} s; best score {found.score[0]:.3f} (max depth "
+          f"'{INTERACTION_ANCHOR}' (learned engine, {checkpoint}) in {seconds:.1f} s; best score {found.score[0]:.3f} (max depth "
           f"{depth * 1000:.1f} mm exact, gap {found.gap[0] * 1000:.1f} mm); all, best first, in "
           f"{out / 'interaction.npz'}")
 

@@ -41,10 +41,13 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     """Run ``motion.inbetween`` on ``keyed_arrays`` with the learned engine; write ``inbetween.npz``.
 
     Returns the engine that ran (the spline engine when no checkpoint is configured, with the
-    warning), the seconds (model loading included, and without it), the largest key error and the path.
+    warning), the learned engine's checkpoint in words (``config.said``: the configured one, or the shipped
+    one), the seconds (model loading included, and without it), the largest key error and the path.
     ``threads``: torch threads while it runs (restored after); on a shared 2-core machine one thread
     took 0.36 s where two took 7-19 s (README, Motion)."""
+    from handforge import config
     from handforge.engines.motion.jobs import inbetween
+    from handforge.engines.motion.settings import CHECKPOINT, SHIPPED_CHECKPOINT
     from handforge.runtime import torch_threads
     from handforge.server.builtin_jobs import default_registry
     from handforge.server.jobs import JobContext
@@ -54,6 +57,8 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     params = default_registry().kind("motion.inbetween").schema.validate(
         {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "steps": steps}, arrays)
     ctx = JobContext("demo-motion", "motion.inbetween", lambda fraction, message, previews: None)
+    # the one the job reads (the configured one, if any): "shipped" named the user's own as the shipped one
+    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}")
     with torch_threads(threads):
         started = time.perf_counter()
         result = inbetween(ctx, params, arrays)
@@ -67,6 +72,7 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
     path = clip.save(out / "inbetween.npz")
     return {"engine": result.data["engine"], "warning": result.data.get("warning", ""), "seconds": seconds,
             "generation_seconds": float(result.data["seconds"]), "loaded": list(ctx.loaded), "steps": steps,
+            "checkpoint": checkpoint if result.data["engine"] == "learned" else None,
             "frames": clip.num_frames, "key_error": key_error, "path": str(path)}
 
 
@@ -74,11 +80,16 @@ def demo(out: Path) -> None:
     """In-between the keyed poses and say how long it took."""
     motion = inbetween_keyed_poses(out)
     engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
-              f"the {motion['engine']} engine (shipped checkpoint, {motion['steps']} DDIM steps)")
+              f"the {motion['engine']} engine ({_checkpoint_named(motion['checkpoint'])}, {motion['steps']} DDIM steps)")
     loading = f" ({motion['seconds']:.2f} s with the first call's imports and model loading)" if motion["loaded"] else ""
     kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
     print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
           f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")
+
+
+def _checkpoint_named(words: str) -> str:
+    """"shipped checkpoint motion_v5", or "checkpoint /x (from …)" for a configured one."""
+    return words if words.startswith("shipped") else f"checkpoint {words}"
 
 
 __all__ = ["demo", "inbetween_keyed_poses", "keyed_arrays"]
