@@ -175,6 +175,7 @@ def test_commands_refuse_bad_numbers_with_the_option_named(argv, needle, capsys,
     ["train", "motion", "--corpus", ".", "--out", "x", "--init", ""],
     ["compare-hands", "--model-dir", ""],
     ["self-intersection", "--model-dir", ""],
+    ["convert-mano", "--model-dir", ""],  # (searched the current folder, over the mano.model_dir setting)
 ])
 def test_an_empty_path_option_is_refused_naming_the_option(argv, capsys, tmp_path, monkeypatch):
     """"--features $UNSET" read the current folder ('.: not a readable feature checkpoint'); "--checkpoint ''",

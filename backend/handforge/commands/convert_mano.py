@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from handforge.arguments import output_folder
+from handforge.arguments import given_path, output_folder
 
 NAME = "convert-mano"
 HELP = ("convert MANO_RIGHT.pkl / MANO_LEFT.pkl (from mano.is.tue.mpg.de) into plain .npz files that load "
@@ -16,7 +16,8 @@ HELP = ("convert MANO_RIGHT.pkl / MANO_LEFT.pkl (from mano.is.tue.mpg.de) into p
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", type=Path,
                         help="MANO .pkl files to convert (default: MANO_RIGHT.pkl and MANO_LEFT.pkl in --model-dir)")
-    parser.add_argument("--model-dir", type=Path, default=None,
+    # refused when empty, as self-intersection's: "" (an unset $MANO) searched the current folder over the setting
+    parser.add_argument("--model-dir", type=given_path("MANO's folder"), default=None,
                         help="folder with the MANO pickles (default: the mano.model_dir setting, $HANDFORGE_MANO_DIR)")
     # checked as a folder before anything is read: a file given here (or a path through one) ended in a
     # FileExistsError / NotADirectoryError traceback once both models had been loaded
