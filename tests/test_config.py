@@ -202,3 +202,20 @@ def test_a_config_path_that_is_a_pipe_or_a_device_is_said(tmp_path, monkeypatch)
             config.check_file()
     monkeypatch.setenv("HANDFORGE_CONFIG", os.devnull)
     assert config.check_file() == []
+
+
+@pytest.mark.parametrize("command", [["eval", "interaction", "--help"], ["train", "motion", "-h"]])
+def test_an_engines_help_is_shown_whatever_the_config_says(config_file, command, capsys, monkeypatch):
+    """`eval interaction --help` was refused with "cannot read the HandForge config file" (the engine's parser runs
+    inside its run, after the file's check), as was `eval motion --help` with HANDFORGE_MANO_DIR=' ': the help that
+    names the option overriding the setting (--checkpoint) could not be read until the file was fixed."""
+    from handforge.cli import main
+
+    for text, env in (('[mano]\nmodel_dir = "unclosed\n', {}), ("", {"HANDFORGE_MANO_DIR": " "})):
+        config_file.write_text(text)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit) as exit_:
+            main(command)
+        out, err = capsys.readouterr()
+        assert exit_.value.code == 0 and f"usage: handforge {command[0]} {command[1]}" in out and not err, err

@@ -85,6 +85,11 @@ def _silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _before_dashes(words: list[str]) -> list[str]:
+    """The words before a "--" (after it, "--help" is a value, not an option)."""
+    return words[:words.index("--")] if "--" in words else words
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while the commands' modules load, before the command's own handling below
         parser, modules = build_parser()
@@ -115,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     from handforge.config import ConfigError
     from handforge.termination import EXIT_STATUS, Terminated, second_ctrl_c_quits, sigterm_unwinds
 
-    if not getattr(modules[args.command], "CHECKS_CONFIG", False):  # (serve and doctor: after engine packages)
+    # `eval ENGINE --help`: the engine's parser prints it inside its run; the help that names the option overriding
+    # a setting (--checkpoint) was refused until the file was fixed, as no other command's --help is
+    engine_help = any(a in ("-h", "--help") for a in _before_dashes(getattr(args, "engine_args", None) or []))
+    # (serve and doctor check it themselves, after engine packages)
+    if not engine_help and not getattr(modules[args.command], "CHECKS_CONFIG", False):
         # read before any work: a file that does not parse was said once the demo had half written its
         # folder, and a misspelled key was ignored without a word (the shipped model evaluated instead)
         package, engine = getattr(args, "package", None), getattr(args, "engine", None)
