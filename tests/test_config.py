@@ -46,8 +46,8 @@ def test_values_of_the_wrong_type_are_refused_not_read_as_their_text(config_file
 def test_a_section_written_as_a_value_is_said(config_file):
     # before: `mano = "/data/mano"` (for [mano] model_dir = ...) was ignored without a word
     config_file.write_text('mano = "/data/mano/models"\n')
-    with pytest.raises(config.ConfigError, match=r"mano must be a \[mano\] table, got str '/data/mano/models'; "
-                                                  r"e.g.\n    \[mano\]\n    model_dir = \"<value>\""):
+    with pytest.raises(config.ConfigError, match=r"mano must be a \[mano\] table, got str '/data/mano/models', "
+                                                  r"so nothing in it is read: write it as\n    \[mano\]\n    model_dir = \"<value>\""):
         config.check_file()
 
 
@@ -80,7 +80,7 @@ def test_every_command_refuses_a_setting_of_the_wrong_kind_before_any_work(confi
     config_file.write_text("[mano]\nmodel_dir = 3\n")
     assert main(command) == 2
     assert capsys.readouterr().err == (f"handforge {command[0]}: mano.model_dir from {config_file} must be a path "
-                                       "(a string), got 3; fix or remove it\n")
+                                       "(a string), got 3: fix or remove it\n")
     assert not (tmp_path / "corpus").exists()
 
 
@@ -97,8 +97,9 @@ def test_a_file_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_is_said(co
 
 @pytest.mark.parametrize("text, shown", [
     ('[motion]\ncheckpoint = ""\n', "motion.checkpoint from .* is empty: give a path, or remove the line"),
-    ('[mano]\nmodel_dir = "~nobody-here/mano"\n', "mano.model_dir from .* must be a path .*, got '~nobody-here/mano' "
-                                                  r"\(no home folder for ~nobody-here\)"),
+    # (it is a string: "must be a path (a string)" named the wrong problem)
+    ('[mano]\nmodel_dir = "~nobody-here/mano"\n', "mano.model_dir from .* is '~nobody-here/mano', but there is no home "
+                                                  "folder for ~nobody-here: give the full path$"),
 ])
 def test_an_empty_path_or_an_unknown_users_home_is_refused(config_file, text, shown):
     # before: "" was the config file's own folder (so motion.checkpoint seemed set, to a folder that is no
@@ -219,3 +220,32 @@ def test_an_engines_help_is_shown_whatever_the_config_says(config_file, command,
             main(command)
         out, err = capsys.readouterr()
         assert exit_.value.code == 0 and f"usage: handforge {command[0]} {command[1]}" in out and not err, err
+
+
+@pytest.mark.parametrize("value, said", [
+    (" ", "handforge keys: mano.model_dir from $HANDFORGE_MANO_DIR is empty: give a path, or unset $HANDFORGE_MANO_DIR "
+          "to leave the setting unset\n"),
+    ("~nobody-here/mano", "handforge keys: mano.model_dir from $HANDFORGE_MANO_DIR is '~nobody-here/mano', but there is "
+                          "no home folder for ~nobody-here: give the full path in $HANDFORGE_MANO_DIR, or unset it\n"),
+    ("/data/\tmano", "handforge keys: mano.model_dir from $HANDFORGE_MANO_DIR holds a control character, '/data/\\tmano': "
+                     "fix $HANDFORGE_MANO_DIR or unset it\n"),
+])
+def test_a_variables_bad_value_is_told_to_be_unset_not_a_line_removed(config_file, value, said, capsys, monkeypatch):
+    """HANDFORGE_MANO_DIR=' ' said "remove the line to leave it unset; fix or remove it" (a variable has no line), and
+    '~nosuchuser/x' "must be a path (a string)" (it is one: the home folder is what is missing)."""
+    from handforge.cli import main
+
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", value)
+    assert main(["keys", "--out", str(config_file.parent / "k")]) == 2
+    assert capsys.readouterr().err == said
+
+
+def test_a_section_written_as_a_key_ends_with_the_lines_to_write(config_file, capsys):
+    # cli.py put "; fix or remove it" after the example's last line: `model_dir = "<value>"; fix or remove it`
+    from handforge.cli import main
+
+    config_file.write_text('mano = "/data/mano/models"\n')
+    assert main(["keys", "--out", str(config_file.parent / "k")]) == 2
+    assert capsys.readouterr().err == (f"handforge keys: {config_file}: mano must be a [mano] table, got str "
+                                       "'/data/mano/models', so nothing in it is read: write it as\n    [mano]\n"
+                                       '    model_dir = "<value>"\n')

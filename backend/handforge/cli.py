@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             unknown = config.check_file()
         except ConfigError as exc:
-            print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
+            print(f"handforge {args.command}: {config.refusal(exc)}", file=sys.stderr)
             return 2
         if wrong := config.wrong_values():  # (`model_dir = 3`: said by doctor, while every other command went on)
-            print(f"handforge {args.command}: {'; '.join(wrong)}; fix or remove it", file=sys.stderr)
+            print(f"handforge {args.command}: {'; '.join(wrong)}", file=sys.stderr)  # (each with its fix)
             return 2
         if unknown:
             print(f"handforge {args.command}: warning: the config file {config.config_path()} names settings no "
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(stopped + (f": {hint}" if hint else ""), file=sys.stderr)
         return EXIT_STATUS if isinstance(exc, Terminated) else 130
     except ConfigError as exc:  # read by whichever setting the command needs first
-        print(f"handforge {args.command}: {exc}; fix or remove it", file=sys.stderr)
+        print(f"handforge {args.command}: {config.refusal(exc)}", file=sys.stderr)
         return 2
     except ReportWriteError as exc:  # (every command's --out report, the engines' evaluations too)
         print(f"handforge {args.command}: {exc}", file=sys.stderr)

@@ -34,7 +34,23 @@ Source = Literal["env", "file", "default", "unset"]
 
 
 class ConfigError(RuntimeError):
-    """The config file cannot be read; the message names it and the problem."""
+    """The config file cannot be read, or a setting's value; the message names it and the problem. ``fix``: how to
+    fix it where the problem has its own (a variable is unset, not a line removed), said after it; without one,
+    the command adds "fix or remove it" (``refusal``)."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem, self.fix = problem, fix
+
+
+def refusal(exc: ConfigError) -> str:
+    """``exc`` with its fix, for a command's one line: its own, or "fix or remove it" (a file that does not parse)."""
+    return str(exc) if exc.fix else f"{exc}; fix or remove it"
+
+
+def _value_fix(setting: "Setting", source: str) -> str:
+    """How to fix a value that cannot be read: a variable is fixed or unset, the file's line fixed or removed."""
+    return f"fix ${setting.env} or unset it" if source == f"${setting.env}" else "fix or remove it"
 
 
 @dataclass(frozen=True)
@@ -187,8 +203,10 @@ def check_file() -> list[str]:
         if section not in declared:
             unknown.append(f"[{section}]")
         elif not isinstance(names, dict):  # `mano = "/x"` for `[mano]` + `model_dir = "/x"`: nothing is read
+            # (its fix said last, as the lines to write: "; fix or remove it" was put after the example line)
             raise ConfigError(f"{config_path()}: {section} must be a [{section}] table, got {type(names).__name__} "
-                              f"{names!r}; e.g.\n    [{section}]\n    {sorted(declared[section])[0]} = \"<value>\"")
+                              f"{names!r}, so nothing in it is read",
+                              f"write it as\n    [{section}]\n    {sorted(declared[section])[0]} = \"<value>\"")
         else:
             unknown += [f"{section}.{name}" for name in names if name not in declared[section]]
     return unknown
@@ -198,21 +216,27 @@ def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) 
     """``raw`` (a string from the environment, any TOML value from the file) as the setting's kind; a
     relative path from the file is taken from the file's folder (``base``), not from wherever the
     command runs (a backend Blender starts runs in Blender's folder)."""
+    # each with the fix for where it came from: a variable was told to "remove the line"
+    fix = _value_fix(setting, source)
     wrong = ConfigError(f"{setting.key} from {source} must be a {setting.kind}"
-                        f"{' (a string)' if setting.kind in ('path', 'str') else ''}, got {raw!r}")
+                        f"{' (a string)' if setting.kind in ('path', 'str') else ''}, got {raw!r}", fix)
     if isinstance(raw, bool) or (setting.kind in ("path", "str") and not isinstance(raw, str)):
         raise wrong  # `checkpoint = true`, `sd_model = ["/x"]`: not the path "True" or "['/x']"
     if setting.kind == "path" and not raw.strip():  # not Path(""), the current (or the file's) folder
-        raise ConfigError(f"{setting.key} from {source} is empty: give a path, or remove the line to leave it unset")
+        raise ConfigError(f"{setting.key} from {source} is empty",
+                          "give a path, or remove the line to leave it unset" if base is not None else
+                          f"give a path, or unset ${setting.env} to leave the setting unset")
     if setting.kind == "path" and any(ord(c) < 32 for c in raw):  # "C:\temp\new" in the file: a tab and a newline
         raise ConfigError(f"{setting.key} from {source} holds a control character, {raw!r}"
-                          + (BACKSLASH_HINT if base is not None else ""))
+                          + (BACKSLASH_HINT if base is not None else ""), fix)
     try:
         if setting.kind == "path":
             try:
                 path = Path(raw).expanduser()
-            except RuntimeError:  # ~user of no such user
-                raise ConfigError(f"{wrong} (no home folder for {raw.split('/', 1)[0]})") from None
+            except RuntimeError:  # ~user of no such user: it is a string (it was said "must be a path (a string)")
+                raise ConfigError(f"{setting.key} from {source} is {raw!r}, but there is no home folder for "
+                                  f"{raw.split('/', 1)[0]}", "give the full path" + (
+                                      "" if base is not None else f" in ${setting.env}, or unset it")) from None
             return base / path if base is not None and not path.is_absolute() else path
         if setting.kind == "int":
             return int(raw)
@@ -283,8 +307,8 @@ def given(values: dict[Setting, str | None]) -> Iterator[None]:
 
 
 def wrong_values() -> list[str]:
-    """What each setting whose value (from the environment or the file) cannot be read as its kind says:
-    every job reading it would fail, so the commands refuse to start on it, as on a file that does not parse."""
+    """What each setting whose value (from the environment or the file) cannot be read as its kind says, with its
+    fix (``refusal``): every job reading it would fail, so the commands refuse to start on it, as on a file that does not parse."""
     return [row["error"] for row in describe() if "error" in row]
 
 
@@ -297,7 +321,7 @@ def describe() -> list[dict[str, Any]]:
         try:
             val, source = get(s.key)
         except ConfigError as exc:
-            rows.append({**row, "value": None, "source": "error", "error": str(exc)})
+            rows.append({**row, "value": None, "source": "error", "error": refusal(exc)})  # (with its fix)
             continue
         rows.append({**row, "value": None if val is None else str(val), "source": source})
     return rows

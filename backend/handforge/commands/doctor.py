@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if wrong:
             problem, status = "; ".join([*wrong, problem] if problem else wrong), 1
     except config.ConfigError as exc:  # serve refuses to start on it: the check fails, for scripts
-        problem, status = str(exc), 1
+        problem, status = config.refusal(exc), 1
     if (args.curve_server_key is None) != (args.curve_client_secret is None):  # (before the slow device probe)
         print("handforge doctor: CurveZMQ needs both --curve-server-key and --curve-client-secret", file=sys.stderr)
         return 2
@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _wrong_values(config) -> list[str]:
-    """What each setting whose value cannot be read as its kind says, with the fix."""
-    return [f"{error}: fix or remove it" for error in config.wrong_values()]
+    """What each setting whose value cannot be read as its kind says, with its fix (a variable's: unset it)."""
+    return config.wrong_values()
 
 
 def _limits():

@@ -212,10 +212,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # once the engines (and --engine-package's) have declared their settings
         unknown = settings_file.check_file()
-        if wrong := settings_file.wrong_values():  # every job reading such a value would fail (it started, unsaid)
-            raise settings_file.ConfigError("; ".join(wrong))
     except settings_file.ConfigError as exc:
-        print(f"handforge serve: {exc}; fix or remove it", file=sys.stderr)
+        print(f"handforge serve: {settings_file.refusal(exc)}", file=sys.stderr)
+        return 2
+    if wrong := settings_file.wrong_values():  # every job reading such a value would fail (it started, unsaid)
+        print(f"handforge serve: {'; '.join(wrong)}", file=sys.stderr)  # (each with its fix)
         return 2
     try:
         server.bind()

@@ -129,7 +129,8 @@ class Engine:
             elif self.note:
                 note = self.note()
         except config.ConfigError as exc:  # the config file is unreadable: said, not a failed check
-            return EngineStatus(False, str(exc), f"fix or remove {config.config_path()}")
+            # (a value's own fix: a variable is unset, not the file removed)
+            return EngineStatus(False, exc.problem, exc.fix or f"fix or remove {config.config_path()}")
         except Exception as exc:  # a broken check must not break hello
             log.exception("availability check of engine %s failed", self.name)
             return EngineStatus(False, f"availability check failed: {exc}")
