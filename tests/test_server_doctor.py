@@ -399,3 +399,28 @@ def test_the_export_engine_is_not_available_without_the_gl_renderer(tmp_path):
     assert ("\n  export          NOT available: export_renders\n"
             "           why: the GL renderer needs moderngl, which cannot be imported\n"
             "           fix: pip install moderngl (in the backend extra)\n") in done.stdout, done.stdout
+
+
+def test_a_variables_missing_path_is_fixed_in_the_variable_and_said_once(tmp_path, monkeypatch):
+    """HANDFORGE_SD_MODEL naming no folder, over a file's existing one: the fix offered was 'set the environment
+    variable HANDFORGE_SD_MODEL=<value>, or sd_model = "<value>" under [image] in FILE' (editing the file changes
+    nothing: the variable wins), and that why/fix pair was printed for image, attentionhand, controlnet, transfer
+    and ihpt, five times."""
+    (tmp_path / "sd").mkdir()
+    cfg = tmp_path / "sd.toml"
+    cfg.write_text(f'[image]\nsd_model = "{tmp_path / "sd"}"\n')
+    typo = tmp_path / "typo_sd"
+    done = _doctor(HANDFORGE_CONFIG=str(cfg), HANDFORGE_SD_MODEL=str(typo))
+    engines, settings = done.stdout.split("\nEngines (job kinds):\n")[1].split("\nSettings (")
+    assert "under [image]" not in engines and f"in {cfg}" not in engines, engines
+    assert " ".join(engines.split()).count("does not exist (see Settings below)") == 5, engines  # (its path wraps)
+    assert engines.count("why: image.sd_model = ") == 5 and "fix:" not in engines, engines
+    assert "point $HANDFORGE_SD_MODEL at one that exists, or unset it" in " ".join(settings.split()), settings
+    # hello's status (the add-on's) names the source and the variable's fix
+    from handforge.server.builtin_jobs import default_registry
+
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(cfg))
+    monkeypatch.setenv("HANDFORGE_SD_MODEL", str(typo))
+    status = default_registry().engine("image").status()
+    assert status.reason == f"image.sd_model = {typo} (from $HANDFORGE_SD_MODEL) does not exist", status
+    assert status.hint == "point $HANDFORGE_SD_MODEL at one that exists, or unset it", status

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from handforge.arguments import existing_path, python_package
@@ -184,6 +185,7 @@ def _text(report: dict[str, Any], config) -> list[str]:
         label = "PROBLEM" if report["config_file"]["severity"] == "error" else "warning"
         lines += _indented(f"  {label}: ", report["config_file"]["problem"])
     known = {s.key: s for s in config.settings()}
+    missing = {row["key"]: fix for row, (_, fix) in _missing_paths(report, config)}
     for row in report["settings"]:
         if "error" in row:
             if row["error"] not in report["config_file"]["problem"]:  # (said once)
@@ -194,6 +196,8 @@ def _text(report: dict[str, Any], config) -> list[str]:
         lines.append(f"           {row['help']}")
         if row["value"] is None:
             lines += _indented("to set: ", known[row["key"]].how_to_set())
+        elif row["key"] in missing:
+            lines += _indented("does not exist: ", missing[row["key"]])
     backend = report["backend"]
     lines += ["", "Backend:"]
     if backend["running"]:
@@ -243,9 +247,24 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
     from handforge.server.registry import unset_reason
 
     known = {s.key: s for s in config.settings()}
-    return {unset_reason(row["key"], row["help"]): (f"{row['key']} is not set (see Settings below)",
+    said = {unset_reason(row["key"], row["help"]): (f"{row['key']} is not set (see Settings below)",
                                                     known[row["key"]].how_to_set_in_line())
             for row in report["settings"] if "error" not in row and row["value"] is None and row["key"] in known}
+    # a path that names nothing likewise (image.sd_model's why and fix were printed five times)
+    for row, (reason, fix) in _missing_paths(report, config):
+        said[reason] = (f"{row['key']} = {row['value']} does not exist (see Settings below)", fix)
+    return said
+
+
+def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+    """Each settings row whose path names nothing, with the reason an engine gives for it and its fix (for where
+    its value came from: a variable's is fixed in the variable, the file's in the file)."""
+    from handforge.server.registry import missing_path
+
+    known = {s.key: s for s in config.settings()}
+    return [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
+            if "error" not in row and row["value"] is not None and row["key"] in known
+            and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
 
 
 def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]] | None = None) -> list[str]:

@@ -117,11 +117,11 @@ class Engine:
                 setting = known.get(key)
                 if setting is None:
                     return EngineStatus(False, f"engine {self.name!r} names an undeclared setting {key!r}")
-                value, _ = config.get(key)
+                value, source = config.get(key)
                 if value is None:
                     return EngineStatus(False, unset_reason(key, setting.help), setting.how_to_set_in_line())
                 if setting.kind == "path" and not Path(value).exists():
-                    return EngineStatus(False, f"{key} = {value} does not exist", setting.how_to_set_in_line())
+                    return EngineStatus(False, *missing_path(setting, value, source))
             found = self.availability() if self.availability else ""
             reason, hint, note = (*found, "")[:3] if isinstance(found, tuple) else (found, "", "")
             if reason:
@@ -147,6 +147,19 @@ def parts_reason(reasons: dict[str, str]) -> str:
     if len(set(reasons.values())) == 1:
         return next(iter(reasons.values()))
     return "; ".join(f"{name}: {reason}" for name, reason in reasons.items())
+
+
+def missing_path(setting: config.Setting, value: Any, source: str) -> tuple[str, str]:
+    """Why an engine cannot run while path setting ``setting`` names nothing, and the fix where its value came from
+    (doctor finds both by this text): a variable's bad value was told to be fixed in the config file too, which
+    changes nothing (the variable wins)."""
+    if source == "env":
+        return (f"{setting.key} = {value} (from ${setting.env}) does not exist",
+                f"point ${setting.env} at one that exists, or unset it")
+    if source == "file":
+        return (f"{setting.key} = {value} (from {config.config_path()}) does not exist",
+                f"point {setting.name} under [{setting.section}] in {config.config_path()} at one that exists")
+    return f"{setting.key} = {value} does not exist", setting.how_to_set_in_line()
 
 
 def unset_reason(key: str, help_text: str) -> str:
