@@ -249,3 +249,23 @@ def test_a_section_written_as_a_key_ends_with_the_lines_to_write(config_file, ca
     assert capsys.readouterr().err == (f"handforge keys: {config_file}: mano must be a [mano] table, got str "
                                        "'/data/mano/models', so nothing in it is read: write it as\n    [mano]\n"
                                        '    model_dir = "<value>"\n')
+
+
+@pytest.mark.parametrize("text, said", [
+    # the [mano] line forgotten: it was "[model_dir] (misspelled? ...)", a table not in the file, and no misspelling
+    ('model_dir = "/data/mano/models"\n', "model_dir (misspelled? `handforge doctor` lists the settings, with "
+     "--engine-package PACKAGE an outside package's); model_dir is a setting of [mano]: write it below a [mano] line "
+     "(a line above every [section] line is no section's)"),
+    ('[mano]\nmodel_dirr = "/data/mano/models"\n', "mano.model_dirr (misspelled? `handforge doctor` lists the "
+     "settings, with --engine-package PACKAGE an outside package's); mano.model_dirr: did you mean mano.model_dir?"),
+    ('[mnao]\nmodel_dir = "/data/mano/models"\n', "[mnao] (misspelled? `handforge doctor` lists the settings, with "
+     "--engine-package PACKAGE an outside package's); [mnao]: did you mean [mano]?"),
+])
+def test_a_key_without_its_section_or_misspelled_is_answered_with_the_one_meant(config_file, text, said, capsys):
+    from handforge.cli import main
+
+    config_file.write_text(text)
+    assert main(["models", "list"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"handforge models: warning: the config file {config_file} names settings no engine declares, "
+                   f"which nothing reads: {said}\n"), err

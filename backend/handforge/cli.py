@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"handforge {args.command}: warning: the config file {config.config_path()} names settings no "
                   f"engine declares, which nothing reads: {', '.join(unknown)} (misspelled? `handforge doctor` "
-                  "lists the settings, with --engine-package PACKAGE an outside package's)", file=sys.stderr)
+                  "lists the settings, with --engine-package PACKAGE an outside package's)"
+                  + "".join(f"; {hint}" for hint in config.unknown_hints(unknown)), file=sys.stderr)
     try:
         with sigterm_unwinds(), second_ctrl_c_quits():
             status = int(modules[args.command].run(args) or 0)

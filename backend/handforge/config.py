@@ -200,7 +200,9 @@ def check_file() -> list[str]:
         declared.setdefault(s.section, set()).add(s.name)
     unknown = []
     for section, names in data.items():
-        if section not in declared:
+        if section not in declared and not isinstance(names, dict):  # a key above every [section] line
+            unknown.append(section)  # (it was "[model_dir]": a table the file does not have; `unknown_hints` says where)
+        elif section not in declared:
             unknown.append(f"[{section}]")
         elif not isinstance(names, dict):  # `mano = "/x"` for `[mano]` + `model_dir = "/x"`: nothing is read
             # (its fix said last, as the lines to write: "; fix or remove it" was put after the example line)
@@ -210,6 +212,35 @@ def check_file() -> list[str]:
         else:
             unknown += [f"{section}.{name}" for name in names if name not in declared[section]]
     return unknown
+
+
+def unknown_hints(unknown: list[str]) -> list[str]:
+    """For each name ``check_file`` found that no setting declares, the one meant, when it is near: a key above every
+    [section] line ("model_dir is a setting of [mano]: write it below a [mano] line"), a misspelled key or section
+    ("mano.model_dirr: did you mean mano.model_dir?"), as a misspelled option is answered."""
+    import difflib
+
+    declared: dict[str, set[str]] = {}
+    for s in settings():
+        declared.setdefault(s.section, set()).add(s.name)
+    keys = sorted(f"{section}.{name}" for section, names in declared.items() for name in names)
+    hints = []
+    for item in unknown:
+        if item.startswith("["):  # [mnao]
+            near = difflib.get_close_matches(item[1:-1], sorted(declared), n=1, cutoff=0.7)
+            hints += [f"{item}: did you mean [{near[0]}]?"] if near else []
+            continue
+        section, _, name = item.rpartition(".")
+        near = difflib.get_close_matches(item, keys, n=1, cutoff=0.8) if section else []
+        owners = sorted(sec for sec, names in declared.items() if name in names)
+        if near:
+            hints.append(f"{item}: did you mean {near[0]}?")
+        elif owners and not section:
+            hints.append(f"{name} is a setting of {' or '.join(f'[{o}]' for o in owners)}: write it below a "
+                         f"[{owners[0]}] line (a line above every [section] line is no section's)")
+        elif owners:  # [mano] checkpoint
+            hints.append(f"{item}: {name} is a setting of {' or '.join(f'[{o}]' for o in owners)}")
+    return hints
 
 
 def _convert(setting: Setting, raw: Any, source: str, base: Path | None = None) -> Any:

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             f"names settings no engine declares: {', '.join(unknown)} (misspelled?)" if args.engine_package else
             f"names settings no built-in engine declares: {', '.join(unknown)} (misspelled, or an --engine-package's? "
             "`handforge doctor --engine-package PACKAGE` checks them)")
+        problem += "".join(f"; {hint}" for hint in config.unknown_hints(unknown))  # (the one meant, when near)
         # a value of the wrong type (`model_dir = 5`): every job reading it fails, so the check fails too
         wrong = _wrong_values(config)
         if wrong:

@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if unknown:  # (after the refusals: a server that does not start says only why)
         logging.getLogger("handforge.server").warning("the config file %s names settings no engine declares: %s "
-                                                      "(misspelled?)", settings_file.config_path(), ", ".join(unknown))
+                                                      "(misspelled?)%s", settings_file.config_path(), ", ".join(unknown),
+                                                      "".join(f"; {h}" for h in settings_file.unknown_hints(unknown)))
     stop_when_stdin_closes(server)
     server.serve()
     if server.failure:
