@@ -58,15 +58,26 @@ class Parser(argparse.ArgumentParser):
             message += "; -v (--verbose) goes before the command: handforge -v COMMAND …"
         elif message.startswith("unrecognized arguments:"):
             message += self._nearest_options(message.split()[2:])
+        elif chosen := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message):
+            # `handforge sever`, `models chek`: the list alone (Python 3.11's argparse suggests none)
+            message += nearest_hint(chosen[1], re.findall(r"'([^']*)'", chosen[2]))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def _nearest_options(self, words: list[str]) -> str:
         """For each unknown option near one of this parser's, "; --smaples: did you mean --samples?" (the
         user compared it with --help's list otherwise)."""
         known = sorted(o for o in self._option_string_actions if o.startswith("--"))
-        hints = [f"{word}: did you mean {near[0]}?" for word in words if word.startswith("--")
-                 and (near := difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7))]
+        # "-port", "-json": a single dash, the most common slip, read as the double-dashed one it misses
+        hints = [f"{word}: did you mean {near[0]}?" for word in words if word.startswith("-") and (near := (
+                 difflib.get_close_matches(("" if word.startswith("--") else "-") + word.split("=")[0], known, n=1,
+                                           cutoff=0.7)))]
         return "".join(f"; {hint}" for hint in hints)
+
+
+def nearest_hint(word: str, known: list[str]) -> str:
+    """"; did you mean serve?" when ``word`` (a command, an engine, a choice) is near one of ``known``, else ''."""
+    near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -447,5 +458,5 @@ def cpu_capped(command: str, workers: int, why: str) -> int:
     return min(workers, cpus)
 
 
-__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "given_text", "layer_count", "marked_report", "multiple_of", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence", "usable_cpus",
+__all__ = ["MAX_LAYERS", "MAX_THREADS", "POSITIVE", "SEED", "EachOnce", "Parser", "ReportWriteError", "as_meant", "at_least", "comma_list", "cpu_capped", "each_once", "existing_path", "finite_number", "given_path", "given_text", "layer_count", "marked_report", "multiple_of", "nearest_hint", "number_in", "only_with", "output_folder", "path_errors_said", "python_package", "repeated", "report_file", "sentence", "usable_cpus",
            "thread_count", "torch_device", "whole_number", "write_report"]

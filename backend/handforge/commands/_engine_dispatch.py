@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from handforge.arguments import Parser, python_package
+from handforge.arguments import Parser, nearest_hint, python_package
 from handforge.engines import PACKAGE, declare_settings, engines_with
 
 
@@ -30,7 +30,9 @@ def run(args: argparse.Namespace, module: str, command: str) -> int:
     if args.engine not in engines:
         known = (f"engines with {_a(module)}.py: {', '.join(engines)}" if engines
                  else f"no engine in {args.package} has {_a(module)}.py yet")
-        print(f"handforge {command}: unknown engine {args.engine!r}; {known}{_package_after(args, command)}",
+        near = nearest_hint(args.engine, engines).removeprefix("; ")  # (`eval interation`)
+        print(f"handforge {command}: unknown engine {args.engine!r}; {near + ' ' if near else ''}{known}"
+              f"{_package_after(args, command)}",
               file=sys.stderr)
         return 2
     declare_settings(args.package, args.engine)  # its config keys, as serve declares them
