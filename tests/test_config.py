@@ -269,3 +269,26 @@ def test_a_key_without_its_section_or_misspelled_is_answered_with_the_one_meant(
     err = capsys.readouterr().err
     assert err == (f"handforge models: warning: the config file {config_file} names settings no engine declares, "
                    f"which nothing reads: {said}\n"), err
+
+
+def test_a_config_path_that_cannot_be_a_file_is_said_not_read_as_not_created_yet(config_file, capsys):
+    """A dangling link (a dotfiles folder moved), a link loop, and a path through a file were "not created yet",
+    every command running on defaults without a word, though the last two can never be created there."""
+    from handforge.cli import main
+
+    folder = config_file.parent
+    (folder / "afile").write_text("")
+    config_file.symlink_to(folder / "moved" / "config.toml")
+    with pytest.raises(config.ConfigError, match=rf"{config_file} is a symbolic link to {folder}/moved/config.toml, "
+                                                 "which does not exist: "):
+        config.check_file()
+    config_file.unlink()
+    config_file.symlink_to(config_file)
+    with pytest.raises(config.ConfigError, match=rf"{config_file} is a symbolic link in a loop \(it never "
+                                                 r"reaches a file\)"):
+        config.check_file()
+    config_file.unlink()
+    config.os.environ["HANDFORGE_CONFIG"] = str(folder / "afile" / "config.toml")  # (monkeypatch puts it back)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / 'afile'} is a file, not a folder" in err and "Traceback" not in err, err

@@ -19,6 +19,7 @@ Nothing is ever downloaded: a setting names a local file or folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -173,6 +174,7 @@ def _read_file() -> dict[str, Any]:
         raise ConfigError(f"the HandForge config file {path} is not a regular file ({file_kind(path)}): point "
                           "HANDFORGE_CONFIG at a .toml file (it is read more than once)")
     if not is_file:
+        _never_a_file(path)
         return {}
     try:
         return parse_toml(read_user_text(path))
@@ -188,6 +190,26 @@ def _read_file() -> dict[str, Any]:
                           "right file?") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the HandForge config file {path}: {exc}") from None
+
+
+def _never_a_file(path: Path) -> None:
+    """A ``ConfigError`` when ``path`` (no file now) is not merely a file not created yet: a link to nothing (a dotfiles
+    folder moved), a link loop, a path through a file. Each was "not created yet", every command on defaults, unsaid."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        problem = exc.errno
+    else:
+        return
+    fix = "point HANDFORGE_CONFIG at the config file" if os.environ.get("HANDFORGE_CONFIG") else "fix or remove it"
+    if problem == errno.ELOOP:
+        raise ConfigError(f"the HandForge config file {path} is a symbolic link in a loop (it never reaches a file)", fix)
+    if problem == errno.ENOENT and path.is_symlink():
+        raise ConfigError(f"the HandForge config file {path} is a symbolic link to {os.readlink(path)}, which does "
+                          "not exist", fix + " (or fix the link)")
+    if problem == errno.ENOTDIR:
+        blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise ConfigError(f"the HandForge config file {path} cannot be: {blocked} is a file, not a folder", fix)
 
 
 def check_file() -> list[str]:
