@@ -45,3 +45,12 @@ def test_a_broken_availability_check_is_reported_not_raised():
     status = HandModelEntry("mano", lambda: None, broken, HAND_MODEL_REGISTRY["mano"].setting).status()
     assert status["available"] is False and "mano support cannot be loaded: ImportError" in status["reason"]
     assert "HANDFORGE_MANO_DIR" in status["hint"]
+
+
+def test_a_variables_bad_value_is_fixed_in_the_variable_in_the_hand_models_hint(monkeypatch, tmp_path):
+    """With HANDFORGE_MANO_DIR set to blanks, MANO's hint (doctor's "Hand models", the add-on's) said "fix or remove"
+    the config file, which holds nothing of it."""
+    monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", " ")
+    hint = entry("mano").hint("MANO is not set up")
+    assert "HANDFORGE_MANO_DIR" in hint and "config.toml" not in hint, hint

@@ -48,8 +48,8 @@ class HandModelEntry:
             return ""
         try:
             value, source = config.get(self.setting.key)
-        except config.ConfigError:
-            return f"fix or remove {config.config_path()}"
+        except config.ConfigError as exc:  # (a variable's bad value is fixed in the variable, not the file)
+            return exc.fix or f"fix or remove {config.config_path()}"
         if value is None:
             return self.setting.how_to_set()
         return self.setting.files_fix(value, source) if str(value) in reason else ""
