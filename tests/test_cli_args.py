@@ -189,6 +189,16 @@ def test_an_empty_path_option_is_refused_naming_the_option(argv, capsys, tmp_pat
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.parametrize("argv", [["convert-mano", "--model-dir", "~nosuchuser/x"],
+                                  ["eval", "motion", "--checkpoint", "~nosuchuser/x"]])
+def test_a_path_option_of_a_home_that_is_not_there_is_refused_in_one_line(argv, capsys):
+    # before: expanduser's RuntimeError, a traceback
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "there is no home folder for ~nosuchuser: give the full path" in err, err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "transfer", "--data", ".", "--out", "x", "--feature-dim", "15", "--heads", "2"],
      "--feature-dim 15 must be a multiple of --heads 2"),

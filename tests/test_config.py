@@ -54,8 +54,14 @@ def test_a_section_written_as_a_value_is_said(config_file):
 def test_a_config_path_that_is_a_folder_is_said(tmp_path, monkeypatch):
     # before: doctor said the file was "not created yet" and every setting read as unset
     monkeypatch.setenv("HANDFORGE_CONFIG", str(tmp_path))
-    with pytest.raises(config.ConfigError, match="is a folder: point HANDFORGE_CONFIG at a .toml file"):
+    with pytest.raises(config.ConfigError, match="is a folder: point HANDFORGE_CONFIG at a .toml file") as raised:
         config.check_file()
+    # its fix is its own: doctor and hello had added "; fix or remove it" (the folder)
+    assert config.refusal(raised.value) == str(raised.value) and "remove" not in str(raised.value)
+    monkeypatch.setenv("HANDFORGE_CONFIG", "~nosuchuser/c.toml")
+    with pytest.raises(config.ConfigError) as raised:
+        config.check_file()
+    assert config.refusal(raised.value).endswith("no home folder for ~nosuchuser: give the config file's full path")
 
 
 @pytest.mark.parametrize("command", [["models", "list"], ["compare-hands"]])
@@ -170,12 +176,12 @@ def test_the_backslash_hint_is_given_only_where_a_backslash_can_be_the_cause(con
     assert "single quotes" not in str(refused.value)
 
 
-@pytest.mark.parametrize("path, shown", [
+@pytest.mark.parametrize("path, shown, own_fix", [
     ("~no-such-user-here/config.toml", "HANDFORGE_CONFIG=~no-such-user-here/config.toml: there is no home folder "
-                                       "for ~no-such-user-here: give the config file's full path"),
-    ("/tmp/" + "a" * 300 + ".toml", "a name in this path is longer than the file system allows"),
+                                       "for ~no-such-user-here: give the config file's full path", True),
+    ("/tmp/" + "a" * 300 + ".toml", "a name in this path is longer than the file system allows", False),
 ])
-def test_a_config_path_that_cannot_be_looked_at_is_said_in_one_line(path, shown, monkeypatch, capsys):
+def test_a_config_path_that_cannot_be_looked_at_is_said_in_one_line(path, shown, own_fix, monkeypatch, capsys):
     # before: a RuntimeError (no such user) or an OSError (a name over 255 bytes) traceback from every
     # command, and from doctor
     from handforge.cli import main
@@ -183,7 +189,8 @@ def test_a_config_path_that_cannot_be_looked_at_is_said_in_one_line(path, shown,
     monkeypatch.setenv("HANDFORGE_CONFIG", path)
     assert main(["measure", "--clips", "/no/such/clips"]) == 2
     err = capsys.readouterr().err
-    assert shown in err and "fix or remove it" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert shown in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert ("fix or remove it" in err) != own_fix, err  # (a fix of its own is not followed by "fix or remove it")
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM: " in out and "not created yet" not in out
@@ -260,6 +267,12 @@ def test_a_section_written_as_a_key_ends_with_the_lines_to_write(config_file, ca
      "settings, with --engine-package PACKAGE an outside package's); mano.model_dirr: did you mean mano.model_dir?"),
     ('[mnao]\nmodel_dir = "/data/mano/models"\n', "[mnao] (misspelled? `handforge doctor` lists the settings, with "
      "--engine-package PACKAGE an outside package's); [mnao]: did you mean [mano]?"),
+    # a name another section declares, not a misspelling: it was "did you mean image.models_dir?" (weights' folder)
+    ('[image]\nmodel_dir = "/data/mano/models"\n', "image.model_dir (misspelled? `handforge doctor` lists the "
+     "settings, with --engine-package PACKAGE an outside package's); image.model_dir: model_dir is a setting of [mano]"),
+    ('"mano.model_dir" = "/data/mano/models"\n', "mano.model_dir (misspelled? `handforge doctor` lists the settings, "
+     "with --engine-package PACKAGE an outside package's); mano.model_dir: \"mano.model_dir\" in quotes is one name, "
+     "not model_dir of [mano]: write model_dir = … below a [mano] line"),
 ])
 def test_a_key_without_its_section_or_misspelled_is_answered_with_the_one_meant(config_file, text, said, capsys):
     from handforge.cli import main

@@ -416,6 +416,12 @@ def test_a_variables_missing_path_is_fixed_in_the_variable_and_said_once(tmp_pat
     assert " ".join(engines.split()).count("does not exist (see Settings below)") == 5, engines  # (its path wraps)
     assert engines.count("why: image.sd_model = ") == 5 and "fix:" not in engines, engines
     assert "point $HANDFORGE_SD_MODEL at one that exists, or unset it" in " ".join(settings.split()), settings
+    # said in Settings only where an engine gives it as its reason: MANO's folder is said under Hand models, and a
+    # models folder not made yet (by `models import` or `fetch`) is no problem
+    done = _doctor(HANDFORGE_CONFIG=str(cfg), HANDFORGE_MANO_DIR=str(tmp_path / "no_mano"),
+                   HANDFORGE_MODELS_DIR=str(tmp_path / "new_models"))
+    settings = done.stdout.split("\nSettings (")[1]
+    assert "does not exist" not in settings, settings
     # hello's status (the add-on's) names the source and the variable's fix
     from handforge.server.builtin_jobs import default_registry
 

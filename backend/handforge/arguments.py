@@ -302,7 +302,11 @@ def given_path(what: str) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         text = nonempty(text)
-        return str(Path(text).expanduser()) if text.startswith("~") else text
+        try:
+            return str(Path(text).expanduser()) if text.startswith("~") else text
+        except RuntimeError:  # ("~nosuchuser/x": a traceback, before)
+            raise argparse.ArgumentTypeError(f"there is no home folder for {Path(text).parts[0]}: give the full "
+                                             "path") from None
 
     parse.__name__ = what
     return parse

@@ -159,7 +159,7 @@ BACKSLASH_HINT = (" (a backslash in double quotes starts an escape: write a Wind
 def _read_file() -> dict[str, Any]:
     path = config_path()
     if path.parts and path.parts[0].startswith("~"):  # not expanded by config_path
-        raise ConfigError(f"HANDFORGE_CONFIG={path}: there is no home folder for {path.parts[0]}: "
+        raise ConfigError(f"HANDFORGE_CONFIG={path}: there is no home folder for {path.parts[0]}",
                           "give the config file's full path")
     try:
         is_dir, is_file, exists = path.is_dir(), path.is_file(), path.exists()
@@ -167,12 +167,12 @@ def _read_file() -> dict[str, Any]:
         raise ConfigError(f"cannot read the HandForge config file {file_error(exc, 'point HANDFORGE_CONFIG elsewhere')}") \
             from None
     if is_dir:
-        raise ConfigError(f"the HandForge config file {path} is a folder: point HANDFORGE_CONFIG at a .toml file "
-                          f"(e.g. {path / 'config.toml'})")
+        raise ConfigError(f"the HandForge config file {path} is a folder",
+                          f"point HANDFORGE_CONFIG at a .toml file (e.g. {path / 'config.toml'})")
     # a FIFO (HANDFORGE_CONFIG=<(...)), a device: was read as no file, its settings unset (/dev/null: none, meant)
     if exists and not is_file and path != Path(os.devnull):
-        raise ConfigError(f"the HandForge config file {path} is not a regular file ({file_kind(path)}): point "
-                          "HANDFORGE_CONFIG at a .toml file (it is read more than once)")
+        raise ConfigError(f"the HandForge config file {path} is not a regular file ({file_kind(path)})",
+                          "point HANDFORGE_CONFIG at a .toml file (it is read more than once)")
     if not is_file:
         _never_a_file(path)
         return {}
@@ -255,13 +255,17 @@ def unknown_hints(unknown: list[str]) -> list[str]:
         section, _, name = item.rpartition(".")
         near = difflib.get_close_matches(item, keys, n=1, cutoff=0.8) if section else []
         owners = sorted(sec for sec, names in declared.items() if name in names)
-        if near:
-            hints.append(f"{item}: did you mean {near[0]}?")
-        elif owners and not section:
+        # a name some section declares first ([image] model_dir is [mano]'s, not a misspelled image.models_dir)
+        if owners and not section:
             hints.append(f"{name} is a setting of {' or '.join(f'[{o}]' for o in owners)}: write it below a "
                          f"[{owners[0]}] line (a line above every [section] line is no section's)")
+        elif section in owners:  # "mano.model_dir" = … quoted: one name, not the key of a section
+            hints.append(f'{item}: "{item}" in quotes is one name, not {name} of [{section}]: write {name} = … below '
+                         f"a [{section}] line")
         elif owners:  # [mano] checkpoint
             hints.append(f"{item}: {name} is a setting of {' or '.join(f'[{o}]' for o in owners)}")
+        elif near:
+            hints.append(f"{item}: did you mean {near[0]}?")
     return hints
 
 
@@ -319,15 +323,15 @@ def value(key: str) -> Any:
     return get(key)[0]
 
 
-def said(key: str, default: str) -> str:
-    """A setting's value as a message names it, with where it came from: "/x (from $HANDFORGE_X)", "/x (from
-    FILE)", or ``default``, the words for its default ("the shipped checkpoint motion_v5"): a configured one was
-    said to be the shipped one (the demo)."""
+def said(key: str, default: str, what: str = "") -> str:
+    """A setting's value as a message names it, with where it came from: "``what``/x (from $HANDFORGE_X)",
+    "``what``/x (from FILE)", or ``default``, the words for its default ("the shipped checkpoint motion_v5"): a
+    configured one was said to be the shipped one (the demo)."""
     val, source = get(key)
     if source == "env":
-        return f"{val} (from ${setting(key).env})"
+        return f"{what}{val} (from ${setting(key).env})"
     if source == "file":
-        return f"{val} (from {config_path()})"
+        return f"{what}{val} (from {config_path()})"
     return default
 
 

@@ -258,14 +258,18 @@ def _settings_said_below(report: dict[str, Any], config) -> dict[str, tuple[str,
 
 
 def _missing_paths(report: dict[str, Any], config) -> list[tuple[dict[str, Any], tuple[str, str]]]:
-    """Each settings row whose path names nothing, with the reason an engine gives for it and its fix (for where
-    its value came from: a variable's is fixed in the variable, the file's in the file)."""
+    """Each settings row whose path names nothing and that an engine gives as why it cannot run, with that reason
+    and its fix (for where its value came from: a variable's is fixed in the variable, the file's in the file)."""
     from handforge.server.registry import missing_path
 
     known = {s.key: s for s in config.settings()}
-    return [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
-            if "error" not in row and row["value"] is not None and row["key"] in known
-            and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
+    reasons = [status.get("reason", "") for status in report["engines"].values()]
+    found = [(row, missing_path(known[row["key"]], row["value"], row["source"])) for row in report["settings"]
+             if "error" not in row and row["value"] is not None and row["key"] in known
+             and known[row["key"]].kind == "path" and not Path(row["value"]).exists()]
+    # those an engine gives as its reason only: MANO's folder is said under Hand models with its own fix, and a
+    # folder that commands make (image.models_dir, for `models import` and `fetch`) is no problem yet
+    return [(row, said) for row, said in found if any(said[0] in reason for reason in reasons)]
 
 
 def _status_lines(status: dict[str, Any], said_below: dict[str, tuple[str, str]] | None = None) -> list[str]:

@@ -37,8 +37,7 @@ def demo(out: Path) -> None:
         print(f"interaction: skipped: {exc} (`handforge doctor` shows the setting)")
         return
     # the one that runs, named: a configured one read as the shipped one
-    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}")
-    checkpoint = checkpoint if checkpoint.startswith("shipped") else f"checkpoint {checkpoint}"
+    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}", "checkpoint ")
     hand_model = load_hand_model("open")
     with torch_threads(1):  # small batches: on a shared 2-core machine two threads took 6-10 s, one 0.2 s
         found = InteractionPipeline(model, hand_model)(SampleSettings(count=INTERACTION_COUNT, seed=0), anchor)

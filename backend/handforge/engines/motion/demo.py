@@ -58,7 +58,7 @@ def inbetween_keyed_poses(out_dir: str | os.PathLike, steps: int = 20, seed: int
         {"engine": "learned", "hand_model": "open", "fps": 30.0, "seed": seed, "steps": steps}, arrays)
     ctx = JobContext("demo-motion", "motion.inbetween", lambda fraction, message, previews: None)
     # the one the job reads (the configured one, if any): "shipped" named the user's own as the shipped one
-    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}")
+    checkpoint = config.said(CHECKPOINT.key, f"shipped checkpoint {SHIPPED_CHECKPOINT.name}", "checkpoint ")
     with torch_threads(threads):
         started = time.perf_counter()
         result = inbetween(ctx, params, arrays)
@@ -80,16 +80,11 @@ def demo(out: Path) -> None:
     """In-between the keyed poses and say how long it took."""
     motion = inbetween_keyed_poses(out)
     engine = (f"the {motion['engine']} engine (fell back: {motion['warning']})" if motion["warning"] else
-              f"the {motion['engine']} engine ({_checkpoint_named(motion['checkpoint'])}, {motion['steps']} DDIM steps)")
+              f"the {motion['engine']} engine ({motion['checkpoint']}, {motion['steps']} DDIM steps)")
     loading = f" ({motion['seconds']:.2f} s with the first call's imports and model loading)" if motion["loaded"] else ""
     kept = "bit for bit" if motion["key_error"] == 0 else f"to {motion['key_error']:.1g}"
     print(f"motion: two keyed poses ({' → '.join(KEYED)}, both hands) in-betweened over {motion['frames']} frames "
           f"by {engine} in {motion['generation_seconds']:.2f} s{loading}; keys kept {kept}; {motion['path']}")
-
-
-def _checkpoint_named(words: str) -> str:
-    """"shipped checkpoint motion_v5", or "checkpoint /x (from …)" for a configured one."""
-    return words if words.startswith("shipped") else f"checkpoint {words}"
 
 
 __all__ = ["demo", "inbetween_keyed_poses", "keyed_arrays"]
