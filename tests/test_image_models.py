@@ -184,13 +184,20 @@ def test_fetch_refuses_a_folder_there_keeps_nothing_partial_and_stops_at_once(we
 
     from handforge.engines.image.weights import fetch
 
-    # a download of a minute (a sleep: an Event's wait returned at once in the forked child in the full suite)
+    # a download of a minute, and Ctrl-C half a second in (Python's own SIGINT handler: one an earlier test of the
+    # suite leaves installed took the interrupt, and the fetch ran its minute)
+    import signal
+
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: time.sleep(60))
-    threading.Timer(0.5, __import__("_thread").interrupt_main).start()  # Ctrl-C half a second in
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        fetch("controlnet-normal", models_dir=tmp_path / "other", say=lambda text: None)
-    stopped = time.monotonic() - started
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.5, __import__("_thread").interrupt_main).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            fetch("controlnet-normal", models_dir=tmp_path / "other", say=lambda text: None)
+        stopped = time.monotonic() - started
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert stopped < 10, stopped  # (the download would have taken 60 s: before, Ctrl-C waited for it)
     # nothing left running (the hub's worker threads had kept the process alive until their files were in) or on disk
     import multiprocessing
