@@ -12,6 +12,7 @@ huggingface_hub.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,7 +20,7 @@ import shutil
 from fnmatch import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from handforge import config
 from handforge.engines.checkpoints import config_size_problem, first_non_finite_saved
@@ -360,17 +361,11 @@ def copy_weights(source: str | Path, folder: str, check_source, name: str | None
     target.parent.mkdir(parents=True, exist_ok=True)
     # copied beside it and renamed into place: a copy that failed part-way (a full disk) left half the
     # weights under the name, which then "exists" and was listed as configured weights
-    partial = target.with_name(f".{target.name}.partial")
-    _remove(partial)
-    try:
+    with _beside(target) as partial:
         if source.is_dir():  # what fetch downloads: a pickle of the same weights, a dangling link are left out
             shutil.copytree(source, partial, ignore=_unread(source, files))
         else:
             shutil.copy2(source, partial)
-        partial.rename(target)
-    except BaseException:
-        _remove(partial)
-        raise
     return target
 
 
@@ -399,6 +394,21 @@ def _unread(root: Path, patterns: list[str]):
                 left.append(name)
         return left
     return ignore
+
+
+@contextlib.contextmanager
+def _beside(target: Path) -> Iterator[Path]:
+    """Yield ``.NAME.partial`` beside ``target`` (what an earlier try left there removed), for weights to be
+    written into; renamed to ``target`` when the block ends, removed when it raises (Ctrl-C included): no
+    weights are ever half there under their name."""
+    partial = target.with_name(f".{target.name}.partial")
+    _remove(partial)
+    try:
+        yield partial
+    except BaseException:
+        _remove(partial)
+        raise
+    partial.rename(target)
 
 
 def _remove(path: Path) -> None:
@@ -436,36 +446,31 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
         f"fetching {repo} ({kind}: {', '.join(patterns)}) from the Hugging Face Hub into {target}; its licence is "
         f"on https://huggingface.co/{repo}: read it before you use or share what you make with it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    _remove(partial)  # (a fetch stopped before: its files, and the hub's .incomplete ones inside it)
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_download, args=(repo, str(partial), patterns, send), name="handforge-fetch",
-                            daemon=True)
-    child.start()
-    send.close()
-    try:
-        while child.is_alive() and not receive.poll(0.2):  # (in steps: a signal reaches this thread between them)
-            pass
-        failure, what = receive.recv() if receive.poll() else ("error", f"its process ended ({child.exitcode})")
-        child.join()
-    except BaseException:  # Ctrl-C, SIGTERM: nothing of it left running or on disk
-        child.kill()
-        child.join()
-        _remove(partial)
-        raise
-    if failure:
-        _remove(partial)
+    with _beside(target) as partial:  # (a fetch stopped before: its files, and the hub's .incomplete ones, go first)
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_download, args=(repo, str(partial), patterns, send), name="handforge-fetch",
+                                daemon=True)
+        child.start()
+        send.close()
+        try:
+            while child.is_alive() and not receive.poll(0.2):  # (in steps: a signal reaches this thread between them)
+                pass
+            failure, what = receive.recv() if receive.poll() else ("error", f"its process ended ({child.exitcode})")
+            child.join()
+        except BaseException:  # Ctrl-C, SIGTERM: nothing of it left running (nor, by _beside, on disk)
+            child.kill()
+            child.join()
+            raise
         if failure == "network":
             raise ConnectionError(f"cannot download {repo} from the Hugging Face Hub ({what}); without network, "
                                   "copy the weights here and use `handforge models import`")
-        raise RuntimeError(f"the download of {repo} failed: {what}")
-    report = check(kind, partial)
-    if not report.ok:  # (offline, the hub hands back whatever an earlier try left: it had said "downloaded")
-        _remove(partial)
-        raise ConnectionError(f"the download of {repo} is not whole ({'; '.join(report.problems)}): run it again "
-                              "with network, or copy the weights here and use `handforge models import`")
-    partial.rename(target)
+        if failure:
+            raise RuntimeError(f"the download of {repo} failed: {what}")
+        report = check(kind, partial)
+        if not report.ok:  # (offline, the hub hands back whatever an earlier try left: it had said "downloaded")
+            raise ConnectionError(f"the download of {repo} is not whole ({'; '.join(report.problems)}): run it again "
+                                  "with network, or copy the weights here and use `handforge models import`")
     return target
 
 
