@@ -38,7 +38,7 @@ def control(seed: int = 0) -> np.ndarray:
 def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
     chosen, tagger = hand_tokens(PROMPT, tok)
-    assert tagger == "fallback"  # NLTK's tagger data is not installed here
+    assert tagger == "lexicon"  # NLTK's tagger data is not installed here
     ids = tok(PROMPT).input_ids
     pieces = {w: tok.tokenize(w) for w in split_words(PROMPT)}
     assert len(pieces["holding"]) == 4 and len(pieces["man"]) == 2 and len(pieces["hands"]) == 2
@@ -47,6 +47,9 @@ def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     assert [c.word for c in chosen] == ["holding"] * 4 + ["hands"] * 2
     assert [ids[c.index] for c in chosen] == tok.convert_tokens_to_ids(pieces["holding"] + pieces["hands"])
     assert hand_tokens("a painting of a fist", tok)[0] == []  # "a painting" is a noun: nothing to attend
+    # only verbs' -ing forms: the rule took any word of 5+ letters ending in "ing"
+    assert [c.word for c in hand_tokens("sterling silver ring, sibling hands clapping", tok)[0]] == (
+        ["hands"] * len(tok.tokenize("hands")) + ["clapping"] * len(tok.tokenize("clapping")))
     assert [c.word for c in hand_tokens("Waving, FINGERS spread", tok)[0]] == ["waving"] * 4 + ["fingers"] * len(tok.tokenize("fingers"))
     long = "b " * 73 + "holding"  # start + 73 + 4 pieces + end: two pieces fit in the 77-token window
     assert [c.index for c in hand_tokens(long, tok)[0]] == [74, 75]

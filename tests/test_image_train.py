@@ -90,7 +90,7 @@ def test_dataset_pairs_and_tas_in_training(setup, tmp_path, capsys):
     record = tmp_path / "tas" / "settings.json"
     recorded = json.loads(record.read_text())
     assert recorded["data_options"]["tas_tagger"] == tag_vbg(["holding"])[1]
-    recorded["data_options"]["tas_tagger"] = "nltk" if tag_vbg(["holding"])[1] == "fallback" else "fallback"
+    recorded["data_options"]["tas_tagger"] = "nltk" if tag_vbg(["holding"])[1] == "lexicon" else "lexicon"
     record.write_text(json.dumps(recorded))
     assert main(["train", "guidance", "--data", str(data), "--sd", str(sd_path), "--out", str(tmp_path / "tas"),
                  "--size", str(SIZE), "--steps", "2", "--batch-size", "2", "--tas", "--quiet"]) == 2

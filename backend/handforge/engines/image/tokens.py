@@ -3,7 +3,9 @@
 AttentionHand's hand-related tagging (Park et al., ECCV 2024, arXiv:2407.18034, supplement C) keeps
 a word when its part-of-speech tag is VBG ("holding", "waving") or when it names the hand ("hand",
 "fingers", "gesture"). The tags are NLTK's perceptron tagger's when NLTK and its tagger data are
-installed; otherwise an offline rule stands in for VBG (below).
+installed; otherwise an offline rule stands in for VBG (below), on lemminflect's English lexicon
+(https://github.com/bjascob/LemmInflect, its data inside the wheel) so that only verbs' -ing forms count
+("sterling", "sibling" and "darling" are not verbs).
 
 The published code passes NLTK *word* indices on as CLIP *token* indices, so it attends the word
 before (the start token shifts everything by one) and loses track after any word that CLIP splits
@@ -26,7 +28,7 @@ HAND_WORDS = frozenset({"hand", "hands", "handed", "finger", "fingers", "fingert
 # letter runs, single digits, runs of other non-space characters.
 _PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+", re.IGNORECASE)
 _DETERMINERS = {"a", "an", "the", "this", "that", "his", "her", "their", "my", "your", "our", "its"}
-# Common words ending in "ing" that are not present participles (the fallback rule's exceptions).
+# Common words ending in "ing" mostly used as nouns or adjectives (the offline rule's exceptions).
 _ING_NOUNS = {
     "thing", "things", "something", "anything", "nothing", "everything", "morning", "evening", "ceiling",
     "ring", "king", "wing", "string", "spring", "sing", "bring", "swing", "sling", "sting", "during", "clothing",
@@ -42,26 +44,31 @@ class ChosenToken:
     word: str    # the word it belongs to
 
 
-def _fallback_vbg(words: Sequence[str]) -> list[bool]:
-    """Offline stand-in for the VBG tag: a word of 5+ letters ending in "ing", not a known noun or
-    adjective in "ing", and not right after a determiner ("a painting")."""
+def _lexicon_vbg(words: Sequence[str]) -> list[bool]:
+    """Offline stand-in for the VBG tag: a word of 5+ letters ending in "ing" that the lexicon knows as
+    the -ing form of a verb (its lemma another word: "ring" and "king" are their own), not a known noun
+    or adjective in "ing", and not right after a determiner ("a painting")."""
+    from lemminflect import getAllLemmas
+
     out = []
     for k, word in enumerate(words):
         w = word.lower()
         after_determiner = k > 0 and words[k - 1].lower() in _DETERMINERS
-        out.append(len(w) >= 5 and w.endswith("ing") and w not in _ING_NOUNS and not after_determiner)
+        verb_form = len(w) >= 5 and w.endswith("ing") and any(
+            lemma != w for lemma in getAllLemmas(w, upos="VERB").get("VERB", ()))
+        out.append(verb_form and w not in _ING_NOUNS and not after_determiner)
     return out
 
 
 def tag_vbg(words: Sequence[str]) -> tuple[list[bool], str]:
-    """Whether each word is tagged VBG, and which tagger said so ("nltk" or "fallback")."""
+    """Whether each word is tagged VBG, and which tagger said so ("nltk" or "lexicon")."""
     try:
         import nltk
 
         nltk.data.find("taggers/averaged_perceptron_tagger_eng")
         return [tag == "VBG" for _, tag in nltk.pos_tag(list(words))], "nltk"
     except (ImportError, LookupError):
-        return _fallback_vbg(words), "fallback"
+        return _lexicon_vbg(words), "lexicon"
 
 
 def is_hand_word(word: str) -> bool:

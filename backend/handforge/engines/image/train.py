@@ -143,7 +143,8 @@ class GuidanceObjective:
 
 
 TAGGERS = {"nltk": "NLTK's tagger",
-           "fallback": "the built-in fallback (NLTK or its averaged_perceptron_tagger_eng data is not installed)"}
+           "lexicon": "the offline rule on lemminflect's lexicon (NLTK or its averaged_perceptron_tagger_eng data is "
+                      "not installed)"}
 
 
 def run(args: argparse.Namespace, command: str = "image") -> int:
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace, command: str = "image") -> int:
         return 2
     torch.manual_seed(args.seed)  # before the new layers are initialised: one seed, one model
     tagger = None
-    if args.tas:  # which words TAS attends: NLTK's tagger or the fallback (a resume with the other would change them)
+    if args.tas:  # which words TAS attends: NLTK's tagger or the offline rule (a resume with the other would change them)
         from handforge.engines.image.tokens import tag_vbg
 
         tagger = tag_vbg(["holding"])[1]
