@@ -4,6 +4,7 @@ vanish mid-job, and refusals at start-up (remote bind without keys, unknown devi
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -164,6 +165,33 @@ def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(
         if process.poll() is None:
             process.terminate()
             process.wait(20)
+        process.stderr.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_backend_watching_its_stdin_stops_cleanly_by_a_signal_too(tmp_path, stop):
+    # before: the watching thread blocked in stdin's buffered reader, holding its lock, and the interpreter's
+    # exit then aborted ("Fatal Python error: _enter_buffered_busy", status -6), 5 times in 5 on SIGTERM
+    endpoint_file = tmp_path / "endpoint"
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
+                                str(endpoint_file)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoint_file.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.02)
+        wait_ready(endpoint_file.read_text().strip())
+        process.send_signal(stop)
+        code = process.wait(20)
+        log = process.stderr.read().decode()
+        assert code == 0 and "Fatal Python error" not in log, (code, log)
+        assert f"stopping (received {stop.name})" in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(20)
+        process.stdin.close()
         process.stderr.close()
 
 

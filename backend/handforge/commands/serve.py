@@ -174,11 +174,13 @@ def stop_when_stdin_closes(server) -> None:
             return
     except (OSError, ValueError):
         return
-    stdin = sys.stdin.buffer
+    fd = sys.stdin.fileno()
 
     def watch() -> None:
         try:
-            while stdin.read1(4096):  # the parent writes nothing: this waits for the end
+            # the descriptor, not sys.stdin's buffered reader: blocked in it, this thread held the reader's lock,
+            # and an exit by a signal aborted at the interpreter's shutdown ("Fatal Python error", status -6)
+            while os.read(fd, 4096):  # the parent writes nothing: this waits for the end
                 pass
         except (OSError, ValueError):  # closed under us: the same news
             pass
