@@ -161,9 +161,14 @@ def start_local(blocking: bool = False) -> None:
         with os.fdopen(fd, "wb") as fh:
             # a pipe on its stdin that only this process holds: when Blender exits, a crash too, the OS closes
             # it and the backend stops (it outlived a crash, holding the port and its models' memory)
+            # in a process group of its own: a Ctrl-C at Blender's terminal (under blender -b it cancels the job
+            # running) stopped the backend too, its models lost (stopped, it stops through the pipe or terminate)
+            group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+                     else {"start_new_session": True})
             BACKEND.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.PIPE,
                                                env={**os.environ, STOP_WITH_STDIN_ENV: "1",
-                                                    "PYTHONIOENCODING": "utf-8"})  # (read back as UTF-8)
+                                                    "PYTHONIOENCODING": "utf-8"},  # (read back as UTF-8)
+                                               **group)
     except OSError as exc:
         log.unlink(missing_ok=True)  # (empty: nothing ran)
         example = (r'"C:\path\to\HandForge\.venv\Scripts\handforge.exe"' if os.name == "nt"

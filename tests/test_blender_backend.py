@@ -103,6 +103,9 @@ def test_starts_a_local_backend_and_reads_capabilities(session):
     # its log: a new owner-only file, never a link planted at a fixed name (which it truncated before)
     assert result["victim"] == "a file of the user's"
     assert result["log"]["mode"] == "0o600" and result["log"]["name"].startswith("handforge-backend-")
+    # before: in Blender's process group, a Ctrl-C at Blender's terminal (which cancels the running job under
+    # blender -b) stopped the backend too, its loaded models lost and the job said to be a shutdown
+    assert result["own_group"] is True
     assert result["engines"]["hands"][0] is True
     assert result["hand_models"]["open"] == [True, ""]
     available, reason = result["hand_models"]["mano"]

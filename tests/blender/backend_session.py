@@ -133,14 +133,17 @@ def start():
         assert bpy.ops.handforge.start_backend() == {"FINISHED"}
     finally:
         planted.unlink()
-    log = importlib.import_module(f"{ADDON_MODULE}.connection").BACKEND.log_path
+    backend = importlib.import_module(f"{ADDON_MODULE}.connection").BACKEND
+    log = backend.log_path
     props = wm.handforge
     return {"seconds": time.monotonic() - t, "status": props.status, "connected": props.connected,
             "engines": {e.name: [e.available, e.reason] for e in props.engines},
             "kinds": {k.name: k.engine for k in props.kinds},
             "hand_models": {m.name: [m.available, m.reason] for m in props.hand_models},
             "children": len(children()), "victim": victim.read_text(),
-            "log": {"mode": oct(log.stat().st_mode & 0o777), "name": log.name}}
+            "log": {"mode": oct(log.stat().st_mode & 0o777), "name": log.name},
+            # Ctrl-C at Blender's terminal goes to its foreground process group: the backend must not be in it
+            "own_group": os.getpgid(backend.process.pid) != os.getpgrp()}
 
 
 s.check("start", start)
