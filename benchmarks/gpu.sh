@@ -8,9 +8,10 @@
 #   interaction  (150 s) interaction sampling on CUDA: batched against per-sample guidance
 #   image        (150 s) the image pipeline on the full-size SD 1.5 architecture in fp16 against diffusers'
 #                pipeline, s/image (the random weights are built on the CPU first)
-#   tests        (240 s) the tests marked gpu (CUDA against the CPU) and those whose code runs on CUDA when
-#                it is there (training through accelerate, the GL renderer on NVIDIA's EGL), a line per test
 #   motion       (90 s)  the motion model's in-betweening on CUDA against the spline engine
+#   tests        (240 s) the tests marked gpu (CUDA against the CPU) and those whose code runs on CUDA when
+#                it is there (training through accelerate, the GL renderer on NVIDIA's EGL), a line per test;
+#                last: the limits add up to more than the budget, and this step says something cut short
 #   compiled     (540 s, only when named, alone) image with channels_last + torch.compile: the UNet and
 #                ControlNet are compiled 5 times (ours, diffusers' call, TAS's backward), minutes each
 # It first checks that CUDA and every package the steps import are there (the lent machines have no
@@ -41,10 +42,11 @@ run() {  # run NAME LIMIT COMMAND...
     # -k: a process stuck in a CUDA call may not end on TERM
     timeout -k 10 "$limit" "$@" || { echo "=== $name: exit status $? (124: past its $limit s)"; failed+=("$name"); }
 }
-steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(interaction image tests motion ${dry:+compiled})
+steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(interaction image motion tests ${dry:+compiled})
 tests=(tests/test_mano_model.py tests/test_anatomy.py tests/test_evaluation_penetration.py
        tests/test_interaction_sampling.py tests/test_training_loop.py tests/test_image_train.py
-       tests/test_image_pipeline.py tests/test_image_conditioning.py tests/test_render_camera.py)
+       tests/test_image_pipeline.py tests/test_image_conditioning.py tests/test_render_camera.py
+       tests/test_gpu_paths.py)
 if [ -n "$dry" ]; then  # the smallest sizes, on the CPU: every step's code path
     device=(--device cpu --threads 0)
     interaction=(--samples 20 --per-sample-samples 5 --repeats 1)
@@ -86,7 +88,7 @@ for step in "${steps[@]}"; do
         tests) run tests 240 "$py" -m pytest -p no:cacheprovider -v --tb=short "${pytest_args[@]}" "${tests[@]}" ;;
         motion) run motion 90 "$py" benchmarks/motion.py "${device[@]}" "${motion[@]}" ;;
         compiled) run compiled 540 "$py" benchmarks/image.py "${image[@]}" --fast "${compile[@]}" ;;
-        *) echo "unknown step $step: choose from interaction image tests motion compiled"; failed+=("$step") ;;
+        *) echo "unknown step $step: choose from interaction image motion tests compiled"; failed+=("$step") ;;
     esac
 done
 summary="${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}"

@@ -163,17 +163,18 @@ def settle(hand_model: Any, fixed: FixedHands, side: str, other: dict[str, torch
            s: SampleSettings) -> dict[str, torch.Tensor]:
     """Step 3: the other hands ``other`` (fields (N, n)) moved rigidly out of their anchors ``fixed``
     (of ``side``) with ``separation``, and those apart into touch with ``touch``; their poses unchanged.
-    The templates engine settles its candidates around an artist's hand the same way."""
+    The templates engine settles its candidates around an artist's hand the same way (its hands on the CPU, the
+    hand model and so the shifts on the job's device: they come back on the hands')."""
     generated = other_side(side)
     other = dict(other)
     if s.separation:
         shift = separating_shifts(fixed, hand_model(generated, **other).vertices, hand_model.faces(side),
                                   hand_model.faces(generated), s.overlap_tolerance)
-        other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        other["transl"] = other["transl"] + shift.to(other["transl"])
     if s.touch:
         shift = touching_shifts(fixed, hand_model(generated, **other).vertices, hand_model.faces(side),
                                 hand_model.faces(generated), TOUCH_GAP, s.overlap_tolerance, TOUCH_REACH)
-        other["transl"] = other["transl"] + shift.to(other["transl"].dtype)
+        other["transl"] = other["transl"] + shift.to(other["transl"])
     return other
 
 

@@ -90,6 +90,7 @@ class MotionObjective:
 
     def __call__(self, model: MotionDenoiser, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         device = next(model.parameters()).device
+        self.hand_model.to(device)  # (in place, once: loaded on the CPU, the model is where accelerate put it)
         window = batch["global_orient"].shape[1]
         length = int(torch.randint(min(self.min_length, window), window + 1, ()))
         start = int(torch.randint(0, window - length + 1, ()))
