@@ -387,3 +387,24 @@ def test_a_folder_that_cannot_take_samples_stops_the_run_at_once_in_one_line(tmp
                              "no sample was finished yet: run the same command again"), lines
     assert refusals(tmp_path) <= 3  # not 30: stopped at the first
     assert not list(tmp_path.glob("data/samples/*"))
+
+
+def test_local_workers_of_generated_images_take_the_gpus_in_turn(monkeypatch, tmp_path):
+    """Each local worker loads its own image pipeline on the GPU it sees: every one took the first GPU (the others
+    idle, one GPU's memory for all the pipelines). Each now sees one GPU of those this process may use, in
+    turn; rendered datasets and a machine without GPUs are as before."""
+    from handforge.export.local_pool import worker_gpus
+
+    generated = {"render": {"engine": "generate"}, "outputs": ["rgb", "mesh"]}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5,GPU-8f3e")
+    assert worker_gpus(generated) == ["2", "5", "GPU-8f3e"]
+    pool = LocalPool(generated, str(tmp_path), workers=4)
+    assert [pool.gpu(slot) for slot in range(4)] == ["2", "5", "GPU-8f3e", "2"]
+    assert worker_gpus({"render": {"engine": "blender"}, "outputs": ["rgb"]}) == []
+    assert worker_gpus({"render": {"engine": "generate"}, "outputs": ["mesh"]}) == []  # no image generated
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # every GPU hidden: the CPU, as before
+    assert LocalPool(generated, str(tmp_path), workers=2).gpu(0) is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    import torch
+
+    assert len(worker_gpus(generated)) == torch.cuda.device_count()

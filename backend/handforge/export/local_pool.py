@@ -23,8 +23,25 @@ from handforge.scratch import scratch_folder
 from handforge.termination import die_with_parent
 
 
+def worker_gpus(spec: dict[str, Any]) -> list[str]:
+    """The GPUs local workers share, one each in turn (``CUDA_VISIBLE_DEVICES`` entries): for generated images
+    only, those this process may use (its own ``CUDA_VISIBLE_DEVICES``, else every GPU torch counts); none
+    on a machine without. Every worker took the first GPU, each loading its own pipeline there, and the
+    others stayed idle."""
+    if spec.get("render", {}).get("engine") != "generate" or "rgb" not in spec.get("outputs", ()):
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # ("": none; ids or UUIDs as the user wrote them)
+        return [entry.strip() for entry in visible.split(",") if entry.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]  # (NVML's count: no CUDA context made)
+
+
 def _serve(conn: Connection, spec_json: str, out: str, fault: str | None, parent: int, threads: int,
-           scratch: str) -> None:
+           scratch: str, gpu: str | None = None) -> None:
+    if gpu is not None:  # before anything here touches CUDA: this worker's one GPU is its "cuda"
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     tempfile.tempdir = scratch  # before anything makes a temporary file (and Blender's, through TMPDIR)
     os.environ["TMPDIR"] = scratch
     if not die_with_parent(parent):  # the driver dies: so does this worker, and a restarted driver never races it
@@ -62,6 +79,7 @@ class LocalPool:
         self.spec_json, self.out = json.dumps(spec), str(Path(out).absolute())
         self.threads = max(1, usable_cpus() // workers)
         self.context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and a GL state
+        self.gpus = worker_gpus(spec)
         self.workers: dict[int, tuple[Any, Connection]] = {}
 
     def __enter__(self) -> "LocalPool":
@@ -85,11 +103,15 @@ class LocalPool:
 
     def start(self, slot: int, fault: str | None = None) -> None:
         ours, theirs = self.context.Pipe()
-        args = (theirs, self.spec_json, self.out, fault, os.getpid(), self.threads, self.scratch)
+        args = (theirs, self.spec_json, self.out, fault, os.getpid(), self.threads, self.scratch, self.gpu(slot))
         process = self.context.Process(target=_serve, args=args, name=f"handforge-export-{slot}", daemon=True)
         process.start()
         theirs.close()
         self.workers[slot] = (process, ours)
+
+    def gpu(self, slot: int) -> str | None:
+        """The GPU of the worker in ``slot``, in turn over ``worker_gpus`` (a replaced worker keeps its slot's)."""
+        return self.gpus[slot % len(self.gpus)] if self.gpus else None
 
     def submit(self, slot: int, chunk: int, indices: list[int]) -> None:
         try:
