@@ -72,6 +72,17 @@ def test_pairs_of_another_spec_are_not_mixed_into_a_folder(data):
     assert not (pairs / "source" / "samples" / "000004").exists()
 
 
+def test_one_run_at_a_time_writes_pairs_into_a_folder(data):
+    """Two runs into one folder both drew every pair, each replacing the other's samples."""
+    from handforge_shared.files import folder_lock
+
+    _, pairs = data
+    with folder_lock(pairs):  # (as another process's run holds it)
+        with pytest.raises(ValueError, match="another run is writing pairs into this folder"):
+            write_pairs(parse_spec(SPEC), pairs, 6, shading="gl")
+    assert not (pairs / "source" / "samples" / "000004").exists()
+
+
 def test_pairs_recorded_before_a_render_setting_existed_resume(tmp_path):
     """Pairs written before render.antialiasing (their record has no such key) were made at its default: the
     same spec resumes them (compared as written, the new key refused every older pairs folder); another value

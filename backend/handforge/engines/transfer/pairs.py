@@ -22,7 +22,7 @@ from PIL import Image
 
 from handforge.engines.transfer.model import pose_vector
 from handforge.export.samples import finished_image, read_labels, sample_problem
-from handforge_shared.files import parse_json, write_atomic
+from handforge_shared.files import FolderBusy, folder_lock, parse_json, write_atomic
 
 SOURCE, TARGET = "source", "target"
 OTHER_SCENE = 1_000_003  # the target's articulation comes from scene index + this
@@ -98,7 +98,18 @@ def blender_rgb(spec):
 
 
 def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", progress: Callable | None = None) -> Path:
-    """``count`` pairs under ``out`` (finished pairs are kept: a rerun resumes)."""
+    """``count`` pairs under ``out`` (finished pairs are kept: a rerun resumes; one run at a time)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out):  # two runs into one folder both drew every pair, each replacing the other's
+            return _write_pairs(spec, out, count, shading, progress)
+    except FolderBusy:
+        raise ValueError(f"{out}: another run is writing pairs into this folder; wait for it or stop it (a rerun "
+                         "afterwards resumes)") from None
+
+
+def _write_pairs(spec, out: Path, count: int, shading: str, progress: Callable | None) -> Path:
     import contextlib
     import dataclasses
 
@@ -110,7 +121,6 @@ def write_pairs(spec, out: str | Path, count: int, shading: str = "blender", pro
     from handforge.hands import load_hand_model
     from handforge.render.gl import renderer
 
-    out = Path(out)
     if "rgb" not in spec.outputs:  # pairs are RGB images; label_scene writes rgb.png only when asked
         spec = dataclasses.replace(spec, outputs=(*spec.outputs, "rgb"))
     made_by = check_pairs_folder(out, spec, shading, count)
