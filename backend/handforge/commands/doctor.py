@@ -174,11 +174,14 @@ def _text(report: dict[str, Any], config) -> list[str]:
             continue  # (said under the engine whose job it is run by)
         state = "available" if engine["available"] else "NOT available"
         lines.append(f"  {name:{width}s} {state}: {', '.join(kinds_by_engine.get(name, [])) or 'no job kinds'}")
-        lines += _status_lines(engine, said_below)
+        status = _status_lines(engine, said_below)
+        lines += status
         for part, (_, kind) in ((p, v) for p, v in parts.items() if v[0] == name):
             state = "available" if report["engines"][part]["available"] else "NOT available"
-            lines.append(f"    {part:{width - 2}s} {state} (an engine of {kind})")
-            lines += _status_lines(report["engines"][part], said_below)
+            own = _status_lines(report["engines"][part], said_below)
+            same = bool(own) and own == status  # (five engines said one missing setting five times)
+            lines.append(f"    {part:{width - 2}s} {state} (an engine of {kind}{', for the same reason' if same else ''})")
+            lines += [] if same else own
     # (a file that cannot be looked at, a name over 255 bytes, is the problem below, not one not created yet)
     lines += ["", f"Settings (config file {config.config_path()}"
                   f"{'' if report['config_file']['problem'] or config.config_path().is_file() else ', not created yet'}):"]
