@@ -227,3 +227,32 @@ for make in (gl.GLRenderer, gl.renderer):  # (its own first: the probe then runs
     lines = done.stdout.split("\n")
     assert lines[0].split()[0] == "GLRenderer" and lines[1].split()[0] == "renderer", done.stdout
     assert all(int(line.split()[1]) > 0 and line.split()[2] == "True" for line in lines[:2]), done.stdout
+
+
+@pytest.mark.parametrize("platform, egl", [("linux", True), ("darwin", False), ("win32", False)])
+def test_gl_context_asks_for_egl_only_on_linux_and_says_what_to_install_there(monkeypatch, platform, egl):
+    """create_context() asked moderngl for backend="egl" everywhere: macOS's and Windows's glcontext wheels have
+    no EGL backend (their defaults are CGL and WGL), so no context was ever made there, and the hint said to
+    apt-get Debian packages. Now EGL on Linux only, the platform default elsewhere, each with its own hint."""
+    import sys
+    import types
+
+    from handforge.render import gl
+
+    calls: list[dict] = []
+
+    def create_standalone_context(**kwargs):
+        calls.append(kwargs)
+        raise Exception("no context for this test")
+
+    monkeypatch.setitem(sys.modules, "moderngl",
+                        types.SimpleNamespace(create_standalone_context=create_standalone_context))
+    monkeypatch.setattr(sys, "platform", platform)
+    with pytest.raises(gl.GLUnavailable) as raised:
+        gl.create_context()
+    assert calls == ([{"require": 330, "backend": "egl"}] if egl else [{"require": 330}])
+    if egl:
+        assert "libegl1" in raised.value.hint and "EGL" in raised.value.reason
+    else:
+        assert "libegl1" not in raised.value.hint and "OpenGL 3.3" in raised.value.hint
+        assert "EGL" not in raised.value.reason

@@ -1,8 +1,9 @@
 """The fast GL path: mesh images, per-mesh instance masks, depth and normals in one pass.
 
-moderngl on a headless EGL context: Mesa's llvmpipe on a CPU machine (``EGL_PLATFORM=surfaceless``,
+moderngl on a headless EGL context on Linux: Mesa's llvmpipe on a CPU machine (``EGL_PLATFORM=surfaceless``,
 no display, no GPU), NVIDIA's EGL on GPU machines. Needs the ``moderngl`` package and the system's
-libEGL (Debian: ``libegl1 libgl1-mesa-dri``).
+libEGL (Debian: ``libegl1 libgl1-mesa-dri``). On macOS and Windows (no EGL in their glcontext wheels) the
+platform's default context (CGL, WGL) from the GPU driver's OpenGL 3.3.
 
 The mesh image is AttentionHand's conditioning image (Park et al., ECCV 2024,
 https://arxiv.org/abs/2407.18034): flat-shaded hands, base colour (1, 1, 0.9), ambient 0.3 plus
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -118,19 +120,36 @@ class GLImages:
         return self
 
 
+def _headless_egl() -> bool:
+    """Linux: a headless EGL context (Mesa's surfaceless platform or NVIDIA's EGL). macOS's and Windows's glcontext
+    wheels have no EGL backend: there moderngl's default one (CGL, WGL) is asked for."""
+    return sys.platform.startswith("linux")
+
+
+def _install_hint() -> str:
+    """What to install when no context can be made here."""
+    if _headless_egl():
+        return "on Debian/Ubuntu install libegl1 and libgl1-mesa-dri (Mesa's llvmpipe renders on the CPU)"
+    return "the GPU driver's OpenGL 3.3 is needed: install or update the graphics driver"
+
+
 def create_context():
-    """A standalone headless GL 3.3 context on EGL."""
-    os.environ.setdefault("EGL_PLATFORM", "surfaceless")  # Mesa: no display server needed
+    """A standalone GL 3.3 context: headless EGL on Linux, the platform's default (CGL, WGL) elsewhere."""
+    egl = _headless_egl()
+    if egl:
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")  # Mesa: no display server needed
     try:
         import moderngl
     except ImportError:
         raise GLUnavailable("the GL renderer needs moderngl, which cannot be imported",
                             "pip install moderngl (in the backend extra)") from None
     try:
-        return moderngl.create_standalone_context(require=330, backend="egl")
+        if egl:
+            return moderngl.create_standalone_context(require=330, backend="egl")
+        return moderngl.create_standalone_context(require=330)
     except Exception as exc:  # noqa: BLE001 - glcontext raises plain Exceptions
-        raise GLUnavailable(f"no headless EGL context ({exc})", "on Debian/Ubuntu install libegl1 and "
-                            "libgl1-mesa-dri (Mesa's llvmpipe renders on the CPU)") from None
+        what = "headless EGL context" if egl else "OpenGL 3.3 context"
+        raise GLUnavailable(f"no {what} ({exc})", _install_hint()) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +169,7 @@ def availability() -> tuple[str, str]:
         except GLUnavailable as exc:
             found.append((exc.reason, exc.hint))
         except Exception as exc:  # noqa: BLE001 - said as the reason, not lost with the thread
-            found.append((f"no GL context ({type(exc).__name__}: {exc})", "install libegl1 and libgl1-mesa-dri"))
+            found.append((f"no GL context ({type(exc).__name__}: {exc})", _install_hint()))
 
     prober = threading.Thread(target=probe, name="handforge-gl-probe", daemon=True)
     prober.start()
