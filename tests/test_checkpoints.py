@@ -439,3 +439,31 @@ def test_a_checkpoint_saved_over_another_is_never_missing_to_a_reader(tmp_path):
     assert missing == 0 and polls > 1000, (missing, polls)
     assert json.loads((folder / "config.json").read_text()) == {"save": 299}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "stop"]  # no .model.part-* / .old-* left
+
+
+@pytest.mark.parametrize("platform", ["linux", "win32"])
+def test_a_checkpoint_saved_over_another_where_ctypes_cannot_open_the_process_itself(tmp_path, monkeypatch,
+                                                                                     platform):
+    """Windows's ctypes.CDLL(None) raises TypeError (not the AttributeError/OSError caught): saving a checkpoint
+    over an existing folder crashed there. Emulated: CDLL(None) raising TypeError (on Linux and as win32, where
+    renameat2 is not even looked for); the two-rename path replaces the folder and leaves nothing beside it."""
+    import ctypes
+    import sys
+
+    from handforge.engines.checkpoints import atomic_folder
+
+    real = ctypes.CDLL
+
+    def cdll(name, *args, **kwargs):
+        if name is None:
+            raise TypeError("LoadLibrary() argument 1 must be str, not None")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    monkeypatch.setattr(sys, "platform", platform)
+    folder = tmp_path / "model"
+    for save in range(2):
+        with atomic_folder(folder) as tmp:
+            (tmp / "config.json").write_text(json.dumps({"save": save}))
+    assert json.loads((folder / "config.json").read_text()) == {"save": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -26,6 +26,7 @@ import os
 import re
 import reprlib
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -89,10 +90,13 @@ _AT_FDCWD = -100
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap the paths ``a`` and ``b`` (both existing) in one system call; False where the system or the
-    file system cannot (not Linux, an old C library, a file system without the flag): the caller renames."""
+    file system cannot (not Linux, an old C library, a file system without the flag): the caller renames.
+    (Windows's ctypes.CDLL(None) raises TypeError: replacing a checkpoint folder crashed there.)"""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
