@@ -61,6 +61,113 @@ def test_the_folder_lock_refuses_a_second_holder_but_not_a_file_system_without_l
     assert raised.value.__context__ is None
 
 
+class _FakeMutexes:
+    """kernel32's named mutexes as the Windows folder lock uses them (CreateMutexW, WaitForSingleObject with no
+    wait, ReleaseMutex, CloseHandle), modelled in Python: a model of the API, not Windows itself."""
+
+    def __init__(self):
+        self.owner: dict[str, object] = {}  # name -> the owning thread, "other process", or "died"
+        self.handles: dict[int, str] = {}
+        self.names: list[str] = []
+        self.denied: set[str] = set()
+
+    def create(self, name):
+        self.names.append(name)
+        if name in self.denied:
+            return None, 5
+        handle = len(self.names) + 100
+        self.handles[handle] = name
+        return handle, 0
+
+    def wait(self, handle):
+        import threading
+
+        name, me = self.handles[handle], threading.get_ident()
+        owner = self.owner.get(name)
+        if owner == "died":
+            self.owner[name] = me
+            return 0x80
+        if owner is None or owner == me:
+            self.owner[name] = me
+            return 0
+        return 0x102
+
+    def release(self, handle):
+        import threading
+
+        assert self.owner[self.handles[handle]] == threading.get_ident()  # on the thread that took it
+        del self.owner[self.handles[handle]]
+
+    def close(self, handle):
+        del self.handles[handle]
+
+
+@pytest.fixture
+def windows_locks(monkeypatch):
+    import sys
+
+    from handforge_shared import files
+
+    fake = _FakeMutexes()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setattr(files, "_kernel32", lambda: fake, raising=False)
+    return fake
+
+
+def test_the_folder_lock_on_windows_is_a_named_mutex_that_refuses_a_second_holder(tmp_path, windows_locks):
+    """Without fcntl (Windows) folder_lock locked nothing: two exports (or training runs) wrote into one folder.
+    Now a named mutex for the folder's real path (Windows's calls faked, as a model of them: not run on Windows):
+    nothing is added to the folder, a second holder in this process or another is refused, one whose holder died
+    is taken, a mutex another user holds (access denied) is refused, and each is released and closed."""
+    from handforge_shared.files import FolderBusy, folder_lock
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(folder)
+    with folder_lock(folder):
+        assert os.listdir(folder) == []  # (a holder can delete the folder: nothing in it is open)
+        for alias in (folder, tmp_path / "link", tmp_path / "out" / ".." / "out"):
+            with pytest.raises(FolderBusy, match="in use by another process"), folder_lock(alias):
+                pass
+    assert windows_locks.owner == {} and windows_locks.handles == {}
+    name = windows_locks.names[0]
+    assert name.startswith("Global\\handforge-folder-") and set(windows_locks.names) == {name}
+
+    with pytest.raises(KeyError), folder_lock(folder):  # an error in the block: released all the same
+        raise KeyError("in the block")
+    assert windows_locks.owner == {} and windows_locks.handles == {}
+
+    windows_locks.owner[name] = "other process"
+    with pytest.raises(FolderBusy), folder_lock(folder):
+        pass
+    assert windows_locks.handles == {}
+    windows_locks.owner[name] = "died"  # its holder was killed: Windows hands the mutex on (WAIT_ABANDONED)
+    with folder_lock(folder):
+        (folder / "written").write_text("ok")
+    assert windows_locks.owner == {} and (folder / "written").read_text() == "ok"
+    windows_locks.denied.add(name)  # another user's writer has it open
+    with pytest.raises(FolderBusy), folder_lock(folder):
+        pass
+    windows_locks.denied.clear()
+    other = tmp_path / "other"
+    other.mkdir()
+    with folder_lock(folder), folder_lock(other):  # another folder: its own mutex
+        pass
+    assert windows_locks.names[-1] != name
+
+
+def test_the_folder_lock_warns_where_the_platform_has_no_locks(tmp_path, monkeypatch):
+    import sys
+
+    from handforge_shared.files import folder_lock
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    with pytest.warns(RuntimeWarning, match="no file locks: nothing stops a second writer"), folder_lock(tmp_path):
+        pass
+
+
 def test_a_settings_file_far_too_large_is_refused_unread_by_the_spec_and_config_readers(tmp_path, monkeypatch):
     # before: a 127 MB annotation file given as the spec took 973 MB and 12 s to be refused ("unknown keys")
     from handforge import config

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
+import threading
 import tomllib
+import warnings
 from pathlib import Path
 from typing import IO, Any, Collection, Iterator
 
@@ -30,12 +34,20 @@ class FolderBusy(RuntimeError):
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """One writer at a time in ``folder`` (raises ``FolderBusy`` while another holds it): an advisory lock
-    on the folder itself, so nothing is added to it, and the kernel drops it when its holder dies. No
-    lock where the platform has none (Windows) or the file system takes none (a network share without
-    a lock service: ENOLCK, which was reported as the folder being in use)."""
+    on the folder itself, so nothing is added to it, and the kernel drops it when its holder dies. On Windows
+    (no ``fcntl``) a named mutex for the folder's real path, for the same reasons: no file in the folder (a
+    lock file could not be deleted while open, so a holder's ``rmtree`` of the folder failed) and Windows
+    hands a mutex whose holder died to the next one. No lock where the file system takes none (a network
+    share without a lock service: ENOLCK, which was reported as the folder being in use)."""
+    if sys.platform == "win32":
+        with _windows_folder_lock(folder):
+            yield
+        return
     try:
         import fcntl
     except ImportError:
+        warnings.warn(f"{folder}: this platform has no file locks: nothing stops a second writer in this folder",
+                      RuntimeWarning, stacklevel=3)
         yield
         return
     fd = os.open(folder, os.O_RDONLY)
@@ -50,6 +62,91 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+# Windows: the mutexes this process holds (a mutex is its owning thread's again without waiting, where a second
+# flock of the folder in one process is refused), by name
+_held_mutexes: set[str] = set()
+_held_mutexes_lock = threading.Lock()
+_ERROR_ACCESS_DENIED = 5  # CreateMutexW: another user's process has the mutex open (its default DACL)
+_WAIT_OBJECT_0, _WAIT_ABANDONED, _WAIT_TIMEOUT = 0x0, 0x80, 0x102
+
+
+def _windows_mutex_name(folder: str | os.PathLike) -> str:
+    """The folder's mutex: its real path (links and the short 8.3 names resolved), case folded, hashed; in the
+    Global namespace, so that another logon session's (another user's) writer sees it too."""
+    os.stat(folder)  # (a missing folder raises, as os.open does elsewhere)
+    key = os.path.normcase(os.path.realpath(os.fspath(folder)))
+    return "Global\\handforge-folder-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _Kernel32:
+    """The four kernel32 calls of a named mutex (ctypes; Windows only)."""
+
+    def __init__(self) -> None:
+        import ctypes
+        from ctypes import wintypes
+
+        self._ctypes = ctypes
+        k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        self._create, self._wait, self._release, self._close = (k32.CreateMutexW, k32.WaitForSingleObject,
+                                                                 k32.ReleaseMutex, k32.CloseHandle)
+        self._create.argtypes = [wintypes.LPVOID, wintypes.BOOL, wintypes.LPCWSTR]
+        self._create.restype = wintypes.HANDLE
+        self._wait.argtypes, self._wait.restype = [wintypes.HANDLE, wintypes.DWORD], wintypes.DWORD
+        self._release.argtypes, self._release.restype = [wintypes.HANDLE], wintypes.BOOL
+        self._close.argtypes, self._close.restype = [wintypes.HANDLE], wintypes.BOOL
+
+    def create(self, name: str) -> tuple[int | None, int]:
+        """(handle or None, the last error)."""
+        handle = self._create(None, False, name)
+        return handle or None, self._ctypes.get_last_error()
+
+    def wait(self, handle: int) -> int:
+        return self._wait(handle, 0)
+
+    def release(self, handle: int) -> None:
+        self._release(handle)
+
+    def close(self, handle: int) -> None:
+        self._close(handle)
+
+
+def _kernel32() -> _Kernel32:
+    return _Kernel32()
+
+
+@contextlib.contextmanager
+def _windows_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    name = _windows_mutex_name(folder)
+    with _held_mutexes_lock:
+        if name in _held_mutexes:
+            raise FolderBusy(f"{folder} is in use by another process")
+        _held_mutexes.add(name)
+    try:
+        api = _kernel32()
+        handle, error = api.create(name)
+        if handle is None:
+            if error == _ERROR_ACCESS_DENIED:
+                raise FolderBusy(f"{folder} is in use by another process")
+            yield  # no mutex to be had: as on a file system without locks
+            return
+        try:
+            state = api.wait(handle)
+            if state == _WAIT_TIMEOUT:
+                raise FolderBusy(f"{folder} is in use by another process")
+            if state not in (_WAIT_OBJECT_0, _WAIT_ABANDONED):  # (abandoned: its holder died; now this one's)
+                yield  # WAIT_FAILED: no lock to be had
+                return
+            try:
+                yield
+            finally:
+                api.release(handle)  # (on the thread that took it, as a mutex must be: the with block's)
+        finally:
+            api.close(handle)
+    finally:
+        with _held_mutexes_lock:
+            _held_mutexes.discard(name)
 
 
 def usual_mode(folder: bool = False) -> int:
