@@ -23,11 +23,16 @@ def stops_the_run(exc: BaseException, writing: bool) -> bool:
 
 def _under_file_size_limit(folder: Path) -> bool:
     """Whether a short write into ``folder`` was a file-size limit rather than a full disk: a limit is set
-    and the disk still has room (a sample's files are megabytes at most)."""
-    import resource
-
+    and the disk still has room (a sample's files are megabytes at most). Windows has neither ``resource`` nor
+    ``os.statvfs`` (their ImportError/AttributeError replaced the 'make room' message there): no limit there."""
+    try:
+        import resource
+    except ImportError:
+        return False
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit == resource.RLIM_INFINITY:
+        return False
+    if not hasattr(os, "statvfs"):
         return False
     try:
         disk = os.statvfs(folder)
