@@ -37,12 +37,15 @@ DEFAULT_CACHE = ROOT / ".cache" / "wheels"
 ADDON_ID = "handforge"
 BLENDER_VERSION_MIN = "4.2.0"
 PYZMQ_VERSION = "27.3.0"
-# (pip --platform, what it is for). The macOS wheels of pyzmq are universal2 (arm64 + x86_64).
+# (pip --platform, what it is for, Blender's name of the platform). The macOS wheels of pyzmq are universal2
+# (arm64 + x86_64). The manifest's ``platforms`` are these Blender names: without the key Blender takes an extension
+# to be for every platform, windows-arm64 and linux-arm64 included, where no pyzmq wheel is bundled (it then
+# failed to enable there).
 PLATFORMS = (
-    ("manylinux_2_28_x86_64", "Linux x86_64"),
-    ("macosx_11_0_arm64", "macOS arm64"),
-    ("macosx_10_15_x86_64", "macOS x86_64"),
-    ("win_amd64", "Windows x64"),
+    ("manylinux_2_28_x86_64", "Linux x86_64", "linux-x64"),
+    ("macosx_11_0_arm64", "macOS arm64", "macos-arm64"),
+    ("macosx_10_15_x86_64", "macOS x86_64", "macos-x64"),
+    ("win_amd64", "Windows x64", "windows-x64"),
 )
 # Blender 4.2–4.5 bundle Python 3.11, Blender 5.x Python 3.13.
 PYTHON_VERSIONS = ("3.11", "3.13")
@@ -66,6 +69,7 @@ def project_version() -> str:
 
 def manifest_text(version: str, wheel_names: list[str]) -> str:
     wheels = "".join(f'  "./wheels/{name}",\n' for name in wheel_names)
+    platforms = ", ".join(f'"{blender}"' for _, _, blender in PLATFORMS)
     return f'''schema_version = "1.0.0"
 
 id = "{ADDON_ID}"
@@ -77,6 +81,7 @@ type = "add-on"
 tags = ["Animation", "Rigging", "Import-Export"]
 
 blender_version_min = "{BLENDER_VERSION_MIN}"
+platforms = [{platforms}]
 
 license = ["SPDX:GPL-3.0-or-later"]
 
@@ -109,7 +114,7 @@ def fetch_wheels(cache: Path) -> list[Path]:
     index_path = cache / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     found: list[Path] = []
-    for platform, label in PLATFORMS:
+    for platform, label, _ in PLATFORMS:
         for python in PYTHON_VERSIONS:
             key = _wheel_key(platform, python)
             cached = cache / index.get(key, "-")

@@ -117,6 +117,31 @@ def test_wheels_cover_every_platform_and_python(contents):
                 (platform, version, wheels)
 
 
+
+def _blender_platforms(wheel_platform: str) -> set[str]:
+    """Blender's names of the platforms a wheel's platform tag (or a compressed set, "a.b") runs on."""
+    names = set()
+    for plat in wheel_platform.split("."):
+        system = ("linux" if plat.startswith(("manylinux", "musllinux")) else "macos" if plat.startswith("macosx")
+                  else "windows" if plat.startswith("win") else plat)
+        machine = next((m for m in ("x86_64", "aarch64", "arm64", "universal2", "amd64") if plat.endswith(m)), plat)
+        machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(machine, machine)
+        names |= {f"{system}-x64", f"{system}-arm64"} if machine == "universal2" else {f"{system}-{machine}"}
+    return names
+
+
+def test_the_manifest_names_exactly_the_platforms_of_the_bundled_wheels(contents):
+    """Without `platforms` Blender took the extension to be for every platform, windows-arm64 and linux-arm64
+    among them, where no pyzmq wheel is bundled and the add-on failed to enable."""
+    names, manifest = contents
+    bundled = set().union(*(_blender_platforms(Path(n).stem.split("-")[-1]) for n in names
+                            if n.startswith("wheels/pyzmq-")))
+    assert bundled == {"linux-x64", "macos-arm64", "macos-x64", "windows-x64"}
+    assert sorted(manifest.get("platforms", [])) == sorted(bundled)
+    for blender in bundled:  # each with a wheel for both of Blender's Pythons
+        assert sum(blender in _blender_platforms(Path(n).stem.split("-")[-1]) for n in names
+                   if n.startswith("wheels/pyzmq-")) >= 2, blender
+
 @pytest.mark.skipif(BLENDER_EXT_CLI is None, reason="bpy's extension tool is not installed")
 def test_blender_validates_the_zip(addon_zip):  # noqa: F811 - fixture
     proc = subprocess.run([sys.executable, str(BLENDER_EXT_CLI), "validate", str(addon_zip)], capture_output=True, text=True)
