@@ -1393,3 +1393,29 @@ def test_an_inpainting_sd_model_or_controlnet_is_refused_by_the_load_models_chec
         build_pipeline(sd, [net])
     assert "its in_channels is 9, the SD model's UNet has 4" in sd_fit_problem(net, sd)
     assert main(["models", "check", "--kind", "sd", str(sd)]) == 0  # the text-to-image model as made: ok
+
+
+@pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])
+def test_fetch_forks_its_download_only_on_linux(tmp_path, monkeypatch, platform, method):
+    """fetch forked its download's process wherever fork exists, macOS included, where a forked child that
+    touches CoreFoundation (urllib's proxy lookup under the hub's requests) can crash or hang: spawn there."""
+    import multiprocessing
+    import sys
+
+    from handforge.engines.image.weights import fetch
+
+    class Chosen(Exception):
+        pass
+
+    chosen = []
+
+    def get_context(name=None):
+        chosen.append(name)
+        raise Chosen  # (no process started: a spawned child here would not see this test's patches)
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(multiprocessing, "get_context", get_context)
+    with pytest.raises(Chosen):
+        fetch("controlnet-normal", models_dir=tmp_path, say=lambda text: None)
+    assert chosen == [method]
+    assert list((tmp_path / "controlnets").iterdir()) == []  # (its partial folder removed)

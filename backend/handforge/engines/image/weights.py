@@ -447,7 +447,10 @@ def fetch(name_or_repo: str, kind: str | None = None, models_dir: Path | None = 
         f"on https://huggingface.co/{repo}: read it before you use or share what you make with it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _beside(target) as partial:  # (a fetch stopped before: its files, and the hub's .incomplete ones, go first)
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        # fork on Linux only: on macOS a forked child that touches CoreFoundation (urllib's proxy lookup, in the
+        # hub's requests) may crash or hang, and Windows has no fork
+        linux_fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if linux_fork else "spawn")
         receive, send = context.Pipe(duplex=False)
         child = context.Process(target=_download, args=(repo, str(partial), patterns, send), name="handforge-fetch",
                                 daemon=True)
