@@ -370,6 +370,32 @@ def test_the_placing_checks_name_the_hand_and_frame_and_skip_absent_frames():
     check_reach(frames.replace(transl=np.full((4, 3), 5000.0)), "right")  # 8.7 km: still placed to a millimetre
 
 
+def test_the_rotation_bound_is_1000_rad_exactly():
+    """Mutation PO3 (poses.py:68, the bound compared as 1e4 instead of MAX_ROTATION = 1e3) survived: the tests
+    turned joints by 1e5 or 1e30 rad (beyond either) and 900 rad (within either). 1010 rad is refused, with its
+    angle and the bound named; 999 rad and exactly 1000 rad ("more than" the bound) pass, for a single pose
+    and a batch alike."""
+    from handforge_shared.poses import overturned
+
+    assert overturned(np.array([[0.0, 0.0, 999.0], [0.0, 1010.0, 0.0]])) == ((1,), 1010.0)
+    assert overturned(np.array([[0.0, 0.0, 999.0], [600.0, 800.0, 0.0]])) is None  # |(600, 800, 0)| = 1000
+    for field in ("hand_pose", "global_orient"):
+        turned = np.zeros(45 if field == "hand_pose" else 3)
+        turned[-3:] = (0.0, 1010.0, 0.0)
+        with pytest.raises(PoseFormatError, match=rf"^right.{field} turns a joint by 1010 rad \(at most 1000 rad\): "):
+            check_rotations(HandPose.zeros().replace(**{field: turned}), "right")
+        turned[-3:] = (0.0, 0.0, 999.0)
+        check_rotations(HandPose.zeros().replace(**{field: turned}), "right")
+        turned[-3:] = (0.0, 600.0, 800.0)
+        check_rotations(HandPose.zeros().replace(**{field: turned}), "right")
+    frames = np.zeros((3, 45))
+    frames[1, 6:9] = (1010.0 * 0.6, 0.0, 1010.0 * 0.8)
+    with pytest.raises(PoseFormatError, match=r"^left.hand_pose turns a joint by 1010 rad in frame 1 "):
+        check_rotations(HandPose.zeros((3,)).replace(hand_pose=frames), "left")
+    frames[1, 6:9] = (999.0 * 0.6, 0.0, 999.0 * 0.8)
+    check_rotations(HandPose.zeros((3,)).replace(hand_pose=frames), "left")
+
+
 def test_a_value_beyond_float32_is_refused_before_a_file_is_written(tmp_path):
     """1e300 m is a finite float64: saved as float32 it became inf, a file that its own load then refused."""
     clip = random_clip(np.random.default_rng(5))
