@@ -231,6 +231,39 @@ def test_the_open_hands_interhand_params_read_as_clips_are_flat_open_hand_poses(
             assert np.allclose(clip.hands[side].hand_pose[frame], hand["params_world"]["hand_pose"], atol=1e-6)
 
 
+def test_a_mano_exports_interhand_params_read_back_as_its_labels_poses(tmp_path, monkeypatch):
+    """Mutation I1 (interhand_format.py:45, MANO's hands_mean added to the pose instead of taken off) survived:
+    nothing read a MANO export's InterHand2.6M params back. The file holds mean-relative poses (as the release
+    does) of the synthetic MANO, whose hands_mean is not zero: the project's InterHand2.6M reader, given that
+    mean, gives each sample's flat hand pose as its labels say."""
+    from handforge.datasets.interhand_files import capture_clips
+    from tests.support.synthetic_mano import synthetic_mano, write_synthetic_mano
+
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(write_synthetic_mano(tmp_path / "mano")))
+    hands_mean = {side: np.asarray(data["hands_mean"], np.float64) for side, data in synthetic_mano().items()}
+    assert all(np.abs(mean).max() > 0.1 for mean in hands_mean.values())  # (else + and − are the same)
+    model_mean = load_hand_model("mano").hands_mean_arrays()
+    assert all(np.allclose(model_mean[side], hands_mean[side]) for side in hands_mean)
+    out = tmp_path / "data"
+    export(parse_spec({**SPEC, "samples": 3, "width": 64, "height": 48, "outputs": ["mesh"], "hand_model": "mano"}),
+           out, command="test", progress=False)
+    params = interhand_paths(out, "mano")["params"]
+    assert params.name == "InterHand2.6M_export_MANO_NeuralAnnot.json"
+    stored = read_mano_annotations(params)["0"]
+    clip = capture_clips(params, hands_mean=hands_mean)["0"]
+    assert clip.hand_model == "mano" and clip.extra["pose_convention"] == "flat"
+    samples = labels(out)
+    assert len(samples) == 3 and sum(len(s["hands"]) for s in samples) >= 3
+    for sample in samples:
+        frame = clip.extra["frame_indices"].index(sample["index"])
+        for side, hand in sample["hands"].items():
+            flat = np.asarray(hand["params_world"]["hand_pose"])
+            assert np.abs(flat - hands_mean[side]).max() > 0.1
+            assert np.allclose(stored[sample["index"]][side].hand_pose, flat - hands_mean[side], atol=1e-5)
+            assert np.allclose(clip.hands[side].hand_pose[frame], flat, atol=1e-5)
+            assert np.allclose(clip.hands[side].global_orient[frame], hand["params_world"]["global_orient"], atol=1e-5)
+
+
 def test_interrupted_and_resumed_run_is_byte_identical(exported, tmp_path):
     spec = parse_spec(SPEC)
     out = tmp_path / "resumed"
