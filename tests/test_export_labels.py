@@ -672,6 +672,30 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
     assert kept == {s["index"] for s in samples if s["hand_type"] != "none"} and len(kept) < len(samples)
     assert all(a["bbox"] is not None and a["hand_type"] in ("right", "left", "interacting")
                for a in data["annotations"])
+    # (mutation E4, coco.py:39, every keypoint in front of the camera labelled v = 1 in the image or not, survived:)
+    # a keypoint in front of the camera but outside [0, W) × [0, H) is not labelled, one in the image but hidden
+    # is v = 1 at its pixel, read with pycocotools
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(beside / "coco.json"))
+    counts = {"outside": 0, "hidden": 0}
+    for sample in samples:
+        anns = {coco.cats[a["category_id"]]["name"].split("_")[0]: a
+                for a in coco.loadAnns(coco.getAnnIds(imgIds=[sample["index"] + 1]))}
+        assert sorted(anns) == sorted(side for side, h in sample["hands"].items() if h["bbox"] is not None)
+        for side, ann in anns.items():
+            hand = sample["hands"][side]
+            kp = np.array(ann["keypoints"], np.float64).reshape(21, 3)
+            depths = np.asarray(hand["keypoints_camera"])[:, 2]
+            for k, ((x, y), seen, z) in enumerate(zip(hand["keypoints_2d"], hand["visible"], depths)):
+                if z > 0 and not (0 <= x < 200 and 0 <= y < 120):
+                    counts["outside"] += 1
+                    assert kp[k].tolist() == [0, 0, 0], (sample["index"], side, k, x, y)
+                elif z > 0 and not seen:
+                    counts["hidden"] += 1
+                    assert kp[k, 2] == 1 and np.allclose(kp[k, :2], (x, y), atol=1e-3), (sample["index"], side, k)
+            assert ann["num_keypoints"] == int((kp[:, 2] > 0).sum())
+    assert counts["outside"] > 0 and counts["hidden"] > 0, counts  # (the spec gives both)
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path):
