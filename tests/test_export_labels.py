@@ -696,6 +696,15 @@ def test_cameras_inside_or_beside_the_hands_give_loadable_labels(tmp_path):
                     assert kp[k, 2] == 1 and np.allclose(kp[k, :2], (x, y), atol=1e-3), (sample["index"], side, k)
             assert ann["num_keypoints"] == int((kp[:, 2] > 0).sum())
     assert counts["outside"] > 0 and counts["hidden"] > 0, counts  # (the spec gives both)
+    # (mutation I2, interhand_format.py:80, hand_type_valid = 1 for every sample, survived:) the joint file keeps
+    # the samples with no hand in view, and says their hand type ("none") is not valid
+    joint_file = json.loads(interhand_paths(beside)["joint_3d"].read_text())["0"]
+    assert sorted(joint_file, key=int) == [str(s["index"]) for s in samples]
+    for sample in samples:
+        entry = joint_file[str(sample["index"])]
+        assert entry["hand_type"] == sample["hand_type"]
+        assert entry["hand_type_valid"] == (0 if sample["hand_type"] == "none" else 1), sample["index"]
+    assert {s["hand_type"] == "none" for s in samples} == {True, False}  # (the spec gives both)
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path):
