@@ -225,6 +225,21 @@ def test_small_angles_match_scipy_to_float64_precision():
     assert (np.linalg.norm(found - rotvecs, axis=1) / np.linalg.norm(rotvecs, axis=1)).max() < 1e-9
 
 
+def test_small_angles_to_matrix_and_quaternion_match_scipy_to_float64_precision():
+    """The forward direction's Taylor terms (angle² below the series threshold, angle ≲ 1e-3): a sign
+    slip in sin(t)/t or sin(t/2)/t there is an error of ~1e-10 / ~1e-7, far above float64's."""
+    rng = np.random.default_rng(4)
+    axes = rng.normal(size=(200, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    rotvecs = axes * np.geomspace(1e-4, 9.9e-4, 200)[:, None]  # all below the threshold, where the series count
+    truth = Rotation.from_rotvec(rotvecs)
+    assert np.abs(rot.axis_angle_to_matrix(rotvecs) - truth.as_matrix()).max() < 1e-14
+    q, expected = rot.axis_angle_to_quaternion(rotvecs), truth.as_quat()[:, [3, 0, 1, 2]]  # scipy: (x, y, z, w)
+    assert np.abs(q[:, 0] - expected[:, 0]).max() < 1e-15
+    vector_error = np.linalg.norm(q[:, 1:] - expected[:, 1:], axis=1) / np.linalg.norm(expected[:, 1:], axis=1)
+    assert vector_error.max() < 1e-13, vector_error.max()
+
+
 @settings(max_examples=100, deadline=None)
 @given(axis_angles, arrays(np.float64, (3,), elements=finite))
 def test_mirroring_reflects_rotated_points(aa, point):
