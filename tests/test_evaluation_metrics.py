@@ -204,6 +204,17 @@ def test_diversity_of_identical_and_of_gaussian_samples():
         diversity(np.ones((1, 6)))
 
 
+def test_diversity_pairs_only_distinct_samples():
+    """Two samples 1 apart: every pair of distinct samples is 1 apart, whatever pairs are drawn (a
+    sample paired with itself would count a 0). Three samples at 0, 1, 3: the mean over all pairs is
+    (1 + 3 + 2) / 3, and no drawn pair is 0."""
+    assert diversity([[0.0], [1.0]]) == 1.0
+    assert diversity([[0.0], [1.0]], num_pairs=1000, seed=3) == 1.0
+    assert diversity([[0.0], [1.0]], num_pairs=None) == 1.0
+    assert diversity([[0.0], [1.0], [3.0]], num_pairs=None) == pytest.approx(2.0, abs=1e-15)
+    assert 1.0 <= diversity([[0.0], [1.0], [3.0]], num_pairs=1) <= 3.0
+
+
 def test_pair_metrics_equal_the_separate_metrics(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")
     right = model.forward_pose("right", pose_library.get("flat", "right")).vertices[0]
