@@ -472,6 +472,31 @@ def test_knn_precision_recall_builds_its_manifolds_from_distinct_configurations(
         knn_precision_recall(np.repeat(points[:5], 3, axis=0), near)
 
 
+def test_knn_precision_recall_on_hand_computed_one_dimensional_sets():
+    """Each point's own radius is the distance to its 5th-nearest other point (column 0 of the sorted
+    distances is the point itself), and a sample is inside when within that radius of some point."""
+    import numpy as np
+
+    from handforge.engines.interaction.evaluate import knn_precision_recall
+
+    column = lambda values: np.asarray(values, np.float64)[:, None]  # noqa: E731
+    # Grid 0..19: the 5th neighbour of 19 is 14, radius 5; of 18 it is 14 too: radius 4.
+    # 23.5 lies 4.5 from 19 (inside its radius 5), 5.5 from 18 (outside its 4); 50..56 lie far from all.
+    grid, fake = column(np.arange(20)), column([23.5, *range(50, 57)])
+    # the 8 generated points' radii: 23.5's 5th neighbour is 54, 30.5 away, which covers the whole grid
+    assert knn_precision_recall(grid, fake) == (1 / 8, 1.0)
+    # the same sets swapped: 23.5 is the one reference point inside the grid's manifold (recall 1/8),
+    # and every grid point lies within 23.5's radius 30.5 (precision 1)
+    assert knn_precision_recall(fake, grid) == (1.0, 1 / 8)
+    # Two clusters of very different spread: 0..0.009 (radii <= 0.005) and 100..190 (radii 50). The
+    # points 1.0..1.7 lie 1 from the first cluster and 98 from the second: outside every point's own
+    # radius, though inside the largest radius (50) of a point of the first cluster. Their own
+    # radii (0.3..0.5) hold none of the clusters' points.
+    clusters, between = column([*np.arange(10) * 0.001, *(100 + 10 * np.arange(10))]), column(1 + 0.1 * np.arange(8))
+    assert knn_precision_recall(clusters, between) == (0.0, 0.0)
+    assert knn_precision_recall(between, clusters) == (0.0, 0.0)
+
+
 def test_knn_recall_counts_a_generator_s_repeated_samples():
     """The generated manifold is built from every sample (Kynkäänniemi et al.'s definition): a generator that
     repeats 6 configurations has radii of 0 at its copies and a low recall. Its copies dropped, the 6 points'
