@@ -100,6 +100,25 @@ def test_two_boxes_known_overlap_volume_and_depth():
     assert penetration_metrics(a.vertices, apart.vertices, a.faces, apart.faces).volume[0] == 0.0
 
 
+def test_two_boxes_mean_depth_is_the_mean_over_the_penetrating_vertices():
+    """Four corners of B inside A at depths 0.3, 3, 0.3 and 1 cm: the mean depth is their mean (1.15 cm),
+    not their median (0.65 cm) nor their maximum (3 cm)."""
+    cm = 0.01
+    a = box(10 * cm, (0.0, 0.0, 0.0))  # [-5, 5] cm on each axis
+    # B: x in [1, 8], y in [-1, 4], z in [-4.7, 2] cm; none of A's corners (±5, ±5, ±5) cm lies inside it
+    b = trimesh.creation.box(extents=(7 * cm, 5 * cm, 6.7 * cm),
+                             transform=trimesh.transformations.translation_matrix((4.5 * cm, 1.5 * cm, -1.35 * cm)))
+    # B's corners at x = 1 cm lie inside A, each as deep as its nearest face of A is far:
+    # (1, -1, -4.7): min(4, 4, 0.3) = 0.3; (1, -1, 2): min(4, 4, 3) = 3; (1, 4, -4.7): min(4, 1, 0.3) = 0.3;
+    # (1, 4, 2): min(4, 1, 3) = 1 cm
+    depths = np.array([0.3, 3.0, 0.3, 1.0]) * cm
+    m = penetration_metrics(a.vertices, b.vertices, a.faces, b.faces)
+    assert (m.penetrating_a[0], m.penetrating_b[0]) == (0, 4)
+    assert m.max_depth[0] == pytest.approx(3 * cm, abs=1e-12)
+    assert m.mean_depth[0] == pytest.approx(depths.mean(), abs=1e-12)  # 1.15 cm; the median is 0.65 cm
+    assert m.volume[0] == pytest.approx(4 * cm * 5 * cm * 6.7 * cm, rel=1e-4)  # x [1, 5], y [-1, 4], z [-4.7, 2]
+
+
 @pytest.mark.parametrize("r, d, rel, facets", [(0.03, 0.036, 0.002, 0.01), (0.01, 0.019, 0.03, 0.03),
                                                (0.01, 0.0195, 0.03, 0.08)])
 def test_two_spheres_lens_volume_and_depth(r, d, rel, facets):
