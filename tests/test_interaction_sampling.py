@@ -66,6 +66,28 @@ def test_conditioned_samples_keep_the_artists_hand_exactly(pipe, side):
     assert found.anchor_side == side
 
 
+def test_a_right_anchor_gets_the_mirror_image_of_the_mirrored_left_anchor_s_partner(pipe, open_hand):
+    """The model works on left anchors; a right one is mirrored into them and the generated hand
+    mirrored back. Off the mirror plane (x = 0.3 m), the scene of a right anchor is the mirror image of
+    the scene of its mirrored left anchor (same seed; guidance, separation and touch off), and the
+    generated hand lies around the anchor: its wrist within 10 cm of the anchor's."""
+    from handforge_shared.poses import HandPose
+
+    right = artist_hand("right")
+    right["transl"] = np.array([0.3, -0.02, 0.1], np.float32)
+    left = HandPose(**{f: right[f].astype(np.float64) for f in FIELDS}).mirrored()
+    left = {"side": "left", **{f: np.asarray(getattr(left, f), np.float32) for f in FIELDS}}
+    s = SampleSettings(count=4, seed=1, steps=6, penetration_guidance=0.0, redraws=0, touch=False, separation=False)
+    of_right, of_left = pipe(s, right).hands["left"], pipe(s, left).hands["right"]
+    mirrored = HandPose(**{f: of_left[f].astype(np.float64) for f in FIELDS}).mirrored()
+    for f in FIELDS:
+        np.testing.assert_allclose(of_right[f], getattr(mirrored, f), atol=1e-5, err_msg=f)
+    with torch.no_grad():
+        anchor_wrist = open_hand("right", **{f: torch.from_numpy(right[f])[None] for f in FIELDS}).joints[:, 0]
+        wrists = open_hand("left", **{f: torch.from_numpy(of_right[f]) for f in FIELDS}).joints[:, 0]
+    assert torch.linalg.norm(wrists - anchor_wrist, dim=-1).max() < 0.1  # 3-5 cm; 0.53 m around the mirror image
+
+
 def test_anti_penetration_guidance_lowers_penetration_on_a_fixed_seed(pipe, open_hand):
     pair = synthetic_pairs(4, seed=11).arrays  # its first left hand: the tiny model overlaps with it
     anchor = {"side": "left", **{f: pair[f][0, 0].numpy() for f in FIELDS}}
