@@ -11,6 +11,7 @@ from handforge.engines.image.conditioning import (
     crop_camera,
     depth_image,
     local_box,
+    normal_image,
 )
 from handforge.export.run import make_sample
 from handforge.export.spec import parse_spec
@@ -96,6 +97,31 @@ def test_depth_image_is_brighter_nearer_and_black_outside():
     image = depth_image(depth)[..., 0]
     assert image[0, 0] == 0 and image[0, 1] == 255 and image[1, 0] == round(0.25 * 255)
     assert image[0, 1] > image[1, 1] > image[1, 0]
+
+
+def test_normal_image_is_red_right_green_up_blue_towards_the_viewer():
+    """The normals image's colours (README: red right, green up, blue towards the viewer; facing the camera is
+    (128, 128, 255)) from camera-frame normals, whose axes are OpenCV's: x right, y down, z forward (away from
+    the viewer). The directions are read off the camera's own projection, not assumed."""
+    camera = Camera.from_fov(np.eye(3), np.zeros(3), 100, 100, focal_px=100.0)
+    centre = camera.project(np.array([0.0, 0.0, 1.0]))[0]
+    for direction, moves in (((1.0, 0.0, 0.0), (1, 0)), ((0.0, -1.0, 0.0), (0, -1))):  # right; up (row falls)
+        moved = camera.project(np.array([0.0, 0.0, 1.0]) + 0.1 * np.array(direction))[0]
+        assert np.array_equal(np.sign(np.round(moved - centre, 6)), moves)
+    # (0, 0, −1) points from the surface back towards the camera at the origin
+    assert camera.project(np.array([0.0, 0.0, 1.0]))[1] > camera.project(np.array([0.0, 0.0, 0.9]))[1]
+    normals = np.array([[[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]],
+                        [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]], np.float32)
+    depth = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], np.float32)
+    image = normal_image(normals, depth)
+    assert image.dtype == np.uint8
+    # 0 → (0 + 1)/2·255 = 127.5, which rounds (half to even) to 128
+    assert image[0, 0].tolist() == [255, 128, 128]  # pointing right: full red
+    assert image[0, 1].tolist() == [128, 255, 128]  # pointing up in the image: full green
+    assert image[0, 2].tolist() == [128, 128, 255]  # towards the viewer: full blue
+    assert image[1, 0].tolist() == [0, 128, 128]  # left: no red
+    assert image[1, 1].tolist() == [128, 0, 128]  # down: no green
+    assert image[1, 2].tolist() == [0, 0, 0]  # background (no depth): black
 
 
 def test_openpose_controlnets_get_hands_drawn_as_openpose_draws_them(sample):
