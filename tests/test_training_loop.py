@@ -41,6 +41,39 @@ def test_loss_falls_and_the_run_folder_has_log_checkpoints_and_model(tmp_path):
         assert torch.equal(tensor.cpu(), loaded.state_dict()[name]), name
 
 
+def test_the_saved_model_is_the_ema_of_the_weights_after_each_step(tmp_path):
+    """model/ holds the exponential moving average of the weights, worked out here from a snapshot of the weights
+    after every optimiser step with diffusers' EMAModel warm-up (its get_decay: decay 0 at the first step, so the
+    average starts at the first step's weights, then (1 + t)/(10 + t) with t = step − 1, capped at ema_decay):
+    ema_k = d_k·ema_(k−1) + (1 − d_k)·θ_k. The snapshots come from a step hook on the run's own AdamW (the one the
+    loop builds by default, built here only to hook it): the loop overwrites the last weights with the average."""
+    steps, decay = 15, 0.5  # the warm-up reaches the cap 0.5 at step 9 (9/18): both parts of the schedule are seen
+    model = fresh_model()
+    s = settings(tmp_path / "run", steps=steps, ema_decay=decay, checkpoint_every=steps, lr=1e-2)
+    names = [name for name, _ in model.named_parameters()]
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    snapshots = []
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    optimizer.register_step_post_hook(
+        lambda *_: snapshots.append({name: p.detach().clone() for name, p in model.named_parameters()}))
+    result = train(model, Points(100), loss, s, optimizer=optimizer)
+    assert len(snapshots) == steps
+    ema = dict(initial)
+    for k, weights in enumerate(snapshots, start=1):
+        d = 0.0 if k == 1 else min(k / (k + 9), decay)
+        ema = {name: d * ema[name] + (1 - d) * weights[name] for name in names}
+    saved = load_model(TinyNet, result.model_dir).state_dict()
+    for name in names:
+        assert torch.allclose(saved[name], ema[name], atol=1e-6), name
+        # an average: neither the weights it started from nor the last step's
+        assert not torch.allclose(saved[name], initial[name], atol=1e-3), name
+        assert not torch.allclose(saved[name], snapshots[-1][name], atol=1e-4), name
+    # and it lies between the start and the last weights: nearer the trained ones, as a decay of 0.5 weighs them
+    start = sum(float((saved[n] - initial[n]).norm()) for n in names)
+    end = sum(float((saved[n] - snapshots[-1][n]).norm()) for n in names)
+    assert end < start
+
+
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     whole = train(fresh_model(), Points(100), loss, settings(tmp_path / "whole"))
     # 100 items / 16 = 6 batches per epoch: stopping at 10 resumes in the middle of the second epoch
