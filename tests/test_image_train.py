@@ -99,6 +99,35 @@ def test_dataset_pairs_and_tas_in_training(setup, tmp_path, capsys):
                  "--size", str(SIZE), "--steps", "2"]) == 2
 
 
+def test_each_branch_conditions_on_its_own_mesh(setup):
+    """Eqs. 7-8: the global branch (the latents of the whole image, rgb) is steered by the global mesh image and
+    the local branch (the latents of the hands' box, rgb_local) by the local one. Here the local pair is half the
+    size of the global one, so which latents a ControlNet call got is plain from their size; a forward hook on
+    the real (tiny) ControlNet records the conditioning image each call was given."""
+    sd_path, data, _ = setup
+    sd = load_sd(sd_path)
+    dataset = GuidancePairs(data, sd["tokenizer"], size=SIZE)
+    batch = {k: torch.stack([dataset[i][k] for i in range(2)]) for k in dataset[0]}
+    for key in ("rgb_local", "mesh_local"):
+        batch[key] = torch.nn.functional.interpolate(batch[key], size=(SIZE // 2, SIZE // 2), mode="bilinear",
+                                                     antialias=True)
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(0)
+    net = ControlNetModel.from_unet(sd["unet"])
+    calls = []
+    net.register_forward_pre_hook(lambda module, args, kwargs: calls.append((tuple(args[0].shape[-2:]),
+                                                                             kwargs["controlnet_cond"])),
+                                  with_kwargs=True)
+    with torch.no_grad():
+        GuidanceObjective(sd, 0.5, 0.5, None)(net, batch)
+    latent = SIZE // 8  # the VAE's factor
+    conditions = dict(calls)
+    assert len(calls) == 2 and set(conditions) == {(latent, latent), (latent // 2, latent // 2)}
+    assert torch.equal(conditions[(latent, latent)], batch["mesh"])
+    assert torch.equal(conditions[(latent // 2, latent // 2)], batch["mesh_local"])
+
+
 def test_the_same_seed_gives_the_same_model(setup, tmp_path, capsys):
     """The guidance module's new layers are initialised after the seed is set (they were not: two runs
     of one command differed in every tensor)."""
