@@ -128,6 +128,44 @@ def test_each_branch_conditions_on_its_own_mesh(setup):
     assert torch.equal(conditions[(latent // 2, latent // 2)], batch["mesh_local"])
 
 
+def test_the_tas_target_is_the_noise_the_moved_latents_hold(setup):
+    """With --tas the target is ε̂ = (X̂_t − √ᾱ_t X_0) / √(1 − ᾱ_t) (Sec. 3.3), ᾱ_t of SD's scaled-linear betas
+    worked out here from the scheduler's config. Where TAS does not move the latents (a caption with no
+    hand-related word chooses no token) X̂_t = X_t = √ᾱ X_0 + √(1 − ᾱ) ε (DDPM's forward process), so ε̂ is the noise
+    itself; where it does ("holding hands"), ε̂ = ε + (X̂_t − X_t) / √(1 − ᾱ_t)."""
+    sd_path, _, _ = setup
+    sd = load_sd(sd_path)
+    objective = GuidanceObjective(sd, 0.5, 0.5, tas_strength=20.0)
+    config = sd["scheduler"].config
+    assert config.beta_schedule == "scaled_linear"
+    betas = torch.linspace(config.beta_start ** 0.5, config.beta_end ** 0.5, config.num_train_timesteps,
+                           dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    generator = torch.Generator().manual_seed(5)
+    x0 = torch.randn(3, 4, SIZE // 8, SIZE // 8, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([3, 400, 990])
+    a = alphas_cumprod[t].view(-1, 1, 1, 1)
+    noisy = (a.sqrt() * x0 + (1 - a).sqrt() * noise).float()  # DDPM's q(X_t | X_0), by hand
+    assert torch.allclose(noisy, objective.noise.add_noise(x0, noise, t), atol=1e-5)
+
+    def encoded(caption):
+        ids = sd["tokenizer"]([caption] * len(t), padding="max_length", truncation=True,
+                              max_length=sd["tokenizer"].model_max_length, return_tensors="pt").input_ids
+        with torch.no_grad():
+            return sd["text_encoder"](ids)[0], ids
+
+    text, ids = encoded("a red box on a table")
+    moved, target = objective._tas(noisy, x0, t, text, ids)
+    assert torch.equal(moved, noisy)
+    assert torch.allclose(target, noise, atol=1e-4)
+    text, ids = encoded("a person holding hands")
+    moved, target = objective._tas(noisy, x0, t, text, ids)
+    assert not torch.allclose(moved, noisy, atol=1e-4)  # TAS moved them
+    expected = noise + (moved.double() - noisy.double()) / (1 - a).sqrt()
+    assert torch.allclose(target.double(), expected, atol=1e-4)
+
+
 def test_the_same_seed_gives_the_same_model(setup, tmp_path, capsys):
     """The guidance module's new layers are initialised after the seed is set (they were not: two runs
     of one command differed in every tensor)."""
