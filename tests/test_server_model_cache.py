@@ -42,6 +42,17 @@ def test_least_recently_used_models_are_evicted_per_device_under_the_budget():
     assert cache.cached() == [("d", "meta"), ("big", "cpu")] and big.weight.shape == (8, 8)
 
 
+def test_models_filling_the_budget_exactly_are_all_kept():
+    # only loading *past* the budget evicts: two models of 64 and 144 bytes fit a budget of 208 to the byte
+    cache, calls = ModelCache(budget_bytes=64 + 144), []
+    cache.get("a", linear_loader(4, calls), "cpu")
+    cache.get("b", linear_loader(6, calls), "cpu")
+    assert cache.cached() == [("a", "cpu"), ("b", "cpu")] and cache.evictions == 0
+    assert cache.used("cpu") == cache.budget_bytes == 208
+    cache.get("c", linear_loader(1, calls), "cpu")       # 4 bytes past it: the least recently used goes
+    assert cache.cached() == [("b", "cpu"), ("c", "cpu")] and cache.evictions == 1
+
+
 def one_file_checkpoint(tmp_path):
     """A checkpoint folder of one file, ``w.bin`` (rewrite it to change the checkpoint)."""
     weights = tmp_path / "ckpt"
