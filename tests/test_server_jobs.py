@@ -151,6 +151,22 @@ def test_a_full_queue_answers_busy(client):
     assert all(isinstance(evs[-1], Cancelled) for evs in collect(client, [running, *waiting]).values())
 
 
+def test_a_number_param_exactly_at_its_announced_max_is_accepted(client):
+    """sleep's step_seconds, sent at the max the welcome announces for it (bounds are inclusive)."""
+    announced = client.hello()["kinds"]["sleep"]["params"]["step_seconds"]
+    assert announced["type"] == "number" and announced["max"] == 60.0
+    handle = client.submit("sleep", {"steps": 1, "step_seconds": announced["max"]})
+    end = time.monotonic() + 10
+    while handle.state == "sent" and time.monotonic() < end:
+        client.poll(0.02)
+    assert handle.state in ("queued", "running"), handle.outcome  # accepted, not invalid_params
+    handle.cancel()
+    assert isinstance(collect(client, handle, timeout=10)[handle.id][-1], Cancelled)
+    with pytest.raises(JobFailed) as info:  # just past it: refused, naming the field
+        client.run("sleep", {"steps": 1, "step_seconds": float(np.nextafter(60.0, 61.0))})
+    assert info.value.code == ErrorCode.INVALID_PARAMS and info.value.message.startswith("params.step_seconds")
+
+
 def test_a_job_that_raises_becomes_an_internal_error_and_the_server_carries_on(client):
     with pytest.raises(JobFailed) as info:
         client.run("sleep", {"steps": 3, "step_seconds": 0.01, "fail_at": 2})

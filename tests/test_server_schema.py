@@ -92,6 +92,20 @@ def test_bad_arrays_are_named():
     _rejected(good, mask_only, "arrays.times")
 
 
+def test_numbers_and_integers_at_their_bounds_are_accepted_just_past_them_refused():
+    # min and max are inclusive: "between 0.0 and 1.0" takes 1.0 itself
+    number, integer = Number(min=0.0, max=1.0), Integer(min=1, max=50)
+    assert number.check(1.0, "p") == 1.0 and number.check(0.0, "p") == 0.0 and number.check(1, "p") == 1.0
+    assert integer.check(50, "n") == 50 and integer.check(1, "n") == 1
+    for value in (np.nextafter(1.0, 2.0), np.nextafter(0.0, -1.0)):
+        with pytest.raises(ProtocolError, match=r"^p: must be between 0.0 and 1.0"):
+            number.check(float(value), "p")
+    for value in (51, 0):
+        with pytest.raises(ProtocolError, match=r"^n: must be between 1 and 50"):
+            integer.check(value, "n")
+    assert SCHEMA.validate({"strength": 1.0, "steps": 50}, _ok_arrays())["strength"] == 1.0
+
+
 def test_a_bound_is_met_in_the_arrays_own_precision():
     # before: float32(4π) (a hair above float64's 4π) was refused as "above 12.566370614359172 (largest 12.566371)"
     schema = Schema(arrays={"angle": ArraySpec(shape=(3,), min=-4 * np.pi, max=4 * np.pi)})
