@@ -137,6 +137,25 @@ def test_waiting_jobs_arrays_stay_under_their_memory_limit(client):
     assert client.run("echo", arrays=big, timeout=30).arrays["x"].shape == big["x"].shape
 
 
+def test_a_request_larger_than_the_queued_arrays_limit_alone_still_runs():
+    """--max-queued-mb 1 (requests up to 4 MiB): a 1.5 MiB request with nothing else waiting is run, whether a
+    worker is free or it must wait for one ("a request larger than that alone still waits when nothing else
+    does: it could never run otherwise"); only a second request waiting beside it is answered busy."""
+    big = {"x": np.arange(3 * 2**17, dtype=np.float32)}  # 1.5 MiB
+    with running_server("--cpu-workers", "1", "--max-queued-mb", "1", "--max-message-mb", "4") as server, \
+            server.client() as client:
+        assert np.array_equal(client.run("echo", arrays=big, timeout=30).arrays["x"], big["x"])  # a free worker
+        busy = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})
+        _first_progress(client, busy)
+        waits = client.submit("echo", {"text": "waits"}, arrays=big)  # the one worker taken: it waits, alone
+        refused = client.submit("echo", arrays={"y": np.zeros(8, np.float32)})
+        assert collect(client, [refused], timeout=10)[refused.id][-1].code == "busy"
+        assert waits.state == "queued"
+        busy.cancel()
+        result = waits.wait(30)
+        assert result.data["text"] == "waits" and np.array_equal(result.arrays["x"], big["x"])
+
+
 def test_a_full_queue_answers_busy(client):
     running = client.submit("sleep.gpu", {"steps": 400, "step_seconds": 0.05})
     _first_progress(client, running)
