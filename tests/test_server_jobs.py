@@ -170,6 +170,37 @@ def test_a_full_queue_answers_busy(client):
     assert all(isinstance(evs[-1], Cancelled) for evs in collect(client, [running, *waiting]).values())
 
 
+def test_a_ping_lists_only_the_jobs_of_its_own_client(server):
+    """pong: ``jobs``, the ids of the peer's jobs still queued or running (PROTOCOL), not another client's."""
+    def submit(peer, job):
+        peer.send(Message(MessageType.SUBMIT, id=f"s-{job}", job=job, kind="sleep",
+                          params={"steps": 400, "step_seconds": 0.05}))
+        while (reply := peer.recv()).type != "accepted":
+            assert reply.type in ("progress", "heartbeat"), reply
+
+    def pong(peer, mid):
+        peer.send(Message(MessageType.PING, id=mid))
+        while (reply := peer.recv()).type != "pong":
+            assert reply.type in ("progress", "heartbeat"), reply
+        return reply
+
+    with RawPeer(server.endpoint) as a, RawPeer(server.endpoint) as b:
+        submit(a, "a-1")
+        submit(b, "b-1")
+        submit(a, "a-2")
+        assert sorted(pong(a, "pa").data["jobs"]) == ["a-1", "a-2"]
+        assert pong(b, "pb").data["jobs"] == ["b-1"]
+        for peer, jobs in ((a, ["a-1", "a-2"]), (b, ["b-1"])):
+            for job in jobs:
+                peer.send(Message(MessageType.CANCEL, id=f"c-{job}", job=job))
+            ended = set()
+            while ended != set(jobs):
+                reply = peer.recv()
+                if reply.type == "cancelled":
+                    ended.add(reply.job)
+        assert pong(a, "pa2").data["jobs"] == []
+
+
 def test_a_number_param_exactly_at_its_announced_max_is_accepted(client):
     """sleep's step_seconds, sent at the max the welcome announces for it (bounds are inclusive)."""
     announced = client.hello()["kinds"]["sleep"]["params"]["step_seconds"]
