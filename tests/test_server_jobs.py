@@ -170,6 +170,21 @@ def test_a_full_queue_answers_busy(client):
     assert all(isinstance(evs[-1], Cancelled) for evs in collect(client, [running, *waiting]).values())
 
 
+def test_a_cancel_of_a_job_that_ignores_it_ends_as_cancelled_at_its_deadline(client):
+    """A running job that ignores cancel (a non-cooperative sleep) is still cancelled by its client: at its
+    deadline its one terminal event says ``cancelled`` (what its client asked), not a timeout error."""
+    handle = client.submit("sleep", {"steps": 1, "step_seconds": 4.0, "cooperative": False}, timeout=1.0)
+    end = time.monotonic() + 10
+    while handle.state == "sent" and time.monotonic() < end:
+        client.poll(0.02)
+    time.sleep(0.3)  # accepted, and a free worker has taken it (it sends no progress)
+    handle.cancel()
+    events = collect(client, handle, timeout=10)[handle.id]
+    terminal = [e for e in events if isinstance(e, (Result, Error, Cancelled))]
+    assert len(terminal) == 1 and isinstance(terminal[0], Cancelled) and terminal[0].reason == "cancelled", events
+    assert time.monotonic() - handle.sent_at < 3.5  # at the deadline (1 s), not when the sleep returned (4 s)
+
+
 def test_a_ping_lists_only_the_jobs_of_its_own_client(server):
     """pong: ``jobs``, the ids of the peer's jobs still queued or running (PROTOCOL), not another client's."""
     def submit(peer, job):
