@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from handforge_shared.client import BackendUnavailable, Cancelled, Connected, Disconnected, Error, Progress, Result
+from handforge_shared.client import (BackendUnavailable, Cancelled, Client, Connected, Disconnected, Error, Progress,
+                                     Result)
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,6 +127,95 @@ def test_a_hung_backend_is_reported_lost_and_its_jobs_do_not_run_on(server):
             assert time.monotonic() < end, f"the lost jobs ran on:\n{server.log()[-1500:]}"
             client.poll(0.1)
         assert client.connected
+
+
+class _Relay:
+    """A TCP relay between a client and the backend: each connection it accepts gets its own to the backend,
+    and bytes are forwarded both ways by threads. ``cut()`` closes the client sides only: the client sees its
+    connection drop while the backend's stays open (a network path that failed on the client's side), so the
+    backend, which still holds the client's jobs, learns nothing until the client comes back."""
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.client_sides: list[socket.socket] = []
+        self.backend_sides: list[socket.socket] = []
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                client_side, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            backend_side = socket.create_connection(("127.0.0.1", self.backend_port))
+            self.client_sides.append(client_side)
+            self.backend_sides.append(backend_side)
+            for src, dst in ((client_side, backend_side), (backend_side, client_side)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        for sock in self.client_sides:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.client_sides.clear()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.cut()
+        self.listener.close()
+        for sock in self.backend_sides:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self.threads:
+            thread.join(5)
+        for sock in self.backend_sides:
+            sock.close()
+
+
+def test_a_job_reported_lost_when_the_connection_dropped_is_cancelled_on_the_reconnect(server):
+    """The connection drops on the client's side while the backend stays up and keeps its own end (a relay cut):
+    the client reports its running job lost at once, and once it has reconnected it cancels that job, which
+    must not run on for nobody (the backend, still holding it, is told only by that cancel)."""
+    relay = _Relay(server.port)
+    try:
+        with Client(f"tcp://127.0.0.1:{relay.port}") as client:
+            _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "welcome")
+            handle = client.submit("sleep", {"steps": 400, "step_seconds": 0.05})  # 20 s
+            _running(client, handle)
+            relay.cut()
+            _until(client, lambda seen: handle.done, 10, "the lost job to be reported")
+            assert isinstance(handle.outcome, Error) and handle.outcome.code == "backend_lost", handle.outcome
+            assert "connection to the backend" in handle.outcome.message and "was lost" in handle.outcome.message
+            _until(client, lambda seen: any(isinstance(e, Connected) for e in seen), 30, "the reconnect")
+            end = time.monotonic() + 5
+            while f"job {handle.id} (sleep) -> cancelled" not in server.log():
+                assert time.monotonic() < end, f"the lost job ran on:\n{server.log()[-1500:]}"
+                client.poll(0.1)
+            assert "disconnected: cancelling" not in server.log()  # (the backend did not find the client gone)
+            assert client.run("echo", {"text": "again"}, timeout=30).data["text"] == "again"
+    finally:
+        relay.close()
 
 
 # An engine whose warm-up, once told (its trigger file), holds the GIL for 4 s in one C call, as an import of torch's
