@@ -238,6 +238,33 @@ def test_a_ctrl_c_leaves_no_half_written_sample(tmp_path):
     assert not [p for p in out.rglob("*") if p.name.startswith(".partial-") or p.name.endswith(".tmp")]
 
 
+def test_a_sample_reported_failed_but_finished_on_disk_is_not_a_failure(tmp_path):
+    """The summary's ``failed`` leaves out a sample a worker reported failed whose files are finished on disk
+    (a failed sample that a replaced worker finished after all is not a failure): here the pool reports every
+    finished sample of the first chunk as failed."""
+    from handforge.export.folder import is_finished
+    from handforge.export.spec import parse_spec
+
+    four, out, told = parse_spec({**SPEC, "samples": 4}), tmp_path / "data", []
+
+    class ReportsFinishedAsFailed(LocalPool):
+        def wait(self, timeout):
+            events = super().wait(timeout)
+            for event in events:
+                if event.kind == "done" and not told:
+                    for result in event.payload[1]:
+                        assert is_finished(out, result["index"]) and result["error"] is None
+                        result["error"] = "RuntimeError: reported failed after all"
+                        told.append(result["index"])
+            return events
+
+    summary = export_sharded(four, out, lambda: ReportsFinishedAsFailed(four.to_dict(), str(out), 1), 1,
+                             command=COMMAND, progress=False, chunk_size=2)
+    assert told == [0, 1]
+    assert summary["failed"] == {} and summary["written"] == 4 and summary["finished"] == 4
+    assert all(is_finished(out, i) for i in range(4))
+
+
 def test_chunks_cover_the_pending_samples_in_order():
     pending = [i for i in range(100) if i % 7]
     for workers in (1, 2, 5):
