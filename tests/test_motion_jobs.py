@@ -628,3 +628,22 @@ def test_the_spline_engines_progress_says_what_it_does(server):
     assert [(e.fraction, e.message) for e in events] == [
         (0.1, "spline curves through the keys"),
         (1.0, "measuring where the hands go into each other (30/30 frames)")], events
+
+
+def test_a_frame_keying_only_the_wrist_translation_is_a_key(server):
+    """PART_DOC: a mask row's columns say which parts of that frame are keys, column 16 the wrist translation; a
+    row with any column set keys that frame. A right hand whose mask sets only column 16 (on frames 0 and 29, no
+    other column anywhere) keys two frames: the request is accepted, and the job keeps those wrist positions."""
+    from handforge.server.builtin_jobs import default_registry
+
+    arrays = {k: v for k, v in keyed_ends(FRAMES).items() if k.startswith("right.")}  # the right hand alone
+    arrays["right.mask"][:] = 0
+    arrays["right.mask"][[0, FRAMES - 1], PARTS - 1] = 1  # the wrist translation, nothing else
+    job = default_registry().kind("motion.inbetween")
+    params = job.schema.validate({"engine": "spline"}, arrays)
+    job.check(params, arrays)  # accepted (no "keys no frame (all zeros)")
+    with server.client() as client:
+        result = client.run("motion.inbetween", {"engine": "spline"}, arrays, timeout=60)
+    transl = clip_of(result).hands["right"].transl
+    np.testing.assert_array_equal(transl[[0, FRAMES - 1]], arrays["right.transl"][[0, FRAMES - 1]])
+
