@@ -647,3 +647,27 @@ def test_a_frame_keying_only_the_wrist_translation_is_a_key(server):
     transl = clip_of(result).hands["right"].transl
     np.testing.assert_array_equal(transl[[0, FRAMES - 1]], arrays["right.transl"][[0, FRAMES - 1]])
 
+
+@pytest.mark.parametrize("fps", [1.0, 12.0, 24.0, 25.0, 29.97, 60.0, 120.0])
+def test_the_hint_names_the_most_frames_the_model_takes(tmp_path, monkeypatch, fps):
+    """'generate at most N frames': N is the largest frame count whose span the model takes, i.e. the largest N
+    with retime.model_frames(N, fps, model fps) <= the model's max_frames (found here by counting up); N is taken
+    and N + 1 refused with that hint. A model of 64 frames at 30 fps: at 24 fps N = 51 (50 gaps of 1/24 s span
+    62.5 model gaps: 64 model frames), at 1 fps N = 3, at 60 fps N = 127."""
+    from handforge.engines.motion import jobs, retime
+    from handforge_shared.protocol import ProtocolError
+
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, max_frames=64,
+                                       **UNIT_STATISTICS), tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    most = 2
+    while retime.model_frames(most + 1, fps, 30.0) <= 64:
+        most += 1
+    assert {1.0: 3, 24.0: 51, 60.0: 127}.get(fps, most) == most  # the counted N, by hand where worked out above
+    params = {**_generate_params(steps=1), "fps": fps}
+    jobs._check_generate({**params, "num_frames": most}, {})  # the most it says is taken
+    with pytest.raises(ProtocolError) as refused:
+        jobs._check_generate({**params, "num_frames": most + 1}, {})
+    assert refused.value.field == "params.num_frames"
+    assert refused.value.hint == (f"generate at most {most} frames at a time at {fps:g} fps, or use the spline "
+                                  "engine (any length)")
