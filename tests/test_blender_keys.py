@@ -549,3 +549,40 @@ def test_a_capital_npz_is_written_and_read_and_a_two_hand_clip_keys_the_one_hand
     result_, printed = result["two_hands"]
     assert result_ == ["FINISHED"] and "the scene has no left hand: its motion was skipped" in printed, printed
     assert result["right_keyed"] == [float(20 + i) for i in range(NUM_FRAMES)]
+
+
+_BLEND = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from blender_addon import keys  # the add-on's own module (bpy is importable here)
+frames = np.arange(21, dtype=np.float32)
+co = np.stack([frames, 0.1 * frames - 0.5], axis=1).astype(np.float32)  # generated keys at 0..20
+artist = np.array([[10.0, 3.0]], np.float32)                            # the artist's key at frame 10
+print(json.dumps([co[:, 1].tolist(), keys.blend_towards(co, artist, 5, False)[:, 1].tolist()]))
+"""
+
+
+def test_blending_eases_keys_within_blend_frames_into_the_artist_key():
+    """blend_towards' docstring: a generated key d frames from the nearest artist key moves towards its value with
+    weight smoothstep(1 - d/(frames+1)). Blend 5, the artist's key at frame 10, generated keys at 0..20: the key at
+    frame 10 takes the artist's value, the keys at distance 5 (frames 5 and 15) move by smoothstep(1/6) = 2/27 of
+    their gap to it, and those 6 or more frames away stay as they were."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", _BLEND, str(root)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    before, after = (np.array(v) for v in json.loads(run.stdout.strip().splitlines()[-1]))
+    assert 1 / 36 * (3 - 2 / 6) == pytest.approx(2 / 27)  # smoothstep(w) = w²(3 - 2w) at w = 1/6
+    for frame in range(21):
+        d = abs(frame - 10)
+        w = max(0.0, 1 - d / 6)
+        expected = before[frame] + w * w * (3 - 2 * w) * (3.0 - before[frame])
+        assert after[frame] == pytest.approx(expected, abs=1e-6), (frame, after[frame], expected)
+    assert after[10] == pytest.approx(3.0, abs=1e-6)
+    for frame in (5, 15):
+        assert after[frame] - before[frame] == pytest.approx(2 / 27 * (3.0 - before[frame]), abs=1e-6)
+    assert np.array_equal(after[[*range(0, 5), *range(16, 21)]], before[[*range(0, 5), *range(16, 21)]])
