@@ -1034,3 +1034,20 @@ def test_keys_outside_the_coupled_limits_hold_without_a_snap_beside_them():
     np.testing.assert_allclose(np.degrees(left[:, 0, 1]), 20.0, atol=1e-6)
     right = hand_pose_to_anatomical(clip.hands["right"].hand_pose, joint_frames("right"), "right")
     assert np.abs(clamp_to_limits(right[1:-1])[:, 3] - right[1:-1, 3]).max() < 1e-9
+
+
+@pytest.mark.parametrize("steps, variation, runs", [(20, 0.01, 1), (20, 0.03, 1), (20, 0.5, 10), (20, 1.0, 20),
+                                                    (1, 0.01, 1)])
+def test_variation_runs_the_last_round_steps_times_variation_steps_at_least_one(steps, variation, runs):
+    """The variation param's doc: the learned engine runs the last round(steps · variation) of its steps, at least
+    one. 20 steps at 0.01 round to 0 steps (0.2): one runs, reported as denoising step 1 of 1; 0.03 rounds to 1
+    (0.6), 0.5 to 10, 1.0 to all 20; with steps 1 every value runs it."""
+    torch.manual_seed(0)
+    model = MotionDenoiser(d_model=16, num_layers=1, num_heads=2, ff_size=32, max_frames=40).eval()
+    frames = 12
+    mask = np.zeros((frames, 2, rep.PARTS), dtype=bool)
+    mask[0] = mask[-1] = True
+    obs = Observation(**random_keys(frames, 5), part_mask=mask, betas=np.zeros((2, 10)))
+    calls = []
+    MotionPipeline(model)(obs, steps=steps, seed=0, variation=variation, callback=lambda *call: calls.append(call))
+    assert calls == [(i, runs, "denoising") for i in range(1, runs + 1)], calls
