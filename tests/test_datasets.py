@@ -483,3 +483,34 @@ def test_a_clip_listed_twice_in_one_split_is_said_so(tmp_path):
                                                       "validation": [], "test": []}))
     with pytest.raises(DatasetError, match="clip 000001 is listed twice in 'train'$"):
         read_splits(tmp_path)
+
+
+def test_a_cached_store_is_rebuilt_when_a_clip_file_changes_at_the_same_size(corpus, tmp_path):
+    """The module doc: the cache is reused while the source is unchanged (same clip files, sizes and modification
+    times). A clip rewritten with other values but the same byte size (stored uncompressed: same shapes, same
+    meta) and a later modification time is read again: the store's frames are the edited file's arrays."""
+    folder = tmp_path / "motions"
+    folder.mkdir()
+    for name in ("000000", "000001"):
+        clip = MotionClip.load(corpus / "clips" / f"{name}.npz")
+        np.savez(folder / f"{name}.npz", **clip.to_arrays(), meta=np.array(json.dumps(clip.metadata())))
+    first = ClipStore.build(open_motion_folder(folder), cache=tmp_path / "store")
+    edited = folder / "000001.npz"
+    with np.load(edited, allow_pickle=False) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    for side in ("left", "right"):
+        arrays[f"{side}.transl"] = arrays[f"{side}.transl"] + np.float32(0.25)
+        arrays[f"{side}.hand_pose"] = arrays[f"{side}.hand_pose"][::-1].copy()
+    before = edited.stat()
+    np.savez(edited, **arrays)
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert edited.stat().st_size == before.st_size  # the same size: only the time tells the change
+    store = ClipStore.build(open_motion_folder(folder), cache=tmp_path / "store")
+    assert [c.name for c in store.clips] == ["000000", "000001"]
+    with np.load(edited, allow_pickle=False) as direct:
+        for h, side in enumerate(HAND_AXIS):
+            for k in FIELDS:
+                np.testing.assert_array_equal(store.frames(1)[k][:, h], direct[f"{side}.{k}"], err_msg=k)
+            np.testing.assert_array_equal(store.frames(1)["present"][:, h], direct[f"{side}.present"])
+    assert not np.array_equal(store.frames(1)["transl"], first.frames(1)["transl"])
+
