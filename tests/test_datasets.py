@@ -514,3 +514,14 @@ def test_a_cached_store_is_rebuilt_when_a_clip_file_changes_at_the_same_size(cor
             np.testing.assert_array_equal(store.frames(1)["present"][:, h], direct[f"{side}.present"])
     assert not np.array_equal(store.frames(1)["transl"], first.frames(1)["transl"])
 
+
+def test_frames_past_a_clips_end_are_refused(corpus):
+    """frames(i, start, stop): frames start:stop of clip i, an IndexError outside it; a stop one past the clip's
+    end reached into the next clip's frames."""
+    store = ClipStore.build(open_corpus(corpus, max_clips=2))
+    n = store.clips[0].num_frames
+    assert len(store.frames(0, 0, n)["present"]) == n  # the whole clip
+    for clip, start, stop in ((0, 0, n + 1), (0, n, n + 1), (1, 0, store.clips[1].num_frames + 1), (0, 2, 1),
+                              (0, -1, 3)):
+        with pytest.raises(IndexError, match=f"frames {start}:{stop} outside clip {clip} of"):
+            store.frames(clip, start, stop)
