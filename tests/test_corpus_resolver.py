@@ -107,3 +107,30 @@ def test_resolver_pushes_overlapping_hands_apart(model):
     v1 = vertices(model, before)
     after = penetration_metrics(v1["left"], v1["right"], faces["left"], faces["right"])
     assert after.volume[0] * 1e6 < MAX_VOLUME_CM3 and after.max_depth[0] < MAX_DEPTH_M
+
+
+
+@pytest.mark.slow
+def test_a_grip_whose_closing_path_goes_into_the_other_hand_is_not_resolved(model):
+    """``ok`` also needs the way into a grip to stay out of the other hand: ``_check_closing`` puts the right hand
+    GRIP_SHORT (1 cm) back along the template's approach, fingers opened, and its deepest penetration must be within
+    CLOSING_TOLERANCE. Instances built to break only that (no monkeypatching): the clap (palms meeting, the right
+    palm at +x, the left at −x) made a right-hand grip, once approached from +x (away from the left hand: the way
+    back is clear) and once with the approach pointing at the left hand (−x: 1 cm back along it is into the left
+    palm). The approach plays no part in the optimisation: both end resolved alike, within the penetration and
+    contact tolerances; only the second's closing path goes deep, so only it is not ok."""
+    from handforge.corpus.resolver import CLOSING_TOLERANCE
+    from handforge.corpus.templates import Template
+
+    clap = TEMPLATES["clap"]
+    base = clap.arrange(np.random.default_rng(3))
+    instances = [Instance(Template(f"clap_grip_{name}", clap.description, clap.contacts, clap.arrange,
+                                   grip=("right",), approach=way), base, {"left": np.zeros(10), "right": np.zeros(10)})
+                 for name, way in (("clear", (1.0, 0.0, 0.0)), ("into", (-1.0, 0.0, 0.0)))]
+    clear, into = Resolver(model).resolve(instances)
+    for res in (clear, into):  # the resolved state itself is fine
+        assert res.max_depth <= PENETRATION_TOLERANCE and (res.contact_gaps <= CONTACT_TOLERANCE).all(), \
+            (res.template, res.max_depth, res.contact_gaps)
+    assert clear.closing_depth <= CLOSING_TOLERANCE and clear.ok, clear.closing_depth
+    assert into.closing_depth > 2 * CLOSING_TOLERANCE, into.closing_depth  # (measured: 12 mm)
+    assert not into.ok
