@@ -452,3 +452,22 @@ def test_the_summary_keys_the_resolvers_depths_as_estimates():
     assert "max_depth_mm" not in row and "max_closing_depth_mm" not in row
     assert row["max_depth_estimate_mm"] == pytest.approx(1.9) and row["max_closing_depth_estimate_mm"] == pytest.approx(2.5)
     assert "estimate" in summary["depths"]
+
+
+def test_a_count_that_does_not_fill_the_last_chunk_writes_every_clip(tmp_path):
+    """5 clips in chunks of 2 (2, 2 and a last chunk of 1): clip k of chunk c is sequence c · chunk_size + k, so the
+    corpus holds five distinct clips 000000..000004, each recording its own index, all five in the splits and the
+    summary (every other test uses a count the chunk size divides)."""
+    out = tmp_path / "c"
+    summary = write_corpus(out, 5, seed=2, settings=CorpusSettings(chunk_size=2), stats_sample=0, figures=False,
+                           progress=False)
+    names = [f"{i:06d}" for i in range(5)]
+    assert sorted(p.stem for p in (out / "clips").glob("*.npz")) == names
+    clips = {name: MotionClip.load(out / "clips" / f"{name}.npz") for name in names}
+    assert [clips[name].extra["corpus"]["index"] for name in names] == list(range(5))
+    vectors = [clips[name].hands["right"].to_vector() for name in names]
+    assert all(not (a.shape == b.shape and np.array_equal(a, b)) for i, a in enumerate(vectors)
+               for b in vectors[i + 1:])  # five different motions, none written over another
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(splits["train"] + splits["validation"] + splits["test"]) == names
+    assert summary["sequences"] == 5
