@@ -403,3 +403,31 @@ def test_both_engines_take_the_mano_model_again_once_its_files_change(tmp_path):
     assert not all(np.allclose(b, e) for b, e in zip(before, expected))  # (the change shows in both engines)
     for got, want in zip(after, expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_each_candidates_template_name_is_the_template_its_hands_show():
+    """The templates engine returns its candidates best first, with extra['templates'][i] the template candidate i
+    was drawn from. Told apart by the hands themselves: a clap's palms face each other (the two palm normals,
+    palm centroid minus back centroid of the posed meshes, point against each other), palm_on_back's right palm
+    lies on the left hand's back, both palms facing down (the normals point alike). Seed 2 draws both templates
+    and its scores put them in another order than they were drawn."""
+    import torch
+
+    from handforge.corpus.regions import compute_regions
+    from handforge.engines.interaction.pipeline import SampleSettings
+    from handforge.engines.interaction.templates import TemplateSampler
+
+    model = load_hand_model("open")
+    found = TemplateSampler(model)(SampleSettings(count=6, seed=2), templates=["clap", "palm_on_back"])
+    names = found.extra["templates"]
+    assert set(names) == {"clap", "palm_on_back"}, names
+    regions = compute_regions(model.rig("right"))  # (the same vertex ids on the left hand: mirrored in order)
+    normals = {}
+    for side in ("left", "right"):
+        with torch.no_grad():
+            v = model(side, **{f: torch.as_tensor(found.hands[side][f]) for f in FIELDS}).vertices.numpy()
+        n = v[:, regions["palm"]].mean(1) - v[:, regions["back"]].mean(1)
+        normals[side] = n / np.linalg.norm(n, axis=1, keepdims=True)
+    facing = (normals["left"] * normals["right"]).sum(1)  # measured: about -0.75 for a clap, +0.8 for palm_on_back
+    shown = ["clap" if f < -0.3 else "palm_on_back" if f > 0.3 else f"unclear ({f:.2f})" for f in facing]
+    assert shown == names, (names, np.round(facing, 2).tolist())
