@@ -135,23 +135,32 @@ def test_a_port_in_use_is_said_once():
     assert done.returncode == 2 and done.stderr.count("cannot listen on") == 1, done.stderr
 
 
+def _serving(tmp_path, env: dict, stdin: int, stderr: int) -> tuple[subprocess.Popen, str]:
+    """`handforge serve` started as the add-on starts it (``stdin``: a pipe, or not), once it answers: the
+    process and its endpoint."""
+    endpoint_file = tmp_path / "endpoint"
+    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
+                                str(endpoint_file)], stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    deadline = time.monotonic() + 60
+    while not endpoint_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(process.stderr.read().decode() if process.stderr else "the server did not start")
+        time.sleep(0.02)
+    endpoint = endpoint_file.read_text().strip()
+    wait_ready(endpoint)
+    return process, endpoint
+
+
 @pytest.mark.parametrize("told", [True, False])
 def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(tmp_path, told):
     # before: a backend the add-on started outlived a Blender that crashed, holding the port and its models'
     # memory; a server started without the setting (e.g. under nohup, stdin closed) must not stop
-    endpoint_file = tmp_path / "endpoint"
     env = {k: v for k, v in os.environ.items() if k != STOP_WITH_STDIN_ENV}
     if told:
         env[STOP_WITH_STDIN_ENV] = "1"
-    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
-                                str(endpoint_file)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env=env)
+    process, endpoint = _serving(tmp_path, env, subprocess.PIPE, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not endpoint_file.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
-            time.sleep(0.02)
-        wait_ready(endpoint_file.read_text().strip())
         assert process.poll() is None  # the pipe open: it serves
         process.stdin.close()
         if told:
@@ -160,7 +169,7 @@ def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(
         else:
             with pytest.raises(subprocess.TimeoutExpired):
                 process.wait(3)
-            assert wait_ready(endpoint_file.read_text().strip()) >= 0  # still answering
+            assert wait_ready(endpoint) >= 0  # still answering
     finally:
         if process.poll() is None:
             process.terminate()
@@ -172,16 +181,8 @@ def test_a_backend_started_with_a_pipe_stops_when_the_pipe_closes_and_only_then(
 def test_a_backend_watching_its_stdin_stops_cleanly_by_a_signal_too(tmp_path, stop):
     # before: the watching thread blocked in stdin's buffered reader, holding its lock, and the interpreter's
     # exit then aborted ("Fatal Python error: _enter_buffered_busy", status -6), 5 times in 5 on SIGTERM
-    endpoint_file = tmp_path / "endpoint"
-    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
-                                str(endpoint_file)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
+    process, _ = _serving(tmp_path, {**os.environ, STOP_WITH_STDIN_ENV: "1"}, subprocess.PIPE, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not endpoint_file.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
-            time.sleep(0.02)
-        wait_ready(endpoint_file.read_text().strip())
         process.send_signal(stop)
         code = process.wait(20)
         log = process.stderr.read().decode()
@@ -197,16 +198,8 @@ def test_a_backend_watching_its_stdin_stops_cleanly_by_a_signal_too(tmp_path, st
 
 def test_a_backend_told_to_watch_its_stdin_but_given_no_pipe_does_not_stop_by_itself(tmp_path):
     # before: a start command that backgrounds the server (its stdin /dev/null, at its end) stopped it at once
-    endpoint_file = tmp_path / "endpoint"
-    process = subprocess.Popen([sys.executable, "-m", "handforge", "serve", "--port", "0", "--endpoint-file",
-                                str(endpoint_file)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, STOP_WITH_STDIN_ENV: "1"})
+    process, _ = _serving(tmp_path, {**os.environ, STOP_WITH_STDIN_ENV: "1"}, subprocess.DEVNULL, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not endpoint_file.exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-        wait_ready(endpoint_file.read_text().strip())
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(2)
     finally:
