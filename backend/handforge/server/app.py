@@ -572,9 +572,7 @@ class Server:
                 continue
             self._pool.remove(job)
             job.ctx.request_stop("timeout")
-            if job.cancel_requested:
-                self._terminal(job, cancelled="cancelled")
-                continue
+            # (a job whose cancel was asked for ends as cancelled, not timed out: _terminal says so, whatever it is given)
             if job.run_deadline is not None and job.run_deadline <= now:
                 text = f"job {job.job_id} ({job.kind.name}) ran past the {job.kind.timeout:g} s limit of its kind"
                 hint = "ask for less work per job (a smaller batch or fewer steps)"
