@@ -838,6 +838,24 @@ def test_a_single_file_imported_under_a_name_keeps_its_suffix(weights, tmp_path,
     assert f'sd_model = "{tmp_path / "models" / "sd" / "mine.safetensors"}"' in capsys.readouterr().out
 
 
+def test_an_import_whose_name_is_taken_while_it_copies_leaves_no_hidden_copy(weights, tmp_path, monkeypatch):
+    """Another import under the same name finishing during a copy of minutes: the rename into place is refused;
+    the whole copy stayed behind as .NAME.partial (gigabytes for real weights) until the next import of it."""
+    from handforge.engines.image import weights as weights_module
+
+    copytree = shutil.copytree
+
+    def meanwhile(source, target, **options):  # (the other import lands while this one copies)
+        (Path(target).parent / "mine").mkdir()
+        (Path(target).parent / "mine" / "config.json").write_text("{}")
+        return copytree(source, target, **options)
+
+    monkeypatch.setattr(weights_module.shutil, "copytree", meanwhile)
+    with pytest.raises(OSError):
+        weights_module.import_weights(weights[2], "guidance", name="mine", models_dir=tmp_path / "models")
+    assert sorted(p.name for p in (tmp_path / "models" / "guidance").iterdir()) == ["mine"]
+
+
 def test_importing_over_a_dangling_link_of_that_name_says_it_exists(weights, tmp_path, monkeypatch, capsys):
     # before: the name looked free (exists() follows the link), and the rename onto the link failed as
     # "could not copy ...: Not a directory; make room and run it again"

@@ -405,10 +405,10 @@ def _beside(target: Path) -> Iterator[Path]:
     _remove(partial)
     try:
         yield partial
+        partial.rename(target)  # (a rename refused, e.g. the name taken meanwhile, leaves no hidden copy either)
     except BaseException:
         _remove(partial)
         raise
-    partial.rename(target)
 
 
 def _remove(path: Path) -> None:
