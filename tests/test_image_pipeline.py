@@ -4,6 +4,8 @@ with diffusers' StableDiffusionControlNetPipeline when TAS is off."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,15 @@ def control(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
 
 
+def test_without_nltk_data_or_lemminflect_tas_says_what_to_install(weights, monkeypatch):
+    """An environment set up before lemminflect joined the backend extra: every TAS job ended in a bare
+    ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, "lemminflect", None)
+    monkeypatch.setitem(sys.modules, "nltk", None)
+    with pytest.raises(ImportError, match="needs lemminflect: pip install lemminflect"):
+        hand_tokens(PROMPT, tiny_sd.tokenizer(weights[0] / "tokenizer"))
+
+
 def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     tok = tiny_sd.tokenizer(weights[0] / "tokenizer")
     chosen, tagger = hand_tokens(PROMPT, tok)
@@ -47,9 +58,11 @@ def test_every_bpe_piece_of_each_hand_word_and_never_the_word_before(weights):
     assert [c.word for c in chosen] == ["holding"] * 4 + ["hands"] * 2
     assert [ids[c.index] for c in chosen] == tok.convert_tokens_to_ids(pieces["holding"] + pieces["hands"])
     assert hand_tokens("a painting of a fist", tok)[0] == []  # "a painting" is a noun: nothing to attend
-    # only verbs' -ing forms: the rule took any word of 5+ letters ending in "ing"
+    # only verbs' -ing forms: the rule took any word of 5+ letters ending in "ing"; one the lexicon does not
+    # know at all ("texting") is still taken as one
     assert [c.word for c in hand_tokens("sterling silver ring, sibling hands clapping", tok)[0]] == (
         ["hands"] * len(tok.tokenize("hands")) + ["clapping"] * len(tok.tokenize("clapping")))
+    assert [c.word for c in hand_tokens("a girl texting", tok)[0]] == ["texting"] * len(tok.tokenize("texting"))
     assert [c.word for c in hand_tokens("Waving, FINGERS spread", tok)[0]] == ["waving"] * 4 + ["fingers"] * len(tok.tokenize("fingers"))
     long = "b " * 73 + "holding"  # start + 73 + 4 pieces + end: two pieces fit in the 77-token window
     assert [c.index for c in hand_tokens(long, tok)[0]] == [74, 75]

@@ -46,16 +46,24 @@ class ChosenToken:
 
 def _lexicon_vbg(words: Sequence[str]) -> list[bool]:
     """Offline stand-in for the VBG tag: a word of 5+ letters ending in "ing" that the lexicon knows as
-    the -ing form of a verb (its lemma another word: "ring" and "king" are their own), not a known noun
-    or adjective in "ing", and not right after a determiner ("a painting")."""
-    from lemminflect import getAllLemmas
+    the -ing form of a verb (its lemma another word: "ring" and "king" are their own) or does not know at
+    all ("texting", "high-fiving": newer verbs are missing from it), not a known noun or adjective in
+    "ing", and not right after a determiner ("a painting")."""
+    try:
+        from lemminflect import getAllLemmas
+    except ImportError:  # (an environment set up before it joined the backend extra)
+        raise ImportError("TAS without NLTK's tagger data needs lemminflect: pip install lemminflect, or set up "
+                          "HandForge's backend extra again (python3 scripts/dev.py setup)") from None
 
     out = []
     for k, word in enumerate(words):
         w = word.lower()
         after_determiner = k > 0 and words[k - 1].lower() in _DETERMINERS
-        verb_form = len(w) >= 5 and w.endswith("ing") and any(
-            lemma != w for lemma in getAllLemmas(w, upos="VERB").get("VERB", ()))
+        if len(w) >= 5 and w.endswith("ing"):
+            known = getAllLemmas(w)
+            verb_form = not known or any(lemma != w for lemma in known.get("VERB", ()))
+        else:
+            verb_form = False
         out.append(verb_form and w not in _ING_NOUNS and not after_determiner)
     return out
 
