@@ -136,3 +136,33 @@ def test_one_source_image_at_a_time(pipe):
     latents = torch.zeros(2, 4, SIZE // 8, SIZE // 8)
     with pytest.raises(ValueError, match="one source image"), inject(pipe.unet, pipe.scheduler, latents, latents):
         pass
+
+
+def test_the_processor_attends_to_its_own_tokens_and_the_sources_and_blends_by_scale():
+    """One self-attention layer against attention written out by hand (softmax(q kᵀ / √d) v, then the output
+    projection): while reading, the keys and values are the layer's own tokens *and* the kept source tokens
+    (the reference-only idea: the generated image attends to itself and the source); a scale s between 0 and 1
+    is s × that + (1 − s) × plain self-attention. Before: attending to the source tokens alone, or a blend
+    weighted the other way round, passed every test above."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+    from handforge.engines.transfer.reference import ReferenceAttnProcessor, _Bank
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, heads=1, dim_head=8).eval()
+    hidden, source = torch.randn(2, 5, 8), torch.randn(1, 3, 8)  # a batch of 2 (guidance), one source
+
+    def by_hand(keys):
+        q, k, v = attn.to_q(hidden), attn.to_k(keys), attn.to_v(keys)
+        weights = torch.softmax(q @ k.transpose(1, 2) / 8 ** 0.5, dim=-1)
+        return attn.to_out[0](weights @ v)
+
+    with torch.no_grad():
+        plain = by_hand(hidden)
+        both = by_hand(torch.cat([hidden, source.expand(2, -1, -1)], dim=1))
+        for scale, expected in ((1.0, both), (0.25, 0.25 * both + 0.75 * plain), (0.0, plain)):
+            bank = _Bank(scale=scale, tokens={"layer": source})
+            got = ReferenceAttnProcessor("layer", AttnProcessor(), bank)(attn, hidden)
+            assert torch.allclose(got, expected, atol=1e-5), scale
+        bank = _Bank(writing=True)  # the write pass: plain self-attention, its input kept
+        got = ReferenceAttnProcessor("layer", AttnProcessor(), bank)(attn, hidden)
+        assert torch.allclose(got, plain, atol=1e-5) and torch.equal(bank.tokens["layer"], hidden)
