@@ -180,6 +180,34 @@ def test_tas_off_equals_diffusers_controlnet_pipeline(weights, pipe):
         assert np.abs(got.images.astype(int) - np.round(expected * 255).astype(int)).max() <= 1
 
 
+def test_the_control_scale_of_one_controlnet_is_diffusers_conditioning_scale(weights, pipe):
+    """image.generate's control_scale with one ControlNet (the attentionhand engine's guidance module, and the
+    controlnet engine with one control), as a plain number: the last latents equal those of diffusers'
+    StableDiffusionControlNetPipeline with that controlnet_conditioning_scale. Before this test, a single
+    ControlNet run at scale 1 whatever was asked passed the comparison above (it checks one net at scale 1)."""
+    from diffusers import StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    reference = StableDiffusionControlNetPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+        controlnet=pipe.controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    reference.set_progress_bar_config(disable=True)
+    image = control(4)
+    last = {}
+    for scale in (0.3, 1.0):
+        latents = []
+        pipe(PROMPT, [image], negative_prompt="blurry", num_inference_steps=3, guidance_scale=6.0,
+             control_scales=scale, generator=torch.Generator().manual_seed(3),
+             on_step=lambda i, n, lat: latents.append(lat))
+        last[scale] = latents[-1]
+    expected = reference(PROMPT, image=Image.fromarray(image), num_inference_steps=3, guidance_scale=6.0,
+                         negative_prompt="blurry", controlnet_conditioning_scale=0.3,
+                         generator=torch.Generator().manual_seed(3), output_type="latent").images
+    assert torch.allclose(last[0.3], expected, atol=1e-5)
+    assert not torch.allclose(last[1.0], expected, atol=1e-3)  # the scale matters at this size: the check can fail
+
+
 def test_missing_and_wrong_weights_are_named(tmp_path, weights):
     with pytest.raises(WeightsError, match="does not exist"):
         load_sd(tmp_path / "nothing")
