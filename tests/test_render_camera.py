@@ -256,3 +256,35 @@ def test_gl_context_asks_for_egl_only_on_linux_and_says_what_to_install_there(mo
     else:
         assert "libegl1" not in raised.value.hint and "OpenGL 3.3" in raised.value.hint
         assert "EGL" not in raised.value.reason
+
+
+@pytest.mark.parametrize("winding", [[[0, 1, 2], [0, 2, 3]], [[0, 2, 1], [0, 3, 2]]])
+def test_gl_a_plane_facing_the_camera_has_its_depth_normal_and_shading_by_hand(winding):
+    """A square in the plane z = 1 m of the camera frame, off the optical axis, either winding: its pixels hold
+    depth 1 (camera z, not the distance to the camera: 1.03 to 1.08 m there), the normal (0, 0, −1) (towards the
+    camera; the frame's z looks forward) and the mesh image's shading computed by hand: ambient 0.3 plus 0.8/3 per
+    light × cos to it, the viewer's light head-on (1) and the upper left and upper right ones at
+    (∓0.6, −0.6, −0.5) (0.5 / √0.97 each): 0.8374 × base colour (1, 1, 0.9) = (214, 214, 192) of 255. The
+    background is 0 everywhere. Before this test, normals turned away from the camera (shading 0.3 only) or
+    depth as the distance passed every test of the GL renderer's callers."""
+    pytest.importorskip("moderngl")
+    from handforge.render.gl import GLUnavailable, renderer
+
+    try:
+        gl = renderer()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+    cam = Camera(np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]), np.eye(3), np.zeros(3), 64, 64)
+    square = np.array([[0.05, -0.25, 1.0], [0.3, -0.25, 1.0], [0.3, 0.2, 1.0], [0.05, 0.2, 1.0]])
+    images = gl.render(cam, [(square, np.array(winding))], normals=True)
+    inside = np.zeros((64, 64), bool)
+    inside[32 - 25:32 + 20, 32 + 5:32 + 30] = True  # pixels u = 32 + 100 x, v = 32 + 100 y
+    covered = images.instance == 1
+    assert (covered[inside]).all() and covered.sum() <= inside.sum() + 2 * 64  # (edge pixels may go either way)
+    np.testing.assert_allclose(images.depth[covered], 1.0, atol=1e-6)
+    np.testing.assert_allclose(images.normals[covered], np.tile([0.0, 0.0, -1.0], (covered.sum(), 1)), atol=1e-5)
+    shade = 0.3 + 0.8 / 3 * (1 + 2 * 0.5 / np.sqrt(0.97))
+    expected = np.round(np.array([1.0, 1.0, 0.9]) * shade * 255)
+    assert expected.tolist() == [214, 214, 192]
+    assert np.abs(images.mesh[covered].astype(int) - expected).max() <= 1
+    assert not images.mesh[~covered].any() and not images.depth[~covered].any() and not images.normals[~covered].any()
