@@ -743,3 +743,20 @@ def test_the_ihpt_engines_sd_parts_are_loaded_again_for_another_or_an_edited_sd_
     assert edited["scheduler"].config.beta_schedule == "linear"
     monkeypatch.setenv("HANDFORGE_SD_CONFIG", str(tmp_path / "same_as_a"))  # another folder, with A's first files
     assert parts()["scheduler"].config.beta_schedule == first["scheduler"].config.beta_schedule
+
+
+def test_a_source_pose_sent_as_arrays_of_one_hand_is_that_hand_alone():
+    """source.<side>.* arrays: the hands sent, no other (the ihpt engine's pose vector marks each hand present or
+    not, and the job warns when the source's hands are not the rigs'), betas and transl zeros when left out.
+    Before this test, a missing hand made up of zeros passed every test here."""
+    from handforge.engines.transfer.jobs import source_pose
+
+    fist = pose_library.get("fist", side="right")
+    arrays = {"source.right.global_orient": np.asarray(fist.global_orient)[None],
+              "source.right.hand_pose": np.asarray(fist.hand_pose)[None]}
+    hands = source_pose({"source_labels": "", "hand_model": "open"}, arrays)
+    assert list(hands) == ["right"]
+    np.testing.assert_array_equal(hands["right"].global_orient, np.ravel(fist.global_orient))
+    np.testing.assert_array_equal(hands["right"].hand_pose, np.ravel(fist.hand_pose))
+    assert not np.any(hands["right"].betas) and not np.any(hands["right"].transl)
+    assert source_pose({"source_labels": "", "hand_model": "open"}, {}) == {}
