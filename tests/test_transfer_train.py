@@ -63,6 +63,32 @@ def test_pairs_share_camera_and_look_and_differ_in_pose(data):
     assert not torch.equal(item["source_pose"], item["target_pose"])
 
 
+def test_pose_pairs_items_are_the_cameras_view_of_each_images_hands(data):
+    """A pair's pose vectors per hand (SIDES order: present, global_orient, hand_pose) hold what the image shows:
+    the wrist as its camera sees it, the labels' ``params_camera`` (made by the export, not by ``pose_vector``),
+    as the ihpt engine reads a source pose at sampling time (``pose_vector(hands, camera.R)``). Before this
+    test, pairs read with the world-frame wrists passed every test here."""
+    from handforge_shared.skeleton import SIDES
+
+    _, pairs = data
+    dataset = PosePairs(pairs, size=64)
+    for index, name in enumerate(dataset.indices):
+        item = dataset[index]
+        for folder in ("source", "target"):
+            labels = json.loads((pairs / folder / "samples" / name / "labels.json").read_text())
+            vector = item[f"{folder}_pose"].numpy().reshape(len(SIDES), -1)
+            for k, side in enumerate(SIDES):
+                hand = labels["hands"].get(side)
+                if hand is None:
+                    assert not vector[k].any()
+                    continue
+                camera = hand["params_camera"]
+                assert vector[k, 0] == 1.0
+                np.testing.assert_allclose(vector[k, 1:4], camera["global_orient"], atol=1e-5)
+                np.testing.assert_allclose(vector[k, 4:], camera["hand_pose"], atol=1e-6)
+                assert not np.allclose(hand["params_world"]["global_orient"], camera["global_orient"], atol=1e-3)
+
+
 def test_pairs_of_another_spec_are_not_mixed_into_a_folder(data):
     """A rerun resumes (or extends) the same pairs; another spec's pairs were added to them silently."""
     _, pairs = data
