@@ -298,6 +298,29 @@ def test_interhand_pairs_are_two_frames_of_one_sequence_and_camera(tmp_path):
         InterHandPairs(tmp_path, hands_mean, split="test")
 
 
+def test_the_target_generator_is_wired_as_the_paper_says():
+    """IHPT's target generator (model.py's docstring, the paper's Sec. 2.3), written out step by step from the
+    model's own layers: f_source = backbone(I_source) projected, plus positions; e_source = feature_encoder(f_source);
+    e_pose = pose_encoder([P_source, P_target]) as pose tokens; c = feature_decoder(queries, [f_source, e_pose]) (the
+    queries attend to the source's features before the encoder and to the pose tokens); the context is
+    [c, e_source, e_pose] projected to the UNet's width. Before this test, a decoder attending to e_source in
+    place of f_source passed every test here (training lowers the loss either way)."""
+    torch.manual_seed(0)
+    model = TargetGenerator(cross_attention_dim=24, **TINY).eval()
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    source, target = torch.randn(2, POSE_DIM), torch.randn(2, POSE_DIM)
+    with torch.no_grad():
+        f_source = model.feature_proj(model.backbone(image).flatten(2).transpose(1, 2)) + model.feature_position
+        e_source = model.feature_encoder(f_source)
+        e_pose = model.pose_encoder(torch.cat([source, target], dim=1)).reshape(2, TINY["pose_tokens"], -1)
+        c = model.feature_decoder(model.queries.expand(2, -1, -1), torch.cat([f_source, e_pose], dim=1))
+        expected = model.to_context(torch.cat([c, e_source, e_pose], dim=1))
+        got = model(image, source, target)
+        assert got.shape == (2, TINY["num_queries"] + 8 * 8 + TINY["pose_tokens"], 24)
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert not torch.allclose(model(image, target, source), got, atol=1e-4)  # which pose is which matters
+
+
 def test_the_target_generator_takes_any_backbone_input_size():
     """Its stride-2 blocks give ceil(n / 2): a 34-pixel input is 17 then 9 cells a side (34 // 4 = 8 failed)."""
     for size in (32, 34):
