@@ -1852,3 +1852,17 @@ def test_a_sample_folder_held_a_moment_on_windows_is_renamed_once_free(tmp_path,
         write_sample(tmp_path, 4, {"index": 4}, images)
     assert len(tries) == len(samples._RENAME_RETRY_DELAYS) + 1 and 0.5 <= sum(slept) <= 1.5
     assert [p.name for p in (tmp_path / SAMPLES).iterdir()] == [final.name]
+
+
+def test_a_sample_folder_without_its_labels_is_not_finished(tmp_path):
+    """Finished means a labels.json in the sample's folder (run.py's resume; the workers, shards and pose pairs ask
+    ``is_finished``): a folder holding images but no labels (damaged, or emptied by hand) is made again, as
+    ``pending_indices`` says. Before this test, ``is_finished`` asking whether the folder exists passed."""
+    from handforge.export.folder import is_finished, pending_indices, sample_dir
+
+    sample_dir(tmp_path, 0).mkdir(parents=True)
+    (sample_dir(tmp_path, 0) / "mesh.png").write_bytes(b"\x89PNG")
+    sample_dir(tmp_path, 1).mkdir()
+    (sample_dir(tmp_path, 1) / "labels.json").write_text("{}")
+    assert [is_finished(tmp_path, i) for i in range(3)] == [False, True, False]
+    assert pending_indices(tmp_path, 3) == [0, 2]
