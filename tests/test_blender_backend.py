@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from handforge_shared import __version__
 from handforge_shared.poses import HandPose, MotionClip
 from handforge_shared.skeleton import SIDES
 from tests.blender.fixtures import addon_zip  # noqa: F401 - fixture
@@ -110,6 +111,14 @@ def test_starts_a_local_backend_and_reads_capabilities(session):
     assert result["hand_models"]["open"] == [True, ""]
     available, reason = result["hand_models"]["mano"]
     assert available is False and reason  # shown greyed out in the panel, with this reason
+
+
+def test_the_status_line_names_the_backends_version_and_address(session):
+    session.no_error("start")
+    result = session["start"]
+    # which backend the panel talks to: its version (the one this checkout's backend reports) and where
+    assert result["status"].startswith(f"Connected to HandForge {__version__} at {result['address']} ("), result["status"]
+    assert len(result["child_pids"]) == 1  # and the one backend it started runs
 
 
 def test_unavailable_hand_model_is_refused_with_the_reason(session):

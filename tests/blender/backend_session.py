@@ -143,7 +143,9 @@ def start():
             "children": len(children()), "victim": victim.read_text(),
             "log": {"mode": oct(log.stat().st_mode & 0o777), "name": log.name},
             # Ctrl-C at Blender's terminal goes to its foreground process group: the backend must not be in it
-            "own_group": os.getpgid(backend.process.pid) != os.getpgrp()}
+            "own_group": os.getpgid(backend.process.pid) != os.getpgrp(),
+            # the status line's parts read back from elsewhere: the address asked for, the child from /proc
+            "address": prefs.address, "child_pids": children()}
 
 
 s.check("start", start)
