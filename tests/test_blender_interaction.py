@@ -61,6 +61,10 @@ def test_candidates_pose_the_other_rig_next_to_the_anchor_and_step(session):
     assert "active" in found["refused"].lower(), found["refused"]
     assert found["after_refused"] == found["past_end"]
     assert np.array_equal(arrays["right_after_refused"], arrays["right_past_end"])
+    # the buttons wrap around (README: "◀ / ▶ ... wrapping"): from the last to the first and back
+    assert found["wrapped_next"]["index"] == 1 and np.array_equal(arrays["right_wrapped_next"], arrays["right_c0"])
+    assert found["wrapped_previous"]["index"] == COUNT
+    assert np.array_equal(arrays["right_wrapped_previous"], arrays["right_past_end"])
     assert found["after_cancel"]["count"] == 0
     assert found["panel_before"]["operators"] == ["handforge.sample_interaction"] and not found["panel_before"]["bad"]
     drawn = found["panel"]

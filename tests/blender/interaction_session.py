@@ -115,6 +115,13 @@ def sample_and_step():
     bpy.context.view_layer.objects.active = active
     found["after_refused"] = browse()
     s.arrays["right_after_refused"] = channels("right")
+    # the buttons wrap (README): ▶ on the last candidate shows the first, ◀ on the first the last
+    assert bpy.ops.handforge.interaction_next() == {"FINISHED"}
+    found["wrapped_next"] = browse()
+    s.arrays["right_wrapped_next"] = channels("right")
+    assert bpy.ops.handforge.interaction_previous() == {"FINISHED"}
+    found["wrapped_previous"] = browse()
+    s.arrays["right_wrapped_previous"] = channels("right")
     assert bpy.ops.handforge.interaction_cancel() == {"FINISHED"}
     found["after_cancel"] = browse()
     s.arrays["right_cancelled"] = channels("right")
