@@ -209,6 +209,15 @@ def test_the_image_plane_fills_the_view_1_m_away_under_a_scaled_camera(session):
         # where the unscaled camera shows it (a square image in the render's wider frame: its width across the view)
         assert np.allclose(case["corners"], found["unscaled"]["corners"], atol=2e-3), (name, case)
     assert [x for x, _ in found["unscaled"]["corners"]] == [0, 0, 1, 1], found
+    # the image upright and unmirrored: its top at the top of the view, its left on the left (each corner's
+    # texture coordinate against where Blender's camera sees that corner)
+    for name, case in found.items():
+        corners = case["uv_seen"]
+        assert len(corners) == 4, (name, case)
+        for u0, v0, x0, y0 in corners:
+            for u1, v1, x1, y1 in corners:
+                assert u0 == u1 or np.sign(u1 - u0) == np.sign(x1 - x0), (name, case)  # rightwards in both
+                assert v0 == v1 or np.sign(v1 - v0) == np.sign(y1 - y0), (name, case)  # upwards in both
 
 
 def test_a_plane_hidden_by_a_newer_result_shows_the_next_result_it_takes_without_a_camera(session):

@@ -283,7 +283,13 @@ def plane_under_scaled_cameras():
             found[name] = {"result": sorted(result),
                            "scale": list(np.linalg.norm(np.array(camera.matrix_world)[:3, :3], axis=0)),
                            "corners": sorted([round(p.x, 4), round(p.y, 4)] for p in seen),
-                           "depth": [p.z for p in seen], "clip_start": camera.data.clip_start}
+                           "depth": [p.z for p in seen], "clip_start": camera.data.clip_start,
+                           # each face corner's texture coordinate beside where the camera sees that corner (Blender's
+                           # images are stored bottom row first: UV (0, 0) is the image's bottom left)
+                           "uv_seen": [[*plane.data.uv_layers.active.data[loop].uv,
+                                        seen[plane.data.loops[loop].vertex_index].x,
+                                        seen[plane.data.loops[loop].vertex_index].y]
+                                       for loop in range(len(plane.data.loops))]}
     finally:
         camera.parent = None
         camera.scale = (1.0, 1.0, 1.0)
