@@ -186,6 +186,14 @@ def test_results_become_keys_and_images(session):
     pixels = np.array(result["pixels"])
     np.testing.assert_allclose(pixels, session.image / 255.0, atol=1e-6)  # top row first, as sent
     assert any(name.startswith("echo image") for name in result["new_objects"])  # the textured plane
+    # with no active camera (README): 1 m wide at the image's shape (16 × 8), standing at the world origin facing
+    # the front view (upright in X-Z, +X to the right), the image upright and unmirrored on it
+    corners = np.array(result["plane_corners"])  # u, v, then x, y, z in the world, per face corner
+    assert corners.shape == (4, 5), corners
+    assert np.allclose(np.ptp(corners[:, 2:], axis=0), [1.0, 0.0, 0.5], atol=1e-6), corners
+    assert np.allclose(corners[:, 2:].mean(axis=0), 0.0, atol=1e-6), corners
+    assert np.allclose(corners[:, 0], corners[:, 2] + 0.5, atol=1e-6), corners  # u across, left to right
+    assert np.allclose(corners[:, 1], corners[:, 4] / 0.5 + 0.5, atol=1e-6), corners  # v up: the image's top on top
     # before: the motion's keys and the good image were written, then the bad one refused: left half-imported
     assert result["bad_images_unchanged"] is True, result
     assert "image 'image_000' must be (H, W, 1|3|4), got (4, 4, 2)" in result["bad_images"], result["bad_images"]

@@ -300,6 +300,13 @@ def results_imported():
                                      image_target="PLANE") == {"FINISHED"}
     after = scene_state()
     image = next(i for i in bpy.data.images if i.name.startswith("echo"))
+    # the plane made with no active camera, as Blender has it: each face corner's texture coordinate beside
+    # where that corner stands in the world
+    plane = next(o for o in bpy.context.scene.objects if o.name.startswith("echo image") and o.type == "MESH")
+    bpy.context.view_layer.update()
+    plane_corners = [[*plane.data.uv_layers.active.data[loop].uv,
+                      *(plane.matrix_world @ plane.data.vertices[plane.data.loops[loop].vertex_index].co)]
+                     for loop in range(len(plane.data.loops))]
     px = np.empty(image.size[0] * image.size[1] * 4, np.float32)
     image.pixels.foreach_get(px)
     right = bpy.context.scene.handforge.right
@@ -345,7 +352,7 @@ def results_imported():
     no_images.append(error_of(lambda: bpy.ops.handforge.run_job(kind="ping", image_target="CAMERA")))
     bpy.data.objects.remove(twin)
     return {"shared": shared, "shared_unchanged": shared_unchanged, "bad_images": bad_images, "no_images": no_images,
-            "bad_images_unchanged": bad_images_unchanged,
+            "bad_images_unchanged": bad_images_unchanged, "plane_corners": plane_corners,
             "new_objects": sorted(set(after["objects"]) - set(before["objects"])),
             "image_size": list(image.size), "pixels": px.reshape(image.size[1], image.size[0], 4)[::-1, :, :3].tolist(),
             "generated_keys_right": gen, "no_camera": no_camera, "unchanged_after_refusal": unchanged_after_refusal,
