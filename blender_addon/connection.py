@@ -480,11 +480,9 @@ def _with_hint(info: dict) -> str:
 
 
 def _connected_text(caps: dict) -> str:
-    server = caps.get("server") or {}
     version = (caps.get("versions") or {}).get("handforge", "?")
     devices = ", ".join(caps.get("compute_devices") or []) or "cpu"
-    return f"Connected to HandForge {version} at {BACKEND.endpoint} ({devices})" + \
-        (f", pid {server['pid']}" if server.get("pid") else "")
+    return f"Connected to HandForge {version} at {BACKEND.endpoint} ({devices})"
 
 
 def _set_status(text: str) -> None:
