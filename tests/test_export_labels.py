@@ -1817,7 +1817,7 @@ def test_a_sample_folder_held_a_moment_on_windows_is_renamed_once_free(tmp_path,
     import sys
     import time
 
-    from handforge.export import samples
+    from handforge_shared.files import REPLACE_RETRY_DELAYS
     from handforge.export.folder import SAMPLES
     from handforge.export.samples import write_sample
 
@@ -1850,7 +1850,7 @@ def test_a_sample_folder_held_a_moment_on_windows_is_renamed_once_free(tmp_path,
     monkeypatch.setattr(os, "replace", held_for_good)
     with pytest.raises(PermissionError):  # held for good: given up after about a second, nothing left behind
         write_sample(tmp_path, 4, {"index": 4}, images)
-    assert len(tries) == len(samples._RENAME_RETRY_DELAYS) + 1 and 0.5 <= sum(slept) <= 1.5
+    assert len(tries) == len(REPLACE_RETRY_DELAYS) + 1 and 0.5 <= sum(slept) <= 1.5
     assert [p.name for p in (tmp_path / SAMPLES).iterdir()] == [final.name]
 
 

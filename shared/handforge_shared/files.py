@@ -382,7 +382,32 @@ def file_error(exc: OSError, elsewhere: str = "choose another folder", out: str 
     return f"{where}{reason}: fix it (or {elsewhere})"
 
 
+# Windows: how long to wait before each further try of a rename (about 1 s in all)
+REPLACE_RETRY_DELAYS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.25)
+
+
+def replace_held(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """``os.replace(source, target)``; on Windows tried again a few times on PermissionError: a folder cannot be
+    renamed there while another process (an antivirus or the search indexer, looking at the files just
+    written) holds one of its files open, for a moment, which stopped a whole export as a folder this user
+    cannot write (WinError 5). Elsewhere at once."""
+    import time
+
+    if sys.platform != "win32":
+        os.replace(source, target)
+        return
+    for delay in (*REPLACE_RETRY_DELAYS, None):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
 __all__ = ["SCRATCH_PREFIX", "TEMPORARY_SUFFIX", "USER_TEXT_MAX_BYTES", "FileTooLarge", "FolderBusy", "NestedTooDeeply", "atomic_file", "foreign_names",
            "errors_named", "existing_ancestor", "file_error", "file_kind", "folder_lock", "not_utf8", "parse_json",
-           "parse_toml", "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "sync_folder", "usual_mode",
+           "parse_toml", "raw_decode_json", "read_error", "read_user_text", "refused_new_files", "replace_held", "sync_folder",
+           "usual_mode",
            "write_atomic"]

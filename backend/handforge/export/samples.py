@@ -10,9 +10,7 @@ import itertools
 import math
 import os
 import shutil
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -22,7 +20,7 @@ from PIL import Image
 from handforge.disk import png_cut_short, stops_the_run, write_error
 from handforge.export.folder import LABELS, PARTIAL_PREFIX, sample_dir
 from handforge.export.streamed_json import dumps
-from handforge_shared.files import parse_json, sync_folder
+from handforge_shared.files import parse_json, replace_held, sync_folder
 from handforge_shared.poses import json_flag
 from handforge_shared.skeleton import NUM_KEYPOINTS, SIDES
 
@@ -182,34 +180,12 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         elif os.path.lexists(final):  # not ours to delete
             raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, then "
                                                 "export again", str(final))
-        _rename_sample(partial, final)
+        replace_held(partial, final)  # (on Windows a file just written may be held a moment)
     except BaseException:  # nothing half-written stays, whatever stood in the way
         shutil.rmtree(partial, ignore_errors=True)
         raise
     sync_folder(final.parent)
     return final
-
-
-# Windows: how long to wait before each further try of a sample folder's rename (about 1 s in all)
-_RENAME_RETRY_DELAYS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.25)
-
-
-def _rename_sample(partial: Path, final: Path) -> None:
-    """``os.replace(partial, final)``; on Windows tried again a few times on PermissionError: a folder cannot be
-    renamed there while another process (an antivirus or the search indexer, looking at the files just
-    written) holds one of its files open, for a moment, which stopped the whole export as a folder this user
-    cannot write (WinError 5). Elsewhere at once, as before."""
-    if sys.platform != "win32":
-        os.replace(partial, final)
-        return
-    for delay in (*_RENAME_RETRY_DELAYS, None):
-        try:
-            os.replace(partial, final)
-            return
-        except PermissionError:
-            if delay is None:
-                raise
-            time.sleep(delay)
 
 
 _SYNC_POOL = None
