@@ -199,7 +199,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False)
                 os.fsync(fh.fileno())
             if not private:
                 os.chmod(tmp, usual_mode())
-            os.replace(tmp, path)
+            replace_held(tmp, path)  # Windows: a reader holding ``path`` a moment (see replace_held)
             sync_folder(path.parent)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -390,7 +390,9 @@ def replace_held(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """``os.replace(source, target)``; on Windows tried again a few times on PermissionError: a folder cannot be
     renamed there while another process (an antivirus or the search indexer, looking at the files just
     written) holds one of its files open, for a moment, which stopped a whole export as a folder this user
-    cannot write (WinError 5). Elsewhere at once."""
+    cannot write (WinError 5); nor can a file replace one that another process has open (a sharing
+    violation), which ``atomic_file`` meets when a reader or a scanner holds the file it rewrites.
+    Elsewhere at once."""
     import time
 
     if sys.platform != "win32":
