@@ -1813,25 +1813,12 @@ def test_a_sample_folder_held_a_moment_on_windows_is_renamed_once_free(tmp_path,
     its just-written files open (PermissionError, WinError 5), for a moment: that stopped the whole export as a
     folder this user cannot write. There the rename is tried again, about 1 s in all; elsewhere as before (one try).
     Emulated: sys.platform patched, os.replace failing twice with PermissionError, then as it is."""
-    import os
-    import sys
-    import time
-
     from handforge_shared.files import REPLACE_RETRY_DELAYS
     from handforge.export.folder import SAMPLES
     from handforge.export.samples import write_sample
+    from tests.support.windows import held_replace
 
-    tries, replace, slept = [], os.replace, []
-
-    def held_twice(src, dst):
-        tries.append(str(src))
-        if len(tries) <= 2:
-            raise PermissionError(13, "Access is denied", str(src), None, 5)
-        return replace(src, dst)
-
-    monkeypatch.setattr(sys, "platform", platform)
-    monkeypatch.setattr(os, "replace", held_twice)
-    monkeypatch.setattr(time, "sleep", slept.append)
+    tries, slept = held_replace(monkeypatch, platform, refusals=2)
     images = {"mask_left.png": np.ones((4, 4), bool)}
     if platform == "linux":
         with pytest.raises(PermissionError):
@@ -1842,12 +1829,7 @@ def test_a_sample_folder_held_a_moment_on_windows_is_renamed_once_free(tmp_path,
     assert len(tries) == 3 and len(slept) == 2 and np.asarray(Image.open(final / "mask_left.png")).all()
     assert [p.name for p in (tmp_path / SAMPLES).iterdir()] == [final.name]
 
-    def held_for_good(src, dst):
-        tries.append(str(src))
-        raise PermissionError(13, "Access is denied", str(src), None, 5)
-
-    tries.clear(), slept.clear()
-    monkeypatch.setattr(os, "replace", held_for_good)
+    tries, slept = held_replace(monkeypatch, platform, refusals=None)
     with pytest.raises(PermissionError):  # held for good: given up after about a second, nothing left behind
         write_sample(tmp_path, 4, {"index": 4}, images)
     assert len(tries) == len(REPLACE_RETRY_DELAYS) + 1 and 0.5 <= sum(slept) <= 1.5

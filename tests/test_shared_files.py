@@ -287,26 +287,14 @@ def test_json_and_toml_nested_too_deeply_are_a_value_error_that_says_so():
 def test_a_file_held_a_moment_on_windows_is_replaced_once_free(tmp_path, monkeypatch, platform):
     """On Windows a file cannot replace one another process holds open (a reader of the endpoint file, an
     antivirus scanning a just-written label): PermissionError, for a moment. ``atomic_file`` tries again there
-    (``replace_held``, about 1 s in all); elsewhere one try, as before. Emulated: sys.platform patched, os.replace
-    failing twice; the old file stays whole and no temporary is left when it gives up."""
-    import sys
-    import time
-
+    (``replace_held``, about 1 s in all); elsewhere one try, as before. The old file stays whole and no temporary
+    is left when it gives up."""
     from handforge_shared.files import REPLACE_RETRY_DELAYS
+    from tests.support.windows import held_replace
 
     path = tmp_path / "endpoint.json"
     write_atomic(path, "old")
-    tries, replace, slept = [], os.replace, []
-
-    def held_twice(src, dst):
-        tries.append(src)
-        if len(tries) <= 2:
-            raise PermissionError(13, "Access is denied", str(dst), None, 32)
-        return replace(src, dst)
-
-    monkeypatch.setattr(sys, "platform", platform)
-    monkeypatch.setattr(os, "replace", held_twice)
-    monkeypatch.setattr(time, "sleep", slept.append)
+    tries, slept = held_replace(monkeypatch, platform, refusals=2)
     if platform == "linux":
         with pytest.raises(PermissionError):
             write_atomic(path, "new")
@@ -314,13 +302,7 @@ def test_a_file_held_a_moment_on_windows_is_replaced_once_free(tmp_path, monkeyp
         return
     write_atomic(path, "new")
     assert len(tries) == 3 and len(slept) == 2 and path.read_text() == "new" and os.listdir(tmp_path) == [path.name]
-
-    def held_for_good(src, dst):
-        tries.append(src)
-        raise PermissionError(13, "Access is denied", str(dst), None, 32)
-
-    tries.clear(), slept.clear()
-    monkeypatch.setattr(os, "replace", held_for_good)
+    tries, slept = held_replace(monkeypatch, platform, refusals=None)
     with pytest.raises(PermissionError):
         write_atomic(path, "newer")
     assert len(tries) == len(REPLACE_RETRY_DELAYS) + 1 and path.read_text() == "new"
