@@ -467,3 +467,22 @@ def test_a_checkpoint_saved_over_another_where_ctypes_cannot_open_the_process_it
             (tmp / "config.json").write_text(json.dumps({"save": save}))
     assert json.loads((folder / "config.json").read_text()) == {"save": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_checkpoint_folder_held_a_moment_on_windows_is_replaced_once_free(tmp_path, monkeypatch):
+    """On Windows a folder cannot be renamed while another process (an antivirus scanning the weights just
+    written) holds one of its files: the save failed there at once. Both renames of the save over an existing
+    checkpoint are tried again for about a second (``replace_held``); the new checkpoint lands whole, nothing
+    is left beside it. Emulated: sys.platform win32 (no renameat2 swap), each rename refused once."""
+    from handforge.engines.checkpoints import atomic_folder
+    from tests.support.windows import held_replace
+
+    folder = tmp_path / "model"
+    with atomic_folder(folder) as tmp:
+        (tmp / "config.json").write_text(json.dumps({"save": 0}))
+    tries, slept = held_replace(monkeypatch, "win32", refusals=1, each=True)
+    with atomic_folder(folder) as tmp:
+        (tmp / "config.json").write_text(json.dumps({"save": 1}))
+    assert len(tries) == 4 and len(slept) == 2, tries
+    assert json.loads((folder / "config.json").read_text()) == {"save": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -10,14 +10,16 @@ import time
 _RENAME = os.replace  # the real one, whatever a test has patched since
 
 
-def held_replace(monkeypatch, platform: str, refusals: int | None) -> tuple[list, list]:
-    """``os.replace`` raises PermissionError (WinError 5 / 32) ``refusals`` times, then renames (``None``: always
-    refuses); ``time.sleep`` only records its delays. Returns the lists of tries (sources) and of sleeps."""
+def held_replace(monkeypatch, platform: str, refusals: int | None, each: bool = False) -> tuple[list, list]:
+    """``os.replace`` raises PermissionError (WinError 5) ``refusals`` times, then renames (``None``: always
+    refuses; ``each``: ``refusals`` times for every source path); ``time.sleep`` only records its delays. Returns
+    the lists of tries (sources) and of sleeps."""
     tries, slept = [], []
 
     def held(src, dst):
         tries.append(str(src))
-        if refusals is None or len(tries) <= refusals:
+        refused = tries.count(str(src)) if each else len(tries)
+        if refusals is None or refused <= refusals:
             raise PermissionError(13, "Access is denied", str(src), None, 5)
         return _RENAME(src, dst)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
-from handforge_shared.files import parse_json, read_error, usual_mode
+from handforge_shared.files import parse_json, read_error, replace_held, usual_mode
 
 CONFIG_NAME = "config.json"  # diffusers' configuration_utils.ConfigMixin.config_name for models
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # diffusers.utils.SAFETENSORS_WEIGHTS_NAME
@@ -78,8 +78,8 @@ def replace_folder(written: Path, folder: Path) -> None:
     else:
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-            os.replace(folder, old / folder.name)
-        os.replace(written, folder)
+            replace_held(folder, old / folder.name)  # (Windows: a file of either held a moment, see replace_held)
+        replace_held(written, folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
