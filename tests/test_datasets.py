@@ -525,3 +525,26 @@ def test_frames_past_a_clips_end_are_refused(corpus):
                               (0, -1, 3)):
         with pytest.raises(IndexError, match=f"frames {start}:{stop} outside clip {clip} of"):
             store.frames(clip, start, stop)
+
+
+def test_a_corpus_and_a_clip_store_held_a_moment_on_windows_are_put_in_place_once_free(corpus, tmp_path,
+                                                                                         monkeypatch):
+    """On Windows a just-written folder cannot be renamed while another process (an antivirus, the search
+    indexer) holds one of its files a moment: a corpus build and a clip-store cache failed there at the very
+    end. Both renames are tried again for about a second now (``replace_held``). Emulated: sys.platform win32,
+    each rename refused once; the corpus and the cache come out whole, nothing left beside them."""
+    from tests.support.windows import held_replace
+
+    tries, slept = held_replace(monkeypatch, "win32", refusals=1, each=True)
+    out = tmp_path / "corpus"
+    write_corpus(out, sequences=3, seed=3, settings=CorpusSettings(chunk_size=3, sequences_per_group=3),
+                 stats_sample=0, figures=False, progress=False, workers=1)
+    def folder_tries(prefix):  # (the files written whole inside were refused once each too, and retried)
+        return [t for t in tries if Path(t).name.startswith(prefix) and Path(t).parent == tmp_path]
+
+    assert len(folder_tries(".corpus.partial")) == 2 and len(slept) == len(set(tries)) == len(tries) / 2
+    assert len(list((out / "clips").glob("*.npz"))) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+    store = ClipStore.build(open_corpus(corpus, split="train"), cache=tmp_path / "store")
+    assert len(folder_tries(".store.partial")) == 2 and len(slept) == len(set(tries))
+    assert len(store) == len(open_corpus(corpus, split="train").clips)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "store"]

@@ -45,6 +45,7 @@ from handforge.corpus.summary import (
 from handforge.datasets.corpus import SPLITS, SPLITS_FORMAT, clip_path, load_clip
 from handforge.runtime import torch_threads
 from handforge.scratch import running
+from handforge_shared.files import replace_held
 from handforge_shared.poses import MotionClip
 
 SPLIT_SHARES = tuple(zip(SPLITS, (0.90, 0.05, 0.05)))  # train / validation / test, as handforge.datasets reads them
@@ -221,7 +222,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         try:
             if out.exists():
                 out.rmdir()  # empty (checked above)
-            work.rename(out)
+            replace_held(work, out)  # (Windows: a file just written held a moment, see replace_held)
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
                 raise

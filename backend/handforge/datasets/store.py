@@ -22,7 +22,7 @@ import numpy as np
 
 from handforge.datasets.representation import DTYPE, FIELDS, HAND_AXIS, ClipInfo, ClipSource, DatasetError, \
     clip_arrays
-from handforge_shared.files import existing_ancestor, file_kind, parse_json
+from handforge_shared.files import existing_ancestor, file_kind, parse_json, replace_held
 
 ARRAYS = (*FIELDS, "present")
 CACHE_FORMAT = "handforge.clip-store"
@@ -91,7 +91,7 @@ class ClipStore:
                 "format": CACHE_FORMAT, "version": CACHE_VERSION, "fingerprint": fingerprint,
                 "hand_axis": list(HAND_AXIS), "clips": [c.to_dict() for c in clips]}))
             shutil.rmtree(cache, ignore_errors=True)
-            work.rename(cache)
+            replace_held(work, cache)  # (Windows: a file just written held a moment, see replace_held)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
