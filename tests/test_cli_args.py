@@ -77,6 +77,30 @@ def test_torch_threads_limits_torch_whether_or_not_it_is_imported_yet():
     assert done.stdout.split() == ["1", "2"]
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("chosen", [None, "ACTIVE"])
+def test_the_backends_openmp_threads_sleep_when_idle_unless_the_user_chose(monkeypatch, chosen):
+    """``handforge serve`` sets OMP_WAIT_POLICY=PASSIVE (a user's own value kept) before torch loads: with two threads
+    on two cores busy with Blender and more, libgomp's spinning threads made in-betweening 3-10x slower (README,
+    Motion). The oracle is libgomp itself: with OMP_DISPLAY_ENV=VERBOSE it prints what it read when torch loaded it,
+    here at the backend's first torch job: unset, it spins 300,000 times before sleeping (though it displays the
+    policy as PASSIVE); PASSIVE, 0."""
+    from handforge_shared import pose_library
+    from handforge_shared.client import pose_arrays
+    from tests.support.server import start_server
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    server = start_server(env={"OMP_DISPLAY_ENV": "VERBOSE", **({"OMP_WAIT_POLICY": chosen} if chosen else {})})
+    try:
+        with server.client() as client:
+            client.run("forward_hands", {"model": "open"}, pose_arrays({"right": pose_library.get("fist")}))
+    finally:
+        server.terminate()
+    spins = {None: "0", "ACTIVE": "30000000000"}[chosen]
+    assert f"OMP_WAIT_POLICY = '{chosen or 'PASSIVE'}'" in server.log(), server.log()[-2000:]
+    assert f"GOMP_SPINCOUNT = '{spins}'" in server.log(), server.log()[-2000:]
+
+
 def test_argument_types_accept_their_range_and_name_what_is_allowed():
     parser = argparse.ArgumentParser(exit_on_error=False)
     parser.add_argument("--n", type=at_least(1))
