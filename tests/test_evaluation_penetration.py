@@ -311,6 +311,51 @@ def test_brute_force_search_finds_the_k_d_trees_neighbours(model):
     assert torch.allclose(found["brute"], found["tree"], rtol=0, atol=1e-12)
 
 
+
+def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vertex(model):
+    """``_PairTree`` on one thread (a k-d tree per pair, a call per pair present) and on two (one tree of
+    every pair shifted apart, one call): both give each query the index of its own pair's nearest vertex,
+    exactly the brute-force float64 argmin, for queries in any pair order, a pair with no query (whose
+    tree is then never built) and no queries at all; and a FixedHands loss, gradient and gap the same
+    bit for bit on either."""
+    from handforge.evaluation.penetration import _PairTree
+    from handforge.runtime import torch_threads
+
+    rng = np.random.default_rng(5)
+    targets = torch.stack([posed(model, "left", n, transl=t) for n, t in
+                           (("flat", (0.0, 0.0, 0.0)), ("fist", (0.03, 0.0, 0.0)), ("pinch", (0.0, 0.5, 0.0)),
+                            ("ok", (-1.0, 0.2, 0.0)))]).detach()
+    slot = torch.from_numpy(rng.choice([0, 1, 3], 3000))  # shuffled pairs; pair 2 has no query
+    queries = targets[slot, torch.from_numpy(rng.integers(0, targets.shape[1], 3000))]
+    queries = queries + torch.from_numpy(rng.normal(0, 0.02, (3000, 3))).float()
+    truth = (targets[slot].double() - queries.double()[:, None]).square().sum(-1).argmin(-1)
+    order = torch.argsort(slot, stable=True)
+    for threads in (1, 2):
+        with torch_threads(threads):
+            tree = _PairTree(targets)
+            assert torch.equal(tree.nearest(queries, slot), truth)
+            assert torch.equal(tree.nearest(queries[order], slot[order]), truth[order])  # in pair order, as from a mask
+            assert tree.nearest(queries[:0], slot[:0]).shape == (0,)
+            if threads == 1:
+                assert tree.trees[2] is None and all(tree.trees[k] is not None for k in (0, 1, 3))
+    faces_l, faces_r = model.faces("left"), model.faces("right")
+    rights = torch.stack([posed(model, "right", n, transl=t) for n, t in
+                          (("relaxed", (0.17, 0.0, 0.0)), ("pinch", (0.15, 0.01, 0.0)), ("fist", (0.16, 0.0, 0.0)),
+                           ("ok", (-0.83, 0.2, 0.0)))]).detach()
+    answers = []
+    for threads in (1, 2):
+        with torch_threads(threads):
+            moving = rights.clone().requires_grad_(True)
+            fixed = FixedHands(targets, faces_l)
+            found = fixed.search(moving, 0.03)
+            loss = penetration_loss(fixed, moving, faces_l, faces_r, found=found)
+            gap, near = fixed.gaps(moving, 0.03, found)
+            (grad,) = torch.autograd.grad(loss.sum() + gap.sum(), moving)
+            answers.append((loss.detach(), gap.detach(), near, grad))
+    assert answers[0][0][:2].gt(0).all()  # the loss is tested, not only the gaps
+    for one, two in zip(*answers):
+        assert torch.equal(one, two)
+
 @pytest.mark.gpu
 def test_fixed_hands_on_the_gpu_give_the_cpus_loss_gradients_and_gaps(model):
     faces_l, faces_r = model.faces("left"), model.faces("right")
