@@ -481,8 +481,9 @@ class _PairTree:
     against brute force). Per pair is faster on one thread: on 300 pairs and 160k queries a call
     (2026-12-06, benchmarks/README.md) its queries took 0.07 s against 0.09 s, its trees 17 ms against
     25-50 ms, ~3 µs a call of Python and pykdtree overhead included; but every call wakes the OpenMP
-    threads, which on this busy 2-core machine with two threads cost up to 10x. Queries lie within ``reach`` of the origin in every coordinate, as the targets do (by default:
-    in or near their pair's bounding box; only the shifted tree needs it)."""
+    threads, which on this busy 2-core machine with two threads cost up to 10x. Queries lie within ``reach``
+    of the origin in every coordinate, as the targets do (by default: in or near their pair's bounding box;
+    only the shifted tree needs it)."""
 
     def __init__(self, targets: torch.Tensor, reach: float = 0.0) -> None:
         # a copy of its own: the trees keep referring to it
