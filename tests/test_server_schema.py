@@ -263,3 +263,41 @@ def test_an_object_where_a_string_goes_is_said_short_with_how_to_send_it():
         schema.validate({"labels": {"hands": {"right": {"keypoints": list(range(500))}}}}, {})
     assert refused.value.message.startswith("params.labels: must be a string, got {'hands': {'right': …(2427 characters)")
     assert len(refused.value.message) < 100 and refused.value.hint == "send it as JSON text: json.dumps(value)"
+
+
+def test_a_string_at_its_max_length_is_accepted_one_past_it_refused():
+    # (mutation testing: "len(value) >= max_length", a text of exactly the limit refused, went unnoticed)
+    text = String(max_length=5)
+    assert text.check("abcde", "t") == "abcde"
+    with pytest.raises(ProtocolError, match=r"^t: is 6 characters long; the limit is 5"):
+        text.check("abcdef", "t")
+
+
+def test_an_escaped_strings_limit_counts_it_as_the_header_carries_it():
+    # each '"' takes 2 characters JSON-escaped, a non-ASCII character 6: 3 quotes are 6 against a limit of 5 (mutation
+    # testing: counting len(value), the characters as written, went unnoticed)
+    text = String(max_length=5, escaped=True)
+    assert text.check("ab\"c", "t") == "ab\"c"  # 5 escaped
+    for value in ('"""', "é"):
+        with pytest.raises(ProtocolError, match=r"^t: is 6 characters long as the message header carries it"):
+            text.check(value, "t")
+
+
+def test_an_optional_array_sent_without_the_one_it_requires_is_refused_naming_that_one():
+    # (mutation testing: the requires check dropped went unnoticed; SCHEMA's mask requires times, which is required)
+    schema = Schema(arrays={"a": ArraySpec(shape=(3,), required=False, requires=("b",)),
+                            "b": ArraySpec(shape=(3,), required=False)})
+    schema.validate({}, {"a": np.zeros(3), "b": np.zeros(3)})
+    schema.validate({}, {"b": np.zeros(3)})
+    with pytest.raises(ProtocolError) as info:
+        schema.validate({}, {"a": np.zeros(3)})
+    assert info.value.field == "arrays.b" and str(info.value).startswith("arrays.b: is required with arrays.a")
+
+
+def test_arrays_of_exactly_max_bytes_are_accepted_one_byte_more_too_large():
+    # (mutation testing: "total >= max_bytes", a request of exactly the limit refused, went unnoticed)
+    schema = Schema(extra_arrays=ANY_ARRAY, max_bytes=100)
+    schema.validate({}, {"a": np.zeros(60, np.uint8), "b": np.zeros(40, np.uint8)})
+    with pytest.raises(ProtocolError) as info:
+        schema.validate({}, {"a": np.zeros(60, np.uint8), "b": np.zeros(41, np.uint8)})
+    assert info.value.code == ErrorCode.TOO_LARGE and "101 bytes" in str(info.value)
