@@ -237,3 +237,46 @@ def test_templates_asked_of_the_learned_engine_are_refused():
     assert "templates only apply to engine 'templates'" in str(error)
     assert error.hint == "set engine to 'templates' or leave templates empty"
     assert refusal("interaction.sample", {"engine": "templates", "templates": [name]}) is None
+
+
+@pytest.mark.parametrize("params", [{"separation": False}, {"separation": False, "redraws": 2},
+                                    {"separation": False, "redraws": 0}])
+def test_separation_off_takes_redraws_at_their_default_or_off(params):
+    # the defaults sent as they are still run, as the add-on sends them (mutation testing: refusing the default 2
+    # without separation went unnoticed)
+    assert refusal("interaction.sample", params) is None
+    error = refused("interaction.sample", {"separation": False, "redraws": 3}, field="params.redraws")
+    assert "redraws only apply with separation" in str(error)
+
+
+def test_interaction_takes_1_to_256_candidates():
+    # (mutation testing: MAX_COUNT 257 went unnoticed)
+    assert refusal("interaction.sample", {"engine": "templates", "count": 256}) is None
+    assert "between 1 and 256, got 257" in str(refused("interaction.sample", {"count": 257}, field="params.count"))
+
+
+def test_as_many_steps_as_the_checkpoint_was_trained_with_are_taken_one_more_refused(tmp_path, monkeypatch):
+    # (mutation testing: "steps >= num_train_timesteps" at submit, the checkpoint's own count refused, went unnoticed)
+    from handforge.engines.checkpoints import save_model
+    from handforge.engines.interaction.model import InteractionDenoiser
+
+    folder = save_model(InteractionDenoiser(width=8, hidden=16, layers=1, heads=2, num_train_timesteps=100),
+                        tmp_path / "hundred")
+    monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
+    assert refusal("interaction.sample", {"steps": 100}) is None
+    error = refused("interaction.sample", {"steps": 101}, field="params.steps")
+    assert "101 exceeds the 100 diffusion steps" in str(error) and error.hint == "ask for at most 100 steps"
+
+
+def test_interaction_steps_start_at_2():
+    # (mutation testing: steps from 1 went unnoticed)
+    assert refusal("interaction.sample", {"steps": 2}) is None
+    assert "between 2 and 200, got 1" in str(refused("interaction.sample", {"steps": 1}, field="params.steps"))
+
+
+@pytest.mark.parametrize("name, value", [("guidance_steps", 4), ("contact_guidance", 0.5), ("cfg_scale", 1.0)])
+def test_each_learned_setting_sent_to_the_templates_engine_is_refused(name, value):
+    # the templates engine reads none of them (mutation testing: guidance_steps left out of LEARNED_ONLY, taken
+    # and ignored unsaid, went unnoticed)
+    error = refused("interaction.sample", {"engine": "templates", name: value}, field=f"params.{name}")
+    assert f"{name} only applies to engine 'learned'" in str(error)
