@@ -280,3 +280,44 @@ def test_each_learned_setting_sent_to_the_templates_engine_is_refused(name, valu
     # and ignored unsaid, went unnoticed)
     error = refused("interaction.sample", {"engine": "templates", name: value}, field=f"params.{name}")
     assert f"{name} only applies to engine 'learned'" in str(error)
+
+
+def test_interaction_takes_up_to_8_redraws():
+    # (mutation testing: 9 taken went unnoticed)
+    assert refusal("interaction.sample", {"redraws": 8}) is None
+    assert "between 0 and 8, got 9" in str(refused("interaction.sample", {"redraws": 9}, field="params.redraws"))
+
+
+# ------------------------------------------------------------------------------------- image.transfer
+def test_source_labels_of_a_hand_neither_left_nor_right_are_refused():
+    # (mutation testing: the sides check dropped went unnoticed; a 'middle' hand was then posed as no rig's)
+    import json
+
+    from handforge.engines.transfer.jobs import source_pose
+    from handforge_shared import pose_library
+
+    pose = pose_library.get("fist", side="right").to_dict()
+    labels = json.dumps({"hands": {"right": {"params_world": pose}, "middle": {"params_world": pose}}, "camera": {}})
+    with pytest.raises(ProtocolError) as info:
+        source_pose({"source_labels": labels, "hand_model": "open"}, {})
+    assert info.value.field == "params.source_labels"
+    assert "hands ['middle', 'right']: expected 'left' and/or 'right'" in str(info.value)
+
+
+def test_source_labels_at_the_pose_limits_are_taken_past_them_refused():
+    # bounded as the source.<side>.* arrays are, inclusive (mutation testing: 'worst >= limit' went unnoticed)
+    import json
+
+    from handforge.engines.hands.jobs import POSE_LIMITS
+    from handforge.engines.transfer.jobs import source_pose
+    from handforge_shared import pose_library
+
+    pose = pose_library.get("fist", side="right").to_dict()
+    for betas, ok in ((POSE_LIMITS["betas"], True), (np.nextafter(POSE_LIMITS["betas"], np.inf), False)):
+        labels = json.dumps({"hands": {"right": {"params_world": {**pose, "betas": [float(betas)] + [0.0] * 9}}},
+                             "camera": {}})
+        if ok:
+            assert set(source_pose({"source_labels": labels, "hand_model": "open"}, {})) == {"right"}
+        else:
+            with pytest.raises(ProtocolError, match=r"^params.source_labels: right betas has a value of magnitude"):
+                source_pose({"source_labels": labels, "hand_model": "open"}, {})
