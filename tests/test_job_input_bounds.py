@@ -1,6 +1,7 @@
-"""Input checks that mutation testing of the jobs' and the export specification's validation found unpinned: each
-test names the mutation it catches (a bound moved by one, a check dropped, a value taken from another field), and
-checks the request in process, as the server checks it before queueing (the schema, then the kind's check)."""
+"""The jobs' and the export specification's input checks at their exact bounds: each limit taken at its value and
+refused one past it, each required pairing refused without its partner. Mutation testing found these unpinned (each
+test names the mutation it catches: a bound moved by one, a check dropped, a value taken from another field). A
+request is checked in process, as the server checks it before queueing (the schema, then the kind's check)."""
 
 from __future__ import annotations
 
