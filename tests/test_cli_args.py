@@ -87,18 +87,18 @@ def test_the_backends_openmp_threads_sleep_when_idle_unless_the_user_chose(monke
     policy as PASSIVE); PASSIVE, 0."""
     from handforge_shared import pose_library
     from handforge_shared.client import pose_arrays
-    from tests.support.server import start_server
+    from tests.support.server import running_server
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    server = start_server(env={"OMP_DISPLAY_ENV": "VERBOSE", **({"OMP_WAIT_POLICY": chosen} if chosen else {})})
-    try:
+    env = {"OMP_DISPLAY_ENV": "VERBOSE", **({"OMP_WAIT_POLICY": chosen} if chosen else {})}
+    with running_server(env=env) as server:
         with server.client() as client:
             client.run("forward_hands", {"model": "open"}, pose_arrays({"right": pose_library.get("fist")}))
-    finally:
         server.terminate()
+        log = server.log()  # (before running_server removes its folder)
     spins = {None: "0", "ACTIVE": "30000000000"}[chosen]
-    assert f"OMP_WAIT_POLICY = '{chosen or 'PASSIVE'}'" in server.log(), server.log()[-2000:]
-    assert f"GOMP_SPINCOUNT = '{spins}'" in server.log(), server.log()[-2000:]
+    assert f"OMP_WAIT_POLICY = '{chosen or 'PASSIVE'}'" in log, log[-2000:]
+    assert f"GOMP_SPINCOUNT = '{spins}'" in log, log[-2000:]
 
 
 def test_argument_types_accept_their_range_and_name_what_is_allowed():
