@@ -199,7 +199,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", private: bool = False)
                 os.fsync(fh.fileno())
             if not private:
                 os.chmod(tmp, usual_mode())
-            replace_held(tmp, path)  # Windows: a reader holding ``path`` a moment (see replace_held)
+            replace_held(tmp, path)
             sync_folder(path.parent)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

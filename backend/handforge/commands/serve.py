@@ -169,8 +169,7 @@ def openmp_threads_sleep_when_idle() -> None:
     """Unless the user chose otherwise, torch's OpenMP threads (libgomp) wait for work asleep, not spinning
     (``OMP_WAIT_POLICY=PASSIVE``), read once, when torch is first imported (the engines' first job). A backend
     shares its machine with Blender and whatever else runs: with two threads on two busy cores, spinning threads
-    took the core from the one with work, and in-betweening 30 frames took 0.26-1.47 s instead of 0.12-0.19 s
-    (200 frames: 1.6-5.7 s instead of 0.5-0.75 s), about one thread's time (README, Motion)."""
+    took the core from the one with work, several times slower than one thread (measured: README, Motion)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

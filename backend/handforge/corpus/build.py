@@ -222,7 +222,7 @@ def write_corpus(out: str | os.PathLike, sequences: int, seed: int, workers: int
         try:
             if out.exists():
                 out.rmdir()  # empty (checked above)
-            replace_held(work, out)  # (Windows: a file just written held a moment, see replace_held)
+            replace_held(work, out)
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
                 raise

@@ -91,7 +91,7 @@ class ClipStore:
                 "format": CACHE_FORMAT, "version": CACHE_VERSION, "fingerprint": fingerprint,
                 "hand_axis": list(HAND_AXIS), "clips": [c.to_dict() for c in clips]}))
             shutil.rmtree(cache, ignore_errors=True)
-            replace_held(work, cache)  # (Windows: a file just written held a moment, see replace_held)
+            replace_held(work, cache)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise

@@ -78,7 +78,7 @@ def replace_folder(written: Path, folder: Path) -> None:
     else:
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-            replace_held(folder, old / folder.name)  # (Windows: a file of either held a moment, see replace_held)
+            replace_held(folder, old / folder.name)
         replace_held(written, folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

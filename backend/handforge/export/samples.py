@@ -180,7 +180,7 @@ def write_sample(out: Path, index: int, labels: dict[str, Any], images: dict[str
         elif os.path.lexists(final):  # not ours to delete
             raise FileExistsError(errno.EEXIST, "not a sample folder, where this sample goes: move it away, then "
                                                 "export again", str(final))
-        replace_held(partial, final)  # (on Windows a file just written may be held a moment)
+        replace_held(partial, final)
     except BaseException:  # nothing half-written stays, whatever stood in the way
         shutil.rmtree(partial, ignore_errors=True)
         raise
