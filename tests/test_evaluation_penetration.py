@@ -313,11 +313,11 @@ def test_brute_force_search_finds_the_k_d_trees_neighbours(model):
 
 
 def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vertex(model):
-    """``_PairTree`` on one thread (a k-d tree per pair, a call per pair present) and on two (one tree of
-    every pair shifted apart, one call): both give each query the index of its own pair's nearest vertex,
-    exactly the brute-force float64 argmin, for queries in any pair order, a pair with no query (whose
-    tree is then never built) and no queries at all; and a FixedHands loss, gradient and gap the same on
-    either."""
+    """``_PairTree`` on one thread (a k-d tree per pair, a call per pair present, in the caller's thread) and
+    on two (the pairs shared among two worker threads): both give each query the index of its own pair's
+    nearest vertex, exactly the brute-force float64 argmin, for queries in any pair order, a pair with no
+    query (whose tree is then never built) and no queries at all; and a FixedHands loss, gradient and gap
+    the same on either."""
     from handforge.evaluation.penetration import _PairTree
     from handforge.runtime import torch_threads
 
@@ -336,8 +336,7 @@ def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vert
             assert torch.equal(tree.nearest(queries, slot), truth)
             assert torch.equal(tree.nearest(queries[order], slot[order]), truth[order])  # in pair order, as from a mask
             assert tree.nearest(queries[:0], slot[:0]).shape == (0,)
-            if threads == 1:
-                assert tree.trees[2] is None and all(tree.trees[k] is not None for k in (0, 1, 3))
+            assert tree.trees[2] is None and all(tree.trees[k] is not None for k in (0, 1, 3))
     faces_l, faces_r = model.faces("left"), model.faces("right")
     rights = torch.stack([posed(model, "right", n, transl=t) for n, t in
                           (("relaxed", (0.17, 0.0, 0.0)), ("pinch", (0.15, 0.01, 0.0)), ("fist", (0.16, 0.0, 0.0)),
@@ -355,6 +354,64 @@ def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vert
     assert answers[0][0][:2].gt(0).all()  # the loss is tested, not only the gaps
     for one, two in zip(*answers):  # (the same neighbours; torch's own sums may split by thread: float rounding)
         assert torch.equal(one, two) if one.dtype == torch.bool else torch.allclose(one, two, rtol=1e-6, atol=1e-9)
+
+def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_threads_alone(model):
+    """With two torch threads the pairs go to two worker threads, each running pykdtree's OpenMP on one
+    thread (two teams of two would fight over the cores); the caller keeps its two, torch's and OpenMP's."""
+    import os
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from handforge.evaluation.penetration import _PairTree, _search_pool
+    from handforge.runtime import torch_threads
+
+    def openmp_threads(within: str = "") -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "openmp" and lib["filepath"].startswith(within)}
+
+    targets = torch.stack([posed(model, "left", n, transl=(0.1 * k, 0.0, 0.0))
+                           for k, n in enumerate(("flat", "fist", "pinch"))]).detach()
+    with torch_threads(2):
+        slot = torch.arange(3).repeat_interleave(50)
+        _PairTree(targets).nearest(targets[slot, torch.arange(150)], slot)
+        both = threading.Barrier(2)
+
+        def in_worker() -> set[int]:
+            both.wait(timeout=30)  # each of the two workers runs one
+            return openmp_threads()
+
+        workers = _search_pool(2)
+        assert [f.result() for f in [workers.submit(in_worker) for _ in range(2)]] == [{1}, {1}]
+        assert torch.get_num_threads() == 2 and openmp_threads(os.path.dirname(torch.__file__)) == {2}
+
+
+def test_pair_search_in_a_forked_child_does_not_wait_for_its_parents_threads(model):
+    """A process forked after a search has none of the parent's worker threads: its own search must not wait
+    on them (it hung before the pools were forgotten at fork)."""
+    import multiprocessing
+
+    from handforge.evaluation.penetration import _PairTree
+    from handforge.runtime import torch_threads
+
+    targets = torch.stack([posed(model, "left", n, transl=(0.1 * k, 0.0, 0.0))
+                           for k, n in enumerate(("flat", "fist"))]).detach()
+    slot = torch.arange(2).repeat_interleave(40)
+    queries = targets[slot, torch.arange(80)]
+    with torch_threads(2):
+        expected = _PairTree(targets).nearest(queries, slot)  # the parent's workers now exist
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as pool:
+            found = pool.apply_async(_search_in_child, (targets, queries, slot)).get(timeout=60)
+    assert torch.equal(torch.as_tensor(found), expected)
+
+
+def _search_in_child(targets: torch.Tensor, queries: torch.Tensor, slot: torch.Tensor) -> list[int]:
+    from handforge.evaluation.penetration import _PairTree
+
+    torch.set_num_threads(2)
+    return _PairTree(targets).nearest(queries, slot).tolist()
+
 
 @pytest.mark.gpu
 def test_fixed_hands_on_the_gpu_give_the_cpus_loss_gradients_and_gaps(model):

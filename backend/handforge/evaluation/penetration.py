@@ -49,6 +49,9 @@ Loss (torch, batched, differentiable): ``penetration_depths`` and ``penetration_
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -460,7 +463,7 @@ def closest_distances(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarra
     a, b = (v.detach().cpu().double() for v in (verts_a, verts_b))
     if not len(a):
         return np.zeros(0)
-    tree = _PairTree(a, reach=float(b.abs().max()))
+    tree = _PairTree(a)
     pairs, count = b.shape[:2]
     slot = torch.arange(pairs).repeat_interleave(count)
     points = b.reshape(-1, 3)
@@ -470,29 +473,21 @@ def closest_distances(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarra
 
 class _PairTree:
     """Nearest-vertex search within each pair's own target (N, T, 3), by pykdtree k-d trees in float64 (the
-    same neighbours as scipy's cKDTree, built 2x and queried 1.8x faster than it with every core, 4x on one).
+    same neighbours as scipy's cKDTree, built 2x and queried 1.8x faster than it with every core, 4x on one):
+    a tree per pair, built at its pair's first query, and one query call per pair present.
 
-    With one OpenMP thread (``torch.set_num_threads(1)``, which pykdtree's OpenMP shares, or
-    ``OMP_NUM_THREADS=1``): a tree per pair, built at its pair's first query, and one query call per pair
-    present. With more: one tree holding every pair's target, each pair shifted far along x so that a
-    query never finds a vertex of another pair, and one call whose queries OpenMP spreads over the cores.
-    The same neighbours either way (to float64 rounding of the shifted coordinates: equal on all 5.0M
-    queries of a guided sampling of 300 pairs, 2026-12-06; tests/test_evaluation_penetration.py checks both
-    against brute force). Per pair is faster on one thread: on 300 pairs and 160k queries a call
-    (2026-12-06, benchmarks/README.md) its queries took 0.07 s against 0.09 s, its trees 17 ms against
-    25-50 ms, ~3 µs a call of Python and pykdtree overhead included; but every call wakes the OpenMP
-    threads, which on this busy 2-core machine with two threads cost up to 10x. Queries lie within ``reach``
-    of the origin in every coordinate, as the targets do (by default: in or near their pair's bounding box;
-    only the shifted tree needs it)."""
+    With several torch threads (``torch.get_num_threads()``) the pairs are shared among as many worker
+    threads (``_search_pool``), each running pykdtree on one OpenMP thread: pykdtree releases the GIL, so
+    the pairs' builds and queries run side by side. (One call of OpenMP threads per pair wakes the threads
+    at every call: on this busy 2-core machine up to 10x slower; one tree of every pair shifted apart, one
+    call, which the cores share, left its build to one core: a guided sampling's searches took 1.6 s of
+    its 3.9 s, 2026-12-06, benchmarks/README.md.) The same neighbours whatever the thread count: each
+    pair's tree and queries are the same."""
 
-    def __init__(self, targets: torch.Tensor, reach: float = 0.0) -> None:
+    def __init__(self, targets: torch.Tensor) -> None:
         # a copy of its own: the trees keep referring to it
         self.targets = np.array(targets.detach().cpu().numpy(), dtype=np.float64, order="C", copy=True)
-        self.count = self.targets.shape[1]
-        self.reach = reach
         self.trees: list[Any] = [None] * len(self.targets)  # per pair, each built at its first query
-        self.shifted: Any = None  # the one tree of every pair, built at the first query with several threads
-        self.spacing = 0.0
 
     def nearest(self, queries: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """For each query (Q, 3) of pair ``slot`` (Q,), the index of the nearest vertex of that pair's target."""
@@ -500,43 +495,59 @@ class _PairTree:
         s = slot.cpu().numpy()
         if not len(q):
             return torch.zeros(0, dtype=torch.long)
-        return torch.from_numpy(self._per_pair(q, s) if torch.get_num_threads() == 1 else self._one_tree(q, s))
-
-    def _per_pair(self, q: np.ndarray, s: np.ndarray) -> np.ndarray:
-        from pykdtree.kdtree import KDTree
-
         order = None
         if (np.diff(s) < 0).any():  # each pair's queries together (they come in pair order from a mask)
             order = np.argsort(s, kind="stable")
             q, s = q[order], s[order]
-        cuts = np.flatnonzero(np.diff(s)) + 1
+        cuts = (np.flatnonzero(np.diff(s)) + 1).tolist()
+        runs = list(zip([0, *cuts], [*cuts, len(s)]))  # each pair's queries: q[start:stop]
         found = np.empty(len(q), dtype=np.int64)
-        for start, stop in zip([0, *cuts.tolist()], [*cuts.tolist(), len(s)]):
+        workers = torch.get_num_threads()
+        if workers == 1 or len(runs) == 1:
+            self._search(q, s, found, runs)
+        else:  # a few parts per worker: the pool evens out pairs that take longer
+            parts = np.array_split(np.arange(len(runs)), min(len(runs), 4 * workers))
+            list(_search_pool(workers).map(lambda part: self._search(q, s, found, [runs[k] for k in part]), parts))
+        if order is None:
+            return torch.from_numpy(found)
+        out = np.empty_like(found)
+        out[order] = found
+        return torch.from_numpy(out)
+
+    def _search(self, q: np.ndarray, s: np.ndarray, found: np.ndarray, runs: list[tuple[int, int]]) -> None:
+        """``found[start:stop]`` for each pair's run of queries, its tree built if it has none yet."""
+        from pykdtree.kdtree import KDTree
+
+        for start, stop in runs:
             pair = int(s[start])
             tree = self.trees[pair]
             if tree is None:
                 tree = self.trees[pair] = KDTree(self.targets[pair], leafsize=32)
             found[start:stop] = tree.query(q[start:stop], k=1)[1]
-        if order is None:
-            return found
-        out = np.empty_like(found)
-        out[order] = found
-        return out
 
-    def _one_tree(self, q: np.ndarray, s: np.ndarray) -> np.ndarray:
-        from pykdtree.kdtree import KDTree
 
-        if self.shifted is None:
-            t = self.targets.copy()
-            # every coordinate within r of 0: a distance within a pair is at most 2√3 r < 3.5 r, one to another
-            # pair's vertex at least the shift less 2 r, 6 r + 1: a pair's own nearest vertex is always found
-            self.spacing = 8.0 * max(np.abs(t).max(initial=0.0), self.reach) + 1.0
-            t[..., 0] += (np.arange(len(t)) * self.spacing)[:, None]
-            self.shifted = KDTree(t.reshape(-1, 3), leafsize=32)
-        q = q.copy()  # (it may be the caller's tensor's memory)
-        q[:, 0] += s * self.spacing
-        _, flat = self.shifted.query(q, k=1)
-        return flat.astype(np.int64) - s * self.count
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+# a forked child has none of its parent's threads: it starts pools of its own
+os.register_at_fork(after_in_child=_POOLS.clear)
+
+
+def _search_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's ``workers`` threads for ``_PairTree``'s searches, each on one OpenMP thread."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="handforge-pair-search",
+                                                        initializer=_one_openmp_thread)
+        return pool
+
+
+def _one_openmp_thread() -> None:
+    """OpenMP on one thread in the calling thread only (OpenMP's thread count is a per-thread setting;
+    the caller's torch keeps its own): a worker's pykdtree calls would otherwise each start a team."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="openmp")
 
 
 class _PairBrute:
