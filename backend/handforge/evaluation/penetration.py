@@ -528,8 +528,16 @@ class _PairTree:
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
-# a forked child has none of its parent's threads: it starts pools of its own
-os.register_at_fork(after_in_child=_POOLS.clear)
+
+
+def _forget_pools_in_child() -> None:
+    """A forked child has none of its parent's threads (nor, maybe, a free lock): it starts pools of its own."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _search_pool(workers: int) -> ThreadPoolExecutor:
