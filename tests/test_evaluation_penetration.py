@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -312,7 +318,7 @@ def test_brute_force_search_finds_the_k_d_trees_neighbours(model):
 
 
 
-def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vertex(model):
+def test_pair_search_on_one_thread_and_in_workers_finds_each_querys_own_nearest_vertex(model):
     """``_PairTree`` on one thread (a k-d tree per pair, a call per pair present, in the caller's thread) and
     on two (the pairs shared among two worker threads): both give each query the index of its own pair's
     nearest vertex, exactly the brute-force float64 argmin, for queries in any pair order, a pair with no
@@ -355,35 +361,98 @@ def test_pair_search_per_pair_and_in_one_tree_finds_each_querys_own_nearest_vert
     for one, two in zip(*answers):  # (the same neighbours; torch's own sums may split by thread: float rounding)
         assert torch.equal(one, two) if one.dtype == torch.bool else torch.allclose(one, two, rtol=1e-6, atol=1e-9)
 
-def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_threads_alone(model):
-    """With two torch threads the pairs go to two worker threads, each running pykdtree's OpenMP on one
-    thread (two teams of two would fight over the cores); the caller keeps its two, torch's and OpenMP's."""
-    import os
-    import threading
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter (nothing imported yet, as in a backend's first job), the repo importable."""
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(root / "backend"), str(root / "shared"), str(root), os.environ.get("PYTHONPATH", "")])
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": path}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=root)
 
-    from threadpoolctl import threadpool_info
 
-    from handforge.evaluation.penetration import _PairTree, _search_pool
-    from handforge.runtime import torch_threads
+def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_threads_alone():
+    """With two torch threads a search of several pairs goes to two worker threads, each running OpenMP (torch's
+    and pykdtree's own library alike) on one thread (two teams of two would fight over the cores); the caller
+    keeps its two. In a fresh process, where the first search is also pykdtree's first import (the workers'
+    limit missed pykdtree's library when it was set before that import)."""
+    result = _fresh_python("""
+        import os, threading
+        import torch
+        from threadpoolctl import threadpool_info
+        from handforge.evaluation import penetration
 
-    def openmp_threads(within: str = "") -> set[int]:
-        return {lib["num_threads"] for lib in threadpool_info()
-                if lib["user_api"] == "openmp" and lib["filepath"].startswith(within)}
+        os.cpu_count = lambda: 2  # the mechanism, whatever the machine running the test
+        torch.set_num_threads(2)
+        targets = torch.rand(3, 50, 3, dtype=torch.float64)
+        slot = torch.arange(3).repeat_interleave(40)
+        queries = torch.rand(120, 3, dtype=torch.float64)
+        found = penetration._PairTree(targets).nearest(queries, slot)
+        truth = (targets[slot] - queries[:, None]).square().sum(-1).argmin(-1)
+        assert torch.equal(found, truth)
+        assert list(penetration._POOLS) == [2], penetration._POOLS  # the search went through the workers
 
-    targets = torch.stack([posed(model, "left", n, transl=(0.1 * k, 0.0, 0.0))
-                           for k, n in enumerate(("flat", "fist", "pinch"))]).detach()
-    with torch_threads(2):
-        slot = torch.arange(3).repeat_interleave(50)
-        _PairTree(targets).nearest(targets[slot, torch.arange(150)], slot)
+        def openmp(within=""):
+            return sorted({lib["num_threads"] for lib in threadpool_info()
+                           if lib["user_api"] == "openmp" and lib["filepath"].startswith(within)})
+
         both = threading.Barrier(2)
 
-        def in_worker() -> set[int]:
+        def in_worker():
             both.wait(timeout=30)  # each of the two workers runs one
-            return openmp_threads()
+            return openmp()
 
-        workers = _search_pool(2)
-        assert [f.result() for f in [workers.submit(in_worker) for _ in range(2)]] == [{1}, {1}]
-        assert torch.get_num_threads() == 2 and openmp_threads(os.path.dirname(torch.__file__)) == {2}
+        pool = penetration._POOLS[2]
+        print("workers", [f.result() for f in [pool.submit(in_worker) for _ in range(2)]])
+        print("caller", torch.get_num_threads(), openmp(os.path.dirname(torch.__file__)))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "workers [[1], [1]]" in result.stdout and "caller 2 [2]" in result.stdout, result.stdout
+
+
+def test_pair_search_workers_are_at_most_one_per_core_and_survive_a_failing_openmp_limit(monkeypatch):
+    """More torch threads than cores (``--torch-threads 64`` on 2 cores) give one worker per core; a worker whose
+    OpenMP limit fails still searches (only speed is at stake): before, the pool was broken for good."""
+    import threadpoolctl
+
+    from handforge.evaluation import penetration
+    from handforge.runtime import torch_threads
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no OpenMP here")
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", refuse)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(penetration, "_POOLS", {})  # pools of this test's own
+    targets = torch.rand(4, 40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    slot = torch.arange(4).repeat_interleave(25)
+    queries = torch.rand(100, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    truth = (targets[slot] - queries[:, None]).square().sum(-1).argmin(-1)
+    try:
+        with torch_threads(8):
+            for _ in range(2):
+                assert torch.equal(penetration._PairTree(targets).nearest(queries, slot), truth)
+        assert list(penetration._POOLS) == [3]
+    finally:
+        for pool in penetration._POOLS.values():
+            pool.shutdown()
+
+
+def test_pair_search_module_imports_where_there_is_no_fork():
+    """Windows has no ``os.register_at_fork``: the module (and every engine importing it) still imports, and
+    searches. (Imitated: the function removed before the module's import, after torch's, whose own imports of
+    the standard library call it where ``os.fork`` exists, as it does here.)"""
+    result = _fresh_python("""
+        import os
+        import torch, numpy, scipy.spatial, trimesh
+        del os.register_at_fork
+        from handforge.evaluation.penetration import _PairTree
+
+        torch.set_num_threads(2)
+        targets = torch.rand(2, 30, 3, dtype=torch.float64)
+        print(_PairTree(targets).nearest(targets[:, 0], torch.arange(2)).tolist())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0]"
 
 
 def test_pair_search_in_a_forked_child_does_not_wait_for_its_parents_threads(model):

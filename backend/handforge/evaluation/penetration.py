@@ -473,15 +473,15 @@ def closest_distances(verts_a: torch.Tensor, verts_b: torch.Tensor) -> np.ndarra
 
 class _PairTree:
     """Nearest-vertex search within each pair's own target (N, T, 3), by pykdtree k-d trees in float64 (the
-    same neighbours as scipy's cKDTree, built 2x and queried 1.8x faster than it with every core, 4x on one):
-    a tree per pair, built at its pair's first query, and one query call per pair present.
+    same neighbours as scipy's cKDTree, built 2x and queried up to 4x faster than it): a tree per pair, built
+    at its pair's first query, and one query call per pair present.
 
     With several torch threads (``torch.get_num_threads()``) the pairs are shared among as many worker
-    threads (``_search_pool``), each running pykdtree on one OpenMP thread: pykdtree releases the GIL, so
+    threads (``_search_pool``; at most one per core), each running pykdtree on one OpenMP thread: pykdtree releases the GIL, so
     the pairs' builds and queries run side by side. (One call of OpenMP threads per pair wakes the threads
     at every call: on this busy 2-core machine up to 10x slower; one tree of every pair shifted apart, one
     call, which the cores share, left its build to one core: a guided sampling's searches took 1.6 s of
-    its 3.9 s, 2026-12-06, benchmarks/README.md.) The same neighbours whatever the thread count: each
+    its 3.8 s, profiled, 2026-12-06, benchmarks/README.md.) The same neighbours whatever the thread count: each
     pair's tree and queries are the same."""
 
     def __init__(self, targets: torch.Tensor) -> None:
@@ -502,7 +502,7 @@ class _PairTree:
         cuts = (np.flatnonzero(np.diff(s)) + 1).tolist()
         runs = list(zip([0, *cuts], [*cuts, len(s)]))  # each pair's queries: q[start:stop]
         found = np.empty(len(q), dtype=np.int64)
-        workers = torch.get_num_threads()
+        workers = min(torch.get_num_threads(), os.cpu_count() or 1)
         if workers == 1 or len(runs) == 1:
             self._search(q, s, found, runs)
         else:  # a few parts per worker: the pool evens out pairs that take longer
@@ -537,7 +537,8 @@ def _forget_pools_in_child() -> None:
     _POOLS_LOCK = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pools_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX only: Windows has no fork
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _search_pool(workers: int) -> ThreadPoolExecutor:
@@ -552,10 +553,17 @@ def _search_pool(workers: int) -> ThreadPoolExecutor:
 
 def _one_openmp_thread() -> None:
     """OpenMP on one thread in the calling thread only (OpenMP's thread count is a per-thread setting;
-    the caller's torch keeps its own): a worker's pykdtree calls would otherwise each start a team."""
-    from threadpoolctl import threadpool_limits
+    the caller's torch keeps its own): a worker's pykdtree calls would otherwise each start a team.
+    pykdtree first, so that its own OpenMP library is loaded and limited too (threadpoolctl limits only
+    those loaded; here pykdtree's calls reach torch's, loaded first, but a wheel may bind its own). Only
+    speed is at stake: a failure leaves the worker as it was rather than breaking the pool for good."""
+    try:
+        import pykdtree.kdtree  # noqa: F401
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="openmp")
+        threadpool_limits(1, user_api="openmp")
+    except Exception:  # noqa: BLE001 (see above)
+        pass
 
 
 class _PairBrute:
