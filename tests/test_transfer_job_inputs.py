@@ -155,3 +155,56 @@ def test_image_generates_settings_the_transfer_does_not_read_are_refused(name, v
     error = refused(KIND, params, arrays, field=f"params.{name}")
     assert "is not a parameter of this job kind" in str(error)
 
+
+# ------------------------------------------------------------------------------------- the source's labels
+def test_labels_without_a_hand_model_are_taken_as_the_jobs():
+    # labels written before the hand model was recorded (mutation testing: taken as 'open', which refused a
+    # 'mano' job's own image, went unnoticed)
+    from handforge.engines.transfer.jobs import source_pose
+
+    for hand_model in ("open", "mano"):
+        assert set(source_pose({"source_labels": labels(), "hand_model": hand_model}, {})) == {"right"}
+
+
+@pytest.mark.parametrize("name", list(POSE_FIELDS))
+def test_labels_pose_is_taken_at_minus_its_limit_and_refused_past_it(name):
+    # bounded in magnitude, negative values as positive ones (mutation testing: the abs() dropped went unnoticed)
+    params, arrays = request()
+    limit, size = POSE_LIMITS[name], POSE_FIELDS[name]
+    taken({**params, "source_labels": labels(**{name: [-limit] * size})}, arrays)
+    past = float(np.nextafter(-limit, -np.inf))
+    error = refused(KIND, {**params, "source_labels": labels(**{name: [past] * size})}, arrays,
+                    field="params.source_labels")
+    assert f"right {name} has a value of magnitude {abs(past):g}, more than {limit:g}" in str(error)
+    assert error.hint == "send the labels of a HandForge image as they were written"
+
+
+def test_a_labels_camera_of_a_size_beyond_any_float_is_refused_naming_the_labels():
+    # (mutation testing: OverflowError no longer caught went unnoticed; it was an internal error)
+    params, arrays = request()
+    camera = json.dumps(camera_dict(64, 64)).replace('"width": 64', '"width": 1' + "0" * 400)
+    text = labels().replace('"camera": {}', f'"camera": {camera}')
+    error = refused(KIND, {**params, "source_labels": text}, arrays, field="params.source_labels")
+    assert error.message.startswith("params.source_labels: its camera: ")
+
+
+# ------------------------------------------------------------------------------------- engines' needs
+def test_a_new_background_compares_the_source_image_with_its_labels_camera_width_by_width():
+    # a 80 wide, 96 high source and its camera (mutation testing: the sizes compared as (height, width) went
+    # unnoticed: a transposed camera was taken, and the square case the other tests use could not tell)
+    params, arrays = request(background_prompt="a table")
+    taken({**params, "source_labels": labels(camera_dict(80, 96))}, arrays)
+    error = refused(KIND, {**params, "source_labels": labels(camera_dict(96, 80))}, arrays,
+                    field="arrays.source.image")
+    assert error.message == "arrays.source.image: 80×96 pixels, its labels' camera sees 96×80"
+    assert error.hint == "send the image the labels belong to, unresized"
+
+
+def test_the_ihpt_engine_without_the_source_pose_is_refused_before_its_weights_are_read():
+    # (mutation testing: the check dropped went unnoticed: with its weights here, the job failed inside)
+    params, arrays = request(engine="ihpt")
+    error = refused(KIND, params, arrays, field="params.source_labels")
+    assert error.message == "params.source_labels: the ihpt engine needs the source image's pose"
+    assert error.hint == "send source_labels (a HandForge image's labels) or source.<side>.* arrays"
+    taken({**params, "source_labels": labels()}, arrays)
+    taken(params, {**arrays, **source_arrays()})
