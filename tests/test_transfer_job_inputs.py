@@ -175,7 +175,8 @@ def test_labels_pose_is_taken_at_minus_its_limit_and_refused_past_it(name):
     past = float(np.nextafter(-limit, -np.inf))
     error = refused(KIND, {**params, "source_labels": labels(**{name: [past] * size})}, arrays,
                     field="params.source_labels")
-    assert f"right {name} has a value of magnitude {abs(past):g}, more than {limit:g}" in str(error)
+    # in full digits, as the arrays' bounds are said (before: "magnitude 20, more than 20", ':g' rounding both)
+    assert f"right {name} has a value of magnitude {abs(past)!r}, more than {limit!r}" in str(error)
     assert error.hint == "send the labels of a HandForge image as they were written"
 
 

@@ -188,8 +188,9 @@ def _check_magnitudes(side: str, pose: HandPose) -> None:
     for name, limit in POSE_LIMITS.items():
         worst = float(np.max(np.abs(getattr(pose, name))))
         if worst > limit:
-            raise invalid("params.source_labels", f"{side} {name} has a value of magnitude {worst:g}, more "
-                          f"than {limit:g}", "send the labels of a HandForge image as they were written")
+            # (in full digits, as the arrays' bounds are said: ':g' made 20.000000000000004 "20, more than 20")
+            raise invalid("params.source_labels", f"{side} {name} has a value of magnitude {worst!r}, more "
+                          f"than {float(limit)!r}", "send the labels of a HandForge image as they were written")
 
 
 def source_camera(params: dict[str, Any]):
