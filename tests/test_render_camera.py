@@ -45,9 +45,13 @@ def test_bad_cameras_say_what_is_wrong():
         Camera(np.eye(2), np.eye(3), np.zeros(3), 10, 10)
     with pytest.raises(CameraError, match=r"^t has non-finite values \(NaN or infinity\): \[0.0, nan, 1.0\]$"):
         Camera(np.eye(3), np.eye(3), [0.0, np.nan, 1.0], 10, 10)
-    for width in (640.7, float("nan"), 0, True, "640", None):  # 640.7 was 640 unsaid, NaN a plain ValueError
+    # 640.7 was 640 unsaid, NaN a plain ValueError, a width past any float an OverflowError
+    for width in (640.7, float("nan"), 0, True, "640", None, 10**400):
         with pytest.raises(CameraError, match="image size must be whole numbers of pixels"):
             Camera(np.eye(3), np.eye(3), np.zeros(3), width, 10)
+    with pytest.raises(CameraError) as huge:
+        Camera(np.eye(3), np.eye(3), np.zeros(3), 10**400, 10)
+    assert len(str(huge.value)) < 120  # the 401 digits shortened
     assert Camera(np.eye(3), np.eye(3), np.zeros(3), np.int64(64), 48.0).width == 64
     with pytest.raises(CameraError, match="sensor_fit"):
         to_blender(Camera.from_fov(np.eye(3), np.zeros(3), 10, 10, 10.0), sensor_fit="DIAGONAL")

@@ -186,7 +186,7 @@ def test_a_labels_camera_of_a_size_beyond_any_float_is_refused_naming_the_labels
     camera = json.dumps(camera_dict(64, 64)).replace('"width": 64', '"width": 1' + "0" * 400)
     text = labels().replace('"camera": {}', f'"camera": {camera}')
     error = refused(KIND, {**params, "source_labels": text}, arrays, field="params.source_labels")
-    assert error.message.startswith("params.source_labels: its camera: ")
+    assert error.message.startswith("params.source_labels: its camera: image size must be whole numbers of pixels")
 
 
 # ------------------------------------------------------------------------------------- engines' needs

@@ -17,6 +17,7 @@ shifted by ``shift·viewfac`` where ``viewfac`` is the fitted side, and one pixe
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -69,13 +70,13 @@ class Camera:
             raise CameraError("R must be a rotation matrix (orthonormal, determinant +1)", "R")
         if K[0, 0] <= 0 or K[1, 1] <= 0 or np.any(K[2] != (0.0, 0.0, 1.0)) or K[1, 0] != 0:
             raise CameraError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0", "K")
-        try:  # whole pixels: int() made 640.7 into 640 unsaid, and NaN a plain ValueError
+        try:  # whole pixels: int() made 640.7 into 640 unsaid, NaN a plain ValueError, 10**400 an OverflowError
             whole = all(not isinstance(v, (bool, str)) and float(v).is_integer() and v >= 1 for v in (self.width, self.height))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             whole = False
         if not whole:
-            raise CameraError(f"image size must be whole numbers of pixels, 1 or more, got {self.width}×{self.height}",
-                              "size")
+            size = "×".join(reprlib.repr(v) for v in (self.width, self.height))  # (a 400-digit width: shortened)
+            raise CameraError(f"image size must be whole numbers of pixels, 1 or more, got {size}", "size")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 

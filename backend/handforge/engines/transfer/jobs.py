@@ -202,7 +202,7 @@ def source_camera(params: dict[str, Any]):
         return None
     try:
         return Camera.from_dict(camera)
-    except (CameraError, ValueError, TypeError, OverflowError) as exc:  # (a width of 1e400: int(inf))
+    except (CameraError, ValueError, TypeError, OverflowError) as exc:
         raise invalid("params.source_labels", f"its camera: {exc}") from None
 
 
