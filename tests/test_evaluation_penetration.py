@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +27,8 @@ from handforge.evaluation.proximity import SurfaceQuery, positive_winding_volume
 from handforge.evaluation.seal import MeshTopologyError, as_sealed, seal_topology
 from handforge_shared import pose_library
 from handforge_shared.rig import load_open_hand_rig
+
+from tests.support.capped import run_fresh
 
 
 def posed(model, side, name, transl=(0.0, 0.0, 0.0), global_orient=(0.0, 0.0, 0.0)):
@@ -361,21 +359,12 @@ def test_pair_search_on_one_thread_and_in_workers_finds_each_querys_own_nearest_
     for one, two in zip(*answers):  # (the same neighbours; torch's own sums may split by thread: float rounding)
         assert torch.equal(one, two) if one.dtype == torch.bool else torch.allclose(one, two, rtol=1e-6, atol=1e-9)
 
-def _fresh_python(code: str) -> subprocess.CompletedProcess:
-    """``code`` in a new interpreter (nothing imported yet, as in a backend's first job), the repo importable."""
-    root = Path(__file__).resolve().parents[1]
-    path = os.pathsep.join([str(root / "backend"), str(root / "shared"), str(root), os.environ.get("PYTHONPATH", "")])
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": path}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=root)
-
-
 def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_threads_alone():
     """With two torch threads a search of several pairs goes to two worker threads, each running OpenMP (torch's
     and pykdtree's own library alike) on one thread (two teams of two would fight over the cores); the caller
     keeps its two. In a fresh process, where the first search is also pykdtree's first import (the workers'
     limit missed pykdtree's library when it was set before that import)."""
-    result = _fresh_python("""
+    result = run_fresh("""
         import os, threading
         import torch
         from threadpoolctl import threadpool_info
@@ -404,7 +393,7 @@ def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_thre
         pool = penetration._POOLS[2]
         print("workers", [f.result() for f in [pool.submit(in_worker) for _ in range(2)]])
         print("caller", torch.get_num_threads(), openmp(os.path.dirname(torch.__file__)))
-    """)
+    """, OMP_NUM_THREADS=None)
     assert result.returncode == 0, result.stderr
     assert "workers [[1], [1]]" in result.stdout and "caller 2 [2]" in result.stdout, result.stdout
 
@@ -441,7 +430,7 @@ def test_pair_search_module_imports_where_there_is_no_fork():
     """Windows has no ``os.register_at_fork``: the module (and every engine importing it) still imports, and
     searches. (Imitated: the function removed before the module's import, after torch's, whose own imports of
     the standard library call it where ``os.fork`` exists, as it does here.)"""
-    result = _fresh_python("""
+    result = run_fresh("""
         import os
         import torch, numpy, scipy.spatial, trimesh
         del os.register_at_fork
@@ -450,7 +439,7 @@ def test_pair_search_module_imports_where_there_is_no_fork():
         torch.set_num_threads(2)
         targets = torch.rand(2, 30, 3, dtype=torch.float64)
         print(_PairTree(targets).nearest(targets[:, 0], torch.arange(2)).tolist())
-    """)
+    """, OMP_NUM_THREADS=None)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 0]"
 

@@ -1,44 +1,18 @@
 """The jobs' and the export specification's input checks at their exact bounds: each limit taken at its value and
 refused one past it, each required pairing refused without its partner. Mutation testing found these unpinned (each
 test names the mutation it catches: a bound moved by one, a check dropped, a value taken from another field). A
-request is checked in process, as the server checks it before queueing (the schema, then the kind's check)."""
+request is checked in process, as the server checks it before queueing (the schema, then the kind's check).
+image.transfer's bounds: tests/test_transfer_job_inputs.py."""
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 import pytest
 
 from handforge.export.spec import SpecError, parse_spec
-from handforge_shared.protocol import ErrorCode, ProtocolError
+from handforge_shared.protocol import ProtocolError
 
-
-@lru_cache(maxsize=None)
-def _registry():
-    from handforge.server import default_registry
-
-    return default_registry()
-
-
-def refusal(kind: str, params: dict, arrays: dict | None = None) -> ProtocolError | None:
-    """What the server says of a submitted request before queueing it (None: it would be queued)."""
-    job, arrays = _registry().kind(kind), arrays or {}
-    try:
-        checked = job.schema.validate(params, arrays)
-        if job.check is not None:
-            job.check(checked, arrays)
-    except ProtocolError as exc:
-        return exc
-    return None
-
-
-def refused(kind: str, params: dict, arrays: dict | None = None, field: str = "") -> ProtocolError:
-    error = refusal(kind, params, arrays)
-    assert error is not None, f"{kind} {params} was accepted"
-    assert error.code == ErrorCode.INVALID_PARAMS and error.field == field, (error.field, str(error))
-    assert str(error).startswith(field)
-    return error
+from tests.support.job_requests import refusal, refused, registry
 
 
 # ------------------------------------------------------------------------------------- export specification
@@ -108,7 +82,7 @@ def test_an_image_side_takes_up_to_8192_pixels(side):
 def test_the_specs_generate_settings_take_what_image_generate_takes(name):
     # the export's generated RGB runs image.generate's pipeline: its bounds are the job's (mutation testing:
     # guidance_scale from 0 went unnoticed; below 1 classifier-free guidance is off, which the job refuses)
-    param = _registry().kind("image.generate").schema.params[name]
+    param = registry().kind("image.generate").schema.params[name]
     cast = int if name == "steps" else float
     for value in (param.min, param.max):
         assert getattr(parse_spec({"generate": {name: cast(value)}}).generate, name) == value
@@ -161,7 +135,7 @@ def test_a_spec_takes_up_to_ten_million_samples():
 @pytest.mark.parametrize("kind", ["motion.generate", "motion.inbetween", "motion.trajectory"])
 def test_a_motion_takes_1_to_8_samples_at_1_to_1000_fps(kind):
     # (mutation testing: MAX_SAMPLES 9 and an fps of 0.001 taken went unnoticed; fps below 1 has no frame a second)
-    schema = _registry().kind(kind).schema
+    schema = registry().kind(kind).schema
     assert schema.validate({"num_samples": 8, "fps": 1.0}, {})["num_samples"] == 8
     assert schema.validate({"fps": 1000.0}, {})["fps"] == 1000.0
     for params, field, says in (({"num_samples": 9}, "params.num_samples", "between 1 and 8, got 9"),
@@ -203,13 +177,13 @@ def test_a_motion_of_one_frame_is_refused_and_two_are_taken():
     refused("motion.trajectory", {"engine": "spline"}, {"right.transl": np.zeros((1, 3), np.float32)},
             field="arrays.right.transl")
     with pytest.raises(ProtocolError, match=r"^params.num_frames: must be between 2 and "):
-        _registry().kind("motion.generate").schema.validate({"num_frames": 1}, {})
+        registry().kind("motion.generate").schema.validate({"num_frames": 1}, {})
 
 
 def test_first_frame_takes_blenders_frame_range():
     # Blender's frames run from -1,048,574 to 1,048,574 (MAXFRAME): a note naming a frame past them names none the
     # scene has (mutation testing: 2**31 - 1 taken went unnoticed)
-    schema = _registry().kind("motion.inbetween").schema
+    schema = registry().kind("motion.inbetween").schema
     for frame in (-1_048_574, 1_048_574):
         assert schema.validate({"first_frame": frame}, {})["first_frame"] == frame
     for frame in (-1_048_575, 1_048_575):
@@ -287,38 +261,3 @@ def test_interaction_takes_up_to_8_redraws():
     # (mutation testing: 9 taken went unnoticed)
     assert refusal("interaction.sample", {"redraws": 8}) is None
     assert "between 0 and 8, got 9" in str(refused("interaction.sample", {"redraws": 9}, field="params.redraws"))
-
-
-# ------------------------------------------------------------------------------------- image.transfer
-def test_source_labels_of_a_hand_neither_left_nor_right_are_refused():
-    # (mutation testing: the sides check dropped went unnoticed; a 'middle' hand was then posed as no rig's)
-    import json
-
-    from handforge.engines.transfer.jobs import source_pose
-    from handforge_shared import pose_library
-
-    pose = pose_library.get("fist", side="right").to_dict()
-    labels = json.dumps({"hands": {"right": {"params_world": pose}, "middle": {"params_world": pose}}, "camera": {}})
-    with pytest.raises(ProtocolError) as info:
-        source_pose({"source_labels": labels, "hand_model": "open"}, {})
-    assert info.value.field == "params.source_labels"
-    assert "hands ['middle', 'right']: expected 'left' and/or 'right'" in str(info.value)
-
-
-def test_source_labels_at_the_pose_limits_are_taken_past_them_refused():
-    # bounded as the source.<side>.* arrays are, inclusive (mutation testing: 'worst >= limit' went unnoticed)
-    import json
-
-    from handforge.engines.hands.jobs import POSE_LIMITS
-    from handforge.engines.transfer.jobs import source_pose
-    from handforge_shared import pose_library
-
-    pose = pose_library.get("fist", side="right").to_dict()
-    for betas, ok in ((POSE_LIMITS["betas"], True), (np.nextafter(POSE_LIMITS["betas"], np.inf), False)):
-        labels = json.dumps({"hands": {"right": {"params_world": {**pose, "betas": [float(betas)] + [0.0] * 9}}},
-                             "camera": {}})
-        if ok:
-            assert set(source_pose({"source_labels": labels, "hand_model": "open"}, {})) == {"right"}
-        else:
-            with pytest.raises(ProtocolError, match=r"^params.source_labels: right betas has a value of magnitude"):
-                source_pose({"source_labels": labels, "hand_model": "open"}, {})

@@ -18,9 +18,9 @@ from handforge.render.camera import look_at
 from handforge_shared import pose_library
 from handforge_shared.client import pose_arrays
 from handforge_shared.poses import POSE_FIELDS
-from handforge_shared.protocol import ErrorCode
+from handforge_shared.protocol import ErrorCode, ProtocolError
 
-from tests.test_job_input_bounds import refusal, refused
+from tests.support.job_requests import refusal, refused
 
 KIND = "image.transfer"
 SIZE = 64
@@ -157,6 +157,31 @@ def test_image_generates_settings_the_transfer_does_not_read_are_refused(name, v
 
 
 # ------------------------------------------------------------------------------------- the source's labels
+def test_source_labels_of_a_hand_neither_left_nor_right_are_refused():
+    # (mutation testing: the sides check dropped went unnoticed; a 'middle' hand was then posed as no rig's)
+    from handforge.engines.transfer.jobs import source_pose
+
+    pose = pose_library.get("fist", side="right").to_dict()
+    text = json.dumps({"hands": {"right": {"params_world": pose}, "middle": {"params_world": pose}}, "camera": {}})
+    with pytest.raises(ProtocolError) as info:
+        source_pose({"source_labels": text, "hand_model": "open"}, {})
+    assert info.value.field == "params.source_labels"
+    assert "hands ['middle', 'right']: expected 'left' and/or 'right'" in str(info.value)
+
+
+def test_source_labels_at_the_pose_limits_are_taken_past_them_refused():
+    # bounded as the source.<side>.* arrays are, inclusive (mutation testing: 'worst >= limit' went unnoticed)
+    from handforge.engines.transfer.jobs import source_pose
+
+    for betas, ok in ((POSE_LIMITS["betas"], True), (np.nextafter(POSE_LIMITS["betas"], np.inf), False)):
+        text = labels(betas=[float(betas)] + [0.0] * 9)
+        if ok:
+            assert set(source_pose({"source_labels": text, "hand_model": "open"}, {})) == {"right"}
+        else:
+            with pytest.raises(ProtocolError, match=r"^params.source_labels: right betas has a value of magnitude"):
+                source_pose({"source_labels": text, "hand_model": "open"}, {})
+
+
 def test_labels_without_a_hand_model_are_taken_as_the_jobs():
     # labels written before the hand model was recorded (mutation testing: taken as 'open', which refused a
     # 'mano' job's own image, went unnoticed)

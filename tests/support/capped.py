@@ -21,8 +21,15 @@ resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 
 
 def run_capped(code: str, *, cap_bytes: int = DEFAULT_CAP_BYTES, timeout: float = 120) -> subprocess.CompletedProcess:
-    source = _PRELUDE.format(cap=cap_bytes) + textwrap.dedent(code)
+    return run_fresh(_PRELUDE.format(cap=cap_bytes) + textwrap.dedent(code), timeout=timeout,
+                     OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
+def run_fresh(code: str, *, timeout: float = 300, **environment: str | None) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter (nothing imported yet), the repository importable; ``environment``'s
+    variables set on top of this one's (None: removed)."""
     path = os.pathsep.join([str(ROOT / "backend"), str(ROOT / "shared"), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": path, **environment}
+    env = {name: value for name, value in env.items() if value is not None}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
