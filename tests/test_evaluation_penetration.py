@@ -392,7 +392,8 @@ def test_pair_search_workers_run_openmp_on_one_thread_and_leave_the_callers_thre
 
         pool = penetration._POOLS[2]
         print("workers", [f.result() for f in [pool.submit(in_worker) for _ in range(2)]])
-        print("caller", torch.get_num_threads(), openmp(os.path.dirname(torch.__file__)))
+        # threadpoolctl names libraries by their resolved path: a virtual environment may be a symlink
+        print("caller", torch.get_num_threads(), openmp(os.path.realpath(os.path.dirname(torch.__file__))))
     """, OMP_NUM_THREADS=None)
     assert result.returncode == 0, result.stderr
     assert "workers [[1], [1]]" in result.stdout and "caller 2 [2]" in result.stdout, result.stdout
