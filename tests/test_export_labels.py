@@ -780,9 +780,14 @@ def test_bad_specs_say_what_is_wrong(tmp_path):
     (tmp_path / "twice.json").write_text('{"samples": 2, "render": {"engine": "none"}, "samples": 3}')
     with pytest.raises(SpecError, match=r"twice.json: duplicate key 'samples': give each key once"):
         load_spec(tmp_path / "twice.json")
-    (tmp_path / "long.json").write_text('{"samples": ' + "1" * 5000 + "}")  # not said as a duplicate key
-    with pytest.raises(SpecError, match=r"long.json: not valid JSON \(Exceeds the limit"):
-        load_spec(tmp_path / "long.json")
+    # a number of 5,000 digits: not said as a duplicate key, nor with Python's advice to programmers
+    # (sys.set_int_max_str_digits), nor a TOML file as JSON
+    (tmp_path / "long.json").write_text('{"samples": ' + "1" * 5000 + "}")
+    (tmp_path / "long.toml").write_text("samples = " + "9" * 5000)
+    for name, form in (("long.json", "JSON"), ("long.toml", "TOML")):
+        with pytest.raises(SpecError, match=rf"^\S*{name}: not valid {form}: a number of more than [\d,]+ digits, "
+                                            "more than any setting takes$"):
+            load_spec(tmp_path / name)
     with pytest.raises(SpecError, match=r"outputs: mesh given more than once; give each once"):
         parse_spec({"outputs": ["mesh", "masks", "mesh"]})
     # a pose, clip or skin tone given twice was drawn twice as often, unsaid (no list weights its entries)

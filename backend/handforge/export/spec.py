@@ -66,6 +66,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
@@ -646,7 +647,11 @@ def load_spec(path: str | os.PathLike, record_only: tuple[str, ...] = ()) -> Exp
     except ValueError as exc:  # unique_keys': "duplicate key 'samples'"; else e.g. a number of 5,000 digits
         if str(exc).startswith("duplicate key"):
             raise SpecError(f"{path}: {exc}: give each key once") from None
-        raise SpecError(f"{path}: not valid JSON ({exc})") from None
+        form = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        if "integer string conversion" in str(exc):  # Python's limit, whose own advice is for programmers
+            raise SpecError(f"{path}: not valid {form}: a number of more than {sys.get_int_max_str_digits():,} digits, "
+                            "more than any setting takes") from None
+        raise SpecError(f"{path}: not valid {form} ({exc})") from None
     if record_only and isinstance(data, dict):  # (a resume derives and checks those keys again)
         data = {k: v for k, v in data.items() if k not in record_only}
     return parse_spec(data)
