@@ -409,6 +409,51 @@ def test_a_folder_resumes_only_from_the_input_files_it_was_made_from(exported, t
     assert input_files(ExportSpec()) == {} and "inputs" not in json.loads((exported / SPEC_RECORD).read_text())
 
 
+def test_an_input_edited_while_the_export_runs_takes_the_runs_samples_away(tmp_path):
+    """A background image overwritten, or one added to the folder, while an export ran: the run ended in exit
+    status 0 with some samples drawing the image as it was and some as it is (the record, hashed as the run
+    began, refused only a later resume). Now the run's own samples are removed, an earlier run's are kept, and
+    the error says which file and what to do; the file put back, the export resumes into the very dataset an
+    uninterrupted run writes."""
+    import os
+
+    from handforge.export.folder import InputsEdited
+
+    (tmp_path / "bg").mkdir()
+    for name, value in (("a.png", 10), ("b.png", 200)):
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(tmp_path / "bg" / name)
+    spec = parse_spec({**SPEC, "samples": 4, "width": 32, "height": 32, "outputs": ["mesh"],
+                       "background": {"kinds": ["images"], "folder": str(tmp_path / "bg")}})
+    out, image = tmp_path / "data", tmp_path / "bg" / "b.png"
+    first = image.read_bytes()
+    export(spec, out, progress=False, limit=1)  # an earlier run's sample: made before the edit, kept
+
+    def edit_after_first(change):
+        def progress(done, total):
+            if done == 1:
+                change()
+        return progress
+
+    def overwrite():
+        Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(image)
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**10))  # a coarse clock's tick on
+
+    for change, named in ((overwrite, image), (lambda: (tmp_path / "bg" / "c.png").write_bytes(first),
+                                               tmp_path / "bg" / "c.png")):
+        with pytest.raises(InputsEdited, match=f"^{named} changed while this export ran \\(added, removed, or a new "
+                           "size or modification time\\): the 3 sample\\(s\\) it made were removed, .* put the files "
+                           "back as they were and export again to make them anew, or export into a new folder"):
+            export(spec, out, progress=edit_after_first(change))
+        assert finished_indices(out, 4) == [0]
+        assert not [p.name for p in (out / "samples").iterdir() if p.name != "000000"]  # no half-removed sample
+        image.write_bytes(first)
+        (tmp_path / "bg" / "c.png").unlink(missing_ok=True)
+    assert export(spec, out, progress=False)["written"] == 3
+    export(spec, tmp_path / "uninterrupted", progress=False)
+    assert ([p.read_bytes() for p in sorted(out.glob("samples/*/labels.json"))]
+            == [p.read_bytes() for p in sorted((tmp_path / "uninterrupted").glob("samples/*/labels.json"))])
+
+
 def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkeypatch):
     """A corpus clip rewritten in place between two runs: the resume mixed samples of the old and the
     new clip unsaid (only splits.json, the list of clips, was recorded). Refused naming the clip; the

@@ -238,6 +238,36 @@ def test_a_ctrl_c_leaves_no_half_written_sample(tmp_path):
     assert not [p for p in out.rglob("*") if p.name.startswith(".partial-") or p.name.endswith(".tmp")]
 
 
+def test_a_background_image_edited_while_workers_run_takes_the_runs_samples_away(tmp_path):
+    """The workers read a background image as they draw it: one overwritten mid-run gave a dataset of both
+    versions in exit status 0. The driver sees it before the aggregate files and removes the run's samples
+    (``test_an_input_edited_while_the_export_runs_takes_the_runs_samples_away``: the same for one process)."""
+    import numpy as np
+    from PIL import Image
+
+    from handforge.export.folder import InputsEdited
+    from handforge.export.spec import parse_spec
+
+    (tmp_path / "bg").mkdir()
+    image = tmp_path / "bg" / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(image)
+    edited = parse_spec({**SPEC, "samples": 4, "background": {"kinds": ["images"], "folder": str(tmp_path / "bg")}})
+    out = tmp_path / "data"
+
+    class EditsTheImageMidRun(LocalPool):
+        def wait(self, timeout):
+            events = super().wait(timeout)
+            if list(out.glob("samples/*/labels.json")) and image.stat().st_size < 100:
+                Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(image)
+            return events
+
+    with pytest.raises(InputsEdited, match=f"^{image} changed while this export ran .*: the 4 sample\\(s\\) it made "
+                                           "were removed"):
+        export_sharded(edited, out, lambda: EditsTheImageMidRun(edited.to_dict(), str(out), 2), 2, command=COMMAND,
+                       progress=False)
+    assert not out.exists()  # the run's folder, left with no sample: as it found it (none), as any failed run leaves it
+
+
 def test_a_sample_reported_failed_but_finished_on_disk_is_not_a_failure(tmp_path):
     """The summary's ``failed`` leaves out a sample a worker reported failed whose files are finished on disk
     (a failed sample that a replaced worker finished after all is not a failure): here the pool reports every

@@ -22,10 +22,10 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from handforge_shared.files import (TEMPORARY_SUFFIX, FolderBusy, folder_lock, foreign_names, parse_json, read_error,
-                                   write_atomic)
+                                   replace_held, write_atomic)
 
 log = logging.getLogger("handforge.export")
 
@@ -180,6 +180,56 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
         if now - stat.st_mtime_ns > MTIME_SETTLED_NS:
             identities[name]["mtime_ns"] = stat.st_mtime_ns
     return identities
+
+
+class InputsEdited(ValueError):
+    """An input file changed while an export ran (``remove_if_inputs_edited``): the samples the run made were removed."""
+
+
+def input_stamps(files: dict[str, Path]) -> dict[str, tuple[int, int] | None]:
+    """Each input file's size and modification time now (None: gone or unreadable), by the spec's name for it."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for name, path in files.items():
+        try:
+            stat = path.stat()
+            stamps[name] = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            stamps[name] = None
+    return stamps
+
+
+def remove_if_inputs_edited(out: Path, before: dict[str, tuple[int, int] | None],
+                            files_now: Callable[[], dict[str, Path]], made: list[int]) -> None:
+    """After a run, before its aggregate files: when an input file's size or time is no longer what it was as
+    the run began (``before``: ``input_stamps``), or the files are others (an image added to the backgrounds'
+    folder), the samples the run made (``made``) could show the files as they were in some and as they are in
+    others: they are removed and ``InputsEdited`` says so. (Workers read the files as they draw them, and the record,
+    hashed as the run began, would take the restored files on the next run and refuse the edited ones: an
+    edit mid-run ended in exit status 0 with two datasets in one.) Each sample is renamed to a hidden
+    partial folder before it is deleted: an interruption leaves no half sample, only what ``clean_partial`` sweeps.
+    ``files_now``: the spec's input files as listed now (a folder or corpus gone: none)."""
+    try:
+        now = input_stamps(files_now())
+    except (OSError, ValueError):
+        now = {}
+    edited = sorted(set(before) ^ set(now)) + sorted(n for n in set(before) & set(now) if before[n] != now[n])
+    if not edited:
+        return
+    removed = 0
+    for index in made:
+        final = sample_dir(out, index)
+        if not (final / LABELS).is_file():
+            continue
+        partial = final.parent / f"{PARTIAL_PREFIX}{final.name}"
+        shutil.rmtree(partial, ignore_errors=True)
+        replace_held(final, partial)
+        shutil.rmtree(partial, ignore_errors=True)
+        removed += 1
+    shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
+    raise InputsEdited(f"{shown} changed while this export ran (added, removed, or a new size or modification "
+                       f"time): the {removed} sample(s) it made were removed, as some could show the files as they "
+                       "were and some as they are now; put the files back as they were and export again to make "
+                       "them anew, or export into a new folder to use the files as they are now")
 
 
 def _held_record(out: Path) -> Any:

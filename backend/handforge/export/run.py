@@ -20,7 +20,7 @@ import numpy as np
 
 from handforge.export.card import CardFigures, write_card
 from handforge.export.coco import coco_writer
-from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, recorded_inputs
+from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, input_stamps, recorded_inputs, remove_if_inputs_edited
 from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, finished_image, sample_labels
@@ -241,15 +241,17 @@ def write_dataset(spec: ExportSpec, out: str | Path, make: Callable, command: st
     check_rgb_source(spec)
     out = Path(out)
     model = model if model is not None else load_hand_model(spec.hand_model)  # the record names it
+    stamps = input_stamps(input_files(spec))  # before the record hashes them: an edit from here on is seen
     record = folder_record(spec, out, model) if record is None else record
     with claimed_folder(out, record, record_of) as removed:
         return _write_locked(spec, out, make, command, progress, limit, rgb, model, settings, removed, blender_timeout,
-                             slow_hint)
+                             slow_hint, stamps)
 
 
 def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, progress: bool | Callable,
                   limit: int | None, rgb: Callable | None, model, settings: dict[str, Any] | None,
-                  removed: int, blender_timeout: float | None, slow_hint: str | None) -> dict[str, Any]:
+                  removed: int, blender_timeout: float | None, slow_hint: str | None,
+                  stamps: dict[str, Any]) -> dict[str, Any]:
     pending, skipped = pending_that_fit(spec, out, limit)
     gl = renderer()
     start = time.perf_counter()
@@ -287,6 +289,7 @@ def _write_locked(spec: ExportSpec, out: Path, make: Callable, command: str, pro
         report()
     failed = dict(sorted(writer.errors.items()))
     seconds = time.perf_counter() - start
+    remove_if_inputs_edited(out, stamps, lambda: input_files(spec), pending)
     finished = finalise(spec, out, command, gl.renderer_name, settings, model)
     return {"written": len(pending) - len(failed), "skipped": skipped, "removed_partial": removed,
             "finished": finished, "seconds": seconds, "failed": failed}

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from handforge.export.folder import CARD_JSON, claimed_folder, clean_partial, is_finished
+from handforge.export.folder import CARD_JSON, claimed_folder, clean_partial, input_stamps, is_finished, remove_if_inputs_edited
 from handforge.export.room import pending_that_fit
-from handforge.export.spec import ExportSpec
+from handforge.export.spec import ExportSpec, input_files
 from handforge.export.worker import replaces_too
 
 MAX_ATTEMPTS = 3         # workers a sample may kill (alone or in its chunk) before it is given up
@@ -122,13 +122,15 @@ def export_sharded(spec: ExportSpec, out: str | Path, pool_factory: Callable[[],
     # the driver's one copy: the record names it, and MANO's mean pose goes into the InterHand files
     model = load_hand_model(spec.hand_model)
     # e.g. no cluster at the address: a run that wrote no sample leaves nothing behind
+    stamps = input_stamps(input_files(spec))  # before the record hashes them: an edit from here on is seen
     with claimed_folder(out, folder_record(spec, out, model, device)) as removed:
         return _export_locked(spec, out, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                              poll_seconds, sample_timeout, removed, model, workers_here)
+                              poll_seconds, sample_timeout, removed, model, workers_here, stamps)
 
 
 def _export_locked(spec, out: Path, pool_factory, workers, command, progress, limit, chunk_size, fault,
-                   poll_seconds, sample_timeout, removed: int, model, workers_here: bool) -> dict[str, Any]:
+                   poll_seconds, sample_timeout, removed: int, model, workers_here: bool,
+                   stamps: dict[str, Any]) -> dict[str, Any]:
     from handforge.export.run import finalise
 
     # as many samples at once as workers get work, each making one (a cluster's memory is not this machine's)
@@ -146,6 +148,7 @@ def _export_locked(spec, out: Path, pool_factory, workers, command, progress, li
         finally:  # what workers killed mid-write left (given up, or stopped by a Ctrl-C), once they are gone
             clean_partial(out)
     seconds = time.perf_counter() - start
+    remove_if_inputs_edited(out, stamps, lambda: input_files(spec), pending)
     finished = finalise(spec, out, command, renderer_name or _known_renderer(out), model=model)
     # a failed sample that a replaced worker finished after all is not a failure
     failed = {i: why for i, why in sorted(failed.items()) if not is_finished(out, i)}
