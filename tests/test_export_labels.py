@@ -454,6 +454,62 @@ def test_an_input_edited_while_the_export_runs_takes_the_runs_samples_away(tmp_p
             == [p.read_bytes() for p in sorted((tmp_path / "uninterrupted").glob("samples/*/labels.json"))])
 
 
+def test_a_sample_folder_copied_in_from_another_export_is_named_not_taken(exported, tmp_path):
+    """Sample folders of another seed or image size copied into a dataset were taken as finished: "6 samples
+    (0 new, 6 already there)", a COCO file of 160×120 and 80×60 images under a card saying 160×120. Each is
+    named with what differs and what to do; the aggregate files are left as they were."""
+    import shutil
+
+    other = tmp_path / "other"
+    export(parse_spec({**SPEC, "samples": 2, "width": 80, "height": 60}), other, progress=False)
+    export(parse_spec({**SPEC, "samples": 2, "seed": 7}), tmp_path / "seed7", progress=False)
+    for source, differs in ((other, "its image size is \\(80, 60\\), this export's \\(160, 120\\)"),
+                            (tmp_path / "seed7", "its seed is 7, this export's 5")):
+        out = tmp_path / f"copy-{source.name}"
+        shutil.copytree(exported, out)
+        coco = (out / "coco.json").read_bytes()
+        shutil.rmtree(out / "samples" / "000001")
+        shutil.copytree(source / "samples" / "000001", out / "samples" / "000001")
+        with pytest.raises(ValueError, match=f"^{out}/samples/000001/labels.json is another export's sample "
+                           f"\\({differs}\\): delete its sample folder and run again to write it anew$"):
+            export(parse_spec(SPEC), out, progress=False)
+        assert (out / "coco.json").read_bytes() == coco
+        shutil.rmtree(out / "samples" / "000001")
+        assert export(parse_spec(SPEC), out, progress=False)["written"] == 1
+        assert (out / "samples" / "000001" / "labels.json").read_bytes() == (
+            exported / "samples" / "000001" / "labels.json").read_bytes()
+
+
+def test_an_output_folder_that_is_a_dangling_link_is_said_to_be_one(tmp_path):
+    """``--out`` a link to a missing folder said "cannot write into ...: File exists"."""
+    from handforge.export.folder import FolderTaken
+
+    (tmp_path / "dang").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FolderTaken, match=f"^{tmp_path}/dang is a link to {tmp_path}/nowhere, which does not exist: "
+                                          "make that folder, or choose another$"):
+        export(parse_spec(SPEC), tmp_path / "dang", progress=False)
+    (tmp_path / "nowhere").mkdir()
+    assert export(parse_spec({**SPEC, "samples": 1}), tmp_path / "dang", progress=False)["finished"] == 1
+
+
+def test_a_dataset_without_its_record_says_the_card_holds_its_spec(exported, tmp_path):
+    """A dataset whose export_spec.json was deleted was "not empty and holds no HandForge export"; the card's spec,
+    written into the record as it says, resumes it."""
+    import shutil
+
+    from handforge.export.folder import FolderTaken
+
+    out = tmp_path / "data"
+    shutil.copytree(exported, out)
+    (out / "export_spec.json").unlink()
+    with pytest.raises(FolderTaken, match=f"^{out} holds an export's samples and card but not its record, "
+                       "export_spec.json: the card's 'spec' \\(dataset_card.json\\) is the spec it was made from; "
+                       "write it into export_spec.json to resume, or choose a new or an empty folder$"):
+        export(parse_spec(SPEC), out, progress=False)
+    (out / "export_spec.json").write_text(json.dumps(json.loads((out / "dataset_card.json").read_text())["spec"]))
+    assert export(parse_spec(SPEC), out, progress=False)["skipped"] == SPEC["samples"]
+
+
 def test_a_corpus_clip_edited_in_place_is_an_input_that_changed(tmp_path, monkeypatch):
     """A corpus clip rewritten in place between two runs: the resume mixed samples of the old and the
     new clip unsaid (only splits.json, the list of clips, was recorded). Refused naming the clip; the
@@ -1490,6 +1546,7 @@ def test_the_card_names_the_monk_scale_only_for_its_colours(tmp_path):
         out = tmp_path / str(scale)
         export(parse_spec({**SPEC, "samples": 2, "hands": {"skin_tones": tones}}), out, progress=False)
         line = next(x for x in (out / "dataset_card.md").read_text().splitlines() if x.startswith("- skin tones:"))
+        line = line.removesuffix(" (recorded in the labels; no image shows them)")  # engine none
         assert ("Monk Skin Tone scale" in line) == scale and (scale or line.endswith("(sRGB)")), line
 
 
@@ -1614,6 +1671,41 @@ def test_render_settings_the_engine_does_not_read_are_warned_of(tmp_path, caplog
         export(parse_spec({**spec, "render": {"engine": "none", "forearm": "skin"}}), tmp_path / "other",
                progress=False)
     assert not [r for r in caplog.records if "has no effect" in r.getMessage()]
+
+
+def test_looks_no_image_shows_are_said_so_in_the_card_and_warned_of_when_given(exported, tmp_path, caplog):
+    """Under engine "none" (flat grey GL images) the card listed lighting presets, backgrounds and skin tones as
+    if the images showed them; a spec giving its own was accepted without a word. The card says they are only
+    recorded, and looks given where no image shows them are warned of (a rerun with them resumes, as ever)."""
+    import logging
+
+    from handforge.export.card import write_card
+
+    card_md = (exported / "dataset_card.md").read_text()
+    unshown = " (recorded in the labels; no image shows them)"
+    assert card_md.count(unshown) == 2
+    assert [line.endswith(unshown) for line in card_md.splitlines() if line.startswith(("- lighting", "- skin"))] \
+        == [True, True]
+    card = json.loads((exported / "dataset_card.json").read_text())
+    assert card["looks_rendered"] is False
+    write_card(tmp_path, {k: card[k] for k in ("samples", "hand_types", "visible_keypoint_fraction", "ranges",
+                                               "lighting", "backgrounds", "skin_tones")},
+               {**card, "looks_rendered": True})
+    assert unshown not in (tmp_path / "dataset_card.md").read_text()  # rendered: listed plainly
+
+    spec = {"samples": 1, "width": 32, "height": 32, "render": {"engine": "none"}, "lighting": ["rim"],
+            "hands": {"skin_tones": ["a0a0a0"]}}
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):
+        export(parse_spec(spec), tmp_path / "data", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "no effect on the images" in r.getMessage()]
+    assert warned == ["lighting, hands.skin_tones have no effect on the images: each sample's is drawn and recorded "
+                      "in its labels, and shown in the RGB of engines 'workbench' and 'cycles' only (this spec: "
+                      "engine 'none')"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="handforge.export"):  # the defaults: nothing to say
+        export(parse_spec({**spec, "lighting": list(parse_spec({}).lighting), "hands": {}}), tmp_path / "other",
+               progress=False)
+    assert not [r for r in caplog.records if "no effect on the images" in r.getMessage()]
 
 
 def test_workbench_antialiasing_is_part_of_the_spec_and_older_folders_resume_at_its_default(tmp_path):

@@ -56,6 +56,8 @@ def write_card(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> 
     """``dataset_card.json`` and a readable ``dataset_card.md`` of the samples' ``figures``
     (``CardFigures.figures``: counts, parameter ranges) and ``settings`` (render settings, licences, the command)."""
     card = {**figures, **settings}
+    # without a rendered RGB (engine none, generated images, no rgb output) the looks are drawn and recorded, unseen
+    unshown = "" if settings.get("looks_rendered", True) else " (recorded in the labels; no image shows them)"
     write_atomic(out / CARD_JSON, json.dumps(card, indent=1, sort_keys=True) + "\n")
     lines = ["# HandForge labelled renders", "", f"Made with: `{settings['command']}`", "",
              f"- samples: {card['samples']} ({', '.join(f'{k}: {v}' for k, v in card['hand_types'].items())})",
@@ -69,10 +71,10 @@ def write_card(out: Path, figures: dict[str, Any], settings: dict[str, Any]) -> 
                 + (f"; aligned (MediaPipe mean error < {a['keep_below_px']} px): {a['passed']}/{a['checked']}"
                    if (a := g.get("alignment")) else "")] if (g := settings.get("generate")) else []),
              *(f"- camera {k}: {v}" for k, v in card["ranges"].items()),
-             f"- lighting: {', '.join(card['lighting'])}; backgrounds: {', '.join(card['backgrounds'])}",
+             f"- lighting: {', '.join(card['lighting'])}; backgrounds: {', '.join(card['backgrounds'])}" + unshown,
              f"- skin tones: {', '.join(card['skin_tones'])}" + (  # (the spec's own colours are no scale's)
                  " (Monk Skin Tone scale, https://skintone.google/)"
-                 if set(card["skin_tones"]) <= set(MONK_SKIN_TONES) else " (sRGB)"),
+                 if set(card["skin_tones"]) <= set(MONK_SKIN_TONES) else " (sRGB)") + unshown,
              "", "Files: samples/NNNNNN/labels.json (self-describing), coco.json (COCO keypoints, RLE masks), "
              "interhand/annotations/export/ (InterHand2.6M-style). Pixel coordinates: (0, 0) is the top-left image "
              "corner, pixel centres at i + 0.5 (InterHand2.6M-style files: principal point and box corner "

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -132,6 +133,11 @@ def claim_folder(out: Path, record: dict[str, Any], what: str = "spec", write: b
         if "samples" in record:
             refuse_beyond(out, out, record["samples"])
     else:
+        if not os.path.lexists(path) and any_finished(out) and (out / CARD_JSON).is_file():
+            # (was "not empty and holds no HandForge export", of a dataset whose card and samples are there)
+            raise FolderTaken(f"{out} holds an export's samples and card but not its record, {SPEC_RECORD}: the card's "
+                              f"'spec' ({CARD_JSON}) is the spec it was made from; write it into {SPEC_RECORD} to "
+                              "resume, or choose a new or an empty folder")
         refuse_foreign_files(out)
     if write:
         write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -183,7 +189,7 @@ def file_identities(files: dict[str, Path], known: dict[str, Any] | None = None)
 
 
 class InputsEdited(ValueError):
-    """An input file changed while an export ran (``remove_if_inputs_edited``): the samples the run made were removed."""
+    """An input file changed while an export ran (``remove_if_inputs_edited``): the run's samples were removed."""
 
 
 def input_stamps(files: dict[str, Path]) -> dict[str, tuple[int, int] | None]:
@@ -387,6 +393,9 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
     as it found it (no record, and no folder if it made it); one refused because another run holds the
     folder touches nothing of it."""
     created = not out.exists()
+    if created and out.is_symlink():  # (mkdir said "cannot write into out: File exists")
+        raise FolderTaken(f"{out} is a link to {os.readlink(out)}, which does not exist: make that folder, or choose "
+                          "another")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file system that refuses new folders though access() allows them (/proc)

@@ -20,14 +20,14 @@ import numpy as np
 
 from handforge.export.card import CardFigures, write_card
 from handforge.export.coco import coco_writer
-from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, SAMPLES, claimed_folder, file_identities, finished_indices, input_stamps, recorded_inputs, remove_if_inputs_edited
+from handforge.export.folder import CONTACT_SHEET, GENERATE_WEIGHTS, HAND_MODEL, INPUTS, LABELS, SAMPLES, claimed_folder, file_identities, finished_indices, input_stamps, recorded_inputs, remove_if_inputs_edited, sample_dir
 from handforge.export.interhand_format import interhand_writer
 from handforge.export.room import pending_that_fit
 from handforge.export.samples import SampleWriter, finished_image, sample_labels
 from handforge.export.labels import hand_labels, hand_type, union_box
 from handforge.hands.registry import entry as hand_model_entry
 from handforge.export.sampler import background_image, sample_camera, sample_look, sample_scene
-from handforge.export.spec import ExportSpec, RenderSettings, background_files, check_decoding, input_files
+from handforge.export.spec import ExportSpec, HandSettings, RenderSettings, background_files, check_decoding, input_files
 from handforge.hands import load_hand_model
 from handforge.hands.posed import posed_hand
 from handforge.runtime import torch_threads
@@ -83,6 +83,12 @@ def begin_sample(spec: ExportSpec, index: int, model, gl, rgb: Callable | None) 
     camera, scene.camera_params = sample_camera(spec, scene.rng, centre)
     sample_look(spec, scene)
     return begin_label_scene(spec, scene, hands, camera, gl, rgb)
+
+
+def renders_looks(spec: ExportSpec) -> bool:
+    """Whether an image shows the lighting, background and skin tone drawn for each sample: Blender's RGB (GL
+    images are flat grey, and a generated image is conditioned on the hands alone)."""
+    return "rgb" in spec.outputs and spec.render.engine in ("workbench", "cycles")
 
 
 def draws_forearms(spec: ExportSpec) -> bool:
@@ -366,6 +372,15 @@ def unread_render_settings(spec: ExportSpec) -> list[str]:
                     f"engines 'workbench' and 'cycles' only (this spec: engine {spec.render.engine!r}"
                     f"{', no rgb output' if spec.render.engine in ('workbench', 'cycles') else ''}), never in the "
                     "masks or GL images")
+    looks = [name for name, given, default in (("lighting", spec.lighting, ExportSpec.lighting),
+                                               ("background", spec.background, ExportSpec.background),
+                                               ("hands.skin_tones", spec.hands.skin_tones, HandSettings.skin_tones))
+             if given != default]
+    if looks and not renders_looks(spec):
+        said.append(f"{', '.join(looks)} {'has' if len(looks) == 1 else 'have'} no effect on the images: each "
+                    "sample's is drawn and recorded in its labels, and shown in the RGB of engines 'workbench' and "
+                    f"'cycles' only (this spec: engine {spec.render.engine!r}"
+                    f"{', no rgb output' if spec.render.engine in ('workbench', 'cycles') else ''})")
     if spec.render.samples != RenderSettings.samples and spec.render.engine != "cycles":
         said.append(f"render.samples = {spec.render.samples} has no effect: it is Cycles' samples per pixel "
                     f"(this spec: engine {spec.render.engine!r})")
@@ -395,6 +410,19 @@ def check_rgb_source(spec: ExportSpec) -> None:
                 log.warning(f"generate.controls is empty: {warning}")
 
 
+def not_this_exports(labels: dict[str, Any], spec: ExportSpec) -> str:
+    """What in a finished sample's labels says another spec made it ('' when nothing): its seed, image size or
+    hand model. A sample folder copied in from another export was taken as finished and went into the aggregate
+    files: a COCO file of 64² and 128² images under a card saying 64×64."""
+    camera = labels["camera"]
+    for name, theirs, ours in (("seed", labels.get("seed"), spec.seed),
+                               ("hand_model", labels.get("hand_model"), spec.hand_model),
+                               ("image size", (camera["width"], camera["height"]), (spec.width, spec.height))):
+        if theirs != ours:
+            return f"its {name} is {theirs!r}, this export's {ours!r}"
+    return ""
+
+
 def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settings: dict[str, Any] | None = None,
              model=None) -> int:
     """The aggregate files (COCO, InterHand2.6M-style, card, contact sheet), rebuilt from the finished
@@ -409,7 +437,8 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
             "hand_model": spec.hand_model, "hand_model_licence": hand_model_entry(spec.hand_model).licence,
             "hand_model_files": hand_model_files(spec.hand_model),
             "render": render_description(spec),
-            "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer, **(settings or {})}
+            "width": spec.width, "height": spec.height, "gl_renderer": gl_renderer,
+            "looks_rendered": renders_looks(spec), **(settings or {})}
     figures, first = CardFigures(), []
     with contextlib.ExitStack() as files:
         to_interhand = files.enter_context(interhand_writer(out, hands_mean, spec.hand_model))
@@ -418,6 +447,10 @@ def finalise(spec: ExportSpec, out: Path, command: str, gl_renderer: str, settin
 
         def each_sample():  # each sample to every file, as whoever iterates this reads it
             for sample in sample_labels(out, indices):
+                foreign = not_this_exports(sample, spec)
+                if foreign:
+                    raise ValueError(f"{sample_dir(out, sample['index']) / LABELS} is another export's sample "
+                                     f"({foreign}): delete its sample folder and run again to write it anew")
                 to_coco(sample)
                 to_interhand(sample)
                 figures.add(sample)
