@@ -1,0 +1,211 @@
+"""The motion jobs' input checks at their bounds (motion.inbetween, motion.trajectory, motion.generate), as the server
+runs them before queueing a job (the schema, then the kind's check; ``refusal``): each limit taken at its value and
+refused one past it, naming the field; each hand sent incomplete told the array it lacks. Mutation testing of
+handforge/engines/motion/jobs.py found these unpinned (each test names the mutation it catches; the bounds pinned
+before: tests/test_job_input_bounds.py, the jobs end to end: tests/test_motion_jobs.py).
+
+The learned engine's requests are checked against the shipped motion model (512 frames at 30 fps, 1000 diffusion
+steps), unless a test sets up its own; the requests below are short enough for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handforge.engines.hands.jobs import POSE_LIMITS
+from handforge_shared.poses import KEY_PARTS, MOTION_MAX_FRAMES
+
+from tests.support.job_requests import refusal, refused
+from tests.support.motion_keys import keyed_ends
+
+KINDS = ("motion.inbetween", "motion.trajectory", "motion.generate")
+FRAMES = 6
+
+
+def request(kind: str, frames: int = FRAMES) -> dict[str, np.ndarray]:
+    """Arrays every check of ``kind`` takes: both hands keyed at the ends, both wrists' paths apart, or nothing."""
+    if kind == "motion.inbetween":
+        return keyed_ends(frames)
+    if kind == "motion.trajectory":
+        return {f"{side}.transl": np.tile(np.float32([x, 0.0, 0.0]), (frames, 1))
+                for side, x in (("left", -0.1), ("right", 0.1))}
+    return {}
+
+
+def params(kind: str, **values) -> dict:
+    """``values``, and motion.generate's frames as few as the other kinds' (6 frames at 1 fps fit the model)."""
+    return {"num_frames": FRAMES, **values} if kind == "motion.generate" else values
+
+
+def taken(kind: str, params: dict, arrays: dict) -> None:
+    error = refusal(kind, params, arrays)
+    assert error is None, f"{error.code}: {error}"
+
+
+def past(value: float, direction: float) -> float:
+    return float(np.nextafter(value, direction))
+
+
+# ------------------------------------------------------------------------------------- parameters
+BOUNDS = [  # (param, lowest, highest, as the refusal writes them)
+    ("seed", 0, 2**31 - 1, "between 0 and 2147483647"),
+    ("steps", 1, 1000, "between 1 and 1000"),
+    ("variation", 0.01, 1.0, "between 0.01 and 1.0"),
+    ("smoothing", 0.0, 10.0, "between 0.0 and 10.0"),
+    ("fps", 1.0, 1000.0, "between 1.0 and 1000.0"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name, low, high, says", BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_a_setting_is_taken_at_its_bounds_and_refused_just_past_them(kind, name, low, high, says):
+    # (mutation testing: seed to 2**31 or from -1, steps to 1001 or from 0, variation from 0 (outside (0, 1]) or to
+    # 1.01, smoothing from -1 or to 10.5, fps from 0.9 went unnoticed: the bound tests sent fps 0.5, not just below 1)
+    for value in (low, high):
+        taken(kind, params(kind, **{name: value}), request(kind))
+    if isinstance(low, int):
+        beyond = (low - 1, high + 1)
+    else:
+        beyond = (past(low, -np.inf), past(high, np.inf))
+    for value in beyond:
+        error = refused(kind, params(kind, **{name: value}), request(kind), field=f"params.{name}")
+        assert f"must be {says}, got {value!r}" in str(error)
+
+
+def test_a_generated_motion_is_2_to_512_frames():
+    # (mutation testing: num_frames to 513 went unnoticed; 2 was pinned)
+    taken("motion.generate", {"engine": "spline", "num_frames": MOTION_MAX_FRAMES}, {})
+    error = refused("motion.generate", {"num_frames": MOTION_MAX_FRAMES + 1}, {}, field="params.num_frames")
+    assert f"must be between 2 and {MOTION_MAX_FRAMES}, got {MOTION_MAX_FRAMES + 1}" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["motion.inbetween", "motion.trajectory"])
+def test_keys_and_paths_of_more_than_512_frames_are_refused(kind):
+    # (mutation testing: the frames dimension to 513 went unnoticed; 512 taken was pinned)
+    error = refusal(kind, {}, request(kind, MOTION_MAX_FRAMES + 1))
+    assert error is not None and error.field.startswith("arrays.left."), error
+    assert f"dimension frames (axis 0) must be between 2 and {MOTION_MAX_FRAMES}, got {MOTION_MAX_FRAMES + 1}" \
+        in str(error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name, value, says", [
+    ("engine", "diffusion", "must be one of 'learned', 'spline', got 'diffusion'"),
+    ("hand_model", "smplx", "must be one of 'open', 'mano', got 'smplx'"),
+    ("penetration_guidance", "always", "must be one of 'auto', 'repair', 'on', 'off', got 'always'"),
+])
+def test_a_choice_not_offered_is_refused(kind, name, value, says):
+    # (mutation testing: each choice list dropped: see the table in the report)
+    error = refused(kind, {name: value}, request(kind), field=f"params.{name}")
+    assert says in str(error)
+
+
+# ------------------------------------------------------------------------------------- arrays
+FIELDS = {"motion.inbetween": ("global_orient", "hand_pose", "transl"), "motion.trajectory": ("global_orient", "transl")}
+
+
+def _with(kind: str, name: str, value: float) -> dict[str, np.ndarray]:
+    arrays = request(kind)
+    if kind == "motion.trajectory" and name == "global_orient":
+        arrays["left.global_orient"] = np.zeros((FRAMES, 3), np.float64)
+    arrays[f"left.{name}"] = np.full(arrays[f"left.{name}"].shape, value, np.float64)
+    return arrays
+
+
+@pytest.mark.parametrize("kind, name", [(k, n) for k, names in FIELDS.items() for n in names])
+def test_a_key_or_path_array_is_taken_at_its_limits_and_refused_past_them(kind, name):
+    # the rigs' bounds: 4π radians, 100 m (mutation testing: the arrays' min or max dropped, or transl bounded by the
+    # rotations' 4π, went unnoticed)
+    limit = POSE_LIMITS[name]
+    for value in (limit, -limit):
+        taken(kind, {"engine": "spline"}, _with(kind, name, value))
+    for value, says in ((past(limit, np.inf), f"has values above {limit}"),
+                        (past(-limit, -np.inf), f"has values below {-limit}")):
+        error = refused(kind, {"engine": "spline"}, _with(kind, name, value), field=f"arrays.left.{name}")
+        assert says in str(error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_betas_are_taken_at_their_limits_and_refused_past_them(kind):
+    # (mutation testing: the betas' min and max dropped, of the keys' and paths' kinds or of motion.generate's, went
+    # unnoticed)
+    limit = POSE_LIMITS["betas"]
+    for value in (limit, -limit):
+        taken(kind, {"engine": "spline"}, {**request(kind), "right.betas": np.full(10, value)})
+    for value, says in ((past(limit, np.inf), f"has values above {limit}"),
+                        (past(-limit, -np.inf), f"has values below {-limit}")):
+        error = refused(kind, {"engine": "spline"}, {**request(kind), "right.betas": np.full(10, value)},
+                        field="arrays.right.betas")
+        assert says in str(error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_betas_are_ten_values(kind):
+    # (mutation testing: motion.generate's betas of any length went unnoticed: 5 of them stacked with the other
+    # hand's 10 failed inside the job, an internal error)
+    error = refused(kind, {"engine": "spline"}, {**request(kind), "right.betas": np.zeros(5)},
+                    field="arrays.right.betas")
+    assert "must have shape (10,), got (5,)" in str(error)
+
+
+def test_a_key_mask_of_2_is_refused():
+    # (mutation testing: the mask's max 2 went unnoticed here: a 2 keyed as a 1 does)
+    arrays = keyed_ends(FRAMES)
+    arrays["left.mask"][0, 0] = 2
+    error = refused("motion.inbetween", {"engine": "spline"}, arrays, field="arrays.left.mask")
+    assert "has values above 1" in str(error)
+
+
+# ------------------------------------------------------------------------------------- the kinds' checks
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_hand_sent_incomplete_names_what_it_sent_and_what_it_lacks(side):
+    # (mutation testing: the message naming another missing array as the one sent, or the hint the right hand for
+    # the left, went unnoticed: the tests read "is required with" only)
+    arrays = keyed_ends(FRAMES)
+    del arrays[f"{side}.hand_pose"], arrays[f"{side}.transl"]
+    error = refused("motion.inbetween", {"engine": "spline"}, arrays, field=f"arrays.{side}.hand_pose")
+    assert error.message == f"arrays.{side}.hand_pose: is required with arrays.{side}.global_orient"
+    assert error.hint == (f"send all of {side}.global_orient, {side}.hand_pose, {side}.transl, {side}.mask for the "
+                          f"{side} hand")
+
+
+@pytest.mark.parametrize("alone", ["mask", "global_orient"])
+def test_a_hand_sent_as_one_array_alone_is_refused(alone):
+    # (mutation testing: "two or more arrays of four" went unnoticed; a mask alone then failed inside the check,
+    # an internal error)
+    arrays = {k: v for k, v in keyed_ends(FRAMES).items() if not k.startswith("left.") or k == f"left.{alone}"}
+    missing = "global_orient" if alone == "mask" else "hand_pose"
+    error = refused("motion.inbetween", {"engine": "spline"}, arrays, field=f"arrays.left.{missing}")
+    assert error.message == f"arrays.left.{missing}: is required with arrays.left.{alone}"
+
+
+def test_keys_on_one_hand_only_are_taken():
+    # the other hand sent, keyed on no frame: the keys of both hands count (mutation testing: counting the first
+    # hand's alone went unnoticed: "keys no frame" said of a request that keys the right hand)
+    arrays = keyed_ends(FRAMES)
+    arrays["left.mask"][:] = 0
+    taken("motion.inbetween", {"engine": "spline"}, arrays)
+    arrays["right.mask"][:] = 0
+    error = refused("motion.inbetween", {"engine": "spline"}, arrays, field="arrays.left.mask")
+    assert "keys no frame (all zeros)" in str(error)
+
+
+def test_betas_sent_first_do_not_count_as_the_frames():
+    # the arrays' frames are those of the per-frame arrays, whichever comes first (mutation testing: the betas' 10
+    # counted as frames went unnoticed: a request sending them first failed inside the check, an internal error)
+    for kind in ("motion.inbetween", "motion.trajectory"):
+        arrays = request(kind, frames=30)
+        taken(kind, {"engine": "spline"}, {"right.betas": np.zeros(10, np.float32), **arrays})
+
+
+@pytest.mark.parametrize("sent", ["left", "right"])
+def test_wrist_rotations_without_their_path_are_refused_beside_the_other_wrists_path(sent):
+    # (mutation testing: checking the left wrist alone went unnoticed: the right one's rotations beside a left path
+    # were taken, and generated along no path)
+    other = "right" if sent == "left" else "left"
+    arrays = {f"{other}.transl": np.zeros((FRAMES, 3), np.float32),
+              f"{sent}.global_orient": np.zeros((FRAMES, 3), np.float32)}
+    error = refused("motion.trajectory", {"engine": "spline"}, arrays, field=f"arrays.{sent}.transl")
+    assert error.message == f"arrays.{sent}.transl: is required with arrays.{sent}.global_orient"
+    assert error.hint == f"send the {sent} wrist's path (T, 3) with its rotations"
