@@ -209,3 +209,63 @@ def test_wrist_rotations_without_their_path_are_refused_beside_the_other_wrists_
     error = refused("motion.trajectory", {"engine": "spline"}, arrays, field=f"arrays.{sent}.transl")
     assert error.message == f"arrays.{sent}.transl: is required with arrays.{sent}.global_orient"
     assert error.hint == f"send the {sent} wrist's path (T, 3) with its rotations"
+
+
+@pytest.mark.parametrize("kind", ["motion.inbetween", "motion.trajectory"])
+def test_keys_and_paths_longer_than_the_model_takes_are_refused_before_the_job_is_queued(kind):
+    # the shipped model's 512 frames at 30 fps span 17.03 s: 409 frames at 24 fps fit, 410 do not (mutation testing:
+    # motion.trajectory's check of it dropped went unnoticed; its job then refused the request when its turn came)
+    taken(kind, {"fps": 24.0}, request(kind, 409))
+    error = refused(kind, {"fps": 24.0}, request(kind, 410), field="arrays")
+    assert error.message == ("arrays: 410 frames at 24 fps (17.04 s) is longer than the model's 512 frames at 30 fps "
+                             "(17.03 s)")
+    assert error.hint == "generate at most 409 frames at a time at 24 fps, or use the spline engine (any length)"
+    taken(kind, {"fps": 24.0, "engine": "spline"}, request(kind, 410))
+
+
+# ------------------------------------------------------------------------------------- one path for both wrists
+def _wrist_paths(apart: np.ndarray) -> dict[str, np.ndarray]:
+    """Both hands' transl putting their wrist joints (open hand, mean shape) ``apart`` (T, 3) from each other along one
+    path: the left wrist on it, the right one ``apart`` from it."""
+    from handforge.engines.motion.kinematics import rest_skeleton
+    from handforge.hands.registry import load_hand_model
+
+    rest, _ = rest_skeleton(load_hand_model("open"), torch.zeros(1, 2, 10))
+    wrist = rest[0, :, 0].double().numpy()  # (2, 3): left, right
+    path = np.stack([np.linspace(-0.1, 0.1, len(apart)), np.zeros(len(apart)), np.full(len(apart), 0.3)], 1)
+    return {"left.transl": path - wrist[0], "right.transl": path + apart - wrist[1]}
+
+
+def _one_path_refusal(arrays: dict[str, np.ndarray]):
+    """What motion.trajectory's job says of ``arrays`` before it samples (None: it goes on)."""
+    from handforge.engines.motion import jobs
+    from handforge.server.builtin_jobs import default_registry
+    from handforge.server.jobs import JobContext, JobError
+
+    checked = default_registry().kind("motion.trajectory").schema.validate({"engine": "spline"}, arrays)
+    ctx = JobContext("j", "motion.trajectory", lambda fraction, message, previews: None)
+    try:
+        jobs._refuse_one_path(ctx, checked, jobs.trajectory_observation(checked, arrays))
+    except JobError as exc:
+        return exc
+    return None
+
+
+def test_wrists_within_a_millimetre_on_every_frame_are_one_path_two_millimetres_apart_are_not():
+    # (mutation testing: "one path" widened to 1 cm went unnoticed: the tests sent one path and paths 2 cm apart)
+    frames = 8
+    for gap in (0.0, 0.0005, 0.0009):
+        error = _one_path_refusal(_wrist_paths(np.tile([gap, 0.0, 0.0], (frames, 1))))
+        assert error is not None and "put both wrists on one path" in error.message, gap
+    for gap in (0.002, 0.005):
+        assert _one_path_refusal(_wrist_paths(np.tile([0.0, gap, 0.0], (frames, 1)))) is None, gap
+
+
+def test_wrist_paths_that_meet_on_some_frames_are_not_one_path():
+    # crossing paths (the wrists at one place on one frame) are the animator's to make; the spline engine says where
+    # the hands go into each other (mutation testing: refusing wrists that meet once went unnoticed)
+    apart = np.zeros((8, 3))
+    apart[:, 0] = np.linspace(-0.04, 0.04, 8)
+    apart[3, 0] = 0.0  # the same place on frame 3
+    assert _one_path_refusal(_wrist_paths(apart)) is None
+
