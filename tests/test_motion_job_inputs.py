@@ -269,3 +269,16 @@ def test_wrist_paths_that_meet_on_some_frames_are_not_one_path():
     apart[3, 0] = 0.0  # the same place on frame 3
     assert _one_path_refusal(_wrist_paths(apart)) is None
 
+
+# ------------------------------------------------------------------------------------- the frames named
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_range_ending_past_blenders_last_frame_is_refused(kind):
+    # first_frame is the scene's frame of the first row and notes name frames counted from it; Blender's last frame is
+    # 1,048,574 (MAXFRAME): a range starting there is one frame long, and 6 frames from it were taken, a note then
+    # naming frames no scene has (first_frame alone was bounded)
+    last = 1_048_574
+    taken(kind, params(kind, first_frame=last - FRAMES + 1), request(kind))
+    error = refused(kind, params(kind, first_frame=last - FRAMES + 2), request(kind), field="params.first_frame")
+    assert error.message == (f"params.first_frame: {FRAMES} frames from frame {last - FRAMES + 2} end at frame "
+                             f"{last + 1}, past Blender's last frame {last}")
+    assert error.hint == f"start at frame {last - FRAMES + 1} at the latest, or send fewer frames"

@@ -64,7 +64,8 @@ def _common_params(guidance: str, variation: float = 1.0) -> dict[str, Any]:
         "seed": Integer(doc="random seed: the same seed and inputs give the same motion", default=0, min=0,
                         max=2**31 - 1),
         "first_frame": Integer(doc="the frame number of the arrays' first row (Blender: the range's first frame): "
-                                   "notes that name frames count from it", default=0, min=-MAX_FRAME, max=MAX_FRAME),
+                                   "notes that name frames count from it; the range ends by Blender's last frame "
+                                   "(first_frame + frames - 1 <= 1048574)", default=0, min=-MAX_FRAME, max=MAX_FRAME),
         "num_samples": Integer(doc="motions to generate (the first is the result's clip; all are in "
                                    "samples.<side>)", default=1, min=1, max=MAX_SAMPLES),
         "steps": Integer(doc="DDIM denoising steps (learned engine): more is slower and a little finer",
@@ -154,8 +155,19 @@ def _check_engine(params: dict[str, Any], defaults: dict[str, Any]) -> None:
                   "the spline engine draws rotation splines and cubic wrist paths through the keys")
 
 
+def _check_last_frame(params: dict[str, Any], num_frames: int) -> None:
+    """The range ends within Blender's frames: notes name frames counted from ``first_frame`` (its own bound alone
+    took 6 frames from frame 1,048,574, and a note then named frame 1,048,579, which no scene has)."""
+    last = params["first_frame"] + num_frames - 1
+    if last > MAX_FRAME:
+        raise invalid("params.first_frame", f"{num_frames} frames from frame {params['first_frame']} end at frame "
+                      f"{last}, past Blender's last frame {MAX_FRAME}",
+                      f"start at frame {MAX_FRAME - num_frames + 1} at the latest, or send fewer frames")
+
+
 def _check_generate(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _check_engine(params, GENERATE_PARAMS)
+    _check_last_frame(params, params["num_frames"])
     _check_fits_model(params, params["num_frames"], "params.num_frames")
 
 
@@ -180,6 +192,7 @@ def _check_inbetween(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
         raise invalid(f"arrays.{hand_array_name(sides[0], 'mask')}", "keys no frame (all zeros)",
                       "set a row's columns to 1 where the values are keys; use motion.generate for no keys")
     _observed(inbetween_observation, params, arrays)
+    _check_last_frame(params, _frames(arrays))
     _check_fits_model(params, _frames(arrays), "arrays")
 
 
@@ -196,6 +209,7 @@ def _check_trajectory(params: dict[str, Any], arrays: Mapping[str, np.ndarray]) 
         raise invalid("arrays.right.transl", "no wrist path given",
                       "send <side>.transl (T, 3) for the left and/or right wrist")
     _observed(trajectory_observation, params, arrays)
+    _check_last_frame(params, _frames(arrays))
     _check_fits_model(params, _frames(arrays), "arrays")
 
 
