@@ -223,6 +223,23 @@ def test_keys_and_paths_longer_than_the_model_takes_are_refused_before_the_job_i
     taken(kind, {"fps": 24.0, "engine": "spline"}, request(kind, 410))
 
 
+
+def test_a_range_spanning_exactly_the_models_frames_is_taken(tmp_path, monkeypatch):
+    # 30 frames at 34.8 fps span 29/34.8 s, 25 gaps of the model's 30 fps: 26 model frames, which a model of 26 takes;
+    # in floats 29 · 30 / 34.8 is 25.000000000000004 (mutation testing: retime.model_frames without its tolerance,
+    # counting 27 and refusing the request, went unnoticed)
+    from handforge.engines.checkpoints import save_model
+    from handforge.engines.motion.model import MotionDenoiser
+    from handforge.engines.motion.representation import FRAME_DIM
+
+    folder = save_model(MotionDenoiser(d_model=32, num_layers=1, num_heads=2, ff_size=64, max_frames=26,
+                                       data_mean=[0.0] * FRAME_DIM, data_std=[1.0] * FRAME_DIM), tmp_path / "tiny")
+    monkeypatch.setenv("HANDFORGE_MOTION_CHECKPOINT", str(folder))
+    taken("motion.generate", {"num_frames": 30, "fps": 34.8}, {})
+    error = refused("motion.generate", {"num_frames": 31, "fps": 34.8}, {}, field="params.num_frames")
+    assert "31 frames at 34.8 fps (0.86 s) is longer than the model's 26 frames at 30 fps (0.83 s)" in str(error)
+
+
 # ------------------------------------------------------------------------------------- one path for both wrists
 def _wrist_paths(apart: np.ndarray) -> dict[str, np.ndarray]:
     """Both hands' transl putting their wrist joints (open hand, mean shape) ``apart`` (T, 3) from each other along one
