@@ -101,6 +101,18 @@ def test_a_choice_not_offered_is_refused(kind, name, value, says):
     assert says in str(error)
 
 
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name, value", [("steps", 6), ("variation", 0.5), ("smoothing", 2.0),
+                                         ("penetration_guidance", "on")])
+def test_each_learned_setting_sent_to_the_spline_engine_is_refused(kind, name, value):
+    # the spline engine reads none of them: taken, they would be ignored, unsaid (mutation testing: smoothing left out
+    # of LEARNED_ONLY went unnoticed in process; a server test sends it beside variation)
+    error = refused(kind, params(kind, engine="spline", **{name: value}), request(kind), field=f"params.{name}")
+    assert error.message.startswith(f"params.{name}: {name} only applies to engine 'learned' (the spline engine ")
+    assert error.hint == "set engine to 'learned', or leave it out"
+
+
 # ------------------------------------------------------------------------------------- arrays
 FIELDS = {"motion.inbetween": ("global_orient", "hand_pose", "transl"), "motion.trajectory": ("global_orient", "transl")}
 
