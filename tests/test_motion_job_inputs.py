@@ -204,6 +204,16 @@ def test_keys_on_one_hand_only_are_taken():
     assert "keys no frame (all zeros)" in str(error)
 
 
+def test_one_part_keyed_on_one_frame_is_a_key():
+    # a row keys its frame when any column is set, and one keyed frame is enough (mutation testing: "keyed <= 1", one
+    # key refused as none, and a row keying its frame only when every column is set went unnoticed in process)
+    arrays = keyed_ends(FRAMES)
+    arrays["left.mask"][:] = 0
+    arrays["right.mask"][:] = 0
+    arrays["right.mask"][2, 5] = 1  # the right hand's fifth finger joint on frame 2, nothing else
+    taken("motion.inbetween", {"engine": "spline"}, arrays)
+
+
 def test_betas_sent_first_do_not_count_as_the_frames():
     # the arrays' frames are those of the per-frame arrays, whichever comes first (mutation testing: the betas' 10
     # counted as frames went unnoticed: a request sending them first failed inside the check, an internal error)
