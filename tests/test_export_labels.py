@@ -492,6 +492,16 @@ def test_an_output_folder_that_is_a_dangling_link_is_said_to_be_one(tmp_path):
     assert export(parse_spec({**SPEC, "samples": 1}), tmp_path / "dang", progress=False)["finished"] == 1
 
 
+def test_an_output_folder_inside_a_dataset_is_refused(exported, tmp_path):
+    """``--out data/sub`` wrote a whole dataset inside another, whose resume then said nothing of it."""
+    from handforge.export.folder import FolderTaken
+
+    with pytest.raises(FolderTaken, match=f"^{exported}/samples/inner is inside the dataset {exported}: choose a "
+                                          "folder outside it$"):
+        export(parse_spec(SPEC), exported / "samples" / "inner", progress=False)
+    assert not (exported / "samples" / "inner").exists()
+
+
 def test_a_dataset_without_its_record_says_the_card_holds_its_spec(exported, tmp_path):
     """A dataset whose export_spec.json was deleted was "not empty and holds no HandForge export"; the card's spec,
     written into the record as it says, resumes it."""

@@ -392,6 +392,9 @@ def claimed_folder(out: Path, record: dict[str, Any], record_of: str = "spec") -
     half-written (yields how many). A run refused or failed before it wrote a sample leaves the folder
     as it found it (no record, and no folder if it made it); one refused because another run holds the
     folder touches nothing of it."""
+    outer = next((p for p in out.resolve().parents if (p / SPEC_RECORD).is_file() and (p / SAMPLES).is_dir()), None)
+    if outer is not None:  # (its resume said nothing of a whole dataset inside it)
+        raise FolderTaken(f"{out} is inside the dataset {outer}: choose a folder outside it")
     created = not out.exists()
     if created and out.is_symlink():  # (mkdir said "cannot write into out: File exists")
         raise FolderTaken(f"{out} is a link to {os.readlink(out)}, which does not exist: make that folder, or choose "
