@@ -155,5 +155,5 @@ def test_a_checkpoint_of_another_vector_size_is_refused_at_submit(tmp_path, monk
     monkeypatch.setenv("HANDFORGE_INTERACTION_CHECKPOINT", str(folder))
     error = refusal(KIND, {})
     assert error is not None and error.code == ErrorCode.MISSING_WEIGHTS, error
-    assert error.message == (f"engine 'learned' cannot run: interaction.checkpoint: {folder} holds a "
-                             "InteractionDenoiser checkpoint of vector_dim 10, not the 64 this engine takes")
+    assert error.message == (f"engine 'learned' cannot run: interaction.checkpoint: {folder} holds a checkpoint of "
+                             "InteractionDenoiser with vector_dim 10, not the 64 this engine takes")

@@ -341,7 +341,7 @@ def _checkpoint_problem(folder: str | Path, spec: Any, name: str, sizes: Mapping
         return str(exc)
     wrong = [f"{key} {config[key]!r}, not the {size}" for key, size in sizes.items() if config.get(key, size) != size]
     if wrong:
-        return f"{folder} holds a {name} checkpoint of {', '.join(wrong)} this engine takes"
+        return f"{folder} holds a checkpoint of {name} with {', '.join(wrong)} this engine takes"  # (not "a Interaction…")
     not_finite = first_non_finite_saved(Path(folder) / WEIGHTS_NAME) if finite else ""
     return f"{folder}: the {name} checkpoint {_non_finite_text(not_finite)}; save or train it again" if not_finite else ""
 
