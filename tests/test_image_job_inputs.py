@@ -126,3 +126,14 @@ def test_a_batch_of_poses_per_hand_is_refused(name):
     batch = {**arrays, key: np.zeros((2, size), np.float32)}
     error = refused(KIND, params, batch, field=f"arrays.{key}")
     assert f"must have shape (1, {size}), got (2, {size})" in str(error)
+
+
+def test_a_mano_request_without_the_mano_files_is_refused_for_them_before_the_weights(monkeypatch, tmp_path):
+    # (mutation testing: require_hand_model dropped went unnoticed; the weights' refusal came instead)
+    monkeypatch.setenv("HANDFORGE_MANO_DIR", str(tmp_path))
+    params, arrays = request(hand_model="mano")
+    error = refusal(KIND, params, arrays)
+    assert error is not None and error.code == ErrorCode.MISSING_WEIGHTS, error
+    assert str(error).startswith(f"hand model 'mano' is not available here: {tmp_path} holds neither MANO_RIGHT "
+                                 "nor MANO_LEFT"), str(error)
+    assert "MANO" not in str(refusal(KIND, *request()))  # the open hand: the weights' refusal alone
